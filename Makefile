@@ -1,0 +1,46 @@
+# Every target that runs code depends on the pinned install in .venv (requirements.lock).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.8
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= demo
+DEMO_PATIENTS ?= 20000
+DEMO_MONTHS ?= 24
+
+.PHONY: install demo test test-fast lint lock bench clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --require-hashes -r requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $(STAMP)
+
+# Re-resolve the lock after changing dependencies in pyproject.toml.
+lock:
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --universal \
+		--generate-hashes -q -o requirements.lock
+
+demo: install
+	$(BIN)/order-audit synth --patients $(DEMO_PATIENTS) --months $(DEMO_MONTHS) --seed 7 --out $(DEMO_DIR)/input
+	$(BIN)/order-audit run --input $(DEMO_DIR)/input --out $(DEMO_DIR)/output --warehouse $(DEMO_DIR)/warehouse.duckdb
+	@echo "Report: $(DEMO_DIR)/output/report.html"
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: install
+	$(BIN)/ruff check pipeline tests
+	$(BIN)/ruff format --check pipeline tests
+
+bench: install
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
