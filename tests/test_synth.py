@@ -1,0 +1,223 @@
+"""The synthetic generator: deterministic, every scenario present, ground truth consistent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pipeline.synth import LEAK_CODES_ALL, REGISTRY, SCENARIO_NAMES, generate
+
+N = 3000
+MONTHS = 36
+
+VERDICT_OF = {
+    "cancelled": "excluded",
+    "red_flag_indication": "excluded",
+    "outside_window": "excluded",
+    "unmapped_code": "not_evaluable",
+    "missing_time": "not_evaluable",
+    "premature": "inappropriate",
+    "contrast_only": "inappropriate",
+    "wrong_region": "inappropriate",
+    "ct_initial": "inappropriate",
+    "ct_myelography_initial": "inappropriate",
+    "cisternography_initial": "inappropriate",
+    "mr_myelography_initial": "inappropriate",
+    "noncontrast_only": "review",
+    "dsm_initial": "review",
+    "brain_only_initial": "review",
+    "mri_complete_spine_wwo": "appropriate",
+    "brain_mri_companion": "appropriate",
+    "subsequent_after_mri": "appropriate",
+}
+FILES = (
+    "procedures.csv",
+    "imaging_orders.csv",
+    "diagnoses.csv",
+    "local_code_map.csv",
+    "ground_truth_orders.csv",
+    "ground_truth_cases.csv",
+    "synth.json",
+)
+
+
+def _read(d: Path, name: str) -> pl.DataFrame:
+    return pl.read_csv(d / name, infer_schema=False)
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("synth_a")
+    generate(d, patients=N, months=MONTHS, seed=11)
+    return d
+
+
+def test_same_seed_same_bytes_other_seed_differs(out, tmp_path):
+    again = tmp_path / "again"
+    generate(again, patients=N, months=MONTHS, seed=11)
+    for f in FILES:
+        assert (out / f).read_bytes() == (again / f).read_bytes(), f
+    other = tmp_path / "other"
+    generate(other, patients=N, months=MONTHS, seed=12)
+    assert (out / "imaging_orders.csv").read_bytes() != (other / "imaging_orders.csv").read_bytes()
+    assert (out / "ground_truth_orders.csv").read_bytes() != (other / "ground_truth_orders.csv").read_bytes()
+
+
+def test_every_scenario_present(out):
+    meta = json.loads((out / "synth.json").read_text())
+    for name in SCENARIO_NAMES:
+        assert meta["scenarios"][name]["instances"] >= 1, name
+    cases = _read(out, "ground_truth_cases.csv")
+    case_scen = {n for n, v in meta["scenarios"].items() if v["is_case"]}
+    assert set(cases["scenario"]) == case_scen
+    assert not any(s.startswith("nc_") for s in cases["scenario"])
+    assert meta["counts"]["imaging_orders"] == _read(out, "imaging_orders.csv").height
+
+
+def test_ground_truth_consistent(out):
+    gt = _read(out, "ground_truth_orders.csv")
+    orders = _read(out, "imaging_orders.csv")
+    procs = _read(out, "procedures.csv")
+    cases = _read(out, "ground_truth_cases.csv")
+    assert gt["order_id"].is_unique().all()
+    assert set(gt["order_id"]) <= set(orders["order_id"])
+    assert set(gt["case_id"]) == set(cases["case_id"])
+    assert set(cases["case_id"]) <= set(procs["procedure_id"])
+    # an order's case belongs to the same patient
+    j = gt.join(orders.select("order_id", "patient_id"), on="order_id").join(
+        cases.select("case_id", pl.col("patient_id").alias("case_patient")), on="case_id"
+    )
+    assert (j["patient_id"] == j["case_patient"]).all()
+    seen = set()
+    for verdict, reasons in gt.select("verdict", "reasons").iter_rows():
+        rs = reasons.split("|")
+        assert all(VERDICT_OF[r] == verdict for r in rs), (verdict, reasons)
+        assert rs == sorted(rs, key=REGISTRY.index), reasons  # registry order
+        seen.update(rs)
+    assert seen == set(REGISTRY)
+    # non-neuro codes are never audited
+    codes = j.join(orders.select("order_id", "order_code"), on="order_id")["order_code"]
+    assert not set(codes) & {"71046", "74177", "73721", "72100", "76700", "LOC-XR-CHEST", "71250", "73030"}
+
+
+def test_background_has_no_leak_evidence(out):
+    cases = _read(out, "ground_truth_cases.csv")
+    meta = json.loads((out / "synth.json").read_text())
+    procs = _read(out, "procedures.csv")
+    orders = _read(out, "imaging_orders.csv")
+    dx = _read(out, "diagnoses.csv")
+    # scenario patients: the patients of any scenario row (cases plus the not-a-case examples)
+    scen = set(cases["patient_id"]) | {p for v in meta["noncase_example_patients"].values() for p in v}
+    leak_dx_pat = set(dx.filter(pl.col("diagnosis_code").is_in(sorted(LEAK_CODES_ALL)))["patient_id"])
+    patch_pat = set(procs.filter(pl.col("procedure_code") == "62273")["patient_id"])
+    ind = (
+        orders.filter(pl.col("indication_codes").is_not_null())
+        .with_columns(pl.col("indication_codes").str.split("|").alias("c"))
+        .explode("c")
+    )
+    leak_ind_pat = set(ind.filter(pl.col("c").is_in(sorted(LEAK_CODES_ALL)))["patient_id"])
+    evidence = leak_dx_pat | patch_pat | leak_ind_pat
+    n_scen = meta["counts"]["scenario_patients"]
+    assert len(evidence) <= n_scen
+    # every patient with evidence is a scenario patient: cases, or not-a-case scenario patients
+    non_case_evidence = evidence - set(cases["patient_id"])
+    n_nc = sum(v["instances"] for v in meta["scenarios"].values() if not v["is_case"])
+    assert len(non_case_evidence) <= n_nc
+    assert scen & evidence
+
+
+def test_noncase_patients_absent_from_ground_truth(out):
+    meta = json.loads((out / "synth.json").read_text())
+    gt = _read(out, "ground_truth_orders.csv")
+    orders = _read(out, "imaging_orders.csv")
+    nc = {p for v in meta["noncase_example_patients"].values() for p in v}
+    gt_pat = set(gt.join(orders, on="order_id")["patient_id"])
+    assert not nc & gt_pat
+    # they do have neuro orders the audit must not list
+    assert orders.filter(
+        pl.col("patient_id").is_in(sorted(nc)) & pl.col("order_code").str.starts_with("72")
+    ).height
+
+
+def test_ids_unique_and_timestamps_parse(out):
+    procs = _read(out, "procedures.csv")
+    orders = _read(out, "imaging_orders.csv")
+    dx = _read(out, "diagnoses.csv")
+    assert procs["procedure_id"].is_unique().all()
+    assert orders["order_id"].is_unique().all()
+    for df, col in ((procs, "performed_at"), (orders, "ordered_at"), (dx, "recorded_at")):
+        s = df[col].drop_nulls()
+        naive = s.filter(~s.str.contains(r"(Z|[+-]\d\d:\d\d)$"))
+        aware = s.filter(s.str.contains(r"(Z|[+-]\d\d:\d\d)$"))
+        assert (
+            naive.str.to_datetime("%Y-%m-%d %H:%M:%S", strict=False).null_count()
+            == naive.filter(naive.str.len_chars() == 10).len()
+        )
+        assert aware.str.to_datetime(time_zone="UTC", strict=True).null_count() == 0
+        assert 0.03 < aware.len() / s.len() < 0.2, col
+    assert orders["ordered_at"].null_count() >= 1  # the missing_time scenario
+    assert procs["patient_birth_date"].drop_nulls().str.to_date("%Y-%m-%d").null_count() == 0
+    assert set(orders["status"]) <= {"ordered", "scheduled", "completed", "cancelled"}
+
+
+def test_dst_orders_exact_hours(out):
+    """DST scenarios: hours since index are computed on absolute time."""
+    cases = _read(out, "ground_truth_cases.csv")
+    gt = _read(out, "ground_truth_orders.csv")
+    procs = _read(out, "procedures.csv")
+    orders = _read(out, "imaging_orders.csv")
+
+    def utc(col):
+        c = pl.col(col)
+        has_off = c.str.contains(r"(Z|[+-]\d\d:\d\d)$")
+        return (
+            pl.when(has_off)
+            .then(c.str.to_datetime("%Y-%m-%dT%H:%M:%S%#z", time_zone="UTC", strict=False))
+            .otherwise(
+                c.str.to_datetime("%Y-%m-%d %H:%M:%S", strict=False)
+                .dt.replace_time_zone("America/New_York", ambiguous="earliest")
+                .dt.convert_time_zone("UTC")
+            )
+        )
+
+    j = (
+        gt.join(cases, on="case_id")
+        .join(orders.select("order_id", utc("ordered_at").alias("o")), on="order_id")
+        .join(
+            procs.select(pl.col("procedure_id").alias("case_id"), utc("performed_at").alias("i")),
+            on="case_id",
+        )
+        .with_columns(((pl.col("o") - pl.col("i")).dt.total_seconds() / 3600).alias("h"))
+    )
+    expect = {
+        "dst_spring_72h": 72.0,
+        "dst_spring_71h30": 71.5,
+        "dst_fall_72h": 72.0,
+        "dst_fall_72h30": 72.5,
+        "dst_fall_71h30": 71.5,
+        "exactly_72h": 72.0,
+    }
+    for scen, h in expect.items():
+        hs = j.filter(pl.col("scenario") == scen)["h"].min()
+        assert hs == pytest.approx(h), scen
+    prem = j.filter(pl.col("verdict") == "inappropriate", pl.col("reasons").str.contains("premature"))
+    assert (prem["h"] < 72).all()
+    ok = j.filter(pl.col("verdict") == "appropriate")
+    assert (ok["h"] >= 72).all()
+    # the fall-back scenario's index is within 3 days before the change: wall clock differs from absolute
+    fall = j.filter(pl.col("scenario") == "dst_fall_72h")
+    assert fall.height >= 1
+
+
+def test_parquet_same_rows(out, tmp_path):
+    pq = tmp_path / "pq"
+    generate(pq, patients=N, months=MONTHS, seed=11, fmt="parquet")
+    for name in ("procedures", "imaging_orders", "diagnoses"):
+        a = _read(out, f"{name}.csv")
+        b = pl.read_parquet(pq / f"{name}.parquet")
+        assert a.columns == b.columns
+        assert a.equals(b.select(pl.all().cast(pl.String))), name
+    assert (out / "ground_truth_orders.csv").read_bytes() == (pq / "ground_truth_orders.csv").read_bytes()
