@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo
 DEMO_PATIENTS ?= 20000
 DEMO_MONTHS ?= 24
+DEMO_START ?= 2024-09
 
 .PHONY: install demo test test-fast lint lock bench clean
 
@@ -25,7 +26,7 @@ lock:
 		--generate-hashes -q -o requirements.lock
 
 demo: install
-	$(BIN)/order-audit synth --patients $(DEMO_PATIENTS) --months $(DEMO_MONTHS) --seed 7 --out $(DEMO_DIR)/input
+	$(BIN)/order-audit synth --patients $(DEMO_PATIENTS) --months $(DEMO_MONTHS) --seed 7 --start $(DEMO_START) --out $(DEMO_DIR)/input
 	$(BIN)/order-audit run --input $(DEMO_DIR)/input --out $(DEMO_DIR)/output --warehouse $(DEMO_DIR)/warehouse.duckdb
 	@echo "Report: $(DEMO_DIR)/output/report.html"
 

@@ -1,0 +1,135 @@
+"""Settings with their defaults: windows, thresholds, time zone, column maps, paths.
+
+A TOML file (``--config``) overrides the defaults; command-line options override the
+file. Every number of the case definition lives here, nowhere else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pipeline.errors import ConfigError
+
+# A public, built-in key: pseudonyms made with it can be recomputed by anyone who has
+# the software and a list of candidate patient ids. Real runs must set their own key.
+DEMO_PSEUDONYM_KEY = "order-audit-public-demo-key"
+PSEUDONYM_KEY_ENV = "ORDER_AUDIT_PSEUDONYM_KEY"
+
+
+@dataclass(frozen=True)
+class CaseDefinition:
+    min_age_years: float = 18.0
+    leak_evidence_days: float = 14.0
+    audit_window_days: float = 30.0
+    outside_window_context_days: float = 30.0
+    premature_hours: float = 72.0
+    episode_hours: float = 24.0
+
+
+@dataclass(frozen=True)
+class Reporting:
+    min_cell_count: int = 11  # small-cell suppression for rates shown or fed
+    trend_months: int = 24
+
+
+@dataclass(frozen=True)
+class Privacy:
+    key_file: str | None = None  # a file holding the pseudonym key; else $ORDER_AUDIT_PSEUDONYM_KEY
+
+
+@dataclass(frozen=True)
+class Config:
+    site_timezone: str = "America/New_York"
+    case: CaseDefinition = field(default_factory=CaseDefinition)
+    reporting: Reporting = field(default_factory=Reporting)
+    privacy: Privacy = field(default_factory=Privacy)
+    local_code_map: str | None = None
+    # canonical column -> column name in the extract, per table
+    columns: dict[str, dict[str, str]] = field(default_factory=dict)
+    source_path: str | None = None
+
+    def as_dict(self) -> dict:
+        """The configuration as recorded in run.json (no secrets in it)."""
+        return dataclasses.asdict(self)
+
+
+_SECTIONS = {"case": CaseDefinition, "reporting": Reporting, "privacy": Privacy}
+_TABLES = ("procedures", "imaging_orders", "diagnoses")
+
+
+def _section(cls, values: dict, where: str):
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(values) - set(known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}; "
+                          f"known: {', '.join(sorted(known))}")
+    out = {}
+    for name, value in values.items():
+        default = getattr(cls(), name)
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"{where}.{name}: expected a non-negative number, got {value!r}")
+            value = type(default)(value)
+        out[name] = value
+    return cls(**out)
+
+
+def load_config(path: str | Path | None = None, **overrides) -> Config:
+    """Read a TOML config (optional) and apply command-line overrides that are not None."""
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: config file not found; pass an existing --config file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p}: not valid TOML ({exc}); fix the file") from None
+    kwargs: dict = {"source_path": str(path) if path else None}
+    for key, value in data.items():
+        where = f"{path}: [{key}]"
+        if key in _SECTIONS:
+            kwargs[key] = _section(_SECTIONS[key], value, where)
+        elif key == "site_timezone" or key == "local_code_map":
+            kwargs[key] = value
+        elif key == "columns":
+            bad = set(value) - set(_TABLES)
+            if bad:
+                raise ConfigError(f"{where}: unknown table(s) {', '.join(sorted(bad))}; known: {', '.join(_TABLES)}")
+            kwargs[key] = {t: dict(m) for t, m in value.items()}
+        else:
+            raise ConfigError(f"{path}: unknown setting '{key}'")
+    for key, value in overrides.items():
+        if value is not None:
+            kwargs[key] = value
+    cfg = Config(**kwargs)
+    try:
+        ZoneInfo(cfg.site_timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"site time zone '{cfg.site_timezone}' is not an IANA zone name "
+                          "(for example America/New_York)") from None
+    if cfg.local_code_map and path is not None and not Path(cfg.local_code_map).is_absolute():
+        # a relative map path in a config file is relative to that file
+        cfg = dataclasses.replace(cfg, local_code_map=str(Path(path).parent / cfg.local_code_map))
+    return cfg
+
+
+def pseudonym_key(cfg: Config) -> tuple[bytes, bool]:
+    """The pseudonym key and whether it is the public demo key."""
+    if cfg.privacy.key_file:
+        try:
+            key = Path(cfg.privacy.key_file).read_bytes().strip()
+        except OSError as exc:
+            raise ConfigError(f"{cfg.privacy.key_file}: cannot read the pseudonym key file ({exc.strerror})") from None
+        if not key:
+            raise ConfigError(f"{cfg.privacy.key_file}: the pseudonym key file is empty")
+        return key, False
+    env = os.environ.get(PSEUDONYM_KEY_ENV, "").strip()
+    if env:
+        return env.encode(), False
+    return DEMO_PSEUDONYM_KEY.encode(), True

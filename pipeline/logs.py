@@ -1,0 +1,50 @@
+"""Logging to stderr: plain lines for people, one JSON object per line for schedulers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from contextlib import contextmanager
+
+log = logging.getLogger("pipeline")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        payload = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        payload.update(getattr(record, "fields", {}))
+        return json.dumps(payload, default=str)
+
+
+def setup_logging(fmt: str = "text", verbosity: int = 0) -> None:
+    """verbosity: -1 quiet (warnings and errors), 0 info, 1 debug."""
+    level = {-1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}[max(-1, min(1, verbosity))]
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter("order-audit: %(message)s"))
+    root = logging.getLogger("pipeline")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def event(message: str, level: int = logging.INFO, **fields) -> None:
+    """A log line with structured fields (shown as JSON keys with --log-format json)."""
+    log.log(level, message, extra={"fields": {"event": fields.pop("event", message), **fields}})
+
+
+@contextmanager
+def stage(name: str, timings: dict):
+    """Time a pipeline stage and log it as event=stage_done."""
+    started = time.perf_counter()
+    event(f"{name}: started", event="stage_start", stage=name, level=logging.DEBUG)
+    yield
+    seconds = time.perf_counter() - started
+    timings[name] = timings.get(name, 0.0) + seconds
+    event(f"{name}: done in {seconds:.2f} s", event="stage_done", stage=name, seconds=round(seconds, 3))

@@ -1,0 +1,20 @@
+-- Every sign of a suspected leak for patients with an index procedure:
+-- a leak diagnosis, a leak indication on an imaging order, or an epidural blood patch.
+SELECT d.patient_id, d.recorded_at AS evidence_at, d.recorded_at_is_date AS evidence_is_date,
+       'diagnosis' AS evidence_source, d.diagnosis_code AS evidence_code
+FROM stg_diagnoses AS d
+WHERE d.patient_id IN (SELECT patient_id FROM int_index_procedures)
+  AND EXISTS (SELECT 1 FROM stg_value_set_codes AS vs
+              WHERE vs.value_set = 'leak_diagnosis'
+                AND ((vs.match = 'exact' AND d.diagnosis_code_norm = vs.code_norm)
+                  OR (vs.match = 'prefix' AND starts_with(d.diagnosis_code_norm, vs.code_norm))))
+UNION ALL
+SELECT o.patient_id, o.ordered_at, false, 'indication', o.indication_codes
+FROM int_patient_orders AS o
+JOIN int_order_indication_flags AS f ON f.order_id = o.order_id
+WHERE f.has_leak_indication AND o.ordered_at IS NOT NULL
+UNION ALL
+SELECT p.patient_id, p.performed_at, false, 'blood_patch', p.procedure_code
+FROM stg_procedures AS p
+WHERE p.patient_id IN (SELECT patient_id FROM int_index_procedures)
+  AND p.procedure_code IN (SELECT code_norm FROM stg_value_set_codes WHERE value_set = 'blood_patch')

@@ -1,0 +1,62 @@
+-- From every procedure of the period down to flagged orders; each step says what it counts,
+-- and exclusion rows say why units left between two steps.
+WITH per AS (SELECT * FROM audit_period),
+procs AS (
+    SELECT p.*, strftime(p.performed_local_date, '%Y-%m') AS month
+    FROM stg_procedures AS p, per
+    WHERE (per.first_month IS NULL OR strftime(p.performed_local_date, '%Y-%m') >= per.first_month)
+      AND (per.last_month IS NULL OR strftime(p.performed_local_date, '%Y-%m') <= per.last_month)
+),
+ix AS (SELECT * FROM mart_index_procedures),
+orders AS (SELECT * FROM mart_audited_orders),
+cases AS (SELECT * FROM mart_cases),
+steps AS (
+    SELECT 1 AS step_order, 'Procedures in the period' AS step, 'procedures' AS unit,
+           (SELECT count(*) FROM procs) AS count, 'step' AS kind, '' AS note
+    UNION ALL SELECT 1, 'Not a lumbar dural-puncture procedure (cervical/thoracic counterpart)', 'procedures',
+           (SELECT count(*) FROM procs WHERE procedure_code IN
+               (SELECT code_norm FROM stg_value_set_codes WHERE value_set = 'out_of_scope_procedure')),
+           'exclusion', 'cervical and thoracic injections are outside the default scope'
+    UNION ALL SELECT 1, 'Not a lumbar dural-puncture procedure (other codes)', 'procedures',
+           (SELECT count(*) FROM procs WHERE procedure_code NOT IN
+               (SELECT code_norm FROM stg_value_set_codes WHERE value_set IN ('index_procedure', 'out_of_scope_procedure'))),
+           'exclusion', 'includes blood patches and unrelated procedures'
+    UNION ALL SELECT 2, 'Index procedures (lumbar, can puncture the dura)', 'procedures', (SELECT count(*) FROM ix), 'step', ''
+    UNION ALL SELECT 2, 'Index procedures: patients', 'patients', (SELECT count(DISTINCT patient_key) FROM ix), 'step', ''
+    UNION ALL SELECT 2, 'Under the minimum age at the procedure', 'procedures',
+           (SELECT count(*) FROM ix WHERE NOT is_adult AND NOT is_age_unknown), 'exclusion', ''
+    UNION ALL SELECT 2, 'Age unknown (no birth date or age)', 'procedures',
+           (SELECT count(*) FROM ix WHERE is_age_unknown), 'exclusion', 'cannot tell whether adult: not audited'
+    UNION ALL SELECT 3, 'Index procedures in adults', 'procedures', (SELECT count(*) FROM ix WHERE is_adult), 'step', ''
+    UNION ALL SELECT 3, 'No leak evidence attached', 'procedures',
+           (SELECT count(*) FROM ix WHERE is_adult AND NOT has_leak_evidence AND NOT has_late_evidence_only),
+           'exclusion', 'no leak diagnosis, leak indication or blood patch attached to this procedure'
+    UNION ALL SELECT 3, 'Leak evidence only after the evidence window', 'procedures',
+           (SELECT count(*) FROM ix WHERE is_adult AND NOT has_leak_evidence AND has_late_evidence_only),
+           'exclusion', ''
+    UNION ALL SELECT 4, 'Cases (adult index procedure with leak evidence)', 'cases', (SELECT count(*) FROM cases), 'step', ''
+    UNION ALL SELECT 4, 'Cases: patients', 'patients', (SELECT count(DISTINCT patient_key) FROM cases), 'step', ''
+    UNION ALL SELECT 4, 'Cases without audited imaging in the window', 'cases',
+           (SELECT count(*) FROM cases WHERE n_evaluated + n_not_evaluable = 0), 'exclusion', ''
+    UNION ALL SELECT 5, 'Cases with imaging in the window', 'cases',
+           (SELECT count(*) FROM cases WHERE n_evaluated + n_not_evaluable > 0), 'step', ''
+    UNION ALL SELECT 6, 'Audited orders (listed)', 'orders', (SELECT count(*) FROM orders), 'step', ''
+    UNION ALL SELECT 6, 'Excluded: ' || r.reason_code, 'orders',
+           (SELECT count(*) FROM orders WHERE verdict = 'excluded'
+              AND contains('|' || reasons || '|', '|' || r.reason_code || '|')), 'exclusion', r.explanation
+    FROM ref_rules AS r WHERE r.verdict = 'excluded'
+    UNION ALL SELECT 7, 'Orders in the window, not excluded', 'orders',
+           (SELECT count(*) FROM orders WHERE verdict <> 'excluded'), 'step', ''
+    UNION ALL SELECT 7, 'Not evaluable: ' || r.reason_code, 'orders',
+           (SELECT count(*) FROM orders WHERE verdict = 'not_evaluable'
+              AND contains('|' || reasons || '|', '|' || r.reason_code || '|')), 'exclusion', r.explanation
+    FROM ref_rules AS r WHERE r.verdict = 'not_evaluable'
+    UNION ALL SELECT 8, 'Evaluated orders', 'orders',
+           (SELECT count(*) FROM orders WHERE verdict IN ('appropriate', 'inappropriate', 'review')), 'step', ''
+    UNION ALL SELECT 9, 'Flagged orders (inappropriate)', 'orders',
+           (SELECT count(*) FROM orders WHERE verdict = 'inappropriate'), 'step', ''
+    UNION ALL SELECT 9, 'Review findings', 'orders',
+           (SELECT count(*) FROM orders WHERE verdict = 'review'), 'step', 'reported apart: guidance differs'
+)
+SELECT step_order, step, unit, count, kind, note FROM steps
+ORDER BY step_order, kind DESC, step
