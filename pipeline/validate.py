@@ -1,0 +1,493 @@
+"""Data-quality checks on the warehouse: Great Expectations suites plus a few SQL checks.
+
+The suites are declarative files in ``expectations/*.json``. Each expectation carries a
+GX ``type`` and ``kwargs`` and our own ``meta`` (``check_id``, ``severity``,
+``description``, ``row_level``). Checks GX cannot express over one table (two tables,
+or an aggregate over time) are the ``sql_checks`` of a suite, implemented here as
+plain SQL (``check_*`` functions) returning the same ``CheckResult``.
+
+GX runs through its SQL data source on the DuckDB file, read-only, with the shim of
+``pipeline.gx_duckdb``: one batch validation per table (all of its expectations at
+once). ``great_expectations`` is imported lazily, inside ``run_suites`` only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SUITES_DIR = Path(__file__).resolve().parent.parent / "expectations"
+if not SUITES_DIR.is_dir():  # installed wheel: expectations are bundled
+    SUITES_DIR = Path(__file__).resolve().parent / "_bundled" / "expectations"
+
+ALL_SUITES = ("procedures", "imaging_orders", "diagnoses")
+OUTPUT_SUITES = ("outputs",)
+
+DEFAULT_PARAMS: dict[str, Any] = {
+    "timestamp_floor": dt.datetime(2000, 1, 1, tzinfo=dt.UTC),
+    "min_mapped_share": 0.95,
+    "volume_min_ratio": 0.5,
+    "volume_trailing_months": 3,
+    "site_timezone": "America/New_York",
+}
+SAMPLE_SIZE = 5
+CPT_FORM = "^[0-9]{4}[0-9A-Z]$"
+
+
+@dataclass
+class CheckResult:
+    check_id: str
+    table: str
+    severity: str  # blocking | warning
+    status: str  # passed | failed | error
+    violated_count: int | None
+    denominator: int | None
+    percent: float | None
+    description: str
+    sample_keys: list[str] = field(default_factory=list)
+    violations_sql: str | None = None  # lists the violating rows (or months, steps)
+    row_level: bool = False
+    engine: str = "gx"  # gx | sql
+    expectation: dict | None = None  # the GX type + kwargs, for gx checks
+    error: str | None = None
+    seconds: float | None = None  # wall time of the table's batch (gx) or of the check (sql)
+
+    @property
+    def blocking_failure(self) -> bool:
+        return self.severity == "blocking" and self.status != "passed"
+
+
+def load_suite(name_or_path: str | os.PathLike) -> dict:
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = SUITES_DIR / f"{name_or_path}.json"
+    with open(path, encoding="utf-8") as f:
+        suite = json.load(f)
+    for table in suite["tables"]:
+        for exp in table["expectations"]:
+            meta = exp.get("meta", {})
+            missing = {"check_id", "severity", "description", "row_level"} - meta.keys()
+            if missing:
+                raise ValueError(f"{path}: expectation {exp.get('type')} lacks meta {sorted(missing)}")
+            if meta["severity"] not in ("blocking", "warning"):
+                raise ValueError(f"{path}: {meta['check_id']}: severity must be blocking or warning")
+    return suite
+
+
+def resolve_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Defaults + the caller's values. ``now`` is required: the run supplies it."""
+    p = {**DEFAULT_PARAMS, **(params or {})}
+    if "now" not in p:
+        raise ValueError("params['now'] is required (the run's reference time, tz-aware)")
+    for key in ("now", "timestamp_floor"):
+        v = p[key]
+        if isinstance(v, str):
+            v = dt.datetime.fromisoformat(v)
+        if isinstance(v, dt.date) and not isinstance(v, dt.datetime):
+            v = dt.datetime(v.year, v.month, v.day)
+        if v.tzinfo is None:
+            raise ValueError(f"params['{key}'] must be timezone-aware")
+        p[key] = v
+    p.setdefault("today", p["now"].date())
+    return p
+
+
+# ---------------------------------------------------------------------------------------
+# the runner
+
+
+def run_suites(
+    warehouse_path: str | os.PathLike,
+    suites: Iterable[str | os.PathLike] = ALL_SUITES,
+    params: Mapping[str, Any] | None = None,
+) -> list[CheckResult]:
+    """Run the named suites against the DuckDB file (read-only) and return one result per check."""
+    import duckdb
+
+    p = resolve_params(params)
+    path = Path(warehouse_path).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"warehouse file not found: {path}")
+    loaded = [load_suite(s) for s in suites]
+
+    # Phase 1, plain DuckDB (read-only): which tables exist, row counts, the SQL checks.
+    # Closed before GX opens the file: DuckDB refuses two in-process connections to one
+    # file with different settings, and duckdb-engine adds its own (custom_user_agent).
+    tables: dict[str, dict] = {}
+    sql_results: dict[tuple[int, int], CheckResult] = {}
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        con.execute("SET enable_progress_bar = false")
+        existing = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        for suite in loaded:
+            for tspec in suite["tables"]:
+                t = tspec["table"]
+                if t in existing and t not in tables:
+                    cols = {r[0] for r in con.execute(
+                        "SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [t]).fetchall()}
+                    rows = con.execute(f"SELECT count(*) FROM {_q(t)}").fetchone()[0]
+                    tables[t] = {"columns": cols, "rows": rows}
+        for i, suite in enumerate(loaded):
+            for j, spec in enumerate(suite.get("sql_checks", [])):
+                sql_results[(i, j)] = _run_sql_check(con, spec, existing, p)
+    finally:
+        con.close()
+
+    # Phase 2, GX: one batch validation per table.
+    results: list[CheckResult] = []
+    datasource = None
+    try:
+        for i, suite in enumerate(loaded):
+            for tspec in suite["tables"]:
+                t = tspec["table"]
+                if t not in tables:
+                    if not tspec.get("optional"):
+                        results.extend(_missing_table_results(tspec))
+                    continue
+                if datasource is None:
+                    from pipeline.gx_duckdb import make_context
+
+                    _context, datasource = make_context(path)
+                results.extend(_run_table(datasource, suite["suite"], tspec, tables[t], p))
+            results.extend(sql_results[(i, j)] for j in range(len(suite.get("sql_checks", []))))
+    finally:
+        if datasource is not None:
+            from pipeline.gx_duckdb import close_datasource
+
+            close_datasource(datasource)
+    return results
+
+
+def _missing_table_results(tspec: dict) -> list[CheckResult]:
+    return [
+        CheckResult(
+            check_id=e["meta"]["check_id"], table=tspec["table"], severity=e["meta"]["severity"],
+            status="error", violated_count=None, denominator=None, percent=None,
+            description=e["meta"]["description"], row_level=e["meta"]["row_level"],
+            expectation={"type": e["type"], "kwargs": e["kwargs"]},
+            error=f"table {tspec['table']} does not exist in the warehouse",
+        )
+        for e in tspec["expectations"]
+    ]
+
+
+def _run_table(datasource, suite_name: str, tspec: dict, info: dict, p: dict) -> list[CheckResult]:
+    import great_expectations as gx
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    table = tspec["table"]
+    keys = tspec["key_columns"]
+    index_cols = [k for k in keys if k in info["columns"]]
+    row_count = info["rows"]
+
+    asset_name = f"{suite_name}__{table}"
+    try:
+        asset = datasource.get_asset(asset_name)
+    except LookupError:
+        asset = datasource.add_table_asset(name=asset_name, table_name=table)
+    batch_def = asset.add_batch_definition_whole_table(f"{asset_name}__whole")
+    suite = gx.ExpectationSuite(name=asset_name)
+    by_id: dict[str, dict] = {}
+    for e in tspec["expectations"]:
+        by_id[e["meta"]["check_id"]] = e
+        suite.add_expectation(
+            ExpectationConfiguration(type=e["type"], kwargs=e["kwargs"], meta=e["meta"]).to_domain_obj()
+        )
+    gx_params = {k: p[k] for k in ("now", "timestamp_floor", "today")}
+    result_format: dict[str, Any] = {
+        "result_format": "SUMMARY",  # counts + a few examples; never the full unexpected list
+        "partial_unexpected_count": SAMPLE_SIZE,
+    }
+    if index_cols:
+        result_format["unexpected_index_column_names"] = index_cols
+
+    t0 = time.perf_counter()
+    batch = batch_def.get_batch()
+    validation = batch.validate(suite, expectation_parameters=gx_params, result_format=result_format)
+    seconds = time.perf_counter() - t0
+
+    out = []
+    for r in validation.results:
+        meta = r.expectation_config.meta or {}
+        spec = by_id[meta["check_id"]]
+        out.append(_from_gx(r, spec, table, keys, index_cols, row_count, p, seconds, info["columns"]))
+    need_sample = [c for c in out if c.status == "failed" and c.expectation["type"] == "unexpected_rows_expectation"]
+    if need_sample:
+        engine = datasource.get_execution_engine()
+        with engine.get_connection() as conn:
+            for c in need_sample:
+                key = ", ".join(_q(k) for k in index_cols) or "*"
+                sql = f"SELECT {key} FROM ({c.violations_sql}) AS v ORDER BY ALL LIMIT {SAMPLE_SIZE}"
+                c.sample_keys = [":".join("" if v is None else str(v) for v in row)
+                                 for row in conn.exec_driver_sql(sql).fetchall()]
+    order = {cid: i for i, cid in enumerate(by_id)}
+    out.sort(key=lambda c: order[c.check_id])
+    return out
+
+
+def _from_gx(r, spec: dict, table: str, keys: list[str], index_cols: list[str], row_count: int,
+             p: dict, seconds: float, columns: set[str]) -> CheckResult:
+    meta = spec["meta"]
+    res = CheckResult(
+        check_id=meta["check_id"], table=table, severity=meta["severity"], status="passed",
+        violated_count=0, denominator=row_count, percent=0.0, description=meta["description"],
+        row_level=meta["row_level"], expectation={"type": spec["type"], "kwargs": spec["kwargs"]},
+        seconds=seconds,
+    )
+    error = gx_exception_message(r)
+    column = spec["kwargs"].get("column")
+    if column is not None and column not in columns:
+        error = f"column {column} does not exist in {table}"
+    elif error is None and r.result and "unexpected_count" in r.result and r.result["unexpected_count"] is None:
+        error = "GX returned no unexpected_count"
+    if error is not None:
+        res.status, res.violated_count, res.percent = "error", None, None
+        res.error = error
+        return res
+    result = r.result or {}
+    etype = spec["type"]
+    if etype == "unexpected_rows_expectation":
+        n = int(result.get("observed_value") or 0)
+        # SUMMARY drops the rows GX fetched (only COMPLETE keeps them, and COMPLETE would
+        # return every unexpected value of the column-map checks): _run_table samples them.
+        res.violations_sql = spec["kwargs"]["unexpected_rows_query"].format(batch=_q(table))
+    elif "unexpected_count" in result:
+        n = int(result["unexpected_count"])
+        res.denominator = int(result.get("element_count", row_count))
+        idx = result.get("partial_unexpected_index_list") or []
+        if idx and index_cols:
+            res.sample_keys = [_key_of(row, index_cols) for row in idx[:SAMPLE_SIZE]]
+        else:
+            res.sample_keys = [str(v) for v in (result.get("partial_unexpected_list") or [])[:SAMPLE_SIZE]]
+        res.violations_sql = _column_map_sql(spec, table, p)
+    else:  # table-level expectation (columns, row count): 0 or 1 violation
+        n = 0 if r.success else 1
+        res.denominator = 1
+        mismatched = (result.get("details") or {}).get("mismatched") or {}
+        if mismatched.get("missing"):
+            res.sample_keys = [str(c) for c in mismatched["missing"]][:SAMPLE_SIZE]
+    res.violated_count = n
+    res.percent = round(100.0 * n / res.denominator, 4) if res.denominator else 0.0
+    res.status = "passed" if r.success else "failed"
+    return res
+
+
+def gx_exception_message(r) -> str | None:
+    """The exception a GX result carries, or None.
+
+    ``exception_info`` is either flat (``{"raised_exception": ..., "exception_message": ...}``)
+    or, when a metric failed, keyed by metric id with one such dict per metric.
+    """
+    info = r.exception_info or {}
+    if "raised_exception" in info:
+        return info.get("exception_message") if info["raised_exception"] else None
+    messages = [v.get("exception_message") for v in info.values()
+                if isinstance(v, Mapping) and v.get("raised_exception")]
+    return "; ".join(sorted({str(m) for m in messages})) if messages else None
+
+
+def _key_of(row: Mapping | Any, keys: list[str]) -> str:
+    if isinstance(row, Mapping):
+        vals = [row.get(k) for k in keys if k in row] or list(row.values())[:1]
+    else:
+        vals = [row]
+    return ":".join("" if v is None else str(v) for v in vals)
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(v: Any) -> str:
+    if isinstance(v, (dt.datetime, dt.date)):
+        kind = "TIMESTAMPTZ" if isinstance(v, dt.datetime) else "DATE"
+        return f"{kind} '{v.isoformat()}'"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    return "'" + str(v).replace("'", "''") + "'"
+
+
+def _column_map_sql(spec: dict, table: str, p: dict) -> str | None:
+    """The DuckDB SQL that lists the rows a column-map expectation counts as unexpected."""
+    kw = spec["kwargs"]
+    col = _q(kw.get("column", ""))
+    t = _q(table)
+
+    def val(v):
+        return p[v["$PARAMETER"]] if isinstance(v, Mapping) and "$PARAMETER" in v else v
+
+    etype = spec["type"]
+    if etype == "expect_column_values_to_not_be_null":
+        return f"SELECT * FROM {t} WHERE {col} IS NULL"
+    if etype == "expect_column_values_to_be_unique":
+        return (f"SELECT * FROM {t} WHERE {col} IN "
+                f"(SELECT {col} FROM {t} WHERE {col} IS NOT NULL GROUP BY {col} HAVING count(*) > 1)")
+    if etype == "expect_column_values_to_be_in_set":
+        values = ", ".join(_lit(v) for v in val(kw["value_set"]))
+        return f"SELECT * FROM {t} WHERE {col} IS NOT NULL AND {col} NOT IN ({values})"
+    if etype == "expect_column_values_to_be_between":
+        conds = []
+        if kw.get("min_value") is not None:
+            conds.append(f"{col} {'<=' if kw.get('strict_min') else '<'} {_lit(val(kw['min_value']))}")
+        if kw.get("max_value") is not None:
+            conds.append(f"{col} {'>=' if kw.get('strict_max') else '>'} {_lit(val(kw['max_value']))}")
+        return f"SELECT * FROM {t} WHERE {col} IS NOT NULL AND ({' OR '.join(conds)})"
+    return None
+
+
+# ---------------------------------------------------------------------------------------
+# SQL checks (two tables, or aggregates GX cannot express over one batch)
+
+
+def _run_sql_check(con, spec: dict, existing: set[str], p: dict) -> CheckResult:
+    fn: Callable = _SQL_CHECKS[spec["implementation"].rsplit(":", 1)[1]]
+    res = CheckResult(
+        check_id=spec["check_id"], table="", severity=spec["severity"], status="error",
+        violated_count=None, denominator=None, percent=None, description=spec["description"],
+        row_level=spec["row_level"], engine="sql",
+    )
+    t0 = time.perf_counter()
+    try:
+        needed, run = fn(p)
+        res.table = needed[0]
+        missing = [t for t in needed if t not in existing]
+        if missing:
+            if spec["check_id"].startswith("diagnoses.") and "src_diagnoses" in missing:
+                res.status, res.violated_count, res.denominator, res.percent = "passed", 0, 0, 0.0
+                res.error = "src_diagnoses absent (optional feed): nothing to check"
+            else:
+                res.error = f"missing table(s): {', '.join(missing)}"
+            return res
+        violated, denominator, failed, sample, vsql = run(con)
+        res.violated_count, res.denominator = violated, denominator
+        res.percent = round(100.0 * violated / denominator, 4) if denominator else 0.0
+        res.status = "failed" if failed else "passed"
+        res.sample_keys = [str(s) for s in sample[:SAMPLE_SIZE]]
+        res.violations_sql = vsql
+    except Exception as exc:  # a check that cannot run is reported, not raised
+        res.status, res.error = "error", f"{type(exc).__name__}: {exc}"
+    finally:
+        res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _count_and_sample(con, vsql: str, key: str) -> tuple[int, list]:
+    n = con.execute(f"SELECT count(*) FROM ({vsql})").fetchone()[0]
+    sample = [r[0] for r in con.execute(f"SELECT {key} FROM ({vsql}) ORDER BY 1 LIMIT {SAMPLE_SIZE}").fetchall()]
+    return n, sample
+
+
+def check_diagnoses_known_patient(p: dict):
+    vsql = ("SELECT d.* FROM src_diagnoses d WHERE d.patient_id IS NOT NULL AND NOT EXISTS "
+            "(SELECT 1 FROM src_procedures x WHERE x.patient_id = d.patient_id) AND NOT EXISTS "
+            "(SELECT 1 FROM src_imaging_orders o WHERE o.patient_id = d.patient_id)")
+
+    def run(con):
+        n, sample = _count_and_sample(con, vsql, "patient_id")
+        total = con.execute("SELECT count(*) FROM src_diagnoses").fetchone()[0]
+        return n, total, n > 0, sample, vsql
+
+    return ["src_diagnoses", "src_procedures", "src_imaging_orders"], run
+
+
+def check_mapped_share(p: dict):
+    min_share = float(p["min_mapped_share"])
+    vsql = ("SELECT o.* FROM src_imaging_orders o WHERE o.order_code IS NOT NULL "
+            f"AND NOT regexp_full_match(upper(trim(o.order_code)), '{CPT_FORM}') "
+            "AND upper(trim(o.order_code)) NOT IN "
+            "(SELECT upper(trim(code)) FROM ref_imaging_codes WHERE code IS NOT NULL)")
+
+    def run(con):
+        n, sample = _count_and_sample(con, vsql, "order_id")
+        total = con.execute(
+            "SELECT count(*) FROM src_imaging_orders WHERE order_code IS NOT NULL").fetchone()[0]
+        share = 1.0 - n / total if total else 1.0
+        return n, total, share < min_share, sample, vsql
+
+    return ["src_imaging_orders", "ref_imaging_codes"], run
+
+
+def check_monthly_volume(p: dict):
+    ratio = float(p["volume_min_ratio"])
+    k = int(p["volume_trailing_months"])
+    tz = str(p["site_timezone"]).replace("'", "''")
+    now = _lit(p["now"])
+    floor = _lit(p["timestamp_floor"])
+    # Calendar months in the site zone, zero-filled so a missing month counts as 0 orders.
+    vsql = f"""
+WITH m AS (
+  SELECT date_trunc('month', timezone('{tz}', ordered_at))::DATE AS month, count(*) AS n
+  FROM src_imaging_orders
+  WHERE ordered_at >= {floor} AND ordered_at <= {now}  -- out-of-range times are other checks' business
+  GROUP BY 1
+), cal AS (
+  SELECT unnest(generate_series(min(month), max(month), INTERVAL 1 MONTH))::DATE AS month FROM m
+), filled AS (
+  SELECT cal.month, coalesce(m.n, 0) AS n FROM cal LEFT JOIN m USING (month)
+), judged AS (
+  SELECT month, n,
+         median(n) OVER (ORDER BY month ROWS BETWEEN {k} PRECEDING AND 1 PRECEDING) AS baseline,
+         count(*) OVER (ORDER BY month ROWS BETWEEN {k} PRECEDING AND 1 PRECEDING) AS n_trailing
+  FROM filled
+)
+SELECT strftime(month, '%Y-%m') AS month, n AS orders, baseline AS trailing_median
+FROM judged
+WHERE n_trailing = {k}
+  AND month < date_trunc('month', timezone('{tz}', {now}))::DATE
+  AND n < {ratio} * baseline
+ORDER BY month"""
+    denom_sql = vsql.replace(f"  AND n < {ratio} * baseline\n", "")
+
+    def run(con):
+        rows = con.execute(vsql).fetchall()
+        total = con.execute(f"SELECT count(*) FROM ({denom_sql})").fetchone()[0]
+        return len(rows), total, len(rows) > 0, [r[0] for r in rows], vsql.strip()
+
+    return ["src_imaging_orders"], run
+
+
+def check_audited_orders_known(p: dict):
+    vsql = ("SELECT a.* FROM mart_audited_orders a WHERE NOT EXISTS "
+            "(SELECT 1 FROM src_imaging_orders o WHERE o.order_id = a.order_id)")
+
+    def run(con):
+        n, sample = _count_and_sample(con, vsql, "order_id")
+        total = con.execute("SELECT count(*) FROM mart_audited_orders").fetchone()[0]
+        return n, total, n > 0, sample, vsql
+
+    return ["mart_audited_orders", "src_imaging_orders"], run
+
+
+def check_attrition_adds_up(p: dict):
+    vsql = """
+SELECT unit, step_order, step, count, previous_count FROM (
+  SELECT unit, step_order, step, count,
+         lag(count) OVER (PARTITION BY unit ORDER BY step_order) AS previous_count
+  FROM mart_attrition
+) WHERE count > previous_count ORDER BY unit, step_order"""
+
+    def run(con):
+        rows = con.execute(vsql).fetchall()
+        total = con.execute("SELECT count(*) FROM mart_attrition").fetchone()[0]
+        return len(rows), total, len(rows) > 0, [f"{r[0]}:{r[1]}:{r[2]}" for r in rows], vsql.strip()
+
+    return ["mart_attrition"], run
+
+
+_SQL_CHECKS: dict[str, Callable] = {
+    "check_diagnoses_known_patient": check_diagnoses_known_patient,
+    "check_mapped_share": check_mapped_share,
+    "check_monthly_volume": check_monthly_volume,
+    "check_audited_orders_known": check_audited_orders_known,
+    "check_attrition_adds_up": check_attrition_adds_up,
+}
+
+
+def blocking_failures(results: Iterable[CheckResult]) -> list[CheckResult]:
+    return [r for r in results if r.blocking_failure]

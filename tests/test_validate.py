@@ -1,0 +1,298 @@
+"""Data-quality gate groundwork: GX on DuckDB (shim, read-only) and the suites' results."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+import pytest
+
+from pipeline import validate
+from pipeline.validate import CheckResult, run_suites
+
+NOW = dt.datetime(2025, 1, 15, 12, 0, tzinfo=dt.UTC)
+PARAMS = {"now": NOW}
+MONTHS = 12  # 2024-01 .. 2024-12, 40 orders a month
+PER_MONTH = 40
+
+
+def _build(path, *, broken: bool = False) -> None:
+    con = duckdb.connect(str(path))
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("""
+        CREATE TABLE src_procedures AS
+        SELECT 'PR' || i AS procedure_id, 'P' || (i % 50) AS patient_id,
+               TIMESTAMPTZ '2024-01-03 15:00:00+00' + to_days(i * 7) AS performed_at,
+               '62270' AS procedure_code, 'Lumbar puncture' AS procedure_name,
+               'Neurology' AS department, 'MAIN' AS site, 'DR1' AS provider_id,
+               DATE '1980-05-01' AS patient_birth_date, 44.0::DOUBLE AS patient_age,
+               22::INTEGER AS needle_gauge,
+               CASE WHEN i % 2 = 0 THEN 'cutting' ELSE 'pencil_point' END AS needle_type,
+               1::INTEGER AS attempts, 'lateral' AS patient_position,
+               'procedures.csv' AS source_file, (i + 2)::BIGINT AS source_line
+        FROM range(50) t(i)""")
+    # 40 orders in each month of 2024, mid-month noon UTC (same month in New York).
+    con.execute(f"""
+        CREATE TABLE src_imaging_orders AS
+        SELECT 'O' || (m * 100 + j) AS order_id, 'P' || ((m * 100 + j) % 50) AS patient_id,
+               TIMESTAMPTZ '2024-01-10 12:00:00+00' + to_months(m) + to_hours(j) AS ordered_at,
+               CASE WHEN j % 2 = 0 THEN '72148' ELSE '30855-1' END AS order_code,
+               'MRI' AS order_name, 'Neurology' AS ordering_department, 'DR2' AS ordering_provider_id,
+               'G97.1|R51' AS indication_codes, 'headache' AS indication_text,
+               CASE WHEN j % 4 = 0 THEN 'Completed' ELSE 'ordered' END AS status,
+               'routine' AS priority, 'MAIN' AS site,
+               'orders.csv' AS source_file, (m * 100 + j + 2)::BIGINT AS source_line
+        FROM range({MONTHS}) a(m), range({PER_MONTH}) b(j)""")
+    con.execute("""
+        CREATE TABLE src_diagnoses AS
+        SELECT 'P' || (i % 50) AS patient_id, 'G971' AS diagnosis_code,
+               TIMESTAMPTZ '2024-02-01 00:00:00+00' + to_days(i) AS recorded_at,
+               'dx.csv' AS source_file, (i + 2)::BIGINT AS source_line
+        FROM range(30) t(i)""")
+    con.execute("""
+        CREATE TABLE ref_imaging_codes (code_system VARCHAR, code VARCHAR, study_type VARCHAR);
+        INSERT INTO ref_imaging_codes VALUES
+          ('CPT', '72148', 'mri_spine'), ('LOINC', '30855-1', 'mri_spine'), ('LOCAL', 'CTMYELO', 'ct_myelography');
+        CREATE TABLE mart_audited_orders AS
+        SELECT order_id, 'PR1' AS case_id, 'appropriate' AS verdict,
+               'mri_complete_spine_wwo' AS reasons
+        FROM src_imaging_orders WHERE order_id LIKE 'O11%';
+        CREATE TABLE mart_attrition (step_order INTEGER, step VARCHAR, unit VARCHAR, count BIGINT);
+        INSERT INTO mart_attrition VALUES
+          (1, 'procedures', 'procedures', 50), (2, 'index procedures', 'procedures', 40),
+          (3, 'cases', 'procedures', 10), (1, 'orders', 'orders', 480), (2, 'case orders', 'orders', 20);
+    """)
+    if broken:
+        con.execute("""
+            -- 1 duplicate order_id (2 rows carry it)
+            UPDATE src_imaging_orders SET order_id = 'O1' WHERE order_id = 'O2';
+            -- 2 orders in the future, 1 before the floor
+            UPDATE src_imaging_orders SET ordered_at = TIMESTAMPTZ '2026-03-01 00:00:00+00'
+              WHERE order_id IN ('O3', 'O5');
+            UPDATE src_imaging_orders SET ordered_at = TIMESTAMPTZ '1999-12-31 00:00:00+00'
+              WHERE order_id = 'O7';
+            -- 3 bad statuses
+            UPDATE src_imaging_orders SET status = 'lost' WHERE order_id IN ('O101', 'O102', 'O103');
+            -- 30 of 480 orders (6.25%) with a local code nobody mapped: mapped share 93.75%
+            UPDATE src_imaging_orders SET order_code = 'XMRI' || order_id
+              WHERE order_id IN (SELECT order_id FROM src_imaging_orders WHERE order_id LIKE 'O2%' ORDER BY order_id LIMIT 30);
+            -- 2 diagnoses of unknown patients
+            INSERT INTO src_diagnoses VALUES
+              ('NOBODY1', 'G971', TIMESTAMPTZ '2024-03-01 00:00:00+00', 'dx.csv', 100),
+              ('NOBODY2', 'G971', TIMESTAMPTZ '2024-03-02 00:00:00+00', 'dx.csv', 101);
+            -- 2024-06 keeps a tenth of its usual volume (4 of 40)
+            DELETE FROM src_imaging_orders
+              WHERE order_id IN (SELECT order_id FROM src_imaging_orders
+                                 WHERE ordered_at >= TIMESTAMPTZ '2024-06-01 04:00:00+00'
+                                   AND ordered_at <  TIMESTAMPTZ '2024-07-01 04:00:00+00'
+                                 ORDER BY order_id OFFSET 4);
+            -- outputs: an order twice, a bad verdict, attrition that grows
+            INSERT INTO mart_audited_orders VALUES ('O110', 'PR1', 'maybe', 'x');
+            UPDATE mart_attrition SET count = 60 WHERE unit = 'procedures' AND step_order = 3;
+        """)
+    con.close()
+
+
+@pytest.fixture(scope="module")
+def clean_wh(tmp_path_factory):
+    path = tmp_path_factory.mktemp("wh") / "clean.duckdb"
+    _build(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def broken_wh(tmp_path_factory):
+    path = tmp_path_factory.mktemp("wh") / "broken.duckdb"
+    _build(path, broken=True)
+    return path
+
+
+def _by_id(results: list[CheckResult]) -> dict[str, CheckResult]:
+    ids = [r.check_id for r in results]
+    assert len(ids) == len(set(ids)), "check ids must be unique"
+    return {r.check_id: r for r in results}
+
+
+ALL = (*validate.ALL_SUITES, *validate.OUTPUT_SUITES)
+
+
+# (a) the shim -----------------------------------------------------------------------------
+
+
+def _validate_status(path):
+    import great_expectations as gx
+
+    from pipeline.gx_duckdb import make_context
+
+    context, ds = make_context(path, shim=False)
+    asset = ds.add_table_asset(name="orders", table_name="src_imaging_orders")
+    batch = asset.add_batch_definition_whole_table("all").get_batch()
+    return batch.validate(
+        gx.expectations.ExpectColumnValuesToBeInSet(
+            column="status", value_set=["ordered", "scheduled", "completed", "cancelled", "Completed"]
+        )
+    )
+
+
+def test_shim_is_needed_and_sufficient_for_pinned_gx(broken_wh):
+    import great_expectations as gx
+
+    from pipeline import gx_duckdb
+
+    assert gx.__version__ == gx_duckdb.PINNED_GX_VERSION
+    gx_duckdb.disable_duckdb_persisted_connections()
+    try:
+        without = _validate_status(broken_wh)
+        assert not without.success
+        assert "list index out of range" in validate.gx_exception_message(without)
+    finally:
+        gx_duckdb.enable_duckdb_persisted_connections()
+    gx_duckdb.enable_duckdb_persisted_connections()  # idempotent
+    from great_expectations.execution_engine import sqlalchemy_execution_engine as eng
+
+    assert sum(getattr(d, "value", d) == "duckdb" for d in eng._PERSISTED_CONNECTION_DIALECTS) == 1
+    with_shim = _validate_status(broken_wh)
+    assert validate.gx_exception_message(with_shim) is None
+    assert with_shim.result["unexpected_count"] == 3  # the three 'lost' statuses
+
+
+def test_shim_names_pinned_version_when_hook_is_gone(monkeypatch):
+    from great_expectations.execution_engine import sqlalchemy_execution_engine as eng
+
+    from pipeline import gx_duckdb
+
+    monkeypatch.delattr(eng, "_PERSISTED_CONNECTION_DIALECTS")
+    with pytest.raises(gx_duckdb.GXShimError, match=gx_duckdb.PINNED_GX_VERSION.replace(".", r"\.")):
+        gx_duckdb.enable_duckdb_persisted_connections()
+
+
+# (b) clean warehouse ----------------------------------------------------------------------
+
+
+def test_clean_warehouse_passes_everything(clean_wh, capfd):
+    results = run_suites(clean_wh, suites=ALL, params=PARAMS)
+    bad = [(r.check_id, r.status, r.violated_count, r.error) for r in results if r.status != "passed"]
+    assert bad == []
+    by_id = _by_id(results)
+    assert by_id["orders.order_id.unique"].denominator == MONTHS * PER_MONTH
+    assert by_id["orders.volume.monthly"].denominator == MONTHS - 3
+    assert by_id["orders.order_code.mapped_share"].violated_count == 0
+    for r in results:
+        assert r.severity in ("blocking", "warning") and r.description
+    assert "Calculating Metrics" not in capfd.readouterr().err  # no tqdm bars
+
+
+# (c) broken warehouse ---------------------------------------------------------------------
+
+
+def test_broken_warehouse_reports_each_failure(broken_wh):
+    by_id = _by_id(run_suites(broken_wh, suites=ALL, params=PARAMS))
+    expected = {
+        "orders.order_id.unique": (2, "blocking"),
+        "orders.ordered_at.not_future": (2, "blocking"),
+        "orders.ordered_at.not_before_floor": (1, "blocking"),
+        "orders.status.allowed": (3, "blocking"),
+        "orders.order_code.mapped_share": (30, "warning"),
+        "orders.order_code.format": (30, "warning"),
+        "diagnoses.patient_id.known_patient": (2, "warning"),
+        "orders.volume.monthly": (1, "warning"),
+        "audited_orders.order_id.unique": (2, "blocking"),
+        "audited_orders.verdict.allowed": (1, "blocking"),
+        "attrition.adds_up": (1, "blocking"),
+    }
+    for check_id, (count, severity) in expected.items():
+        r = by_id[check_id]
+        assert (r.status, r.violated_count, r.severity) == ("failed", count, severity), (check_id, r)
+    failed = {cid for cid, r in by_id.items() if r.status != "passed"}
+    assert failed == set(expected), failed - set(expected)
+
+    assert by_id["orders.volume.monthly"].sample_keys == ["2024-06"]
+    assert by_id["orders.order_id.unique"].sample_keys == ["O1", "O1"]
+    assert sorted(by_id["orders.ordered_at.not_future"].sample_keys) == ["O3", "O5"]
+    assert sorted(by_id["orders.status.allowed"].sample_keys) == ["O101", "O102", "O103"]
+    assert by_id["diagnoses.patient_id.known_patient"].sample_keys == ["NOBODY1", "NOBODY2"]
+    assert by_id["orders.order_code.mapped_share"].denominator == 480 - 36
+    assert by_id["orders.order_id.unique"].row_level is True
+
+    # violations_sql lists exactly the counted rows, so the caller can set them aside
+    con = duckdb.connect(str(broken_wh), read_only=True)
+    try:
+        for r in by_id.values():
+            if r.row_level and r.violations_sql:
+                n = con.execute(f"SELECT count(*) FROM ({r.violations_sql})").fetchone()[0]
+                assert n == r.violated_count, (r.check_id, r.violations_sql)
+    finally:
+        con.close()
+
+
+def test_missing_required_table_is_an_error_and_missing_diagnoses_is_skipped(tmp_path):
+    path = tmp_path / "partial.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE src_imaging_orders (order_id VARCHAR, patient_id VARCHAR)")
+    con.close()
+    by_id = _by_id(run_suites(path, suites=("imaging_orders", "procedures", "diagnoses"), params=PARAMS))
+    assert by_id["orders.columns.required"].status == "failed"
+    assert sorted(by_id["orders.columns.required"].sample_keys) == [
+        "order_code", "ordered_at", "ordering_department"]
+    assert by_id["procedures.procedure_id.unique"].status == "error"
+    assert not any(cid.startswith("diagnoses.") and r.status == "failed" for cid, r in by_id.items())
+
+
+def test_now_is_required():
+    with pytest.raises(ValueError, match="now"):
+        validate.resolve_params({})
+
+
+# (d) read-only -----------------------------------------------------------------------------
+
+
+def _reader(path):
+    """Another process that holds a read-only connection until told to stop."""
+    import subprocess
+    import sys
+
+    code = (
+        "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); "
+        "print(c.execute('SELECT count(*) FROM src_procedures').fetchone()[0], flush=True); "
+        "sys.stdin.readline(); "
+        "print(c.execute('SELECT count(*) FROM src_imaging_orders').fetchone()[0], flush=True)"
+    )
+    return subprocess.Popen([sys.executable, "-c", code, str(path)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+
+
+def test_gx_opens_the_warehouse_read_only(clean_wh):
+    import sqlalchemy as sa
+
+    from pipeline.gx_duckdb import close_datasource, make_context
+
+    reader = _reader(clean_wh)  # a concurrent reader, holding the file open
+    try:
+        assert reader.stdout.readline().strip() == "50"
+        context, ds = make_context(clean_wh)
+        engine = ds.get_execution_engine().engine
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM src_procedures")).scalar() == 50
+            with pytest.raises(Exception, match="read-only"):
+                conn.execute(sa.text("CREATE TABLE gx_was_here (x INTEGER)"))
+        close_datasource(ds)
+        results = run_suites(clean_wh, suites=("procedures",), params=PARAMS)
+        assert results and all(r.status == "passed" for r in results)
+        out, _ = reader.communicate("go\n", timeout=30)
+        assert out.strip() == str(MONTHS * PER_MONTH)
+        assert reader.returncode == 0
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+    # nothing lingers: this process can open the file read-write again
+    con = duckdb.connect(str(clean_wh))
+    con.close()
+
+
+def test_validate_module_does_not_import_gx_at_import_time():
+    import subprocess
+    import sys
+
+    code = "import sys, pipeline.validate; print('great_expectations' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
