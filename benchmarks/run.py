@@ -1,0 +1,528 @@
+"""`make bench`: time `order-audit run` stage by stage against two baselines, check they agree.
+
+    python -m benchmarks.run                      # 1M and 10M orders, CSV and Parquet, 3 repetitions
+    BENCH_SCALE=100M python -m benchmarks.run     # ... and 100M orders (CSV; pipeline + floor, 1 run)
+    BENCH_SCALES=100k BENCH_REPEAT=1 python -m benchmarks.run   # a quick smoke run
+    BENCH_FORMATS=csv                              # one format only
+
+Every timed command runs in a fresh wrapper process that waits for it and reports
+`getrusage(RUSAGE_CHILDREN).ru_maxrss`: the peak resident memory of that one run (the
+wrapper's only child), never a maximum over the session. Inputs are generated with
+pipeline.synth and cached in benchmarks/data/<scale>-<fmt>/, keyed by the generator
+parameters and the hash of pipeline/synth.py. Writes benchmarks/results.md (and the raw
+figures to benchmarks/data/results.json). Exits 1 when the pipeline, the floor, the
+pandas audit and the generator's truth do not agree on the counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+from benchmarks.common import (
+    ROOT,
+    Counts,
+    connect,
+    diff_counts,
+    floor_orders,
+    floor_sql,
+    ground_truth_counts,
+    to_counts,
+    totals_by_verdict,
+)
+
+BENCH = Path(__file__).resolve().parent
+DATA = BENCH / "data"
+RESULTS_MD = BENCH / "results.md"
+PY = sys.executable
+
+SCALES = {"10k": 10_000, "100k": 100_000, "1M": 1_000_000, "10M": 10_000_000, "100M": 100_000_000}
+ORDERS_PER_PATIENT = 5  # pipeline.synth: ~5 orders and ~0.5 procedures per patient
+MONTHS, SEED, START = 36, 7, "2024-01"
+TZ = "America/New_York"
+STAGES = ("load", "validate", "transform", "measure", "render")
+
+# Runs one command, waits for it, reports its wall time and peak RSS (this wrapper's only child).
+WRAPPER = r"""
+import json, resource, subprocess, sys, time
+out, err_path, cmd = sys.argv[1], sys.argv[2], sys.argv[3:]
+t0 = time.perf_counter()
+with open(err_path, "wb") as err:
+    rc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=err).returncode
+wall = time.perf_counter() - t0
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+with open(out, "w") as fh:
+    json.dump({"rc": rc, "wall": wall, "maxrss_mb": ru.ru_maxrss / 1024, "cpu": ru.ru_utime + ru.ru_stime}, fh)
+"""
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def synth_hash() -> str:
+    return hashlib.sha256((ROOT / "pipeline" / "synth.py").read_bytes()).hexdigest()
+
+
+def data_key(scale: str, fmt: str) -> dict:
+    return {"patients": SCALES[scale] // ORDERS_PER_PATIENT, "months": MONTHS, "seed": SEED,
+            "start_month": START, "fmt": fmt, "site_timezone": TZ, "synth_sha256": synth_hash()}
+
+
+def ensure_data(scale: str, fmt: str) -> Path:
+    """The cached input folder for (scale, format), regenerated when the key changed."""
+    d = DATA / f"{scale}-{fmt}"
+    key = data_key(scale, fmt)
+    key_file = d / "bench-key.json"
+    if key_file.exists() and json.loads(key_file.read_text()) == key:
+        return d
+    if d.exists():
+        shutil.rmtree(d)
+    log(f"generating {scale} orders as {fmt} into {d} (patients={key['patients']}, months={MONTHS})")
+    t0 = time.perf_counter()
+    code = ("import sys; from pipeline.synth import generate; "
+            "generate(sys.argv[1], patients=int(sys.argv[2]), months=int(sys.argv[3]), seed=int(sys.argv[4]), "
+            "start_month=sys.argv[5], fmt=sys.argv[6], site_timezone=sys.argv[7])")
+    subprocess.run([PY, "-c", code, str(d), str(key["patients"]), str(MONTHS), str(SEED), START, fmt, TZ],
+                   check=True, cwd=ROOT)
+    key_file.write_text(json.dumps(key, indent=1))
+    log(f"generated in {time.perf_counter() - t0:.0f} s")
+    return d
+
+
+# ----------------------------------------------------------------------------- timed runs
+
+
+def measured(cmd: list[str], tag: str) -> tuple[dict, str]:
+    """Run cmd in a fresh wrapper; (figures, stderr text)."""
+    runs = DATA / "_runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    out, err = runs / f"{tag}.json", runs / f"{tag}.stderr"
+    subprocess.run([PY, "-c", WRAPPER, str(out), str(err), *cmd], check=True, cwd=ROOT)
+    return json.loads(out.read_text()), err.read_text(errors="replace")
+
+
+def cli_supports_no_validate() -> bool:
+    r = subprocess.run([PY, "-m", "pipeline", "run", "--help"], capture_output=True, text=True, cwd=ROOT)
+    return "--no-validate" in r.stdout
+
+
+def stage_seconds(stderr: str) -> dict[str, float]:
+    stages: dict[str, float] = {}
+    for line in stderr.splitlines():
+        if not line.startswith("{"):
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if rec.get("event") == "stage_done":
+            stages[rec["stage"]] = stages.get(rec["stage"], 0.0) + float(rec["seconds"])
+    return stages
+
+
+def run_pipeline(d: Path, validate: bool, tag: str) -> dict:
+    work = DATA / "_runs" / tag
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    wh = work / "warehouse.duckdb"
+    cmd = [PY, "-m", "pipeline", "run", "--input", str(d), "--out", str(work / "out"), "--warehouse", str(wh),
+           "--log-format", "json"] + ([] if validate else ["--no-validate"])
+    fig, err = measured(cmd, tag)
+    fig["stages"] = stage_seconds(err)
+    fig["warehouse"] = str(wh)
+    if fig["rc"] != 0:
+        fig["error"] = "\n".join(err.strip().splitlines()[-6:])
+    return fig
+
+
+def pipeline_counts(warehouse: str) -> Counts | None:
+    import duckdb
+
+    try:
+        con = duckdb.connect(warehouse, read_only=True)
+    except duckdb.Error:
+        return None
+    try:
+        return to_counts(con.execute("SELECT case_index_month, ordering_department, verdict, count(*) "
+                                     "FROM mart_audited_orders GROUP BY ALL").fetchall())
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
+
+
+def pipeline_orders(warehouse: str) -> dict[tuple[str, str], str]:
+    import duckdb
+
+    con = duckdb.connect(warehouse, read_only=True)
+    try:
+        rows = con.execute("SELECT case_id, order_id, verdict FROM mart_audited_orders").fetchall()
+    finally:
+        con.close()
+    return {(c, o): ("NULL" if v is None else v) for c, o, v in rows}
+
+
+def run_baseline(name: str, d: Path, tag: str) -> dict:
+    res = DATA / "_runs" / f"{tag}.result.json"
+    fig, err = measured([PY, "-m", "benchmarks.run", "--baseline", name, "--input", str(d), "--result", str(res)],
+                        tag)
+    if fig["rc"] != 0:
+        fig["error"] = "\n".join(err.strip().splitlines()[-6:])
+        return fig
+    r = json.loads(res.read_text())
+    fig["compute"] = r["seconds"]
+    fig["counts"] = {tuple(k): n for k, n in r["counts"]}
+    return fig
+
+
+def baseline_main(name: str, input_dir: Path, result: Path) -> None:
+    """In the measured child: compute the counts, report the compute time (imports excluded)."""
+    t0 = time.perf_counter()
+    if name == "floor":
+        con = connect()
+        counts = to_counts(con.execute(floor_sql(input_dir)).fetchall())
+    else:
+        from benchmarks.pandas_audit import audit_counts
+
+        t0 = time.perf_counter()
+        counts = audit_counts(input_dir)
+    seconds = time.perf_counter() - t0
+    result.write_text(json.dumps({"seconds": seconds, "counts": [[list(k), n] for k, n in sorted(counts.items())]}))
+
+
+# ----------------------------------------------------------------------------- summary
+
+
+def med(xs):
+    return statistics.median(xs) if xs else None
+
+
+def spread(xs):
+    return (min(xs), max(xs)) if xs else None
+
+
+def fmt_s(x, nd=2):
+    return "—" if x is None else f"{x:.{nd}f}"
+
+
+def fmt_range(r, nd=2):
+    return "—" if r is None else f"{r[0]:.{nd}f}–{r[1]:.{nd}f}"
+
+
+def summarise(runs: list[dict]) -> dict:
+    ok = [r for r in runs if r["rc"] == 0]
+    out = {"n": len(runs), "ok": len(ok), "wall": med([r["wall"] for r in ok]),
+           "wall_range": spread([r["wall"] for r in ok]), "rss": max((r["maxrss_mb"] for r in ok), default=None),
+           "rss_median": med([r["maxrss_mb"] for r in ok]),
+           "compute": med([r["compute"] for r in ok if "compute" in r]),
+           "compute_range": spread([r["compute"] for r in ok if "compute" in r]), "stages": {}}
+    for st in STAGES:
+        xs = [r["stages"][st] for r in ok if st in r.get("stages", {})]
+        if xs:
+            out["stages"][st] = {"median": med(xs), "range": spread(xs)}
+    errors = [r.get("error") for r in runs if r["rc"] != 0]
+    if errors:
+        out["error"] = errors[0]
+    return out
+
+
+def machine() -> dict:
+    mem = next((int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal")), 0)
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor())
+    vers = {"python": platform.python_version()}
+    for pkg in ("duckdb", "polars", "pandas", "great-expectations", "pyarrow"):
+        try:
+            vers[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            vers[pkg] = "not installed"
+    return {"nproc": os.cpu_count(), "ram_gib": round(mem / 1024 / 1024, 1), "cpu": cpu, "versions": vers,
+            "os": platform.platform()}
+
+
+def verdict_mark(ok) -> str:
+    return "n/a" if ok is None else ("PASS" if ok else "MISS")
+
+
+def write_results(res: dict) -> str:
+    m = res["machine"]
+    L = [
+        "# Benchmark results",
+        "",
+        f"Generated by `make bench` (`python -m benchmarks.run`) on {res['finished_at']}; "
+        f"{res['repeat']} repetition(s) per figure; see benchmarks/README.md for how to read it.",
+        "",
+        "## Machine",
+        "",
+        f"- CPU: {m['cpu']} ({m['nproc']} cores visible)",
+        f"- RAM: {m['ram_gib']} GiB; OS: {m['os']}",
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
+        "",
+    ]
+    notes = list(res.get("notes", []))
+    for c in res["cells"]:
+        for k in ("validate", "no_validate", "floor", "pandas"):
+            s = c.get(k)
+            if s and s.get("error"):
+                err = s["error"].strip().splitlines()[-1][:300]
+                notes.append(f"{c['scale']} {c['fmt']} {k}: {s['n'] - s['ok']} of {s['n']} run(s) failed: `{err}`")
+    if notes:
+        L += ["## Notes on this run", ""] + [f"- {n}" for n in notes] + [""]
+    L += ["## Pipeline stages (seconds: median, min–max) and whole process", "",
+          "| scale | format | validation | " + " | ".join(STAGES) + " | whole process | peak RSS MB |",
+          "|---|---|---|" + "---|" * len(STAGES) + "---|---|"]
+    for c in res["cells"]:
+        for variant in ("validate", "no_validate"):
+            s = c.get(variant)
+            if not s:
+                continue
+            cells = []
+            for st in STAGES:
+                x = s["stages"].get(st)
+                cells.append("—" if x is None else f"{x['median']:.2f} ({fmt_range(x['range'])})")
+            whole = f"{fmt_s(s['wall'])} ({fmt_range(s['wall_range'])})" if s["ok"] else "FAILED"
+            L.append(f"| {c['scale']} | {c['fmt']} | {'yes' if variant == 'validate' else 'no'} | "
+                     + " | ".join(cells) + f" | {whole} | {fmt_s(s['rss'], 0)} |")
+    L += ["", "## Baselines (seconds: median, min–max)", "",
+          "| scale | format | floor query | floor process | floor RSS MB | pandas audit | pandas process | pandas RSS MB |",
+          "|---|---|---|---|---|---|---|---|"]
+    for c in res["cells"]:
+        f, p = c.get("floor") or {}, c.get("pandas") or {}
+
+        def col(s, key, rng):
+            return "—" if not s or s.get(key) is None else f"{s[key]:.2f} ({fmt_range(s[rng])})"
+
+        L.append(f"| {c['scale']} | {c['fmt']} | {col(f, 'compute', 'compute_range')} | {col(f, 'wall', 'wall_range')} "
+                 f"| {fmt_s(f.get('rss'), 0)} | {col(p, 'compute', 'compute_range')} | "
+                 f"{col(p, 'wall', 'wall_range')} | {fmt_s(p.get('rss'), 0)} |")
+    L += ["", "## Ratios (medians of whole processes unless said)", "",
+          "| scale | format | pipeline / floor (no validation) | load+transform / floor query | "
+          "validation overhead | pandas / pipeline (no validation) |", "|---|---|---|---|---|---|"]
+    for c in res["cells"]:
+        r = c["ratios"]
+        vo = r.get("validation_overhead")
+        L.append(f"| {c['scale']} | {c['fmt']} | {fmt_s(r.get('pipeline_over_floor'))} | "
+                 f"{fmt_s(r.get('core_over_floor_query'))} | {'—' if vo is None else f'{vo:+.0%}'} | "
+                 f"{fmt_s(r.get('pandas_over_pipeline'))} |")
+    sc = res.get("scaling", {})
+    if sc:
+        L += ["", "Scaling 10M / 1M (whole process, median): " +
+              "; ".join(f"{k}: {v:.1f}x" for k, v in sc.items())]
+    L += ["", "## Agreement", ""]
+    for c in res["cells"]:
+        a = c["agreement"]
+        L.append(f"- {c['scale']} {c['fmt']}: {a['status']}. Totals: " +
+                 ", ".join(f"{k}={v}" for k, v in a.get("totals", {}).items()))
+        for line in a.get("diff", [])[:30]:
+            L.append(f"    - {line}")
+        for line in a.get("orders", [])[:30]:
+            L.append(f"    - order {line}")
+    L += ["", "## Targets (issue 6)", "", "| target | measured | result |", "|---|---|---|"]
+    for t in res["targets"]:
+        L.append(f"| {t['target']} | {t['measured']} | {verdict_mark(t['ok'])} |")
+    L.append("")
+    if res.get("profile"):
+        L += ["## Profile notes", ""] + res["profile"] + [""]
+    text = "\n".join(L)
+    RESULTS_MD.write_text(text, encoding="utf-8")
+    return text
+
+
+# ----------------------------------------------------------------------------- the benchmark
+
+
+def agreement(c: dict, d: Path, pipeline_wh: str | None) -> dict:
+    named: dict[str, Counts] = {}
+    if pipeline_wh:
+        pc = pipeline_counts(pipeline_wh)
+        if pc is not None:
+            named["pipeline"] = pc
+    for name in ("floor", "pandas"):
+        runs = [r for r in c["_raw"][name] if r["rc"] == 0]
+        if runs:
+            named[name] = runs[0]["counts"]
+            for r in runs[1:]:
+                if r["counts"] != runs[0]["counts"]:
+                    named[f"{name}#2"] = r["counts"]
+    gt = ground_truth_counts(d)
+    if gt is not None:
+        named["truth"] = gt
+    diff = diff_counts(named) if len(named) > 1 else []
+    out = {"compared": list(named), "diff": diff,
+           "totals": totals_by_verdict(named.get("pipeline") or named.get("floor") or {})}
+    if "pipeline" in named and "floor" in named and named["pipeline"] != named["floor"]:
+        po, fo = pipeline_orders(pipeline_wh), floor_orders(d)
+        out["orders"] = [f"{k[1]} (case {k[0]}): pipeline={po.get(k, 'absent')}, floor={fo.get(k, 'absent')}"
+                         for k in sorted(set(po) | set(fo)) if po.get(k) != fo.get(k)]
+    out["status"] = ("DISAGREE: " if diff else "agree: ") + ", ".join(named) if named else "nothing to compare"
+    out["ok"] = not diff
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--baseline", choices=["floor", "pandas"], help=argparse.SUPPRESS)
+    ap.add_argument("--input", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.baseline:
+        baseline_main(args.baseline, args.input, args.result)
+        return 0
+
+    repeat = int(os.environ.get("BENCH_REPEAT", "3"))
+    if os.environ.get("BENCH_SCALES"):
+        scales = [s.strip() for s in os.environ["BENCH_SCALES"].split(",") if s.strip()]
+    else:
+        scales = ["1M", "10M"] + (["100M"] if os.environ.get("BENCH_SCALE", "").upper() == "100M" else [])
+    formats = [f.strip() for f in os.environ.get("BENCH_FORMATS", "csv,parquet").split(",") if f.strip()]
+    bad = [s for s in scales if s not in SCALES]
+    if bad:
+        print(f"unknown scale(s) {bad}; known: {', '.join(SCALES)}", file=sys.stderr)
+        return 2
+    pipeline_present = (ROOT / "pipeline" / "run.py").exists() and (ROOT / "pipeline" / "cli.py").exists()
+    no_validate = pipeline_present and cli_supports_no_validate()
+    notes = []
+    if not pipeline_present:
+        notes.append("pipeline/run.py or pipeline/cli.py is missing: only the baselines were timed.")
+    elif not no_validate:
+        notes.append("`order-audit run` has no `--no-validate` flag yet: the no-validation variant was not run, "
+                     "and like-for-like ratios use the run with validation.")
+    started = time.perf_counter()
+    cells = []
+    for scale in scales:
+        for fmt in formats:
+            if scale == "100M" and fmt != "csv":
+                continue  # 100M: the CSV backfill is the target; Parquet adds nothing but hours
+            d = ensure_data(scale, fmt)
+            big = scale == "100M"
+            reps = 1 if big else repeat
+            raw = {"validate": [], "no_validate": [], "floor": [], "pandas": []}
+            for rep in range(reps):
+                tag = f"{scale}-{fmt}-{rep}"
+                if pipeline_present:
+                    log(f"{tag}: pipeline with validation")
+                    raw["validate"].append(run_pipeline(d, True, f"{tag}-pipe-v"))
+                    log(f"  {raw['validate'][-1]['wall']:.1f} s, {raw['validate'][-1]['maxrss_mb']:.0f} MB, "
+                        f"rc={raw['validate'][-1]['rc']}")
+                    if no_validate and not big:
+                        log(f"{tag}: pipeline without validation")
+                        raw["no_validate"].append(run_pipeline(d, False, f"{tag}-pipe-nv"))
+                        log(f"  {raw['no_validate'][-1]['wall']:.1f} s, {raw['no_validate'][-1]['maxrss_mb']:.0f} MB")
+                log(f"{tag}: floor")
+                raw["floor"].append(run_baseline("floor", d, f"{tag}-floor"))
+                log(f"  {raw['floor'][-1]['wall']:.1f} s, {raw['floor'][-1]['maxrss_mb']:.0f} MB")
+                if not big:  # pandas holds everything in memory: 100M orders do not fit in 24 GiB
+                    log(f"{tag}: pandas")
+                    raw["pandas"].append(run_baseline("pandas", d, f"{tag}-pandas"))
+                    log(f"  {raw['pandas'][-1]['wall']:.1f} s, {raw['pandas'][-1]['maxrss_mb']:.0f} MB")
+            c = {"scale": scale, "fmt": fmt, "_raw": raw}
+            for k in raw:
+                if raw[k]:
+                    c[k] = summarise(raw[k])
+            wh = next((r["warehouse"] for r in raw["validate"] + raw["no_validate"] if "warehouse" in r), None)
+            c["agreement"] = agreement(c, d, wh)
+            log(f"{scale} {fmt}: {c['agreement']['status']}")
+            like = c.get("no_validate") or c.get("validate")
+            r = {}
+            if like and like.get("wall") and c.get("floor", {}).get("wall"):
+                r["pipeline_over_floor"] = like["wall"] / c["floor"]["wall"]
+                core = sum(like["stages"].get(s, {}).get("median", 0) for s in ("load", "transform"))
+                if core and c["floor"].get("compute"):
+                    r["core_over_floor_query"] = core / c["floor"]["compute"]
+            if c.get("validate", {}).get("wall") and c.get("no_validate", {}).get("wall"):
+                r["validation_overhead"] = c["validate"]["wall"] / c["no_validate"]["wall"] - 1
+            if like and like.get("wall") and c.get("pandas", {}).get("wall"):
+                r["pandas_over_pipeline"] = c["pandas"]["wall"] / like["wall"]
+            c["ratios"] = r
+            cells.append(c)
+            # drop the per-run work folders of this cell (warehouses of 10M+ are large)
+            for p in (DATA / "_runs").glob(f"{scale}-{fmt}-*"):
+                if p.is_dir():
+                    shutil.rmtree(p, ignore_errors=True)
+
+    def cell(scale, fmt):
+        return next((c for c in cells if c["scale"] == scale and c["fmt"] == fmt), None)
+
+    scaling = {}
+    for fmt in formats:
+        a, b = cell("1M", fmt), cell("10M", fmt)
+        for variant in ("validate", "no_validate"):
+            if a and b and a.get(variant, {}).get("wall") and b.get(variant, {}).get("wall"):
+                scaling[f"pipeline {fmt}{'' if variant == 'validate' else ' (no validation)'}"] = \
+                    b[variant]["wall"] / a[variant]["wall"]
+        if a and b and a.get("floor", {}).get("wall") and b.get("floor", {}).get("wall"):
+            scaling[f"floor {fmt}"] = b["floor"]["wall"] / a["floor"]["wall"]
+
+    targets = []
+    t10 = cell("10M", "csv")
+    v = (t10 or {}).get("validate")
+    targets.append({"target": "10M CSV to report, validation included: < 20 s wall",
+                    "measured": f"{fmt_s(v['wall'])} s" if v and v["wall"] else "not run",
+                    "ok": (v["wall"] < 20) if v and v["wall"] else None})
+    targets.append({"target": "10M CSV, validation included: < 3 GB peak memory",
+                    "measured": f"{fmt_s(v['rss'], 0)} MB" if v and v["rss"] else "not run",
+                    "ok": (v["rss"] < 3072) if v and v["rss"] else None})
+    r = (t10 or {}).get("ratios", {})
+    targets.append({"target": "pipeline / floor (no validation) <= 1.5x at 10M CSV",
+                    "measured": f"{fmt_s(r.get('pipeline_over_floor'))}x whole process; "
+                                f"{fmt_s(r.get('core_over_floor_query'))}x load+transform vs floor query"
+                                + ("" if no_validate else " (run with validation: no --no-validate flag)"),
+                    "ok": (r["pipeline_over_floor"] <= 1.5) if "pipeline_over_floor" in r else None})
+    targets.append({"target": "validation adds at most half again (<= +50%) at 10M CSV",
+                    "measured": "no --no-validate flag" if "validation_overhead" not in r
+                    else f"{r['validation_overhead']:+.0%}",
+                    "ok": (r["validation_overhead"] <= 0.5) if "validation_overhead" in r else None})
+    targets.append({"target": "pandas audit / pipeline >= 3x at 10M CSV, like for like",
+                    "measured": f"{fmt_s(r.get('pandas_over_pipeline'))}x",
+                    "ok": (r["pandas_over_pipeline"] >= 3) if "pandas_over_pipeline" in r else None})
+    c100 = cell("100M", "csv")
+    v100 = (c100 or {}).get("validate")
+    targets.append({"target": "100M orders complete out of core, < 8 GB peak",
+                    "measured": (f"{fmt_s(v100['wall'], 0)} s, {fmt_s(v100['rss'], 0)} MB" if v100 and v100["wall"]
+                                 else "not run (BENCH_SCALE=100M)" if not c100 else "FAILED"),
+                    "ok": (v100["rss"] < 8192) if v100 and v100["wall"] else (False if c100 else None)})
+    sk = scaling.get("pipeline csv")
+    targets.append({"target": "10M takes <= 12x the time of 1M (pipeline, CSV)",
+                    "measured": f"{sk:.1f}x" if sk else "not run", "ok": (sk <= 12) if sk else None})
+
+    res = {"finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "repeat": repeat,
+           "machine": machine(), "notes": notes, "scaling": scaling, "targets": targets,
+           "total_bench_seconds": time.perf_counter() - started,
+           "cells": [{k: v for k, v in c.items() if k != "_raw"} for c in cells]}
+    prof = BENCH / "profile_notes.md"
+    if prof.exists():
+        res["profile"] = prof.read_text(encoding="utf-8").strip().splitlines()
+    DATA.mkdir(parents=True, exist_ok=True)
+    (DATA / "results.json").write_text(json.dumps(
+        res | {"raw": [{"scale": c["scale"], "fmt": c["fmt"],
+                        "runs": {k: [{kk: vv for kk, vv in x.items() if kk != "counts"} for x in v]
+                                 for k, v in c["_raw"].items()}} for c in cells]},
+        indent=1, default=str))
+    print(write_results(res))
+    disagree = [c for c in cells if not c["agreement"]["ok"]]
+    failed = [c for c in cells for k in ("validate", "no_validate", "floor", "pandas")
+              if c.get(k) and c[k]["ok"] < c[k]["n"]]
+    if disagree:
+        print("\nCOUNTS DISAGREE: see 'Agreement' in benchmarks/results.md", file=sys.stderr)
+    if failed:
+        print("\nSOME RUNS FAILED: see the tables in benchmarks/results.md", file=sys.stderr)
+    return 1 if (disagree or failed) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
