@@ -41,11 +41,6 @@ def _svg(fig, name: str) -> str:
     return text.replace("<svg ", f'<svg role="img" aria-label="{name} chart" class="chart" ', 1)
 
 
-def _fig(width=7.0, height=3.2):
-    with plt.rc_context(_RC):
-        return plt.subplots(figsize=(width, height))
-
-
 def p_chart_svg(chart: pl.DataFrame, title: str, name: str) -> str | None:
     """Monthly proportion with centre line and 3-sigma limits; points outside in red."""
     if chart.height == 0 or chart["centre"].null_count() == chart.height:
@@ -56,13 +51,13 @@ def p_chart_svg(chart: pl.DataFrame, title: str, name: str) -> str | None:
         rate = chart["rate"].cast(pl.Float64).fill_null(np.nan).to_numpy()
         ax.plot(x, rate, marker="o", ms=3.5, lw=1.2, color="#1f4e79", label="monthly rate")
         ax.axhline(chart["centre"][0], color="#555555", lw=1, label="centre line (p\u0304)")
-        ax.step(x, chart["ucl"].fill_null(np.nan).to_numpy(), where="mid", color="#b03a2e", lw=0.9,
-                ls="--", label="3-sigma limits")
+        ax.step(
+            x, chart["ucl"].fill_null(np.nan).to_numpy(), where="mid", color="#b03a2e", lw=0.9, ls="--", label="3-sigma limits"
+        )
         ax.step(x, chart["lcl"].fill_null(np.nan).to_numpy(), where="mid", color="#b03a2e", lw=0.9, ls="--")
         out = chart["outside"].to_numpy()
         if out.any():
-            ax.plot(x[out], rate[out], ls="none", marker="D", ms=6, color="#d62728",
-                    label="special-cause variation")
+            ax.plot(x[out], rate[out], ls="none", marker="D", ms=6, color="#d62728", label="special-cause variation")
         labels = chart["period"].to_list()
         step = max(1, len(labels) // 12)
         ax.set_xticks(x[::step], labels[::step], rotation=45, ha="right")
@@ -87,8 +82,7 @@ def funnel_svg(points: pl.DataFrame, overall_rate: float | None, title: str, nam
         ax.plot(grid, lim["hi998"], color="#b03a2e", lw=1, label="99.8% limits")
         ax.plot(grid, lim["lo998"], color="#b03a2e", lw=1)
         ax.axhline(overall_rate, color="#555555", lw=1, label=f"overall rate {overall_rate:.1%}")
-        ax.scatter(points["denominator"].to_numpy(), points["rate"].to_numpy(), s=14, color="#1f4e79",
-                   zorder=3, label="provider")
+        ax.scatter(points["denominator"].to_numpy(), points["rate"].to_numpy(), s=14, color="#1f4e79", zorder=3, label="provider")
         ax.set_xlabel("evaluated orders (denominator)")
         ax.set_ylabel("rate")
         ax.set_ylim(0, 1)

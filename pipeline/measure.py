@@ -88,9 +88,8 @@ def build_metrics(con: duckdb.DuckDBPyConnection, min_cell_count: int = 11) -> p
         .otherwise(pl.lit("lower_is_better"))
         .alias("direction"),
     )
-    return (
-        out.select([pl.col(c).cast(t) for c, t in FEED_SCHEMA.items()])
-        .sort(["period", "level", "group_key", "measure_id"], nulls_last=True)
+    return out.select([pl.col(c).cast(t) for c, t in FEED_SCHEMA.items()]).sort(
+        ["period", "level", "group_key", "measure_id"], nulls_last=True
     )
 
 
@@ -104,9 +103,9 @@ def p_chart(monthly: pl.DataFrame) -> pl.DataFrame:
     total_den = df["denominator"].sum() or 0
     p_bar = (df["numerator"].sum() / total_den) if total_den else None
     if p_bar is None:
-        return df.with_columns(
-            pl.lit(None, pl.Float64).alias(c) for c in ("rate", "centre", "sigma", "lcl", "ucl")
-        ).with_columns(pl.lit(False).alias("outside"))
+        return df.with_columns(pl.lit(None, pl.Float64).alias(c) for c in ("rate", "centre", "sigma", "lcl", "ucl")).with_columns(
+            pl.lit(False).alias("outside")
+        )
     n = pl.col("denominator").cast(pl.Float64)
     sigma = pl.when(n > 0).then((p_bar * (1 - p_bar) / n).sqrt())
     return (
@@ -119,9 +118,7 @@ def p_chart(monthly: pl.DataFrame) -> pl.DataFrame:
             (pl.col("centre") - 3 * pl.col("sigma")).clip(0.0, 1.0).alias("lcl"),
             (pl.col("centre") + 3 * pl.col("sigma")).clip(0.0, 1.0).alias("ucl"),
         )
-        .with_columns(
-            ((pl.col("rate") > pl.col("ucl")) | (pl.col("rate") < pl.col("lcl"))).fill_null(False).alias("outside")
-        )
+        .with_columns(((pl.col("rate") > pl.col("ucl")) | (pl.col("rate") < pl.col("lcl"))).fill_null(False).alias("outside"))
     )
 
 

@@ -41,10 +41,8 @@ _FIXED_DATE = dt.datetime(2000, 1, 1)
 
 def write_case_list(path: Path, cases: pl.DataFrame, rules: pl.DataFrame, run_info: dict) -> Path:
     """Write ``case_list.xlsx``: sheet Cases (one row per audited order), Explanation and Rules."""
-    wb = xlsxwriter.Workbook(str(path), {"strings_to_formulas": False, "strings_to_urls": False,
-                                         "strings_to_numbers": False})
-    wb.set_properties({"title": "order-audit case list", "created": _FIXED_DATE,
-                       "comments": f"run {run_info['run_id']}"})
+    wb = xlsxwriter.Workbook(str(path), {"strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False})
+    wb.set_properties({"title": "order-audit case list", "created": _FIXED_DATE, "comments": f"run {run_info['run_id']}"})
     head = wb.add_format({"bold": True, "bg_color": "#DDE5EE", "text_wrap": True, "valign": "top"})
     wrap = wb.add_format({"text_wrap": True, "valign": "top"})
 
@@ -73,11 +71,17 @@ def write_case_list(path: Path, cases: pl.DataFrame, rules: pl.DataFrame, run_in
     ex.set_column(0, 0, 24)
     ex.set_column(1, 1, 90)
     lines = [
-        ("Run id", run_info["run_id"]), ("Period", str(run_info["period"])),
-        ("Rule-set version", run_info["rule_set_version"]), ("Software version", run_info["software_version"]),
-        ("Patient identifiers", "Only the keyed pseudonym patient_key appears. Reviewers who need the chart "
-                                "ask the operator for the crosswalk file (--reid-file), kept apart."),
-        ("", ""), ("Column", "Meaning"),
+        ("Run id", run_info["run_id"]),
+        ("Period", str(run_info["period"])),
+        ("Rule-set version", run_info["rule_set_version"]),
+        ("Software version", run_info["software_version"]),
+        (
+            "Patient identifiers",
+            "Only the keyed pseudonym patient_key appears. Reviewers who need the chart "
+            "ask the operator for the crosswalk file (--reid-file), kept apart.",
+        ),
+        ("", ""),
+        ("Column", "Meaning"),
     ] + [(c, COLUMN_NOTES.get(c, "")) for c in columns]
     for i, (a, b) in enumerate(lines):
         fmt = head if a in ("Column",) else wrap

@@ -68,12 +68,12 @@ def _metric_counts(rng: np.random.Generator, rules: pl.DataFrame) -> pl.DataFram
                 rows.append((month, level, key, m, int(rng.binomial(den, 0.05)), den))
     # a hand-checkable row: 3 of 10
     rows.append(("2026-10", "provider", "PRV-HAND", "inappropriate_order_rate", 3, 10))
-    return pl.DataFrame(rows, schema=["period", "level", "group_key", "measure_id", "numerator", "denominator"],
-                        orient="row")
+    return pl.DataFrame(rows, schema=["period", "level", "group_key", "measure_id", "numerator", "denominator"], orient="row")
 
 
-def build_fixture(con: duckdb.DuckDBPyConnection | None = None, n_cases: int = 30, seed: int = 1,
-                  orders_per_case: int = 3) -> duckdb.DuckDBPyConnection:
+def build_fixture(
+    con: duckdb.DuckDBPyConnection | None = None, n_cases: int = 30, seed: int = 1, orders_per_case: int = 3
+) -> duckdb.DuckDBPyConnection:
     """Create src_*, load_rejects, ref_* and mart_* tables in ``con`` (a new in-memory one if None)."""
     con = con or duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
@@ -106,75 +106,164 @@ def build_fixture(con: duckdb.DuckDBPyConnection | None = None, n_cases: int = 3
             indication = f"headache {HOSTILE}" if (i, j) == (2, 0) else "positional headache"
             src_orders.append((oid, pid, name, indication))
             odept = dept if j == 0 else DEPARTMENTS[(i + j) % len(DEPARTMENTS)]
-            orders.append({
-                "order_id": oid, "case_id": proc_id, "patient_key": pkey,
-                "ordered_at": f"2026-10-{day:02d}T{8 + j:02d}:00:00Z",
-                "ordered_at_local": f"2026-10-{day:02d} {4 + j:02d}:00:00",
-                "hours_since_index": hours, "episode_number": j + 1, "order_code": "72156",
-                "order_name": name, "study_type": "mri_spine", "effective_study_type": "mri_spine",
-                "regions": "CTL", "contrast": "without_and_with", "ordering_department": odept,
-                "ordering_provider_id": PROVIDERS[(i + j) % len(PROVIDERS)], "status": "completed",
-                "indication_codes": "G97.1", "indication_text": indication, "verdict": verdict,
-                "reasons": reason, "secondary_reasons": None, "explanation": rule["explanation"],
-                "citations": rule["citation"], "rule_ids": rule_id, "rule_set_version": "2026.1",
-                "case_index_month": REPORT_MONTH, "index_at": index_at, "is_premature": reason == "premature",
-            })
+            orders.append(
+                {
+                    "order_id": oid,
+                    "case_id": proc_id,
+                    "patient_key": pkey,
+                    "ordered_at": f"2026-10-{day:02d}T{8 + j:02d}:00:00Z",
+                    "ordered_at_local": f"2026-10-{day:02d} {4 + j:02d}:00:00",
+                    "hours_since_index": hours,
+                    "episode_number": j + 1,
+                    "order_code": "72156",
+                    "order_name": name,
+                    "study_type": "mri_spine",
+                    "effective_study_type": "mri_spine",
+                    "regions": "CTL",
+                    "contrast": "without_and_with",
+                    "ordering_department": odept,
+                    "ordering_provider_id": PROVIDERS[(i + j) % len(PROVIDERS)],
+                    "status": "completed",
+                    "indication_codes": "G97.1",
+                    "indication_text": indication,
+                    "verdict": verdict,
+                    "reasons": reason,
+                    "secondary_reasons": None,
+                    "explanation": rule["explanation"],
+                    "citations": rule["citation"],
+                    "rule_ids": rule_id,
+                    "rule_set_version": "2026.1",
+                    "case_index_month": REPORT_MONTH,
+                    "index_at": index_at,
+                    "is_premature": reason == "premature",
+                }
+            )
             if verdict in ("appropriate", "inappropriate", "review"):
                 n_eval += 1
                 if first_right is None:
                     first_right = verdict == "appropriate"
-        cases.append({
-            "case_id": proc_id, "patient_key": pkey, "index_procedure_id": proc_id, "index_code": "62270",
-            "index_at": index_at, "index_local_date": f"2026-10-{day:02d}", "index_month": REPORT_MONTH,
-            "department": dept, "site": "Main", "provider_id": PROVIDERS[i % len(PROVIDERS)],
-            "age_years": 30.0 + i % 50, "needle_gauge": [22, 25, 20][i % 3],
-            "needle_type": ["cutting", "atraumatic"][i % 2], "attempts": 1 + i % 3,
-            "patient_position": ["sitting", "lateral"][i % 2], "evidence_sources": "diagnosis|indication",
-            "first_evidence_at": index_at, "n_orders": orders_per_case, "n_evaluated": n_eval,
-            "n_inappropriate": 1, "n_review": 0, "n_appropriate": 1,
-            "first_imaging_at": index_at, "hours_to_first_imaging": round(first_hours, 2),
-            "first_imaging_department": dept, "first_imaging_provider_id": PROVIDERS[i % len(PROVIDERS)],
-            "first_imaging_right_study": first_right,
-        })
+        cases.append(
+            {
+                "case_id": proc_id,
+                "patient_key": pkey,
+                "index_procedure_id": proc_id,
+                "index_code": "62270",
+                "index_at": index_at,
+                "index_local_date": f"2026-10-{day:02d}",
+                "index_month": REPORT_MONTH,
+                "department": dept,
+                "site": "Main",
+                "provider_id": PROVIDERS[i % len(PROVIDERS)],
+                "age_years": 30.0 + i % 50,
+                "needle_gauge": [22, 25, 20][i % 3],
+                "needle_type": ["cutting", "atraumatic"][i % 2],
+                "attempts": 1 + i % 3,
+                "patient_position": ["sitting", "lateral"][i % 2],
+                "evidence_sources": "diagnosis|indication",
+                "first_evidence_at": index_at,
+                "n_orders": orders_per_case,
+                "n_evaluated": n_eval,
+                "n_inappropriate": 1,
+                "n_review": 0,
+                "n_appropriate": 1,
+                "first_imaging_at": index_at,
+                "hours_to_first_imaging": round(first_hours, 2),
+                "first_imaging_department": dept,
+                "first_imaging_provider_id": PROVIDERS[i % len(PROVIDERS)],
+                "first_imaging_right_study": first_right,
+            }
+        )
     # non-case index procedures for the risk-factor denominators
     for k in range(max(4 * n_cases, 120)):
         is_case = k < n_cases
-        index_rows.append({
-            "procedure_id": f"PROC-{k:05d}", "patient_key": f"P{k:016x}", "index_month": REPORT_MONTH,
-            "procedure_code": "62270", "department": DEPARTMENTS[k % len(DEPARTMENTS)],
-            "needle_gauge": [22, 25, 20][k % 3], "needle_type": ["cutting", "atraumatic"][k % 2],
-            "attempts": 1 + k % 3, "patient_position": ["sitting", "lateral"][k % 2], "age_years": 40.0,
-            "is_adult": True, "is_age_unknown": False, "has_leak_evidence": is_case,
-            "has_late_evidence_only": False, "is_case": is_case,
-        })
+        index_rows.append(
+            {
+                "procedure_id": f"PROC-{k:05d}",
+                "patient_key": f"P{k:016x}",
+                "index_month": REPORT_MONTH,
+                "procedure_code": "62270",
+                "department": DEPARTMENTS[k % len(DEPARTMENTS)],
+                "needle_gauge": [22, 25, 20][k % 3],
+                "needle_type": ["cutting", "atraumatic"][k % 2],
+                "attempts": 1 + k % 3,
+                "patient_position": ["sitting", "lateral"][k % 2],
+                "age_years": 40.0,
+                "is_adult": True,
+                "is_age_unknown": False,
+                "has_leak_evidence": is_case,
+                "has_late_evidence_only": False,
+                "is_case": is_case,
+            }
+        )
         if k >= n_cases:
-            procs.append((f"PROC-{k:05d}", f"{RAW_ID_PREFIX}{50000 + k}", "2026-10-02T08:00:00Z", "62270",
-                          DEPARTMENTS[k % len(DEPARTMENTS)]))
+            procs.append(
+                (
+                    f"PROC-{k:05d}",
+                    f"{RAW_ID_PREFIX}{50000 + k}",
+                    "2026-10-02T08:00:00Z",
+                    "62270",
+                    DEPARTMENTS[k % len(DEPARTMENTS)],
+                )
+            )
 
-    _table(con, "src_procedures", pl.DataFrame(
-        procs, schema=["procedure_id", "patient_id", "performed_at", "procedure_code", "department"], orient="row"))
-    _table(con, "src_imaging_orders", pl.DataFrame(
-        src_orders, schema=["order_id", "patient_id", "order_name", "indication_text"], orient="row"))
+    _table(
+        con,
+        "src_procedures",
+        pl.DataFrame(procs, schema=["procedure_id", "patient_id", "performed_at", "procedure_code", "department"], orient="row"),
+    )
+    _table(
+        con,
+        "src_imaging_orders",
+        pl.DataFrame(src_orders, schema=["order_id", "patient_id", "order_name", "indication_text"], orient="row"),
+    )
     _table(con, "mart_cases", pl.DataFrame(cases))
     _table(con, "mart_audited_orders", pl.DataFrame(orders))
     _table(con, "mart_index_procedures", pl.DataFrame(index_rows))
-    _table(con, "mart_attrition", pl.DataFrame([
-        (1, "Index procedures (lumbar dural puncture codes)", "procedures", len(index_rows), "step", None),
-        (2, "Procedures with leak evidence within 14 days", "procedures", n_cases + 3, "step", None),
-        (3, "No age recorded", "procedures", 3, "exclusion", "age unknown: not a case"),
-        (4, "Cases (adults)", "cases", n_cases, "step", None),
-        (5, "Audited orders", "orders", len(orders), "step", None),
-        (6, "Flagged orders (inappropriate or review)", "orders", sum(
-            o["verdict"] in ("inappropriate", "review") for o in orders), "step", HOSTILE),
-    ], schema=["step_order", "step", "unit", "count", "kind", "note"], orient="row"))
+    _table(
+        con,
+        "mart_attrition",
+        pl.DataFrame(
+            [
+                (1, "Index procedures (lumbar dural puncture codes)", "procedures", len(index_rows), "step", None),
+                (2, "Procedures with leak evidence within 14 days", "procedures", n_cases + 3, "step", None),
+                (3, "No age recorded", "procedures", 3, "exclusion", "age unknown: not a case"),
+                (4, "Cases (adults)", "cases", n_cases, "step", None),
+                (5, "Audited orders", "orders", len(orders), "step", None),
+                (
+                    6,
+                    "Flagged orders (inappropriate or review)",
+                    "orders",
+                    sum(o["verdict"] in ("inappropriate", "review") for o in orders),
+                    "step",
+                    HOSTILE,
+                ),
+            ],
+            schema=["step_order", "step", "unit", "count", "kind", "note"],
+            orient="row",
+        ),
+    )
     _table(con, "mart_metric_counts", _metric_counts(rng, rules))
-    _table(con, "load_rejects", pl.DataFrame([
-        ("procedures", "procedures.csv", 17, "patient_id", REJECTED_RAW_ID, "duplicate procedure_id", "row_rejected"),
-        ("imaging_orders", "imaging_orders.csv", 4, "ordered_at", "2026-03-08 02:30", "nonexistent local time",
-         "row_rejected"),
-        ("imaging_orders", "imaging_orders.csv", 9, "status", HOSTILE, "unknown status", "value_nulled"),
-    ], schema=["table_name", "source_file", "source_line", "column_name", "value", "reason", "action"],
-        orient="row"))
+    _table(
+        con,
+        "load_rejects",
+        pl.DataFrame(
+            [
+                ("procedures", "procedures.csv", 17, "patient_id", REJECTED_RAW_ID, "duplicate procedure_id", "row_rejected"),
+                (
+                    "imaging_orders",
+                    "imaging_orders.csv",
+                    4,
+                    "ordered_at",
+                    "2026-03-08 02:30",
+                    "nonexistent local time",
+                    "row_rejected",
+                ),
+                ("imaging_orders", "imaging_orders.csv", 9, "status", HOSTILE, "unknown status", "value_nulled"),
+            ],
+            schema=["table_name", "source_file", "source_line", "column_name", "value", "reason", "action"],
+            orient="row",
+        ),
+    )
     return con
 
 
@@ -186,23 +275,48 @@ def run_info(period: str = REPORT_MONTH, demo_key: bool = True) -> dict:
         "rule_set_version": "2026.1",
         "code_set_versions": {"cpt": "2026", "icd10cm": "FY2026", "imaging_code_map": "2026.1"},
         "inputs": [
-            {"table": "procedures", "path": "/data/in/procedures.csv", "sha256": "a" * 64, "rows_read": 150,
-             "rows_loaded": 149, "rows_rejected": 1},
-            {"table": "imaging_orders", "path": f"/data/in/{HOSTILE}.csv", "sha256": "b" * 64, "rows_read": 93,
-             "rows_loaded": 92, "rows_rejected": 1},
+            {
+                "table": "procedures",
+                "path": "/data/in/procedures.csv",
+                "sha256": "a" * 64,
+                "rows_read": 150,
+                "rows_loaded": 149,
+                "rows_rejected": 1,
+            },
+            {
+                "table": "imaging_orders",
+                "path": f"/data/in/{HOSTILE}.csv",
+                "sha256": "b" * 64,
+                "rows_read": 93,
+                "rows_loaded": 92,
+                "rows_rejected": 1,
+            },
         ],
         "config": {
             "site_timezone": "America/New_York",
-            "case": {"min_age_years": 18.0, "leak_evidence_days": 14.0, "audit_window_days": 30.0,
-                     "outside_window_context_days": 30.0, "premature_hours": 72.0, "episode_hours": 24.0},
+            "case": {
+                "min_age_years": 18.0,
+                "leak_evidence_days": 14.0,
+                "audit_window_days": 30.0,
+                "outside_window_context_days": 30.0,
+                "premature_hours": 72.0,
+                "episode_hours": 24.0,
+            },
             "reporting": {"min_cell_count": 11, "trend_months": 24},
         },
         "period": period,
         "started_at": "2026-11-01T02:00:00+00:00",
         "pseudonym_key_is_demo": demo_key,
         "data_quality": [
-            {"check_id": "orders_ordered_at_not_null", "severity": "warning", "status": "failed",
-             "violated_count": 3, "denominator": 93, "percent": 3.2258, "description": f"order time {HOSTILE}",
-             "sample_keys": [RAW_ID]},
+            {
+                "check_id": "orders_ordered_at_not_null",
+                "severity": "warning",
+                "status": "failed",
+                "violated_count": 3,
+                "denominator": 93,
+                "percent": 3.2258,
+                "description": f"order time {HOSTILE}",
+                "sample_keys": [RAW_ID],
+            },
         ],
     }

@@ -1,0 +1,133 @@
+"""Rates, Wilson intervals, suppression, p-chart and funnel limits against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import duckdb
+import polars as pl
+import pytest
+
+from pipeline.measure import (
+    FEED_SCHEMA,
+    SCHEMA_VERSION,
+    build_metrics,
+    funnel_limits,
+    funnel_status,
+    p_chart,
+    wilson_interval,
+)
+
+
+def _con(rows):
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE mart_metric_counts (period VARCHAR, level VARCHAR, group_key VARCHAR, "
+        "measure_id VARCHAR, numerator BIGINT, denominator BIGINT)"
+    )
+    con.executemany("INSERT INTO mart_metric_counts VALUES (?, ?, ?, ?, ?, ?)", rows)
+    return con
+
+
+def test_wilson_hand_computed():
+    # Wilson 95%: (p + z^2/2n +/- z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n), z = 1.959964
+    low, high = wilson_interval([3, 0, 10, 20], [10, 10, 10, 100])
+    assert low[0] == pytest.approx(0.1078, abs=5e-5) and high[0] == pytest.approx(0.6032, abs=5e-5)
+    assert low[1] == pytest.approx(0.0, abs=1e-12) and high[1] == pytest.approx(0.2775, abs=5e-5)
+    assert low[2] == pytest.approx(0.7225, abs=5e-5) and high[2] == pytest.approx(1.0, abs=1e-12)
+    assert low[3] == pytest.approx(0.1334, abs=5e-5) and high[3] == pytest.approx(0.2888, abs=5e-5)
+
+
+def test_wilson_zero_denominator_is_nan():
+    low, high = wilson_interval([0], [0])
+    assert math.isnan(low[0]) and math.isnan(high[0])
+
+
+def test_build_metrics_schema_rates_and_suppression():
+    con = _con(
+        [
+            ("2026-10", "overall", "all", "inappropriate_order_rate", 20, 100),
+            ("2026-10", "overall", "all", "first_imaging_right_study", 0, 100),
+            ("2026-10", "department", "Neuro", "inappropriate_order_rate", 3, 10),  # denominator < 11
+            ("2026-10", "department", "Anes", "inappropriate_order_rate", 5, 100),  # 0 < numerator < 11
+            ("2026-10", "provider", "P1", "inappropriate_order_rate", 11, 11),  # at the threshold: shown
+            ("2026-10", "provider", "P2", "premature_order_rate", 0, 0),
+            ("2026-10", "overall", "all", "reason_mri_complete_spine_wwo", 40, 100),
+        ]
+    )
+    m = build_metrics(con)
+    assert m.columns == list(FEED_SCHEMA)
+    assert m.schema == pl.Schema(FEED_SCHEMA)
+    assert set(m["schema_version"]) == {SCHEMA_VERSION} == {"1.0"}
+    row = {(r["level"], r["group_key"], r["measure_id"]): r for r in m.to_dicts()}
+
+    r = row[("overall", "all", "inappropriate_order_rate")]
+    assert (r["rate"], r["suppressed"], r["direction"]) == (0.2, False, "lower_is_better")
+    assert r["ci_low"] == pytest.approx(0.1334, abs=5e-5) and r["ci_high"] == pytest.approx(0.2888, abs=5e-5)
+
+    r = row[("overall", "all", "first_imaging_right_study")]
+    assert (r["rate"], r["suppressed"], r["direction"]) == (0.0, False, "higher_is_better")
+    assert r["ci_high"] == pytest.approx(0.0370, abs=5e-5)  # 0/100: 3.84/103.84
+
+    for key in [
+        ("department", "Neuro", "inappropriate_order_rate"),
+        ("department", "Anes", "inappropriate_order_rate"),
+        ("provider", "P2", "premature_order_rate"),
+    ]:
+        r = row[key]
+        assert r["suppressed"] is True and r["rate"] is None and r["ci_low"] is None and r["ci_high"] is None
+        assert r["numerator"] is not None  # counts stay; only the rate and interval are withheld
+
+    r = row[("provider", "P1", "inappropriate_order_rate")]
+    assert r["suppressed"] is False and r["rate"] == 1.0
+    assert row[("overall", "all", "reason_mri_complete_spine_wwo")]["direction"] == "higher_is_better"
+    # deterministic order
+    assert m.equals(m.sort(["period", "level", "group_key", "measure_id"]))
+
+
+def test_build_metrics_threshold_is_configurable():
+    con = _con([("2026-10", "department", "Neuro", "inappropriate_order_rate", 3, 10)])
+    r = build_metrics(con, min_cell_count=3).row(0, named=True)
+    assert r["suppressed"] is False
+    assert r["ci_low"] == pytest.approx(0.1078, abs=5e-5) and r["ci_high"] == pytest.approx(0.6032, abs=5e-5)
+
+
+def test_p_chart_hand_computed():
+    monthly = pl.DataFrame(
+        {"period": ["2026-03", "2026-01", "2026-02"], "numerator": [50, 5, 20], "denominator": [100, 100, 100]}
+    )
+    pc = p_chart(monthly)
+    assert pc["period"].to_list() == ["2026-01", "2026-02", "2026-03"]
+    # p-bar = 75/300 = 0.25; sigma = sqrt(0.25 * 0.75 / 100) = 0.0433013
+    assert pc["centre"].to_list() == pytest.approx([0.25] * 3)
+    assert pc["lcl"][0] == pytest.approx(0.120096, abs=1e-6)
+    assert pc["ucl"][0] == pytest.approx(0.379904, abs=1e-6)
+    assert pc["outside"].to_list() == [True, False, True]
+
+
+def test_p_chart_limits_vary_with_n_and_clip_at_zero():
+    pc = p_chart(pl.DataFrame({"period": ["a", "b"], "numerator": [1, 10], "denominator": [10, 90]}))
+    # p-bar = 11/100 = 0.11; n=10: sigma = 0.098944, lcl = max(0, 0.11 - 0.296833) = 0, ucl = 0.406833
+    assert pc["lcl"][0] == 0.0
+    assert pc["ucl"][0] == pytest.approx(0.406833, abs=1e-6)
+    # n=90: sigma = 0.032981, limits 0.011056 .. 0.208944
+    assert pc["lcl"][1] == pytest.approx(0.011056, abs=1e-6)
+    assert pc["ucl"][1] == pytest.approx(0.208944, abs=1e-6)
+    assert not pc["outside"].any()
+
+
+def test_funnel_limits_hand_computed():
+    lim = funnel_limits(0.2, [100, 0])
+    # se = sqrt(0.2 * 0.8 / 100) = 0.04; 95%: 0.2 +/- 1.96 se; 99.8%: 0.2 +/- 3.0902 se
+    assert lim["lo95"][0] == pytest.approx(0.121601, abs=1e-6)
+    assert lim["hi95"][0] == pytest.approx(0.278399, abs=1e-6)
+    assert lim["lo998"][0] == pytest.approx(0.076391, abs=1e-6)
+    assert lim["hi998"][0] == pytest.approx(0.323609, abs=1e-6)
+    assert lim["hi95"][1] is None  # no limits without a denominator
+    assert funnel_status([0.2, 0.3, 0.4, 0.1, 0.05], [100] * 5, 0.2) == [
+        "within limits",
+        "above 95% limit",
+        "above 99.8% limit",
+        "below 95% limit",
+        "below 99.8% limit",
+    ]

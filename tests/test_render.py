@@ -1,0 +1,202 @@
+"""Renderer tests on a hand-built fixture warehouse (no pipeline run)."""
+
+from __future__ import annotations
+
+import io
+import json
+import stat
+import zipfile
+from pathlib import Path
+
+import duckdb
+import jinja2
+import polars as pl
+import pytest
+
+from pipeline import render
+from pipeline.measure import build_metrics
+from tests import fixtures_marts as fx
+
+HOSTILE_ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
+DATA_FILES = ["metrics.csv", "metrics.parquet", "metrics.json", "case_list.xlsx"]
+
+
+@pytest.fixture(scope="module")
+def warehouse():
+    return fx.build_fixture()
+
+
+@pytest.fixture(scope="module")
+def metrics(warehouse):
+    return build_metrics(warehouse)
+
+
+@pytest.fixture(scope="module")
+def out(warehouse, metrics, tmp_path_factory):
+    root = tmp_path_factory.mktemp("render")
+    reid = root / "restricted" / "crosswalk.csv"
+    out_dir = root / "out"
+    written = render.render_outputs(warehouse, out_dir, fx.run_info(), metrics, reid_file=reid)
+    return {"dir": out_dir, "written": written, "reid": reid}
+
+
+def _html_files(out_dir: Path) -> list[Path]:
+    return sorted(out_dir.rglob("*.html"))
+
+
+def test_expected_files(out):
+    d = out["dir"]
+    for name in ["report.html", "index.html", *DATA_FILES]:
+        assert (d / name).is_file(), name
+    pages = sorted(p.name for p in (d / "departments").glob("*.html"))
+    assert len(pages) == len(fx.DEPARTMENTS)
+    assert all(p.replace("-", "").replace(".", "").isalnum() for p in pages)  # hostile name -> safe slug
+    assert set(out["written"]) >= {d / "report.html", d / "index.html", out["reid"]}
+    assert not (d / "report.pdf").exists()
+
+
+def test_strict_undefined_raises():
+    env = render.make_env()
+    with pytest.raises(jinja2.UndefinedError):
+        env.from_string("{{ missing }}").render()
+    with pytest.raises(jinja2.UndefinedError):
+        env.get_template("index.html").render(run={"run_id": "x"})
+
+
+def test_missing_run_info_key_fails(warehouse, metrics, tmp_path):
+    info = fx.run_info()
+    del info["rule_set_version"]
+    with pytest.raises(KeyError, match="rule_set_version"):
+        render.render_outputs(warehouse, tmp_path / "o", info, metrics)
+
+
+def test_failed_query_is_an_error(metrics, tmp_path):
+    con = fx.build_fixture(n_cases=5)
+    con.execute("DROP TABLE mart_attrition")
+    with pytest.raises(duckdb.CatalogException):
+        render.render_outputs(con, tmp_path / "o", fx.run_info(), metrics)
+
+
+def test_hostile_strings_are_inert_in_every_html_file(out):
+    files = _html_files(out["dir"])
+    assert len(files) == 2 + len(fx.DEPARTMENTS)
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        assert "<script" not in text.lower(), path  # no script at all: not ours, not injected
+        assert "alert(1)</" not in text, path
+    report = (out["dir"] / "report.html").read_text(encoding="utf-8")
+    assert report.count(HOSTILE_ESCAPED) >= 4  # department, order name, indication text, attrition note
+    assert f"headache {HOSTILE_ESCAPED}" in report  # indication text
+    # the hostile department as a matplotlib tick label inside the inline SVG, escaped by matplotlib
+    assert f">{HOSTILE_ESCAPED}</text>" in report
+    assert "Tiny &amp; Rare" in report
+
+
+def test_no_raw_patient_id_in_any_output_file(out):
+    needle = fx.RAW_ID_PREFIX.encode()
+    files = [p for p in out["dir"].rglob("*") if p.is_file()]
+    assert len(files) >= 9
+    for path in files:
+        data = path.read_bytes()
+        assert needle not in data, path
+        if path.suffix == ".xlsx":
+            with zipfile.ZipFile(io.BytesIO(data)) as z:
+                for member in z.namelist():
+                    assert needle not in z.read(member), f"{path}:{member}"
+        if path.suffix == ".parquet":
+            frame = pl.read_parquet(path)
+            for col in frame.columns:
+                assert not frame[col].cast(pl.String).str.contains(fx.RAW_ID_PREFIX, literal=True).any()
+    # the pseudonym is there instead
+    assert b"P0000000000000002" in (out["dir"] / "report.html").read_bytes()
+
+
+def test_reid_file_owner_only_and_complete(out, warehouse):
+    reid = out["reid"]
+    assert stat.S_IMODE(reid.stat().st_mode) == 0o600
+    lines = reid.read_text().splitlines()
+    assert lines[0] == "patient_key,patient_id"
+    assert f"P{0:016x},{fx.RAW_ID}" in lines
+    n_case_patients = warehouse.execute("SELECT count(DISTINCT patient_key) FROM mart_cases").fetchall()[0][0]
+    assert len(lines) == 1 + n_case_patients
+
+
+def test_reid_file_refused_inside_output_folder(warehouse, metrics, tmp_path):
+    with pytest.raises(render.ReportError, match="outside|inside"):
+        render.render_outputs(warehouse, tmp_path / "o", fx.run_info(), metrics, reid_file=tmp_path / "o" / "crosswalk.csv")
+
+
+def test_report_sections_and_suppression(out):
+    report = (out["dir"] / "report.html").read_text(encoding="utf-8")
+    for anchor in ["headline", "trend", "groups", "attrition", "timing", "risk", "cases", "methods"]:
+        assert f'id="{anchor}"' in report
+    assert "too few to rate" in report
+    assert "Warning: demo pseudonym key" in report
+    assert "a" * 64 in report  # input hash
+    assert "20261101T020000Z-abc123" in report  # run id
+    assert 'id="rule-CSF-06"' in report and 'href="report.html#rule-CSF-06"' in report
+    assert report.count('class="chart"') >= 4  # p-charts, department intervals, funnel, histogram
+    assert "special-cause" in report.lower() and "2026-03" in report
+    assert fx.REJECTED_RAW_ID not in report  # rejected values are never shown, only counts
+    assert "Needle type" in report and "Patient position" in report
+    dept = next((out["dir"] / "departments").glob("tiny-rare-*.html")).read_text(encoding="utf-8")
+    assert "Tiny &amp; Rare" in dept and "too few to rate" in dept
+
+
+def test_no_demo_warning_with_a_real_key(warehouse, metrics, tmp_path):
+    render.render_outputs(warehouse, tmp_path, fx.run_info(demo_key=False), metrics)
+    assert "demo pseudonym key" not in (tmp_path / "report.html").read_text(encoding="utf-8")
+
+
+def test_metrics_feed(out, metrics):
+    d = out["dir"]
+    assert pl.read_parquet(d / "metrics.parquet").equals(metrics)
+    csv = pl.read_csv(d / "metrics.csv", infer_schema_length=0)
+    assert csv.columns == metrics.columns and csv.height == metrics.height
+    summary = json.loads((d / "metrics.json").read_text())
+    assert summary["schema_version"] == "1.0"
+    assert summary["headline_period"] == fx.REPORT_MONTH
+    assert {r["measure_id"] for r in summary["headline"]} >= {"inappropriate_order_rate", "first_imaging_right_study"}
+    hand = metrics.filter(pl.col("group_key") == "PRV-HAND").row(0, named=True)
+    assert hand["suppressed"] is True and hand["rate"] is None  # 3/10 is below the threshold of 11
+
+
+def test_workbook_has_explanation_and_no_formulas(out):
+    with zipfile.ZipFile(out["dir"] / "case_list.xlsx") as z:
+        names = z.namelist()
+        assert "xl/worksheets/sheet1.xml" in names and "xl/worksheets/sheet2.xml" in names
+        workbook_xml = z.read("xl/workbook.xml").decode()
+        assert 'name="Cases"' in workbook_xml and 'name="Explanation"' in workbook_xml
+        assert b"<f>" not in z.read("xl/worksheets/sheet1.xml")
+
+
+def test_rerender_is_byte_identical(warehouse, metrics, out, tmp_path):
+    again = tmp_path / "again"
+    render.render_outputs(warehouse, again, fx.run_info(), metrics)
+    first = sorted(p.relative_to(out["dir"]) for p in out["dir"].rglob("*") if p.is_file())
+    second = sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
+    assert first == second
+    for rel in first:
+        assert (out["dir"] / rel).read_bytes() == (again / rel).read_bytes(), rel
+
+
+def test_pdf_without_engine_says_what_to_install(warehouse, metrics, tmp_path, monkeypatch):
+    import builtins
+
+    monkeypatch.setattr(render, "find_chromium", lambda: None)
+    real_import = builtins.__import__
+
+    def no_weasyprint(name, *args, **kwargs):
+        if name == "weasyprint":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_weasyprint)
+    with pytest.raises(render.ReportError, match="apt-get install -y chromium"):
+        render.render_outputs(warehouse, tmp_path / "o", fx.run_info(), metrics, pdf=True)
+
+
+def test_slug_is_safe_and_distinct():
+    a, b = render.slugify("<script>alert(1)</script>"), render.slugify("script alert 1 script")
+    assert a != b and "<" not in a and "/" not in a
+    assert render.slugify(None).startswith("department-")
