@@ -56,9 +56,10 @@ def execution_order(models: list[Model]) -> list[Model]:
     return [by_name[n] for n in TopologicalSorter(graph).static_order()]
 
 
-def run_models(con: duckdb.DuckDBPyConnection, models: list[Model] | None = None) -> list[str]:
-    """Build every model as a table; returns the names in the order built."""
-    ordered = execution_order(models or discover_models())
+def run_models(con: duckdb.DuckDBPyConnection, models: list[Model] | None = None,
+               layers: tuple[str, ...] = LAYERS) -> list[str]:
+    """Build the models of the given layers as tables; returns the names in the order built."""
+    ordered = [m for m in execution_order(models or discover_models()) if m.layer in layers]
     for m in ordered:
         log.debug("building %s.%s", m.layer, m.name)
         con.execute(f"CREATE OR REPLACE TABLE {m.name} AS\n{m.sql}")

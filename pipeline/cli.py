@@ -39,32 +39,155 @@ def cli():
     CSF leak after a lumbar procedure that can puncture the dura)."""
 
 
+def _months(month, first, last) -> tuple[list, bool]:
+    """The months a run reports and whether each gets its own folder (a backfill)."""
+    if month and (first or last):
+        raise click.UsageError("use either --month or --from/--to")
+    if (first is None) != (last is None):
+        raise click.UsageError("--from and --to go together")
+    if first:
+        if first > last:
+            raise click.UsageError(f"--from {first} is after --to {last}")
+        y, m = map(int, first.split("-"))
+        months = []
+        while f"{y:04d}-{m:02d}" <= last:
+            months.append(f"{y:04d}-{m:02d}")
+            y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+        return months, True
+    return [month], False
+
+
 @cli.command()
-@click.option("--input", "input_dir", required=True, type=click.Path(path_type=Path),
-              help="Folder with procedures, imaging_orders and optionally diagnoses (.csv or .parquet), "
-                   "and optionally local_code_map.csv.")
+@click.option("--input", "input_dir", type=click.Path(path_type=Path), default=None,
+              help="Folder with procedures, imaging_orders and optionally diagnoses (.csv or .parquet), and "
+                   "optionally local_code_map.csv. Without it, the run re-audits what the warehouse holds.")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder.")
 @click.option("--warehouse", "warehouse_path", type=click.Path(path_type=Path), default=None,
-              help="DuckDB warehouse file [default: <out>/warehouse.duckdb].")
+              help="DuckDB warehouse file kept across runs [config: warehouse; default: a throw-away file].")
 @click.option("--site-timezone", default=None, help="IANA zone for times without an offset [America/New_York].")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None, help="TOML settings file.")
-@click.option("--month", callback=_month, default=None, help="Audit the cases whose index procedure is in this month (YYYY-MM).")
+@click.option("--month", callback=_month, default=None,
+              help="Audit the cases whose index procedure is in this month (YYYY-MM).")
+@click.option("--from", "first", callback=_month, default=None, help="Backfill from this month (YYYY-MM), one folder per month.")
+@click.option("--to", "last", callback=_month, default=None, help="Backfill up to this month (YYYY-MM), inclusive.")
+@click.option("--no-validate", is_flag=True, help="Skip the Great Expectations data-quality gate.")
+@click.option("--data-docs", "data_docs", type=click.Path(path_type=Path), default=None,
+              help="Also write Great Expectations Data Docs (HTML) of the checks here.")
 @click.option("--pdf", is_flag=True, help="Also write report.pdf.")
 @click.option("--reid-file", type=click.Path(path_type=Path), default=None,
               help="Write the pseudonym -> patient id crosswalk here (restricted: mode 0600).")
 @_logging_options
-def run(input_dir, out_dir, warehouse_path, site_timezone, config_path, month, pdf, reid_file,
-        log_format, quiet, verbose):
-    """Load the extracts, audit every order, and write the report and data outputs."""
+def run(input_dir, out_dir, warehouse_path, site_timezone, config_path, month, first, last, no_validate, data_docs,
+        pdf, reid_file, log_format, quiet, verbose):
+    """Load the extracts, check them, audit every order, and write the report and data outputs."""
     from pipeline.config import load_config
     from pipeline.run import RunOptions, execute
 
     setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
     cfg = load_config(config_path, site_timezone=site_timezone)
-    opts = RunOptions(input_dir=input_dir, out_dir=out_dir,
-                      warehouse_path=warehouse_path or out_dir / "warehouse.duckdb",
-                      first_month=month, last_month=month, pdf=pdf, reid_file=reid_file)
+    months, per_month = _months(month, first, last)
+    warehouse_path = warehouse_path or (Path(cfg.warehouse) if cfg.warehouse else None)
+    if input_dir is None and warehouse_path is None:
+        raise click.UsageError("give --input, or --warehouse to re-audit what a warehouse holds")
+    opts = RunOptions(input_dir=input_dir, out_dir=out_dir, warehouse_path=warehouse_path, months=months,
+                      validate=not no_validate, pdf=pdf, reid_file=reid_file, data_docs_dir=data_docs,
+                      per_month_folders=per_month, progress=per_month and not quiet,
+                      command=" ".join(sys.argv[1:]) or "run")
     execute(opts, cfg)
+
+
+@cli.command()
+@click.option("--input", "input_dir", required=True, type=click.Path(path_type=Path), help="Folder with the extracts.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None, help="TOML settings file.")
+@click.option("--site-timezone", default=None, help="IANA zone for times without an offset [America/New_York].")
+@click.option("--data-docs", "data_docs", type=click.Path(path_type=Path), default=None,
+              help="Also write Great Expectations Data Docs (HTML) here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of a table.")
+@_logging_options
+def validate(input_dir, config_path, site_timezone, data_docs, as_json, log_format, quiet, verbose):
+    """Run the data-quality gate alone on a folder of extracts (nothing is written to a warehouse)."""
+    import datetime as dt
+    import json
+    import tempfile
+
+    from pipeline import gate, load
+    from pipeline.config import load_config
+    from pipeline.errors import QualityGateError
+
+    setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
+    cfg = load_config(config_path, site_timezone=site_timezone)
+    inputs = load.find_inputs(input_dir)
+    with tempfile.TemporaryDirectory(prefix="order-audit-validate-") as tmp:
+        hashes = {name: load.sha256_file(f.path) for name, f in inputs.items()}
+        prepared = load.prepare_inputs(inputs, cfg, Path(tmp), hashes)
+        results, _ = gate.check_inputs(prepared, cfg, Path(tmp), dt.datetime.now(dt.UTC), input_dir)
+    if data_docs:
+        gate.write_data_docs(results, data_docs)
+    if as_json:
+        click.echo(json.dumps([gate.as_dict(r) for r in results], indent=2))
+    else:
+        for r in results:
+            mark = {"passed": "pass", "failed": "FAIL" if getattr(r, "blocks", False) else "warn"}.get(r.status, r.status)
+            counts = "" if r.violated_count is None else f"{r.violated_count}/{r.denominator}"
+            click.echo(f"{mark:5} {r.severity:8} {r.check_id:45} {counts}")
+    failed = gate.blocking(results)
+    if failed:
+        raise QualityGateError(gate.failure_message(failed))
+
+
+@cli.command()
+@click.option("--warehouse", "warehouse_path", required=True, type=click.Path(path_type=Path, exists=True))
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def runs(warehouse_path, limit, as_json):
+    """List past runs: id, period, status, counts, duration."""
+    import json
+
+    from pipeline import history, warehouse
+
+    con = warehouse.connect(warehouse_path, read_only=True)
+    try:
+        rows = history.list_runs(con, limit) if _has_table(con, "audit_runs") else []
+    finally:
+        con.close()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'run_id':28} {'status':11} {'periods':16} {'started (UTC)':20} {'seconds':>8}  counts")
+    for r in rows:
+        counts = json.loads(r["counts"]) if r["counts"] else {}
+        summary = ", ".join(f"{p}: {c.get('cases', 0)} cases/{c.get('audited_orders', 0)} orders" for p, c in counts.items())
+        periods = r["periods"] if len(r["periods"]) <= 16 else r["periods"][:7] + ".." + r["periods"][-7:]
+        click.echo(f"{r['run_id']:28} {r['status']:11} {periods:16} {r['started_at']:20} "
+                   f"{r['duration_seconds'] if r['duration_seconds'] is not None else '':>8}  {summary or r['error'] or ''}")
+
+
+def _has_table(con, name: str) -> bool:
+    return bool(con.execute("SELECT 1 FROM duckdb_tables() WHERE table_name = ?", [name]).fetchall())
+
+
+@cli.command()
+@click.argument("run_a")
+@click.argument("run_b")
+@click.option("--warehouse", "warehouse_path", required=True, type=click.Path(path_type=Path, exists=True))
+def diff(run_a, run_b, warehouse_path):
+    """Orders whose verdict changed between two runs of the same period, with both reasons."""
+    from pipeline import history, warehouse
+    from pipeline.errors import ConfigError
+
+    con = warehouse.connect(warehouse_path, read_only=True)
+    try:
+        missing, rows = history.diff_runs(con, run_a, run_b) if _has_table(con, "run_verdicts") else ([run_a, run_b], [])
+    finally:
+        con.close()
+    if missing:
+        raise ConfigError(f"no run {' or '.join(missing)} in {warehouse_path}; 'order-audit runs' lists the run ids")
+    if not rows:
+        click.echo(f"no order changed verdict between {run_a} and {run_b}")
+        return
+    click.echo(f"{len(rows)} order(s) differ between {run_a} (A) and {run_b} (B):")
+    for period, order_id, case_id, va, ra, vb, rb, kind in rows:
+        click.echo(f"{period}  order {order_id} (case {case_id}) {kind}: A {va or '-'} [{ra or ''}] -> B {vb or '-'} [{rb or ''}]")
 
 
 @cli.command()
@@ -85,7 +208,8 @@ def synth(patients, months, seed, start_month, fmt, site_timezone, out_dir, log_
     summary = generate(out_dir, patients=patients, months=months, seed=seed, start_month=start_month,
                        fmt=fmt, site_timezone=site_timezone)
     if not quiet:
-        click.echo(f"wrote synthetic extracts to {out_dir}: {summary}", err=True)
+        counts = ", ".join(f"{k} {v}" for k, v in summary["counts"].items())
+        click.echo(f"order-audit: wrote synthetic extracts to {out_dir} ({counts})", err=True)
 
 
 def main(argv: list[str] | None = None) -> None:

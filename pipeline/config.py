@@ -49,6 +49,7 @@ class Config:
     reporting: Reporting = field(default_factory=Reporting)
     privacy: Privacy = field(default_factory=Privacy)
     local_code_map: str | None = None
+    warehouse: str | None = None  # a warehouse kept across runs; none: a throw-away file per run
     # canonical column -> column name in the extract, per table
     columns: dict[str, dict[str, str]] = field(default_factory=dict)
     source_path: str | None = None
@@ -95,7 +96,7 @@ def load_config(path: str | Path | None = None, **overrides) -> Config:
         where = f"{path}: [{key}]"
         if key in _SECTIONS:
             kwargs[key] = _section(_SECTIONS[key], value, where)
-        elif key == "site_timezone" or key == "local_code_map":
+        elif key in ("site_timezone", "local_code_map", "warehouse"):
             kwargs[key] = value
         elif key == "columns":
             bad = set(value) - set(_TABLES)
@@ -113,9 +114,11 @@ def load_config(path: str | Path | None = None, **overrides) -> Config:
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"site time zone '{cfg.site_timezone}' is not an IANA zone name "
                           "(for example America/New_York)") from None
-    if cfg.local_code_map and path is not None and not Path(cfg.local_code_map).is_absolute():
-        # a relative map path in a config file is relative to that file
-        cfg = dataclasses.replace(cfg, local_code_map=str(Path(path).parent / cfg.local_code_map))
+    for name in ("local_code_map", "warehouse"):
+        value = getattr(cfg, name)
+        if value and path is not None and name in data and not Path(value).is_absolute():
+            # a relative path in a config file is relative to that file
+            cfg = dataclasses.replace(cfg, **{name: str(Path(path).parent / value)})
     return cfg
 
 

@@ -15,6 +15,17 @@ DATA_OUTPUTS = {
     "mart_cases": ("cases", ("csv", "parquet")),
     "mart_attrition": ("attrition", ("csv",)),
     "load_rejects": ("rejects", ("csv",)),
+    "load_ledger": ("load_ledger", ("csv",)),
+}
+
+
+# rejects and ledger: the load ids and times of a run are not data (reruns stay byte-identical)
+OUTPUT_QUERIES = {
+    "load_rejects": "SELECT table_name, source_file, source_line, column_name, value, reason, action FROM load_rejects "
+                    "ORDER BY table_name, source_file, source_line, column_name, reason",
+    "load_ledger": "SELECT table_name, path, sha256, first_month, last_month, rows_read, rows_loaded, rows_rejected "
+                   "FROM load_ledger WHERE action IN ('loaded', 'replaced') AND superseded_by IS NULL "
+                   "ORDER BY table_name, first_month, path",
 }
 
 
@@ -22,8 +33,7 @@ def write_tables(con: duckdb.DuckDBPyConnection, out_dir: Path) -> list[Path]:
     """COPY each mart to CSV/Parquet; rows keep the mart's ORDER BY, so reruns are byte-identical."""
     written = []
     for table, (stem, formats) in DATA_OUTPUTS.items():
-        order = " ORDER BY table_name, source_line, column_name, reason" if table == "load_rejects" else ""
-        query = f"SELECT * FROM {table}{order}"
+        query = OUTPUT_QUERIES.get(table, f"SELECT * FROM {table}")
         for fmt in formats:
             path = out_dir / f"{stem}.{fmt}"
             options = "FORMAT csv, HEADER true" if fmt == "csv" else "FORMAT parquet, COMPRESSION zstd"
@@ -47,7 +57,7 @@ def staging_dir_for(out_dir: Path) -> Path:
     return staging
 
 
-def publish(staging: Path, out_dir: Path) -> None:
+def publish(staging: Path, out_dir: Path, on_file=None) -> None:
     """Move every staged file into out_dir, each by an atomic rename, then drop the staging folder.
 
     A reader sees either the old or the new version of each file, never a half-written one.
@@ -61,4 +71,6 @@ def publish(staging: Path, out_dir: Path) -> None:
         dest = out_dir / src.relative_to(staging)
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(src, dest)
+        if on_file is not None:
+            on_file(dest.name)
     shutil.rmtree(staging, ignore_errors=True)

@@ -133,7 +133,15 @@ def load_reference(con: duckdb.DuckDBPyConnection, cfg: Config, input_dir: Path 
         k: v for k, v in m.items() if k not in ("rule_set_version", "code_sets")}, files)
 
 
-def set_period(con: duckdb.DuckDBPyConnection, first_month: str | None, last_month: str | None) -> None:
-    """The months whose cases the marts report (by the index procedure's site-local month)."""
+def set_period(con: duckdb.DuckDBPyConnection, first_month: str | None, last_month: str | None,
+               trend_months: int = 24) -> None:
+    """The months whose cases the marts report (by the index procedure's site-local month), and the
+    first month of the trend that ends with the last one."""
+    trend_first = None
+    if last_month is not None:
+        y, m = map(int, last_month.split("-"))
+        index = y * 12 + (m - 1) - (trend_months - 1)
+        trend_first = f"{index // 12:04d}-{index % 12 + 1:02d}"
     con.execute("CREATE OR REPLACE TABLE audit_period AS SELECT CAST(? AS VARCHAR) AS first_month, "
-                "CAST(? AS VARCHAR) AS last_month", [first_month, last_month])
+                "CAST(? AS VARCHAR) AS last_month, CAST(? AS VARCHAR) AS trend_first_month",
+                [first_month, last_month, trend_first])

@@ -1,7 +1,11 @@
 """One run: load -> validate -> audit -> measure -> render, as one unit of work.
 
-The warehouse changes inside one transaction (a failure or a kill leaves the previous
-state); outputs are written to a staging folder and moved into place file by file.
+1. Parse every input file into typed Parquet in a scratch folder (nothing else touched).
+2. Data-quality gate on the parsed data: blocking failures stop here (exit 3).
+3. One warehouse transaction: merge the files (ledger), rebuild the models, record the run.
+4. Output checks, metrics and reports, written to a staging folder and moved into place.
+
+A failure or a kill at any point leaves the previous warehouse state and outputs.
 """
 
 from __future__ import annotations
@@ -11,13 +15,17 @@ import datetime as dt
 import logging
 import platform
 import shutil
+import tempfile
 import uuid
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from pipeline import audit, load, outputs, reference, warehouse
+import duckdb
+
+from pipeline import audit, faults, gate, history, load, outputs, reference, warehouse
 from pipeline.config import Config, pseudonym_key
+from pipeline.errors import QualityGateError
 from pipeline.logs import event, stage
 
 log = logging.getLogger(__name__)
@@ -25,15 +33,17 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RunOptions:
-    input_dir: Path
+    input_dir: Path | None
     out_dir: Path
-    warehouse_path: Path
-    first_month: str | None = None
-    last_month: str | None = None
+    warehouse_path: Path | None  # None: a throw-away warehouse for this run only
+    months: list[str | None] = field(default_factory=lambda: [None])  # None = every month
     validate: bool = True
     pdf: bool = False
     reid_file: Path | None = None
     data_docs_dir: Path | None = None
+    per_month_folders: bool = False  # backfill: one folder per month under out_dir
+    progress: bool = False
+    command: str = "run"
 
 
 @dataclass
@@ -53,9 +63,8 @@ def software_version() -> str:
 
 
 def _versions() -> dict:
-    names = ("duckdb", "polars", "pyarrow", "jinja2", "great-expectations")
     found = {}
-    for name in names:
+    for name in ("duckdb", "polars", "pyarrow", "jinja2", "great-expectations", "matplotlib"):
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -63,100 +72,188 @@ def _versions() -> dict:
     return {"order-audit": software_version(), "python": platform.python_version(), **found}
 
 
-def _counts(con) -> dict:
-    q = lambda sql: con.execute(sql).fetchall()[0][0]  # noqa: E731
-    verdicts = dict(con.execute("SELECT verdict, count(*) FROM mart_audited_orders GROUP BY ALL ORDER BY 1").fetchall())
+def period_counts(con: duckdb.DuckDBPyConnection) -> dict:
+    one = lambda sql: con.execute(sql).fetchall()[0][0]  # noqa: E731
     return {
-        "index_procedures": q("SELECT count(*) FROM mart_index_procedures"),
-        "cases": q("SELECT count(*) FROM mart_cases"),
-        "audited_orders": q("SELECT count(*) FROM mart_audited_orders"),
-        "verdicts": verdicts,
-        "rejected_rows": dict(con.execute("""SELECT table_name, count(DISTINCT source_line) FROM load_rejects
-            WHERE action = 'row_rejected' GROUP BY ALL ORDER BY 1""").fetchall()),
-        "nulled_values": q("SELECT count(*) FROM load_rejects WHERE action = 'value_nulled'"),
+        "index_procedures": one("SELECT count(*) FROM mart_index_procedures"),
+        "cases": one("SELECT count(*) FROM mart_cases"),
+        "audited_orders": one("SELECT count(*) FROM mart_audited_orders"),
+        "verdicts": dict(con.execute("SELECT verdict, count(*) FROM mart_audited_orders GROUP BY ALL ORDER BY 1").fetchall()),
     }
 
 
+def _reject_counts(con: duckdb.DuckDBPyConnection) -> dict:
+    return {
+        "rejected_rows": dict(con.execute("""SELECT table_name, count(DISTINCT (load_id, source_line)) FROM load_rejects
+            WHERE action = 'row_rejected' GROUP BY ALL ORDER BY 1""").fetchall()),
+        "nulled_values": con.execute("SELECT count(*) FROM load_rejects WHERE action = 'value_nulled'").fetchall()[0][0],
+    }
+
+
+def _period_label(month: str | None) -> str:
+    return month or "all"
+
+
+@contextlib.contextmanager
+def _warehouse_file(opts: RunOptions):
+    """The warehouse path; without --warehouse, a throw-away file removed after the run."""
+    if opts.warehouse_path is not None:
+        yield opts.warehouse_path
+        return
+    with tempfile.TemporaryDirectory(prefix="order-audit-wh-") as tmp:
+        yield Path(tmp) / "warehouse.duckdb"
+
+
 def execute(opts: RunOptions, cfg: Config) -> RunResult:
-    run_id = uuid.uuid4().hex[:12]
+    run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
     started = dt.datetime.now(dt.UTC)
     timings: dict = {}
     key, key_is_demo = pseudonym_key(cfg)
-    warnings = []
+    warnings: list[str] = []
     if key_is_demo:
         warnings.append("pseudonyms use the public demo key: set ORDER_AUDIT_PSEUDONYM_KEY or privacy.key_file "
                         "before running on real patient data")
         event(warnings[-1], level=logging.WARNING, event="demo_key")
 
-    # file-level checks first: nothing is touched when an input cannot be read
-    inputs = load.find_inputs(opts.input_dir)
-    con = warehouse.connect(opts.warehouse_path)
+    with _warehouse_file(opts) as wh_path, warehouse.writer_lock(wh_path, run_id, opts.command):
+        scratch = Path(tempfile.mkdtemp(prefix=f".{wh_path.name}.scratch-", dir=wh_path.parent))
+        try:
+            return _execute_locked(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, wh_path, scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _execute_locked(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, wh_path: Path,
+                    scratch: Path) -> RunResult:
+    now = dt.datetime.now(dt.UTC)
+    prepared: dict = {}
+    if opts.input_dir is not None:
+        # file-level checks first: nothing is touched when an input cannot be read
+        inputs = load.find_inputs(opts.input_dir)
+        load.check_headers(inputs, cfg)
+        with stage("load", timings):
+            hashes = {name: load.sha256_file(f.path) for name, f in inputs.items()}
+            prepared = load.prepare_inputs(inputs, cfg, scratch, hashes)
+        faults.maybe_fail("after_parse")
+
+    dq_results: list = []
+    gate_rejects: dict = {}
+    if opts.validate and prepared:
+        with stage("validate", timings):
+            dq_results, gate_rejects = gate.check_inputs(prepared, cfg, scratch, now, opts.input_dir)
+        failed = gate.blocking(dq_results)
+        if failed:
+            raise QualityGateError(gate.failure_message(failed))
+
+    con = warehouse.connect(wh_path)
     try:
+        history.ensure(con)
+        history.start(con, run_id, opts, started)
         con.execute("BEGIN TRANSACTION")
         with stage("load", timings):
-            loads = load.load_inputs(con, inputs, cfg, scratch_dir=opts.warehouse_path.parent)
+            loads = load.merge_inputs(con, prepared, run_id, gate_rejects) if prepared else []
+        faults.maybe_fail("after_merge")
         with stage("transform", timings):
             ref = reference.load_reference(con, cfg, opts.input_dir)
             con.execute("CREATE OR REPLACE TABLE rule_set AS SELECT ? AS rule_set_version", [ref.rule_set_version])
-            reference.set_period(con, opts.first_month, opts.last_month)
             warehouse.set_pseudonym_key(con, key)
+            reference.set_period(con, None, None)
             audit.run_models(con)
+            gate.record_results(con, run_id, dq_results)
+        faults.maybe_fail("after_transform")
+        month_counts = {}
+        for month in opts.months:
+            reference.set_period(con, month, month, cfg.reporting.trend_months)
+            audit.run_models(con, layers=("marts",))
+            history.record_period(con, run_id, _period_label(month))
+            month_counts[_period_label(month)] = period_counts(con)
         con.execute("COMMIT")
-        counts = _counts(con)
-
-        with stage("measure", timings):
-            metrics = _build_metrics(con, cfg)
-
-        staging = outputs.staging_dir_for(opts.out_dir)
-        try:
-            with stage("render", timings):
-                run_info = {
-                    "run_id": run_id,
-                    "software_version": software_version(),
-                    "versions": _versions(),
-                    "rule_set_version": ref.rule_set_version,
-                    "code_set_versions": ref.code_set_versions,
-                    "reference_files": ref.files,
-                    "inputs": [
-                        {"table": ld.table, "path": ld.path, "sha256": reference.sha256_file(Path(ld.path)),
-                         "rows_read": ld.rows_read, "rows_loaded": ld.rows_loaded,
-                         "rows_rejected": ld.rows_rejected, "values_nulled": ld.values_nulled,
-                         "ambiguous_local_times": ld.ambiguous_local_times}
-                        for ld in loads
-                    ],
-                    "config": cfg.as_dict(),
-                    "period": _period_label(opts),
-                    "started_at": started.isoformat(timespec="seconds"),
-                    "pseudonym_key_is_demo": key_is_demo,
-                    "data_quality": [],
-                    "counts": counts,
-                    "warnings": warnings,
-                }
-                outputs.write_tables(con, staging)
-                _render(con, staging, run_info, metrics, opts, cfg)
-                run_info["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-                run_info["timings_seconds"] = {k: round(v, 3) for k, v in timings.items()}
-                outputs.write_json(staging / "run.json", run_info)
-            outputs.publish(staging, opts.out_dir)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(Exception):  # nothing open to roll back
             con.execute("ROLLBACK")
+        with contextlib.suppress(Exception):
+            history.finish(con, run_id, "failed", {}, timings, error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        con.close()
         raise
+    rejects = _reject_counts(con)
+    warehouse_inputs = history.active_loads(con)
+    con.close()
+
+    if opts.validate:
+        with stage("validate", timings):
+            out_checks = gate.check_outputs(wh_path, now)
+        dq_results = dq_results + out_checks
+        failed = gate.blocking(out_checks)
+        if failed:
+            _finish(wh_path, run_id, "failed", month_counts, timings, gate.failure_message(failed))
+            raise QualityGateError(gate.failure_message(failed))
+
+    base_info = {
+        "run_id": run_id,
+        "software_version": software_version(),
+        "versions": _versions(),
+        "rule_set_version": ref.rule_set_version,
+        "code_set_versions": ref.code_set_versions,
+        "reference_files": ref.files,
+        "inputs": [
+            {"table": ld.table, "path": ld.path, "sha256": prepared[ld.table].sha256, "action": ld.action,
+             "rows_read": ld.rows_read, "rows_loaded": ld.rows_loaded, "rows_rejected": ld.rows_rejected,
+             "values_nulled": ld.values_nulled, "rows_updated": ld.rows_updated, "rows_removed": ld.rows_removed,
+             "ambiguous_local_times": ld.ambiguous_local_times}
+            for ld in loads
+        ],
+        "warehouse_inputs": warehouse_inputs,
+        "config": cfg.as_dict(),
+        "started_at": started.isoformat(timespec="seconds"),
+        "pseudonym_key_is_demo": key_is_demo,
+        "data_quality": [gate.as_dict(r) for r in dq_results],
+        "rejects": rejects,
+        "warnings": warnings,
+    }
+    con = warehouse.connect(wh_path)
+    try:
+        warehouse.set_pseudonym_key(con, key)
+        for i, month in enumerate(opts.months):
+            label = _period_label(month)
+            out_dir = opts.out_dir / label if opts.per_month_folders else opts.out_dir
+            if len(opts.months) > 1 or month is not None:
+                reference.set_period(con, month, month, cfg.reporting.trend_months)
+                audit.run_models(con, layers=("marts",))
+            with stage("measure", timings):
+                metrics = _build_metrics(con, cfg)
+            staging = outputs.staging_dir_for(out_dir)
+            try:
+                with stage("render", timings):
+                    run_info = {**base_info, "period": label, "counts": {**month_counts[label], **rejects}}
+                    outputs.write_tables(con, staging)
+                    _render(con, staging, run_info, metrics, opts, cfg)
+                    faults.maybe_fail("mid_render")
+                    run_info["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+                    run_info["timings_seconds"] = {k: round(v, 3) for k, v in timings.items()}
+                    outputs.write_json(staging / "run.json", run_info)
+                outputs.publish(staging, out_dir, on_file=lambda n: faults.maybe_fail("mid_publish", n))
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+            if opts.progress:
+                event(f"month {label} done ({i + 1}/{len(opts.months)})", event="month_done", period=label)
+        if opts.data_docs_dir is not None:
+            gate.write_data_docs(dq_results, opts.data_docs_dir)
+        gate.record_results(con, run_id, [r for r in dq_results if r.table.startswith(("mart_", "audited", "attrition"))])
+        history.finish(con, run_id, "succeeded", month_counts, timings)
     finally:
         con.close()
-    event(f"run {run_id} done: {counts['cases']} cases, {counts['audited_orders']} audited orders",
-          event="run_done", run_id=run_id, **{k: v for k, v in counts.items() if not isinstance(v, dict)})
-    return RunResult(run_id, opts.out_dir, counts, timings, warnings)
+    total = {k: sum(c[k] for c in month_counts.values()) for k in ("cases", "audited_orders")}
+    event(f"run {run_id} done: {total['cases']} cases, {total['audited_orders']} audited orders",
+          event="run_done", run_id=run_id, **total)
+    return RunResult(run_id, opts.out_dir, month_counts, timings, warnings)
 
 
-def _period_label(opts: RunOptions) -> str:
-    if opts.first_month is None and opts.last_month is None:
-        return "all"
-    if opts.first_month == opts.last_month:
-        return opts.first_month
-    return f"{opts.first_month or '...'}..{opts.last_month or '...'}"
+def _finish(wh_path: Path, run_id: str, status: str, counts: dict, timings: dict, error: str | None = None) -> None:
+    con = warehouse.connect(wh_path)
+    try:
+        history.finish(con, run_id, status, counts, timings, error=error)
+    finally:
+        con.close()
 
 
 def _build_metrics(con, cfg: Config):

@@ -124,14 +124,16 @@ def run_suites(
     con = duckdb.connect(str(path), read_only=True)
     try:
         con.execute("SET enable_progress_bar = false")
-        existing = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        # views too: the input gate reads the parsed Parquet through views
+        existing = {r[0] for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() UNION SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
         for suite in loaded:
             for tspec in suite["tables"]:
                 t = tspec["table"]
                 if t in existing and t not in tables:
                     cols = {r[0] for r in con.execute(
                         "SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [t]).fetchall()}
-                    rows = con.execute(f"SELECT count(*) FROM {_q(t)}").fetchone()[0]
+                    rows = con.execute(f"SELECT count(*) FROM {_q(t)}").fetchall()[0][0]
                     tables[t] = {"columns": cols, "rows": rows}
         for i, suite in enumerate(loaded):
             for j, spec in enumerate(suite.get("sql_checks", [])):
@@ -378,7 +380,7 @@ def _run_sql_check(con, spec: dict, existing: set[str], p: dict) -> CheckResult:
 
 
 def _count_and_sample(con, vsql: str, key: str) -> tuple[int, list]:
-    n = con.execute(f"SELECT count(*) FROM ({vsql})").fetchone()[0]
+    n = con.execute(f"SELECT count(*) FROM ({vsql})").fetchall()[0][0]
     sample = [r[0] for r in con.execute(f"SELECT {key} FROM ({vsql}) ORDER BY 1 LIMIT {SAMPLE_SIZE}").fetchall()]
     return n, sample
 
@@ -390,7 +392,7 @@ def check_diagnoses_known_patient(p: dict):
 
     def run(con):
         n, sample = _count_and_sample(con, vsql, "patient_id")
-        total = con.execute("SELECT count(*) FROM src_diagnoses").fetchone()[0]
+        total = con.execute("SELECT count(*) FROM src_diagnoses").fetchall()[0][0]
         return n, total, n > 0, sample, vsql
 
     return ["src_diagnoses", "src_procedures", "src_imaging_orders"], run
@@ -406,7 +408,7 @@ def check_mapped_share(p: dict):
     def run(con):
         n, sample = _count_and_sample(con, vsql, "order_id")
         total = con.execute(
-            "SELECT count(*) FROM src_imaging_orders WHERE order_code IS NOT NULL").fetchone()[0]
+            "SELECT count(*) FROM src_imaging_orders WHERE order_code IS NOT NULL").fetchall()[0][0]
         share = 1.0 - n / total if total else 1.0
         return n, total, share < min_share, sample, vsql
 
@@ -446,7 +448,7 @@ ORDER BY month"""
 
     def run(con):
         rows = con.execute(vsql).fetchall()
-        total = con.execute(f"SELECT count(*) FROM ({denom_sql})").fetchone()[0]
+        total = con.execute(f"SELECT count(*) FROM ({denom_sql})").fetchall()[0][0]
         return len(rows), total, len(rows) > 0, [r[0] for r in rows], vsql.strip()
 
     return ["src_imaging_orders"], run
@@ -458,24 +460,28 @@ def check_audited_orders_known(p: dict):
 
     def run(con):
         n, sample = _count_and_sample(con, vsql, "order_id")
-        total = con.execute("SELECT count(*) FROM mart_audited_orders").fetchone()[0]
+        total = con.execute("SELECT count(*) FROM mart_audited_orders").fetchall()[0][0]
         return n, total, n > 0, sample, vsql
 
     return ["mart_audited_orders", "src_imaging_orders"], run
 
 
 def check_attrition_adds_up(p: dict):
+    # steps only (exclusion rows explain the gaps between steps); each step of a unit holds
+    # at most as many units as the step before it
     vsql = """
-SELECT unit, step_order, step, count, previous_count FROM (
-  SELECT unit, step_order, step, count,
-         lag(count) OVER (PARTITION BY unit ORDER BY step_order) AS previous_count
-  FROM mart_attrition
+WITH steps AS (
+  SELECT unit, step_order, max(count) AS count FROM mart_attrition WHERE kind = 'step' GROUP BY unit, step_order
+)
+SELECT unit, step_order, count, previous_count FROM (
+  SELECT unit, step_order, count, lag(count) OVER (PARTITION BY unit ORDER BY step_order) AS previous_count
+  FROM steps
 ) WHERE count > previous_count ORDER BY unit, step_order"""
 
     def run(con):
         rows = con.execute(vsql).fetchall()
-        total = con.execute("SELECT count(*) FROM mart_attrition").fetchone()[0]
-        return len(rows), total, len(rows) > 0, [f"{r[0]}:{r[1]}:{r[2]}" for r in rows], vsql.strip()
+        total = con.execute("SELECT count(*) FROM mart_attrition").fetchall()[0][0]
+        return len(rows), total, len(rows) > 0, [f"{r[0]}:step {r[1]}" for r in rows], vsql.strip()
 
     return ["mart_attrition"], run
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
+import json
+import os
 import re
+import time
 from pathlib import Path
 
 import duckdb
@@ -39,3 +44,37 @@ def set_pseudonym_key(con: duckdb.DuckDBPyConnection, key: bytes) -> None:
     opad = bytes(b ^ 0x5C for b in block)
     con.execute("CREATE OR REPLACE TEMP TABLE pseudonym_key_pads AS SELECT ?::BLOB AS ipad, ?::BLOB AS opad",
                 [ipad, opad])
+
+
+@contextlib.contextmanager
+def writer_lock(path: Path, run_id: str, command: str):
+    """Hold <warehouse>.lock for the whole run: one writer at a time, named in the refusal.
+
+    flock is released by the kernel when the process dies (even on SIGKILL), so a crashed
+    run never leaves a stale lock behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = path.with_name(path.name + ".lock")
+    fh = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole run
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            try:
+                holder = json.loads(fh.read() or "{}")
+            except json.JSONDecodeError:
+                holder = {}
+            who = (f"run {holder.get('run_id', '?')} (process {holder.get('pid', '?')}, "
+                   f"'{holder.get('command', '?')}', started {holder.get('started_at', '?')})")
+            raise WarehouseLockedError(f"{path}: {who} holds the warehouse; wait for it to finish "
+                                       "(order-audit runs lists it), or pass a different --warehouse") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(json.dumps({"run_id": run_id, "pid": os.getpid(), "command": command,
+                             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
+        fh.flush()
+        yield
+    finally:
+        fh.close()

@@ -14,7 +14,7 @@ SELECT
         AS secondary_reasons,
     string_agg(r.rule_id, '|' ORDER BY r.rule_order) FILTER (WHERE r.precedence = w.precedence) AS rule_ids,
     string_agg(rr.explanation, ' ' ORDER BY r.rule_order) FILTER (WHERE r.precedence = w.precedence) AS explanation,
-    string_agg(DISTINCT rr.citation, ' || ') FILTER (WHERE r.precedence = w.precedence) AS citations
+    string_agg(DISTINCT rr.citation, ' || ' ORDER BY rr.citation) FILTER (WHERE r.precedence = w.precedence) AS citations
 FROM winner AS w
 JOIN int_order_reasons AS r ON r.case_id = w.case_id AND r.order_id = w.order_id
 JOIN ref_rules AS rr ON rr.reason_code = r.reason_code

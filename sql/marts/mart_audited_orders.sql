@@ -1,39 +1,7 @@
--- One row per audited order of the period's cases, with its verdict explained.
-SELECT
-    o.order_id,
-    o.case_id,
-    pk.patient_key,
-    strftime(timezone('UTC', o.ordered_at), '%Y-%m-%dT%H:%M:%SZ') AS ordered_at,
-    strftime(timezone(prm.site_timezone, o.ordered_at), '%Y-%m-%d %H:%M:%S') AS ordered_at_local,
-    round(o.hours_since_index, 2) AS hours_since_index,
-    o.episode_number,
-    o.order_code,
-    o.order_name,
-    o.study_type,
-    o.effective_study_type,
-    o.regions,
-    o.contrast,
-    o.ordering_department,
-    o.ordering_provider_id,
-    o.status,
-    o.indication_codes,
-    v.verdict,
-    v.reasons,
-    v.secondary_reasons,
-    v.explanation,
-    v.citations,
-    v.rule_ids,
-    rs.rule_set_version,
-    c.index_month AS case_index_month,
-    strftime(timezone('UTC', c.index_at), '%Y-%m-%dT%H:%M:%SZ') AS index_at,
-    coalesce(contains('|' || v.reasons || '|', '|premature|'), false) AS is_premature
-FROM int_order_flags AS o
-JOIN int_cases AS c ON c.case_id = o.case_id
-JOIN int_patient_keys AS pk ON pk.patient_id = o.patient_id
-LEFT JOIN int_order_verdicts AS v ON v.case_id = o.case_id AND v.order_id = o.order_id
-CROSS JOIN audit_parameters AS prm
-CROSS JOIN rule_set AS rs
+-- The audited orders of the period's cases (by the index procedure's site-local month).
+SELECT o.*
+FROM int_audited_orders AS o
 CROSS JOIN audit_period AS per
-WHERE (per.first_month IS NULL OR c.index_month >= per.first_month)
-  AND (per.last_month IS NULL OR c.index_month <= per.last_month)
-ORDER BY c.index_at, o.case_id, o.ordered_at NULLS LAST, o.order_id
+WHERE (per.first_month IS NULL OR o.case_index_month >= per.first_month)
+  AND (per.last_month IS NULL OR o.case_index_month <= per.last_month)
+ORDER BY o.index_at, o.case_id, o.ordered_at NULLS LAST, o.order_id

@@ -1,11 +1,24 @@
--- Numerators and denominators of every measure, per period, for the whole site and per
+-- Numerators and denominators of every measure, per month, for the whole site and per
 -- department and ordering provider. Rates and intervals are added in measure.py.
-WITH orders AS (
+-- Months: the trend window ending with the run's last month (a monthly report shows its
+-- trend); period 'all' sums the run's own months.
+WITH per AS (SELECT * FROM audit_period),
+in_trend AS (
+    SELECT DISTINCT case_index_month AS month FROM int_audited_orders, per
+    WHERE (per.last_month IS NULL OR case_index_month <= per.last_month)
+      AND (per.trend_first_month IS NULL OR case_index_month >= per.trend_first_month)
+),
+in_period AS (
+    SELECT month FROM in_trend, per
+    WHERE (per.first_month IS NULL OR month >= per.first_month)
+),
+orders AS (
     SELECT
         o.*,
         o.verdict IN ('appropriate', 'inappropriate', 'review') AS is_evaluated,
         coalesce(o.ordering_provider_id, '(not recorded)') AS provider_key
-    FROM mart_audited_orders AS o
+    FROM int_audited_orders AS o
+    WHERE o.case_index_month IN (SELECT month FROM in_trend)
 ),
 order_groups AS (
     SELECT case_index_month AS period, 'overall' AS level, 'all' AS group_key, * FROM orders
@@ -15,6 +28,7 @@ order_groups AS (
 order_groups_all AS (
     SELECT * FROM order_groups
     UNION ALL SELECT 'all', level, group_key, * EXCLUDE (period, level, group_key) FROM order_groups
+    WHERE period IN (SELECT month FROM in_period)
 ),
 cases AS (
     SELECT
@@ -22,8 +36,9 @@ cases AS (
         coalesce(first_imaging_department, '(not recorded)') AS department,
         coalesce(first_imaging_provider_id, '(not recorded)') AS provider_key,
         first_imaging_right_study
-    FROM mart_cases
+    FROM int_case_summary
     WHERE first_imaging_right_study IS NOT NULL
+      AND index_month IN (SELECT month FROM in_trend)
 ),
 case_groups AS (
     SELECT period, 'overall' AS level, 'all' AS group_key, first_imaging_right_study FROM cases
@@ -33,6 +48,7 @@ case_groups AS (
 case_groups_all AS (
     SELECT * FROM case_groups
     UNION ALL SELECT 'all', level, group_key, first_imaging_right_study FROM case_groups
+    WHERE period IN (SELECT month FROM in_period)
 ),
 order_measures AS (
     SELECT period, level, group_key, 'inappropriate_order_rate' AS measure_id,

@@ -1,0 +1,135 @@
+"""The data-quality gate: Great Expectations suites on the parsed inputs and on the outputs.
+
+Inputs are checked before the warehouse changes, on a scratch DuckDB file whose views read
+the parsed Parquet. Row-level failures set their rows aside (rejects) and the run goes on;
+a blocking dataset-level failure, or a row-level one over max_rejected_share, stops it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+from pathlib import Path
+
+import duckdb
+
+from pipeline import reference
+from pipeline.config import Config, pseudonym_key
+
+INPUT_SUITES = {"procedures": "procedures", "imaging_orders": "imaging_orders", "diagnoses": "diagnoses"}
+# a row-level check that fails on more than this share of a table blocks even so
+MAX_REJECTED_SHARE = 0.2
+
+DQ_DDL = """CREATE TABLE IF NOT EXISTS dq_results (
+    run_id VARCHAR, check_id VARCHAR, table_name VARCHAR, severity VARCHAR, status VARCHAR,
+    violated_count BIGINT, denominator BIGINT, percent DOUBLE, description VARCHAR, sample_keys VARCHAR,
+    row_level BOOLEAN, rows_set_aside BIGINT)"""
+
+
+def build_gate_db(prepared: dict, cfg: Config, scratch: Path, input_dir: Path | None) -> Path:
+    """A DuckDB file with src_* views over the parsed Parquet and the reference tables."""
+    path = scratch / "gate.duckdb"
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        for name, prep in prepared.items():
+            con.execute(f"CREATE OR REPLACE VIEW src_{name} AS SELECT * FROM read_parquet('{prep.good_parquet.as_posix()}')")
+        reference.load_reference(con, cfg, input_dir)
+    finally:
+        con.close()
+    return path
+
+
+def _pseudonymise_samples(results: list, cfg: Config) -> None:
+    """Samples keyed by patient id are shown as the same keyed pseudonym the reports use."""
+    key, _ = pseudonym_key(cfg)
+    for r in results:
+        if r.table == "src_diagnoses" or (r.expectation and r.expectation.get("kwargs", {}).get("column") == "patient_id"):
+            r.sample_keys = ["P" + hmac.new(key, str(k).encode(), hashlib.sha256).hexdigest()[:16] for k in r.sample_keys]
+
+
+def check_inputs(prepared: dict, cfg: Config, scratch: Path, now: dt.datetime, input_dir: Path | None):
+    """Run the input suites; returns (results, rows to set aside per table)."""
+    from pipeline import validate
+
+    db = build_gate_db(prepared, cfg, scratch, input_dir)
+    suites = [INPUT_SUITES[t] for t in prepared if t in INPUT_SUITES]
+    results = validate.run_suites(db, suites=suites, params={"now": now, "site_timezone": cfg.site_timezone})
+    set_aside: dict[str, list[tuple]] = {}
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        for r in results:
+            # a failed blocking row-level check sets its rows aside; a warning only reports them
+            if not (r.row_level and r.severity == "blocking" and r.status == "failed" and r.violations_sql):
+                continue
+            table = r.table.removeprefix("src_")
+            column = (r.expectation or {}).get("kwargs", {}).get("column")
+            rows = con.execute(_violating_lines_sql(con, r)).fetchall()
+            reason = f"data-quality check {r.check_id}: {r.description}"
+            set_aside.setdefault(table, []).extend((line, column, None, reason) for (line,) in rows)
+            r.rows_set_aside = len(rows)
+    finally:
+        con.close()
+    _pseudonymise_samples(results, cfg)
+    for r in results:
+        # too many broken rows is a broken extract, not a few bad rows
+        r.blocks = r.blocking_failure and (not r.row_level or (r.percent or 0) > 100 * MAX_REJECTED_SHARE)
+    return results, set_aside
+
+
+def _violating_lines_sql(con: duckdb.DuckDBPyConnection, r) -> str:
+    """source_line of every row a check's violations query lists (it may list only the key)."""
+    cols = [row[0] for row in con.execute(f"DESCRIBE {r.violations_sql}").fetchall()]
+    if "source_line" in cols:
+        return f"SELECT DISTINCT source_line FROM ({r.violations_sql}) AS v"
+    key = ", ".join(f'"{c}"' for c in cols)
+    return f"SELECT source_line FROM {r.table} WHERE ({key}) IN (SELECT {key} FROM ({r.violations_sql}) AS v)"
+
+
+def check_outputs(warehouse_path: Path, now: dt.datetime) -> list:
+    from pipeline import validate
+
+    results = validate.run_suites(warehouse_path, suites=validate.OUTPUT_SUITES, params={"now": now})
+    for r in results:
+        r.blocks = r.blocking_failure
+    return results
+
+
+def blocking(results: list) -> list:
+    return [r for r in results if getattr(r, "blocks", False)]
+
+
+def failure_message(failed: list) -> str:
+    lines = [f"data-quality gate failed ({len(failed)} blocking check{'s' if len(failed) != 1 else ''}); "
+             "fix the extract and run again:"]
+    for r in failed:
+        counts = "" if r.violated_count is None else f" {r.violated_count} of {r.denominator} ({r.percent}%)"
+        lines.append(f"  {r.check_id} [{r.table}]{counts}: {r.error or r.description}")
+    return "\n".join(lines)
+
+
+def as_dict(r) -> dict:
+    return {
+        "check_id": r.check_id, "table": r.table, "severity": r.severity, "status": r.status,
+        "violated_count": r.violated_count, "denominator": r.denominator, "percent": r.percent,
+        "description": r.description, "sample_keys": list(r.sample_keys), "row_level": r.row_level,
+        "rows_set_aside": getattr(r, "rows_set_aside", 0), "error": r.error,
+    }
+
+
+def record_results(con: duckdb.DuckDBPyConnection, run_id: str, results: list) -> None:
+    con.execute(DQ_DDL)
+    for r in results:
+        d = as_dict(r)
+        con.execute("INSERT INTO dq_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [run_id, d["check_id"], d["table"], d["severity"], d["status"], d["violated_count"],
+                     d["denominator"], d["percent"], d["description"], json.dumps(d["sample_keys"]),
+                     d["row_level"], d["rows_set_aside"]])
+
+
+def write_data_docs(results: list, out_dir: Path) -> Path:
+    from pipeline import validate
+
+    return validate.write_data_docs(results, out_dir)

@@ -1,0 +1,92 @@
+"""Run history in the warehouse: runs, per-period results, and each run's verdicts (for diff)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import duckdb
+
+DDL = (
+    """CREATE TABLE IF NOT EXISTS audit_runs (
+        run_id VARCHAR PRIMARY KEY, command VARCHAR, status VARCHAR, periods VARCHAR, input_dir VARCHAR,
+        started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ, duration_seconds DOUBLE, pid BIGINT,
+        counts VARCHAR, timings VARCHAR, error VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS audit_results (
+        period VARCHAR, run_id VARCHAR, order_id VARCHAR, case_id VARCHAR, verdict VARCHAR, reasons VARCHAR,
+        secondary_reasons VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS run_verdicts (
+        run_id VARCHAR, period VARCHAR, order_id VARCHAR, case_id VARCHAR, verdict VARCHAR, reasons VARCHAR)""",
+)
+
+
+def ensure(con: duckdb.DuckDBPyConnection) -> None:
+    for ddl in DDL:
+        con.execute(ddl)
+
+
+def start(con: duckdb.DuckDBPyConnection, run_id: str, opts, started: dt.datetime) -> None:
+    """Record the run as running. We hold the writer lock, so any other 'running' row is a dead run."""
+    import os
+
+    con.execute("UPDATE audit_runs SET status = 'interrupted' WHERE status = 'running'")
+    periods = ",".join(m or "all" for m in opts.months)
+    con.execute("INSERT INTO audit_runs (run_id, command, status, periods, input_dir, started_at, pid) "
+                "VALUES (?, ?, 'running', ?, ?, ?, ?)",
+                [run_id, opts.command, periods, str(opts.input_dir) if opts.input_dir else None, started, os.getpid()])
+
+
+def record_period(con: duckdb.DuckDBPyConnection, run_id: str, period: str) -> None:
+    """Replace the period's results with this run's (inside the caller's transaction)."""
+    con.execute("DELETE FROM audit_results WHERE period = ?", [period])
+    con.execute("""INSERT INTO audit_results SELECT ?, ?, order_id, case_id, verdict, reasons, secondary_reasons
+                   FROM mart_audited_orders""", [period, run_id])
+    con.execute("INSERT INTO run_verdicts SELECT ?, ?, order_id, case_id, verdict, reasons FROM mart_audited_orders",
+                [run_id, period])
+
+
+def finish(con: duckdb.DuckDBPyConnection, run_id: str, status: str, counts: dict, timings: dict,
+           error: str | None = None) -> None:
+    con.execute("""UPDATE audit_runs SET status = ?, finished_at = now(),
+                   duration_seconds = epoch(now()) - epoch(started_at), counts = ?, timings = ?, error = ?
+                   WHERE run_id = ?""",
+                [status, json.dumps(counts, sort_keys=True), json.dumps({k: round(v, 3) for k, v in timings.items()}),
+                 error, run_id])
+
+
+def active_loads(con: duckdb.DuckDBPyConnection) -> list[dict]:
+    """The files whose rows the warehouse holds now (for run.json provenance)."""
+    rows = con.execute("""SELECT table_name, path, sha256, first_month, last_month, rows_loaded, run_id
+                          FROM load_ledger WHERE action IN ('loaded', 'replaced') AND superseded_by IS NULL
+                          ORDER BY table_name, first_month, path""").fetchall()
+    keys = ("table", "path", "sha256", "first_month", "last_month", "rows_loaded", "loaded_by_run")
+    return [dict(zip(keys, r, strict=True)) for r in rows]
+
+
+def list_runs(con: duckdb.DuckDBPyConnection, limit: int = 50) -> list[dict]:
+    rows = con.execute("""SELECT run_id, command, status, periods, strftime(started_at, '%Y-%m-%d %H:%M:%S'),
+                                 round(duration_seconds, 1), counts, error
+                          FROM audit_runs ORDER BY started_at DESC, run_id DESC LIMIT ?""", [limit]).fetchall()
+    keys = ("run_id", "command", "status", "periods", "started_at", "duration_seconds", "counts", "error")
+    return [dict(zip(keys, r, strict=True)) for r in rows]
+
+
+def diff_runs(con: duckdb.DuckDBPyConnection, run_a: str, run_b: str) -> tuple[list[str], list[tuple]]:
+    """Orders whose verdict or reasons differ between two runs, over the periods both audited."""
+    known = {r[0] for r in con.execute("SELECT DISTINCT run_id FROM run_verdicts WHERE run_id IN (?, ?)",
+                                       [run_a, run_b]).fetchall()}
+    missing = [r for r in (run_a, run_b) if r not in known]
+    if missing:
+        return missing, []
+    rows = con.execute("""
+        WITH a AS (SELECT * FROM run_verdicts WHERE run_id = ?), b AS (SELECT * FROM run_verdicts WHERE run_id = ?),
+        shared AS (SELECT period FROM a INTERSECT SELECT period FROM b)
+        SELECT coalesce(a.period, b.period) AS period, coalesce(a.order_id, b.order_id) AS order_id,
+               coalesce(a.case_id, b.case_id) AS case_id,
+               a.verdict, a.reasons, b.verdict, b.reasons,
+               CASE WHEN a.order_id IS NULL THEN 'added' WHEN b.order_id IS NULL THEN 'removed' ELSE 'changed' END
+        FROM a FULL JOIN b ON a.period = b.period AND a.order_id = b.order_id AND a.case_id = b.case_id
+        WHERE coalesce(a.period, b.period) IN (SELECT period FROM shared)
+          AND (a.order_id IS NULL OR b.order_id IS NULL OR a.verdict <> b.verdict OR a.reasons <> b.reasons)
+        ORDER BY 1, 2""", [run_a, run_b]).fetchall()
+    return [], rows

@@ -1,0 +1,185 @@
+"""Loading: the data contract, file-level errors (one line, exit code, nothing touched) and row-level rejects."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+from conftest import ORDER_HEADER, PROC_HEADER, run_cli, write_csv
+
+from pipeline import load, warehouse
+from pipeline.config import load_config
+from pipeline.errors import InputFileError
+
+
+def _load(input_dir, tmp_path, **cfg):
+    con = warehouse.connect(tmp_path / "wh.duckdb")
+    loads = load.load_inputs(con, load.find_inputs(input_dir), load_config(None, **cfg))
+    return con, {ld.table: ld for ld in loads}
+
+
+def _rejects(con):
+    return con.execute("SELECT table_name, source_line, column_name, value, reason, action FROM load_rejects "
+                       "ORDER BY table_name, source_line, column_name").fetchall()
+
+
+# ---------------------------------------------------------------- file-level problems
+
+
+@pytest.mark.parametrize("case, expect", [
+    ("missing_orders", "imaging_orders.csv: required file missing"),
+    ("missing_column", "required column(s) missing: ordering_department"),
+    ("empty_file", "file is empty"),
+    ("header_only", "has a header but no rows"),
+    ("not_utf8", "is not UTF-8"),
+    ("parquet_named_csv", "is a Parquet file named .csv"),
+    ("binary", "is a binary file"),
+    ("too_many_fields", "fields where the header has"),
+])
+def test_file_level_errors_stop_with_one_line(small_input, tmp_path, case, expect):
+    orders = small_input / "imaging_orders.csv"
+    if case == "missing_orders":
+        orders.unlink()
+    elif case == "missing_column":
+        df = pl.read_csv(orders, infer_schema=False).drop("ordering_department")
+        df.write_csv(orders)
+    elif case == "empty_file":
+        orders.write_bytes(b"")
+    elif case == "header_only":
+        orders.write_text(",".join(ORDER_HEADER) + "\n")
+    elif case == "not_utf8":
+        orders.write_bytes(orders.read_bytes().replace(b"Neurology", b"Neurolog\xff", 1))
+    elif case == "parquet_named_csv":
+        pl.read_csv(orders, infer_schema=False).write_parquet(tmp_path / "x.parquet")
+        orders.write_bytes((tmp_path / "x.parquet").read_bytes())
+    elif case == "binary":
+        orders.write_bytes(b"order_id\x00\x01\x02")
+    elif case == "too_many_fields":
+        with orders.open("a") as fh:
+            fh.write("O9,MRN-1,2025-06-06 10:00:00,72156,Neurology,,completed,EXTRA,MORE\n")
+    out = tmp_path / "out"
+    result = run_cli("run", "--input", small_input, "--out", out, "--warehouse", tmp_path / "wh.duckdb")
+    assert result.returncode in (2, 3), result.stderr
+    lines = [ln for ln in result.stderr.strip().splitlines() if ln.startswith("order-audit: error")]
+    assert len(lines) == 1 and expect in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists(), "nothing may be written when the input is unreadable"
+
+
+def test_missing_column_names_file_line_and_fix(small_input, tmp_path):
+    df = pl.read_csv(small_input / "procedures.csv", infer_schema=False).drop("performed_at")
+    df.write_csv(small_input / "procedures.csv")
+    with pytest.raises(InputFileError) as err:
+        _load(small_input, tmp_path)
+    msg = err.value.message
+    assert "procedures.csv, line 1" in msg and "performed_at" in msg and "[columns.procedures]" in msg
+
+
+def test_failed_run_leaves_previous_outputs_untouched(small_input, tmp_path):
+    out, wh = tmp_path / "out", tmp_path / "wh.duckdb"
+    assert run_cli("run", "--input", small_input, "--out", out, "--warehouse", wh).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    (small_input / "imaging_orders.csv").write_bytes(b"")
+    assert run_cli("run", "--input", small_input, "--out", out, "--warehouse", wh).returncode == 2
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert before == after
+
+
+# ---------------------------------------------------------------- row-level problems
+
+
+def test_row_level_problems_are_set_aside_with_reason(tmp_path):
+    d = tmp_path / "in"
+    write_csv(d / "procedures.csv", PROC_HEADER, [
+        ["PR1", "MRN-1", "2025-06-02 09:00:00", "62323", "Pain", "1970-05-05"],
+        ["PR1", "MRN-1", "2025-06-02 09:00:00", "62323", "Pain", "1970-05-05"],  # duplicate id
+        ["PR3", "MRN-3", "02/06/2025 9:00", "62323", "Pain", "1970-05-05"],  # second timestamp format
+        ["PR4", "", "2025-06-02 09:00:00", "62323", "Pain", "1970-05-05"],  # missing patient
+        ["PR5", "MRN-5", "2025-03-09 02:30:00", "62323", "Pain", "1970-05-05"],  # DST gap
+        ["PR6", "MRN-6", "2025-06-02 09:00:00", "62323", "Pain", "not-a-date"],  # bad optional value
+    ])
+    write_csv(d / "imaging_orders.csv", ORDER_HEADER, [
+        ["O1", "MRN-1", "2025-06-06 10:00:00", "72156", "Neuro", "", "completed"],
+        ["O2", "MRN-1", "", "72157", "Neuro", "", "completed"],  # no time: kept (missing_time)
+    ])
+    con, loads = _load(d, tmp_path)
+    rejects = _rejects(con)
+    reasons = {(r[0], r[1], r[2]): r[4] for r in rejects}
+    assert reasons[("procedures", 3, "procedure_id")].startswith("duplicate procedure_id: first seen at line 2")
+    assert reasons[("procedures", 4, "performed_at")].startswith("unparseable timestamp")
+    assert reasons[("procedures", 5, "patient_id")] == "required value missing"
+    assert "DST gap" in reasons[("procedures", 6, "performed_at")]
+    assert reasons[("procedures", 7, "patient_birth_date")].startswith("unparseable date")
+    actions = {(r[1], r[2]): r[5] for r in rejects}
+    assert actions[(7, "patient_birth_date")] == "value_nulled"
+    assert loads["procedures"].rows_read == 6
+    assert loads["procedures"].rows_rejected == 4
+    assert loads["procedures"].rows_loaded == 2  # PR1 (first) and PR6 with its birth date nulled
+    ids = [r[0] for r in con.execute("SELECT procedure_id FROM src_procedures ORDER BY 1").fetchall()]
+    assert ids == ["PR1", "PR6"]
+    assert loads["imaging_orders"].rows_loaded == 2
+
+
+def test_timestamps_offsets_local_time_and_dst(tmp_path):
+    d = tmp_path / "in"
+    write_csv(d / "procedures.csv", PROC_HEADER, [
+        ["A", "M", "2025-03-07 10:00:00", "62323", "Pain", "1970-01-01"],  # EST -> 15:00Z
+        ["B", "M", "2025-03-10T11:00:00-04:00", "62323", "Pain", "1970-01-01"],
+        ["C", "M", "2025-03-10T15:00:00Z", "62323", "Pain", "1970-01-01"],
+        ["D", "M", "2025-07-01T10:00", "62323", "Pain", "1970-01-01"],  # EDT, no seconds
+        ["E", "M", "2025-11-02 01:30:00", "62323", "Pain", "1970-01-01"],  # ambiguous: earlier (EDT)
+        ["F", "M", "2025-07-01", "62323", "Pain", "1970-01-01"],  # date only: local midnight
+    ])
+    write_csv(d / "imaging_orders.csv", ORDER_HEADER, [["O1", "M", "2025-06-06 10:00:00", "72156", "N", "", ""]])
+    con, loads = _load(d, tmp_path)
+    got = dict(con.execute("SELECT procedure_id, strftime(performed_at, '%Y-%m-%dT%H:%M:%S') FROM src_procedures").fetchall())
+    assert got == {"A": "2025-03-07T15:00:00", "B": "2025-03-10T15:00:00", "C": "2025-03-10T15:00:00",
+                   "D": "2025-07-01T14:00:00", "E": "2025-11-02T05:30:00", "F": "2025-07-01T04:00:00"}
+    assert loads["procedures"].ambiguous_local_times == 1
+
+
+def test_other_site_time_zone(tmp_path):
+    d = tmp_path / "in"
+    write_csv(d / "procedures.csv", PROC_HEADER, [["A", "M", "2025-03-07 10:00:00", "62323", "Pain", "1970-01-01"]])
+    write_csv(d / "imaging_orders.csv", ORDER_HEADER, [["O1", "M", "2025-06-06 10:00:00", "72156", "N", "", ""]])
+    con, _ = _load(d, tmp_path, site_timezone="Europe/Berlin")
+    assert con.execute("SELECT strftime(performed_at, '%H:%M') FROM src_procedures").fetchall() == [("09:00",)]
+
+
+def test_codes_stay_text_bom_crlf_and_truncated_last_row(tmp_path):
+    d = tmp_path / "in"
+    write_csv(d / "procedures.csv", PROC_HEADER, [["A", "M", "2025-03-07 10:00:00", "62323", "Pain", "1970-01-01"]])
+    body = "\r\n".join([",".join(ORDER_HEADER),
+                        "O1,M,2025-06-06 10:00:00,0001U,N,,completed",
+                        "O2,M,2025-06-06 10:00:00,30855-1,N,G97.1|g971,completed",
+                        "O3,M,2025-06-06 10:0"])  # cut off mid-row, no final newline
+    (d / "imaging_orders.csv").write_bytes(b"\xef\xbb\xbf" + body.encode())
+    con, loads = _load(d, tmp_path)
+    codes = [r[0] for r in con.execute("SELECT order_code FROM src_imaging_orders ORDER BY order_id").fetchall()]
+    assert codes == ["0001U", "30855-1"]
+    assert any("cut off mid-row" in r[4] and r[1] == 4 for r in _rejects(con))
+    assert loads["imaging_orders"].rows_rejected == 1
+
+
+def test_column_map_from_config(tmp_path):
+    d = tmp_path / "in"
+    write_csv(d / "procedures.csv", ["ProcID", "MRN", "PerformedDTTM", "CPT", "Dept", "DOB", "Extra Col"],
+              [["A", "M", "2025-03-07 10:00:00", "62323", "Pain", "1970-01-01", "kept"]])
+    write_csv(d / "imaging_orders.csv", ORDER_HEADER, [["O1", "M", "2025-06-06 10:00:00", "72156", "N", "", ""]])
+    cfg = tmp_path / "site.toml"
+    cfg.write_text('[columns.procedures]\nprocedure_id = "ProcID"\npatient_id = "MRN"\nperformed_at = "PerformedDTTM"\n'
+                   'procedure_code = "CPT"\ndepartment = "Dept"\npatient_birth_date = "DOB"\n')
+    con = warehouse.connect(tmp_path / "wh.duckdb")
+    load.load_inputs(con, load.find_inputs(d), load_config(cfg))
+    row = con.execute('SELECT procedure_id, patient_id, procedure_code, "Extra Col" FROM src_procedures').fetchall()
+    assert row == [("A", "M", "62323", "kept")]
+
+
+def test_parquet_input_loads_like_csv(small_input, tmp_path):
+    pq = tmp_path / "pq"
+    pq.mkdir()
+    for name in ("procedures", "imaging_orders", "diagnoses"):
+        pl.read_csv(small_input / f"{name}.csv", infer_schema=False).write_parquet(pq / f"{name}.parquet")
+    con_csv, _ = _load(small_input, tmp_path / "a")
+    con_pq, _ = _load(pq, tmp_path / "b")
+    q = "SELECT * EXCLUDE (source_file, source_line) FROM src_imaging_orders ORDER BY order_id"  # CSV lines count the header
+    assert con_csv.execute(q).fetchall() == con_pq.execute(q).fetchall()
