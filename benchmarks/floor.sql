@@ -48,16 +48,20 @@ proc_parsed AS (
     SELECT *,
         CASE
             WHEN length(ts) = 10 THEN try_strptime(ts, '%Y-%m-%d')
-            WHEN suffix(ts, 'Z') OR contains(ts[11:], '+') OR contains(ts[11:], '-') THEN NULL
-            ELSE try_strptime(ts, ['%Y-%m-%d %H:%M:%S', '%Y-%m-%dT%H:%M:%S', '%Y-%m-%d %H:%M:%S.%f',
-                                   '%Y-%m-%dT%H:%M:%S.%f', '%Y-%m-%d %H:%M', '%Y-%m-%dT%H:%M'])
+            WHEN ts[-1] = 'Z' OR ts[-6] IN ('+', '-') OR ts[-5] IN ('+', '-') THEN NULL
+            ELSE coalesce(try_strptime(ts, '%Y-%m-%d %H:%M:%S'),
+                          try_strptime(ts, ['%Y-%m-%dT%H:%M:%S', '%Y-%m-%d %H:%M:%S.%f', '%Y-%m-%dT%H:%M:%S.%f',
+                                            '%Y-%m-%d %H:%M', '%Y-%m-%dT%H:%M']))
         END AS naive,
         CASE
-            WHEN suffix(ts, 'Z') THEN timezone('UTC', try_strptime(ts, ['%Y-%m-%dT%H:%M:%SZ', '%Y-%m-%d %H:%M:%SZ',
-                '%Y-%m-%dT%H:%M:%S.%fZ', '%Y-%m-%d %H:%M:%S.%fZ', '%Y-%m-%dT%H:%MZ', '%Y-%m-%d %H:%MZ']))
-            WHEN length(ts) > 10 AND (contains(ts[11:], '+') OR contains(ts[11:], '-')) THEN
-                try_strptime(ts, ['%Y-%m-%dT%H:%M:%S%z', '%Y-%m-%d %H:%M:%S%z', '%Y-%m-%dT%H:%M:%S.%f%z',
-                                  '%Y-%m-%d %H:%M:%S.%f%z', '%Y-%m-%dT%H:%M%z', '%Y-%m-%d %H:%M%z'])
+            WHEN length(ts) = 10 THEN NULL
+            WHEN ts[-1] = 'Z' THEN timezone('UTC', coalesce(try_strptime(ts, '%Y-%m-%dT%H:%M:%SZ'),
+                try_strptime(ts, ['%Y-%m-%d %H:%M:%SZ', '%Y-%m-%dT%H:%M:%S.%fZ', '%Y-%m-%d %H:%M:%S.%fZ',
+                                  '%Y-%m-%dT%H:%MZ', '%Y-%m-%d %H:%MZ'])))
+            WHEN ts[-6] IN ('+', '-') OR ts[-5] IN ('+', '-') THEN
+                coalesce(try_strptime(ts, '%Y-%m-%dT%H:%M:%S%z'),
+                         try_strptime(ts, ['%Y-%m-%d %H:%M:%S%z', '%Y-%m-%dT%H:%M:%S.%f%z', '%Y-%m-%d %H:%M:%S.%f%z',
+                                           '%Y-%m-%dT%H:%M%z', '%Y-%m-%d %H:%M%z']))
         END AS with_offset
     FROM proc_txt
     WHERE procedure_id IS NOT NULL AND patient_id IS NOT NULL AND procedure_code IS NOT NULL AND ts IS NOT NULL
@@ -75,8 +79,8 @@ proc AS (
             END) AS performed_at
     FROM proc_parsed
 ),
-proc_ok AS (SELECT * FROM proc WHERE performed_at IS NOT NULL),
-idx AS (
+proc_ok AS MATERIALIZED (SELECT * FROM proc WHERE performed_at IS NOT NULL),
+idx AS MATERIALIZED (
     SELECT p.procedure_id, p.patient_id, p.performed_at, l.local_date,
         CASE
             WHEN l.birth IS NOT NULL THEN year(l.local_date) - year(l.birth)
@@ -90,7 +94,7 @@ idx AS (
                          CAST(try_strptime(substr(trim(p.patient_birth_date), 1, 10), '%Y-%m-%d') AS DATE) AS birth) AS l
     WHERE p.procedure_code IN (SELECT code_norm FROM vs WHERE value_set = 'index_procedure')
 ),
-idx_patients AS (SELECT DISTINCT patient_id FROM idx),
+idx_patients AS MATERIALIZED (SELECT DISTINCT patient_id FROM idx),
 -- ------------------------------------------------------------------ orders of index patients
 ord_txt AS (
     SELECT nullif(trim(order_id), '') AS order_id, nullif(trim(patient_id), '') AS patient_id,
@@ -104,16 +108,20 @@ ord_parsed AS (
     SELECT *,
         CASE
             WHEN length(ts) = 10 THEN try_strptime(ts, '%Y-%m-%d')
-            WHEN suffix(ts, 'Z') OR contains(ts[11:], '+') OR contains(ts[11:], '-') THEN NULL
-            ELSE try_strptime(ts, ['%Y-%m-%d %H:%M:%S', '%Y-%m-%dT%H:%M:%S', '%Y-%m-%d %H:%M:%S.%f',
-                                   '%Y-%m-%dT%H:%M:%S.%f', '%Y-%m-%d %H:%M', '%Y-%m-%dT%H:%M'])
+            WHEN ts[-1] = 'Z' OR ts[-6] IN ('+', '-') OR ts[-5] IN ('+', '-') THEN NULL
+            ELSE coalesce(try_strptime(ts, '%Y-%m-%d %H:%M:%S'),
+                          try_strptime(ts, ['%Y-%m-%dT%H:%M:%S', '%Y-%m-%d %H:%M:%S.%f', '%Y-%m-%dT%H:%M:%S.%f',
+                                            '%Y-%m-%d %H:%M', '%Y-%m-%dT%H:%M']))
         END AS naive,
         CASE
-            WHEN suffix(ts, 'Z') THEN timezone('UTC', try_strptime(ts, ['%Y-%m-%dT%H:%M:%SZ', '%Y-%m-%d %H:%M:%SZ',
-                '%Y-%m-%dT%H:%M:%S.%fZ', '%Y-%m-%d %H:%M:%S.%fZ', '%Y-%m-%dT%H:%MZ', '%Y-%m-%d %H:%MZ']))
-            WHEN length(ts) > 10 AND (contains(ts[11:], '+') OR contains(ts[11:], '-')) THEN
-                try_strptime(ts, ['%Y-%m-%dT%H:%M:%S%z', '%Y-%m-%d %H:%M:%S%z', '%Y-%m-%dT%H:%M:%S.%f%z',
-                                  '%Y-%m-%d %H:%M:%S.%f%z', '%Y-%m-%dT%H:%M%z', '%Y-%m-%d %H:%M%z'])
+            WHEN length(ts) = 10 THEN NULL
+            WHEN ts[-1] = 'Z' THEN timezone('UTC', coalesce(try_strptime(ts, '%Y-%m-%dT%H:%M:%SZ'),
+                try_strptime(ts, ['%Y-%m-%d %H:%M:%SZ', '%Y-%m-%dT%H:%M:%S.%fZ', '%Y-%m-%d %H:%M:%S.%fZ',
+                                  '%Y-%m-%dT%H:%MZ', '%Y-%m-%d %H:%MZ'])))
+            WHEN ts[-6] IN ('+', '-') OR ts[-5] IN ('+', '-') THEN
+                coalesce(try_strptime(ts, '%Y-%m-%dT%H:%M:%S%z'),
+                         try_strptime(ts, ['%Y-%m-%d %H:%M:%S%z', '%Y-%m-%dT%H:%M:%S.%f%z', '%Y-%m-%d %H:%M:%S.%f%z',
+                                           '%Y-%m-%dT%H:%M%z', '%Y-%m-%d %H:%M%z']))
         END AS with_offset
     FROM ord_txt
     WHERE order_id IS NOT NULL AND patient_id IS NOT NULL AND order_code IS NOT NULL
@@ -132,7 +140,7 @@ ord AS (
         ts IS NOT NULL AS has_ts
     FROM ord_parsed
 ),
-ord_ok AS (  -- an unparseable (or DST-gap) order time rejects the row; an empty one is kept
+ord_ok AS MATERIALIZED (  -- an unparseable (or DST-gap) order time rejects the row; an empty one is kept
     SELECT * EXCLUDE (has_ts) FROM ord WHERE NOT (has_ts AND ordered_at IS NULL)
 ),
 indications AS (
@@ -141,7 +149,7 @@ indications AS (
           FROM ord_ok WHERE indication_codes IS NOT NULL)
     WHERE trim(code) <> ''
 ),
-ind_flags AS (
+ind_flags AS MATERIALIZED (
     SELECT i.order_id,
            bool_or(v.value_set = 'leak_diagnosis') AS has_leak,
            bool_or(v.value_set = 'red_flag_indication') AS has_red_flag
@@ -168,16 +176,20 @@ dx_parsed AS (
     SELECT patient_id, length(ts) = 10 AS is_date,
         CASE
             WHEN length(ts) = 10 THEN try_strptime(ts, '%Y-%m-%d')
-            WHEN suffix(ts, 'Z') OR contains(ts[11:], '+') OR contains(ts[11:], '-') THEN NULL
-            ELSE try_strptime(ts, ['%Y-%m-%d %H:%M:%S', '%Y-%m-%dT%H:%M:%S', '%Y-%m-%d %H:%M:%S.%f',
-                                   '%Y-%m-%dT%H:%M:%S.%f', '%Y-%m-%d %H:%M', '%Y-%m-%dT%H:%M'])
+            WHEN ts[-1] = 'Z' OR ts[-6] IN ('+', '-') OR ts[-5] IN ('+', '-') THEN NULL
+            ELSE coalesce(try_strptime(ts, '%Y-%m-%d %H:%M:%S'),
+                          try_strptime(ts, ['%Y-%m-%dT%H:%M:%S', '%Y-%m-%d %H:%M:%S.%f', '%Y-%m-%dT%H:%M:%S.%f',
+                                            '%Y-%m-%d %H:%M', '%Y-%m-%dT%H:%M']))
         END AS naive,
         CASE
-            WHEN suffix(ts, 'Z') THEN timezone('UTC', try_strptime(ts, ['%Y-%m-%dT%H:%M:%SZ', '%Y-%m-%d %H:%M:%SZ',
-                '%Y-%m-%dT%H:%M:%S.%fZ', '%Y-%m-%d %H:%M:%S.%fZ', '%Y-%m-%dT%H:%MZ', '%Y-%m-%d %H:%MZ']))
-            WHEN length(ts) > 10 AND (contains(ts[11:], '+') OR contains(ts[11:], '-')) THEN
-                try_strptime(ts, ['%Y-%m-%dT%H:%M:%S%z', '%Y-%m-%d %H:%M:%S%z', '%Y-%m-%dT%H:%M:%S.%f%z',
-                                  '%Y-%m-%d %H:%M:%S.%f%z', '%Y-%m-%dT%H:%M%z', '%Y-%m-%d %H:%M%z'])
+            WHEN length(ts) = 10 THEN NULL
+            WHEN ts[-1] = 'Z' THEN timezone('UTC', coalesce(try_strptime(ts, '%Y-%m-%dT%H:%M:%SZ'),
+                try_strptime(ts, ['%Y-%m-%d %H:%M:%SZ', '%Y-%m-%dT%H:%M:%S.%fZ', '%Y-%m-%d %H:%M:%S.%fZ',
+                                  '%Y-%m-%dT%H:%MZ', '%Y-%m-%d %H:%MZ'])))
+            WHEN ts[-6] IN ('+', '-') OR ts[-5] IN ('+', '-') THEN
+                coalesce(try_strptime(ts, '%Y-%m-%dT%H:%M:%S%z'),
+                         try_strptime(ts, ['%Y-%m-%d %H:%M:%S%z', '%Y-%m-%dT%H:%M:%S.%f%z', '%Y-%m-%d %H:%M:%S.%f%z',
+                                           '%Y-%m-%dT%H:%M%z', '%Y-%m-%d %H:%M%z']))
         END AS with_offset
     FROM dx_leak
 ),
@@ -215,7 +227,7 @@ attached AS (  -- the most recent index at or before the evidence (a bare date: 
      AND (i.performed_at <= e.evidence_at
           OR (e.is_date AND i.local_date = CAST(timezone('${tz}', e.evidence_at) AS DATE)))
 ),
-cases AS (
+cases AS MATERIALIZED (
     SELECT i.procedure_id AS case_id, i.patient_id, i.performed_at AS index_at,
            strftime(i.local_date, '%Y-%m') AS case_index_month
     FROM idx AS i
@@ -254,7 +266,7 @@ untimed AS (
     FROM aud AS o JOIN cases AS c ON c.patient_id = o.patient_id
     WHERE o.ordered_at IS NULL
 ),
-assigned AS (
+assigned AS MATERIALIZED (
     SELECT a.case_id, c.index_at, c.case_index_month, a.in_window, o.*,
            (epoch(o.ordered_at) - epoch(c.index_at)) / 3600.0 AS hours,
            coalesce(a.in_window, false) AND o.is_mapped AND NOT o.is_cancelled AND NOT o.has_red_flag
@@ -265,7 +277,7 @@ assigned AS (
     JOIN cases AS c ON c.case_id = a.case_id
 ),
 -- ------------------------------------------------------------------ anchored 24 h episodes
-numbered AS (
+numbered AS MATERIALIZED (
     SELECT case_id, order_id, ordered_at,
            row_number() OVER (PARTITION BY case_id ORDER BY ordered_at, order_id) AS rn
     FROM assigned WHERE is_eligible
@@ -279,7 +291,7 @@ walk AS (
            CASE WHEN epoch(n.ordered_at) - epoch(w.start_at) > 24 * 3600 THEN w.episode + 1 ELSE w.episode END
     FROM walk AS w JOIN numbered AS n ON n.case_id = w.case_id AND n.rn = w.rn + 1
 ),
-judged AS (SELECT a.*, w.episode FROM assigned AS a JOIN walk AS w ON w.order_id = a.order_id AND w.case_id = a.case_id),
+judged AS MATERIALIZED (SELECT a.*, w.episode FROM assigned AS a JOIN walk AS w ON w.order_id = a.order_id AND w.case_id = a.case_id),
 coverage AS (
     SELECT case_id, episode,
         bool_or(study_type = 'mri_spine' AND contains(regions, 'C')) AND bool_or(study_type = 'mri_spine' AND contains(regions, 'T'))
