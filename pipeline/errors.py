@@ -38,6 +38,12 @@ class InputFileError(AuditError):
         self.path, self.line, self.column = str(path), line, column
 
 
+class MissingColumnError(InputFileError):
+    """A required column is missing: the data-quality gate's schema check, so exit code 3."""
+
+    exit_code = EXIT_QUALITY_GATE
+
+
 class QualityGateError(AuditError):
     exit_code = EXIT_QUALITY_GATE
 

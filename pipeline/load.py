@@ -19,7 +19,7 @@ import polars as pl
 
 from pipeline.config import Config
 from pipeline.contract import CONTRACTS, TableContract
-from pipeline.errors import InputFileError
+from pipeline.errors import InputFileError, MissingColumnError
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def _column_map(f: InputFile, contract: TableContract, cfg: Config) -> dict[str,
             rename[by_lower[canonical.lower()]] = canonical
     missing = [c for c in contract.required_columns if c not in rename.values()]
     if missing:
-        raise InputFileError(f.path, f"required column(s) missing: {', '.join(missing)}",
+        raise MissingColumnError(f.path, f"required column(s) missing: {', '.join(missing)}",
                              f"Add them, or map the extract's names under [columns.{contract.name}] in --config",
                              line=1 if f.fmt == "csv" else None)
     return rename

@@ -17,6 +17,7 @@ SELECT
     o.ordering_provider_id,
     o.status,
     o.indication_codes,
+    o.indication_text,
     v.verdict,
     v.reasons,
     v.secondary_reasons,
