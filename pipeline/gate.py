@@ -46,7 +46,7 @@ def _pseudonymise_samples(results: list, cfg: Config) -> None:
     """Samples keyed by patient id are shown as the same keyed pseudonym the reports use."""
     key, _ = pseudonym_key(cfg)
     for r in results:
-        if r.table == "src_diagnoses" or (r.expectation and r.expectation.get("kwargs", {}).get("column") == "patient_id"):
+        if "patient_id" in (r.sample_key or "").split(":"):
             r.sample_keys = ["P" + hmac.new(key, str(k).encode(), hashlib.sha256).hexdigest()[:16] for k in r.sample_keys]
 
 
@@ -75,7 +75,10 @@ def check_inputs(prepared: dict, cfg: Config, scratch: Path, now: dt.datetime, i
     _pseudonymise_samples(results, cfg)
     for r in results:
         # too many broken rows is a broken extract, not a few bad rows
-        r.blocks = r.blocking_failure and (not r.row_level or (r.percent or 0) > 100 * MAX_REJECTED_SHARE)
+        # a blocking check that could not run (status error) blocks: nothing was set aside for it
+        r.blocks = r.blocking_failure and (not r.row_level or r.status == "error"
+                                           or not getattr(r, "rows_set_aside", 0)
+                                           or (r.percent or 0) > 100 * MAX_REJECTED_SHARE)
     return results, set_aside
 
 
@@ -116,6 +119,7 @@ def as_dict(r) -> dict:
         "violated_count": r.violated_count, "denominator": r.denominator, "percent": r.percent,
         "description": r.description, "sample_keys": list(r.sample_keys), "row_level": r.row_level,
         "rows_set_aside": getattr(r, "rows_set_aside", 0), "error": r.error,
+        "sample_key": getattr(r, "sample_key", None), "blocks": bool(getattr(r, "blocks", False)),
     }
 
 

@@ -13,7 +13,9 @@ once). ``great_expectations`` is imported lazily, inside ``run_suites`` only.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
 import json
 import os
 import time
@@ -57,6 +59,9 @@ class CheckResult:
     expectation: dict | None = None  # the GX type + kwargs, for gx checks
     error: str | None = None
     seconds: float | None = None  # wall time of the table's batch (gx) or of the check (sql)
+    # GX's own result (ExpectationValidationResult as a JSON dict), for Data Docs
+    gx_result: dict | None = field(default=None, repr=False)
+    sample_key: str | None = None  # what the sample keys are ("order_id", "source_line", "patient_id", ...)
 
     @property
     def blocking_failure(self) -> bool:
@@ -218,7 +223,12 @@ def _run_table(datasource, suite_name: str, tspec: dict, info: dict, p: dict) ->
     for r in validation.results:
         meta = r.expectation_config.meta or {}
         spec = by_id[meta["check_id"]]
-        out.append(_from_gx(r, spec, table, keys, index_cols, row_count, p, seconds, info["columns"]))
+        c = _from_gx(r, spec, table, keys, index_cols, row_count, p, seconds, info["columns"])
+        try:
+            c.gx_result = r.to_json_dict()
+        except Exception:  # Data Docs fall back to a result built from the counts
+            c.gx_result = None
+        out.append(c)
     need_sample = [c for c in out if c.status == "failed" and c.expectation["type"] == "unexpected_rows_expectation"]
     if need_sample:
         engine = datasource.get_execution_engine()
@@ -240,7 +250,7 @@ def _from_gx(r, spec: dict, table: str, keys: list[str], index_cols: list[str], 
         check_id=meta["check_id"], table=table, severity=meta["severity"], status="passed",
         violated_count=0, denominator=row_count, percent=0.0, description=meta["description"],
         row_level=meta["row_level"], expectation={"type": spec["type"], "kwargs": spec["kwargs"]},
-        seconds=seconds,
+        seconds=seconds, sample_key=":".join(index_cols) or spec["kwargs"].get("column"),
     )
     error = gx_exception_message(r)
     column = spec["kwargs"].get("column")
@@ -267,11 +277,13 @@ def _from_gx(r, spec: dict, table: str, keys: list[str], index_cols: list[str], 
             res.sample_keys = [_key_of(row, index_cols) for row in idx[:SAMPLE_SIZE]]
         else:
             res.sample_keys = [str(v) for v in (result.get("partial_unexpected_list") or [])[:SAMPLE_SIZE]]
+            res.sample_key = spec["kwargs"].get("column")  # the unexpected values themselves
         res.violations_sql = _column_map_sql(spec, table, p)
     else:  # table-level expectation (columns, row count): 0 or 1 violation
         n = 0 if r.success else 1
         res.denominator = 1
         mismatched = (result.get("details") or {}).get("mismatched") or {}
+        res.sample_key = "missing column"
         if mismatched.get("missing"):
             res.sample_keys = [str(c) for c in mismatched["missing"]][:SAMPLE_SIZE]
     res.violated_count = n
@@ -366,6 +378,7 @@ def _run_sql_check(con, spec: dict, existing: set[str], p: dict) -> CheckResult:
             else:
                 res.error = f"missing table(s): {', '.join(missing)}"
             return res
+        res.sample_key = getattr(run, "sample_key", None)
         violated, denominator, failed, sample, vsql = run(con)
         res.violated_count, res.denominator = violated, denominator
         res.percent = round(100.0 * violated / denominator, 4) if denominator else 0.0
@@ -395,6 +408,7 @@ def check_diagnoses_known_patient(p: dict):
         total = con.execute("SELECT count(*) FROM src_diagnoses").fetchall()[0][0]
         return n, total, n > 0, sample, vsql
 
+    run.sample_key = "patient_id"
     return ["src_diagnoses", "src_procedures", "src_imaging_orders"], run
 
 
@@ -412,6 +426,7 @@ def check_mapped_share(p: dict):
         share = 1.0 - n / total if total else 1.0
         return n, total, share < min_share, sample, vsql
 
+    run.sample_key = "order_id"
     return ["src_imaging_orders", "ref_imaging_codes"], run
 
 
@@ -451,6 +466,7 @@ ORDER BY month"""
         total = con.execute(f"SELECT count(*) FROM ({denom_sql})").fetchall()[0][0]
         return len(rows), total, len(rows) > 0, [r[0] for r in rows], vsql.strip()
 
+    run.sample_key = "month"
     return ["src_imaging_orders"], run
 
 
@@ -463,6 +479,7 @@ def check_audited_orders_known(p: dict):
         total = con.execute("SELECT count(*) FROM mart_audited_orders").fetchall()[0][0]
         return n, total, n > 0, sample, vsql
 
+    run.sample_key = "order_id"
     return ["mart_audited_orders", "src_imaging_orders"], run
 
 
@@ -483,6 +500,7 @@ SELECT unit, step_order, count, previous_count FROM (
         total = con.execute("SELECT count(*) FROM mart_attrition").fetchall()[0][0]
         return len(rows), total, len(rows) > 0, [f"{r[0]}:step {r[1]}" for r in rows], vsql.strip()
 
+    run.sample_key = "unit:step"
     return ["mart_attrition"], run
 
 
@@ -497,3 +515,134 @@ _SQL_CHECKS: dict[str, Callable] = {
 
 def blocking_failures(results: Iterable[CheckResult]) -> list[CheckResult]:
     return [r for r in results if r.blocking_failure]
+
+
+# ---------------------------------------------------------------------------------------
+# Great Expectations Data Docs
+
+
+def _suite_of(r: CheckResult) -> str:
+    return (r.table or "checks").removeprefix("src_")
+
+
+def _gx_result_for(r: CheckResult) -> dict:
+    """An ExpectationValidationResult (JSON dict) for one check.
+
+    GX checks keep GX's own result. SQL checks (and checks whose table was missing) are
+    shown as an ``unexpected_rows_expectation`` holding the query that lists the violating
+    rows, with our counts as the observed value.
+    """
+    meta = {"check_id": r.check_id, "severity": r.severity, "description": r.description,
+            "row_level": r.row_level, "engine": r.engine, "table": r.table,
+            "violated_count": r.violated_count, "denominator": r.denominator, "percent": r.percent,
+            "sample_keys": list(r.sample_keys), "sample_key": r.sample_key,
+            "rows_set_aside": getattr(r, "rows_set_aside", 0)}
+    if r.gx_result is not None:
+        out = json.loads(json.dumps(r.gx_result, default=str))
+        out.setdefault("expectation_config", {}).setdefault("meta", {}).update(meta)
+        out["expectation_config"]["description"] = f"{r.check_id} [{r.severity}]: {r.description}"
+        return out
+    if r.expectation is not None:
+        config = {"type": r.expectation["type"], "kwargs": dict(r.expectation["kwargs"])}
+    else:
+        query = (r.violations_sql or f"-- SQL check {r.check_id}").replace("{", "{{").replace("}", "}}")
+        config = {"type": "unexpected_rows_expectation", "kwargs": {"unexpected_rows_query": query}}
+    config["meta"] = meta
+    config["description"] = f"{r.check_id} [{r.severity}]: {r.description}"
+    exception = {"raised_exception": r.error is not None and r.status == "error",
+                 "exception_message": r.error, "exception_traceback": None}
+    result = {"observed_value": r.violated_count, "element_count": r.denominator,
+              "unexpected_count": r.violated_count, "unexpected_percent": r.percent,
+              "partial_unexpected_list": list(r.sample_keys)}
+    return {"success": r.status == "passed", "expectation_config": config, "result": result,
+            "meta": {}, "exception_info": exception}
+
+
+def write_data_docs(results: Iterable[CheckResult], out_dir: str | os.PathLike,
+                    run_name: str | None = None) -> Path:
+    """Great Expectations Data Docs (static HTML) for the checks that ran; returns index.html.
+
+    One suite validation result per table (GX checks with GX's own results, SQL checks as
+    the query that lists their violating rows), stored in an ephemeral GX context whose
+    only Data Docs site is ``out_dir``, then ``context.build_data_docs()``.
+    """
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+    from great_expectations.core import ExpectationSuiteValidationResult, ExpectationValidationResult
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    context = gx.get_context(mode="ephemeral")
+    site = "order_audit"
+    for name in list(context.get_config().data_docs_sites or {}):
+        context.delete_data_docs_site(name)
+    context.add_data_docs_site(site, {
+        "class_name": "SiteBuilder",
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(out)},
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+    })
+    now = dt.datetime.now(dt.UTC)
+    run_id = RunIdentifier(run_name=run_name or now.strftime("%Y%m%dT%H%M%SZ"), run_time=now)
+    by_suite: dict[str, list[CheckResult]] = {}
+    for r in results:
+        by_suite.setdefault(_suite_of(r), []).append(r)
+    for suite_name, checks in by_suite.items():
+        evrs = []
+        for r in checks:
+            d = _gx_result_for(r)
+            cfg = d["expectation_config"]
+            econf = ExpectationConfiguration(type=cfg["type"], kwargs=cfg.get("kwargs", {}),
+                                             meta=cfg.get("meta"), description=cfg.get("description"))
+            evrs.append(ExpectationValidationResult(
+                success=bool(d.get("success")), expectation_config=econf, result=d.get("result") or {},
+                meta=d.get("meta") or {}, exception_info=d.get("exception_info") or {}))
+        passed = sum(e.success for e in evrs)
+        suite_result = ExpectationSuiteValidationResult(
+            success=all(e.success for e in evrs), results=evrs, suite_name=suite_name,
+            statistics={"evaluated_expectations": len(evrs), "successful_expectations": passed,
+                        "unsuccessful_expectations": len(evrs) - passed,
+                        "success_percent": round(100.0 * passed / len(evrs), 2) if evrs else None},
+            meta={"run_id": run_id, "active_batch_definition": {"datasource_name": "gate",
+                  "data_asset_name": checks[0].table or suite_name, "batch_definition_name": "whole_table"}},
+            batch_id=f"gate-{checks[0].table or suite_name}",
+        )
+        key = ValidationResultIdentifier(
+            expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite_name),
+            run_id=run_id, batch_identifier=f"gate-{checks[0].table or suite_name}")
+        context.validation_results_store.set(key, suite_result)
+    # GX prints a note to stdout for every unexpected_rows query without {batch} (the SQL checks)
+    with contextlib.redirect_stdout(io.StringIO()):
+        context.build_data_docs(site_names=[site])
+    index = out / "index.html"
+    if not index.is_file():
+        raise RuntimeError(f"Great Expectations built no Data Docs index at {index}")
+    _add_check_list(index, [r for rs in by_suite.values() for r in rs])
+    return index
+
+
+def _add_check_list(index: Path, results: list[CheckResult]) -> None:
+    """GX's index lists suites and runs only: add one line per check (id, severity, status, counts)."""
+    import html
+
+    rows = []
+    for r in results:
+        mark = {"passed": "pass"}.get(r.status, "FAIL" if r.severity == "blocking" else "warn")
+        counts = "" if r.violated_count is None else f"{r.violated_count} of {r.denominator} ({r.percent}%)"
+        rows.append(f"<tr><td>{html.escape(mark)}</td><td><code>{html.escape(r.check_id)}</code></td>"
+                    f"<td>{html.escape(r.severity)}</td><td>{html.escape(r.table)}</td>"
+                    f"<td>{html.escape(counts)}</td><td>{html.escape(r.error or '')}</td></tr>")
+    section = ('<section id="order-audit-checks" class="container"><h3>order-audit checks</h3>'
+               '<table class="table table-sm"><thead><tr><th>result</th><th>check</th><th>severity</th>'
+               '<th>table</th><th>violations</th><th>error</th></tr></thead><tbody>'
+               + "".join(rows) + "</tbody></table></section>")
+    text = index.read_text(encoding="utf-8")
+    pos = text.rfind("</body>")
+    text = text[:pos] + section + text[pos:] if pos >= 0 else text + section
+    index.write_text(text, encoding="utf-8")

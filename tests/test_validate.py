@@ -57,10 +57,12 @@ def _build(path, *, broken: bool = False) -> None:
         SELECT order_id, 'PR1' AS case_id, 'appropriate' AS verdict,
                'mri_complete_spine_wwo' AS reasons
         FROM src_imaging_orders WHERE order_id LIKE 'O11%';
-        CREATE TABLE mart_attrition (step_order INTEGER, step VARCHAR, unit VARCHAR, count BIGINT);
+        CREATE TABLE mart_attrition (step_order INTEGER, step VARCHAR, unit VARCHAR, count BIGINT, kind VARCHAR);
         INSERT INTO mart_attrition VALUES
-          (1, 'procedures', 'procedures', 50), (2, 'index procedures', 'procedures', 40),
-          (3, 'cases', 'procedures', 10), (1, 'orders', 'orders', 480), (2, 'case orders', 'orders', 20);
+          (1, 'procedures', 'procedures', 50, 'step'), (2, 'index procedures', 'procedures', 40, 'step'),
+          (2, 'not lumbar', 'procedures', 10, 'exclusion'),
+          (3, 'cases', 'procedures', 10, 'step'), (1, 'orders', 'orders', 480, 'step'),
+          (2, 'case orders', 'orders', 20, 'step');
     """)
     if broken:
         con.execute("""
@@ -122,16 +124,19 @@ ALL = (*validate.ALL_SUITES, *validate.OUTPUT_SUITES)
 def _validate_status(path):
     import great_expectations as gx
 
-    from pipeline.gx_duckdb import make_context
+    from pipeline.gx_duckdb import close_datasource, make_context
 
     context, ds = make_context(path, shim=False)
     asset = ds.add_table_asset(name="orders", table_name="src_imaging_orders")
-    batch = asset.add_batch_definition_whole_table("all").get_batch()
-    return batch.validate(
-        gx.expectations.ExpectColumnValuesToBeInSet(
-            column="status", value_set=["ordered", "scheduled", "completed", "cancelled", "Completed"]
+    try:
+        batch = asset.add_batch_definition_whole_table("all").get_batch()
+        return batch.validate(
+            gx.expectations.ExpectColumnValuesToBeInSet(
+                column="status", value_set=["ordered", "scheduled", "completed", "cancelled", "Completed"]
+            )
         )
-    )
+    finally:  # GX's engine holds the file open until disposed
+        close_datasource(ds)
 
 
 def test_shim_is_needed_and_sufficient_for_pinned_gx(broken_wh):
