@@ -54,16 +54,24 @@ TZ = "America/New_York"
 STAGES = ("load", "validate", "transform", "measure", "render")
 
 # Runs one command, waits for it, reports its wall time and peak RSS (this wrapper's only child).
+# It also reports how many cores *other* processes kept busy meanwhile (machine CPU time from
+# /proc/stat minus the run's own): on a shared 2-core machine that is the noise to watch.
 WRAPPER = r"""
-import json, resource, subprocess, sys, time
+import json, os, resource, subprocess, sys, time
+def busy():
+    with open("/proc/stat") as fh:
+        f = [int(x) for x in fh.readline().split()[1:]]
+    return (sum(f[:8]) - f[3] - f[4]) / os.sysconf("SC_CLK_TCK")
 out, err_path, cmd = sys.argv[1], sys.argv[2], sys.argv[3:]
-t0 = time.perf_counter()
+b0, t0 = busy(), time.perf_counter()
 with open(err_path, "wb") as err:
     rc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=err).returncode
-wall = time.perf_counter() - t0
+wall, b1 = time.perf_counter() - t0, busy()
 ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+cpu = ru.ru_utime + ru.ru_stime
 with open(out, "w") as fh:
-    json.dump({"rc": rc, "wall": wall, "maxrss_mb": ru.ru_maxrss / 1024, "cpu": ru.ru_utime + ru.ru_stime}, fh)
+    json.dump({"rc": rc, "wall": wall, "maxrss_mb": ru.ru_maxrss / 1024, "cpu": cpu,
+               "foreign_cores": max(0.0, (b1 - b0 - cpu) / wall) if wall > 0 else 0.0}, fh)
 """
 
 
@@ -230,7 +238,8 @@ def summarise(runs: list[dict]) -> dict:
            "wall_range": spread([r["wall"] for r in ok]), "rss": max((r["maxrss_mb"] for r in ok), default=None),
            "rss_median": med([r["maxrss_mb"] for r in ok]),
            "compute": med([r["compute"] for r in ok if "compute" in r]),
-           "compute_range": spread([r["compute"] for r in ok if "compute" in r]), "stages": {}}
+           "compute_range": spread([r["compute"] for r in ok if "compute" in r]), "stages": {},
+           "foreign_cores": max((r.get("foreign_cores", 0.0) for r in runs), default=0.0)}
     for st in STAGES:
         xs = [r["stages"][st] for r in ok if st in r.get("stages", {})]
         if xs:
@@ -278,6 +287,9 @@ def write_results(res: dict) -> str:
     for c in res["cells"]:
         for k in ("validate", "no_validate", "floor", "pandas"):
             s = c.get(k)
+            if s and s.get("foreign_cores", 0) > 0.25:
+                notes.append(f"{c['scale']} {c['fmt']} {k}: other processes kept up to {s['foreign_cores']:.1f} of "
+                             f"{res['machine']['nproc']} cores busy during a run: figures disturbed")
             if s and s.get("error"):
                 err = s["error"].strip().splitlines()[-1][:300]
                 notes.append(f"{c['scale']} {c['fmt']} {k}: {s['n'] - s['ok']} of {s['n']} run(s) failed: `{err}`")
@@ -418,7 +430,7 @@ def main() -> int:
                     log(f"{tag}: pipeline with validation")
                     raw["validate"].append(run_pipeline(d, True, f"{tag}-pipe-v"))
                     log(f"  {raw['validate'][-1]['wall']:.1f} s, {raw['validate'][-1]['maxrss_mb']:.0f} MB, "
-                        f"rc={raw['validate'][-1]['rc']}")
+                        f"rc={raw['validate'][-1]['rc']}, others busy {raw['validate'][-1]['foreign_cores']:.1f} cores")
                     if no_validate and not big:
                         log(f"{tag}: pipeline without validation")
                         raw["no_validate"].append(run_pipeline(d, False, f"{tag}-pipe-nv"))
