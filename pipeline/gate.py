@@ -65,10 +65,15 @@ def check_inputs(prepared: dict, cfg: Config, scratch: Path, now: dt.datetime, i
             if not (r.row_level and r.severity == "blocking" and r.status == "failed" and r.violations_sql):
                 continue
             table = r.table.removeprefix("src_")
-            column = (r.expectation or {}).get("kwargs", {}).get("column")
-            rows = con.execute(_violating_lines_sql(con, r)).fetchall()
+            # the column a check is about: a column-map's kwarg, or meta.column of an unexpected_rows query
+            column = (r.expectation or {}).get("column") or (r.expectation or {}).get("kwargs", {}).get("column")
+            lines = _violating_lines_sql(con, r)
+            cols = {row[0] for row in con.execute(f"DESCRIBE {r.table}").fetchall()}
+            value = f'CAST("{column}" AS VARCHAR)' if column in cols else "NULL"
+            rows = con.execute(f"SELECT source_line, {value} FROM {r.table} WHERE source_line IN ({lines}) "
+                               "ORDER BY source_line").fetchall()
             reason = f"data-quality check {r.check_id}: {r.description}"
-            set_aside.setdefault(table, []).extend((line, column, None, reason) for (line,) in rows)
+            set_aside.setdefault(table, []).extend((line, column, v, reason) for (line, v) in rows)
             r.rows_set_aside = len(rows)
     finally:
         con.close()

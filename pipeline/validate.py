@@ -249,7 +249,9 @@ def _from_gx(r, spec: dict, table: str, keys: list[str], index_cols: list[str], 
     res = CheckResult(
         check_id=meta["check_id"], table=table, severity=meta["severity"], status="passed",
         violated_count=0, denominator=row_count, percent=0.0, description=meta["description"],
-        row_level=meta["row_level"], expectation={"type": spec["type"], "kwargs": spec["kwargs"]},
+        row_level=meta["row_level"],
+        expectation={"type": spec["type"], "kwargs": spec["kwargs"],
+                     "column": spec["kwargs"].get("column") or meta.get("column")},
         seconds=seconds, sample_key=":".join(index_cols) or spec["kwargs"].get("column"),
     )
     error = gx_exception_message(r)

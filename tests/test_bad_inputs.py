@@ -1,0 +1,353 @@
+"""A corpus of bad inputs, each with its expected outcome, through the real CLI.
+
+Three kinds of outcome:
+
+* file-level problems stop the run before anything is written: exit 2 (unreadable file)
+  or 3 (a required column missing: the gate's schema check), one line naming the file;
+* row-level problems set the row aside (``rejects.csv``: file, line, column, reason) or
+  null the value (counted), and the run goes on (exit 0);
+* warnings (volume, unmapped codes, unknown patients, code formats) are reported in
+  ``run.json`` ``data_quality`` with status failed and severity warning, exit 0.
+
+Row-level defects and warnings share one extract and one gated run (module fixture):
+each CLI run with the gate costs several seconds.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from conftest import DX_HEADER, ORDER_HEADER, PROC_HEADER, run_cli, write_csv
+
+from pipeline.contract import CONTRACTS
+
+PROC_HEADER_X = [*PROC_HEADER, "needle_gauge", "attempts"]
+
+
+def _proc(pid: str, patient: str, when: str, code: str = "62270", gauge: str = "22", attempts: str = "1") -> list[str]:
+    return [pid, patient, when, code, "Neurology", "1970-01-01", gauge, attempts]
+
+
+def _order(oid: str, patient: str, when: str, code: str = "72148", status: str = "completed") -> list[str]:
+    return [oid, patient, when, code, "Neurology", "G97.1", status]
+
+
+def _clean_tables() -> tuple[list[list[str]], list[list[str]], list[list[str]]]:
+    procs = [_proc(f"PR{i}", f"MRN-{i}", f"2025-{1 + i % 9:02d}-05 09:00:00") for i in range(1, 31)]
+    orders = []
+    for m in range(1, 11):  # 2025-01 .. 2025-10, 60 orders a month
+        for j in range(60):
+            orders.append(_order(f"O{m:02d}{j:03d}", f"MRN-{1 + (m * 60 + j) % 30}",
+                                 f"2025-{m:02d}-{1 + j % 27:02d} 12:{j % 60:02d}:00"))
+    dx = [[f"MRN-{i}", "G97.1", f"2025-0{1 + i % 9}-06 08:00:00"] for i in range(1, 31)]
+    return procs, orders, dx
+
+
+def _write_orders_raw(path: Path, rows: list[list[str]], tail: str = "", newline: str = "\n",
+                      bom: bool = False) -> None:
+    """Orders CSV; ``tail`` is appended as-is after the last full row (a row cut off mid-way)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8-sig" if bom else "utf-8") as fh:
+        w = csv.writer(fh, lineterminator=newline)
+        w.writerow(ORDER_HEADER)
+        w.writerows(rows)
+        fh.write(tail)
+
+
+def _assert_nothing_written(out: Path, wh: Path) -> None:
+    """No output folder, and no warehouse content (the run may have opened an empty file)."""
+    import duckdb
+
+    assert not out.exists()
+    if wh.exists():
+        con = duckdb.connect(str(wh), read_only=True)
+        try:
+            assert con.execute("SELECT count(*) FROM duckdb_tables()").fetchall()[0][0] == 0
+        finally:
+            con.close()
+
+
+def _rejects(out: Path) -> pl.DataFrame:
+    return pl.read_csv(out / "rejects.csv", infer_schema=False)
+
+
+def _run_json(out: Path) -> dict:
+    return json.loads((out / "run.json").read_text())
+
+
+# ----------------------------------------------------------------------------------------------
+# file-level: each required column missing -> exit 3, one line naming file and column, nothing written
+
+REQUIRED = [(c.name, col) for c in CONTRACTS for col in c.required_columns]
+
+
+@pytest.mark.parametrize(("table", "column"), REQUIRED, ids=[f"{t}.{c}" for t, c in REQUIRED])
+def test_each_required_column_missing_exits_3_and_writes_nothing(tmp_path, small_input, table, column):
+    path = small_input / f"{table}.csv"
+    df = pl.read_csv(path, infer_schema=False).drop(column)
+    df.write_csv(path)
+    out, wh = tmp_path / "out", tmp_path / "wh.duckdb"
+    r = run_cli("run", "--input", small_input, "--out", out, "--warehouse", wh)
+    assert r.returncode == 3, r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if "error" in ln]
+    assert len(errors) == 1, r.stderr
+    assert f"{table}.csv" in errors[0] and column in errors[0] and "required column" in errors[0]
+    _assert_nothing_written(out, wh)
+    assert "great_expectations" not in r.stderr
+
+
+# ----------------------------------------------------------------------------------------------
+# file-level: unreadable files -> exit 2, nothing written
+
+
+def _expect_exit_2(tmp_path: Path, input_dir: Path, *needles: str) -> str:
+    out, wh = tmp_path / "out", tmp_path / "wh.duckdb"
+    r = run_cli("run", "--input", input_dir, "--out", out, "--warehouse", wh)
+    assert r.returncode == 2, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    for n in needles:
+        assert n in line, (n, r.stderr)
+    _assert_nothing_written(out, wh)
+    return line
+
+
+def test_empty_file_exits_2(tmp_path, small_input):
+    (small_input / "imaging_orders.csv").write_bytes(b"")
+    _expect_exit_2(tmp_path, small_input, "imaging_orders.csv", "empty")
+
+
+def test_header_only_exits_2(tmp_path, small_input):
+    (small_input / "procedures.csv").write_text(",".join(PROC_HEADER) + "\n")
+    _expect_exit_2(tmp_path, small_input, "procedures.csv", "no rows")
+
+
+def test_non_utf8_byte_exits_2_naming_the_line(tmp_path, small_input):
+    path = small_input / "imaging_orders.csv"
+    lines = path.read_bytes().split(b"\n")
+    lines[3] = lines[3].replace(b"Neurology", b"Neurolog\xe9")  # Latin-1 e-acute on line 4
+    path.write_bytes(b"\n".join(lines))
+    _expect_exit_2(tmp_path, small_input, "imaging_orders.csv", "line 4", "0xe9", "UTF-8")
+
+
+def test_parquet_named_csv_exits_2(tmp_path, small_input):
+    pl.read_csv(small_input / "procedures.csv", infer_schema=False).write_parquet(tmp_path / "p.parquet")
+    (small_input / "procedures.csv").write_bytes((tmp_path / "p.parquet").read_bytes())
+    _expect_exit_2(tmp_path, small_input, "procedures.csv", "Parquet file named .csv")
+
+
+# ----------------------------------------------------------------------------------------------
+# loads normally: a byte-order mark, Windows line endings
+
+
+def test_bom_and_windows_line_endings_load_normally(tmp_path):
+    procs, orders, dx = _clean_tables()
+    d = tmp_path / "in"
+    d.mkdir()
+    with (d / "procedures.csv").open("w", newline="", encoding="utf-8-sig") as fh:
+        w = csv.writer(fh, lineterminator="\r\n")
+        w.writerow(PROC_HEADER_X)
+        w.writerows(procs)
+    _write_orders_raw(d / "imaging_orders.csv", orders, newline="\r\n", bom=True)
+    write_csv(d / "diagnoses.csv", DX_HEADER, dx, newline="\r\n")
+    assert (d / "procedures.csv").read_bytes().startswith(b"\xef\xbb\xbfprocedure_id")
+    assert b"\r\n" in (d / "imaging_orders.csv").read_bytes()
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", d, "--out", out, "--warehouse", tmp_path / "wh.duckdb", "--no-validate")
+    assert r.returncode == 0, r.stderr
+    info = _run_json(out)
+    loaded = {i["table"]: (i["rows_read"], i["rows_loaded"], i["rows_rejected"]) for i in info["inputs"]}
+    assert loaded == {"procedures": (30, 30, 0), "imaging_orders": (600, 600, 0), "diagnoses": (30, 30, 0)}
+    assert _rejects(out).height == 0
+    # the CR did not end up in the last column's values
+    import duckdb
+
+    con = duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True)
+    try:
+        statuses = {r[0] for r in con.execute("SELECT DISTINCT status FROM src_imaging_orders").fetchall()}
+        first = con.execute("SELECT count(*) FROM src_procedures WHERE procedure_id = 'PR1'").fetchall()[0][0]
+    finally:
+        con.close()
+    assert statuses == {"completed"}
+    assert first == 1
+
+
+# ----------------------------------------------------------------------------------------------
+# row-level defects and warnings: one extract, one gated run
+
+
+BAD = {}  # kind -> (table, source line) of the defective row
+
+
+@pytest.fixture(scope="module")
+def messy(tmp_path_factory) -> Path:
+    procs, orders, dx = _clean_tables()
+    base = tmp_path_factory.mktemp("messy")
+    d = base / "in"
+
+    def mark(kind: str, table: str, rows: list, row: list[str]) -> None:
+        rows.append(row)
+        BAD[kind] = (table, len(rows) + 1)  # header is line 1
+
+    # procedures: wrong types (value nulled), duplicate id, DST gap, a CPT code with a letter
+    mark("needle_gauge_text", "procedures", procs, _proc("PR101", "MRN-1", "2025-04-07 09:00:00", gauge="twenty-two"))
+    mark("attempts_text", "procedures", procs, _proc("PR102", "MRN-2", "2025-04-08 09:00:00", attempts="three"))
+    mark("cpt_with_letter", "procedures", procs, _proc("PR103", "MRN-3", "2025-04-09 09:00:00", code="0001U"))
+    mark("procedure_dst_gap", "procedures", procs, _proc("PR104", "MRN-4", "2025-03-09 02:30:00"))
+    mark("duplicate_procedure_id", "procedures", procs, _proc("PR1", "MRN-5", "2025-04-10 09:00:00"))
+    # 2025-06 keeps a tenth of its usual volume (6 of 60)
+    orders[:] = [o for o in orders if not (o[0].startswith("O06") and int(o[0][3:]) >= 6)]
+    # 7% of the orders carry a local code nobody mapped
+    for o in orders[::14]:
+        o[3] = "XLOC-MRI"
+    BAD["n_local_codes"] = len(orders[::14])
+    mark("duplicate_order_id", "imaging_orders", orders, _order("O01000", "MRN-9", "2025-07-01 10:00:00"))
+    mark("future_ordered_at", "imaging_orders", orders, _order("O99001", "MRN-9", "2027-01-15 10:00:00"))
+    mark("future_ordered_at_2", "imaging_orders", orders, _order("O99002", "MRN-9", "2030-02-01 10:00:00"))
+    mark("second_time_format", "imaging_orders", orders, _order("O99003", "MRN-9", "03/07/2025 10:00"))
+    mark("unknown_status", "imaging_orders", orders, _order("O99004", "MRN-9", "2025-07-02 10:00:00", status="lost"))
+    mark("order_dst_gap", "imaging_orders", orders, _order("O99005", "MRN-9", "2025-03-09 02:15:00"))
+    mark("excel_mangled_code", "imaging_orders", orders, _order("O99006", "MRN-9", "2025-07-03 10:00:00", code="72148.0"))
+    mark("leading_zero_code", "imaging_orders", orders, _order("O99007", "MRN-9", "2025-07-04 10:00:00", code="07214"))
+    # the file ends mid-row (no newline, too few fields)
+    BAD["truncated_last_row"] = ("imaging_orders", len(orders) + 2)
+    tail = "O99999,MRN-9,2025-07-05 10:0"
+    dx.append(["MRN-NOBODY", "G97.1", "2025-05-01 08:00:00"])
+    BAD["unknown_patient_diagnosis"] = ("diagnoses", len(dx) + 1)
+
+    write_csv(d / "procedures.csv", PROC_HEADER_X, procs)
+    _write_orders_raw(d / "imaging_orders.csv", orders, tail=tail)
+    write_csv(d / "diagnoses.csv", DX_HEADER, dx)
+    out = base / "out"
+    r = run_cli("run", "--input", d, "--out", out, "--warehouse", base / "wh.duckdb")
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def _reject_rows(out: Path, kind: str) -> pl.DataFrame:
+    table, line = BAD[kind]
+    rej = _rejects(out)
+    return rej.filter((pl.col("table_name") == table) & (pl.col("source_line") == str(line)))
+
+
+def _dq(out: Path) -> dict:
+    return {d["check_id"]: d for d in _run_json(out)["data_quality"]}
+
+
+@pytest.mark.parametrize(("kind", "column", "reason", "action"), [
+    ("needle_gauge_text", "needle_gauge", "not a whole number", "value_nulled"),
+    ("attempts_text", "attempts", "not a whole number", "value_nulled"),
+    ("duplicate_procedure_id", "procedure_id", "duplicate procedure_id: first seen at line 2", "row_rejected"),
+    ("procedure_dst_gap", "performed_at", "DST gap", "row_rejected"),
+    ("duplicate_order_id", "order_id", "duplicate order_id: first seen at line 2", "row_rejected"),
+    ("second_time_format", "ordered_at", "unparseable timestamp", "row_rejected"),
+    ("order_dst_gap", "ordered_at", "DST gap", "row_rejected"),
+    ("truncated_last_row", None, "cut off mid-row", "row_rejected"),
+    ("future_ordered_at", "ordered_at", "data-quality check orders.ordered_at.not_future", "row_rejected"),
+    ("unknown_status", "status", "data-quality check orders.status.allowed", "row_rejected"),
+])
+def test_row_level_defect_is_set_aside_with_file_line_column_reason(messy, kind, column, reason, action):
+    rows = _reject_rows(messy, kind)
+    assert rows["action"].unique().to_list() == [action], rows  # one row, or several problems of one row
+    rows = rows.filter(pl.col("reason").str.contains(reason, literal=True))
+    assert rows.height == 1, (kind, _rejects(messy))
+    row = rows.row(0, named=True)
+    table = BAD[kind][0]
+    assert row["source_file"].endswith(f"{table}.csv")
+    assert row["column_name"] == column
+    assert reason in row["reason"], row
+    assert row["action"] == action
+
+
+def test_first_of_duplicates_is_kept_and_rejected_rows_are_not_audited(messy):
+    audited = pl.read_csv(messy / "audited_orders.csv", infer_schema=False)
+    ids = set(audited["order_id"])
+    for oid in ("O99001", "O99002", "O99003", "O99004", "O99005", "O99999"):
+        assert oid not in ids
+    # O01000 was loaded from line 2 (the first copy): its patient is the first row's
+    info = _run_json(messy)
+    loads = {i["table"]: i for i in info["inputs"]}
+    _, orders_line_count = BAD["truncated_last_row"]
+    assert loads["imaging_orders"]["rows_read"] == orders_line_count - 1  # the cut row is read, then rejected
+    rejected = set(_rejects(messy).filter(pl.col("table_name") == "imaging_orders")["source_line"])
+    assert loads["imaging_orders"]["rows_loaded"] + len(rejected) == orders_line_count - 1
+    assert loads["procedures"]["values_nulled"] == 2
+
+
+def test_future_dates_are_counted_by_the_gate_and_the_run_goes_on(messy):
+    dq = _dq(messy)["orders.ordered_at.not_future"]
+    assert (dq["status"], dq["severity"], dq["violated_count"], dq["rows_set_aside"]) == ("failed", "blocking", 2, 2)
+    assert sorted(dq["sample_keys"]) == ["O99001", "O99002"]
+    assert dq["blocks"] is False
+    status = _dq(messy)["orders.status.allowed"]
+    assert (status["status"], status["violated_count"], status["rows_set_aside"]) == ("failed", 1, 1)
+    assert _run_json(messy)["rejects"]["rejected_rows"]["imaging_orders"] == 7
+
+
+def test_codes_read_as_numbers(messy):
+    """0001U and a leading zero survive as text; Excel's 72148.0 is not repaired but reported.
+
+    A code with ".0" is flagged by the order_code.format warning (its row named in the sample),
+    counted as unmapped in the mapped-share warning, and audited as not_evaluable
+    (unmapped_code): rewriting codes silently would hide an export that went through Excel.
+    """
+    dq = _dq(messy)
+    assert dq["procedures.procedure_code.format"]["status"] == "passed"  # 0001U is CPT form
+    fmt = dq["orders.order_code.format"]
+    # every XLOC-MRI local code, plus 72148.0; 07214 is in CPT form and passes
+    assert (fmt["status"], fmt["severity"], fmt["rows_set_aside"]) == ("failed", "warning", 0)
+    assert fmt["violated_count"] == BAD["n_local_codes"] + 1
+    assert dq["orders.order_code.mapped_share"]["violated_count"] == BAD["n_local_codes"] + 1
+    assert not _rejects(messy).filter(pl.col("value") == "72148.0").height  # not rejected, loaded as is
+    assert _reject_rows(messy, "leading_zero_code").height == 0
+    assert _reject_rows(messy, "cpt_with_letter").height == 0
+
+
+def test_code_text_survives_into_the_warehouse(messy):
+    import duckdb
+
+    con = duckdb.connect(str(messy.parent / "wh.duckdb"), read_only=True)
+    try:
+        codes = dict(con.execute("SELECT order_id, order_code FROM src_imaging_orders WHERE order_id IN "
+                                 "('O99006', 'O99007')").fetchall())
+        proc = con.execute("SELECT procedure_code FROM src_procedures WHERE procedure_id = 'PR103'").fetchall()
+        nulled = con.execute("SELECT needle_gauge, attempts FROM src_procedures WHERE procedure_id IN "
+                             "('PR101', 'PR102') ORDER BY procedure_id").fetchall()
+    finally:
+        con.close()
+    assert codes == {"O99006": "72148.0", "O99007": "07214"}
+    assert proc == [("0001U",)]
+    assert nulled == [(None, 1), (22, None)]
+
+
+@pytest.mark.parametrize(("check_id", "count", "sample"), [
+    ("orders.volume.monthly", 1, "2025-06"),
+    ("orders.order_code.mapped_share", "n_local_codes+1", None),
+    ("diagnoses.patient_id.known_patient", 1, None),
+])
+def test_warnings_are_reported_and_the_run_goes_on(messy, check_id, count, sample):
+    dq = _dq(messy)[check_id]
+    assert (dq["status"], dq["severity"], dq["blocks"], dq["rows_set_aside"]) == ("failed", "warning", False, 0)
+    if count == "n_local_codes+1":
+        count = BAD["n_local_codes"] + 1
+    if count is not None:
+        assert dq["violated_count"] == count
+    if sample is not None:
+        assert dq["sample_keys"] == [sample]
+
+
+def test_unknown_patient_sample_is_pseudonymised(messy):
+    dq = _dq(messy)["diagnoses.patient_id.known_patient"]
+    assert dq["sample_key"] == "patient_id"
+    assert len(dq["sample_keys"]) == 1 and dq["sample_keys"][0].startswith("P") and "NOBODY" not in dq["sample_keys"][0]
+    assert "MRN-NOBODY" not in (messy / "run.json").read_text()
+
+
+def test_no_blocking_check_failed_beyond_what_was_set_aside(messy):
+    for d in _run_json(messy)["data_quality"]:
+        if d["severity"] == "blocking" and d["status"] != "passed":
+            assert d["row_level"] and d["rows_set_aside"] == d["violated_count"], d
+        assert d["status"] != "error", d
