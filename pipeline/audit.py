@@ -18,6 +18,9 @@ from pipeline.resources import sql_dir
 
 log = logging.getLogger(__name__)
 LAYERS = ("staging", "intermediate", "marts")
+# Staging models are views: they rename and cast, and the intermediate models filter to the
+# patients that matter before anything is materialised (10M orders never get copied).
+MATERIALISATION = {"staging": "VIEW", "intermediate": "TABLE", "marts": "TABLE"}
 
 
 @dataclass(frozen=True)
@@ -62,5 +65,13 @@ def run_models(con: duckdb.DuckDBPyConnection, models: list[Model] | None = None
     ordered = [m for m in execution_order(models or discover_models()) if m.layer in layers]
     for m in ordered:
         log.debug("building %s.%s", m.layer, m.name)
-        con.execute(f"CREATE OR REPLACE TABLE {m.name} AS\n{m.sql}")
+        kind = MATERIALISATION[m.layer]
+        # a model may change from table to view between versions of the package
+        other = "TABLE" if kind == "VIEW" else "VIEW"
+        exists_as_other = con.execute(
+            "SELECT 1 FROM duckdb_tables() WHERE table_name = ? AND ? = 'TABLE' UNION ALL "
+            "SELECT 1 FROM duckdb_views() WHERE view_name = ? AND ? = 'VIEW'", [m.name, other, m.name, other]).fetchall()
+        if exists_as_other:
+            con.execute(f"DROP {other} {m.name}")
+        con.execute(f"CREATE OR REPLACE {kind} {m.name} AS\n{m.sql}")
     return [m.name for m in ordered]

@@ -35,7 +35,7 @@ def build_gate_db(prepared: dict, cfg: Config, scratch: Path, input_dir: Path | 
     try:
         con.execute("SET TimeZone = 'UTC'")
         for name, prep in prepared.items():
-            con.execute(f"CREATE OR REPLACE VIEW src_{name} AS SELECT * FROM read_parquet('{prep.good_parquet.as_posix()}')")
+            con.execute(f"CREATE OR REPLACE VIEW src_{name} AS {prep.good_rows_sql()}")
         reference.load_reference(con, cfg, input_dir)
     finally:
         con.close()

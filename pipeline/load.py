@@ -126,50 +126,70 @@ def _column_map(f: InputFile, contract: TableContract, cfg: Config) -> dict[str,
 
 
 def _text(col: str) -> pl.Expr:
-    """Trimmed text; empty strings are missing values."""
+    """Trimmed text; blank values are missing (the CSV reader already reads empty cells as null)."""
     s = pl.col(col).cast(pl.String).str.strip_chars()
     return pl.when(s == "").then(None).otherwise(s)
 
 
+SUFFIX = r"^(\.\d{1,9})?([Zz]|[+-]\d{2}:?\d{2})?$"
+UNPARSEABLE = "unparseable timestamp: expected ISO 8601 like 2025-03-07 10:00:00 or 2025-03-07T10:00:00-05:00"
+DST_GAP = "local time does not exist in the site time zone (DST gap)"
+
+
 def _instant(col: str, dtype: pl.DataType, tz: str) -> tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr]:
-    """(instant in UTC, date-only flag, problem reason, ambiguous flag) for one timestamp column."""
-    if isinstance(dtype, pl.Datetime):
-        c = pl.col(col)
-        if dtype.time_zone is None:
-            local = c.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
-            later = c.dt.replace_time_zone(tz, ambiguous="latest", non_existent="null")
-            value = local.dt.convert_time_zone("UTC")
-            gap = c.is_not_null() & local.is_null()
-            return (value, pl.lit(False), pl.when(gap).then(pl.lit("local time does not exist (DST gap)")),
-                    local.is_not_null() & (local != later))
-        return c.dt.convert_time_zone("UTC"), pl.lit(False), pl.lit(None, pl.String), pl.lit(False)
+    """(instant in UTC, date-only flag, problem reason, ambiguous flag) for one timestamp column.
+
+    Speed matters here (tens of millions of rows): every accepted ISO form is padded to
+    'YYYY-MM-DD HH:MM:SS' and read with ONE explicit format; an optional fraction and
+    offset are read from the short suffix. Local wall-clock times become instants in the
+    site zone; the repeated autumn hour is read as the earlier instant and flagged.
+    """
     if isinstance(dtype, pl.Date):
-        local = pl.col(col).cast(pl.Datetime("us")).dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
-        return local.dt.convert_time_zone("UTC"), pl.col(col).is_not_null(), pl.lit(None, pl.String), pl.lit(False)
-    raw = _text(col)
-    norm = raw.str.replace(" ", "T", literal=True, n=1).str.replace("Z", "+00:00", literal=True)
-    norm = pl.when(norm.str.len_bytes() == 16).then(norm + ":00").otherwise(norm)
-    with_offset = norm.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%z", strict=False, time_zone="UTC", time_unit="us")
-    naive = norm.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="us")
-    date_only = norm.str.to_date("%Y-%m-%d", strict=False)
-    local_naive = pl.coalesce(naive, date_only.cast(pl.Datetime("us")))
-    local = local_naive.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
-    later = local_naive.dt.replace_time_zone(tz, ambiguous="latest", non_existent="null")
-    value = pl.coalesce(with_offset, local.dt.convert_time_zone("UTC"))
-    problem = (
-        pl.when(raw.is_not_null() & local_naive.is_not_null() & local.is_null())
-        .then(pl.lit("local time does not exist in the site time zone (DST gap)"))
-        .when(raw.is_not_null() & value.is_null())
-        .then(pl.lit("unparseable timestamp: expected ISO 8601 like 2025-03-07 10:00:00 or 2025-03-07T10:00:00-05:00"))
-    )
-    ambiguous = with_offset.is_null() & local.is_not_null() & (local != later)
-    return value, date_only.is_not_null(), problem, ambiguous
+        wall = pl.col(col).cast(pl.Datetime("us"))
+        offset_minutes = pl.lit(None, pl.Int64)
+        date_only = pl.col(col).is_not_null()
+        bad = pl.lit(False)
+        present = pl.col(col).is_not_null()
+    elif isinstance(dtype, pl.Datetime):
+        if dtype.time_zone is not None:
+            return pl.col(col).dt.convert_time_zone("UTC"), pl.lit(False), pl.lit(None, pl.String), pl.lit(False)
+        wall = pl.col(col).dt.cast_time_unit("us")
+        offset_minutes = pl.lit(None, pl.Int64)
+        date_only, bad, present = pl.lit(False), pl.lit(False), pl.col(col).is_not_null()
+    else:
+        raw = pl.col(col).cast(pl.String).str.strip_chars()
+        present = raw.is_not_null() & (raw != "")
+        norm = raw.str.replace("T", " ", literal=True, n=1)
+        n = norm.str.len_bytes()
+        padded = pl.when(n == 10).then(norm + " 00:00:00").when(n == 16).then(norm + ":00").otherwise(norm)
+        suffix = padded.str.slice(19)
+        fraction = suffix.str.extract(r"^\.(\d{1,9})", 1)
+        micros = fraction.str.slice(0, 6).str.pad_end(6, "0").cast(pl.Int64, strict=False).fill_null(0)
+        offset = suffix.str.extract(r"([Zz]|[+-]\d{2}:?\d{2})$", 1)
+        sign = pl.when(offset.str.starts_with("-")).then(-1).otherwise(1)
+        offset_minutes = pl.when(offset.str.to_uppercase() == "Z").then(0).otherwise(
+            sign * (offset.str.slice(1, 2).cast(pl.Int64, strict=False) * 60
+                    + offset.str.slice(-2, 2).cast(pl.Int64, strict=False)))
+        wall = (padded.str.slice(0, 19).str.to_datetime("%Y-%m-%d %H:%M:%S", strict=False, time_unit="us")
+                + pl.duration(microseconds=micros))
+        date_only = n == 10
+        bad = present & (wall.is_null() | ~suffix.str.contains(SUFFIX))
+    local = wall.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
+    from_offset = (wall - pl.duration(minutes=offset_minutes)).dt.replace_time_zone("UTC")
+    value = pl.when(bad).then(None).when(offset_minutes.is_not_null()).then(from_offset).otherwise(local)
+    gap = present & ~bad & offset_minutes.is_null() & wall.is_not_null() & local.is_null()
+    problem = pl.when(bad).then(pl.lit(UNPARSEABLE)).when(gap).then(pl.lit(DST_GAP))
+    # the same wall-clock time one hour later: the autumn hour that happens twice
+    ambiguous = offset_minutes.is_null() & local.is_not_null() & (
+        (local + pl.duration(hours=1)).dt.convert_time_zone(tz).dt.replace_time_zone(None) == wall)
+    return value, date_only, problem, ambiguous
 
 
 def _typed_frame(lf: pl.LazyFrame, schema: dict, contract: TableContract, tz: str) -> pl.LazyFrame:
-    """All columns typed, plus one _err_<column> reason column per check and counters."""
+    """All columns typed, plus one _err_<column> reason column per check and the ambiguity flags."""
     exprs: list[pl.Expr] = [pl.col(LINE)]
     errs: list[pl.Expr] = []
+    raws: list[pl.Expr] = []
     for col, dtype in schema.items():
         if col == LINE:
             continue
@@ -178,32 +198,35 @@ def _typed_frame(lf: pl.LazyFrame, schema: dict, contract: TableContract, tz: st
             exprs += [value.alias(col), date_only.alias(f"{col}_is_date"), ambiguous.alias(f"_ambiguous_{col}")]
             errs.append(problem.alias(ERR + col))
         elif col in contract.dates:
-            raw = _text(col)
             parsed = (pl.col(col) if isinstance(dtype, pl.Date)
-                      else raw.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False))
+                      else _text(col).str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False))
             exprs.append(parsed.alias(col))
-            errs.append(pl.when(pl.col(col).is_not_null() & parsed.is_null())
+            errs.append(pl.when(_text(col).is_not_null() & parsed.is_null())
                         .then(pl.lit("unparseable date: expected YYYY-MM-DD")).alias(ERR + col))
         elif col in contract.integers or col in contract.numbers:
             target = pl.Int64 if col in contract.integers else pl.Float64
-            raw = _text(col)
-            parsed = raw.cast(target, strict=False)
+            parsed = _text(col).cast(target, strict=False)
             exprs.append(parsed.alias(col))
-            errs.append(pl.when(raw.is_not_null() & parsed.is_null())
+            errs.append(pl.when(_text(col).is_not_null() & parsed.is_null())
                         .then(pl.lit(f"not a {'whole ' if target == pl.Int64 else ''}number")).alias(ERR + col))
-        elif col in contract.codes:
-            exprs.append(_text(col).str.to_uppercase().alias(col))
-        elif col in contract.lowercase:
-            exprs.append(_text(col).str.to_lowercase().alias(col))
+        elif col in contract.codes or col in contract.not_null or col in contract.lowercase:
+            text = _text(col)
+            text = text.str.to_uppercase() if col in contract.codes else text
+            text = text.str.to_lowercase() if col in contract.lowercase else text
+            exprs.append(text.alias(col))
         else:
-            exprs.append(_text(col).alias(col))
+            exprs.append(pl.col(col).cast(pl.String))  # free text: kept as delivered
+        if col in contract.instants or col in contract.dates or col in contract.integers or col in contract.numbers:
+            raws.append(pl.col(col).cast(pl.String).alias(f"_src_{col}"))
     for col in contract.not_null:
         # an unparseable value has its own reason above; this one is for empty cells
         errs.append(pl.when(_text(col).is_null()).then(pl.lit("required value missing")).alias(f"{ERR}{col}_missing"))
-    # the raw text of checked columns travels along so a reject shows what was there
-    raws = [pl.col(c).cast(pl.String).alias(f"_raw_{c}") for c in schema if c != LINE and
-            (c in contract.instants or c in contract.dates or c in contract.integers or c in contract.numbers)]
-    return lf.select(exprs + errs + raws)
+    # the delivered text travels along only where a check failed, for the rejects list
+    checked = [r.meta.output_name().removeprefix("_src_") for r in raws]
+    return (lf.select(exprs + errs + raws)
+              .with_columns([pl.when(pl.col(ERR + c).is_not_null()).then(pl.col(f"_src_{c}")).alias(f"_raw_{c}")
+                             for c in checked])
+              .drop([f"_src_{c}" for c in checked]))
 
 
 def _scan(f: InputFile, rename: dict[str, str]) -> tuple[pl.LazyFrame, dict]:
@@ -287,12 +310,23 @@ class PreparedTable:
     path: Path
     sha256: str
     rows_read: int
-    good_parquet: Path  # rows that passed the row-level checks, typed
+    typed_parquet: Path  # every row, typed (with the per-check problem columns)
+    excluded_parquet: Path  # source_line of every row set aside (rejected or a later duplicate)
     rejects_parquet: Path  # one row per problem: source_line, column_name, value, reason, action
-    columns: list[str]
+    columns: list[str]  # the data columns of the typed file
+    absent: dict[str, str]  # optional contract columns the extract lacks -> SQL type (read as NULL)
     ambiguous_local_times: int
     first_month: str | None
     last_month: str | None
+
+    def good_rows_sql(self, extra_excluded: str | None = None) -> str:
+        """The rows that passed, as a query over the typed Parquet (no second copy of the data)."""
+        cols = ", ".join([_q(c) for c in self.columns] + [f"CAST(NULL AS {t}) AS {_q(c)}" for c, t in self.absent.items()])
+        excluded = f"SELECT source_line FROM read_parquet('{self.excluded_parquet.as_posix()}')"
+        if extra_excluded:
+            excluded += f" UNION ALL {extra_excluded}"
+        return (f"SELECT {cols} FROM read_parquet('{self.typed_parquet.as_posix()}') "
+                f"WHERE {LINE} NOT IN ({excluded})")
 
 
 def _month_column(contract: TableContract) -> str:
@@ -300,67 +334,68 @@ def _month_column(contract: TableContract) -> str:
 
 
 def prepare_table(f: InputFile, contract: TableContract, cfg: Config, scratch: Path, sha256: str) -> PreparedTable:
-    """Parse one file into typed Parquet; set aside rows that fail row-level checks and later duplicates."""
+    """Parse one file into typed Parquet; list the rows that fail row-level checks and later duplicates."""
     typed_path = scratch / f"{contract.name}.typed.parquet"
     schema = _write_typed(f, contract, cfg, typed_path)
     truncated = _truncated_last_line(f, len(schema) - 1)
-    good_path = scratch / f"{contract.name}.good.parquet"
+    excluded_path = scratch / f"{contract.name}.excluded.parquet"
     rejects_path = scratch / f"{contract.name}.rejects.parquet"
     con = duckdb.connect()  # scratch engine: DuckDB does the set operations out of core
     try:
         con.execute("SET enable_progress_bar = false")
+        con.execute("SET TimeZone = 'UTC'")
         con.execute(f"SET temp_directory = '{(scratch / 'duckdb_tmp').as_posix()}'")
         src = f"read_parquet('{typed_path.as_posix()}')"
         typed_cols = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
-        con.execute("CREATE TABLE rejects (source_line BIGINT, column_name VARCHAR, value VARCHAR, "
-                    "reason VARCHAR, action VARCHAR)")
-        # one reject row per problem found in a row
+        problems = []
         for err in (c for c in typed_cols if c.startswith(ERR)):
             column = err[len(ERR):].removesuffix("_missing")
-            value = _q(f"_raw_{column}") if f"_raw_{column}" in typed_cols else "NULL"
+            value = _q(f"_raw_{column}") if f"_raw_{column}" in typed_cols else "CAST(NULL AS VARCHAR)"
             action = "row_rejected" if (column in contract.not_null or column in contract.instants) else "value_nulled"
-            con.execute(f"INSERT INTO rejects SELECT {LINE}, ?, {value}, {_q(err)}, ? FROM {src} "
-                        f"WHERE {_q(err)} IS NOT NULL", [column, action])
+            problems.append(f"SELECT {LINE} AS source_line, '{column}' AS column_name, {value} AS value, "
+                            f"{_q(err)} AS reason, '{action}' AS action FROM {src} WHERE {_q(err)} IS NOT NULL")
+        con.execute("CREATE TABLE rejects AS " + " UNION ALL ".join(problems)) if problems else con.execute(
+            "CREATE TABLE rejects (source_line BIGINT, column_name VARCHAR, value VARCHAR, reason VARCHAR, action VARCHAR)")
         if truncated is not None:
             con.execute("INSERT INTO rejects VALUES (?, NULL, NULL, ?, 'row_rejected')",
                         [truncated, "row cut off mid-row (file ends without a newline and the row has too few "
                                     "fields); re-export the extract"])
-        data_cols = [c for c in typed_cols if not c.startswith((ERR, "_raw_", "_ambiguous_"))]
-        ambiguous_cols = [c for c in typed_cols if c.startswith("_ambiguous_")]
-        ambiguous = 0
-        if ambiguous_cols:
-            ambiguous = con.execute(f"SELECT count(*) FROM {src} WHERE " +
-                                    " OR ".join(_q(c) for c in ambiguous_cols)).fetchall()[0][0]
-        con.execute(f"""CREATE TABLE good AS SELECT {", ".join(_q(c) for c in data_cols)} FROM {src}
-            WHERE {LINE} NOT IN (SELECT source_line FROM rejects WHERE action = 'row_rejected')""")
         if contract.id_column:
-            # later duplicates of an id are set aside; the first occurrence stays
+            # later duplicates of an id are set aside; the first occurrence stays. Only ids that
+            # occur twice are ranked (a hash aggregate, not a sort of every row).
             idc = _q(contract.id_column)
             con.execute(f"""INSERT INTO rejects
+                WITH dup_ids AS (
+                    SELECT {idc} FROM {src}
+                    WHERE {LINE} NOT IN (SELECT source_line FROM rejects WHERE action = 'row_rejected')
+                    GROUP BY {idc} HAVING count(*) > 1
+                ),
+                ranked AS (
+                    SELECT {LINE}, {idc}, min({LINE}) OVER (PARTITION BY {idc}) AS first_line FROM {src}
+                    WHERE {idc} IN (SELECT {idc} FROM dup_ids)
+                      AND {LINE} NOT IN (SELECT source_line FROM rejects WHERE action = 'row_rejected')
+                )
                 SELECT {LINE}, ?, {idc}, 'duplicate {contract.id_column}: first seen at line ' || first_line,
                        'row_rejected'
-                FROM (SELECT {LINE}, {idc}, min({LINE}) OVER (PARTITION BY {idc}) AS first_line FROM good)
-                WHERE {LINE} > first_line""", [contract.id_column])
-            con.execute(f"DELETE FROM good WHERE {LINE} IN "
-                        "(SELECT source_line FROM rejects WHERE reason LIKE 'duplicate %')")
-        # optional columns absent from the extract still exist, as NULL
-        absent = [c for c in contract.columns if c not in data_cols]
-        absent_sql = "".join(f", CAST(NULL AS {_sql_type(contract, c)}) AS {c}" for c in absent)
-        con.execute(f"COPY (SELECT *{absent_sql} FROM good ORDER BY {LINE}) TO '{good_path.as_posix()}' "
-                    "(FORMAT parquet, COMPRESSION lz4)")
+                FROM ranked WHERE {LINE} > first_line""", [contract.id_column])
+        con.execute(f"COPY (SELECT DISTINCT source_line FROM rejects WHERE action = 'row_rejected' ORDER BY 1) "
+                    f"TO '{excluded_path.as_posix()}' (FORMAT parquet)")
         con.execute(f"COPY (SELECT * FROM rejects ORDER BY source_line, column_name) TO "
                     f"'{rejects_path.as_posix()}' (FORMAT parquet)")
-        rows_read = con.execute(f"SELECT count(*) FROM {src}").fetchall()[0][0]
+        data_cols = [c for c in typed_cols if not c.startswith((ERR, "_raw_", "_ambiguous_"))]
+        ambiguous_cols = [c for c in typed_cols if c.startswith("_ambiguous_")]
         month_col = _q(_month_column(contract))
-        first_month, last_month = con.execute(
-            f"SELECT strftime(min(timezone(?, {month_col})), '%Y-%m'), strftime(max(timezone(?, {month_col})), '%Y-%m') "
-            "FROM good", [cfg.site_timezone, cfg.site_timezone]).fetchall()[0]
-        columns = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{good_path.as_posix()}')").fetchall()]
+        stats = con.execute(
+            f"SELECT count(*), strftime(min(timezone(?, {month_col})), '%Y-%m'), "
+            f"strftime(max(timezone(?, {month_col})), '%Y-%m'), "
+            f"count(*) FILTER (WHERE {' OR '.join(_q(c) for c in ambiguous_cols) or 'false'}) FROM {src}",
+            [cfg.site_timezone, cfg.site_timezone]).fetchall()[0]
     finally:
         con.close()
-    typed_path.unlink(missing_ok=True)
-    return PreparedTable(contract.name, f.path, sha256, rows_read, good_path, rejects_path, columns, ambiguous,
-                         first_month, last_month)
+    rows_read, first_month, last_month, ambiguous = stats
+    absent = {c: _sql_type(contract, c) for c in contract.columns if c not in data_cols}
+    return PreparedTable(contract.name, f.path, sha256, rows_read, typed_path, excluded_path, rejects_path,
+                         data_cols, absent, ambiguous, first_month, last_month)
 
 
 def _sql_type(contract: TableContract, col: str) -> str:
@@ -460,20 +495,26 @@ def merge_table(con: duckdb.DuckDBPyConnection, prep: PreparedTable, run_id: str
         con.execute(f"DELETE FROM {table} WHERE list_contains(?, load_id)", [replaced])
         con.execute("DELETE FROM load_rejects WHERE list_contains(?, load_id)", [replaced])
         con.execute("UPDATE load_ledger SET superseded_by = ? WHERE list_contains(?, load_id)", [load_id, replaced])
-    good = f"read_parquet('{prep.good_parquet.as_posix()}')"
     con.execute("CREATE OR REPLACE TEMP TABLE _gate_rejects (source_line BIGINT, column_name VARCHAR, value VARCHAR, "
                 "reason VARCHAR)")
     if gate_rejects:
         con.executemany("INSERT INTO _gate_rejects VALUES (?, ?, ?, ?)", gate_rejects)
+    good = prep.good_rows_sql("SELECT source_line FROM _gate_rejects")
     # columns an extract brings that the warehouse has not seen yet are added (extra columns are kept)
     existing = {r[0] for r in con.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = ?",
                                           [table]).fetchall()}
-    types = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {good})").fetchall())
+    types = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE {good})").fetchall())
     for col in prep.columns:
         if col not in existing:
             con.execute(f"ALTER TABLE {table} ADD COLUMN {_q(col)} {types[col]}")
-    incoming = (f"SELECT *, CAST(? AS VARCHAR) AS {FILE}, CAST(? AS VARCHAR) AS load_id FROM {good} "
-                f"WHERE {LINE} NOT IN (SELECT source_line FROM _gate_rejects)")
+    incoming = f"SELECT *, CAST(? AS VARCHAR) AS {FILE}, CAST(? AS VARCHAR) AS load_id FROM ({good})"
+    was_empty = not con.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchall()
+    if was_empty:
+        # the first load of a table: straight in, no upsert to work out
+        con.execute(f"INSERT INTO {table} BY NAME {incoming}", [file_name, load_id])
+        loaded = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+        updated = 0
+        return _record_load(con, prep, run_id, load_id, file_name, loaded, updated, removed, replaced)
     con.execute(f"CREATE OR REPLACE TEMP TABLE _incoming AS {incoming}", [file_name, load_id])
     if contract.id_column:
         key = _q(contract.id_column)
@@ -488,6 +529,12 @@ def merge_table(con: duckdb.DuckDBPyConnection, prep: PreparedTable, run_id: str
         con.execute(f"DELETE FROM {table} AS t WHERE EXISTS (SELECT 1 FROM _incoming AS i WHERE {match})")
     con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming")
     loaded = con.execute("SELECT count(*) FROM _incoming").fetchall()[0][0]
+    con.execute("DROP TABLE _incoming")
+    return _record_load(con, prep, run_id, load_id, file_name, loaded, updated, removed, replaced)
+
+
+def _record_load(con, prep: PreparedTable, run_id: str, load_id: str, file_name: str, loaded: int, updated: int,
+                 removed: int, replaced: list[str]) -> TableLoad:
     con.execute(f"""INSERT INTO load_rejects
         SELECT ?, ?, source_line, column_name, value, reason, action, ? FROM read_parquet('{prep.rejects_parquet.as_posix()}')
         UNION ALL
@@ -499,7 +546,6 @@ def merge_table(con: duckdb.DuckDBPyConnection, prep: PreparedTable, run_id: str
     con.execute("INSERT INTO load_ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, now())",
                 [load_id, run_id, prep.table, file_name, prep.sha256, prep.first_month, prep.last_month, prep.rows_read,
                  loaded, rejected, updated, removed, action, ",".join(replaced) or None])
-    con.execute("DROP TABLE _incoming")
     con.execute("DROP TABLE _gate_rejects")
     log.info("loaded %s: %d rows read, %d loaded, %d rejected%s", prep.table, prep.rows_read, loaded, rejected,
              f", replacing {len(replaced)} earlier file(s)" if replaced else "")
