@@ -69,7 +69,10 @@ def p_chart_svg(chart: pl.DataFrame, title: str, name: str) -> str | None:
 
 
 def funnel_svg(points: pl.DataFrame, overall_rate: float | None, title: str, name: str) -> str | None:
-    """Groups' rate against denominator, with 95% and 99.8% funnel limits around the overall rate."""
+    """Groups' rate against denominator, with 95% and 99.8% funnel limits around the overall rate.
+
+    ``points``: group_key, denominator, rate and optionally ``small`` (too few to rate: drawn hollow grey).
+    """
     if overall_rate is None or points.height == 0:
         return None
     with plt.rc_context(_RC):
@@ -82,7 +85,14 @@ def funnel_svg(points: pl.DataFrame, overall_rate: float | None, title: str, nam
         ax.plot(grid, lim["hi998"], color="#b03a2e", lw=1, label="99.8% limits")
         ax.plot(grid, lim["lo998"], color="#b03a2e", lw=1)
         ax.axhline(overall_rate, color="#555555", lw=1, label=f"overall rate {overall_rate:.1%}")
-        ax.scatter(points["denominator"].to_numpy(), points["rate"].to_numpy(), s=14, color="#1f4e79", zorder=3, label="provider")
+        small = points["small"].to_numpy() if "small" in points.columns else np.zeros(points.height, dtype=bool)
+        x, y = points["denominator"].to_numpy(), points["rate"].cast(pl.Float64).to_numpy()
+        if (~small).any():
+            ax.scatter(x[~small], y[~small], s=16, color="#1f4e79", zorder=3, label="provider")
+        if small.any():
+            ax.scatter(
+                x[small], y[small], s=16, facecolors="none", edgecolors="#8c8c8c", zorder=3, label="too few to rate"
+            )
         ax.set_xlabel("evaluated orders (denominator)")
         ax.set_ylabel("rate")
         ax.set_ylim(0, 1)

@@ -180,28 +180,53 @@ def _headline(metrics: pl.DataFrame, period: str, level: str, key: str, rules: p
     return {"main": main, "review": review, "reason_groups": [(v, rs) for v, rs in groups if rs]}
 
 
-def _trend(metrics: pl.DataFrame, level: str, key: str, end: str | None, months: int, name: str) -> list[dict]:
+def _month_range(first: str, last: str) -> list[str]:
+    y, m = int(first[:4]), int(first[5:7])
     out = []
+    while f"{y:04d}-{m:02d}" <= last:
+        out.append(f"{y:04d}-{m:02d}")
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return out
+
+
+def _trend_months(metrics: pl.DataFrame, end: str | None, months: int, first: str | None = None) -> list[str]:
+    """The trend's months: ``months`` calendar months ending at ``end``, from the first month with data
+    (or ``first``, the run's trend window start) -- months without cases stay in as gaps, not dropped."""
     if end is None:
+        return []
+    present = sorted(p for p in metrics["period"].unique().drop_nulls().to_list() if _MONTH.match(p) and p <= end)
+    if not present:
+        return []
+    start = max(first or present[0], present[0]) if first else present[0]
+    window = _month_range(start, end)
+    return window[-months:]
+
+
+def _trend(metrics: pl.DataFrame, level: str, key: str, window: list[str], name: str) -> list[dict]:
+    out = []
+    if not window:
         return out
-    base = metrics.filter(
-        (pl.col("level") == level)
-        & (pl.col("group_key") == key)
-        & pl.col("period").str.contains(r"^\d{4}-\d{2}$")
-        & (pl.col("period") <= end)
-    )
+    base = metrics.filter((pl.col("level") == level) & (pl.col("group_key") == key) & pl.col("period").is_in(window))
+    frame = pl.DataFrame({"period": window})
     for measure_id, label in TREND_MEASURES:
-        monthly = base.filter(pl.col("measure_id") == measure_id).sort("period").tail(months)
-        if monthly.height == 0:
+        got = base.filter(pl.col("measure_id") == measure_id).select("period", "numerator", "denominator")
+        if got.height == 0:
             continue
+        monthly = frame.join(got, on="period", how="left").with_columns(
+            pl.col("numerator").fill_null(0), pl.col("denominator").fill_null(0)
+        )
         pc = p_chart(monthly)
-        svg = charts.p_chart_svg(pc, f"{label}: p-chart, {pc.height} months", f"{name}-{measure_id}")
+        n_data = int((pc["denominator"] > 0).sum())
+        svg = charts.p_chart_svg(pc, f"{label}: p-chart, {window[0]} to {window[-1]}", f"{name}-{measure_id}")
         out.append(
             {
                 "measure_id": measure_id,
                 "label": label,
                 "svg": svg,
-                "n_months": pc.height,
+                "n_months": len(window),
+                "n_empty": len(window) - n_data,
+                "first": window[0],
+                "last": window[-1],
                 "centre": pc["centre"][0],
                 "flagged": _rows(pc.filter(pl.col("outside")).select("period", "numerator", "denominator", "rate", "lcl", "ucl")),
             }
@@ -221,8 +246,11 @@ def _group_table(metrics: pl.DataFrame, period: str, level: str, keys: list[str]
     for row in rows.values():
         m = row.get("inappropriate_order_rate")
         row["funnel"] = ""
+        row["small"] = m is None or m["rate"] is None
         if p0 is not None and m is not None and m["rate"] is not None:
             row["funnel"] = funnel_status([m["rate"]], [m["denominator"]], p0)[0]
+        elif m is not None and m["denominator"]:
+            row["funnel"] = "too few orders to place"
         for mid in TABLE_MEASURES:
             row.setdefault(mid, None)
     return list(rows.values())
@@ -238,15 +266,25 @@ def _overall_rates(metrics: pl.DataFrame, period: str) -> dict:
 
 
 def _attrition(con) -> list[dict]:
+    """Attrition rows; a step's percentage is of the last step of the same unit at an earlier step number
+    (steps sharing a number are siblings, e.g. flagged and review orders both out of evaluated orders)."""
     rows = _rows(_q(con, "SELECT step_order, step, unit, count, kind, note FROM mart_attrition ORDER BY step_order"))
-    prev: dict[str, int] = {}
+    last: dict[str, tuple[int, int]] = {}  # unit -> (step_order, count) of the latest step
+    before: dict[str, tuple[int, int]] = {}  # unit -> the latest step at a lower step_order
     for r in rows:
         r["percent_of_previous"] = None
-        if r["kind"] == "step":
-            before = prev.get(r["unit"])
-            if before:
-                r["percent_of_previous"] = r["count"] / before
-            prev[r["unit"]] = r["count"]
+        r["of_step"] = None
+        if r["kind"] != "step":
+            continue
+        unit = r["unit"]
+        if unit in last and last[unit][0] < r["step_order"]:
+            before[unit] = last[unit]
+        ref = before.get(unit)
+        if ref and ref[1]:
+            r["percent_of_previous"] = r["count"] / ref[1]
+            r["of_step"] = ref[0]
+        if unit not in last or last[unit][0] < r["step_order"]:
+            last[unit] = (r["step_order"], r["count"])
     return rows
 
 
@@ -329,10 +367,49 @@ def _case_rows(con, where: str = "", params: list | None = None) -> pl.DataFrame
 
 
 def _case_list(frame: pl.DataFrame) -> list[dict]:
-    rows = frame.to_dicts()
-    for r in rows:
-        r["rule_id_list"] = [x for x in (r["rule_ids"] or "").split("|") if x]
-    return rows
+    """The case-list rows shaped for the template in one Polars pass: every cell a plain string.
+
+    The template only prints these (escaped); no per-row formatting, macro or filter runs in Jinja,
+    which keeps a 10k-order list cheap to render. ``first`` marks a case's first order (the case cells
+    are printed once per case).
+    """
+    if frame.height == 0:
+        return []
+    s = pl.col
+    blank = lambda c: s(c).cast(pl.String).fill_null("")  # noqa: E731
+    shaped = frame.select(
+        (s("case_id") != s("case_id").shift(1)).fill_null(True).alias("first"),
+        blank("verdict").alias("verdict"),
+        blank("patient_key").alias("patient_key"),
+        blank("case_id").alias("case_id"),
+        blank("index_local_date").alias("index_date"),
+        blank("case_department").alias("case_department"),
+        blank("order_id").alias("order_id"),
+        s("ordered_at_local").cast(pl.String).str.slice(0, 16).fill_null("no order time").alias("ordered"),
+        pl.when(s("hours_since_index").is_null())
+        .then(pl.lit(""))
+        .otherwise(s("hours_since_index").cast(pl.Float64).round(1).cast(pl.String))
+        .alias("hours"),
+        blank("episode_number").alias("episode"),
+        pl.concat_str([blank("order_code"), blank("order_name")], separator=" ").str.strip_chars().alias("study"),
+        s("study_type").cast(pl.String).fill_null("unmapped code").str.replace_all("_", " ").alias("study_type"),
+        blank("indication_text").alias("indication"),
+        blank("ordering_department").alias("department"),
+        blank("ordering_provider_id").alias("provider"),
+        blank("status").alias("status"),
+        blank("explanation").alias("why"),
+        blank("secondary_reasons").str.replace_all("|", ", ", literal=True).str.replace_all("_", " ").alias("also"),
+        blank("rule_ids").str.split("|").list.eval(pl.element().filter(pl.element() != "")).alias("rules"),
+    )
+    return shaped.to_dicts()
+
+
+def _cited_rules(frame: pl.DataFrame, rules: pl.DataFrame) -> list[dict]:
+    """The rules the listed orders cite, with their citation (the case list's references)."""
+    if frame.height == 0:
+        return []
+    used = set(frame["rule_ids"].drop_nulls().str.split("|").explode().to_list())
+    return [r for r in rules.to_dicts() if r["rule_id"] in used]
 
 
 def _rejects(con) -> list[dict]:
@@ -348,6 +425,11 @@ def _rejects(con) -> list[dict]:
     )
 
 
+def _g(value) -> str:
+    """A config number in words: 72.0 -> '72', 0.5 -> '0.5'."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _methods(con, run_info: dict, min_cell: int, rules: pl.DataFrame) -> dict:
     cfg = run_info["config"]
     verdicts = (
@@ -356,18 +438,26 @@ def _methods(con, run_info: dict, min_cell: int, rules: pl.DataFrame) -> dict:
         else []
     )
     dq = [
-        {k: d.get(k) for k in ("check_id", "severity", "status", "violated_count", "denominator", "percent", "description")}
+        {k: d.get(k) for k in ("check_id", "table", "severity", "status", "violated_count", "denominator", "percent", "description")}
         for d in run_info.get("data_quality", [])
     ]
+    status_counts: dict[str, int] = {}
+    for d in dq:
+        status_counts[str(d["status"])] = status_counts.get(str(d["status"]), 0) + 1
+    rejects_info = run_info.get("rejects") or {}
+    rejected_rows = rejects_info.get("rejected_rows") or {}
     return {
-        "case": cfg.get("case", {}),
+        "case": {k: _g(v) for k, v in cfg.get("case", {}).items()},
         "site_timezone": cfg.get("site_timezone", ""),
         "config_json": json.dumps(cfg, indent=2, sort_keys=True, default=str),
         "code_set_versions": sorted((str(k), str(v)) for k, v in run_info.get("code_set_versions", {}).items()),
         "rules": rules.to_dicts(),
         "verdicts": verdicts,
         "data_quality": dq,
+        "dq_counts": sorted(status_counts.items()),
         "rejects": _rejects(con),
+        "rejected_rows": sorted((str(k), int(v)) for k, v in rejected_rows.items()),
+        "nulled_values": int(rejects_info.get("nulled_values") or 0),
         "inputs": run_info.get("inputs", []),
         "min_cell_count": min_cell,
         "measures": [(m, label, d) for m, label, d in MAIN_MEASURES + [REVIEW_MEASURE]],
@@ -387,6 +477,25 @@ def _department_list(con, metrics: pl.DataFrame) -> list[str]:
     return sorted(names)
 
 
+def _funnel_points(metrics: pl.DataFrame, period: str, providers: list[str] | None) -> pl.DataFrame:
+    """Every provider with evaluated orders; ``small`` marks those too few to rate (drawn hollow, not rated)."""
+    pts = metrics.filter(
+        (pl.col("period") == period)
+        & (pl.col("level") == "provider")
+        & (pl.col("measure_id") == "inappropriate_order_rate")
+        & (pl.col("denominator") > 0)
+    )
+    if providers is not None:
+        pts = pts.filter(pl.col("group_key").is_in(providers))
+    return pts.select(
+        "group_key",
+        "numerator",
+        "denominator",
+        (pl.col("numerator") / pl.col("denominator")).alias("rate"),
+        (pl.col("suppressed") | pl.col("rate").is_null()).alias("small"),
+    )
+
+
 def _page_context(
     con,
     run_info,
@@ -394,20 +503,20 @@ def _page_context(
     rules,
     min_cell,
     period,
-    trend_end,
+    window,
     *,
     department: str | None,
     departments: list[dict],
     overall_rates: dict,
+    all_cases: pl.DataFrame,
 ) -> dict:
-    months = int(run_info["config"].get("reporting", {}).get("trend_months", 24))
     threshold = float(run_info["config"].get("case", {}).get("premature_hours", 72.0))
     if department is None:
         level, key, name = "overall", "all", "overall"
         providers = None
         hours_where, hours_params = "", []
         rf_where, rf_params = "", []
-        case_frame = _case_rows(con)
+        case_frame = all_cases
     else:
         level, key, name = "department", department, "dept"
         providers = sorted(
@@ -420,21 +529,14 @@ def _page_context(
         )
         hours_where, hours_params = "AND first_imaging_department = ?", [department]
         rf_where, rf_params = "AND department = ?", [department]
-        case_frame = _case_rows(
-            con, "AND o.case_id IN (SELECT case_id FROM mart_audited_orders WHERE ordering_department = ?)", [department]
-        )
+        # every order of each case that has an order from this department (the reviewer sees the whole case)
+        ids = all_cases.filter(pl.col("ordering_department") == department)["case_id"].unique()
+        case_frame = all_cases.filter(pl.col("case_id").is_in(ids.implode()))
     dept_rows = _group_table(metrics, period, "department", None if department is None else [department], overall_rates)
     for row in dept_rows:
         row["slug"] = slugify(row["group_key"])
     prov_rows = _group_table(metrics, period, "provider", providers, overall_rates)
-    funnel_points = metrics.filter(
-        (pl.col("period") == period)
-        & (pl.col("level") == "provider")
-        & (pl.col("measure_id") == "inappropriate_order_rate")
-        & pl.col("rate").is_not_null()
-    )
-    if providers is not None:
-        funnel_points = funnel_points.filter(pl.col("group_key").is_in(providers))
+    funnel_points = _funnel_points(metrics, period, providers)
     dept_chart_rows = metrics.filter(
         (pl.col("period") == period) & (pl.col("level") == "department") & (pl.col("measure_id") == "inappropriate_order_rate")
     )
@@ -442,7 +544,7 @@ def _page_context(
         "scope": {"kind": "department" if department else "hospital", "name": department or "All departments"},
         "period": period,
         "headline": _headline(metrics, period, level, key, rules),
-        "trend": _trend(metrics, level, key, trend_end, months, name),
+        "trend": _trend(metrics, level, key, window, name),
         "departments": dept_rows,
         "providers": prov_rows,
         "department_chart": None
@@ -459,14 +561,15 @@ def _page_context(
             "Providers: inappropriate-order rate (funnel plot)",
             f"{name}-funnel",
         ),
-        "n_small_providers": sum(
-            1 for r in prov_rows if r["inappropriate_order_rate"] is not None and r["inappropriate_order_rate"]["suppressed"]
-        ),
+        "n_funnel": funnel_points.height,
+        "n_small_providers": int(funnel_points["small"].sum()) if funnel_points.height else 0,
         "attrition": _attrition(con) if department is None else [],
         "hours": _hours(con, threshold, hours_where, hours_params, f"{name}-hours"),
         "risk_factors": _risk_factors(con, min_cell, rf_where, rf_params),
         "cases": _case_list(case_frame),
+        "cited_rules": _cited_rules(case_frame, rules),
         "n_cases": case_frame["case_id"].n_unique() if case_frame.height else 0,
+        "n_orders": case_frame.height,
         "department_links": departments,
     }
 
@@ -606,8 +709,14 @@ def render_outputs(
     pdf: bool = False,
     reid_file: Path | None = None,
     min_cell_count: int = 11,
+    site: bool | None = None,
 ) -> list[Path]:
-    """Write every report and feed file into ``out_dir``; return the paths written."""
+    """Write every report and feed file into ``out_dir``; return the paths written.
+
+    ``site``: the folder is one month of a backfill (``OUT/<YYYY-MM>/``): its pages link the
+    top-level ``OUT/index.html`` and that index is refreshed (``render_site_index``). ``None``
+    infers it from the staging folder's name (``.<YYYY-MM>.staging-<pid>``).
+    """
     missing = [k for k in RUN_INFO_KEYS if k not in run_info]
     if missing:
         raise KeyError(f"run_info lacks {', '.join(missing)}")
@@ -627,10 +736,19 @@ def render_outputs(
         f"ORDER BY {'rule_order' if 'rule_order' in _columns(con, 'ref_rules') else 'rule_id'}",
     )
     period, trend_end = _periods(metrics, str(run_info["period"]))
+    bounds = _audit_period(con)
+    months_n = int(run_info["config"].get("reporting", {}).get("trend_months", 24))
+    window = _trend_months(metrics, trend_end, months_n, bounds.get("trend_first_month"))
     overall_rates = _overall_rates(metrics, period)
     common = _common(run_info, min_cell_count)
+    common["period_label"] = _period_label(period, metrics, bounds, trend_end)
+    if site is None:  # a backfill stages each month as .<YYYY-MM>.staging-<pid> beside its siblings
+        site = bool(_MONTH.match(period)) and out_dir.name.startswith(f".{period}.staging-")
+    common["site"] = bool(site)
     departments = [{"name": d, "slug": slugify(d)} for d in _department_list(con, metrics)]
+    all_cases = _case_rows(con)
     written: list[Path] = []
+    report_tpl = env.get_template("report.html")
 
     ctx = _page_context(
         con,
@@ -639,15 +757,17 @@ def render_outputs(
         rules,
         min_cell_count,
         period,
-        trend_end,
+        window,
         department=None,
         departments=departments,
         overall_rates=overall_rates,
+        all_cases=all_cases,
     )
     methods = _methods(con, run_info, min_cell_count, rules)
-    report = env.get_template("report.html").render(**common, **ctx, methods=methods, root="")
+    report = report_tpl.render(**common, **ctx, methods=methods, root="")
     written.append(_write_text(out_dir / "report.html", report))
 
+    dept_counts = []
     for d in departments:
         dctx = _page_context(
             con,
@@ -656,43 +776,119 @@ def render_outputs(
             rules,
             min_cell_count,
             period,
-            trend_end,
+            window,
             department=d["name"],
             departments=departments,
             overall_rates=overall_rates,
+            all_cases=all_cases,
         )
-        html = env.get_template("report.html").render(**common, **dctx, methods=None, root="../")
+        dept_counts.append(dict(d, n_cases=dctx["n_cases"], n_orders=dctx["n_orders"]))
+        html = report_tpl.render(**common, **dctx, methods=None, root="../")
         written.append(_write_text(out_dir / "departments" / f"{d['slug']}.html", html))
 
-    months = _month_summary(metrics, trend_end)
+    months = _month_summary(metrics, window)
     index = env.get_template("index.html").render(
-        **common, period=period, departments=departments, months=months, headline=ctx["headline"], pdf=pdf
+        **common, period=period, departments=dept_counts, months=months, headline=ctx["headline"], pdf=pdf
     )
     written.append(_write_text(out_dir / "index.html", index))
 
     written += _write_feed(out_dir, metrics, run_info, period, min_cell_count)
-    case_frame = _case_rows(con)
-    written.append(workbook.write_case_list(out_dir / "case_list.xlsx", case_frame, rules, run_info))
+    written.append(workbook.write_case_list(out_dir / "case_list.xlsx", all_cases, rules, run_info))
     if pdf:
         written.append(write_pdf(out_dir / "report.html", out_dir / "report.pdf"))
     if reid_file is not None:
         written.append(write_reid_file(con, Path(reid_file), out_dir))
+    if site:
+        # keep the backfill's top-level index current, this month included before it is published
+        render_site_index(out_dir.parent, pending={period: out_dir})
     return written
 
 
-def _month_summary(metrics: pl.DataFrame, trend_end: str | None) -> list[dict]:
-    """Overall monthly headline numbers for the index page (each month of the feed)."""
-    if trend_end is None:
+def _audit_period(con) -> dict:
+    """The run's period bounds from ``audit_period`` (first_month, last_month, trend_first_month); {} if unset."""
+    if not _has_table(con, "audit_period"):
+        return {}
+    rows = _rows(_q(con, "SELECT * FROM audit_period LIMIT 1"))
+    return {k: v for k, v in rows[0].items() if v is not None} if rows else {}
+
+
+def _period_label(period: str, metrics: pl.DataFrame, bounds: dict, trend_end: str | None) -> str:
+    """What the period means in words: a month, or 'all months, first to last'."""
+    if _MONTH.match(period):
+        return period
+    first, last = bounds.get("first_month"), bounds.get("last_month")
+    if not (first and last):
+        months = sorted(p for p in metrics["period"].unique().drop_nulls().to_list() if _MONTH.match(p))
+        if not months:
+            return period
+        first, last = months[0], trend_end or months[-1]
+    return f"all months, {first} to {last}" if first != last else first
+
+
+def _month_summary(metrics: pl.DataFrame, window: list[str]) -> list[dict]:
+    """Overall monthly headline numbers for the index page (each month of the trend, newest first)."""
+    if not window:
         return []
     sel = metrics.filter(
         (pl.col("level") == "overall")
-        & pl.col("period").str.contains(r"^\d{4}-\d{2}$")
-        & (pl.col("period") <= trend_end)
+        & pl.col("period").is_in(window)
         & pl.col("measure_id").is_in(["inappropriate_order_rate", "first_imaging_right_study"])
     )
-    out: dict[str, dict] = {}
-    for r in sel.sort("period", descending=True).to_dicts():
-        out.setdefault(r["period"], {"period": r["period"], "inappropriate_order_rate": None, "first_imaging_right_study": None})[
-            r["measure_id"]
-        ] = r
+    out: dict[str, dict] = {
+        m: {"period": m, "inappropriate_order_rate": None, "first_imaging_right_study": None} for m in reversed(window)
+    }
+    for r in sel.to_dicts():
+        out[r["period"]][r["measure_id"]] = r
     return list(out.values())
+
+
+# ----------------------------------------------------------------------------- site index
+
+SITE_INDEX_TEMPLATE = "site_index.html"
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def render_site_index(out_root: Path, pending: dict[str, Path] | None = None) -> Path:
+    """Write ``out_root/index.html`` listing every month folder (``YYYY-MM/index.html``) present.
+
+    For a backfill (``--from/--to``, one folder per month under ``--out``). Call it after each month
+    is published, or once after all; it is cheap (reads each month's ``metrics.json``) and idempotent.
+    ``pending`` maps a month to the folder it is staged in (listed although not yet published).
+    The page is written to a temporary file and renamed into place.
+    """
+    out_root = Path(out_root)
+    found: dict[str, Path] = {}
+    if out_root.is_dir():
+        for entry in out_root.iterdir():
+            if _MONTH.match(entry.name) and (entry / "index.html").is_file():
+                found[entry.name] = entry
+    found.update(pending or {})
+    months = []
+    for month in sorted(found, reverse=True):
+        folder = found[month]
+        summary = _read_json(folder / "metrics.json")
+        head = {r.get("measure_id"): r for r in summary.get("headline", []) if r.get("level") == "overall"}
+        departments = sorted(p.name for p in (folder / "departments").glob("*.html")) if (folder / "departments").is_dir() else []
+        months.append(
+            {
+                "month": month,
+                "run_id": summary.get("run_id", ""),
+                "pdf": (folder / "report.pdf").is_file(),
+                "n_departments": len(departments),
+                "inappropriate_order_rate": head.get("inappropriate_order_rate"),
+                "first_imaging_right_study": head.get("first_imaging_right_study"),
+            }
+        )
+    html = make_env().get_template(SITE_INDEX_TEMPLATE).render(months=months, schema_version=SCHEMA_VERSION)
+    target = out_root / "index.html"
+    out_root.mkdir(parents=True, exist_ok=True)
+    tmp = out_root / f".index.html.tmp-{os.getpid()}"
+    tmp.write_text(html, encoding="utf-8", newline="\n")
+    os.replace(tmp, target)
+    return target
