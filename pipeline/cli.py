@@ -92,6 +92,7 @@ def run(input_dir, out_dir, warehouse_path, site_timezone, config_path, month, f
     opts = RunOptions(input_dir=input_dir, out_dir=out_dir, warehouse_path=warehouse_path, months=months,
                       validate=not no_validate, pdf=pdf, reid_file=reid_file, data_docs_dir=data_docs,
                       per_month_folders=per_month, progress=per_month and not quiet,
+                      progress_bar=per_month and not quiet and log_format == "text" and sys.stderr.isatty(),
                       command=" ".join(sys.argv[1:]) or "run")
     execute(opts, cfg)
 

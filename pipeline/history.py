@@ -20,6 +20,11 @@ DDL = (
 )
 
 
+KILLED_BEFORE_COMMIT = "stopped before its warehouse commit: nothing of it was kept"
+KILLED_AFTER_COMMIT = ("stopped after its warehouse commit: its loads and results are in the warehouse, "
+                       "its outputs were not (all) published; run again to publish them")
+
+
 def ensure(con: duckdb.DuckDBPyConnection) -> None:
     for ddl in DDL:
         con.execute(ddl)
@@ -29,11 +34,19 @@ def start(con: duckdb.DuckDBPyConnection, run_id: str, opts, started: dt.datetim
     """Record the run as running. We hold the writer lock, so any other 'running' row is a dead run."""
     import os
 
-    con.execute("UPDATE audit_runs SET status = 'interrupted' WHERE status = 'running'")
+    con.execute(f"""UPDATE audit_runs SET status = 'interrupted', error = CASE status
+                       WHEN 'running' THEN '{KILLED_BEFORE_COMMIT}' ELSE '{KILLED_AFTER_COMMIT}' END
+                   WHERE status IN ('running', 'publishing')""")
     periods = ",".join(m or "all" for m in opts.months)
     con.execute("INSERT INTO audit_runs (run_id, command, status, periods, input_dir, started_at, pid) "
                 "VALUES (?, ?, 'running', ?, ?, ?, ?)",
                 [run_id, opts.command, periods, str(opts.input_dir) if opts.input_dir else None, started, os.getpid()])
+
+
+def committing(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
+    """Inside the warehouse transaction: once it commits, the run's data is in the warehouse and only
+    the outputs remain to be published (a kill from here on is 'interrupted after commit')."""
+    con.execute("UPDATE audit_runs SET status = 'publishing' WHERE run_id = ?", [run_id])
 
 
 def record_period(con: duckdb.DuckDBPyConnection, run_id: str, period: str) -> None:

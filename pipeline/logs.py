@@ -18,8 +18,11 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
+            "event": "log",  # a plain log line; structured events (stage_done, run_done, ...) override it
         }
         payload.update(getattr(record, "fields", {}))
+        if record.exc_info and record.levelno >= logging.ERROR:
+            payload["exception"] = self.formatException(record.exc_info)
         return json.dumps(payload, default=str)
 
 

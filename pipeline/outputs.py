@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -57,20 +59,133 @@ def staging_dir_for(out_dir: Path) -> Path:
     return staging
 
 
-def publish(staging: Path, out_dir: Path, on_file=None) -> None:
-    """Move every staged file into out_dir, each by an atomic rename, then drop the staging folder.
+STAGING_RE = re.compile(r"^\.(?P<name>.+)\.staging-(?P<pid>\d+)$")
+VERSION_RE = re.compile(r"^\.(?P<name>.+)\.v-(?P<run>\d{8}T\d{6}Z-[0-9a-f]+)\.(?P<pid>\d+)$")
+LINK_RE = re.compile(r"^\.(?P<name>.+)\.link-(?P<pid>\d+)$")
 
-    A reader sees either the old or the new version of each file, never a half-written one.
-    Files of an earlier run that this run does not write (for example another month's
-    folder) are left alone.
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # ours from an earlier life of this pid: we are only starting
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def switch_mode(out_dir: Path) -> bool:
+    """All-or-nothing publication (a symlink switch) is possible unless out_dir is a real, non-empty folder."""
+    if out_dir.is_symlink() or not out_dir.exists():
+        return True
+    if out_dir.is_dir():
+        try:
+            out_dir.rmdir()  # empty: nothing a reader could miss
+            return True
+        except OSError:
+            return False
+    return False
+
+
+def publish(staging: Path, out_dir: Path, version: str, on_file=None) -> str:
+    """Make the staged outputs the visible ones. Returns 'switch' or 'files' (how it was done).
+
+    switch (out_dir is new, empty, or already a symlink made here): the staging folder is
+    renamed to a hidden version folder beside out_dir, then out_dir -- a symlink -- is
+    switched to it with one atomic rename. A reader sees the whole old set or the whole new
+    set, never a mix. The previous version folder is removed afterwards (a reader that has a
+    file open keeps reading it).
+
+    files (out_dir is a real folder with files in it, e.g. made by an older version or
+    holding other things): every staged file is moved in by an atomic rename, run.json last.
+    Each file is whole, but a crash part-way leaves some new files beside old ones; run.json
+    (with the sha256 of every file) still names the previous run until the end.
+
+    on_file(step) is called between steps (the crash-test hook).
     """
+    hook = on_file or (lambda _step: None)
+    if switch_mode(out_dir):
+        target = out_dir.parent / f".{out_dir.name}.v-{version}.{os.getpid()}"
+        if target.exists():
+            shutil.rmtree(target)
+        os.rename(staging, target)
+        _fsync_dir(target)
+        hook("version_ready")
+        previous = os.readlink(out_dir) if out_dir.is_symlink() else None
+        link = out_dir.parent / f".{out_dir.name}.link-{os.getpid()}"
+        link.unlink(missing_ok=True)
+        os.symlink(target.name, link)
+        os.replace(link, out_dir)
+        _fsync_dir(out_dir.parent)
+        hook("switched")
+        if previous and previous != target.name and "/" not in previous:
+            shutil.rmtree(out_dir.parent / previous, ignore_errors=True)
+        return "switch"
     out_dir.mkdir(parents=True, exist_ok=True)
-    for src in sorted(staging.rglob("*")):
-        if src.is_dir():
-            continue
+    files = [p for p in sorted(staging.rglob("*")) if not p.is_dir()]
+    files.sort(key=lambda p: p.name == "run.json")  # run.json last: it names the run the files belong to
+    for src in files:
         dest = out_dir / src.relative_to(staging)
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(src, dest)
-        if on_file is not None:
-            on_file(dest.name)
+        hook(dest.name)
+    _fsync_dir(out_dir)
     shutil.rmtree(staging, ignore_errors=True)
+    return "files"
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def sweep(folder: Path) -> list[Path]:
+    """Remove what killed runs left in folder: staging folders and half-made links of dead
+    processes, and version folders no output symlink points to. Returns what was removed."""
+    if not folder.is_dir():
+        return []
+    removed = []
+    for entry in folder.iterdir():
+        name = entry.name
+        if not name.startswith("."):
+            continue
+        m = STAGING_RE.match(name) or LINK_RE.match(name)
+        if m:
+            if not _alive(int(m["pid"])):
+                if entry.is_symlink() or entry.is_file():
+                    entry.unlink(missing_ok=True)
+                else:
+                    shutil.rmtree(entry, ignore_errors=True)
+                removed.append(entry)
+            continue
+        m = VERSION_RE.match(name)
+        if m and not entry.is_symlink():
+            live = folder / m["name"]
+            current = live.is_symlink() and os.readlink(live) == name
+            if not current and not _alive(int(m["pid"])):
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(entry)
+    return removed
+
+
+def file_manifest(folder: Path) -> dict:
+    """sha256 and size of every file under folder (run.json lists them: a reader can check a set is whole)."""
+    found = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and p.name != "run.json":
+            digest = hashlib.sha256()
+            with p.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+            found[p.relative_to(folder).as_posix()] = {"sha256": digest.hexdigest(), "bytes": p.stat().st_size}
+    return found

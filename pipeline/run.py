@@ -15,6 +15,7 @@ import datetime as dt
 import logging
 import platform
 import shutil
+import sys
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -42,7 +43,8 @@ class RunOptions:
     reid_file: Path | None = None
     data_docs_dir: Path | None = None
     per_month_folders: bool = False  # backfill: one folder per month under out_dir
-    progress: bool = False
+    progress: bool = False  # month_done log lines (backfill)
+    progress_bar: bool = False  # a terminal progress bar over the months (stderr is a TTY)
     command: str = "run"
 
 
@@ -116,11 +118,49 @@ def execute(opts: RunOptions, cfg: Config) -> RunResult:
         event(warnings[-1], level=logging.WARNING, event="demo_key")
 
     with _warehouse_file(opts) as wh_path, warehouse.writer_lock(wh_path, run_id, opts.command):
+        # fail fast (exit 4) when another process holds DuckDB's own lock, before any parsing; the run is
+        # on record as 'running' from here (a kill at any later point shows as interrupted in `runs`)
+        con = warehouse.connect(wh_path)
+        try:
+            history.ensure(con)
+            history.start(con, run_id, opts, started)
+        finally:
+            con.close()
+        _sweep_leftovers(opts, wh_path)
         scratch = Path(tempfile.mkdtemp(prefix=f".{wh_path.name}.scratch-", dir=wh_path.parent))
         try:
             return _execute_locked(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, wh_path, scratch)
+        except BaseException as exc:
+            _record_failure(wh_path, run_id, exc, timings)
+            raise
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _record_failure(wh_path: Path, run_id: str, exc: BaseException, timings: dict) -> None:
+    """A run that stopped with an error (input, gate, crash) or Ctrl-C is recorded as such, unless done already."""
+    status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    with contextlib.suppress(Exception):
+        con = warehouse.connect(wh_path)
+        try:
+            if con.execute("SELECT status FROM audit_runs WHERE run_id = ?", [run_id]).fetchall() in (
+                    [("running",)], [("publishing",)]):
+                history.finish(con, run_id, status, {}, timings, error=message.splitlines()[0])
+        finally:
+            con.close()
+
+
+def _sweep_leftovers(opts: RunOptions, wh_path: Path) -> None:
+    """What a killed run left behind: its scratch folder (we hold the writer lock, so any scratch
+    folder of this warehouse is a dead run's), and hidden staging/version folders beside the outputs."""
+    for old in wh_path.parent.glob(f".{wh_path.name}.scratch-*"):
+        shutil.rmtree(old, ignore_errors=True)
+        log.info("removed %s (left by an interrupted run)", old)
+    folders = [opts.out_dir.parent] + ([opts.out_dir] if opts.per_month_folders else [])
+    for folder in folders:
+        for old in outputs.sweep(folder):
+            log.info("removed %s (left by an interrupted run)", old)
 
 
 def _execute_locked(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, wh_path: Path,
@@ -147,8 +187,6 @@ def _execute_locked(opts, cfg, run_id, started, timings, key, key_is_demo, warni
 
     con = warehouse.connect(wh_path)
     try:
-        history.ensure(con)
-        history.start(con, run_id, opts, started)
         con.execute("BEGIN TRANSACTION")
         with stage("load", timings):
             loads = load.merge_inputs(con, prepared, run_id, gate_rejects) if prepared else []
@@ -167,12 +205,14 @@ def _execute_locked(opts, cfg, run_id, started, timings, key, key_is_demo, warni
             audit.run_models(con, layers=("marts",))
             history.record_period(con, run_id, _period_label(month))
             month_counts[_period_label(month)] = period_counts(con)
+        history.committing(con, run_id)
         con.execute("COMMIT")
     except BaseException as exc:
         with contextlib.suppress(Exception):  # nothing open to roll back
             con.execute("ROLLBACK")
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         with contextlib.suppress(Exception):
-            history.finish(con, run_id, "failed", {}, timings, error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            history.finish(con, run_id, status, {}, timings, error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         con.close()
         raise
     rejects = _reject_counts(con)
@@ -211,6 +251,7 @@ def _execute_locked(opts, cfg, run_id, started, timings, key, key_is_demo, warni
         "warnings": warnings,
     }
     con = warehouse.connect(wh_path)
+    bar = _progress_bar(opts)
     try:
         warehouse.set_pseudonym_key(con, key)
         for i, month in enumerate(opts.months):
@@ -230,22 +271,49 @@ def _execute_locked(opts, cfg, run_id, started, timings, key, key_is_demo, warni
                     faults.maybe_fail("mid_render")
                     run_info["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
                     run_info["timings_seconds"] = {k: round(v, 3) for k, v in timings.items()}
+                    run_info["files"] = outputs.file_manifest(staging)
                     outputs.write_json(staging / "run.json", run_info)
-                outputs.publish(staging, out_dir, on_file=lambda n: faults.maybe_fail("mid_publish", n))
+                outputs.publish(staging, out_dir, version=run_id,
+                                on_file=lambda n: faults.maybe_fail("mid_publish", n))
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
+            if bar is not None:
+                bar.update(1, label)
             if opts.progress:
-                event(f"month {label} done ({i + 1}/{len(opts.months)})", event="month_done", period=label)
+                event(f"month {label} done ({i + 1}/{len(opts.months)})", event="month_done", period=label,
+                      done=i + 1, total=len(opts.months),
+                      level=logging.DEBUG if bar is not None else logging.INFO)
+        if bar is not None:
+            bar.render_finish()
         if opts.data_docs_dir is not None:
             gate.write_data_docs(dq_results, opts.data_docs_dir)
         gate.record_results(con, run_id, [r for r in dq_results if r.table.startswith(("mart_", "audited", "attrition"))])
         history.finish(con, run_id, "succeeded", month_counts, timings)
+    except BaseException as exc:
+        # the warehouse transaction has committed; record why the outputs were not (all) published
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        with contextlib.suppress(Exception):
+            history.finish(con, run_id, status, month_counts, timings,
+                           error=f"after the warehouse commit: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+        raise
     finally:
         con.close()
     total = {k: sum(c[k] for c in month_counts.values()) for k in ("cases", "audited_orders")}
     event(f"run {run_id} done: {total['cases']} cases, {total['audited_orders']} audited orders",
           event="run_done", run_id=run_id, **total)
     return RunResult(run_id, opts.out_dir, month_counts, timings, warnings)
+
+
+def _progress_bar(opts: RunOptions):
+    """A progress bar over the months of a backfill, only when stderr is a terminal."""
+    if not (opts.progress_bar and len(opts.months) > 1):
+        return None
+    import click
+
+    bar = click.progressbar(length=len(opts.months), label="order-audit: months", file=sys.stderr,
+                            show_pos=True, item_show_func=lambda m: m or "")
+    bar.render_progress()
+    return bar
 
 
 def _finish(wh_path: Path, run_id: str, status: str, counts: dict, timings: dict, error: str | None = None) -> None:

@@ -25,11 +25,15 @@ def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnect
     except duckdb.IOException as exc:
         text = str(exc)
         if "lock" in text.lower():
+            run = running_run(path)
+            if run is not None and run.get("pid") != os.getpid():  # another order-audit run
+                raise WarehouseLockedError(f"{path}: {_describe(run)} holds the warehouse for writing; wait for it "
+                                           "to finish (readers can open it once the run ends)") from None
             pid = re.search(r"PID (\d+)", text)
             holder = f" (process {pid.group(1)})" if pid else ""
             raise WarehouseLockedError(
-                f"{path}: another process holds the warehouse for writing{holder}; "
-                "wait for it to finish, or pass a different --warehouse") from None
+                f"{path}: another process holds the warehouse file open for writing{holder} (DuckDB's lock; "
+                "not an order-audit run); wait for it to close the file, or pass a different --warehouse") from None
         raise
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
@@ -46,6 +50,33 @@ def set_pseudonym_key(con: duckdb.DuckDBPyConnection, key: bytes) -> None:
                 [ipad, opad])
 
 
+def _lock_path(path: Path) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + ".lock")
+
+
+def _describe(holder: dict) -> str:
+    return (f"run {holder.get('run_id', '?')} (process {holder.get('pid', '?')}, "
+            f"'{holder.get('command', '?')}', started {holder.get('started_at', '?')})")
+
+
+def running_run(path: Path | str) -> dict | None:
+    """The order-audit run holding the writer lock of this warehouse now, or None."""
+    lock_path = _lock_path(Path(path))
+    if not lock_path.exists():
+        return None
+    with open(lock_path, encoding="utf-8") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                return json.loads(fh.read() or "{}")
+            except json.JSONDecodeError:
+                return {}
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return None
+
+
 @contextlib.contextmanager
 def writer_lock(path: Path, run_id: str, command: str):
     """Hold <warehouse>.lock for the whole run: one writer at a time, named in the refusal.
@@ -55,7 +86,7 @@ def writer_lock(path: Path, run_id: str, command: str):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = path.with_name(path.name + ".lock")
+    lock_path = _lock_path(path)
     fh = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole run
     try:
         try:
@@ -66,8 +97,7 @@ def writer_lock(path: Path, run_id: str, command: str):
                 holder = json.loads(fh.read() or "{}")
             except json.JSONDecodeError:
                 holder = {}
-            who = (f"run {holder.get('run_id', '?')} (process {holder.get('pid', '?')}, "
-                   f"'{holder.get('command', '?')}', started {holder.get('started_at', '?')})")
+            who = _describe(holder)
             raise WarehouseLockedError(f"{path}: {who} holds the warehouse; wait for it to finish "
                                        "(order-audit runs lists it), or pass a different --warehouse") from None
         fh.seek(0)

@@ -1,0 +1,133 @@
+"""The command line as a scheduler sees it: exit codes, stderr logs, quiet/verbose, progress bar."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ORDER_HEADER, ROOT, write_csv
+from conftest import run_cli as _run_cli
+
+KEY = {"ORDER_AUDIT_PSEUDONYM_KEY": "cli-test-key"}
+
+
+def run_cli(*args, env: dict | None = None) -> subprocess.CompletedProcess:
+    return _run_cli(*args, env={**KEY, **(env or {})})
+
+
+def expect(result: subprocess.CompletedProcess, code: int, text: str | None = None) -> None:
+    assert result.returncode == code, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    if text is not None:
+        assert text in result.stderr, result.stderr
+
+
+def test_exit_0_json_logs_one_object_per_line(small_input, tmp_path):
+    result = run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--warehouse", tmp_path / "wh.duckdb",
+                     "--no-validate", "--log-format", "json")
+    expect(result, 0)
+    events = [json.loads(line) for line in result.stderr.splitlines()]  # every line is one JSON object
+    assert all("event" in e and "level" in e and "time" in e for e in events)
+    stages = {e["stage"]: e["seconds"] for e in events if e["event"] == "stage_done"}
+    assert {"load", "transform", "measure", "render"} <= stages.keys()
+    assert all(isinstance(s, float | int) for s in stages.values())
+    (done,) = [e for e in events if e["event"] == "run_done"]
+    assert done["cases"] == 2 and done["audited_orders"] == 4 and done["run_id"]
+    assert result.stdout == ""
+
+
+def test_exit_0_with_the_gate_on_and_quiet_prints_nothing(small_input, tmp_path):
+    result = run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--warehouse", tmp_path / "wh.duckdb",
+                     "--quiet")
+    expect(result, 0)
+    assert result.stderr == "" and result.stdout == ""
+    info = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert info["data_quality"]  # the gate ran
+    runs = run_cli("runs", "--warehouse", tmp_path / "wh.duckdb")
+    expect(runs, 0)
+    assert "succeeded" in runs.stdout
+
+
+@pytest.mark.parametrize("args, text", [
+    (["--month", "2026-13"], "2026-13"),
+    (["--month", "2026-10", "--from", "2026-01", "--to", "2026-02"], "either --month or --from/--to"),
+    (["--from", "2026-03", "--to", "2026-01"], "after --to"),
+    (["--from", "2026-03"], "go together"),
+])
+def test_exit_1_usage(small_input, tmp_path, args, text):
+    expect(run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--no-validate", *args), 1, text)
+    assert not (tmp_path / "out").exists()
+
+
+def test_exit_1_unknown_config_key_and_unknown_run(small_input, tmp_path):
+    cfg = tmp_path / "audit.toml"
+    cfg.write_text("[reporting]\nmin_cell_count = 5\ntrend_monthz = 12\n")
+    expect(run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--config", cfg, "--no-validate"), 1,
+           "trend_monthz")
+    wh = tmp_path / "wh.duckdb"
+    expect(run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--warehouse", wh, "--no-validate",
+                   "--quiet"), 0)
+    expect(run_cli("diff", "NOPE-1", "NOPE-2", "--warehouse", wh), 1, "no run NOPE-1")
+
+
+def test_exit_2_unreadable_input(small_input, tmp_path):
+    (small_input / "procedures.csv").write_bytes(b"\x00\x01garbage")
+    expect(run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--no-validate"), 2, "procedures")
+    expect(run_cli("run", "--input", tmp_path / "nowhere", "--out", tmp_path / "out", "--no-validate"), 2,
+           "input folder not found")
+
+
+def test_exit_3_missing_required_column_is_recorded_as_failed(small_input, tmp_path):
+    write_csv(small_input / "imaging_orders.csv", [c for c in ORDER_HEADER if c != "order_code"],
+              [["O1", "MRN-1", "2025-06-06 10:00:00", "Neurology", "G97.1", "completed"]])
+    wh = tmp_path / "wh.duckdb"
+    expect(run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--warehouse", wh, "--no-validate"), 3,
+           "order_code")
+    assert not (tmp_path / "out").exists()
+    runs = json.loads(run_cli("runs", "--warehouse", wh, "--json").stdout)
+    assert [(r["status"], "order_code" in (r["error"] or "")) for r in runs] == [("failed", True)]
+
+
+def test_progress_bar_only_on_a_terminal(small_input, tmp_path):
+    """--from/--to on a terminal draws a bar over the months; through a pipe it logs one line per month."""
+    args = [sys.executable, "-m", "pipeline", "run", "--input", str(small_input), "--out", str(tmp_path / "bf"),
+            "--warehouse", str(tmp_path / "wh.duckdb"), "--no-validate", "--from", "2025-05", "--to", "2025-06"]
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **KEY}, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([master], [], [], 120)
+        if not ready:
+            break
+        try:
+            data = os.read(master, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=120)
+    os.close(master)
+    tty_err = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0, tty_err
+    assert "order-audit: months" in tty_err and "2/2" in tty_err, tty_err
+    assert "month 2025-06 done" not in tty_err  # the bar replaces the per-month lines
+
+    piped = run_cli("run", "--input", small_input, "--out", tmp_path / "bf2", "--warehouse", tmp_path / "wh.duckdb",
+                    "--no-validate", "--from", "2025-05", "--to", "2025-06")
+    expect(piped, 0)
+    assert "order-audit: months" not in piped.stderr and "\r" not in piped.stderr
+    assert "month 2025-05 done (1/2)" in piped.stderr and "month 2025-06 done (2/2)" in piped.stderr
+    assert sorted(p.name for p in (tmp_path / "bf2").iterdir() if not p.name.startswith(".")) == ["2025-05", "2025-06"]
+    quiet = run_cli("run", "--input", small_input, "--out", tmp_path / "bf3", "--warehouse", tmp_path / "wh.duckdb",
+                    "--no-validate", "--from", "2025-05", "--to", "2025-06", "--quiet")
+    expect(quiet, 0)
+    assert quiet.stderr == ""

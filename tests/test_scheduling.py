@@ -1,0 +1,405 @@
+"""Safe to schedule: idempotent loads, period runs and backfills, crash safety, one writer at a time.
+
+Every run here is the real CLI in a subprocess. Most skip the Great Expectations gate
+(--no-validate) to stay fast; test_cli.py keeps one run with the gate on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from conftest import DX_HEADER, ORDER_HEADER, PROC_HEADER, ROOT, write_csv
+from conftest import run_cli as _run_cli
+
+from pipeline.synth import generate
+
+KEY = {"ORDER_AUDIT_PSEUDONYM_KEY": "scheduling-test-key"}
+DATA_FILES = ("audited_orders.csv", "audited_orders.parquet", "cases.csv", "cases.parquet", "attrition.csv",
+              "metrics.csv", "metrics.parquet", "rejects.csv", "load_ledger.csv")
+
+
+def run_cli(*args, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    return _run_cli(*args, env={**KEY, **(env or {})}, timeout=timeout)
+
+
+def audit(inp: Path, out: Path, wh: Path, *extra, env: dict | None = None) -> subprocess.CompletedProcess:
+    return run_cli("run", "--input", inp, "--out", out, "--warehouse", wh, "--no-validate", *extra, env=env)
+
+
+def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    return result
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    """Every visible file under an output folder (through its symlink), by relative path."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def run_id_of(out: Path) -> str:
+    return json.loads((out / "run.json").read_text())["run_id"]
+
+
+def query(wh: Path, sql: str, params=None) -> list[tuple]:
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def warehouse_state(wh: Path) -> dict:
+    """What a killed run must not change: source rows, the active ledger, results, past runs."""
+    return {
+        "rows": {t: query(wh, f"SELECT count(*) FROM src_{t}")[0][0] for t in ("procedures", "imaging_orders", "diagnoses")},
+        "ledger": query(wh, """SELECT load_id, table_name, sha256, action, superseded_by FROM load_ledger
+                               ORDER BY load_id"""),
+        "results": query(wh, "SELECT period, order_id, case_id, verdict, reasons FROM audit_results ORDER BY ALL"),
+        "results_run_ids": query(wh, "SELECT DISTINCT run_id FROM audit_results ORDER BY ALL"),
+        "runs": query(wh, """SELECT run_id, status, periods, counts FROM audit_runs
+                             WHERE status <> 'running' AND status <> 'publishing' AND status <> 'interrupted'
+                             ORDER BY run_id"""),
+    }
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Hidden staging/version/scratch entries in folder other than what an output symlink points to."""
+    current = {os.readlink(p) for p in folder.iterdir() if p.is_symlink()}
+    return sorted(p.name for p in folder.iterdir()
+                  if p.name.startswith(".") and p.name not in current and not p.name.endswith(".lock"))
+
+
+def with_order_code(src: Path, dest: Path, order_id: str, code: str) -> Path:
+    """A copy of an input folder whose imaging_orders has one order's code changed (a corrected extract)."""
+    shutil.copytree(src, dest)
+    path = dest / "imaging_orders.csv"
+    frame = pl.read_csv(path, infer_schema=False)
+    assert order_id in frame["order_id"].to_list()
+    frame.with_columns(pl.when(pl.col("order_id") == order_id).then(pl.lit(code)).otherwise(pl.col("order_code"))
+                       .alias("order_code")).write_csv(path)
+    return dest
+
+
+# ------------------------------------------------------------------ 1. ledger: idempotent, corrections, accumulation
+
+
+def test_load_twice_correct_once_then_add_a_month(small_input, tmp_path):
+    wh, out = tmp_path / "wh.duckdb", tmp_path / "out"
+    first = ok(audit(small_input, out, wh, "--log-format", "json"))
+    run_a = run_id_of(out)
+    before = warehouse_state(wh)
+    first_files = files(out)
+    ledger_csv = (out / "load_ledger.csv").read_text()
+    assert ledger_csv.count("\n") == 4  # header + procedures, imaging_orders, diagnoses
+    assert all(json.loads(line)["event"] for line in first.stderr.splitlines())
+
+    # the same files again: nothing added, every file skipped, data outputs byte-identical
+    ok(audit(small_input, out, wh, "--quiet"))
+    run_b = run_id_of(out)
+    assert run_b != run_a
+    after = warehouse_state(wh)
+    assert after["rows"] == before["rows"] == {"procedures": 2, "imaging_orders": 4, "diagnoses": 1}
+    assert query(wh, "SELECT table_name, action FROM load_ledger WHERE run_id = ? ORDER BY 1", [run_b]) == [
+        ("diagnoses", "skipped_already_loaded"), ("imaging_orders", "skipped_already_loaded"),
+        ("procedures", "skipped_already_loaded")]
+    second_files = files(out)
+    for name in DATA_FILES:
+        assert second_files[name] == first_files[name], name
+    # presentation files differ only by the run id (and the HTML's start time); run.json holds both
+    assert second_files["metrics.json"].replace(run_b.encode(), run_a.encode()) == first_files["metrics.json"]
+    info_a = json.loads(first_files["run.json"])
+    html_b = second_files["report.html"].decode().replace(run_b, run_a).replace(
+        json.loads(second_files["run.json"])["started_at"], info_a["started_at"])
+    assert html_b == first_files["report.html"].decode()
+
+    # a corrected extract of the same months: the earlier file's rows go, the ledger says what it replaced
+    fixed = with_order_code(small_input, tmp_path / "fixed", "O4", "LOC-NEW-7")  # now an unmapped local code
+    ok(audit(fixed, out, wh))
+    run_c = run_id_of(out)
+    assert warehouse_state(wh)["rows"] == before["rows"]
+    (action, replaces, removed, updated), = query(
+        wh, "SELECT action, replaces, rows_removed, rows_updated FROM load_ledger WHERE run_id = ? "
+            "AND table_name = 'imaging_orders'", [run_c])
+    assert (action, removed, updated) == ("replaced", 4, 0)
+    assert replaces == f"{run_a}-imaging_orders"
+    assert query(wh, "SELECT superseded_by FROM load_ledger WHERE load_id = ?", [replaces]) == [(f"{run_c}-imaging_orders",)]
+    assert query(wh, "SELECT order_code FROM src_imaging_orders WHERE order_id = 'O4'") == [("LOC-NEW-7",)]
+    ledger = pl.read_csv(out / "load_ledger.csv", infer_schema=False)
+    assert ledger.filter(pl.col("table_name") == "imaging_orders")["sha256"].to_list() == [
+        query(wh, "SELECT sha256 FROM load_ledger WHERE load_id = ?", [f"{run_c}-imaging_orders"])[0][0]]
+
+    # diff shows exactly that order, with both reasons
+    d = ok(run_cli("diff", run_a, run_c, "--warehouse", wh))
+    changed = [line for line in d.stdout.splitlines() if "order " in line]
+    assert len(changed) == 1, d.stdout
+    assert "order O4 " in changed[0] and "A inappropriate [premature|wrong_region]" in changed[0], changed[0]
+    assert "-> B not_evaluable [unmapped_code]" in changed[0], changed[0]
+    assert "no order changed" in ok(run_cli("diff", run_a, run_b, "--warehouse", wh)).stdout
+
+    # a monthly extract for another month accumulates beside the first
+    july = tmp_path / "july"
+    write_csv(july / "procedures.csv", PROC_HEADER, [["PR7", "MRN-7", "2025-07-01 09:00:00", "62323", "Pain clinic",
+                                                        "1960-01-01"]])
+    write_csv(july / "imaging_orders.csv", ORDER_HEADER, [
+        ["O71", "MRN-7", "2025-07-02 10:00:00", "72148", "Emergency", "G97.1", "completed"]])
+    write_csv(july / "diagnoses.csv", DX_HEADER, [["MRN-7", "G97.1", "2025-07-02 08:00:00"]])
+    ok(audit(july, out, wh))
+    assert warehouse_state(wh)["rows"] == {"procedures": 3, "imaging_orders": 5, "diagnoses": 2}
+    active = query(wh, """SELECT table_name, first_month, last_month, action FROM load_ledger
+                          WHERE action IN ('loaded', 'replaced') AND superseded_by IS NULL ORDER BY ALL""")
+    assert active == [("diagnoses", "2025-06", "2025-06", "loaded"), ("diagnoses", "2025-07", "2025-07", "loaded"),
+                      ("imaging_orders", "2025-06", "2025-06", "replaced"),
+                      ("imaging_orders", "2025-07", "2025-07", "loaded"),
+                      ("procedures", "2025-06", "2025-06", "loaded"), ("procedures", "2025-07", "2025-07", "loaded")]
+    assert pl.read_csv(out / "load_ledger.csv").height == 6
+    assert set(pl.read_csv(out / "audited_orders.csv", infer_schema=False)["order_id"]) == {"O1", "O2", "O3", "O4", "O71"}
+
+    # runs lists them all, newest first, with period, status, counts and duration
+    listed = json.loads(ok(run_cli("runs", "--warehouse", wh, "--json")).stdout)
+    assert [r["status"] for r in listed] == ["succeeded"] * 4
+    assert {r["periods"] for r in listed} == {"all"}
+    assert json.loads(listed[0]["counts"])["all"]["audited_orders"] == 5
+    assert all(r["duration_seconds"] is not None for r in listed)
+    table = ok(run_cli("runs", "--warehouse", wh)).stdout
+    assert run_a in table and "succeeded" in table and "cases" in table
+
+
+# ------------------------------------------------------------------ 2. period runs and backfill
+
+
+@pytest.fixture(scope="module")
+def synth36(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("synth36")
+    generate(d, patients=300, months=36, seed=3, start_month="2024-01")
+    return d
+
+
+def test_backfill_36_months_equals_whole_run_and_month_rerun_is_byte_identical(synth36, tmp_path):
+    whole = tmp_path / "whole"
+    ok(run_cli("run", "--input", synth36, "--out", whole, "--warehouse", tmp_path / "whole.duckdb", "--no-validate"))
+    wh, bf = tmp_path / "bf.duckdb", tmp_path / "bf"
+    result = ok(run_cli("run", "--input", synth36, "--out", bf, "--warehouse", wh, "--no-validate",
+                        "--from", "2024-01", "--to", "2026-12", "--log-format", "json"))
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    done = [e for e in events if e["event"] == "month_done"]
+    assert [e["period"] for e in done][:2] == ["2024-01", "2024-02"] and len(done) == 36
+    assert (done[-1]["done"], done[-1]["total"]) == (36, 36)
+    assert "\r" not in result.stderr  # no progress bar when stderr is not a terminal
+    months = sorted(p.name for p in bf.iterdir() if not p.name.startswith("."))
+    assert len(months) == 36 and months[0] == "2024-01" and months[-1] == "2026-12"
+    assert leftovers(bf) == []
+
+    def rows(path: Path) -> list[tuple]:
+        return sorted(pl.read_csv(path, infer_schema=False).rows())
+
+    union = sorted(r for m in months for r in rows(bf / m / "audited_orders.csv"))
+    assert union == rows(whole / "audited_orders.csv")
+    assert len(union) > 100
+    cases = sorted(r for m in months for r in rows(bf / m / "cases.csv"))
+    assert cases == rows(whole / "cases.csv")
+    periods = query(wh, "SELECT period, count(*) FROM audit_results GROUP BY ALL ORDER BY 1")
+    assert len(periods) == 36 and sum(n for _, n in periods) == len(union)
+
+    # one month again, alone (files already loaded): the same data outputs, byte for byte
+    month = max(months, key=lambda m: len(rows(bf / m / "audited_orders.csv")))
+    again = tmp_path / "again"
+    ok(run_cli("run", "--input", synth36, "--out", again, "--warehouse", wh, "--no-validate", "--month", month))
+    first, second = files(bf / month), files(again)
+    for name in DATA_FILES:
+        assert second[name] == first[name], name
+    assert json.loads(second["run.json"])["period"] == month
+    # the rerun replaced that month's results, the others stay
+    assert query(wh, "SELECT count(*) FROM audit_results WHERE period = ?", [month])[0][0] == \
+        dict(periods)[month]
+    assert len(query(wh, "SELECT DISTINCT run_id FROM audit_results")) == 2
+
+
+# ------------------------------------------------------------------ 3. crash safety
+
+PRE_COMMIT = ("after_parse", "after_merge", "after_transform")
+POST_COMMIT = ("mid_render", "mid_publish:1", "mid_publish:2")
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory) -> Path:
+    """A warehouse and outputs after one successful run (copied by each kill test)."""
+    d = tmp_path_factory.mktemp("baseline")
+    inp = d / "in"
+    write_csv(inp / "procedures.csv", PROC_HEADER, [
+        ["PR1", "MRN-1", "2025-06-02 09:00:00", "62323", "Pain clinic", "1970-05-05"],
+        ["PR2", "MRN-2", "2025-06-03 09:00:00", "62322", "Pain clinic", "1980-01-01"]])
+    write_csv(inp / "imaging_orders.csv", ORDER_HEADER, [
+        ["O1", "MRN-1", "2025-06-06 10:00:00", "72156", "Neurology", "G97.1", "completed"],
+        ["O2", "MRN-1", "2025-06-06 10:05:00", "72157", "Neurology", "G97.1", "completed"],
+        ["O3", "MRN-1", "2025-06-06 10:10:00", "72158", "Neurology", "G97.1", "completed"],
+        ["O4", "MRN-2", "2025-06-04 09:00:00", "72148", "Emergency", "", "completed"]])
+    write_csv(inp / "diagnoses.csv", DX_HEADER, [["MRN-2", "G97.1", "2025-06-04 08:00:00"]])
+    ok(audit(inp, d / "site" / "out", d / "site" / "wh.duckdb"))
+    return d
+
+
+@pytest.mark.parametrize("point", PRE_COMMIT + POST_COMMIT)
+def test_kill_leaves_previous_state_and_next_run_succeeds(baseline, tmp_path, point):
+    site = tmp_path / "site"
+    shutil.copytree(baseline / "site", site, symlinks=True)
+    wh, out = site / "wh.duckdb", site / "out"
+    old_files, old_state = files(out), warehouse_state(wh)
+    old_run = run_id_of(out)
+
+    killed = audit(baseline / "in", out, wh, env={"ORDER_AUDIT_FAULT": point})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+
+    state = warehouse_state(wh)
+    assert state["rows"] == old_state["rows"]
+    assert state["runs"] == old_state["runs"]  # the earlier run's record is untouched
+    assert state["results"] == old_state["results"]
+    if point in PRE_COMMIT:
+        assert state == old_state  # the transaction never committed
+    else:
+        # committed before the kill: the same files were only marked as already loaded
+        assert query(wh, "SELECT DISTINCT action FROM load_ledger WHERE run_id <> ?", [old_run]) == [
+            ("skipped_already_loaded",)]
+    assert not any(p.name.startswith(".") for p in out.iterdir())  # nothing half-made inside the output folder
+    if point == "mid_publish:2":
+        # killed after the switch: the whole new set is visible (and its run.json names the new run)
+        assert run_id_of(out) != old_run
+        assert all(files(out)[n] == old_files[n] for n in DATA_FILES)
+    else:
+        assert files(out) == old_files  # byte-identical, run.json included
+
+    status = query(wh, "SELECT status FROM audit_runs WHERE run_id <> ? ORDER BY run_id", [old_run])
+    assert status == [("publishing",)] if point in POST_COMMIT else [("running",)]
+
+    nxt = ok(audit(baseline / "in", out, wh))
+    assert run_id_of(out) != old_run
+    assert leftovers(site) == []
+    assert [(s, e is not None) for s, e in query(
+        wh, "SELECT status, error FROM audit_runs ORDER BY started_at, run_id")] == [
+        ("succeeded", False), ("interrupted", True), ("succeeded", False)]
+    (error,), = query(wh, "SELECT error FROM audit_runs WHERE status = 'interrupted'")
+    assert ("after its warehouse commit" in error) == (point in POST_COMMIT), error
+    new_files = files(out)
+    for name in DATA_FILES:
+        assert new_files[name] == old_files[name], name
+    assert nxt.returncode == 0
+
+
+def test_kill_before_commit_drops_a_correction_and_next_run_applies_it(baseline, tmp_path):
+    site = tmp_path / "site"
+    shutil.copytree(baseline / "site", site, symlinks=True)
+    wh, out = site / "wh.duckdb", site / "out"
+    old_state, old_files = warehouse_state(wh), files(out)
+    fixed = with_order_code(baseline / "in", tmp_path / "fixed", "O4", "72156")
+    killed = audit(fixed, out, wh, env={"ORDER_AUDIT_FAULT": "after_transform"})
+    assert killed.returncode == -signal.SIGKILL
+    assert warehouse_state(wh) == old_state and files(out) == old_files
+    assert query(wh, "SELECT order_code FROM src_imaging_orders WHERE order_id = 'O4'") == [("72148",)]
+    ok(audit(fixed, out, wh))
+    assert query(wh, "SELECT order_code FROM src_imaging_orders WHERE order_id = 'O4'") == [("72156",)]
+    assert query(wh, "SELECT count(*) FROM load_ledger WHERE action = 'replaced'") == [(1,)]
+
+
+def test_kill_mid_publish_into_a_plain_folder_leaves_run_json_naming_the_old_run(baseline, tmp_path):
+    """An --out that is a real folder with files (not made by order-audit) is updated file by file."""
+    site = tmp_path / "site"
+    shutil.copytree(baseline / "site", site, symlinks=True)
+    wh, plain = site / "wh.duckdb", tmp_path / "plain"
+    shutil.copytree(site / "out", plain)  # a real folder holding the previous outputs
+    old_files = files(plain)
+    old_run = run_id_of(plain)
+    fixed = with_order_code(baseline / "in", tmp_path / "fixed", "O4", "72156")
+    killed = audit(fixed, plain, wh, env={"ORDER_AUDIT_FAULT": "mid_publish:2"})
+    assert killed.returncode == -signal.SIGKILL
+    now = files(plain)
+    changed = sorted(n for n in now if now[n] != old_files[n])
+    # two files moved in, in name order (attrition.csv is the same bytes here), the rest are the old ones
+    assert "audited_orders.csv" in changed and set(changed) <= {"attrition.csv", "audited_orders.csv"}
+    # run.json moves last: it still names the previous run, and its manifest shows which files are not its own
+    info = json.loads(now["run.json"])
+    assert info["run_id"] == old_run
+    import hashlib
+    stale = sorted(n for n, meta in info["files"].items() if hashlib.sha256(now[n]).hexdigest() != meta["sha256"])
+    assert stale == changed
+    assert not any(p.name.startswith(".") for p in plain.iterdir())
+    ok(audit(fixed, plain, wh))
+    assert leftovers(tmp_path) == []
+    info = json.loads((plain / "run.json").read_text())
+    assert all(hashlib.sha256((plain / n).read_bytes()).hexdigest() == m["sha256"] for n, m in info["files"].items())
+
+
+# ------------------------------------------------------------------ 4. one writer at a time
+
+HOLD_WRITER_LOCK = """
+import sys, time
+from pathlib import Path
+from pipeline import warehouse
+with warehouse.writer_lock(Path(sys.argv[1]), "20260101T000000Z-abc123", "run --month 2026-10"):
+    print("ready", flush=True)
+    time.sleep(60)
+"""
+HOLD_DUCKDB = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1])
+con.execute("CREATE TABLE IF NOT EXISTS someone_elses (x INTEGER)")
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def _holder(code: str, wh: Path) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", code, str(wh)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def test_second_writer_exits_4_naming_the_running_run(baseline, tmp_path):
+    site = tmp_path / "site"
+    shutil.copytree(baseline / "site", site, symlinks=True)
+    wh, out = site / "wh.duckdb", site / "out"
+    before = files(out)
+    holder = _holder(HOLD_WRITER_LOCK, wh)
+    try:
+        started = time.monotonic()
+        second = audit(baseline / "in", out, wh)
+        assert second.returncode == 4, second.stderr
+        assert time.monotonic() - started < 15
+        assert "run 20260101T000000Z-abc123" in second.stderr and f"process {holder.pid}" in second.stderr
+        assert "Traceback" not in second.stderr and len(second.stderr.strip().splitlines()) <= 2
+        # a reader is not blocked: the holder does not have the DuckDB file open
+        assert "succeeded" in ok(run_cli("runs", "--warehouse", wh)).stdout
+    finally:
+        holder.kill()
+        holder.wait()
+    assert files(out) == before
+    ok(audit(baseline / "in", out, wh))  # the kernel released the lock with the process
+
+
+def test_other_process_holding_duckdb_file_exits_4(baseline, tmp_path):
+    site = tmp_path / "site"
+    shutil.copytree(baseline / "site", site, symlinks=True)
+    wh, out = site / "wh.duckdb", site / "out"
+    holder = _holder(HOLD_DUCKDB, wh)
+    try:
+        second = audit(baseline / "in", out, wh)
+        assert second.returncode == 4, second.stderr
+        assert "DuckDB's lock" in second.stderr and f"process {holder.pid}" in second.stderr
+        assert "Traceback" not in second.stderr
+        assert not list(site.glob(".wh.duckdb.scratch-*"))  # refused before parsing anything
+        reader = run_cli("runs", "--warehouse", wh)  # a writer blocks readers too (DuckDB): same exit code
+        assert reader.returncode == 4 and "Traceback" not in reader.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    runs = ok(run_cli("runs", "--warehouse", wh, "--json"))
+    assert len(json.loads(runs.stdout)) == 1
