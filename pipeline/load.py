@@ -136,67 +136,84 @@ UNPARSEABLE = "unparseable timestamp: expected ISO 8601 like 2025-03-07 10:00:00
 DST_GAP = "local time does not exist in the site time zone (DST gap)"
 
 
-def _instant(col: str, dtype: pl.DataType, tz: str) -> tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr]:
-    """(instant in UTC, date-only flag, problem reason, ambiguous flag) for one timestamp column.
+def _with_instant(lf: pl.LazyFrame, col: str, dtype: pl.DataType, tz: str) -> pl.LazyFrame:
+    """Replace one timestamp column by its instant in UTC, with `<col>_is_date`, `_ambiguous_<col>`
+    and the problem column `_err_<col>`.
 
     Speed matters here (tens of millions of rows): every accepted ISO form is padded to
-    'YYYY-MM-DD HH:MM:SS' and read with ONE explicit format; an optional fraction and
-    offset are read from the short suffix. Local wall-clock times become instants in the
-    site zone; the repeated autumn hour is read as the earlier instant and flagged.
+    'YYYY-MM-DD HH:MM:SS' and read with ONE explicit format; an optional fraction and offset
+    are read from the short suffix. Each step is its own column (Polars would otherwise
+    repeat the shared sub-expressions). Local wall-clock times become instants in the site
+    zone; the repeated autumn hour is read as the earlier instant and flagged.
     """
-    if isinstance(dtype, pl.Date):
-        wall = pl.col(col).cast(pl.Datetime("us"))
-        offset_minutes = pl.lit(None, pl.Int64)
-        date_only = pl.col(col).is_not_null()
-        bad = pl.lit(False)
-        present = pl.col(col).is_not_null()
-    elif isinstance(dtype, pl.Datetime):
-        if dtype.time_zone is not None:
-            return pl.col(col).dt.convert_time_zone("UTC"), pl.lit(False), pl.lit(None, pl.String), pl.lit(False)
-        wall = pl.col(col).dt.cast_time_unit("us")
-        offset_minutes = pl.lit(None, pl.Int64)
-        date_only, bad, present = pl.lit(False), pl.lit(False), pl.col(col).is_not_null()
+    c = pl.col(col)
+    t = f"_t_{col}_"  # prefix of the working columns, dropped at the end
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
+        return lf.with_columns(c.dt.convert_time_zone("UTC"), pl.lit(False).alias(f"{col}_is_date"),
+                               pl.lit(False).alias(f"_ambiguous_{col}"), pl.lit(None, pl.String).alias(ERR + col))
+    if isinstance(dtype, (pl.Date, pl.Datetime)):
+        steps = [[c.cast(pl.Datetime("us")).alias(t + "wall"), pl.lit(None, pl.Int64).alias(t + "offset"),
+                  pl.lit(isinstance(dtype, pl.Date)).alias(t + "date"), pl.lit(False).alias(t + "bad")]]
     else:
-        raw = pl.col(col).cast(pl.String).str.strip_chars()
-        present = raw.is_not_null() & (raw != "")
-        norm = raw.str.replace("T", " ", literal=True, n=1)
-        n = norm.str.len_bytes()
-        padded = pl.when(n == 10).then(norm + " 00:00:00").when(n == 16).then(norm + ":00").otherwise(norm)
-        suffix = padded.str.slice(19)
-        fraction = suffix.str.extract(r"^\.(\d{1,9})", 1)
-        micros = fraction.str.slice(0, 6).str.pad_end(6, "0").cast(pl.Int64, strict=False).fill_null(0)
-        offset = suffix.str.extract(r"([Zz]|[+-]\d{2}:?\d{2})$", 1)
-        sign = pl.when(offset.str.starts_with("-")).then(-1).otherwise(1)
-        offset_minutes = pl.when(offset.str.to_uppercase() == "Z").then(0).otherwise(
-            sign * (offset.str.slice(1, 2).cast(pl.Int64, strict=False) * 60
-                    + offset.str.slice(-2, 2).cast(pl.Int64, strict=False)))
-        wall = (padded.str.slice(0, 19).str.to_datetime("%Y-%m-%d %H:%M:%S", strict=False, time_unit="us")
-                + pl.duration(microseconds=micros))
-        date_only = n == 10
-        bad = present & (wall.is_null() | ~suffix.str.contains(SUFFIX))
-    local = wall.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
-    from_offset = (wall - pl.duration(minutes=offset_minutes)).dt.replace_time_zone("UTC")
-    value = pl.when(bad).then(None).when(offset_minutes.is_not_null()).then(from_offset).otherwise(local)
-    gap = present & ~bad & offset_minutes.is_null() & wall.is_not_null() & local.is_null()
-    problem = pl.when(bad).then(pl.lit(UNPARSEABLE)).when(gap).then(pl.lit(DST_GAP))
-    # the same wall-clock time one hour later: the autumn hour that happens twice
-    ambiguous = offset_minutes.is_null() & local.is_not_null() & (
-        (local + pl.duration(hours=1)).dt.convert_time_zone(tz).dt.replace_time_zone(None) == wall)
-    return value, date_only, problem, ambiguous
+        raw = c.cast(pl.String).str.strip_chars()
+        steps = [
+            [raw.str.replace("T", " ", literal=True, n=1).alias(t + "norm")],
+            [pl.when(pl.col(t + "norm").str.len_bytes() == 10).then(pl.col(t + "norm") + " 00:00:00")
+             .when(pl.col(t + "norm").str.len_bytes() == 16).then(pl.col(t + "norm") + ":00")
+             .otherwise(pl.col(t + "norm")).alias(t + "padded"),
+             (pl.col(t + "norm").str.len_bytes() == 10).alias(t + "date")],
+            [pl.col(t + "padded").str.slice(19).alias(t + "suffix"),
+             pl.col(t + "padded").str.slice(0, 19).str.to_datetime("%Y-%m-%d %H:%M:%S", strict=False,
+                                                                  time_unit="us").alias(t + "wall0")],
+            [pl.col(t + "suffix").str.extract(r"([Zz]|[+-]\d{2}:?\d{2})$", 1).alias(t + "off"),
+             pl.col(t + "suffix").str.extract(r"^\.(\d{1,9})", 1).str.slice(0, 6).str.pad_end(6, "0")
+             .cast(pl.Int64, strict=False).fill_null(0).alias(t + "micros"),
+             (pl.col(t + "norm").is_not_null() & (pl.col(t + "norm") != "")).alias(t + "present")],
+            [(pl.col(t + "wall0") + pl.duration(microseconds=pl.col(t + "micros"))).alias(t + "wall"),
+             pl.when(pl.col(t + "off").str.to_uppercase() == "Z").then(0).otherwise(
+                 pl.when(pl.col(t + "off").str.starts_with("-")).then(-1).otherwise(1)
+                 * (pl.col(t + "off").str.slice(1, 2).cast(pl.Int64, strict=False) * 60
+                    + pl.col(t + "off").str.slice(-2, 2).cast(pl.Int64, strict=False))).alias(t + "offset"),
+             (pl.col(t + "present") & (pl.col(t + "wall0").is_null()
+                                      | ~pl.col(t + "suffix").str.contains(SUFFIX))).alias(t + "bad")],
+        ]
+    wall, offset, bad = pl.col(t + "wall"), pl.col(t + "offset"), pl.col(t + "bad")
+    steps += [
+        [wall.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
+         .alias(t + "local"),
+         (wall - pl.duration(minutes=offset)).dt.replace_time_zone("UTC").alias(t + "from_offset")],
+        [pl.when(bad).then(None).when(offset.is_not_null()).then(pl.col(t + "from_offset"))
+         .otherwise(pl.col(t + "local")).alias(col),
+         pl.col(t + "date").alias(f"{col}_is_date"),
+         pl.when(bad).then(pl.lit(UNPARSEABLE))
+         .when(offset.is_null() & wall.is_not_null() & pl.col(t + "local").is_null()).then(pl.lit(DST_GAP))
+         .alias(ERR + col),
+         # the same wall-clock time one hour later: the autumn hour that happens twice
+         (offset.is_null() & pl.col(t + "local").is_not_null()
+          & ((pl.col(t + "local") + pl.duration(hours=1)).dt.convert_time_zone(tz).dt.replace_time_zone(None) == wall))
+         .alias(f"_ambiguous_{col}")],
+    ]
+    for step in steps:
+        lf = lf.with_columns(step)
+    return lf.drop(pl.selectors.starts_with(t))
 
 
 def _typed_frame(lf: pl.LazyFrame, schema: dict, contract: TableContract, tz: str) -> pl.LazyFrame:
     """All columns typed, plus one _err_<column> reason column per check and the ambiguity flags."""
+    # the delivered text of checked columns, kept for the rejects list
+    checked = [c for c in schema if c in contract.instants + contract.dates + contract.integers + contract.numbers]
+    lf = lf.with_columns(pl.col(c).cast(pl.String).alias(f"_src_{c}") for c in checked)
+    for col in contract.instants:
+        if col in schema:
+            lf = _with_instant(lf, col, schema[col], tz)
     exprs: list[pl.Expr] = [pl.col(LINE)]
     errs: list[pl.Expr] = []
-    raws: list[pl.Expr] = []
     for col, dtype in schema.items():
         if col == LINE:
             continue
         if col in contract.instants:
-            value, date_only, problem, ambiguous = _instant(col, dtype, tz)
-            exprs += [value.alias(col), date_only.alias(f"{col}_is_date"), ambiguous.alias(f"_ambiguous_{col}")]
-            errs.append(problem.alias(ERR + col))
+            exprs += [pl.col(col), pl.col(f"{col}_is_date"), pl.col(f"_ambiguous_{col}")]
+            errs.append(pl.col(ERR + col))
         elif col in contract.dates:
             parsed = (pl.col(col) if isinstance(dtype, pl.Date)
                       else _text(col).str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False))
@@ -216,14 +233,13 @@ def _typed_frame(lf: pl.LazyFrame, schema: dict, contract: TableContract, tz: st
             exprs.append(text.alias(col))
         else:
             exprs.append(pl.col(col).cast(pl.String))  # free text: kept as delivered
-        if col in contract.instants or col in contract.dates or col in contract.integers or col in contract.numbers:
-            raws.append(pl.col(col).cast(pl.String).alias(f"_src_{col}"))
     for col in contract.not_null:
         # an unparseable value has its own reason above; this one is for empty cells
-        errs.append(pl.when(_text(col).is_null()).then(pl.lit("required value missing")).alias(f"{ERR}{col}_missing"))
-    # the delivered text travels along only where a check failed, for the rejects list
-    checked = [r.meta.output_name().removeprefix("_src_") for r in raws]
-    return (lf.select(exprs + errs + raws)
+        source = pl.col(f"_src_{col}") if col in checked else pl.col(col)
+        errs.append(pl.when(source.cast(pl.String).str.strip_chars().replace("", None).is_null())
+                    .then(pl.lit("required value missing")).alias(f"{ERR}{col}_missing"))
+    keep_src = [pl.col(f"_src_{c}") for c in checked]
+    return (lf.select(exprs + errs + keep_src)
               .with_columns([pl.when(pl.col(ERR + c).is_not_null()).then(pl.col(f"_src_{c}")).alias(f"_raw_{c}")
                              for c in checked])
               .drop([f"_src_{c}" for c in checked]))
