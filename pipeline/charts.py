@@ -30,10 +30,14 @@ _RC = {
 _ID = re.compile(r'(\bid="|url\(#|xlink:href="#|href="#)')
 
 
-def _svg(fig, name: str) -> str:
-    """Serialise a figure to an SVG fragment; ids are prefixed so several charts share a page."""
+def _svg(fig, name: str, tight: bool = False) -> str:
+    """Serialise a figure to an SVG fragment; ids are prefixed so several charts share a page.
+
+    Charts with a fixed layout (``fig.subplots_adjust``) are drawn once; ``tight`` (labels of unknown
+    length, e.g. department names) costs a second draw to measure them.
+    """
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None}, bbox_inches="tight")
+    fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None}, bbox_inches="tight" if tight else None)
     plt.close(fig)
     text = buf.getvalue()
     text = text[text.index("<svg") :]  # drop the XML declaration and DOCTYPE
@@ -46,7 +50,8 @@ def p_chart_svg(chart: pl.DataFrame, title: str, name: str) -> str | None:
     if chart.height == 0 or chart["centre"].null_count() == chart.height:
         return None
     with plt.rc_context(_RC):
-        fig, ax = plt.subplots(figsize=(7.0, 3.2))
+        fig, ax = plt.subplots(figsize=(8.4, 3.3))
+        fig.subplots_adjust(left=0.075, right=0.78, bottom=0.2, top=0.9)
         x = np.arange(chart.height)
         rate = chart["rate"].cast(pl.Float64).fill_null(np.nan).to_numpy()
         ax.plot(x, rate, marker="o", ms=3.5, lw=1.2, color="#1f4e79", label="monthly rate")
@@ -76,7 +81,8 @@ def funnel_svg(points: pl.DataFrame, overall_rate: float | None, title: str, nam
     if overall_rate is None or points.height == 0:
         return None
     with plt.rc_context(_RC):
-        fig, ax = plt.subplots(figsize=(7.0, 3.6))
+        fig, ax = plt.subplots(figsize=(8.4, 3.6))
+        fig.subplots_adjust(left=0.075, right=0.78, bottom=0.14, top=0.9)
         nmax = max(int(points["denominator"].max()), 10)
         grid = np.linspace(1, nmax * 1.05, 200)
         lim = funnel_limits(overall_rate, grid)
@@ -118,7 +124,7 @@ def interval_svg(rows: pl.DataFrame, title: str, name: str, overall_rate: float 
         ax.set_xlim(0, 1)
         ax.set_xlabel("rate with 95% Wilson interval")
         ax.set_title(title, loc="left")
-        return _svg(fig, name)
+        return _svg(fig, name, tight=True)
 
 
 def histogram_svg(hours: np.ndarray, threshold_hours: float, title: str, name: str) -> str | None:
@@ -128,7 +134,8 @@ def histogram_svg(hours: np.ndarray, threshold_hours: float, title: str, name: s
     if hours.size == 0:
         return None
     with plt.rc_context(_RC):
-        fig, ax = plt.subplots(figsize=(7.0, 3.0))
+        fig, ax = plt.subplots(figsize=(8.4, 3.0))
+        fig.subplots_adjust(left=0.075, right=0.78, bottom=0.16, top=0.9)
         top = max(float(hours.max()), threshold_hours * 1.5)
         bins = np.arange(0, top + 12, 12)
         ax.hist(hours, bins=bins, color="#1f4e79", edgecolor="white")
@@ -136,5 +143,5 @@ def histogram_svg(hours: np.ndarray, threshold_hours: float, title: str, name: s
         ax.set_xlabel("hours from procedure to first imaging order (12-hour bins)")
         ax.set_ylabel("cases")
         ax.set_title(title, loc="left")
-        ax.legend(fontsize=7, frameon=False)
+        ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         return _svg(fig, name)

@@ -16,10 +16,12 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections import namedtuple
 from pathlib import Path
 
 import duckdb
 import jinja2
+import markupsafe
 import numpy as np
 import polars as pl
 
@@ -401,7 +403,25 @@ def _case_list(frame: pl.DataFrame) -> list[dict]:
         blank("secondary_reasons").str.replace_all("|", ", ", literal=True).str.replace_all("_", " ").alias("also"),
         blank("rule_ids").str.split("|").list.eval(pl.element().filter(pl.element() != "")).alias("rules"),
     )
-    return shaped.to_dicts()
+    row = namedtuple("CaseRow", shaped.columns)  # attribute access: Jinja's fast path (a dict would miss getattr first)
+    return [row(*r) for r in shaped.iter_rows()]
+
+
+CASE_BLOCK_MARK = "<!--case-->"
+
+
+def _case_blocks(env: jinja2.Environment, frame: pl.DataFrame) -> dict[str, markupsafe.Markup]:
+    """Each case's rows of the case-list table as HTML, rendered once and shared by every page
+    (the hospital report and each department page list the same case the same way)."""
+    rows = _case_list(frame)
+    if not rows:
+        return {}
+    html = env.get_template("_case_rows.html").render(cases=rows, mark=CASE_BLOCK_MARK)
+    parts = html.split(CASE_BLOCK_MARK)[1:]
+    ids = [r.case_id for r in rows if r.first]
+    if len(parts) != len(ids):
+        raise ReportError(f"case list: {len(parts)} blocks rendered for {len(ids)} cases")
+    return {cid: markupsafe.Markup(part) for cid, part in zip(ids, parts, strict=True)}
 
 
 def _cited_rules(frame: pl.DataFrame, rules: pl.DataFrame) -> list[dict]:
@@ -509,6 +529,7 @@ def _page_context(
     departments: list[dict],
     overall_rates: dict,
     all_cases: pl.DataFrame,
+    blocks: dict,
 ) -> dict:
     threshold = float(run_info["config"].get("case", {}).get("premature_hours", 72.0))
     if department is None:
@@ -566,7 +587,7 @@ def _page_context(
         "attrition": _attrition(con) if department is None else [],
         "hours": _hours(con, threshold, hours_where, hours_params, f"{name}-hours"),
         "risk_factors": _risk_factors(con, min_cell, rf_where, rf_params),
-        "cases": _case_list(case_frame),
+        "case_blocks": [blocks[c] for c in case_frame["case_id"].unique(maintain_order=True).to_list()],
         "cited_rules": _cited_rules(case_frame, rules),
         "n_cases": case_frame["case_id"].n_unique() if case_frame.height else 0,
         "n_orders": case_frame.height,
@@ -747,6 +768,7 @@ def render_outputs(
     common["site"] = bool(site)
     departments = [{"name": d, "slug": slugify(d)} for d in _department_list(con, metrics)]
     all_cases = _case_rows(con)
+    blocks = _case_blocks(env, all_cases)
     written: list[Path] = []
     report_tpl = env.get_template("report.html")
 
@@ -762,6 +784,7 @@ def render_outputs(
         departments=departments,
         overall_rates=overall_rates,
         all_cases=all_cases,
+        blocks=blocks,
     )
     methods = _methods(con, run_info, min_cell_count, rules)
     report = report_tpl.render(**common, **ctx, methods=methods, root="")
@@ -781,6 +804,7 @@ def render_outputs(
             departments=departments,
             overall_rates=overall_rates,
             all_cases=all_cases,
+            blocks=blocks,
         )
         dept_counts.append(dict(d, n_cases=dctx["n_cases"], n_orders=dctx["n_orders"]))
         html = report_tpl.render(**common, **dctx, methods=None, root="../")

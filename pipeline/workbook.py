@@ -41,29 +41,29 @@ _FIXED_DATE = dt.datetime(2000, 1, 1)
 
 def write_case_list(path: Path, cases: pl.DataFrame, rules: pl.DataFrame, run_info: dict) -> Path:
     """Write ``case_list.xlsx``: sheet Cases (one row per audited order), Explanation and Rules."""
-    wb = xlsxwriter.Workbook(str(path), {"strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False})
+    # constant_memory: rows stream to disk as written (a 10k-order list neither piles up cell objects
+    # nor pays for them); the Cases sheet is therefore written strictly row by row.
+    wb = xlsxwriter.Workbook(
+        str(path),
+        {"strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False, "constant_memory": True},
+    )
     wb.set_properties({"title": "order-audit case list", "created": _FIXED_DATE, "comments": f"run {run_info['run_id']}"})
     head = wb.add_format({"bold": True, "bg_color": "#DDE5EE", "text_wrap": True, "valign": "top"})
     wrap = wb.add_format({"text_wrap": True, "valign": "top"})
 
     ws = wb.add_worksheet("Cases")
     columns = cases.columns
-    for j, name in enumerate(columns):
-        ws.write_string(0, j, name, head)
-    for i, row in enumerate(cases.iter_rows(), start=1):
-        for j, value in enumerate(row):
-            if value is None:
-                continue
-            if isinstance(value, bool):
-                ws.write_boolean(i, j, value)
-            elif isinstance(value, (int, float)):
-                ws.write_number(i, j, value)
-            else:
-                ws.write_string(i, j, str(value))
     widths = {"explanation": 60, "citations": 60, "order_name": 30, "indication_text": 30}
     for j, name in enumerate(columns):
         ws.set_column(j, j, widths.get(name, 16))
     ws.freeze_panes(1, 0)
+    ws.write_row(0, 0, columns, head)
+    # every value as text or number: temporal and other types become their string form; with
+    # strings_to_formulas off, write_row stores a leading "=" as text (no formula injection)
+    text = [c for c, t in cases.schema.items() if not (t.is_numeric() or t == pl.Boolean)]
+    shaped = cases.with_columns(pl.col(c).cast(pl.String) for c in text)
+    for i, row in enumerate(shaped.iter_rows(), start=1):
+        ws.write_row(i, 0, row)
     if cases.height:
         ws.autofilter(0, 0, cases.height, len(columns) - 1)
 
