@@ -472,6 +472,21 @@ ORDER BY month"""
     return ["src_imaging_orders"], run
 
 
+def check_orders_after_birth(p: dict):
+    vsql = ("SELECT o.* FROM src_imaging_orders o JOIN "
+            "(SELECT patient_id, max(patient_birth_date) AS birth FROM src_procedures "
+            " WHERE patient_birth_date IS NOT NULL GROUP BY patient_id) b USING (patient_id) "
+            "WHERE o.ordered_at < CAST(b.birth AS TIMESTAMPTZ) - INTERVAL 1 DAY")
+
+    def run(con):
+        n, sample = _count_and_sample(con, vsql, "order_id")
+        total = con.execute("SELECT count(*) FROM src_imaging_orders WHERE ordered_at IS NOT NULL").fetchall()[0][0]
+        return n, total, n > 0, sample, vsql
+
+    run.sample_key = "order_id"
+    return ["src_imaging_orders", "src_procedures"], run
+
+
 def check_audited_orders_known(p: dict):
     vsql = ("SELECT a.* FROM mart_audited_orders a WHERE NOT EXISTS "
             "(SELECT 1 FROM src_imaging_orders o WHERE o.order_id = a.order_id)")
@@ -510,6 +525,7 @@ _SQL_CHECKS: dict[str, Callable] = {
     "check_diagnoses_known_patient": check_diagnoses_known_patient,
     "check_mapped_share": check_mapped_share,
     "check_monthly_volume": check_monthly_volume,
+    "check_orders_after_birth": check_orders_after_birth,
     "check_audited_orders_known": check_audited_orders_known,
     "check_attrition_adds_up": check_attrition_adds_up,
 }

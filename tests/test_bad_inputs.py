@@ -58,15 +58,21 @@ def _write_orders_raw(path: Path, rows: list[list[str]], tail: str = "", newline
         fh.write(tail)
 
 
+HISTORY_TABLES = {"audit_runs", "audit_results", "run_verdicts"}
+
+
 def _assert_nothing_written(out: Path, wh: Path) -> None:
-    """No output folder, and no warehouse content (the run may have opened an empty file)."""
+    """No output folder, and no data in the warehouse: at most the run history, recording a failed run."""
     import duckdb
 
     assert not out.exists()
     if wh.exists():
         con = duckdb.connect(str(wh), read_only=True)
         try:
-            assert con.execute("SELECT count(*) FROM duckdb_tables()").fetchall()[0][0] == 0
+            tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+            assert tables <= HISTORY_TABLES, tables
+            if "audit_runs" in tables:
+                assert {r[0] for r in con.execute("SELECT status FROM audit_runs").fetchall()} <= {"failed"}
         finally:
             con.close()
 
@@ -198,6 +204,10 @@ def messy(tmp_path_factory) -> Path:
     mark("cpt_with_letter", "procedures", procs, _proc("PR103", "MRN-3", "2025-04-09 09:00:00", code="0001U"))
     mark("procedure_dst_gap", "procedures", procs, _proc("PR104", "MRN-4", "2025-03-09 02:30:00"))
     mark("duplicate_procedure_id", "procedures", procs, _proc("PR1", "MRN-5", "2025-04-10 09:00:00"))
+    # a birth date after the procedure (and after every order of the patient)
+    born_late = _proc("PR105", "MRN-10", "2025-04-11 09:00:00")
+    born_late[5] = "2026-01-01"
+    mark("procedure_before_birth", "procedures", procs, born_late)
     # 2025-06 keeps a tenth of its usual volume (6 of 60)
     orders[:] = [o for o in orders if not (o[0].startswith("O06") and int(o[0][3:]) >= 6)]
     # 7% of the orders carry a local code nobody mapped
@@ -213,6 +223,7 @@ def messy(tmp_path_factory) -> Path:
     mark("excel_mangled_code", "imaging_orders", orders, _order("O99006", "MRN-9", "2025-07-03 10:00:00", code="72148.0"))
     mark("leading_zero_code", "imaging_orders", orders, _order("O99007", "MRN-9", "2025-07-04 10:00:00", code="07214"))
     # the file ends mid-row (no newline, too few fields)
+    BAD["n_orders_before_birth"] = sum(o[1] == "MRN-10" for o in orders)
     BAD["truncated_last_row"] = ("imaging_orders", len(orders) + 2)
     tail = "O99999,MRN-9,2025-07-05 10:0"
     dx.append(["MRN-NOBODY", "G97.1", "2025-05-01 08:00:00"])
@@ -327,12 +338,17 @@ def test_code_text_survives_into_the_warehouse(messy):
     ("orders.volume.monthly", 1, "2025-06"),
     ("orders.order_code.mapped_share", "n_local_codes+1", None),
     ("diagnoses.patient_id.known_patient", 1, None),
+    ("procedures.performed_at.after_birth", 1, "PR105"),
+    ("orders.ordered_at.after_birth", "n_orders_before_birth", None),
 ])
 def test_warnings_are_reported_and_the_run_goes_on(messy, check_id, count, sample):
     dq = _dq(messy)[check_id]
     assert (dq["status"], dq["severity"], dq["blocks"], dq["rows_set_aside"]) == ("failed", "warning", False, 0)
     if count == "n_local_codes+1":
         count = BAD["n_local_codes"] + 1
+    elif isinstance(count, str):
+        count = BAD[count]
+        assert count > 0
     if count is not None:
         assert dq["violated_count"] == count
     if sample is not None:

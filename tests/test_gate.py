@@ -1,0 +1,226 @@
+"""The gate end to end (issue 3, "Done when"): clean data passes every blocking check, an
+extract with 5% broken rows lands the good rows and reports the rest, a missing required
+column exits 3 and changes nothing; results land in dq_results and run.json; Data Docs;
+a run without validation never imports Great Expectations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from conftest import ROOT, run_cli
+
+from pipeline.synth import generate
+
+# months that end well before the run date, so no generated time is in the future
+START, MONTHS = "2025-01", 12
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("synth") / "in"
+    generate(d, patients=2000, months=MONTHS, seed=5, start_month=START)
+    return d
+
+
+@pytest.fixture(scope="module")
+def clean_run(synthetic, tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("clean")
+    out = base / "out"
+    r = run_cli("run", "--input", synthetic, "--out", out, "--warehouse", base / "wh.duckdb",
+                "--data-docs", base / "docs")
+    assert r.returncode == 0, r.stderr
+    return base
+
+
+def _info(out: Path) -> dict:
+    return json.loads((out / "run.json").read_text())
+
+
+def test_clean_synthetic_data_passes_every_blocking_check(clean_run):
+    dq = _info(clean_run / "out")["data_quality"]
+    assert len(dq) >= 40
+    blocking = [d for d in dq if d["severity"] == "blocking"]
+    assert blocking and all(d["status"] == "passed" for d in blocking), [d for d in blocking if d["status"] != "passed"]
+    assert not any(d["status"] == "error" for d in dq), [d for d in dq if d["status"] == "error"]
+    assert _info(clean_run / "out")["rejects"]["rejected_rows"] == {}
+
+
+def test_results_are_kept_in_the_warehouse_and_run_json(clean_run):
+    info = _info(clean_run / "out")
+    con = duckdb.connect(str(clean_run / "wh.duckdb"), read_only=True)
+    try:
+        rows = con.execute("SELECT check_id, table_name, severity, status, violated_count, denominator, percent, "
+                           "sample_keys, row_level FROM dq_results WHERE run_id = ? ORDER BY ALL",
+                           [info["run_id"]]).fetchall()
+    finally:
+        con.close()
+    in_json = sorted((d["check_id"], d["table"], d["severity"], d["status"], d["violated_count"], d["denominator"],
+                      d["percent"], json.dumps(d["sample_keys"]), d["row_level"]) for d in info["data_quality"])
+    tables = {r[1] for r in rows}
+    # input checks (on the parsed extract) and output checks (on the marts) both recorded
+    assert {"src_procedures", "src_imaging_orders", "src_diagnoses"} <= tables
+    assert {"mart_audited_orders", "mart_attrition"} <= tables
+    assert [tuple(r) for r in rows] == in_json
+    for d in info["data_quality"]:
+        assert set(d) >= {"check_id", "table", "severity", "status", "violated_count", "denominator", "percent",
+                          "description", "sample_keys", "row_level", "rows_set_aside", "error"}
+
+
+def test_data_docs_name_every_check(clean_run):
+    docs = clean_run / "docs"
+    index = (docs / "index.html").read_text()
+    dq = _info(clean_run / "out")["data_quality"]
+    for d in dq:
+        assert d["check_id"] in index, d["check_id"]
+    pages = list((docs / "validations").rglob("*.html"))
+    assert {p.parts[len(docs.parts) + 1] for p in pages} >= {"procedures", "imaging_orders", "diagnoses",
+                                                            "mart_audited_orders", "mart_attrition"}
+    text = "".join(p.read_text() for p in pages)
+    assert "orders.ordered_at.not_future" in text and "attrition.adds_up" in text
+
+
+@pytest.fixture(scope="module")
+def broken(synthetic, tmp_path_factory) -> tuple[Path, dict[int, str]]:
+    """The same extract with 5% of its orders broken (four kinds, one in twenty rows)."""
+    base = tmp_path_factory.mktemp("broken")
+    d = base / "in"
+    shutil.copytree(synthetic, d)
+    orders = pl.read_csv(d / "imaging_orders.csv", infer_schema=False)
+    ids, times, status = orders["order_id"].to_list(), orders["ordered_at"].to_list(), orders["status"].to_list()
+    kinds = ("bad_status", "future", "duplicate_id", "unparseable_time")
+    broken_lines: dict[int, str] = {}
+    for i in range(20, orders.height, 20):
+        kind = kinds[(i // 20) % 4]
+        if kind == "bad_status":
+            status[i] = "lost"
+        elif kind == "future":
+            times[i] = "2027-02-03 10:00:00"
+        elif kind == "duplicate_id":
+            ids[i] = ids[i - 1]
+        else:
+            times[i] = "03/07/2025 10:00"
+        broken_lines[i + 2] = kind  # header is line 1
+    orders = orders.with_columns(pl.Series("order_id", ids), pl.Series("ordered_at", times),
+                                 pl.Series("status", status))
+    orders.write_csv(d / "imaging_orders.csv")
+    out = base / "out"
+    r = run_cli("run", "--input", d, "--out", out, "--warehouse", base / "wh.duckdb")
+    assert r.returncode == 0, r.stderr
+    return out, broken_lines, orders.height
+
+
+def test_broken_rows_are_set_aside_and_the_good_rows_land(broken):
+    out, broken_lines, total = broken
+    assert 0.045 < len(broken_lines) / total < 0.055
+    rej = pl.read_csv(out / "rejects.csv", infer_schema=False).filter(pl.col("table_name") == "imaging_orders")
+    assert {int(x) for x in rej["source_line"]} == set(broken_lines)
+    by_line = {}
+    for row in rej.iter_rows(named=True):
+        by_line.setdefault(int(row["source_line"]), []).append(row["reason"])
+    expected_reason = {"bad_status": "orders.status.allowed", "future": "orders.ordered_at.not_future",
+                       "duplicate_id": "duplicate order_id", "unparseable_time": "unparseable timestamp"}
+    for line, kind in broken_lines.items():
+        assert any(expected_reason[kind] in reason for reason in by_line[line]), (line, kind, by_line[line])
+    info = _info(out)
+    assert info["rejects"]["rejected_rows"]["imaging_orders"] == len(broken_lines)
+    loads = {i["table"]: i for i in info["inputs"]}
+    assert loads["imaging_orders"]["rows_loaded"] == total - len(broken_lines)
+    audited = set(pl.read_csv(out / "audited_orders.csv", infer_schema=False)["order_id"])
+    assert audited  # the good rows were audited
+    dq = {d["check_id"]: d for d in info["data_quality"]}
+    for check_id in ("orders.status.allowed", "orders.ordered_at.not_future"):
+        assert dq[check_id]["status"] == "failed" and dq[check_id]["rows_set_aside"] == dq[check_id]["violated_count"] > 0
+    assert not any(d["blocks"] for d in info["data_quality"])
+
+
+def _snapshot(*paths: Path) -> dict[str, str]:
+    files = {}
+    for p in paths:
+        for f in sorted([p] if p.is_file() else p.rglob("*")):
+            if f.is_file():
+                files[str(f)] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return files
+
+
+HISTORY_TABLES = ("audit_runs", "audit_results", "run_verdicts")
+
+
+def _warehouse_content(wh: Path) -> dict[str, str]:
+    """A hash of every table's rows (order-independent), run history aside."""
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        tables = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall()]
+        content = {}
+        for t in tables:
+            if t in HISTORY_TABLES:
+                continue
+            rows = sorted(repr(r) for r in con.execute(f'SELECT * FROM "{t}"').fetchall())
+            content[t] = hashlib.sha256("\n".join(rows).encode()).hexdigest()
+        runs = con.execute("SELECT run_id, status FROM audit_runs ORDER BY run_id").fetchall()
+    finally:
+        con.close()
+    return content, runs
+
+
+def test_missing_required_column_exits_3_and_changes_nothing(clean_run, synthetic, tmp_path):
+    d = tmp_path / "in"
+    shutil.copytree(synthetic, d)
+    pl.read_csv(d / "procedures.csv", infer_schema=False).drop("performed_at").write_csv(d / "procedures.csv")
+    wh, out = clean_run / "wh.duckdb", clean_run / "out"
+    before_files = _snapshot(out)
+    before_data, before_runs = _warehouse_content(wh)
+    r = run_cli("run", "--input", d, "--out", out, "--warehouse", wh)
+    assert r.returncode == 3, r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if "error" in ln]
+    assert len(errors) == 1 and "procedures.csv" in errors[0] and "performed_at" in errors[0], r.stderr
+    assert _snapshot(out) == before_files  # previous outputs byte-identical
+    after_data, after_runs = _warehouse_content(wh)
+    assert after_data == before_data  # every data table (sources, ledger, rejects, marts, dq_results) unchanged
+    # run.py records the failed attempt in the run history (the only change; see docs/DATA_QUALITY.md)
+    assert after_runs[: len(before_runs)] == before_runs
+    assert [s for _, s in after_runs[len(before_runs):]] in ([], ["failed"])
+
+
+def test_validate_command_alone_with_data_docs(synthetic, tmp_path):
+    r = run_cli("validate", "--input", synthetic, "--data-docs", tmp_path / "docs", "--json")
+    assert r.returncode == 0, r.stderr
+    results = json.loads(r.stdout)
+    assert {d["table"] for d in results} >= {"src_procedures", "src_imaging_orders", "src_diagnoses"}
+    index = (tmp_path / "docs" / "index.html").read_text()
+    for d in results:
+        assert d["check_id"] in index
+
+
+def test_validate_command_exits_3_on_a_blocking_dataset_failure(tmp_path, small_input):
+    # every order's status unknown: more than MAX_REJECTED_SHARE of the table fails a blocking check
+    path = small_input / "imaging_orders.csv"
+    pl.read_csv(path, infer_schema=False).with_columns(pl.lit("lost").alias("status")).write_csv(path)
+    r = run_cli("validate", "--input", small_input)
+    assert r.returncode == 3, r.stderr
+    assert "orders.status.allowed" in r.stderr and "4 of 4" in r.stderr
+    assert any(ln.startswith("FAIL") and "orders.status.allowed" in ln for ln in r.stdout.splitlines())
+
+
+def test_run_without_validation_never_imports_great_expectations(small_input, tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from pipeline.cli import main\n"
+        "try:\n"
+        f"    main(['run', '--input', {str(small_input)!r}, '--out', {str(tmp_path / 'out')!r}, '--no-validate'])\n"
+        "except SystemExit as e:\n"
+        "    code = e.code\n"
+        "print('EXIT', code, 'GX', any(m.split('.')[0] == 'great_expectations' for m in sys.modules))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.stdout.strip().splitlines()[-1] == "EXIT 0 GX False", r.stdout + r.stderr
+    assert _info(tmp_path / "out")["data_quality"] == []
