@@ -487,8 +487,11 @@ def _methods(con, run_info: dict, min_cell: int, rules: pl.DataFrame) -> dict:
 # ----------------------------------------------------------------------------- pages
 
 
-def _department_list(con, metrics: pl.DataFrame) -> list[str]:
-    names = set(metrics.filter(pl.col("level") == "department")["group_key"].drop_nulls().to_list())
+def _department_list(con, metrics: pl.DataFrame, period: str) -> list[str]:
+    """Departments with figures in the headline period or orders in the case list (not every trend month's)."""
+    names = set(
+        metrics.filter((pl.col("level") == "department") & (pl.col("period") == period))["group_key"].drop_nulls().to_list()
+    )
     names |= set(
         _q(con, "SELECT DISTINCT ordering_department AS d FROM mart_audited_orders WHERE ordering_department IS NOT NULL")[
             "d"
@@ -766,7 +769,7 @@ def render_outputs(
     if site is None:  # a backfill stages each month as .<YYYY-MM>.staging-<pid> beside its siblings
         site = bool(_MONTH.match(period)) and out_dir.name.startswith(f".{period}.staging-")
     common["site"] = bool(site)
-    departments = [{"name": d, "slug": slugify(d)} for d in _department_list(con, metrics)]
+    departments = [{"name": d, "slug": slugify(d)} for d in _department_list(con, metrics, period)]
     all_cases = _case_rows(con)
     blocks = _case_blocks(env, all_cases)
     written: list[Path] = []
