@@ -8,7 +8,6 @@ File-level problems raise InputFileError before the warehouse is touched.
 from __future__ import annotations
 
 import csv
-import hashlib
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import polars as pl
 from pipeline.config import Config
 from pipeline.contract import CONTRACTS, TableContract
 from pipeline.errors import InputFileError, MissingColumnError
+from pipeline.files import hash_in_background, sha256_file  # noqa: F401 - sha256_file re-exported
 
 log = logging.getLogger(__name__)
 
@@ -433,19 +433,23 @@ def check_headers(inputs: dict[str, InputFile], cfg: Config) -> None:
             _column_map(inputs[contract.name], contract, cfg)
 
 
-def prepare_inputs(inputs: dict[str, InputFile], cfg: Config, scratch: Path, hashes: dict[str, str]
+def prepare_inputs(inputs: dict[str, InputFile], cfg: Config, scratch: Path, hashes: dict[str, str] | None = None
                    ) -> dict[str, PreparedTable]:
+    """Parse every delivered file; without `hashes`, the files are fingerprinted while they parse."""
     check_headers(inputs, cfg)
+    pending = hash_in_background({name: f.path for name, f in inputs.items()}) if hashes is None else {}
     prepared = {}
     for contract in CONTRACTS:
         if contract.name not in inputs:
             continue
         f = inputs[contract.name]
-        result = prepare_table(f, contract, cfg, scratch, hashes[contract.name])
+        result = prepare_table(f, contract, cfg, scratch, hashes[contract.name] if hashes else "")
         if result.rows_read == 0 and contract.required_file:
             raise InputFileError(f.path, "has a header but no rows", "The extract looks incomplete; re-export it", line=1)
         log.info("parsed %s: %d rows read", contract.name, result.rows_read)
         prepared[contract.name] = result
+    for name, future in pending.items():
+        prepared[name].sha256 = future.result()
     return prepared
 
 
@@ -580,14 +584,5 @@ def load_inputs(con: duckdb.DuckDBPyConnection, inputs: dict[str, InputFile], cf
                 scratch_dir: Path | None = None, run_id: str = "adhoc") -> list[TableLoad]:
     """Parse and merge in one call (no data-quality gate between): for tests and tools."""
     with tempfile.TemporaryDirectory(prefix="order-audit-load-", dir=scratch_dir) as tmp:
-        hashes = {name: sha256_file(f.path) for name, f in inputs.items()}
-        prepared = prepare_inputs(inputs, cfg, Path(tmp), hashes)
+        prepared = prepare_inputs(inputs, cfg, Path(tmp))
         return merge_inputs(con, prepared, run_id)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

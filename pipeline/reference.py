@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ import polars as pl
 
 from pipeline.config import Config
 from pipeline.errors import ConfigError
+from pipeline.files import sha256_file
 from pipeline.resources import REFERENCE_DIR
 
 STUDY_TYPES = {"mri_spine", "mri_brain", "ct_head", "ct_spine", "ct_myelography", "myelography",
@@ -30,14 +30,6 @@ class ReferenceInfo:
 
 def manifest() -> dict:
     return tomllib.loads((REFERENCE_DIR / "manifest.toml").read_text(encoding="utf-8"))
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _read_seed(path: Path) -> pl.DataFrame:
