@@ -127,10 +127,18 @@ def validate(input_dir, config_path, site_timezone, data_docs, as_json, log_form
     if as_json:
         click.echo(json.dumps([gate.as_dict(r) for r in results], indent=2))
     else:
+        # pass; FAIL (stops a run); SET-ASIDE (a run sets the rows aside and goes on); warn; ERROR (could not run)
         for r in results:
-            mark = {"passed": "pass", "failed": "FAIL" if getattr(r, "blocks", False) else "warn"}.get(r.status, r.status)
+            if r.status == "passed":
+                mark = "pass"
+            elif getattr(r, "blocks", False):
+                mark = "FAIL"
+            elif r.severity == "blocking":
+                mark = "SET-ASIDE"
+            else:
+                mark = "warn" if r.status == "failed" else "ERROR"
             counts = "" if r.violated_count is None else f"{r.violated_count}/{r.denominator}"
-            click.echo(f"{mark:5} {r.severity:8} {r.check_id:45} {counts}")
+            click.echo(f"{mark:9} {r.severity:8} {r.check_id:45} {counts}")
     failed = gate.blocking(results)
     if failed:
         raise QualityGateError(gate.failure_message(failed))

@@ -127,7 +127,3 @@ def test_progress_bar_only_on_a_terminal(small_input, tmp_path):
     assert "order-audit: months" not in piped.stderr and "\r" not in piped.stderr
     assert "month 2025-05 done (1/2)" in piped.stderr and "month 2025-06 done (2/2)" in piped.stderr
     assert sorted(p.name for p in (tmp_path / "bf2").iterdir() if not p.name.startswith(".")) == ["2025-05", "2025-06"]
-    quiet = run_cli("run", "--input", small_input, "--out", tmp_path / "bf3", "--warehouse", tmp_path / "wh.duckdb",
-                    "--no-validate", "--from", "2025-05", "--to", "2025-06", "--quiet")
-    expect(quiet, 0)
-    assert quiet.stderr == ""
