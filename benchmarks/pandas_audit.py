@@ -41,7 +41,10 @@ def read_table(input_dir: Path, table: str) -> pd.DataFrame:
     have = {h.strip().lower(): h for h in header(path)}
     use = [have[c] for c in cols if c in have]
     if path.suffix == ".parquet":
-        df = pd.read_parquet(path, columns=use).astype(str).where(lambda d: d != "None")
+        df = pd.read_parquet(path, columns=use)
+        for c in df.columns:  # typed Parquet columns become text, nulls stay missing
+            if not pd.api.types.is_string_dtype(df[c]):
+                df[c] = df[c].astype(str).where(df[c].notna())
     else:
         df = pd.read_csv(path, dtype=str, usecols=use, keep_default_na=False, na_values=[""])
     df = df.rename(columns={have[c]: c for c in cols if c in have})

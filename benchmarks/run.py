@@ -49,7 +49,9 @@ PY = sys.executable
 
 SCALES = {"10k": 10_000, "100k": 100_000, "1M": 1_000_000, "10M": 10_000_000, "100M": 100_000_000}
 ORDERS_PER_PATIENT = 5  # pipeline.synth: ~5 orders and ~0.5 procedures per patient
-MONTHS, SEED, START = 36, 7, "2024-01"
+# 36 months ending before the run date: the data-quality gate rejects future timestamps, and a
+# real backfill holds none
+MONTHS, SEED, START = 36, 7, "2023-01"
 TZ = "America/New_York"
 STAGES = ("load", "validate", "transform", "measure", "render")
 
@@ -228,6 +230,10 @@ def fmt_s(x, nd=2):
     return "—" if x is None else f"{x:.{nd}f}"
 
 
+def pct(x):
+    return "—" if x is None else f"{x:+.0%}"
+
+
 def fmt_range(r, nd=2):
     return "—" if r is None else f"{r[0]:.{nd}f}–{r[1]:.{nd}f}"
 
@@ -239,7 +245,8 @@ def summarise(runs: list[dict]) -> dict:
            "rss_median": med([r["maxrss_mb"] for r in ok]),
            "compute": med([r["compute"] for r in ok if "compute" in r]),
            "compute_range": spread([r["compute"] for r in ok if "compute" in r]), "stages": {},
-           "foreign_cores": max((r.get("foreign_cores", 0.0) for r in runs), default=0.0)}
+           "foreign_cores": max((r.get("foreign_cores", 0.0) for r in runs), default=0.0),
+           "cpu": med([r["cpu"] for r in ok])}
     for st in STAGES:
         xs = [r["stages"][st] for r in ok if st in r.get("stages", {})]
         if xs:
@@ -296,8 +303,8 @@ def write_results(res: dict) -> str:
     if notes:
         L += ["## Notes on this run", ""] + [f"- {n}" for n in notes] + [""]
     L += ["## Pipeline stages (seconds: median, min–max) and whole process", "",
-          "| scale | format | validation | " + " | ".join(STAGES) + " | whole process | peak RSS MB |",
-          "|---|---|---|" + "---|" * len(STAGES) + "---|---|"]
+          "| scale | format | validation | " + " | ".join(STAGES) + " | whole process | CPU s | peak RSS MB |",
+          "|---|---|---|" + "---|" * len(STAGES) + "---|---|---|"]
     for c in res["cells"]:
         for variant in ("validate", "no_validate"):
             s = c.get(variant)
@@ -309,10 +316,11 @@ def write_results(res: dict) -> str:
                 cells.append("—" if x is None else f"{x['median']:.2f} ({fmt_range(x['range'])})")
             whole = f"{fmt_s(s['wall'])} ({fmt_range(s['wall_range'])})" if s["ok"] else "FAILED"
             L.append(f"| {c['scale']} | {c['fmt']} | {'yes' if variant == 'validate' else 'no'} | "
-                     + " | ".join(cells) + f" | {whole} | {fmt_s(s['rss'], 0)} |")
+                     + " | ".join(cells) + f" | {whole} | {fmt_s(s.get('cpu'), 1)} | {fmt_s(s['rss'], 0)} |")
     L += ["", "## Baselines (seconds: median, min–max)", "",
-          "| scale | format | floor query | floor process | floor RSS MB | pandas audit | pandas process | pandas RSS MB |",
-          "|---|---|---|---|---|---|---|---|"]
+          "| scale | format | floor query | floor process | floor CPU s | floor RSS MB | pandas audit | pandas process "
+          "| pandas CPU s | pandas RSS MB |",
+          "|---|---|---|---|---|---|---|---|---|---|"]
     for c in res["cells"]:
         f, p = c.get("floor") or {}, c.get("pandas") or {}
 
@@ -320,17 +328,20 @@ def write_results(res: dict) -> str:
             return "—" if not s or s.get(key) is None else f"{s[key]:.2f} ({fmt_range(s[rng])})"
 
         L.append(f"| {c['scale']} | {c['fmt']} | {col(f, 'compute', 'compute_range')} | {col(f, 'wall', 'wall_range')} "
-                 f"| {fmt_s(f.get('rss'), 0)} | {col(p, 'compute', 'compute_range')} | "
-                 f"{col(p, 'wall', 'wall_range')} | {fmt_s(p.get('rss'), 0)} |")
+                 f"| {fmt_s(f.get('cpu'), 1)} | {fmt_s(f.get('rss'), 0)} | {col(p, 'compute', 'compute_range')} | "
+                 f"{col(p, 'wall', 'wall_range')} | {fmt_s(p.get('cpu'), 1)} | {fmt_s(p.get('rss'), 0)} |")
     L += ["", "## Ratios (medians of whole processes unless said)", "",
           "| scale | format | pipeline / floor (no validation) | load+transform / floor query | "
-          "validation overhead | pandas / pipeline (no validation) |", "|---|---|---|---|---|---|"]
+          "validation overhead | pandas / pipeline (no validation) | CPU-time ratios: pipeline / floor, "
+          "validation overhead, pandas / pipeline |", "|---|---|---|---|---|---|---|"]
     for c in res["cells"]:
         r = c["ratios"]
         vo = r.get("validation_overhead")
         L.append(f"| {c['scale']} | {c['fmt']} | {fmt_s(r.get('pipeline_over_floor'))} | "
                  f"{fmt_s(r.get('core_over_floor_query'))} | {'—' if vo is None else f'{vo:+.0%}'} | "
-                 f"{fmt_s(r.get('pandas_over_pipeline'))} |")
+                 f"{fmt_s(r.get('pandas_over_pipeline'))} | {fmt_s(r.get('cpu_pipeline_over_floor'))}, "
+                 f"{pct(r.get('cpu_validation_overhead'))}, "
+                 f"{fmt_s(r.get('cpu_pandas_over_pipeline'))} |")
     sc = res.get("scaling", {})
     if sc:
         L += ["", "Scaling 10M / 1M (whole process, median): " +
@@ -358,12 +369,13 @@ def write_results(res: dict) -> str:
 # ----------------------------------------------------------------------------- the benchmark
 
 
-def agreement(c: dict, d: Path, pipeline_wh: str | None) -> dict:
+def agreement(c: dict, d: Path, warehouses: dict[str, str]) -> dict:
     named: dict[str, Counts] = {}
-    if pipeline_wh:
-        pc = pipeline_counts(pipeline_wh)
+    for name, wh in warehouses.items():
+        pc = pipeline_counts(wh)
         if pc is not None:
-            named["pipeline"] = pc
+            named[name] = pc
+    pipeline_wh = warehouses.get("pipeline") or warehouses.get("pipeline --no-validate")
     for name in ("floor", "pandas"):
         runs = [r for r in c["_raw"][name] if r["rc"] == 0]
         if runs:
@@ -377,7 +389,8 @@ def agreement(c: dict, d: Path, pipeline_wh: str | None) -> dict:
     diff = diff_counts(named) if len(named) > 1 else []
     out = {"compared": list(named), "diff": diff,
            "totals": totals_by_verdict(named.get("pipeline") or named.get("floor") or {})}
-    if "pipeline" in named and "floor" in named and named["pipeline"] != named["floor"]:
+    pname = "pipeline" if "pipeline" in named else "pipeline --no-validate"
+    if pname in named and "floor" in named and named[pname] != named["floor"]:
         po, fo = pipeline_orders(pipeline_wh), floor_orders(d)
         out["orders"] = [f"{k[1]} (case {k[0]}): pipeline={po.get(k, 'absent')}, floor={fo.get(k, 'absent')}"
                          for k in sorted(set(po) | set(fo)) if po.get(k) != fo.get(k)]
@@ -446,8 +459,12 @@ def main() -> int:
             for k in raw:
                 if raw[k]:
                     c[k] = summarise(raw[k])
-            wh = next((r["warehouse"] for r in raw["validate"] + raw["no_validate"] if "warehouse" in r), None)
-            c["agreement"] = agreement(c, d, wh)
+            whs = {}
+            for name, key in (("pipeline", "validate"), ("pipeline --no-validate", "no_validate")):
+                wh = next((r["warehouse"] for r in raw[key] if r["rc"] == 0), None)
+                if wh:
+                    whs[name] = wh
+            c["agreement"] = agreement(c, d, whs)
             log(f"{scale} {fmt}: {c['agreement']['status']}")
             like = c.get("no_validate") or c.get("validate")
             r = {}
@@ -460,6 +477,14 @@ def main() -> int:
                 r["validation_overhead"] = c["validate"]["wall"] / c["no_validate"]["wall"] - 1
             if like and like.get("wall") and c.get("pandas", {}).get("wall"):
                 r["pandas_over_pipeline"] = c["pandas"]["wall"] / like["wall"]
+            # CPU seconds of the process: less sensitive than wall time to other work on the machine
+            fl, pd_, va = c.get("floor", {}), c.get("pandas", {}), c.get("validate", {})
+            if like and like.get("cpu") and fl.get("cpu"):
+                r["cpu_pipeline_over_floor"] = like["cpu"] / fl["cpu"]
+            if va.get("cpu") and c.get("no_validate", {}).get("cpu"):
+                r["cpu_validation_overhead"] = va["cpu"] / c["no_validate"]["cpu"] - 1
+            if like and like.get("cpu") and pd_.get("cpu"):
+                r["cpu_pandas_over_pipeline"] = pd_["cpu"] / like["cpu"]
             c["ratios"] = r
             cells.append(c)
             # drop the per-run work folders of this cell (warehouses of 10M+ are large)
