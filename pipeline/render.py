@@ -623,7 +623,7 @@ def _write_feed(out_dir: Path, metrics: pl.DataFrame, run_info: dict, period: st
     headline = metrics.filter((pl.col("period") == period) & (pl.col("level") == "overall"))
     summary = {
         "schema_version": SCHEMA_VERSION,
-        "run_id": run_info["run_id"],
+        # no run id or time here: the feed is data and a rerun must give the same bytes (run.json has them)
         "software_version": run_info["software_version"],
         "rule_set_version": run_info["rule_set_version"],
         "period": run_info["period"],
@@ -905,7 +905,7 @@ def render_site_index(out_root: Path, pending: dict[str, Path] | None = None) ->
         months.append(
             {
                 "month": month,
-                "run_id": summary.get("run_id", ""),
+                "run_id": _read_json(folder / "run.json").get("run_id", ""),
                 "pdf": (folder / "report.pdf").is_file(),
                 "n_departments": len(departments),
                 "inappropriate_order_rate": head.get("inappropriate_order_rate"),

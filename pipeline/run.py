@@ -207,6 +207,8 @@ def _execute_locked(opts, cfg, run_id, started, timings, key, key_is_demo, warni
             month_counts[_period_label(month)] = period_counts(con)
         history.committing(con, run_id)
         con.execute("COMMIT")
+        # every run rebuilds the models: a checkpoint lets the next run reuse the freed blocks
+        con.execute("CHECKPOINT")
     except BaseException as exc:
         with contextlib.suppress(Exception):  # nothing open to roll back
             con.execute("ROLLBACK")
