@@ -196,8 +196,9 @@ def test_backfill_36_months_equals_whole_run_and_month_rerun_is_byte_identical(s
     assert [e["period"] for e in done][:2] == ["2024-01", "2024-02"] and len(done) == 36
     assert (done[-1]["done"], done[-1]["total"]) == (36, 36)
     assert "\r" not in result.stderr  # no progress bar when stderr is not a terminal
-    months = sorted(p.name for p in bf.iterdir() if not p.name.startswith("."))
+    months = sorted(p.name for p in bf.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert len(months) == 36 and months[0] == "2024-01" and months[-1] == "2026-12"
+    assert (bf / "index.html").is_file()  # the site index linking every month
     assert leftovers(bf) == []
 
     def rows(path: Path) -> list[tuple]:
