@@ -21,10 +21,16 @@ Counts = dict[Key, int]
 
 # the columns each baseline reads; optional ones become NULL when the extract lacks them
 COLUMNS = {
-    "procedures": ("procedure_id", "patient_id", "performed_at", "procedure_code", "department",
-                   "patient_birth_date", "patient_age"),
-    "imaging_orders": ("order_id", "patient_id", "ordered_at", "order_code", "ordering_department",
-                       "indication_codes", "status"),
+    "procedures": (
+        "procedure_id",
+        "patient_id",
+        "performed_at",
+        "procedure_code",
+        "department",
+        "patient_birth_date",
+        "patient_age",
+    ),
+    "imaging_orders": ("order_id", "patient_id", "ordered_at", "order_code", "ordering_department", "indication_codes", "status"),
     "diagnoses": ("patient_id", "diagnosis_code", "recorded_at"),
 }
 SITE_TZ = "America/New_York"
@@ -60,8 +66,10 @@ def relation(path: Path | None, table: str) -> str:
     if path.suffix == ".parquet":
         reader = f"read_parquet({_sql_str(path)})"
     else:
-        reader = f"read_csv({_sql_str(path)}, all_varchar = true, header = true, auto_detect = false, " \
-                 "columns = {" + ", ".join(f"{_sql_str(h)}: 'VARCHAR'" for h in header(path)) + "})"
+        reader = (
+            f"read_csv({_sql_str(path)}, all_varchar = true, header = true, auto_detect = false, "
+            "columns = {" + ", ".join(f"{_sql_str(h)}: 'VARCHAR'" for h in header(path)) + "})"
+        )
     proj = []
     for c in cols:
         src = have.get(c)
@@ -72,9 +80,12 @@ def relation(path: Path | None, table: str) -> str:
 def floor_sql(input_dir: Path, tz: str = SITE_TZ) -> str:
     input_dir = Path(input_dir)
     local = input_dir / "local_code_map.csv"
-    local_rel = (f"read_csv({_sql_str(local)}, all_varchar = true, header = true)" if local.exists() else
-                 "(SELECT NULL::VARCHAR AS code, NULL::VARCHAR AS study_type, NULL::VARCHAR AS regions, "
-                 "NULL::VARCHAR AS contrast WHERE false)")
+    local_rel = (
+        f"read_csv({_sql_str(local)}, all_varchar = true, header = true)"
+        if local.exists()
+        else "(SELECT NULL::VARCHAR AS code, NULL::VARCHAR AS study_type, NULL::VARCHAR AS regions, "
+        "NULL::VARCHAR AS contrast WHERE false)"
+    )
     return Template(FLOOR_SQL.read_text(encoding="utf-8")).substitute(
         procedures=relation(input_file(input_dir, "procedures"), "procedures"),
         imaging_orders=relation(input_file(input_dir, "imaging_orders"), "imaging_orders"),
@@ -147,7 +158,7 @@ def diff_counts(named: dict[str, Counts]) -> list[str]:
     for k in keys:
         vals = [named[n].get(k, 0) for n in names]
         if len(set(vals)) > 1:
-            lines.append(f"{k[0]} | {k[1]} | {k[2]}: " + ", ".join(f"{n}={v}" for n, v in zip(names, vals)))
+            lines.append(f"{k[0]} | {k[1]} | {k[2]}: " + ", ".join(f"{n}={v}" for n, v in zip(names, vals, strict=True)))
     return lines
 
 

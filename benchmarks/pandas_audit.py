@@ -83,8 +83,7 @@ def parse_instants(raw: pd.Series, tz: str = SITE_TZ) -> tuple[pd.Series, pd.Ser
     local = pd.concat([naive, dates])
     if len(local):
         # ambiguous (fall back) -> the earlier instant (daylight time); DST gap -> NaT (rejected)
-        utc = (local.dt.tz_localize(tz, ambiguous=np.ones(len(local), dtype=bool), nonexistent="NaT")
-               .dt.tz_convert("UTC"))
+        utc = local.dt.tz_localize(tz, ambiguous=np.ones(len(local), dtype=bool), nonexistent="NaT").dt.tz_convert("UTC")
         out.loc[utc.index] = utc
     return out, is_date.fillna(False).astype(bool)
 
@@ -105,12 +104,18 @@ def reference(input_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     for path, rank in ((REFERENCE / "imaging_code_map.csv", 0), (Path(input_dir) / "local_code_map.csv", 1)):
         if path.exists():
             m = pd.read_csv(path, dtype=str, keep_default_na=False)
-            maps.append(pd.DataFrame({
-                "code": m["code"].str.strip().str.upper(), "study_type": m["study_type"].str.strip().str.lower(),
-                "regions": m["regions"].str.strip().str.upper(), "contrast": m["contrast"].str.strip().str.lower(),
-                "rank": rank}))
-    cmap = (pd.concat(maps).sort_values(["code", "rank"]).drop_duplicates("code", keep="last")
-            .drop(columns="rank"))
+            maps.append(
+                pd.DataFrame(
+                    {
+                        "code": m["code"].str.strip().str.upper(),
+                        "study_type": m["study_type"].str.strip().str.lower(),
+                        "regions": m["regions"].str.strip().str.upper(),
+                        "contrast": m["contrast"].str.strip().str.lower(),
+                        "rank": rank,
+                    }
+                )
+            )
+    cmap = pd.concat(maps).sort_values(["code", "rank"]).drop_duplicates("code", keep="last").drop(columns="rank")
     return vs, cmap
 
 
@@ -143,9 +148,11 @@ def audit_orders(input_dir: Path, tz: str = SITE_TZ) -> pd.DataFrame:
     idx["local_date"] = local_date(idx["performed_at"], tz)
     birth = pd.to_datetime(text(idx["patient_birth_date"]).str.slice(0, 10), format="%Y-%m-%d", errors="coerce")
     ld = idx["local_date"]
-    age_bd = (ld.dt.year - birth.dt.year
-              - ((ld.dt.month < birth.dt.month) | ((ld.dt.month == birth.dt.month) & (ld.dt.day < birth.dt.day)))
-              .astype(int))
+    age_bd = (
+        ld.dt.year
+        - birth.dt.year
+        - ((ld.dt.month < birth.dt.month) | ((ld.dt.month == birth.dt.month) & (ld.dt.day < birth.dt.day))).astype(int)
+    )
     age = age_bd.where(birth.notna(), pd.to_numeric(text(idx["patient_age"]), errors="coerce"))
     idx["is_adult"] = (age >= MIN_AGE).fillna(False).astype(bool)
     idx_patients = set(idx["patient_id"])
@@ -179,33 +186,46 @@ def audit_orders(input_dir: Path, tz: str = SITE_TZ) -> pd.DataFrame:
     d = d[in_value_set(d["code"], vs, "leak_diagnosis") & text(d["recorded_at"]).notna()]
     d["evidence_at"], d["is_date"] = parse_instants(d["recorded_at"], tz)
     o_leak = o[o["order_id"].isin(flags.index[flags["leak"]]) & o["ordered_at"].notna()]
-    bp = p[p["procedure_code"].isin(set(vs.loc[vs["value_set"] == "blood_patch", "code_norm"]))
-           & p["patient_id"].isin(idx_patients)]
-    ev = pd.concat([
-        d[["patient_id", "evidence_at", "is_date"]],
-        pd.DataFrame({"patient_id": o_leak["patient_id"], "evidence_at": o_leak["ordered_at"], "is_date": False}),
-        pd.DataFrame({"patient_id": bp["patient_id"], "evidence_at": bp["performed_at"], "is_date": False}),
-    ], ignore_index=True)
+    bp = p[
+        p["procedure_code"].isin(set(vs.loc[vs["value_set"] == "blood_patch", "code_norm"])) & p["patient_id"].isin(idx_patients)
+    ]
+    ev = pd.concat(
+        [
+            d[["patient_id", "evidence_at", "is_date"]],
+            pd.DataFrame({"patient_id": o_leak["patient_id"], "evidence_at": o_leak["ordered_at"], "is_date": False}),
+            pd.DataFrame({"patient_id": bp["patient_id"], "evidence_at": bp["performed_at"], "is_date": False}),
+        ],
+        ignore_index=True,
+    )
     ev = ev[ev["evidence_at"].notna()]
     ev["evidence_id"] = np.arange(len(ev))
     att = ev.merge(idx[["patient_id", "procedure_id", "performed_at", "local_date"]], on="patient_id")
-    att = att[(att["performed_at"] <= att["evidence_at"])
-              | (att["is_date"].astype(bool) & (att["local_date"] == local_date(att["evidence_at"], tz)))]
-    att = (att.sort_values(["evidence_id", "performed_at", "procedure_id"], ascending=[True, False, False])
-           .drop_duplicates("evidence_id"))
-    with_evidence = set(att.loc[seconds(att["evidence_at"], att["performed_at"]) <= EVIDENCE_DAYS * DAY,
-                                "procedure_id"])
+    att = att[
+        (att["performed_at"] <= att["evidence_at"])
+        | (att["is_date"].astype(bool) & (att["local_date"] == local_date(att["evidence_at"], tz)))
+    ]
+    att = att.sort_values(["evidence_id", "performed_at", "procedure_id"], ascending=[True, False, False]).drop_duplicates(
+        "evidence_id"
+    )
+    with_evidence = set(att.loc[seconds(att["evidence_at"], att["performed_at"]) <= EVIDENCE_DAYS * DAY, "procedure_id"])
     cases = idx[idx["is_adult"] & idx["procedure_id"].isin(with_evidence)]
-    cases = pd.DataFrame({"case_id": cases["procedure_id"], "patient_id": cases["patient_id"],
-                          "index_at": cases["performed_at"],
-                          "case_index_month": cases["local_date"].dt.strftime("%Y-%m")})
+    cases = pd.DataFrame(
+        {
+            "case_id": cases["procedure_id"],
+            "patient_id": cases["patient_id"],
+            "index_at": cases["performed_at"],
+            "case_index_month": cases["local_date"].dt.strftime("%Y-%m"),
+        }
+    )
 
     # auditable orders of case patients
     a = o[o["patient_id"].isin(set(cases["patient_id"]))].merge(
-        cmap, how="left", left_on="order_code", right_on="code", indicator=True)
+        cmap, how="left", left_on="order_code", right_on="code", indicator=True
+    )
     a["is_mapped"] = a["_merge"] == "both"
-    a = a[(a["is_mapped"] & (a["study_type"] != "out_of_scope"))
-          | (~a["is_mapped"] & ~a["order_code"].str.match(CPT_FORM))].drop(columns=["_merge", "code"])
+    a = a[(a["is_mapped"] & (a["study_type"] != "out_of_scope")) | (~a["is_mapped"] & ~a["order_code"].str.match(CPT_FORM))].drop(
+        columns=["_merge", "code"]
+    )
     a["regions"] = a["regions"].fillna("")
     a["has_red_flag"] = a["order_id"].map(flags["red"]).fillna(False).astype(bool)
     a["is_cancelled"] = a["status"].fillna("") == "cancelled"
@@ -216,13 +236,18 @@ def audit_orders(input_dir: Path, tz: str = SITE_TZ) -> pd.DataFrame:
     timed = timed[(dt >= -CONTEXT_DAYS * DAY) & (dt <= (WINDOW_DAYS + CONTEXT_DAYS) * DAY)].copy()
     dt = seconds(timed["ordered_at"], timed["index_at"])
     timed["in_window"] = (timed["ordered_at"] >= timed["index_at"]) & (dt <= WINDOW_DAYS * DAY)
-    timed["rank_key"] = np.where(timed["in_window"], -(timed["index_at"] - pd.Timestamp(0, tz="UTC"))
-                                 .dt.total_seconds(), dt.abs())
-    timed = (timed.sort_values(["order_id", "in_window", "rank_key", "case_id"], ascending=[True, False, True, True])
-             .drop_duplicates("order_id"))
+    timed["rank_key"] = np.where(
+        timed["in_window"], -(timed["index_at"] - pd.Timestamp(0, tz="UTC")).dt.total_seconds(), dt.abs()
+    )
+    timed = timed.sort_values(
+        ["order_id", "in_window", "rank_key", "case_id"], ascending=[True, False, True, True]
+    ).drop_duplicates("order_id")
     untimed = a.loc[a["ordered_at"].isna(), ["order_id", "patient_id"]].merge(cases, on="patient_id")
-    untimed = (untimed.sort_values(["order_id", "index_at", "case_id"], ascending=[True, False, False])
-               .drop_duplicates("order_id").assign(in_window=np.nan))
+    untimed = (
+        untimed.sort_values(["order_id", "index_at", "case_id"], ascending=[True, False, False])
+        .drop_duplicates("order_id")
+        .assign(in_window=np.nan)
+    )
     assigned = pd.concat([timed[["order_id", "case_id", "in_window"]], untimed[["order_id", "case_id", "in_window"]]])
     x = assigned.merge(a, on="order_id").merge(cases[["case_id", "index_at", "case_index_month"]], on="case_id")
     x["hours"] = seconds(x["ordered_at"], x["index_at"]) / 3600.0
@@ -277,25 +302,37 @@ def audit_orders(input_dir: Path, tz: str = SITE_TZ) -> pd.DataFrame:
 
     regions_nc, regions_ct = all_regions("nc"), all_regions("ct")
     initial, complete = ~e["subsequent"], e["complete"]
-    inappropriate = ((e["hours"] < PREMATURE_H)
-                     | ((st == "mri_spine") & (e["contrast"] == "with") & ~regions_nc)
-                     | (initial & (((st == "mri_spine") & ~complete)
-                                   | st.isin(["ct_head", "ct_spine", "ct_myelography", "cisternography",
-                                              "mr_myelography"]))))
-    review = initial & (((st == "mri_spine") & complete & (e["contrast"] == "without") & ~regions_ct)
-                        | st.isin(["dsm", "myelography"]) | ((st == "mri_brain") & ~complete))
-    appropriate = (e["subsequent"] | (initial & (st == "mri_spine") & complete & regions_nc & regions_ct)
-                   | (initial & (st == "mri_brain") & complete))
-    e["verdict"] = np.select([inappropriate, review, appropriate], ["inappropriate", "review", "appropriate"],
-                             default="NULL")
+    inappropriate = (
+        (e["hours"] < PREMATURE_H)
+        | ((st == "mri_spine") & (e["contrast"] == "with") & ~regions_nc)
+        | (
+            initial
+            & (
+                ((st == "mri_spine") & ~complete)
+                | st.isin(["ct_head", "ct_spine", "ct_myelography", "cisternography", "mr_myelography"])
+            )
+        )
+    )
+    review = initial & (
+        ((st == "mri_spine") & complete & (e["contrast"] == "without") & ~regions_ct)
+        | st.isin(["dsm", "myelography"])
+        | ((st == "mri_brain") & ~complete)
+    )
+    appropriate = (
+        e["subsequent"]
+        | (initial & (st == "mri_spine") & complete & regions_nc & regions_ct)
+        | (initial & (st == "mri_brain") & complete)
+    )
+    e["verdict"] = np.select([inappropriate, review, appropriate], ["inappropriate", "review", "appropriate"], default="NULL")
 
     excluded = x["is_cancelled"] | x["has_red_flag"] | (x["ordered_at"].notna() & ~in_window)
     not_eval = ~x["is_mapped"] | x["ordered_at"].isna()
     x["verdict"] = np.select([excluded, not_eval], ["excluded", "not_evaluable"], default="NULL")
     clinical = e.set_index(["case_id", "order_id"])["verdict"]
     judged = x["verdict"] == "NULL"
-    x.loc[judged, "verdict"] = pd.MultiIndex.from_frame(x.loc[judged, ["case_id", "order_id"]]).map(
-        clinical).fillna("NULL").to_numpy()
+    x.loc[judged, "verdict"] = (
+        pd.MultiIndex.from_frame(x.loc[judged, ["case_id", "order_id"]]).map(clinical).fillna("NULL").to_numpy()
+    )
     return x[["case_id", "order_id", "case_index_month", "ordering_department", "verdict"]]
 
 

@@ -89,8 +89,15 @@ def synth_hash() -> str:
 
 
 def data_key(scale: str, fmt: str) -> dict:
-    return {"patients": SCALES[scale] // ORDERS_PER_PATIENT, "months": MONTHS, "seed": SEED,
-            "start_month": START, "fmt": fmt, "site_timezone": TZ, "synth_sha256": synth_hash()}
+    return {
+        "patients": SCALES[scale] // ORDERS_PER_PATIENT,
+        "months": MONTHS,
+        "seed": SEED,
+        "start_month": START,
+        "fmt": fmt,
+        "site_timezone": TZ,
+        "synth_sha256": synth_hash(),
+    }
 
 
 def ensure_data(scale: str, fmt: str) -> Path:
@@ -104,11 +111,12 @@ def ensure_data(scale: str, fmt: str) -> Path:
         shutil.rmtree(d)
     log(f"generating {scale} orders as {fmt} into {d} (patients={key['patients']}, months={MONTHS})")
     t0 = time.perf_counter()
-    code = ("import sys; from pipeline.synth import generate; "
-            "generate(sys.argv[1], patients=int(sys.argv[2]), months=int(sys.argv[3]), seed=int(sys.argv[4]), "
-            "start_month=sys.argv[5], fmt=sys.argv[6], site_timezone=sys.argv[7])")
-    subprocess.run([PY, "-c", code, str(d), str(key["patients"]), str(MONTHS), str(SEED), START, fmt, TZ],
-                   check=True, cwd=ROOT)
+    code = (
+        "import sys; from pipeline.synth import generate; "
+        "generate(sys.argv[1], patients=int(sys.argv[2]), months=int(sys.argv[3]), seed=int(sys.argv[4]), "
+        "start_month=sys.argv[5], fmt=sys.argv[6], site_timezone=sys.argv[7])"
+    )
+    subprocess.run([PY, "-c", code, str(d), str(key["patients"]), str(MONTHS), str(SEED), START, fmt, TZ], check=True, cwd=ROOT)
     key_file.write_text(json.dumps(key, indent=1))
     log(f"generated in {time.perf_counter() - t0:.0f} s")
     return d
@@ -150,8 +158,20 @@ def run_pipeline(d: Path, validate: bool, tag: str) -> dict:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     wh = work / "warehouse.duckdb"
-    cmd = [PY, "-m", "pipeline", "run", "--input", str(d), "--out", str(work / "out"), "--warehouse", str(wh),
-           "--log-format", "json"] + ([] if validate else ["--no-validate"])
+    cmd = [
+        PY,
+        "-m",
+        "pipeline",
+        "run",
+        "--input",
+        str(d),
+        "--out",
+        str(work / "out"),
+        "--warehouse",
+        str(wh),
+        "--log-format",
+        "json",
+    ] + ([] if validate else ["--no-validate"])
     fig, err = measured(cmd, tag)
     fig["stages"] = stage_seconds(err)
     fig["warehouse"] = str(wh)
@@ -168,8 +188,11 @@ def pipeline_counts(warehouse: str) -> Counts | None:
     except duckdb.Error:
         return None
     try:
-        return to_counts(con.execute("SELECT case_index_month, ordering_department, verdict, count(*) "
-                                     "FROM mart_audited_orders GROUP BY ALL").fetchall())
+        return to_counts(
+            con.execute(
+                "SELECT case_index_month, ordering_department, verdict, count(*) FROM mart_audited_orders GROUP BY ALL"
+            ).fetchall()
+        )
     except duckdb.Error:
         return None
     finally:
@@ -189,8 +212,7 @@ def pipeline_orders(warehouse: str) -> dict[tuple[str, str], str]:
 
 def run_baseline(name: str, d: Path, tag: str) -> dict:
     res = DATA / "_runs" / f"{tag}.result.json"
-    fig, err = measured([PY, "-m", "benchmarks.run", "--baseline", name, "--input", str(d), "--result", str(res)],
-                        tag)
+    fig, err = measured([PY, "-m", "benchmarks.run", "--baseline", name, "--input", str(d), "--result", str(res)], tag)
     if fig["rc"] != 0:
         fig["error"] = "\n".join(err.strip().splitlines()[-6:])
         return fig
@@ -240,13 +262,19 @@ def fmt_range(r, nd=2):
 
 def summarise(runs: list[dict]) -> dict:
     ok = [r for r in runs if r["rc"] == 0]
-    out = {"n": len(runs), "ok": len(ok), "wall": med([r["wall"] for r in ok]),
-           "wall_range": spread([r["wall"] for r in ok]), "rss": max((r["maxrss_mb"] for r in ok), default=None),
-           "rss_median": med([r["maxrss_mb"] for r in ok]),
-           "compute": med([r["compute"] for r in ok if "compute" in r]),
-           "compute_range": spread([r["compute"] for r in ok if "compute" in r]), "stages": {},
-           "foreign_cores": max((r.get("foreign_cores", 0.0) for r in runs), default=0.0),
-           "cpu": med([r["cpu"] for r in ok])}
+    out = {
+        "n": len(runs),
+        "ok": len(ok),
+        "wall": med([r["wall"] for r in ok]),
+        "wall_range": spread([r["wall"] for r in ok]),
+        "rss": max((r["maxrss_mb"] for r in ok), default=None),
+        "rss_median": med([r["maxrss_mb"] for r in ok]),
+        "compute": med([r["compute"] for r in ok if "compute" in r]),
+        "compute_range": spread([r["compute"] for r in ok if "compute" in r]),
+        "stages": {},
+        "foreign_cores": max((r.get("foreign_cores", 0.0) for r in runs), default=0.0),
+        "cpu": med([r["cpu"] for r in ok]),
+    }
     for st in STAGES:
         xs = [r["stages"][st] for r in ok if st in r.get("stages", {})]
         if xs:
@@ -258,17 +286,23 @@ def summarise(runs: list[dict]) -> dict:
 
 
 def machine() -> dict:
-    mem = next((int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal")), 0)
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor())
+    meminfo = Path("/proc/meminfo").read_text().splitlines()
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    mem = next((int(line.split()[1]) for line in meminfo if line.startswith("MemTotal")), 0)
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), platform.processor())
     vers = {"python": platform.python_version()}
     for pkg in ("duckdb", "polars", "pandas", "great-expectations", "pyarrow"):
         try:
             vers[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             vers[pkg] = "not installed"
-    return {"nproc": os.cpu_count(), "ram_gib": round(mem / 1024 / 1024, 1), "cpu": cpu, "versions": vers,
-            "os": platform.platform()}
+    return {
+        "nproc": os.cpu_count(),
+        "ram_gib": round(mem / 1024 / 1024, 1),
+        "cpu": cpu,
+        "versions": vers,
+        "os": platform.platform(),
+    }
 
 
 def verdict_mark(ok) -> str:
@@ -295,16 +329,21 @@ def write_results(res: dict) -> str:
         for k in ("validate", "no_validate", "floor", "pandas"):
             s = c.get(k)
             if s and s.get("foreign_cores", 0) > 0.25:
-                notes.append(f"{c['scale']} {c['fmt']} {k}: other processes kept up to {s['foreign_cores']:.1f} of "
-                             f"{res['machine']['nproc']} cores busy during a run: figures disturbed")
+                notes.append(
+                    f"{c['scale']} {c['fmt']} {k}: other processes kept up to {s['foreign_cores']:.1f} of "
+                    f"{res['machine']['nproc']} cores busy during a run: figures disturbed"
+                )
             if s and s.get("error"):
                 err = s["error"].strip().splitlines()[-1][:300]
                 notes.append(f"{c['scale']} {c['fmt']} {k}: {s['n'] - s['ok']} of {s['n']} run(s) failed: `{err}`")
     if notes:
         L += ["## Notes on this run", ""] + [f"- {n}" for n in notes] + [""]
-    L += ["## Pipeline stages (seconds: median, min–max) and whole process", "",
-          "| scale | format | validation | " + " | ".join(STAGES) + " | whole process | CPU s | peak RSS MB |",
-          "|---|---|---|" + "---|" * len(STAGES) + "---|---|---|"]
+    L += [
+        "## Pipeline stages (seconds: median, min–max) and whole process",
+        "",
+        "| scale | format | validation | " + " | ".join(STAGES) + " | whole process | CPU s | peak RSS MB |",
+        "|---|---|---|" + "---|" * len(STAGES) + "---|---|---|",
+    ]
     for c in res["cells"]:
         for variant in ("validate", "no_validate"):
             s = c.get(variant)
@@ -315,42 +354,58 @@ def write_results(res: dict) -> str:
                 x = s["stages"].get(st)
                 cells.append("—" if x is None else f"{x['median']:.2f} ({fmt_range(x['range'])})")
             whole = f"{fmt_s(s['wall'])} ({fmt_range(s['wall_range'])})" if s["ok"] else "FAILED"
-            L.append(f"| {c['scale']} | {c['fmt']} | {'yes' if variant == 'validate' else 'no'} | "
-                     + " | ".join(cells) + f" | {whole} | {fmt_s(s.get('cpu'), 1)} | {fmt_s(s['rss'], 0)} |")
-    L += ["", "## Baselines (seconds: median, min–max)", "",
-          "| scale | format | floor query | floor process | floor CPU s | floor RSS MB | pandas audit | pandas process "
-          "| pandas CPU s | pandas RSS MB |",
-          "|---|---|---|---|---|---|---|---|---|---|"]
+            L.append(
+                f"| {c['scale']} | {c['fmt']} | {'yes' if variant == 'validate' else 'no'} | "
+                + " | ".join(cells)
+                + f" | {whole} | {fmt_s(s.get('cpu'), 1)} | {fmt_s(s['rss'], 0)} |"
+            )
+    L += [
+        "",
+        "## Baselines (seconds: median, min–max)",
+        "",
+        "| scale | format | floor query | floor process | floor CPU s | floor RSS MB | pandas audit | pandas process "
+        "| pandas CPU s | pandas RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for c in res["cells"]:
         f, p = c.get("floor") or {}, c.get("pandas") or {}
 
         def col(s, key, rng):
             return "—" if not s or s.get(key) is None else f"{s[key]:.2f} ({fmt_range(s[rng])})"
 
-        L.append(f"| {c['scale']} | {c['fmt']} | {col(f, 'compute', 'compute_range')} | {col(f, 'wall', 'wall_range')} "
-                 f"| {fmt_s(f.get('cpu'), 1)} | {fmt_s(f.get('rss'), 0)} | {col(p, 'compute', 'compute_range')} | "
-                 f"{col(p, 'wall', 'wall_range')} | {fmt_s(p.get('cpu'), 1)} | {fmt_s(p.get('rss'), 0)} |")
-    L += ["", "## Ratios (medians of whole processes unless said)", "",
-          "| scale | format | pipeline / floor (no validation) | load+transform / floor query | "
-          "validation overhead | pandas / pipeline (no validation) | CPU-time ratios: pipeline / floor, "
-          "validation overhead, pandas / pipeline |", "|---|---|---|---|---|---|---|"]
+        L.append(
+            f"| {c['scale']} | {c['fmt']} | {col(f, 'compute', 'compute_range')} | {col(f, 'wall', 'wall_range')} "
+            f"| {fmt_s(f.get('cpu'), 1)} | {fmt_s(f.get('rss'), 0)} | {col(p, 'compute', 'compute_range')} | "
+            f"{col(p, 'wall', 'wall_range')} | {fmt_s(p.get('cpu'), 1)} | {fmt_s(p.get('rss'), 0)} |"
+        )
+    L += [
+        "",
+        "## Ratios (medians of whole processes unless said)",
+        "",
+        "| scale | format | pipeline / floor (no validation) | load+transform / floor query | "
+        "validation overhead | pandas / pipeline (no validation) | CPU-time ratios: pipeline / floor, "
+        "validation overhead, pandas / pipeline |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for c in res["cells"]:
         r = c["ratios"]
         vo = r.get("validation_overhead")
-        L.append(f"| {c['scale']} | {c['fmt']} | {fmt_s(r.get('pipeline_over_floor'))} | "
-                 f"{fmt_s(r.get('core_over_floor_query'))} | {'—' if vo is None else f'{vo:+.0%}'} | "
-                 f"{fmt_s(r.get('pandas_over_pipeline'))} | {fmt_s(r.get('cpu_pipeline_over_floor'))}, "
-                 f"{pct(r.get('cpu_validation_overhead'))}, "
-                 f"{fmt_s(r.get('cpu_pandas_over_pipeline'))} |")
+        L.append(
+            f"| {c['scale']} | {c['fmt']} | {fmt_s(r.get('pipeline_over_floor'))} | "
+            f"{fmt_s(r.get('core_over_floor_query'))} | {'—' if vo is None else f'{vo:+.0%}'} | "
+            f"{fmt_s(r.get('pandas_over_pipeline'))} | {fmt_s(r.get('cpu_pipeline_over_floor'))}, "
+            f"{pct(r.get('cpu_validation_overhead'))}, "
+            f"{fmt_s(r.get('cpu_pandas_over_pipeline'))} |"
+        )
     sc = res.get("scaling", {})
     if sc:
-        L += ["", "Scaling 10M / 1M (whole process, median): " +
-              "; ".join(f"{k}: {v:.1f}x" for k, v in sc.items())]
+        L += ["", "Scaling 10M / 1M (whole process, median): " + "; ".join(f"{k}: {v:.1f}x" for k, v in sc.items())]
     L += ["", "## Agreement", ""]
     for c in res["cells"]:
         a = c["agreement"]
-        L.append(f"- {c['scale']} {c['fmt']}: {a['status']}. Totals: " +
-                 ", ".join(f"{k}={v}" for k, v in a.get("totals", {}).items()))
+        L.append(
+            f"- {c['scale']} {c['fmt']}: {a['status']}. Totals: " + ", ".join(f"{k}={v}" for k, v in a.get("totals", {}).items())
+        )
         for line in a.get("diff", [])[:30]:
             L.append(f"    - {line}")
         for line in a.get("orders", [])[:30]:
@@ -387,13 +442,15 @@ def agreement(c: dict, d: Path, warehouses: dict[str, str]) -> dict:
     if gt is not None:
         named["truth"] = gt
     diff = diff_counts(named) if len(named) > 1 else []
-    out = {"compared": list(named), "diff": diff,
-           "totals": totals_by_verdict(named.get("pipeline") or named.get("floor") or {})}
+    out = {"compared": list(named), "diff": diff, "totals": totals_by_verdict(named.get("pipeline") or named.get("floor") or {})}
     pname = "pipeline" if "pipeline" in named else "pipeline --no-validate"
     if pname in named and "floor" in named and named[pname] != named["floor"]:
         po, fo = pipeline_orders(pipeline_wh), floor_orders(d)
-        out["orders"] = [f"{k[1]} (case {k[0]}): pipeline={po.get(k, 'absent')}, floor={fo.get(k, 'absent')}"
-                         for k in sorted(set(po) | set(fo)) if po.get(k) != fo.get(k)]
+        out["orders"] = [
+            f"{k[1]} (case {k[0]}): pipeline={po.get(k, 'absent')}, floor={fo.get(k, 'absent')}"
+            for k in sorted(set(po) | set(fo))
+            if po.get(k) != fo.get(k)
+        ]
     out["status"] = ("DISAGREE: " if diff else "agree: ") + ", ".join(named) if named else "nothing to compare"
     out["ok"] = not diff
     return out
@@ -404,7 +461,19 @@ def main() -> int:
     ap.add_argument("--baseline", choices=["floor", "pandas"], help=argparse.SUPPRESS)
     ap.add_argument("--input", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--render-only",
+        action="store_true",
+        help="rewrite results.md from benchmarks/data/results.json (e.g. after editing profile_notes.md)",
+    )
     args = ap.parse_args()
+    if args.render_only:
+        res = json.loads((DATA / "results.json").read_text())
+        prof = BENCH / "profile_notes.md"
+        if prof.exists():
+            res["profile"] = prof.read_text(encoding="utf-8").strip().splitlines()
+        print(write_results(res))
+        return 0
     if args.baseline:
         baseline_main(args.baseline, args.input, args.result)
         return 0
@@ -425,8 +494,10 @@ def main() -> int:
     if not pipeline_present:
         notes.append("pipeline/run.py or pipeline/cli.py is missing: only the baselines were timed.")
     elif not no_validate:
-        notes.append("`order-audit run` has no `--no-validate` flag yet: the no-validation variant was not run, "
-                     "and like-for-like ratios use the run with validation.")
+        notes.append(
+            "`order-audit run` has no `--no-validate` flag yet: the no-validation variant was not run, "
+            "and like-for-like ratios use the run with validation."
+        )
     started = time.perf_counter()
     cells = []
     for scale in scales:
@@ -442,8 +513,10 @@ def main() -> int:
                 if pipeline_present:
                     log(f"{tag}: pipeline with validation")
                     raw["validate"].append(run_pipeline(d, True, f"{tag}-pipe-v"))
-                    log(f"  {raw['validate'][-1]['wall']:.1f} s, {raw['validate'][-1]['maxrss_mb']:.0f} MB, "
-                        f"rc={raw['validate'][-1]['rc']}, others busy {raw['validate'][-1]['foreign_cores']:.1f} cores")
+                    log(
+                        f"  {raw['validate'][-1]['wall']:.1f} s, {raw['validate'][-1]['maxrss_mb']:.0f} MB, "
+                        f"rc={raw['validate'][-1]['rc']}, others busy {raw['validate'][-1]['foreign_cores']:.1f} cores"
+                    )
                     if no_validate and not big:
                         log(f"{tag}: pipeline without validation")
                         raw["no_validate"].append(run_pipeline(d, False, f"{tag}-pipe-nv"))
@@ -500,60 +573,113 @@ def main() -> int:
         a, b = cell("1M", fmt), cell("10M", fmt)
         for variant in ("validate", "no_validate"):
             if a and b and a.get(variant, {}).get("wall") and b.get(variant, {}).get("wall"):
-                scaling[f"pipeline {fmt}{'' if variant == 'validate' else ' (no validation)'}"] = \
+                scaling[f"pipeline {fmt}{'' if variant == 'validate' else ' (no validation)'}"] = (
                     b[variant]["wall"] / a[variant]["wall"]
+                )
         if a and b and a.get("floor", {}).get("wall") and b.get("floor", {}).get("wall"):
             scaling[f"floor {fmt}"] = b["floor"]["wall"] / a["floor"]["wall"]
 
     targets = []
     t10 = cell("10M", "csv")
     v = (t10 or {}).get("validate")
-    targets.append({"target": "10M CSV to report, validation included: < 20 s wall",
-                    "measured": f"{fmt_s(v['wall'])} s" if v and v["wall"] else "not run",
-                    "ok": (v["wall"] < 20) if v and v["wall"] else None})
-    targets.append({"target": "10M CSV, validation included: < 3 GB peak memory",
-                    "measured": f"{fmt_s(v['rss'], 0)} MB" if v and v["rss"] else "not run",
-                    "ok": (v["rss"] < 3072) if v and v["rss"] else None})
+    targets.append(
+        {
+            "target": "10M CSV to report, validation included: < 20 s wall",
+            "measured": f"{fmt_s(v['wall'])} s" if v and v["wall"] else "not run",
+            "ok": (v["wall"] < 20) if v and v["wall"] else None,
+        }
+    )
+    targets.append(
+        {
+            "target": "10M CSV, validation included: < 3 GB peak memory",
+            "measured": f"{fmt_s(v['rss'], 0)} MB" if v and v["rss"] else "not run",
+            "ok": (v["rss"] < 3072) if v and v["rss"] else None,
+        }
+    )
     r = (t10 or {}).get("ratios", {})
-    targets.append({"target": "pipeline / floor (no validation) <= 1.5x at 10M CSV",
-                    "measured": f"{fmt_s(r.get('pipeline_over_floor'))}x whole process; "
-                                f"{fmt_s(r.get('core_over_floor_query'))}x load+transform vs floor query"
-                                + ("" if no_validate else " (run with validation: no --no-validate flag)"),
-                    "ok": (r["pipeline_over_floor"] <= 1.5) if "pipeline_over_floor" in r else None})
-    targets.append({"target": "validation adds at most half again (<= +50%) at 10M CSV",
-                    "measured": "no --no-validate flag" if "validation_overhead" not in r
-                    else f"{r['validation_overhead']:+.0%}",
-                    "ok": (r["validation_overhead"] <= 0.5) if "validation_overhead" in r else None})
-    targets.append({"target": "pandas audit / pipeline >= 3x at 10M CSV, like for like",
-                    "measured": f"{fmt_s(r.get('pandas_over_pipeline'))}x",
-                    "ok": (r["pandas_over_pipeline"] >= 3) if "pandas_over_pipeline" in r else None})
+    targets.append(
+        {
+            "target": "pipeline / floor (no validation) <= 1.5x at 10M CSV",
+            "measured": f"{fmt_s(r.get('pipeline_over_floor'))}x whole process; "
+            f"{fmt_s(r.get('core_over_floor_query'))}x load+transform vs floor query"
+            + ("" if no_validate else " (run with validation: no --no-validate flag)"),
+            "ok": (r["pipeline_over_floor"] <= 1.5) if "pipeline_over_floor" in r else None,
+        }
+    )
+    targets.append(
+        {
+            "target": "validation adds at most half again (<= +50%) at 10M CSV",
+            "measured": "no --no-validate flag" if "validation_overhead" not in r else f"{r['validation_overhead']:+.0%}",
+            "ok": (r["validation_overhead"] <= 0.5) if "validation_overhead" in r else None,
+        }
+    )
+    targets.append(
+        {
+            "target": "pandas audit / pipeline >= 3x at 10M CSV, like for like",
+            "measured": f"{fmt_s(r.get('pandas_over_pipeline'))}x",
+            "ok": (r["pandas_over_pipeline"] >= 3) if "pandas_over_pipeline" in r else None,
+        }
+    )
     c100 = cell("100M", "csv")
     v100 = (c100 or {}).get("validate")
-    targets.append({"target": "100M orders complete out of core, < 8 GB peak",
-                    "measured": (f"{fmt_s(v100['wall'], 0)} s, {fmt_s(v100['rss'], 0)} MB" if v100 and v100["wall"]
-                                 else "not run (BENCH_SCALE=100M)" if not c100 else "FAILED"),
-                    "ok": (v100["rss"] < 8192) if v100 and v100["wall"] else (False if c100 else None)})
+    targets.append(
+        {
+            "target": "100M orders complete out of core, < 8 GB peak",
+            "measured": (
+                f"{fmt_s(v100['wall'], 0)} s, {fmt_s(v100['rss'], 0)} MB"
+                if v100 and v100["wall"]
+                else "not run (BENCH_SCALE=100M)"
+                if not c100
+                else "FAILED"
+            ),
+            "ok": (v100["rss"] < 8192) if v100 and v100["wall"] else (False if c100 else None),
+        }
+    )
     sk = scaling.get("pipeline csv")
-    targets.append({"target": "10M takes <= 12x the time of 1M (pipeline, CSV)",
-                    "measured": f"{sk:.1f}x" if sk else "not run", "ok": (sk <= 12) if sk else None})
+    targets.append(
+        {
+            "target": "10M takes <= 12x the time of 1M (pipeline, CSV)",
+            "measured": f"{sk:.1f}x" if sk else "not run",
+            "ok": (sk <= 12) if sk else None,
+        }
+    )
 
-    res = {"finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "repeat": repeat,
-           "machine": machine(), "notes": notes, "scaling": scaling, "targets": targets,
-           "total_bench_seconds": time.perf_counter() - started,
-           "cells": [{k: v for k, v in c.items() if k != "_raw"} for c in cells]}
+    res = {
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "repeat": repeat,
+        "machine": machine(),
+        "notes": notes,
+        "scaling": scaling,
+        "targets": targets,
+        "total_bench_seconds": time.perf_counter() - started,
+        "cells": [{k: v for k, v in c.items() if k != "_raw"} for c in cells],
+    }
     prof = BENCH / "profile_notes.md"
     if prof.exists():
         res["profile"] = prof.read_text(encoding="utf-8").strip().splitlines()
     DATA.mkdir(parents=True, exist_ok=True)
-    (DATA / "results.json").write_text(json.dumps(
-        res | {"raw": [{"scale": c["scale"], "fmt": c["fmt"],
-                        "runs": {k: [{kk: vv for kk, vv in x.items() if kk != "counts"} for x in v]
-                                 for k, v in c["_raw"].items()}} for c in cells]},
-        indent=1, default=str))
+    (DATA / "results.json").write_text(
+        json.dumps(
+            res
+            | {
+                "raw": [
+                    {
+                        "scale": c["scale"],
+                        "fmt": c["fmt"],
+                        "runs": {
+                            k: [{kk: vv for kk, vv in x.items() if kk != "counts"} for x in v] for k, v in c["_raw"].items()
+                        },
+                    }
+                    for c in cells
+                ]
+            },
+            indent=1,
+            default=str,
+        )
+    )
     print(write_results(res))
     disagree = [c for c in cells if not c["agreement"]["ok"]]
-    failed = [c for c in cells for k in ("validate", "no_validate", "floor", "pandas")
-              if c.get(k) and c[k]["ok"] < c[k]["n"]]
+    failed = [c for c in cells for k in ("validate", "no_validate", "floor", "pandas") if c.get(k) and c[k]["ok"] < c[k]["n"]]
     if disagree:
         print("\nCOUNTS DISAGREE: see 'Agreement' in benchmarks/results.md", file=sys.stderr)
     if failed:

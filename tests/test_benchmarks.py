@@ -41,7 +41,7 @@ def test_floor_and_pandas_agree_with_the_ground_truth(extract):
 def test_floor_and_pandas_agree_order_by_order(extract):
     floor = floor_orders(extract)
     p = audit_orders(extract)
-    pandas = dict(zip(zip(p["case_id"], p["order_id"]), p["verdict"], strict=True))
+    pandas = dict(zip(zip(p["case_id"], p["order_id"], strict=True), p["verdict"], strict=True))
     assert floor == pandas
 
 
@@ -57,14 +57,34 @@ def test_pipeline_agrees_with_the_baselines(extract, tmp_path):
 
     wh = tmp_path / "wh.duckdb"
     env = {**os.environ, "ORDER_AUDIT_PSEUDONYM_KEY": "bench-test-key"}
-    r = subprocess.run([sys.executable, "-m", "pipeline", "run", "--input", str(extract), "--out",
-                        str(tmp_path / "out"), "--warehouse", str(wh), "--log-format", "json"],
-                       capture_output=True, text=True, cwd=ROOT, env=env)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "run",
+            "--input",
+            str(extract),
+            "--out",
+            str(tmp_path / "out"),
+            "--warehouse",
+            str(wh),
+            "--log-format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     con = duckdb.connect(str(wh), read_only=True)
     try:
-        pipeline = to_counts(con.execute("SELECT case_index_month, ordering_department, verdict, count(*) "
-                                         "FROM mart_audited_orders GROUP BY ALL").fetchall())
+        pipeline = to_counts(
+            con.execute(
+                "SELECT case_index_month, ordering_department, verdict, count(*) FROM mart_audited_orders GROUP BY ALL"
+            ).fetchall()
+        )
     finally:
         con.close()
     assert diff_counts({"pipeline": pipeline, "floor": floor_counts(extract)}) == []
