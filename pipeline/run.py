@@ -117,6 +117,12 @@ def execute(opts: RunOptions, cfg: Config) -> RunResult:
                         "before running on real patient data")
         event(warnings[-1], level=logging.WARNING, event="demo_key")
 
+    # file-level checks first: an unreadable input or a missing column stops the run before the
+    # warehouse (or its run history) is touched
+    inputs = None
+    if opts.input_dir is not None:
+        inputs = load.find_inputs(opts.input_dir)
+        load.check_headers(inputs, cfg)
     with _warehouse_file(opts) as wh_path, warehouse.writer_lock(wh_path, run_id, opts.command):
         # fail fast (exit 4) when another process holds DuckDB's own lock, before any parsing; the run is
         # on record as 'running' from here (a kill at any later point shows as interrupted in `runs`)
@@ -129,7 +135,8 @@ def execute(opts: RunOptions, cfg: Config) -> RunResult:
         _sweep_leftovers(opts, wh_path)
         scratch = Path(tempfile.mkdtemp(prefix=f".{wh_path.name}.scratch-", dir=wh_path.parent))
         try:
-            return _execute_locked(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, wh_path, scratch)
+            return _execute_locked(opts, cfg, inputs, run_id, started, timings, key, key_is_demo, warnings, wh_path,
+                                   scratch)
         except BaseException as exc:
             _record_failure(wh_path, run_id, exc, timings)
             raise
@@ -163,17 +170,13 @@ def _sweep_leftovers(opts: RunOptions, wh_path: Path) -> None:
             log.info("removed %s (left by an interrupted run)", old)
 
 
-def _execute_locked(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, wh_path: Path,
+def _execute_locked(opts, cfg, inputs, run_id, started, timings, key, key_is_demo, warnings, wh_path: Path,
                     scratch: Path) -> RunResult:
     now = dt.datetime.now(dt.UTC)
     prepared: dict = {}
-    if opts.input_dir is not None:
-        # file-level checks first: nothing is touched when an input cannot be read
-        inputs = load.find_inputs(opts.input_dir)
-        load.check_headers(inputs, cfg)
+    if inputs is not None:
         with stage("load", timings):
-            hashes = {name: load.sha256_file(f.path) for name, f in inputs.items()}
-            prepared = load.prepare_inputs(inputs, cfg, scratch, hashes)
+            prepared = load.prepare_inputs(inputs, cfg, scratch)  # fingerprints the files while parsing
         faults.maybe_fail("after_parse")
 
     dq_results: list = []
