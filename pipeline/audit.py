@@ -30,6 +30,13 @@ class Model:
     path: Path
     sql: str
 
+    @property
+    def materialisation(self) -> str:
+        """The layer's default, or `-- materialised: view|table` on the model's first line."""
+        first = self.sql.lstrip().splitlines()[0] if self.sql.strip() else ""
+        match = re.match(r"--\s*materiali[sz]ed:\s*(view|table)\b", first, re.IGNORECASE)
+        return match.group(1).upper() if match else MATERIALISATION[self.layer]
+
 
 def discover_models(root: Path | None = None) -> list[Model]:
     root = root or sql_dir()
@@ -65,7 +72,7 @@ def run_models(con: duckdb.DuckDBPyConnection, models: list[Model] | None = None
     ordered = [m for m in execution_order(models or discover_models()) if m.layer in layers]
     for m in ordered:
         log.debug("building %s.%s", m.layer, m.name)
-        kind = MATERIALISATION[m.layer]
+        kind = m.materialisation
         # a model may change from table to view between versions of the package
         other = "TABLE" if kind == "VIEW" else "VIEW"
         exists_as_other = con.execute(
