@@ -57,9 +57,11 @@ def check_inputs(prepared: dict, cfg: Config, scratch: Path, now: dt.datetime, i
     db = build_gate_db(prepared, cfg, scratch, input_dir)
     suites = [INPUT_SUITES[t] for t in prepared if t in INPUT_SUITES]
     results = validate.run_suites(db, suites=suites, params={"now": now, "site_timezone": cfg.site_timezone})
-    set_aside: dict[str, list[tuple]] = {}
-    con = duckdb.connect(str(db), read_only=True)
+    set_aside: dict[str, Path] = {}
+    con = duckdb.connect(str(db))  # GX has closed it; the scratch file collects the rows to set aside
     try:
+        con.execute("CREATE TABLE gate_rejects (table_name VARCHAR, source_line BIGINT, column_name VARCHAR, "
+                    "value VARCHAR, reason VARCHAR)")
         for r in results:
             # a failed blocking row-level check sets its rows aside; a warning only reports them
             if not (r.row_level and r.severity == "blocking" and r.status == "failed" and r.violations_sql):
@@ -70,11 +72,16 @@ def check_inputs(prepared: dict, cfg: Config, scratch: Path, now: dt.datetime, i
             lines = _violating_lines_sql(con, r)
             cols = {row[0] for row in con.execute(f"DESCRIBE {r.table}").fetchall()}
             value = f'CAST("{column}" AS VARCHAR)' if column in cols else "NULL"
-            rows = con.execute(f"SELECT source_line, {value} FROM {r.table} WHERE source_line IN ({lines}) "
-                               "ORDER BY source_line").fetchall()
             reason = f"data-quality check {r.check_id}: {r.description}"
-            set_aside.setdefault(table, []).extend((line, column, v, reason) for (line, v) in rows)
-            r.rows_set_aside = len(rows)
+            con.execute(f"INSERT INTO gate_rejects SELECT ?, source_line, ?, {value}, ? FROM {r.table} "
+                        f"WHERE source_line IN ({lines})", [table, column, reason])
+            r.rows_set_aside = con.execute("SELECT count(*) FROM gate_rejects WHERE table_name = ? AND reason = ?",
+                                           [table, reason]).fetchall()[0][0]
+        for (table,) in con.execute("SELECT DISTINCT table_name FROM gate_rejects").fetchall():
+            path = scratch / f"{table}.gate_rejects.parquet"
+            con.execute(f"COPY (SELECT source_line, column_name, value, reason FROM gate_rejects WHERE table_name = ? "
+                        f"ORDER BY source_line) TO '{path.as_posix()}' (FORMAT parquet)", [table])
+            set_aside[table] = path
     finally:
         con.close()
     _pseudonymise_samples(results, cfg)

@@ -556,14 +556,14 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
                     f"{FILE} VARCHAR, load_id VARCHAR)")
 
 
-def merge_table(con: duckdb.DuckDBPyConnection, prep: PreparedTable, run_id: str, gate_rejects: list[tuple]
+def merge_table(con: duckdb.DuckDBPyConnection, prep: PreparedTable, run_id: str, gate_rejects: Path | None = None
                 ) -> TableLoad:
     """Bring one prepared file into the warehouse, recorded in the ledger.
 
     The same file (same content hash) loaded again adds nothing. A file covering the same
     months as an earlier file of the table is a correction: the earlier file's rows go.
     Rows whose id is already in the warehouse from another file are replaced (newest wins).
-    gate_rejects: (source_line, column, value, reason) of rows a data-quality check set aside.
+    gate_rejects: Parquet of (source_line, column_name, value, reason): rows a data-quality check set aside.
     """
     contract = next(c for c in CONTRACTS if c.name == prep.table)
     table = f"src_{prep.table}"
@@ -592,10 +592,12 @@ def merge_table(con: duckdb.DuckDBPyConnection, prep: PreparedTable, run_id: str
         con.execute(f"DELETE FROM {table} WHERE list_contains(?, load_id)", [replaced])
         con.execute("DELETE FROM load_rejects WHERE list_contains(?, load_id)", [replaced])
         con.execute("UPDATE load_ledger SET superseded_by = ? WHERE list_contains(?, load_id)", [load_id, replaced])
+    # rows a data-quality check set aside: a Parquet file the gate wrote (never a row-by-row insert)
     con.execute("CREATE OR REPLACE TEMP TABLE _gate_rejects (source_line BIGINT, column_name VARCHAR, value VARCHAR, "
                 "reason VARCHAR)")
-    if gate_rejects:
-        con.executemany("INSERT INTO _gate_rejects VALUES (?, ?, ?, ?)", gate_rejects)
+    if gate_rejects is not None:
+        con.execute(f"INSERT INTO _gate_rejects SELECT source_line, column_name, value, reason "
+                    f"FROM read_parquet('{Path(gate_rejects).as_posix()}')")
     good = prep.good_rows_sql("SELECT source_line FROM _gate_rejects")
     # columns an extract brings that the warehouse has not seen yet are added (extra columns are kept)
     existing = {r[0] for r in con.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = ?",
@@ -651,10 +653,10 @@ def _record_load(con, prep: PreparedTable, run_id: str, load_id: str, file_name:
 
 
 def merge_inputs(con: duckdb.DuckDBPyConnection, prepared: dict[str, PreparedTable], run_id: str,
-                 gate_rejects: dict[str, list[tuple]] | None = None) -> list[TableLoad]:
+                 gate_rejects: dict[str, Path] | None = None) -> list[TableLoad]:
     """Merge every prepared table; the caller holds the transaction."""
     ensure_tables(con)
-    return [merge_table(con, prep, run_id, (gate_rejects or {}).get(name, [])) for name, prep in prepared.items()]
+    return [merge_table(con, prep, run_id, (gate_rejects or {}).get(name)) for name, prep in prepared.items()]
 
 
 def load_inputs(con: duckdb.DuckDBPyConnection, inputs: dict[str, InputFile], cfg: Config,
