@@ -24,6 +24,7 @@ from pipeline.config import Config
 from pipeline.contract import CONTRACTS, TableContract
 from pipeline.errors import InputFileError, MissingColumnError
 from pipeline.files import hash_in_background, sha256_file  # noqa: F401 - sha256_file re-exported
+from pipeline.warehouse import memory_limit
 
 log = logging.getLogger(__name__)
 
@@ -437,6 +438,7 @@ def prepare_table(f: InputFile, contract: TableContract, cfg: Config, scratch: P
     try:
         con.execute("SET enable_progress_bar = false")
         con.execute("SET TimeZone = 'UTC'")
+        con.execute(f"SET memory_limit = '{memory_limit()}'")
         con.execute(f"SET temp_directory = '{(scratch / 'duckdb_tmp').as_posix()}'")
         src = f"read_parquet('{typed_path.as_posix()}')"
         typed_cols = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]

@@ -13,7 +13,18 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline.errors import WarehouseLockedError
+from pipeline.errors import ConfigError, WarehouseLockedError
+
+DEFAULT_MEMORY_LIMIT = "4GB"
+MEMORY_LIMIT_ENV = "ORDER_AUDIT_MEMORY_LIMIT"
+
+
+def memory_limit() -> str:
+    """DuckDB's memory limit for the pipeline's connections ($ORDER_AUDIT_MEMORY_LIMIT, default 4GB)."""
+    value = os.environ.get(MEMORY_LIMIT_ENV, DEFAULT_MEMORY_LIMIT).strip()
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", value, re.IGNORECASE):
+        raise ConfigError(f"{MEMORY_LIMIT_ENV}={value!r} is not a size like 4GB or 512MB")
+    return value
 
 
 def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
@@ -37,6 +48,9 @@ def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnect
         raise
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
+    if not read_only:
+        # bounded memory: DuckDB spills to <warehouse>.tmp beyond this instead of taking 80% of RAM
+        con.execute(f"SET memory_limit = '{memory_limit()}'")
     return con
 
 
