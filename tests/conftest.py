@@ -51,3 +51,27 @@ def small_input(tmp_path: Path) -> Path:
     ])
     write_csv(d / "diagnoses.csv", DX_HEADER, [["MRN-2", "G97.1", "2025-06-04 08:00:00"]])
     return d
+
+
+# The reason registry as docs/DESIGN.md lists it (registry order = order inside `reasons`): written
+# out here, not read from rules.csv, so the tests check the registry against the design.
+DESIGN_REASONS: dict[str, str] = {
+    "cancelled": "excluded",
+    "red_flag_indication": "excluded",
+    "outside_window": "excluded",
+    "unmapped_code": "not_evaluable",
+    "missing_time": "not_evaluable",
+    "premature": "inappropriate",
+    "contrast_only": "inappropriate",
+    "wrong_region": "inappropriate",
+    "ct_initial": "inappropriate",
+    "ct_myelography_initial": "inappropriate",
+    "cisternography_initial": "inappropriate",
+    "mr_myelography_initial": "inappropriate",
+    "noncontrast_only": "review",
+    "dsm_initial": "review",
+    "brain_only_initial": "review",
+    "mri_complete_spine_wwo": "appropriate",
+    "brain_mri_companion": "appropriate",
+    "subsequent_after_mri": "appropriate",
+}

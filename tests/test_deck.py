@@ -17,33 +17,13 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import DESIGN_REASONS
 
 ROOT = Path(__file__).resolve().parents[1]
 DECK_DIR = Path(__file__).resolve().parent / "deck"
 RULES_CSV = ROOT / "pipeline" / "reference" / "rules.csv"
 SITE_TIMEZONE = "America/New_York"
 
-# The reason registry as DESIGN.md lists it (registry order = order inside `reasons`).
-DESIGN_REASONS: dict[str, str] = {
-    "cancelled": "excluded",
-    "red_flag_indication": "excluded",
-    "outside_window": "excluded",
-    "unmapped_code": "not_evaluable",
-    "missing_time": "not_evaluable",
-    "premature": "inappropriate",
-    "contrast_only": "inappropriate",
-    "wrong_region": "inappropriate",
-    "ct_initial": "inappropriate",
-    "ct_myelography_initial": "inappropriate",
-    "cisternography_initial": "inappropriate",
-    "mr_myelography_initial": "inappropriate",
-    "noncontrast_only": "review",
-    "dsm_initial": "review",
-    "brain_only_initial": "review",
-    "mri_complete_spine_wwo": "appropriate",
-    "brain_mri_companion": "appropriate",
-    "subsequent_after_mri": "appropriate",
-}
 DESIGN_ORDER = list(DESIGN_REASONS)
 
 # canonical columns written first (DOMAIN.md section 5); other columns a deck uses follow

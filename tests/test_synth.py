@@ -7,32 +7,14 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import DESIGN_REASONS
 
 from pipeline.synth import LEAK_CODES_ALL, REGISTRY, SCENARIO_NAMES, generate
 
 N = 3000
 MONTHS = 36
 
-VERDICT_OF = {
-    "cancelled": "excluded",
-    "red_flag_indication": "excluded",
-    "outside_window": "excluded",
-    "unmapped_code": "not_evaluable",
-    "missing_time": "not_evaluable",
-    "premature": "inappropriate",
-    "contrast_only": "inappropriate",
-    "wrong_region": "inappropriate",
-    "ct_initial": "inappropriate",
-    "ct_myelography_initial": "inappropriate",
-    "cisternography_initial": "inappropriate",
-    "mr_myelography_initial": "inappropriate",
-    "noncontrast_only": "review",
-    "dsm_initial": "review",
-    "brain_only_initial": "review",
-    "mri_complete_spine_wwo": "appropriate",
-    "brain_mri_companion": "appropriate",
-    "subsequent_after_mri": "appropriate",
-}
+VERDICT_OF = DESIGN_REASONS
 FILES = (
     "procedures.csv",
     "imaging_orders.csv",
