@@ -37,6 +37,10 @@ def build_gate_db(prepared: dict, cfg: Config, scratch: Path, input_dir: Path | 
         for name, prep in prepared.items():
             con.execute(f"CREATE OR REPLACE VIEW src_{name} AS {prep.good_rows_sql()}")
         reference.load_reference(con, cfg, input_dir)
+        # what the loader already set aside (duplicate ids among it), for the checks that report it
+        parts = [f"SELECT '{name}' AS table_name, * FROM read_parquet('{prep.rejects_parquet.as_posix()}')"
+                 for name, prep in prepared.items()]
+        con.execute("CREATE OR REPLACE VIEW incoming_rejects AS " + " UNION ALL ".join(parts))
     finally:
         con.close()
     return path
@@ -63,6 +67,9 @@ def check_inputs(prepared: dict, cfg: Config, scratch: Path, now: dt.datetime, i
         con.execute("CREATE TABLE gate_rejects (table_name VARCHAR, source_line BIGINT, column_name VARCHAR, "
                     "value VARCHAR, reason VARCHAR)")
         for r in results:
+            if r.set_aside_by_loader and "incoming_rejects" in (r.violations_sql or ""):
+                r.rows_set_aside = r.violated_count or 0
+                continue
             # a failed blocking row-level check sets its rows aside; a warning only reports them
             if not (r.row_level and r.severity == "blocking" and r.status == "failed" and r.violations_sql):
                 continue
