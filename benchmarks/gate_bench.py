@@ -44,9 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     (a.scratch / "gate.duckdb").unlink(missing_ok=True)
     from pipeline import gate
 
-    t0 = time.perf_counter()
-    import great_expectations  # noqa: F401  (timed separately: the gate pays it once)
-
+    # the gate's own cost as a run pays it: importing Great Expectations included (it overlaps
+    # with the DuckDB-only checks on a thread)
     t1 = time.perf_counter()
     results, set_aside = gate.check_inputs(prepared, cfg, a.scratch, dt.datetime.fromisoformat(a.now),
                                            Path(input_dir))
@@ -54,8 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     for r in results:
         print(f"{r.status:7} {r.severity:8} {r.check_id:45} {r.violated_count}/{r.denominator} "
               f"{'' if r.seconds is None else f'{r.seconds:.2f}s'}")
-    print(f"import great_expectations: {t1 - t0:.2f} s; check_inputs: {t2 - t1:.2f} s; "
-          f"rows set aside: {sum(len(v) for v in set_aside.values())}", file=sys.stderr)
+    print(f"check_inputs, import of great_expectations included: {t2 - t1:.2f} s; "
+          f"rows set aside: {sum(getattr(r, 'rows_set_aside', 0) or 0 for r in results)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

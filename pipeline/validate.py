@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import importlib
 import io
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -123,6 +125,12 @@ def run_suites(
         raise FileNotFoundError(f"warehouse file not found: {path}")
     loaded = [load_suite(s) for s in suites]
 
+    # Importing Great Expectations takes seconds of pure Python; it runs on a thread while
+    # phase 1's DuckDB queries (which release the GIL) use the cores. Phase 2 waits for it.
+    importer = threading.Thread(target=importlib.import_module, args=("great_expectations",),
+                                name="import-gx", daemon=True)
+    importer.start()
+
     # Phase 1, plain DuckDB (read-only): which tables exist, row counts, the SQL checks.
     # Closed before GX opens the file: DuckDB refuses two in-process connections to one
     # file with different settings, and duckdb-engine adds its own (custom_user_agent).
@@ -148,6 +156,7 @@ def run_suites(
     finally:
         con.close()
 
+    importer.join()
     # Phase 2, GX: one batch validation per table.
     results: list[CheckResult] = []
     datasource = None
