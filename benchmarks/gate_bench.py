@@ -37,8 +37,7 @@ def main(argv: list[str] | None = None) -> None:
         t0 = time.perf_counter()
         prepared = load.prepare_inputs(inputs, cfg, a.scratch, {n: "bench" for n in inputs})
         (a.scratch / "prepared.pickle").write_bytes(pickle.dumps((prepared, str(a.input))))
-        print(f"prepared in {time.perf_counter() - t0:.1f} s: "
-              + ", ".join(f"{n} {p.rows_read}" for n, p in prepared.items()))
+        print(f"prepared in {time.perf_counter() - t0:.1f} s: " + ", ".join(f"{n} {p.rows_read}" for n, p in prepared.items()))
         return
     prepared, input_dir = pickle.loads((a.scratch / "prepared.pickle").read_bytes())
     (a.scratch / "gate.duckdb").unlink(missing_ok=True)
@@ -47,14 +46,18 @@ def main(argv: list[str] | None = None) -> None:
     # the gate's own cost as a run pays it: importing Great Expectations included (it overlaps
     # with the DuckDB-only checks on a thread)
     t1 = time.perf_counter()
-    results, set_aside = gate.check_inputs(prepared, cfg, a.scratch, dt.datetime.fromisoformat(a.now),
-                                           Path(input_dir))
+    results, set_aside = gate.check_inputs(prepared, cfg, a.scratch, dt.datetime.fromisoformat(a.now), Path(input_dir))
     t2 = time.perf_counter()
     for r in results:
-        print(f"{r.status:7} {r.severity:8} {r.check_id:45} {r.violated_count}/{r.denominator} "
-              f"{'' if r.seconds is None else f'{r.seconds:.2f}s'}")
-    print(f"check_inputs, import of great_expectations included: {t2 - t1:.2f} s; "
-          f"rows set aside: {sum(getattr(r, 'rows_set_aside', 0) or 0 for r in results)}", file=sys.stderr)
+        print(
+            f"{r.status:7} {r.severity:8} {r.check_id:45} {r.violated_count}/{r.denominator} "
+            f"{'' if r.seconds is None else f'{r.seconds:.2f}s'}"
+        )
+    print(
+        f"check_inputs, import of great_expectations included: {t2 - t1:.2f} s; "
+        f"rows set aside: {sum(getattr(r, 'rows_set_aside', 0) or 0 for r in results)}",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

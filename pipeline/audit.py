@@ -66,8 +66,7 @@ def execution_order(models: list[Model]) -> list[Model]:
     return [by_name[n] for n in TopologicalSorter(graph).static_order()]
 
 
-def run_models(con: duckdb.DuckDBPyConnection, models: list[Model] | None = None,
-               layers: tuple[str, ...] = LAYERS) -> list[str]:
+def run_models(con: duckdb.DuckDBPyConnection, models: list[Model] | None = None, layers: tuple[str, ...] = LAYERS) -> list[str]:
     """Build the models of the given layers as tables; returns the names in the order built."""
     ordered = [m for m in execution_order(models or discover_models()) if m.layer in layers]
     for m in ordered:
@@ -77,7 +76,9 @@ def run_models(con: duckdb.DuckDBPyConnection, models: list[Model] | None = None
         other = "TABLE" if kind == "VIEW" else "VIEW"
         exists_as_other = con.execute(
             "SELECT 1 FROM duckdb_tables() WHERE table_name = ? AND ? = 'TABLE' UNION ALL "
-            "SELECT 1 FROM duckdb_views() WHERE view_name = ? AND ? = 'VIEW'", [m.name, other, m.name, other]).fetchall()
+            "SELECT 1 FROM duckdb_views() WHERE view_name = ? AND ? = 'VIEW'",
+            [m.name, other, m.name, other],
+        ).fetchall()
         if exists_as_other:
             con.execute(f"DROP {other} {m.name}")
         con.execute(f"CREATE OR REPLACE {kind} {m.name} AS\n{m.sql}")

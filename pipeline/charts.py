@@ -96,9 +96,7 @@ def funnel_svg(points: pl.DataFrame, overall_rate: float | None, title: str, nam
         if (~small).any():
             ax.scatter(x[~small], y[~small], s=16, color="#1f4e79", zorder=3, label="provider")
         if small.any():
-            ax.scatter(
-                x[small], y[small], s=16, facecolors="none", edgecolors="#8c8c8c", zorder=3, label="too few to rate"
-            )
+            ax.scatter(x[small], y[small], s=16, facecolors="none", edgecolors="#8c8c8c", zorder=3, label="too few to rate")
         ax.set_xlabel("evaluated orders (denominator)")
         ax.set_ylabel("rate")
         ax.set_ylim(0, 1)

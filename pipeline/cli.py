@@ -25,8 +25,13 @@ def _month(ctx, param, value):
 
 
 def _logging_options(f):
-    f = click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
-                     help="Log lines on stderr as text or one JSON object per line (for schedulers).")(f)
+    f = click.option(
+        "--log-format",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="Log lines on stderr as text or one JSON object per line (for schedulers).",
+    )(f)
     f = click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr.")(f)
     f = click.option("--verbose", "-v", is_flag=True, help="Debug detail on stderr.")(f)
     return f
@@ -58,27 +63,60 @@ def _months(month, first, last) -> tuple[list, bool]:
 
 
 @cli.command()
-@click.option("--input", "input_dir", type=click.Path(path_type=Path), default=None,
-              help="Folder with procedures, imaging_orders and optionally diagnoses (.csv or .parquet), and "
-                   "optionally local_code_map.csv. Without it, the run re-audits what the warehouse holds.")
+@click.option(
+    "--input",
+    "input_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder with procedures, imaging_orders and optionally diagnoses (.csv or .parquet), and "
+    "optionally local_code_map.csv. Without it, the run re-audits what the warehouse holds.",
+)
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder.")
-@click.option("--warehouse", "warehouse_path", type=click.Path(path_type=Path), default=None,
-              help="DuckDB warehouse file kept across runs [config: warehouse; default: a throw-away file].")
+@click.option(
+    "--warehouse",
+    "warehouse_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="DuckDB warehouse file kept across runs [config: warehouse; default: a throw-away file].",
+)
 @click.option("--site-timezone", default=None, help="IANA zone for times without an offset [America/New_York].")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None, help="TOML settings file.")
-@click.option("--month", callback=_month, default=None,
-              help="Audit the cases whose index procedure is in this month (YYYY-MM).")
+@click.option("--month", callback=_month, default=None, help="Audit the cases whose index procedure is in this month (YYYY-MM).")
 @click.option("--from", "first", callback=_month, default=None, help="Backfill from this month (YYYY-MM), one folder per month.")
 @click.option("--to", "last", callback=_month, default=None, help="Backfill up to this month (YYYY-MM), inclusive.")
 @click.option("--no-validate", is_flag=True, help="Skip the Great Expectations data-quality gate.")
-@click.option("--data-docs", "data_docs", type=click.Path(path_type=Path), default=None,
-              help="Also write Great Expectations Data Docs (HTML) of the checks here.")
+@click.option(
+    "--data-docs",
+    "data_docs",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write Great Expectations Data Docs (HTML) of the checks here.",
+)
 @click.option("--pdf", is_flag=True, help="Also write report.pdf.")
-@click.option("--reid-file", type=click.Path(path_type=Path), default=None,
-              help="Write the pseudonym -> patient id crosswalk here (restricted: mode 0600).")
+@click.option(
+    "--reid-file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the pseudonym -> patient id crosswalk here (restricted: mode 0600).",
+)
 @_logging_options
-def run(input_dir, out_dir, warehouse_path, site_timezone, config_path, month, first, last, no_validate, data_docs,
-        pdf, reid_file, log_format, quiet, verbose):
+def run(
+    input_dir,
+    out_dir,
+    warehouse_path,
+    site_timezone,
+    config_path,
+    month,
+    first,
+    last,
+    no_validate,
+    data_docs,
+    pdf,
+    reid_file,
+    log_format,
+    quiet,
+    verbose,
+):
     """Load the extracts, check them, audit every order, and write the report and data outputs."""
     from pipeline.config import load_config
     from pipeline.run import RunOptions, execute
@@ -89,11 +127,20 @@ def run(input_dir, out_dir, warehouse_path, site_timezone, config_path, month, f
     warehouse_path = warehouse_path or (Path(cfg.warehouse) if cfg.warehouse else None)
     if input_dir is None and warehouse_path is None:
         raise click.UsageError("give --input, or --warehouse to re-audit what a warehouse holds")
-    opts = RunOptions(input_dir=input_dir, out_dir=out_dir, warehouse_path=warehouse_path, months=months,
-                      validate=not no_validate, pdf=pdf, reid_file=reid_file, data_docs_dir=data_docs,
-                      per_month_folders=per_month, progress=per_month and not quiet,
-                      progress_bar=per_month and not quiet and log_format == "text" and sys.stderr.isatty(),
-                      command=" ".join(sys.argv[1:]) or "run")
+    opts = RunOptions(
+        input_dir=input_dir,
+        out_dir=out_dir,
+        warehouse_path=warehouse_path,
+        months=months,
+        validate=not no_validate,
+        pdf=pdf,
+        reid_file=reid_file,
+        data_docs_dir=data_docs,
+        per_month_folders=per_month,
+        progress=per_month and not quiet,
+        progress_bar=per_month and not quiet and log_format == "text" and sys.stderr.isatty(),
+        command=" ".join(sys.argv[1:]) or "run",
+    )
     execute(opts, cfg)
 
 
@@ -101,8 +148,13 @@ def run(input_dir, out_dir, warehouse_path, site_timezone, config_path, month, f
 @click.option("--input", "input_dir", required=True, type=click.Path(path_type=Path), help="Folder with the extracts.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None, help="TOML settings file.")
 @click.option("--site-timezone", default=None, help="IANA zone for times without an offset [America/New_York].")
-@click.option("--data-docs", "data_docs", type=click.Path(path_type=Path), default=None,
-              help="Also write Great Expectations Data Docs (HTML) here.")
+@click.option(
+    "--data-docs",
+    "data_docs",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write Great Expectations Data Docs (HTML) here.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of a table.")
 @_logging_options
 def validate(input_dir, config_path, site_timezone, data_docs, as_json, log_format, quiet, verbose):
@@ -167,8 +219,10 @@ def runs(warehouse_path, limit, as_json):
         counts = json.loads(r["counts"]) if r["counts"] else {}
         summary = ", ".join(f"{p}: {c.get('cases', 0)} cases/{c.get('audited_orders', 0)} orders" for p, c in counts.items())
         periods = r["periods"] if len(r["periods"]) <= 16 else r["periods"][:7] + ".." + r["periods"][-7:]
-        click.echo(f"{r['run_id']:28} {r['status']:11} {periods:16} {r['started_at']:20} "
-                   f"{r['duration_seconds'] if r['duration_seconds'] is not None else '':>8}  {summary or r['error'] or ''}")
+        click.echo(
+            f"{r['run_id']:28} {r['status']:11} {periods:16} {r['started_at']:20} "
+            f"{r['duration_seconds'] if r['duration_seconds'] is not None else '':>8}  {summary or r['error'] or ''}"
+        )
 
 
 def _has_table(con, name: str) -> bool:
@@ -196,15 +250,23 @@ def diff(run_a, run_b, warehouse_path):
         return
     click.echo(f"{len(rows)} order(s) differ between {run_a} (A) and {run_b} (B):")
     for period, order_id, case_id, va, ra, vb, rb, kind in rows:
-        click.echo(f"{period}  order {order_id} (case {case_id}) {kind}: A {va or '-'} [{ra or ''}] -> B {vb or '-'} [{rb or ''}]")
+        click.echo(
+            f"{period}  order {order_id} (case {case_id}) {kind}: A {va or '-'} [{ra or ''}] -> B {vb or '-'} [{rb or ''}]"
+        )
 
 
 @cli.command()
 @click.option("--patients", type=click.IntRange(min=1), default=20000, show_default=True)
 @click.option("--months", type=click.IntRange(min=1), default=24, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
-@click.option("--start", "start_month", callback=_month, default="2024-01", show_default=True,
-              help="First month of the generated data (YYYY-MM).")
+@click.option(
+    "--start",
+    "start_month",
+    callback=_month,
+    default="2024-01",
+    show_default=True,
+    help="First month of the generated data (YYYY-MM).",
+)
 @click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True)
 @click.option("--site-timezone", default="America/New_York", show_default=True)
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path))
@@ -214,8 +276,9 @@ def synth(patients, months, seed, start_month, fmt, site_timezone, out_dir, log_
     from pipeline.synth import generate
 
     setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
-    summary = generate(out_dir, patients=patients, months=months, seed=seed, start_month=start_month,
-                       fmt=fmt, site_timezone=site_timezone)
+    summary = generate(
+        out_dir, patients=patients, months=months, seed=seed, start_month=start_month, fmt=fmt, site_timezone=site_timezone
+    )
     if not quiet:
         counts = ", ".join(f"{k} {v}" for k, v in summary["counts"].items())
         click.echo(f"order-audit: wrote synthetic extracts to {out_dir} ({counts})", err=True)

@@ -67,8 +67,7 @@ def _section(cls, values: dict, where: str):
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(values) - set(known)
     if unknown:
-        raise ConfigError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}; "
-                          f"known: {', '.join(sorted(known))}")
+        raise ConfigError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
     out = {}
     for name, value in values.items():
         default = getattr(cls(), name)
@@ -112,8 +111,9 @@ def load_config(path: str | Path | None = None, **overrides) -> Config:
     try:
         ZoneInfo(cfg.site_timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"site time zone '{cfg.site_timezone}' is not an IANA zone name "
-                          "(for example America/New_York)") from None
+        raise ConfigError(
+            f"site time zone '{cfg.site_timezone}' is not an IANA zone name (for example America/New_York)"
+        ) from None
     for name in ("local_code_map", "warehouse"):
         value = getattr(cfg, name)
         if value and path is not None and name in data and not Path(value).is_absolute():

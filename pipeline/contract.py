@@ -28,8 +28,17 @@ class TableContract:
 PROCEDURES = TableContract(
     name="procedures",
     required_columns=("procedure_id", "patient_id", "performed_at", "procedure_code", "department"),
-    optional_columns=("procedure_name", "site", "provider_id", "patient_birth_date", "patient_age",
-                      "needle_gauge", "needle_type", "attempts", "patient_position"),
+    optional_columns=(
+        "procedure_name",
+        "site",
+        "provider_id",
+        "patient_birth_date",
+        "patient_age",
+        "needle_gauge",
+        "needle_type",
+        "attempts",
+        "patient_position",
+    ),
     not_null=("procedure_id", "patient_id", "performed_at", "procedure_code"),
     id_column="procedure_id",
     instants=("performed_at",),
@@ -43,8 +52,7 @@ PROCEDURES = TableContract(
 IMAGING_ORDERS = TableContract(
     name="imaging_orders",
     required_columns=("order_id", "patient_id", "ordered_at", "order_code", "ordering_department"),
-    optional_columns=("order_name", "ordering_provider_id", "indication_codes", "indication_text",
-                      "status", "priority", "site"),
+    optional_columns=("order_name", "ordering_provider_id", "indication_codes", "indication_text", "status", "priority", "site"),
     # ordered_at may be empty: such an order is audited as not_evaluable / missing_time
     not_null=("order_id", "patient_id", "order_code"),
     id_column="order_id",

@@ -38,8 +38,10 @@ def build_gate_db(prepared: dict, cfg: Config, scratch: Path, input_dir: Path | 
             con.execute(f"CREATE OR REPLACE VIEW src_{name} AS {prep.good_rows_sql()}")
         reference.load_reference(con, cfg, input_dir)
         # what the loader already set aside (duplicate ids among it), for the checks that report it
-        parts = [f"SELECT '{name}' AS table_name, * FROM read_parquet('{prep.rejects_parquet.as_posix()}')"
-                 for name, prep in prepared.items()]
+        parts = [
+            f"SELECT '{name}' AS table_name, * FROM read_parquet('{prep.rejects_parquet.as_posix()}')"
+            for name, prep in prepared.items()
+        ]
         con.execute("CREATE OR REPLACE VIEW incoming_rejects AS " + " UNION ALL ".join(parts))
     finally:
         con.close()
@@ -64,8 +66,10 @@ def check_inputs(prepared: dict, cfg: Config, scratch: Path, now: dt.datetime, i
     set_aside: dict[str, Path] = {}
     con = duckdb.connect(str(db))  # GX has closed it; the scratch file collects the rows to set aside
     try:
-        con.execute("CREATE TABLE gate_rejects (table_name VARCHAR, source_line BIGINT, column_name VARCHAR, "
-                    "value VARCHAR, reason VARCHAR)")
+        con.execute(
+            "CREATE TABLE gate_rejects (table_name VARCHAR, source_line BIGINT, column_name VARCHAR, "
+            "value VARCHAR, reason VARCHAR)"
+        )
         for r in results:
             if r.set_aside_by_loader and "incoming_rejects" in (r.violations_sql or ""):
                 r.rows_set_aside = r.violated_count or 0
@@ -80,14 +84,20 @@ def check_inputs(prepared: dict, cfg: Config, scratch: Path, now: dt.datetime, i
             cols = {row[0] for row in con.execute(f"DESCRIBE {r.table}").fetchall()}
             value = f'CAST("{column}" AS VARCHAR)' if column in cols else "NULL"
             reason = f"data-quality check {r.check_id}: {r.description}"
-            con.execute(f"INSERT INTO gate_rejects SELECT ?, source_line, ?, {value}, ? FROM {r.table} "
-                        f"WHERE source_line IN ({lines})", [table, column, reason])
-            r.rows_set_aside = con.execute("SELECT count(*) FROM gate_rejects WHERE table_name = ? AND reason = ?",
-                                           [table, reason]).fetchall()[0][0]
+            con.execute(
+                f"INSERT INTO gate_rejects SELECT ?, source_line, ?, {value}, ? FROM {r.table} WHERE source_line IN ({lines})",
+                [table, column, reason],
+            )
+            r.rows_set_aside = con.execute(
+                "SELECT count(*) FROM gate_rejects WHERE table_name = ? AND reason = ?", [table, reason]
+            ).fetchall()[0][0]
         for (table,) in con.execute("SELECT DISTINCT table_name FROM gate_rejects").fetchall():
             path = scratch / f"{table}.gate_rejects.parquet"
-            con.execute(f"COPY (SELECT source_line, column_name, value, reason FROM gate_rejects WHERE table_name = ? "
-                        f"ORDER BY source_line) TO '{path.as_posix()}' (FORMAT parquet)", [table])
+            con.execute(
+                f"COPY (SELECT source_line, column_name, value, reason FROM gate_rejects WHERE table_name = ? "
+                f"ORDER BY source_line) TO '{path.as_posix()}' (FORMAT parquet)",
+                [table],
+            )
             set_aside[table] = path
     finally:
         con.close()
@@ -95,9 +105,12 @@ def check_inputs(prepared: dict, cfg: Config, scratch: Path, now: dt.datetime, i
     for r in results:
         # too many broken rows is a broken extract, not a few bad rows
         # a blocking check that could not run (status error) blocks: nothing was set aside for it
-        r.blocks = r.blocking_failure and (not r.row_level or r.status == "error"
-                                           or not getattr(r, "rows_set_aside", 0)
-                                           or (r.percent or 0) > 100 * MAX_REJECTED_SHARE)
+        r.blocks = r.blocking_failure and (
+            not r.row_level
+            or r.status == "error"
+            or not getattr(r, "rows_set_aside", 0)
+            or (r.percent or 0) > 100 * MAX_REJECTED_SHARE
+        )
     return results, set_aside
 
 
@@ -124,8 +137,10 @@ def blocking(results: list) -> list:
 
 
 def failure_message(failed: list) -> str:
-    lines = [f"data-quality gate failed ({len(failed)} blocking check{'s' if len(failed) != 1 else ''}); "
-             "fix the extract and run again:"]
+    lines = [
+        f"data-quality gate failed ({len(failed)} blocking check{'s' if len(failed) != 1 else ''}); "
+        "fix the extract and run again:"
+    ]
     for r in failed:
         counts = "" if r.violated_count is None else f" {r.violated_count} of {r.denominator} ({r.percent}%)"
         lines.append(f"  {r.check_id} [{r.table}]{counts}: {r.error or r.description}")
@@ -134,11 +149,20 @@ def failure_message(failed: list) -> str:
 
 def as_dict(r) -> dict:
     return {
-        "check_id": r.check_id, "table": r.table, "severity": r.severity, "status": r.status,
-        "violated_count": r.violated_count, "denominator": r.denominator, "percent": r.percent,
-        "description": r.description, "sample_keys": list(r.sample_keys), "row_level": r.row_level,
-        "rows_set_aside": getattr(r, "rows_set_aside", 0), "error": r.error,
-        "sample_key": getattr(r, "sample_key", None), "blocks": bool(getattr(r, "blocks", False)),
+        "check_id": r.check_id,
+        "table": r.table,
+        "severity": r.severity,
+        "status": r.status,
+        "violated_count": r.violated_count,
+        "denominator": r.denominator,
+        "percent": r.percent,
+        "description": r.description,
+        "sample_keys": list(r.sample_keys),
+        "row_level": r.row_level,
+        "rows_set_aside": getattr(r, "rows_set_aside", 0),
+        "error": r.error,
+        "sample_key": getattr(r, "sample_key", None),
+        "blocks": bool(getattr(r, "blocks", False)),
     }
 
 
@@ -146,10 +170,23 @@ def record_results(con: duckdb.DuckDBPyConnection, run_id: str, results: list) -
     con.execute(DQ_DDL)
     for r in results:
         d = as_dict(r)
-        con.execute("INSERT INTO dq_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [run_id, d["check_id"], d["table"], d["severity"], d["status"], d["violated_count"],
-                     d["denominator"], d["percent"], d["description"], json.dumps(d["sample_keys"]),
-                     d["row_level"], d["rows_set_aside"]])
+        con.execute(
+            "INSERT INTO dq_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                run_id,
+                d["check_id"],
+                d["table"],
+                d["severity"],
+                d["status"],
+                d["violated_count"],
+                d["denominator"],
+                d["percent"],
+                d["description"],
+                json.dumps(d["sample_keys"]),
+                d["row_level"],
+                d["rows_set_aside"],
+            ],
+        )
 
 
 def write_data_docs(results: list, out_dir: Path) -> Path:

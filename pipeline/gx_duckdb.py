@@ -67,9 +67,7 @@ def disable_duckdb_persisted_connections() -> None:
     from great_expectations.execution_engine import sqlalchemy_execution_engine as engine_mod
 
     current = getattr(engine_mod, "_PERSISTED_CONNECTION_DIALECTS", ())
-    engine_mod._PERSISTED_CONNECTION_DIALECTS = tuple(
-        d for d in current if getattr(d, "value", d) != _DUCKDB_DIALECT
-    )
+    engine_mod._PERSISTED_CONNECTION_DIALECTS = tuple(d for d in current if getattr(d, "value", d) != _DUCKDB_DIALECT)
 
 
 def make_context(warehouse_path: str | os.PathLike, *, shim: bool = True):

@@ -21,8 +21,10 @@ DDL = (
 
 
 KILLED_BEFORE_COMMIT = "stopped before its warehouse commit: nothing of it was kept"
-KILLED_AFTER_COMMIT = ("stopped after its warehouse commit: its loads and results are in the warehouse, "
-                       "its outputs were not (all) published; run again to publish them")
+KILLED_AFTER_COMMIT = (
+    "stopped after its warehouse commit: its loads and results are in the warehouse, "
+    "its outputs were not (all) published; run again to publish them"
+)
 
 
 def ensure(con: duckdb.DuckDBPyConnection) -> None:
@@ -38,9 +40,11 @@ def start(con: duckdb.DuckDBPyConnection, run_id: str, opts, started: dt.datetim
                        WHEN 'running' THEN '{KILLED_BEFORE_COMMIT}' ELSE '{KILLED_AFTER_COMMIT}' END
                    WHERE status IN ('running', 'publishing')""")
     periods = ",".join(m or "all" for m in opts.months)
-    con.execute("INSERT INTO audit_runs (run_id, command, status, periods, input_dir, started_at, pid) "
-                "VALUES (?, ?, 'running', ?, ?, ?, ?)",
-                [run_id, opts.command, periods, str(opts.input_dir) if opts.input_dir else None, started, os.getpid()])
+    con.execute(
+        "INSERT INTO audit_runs (run_id, command, status, periods, input_dir, started_at, pid) "
+        "VALUES (?, ?, 'running', ?, ?, ?, ?)",
+        [run_id, opts.command, periods, str(opts.input_dir) if opts.input_dir else None, started, os.getpid()],
+    )
 
 
 def committing(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
@@ -52,19 +56,25 @@ def committing(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
 def record_period(con: duckdb.DuckDBPyConnection, run_id: str, period: str) -> None:
     """Replace the period's results with this run's (inside the caller's transaction)."""
     con.execute("DELETE FROM audit_results WHERE period = ?", [period])
-    con.execute("""INSERT INTO audit_results SELECT ?, ?, order_id, case_id, verdict, reasons, secondary_reasons
-                   FROM mart_audited_orders""", [period, run_id])
-    con.execute("INSERT INTO run_verdicts SELECT ?, ?, order_id, case_id, verdict, reasons FROM mart_audited_orders",
-                [run_id, period])
+    con.execute(
+        """INSERT INTO audit_results SELECT ?, ?, order_id, case_id, verdict, reasons, secondary_reasons
+                   FROM mart_audited_orders""",
+        [period, run_id],
+    )
+    con.execute(
+        "INSERT INTO run_verdicts SELECT ?, ?, order_id, case_id, verdict, reasons FROM mart_audited_orders", [run_id, period]
+    )
 
 
-def finish(con: duckdb.DuckDBPyConnection, run_id: str, status: str, counts: dict, timings: dict,
-           error: str | None = None) -> None:
-    con.execute("""UPDATE audit_runs SET status = ?, finished_at = now(),
+def finish(
+    con: duckdb.DuckDBPyConnection, run_id: str, status: str, counts: dict, timings: dict, error: str | None = None
+) -> None:
+    con.execute(
+        """UPDATE audit_runs SET status = ?, finished_at = now(),
                    duration_seconds = epoch(now()) - epoch(started_at), counts = ?, timings = ?, error = ?
                    WHERE run_id = ?""",
-                [status, json.dumps(counts, sort_keys=True), json.dumps({k: round(v, 3) for k, v in timings.items()}),
-                 error, run_id])
+        [status, json.dumps(counts, sort_keys=True), json.dumps({k: round(v, 3) for k, v in timings.items()}), error, run_id],
+    )
 
 
 def active_loads(con: duckdb.DuckDBPyConnection) -> list[dict]:
@@ -77,21 +87,26 @@ def active_loads(con: duckdb.DuckDBPyConnection) -> list[dict]:
 
 
 def list_runs(con: duckdb.DuckDBPyConnection, limit: int = 50) -> list[dict]:
-    rows = con.execute("""SELECT run_id, command, status, periods, strftime(started_at, '%Y-%m-%d %H:%M:%S'),
+    rows = con.execute(
+        """SELECT run_id, command, status, periods, strftime(started_at, '%Y-%m-%d %H:%M:%S'),
                                  round(duration_seconds, 1), counts, error
-                          FROM audit_runs ORDER BY started_at DESC, run_id DESC LIMIT ?""", [limit]).fetchall()
+                          FROM audit_runs ORDER BY started_at DESC, run_id DESC LIMIT ?""",
+        [limit],
+    ).fetchall()
     keys = ("run_id", "command", "status", "periods", "started_at", "duration_seconds", "counts", "error")
     return [dict(zip(keys, r, strict=True)) for r in rows]
 
 
 def diff_runs(con: duckdb.DuckDBPyConnection, run_a: str, run_b: str) -> tuple[list[str], list[tuple]]:
     """Orders whose verdict or reasons differ between two runs, over the periods both audited."""
-    known = {r[0] for r in con.execute("SELECT DISTINCT run_id FROM run_verdicts WHERE run_id IN (?, ?)",
-                                       [run_a, run_b]).fetchall()}
+    known = {
+        r[0] for r in con.execute("SELECT DISTINCT run_id FROM run_verdicts WHERE run_id IN (?, ?)", [run_a, run_b]).fetchall()
+    }
     missing = [r for r in (run_a, run_b) if r not in known]
     if missing:
         return missing, []
-    rows = con.execute("""
+    rows = con.execute(
+        """
         WITH a AS (SELECT * FROM run_verdicts WHERE run_id = ?), b AS (SELECT * FROM run_verdicts WHERE run_id = ?),
         shared AS (SELECT period FROM a INTERSECT SELECT period FROM b)
         SELECT coalesce(a.period, b.period) AS period, coalesce(a.order_id, b.order_id) AS order_id,
@@ -101,5 +116,7 @@ def diff_runs(con: duckdb.DuckDBPyConnection, run_a: str, run_b: str) -> tuple[l
         FROM a FULL JOIN b ON a.period = b.period AND a.order_id = b.order_id AND a.case_id = b.case_id
         WHERE coalesce(a.period, b.period) IN (SELECT period FROM shared)
           AND (a.order_id IS NULL OR b.order_id IS NULL OR a.verdict <> b.verdict OR a.reasons <> b.reasons)
-        ORDER BY 1, 2""", [run_a, run_b]).fetchall()
+        ORDER BY 1, 2""",
+        [run_a, run_b],
+    ).fetchall()
     return [], rows

@@ -33,6 +33,7 @@ LINE = "source_line"
 FILE = "source_file"
 ERR = "_err_"  # prefix of the per-check problem columns carried to DuckDB
 
+
 @dataclass(frozen=True)
 class InputFile:
     table: str
@@ -57,20 +58,25 @@ class TableLoad:
 def find_inputs(input_dir: Path) -> dict[str, InputFile]:
     """Locate each contract table's file in the input folder; file-level errors raise."""
     if not input_dir.is_dir():
-        raise InputFileError(input_dir, "input folder not found", "Pass --input a folder holding procedures "
-                             "and imaging_orders as .csv or .parquet")
+        raise InputFileError(
+            input_dir, "input folder not found", "Pass --input a folder holding procedures and imaging_orders as .csv or .parquet"
+        )
     found: dict[str, InputFile] = {}
     for contract in CONTRACTS:
         candidates = [input_dir / f"{contract.name}{s}" for s in SUFFIXES if (input_dir / f"{contract.name}{s}").exists()]
         if len(candidates) > 1:
-            raise InputFileError(input_dir, f"both {candidates[0].name} and {candidates[1].name} exist",
-                                 "Keep one file per table")
+            raise InputFileError(
+                input_dir, f"both {candidates[0].name} and {candidates[1].name} exist", "Keep one file per table"
+            )
         if not candidates:
             if contract.required_file:
                 others = sorted(p.name for p in input_dir.iterdir() if p.name.startswith(contract.name))
                 hint = f" (found {', '.join(others)}: only .csv and .parquet are read)" if others else ""
-                raise InputFileError(input_dir / f"{contract.name}.csv", f"required file missing{hint}",
-                                     f"Put {contract.name}.csv or {contract.name}.parquet in the input folder")
+                raise InputFileError(
+                    input_dir / f"{contract.name}.csv",
+                    f"required file missing{hint}",
+                    f"Put {contract.name}.csv or {contract.name}.parquet in the input folder",
+                )
             continue
         path = candidates[0]
         found[contract.name] = InputFile(contract.name, path, path.suffix.lstrip("."))
@@ -88,8 +94,7 @@ def _header(f: InputFile) -> list[str]:
         try:
             return list(pl.read_parquet_schema(f.path).keys())
         except Exception:
-            raise InputFileError(f.path, "not a readable Parquet file",
-                                 "Re-export it as Parquet, or as CSV named .csv") from None
+            raise InputFileError(f.path, "not a readable Parquet file", "Re-export it as Parquet, or as CSV named .csv") from None
     with f.path.open("rb") as fh:
         head = fh.read(65536)
     if head.startswith(b"PAR1"):
@@ -114,16 +119,23 @@ def _column_map(f: InputFile, contract: TableContract, cfg: Config) -> dict[str,
         source = configured.get(canonical)
         if source is not None:
             if source not in header:
-                raise InputFileError(f.path, f"column '{source}' (mapped to {canonical} in the config) not in the header",
-                                     "Fix [columns." + contract.name + "] in the config or the extract", line=1)
+                raise InputFileError(
+                    f.path,
+                    f"column '{source}' (mapped to {canonical} in the config) not in the header",
+                    "Fix [columns." + contract.name + "] in the config or the extract",
+                    line=1,
+                )
             rename[source] = canonical
         elif canonical.lower() in by_lower:
             rename[by_lower[canonical.lower()]] = canonical
     missing = [c for c in contract.required_columns if c not in rename.values()]
     if missing:
-        raise MissingColumnError(f.path, f"required column(s) missing: {', '.join(missing)}",
-                             f"Add them, or map the extract's names under [columns.{contract.name}] in --config",
-                             line=1 if f.fmt == "csv" else None)
+        raise MissingColumnError(
+            f.path,
+            f"required column(s) missing: {', '.join(missing)}",
+            f"Add them, or map the extract's names under [columns.{contract.name}] in --config",
+            line=1 if f.fmt == "csv" else None,
+        )
     return rename
 
 
@@ -154,49 +166,97 @@ def _with_instant(lf: pl.LazyFrame, col: str, dtype: pl.DataType, tz: str) -> pl
     c = pl.col(col)
     t = f"_t_{col}_"  # prefix of the working columns, dropped at the end
     if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
-        return lf.with_columns(c.dt.convert_time_zone("UTC"), pl.lit(False).alias(f"{col}_is_date"),
-                               pl.lit(False).alias(f"_ambiguous_{col}"), pl.lit(None, pl.String).alias(ERR + col))
+        return lf.with_columns(
+            c.dt.convert_time_zone("UTC"),
+            pl.lit(False).alias(f"{col}_is_date"),
+            pl.lit(False).alias(f"_ambiguous_{col}"),
+            pl.lit(None, pl.String).alias(ERR + col),
+        )
     if isinstance(dtype, (pl.Date, pl.Datetime)):
-        steps = [[c.cast(pl.Datetime("us")).alias(t + "wall"), pl.lit(None, pl.Int64).alias(t + "offset"),
-                  pl.lit(isinstance(dtype, pl.Date)).alias(t + "date"), pl.lit(False).alias(t + "bad")]]
+        steps = [
+            [
+                c.cast(pl.Datetime("us")).alias(t + "wall"),
+                pl.lit(None, pl.Int64).alias(t + "offset"),
+                pl.lit(isinstance(dtype, pl.Date)).alias(t + "date"),
+                pl.lit(False).alias(t + "bad"),
+            ]
+        ]
     else:
         raw = c.cast(pl.String).str.strip_chars()
         steps = [
             [raw.str.replace("T", " ", literal=True, n=1).alias(t + "norm")],
-            [pl.when(pl.col(t + "norm").str.len_bytes() == 10).then(pl.col(t + "norm") + " 00:00:00")
-             .when(pl.col(t + "norm").str.len_bytes() == 16).then(pl.col(t + "norm") + ":00")
-             .otherwise(pl.col(t + "norm")).alias(t + "padded"),
-             (pl.col(t + "norm").str.len_bytes() == 10).alias(t + "date")],
-            [pl.col(t + "padded").str.slice(19).alias(t + "suffix"),
-             pl.col(t + "padded").str.slice(0, 19).str.to_datetime("%Y-%m-%d %H:%M:%S", strict=False,
-                                                                  time_unit="us").alias(t + "wall0")],
-            [pl.col(t + "suffix").str.extract(r"([Zz]|[+-]\d{2}:?\d{2})$", 1).alias(t + "off"),
-             pl.col(t + "suffix").str.extract(r"^\.(\d{1,9})", 1).str.slice(0, 6).str.pad_end(6, "0")
-             .cast(pl.Int64, strict=False).fill_null(0).alias(t + "micros"),
-             (pl.col(t + "norm").is_not_null() & (pl.col(t + "norm") != "")).alias(t + "present")],
-            [(pl.col(t + "wall0") + pl.duration(microseconds=pl.col(t + "micros"))).alias(t + "wall"),
-             pl.when(pl.col(t + "off").str.to_uppercase() == "Z").then(0).otherwise(
-                 pl.when(pl.col(t + "off").str.starts_with("-")).then(-1).otherwise(1)
-                 * (pl.col(t + "off").str.slice(1, 2).cast(pl.Int64, strict=False) * 60
-                    + pl.col(t + "off").str.slice(-2, 2).cast(pl.Int64, strict=False))).alias(t + "offset"),
-             (pl.col(t + "present") & (pl.col(t + "wall0").is_null()
-                                      | ~pl.col(t + "suffix").str.contains(SUFFIX))).alias(t + "bad")],
+            [
+                pl.when(pl.col(t + "norm").str.len_bytes() == 10)
+                .then(pl.col(t + "norm") + " 00:00:00")
+                .when(pl.col(t + "norm").str.len_bytes() == 16)
+                .then(pl.col(t + "norm") + ":00")
+                .otherwise(pl.col(t + "norm"))
+                .alias(t + "padded"),
+                (pl.col(t + "norm").str.len_bytes() == 10).alias(t + "date"),
+            ],
+            [
+                pl.col(t + "padded").str.slice(19).alias(t + "suffix"),
+                pl.col(t + "padded")
+                .str.slice(0, 19)
+                .str.to_datetime("%Y-%m-%d %H:%M:%S", strict=False, time_unit="us")
+                .alias(t + "wall0"),
+            ],
+            [
+                pl.col(t + "suffix").str.extract(r"([Zz]|[+-]\d{2}:?\d{2})$", 1).alias(t + "off"),
+                pl.col(t + "suffix")
+                .str.extract(r"^\.(\d{1,9})", 1)
+                .str.slice(0, 6)
+                .str.pad_end(6, "0")
+                .cast(pl.Int64, strict=False)
+                .fill_null(0)
+                .alias(t + "micros"),
+                (pl.col(t + "norm").is_not_null() & (pl.col(t + "norm") != "")).alias(t + "present"),
+            ],
+            [
+                (pl.col(t + "wall0") + pl.duration(microseconds=pl.col(t + "micros"))).alias(t + "wall"),
+                pl.when(pl.col(t + "off").str.to_uppercase() == "Z")
+                .then(0)
+                .otherwise(
+                    pl.when(pl.col(t + "off").str.starts_with("-")).then(-1).otherwise(1)
+                    * (
+                        pl.col(t + "off").str.slice(1, 2).cast(pl.Int64, strict=False) * 60
+                        + pl.col(t + "off").str.slice(-2, 2).cast(pl.Int64, strict=False)
+                    )
+                )
+                .alias(t + "offset"),
+                (pl.col(t + "present") & (pl.col(t + "wall0").is_null() | ~pl.col(t + "suffix").str.contains(SUFFIX))).alias(
+                    t + "bad"
+                ),
+            ],
         ]
     wall, offset, bad = pl.col(t + "wall"), pl.col(t + "offset"), pl.col(t + "bad")
     steps += [
-        [wall.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
-         .alias(t + "local"),
-         (wall - pl.duration(minutes=offset)).dt.replace_time_zone("UTC").alias(t + "from_offset")],
-        [pl.when(bad).then(None).when(offset.is_not_null()).then(pl.col(t + "from_offset"))
-         .otherwise(pl.col(t + "local")).alias(col),
-         pl.col(t + "date").alias(f"{col}_is_date"),
-         pl.when(bad).then(pl.lit(UNPARSEABLE))
-         .when(offset.is_null() & wall.is_not_null() & pl.col(t + "local").is_null()).then(pl.lit(DST_GAP))
-         .alias(ERR + col),
-         # the same wall-clock time one hour later: the autumn hour that happens twice
-         (offset.is_null() & pl.col(t + "local").is_not_null()
-          & ((pl.col(t + "local") + pl.duration(hours=1)).dt.convert_time_zone(tz).dt.replace_time_zone(None) == wall))
-         .alias(f"_ambiguous_{col}")],
+        [
+            wall.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
+            .dt.convert_time_zone("UTC")
+            .alias(t + "local"),
+            (wall - pl.duration(minutes=offset)).dt.replace_time_zone("UTC").alias(t + "from_offset"),
+        ],
+        [
+            pl.when(bad)
+            .then(None)
+            .when(offset.is_not_null())
+            .then(pl.col(t + "from_offset"))
+            .otherwise(pl.col(t + "local"))
+            .alias(col),
+            pl.col(t + "date").alias(f"{col}_is_date"),
+            pl.when(bad)
+            .then(pl.lit(UNPARSEABLE))
+            .when(offset.is_null() & wall.is_not_null() & pl.col(t + "local").is_null())
+            .then(pl.lit(DST_GAP))
+            .alias(ERR + col),
+            # the same wall-clock time one hour later: the autumn hour that happens twice
+            (
+                offset.is_null()
+                & pl.col(t + "local").is_not_null()
+                & ((pl.col(t + "local") + pl.duration(hours=1)).dt.convert_time_zone(tz).dt.replace_time_zone(None) == wall)
+            ).alias(f"_ambiguous_{col}"),
+        ],
     ]
     for step in steps:
         lf = lf.with_columns(step)
@@ -220,17 +280,24 @@ def _typed_frame(lf: pl.LazyFrame, schema: dict, contract: TableContract, tz: st
             exprs += [pl.col(col), pl.col(f"{col}_is_date"), pl.col(f"_ambiguous_{col}")]
             errs.append(pl.col(ERR + col))
         elif col in contract.dates:
-            parsed = (pl.col(col) if isinstance(dtype, pl.Date)
-                      else _text(col).str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False))
+            parsed = (
+                pl.col(col) if isinstance(dtype, pl.Date) else _text(col).str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
+            )
             exprs.append(parsed.alias(col))
-            errs.append(pl.when(_text(col).is_not_null() & parsed.is_null())
-                        .then(pl.lit("unparseable date: expected YYYY-MM-DD")).alias(ERR + col))
+            errs.append(
+                pl.when(_text(col).is_not_null() & parsed.is_null())
+                .then(pl.lit("unparseable date: expected YYYY-MM-DD"))
+                .alias(ERR + col)
+            )
         elif col in contract.integers or col in contract.numbers:
             target = pl.Int64 if col in contract.integers else pl.Float64
             parsed = _text(col).cast(target, strict=False)
             exprs.append(parsed.alias(col))
-            errs.append(pl.when(_text(col).is_not_null() & parsed.is_null())
-                        .then(pl.lit(f"not a {'whole ' if target == pl.Int64 else ''}number")).alias(ERR + col))
+            errs.append(
+                pl.when(_text(col).is_not_null() & parsed.is_null())
+                .then(pl.lit(f"not a {'whole ' if target == pl.Int64 else ''}number"))
+                .alias(ERR + col)
+            )
         elif col in contract.codes or col in contract.not_null or col in contract.lowercase:
             text = _text(col)
             text = text.str.to_uppercase() if col in contract.codes else text
@@ -241,13 +308,17 @@ def _typed_frame(lf: pl.LazyFrame, schema: dict, contract: TableContract, tz: st
     for col in contract.not_null:
         # an unparseable value has its own reason above; this one is for empty cells
         source = pl.col(f"_src_{col}") if col in checked else pl.col(col)
-        errs.append(pl.when(source.cast(pl.String).str.strip_chars().replace("", None).is_null())
-                    .then(pl.lit("required value missing")).alias(f"{ERR}{col}_missing"))
+        errs.append(
+            pl.when(source.cast(pl.String).str.strip_chars().replace("", None).is_null())
+            .then(pl.lit("required value missing"))
+            .alias(f"{ERR}{col}_missing")
+        )
     keep_src = [pl.col(f"_src_{c}") for c in checked]
-    return (lf.select(exprs + errs + keep_src)
-              .with_columns([pl.when(pl.col(ERR + c).is_not_null()).then(pl.col(f"_src_{c}")).alias(f"_raw_{c}")
-                             for c in checked])
-              .drop([f"_src_{c}" for c in checked]))
+    return (
+        lf.select(exprs + errs + keep_src)
+        .with_columns([pl.when(pl.col(ERR + c).is_not_null()).then(pl.col(f"_src_{c}")).alias(f"_raw_{c}") for c in checked])
+        .drop([f"_src_{c}" for c in checked])
+    )
 
 
 def _scan(f: InputFile, rename: dict[str, str]) -> tuple[pl.LazyFrame, dict]:
@@ -255,8 +326,15 @@ def _scan(f: InputFile, rename: dict[str, str]) -> tuple[pl.LazyFrame, dict]:
         lf = pl.scan_parquet(f.path).rename(rename, strict=False)
         lf = lf.with_row_index(LINE, offset=1)  # Parquet rows are numbered from 1
     else:
-        lf = pl.scan_csv(f.path, infer_schema=False, encoding="utf8", row_index_name=LINE, row_index_offset=2,
-                         truncate_ragged_lines=False, raise_if_empty=False)
+        lf = pl.scan_csv(
+            f.path,
+            infer_schema=False,
+            encoding="utf8",
+            row_index_name=LINE,
+            row_index_offset=2,
+            truncate_ragged_lines=False,
+            raise_if_empty=False,
+        )
         lf = lf.rename(rename, strict=False)
     schema = dict(lf.collect_schema())
     return lf, schema
@@ -376,8 +454,9 @@ def _write_typed(f: InputFile, contract: TableContract, cfg: Config, out: Path) 
             writer.write_table(typed.cast(writer.schema))
     except duckdb.Error:
         line, what = _diagnose_csv_failure(f.path)
-        raise InputFileError(f.path, f"cannot be read as CSV: {what}", "Fix or re-export the extract as UTF-8 CSV",
-                             line=line) from None
+        raise InputFileError(
+            f.path, f"cannot be read as CSV: {what}", "Fix or re-export the extract as UTF-8 CSV", line=line
+        ) from None
     finally:
         if writer is not None:
             writer.close()
@@ -419,8 +498,7 @@ class PreparedTable:
         excluded = f"SELECT source_line FROM read_parquet('{self.excluded_parquet.as_posix()}')"
         if extra_excluded:
             excluded += f" UNION ALL {extra_excluded}"
-        return (f"SELECT {cols} FROM read_parquet('{self.typed_parquet.as_posix()}') "
-                f"WHERE {LINE} NOT IN ({excluded})")
+        return f"SELECT {cols} FROM read_parquet('{self.typed_parquet.as_posix()}') WHERE {LINE} NOT IN ({excluded})"
 
 
 def _month_column(contract: TableContract) -> str:
@@ -444,22 +522,30 @@ def prepare_table(f: InputFile, contract: TableContract, cfg: Config, scratch: P
         typed_cols = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
         problems = []
         for err in (c for c in typed_cols if c.startswith(ERR)):
-            column = err[len(ERR):].removesuffix("_missing")
+            column = err[len(ERR) :].removesuffix("_missing")
             value = _q(f"_raw_{column}") if f"_raw_{column}" in typed_cols else "CAST(NULL AS VARCHAR)"
             action = "row_rejected" if (column in contract.not_null or column in contract.instants) else "value_nulled"
-            problems.append(f"SELECT {LINE} AS source_line, '{column}' AS column_name, {value} AS value, "
-                            f"{_q(err)} AS reason, '{action}' AS action FROM {src} WHERE {_q(err)} IS NOT NULL")
+            problems.append(
+                f"SELECT {LINE} AS source_line, '{column}' AS column_name, {value} AS value, "
+                f"{_q(err)} AS reason, '{action}' AS action FROM {src} WHERE {_q(err)} IS NOT NULL"
+            )
         con.execute("CREATE TABLE rejects AS " + " UNION ALL ".join(problems)) if problems else con.execute(
-            "CREATE TABLE rejects (source_line BIGINT, column_name VARCHAR, value VARCHAR, reason VARCHAR, action VARCHAR)")
+            "CREATE TABLE rejects (source_line BIGINT, column_name VARCHAR, value VARCHAR, reason VARCHAR, action VARCHAR)"
+        )
         if truncated is not None:
-            con.execute("INSERT INTO rejects VALUES (?, NULL, NULL, ?, 'row_rejected')",
-                        [truncated, "row cut off mid-row (file ends without a newline and the row has too few "
-                                    "fields); re-export the extract"])
+            con.execute(
+                "INSERT INTO rejects VALUES (?, NULL, NULL, ?, 'row_rejected')",
+                [
+                    truncated,
+                    "row cut off mid-row (file ends without a newline and the row has too few fields); re-export the extract",
+                ],
+            )
         if contract.id_column:
             # later duplicates of an id are set aside; the first occurrence stays. Only ids that
             # occur twice are ranked (a hash aggregate, not a sort of every row).
             idc = _q(contract.id_column)
-            con.execute(f"""INSERT INTO rejects
+            con.execute(
+                f"""INSERT INTO rejects
                 WITH dup_ids AS (
                     SELECT {idc} FROM {src}
                     WHERE {LINE} NOT IN (SELECT source_line FROM rejects WHERE action = 'row_rejected')
@@ -472,11 +558,16 @@ def prepare_table(f: InputFile, contract: TableContract, cfg: Config, scratch: P
                 )
                 SELECT {LINE}, ?, {idc}, 'duplicate {contract.id_column}: first seen at line ' || first_line,
                        'row_rejected'
-                FROM ranked WHERE {LINE} > first_line""", [contract.id_column])
-        con.execute(f"COPY (SELECT DISTINCT source_line FROM rejects WHERE action = 'row_rejected' ORDER BY 1) "
-                    f"TO '{excluded_path.as_posix()}' (FORMAT parquet)")
-        con.execute(f"COPY (SELECT * FROM rejects ORDER BY source_line, column_name) TO "
-                    f"'{rejects_path.as_posix()}' (FORMAT parquet)")
+                FROM ranked WHERE {LINE} > first_line""",
+                [contract.id_column],
+            )
+        con.execute(
+            f"COPY (SELECT DISTINCT source_line FROM rejects WHERE action = 'row_rejected' ORDER BY 1) "
+            f"TO '{excluded_path.as_posix()}' (FORMAT parquet)"
+        )
+        con.execute(
+            f"COPY (SELECT * FROM rejects ORDER BY source_line, column_name) TO '{rejects_path.as_posix()}' (FORMAT parquet)"
+        )
         data_cols = [c for c in typed_cols if not c.startswith((ERR, "_raw_", "_ambiguous_"))]
         ambiguous_cols = [c for c in typed_cols if c.startswith("_ambiguous_")]
         month_col = _q(_month_column(contract))
@@ -484,13 +575,26 @@ def prepare_table(f: InputFile, contract: TableContract, cfg: Config, scratch: P
             f"SELECT count(*), strftime(min(timezone(?, {month_col})), '%Y-%m'), "
             f"strftime(max(timezone(?, {month_col})), '%Y-%m'), "
             f"count(*) FILTER (WHERE {' OR '.join(_q(c) for c in ambiguous_cols) or 'false'}) FROM {src}",
-            [cfg.site_timezone, cfg.site_timezone]).fetchall()[0]
+            [cfg.site_timezone, cfg.site_timezone],
+        ).fetchall()[0]
     finally:
         con.close()
     rows_read, first_month, last_month, ambiguous = stats
     absent = {c: _sql_type(contract, c) for c in contract.columns if c not in data_cols}
-    return PreparedTable(contract.name, f.path, sha256, rows_read, typed_path, excluded_path, rejects_path,
-                         data_cols, absent, ambiguous, first_month, last_month)
+    return PreparedTable(
+        contract.name,
+        f.path,
+        sha256,
+        rows_read,
+        typed_path,
+        excluded_path,
+        rejects_path,
+        data_cols,
+        absent,
+        ambiguous,
+        first_month,
+        last_month,
+    )
 
 
 def _sql_type(contract: TableContract, col: str) -> str:
@@ -512,8 +616,9 @@ def check_headers(inputs: dict[str, InputFile], cfg: Config) -> None:
             _column_map(inputs[contract.name], contract, cfg)
 
 
-def prepare_inputs(inputs: dict[str, InputFile], cfg: Config, scratch: Path, hashes: dict[str, str] | None = None
-                   ) -> dict[str, PreparedTable]:
+def prepare_inputs(
+    inputs: dict[str, InputFile], cfg: Config, scratch: Path, hashes: dict[str, str] | None = None
+) -> dict[str, PreparedTable]:
     """Parse every delivered file; without `hashes`, the files are fingerprinted while they parse."""
     check_headers(inputs, cfg)
     pending = hash_in_background({name: f.path for name, f in inputs.items()}) if hashes is None else {}
@@ -554,12 +659,12 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     for contract in CONTRACTS:
         cols = ", ".join(f"{c} {_sql_type(contract, c)}" for c in contract.columns)
         flags = "".join(f", {c}_is_date BOOLEAN" for c in contract.instants)
-        con.execute(f"CREATE TABLE IF NOT EXISTS src_{contract.name} ({cols}{flags}, {LINE} BIGINT, "
-                    f"{FILE} VARCHAR, load_id VARCHAR)")
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS src_{contract.name} ({cols}{flags}, {LINE} BIGINT, {FILE} VARCHAR, load_id VARCHAR)"
+        )
 
 
-def merge_table(con: duckdb.DuckDBPyConnection, prep: PreparedTable, run_id: str, gate_rejects: Path | None = None
-                ) -> TableLoad:
+def merge_table(con: duckdb.DuckDBPyConnection, prep: PreparedTable, run_id: str, gate_rejects: Path | None = None) -> TableLoad:
     """Bring one prepared file into the warehouse, recorded in the ledger.
 
     The same file (same content hash) loaded again adds nothing. A file covering the same
@@ -570,24 +675,39 @@ def merge_table(con: duckdb.DuckDBPyConnection, prep: PreparedTable, run_id: str
     contract = next(c for c in CONTRACTS if c.name == prep.table)
     table = f"src_{prep.table}"
     file_name = str(prep.path)
-    seen = con.execute("""SELECT load_id FROM load_ledger WHERE table_name = ? AND sha256 = ?
+    seen = con.execute(
+        """SELECT load_id FROM load_ledger WHERE table_name = ? AND sha256 = ?
                           AND action <> 'skipped_already_loaded' AND superseded_by IS NULL""",
-                       [prep.table, prep.sha256]).fetchall()
+        [prep.table, prep.sha256],
+    ).fetchall()
     load_id = f"{run_id}-{prep.table}"
     if seen:
         earlier = seen[0][0]
         counts = con.execute("SELECT rows_loaded, rows_rejected FROM load_ledger WHERE load_id = ?", [earlier]).fetchall()[0]
-        con.execute("INSERT INTO load_ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 0, 'skipped_already_loaded', ?, "
-                    "NULL, now())", [load_id, run_id, prep.table, file_name, prep.sha256, prep.first_month,
-                                     prep.last_month, prep.rows_read, earlier])
+        con.execute(
+            "INSERT INTO load_ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 0, 'skipped_already_loaded', ?, NULL, now())",
+            [load_id, run_id, prep.table, file_name, prep.sha256, prep.first_month, prep.last_month, prep.rows_read, earlier],
+        )
         log.info("%s: %s already loaded (load %s); nothing added", prep.table, prep.path.name, earlier)
-        return TableLoad(prep.table, file_name, prep.rows_read, counts[0], counts[1], 0, prep.ambiguous_local_times,
-                         action="skipped_already_loaded")
+        return TableLoad(
+            prep.table,
+            file_name,
+            prep.rows_read,
+            counts[0],
+            counts[1],
+            0,
+            prep.ambiguous_local_times,
+            action="skipped_already_loaded",
+        )
     # a corrected file for the same months replaces what the earlier file brought
-    replaced = [r[0] for r in con.execute(
-        """SELECT load_id FROM load_ledger WHERE table_name = ? AND first_month IS NOT DISTINCT FROM ?
+    replaced = [
+        r[0]
+        for r in con.execute(
+            """SELECT load_id FROM load_ledger WHERE table_name = ? AND first_month IS NOT DISTINCT FROM ?
            AND last_month IS NOT DISTINCT FROM ? AND action IN ('loaded', 'replaced') AND superseded_by IS NULL""",
-        [prep.table, prep.first_month, prep.last_month]).fetchall()]
+            [prep.table, prep.first_month, prep.last_month],
+        ).fetchall()
+    ]
     removed = 0
     if replaced:
         removed = con.execute(f"SELECT count(*) FROM {table} WHERE list_contains(?, load_id)", [replaced]).fetchall()[0][0]
@@ -595,15 +715,17 @@ def merge_table(con: duckdb.DuckDBPyConnection, prep: PreparedTable, run_id: str
         con.execute("DELETE FROM load_rejects WHERE list_contains(?, load_id)", [replaced])
         con.execute("UPDATE load_ledger SET superseded_by = ? WHERE list_contains(?, load_id)", [load_id, replaced])
     # rows a data-quality check set aside: a Parquet file the gate wrote (never a row-by-row insert)
-    con.execute("CREATE OR REPLACE TEMP TABLE _gate_rejects (source_line BIGINT, column_name VARCHAR, value VARCHAR, "
-                "reason VARCHAR)")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _gate_rejects (source_line BIGINT, column_name VARCHAR, value VARCHAR, reason VARCHAR)"
+    )
     if gate_rejects is not None:
-        con.execute(f"INSERT INTO _gate_rejects SELECT source_line, column_name, value, reason "
-                    f"FROM read_parquet('{Path(gate_rejects).as_posix()}')")
+        con.execute(
+            f"INSERT INTO _gate_rejects SELECT source_line, column_name, value, reason "
+            f"FROM read_parquet('{Path(gate_rejects).as_posix()}')"
+        )
     good = prep.good_rows_sql("SELECT source_line FROM _gate_rejects")
     # columns an extract brings that the warehouse has not seen yet are added (extra columns are kept)
-    existing = {r[0] for r in con.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = ?",
-                                          [table]).fetchall()}
+    existing = {r[0] for r in con.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [table]).fetchall()}
     types = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE {good})").fetchall())
     for col in prep.columns:
         if col not in existing:
@@ -625,8 +747,9 @@ def merge_table(con: duckdb.DuckDBPyConnection, prep: PreparedTable, run_id: str
         # no id: a row equal on every contract column is the same fact
         cols = [c for c in contract.required_columns]
         match = " AND ".join(f"t.{_q(c)} IS NOT DISTINCT FROM i.{_q(c)}" for c in cols)
-        updated = con.execute(f"SELECT count(*) FROM {table} AS t WHERE EXISTS (SELECT 1 FROM _incoming AS i WHERE {match})"
-                              ).fetchall()[0][0]
+        updated = con.execute(
+            f"SELECT count(*) FROM {table} AS t WHERE EXISTS (SELECT 1 FROM _incoming AS i WHERE {match})"
+        ).fetchall()[0][0]
         con.execute(f"DELETE FROM {table} AS t WHERE EXISTS (SELECT 1 FROM _incoming AS i WHERE {match})")
     con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming")
     loaded = con.execute("SELECT count(*) FROM _incoming").fetchall()[0][0]
@@ -634,35 +757,87 @@ def merge_table(con: duckdb.DuckDBPyConnection, prep: PreparedTable, run_id: str
     return _record_load(con, prep, run_id, load_id, file_name, loaded, updated, removed, replaced)
 
 
-def _record_load(con, prep: PreparedTable, run_id: str, load_id: str, file_name: str, loaded: int, updated: int,
-                 removed: int, replaced: list[str]) -> TableLoad:
-    con.execute(f"""INSERT INTO load_rejects
+def _record_load(
+    con,
+    prep: PreparedTable,
+    run_id: str,
+    load_id: str,
+    file_name: str,
+    loaded: int,
+    updated: int,
+    removed: int,
+    replaced: list[str],
+) -> TableLoad:
+    con.execute(
+        f"""INSERT INTO load_rejects
         SELECT ?, ?, source_line, column_name, value, reason, action, ? FROM read_parquet('{prep.rejects_parquet.as_posix()}')
         UNION ALL
         SELECT ?, ?, source_line, column_name, value, reason, 'row_rejected', ? FROM _gate_rejects""",
-                [prep.table, file_name, load_id, prep.table, file_name, load_id])
-    rejected, nulled = con.execute("""SELECT count(DISTINCT source_line) FILTER (WHERE action = 'row_rejected'),
-        count(*) FILTER (WHERE action = 'value_nulled') FROM load_rejects WHERE load_id = ?""", [load_id]).fetchall()[0]
+        [prep.table, file_name, load_id, prep.table, file_name, load_id],
+    )
+    rejected, nulled = con.execute(
+        """SELECT count(DISTINCT source_line) FILTER (WHERE action = 'row_rejected'),
+        count(*) FILTER (WHERE action = 'value_nulled') FROM load_rejects WHERE load_id = ?""",
+        [load_id],
+    ).fetchall()[0]
     action = "replaced" if replaced else "loaded"
-    con.execute("INSERT INTO load_ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, now())",
-                [load_id, run_id, prep.table, file_name, prep.sha256, prep.first_month, prep.last_month, prep.rows_read,
-                 loaded, rejected, updated, removed, action, ",".join(replaced) or None])
+    con.execute(
+        "INSERT INTO load_ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, now())",
+        [
+            load_id,
+            run_id,
+            prep.table,
+            file_name,
+            prep.sha256,
+            prep.first_month,
+            prep.last_month,
+            prep.rows_read,
+            loaded,
+            rejected,
+            updated,
+            removed,
+            action,
+            ",".join(replaced) or None,
+        ],
+    )
     con.execute("DROP TABLE _gate_rejects")
-    log.info("loaded %s: %d rows read, %d loaded, %d rejected%s", prep.table, prep.rows_read, loaded, rejected,
-             f", replacing {len(replaced)} earlier file(s)" if replaced else "")
-    return TableLoad(prep.table, file_name, prep.rows_read, loaded, rejected, nulled, prep.ambiguous_local_times,
-                     action=action, rows_updated=updated, rows_removed=removed)
+    log.info(
+        "loaded %s: %d rows read, %d loaded, %d rejected%s",
+        prep.table,
+        prep.rows_read,
+        loaded,
+        rejected,
+        f", replacing {len(replaced)} earlier file(s)" if replaced else "",
+    )
+    return TableLoad(
+        prep.table,
+        file_name,
+        prep.rows_read,
+        loaded,
+        rejected,
+        nulled,
+        prep.ambiguous_local_times,
+        action=action,
+        rows_updated=updated,
+        rows_removed=removed,
+    )
 
 
-def merge_inputs(con: duckdb.DuckDBPyConnection, prepared: dict[str, PreparedTable], run_id: str,
-                 gate_rejects: dict[str, Path] | None = None) -> list[TableLoad]:
+def merge_inputs(
+    con: duckdb.DuckDBPyConnection, prepared: dict[str, PreparedTable], run_id: str, gate_rejects: dict[str, Path] | None = None
+) -> list[TableLoad]:
     """Merge every prepared table; the caller holds the transaction."""
     ensure_tables(con)
     return [merge_table(con, prep, run_id, (gate_rejects or {}).get(name)) for name, prep in prepared.items()]
 
 
-def load_inputs(con: duckdb.DuckDBPyConnection, inputs: dict[str, InputFile], cfg: Config,
-                scratch_dir: Path | None = None, run_id: str = "adhoc") -> list[TableLoad]:
+def load_inputs(
+    con: duckdb.DuckDBPyConnection,
+    inputs: dict[str, InputFile],
+    cfg: Config,
+    scratch_dir: Path | None = None,
+    run_id: str = "adhoc",
+) -> list[TableLoad]:
     """Parse and merge in one call (no data-quality gate between): for tests and tools."""
     with tempfile.TemporaryDirectory(prefix="order-audit-load-", dir=scratch_dir) as tmp:
         prepared = prepare_inputs(inputs, cfg, Path(tmp))

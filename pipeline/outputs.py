@@ -24,10 +24,10 @@ DATA_OUTPUTS = {
 # rejects and ledger: the load ids and times of a run are not data (reruns stay byte-identical)
 OUTPUT_QUERIES = {
     "load_rejects": "SELECT table_name, source_file, source_line, column_name, value, reason, action FROM load_rejects "
-                    "ORDER BY table_name, source_file, source_line, column_name, reason",
+    "ORDER BY table_name, source_file, source_line, column_name, reason",
     "load_ledger": "SELECT table_name, path, sha256, first_month, last_month, rows_read, rows_loaded, rows_rejected "
-                   "FROM load_ledger WHERE action IN ('loaded', 'replaced') AND superseded_by IS NULL "
-                   "ORDER BY table_name, first_month, path",
+    "FROM load_ledger WHERE action IN ('loaded', 'replaced') AND superseded_by IS NULL "
+    "ORDER BY table_name, first_month, path",
 }
 
 

@@ -458,7 +458,10 @@ def _methods(con, run_info: dict, min_cell: int, rules: pl.DataFrame) -> dict:
         else []
     )
     dq = [
-        {k: d.get(k) for k in ("check_id", "table", "severity", "status", "violated_count", "denominator", "percent", "description")}
+        {
+            k: d.get(k)
+            for k in ("check_id", "table", "severity", "status", "violated_count", "denominator", "percent", "description")
+        }
         for d in run_info.get("data_quality", [])
     ]
     status_counts: dict[str, int] = {}

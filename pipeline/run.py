@@ -86,8 +86,10 @@ def period_counts(con: duckdb.DuckDBPyConnection) -> dict:
 
 def _reject_counts(con: duckdb.DuckDBPyConnection) -> dict:
     return {
-        "rejected_rows": dict(con.execute("""SELECT table_name, count(DISTINCT (load_id, source_line)) FROM load_rejects
-            WHERE action = 'row_rejected' GROUP BY ALL ORDER BY 1""").fetchall()),
+        "rejected_rows": dict(
+            con.execute("""SELECT table_name, count(DISTINCT (load_id, source_line)) FROM load_rejects
+            WHERE action = 'row_rejected' GROUP BY ALL ORDER BY 1""").fetchall()
+        ),
         "nulled_values": con.execute("SELECT count(*) FROM load_rejects WHERE action = 'value_nulled'").fetchall()[0][0],
     }
 
@@ -113,8 +115,10 @@ def execute(opts: RunOptions, cfg: Config) -> RunResult:
     key, key_is_demo = pseudonym_key(cfg)
     warnings: list[str] = []
     if key_is_demo:
-        warnings.append("pseudonyms use the public demo key: set ORDER_AUDIT_PSEUDONYM_KEY or privacy.key_file "
-                        "before running on real patient data")
+        warnings.append(
+            "pseudonyms use the public demo key: set ORDER_AUDIT_PSEUDONYM_KEY or privacy.key_file "
+            "before running on real patient data"
+        )
         event(warnings[-1], level=logging.WARNING, event="demo_key")
 
     # file-level checks first: an unreadable input or a missing column stops the run before the
@@ -135,8 +139,7 @@ def execute(opts: RunOptions, cfg: Config) -> RunResult:
         _sweep_leftovers(opts, wh_path)
         scratch = Path(tempfile.mkdtemp(prefix=f".{wh_path.name}.scratch-", dir=wh_path.parent))
         try:
-            return _execute_locked(opts, cfg, inputs, run_id, started, timings, key, key_is_demo, warnings, wh_path,
-                                   scratch)
+            return _execute_locked(opts, cfg, inputs, run_id, started, timings, key, key_is_demo, warnings, wh_path, scratch)
         except BaseException as exc:
             _record_failure(wh_path, run_id, exc, timings)
             raise
@@ -152,7 +155,9 @@ def _record_failure(wh_path: Path, run_id: str, exc: BaseException, timings: dic
         con = warehouse.connect(wh_path)
         try:
             if con.execute("SELECT status FROM audit_runs WHERE run_id = ?", [run_id]).fetchall() in (
-                    [("running",)], [("publishing",)]):
+                [("running",)],
+                [("publishing",)],
+            ):
                 history.finish(con, run_id, status, {}, timings, error=message.splitlines()[0])
         finally:
             con.close()
@@ -170,8 +175,9 @@ def _sweep_leftovers(opts: RunOptions, wh_path: Path) -> None:
             log.info("removed %s (left by an interrupted run)", old)
 
 
-def _execute_locked(opts, cfg, inputs, run_id, started, timings, key, key_is_demo, warnings, wh_path: Path,
-                    scratch: Path) -> RunResult:
+def _execute_locked(
+    opts, cfg, inputs, run_id, started, timings, key, key_is_demo, warnings, wh_path: Path, scratch: Path
+) -> RunResult:
     now = dt.datetime.now(dt.UTC)
     prepared: dict = {}
     if inputs is not None:
@@ -241,10 +247,19 @@ def _execute_locked(opts, cfg, inputs, run_id, started, timings, key, key_is_dem
         "code_set_versions": ref.code_set_versions,
         "reference_files": ref.files,
         "inputs": [
-            {"table": ld.table, "path": ld.path, "sha256": prepared[ld.table].sha256, "action": ld.action,
-             "rows_read": ld.rows_read, "rows_loaded": ld.rows_loaded, "rows_rejected": ld.rows_rejected,
-             "values_nulled": ld.values_nulled, "rows_updated": ld.rows_updated, "rows_removed": ld.rows_removed,
-             "ambiguous_local_times": ld.ambiguous_local_times}
+            {
+                "table": ld.table,
+                "path": ld.path,
+                "sha256": prepared[ld.table].sha256,
+                "action": ld.action,
+                "rows_read": ld.rows_read,
+                "rows_loaded": ld.rows_loaded,
+                "rows_rejected": ld.rows_rejected,
+                "values_nulled": ld.values_nulled,
+                "rows_updated": ld.rows_updated,
+                "rows_removed": ld.rows_removed,
+                "ambiguous_local_times": ld.ambiguous_local_times,
+            }
             for ld in loads
         ],
         "warehouse_inputs": warehouse_inputs,
@@ -278,16 +293,20 @@ def _execute_locked(opts, cfg, inputs, run_id, started, timings, key, key_is_dem
                     run_info["timings_seconds"] = {k: round(v, 3) for k, v in timings.items()}
                     run_info["files"] = outputs.file_manifest(staging)
                     outputs.write_json(staging / "run.json", run_info)
-                outputs.publish(staging, out_dir, version=run_id,
-                                on_file=lambda n: faults.maybe_fail("mid_publish", n))
+                outputs.publish(staging, out_dir, version=run_id, on_file=lambda n: faults.maybe_fail("mid_publish", n))
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
             if bar is not None:
                 bar.update(1, label)
             if opts.progress:
-                event(f"month {label} done ({i + 1}/{len(opts.months)})", event="month_done", period=label,
-                      done=i + 1, total=len(opts.months),
-                      level=logging.DEBUG if bar is not None else logging.INFO)
+                event(
+                    f"month {label} done ({i + 1}/{len(opts.months)})",
+                    event="month_done",
+                    period=label,
+                    done=i + 1,
+                    total=len(opts.months),
+                    level=logging.DEBUG if bar is not None else logging.INFO,
+                )
         if bar is not None:
             bar.render_finish()
         if opts.data_docs_dir is not None:
@@ -298,14 +317,24 @@ def _execute_locked(opts, cfg, inputs, run_id, started, timings, key, key_is_dem
         # the warehouse transaction has committed; record why the outputs were not (all) published
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         with contextlib.suppress(Exception):
-            history.finish(con, run_id, status, month_counts, timings,
-                           error=f"after the warehouse commit: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+            history.finish(
+                con,
+                run_id,
+                status,
+                month_counts,
+                timings,
+                error=f"after the warehouse commit: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+            )
         raise
     finally:
         con.close()
     total = {k: sum(c[k] for c in month_counts.values()) for k in ("cases", "audited_orders")}
-    event(f"run {run_id} done: {total['cases']} cases, {total['audited_orders']} audited orders",
-          event="run_done", run_id=run_id, **total)
+    event(
+        f"run {run_id} done: {total['cases']} cases, {total['audited_orders']} audited orders",
+        event="run_done",
+        run_id=run_id,
+        **total,
+    )
     return RunResult(run_id, opts.out_dir, month_counts, timings, warnings)
 
 
@@ -315,8 +344,9 @@ def _progress_bar(opts: RunOptions):
         return None
     import click
 
-    bar = click.progressbar(length=len(opts.months), label="order-audit: months", file=sys.stderr,
-                            show_pos=True, item_show_func=lambda m: m or "")
+    bar = click.progressbar(
+        length=len(opts.months), label="order-audit: months", file=sys.stderr, show_pos=True, item_show_func=lambda m: m or ""
+    )
     bar.render_progress()
     return bar
 
@@ -338,5 +368,6 @@ def _build_metrics(con, cfg: Config):
 def _render(con, staging: Path, run_info: dict, metrics, opts: RunOptions, cfg: Config) -> None:
     from pipeline import render
 
-    render.render_outputs(con, staging, run_info, metrics, pdf=opts.pdf, reid_file=opts.reid_file,
-                          min_cell_count=cfg.reporting.min_cell_count)
+    render.render_outputs(
+        con, staging, run_info, metrics, pdf=opts.pdf, reid_file=opts.reid_file, min_cell_count=cfg.reporting.min_cell_count
+    )

@@ -290,9 +290,7 @@ class Scenario:
 A = ("appropriate", "mri_complete_spine_wwo")
 
 
-def wwo(
-    h, verdict="appropriate", reasons="mri_complete_spine_wwo", j=True, step_min=(0, 2, 5), case="idx", **kw
-):
+def wwo(h, verdict="appropriate", reasons="mri_complete_spine_wwo", j=True, step_min=(0, 2, 5), case="idx", **kw):
     return tuple(
         Ord(c, h + m / 60, verdict, reasons, j=j, case=case, **kw)
         for c, m in zip(("72156", "72157", "72158"), step_min, strict=True)
@@ -301,9 +299,7 @@ def wwo(
 
 def _exact(h0, verdict, reasons):
     # C at h0, T one minute later, L two minutes later; no jitter
-    return tuple(
-        Ord(c, h0 + k / 60, verdict, reasons, j=False) for k, c in enumerate(("72156", "72157", "72158"))
-    )
+    return tuple(Ord(c, h0 + k / 60, verdict, reasons, j=False) for k, c in enumerate(("72156", "72157", "72158")))
 
 
 NC = ()  # not-a-case marker
@@ -344,10 +340,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "chained_not_episode",
         1,
-        tuple(
-            Ord(c, 96 + k * 20, "inappropriate", "wrong_region")
-            for k, c in enumerate(("72156", "72157", "72158"))
-        ),
+        tuple(Ord(c, 96 + k * 20, "inappropriate", "wrong_region") for k, c in enumerate(("72156", "72157", "72158"))),
         note="C, T+20h, L+40h: anchored episodes split them, no complete coverage",
     ),
     Scenario("exactly_72h", 1, _exact(72, *A)),
@@ -369,10 +362,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "contrast_only_complete",
         1,
-        tuple(
-            Ord(c, 96 + k / 30, "inappropriate", "contrast_only")
-            for k, c in enumerate(("72142", "72147", "72149"))
-        ),
+        tuple(Ord(c, 96 + k / 30, "inappropriate", "contrast_only") for k, c in enumerate(("72142", "72147", "72149"))),
     ),
     Scenario("wrong_region", 3, (Ord("72158", 96, "inappropriate", "wrong_region"),)),
     Scenario(
@@ -386,16 +376,11 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "noncontrast_complete",
         2,
-        tuple(
-            Ord(c, 96 + k / 30, "review", "noncontrast_only")
-            for k, c in enumerate(("72141", "72146", "72148"))
-        ),
+        tuple(Ord(c, 96 + k / 30, "review", "noncontrast_only") for k, c in enumerate(("72141", "72146", "72148"))),
     ),
     Scenario("ct_head_first", 2, (Ord("70450", 96, "inappropriate", "ct_initial"),)),
     Scenario("ct_spine_first", 1, (Ord("72131", 96, "inappropriate", "ct_initial"),)),
-    Scenario(
-        "ct_myelography_local", 1, (Ord("LOC-CTMYELO", 120, "inappropriate", "ct_myelography_initial"),)
-    ),
+    Scenario("ct_myelography_local", 1, (Ord("LOC-CTMYELO", 120, "inappropriate", "ct_myelography_initial"),)),
     Scenario(
         "ct_myelography_derived",
         1,
@@ -438,14 +423,11 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "premature_complete_then_ctm",
         1,
-        wwo(30, "inappropriate", "premature", j=False)
-        + (Ord("LOC-DCTM", 216, "appropriate", "subsequent_after_mri"),),
+        wwo(30, "inappropriate", "premature", j=False) + (Ord("LOC-DCTM", 216, "appropriate", "subsequent_after_mri"),),
         note="the premature complete-spine episode is still the first complete-spine episode",
     ),
     Scenario("red_flag", 2, wwo(96) + (Ord("72158", 240, "excluded", "red_flag_indication", ind="G06.1"),)),
-    Scenario(
-        "cancelled", 2, (Ord("72149", 30, "excluded", "cancelled", j=False, status="cancelled"),) + wwo(96)
-    ),
+    Scenario("cancelled", 2, (Ord("72149", 30, "excluded", "cancelled", j=False, status="cancelled"),) + wwo(96)),
     Scenario(
         "cancelled_red_flag",
         1,
@@ -501,9 +483,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "two_cases_overlap",
         1,
-        wwo(96)
-        + wwo(576, case="idx2")
-        + (Ord("70450", 624, "appropriate", "subsequent_after_mri", case="idx2"),),
+        wwo(96) + wwo(576, case="idx2") + (Ord("70450", 624, "appropriate", "subsequent_after_mri", case="idx2"),),
         procs=(P("idx", None), P("idx2", None, 480)),
         dx=(D("G97.1", 24), D("G97.1", 504)),
         cases=("idx", "idx2"),
@@ -532,11 +512,7 @@ SCENARIO_NAMES = [s.name for s in SCENARIOS]
 def _to_utc_seconds(local_naive_s: np.ndarray, tz: str) -> np.ndarray:
     """Local wall-clock seconds since epoch (naive) -> UTC epoch seconds (earliest if ambiguous)."""
     s = pl.Series("t", np.asarray(local_naive_s).astype(np.int64))
-    out = (
-        pl.from_epoch(s, "s")
-        .dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
-        .dt.epoch("s")
-    )
+    out = pl.from_epoch(s, "s").dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null").dt.epoch("s")
     if out.null_count():
         raise ValueError("a generated local time falls in a DST gap")
     return out.to_numpy().astype(np.int64)
@@ -564,11 +540,7 @@ def _fmt_instants(t: np.ndarray, kind: np.ndarray, missing: np.ndarray | None, t
     df = pl.DataFrame({"t": t.astype(np.int64), "k": kind.astype(np.int8)})
     utc = pl.from_epoch(pl.col("t"), "s").dt.replace_time_zone("UTC")
     loc = utc.dt.convert_time_zone(tz)
-    back = (
-        loc.dt.replace_time_zone(None)
-        .dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
-        .dt.epoch("s")
-    )
+    back = loc.dt.replace_time_zone(None).dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null").dt.epoch("s")
     k = pl.when((pl.col("k") == 0) & (back != pl.col("t"))).then(1).otherwise(pl.col("k"))
     out = df.select(
         pl.when(k == 0)
@@ -863,9 +835,7 @@ def generate(
     ext = "csv" if fmt == "csv" else "parquet"
 
     def pid(idx):
-        return pl.select(pl.lit("P") + pl.Series(idx.astype(np.int64) + 1).cast(pl.String).str.zfill(pw))[
-            :, 0
-        ]
+        return pl.select(pl.lit("P") + pl.Series(idx.astype(np.int64) + 1).cast(pl.String).str.zfill(pw))[:, 0]
 
     # ---- procedures: sort by time, number, write
     order = np.lexsort((pr_key, pr_t))
@@ -887,23 +857,19 @@ def generate(
         sl = slice(a, min(a + CHUNK, n_pr))
         sp = spinal[sl]
         bd = birth[pr_pat[sl]]
-        bd_s = _null_where(
-            pl.from_epoch(pl.Series(bd), "d").dt.strftime("%Y-%m-%d"), ~birth_known[pr_pat[sl]]
-        )
+        bd_s = _null_where(pl.from_epoch(pl.Series(bd), "d").dt.strftime("%Y-%m-%d"), ~birth_known[pr_pat[sl]])
         df = pl.DataFrame(
             {
-                "procedure_id": pl.select(
-                    pl.lit("PR") + pl.int_range(sl.start + 1, sl.stop + 1).cast(pl.String).str.zfill(prw)
-                )[:, 0],
+                "procedure_id": pl.select(pl.lit("PR") + pl.int_range(sl.start + 1, sl.stop + 1).cast(pl.String).str.zfill(prw))[
+                    :, 0
+                ],
                 "patient_id": pid(pr_pat[sl]),
                 "performed_at": _fmt_instants(pr_t[sl], fmt_kind[sl], None, tz),
                 "procedure_code": _gather(PROC_CODES, pr_code[sl]),
                 "procedure_name": _gather([PROC_NAMES[c] for c in PROC_CODES], pr_code[sl]),
                 "department": _gather(PROC_DEPTS, pdept[sl]),
                 "site": _gather(SITES, psite[sl]),
-                "provider_id": pl.select(pl.lit("PV") + pl.Series(pprov[sl]).cast(pl.String).str.zfill(5))[
-                    :, 0
-                ],
+                "provider_id": pl.select(pl.lit("PV") + pl.Series(pprov[sl]).cast(pl.String).str.zfill(5))[:, 0],
                 "patient_birth_date": bd_s,
                 "needle_gauge": _null_where(pl.Series(gauge[sl]).cast(pl.String), ~sp),
                 "needle_type": _null_where(_gather(["cutting", "pencil_point"], ntype[sl]), ~sp),
@@ -937,17 +903,13 @@ def generate(
         sl = slice(a, min(a + CHUNK, n_o))
         df = pl.DataFrame(
             {
-                "order_id": pl.select(
-                    pl.lit("O") + pl.int_range(sl.start + 1, sl.stop + 1).cast(pl.String).str.zfill(ow)
-                )[:, 0],
+                "order_id": pl.select(pl.lit("O") + pl.int_range(sl.start + 1, sl.stop + 1).cast(pl.String).str.zfill(ow))[:, 0],
                 "patient_id": pid(o_pat[sl]),
                 "ordered_at": _fmt_instants(o_t[sl], fmt_kind[sl], o_missing[sl], tz),
                 "order_code": _gather(ORDER_CODES, o_code[sl]),
                 "order_name": _gather(order_names, o_code[sl]),
                 "ordering_department": _gather(ORDER_DEPTS, o_dept[sl]),
-                "ordering_provider_id": pl.select(
-                    pl.lit("DR") + pl.Series(oprov[sl]).cast(pl.String).str.zfill(5)
-                )[:, 0],
+                "ordering_provider_id": pl.select(pl.lit("DR") + pl.Series(oprov[sl]).cast(pl.String).str.zfill(5))[:, 0],
                 "indication_codes": _gather(ind_codes, o_ind[sl]),
                 "indication_text": _gather(ind_text, o_ind[sl]),
                 "status": _gather(STATUSES, o_status[sl]),
@@ -992,9 +954,7 @@ def generate(
             {
                 "order_id": pl.concat(
                     [
-                        pl.select(
-                            pl.lit("O") + pl.Series(order_num_of_key[k] + 1).cast(pl.String).str.zfill(ow)
-                        )[:, 0]
+                        pl.select(pl.lit("O") + pl.Series(order_num_of_key[k] + 1).cast(pl.String).str.zfill(ow))[:, 0]
                         for k, _, _, _ in gt_rows
                     ]
                 ),
@@ -1004,9 +964,7 @@ def generate(
             }
         ).sort("order_id")
     else:
-        gt = pl.DataFrame(
-            schema={"order_id": pl.String, "case_id": pl.String, "verdict": pl.String, "reasons": pl.String}
-        )
+        gt = pl.DataFrame(schema={"order_id": pl.String, "case_id": pl.String, "verdict": pl.String, "reasons": pl.String})
     gt.write_csv(out_dir / "ground_truth_orders.csv")
     if gt_case:
         gc = pl.DataFrame(
@@ -1040,14 +998,8 @@ def generate(
             "scenario_patients": int(n_scen_pat),
         },
         "verdicts": dict(sorted(gt.group_by("verdict").len().iter_rows())) if gt.height else {},
-        "scenarios": {
-            s.name: {"instances": counts[s.name], "is_case": bool(s.cases), "note": s.note} for s in SCENARIOS
-        },
-        "noncase_example_patients": {
-            k: [f"P{str(v).zfill(pw)}" for v in vs] for k, vs in nc_examples.items()
-        },
+        "scenarios": {s.name: {"instances": counts[s.name], "is_case": bool(s.cases), "note": s.note} for s in SCENARIOS},
+        "noncase_example_patients": {k: [f"P{str(v).zfill(pw)}" for v in vs] for k, vs in nc_examples.items()},
     }
-    (out_dir / "synth.json").write_text(
-        json.dumps(summary, indent=2, sort_keys=False) + "\n", encoding="utf-8"
-    )
+    (out_dir / "synth.json").write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     return summary

@@ -127,8 +127,7 @@ def run_suites(
 
     # Importing Great Expectations takes seconds of pure Python; it runs on a thread while
     # phase 1's DuckDB queries (which release the GIL) use the cores. Phase 2 waits for it.
-    importer = threading.Thread(target=importlib.import_module, args=("great_expectations",),
-                                name="import-gx", daemon=True)
+    importer = threading.Thread(target=importlib.import_module, args=("great_expectations",), name="import-gx", daemon=True)
     importer.start()
 
     # Phase 1, plain DuckDB (read-only): which tables exist, row counts, the SQL checks.
@@ -140,14 +139,19 @@ def run_suites(
     try:
         con.execute("SET enable_progress_bar = false")
         # views too: the input gate reads the parsed Parquet through views
-        existing = {r[0] for r in con.execute(
-            "SELECT table_name FROM duckdb_tables() UNION SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+        existing = {
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM duckdb_tables() UNION SELECT view_name FROM duckdb_views() WHERE NOT internal"
+            ).fetchall()
+        }
         for suite in loaded:
             for tspec in suite["tables"]:
                 t = tspec["table"]
                 if t in existing and t not in tables:
-                    cols = {r[0] for r in con.execute(
-                        "SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [t]).fetchall()}
+                    cols = {
+                        r[0] for r in con.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [t]).fetchall()
+                    }
                     rows = con.execute(f"SELECT count(*) FROM {_q(t)}").fetchall()[0][0]
                     tables[t] = {"columns": cols, "rows": rows}
         for i, suite in enumerate(loaded):
@@ -185,9 +189,15 @@ def run_suites(
 def _missing_table_results(tspec: dict) -> list[CheckResult]:
     return [
         CheckResult(
-            check_id=e["meta"]["check_id"], table=tspec["table"], severity=e["meta"]["severity"],
-            status="error", violated_count=None, denominator=None, percent=None,
-            description=e["meta"]["description"], row_level=e["meta"]["row_level"],
+            check_id=e["meta"]["check_id"],
+            table=tspec["table"],
+            severity=e["meta"]["severity"],
+            status="error",
+            violated_count=None,
+            denominator=None,
+            percent=None,
+            description=e["meta"]["description"],
+            row_level=e["meta"]["row_level"],
             expectation={"type": e["type"], "kwargs": e["kwargs"]},
             error=f"table {tspec['table']} does not exist in the warehouse",
         )
@@ -214,9 +224,7 @@ def _run_table(datasource, suite_name: str, tspec: dict, info: dict, p: dict) ->
     by_id: dict[str, dict] = {}
     for e in tspec["expectations"]:
         by_id[e["meta"]["check_id"]] = e
-        suite.add_expectation(
-            ExpectationConfiguration(type=e["type"], kwargs=e["kwargs"], meta=e["meta"]).to_domain_obj()
-        )
+        suite.add_expectation(ExpectationConfiguration(type=e["type"], kwargs=e["kwargs"], meta=e["meta"]).to_domain_obj())
     gx_params = {k: p[k] for k in ("now", "timestamp_floor", "today")}
     result_format: dict[str, Any] = {
         "result_format": RESULT_FORMAT,
@@ -247,23 +255,35 @@ def _run_table(datasource, suite_name: str, tspec: dict, info: dict, p: dict) ->
             for c in need_sample:
                 key = ", ".join(_q(k) for k in index_cols) or "*"
                 sql = f"SELECT {key} FROM ({c.violations_sql}) AS v ORDER BY ALL LIMIT {SAMPLE_SIZE}"
-                c.sample_keys = [":".join("" if v is None else str(v) for v in row)
-                                 for row in conn.exec_driver_sql(sql).fetchall()]
+                c.sample_keys = [
+                    ":".join("" if v is None else str(v) for v in row) for row in conn.exec_driver_sql(sql).fetchall()
+                ]
     order = {cid: i for i, cid in enumerate(by_id)}
     out.sort(key=lambda c: order[c.check_id])
     return out
 
 
-def _from_gx(r, spec: dict, table: str, keys: list[str], index_cols: list[str], row_count: int,
-             p: dict, seconds: float, columns: set[str]) -> CheckResult:
+def _from_gx(
+    r, spec: dict, table: str, keys: list[str], index_cols: list[str], row_count: int, p: dict, seconds: float, columns: set[str]
+) -> CheckResult:
     meta = spec["meta"]
     res = CheckResult(
-        check_id=meta["check_id"], table=table, severity=meta["severity"], status="passed",
-        violated_count=0, denominator=row_count, percent=0.0, description=meta["description"],
+        check_id=meta["check_id"],
+        table=table,
+        severity=meta["severity"],
+        status="passed",
+        violated_count=0,
+        denominator=row_count,
+        percent=0.0,
+        description=meta["description"],
         row_level=meta["row_level"],
-        expectation={"type": spec["type"], "kwargs": spec["kwargs"],
-                     "column": spec["kwargs"].get("column") or meta.get("column")},
-        seconds=seconds, sample_key=":".join(index_cols) or spec["kwargs"].get("column"),
+        expectation={
+            "type": spec["type"],
+            "kwargs": spec["kwargs"],
+            "column": spec["kwargs"].get("column") or meta.get("column"),
+        },
+        seconds=seconds,
+        sample_key=":".join(index_cols) or spec["kwargs"].get("column"),
     )
     error = gx_exception_message(r)
     column = spec["kwargs"].get("column")
@@ -314,16 +334,12 @@ def gx_exception_message(r) -> str | None:
     info = r.exception_info or {}
     if "raised_exception" in info:
         return info.get("exception_message") if info["raised_exception"] else None
-    messages = [v.get("exception_message") for v in info.values()
-                if isinstance(v, Mapping) and v.get("raised_exception")]
+    messages = [v.get("exception_message") for v in info.values() if isinstance(v, Mapping) and v.get("raised_exception")]
     return "; ".join(sorted({str(m) for m in messages})) if messages else None
 
 
 def _key_of(row: Mapping | Any, keys: list[str]) -> str:
-    if isinstance(row, Mapping):
-        vals = [row.get(k) for k in keys if k in row] or list(row.values())[:1]
-    else:
-        vals = [row]
+    vals = ([row.get(k) for k in keys if k in row] or list(row.values())[:1]) if isinstance(row, Mapping) else [row]
     return ":".join("" if v is None else str(v) for v in vals)
 
 
@@ -353,8 +369,9 @@ def _column_map_sql(spec: dict, table: str, p: dict) -> str | None:
     if etype == "expect_column_values_to_not_be_null":
         return f"SELECT * FROM {t} WHERE {col} IS NULL"
     if etype == "expect_column_values_to_be_unique":
-        return (f"SELECT * FROM {t} WHERE {col} IN "
-                f"(SELECT {col} FROM {t} WHERE {col} IS NOT NULL GROUP BY {col} HAVING count(*) > 1)")
+        return (
+            f"SELECT * FROM {t} WHERE {col} IN (SELECT {col} FROM {t} WHERE {col} IS NOT NULL GROUP BY {col} HAVING count(*) > 1)"
+        )
     if etype == "expect_column_values_to_be_in_set":
         values = ", ".join(_lit(v) for v in val(kw["value_set"]))
         return f"SELECT * FROM {t} WHERE {col} IS NOT NULL AND {col} NOT IN ({values})"
@@ -375,9 +392,17 @@ def _column_map_sql(spec: dict, table: str, p: dict) -> str | None:
 def _run_sql_check(con, spec: dict, existing: set[str], p: dict) -> CheckResult:
     fn: Callable = _SQL_CHECKS[spec["implementation"].rsplit(":", 1)[1]]
     res = CheckResult(
-        check_id=spec["check_id"], table="", severity=spec["severity"], status="error",
-        violated_count=None, denominator=None, percent=None, description=spec["description"],
-        row_level=spec["row_level"], engine="sql", set_aside_by_loader=spec.get("set_aside_by") == "loader",
+        check_id=spec["check_id"],
+        table="",
+        severity=spec["severity"],
+        status="error",
+        violated_count=None,
+        denominator=None,
+        percent=None,
+        description=spec["description"],
+        row_level=spec["row_level"],
+        engine="sql",
+        set_aside_by_loader=spec.get("set_aside_by") == "loader",
     )
     t0 = time.perf_counter()
     try:
@@ -411,31 +436,63 @@ def _count_and_sample(con, vsql: str, key: str) -> tuple[int, list]:
     return (rows[0][0] if rows else 0), [r[1] for r in rows]
 
 
-def check_diagnoses_known_patient(p: dict):
-    vsql = ("SELECT d.* FROM src_diagnoses d WHERE d.patient_id IS NOT NULL AND NOT EXISTS "
-            "(SELECT 1 FROM src_procedures x WHERE x.patient_id = d.patient_id) AND NOT EXISTS "
-            "(SELECT 1 FROM src_imaging_orders o WHERE o.patient_id = d.patient_id)")
+def _rows_check(vsql: str, total_sql: str, key: str, tables: list[str]):
+    """A check whose violations are the rows `vsql` lists, out of the rows `total_sql` counts."""
 
     def run(con):
-        n, sample = _count_and_sample(con, vsql, "patient_id")
-        total = con.execute("SELECT count(*) FROM src_diagnoses").fetchall()[0][0]
+        n, sample = _count_and_sample(con, vsql, key)
+        total = con.execute(total_sql).fetchall()[0][0]
         return n, total, n > 0, sample, vsql
 
-    run.sample_key = "patient_id"
-    return ["src_diagnoses", "src_procedures", "src_imaging_orders"], run
+    run.sample_key = key
+    return tables, run
+
+
+def check_diagnoses_known_patient(p: dict):
+    return _rows_check(
+        "SELECT d.* FROM src_diagnoses d WHERE d.patient_id IS NOT NULL AND NOT EXISTS "
+        "(SELECT 1 FROM src_procedures x WHERE x.patient_id = d.patient_id) AND NOT EXISTS "
+        "(SELECT 1 FROM src_imaging_orders o WHERE o.patient_id = d.patient_id)",
+        "SELECT count(*) FROM src_diagnoses",
+        "patient_id",
+        ["src_diagnoses", "src_procedures", "src_imaging_orders"],
+    )
+
+
+def check_orders_after_birth(p: dict):
+    return _rows_check(
+        "SELECT o.* FROM src_imaging_orders o JOIN "
+        "(SELECT patient_id, max(patient_birth_date) AS birth FROM src_procedures "
+        " WHERE patient_birth_date IS NOT NULL GROUP BY patient_id) b USING (patient_id) "
+        "WHERE o.ordered_at < CAST(b.birth AS TIMESTAMPTZ) - INTERVAL 1 DAY",
+        "SELECT count(*) FROM src_imaging_orders WHERE ordered_at IS NOT NULL",
+        "order_id",
+        ["src_imaging_orders", "src_procedures"],
+    )
+
+
+def check_audited_orders_known(p: dict):
+    return _rows_check(
+        "SELECT a.* FROM mart_audited_orders a WHERE NOT EXISTS "
+        "(SELECT 1 FROM src_imaging_orders o WHERE o.order_id = a.order_id)",
+        "SELECT count(*) FROM mart_audited_orders",
+        "order_id",
+        ["mart_audited_orders", "src_imaging_orders"],
+    )
 
 
 def check_mapped_share(p: dict):
     min_share = float(p["min_mapped_share"])
-    vsql = ("SELECT o.* FROM src_imaging_orders o WHERE o.order_code IS NOT NULL "
-            f"AND NOT regexp_full_match(upper(trim(o.order_code)), '{CPT_FORM}') "
-            "AND upper(trim(o.order_code)) NOT IN "
-            "(SELECT upper(trim(code)) FROM ref_imaging_codes WHERE code IS NOT NULL)")
+    vsql = (
+        "SELECT o.* FROM src_imaging_orders o WHERE o.order_code IS NOT NULL "
+        f"AND NOT regexp_full_match(upper(trim(o.order_code)), '{CPT_FORM}') "
+        "AND upper(trim(o.order_code)) NOT IN "
+        "(SELECT upper(trim(code)) FROM ref_imaging_codes WHERE code IS NOT NULL)"
+    )
 
     def run(con):
         n, sample = _count_and_sample(con, vsql, "order_id")
-        total = con.execute(
-            "SELECT count(*) FROM src_imaging_orders WHERE order_code IS NOT NULL").fetchall()[0][0]
+        total = con.execute("SELECT count(*) FROM src_imaging_orders WHERE order_code IS NOT NULL").fetchall()[0][0]
         share = 1.0 - n / total if total else 1.0
         return n, total, share < min_share, sample, vsql
 
@@ -475,7 +532,8 @@ ORDER BY month"""
     # one pass: every judged month with its verdict (the denominator), instead of two queries
     judged_sql = vsql.replace(f"  AND n < {ratio} * baseline\n", "").replace(
         "SELECT strftime(month, '%Y-%m') AS month, n AS orders, baseline AS trailing_median",
-        f"SELECT strftime(month, '%Y-%m') AS month, n < {ratio} * baseline AS low")
+        f"SELECT strftime(month, '%Y-%m') AS month, n < {ratio} * baseline AS low",
+    )
 
     def run(con):
         judged = con.execute(judged_sql).fetchall()
@@ -484,34 +542,6 @@ ORDER BY month"""
 
     run.sample_key = "month"
     return ["src_imaging_orders"], run
-
-
-def check_orders_after_birth(p: dict):
-    vsql = ("SELECT o.* FROM src_imaging_orders o JOIN "
-            "(SELECT patient_id, max(patient_birth_date) AS birth FROM src_procedures "
-            " WHERE patient_birth_date IS NOT NULL GROUP BY patient_id) b USING (patient_id) "
-            "WHERE o.ordered_at < CAST(b.birth AS TIMESTAMPTZ) - INTERVAL 1 DAY")
-
-    def run(con):
-        n, sample = _count_and_sample(con, vsql, "order_id")
-        total = con.execute("SELECT count(*) FROM src_imaging_orders WHERE ordered_at IS NOT NULL").fetchall()[0][0]
-        return n, total, n > 0, sample, vsql
-
-    run.sample_key = "order_id"
-    return ["src_imaging_orders", "src_procedures"], run
-
-
-def check_audited_orders_known(p: dict):
-    vsql = ("SELECT a.* FROM mart_audited_orders a WHERE NOT EXISTS "
-            "(SELECT 1 FROM src_imaging_orders o WHERE o.order_id = a.order_id)")
-
-    def run(con):
-        n, sample = _count_and_sample(con, vsql, "order_id")
-        total = con.execute("SELECT count(*) FROM mart_audited_orders").fetchall()[0][0]
-        return n, total, n > 0, sample, vsql
-
-    run.sample_key = "order_id"
-    return ["mart_audited_orders", "src_imaging_orders"], run
 
 
 def check_attrition_adds_up(p: dict):
@@ -539,10 +569,14 @@ def _loader_duplicates(table: str, id_column: str):
     # In the gate, the loader has already set later copies of an id aside (incoming_rejects) and
     # the views hold one row per id: count those copies instead of scanning again. On a
     # warehouse without them (validating stored tables), count every copy of a duplicated id.
-    from_loader = (f"SELECT source_line, value AS {id_column} FROM incoming_rejects "
-                   f"WHERE table_name = '{table}' AND reason LIKE 'duplicate %'")
-    in_table = (f"SELECT {id_column} FROM (SELECT {id_column}, count(*) OVER (PARTITION BY {id_column}) AS copies "
-                f"FROM src_{table} WHERE {id_column} IS NOT NULL) AS c WHERE copies > 1")
+    from_loader = (
+        f"SELECT source_line, value AS {id_column} FROM incoming_rejects "
+        f"WHERE table_name = '{table}' AND reason LIKE 'duplicate %'"
+    )
+    in_table = (
+        f"SELECT {id_column} FROM (SELECT {id_column}, count(*) OVER (PARTITION BY {id_column}) AS copies "
+        f"FROM src_{table} WHERE {id_column} IS NOT NULL) AS c WHERE copies > 1"
+    )
 
     def run(con):
         gate = bool(con.execute("SELECT 1 FROM duckdb_views() WHERE view_name = 'incoming_rejects'").fetchall())
@@ -594,11 +628,20 @@ def _gx_result_for(r: CheckResult) -> dict:
     shown as an ``unexpected_rows_expectation`` holding the query that lists the violating
     rows, with our counts as the observed value.
     """
-    meta = {"check_id": r.check_id, "severity": r.severity, "description": r.description,
-            "row_level": r.row_level, "engine": r.engine, "table": r.table,
-            "violated_count": r.violated_count, "denominator": r.denominator, "percent": r.percent,
-            "sample_keys": list(r.sample_keys), "sample_key": r.sample_key,
-            "rows_set_aside": getattr(r, "rows_set_aside", 0)}
+    meta = {
+        "check_id": r.check_id,
+        "severity": r.severity,
+        "description": r.description,
+        "row_level": r.row_level,
+        "engine": r.engine,
+        "table": r.table,
+        "violated_count": r.violated_count,
+        "denominator": r.denominator,
+        "percent": r.percent,
+        "sample_keys": list(r.sample_keys),
+        "sample_key": r.sample_key,
+        "rows_set_aside": getattr(r, "rows_set_aside", 0),
+    }
     if r.gx_result is not None:
         out = json.loads(json.dumps(r.gx_result, default=str))
         out.setdefault("expectation_config", {}).setdefault("meta", {}).update(meta)
@@ -611,17 +654,28 @@ def _gx_result_for(r: CheckResult) -> dict:
         config = {"type": "unexpected_rows_expectation", "kwargs": {"unexpected_rows_query": query}}
     config["meta"] = meta
     config["description"] = f"{r.check_id} [{r.severity}]: {r.description}"
-    exception = {"raised_exception": r.error is not None and r.status == "error",
-                 "exception_message": r.error, "exception_traceback": None}
-    result = {"observed_value": r.violated_count, "element_count": r.denominator,
-              "unexpected_count": r.violated_count, "unexpected_percent": r.percent,
-              "partial_unexpected_list": list(r.sample_keys)}
-    return {"success": r.status == "passed", "expectation_config": config, "result": result,
-            "meta": {}, "exception_info": exception}
+    exception = {
+        "raised_exception": r.error is not None and r.status == "error",
+        "exception_message": r.error,
+        "exception_traceback": None,
+    }
+    result = {
+        "observed_value": r.violated_count,
+        "element_count": r.denominator,
+        "unexpected_count": r.violated_count,
+        "unexpected_percent": r.percent,
+        "partial_unexpected_list": list(r.sample_keys),
+    }
+    return {
+        "success": r.status == "passed",
+        "expectation_config": config,
+        "result": result,
+        "meta": {},
+        "exception_info": exception,
+    }
 
 
-def write_data_docs(results: Iterable[CheckResult], out_dir: str | os.PathLike,
-                    run_name: str | None = None) -> Path:
+def write_data_docs(results: Iterable[CheckResult], out_dir: str | os.PathLike, run_name: str | None = None) -> Path:
     """Great Expectations Data Docs (static HTML) for the checks that ran; returns index.html.
 
     One suite validation result per table (GX checks with GX's own results, SQL checks as
@@ -645,11 +699,14 @@ def write_data_docs(results: Iterable[CheckResult], out_dir: str | os.PathLike,
     site = "order_audit"
     for name in list(context.get_config().data_docs_sites or {}):
         context.delete_data_docs_site(name)
-    context.add_data_docs_site(site, {
-        "class_name": "SiteBuilder",
-        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(out)},
-        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-    })
+    context.add_data_docs_site(
+        site,
+        {
+            "class_name": "SiteBuilder",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(out)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
     now = dt.datetime.now(dt.UTC)
     run_id = RunIdentifier(run_name=run_name or now.strftime("%Y%m%dT%H%M%SZ"), run_time=now)
     by_suite: dict[str, list[CheckResult]] = {}
@@ -660,24 +717,44 @@ def write_data_docs(results: Iterable[CheckResult], out_dir: str | os.PathLike,
         for r in checks:
             d = _gx_result_for(r)
             cfg = d["expectation_config"]
-            econf = ExpectationConfiguration(type=cfg["type"], kwargs=cfg.get("kwargs", {}),
-                                             meta=cfg.get("meta"), description=cfg.get("description"))
-            evrs.append(ExpectationValidationResult(
-                success=bool(d.get("success")), expectation_config=econf, result=d.get("result") or {},
-                meta=d.get("meta") or {}, exception_info=d.get("exception_info") or {}))
+            econf = ExpectationConfiguration(
+                type=cfg["type"], kwargs=cfg.get("kwargs", {}), meta=cfg.get("meta"), description=cfg.get("description")
+            )
+            evrs.append(
+                ExpectationValidationResult(
+                    success=bool(d.get("success")),
+                    expectation_config=econf,
+                    result=d.get("result") or {},
+                    meta=d.get("meta") or {},
+                    exception_info=d.get("exception_info") or {},
+                )
+            )
         passed = sum(e.success for e in evrs)
         suite_result = ExpectationSuiteValidationResult(
-            success=all(e.success for e in evrs), results=evrs, suite_name=suite_name,
-            statistics={"evaluated_expectations": len(evrs), "successful_expectations": passed,
-                        "unsuccessful_expectations": len(evrs) - passed,
-                        "success_percent": round(100.0 * passed / len(evrs), 2) if evrs else None},
-            meta={"run_id": run_id, "active_batch_definition": {"datasource_name": "gate",
-                  "data_asset_name": checks[0].table or suite_name, "batch_definition_name": "whole_table"}},
+            success=all(e.success for e in evrs),
+            results=evrs,
+            suite_name=suite_name,
+            statistics={
+                "evaluated_expectations": len(evrs),
+                "successful_expectations": passed,
+                "unsuccessful_expectations": len(evrs) - passed,
+                "success_percent": round(100.0 * passed / len(evrs), 2) if evrs else None,
+            },
+            meta={
+                "run_id": run_id,
+                "active_batch_definition": {
+                    "datasource_name": "gate",
+                    "data_asset_name": checks[0].table or suite_name,
+                    "batch_definition_name": "whole_table",
+                },
+            },
             batch_id=f"gate-{checks[0].table or suite_name}",
         )
         key = ValidationResultIdentifier(
             expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite_name),
-            run_id=run_id, batch_identifier=f"gate-{checks[0].table or suite_name}")
+            run_id=run_id,
+            batch_identifier=f"gate-{checks[0].table or suite_name}",
+        )
         context.validation_results_store.set(key, suite_result)
     # GX prints a note to stdout for every unexpected_rows query without {batch} (the SQL checks)
     with contextlib.redirect_stdout(io.StringIO()):
@@ -697,13 +774,16 @@ def _add_check_list(index: Path, results: list[CheckResult]) -> None:
     for r in results:
         mark = {"passed": "pass"}.get(r.status, "FAIL" if r.severity == "blocking" else "warn")
         counts = "" if r.violated_count is None else f"{r.violated_count} of {r.denominator} ({r.percent}%)"
-        rows.append(f"<tr><td>{html.escape(mark)}</td><td><code>{html.escape(r.check_id)}</code></td>"
-                    f"<td>{html.escape(r.severity)}</td><td>{html.escape(r.table)}</td>"
-                    f"<td>{html.escape(counts)}</td><td>{html.escape(r.error or '')}</td></tr>")
-    section = ('<section id="order-audit-checks" class="container"><h3>order-audit checks</h3>'
-               '<table class="table table-sm"><thead><tr><th>result</th><th>check</th><th>severity</th>'
-               '<th>table</th><th>violations</th><th>error</th></tr></thead><tbody>'
-               + "".join(rows) + "</tbody></table></section>")
+        rows.append(
+            f"<tr><td>{html.escape(mark)}</td><td><code>{html.escape(r.check_id)}</code></td>"
+            f"<td>{html.escape(r.severity)}</td><td>{html.escape(r.table)}</td>"
+            f"<td>{html.escape(counts)}</td><td>{html.escape(r.error or '')}</td></tr>"
+        )
+    section = (
+        '<section id="order-audit-checks" class="container"><h3>order-audit checks</h3>'
+        '<table class="table table-sm"><thead><tr><th>result</th><th>check</th><th>severity</th>'
+        "<th>table</th><th>violations</th><th>error</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table></section>"
+    )
     text = index.read_text(encoding="utf-8")
     pos = text.rfind("</body>")
     text = text[:pos] + section + text[pos:] if pos >= 0 else text + section

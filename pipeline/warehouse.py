@@ -38,13 +38,16 @@ def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnect
         if "lock" in text.lower():
             run = running_run(path)
             if run is not None and run.get("pid") != os.getpid():  # another order-audit run
-                raise WarehouseLockedError(f"{path}: {_describe(run)} holds the warehouse for writing; wait for it "
-                                           "to finish (readers can open it once the run ends)") from None
+                raise WarehouseLockedError(
+                    f"{path}: {_describe(run)} holds the warehouse for writing; wait for it "
+                    "to finish (readers can open it once the run ends)"
+                ) from None
             pid = re.search(r"PID (\d+)", text)
             holder = f" (process {pid.group(1)})" if pid else ""
             raise WarehouseLockedError(
                 f"{path}: another process holds the warehouse file open for writing{holder} (DuckDB's lock; "
-                "not an order-audit run); wait for it to close the file, or pass a different --warehouse") from None
+                "not an order-audit run); wait for it to close the file, or pass a different --warehouse"
+            ) from None
         raise
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
@@ -60,8 +63,7 @@ def set_pseudonym_key(con: duckdb.DuckDBPyConnection, key: bytes) -> None:
     block = block.ljust(64, b"\0")
     ipad = bytes(b ^ 0x36 for b in block)
     opad = bytes(b ^ 0x5C for b in block)
-    con.execute("CREATE OR REPLACE TEMP TABLE pseudonym_key_pads AS SELECT ?::BLOB AS ipad, ?::BLOB AS opad",
-                [ipad, opad])
+    con.execute("CREATE OR REPLACE TEMP TABLE pseudonym_key_pads AS SELECT ?::BLOB AS ipad, ?::BLOB AS opad", [ipad, opad])
 
 
 def _lock_path(path: Path) -> Path:
@@ -70,8 +72,10 @@ def _lock_path(path: Path) -> Path:
 
 
 def _describe(holder: dict) -> str:
-    return (f"run {holder.get('run_id', '?')} (process {holder.get('pid', '?')}, "
-            f"'{holder.get('command', '?')}', started {holder.get('started_at', '?')})")
+    return (
+        f"run {holder.get('run_id', '?')} (process {holder.get('pid', '?')}, "
+        f"'{holder.get('command', '?')}', started {holder.get('started_at', '?')})"
+    )
 
 
 def running_run(path: Path | str) -> dict | None:
@@ -112,12 +116,22 @@ def writer_lock(path: Path, run_id: str, command: str):
             except json.JSONDecodeError:
                 holder = {}
             who = _describe(holder)
-            raise WarehouseLockedError(f"{path}: {who} holds the warehouse; wait for it to finish "
-                                       "(order-audit runs lists it), or pass a different --warehouse") from None
+            raise WarehouseLockedError(
+                f"{path}: {who} holds the warehouse; wait for it to finish "
+                "(order-audit runs lists it), or pass a different --warehouse"
+            ) from None
         fh.seek(0)
         fh.truncate()
-        fh.write(json.dumps({"run_id": run_id, "pid": os.getpid(), "command": command,
-                             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
+        fh.write(
+            json.dumps(
+                {
+                    "run_id": run_id,
+                    "pid": os.getpid(),
+                    "command": command,
+                    "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                }
+            )
+        )
         fh.flush()
         yield
     finally:

@@ -16,8 +16,14 @@ ROOT = Path(__file__).resolve().parent.parent
 def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """`python -m pipeline ARGS` as a user would run it; returns the completed process."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "pipeline", *map(str, args)], capture_output=True, text=True,
-                          cwd=ROOT, env=full_env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=full_env,
+        timeout=timeout,
+    )
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[str]], newline: str = "\n") -> Path:
@@ -30,8 +36,7 @@ def write_csv(path: Path, header: list[str], rows: list[list[str]], newline: str
 
 
 PROC_HEADER = ["procedure_id", "patient_id", "performed_at", "procedure_code", "department", "patient_birth_date"]
-ORDER_HEADER = ["order_id", "patient_id", "ordered_at", "order_code", "ordering_department", "indication_codes",
-                "status"]
+ORDER_HEADER = ["order_id", "patient_id", "ordered_at", "order_code", "ordering_department", "indication_codes", "status"]
 DX_HEADER = ["patient_id", "diagnosis_code", "recorded_at"]
 
 
@@ -39,16 +44,24 @@ DX_HEADER = ["patient_id", "diagnosis_code", "recorded_at"]
 def small_input(tmp_path: Path) -> Path:
     """One case (complete spine at day 4) and one premature lumbar-only order."""
     d = tmp_path / "in"
-    write_csv(d / "procedures.csv", PROC_HEADER, [
-        ["PR1", "MRN-1", "2025-06-02 09:00:00", "62323", "Pain clinic", "1970-05-05"],
-        ["PR2", "MRN-2", "2025-06-03 09:00:00", "62322", "Pain clinic", "1980-01-01"],
-    ])
-    write_csv(d / "imaging_orders.csv", ORDER_HEADER, [
-        ["O1", "MRN-1", "2025-06-06 10:00:00", "72156", "Neurology", "G97.1", "completed"],
-        ["O2", "MRN-1", "2025-06-06 10:05:00", "72157", "Neurology", "G97.1", "completed"],
-        ["O3", "MRN-1", "2025-06-06 10:10:00", "72158", "Neurology", "G97.1", "completed"],
-        ["O4", "MRN-2", "2025-06-04 09:00:00", "72148", "Emergency", "", "completed"],
-    ])
+    write_csv(
+        d / "procedures.csv",
+        PROC_HEADER,
+        [
+            ["PR1", "MRN-1", "2025-06-02 09:00:00", "62323", "Pain clinic", "1970-05-05"],
+            ["PR2", "MRN-2", "2025-06-03 09:00:00", "62322", "Pain clinic", "1980-01-01"],
+        ],
+    )
+    write_csv(
+        d / "imaging_orders.csv",
+        ORDER_HEADER,
+        [
+            ["O1", "MRN-1", "2025-06-06 10:00:00", "72156", "Neurology", "G97.1", "completed"],
+            ["O2", "MRN-1", "2025-06-06 10:05:00", "72157", "Neurology", "G97.1", "completed"],
+            ["O3", "MRN-1", "2025-06-06 10:10:00", "72158", "Neurology", "G97.1", "completed"],
+            ["O4", "MRN-2", "2025-06-04 09:00:00", "72148", "Emergency", "", "completed"],
+        ],
+    )
     write_csv(d / "diagnoses.csv", DX_HEADER, [["MRN-2", "G97.1", "2025-06-04 08:00:00"]])
     return d
 

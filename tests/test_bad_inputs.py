@@ -41,14 +41,14 @@ def _clean_tables() -> tuple[list[list[str]], list[list[str]], list[list[str]]]:
     orders = []
     for m in range(1, 11):  # 2025-01 .. 2025-10, 60 orders a month
         for j in range(60):
-            orders.append(_order(f"O{m:02d}{j:03d}", f"MRN-{1 + (m * 60 + j) % 30}",
-                                 f"2025-{m:02d}-{1 + j % 27:02d} 12:{j % 60:02d}:00"))
+            orders.append(
+                _order(f"O{m:02d}{j:03d}", f"MRN-{1 + (m * 60 + j) % 30}", f"2025-{m:02d}-{1 + j % 27:02d} 12:{j % 60:02d}:00")
+            )
     dx = [[f"MRN-{i}", "G97.1", f"2025-0{1 + i % 9}-06 08:00:00"] for i in range(1, 31)]
     return procs, orders, dx
 
 
-def _write_orders_raw(path: Path, rows: list[list[str]], tail: str = "", newline: str = "\n",
-                      bom: bool = False) -> None:
+def _write_orders_raw(path: Path, rows: list[list[str]], tail: str = "", newline: str = "\n", bom: bool = False) -> None:
     """Orders CSV; ``tail`` is appended as-is after the last full row (a row cut off mid-way)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8-sig" if bom else "utf-8") as fh:
@@ -248,18 +248,21 @@ def _dq(out: Path) -> dict:
     return {d["check_id"]: d for d in _run_json(out)["data_quality"]}
 
 
-@pytest.mark.parametrize(("kind", "column", "reason", "action"), [
-    ("needle_gauge_text", "needle_gauge", "not a whole number", "value_nulled"),
-    ("attempts_text", "attempts", "not a whole number", "value_nulled"),
-    ("duplicate_procedure_id", "procedure_id", "duplicate procedure_id: first seen at line 2", "row_rejected"),
-    ("procedure_dst_gap", "performed_at", "DST gap", "row_rejected"),
-    ("duplicate_order_id", "order_id", "duplicate order_id: first seen at line 2", "row_rejected"),
-    ("second_time_format", "ordered_at", "unparseable timestamp", "row_rejected"),
-    ("order_dst_gap", "ordered_at", "DST gap", "row_rejected"),
-    ("truncated_last_row", None, "cut off mid-row", "row_rejected"),
-    ("future_ordered_at", "ordered_at", "data-quality check orders.ordered_at.not_future", "row_rejected"),
-    ("unknown_status", "status", "data-quality check orders.status.allowed", "row_rejected"),
-])
+@pytest.mark.parametrize(
+    ("kind", "column", "reason", "action"),
+    [
+        ("needle_gauge_text", "needle_gauge", "not a whole number", "value_nulled"),
+        ("attempts_text", "attempts", "not a whole number", "value_nulled"),
+        ("duplicate_procedure_id", "procedure_id", "duplicate procedure_id: first seen at line 2", "row_rejected"),
+        ("procedure_dst_gap", "performed_at", "DST gap", "row_rejected"),
+        ("duplicate_order_id", "order_id", "duplicate order_id: first seen at line 2", "row_rejected"),
+        ("second_time_format", "ordered_at", "unparseable timestamp", "row_rejected"),
+        ("order_dst_gap", "ordered_at", "DST gap", "row_rejected"),
+        ("truncated_last_row", None, "cut off mid-row", "row_rejected"),
+        ("future_ordered_at", "ordered_at", "data-quality check orders.ordered_at.not_future", "row_rejected"),
+        ("unknown_status", "status", "data-quality check orders.status.allowed", "row_rejected"),
+    ],
+)
 def test_row_level_defect_is_set_aside_with_file_line_column_reason(messy, kind, column, reason, action):
     rows = _reject_rows(messy, kind)
     assert rows["action"].unique().to_list() == [action], rows  # one row, or several problems of one row
@@ -322,11 +325,13 @@ def test_code_text_survives_into_the_warehouse(messy):
 
     con = duckdb.connect(str(messy.parent / "wh.duckdb"), read_only=True)
     try:
-        codes = dict(con.execute("SELECT order_id, order_code FROM src_imaging_orders WHERE order_id IN "
-                                 "('O99006', 'O99007')").fetchall())
+        codes = dict(
+            con.execute("SELECT order_id, order_code FROM src_imaging_orders WHERE order_id IN ('O99006', 'O99007')").fetchall()
+        )
         proc = con.execute("SELECT procedure_code FROM src_procedures WHERE procedure_id = 'PR103'").fetchall()
-        nulled = con.execute("SELECT needle_gauge, attempts FROM src_procedures WHERE procedure_id IN "
-                             "('PR101', 'PR102') ORDER BY procedure_id").fetchall()
+        nulled = con.execute(
+            "SELECT needle_gauge, attempts FROM src_procedures WHERE procedure_id IN ('PR101', 'PR102') ORDER BY procedure_id"
+        ).fetchall()
     finally:
         con.close()
     assert codes == {"O99006": "72148.0", "O99007": "07214"}
@@ -334,13 +339,16 @@ def test_code_text_survives_into_the_warehouse(messy):
     assert nulled == [(None, 1), (22, None)]
 
 
-@pytest.mark.parametrize(("check_id", "count", "sample"), [
-    ("orders.volume.monthly", 1, "2025-06"),
-    ("orders.order_code.mapped_share", "n_local_codes+1", None),
-    ("diagnoses.patient_id.known_patient", 1, None),
-    ("procedures.performed_at.after_birth", 1, "PR105"),
-    ("orders.ordered_at.after_birth", "n_orders_before_birth", None),
-])
+@pytest.mark.parametrize(
+    ("check_id", "count", "sample"),
+    [
+        ("orders.volume.monthly", 1, "2025-06"),
+        ("orders.order_code.mapped_share", "n_local_codes+1", None),
+        ("diagnoses.patient_id.known_patient", 1, None),
+        ("procedures.performed_at.after_birth", 1, "PR105"),
+        ("orders.ordered_at.after_birth", "n_orders_before_birth", None),
+    ],
+)
 def test_warnings_are_reported_and_the_run_goes_on(messy, check_id, count, sample):
     dq = _dq(messy)[check_id]
     assert (dq["status"], dq["severity"], dq["blocks"], dq["rows_set_aside"]) == ("failed", "warning", False, 0)

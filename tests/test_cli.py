@@ -8,7 +8,6 @@ import pty
 import select
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from conftest import ORDER_HEADER, ROOT, write_csv
@@ -29,8 +28,18 @@ def expect(result: subprocess.CompletedProcess, code: int, text: str | None = No
 
 
 def test_exit_0_json_logs_one_object_per_line(small_input, tmp_path):
-    result = run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--warehouse", tmp_path / "wh.duckdb",
-                     "--no-validate", "--log-format", "json")
+    result = run_cli(
+        "run",
+        "--input",
+        small_input,
+        "--out",
+        tmp_path / "out",
+        "--warehouse",
+        tmp_path / "wh.duckdb",
+        "--no-validate",
+        "--log-format",
+        "json",
+    )
     expect(result, 0)
     events = [json.loads(line) for line in result.stderr.splitlines()]  # every line is one JSON object
     assert all("event" in e and "level" in e and "time" in e for e in events)
@@ -43,8 +52,7 @@ def test_exit_0_json_logs_one_object_per_line(small_input, tmp_path):
 
 
 def test_exit_0_with_the_gate_on_and_quiet_prints_nothing(small_input, tmp_path):
-    result = run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--warehouse", tmp_path / "wh.duckdb",
-                     "--quiet")
+    result = run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--warehouse", tmp_path / "wh.duckdb", "--quiet")
     expect(result, 0)
     assert result.stderr == "" and result.stdout == ""
     info = json.loads((tmp_path / "out" / "run.json").read_text())
@@ -54,12 +62,15 @@ def test_exit_0_with_the_gate_on_and_quiet_prints_nothing(small_input, tmp_path)
     assert "succeeded" in runs.stdout
 
 
-@pytest.mark.parametrize("args, text", [
-    (["--month", "2026-13"], "2026-13"),
-    (["--month", "2026-10", "--from", "2026-01", "--to", "2026-02"], "either --month or --from/--to"),
-    (["--from", "2026-03", "--to", "2026-01"], "after --to"),
-    (["--from", "2026-03"], "go together"),
-])
+@pytest.mark.parametrize(
+    "args, text",
+    [
+        (["--month", "2026-13"], "2026-13"),
+        (["--month", "2026-10", "--from", "2026-01", "--to", "2026-02"], "either --month or --from/--to"),
+        (["--from", "2026-03", "--to", "2026-01"], "after --to"),
+        (["--from", "2026-03"], "go together"),
+    ],
+)
 def test_exit_1_usage(small_input, tmp_path, args, text):
     expect(run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--no-validate", *args), 1, text)
     assert not (tmp_path / "out").exists()
@@ -68,19 +79,18 @@ def test_exit_1_usage(small_input, tmp_path, args, text):
 def test_exit_1_unknown_config_key_and_unknown_run(small_input, tmp_path):
     cfg = tmp_path / "audit.toml"
     cfg.write_text("[reporting]\nmin_cell_count = 5\ntrend_monthz = 12\n")
-    expect(run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--config", cfg, "--no-validate"), 1,
-           "trend_monthz")
+    expect(run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--config", cfg, "--no-validate"), 1, "trend_monthz")
     wh = tmp_path / "wh.duckdb"
-    expect(run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--warehouse", wh, "--no-validate",
-                   "--quiet"), 0)
+    expect(run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--warehouse", wh, "--no-validate", "--quiet"), 0)
     expect(run_cli("diff", "NOPE-1", "NOPE-2", "--warehouse", wh), 1, "no run NOPE-1")
 
 
 def test_exit_2_unreadable_input(small_input, tmp_path):
     (small_input / "procedures.csv").write_bytes(b"\x00\x01garbage")
     expect(run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--no-validate"), 2, "procedures")
-    expect(run_cli("run", "--input", tmp_path / "nowhere", "--out", tmp_path / "out", "--no-validate"), 2,
-           "input folder not found")
+    expect(
+        run_cli("run", "--input", tmp_path / "nowhere", "--out", tmp_path / "out", "--no-validate"), 2, "input folder not found"
+    )
 
 
 def test_exit_3_missing_required_column_touches_nothing(small_input, tmp_path):
@@ -88,21 +98,41 @@ def test_exit_3_missing_required_column_touches_nothing(small_input, tmp_path):
     wh = tmp_path / "wh.duckdb"
     expect(run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--warehouse", wh, "--no-validate"), 0)
     before = json.loads(run_cli("runs", "--warehouse", wh, "--json").stdout)
-    write_csv(small_input / "imaging_orders.csv", [c for c in ORDER_HEADER if c != "order_code"],
-              [["O1", "MRN-1", "2025-06-06 10:00:00", "Neurology", "G97.1", "completed"]])
-    expect(run_cli("run", "--input", small_input, "--out", tmp_path / "out2", "--warehouse", wh, "--no-validate"), 3,
-           "order_code")
+    write_csv(
+        small_input / "imaging_orders.csv",
+        [c for c in ORDER_HEADER if c != "order_code"],
+        [["O1", "MRN-1", "2025-06-06 10:00:00", "Neurology", "G97.1", "completed"]],
+    )
+    expect(
+        run_cli("run", "--input", small_input, "--out", tmp_path / "out2", "--warehouse", wh, "--no-validate"), 3, "order_code"
+    )
     assert not (tmp_path / "out2").exists()
     assert json.loads(run_cli("runs", "--warehouse", wh, "--json").stdout) == before
 
 
 def test_progress_bar_only_on_a_terminal(small_input, tmp_path):
     """--from/--to on a terminal draws a bar over the months; through a pipe it logs one line per month."""
-    args = [sys.executable, "-m", "pipeline", "run", "--input", str(small_input), "--out", str(tmp_path / "bf"),
-            "--warehouse", str(tmp_path / "wh.duckdb"), "--no-validate", "--from", "2025-05", "--to", "2025-06"]
+    args = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "run",
+        "--input",
+        str(small_input),
+        "--out",
+        str(tmp_path / "bf"),
+        "--warehouse",
+        str(tmp_path / "wh.duckdb"),
+        "--no-validate",
+        "--from",
+        "2025-05",
+        "--to",
+        "2025-06",
+    ]
     master, slave = pty.openpty()
-    proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **KEY}, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=slave)
+    proc = subprocess.Popen(
+        args, cwd=ROOT, env={**os.environ, **KEY}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave
+    )
     os.close(slave)
     chunks = []
     while True:
@@ -123,10 +153,25 @@ def test_progress_bar_only_on_a_terminal(small_input, tmp_path):
     assert "order-audit: months" in tty_err and "2/2" in tty_err, tty_err
     assert "month 2025-06 done" not in tty_err  # the bar replaces the per-month lines
 
-    piped = run_cli("run", "--input", small_input, "--out", tmp_path / "bf2", "--warehouse", tmp_path / "wh.duckdb",
-                    "--no-validate", "--from", "2025-05", "--to", "2025-06")
+    piped = run_cli(
+        "run",
+        "--input",
+        small_input,
+        "--out",
+        tmp_path / "bf2",
+        "--warehouse",
+        tmp_path / "wh.duckdb",
+        "--no-validate",
+        "--from",
+        "2025-05",
+        "--to",
+        "2025-06",
+    )
     expect(piped, 0)
     assert "order-audit: months" not in piped.stderr and "\r" not in piped.stderr
     assert "month 2025-05 done (1/2)" in piped.stderr and "month 2025-06 done (2/2)" in piped.stderr
     assert sorted(p.name for p in (tmp_path / "bf2").iterdir() if not p.name.startswith(".")) == [
-        "2025-05", "2025-06", "index.html"]
+        "2025-05",
+        "2025-06",
+        "index.html",
+    ]

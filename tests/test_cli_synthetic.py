@@ -10,8 +10,16 @@ from conftest import run_cli
 
 from pipeline.synth import generate
 
-DATA_FILES = ("audited_orders.csv", "audited_orders.parquet", "cases.csv", "cases.parquet", "attrition.csv",
-              "rejects.csv", "metrics.csv", "metrics.parquet")
+DATA_FILES = (
+    "audited_orders.csv",
+    "audited_orders.parquet",
+    "cases.csv",
+    "cases.parquet",
+    "attrition.csv",
+    "rejects.csv",
+    "metrics.csv",
+    "metrics.parquet",
+)
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +46,10 @@ def test_every_order_agrees_with_ground_truth(synthetic, audited):
     got = _strings(audited / "audited_orders.csv").select("order_id", "case_id", "verdict", "reasons")
     both = truth.join(got, on="order_id", how="full", suffix="_got", coalesce=True)
     diff = both.filter(
-        pl.col("verdict").is_null() | pl.col("verdict_got").is_null()
-        | (pl.col("case_id") != pl.col("case_id_got")) | (pl.col("verdict") != pl.col("verdict_got"))
+        pl.col("verdict").is_null()
+        | pl.col("verdict_got").is_null()
+        | (pl.col("case_id") != pl.col("case_id_got"))
+        | (pl.col("verdict") != pl.col("verdict_got"))
         | (pl.col("reasons").fill_null("") != pl.col("reasons_got").fill_null(""))
     )
     assert diff.height == 0, f"{diff.height} orders differ from the ground truth:\n{diff.head(20)}"
@@ -54,7 +64,8 @@ def test_cases_agree_with_ground_truth(synthetic, audited):
 
 def test_no_raw_patient_id_in_any_output(synthetic, audited):
     ids = set(_strings(synthetic / "procedures.csv")["patient_id"]) | set(
-        _strings(synthetic / "imaging_orders.csv")["patient_id"])
+        _strings(synthetic / "imaging_orders.csv")["patient_id"]
+    )
     case_patients = set(_strings(synthetic / "ground_truth_cases.csv")["patient_id"])
     for path in audited.rglob("*"):
         if not path.is_file() or path.suffix == ".duckdb":

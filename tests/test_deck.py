@@ -190,8 +190,7 @@ def test_deck_case(deck_run, stem):
     if got_cases != want_cases:
         missing, unexpected = sorted(want_cases - got_cases), sorted(got_cases - want_cases)
         problems.append(
-            f"cases: expected {sorted(want_cases)}, got {sorted(got_cases)} "
-            f"(missing {missing}, unexpected {unexpected})"
+            f"cases: expected {sorted(want_cases)}, got {sorted(got_cases)} (missing {missing}, unexpected {unexpected})"
         )
 
     assert not problems, f"deck {stem}: {case['description']}\n  " + "\n  ".join(problems)
@@ -208,8 +207,7 @@ def test_no_raw_patient_id_in_outputs(deck_run, output):
     text = deck_run[output].read_text(encoding="utf-8")
     leaked = sorted(p for s in STEMS for p in _patient_ids(DECK[s]) if p in text)
     assert not leaked, (
-        f"{deck_run[output].name} shows raw patient ids {leaked}; "
-        "patients must appear only as the keyed pseudonym patient_key"
+        f"{deck_run[output].name} shows raw patient ids {leaked}; patients must appear only as the keyed pseudonym patient_key"
     )
 
 
@@ -253,8 +251,7 @@ def test_deck_files_are_well_formed():
                 problems.append(f"{stem}: expected order {oid} is not one of its imaging_orders")
             if e.get("case_id") not in expected_cases:
                 problems.append(
-                    f"{stem}: expected order {oid} is audited under {e.get('case_id')}, "
-                    "which is not an expected case"
+                    f"{stem}: expected order {oid} is audited under {e.get('case_id')}, which is not an expected case"
                 )
             reasons = e.get("reasons", "").split("|")
             unknown = [r for r in reasons if r not in DESIGN_REASONS]
@@ -289,8 +286,7 @@ def test_every_rule_fired():
     carried = {r for s in STEMS for e in _rows(DECK[s], "expected_orders") for r in e["reasons"].split("|")}
     unfired = [code for code in registry if code not in carried]
     assert not unfired, (
-        "rules in the registry that no deck order expects as a reason "
-        f"(add a deck case that fires each): {unfired}"
+        f"rules in the registry that no deck order expects as a reason (add a deck case that fires each): {unfired}"
     )
     unknown = sorted(carried - set(registry))
     assert not unknown, f"deck expects reason codes that are not in the registry: {unknown}"

@@ -16,7 +16,7 @@ def test_readme_opens_with_the_two_setup_commands():
 
 
 def test_readme_rule_table_is_generated_from_the_registry():
-    current = README[README.index(START):README.index(END) + len(END)]
+    current = README[README.index(START) : README.index(END) + len(END)]
     assert current == rules_markdown(), "run: python -m pipeline.registry, and paste the table into README.md"
     assert rules().height == 18
 

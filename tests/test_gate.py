@@ -33,8 +33,7 @@ def synthetic(tmp_path_factory) -> Path:
 def clean_run(synthetic, tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("clean")
     out = base / "out"
-    r = run_cli("run", "--input", synthetic, "--out", out, "--warehouse", base / "wh.duckdb",
-                "--data-docs", base / "docs")
+    r = run_cli("run", "--input", synthetic, "--out", out, "--warehouse", base / "wh.duckdb", "--data-docs", base / "docs")
     assert r.returncode == 0, r.stderr
     return base
 
@@ -56,21 +55,47 @@ def test_results_are_kept_in_the_warehouse_and_run_json(clean_run):
     info = _info(clean_run / "out")
     con = duckdb.connect(str(clean_run / "wh.duckdb"), read_only=True)
     try:
-        rows = con.execute("SELECT check_id, table_name, severity, status, violated_count, denominator, percent, "
-                           "sample_keys, row_level FROM dq_results WHERE run_id = ? ORDER BY ALL",
-                           [info["run_id"]]).fetchall()
+        rows = con.execute(
+            "SELECT check_id, table_name, severity, status, violated_count, denominator, percent, "
+            "sample_keys, row_level FROM dq_results WHERE run_id = ? ORDER BY ALL",
+            [info["run_id"]],
+        ).fetchall()
     finally:
         con.close()
-    in_json = sorted((d["check_id"], d["table"], d["severity"], d["status"], d["violated_count"], d["denominator"],
-                      d["percent"], json.dumps(d["sample_keys"]), d["row_level"]) for d in info["data_quality"])
+    in_json = sorted(
+        (
+            d["check_id"],
+            d["table"],
+            d["severity"],
+            d["status"],
+            d["violated_count"],
+            d["denominator"],
+            d["percent"],
+            json.dumps(d["sample_keys"]),
+            d["row_level"],
+        )
+        for d in info["data_quality"]
+    )
     tables = {r[1] for r in rows}
     # input checks (on the parsed extract) and output checks (on the marts) both recorded
     assert {"src_procedures", "src_imaging_orders", "src_diagnoses"} <= tables
     assert {"mart_audited_orders", "mart_attrition"} <= tables
     assert [tuple(r) for r in rows] == in_json
     for d in info["data_quality"]:
-        assert set(d) >= {"check_id", "table", "severity", "status", "violated_count", "denominator", "percent",
-                          "description", "sample_keys", "row_level", "rows_set_aside", "error"}
+        assert set(d) >= {
+            "check_id",
+            "table",
+            "severity",
+            "status",
+            "violated_count",
+            "denominator",
+            "percent",
+            "description",
+            "sample_keys",
+            "row_level",
+            "rows_set_aside",
+            "error",
+        }
 
 
 def test_data_docs_name_every_check(clean_run):
@@ -80,8 +105,13 @@ def test_data_docs_name_every_check(clean_run):
     for d in dq:
         assert d["check_id"] in index, d["check_id"]
     pages = list((docs / "validations").rglob("*.html"))
-    assert {p.parts[len(docs.parts) + 1] for p in pages} >= {"procedures", "imaging_orders", "diagnoses",
-                                                            "mart_audited_orders", "mart_attrition"}
+    assert {p.parts[len(docs.parts) + 1] for p in pages} >= {
+        "procedures",
+        "imaging_orders",
+        "diagnoses",
+        "mart_audited_orders",
+        "mart_attrition",
+    }
     text = "".join(p.read_text() for p in pages)
     assert "orders.ordered_at.not_future" in text and "attrition.adds_up" in text
 
@@ -107,8 +137,7 @@ def broken(synthetic, tmp_path_factory) -> tuple[Path, dict[int, str]]:
         else:
             times[i] = "03/07/2025 10:00"
         broken_lines[i + 2] = kind  # header is line 1
-    orders = orders.with_columns(pl.Series("order_id", ids), pl.Series("ordered_at", times),
-                                 pl.Series("status", status))
+    orders = orders.with_columns(pl.Series("order_id", ids), pl.Series("ordered_at", times), pl.Series("status", status))
     orders.write_csv(d / "imaging_orders.csv")
     out = base / "out"
     r = run_cli("run", "--input", d, "--out", out, "--warehouse", base / "wh.duckdb")
@@ -124,8 +153,12 @@ def test_broken_rows_are_set_aside_and_the_good_rows_land(broken):
     by_line = {}
     for row in rej.iter_rows(named=True):
         by_line.setdefault(int(row["source_line"]), []).append(row["reason"])
-    expected_reason = {"bad_status": "orders.status.allowed", "future": "orders.ordered_at.not_future",
-                       "duplicate_id": "duplicate order_id", "unparseable_time": "unparseable timestamp"}
+    expected_reason = {
+        "bad_status": "orders.status.allowed",
+        "future": "orders.ordered_at.not_future",
+        "duplicate_id": "duplicate order_id",
+        "unparseable_time": "unparseable timestamp",
+    }
     for line, kind in broken_lines.items():
         assert any(expected_reason[kind] in reason for reason in by_line[line]), (line, kind, by_line[line])
     info = _info(out)
@@ -185,7 +218,7 @@ def test_missing_required_column_exits_3_and_changes_nothing(clean_run, syntheti
     assert after_data == before_data  # every data table (sources, ledger, rejects, marts, dq_results) unchanged
     # run.py records the failed attempt in the run history (the only change; see docs/DATA_QUALITY.md)
     assert after_runs[: len(before_runs)] == before_runs
-    assert [s for _, s in after_runs[len(before_runs):]] in ([], ["failed"])
+    assert [s for _, s in after_runs[len(before_runs) :]] in ([], ["failed"])
 
 
 def test_validate_command_alone_with_data_docs(synthetic, tmp_path):

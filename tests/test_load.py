@@ -18,23 +18,28 @@ def _load(input_dir, tmp_path, **cfg):
 
 
 def _rejects(con):
-    return con.execute("SELECT table_name, source_line, column_name, value, reason, action FROM load_rejects "
-                       "ORDER BY table_name, source_line, column_name").fetchall()
+    return con.execute(
+        "SELECT table_name, source_line, column_name, value, reason, action FROM load_rejects "
+        "ORDER BY table_name, source_line, column_name"
+    ).fetchall()
 
 
 # ---------------------------------------------------------------- file-level problems
 
 
-@pytest.mark.parametrize("case, expect", [
-    ("missing_orders", "imaging_orders.csv: required file missing"),
-    ("missing_column", "required column(s) missing: ordering_department"),
-    ("empty_file", "file is empty"),
-    ("header_only", "has a header but no rows"),
-    ("not_utf8", "is not UTF-8"),
-    ("parquet_named_csv", "is a Parquet file named .csv"),
-    ("binary", "is a binary file"),
-    ("too_many_fields", "fields where the header has"),
-])
+@pytest.mark.parametrize(
+    "case, expect",
+    [
+        ("missing_orders", "imaging_orders.csv: required file missing"),
+        ("missing_column", "required column(s) missing: ordering_department"),
+        ("empty_file", "file is empty"),
+        ("header_only", "has a header but no rows"),
+        ("not_utf8", "is not UTF-8"),
+        ("parquet_named_csv", "is a Parquet file named .csv"),
+        ("binary", "is a binary file"),
+        ("too_many_fields", "fields where the header has"),
+    ],
+)
 def test_file_level_errors_stop_with_one_line(small_input, tmp_path, case, expect):
     orders = small_input / "imaging_orders.csv"
     if case == "missing_orders":
@@ -89,18 +94,26 @@ def test_failed_run_leaves_previous_outputs_untouched(small_input, tmp_path):
 
 def test_row_level_problems_are_set_aside_with_reason(tmp_path):
     d = tmp_path / "in"
-    write_csv(d / "procedures.csv", PROC_HEADER, [
-        ["PR1", "MRN-1", "2025-06-02 09:00:00", "62323", "Pain", "1970-05-05"],
-        ["PR1", "MRN-1", "2025-06-02 09:00:00", "62323", "Pain", "1970-05-05"],  # duplicate id
-        ["PR3", "MRN-3", "02/06/2025 9:00", "62323", "Pain", "1970-05-05"],  # second timestamp format
-        ["PR4", "", "2025-06-02 09:00:00", "62323", "Pain", "1970-05-05"],  # missing patient
-        ["PR5", "MRN-5", "2025-03-09 02:30:00", "62323", "Pain", "1970-05-05"],  # DST gap
-        ["PR6", "MRN-6", "2025-06-02 09:00:00", "62323", "Pain", "not-a-date"],  # bad optional value
-    ])
-    write_csv(d / "imaging_orders.csv", ORDER_HEADER, [
-        ["O1", "MRN-1", "2025-06-06 10:00:00", "72156", "Neuro", "", "completed"],
-        ["O2", "MRN-1", "", "72157", "Neuro", "", "completed"],  # no time: kept (missing_time)
-    ])
+    write_csv(
+        d / "procedures.csv",
+        PROC_HEADER,
+        [
+            ["PR1", "MRN-1", "2025-06-02 09:00:00", "62323", "Pain", "1970-05-05"],
+            ["PR1", "MRN-1", "2025-06-02 09:00:00", "62323", "Pain", "1970-05-05"],  # duplicate id
+            ["PR3", "MRN-3", "02/06/2025 9:00", "62323", "Pain", "1970-05-05"],  # second timestamp format
+            ["PR4", "", "2025-06-02 09:00:00", "62323", "Pain", "1970-05-05"],  # missing patient
+            ["PR5", "MRN-5", "2025-03-09 02:30:00", "62323", "Pain", "1970-05-05"],  # DST gap
+            ["PR6", "MRN-6", "2025-06-02 09:00:00", "62323", "Pain", "not-a-date"],  # bad optional value
+        ],
+    )
+    write_csv(
+        d / "imaging_orders.csv",
+        ORDER_HEADER,
+        [
+            ["O1", "MRN-1", "2025-06-06 10:00:00", "72156", "Neuro", "", "completed"],
+            ["O2", "MRN-1", "", "72157", "Neuro", "", "completed"],  # no time: kept (missing_time)
+        ],
+    )
     con, loads = _load(d, tmp_path)
     rejects = _rejects(con)
     reasons = {(r[0], r[1], r[2]): r[4] for r in rejects}
@@ -121,19 +134,29 @@ def test_row_level_problems_are_set_aside_with_reason(tmp_path):
 
 def test_timestamps_offsets_local_time_and_dst(tmp_path):
     d = tmp_path / "in"
-    write_csv(d / "procedures.csv", PROC_HEADER, [
-        ["A", "M", "2025-03-07 10:00:00", "62323", "Pain", "1970-01-01"],  # EST -> 15:00Z
-        ["B", "M", "2025-03-10T11:00:00-04:00", "62323", "Pain", "1970-01-01"],
-        ["C", "M", "2025-03-10T15:00:00Z", "62323", "Pain", "1970-01-01"],
-        ["D", "M", "2025-07-01T10:00", "62323", "Pain", "1970-01-01"],  # EDT, no seconds
-        ["E", "M", "2025-11-02 01:30:00", "62323", "Pain", "1970-01-01"],  # ambiguous: earlier (EDT)
-        ["F", "M", "2025-07-01", "62323", "Pain", "1970-01-01"],  # date only: local midnight
-    ])
+    write_csv(
+        d / "procedures.csv",
+        PROC_HEADER,
+        [
+            ["A", "M", "2025-03-07 10:00:00", "62323", "Pain", "1970-01-01"],  # EST -> 15:00Z
+            ["B", "M", "2025-03-10T11:00:00-04:00", "62323", "Pain", "1970-01-01"],
+            ["C", "M", "2025-03-10T15:00:00Z", "62323", "Pain", "1970-01-01"],
+            ["D", "M", "2025-07-01T10:00", "62323", "Pain", "1970-01-01"],  # EDT, no seconds
+            ["E", "M", "2025-11-02 01:30:00", "62323", "Pain", "1970-01-01"],  # ambiguous: earlier (EDT)
+            ["F", "M", "2025-07-01", "62323", "Pain", "1970-01-01"],  # date only: local midnight
+        ],
+    )
     write_csv(d / "imaging_orders.csv", ORDER_HEADER, [["O1", "M", "2025-06-06 10:00:00", "72156", "N", "", ""]])
     con, loads = _load(d, tmp_path)
     got = dict(con.execute("SELECT procedure_id, strftime(performed_at, '%Y-%m-%dT%H:%M:%S') FROM src_procedures").fetchall())
-    assert got == {"A": "2025-03-07T15:00:00", "B": "2025-03-10T15:00:00", "C": "2025-03-10T15:00:00",
-                   "D": "2025-07-01T14:00:00", "E": "2025-11-02T05:30:00", "F": "2025-07-01T04:00:00"}
+    assert got == {
+        "A": "2025-03-07T15:00:00",
+        "B": "2025-03-10T15:00:00",
+        "C": "2025-03-10T15:00:00",
+        "D": "2025-07-01T14:00:00",
+        "E": "2025-11-02T05:30:00",
+        "F": "2025-07-01T04:00:00",
+    }
     assert loads["procedures"].ambiguous_local_times == 1
 
 
@@ -148,10 +171,14 @@ def test_other_site_time_zone(tmp_path):
 def test_codes_stay_text_bom_crlf_and_truncated_last_row(tmp_path):
     d = tmp_path / "in"
     write_csv(d / "procedures.csv", PROC_HEADER, [["A", "M", "2025-03-07 10:00:00", "62323", "Pain", "1970-01-01"]])
-    body = "\r\n".join([",".join(ORDER_HEADER),
-                        "O1,M,2025-06-06 10:00:00,0001U,N,,completed",
-                        "O2,M,2025-06-06 10:00:00,30855-1,N,G97.1|g971,completed",
-                        "O3,M,2025-06-06 10:0"])  # cut off mid-row, no final newline
+    body = "\r\n".join(
+        [
+            ",".join(ORDER_HEADER),
+            "O1,M,2025-06-06 10:00:00,0001U,N,,completed",
+            "O2,M,2025-06-06 10:00:00,30855-1,N,G97.1|g971,completed",
+            "O3,M,2025-06-06 10:0",
+        ]
+    )  # cut off mid-row, no final newline
     (d / "imaging_orders.csv").write_bytes(b"\xef\xbb\xbf" + body.encode())
     con, loads = _load(d, tmp_path)
     codes = [r[0] for r in con.execute("SELECT order_code FROM src_imaging_orders ORDER BY order_id").fetchall()]
@@ -162,12 +189,17 @@ def test_codes_stay_text_bom_crlf_and_truncated_last_row(tmp_path):
 
 def test_column_map_from_config(tmp_path):
     d = tmp_path / "in"
-    write_csv(d / "procedures.csv", ["ProcID", "MRN", "PerformedDTTM", "CPT", "Dept", "DOB", "Extra Col"],
-              [["A", "M", "2025-03-07 10:00:00", "62323", "Pain", "1970-01-01", "kept"]])
+    write_csv(
+        d / "procedures.csv",
+        ["ProcID", "MRN", "PerformedDTTM", "CPT", "Dept", "DOB", "Extra Col"],
+        [["A", "M", "2025-03-07 10:00:00", "62323", "Pain", "1970-01-01", "kept"]],
+    )
     write_csv(d / "imaging_orders.csv", ORDER_HEADER, [["O1", "M", "2025-06-06 10:00:00", "72156", "N", "", ""]])
     cfg = tmp_path / "site.toml"
-    cfg.write_text('[columns.procedures]\nprocedure_id = "ProcID"\npatient_id = "MRN"\nperformed_at = "PerformedDTTM"\n'
-                   'procedure_code = "CPT"\ndepartment = "Dept"\npatient_birth_date = "DOB"\n')
+    cfg.write_text(
+        '[columns.procedures]\nprocedure_id = "ProcID"\npatient_id = "MRN"\nperformed_at = "PerformedDTTM"\n'
+        'procedure_code = "CPT"\ndepartment = "Dept"\npatient_birth_date = "DOB"\n'
+    )
     con = warehouse.connect(tmp_path / "wh.duckdb")
     load.load_inputs(con, load.find_inputs(d), load_config(cfg))
     row = con.execute('SELECT procedure_id, patient_id, procedure_code, "Extra Col" FROM src_procedures').fetchall()

@@ -19,8 +19,7 @@ def wheel(tmp_path_factory) -> Path:
     if not UV.exists():
         pytest.skip("uv is installed by `make install`; run the tests through make")
     out = tmp_path_factory.mktemp("dist")
-    subprocess.run([str(UV), "build", "--wheel", "--out-dir", str(out), str(ROOT)], check=True,
-                   capture_output=True, text=True)
+    subprocess.run([str(UV), "build", "--wheel", "--out-dir", str(out), str(ROOT)], check=True, capture_output=True, text=True)
     (path,) = out.glob("order_audit-*.whl")
     return path
 
@@ -46,10 +45,20 @@ def test_installed_package_runs_outside_the_checkout(wheel, small_input, tmp_pat
     elsewhere.mkdir()
     env = {**os.environ, "PYTHONPATH": str(site)}
     out = tmp_path / "out"
-    result = subprocess.run([sys.executable, "-m", "pipeline", "run", "--input", str(small_input), "--out", str(out),
-                             "--no-validate", "-q"], cwd=elsewhere, env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "run", "--input", str(small_input), "--out", str(out), "--no-validate", "-q"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
-    probe = subprocess.run([sys.executable, "-c", "import pipeline, sys; print(pipeline.__file__)"], cwd=elsewhere,
-                           env=env, capture_output=True, text=True)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import pipeline, sys; print(pipeline.__file__)"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert probe.stdout.startswith(str(site)), "the test must exercise the wheel, not the checkout"
     assert (out / "audited_orders.csv").read_text().count("\n") == 5  # header + 4 audited orders

@@ -22,15 +22,39 @@ LOCAL_EXAMPLE = ROOT / "examples" / "local_code_map.csv"
 SEED_TEXT = ROOT.parent / "shared" / "seeds" / "000_d4cfa7d0c431a4f7.txt"
 
 VALUE_SET_COLUMNS = [
-    "value_set", "code_system", "code", "match", "description", "valid_from", "valid_to", "source",
+    "value_set",
+    "code_system",
+    "code",
+    "match",
+    "description",
+    "valid_from",
+    "valid_to",
+    "source",
 ]
 MAP_COLUMNS = [
-    "code_system", "code", "study_type", "modality", "regions", "contrast",
-    "description", "valid_from", "valid_to", "source",
+    "code_system",
+    "code",
+    "study_type",
+    "modality",
+    "regions",
+    "contrast",
+    "description",
+    "valid_from",
+    "valid_to",
+    "source",
 ]
 STUDY_TYPES = {
-    "mri_spine", "mri_brain", "ct_head", "ct_spine", "ct_myelography", "myelography",
-    "myelography_injection", "dsm", "mr_myelography", "cisternography", "out_of_scope",
+    "mri_spine",
+    "mri_brain",
+    "ct_head",
+    "ct_spine",
+    "ct_myelography",
+    "myelography",
+    "myelography_injection",
+    "dsm",
+    "mr_myelography",
+    "cisternography",
+    "out_of_scope",
 }
 CONTRASTS = {"without", "with", "without_and_with", "intrathecal", ""}
 MODALITIES = {"MR", "CT", "XR", "NM"}
@@ -41,23 +65,75 @@ REGION_VALUES = {"", "C", "T", "L", "CT", "CL", "TL", "CTL"}  # letters of CTL, 
 
 EXPECTED_VALUE_SETS = {
     "index_procedure": {
-        "62322", "62323", "62326", "62327", "64483", "64484", "64493", "64494", "64495",
-        "62270", "62328", "62272", "62329", "62284", "62304", "62311",
+        "62322",
+        "62323",
+        "62326",
+        "62327",
+        "64483",
+        "64484",
+        "64493",
+        "64494",
+        "64495",
+        "62270",
+        "62328",
+        "62272",
+        "62329",
+        "62284",
+        "62304",
+        "62311",
     },
     "out_of_scope_procedure": {"62320", "62321", "64479", "64480", "64490", "64491", "64492"},
     "blood_patch": {"62273"},
     "intrathecal_injection": {"62284", "62302", "62303", "62304", "62305"},
     "leak_diagnosis": {
-        "G97.0", "G97.1", "G96.00", "G96.01", "G96.02", "G96.08", "G96.09",
-        "G96.810", "G96.811", "G96.819", "G97.84", "R51.0",
+        "G97.0",
+        "G97.1",
+        "G96.00",
+        "G96.01",
+        "G96.02",
+        "G96.08",
+        "G96.09",
+        "G96.810",
+        "G96.811",
+        "G96.819",
+        "G97.84",
+        "R51.0",
     },
     "red_flag_indication": {
-        "G06.0", "G06.1", "G06.2", "G00", "G03.9", "G04", "M46.2", "M46.3", "M46.4", "M46.5",
-        "T81.4", "G83.4", "G95.20", "G95.29", "G97.51", "G97.52", "G97.61", "G97.62", "G97.63", "G97.64",
+        "G06.0",
+        "G06.1",
+        "G06.2",
+        "G00",
+        "G03.9",
+        "G04",
+        "M46.2",
+        "M46.3",
+        "M46.4",
+        "M46.5",
+        "T81.4",
+        "G83.4",
+        "G95.20",
+        "G95.29",
+        "G97.51",
+        "G97.52",
+        "G97.61",
+        "G97.62",
+        "G97.63",
+        "G97.64",
     },
     "back_pain_history": {
-        "M54.50", "M54.51", "M54.59", "M54.40", "M54.41", "M54.42", "M54.16", "M54.17",
-        "M51.16", "M51.17", "M48.061", "M48.062",
+        "M54.50",
+        "M54.51",
+        "M54.59",
+        "M54.40",
+        "M54.41",
+        "M54.42",
+        "M54.16",
+        "M54.17",
+        "M51.16",
+        "M51.17",
+        "M48.061",
+        "M48.062",
     },
 }
 EXPECTED_PREFIX_ROWS = {"G00", "G04", "M46.2", "M46.3", "M46.4", "M46.5", "T81.4"}
@@ -141,6 +217,7 @@ ACR_DOI = "doi:10.1016/j.jacr.2024.08.020"
 
 # --- helpers ---------------------------------------------------------------------------
 
+
 def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
@@ -206,6 +283,7 @@ def verdicts() -> list[dict[str, str]]:
 
 # --- value sets ------------------------------------------------------------------------
 
+
 def test_value_sets_match_domain(value_sets):
     got: dict[str, set[str]] = {}
     for r in value_sets:
@@ -270,11 +348,7 @@ def test_prefix_rows_cover_all_descendants(value_sets):
         assert leaves
         assert all(dotless(c).startswith(p) for c in leaves)
     # and concrete examples the pipeline must catch
-    red = [
-        dotless(r["code"])
-        for r in value_sets
-        if r["value_set"] == "red_flag_indication" and r["match"] == "prefix"
-    ]
+    red = [dotless(r["code"]) for r in value_sets if r["value_set"] == "red_flag_indication" and r["match"] == "prefix"]
     for example in ["T81.40XA", "T81.44XD", "M46.26", "G00.9", "G04.91"]:
         assert icd.is_valid_item(example), example
         assert any(dotless(example).startswith(p) for p in red), example
@@ -306,6 +380,7 @@ def test_value_set_dates(value_sets):
 
 # --- imaging code map ------------------------------------------------------------------
 
+
 def _check_map_rows(rows):
     for r in rows:
         assert r["study_type"] in STUDY_TYPES, r
@@ -324,16 +399,21 @@ def _check_map_rows(rows):
             assert r["regions"], r
         if r["study_type"] in {"mri_spine", "mri_brain", "ct_head", "ct_spine"}:
             assert r["contrast"] in {"without", "with", "without_and_with"}, r
-        if r["study_type"] in {"myelography", "myelography_injection", "dsm", "ct_myelography",
-                               "mr_myelography", "cisternography"}:
+        if r["study_type"] in {
+            "myelography",
+            "myelography_injection",
+            "dsm",
+            "ct_myelography",
+            "mr_myelography",
+            "cisternography",
+        }:
             assert r["contrast"] == "intrathecal", r
         if r["study_type"] != "out_of_scope":
             assert r["contrast"], r
 
 
 def test_imaging_map_covers_domain_codes(imaging_map):
-    got = {(r["code_system"], r["code"]): (r["study_type"], r["modality"], r["regions"], r["contrast"])
-           for r in imaging_map}
+    got = {(r["code_system"], r["code"]): (r["study_type"], r["modality"], r["regions"], r["contrast"]) for r in imaging_map}
     missing = set(EXPECTED_IMAGING) - set(got)
     assert not missing, f"imaging codes of DOMAIN.md section 4 missing from the map: {sorted(missing)}"
     wrong = {k: (got[k], v) for k, v in EXPECTED_IMAGING.items() if got[k] != v}
@@ -384,6 +464,7 @@ def test_intrathecal_injections_are_mapped_imaging(value_sets, imaging_map):
 
 # --- rules and verdicts ----------------------------------------------------------------
 
+
 def test_rules_registry(rules, verdicts):
     assert [(r["reason_code"], r["verdict"]) for r in rules] == EXPECTED_RULES
     assert [r["rule_id"] for r in rules] == [f"CSF-{i:02d}" for i in range(1, 19)]
@@ -428,6 +509,7 @@ def test_verdicts(verdicts):
 
 
 # --- manifest --------------------------------------------------------------------------
+
 
 def test_manifest():
     with (REF / "manifest.toml").open("rb") as f:

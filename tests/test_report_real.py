@@ -35,8 +35,7 @@ def _counts(wh: Path, period: str) -> dict:
     con = duckdb.connect(str(wh), read_only=True)
     try:
         rows = con.execute(
-            "SELECT measure_id, numerator, denominator FROM mart_metric_counts "
-            "WHERE level = 'overall' AND period = ?",
+            "SELECT measure_id, numerator, denominator FROM mart_metric_counts WHERE level = 'overall' AND period = ?",
             [period],
         ).fetchall()
     finally:

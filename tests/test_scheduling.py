@@ -24,8 +24,17 @@ from conftest import run_cli as _run_cli
 from pipeline.synth import generate
 
 KEY = {"ORDER_AUDIT_PSEUDONYM_KEY": "scheduling-test-key"}
-DATA_FILES = ("audited_orders.csv", "audited_orders.parquet", "cases.csv", "cases.parquet", "attrition.csv",
-              "metrics.csv", "metrics.parquet", "rejects.csv", "load_ledger.csv")
+DATA_FILES = (
+    "audited_orders.csv",
+    "audited_orders.parquet",
+    "cases.csv",
+    "cases.parquet",
+    "attrition.csv",
+    "metrics.csv",
+    "metrics.parquet",
+    "rejects.csv",
+    "load_ledger.csv",
+)
 
 
 def run_cli(*args, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -63,21 +72,28 @@ def warehouse_state(wh: Path) -> dict:
     """What a killed run must not change: source rows, the active ledger, results, past runs."""
     return {
         "rows": {t: query(wh, f"SELECT count(*) FROM src_{t}")[0][0] for t in ("procedures", "imaging_orders", "diagnoses")},
-        "ledger": query(wh, """SELECT load_id, table_name, sha256, action, superseded_by FROM load_ledger
-                               ORDER BY load_id"""),
+        "ledger": query(
+            wh,
+            """SELECT load_id, table_name, sha256, action, superseded_by FROM load_ledger
+                               ORDER BY load_id""",
+        ),
         "results": query(wh, "SELECT period, order_id, case_id, verdict, reasons FROM audit_results ORDER BY ALL"),
         "results_run_ids": query(wh, "SELECT DISTINCT run_id FROM audit_results ORDER BY ALL"),
-        "runs": query(wh, """SELECT run_id, status, periods, counts FROM audit_runs
+        "runs": query(
+            wh,
+            """SELECT run_id, status, periods, counts FROM audit_runs
                              WHERE status <> 'running' AND status <> 'publishing' AND status <> 'interrupted'
-                             ORDER BY run_id"""),
+                             ORDER BY run_id""",
+        ),
     }
 
 
 def leftovers(folder: Path) -> list[str]:
     """Hidden staging/version/scratch entries in folder other than what an output symlink points to."""
     current = {os.readlink(p) for p in folder.iterdir() if p.is_symlink()}
-    return sorted(p.name for p in folder.iterdir()
-                  if p.name.startswith(".") and p.name not in current and not p.name.endswith(".lock"))
+    return sorted(
+        p.name for p in folder.iterdir() if p.name.startswith(".") and p.name not in current and not p.name.endswith(".lock")
+    )
 
 
 def with_order_code(src: Path, dest: Path, order_id: str, code: str) -> Path:
@@ -86,8 +102,9 @@ def with_order_code(src: Path, dest: Path, order_id: str, code: str) -> Path:
     path = dest / "imaging_orders.csv"
     frame = pl.read_csv(path, infer_schema=False)
     assert order_id in frame["order_id"].to_list()
-    frame.with_columns(pl.when(pl.col("order_id") == order_id).then(pl.lit(code)).otherwise(pl.col("order_code"))
-                       .alias("order_code")).write_csv(path)
+    frame.with_columns(
+        pl.when(pl.col("order_id") == order_id).then(pl.lit(code)).otherwise(pl.col("order_code")).alias("order_code")
+    ).write_csv(path)
     return dest
 
 
@@ -111,16 +128,22 @@ def test_load_twice_correct_once_then_add_a_month(small_input, tmp_path):
     after = warehouse_state(wh)
     assert after["rows"] == before["rows"] == {"procedures": 2, "imaging_orders": 4, "diagnoses": 1}
     assert query(wh, "SELECT table_name, action FROM load_ledger WHERE run_id = ? ORDER BY 1", [run_b]) == [
-        ("diagnoses", "skipped_already_loaded"), ("imaging_orders", "skipped_already_loaded"),
-        ("procedures", "skipped_already_loaded")]
+        ("diagnoses", "skipped_already_loaded"),
+        ("imaging_orders", "skipped_already_loaded"),
+        ("procedures", "skipped_already_loaded"),
+    ]
     second_files = files(out)
     for name in DATA_FILES:
         assert second_files[name] == first_files[name], name
     # presentation files differ only by the run id (and the HTML's start time); run.json holds both
     assert second_files["metrics.json"].replace(run_b.encode(), run_a.encode()) == first_files["metrics.json"]
     info_a = json.loads(first_files["run.json"])
-    html_b = second_files["report.html"].decode().replace(run_b, run_a).replace(
-        json.loads(second_files["run.json"])["started_at"], info_a["started_at"])
+    html_b = (
+        second_files["report.html"]
+        .decode()
+        .replace(run_b, run_a)
+        .replace(json.loads(second_files["run.json"])["started_at"], info_a["started_at"])
+    )
     assert html_b == first_files["report.html"].decode()
 
     # a corrected extract of the same months: the earlier file's rows go, the ledger says what it replaced
@@ -128,16 +151,19 @@ def test_load_twice_correct_once_then_add_a_month(small_input, tmp_path):
     ok(audit(fixed, out, wh))
     run_c = run_id_of(out)
     assert warehouse_state(wh)["rows"] == before["rows"]
-    (action, replaces, removed, updated), = query(
-        wh, "SELECT action, replaces, rows_removed, rows_updated FROM load_ledger WHERE run_id = ? "
-            "AND table_name = 'imaging_orders'", [run_c])
+    ((action, replaces, removed, updated),) = query(
+        wh,
+        "SELECT action, replaces, rows_removed, rows_updated FROM load_ledger WHERE run_id = ? AND table_name = 'imaging_orders'",
+        [run_c],
+    )
     assert (action, removed, updated) == ("replaced", 4, 0)
     assert replaces == f"{run_a}-imaging_orders"
     assert query(wh, "SELECT superseded_by FROM load_ledger WHERE load_id = ?", [replaces]) == [(f"{run_c}-imaging_orders",)]
     assert query(wh, "SELECT order_code FROM src_imaging_orders WHERE order_id = 'O4'") == [("LOC-NEW-7",)]
     ledger = pl.read_csv(out / "load_ledger.csv", infer_schema=False)
     assert ledger.filter(pl.col("table_name") == "imaging_orders")["sha256"].to_list() == [
-        query(wh, "SELECT sha256 FROM load_ledger WHERE load_id = ?", [f"{run_c}-imaging_orders"])[0][0]]
+        query(wh, "SELECT sha256 FROM load_ledger WHERE load_id = ?", [f"{run_c}-imaging_orders"])[0][0]
+    ]
 
     # diff shows exactly that order, with both reasons
     d = ok(run_cli("diff", run_a, run_c, "--warehouse", wh))
@@ -149,19 +175,30 @@ def test_load_twice_correct_once_then_add_a_month(small_input, tmp_path):
 
     # a monthly extract for another month accumulates beside the first
     july = tmp_path / "july"
-    write_csv(july / "procedures.csv", PROC_HEADER, [["PR7", "MRN-7", "2025-07-01 09:00:00", "62323", "Pain clinic",
-                                                        "1960-01-01"]])
-    write_csv(july / "imaging_orders.csv", ORDER_HEADER, [
-        ["O71", "MRN-7", "2025-07-02 10:00:00", "72148", "Emergency", "G97.1", "completed"]])
+    write_csv(
+        july / "procedures.csv", PROC_HEADER, [["PR7", "MRN-7", "2025-07-01 09:00:00", "62323", "Pain clinic", "1960-01-01"]]
+    )
+    write_csv(
+        july / "imaging_orders.csv",
+        ORDER_HEADER,
+        [["O71", "MRN-7", "2025-07-02 10:00:00", "72148", "Emergency", "G97.1", "completed"]],
+    )
     write_csv(july / "diagnoses.csv", DX_HEADER, [["MRN-7", "G97.1", "2025-07-02 08:00:00"]])
     ok(audit(july, out, wh))
     assert warehouse_state(wh)["rows"] == {"procedures": 3, "imaging_orders": 5, "diagnoses": 2}
-    active = query(wh, """SELECT table_name, first_month, last_month, action FROM load_ledger
-                          WHERE action IN ('loaded', 'replaced') AND superseded_by IS NULL ORDER BY ALL""")
-    assert active == [("diagnoses", "2025-06", "2025-06", "loaded"), ("diagnoses", "2025-07", "2025-07", "loaded"),
-                      ("imaging_orders", "2025-06", "2025-06", "replaced"),
-                      ("imaging_orders", "2025-07", "2025-07", "loaded"),
-                      ("procedures", "2025-06", "2025-06", "loaded"), ("procedures", "2025-07", "2025-07", "loaded")]
+    active = query(
+        wh,
+        """SELECT table_name, first_month, last_month, action FROM load_ledger
+                          WHERE action IN ('loaded', 'replaced') AND superseded_by IS NULL ORDER BY ALL""",
+    )
+    assert active == [
+        ("diagnoses", "2025-06", "2025-06", "loaded"),
+        ("diagnoses", "2025-07", "2025-07", "loaded"),
+        ("imaging_orders", "2025-06", "2025-06", "replaced"),
+        ("imaging_orders", "2025-07", "2025-07", "loaded"),
+        ("procedures", "2025-06", "2025-06", "loaded"),
+        ("procedures", "2025-07", "2025-07", "loaded"),
+    ]
     assert pl.read_csv(out / "load_ledger.csv").height == 6
     assert set(pl.read_csv(out / "audited_orders.csv", infer_schema=False)["order_id"]) == {"O1", "O2", "O3", "O4", "O71"}
 
@@ -189,8 +226,24 @@ def test_backfill_36_months_equals_whole_run_and_month_rerun_is_byte_identical(s
     whole = tmp_path / "whole"
     ok(run_cli("run", "--input", synth36, "--out", whole, "--warehouse", tmp_path / "whole.duckdb", "--no-validate"))
     wh, bf = tmp_path / "bf.duckdb", tmp_path / "bf"
-    result = ok(run_cli("run", "--input", synth36, "--out", bf, "--warehouse", wh, "--no-validate",
-                        "--from", "2024-01", "--to", "2026-12", "--log-format", "json"))
+    result = ok(
+        run_cli(
+            "run",
+            "--input",
+            synth36,
+            "--out",
+            bf,
+            "--warehouse",
+            wh,
+            "--no-validate",
+            "--from",
+            "2024-01",
+            "--to",
+            "2026-12",
+            "--log-format",
+            "json",
+        )
+    )
     events = [json.loads(line) for line in result.stderr.splitlines()]
     done = [e for e in events if e["event"] == "month_done"]
     assert [e["period"] for e in done][:2] == ["2024-01", "2024-02"] and len(done) == 36
@@ -223,8 +276,7 @@ def test_backfill_36_months_equals_whole_run_and_month_rerun_is_byte_identical(s
         assert second[name] == first[name], name
     assert json.loads(second["run.json"])["period"] == month
     # the rerun replaced that month's results, the others stay
-    assert query(wh, "SELECT count(*) FROM audit_results WHERE period = ?", [month])[0][0] == \
-        dict(periods)[month]
+    assert query(wh, "SELECT count(*) FROM audit_results WHERE period = ?", [month])[0][0] == dict(periods)[month]
     assert len(query(wh, "SELECT DISTINCT run_id FROM audit_results")) == 2
 
 
@@ -239,14 +291,24 @@ def baseline(tmp_path_factory) -> Path:
     """A warehouse and outputs after one successful run (copied by each kill test)."""
     d = tmp_path_factory.mktemp("baseline")
     inp = d / "in"
-    write_csv(inp / "procedures.csv", PROC_HEADER, [
-        ["PR1", "MRN-1", "2025-06-02 09:00:00", "62323", "Pain clinic", "1970-05-05"],
-        ["PR2", "MRN-2", "2025-06-03 09:00:00", "62322", "Pain clinic", "1980-01-01"]])
-    write_csv(inp / "imaging_orders.csv", ORDER_HEADER, [
-        ["O1", "MRN-1", "2025-06-06 10:00:00", "72156", "Neurology", "G97.1", "completed"],
-        ["O2", "MRN-1", "2025-06-06 10:05:00", "72157", "Neurology", "G97.1", "completed"],
-        ["O3", "MRN-1", "2025-06-06 10:10:00", "72158", "Neurology", "G97.1", "completed"],
-        ["O4", "MRN-2", "2025-06-04 09:00:00", "72148", "Emergency", "", "completed"]])
+    write_csv(
+        inp / "procedures.csv",
+        PROC_HEADER,
+        [
+            ["PR1", "MRN-1", "2025-06-02 09:00:00", "62323", "Pain clinic", "1970-05-05"],
+            ["PR2", "MRN-2", "2025-06-03 09:00:00", "62322", "Pain clinic", "1980-01-01"],
+        ],
+    )
+    write_csv(
+        inp / "imaging_orders.csv",
+        ORDER_HEADER,
+        [
+            ["O1", "MRN-1", "2025-06-06 10:00:00", "72156", "Neurology", "G97.1", "completed"],
+            ["O2", "MRN-1", "2025-06-06 10:05:00", "72157", "Neurology", "G97.1", "completed"],
+            ["O3", "MRN-1", "2025-06-06 10:10:00", "72158", "Neurology", "G97.1", "completed"],
+            ["O4", "MRN-2", "2025-06-04 09:00:00", "72148", "Emergency", "", "completed"],
+        ],
+    )
     write_csv(inp / "diagnoses.csv", DX_HEADER, [["MRN-2", "G97.1", "2025-06-04 08:00:00"]])
     ok(audit(inp, d / "site" / "out", d / "site" / "wh.duckdb"))
     return d
@@ -271,8 +333,7 @@ def test_kill_leaves_previous_state_and_next_run_succeeds(baseline, tmp_path, po
         assert state == old_state  # the transaction never committed
     else:
         # committed before the kill: the same files were only marked as already loaded
-        assert query(wh, "SELECT DISTINCT action FROM load_ledger WHERE run_id <> ?", [old_run]) == [
-            ("skipped_already_loaded",)]
+        assert query(wh, "SELECT DISTINCT action FROM load_ledger WHERE run_id <> ?", [old_run]) == [("skipped_already_loaded",)]
     assert not any(p.name.startswith(".") for p in out.iterdir())  # nothing half-made inside the output folder
     if point == "mid_publish:2":
         # killed after the switch: the whole new set is visible (and its run.json names the new run)
@@ -287,10 +348,12 @@ def test_kill_leaves_previous_state_and_next_run_succeeds(baseline, tmp_path, po
     nxt = ok(audit(baseline / "in", out, wh))
     assert run_id_of(out) != old_run
     assert leftovers(site) == []
-    assert [(s, e is not None) for s, e in query(
-        wh, "SELECT status, error FROM audit_runs ORDER BY started_at, run_id")] == [
-        ("succeeded", False), ("interrupted", True), ("succeeded", False)]
-    (error,), = query(wh, "SELECT error FROM audit_runs WHERE status = 'interrupted'")
+    assert [(s, e is not None) for s, e in query(wh, "SELECT status, error FROM audit_runs ORDER BY started_at, run_id")] == [
+        ("succeeded", False),
+        ("interrupted", True),
+        ("succeeded", False),
+    ]
+    ((error,),) = query(wh, "SELECT error FROM audit_runs WHERE status = 'interrupted'")
     assert ("after its warehouse commit" in error) == (point in POST_COMMIT), error
     new_files = files(out)
     for name in DATA_FILES:
@@ -332,6 +395,7 @@ def test_kill_mid_publish_into_a_plain_folder_leaves_run_json_naming_the_old_run
     info = json.loads(now["run.json"])
     assert info["run_id"] == old_run
     import hashlib
+
     stale = sorted(n for n, meta in info["files"].items() if hashlib.sha256(now[n]).hexdigest() != meta["sha256"])
     assert stale == changed
     assert not any(p.name.startswith(".") for p in plain.iterdir())

@@ -119,9 +119,7 @@ def test_noncase_patients_absent_from_ground_truth(out):
     gt_pat = set(gt.join(orders, on="order_id")["patient_id"])
     assert not nc & gt_pat
     # they do have neuro orders the audit must not list
-    assert orders.filter(
-        pl.col("patient_id").is_in(sorted(nc)) & pl.col("order_code").str.starts_with("72")
-    ).height
+    assert orders.filter(pl.col("patient_id").is_in(sorted(nc)) & pl.col("order_code").str.starts_with("72")).height
 
 
 def test_ids_unique_and_timestamps_parse(out):

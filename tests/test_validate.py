@@ -237,8 +237,7 @@ def test_missing_required_table_is_an_error_and_missing_diagnoses_is_skipped(tmp
     con.close()
     by_id = _by_id(run_suites(path, suites=("imaging_orders", "procedures", "diagnoses"), params=PARAMS))
     assert by_id["orders.columns.required"].status == "failed"
-    assert sorted(by_id["orders.columns.required"].sample_keys) == [
-        "order_code", "ordered_at", "ordering_department"]
+    assert sorted(by_id["orders.columns.required"].sample_keys) == ["order_code", "ordered_at", "ordering_department"]
     assert by_id["procedures.procedure_id.unique"].status == "error"
     assert not any(cid.startswith("diagnoses.") and r.status == "failed" for cid, r in by_id.items())
 
@@ -262,8 +261,7 @@ def _reader(path):
         "sys.stdin.readline(); "
         "print(c.execute('SELECT count(*) FROM src_imaging_orders').fetchone()[0], flush=True)"
     )
-    return subprocess.Popen([sys.executable, "-c", code, str(path)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, "-c", code, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
 def test_gx_opens_the_warehouse_read_only(clean_wh):
