@@ -9,6 +9,7 @@ solely for the re-identification crosswalk, written outside the output folder, m
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import os
@@ -778,7 +779,9 @@ def render_outputs(
     written: list[Path] = []
     report_tpl = env.get_template("report.html")
 
-    ctx = _page_context(
+    # the site-wide page and every department page differ only in the department they filter to
+    page_context = functools.partial(
+        _page_context,
         con,
         run_info,
         metrics,
@@ -786,32 +789,19 @@ def render_outputs(
         min_cell_count,
         period,
         window,
-        department=None,
         departments=departments,
         overall_rates=overall_rates,
         all_cases=all_cases,
         blocks=blocks,
     )
+    ctx = page_context(department=None)
     methods = _methods(con, run_info, min_cell_count, rules)
     report = report_tpl.render(**common, **ctx, methods=methods, root="")
     written.append(_write_text(out_dir / "report.html", report))
 
     dept_counts = []
     for d in departments:
-        dctx = _page_context(
-            con,
-            run_info,
-            metrics,
-            rules,
-            min_cell_count,
-            period,
-            window,
-            department=d["name"],
-            departments=departments,
-            overall_rates=overall_rates,
-            all_cases=all_cases,
-            blocks=blocks,
-        )
+        dctx = page_context(department=d["name"])
         dept_counts.append(dict(d, n_cases=dctx["n_cases"], n_orders=dctx["n_orders"]))
         html = report_tpl.render(**common, **dctx, methods=None, root="../")
         written.append(_write_text(out_dir / "departments" / f"{d['slug']}.html", html))

@@ -40,10 +40,8 @@ ORDER_HEADER = ["order_id", "patient_id", "ordered_at", "order_code", "ordering_
 DX_HEADER = ["patient_id", "diagnosis_code", "recorded_at"]
 
 
-@pytest.fixture
-def small_input(tmp_path: Path) -> Path:
-    """One case (complete spine at day 4) and one premature lumbar-only order."""
-    d = tmp_path / "in"
+def write_small_input(d: Path) -> Path:
+    """One case (complete spine at day 4) and one premature lumbar-only order, as CSV files in d."""
     write_csv(
         d / "procedures.csv",
         PROC_HEADER,
@@ -64,6 +62,11 @@ def small_input(tmp_path: Path) -> Path:
     )
     write_csv(d / "diagnoses.csv", DX_HEADER, [["MRN-2", "G97.1", "2025-06-04 08:00:00"]])
     return d
+
+
+@pytest.fixture
+def small_input(tmp_path: Path) -> Path:
+    return write_small_input(tmp_path / "in")
 
 
 # The reason registry as docs/DESIGN.md lists it (registry order = order inside `reasons`): written

@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
-from conftest import DX_HEADER, ORDER_HEADER, PROC_HEADER, ROOT, write_csv
+from conftest import DX_HEADER, ORDER_HEADER, PROC_HEADER, ROOT, write_csv, write_small_input
 from conftest import run_cli as _run_cli
 
 from pipeline.synth import generate
@@ -290,26 +290,7 @@ POST_COMMIT = ("mid_render", "mid_publish:1", "mid_publish:2")
 def baseline(tmp_path_factory) -> Path:
     """A warehouse and outputs after one successful run (copied by each kill test)."""
     d = tmp_path_factory.mktemp("baseline")
-    inp = d / "in"
-    write_csv(
-        inp / "procedures.csv",
-        PROC_HEADER,
-        [
-            ["PR1", "MRN-1", "2025-06-02 09:00:00", "62323", "Pain clinic", "1970-05-05"],
-            ["PR2", "MRN-2", "2025-06-03 09:00:00", "62322", "Pain clinic", "1980-01-01"],
-        ],
-    )
-    write_csv(
-        inp / "imaging_orders.csv",
-        ORDER_HEADER,
-        [
-            ["O1", "MRN-1", "2025-06-06 10:00:00", "72156", "Neurology", "G97.1", "completed"],
-            ["O2", "MRN-1", "2025-06-06 10:05:00", "72157", "Neurology", "G97.1", "completed"],
-            ["O3", "MRN-1", "2025-06-06 10:10:00", "72158", "Neurology", "G97.1", "completed"],
-            ["O4", "MRN-2", "2025-06-04 09:00:00", "72148", "Emergency", "", "completed"],
-        ],
-    )
-    write_csv(inp / "diagnoses.csv", DX_HEADER, [["MRN-2", "G97.1", "2025-06-04 08:00:00"]])
+    inp = write_small_input(d / "in")
     ok(audit(inp, d / "site" / "out", d / "site" / "wh.duckdb"))
     return d
 
