@@ -3,6 +3,14 @@
 Every cell is written as a string or number explicitly: a free-text value starting with
 ``=`` stays text (no formula injection). File properties carry a fixed date so reruns
 produce the same bytes.
+
+The Cases sheet (some 500k cells at 10M orders) is the one large part: xlsxwriter's per-cell
+Python path costs about 4 s there, so its rows are turned into sheet XML column-wise with
+Polars instead (``_rows_xml``), producing exactly the bytes xlsxwriter's ``constant_memory``
+mode writes (tests/test_workbook.py checks the two paths give identical files). Cells with
+anything unusual (control characters, ``_xHHHH_`` sequences, non-ASCII first or last
+characters, a leading ``<r>``) are formatted one by one with xlsxwriter's own helpers, so they
+too match; a frame with a string over Excel's 32767-character limit takes the row-by-row path.
 """
 
 from __future__ import annotations
@@ -12,6 +20,8 @@ from pathlib import Path
 
 import polars as pl
 import xlsxwriter
+from xlsxwriter.utility import _preserve_whitespace, _utf16_len, xl_col_to_name
+from xlsxwriter.xmlwriter import XMLwriter
 
 COLUMN_NOTES = {
     "case_id": "Case = the index procedure (its procedure_id).",
@@ -62,8 +72,7 @@ def write_case_list(path: Path, cases: pl.DataFrame, rules: pl.DataFrame, run_in
     # strings_to_formulas off, write_row stores a leading "=" as text (no formula injection)
     text = [c for c, t in cases.schema.items() if not (t.is_numeric() or t == pl.Boolean)]
     shaped = cases.with_columns(pl.col(c).cast(pl.String) for c in text)
-    for i, row in enumerate(shaped.iter_rows(), start=1):
-        ws.write_row(i, 0, row)
+    _write_rows(ws, shaped, first_row=1)
     if cases.height:
         ws.autofilter(0, 0, cases.height, len(columns) - 1)
 
@@ -99,3 +108,123 @@ def write_case_list(path: Path, cases: pl.DataFrame, rules: pl.DataFrame, run_in
     rs.set_column(3, 4, 70)
     wb.close()
     return path
+
+
+# ----------------------------------------------------------------------------- the Cases rows
+
+XLS_STRMAX = 32767  # xlsxwriter's (and Excel's) longest cell string, in UTF-16 units
+XLS_ROWMAX = 1048576
+# a string cell the column-wise path does not format: control characters (escaped _xHHHH_),
+# text that looks like such an escape, a possible rich string, non-ASCII first/last characters
+# (is it whitespace to preserve?)
+_SPECIAL = r"[\x00-\x08\x0B-\x1F\x{FFFE}\x{FFFF}]|_x[0-9a-fA-F]{4}_|^<r>|^[^\x00-\x7F]|[^\x00-\x7F]$"
+
+
+def _write_rows(ws, frame: pl.DataFrame, first_row: int) -> None:
+    """Write ``frame``'s rows from sheet row ``first_row`` on, as ``ws.write_row`` row by row would.
+
+    ``ws`` is a constant_memory worksheet of a workbook with strings_to_formulas/urls/numbers off
+    and nothing but header rows written yet. The last non-blank row goes through ``write_row``
+    (it flushes the rows before it to the row file and sets the sheet's dimensions, as the row by
+    row path does); the XML of the rows before it is appended to the row file behind the header.
+    """
+    if not _columnwise_ok(frame, first_row):
+        for i, row in enumerate(frame.iter_rows(), start=first_row):
+            ws.write_row(i, 0, row)
+        return
+    xml, last = _rows_xml(frame, first_row)
+    if last is None:
+        return  # every cell blank: write_row would write nothing either
+    ws.write_row(first_row + last, 0, frame.row(last))
+    ws.fh.write(xml)
+
+
+def _columnwise_ok(frame: pl.DataFrame, first_row: int) -> bool:
+    """Only strings and finite numbers within the sheet's bounds (else the row-by-row path decides)."""
+    if frame.height == 0 or first_row + frame.height > XLS_ROWMAX:
+        return False
+    for name, dtype in frame.schema.items():
+        if dtype == pl.String:
+            # a string over Excel's limit is truncated and write_row then stops (the row's later
+            # cells are not written): leave that to the row-by-row path. UTF-8 bytes >= UTF-16 units.
+            long = frame[name].filter(frame[name].str.len_bytes() > XLS_STRMAX).to_list()
+            if any(_utf16_len(v) > XLS_STRMAX for v in long):
+                return False
+            continue
+        if not dtype.is_numeric() or dtype.is_decimal():
+            return False
+        if dtype.is_float() and not frame[name].drop_nulls().is_finite().all():
+            return False  # NaN/inf: write_number raises; let it
+    return True
+
+
+def _cell_exact(value: str, ref: str) -> str:
+    """One string cell (within Excel's length limit) as xlsxwriter's constant_memory writer formats it."""
+    value = XMLwriter._escape_control_characters(value)
+    if value.startswith("<r>") and value.endswith("</r>"):
+        return f'<c r="{ref}" t="inlineStr"><is>{value}</is></c>'
+    preserve = ' xml:space="preserve"' if _preserve_whitespace(value) else ""
+    value = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return f'<c r="{ref}" t="inlineStr"><is><t{preserve}>{value}</t></is></c>'
+
+
+def _rows_xml(frame: pl.DataFrame, first_row: int) -> tuple[str, int | None]:
+    """The ``<row>`` elements of every row of ``frame`` but its last non-blank one, and that row's index.
+
+    Blank cells (null or empty string) are left out and rows without any cell too, as xlsxwriter does.
+    """
+    s = pl.col
+    n = frame.height
+    rownum = pl.int_range(first_row + 1, first_row + 1 + n, dtype=pl.Int64).cast(pl.String).alias("_r")
+    base = frame.with_columns(rownum)
+    cells: list[pl.Expr] = []
+    filled: list[pl.Expr] = []
+    extra: dict[str, pl.Series] = {}
+    for j, (name, dtype) in enumerate(frame.schema.items()):
+        col = xl_col_to_name(j)
+        v = s(name)
+        if dtype == pl.String:
+            present = v.is_not_null() & (v != "")
+            special = present & v.str.contains(_SPECIAL)
+            idx = base.select(pl.arg_where(special)).to_series()
+            exact = pl.Series(f"_x{j}", [None] * n, dtype=pl.String)
+            if idx.len():
+                values = frame[name].gather(idx).to_list()
+                refs = [f"{col}{first_row + 1 + i}" for i in idx.to_list()]
+                exact = exact.scatter(idx, [_cell_exact(val, ref) for val, ref in zip(values, refs, strict=True)])
+            extra[exact.name] = exact
+            escaped = v.str.replace_all("&", "&amp;", literal=True).str.replace_all("<", "&lt;", literal=True)
+            escaped = escaped.str.replace_all(">", "&gt;", literal=True)
+            preserve = pl.when(v.str.contains(r"^[ \t\n]|[ \t\n]$")).then(pl.lit(' xml:space="preserve"')).otherwise(pl.lit(""))
+            plain = pl.concat_str(
+                [
+                    pl.lit(f'<c r="{col}'),
+                    s("_r"),
+                    pl.lit('" t="inlineStr"><is><t'),
+                    preserve,
+                    pl.lit(">"),
+                    escaped,
+                    pl.lit("</t></is></c>"),
+                ]
+            )
+            cells.append(pl.when(~present).then(pl.lit("")).otherwise(pl.coalesce(s(exact.name), plain)))
+        else:  # a finite number: write_number's f"{number:.16G}"
+            text = pl.Series(f"_x{j}", [None if x is None else f"{x:.16G}" for x in frame[name].to_list()], dtype=pl.String)
+            extra[text.name] = text
+            present = v.is_not_null()
+            cells.append(
+                pl.when(~present)
+                .then(pl.lit(""))
+                .otherwise(pl.concat_str([pl.lit(f'<c r="{col}'), s("_r"), pl.lit('"><v>'), s(text.name), pl.lit("</v></c>")]))
+            )
+        filled.append(present)
+    rows = base.with_columns(*extra.values()).select(
+        pl.any_horizontal(filled).alias("filled"),
+        pl.concat_str([pl.lit('<row r="'), s("_r"), pl.lit('">'), *cells, pl.lit("</row>")]).alias("xml"),
+    )
+    non_blank = rows.select(pl.arg_where(s("filled"))).to_series()
+    if non_blank.len() == 0:
+        return "", None
+    last = int(non_blank[-1])
+    xml = rows.head(last).filter(s("filled")).select(s("xml").str.join(""))["xml"][0]
+    return xml, last

@@ -1,0 +1,119 @@
+"""Time the render stage alone on a finished warehouse: what ``order-audit run`` does after the commit.
+
+    cp /tmp/render_wh.duckdb /tmp/rh/wh.duckdb    # a finished warehouse (opening it may write: use a copy)
+    python -m benchmarks.render_bench --warehouse /tmp/rh/wh.duckdb --out /tmp/rh/out \\
+        --run-json /tmp/r10/out/run.json [--repeat 3] [--profile /tmp/rh/render.prof] [--compare /tmp/rh/base]
+
+It repeats run.py's render loop for one period: connect, pseudonym key, measure
+(``run._build_metrics``), then the "render" stage: ``outputs.write_tables`` and ``run._render``,
+into a fresh folder each repetition. ``--run-json`` supplies a realistic ``run_info`` (an earlier
+run's run.json minus what is written after the render); without it a small one is made up.
+Printed per repetition: wall seconds and CPU seconds of the stage (user + system of this process,
+all its threads, plus any child processes it waited for), so a busy machine shows as wall > CPU,
+not as a slower render. ``--compare DIR`` checks every file written is byte-identical to DIR's
+(e.g. a folder written by the code before a change, with the same run.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import resource
+import shutil
+import sys
+import time
+from pathlib import Path
+
+
+def _cpu() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _run_info(path: Path | None, cfg) -> dict:
+    if path is not None:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        for k in ("files", "finished_at", "timings_seconds"):
+            info.pop(k, None)
+        return info
+    return {
+        "run_id": "bench",
+        "software_version": "bench",
+        "rule_set_version": "bench",
+        "code_set_versions": {},
+        "inputs": [],
+        "config": cfg.as_dict(),
+        "period": "all",
+        "started_at": "2000-01-01T00:00:00+00:00",
+        "pseudonym_key_is_demo": True,
+        "data_quality": [],
+        "rejects": {},
+    }
+
+
+def _compare(out: Path, ref: Path) -> list[str]:
+    mine = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    theirs = {p.relative_to(ref).as_posix() for p in ref.rglob("*") if p.is_file()}
+    diff = sorted(mine ^ theirs)
+    diff += sorted(n for n in mine & theirs if (out / n).read_bytes() != (ref / n).read_bytes())
+    return diff
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--warehouse", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True, help="output folder (replaced)")
+    ap.add_argument("--run-json", type=Path, help="an earlier run.json for a realistic run_info")
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--profile", type=Path, help="write a cProfile of the last repetition here")
+    ap.add_argument("--compare", type=Path, help="a folder every written file must equal byte for byte")
+    a = ap.parse_args(argv)
+
+    t_import = time.perf_counter()
+    from pipeline import outputs, run, warehouse
+    from pipeline.config import load_config, pseudonym_key
+
+    import_s = time.perf_counter() - t_import
+    cfg = load_config(None)
+    key, _ = pseudonym_key(cfg)
+    run_info = _run_info(a.run_json, cfg)
+    opts = run.RunOptions(input_dir=None, out_dir=a.out, warehouse_path=a.warehouse)
+    con = warehouse.connect(a.warehouse)
+    status = 0
+    try:
+        warehouse.set_pseudonym_key(con, key)
+        t0 = time.perf_counter()
+        metrics = run._build_metrics(con, cfg)
+        print(f"import {import_s:.2f} s; measure {time.perf_counter() - t0:.2f} s ({metrics.height} metric rows)")
+        for i in range(a.repeat):
+            shutil.rmtree(a.out, ignore_errors=True)
+            a.out.mkdir(parents=True)
+            prof = cProfile.Profile() if a.profile and i == a.repeat - 1 else None
+            c0, w0 = _cpu(), time.perf_counter()
+            if prof:
+                prof.enable()
+            outputs.write_tables(con, a.out)
+            w1 = time.perf_counter()
+            run._render(con, a.out, dict(run_info), metrics, opts, cfg)
+            if prof:
+                prof.disable()
+                prof.dump_stats(str(a.profile))
+            w2, c2 = time.perf_counter(), _cpu()
+            print(
+                f"render #{i + 1}: wall {w2 - w0:.2f} s (write_tables {w1 - w0:.2f} s, _render {w2 - w1:.2f} s), "
+                f"CPU {c2 - c0:.2f} s",
+                flush=True,
+            )
+        if a.compare:
+            diff = _compare(a.out, a.compare)
+            print("identical to " + str(a.compare) if not diff else "DIFFERENT: " + ", ".join(diff))
+            status = 1 if diff else 0
+    finally:
+        con.close()
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

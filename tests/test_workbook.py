@@ -1,0 +1,119 @@
+"""The case-list workbook: the column-wise Cases rows give the very bytes of xlsxwriter's row-by-row path."""
+
+from __future__ import annotations
+
+import zipfile
+
+import polars as pl
+import pytest
+
+from pipeline import workbook
+
+RUN_INFO = {"run_id": "r1", "period": "2026-10", "rule_set_version": "rules-1", "software_version": "0.0"}
+RULES = pl.DataFrame(
+    {
+        "rule_id": ["CSF-01"],
+        "reason_code": ["cancelled"],
+        "verdict": ["excluded"],
+        "explanation": ["x"],
+        "citation": [None],
+    },
+    schema={c: pl.String for c in ("rule_id", "reason_code", "verdict", "explanation", "citation")},
+)
+AWKWARD = [
+    "plain",
+    "a & b < c > d \"quoted\" 'single'",
+    " leading space",
+    "trailing space ",
+    "\ttab first",
+    "newline last\n",
+    "line\nbreak inside",
+    "=1+1",
+    '=HYPERLINK("http://x")',
+    "http://example.org",
+    "123",
+    "control \x01 \x08 \x0b \x0c \r \x1f chars",
+    "\x0bvertical tab first",
+    "literal _x0041_ escape",
+    "_x00e9_ at the start",
+    "non-char \ufffe \uffff",
+    "<r><t>rich-looking</t></r>",
+    "<r>starts like rich",
+    "<script>alert(1)</script>",
+    "\u00a0no-break space first",
+    "em space last\u2003",
+    "é first",
+    "last é",
+    "日本語",
+    "emoji 😀 inside",
+    "😀",
+    "\u0085next line first",
+    "",
+    None,
+    "x" * 32767,
+    "😀" * 16383,  # 32766 UTF-16 units: within the limit
+    "y" * 16384,
+]
+TOO_LONG = ["before", "x" * 32768, "after", "😀" * 16384]
+
+
+def _frame(strings: list[str | None]) -> pl.DataFrame:
+    n = len(strings)
+    floats = [0.1 + 0.2, 121.22, None, -1e-20, 1e17, 12345678.901234567, 0.0, 72.0]
+    ints = [1, None, 2, 10**17, -3, 0]
+    return pl.DataFrame(
+        {
+            "case_id": [f"C{i:03d}" if i % 7 else None for i in range(n)],
+            "text": strings,
+            "hours_since_index": [floats[i % len(floats)] for i in range(n)],
+            "episode_number": pl.Series([ints[i % len(ints)] for i in range(n)], dtype=pl.Int64),
+            "small_int": pl.Series([i if i % 3 else None for i in range(n)], dtype=pl.Int32),
+            "other": list(reversed(strings)),
+        }
+    )
+
+
+def _write(path, frame: pl.DataFrame, monkeypatch, columnwise: bool) -> bytes:
+    with monkeypatch.context() as m:
+        if not columnwise:
+            m.setattr(workbook, "_columnwise_ok", lambda *_: False)
+        workbook.write_case_list(path, frame, RULES, RUN_INFO)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        pytest.param(_frame(AWKWARD), id="awkward-values"),
+        pytest.param(_frame(["only"]), id="one-row"),
+        pytest.param(_frame(AWKWARD + TOO_LONG), id="over-excel-limit"),
+        pytest.param(_frame(AWKWARD).with_columns(pl.lit(None, pl.String).alias("case_id")), id="sparse"),
+        pytest.param(
+            pl.DataFrame({"a": ["x", None, "", "y", None], "b": [None, None, "", "z", ""]}),
+            id="blank-rows-in-the-middle-and-last",
+        ),
+        pytest.param(pl.DataFrame({"a": [None, ""], "b": [None, None]}, schema={"a": pl.String, "b": pl.String}), id="all-blank"),
+        pytest.param(pl.DataFrame({"a": []}, schema={"a": pl.String}), id="empty"),
+    ],
+)
+def test_columnwise_rows_equal_xlsxwriter_row_by_row(frame, tmp_path, monkeypatch):
+    fast = _write(tmp_path / "fast.xlsx", frame, monkeypatch, columnwise=True)
+    slow = _write(tmp_path / "slow.xlsx", frame, monkeypatch, columnwise=False)
+    if fast != slow:  # say which part differs
+        with zipfile.ZipFile(tmp_path / "fast.xlsx") as a, zipfile.ZipFile(tmp_path / "slow.xlsx") as b:
+            for name in b.namelist():
+                assert a.read(name) == b.read(name), name
+    assert fast == slow
+
+
+def test_columnwise_path_is_taken_for_strings_and_numbers():
+    assert workbook._columnwise_ok(_frame(AWKWARD), 1)
+    assert not workbook._columnwise_ok(_frame(TOO_LONG[:2]), 1)  # truncated, and write_row stops there
+    assert not workbook._columnwise_ok(_frame(TOO_LONG[3:]), 1)
+    assert not workbook._columnwise_ok(pl.DataFrame({"f": [1.0, float("nan")]}), 1)
+    assert not workbook._columnwise_ok(pl.DataFrame({"b": [True]}), 1)
+
+
+def test_nan_still_refused(tmp_path):
+    with pytest.raises(TypeError):
+        workbook.write_case_list(tmp_path / "nan.xlsx", pl.DataFrame({"h": [1.0, float("nan")]}), RULES, RUN_INFO)
