@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from pipeline import source_store
 from pipeline.config import Config
 from pipeline.contract import CONTRACTS, TableContract
 from pipeline.errors import InputFileError, MissingColumnError
@@ -511,7 +512,7 @@ def prepare_table(f: InputFile, contract: TableContract, cfg: Config, scratch: P
     finally:
         con.close()
     rows_read, first_month, last_month, ambiguous = stats
-    absent = {c: _sql_type(contract, c) for c in contract.columns if c not in data_cols}
+    absent = {c: source_store.sql_type(contract, c) for c in contract.columns if c not in data_cols}
     return PreparedTable(
         contract.name,
         f.path,
@@ -526,18 +527,6 @@ def prepare_table(f: InputFile, contract: TableContract, cfg: Config, scratch: P
         first_month,
         last_month,
     )
-
-
-def _sql_type(contract: TableContract, col: str) -> str:
-    if col in contract.instants:
-        return "TIMESTAMPTZ"
-    if col in contract.dates:
-        return "DATE"
-    if col in contract.integers:
-        return "BIGINT"
-    if col in contract.numbers:
-        return "DOUBLE"
-    return "VARCHAR"
 
 
 def check_headers(inputs: dict[str, InputFile], cfg: Config) -> None:
@@ -587,12 +576,7 @@ CREATE TABLE IF NOT EXISTS load_rejects (
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(LEDGER_DDL)
     con.execute(REJECTS_DDL)
-    for contract in CONTRACTS:
-        cols = ", ".join(f"{c} {_sql_type(contract, c)}" for c in contract.columns)
-        flags = "".join(f", {c}_is_date BOOLEAN" for c in contract.instants)
-        con.execute(
-            f"CREATE TABLE IF NOT EXISTS src_{contract.name} ({cols}{flags}, {LINE} BIGINT, {FILE} VARCHAR, load_id VARCHAR)"
-        )
+    source_store.ensure(con)
 
 
 def merge_table(con: duckdb.DuckDBPyConnection, prep: PreparedTable, run_id: str, gate_rejects: Path | None = None) -> TableLoad:
@@ -602,9 +586,10 @@ def merge_table(con: duckdb.DuckDBPyConnection, prep: PreparedTable, run_id: str
     months as an earlier file of the table is a correction: the earlier file's rows go.
     Rows whose id is already in the warehouse from another file are replaced (newest wins).
     gate_rejects: Parquet of (source_line, column_name, value, reason): rows a data-quality check set aside.
+    The rows themselves are not copied: the typed Parquet moves into the source store.
     """
     contract = next(c for c in CONTRACTS if c.name == prep.table)
-    table = f"src_{prep.table}"
+    view = f"src_{prep.table}"
     file_name = str(prep.path)
     seen = con.execute(
         """SELECT load_id FROM load_ledger WHERE table_name = ? AND sha256 = ?
@@ -641,10 +626,11 @@ def merge_table(con: duckdb.DuckDBPyConnection, prep: PreparedTable, run_id: str
     ]
     removed = 0
     if replaced:
-        removed = con.execute(f"SELECT count(*) FROM {table} WHERE list_contains(?, load_id)", [replaced]).fetchall()[0][0]
-        con.execute(f"DELETE FROM {table} WHERE list_contains(?, load_id)", [replaced])
+        removed = con.execute(f"SELECT count(*) FROM {view} WHERE list_contains(?, load_id)", [replaced]).fetchall()[0][0]
         con.execute("DELETE FROM load_rejects WHERE list_contains(?, load_id)", [replaced])
         con.execute("UPDATE load_ledger SET superseded_by = ? WHERE list_contains(?, load_id)", [load_id, replaced])
+        source_store.forget(con, replaced)
+        source_store.rebuild_views(con)
     # rows a data-quality check set aside: a Parquet file the gate wrote (never a row-by-row insert)
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _gate_rejects (source_line BIGINT, column_name VARCHAR, value VARCHAR, reason VARCHAR)"
@@ -654,38 +640,32 @@ def merge_table(con: duckdb.DuckDBPyConnection, prep: PreparedTable, run_id: str
             f"INSERT INTO _gate_rejects SELECT source_line, column_name, value, reason "
             f"FROM read_parquet('{Path(gate_rejects).as_posix()}')"
         )
-    good = prep.good_rows_sql("SELECT source_line FROM _gate_rejects")
-    # columns an extract brings that the warehouse has not seen yet are added (extra columns are kept)
-    existing = {r[0] for r in con.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [table]).fetchall()}
-    types = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE {good})").fetchall())
-    for col in prep.columns:
-        if col not in existing:
-            con.execute(f"ALTER TABLE {table} ADD COLUMN {_q(col)} {types[col]}")
-    incoming = f"SELECT *, CAST(? AS VARCHAR) AS {FILE}, CAST(? AS VARCHAR) AS load_id FROM ({good})"
-    was_empty = not con.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchall()
-    if was_empty:
-        # the first load of a table: straight in, no upsert to work out
-        con.execute(f"INSERT INTO {table} BY NAME {incoming}", [file_name, load_id])
-        loaded = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
-        updated = 0
-        return _record_load(con, prep, run_id, load_id, file_name, loaded, updated, removed, replaced)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _incoming AS {incoming}", [file_name, load_id])
-    if contract.id_column:
-        key = _q(contract.id_column)
-        updated = con.execute(f"SELECT count(*) FROM {table} WHERE {key} IN (SELECT {key} FROM _incoming)").fetchall()[0][0]
-        con.execute(f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM _incoming)")
-    else:
-        # no id: a row equal on every contract column is the same fact
-        cols = [c for c in contract.required_columns]
-        match = " AND ".join(f"t.{_q(c)} IS NOT DISTINCT FROM i.{_q(c)}" for c in cols)
-        updated = con.execute(
-            f"SELECT count(*) FROM {table} AS t WHERE EXISTS (SELECT 1 FROM _incoming AS i WHERE {match})"
-        ).fetchall()[0][0]
-        con.execute(f"DELETE FROM {table} AS t WHERE EXISTS (SELECT 1 FROM _incoming AS i WHERE {match})")
-    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming")
-    loaded = con.execute("SELECT count(*) FROM _incoming").fetchall()[0][0]
-    con.execute("DROP TABLE _incoming")
-    return _record_load(con, prep, run_id, load_id, file_name, loaded, updated, removed, replaced)
+    # rows of earlier files with an id this file brings again are replaced by this file's row
+    updated = 0
+    if con.execute(f"SELECT 1 FROM {view} LIMIT 1").fetchall():
+        incoming = prep.good_rows_sql("SELECT source_line FROM _gate_rejects")
+        if contract.id_column:
+            key = _q(contract.id_column)
+            match = f"SELECT load_id, source_line FROM {view} WHERE {key} IN (SELECT {key} FROM ({incoming}))"
+        else:
+            # no id: a row equal on every required column is the same fact
+            on = " AND ".join(f"t.{_q(c)} IS NOT DISTINCT FROM i.{_q(c)}" for c in contract.required_columns)
+            match = f"SELECT t.load_id, t.source_line FROM {view} AS t SEMI JOIN ({incoming}) AS i ON {on}"
+        updated = source_store.exclude(con, prep.table, match, f"replaced by load {load_id}")
+    source_store.exclude(
+        con,
+        prep.table,
+        f"""SELECT ? AS load_id, source_line FROM read_parquet('{prep.excluded_parquet.as_posix()}')
+            UNION SELECT ?, source_line FROM _gate_rejects""",
+        "set aside at load",
+        [load_id, load_id],
+    )
+    excluded = con.execute("SELECT count(*) FROM src_excluded WHERE load_id = ?", [load_id]).fetchall()[0][0]
+    loaded = prep.rows_read - excluded
+    source_store.add_file(con, prep.table, load_id, prep.typed_parquet)
+    record = _record_load(con, prep, run_id, load_id, file_name, loaded, updated, removed, replaced)
+    source_store.rebuild_views(con)
+    return record
 
 
 def _record_load(

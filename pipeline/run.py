@@ -24,7 +24,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline import audit, faults, gate, history, load, outputs, reference, warehouse
+from pipeline import audit, faults, gate, history, load, outputs, reference, source_store, warehouse
 from pipeline.config import Config, pseudonym_key
 from pipeline.errors import QualityGateError
 from pipeline.logs import event, stage
@@ -198,7 +198,8 @@ def _execute_locked(
     try:
         con.execute("BEGIN TRANSACTION")
         with stage("load", timings):
-            loads = load.merge_inputs(con, prepared, run_id, gate_rejects) if prepared else []
+            # also (re)defines the src_* views, so a moved warehouse folder reads its own store
+            loads = load.merge_inputs(con, prepared, run_id, gate_rejects)
         faults.maybe_fail("after_merge")
         with stage("transform", timings):
             ref = reference.load_reference(con, cfg, opts.input_dir)
@@ -216,6 +217,7 @@ def _execute_locked(
             month_counts[_period_label(month)] = period_counts(con)
         history.committing(con, run_id)
         con.execute("COMMIT")
+        source_store.sweep(con)  # files of superseded loads, or moved in by a run that never committed
         # every run rebuilds the models: a checkpoint lets the next run reuse the freed blocks
         con.execute("CHECKPOINT")
     except BaseException as exc:

@@ -1,0 +1,125 @@
+"""The warehouse's source rows: one Parquet file per live load beside the DuckDB file, read through views."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+from conftest import DX_HEADER, ORDER_HEADER, PROC_HEADER, write_csv
+from test_scheduling import audit, ok, query, with_order_code
+
+TABLES = ("procedures", "imaging_orders", "diagnoses")
+
+
+def store_files(wh: Path) -> list[str]:
+    root = wh.with_name(wh.name + ".sources")
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def live_loads(wh: Path) -> list[str]:
+    rows = query(
+        wh,
+        """SELECT table_name || '/' || load_id || '.parquet' FROM load_ledger
+           WHERE action IN ('loaded', 'replaced') AND superseded_by IS NULL ORDER BY 1""",
+    )
+    return [r[0] for r in rows]
+
+
+def view_kinds(wh: Path) -> set[tuple[str, str]]:
+    rows = query(wh, "SELECT table_name, table_type FROM information_schema.tables WHERE table_name LIKE 'src\\_%' ESCAPE '\\'")
+    return set(rows)
+
+
+def test_one_file_per_live_load_superseded_file_deleted(small_input, tmp_path):
+    wh, out = tmp_path / "wh.duckdb", tmp_path / "out"
+    ok(audit(small_input, out, wh))
+    assert store_files(wh) == live_loads(wh) and len(store_files(wh)) == 3
+    assert {("src_procedures", "VIEW"), ("src_imaging_orders", "VIEW"), ("src_diagnoses", "VIEW")} <= view_kinds(wh)
+    first = store_files(wh)
+
+    # a corrected orders file for the same month: its file replaces the earlier one, which is deleted
+    fixed = with_order_code(small_input, tmp_path / "fixed", "O4", "LOC-NEW-7")
+    ok(audit(fixed, out, wh))
+    now = store_files(wh)
+    assert now == live_loads(wh)
+    gone = sorted(set(first) - set(now))
+    assert len(gone) == 1 and gone[0].startswith("imaging_orders/")
+    assert query(wh, "SELECT count(*), count(*) FILTER (WHERE order_code = 'LOC-NEW-7') FROM src_imaging_orders") == [(4, 1)]
+
+
+def test_rejected_rows_and_rows_replaced_by_id_stay_out_of_the_views(small_input, tmp_path):
+    wh, out = tmp_path / "wh.duckdb", tmp_path / "out"
+    ok(audit(small_input, out, wh))
+    # July's extract repeats order O4 (a late correction) and brings one unreadable row
+    july = tmp_path / "july"
+    write_csv(
+        july / "procedures.csv", PROC_HEADER, [["PR7", "MRN-7", "2025-07-01 09:00:00", "62323", "Pain clinic", "1960-01-01"]]
+    )
+    write_csv(
+        july / "imaging_orders.csv",
+        ORDER_HEADER,
+        [
+            ["O71", "MRN-7", "2025-07-02 10:00:00", "72148", "Emergency", "G97.1", "completed"],
+            ["O4", "MRN-2", "2025-07-03 10:00:00", "72156", "Emergency", "G97.1", "completed"],
+            ["O72", "MRN-7", "not a time", "72148", "Emergency", "G97.1", "completed"],
+        ],
+    )
+    write_csv(july / "diagnoses.csv", DX_HEADER, [["MRN-7", "G97.1", "2025-07-02 08:00:00"]])
+    ok(audit(july, out, wh))
+    july_load = query(wh, "SELECT load_id FROM load_ledger WHERE table_name = 'imaging_orders' ORDER BY loaded_at DESC LIMIT 1")
+    july_load = july_load[0][0]
+    assert query(
+        wh, "SELECT rows_read, rows_loaded, rows_rejected, rows_updated FROM load_ledger WHERE load_id = ?", [july_load]
+    ) == [(3, 2, 1, 1)]
+    assert query(wh, "SELECT why FROM src_excluded WHERE table_name = 'imaging_orders' ORDER BY why") == [
+        (f"replaced by load {july_load}",),
+        ("set aside at load",),
+    ]
+    assert query(
+        wh, "SELECT order_id, load_id, CAST(ordered_at AS VARCHAR) FROM src_imaging_orders WHERE order_id IN ('O4', 'O72')"
+    ) == [("O4", july_load, "2025-07-03 14:00:00+00")]
+    assert query(wh, "SELECT count(*) FROM src_imaging_orders") == [(5,)]
+
+
+def test_orphan_files_are_swept_and_a_moved_warehouse_reads_its_own_store(small_input, tmp_path):
+    wh, out = tmp_path / "a" / "wh.duckdb", tmp_path / "out"
+    ok(audit(small_input, out, wh))
+    # a file moved in by a run that died before its commit: no ledger row refers to it
+    orphan = wh.with_name(wh.name + ".sources") / "imaging_orders" / "20990101T000000Z-dead00-imaging_orders.parquet"
+    shutil.copyfile(wh.with_name(wh.name + ".sources") / live_loads(wh)[1], orphan)
+    assert live_loads(wh)[1].startswith("imaging_orders/")
+
+    # the warehouse and its store moved together to another folder; the old place is gone
+    moved = tmp_path / "b" / "wh.duckdb"
+    moved.parent.mkdir()
+    shutil.move(wh, moved)
+    shutil.move(wh.with_name(wh.name + ".sources"), moved.with_name(moved.name + ".sources"))
+    shutil.rmtree(wh.parent)
+    ok(audit(small_input, out, moved))  # every file already loaded: nothing added
+    assert not (moved.with_name(moved.name + ".sources") / "imaging_orders" / orphan.name).exists()
+    assert store_files(moved) == live_loads(moved)
+    assert query(moved, "SELECT count(*) FROM src_imaging_orders") == [(4,)]
+
+
+def test_a_warehouse_with_rows_inside_duckdb_moves_into_the_store(small_input, tmp_path):
+    """The layout before the store: src_* were tables holding every row, with its load_id."""
+    wh, out = tmp_path / "wh.duckdb", tmp_path / "out"
+    ok(audit(small_input, out, wh))
+    con = duckdb.connect(str(wh))
+    try:
+        for t in TABLES:
+            con.execute(f"CREATE TABLE old_{t} AS SELECT * FROM src_{t}")
+            con.execute(f"DROP VIEW src_{t}")
+            con.execute(f"ALTER TABLE old_{t} RENAME TO src_{t}")
+        con.execute("DROP TABLE src_excluded")
+    finally:
+        con.close()
+    shutil.rmtree(wh.with_name(wh.name + ".sources"))
+    before = {t: query(wh, f"SELECT * FROM src_{t} ORDER BY ALL") for t in TABLES}
+    assert ("src_imaging_orders", "BASE TABLE") in view_kinds(wh)
+
+    ok(audit(small_input, out, wh))
+    assert {("src_procedures", "VIEW"), ("src_imaging_orders", "VIEW"), ("src_diagnoses", "VIEW")} <= view_kinds(wh)
+    assert store_files(wh) == live_loads(wh)
+    assert {t: query(wh, f"SELECT * FROM src_{t} ORDER BY ALL") for t in TABLES} == before
