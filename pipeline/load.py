@@ -389,7 +389,9 @@ def _write_typed(f: InputFile, contract: TableContract, cfg: Config, out: Path) 
     rename = _column_map(f, contract, cfg)
     lf, schema = _scan(f, rename)
     try:
-        _typed_frame(lf, schema, contract, cfg.site_timezone).sink_parquet(out, compression="uncompressed")
+        # lz4: the file becomes the warehouse's copy of the rows (source_store); it halves the
+        # file (10M orders: 468 -> 259 MB) at no measurable cost in the parse
+        _typed_frame(lf, schema, contract, cfg.site_timezone).sink_parquet(out, compression="lz4")
     except pl.exceptions.PolarsError:
         if f.fmt == "parquet":
             raise InputFileError(f.path, "Parquet file could not be read", "Re-export it") from None

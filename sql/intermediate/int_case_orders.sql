@@ -4,10 +4,9 @@
 -- listed against the nearest case as outside_window. No time: the most recent case.
 WITH orders AS (
     SELECT o.*, coalesce(f.has_red_flag, false) AS has_red_flag
-    FROM int_patient_orders AS o
+    FROM int_case_patient_orders AS o
     LEFT JOIN int_order_indication_flags AS f ON f.order_id = o.order_id
     WHERE o.is_auditable
-      AND o.patient_id IN (SELECT patient_id FROM int_cases)
 ),
 timed AS (
     SELECT
@@ -51,7 +50,7 @@ SELECT
     c.index_at,
     o.order_id,
     o.ordered_at,
-    o.ordered_local_date,
+    CAST(timezone(prm.site_timezone, o.ordered_at) AS DATE) AS ordered_local_date,
     (epoch(o.ordered_at) - epoch(c.index_at)) / 3600.0 AS hours_since_index,
     o.order_code, o.order_name, o.ordering_department, o.ordering_provider_id,
     o.indication_codes, o.indication_text, o.status, o.priority,
@@ -63,3 +62,4 @@ SELECT
 FROM assigned AS a
 JOIN orders AS o ON o.order_id = a.order_id
 JOIN int_cases AS c ON c.case_id = a.case_id
+CROSS JOIN audit_parameters AS prm
