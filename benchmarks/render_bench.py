@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--profile", type=Path, help="write a cProfile of the last repetition here")
     ap.add_argument("--compare", type=Path, help="a folder every written file must equal byte for byte")
+    ap.add_argument("--inline-charts", action="store_true", help="draw the charts in this process, never in a worker")
     a = ap.parse_args(argv)
 
     t_import = time.perf_counter()
@@ -76,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.config import load_config, pseudonym_key
 
     import_s = time.perf_counter() - t_import
+    if a.inline_charts:
+        from pipeline import render
+
+        render.CHART_PROCESS_MIN_ORDERS = sys.maxsize
     cfg = load_config(None)
     key, _ = pseudonym_key(cfg)
     run_info = _run_info(a.run_json, cfg)

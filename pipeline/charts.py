@@ -2,22 +2,26 @@
 
 The SVG is the only markup the templates insert unescaped; matplotlib escapes every label it
 writes (tests feed it a ``<script>`` department name), and nothing here builds SVG by hand.
+
+Figures are made with matplotlib's object API (``Figure``, saved through the SVG backend): no
+pyplot, no global figure registry to close. ``ChartPool`` draws them in one worker process
+when there is enough to draw (the render stage's other work goes on meanwhile), else inline.
 """
 
 from __future__ import annotations
 
 import io
+import multiprocessing
+import os
 import re
+from concurrent.futures import Future, ProcessPoolExecutor
 
 import matplotlib
+import numpy as np
+import polars as pl
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
-
-from pipeline.measure import funnel_limits  # noqa: E402
+from pipeline.measure import funnel_limits
 
 _RC = {
     "svg.hashsalt": "order-audit",  # stable clip-path ids: reruns are byte-identical
@@ -30,6 +34,12 @@ _RC = {
 _ID = re.compile(r'(\bid="|url\(#|xlink:href="#|href="#)')
 
 
+def _figure(figsize: tuple[float, float]):
+    """A figure with one axes, as ``pyplot.subplots(figsize=...)`` makes it (inside ``rc_context(_RC)``)."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots()
+
+
 def _svg(fig, name: str, tight: bool = False) -> str:
     """Serialise a figure to an SVG fragment; ids are prefixed so several charts share a page.
 
@@ -38,7 +48,6 @@ def _svg(fig, name: str, tight: bool = False) -> str:
     """
     buf = io.StringIO()
     fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None}, bbox_inches="tight" if tight else None)
-    plt.close(fig)
     text = buf.getvalue()
     text = text[text.index("<svg") :]  # drop the XML declaration and DOCTYPE
     text = _ID.sub(lambda m: m.group(1) + f"{name}-", text)
@@ -49,8 +58,8 @@ def p_chart_svg(chart: pl.DataFrame, title: str, name: str) -> str | None:
     """Monthly proportion with centre line and 3-sigma limits; points outside in red."""
     if chart.height == 0 or chart["centre"].null_count() == chart.height:
         return None
-    with plt.rc_context(_RC):
-        fig, ax = plt.subplots(figsize=(8.4, 3.3))
+    with matplotlib.rc_context(_RC):
+        fig, ax = _figure((8.4, 3.3))
         fig.subplots_adjust(left=0.075, right=0.78, bottom=0.2, top=0.9)
         x = np.arange(chart.height)
         rate = chart["rate"].cast(pl.Float64).fill_null(np.nan).to_numpy()
@@ -80,8 +89,8 @@ def funnel_svg(points: pl.DataFrame, overall_rate: float | None, title: str, nam
     """
     if overall_rate is None or points.height == 0:
         return None
-    with plt.rc_context(_RC):
-        fig, ax = plt.subplots(figsize=(8.4, 3.6))
+    with matplotlib.rc_context(_RC):
+        fig, ax = _figure((8.4, 3.6))
         fig.subplots_adjust(left=0.075, right=0.78, bottom=0.14, top=0.9)
         nmax = max(int(points["denominator"].max()), 10)
         grid = np.linspace(1, nmax * 1.05, 200)
@@ -110,8 +119,8 @@ def interval_svg(rows: pl.DataFrame, title: str, name: str, overall_rate: float 
     rows = rows.filter(pl.col("rate").is_not_null()).sort("group_key", descending=True)
     if rows.height == 0:
         return None
-    with plt.rc_context(_RC):
-        fig, ax = plt.subplots(figsize=(7.0, 0.9 + 0.28 * rows.height))
+    with matplotlib.rc_context(_RC):
+        fig, ax = _figure((7.0, 0.9 + 0.28 * rows.height))
         y = np.arange(rows.height)
         rate = rows["rate"].to_numpy()
         err = np.vstack([rate - rows["ci_low"].to_numpy(), rows["ci_high"].to_numpy() - rate])
@@ -131,8 +140,8 @@ def histogram_svg(hours: np.ndarray, threshold_hours: float, title: str, name: s
     hours = hours[~np.isnan(hours)]
     if hours.size == 0:
         return None
-    with plt.rc_context(_RC):
-        fig, ax = plt.subplots(figsize=(8.4, 3.0))
+    with matplotlib.rc_context(_RC):
+        fig, ax = _figure((8.4, 3.0))
         fig.subplots_adjust(left=0.075, right=0.78, bottom=0.16, top=0.9)
         top = max(float(hours.max()), threshold_hours * 1.5)
         bins = np.arange(0, top + 12, 12)
@@ -143,3 +152,51 @@ def histogram_svg(hours: np.ndarray, threshold_hours: float, title: str, name: s
         ax.set_title(title, loc="left")
         ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         return _svg(fig, name)
+
+
+# ----------------------------------------------------------------------------- drawing in a worker
+
+
+def _ready() -> None:
+    """A no-op whose unpickling imports this module: the worker's start-up, submitted first."""
+
+
+def cpus_available() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class ChartPool:
+    """Draw charts in one worker process (``process=True``) or inline; ``submit`` returns a Future.
+
+    The worker is started with ``spawn``, not ``fork``: the parent holds DuckDB and Polars thread
+    pools that a forked child would inherit mid-state. Its start-up (Python, numpy, Polars,
+    matplotlib: about 0.8 s of CPU) runs while the parent queries and renders the case list.
+    Charts only take and return plain data (Polars frames, arrays, SVG text).
+    """
+
+    def __init__(self, process: bool):
+        self._pool = None
+        if process:
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            self._pool.submit(_ready)  # start the worker now
+
+    def submit(self, fn, *args) -> Future:
+        if self._pool is not None:
+            return self._pool.submit(fn, *args)
+        done: Future = Future()
+        done.set_result(fn(*args))
+        return done
+
+    def close(self, cancel: bool = False) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=cancel)
+            self._pool = None
+
+    def __enter__(self) -> ChartPool:
+        return self
+
+    def __exit__(self, exc_type, *_) -> None:
+        self.close(cancel=exc_type is not None)

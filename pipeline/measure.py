@@ -11,7 +11,6 @@ import csv
 import duckdb
 import numpy as np
 import polars as pl
-from statsmodels.stats.proportion import proportion_confint
 
 from pipeline.resources import REFERENCE_DIR
 
@@ -46,6 +45,10 @@ def wilson_interval(numerator, denominator, alpha: float = 0.05) -> tuple[np.nda
     low = np.full(num.shape, np.nan)
     high = np.full(num.shape, np.nan)
     if ok.any():
+        # imported here: statsmodels takes about a second to import, and the chart worker (which
+        # imports this module for funnel_limits) never needs it
+        from statsmodels.stats.proportion import proportion_confint  # noqa: PLC0415
+
         lo, hi = proportion_confint(num[ok], den[ok], alpha=alpha, method="wilson")
         low[ok], high[ok] = lo, hi
     return low, high

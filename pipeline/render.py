@@ -86,6 +86,9 @@ RUN_INFO_KEYS = (
     "data_quality",
 )
 _MONTH = re.compile(r"^\d{4}-\d{2}$")
+# draw the charts in a worker process from this many audited orders in the case list (and 2+ CPUs):
+# below it the worker's start-up (about 0.8 s of CPU) costs more than it saves
+CHART_PROCESS_MIN_ORDERS = 1000
 
 
 class ReportError(AuditError):
@@ -205,7 +208,7 @@ def _trend_months(metrics: pl.DataFrame, end: str | None, months: int, first: st
     return window[-months:]
 
 
-def _trend(metrics: pl.DataFrame, level: str, key: str, window: list[str], name: str) -> list[dict]:
+def _trend(metrics: pl.DataFrame, level: str, key: str, window: list[str], name: str, draw) -> list[dict]:
     out = []
     if not window:
         return out
@@ -220,7 +223,7 @@ def _trend(metrics: pl.DataFrame, level: str, key: str, window: list[str], name:
         )
         pc = p_chart(monthly)
         n_data = int((pc["denominator"] > 0).sum())
-        svg = charts.p_chart_svg(pc, f"{label}: p-chart, {window[0]} to {window[-1]}", f"{name}-{measure_id}")
+        svg = draw(charts.p_chart_svg, pc, f"{label}: p-chart, {window[0]} to {window[-1]}", f"{name}-{measure_id}")
         out.append(
             {
                 "measure_id": measure_id,
@@ -242,21 +245,24 @@ def _group_table(metrics: pl.DataFrame, period: str, level: str, keys: list[str]
     sel = metrics.filter((pl.col("period") == period) & (pl.col("level") == level) & pl.col("measure_id").is_in(TABLE_MEASURES))
     if keys is not None:
         sel = sel.filter(pl.col("group_key").is_in(keys))
-    rows: dict[str, dict] = {}
+    by_key: dict[str, dict] = {}
     for r in sel.sort("group_key").to_dicts():
-        rows.setdefault(r["group_key"], {"group_key": r["group_key"]})[r["measure_id"]] = r
+        by_key.setdefault(r["group_key"], {"group_key": r["group_key"]})[r["measure_id"]] = r
+    rows = list(by_key.values())
     p0 = overall.get("inappropriate_order_rate")
-    for row in rows.values():
+    placed = [m for row in rows if (m := row.get("inappropriate_order_rate")) is not None and m["rate"] is not None]
+    status = iter(funnel_status([m["rate"] for m in placed], [m["denominator"] for m in placed], p0) if p0 is not None else [])
+    for row in rows:
         m = row.get("inappropriate_order_rate")
         row["funnel"] = ""
         row["small"] = m is None or m["rate"] is None
         if p0 is not None and m is not None and m["rate"] is not None:
-            row["funnel"] = funnel_status([m["rate"]], [m["denominator"]], p0)[0]
+            row["funnel"] = next(status)
         elif m is not None and m["denominator"]:
             row["funnel"] = "too few orders to place"
         for mid in TABLE_MEASURES:
             row.setdefault(mid, None)
-    return list(rows.values())
+    return rows
 
 
 def _overall_rates(metrics: pl.DataFrame, period: str) -> dict:
@@ -291,14 +297,20 @@ def _attrition(con) -> list[dict]:
     return rows
 
 
-def _hours(con, threshold: float, where: str, params: list, name: str) -> dict:
-    h = (
-        _q(con, f"SELECT hours_to_first_imaging AS h FROM mart_cases WHERE hours_to_first_imaging IS NOT NULL {where}", params)[
-            "h"
-        ]
-        .cast(pl.Float64)
-        .to_numpy()
+def _hours_frame(con) -> pl.DataFrame:
+    """Hours from procedure to first imaging of every case with its department (one query for all pages)."""
+    return _q(
+        con,
+        "SELECT first_imaging_department AS department, hours_to_first_imaging AS h FROM mart_cases "
+        "WHERE hours_to_first_imaging IS NOT NULL",
     )
+
+
+def _hours(hours: pl.DataFrame, department: str | None, threshold: float, name: str, draw) -> dict:
+    """The page's timing summary: every case, or the cases whose first imaging order came from ``department``."""
+    if department is not None:
+        hours = hours.filter(pl.col("department") == department)
+    h = hours["h"].cast(pl.Float64).to_numpy()
     if h.size == 0:
         return {"n": 0, "svg": None, "median": None, "q1": None, "q3": None, "under": 0, "threshold": threshold}
     q1, med, q3 = np.percentile(h, [25, 50, 75])
@@ -309,11 +321,13 @@ def _hours(con, threshold: float, where: str, params: list, name: str) -> dict:
         "q3": float(q3),
         "under": int((h < threshold).sum()),
         "threshold": threshold,
-        "svg": charts.histogram_svg(h, threshold, "Hours from procedure to first imaging order", name),
+        "svg": draw(charts.histogram_svg, h, threshold, "Hours from procedure to first imaging order", name),
     }
 
 
-def _risk_factors(con, min_cell: int, where: str, params: list) -> list[dict]:
+def _risk_counts(con) -> list[tuple[str, str, pl.DataFrame]]:
+    """(factor, label, counts by department and value) for each factor the procedure log has: one query
+    per factor for all pages; ``_risk_factors`` sums or filters it for a page."""
     cols = _columns(con, "mart_index_procedures")
     out = []
     for col, label in RISK_FACTORS:
@@ -321,14 +335,25 @@ def _risk_factors(con, min_cell: int, where: str, params: list) -> list[dict]:
             continue
         df = _q(
             con,
-            f"""SELECT coalesce(CAST({col} AS VARCHAR), 'not recorded') AS value,
-                                count(*) FILTER (WHERE is_adult) AS denominator,
-                                count(*) FILTER (WHERE is_case) AS numerator,
-                                count({col}) AS recorded
-                         FROM mart_index_procedures WHERE TRUE {where}
-                         GROUP BY ALL ORDER BY value""",
-            params,
+            f"""SELECT department, coalesce(CAST({col} AS VARCHAR), 'not recorded') AS value,
+                       count(*) FILTER (WHERE is_adult) AS denominator,
+                       count(*) FILTER (WHERE is_case) AS numerator,
+                       count({col}) AS recorded
+                FROM mart_index_procedures GROUP BY ALL""",
         )
+        out.append((col, label, df))
+    return out
+
+
+def _risk_factors(counts: list[tuple[str, str, pl.DataFrame]], min_cell: int, department: str | None) -> list[dict]:
+    out = []
+    measures = ["denominator", "numerator", "recorded"]
+    for col, label, by_department in counts:
+        if department is None:
+            df = by_department.group_by("value").agg(pl.col(measures).sum())
+        else:
+            df = by_department.filter(pl.col("department") == department)
+        df = df.select("value", *measures).sort("value")
         if df.height == 0 or df["recorded"].sum() == 0:
             continue  # the log does not hold this factor
         num, den = df["numerator"].to_numpy(), df["denominator"].to_numpy()
@@ -411,18 +436,28 @@ def _case_list(frame: pl.DataFrame) -> list[dict]:
 CASE_BLOCK_MARK = "<!--case-->"
 
 
+def _blocks(env: jinja2.Environment, template: str, keys: list, **context) -> dict[str, markupsafe.Markup]:
+    """Render a partial that prints ``mark`` before each block and return the blocks by ``keys``."""
+    if not keys:
+        return {}
+    html = env.get_template(template).render(**context, mark=CASE_BLOCK_MARK)
+    parts = html.split(CASE_BLOCK_MARK)[1:]
+    if len(parts) != len(keys):
+        raise ReportError(f"{template}: {len(parts)} blocks rendered for {len(keys)} keys")
+    return {k: markupsafe.Markup(part) for k, part in zip(keys, parts, strict=True)}
+
+
 def _case_blocks(env: jinja2.Environment, frame: pl.DataFrame) -> dict[str, markupsafe.Markup]:
     """Each case's rows of the case-list table as HTML, rendered once and shared by every page
     (the hospital report and each department page list the same case the same way)."""
     rows = _case_list(frame)
-    if not rows:
-        return {}
-    html = env.get_template("_case_rows.html").render(cases=rows, mark=CASE_BLOCK_MARK)
-    parts = html.split(CASE_BLOCK_MARK)[1:]
-    ids = [r.case_id for r in rows if r.first]
-    if len(parts) != len(ids):
-        raise ReportError(f"case list: {len(parts)} blocks rendered for {len(ids)} cases")
-    return {cid: markupsafe.Markup(part) for cid, part in zip(ids, parts, strict=True)}
+    return _blocks(env, "_case_rows.html", [r.case_id for r in rows if r.first], cases=rows)
+
+
+def _provider_blocks(env: jinja2.Environment, table: list[dict]) -> dict[str, markupsafe.Markup]:
+    """Each provider's row of the provider table as HTML, rendered once: a department page lists its
+    providers' rows exactly as the hospital report does (a row depends on the provider and the overall rate only)."""
+    return _blocks(env, "_provider_rows.html", [r["group_key"] for r in table], providers=table)
 
 
 def _cited_rules(frame: pl.DataFrame, rules: pl.DataFrame) -> list[dict]:
@@ -536,34 +571,29 @@ def _page_context(
     departments: list[dict],
     overall_rates: dict,
     all_cases: pl.DataFrame,
-    blocks: dict,
+    shared: dict,
+    draw,
 ) -> dict:
+    """One page's template values. ``shared`` holds what every page takes its part of (``_shared``).
+    Charts are Futures (``draw`` submits them) and ``case_ids`` lists the page's cases: ``_page`` makes
+    the context ready for the template."""
     threshold = float(run_info["config"].get("case", {}).get("premature_hours", 72.0))
     if department is None:
         level, key, name = "overall", "all", "overall"
         providers = None
-        hours_where, hours_params = "", []
-        rf_where, rf_params = "", []
+        provider_rows = list(shared["provider_blocks"].values())
         case_frame = all_cases
     else:
         level, key, name = "department", department, "dept"
-        providers = sorted(
-            _q(
-                con,
-                "SELECT DISTINCT ordering_provider_id AS p FROM mart_audited_orders "
-                "WHERE ordering_department = ? AND ordering_provider_id IS NOT NULL",
-                [department],
-            )["p"].to_list()
-        )
-        hours_where, hours_params = "AND first_imaging_department = ?", [department]
-        rf_where, rf_params = "AND department = ?", [department]
+        providers = shared["department_providers"].get(department, [])
+        listed = set(providers)
+        provider_rows = [row for p, row in shared["provider_blocks"].items() if p in listed]
         # every order of each case that has an order from this department (the reviewer sees the whole case)
         ids = all_cases.filter(pl.col("ordering_department") == department)["case_id"].unique()
         case_frame = all_cases.filter(pl.col("case_id").is_in(ids.implode()))
     dept_rows = _group_table(metrics, period, "department", None if department is None else [department], overall_rates)
     for row in dept_rows:
         row["slug"] = slugify(row["group_key"])
-    prov_rows = _group_table(metrics, period, "provider", providers, overall_rates)
     funnel_points = _funnel_points(metrics, period, providers)
     dept_chart_rows = metrics.filter(
         (pl.col("period") == period) & (pl.col("level") == "department") & (pl.col("measure_id") == "inappropriate_order_rate")
@@ -572,18 +602,20 @@ def _page_context(
         "scope": {"kind": "department" if department else "hospital", "name": department or "All departments"},
         "period": period,
         "headline": _headline(metrics, period, level, key, rules),
-        "trend": _trend(metrics, level, key, window, name),
+        "trend": _trend(metrics, level, key, window, name, draw),
         "departments": dept_rows,
-        "providers": prov_rows,
+        "provider_rows": provider_rows,
         "department_chart": None
         if department
-        else charts.interval_svg(
+        else draw(
+            charts.interval_svg,
             dept_chart_rows,
             "Inappropriate-order rate by department (alphabetical)",
             "dept-rates",
             overall_rates.get("inappropriate_order_rate"),
         ),
-        "funnel_svg": charts.funnel_svg(
+        "funnel_svg": draw(
+            charts.funnel_svg,
             funnel_points,
             overall_rates.get("inappropriate_order_rate"),
             "Providers: inappropriate-order rate (funnel plot)",
@@ -592,13 +624,30 @@ def _page_context(
         "n_funnel": funnel_points.height,
         "n_small_providers": int(funnel_points["small"].sum()) if funnel_points.height else 0,
         "attrition": _attrition(con) if department is None else [],
-        "hours": _hours(con, threshold, hours_where, hours_params, f"{name}-hours"),
-        "risk_factors": _risk_factors(con, min_cell, rf_where, rf_params),
-        "case_blocks": [blocks[c] for c in case_frame["case_id"].unique(maintain_order=True).to_list()],
+        "hours": _hours(shared["hours"], department, threshold, f"{name}-hours", draw),
+        "risk_factors": _risk_factors(shared["risk_counts"], min_cell, department),
+        "case_ids": case_frame["case_id"].unique(maintain_order=True).to_list(),
         "cited_rules": _cited_rules(case_frame, rules),
         "n_cases": case_frame["case_id"].n_unique() if case_frame.height else 0,
         "n_orders": case_frame.height,
         "department_links": departments,
+    }
+
+
+def _shared(con, env: jinja2.Environment, metrics: pl.DataFrame, period: str, overall_rates: dict) -> dict:
+    """What the site-wide page and every department page take their part of: one query (or one
+    rendering) each, instead of one per page."""
+    pairs = _q(
+        con,
+        "SELECT DISTINCT ordering_department AS d, ordering_provider_id AS p FROM mart_audited_orders "
+        "WHERE ordering_department IS NOT NULL AND ordering_provider_id IS NOT NULL",
+    )
+    department_providers = {d: sorted(g["p"].to_list()) for (d,), g in pairs.partition_by("d", as_dict=True).items()}
+    return {
+        "department_providers": department_providers,
+        "provider_blocks": _provider_blocks(env, _group_table(metrics, period, "provider", None, overall_rates)),
+        "hours": _hours_frame(con),
+        "risk_counts": _risk_counts(con),
     }
 
 
@@ -738,12 +787,15 @@ def render_outputs(
     reid_file: Path | None = None,
     min_cell_count: int = 11,
     site: bool | None = None,
+    chart_process: bool | None = None,
 ) -> list[Path]:
     """Write every report and feed file into ``out_dir``; return the paths written.
 
     ``site``: the folder is one month of a backfill (``OUT/<YYYY-MM>/``): its pages link the
     top-level ``OUT/index.html`` and that index is refreshed (``render_site_index``). ``None``
     infers it from the staging folder's name (``.<YYYY-MM>.staging-<pid>``).
+    ``chart_process``: draw the charts in a worker process (``charts.ChartPool``); ``None`` does so
+    when the case list has ``CHART_PROCESS_MIN_ORDERS`` orders or more and two CPUs are available.
     """
     missing = [k for k in RUN_INFO_KEYS if k not in run_info]
     if missing:
@@ -775,45 +827,49 @@ def render_outputs(
     common["site"] = bool(site)
     departments = [{"name": d, "slug": slugify(d)} for d in _department_list(con, metrics, period)]
     all_cases = _case_rows(con)
-    blocks = _case_blocks(env, all_cases)
     written: list[Path] = []
     report_tpl = env.get_template("report.html")
+    if chart_process is None:
+        chart_process = all_cases.height >= CHART_PROCESS_MIN_ORDERS and charts.cpus_available() > 1
 
-    # the site-wide page and every department page differ only in the department they filter to
-    page_context = functools.partial(
-        _page_context,
-        con,
-        run_info,
-        metrics,
-        rules,
-        min_cell_count,
-        period,
-        window,
-        departments=departments,
-        overall_rates=overall_rates,
-        all_cases=all_cases,
-        blocks=blocks,
-    )
-    ctx = page_context(department=None)
-    methods = _methods(con, run_info, min_cell_count, rules)
-    report = report_tpl.render(**common, **ctx, methods=methods, root="")
-    written.append(_write_text(out_dir / "report.html", report))
+    with charts.ChartPool(process=chart_process) as pool:
+        # the site-wide page and every department page differ only in the department they filter to;
+        # every page's figures first, so that the worker draws the charts while the case list is rendered
+        page_context = functools.partial(
+            _page_context,
+            con,
+            run_info,
+            metrics,
+            rules,
+            min_cell_count,
+            period,
+            window,
+            departments=departments,
+            overall_rates=overall_rates,
+            all_cases=all_cases,
+            shared=_shared(con, env, metrics, period, overall_rates),
+            draw=pool.submit,
+        )
+        ctx = page_context(department=None)
+        dept_ctx = [page_context(department=d["name"]) for d in departments]
+        methods = _methods(con, run_info, min_cell_count, rules)
+        blocks = _case_blocks(env, all_cases)
+        written += _write_feed(out_dir, metrics, run_info, period, min_cell_count)
+        written.append(workbook.write_case_list(out_dir / "case_list.xlsx", all_cases, rules, run_info))
 
-    dept_counts = []
-    for d in departments:
-        dctx = page_context(department=d["name"])
-        dept_counts.append(dict(d, n_cases=dctx["n_cases"], n_orders=dctx["n_orders"]))
-        html = report_tpl.render(**common, **dctx, methods=None, root="../")
-        written.append(_write_text(out_dir / "departments" / f"{d['slug']}.html", html))
+        report = report_tpl.render(**common, **_page(ctx, blocks), methods=methods, root="")
+        written.append(_write_text(out_dir / "report.html", report))
+        dept_counts = []
+        for d, dctx in zip(departments, dept_ctx, strict=True):
+            dept_counts.append(dict(d, n_cases=dctx["n_cases"], n_orders=dctx["n_orders"]))
+            html = report_tpl.render(**common, **_page(dctx, blocks), methods=None, root="../")
+            written.append(_write_text(out_dir / "departments" / f"{d['slug']}.html", html))
 
     months = _month_summary(metrics, window)
     index = env.get_template("index.html").render(
         **common, period=period, departments=dept_counts, months=months, headline=ctx["headline"], pdf=pdf
     )
     written.append(_write_text(out_dir / "index.html", index))
-
-    written += _write_feed(out_dir, metrics, run_info, period, min_cell_count)
-    written.append(workbook.write_case_list(out_dir / "case_list.xlsx", all_cases, rules, run_info))
     if pdf:
         written.append(write_pdf(out_dir / "report.html", out_dir / "report.pdf"))
     if reid_file is not None:
@@ -822,6 +878,17 @@ def render_outputs(
         # keep the backfill's top-level index current, this month included before it is published
         render_site_index(out_dir.parent, pending={period: out_dir})
     return written
+
+
+def _page(ctx: dict, blocks: dict) -> dict:
+    """A page context ready for the template: charts drawn (Futures resolved), case rows in place."""
+    out = dict(ctx)
+    out["trend"] = [dict(t, svg=t["svg"].result()) for t in ctx["trend"]]
+    out["hours"] = dict(ctx["hours"], svg=ctx["hours"]["svg"] and ctx["hours"]["svg"].result())
+    for key in ("department_chart", "funnel_svg"):
+        out[key] = ctx[key] and ctx[key].result()
+    out["case_blocks"] = [blocks[c] for c in out.pop("case_ids")]
+    return out
 
 
 def _audit_period(con) -> dict:

@@ -200,3 +200,16 @@ def test_slug_is_safe_and_distinct():
     a, b = render.slugify("<script>alert(1)</script>"), render.slugify("script alert 1 script")
     assert a != b and "<" not in a and "/" not in a
     assert render.slugify(None).startswith("department-")
+
+
+def test_charts_drawn_in_a_worker_process_give_the_same_files(warehouse, metrics, out, tmp_path):
+    """The chart worker (spawned process) and inline drawing write identical bytes."""
+    worker = tmp_path / "worker"
+    render.render_outputs(warehouse, worker, fx.run_info(), metrics, chart_process=True)
+    inline = tmp_path / "inline"
+    render.render_outputs(warehouse, inline, fx.run_info(), metrics, chart_process=False)
+    files = sorted(p.relative_to(inline) for p in inline.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(worker) for p in worker.rglob("*") if p.is_file())
+    assert any(b"<svg" in (inline / f).read_bytes() for f in files)
+    for rel in files:
+        assert (worker / rel).read_bytes() == (inline / rel).read_bytes(), rel
