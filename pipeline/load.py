@@ -439,6 +439,19 @@ def _month_column(contract: TableContract) -> str:
     return contract.instants[0]
 
 
+def _strictly_increasing(typed_parquet: Path, id_column: str) -> bool:
+    """True when the file's ids, empty ones left out, rise strictly: then no id repeats.
+
+    Extracts usually come ordered by their id, and this one-column pass (10M orders: ~0.3 s)
+    spares the hash aggregate over every id that finds the repeats (~3-4 s); any other
+    order falls back to that aggregate.
+    """
+    ids = pl.read_parquet(typed_parquet, columns=[id_column])[id_column].drop_nulls()
+    if ids.len() < 2:
+        return True
+    return bool((ids.slice(1) > ids.slice(0, ids.len() - 1)).all())
+
+
 def prepare_table(f: InputFile, contract: TableContract, cfg: Config, scratch: Path, sha256: str) -> PreparedTable:
     """Parse one file into typed Parquet; list the rows that fail row-level checks and later duplicates."""
     typed_path = scratch / f"{contract.name}.typed.parquet"
@@ -474,7 +487,7 @@ def prepare_table(f: InputFile, contract: TableContract, cfg: Config, scratch: P
                     "row cut off mid-row (file ends without a newline and the row has too few fields); re-export the extract",
                 ],
             )
-        if contract.id_column:
+        if contract.id_column and not _strictly_increasing(typed_path, contract.id_column):
             # later duplicates of an id are set aside; the first occurrence stays. Only ids that
             # occur twice are ranked (a hash aggregate, not a sort of every row).
             idc = _q(contract.id_column)
@@ -505,10 +518,18 @@ def prepare_table(f: InputFile, contract: TableContract, cfg: Config, scratch: P
         data_cols = [c for c in typed_cols if not c.startswith((ERR, "_raw_", "_ambiguous_"))]
         ambiguous_cols = [c for c in typed_cols if c.startswith("_ambiguous_")]
         month_col = _q(_month_column(contract))
+        # the site-local months of the first and last instants. Converting every row (ICU, 10M
+        # orders: 1.5 s) is not needed: local time runs backwards by at most the DST shift
+        # (under 3 h), so only instants within a day of the extremes can hold the extreme months.
         stats = con.execute(
-            f"SELECT count(*), strftime(min(timezone(?, {month_col})), '%Y-%m'), "
-            f"strftime(max(timezone(?, {month_col})), '%Y-%m'), "
-            f"count(*) FILTER (WHERE {' OR '.join(_q(c) for c in ambiguous_cols) or 'false'}) FROM {src}",
+            f"""WITH bounds AS (SELECT min({month_col}) AS lo, max({month_col}) AS hi FROM {src})
+            SELECT
+                (SELECT count(*) FROM {src}),
+                (SELECT strftime(min(timezone(?, {month_col})), '%Y-%m') FROM {src}, bounds
+                 WHERE {month_col} <= lo + INTERVAL 1 DAY),
+                (SELECT strftime(max(timezone(?, {month_col})), '%Y-%m') FROM {src}, bounds
+                 WHERE {month_col} >= hi - INTERVAL 1 DAY),
+                (SELECT count(*) FILTER (WHERE {" OR ".join(_q(c) for c in ambiguous_cols) or "false"}) FROM {src})""",
             [cfg.site_timezone, cfg.site_timezone],
         ).fetchall()[0]
     finally:

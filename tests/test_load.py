@@ -236,3 +236,39 @@ def test_typing_streams_without_in_memory_fallback(small_input, tmp_path, table,
     assert "in-memory engine fallback" in graph  # the legend: the marker below is still Polars' own
     fallback = [line for line in graph.splitlines() if 'fillcolor="0.0 0.3 1.0"' in line]
     assert fallback == [], fallback
+
+
+@pytest.mark.parametrize(
+    "ids, rising",
+    [
+        (["A1", "A2", "B1"], True),
+        (["A1", None, "A2", None], True),  # empty ids are rejected rows of their own
+        (["A1", "A1", "A2"], False),  # a repeat next to itself
+        (["A1", None, "A1"], False),  # a repeat across an empty id
+        (["B1", "A1", "C1"], False),  # unsorted but unique: the full check decides
+        ([], True),
+    ],
+)
+def test_ids_in_rising_order_skip_the_duplicate_search(tmp_path, ids, rising):
+    path = tmp_path / "typed.parquet"
+    pl.DataFrame({"order_id": ids}, schema={"order_id": pl.String}).write_parquet(path)
+    assert load._strictly_increasing(path, "order_id") is rising
+
+
+def test_duplicates_found_when_ids_are_not_in_order(tmp_path):
+    d = tmp_path / "in"
+    write_csv(
+        d / "procedures.csv",
+        PROC_HEADER,
+        [
+            ["PR2", "MRN-1", "2025-06-02 09:00:00", "62323", "Pain", "1970-05-05"],
+            ["PR1", "MRN-2", "2025-06-02 10:00:00", "62323", "Pain", "1970-05-05"],
+            ["PR2", "MRN-3", "2025-06-02 11:00:00", "62323", "Pain", "1970-05-05"],
+        ],
+    )
+    write_csv(d / "imaging_orders.csv", ORDER_HEADER, [["O1", "MRN-1", "2025-06-06 10:00:00", "72156", "N", "", ""]])
+    con, loads = _load(d, tmp_path)
+    assert loads["procedures"].rows_rejected == 1
+    assert [r for r in _rejects(con) if r[0] == "procedures"] == [
+        ("procedures", 4, "procedure_id", "PR2", "duplicate procedure_id: first seen at line 2", "row_rejected")
+    ]
