@@ -206,20 +206,22 @@ def _execute_locked(
             con.execute("CREATE OR REPLACE TABLE rule_set AS SELECT ? AS rule_set_version", [ref.rule_set_version])
             warehouse.set_pseudonym_key(con, key)
             reference.set_period(con, None, None)
-            audit.run_models(con)
+            # the marts are period-specific: built below, once per reported month
+            audit.run_models(con, layers=("staging", "intermediate"))
             gate.record_results(con, run_id, dq_results)
         faults.maybe_fail("after_transform")
         month_counts = {}
-        for month in opts.months:
-            reference.set_period(con, month, month, cfg.reporting.trend_months)
-            audit.run_models(con, layers=("marts",))
-            history.record_period(con, run_id, _period_label(month))
-            month_counts[_period_label(month)] = period_counts(con)
-        history.committing(con, run_id)
-        con.execute("COMMIT")
-        source_store.sweep(con)  # files of superseded loads, or moved in by a run that never committed
-        # every run rebuilds the models: a checkpoint lets the next run reuse the freed blocks
-        con.execute("CHECKPOINT")
+        with stage("transform", timings):
+            for month in opts.months:
+                reference.set_period(con, month, month, cfg.reporting.trend_months)
+                audit.run_models(con, layers=("marts",))
+                history.record_period(con, run_id, _period_label(month))
+                month_counts[_period_label(month)] = period_counts(con)
+            history.committing(con, run_id)
+            con.execute("COMMIT")
+            source_store.sweep(con)  # files of superseded loads, or moved in by a run that never committed
+            # every run rebuilds the models: a checkpoint lets the next run reuse the freed blocks
+            con.execute("CHECKPOINT")
     except BaseException as exc:
         with contextlib.suppress(Exception):  # nothing open to roll back
             con.execute("ROLLBACK")
@@ -279,7 +281,7 @@ def _execute_locked(
         for i, month in enumerate(opts.months):
             label = _period_label(month)
             out_dir = opts.out_dir / label if opts.per_month_folders else opts.out_dir
-            if len(opts.months) > 1 or month is not None:
+            if len(opts.months) > 1:  # one month: the marts still hold it from the transform
                 reference.set_period(con, month, month, cfg.reporting.trend_months)
                 audit.run_models(con, layers=("marts",))
             with stage("measure", timings):
