@@ -43,6 +43,10 @@ DEFAULT_PARAMS: dict[str, Any] = {
 SAMPLE_SIZE = 5
 RESULT_FORMAT = "SUMMARY"  # counts + a few examples with their keys (BASIC measured no faster)
 CPT_FORM = "^[0-9]{4}[0-9A-Z]$"
+_ATTACHED = "validated"  # the alias of the validated file on phase 1's connection
+
+_gx_importer: threading.Thread | None = None
+_gx_import_lock = threading.Lock()
 
 
 @dataclass
@@ -125,24 +129,26 @@ def run_suites(
         raise FileNotFoundError(f"warehouse file not found: {path}")
     loaded = [load_suite(s) for s in suites]
 
-    # Importing Great Expectations takes seconds of pure Python; it runs on a thread while
-    # phase 1's DuckDB queries (which release the GIL) use the cores. Phase 2 waits for it.
-    importer = threading.Thread(target=importlib.import_module, args=("great_expectations",), name="import-gx", daemon=True)
-    importer.start()
+    importer = start_gx_import()
 
-    # Phase 1, plain DuckDB (read-only): which tables exist, row counts, the SQL checks.
-    # Closed before GX opens the file: DuckDB refuses two in-process connections to one
-    # file with different settings, and duckdb-engine adds its own (custom_user_agent).
+    # Phase 1, plain DuckDB (read-only): which tables exist, their columns and row counts.
+    # The connection is an in-memory DuckDB that ATTACHes the file read-only: a database
+    # instance of its own, so it can stay open while GX opens the file through duckdb-engine
+    # (which adds its own custom_user_agent, and DuckDB refuses a second in-process
+    # connect() of one file with different settings).
     tables: dict[str, dict] = {}
-    sql_results: dict[tuple[int, int], CheckResult] = {}
-    con = duckdb.connect(str(path), read_only=True)
+    con = duckdb.connect()
     try:
         con.execute("SET enable_progress_bar = false")
+        con.execute(f"ATTACH {_lit(str(path))} AS {_q(_ATTACHED)} (READ_ONLY)")
+        con.execute(f"USE {_q(_ATTACHED)}")
         # views too: the input gate reads the parsed Parquet through views
         existing = {
             r[0]
             for r in con.execute(
-                "SELECT table_name FROM duckdb_tables() UNION SELECT view_name FROM duckdb_views() WHERE NOT internal"
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = $db "
+                "UNION SELECT view_name FROM duckdb_views() WHERE NOT internal AND database_name = $db",
+                {"db": _ATTACHED},
             ).fetchall()
         }
         for suite in loaded:
@@ -150,40 +156,84 @@ def run_suites(
                 t = tspec["table"]
                 if t in existing and t not in tables:
                     cols = {
-                        r[0] for r in con.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [t]).fetchall()
+                        r[0]
+                        for r in con.execute(
+                            "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND table_name = ?", [_ATTACHED, t]
+                        ).fetchall()
                     }
                     rows = con.execute(f"SELECT count(*) FROM {_q(t)}").fetchall()[0][0]
                     tables[t] = {"columns": cols, "rows": rows}
-        for i, suite in enumerate(loaded):
-            for j, spec in enumerate(suite.get("sql_checks", [])):
-                sql_results[(i, j)] = _run_sql_check(con, spec, existing, p)
-    finally:
+    except BaseException:
         con.close()
+        raise
+
+    # The SQL checks run on a thread of their own, on that connection, while Great
+    # Expectations is imported (seconds of pure Python) and then validates: DuckDB releases
+    # the GIL while it executes, so their scans use the cores the import and GX's own
+    # Python leave idle.
+    sql_results: dict[tuple[int, int], CheckResult] = {}
+    sql_error: list[BaseException] = []
+
+    def run_sql_checks() -> None:
+        try:
+            for i, suite in enumerate(loaded):
+                for j, spec in enumerate(suite.get("sql_checks", [])):
+                    sql_results[(i, j)] = _run_sql_check(con, spec, existing, p)
+        except BaseException as exc:  # re-raised on the caller's thread
+            sql_error.append(exc)
+        finally:
+            con.close()
+
+    sql_thread = threading.Thread(target=run_sql_checks, name="sql-checks", daemon=True)
+    sql_thread.start()
 
     importer.join()
     # Phase 2, GX: one batch validation per table.
-    results: list[CheckResult] = []
+    gx_results: dict[tuple[int, int], list[CheckResult]] = {}
     datasource = None
     try:
         for i, suite in enumerate(loaded):
-            for tspec in suite["tables"]:
+            for k, tspec in enumerate(suite["tables"]):
                 t = tspec["table"]
                 if t not in tables:
                     if not tspec.get("optional"):
-                        results.extend(_missing_table_results(tspec))
+                        gx_results[(i, k)] = _missing_table_results(tspec)
                     continue
                 if datasource is None:
                     from pipeline.gx_duckdb import make_context
 
                     _context, datasource = make_context(path)
-                results.extend(_run_table(datasource, suite["suite"], tspec, tables[t], p))
-            results.extend(sql_results[(i, j)] for j in range(len(suite.get("sql_checks", []))))
+                gx_results[(i, k)] = _run_table(datasource, suite["suite"], tspec, tables[t], p)
     finally:
         if datasource is not None:
             from pipeline.gx_duckdb import close_datasource
 
             close_datasource(datasource)
+        sql_thread.join()
+    if sql_error:
+        raise sql_error[0]
+    results: list[CheckResult] = []
+    for i, suite in enumerate(loaded):
+        for k in range(len(suite["tables"])):
+            results.extend(gx_results.get((i, k), []))
+        results.extend(sql_results[(i, j)] for j in range(len(suite.get("sql_checks", []))))
     return results
+
+
+def start_gx_import() -> threading.Thread:
+    """Import Great Expectations on a thread (once per process); join the thread to wait for it.
+
+    The import is seconds of pure Python: callers start it as early as they can and do
+    DuckDB work meanwhile.
+    """
+    global _gx_importer
+    with _gx_import_lock:
+        if _gx_importer is None:
+            _gx_importer = threading.Thread(
+                target=importlib.import_module, args=("great_expectations",), name="import-gx", daemon=True
+            )
+            _gx_importer.start()
+        return _gx_importer
 
 
 def _missing_table_results(tspec: dict) -> list[CheckResult]:
