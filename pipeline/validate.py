@@ -511,10 +511,14 @@ def check_diagnoses_known_patient(p: dict):
 
 def check_orders_after_birth(p: dict):
     return _rows_check(
-        "SELECT o.* FROM src_imaging_orders o JOIN "
-        "(SELECT patient_id, max(patient_birth_date) AS birth FROM src_procedures "
-        " WHERE patient_birth_date IS NOT NULL GROUP BY patient_id) b USING (patient_id) "
-        "WHERE o.ordered_at < CAST(b.birth AS TIMESTAMPTZ) - INTERVAL 1 DAY",
+        # the time limit once per distinct birth date (~30k), not per joined order (3.3M): the
+        # cast and the day subtraction follow the session time zone (ICU) and cost ~0.1 us each
+        "WITH births AS (SELECT patient_id, max(patient_birth_date) AS birth FROM src_procedures "
+        " WHERE patient_birth_date IS NOT NULL GROUP BY patient_id), "
+        "limits AS (SELECT birth, CAST(birth AS TIMESTAMPTZ) - INTERVAL 1 DAY AS earliest "
+        " FROM (SELECT DISTINCT birth FROM births) AS d) "
+        "SELECT o.* FROM src_imaging_orders o JOIN births b USING (patient_id) JOIN limits l USING (birth) "
+        "WHERE o.ordered_at < l.earliest",
         "SELECT count(*) FROM src_imaging_orders WHERE ordered_at IS NOT NULL",
         "order_id",
         ["src_imaging_orders", "src_procedures"],
@@ -535,7 +539,8 @@ def check_mapped_share(p: dict):
     min_share = float(p["min_mapped_share"])
     vsql = (
         "SELECT o.* FROM src_imaging_orders o WHERE o.order_code IS NOT NULL "
-        f"AND NOT regexp_full_match(upper(trim(o.order_code)), '{CPT_FORM}') "
+        # regexp_extract(...) = '': NOT regexp_full_match, once per distinct code (expectations/*.json notes)
+        f"AND regexp_extract(upper(trim(o.order_code)), '{CPT_FORM}') = '' "
         "AND upper(trim(o.order_code)) NOT IN "
         "(SELECT upper(trim(code)) FROM ref_imaging_codes WHERE code IS NOT NULL)"
     )
@@ -556,14 +561,9 @@ def check_monthly_volume(p: dict):
     tz = str(p["site_timezone"]).replace("'", "''")
     now = _lit(p["now"])
     floor = _lit(p["timestamp_floor"])
+    in_range = f"ordered_at >= {floor} AND ordered_at <= {now}"  # out-of-range times are other checks' business
     # Calendar months in the site zone, zero-filled so a missing month counts as 0 orders.
-    vsql = f"""
-WITH m AS (
-  SELECT date_trunc('month', timezone('{tz}', ordered_at))::DATE AS month, count(*) AS n
-  FROM src_imaging_orders
-  WHERE ordered_at >= {floor} AND ordered_at <= {now}  -- out-of-range times are other checks' business
-  GROUP BY 1
-), cal AS (
+    rest = f"""), cal AS (
   SELECT unnest(generate_series(min(month), max(month), INTERVAL 1 MONTH))::DATE AS month FROM m
 ), filled AS (
   SELECT cal.month, coalesce(m.n, 0) AS n FROM cal LEFT JOIN m USING (month)
@@ -573,12 +573,44 @@ WITH m AS (
          count(*) OVER (ORDER BY month ROWS BETWEEN {k} PRECEDING AND 1 PRECEDING) AS n_trailing
   FROM filled
 )
-SELECT strftime(month, '%Y-%m') AS month, n AS orders, baseline AS trailing_median
-FROM judged
+"""
+    judge = f"""FROM judged
 WHERE n_trailing = {k}
-  AND month < date_trunc('month', timezone('{tz}', {now}))::DATE
+  AND month < date_trunc('month', timezone('{tz}', {now}))::DATE"""
+    vsql = f"""
+WITH m AS (
+  SELECT date_trunc('month', timezone('{tz}', ordered_at))::DATE AS month, count(*) AS n
+  FROM src_imaging_orders
+  WHERE {in_range}
+  GROUP BY 1
+{rest}SELECT strftime(month, '%Y-%m') AS month, n AS orders, baseline AS trailing_median
+{judge}
   AND n < {ratio} * baseline
 ORDER BY month"""
+    # The same months, counted from orders per 15 minutes of absolute time: the time zone
+    # conversion then runs on the bucket edges (~100k) instead of every order (10M; 1.1 s ->
+    # 0.3 s). Exact when no bucket holds a local month boundary or a change of UTC offset
+    # (offsets and most transitions are on the 15-minute grid); `exact` says so, else the
+    # per-row query above runs (e.g. America/St_Johns, whose transitions were at 00:01 local
+    # until 2011). The fast query always returns a row: the flag, joined to the verdicts.
+    q = 900_000_000  # microseconds in 15 minutes
+    fast_sql = f"""
+WITH b AS (
+  SELECT e // {q} - (e % {q} < 0)::BIGINT AS bucket, count(*) AS n
+  FROM (SELECT epoch_us(ordered_at) AS e FROM src_imaging_orders WHERE {in_range})
+  GROUP BY 1
+), edges AS (
+  SELECT n, timezone('{tz}', s) AS lo, timezone('{tz}', s + INTERVAL {q - 1} MICROSECONDS) AS hi
+  FROM (SELECT n, to_timestamp(bucket * {q // 1_000_000}) AS s FROM b)
+), m AS MATERIALIZED (
+  SELECT date_trunc('month', lo)::DATE AS month, sum(n) AS n,
+         bool_and(date_trunc('month', hi) = date_trunc('month', lo) AND epoch_us(hi) - epoch_us(lo) = {q - 1}) AS exact
+  FROM edges GROUP BY 1
+{rest}SELECT f.exact, v.month, v.low
+FROM (SELECT coalesce(bool_and(exact), true) AS exact FROM m) AS f
+LEFT JOIN (SELECT strftime(month, '%Y-%m') AS month, n < {ratio} * baseline AS low
+{judge}) AS v ON true
+ORDER BY v.month"""
     # one pass: every judged month with its verdict (the denominator), instead of two queries
     judged_sql = vsql.replace(f"  AND n < {ratio} * baseline\n", "").replace(
         "SELECT strftime(month, '%Y-%m') AS month, n AS orders, baseline AS trailing_median",
@@ -586,11 +618,14 @@ ORDER BY month"""
     )
 
     def run(con):
-        judged = con.execute(judged_sql).fetchall()
+        rows = con.execute(fast_sql).fetchall()
+        exact = rows[0][0]
+        judged = [(m, is_low) for _, m, is_low in rows if m is not None] if exact else con.execute(judged_sql).fetchall()
         low = [m for m, is_low in judged if is_low]
         return len(low), len(judged), len(low) > 0, low, vsql.strip()
 
     run.sample_key = "month"
+    run.fast_sql, run.per_row_sql = fast_sql, judged_sql  # tests compare the two
     return ["src_imaging_orders"], run
 
 

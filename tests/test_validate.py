@@ -299,3 +299,40 @@ def test_validate_module_does_not_import_gx_at_import_time():
     code = "import sys, pipeline.validate; print('great_expectations' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# (e) the monthly volume check counts months from 15-minute buckets ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("zone", "floor", "first", "exact"),
+    [
+        ("America/New_York", "2000-01-01", "2001-09-01", True),
+        ("Asia/Kathmandu", "2000-01-01", "2001-09-01", True),  # +05:45
+        ("Australia/Lord_Howe", "2000-01-01", "2001-09-01", True),  # 30-minute DST
+        ("America/St_Johns", "2000-01-01", "2001-09-01", False),  # DST changes at 00:01 local until 2011
+        ("Africa/Monrovia", "1960-01-01", "1967-01-01", False),  # UTC-00:44:30 until 1972
+    ],
+)
+def test_monthly_volume_buckets_agree_with_per_row_months(zone, floor, first, exact):
+    con = duckdb.connect()
+    # orders at every local month start, 1 us and 15 minutes either side, and one in every
+    # 15 minutes (short months come out low)
+    con.execute(f"""
+        CREATE TABLE src_imaging_orders AS
+        SELECT timezone('{zone}', m::TIMESTAMP) + to_microseconds(d) AS ordered_at
+        FROM (SELECT unnest(generate_series(TIMESTAMP '{first}', TIMESTAMP '{first}' + INTERVAL 44 MONTH,
+                                            INTERVAL 1 MONTH)) AS m),
+             (SELECT unnest([-900000000, -1, 0, 1, 899999999]) AS d)
+        UNION ALL
+        SELECT TIMESTAMPTZ '{first} 00:00:00+00' + to_microseconds(i * 900000000 + 420000000)
+        FROM range(128000) t(i)""")
+    params = {"now": NOW.replace(year=2030), "site_timezone": zone, "volume_min_ratio": 0.97}
+    p = validate.resolve_params({**params, "timestamp_floor": f"{floor}T00:00:00+00:00"})
+    _, run = validate.check_monthly_volume(p)
+    n, denominator, failed, low, _ = run(con)
+    assert failed == (n > 0)
+    per_row = con.execute(run.per_row_sql).fetchall()
+    assert (n, denominator, low) == (sum(is_low for _, is_low in per_row), len(per_row), [m for m, is_low in per_row if is_low])
+    assert denominator > 30 and n > 0
+    assert con.execute(run.fast_sql).fetchall()[0][0] is exact  # else the per-row query ran
