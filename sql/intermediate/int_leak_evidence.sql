@@ -9,10 +9,9 @@ WHERE d.patient_id IN (SELECT patient_id FROM int_index_procedures)
                 AND ((vs.match = 'exact' AND d.diagnosis_code_norm = vs.code_norm)
                   OR (vs.match = 'prefix' AND starts_with(d.diagnosis_code_norm, vs.code_norm))))
 UNION ALL
-SELECT o.patient_id, o.ordered_at, false, 'indication', o.indication_codes
-FROM int_patient_orders AS o
-JOIN int_order_indication_flags AS f ON f.order_id = o.order_id
-WHERE f.has_leak_indication AND o.ordered_at IS NOT NULL
+SELECT f.patient_id, f.ordered_at, false, 'indication', f.indication_codes
+FROM int_order_indication_flags AS f
+WHERE f.has_leak_indication AND f.ordered_at IS NOT NULL
 UNION ALL
 SELECT p.patient_id, p.performed_at, false, 'blood_patch', p.procedure_code
 FROM stg_procedures AS p
