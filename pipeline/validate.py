@@ -41,7 +41,10 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "site_timezone": "America/New_York",
 }
 SAMPLE_SIZE = 5
-RESULT_FORMAT = "SUMMARY"  # counts + a few examples with their keys (BASIC measured no faster)
+# BASIC: the counts, and GX's few unexpected values. Not SUMMARY: its index list is one more
+# query per column-map expectation, and the rows GX returns there (a LIMIT without an order)
+# change from run to run; _run_table lists the first keys of a failed check itself.
+RESULT_FORMAT = "BASIC"
 CPT_FORM = "^[0-9]{4}[0-9A-Z]$"
 _ATTACHED = "validated"  # the alias of the validated file on phase 1's connection
 
@@ -280,8 +283,6 @@ def _run_table(datasource, suite_name: str, tspec: dict, info: dict, p: dict) ->
         "result_format": RESULT_FORMAT,
         "partial_unexpected_count": SAMPLE_SIZE,
     }
-    if index_cols and RESULT_FORMAT != "BASIC":
-        result_format["unexpected_index_column_names"] = index_cols
 
     t0 = time.perf_counter()
     batch = batch_def.get_batch()
@@ -298,12 +299,18 @@ def _run_table(datasource, suite_name: str, tspec: dict, info: dict, p: dict) ->
         except Exception:  # Data Docs fall back to a result built from the counts
             c.gx_result = None
         out.append(c)
-    need_sample = [c for c in out if c.status == "failed" and c.expectation["type"] == "unexpected_rows_expectation"]
+    # the first keys (or values) of each failed check, in order: the same every run
+    need_sample = [c for c in out if c.status == "failed" and c.violations_sql]
     if need_sample:
         engine = datasource.get_execution_engine()
         with engine.get_connection() as conn:
             for c in need_sample:
-                key = ", ".join(_q(k) for k in index_cols) or "*"
+                if index_cols:
+                    key = ", ".join(_q(k) for k in index_cols)
+                elif c.expectation["type"] == "unexpected_rows_expectation":
+                    key = "*"
+                else:
+                    key = _q(c.expectation["kwargs"]["column"])  # the unexpected values themselves
                 sql = f"SELECT {key} FROM ({c.violations_sql}) AS v ORDER BY ALL LIMIT {SAMPLE_SIZE}"
                 c.sample_keys = [
                     ":".join("" if v is None else str(v) for v in row) for row in conn.exec_driver_sql(sql).fetchall()
@@ -355,13 +362,11 @@ def _from_gx(
     elif "unexpected_count" in result:
         n = int(result["unexpected_count"])
         res.denominator = int(result.get("element_count", row_count))
-        idx = result.get("partial_unexpected_index_list") or []
-        if idx and index_cols:
-            res.sample_keys = [_key_of(row, index_cols) for row in idx[:SAMPLE_SIZE]]
-        else:
-            res.sample_keys = [str(v) for v in (result.get("partial_unexpected_list") or [])[:SAMPLE_SIZE]]
-            res.sample_key = spec["kwargs"].get("column")  # the unexpected values themselves
         res.violations_sql = _column_map_sql(spec, table, p)
+        if r.success or not index_cols or res.violations_sql is None:
+            res.sample_key = spec["kwargs"].get("column")  # the unexpected values themselves
+        if res.violations_sql is None:  # a type _column_map_sql does not know: GX's own values
+            res.sample_keys = [str(v) for v in (result.get("partial_unexpected_list") or [])[:SAMPLE_SIZE]]
     else:  # table-level expectation (columns, row count): 0 or 1 violation
         n = 0 if r.success else 1
         res.denominator = 1
@@ -386,11 +391,6 @@ def gx_exception_message(r) -> str | None:
         return info.get("exception_message") if info["raised_exception"] else None
     messages = [v.get("exception_message") for v in info.values() if isinstance(v, Mapping) and v.get("raised_exception")]
     return "; ".join(sorted({str(m) for m in messages})) if messages else None
-
-
-def _key_of(row: Mapping | Any, keys: list[str]) -> str:
-    vals = ([row.get(k) for k in keys if k in row] or list(row.values())[:1]) if isinstance(row, Mapping) else [row]
-    return ":".join("" if v is None else str(v) for v in vals)
 
 
 def _q(name: str) -> str:
