@@ -65,10 +65,12 @@ def check_inputs(prepared: dict, cfg: Config, scratch: Path, now: dt.datetime, i
     suites = [INPUT_SUITES[t] for t in prepared if t in INPUT_SUITES]
     results = validate.run_suites(db, suites=suites, params={"now": now, "site_timezone": cfg.site_timezone})
     set_aside: dict[str, Path] = {}
-    con = duckdb.connect(str(db))  # GX has closed it; the scratch file collects the rows to set aside
+    # GX has closed the file. The rows to set aside collect in a TEMP table (memory) and leave as
+    # Parquet: nothing is written to the file, so no write-ahead log and no checkpoint on close.
+    con = duckdb.connect(str(db), read_only=True)
     try:
         con.execute(
-            "CREATE TABLE gate_rejects (table_name VARCHAR, source_line BIGINT, column_name VARCHAR, "
+            "CREATE TEMP TABLE gate_rejects (table_name VARCHAR, source_line BIGINT, column_name VARCHAR, "
             "value VARCHAR, reason VARCHAR)"
         )
         for r in results:
@@ -81,14 +83,16 @@ def check_inputs(prepared: dict, cfg: Config, scratch: Path, now: dt.datetime, i
             table = r.table.removeprefix("src_")
             # the column a check is about: a column-map's kwarg, or meta.column of an unexpected_rows query
             column = (r.expectation or {}).get("column") or (r.expectation or {}).get("kwargs", {}).get("column")
-            lines = _violating_lines_sql(con, r)
             cols = {row[0] for row in con.execute(f"DESCRIBE {r.table}").fetchall()}
             value = f'CAST("{column}" AS VARCHAR)' if column in cols else "NULL"
             reason = f"data-quality check {r.check_id}: {r.description}"
-            con.execute(
-                f"INSERT INTO gate_rejects SELECT ?, source_line, ?, {value}, ? FROM {r.table} WHERE source_line IN ({lines})",
-                [table, column, reason],
-            )
+            if r.expectation and r.expectation.get("type") in validate.COLUMN_MAP_TYPES:
+                # a column-map check's query is SELECT * FROM the table WHERE <violated>: its rows
+                # are the table's rows, one per line, so they are set aside in one pass
+                rows = f"SELECT * FROM ({r.violations_sql}) AS v"
+            else:
+                rows = f"SELECT * FROM {r.table} WHERE source_line IN ({_violating_lines_sql(con, r)})"
+            con.execute(f"INSERT INTO gate_rejects SELECT ?, source_line, ?, {value}, ? FROM ({rows})", [table, column, reason])
             r.rows_set_aside = con.execute(
                 "SELECT count(*) FROM gate_rejects WHERE table_name = ? AND reason = ?", [table, reason]
             ).fetchall()[0][0]

@@ -406,6 +406,18 @@ def _lit(v: Any) -> str:
     return "'" + str(v).replace("'", "''") + "'"
 
 
+# the expectations _column_map_sql knows: their violations_sql is SELECT * FROM <table> WHERE ...,
+# one row per violating row of the table
+COLUMN_MAP_TYPES = frozenset(
+    {
+        "expect_column_values_to_not_be_null",
+        "expect_column_values_to_be_unique",
+        "expect_column_values_to_be_in_set",
+        "expect_column_values_to_be_between",
+    }
+)
+
+
 def _column_map_sql(spec: dict, table: str, p: dict) -> str | None:
     """The DuckDB SQL that lists the rows a column-map expectation counts as unexpected."""
     kw = spec["kwargs"]
