@@ -9,9 +9,12 @@ It repeats run.py's render loop for one period: connect, pseudonym key, measure
 into a fresh folder each repetition. ``--run-json`` supplies a realistic ``run_info`` (an earlier
 run's run.json minus what is written after the render); without it a small one is made up.
 Printed per repetition: wall seconds and CPU seconds of the stage (user + system of this process,
-all its threads, plus any child processes it waited for), so a busy machine shows as wall > CPU,
-not as a slower render. ``--compare DIR`` checks every file written is byte-identical to DIR's
-(e.g. a folder written by the code before a change, with the same run.json).
+all its threads, plus the chart worker process it waited for), and how many cores other processes
+kept busy meanwhile (machine busy time from /proc/stat minus our own): on the shared 2-core machine
+a render whose worker finds no free core is no faster than one without it, so read the wall time
+together with that figure, and compare CPU seconds. ``--inline-charts`` draws the charts in this
+process (no worker). ``--compare DIR`` checks every file written is byte-identical to DIR's (e.g. a
+folder written by the code before a change, with the same run.json).
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import os
 import resource
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -30,6 +35,16 @@ def _cpu() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _machine_busy() -> float:
+    """CPU seconds all processes have used (Linux /proc/stat; 0 elsewhere)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as fh:
+            f = [int(x) for x in fh.readline().split()[1:]]
+    except OSError:
+        return 0.0
+    return (sum(f[:8]) - f[3] - f[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def _run_info(path: Path | None, cfg) -> dict:
@@ -92,11 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         metrics = run._build_metrics(con, cfg)
         print(f"import {import_s:.2f} s; measure {time.perf_counter() - t0:.2f} s ({metrics.height} metric rows)")
+        walls, cpus = [], []
         for i in range(a.repeat):
             shutil.rmtree(a.out, ignore_errors=True)
             a.out.mkdir(parents=True)
             prof = cProfile.Profile() if a.profile and i == a.repeat - 1 else None
-            c0, w0 = _cpu(), time.perf_counter()
+            c0, w0, b0 = _cpu(), time.perf_counter(), _machine_busy()
             if prof:
                 prof.enable()
             outputs.write_tables(con, a.out)
@@ -105,11 +121,19 @@ def main(argv: list[str] | None = None) -> int:
             if prof:
                 prof.disable()
                 prof.dump_stats(str(a.profile))
-            w2, c2 = time.perf_counter(), _cpu()
+            w2, c2, b2 = time.perf_counter(), _cpu(), _machine_busy()
+            walls.append(w2 - w0)
+            cpus.append(c2 - c0)
+            others = max(0.0, (b2 - b0 - (c2 - c0)) / (w2 - w0))
             print(
                 f"render #{i + 1}: wall {w2 - w0:.2f} s (write_tables {w1 - w0:.2f} s, _render {w2 - w1:.2f} s), "
-                f"CPU {c2 - c0:.2f} s",
+                f"CPU {c2 - c0:.2f} s; other processes kept {others:.1f} cores busy",
                 flush=True,
+            )
+        if a.repeat > 1:
+            print(
+                f"wall min {min(walls):.2f} median {statistics.median(walls):.2f} s; "
+                f"CPU min {min(cpus):.2f} median {statistics.median(cpus):.2f} s"
             )
         if a.compare:
             diff = _compare(a.out, a.compare)

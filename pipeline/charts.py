@@ -6,22 +6,27 @@ writes (tests feed it a ``<script>`` department name), and nothing here builds S
 Figures are made with matplotlib's object API (``Figure``, saved through the SVG backend): no
 pyplot, no global figure registry to close. ``ChartPool`` draws them in one worker process
 when there is enough to draw (the render stage's other work goes on meanwhile), else inline.
+matplotlib is imported on the first chart (``_figure``, ``_style``): a main process whose
+charts are drawn by the worker never loads it (about 0.4 s).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 import multiprocessing
 import os
 import re
+import signal
 from concurrent.futures import Future, ProcessPoolExecutor
 
-import matplotlib
 import numpy as np
 import polars as pl
-from matplotlib.figure import Figure
 
 from pipeline.measure import funnel_limits
+
+log = logging.getLogger(__name__)
 
 _RC = {
     "svg.hashsalt": "order-audit",  # stable clip-path ids: reruns are byte-identical
@@ -34,8 +39,19 @@ _RC = {
 _ID = re.compile(r'(\bid="|url\(#|xlink:href="#|href="#)')
 
 
+@contextlib.contextmanager
+def _style():
+    """The charts' matplotlib settings (``_RC``) for the figures drawn inside."""
+    import matplotlib  # noqa: PLC0415 - on first use, see the module docstring
+
+    with matplotlib.rc_context(_RC):
+        yield
+
+
 def _figure(figsize: tuple[float, float]):
-    """A figure with one axes, as ``pyplot.subplots(figsize=...)`` makes it (inside ``rc_context(_RC)``)."""
+    """A figure with one axes, as ``pyplot.subplots(figsize=...)`` makes it (inside ``_style()``)."""
+    from matplotlib.figure import Figure  # noqa: PLC0415 - on first use, see the module docstring
+
     fig = Figure(figsize=figsize)
     return fig, fig.subplots()
 
@@ -50,7 +66,7 @@ def _svg(fig, name: str, tight: bool = False) -> str:
     fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None}, bbox_inches="tight" if tight else None)
     text = buf.getvalue()
     text = text[text.index("<svg") :]  # drop the XML declaration and DOCTYPE
-    text = _ID.sub(lambda m: m.group(1) + f"{name}-", text)
+    text = _ID.sub(r"\g<1>" + name.replace("\\", "\\\\") + "-", text)  # a template: no Python call per id
     return text.replace("<svg ", f'<svg role="img" aria-label="{name} chart" class="chart" ', 1)
 
 
@@ -58,7 +74,7 @@ def p_chart_svg(chart: pl.DataFrame, title: str, name: str) -> str | None:
     """Monthly proportion with centre line and 3-sigma limits; points outside in red."""
     if chart.height == 0 or chart["centre"].null_count() == chart.height:
         return None
-    with matplotlib.rc_context(_RC):
+    with _style():
         fig, ax = _figure((8.4, 3.3))
         fig.subplots_adjust(left=0.075, right=0.78, bottom=0.2, top=0.9)
         x = np.arange(chart.height)
@@ -89,7 +105,7 @@ def funnel_svg(points: pl.DataFrame, overall_rate: float | None, title: str, nam
     """
     if overall_rate is None or points.height == 0:
         return None
-    with matplotlib.rc_context(_RC):
+    with _style():
         fig, ax = _figure((8.4, 3.6))
         fig.subplots_adjust(left=0.075, right=0.78, bottom=0.14, top=0.9)
         nmax = max(int(points["denominator"].max()), 10)
@@ -119,7 +135,7 @@ def interval_svg(rows: pl.DataFrame, title: str, name: str, overall_rate: float 
     rows = rows.filter(pl.col("rate").is_not_null()).sort("group_key", descending=True)
     if rows.height == 0:
         return None
-    with matplotlib.rc_context(_RC):
+    with _style():
         fig, ax = _figure((7.0, 0.9 + 0.28 * rows.height))
         y = np.arange(rows.height)
         rate = rows["rate"].to_numpy()
@@ -140,7 +156,7 @@ def histogram_svg(hours: np.ndarray, threshold_hours: float, title: str, name: s
     hours = hours[~np.isnan(hours)]
     if hours.size == 0:
         return None
-    with matplotlib.rc_context(_RC):
+    with _style():
         fig, ax = _figure((8.4, 3.0))
         fig.subplots_adjust(left=0.075, right=0.78, bottom=0.16, top=0.9)
         top = max(float(hours.max()), threshold_hours * 1.5)
@@ -161,6 +177,12 @@ def _ready() -> None:
     """A no-op whose unpickling imports this module: the worker's start-up, submitted first."""
 
 
+def _worker_init() -> None:
+    # Ctrl-C reaches the whole process group: the parent stops the pool; the worker must not die
+    # on its own with a traceback of its idle wait
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def cpus_available() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -173,15 +195,23 @@ class ChartPool:
 
     The worker is started with ``spawn``, not ``fork``: the parent holds DuckDB and Polars thread
     pools that a forked child would inherit mid-state. Its start-up (Python, numpy, Polars,
-    matplotlib: about 0.8 s of CPU) runs while the parent queries and renders the case list.
-    Charts only take and return plain data (Polars frames, arrays, SVG text).
+    matplotlib: about 0.7 s of CPU) runs while the parent queries and renders the case list.
+    Charts only take and return plain data (Polars frames, arrays, SVG text). Where no worker can
+    be started (no working ``sem_open``, e.g. without /dev/shm), charts are drawn inline.
     """
 
     def __init__(self, process: bool):
         self._pool = None
         if process:
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-            self._pool.submit(_ready)  # start the worker now
+            try:
+                pool = ProcessPoolExecutor(
+                    max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
+                )
+                pool.submit(_ready)  # start the worker now
+            except (OSError, ImportError, NotImplementedError) as exc:
+                log.warning("charts drawn in this process: no worker process (%s)", exc)
+            else:
+                self._pool = pool
 
     def submit(self, fn, *args) -> Future:
         if self._pool is not None:

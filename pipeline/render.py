@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import tempfile
 from collections import namedtuple
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -86,9 +87,11 @@ RUN_INFO_KEYS = (
     "data_quality",
 )
 _MONTH = re.compile(r"^\d{4}-\d{2}$")
-# draw the charts in a worker process from this many audited orders in the case list (and 2+ CPUs):
-# below it the worker's start-up (about 0.8 s of CPU) costs more than it saves
-CHART_PROCESS_MIN_ORDERS = 1000
+# Draw the charts in a worker process from this many audited orders in the case list (and 2+ CPUs).
+# The charts cost about the same at any size (~1.5 s), the rest of the render grows with the case
+# list: at 1M orders (2.4k listed) the worker (0.7 s of CPU to start) left the stage at 2.5 s and
+# only added CPU; at 10M (23.6k listed) the stage took 3.7 s instead of 5.3 s on a quiet machine.
+CHART_PROCESS_MIN_ORDERS = 5000
 
 
 class ReportError(AuditError):
@@ -634,6 +637,15 @@ def _page_context(
     }
 
 
+def _page_metrics(metrics: pl.DataFrame, period: str) -> pl.DataFrame:
+    """The feed rows the pages read: hospital and department rows of every period, and the provider rows
+    of the table measures in the headline period (a tenth of the feed at 10M orders, filtered once
+    instead of on every page)."""
+    level = pl.col("level")
+    provider = (level == "provider") & (pl.col("period") == period) & pl.col("measure_id").is_in(TABLE_MEASURES)
+    return metrics.filter(level.is_in(["overall", "department"]) | provider)
+
+
 def _shared(con, env: jinja2.Environment, metrics: pl.DataFrame, period: str, overall_rates: dict) -> dict:
     """What the site-wide page and every department page take their part of: one query (or one
     rendering) each, instead of one per page."""
@@ -832,14 +844,19 @@ def render_outputs(
     if chart_process is None:
         chart_process = all_cases.height >= CHART_PROCESS_MIN_ORDERS and charts.cpus_available() > 1
 
-    with charts.ChartPool(process=chart_process) as pool:
+    page_metrics = _page_metrics(metrics, period)
+    # three lines of work at once: the charts in a worker process (ChartPool), the workbook and the feed
+    # on a thread (mostly Polars, zlib and file writes, which release the GIL), the pages here
+    with charts.ChartPool(process=chart_process) as pool, ThreadPoolExecutor(1, thread_name_prefix="render-files") as files:
+        book = files.submit(workbook.write_case_list, out_dir / "case_list.xlsx", all_cases, rules, run_info)
+        feed = files.submit(_write_feed, out_dir, metrics, run_info, period, min_cell_count)
         # the site-wide page and every department page differ only in the department they filter to;
         # every page's figures first, so that the worker draws the charts while the case list is rendered
         page_context = functools.partial(
             _page_context,
             con,
             run_info,
-            metrics,
+            page_metrics,
             rules,
             min_cell_count,
             period,
@@ -847,15 +864,13 @@ def render_outputs(
             departments=departments,
             overall_rates=overall_rates,
             all_cases=all_cases,
-            shared=_shared(con, env, metrics, period, overall_rates),
+            shared=_shared(con, env, page_metrics, period, overall_rates),
             draw=pool.submit,
         )
         ctx = page_context(department=None)
         dept_ctx = [page_context(department=d["name"]) for d in departments]
         methods = _methods(con, run_info, min_cell_count, rules)
         blocks = _case_blocks(env, all_cases)
-        written += _write_feed(out_dir, metrics, run_info, period, min_cell_count)
-        written.append(workbook.write_case_list(out_dir / "case_list.xlsx", all_cases, rules, run_info))
 
         report = report_tpl.render(**common, **_page(ctx, blocks), methods=methods, root="")
         written.append(_write_text(out_dir / "report.html", report))
@@ -864,6 +879,8 @@ def render_outputs(
             dept_counts.append(dict(d, n_cases=dctx["n_cases"], n_orders=dctx["n_orders"]))
             html = report_tpl.render(**common, **_page(dctx, blocks), methods=None, root="../")
             written.append(_write_text(out_dir / "departments" / f"{d['slug']}.html", html))
+        written += feed.result()
+        written.append(book.result())
 
     months = _month_summary(metrics, window)
     index = env.get_template("index.html").render(
