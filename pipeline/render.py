@@ -577,20 +577,20 @@ def _page_context(
     shared: dict,
     draw,
 ) -> dict:
-    """One page's template values. ``shared`` holds what every page takes its part of (``_shared``).
-    Charts are Futures (``draw`` submits them) and ``case_ids`` lists the page's cases: ``_page`` makes
-    the context ready for the template."""
+    """One page's template values, but for what every page takes its part of (``_page`` adds those).
+
+    Charts are Futures (``draw`` submits them); ``shared`` holds the department providers and the
+    hours of every case (``_shared``); ``case_ids``, ``provider_keys`` (None: all) and ``department``
+    say which rows of the shared case list, provider table and risk factors ``_page`` puts in.
+    """
     threshold = float(run_info["config"].get("case", {}).get("premature_hours", 72.0))
     if department is None:
         level, key, name = "overall", "all", "overall"
         providers = None
-        provider_rows = list(shared["provider_blocks"].values())
         case_frame = all_cases
     else:
         level, key, name = "department", department, "dept"
         providers = shared["department_providers"].get(department, [])
-        listed = set(providers)
-        provider_rows = [row for p, row in shared["provider_blocks"].items() if p in listed]
         # every order of each case that has an order from this department (the reviewer sees the whole case)
         ids = all_cases.filter(pl.col("ordering_department") == department)["case_id"].unique()
         case_frame = all_cases.filter(pl.col("case_id").is_in(ids.implode()))
@@ -607,7 +607,6 @@ def _page_context(
         "headline": _headline(metrics, period, level, key, rules),
         "trend": _trend(metrics, level, key, window, name, draw),
         "departments": dept_rows,
-        "provider_rows": provider_rows,
         "department_chart": None
         if department
         else draw(
@@ -628,7 +627,8 @@ def _page_context(
         "n_small_providers": int(funnel_points["small"].sum()) if funnel_points.height else 0,
         "attrition": _attrition(con) if department is None else [],
         "hours": _hours(shared["hours"], department, threshold, f"{name}-hours", draw),
-        "risk_factors": _risk_factors(shared["risk_counts"], min_cell, department),
+        "department": department,
+        "provider_keys": providers,
         "case_ids": case_frame["case_id"].unique(maintain_order=True).to_list(),
         "cited_rules": _cited_rules(case_frame, rules),
         "n_cases": case_frame["case_id"].n_unique() if case_frame.height else 0,
@@ -646,21 +646,16 @@ def _page_metrics(metrics: pl.DataFrame, period: str) -> pl.DataFrame:
     return metrics.filter(level.is_in(["overall", "department"]) | provider)
 
 
-def _shared(con, env: jinja2.Environment, metrics: pl.DataFrame, period: str, overall_rates: dict) -> dict:
-    """What the site-wide page and every department page take their part of: one query (or one
-    rendering) each, instead of one per page."""
+def _shared(con) -> dict:
+    """What the page contexts filter per page: every department's providers and every case's hours
+    to first imaging (one query each, instead of one per page)."""
     pairs = _q(
         con,
         "SELECT DISTINCT ordering_department AS d, ordering_provider_id AS p FROM mart_audited_orders "
         "WHERE ordering_department IS NOT NULL AND ordering_provider_id IS NOT NULL",
     )
     department_providers = {d: sorted(g["p"].to_list()) for (d,), g in pairs.partition_by("d", as_dict=True).items()}
-    return {
-        "department_providers": department_providers,
-        "provider_blocks": _provider_blocks(env, _group_table(metrics, period, "provider", None, overall_rates)),
-        "hours": _hours_frame(con),
-        "risk_counts": _risk_counts(con),
-    }
+    return {"department_providers": department_providers, "hours": _hours_frame(con)}
 
 
 def _common(run_info: dict, min_cell: int) -> dict:
@@ -821,37 +816,38 @@ def render_outputs(
     if pdf:
         pdf_engine()  # fail before any work when no engine can print
     out_dir.mkdir(parents=True, exist_ok=True)
-    env = make_env()
-    rules = _q(
-        con,
-        "SELECT rule_id, reason_code, verdict, explanation, citation FROM ref_rules "
-        f"ORDER BY {'rule_order' if 'rule_order' in _columns(con, 'ref_rules') else 'rule_id'}",
-    )
-    period, trend_end = _periods(metrics, str(run_info["period"]))
-    bounds = _audit_period(con)
-    months_n = int(run_info["config"].get("reporting", {}).get("trend_months", 24))
-    window = _trend_months(metrics, trend_end, months_n, bounds.get("trend_first_month"))
-    overall_rates = _overall_rates(metrics, period)
-    common = _common(run_info, min_cell_count)
-    common["period_label"] = _period_label(period, metrics, bounds, trend_end)
-    if site is None:  # a backfill stages each month as .<YYYY-MM>.staging-<pid> beside its siblings
-        site = bool(_MONTH.match(period)) and out_dir.name.startswith(f".{period}.staging-")
-    common["site"] = bool(site)
-    departments = [{"name": d, "slug": slugify(d)} for d in _department_list(con, metrics, period)]
-    all_cases = _case_rows(con)
-    written: list[Path] = []
-    report_tpl = env.get_template("report.html")
     if chart_process is None:
-        chart_process = all_cases.height >= CHART_PROCESS_MIN_ORDERS and charts.cpus_available() > 1
-
-    page_metrics = _page_metrics(metrics, period)
-    # three lines of work at once: the charts in a worker process (ChartPool), the workbook and the feed
-    # on a thread (mostly Polars, zlib and file writes, which release the GIL), the pages here
+        n_orders = con.execute("SELECT count(*) FROM mart_audited_orders").fetchall()[0][0]
+        chart_process = n_orders >= CHART_PROCESS_MIN_ORDERS and charts.cpus_available() > 1
+    written: list[Path] = []
+    # three lines of work at once: the charts in a worker process (ChartPool, started first: it takes
+    # a while to start), the workbook and the feed on a thread (mostly Polars, zlib and file writes,
+    # which release the GIL), the pages here
     with charts.ChartPool(process=chart_process) as pool, ThreadPoolExecutor(1, thread_name_prefix="render-files") as files:
+        env = make_env()
+        rules = _q(
+            con,
+            "SELECT rule_id, reason_code, verdict, explanation, citation FROM ref_rules "
+            f"ORDER BY {'rule_order' if 'rule_order' in _columns(con, 'ref_rules') else 'rule_id'}",
+        )
+        period, trend_end = _periods(metrics, str(run_info["period"]))
+        bounds = _audit_period(con)
+        months_n = int(run_info["config"].get("reporting", {}).get("trend_months", 24))
+        window = _trend_months(metrics, trend_end, months_n, bounds.get("trend_first_month"))
+        overall_rates = _overall_rates(metrics, period)
+        common = _common(run_info, min_cell_count)
+        common["period_label"] = _period_label(period, metrics, bounds, trend_end)
+        if site is None:  # a backfill stages each month as .<YYYY-MM>.staging-<pid> beside its siblings
+            site = bool(_MONTH.match(period)) and out_dir.name.startswith(f".{period}.staging-")
+        common["site"] = bool(site)
+        departments = [{"name": d, "slug": slugify(d)} for d in _department_list(con, metrics, period)]
+        all_cases = _case_rows(con)
         book = files.submit(workbook.write_case_list, out_dir / "case_list.xlsx", all_cases, rules, run_info)
         feed = files.submit(_write_feed, out_dir, metrics, run_info, period, min_cell_count)
+
         # the site-wide page and every department page differ only in the department they filter to;
-        # every page's figures first, so that the worker draws the charts while the case list is rendered
+        # every page's figures first, so that the worker draws the charts while the rest is prepared
+        page_metrics = _page_metrics(metrics, period)
         page_context = functools.partial(
             _page_context,
             con,
@@ -864,20 +860,27 @@ def render_outputs(
             departments=departments,
             overall_rates=overall_rates,
             all_cases=all_cases,
-            shared=_shared(con, env, page_metrics, period, overall_rates),
+            shared=_shared(con),
             draw=pool.submit,
         )
         ctx = page_context(department=None)
         dept_ctx = [page_context(department=d["name"]) for d in departments]
+        # rendered once, each page takes its part
+        parts = {
+            "case_blocks": _case_blocks(env, all_cases),
+            "provider_blocks": _provider_blocks(env, _group_table(page_metrics, period, "provider", None, overall_rates)),
+            "risk_counts": _risk_counts(con),
+            "min_cell": min_cell_count,
+        }
         methods = _methods(con, run_info, min_cell_count, rules)
-        blocks = _case_blocks(env, all_cases)
 
-        report = report_tpl.render(**common, **_page(ctx, blocks), methods=methods, root="")
+        report_tpl = env.get_template("report.html")
+        report = report_tpl.render(**common, **_page(ctx, parts), methods=methods, root="")
         written.append(_write_text(out_dir / "report.html", report))
         dept_counts = []
         for d, dctx in zip(departments, dept_ctx, strict=True):
             dept_counts.append(dict(d, n_cases=dctx["n_cases"], n_orders=dctx["n_orders"]))
-            html = report_tpl.render(**common, **_page(dctx, blocks), methods=None, root="../")
+            html = report_tpl.render(**common, **_page(dctx, parts), methods=None, root="../")
             written.append(_write_text(out_dir / "departments" / f"{d['slug']}.html", html))
         written += feed.result()
         written.append(book.result())
@@ -897,14 +900,19 @@ def render_outputs(
     return written
 
 
-def _page(ctx: dict, blocks: dict) -> dict:
-    """A page context ready for the template: charts drawn (Futures resolved), case rows in place."""
+def _page(ctx: dict, parts: dict) -> dict:
+    """A page context ready for the template: charts drawn (Futures resolved), and the page's part of
+    the case list, provider table and risk factors in place."""
     out = dict(ctx)
     out["trend"] = [dict(t, svg=t["svg"].result()) for t in ctx["trend"]]
     out["hours"] = dict(ctx["hours"], svg=ctx["hours"]["svg"] and ctx["hours"]["svg"].result())
     for key in ("department_chart", "funnel_svg"):
         out[key] = ctx[key] and ctx[key].result()
-    out["case_blocks"] = [blocks[c] for c in out.pop("case_ids")]
+    out["case_blocks"] = [parts["case_blocks"][c] for c in out.pop("case_ids")]
+    keys = out.pop("provider_keys")
+    listed = None if keys is None else set(keys)
+    out["provider_rows"] = [row for p, row in parts["provider_blocks"].items() if listed is None or p in listed]
+    out["risk_factors"] = _risk_factors(parts["risk_counts"], parts["min_cell"], out.pop("department"))
     return out
 
 
