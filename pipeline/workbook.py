@@ -9,8 +9,9 @@ Python path costs about 4 s there, so its rows are turned into sheet XML column-
 Polars instead (``_rows_xml``), producing exactly the bytes xlsxwriter's ``constant_memory``
 mode writes (tests/test_workbook.py checks the two paths give identical files). Cells with
 anything unusual (control characters, ``_xHHHH_`` sequences, non-ASCII first or last
-characters, a leading ``<r>``) are formatted one by one with xlsxwriter's own helpers, so they
+characters) are formatted one by one with xlsxwriter's own helpers, so they
 too match; a frame with a string over Excel's 32767-character limit takes the row-by-row path.
+Text shaped like rich-text XML (``<r>...</r>``) is escaped like any other, on both paths.
 """
 
 from __future__ import annotations
@@ -62,6 +63,11 @@ def write_case_list(path: Path, cases: pl.DataFrame, rules: pl.DataFrame, run_in
     wrap = wb.add_format({"text_wrap": True, "valign": "top"})
 
     ws = wb.add_worksheet("Cases")
+    # xlsxwriter writes a string that starts with "<r>" and ends with "</r>" as raw rich-text XML
+    # (unescaped), so free text of that shape could corrupt the sheet: every cell is plain text here
+    ws._xml_rich_inline_string = lambda string, attributes=(): ws._xml_inline_string(
+        string, _preserve_whitespace(string), list(attributes)
+    )
     columns = cases.columns
     widths = {"explanation": 60, "citations": 60, "order_name": 30, "indication_text": 30}
     for j, name in enumerate(columns):
@@ -117,7 +123,7 @@ XLS_ROWMAX = 1048576
 # a string cell the column-wise path does not format: control characters (escaped _xHHHH_),
 # text that looks like such an escape, a possible rich string, non-ASCII first/last characters
 # (is it whitespace to preserve?)
-_SPECIAL = r"[\x00-\x08\x0B-\x1F\x{FFFE}\x{FFFF}]|_x[0-9a-fA-F]{4}_|^<r>|^[^\x00-\x7F]|[^\x00-\x7F]$"
+_SPECIAL = r"[\x00-\x08\x0B-\x1F\x{FFFE}\x{FFFF}]|_x[0-9a-fA-F]{4}_|^[^\x00-\x7F]|[^\x00-\x7F]$"
 
 
 def _write_rows(ws, frame: pl.DataFrame, first_row: int) -> None:
@@ -161,8 +167,6 @@ def _columnwise_ok(frame: pl.DataFrame, first_row: int) -> bool:
 def _cell_exact(value: str, ref: str) -> str:
     """One string cell (within Excel's length limit) as xlsxwriter's constant_memory writer formats it."""
     value = XMLwriter._escape_control_characters(value)
-    if value.startswith("<r>") and value.endswith("</r>"):
-        return f'<c r="{ref}" t="inlineStr"><is>{value}</is></c>'
     preserve = ' xml:space="preserve"' if _preserve_whitespace(value) else ""
     value = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return f'<c r="{ref}" t="inlineStr"><is><t{preserve}>{value}</t></is></c>'

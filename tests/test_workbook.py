@@ -117,3 +117,14 @@ def test_columnwise_path_is_taken_for_strings_and_numbers():
 def test_nan_still_refused(tmp_path):
     with pytest.raises(TypeError):
         workbook.write_case_list(tmp_path / "nan.xlsx", pl.DataFrame({"h": [1.0, float("nan")]}), RULES, RUN_INFO)
+
+
+@pytest.mark.parametrize("columnwise", [True, False])
+def test_text_shaped_like_rich_text_xml_is_escaped(tmp_path, monkeypatch, columnwise):
+    """xlsxwriter's constant_memory writer passes "<r>...</r>" through raw: free text could break the sheet."""
+    hostile = '<r><t>x</t></r><c r="A1"><v>1</v></c><r></r>'
+    _write(tmp_path / "wb.xlsx", pl.DataFrame({"indication_text": [hostile, "plain"]}), monkeypatch, columnwise)
+    with zipfile.ZipFile(tmp_path / "wb.xlsx") as z:
+        sheet = z.read("xl/worksheets/sheet1.xml").decode()
+    assert hostile not in sheet
+    assert "&lt;r&gt;&lt;t&gt;x&lt;/t&gt;&lt;/r&gt;&lt;c r=" in sheet
