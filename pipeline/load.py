@@ -26,9 +26,7 @@ from pipeline.warehouse import memory_limit
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".csv", ".parquet")
-LINE = "source_line"
-FILE = "source_file"
-ERR = "_err_"  # prefix of the per-check problem columns carried to DuckDB
+LINE, FILE, ERR = source_store.LINE, source_store.FILE, source_store.ERR  # the stored file's columns
 
 
 @dataclass(frozen=True)
@@ -517,7 +515,7 @@ def prepare_table(f: InputFile, contract: TableContract, cfg: Config, scratch: P
         con.execute(
             f"COPY (SELECT * FROM rejects ORDER BY source_line, column_name) TO '{rejects_path.as_posix()}' (FORMAT parquet)"
         )
-        data_cols = [c for c in typed_cols if not c.startswith((ERR, "_raw_", "_ambiguous_"))]
+        data_cols = [c for c in typed_cols if not c.startswith(source_store.INTERNAL_PREFIXES)]
         ambiguous_cols = [c for c in typed_cols if c.startswith("_ambiguous_")]
         month_col = _q(_month_column(contract))
         # the site-local months of the first and last instants. Converting every row (ICU, 10M
@@ -655,7 +653,7 @@ def merge_table(con: duckdb.DuckDBPyConnection, prep: PreparedTable, run_id: str
         con.execute("DELETE FROM load_rejects WHERE list_contains(?, load_id)", [replaced])
         con.execute("UPDATE load_ledger SET superseded_by = ? WHERE list_contains(?, load_id)", [load_id, replaced])
         source_store.forget(con, replaced)
-        source_store.rebuild_views(con)
+        source_store.rebuild_views(con, prep.table)  # the upsert below must not match the replaced rows
     # rows a data-quality check set aside: a Parquet file the gate wrote (never a row-by-row insert)
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _gate_rejects (source_line BIGINT, column_name VARCHAR, value VARCHAR, reason VARCHAR)"
@@ -677,7 +675,7 @@ def merge_table(con: duckdb.DuckDBPyConnection, prep: PreparedTable, run_id: str
             on = " AND ".join(f"t.{_q(c)} IS NOT DISTINCT FROM i.{_q(c)}" for c in contract.required_columns)
             match = f"SELECT t.load_id, t.source_line FROM {view} AS t SEMI JOIN ({incoming}) AS i ON {on}"
         updated = source_store.exclude(con, prep.table, match, f"replaced by load {load_id}")
-    source_store.exclude(
+    set_aside = source_store.exclude(
         con,
         prep.table,
         f"""SELECT ? AS load_id, source_line FROM read_parquet('{prep.excluded_parquet.as_posix()}')
@@ -685,11 +683,9 @@ def merge_table(con: duckdb.DuckDBPyConnection, prep: PreparedTable, run_id: str
         "set aside at load",
         [load_id, load_id],
     )
-    excluded = con.execute("SELECT count(*) FROM src_excluded WHERE load_id = ?", [load_id]).fetchall()[0][0]
-    loaded = prep.rows_read - excluded
     source_store.add_file(con, prep.table, load_id, prep.typed_parquet)
-    record = _record_load(con, prep, run_id, load_id, file_name, loaded, updated, removed, replaced)
-    source_store.rebuild_views(con)
+    record = _record_load(con, prep, run_id, load_id, file_name, prep.rows_read - set_aside, updated, removed, replaced)
+    source_store.rebuild_views(con, prep.table)
     return record
 
 

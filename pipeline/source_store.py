@@ -34,9 +34,11 @@ from pipeline.contract import CONTRACTS, TableContract
 log = logging.getLogger(__name__)
 
 STORE_SUFFIX = ".sources"
+# the stored file's shape, shared with the loader that writes it
 LINE = "source_line"
 FILE = "source_file"
-INTERNAL_PREFIXES = ("_err_", "_raw_", "_ambiguous_")  # the loader's per-check columns, not data
+ERR = "_err_"  # prefix of the loader's per-check problem columns
+INTERNAL_PREFIXES = (ERR, "_raw_", "_ambiguous_")  # the loader's per-check columns, not data
 
 EXCLUDED_DDL = """
 CREATE TABLE IF NOT EXISTS src_excluded (
@@ -135,10 +137,12 @@ ANTI JOIN (SELECT load_id, source_line FROM src_excluded WHERE table_name = {_sq
     ON x.load_id = f.load_id AND x.source_line = f.source_line"""
 
 
-def rebuild_views(con: duckdb.DuckDBPyConnection) -> None:
-    """(Re)define src_<table> over the ledger's live loads; part of the caller's transaction."""
+def rebuild_views(con: duckdb.DuckDBPyConnection, table: str | None = None) -> None:
+    """(Re)define src_<table> (every table when None) over the ledger's live loads; part of the
+    caller's transaction."""
     for contract in CONTRACTS:
-        con.execute(f"CREATE OR REPLACE VIEW src_{contract.name} AS {_view_sql(con, contract)}")
+        if table is None or contract.name == table:
+            con.execute(f"CREATE OR REPLACE VIEW src_{contract.name} AS {_view_sql(con, contract)}")
 
 
 def _migrate_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -162,11 +166,9 @@ def _migrate_tables(con: duckdb.DuckDBPyConnection) -> None:
 
 def exclude(con: duckdb.DuckDBPyConnection, table: str, rows_sql: str, why: str, params: list | None = None) -> int:
     """Set aside the rows a query returns (columns load_id, source_line); returns how many."""
-    before = con.execute("SELECT count(*) FROM src_excluded").fetchall()[0][0]
-    con.execute(
+    return con.execute(
         f"INSERT INTO src_excluded SELECT DISTINCT ?, load_id, source_line, ? FROM ({rows_sql})", [table, why, *(params or [])]
-    )
-    return con.execute("SELECT count(*) FROM src_excluded").fetchall()[0][0] - before
+    ).fetchall()[0][0]
 
 
 def forget(con: duckdb.DuckDBPyConnection, load_ids: list[str]) -> None:
