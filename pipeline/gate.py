@@ -92,9 +92,8 @@ def check_inputs(prepared: dict, cfg: Config, scratch: Path, now: dt.datetime, i
                 rows = f"SELECT * FROM ({r.violations_sql}) AS v"
             else:
                 rows = f"SELECT * FROM {r.table} WHERE source_line IN ({_violating_lines_sql(con, r)})"
-            con.execute(f"INSERT INTO gate_rejects SELECT ?, source_line, ?, {value}, ? FROM ({rows})", [table, column, reason])
             r.rows_set_aside = con.execute(
-                "SELECT count(*) FROM gate_rejects WHERE table_name = ? AND reason = ?", [table, reason]
+                f"INSERT INTO gate_rejects SELECT ?, source_line, ?, {value}, ? FROM ({rows})", [table, column, reason]
             ).fetchall()[0][0]
         for (table,) in con.execute("SELECT DISTINCT table_name FROM gate_rejects").fetchall():
             path = scratch / f"{table}.gate_rejects.parquet"
