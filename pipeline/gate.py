@@ -17,6 +17,7 @@ import duckdb
 
 from pipeline import reference
 from pipeline.config import Config, pseudonym_key
+from pipeline.sqltext import literal
 
 INPUT_SUITES = {"procedures": "procedures", "imaging_orders": "imaging_orders", "diagnoses": "diagnoses"}
 # a row-level check that fails on more than this share of a table blocks even so
@@ -39,7 +40,7 @@ def build_gate_db(prepared: dict, cfg: Config, scratch: Path, input_dir: Path | 
         reference.load_reference(con, cfg, input_dir)
         # what the loader already set aside (duplicate ids among it), for the checks that report it
         parts = [
-            f"SELECT '{name}' AS table_name, * FROM read_parquet('{prep.rejects_parquet.as_posix()}')"
+            f"SELECT '{name}' AS table_name, * FROM read_parquet({literal(prep.rejects_parquet)})"
             for name, prep in prepared.items()
         ]
         con.execute("CREATE OR REPLACE VIEW incoming_rejects AS " + " UNION ALL ".join(parts))
@@ -99,7 +100,7 @@ def check_inputs(prepared: dict, cfg: Config, scratch: Path, now: dt.datetime, i
             path = scratch / f"{table}.gate_rejects.parquet"
             con.execute(
                 f"COPY (SELECT source_line, column_name, value, reason FROM gate_rejects WHERE table_name = ? "
-                f"ORDER BY source_line) TO '{path.as_posix()}' (FORMAT parquet)",
+                f"ORDER BY source_line) TO {literal(path)} (FORMAT parquet)",
                 [table],
             )
             set_aside[table] = path

@@ -21,6 +21,8 @@ from pipeline.config import Config
 from pipeline.contract import CONTRACTS, TableContract
 from pipeline.errors import InputFileError, MissingColumnError
 from pipeline.files import hash_in_background, sha256_file  # noqa: F401 - sha256_file re-exported
+from pipeline.sqltext import ident as _q
+from pipeline.sqltext import literal
 from pipeline.warehouse import memory_limit
 
 log = logging.getLogger(__name__)
@@ -405,10 +407,6 @@ def _write_typed(f: InputFile, contract: TableContract, cfg: Config, out: Path) 
 # ---------------------------------------------------------------------------- prepare (scratch)
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 @dataclass
 class PreparedTable:
     """One input file parsed and checked, held as Parquet in the scratch folder."""
@@ -429,10 +427,10 @@ class PreparedTable:
     def good_rows_sql(self, extra_excluded: str | None = None) -> str:
         """The rows that passed, as a query over the typed Parquet (no second copy of the data)."""
         cols = ", ".join([_q(c) for c in self.columns] + [f"CAST(NULL AS {t}) AS {_q(c)}" for c, t in self.absent.items()])
-        excluded = f"SELECT source_line FROM read_parquet('{self.excluded_parquet.as_posix()}')"
+        excluded = f"SELECT source_line FROM read_parquet({literal(self.excluded_parquet)})"
         if extra_excluded:
             excluded += f" UNION ALL {extra_excluded}"
-        return f"SELECT {cols} FROM read_parquet('{self.typed_parquet.as_posix()}') WHERE {LINE} NOT IN ({excluded})"
+        return f"SELECT {cols} FROM read_parquet({literal(self.typed_parquet)}) WHERE {LINE} NOT IN ({excluded})"
 
 
 def _month_column(contract: TableContract) -> str:
@@ -464,8 +462,8 @@ def prepare_table(f: InputFile, contract: TableContract, cfg: Config, scratch: P
         con.execute("SET enable_progress_bar = false")
         con.execute("SET TimeZone = 'UTC'")
         con.execute(f"SET memory_limit = '{memory_limit()}'")
-        con.execute(f"SET temp_directory = '{(scratch / 'duckdb_tmp').as_posix()}'")
-        src = f"read_parquet('{typed_path.as_posix()}')"
+        con.execute(f"SET temp_directory = {literal(scratch / 'duckdb_tmp')}")
+        src = f"read_parquet({literal(typed_path)})"
         typed_cols = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
         problems = []
         for err in (c for c in typed_cols if c.startswith(ERR)):
@@ -510,11 +508,9 @@ def prepare_table(f: InputFile, contract: TableContract, cfg: Config, scratch: P
             )
         con.execute(
             f"COPY (SELECT DISTINCT source_line FROM rejects WHERE action = 'row_rejected' ORDER BY 1) "
-            f"TO '{excluded_path.as_posix()}' (FORMAT parquet)"
+            f"TO {literal(excluded_path)} (FORMAT parquet)"
         )
-        con.execute(
-            f"COPY (SELECT * FROM rejects ORDER BY source_line, column_name) TO '{rejects_path.as_posix()}' (FORMAT parquet)"
-        )
+        con.execute(f"COPY (SELECT * FROM rejects ORDER BY source_line, column_name) TO {literal(rejects_path)} (FORMAT parquet)")
         data_cols = [c for c in typed_cols if not c.startswith(source_store.INTERNAL_PREFIXES)]
         ambiguous_cols = [c for c in typed_cols if c.startswith("_ambiguous_")]
         month_col = _q(_month_column(contract))
@@ -661,7 +657,7 @@ def merge_table(con: duckdb.DuckDBPyConnection, prep: PreparedTable, run_id: str
     if gate_rejects is not None:
         con.execute(
             f"INSERT INTO _gate_rejects SELECT source_line, column_name, value, reason "
-            f"FROM read_parquet('{Path(gate_rejects).as_posix()}')"
+            f"FROM read_parquet({literal(Path(gate_rejects))})"
         )
     # rows of earlier files with an id this file brings again are replaced by this file's row
     updated = 0
@@ -678,7 +674,7 @@ def merge_table(con: duckdb.DuckDBPyConnection, prep: PreparedTable, run_id: str
     set_aside = source_store.exclude(
         con,
         prep.table,
-        f"""SELECT ? AS load_id, source_line FROM read_parquet('{prep.excluded_parquet.as_posix()}')
+        f"""SELECT ? AS load_id, source_line FROM read_parquet({literal(prep.excluded_parquet)})
             UNION SELECT ?, source_line FROM _gate_rejects""",
         "set aside at load",
         [load_id, load_id],
@@ -702,7 +698,7 @@ def _record_load(
 ) -> TableLoad:
     con.execute(
         f"""INSERT INTO load_rejects
-        SELECT ?, ?, source_line, column_name, value, reason, action, ? FROM read_parquet('{prep.rejects_parquet.as_posix()}')
+        SELECT ?, ?, source_line, column_name, value, reason, action, ? FROM read_parquet({literal(prep.rejects_parquet)})
         UNION ALL
         SELECT ?, ?, source_line, column_name, value, reason, 'row_rejected', ? FROM _gate_rejects""",
         [prep.table, file_name, load_id, prep.table, file_name, load_id],

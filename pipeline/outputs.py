@@ -11,6 +11,8 @@ from pathlib import Path
 
 import duckdb
 
+from pipeline.sqltext import literal
+
 # table in the warehouse -> output file stem, and the formats written
 DATA_OUTPUTS = {
     "mart_audited_orders": ("audited_orders", ("csv", "parquet")),
@@ -39,7 +41,7 @@ def write_tables(con: duckdb.DuckDBPyConnection, out_dir: Path) -> list[Path]:
         for fmt in formats:
             path = out_dir / f"{stem}.{fmt}"
             options = "FORMAT csv, HEADER true" if fmt == "csv" else "FORMAT parquet, COMPRESSION zstd"
-            con.execute(f"COPY ({query}) TO '{path.as_posix()}' ({options})")
+            con.execute(f"COPY ({query}) TO {literal(path)} ({options})")
             written.append(path)
     return written
 

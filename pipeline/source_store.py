@@ -30,6 +30,8 @@ from pathlib import Path
 import duckdb
 
 from pipeline.contract import CONTRACTS, TableContract
+from pipeline.sqltext import ident as _q
+from pipeline.sqltext import literal as _sql_str
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +49,6 @@ CREATE TABLE IF NOT EXISTS src_excluded (
 LIVE_LOADS = """SELECT load_id, path FROM load_ledger
     WHERE table_name = ? AND action IN ('loaded', 'replaced') AND superseded_by IS NULL
     ORDER BY loaded_at, load_id"""
-
-
-def _sql_str(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def sql_type(contract: TableContract, col: str) -> str:

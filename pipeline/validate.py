@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.sqltext import ident as _q
+
 SUITES_DIR = Path(__file__).resolve().parent.parent / "expectations"
 if not SUITES_DIR.is_dir():  # installed wheel: expectations are bundled
     SUITES_DIR = Path(__file__).resolve().parent / "_bundled" / "expectations"
@@ -391,10 +393,6 @@ def gx_exception_message(r) -> str | None:
         return info.get("exception_message") if info["raised_exception"] else None
     messages = [v.get("exception_message") for v in info.values() if isinstance(v, Mapping) and v.get("raised_exception")]
     return "; ".join(sorted({str(m) for m in messages})) if messages else None
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _lit(v: Any) -> str:
