@@ -1,0 +1,272 @@
+"""The low back pain audit folder (audits/low_back_pain), checked without running the pipeline.
+
+Value sets against the brief (DOMAIN-LOW-BACK-PAIN.md sections 3 and 5) and the FY2026 ICD-10-CM
+code set bundled in simple-icd-10-cm; the code map, the rule registry and the manifest; and the
+deck's own consistency (ids, the arithmetic its comments state, registry coverage). The expected
+code lists are written out here on purpose: a seed edit that drops or remaps a code must fail.
+The end-to-end deck test (the real CLI, order by order) comes with the engine of issue 13.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections import Counter
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import simple_icd_10_cm as icd
+from test_reference import MAP_COLUMNS as CODE_MAP_COLUMNS
+from test_reference import VALUE_SET_COLUMNS, dotless, read_csv
+
+ROOT = Path(__file__).resolve().parents[1]
+AUDIT = ROOT / "audits" / "low_back_pain"
+DECK_DIR = AUDIT / "deck"
+SITE_TIMEZONE = ZoneInfo("America/New_York")  # the zone the deck runs in (tests/test_deck.py)
+
+RULE_COLUMNS = ["rule_id", "reason_code", "verdict", "flag_column", "explanation", "citation"]
+ICD_GO_LIVE = "2015-10-01"
+
+# --- expected content (DOMAIN-LOW-BACK-PAIN.md; deviations are DESIGN.md "Codes") -------------------
+
+LBP_UNCOMPLICATED = {
+    # brief section 5, in its order; M54.5, M51.36 and M51.37 are categories (prefix rows)
+    "M54.5", "M54.16", "M54.17", "M54.30", "M54.31", "M54.32", "M54.40", "M54.41", "M54.42", "M54.89", "M54.9",
+    "M51.16", "M51.17", "M51.26", "M51.27", "M51.36", "M51.37", "M53.2X6", "M53.2X7", "M53.2X8", "M53.3",
+    "M53.86", "M53.87", "M53.88", "M47.26", "M47.27", "M47.28", "M47.816", "M47.817", "M47.818", "M48.061",
+    "M48.062", "M48.07", "M48.08", "M99.03", "M99.04", "S33.5XXA", "S39.012A",
+}  # fmt: skip
+# brief section 3, in its order (the order of red_flag_groups in the outputs)
+RED_FLAG_GROUPS = [
+    "cancer",
+    "trauma",
+    "iv_drug_use",
+    "neurological",
+    "hiv",
+    "spinal_infection",
+    "organ_transplant",
+    "steroids",
+    "osteoporosis",
+    "ankylosing_spondylitis",
+    "palliative_care",
+]
+RED_FLAG_CODES = {
+    "cancer": {"Z85"},  # + every malignant-neoplasm category C00-C96 (test_cancer_is_every_malignant_category)
+    "trauma": {"S32", "S34", "S22", "S33.0", "S33.1"},
+    "iv_drug_use": {"F11", "F13", "F14", "F15", "F19"},
+    "neurological": {"G83.4", "R26.2", "R29.2", "R32", "K59.2", "R15.9", "R27.0"},
+    "hiv": {"B20", "Z21"},
+    "spinal_infection": {"M46.2", "M46.3", "M46.4", "M46.5", "G06.1", "G06.2"},
+    # the brief says Z94; skin, bone and cornea grafts (Z94.5-Z94.7) are left out (DESIGN.md, Codes)
+    "organ_transplant": {"Z94.0", "Z94.1", "Z94.2", "Z94.3", "Z94.4", "Z94.8", "Z94.9"},
+    "steroids": {"Z79.52"},
+    "osteoporosis": {"M80", "M81"},
+    "ankylosing_spondylitis": {"M45"},
+    "palliative_care": {"Z51.5"},
+}
+RED_FLAG_WINDOWS = {  # group -> look-back text in the value set's source note (brief section 3)
+    "cancer": "any time",
+    "trauma": "90 days",
+    "iv_drug_use": "12 months",
+    "neurological": "12 months",
+    "hiv": "any time",
+    "spinal_infection": "12 months",
+    "organ_transplant": "any time",
+    "steroids": "12 months",
+    "osteoporosis": "12 months",
+    "ankylosing_spondylitis": "any time",
+    "palliative_care": "12 months",
+}
+# brief section 5: (study_type, modality, regions, contrast); S = sacrum/coccyx and sacroiliac joints
+LBP_IMAGING = {
+    "72100": ("xr_spine", "XR", "L", "without"),
+    "72110": ("xr_spine", "XR", "L", "without"),
+    "72114": ("xr_spine", "XR", "L", "without"),
+    "72120": ("xr_spine", "XR", "L", "without"),
+    "72220": ("xr_spine", "XR", "S", "without"),
+    "72200": ("xr_spine", "XR", "S", "without"),
+    "72202": ("xr_spine", "XR", "S", "without"),
+    "72131": ("ct_spine", "CT", "L", "without"),
+    "72132": ("ct_spine", "CT", "L", "with"),
+    "72133": ("ct_spine", "CT", "L", "without_and_with"),
+    "72148": ("mri_spine", "MR", "L", "without"),
+    "72149": ("mri_spine", "MR", "L", "with"),
+    "72158": ("mri_spine", "MR", "L", "without_and_with"),
+}
+# brief section 4, registry order (= order inside `reasons`)
+EXPECTED_RULES = [
+    ("LBP-01", "cancelled", "excluded"),
+    ("LBP-02", "red_flag_condition", "excluded"),
+    ("LBP-03", "unmapped_code", "not_evaluable"),
+    ("LBP-04", "missing_time", "not_evaluable"),
+    ("LBP-05", "early_imaging", "inappropriate"),
+    ("LBP-06", "after_conservative_period", "appropriate"),
+]
+
+
+# --- helpers -----------------------------------------------------------------------------------------
+
+
+def first_existing(*relative: str) -> Path:
+    """A file of the first audit or the engine, before or after issue 13 moves it."""
+    for rel in relative:
+        if (ROOT / rel).is_file():
+            return ROOT / rel
+    pytest.fail(f"none of {relative} exists: update this test's path to where the file moved")
+
+
+def malignant_categories() -> set[str]:
+    """Every three-character ICD-10-CM category starting with C (chapter 2, malignant neoplasms)."""
+    return {c for c in icd.get_all_codes(True) if c.startswith("C") and len(c) == 3}
+
+
+@pytest.fixture(scope="module")
+def value_sets() -> list[dict[str, str]]:
+    cols, rows = read_csv(AUDIT / "value_sets.csv")
+    assert cols == VALUE_SET_COLUMNS
+    return rows
+
+
+@pytest.fixture(scope="module")
+def code_map() -> list[dict[str, str]]:
+    cols, rows = read_csv(AUDIT / "code_map.csv")
+    assert cols == CODE_MAP_COLUMNS
+    return rows
+
+
+# --- value sets --------------------------------------------------------------------------------------
+
+
+def test_value_sets_match_the_brief(value_sets):
+    got: dict[str, set[str]] = {}
+    for r in value_sets:
+        got.setdefault(r["value_set"], set()).add(r["code"])
+    expected = {"lbp_uncomplicated": LBP_UNCOMPLICATED}
+    expected |= {f"red_flag_{g}": set(codes) for g, codes in RED_FLAG_CODES.items()}
+    expected["red_flag_cancer"] = RED_FLAG_CODES["cancer"] | malignant_categories()
+    assert got == expected
+    assert list(RED_FLAG_CODES) == RED_FLAG_GROUPS
+
+
+def test_cancer_is_every_malignant_category(value_sets):
+    """The brief's `C` prefix, spelt out: C00-C96 with C4A, C7A and C7B; no D code (in situ, benign, uncertain)."""
+    cancer = {r["code"] for r in value_sets if r["value_set"] == "red_flag_cancer"} - {"Z85"}
+    assert len(cancer) == 91
+    assert {"C4A", "C7A", "C7B", "C00", "C96"} <= cancer
+    assert all(re.fullmatch(r"C[0-9][0-9A-B]", c) for c in cancer), sorted(cancer)
+    assert not any(r["code"].startswith("D") for r in value_sets)
+    # every billable C code of FY2026 falls under one of the rows, and nothing else does
+    leaves = [c for c in icd.get_all_codes(True) if c.startswith("C") and "-" not in c and icd.is_leaf(c)]
+    assert leaves
+    assert all(dotless(c)[:3] in cancer for c in leaves)
+
+
+def test_icd_codes_exist_exact_rows_are_leaves_prefix_rows_are_categories(value_sets):
+    for r in value_sets:
+        code = r["code"]
+        assert r["code_system"] == "ICD-10-CM", r
+        assert re.fullmatch(r"[A-Z]\d[0-9A-Z](\.[0-9A-Z]{1,4})?", code), f"{code}: use the published dotted form"
+        assert icd.is_valid_item(code), f"{code} is not in the FY2026 ICD-10-CM code set"
+        if r["match"] == "exact":
+            assert icd.is_leaf(code), f"{code} is exact but has children: make it a prefix row"
+        else:
+            assert r["match"] == "prefix", r
+            assert not icd.is_leaf(code), f"{code} is a prefix row but a billable leaf: make it exact"
+            assert [c for c in icd.get_descendants(code) if icd.is_leaf(c)], code
+
+
+def test_fy2025_disc_degeneration_codes_are_prefix_rows(value_sets):
+    """M51.36 / M51.37 were billable until FY2024 and gained children in FY2025: only a prefix row matches both."""
+    rows = {r["code"]: r for r in value_sets if r["value_set"] == "lbp_uncomplicated"}
+    for code in ("M51.36", "M51.37", "M54.5"):
+        assert rows[code]["match"] == "prefix", code
+    assert set(icd.get_children("M51.36")) == {"M51.360", "M51.361", "M51.362", "M51.369"}
+    assert set(icd.get_children("M51.37")) == {"M51.370", "M51.371", "M51.372", "M51.379"}
+    assert set(icd.get_children("M54.5")) == {"M54.50", "M54.51", "M54.59"}
+
+
+def _matches(value_sets, value_set: str, code: str) -> bool:
+    norm = dotless(code)
+    return any(
+        (r["match"] == "exact" and dotless(r["code"]) == norm) or (r["match"] == "prefix" and norm.startswith(dotless(r["code"])))
+        for r in value_sets
+        if r["value_set"] == value_set
+    )
+
+
+@pytest.mark.parametrize(
+    ("code", "value_set", "expected"),
+    [
+        ("M51.369", "lbp_uncomplicated", True),
+        ("M51.37", "lbp_uncomplicated", True),
+        ("M54.59", "lbp_uncomplicated", True),
+        ("m5450", "lbp_uncomplicated", True),
+        ("M54.2", "lbp_uncomplicated", False),  # neck pain
+        ("S33.5XXD", "lbp_uncomplicated", False),  # the brief lists the initial encounter only
+        ("C79.51", "red_flag_cancer", True),
+        ("C61", "red_flag_cancer", True),
+        ("Z85.46", "red_flag_cancer", True),
+        ("D05.11", "red_flag_cancer", False),
+        ("D17.1", "red_flag_cancer", False),
+        ("COVID", "red_flag_cancer", False),  # junk text must not match a bare `C` prefix
+        ("S32.010A", "red_flag_trauma", True),
+        ("S33.101A", "red_flag_trauma", True),
+        ("S33.5XXA", "red_flag_trauma", False),
+        ("F11.21", "red_flag_iv_drug_use", True),
+        ("M46.26", "red_flag_spinal_infection", True),
+        ("Z94.81", "red_flag_organ_transplant", True),
+        ("Z94.7", "red_flag_organ_transplant", False),
+        ("M80.08XA", "red_flag_osteoporosis", True),
+        ("M45.A6", "red_flag_ankylosing_spondylitis", True),
+    ],
+)
+def test_value_set_membership_examples(value_sets, code, value_set, expected):
+    assert _matches(value_sets, value_set, code) is expected
+
+
+def test_no_code_in_two_value_sets(value_sets):
+    """A diagnosis is low back pain or a red flag, never both (prefix rows compared both ways)."""
+    rows = [(r["value_set"], dotless(r["code"])) for r in value_sets]
+    assert len(rows) == len(set(rows)), [k for k, n in Counter(rows).items() if n > 1]
+    for vs_a, a in rows:
+        for vs_b, b in rows:
+            if vs_a != vs_b:
+                assert not (a.startswith(b) or b.startswith(a)), f"{a} ({vs_a}) overlaps {b} ({vs_b})"
+
+
+def test_value_set_dates_and_sources(value_sets):
+    for r in value_sets:
+        assert r["description"].strip() and "|" not in r["description"], r
+        assert r["valid_to"] == "", f"{r['code']}: no code of this audit is closed"
+        start = dt.date.fromisoformat(r["valid_from"])
+        assert start >= dt.date.fromisoformat(ICD_GO_LIVE), r
+        assert r["source"].startswith("CMS ICD-10-CM FY2026"), r
+        if r["value_set"].startswith("red_flag_"):
+            window = RED_FLAG_WINDOWS[r["value_set"].removeprefix("red_flag_")]
+            assert f"red-flag window: {window} before to 28 days after the index date" in r["source"], r
+    late = {r["code"]: r["valid_from"] for r in value_sets if r["valid_from"] != ICD_GO_LIVE}
+    assert late == {"M48.061": "2016-10-01", "M48.062": "2016-10-01"}  # new in FY2017
+
+
+# --- code map ----------------------------------------------------------------------------------------
+
+
+def test_code_map_is_the_brief_lumbar_imaging(code_map):
+    got = {r["code"]: (r["study_type"], r["modality"], r["regions"], r["contrast"]) for r in code_map}
+    assert got == LBP_IMAGING
+    for r in code_map:
+        assert r["code_system"] == "CPT" and re.fullmatch(r"\d{5}", r["code"]), r
+        assert r["source"].startswith("AMA CPT (code number only)"), r  # CPT descriptors are AMA copyright
+        assert r["description"].strip() and r["valid_from"] == "2000-01-01" and r["valid_to"] == "", r
+
+
+def test_code_map_agrees_with_the_csf_map_on_shared_codes(code_map):
+    """One merged map serves both audits (DESIGN.md, Codes): a code both ship must be described the same."""
+    _, csf = read_csv(first_existing("audits/csf_leak/code_map.csv", "pipeline/reference/imaging_code_map.csv"))
+    csf_by_code = {r["code"]: r for r in csf}
+    shared = [r for r in code_map if r["code"] in csf_by_code]
+    assert {r["code"] for r in shared} == {"72131", "72132", "72133", "72148", "72149", "72158"}
+    for r in shared:
+        other = csf_by_code[r["code"]]
+        assert {k: r[k] for k in CODE_MAP_COLUMNS} == {k: other[k] for k in CODE_MAP_COLUMNS}, r["code"]
