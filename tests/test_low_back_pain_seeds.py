@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import tomllib
 from collections import Counter
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -270,3 +271,89 @@ def test_code_map_agrees_with_the_csf_map_on_shared_codes(code_map):
     for r in shared:
         other = csf_by_code[r["code"]]
         assert {k: r[k] for k in CODE_MAP_COLUMNS} == {k: other[k] for k in CODE_MAP_COLUMNS}, r["code"]
+
+
+# --- rules registry ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rules() -> list[dict[str, str]]:
+    cols, rows = read_csv(AUDIT / "rules.csv")
+    assert cols == RULE_COLUMNS
+    return rows
+
+
+def test_rules_registry_follows_the_brief(rules):
+    assert [(r["rule_id"], r["reason_code"], r["verdict"]) for r in rules] == EXPECTED_RULES
+    _, verdicts = read_csv(first_existing("pipeline/reference/verdicts.csv", "pipeline/models/verdicts.csv"))
+    known = {v["verdict"] for v in verdicts}
+    flags = [r["flag_column"] for r in rules]
+    assert len(set(flags)) == len(flags), flags
+    for r in rules:
+        assert r["verdict"] in known, r
+        assert re.fullmatch(r"(is|has)_[a-z_]+", r["flag_column"]), f"{r['flag_column']}: a boolean column is is_/has_"
+        text = r["explanation"] + r["citation"]
+        assert "|" not in text, "'|' is the list separator of the outputs"
+        assert r["explanation"].endswith(".") and len(r["explanation"]) <= 260, r["rule_id"]
+        # a committee looks the citation up: no repository file names
+        assert not re.search(r"\.(md|csv|sql|py|toml|txt)\b|docs/|seeds/", r["citation"]), r["rule_id"]
+        if r["verdict"] in {"inappropriate", "appropriate"}:
+            assert "NCQA, HEDIS" in r["citation"] and "doi:10.1016/j.jacr.2021.08.002" in r["citation"], r["rule_id"]
+
+
+# --- manifest ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def manifest() -> dict:
+    with (AUDIT / "audit.toml").open("rb") as fh:
+        return tomllib.load(fh)
+
+
+def test_manifest_identity_and_inputs(manifest):
+    assert manifest["id"] == AUDIT.name
+    assert re.fullmatch(r"\d{4}\.\d+\.\d+", manifest["version"])
+    assert manifest["case_unit"] == "episode"
+    assert "Use of Imaging Studies for Low Back Pain" in manifest["guideline"]["reference"]
+    assert manifest["guideline"]["doi"] == "10.1016/j.jacr.2021.08.002"
+    assert manifest["inputs"]["required"] == ["diagnoses", "imaging_orders"]
+    assert manifest["inputs"]["optional"] == ["patients", "procedures"]
+    assert manifest["inputs"]["optional_columns"]["diagnoses"] == ["setting", "is_principal", "diagnosis_rank"]
+
+
+def test_manifest_parameters_are_the_brief_defaults(manifest):
+    assert manifest["parameters"] == {
+        "min_age_years": 18,
+        "max_age_years": 75,
+        "negative_history_days": 180,
+        "early_imaging_days": 28,
+        "audit_window_days": 42,
+        "red_flag_days_after_index": 28,
+        "red_flag_trauma_lookback_days": 90,
+        "red_flag_iv_drug_use_lookback_months": 12,
+        "red_flag_neurological_lookback_months": 12,
+        "red_flag_spinal_infection_lookback_months": 12,
+        "red_flag_steroids_lookback_months": 12,
+        "red_flag_osteoporosis_lookback_months": 12,
+        "red_flag_palliative_care_lookback_months": 12,
+    }
+    # every group with a limited look-back has its parameter; the "any time" groups have none
+    for group, window in RED_FLAG_WINDOWS.items():
+        named = [k for k in manifest["parameters"] if k.startswith(f"red_flag_{group}_lookback_")]
+        assert len(named) == (0 if window == "any time" else 1), group
+
+
+def test_manifest_measures_and_report(manifest):
+    measures = {m["id"]: m for m in manifest["measures"]}
+    assert len(measures) == len(manifest["measures"])
+    for m in measures.values():
+        assert m["unit"] in {"order", "case"}, m["id"]
+        assert m["direction"] in {"higher_is_better", "lower_is_better", "neutral"}, m["id"]
+        assert m["label"].strip() and m["numerator"].strip() and m["denominator"].strip(), m["id"]
+    hedis = measures["episodes_without_early_imaging"]
+    assert (hedis["unit"], hedis["direction"], hedis.get("headline")) == ("case", "higher_is_better", True)
+    early = measures["early_imaging_order_rate"]
+    assert (early["unit"], early["direction"], early.get("headline")) == ("order", "lower_is_better", True)
+    shares = {"not_evaluable_order_rate", "excluded_order_rate", "not_evaluable_episode_rate", "excluded_episode_rate"}
+    assert shares <= set(measures)
+    assert manifest["report"]["sections"] == ["episode_rate", "by_modality"]
