@@ -357,3 +357,266 @@ def test_manifest_measures_and_report(manifest):
     shares = {"not_evaluable_order_rate", "excluded_order_rate", "not_evaluable_episode_rate", "excluded_episode_rate"}
     assert shares <= set(measures)
     assert manifest["report"]["sections"] == ["episode_rate", "by_modality"]
+
+
+# --- deck --------------------------------------------------------------------------------------------
+
+INPUT_COLUMNS = {  # required keys of each input row (DOMAIN.md section 5, DESIGN-13 contract additions)
+    "patients": {"patient_id", "birth_date"},
+    "procedures": {"procedure_id", "patient_id", "performed_at", "procedure_code", "department"},
+    "imaging_orders": {"order_id", "patient_id", "ordered_at", "order_code", "ordering_department"},
+    "diagnoses": {"patient_id", "diagnosis_code", "recorded_at"},
+    "local_codes": {"code_system", "code", "study_type", "modality", "regions", "contrast", "description"},
+}
+ORDER_KEYS = {"order_id", "patient_id", "index_date", "days_since_index", "modality", "verdict", "reasons"}
+ORDER_OPTIONAL = {"red_flag_groups", "secondary_reasons"}
+CSF_ORDER_KEYS = {"audit", "order_id", "case_id", "verdict", "reasons"}
+EPISODE_KEYS = {
+    "patient_id",
+    "index_date",
+    "age_years",
+    "index_setting",
+    "is_complicated",
+    "red_flag_groups",
+    "n_orders",
+    "outcome",
+    "has_early_imaging",
+}
+TOP_KEYS = {"description", "separate_input", "expected_cases", *INPUT_COLUMNS, "expected_episodes", "expected_orders"}
+SETTINGS = {"outpatient", "emergency", "observation", "telehealth", "inpatient", ""}
+OUTCOME_HAS_EARLY = {"early_imaging": "true", "no_early_imaging": "false", "excluded": "", "not_evaluable": ""}
+# DOMAIN-LOW-BACK-PAIN.md section 6 (and the issue's list), one deck file at least per item
+BRIEF_PATHS = {
+    "recurrence_within_180_days": "new episode vs recurrence inside 180 days",
+    "early_day_28": "day 28 is early",
+    "after_day_29": "day 29 is not",
+    "window_day_42_43": "day 42 audited, day 43 not",
+    "order_before_index_not_audited": "orders before the index date",
+    "red_flag_on_order_indication": "red flag on the order's own indication",
+    "age_17_18_75_76_unknown": "age 17 / 18 / 75 / 76 and unknown",
+    "cancelled": "cancelled",
+    "unmapped_local_code": "unmapped local code",
+    "site_local_code_mapped": "a local code mapped through the site code map",
+    "missing_time": "missing order time",
+    "modalities_xr_ct_mr_one_episode": "an X-ray, a CT and an MRI in one episode",
+    "two_episodes_a_year_apart": "two episodes of one patient a year apart",
+    "settings": "inpatient vs outpatient / emergency / telehealth / observation",
+    "principal_vs_secondary": "principal vs secondary diagnosis",
+    "date_only_diagnosis": "a date-only diagnosis recorded_at",
+    "dst_local_calendar_days": "a DST change between index and order",
+    "both_audits_injection_then_leak": "a case in both audits",
+    **{f"red_flag_{g}_window": f"red flag {g} inside and just outside its window" for g in RED_FLAG_GROUPS},
+}
+
+
+def _load_deck(folder: Path) -> dict[str, dict]:
+    deck = {}
+    for path in sorted(folder.glob("*.toml")):
+        with path.open("rb") as fh:
+            deck[path.stem] = tomllib.load(fh)
+    return deck
+
+
+LBP_DECK = _load_deck(DECK_DIR)
+
+
+@pytest.fixture(scope="module")
+def csf_deck() -> dict[str, dict]:
+    folder = next((ROOT / p for p in ("audits/csf_leak/deck", "tests/deck") if (ROOT / p).is_dir()), None)
+    assert folder is not None, "the CSF-leak deck is in neither audits/csf_leak/deck nor tests/deck"
+    return _load_deck(folder)
+
+
+def _lbp_orders(case: dict) -> list[dict]:
+    return [e for e in case.get("expected_orders", []) if "audit" not in e]
+
+
+def _csf_rows(case: dict, table: str) -> list[dict]:
+    return [e for e in case.get(table, []) if e.get("audit") == "csf_leak"]
+
+
+def _local_date(text: str) -> dt.date:
+    """A deck timestamp's site-local date: no offset = site-local time; a bare date is that date."""
+    value = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return value.date() if value.tzinfo is None else value.astimezone(SITE_TIMEZONE).date()
+
+
+def _whole_years(birth: str, on: dt.date) -> int:
+    born = dt.date.fromisoformat(birth)
+    return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
+
+
+def test_deck_is_there():
+    assert len(LBP_DECK) >= 40, f"only {len(LBP_DECK)} deck files in {DECK_DIR}"
+
+
+@pytest.mark.parametrize("stem", sorted(BRIEF_PATHS))
+def test_deck_covers_the_brief(stem):
+    assert stem in LBP_DECK, f"no deck file {stem}.toml for: {BRIEF_PATHS[stem]}"
+
+
+@pytest.mark.parametrize("stem", sorted(LBP_DECK))
+def test_deck_file_is_well_formed(stem):
+    case = LBP_DECK[stem]
+    assert str(case.get("description", "")).strip(), "no description"
+    assert set(case) <= TOP_KEYS, f"unknown top-level keys {sorted(set(case) - TOP_KEYS)}"
+    assert "expected_episodes" in case and "expected_orders" in case, "write expected_episodes / expected_orders = [] for none"
+    for table, required in INPUT_COLUMNS.items():
+        for row in case.get(table, []):
+            assert required <= set(row), f"a {table} row lacks {sorted(required - set(row))}"
+            assert all(isinstance(v, str) for v in row.values()), f"{table}: write every value as a string"
+    for row in case.get("diagnoses", []):
+        assert row.get("setting", "") in SETTINGS, row
+        assert row.get("is_principal", "") in {"true", "false", ""}, row
+    for e in case["expected_orders"]:
+        keys = set(e)
+        if "audit" in e:
+            assert e["audit"] == "csf_leak" and keys == CSF_ORDER_KEYS, e
+        else:
+            assert ORDER_KEYS <= keys <= ORDER_KEYS | ORDER_OPTIONAL, e
+        assert all(isinstance(v, str) for v in e.values()), e
+    for e in case["expected_episodes"]:
+        assert set(e) == EPISODE_KEYS and all(isinstance(v, str) for v in e.values()), e
+    for e in case.get("expected_cases", []):
+        assert e.get("audit") == "csf_leak" and set(e) == {"audit", "case_id"}, e
+    if case.get("separate_input"):
+        assert not any({"setting", "is_principal", "diagnosis_rank"} & set(r) for r in case.get("diagnoses", []))
+
+
+def test_ids_are_unique_across_both_decks(csf_deck):
+    owner: dict[tuple[str, str], str] = {}
+    problems = []
+    for deck_name, deck in (("low_back_pain", LBP_DECK), ("csf_leak", csf_deck)):
+        for stem, case in deck.items():
+            where = f"{deck_name}/{stem}"
+            ids = [("order_id", r["order_id"]) for r in case.get("imaging_orders", [])]
+            ids += [("procedure_id", r["procedure_id"]) for r in case.get("procedures", [])]
+            patients = {r["patient_id"] for t in INPUT_COLUMNS if t != "local_codes" for r in case.get(t, [])}
+            ids += [("patient_id", p) for p in patients]
+            for kind, value in ids:
+                if (kind, value) in owner:
+                    problems.append(f"{where}: {kind} {value} also used in {owner[(kind, value)]}")
+                owner[(kind, value)] = where
+                if deck_name == "low_back_pain" and not value.startswith("lbp-"):
+                    problems.append(f"{where}: {kind} {value} does not start with lbp-")
+    assert not problems, "\n".join(problems)
+
+
+def test_local_codes_agree_across_both_decks(csf_deck):
+    seen: dict[str, tuple[str, dict]] = {}
+    for stem, case in [*LBP_DECK.items(), *csf_deck.items()]:
+        for row in case.get("local_codes", []):
+            key = row["code"].strip().upper()
+            assert not re.fullmatch(r"\d{4}[0-9A-Z]", key), f"{stem}: a local code in CPT form would not count as unmapped"
+            if key in seen:
+                assert seen[key][1] == row, f"{stem}: local code {key} differs from its definition in {seen[key][0]}"
+            seen.setdefault(key, (stem, row))
+
+
+@pytest.mark.parametrize("stem", sorted(LBP_DECK))
+def test_expected_orders_refer_to_the_files_inputs(stem):
+    case = LBP_DECK[stem]
+    orders = {r["order_id"]: r for r in case.get("imaging_orders", [])}
+    procedures = {r["procedure_id"] for r in case.get("procedures", [])}
+    episodes = {(e["patient_id"], e["index_date"]) for e in case["expected_episodes"]}
+    ids = [e["order_id"] for e in _lbp_orders(case)]
+    assert len(ids) == len(set(ids)), "an order is expected twice in one audit"
+    for e in _lbp_orders(case):
+        order = orders.get(e["order_id"])
+        assert order is not None, f"{e['order_id']} is not one of this file's imaging_orders"
+        assert order["patient_id"] == e["patient_id"], e
+        assert (e["patient_id"], e["index_date"]) in episodes, f"{e['order_id']}: its episode is not an expected episode"
+    csf_cases = {c["case_id"] for c in _csf_rows(case, "expected_cases")}
+    assert csf_cases <= procedures
+    for e in _csf_rows(case, "expected_orders"):
+        assert e["order_id"] in orders and e["case_id"] in csf_cases, e
+
+
+def _check_reasons(rows: list[dict], registry: list[tuple[str, str]]) -> list[str]:
+    """reasons = the winning verdict's reasons, in registry order, no repeats."""
+    verdict_of, order = dict(registry), [code for code, _ in registry]
+    problems = []
+    for e in rows:
+        for field in ("reasons", "secondary_reasons"):
+            codes = [c for c in e.get(field, "").split("|") if c]
+            unknown = [c for c in codes if c not in verdict_of]
+            if unknown:
+                problems.append(f"{e['order_id']}: unknown {field} {unknown}")
+                continue
+            if codes != sorted(set(codes), key=order.index):
+                problems.append(f"{e['order_id']}: {field} not in registry order or repeated: {e[field]}")
+            if field == "reasons" and (not codes or {verdict_of[c] for c in codes} != {e["verdict"]}):
+                problems.append(f"{e['order_id']}: verdict {e['verdict']} but reasons {e['reasons']}")
+    return problems
+
+
+def test_expected_reasons_follow_both_registries(rules):
+    lbp_registry = [(r["reason_code"], r["verdict"]) for r in rules]
+    _, csf_rules = read_csv(first_existing("audits/csf_leak/rules.csv", "pipeline/reference/rules.csv"))
+    csf_registry = [(r["reason_code"], r["verdict"]) for r in csf_rules]
+    problems = []
+    for stem, case in LBP_DECK.items():
+        problems += [f"{stem}: {p}" for p in _check_reasons(_lbp_orders(case), lbp_registry)]
+        problems += [f"{stem}: {p}" for p in _check_reasons(_csf_rows(case, "expected_orders"), csf_registry)]
+    assert not problems, "\n".join(problems)
+
+
+def test_every_rule_is_fired_by_the_deck(rules):
+    fired = {c for case in LBP_DECK.values() for e in _lbp_orders(case) for c in e["reasons"].split("|")}
+    unfired = [r["reason_code"] for r in rules if r["reason_code"] not in fired]
+    assert not unfired, f"rules no deck order expects as a reason (add a deck case that fires each): {unfired}"
+
+
+@pytest.mark.parametrize("stem", sorted(LBP_DECK))
+def test_days_and_ages_match_the_files_timestamps(stem):
+    """The deck's stated arithmetic: site-local calendar days between index date and order, whole years of age."""
+    case = LBP_DECK[stem]
+    orders = {r["order_id"]: r for r in case.get("imaging_orders", [])}
+    births = {r["patient_id"]: r["birth_date"] for r in case.get("patients", []) if r["birth_date"]}
+    for e in _lbp_orders(case):
+        ordered_at = orders[e["order_id"]]["ordered_at"]
+        want = "" if not ordered_at.strip() else str((_local_date(ordered_at) - dt.date.fromisoformat(e["index_date"])).days)
+        assert e["days_since_index"] == want, f"{e['order_id']}: days_since_index {e['days_since_index']}, timestamps say {want}"
+        if want:
+            assert 0 <= int(want) <= 42, f"{e['order_id']}: day {want} is outside the audit window"
+    for ep in case["expected_episodes"]:
+        if ep["patient_id"] in births:
+            years = _whole_years(births[ep["patient_id"]], dt.date.fromisoformat(ep["index_date"]))
+            assert ep["age_years"] == str(years), ep
+        assert 18 <= int(ep["age_years"]) <= 75, ep
+
+
+@pytest.mark.parametrize("stem", sorted(LBP_DECK))
+def test_episodes_agree_with_their_orders_and_diagnoses(stem, value_sets):
+    """Each expected episode starts on a low back pain diagnosis and its outcome follows from its orders (DESIGN.md)."""
+    case = LBP_DECK[stem]
+    for ep in case["expected_episodes"]:
+        key = (ep["patient_id"], ep["index_date"])
+        index_rows = [
+            d
+            for d in case.get("diagnoses", [])
+            if d["patient_id"] == key[0]
+            and _local_date(d["recorded_at"]) == dt.date.fromisoformat(key[1])
+            and _matches(value_sets, "lbp_uncomplicated", d["diagnosis_code"])
+        ]
+        assert index_rows, f"{key}: no low back pain diagnosis on the index date"
+        assert ep["index_setting"] in {d.get("setting", "") for d in index_rows}, ep
+        mine = [e for e in _lbp_orders(case) if (e["patient_id"], e["index_date"]) == key]
+        assert ep["n_orders"] == str(len(mine)), ep
+        groups = [g for g in ep["red_flag_groups"].split("|") if g]
+        assert groups == sorted(set(groups), key=RED_FLAG_GROUPS.index), ep
+        assert ep["is_complicated"] == ("true" if groups else "false"), ep
+        assert ep["has_early_imaging"] == OUTCOME_HAS_EARLY[ep["outcome"]], ep
+        early = any("early_imaging" in e["reasons"].split("|") for e in mine)
+        # a not-evaluable order could hide early imaging when its day is unknown or within the early days
+        unknown = any(e["verdict"] == "not_evaluable" and int(e["days_since_index"] or 0) <= 28 for e in mine)
+        if groups:
+            assert ep["outcome"] == "excluded", ep
+            assert all("red_flag_condition" in e["reasons"].split("|") for e in mine), ep
+        else:
+            assert ep["outcome"] == ("early_imaging" if early else "not_evaluable" if unknown else "no_early_imaging"), ep
+        for e in mine:
+            flagged = "red_flag_condition" in e["reasons"].split("|")
+            own = [g for g in e.get("red_flag_groups", "").split("|") if g]
+            assert bool(own) == flagged, e
+            assert own == sorted(set(own), key=RED_FLAG_GROUPS.index) and set(groups) <= set(own), e
