@@ -461,7 +461,7 @@ def prepare_table(f: InputFile, contract: TableContract, cfg: Config, scratch: P
     try:
         con.execute("SET enable_progress_bar = false")
         con.execute("SET TimeZone = 'UTC'")
-        con.execute(f"SET memory_limit = '{memory_limit()}'")
+        con.execute(f"SET memory_limit = {literal(memory_limit())}")
         con.execute(f"SET temp_directory = {literal(scratch / 'duckdb_tmp')}")
         src = f"read_parquet({literal(typed_path)})"
         typed_cols = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]

@@ -17,6 +17,7 @@ Text shaped like rich-text XML (``<r>...</r>``) is escaped like any other, on bo
 from __future__ import annotations
 
 import datetime as dt
+import io
 from pathlib import Path
 
 import polars as pl
@@ -54,8 +55,11 @@ def write_case_list(path: Path, cases: pl.DataFrame, rules: pl.DataFrame, run_in
     """Write ``case_list.xlsx``: sheet Cases (one row per audited order), Explanation and Rules."""
     # constant_memory: rows stream to disk as written (a 10k-order list neither piles up cell objects
     # nor pays for them); the Cases sheet is therefore written strictly row by row.
+    # zipped in memory, then written in one go: on a full disk xlsxwriter's half-written ZipFile would
+    # fail again when collected, printing "Exception ignored" lines after the run's one error line
+    packed = io.BytesIO()
     wb = xlsxwriter.Workbook(
-        str(path),
+        packed,
         {"strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False, "constant_memory": True},
     )
     wb.set_properties({"title": "order-audit case list", "created": _FIXED_DATE, "comments": f"run {run_info['run_id']}"})
@@ -113,6 +117,7 @@ def write_case_list(path: Path, cases: pl.DataFrame, rules: pl.DataFrame, run_in
     rs.set_column(0, 2, 16)
     rs.set_column(3, 4, 70)
     wb.close()
+    Path(path).write_bytes(packed.getvalue())
     return path
 
 
