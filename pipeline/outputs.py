@@ -12,7 +12,8 @@ import duckdb
 
 from pipeline import ownership
 from pipeline.errors import ConfigError
-from pipeline.sqltext import literal
+from pipeline.formula_guard import neutralise_sql
+from pipeline.sqltext import ident, literal
 
 # table in the warehouse -> output file stem, and the formats written
 DATA_OUTPUTS = {
@@ -35,16 +36,30 @@ OUTPUT_QUERIES = {
 
 
 def write_tables(con: duckdb.DuckDBPyConnection, out_dir: Path) -> list[Path]:
-    """COPY each mart to CSV/Parquet; rows keep the mart's ORDER BY, so reruns are byte-identical."""
+    """COPY each mart to CSV/Parquet; rows keep the mart's ORDER BY, so reruns are byte-identical.
+
+    In CSV, text that a spreadsheet would run as a formula is neutralised (formula_guard); Parquet
+    keeps the raw text."""
     written = []
     for table, (stem, formats) in DATA_OUTPUTS.items():
         query = OUTPUT_QUERIES.get(table, f"SELECT * FROM {table}")
         for fmt in formats:
             path = out_dir / f"{stem}.{fmt}"
-            options = "FORMAT csv, HEADER true" if fmt == "csv" else "FORMAT parquet, COMPRESSION zstd"
-            con.execute(f"COPY ({query}) TO {literal(path)} ({options})")
+            if fmt == "csv":
+                con.execute(f"COPY ({_spreadsheet_safe(con, query)}) TO {literal(path)} (FORMAT csv, HEADER true)")
+            else:
+                con.execute(f"COPY ({query}) TO {literal(path)} (FORMAT parquet, COMPRESSION zstd)")
             written.append(path)
     return written
+
+
+def _spreadsheet_safe(con: duckdb.DuckDBPyConnection, query: str) -> str:
+    """The query with every text column neutralised for spreadsheets (numbers and times unchanged)."""
+    columns = con.execute(f"DESCRIBE ({query})").fetchall()
+    select = [
+        f"{neutralise_sql(ident(name))} AS {ident(name)}" if kind == "VARCHAR" else ident(name) for name, kind, *_ in columns
+    ]
+    return f"SELECT {', '.join(select)} FROM ({query}) AS q"
 
 
 def write_json(path: Path, payload: dict) -> Path:
