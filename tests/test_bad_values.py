@@ -2,14 +2,15 @@
 
 The sibling of test_bad_inputs.py for values that parse but must not act: spreadsheet
 formulas in free text (neutralised in every CSV and in the workbook, raw in Parquet),
-mathtext in a department name (plain chart labels) and bidirectional controls (shown,
-not obeyed, in the report and the workbook).
+mathtext in a department name (plain chart labels), bidirectional controls (shown, not
+obeyed, in the report and the workbook) and impossible ages (nulled with a reason).
 The verdicts stay exactly the generator's ground truth.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import re
 import xml.etree.ElementTree as ET
 import zipfile
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import run_cli
+from conftest import ORDER_HEADER, PROC_HEADER, run_cli, write_csv, write_small_input
 
 from pipeline.formula_guard import TRIGGERS, restore
 from pipeline.synth import generate
@@ -156,3 +157,43 @@ def test_bidi_controls_are_shown_in_every_page(hostile):
     for page in pages:
         assert RLO not in page.read_text(encoding="utf-8"), page.name
     assert "MRI [U+202E]exe.txt" in (hostile["out"] / "report.html").read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------ impossible ages
+
+AGES = {"PR1": "44", "PR2": "-5", "PR3": "999", "PR4": "1e12", "PR5": "NaN"}
+
+
+def test_impossible_ages_are_nulled_with_a_reason_and_count_as_age_unknown(tmp_path):
+    """DOMAIN.md: a case needs a patient 18 or over, and "not enough data is never silently a pass".
+    999, 1e12 and NaN would pass `age >= 18` and -5 would fail it: none is an age, so each is nulled
+    (listed in rejects.csv) and the procedure counts as age unknown in the attrition."""
+    inp = tmp_path / "in"
+    write_small_input(inp)
+    header = [*PROC_HEADER[:-1], "patient_age"]  # an age instead of a birth date
+    rows = [[pid, f"MRN-{pid}", "2025-06-02 09:00:00", "62323", "Pain clinic", age] for pid, age in AGES.items()]
+    write_csv(inp / "procedures.csv", header, rows)
+    orders = [[f"O{pid}", f"MRN-{pid}", "2025-06-06 10:00:00", "72148", "Neurology", "G97.1", "completed"] for pid in AGES]
+    write_csv(inp / "imaging_orders.csv", ORDER_HEADER, orders)
+    write_csv(
+        inp / "diagnoses.csv",
+        ["patient_id", "diagnosis_code", "recorded_at"],
+        [[f"MRN-{p}", "G97.1", "2025-06-03 08:00:00"] for p in AGES],
+    )
+    out = tmp_path / "out"
+    result = run_cli("run", "--input", inp, "--out", out, "--warehouse", tmp_path / "wh.duckdb", env=KEY)
+    assert result.returncode == 0, result.stderr
+    rejects = pl.read_csv(out / "rejects.csv", infer_schema=False).filter(pl.col("column_name") == "patient_age")
+    assert sorted(zip(rejects["source_line"].to_list(), rejects["value"].to_list(), strict=True)) == [
+        ("3", "'-5"),  # neutralised in the CSV: restore() gives -5
+        ("4", "999"),
+        ("5", "1e12"),
+        ("6", "NaN"),
+    ]
+    assert set(rejects["reason"]) == {"outside the possible range 0 to 130"}
+    assert set(rejects["action"]) == {"value_nulled"}
+    assert pl.read_csv(out / "cases.csv", infer_schema=False)["case_id"].to_list() == ["PR1"]
+    attrition = {r["step"]: r["count"] for r in pl.read_csv(out / "attrition.csv", infer_schema=False).to_dicts()}
+    assert attrition["Age unknown (no birth date or age, or an impossible age)"] == "4"
+    assert attrition["Under the minimum age at the procedure"] == "0"
+    assert json.loads((out / "run.json").read_text())["rejects"]["nulled_values"] == 4
