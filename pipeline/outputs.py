@@ -105,7 +105,7 @@ def _our_link(link: Path, target: str) -> bool:
 def publication_dir(out_dir: Path) -> Path:
     """Where the outputs of ``--out out_dir`` go: out_dir, or, when it is a symlink someone else
     made (e.g. to a folder of their own), the path it points to, followed link by link."""
-    path = Path(out_dir)
+    path = Path(os.path.abspath(out_dir))  # `--out .` has a name and a parent to stage beside
     for _ in range(40):
         if not path.is_symlink():
             return path
@@ -121,6 +121,8 @@ def switch_mode(out_dir: Path) -> bool:
     if out_dir.is_symlink() or not out_dir.exists():
         return True
     if out_dir.is_dir():
+        if os.path.samefile(out_dir, os.getcwd()):
+            return False  # `--out .`: the folder the user is working in stays a folder
         try:
             out_dir.rmdir()  # empty: nothing a reader could miss
             return True

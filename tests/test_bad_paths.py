@@ -110,6 +110,26 @@ def test_folders_that_only_look_like_leftovers_are_never_removed(small_input, tm
     assert json.loads((tmp_path / "out" / "run.json").read_text())["run_id"] != "someone else"
 
 
+def test_out_dot_stages_beside_the_working_folder_and_keeps_it(small_input, tmp_path):
+    """`--out .` used to stage inside the output folder itself (`./..staging-<pid>`), where a killed
+    run left it for good; the working folder is never replaced by a link either."""
+    work = tmp_path / "work"
+    work.mkdir()
+
+    def here(*extra_env) -> subprocess.CompletedProcess:
+        env = {**os.environ, **KEY, **dict(extra_env)}
+        args = ["run", "--input", str(small_input), "--out", ".", "--no-validate", "--quiet"]
+        return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=work, env=env, capture_output=True, text=True)
+
+    killed = here(("ORDER_AUDIT_FAULT", "mid_render"))
+    assert killed.returncode == -9, killed.stderr
+    assert [p.name for p in work.iterdir() if p.name.startswith(".")] == []  # nothing half-made inside
+    result = here()
+    assert result.returncode == 0, result.stderr
+    assert work.is_dir() and not work.is_symlink() and (work / "run.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "work"]  # the dead run's staging swept
+
+
 # ------------------------------------------------------------------ --reid-file: never near the outputs
 
 
