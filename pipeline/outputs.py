@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -121,8 +122,9 @@ def switch_mode(out_dir: Path) -> bool:
     if out_dir.is_symlink() or not out_dir.exists():
         return True
     if out_dir.is_dir():
-        if os.path.samefile(out_dir, os.getcwd()):
-            return False  # `--out .`: the folder the user is working in stays a folder
+        with contextlib.suppress(OSError):  # (a working folder deleted under us: not this one)
+            if os.path.samefile(out_dir, os.getcwd()):
+                return False  # `--out .`: the folder the user is working in stays a folder
         try:
             out_dir.rmdir()  # empty: nothing a reader could miss
             return True
