@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 _RC = {
     "svg.hashsalt": "order-audit",  # stable clip-path ids: reruns are byte-identical
     "svg.fonttype": "none",  # text stays text (small, searchable); escaped by matplotlib
+    "text.parse_math": False,  # labels are data (a department "ER $x$"): plain text, never mathtext
     "font.size": 9,
     "axes.spines.top": False,
     "axes.spines.right": False,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.errors import EXIT_USAGE, AuditError
+from pipeline.errors import EXIT_USAGE, AuditError, refused_write
 from pipeline.logs import setup_logging
 
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
@@ -204,8 +204,9 @@ def runs(warehouse_path, limit, as_json):
     """List past runs: id, period, status, counts, duration."""
     import json
 
-    from pipeline import history, warehouse
+    from pipeline import history, preflight, warehouse
 
+    preflight.check_warehouse_file(warehouse_path)
     con = warehouse.connect(warehouse_path, read_only=True)
     try:
         rows = history.list_runs(con, limit) if _has_table(con, "audit_runs") else []
@@ -221,7 +222,8 @@ def runs(warehouse_path, limit, as_json):
         periods = r["periods"] if len(r["periods"]) <= 16 else r["periods"][:7] + ".." + r["periods"][-7:]
         click.echo(
             f"{r['run_id']:28} {r['status']:11} {periods:16} {r['started_at']:20} "
-            f"{r['duration_seconds'] if r['duration_seconds'] is not None else '':>8}  {summary or r['error'] or ''}"
+            f"{r['duration_seconds'] if r['duration_seconds'] is not None else '':>8}  "
+            + "; ".join(x for x in (summary, r["error"]) if x)  # a run that failed after its commit has both
         )
 
 
@@ -235,9 +237,10 @@ def _has_table(con, name: str) -> bool:
 @click.option("--warehouse", "warehouse_path", required=True, type=click.Path(path_type=Path, exists=True))
 def diff(run_a, run_b, warehouse_path):
     """Orders whose verdict changed between two runs of the same period, with both reasons."""
-    from pipeline import history, warehouse
+    from pipeline import history, preflight, warehouse
     from pipeline.errors import ConfigError
 
+    preflight.check_warehouse_file(warehouse_path)
     con = warehouse.connect(warehouse_path, read_only=True)
     try:
         missing, rows = history.diff_runs(con, run_a, run_b) if _has_table(con, "run_verdicts") else ([run_a, run_b], [])
@@ -299,4 +302,10 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("order-audit: interrupted; the warehouse and outputs keep their previous state", err=True)
         sys.exit(130)
+    except OSError as exc:
+        problem = refused_write(exc)  # disk full, read-only, no permission: the machine's, not a bug
+        if problem is None:
+            raise
+        click.echo(f"order-audit: error: {problem}", err=True)
+        sys.exit(EXIT_USAGE)
     sys.exit(0)

@@ -18,6 +18,8 @@ class TableContract:
     numbers: tuple[str, ...] = ()
     lowercase: tuple[str, ...] = ()  # controlled vocabularies, compared lower-case
     codes: tuple[str, ...] = ()  # trimmed, upper-cased text
+    # (column, lowest, highest): a number outside is no real value of it (age 999, -5, NaN): nulled
+    ranges: tuple[tuple[str, float, float], ...] = ()
     required_file: bool = True
 
     @property
@@ -45,6 +47,7 @@ PROCEDURES = TableContract(
     dates=("patient_birth_date",),
     integers=("needle_gauge", "attempts"),
     numbers=("patient_age",),
+    ranges=(("patient_age", 0, 130),),
     lowercase=("needle_type", "patient_position"),
     codes=("procedure_code",),
 )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+
 EXIT_OK = 0
 EXIT_USAGE = 1  # usage or configuration error
 EXIT_INPUT = 2  # an input file cannot be read as the data contract says
@@ -50,3 +53,37 @@ class QualityGateError(AuditError):
 
 class WarehouseLockedError(AuditError):
     exit_code = EXIT_LOCKED
+
+
+class WriteRefusedError(AuditError):
+    """The machine refused a write (disk full, read-only, no permission): fix the machine, run again."""
+
+    exit_code = EXIT_USAGE
+
+
+# errno values that say the machine, not the data or the code, stopped a write
+REFUSED_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO)
+_REFUSED_WRITE_TEXTS = tuple(os.strerror(e) for e in REFUSED_WRITE_ERRNOS)
+
+
+def refused_write(exc: BaseException) -> str | None:
+    """Why the OS refused a write, when that is what ``exc`` (or an exception behind it) says; else None.
+
+    DuckDB, Polars and xlsxwriter report the same failures in their own exception types, with
+    the OS's text (``No space left on device``) inside their message.
+    """
+    seen: set[int] = set()
+    stack: list = [exc]
+    while stack:
+        e = stack.pop()
+        if not isinstance(e, BaseException) or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in REFUSED_WRITE_ERRNOS:
+            return f"{e.filename}: {e.strerror}" if e.filename else e.strerror
+        text = str(e)
+        found = next((t for t in _REFUSED_WRITE_TEXTS if t in text), None)
+        if found is not None:
+            return " ".join(text.split())[:300]
+        stack += [e.__cause__, e.__context__, *e.args]
+    return None

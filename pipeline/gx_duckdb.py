@@ -91,8 +91,11 @@ def make_context(warehouse_path: str | os.PathLike, *, shim: bool = True):
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     datasource = context.data_sources.add_sql(
         name=DATASOURCE_NAME,
-        connection_string=f"duckdb:///{path}",
-        kwargs={"connect_args": {"read_only": True}},
+        # the file goes to duckdb.connect as an argument, not inside the URL: GX substitutes $VAR in
+        # connection strings (a folder named a$b failed, ${HOME} would point elsewhere) and a URL
+        # would need escaping for every other character a path may hold
+        connection_string="duckdb://",
+        kwargs={"connect_args": {"database": str(path), "read_only": True}},
     )
     return context, datasource
 

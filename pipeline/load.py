@@ -291,10 +291,14 @@ def _typed_frame(lf: pl.LazyFrame, schema: dict, contract: TableContract, tz: st
         elif col in contract.integers or col in contract.numbers:
             target = pl.Int64 if col in contract.integers else pl.Float64
             parsed = _text(col).cast(target, strict=False)
-            exprs.append(parsed.alias(col))
+            low, high = next(((lo, hi) for c, lo, hi in contract.ranges if c == col), (None, None))
+            outside = parsed.is_not_null() & ~parsed.is_between(low, high) if low is not None else pl.lit(False)
+            exprs.append(pl.when(outside).then(None).otherwise(parsed).alias(col))
             errs.append(
                 pl.when(_text(col).is_not_null() & parsed.is_null())
                 .then(pl.lit(f"not a {'whole ' if target == pl.Int64 else ''}number"))
+                .when(outside)  # NaN and inf too: no real value of the column
+                .then(pl.lit(f"outside the possible range {low:g} to {high:g}" if low is not None else ""))
                 .alias(ERR + col)
             )
         elif col in contract.codes or col in contract.not_null or col in contract.lowercase:
@@ -461,7 +465,7 @@ def prepare_table(f: InputFile, contract: TableContract, cfg: Config, scratch: P
     try:
         con.execute("SET enable_progress_bar = false")
         con.execute("SET TimeZone = 'UTC'")
-        con.execute(f"SET memory_limit = '{memory_limit()}'")
+        con.execute(f"SET memory_limit = {literal(memory_limit())}")
         con.execute(f"SET temp_directory = {literal(scratch / 'duckdb_tmp')}")
         src = f"read_parquet({literal(typed_path)})"
         typed_cols = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]

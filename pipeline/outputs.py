@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 
 import duckdb
 
-from pipeline.sqltext import literal
+from pipeline import ownership
+from pipeline.errors import ConfigError
+from pipeline.formula_guard import neutralise_sql
+from pipeline.sqltext import ident, literal
 
 # table in the warehouse -> output file stem, and the formats written
 DATA_OUTPUTS = {
@@ -34,16 +37,30 @@ OUTPUT_QUERIES = {
 
 
 def write_tables(con: duckdb.DuckDBPyConnection, out_dir: Path) -> list[Path]:
-    """COPY each mart to CSV/Parquet; rows keep the mart's ORDER BY, so reruns are byte-identical."""
+    """COPY each mart to CSV/Parquet; rows keep the mart's ORDER BY, so reruns are byte-identical.
+
+    In CSV, text that a spreadsheet would run as a formula is neutralised (formula_guard); Parquet
+    keeps the raw text."""
     written = []
     for table, (stem, formats) in DATA_OUTPUTS.items():
         query = OUTPUT_QUERIES.get(table, f"SELECT * FROM {table}")
         for fmt in formats:
             path = out_dir / f"{stem}.{fmt}"
-            options = "FORMAT csv, HEADER true" if fmt == "csv" else "FORMAT parquet, COMPRESSION zstd"
-            con.execute(f"COPY ({query}) TO {literal(path)} ({options})")
+            if fmt == "csv":
+                con.execute(f"COPY ({_spreadsheet_safe(con, query)}) TO {literal(path)} (FORMAT csv, HEADER true)")
+            else:
+                con.execute(f"COPY ({query}) TO {literal(path)} (FORMAT parquet, COMPRESSION zstd)")
             written.append(path)
     return written
+
+
+def _spreadsheet_safe(con: duckdb.DuckDBPyConnection, query: str) -> str:
+    """The query with every text column neutralised for spreadsheets (numbers and times unchanged)."""
+    columns = con.execute(f"DESCRIBE ({query})").fetchall()
+    select = [
+        f"{neutralise_sql(ident(name))} AS {ident(name)}" if kind == "VARCHAR" else ident(name) for name, kind, *_ in columns
+    ]
+    return f"SELECT {', '.join(select)} FROM ({query}) AS q"
 
 
 def write_json(path: Path, payload: dict) -> Path:
@@ -52,13 +69,12 @@ def write_json(path: Path, payload: dict) -> Path:
 
 
 def staging_dir_for(out_dir: Path) -> Path:
-    """A fresh folder beside the destination (same file system, so the final move is a rename)."""
+    """A fresh, marked folder beside the destination (same file system, so the final move is a rename)."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = out_dir.parent / f".{out_dir.name}.staging-{os.getpid()}"
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir()
-    return staging
+    if not ownership.remove(staging):
+        raise ConfigError(f"{staging} is in the way and was not made by order-audit; move it elsewhere and run again")
+    return ownership.make_dir(staging)
 
 
 STAGING_RE = re.compile(r"^\.(?P<name>.+)\.staging-(?P<pid>\d+)$")
@@ -78,11 +94,37 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _our_link(link: Path, target: str) -> bool:
+    """A symlink publish() made: out -> .out.v-<run>.<pid> beside it (that version, or nothing, behind it)."""
+    m = VERSION_RE.match(target)
+    if not m or m["name"] != link.name:
+        return False
+    version = link.parent / target
+    return ownership.is_version_of(version, m["run"]) or not (version.exists() or version.is_symlink())
+
+
+def publication_dir(out_dir: Path) -> Path:
+    """Where the outputs of ``--out out_dir`` go: out_dir, or, when it is a symlink someone else
+    made (e.g. to a folder of their own), the path it points to, followed link by link."""
+    path = Path(os.path.abspath(out_dir))  # `--out .` has a name and a parent to stage beside
+    for _ in range(40):
+        if not path.is_symlink():
+            return path
+        target = os.readlink(path)
+        if _our_link(path, target):
+            return path
+        path = Path(os.path.normpath(path.parent.resolve() / target))
+    raise ConfigError(f"--out {out_dir}: too many levels of symbolic links")
+
+
 def switch_mode(out_dir: Path) -> bool:
     """All-or-nothing publication (a symlink switch) is possible unless out_dir is a real, non-empty folder."""
     if out_dir.is_symlink() or not out_dir.exists():
         return True
     if out_dir.is_dir():
+        with contextlib.suppress(OSError):  # (a working folder deleted under us: not this one)
+            if os.path.samefile(out_dir, os.getcwd()):
+                return False  # `--out .`: the folder the user is working in stays a folder
         try:
             out_dir.rmdir()  # empty: nothing a reader could miss
             return True
@@ -108,11 +150,13 @@ def publish(staging: Path, out_dir: Path, version: str, on_file=None) -> str:
     on_file(step) is called between steps (the crash-test hook).
     """
     hook = on_file or (lambda _step: None)
+    out_dir = publication_dir(out_dir)  # a user's link is followed, never replaced (run.py resolves it first)
     if switch_mode(out_dir):
         target = out_dir.parent / f".{out_dir.name}.v-{version}.{os.getpid()}"
-        if target.exists():
-            shutil.rmtree(target)
+        if not ownership.remove(target, run_id=version):
+            raise ConfigError(f"{target} is in the way and was not made by order-audit; move it elsewhere and run again")
         os.rename(staging, target)
+        (target / ownership.MARK).unlink(missing_ok=True)  # from here its run.json is its mark: readers see only outputs
         _fsync_dir(target)
         hook("version_ready")
         previous = os.readlink(out_dir) if out_dir.is_symlink() else None
@@ -122,11 +166,12 @@ def publish(staging: Path, out_dir: Path, version: str, on_file=None) -> str:
         os.replace(link, out_dir)
         _fsync_dir(out_dir.parent)
         hook("switched")
-        if previous and previous != target.name and "/" not in previous:
-            shutil.rmtree(out_dir.parent / previous, ignore_errors=True)
+        m = VERSION_RE.match(previous or "")
+        if m and previous != target.name and m["name"] == out_dir.name:
+            ownership.remove(out_dir.parent / previous, run_id=m["run"])
         return "switch"
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = [p for p in sorted(staging.rglob("*")) if not p.is_dir()]
+    files = [p for p in sorted(staging.rglob("*")) if not p.is_dir() and p.relative_to(staging).as_posix() != ownership.MARK]
     files.sort(key=lambda p: p.name == "run.json")  # run.json last: it names the run the files belong to
     for src in files:
         dest = out_dir / src.relative_to(staging)
@@ -134,7 +179,7 @@ def publish(staging: Path, out_dir: Path, version: str, on_file=None) -> str:
         os.replace(src, dest)
         hook(dest.name)
     _fsync_dir(out_dir)
-    shutil.rmtree(staging, ignore_errors=True)
+    ownership.remove(staging)
     return "files"
 
 
@@ -161,21 +206,23 @@ def sweep(folder: Path) -> list[Path]:
         name = entry.name
         if not name.startswith("."):
             continue
-        m = STAGING_RE.match(name) or LINK_RE.match(name)
+        m = STAGING_RE.match(name)
         if m:
-            if not _alive(int(m["pid"])):
-                if entry.is_symlink() or entry.is_file():
-                    entry.unlink(missing_ok=True)
-                else:
-                    shutil.rmtree(entry, ignore_errors=True)
+            if not _alive(int(m["pid"])) and ownership.remove(entry):
+                removed.append(entry)
+            continue
+        m = LINK_RE.match(name)
+        if m:
+            # a half-made link of ours points at one of our version folders; anything else is not ours
+            if entry.is_symlink() and VERSION_RE.match(os.readlink(entry)) and not _alive(int(m["pid"])):
+                entry.unlink(missing_ok=True)
                 removed.append(entry)
             continue
         m = VERSION_RE.match(name)
         if m and not entry.is_symlink():
             live = folder / m["name"]
             current = live.is_symlink() and os.readlink(live) == name
-            if not current and not _alive(int(m["pid"])):
-                shutil.rmtree(entry, ignore_errors=True)
+            if not current and not _alive(int(m["pid"])) and ownership.remove(entry, run_id=m["run"]):
                 removed.append(entry)
     return removed
 
@@ -184,7 +231,7 @@ def file_manifest(folder: Path) -> dict:
     """sha256 and size of every file under folder (run.json lists them: a reader can check a set is whole)."""
     found = {}
     for p in sorted(folder.rglob("*")):
-        if p.is_file() and p.name != "run.json":
+        if p.is_file() and p.name != "run.json" and p.relative_to(folder).as_posix() != ownership.MARK:
             digest = hashlib.sha256()
             with p.open("rb") as fh:
                 for chunk in iter(lambda: fh.read(1 << 20), b""):

@@ -27,7 +27,7 @@ import markupsafe
 import numpy as np
 import polars as pl
 
-from pipeline import charts, workbook
+from pipeline import bidi, charts, formula_guard, workbook
 from pipeline.errors import AuditError
 from pipeline.measure import SCHEMA_VERSION, funnel_status, p_chart, wilson_interval
 from pipeline.resources import reports_dir
@@ -107,10 +107,20 @@ def make_env() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        finalize=_shown,
     )
     env.filters["pct"] = _pct
     env.filters["num"] = _num
     return env
+
+
+def _shown(value):
+    """Every value a template prints: bidirectional controls made visible (no display spoofing), then
+    escaped. Markup (charts, blocks rendered here) gets the same: the controls are never markup."""
+    if isinstance(value, markupsafe.Markup):
+        shown = bidi.visible(value)
+        return value if shown is value else markupsafe.Markup(shown)
+    return bidi.visible(value) if isinstance(value, str) else value
 
 
 def _pct(value, digits: int = 1) -> str:
@@ -678,7 +688,7 @@ def _write_text(path: Path, text: str) -> Path:
 
 def _write_feed(out_dir: Path, metrics: pl.DataFrame, run_info: dict, period: str, min_cell: int) -> list[Path]:
     csv_path, pq_path, json_path = out_dir / "metrics.csv", out_dir / "metrics.parquet", out_dir / "metrics.json"
-    metrics.write_csv(csv_path, float_precision=6)
+    formula_guard.neutralised(metrics).write_csv(csv_path, float_precision=6)  # the Parquet keeps the raw text
     metrics.write_parquet(pq_path, compression="zstd", statistics=False)
     headline = metrics.filter((pl.col("period") == period) & (pl.col("level") == "overall"))
     summary = {
@@ -717,7 +727,7 @@ def write_reid_file(con, reid_file: Path, out_dir: Path) -> Path:
     with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(["patient_key", "patient_id"])
-        w.writerows(rows)
+        w.writerows((key, formula_guard.neutralise(patient_id)) for key, patient_id in rows)
     return reid_file
 
 

@@ -14,7 +14,7 @@ import contextlib
 import datetime as dt
 import logging
 import platform
-import shutil
+import shlex
 import sys
 import tempfile
 import uuid
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline import audit, faults, gate, history, load, outputs, reference, source_store, warehouse
+from pipeline import audit, faults, gate, history, load, outputs, ownership, preflight, reference, source_store, warehouse
 from pipeline.config import Config, pseudonym_key
-from pipeline.errors import QualityGateError
+from pipeline.errors import AuditError, QualityGateError, WriteRefusedError, refused_write
 from pipeline.logs import event, stage
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def _period_label(month: str | None) -> str:
 def _warehouse_file(opts: RunOptions):
     """The warehouse path; without --warehouse, a throw-away file removed after the run."""
     if opts.warehouse_path is not None:
-        yield opts.warehouse_path
+        yield warehouse.real_path(opts.warehouse_path)  # a symlinked warehouse is the same warehouse
         return
     with tempfile.TemporaryDirectory(prefix="order-audit-wh-") as tmp:
         yield Path(tmp) / "warehouse.duckdb"
@@ -121,8 +121,11 @@ def execute(opts: RunOptions, cfg: Config) -> RunResult:
         )
         event(warnings[-1], level=logging.WARNING, event="demo_key")
 
-    # file-level checks first: an unreadable input or a missing column stops the run before the
-    # warehouse (or its run history) is touched
+    # the folders and files the run will write, then the inputs' file-level checks: an unusable --out,
+    # an unreadable input or a missing column stops the run before the warehouse is touched
+    out_root = outputs.publication_dir(opts.out_dir)  # a user's symlink to a folder: that folder
+    preflight.check_run(opts, out_root)
+    opts.out_dir = out_root
     inputs = None
     if opts.input_dir is not None:
         inputs = load.find_inputs(opts.input_dir)
@@ -136,15 +139,19 @@ def execute(opts: RunOptions, cfg: Config) -> RunResult:
             history.start(con, run_id, opts, started)
         finally:
             con.close()
-        _sweep_leftovers(opts, wh_path)
-        scratch = Path(tempfile.mkdtemp(prefix=f".{wh_path.name}.scratch-", dir=wh_path.parent))
         try:
-            return _execute_locked(opts, cfg, inputs, run_id, started, timings, key, key_is_demo, warnings, wh_path, scratch)
+            _sweep_leftovers(opts, wh_path)
+            scratch = ownership.make_temp_dir(f".{wh_path.name}.scratch-", wh_path.parent)
+            try:
+                return _execute_locked(opts, cfg, inputs, run_id, started, timings, key, key_is_demo, warnings, wh_path, scratch)
+            finally:
+                ownership.remove(scratch)
         except BaseException as exc:
-            _record_failure(wh_path, run_id, exc, timings)
+            refused = _refused_write_error(exc, opts, committed=False)
+            _record_failure(wh_path, run_id, refused or exc, timings)
+            if refused is not None:
+                raise refused from None
             raise
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _record_failure(wh_path: Path, run_id: str, exc: BaseException, timings: dict) -> None:
@@ -163,12 +170,36 @@ def _record_failure(wh_path: Path, run_id: str, exc: BaseException, timings: dic
             con.close()
 
 
+def _refused_write_error(exc: BaseException, opts: RunOptions, committed: bool) -> WriteRefusedError | None:
+    """One line for a write the machine refused (disk full, read-only, no permission), saying what
+    was kept and how to catch up; None for any other failure."""
+    if isinstance(exc, (AuditError, KeyboardInterrupt)):
+        return None
+    problem = refused_write(exc)
+    if problem is None:
+        return None
+    if not committed or opts.warehouse_path is None:
+        kept = "nothing was changed" if not committed else "the previous outputs are unchanged"
+        return WriteRefusedError(f"could not write ({problem}); {kept}: free space or fix the folder, then run again")
+    periods = ""
+    if opts.per_month_folders:
+        periods = f" --from {opts.months[0]} --to {opts.months[-1]}"
+    elif opts.months != [None]:
+        periods = f" --month {opts.months[0]}"
+    again = f"order-audit run --warehouse {shlex.quote(str(opts.warehouse_path))} --out {shlex.quote(str(opts.out_dir))}{periods}"
+    return WriteRefusedError(
+        f"could not write the outputs in {opts.out_dir} ({problem}); the previous outputs are unchanged and the "
+        f"warehouse already holds this run's data, ahead of the published reports: free space or fix the folder, "
+        f"then publish with `{again}`"
+    )
+
+
 def _sweep_leftovers(opts: RunOptions, wh_path: Path) -> None:
     """What a killed run left behind: its scratch folder (we hold the writer lock, so any scratch
     folder of this warehouse is a dead run's), and hidden staging/version folders beside the outputs."""
     for old in wh_path.parent.glob(f".{wh_path.name}.scratch-*"):
-        shutil.rmtree(old, ignore_errors=True)
-        log.info("removed %s (left by an interrupted run)", old)
+        if ownership.remove(old):
+            log.info("removed %s (left by an interrupted run)", old)
     folders = [opts.out_dir.parent] + ([opts.out_dir] if opts.per_month_folders else [])
     for folder in folders:
         for old in outputs.sweep(folder):
@@ -280,7 +311,7 @@ def _execute_locked(
         warehouse.set_pseudonym_key(con, key)
         for i, month in enumerate(opts.months):
             label = _period_label(month)
-            out_dir = opts.out_dir / label if opts.per_month_folders else opts.out_dir
+            out_dir = outputs.publication_dir(opts.out_dir / label) if opts.per_month_folders else opts.out_dir
             if len(opts.months) > 1:  # one month: the marts still hold it from the transform
                 reference.set_period(con, month, month, cfg.reporting.trend_months)
                 audit.run_models(con, layers=("marts",))
@@ -299,7 +330,7 @@ def _execute_locked(
                     outputs.write_json(staging / "run.json", run_info)
                 outputs.publish(staging, out_dir, version=run_id, on_file=lambda n: faults.maybe_fail("mid_publish", n))
             finally:
-                shutil.rmtree(staging, ignore_errors=True)
+                ownership.remove(staging)
             if bar is not None:
                 bar.update(1, label)
             if opts.progress:
@@ -320,6 +351,8 @@ def _execute_locked(
     except BaseException as exc:
         # the warehouse transaction has committed; record why the outputs were not (all) published
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        refused = _refused_write_error(exc, opts, committed=True)
+        why = (refused or exc).message if isinstance(refused or exc, AuditError) else str(exc)
         with contextlib.suppress(Exception):
             history.finish(
                 con,
@@ -327,8 +360,10 @@ def _execute_locked(
                 status,
                 month_counts,
                 timings,
-                error=f"after the warehouse commit: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                error=f"after the warehouse commit: {why.splitlines()[0] if why else type(exc).__name__}",
             )
+        if refused is not None:
+            raise refused from None
         raise
     finally:
         con.close()

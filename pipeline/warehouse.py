@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 
 from pipeline.errors import ConfigError, WarehouseLockedError
+from pipeline.sqltext import literal
 
 DEFAULT_MEMORY_LIMIT = "4GB"
 MEMORY_LIMIT_ENV = "ORDER_AUDIT_MEMORY_LIMIT"
@@ -27,33 +28,42 @@ def memory_limit() -> str:
     return value
 
 
+def real_path(path: Path | str) -> Path:
+    """The warehouse file with every symlink resolved: one warehouse, one lock, one .sources folder."""
+    return Path(path).resolve()
+
+
 def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     path = Path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     try:
         con = duckdb.connect(str(path), read_only=read_only)
-    except duckdb.IOException as exc:
+    except duckdb.Error as exc:
         text = str(exc)
-        if "lock" in text.lower():
-            run = running_run(path)
-            if run is not None and run.get("pid") != os.getpid():  # another order-audit run
-                raise WarehouseLockedError(
-                    f"{path}: {_describe(run)} holds the warehouse for writing; wait for it "
-                    "to finish (readers can open it once the run ends)"
-                ) from None
-            pid = re.search(r"PID (\d+)", text)
-            holder = f" (process {pid.group(1)})" if pid else ""
-            raise WarehouseLockedError(
-                f"{path}: another process holds the warehouse file open for writing{holder} (DuckDB's lock; "
-                "not an order-audit run); wait for it to close the file, or pass a different --warehouse"
+        if "Could not set lock" not in text and "Conflicting lock" not in text:
+            # not a DuckDB file, corrupt, written by a newer DuckDB, unreadable: one line, not a traceback
+            raise ConfigError(
+                f"--warehouse {path} cannot be opened: {' '.join(text.split())} (nothing was changed; restore the file "
+                "from a backup, or give a new path to start a warehouse)"
             ) from None
-        raise
+        run = running_run(path)
+        if run is not None and run.get("pid") != os.getpid():  # another order-audit run
+            raise WarehouseLockedError(
+                f"{path}: {_describe(run)} holds the warehouse for writing; wait for it "
+                "to finish (readers can open it once the run ends)"
+            ) from None
+        pid = re.search(r"PID (\d+)", text)
+        holder = f" (process {pid.group(1)})" if pid else ""
+        raise WarehouseLockedError(
+            f"{path}: another process holds the warehouse file open for writing{holder} (DuckDB's lock; "
+            "not an order-audit run); wait for it to close the file, or pass a different --warehouse"
+        ) from None
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
     if not read_only:
         # bounded memory: DuckDB spills to <warehouse>.tmp beyond this instead of taking 80% of RAM
-        con.execute(f"SET memory_limit = '{memory_limit()}'")
+        con.execute(f"SET memory_limit = {literal(memory_limit())}")
     return con
 
 
@@ -67,7 +77,7 @@ def set_pseudonym_key(con: duckdb.DuckDBPyConnection, key: bytes) -> None:
 
 
 def _lock_path(path: Path) -> Path:
-    path = Path(path)
+    path = real_path(path)  # wh2.duckdb -> wh.duckdb takes wh.duckdb's lock
     return path.with_name(path.name + ".lock")
 
 
@@ -103,9 +113,12 @@ def writer_lock(path: Path, run_id: str, command: str):
     run never leaves a stale lock behind.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     lock_path = _lock_path(path)
-    fh = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole run
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole run
+    except OSError as exc:  # a read-only or foreign folder (preflight checks it first; this is the race)
+        raise ConfigError(f"--warehouse {path}: cannot create its lock file {lock_path} ({exc.strerror})") from None
     try:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -1,8 +1,9 @@
 """The chart-review case list as an Excel workbook (xlsxwriter), with an explanation sheet.
 
-Every cell is written as a string or number explicitly: a free-text value starting with
-``=`` stays text (no formula injection). File properties carry a fixed date so reruns
-produce the same bytes.
+Every cell is written as a string or number explicitly, and text that a spreadsheet would
+run as a formula (``=``, ``+``, ``-``, ``@``, tab, CR first) gets a leading quote
+(formula_guard, ``_as_cells``). File properties carry a fixed date so reruns produce the
+same bytes.
 
 The Cases sheet (some 500k cells at 10M orders) is the one large part: xlsxwriter's per-cell
 Python path costs about 4 s there, so its rows are turned into sheet XML column-wise with
@@ -17,12 +18,16 @@ Text shaped like rich-text XML (``<r>...</r>``) is escaped like any other, on bo
 from __future__ import annotations
 
 import datetime as dt
+import io
 from pathlib import Path
 
 import polars as pl
 import xlsxwriter
 from xlsxwriter.utility import _preserve_whitespace, _utf16_len, xl_col_to_name
 from xlsxwriter.xmlwriter import XMLwriter
+
+from pipeline.bidi import visible_expr
+from pipeline.formula_guard import neutralise_expr
 
 COLUMN_NOTES = {
     "case_id": "Case = the index procedure (its procedure_id).",
@@ -54,8 +59,11 @@ def write_case_list(path: Path, cases: pl.DataFrame, rules: pl.DataFrame, run_in
     """Write ``case_list.xlsx``: sheet Cases (one row per audited order), Explanation and Rules."""
     # constant_memory: rows stream to disk as written (a 10k-order list neither piles up cell objects
     # nor pays for them); the Cases sheet is therefore written strictly row by row.
+    # zipped in memory, then written in one go: on a full disk xlsxwriter's half-written ZipFile would
+    # fail again when collected, printing "Exception ignored" lines after the run's one error line
+    packed = io.BytesIO()
     wb = xlsxwriter.Workbook(
-        str(path),
+        packed,
         {"strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False, "constant_memory": True},
     )
     wb.set_properties({"title": "order-audit case list", "created": _FIXED_DATE, "comments": f"run {run_info['run_id']}"})
@@ -74,11 +82,7 @@ def write_case_list(path: Path, cases: pl.DataFrame, rules: pl.DataFrame, run_in
         ws.set_column(j, j, widths.get(name, 16))
     ws.freeze_panes(1, 0)
     ws.write_row(0, 0, columns, head)
-    # every value as text or number: temporal and other types become their string form; with
-    # strings_to_formulas off, write_row stores a leading "=" as text (no formula injection)
-    text = [c for c, t in cases.schema.items() if not (t.is_numeric() or t == pl.Boolean)]
-    shaped = cases.with_columns(pl.col(c).cast(pl.String) for c in text)
-    _write_rows(ws, shaped, first_row=1)
+    _write_rows(ws, _as_cells(cases), first_row=1)
     if cases.height:
         ws.autofilter(0, 0, cases.height, len(columns) - 1)
 
@@ -113,7 +117,17 @@ def write_case_list(path: Path, cases: pl.DataFrame, rules: pl.DataFrame, run_in
     rs.set_column(0, 2, 16)
     rs.set_column(3, 4, 70)
     wb.close()
+    Path(path).write_bytes(packed.getvalue())
     return path
+
+
+def _as_cells(frame: pl.DataFrame) -> pl.DataFrame:
+    """Every value as a number or as the text a reviewer reads: temporal and other types in their
+    string form, formula triggers neutralised (a spreadsheet would run them even when stored as
+    text once edited or exported), bidirectional controls shown (bidi.py)."""
+    text = [c for c, t in frame.schema.items() if not (t.is_numeric() or t == pl.Boolean)]
+    frame = frame.with_columns(pl.col(c).cast(pl.String) for c in text)
+    return frame.with_columns(*(neutralise_expr(c) for c in text)).with_columns(*(visible_expr(c) for c in text))
 
 
 # ----------------------------------------------------------------------------- the Cases rows

@@ -25,8 +25,8 @@ steps AS (
     UNION ALL SELECT 2, 'Index procedures: patients', 'patients', (SELECT count(DISTINCT patient_key) FROM ix), 'step', ''
     UNION ALL SELECT 2, 'Under the minimum age at the procedure', 'procedures',
            (SELECT count(*) FROM ix WHERE NOT is_adult AND NOT is_age_unknown), 'exclusion', ''
-    UNION ALL SELECT 2, 'Age unknown (no birth date or age)', 'procedures',
-           (SELECT count(*) FROM ix WHERE is_age_unknown), 'exclusion', 'cannot tell whether adult: not audited'
+    UNION ALL SELECT 2, 'Age unknown (no birth date or age, or an impossible age)', 'procedures',
+           (SELECT count(*) FROM ix WHERE is_age_unknown), 'exclusion', 'cannot tell whether adult: not audited; an age outside 0-130 is nulled at load'
     UNION ALL SELECT 3, 'Index procedures in adults', 'procedures', (SELECT count(*) FROM ix WHERE is_adult), 'step', ''
     UNION ALL SELECT 3, 'No leak evidence attached', 'procedures',
            (SELECT count(*) FROM ix WHERE is_adult AND NOT has_leak_evidence AND NOT has_late_evidence_only),

@@ -1,0 +1,70 @@
+"""What order-audit made, and so may delete: every folder it removes carries its mark.
+
+A run deletes folders only it could have made: staging folders beside ``--out``, scratch
+folders beside the warehouse, and published version folders (``.out.v-<run>.<pid>``). A
+name that merely looks like one is not enough (``--out`` may be a link to a user's folder,
+a user may keep a folder of that shape): staging and scratch folders hold the file
+``MARK`` from the moment they are made; a version folder is a staging folder renamed, so
+its mark is the ``run.json`` this tool wrote into it, naming the run in the folder's name.
+Anything else is left alone and logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+MARK = ".order-audit-made"
+_MARK_TEXT = "made by order-audit; removed by order-audit when no longer needed\n"
+
+
+def mark(folder: Path) -> Path:
+    (Path(folder) / MARK).write_text(_MARK_TEXT, encoding="utf-8")
+    return Path(folder)
+
+
+def make_dir(path: Path) -> Path:
+    """A new folder (it must not exist yet) with the mark in it."""
+    path = Path(path)
+    path.mkdir()
+    return mark(path)
+
+
+def make_temp_dir(prefix: str, parent: Path) -> Path:
+    """A new uniquely named folder in ``parent`` with the mark in it (tempfile.mkdtemp)."""
+    return mark(Path(tempfile.mkdtemp(prefix=prefix, dir=parent)))
+
+
+def is_marked(folder: Path) -> bool:
+    folder = Path(folder)
+    return not folder.is_symlink() and folder.is_dir() and (folder / MARK).is_file()
+
+
+def is_version_of(folder: Path, run_id: str) -> bool:
+    """A real folder holding the run.json order-audit wrote for ``run_id``."""
+    folder = Path(folder)
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    try:
+        info = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and info.get("run_id") == run_id and "software_version" in info
+
+
+def remove(folder: Path, run_id: str | None = None) -> bool:
+    """Delete ``folder`` if order-audit made it: it has the mark, or (``run_id`` given) it is that
+    run's published version. Returns whether it is gone; anything else is left and logged."""
+    folder = Path(folder)
+    if not folder.exists() and not folder.is_symlink():
+        return True
+    if is_marked(folder) or (run_id is not None and is_version_of(folder, run_id)):
+        shutil.rmtree(folder, ignore_errors=True)
+        return not folder.exists()
+    log.warning("left %s in place: it was not made by order-audit", folder)
+    return False

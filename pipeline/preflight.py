@@ -1,0 +1,94 @@
+"""Checks before any work: the folders and files a run will write are usable, or one line and exit 1.
+
+What would otherwise fail at the end of a run, after the parse and the warehouse commit
+(``--out`` is a file, a folder the run cannot write, a warehouse file that is not DuckDB,
+a crosswalk of raw ids that would land beside the reports), stops here instead.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pipeline.errors import ConfigError
+
+DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
+
+
+def check_warehouse_file(path: Path) -> None:
+    """An existing warehouse file must be a DuckDB database (not a folder, not empty, not other bytes)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"--warehouse {path} is a folder; give the warehouse file (e.g. {path / 'warehouse.duckdb'})")
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(12)
+    except FileNotFoundError:
+        return  # a new warehouse
+    except OSError as exc:
+        raise ConfigError(f"--warehouse {path} cannot be read ({exc.strerror}); check its permissions") from None
+    if head[8:12] != DUCKDB_MAGIC:
+        what = "an empty file" if not head else "not a DuckDB database file"
+        raise ConfigError(
+            f"--warehouse {path} is {what}; give the warehouse file an earlier run made, or a path that does "
+            "not exist yet to start a new warehouse (nothing was changed)"
+        )
+
+
+def check_run(opts, out_root: Path) -> None:
+    """Everything ``run`` will write to, before it parses anything. ``out_root``: where --out publishes."""
+    if out_root.exists() and not out_root.is_dir():
+        via = "" if out_root == Path(opts.out_dir) else f" (through a link, {out_root})"
+        raise ConfigError(f"--out {opts.out_dir} is a file{via}, not a folder; give a folder path (it is created if missing)")
+    # the staging folder goes beside a single --out, and inside the root of a backfill
+    _check_writable(out_root if opts.per_month_folders else out_root.parent, "--out", opts.out_dir)
+    if out_root.is_dir() and not out_root.is_symlink() and any(out_root.iterdir()):
+        _check_writable(out_root, "--out", opts.out_dir)  # a plain folder is updated file by file
+    if opts.warehouse_path is not None:
+        check_warehouse_file(opts.warehouse_path)
+        _check_writable(
+            Path(opts.warehouse_path).resolve().parent, "--warehouse", opts.warehouse_path
+        )  # lock, scratch and .sources go beside it
+    if opts.data_docs_dir is not None:
+        _check_writable(Path(opts.data_docs_dir), "--data-docs", opts.data_docs_dir)
+    if opts.reid_file is not None:
+        check_reid_file(opts, out_root)
+
+
+def check_reid_file(opts, out_root: Path) -> None:
+    """The crosswalk of raw patient ids goes nowhere near what is published, kept or delivered."""
+    reid = Path(opts.reid_file).resolve()
+    places = [(f"the output folder (--out {opts.out_dir})", Path(opts.out_dir).resolve()), (None, out_root.resolve())]
+    if opts.warehouse_path is not None:
+        warehouse_folder = Path(opts.warehouse_path).resolve().parent
+        places.append((f"the warehouse's folder ({warehouse_folder})", warehouse_folder))
+    if opts.input_dir is not None:
+        places.append((f"the input folder (--input {opts.input_dir})", Path(opts.input_dir).resolve()))
+    for what, folder in places:
+        if reid.is_relative_to(folder):
+            raise ConfigError(
+                f"--reid-file {opts.reid_file} is inside {what or places[0][0]}; the crosswalk holds raw patient "
+                "ids and must be written elsewhere (a restricted folder of its own)"
+            )
+    if reid.is_dir():
+        raise ConfigError(f"--reid-file {opts.reid_file} is a folder; give a file path")
+    _check_writable(reid.parent, "--reid-file", opts.reid_file)
+
+
+def _check_writable(folder: Path, option: str, given) -> None:
+    """``folder`` (or, where it does not exist yet, the nearest folder above it) takes new files."""
+    existing = Path(folder).resolve()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{option} {given}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        why = "a read-only file system" if _read_only(existing) else "no permission to write there"
+        raise ConfigError(f"{option} {given}: cannot write in {existing} ({why}); choose another path or fix the folder")
+
+
+def _read_only(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False

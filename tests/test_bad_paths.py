@@ -1,0 +1,273 @@
+"""A corpus of hostile and faulty paths, each with its exact outcome, through the real CLI.
+
+The sibling of test_bad_inputs.py for what surrounds the data: --out, --warehouse and
+--reid-file. Each case gives the right result, or one line (no traceback) with exit 1
+before any parsing; nothing the user owns is touched, and no crosswalk of raw ids lands
+beside the reports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+from conftest import ROOT
+from conftest import run_cli as _run_cli
+from test_scheduling import HOLD_WRITER_LOCK
+
+KEY = {"ORDER_AUDIT_PSEUDONYM_KEY": "bad-paths-test-key"}
+RAW_IDS = ("MRN-1", "MRN-2")  # the patient ids of conftest.write_small_input
+
+
+def run_cli(*args, env: dict | None = None) -> subprocess.CompletedProcess:
+    return _run_cli(*args, env={**KEY, **(env or {})})
+
+
+def one_line_error(result: subprocess.CompletedProcess, code: int, *needles: str) -> str:
+    """Exit ``code`` with exactly one line on stderr, an ``order-audit: error:`` holding every needle."""
+    assert result.returncode == code, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("order-audit: error: "), lines[0]
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def tree(folder: Path) -> dict[str, bytes | str]:
+    """Every entry under folder (links as their target, files as their bytes), not following links."""
+    found: dict[str, bytes | str] = {}
+    for root, dirs, names in os.walk(folder):
+        for name in dirs + names:
+            p = Path(root) / name
+            rel = p.relative_to(folder).as_posix()
+            found[rel] = "-> " + os.readlink(p) if p.is_symlink() else (p.read_bytes() if p.is_file() else "dir")
+    return found
+
+
+def run_audit(inp: Path, out: Path, *extra) -> subprocess.CompletedProcess:
+    return run_cli("run", "--input", inp, "--out", out, "--no-validate", "--quiet", *extra)
+
+
+# ------------------------------------------------------------------ --out through a user's symlink
+
+
+def test_out_as_a_relative_symlink_to_a_users_folder_keeps_that_folder(small_input, tmp_path):
+    """The reported case: `ln -s keep out; run --out out` deleted keep/. The link is followed instead."""
+    site = tmp_path / "site"
+    (site / "keep").mkdir(parents=True)
+    (site / "keep" / "notes.txt").write_text("precious\n")
+    (site / "out").symlink_to("keep")  # relative, as `ln -s keep out` makes it
+    for _ in range(2):  # the second run replaces the first run's files, never the folder
+        result = run_audit(small_input, site / "out")
+        assert result.returncode == 0, result.stderr
+        assert (site / "keep" / "notes.txt").read_text() == "precious\n"
+        assert os.readlink(site / "out") == "keep"  # the user's link, unchanged
+        assert (site / "keep" / "run.json").is_file() and (site / "keep" / "report.html").is_file()
+    assert sorted(p.name for p in site.iterdir()) == ["keep", "out"]  # nothing half-made left beside them
+    assert not (site / "keep" / ".order-audit-made").exists()  # the user's folder is not marked as ours
+
+
+def test_a_link_to_our_own_output_link_publishes_through_it(small_input, tmp_path):
+    """`o2 -> out -> .out.v-<run>` (out made by order-audit): the run publishes at out and keeps o2."""
+    assert run_audit(small_input, tmp_path / "out").returncode == 0
+    (tmp_path / "o2").symlink_to("out")
+    first = os.readlink(tmp_path / "out")
+    result = run_audit(small_input, tmp_path / "o2")
+    assert result.returncode == 0, result.stderr
+    assert os.readlink(tmp_path / "o2") == "out"
+    second = os.readlink(tmp_path / "out")
+    assert second != first and not (tmp_path / first).exists()  # our previous version went, as it should
+    assert json.loads((tmp_path / "o2" / "run.json").read_text())["run_id"] in second
+
+
+def test_folders_that_only_look_like_leftovers_are_never_removed(small_input, tmp_path):
+    """Sweeping goes by the mark, not the name: a user's folders named like a dead run's are kept."""
+    assert run_audit(small_input, tmp_path / "out").returncode == 0
+    lookalikes = [
+        tmp_path / ".out.staging-999999",  # a staging name with a dead pid
+        tmp_path / ".out.v-20200101T000000Z-abcdef.999999",  # a version name no link points to
+    ]
+    for folder in lookalikes:
+        folder.mkdir()
+        (folder / "notes.txt").write_text("precious\n")
+    (tmp_path / ".out.v-20200101T000000Z-abcdef.999999" / "run.json").write_text('{"run_id": "someone else"}')
+    (tmp_path / "out").unlink()
+    (tmp_path / "out").symlink_to(".out.v-20200101T000000Z-abcdef.999999")  # and --out points at it
+    result = run_audit(small_input, tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    for folder in lookalikes:
+        assert (folder / "notes.txt").read_text() == "precious\n", folder
+    # the look-alike link was the user's: followed, and the outputs were written into that folder
+    assert os.readlink(tmp_path / "out") == ".out.v-20200101T000000Z-abcdef.999999"
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["run_id"] != "someone else"
+
+
+def test_out_dot_stages_beside_the_working_folder_and_keeps_it(small_input, tmp_path):
+    """`--out .` used to stage inside the output folder itself (`./..staging-<pid>`), where a killed
+    run left it for good; the working folder is never replaced by a link either."""
+    work = tmp_path / "work"
+    work.mkdir()
+
+    def here(*extra_env) -> subprocess.CompletedProcess:
+        env = {**os.environ, **KEY, **dict(extra_env)}
+        args = ["run", "--input", str(small_input), "--out", ".", "--no-validate", "--quiet"]
+        return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=work, env=env, capture_output=True, text=True)
+
+    killed = here(("ORDER_AUDIT_FAULT", "mid_render"))
+    assert killed.returncode == -9, killed.stderr
+    assert [p.name for p in work.iterdir() if p.name.startswith(".")] == []  # nothing half-made inside
+    result = here()
+    assert result.returncode == 0, result.stderr
+    assert work.is_dir() and not work.is_symlink() and (work / "run.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "work"]  # the dead run's staging swept
+
+
+# ------------------------------------------------------------------ --reid-file: never near the outputs
+
+
+@pytest.mark.parametrize(
+    ("where", "needle"),
+    [
+        ("out/reid.csv", "inside the output folder"),  # --out is a symlink to a version folder: resolved
+        ("link/sub/reid.csv", "inside the output folder"),  # a second link to the same folder
+        ("in/reid.csv", "inside the input folder"),
+        ("whdir/restricted/reid.csv", "inside the warehouse's folder"),
+    ],
+)
+def test_reid_file_near_outputs_inputs_or_warehouse_is_refused_before_any_work(small_input, tmp_path, where, needle):
+    assert run_audit(small_input, tmp_path / "out").returncode == 0  # out -> .out.v-...: a symlink now
+    (tmp_path / "link").symlink_to("out")
+    before = tree(tmp_path / "out")
+    reid = tmp_path / where
+    started = time.monotonic()
+    result = run_audit(small_input, tmp_path / "out", "--reid-file", reid, "--warehouse", tmp_path / "whdir" / "wh.duckdb")
+    one_line_error(result, 1, "--reid-file", needle, "raw patient ids")
+    assert time.monotonic() - started < 30
+    assert not reid.exists() and not (tmp_path / "whdir").exists()  # refused before the warehouse was made
+    assert tree(tmp_path / "out") == before
+
+
+def test_reid_file_elsewhere_is_written_and_no_output_holds_a_raw_id(small_input, tmp_path):
+    reid = tmp_path / "restricted" / "reid.csv"
+    result = run_audit(small_input, tmp_path / "out", "--reid-file", reid)
+    assert result.returncode == 0, result.stderr
+    assert reid.stat().st_mode & 0o777 == 0o600
+    assert {line.split(",")[1] for line in reid.read_text().splitlines()[1:]} == set(RAW_IDS)
+    for path in (tmp_path / "out").rglob("*"):
+        if path.is_file() and path.suffix in (".csv", ".html", ".json"):
+            text = path.read_text(encoding="utf-8")
+            assert not any(raw in text for raw in RAW_IDS), path
+
+
+# ------------------------------------------------------------------ --out and --warehouse that cannot work
+
+
+def test_out_that_is_a_file_stops_before_parsing(small_input, tmp_path):
+    (tmp_path / "report").write_text("a file of the user's\n")
+    started = time.monotonic()
+    result = run_audit(small_input, tmp_path / "report", "--warehouse", tmp_path / "wh.duckdb")
+    one_line_error(result, 1, "--out", "is a file, not a folder")
+    assert time.monotonic() - started < 30  # before the run (it used to fail after it, ~9 s on 3000 patients)
+    assert (tmp_path / "report").read_text() == "a file of the user's\n"
+    assert not (tmp_path / "wh.duckdb").exists()  # nothing parsed, no warehouse made
+
+
+def test_out_below_a_file_stops_before_parsing(small_input, tmp_path):
+    (tmp_path / "report").write_text("x\n")
+    one_line_error(run_audit(small_input, tmp_path / "report" / "2026-10"), 1, "--out", "is a file, not a folder")
+
+
+JUNK = {
+    "random_bytes": lambda: os.urandom(64 * 1024),
+    "empty": lambda: b"",
+    "text": lambda: b"warehouse = notes\n" * 100,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(JUNK))
+@pytest.mark.parametrize("command", ["run", "runs", "diff"])
+def test_warehouse_that_is_not_duckdb_is_one_line_and_untouched(small_input, tmp_path, kind, command):
+    wh = tmp_path / "wh.duckdb"
+    wh.write_bytes(JUNK[kind]())
+    before = wh.read_bytes()
+    args = {
+        "run": ("run", "--input", small_input, "--out", tmp_path / "out", "--warehouse", wh, "--no-validate"),
+        "runs": ("runs", "--warehouse", wh),
+        "diff": ("diff", "A", "B", "--warehouse", wh),
+    }[command]
+    one_line_error(run_cli(*args), 1, "--warehouse", "empty file" if kind == "empty" else "not a DuckDB database file")
+    assert wh.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "wh.duckdb"]  # no lock, no scratch, no output
+
+
+@pytest.mark.parametrize("command", ["run", "runs"])
+def test_warehouse_with_a_duckdb_header_but_corrupt_is_one_line(small_input, tmp_path, command):
+    good = tmp_path / "good.duckdb"
+    duckdb.connect(str(good)).close()
+    wh = tmp_path / "wh.duckdb"
+    wh.write_bytes(good.read_bytes()[:12] + os.urandom(300 * 1024))
+    before = wh.read_bytes()
+    args = ("runs", "--warehouse", wh) if command == "runs" else ("run", "--input", small_input, "--out", tmp_path / "out")
+    result = run_cli(*args, *(("--warehouse", wh, "--no-validate") if command == "run" else ()))
+    one_line_error(result, 1, "--warehouse", "cannot be opened")
+    assert wh.read_bytes() == before and not (tmp_path / "out").exists()
+
+
+def test_warehouse_that_is_a_folder_is_one_line(small_input, tmp_path):
+    (tmp_path / "wh").mkdir()
+    result = run_audit(small_input, tmp_path / "out", "--warehouse", tmp_path / "wh")
+    one_line_error(result, 1, "--warehouse", "is a folder")
+    assert list((tmp_path / "wh").iterdir()) == [] and not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------ quotes, dollars and spaces in paths
+
+
+def test_quotes_dollars_and_spaces_in_out_and_warehouse_paths_simply_work(small_input, tmp_path):
+    """Paths reach DuckDB as quoted literals, and GX gets the file as an argument, not inside a URL
+    (GX substitutes $VAR in connection strings: a folder named like this one failed)."""
+    odd = tmp_path / "o'brien $HOME ${NOPE} #1 %20"
+    wh, out = odd / "w'h $x.duckdb", odd / "re'ports"
+    result = run_cli("run", "--input", small_input, "--out", out, "--warehouse", wh)  # with the gate (GX)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    info = json.loads((out / "run.json").read_text())
+    assert info["data_quality"] and all(d["status"] != "error" for d in info["data_quality"])
+    assert (odd / "w'h $x.duckdb.sources").is_dir()
+    runs = run_cli("runs", "--warehouse", wh)
+    assert runs.returncode == 0 and "succeeded" in runs.stdout
+
+
+# ------------------------------------------------------------------ one warehouse, one lock, whatever the path
+
+
+def test_a_symlinked_warehouse_takes_the_same_lock(small_input, tmp_path):
+    wh = tmp_path / "wh.duckdb"
+    assert run_audit(small_input, tmp_path / "out", "--warehouse", wh).returncode == 0
+    (tmp_path / "wh2.duckdb").symlink_to("wh.duckdb")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_WRITER_LOCK, str(wh)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        result = run_audit(small_input, tmp_path / "out2", "--warehouse", tmp_path / "wh2.duckdb")
+        one_line_error(result, 4, "run 20260101T000000Z-abc123", f"process {holder.pid}")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (tmp_path / "wh2.duckdb.lock").exists() and not (tmp_path / "out2").exists()
+    # and a run through the link afterwards uses the one warehouse: its loads are already there
+    assert run_audit(small_input, tmp_path / "out2", "--warehouse", tmp_path / "wh2.duckdb").returncode == 0
+    assert not (tmp_path / "wh2.duckdb.sources").exists()
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        actions = con.execute("SELECT DISTINCT action FROM load_ledger WHERE run_id = (SELECT max(run_id) FROM load_ledger)")
+        assert actions.fetchall() == [("skipped_already_loaded",)]
+    finally:
+        con.close()

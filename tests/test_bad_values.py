@@ -1,0 +1,199 @@
+"""A corpus of hostile values in otherwise good extracts, each with its exact outcome, through the real CLI.
+
+The sibling of test_bad_inputs.py for values that parse but must not act: spreadsheet
+formulas in free text (neutralised in every CSV and in the workbook, raw in Parquet),
+mathtext in a department name (plain chart labels), bidirectional controls (shown, not
+obeyed, in the report and the workbook) and impossible ages (nulled with a reason).
+The verdicts stay exactly the generator's ground truth.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import xml.etree.ElementTree as ET
+import zipfile
+from pathlib import Path
+
+import polars as pl
+import pytest
+from conftest import ORDER_HEADER, PROC_HEADER, run_cli, write_csv, write_small_input
+
+from pipeline.formula_guard import TRIGGERS, restore
+from pipeline.synth import generate
+
+KEY = {"ORDER_AUDIT_PSEUDONYM_KEY": "bad-values-test-key"}
+MATHTEXT_DEPARTMENT = "ER $\\notacommand$"
+RLO = "\u202e"
+FORMULAS = {
+    "indication_text": '=HYPERLINK("http://evil.example/x","click")',
+    "order_name": "=cmd|' /C calc'!A0",
+    "ordering_provider_id": "@SUM(1+1)*cmd|' /C calc'!A0",
+}
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory) -> dict:
+    """The issue's input (3000 patients, 3 months, seed 7) with hostile text in it, audited with the gate on."""
+    base = tmp_path_factory.mktemp("hostile")
+    inp = base / "in"
+    generate(inp, patients=3000, months=3, seed=7, start_month="2024-01")
+    orders = pl.read_csv(inp / "imaging_orders.csv", infer_schema=False)
+    n = pl.int_range(pl.len())
+    orders = orders.with_columns(
+        # three departments merge into one whose name matplotlib would read as math ($...$): enough
+        # orders for its rate to be shown, and so drawn in the department chart
+        pl.when(pl.col("ordering_department").is_in(["emergency", "primary_care", "pain_management"]))
+        .then(pl.lit(MATHTEXT_DEPARTMENT))
+        .when(pl.col("ordering_department") == "neurology")
+        .then(pl.lit("=1+1 neurology"))
+        .otherwise(pl.col("ordering_department"))
+        .alias("ordering_department"),
+        *(pl.when(n % 5 == i).then(pl.lit(v)).otherwise(pl.col(c)).alias(c) for i, (c, v) in enumerate(FORMULAS.items())),
+    ).with_columns(
+        # a right-to-left override that would show "exe.txt" for "txt.exe", and a tab and CR first
+        pl.when(n % 7 == 3).then(pl.lit(f"MRI {RLO}exe.txt")).otherwise(pl.col("order_name")).alias("order_name"),
+        pl.when(n % 11 == 4)
+        .then(pl.lit("\t+tab first"))
+        .when(n % 13 == 5)
+        .then(pl.lit("-2+3 minus"))
+        .otherwise(pl.col("indication_text"))
+        .alias("indication_text"),
+    )
+    orders.write_csv(inp / "imaging_orders.csv")
+    procs = pl.read_csv(inp / "procedures.csv", infer_schema=False)
+    # a bad optional value that is itself a formula: the reject list repeats it, neutralised
+    procs = procs.with_columns(
+        pl.when(pl.int_range(pl.len()) == 7).then(pl.lit("=2*3")).otherwise(pl.col("attempts")).alias("attempts")
+    )
+    procs.write_csv(inp / "procedures.csv")
+    out = base / "out"
+    result = run_cli("run", "--input", inp, "--out", out, "--warehouse", base / "wh.duckdb", env=KEY)
+    return {"in": inp, "out": out, "result": result}
+
+
+def test_hostile_text_runs_to_the_end_with_the_ground_truth_verdicts(hostile):
+    result = hostile["result"]
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    truth = pl.read_csv(hostile["in"] / "ground_truth_orders.csv", infer_schema=False)
+    got = pl.read_parquet(hostile["out"] / "audited_orders.parquet")
+    assert sorted(truth.select("order_id", "verdict", "reasons").rows()) == sorted(
+        got.select("order_id", "verdict", pl.col("reasons").fill_null("")).rows()
+    )
+
+
+def test_no_csv_field_anywhere_starts_a_formula(hostile):
+    out = hostile["out"]
+    csvs = sorted(out.rglob("*.csv"))
+    assert {p.name for p in csvs} >= {"audited_orders.csv", "cases.csv", "attrition.csv", "rejects.csv", "metrics.csv"}
+    neutralised = 0
+    for path in csvs:
+        with path.open(newline="", encoding="utf-8") as fh:
+            for row in csv.reader(fh):
+                for field in row:
+                    # a number stays a number ("-72.0" hours); text never starts with a trigger
+                    assert not field.startswith(TRIGGERS) or _is_number(field), (path.name, field)
+                    neutralised += field.startswith("'") and field[1:].startswith(TRIGGERS)
+    assert neutralised > 100  # the formulas were there, and were neutralised rather than dropped
+
+
+def test_csv_neutralised_text_restores_to_the_raw_parquet_text(hostile):
+    out = hostile["out"]
+    raw = pl.read_parquet(out / "audited_orders.parquet")
+    shown = pl.read_csv(out / "audited_orders.csv", infer_schema=False)
+    for column in ("order_name", "indication_text", "ordering_provider_id", "ordering_department"):
+        assert raw[column].dtype == pl.String
+        assert [restore(v) for v in shown[column].to_list()] == raw[column].to_list(), column
+    assert FORMULAS["order_name"] in raw["order_name"].to_list()  # Parquet keeps the raw text
+    assert "'" + FORMULAS["order_name"] in shown["order_name"].to_list()
+    metrics = pl.read_csv(out / "metrics.csv", infer_schema=False)
+    assert "'=1+1 neurology" in metrics["group_key"].to_list()
+    assert "=1+1 neurology" in pl.read_parquet(out / "metrics.parquet")["group_key"].to_list()
+    rejects = pl.read_csv(out / "rejects.csv", infer_schema=False)
+    assert rejects.filter(pl.col("column_name") == "attempts")["value"].to_list() == ["'=2*3"]
+
+
+def _workbook_texts(path: Path) -> list[str]:
+    """Every text cell of every sheet of an xlsx file (inline and shared strings)."""
+    texts = []
+    with zipfile.ZipFile(path) as z:
+        for name in z.namelist():
+            if re.fullmatch(r"xl/(worksheets/sheet\d+|sharedStrings)\.xml", name):
+                root = ET.fromstring(z.read(name))
+                texts += [t.text or "" for t in root.iter("{http://schemas.openxmlformats.org/spreadsheetml/2006/main}t")]
+    return texts
+
+
+def test_no_workbook_text_cell_starts_a_formula_and_no_bidi_control_is_raw(hostile):
+    texts = _workbook_texts(hostile["out"] / "case_list.xlsx")
+    assert len(texts) > 1000
+    live = [t for t in texts if t.startswith((*TRIGGERS, "_x000D_", "_x0009_"))]  # xlsx writes CR as _x000D_
+    assert live == []
+    assert "'" + FORMULAS["indication_text"] in texts
+    assert not any(RLO in t for t in texts)
+    assert "MRI [U+202E]exe.txt" in texts
+
+
+def test_mathtext_department_is_a_plain_chart_label(hostile):
+    report = (hostile["out"] / "report.html").read_text(encoding="utf-8")
+    svgs = re.findall(r"<svg.*?</svg>", report, flags=re.S)
+    dept_chart = [s for s in svgs if 'aria-label="dept-rates chart"' in s]
+    assert dept_chart and MATHTEXT_DEPARTMENT in dept_chart[0]  # drawn, as the text it is
+
+
+def test_bidi_controls_are_shown_in_every_page(hostile):
+    pages = sorted(hostile["out"].rglob("*.html"))
+    assert len(pages) > 3
+    for page in pages:
+        assert RLO not in page.read_text(encoding="utf-8"), page.name
+    assert "MRI [U+202E]exe.txt" in (hostile["out"] / "report.html").read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------ impossible ages
+
+AGES = {"PR1": "44", "PR2": "-5", "PR3": "999", "PR4": "1e12", "PR5": "NaN"}
+
+
+def test_impossible_ages_are_nulled_with_a_reason_and_count_as_age_unknown(tmp_path):
+    """DOMAIN.md: a case needs a patient 18 or over, and "not enough data is never silently a pass".
+    999, 1e12 and NaN would pass `age >= 18` and -5 would fail it: none is an age, so each is nulled
+    (listed in rejects.csv) and the procedure counts as age unknown in the attrition."""
+    inp = tmp_path / "in"
+    write_small_input(inp)
+    header = [*PROC_HEADER[:-1], "patient_age"]  # an age instead of a birth date
+    rows = [[pid, f"MRN-{pid}", "2025-06-02 09:00:00", "62323", "Pain clinic", age] for pid, age in AGES.items()]
+    write_csv(inp / "procedures.csv", header, rows)
+    orders = [[f"O{pid}", f"MRN-{pid}", "2025-06-06 10:00:00", "72148", "Neurology", "G97.1", "completed"] for pid in AGES]
+    write_csv(inp / "imaging_orders.csv", ORDER_HEADER, orders)
+    write_csv(
+        inp / "diagnoses.csv",
+        ["patient_id", "diagnosis_code", "recorded_at"],
+        [[f"MRN-{p}", "G97.1", "2025-06-03 08:00:00"] for p in AGES],
+    )
+    out = tmp_path / "out"
+    result = run_cli("run", "--input", inp, "--out", out, "--warehouse", tmp_path / "wh.duckdb", env=KEY)
+    assert result.returncode == 0, result.stderr
+    rejects = pl.read_csv(out / "rejects.csv", infer_schema=False).filter(pl.col("column_name") == "patient_age")
+    assert sorted(zip(rejects["source_line"].to_list(), rejects["value"].to_list(), strict=True)) == [
+        ("3", "'-5"),  # neutralised in the CSV: restore() gives -5
+        ("4", "999"),
+        ("5", "1e12"),
+        ("6", "NaN"),
+    ]
+    assert set(rejects["reason"]) == {"outside the possible range 0 to 130"}
+    assert set(rejects["action"]) == {"value_nulled"}
+    assert pl.read_csv(out / "cases.csv", infer_schema=False)["case_id"].to_list() == ["PR1"]
+    attrition = {r["step"]: r["count"] for r in pl.read_csv(out / "attrition.csv", infer_schema=False).to_dicts()}
+    assert attrition["Age unknown (no birth date or age, or an impossible age)"] == "4"
+    assert attrition["Under the minimum age at the procedure"] == "0"
+    assert json.loads((out / "run.json").read_text())["rejects"]["nulled_values"] == 4
