@@ -163,16 +163,15 @@ def validate(input_dir, config_path, site_timezone, data_docs, as_json, log_form
     import json
     import tempfile
 
-    from pipeline import gate, load
+    from pipeline import gate, load, value_maps
     from pipeline.config import load_config
     from pipeline.errors import QualityGateError
 
     setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
     cfg = load_config(config_path, site_timezone=site_timezone)
-    inputs = load.find_inputs(input_dir)
+    inputs = load.find_inputs(input_dir, cfg)
     with tempfile.TemporaryDirectory(prefix="order-audit-validate-") as tmp:
-        hashes = {name: load.sha256_file(f.path) for name, f in inputs.items()}
-        prepared = load.prepare_inputs(inputs, cfg, Path(tmp), hashes)
+        prepared = load.prepare_inputs(inputs, cfg, Path(tmp))
         results, _ = gate.check_inputs(prepared, cfg, Path(tmp), dt.datetime.now(dt.UTC), input_dir)
     if data_docs:
         gate.write_data_docs(results, data_docs)
@@ -191,9 +190,10 @@ def validate(input_dir, config_path, site_timezone, data_docs, as_json, log_form
                 mark = "warn" if r.status == "failed" else "ERROR"
             counts = "" if r.violated_count is None else f"{r.violated_count}/{r.denominator}"
             click.echo(f"{mark:9} {r.severity:8} {r.check_id:45} {counts}")
+    unknown = [u for prep in prepared.values() for u in prep.unknown_values]
     failed = gate.blocking(results)
     if failed:
-        raise QualityGateError(gate.failure_message(failed))
+        raise QualityGateError(gate.failure_message(failed) + value_maps.note(unknown))
 
 
 @cli.command()

@@ -18,7 +18,14 @@ class TableContract:
     numbers: tuple[str, ...] = ()
     lowercase: tuple[str, ...] = ()  # controlled vocabularies, compared lower-case
     codes: tuple[str, ...] = ()  # trimmed, upper-cased text
+    # coded columns the contract constrains: column -> the values it allows (a site's own words
+    # map onto them through [values.<table>.<column>], pipeline/value_maps.py)
+    vocabularies: tuple[tuple[str, tuple[str, ...]], ...] = ()
     required_file: bool = True
+
+    @property
+    def allowed_values(self) -> dict[str, tuple[str, ...]]:
+        return dict(self.vocabularies)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -47,6 +54,7 @@ PROCEDURES = TableContract(
     numbers=("patient_age",),
     lowercase=("needle_type", "patient_position"),
     codes=("procedure_code",),
+    vocabularies=(("needle_type", ("cutting", "pencil_point")), ("patient_position", ("sitting", "lateral", "prone"))),
 )
 
 IMAGING_ORDERS = TableContract(
@@ -59,6 +67,7 @@ IMAGING_ORDERS = TableContract(
     instants=("ordered_at",),
     lowercase=("status", "priority"),
     codes=("order_code",),
+    vocabularies=(("status", ("ordered", "scheduled", "completed", "cancelled")),),
 )
 
 DIAGNOSES = TableContract(
