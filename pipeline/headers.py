@@ -30,7 +30,7 @@ def _text_header(f: InputFile, fmt: TableFormat) -> tuple[list[str], str]:
         raise InputFileError(
             f.path, "is a binary file, not CSV", 'Export the table as UTF-8 CSV (for UTF-16 text set encoding = "utf-16")'
         )
-    line = textfile.first_line(textfile.decode_head(f.path, head, fmt))
+    line = textfile.first_line(textfile.decode_head(f.path, head, fmt, f.table))
     return textfile.split_fields(line, fmt.delimiter_for(f.path.suffix), fmt.quote), line
 
 

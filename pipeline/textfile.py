@@ -61,17 +61,20 @@ def needs_utf8_copy(fmt: TableFormat, head: bytes) -> bool:
     return not fmt.is_utf8 or cr_only(head)
 
 
-def decode_head(path: Path, head: bytes, fmt: TableFormat) -> str:
-    """The first 64 KiB as text, in the configured encoding (a character cut at the end is dropped)."""
+def decode_head(path: Path, head: bytes, fmt: TableFormat, table: str = "<table>") -> str:
+    """The first 64 KiB as text, in the configured encoding (a character cut at the end is dropped).
+
+    A byte the encoding cannot read after the header line is left to the parse, which names its line."""
     encoding = "utf-8-sig" if fmt.is_utf8 else fmt.encoding
     decoder = codecs.getincrementaldecoder(encoding)()
     try:
         return decoder.decode(head, final=False)
     except UnicodeDecodeError as exc:
-        line = _line_of(exc, encoding)
-        raise InputFileError(
-            path, f"header is not {_name(fmt)} text (byte 0x{exc.object[exc.start]:02x})", _fix(fmt), line=line
-        ) from None
+        before = exc.object[: exc.start].decode(encoding, "replace")
+        if "\n" in before or "\r" in before:
+            return before
+        fix = _fix(fmt).replace("<table>", table)
+        raise InputFileError(path, f"header is not {_name(fmt)} text (byte 0x{exc.object[exc.start]:02x})", fix, line=1) from None
 
 
 def first_line(text: str) -> str:
@@ -100,11 +103,6 @@ def _fix(fmt: TableFormat) -> str:
     if fmt.is_utf8:
         return 'Re-export the extract as UTF-8, or set encoding (for example "cp1252") under [formats.<table>] in the config'
     return f'Check encoding = "{fmt.encoding}" under [formats.<table>] in the config, or re-export the extract'
-
-
-def _line_of(exc: UnicodeDecodeError, encoding: str) -> int:
-    before = exc.object[: exc.start]
-    return before.decode(encoding, "replace").count("\n") + 1
 
 
 def utf8_copy(path: Path, fmt: TableFormat, out: Path, table: str) -> int:

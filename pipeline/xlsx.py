@@ -1,4 +1,4 @@
-"""Excel workbooks (.xlsx) as input: one sheet per table, read with Polars' calamine engine (fastexcel).
+"""Excel workbooks (.xlsx) as input: one sheet per table, read by Polars' read_excel with its calamine engine (fastexcel).
 
 Every cell is read as text, so codes stay text (72148, 0001U) and the same contract and row
 rules apply as for CSV. Rows are numbered as Excel numbers them (the header row is the
@@ -99,9 +99,26 @@ def _xml_unescape(text: str) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&apos;", "'").replace("&amp;", "&")
 
 
+def _rows(path: Path, sheet: str, n_rows: int | None = None) -> pl.DataFrame:
+    """The sheet's rows as text, the header row included (so a name given twice is seen, not renamed)."""
+    options = {"header_row": None, "dtypes": "string"} | ({"n_rows": n_rows} if n_rows else {})
+    try:
+        return pl.read_excel(
+            path,
+            sheet_name=sheet,
+            engine="calamine",
+            read_options=options,
+            infer_schema_length=0,
+            drop_empty_rows=False,
+            drop_empty_cols=False,
+        )
+    except Exception:  # calamine's own error types, for a sheet it cannot read
+        raise InputFileError(label(path, sheet), "sheet could not be read", "Save the workbook again, or export CSV") from None
+
+
 def header(path: Path, sheet: str) -> list[str]:
     """The sheet's first non-empty row, as text (duplicates kept, to be reported)."""
-    frame = pl.DataFrame(_reader(path).load_sheet(sheet, header_row=None, n_rows=1, dtypes="string"))
+    frame = _rows(path, sheet, n_rows=1)
     if frame.height == 0:
         return []
     return ["" if v is None else str(v) for v in frame.row(0)]
@@ -109,7 +126,7 @@ def header(path: Path, sheet: str) -> list[str]:
 
 def read_sheet(path: Path, sheet: str, line_column: str) -> pl.DataFrame:
     """Every data row of the sheet as text, with its Excel row number; blank rows left out."""
-    raw = pl.DataFrame(_reader(path).load_sheet(sheet, header_row=None, dtypes="string"))
+    raw = _rows(path, sheet)
     if raw.height == 0:
         return pl.DataFrame({line_column: []}, schema={line_column: pl.Int64})
     names = ["" if v is None else str(v) for v in raw.row(0)]
