@@ -18,6 +18,11 @@ class Fingerprint:
     line_breaks: int  # LF bytes: the loader compares them with the records read (quoted line breaks)
 
 
+def count_lf(data: bytes) -> int:
+    """LF bytes in `data`: numpy is 2.5x as fast as bytes.count and lets go of the GIL the parse threads need."""
+    return int(np.count_nonzero(np.frombuffer(data, np.uint8) == 10))
+
+
 def sha256_file(path: Path) -> str:
     return fingerprint(path).sha256
 
@@ -30,8 +35,7 @@ def fingerprint(path: Path, with_hash: bool = True) -> Fingerprint:
         for chunk in iter(lambda: fh.read(CHUNK), b""):
             if digest is not None:
                 digest.update(chunk)
-            # numpy: 2.5x as fast as bytes.count, and it lets go of the GIL the parse threads need
-            breaks += int(np.count_nonzero(np.frombuffer(chunk, np.uint8) == 10))
+            breaks += count_lf(chunk)
     return Fingerprint(digest.hexdigest() if digest is not None else "", breaks)
 
 

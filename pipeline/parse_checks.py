@@ -12,7 +12,6 @@ from pipeline.config import Config
 from pipeline.contract import TableContract
 from pipeline.errors import InputFileError
 from pipeline.inputs import InputFile
-from pipeline.source_store import ERR, LINE
 from pipeline.sqltext import ident
 
 SAMPLE = 500
@@ -31,28 +30,27 @@ def _suggestion(table: str, setting: str, guess: detect.FormatGuess) -> str:
 
 
 def check_columns_parsed(con, src: str, f: InputFile, contract: TableContract, cfg: Config) -> None:
-    """Raise when a timestamp or date column has values and not one of them parsed."""
-    typed = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()}
+    """Raise when a timestamp or date column has values and not one of them parsed.
+
+    `con` holds the loader's `rejects` table: the typed file is read only for a column with
+    unparseable values (none in a clean extract)."""
     for col in contract.instants + contract.dates:
-        raw, err = f"_raw_{col}", ERR + col
-        if col not in typed or raw not in typed or err not in typed:
-            continue
         dates = col in contract.dates
         prefix = timestamps.UNPARSEABLE_DATE_PREFIX if dates else timestamps.UNPARSEABLE_PREFIX
-        parsed, bad, line = con.execute(
-            f"""SELECT count({ident(col)}), count(*) FILTER (WHERE starts_with({ident(err)}, ?)),
-                min({LINE}) FILTER (WHERE starts_with({ident(err)}, ?)) FROM {src}""",
-            [prefix, prefix],
+        bad, line, example = con.execute(
+            """SELECT count(*), min(source_line), arg_min(value, source_line) FROM rejects
+            WHERE column_name = ? AND starts_with(reason, ?)""",
+            [col, prefix],
         ).fetchall()[0]
-        if parsed or not bad:
+        if not bad or con.execute(f"SELECT count({ident(col)}) FROM {src}").fetchall()[0][0]:
             continue
         sample = [
             r[0]
             for r in con.execute(
-                f"SELECT DISTINCT {ident(raw)} FROM {src} WHERE starts_with({ident(err)}, ?) LIMIT {SAMPLE}", [prefix]
+                f"SELECT DISTINCT value FROM rejects WHERE column_name = ? AND starts_with(reason, ?) LIMIT {SAMPLE}",
+                [col, prefix],
             ).fetchall()
         ]
-        example = con.execute(f"SELECT {ident(raw)} FROM {src} WHERE {LINE} = ?", [line]).fetchall()[0][0]
         setting = "date_formats" if dates else "timestamp_formats"
         guess = detect.guess_formats(sample, dates=dates)
         kind = "date" if dates else "timestamp"

@@ -26,6 +26,11 @@ def typed_frame(lf: pl.LazyFrame, schema: dict, contract: TableContract, cfg: Co
     for col in contract.instants:
         if col in schema:
             lf = timestamps.with_instant(lf, col, schema[col], cfg.site_timezone, fmt.timestamp_formats)
+    # coded columns: their trimmed and lower-case text once, as columns the value map reads
+    coded = [c for c in schema if c in vocabularies]
+    lf = lf.with_columns(
+        [_text(c).alias(f"_txt_{c}") for c in coded] + [_text(c).str.to_lowercase().alias(f"_low_{c}") for c in coded]
+    )
     exprs: list[pl.Expr] = [pl.col(LINE)]
     errs: list[pl.Expr] = []
     for col, dtype in schema.items():
@@ -49,7 +54,8 @@ def typed_frame(lf: pl.LazyFrame, schema: dict, contract: TableContract, cfg: Co
             )
         elif col in vocabularies:
             # a site's word for a contract value is read as that value; an unknown one stays as delivered
-            exprs.append(value_maps.mapped_expr(_text(col), contract.name, col, cfg.values).alias(col))
+            words = value_maps.mapped_expr(pl.col(f"_low_{col}"), pl.col(f"_txt_{col}"), contract.name, col, cfg.values)
+            exprs.append(words.alias(col))
         elif col in contract.codes or col in contract.not_null or col in contract.lowercase:
             text = _text(col)
             text = text.str.to_uppercase() if col in contract.codes else text

@@ -74,19 +74,27 @@ def effective_map(table: str, column: str, configured: dict) -> dict[str, tuple[
     return out
 
 
-def mapped_expr(text: pl.Expr, table: str, column: str, configured: dict) -> pl.Expr:
+def mapped_expr(lower: pl.Expr, text: pl.Expr, table: str, column: str, configured: dict) -> pl.Expr:
     """The column read through its map: a known word -> the contract's value; else as delivered.
 
-    One `when` per contract value with an `is_in` list: streamable (Polars' `replace` is not)."""
+    `lower` and `text` should be columns of their own (computed once). A contract value
+    first: Polars then skips the map for the rows that need none, so canonical extracts pay
+    next to nothing (1M orders: +0.02 s CPU, against +0.16 s for the chain alone). One
+    `when` per contract value with an `is_in` list: streamable (Polars' `replace` is not)."""
+    readings = effective_map(table, column, configured)
+    as_is = sorted(w for w, (value, _) in readings.items() if w == value)
     by_value: dict[str, list[str]] = {}
-    for site_value, (value, _) in effective_map(table, column, configured).items():
-        by_value.setdefault(value, []).append(site_value)
-    lower = text.str.to_lowercase()
-    expr = None
-    for value, words in sorted(by_value.items()):
-        cond = lower.is_in(sorted(words))
-        expr = pl.when(cond).then(pl.lit(value)) if expr is None else expr.when(cond).then(pl.lit(value))
-    return expr.otherwise(text) if expr is not None else text
+    for word, (value, _) in readings.items():
+        if word != value:
+            by_value.setdefault(value, []).append(word)
+    mapped = text
+    if by_value:
+        chain = None
+        for value, words in sorted(by_value.items()):
+            cond = lower.is_in(sorted(words))
+            chain = pl.when(cond).then(pl.lit(value)) if chain is None else chain.when(cond).then(pl.lit(value))
+        mapped = chain.otherwise(text)
+    return pl.when(lower.is_in(as_is)).then(lower).otherwise(mapped)
 
 
 # ----------------------------------------------------------------------------- unknown values
