@@ -130,7 +130,7 @@ def settle_day_month(guesses: list[FormatGuess]) -> None:
 class EncodingGuess:
     encoding: str  # a name the config takes
     sure: bool
-    example: str | None = None  # the first character outside ASCII, with its line
+    example: str | None = None  # the first character outside ASCII, with its line (a person checks it reads right)
     note: str = ""
 
 
@@ -168,14 +168,15 @@ def guess_encoding(path: Path) -> EncodingGuess:
     return EncodingGuess("latin-1", False, None, "undecided")
 
 
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+
+
 def _first_non_ascii(text: str, lines_before: int) -> str | None:
-    for i, ch in enumerate(text):
-        if ord(ch) > 127:
-            line = lines_before + text.count("\n", 0, i) + 1
-            start = max(0, i - 15)
-            snippet = text[start : i + 15].split("\n")[-1 if text.count("\n", start, i) else 0]
-            return f"'{ch}' on line {line} ({snippet.strip()!r})"
-    return None
+    """The first character outside ASCII and its line (not the text around it: it may be a name)."""
+    if text.isascii():
+        return None
+    m = _NON_ASCII.search(text)
+    return f"'{m.group()}' on line {lines_before + text.count(chr(10), 0, m.start()) + 1}"
 
 
 def guess_delimiter(lines: list[str], wanted: set[str] | None = None) -> tuple[str, bool]:

@@ -258,6 +258,11 @@ def inspect_table(contract: TableContract, f: inputs.InputFile, found_by: str, c
         frame, rest = rest[0], rest[1:]
         readings = value_maps.effective_map(contract.name, col, cfg.values)
         rows = []
+        if frame.height > value_maps.MAX_NAMED_VALUES:  # not a vocabulary: values not shown (they could be ids)
+            report.problems.append(
+                f"{col} holds {frame.height:,} different values: not a vocabulary; check the column mapping and the delimiter"
+            )
+            frame = frame.clear()
         for value, n in frame.iter_rows():
             if value is None:
                 continue

@@ -167,3 +167,20 @@ def test_site_shaped_deck_reaches_the_canonical_verdicts_after_inspect(site, can
     )
     assert differ.height == 0, differ
     assert got.height == canonical_run.height == sum(len(_rows(DECK[s], "expected_orders")) for s in STEMS)
+
+
+def test_a_coded_column_full_of_different_values_is_not_listed(tmp_path, small_input):
+    """A shifted column can put ids where status words belong: inspect counts them and shows none."""
+    path = small_input / "imaging_orders.csv"
+    frame = pl.read_csv(path, infer_schema=False)
+    frame = pl.concat([frame] * 8).with_columns(
+        pl.format("O{}", pl.int_range(pl.len())).alias("order_id"),
+        pl.format("MRN-{}", pl.int_range(pl.len())).alias("status"),
+    )
+    frame.write_csv(path)
+    r = run_cli("inspect", "--input", small_input, "--json")
+    assert r.returncode == 0, r.stderr
+    orders = json.loads(r.stdout)["imaging_orders"]
+    assert orders["values"]["status"] == []
+    assert any("32 different values: not a vocabulary" in p for p in orders["problems"])
+    assert "MRN-" not in r.stdout
