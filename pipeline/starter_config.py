@@ -124,11 +124,18 @@ def as_text(reports: dict, input_dir: Path) -> str:
             total = sum(r.code_systems.values())
             shares = ", ".join(f"{k} {_pct(n, total)}" for k, n in r.code_systems.items())
             lines.append(f"  codes      {shares} of {total:,}")
-        for i, u in enumerate(r.unknown_codes[:20]):
+        # codes to map first (not evaluable until mapped), then the CPT codes outside the map in one line
+        to_map = [u for u in r.unknown_codes if u["system"] != "CPT"]
+        for i, u in enumerate(to_map[:20]):
             head = "  no map    " if i == 0 else "             "
             name = f" '{u['name']}'" if u["name"] else ""
-            fate = "read as imaging outside this audit" if u["system"] == "CPT" else "not evaluable until mapped"
-            lines.append(f"{head} {u['code']}{name}: {u['orders']:,} orders, {u['system']} form: {fate}")
+            lines.append(f"{head}{u['code']}{name}: {u['orders']:,} orders ({u['system']} form): not evaluable until mapped")
+        if len(to_map) > 20:
+            lines.append(f"             ... {len(to_map) - 20} more, all in local_code_map.csv with --write-config")
+        cpt = [u for u in r.unknown_codes if u["system"] == "CPT"]
+        if cpt:
+            top = ", ".join(f"{u['code']} ({u['orders']:,})" for u in cpt[:5])
+            lines.append(f"  other CPT  {len(cpt)} codes no map lists, read as imaging outside this audit: {top}")
     return "\n".join(lines) + "\n"
 
 

@@ -68,7 +68,8 @@ def effective_map(table: str, column: str, configured: dict) -> dict[str, tuple[
     out = {v: (v, "contract") for v in allowed}
     shipped = _shipped().filter((pl.col("table") == table) & (pl.col("column") == column))
     for site_value, value in shipped.select("site_value", "contract_value").iter_rows():
-        out[site_value.strip().lower()] = (value, f"shipped map ({SHIPPED.name})")
+        if site_value.strip().lower() != value:  # a contract word reads as itself anyway
+            out[site_value.strip().lower()] = (value, f"shipped map ({SHIPPED.name})")
     for site_value, value in configured.get(table, {}).get(column, {}).items():
         out[site_value.strip().lower()] = (value, "config")
     return out
