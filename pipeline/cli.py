@@ -163,16 +163,15 @@ def validate(input_dir, config_path, site_timezone, data_docs, as_json, log_form
     import json
     import tempfile
 
-    from pipeline import gate, load
+    from pipeline import gate, load, value_maps
     from pipeline.config import load_config
     from pipeline.errors import QualityGateError
 
     setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
     cfg = load_config(config_path, site_timezone=site_timezone)
-    inputs = load.find_inputs(input_dir)
+    inputs = load.find_inputs(input_dir, cfg)
     with tempfile.TemporaryDirectory(prefix="order-audit-validate-") as tmp:
-        hashes = {name: load.sha256_file(f.path) for name, f in inputs.items()}
-        prepared = load.prepare_inputs(inputs, cfg, Path(tmp), hashes)
+        prepared = load.prepare_inputs(inputs, cfg, Path(tmp))
         results, _ = gate.check_inputs(prepared, cfg, Path(tmp), dt.datetime.now(dt.UTC), input_dir)
     if data_docs:
         gate.write_data_docs(results, data_docs)
@@ -191,9 +190,43 @@ def validate(input_dir, config_path, site_timezone, data_docs, as_json, log_form
                 mark = "warn" if r.status == "failed" else "ERROR"
             counts = "" if r.violated_count is None else f"{r.violated_count}/{r.denominator}"
             click.echo(f"{mark:9} {r.severity:8} {r.check_id:45} {counts}")
+    unknown = [u for prep in prepared.values() for u in prep.unknown_values]
     failed = gate.blocking(results)
     if failed:
-        raise QualityGateError(gate.failure_message(failed))
+        raise QualityGateError(gate.failure_message(failed) + value_maps.note(unknown))
+
+
+@cli.command()
+@click.option("--input", "input_dir", required=True, type=click.Path(path_type=Path), help="Folder with the extracts.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None, help="TOML settings file to start from.")
+@click.option(
+    "--write-config",
+    "write_config",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write a starter TOML here (and local_code_map.csv beside it when codes need mapping); never overwrites.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON instead of text.")
+@_logging_options
+def inspect(input_dir, config_path, write_config, as_json, log_format, quiet, verbose):
+    """Show what the audit will and will not understand in a folder of extracts, before the first run:
+    file formats, column matches, timestamp formats, coded values and codes no map knows."""
+    import json
+
+    from pipeline import inspector, starter_config
+    from pipeline.config import load_config
+
+    setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
+    cfg = load_config(config_path)
+    reports = inspector.inspect(input_dir, cfg)
+    if as_json:
+        click.echo(json.dumps(starter_config.as_dict(reports), indent=2, ensure_ascii=False))
+    else:
+        click.echo(starter_config.as_text(reports, input_dir), nl=False)
+    if write_config is not None:
+        _, local_map = inspector.code_map_codes(cfg, input_dir)
+        for path in starter_config.write(reports, input_dir, cfg, write_config, local_map):
+            click.echo(f"order-audit: wrote {path}", err=True)
 
 
 @cli.command()

@@ -14,6 +14,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipeline.errors import ConfigError
+from pipeline.formats import TableFormat, parse_table_format
 
 # A public, built-in key: pseudonyms made with it can be recomputed by anyone who has
 # the software and a list of candidate patient ids. Real runs must set their own key.
@@ -52,7 +53,14 @@ class Config:
     warehouse: str | None = None  # a warehouse kept across runs; none: a throw-away file per run
     # canonical column -> column name in the extract, per table
     columns: dict[str, dict[str, str]] = field(default_factory=dict)
+    # how each table's file is written (delimiter, encoding, timestamp formats, sheet ...)
+    formats: dict[str, TableFormat] = field(default_factory=dict)
+    # the site's words for coded values, per table and column: site value -> contract value
+    values: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
     source_path: str | None = None
+
+    def format_of(self, table: str) -> TableFormat:
+        return self.formats.get(table) or TableFormat()
 
     def as_dict(self) -> dict:
         """The configuration as recorded in run.json (no secrets in it)."""
@@ -102,6 +110,15 @@ def load_config(path: str | Path | None = None, **overrides) -> Config:
             if bad:
                 raise ConfigError(f"{where}: unknown table(s) {', '.join(sorted(bad))}; known: {', '.join(_TABLES)}")
             kwargs[key] = {t: dict(m) for t, m in value.items()}
+        elif key == "formats":
+            bad = set(value) - set(_TABLES)
+            if bad:
+                raise ConfigError(f"{where}: unknown table(s) {', '.join(sorted(bad))}; known: {', '.join(_TABLES)}")
+            kwargs[key] = {t: parse_table_format(v, f"{path}: [formats.{t}]") for t, v in value.items()}
+        elif key == "values":
+            from pipeline.value_maps import parse_config_maps
+
+            kwargs[key] = parse_config_maps(value, f"{path}: [values]")
         else:
             raise ConfigError(f"{path}: unknown setting '{key}'")
     for key, value in overrides.items():

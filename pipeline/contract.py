@@ -20,7 +20,14 @@ class TableContract:
     codes: tuple[str, ...] = ()  # trimmed, upper-cased text
     # (column, lowest, highest): a number outside is no real value of it (age 999, -5, NaN): nulled
     ranges: tuple[tuple[str, float, float], ...] = ()
+    # coded columns the contract constrains: column -> the values it allows (a site's own words
+    # map onto them through [values.<table>.<column>], pipeline/value_maps.py)
+    vocabularies: tuple[tuple[str, tuple[str, ...]], ...] = ()
     required_file: bool = True
+
+    @property
+    def allowed_values(self) -> dict[str, tuple[str, ...]]:
+        return dict(self.vocabularies)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -50,6 +57,7 @@ PROCEDURES = TableContract(
     ranges=(("patient_age", 0, 130),),
     lowercase=("needle_type", "patient_position"),
     codes=("procedure_code",),
+    vocabularies=(("needle_type", ("cutting", "pencil_point")), ("patient_position", ("sitting", "lateral", "prone"))),
 )
 
 IMAGING_ORDERS = TableContract(
@@ -62,6 +70,7 @@ IMAGING_ORDERS = TableContract(
     instants=("ordered_at",),
     lowercase=("status", "priority"),
     codes=("order_code",),
+    vocabularies=(("status", ("ordered", "scheduled", "completed", "cancelled")),),
 )
 
 DIAGNOSES = TableContract(

@@ -530,6 +530,9 @@ def _methods(con, run_info: dict, min_cell: int, rules: pl.DataFrame) -> dict:
         "rejects": _rejects(con),
         "rejected_rows": sorted((str(k), int(v)) for k, v in rejected_rows.items()),
         "nulled_values": int(rejects_info.get("nulled_values") or 0),
+        # coded values no map knows (status words ...): vocabulary, not ids; a column with more
+        # distinct unknown values than value_maps.MAX_NAMED_VALUES arrives here counted, not listed
+        "unknown_values": run_info.get("unknown_values", []),
         "inputs": run_info.get("inputs", []),
         "min_cell_count": min_cell,
         "measures": [(m, label, d) for m, label, d in MAIN_MEASURES + [REVIEW_MEASURE]],

@@ -24,7 +24,20 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline import audit, faults, gate, history, load, outputs, ownership, preflight, reference, source_store, warehouse
+from pipeline import (
+    audit,
+    faults,
+    gate,
+    history,
+    load,
+    outputs,
+    ownership,
+    preflight,
+    reference,
+    source_store,
+    value_maps,
+    warehouse,
+)
 from pipeline.config import Config, pseudonym_key
 from pipeline.errors import AuditError, QualityGateError, WriteRefusedError, refused_write
 from pipeline.logs import event, stage
@@ -128,7 +141,7 @@ def execute(opts: RunOptions, cfg: Config) -> RunResult:
     opts.out_dir = out_root
     inputs = None
     if opts.input_dir is not None:
-        inputs = load.find_inputs(opts.input_dir)
+        inputs = load.find_inputs(opts.input_dir, cfg)
         load.check_headers(inputs, cfg)
     with _warehouse_file(opts) as wh_path, warehouse.writer_lock(wh_path, run_id, opts.command):
         # fail fast (exit 4) when another process holds DuckDB's own lock, before any parsing; the run is
@@ -223,7 +236,8 @@ def _execute_locked(
             dq_results, gate_rejects = gate.check_inputs(prepared, cfg, scratch, now, opts.input_dir)
         failed = gate.blocking(dq_results)
         if failed:
-            raise QualityGateError(gate.failure_message(failed))
+            unknown = [u for prep in prepared.values() for u in prep.unknown_values]
+            raise QualityGateError(gate.failure_message(failed) + value_maps.note(unknown))
 
     con = warehouse.connect(wh_path)
     try:
@@ -303,6 +317,8 @@ def _execute_locked(
         "pseudonym_key_is_demo": key_is_demo,
         "data_quality": [gate.as_dict(r) for r in dq_results],
         "rejects": rejects,
+        # coded values (status ...) no map knows: what they are, how many rows, the config lines that map them
+        "unknown_values": [u.as_dict() for prep in prepared.values() for u in prep.unknown_values],
         "warnings": warnings,
     }
     con = warehouse.connect(wh_path)

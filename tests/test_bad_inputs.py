@@ -375,3 +375,160 @@ def test_no_blocking_check_failed_beyond_what_was_set_aside(messy):
         if d["severity"] == "blocking" and d["status"] != "passed":
             assert d["row_level"] and d["rows_set_aside"] == d["violated_count"], d
         assert d["status"] != "error", d
+
+
+# ----------------------------------------------------------------------------------------------
+# extracts in another shape than the contract's (issue 11: ingest items); each through the real CLI
+
+
+def _clean_input(d: Path) -> Path:
+    procs, orders, dx = _clean_tables()
+    write_csv(d / "procedures.csv", PROC_HEADER_X, procs)
+    _write_orders_raw(d / "imaging_orders.csv", orders)
+    write_csv(d / "diagnoses.csv", DX_HEADER, dx)
+    return d
+
+
+def test_input_path_that_is_a_file_says_so(tmp_path):
+    d = _clean_input(tmp_path / "in")
+    out, wh = tmp_path / "out", tmp_path / "wh.duckdb"
+    r = run_cli("run", "--input", d / "imaging_orders.csv", "--out", out, "--warehouse", wh)
+    assert r.returncode == 2, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert "imaging_orders.csv: is a file, not a folder" in line and str(d) in line, line
+    assert "not found" not in line
+    _assert_nothing_written(out, wh)
+
+
+def test_semicolon_delimited_file_gets_a_delimiter_hint(tmp_path):
+    d = _clean_input(tmp_path / "in")
+    path = d / "imaging_orders.csv"
+    path.write_text(path.read_text().replace(",", ";"))
+    hint = ("semicolon-delimited", 'delimiter = ";"', "[formats.imaging_orders]")
+    _expect_exit_2(tmp_path, d, "imaging_orders.csv, line 1", *hint)
+
+
+def test_duplicated_header_name_is_an_error_naming_both_positions(tmp_path):
+    d = _clean_input(tmp_path / "in")
+    path = d / "imaging_orders.csv"
+    lines = path.read_text().split("\n")
+    lines[0] = lines[0].replace("indication_codes", "patient_id")  # columns 2 and 6 are both patient_id
+    path.write_text("\n".join(lines))
+    _expect_exit_2(tmp_path, d, "imaging_orders.csv, line 1", "'patient_id' appears twice", "columns 2 and 6")
+
+
+def test_cr_only_line_ends_load_like_lf(tmp_path):
+    d = _clean_input(tmp_path / "in")
+    for name in ("procedures.csv", "imaging_orders.csv", "diagnoses.csv"):
+        path = d / name
+        path.write_bytes(path.read_bytes().replace(b"\n", b"\r"))
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", d, "--out", out, "--warehouse", tmp_path / "wh.duckdb", "--no-validate")
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    loaded = {i["table"]: (i["rows_read"], i["rows_loaded"], i["rows_rejected"]) for i in _run_json(out)["inputs"]}
+    assert loaded == {"procedures": (30, 30, 0), "imaging_orders": (600, 600, 0), "diagnoses": (30, 30, 0)}
+
+
+def test_every_timestamp_unparseable_says_so_and_names_the_setting(tmp_path):
+    d = _clean_input(tmp_path / "in")
+    path = d / "imaging_orders.csv"
+    # 2025-03-14 12:05:00 -> 3/14/2025 12:05 PM: a US export, every value
+    text = path.read_text()
+    import re
+
+    def us(m: re.Match) -> str:
+        hour = int(m[4])
+        return f"{int(m[2])}/{int(m[3])}/{m[1]} {hour % 12 or 12}:{m[5]} {'AM' if hour < 12 else 'PM'}"
+
+    path.write_text(re.sub(r"(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):00", us, text))
+    out, wh = tmp_path / "out", tmp_path / "wh.duckdb"
+    r = run_cli("run", "--input", d, "--out", out, "--warehouse", wh)  # the gate on
+    assert r.returncode == 2, r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if "error" in ln]
+    assert len(errors) == 1, r.stderr
+    line = errors[0]
+    for needle in ("imaging_orders.csv", "column 'ordered_at'", "no timestamp in this column parsed", "on line 2"):
+        assert needle in line, (needle, line)
+    assert 'timestamp_formats = ["%m/%d/%Y %I:%M %p"]' in line and "[formats.imaging_orders]" in line, line
+    assert "GX" not in r.stderr and "unexpected_count" not in r.stderr
+    _assert_nothing_written(out, wh)
+
+
+def test_every_birth_date_unparseable_names_date_formats(tmp_path):
+    d = _clean_input(tmp_path / "in")
+    path = d / "procedures.csv"
+    path.write_text(path.read_text().replace("1970-01-01", "01.01.1970"))
+    _expect_exit_2(tmp_path, d, "procedures.csv", "column 'patient_birth_date'", "no date in this column parsed", "date_formats")
+
+
+@pytest.fixture(scope="module")
+def lines_run(tmp_path_factory) -> tuple[Path, dict]:
+    """Orders whose free text holds quoted line breaks (LF and CRLF), then rows with bad timestamps."""
+    procs, orders, dx = _clean_tables()
+    d = tmp_path_factory.mktemp("lines") / "in"
+    write_csv(d / "procedures.csv", PROC_HEADER_X, procs)
+    write_csv(d / "diagnoses.csv", DX_HEADER, dx)
+    header = [*ORDER_HEADER, "indication_text"]
+    rows = [[*o, "headache\nworse upright\r\nsince the injection" if i % 7 == 0 else "headache"] for i, o in enumerate(orders)]
+    bad = {
+        "+25:00": _order("O99101", "MRN-9", "2025-07-02T10:00:00+25:00"),
+        "-99:99": _order("O99102", "MRN-9", "2025-07-02T10:00:00-99:99"),
+        "+14:30": _order("O99103", "MRN-9", "2025-07-02T10:00:00+14:30"),
+        "unparseable": _order("O99104", "MRN-9", "02/07/2025 10:00"),
+        "duplicate": _order("O01001", "MRN-9", "2025-07-03 10:00:00"),
+    }
+    good_offset = _order("O99105", "MRN-9", "2025-07-02T10:00:00+05:30")
+    rows += [[*row, "x"] for row in bad.values()] + [[*good_offset, "x"]]
+    write_csv(d / "imaging_orders.csv", header, rows)
+    physical = {}
+    for n, text in enumerate((d / "imaging_orders.csv").read_text().split("\n"), start=1):
+        for kind, row in bad.items():
+            if text.startswith(f"{row[0]},MRN-9,"):
+                physical[kind] = n
+        if text.startswith("O01001,") and "first O01001" not in physical:
+            physical["first O01001"] = n
+    assert physical["+25:00"] > len(rows) - 4, "the quoted line breaks must push the physical lines past the record numbers"
+    out = d.parent / "out"
+    r = run_cli("run", "--input", d, "--out", out, "--warehouse", d.parent / "wh.duckdb")
+    assert r.returncode == 0, r.stderr
+    return out, physical
+
+
+@pytest.mark.parametrize("kind", ["+25:00", "-99:99", "+14:30"])
+def test_impossible_offsets_are_row_level_rejects(lines_run, kind):
+    out, physical = lines_run
+    rows = _rejects(out).filter(pl.col("source_line") == str(physical[kind]))
+    assert rows.height == 1, _rejects(out)
+    row = rows.row(0, named=True)
+    assert (row["column_name"], row["action"]) == ("ordered_at", "row_rejected")
+    assert "impossible UTC offset" in row["reason"] and "14:00" in row["reason"]
+    assert kind in row["value"]
+
+
+def test_a_real_offset_loads_and_the_bad_ones_are_not_audited(lines_run):
+    out, _ = lines_run
+    assert not _rejects(out).filter(pl.col("value").str.contains("+05:30", literal=True)).height
+    import duckdb
+
+    con = duckdb.connect(str(out.parent / "wh.duckdb"), read_only=True)
+    try:
+        got = con.execute(
+            "SELECT order_id, strftime(ordered_at AT TIME ZONE 'UTC', '%Y-%m-%d %H:%M') FROM src_imaging_orders "
+            "WHERE order_id LIKE 'O991%' ORDER BY 1"
+        ).fetchall()
+    finally:
+        con.close()
+    assert got == [("O99105", "2025-07-02 04:30")]
+
+
+@pytest.mark.parametrize("kind", ["+25:00", "unparseable", "duplicate"])
+def test_rejects_name_the_physical_line_where_the_record_starts(lines_run, kind):
+    out, physical = lines_run
+    rows = _rejects(out).filter(pl.col("table_name") == "imaging_orders")
+    assert str(physical[kind]) in set(rows["source_line"]), (kind, physical[kind], rows)
+    if kind == "duplicate":
+        reason = rows.filter(pl.col("source_line") == str(physical[kind]))["reason"][0]
+        # the first O01001 is the second record; the first record's text spans three lines
+        assert physical["first O01001"] == 5
+        assert reason == "duplicate order_id: first seen at line 5"

@@ -21,7 +21,24 @@ def test_readme_rule_table_is_generated_from_the_registry():
     assert rules().height == 18
 
 
-@pytest.mark.parametrize("command", ["run", "validate", "runs", "diff", "synth"])
+@pytest.mark.parametrize("command", ["run", "inspect", "validate", "runs", "diff", "synth"])
 def test_every_command_documents_itself(command):
     result = run_cli(command, "--help")
     assert result.returncode == 0 and "Usage:" in result.stdout, result.stderr
+
+
+def test_example_config_settings_are_valid_when_uncommented(tmp_path):
+    """examples/order-audit.toml shows every setting; its commented examples must load as they are written."""
+    import re
+
+    from pipeline.config import load_config
+    from pipeline.formats import TableFormat
+
+    text = (ROOT / "examples" / "order-audit.toml").read_text(encoding="utf-8")
+    active = [line[2:] if re.match(r'^# (\[|[a-z_]+ = |"[^"]+" = )', line) else line for line in text.splitlines()]
+    path = tmp_path / "all.toml"
+    path.write_text("\n".join(active), encoding="utf-8")
+    cfg = load_config(path)
+    shown = cfg.formats["imaging_orders"]
+    assert all(getattr(shown, f) != getattr(TableFormat(), f) for f in TableFormat.__dataclass_fields__ if f != "quote_char")
+    assert cfg.values["imaging_orders"]["status"] and cfg.columns["procedures"]

@@ -13,7 +13,8 @@ from pipeline.errors import InputFileError
 
 def _load(input_dir, tmp_path, **cfg):
     con = warehouse.connect(tmp_path / "wh.duckdb")
-    loads = load.load_inputs(con, load.find_inputs(input_dir), load_config(None, **cfg))
+    config = load_config(None, **cfg)
+    loads = load.load_inputs(con, load.find_inputs(input_dir, config), config)
     return con, {ld.table: ld for ld in loads}
 
 
@@ -229,8 +230,8 @@ def test_typing_streams_without_in_memory_fallback(small_input, tmp_path, table,
         pl.read_csv(small_input / f"{table}.csv", infer_schema=False).write_parquet(path)
     f = load.InputFile(table, path, fmt)
     cfg = load_config(None)
-    lf, schema = load._scan(f, load._column_map(f, contract, cfg))
-    graph = load._typed_frame(lf, schema, contract, cfg.site_timezone).show_graph(
+    lf, schema = load.scan(f, load._column_map(f, contract, cfg))
+    graph = load.typed_frame(lf, schema, contract, cfg).show_graph(
         engine="streaming", plan_stage="physical", raw_output=True, show=False
     )
     assert "in-memory engine fallback" in graph  # the legend: the marker below is still Polars' own

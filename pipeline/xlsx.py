@@ -1,0 +1,137 @@
+"""Excel workbooks (.xlsx) as input: one sheet per table, read by Polars' read_excel with its calamine engine (fastexcel).
+
+Every cell is read as text, so codes stay text (72148, 0001U) and the same contract and row
+rules apply as for CSV. Rows are numbered as Excel numbers them (the header row is the
+first non-empty row), and a reject names the sheet and that row. A date cell arrives as
+'YYYY-MM-DD HH:MM:SS'; a cell at exactly midnight is read as a bare date (Excel does not
+tell a date from a midnight timestamp, and a date is what such a cell holds in an extract).
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+
+import polars as pl
+
+from pipeline.errors import InputFileError
+
+MIDNIGHT = r"^(\d{4}-\d{2}-\d{2}) 00:00:00$"
+
+
+def _reader(path: Path):
+    import fastexcel
+
+    try:
+        return fastexcel.read_excel(str(path))
+    except Exception:  # fastexcel raises its own error types for every kind of unreadable file
+        raise InputFileError(path, "not a readable .xlsx workbook", "Save it again from Excel as .xlsx, or export CSV") from None
+
+
+def sheet_names(path: Path) -> list[str]:
+    return list(_reader(path).sheet_names)
+
+
+def pick_sheet(path: Path, table: str, configured: str | None) -> str:
+    """The sheet holding `table`: the configured one, else one named like the table, else the only sheet."""
+    names = sheet_names(path)
+    listed = ", ".join(f"'{n}'" for n in names)
+    if configured is not None:
+        if configured not in names:
+            raise InputFileError(
+                path, f"has no sheet '{configured}' (sheets: {listed})", f"Fix sheet under [formats.{table}] in the config"
+            )
+        return configured
+    same = [n for n in names if n.strip().lower() == table]
+    if same:
+        return same[0]
+    if len(names) == 1:
+        return names[0]
+    raise InputFileError(
+        path,
+        f"no sheet is named {table} (sheets: {listed})",
+        f'Name the sheet under [formats.{table}] in the config (sheet = "..."), or run order-audit inspect',
+    )
+
+
+def label(path: Path, sheet: str) -> str:
+    """How rejects and the ledger name a sheet: the file, then the sheet."""
+    return f"{path} [sheet {sheet}]"
+
+
+def _first_row_number(path: Path, sheet: str) -> int:
+    """Excel's number of the first row that holds a value (calamine starts the sheet there)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            book = z.read("xl/workbook.xml").decode("utf-8", "replace")
+            rels = z.read("xl/_rels/workbook.xml.rels").decode("utf-8", "replace")
+            rid = None
+            for m in re.finditer(r"<(?:\w+:)?sheet\b([^>]*)/?>", book):
+                attrs = dict(re.findall(r'([\w:]+)="([^"]*)"', m.group(1)))
+                if _xml_unescape(attrs.get("name", "")) == sheet:
+                    rid = next((v for k, v in attrs.items() if k.endswith(":id")), None)
+            target = None
+            for m in re.finditer(r"<Relationship\b([^>]*)/?>", rels):
+                attrs = dict(re.findall(r'([\w:]+)="([^"]*)"', m.group(1)))
+                if attrs.get("Id") == rid:
+                    target = attrs.get("Target", "").lstrip("/")
+            if target is None:
+                return 1
+            name = target if target.startswith("xl/") else f"xl/{target}"
+            with z.open(name) as fh:
+                head = b""
+                while chunk := fh.read(1 << 16):  # stop at the first cell with a value (<v> or inline <is>)
+                    head += chunk
+                    m = re.search(
+                        rb'<(?:\w+:)?row\b[^>]*\br="(\d+)"[^>]*>(?:(?!</(?:\w+:)?row>).)*?<(?:\w+:)?(?:v|is)>', head, re.S
+                    )
+                    if m:
+                        return int(m.group(1))
+                    if len(head) > 1 << 24:
+                        break
+    except (KeyError, OSError, zipfile.BadZipFile, ValueError):
+        pass
+    return 1
+
+
+def _xml_unescape(text: str) -> str:
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&apos;", "'").replace("&amp;", "&")
+
+
+def _rows(path: Path, sheet: str, n_rows: int | None = None) -> pl.DataFrame:
+    """The sheet's rows as text, the header row included (so a name given twice is seen, not renamed)."""
+    options = {"header_row": None, "dtypes": "string"} | ({"n_rows": n_rows} if n_rows else {})
+    try:
+        return pl.read_excel(
+            path,
+            sheet_name=sheet,
+            engine="calamine",
+            read_options=options,
+            infer_schema_length=0,
+            drop_empty_rows=False,
+            drop_empty_cols=False,
+        )
+    except Exception:  # calamine's own error types, for a sheet it cannot read
+        raise InputFileError(label(path, sheet), "sheet could not be read", "Save the workbook again, or export CSV") from None
+
+
+def header(path: Path, sheet: str) -> list[str]:
+    """The sheet's first non-empty row, as text (duplicates kept, to be reported)."""
+    frame = _rows(path, sheet, n_rows=1)
+    if frame.height == 0:
+        return []
+    return ["" if v is None else str(v) for v in frame.row(0)]
+
+
+def read_sheet(path: Path, sheet: str, line_column: str) -> pl.DataFrame:
+    """Every data row of the sheet as text, with its Excel row number; blank rows left out."""
+    raw = _rows(path, sheet)
+    if raw.height == 0:
+        return pl.DataFrame({line_column: []}, schema={line_column: pl.Int64})
+    names = ["" if v is None else str(v) for v in raw.row(0)]
+    first = _first_row_number(path, sheet)
+    body = raw.slice(1).rename(dict(zip(raw.columns, names, strict=True)))
+    body = body.with_columns(pl.all().str.replace(MIDNIGHT, "$1"))
+    body = body.with_row_index(line_column, offset=first + 1).with_columns(pl.col(line_column).cast(pl.Int64))
+    return body.filter(~pl.all_horizontal(pl.exclude(line_column).is_null()))

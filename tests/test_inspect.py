@@ -1,0 +1,186 @@
+"""`order-audit inspect`: a site's extract seen before the first run, and the starter config it writes.
+
+The end-to-end test is the promise of issue 12: the test deck exported the way a hospital's
+reporting database writes it (tests/site_export.py), then `inspect --write-config`, then
+`run --config` with that file and no hand edit, gives the canonical deck's verdicts order
+by order; the same for an Excel workbook.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from conftest import run_cli
+from site_export import export_text, export_workbook
+from test_deck import DECK, STEMS, _rows, write_deck_input
+
+from pipeline import detect, inspector
+from pipeline.contract import CONTRACT_BY_NAME
+
+COMPARED = ["order_id", "case_id", "verdict", "reasons", "secondary_reasons", "hours_since_index", "ordered_at", "status"]
+
+
+# ----------------------------------------------------------------------------------------------- units
+
+
+def test_columns_match_by_name_case_spelling_and_ehr_synonym():
+    header = ["ORDER_PROC_ID", "pat_mrn_id", "Ordering DTTM", "Proc Code", "ordering_department", "AUTHRZING_PROV_ID", "X"]
+    got = {m.column: (m.source, m.how) for m in inspector.match_columns(CONTRACT_BY_NAME["imaging_orders"], header, {})}
+    assert got["order_id"] == ("ORDER_PROC_ID", "synonym")
+    assert got["patient_id"] == ("pat_mrn_id", "synonym")
+    assert got["ordered_at"] == ("Ordering DTTM", "synonym")
+    assert got["order_code"] == ("Proc Code", "synonym")
+    assert got["ordering_department"] == ("ordering_department", "name")
+    assert got["ordering_provider_id"] == ("AUTHRZING_PROV_ID", "synonym")
+    assert got["status"] == (None, "missing")
+
+
+def test_two_columns_that_fit_equally_are_left_to_a_person():
+    header = ["ORDER_ID", "MRN", "PAT_ID", "ORDER_TIME", "CPT_CODE", "DEPT_NAME"]
+    found = inspector.match_columns(CONTRACT_BY_NAME["imaging_orders"], header, {"order_code": "CPT_CODE"})
+    matches = {m.column: m for m in found}
+    assert (matches["patient_id"].how, matches["patient_id"].others) == ("ambiguous", ["MRN", "PAT_ID"])
+    assert (matches["order_code"].source, matches["order_code"].how) == ("CPT_CODE", "config")
+    assert (matches["order_id"].source, matches["order_id"].how) == ("ORDER_ID", "case")
+
+
+def test_timestamp_formats_are_guessed_with_dates_and_day_month_doubt():
+    guess = detect.guess_formats(["4/10/2026 10:00 AM", "12/31/2025 1:05 PM", "4/9/2026", "2026-04-10T10:00:00Z", ""])
+    assert guess.formats == ["%m/%d/%Y %I:%M %p", "%m/%d/%Y"] and guess.iso == 1 and guess.unread == []
+    assert guess.ambiguous == ["%m/%d/%Y"]  # 4/9/2026 alone: April 9 or September 4
+    detect.settle_day_month([guess])  # 12/31/2025 settles the table's convention
+    assert guess.ambiguous == []
+    day_first = detect.guess_formats(["31.12.2025 10:00", "01.02.2026 08:30"])
+    assert day_first.formats == ["%d.%m.%Y %H:%M"] and day_first.sure
+    assert detect.guess_formats(["soon", "later"]).unread == ["soon", "later"]
+
+
+def test_delimiter_and_encoding_guesses(tmp_path):
+    lines = ["ORDER_ID|MRN|ORDER_TIME", "O1|M1|4/10/2026 10:00 AM", "O2|M2|4/10/2026, 11:00"]
+    assert detect.guess_delimiter(lines, {"orderid", "mrn"}) == ("|", True)
+    path = tmp_path / "x.txt"
+    path.write_bytes("a|b\r\nNeurología – adultos|x\r\n".encode("cp1252"))
+    guess = detect.guess_encoding(path)
+    assert (guess.encoding, guess.sure) == ("cp1252", False) and "'í' on line 2" in guess.example
+    path.write_text("a|b\nNeurología|x\n", encoding="utf-8")
+    assert detect.guess_encoding(path).encoding == "utf-8"
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("site")
+    canonical = base / "canonical"
+    write_deck_input(canonical)
+    return {"base": base, "canonical": canonical, "text": export_text(canonical, base / "text")}
+
+
+def test_inspect_reports_what_it_found(site):
+    r = run_cli("inspect", "--input", site["text"], "--json")
+    assert r.returncode == 0, r.stderr
+    found = json.loads(r.stdout)
+    orders = found["imaging_orders"]
+    assert orders["file"].endswith("ORDER_PROC_EXPORT.txt") and orders["found_by"] == "name hint"
+    assert (orders["delimiter"], orders["encoding"]["encoding"]) == ("|", "cp1252")
+    assert {c["column"]: c["source"] for c in orders["columns"]}["ordered_at"] == "ORDERING_DTTM"
+    (ts,) = orders["formats"]
+    assert ts["formats"] == ["%m/%d/%Y %I:%M %p"] and ts["unread"] == 0 and ts["values"] == orders["rows"] - 1
+    statuses = {v["value"]: (v["rows"], v["reads_as"]) for v in orders["values"]["status"]}
+    assert statuses["Canceled"][1] == "cancelled" and statuses["Sent"][1] == "ordered" and statuses["Final"][1] == "completed"
+    assert set(orders["code_systems"]) == {"CPT", "LOINC", "other"}
+    unknown = {u["code"]: u for u in orders["unknown_codes"]}
+    assert unknown["LCL-NOTMAPPED-9"]["orders"] == 1 and "LCL-DSM" not in unknown  # the site's map knows LCL-DSM
+    dx = found["diagnoses"]
+    assert dx["formats"][0]["formats"] == ["%m/%d/%Y %I:%M %p", "%m/%d/%Y"]  # bare dates among the timestamps
+    text = run_cli("inspect", "--input", site["text"]).stdout
+    assert "delimiter  '|'" in text and "'Canceled': 2 rows -> cancelled" in text and "LCL-NOTMAPPED-9" in text
+
+
+def test_write_config_never_overwrites(site, tmp_path):
+    target = tmp_path / "cfg"
+    target.mkdir()
+    (target / "local_code_map.csv").write_text("mine\n")
+    r = run_cli("inspect", "--input", site["text"], "--write-config", target / "site.toml")
+    assert r.returncode == 1, r.stderr
+    assert "local_code_map.csv exists; nothing written" in r.stderr
+    assert not (target / "site.toml").exists() and (target / "local_code_map.csv").read_text() == "mine\n"
+    (target / "local_code_map.csv").unlink()
+    (target / "site.toml").write_text("# mine\n")
+    r = run_cli("inspect", "--input", site["text"], "--write-config", target / "site.toml")
+    assert r.returncode == 1 and "site.toml exists; nothing written" in r.stderr
+    assert (target / "site.toml").read_text() == "# mine\n" and not (target / "local_code_map.csv").exists()
+
+
+def test_unknown_status_is_left_for_a_person_in_the_starter_config(site, tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    for p in site["text"].iterdir():
+        (d / p.name).write_bytes(p.read_bytes())
+    orders = d / "ORDER_PROC_EXPORT.txt"
+    orders.write_bytes(orders.read_bytes().replace(b"|Pending|", b"|On Hold|"))
+    r = run_cli("inspect", "--input", d, "--write-config", tmp_path / "site.toml")
+    assert r.returncode == 0, r.stderr
+    assert "'On Hold'" in r.stdout and "UNKNOWN" in r.stdout
+    toml = (tmp_path / "site.toml").read_text(encoding="utf-8")
+    assert "[values.imaging_orders.status]" in toml
+    assert '# "On Hold" = "?"   # CHECK:' in toml  # commented: the run must not act on a guess
+    template = pl.read_csv(tmp_path / "local_code_map.csv", infer_schema=False).fill_null("")
+    todo = template.filter(pl.col("study_type") == "")
+    assert sorted(todo["code"]) == ["24558-9", "LCL-NOTMAPPED-9"]  # CPT-form codes are imaging outside the audit
+    assert template.filter(pl.col("code") == "LCL-DSM")["study_type"].to_list() == ["dsm"]  # the site's rows kept
+
+
+def _audited(out: Path) -> pl.DataFrame:
+    return pl.read_csv(out / "audited_orders.csv", infer_schema=False).fill_null("").select(COMPARED).sort("order_id")
+
+
+@pytest.fixture(scope="module")
+def canonical_run(site) -> pl.DataFrame:
+    out = site["base"] / "out-canonical"
+    r = run_cli("run", "--input", site["canonical"], "--out", out, "--warehouse", site["base"] / "canonical.duckdb")
+    assert r.returncode == 0, r.stderr
+    return _audited(out)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", ["text", "xlsx"])
+def test_site_shaped_deck_reaches_the_canonical_verdicts_after_inspect(site, canonical_run, shape):
+    source = site["text"] if shape == "text" else export_workbook(site["canonical"], site["base"] / "xlsx")
+    config = site["base"] / f"{shape}-config" / "site.toml"
+    config.parent.mkdir()
+    r = run_cli("inspect", "--input", source, "--write-config", config)
+    assert r.returncode == 0, r.stderr
+    out = site["base"] / f"out-{shape}"
+    r = run_cli("run", "--input", source, "--config", config, "--out", out, "--warehouse", site["base"] / f"{shape}.duckdb")
+    assert r.returncode == 0, r.stderr
+    assert "no map knows" not in r.stderr
+    info = json.loads((out / "run.json").read_text())
+    assert all(i["rows_rejected"] == 0 for i in info["inputs"]), info["inputs"]
+    got = _audited(out)
+    differ = got.join(canonical_run, on="order_id", how="full", suffix="_canonical", coalesce=True).filter(
+        pl.any_horizontal([pl.col(c).ne_missing(pl.col(f"{c}_canonical")) for c in COMPARED[1:]])
+    )
+    assert differ.height == 0, differ
+    assert got.height == canonical_run.height == sum(len(_rows(DECK[s], "expected_orders")) for s in STEMS)
+
+
+def test_a_coded_column_full_of_different_values_is_not_listed(tmp_path, small_input):
+    """A shifted column can put ids where status words belong: inspect counts them and shows none."""
+    path = small_input / "imaging_orders.csv"
+    frame = pl.read_csv(path, infer_schema=False)
+    frame = pl.concat([frame] * 8).with_columns(
+        pl.format("O{}", pl.int_range(pl.len())).alias("order_id"),
+        pl.format("MRN-{}", pl.int_range(pl.len())).alias("status"),
+    )
+    frame.write_csv(path)
+    r = run_cli("inspect", "--input", small_input, "--json")
+    assert r.returncode == 0, r.stderr
+    orders = json.loads(r.stdout)["imaging_orders"]
+    assert orders["values"]["status"] == []
+    assert any("32 different values: not a vocabulary" in p for p in orders["problems"])
+    assert "MRN-" not in r.stdout
