@@ -46,6 +46,12 @@ def check_run(opts, out_root: Path) -> None:
         _check_writable(out_root, "--out", opts.out_dir)  # a plain folder is updated file by file
     if opts.warehouse_path is not None:
         check_warehouse_file(opts.warehouse_path)
+        if Path(opts.warehouse_path).resolve().parent.is_relative_to(out_root.resolve()):
+            # the warehouse and its .sources/ hold raw patient ids: never beside what is published
+            raise ConfigError(
+                f"--warehouse {opts.warehouse_path} is inside the output folder (--out {opts.out_dir}); the warehouse "
+                "holds raw patient ids and must be kept apart from the published reports (a folder of its own)"
+            )
         _check_writable(
             Path(opts.warehouse_path).resolve().parent, "--warehouse", opts.warehouse_path
         )  # lock, scratch and .sources go beside it

@@ -32,7 +32,7 @@ def synthetic(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def audited(synthetic, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("out")
-    result = run_cli("run", "--input", synthetic, "--out", out, "--warehouse", out / "wh.duckdb")
+    result = run_cli("run", "--input", synthetic, "--out", out, "--warehouse", tmp_path_factory.mktemp("wh") / "wh.duckdb")
     assert result.returncode == 0, result.stderr
     return out
 
