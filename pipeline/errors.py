@@ -50,3 +50,7 @@ class QualityGateError(AuditError):
 
 class WarehouseLockedError(AuditError):
     exit_code = EXIT_LOCKED
+
+
+class ReportError(AuditError):
+    """The report cannot be produced as asked (e.g. PDF without a PDF engine)."""
