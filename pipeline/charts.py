@@ -69,11 +69,11 @@ def _figure(figsize: tuple[float, float]):
     return fig, fig.subplots()
 
 
-def _percent_axis(axis) -> None:
-    """Proportions shown as percent, as the tables print them."""
+def _percent_axis(axis, span: float) -> None:
+    """Proportions shown as percent, as the tables print them (whole percents unless the range is narrow)."""
     from matplotlib.ticker import PercentFormatter  # noqa: PLC0415 - on first use
 
-    axis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=None))
+    axis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0 if span >= 0.05 else 1))
 
 
 def _fitted(values: np.ndarray, floor: float = 0.0, pad: float = 0.1) -> tuple[float, float]:
@@ -122,7 +122,7 @@ def p_chart_svg(chart: pl.DataFrame, title: str, name: str) -> str | None:
         ax.set_xticks(x[::step], labels[::step])
         top = np.nanmax(np.concatenate([rate, ucl])) if np.isfinite(np.concatenate([rate, ucl])).any() else 1.0
         ax.set_ylim(0, min(1.0, max(0.05, top * 1.08)))
-        _percent_axis(ax.yaxis)
+        _percent_axis(ax.yaxis, ax.get_ylim()[1])
         ax.set_ylabel("share of the month")
         ax.set_title(title, loc="left")
         ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
@@ -159,7 +159,7 @@ def funnel_svg(points: pl.DataFrame, overall_rate: float | None, title: str, nam
         lo, hi = _fitted(np.concatenate([y, [overall_rate]]), pad=0.15)
         ax.set_ylim(0, max(hi, min(1.0, overall_rate * 2)))
         ax.set_xlim(0, nmax * 1.05)
-        _percent_axis(ax.yaxis)
+        _percent_axis(ax.yaxis, ax.get_ylim()[1])
         ax.set_title(title, loc="left")
         ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         return _svg(fig, name)
@@ -195,8 +195,9 @@ def interval_svg(rows: pl.DataFrame, title: str, name: str, overall_rate: float 
         ax.set_ylim(-0.6, rows.height - 0.4)
         ax.grid(axis="y", visible=False)
         values = np.concatenate([low, high, [overall_rate] if overall_rate is not None else []])
-        ax.set_xlim(*_fitted(values.astype(float), pad=0.08))
-        _percent_axis(ax.xaxis)
+        lo, hi = _fitted(values.astype(float), pad=0.08)
+        ax.set_xlim(lo, hi)
+        _percent_axis(ax.xaxis, hi - lo)
         ax.set_xlabel("rate with 95% Wilson interval (dotted: hospital)")
         ax.set_title(title, loc="left")
         return _svg(fig, name, tight=True)

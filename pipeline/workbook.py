@@ -51,7 +51,7 @@ CASE_COLUMNS: dict[str, Column] = {
     "order_id": Column("Order", 11, "Imaging order id."),
     "ordered_at_local": Column("Ordered (site time)", 15, "Order date and time, site-local.", "datetime"),
     "time_after_procedure": Column(
-        "Time after procedure", 12, "Time from the procedure to the order, truncated to the minute (71 h 59 min is under 72 h)."
+        "Time after procedure", 14, "Time from the procedure to the order, truncated to the minute (71 h 59 min is under 72 h)."
     ),
     "order_name": Column("Ordered study", 26, "Order name as sent.", "wrap"),
     "ordering_department": Column("Ordering department", 15, "Department that placed the order (order measures count here)."),

@@ -144,8 +144,30 @@ def test_site_index_lists_month_folders(tmp_path, run):
         (tmp_path / month / "index.html").write_text("x")
         (tmp_path / month / "departments" / "a-123456.html").write_text("x")
     (tmp_path / "not-a-month").mkdir()
+    headline = [
+        {
+            "measure_id": "inappropriate_order_rate",
+            "numerator": 4,
+            "denominator": 37,
+            "rate": 4 / 37,
+            "ci_low": 0.043,
+            "ci_high": 0.247,
+        },
+        {
+            "measure_id": "first_imaging_right_study",
+            "numerator": 11,
+            "denominator": 15,
+            "rate": 11 / 15,
+            "ci_low": 0.48,
+            "ci_high": 0.89,
+        },
+    ]
+    (tmp_path / "2025-02" / "run.json").write_text(json.dumps({"run_id": "r-feb", "headline": headline}))
     target = render.render_site_index(tmp_path)
     text = target.read_text(encoding="utf-8")
+    # the internal numbers of each month (run.json), every rate with n / N; a small N is marked, not hidden
+    assert "4 / 37 = 10.8%" in text and "11 / 15 = 73.3%" in text and 'class="lowrel"' in text
+    assert "too few to rate" not in text and "r-feb" in text
     assert 'href="2025-01/index.html"' in text and 'href="2025-02/index.html"' in text
     assert "not-a-month" not in text
     assert text.index("2025-02") < text.index("2025-01")  # newest first
