@@ -247,16 +247,23 @@ def group_rows(rates: pl.DataFrame, overall: dict, low: int, names: dict[str, st
     return sorted(rows, key=lambda r: (r["name"].lower(), r["group_key"]))
 
 
+PROVIDER_ROWS_MAX = 40  # more rated providers than this: only those outside the funnel limits are listed
+
+
 def provider_table(rows: list[dict], low: int) -> dict:
-    """Rated providers (at least ``low`` evaluated orders) are listed with their funnel position; the rest
-    are one sentence with their counts (each is drawn in the funnel plot and listed in the workbook)."""
-    listed = [r for r in rows if r["orders"] >= low]
+    """Rated providers (at least ``low`` evaluated orders) are listed with their funnel position, or, when
+    there are more than ``PROVIDER_ROWS_MAX``, the rated ones outside the 95% limits; the rest are one
+    sentence with their counts (each is drawn in the funnel plot and listed in the workbook)."""
+    rated = [r for r in rows if r["orders"] >= low]
     rest = [r for r in rows if r["orders"] < low]
+    listed = rated if len(rated) <= PROVIDER_ROWS_MAX else [r for r in rated if r["outlier"]]
     inap = [r["inappropriate_order_rate"] for r in rest if r["inappropriate_order_rate"] is not None]
     return {
         "rows": listed,
+        "n_rated": len(rated),
+        "only_outliers": len(listed) < len(rated),
         "any_low": any(any_low([r[m] for m in TABLE_MEASURES]) for r in listed),
-        "n_outliers": sum(r["outlier"] for r in listed),
+        "n_outliers": sum(r["outlier"] for r in rated),
         "n_rest": len(rest),
         "rest_orders": sum(m["denominator"] for m in inap),
         "rest_inappropriate": sum(m["numerator"] for m in inap),

@@ -13,7 +13,7 @@ import jinja2
 import polars as pl
 import pytest
 
-from pipeline import pdf, render
+from pipeline import pdf, render, sections
 from pipeline.measure import build_metrics
 from tests import fixtures_marts as fx
 
@@ -270,3 +270,20 @@ def test_pdf_header_and_footer_templates_escape_and_number_pages():
     top, bottom = pdf._templates(pdf.RunningHeader(left="Audit · <b>x</b>", right="run r1"))
     assert "&lt;b&gt;x&lt;/b&gt;" in top and "run r1" in top
     assert '<span class="pageNumber"></span> of <span class="totalPages"></span>' in bottom
+
+
+def test_provider_table_is_bounded_and_says_what_it_left_out():
+    def row(key, orders, outlier):
+        m = {"numerator": 1, "denominator": orders, "low": orders < 20}
+        return {"group_key": key, "orders": orders, "outlier": outlier, "inappropriate_order_rate": m} | {
+            k: None for k in ("first_imaging_right_study", "premature_order_rate")
+        }
+
+    few = [row(f"S{i}", 3, i == 0) for i in range(30)]  # too few orders: one sentence, never rows
+    table = sections.provider_table([row("R1", 25, False), row("R2", 40, True), *few], 20)
+    assert [r["group_key"] for r in table["rows"]] == ["R1", "R2"] and not table["only_outliers"]
+    assert (table["n_rest"], table["rest_orders"], table["rest_inappropriate"], table["rest_outside"]) == (30, 90, 30, 1)
+    many = [row(f"R{i:03d}", 30, i % 20 == 0) for i in range(100)]  # more rated providers than a page holds
+    table = sections.provider_table(many, 20)
+    assert table["only_outliers"] and [r["group_key"] for r in table["rows"]] == ["R000", "R020", "R040", "R060", "R080"]
+    assert table["n_rated"] == 100 and table["n_outliers"] == 5

@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import zipfile
 from pathlib import Path
 
 import duckdb
@@ -171,3 +172,24 @@ def test_site_index_lists_month_folders(tmp_path, run):
     assert 'href="2025-01/index.html"' in text and 'href="2025-02/index.html"' in text
     assert "not-a-month" not in text
     assert text.index("2025-02") < text.index("2025-01")  # newest first
+
+
+def test_report_stays_bounded_on_a_case_dense_extract(tmp_path):
+    """Hundreds of flagged cases: the report lists the stated selection (5 most recent per department),
+    counts the rest and points to the workbook, which lists every order."""
+    generate(tmp_path / "in", patients=20000, months=6, seed=5, start_month="2025-01", case_density=10)
+    out = tmp_path / "out"
+    result = run_cli("run", "--input", tmp_path / "in", "--out", out, "--no-validate")
+    assert result.returncode == 0, result.stderr
+    cases = pl.read_csv(out / "cases.csv", infer_schema=False)
+    flagged = cases.filter(pl.col("n_inappropriate").cast(pl.Int64) + pl.col("n_review").cast(pl.Int64) > 0)
+    departments = flagged["first_imaging_department"].n_unique()
+    assert flagged.height > 5 * departments  # more flagged cases than the report lists
+    report = (out / "report.html").read_text(encoding="utf-8")
+    section = page_section(report, "cases")
+    assert section.count("case-start") == 5 * departments
+    assert "Listed here: the 5 most recent flagged cases of each department" in _cells(section)
+    assert len(report.encode()) < 1_500_000
+    orders = pl.read_csv(out / "audited_orders.csv", infer_schema=False)
+    with zipfile.ZipFile(out / "case_list.xlsx") as z:
+        assert z.read("xl/worksheets/sheet1.xml").count(b"<row ") == orders.height + 1  # every order, and the header
