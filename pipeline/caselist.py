@@ -18,7 +18,8 @@ FLAGGED = ("inappropriate", "review")
 
 
 def case_rows(con) -> pl.DataFrame:
-    """Every audited order with its case's date and departments, in chart-review order."""
+    """Every audited order with its case's date and departments, in chart-review order (each rule's
+    citation is said once, by rule id: the report's methods and the workbook's Rules sheet)."""
     return con.sql(
         """
         SELECT o.case_id, o.patient_key, c.index_local_date, c.index_at,
@@ -26,7 +27,7 @@ def case_rows(con) -> pl.DataFrame:
                o.order_id, CAST(o.ordered_at_local AS TIMESTAMP) AS ordered_at_local,
                o.hours_since_index, o.minutes_since_index, o.episode_number, o.order_code, o.order_name,
                o.study_type, o.ordering_department, o.ordering_provider_id, o.status, o.verdict, o.reasons,
-               o.secondary_reasons, o.explanation, o.rule_ids, o.citations, o.indication_text
+               o.secondary_reasons, o.explanation, o.rule_ids, o.indication_text
         FROM mart_audited_orders o LEFT JOIN mart_cases c ON c.case_id = o.case_id
         ORDER BY c.index_at, o.case_id, o.ordered_at NULLS LAST, o.order_id"""
     ).pl()

@@ -148,15 +148,20 @@ def funnel_svg(points: pl.DataFrame, overall_rate: float | None, title: str, nam
         ax.plot(grid, lim["hi998"], color="#b03a2e", lw=1.2, label="99.8% limits")
         ax.plot(grid, lim["lo998"], color="#b03a2e", lw=1.2)
         ax.axhline(overall_rate, color="#555555", lw=1.2, label=f"overall {overall_rate:.1%}")
-        small = points["small"].to_numpy() if "small" in points.columns else np.zeros(points.height, dtype=bool)
-        x, y = points["denominator"].to_numpy(), points["rate"].cast(pl.Float64).to_numpy()
+        if "small" not in points.columns:
+            points = points.with_columns(pl.lit(False).alias("small"))
+        # providers with the same n and N are the same point: drawn once (thousands of providers, a few
+        # hundred distinct points), as markers (a third of a scatter's cost in SVG)
+        drawn = points.select("denominator", pl.col("rate").cast(pl.Float64), "small").unique(maintain_order=True)
+        small = drawn["small"].to_numpy()
+        x, y = drawn["denominator"].to_numpy(), drawn["rate"].to_numpy()
         if (~small).any():
-            ax.scatter(x[~small], y[~small], s=28, color="#1f4e79", zorder=3, label="provider")
+            ax.plot(x[~small], y[~small], "o", ls="none", ms=5.5, color="#1f4e79", zorder=3, label="provider")
         if small.any():
-            ax.scatter(x[small], y[small], s=28, facecolors="none", edgecolors="#8c8c8c", zorder=3, label="low reliability")
+            ax.plot(x[small], y[small], "o", ls="none", ms=5.5, mfc="none", mec="#8c8c8c", zorder=3, label="low reliability")
         ax.set_xlabel("evaluated orders (denominator)")
         ax.set_ylabel("inappropriate")
-        lo, hi = _fitted(np.concatenate([y, [overall_rate]]), pad=0.15)
+        _, hi = _fitted(np.concatenate([y, [overall_rate]]), pad=0.15)
         ax.set_ylim(0, max(hi, min(1.0, overall_rate * 2)))
         ax.set_xlim(0, nmax * 1.05)
         _percent_axis(ax.yaxis, ax.get_ylim()[1])

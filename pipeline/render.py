@@ -188,7 +188,7 @@ def _page_context(
             "name": department_name(department, names) if department else "All departments",
         },
         "period": period,
-        "headline": sections.headline(metrics, period, level, key, rules, low, sections._g(hours_limit)),
+        "headline": sections.headline(metrics, period, level, key, rules, low, sections.plain_number(hours_limit)),
         "trend": sections.trend(metrics, level, key, window, name, draw, low),
         "departments": department_rows,
         "hospital_row": hospital_row[0] if hospital_row else None,
@@ -202,7 +202,7 @@ def _page_context(
             "dept-rates",
             overall.get("inappropriate_order_rate"),
         ),
-        "providers": sections.provider_table(sections.group_rows(provider_rates, overall, low, {}), low),
+        "providers": sections.provider_table(provider_rates, overall, low),
         "funnel_svg": draw(
             charts.funnel_svg,
             points,

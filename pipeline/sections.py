@@ -250,25 +250,39 @@ def group_rows(rates: pl.DataFrame, overall: dict, low: int, names: dict[str, st
 PROVIDER_ROWS_MAX = 40  # more rated providers than this: only those outside the funnel limits are listed
 
 
-def provider_table(rows: list[dict], low: int) -> dict:
+def provider_table(rates: pl.DataFrame, overall: dict, low: int) -> dict:
     """Rated providers (at least ``low`` evaluated orders) are listed with their funnel position, or, when
     there are more than ``PROVIDER_ROWS_MAX``, the rated ones outside the 95% limits; the rest are one
-    sentence with their counts (each is drawn in the funnel plot and listed in the workbook)."""
-    rated = [r for r in rows if r["orders"] >= low]
-    rest = [r for r in rows if r["orders"] < low]
-    listed = rated if len(rated) <= PROVIDER_ROWS_MAX else [r for r in rated if r["outlier"]]
-    inap = [r["inappropriate_order_rate"] for r in rest if r["inappropriate_order_rate"] is not None]
+    sentence with their counts (each is drawn in the funnel plot and listed in the workbook). Vectorised:
+    only the listed providers become rows (a hospital has thousands)."""
+    inap = rates.filter(pl.col("measure_id") == "inappropriate_order_rate")
+    keys = rates.select("group_key").unique()
+    summary = keys.join(inap.select("group_key", "numerator", "denominator", "rate"), on="group_key", how="left").with_columns(
+        pl.col("numerator", "denominator").fill_null(0)
+    )
+    p0 = overall.get("inappropriate_order_rate")
+    placed = summary["rate"].is_not_null().to_numpy()
+    status = np.full(summary.height, "", dtype=object)
+    if p0 is not None and placed.any():
+        status[placed] = funnel_status(summary["rate"].to_numpy()[placed], summary["denominator"].to_numpy()[placed], p0)
+    summary = summary.with_columns(
+        pl.Series("outlier", [s not in ("", "within limits") for s in status], dtype=pl.Boolean),
+        (pl.col("denominator") >= low).alias("rated"),
+    )
+    rated, rest = summary.filter(pl.col("rated")), summary.filter(~pl.col("rated"))
+    listed = rated if rated.height <= PROVIDER_ROWS_MAX else rated.filter(pl.col("outlier"))
+    rows = group_rows(rates.filter(pl.col("group_key").is_in(listed["group_key"].implode())), overall, low, {})
     return {
-        "rows": listed,
-        "n_rated": len(rated),
-        "only_outliers": len(listed) < len(rated),
-        "any_low": any(any_low([r[m] for m in TABLE_MEASURES]) for r in listed),
-        "n_outliers": sum(r["outlier"] for r in rated),
-        "n_rest": len(rest),
-        "rest_orders": sum(m["denominator"] for m in inap),
-        "rest_inappropriate": sum(m["numerator"] for m in inap),
-        "rest_outside": sum(r["outlier"] for r in rest),
-        "n_all": len(rows),
+        "rows": rows,
+        "n_rated": rated.height,
+        "only_outliers": listed.height < rated.height,
+        "any_low": any(any_low([r[m] for m in TABLE_MEASURES]) for r in rows),
+        "n_outliers": int(rated["outlier"].sum()),
+        "n_rest": rest.height,
+        "rest_orders": int(rest["denominator"].sum()),
+        "rest_inappropriate": int(rest["numerator"].sum()),
+        "rest_outside": int(rest["outlier"].sum()),
+        "n_all": summary.height,
     }
 
 
@@ -379,8 +393,9 @@ def hours(frame: pl.DataFrame, department: str | None, threshold: float, name: s
 
 
 def risk_counts(con) -> list[tuple[str, str, pl.DataFrame]]:
-    """(factor, label, counts by department and value) for each factor the procedure log has: one query
-    per factor for all pages; ``risk_factors`` sums or filters it for a page."""
+    """(factor, label, leak rates by department and value, and by value alone for the hospital) for each
+    factor the procedure log holds: one query and one interval computation per factor for all pages;
+    ``risk_factors`` picks a page's rows."""
     cols = columns(con, "mart_index_procedures")
     out = []
     for col, label in RISK_FACTORS:
@@ -391,34 +406,29 @@ def risk_counts(con) -> list[tuple[str, str, pl.DataFrame]]:
             f"""SELECT department, coalesce(CAST({col} AS VARCHAR), 'not recorded') AS value,
                        count(*) FILTER (WHERE is_adult) AS denominator,
                        count(*) FILTER (WHERE is_case) AS numerator,
-                       count({col}) AS recorded
-                FROM mart_index_procedures GROUP BY ALL""",
+                       count({col}) AS recorded, grouping(department) = 1 AS hospital
+                FROM mart_index_procedures GROUP BY GROUPING SETS ((department, value), (value))""",
         )
-        out.append((col, label, df))
+        out.append((col, label, with_rates(df.with_columns(pl.col("department").cast(pl.String)))))
     return out
 
 
 def risk_factors(counts: list[tuple[str, str, pl.DataFrame]], low: int, department: str | None) -> list[dict]:
     """Leak rate by each recorded factor: index procedures of the hospital, or those performed in ``department``."""
     out = []
-    value_cols = ["denominator", "numerator", "recorded"]
-    for col, label, by_department in counts:
-        if department is None:
-            df = by_department.group_by("value").agg(pl.col(value_cols).sum())
-        else:
-            df = by_department.filter(pl.col("department") == department)
-        df = df.select("value", *value_cols).sort("value")
-        if df.height == 0 or df["recorded"].sum() == 0:
+    for col, label, rates in counts:
+        page = rates.filter(pl.col("hospital") if department is None else pl.col("department") == department)
+        page = page.sort("value")
+        if page.height == 0 or page["recorded"].sum() == 0:
             continue  # the log does not hold this factor
-        rows = [marked(r, low) for r in with_rates(df).to_dicts()]
-        out.append({"factor": col, "label": label, "rows": rows})
+        out.append({"factor": col, "label": label, "rows": [marked(r, low) for r in page.to_dicts()]})
     return out
 
 
 # ----------------------------------------------------------------------------- methods
 
 
-def _g(value) -> str:
+def plain_number(value) -> str:
     """A config number in words: 72.0 -> '72', 0.5 -> '0.5'."""
     return f"{value:g}" if isinstance(value, float) else str(value)
 
@@ -451,7 +461,7 @@ def methods(con, run_info: dict, rules: pl.DataFrame) -> dict:
         # printed: the variant (or the audit definition), not the supporting quotation
         variant = detail.split("; secondary summary of the criteria:")[0].strip()
         rule_rows.append(dict(r, detail=detail, variant=variant, acr=citation.startswith(ACR_REFERENCE)))
-    case = {k: _g(v) for k, v in cfg.get("case", {}).items()}
+    case = {k: plain_number(v) for k, v in cfg.get("case", {}).items()}
     return {
         "case": case,
         "site_timezone": cfg.get("site_timezone", ""),

@@ -21,12 +21,16 @@ Text shaped like rich-text XML (``<r>...</r>``) is escaped like any other, on bo
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 import xlsxwriter
+import xlsxwriter.workbook
 from xlsxwriter.utility import _preserve_whitespace, _utf16_len, xl_col_to_name
 from xlsxwriter.xmlwriter import XMLwriter
 
@@ -75,8 +79,7 @@ CASE_COLUMNS: dict[str, Column] = {
     "status": Column("Status", 10, "Order status."),
     "reasons": Column("Reasons", 20, "Reason codes of the verdict, in rule order."),
     "secondary_reasons": Column("Also fired", 16, "Other reasons that fired but did not set the verdict."),
-    "rule_ids": Column("Rules", 10, "Rule ids (see the Rules sheet)."),
-    "citations": Column("Citation", 50, "Guideline citations of the rules."),
+    "rule_ids": Column("Rules", 10, "Rule ids: each rule's guideline citation is on the Rules sheet."),
     "indication_text": Column("Indication (as sent)", 30, "Indication text as sent."),
 }
 REVIEW_COLUMNS = ("reviewer_agrees", "reviewer_comment", "reviewer", "review_date")  # empty: the reviewer fills them
@@ -183,8 +186,21 @@ def write_case_list(
     _providers_sheet(wb, providers, head, percent, low, run_info)
     _explanation_sheet(wb, run_info, columns, head, styles["wrap"])
     _rules_sheet(wb, rules, head, styles["wrap"], run_info)
-    wb.close()
+    with _fast_zip():
+        wb.close()
     return path
+
+
+@contextlib.contextmanager
+def _fast_zip():
+    """Zip the workbook at zlib level 1: xlsxwriter uses the default level 6 and has no option for it;
+    at 120k orders level 1 takes 1.2 s less for a file a third larger (same bytes every run)."""
+    original = xlsxwriter.workbook.ZipFile
+    xlsxwriter.workbook.ZipFile = functools.partial(zipfile.ZipFile, compresslevel=1)
+    try:
+        yield
+    finally:
+        xlsxwriter.workbook.ZipFile = original
 
 
 LINE_POINTS = 15  # one line of 11-point text

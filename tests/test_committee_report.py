@@ -271,7 +271,7 @@ def test_workbook_is_a_review_form(month):
     header = list(rows[0])
     for title in ("Case", "Patient key", "Procedure date", "Ordered (site time)", "Time after procedure", "Verdict"):
         assert title in header
-    assert header.index("Reviewer agrees?") < header.index("Citation")
+    assert header.index("Reviewer agrees?") < header.index("Rules")
     assert {"Reviewer comment", "Reviewer", "Review date"} <= set(header)
     cells = book.cells("Cases")
     date_col, time_col = header.index("Procedure date"), header.index("Ordered (site time)")

@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from pipeline import pdf, render, sections
-from pipeline.measure import build_metrics
+from pipeline.measure import build_metrics, with_rates
 from tests import fixtures_marts as fx
 
 HOSTILE_ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -273,17 +273,21 @@ def test_pdf_header_and_footer_templates_escape_and_number_pages():
 
 
 def test_provider_table_is_bounded_and_says_what_it_left_out():
-    def row(key, orders, outlier):
-        m = {"numerator": 1, "denominator": orders, "low": orders < 20}
-        return {"group_key": key, "orders": orders, "outlier": outlier, "inappropriate_order_rate": m} | {
-            k: None for k in ("first_imaging_right_study", "premature_order_rate")
-        }
+    def rates(key, inappropriate, orders):
+        rows = [(key, "inappropriate_order_rate", inappropriate, orders), (key, "premature_order_rate", 0, orders)]
+        return rows
 
-    few = [row(f"S{i}", 3, i == 0) for i in range(30)]  # too few orders: one sentence, never rows
-    table = sections.provider_table([row("R1", 25, False), row("R2", 40, True), *few], 20)
+    def frame(rows):
+        df = pl.DataFrame(rows, schema=["group_key", "measure_id", "numerator", "denominator"], orient="row")
+        return with_rates(df)
+
+    overall = {"inappropriate_order_rate": 0.1}
+    few = [r for i in range(30) for r in rates(f"S{i:02d}", 3 if i == 0 else 0, 3)]  # too few orders: one sentence
+    table = sections.provider_table(frame([*rates("R1", 2, 25), *rates("R2", 20, 40), *few]), overall, 20)
     assert [r["group_key"] for r in table["rows"]] == ["R1", "R2"] and not table["only_outliers"]
-    assert (table["n_rest"], table["rest_orders"], table["rest_inappropriate"], table["rest_outside"]) == (30, 90, 30, 1)
-    many = [row(f"R{i:03d}", 30, i % 20 == 0) for i in range(100)]  # more rated providers than a page holds
-    table = sections.provider_table(many, 20)
+    assert [r["funnel"] for r in table["rows"]] == ["within limits", "above 99.8% limit"]
+    assert (table["n_rest"], table["rest_orders"], table["rest_inappropriate"], table["rest_outside"]) == (30, 90, 3, 1)
+    many = [r for i in range(100) for r in rates(f"R{i:03d}", 15 if i % 20 == 0 else 3, 30)]  # more than a page holds
+    table = sections.provider_table(frame(many), overall, 20)
     assert table["only_outliers"] and [r["group_key"] for r in table["rows"]] == ["R000", "R020", "R040", "R060", "R080"]
     assert table["n_rated"] == 100 and table["n_outliers"] == 5
