@@ -47,7 +47,18 @@ DATA = BENCH / "data"
 RESULTS_MD = BENCH / "results.md"
 PY = sys.executable
 
-SCALES = {"10k": 10_000, "100k": 100_000, "1M": 1_000_000, "10M": 10_000_000, "100M": 100_000_000}
+SCALES = {
+    "10k": 10_000,
+    "100k": 100_000,
+    "1M": 1_000_000,
+    "10M": 10_000_000,
+    "100M": 100_000_000,
+    # case-dense: five times the leak work-ups (about 1.2% of orders audited: 120k orders, 40-50k cases
+    # at 10M), so the cost of everything that grows with the cases (report, workbook) is measured
+    "1M-dense": 1_000_000,
+    "10M-dense": 10_000_000,
+}
+CASE_DENSITY = {"1M-dense": 5.0, "10M-dense": 5.0}
 ORDERS_PER_PATIENT = 5  # pipeline.synth: ~5 orders and ~0.5 procedures per patient
 # 36 months ending before the run date: the data-quality gate rejects future timestamps, and a
 # real backfill holds none
@@ -96,6 +107,7 @@ def data_key(scale: str, fmt: str) -> dict:
         "start_month": START,
         "fmt": fmt,
         "site_timezone": TZ,
+        "case_density": CASE_DENSITY.get(scale, 1.0),
         "synth_sha256": synth_hash(),
     }
 
@@ -114,9 +126,10 @@ def ensure_data(scale: str, fmt: str) -> Path:
     code = (
         "import sys; from pipeline.synth import generate; "
         "generate(sys.argv[1], patients=int(sys.argv[2]), months=int(sys.argv[3]), seed=int(sys.argv[4]), "
-        "start_month=sys.argv[5], fmt=sys.argv[6], site_timezone=sys.argv[7])"
+        "start_month=sys.argv[5], fmt=sys.argv[6], site_timezone=sys.argv[7], case_density=float(sys.argv[8]))"
     )
-    subprocess.run([PY, "-c", code, str(d), str(key["patients"]), str(MONTHS), str(SEED), START, fmt, TZ], check=True, cwd=ROOT)
+    args = [str(d), str(key["patients"]), str(MONTHS), str(SEED), START, fmt, TZ, str(key["case_density"])]
+    subprocess.run([PY, "-c", code, *args], check=True, cwd=ROOT)
     key_file.write_text(json.dumps(key, indent=1))
     log(f"generated in {time.perf_counter() - t0:.0f} s")
     return d
@@ -482,7 +495,7 @@ def main() -> int:
     if os.environ.get("BENCH_SCALES"):
         scales = [s.strip() for s in os.environ["BENCH_SCALES"].split(",") if s.strip()]
     else:
-        scales = ["1M", "10M"] + (["100M"] if os.environ.get("BENCH_SCALE", "").upper() == "100M" else [])
+        scales = ["1M", "10M", "10M-dense"] + (["100M"] if os.environ.get("BENCH_SCALE", "").upper() == "100M" else [])
     formats = [f.strip() for f in os.environ.get("BENCH_FORMATS", "csv,parquet").split(",") if f.strip()]
     bad = [s for s in scales if s not in SCALES]
     if bad:
@@ -502,8 +515,8 @@ def main() -> int:
     cells = []
     for scale in scales:
         for fmt in formats:
-            if scale == "100M" and fmt != "csv":
-                continue  # 100M: the CSV backfill is the target; Parquet adds nothing but hours
+            if (scale == "100M" or scale.endswith("-dense")) and fmt != "csv":
+                continue  # 100M: the CSV backfill is the target; dense: the report's cost, not the format's
             d = ensure_data(scale, fmt)
             big = scale == "100M"
             reps = 1 if big else repeat

@@ -305,15 +305,29 @@ def diff(run_a, run_b, warehouse_path):
 )
 @click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True)
 @click.option("--site-timezone", default="America/New_York", show_default=True)
+@click.option(
+    "--case-density",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Multiply the number of leak work-ups (cases): 5 audits about 1.2% of orders (a case-dense extract).",
+)
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path))
 @_logging_options
-def synth(patients, months, seed, start_month, fmt, site_timezone, out_dir, log_format, quiet, verbose):
+def synth(patients, months, seed, start_month, fmt, site_timezone, case_density, out_dir, log_format, quiet, verbose):
     """Generate synthetic extracts with their ground truth (deterministic per seed)."""
     from pipeline.synth import generate
 
     setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
     summary = generate(
-        out_dir, patients=patients, months=months, seed=seed, start_month=start_month, fmt=fmt, site_timezone=site_timezone
+        out_dir,
+        patients=patients,
+        months=months,
+        seed=seed,
+        start_month=start_month,
+        fmt=fmt,
+        site_timezone=site_timezone,
+        case_density=case_density,
     )
     if not quiet:
         counts = ", ".join(f"{k} {v}" for k, v in summary["counts"].items())

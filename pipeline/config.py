@@ -34,8 +34,21 @@ class CaseDefinition:
 
 @dataclass(frozen=True)
 class Reporting:
-    min_cell_count: int = 11  # small-cell suppression for rates shown or fed
+    min_cell_count: int = 11  # small-cell suppression of the shared metrics feed (privacy)
     trend_months: int = 24
+    # internal documents show every rate; one whose denominator is below this gets a
+    # low-reliability mark and footnote (never a blank)
+    low_reliability_denominator: int = 20
+    # the printed report lists at most this many flagged cases per department, the most recent
+    # first (the workbook lists every case)
+    flagged_cases_per_department: int = 5
+
+
+@dataclass(frozen=True)
+class DisplayNames:
+    # department key as in the extracts -> the name printed; unlisted snake_case keys are
+    # title-cased (interventional_radiology -> Interventional Radiology), others kept as they are
+    departments: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,7 @@ class Config:
     case: CaseDefinition = field(default_factory=CaseDefinition)
     reporting: Reporting = field(default_factory=Reporting)
     privacy: Privacy = field(default_factory=Privacy)
+    display_names: DisplayNames = field(default_factory=DisplayNames)
     local_code_map: str | None = None
     warehouse: str | None = None  # a warehouse kept across runs; none: a throw-away file per run
     # canonical column -> column name in the extract, per table
@@ -67,7 +81,7 @@ class Config:
         return dataclasses.asdict(self)
 
 
-_SECTIONS = {"case": CaseDefinition, "reporting": Reporting, "privacy": Privacy}
+_SECTIONS = {"case": CaseDefinition, "reporting": Reporting, "privacy": Privacy, "display_names": DisplayNames}
 _TABLES = ("procedures", "imaging_orders", "diagnoses")
 
 
@@ -83,6 +97,10 @@ def _section(cls, values: dict, where: str):
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"{where}.{name}: expected a non-negative number, got {value!r}")
             value = type(default)(value)
+        elif isinstance(default, dict):
+            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+                raise ConfigError(f'{where}.{name}: expected a table of names (key = "Display name"), got {value!r}')
+            value = {str(k): v for k, v in value.items()}
         out[name] = value
     return cls(**out)
 

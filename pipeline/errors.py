@@ -87,3 +87,7 @@ def refused_write(exc: BaseException) -> str | None:
             return " ".join(text.split())[:300]
         stack += [e.__cause__, e.__context__, *e.args]
     return None
+
+
+class ReportError(AuditError):
+    """The report cannot be produced as asked (e.g. PDF without a PDF engine)."""

@@ -1,7 +1,9 @@
-"""Rates, 95% Wilson intervals, small-cell suppression, p-chart and funnel limits.
+"""Rates, 95% Wilson intervals, p-chart and funnel limits.
 
-Reads ``mart_metric_counts`` and returns the tidy metrics feed (schema in docs/METRICS_FEED.md).
-Everything is vectorised over numpy/Polars columns: no Python loop over rows.
+Reads ``mart_metric_counts`` and returns every cell with its rate and interval: the internal
+frame the report, department pages, index and workbook print in full (internal documents show
+every rate with n / N). Privacy suppression for the shared feed is applied to this frame where
+the feed is written, never here. Everything is vectorised over numpy/Polars columns.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ SCHEMA_VERSION = "1.0"
 Z_95 = 1.959963984540054  # two-sided 95%
 Z_998 = 3.090232306167813  # two-sided 99.8%
 
-FEED_SCHEMA: dict[str, pl.DataType] = {
+# the internal frame: every rate and interval wherever the denominator is above zero
+METRICS_SCHEMA: dict[str, pl.DataType] = {
     "schema_version": pl.String(),
     "period": pl.String(),
     "level": pl.String(),
@@ -29,6 +32,11 @@ FEED_SCHEMA: dict[str, pl.DataType] = {
     "rate": pl.Float64(),
     "ci_low": pl.Float64(),
     "ci_high": pl.Float64(),
+    "direction": pl.String(),
+}
+# the shared feed's columns: the internal ones and ``suppressed`` before ``direction``
+FEED_SCHEMA: dict[str, pl.DataType] = {
+    **{c: t for c, t in METRICS_SCHEMA.items() if c != "direction"},
     "suppressed": pl.Boolean(),
     "direction": pl.String(),
 }
@@ -64,8 +72,22 @@ def _appropriate_reasons(con: duckdb.DuckDBPyConnection) -> set[str]:
             return {r["reason_code"] for r in csv.DictReader(fh) if r["verdict"] == "appropriate"}
 
 
-def build_metrics(con: duckdb.DuckDBPyConnection, min_cell_count: int = 11) -> pl.DataFrame:
-    """The tidy metrics feed from ``mart_metric_counts``: rates, Wilson 95% CIs, suppression, direction."""
+def with_rates(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` (numerator, denominator) with ``rate``, ``ci_low``, ``ci_high`` (Wilson 95%); null where N is 0."""
+    num = frame["numerator"].fill_null(0).to_numpy()
+    den = frame["denominator"].fill_null(0).to_numpy()
+    low, high = wilson_interval(num, den)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+    return frame.with_columns(
+        pl.Series("rate", rate, dtype=pl.Float64).fill_nan(None),
+        pl.Series("ci_low", low, dtype=pl.Float64).fill_nan(None),
+        pl.Series("ci_high", high, dtype=pl.Float64).fill_nan(None),
+    )
+
+
+def build_metrics(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Every cell of ``mart_metric_counts`` with its rate, Wilson 95% CI and direction (no suppression)."""
     counts = con.sql(
         "SELECT CAST(period AS VARCHAR) AS period, CAST(level AS VARCHAR) AS level, "
         "CAST(group_key AS VARCHAR) AS group_key, CAST(measure_id AS VARCHAR) AS measure_id, "
@@ -73,25 +95,14 @@ def build_metrics(con: duckdb.DuckDBPyConnection, min_cell_count: int = 11) -> p
         "FROM mart_metric_counts"
     ).pl()
     higher = HIGHER_IS_BETTER | {f"reason_{r}" for r in _appropriate_reasons(con)}
-    num = counts["numerator"].fill_null(0).to_numpy()
-    den = counts["denominator"].fill_null(0).to_numpy()
-    low, high = wilson_interval(num, den)
-    suppressed = (den < min_cell_count) | ((num > 0) & (num < min_cell_count))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rate = np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
-    hide = suppressed | (den <= 0)
-    out = counts.with_columns(
+    out = with_rates(counts).with_columns(
         pl.lit(SCHEMA_VERSION).alias("schema_version"),
-        pl.Series("rate", np.where(hide, np.nan, rate)).fill_nan(None),
-        pl.Series("ci_low", np.where(hide, np.nan, low)).fill_nan(None),
-        pl.Series("ci_high", np.where(hide, np.nan, high)).fill_nan(None),
-        pl.Series("suppressed", suppressed, dtype=pl.Boolean),
         pl.when(pl.col("measure_id").is_in(sorted(higher)))
         .then(pl.lit("higher_is_better"))
         .otherwise(pl.lit("lower_is_better"))
         .alias("direction"),
     )
-    return out.select([pl.col(c).cast(t) for c, t in FEED_SCHEMA.items()]).sort(
+    return out.select([pl.col(c).cast(t) for c, t in METRICS_SCHEMA.items()]).sort(
         ["period", "level", "group_key", "measure_id"], nulls_last=True
     )
 

@@ -26,6 +26,23 @@ DATA_OUTPUTS = {
 }
 
 
+# Parquet keeps types: instants as TIMESTAMP WITH TIME ZONE (UTC), site-local wall-clock times as
+# TIMESTAMP, dates as DATE; the marts hold the instants as ISO text, which the CSV files keep
+PARQUET_TYPES = {
+    "mart_audited_orders": {"ordered_at": "TIMESTAMPTZ", "ordered_at_local": "TIMESTAMP", "index_at": "TIMESTAMPTZ"},
+    "mart_cases": {"index_at": "TIMESTAMPTZ", "first_evidence_at": "TIMESTAMPTZ", "first_imaging_at": "TIMESTAMPTZ"},
+}
+
+
+def _parquet_query(table: str, query: str) -> str:
+    """``query`` with the table's text instants cast to their types (``PARQUET_TYPES``)."""
+    types = PARQUET_TYPES.get(table)
+    if not types:
+        return query
+    casts = ", ".join(f"CAST({col} AS {kind}) AS {col}" for col, kind in types.items())
+    return f"SELECT * REPLACE ({casts}) FROM ({query})"
+
+
 # rejects and ledger: the load ids and times of a run are not data (reruns stay byte-identical)
 OUTPUT_QUERIES = {
     "load_rejects": "SELECT table_name, source_file, source_line, column_name, value, reason, action FROM load_rejects "
@@ -49,7 +66,7 @@ def write_tables(con: duckdb.DuckDBPyConnection, out_dir: Path) -> list[Path]:
             if fmt == "csv":
                 con.execute(f"COPY ({_spreadsheet_safe(con, query)}) TO {literal(path)} (FORMAT csv, HEADER true)")
             else:
-                con.execute(f"COPY ({query}) TO {literal(path)} (FORMAT parquet, COMPRESSION zstd)")
+                con.execute(f"COPY ({_parquet_query(table, query)}) TO {literal(path)} (FORMAT parquet, COMPRESSION zstd)")
             written.append(path)
     return written
 

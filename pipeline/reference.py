@@ -36,7 +36,7 @@ LOCAL_MAP_NAME = "local_code_map.csv"
 class ReferenceInfo:
     rule_set_version: str
     code_set_versions: dict
-    files: list[dict]  # path + sha256 of every seed and local map read
+    files: list[dict]  # name, source and sha256 of every seed read (and the path of the site's local map)
 
 
 def manifest() -> dict:
@@ -106,7 +106,8 @@ def load_reference(con: duckdb.DuckDBPyConnection, cfg: Config, input_dir: Path 
     files = []
     seeds = {name: REFERENCE_DIR / f"{name}.csv" for name in ("value_sets", "imaging_code_map", "rules", "verdicts")}
     for name, path in seeds.items():
-        files.append({"name": name, "path": str(path), "sha256": sha256_file(path)})
+        # shipped with the software: named and hashed, no installation path (outputs name no file of the package)
+        files.append({"name": name, "source": "shipped", "sha256": sha256_file(path)})
 
     value_sets = _read_seed(seeds["value_sets"]).with_columns(
         pl.col("code").str.strip_chars().str.to_uppercase().str.replace_all(".", "", literal=True).alias("code_norm")
@@ -116,7 +117,7 @@ def load_reference(con: duckdb.DuckDBPyConnection, cfg: Config, input_dir: Path 
     local = local_code_map_path(cfg, input_dir)
     if local is not None:
         maps.append(read_code_map(local, "local"))
-        files.append({"name": "local_code_map", "path": str(local), "sha256": sha256_file(local)})
+        files.append({"name": "local_code_map", "source": "site", "path": str(local), "sha256": sha256_file(local)})
     # a site row overrides the shipped row for the same code
     code_map = (
         pl.concat(maps)

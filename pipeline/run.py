@@ -347,6 +347,8 @@ def _execute_locked(
                 outputs.publish(staging, out_dir, version=run_id, on_file=lambda n: faults.maybe_fail("mid_publish", n))
             finally:
                 ownership.remove(staging)
+            if opts.pdf:
+                event(f"wrote {out_dir / 'report.pdf'}", event="pdf_written", path=str(out_dir / "report.pdf"), period=label)
             if bar is not None:
                 bar.update(1, label)
             if opts.progress:
@@ -417,7 +419,7 @@ def _finish(wh_path: Path, run_id: str, status: str, counts: dict, timings: dict
 def _build_metrics(con, cfg: Config):
     from pipeline import measure
 
-    return measure.build_metrics(con, min_cell_count=cfg.reporting.min_cell_count)
+    return measure.build_metrics(con)
 
 
 def _render(con, staging: Path, run_info: dict, metrics, opts: RunOptions, cfg: Config) -> None:

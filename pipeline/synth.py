@@ -613,10 +613,17 @@ def generate(
     start_month: str = "2024-01",
     fmt: str = "csv",
     site_timezone: str = "America/New_York",
+    case_density: float = 1.0,
 ) -> dict:
-    """Write a synthetic extract with its ground truth into out_dir; return the counts summary."""
+    """Write a synthetic extract with its ground truth into out_dir; return the counts summary.
+
+    ``case_density`` multiplies the number of leak work-ups (cases): 1 gives about 0.2% of orders
+    audited, 5 about 1.2% (the case-dense benchmark scale, a busy leak clinic).
+    """
     if fmt not in ("csv", "parquet"):
         raise ValueError(f"format must be csv or parquet, got {fmt!r}")
+    if case_density <= 0:
+        raise ValueError(f"case_density must be above 0, got {case_density!r}")
     if patients < 1 or months < 1:
         raise ValueError("patients and months must be at least 1")
     out_dir = Path(out_dir)
@@ -635,7 +642,7 @@ def generate(
     # ---- scenario instance counts
     case_scen = [s for s in SCENARIOS if s.cases]
     nc_scen = [s for s in SCENARIOS if not s.cases]
-    n_case_target = max(len(case_scen), int(round(N * 0.5 * N_BG_INDEX_SHARE * 0.015)))
+    n_case_target = max(len(case_scen), int(round(N * 0.5 * N_BG_INDEX_SHARE * 0.015 * case_density)))
     n_nc_target = max(len(nc_scen), int(round(N * 0.001)))
     guarantee = N >= 2000 or (len(SCENARIOS) * 4 <= N)
     counts = {}
@@ -987,6 +994,7 @@ def generate(
             "start_month": start_month,
             "format": fmt,
             "site_timezone": tz,
+            "case_density": case_density,
         },
         "counts": {
             "patients": N,

@@ -7,11 +7,13 @@ raw patient ids (``MRN-RAW-...``) are planted so tests can prove escaping and ps
 from __future__ import annotations
 
 import csv
+import datetime as dt
 
 import duckdb
 import numpy as np
 import polars as pl
 
+from pipeline.audit import discover_models, run_models
 from pipeline.resources import REFERENCE_DIR
 
 HOSTILE = "<script>alert(1)</script>"
@@ -85,6 +87,8 @@ def build_fixture(
 
     procs, src_orders, cases, orders, index_rows = [], [], [], [], []
     verdict_cycle = list(_VERDICT_ROWS)
+    # the hostile order name and indication sit in the most recent case: a flagged case the report lists
+    hostile_case = min(n_cases - 1, 27)
     for i in range(n_cases):
         pid = RAW_ID if i == 0 else f"{RAW_ID_PREFIX}{10000 + i}"
         pkey = f"P{i:016x}"
@@ -102,8 +106,8 @@ def build_fixture(
             rule = rules.filter(pl.col("rule_id") == rule_id).row(0, named=True)
             oid = f"ORD-{i:05d}-{j}"
             hours = round(first_hours + 30 * j, 2)
-            name = HOSTILE if (i, j) == (2, 0) else "MRI spine complete w/o & w contrast"
-            indication = f"headache {HOSTILE}" if (i, j) == (2, 0) else "positional headache"
+            name = HOSTILE if (i, j) == (hostile_case, 0) else "MRI spine complete w/o & w contrast"
+            indication = f"headache {HOSTILE}" if (i, j) == (hostile_case, 0) else "positional headache"
             src_orders.append((oid, pid, name, indication))
             odept = dept if j == 0 else DEPARTMENTS[(i + j) % len(DEPARTMENTS)]
             orders.append(
@@ -114,6 +118,7 @@ def build_fixture(
                     "ordered_at": f"2026-10-{day:02d}T{8 + j:02d}:00:00Z",
                     "ordered_at_local": f"2026-10-{day:02d} {4 + j:02d}:00:00",
                     "hours_since_index": hours,
+                    "minutes_since_index": int(hours * 60),
                     "episode_number": j + 1,
                     "order_code": "72156",
                     "order_name": name,
@@ -149,7 +154,7 @@ def build_fixture(
                 "index_procedure_id": proc_id,
                 "index_code": "62270",
                 "index_at": index_at,
-                "index_local_date": f"2026-10-{day:02d}",
+                "index_local_date": dt.date(2026, 10, day),
                 "index_month": REPORT_MONTH,
                 "department": dept,
                 "site": "Main",
@@ -243,6 +248,9 @@ def build_fixture(
         ),
     )
     _table(con, "mart_metric_counts", _metric_counts(rng, rules))
+    # the attribution marts are computed from the marts above by the shipped SQL models
+    marts = [m for m in discover_models() if m.name in ("mart_department_summary", "mart_department_provider_counts")]
+    run_models(con, marts, layers=("marts",))
     _table(
         con,
         "load_rejects",

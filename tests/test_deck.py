@@ -10,9 +10,11 @@ implementation. All files are combined into one input folder and the real CLI ru
 from __future__ import annotations
 
 import csv
+import io
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import polars as pl
@@ -200,6 +202,21 @@ def test_no_order_outside_the_deck(deck_run):
     all_orders = set().union(*(_order_ids(DECK[s]) for s in STEMS))
     stray = sorted(set(deck_run["audited"]["order_id"]) - all_orders)
     assert not stray, f"audited_orders.csv lists orders that are not in any deck file: {stray}"
+
+
+def test_times_never_read_past_the_72_hour_line(deck_run):
+    """71 h 59 min is shown as such, never rounded up to 72 beside a premature verdict; exactly 72 h is 72 h 0 min."""
+    rows = {r["order_id"]: r for r in deck_run["audited"].iter_rows(named=True)}
+    premature, exact = rows["or-p7159-1"], rows["or-e72-1"]
+    assert (premature["minutes_since_index"], premature["hours_since_index"]) == ("4319", "71.98")
+    assert (exact["minutes_since_index"], exact["hours_since_index"]) == ("4320", "72.0")
+    for r in rows.values():  # truncated everywhere: a premature order always reads under 72 h
+        if "premature" in r["reasons"].split("|"):
+            assert int(r["minutes_since_index"]) < 72 * 60 and float(r["hours_since_index"]) < 72, r["order_id"]
+    workbook = (deck_run["audited_path"].parent / "case_list.xlsx").read_bytes()
+    with zipfile.ZipFile(io.BytesIO(workbook)) as z:
+        sheet = z.read("xl/worksheets/sheet1.xml").decode()
+    assert ">71 h 59 min<" in sheet and ">72 h 0 min<" in sheet
 
 
 @pytest.mark.parametrize("output", ["audited_path", "cases_path"])

@@ -1,4 +1,4 @@
-"""Rates, Wilson intervals, suppression, p-chart and funnel limits against hand-computed values."""
+"""Rates, Wilson intervals, p-chart and funnel limits against hand-computed values."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ import polars as pl
 import pytest
 
 from pipeline.measure import (
-    FEED_SCHEMA,
+    METRICS_SCHEMA,
     SCHEMA_VERSION,
     build_metrics,
     funnel_limits,
     funnel_status,
     p_chart,
     wilson_interval,
+    with_rates,
 )
 
 
@@ -43,53 +44,50 @@ def test_wilson_zero_denominator_is_nan():
     assert math.isnan(low[0]) and math.isnan(high[0])
 
 
-def test_build_metrics_schema_rates_and_suppression():
+def test_build_metrics_schema_and_every_rate():
+    """The internal frame: every cell with a denominator has its rate and Wilson interval (no suppression:
+    the report, pages, index and workbook are internal documents; the shared feed applies its own rule)."""
     con = _con(
         [
             ("2026-10", "overall", "all", "inappropriate_order_rate", 20, 100),
             ("2026-10", "overall", "all", "first_imaging_right_study", 0, 100),
-            ("2026-10", "department", "Neuro", "inappropriate_order_rate", 3, 10),  # denominator < 11
-            ("2026-10", "department", "Anes", "inappropriate_order_rate", 5, 100),  # 0 < numerator < 11
-            ("2026-10", "provider", "P1", "inappropriate_order_rate", 11, 11),  # at the threshold: shown
+            ("2026-10", "department", "Neuro", "inappropriate_order_rate", 3, 10),  # small denominator: still rated
+            ("2026-10", "department", "Anes", "inappropriate_order_rate", 5, 100),  # small numerator: still rated
+            ("2026-10", "provider", "P1", "inappropriate_order_rate", 11, 11),
             ("2026-10", "provider", "P2", "premature_order_rate", 0, 0),
             ("2026-10", "overall", "all", "reason_mri_complete_spine_wwo", 40, 100),
         ]
     )
     m = build_metrics(con)
-    assert m.columns == list(FEED_SCHEMA)
-    assert m.schema == pl.Schema(FEED_SCHEMA)
+    assert m.columns == list(METRICS_SCHEMA) and "suppressed" not in m.columns
+    assert m.schema == pl.Schema(METRICS_SCHEMA)
     assert set(m["schema_version"]) == {SCHEMA_VERSION} == {"1.0"}
     row = {(r["level"], r["group_key"], r["measure_id"]): r for r in m.to_dicts()}
 
     r = row[("overall", "all", "inappropriate_order_rate")]
-    assert (r["rate"], r["suppressed"], r["direction"]) == (0.2, False, "lower_is_better")
+    assert (r["rate"], r["direction"]) == (0.2, "lower_is_better")
     assert r["ci_low"] == pytest.approx(0.1334, abs=5e-5) and r["ci_high"] == pytest.approx(0.2888, abs=5e-5)
 
     r = row[("overall", "all", "first_imaging_right_study")]
-    assert (r["rate"], r["suppressed"], r["direction"]) == (0.0, False, "higher_is_better")
+    assert (r["rate"], r["direction"]) == (0.0, "higher_is_better")
     assert r["ci_high"] == pytest.approx(0.0370, abs=5e-5)  # 0/100: 3.84/103.84
 
-    for key in [
-        ("department", "Neuro", "inappropriate_order_rate"),
-        ("department", "Anes", "inappropriate_order_rate"),
-        ("provider", "P2", "premature_order_rate"),
-    ]:
-        r = row[key]
-        assert r["suppressed"] is True and r["rate"] is None and r["ci_low"] is None and r["ci_high"] is None
-        assert r["numerator"] is not None  # counts stay; only the rate and interval are withheld
-
-    r = row[("provider", "P1", "inappropriate_order_rate")]
-    assert r["suppressed"] is False and r["rate"] == 1.0
+    r = row[("department", "Neuro", "inappropriate_order_rate")]
+    assert r["rate"] == pytest.approx(0.3)
+    assert r["ci_low"] == pytest.approx(0.1078, abs=5e-5) and r["ci_high"] == pytest.approx(0.6032, abs=5e-5)
+    assert row[("department", "Anes", "inappropriate_order_rate")]["rate"] == pytest.approx(0.05)
+    r = row[("provider", "P2", "premature_order_rate")]
+    assert r["rate"] is None and r["ci_low"] is None and r["ci_high"] is None  # no denominator: no rate
+    assert row[("provider", "P1", "inappropriate_order_rate")]["rate"] == 1.0
     assert row[("overall", "all", "reason_mri_complete_spine_wwo")]["direction"] == "higher_is_better"
     # deterministic order
     assert m.equals(m.sort(["period", "level", "group_key", "measure_id"]))
 
 
-def test_build_metrics_threshold_is_configurable():
-    con = _con([("2026-10", "department", "Neuro", "inappropriate_order_rate", 3, 10)])
-    r = build_metrics(con, min_cell_count=3).row(0, named=True)
-    assert r["suppressed"] is False
-    assert r["ci_low"] == pytest.approx(0.1078, abs=5e-5) and r["ci_high"] == pytest.approx(0.6032, abs=5e-5)
+def test_with_rates_on_any_counts():
+    frame = with_rates(pl.DataFrame({"numerator": [3, 0], "denominator": [10, 0]}))
+    assert frame["rate"].to_list()[0] == pytest.approx(0.3) and frame["rate"][1] is None
+    assert frame["ci_low"][0] == pytest.approx(0.1078, abs=5e-5) and frame["ci_high"][1] is None
 
 
 def test_p_chart_hand_computed():

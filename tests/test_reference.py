@@ -212,6 +212,10 @@ EXPECTED_RULES = [
     ("subsequent_after_mri", "appropriate"),
 ]
 EXPECTED_VERDICTS = {"excluded": 1, "not_evaluable": 2, "inappropriate": 3, "review": 4, "appropriate": 5}
+ACR_REFERENCE = (
+    "ACR Appropriateness Criteria, Imaging of Suspected Intracranial Hypotension. "
+    "J Am Coll Radiol 2024;21(11S):S396-S412, doi:10.1016/j.jacr.2024.08.020."
+)
 ACR_DOI = "doi:10.1016/j.jacr.2024.08.020"
 
 
@@ -479,8 +483,11 @@ def test_rules_registry(rules, verdicts):
         assert len(r["explanation"]) <= 260, f"{r['rule_id']}: keep the explanation to one short sentence"
         if r["verdict"] in {"inappropriate", "review", "appropriate"}:
             assert ACR_DOI in r["citation"], f"{r['rule_id']}: clinical rules cite the ACR criteria"
+            assert r["citation"].startswith(ACR_REFERENCE), f"{r['rule_id']}: the full reference, as a reader cites it"
         else:
-            assert "order-audit case definition (docs/DESIGN.md)" in r["citation"], r["rule_id"]
+            assert r["citation"].startswith("order-audit audit definition, "), r["rule_id"]
+        # citations are printed for a committee: no file of this repository or of its design notes
+        assert not re.search(r"seeds/|DESIGN|DOMAIN|\.md\b|\.txt\b|\.csv\b|docs/", r["citation"]), r["rule_id"]
 
 
 def _normalise(text: str) -> str:

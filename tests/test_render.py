@@ -13,8 +13,8 @@ import jinja2
 import polars as pl
 import pytest
 
-from pipeline import render
-from pipeline.measure import build_metrics
+from pipeline import pdf, render, sections
+from pipeline.measure import build_metrics, with_rates
 from tests import fixtures_marts as fx
 
 HOSTILE_ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -107,8 +107,11 @@ def test_no_raw_patient_id_in_any_output_file(out):
             frame = pl.read_parquet(path)
             for col in frame.columns:
                 assert not frame[col].cast(pl.String).str.contains(fx.RAW_ID_PREFIX, literal=True).any()
-    # the pseudonym is there instead
-    assert b"P0000000000000002" in (out["dir"] / "report.html").read_bytes()
+    # the pseudonym is there instead: in the report for a listed (recent, flagged) case, in the workbook for every case
+    assert f"P{27:016x}".encode() in (out["dir"] / "report.html").read_bytes()
+    with zipfile.ZipFile(out["dir"] / "case_list.xlsx") as z:
+        sheet = z.read("xl/worksheets/sheet1.xml")
+    assert all(f"P{i:016x}".encode() in sheet for i in range(30))
 
 
 def test_reid_file_owner_only_and_complete(out, warehouse):
@@ -126,11 +129,13 @@ def test_reid_file_refused_inside_output_folder(warehouse, metrics, tmp_path):
         render.render_outputs(warehouse, tmp_path / "o", fx.run_info(), metrics, reid_file=tmp_path / "o" / "crosswalk.csv")
 
 
-def test_report_sections_and_suppression(out):
+def test_report_sections_and_low_reliability_marks(out):
     report = (out["dir"] / "report.html").read_text(encoding="utf-8")
-    for anchor in ["headline", "trend", "groups", "attrition", "timing", "risk", "cases", "methods"]:
+    for anchor in ["headline", "trend", "groups", "providers", "attrition", "timing", "risk", "cases", "methods"]:
         assert f'id="{anchor}"' in report
-    assert "too few to rate" in report
+    # internal document: every rate shown; a small denominator is marked and footnoted, never blanked
+    assert "too few to rate" not in report
+    assert 'class="lowrel"' in report and "Low reliability: fewer than 20 in the denominator" in report
     assert "Warning: demo pseudonym key" in report
     assert "a" * 64 in report  # input hash
     assert "20261101T020000Z-abc123" in report  # run id
@@ -140,7 +145,7 @@ def test_report_sections_and_suppression(out):
     assert fx.REJECTED_RAW_ID not in report  # rejected values are never shown, only counts
     assert "Needle type" in report and "Patient position" in report
     dept = next((out["dir"] / "departments").glob("tiny-rare-*.html")).read_text(encoding="utf-8")
-    assert "Tiny &amp; Rare" in dept and "too few to rate" in dept
+    assert "Tiny &amp; Rare" in dept and "too few to rate" not in dept and 'class="lowrel"' in dept
 
 
 def test_no_demo_warning_with_a_real_key(warehouse, metrics, tmp_path):
@@ -150,15 +155,21 @@ def test_no_demo_warning_with_a_real_key(warehouse, metrics, tmp_path):
 
 def test_metrics_feed(out, metrics):
     d = out["dir"]
-    assert pl.read_parquet(d / "metrics.parquet").equals(metrics)
+    feed = pl.read_parquet(d / "metrics.parquet")
+    assert feed.height == metrics.height and feed.drop("suppressed", "rate", "ci_low", "ci_high").equals(
+        metrics.drop("rate", "ci_low", "ci_high")
+    )
     csv = pl.read_csv(d / "metrics.csv", infer_schema_length=0)
-    assert csv.columns == metrics.columns and csv.height == metrics.height
+    assert csv.columns == feed.columns and csv.height == metrics.height
     summary = json.loads((d / "metrics.json").read_text())
     assert summary["schema_version"] == "1.0"
     assert summary["headline_period"] == fx.REPORT_MONTH
     assert {r["measure_id"] for r in summary["headline"]} >= {"inappropriate_order_rate", "first_imaging_right_study"}
-    hand = metrics.filter(pl.col("group_key") == "PRV-HAND").row(0, named=True)
-    assert hand["suppressed"] is True and hand["rate"] is None  # 3/10 is below the threshold of 11
+    hand = feed.filter(pl.col("group_key") == "PRV-HAND").row(0, named=True)
+    assert hand["suppressed"] is True and hand["rate"] is None  # 3/10 is below the feed's threshold of 11
+    # ...while the internal frame the report prints keeps the rate and interval
+    inside = metrics.filter(pl.col("group_key") == "PRV-HAND").row(0, named=True)
+    assert inside["rate"] == 0.3 and inside["ci_low"] == pytest.approx(0.1078, abs=5e-5)
 
 
 def test_workbook_has_explanation_and_no_formulas(out):
@@ -183,7 +194,7 @@ def test_rerender_is_byte_identical(warehouse, metrics, out, tmp_path):
 def test_pdf_without_engine_says_what_to_install(warehouse, metrics, tmp_path, monkeypatch):
     import builtins
 
-    monkeypatch.setattr(render, "find_chromium", lambda: None)
+    monkeypatch.setattr(pdf, "find_chromium", lambda: None)
     real_import = builtins.__import__
 
     def no_weasyprint(name, *args, **kwargs):
@@ -213,3 +224,70 @@ def test_charts_drawn_in_a_worker_process_give_the_same_files(warehouse, metrics
     assert any(b"<svg" in (inline / f).read_bytes() for f in files)
     for rel in files:
         assert (worker / rel).read_bytes() == (inline / rel).read_bytes(), rel
+
+
+def test_feed_withholds_small_cells_the_internal_frame_keeps():
+    """The shared feed's privacy rule (rate and interval withheld for a denominator under 11 or a numerator
+    of 1-10; configurable), applied where the feed is written; the internal frame is untouched."""
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE mart_metric_counts AS SELECT * FROM (VALUES "
+        "('2026-10', 'department', 'Neuro', 'inappropriate_order_rate', 3, 10), "
+        "('2026-10', 'department', 'Anes', 'inappropriate_order_rate', 5, 100), "
+        "('2026-10', 'provider', 'P1', 'inappropriate_order_rate', 11, 11), "
+        "('2026-10', 'provider', 'P2', 'premature_order_rate', 0, 0)) "
+        "t(period, level, group_key, measure_id, numerator, denominator)"
+    )
+    internal = build_metrics(con)
+    feed = {r["group_key"]: r for r in render._feed_frame(internal, 11).to_dicts()}
+    for key in ("Neuro", "Anes", "P2"):
+        r = feed[key]
+        assert r["suppressed"] is True and r["rate"] is None and r["ci_low"] is None and r["ci_high"] is None
+        assert r["numerator"] is not None  # counts stay; only the rate and interval are withheld
+    assert feed["P1"]["suppressed"] is False and feed["P1"]["rate"] == 1.0
+    assert internal.filter(pl.col("group_key") == "Neuro")["rate"][0] == pytest.approx(0.3)
+    # the threshold is configurable
+    r = render._feed_frame(internal, 3).filter(pl.col("group_key") == "Neuro").row(0, named=True)
+    assert r["suppressed"] is False and r["ci_low"] == pytest.approx(0.1078, abs=5e-5)
+
+
+def test_display_names_and_special_cause_news(warehouse, metrics, tmp_path):
+    """Departments print by their configured name, else title case of a snake_case key; a special-cause
+    month says whether it is good or bad news for the measure."""
+    info = fx.run_info()
+    info["config"]["display_names"] = {"departments": {"Neurology": "Neurology & Headache"}}
+    render.render_outputs(warehouse, tmp_path, info, metrics)
+    report = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "Neurology &amp; Headache" in report and ">Neurology</a>" not in report
+    assert ">Neurology &amp; Headache" in report.split('aria-label="dept-rates chart"')[1].split("</svg>")[0]
+    assert "bad news: worse than usual" in report  # 2026-03: inappropriate orders above the upper limit
+    assert (tmp_path / "departments" / f"{render.slugify('Neurology')}.html").is_file()  # file names keep the key
+    assert render.department_name("interventional_radiology", {}) == "Interventional Radiology"
+    assert render.department_name("Tiny & Rare", {}) == "Tiny & Rare"
+
+
+def test_pdf_header_and_footer_templates_escape_and_number_pages():
+    top, bottom = pdf._templates(pdf.RunningHeader(left="Audit · <b>x</b>", right="run r1"))
+    assert "&lt;b&gt;x&lt;/b&gt;" in top and "run r1" in top
+    assert '<span class="pageNumber"></span> of <span class="totalPages"></span>' in bottom
+
+
+def test_provider_table_is_bounded_and_says_what_it_left_out():
+    def rates(key, inappropriate, orders):
+        rows = [(key, "inappropriate_order_rate", inappropriate, orders), (key, "premature_order_rate", 0, orders)]
+        return rows
+
+    def frame(rows):
+        df = pl.DataFrame(rows, schema=["group_key", "measure_id", "numerator", "denominator"], orient="row")
+        return with_rates(df)
+
+    overall = {"inappropriate_order_rate": 0.1}
+    few = [r for i in range(30) for r in rates(f"S{i:02d}", 3 if i == 0 else 0, 3)]  # too few orders: one sentence
+    table = sections.provider_table(frame([*rates("R1", 2, 25), *rates("R2", 20, 40), *few]), overall, 20)
+    assert [r["group_key"] for r in table["rows"]] == ["R1", "R2"] and not table["only_outliers"]
+    assert [r["funnel"] for r in table["rows"]] == ["within limits", "above 99.8% limit"]
+    assert (table["n_rest"], table["rest_orders"], table["rest_inappropriate"], table["rest_outside"]) == (30, 90, 3, 1)
+    many = [r for i in range(100) for r in rates(f"R{i:03d}", 15 if i % 20 == 0 else 3, 30)]  # more than a page holds
+    table = sections.provider_table(frame(many), overall, 20)
+    assert table["only_outliers"] and [r["group_key"] for r in table["rows"]] == ["R000", "R020", "R040", "R060", "R080"]
+    assert table["n_rated"] == 100 and table["n_outliers"] == 5

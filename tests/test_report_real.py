@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import zipfile
 from pathlib import Path
 
 import duckdb
@@ -15,7 +16,8 @@ import polars as pl
 import pytest
 from conftest import run_cli
 
-from pipeline import render
+from pipeline import render, sections
+from pipeline.names import department_name
 from pipeline.synth import generate
 
 LINK = re.compile(r'href="([^"#]+)(?:#[^"]*)?"')
@@ -69,7 +71,7 @@ def test_headline_matches_mart_metric_counts(run):
     for row in rows:
         nums = re.findall(r'<td class="num">([\d,]+)</td>', row)
         by_label[_cells(row.split("<br>")[0]).strip()] = [int(n.replace(",", "")) for n in nums[:2]]
-    labels = {m: label for m, label, _ in render.MAIN_MEASURES}
+    labels = {m.measure_id: m.label for m in sections.measures("72")}
     for measure, label in labels.items():
         assert by_label[label] == list(counts[measure]), measure
     assert counts["inappropriate_order_rate"][1] > 0
@@ -80,14 +82,21 @@ def page_section(page: str, anchor: str) -> str:
     return page[start : page.index("</section>", start)]
 
 
-def test_case_list_rows_equal_cases_csv(run):
-    cases = pl.read_csv(run["out"] / "cases.csv", infer_schema=False)
-    orders = pl.read_csv(run["out"] / "audited_orders.csv", infer_schema=False)
+def test_flagged_case_list_is_the_stated_selection(run):
+    """Flagged cases are listed (the most recent 5 per department of the case), appropriate ones counted."""
+    cases = pl.read_csv(run["out"] / "cases.csv", infer_schema=False).with_columns(
+        pl.col("n_inappropriate", "n_review").cast(pl.Int64),
+        pl.col("first_imaging_department").fill_null("(not recorded)"),
+    )
+    flagged = cases.filter(pl.col("n_inappropriate") + pl.col("n_review") > 0)
+    expected = flagged.group_by("first_imaging_department").agg(pl.len().clip(upper_bound=5).alias("k"))["k"].sum()
     section = page_section(run["report"], "cases")
-    assert section.count("case-start") == cases.height
-    assert section.count('<tr class="v-') == orders.height
-    for key in cases["patient_key"].unique().to_list():
-        assert key in section
+    assert section.count("case-start") == expected > 0
+    verdicts = re.findall(r'<tr class="v-(\w+)', section)
+    assert verdicts and set(verdicts) <= {"inappropriate", "review"}  # appropriate orders are counted, not listed
+    text = _cells(section)
+    assert f"{flagged.height:,} of {cases.height:,} cases have an inappropriate or review order" in text
+    assert f"{cases.height - flagged.height:,} cases with no flagged order are counted, not listed" in text
 
 
 def test_department_pages_for_each_department_with_cases(run):
@@ -100,8 +109,7 @@ def test_department_pages_for_each_department_with_cases(run):
         assert page.is_file(), d
         assert f"departments/{render.slugify(d)}.html" in index
         text = page.read_text(encoding="utf-8")
-        assert f"CSF-leak imaging audit: {html.escape(d)}" in text
-        assert "case-start" in text  # its cases are listed
+        assert f"CSF-leak imaging audit: {html.escape(department_name(d, {}))}" in text
 
 
 def test_every_local_link_resolves(run):
@@ -137,8 +145,51 @@ def test_site_index_lists_month_folders(tmp_path, run):
         (tmp_path / month / "index.html").write_text("x")
         (tmp_path / month / "departments" / "a-123456.html").write_text("x")
     (tmp_path / "not-a-month").mkdir()
+    headline = [
+        {
+            "measure_id": "inappropriate_order_rate",
+            "numerator": 4,
+            "denominator": 37,
+            "rate": 4 / 37,
+            "ci_low": 0.043,
+            "ci_high": 0.247,
+        },
+        {
+            "measure_id": "first_imaging_right_study",
+            "numerator": 11,
+            "denominator": 15,
+            "rate": 11 / 15,
+            "ci_low": 0.48,
+            "ci_high": 0.89,
+        },
+    ]
+    (tmp_path / "2025-02" / "run.json").write_text(json.dumps({"run_id": "r-feb", "headline": headline}))
     target = render.render_site_index(tmp_path)
     text = target.read_text(encoding="utf-8")
+    # the internal numbers of each month (run.json), every rate with n / N; a small N is marked, not hidden
+    assert "4 / 37 = 10.8%" in text and "11 / 15 = 73.3%" in text and 'class="lowrel"' in text
+    assert "too few to rate" not in text and "r-feb" in text
     assert 'href="2025-01/index.html"' in text and 'href="2025-02/index.html"' in text
     assert "not-a-month" not in text
     assert text.index("2025-02") < text.index("2025-01")  # newest first
+
+
+def test_report_stays_bounded_on_a_case_dense_extract(tmp_path):
+    """Hundreds of flagged cases: the report lists the stated selection (5 most recent per department),
+    counts the rest and points to the workbook, which lists every order."""
+    generate(tmp_path / "in", patients=20000, months=6, seed=5, start_month="2025-01", case_density=10)
+    out = tmp_path / "out"
+    result = run_cli("run", "--input", tmp_path / "in", "--out", out, "--no-validate")
+    assert result.returncode == 0, result.stderr
+    cases = pl.read_csv(out / "cases.csv", infer_schema=False)
+    flagged = cases.filter(pl.col("n_inappropriate").cast(pl.Int64) + pl.col("n_review").cast(pl.Int64) > 0)
+    departments = flagged["first_imaging_department"].n_unique()
+    assert flagged.height > 5 * departments  # more flagged cases than the report lists
+    report = (out / "report.html").read_text(encoding="utf-8")
+    section = page_section(report, "cases")
+    assert section.count("case-start") == 5 * departments
+    assert "Listed here: the 5 most recent flagged cases of each department" in _cells(section)
+    assert len(report.encode()) < 1_500_000
+    orders = pl.read_csv(out / "audited_orders.csv", infer_schema=False)
+    with zipfile.ZipFile(out / "case_list.xlsx") as z:
+        assert z.read("xl/worksheets/sheet1.xml").count(b"<row ") == orders.height + 1  # every order, and the header

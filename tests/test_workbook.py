@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import zipfile
 
 import polars as pl
@@ -69,6 +70,14 @@ def _frame(strings: list[str | None]) -> pl.DataFrame:
             "episode_number": pl.Series([ints[i % len(ints)] for i in range(n)], dtype=pl.Int64),
             "small_int": pl.Series([i if i % 3 else None for i in range(n)], dtype=pl.Int32),
             "other": list(reversed(strings)),
+            # real dates and times, as the case list carries them (index_local_date, ordered_at_local)
+            "index_local_date": [None if i % 5 == 4 else dt.date(2024, 1, 1) + dt.timedelta(days=37 * i) for i in range(n)],
+            "ordered_at_local": [
+                None if i % 6 == 5 else dt.datetime(2025, 3, 9, 1, 59, 59, 999_999) + dt.timedelta(minutes=97 * i, microseconds=i)
+                for i in range(n)
+            ],
+            # long text in a wrapped column: rows get their height
+            "explanation": [("why " * (i * 7)).strip() or None for i in range(n)],
         }
     )
 

@@ -5,7 +5,11 @@ SELECT
     pk.patient_key,
     strftime(timezone('UTC', o.ordered_at), '%Y-%m-%dT%H:%M:%SZ') AS ordered_at,
     strftime(timezone(prm.site_timezone, o.ordered_at), '%Y-%m-%d %H:%M:%S') AS ordered_at_local,
-    round(o.hours_since_index, 2) AS hours_since_index,
+    -- truncated to 0.01 h, never rounded up: 71.996 h must not read 72.00 beside a premature verdict
+    -- (the inner round only removes binary noise: 87 min is 1.45 h, not 1.44)
+    floor(round(o.hours_since_index * 100, 9)) / 100 AS hours_since_index,
+    -- whole minutes, truncated: what the report prints (71 h 59 min), exact where 0.01 h is not
+    CAST(floor(round(o.hours_since_index * 60, 9)) AS BIGINT) AS minutes_since_index,
     o.episode_number,
     o.order_code,
     o.order_name,

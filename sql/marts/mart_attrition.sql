@@ -10,6 +10,21 @@ procs AS (
 ix AS (SELECT * FROM mart_index_procedures),
 orders AS (SELECT * FROM mart_audited_orders),
 cases AS (SELECT * FROM mart_cases),
+-- an excluded or not-evaluable order leaves once, under its winning reason: the first of its
+-- reasons in rule order (an order both cancelled and red-flagged counts as cancelled); the note
+-- says how many of the units counted there carry a further reason of the same verdict
+winning AS (
+    SELECT r.reason_code,
+           count(o.order_id) AS n,
+           CASE WHEN count(o.order_id) FILTER (WHERE contains(o.reasons, '|')) > 0
+                THEN ' (' || count(o.order_id) FILTER (WHERE contains(o.reasons, '|'))
+                     || ' of these also carry a later reason of this kind; each order is counted once, under its first reason)'
+                ELSE '' END AS overlap_note
+    FROM ref_rules AS r
+    LEFT JOIN orders AS o ON o.verdict = r.verdict AND split_part(o.reasons, '|', 1) = r.reason_code
+    WHERE r.verdict IN ('excluded', 'not_evaluable')
+    GROUP BY r.reason_code
+),
 steps AS (
     SELECT 1 AS step_order, 'Procedures in the period' AS step, 'procedures' AS unit,
            (SELECT count(*) FROM procs) AS count, 'step' AS kind, '' AS note
@@ -41,16 +56,12 @@ steps AS (
     UNION ALL SELECT 5, 'Cases with imaging in the window', 'cases',
            (SELECT count(*) FROM cases WHERE n_evaluated + n_not_evaluable > 0), 'step', ''
     UNION ALL SELECT 6, 'Audited orders (listed)', 'orders', (SELECT count(*) FROM orders), 'step', ''
-    UNION ALL SELECT 6, 'Excluded: ' || r.reason_code, 'orders',
-           (SELECT count(*) FROM orders WHERE verdict = 'excluded'
-              AND contains('|' || reasons || '|', '|' || r.reason_code || '|')), 'exclusion', r.explanation
-    FROM ref_rules AS r WHERE r.verdict = 'excluded'
+    UNION ALL SELECT 6, 'Excluded: ' || r.reason_code, 'orders', w.n, 'exclusion', r.explanation || w.overlap_note
+    FROM ref_rules AS r JOIN winning AS w ON w.reason_code = r.reason_code WHERE r.verdict = 'excluded'
     UNION ALL SELECT 7, 'Orders in the window, not excluded', 'orders',
            (SELECT count(*) FROM orders WHERE verdict <> 'excluded'), 'step', ''
-    UNION ALL SELECT 7, 'Not evaluable: ' || r.reason_code, 'orders',
-           (SELECT count(*) FROM orders WHERE verdict = 'not_evaluable'
-              AND contains('|' || reasons || '|', '|' || r.reason_code || '|')), 'exclusion', r.explanation
-    FROM ref_rules AS r WHERE r.verdict = 'not_evaluable'
+    UNION ALL SELECT 7, 'Not evaluable: ' || r.reason_code, 'orders', w.n, 'exclusion', r.explanation || w.overlap_note
+    FROM ref_rules AS r JOIN winning AS w ON w.reason_code = r.reason_code WHERE r.verdict = 'not_evaluable'
     UNION ALL SELECT 8, 'Evaluated orders', 'orders',
            (SELECT count(*) FROM orders WHERE verdict IN ('appropriate', 'inappropriate', 'review')), 'step', ''
     UNION ALL SELECT 9, 'Flagged orders (inappropriate)', 'orders',

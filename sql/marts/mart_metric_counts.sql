@@ -72,7 +72,11 @@ reason_measures AS (
     SELECT
         g.period, g.level, g.group_key, 'reason_' || r.reason_code AS measure_id,
         count(*) FILTER (WHERE contains('|' || g.reasons || '|', '|' || r.reason_code || '|')) AS numerator,
-        CASE WHEN r.verdict IN ('excluded', 'not_evaluable') THEN count(*)
+        -- the denominator of the reason's verdict measure: evaluated orders for judged reasons,
+        -- orders not excluded for not-evaluable reasons (as not_evaluable_rate), all audited
+        -- orders for exclusion reasons
+        CASE WHEN r.verdict = 'excluded' THEN count(*)
+             WHEN r.verdict = 'not_evaluable' THEN count(*) FILTER (WHERE g.verdict <> 'excluded')
              ELSE count(*) FILTER (WHERE g.is_evaluated) END AS denominator
     FROM order_groups_all AS g
     CROSS JOIN ref_rules AS r

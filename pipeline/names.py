@@ -1,0 +1,44 @@
+"""Display names: how a department key from the extracts is printed for people.
+
+A configured name wins (``[display_names.departments]``); a snake_case key without one is
+title-cased (``interventional_radiology`` -> ``Interventional Radiology``); any other key is
+printed as it is (``Tiny & Rare`` stays). File names and data outputs keep the key.
+"""
+
+from __future__ import annotations
+
+import re
+
+import polars as pl
+
+NOT_RECORDED = "(not recorded)"
+_SNAKE = re.compile(r"[a-z0-9]+(?:_[a-z0-9]+)*")
+
+
+def department_name(key: str | None, names: dict[str, str]) -> str:
+    """The printed name of a department key."""
+    if key is None:
+        return NOT_RECORDED
+    if key in names:
+        return names[key]
+    if _SNAKE.fullmatch(key):
+        return key.replace("_", " ").title()
+    return key
+
+
+def department_names(config: dict) -> dict[str, str]:
+    """The configured department names from a run's configuration (``run_info["config"]``)."""
+    return dict((config.get("display_names") or {}).get("departments") or {})
+
+
+def named(column: str, names: dict[str, str], alias: str | None = None) -> pl.Expr:
+    """A String column of department keys as printed names (vectorised; null -> '(not recorded)')."""
+    col = pl.col(column)
+    return (
+        col.map_batches(
+            lambda s: s.replace_strict({k: department_name(k, names) for k in s.drop_nulls().unique().to_list()}, default=None),
+            return_dtype=pl.String,
+        )
+        .fill_null(NOT_RECORDED)
+        .alias(alias or column)
+    )

@@ -1,0 +1,310 @@
+"""The month a quality committee meets on, as `make demo` gives it: the demo extract, `--month 2026-06`.
+
+One module-scoped run of the real CLI (the demo's generator parameters, with the gate and --pdf when
+Chromium is installed); the tests read what it wrote, as a committee member or a reviewer would.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import shutil
+import subprocess
+
+import polars as pl
+import pytest
+from conftest import run_cli
+from xlsx_xml import Workbook
+
+from pipeline import pdf, render
+from pipeline.names import department_name
+from pipeline.synth import generate
+
+pytestmark = pytest.mark.slow
+MONTH = "2026-06"
+CHROMIUM = pdf.find_chromium()
+# a file of this repository or of its design notes, as it would appear in a citation or description
+REPO_FILE_NAME = re.compile(
+    r"seeds/|\b(?:DESIGN|DOMAIN|TECH-NOTES|STYLE|METRICS_FEED|DATA_QUALITY|SCHEDULING|README|HELPER_GUIDE)\.md\b"
+    r"|\bdocs/|\bpipeline/|\bsql/(?:staging|intermediate|marts)|\.sql\b|\b\w+\.py\b|\b000_[0-9a-f]{16}\.txt\b"
+)
+
+
+@pytest.fixture(scope="module")
+def month(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("committee")
+    generate(root / "in", patients=100_000, months=24, seed=7, start_month="2024-09")  # make demo's extract
+    out, wh = root / "out", root / "wh.duckdb"
+    args = ["run", "--input", root / "in", "--out", out, "--warehouse", wh, "--month", MONTH]
+    result = run_cli(*args, *(["--pdf"] if CHROMIUM else []))
+    assert result.returncode == 0, result.stderr
+    return {
+        "out": out.resolve(),
+        "out_as_given": out,
+        "stderr": result.stderr,
+        "report": (out / "report.html").read_text(encoding="utf-8"),
+        "index": (out / "index.html").read_text(encoding="utf-8"),
+        "orders": pl.read_csv(out / "audited_orders.csv", infer_schema=False),
+        "cases": pl.read_csv(out / "cases.csv", infer_schema=False),
+    }
+
+
+def _section(page: str, anchor: str) -> str:
+    start = page.index(f'<section id="{anchor}">')
+    return page[start : page.index("</section>", start)]
+
+
+def _text(fragment: str) -> str:
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", fragment)))
+
+
+def _table(fragment: str, css_class: str) -> list[list[str]]:
+    """The body and footer rows of the first table with that class, as cell texts."""
+    start = fragment.index(f'<table class="{css_class}">')
+    table = fragment[start : fragment.index("</table>", start)]
+    body = table[table.index("</thead>") :]
+    return [
+        [_text(c).strip() for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, flags=re.S)]
+        for row in re.findall(r"<tr[^>]*>(.*?)</tr>", body, flags=re.S)
+    ]
+
+
+def _int(text: str) -> int:
+    return int(text.replace(",", ""))
+
+
+# ----------------------------------------------------------------------------- printed
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install -y chromium)")
+def test_printed_month_fits_twelve_pages_with_running_header(month):
+    data = (month["out"] / "report.pdf").read_bytes()
+    pages = len(re.findall(rb"/Type\s*/Page\b(?!s)", data))
+    assert 4 <= pages <= 12, pages
+    assert f"wrote {month['out_as_given'] / 'report.pdf'}" in month["stderr"]  # --pdf says where it wrote the file
+    if shutil.which("pdftotext"):  # the header and page numbers, as printed on every page
+        text = subprocess.run(["pdftotext", "-layout", str(month["out"] / "report.pdf"), "-"], capture_output=True, text=True)
+        page_texts = text.stdout.split("\f")[:pages]
+        run_id = re.search(r"run (\d{8}T\d{6}Z-[0-9a-f]+)", month["report"]).group(1)
+        for i, page in enumerate(page_texts, start=1):
+            assert f"CSF-leak imaging audit · All departments · {MONTH}" in page, i
+            assert f"run {run_id}" in page and f"Page {i} of {pages}" in page, i
+
+
+def test_continued_tables_repeat_their_header_and_the_case_id(month):
+    report = month["report"]
+    assert "thead { display: table-header-group; }" in report
+    section = _section(report, "cases")
+    rows = re.findall(r'<tr class="v-\w+[^"]*">(.*?)</tr>', section, flags=re.S)
+    assert rows
+    for row in rows:  # every order row names its case, so a row continued on a new page still does
+        assert re.search(r'<td class="key">\w+', row), row[:200]
+
+
+# ----------------------------------------------------------------------------- numbers
+
+
+def test_every_headline_cell_has_a_number_and_nothing_is_too_few_to_rate(month):
+    for page in month["out"].rglob("*.html"):
+        assert "too few to rate" not in page.read_text(encoding="utf-8").lower(), page.name
+    rows = _table(_section(month["report"], "headline"), "headline")
+    measures = [r for r in rows if len(r) == 6]
+    assert len(measures) == 5
+    for label, _better, n, big_n, rate, ci in measures:
+        assert re.fullmatch(r"[\d,]+", n) and re.fullmatch(r"[\d,]+", big_n), label
+        assert re.fullmatch(r"\d+\.\d%( †)?", rate.replace("\u2009", " ")), (label, rate)
+        assert re.fullmatch(r"\d+\.\d% – \d+\.\d%", ci), (label, ci)
+
+
+def test_low_reliability_is_marked_with_a_footnote(month):
+    head = _section(month["report"], "headline")
+    marked = re.findall(r'<tr><th scope="row">(.*?)</tr>', head, flags=re.S)
+    small = [r for r in marked if re.search(r'<td class="num">[\d,]+</td><td class="num">1\d</td>', r)]  # N of 10-19
+    assert small, "the month has a measure on fewer than 20"
+    assert all('class="lowrel"' in r for r in small)
+    assert "Low reliability: fewer than 20 in the denominator" in head
+
+
+def test_index_and_department_counts_add_up_to_the_hospital(month):
+    orders, cases = month["orders"], month["cases"]
+    for page in (month["index"], _section(month["report"], "groups")):
+        rows = _table(page, "attribution")
+        body, total = rows[:-1], rows[-1]
+        assert total[0] == "Hospital"
+        for j in range(1, len(total)):
+            if total[j] != "–":
+                assert sum(_int(r[j]) for r in body if r[j] != "–") == _int(total[j]), j
+        assert _int(total[1]) == orders.height
+    index_rows = _table(month["index"], "attribution")
+    assert _int(index_rows[-1][5]) == cases.height  # cases by first imaging order, plus those without one
+    assert _int(index_rows[-1][6]) == cases.height  # cases by procedure department (second view)
+
+
+def test_every_department_in_any_output_has_a_page_counting_only_its_own(month):
+    orders, cases = month["orders"], month["cases"]
+    named = set(orders["ordering_department"].drop_nulls()) | set(cases["department"].drop_nulls())
+    named |= set(cases["first_imaging_department"].drop_nulls())
+    assert "interventional_radiology" in named  # a procedure department that orders no imaging
+    for d in named:
+        page = month["out"] / "departments" / f"{render.slugify(d)}.html"
+        assert page.is_file() and f'href="departments/{render.slugify(d)}.html"' in month["index"], d
+        text = page.read_text(encoding="utf-8")
+        assert f"CSF-leak imaging audit: {html.escape(department_name(d, {}))}" in text
+        own = orders.filter(pl.col("ordering_department") == d)
+        evaluated = own.filter(pl.col("verdict").is_in(["appropriate", "inappropriate", "review"]))
+        row = _table(_section(text, "groups"), "attribution")[0]
+        assert [_int(x) for x in row[1:5]] == [
+            own.height,
+            evaluated.height,
+            own.filter(pl.col("verdict") == "inappropriate").height,
+            own.filter(pl.col("verdict") == "review").height,
+        ], d
+        assert _int(row[5]) == cases.filter(pl.col("first_imaging_department") == d).height
+        if evaluated.height:  # the headline is this department's orders, not the hospital's
+            head = _table(_section(text, "headline"), "headline")
+            inappropriate = next(r for r in head if r[0].startswith("Inappropriate orders"))
+            assert (_int(inappropriate[2]), _int(inappropriate[3])) == (
+                evaluated.filter(pl.col("verdict") == "inappropriate").height,
+                evaluated.height,
+            )
+
+
+def test_attrition_subtracts_each_unit_once(month):
+    rows = pl.read_csv(month["out"] / "attrition.csv").to_dicts()
+    steps = [r for r in rows if r["kind"] == "step"]
+    for unit in ("procedures", "orders"):
+        chain = [r for r in steps if r["unit"] == unit]
+        checked = 0
+        for a, b in zip(chain, chain[1:], strict=False):
+            left = [r for r in rows if r["kind"] == "exclusion" and r["step_order"] == a["step_order"] and r["unit"] == unit]
+            if b["step_order"] != a["step_order"] + 1 or not left:
+                continue  # siblings (flagged and review orders), not a step with exclusions
+            assert a["count"] - sum(r["count"] for r in left) == b["count"], (a["step"], b["step"])
+            checked += 1
+        assert checked >= 2, unit
+
+
+def test_reason_denominators_match_their_measure_and_overlap_is_said(month):
+    head = _text(_section(month["report"], "headline"))
+    not_excluded = month["orders"].filter(pl.col("verdict") != "excluded").height
+    assert f"Not evaluable · N = {not_excluded:,} audited orders not excluded" in head
+    evaluated = month["orders"].filter(pl.col("verdict").is_in(["appropriate", "inappropriate", "review"])).height
+    assert f"Inappropriate · N = {evaluated:,} evaluated orders" in head
+    multi = month["orders"].filter((pl.col("verdict") == "inappropriate") & pl.col("reasons").str.contains("|", literal=True))
+    if multi.height:
+        assert "an order can carry more than one reason" in head
+
+
+def test_hours_never_read_past_the_verdict(month):
+    book = Workbook(month["out"] / "case_list.xlsx")
+    rows = book.rows("Cases")
+    timed = [r for r in rows if r["Time after procedure"]]
+    assert timed
+    for r in timed:
+        h, m = re.fullmatch(r"(\d+) h (\d+) min( before)?", r["Time after procedure"]).groups()[:2]
+        minutes = int(h) * 60 + int(m)
+        if r["Reasons"] and "premature" in r["Reasons"]:
+            assert minutes < 72 * 60 and r["Hours after procedure"] < 72, r
+    listed = re.findall(r'<td class="num">(\d+) h (\d+) min</td>', _section(month["report"], "cases"))
+    assert listed
+
+
+def test_every_rate_and_the_citations_name_no_repository_file(month):
+    found = []
+    for path in month["out"].rglob("*"):
+        if not path.is_file() or path.suffix == ".pdf":
+            continue
+        if path.suffix == ".xlsx":
+            texts = [b.decode("utf-8", "replace") for b in Workbook(path).files.values()]
+        elif path.suffix == ".parquet":
+            frame = pl.read_parquet(path)
+            texts = [" ".join(frame[c].cast(pl.String).drop_nulls().to_list()) for c in frame.columns]
+        else:
+            texts = [path.read_text(encoding="utf-8", errors="replace")]
+        found += [f"{path.name}: {m.group(0)}" for t in texts for m in REPO_FILE_NAME.finditer(t)]
+    assert found == []
+    methods = _text(_section(month["report"], "methods"))
+    assert (
+        "ACR Appropriateness Criteria, Imaging of Suspected Intracranial Hypotension. "
+        "J Am Coll Radiol 2024;21(11S):S396-S412, doi:10.1016/j.jacr.2024.08.020." in methods
+    )
+    assert re.search(r"CSF-06 inappropriate premature", methods)
+
+
+def test_parquet_outputs_keep_types(month):
+    orders = pl.read_parquet(month["out"] / "audited_orders.parquet")
+    assert orders.schema["ordered_at"] == pl.Datetime("us", "UTC") and orders.schema["index_at"] == pl.Datetime("us", "UTC")
+    assert orders.schema["ordered_at_local"] == pl.Datetime("us")
+    cases = pl.read_parquet(month["out"] / "cases.parquet")
+    assert cases.schema["index_local_date"] == pl.Date and cases.schema["first_imaging_at"] == pl.Datetime("us", "UTC")
+    text = month["orders"].filter(pl.col("ordered_at").is_not_null())["ordered_at"].head(5).to_list()
+    typed = orders.filter(pl.col("ordered_at").is_not_null())["ordered_at"].head(5).dt.strftime("%Y-%m-%dT%H:%M:%SZ").to_list()
+    assert typed == text  # the same instants; the CSV keeps ISO text
+
+
+# ----------------------------------------------------------------------------- charts
+
+
+def test_charts_read_as_percent_with_department_names(month):
+    report = month["report"]
+    charts = re.findall(r'<svg role="img" aria-label="([^"]+) chart"(.*?)</svg>', report, flags=re.S)
+    assert len(charts) >= 5
+    for name, svg in charts:
+        if name != "overall-hours":
+            assert re.search(r">\d+(\.\d+)?%<", svg), name  # a percent axis, not 0.15
+    dept = next(svg for name, svg in charts if name == "dept-rates")
+    assert ">Pain Management" in dept and "pain_management" not in dept
+    ticks = [float(t) for t in re.findall(r">(\d+(?:\.\d+)?)%</text>", dept)]
+    assert max(ticks) < 100  # fitted to the data, not 0 to 1
+    trend = _section(report, "trend")
+    assert ("bad news: worse than usual" in trend) or ("good news: better than usual" in trend) or "common-cause" in trend
+
+
+# ----------------------------------------------------------------------------- workbook
+
+
+def test_workbook_is_a_review_form(month):
+    book = Workbook(month["out"] / "case_list.xlsx")
+    assert book.sheet_names[:2] == ["Cases", "Providers"]
+    rows = book.rows("Cases")
+    assert len(rows) == month["orders"].height
+    header = list(rows[0])
+    for title in ("Case", "Patient key", "Procedure date", "Ordered (site time)", "Time after procedure", "Verdict"):
+        assert title in header
+    assert header.index("Reviewer agrees?") < header.index("Rules")
+    assert {"Reviewer comment", "Reviewer", "Review date"} <= set(header)
+    cells = book.cells("Cases")
+    date_col, time_col = header.index("Procedure date"), header.index("Ordered (site time)")
+    assert cells[(1, date_col)]["number"] > 40000 and cells[(1, date_col)]["format"] == "yyyy-mm-dd"  # a real date
+    assert cells[(1, time_col)]["format"] == "yyyy-mm-dd hh:mm"
+    sheet = book.xml("Cases")
+    assert '<dataValidation type="list"' in sheet and "agree,disagree,unsure" in sheet
+    assert sheet.count("<cfRule") == 5  # verdict colours
+    assert 'orientation="landscape"' in sheet and 'fitToHeight="0"' in sheet and 'paperSize="9"' in sheet
+    assert '<pane xSplit="2" ySplit="1"' in sheet and "<autoFilter " in sheet
+    assert book.defined_names.get("_xlnm.Print_Titles", "").endswith("$1:$1")  # header row on every printed page
+    assert "_xlnm.Print_Area" in book.defined_names
+    for (_, _), cell in cells.items():  # no text starts as a live formula
+        assert not (cell["text"] or "").startswith(("=", "+", "-", "@", "\t", "\r")), cell
+
+
+@pytest.mark.skipif(shutil.which("soffice") is None, reason="LibreOffice is not installed")
+def test_workbook_prints_landscape_in_libreoffice(month, tmp_path):
+    shutil.copy(month["out"] / "case_list.xlsx", tmp_path / "case_list.xlsx")
+    subprocess.run(
+        [
+            "soffice",
+            "--headless",
+            f"-env:UserInstallation={(tmp_path / 'profile').as_uri()}",
+            "--convert-to",
+            "pdf",
+            "case_list.xlsx",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=300,
+        check=True,
+    )
+    data = (tmp_path / "case_list.pdf").read_bytes()
+    sizes = re.findall(rb"/MediaBox\s*\[\s*0 0 ([\d.]+) ([\d.]+)\s*\]", data)
+    assert sizes and all(float(w) > float(h) for w, h in sizes)  # landscape pages
