@@ -56,6 +56,9 @@ def hostile(tmp_path_factory) -> dict:
         .then(pl.lit(MATHTEXT_DEPARTMENT))
         .when(pl.col("ordering_department") == "neurology")
         .then(pl.lit("=1+1 neurology"))
+        # a department name is printed on every page (the report shows a bounded selection of orders)
+        .when(pl.col("ordering_department") == "anesthesiology")
+        .then(pl.lit(f"anes {RLO}ygoloiseht"))
         .otherwise(pl.col("ordering_department"))
         .alias("ordering_department"),
         *(pl.when(n % 5 == i).then(pl.lit(v)).otherwise(pl.col(c)).alias(c) for i, (c, v) in enumerate(FORMULAS.items())),
@@ -156,7 +159,7 @@ def test_bidi_controls_are_shown_in_every_page(hostile):
     assert len(pages) > 3
     for page in pages:
         assert RLO not in page.read_text(encoding="utf-8"), page.name
-    assert "MRI [U+202E]exe.txt" in (hostile["out"] / "report.html").read_text(encoding="utf-8")
+    assert "[U+202E]ygoloiseht" in (hostile["out"] / "report.html").read_text(encoding="utf-8")
 
 
 # ------------------------------------------------------------------ impossible ages
