@@ -38,6 +38,13 @@ class Reporting:
 
 
 @dataclass(frozen=True)
+class Feed:
+    # the shared metrics feed's small-cell rule (docs/METRICS_FEED.md): a count of 1 to
+    # min_cell_count - 1 is never released (default: the CMS cell-size rule, 1-10 withheld)
+    min_cell_count: int = 11
+
+
+@dataclass(frozen=True)
 class Privacy:
     key_file: str | None = None  # a file holding the pseudonym key; else $ORDER_AUDIT_PSEUDONYM_KEY
 
@@ -47,6 +54,7 @@ class Config:
     site_timezone: str = "America/New_York"
     case: CaseDefinition = field(default_factory=CaseDefinition)
     reporting: Reporting = field(default_factory=Reporting)
+    feed: Feed = field(default_factory=Feed)
     privacy: Privacy = field(default_factory=Privacy)
     local_code_map: str | None = None
     warehouse: str | None = None  # a warehouse kept across runs; none: a throw-away file per run
@@ -59,7 +67,7 @@ class Config:
         return dataclasses.asdict(self)
 
 
-_SECTIONS = {"case": CaseDefinition, "reporting": Reporting, "privacy": Privacy}
+_SECTIONS = {"case": CaseDefinition, "reporting": Reporting, "feed": Feed, "privacy": Privacy}
 _TABLES = ("procedures", "imaging_orders", "diagnoses")
 
 

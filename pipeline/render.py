@@ -27,9 +27,10 @@ import markupsafe
 import numpy as np
 import polars as pl
 
-from pipeline import charts, workbook
+from pipeline import charts, feed, workbook
 from pipeline.errors import AuditError
-from pipeline.measure import SCHEMA_VERSION, funnel_status, p_chart, wilson_interval
+from pipeline.feed import SCHEMA_VERSION
+from pipeline.measure import funnel_status, p_chart, wilson_interval
 from pipeline.resources import reports_dir
 
 MAIN_MEASURES = [
@@ -659,12 +660,17 @@ def _shared(con) -> dict:
 
 
 def _common(run_info: dict, min_cell: int) -> dict:
-    return {
+    common = {
         "run": {k: run_info.get(k) for k in ("run_id", "software_version", "rule_set_version", "period", "started_at")},
         "demo_key": bool(run_info.get("pseudonym_key_is_demo")),
         "min_cell_count": min_cell,
         "schema_version": SCHEMA_VERSION,
+        # the shared feed's small-cell rule in words, for the methods (pipeline.feed)
+        "feed_disclosure": feed.methods_text(feed.min_cell_count(run_info)),
     }
+    if run_info.get("status"):  # the period's own state (empty, provisional, revised): _status_banner.html
+        common["status"] = run_info["status"]
+    return common
 
 
 # ----------------------------------------------------------------------------- files
@@ -674,30 +680,6 @@ def _write_text(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8", newline="\n")
     return path
-
-
-def _write_feed(out_dir: Path, metrics: pl.DataFrame, run_info: dict, period: str, min_cell: int) -> list[Path]:
-    csv_path, pq_path, json_path = out_dir / "metrics.csv", out_dir / "metrics.parquet", out_dir / "metrics.json"
-    metrics.write_csv(csv_path, float_precision=6)
-    metrics.write_parquet(pq_path, compression="zstd", statistics=False)
-    headline = metrics.filter((pl.col("period") == period) & (pl.col("level") == "overall"))
-    summary = {
-        "schema_version": SCHEMA_VERSION,
-        # no run id or time here: the feed is data and a rerun must give the same bytes (run.json has them)
-        "software_version": run_info["software_version"],
-        "rule_set_version": run_info["rule_set_version"],
-        "period": run_info["period"],
-        "headline_period": period,
-        "min_cell_count": min_cell,
-        "interval": "Wilson score, 95%",
-        "rows": metrics.height,
-        "columns": {c: str(t) for c, t in metrics.schema.items()},
-        "periods": sorted(metrics["period"].unique().drop_nulls().to_list()),
-        "headline": headline.drop("schema_version").to_dicts(),
-        "files": {"csv": "metrics.csv", "parquet": "metrics.parquet"},
-    }
-    _write_text(json_path, json.dumps(summary, indent=2, sort_keys=True, allow_nan=False) + "\n")
-    return [csv_path, pq_path, json_path]
 
 
 def write_reid_file(con, reid_file: Path, out_dir: Path) -> Path:
@@ -816,6 +798,7 @@ def render_outputs(
     if pdf:
         pdf_engine()  # fail before any work when no engine can print
     out_dir.mkdir(parents=True, exist_ok=True)
+    feed_metrics, metrics = metrics, _report_view(metrics, min_cell_count)
     if chart_process is None:
         n_orders = con.execute("SELECT count(*) FROM mart_audited_orders").fetchall()[0][0]
         chart_process = n_orders >= CHART_PROCESS_MIN_ORDERS and charts.cpus_available() > 1
@@ -843,7 +826,7 @@ def render_outputs(
         departments = [{"name": d, "slug": slugify(d)} for d in _department_list(con, metrics, period)]
         all_cases = _case_rows(con)
         book = files.submit(workbook.write_case_list, out_dir / "case_list.xlsx", all_cases, rules, run_info)
-        feed = files.submit(_write_feed, out_dir, metrics, run_info, period, min_cell_count)
+        feed_files = files.submit(feed.write_feed, out_dir, feed_metrics, run_info, period)
 
         # the site-wide page and every department page differ only in the department they filter to;
         # every page's figures first, so that the worker draws the charts while the rest is prepared
@@ -882,7 +865,7 @@ def render_outputs(
             dept_counts.append(dict(d, n_cases=dctx["n_cases"], n_orders=dctx["n_orders"]))
             html = report_tpl.render(**common, **_page(dctx, parts), methods=None, root="../")
             written.append(_write_text(out_dir / "departments" / f"{d['slug']}.html", html))
-        written += feed.result()
+        written += feed_files.result()
         written.append(book.result())
 
     months = _month_summary(metrics, window)
@@ -898,6 +881,18 @@ def render_outputs(
         # keep the backfill's top-level index current, this month included before it is published
         render_site_index(out_dir.parent, pending={period: out_dir})
     return written
+
+
+def _report_view(metrics: pl.DataFrame, min_cell: int) -> pl.DataFrame:
+    """The report's small-group rule on the unsuppressed metrics (``suppressed``, rate and interval
+    withheld below ``[reporting] min_cell_count``), as the pages read it before issue 10's
+    low-reliability marks; the shared feed has its own rule (``pipeline.feed``)."""
+    num, den = pl.col("numerator"), pl.col("denominator")
+    small = (den < min_cell) | ((num > 0) & (num < min_cell))
+    return metrics.with_columns(
+        small.alias("suppressed"),
+        *[pl.when(small).then(None).otherwise(pl.col(c)).alias(c) for c in ("rate", "ci_low", "ci_high")],
+    )
 
 
 def _page(ctx: dict, parts: dict) -> dict:
