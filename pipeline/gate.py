@@ -11,17 +11,20 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import logging
 from pathlib import Path
 
 import duckdb
 
 from pipeline import reference
 from pipeline.config import Config, pseudonym_key
+from pipeline.logs import event
 from pipeline.sqltext import literal
 
 INPUT_SUITES = {"procedures": "procedures", "imaging_orders": "imaging_orders", "diagnoses": "diagnoses"}
 # a row-level check that fails on more than this share of a table blocks even so
 MAX_REJECTED_SHARE = 0.2
+SAMPLE_LOGGED = 3  # sample keys (months, order ids, pseudonyms) a warning's log line names
 
 DQ_DDL = """CREATE TABLE IF NOT EXISTS dq_results (
     run_id VARCHAR, check_id VARCHAR, table_name VARCHAR, severity VARCHAR, status VARCHAR,
@@ -139,6 +142,27 @@ def check_outputs(warehouse_path: Path, now: dt.datetime) -> list:
 
 def blocking(results: list) -> list:
     return [r for r in results if getattr(r, "blocks", False)]
+
+
+def log_warnings(results: list) -> None:
+    """One log line per warning check that failed or could not run (the report lists them too)."""
+    for r in results:
+        if r.severity != "warning" or r.status == "passed":
+            continue
+        if r.status == "error":
+            text = f"could not run: {r.error}"
+        else:
+            counts = "" if r.violated_count is None else f"{r.violated_count} of {r.denominator}"
+            sample = f" (e.g. {', '.join(str(k) for k in list(r.sample_keys)[:SAMPLE_LOGGED])})" if r.sample_keys else ""
+            text = f"{counts}{sample}: {r.description}"
+        event(
+            f"data-quality warning {r.check_id} [{r.table}] {text}",
+            level=logging.WARNING,
+            event="dq_warning",
+            check_id=r.check_id,
+            violated_count=r.violated_count,
+            sample=[str(k) for k in list(r.sample_keys)[:SAMPLE_LOGGED]],
+        )
 
 
 def failure_message(failed: list) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline import audit, faults, gate, history, load, outputs, reference, source_store, warehouse
+from pipeline import audit, faults, gate, history, load, maturity, outputs, period_status, reference, source_store, warehouse
 from pipeline.config import Config, pseudonym_key
 from pipeline.errors import QualityGateError
 from pipeline.logs import event, stage
@@ -92,6 +92,13 @@ def _reject_counts(con: duckdb.DuckDBPyConnection) -> dict:
         ),
         "nulled_values": con.execute("SELECT count(*) FROM load_rejects WHERE action = 'value_nulled'").fetchall()[0][0],
     }
+
+
+def _revision_counts(revision: dict | None) -> dict:
+    """What `runs` shows of a revision: the orders that changed since the run that last audited the period."""
+    if not revision or not revision["orders"]:
+        return {}
+    return {"revised_orders": revision["orders"], "revised_since": revision["since_run"]}
 
 
 def _period_label(month: str | None) -> str:
@@ -181,27 +188,28 @@ def _execute_locked(
     now = dt.datetime.now(dt.UTC)
     prepared: dict = {}
     if inputs is not None:
-        with stage("load", timings):
+        with stage("parse", timings):
             prepared = load.prepare_inputs(inputs, cfg, scratch)  # fingerprints the files while parsing
         faults.maybe_fail("after_parse")
 
     dq_results: list = []
     gate_rejects: dict = {}
     if opts.validate and prepared:
-        with stage("validate", timings):
+        with stage("gate", timings):
             dq_results, gate_rejects = gate.check_inputs(prepared, cfg, scratch, now, opts.input_dir)
         failed = gate.blocking(dq_results)
         if failed:
             raise QualityGateError(gate.failure_message(failed))
+        gate.log_warnings(dq_results)
 
     con = warehouse.connect(wh_path)
     try:
         con.execute("BEGIN TRANSACTION")
-        with stage("load", timings):
+        with stage("merge", timings):
             # also (re)defines the src_* views, so a moved warehouse folder reads its own store
             loads = load.merge_inputs(con, prepared, run_id, gate_rejects)
         faults.maybe_fail("after_merge")
-        with stage("transform", timings):
+        with stage("models", timings):
             ref = reference.load_reference(con, cfg, opts.input_dir)
             con.execute("CREATE OR REPLACE TABLE rule_set AS SELECT ? AS rule_set_version", [ref.rule_set_version])
             warehouse.set_pseudonym_key(con, key)
@@ -210,13 +218,13 @@ def _execute_locked(
             audit.run_models(con, layers=("staging", "intermediate"))
             gate.record_results(con, run_id, dq_results)
         faults.maybe_fail("after_transform")
-        month_counts = {}
-        with stage("transform", timings):
+        month_counts, revisions = {}, {}
+        with stage("marts", timings):
             for month in opts.months:
                 reference.set_period(con, month, month, cfg.reporting.trend_months)
                 audit.run_models(con, layers=("marts",))
-                history.record_period(con, run_id, _period_label(month))
-                month_counts[_period_label(month)] = period_counts(con)
+                revisions[_period_label(month)] = history.record_period(con, run_id, _period_label(month))
+                month_counts[_period_label(month)] = period_counts(con) | _revision_counts(revisions[_period_label(month)])
             history.committing(con, run_id)
             con.execute("COMMIT")
             source_store.sweep(con)  # files of superseded loads, or moved in by a run that never committed
@@ -232,10 +240,14 @@ def _execute_locked(
         raise
     rejects = _reject_counts(con)
     warehouse_inputs = history.active_loads(con)
+    mature = maturity.assess(con, cfg, now)
+    spans = {"cases": period_status.case_span(con), "data": period_status.data_span(con, cfg.site_timezone)}
     con.close()
+    for label, counts in month_counts.items():  # `order-audit runs` shows each period's maturity
+        counts.update(period_status.maturity_counts(label, mature, spans))
 
     if opts.validate:
-        with stage("validate", timings):
+        with stage("output_checks", timings):
             out_checks = gate.check_outputs(wh_path, now)
         dq_results = dq_results + out_checks
         failed = gate.blocking(out_checks)
@@ -270,6 +282,7 @@ def _execute_locked(
         "config": cfg.as_dict(),
         "started_at": started.isoformat(timespec="seconds"),
         "pseudonym_key_is_demo": key_is_demo,
+        "maturity": mature.as_dict(),
         "data_quality": [gate.as_dict(r) for r in dq_results],
         "rejects": rejects,
         "warnings": warnings,
@@ -284,12 +297,16 @@ def _execute_locked(
             if len(opts.months) > 1:  # one month: the marts still hold it from the transform
                 reference.set_period(con, month, month, cfg.reporting.trend_months)
                 audit.run_models(con, layers=("marts",))
-            with stage("measure", timings):
+            per_month = label if len(opts.months) > 1 else None
+            with stage("measure", timings, per_month):
                 metrics = _build_metrics(con, cfg)
             staging = outputs.staging_dir_for(out_dir)
             try:
-                with stage("render", timings):
+                with stage("render", timings, per_month):
                     run_info = {**base_info, "period": label, "counts": {**month_counts[label], **rejects}}
+                    run_info["status"] = period_status.build(
+                        label, month_counts[label], mature, revisions[label], dq_results, spans
+                    )
                     outputs.write_tables(con, staging)
                     _render(con, staging, run_info, metrics, opts, cfg)
                     faults.maybe_fail("mid_render")
@@ -366,7 +383,7 @@ def _finish(wh_path: Path, run_id: str, status: str, counts: dict, timings: dict
 def _build_metrics(con, cfg: Config):
     from pipeline import measure
 
-    return measure.build_metrics(con, min_cell_count=cfg.reporting.min_cell_count)
+    return measure.build_metrics(con)
 
 
 def _render(con, staging: Path, run_info: dict, metrics, opts: RunOptions, cfg: Config) -> None:
