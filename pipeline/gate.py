@@ -60,14 +60,16 @@ def _pseudonymise_samples(results: list, cfg: Config) -> None:
             r.sample_keys = ["P" + hmac.new(key, str(k).encode(), hashlib.sha256).hexdigest()[:16] for k in r.sample_keys]
 
 
-def check_inputs(prepared: dict, cfg: Config, scratch: Path, now: dt.datetime, input_dir: Path | None):
-    """Run the input suites; returns (results, rows to set aside per table)."""
+def check_inputs(prepared: dict, cfg: Config, scratch: Path, now: dt.datetime, input_dir: Path | None, gx=None):
+    """Run the input suites; returns (results, rows to set aside per table). ``gx``: a
+    ``workers.GxWorker`` to validate in (a run starts one first thing), else this process."""
     from pipeline import validate
 
-    validate.start_gx_import()  # seconds of pure Python, overlapping the DuckDB work from here on
+    if gx is None:
+        validate.start_gx_import()  # seconds of pure Python, overlapping the DuckDB work from here on
     db = build_gate_db(prepared, cfg, scratch, input_dir)
     suites = [INPUT_SUITES[t] for t in prepared if t in INPUT_SUITES]
-    results = validate.run_suites(db, suites=suites, params={"now": now, "site_timezone": cfg.site_timezone})
+    results = _run_suites(gx, db, suites, {"now": now, "site_timezone": cfg.site_timezone})
     set_aside: dict[str, Path] = {}
     # GX has closed the file. The rows to set aside collect in a TEMP table (memory) and leave as
     # Parquet: nothing is written to the file, so no write-ahead log and no checkpoint on close.
@@ -131,10 +133,16 @@ def _violating_lines_sql(con: duckdb.DuckDBPyConnection, r) -> str:
     return f"SELECT source_line FROM {r.table} WHERE ({key}) IN (SELECT {key} FROM ({r.violations_sql}) AS v)"
 
 
-def check_outputs(warehouse_path: Path, now: dt.datetime) -> list:
+def _run_suites(gx, path: Path, suites, params: dict) -> list:
     from pipeline import validate
 
-    results = validate.run_suites(warehouse_path, suites=validate.OUTPUT_SUITES, params={"now": now})
+    return validate.run_suites(path, suites=suites, params=params) if gx is None else gx.run_suites(path, suites, params)
+
+
+def check_outputs(warehouse_path: Path, now: dt.datetime, gx=None) -> list:
+    from pipeline import validate
+
+    results = _run_suites(gx, warehouse_path, validate.OUTPUT_SUITES, {"now": now})
     for r in results:
         r.blocks = r.blocking_failure
     return results

@@ -8,6 +8,7 @@ solely for the re-identification crosswalk, written outside the output folder, m
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import hashlib
@@ -27,7 +28,7 @@ import markupsafe
 import numpy as np
 import polars as pl
 
-from pipeline import charts, feed, workbook
+from pipeline import charts, feed, workbook, workers
 from pipeline.errors import AuditError
 from pipeline.feed import SCHEMA_VERSION
 from pipeline.measure import funnel_status, p_chart, wilson_interval
@@ -777,6 +778,7 @@ def render_outputs(
     min_cell_count: int = 11,
     site: bool | None = None,
     chart_process: bool | None = None,
+    chart_pool: charts.ChartPool | None = None,
 ) -> list[Path]:
     """Write every report and feed file into ``out_dir``; return the paths written.
 
@@ -785,6 +787,7 @@ def render_outputs(
     infers it from the staging folder's name (``.<YYYY-MM>.staging-<pid>``).
     ``chart_process``: draw the charts in a worker process (``charts.ChartPool``); ``None`` does so
     when the case list has ``CHART_PROCESS_MIN_ORDERS`` orders or more and two CPUs are available.
+    ``chart_pool``: a pool the caller started earlier (a run starts one first thing) and closes.
     """
     missing = [k for k in RUN_INFO_KEYS if k not in run_info]
     if missing:
@@ -799,14 +802,15 @@ def render_outputs(
         pdf_engine()  # fail before any work when no engine can print
     out_dir.mkdir(parents=True, exist_ok=True)
     feed_metrics, metrics = metrics, _report_view(metrics, min_cell_count)
-    if chart_process is None:
+    if chart_process is None and chart_pool is None:
         n_orders = con.execute("SELECT count(*) FROM mart_audited_orders").fetchall()[0][0]
-        chart_process = n_orders >= CHART_PROCESS_MIN_ORDERS and charts.cpus_available() > 1
+        chart_process = n_orders >= CHART_PROCESS_MIN_ORDERS and workers.cpus_available() > 1
+    pool_in = contextlib.nullcontext(chart_pool) if chart_pool is not None else charts.ChartPool(process=bool(chart_process))
     written: list[Path] = []
     # three lines of work at once: the charts in a worker process (ChartPool, started first: it takes
     # a while to start), the workbook and the feed on a thread (mostly Polars, zlib and file writes,
     # which release the GIL), the pages here
-    with charts.ChartPool(process=chart_process) as pool, ThreadPoolExecutor(1, thread_name_prefix="render-files") as files:
+    with pool_in as pool, ThreadPoolExecutor(1, thread_name_prefix="render-files") as files:
         env = make_env()
         rules = _q(
             con,

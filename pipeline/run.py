@@ -24,7 +24,21 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline import audit, faults, gate, history, load, maturity, outputs, period_status, reference, source_store, warehouse
+from pipeline import (
+    audit,
+    charts,
+    faults,
+    gate,
+    history,
+    load,
+    maturity,
+    outputs,
+    period_status,
+    reference,
+    source_store,
+    warehouse,
+    workers,
+)
 from pipeline.config import Config, pseudonym_key
 from pipeline.errors import QualityGateError
 from pipeline.logs import event, stage
@@ -128,6 +142,14 @@ def execute(opts: RunOptions, cfg: Config) -> RunResult:
         )
         event(warnings[-1], level=logging.WARNING, event="demo_key")
 
+    # the workers' imports (Great Expectations, matplotlib) overlap everything from here on
+    with contextlib.ExitStack() as started_workers:
+        gx = started_workers.enter_context(workers.GxWorker()) if opts.validate else None
+        pool = started_workers.enter_context(charts.ChartPool(process=workers.cpus_available() > 1))
+        return _execute(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, gx, pool)
+
+
+def _execute(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, gx, pool) -> RunResult:
     # file-level checks first: an unreadable input or a missing column stops the run before the
     # warehouse (or its run history) is touched
     inputs = None
@@ -146,7 +168,9 @@ def execute(opts: RunOptions, cfg: Config) -> RunResult:
         _sweep_leftovers(opts, wh_path)
         scratch = Path(tempfile.mkdtemp(prefix=f".{wh_path.name}.scratch-", dir=wh_path.parent))
         try:
-            return _execute_locked(opts, cfg, inputs, run_id, started, timings, key, key_is_demo, warnings, wh_path, scratch)
+            return _execute_locked(
+                opts, cfg, inputs, run_id, started, timings, key, key_is_demo, warnings, wh_path, scratch, gx, pool
+            )
         except BaseException as exc:
             _record_failure(wh_path, run_id, exc, timings)
             raise
@@ -183,7 +207,7 @@ def _sweep_leftovers(opts: RunOptions, wh_path: Path) -> None:
 
 
 def _execute_locked(
-    opts, cfg, inputs, run_id, started, timings, key, key_is_demo, warnings, wh_path: Path, scratch: Path
+    opts, cfg, inputs, run_id, started, timings, key, key_is_demo, warnings, wh_path: Path, scratch: Path, gx, pool
 ) -> RunResult:
     now = dt.datetime.now(dt.UTC)
     prepared: dict = {}
@@ -196,7 +220,7 @@ def _execute_locked(
     gate_rejects: dict = {}
     if opts.validate and prepared:
         with stage("gate", timings):
-            dq_results, gate_rejects = gate.check_inputs(prepared, cfg, scratch, now, opts.input_dir)
+            dq_results, gate_rejects = gate.check_inputs(prepared, cfg, scratch, now, opts.input_dir, gx)
         failed = gate.blocking(dq_results)
         if failed:
             raise QualityGateError(gate.failure_message(failed))
@@ -248,7 +272,7 @@ def _execute_locked(
 
     if opts.validate:
         with stage("output_checks", timings):
-            out_checks = gate.check_outputs(wh_path, now)
+            out_checks = gate.check_outputs(wh_path, now, gx)
         dq_results = dq_results + out_checks
         failed = gate.blocking(out_checks)
         if failed:
@@ -308,7 +332,7 @@ def _execute_locked(
                         label, month_counts[label], mature, revisions[label], dq_results, spans
                     )
                     outputs.write_tables(con, staging)
-                    _render(con, staging, run_info, metrics, opts, cfg)
+                    _render(con, staging, run_info, metrics, opts, cfg, pool)
                     faults.maybe_fail("mid_render")
                     run_info["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
                     run_info["timings_seconds"] = {k: round(v, 3) for k, v in timings.items()}
@@ -386,9 +410,16 @@ def _build_metrics(con, cfg: Config):
     return measure.build_metrics(con)
 
 
-def _render(con, staging: Path, run_info: dict, metrics, opts: RunOptions, cfg: Config) -> None:
+def _render(con, staging: Path, run_info: dict, metrics, opts: RunOptions, cfg: Config, pool) -> None:
     from pipeline import render
 
     render.render_outputs(
-        con, staging, run_info, metrics, pdf=opts.pdf, reid_file=opts.reid_file, min_cell_count=cfg.reporting.min_cell_count
+        con,
+        staging,
+        run_info,
+        metrics,
+        pdf=opts.pdf,
+        reid_file=opts.reid_file,
+        min_cell_count=cfg.reporting.min_cell_count,
+        chart_pool=pool,
     )
