@@ -46,7 +46,7 @@ def protect(cells: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: i
     lines, grid = _Lines(frame, k), _SeriesGrid(frame, periods)
     while True:
         before = withheld.copy()
-        withheld = grid.time_pass(lines.hierarchy_pass(withheld), k)
+        withheld = grid.settle(lines.hierarchy_pass(withheld), k)
         if (withheld == before).all():
             return withheld
 
@@ -130,50 +130,55 @@ class _SeriesGrid:
         self.comp[s, c] = keyed["complement"].to_numpy()
         self.den = np.zeros(shape)
         self.den[s, c] = keyed["den"].to_numpy()
+        self.in_agg = self.cover @ self.cover.T > 0  # (periods, periods): month column m lies in aggregate a
         self._known: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}  # pattern -> _derivable, across passes
+        self._seen: np.ndarray | None = None  # the withheld grid settle() left
 
-    def time_pass(self, withheld: np.ndarray, k: int) -> np.ndarray:
-        """One more withheld cell for every series where a hidden count can be computed over time."""
+    def settle(self, withheld: np.ndarray, k: int) -> np.ndarray:
+        """Withhold cells until no series gives a hidden count away over time; each pass looks only at the
+        series the previous one changed (the first, at those that changed since the last call)."""
         if not self.cover.size:
             return withheld
         w = np.zeros(self.present.shape, bool)
         w[self.s, self.c] = withheld
-        add = self._exact_disclosures(w) | self._small_hidden_sums(w, k)
-        if not add.any():
-            return withheld
-        out = withheld.copy()
-        out |= add[self.s, self.c]
-        return out
+        rows = np.arange(w.shape[0]) if self._seen is None else np.flatnonzero((w != self._seen).any(axis=1))
+        while rows.size:
+            add = self._exact_disclosures(w, rows) | self._small_hidden_sums(w, rows, k)
+            w[rows] |= add
+            rows = rows[add.any(axis=1)]
+        self._seen = w
+        return withheld | w[self.s, self.c]
 
     def _choose(self, candidates: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Per series (``rows``), the one candidate to withhold: earliest period type, then smallest count."""
         score = np.where(candidates, self.pref[None, :] * 1e12 + self.value[rows], np.inf)
         best = np.argmin(score, axis=1)
         chosen = np.zeros(candidates.shape, bool)
-        rows = np.flatnonzero(np.isfinite(score[np.arange(len(best)), best]))
-        chosen[rows, best[rows]] = True
+        found = np.flatnonzero(np.isfinite(score[np.arange(len(best)), best]))
+        chosen[found, best[found]] = True
         return chosen
 
-    def _exact_disclosures(self, w: np.ndarray) -> np.ndarray:
-        """Series whose withheld cells can be computed from their released cells: withhold one cell of the derivation."""
-        hot = np.flatnonzero(w.any(axis=1))
+    def _exact_disclosures(self, w: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """For ``rows``: a cell to withhold where withheld cells can be computed from the released ones."""
+        add = np.zeros((rows.size, w.shape[1]), bool)
+        hot = np.flatnonzero(w[rows].any(axis=1))
         if hot.size == 0:
-            return np.zeros_like(w)
-        packed = np.packbits(w[hot], axis=1)
+            return add
+        series = rows[hot]
+        packed = np.packbits(w[series], axis=1)
         keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
         uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        todo = [i for i, key in enumerate(uniq.tolist()) if key not in self._known]
+        uniq_keys = [bytes(u) for u in uniq]
+        todo = [i for i, key in enumerate(uniq_keys) if key not in self._known]
         if todo:
-            patterns = w[hot][first[todo]]
-            for key, d, inv in zip((uniq[i].tolist() for i in todo), *self._derivable(patterns), strict=True):
-                self._known[key] = (d, inv)
-        disclosed = np.stack([self._known[key][0] for key in uniq.tolist()])
-        involved = np.stack([self._known[key][1] for key in uniq.tolist()])
+            for i, d, inv in zip(todo, *self._derivable(w[series][first[todo]]), strict=True):
+                self._known[uniq_keys[i]] = (d, inv)
+        disclosed = np.stack([self._known[key][0] for key in uniq_keys])
+        involved = np.stack([self._known[key][1] for key in uniq_keys])
         inverse = inverse.reshape(-1)
-        cand = involved[inverse] & self.present[hot] & (self.den[hot] > 0)
+        cand = involved[inverse] & self.present[series] & (self.den[series] > 0)
         hit = disclosed.any(axis=1)[inverse]
-        add = np.zeros_like(w)
-        add[hot] = self._choose(cand & hit[:, None], hot)
+        add[hot] = self._choose(cand & hit[:, None], series)
         return add
 
     def _derivable(self, patterns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -189,26 +194,24 @@ class _SeriesGrid:
         involved = ((np.abs(coef) > _EPS) & disclosed[:, :, None]).any(axis=1) & released
         return disclosed, involved
 
-    def _small_hidden_sums(self, w: np.ndarray, k: int) -> np.ndarray:
-        """Released aggregates whose withheld months add up to 1..k-1: withhold one more month, or the aggregate."""
-        month_w = w & self.is_month[None, :]
-        hidden = (self.value * month_w) @ self.cover  # per series and calendar month: the withheld count
-        hidden_c = (self.comp * month_w) @ self.cover
-        in_agg = self.cover @ self.cover.T > 0  # (periods, periods): month column m lies in aggregate a
-        agg = ~self.is_month
-        sums, sums_c = hidden @ self.cover.T, hidden_c @ self.cover.T  # (series, periods)
-        bad = agg[None, :] & self.present & ~w & (small(sums, k) | small(sums_c, k))
+    def _small_hidden_sums(self, w: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+        """For ``rows``: released aggregates whose withheld months add up to 1..k-1 get one more month
+        withheld (one that adds to the sum), or are withheld themselves."""
+        wr, value, comp = w[rows], self.value[rows], self.comp[rows]
+        month_w = wr & self.is_month[None, :]
+        sums = ((value * month_w) @ self.cover) @ self.cover.T  # per series and period: its withheld months' sum
+        sums_c = ((comp * month_w) @ self.cover) @ self.cover.T
+        bad = ~self.is_month[None, :] & self.present[rows] & ~wr & (small(sums, k) | small(sums_c, k))
+        add = np.zeros_like(wr)
         if not bad.any():
-            return np.zeros_like(w)
+            return add
         first_bad = np.argmax(bad, axis=1)  # one aggregate per series per pass
-        rows = np.flatnonzero(bad.any(axis=1))
-        months_in = in_agg[first_bad[rows]] & self.is_month[None, :]
-        grows = (small(sums, k)[rows, first_bad[rows]][:, None] & (self.value[rows] > 0)) | (
-            small(sums_c, k)[rows, first_bad[rows]][:, None] & (self.comp[rows] > 0)
-        )  # a month that adds to the sum that is too small
-        chosen = self._choose(months_in & self.present[rows] & ~w[rows] & grows, rows)
+        hit = np.flatnonzero(bad.any(axis=1))
+        agg = first_bad[hit]
+        months_in = self.in_agg[agg] & self.is_month[None, :]
+        grows = (small(sums[hit, agg], k)[:, None] & (value[hit] > 0)) | (small(sums_c[hit, agg], k)[:, None] & (comp[hit] > 0))
+        chosen = self._choose(months_in & self.present[rows[hit]] & ~wr[hit] & grows, rows[hit])
         none = ~chosen.any(axis=1)
-        chosen[none, first_bad[rows][none]] = True  # no month left to give: the aggregate itself
-        add = np.zeros_like(w)
-        add[rows] = chosen
+        chosen[none, agg[none]] = True  # no month left to give: the aggregate itself
+        add[hit] = chosen
         return add
