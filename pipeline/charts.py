@@ -180,9 +180,15 @@ class ChartPool:
     be started (no working ``sem_open``, e.g. without /dev/shm), charts are drawn inline.
     """
 
-    def __init__(self, process: bool):
-        # the worker loads matplotlib while the parent works, not on the first chart
-        self._pool = workers.process_pool("pipeline.charts", "matplotlib.figure") if process else None
+    def __init__(self, process: bool, executor=None):
+        # ``executor``: a worker the run started first thing (``workers.Warm``); it closes it, not this pool.
+        # Otherwise the worker loads matplotlib while the parent works, not on the first chart
+        self._owned = executor is None
+        self._pool = (
+            executor
+            if executor is not None
+            else (workers.process_pool("pipeline.charts", "matplotlib.figure") if process else None)
+        )
 
     def submit(self, fn, *args) -> Future:
         if self._pool is not None:
@@ -192,9 +198,9 @@ class ChartPool:
         return done
 
     def close(self, cancel: bool = False) -> None:
-        if self._pool is not None:
+        if self._pool is not None and self._owned:
             self._pool.shutdown(wait=True, cancel_futures=cancel)
-            self._pool = None
+        self._pool = None
 
     def __enter__(self) -> ChartPool:
         return self

@@ -123,30 +123,34 @@ def run(
     verbose,
 ):
     """Load the extracts, check them, audit every order, and write the report and data outputs."""
-    from pipeline.config import load_config
-    from pipeline.run import RunOptions, execute
+    from pipeline import workers
 
-    setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
-    cfg = load_config(config_path, site_timezone=site_timezone)
-    months, per_month = _months(month, first, last)
-    warehouse_path = warehouse_path or (Path(cfg.warehouse) if cfg.warehouse else None)
-    if input_dir is None and warehouse_path is None:
-        raise click.UsageError("give --input, or --warehouse to re-audit what a warehouse holds")
-    opts = RunOptions(
-        input_dir=input_dir,
-        out_dir=out_dir,
-        warehouse_path=warehouse_path,
-        months=months,
-        validate=not no_validate,
-        pdf=pdf,
-        reid_file=reid_file,
-        data_docs_dir=data_docs,
-        per_month_folders=per_month,
-        progress=per_month and not quiet,
-        progress_bar=per_month and not quiet and log_format == "text" and sys.stderr.isatty(),
-        command=" ".join(sys.argv[1:]) or "run",
-    )
-    execute(opts, cfg)
+    # first thing, before the heavy imports below: the workers import GX and matplotlib meanwhile
+    with workers.Warm(gx=not no_validate, charts=workers.cpus_available() > 1) as warm:
+        from pipeline.config import load_config
+        from pipeline.run import RunOptions, execute
+
+        setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
+        cfg = load_config(config_path, site_timezone=site_timezone)
+        months, per_month = _months(month, first, last)
+        warehouse_path = warehouse_path or (Path(cfg.warehouse) if cfg.warehouse else None)
+        if input_dir is None and warehouse_path is None:
+            raise click.UsageError("give --input, or --warehouse to re-audit what a warehouse holds")
+        opts = RunOptions(
+            input_dir=input_dir,
+            out_dir=out_dir,
+            warehouse_path=warehouse_path,
+            months=months,
+            validate=not no_validate,
+            pdf=pdf,
+            reid_file=reid_file,
+            data_docs_dir=data_docs,
+            per_month_folders=per_month,
+            progress=per_month and not quiet,
+            progress_bar=per_month and not quiet and log_format == "text" and sys.stderr.isatty(),
+            command=" ".join(sys.argv[1:]) or "run",
+        )
+        execute(opts, cfg, warm)
 
 
 @cli.command()

@@ -129,7 +129,7 @@ def _warehouse_file(opts: RunOptions):
         yield Path(tmp) / "warehouse.duckdb"
 
 
-def execute(opts: RunOptions, cfg: Config) -> RunResult:
+def execute(opts: RunOptions, cfg: Config, warm: workers.Warm | None = None) -> RunResult:
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
     started = dt.datetime.now(dt.UTC)
     timings: dict = {}
@@ -142,14 +142,15 @@ def execute(opts: RunOptions, cfg: Config) -> RunResult:
         )
         event(warnings[-1], level=logging.WARNING, event="demo_key")
 
-    # the workers' imports (Great Expectations, matplotlib) overlap everything from here on
-    with contextlib.ExitStack() as started_workers:
-        gx = started_workers.enter_context(workers.GxWorker()) if opts.validate else None
-        pool = started_workers.enter_context(charts.ChartPool(process=workers.cpus_available() > 1))
-        return _execute(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, gx, pool)
+    # the workers' imports (Great Expectations, matplotlib) overlap everything from here on; the CLI
+    # starts them even before it imports this module
+    with contextlib.ExitStack() as stack:
+        if warm is None:
+            warm = stack.enter_context(workers.Warm(gx=opts.validate, charts=workers.cpus_available() > 1))
+        return _execute(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, warm)
 
 
-def _execute(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, gx, pool) -> RunResult:
+def _execute(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, warm) -> RunResult:
     # file-level checks first: an unreadable input or a missing column stops the run before the
     # warehouse (or its run history) is touched
     inputs = None
@@ -169,7 +170,7 @@ def _execute(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, gx
         scratch = Path(tempfile.mkdtemp(prefix=f".{wh_path.name}.scratch-", dir=wh_path.parent))
         try:
             return _execute_locked(
-                opts, cfg, inputs, run_id, started, timings, key, key_is_demo, warnings, wh_path, scratch, gx, pool
+                opts, cfg, inputs, run_id, started, timings, key, key_is_demo, warnings, wh_path, scratch, warm
             )
         except BaseException as exc:
             _record_failure(wh_path, run_id, exc, timings)
@@ -207,8 +208,9 @@ def _sweep_leftovers(opts: RunOptions, wh_path: Path) -> None:
 
 
 def _execute_locked(
-    opts, cfg, inputs, run_id, started, timings, key, key_is_demo, warnings, wh_path: Path, scratch: Path, gx, pool
+    opts, cfg, inputs, run_id, started, timings, key, key_is_demo, warnings, wh_path: Path, scratch: Path, warm
 ) -> RunResult:
+    gx = warm.gx
     now = dt.datetime.now(dt.UTC)
     prepared: dict = {}
     if inputs is not None:
@@ -225,6 +227,7 @@ def _execute_locked(
         if failed:
             raise QualityGateError(gate.failure_message(failed))
         gate.log_warnings(dq_results)
+    warm.start_charts()  # (no-op when started already) it imports matplotlib while the models run
 
     con = warehouse.connect(wh_path)
     try:
@@ -278,6 +281,8 @@ def _execute_locked(
         if failed:
             _finish(wh_path, run_id, "failed", month_counts, timings, gate.failure_message(failed))
             raise QualityGateError(gate.failure_message(failed))
+    if gx is not None:
+        gx.close(wait=False)  # no more checks: it exits while the reports are written
 
     base_info = {
         "run_id": run_id,
@@ -332,7 +337,7 @@ def _execute_locked(
                         label, month_counts[label], mature, revisions[label], dq_results, spans
                     )
                     outputs.write_tables(con, staging)
-                    _render(con, staging, run_info, metrics, opts, cfg, pool)
+                    _render(con, staging, run_info, metrics, opts, cfg, warm)
                     faults.maybe_fail("mid_render")
                     run_info["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
                     run_info["timings_seconds"] = {k: round(v, 3) for k, v in timings.items()}
@@ -410,7 +415,7 @@ def _build_metrics(con, cfg: Config):
     return measure.build_metrics(con)
 
 
-def _render(con, staging: Path, run_info: dict, metrics, opts: RunOptions, cfg: Config, pool) -> None:
+def _render(con, staging: Path, run_info: dict, metrics, opts: RunOptions, cfg: Config, warm) -> None:
     from pipeline import render
 
     render.render_outputs(
@@ -421,5 +426,5 @@ def _render(con, staging: Path, run_info: dict, metrics, opts: RunOptions, cfg: 
         pdf=opts.pdf,
         reid_file=opts.reid_file,
         min_cell_count=cfg.reporting.min_cell_count,
-        chart_pool=pool,
+        chart_pool=charts.ChartPool(process=False, executor=warm.charts) if warm.charts is not None else None,
     )

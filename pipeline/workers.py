@@ -10,6 +10,7 @@ pools mid-state) and die with the run, even when it is killed (``PR_SET_PDEATHSI
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import importlib
@@ -34,6 +35,9 @@ def _start(parent: int, imports: tuple[str, ...]) -> None:
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the parent died before the line above
         os._exit(1)
+    # the pool's results go back through a pipe as each task ends: at exit nothing is left to flush,
+    # and tearing down GX's or matplotlib's modules costs a few tenths of a second the run waits for
+    atexit.register(os._exit, 0)
     for name in imports:
         importlib.import_module(name)
 
@@ -73,13 +77,43 @@ class GxWorker:
         future: Future = self._pool.submit(validate.run_suites, path, suites, params)
         return future.result()
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        """Stop the worker; ``wait=False`` once the run needs it no more (it exits while the run goes on)."""
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown(wait=wait, cancel_futures=True)
             self._pool = None
 
-    def __enter__(self) -> GxWorker:
+
+class Warm:
+    """A run's worker processes, started before the run imports anything heavy: Great Expectations
+    (when the gate runs) and the chart worker (with two CPUs or more).
+
+    With the gate, the chart worker starts once the inputs are checked (``start_charts``): three
+    processes importing at once on two cores made the GX worker, which the run waits for, a second
+    later. Without the gate it starts at once.
+    """
+
+    def __init__(self, gx: bool, charts: bool):
+        self.gx = GxWorker() if gx else None
+        self._want_charts = charts
+        self.charts: ProcessPoolExecutor | None = None
+        if self.gx is None:
+            self.start_charts()
+
+    def start_charts(self) -> None:
+        if self._want_charts and self.charts is None:
+            self.charts = process_pool("pipeline.charts", "matplotlib.figure")
+            self._want_charts = self.charts is not None
+
+    def close(self, cancel: bool = False) -> None:
+        if self.gx is not None:
+            self.gx.close()
+        if self.charts is not None:
+            self.charts.shutdown(wait=True, cancel_futures=cancel)
+            self.charts = None
+
+    def __enter__(self) -> Warm:
         return self
 
-    def __exit__(self, *_) -> None:
-        self.close()
+    def __exit__(self, exc_type, *_) -> None:
+        self.close(cancel=exc_type is not None)
