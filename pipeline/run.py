@@ -415,7 +415,8 @@ def _build_metrics(con, cfg: Config):
     return measure.build_metrics(con)
 
 
-def _render(con, staging: Path, run_info: dict, metrics, opts: RunOptions, cfg: Config, warm) -> None:
+def _render(con, staging: Path, run_info: dict, metrics, opts: RunOptions, cfg: Config, warm=None) -> None:
+    """The render stage (``warm``: the run's workers; without them the charts are drawn as render decides)."""
     from pipeline import render
 
     render.render_outputs(
@@ -426,5 +427,5 @@ def _render(con, staging: Path, run_info: dict, metrics, opts: RunOptions, cfg: 
         pdf=opts.pdf,
         reid_file=opts.reid_file,
         min_cell_count=cfg.reporting.min_cell_count,
-        chart_pool=charts.ChartPool(process=False, executor=warm.charts) if warm.charts is not None else None,
+        chart_pool=charts.ChartPool(process=False, executor=warm.charts) if warm and warm.charts is not None else None,
     )
