@@ -53,6 +53,9 @@ def build(
     spans: dict,
 ) -> dict:
     """The period's status for the report (``status`` in the templates), logged as it is built."""
+    key, (first, last) = label, spans.get("cases") or (None, None)
+    if label == "all":  # a run over every month: say which
+        label = f"all months ({first} to {last})" if first and last and first != last else f"all months ({first or 'none'})"
     status: dict = {"period": label}
     if counts.get("cases", 0) == 0:
         first, last = spans.get("data") or (None, None)
@@ -64,9 +67,9 @@ def build(
         event(
             f"{label}: no cases ({counts.get('index_procedures', 0)} index procedures); the report says so",
             event="period_empty",
-            period=label,
+            period=key,
         )
-    maturity_status = describe(maturity, period_months(label, spans.get("cases") or (None, None)))
+    maturity_status = describe(maturity, period_months(key, spans.get("cases") or (None, None)))
     if maturity_status:
         status["maturity"] = maturity_status
         if maturity_status["status"] == "provisional":
@@ -74,7 +77,7 @@ def build(
                 f"{label} is provisional: the loaded data runs through {maturity_status['data_through']}; "
                 f"it becomes final once the data reaches {maturity_status['final_from']}",
                 event="period_provisional",
-                period=label,
+                period=key,
                 final_from=maturity_status["final_from"],
                 data_through=maturity_status["data_through"],
             )
@@ -85,7 +88,7 @@ def build(
             f"({revision['added']} added, {revision['removed']} removed, {revision['changed']} changed)",
             level=logging.WARNING,
             event="period_revised",
-            period=label,
+            period=key,
             **{k: revision[k] for k in ("since_run", "orders", "added", "removed", "changed")},
         )
     quiet = [r for r in dq_results if r.check_id == VOLUME_CHECK and r.status == "failed"]
