@@ -3,17 +3,18 @@
 A *table* (``unit``) is one count laid out over periods and groups: a measure's numerator, or a
 denominator shared by several measures. Its cells add up two ways, and both are protected:
 
-* **groups** (``hierarchy``): in every period the hospital-wide cell is the sum of the department
+* **groups** (``_Lines``): in every period the hospital-wide cell is the sum of the department
   cells, and again of the provider cells. A line (total + one level's cells) never holds exactly one
   withheld cell, and the withheld cells of a line never add up to 1..k-1 (both would give a hidden
   count away by subtraction): the smallest released cell of the line is withheld as a complement.
-* **time** (``over_time``): a quarter, a rolling 12 months and the run's total are sums of months.
+* **time** (``_SeriesGrid``): a quarter, a rolling 12 months and the run's total are sums of months.
   Per group, no withheld cell may be computable from the released cells of the same group (linear
   algebra on which months each cell covers; a month without a row is a known zero), and the months
   an aggregate hides may not add up to 1..k-1. Months are given up first, rolling windows last.
 
-The passes repeat until neither changes anything. Heavy lifting is vectorised (Polars group-bys,
-batched numpy pseudo-inverses over the distinct patterns of withheld cells), never a loop over rows.
+The passes repeat until neither changes anything. The work is vectorised (numpy over the lines and
+over a series x period grid, batched pseudo-inverses for the distinct patterns of withheld cells,
+each pattern solved once): no Python loop over cells.
 """
 
 from __future__ import annotations
