@@ -142,3 +142,15 @@ def test_site_index_lists_month_folders(tmp_path, run):
     assert 'href="2025-01/index.html"' in text and 'href="2025-02/index.html"' in text
     assert "not-a-month" not in text
     assert text.index("2025-02") < text.index("2025-01")  # newest first
+
+
+def test_site_index_never_prints_a_withheld_count_as_none(tmp_path):
+    """The site index reads each month's metrics.json: a headline cell the feed withholds has no numerator."""
+    month = tmp_path / "2025-01"
+    month.mkdir()
+    (month / "index.html").write_text("x")
+    withheld = {"level": "overall", "numerator": None, "denominator": 40, "rate": None, "suppressed": True}
+    head = [dict(withheld, measure_id=m) for m in ("inappropriate_order_rate", "first_imaging_right_study")]
+    (month / "metrics.json").write_text(json.dumps({"headline": head}))
+    text = render.render_site_index(tmp_path).read_text(encoding="utf-8")
+    assert "None" not in text and "withheld from the shared feed: see the report" in text
