@@ -3,6 +3,7 @@
     python -m benchmarks.run                      # 1M and 10M orders, CSV and Parquet, 3 repetitions
     BENCH_SCALE=100M python -m benchmarks.run     # ... and 100M orders (CSV; pipeline + floor, 1 run)
     BENCH_SCALES=100k BENCH_REPEAT=1 python -m benchmarks.run   # a quick smoke run
+    BENCH_SCALES=deck python -m benchmarks.run    # the fixed cost of a small run: the 62-order test deck
     BENCH_FORMATS=csv                              # one format only
 
 Every timed command runs in a fresh wrapper process that waits for it and reports
@@ -48,6 +49,7 @@ RESULTS_MD = BENCH / "results.md"
 PY = sys.executable
 
 SCALES = {
+    "deck": 0,
     "10k": 10_000,
     "100k": 100_000,
     "1M": 1_000_000,
@@ -59,12 +61,16 @@ SCALES = {
     "10M-dense": 10_000_000,
 }
 CASE_DENSITY = {"1M-dense": 5.0, "10M-dense": 5.0}
+# the test deck (tests/deck/*.toml, ~62 audited orders): what a small run costs before any data work
+DECK = "deck"
+DECK_TARGETS = {"validate": 6.0, "no_validate": 3.0}  # seconds, whole process (issue 10)
 ORDERS_PER_PATIENT = 5  # pipeline.synth: ~5 orders and ~0.5 procedures per patient
 # 36 months ending before the run date: the data-quality gate rejects future timestamps, and a
 # real backfill holds none
 MONTHS, SEED, START = 36, 7, "2023-01"
 TZ = "America/New_York"
-STAGES = ("load", "validate", "transform", "measure", "render")
+STAGES = ("parse", "gate", "merge", "models", "marts", "output_checks", "measure", "render")
+CORE_STAGES = ("parse", "merge", "models", "marts")  # the work the floor query does too
 
 # Runs one command, waits for it, reports its wall time and peak RSS (this wrapper's only child).
 # It also reports how many cores *other* processes kept busy meanwhile (machine CPU time from
@@ -112,8 +118,21 @@ def data_key(scale: str, fmt: str) -> dict:
     }
 
 
+def ensure_deck() -> Path:
+    """The test deck as one input folder (rewritten every time: it is 200 rows)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from deck_input import write_deck_input  # noqa: PLC0415 - the tests' own writer, one home for the deck's files
+
+    d = DATA / f"{DECK}-csv"
+    shutil.rmtree(d, ignore_errors=True)
+    write_deck_input(d)
+    return d
+
+
 def ensure_data(scale: str, fmt: str) -> Path:
     """The cached input folder for (scale, format), regenerated when the key changed."""
+    if scale == DECK:
+        return ensure_deck()
     d = DATA / f"{scale}-{fmt}"
     key = data_key(scale, fmt)
     key_file = d / "bench-key.json"
@@ -423,7 +442,7 @@ def write_results(res: dict) -> str:
             L.append(f"    - {line}")
         for line in a.get("orders", [])[:30]:
             L.append(f"    - order {line}")
-    L += ["", "## Targets (issue 6)", "", "| target | measured | result |", "|---|---|---|"]
+    L += ["", "## Targets (issues 6 and 10)", "", "| target | measured | result |", "|---|---|---|"]
     for t in res["targets"]:
         L.append(f"| {t['target']} | {t['measured']} | {verdict_mark(t['ok'])} |")
     L.append("")
@@ -464,7 +483,10 @@ def agreement(c: dict, d: Path, warehouses: dict[str, str]) -> dict:
             for k in sorted(set(po) | set(fo))
             if po.get(k) != fo.get(k)
         ]
-    out["status"] = ("DISAGREE: " if diff else "agree: ") + ", ".join(named) if named else "nothing to compare"
+    if len(named) > 1:
+        out["status"] = ("DISAGREE: " if diff else "agree: ") + ", ".join(named)
+    else:  # the deck: its verdicts are checked order by order by tests/test_deck.py
+        out["status"] = "nothing to compare" + (f" ({', '.join(named)} only)" if named else "")
     out["ok"] = not diff
     return out
 
@@ -495,7 +517,7 @@ def main() -> int:
     if os.environ.get("BENCH_SCALES"):
         scales = [s.strip() for s in os.environ["BENCH_SCALES"].split(",") if s.strip()]
     else:
-        scales = ["1M", "10M", "10M-dense"] + (["100M"] if os.environ.get("BENCH_SCALE", "").upper() == "100M" else [])
+        scales = [DECK, "1M", "10M", "10M-dense"] + (["100M"] if os.environ.get("BENCH_SCALE", "").upper() == "100M" else [])
     formats = [f.strip() for f in os.environ.get("BENCH_FORMATS", "csv,parquet").split(",") if f.strip()]
     bad = [s for s in scales if s not in SCALES]
     if bad:
@@ -515,8 +537,8 @@ def main() -> int:
     cells = []
     for scale in scales:
         for fmt in formats:
-            if (scale == "100M" or scale.endswith("-dense")) and fmt != "csv":
-                continue  # 100M: the CSV backfill is the target; dense: the report's cost, not the format's
+            if (scale in ("100M", DECK) or scale.endswith("-dense")) and fmt != "csv":
+                continue  # 100M: the CSV backfill is the target; dense: the report's cost, not the format's; the deck is CSV
             d = ensure_data(scale, fmt)
             big = scale == "100M"
             reps = 1 if big else repeat
@@ -534,6 +556,8 @@ def main() -> int:
                         log(f"{tag}: pipeline without validation")
                         raw["no_validate"].append(run_pipeline(d, False, f"{tag}-pipe-nv"))
                         log(f"  {raw['no_validate'][-1]['wall']:.1f} s, {raw['no_validate'][-1]['maxrss_mb']:.0f} MB")
+                if scale == DECK:
+                    continue  # the deck measures the fixed cost: no baseline computes its verdicts
                 log(f"{tag}: floor")
                 raw["floor"].append(run_baseline("floor", d, f"{tag}-floor"))
                 log(f"  {raw['floor'][-1]['wall']:.1f} s, {raw['floor'][-1]['maxrss_mb']:.0f} MB")
@@ -556,7 +580,7 @@ def main() -> int:
             r = {}
             if like and like.get("wall") and c.get("floor", {}).get("wall"):
                 r["pipeline_over_floor"] = like["wall"] / c["floor"]["wall"]
-                core = sum(like["stages"].get(s, {}).get("median", 0) for s in ("load", "transform"))
+                core = sum(like["stages"].get(s, {}).get("median", 0) for s in CORE_STAGES)
                 if core and c["floor"].get("compute"):
                     r["core_over_floor_query"] = core / c["floor"]["compute"]
             if c.get("validate", {}).get("wall") and c.get("no_validate", {}).get("wall"):
@@ -656,6 +680,18 @@ def main() -> int:
             "ok": (sk <= 12) if sk else None,
         }
     )
+
+    deck = cell(DECK, "csv")
+    for variant, limit in DECK_TARGETS.items():
+        s = (deck or {}).get(variant)
+        targets.append(
+            {
+                "target": f"test deck, whole process {'with the gate' if variant == 'validate' else 'with --no-validate'}: "
+                f"<= {limit:g} s wall",
+                "measured": f"{fmt_s(s['wall'])} s (CPU {fmt_s(s.get('cpu'), 1)} s)" if s and s["wall"] else "not run",
+                "ok": (s["wall"] <= limit) if s and s["wall"] else None,
+            }
+        )
 
     res = {
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

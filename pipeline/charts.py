@@ -5,9 +5,9 @@ writes (tests feed it a ``<script>`` department name), and nothing here builds S
 
 Figures are made with matplotlib's object API (``Figure``, saved through the SVG backend): no
 pyplot, no global figure registry to close. ``ChartPool`` draws them in one worker process
-when there is enough to draw (the render stage's other work goes on meanwhile), else inline.
-matplotlib is imported on the first chart (``_figure``, ``_style``): a main process whose
-charts are drawn by the worker never loads it (about 0.4 s).
+(the render stage's other work goes on meanwhile), else inline. matplotlib is imported on the
+first chart (``_figure``, ``_style``) or by the worker as it starts: a main process whose charts
+are drawn by the worker never loads it (0.7 s of CPU).
 """
 
 from __future__ import annotations
@@ -15,15 +15,13 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import multiprocessing
-import os
 import re
-import signal
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 
 import numpy as np
 import polars as pl
 
+from pipeline import workers
 from pipeline.measure import funnel_limits
 
 log = logging.getLogger(__name__)
@@ -232,45 +230,24 @@ def histogram_svg(hours: np.ndarray, threshold_hours: float, title: str, name: s
 # ----------------------------------------------------------------------------- drawing in a worker
 
 
-def _ready() -> None:
-    """A no-op whose unpickling imports this module: the worker's start-up, submitted first."""
-
-
-def _worker_init() -> None:
-    # Ctrl-C reaches the whole process group: the parent stops the pool; the worker must not die
-    # on its own with a traceback of its idle wait
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def cpus_available() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 class ChartPool:
     """Draw charts in one worker process (``process=True``) or inline; ``submit`` returns a Future.
 
-    The worker is started with ``spawn``, not ``fork``: the parent holds DuckDB and Polars thread
-    pools that a forked child would inherit mid-state. Its start-up (Python, numpy, Polars,
-    matplotlib: about 0.7 s of CPU) runs while the parent queries and renders the case list.
+    The worker (``pipeline.workers``) imports matplotlib as it starts: a run starts the pool first
+    thing, so that the import overlaps its parsing and checks, and the drawing its page rendering.
     Charts only take and return plain data (Polars frames, arrays, SVG text). Where no worker can
     be started (no working ``sem_open``, e.g. without /dev/shm), charts are drawn inline.
     """
 
-    def __init__(self, process: bool):
-        self._pool = None
-        if process:
-            try:
-                pool = ProcessPoolExecutor(
-                    max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
-                )
-                pool.submit(_ready)  # start the worker now
-            except (OSError, ImportError, NotImplementedError) as exc:
-                log.warning("charts drawn in this process: no worker process (%s)", exc)
-            else:
-                self._pool = pool
+    def __init__(self, process: bool, executor=None):
+        # ``executor``: a worker the run started first thing (``workers.Warm``); it closes it, not this pool.
+        # Otherwise the worker loads matplotlib while the parent works, not on the first chart
+        self._owned = executor is None
+        self._pool = (
+            executor
+            if executor is not None
+            else (workers.process_pool("pipeline.charts", "matplotlib.figure") if process else None)
+        )
 
     def submit(self, fn, *args) -> Future:
         if self._pool is not None:
@@ -280,9 +257,9 @@ class ChartPool:
         return done
 
     def close(self, cancel: bool = False) -> None:
-        if self._pool is not None:
+        if self._pool is not None and self._owned:
             self._pool.shutdown(wait=True, cancel_futures=cancel)
-            self._pool = None
+        self._pool = None
 
     def __enter__(self) -> ChartPool:
         return self

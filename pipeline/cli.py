@@ -6,8 +6,13 @@ failed, 4 another run holds the warehouse.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
+
+# numpy's BLAS starts a thread pool even for the feed's small matrices; on a shared 2-core machine
+# the threads' contention made them 20x slower. Set before numpy is first imported; a user's value wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from pathlib import Path
 
 import click
@@ -118,30 +123,34 @@ def run(
     verbose,
 ):
     """Load the extracts, check them, audit every order, and write the report and data outputs."""
-    from pipeline.config import load_config
-    from pipeline.run import RunOptions, execute
+    from pipeline import workers
 
-    setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
-    cfg = load_config(config_path, site_timezone=site_timezone)
-    months, per_month = _months(month, first, last)
-    warehouse_path = warehouse_path or (Path(cfg.warehouse) if cfg.warehouse else None)
-    if input_dir is None and warehouse_path is None:
-        raise click.UsageError("give --input, or --warehouse to re-audit what a warehouse holds")
-    opts = RunOptions(
-        input_dir=input_dir,
-        out_dir=out_dir,
-        warehouse_path=warehouse_path,
-        months=months,
-        validate=not no_validate,
-        pdf=pdf,
-        reid_file=reid_file,
-        data_docs_dir=data_docs,
-        per_month_folders=per_month,
-        progress=per_month and not quiet,
-        progress_bar=per_month and not quiet and log_format == "text" and sys.stderr.isatty(),
-        command=" ".join(sys.argv[1:]) or "run",
-    )
-    execute(opts, cfg)
+    # first thing, before the heavy imports below: the workers import GX and matplotlib meanwhile
+    with workers.Warm(gx=not no_validate, charts=workers.cpus_available() > 1) as warm:
+        from pipeline.config import load_config
+        from pipeline.run import RunOptions, execute
+
+        setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
+        cfg = load_config(config_path, site_timezone=site_timezone)
+        months, per_month = _months(month, first, last)
+        warehouse_path = warehouse_path or (Path(cfg.warehouse) if cfg.warehouse else None)
+        if input_dir is None and warehouse_path is None:
+            raise click.UsageError("give --input, or --warehouse to re-audit what a warehouse holds")
+        opts = RunOptions(
+            input_dir=input_dir,
+            out_dir=out_dir,
+            warehouse_path=warehouse_path,
+            months=months,
+            validate=not no_validate,
+            pdf=pdf,
+            reid_file=reid_file,
+            data_docs_dir=data_docs,
+            per_month_folders=per_month,
+            progress=per_month and not quiet,
+            progress_bar=per_month and not quiet and log_format == "text" and sys.stderr.isatty(),
+            command=" ".join(sys.argv[1:]) or "run",
+        )
+        execute(opts, cfg, warm)
 
 
 @cli.command()
@@ -229,12 +238,23 @@ def inspect(input_dir, config_path, write_config, as_json, log_format, quiet, ve
             click.echo(f"order-audit: wrote {path}", err=True)
 
 
+def _existing_warehouse(help_text: str):
+    """The --warehouse option of the commands that read a warehouse's history (runs, diff)."""
+    return click.option(
+        "--warehouse", "warehouse_path", required=True, type=click.Path(path_type=Path, exists=True), help=help_text
+    )
+
+
 @cli.command()
-@click.option("--warehouse", "warehouse_path", required=True, type=click.Path(path_type=Path, exists=True))
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@_existing_warehouse("The DuckDB warehouse file.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Show at most this many runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def runs(warehouse_path, limit, as_json):
-    """List past runs: id, period, status, counts, duration."""
+    """List past runs on a warehouse, newest first: run id, status, periods, start, duration, and per
+    period the counts, whether its figures are provisional or final, and how many orders it revised.
+
+    The run ids listed here (also in each output folder's run.json) are what `order-audit diff` takes.
+    """
     import json
 
     from pipeline import history, preflight, warehouse
@@ -251,13 +271,25 @@ def runs(warehouse_path, limit, as_json):
     click.echo(f"{'run_id':28} {'status':11} {'periods':16} {'started (UTC)':20} {'seconds':>8}  counts")
     for r in rows:
         counts = json.loads(r["counts"]) if r["counts"] else {}
-        summary = ", ".join(f"{p}: {c.get('cases', 0)} cases/{c.get('audited_orders', 0)} orders" for p, c in counts.items())
+        summary = ", ".join(_period_summary(p, c) for p, c in counts.items())
         periods = r["periods"] if len(r["periods"]) <= 16 else r["periods"][:7] + ".." + r["periods"][-7:]
         click.echo(
             f"{r['run_id']:28} {r['status']:11} {periods:16} {r['started_at']:20} "
             f"{r['duration_seconds'] if r['duration_seconds'] is not None else '':>8}  "
             + "; ".join(x for x in (summary, r["error"]) if x)  # a run that failed after its commit has both
         )
+
+
+def _period_summary(period: str, c: dict) -> str:
+    """One period of a run as `runs` prints it: counts, provisional or final, and what it revised."""
+    text = f"{period}: {c.get('cases', 0)} cases/{c.get('audited_orders', 0)} orders"
+    if c.get("status") == "provisional":
+        text += f" (provisional until the data reaches {c.get('final_from')})"
+    elif c.get("status"):
+        text += f" ({c['status']})"
+    if c.get("revised_orders"):
+        text += f", revised {c['revised_orders']} orders since {c.get('revised_since')}"
+    return text
 
 
 def _has_table(con, name: str) -> bool:
@@ -267,9 +299,14 @@ def _has_table(con, name: str) -> bool:
 @cli.command()
 @click.argument("run_a")
 @click.argument("run_b")
-@click.option("--warehouse", "warehouse_path", required=True, type=click.Path(path_type=Path, exists=True))
+@_existing_warehouse("The DuckDB warehouse file both runs wrote to.")
 def diff(run_a, run_b, warehouse_path):
-    """Orders whose verdict changed between two runs of the same period, with both reasons."""
+    """Orders whose verdict or reasons differ between two runs, over the periods both audited.
+
+    RUN_A and RUN_B are run ids such as 20261103T021500Z-1a2b3c: `order-audit runs --warehouse FILE`
+    lists them (newest first), and each output folder's run.json names the run that wrote it. A is
+    the earlier run, B the later: "added" orders are in B only, "removed" in A only.
+    """
     from pipeline import history, preflight, warehouse
     from pipeline.errors import ConfigError
 

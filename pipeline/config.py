@@ -34,7 +34,6 @@ class CaseDefinition:
 
 @dataclass(frozen=True)
 class Reporting:
-    min_cell_count: int = 11  # small-cell suppression of the shared metrics feed (privacy)
     trend_months: int = 24
     # internal documents show every rate; one whose denominator is below this gets a
     # low-reliability mark and footnote (never a blank)
@@ -52,6 +51,13 @@ class DisplayNames:
 
 
 @dataclass(frozen=True)
+class Feed:
+    # the shared metrics feed's small-cell rule (docs/METRICS_FEED.md): a count of 1 to
+    # min_cell_count - 1 is never released (default: the CMS cell-size rule, 1-10 withheld)
+    min_cell_count: int = 11
+
+
+@dataclass(frozen=True)
 class Privacy:
     key_file: str | None = None  # a file holding the pseudonym key; else $ORDER_AUDIT_PSEUDONYM_KEY
 
@@ -61,6 +67,7 @@ class Config:
     site_timezone: str = "America/New_York"
     case: CaseDefinition = field(default_factory=CaseDefinition)
     reporting: Reporting = field(default_factory=Reporting)
+    feed: Feed = field(default_factory=Feed)
     privacy: Privacy = field(default_factory=Privacy)
     display_names: DisplayNames = field(default_factory=DisplayNames)
     local_code_map: str | None = None
@@ -81,13 +88,20 @@ class Config:
         return dataclasses.asdict(self)
 
 
-_SECTIONS = {"case": CaseDefinition, "reporting": Reporting, "privacy": Privacy, "display_names": DisplayNames}
+_SECTIONS = {"case": CaseDefinition, "reporting": Reporting, "feed": Feed, "privacy": Privacy, "display_names": DisplayNames}
 _TABLES = ("procedures", "imaging_orders", "diagnoses")
+
+
+# settings that moved: where a config written for an earlier version must now say them
+MOVED = {("Reporting", "min_cell_count"): "[feed] min_cell_count (the shared feed's small-cell rule)"}
 
 
 def _section(cls, values: dict, where: str):
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(values) - set(known)
+    moved = [MOVED[(cls.__name__, name)] for name in sorted(unknown) if (cls.__name__, name) in MOVED]
+    if moved:
+        raise ConfigError(f"{where}: {', '.join(sorted(unknown))} moved: write it as {'; '.join(moved)}")
     if unknown:
         raise ConfigError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
     out = {}

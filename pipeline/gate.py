@@ -11,17 +11,20 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import logging
 from pathlib import Path
 
 import duckdb
 
 from pipeline import reference
 from pipeline.config import Config, pseudonym_key
+from pipeline.logs import event
 from pipeline.sqltext import literal
 
 INPUT_SUITES = {"procedures": "procedures", "imaging_orders": "imaging_orders", "diagnoses": "diagnoses"}
 # a row-level check that fails on more than this share of a table blocks even so
 MAX_REJECTED_SHARE = 0.2
+SAMPLE_LOGGED = 3  # sample keys (months, order ids, pseudonyms) a warning's log line names
 
 DQ_DDL = """CREATE TABLE IF NOT EXISTS dq_results (
     run_id VARCHAR, check_id VARCHAR, table_name VARCHAR, severity VARCHAR, status VARCHAR,
@@ -57,14 +60,16 @@ def _pseudonymise_samples(results: list, cfg: Config) -> None:
             r.sample_keys = ["P" + hmac.new(key, str(k).encode(), hashlib.sha256).hexdigest()[:16] for k in r.sample_keys]
 
 
-def check_inputs(prepared: dict, cfg: Config, scratch: Path, now: dt.datetime, input_dir: Path | None):
-    """Run the input suites; returns (results, rows to set aside per table)."""
+def check_inputs(prepared: dict, cfg: Config, scratch: Path, now: dt.datetime, input_dir: Path | None, gx=None):
+    """Run the input suites; returns (results, rows to set aside per table). ``gx``: a
+    ``workers.GxWorker`` to validate in (a run starts one first thing), else this process."""
     from pipeline import validate
 
-    validate.start_gx_import()  # seconds of pure Python, overlapping the DuckDB work from here on
+    if gx is None:
+        validate.start_gx_import()  # seconds of pure Python, overlapping the DuckDB work from here on
     db = build_gate_db(prepared, cfg, scratch, input_dir)
     suites = [INPUT_SUITES[t] for t in prepared if t in INPUT_SUITES]
-    results = validate.run_suites(db, suites=suites, params={"now": now, "site_timezone": cfg.site_timezone})
+    results = _run_suites(gx, db, suites, {"now": now, "site_timezone": cfg.site_timezone})
     set_aside: dict[str, Path] = {}
     # GX has closed the file. The rows to set aside collect in a TEMP table (memory) and leave as
     # Parquet: nothing is written to the file, so no write-ahead log and no checkpoint on close.
@@ -128,10 +133,16 @@ def _violating_lines_sql(con: duckdb.DuckDBPyConnection, r) -> str:
     return f"SELECT source_line FROM {r.table} WHERE ({key}) IN (SELECT {key} FROM ({r.violations_sql}) AS v)"
 
 
-def check_outputs(warehouse_path: Path, now: dt.datetime) -> list:
+def _run_suites(gx, path: Path, suites, params: dict) -> list:
     from pipeline import validate
 
-    results = validate.run_suites(warehouse_path, suites=validate.OUTPUT_SUITES, params={"now": now})
+    return validate.run_suites(path, suites=suites, params=params) if gx is None else gx.run_suites(path, suites, params)
+
+
+def check_outputs(warehouse_path: Path, now: dt.datetime, gx=None) -> list:
+    from pipeline import validate
+
+    results = _run_suites(gx, warehouse_path, validate.OUTPUT_SUITES, {"now": now})
     for r in results:
         r.blocks = r.blocking_failure
     return results
@@ -139,6 +150,27 @@ def check_outputs(warehouse_path: Path, now: dt.datetime) -> list:
 
 def blocking(results: list) -> list:
     return [r for r in results if getattr(r, "blocks", False)]
+
+
+def log_warnings(results: list) -> None:
+    """One log line per warning check that failed or could not run (the report lists them too)."""
+    for r in results:
+        if r.severity != "warning" or r.status == "passed":
+            continue
+        if r.status == "error":
+            text = f"could not run: {r.error}"
+        else:
+            counts = "" if r.violated_count is None else f"{r.violated_count} of {r.denominator}"
+            sample = f" (e.g. {', '.join(str(k) for k in list(r.sample_keys)[:SAMPLE_LOGGED])})" if r.sample_keys else ""
+            text = f"{counts}{sample}: {r.description}"
+        event(
+            f"data-quality warning {r.check_id} [{r.table}] {text}",
+            level=logging.WARNING,
+            event="dq_warning",
+            check_id=r.check_id,
+            violated_count=r.violated_count,
+            sample=[str(k) for k in list(r.sample_keys)[:SAMPLE_LOGGED]],
+        )
 
 
 def failure_message(failed: list) -> str:

@@ -53,8 +53,25 @@ def committing(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
     con.execute("UPDATE audit_runs SET status = 'publishing' WHERE run_id = ?", [run_id])
 
 
-def record_period(con: duckdb.DuckDBPyConnection, run_id: str, period: str) -> None:
-    """Replace the period's results with this run's (inside the caller's transaction)."""
+def record_period(con: duckdb.DuckDBPyConnection, run_id: str, period: str) -> dict | None:
+    """Replace the period's results with this run's (inside the caller's transaction); return how this
+    run revises the results the previous run recorded for the period (None: the period is new)."""
+    revision = con.execute(
+        """WITH prev AS (SELECT * FROM audit_results WHERE period = ?),
+                cur AS (SELECT order_id, case_id, verdict, reasons FROM mart_audited_orders)
+           SELECT coalesce((SELECT max(run_id) FROM prev), (
+                      -- a period audited before without a single order (an empty month) has no results
+                      SELECT run_id FROM audit_runs WHERE status = 'succeeded' AND run_id <> ?
+                         AND list_contains(string_split(periods, ','), ?) ORDER BY started_at DESC LIMIT 1)),
+                  count(*) FILTER (WHERE prev.order_id IS NULL),
+                  count(*) FILTER (WHERE cur.order_id IS NULL),
+                  count(*) FILTER (WHERE prev.order_id IS NOT NULL AND cur.order_id IS NOT NULL
+                                   AND (prev.case_id IS DISTINCT FROM cur.case_id OR prev.verdict IS DISTINCT FROM cur.verdict
+                                        OR prev.reasons IS DISTINCT FROM cur.reasons))
+           FROM prev FULL JOIN cur ON prev.order_id = cur.order_id""",
+        [period, run_id, period],
+    ).fetchall()[0]
+    since, added, removed, changed = revision
     con.execute("DELETE FROM audit_results WHERE period = ?", [period])
     con.execute(
         """INSERT INTO audit_results SELECT ?, ?, order_id, case_id, verdict, reasons, secondary_reasons
@@ -64,6 +81,9 @@ def record_period(con: duckdb.DuckDBPyConnection, run_id: str, period: str) -> N
     con.execute(
         "INSERT INTO run_verdicts SELECT ?, ?, order_id, case_id, verdict, reasons FROM mart_audited_orders", [run_id, period]
     )
+    if since is None:
+        return None
+    return {"since_run": since, "added": added, "removed": removed, "changed": changed, "orders": added + removed + changed}
 
 
 def finish(

@@ -43,11 +43,14 @@ def event(message: str, level: int = logging.INFO, **fields) -> None:
 
 
 @contextmanager
-def stage(name: str, timings: dict):
-    """Time a pipeline stage and log it as event=stage_done."""
+def stage(name: str, timings: dict, period: str | None = None):
+    """Time a pipeline stage and log it as event=stage_done (``period``: the month of a per-month stage
+    of a backfill, so that no two lines of one run name the same stage)."""
+    label = f"{name} {period}" if period else name
+    extra = {"period": period} if period else {}
     started = time.perf_counter()
-    event(f"{name}: started", event="stage_start", stage=name, level=logging.DEBUG)
+    event(f"{label}: started", event="stage_start", stage=name, level=logging.DEBUG, **extra)
     yield
     seconds = time.perf_counter() - started
     timings[name] = timings.get(name, 0.0) + seconds
-    event(f"{name}: done in {seconds:.2f} s", event="stage_done", stage=name, seconds=round(seconds, 3))
+    event(f"{label}: done in {seconds:.2f} s", event="stage_done", stage=name, seconds=round(seconds, 3), **extra)

@@ -1,14 +1,14 @@
 """Rates, 95% Wilson intervals, p-chart and funnel limits.
 
-Reads ``mart_metric_counts`` and returns every cell with its rate and interval: the internal
-frame the report, department pages, index and workbook print in full (internal documents show
-every rate with n / N). Privacy suppression for the shared feed is applied to this frame where
-the feed is written, never here. Everything is vectorised over numpy/Polars columns.
+Reads ``mart_metric_counts`` and returns the internal metrics frame: every cell with its rate and
+interval (the report shows them all; the shared feed's small-cell rule is ``pipeline.feed``).
+Everything is vectorised over numpy/Polars columns: no Python loop over rows.
 """
 
 from __future__ import annotations
 
 import csv
+from statistics import NormalDist
 
 import duckdb
 import numpy as np
@@ -16,13 +16,10 @@ import polars as pl
 
 from pipeline.resources import REFERENCE_DIR
 
-SCHEMA_VERSION = "1.0"
 Z_95 = 1.959963984540054  # two-sided 95%
 Z_998 = 3.090232306167813  # two-sided 99.8%
 
-# the internal frame: every rate and interval wherever the denominator is above zero
 METRICS_SCHEMA: dict[str, pl.DataType] = {
-    "schema_version": pl.String(),
     "period": pl.String(),
     "level": pl.String(),
     "group_key": pl.String(),
@@ -34,31 +31,29 @@ METRICS_SCHEMA: dict[str, pl.DataType] = {
     "ci_high": pl.Float64(),
     "direction": pl.String(),
 }
-# the shared feed's columns: the internal ones and ``suppressed`` before ``direction``
-FEED_SCHEMA: dict[str, pl.DataType] = {
-    **{c: t for c, t in METRICS_SCHEMA.items() if c != "direction"},
-    "suppressed": pl.Boolean(),
-    "direction": pl.String(),
-}
 
 # Measures where a larger share is the goal; every other measure is lower-is-better.
 HIGHER_IS_BETTER = {"first_imaging_right_study"}
 
 
 def wilson_interval(numerator, denominator, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval (statsmodels ``method="wilson"``); NaN where the denominator is 0."""
+    """Wilson score interval, NaN where the denominator is 0; clamped to [0, 1].
+
+    The closed form (Wilson 1927), the same as statsmodels' ``proportion_confint(method="wilson")``
+    (tests/test_measure.py compares them) without importing statsmodels (a second of start-up).
+    """
     num = np.asarray(numerator, dtype=float)
     den = np.asarray(denominator, dtype=float)
+    z = Z_95 if alpha == 0.05 else NormalDist().inv_cdf(1 - alpha / 2)
     ok = den > 0
-    low = np.full(num.shape, np.nan)
-    high = np.full(num.shape, np.nan)
-    if ok.any():
-        # imported here: statsmodels takes about a second to import, and the chart worker (which
-        # imports this module for funnel_limits) never needs it
-        from statsmodels.stats.proportion import proportion_confint  # noqa: PLC0415
-
-        lo, hi = proportion_confint(num[ok], den[ok], alpha=alpha, method="wilson")
-        low[ok], high[ok] = lo, hi
+    n = np.where(ok, den, 1.0)
+    p = num / n
+    scale = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / scale
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / scale
+    # exactly 0 for 0 of n and 1 for n of n (the formula leaves 2.8e-17 of floating-point noise there)
+    low = np.where(ok, np.where(num <= 0, 0.0, np.clip(centre - half, 0.0, 1.0)), np.nan)
+    high = np.where(ok, np.where(num >= den, 1.0, np.clip(centre + half, 0.0, 1.0)), np.nan)
     return low, high
 
 
@@ -72,22 +67,9 @@ def _appropriate_reasons(con: duckdb.DuckDBPyConnection) -> set[str]:
             return {r["reason_code"] for r in csv.DictReader(fh) if r["verdict"] == "appropriate"}
 
 
-def with_rates(frame: pl.DataFrame) -> pl.DataFrame:
-    """``frame`` (numerator, denominator) with ``rate``, ``ci_low``, ``ci_high`` (Wilson 95%); null where N is 0."""
-    num = frame["numerator"].fill_null(0).to_numpy()
-    den = frame["denominator"].fill_null(0).to_numpy()
-    low, high = wilson_interval(num, den)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rate = np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
-    return frame.with_columns(
-        pl.Series("rate", rate, dtype=pl.Float64).fill_nan(None),
-        pl.Series("ci_low", low, dtype=pl.Float64).fill_nan(None),
-        pl.Series("ci_high", high, dtype=pl.Float64).fill_nan(None),
-    )
-
-
 def build_metrics(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """Every cell of ``mart_metric_counts`` with its rate, Wilson 95% CI and direction (no suppression)."""
+    """Every cell of ``mart_metric_counts`` with its rate and Wilson 95% CI (wherever the denominator
+    is above 0) and direction; nothing withheld (the feed applies its own rule, ``pipeline.feed``)."""
     counts = con.sql(
         "SELECT CAST(period AS VARCHAR) AS period, CAST(level AS VARCHAR) AS level, "
         "CAST(group_key AS VARCHAR) AS group_key, CAST(measure_id AS VARCHAR) AS measure_id, "
@@ -96,7 +78,6 @@ def build_metrics(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     ).pl()
     higher = HIGHER_IS_BETTER | {f"reason_{r}" for r in _appropriate_reasons(con)}
     out = with_rates(counts).with_columns(
-        pl.lit(SCHEMA_VERSION).alias("schema_version"),
         pl.when(pl.col("measure_id").is_in(sorted(higher)))
         .then(pl.lit("higher_is_better"))
         .otherwise(pl.lit("lower_is_better"))
@@ -104,6 +85,21 @@ def build_metrics(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     )
     return out.select([pl.col(c).cast(t) for c, t in METRICS_SCHEMA.items()]).sort(
         ["period", "level", "group_key", "measure_id"], nulls_last=True
+    )
+
+
+def with_rates(counts: pl.DataFrame) -> pl.DataFrame:
+    """``counts`` with rate, ci_low and ci_high from its numerator and denominator (null where the
+    denominator is 0): one home for the rate of a cell, monthly or summed over months."""
+    num = counts["numerator"].fill_null(0).to_numpy()
+    den = counts["denominator"].fill_null(0).to_numpy()
+    low, high = wilson_interval(num, den)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+    return counts.with_columns(
+        pl.Series("rate", rate, dtype=pl.Float64).fill_nan(None),
+        pl.Series("ci_low", low, dtype=pl.Float64).fill_nan(None),
+        pl.Series("ci_high", high, dtype=pl.Float64).fill_nan(None),
     )
 
 

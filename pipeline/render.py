@@ -12,6 +12,7 @@ with n / N and its interval (``sections``). The report lists a bounded selection
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import hashlib
@@ -26,9 +27,9 @@ import jinja2
 import markupsafe
 import polars as pl
 
-from pipeline import bidi, caselist, charts, formula_guard, sections, workbook
+from pipeline import bidi, caselist, charts, feed, formula_guard, sections, workbook, workers
 from pipeline.errors import ReportError
-from pipeline.measure import FEED_SCHEMA, SCHEMA_VERSION
+from pipeline.feed import SCHEMA_VERSION
 from pipeline.names import department_name, department_names, named
 from pipeline.pdf import CHROMIUM_FLAGS, RunningHeader, find_chromium, pdf_engine, write_pdf  # noqa: F401 - re-exported
 from pipeline.resources import reports_dir
@@ -259,7 +260,7 @@ def _department_list(metrics: pl.DataFrame, period: str, attribution: dict) -> l
 
 
 def _common(run_info: dict, period_label: str, settings: dict) -> dict:
-    return {
+    common = {
         "run": {k: run_info.get(k) for k in ("run_id", "software_version", "rule_set_version", "period", "started_at")},
         "demo_key": bool(run_info.get("pseudonym_key_is_demo")),
         "low": settings["low"],
@@ -267,7 +268,12 @@ def _common(run_info: dict, period_label: str, settings: dict) -> dict:
         "schema_version": SCHEMA_VERSION,
         "period_label": period_label,
         "audit_title": AUDIT_TITLE,
+        # the shared feed's small-cell rule in words, for the methods (pipeline.feed)
+        "feed_disclosure": feed.methods_text(feed.min_cell_count(run_info)),
     }
+    if run_info.get("status"):  # the period's own state (empty, provisional, revised): _status_banner.html
+        common["status"] = run_info["status"]
+    return common
 
 
 def _settings(run_info: dict, overall_rates: dict) -> dict:
@@ -288,17 +294,18 @@ def render_outputs(
     *,
     pdf: bool = False,
     reid_file: Path | None = None,
-    min_cell_count: int = 11,
     site: bool | None = None,
     chart_process: bool | None = None,
+    chart_pool: charts.ChartPool | None = None,
 ) -> list[Path]:
     """Write every report and feed file into ``out_dir``; return the paths written.
 
-    ``metrics`` is the internal frame (every rate); ``min_cell_count`` is the shared feed's privacy rule.
+    ``metrics`` is the internal frame (every rate); the shared feed applies its own privacy rule (``pipeline.feed``).
     ``site``: the folder is one month of a backfill (``OUT/<YYYY-MM>/``): its pages link the top-level
     ``OUT/index.html`` and that index is refreshed (``render_site_index``); ``None`` infers it from the
     staging folder's name (``.<YYYY-MM>.staging-<pid>``). ``chart_process``: draw the charts in a worker
     process (``charts.ChartPool``); ``None`` does so from ``CHART_PROCESS_MIN_ORDERS`` orders with 2 CPUs.
+    ``chart_pool``: a pool the caller started earlier (a run starts one first thing) and closes.
     ``run_info`` gains ``headline`` (the hospital's headline rates), which run.json records.
     """
     missing = [k for k in RUN_INFO_KEYS if k not in run_info]
@@ -314,12 +321,13 @@ def render_outputs(
         pdf_engine()  # fail before any work when no engine can print
     out_dir.mkdir(parents=True, exist_ok=True)
     all_cases = caselist.case_rows(con)
-    if chart_process is None:
-        chart_process = all_cases.height >= CHART_PROCESS_MIN_ORDERS and charts.cpus_available() > 1
+    if chart_process is None and chart_pool is None:
+        chart_process = all_cases.height >= CHART_PROCESS_MIN_ORDERS and workers.cpus_available() > 1
+    pool_in = contextlib.nullcontext(chart_pool) if chart_pool is not None else charts.ChartPool(process=bool(chart_process))
     written: list[Path] = []
     # three lines of work at once: the charts in a worker process (started first: it takes a while to
     # start), the workbook and the feed on a thread (Polars, zlib and file writes release the GIL), the pages here
-    with charts.ChartPool(process=chart_process) as pool, ThreadPoolExecutor(1, thread_name_prefix="render-files") as files:
+    with pool_in as pool, ThreadPoolExecutor(1, thread_name_prefix="render-files") as files:
         env = make_env()
         rules = q(
             con,
@@ -348,7 +356,7 @@ def render_outputs(
         book = files.submit(
             workbook.write_case_list, out_dir / "case_list.xlsx", all_cases, rules, run_info, providers, settings["low"]
         )
-        feed = files.submit(_write_feed, out_dir, metrics, run_info, period, min_cell_count)
+        feed_files = files.submit(feed.write_feed, out_dir, metrics, run_info, period)
 
         departments = [
             {"key": d, "name": department_name(d, settings["names"]), "slug": slugify(d)}
@@ -371,7 +379,7 @@ def render_outputs(
         for d, dctx in zip(departments, dept_ctx, strict=True):
             html = report_tpl.render(**page, **_page(dctx, risk_counts, settings["low"]), methods=None, root="../")
             written.append(_write_text(out_dir / "departments" / f"{d['slug']}.html", html))
-        written += feed.result()
+        written += feed_files.result()
         written.append(book.result())
 
     slugs = {d["key"]: d["slug"] for d in departments}
@@ -411,43 +419,6 @@ def _write_text(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8", newline="\n")
     return path
-
-
-def _feed_frame(metrics: pl.DataFrame, min_cell: int) -> pl.DataFrame:
-    """The shared feed's rows: the internal frame with small cells' rate and interval withheld."""
-    num, den = pl.col("numerator").fill_null(0), pl.col("denominator").fill_null(0)
-    suppressed = (den < min_cell) | ((num > 0) & (num < min_cell))
-    hidden = suppressed | (den <= 0)
-    out = metrics.with_columns(
-        *(pl.when(hidden).then(None).otherwise(pl.col(c)).alias(c) for c in ("rate", "ci_low", "ci_high")),
-        suppressed.alias("suppressed"),
-    )
-    return out.select([pl.col(c).cast(t) for c, t in FEED_SCHEMA.items()])
-
-
-def _write_feed(out_dir: Path, metrics: pl.DataFrame, run_info: dict, period: str, min_cell: int) -> list[Path]:
-    feed = _feed_frame(metrics, min_cell)
-    csv_path, pq_path, json_path = out_dir / "metrics.csv", out_dir / "metrics.parquet", out_dir / "metrics.json"
-    formula_guard.neutralised(feed).write_csv(csv_path, float_precision=6)  # the Parquet keeps the raw text
-    feed.write_parquet(pq_path, compression="zstd", statistics=False)
-    headline = feed.filter((pl.col("period") == period) & (pl.col("level") == "overall"))
-    summary = {
-        "schema_version": SCHEMA_VERSION,
-        # no run id or time here: the feed is data and a rerun must give the same bytes (run.json has them)
-        "software_version": run_info["software_version"],
-        "rule_set_version": run_info["rule_set_version"],
-        "period": run_info["period"],
-        "headline_period": period,
-        "min_cell_count": min_cell,
-        "interval": "Wilson score, 95%",
-        "rows": feed.height,
-        "columns": {c: str(t) for c, t in feed.schema.items()},
-        "periods": sorted(feed["period"].unique().drop_nulls().to_list()),
-        "headline": headline.drop("schema_version").to_dicts(),
-        "files": {"csv": "metrics.csv", "parquet": "metrics.parquet"},
-    }
-    _write_text(json_path, json.dumps(summary, indent=2, sort_keys=True, allow_nan=False) + "\n")
-    return [csv_path, pq_path, json_path]
 
 
 def write_reid_file(con, reid_file: Path, out_dir: Path) -> Path:

@@ -26,17 +26,21 @@ import duckdb
 
 from pipeline import (
     audit,
+    charts,
     faults,
     gate,
     history,
     load,
+    maturity,
     outputs,
     ownership,
+    period_status,
     preflight,
     reference,
     source_store,
     value_maps,
     warehouse,
+    workers,
 )
 from pipeline.config import Config, pseudonym_key
 from pipeline.errors import AuditError, QualityGateError, WriteRefusedError, refused_write
@@ -107,6 +111,13 @@ def _reject_counts(con: duckdb.DuckDBPyConnection) -> dict:
     }
 
 
+def _revision_counts(revision: dict | None) -> dict:
+    """What `runs` shows of a revision: the orders that changed since the run that last audited the period."""
+    if not revision or not revision["orders"]:
+        return {}
+    return {"revised_orders": revision["orders"], "revised_since": revision["since_run"]}
+
+
 def _period_label(month: str | None) -> str:
     return month or "all"
 
@@ -121,7 +132,7 @@ def _warehouse_file(opts: RunOptions):
         yield Path(tmp) / "warehouse.duckdb"
 
 
-def execute(opts: RunOptions, cfg: Config) -> RunResult:
+def execute(opts: RunOptions, cfg: Config, warm: workers.Warm | None = None) -> RunResult:
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
     started = dt.datetime.now(dt.UTC)
     timings: dict = {}
@@ -134,6 +145,15 @@ def execute(opts: RunOptions, cfg: Config) -> RunResult:
         )
         event(warnings[-1], level=logging.WARNING, event="demo_key")
 
+    # the workers' imports (Great Expectations, matplotlib) overlap everything from here on; the CLI
+    # starts them even before it imports this module
+    with contextlib.ExitStack() as stack:
+        if warm is None:
+            warm = stack.enter_context(workers.Warm(gx=opts.validate, charts=workers.cpus_available() > 1))
+        return _execute(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, warm)
+
+
+def _execute(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, warm) -> RunResult:
     # the folders and files the run will write, then the inputs' file-level checks: an unusable --out,
     # an unreadable input or a missing column stops the run before the warehouse is touched
     out_root = outputs.publication_dir(opts.out_dir)  # a user's symlink to a folder: that folder
@@ -156,7 +176,9 @@ def execute(opts: RunOptions, cfg: Config) -> RunResult:
             _sweep_leftovers(opts, wh_path)
             scratch = ownership.make_temp_dir(f".{wh_path.name}.scratch-", wh_path.parent)
             try:
-                return _execute_locked(opts, cfg, inputs, run_id, started, timings, key, key_is_demo, warnings, wh_path, scratch)
+                return _execute_locked(
+                    opts, cfg, inputs, run_id, started, timings, key, key_is_demo, warnings, wh_path, scratch, warm
+                )
             finally:
                 ownership.remove(scratch)
         except BaseException as exc:
@@ -220,33 +242,36 @@ def _sweep_leftovers(opts: RunOptions, wh_path: Path) -> None:
 
 
 def _execute_locked(
-    opts, cfg, inputs, run_id, started, timings, key, key_is_demo, warnings, wh_path: Path, scratch: Path
+    opts, cfg, inputs, run_id, started, timings, key, key_is_demo, warnings, wh_path: Path, scratch: Path, warm
 ) -> RunResult:
+    gx = warm.gx
     now = dt.datetime.now(dt.UTC)
     prepared: dict = {}
     if inputs is not None:
-        with stage("load", timings):
+        with stage("parse", timings):
             prepared = load.prepare_inputs(inputs, cfg, scratch)  # fingerprints the files while parsing
         faults.maybe_fail("after_parse")
 
     dq_results: list = []
     gate_rejects: dict = {}
     if opts.validate and prepared:
-        with stage("validate", timings):
-            dq_results, gate_rejects = gate.check_inputs(prepared, cfg, scratch, now, opts.input_dir)
+        with stage("gate", timings):
+            dq_results, gate_rejects = gate.check_inputs(prepared, cfg, scratch, now, opts.input_dir, gx)
         failed = gate.blocking(dq_results)
         if failed:
             unknown = [u for prep in prepared.values() for u in prep.unknown_values]
             raise QualityGateError(gate.failure_message(failed) + value_maps.note(unknown))
+        gate.log_warnings(dq_results)
+    warm.start_charts()  # (no-op when started already) it imports matplotlib while the models run
 
     con = warehouse.connect(wh_path)
     try:
         con.execute("BEGIN TRANSACTION")
-        with stage("load", timings):
+        with stage("merge", timings):
             # also (re)defines the src_* views, so a moved warehouse folder reads its own store
             loads = load.merge_inputs(con, prepared, run_id, gate_rejects)
         faults.maybe_fail("after_merge")
-        with stage("transform", timings):
+        with stage("models", timings):
             ref = reference.load_reference(con, cfg, opts.input_dir)
             con.execute("CREATE OR REPLACE TABLE rule_set AS SELECT ? AS rule_set_version", [ref.rule_set_version])
             warehouse.set_pseudonym_key(con, key)
@@ -255,13 +280,13 @@ def _execute_locked(
             audit.run_models(con, layers=("staging", "intermediate"))
             gate.record_results(con, run_id, dq_results)
         faults.maybe_fail("after_transform")
-        month_counts = {}
-        with stage("transform", timings):
+        month_counts, revisions = {}, {}
+        with stage("marts", timings):
             for month in opts.months:
                 reference.set_period(con, month, month, cfg.reporting.trend_months)
                 audit.run_models(con, layers=("marts",))
-                history.record_period(con, run_id, _period_label(month))
-                month_counts[_period_label(month)] = period_counts(con)
+                revisions[_period_label(month)] = history.record_period(con, run_id, _period_label(month))
+                month_counts[_period_label(month)] = period_counts(con) | _revision_counts(revisions[_period_label(month)])
             history.committing(con, run_id)
             con.execute("COMMIT")
             source_store.sweep(con)  # files of superseded loads, or moved in by a run that never committed
@@ -277,16 +302,22 @@ def _execute_locked(
         raise
     rejects = _reject_counts(con)
     warehouse_inputs = history.active_loads(con)
+    mature = maturity.assess(con, cfg, now)
+    spans = {"cases": period_status.case_span(con), "data": period_status.data_span(con, cfg.site_timezone)}
     con.close()
+    for label, counts in month_counts.items():  # `order-audit runs` shows each period's maturity
+        counts.update(period_status.maturity_counts(label, mature, spans))
 
     if opts.validate:
-        with stage("validate", timings):
-            out_checks = gate.check_outputs(wh_path, now)
+        with stage("output_checks", timings):
+            out_checks = gate.check_outputs(wh_path, now, gx)
         dq_results = dq_results + out_checks
         failed = gate.blocking(out_checks)
         if failed:
             _finish(wh_path, run_id, "failed", month_counts, timings, gate.failure_message(failed))
             raise QualityGateError(gate.failure_message(failed))
+    if gx is not None:
+        gx.close(wait=False)  # no more checks: it exits while the reports are written
 
     base_info = {
         "run_id": run_id,
@@ -315,6 +346,7 @@ def _execute_locked(
         "config": cfg.as_dict(),
         "started_at": started.isoformat(timespec="seconds"),
         "pseudonym_key_is_demo": key_is_demo,
+        "maturity": mature.as_dict(),
         "data_quality": [gate.as_dict(r) for r in dq_results],
         "rejects": rejects,
         # coded values (status ...) no map knows: what they are, how many rows, the config lines that map them
@@ -331,14 +363,18 @@ def _execute_locked(
             if len(opts.months) > 1:  # one month: the marts still hold it from the transform
                 reference.set_period(con, month, month, cfg.reporting.trend_months)
                 audit.run_models(con, layers=("marts",))
-            with stage("measure", timings):
+            per_month = label if len(opts.months) > 1 else None
+            with stage("measure", timings, per_month):
                 metrics = _build_metrics(con, cfg)
             staging = outputs.staging_dir_for(out_dir)
             try:
-                with stage("render", timings):
+                with stage("render", timings, per_month):
                     run_info = {**base_info, "period": label, "counts": {**month_counts[label], **rejects}}
+                    run_info["status"] = period_status.build(
+                        label, month_counts[label], mature, revisions[label], dq_results, spans
+                    )
                     outputs.write_tables(con, staging)
-                    _render(con, staging, run_info, metrics, opts, cfg)
+                    _render(con, staging, run_info, metrics, opts, cfg, warm)
                     faults.maybe_fail("mid_render")
                     run_info["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
                     run_info["timings_seconds"] = {k: round(v, 3) for k, v in timings.items()}
@@ -422,9 +458,16 @@ def _build_metrics(con, cfg: Config):
     return measure.build_metrics(con)
 
 
-def _render(con, staging: Path, run_info: dict, metrics, opts: RunOptions, cfg: Config) -> None:
+def _render(con, staging: Path, run_info: dict, metrics, opts: RunOptions, cfg: Config, warm=None) -> None:
+    """The render stage (``warm``: the run's workers; without them the charts are drawn as render decides)."""
     from pipeline import render
 
     render.render_outputs(
-        con, staging, run_info, metrics, pdf=opts.pdf, reid_file=opts.reid_file, min_cell_count=cfg.reporting.min_cell_count
+        con,
+        staging,
+        run_info,
+        metrics,
+        pdf=opts.pdf,
+        reid_file=opts.reid_file,
+        chart_pool=charts.ChartPool(process=False, executor=warm.charts) if warm and warm.charts is not None else None,
     )

@@ -480,7 +480,6 @@ def methods(con, run_info: dict, rules: pl.DataFrame) -> dict:
         # distinct unknown values than value_maps.MAX_NAMED_VALUES arrives here counted, not listed
         "unknown_values": run_info.get("unknown_values", []),
         "inputs": run_info.get("inputs", []),
-        "min_cell_count": reporting.get("min_cell_count", 11),
         "low": reporting.get("low_reliability_denominator", 20),
         "per_department": reporting.get("flagged_cases_per_department", 5),
         "measures": measures(case.get("premature_hours", "72")),

@@ -678,7 +678,8 @@ def generate(
 
     # ---- scenario rows (numpy column lists)
     P_cols = {k: [] for k in ("pat", "t", "code", "key")}
-    O_cols = {k: [] for k in ("pat", "t", "code", "status", "ind", "missing", "dept", "gt")}
+    O_cols = {k: [] for k in ("pat", "t", "code", "status", "ind", "missing", "dept", "prov", "gt")}
+    n_order_providers = max(50, N // 400)
     Dg_cols = {k: [] for k in ("pat", "t", "code", "date_only")}
     gt_rows = []  # (order_row_keys, case_proc_keys, verdict, reasons)
     gt_case = []  # (proc_keys, patient_idx, scenario)
@@ -750,6 +751,10 @@ def generate(
             Dg_cols["code"].append(np.full(k, DXI[d.code]))
             Dg_cols["date_only"].append(np.full(k, d.date_only))
         default_ind = IND["G97.1|R51.9"] if s.evidence_in_orders else IND["R51.9|M54.50"]
+        # one ordering clinician and department per patient's work-up: a complete spine ordered as
+        # C + T + L within minutes comes from one person, as it does in a hospital
+        pat_dept = np.array(CASE_ORDER_DEPTS)[rng.integers(0, len(CASE_ORDER_DEPTS), k)]
+        pat_prov = rng.integers(1, n_order_providers + 1, k)
         for o in s.orders:
             keys = np.arange(n_order_s, n_order_s + k)
             n_order_s += k
@@ -759,7 +764,8 @@ def generate(
             O_cols["status"].append(np.full(k, STATUSES.index(o.status)))
             O_cols["ind"].append(np.full(k, default_ind if o.ind is None else IND[o.ind]))
             O_cols["missing"].append(np.full(k, o.missing))
-            O_cols["dept"].append(np.array(CASE_ORDER_DEPTS)[rng.integers(0, len(CASE_ORDER_DEPTS), k)])
+            O_cols["dept"].append(pat_dept)
+            O_cols["prov"].append(pat_prov)
             O_cols["gt"].append(keys)
             if o.verdict is not None:
                 gt_rows.append((keys, proc_keys[o.case], o.verdict, o.reasons))
@@ -807,6 +813,7 @@ def generate(
     bgo_status = rng.choice(4, size=n_bg_o, p=[0.12, 0.10, 0.70, 0.08])
     bgo_t = rng.integers(t_lo, t_hi, n_bg_o)
     bgo_dept = rng.integers(0, len(ORDER_DEPTS), n_bg_o)
+    bgo_prov = rng.integers(1, n_order_providers + 1, n_bg_o)
     del is_neuro
     o_pat = np.concatenate([cat(O_cols["pat"]), bgo_pat])
     del bgo_pat
@@ -820,7 +827,8 @@ def generate(
     del bgo_ind
     o_missing = np.concatenate([cat(O_cols["missing"], bool), np.zeros(n_bg_o, bool)])
     o_dept = np.concatenate([cat(O_cols["dept"]), bgo_dept]).astype(np.int8)
-    del bgo_dept
+    o_prov = np.concatenate([cat(O_cols["prov"]), bgo_prov]).astype(np.int32)
+    del bgo_dept, bgo_prov
     o_key = np.concatenate([cat(O_cols["gt"]), np.full(n_bg_o, -1)])
     n_o = o_pat.size
 
@@ -890,8 +898,8 @@ def generate(
 
     # ---- orders
     order = np.lexsort((o_key, o_t))  # orders without a time keep their would-be place
-    o_pat, o_t, o_code, o_status, o_ind, o_missing, o_dept, o_key = (
-        x[order] for x in (o_pat, o_t, o_code, o_status, o_ind, o_missing, o_dept, o_key)
+    o_pat, o_t, o_code, o_status, o_ind, o_missing, o_dept, o_prov, o_key = (
+        x[order] for x in (o_pat, o_t, o_code, o_status, o_ind, o_missing, o_dept, o_prov, o_key)
     )
     del order
     order_num_of_key = np.empty(n_order_s, np.int64)
@@ -901,7 +909,6 @@ def generate(
     fmt_kind = rng.choice(3, size=n_o, p=[0.9, 0.06, 0.04]).astype(np.int8)
     prio = rng.choice(3, size=n_o, p=[0.75, 0.2, 0.05]).astype(np.int8)
     osite = rng.choice(2, size=n_o, p=[0.7, 0.3]).astype(np.int8)
-    oprov = rng.integers(1, max(50, N // 400) + 1, n_o).astype(np.int32)
     ind_codes = [c for c, _ in INDICATIONS]
     ind_text = [t for _, t in INDICATIONS]
     order_names = [ORDER_NAMES[c] for c in ORDER_CODES]
@@ -916,7 +923,7 @@ def generate(
                 "order_code": _gather(ORDER_CODES, o_code[sl]),
                 "order_name": _gather(order_names, o_code[sl]),
                 "ordering_department": _gather(ORDER_DEPTS, o_dept[sl]),
-                "ordering_provider_id": pl.select(pl.lit("DR") + pl.Series(oprov[sl]).cast(pl.String).str.zfill(5))[:, 0],
+                "ordering_provider_id": pl.select(pl.lit("DR") + pl.Series(o_prov[sl]).cast(pl.String).str.zfill(5))[:, 0],
                 "indication_codes": _gather(ind_codes, o_ind[sl]),
                 "indication_text": _gather(ind_text, o_ind[sl]),
                 "status": _gather(STATUSES, o_status[sl]),
@@ -926,7 +933,7 @@ def generate(
         )
         w.write(df)
     w.close()
-    del o_pat, o_t, o_code, o_status, o_ind, o_missing, o_dept, fmt_kind, prio, osite, oprov
+    del o_pat, o_t, o_code, o_status, o_ind, o_missing, o_dept, fmt_kind, prio, osite, o_prov
 
     # ---- diagnoses (sorted by time)
     order = np.lexsort((d_pat, d_t))

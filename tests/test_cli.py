@@ -43,12 +43,20 @@ def test_exit_0_json_logs_one_object_per_line(small_input, tmp_path):
     expect(result, 0)
     events = [json.loads(line) for line in result.stderr.splitlines()]  # every line is one JSON object
     assert all("event" in e and "level" in e and "time" in e for e in events)
-    stages = {e["stage"]: e["seconds"] for e in events if e["event"] == "stage_done"}
-    assert {"load", "transform", "measure", "render"} <= stages.keys()
-    assert all(isinstance(s, float | int) for s in stages.values())
+    done_stages = [e for e in events if e["event"] == "stage_done"]
+    # one name per stage, in the order they run (no "load: done" twice)
+    assert [e["stage"] for e in done_stages] == ["parse", "merge", "models", "marts", "measure", "render"]
+    assert all(isinstance(e["seconds"], float | int) for e in done_stages)
     (done,) = [e for e in events if e["event"] == "run_done"]
     assert done["cases"] == 2 and done["audited_orders"] == 4 and done["run_id"]
     assert result.stdout == ""
+
+
+def test_stage_names_are_unique_with_the_gate(small_input, tmp_path):
+    result = run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--log-format", "json")
+    expect(result, 0)
+    stages = [json.loads(line)["stage"] for line in result.stderr.splitlines() if '"stage_done"' in line]
+    assert stages == ["parse", "gate", "merge", "models", "marts", "output_checks", "measure", "render"]
 
 
 def test_exit_0_with_the_gate_on_and_quiet_prints_nothing(small_input, tmp_path):
@@ -175,3 +183,20 @@ def test_progress_bar_only_on_a_terminal(small_input, tmp_path):
         "2025-06",
         "index.html",
     ]
+
+
+def test_runs_and_diff_help_say_what_the_run_ids_are_and_where_to_find_them():
+    diff = " ".join(run_cli("diff", "--help").stdout.split())  # click wraps the text
+    assert "RUN_A and RUN_B are run ids" in diff and "order-audit runs --warehouse FILE" in diff and "run.json" in diff
+    assert "earlier" in diff and "later" in diff
+    runs = " ".join(run_cli("runs", "--help").stdout.split())
+    assert "order-audit diff" in runs and "provisional" in runs and "run.json" in runs
+
+
+def test_a_moved_setting_says_where_it_went(tmp_path, small_input):
+    config = tmp_path / "old.toml"
+    config.write_text("[reporting]\nmin_cell_count = 11\n")
+    result = run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--config", config, "--no-validate")
+    assert result.returncode == 1
+    assert "min_cell_count moved: write it as [feed] min_cell_count" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()

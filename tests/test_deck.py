@@ -9,103 +9,33 @@ implementation. All files are combined into one input folder and the real CLI ru
 
 from __future__ import annotations
 
-import csv
 import io
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
 import polars as pl
 import pytest
 from conftest import DESIGN_REASONS
+from deck_input import (
+    DECK,
+    DECK_DIR,
+    STEMS,
+    TABLE_COLUMNS,
+    local_map_key,
+    order_ids,
+    patient_ids,
+    procedure_ids,
+    rows_of,
+    write_deck_input,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-DECK_DIR = Path(__file__).resolve().parent / "deck"
 RULES_CSV = ROOT / "pipeline" / "reference" / "rules.csv"
 SITE_TIMEZONE = "America/New_York"
 
 DESIGN_ORDER = list(DESIGN_REASONS)
-
-# canonical columns written first (DOMAIN.md section 5); other columns a deck uses follow
-TABLE_COLUMNS = {
-    "procedures": ["procedure_id", "patient_id", "performed_at", "procedure_code", "department"],
-    "imaging_orders": ["order_id", "patient_id", "ordered_at", "order_code", "ordering_department"],
-    "diagnoses": ["patient_id", "diagnosis_code", "recorded_at"],
-}
-LOCAL_MAP_COLUMNS = [
-    "code_system",
-    "code",
-    "study_type",
-    "modality",
-    "regions",
-    "contrast",
-    "description",
-    "valid_from",
-    "valid_to",
-    "source",
-]
-LOCAL_MAP_DEFAULTS = {"valid_from": "2000-01-01", "valid_to": "", "source": "tests/deck (synthetic site map)"}
-
-
-def _load_deck() -> dict[str, dict]:
-    deck = {}
-    for path in sorted(DECK_DIR.glob("*.toml")):
-        with path.open("rb") as fh:
-            deck[path.stem] = tomllib.load(fh)
-    return deck
-
-
-DECK = _load_deck()
-STEMS = sorted(DECK)
-
-
-def _rows(case: dict, table: str) -> list[dict]:
-    return [{k: str(v) for k, v in row.items()} for row in case.get(table, [])]
-
-
-def _order_ids(case: dict) -> set[str]:
-    return {r["order_id"] for r in _rows(case, "imaging_orders")}
-
-
-def _procedure_ids(case: dict) -> set[str]:
-    return {r["procedure_id"] for r in _rows(case, "procedures")}
-
-
-def _patient_ids(case: dict) -> set[str]:
-    return {r["patient_id"] for t in ("procedures", "imaging_orders", "diagnoses") for r in _rows(case, t)}
-
-
-def _write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="raise")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({c: row.get(c, "") for c in columns})
-
-
-def _local_map_key(row: dict) -> str:
-    return row["code"].strip().upper()
-
-
-def write_deck_input(folder: Path) -> None:
-    """All deck files as one input folder (every value a string; headers always present)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for table, required in TABLE_COLUMNS.items():
-        columns = list(required)
-        rows: list[dict] = []
-        for stem in STEMS:
-            for row in _rows(DECK[stem], table):
-                rows.append(row)
-                columns += [c for c in row if c not in columns]
-        _write_csv(folder / f"{table}.csv", columns, rows)
-    local: dict[str, dict] = {}
-    for stem in STEMS:
-        for row in _rows(DECK[stem], "local_codes"):
-            local.setdefault(_local_map_key(row), {**LOCAL_MAP_DEFAULTS, **row})
-    if local:
-        _write_csv(folder / "local_code_map.csv", LOCAL_MAP_COLUMNS, list(local.values()))
 
 
 def _read_all_strings(path: Path) -> pl.DataFrame:
@@ -157,9 +87,9 @@ def deck_run(tmp_path_factory):
 def test_deck_case(deck_run, stem):
     case = DECK[stem]
     audited: pl.DataFrame = deck_run["audited"]
-    ours = audited.filter(pl.col("order_id").is_in(sorted(_order_ids(case))))
+    ours = audited.filter(pl.col("order_id").is_in(sorted(order_ids(case))))
     actual = {r["order_id"]: r for r in ours.iter_rows(named=True)}
-    expected = {e["order_id"]: e for e in _rows(case, "expected_orders")}
+    expected = {e["order_id"]: e for e in rows_of(case, "expected_orders")}
 
     problems: list[str] = []
     dupes = ours.group_by("order_id").len().filter(pl.col("len") > 1)
@@ -187,8 +117,8 @@ def test_deck_case(deck_run, stem):
             )
 
     cases_df: pl.DataFrame = deck_run["cases"]
-    got_cases = set(cases_df.filter(pl.col("case_id").is_in(sorted(_procedure_ids(case))))["case_id"])
-    want_cases = {c["case_id"] for c in _rows(case, "expected_cases")}
+    got_cases = set(cases_df.filter(pl.col("case_id").is_in(sorted(procedure_ids(case))))["case_id"])
+    want_cases = {c["case_id"] for c in rows_of(case, "expected_cases")}
     if got_cases != want_cases:
         missing, unexpected = sorted(want_cases - got_cases), sorted(got_cases - want_cases)
         problems.append(
@@ -199,7 +129,7 @@ def test_deck_case(deck_run, stem):
 
 
 def test_no_order_outside_the_deck(deck_run):
-    all_orders = set().union(*(_order_ids(DECK[s]) for s in STEMS))
+    all_orders = set().union(*(order_ids(DECK[s]) for s in STEMS))
     stray = sorted(set(deck_run["audited"]["order_id"]) - all_orders)
     assert not stray, f"audited_orders.csv lists orders that are not in any deck file: {stray}"
 
@@ -222,7 +152,7 @@ def test_times_never_read_past_the_72_hour_line(deck_run):
 @pytest.mark.parametrize("output", ["audited_path", "cases_path"])
 def test_no_raw_patient_id_in_outputs(deck_run, output):
     text = deck_run[output].read_text(encoding="utf-8")
-    leaked = sorted(p for s in STEMS for p in _patient_ids(DECK[s]) if p in text)
+    leaked = sorted(p for s in STEMS for p in patient_ids(DECK[s]) if p in text)
     assert not leaked, (
         f"{deck_run[output].name} shows raw patient ids {leaked}; patients must appear only as the keyed pseudonym patient_key"
     )
@@ -238,28 +168,28 @@ def test_deck_files_are_well_formed():
         if not str(case.get("description", "")).strip():
             problems.append(f"{stem}: no description")
         for table, required in TABLE_COLUMNS.items():
-            for row in _rows(case, table):
+            for row in rows_of(case, table):
                 missing = [c for c in required if c not in row]
                 if missing:
                     problems.append(f"{stem}: a {table} row lacks {missing}")
         # ids unique across files (a patient belongs to one file only)
-        ids = [("procedure_id", r["procedure_id"]) for r in _rows(case, "procedures")] + [
-            ("order_id", r["order_id"]) for r in _rows(case, "imaging_orders")
+        ids = [("procedure_id", r["procedure_id"]) for r in rows_of(case, "procedures")] + [
+            ("order_id", r["order_id"]) for r in rows_of(case, "imaging_orders")
         ]
-        ids += [("patient_id", p) for p in _patient_ids(case)]
+        ids += [("patient_id", p) for p in patient_ids(case)]
         for kind, value in ids:
             other = seen.get((kind, value))
             if other is not None and (other != stem or kind != "patient_id"):
                 problems.append(f"{stem}: {kind} {value} also used in {other}")
             seen[(kind, value)] = stem
-        orders, procs = _order_ids(case), _procedure_ids(case)
-        expected_cases = [c["case_id"] for c in _rows(case, "expected_cases")]
+        orders, procs = order_ids(case), procedure_ids(case)
+        expected_cases = [c["case_id"] for c in rows_of(case, "expected_cases")]
         for cid in expected_cases:
             if cid not in procs:
                 problems.append(f"{stem}: expected case {cid} is not one of its procedures")
         if len(set(expected_cases)) != len(expected_cases):
             problems.append(f"{stem}: duplicate expected case")
-        expected_orders = _rows(case, "expected_orders")
+        expected_orders = rows_of(case, "expected_orders")
         if len({e["order_id"] for e in expected_orders}) != len(expected_orders):
             problems.append(f"{stem}: duplicate expected order")
         for e in expected_orders:
@@ -283,8 +213,8 @@ def test_deck_files_are_well_formed():
                 )
             if reasons != sorted(reasons, key=DESIGN_ORDER.index) or len(set(reasons)) != len(reasons):
                 problems.append(f"{stem}: order {oid} reasons not in registry order: {e['reasons']}")
-        for row in _rows(case, "local_codes"):
-            key = _local_map_key(row)
+        for row in rows_of(case, "local_codes"):
+            key = local_map_key(row)
             prev = local_rows.get(key)
             if prev is not None and prev[1] != row:
                 problems.append(f"{stem}: local code {key} differs from its definition in {prev[0]}")
@@ -300,7 +230,7 @@ def _registry_codes() -> list[str]:
 
 def test_every_rule_fired():
     registry = _registry_codes()
-    carried = {r for s in STEMS for e in _rows(DECK[s], "expected_orders") for r in e["reasons"].split("|")}
+    carried = {r for s in STEMS for e in rows_of(DECK[s], "expected_orders") for r in e["reasons"].split("|")}
     unfired = [code for code in registry if code not in carried]
     assert not unfired, (
         f"rules in the registry that no deck order expects as a reason (add a deck case that fires each): {unfired}"

@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 
 import duckdb
+import numpy as np
 import polars as pl
 import pytest
 
 from pipeline.measure import (
     METRICS_SCHEMA,
-    SCHEMA_VERSION,
     build_metrics,
     funnel_limits,
     funnel_status,
@@ -44,9 +44,27 @@ def test_wilson_zero_denominator_is_nan():
     assert math.isnan(low[0]) and math.isnan(high[0])
 
 
-def test_build_metrics_schema_and_every_rate():
-    """The internal frame: every cell with a denominator has its rate and Wilson interval (no suppression:
-    the report, pages, index and workbook are internal documents; the shared feed applies its own rule)."""
+def test_wilson_is_statsmodels_closed_form():
+    from statsmodels.stats.proportion import proportion_confint
+
+    num = np.array([0, 1, 3, 5, 10, 50, 99, 100, 7, 0])
+    den = np.array([1, 1, 10, 7, 10, 100, 100, 100, 9999, 3])
+    for alpha in (0.05, 0.1, 0.01):
+        low, high = wilson_interval(num, den, alpha=alpha)
+        ref_low, ref_high = proportion_confint(num, den, alpha=alpha, method="wilson")
+        assert np.allclose(low, np.clip(ref_low, 0, 1), atol=1e-12, rtol=0)
+        assert np.allclose(high, np.clip(ref_high, 0, 1), atol=1e-12, rtol=0)
+
+
+def test_wilson_bounds_are_clamped_proportions():
+    low, high = wilson_interval([0, 0, 7, 1, 3], [7, 1, 7, 1, 10])
+    assert (low >= 0).all() and (high <= 1).all()
+    assert low[0] == 0.0 and low[1] == 0.0  # exactly: the formula leaves 5.6e-17 there
+    assert high[2] == 1.0 and high[3] == 1.0
+    assert 0 < low[4] < high[4] < 1
+
+
+def test_build_metrics_every_cell_rated_nothing_withheld():
     con = _con(
         [
             ("2026-10", "overall", "all", "inappropriate_order_rate", 20, 100),
@@ -61,26 +79,21 @@ def test_build_metrics_schema_and_every_rate():
     m = build_metrics(con)
     assert m.columns == list(METRICS_SCHEMA) and "suppressed" not in m.columns
     assert m.schema == pl.Schema(METRICS_SCHEMA)
-    assert set(m["schema_version"]) == {SCHEMA_VERSION} == {"1.0"}
     row = {(r["level"], r["group_key"], r["measure_id"]): r for r in m.to_dicts()}
 
     r = row[("overall", "all", "inappropriate_order_rate")]
     assert (r["rate"], r["direction"]) == (0.2, "lower_is_better")
     assert r["ci_low"] == pytest.approx(0.1334, abs=5e-5) and r["ci_high"] == pytest.approx(0.2888, abs=5e-5)
-
     r = row[("overall", "all", "first_imaging_right_study")]
     assert (r["rate"], r["direction"]) == (0.0, "higher_is_better")
-    assert r["ci_high"] == pytest.approx(0.0370, abs=5e-5)  # 0/100: 3.84/103.84
-
+    assert r["ci_low"] == 0.0 and r["ci_high"] == pytest.approx(0.0370, abs=5e-5)  # 0/100: 3.84/103.84
+    # small cells keep their rate and interval: the report marks them, the feed (pipeline.feed) withholds them
     r = row[("department", "Neuro", "inappropriate_order_rate")]
-    assert r["rate"] == pytest.approx(0.3)
-    assert r["ci_low"] == pytest.approx(0.1078, abs=5e-5) and r["ci_high"] == pytest.approx(0.6032, abs=5e-5)
-    assert row[("department", "Anes", "inappropriate_order_rate")]["rate"] == pytest.approx(0.05)
+    assert r["rate"] == 0.3 and r["ci_low"] == pytest.approx(0.1078, abs=5e-5) and r["ci_high"] == pytest.approx(0.6032, abs=5e-5)
     r = row[("provider", "P2", "premature_order_rate")]
-    assert r["rate"] is None and r["ci_low"] is None and r["ci_high"] is None  # no denominator: no rate
+    assert r["rate"] is None and r["ci_low"] is None and r["numerator"] == 0  # nothing to rate over 0
     assert row[("provider", "P1", "inappropriate_order_rate")]["rate"] == 1.0
     assert row[("overall", "all", "reason_mri_complete_spine_wwo")]["direction"] == "higher_is_better"
-    # deterministic order
     assert m.equals(m.sort(["period", "level", "group_key", "measure_id"]))
 
 

@@ -13,7 +13,7 @@ import jinja2
 import polars as pl
 import pytest
 
-from pipeline import pdf, render, sections
+from pipeline import feed, pdf, render, sections
 from pipeline.measure import build_metrics, with_rates
 from tests import fixtures_marts as fx
 
@@ -155,20 +155,19 @@ def test_no_demo_warning_with_a_real_key(warehouse, metrics, tmp_path):
 
 def test_metrics_feed(out, metrics):
     d = out["dir"]
-    feed = pl.read_parquet(d / "metrics.parquet")
-    assert feed.height == metrics.height and feed.drop("suppressed", "rate", "ci_low", "ci_high").equals(
-        metrics.drop("rate", "ci_low", "ci_high")
-    )
+    fed = pl.read_parquet(d / "metrics.parquet")
+    assert fed.equals(feed.build_feed(metrics, fx.run_info()))
     csv = pl.read_csv(d / "metrics.csv", infer_schema_length=0)
-    assert csv.columns == feed.columns and csv.height == metrics.height
+    assert csv.columns == fed.columns and csv.height == fed.height
     summary = json.loads((d / "metrics.json").read_text())
-    assert summary["schema_version"] == "1.0"
+    assert summary["schema_version"] == "1.1"
     assert summary["headline_period"] == fx.REPORT_MONTH
     assert {r["measure_id"] for r in summary["headline"]} >= {"inappropriate_order_rate", "first_imaging_right_study"}
-    hand = feed.filter(pl.col("group_key") == "PRV-HAND").row(0, named=True)
-    assert hand["suppressed"] is True and hand["rate"] is None  # 3/10 is below the feed's threshold of 11
+    hand = fed.filter((pl.col("group_key") == "PRV-HAND") & (pl.col("period") == fx.REPORT_MONTH)).row(0, named=True)
+    # 3 of 10: below the feed's threshold of 11, withheld whole (the numerator, rate and interval)
+    assert hand["suppressed"] is True and hand["rate"] is None and hand["numerator"] is None and hand["ci_low"] is None
     # ...while the internal frame the report prints keeps the rate and interval
-    inside = metrics.filter(pl.col("group_key") == "PRV-HAND").row(0, named=True)
+    inside = metrics.filter((pl.col("group_key") == "PRV-HAND") & (pl.col("period") == fx.REPORT_MONTH)).row(0, named=True)
     assert inside["rate"] == 0.3 and inside["ci_low"] == pytest.approx(0.1078, abs=5e-5)
 
 

@@ -201,3 +201,22 @@ def test_parquet_same_rows(out, tmp_path):
         assert a.columns == b.columns
         assert a.equals(b.select(pl.all().cast(pl.String))), name
     assert (out / "ground_truth_orders.csv").read_bytes() == (pq / "ground_truth_orders.csv").read_bytes()
+
+
+def test_complete_spine_split_orders_come_from_one_clinician_and_department(out):
+    """C + T + L ordered within minutes for one case is one clinician's order set, not three departments'."""
+    orders = _read(out, "imaging_orders.csv")
+    truth = _read(out, "ground_truth_orders.csv").select("order_id", "case_id")
+    spine = (
+        orders.join(truth, on="order_id")
+        .filter(pl.col("order_code").is_in(["72156", "72157", "72158"]) & (pl.col("ordered_at") != ""))
+        .with_columns(pl.col("ordered_at").str.slice(0, 13).alias("hour"))  # placed within the same hour
+    )
+    sets = spine.group_by("case_id", "hour").agg(
+        pl.col("order_code").n_unique().alias("regions"),
+        pl.col("ordering_provider_id").n_unique().alias("providers"),
+        pl.col("ordering_department").n_unique().alias("departments"),
+    )
+    complete = sets.filter(pl.col("regions") == 3)
+    assert complete.height > 5
+    assert (complete["providers"] == 1).all() and (complete["departments"] == 1).all()

@@ -1,0 +1,97 @@
+"""What the report's first page says about the period itself: empty, provisional, revised, quiet.
+
+Built once per reported period by the run (``run_info["status"]``) and shown by the partial
+``reports/_status_banner.html``; every part is also logged, so the scheduler's log and the report agree.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import duckdb
+
+from pipeline.logs import event
+from pipeline.maturity import Maturity, describe
+
+VOLUME_CHECK = "orders.volume.monthly"
+
+
+def period_months(label: str, bounds: tuple[str | None, str | None]) -> list[str]:
+    """The months a period label reports: one month, or the months the loaded cases span."""
+    if label != "all":
+        return [label]
+    return [m for m in bounds if m]
+
+
+def case_span(con: duckdb.DuckDBPyConnection) -> tuple[str | None, str | None]:
+    """First and last month (site-local) with an index procedure in the loaded data."""
+    return tuple(con.execute("SELECT min(index_month), max(index_month) FROM int_cases").fetchall()[0])
+
+
+def data_span(con: duckdb.DuckDBPyConnection, site_timezone: str) -> tuple[str | None, str | None]:
+    """First and last local date of a procedure or order in the loaded data."""
+    row = con.execute(
+        """SELECT strftime(timezone(?, min(t)), '%Y-%m-%d'), strftime(timezone(?, max(t)), '%Y-%m-%d') FROM (
+               SELECT performed_at AS t FROM stg_procedures UNION ALL SELECT ordered_at FROM stg_imaging_orders)""",
+        [site_timezone, site_timezone],
+    ).fetchall()[0]
+    return row[0], row[1]
+
+
+def maturity_counts(label: str, maturity: Maturity, spans: dict) -> dict:
+    """The period's maturity as `order-audit runs` records it: status and the date it becomes final."""
+    described = describe(maturity, period_months(label, spans.get("cases") or (None, None)))
+    return {} if described is None else {"status": described["status"], "final_from": described["final_from"]}
+
+
+def build(
+    label: str,
+    counts: dict,
+    maturity: Maturity | None,
+    revision: dict | None,
+    dq_results: list,
+    spans: dict,
+) -> dict:
+    """The period's status for the report (``status`` in the templates), logged as it is built."""
+    key, (first, last) = label, spans.get("cases") or (None, None)
+    if label == "all":  # a run over every month: say which
+        label = f"all months ({first} to {last})" if first and last and first != last else f"all months ({first or 'none'})"
+    status: dict = {"period": label}
+    if counts.get("cases", 0) == 0:
+        first, last = spans.get("data") or (None, None)
+        status["empty"] = {
+            "index_procedures": counts.get("index_procedures", 0),
+            "data_first": first,
+            "data_last": last,
+        }
+        event(
+            f"{label}: no cases ({counts.get('index_procedures', 0)} index procedures); the report says so",
+            event="period_empty",
+            period=key,
+        )
+    maturity_status = describe(maturity, period_months(key, spans.get("cases") or (None, None)))
+    if maturity_status:
+        status["maturity"] = maturity_status
+        if maturity_status["status"] == "provisional":
+            event(
+                f"{label} is provisional: the loaded data runs through {maturity_status['data_through']}; "
+                f"it becomes final once the data reaches {maturity_status['final_from']}",
+                event="period_provisional",
+                period=key,
+                final_from=maturity_status["final_from"],
+                data_through=maturity_status["data_through"],
+            )
+    if revision and revision.get("orders"):
+        status["revised"] = revision
+        event(
+            f"{label} revised since run {revision['since_run']}: {revision['orders']} orders "
+            f"({revision['added']} added, {revision['removed']} removed, {revision['changed']} changed)",
+            level=logging.WARNING,
+            event="period_revised",
+            period=key,
+            **{k: revision[k] for k in ("since_run", "orders", "added", "removed", "changed")},
+        )
+    quiet = [r for r in dq_results if r.check_id == VOLUME_CHECK and r.status == "failed"]
+    if quiet:
+        status["quiet_months"] = [str(m) for m in quiet[0].sample_keys]
+    return status

@@ -1,0 +1,374 @@
+"""The shared metrics feed: its small-cell rule holds against subtraction, and a dashboard gets real rates.
+
+The rule is checked two ways: on hand-built cells whose right answer is written out, and on a
+`make demo`-sized run by an independent audit (`disclosure_breaches`) that knows nothing of
+`pipeline.disclosure`: every released count, every sum over groups, and a linear-algebra search
+for any withheld count the released ones determine.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import polars as pl
+import pytest
+from conftest import ROOT, run_cli, write_small_input
+
+from pipeline import feed
+from pipeline.synth import generate
+
+K = 11
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+FEED_DOC = (ROOT / "docs" / "METRICS_FEED.md").read_text(encoding="utf-8")
+
+
+def metrics(rows: list[tuple]) -> pl.DataFrame:
+    """An internal metrics frame (measure.build_metrics' shape) from (period, level, group, measure, n, N)."""
+    frame = pl.DataFrame(
+        rows,
+        schema={
+            "period": pl.String,
+            "level": pl.String,
+            "group_key": pl.String,
+            "measure_id": pl.String,
+            "numerator": pl.Int64,
+            "denominator": pl.Int64,
+        },
+        orient="row",
+    )
+    from pipeline.measure import with_rates
+
+    return with_rates(frame).with_columns(pl.lit("lower_is_better").alias("direction"))
+
+
+def run_info(period: str = "all", **feed_cfg) -> dict:
+    return {"period": period, "config": {"feed": feed_cfg} if feed_cfg else {}, "software_version": "t", "rule_set_version": "t"}
+
+
+def cell(fed: pl.DataFrame, period: str, level: str, group: str, measure: str = "inappropriate_order_rate") -> dict:
+    (row,) = fed.filter(
+        (pl.col("period") == period)
+        & (pl.col("level") == level)
+        & (pl.col("group_key") == group)
+        & (pl.col("measure_id") == measure)
+    ).to_dicts()
+    return row
+
+
+def one_month(*departments: tuple[str, int, int], measure: str = "inappropriate_order_rate") -> list[tuple]:
+    n = sum(d[1] for d in departments)
+    den = sum(d[2] for d in departments)
+    rows = [("2026-06", "overall", "all", measure, n, den)]
+    rows += [("2026-06", "department", name, measure, a, b) for name, a, b in departments]
+    rows += [("2026-06", "provider", f"P-{name}", measure, a, b) for name, a, b in departments]
+    return rows
+
+
+# ----------------------------------------------------------------------------- the rule on hand-built cells
+
+
+def test_a_small_cell_is_withheld_whole_and_the_next_smallest_with_it():
+    fed = feed.build_feed(
+        metrics(one_month(("neuro", 4, 60), ("anes", 12, 80), ("emerg", 30, 90), ("pain", 25, 70))), run_info("2026-06")
+    )
+    neuro = cell(fed, "2026-06", "department", "neuro")
+    assert neuro["suppressed"] is True
+    assert neuro["numerator"] is None and neuro["rate"] is None and neuro["ci_low"] is None and neuro["ci_high"] is None
+    assert neuro["denominator"] == 60  # 60 evaluated orders is no small count: shown, so a dashboard says why
+    # the hospital total (71) minus the released departments would give neuro's 4: the next smallest goes too
+    anes = cell(fed, "2026-06", "department", "anes")
+    assert anes["suppressed"] is True and anes["numerator"] is None
+    for name, n in (("emerg", 30), ("pain", 25)):
+        assert cell(fed, "2026-06", "department", name)["numerator"] == n
+    total = cell(fed, "2026-06", "overall", "all")
+    assert total["numerator"] == 71 and total["suppressed"] is False
+    # the same protection across the provider level
+    assert cell(fed, "2026-06", "provider", "P-neuro")["suppressed"] and cell(fed, "2026-06", "provider", "P-anes")["suppressed"]
+    assert cell(fed, "2026-06", "provider", "P-pain")["numerator"] == 25
+
+
+def test_a_small_complement_or_denominator_is_withheld():
+    fed = feed.build_feed(metrics(one_month(("neuro", 55, 60), ("anes", 3, 8), ("emerg", 30, 40))), run_info("2026-06"))
+    neuro = cell(fed, "2026-06", "department", "neuro")  # 55 of 60: the 5 others are a small count too
+    assert neuro["suppressed"] and neuro["numerator"] is None and neuro["denominator"] == 60
+    anes = cell(fed, "2026-06", "department", "anes")  # 8 evaluated orders: the denominator itself is withheld
+    assert anes["suppressed"] and anes["denominator"] is None
+    # and the next-smallest denominator with it, or the total 108 minus 60 and 40 would give the 8
+    emerg = cell(fed, "2026-06", "department", "emerg")
+    assert emerg["suppressed"] and emerg["denominator"] is None and emerg["numerator"] is None
+
+
+def test_the_threshold_is_configurable():
+    rows = metrics(one_month(("neuro", 4, 60), ("anes", 12, 80), ("emerg", 30, 90)))
+    assert cell(feed.build_feed(rows, run_info("2026-06", min_cell_count=3)), "2026-06", "department", "neuro")["numerator"] == 4
+    assert cell(feed.build_feed(rows, run_info("2026-06")), "2026-06", "department", "neuro")["numerator"] is None
+
+
+def test_identical_counts_under_two_measures_are_withheld_alike():
+    rows = one_month(("neuro", 4, 60), ("anes", 12, 80), ("emerg", 30, 90), measure="premature_order_rate")
+    rows += one_month(("neuro", 4, 60), ("anes", 12, 80), ("emerg", 30, 90), measure="reason_premature")
+    fed = feed.build_feed(metrics(rows), run_info("2026-06"))
+    a = fed.filter(pl.col("measure_id") == "premature_order_rate").drop("measure_id")
+    b = fed.filter(pl.col("measure_id") == "reason_premature").drop("measure_id")
+    assert a.equals(b)
+
+
+def test_nested_denominators_do_not_give_the_not_evaluable_orders_away():
+    # evaluated orders 60, non-excluded 64: the 4 not-evaluable orders would be 64 - 60
+    rows = one_month(("neuro", 4, 64), ("anes", 20, 90), ("emerg", 22, 95), measure="not_evaluable_rate")
+    rows += one_month(("neuro", 20, 60), ("anes", 30, 70), ("emerg", 40, 80), measure="inappropriate_order_rate")
+    fed = feed.build_feed(metrics(rows), run_info("2026-06"))
+    ne = cell(fed, "2026-06", "department", "neuro", "not_evaluable_rate")
+    assert ne["suppressed"] and ne["denominator"] is None
+    assert disclosure_breaches(fed, metrics(rows)) == []
+
+
+def months_of(start: str, count: int) -> list[str]:
+    y, m = int(start[:4]), int(start[5:])
+    out = []
+    for _ in range(count):
+        out.append(f"{y:04d}-{m:02d}")
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return out
+
+
+def rare_event_year(seed: int = 3) -> pl.DataFrame:
+    """18 months, four departments with a rare event (0-4 a month), ~20 evaluated orders a month each."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for month in months_of("2025-01", 18):
+        depts = [(name, int(rng.integers(0, 5)), int(rng.integers(15, 26))) for name in ("neuro", "anes", "emerg", "pain")]
+        rows += [(month, *r[1:]) for r in one_month(*depts)]
+    frame = pl.DataFrame(rows, schema=["period", "level", "group_key", "measure_id", "numerator", "denominator"], orient="row")
+    run_total = frame.group_by("level", "group_key", "measure_id").agg(pl.col("numerator", "denominator").sum())
+    rows += [("all", *r) for r in run_total.select(frame.columns[1:]).iter_rows()]  # the mart's run total
+    return metrics(rows)
+
+
+def test_rolling_and_quarterly_cells_sum_the_months_and_are_labelled():
+    m = rare_event_year()
+    fed = feed.build_feed(m, run_info("all"))
+    assert set(fed["period_type"]) == {"month", "quarter", "rolling_12m", "all"}
+    r = cell(fed, "2025-07..2026-06", "department", "neuro")
+    assert (r["period_type"], r["period_start"], r["period_end"]) == ("rolling_12m", "2025-07", "2026-06")
+    months = months_of("2025-07", 12)
+    src = m.filter((pl.col("level") == "department") & (pl.col("group_key") == "neuro") & pl.col("period").is_in(months))
+    if not r["suppressed"]:
+        assert r["numerator"] == src["numerator"].sum() and r["denominator"] == src["denominator"].sum()
+        assert r["rate"] == round(src["numerator"].sum() / src["denominator"].sum(), 6)
+    q = cell(fed, "2025-Q2", "overall", "all")
+    assert (q["period_type"], q["period_start"], q["period_end"]) == ("quarter", "2025-04", "2025-06")
+    # a rare event: the months are mostly withheld, the 12-month rates mostly released
+    dept = fed.filter(pl.col("level") == "department")
+    month_released = (~dept.filter(pl.col("period_type") == "month")["suppressed"]).mean()
+    rolling_released = (~dept.filter(pl.col("period_type") == "rolling_12m")["suppressed"]).mean()
+    assert rolling_released > 0.5 > month_released
+
+
+def test_no_hidden_month_is_a_rolling_or_quarterly_total_minus_released_months():
+    m = rare_event_year(seed=5)
+    fed = feed.build_feed(m, run_info("all"))
+    assert disclosure_breaches(fed, m) == []
+
+
+def test_the_audit_finds_what_primary_suppression_alone_gives_away(monkeypatch):
+    from pipeline import disclosure
+
+    monkeypatch.setattr(disclosure, "protect", lambda cells, periods, k: cells["withheld"].to_numpy())
+    m = rare_event_year(seed=5)
+    assert any("determined by the released cells" in p for p in disclosure_breaches(feed.build_feed(m, run_info("all")), m))
+    m = metrics(one_month(("neuro", 4, 60), ("anes", 12, 80), ("emerg", 30, 90)))
+    assert any("recoverable from the total" in p for p in disclosure_breaches(feed.build_feed(m, run_info("2026-06")), m))
+
+
+def test_rates_and_intervals_are_rounded_and_within_0_1():
+    m = metrics([("2026-06", "overall", "all", "inappropriate_order_rate", 0, 300), ("2026-06", "overall", "all", "x", 300, 300)])
+    fed = feed.build_feed(m, run_info("2026-06"))
+    for c in ("rate", "ci_low", "ci_high"):
+        values = fed[c].drop_nulls()
+        assert ((values >= 0) & (values <= 1)).all()
+        assert (values == values.round(6)).all()
+    assert cell(fed, "2026-06", "overall", "all")["ci_low"] == 0.0
+
+
+# ----------------------------------------------------------------------------- an independent audit of a feed
+
+
+def _cover(periods: list[str], fed: pl.DataFrame) -> tuple[list[str], np.ndarray]:
+    bounds = {
+        r["period"]: (r["period_start"], r["period_end"])
+        for r in fed.select("period", "period_start", "period_end").unique().to_dicts()
+    }
+    first = min(b[0] for b in bounds.values())
+    last = max(b[1] for b in bounds.values())
+    cal = months_of(first, 1 + (int(last[:4]) - int(first[:4])) * 12 + int(last[5:]) - int(first[5:]))
+    cover = np.array([[bounds[p][0] <= mm <= bounds[p][1] for mm in cal] for p in periods], dtype=float)
+    return cal, cover
+
+
+def _determined(known: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Which target rows lie in the row space of the known rows (their value follows from the known ones)."""
+    if known.shape[0] == 0:
+        return np.zeros(target.shape[0], bool)
+    proj = target @ np.linalg.pinv(known, rcond=1e-10) @ known
+    return np.abs(proj - target).max(axis=1) < 1e-8
+
+
+def disclosure_breaches(fed: pl.DataFrame, source: pl.DataFrame, k: int = K) -> list[str]:
+    """Every way a withheld count of 1..k-1 of ``fed`` (made from ``source``) can be had: released directly,
+    by subtraction over groups, or as any linear combination over time and departments."""
+    problems = []
+    # the true counts of every cell, aggregates included (as the feed computes them)
+    true = feed.with_aggregates(source, feed.period_windows(sorted(p for p in source["period"].unique() if p != "all"), "all"))
+    joined = fed.join(
+        true.select(*feed.KEYS, pl.col("numerator").alias("n"), pl.col("denominator").alias("d")), on=feed.KEYS, how="left"
+    )
+    rel_n, rel_d = joined["numerator"].is_not_null(), joined["denominator"].is_not_null()
+    for what, values, released in (("numerator", joined["n"], rel_n), ("denominator", joined["d"], rel_d)):
+        bad = joined.filter(released & (values >= 1) & (values < k))
+        problems += [f"released small {what}: {r}" for r in bad.select(feed.KEYS).to_dicts()[:5]]
+    comp = joined.filter(rel_n & rel_d & ((joined["d"] - joined["n"]).is_between(1, k - 1)))
+    problems += [f"released small complement: {r}" for r in comp.select(feed.KEYS).to_dicts()[:5]]
+    for count, true_count in (("numerator", "n"), ("denominator", "d")):
+        problems += _line_breaches(joined, count, true_count, k) + _linear_breaches(joined, count, true_count, k)
+    return problems
+
+
+def _line_breaches(joined: pl.DataFrame, count: str, true_count: str, k: int) -> list[str]:
+    """A released total and its level's cells leave no single withheld cell and no small withheld sum."""
+    lines = (
+        joined.filter(pl.col("level") != "overall")
+        .group_by("period", "level", "measure_id")
+        .agg(
+            pl.col(count).is_null().sum().alias("withheld"),
+            pl.col(true_count).filter(pl.col(count).is_null()).sum().alias("hidden"),
+        )
+        .join(
+            joined.filter(pl.col("level") == "overall").select("period", "measure_id", pl.col(count).alias("total")),
+            on=["period", "measure_id"],
+        )
+        .filter(pl.col("total").is_not_null() & ((pl.col("withheld") == 1) | pl.col("hidden").is_between(1, k - 1)))
+    )
+    return [f"{count} recoverable from the total: {r}" for r in lines.to_dicts()[:5]]
+
+
+def _linear_breaches(joined: pl.DataFrame, count: str, true_count: str, k: int) -> list[str]:
+    """Over time and departments together, per measure: any withheld count of 1..k-1 the released ones determine."""
+    problems = []
+    periods = sorted(joined["period"].unique())
+    cal, cover = _cover(periods, joined)
+    pidx = {p: i for i, p in enumerate(periods)}
+    for measure in sorted(joined["measure_id"].unique()):
+        mrows = joined.filter((pl.col("measure_id") == measure) & (pl.col("level") != "provider"))
+        groups = sorted(mrows.filter(pl.col("level") == "department")["group_key"].fill_null("").unique())
+        gidx = {g: i for i, g in enumerate(groups)}
+        n_unknown = len(groups) * len(cal)
+        present = {(r["period"], r["level"], r["group_key"] or ""): r for r in mrows.to_dicts()}
+        known, hidden, names = [], [], []
+        for p in periods:
+            vec_all = np.zeros(n_unknown)
+            cells = []
+            for g in groups:
+                vec = np.zeros(n_unknown)
+                vec[gidx[g] * len(cal) : (gidx[g] + 1) * len(cal)] = cover[pidx[p]]
+                vec_all += vec
+                cells.append((present.get((p, "department", g)), vec, f"department {g}"))
+            cells.append((present.get((p, "overall", "all")), vec_all, "overall"))
+            for r, vec, name in cells:
+                if r is None or r[count] is not None:
+                    known.append(vec)  # released, or no row: a known zero
+                elif r[true_count] and 0 < r[true_count] < k:
+                    hidden.append(vec)
+                    names.append(f"{measure} {p} {name} {count} ({r[true_count]})")
+        if hidden:
+            found = _determined(np.array(known), np.array(hidden))
+            problems += [f"determined by the released cells: {n}" for n, f in zip(names, found, strict=True) if f]
+    return problems
+
+
+# ----------------------------------------------------------------------------- the demo data, through the CLI
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> dict:
+    """`make demo`'s data (100k patients, 24 months from 2024-09, seed 7): leak work-ups are rare, so only a
+    generation this size has department-year counts above 10 (a smaller one would test nothing)."""
+    base = tmp_path_factory.mktemp("demo")
+    generate(base / "input", patients=100_000, months=24, seed=7, start_month="2024-09")
+    out = base / "out"
+    result = run_cli("run", "--input", base / "input", "--out", out, "--warehouse", base / "wh.duckdb", "--no-validate")
+    assert result.returncode == 0, result.stderr
+    con = duckdb.connect(str(base / "wh.duckdb"), read_only=True)
+    try:
+        from pipeline.measure import build_metrics
+
+        source = build_metrics(con)
+    finally:
+        con.close()
+    return {"out": out, "source": source}
+
+
+def readme_query() -> str:
+    block = README[README.index("## The metrics feed") :]
+    return re.search(r"```sql\n(.*?)```", block, re.S).group(1)
+
+
+@pytest.mark.slow
+def test_readme_dashboard_query_gives_released_nonzero_department_rates(demo):
+    sql = readme_query().replace("REPORTS/", f"{demo['out']}/")
+    rows = duckdb.sql(sql).pl()
+    assert rows.height >= 10, rows
+    assert rows["rate"].null_count() == 0 and (rows["rate"] > 0).all()
+    assert rows["department"].n_unique() >= 3
+    assert ((rows["ci_low"] <= rows["rate"]) & (rows["rate"] <= rows["ci_high"])).all()
+
+
+@pytest.mark.slow
+def test_demo_feed_gives_no_small_count_away(demo):
+    fed = pl.read_parquet(demo["out"] / "metrics.parquet")
+    assert fed["schema_version"].unique().to_list() == ["1.1"]
+    assert disclosure_breaches(fed, demo["source"]) == []
+    # and it withheld what it had to, no more: the overall rolling inappropriate-order rates are all released
+    rolling = fed.filter(
+        (pl.col("period_type") == "rolling_12m")
+        & (pl.col("level") == "overall")
+        & (pl.col("measure_id") == "inappropriate_order_rate")
+    )
+    assert rolling.height >= 10 and not rolling["suppressed"].any()
+
+
+@pytest.mark.slow
+def test_metrics_json_is_what_the_docs_say(demo):
+    summary = json.loads((demo["out"] / "metrics.json").read_text())
+    fed = pl.read_parquet(demo["out"] / "metrics.parquet")
+    documented = set(re.findall(r"`(\w+)`", FEED_DOC[FEED_DOC.index("## metrics.json") :].split("\n## ")[0]))
+    assert set(summary) <= documented, set(summary) - documented
+    assert summary["columns"] == {c: str(t) for c, t in fed.schema.items()}
+    assert summary["rows"] == fed.height
+    head = fed.filter((pl.col("period") == summary["headline_period"]) & (pl.col("level") == "overall"))
+    assert len(summary["headline"]) == head.height
+    assert "metrics.json" in README and "summary" in README[README.index("## The metrics feed") :]
+
+
+def test_feed_threshold_from_the_config_through_the_cli(tmp_path):
+    inp = write_small_input(tmp_path / "in")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[feed]\nmin_cell_count = 1\n")
+    for name, extra in (("default", []), ("one", ["--config", cfg])):
+        result = run_cli("run", "--input", inp, "--out", tmp_path / name, "--no-validate", *extra)
+        assert result.returncode == 0, result.stderr
+    default = pl.read_parquet(tmp_path / "default" / "metrics.parquet")
+    one = pl.read_parquet(tmp_path / "one" / "metrics.parquet")
+    assert default.filter(pl.col("numerator") > 0).height == 0  # 2 cases, 4 orders: every count is small
+    assert not one["suppressed"].any() and one.filter(pl.col("numerator") > 0).height > 0
+    assert json.loads((tmp_path / "one" / "metrics.json").read_text())["min_cell_count"] == 1
+
+
+def test_readme_and_docs_name_schema_1_1():
+    assert "schema version 1.1" in README
+    assert "(schema version 1.1)" in FEED_DOC and "period_type" in FEED_DOC
+    assert Path(ROOT / "docs" / "METRICS_FEED.md").is_file()

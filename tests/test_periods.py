@@ -1,0 +1,178 @@
+"""A period's own state, through the real CLI: empty months are results, quiet months are warnings,
+young months are provisional (and say when they become final), and reruns that revise a month say so."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from zoneinfo import ZoneInfo
+
+import polars as pl
+import pytest
+from conftest import ROOT, run_cli, write_small_input
+
+from pipeline import validate
+from pipeline.maturity import Maturity
+from pipeline.synth import generate
+
+KEY = {"ORDER_AUDIT_PSEUDONYM_KEY": "periods-test-key"}
+TIME_COLUMN = {"procedures": "performed_at", "imaging_orders": "ordered_at", "diagnoses": "recorded_at"}
+
+
+def cli(*args):
+    return run_cli(*args, env=KEY)
+
+
+# ----------------------------------------------------------------------------- empty months
+
+
+@pytest.mark.parametrize("month", ["2030-01", "2025-05"])  # no rows at all; rows but no case
+def test_a_month_without_cases_exits_0_with_a_report_that_says_so(tmp_path, month):
+    inp = write_small_input(tmp_path / "in")  # two cases, both in 2025-06
+    result = cli("run", "--input", inp, "--out", tmp_path / "out", "--month", month)  # the gate on
+    assert result.returncode == 0, result.stderr
+    assert "GX returned" not in result.stderr and "gate failed" not in result.stderr
+    assert f"{month}: no cases" in result.stderr
+    report = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert f"No cases in {month}." in report
+    assert "nothing to audit" in report and "2025-06-02" in report  # where the loaded data is
+    assert f"No cases in {month}." in (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["counts"]["cases"] == 0
+    assert all(d["status"] != "error" for d in run["data_quality"])
+
+
+def test_a_check_that_cannot_count_says_what_it_could_not_count():
+    spec = {
+        "type": "expect_column_values_to_not_be_null",
+        "kwargs": {"column": "order_id"},
+        "meta": {
+            "check_id": "x.order_id.not_null",
+            "severity": "blocking",
+            "description": "Every row has an order_id.",
+            "row_level": False,
+        },
+    }
+    # what Great Expectations hands back when it computed no count (it does so for every table without rows)
+    result = SimpleNamespace(result={"unexpected_count": None, "element_count": 5}, exception_info={}, success=False)
+    args = (spec, "mart_audited_orders", ["order_id"], ["order_id"])
+    r = validate._from_gx(result, *args, 5, {}, 0.0, {"order_id"})
+    assert r.status == "error"
+    assert r.error == (
+        "could not count how many of the 5 rows of mart_audited_orders break this check "
+        "(Every row has an order_id.): Great Expectations computed no count of unexpected rows"
+    )
+    empty = SimpleNamespace(result={"unexpected_count": None, "element_count": 0}, exception_info={}, success=False)
+    r = validate._from_gx(empty, *args, 0, {}, 0.0, {"order_id"})
+    assert (r.status, r.violated_count, r.denominator) == ("passed", 0, 0)
+
+
+# ----------------------------------------------------------------------------- quiet months
+
+
+def test_a_quiet_month_is_a_warning_in_the_log_and_the_report_never_exit_3(tmp_path):
+    inp = tmp_path / "in"
+    generate(inp, patients=3000, months=8, seed=3, start_month="2025-06")
+    orders = pl.read_csv(inp / "imaging_orders.csv", infer_schema=False)
+    quiet = orders.with_row_index("i").filter(
+        (pl.col("ordered_at").str.slice(0, 7) != "2025-11") | (pl.col("i") % 10 == 0)
+    )  # 2025-11 keeps a tenth of its orders: a partial extract
+    quiet.drop("i").write_csv(inp / "imaging_orders.csv")
+    result = cli("run", "--input", inp, "--out", tmp_path / "out", "--month", "2025-11")
+    assert result.returncode == 0, result.stderr
+    assert "data-quality warning orders.volume.monthly" in result.stderr and "2025-11" in result.stderr
+    report = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert "Fewer orders than usual</strong> in 2025-11" in report
+
+
+# ----------------------------------------------------------------------------- provisional, final, revised
+
+
+def test_maturity_needs_the_data_to_reach_the_month_end_plus_the_windows():
+    ny = ZoneInfo("America/New_York")
+    through = dt.datetime(2026, 4, 16, 1, 0, tzinfo=ny).astimezone(dt.UTC)
+    m = Maturity(through, 74.0, "America/New_York")
+    # January ends at local midnight on 1 February; + 74 days of 24 h (DST moved the clock an hour on)
+    assert m.final_from("2026-01") == dt.datetime(2026, 4, 16, 1, 0, tzinfo=ny)
+    assert m.status("2026-01") == "final"
+    assert Maturity(through - dt.timedelta(seconds=1), 74.0, "America/New_York").status("2026-01") == "provisional"
+    assert Maturity(None, 74.0, "America/New_York").status("2020-01") == "provisional"  # nothing loaded
+
+
+def test_with_default_windows_a_monthly_load_leaves_three_months_provisional():
+    # the scheduling examples rerun the last four months: the three still provisional and the one
+    # that has just become final
+    through = dt.datetime(2026, 8, 31, 23, 59, tzinfo=ZoneInfo("America/New_York"))
+    m = Maturity(through, 74.0, "America/New_York")
+    assert [m.status(x) for x in ("2026-04", "2026-05", "2026-06", "2026-07", "2026-08")] == [
+        "final",
+        "final",
+        "provisional",
+        "provisional",
+        "provisional",
+    ]
+    before = Maturity(dt.datetime(2026, 7, 31, 23, 59, tzinfo=ZoneInfo("America/New_York")), 74.0, "America/New_York")
+    assert before.status("2026-05") == "provisional"  # so the run after August publishes May's final figures
+    for doc in (ROOT / "README.md", ROOT / "docs" / "SCHEDULING.md"):
+        assert "-3 months" in doc.read_text(encoding="utf-8"), doc
+
+
+def monthly_extracts(base: Path) -> dict[str, Path]:
+    """Generated extracts cut into one folder per month of their timestamps, as a hospital delivers them."""
+    generate(base / "all", patients=20000, months=6, seed=7, start_month="2025-11")
+    folders = {}
+    for table, column in TIME_COLUMN.items():
+        rows = pl.read_csv(base / "all" / f"{table}.csv", infer_schema=False)
+        for month in ("2026-01", "2026-02", "2026-03", "2026-04"):
+            folders[month] = base / month
+            folders[month].mkdir(exist_ok=True)
+            rows.filter(pl.col(column).str.slice(0, 7) == month).write_csv(folders[month] / f"{table}.csv")
+    return folders
+
+
+def audited(out: Path) -> int:
+    return pl.read_parquet(out / "audited_orders.parquet").height
+
+
+@pytest.mark.slow
+def test_january_is_provisional_then_revised_then_final_as_later_extracts_arrive(tmp_path):
+    extracts = monthly_extracts(tmp_path)
+    wh = tmp_path / "wh.duckdb"
+
+    def run(month_of_extract):
+        out = tmp_path / f"out-{month_of_extract}"
+        r = cli(
+            "run", "--input", extracts[month_of_extract], "--warehouse", wh, "--month", "2026-01", "--out", out, "--no-validate"
+        )
+        assert r.returncode == 0, r.stderr
+        return r, out
+
+    first, jan = run("2026-01")
+    assert "2026-01 is provisional" in first.stderr and "final once the data reaches 2026-04-16" in first.stderr
+    report = (jan / "report.html").read_text(encoding="utf-8")
+    assert "<strong>Provisional.</strong>" in report and "2026-04-16" in report and "runs through\n2026-01-31" in report
+    fed = pl.read_parquet(jan / "metrics.parquet")
+    assert set(fed["status"]) == {"provisional"} and set(fed["data_through"]) == {dt.date(2026, 1, 31)}
+    first_run = json.loads((jan / "run.json").read_text())["run_id"]
+
+    # February's extract brings January's late cases their imaging: the month changes, and says so
+    second, feb = run("2026-02")
+    added = audited(feb) - audited(jan)
+    assert added > 0
+    assert f"2026-01 revised since run {first_run}: {added} orders ({added} added, 0 removed, 0 changed)" in second.stderr
+    report = (feb / "report.html").read_text(encoding="utf-8")
+    assert f"Revised since the last run: {added} orders</strong>" in report
+    runs = cli("runs", "--warehouse", wh)
+    assert f"revised {added} orders since {first_run}" in runs.stdout
+    assert "(provisional until the data reaches 2026-04-16)" in runs.stdout
+
+    run("2026-03")
+    fourth, apr = run("2026-04")  # the data now runs through 30 April: January is final
+    assert "provisional" not in fourth.stderr
+    fed = pl.read_parquet(apr / "metrics.parquet")
+    assert set(fed["status"]) == {"final"} and set(fed["data_through"]) == {dt.date(2026, 4, 30)}
+    report = (apr / "report.html").read_text(encoding="utf-8")
+    assert "<strong>Provisional.</strong>" not in report and "Final: the loaded data runs through 2026-04-30" in report
+    assert "(final)" in cli("runs", "--warehouse", wh).stdout.splitlines()[1]
