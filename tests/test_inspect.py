@@ -14,8 +14,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 from conftest import run_cli
+from deck_input import DECK, STEMS, write_deck_input
+from deck_input import rows_of as _rows
 from site_export import export_text, export_workbook
-from test_deck import DECK, STEMS, _rows, write_deck_input
 
 from pipeline import detect, inspector
 from pipeline.contract import CONTRACT_BY_NAME
