@@ -225,31 +225,6 @@ def test_charts_drawn_in_a_worker_process_give_the_same_files(warehouse, metrics
         assert (worker / rel).read_bytes() == (inline / rel).read_bytes(), rel
 
 
-def test_feed_withholds_small_cells_the_internal_frame_keeps():
-    """The shared feed's privacy rule (rate and interval withheld for a denominator under 11 or a numerator
-    of 1-10; configurable), applied where the feed is written; the internal frame is untouched."""
-    con = duckdb.connect()
-    con.execute(
-        "CREATE TABLE mart_metric_counts AS SELECT * FROM (VALUES "
-        "('2026-10', 'department', 'Neuro', 'inappropriate_order_rate', 3, 10), "
-        "('2026-10', 'department', 'Anes', 'inappropriate_order_rate', 5, 100), "
-        "('2026-10', 'provider', 'P1', 'inappropriate_order_rate', 11, 11), "
-        "('2026-10', 'provider', 'P2', 'premature_order_rate', 0, 0)) "
-        "t(period, level, group_key, measure_id, numerator, denominator)"
-    )
-    internal = build_metrics(con)
-    feed = {r["group_key"]: r for r in render._feed_frame(internal, 11).to_dicts()}
-    for key in ("Neuro", "Anes", "P2"):
-        r = feed[key]
-        assert r["suppressed"] is True and r["rate"] is None and r["ci_low"] is None and r["ci_high"] is None
-        assert r["numerator"] is not None  # counts stay; only the rate and interval are withheld
-    assert feed["P1"]["suppressed"] is False and feed["P1"]["rate"] == 1.0
-    assert internal.filter(pl.col("group_key") == "Neuro")["rate"][0] == pytest.approx(0.3)
-    # the threshold is configurable
-    r = render._feed_frame(internal, 3).filter(pl.col("group_key") == "Neuro").row(0, named=True)
-    assert r["suppressed"] is False and r["ci_low"] == pytest.approx(0.1078, abs=5e-5)
-
-
 def test_display_names_and_special_cause_news(warehouse, metrics, tmp_path):
     """Departments print by their configured name, else title case of a snake_case key; a special-cause
     month says whether it is good or bad news for the measure."""
