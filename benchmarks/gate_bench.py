@@ -28,8 +28,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--scratch", type=Path, required=True)
     ap.add_argument("--now", default="2026-11-26T00:00:00+00:00")
     a = ap.parse_args(argv)
-    from pipeline import load
     from pipeline.config import load_config
+    from pipeline.ingest import load
 
     cfg = load_config(None)
     if a.step == "prepare":
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     prepared, input_dir = pickle.loads((a.scratch / "prepared.pickle").read_bytes())
     (a.scratch / "gate.duckdb").unlink(missing_ok=True)
-    from pipeline import gate
+    from pipeline.quality import gate
 
     # the gate's own cost as a run pays it: importing Great Expectations included (it overlaps
     # with the DuckDB-only checks on a thread)

@@ -26,8 +26,8 @@ def main() -> None:
     ap.add_argument("--scratch", type=Path, default=None, help="folder for the scratch Parquet (default: the system's)")
     a = ap.parse_args()
 
-    from pipeline import load
     from pipeline.config import load_config
+    from pipeline.ingest import load
 
     cfg = load_config(a.config)
     seconds, cpu = [], []

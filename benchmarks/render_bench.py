@@ -88,12 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
 
     t_import = time.perf_counter()
-    from pipeline import outputs, run, warehouse
+    from pipeline import run, warehouse
     from pipeline.config import load_config, pseudonym_key
+    from pipeline.report import outputs
 
     import_s = time.perf_counter() - t_import
     if a.inline_charts:
-        from pipeline import render
+        from pipeline.report import render
 
         render.CHART_PROCESS_MIN_ORDERS = sys.maxsize
     cfg = load_config(None)

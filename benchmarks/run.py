@@ -10,7 +10,7 @@ Every timed command runs in a fresh wrapper process that waits for it and report
 `getrusage(RUSAGE_CHILDREN).ru_maxrss`: the peak resident memory of that one run (the
 wrapper's only child), never a maximum over the session. Inputs are generated with
 pipeline.synth and cached in benchmarks/data/<scale>-<fmt>/, keyed by the generator
-parameters and the hash of pipeline/synth.py. Writes benchmarks/results.md (and the raw
+parameters and the hash of the generator's files (pipeline/synth/). Writes benchmarks/results.md (and the raw
 figures to benchmarks/data/results.json). Exits 1 when the pipeline, the floor, the
 pandas audit and the generator's truth do not agree on the counts.
 """
@@ -102,7 +102,11 @@ def log(msg: str) -> None:
 
 
 def synth_hash() -> str:
-    return hashlib.sha256((ROOT / "pipeline" / "synth.py").read_bytes()).hexdigest()
+    """SHA-256 over the generator's source files (pipeline/synth/*.py, in name order)."""
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "pipeline" / "synth").glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 def data_key(scale: str, fmt: str) -> dict:

@@ -7,7 +7,6 @@ failed, 4 another run holds the warehouse.
 from __future__ import annotations
 
 import os
-import re
 import sys
 
 # numpy's BLAS starts a thread pool even for the feed's small matrices; on a shared 2-core machine
@@ -17,14 +16,14 @@ from pathlib import Path
 
 import click
 
+from pipeline import db
+from pipeline import months as months_mod
 from pipeline.errors import EXIT_USAGE, AuditError, refused_write
 from pipeline.logs import setup_logging
 
-MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
-
 
 def _month(ctx, param, value):
-    if value is not None and not MONTH.match(value):
+    if value is not None and not months_mod.is_month(value):
         raise click.BadParameter(f"'{value}' is not a month like 2026-10")
     return value
 
@@ -58,12 +57,7 @@ def _months(month, first, last) -> tuple[list, bool]:
     if first:
         if first > last:
             raise click.UsageError(f"--from {first} is after --to {last}")
-        y, m = map(int, first.split("-"))
-        months = []
-        while f"{y:04d}-{m:02d}" <= last:
-            months.append(f"{y:04d}-{m:02d}")
-            y, m = (y + 1, 1) if m == 12 else (y, m + 1)
-        return months, True
+        return months_mod.month_range(first, last), True
     return [month], False
 
 
@@ -172,9 +166,10 @@ def validate(input_dir, config_path, site_timezone, data_docs, as_json, log_form
     import json
     import tempfile
 
-    from pipeline import gate, load, value_maps
     from pipeline.config import load_config
     from pipeline.errors import QualityGateError
+    from pipeline.ingest import load, value_maps
+    from pipeline.quality import gate
 
     setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
     cfg = load_config(config_path, site_timezone=site_timezone)
@@ -222,8 +217,8 @@ def inspect(input_dir, config_path, write_config, as_json, log_format, quiet, ve
     file formats, column matches, timestamp formats, coded values and codes no map knows."""
     import json
 
-    from pipeline import inspector, starter_config
     from pipeline.config import load_config
+    from pipeline.ingest import inspector, starter_config
 
     setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
     cfg = load_config(config_path)
@@ -262,7 +257,7 @@ def runs(warehouse_path, limit, as_json):
     preflight.check_warehouse_file(warehouse_path)
     con = warehouse.connect(warehouse_path, read_only=True)
     try:
-        rows = history.list_runs(con, limit) if _has_table(con, "audit_runs") else []
+        rows = history.list_runs(con, limit) if db.has_table(con, "audit_runs") else []
     finally:
         con.close()
     if as_json:
@@ -292,10 +287,6 @@ def _period_summary(period: str, c: dict) -> str:
     return text
 
 
-def _has_table(con, name: str) -> bool:
-    return bool(con.execute("SELECT 1 FROM duckdb_tables() WHERE table_name = ?", [name]).fetchall())
-
-
 @cli.command()
 @click.argument("run_a")
 @click.argument("run_b")
@@ -313,7 +304,7 @@ def diff(run_a, run_b, warehouse_path):
     preflight.check_warehouse_file(warehouse_path)
     con = warehouse.connect(warehouse_path, read_only=True)
     try:
-        missing, rows = history.diff_runs(con, run_a, run_b) if _has_table(con, "run_verdicts") else ([run_a, run_b], [])
+        missing, rows = history.diff_runs(con, run_a, run_b) if db.has_table(con, "run_verdicts") else ([run_a, run_b], [])
     finally:
         con.close()
     if missing:

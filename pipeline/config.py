@@ -14,7 +14,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipeline.errors import ConfigError
-from pipeline.formats import TableFormat, parse_table_format
+from pipeline.ingest.formats import TableFormat, parse_table_format
 
 # A public, built-in key: pseudonyms made with it can be recomputed by anyone who has
 # the software and a list of candidate patient ids. Real runs must set their own key.
@@ -148,7 +148,7 @@ def load_config(path: str | Path | None = None, **overrides) -> Config:
                 raise ConfigError(f"{where}: unknown table(s) {', '.join(sorted(bad))}; known: {', '.join(_TABLES)}")
             kwargs[key] = {t: parse_table_format(v, f"{path}: [formats.{t}]") for t, v in value.items()}
         elif key == "values":
-            from pipeline.value_maps import parse_config_maps
+            from pipeline.ingest.value_maps import parse_config_maps
 
             kwargs[key] = parse_config_maps(value, f"{path}: [values]")
         else:

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 
+from pipeline import db, months
 from pipeline.config import Config
 
 # the instants each feed carries: the loaded data reaches the earliest of their latest values
@@ -31,8 +32,7 @@ class Maturity:
 
     def month_end(self, month: str) -> dt.datetime:
         """The first instant after the month (site-local midnight of the next month's first day), UTC."""
-        y, m = int(month[:4]), int(month[5:7])
-        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+        y, m = map(int, months.shift(month, 1).split("-"))
         return dt.datetime(y, m, 1, tzinfo=ZoneInfo(self.site_timezone)).astimezone(dt.UTC)
 
     def final_from(self, month: str) -> dt.datetime:
@@ -72,7 +72,7 @@ def horizon_days(cfg: Config) -> float:
 def assess(con: duckdb.DuckDBPyConnection, cfg: Config, now: dt.datetime) -> Maturity:
     """How far the loaded data reaches: the earliest of the latest procedure, order and diagnosis
     instants (a feed without rows does not hold the others back), never later than ``now``."""
-    present = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    present = db.tables(con)
     parts = [f"SELECT max({col}) AS last_at FROM {table}" for table, col in EVENT_COLUMNS if table in present]
     through = None
     if parts:

@@ -24,27 +24,14 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline import (
-    audit,
-    charts,
-    faults,
-    gate,
-    history,
-    load,
-    maturity,
-    outputs,
-    ownership,
-    period_status,
-    preflight,
-    reference,
-    source_store,
-    value_maps,
-    warehouse,
-    workers,
-)
+from pipeline import faults, history, maturity, ownership, period_status, preflight, warehouse, workers
 from pipeline.config import Config, pseudonym_key
 from pipeline.errors import AuditError, QualityGateError, WriteRefusedError, refused_write
+from pipeline.ingest import load, source_store, value_maps
 from pipeline.logs import event, stage
+from pipeline.models import reference, runner
+from pipeline.quality import gate
+from pipeline.report import charts, outputs
 
 log = logging.getLogger(__name__)
 
@@ -277,14 +264,14 @@ def _execute_locked(
             warehouse.set_pseudonym_key(con, key)
             reference.set_period(con, None, None)
             # the marts are period-specific: built below, once per reported month
-            audit.run_models(con, layers=("staging", "intermediate"))
+            runner.run_models(con, layers=("staging", "intermediate"))
             gate.record_results(con, run_id, dq_results)
         faults.maybe_fail("after_transform")
         month_counts, revisions = {}, {}
         with stage("marts", timings):
             for month in opts.months:
                 reference.set_period(con, month, month, cfg.reporting.trend_months)
-                audit.run_models(con, layers=("marts",))
+                runner.run_models(con, layers=("marts",))
                 revisions[_period_label(month)] = history.record_period(con, run_id, _period_label(month))
                 month_counts[_period_label(month)] = period_counts(con) | _revision_counts(revisions[_period_label(month)])
             history.committing(con, run_id)
@@ -362,7 +349,7 @@ def _execute_locked(
             out_dir = outputs.publication_dir(opts.out_dir / label) if opts.per_month_folders else opts.out_dir
             if len(opts.months) > 1:  # one month: the marts still hold it from the transform
                 reference.set_period(con, month, month, cfg.reporting.trend_months)
-                audit.run_models(con, layers=("marts",))
+                runner.run_models(con, layers=("marts",))
             per_month = label if len(opts.months) > 1 else None
             with stage("measure", timings, per_month):
                 metrics = _build_metrics(con, cfg)
@@ -453,14 +440,14 @@ def _finish(wh_path: Path, run_id: str, status: str, counts: dict, timings: dict
 
 
 def _build_metrics(con, cfg: Config):
-    from pipeline import measure
+    from pipeline.report import measure
 
     return measure.build_metrics(con)
 
 
 def _render(con, staging: Path, run_info: dict, metrics, opts: RunOptions, cfg: Config, warm=None) -> None:
     """The render stage (``warm``: the run's workers; without them the charts are drawn as render decides)."""
-    from pipeline import render
+    from pipeline.report import render
 
     render.render_outputs(
         con,

@@ -66,11 +66,11 @@ class GxWorker:
     """The data-quality gate's Great Expectations, in a process of its own (see the module docstring)."""
 
     def __init__(self):
-        self._pool = process_pool("great_expectations", "pipeline.gx_duckdb", "pipeline.validate")
+        self._pool = process_pool("great_expectations", "pipeline.quality.gx_duckdb", "pipeline.quality.validate")
 
     def run_suites(self, path, suites, params) -> list:
         """``validate.run_suites`` in the worker (inline when there is none)."""
-        from pipeline import validate  # noqa: PLC0415 - the main process imports GX only without a worker
+        from pipeline.quality import validate  # noqa: PLC0415 - the main process imports GX only without a worker
 
         if self._pool is None:
             return validate.run_suites(path, suites=suites, params=params)
@@ -102,7 +102,7 @@ class Warm:
 
     def start_charts(self) -> None:
         if self._want_charts and self.charts is None:
-            self.charts = process_pool("pipeline.charts", "matplotlib.figure")
+            self.charts = process_pool("pipeline.report.charts", "matplotlib.figure")
             self._want_charts = self.charts is not None
 
     def close(self, cancel: bool = False) -> None:

@@ -10,7 +10,7 @@ import csv
 import tomllib
 from pathlib import Path
 
-from pipeline.reference import CODE_MAP_COLUMNS
+from pipeline.models.reference import CODE_MAP_COLUMNS
 
 DECK_DIR = Path(__file__).resolve().parent / "deck"
 

@@ -13,7 +13,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from pipeline.audit import discover_models, run_models
+from pipeline.models.runner import discover_models, run_models
 from pipeline.resources import REFERENCE_DIR
 
 HOSTILE = "<script>alert(1)</script>"

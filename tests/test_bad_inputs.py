@@ -23,7 +23,7 @@ import polars as pl
 import pytest
 from conftest import DX_HEADER, ORDER_HEADER, PROC_HEADER, run_cli, write_csv
 
-from pipeline.contract import CONTRACTS
+from pipeline.ingest.contract import CONTRACTS
 
 PROC_HEADER_X = [*PROC_HEADER, "needle_gauge", "attempts"]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import render
-from pipeline.measure import build_metrics
+from pipeline.report import render
+from pipeline.report.measure import build_metrics
 from tests import fixtures_marts as fx
 
 CHROMIUM = render.find_chromium()

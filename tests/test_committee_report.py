@@ -16,9 +16,9 @@ import pytest
 from conftest import run_cli
 from xlsx_xml import Workbook
 
-from pipeline import pdf, render
-from pipeline.measure import wilson_interval
-from pipeline.names import department_name
+from pipeline.report import pdf, render
+from pipeline.report.measure import wilson_interval
+from pipeline.report.names import department_name
 from pipeline.synth import generate
 
 pytestmark = pytest.mark.slow

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import ROOT, run_cli
 
-from pipeline.registry import END, START, rules, rules_markdown
+from pipeline.models.registry import END, START, rules, rules_markdown
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
@@ -17,7 +17,7 @@ def test_readme_opens_with_the_two_setup_commands():
 
 def test_readme_rule_table_is_generated_from_the_registry():
     current = README[README.index(START) : README.index(END) + len(END)]
-    assert current == rules_markdown(), "run: python -m pipeline.registry, and paste the table into README.md"
+    assert current == rules_markdown(), "run: python -m pipeline.models.registry, and paste the table into README.md"
     assert rules().height == 18
 
 
@@ -32,7 +32,7 @@ def test_example_config_settings_are_valid_when_uncommented(tmp_path):
     import re
 
     from pipeline.config import load_config
-    from pipeline.formats import TableFormat
+    from pipeline.ingest.formats import TableFormat
 
     text = (ROOT / "examples" / "order-audit.toml").read_text(encoding="utf-8")
     active = [line[2:] if re.match(r'^# (\[|[a-z_]+ = |"[^"]+" = )', line) else line for line in text.splitlines()]

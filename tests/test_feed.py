@@ -2,7 +2,7 @@
 
 The rule is checked two ways: on hand-built cells whose right answer is written out, and on a
 `make demo`-sized run by an independent audit (`disclosure_breaches`) that knows nothing of
-`pipeline.disclosure`: every released count, every sum over groups, and a linear-algebra search
+`pipeline.report.disclosure`: every released count, every sum over groups, and a linear-algebra search
 for any withheld count the released ones determine.
 """
 
@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 from conftest import ROOT, run_cli, write_small_input
 
-from pipeline import feed
+from pipeline.report import feed
 from pipeline.synth import generate
 
 K = 11
@@ -40,7 +40,7 @@ def metrics(rows: list[tuple]) -> pl.DataFrame:
         },
         orient="row",
     )
-    from pipeline.measure import with_rates
+    from pipeline.report.measure import with_rates
 
     return with_rates(frame).with_columns(pl.lit("lower_is_better").alias("direction"))
 
@@ -176,7 +176,7 @@ def test_no_hidden_month_is_a_rolling_or_quarterly_total_minus_released_months()
 
 
 def test_the_audit_finds_what_primary_suppression_alone_gives_away(monkeypatch):
-    from pipeline import disclosure
+    from pipeline.report import disclosure
 
     monkeypatch.setattr(disclosure, "protect", lambda cells, periods, k: cells["withheld"].to_numpy())
     m = rare_event_year(seed=5)
@@ -304,7 +304,7 @@ def demo(tmp_path_factory) -> dict:
     assert result.returncode == 0, result.stderr
     con = duckdb.connect(str(base / "wh.duckdb"), read_only=True)
     try:
-        from pipeline.measure import build_metrics
+        from pipeline.report.measure import build_metrics
 
         source = build_metrics(con)
     finally:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import pytest
 from conftest import ORDER_HEADER, PROC_HEADER, run_cli, write_csv
 
-from pipeline import load, warehouse
+from pipeline import warehouse
 from pipeline.config import load_config
 from pipeline.errors import ConfigError, InputFileError
+from pipeline.ingest import load
 
 PROC = ["PR1", "MRN-1", "2025-06-02 09:00:00", "62323", "Pain", "1970-05-05"]
 

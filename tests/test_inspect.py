@@ -18,8 +18,8 @@ from deck_input import DECK, STEMS, write_deck_input
 from deck_input import rows_of as _rows
 from site_export import export_text, export_workbook
 
-from pipeline import detect, inspector
-from pipeline.contract import CONTRACT_BY_NAME
+from pipeline.ingest import detect, inspector
+from pipeline.ingest.contract import CONTRACT_BY_NAME
 
 COMPARED = ["order_id", "case_id", "verdict", "reasons", "secondary_reasons", "hours_since_index", "ordered_at", "status"]
 

@@ -6,9 +6,10 @@ import polars as pl
 import pytest
 from conftest import ORDER_HEADER, PROC_HEADER, run_cli, write_csv
 
-from pipeline import load, warehouse
+from pipeline import warehouse
 from pipeline.config import load_config
 from pipeline.errors import InputFileError
+from pipeline.ingest import load
 
 
 def _load(input_dir, tmp_path, **cfg):

@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.measure import (
+from pipeline.report.measure import (
     METRICS_SCHEMA,
     build_metrics,
     funnel_limits,
@@ -87,7 +87,7 @@ def test_build_metrics_every_cell_rated_nothing_withheld():
     r = row[("overall", "all", "first_imaging_right_study")]
     assert (r["rate"], r["direction"]) == (0.0, "higher_is_better")
     assert r["ci_low"] == 0.0 and r["ci_high"] == pytest.approx(0.0370, abs=5e-5)  # 0/100: 3.84/103.84
-    # small cells keep their rate and interval: the report marks them, the feed (pipeline.feed) withholds them
+    # small cells keep their rate and interval: the report marks them, the feed (pipeline.report.feed) withholds them
     r = row[("department", "Neuro", "inappropriate_order_rate")]
     assert r["rate"] == 0.3 and r["ci_low"] == pytest.approx(0.1078, abs=5e-5) and r["ci_high"] == pytest.approx(0.6032, abs=5e-5)
     r = row[("provider", "P2", "premature_order_rate")]

@@ -13,8 +13,8 @@ import polars as pl
 import pytest
 from conftest import ROOT, run_cli, write_small_input
 
-from pipeline import validate
 from pipeline.maturity import Maturity
+from pipeline.quality import validate
 from pipeline.synth import generate
 
 KEY = {"ORDER_AUDIT_PSEUDONYM_KEY": "periods-test-key"}

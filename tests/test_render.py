@@ -13,8 +13,8 @@ import jinja2
 import polars as pl
 import pytest
 
-from pipeline import feed, pdf, render, sections
-from pipeline.measure import build_metrics, with_rates
+from pipeline.report import feed, pdf, render, sections, templates
+from pipeline.report.measure import build_metrics, with_rates
 from tests import fixtures_marts as fx
 
 HOSTILE_ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -56,7 +56,7 @@ def test_expected_files(out):
 
 
 def test_strict_undefined_raises():
-    env = render.make_env()
+    env = templates.make_env()
     with pytest.raises(jinja2.UndefinedError):
         env.from_string("{{ missing }}").render()
     with pytest.raises(jinja2.UndefinedError):

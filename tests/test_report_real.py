@@ -16,8 +16,8 @@ import polars as pl
 import pytest
 from conftest import run_cli
 
-from pipeline import render, sections
-from pipeline.names import department_name
+from pipeline.report import render, sections, site_index
+from pipeline.report.names import department_name
 from pipeline.synth import generate
 
 LINK = re.compile(r'href="([^"#]+)(?:#[^"]*)?"')
@@ -164,7 +164,7 @@ def test_site_index_lists_month_folders(tmp_path, run):
         },
     ]
     (tmp_path / "2025-02" / "run.json").write_text(json.dumps({"run_id": "r-feb", "headline": headline}))
-    target = render.render_site_index(tmp_path)
+    target = site_index.render_site_index(tmp_path)
     text = target.read_text(encoding="utf-8")
     # the internal numbers of each month (run.json), every rate with n / N; a small N is marked, not hidden
     assert "4 / 37 = 10.8%" in text and "11 / 15 = 73.3%" in text and 'class="lowrel"' in text

@@ -7,8 +7,9 @@ import datetime as dt
 import duckdb
 import pytest
 
-from pipeline import validate
-from pipeline.validate import CheckResult, run_suites
+from pipeline.quality import sql_checks, validate
+from pipeline.quality.result import CheckResult
+from pipeline.quality.validate import run_suites
 
 NOW = dt.datetime(2025, 1, 15, 12, 0, tzinfo=dt.UTC)
 PARAMS = {"now": NOW}
@@ -124,7 +125,7 @@ ALL = (*validate.ALL_SUITES, *validate.OUTPUT_SUITES)
 def _validate_status(path):
     import great_expectations as gx
 
-    from pipeline.gx_duckdb import close_datasource, make_context
+    from pipeline.quality.gx_duckdb import close_datasource, make_context
 
     context, ds = make_context(path, shim=False)
     asset = ds.add_table_asset(name="orders", table_name="src_imaging_orders")
@@ -142,7 +143,7 @@ def _validate_status(path):
 def test_shim_is_needed_and_sufficient_for_pinned_gx(broken_wh):
     import great_expectations as gx
 
-    from pipeline import gx_duckdb
+    from pipeline.quality import gx_duckdb
 
     assert gx.__version__ == gx_duckdb.PINNED_GX_VERSION
     gx_duckdb.disable_duckdb_persisted_connections()
@@ -164,7 +165,7 @@ def test_shim_is_needed_and_sufficient_for_pinned_gx(broken_wh):
 def test_shim_names_pinned_version_when_hook_is_gone(monkeypatch):
     from great_expectations.execution_engine import sqlalchemy_execution_engine as eng
 
-    from pipeline import gx_duckdb
+    from pipeline.quality import gx_duckdb
 
     monkeypatch.delattr(eng, "_PERSISTED_CONNECTION_DIALECTS")
     with pytest.raises(gx_duckdb.GXShimError, match=gx_duckdb.PINNED_GX_VERSION.replace(".", r"\.")):
@@ -270,7 +271,7 @@ def _reader(path):
 def test_gx_opens_the_warehouse_read_only(clean_wh):
     import sqlalchemy as sa
 
-    from pipeline.gx_duckdb import close_datasource, make_context
+    from pipeline.quality.gx_duckdb import close_datasource, make_context
 
     reader = _reader(clean_wh)  # a concurrent reader, holding the file open
     try:
@@ -299,7 +300,7 @@ def test_validate_module_does_not_import_gx_at_import_time():
     import subprocess
     import sys
 
-    code = "import sys, pipeline.validate; print('great_expectations' in sys.modules)"
+    code = "import sys, pipeline.quality.validate; print('great_expectations' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -332,7 +333,7 @@ def test_monthly_volume_buckets_agree_with_per_row_months(zone, floor, first, ex
         FROM range(128000) t(i)""")
     params = {"now": NOW.replace(year=2030), "site_timezone": zone, "volume_min_ratio": 0.97}
     p = validate.resolve_params({**params, "timestamp_floor": f"{floor}T00:00:00+00:00"})
-    _, run = validate.check_monthly_volume(p)
+    _, run = sql_checks.check_monthly_volume(p)
     n, denominator, failed, low, _ = run(con)
     assert failed == (n > 0)
     per_row = con.execute(run.per_row_sql).fetchall()

@@ -10,10 +10,10 @@ import polars as pl
 import pytest
 from conftest import DX_HEADER, ORDER_HEADER, PROC_HEADER, run_cli, write_csv
 
-from pipeline import value_maps
 from pipeline.config import load_config
-from pipeline.contract import CONTRACT_BY_NAME
 from pipeline.errors import ConfigError
+from pipeline.ingest import value_maps
+from pipeline.ingest.contract import CONTRACT_BY_NAME
 from pipeline.resources import expectations_dir
 
 # one case (complete spine at day 4 after PR1) and a second patient's orders, each with an EHR status word

@@ -8,7 +8,7 @@ import zipfile
 import polars as pl
 import pytest
 
-from pipeline import workbook
+from pipeline.report import workbook
 
 RUN_INFO = {"run_id": "r1", "period": "2026-10", "rule_set_version": "rules-1", "software_version": "0.0"}
 RULES = pl.DataFrame(

@@ -1,0 +1,88 @@
+"""The input data contract (DOMAIN.md section 5): tables, columns, kinds, required values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TableContract:
+    name: str
+    required_columns: tuple[str, ...]
+    optional_columns: tuple[str, ...]
+    not_null: tuple[str, ...]  # a row without one of these is rejected
+    id_column: str | None  # unique; later duplicates are rejected
+    instants: tuple[str, ...] = ()  # ISO 8601, with or without offset
+    dates: tuple[str, ...] = ()
+    integers: tuple[str, ...] = ()
+    numbers: tuple[str, ...] = ()
+    lowercase: tuple[str, ...] = ()  # controlled vocabularies, compared lower-case
+    codes: tuple[str, ...] = ()  # trimmed, upper-cased text
+    # (column, lowest, highest): a number outside is no real value of it (age 999, -5, NaN): nulled
+    ranges: tuple[tuple[str, float, float], ...] = ()
+    # coded columns the contract constrains: column -> the values it allows (a site's own words
+    # map onto them through [values.<table>.<column>], pipeline/ingest/value_maps.py)
+    vocabularies: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    required_file: bool = True
+
+    @property
+    def allowed_values(self) -> dict[str, tuple[str, ...]]:
+        return dict(self.vocabularies)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.required_columns + self.optional_columns
+
+
+PROCEDURES = TableContract(
+    name="procedures",
+    required_columns=("procedure_id", "patient_id", "performed_at", "procedure_code", "department"),
+    optional_columns=(
+        "procedure_name",
+        "site",
+        "provider_id",
+        "patient_birth_date",
+        "patient_age",
+        "needle_gauge",
+        "needle_type",
+        "attempts",
+        "patient_position",
+    ),
+    not_null=("procedure_id", "patient_id", "performed_at", "procedure_code"),
+    id_column="procedure_id",
+    instants=("performed_at",),
+    dates=("patient_birth_date",),
+    integers=("needle_gauge", "attempts"),
+    numbers=("patient_age",),
+    ranges=(("patient_age", 0, 130),),
+    lowercase=("needle_type", "patient_position"),
+    codes=("procedure_code",),
+    vocabularies=(("needle_type", ("cutting", "pencil_point")), ("patient_position", ("sitting", "lateral", "prone"))),
+)
+
+IMAGING_ORDERS = TableContract(
+    name="imaging_orders",
+    required_columns=("order_id", "patient_id", "ordered_at", "order_code", "ordering_department"),
+    optional_columns=("order_name", "ordering_provider_id", "indication_codes", "indication_text", "status", "priority", "site"),
+    # ordered_at may be empty: such an order is audited as not_evaluable / missing_time
+    not_null=("order_id", "patient_id", "order_code"),
+    id_column="order_id",
+    instants=("ordered_at",),
+    lowercase=("status", "priority"),
+    codes=("order_code",),
+    vocabularies=(("status", ("ordered", "scheduled", "completed", "cancelled")),),
+)
+
+DIAGNOSES = TableContract(
+    name="diagnoses",
+    required_columns=("patient_id", "diagnosis_code", "recorded_at"),
+    optional_columns=(),
+    not_null=("patient_id", "diagnosis_code", "recorded_at"),
+    id_column=None,
+    instants=("recorded_at",),
+    codes=("diagnosis_code",),
+    required_file=False,
+)
+
+CONTRACTS = (PROCEDURES, IMAGING_ORDERS, DIAGNOSES)
+CONTRACT_BY_NAME = {c.name: c for c in CONTRACTS}

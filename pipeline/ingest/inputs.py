@@ -1,0 +1,107 @@
+"""Which file (and which sheet) of the input folder holds each table of the contract."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.config import Config
+from pipeline.errors import InputFileError
+from pipeline.ingest import xlsx
+from pipeline.ingest.contract import CONTRACTS
+from pipeline.ingest.formats import SUFFIXES, TEXT_SUFFIXES, TableFormat
+
+
+@dataclass(frozen=True)
+class InputFile:
+    table: str
+    path: Path
+    fmt: str  # csv (any delimited text) | parquet | xlsx
+    sheet: str | None = None  # xlsx: the sheet holding the table
+
+    @property
+    def label(self) -> str:
+        """The file as messages, rejects and the ledger name it (a workbook: with its sheet)."""
+        return xlsx.label(self.path, self.sheet) if self.sheet is not None else str(self.path)
+
+
+def kind_of(path: Path) -> str | None:
+    suffix = path.suffix.lower()
+    if suffix in TEXT_SUFFIXES:
+        return "csv"
+    if suffix in (".parquet", ".xlsx"):
+        return suffix.lstrip(".")
+    return None
+
+
+def _input_file(table: str, path: Path, sheet: str | None) -> InputFile:
+    kind = kind_of(path)
+    if kind is None:
+        raise InputFileError(path, f"is not a file type order-audit reads ({', '.join(SUFFIXES)})", "Export the table as CSV")
+    if kind == "xlsx":
+        return InputFile(table, path, kind, xlsx.pick_sheet(path, table, sheet))
+    return InputFile(table, path, kind)
+
+
+def _workbook_with_sheet(input_dir: Path, table: str, sheet: str | None) -> InputFile | None:
+    """A workbook of the folder holding a sheet for the table (named in the config, or like the table)."""
+    found = []
+    for book in sorted(p for p in input_dir.iterdir() if p.suffix.lower() == ".xlsx" and not p.name.startswith("~$")):
+        names = xlsx.sheet_names(book)
+        match = [n for n in names if (n == sheet if sheet else n.strip().lower() == table)]
+        if match:
+            found.append(InputFile(table, book, "xlsx", match[0]))
+    if len(found) > 1:
+        raise InputFileError(
+            input_dir, f"{found[0].path.name} and {found[1].path.name} both have a sheet for {table}", "Keep one"
+        )
+    return found[0] if found else None
+
+
+def locate(input_dir: Path, table: str, fmt: TableFormat) -> InputFile | None:
+    """The file of one table: the configured one, else <table>.<suffix>, else a workbook's sheet named like it."""
+    if fmt.file:
+        path = input_dir / fmt.file
+        if not path.is_file():
+            raise InputFileError(path, "not found", f"Fix file under [formats.{table}] in the config")
+        return _input_file(table, path, fmt.sheet)
+    candidates = [input_dir / f"{table}{s}" for s in SUFFIXES if (input_dir / f"{table}{s}").exists()]
+    if len(candidates) > 1:
+        raise InputFileError(input_dir, f"both {candidates[0].name} and {candidates[1].name} exist", "Keep one file per table")
+    if candidates:
+        return _input_file(table, candidates[0], fmt.sheet)
+    return _workbook_with_sheet(input_dir, table, fmt.sheet)
+
+
+def check_folder(input_dir: Path) -> None:
+    if input_dir.is_file():
+        raise InputFileError(
+            input_dir,
+            "is a file, not a folder",
+            f"Pass --input the folder that holds the extracts (here perhaps {input_dir.parent})",
+        )
+    if not input_dir.is_dir():
+        raise InputFileError(
+            input_dir, "input folder not found", "Pass --input a folder holding procedures and imaging_orders as .csv or .parquet"
+        )
+
+
+def find_inputs(input_dir: Path, cfg: Config | None = None) -> dict[str, InputFile]:
+    """Locate each contract table's file in the input folder; file-level errors raise."""
+    check_folder(input_dir)
+    found: dict[str, InputFile] = {}
+    for contract in CONTRACTS:
+        fmt = cfg.format_of(contract.name) if cfg is not None else TableFormat()
+        f = locate(input_dir, contract.name, fmt)
+        if f is not None:
+            found[contract.name] = f
+        elif contract.required_file:
+            others = sorted(p.name for p in input_dir.iterdir() if p.name.startswith(contract.name))
+            hint = f" (found {', '.join(others)}: only {', '.join(SUFFIXES)} are read)" if others else ""
+            raise InputFileError(
+                input_dir / f"{contract.name}.csv",
+                f"required file missing{hint}",
+                f"Put {contract.name}.csv (or .parquet, .xlsx) in the input folder, or name its file under "
+                f"[formats.{contract.name}] in the config (order-audit inspect --input DIR suggests one)",
+            )
+    return found

@@ -1,0 +1,319 @@
+"""`order-audit inspect`: what the audit will and will not understand in a site's extract, before the first run.
+
+Per table: the file (and sheet), its encoding and delimiter, each contract column matched
+to a file column (by name, case, spelling, or a shipped EHR synonym), the timestamp and
+date formats that read it (guessed on a sample, then counted over the whole file), the
+distinct values of coded columns and how each would be read, the code systems of the
+codes and the most frequent order codes no map knows. Nothing is written here; the
+starter config is `starter_config.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from pipeline.config import Config
+from pipeline.errors import InputFileError
+from pipeline.ingest import code_systems, detect, headers, inputs, load, textfile, timestamps, value_maps, xlsx
+from pipeline.ingest.contract import CONTRACT_BY_NAME, CONTRACTS, TableContract
+from pipeline.ingest.formats import TableFormat
+from pipeline.ingest.source_store import ERR
+from pipeline.models import reference
+from pipeline.resources import REFERENCE_DIR
+
+normalise = detect.normalise
+
+SYNONYMS = REFERENCE_DIR / "column_synonyms.csv"
+SAMPLE_ROWS = 20_000  # rows read to guess the formats; the counts then cover the whole file
+TOP_CODES = 20
+TEMPLATE_CODES = 500
+# words in a file or sheet name that say which table it holds, when it is not named like the table
+NAME_HINTS = {"diagnoses": ("diagnos", "dx"), "imaging_orders": ("order", "imaging", "radiology"), "procedures": ("proc",)}
+CODE_COLUMNS = {"procedures": "procedure_code", "imaging_orders": "order_code", "diagnoses": "diagnosis_code"}
+
+
+@dataclass
+class ColumnMatch:
+    column: str
+    required: bool
+    source: str | None  # the file's column, or None
+    how: str  # config | name | case | spelling | synonym | ambiguous | missing
+    others: list[str] = field(default_factory=list)  # other file columns that fit equally (ambiguous)
+
+
+@dataclass
+class ColumnFormats:
+    column: str
+    kind: str  # timestamp | date
+    guess: detect.FormatGuess
+    values: int = 0  # non-empty values in the whole file
+    unread: int = 0  # of them, not read by the formats
+    unread_examples: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TableReport:
+    table: str
+    file: inputs.InputFile | None
+    found_by: str = ""  # how the file was found
+    rows: int = 0
+    encoding: detect.EncodingGuess | None = None
+    delimiter: str | None = None
+    delimiter_sure: bool = True
+    fmt: TableFormat = field(default_factory=TableFormat)  # the formats that read it (detected, or the config's)
+    columns: list[ColumnMatch] = field(default_factory=list)
+    extra_columns: list[str] = field(default_factory=list)
+    formats: list[ColumnFormats] = field(default_factory=list)
+    values: dict[str, list[dict]] = field(default_factory=dict)  # coded column -> [{value, rows, reads_as, by}]
+    code_systems: dict[str, int] = field(default_factory=dict)
+    unknown_codes: list[dict] = field(default_factory=list)  # [{code, orders, system, name}]
+    problems: list[str] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def _name_hint(name: str, table: str) -> bool:
+    n = normalise(name)
+    if table == "procedures" and "order" in n:  # ORDER_PROC is an orders table
+        return False
+    return any(h in n for h in NAME_HINTS[table])
+
+
+def locate(input_dir: Path, cfg: Config) -> dict[str, tuple[inputs.InputFile | None, str]]:
+    """Each table's file as the loader finds it, else a file or sheet whose name says the table."""
+    inputs.check_folder(input_dir)
+    found: dict[str, tuple[inputs.InputFile | None, str]] = {}
+    claimed: set[tuple[Path, str | None]] = set()
+    for contract in CONTRACTS:
+        f = inputs.locate(input_dir, contract.name, cfg.format_of(contract.name))
+        if f is not None:
+            found[contract.name] = (f, "config" if cfg.format_of(contract.name).file else "name")
+            claimed.add((f.path, f.sheet))
+    files = sorted(p for p in input_dir.iterdir() if p.is_file() and inputs.kind_of(p) and not p.name.startswith("~$"))
+    files = [p for p in files if p.name != reference.LOCAL_MAP_NAME and not p.name.startswith("ground_truth")]
+    for contract in CONTRACTS:
+        if contract.name in found:
+            continue
+        hits = []
+        for path in files:
+            if inputs.kind_of(path) == "xlsx":
+                sheets = [s for s in xlsx.sheet_names(path) if _name_hint(s, contract.name)]
+                hits += [inputs.InputFile(contract.name, path, "xlsx", s) for s in sheets]
+            elif _name_hint(path.stem, contract.name):
+                hits.append(inputs.InputFile(contract.name, path, inputs.kind_of(path)))
+        hits = [h for h in hits if (h.path, h.sheet) not in claimed]
+        if len(hits) == 1:
+            found[contract.name] = (hits[0], "name hint")
+            claimed.add((hits[0].path, hits[0].sheet))
+        else:
+            found[contract.name] = (None, "ambiguous: " + ", ".join(h.label for h in hits) if hits else "not found")
+    return {c.name: found[c.name] for c in CONTRACTS}
+
+
+# ----------------------------------------------------------------------------- columns
+
+
+def synonyms(table: str) -> dict[str, set[str]]:
+    """canonical column -> normalised EHR spellings (shipped table, rows for '*' apply to every table)."""
+    frame = pl.read_csv(SYNONYMS, infer_schema=False).filter(pl.col("table").is_in([table, "*"]))
+    out: dict[str, set[str]] = {}
+    for column, spelling in frame.select("column", "spelling").iter_rows():
+        out.setdefault(column, set()).add(normalise(spelling))
+    return out
+
+
+def match_columns(contract: TableContract, header: list[str], configured: dict[str, str]) -> list[ColumnMatch]:
+    """Each contract column's file column: the config's, else the same name, case, spelling or a synonym."""
+    spellings = synonyms(contract.name)
+    used: set[str] = set()
+    out = []
+    for column in contract.columns:
+        required = column in contract.required_columns
+        tiers = [
+            ("config", [h for h in header if h == configured.get(column)]),
+            ("name", [h for h in header if h == column]),
+            ("case", [h for h in header if h.strip().lower() == column]),
+            ("spelling", [h for h in header if normalise(h) == normalise(column)]),
+            ("synonym", [h for h in header if normalise(h) in spellings.get(column, set())]),
+        ]
+        match = ColumnMatch(column, required, None, "missing")
+        for how, hits in tiers:
+            hits = [h for h in dict.fromkeys(hits) if h not in used]
+            if len(hits) == 1:
+                match = ColumnMatch(column, required, hits[0], how)
+                used.add(hits[0])
+                break
+            if len(hits) > 1:
+                match = ColumnMatch(column, required, None, "ambiguous", hits)
+                break
+        out.append(match)
+    return out
+
+
+# ----------------------------------------------------------------------------- one table
+
+
+def _text_format(f: inputs.InputFile, cfg: Config, report: TableReport, wanted: set[str]) -> TableFormat:
+    """The configured format where the config says it, else what the file shows."""
+    configured = cfg.format_of(f.table)
+    given = cfg.formats.get(f.table)
+    enc = detect.guess_encoding(f.path)
+    report.encoding = enc
+    encoding = configured.encoding if given and given.encoding != TableFormat().encoding else enc.encoding
+    probe = dataclasses.replace(configured, encoding=encoding)
+    text = textfile.decode_head(f.path, textfile.read_head(f.path, 1 << 20), probe)
+    lines = text.splitlines()[:200]
+    if given and given.delimiter is not None:
+        delimiter, sure = given.delimiter, True
+    else:
+        delimiter, sure = detect.guess_delimiter(lines, wanted)
+    report.delimiter, report.delimiter_sure = delimiter, sure
+    return dataclasses.replace(configured, encoding=encoding, delimiter=delimiter)
+
+
+def _guess_formats(contract: TableContract, sample: pl.DataFrame) -> list[ColumnFormats]:
+    out = []
+    for col in contract.instants + contract.dates:
+        if col in sample.columns:
+            dates = col in contract.dates
+            guess = detect.guess_formats(sample[col].cast(pl.String).drop_nulls().to_list(), dates=dates)
+            out.append(ColumnFormats(col, "date" if dates else "timestamp", guess))
+    return out
+
+
+def _table_formats(fmt: TableFormat, given: TableFormat | None, cols: list[ColumnFormats]) -> TableFormat:
+    """The table's lists (a config names them per table): the config's, else every column's guesses in order."""
+    found = {kind: [x for c in cols if c.kind == kind for x in c.guess.formats] for kind in ("timestamp", "date")}
+    ts = given.timestamp_formats if given and given.timestamp_formats else tuple(dict.fromkeys(found["timestamp"]))
+    ds = given.date_formats if given and given.date_formats else tuple(dict.fromkeys(found["date"]))
+    return dataclasses.replace(fmt, timestamp_formats=ts, date_formats=ds)
+
+
+def _format_counts(lf: pl.LazyFrame, schema: dict, cols: list[ColumnFormats], tz: str) -> pl.LazyFrame:
+    """One row over the whole file: rows, and per column the values and those the formats do not read."""
+    lf = lf.with_columns(timestamps.text(c.column).alias(f"_raw_{c.column}") for c in cols)
+    exprs = [pl.len().alias("_rows")]
+    for c in cols:
+        if c.kind == "timestamp":
+            lf = timestamps.with_instant(lf, c.column, schema[c.column], tz, tuple(c.guess.formats))
+            unread = pl.col(ERR + c.column).str.starts_with(timestamps.UNPARSEABLE_PREFIX).fill_null(False)
+        else:
+            _, problem = timestamps.date_expr(c.column, schema[c.column], tuple(c.guess.formats))
+            lf = lf.with_columns(problem.alias(ERR + c.column))
+            unread = pl.col(ERR + c.column).is_not_null()
+        raw = pl.col(f"_raw_{c.column}")
+        exprs += [
+            raw.is_not_null().sum().alias(f"{c.column}__values"),
+            unread.sum().alias(f"{c.column}__unread"),
+            raw.filter(unread).head(3).implode().alias(f"{c.column}__examples"),
+        ]
+    return lf.select(exprs)
+
+
+def inspect_table(contract: TableContract, f: inputs.InputFile, found_by: str, cfg: Config, code_map: set[str], scratch: Path):
+    report = TableReport(contract.name, f, found_by)
+    configured_cols = cfg.columns.get(contract.name, {})
+    wanted = {normalise(c) for c in contract.columns} | {s for spell in synonyms(contract.name).values() for s in spell}
+    given = cfg.formats.get(contract.name)
+    fmt = _text_format(f, cfg, report, wanted) if f.fmt == "csv" else cfg.format_of(contract.name)
+    report.fmt = fmt
+    header, _ = headers.read_header(f, fmt)
+    report.columns = match_columns(contract, header, configured_cols)
+    rename = {m.source: m.column for m in report.columns if m.source}
+    report.extra_columns = [h for h in header if h not in rename]
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    if dupes:
+        report.problems.append(f"column name(s) given twice: {', '.join(dupes)} (the loader stops on this)")
+        return report
+    probe_cfg = dataclasses.replace(cfg, formats={**cfg.formats, contract.name: fmt})
+    source = load.open_source(f, probe_cfg, scratch) if f.fmt == "csv" else None
+    lf, schema = load.scan(f, rename, source)
+    sample = lf.head(SAMPLE_ROWS).collect()
+    report.formats = _guess_formats(contract, sample)
+    detect.settle_day_month([c.guess for c in report.formats])
+    report.fmt = fmt = _table_formats(fmt, given, report.formats)
+    for c in report.formats:  # counted with the table's whole list, as the loader will read it
+        c.guess.formats = list(fmt.date_formats if c.kind == "date" else fmt.timestamp_formats)
+    queries = [_format_counts(lf, schema, report.formats, cfg.site_timezone)]
+    vocab = [c for c in contract.allowed_values if c in schema]
+    queries += [lf.group_by(c).agg(pl.len().alias("rows")).sort(["rows", c], descending=[True, False]) for c in vocab]
+    code_col = CODE_COLUMNS[contract.name]
+    name_col = "order_name" if contract.name == "imaging_orders" and "order_name" in schema else None
+    if code_col in schema:
+        code = pl.col(code_col).cast(pl.String).str.strip_chars().str.to_uppercase().alias("code")
+        aggs = [pl.len().alias("rows")] + ([pl.col(name_col).drop_nulls().mode().first().alias("name")] if name_col else [])
+        queries.append(lf.group_by(code).agg(aggs))
+    totals, *rest = pl.collect_all(queries, engine="streaming")
+    report.rows = int(totals["_rows"][0])
+    for c in report.formats:
+        c.values = int(totals[f"{c.column}__values"][0])
+        c.unread = int(totals[f"{c.column}__unread"][0])
+        c.unread_examples = totals[f"{c.column}__examples"][0].to_list()
+    for col in vocab:
+        frame, rest = rest[0], rest[1:]
+        readings = value_maps.effective_map(contract.name, col, cfg.values)
+        rows = []
+        if frame.height > value_maps.MAX_NAMED_VALUES:  # not a vocabulary: values not shown (they could be ids)
+            report.problems.append(
+                f"{col} holds {frame.height:,} different values: not a vocabulary; check the column mapping and the delimiter"
+            )
+            frame = frame.clear()
+        for value, n in frame.iter_rows():
+            if value is None:
+                continue
+            reads_as, by = readings.get(value.strip().lower(), (None, None))
+            rows.append({"value": value, "rows": n, "reads_as": reads_as, "by": by})
+        report.values[col] = rows
+    if code_col in schema:
+        _codes(report, rest[0], code_map)
+    if source is not None and source.path != f.path:
+        source.path.unlink(missing_ok=True)
+    return report
+
+
+def _codes(report: TableReport, codes: pl.DataFrame, code_map: set[str]) -> None:
+    codes = codes.filter(pl.col("code").is_not_null() & (pl.col("code") != ""))
+    codes = codes.with_columns(code_systems.system_expr(pl.col("code")).alias("system"))
+    report.code_systems = dict(codes.group_by("system").agg(pl.col("rows").sum()).sort("system").iter_rows())
+    if report.table != "imaging_orders":
+        return
+    unknown = codes.filter(~pl.col("code").is_in(sorted(code_map))).sort(["rows", "code"], descending=[True, False])
+    if "name" not in unknown.columns:
+        unknown = unknown.with_columns(pl.lit(None, pl.String).alias("name"))
+    report.unknown_codes = [
+        {"code": c, "orders": n, "system": s, "name": name}
+        for c, n, s, name in unknown.select("code", "rows", "system", "name").head(TEMPLATE_CODES).iter_rows()
+    ]
+
+
+def code_map_codes(cfg: Config, input_dir: Path) -> tuple[set[str], Path | None]:
+    """Codes the shipped map and the site's map (config, or local_code_map.csv beside the extracts) know."""
+    maps = [reference.read_code_map(REFERENCE_DIR / "imaging_code_map.csv", "shipped")]
+    local = reference.local_code_map_path(cfg, input_dir)
+    if local is not None:
+        maps.append(reference.read_code_map(local, "local"))
+    return set(pl.concat(maps)["code"].to_list()), local
+
+
+def inspect(input_dir: Path, cfg: Config) -> dict[str, TableReport | str]:
+    """Every table of the folder inspected; a table whose file was not found maps to why."""
+    code_map, _ = code_map_codes(cfg, input_dir)
+    out: dict[str, TableReport | str] = {}
+    with tempfile.TemporaryDirectory(prefix="order-audit-inspect-") as tmp:
+        for table, (f, how) in locate(input_dir, cfg).items():
+            if f is None:
+                out[table] = how
+                continue
+            try:
+                out[table] = inspect_table(CONTRACT_BY_NAME[table], f, how, cfg, code_map, Path(tmp))
+            except InputFileError as exc:
+                report = TableReport(table, f, how)
+                report.problems.append(exc.message)
+                out[table] = report
+    return out

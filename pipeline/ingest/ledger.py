@@ -1,0 +1,220 @@
+"""The warehouse side of a load: the ledger of input files, the rejects, and the merge.
+
+A prepared file (typed Parquet in the scratch folder) comes into the warehouse in the
+caller's transaction: the same file again adds nothing, a corrected file for the same
+months replaces the earlier one, rows with an id already present are replaced (newest
+wins), and the typed file itself moves into the source store (no second copy of rows).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import duckdb
+
+from pipeline.ingest import source_store
+from pipeline.ingest.contract import CONTRACTS
+from pipeline.sqltext import ident, literal
+
+if TYPE_CHECKING:
+    from pipeline.ingest.load import PreparedTable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TableLoad:
+    table: str
+    path: str
+    rows_read: int
+    rows_loaded: int
+    rows_rejected: int
+    values_nulled: int
+    ambiguous_local_times: int
+    action: str = "loaded"  # loaded | replaced | skipped_already_loaded
+    rows_updated: int = 0  # rows of other files replaced by id
+    rows_removed: int = 0  # rows of an earlier version of this file removed
+
+
+LEDGER_DDL = """
+CREATE TABLE IF NOT EXISTS load_ledger (
+    load_id VARCHAR, run_id VARCHAR, table_name VARCHAR, path VARCHAR, sha256 VARCHAR,
+    first_month VARCHAR, last_month VARCHAR, rows_read BIGINT, rows_loaded BIGINT, rows_rejected BIGINT,
+    rows_updated BIGINT, rows_removed BIGINT, action VARCHAR, replaces VARCHAR, superseded_by VARCHAR,
+    loaded_at TIMESTAMPTZ
+)"""
+REJECTS_DDL = """
+CREATE TABLE IF NOT EXISTS load_rejects (
+    table_name VARCHAR, source_file VARCHAR, source_line BIGINT, column_name VARCHAR,
+    value VARCHAR, reason VARCHAR, action VARCHAR, load_id VARCHAR
+)"""
+
+
+def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(LEDGER_DDL)
+    con.execute(REJECTS_DDL)
+    source_store.ensure(con)
+
+
+def merge_table(con: duckdb.DuckDBPyConnection, prep: PreparedTable, run_id: str, gate_rejects: Path | None = None) -> TableLoad:
+    """Bring one prepared file into the warehouse, recorded in the ledger.
+
+    The same file (same content hash) loaded again adds nothing. A file covering the same
+    months as an earlier file of the table is a correction: the earlier file's rows go.
+    Rows whose id is already in the warehouse from another file are replaced (newest wins).
+    gate_rejects: Parquet of (source_line, column_name, value, reason): rows a data-quality check set aside.
+    The rows themselves are not copied: the typed Parquet moves into the source store.
+    """
+    contract = next(c for c in CONTRACTS if c.name == prep.table)
+    view = f"src_{prep.table}"
+    file_name = prep.source_label
+    seen = con.execute(
+        """SELECT load_id FROM load_ledger WHERE table_name = ? AND sha256 = ?
+                          AND action <> 'skipped_already_loaded' AND superseded_by IS NULL""",
+        [prep.table, prep.sha256],
+    ).fetchall()
+    load_id = f"{run_id}-{prep.table}"
+    if seen:
+        earlier = seen[0][0]
+        counts = con.execute("SELECT rows_loaded, rows_rejected FROM load_ledger WHERE load_id = ?", [earlier]).fetchall()[0]
+        con.execute(
+            "INSERT INTO load_ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 0, 'skipped_already_loaded', ?, NULL, now())",
+            [load_id, run_id, prep.table, file_name, prep.sha256, prep.first_month, prep.last_month, prep.rows_read, earlier],
+        )
+        log.info("%s: %s already loaded (load %s); nothing added", prep.table, prep.path.name, earlier)
+        return TableLoad(
+            prep.table,
+            file_name,
+            prep.rows_read,
+            counts[0],
+            counts[1],
+            0,
+            prep.ambiguous_local_times,
+            action="skipped_already_loaded",
+        )
+    # a corrected file for the same months replaces what the earlier file brought
+    replaced = [
+        r[0]
+        for r in con.execute(
+            """SELECT load_id FROM load_ledger WHERE table_name = ? AND first_month IS NOT DISTINCT FROM ?
+           AND last_month IS NOT DISTINCT FROM ? AND action IN ('loaded', 'replaced') AND superseded_by IS NULL""",
+            [prep.table, prep.first_month, prep.last_month],
+        ).fetchall()
+    ]
+    removed = 0
+    if replaced:
+        removed = con.execute(f"SELECT count(*) FROM {view} WHERE list_contains(?, load_id)", [replaced]).fetchall()[0][0]
+        con.execute("DELETE FROM load_rejects WHERE list_contains(?, load_id)", [replaced])
+        con.execute("UPDATE load_ledger SET superseded_by = ? WHERE list_contains(?, load_id)", [load_id, replaced])
+        source_store.forget(con, replaced)
+        source_store.rebuild_views(con, prep.table)  # the upsert below must not match the replaced rows
+    # rows a data-quality check set aside: a Parquet file the gate wrote (never a row-by-row insert)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _gate_rejects (source_line BIGINT, column_name VARCHAR, value VARCHAR, reason VARCHAR)"
+    )
+    if gate_rejects is not None:
+        con.execute(
+            f"INSERT INTO _gate_rejects SELECT source_line, column_name, value, reason "
+            f"FROM read_parquet({literal(Path(gate_rejects))})"
+        )
+    # rows of earlier files with an id this file brings again are replaced by this file's row
+    updated = 0
+    if con.execute(f"SELECT 1 FROM {view} LIMIT 1").fetchall():
+        incoming = prep.good_rows_sql("SELECT source_line FROM _gate_rejects")
+        if contract.id_column:
+            key = ident(contract.id_column)
+            match = f"SELECT load_id, source_line FROM {view} WHERE {key} IN (SELECT {key} FROM ({incoming}))"
+        else:
+            # no id: a row equal on every required column is the same fact
+            on = " AND ".join(f"t.{ident(c)} IS NOT DISTINCT FROM i.{ident(c)}" for c in contract.required_columns)
+            match = f"SELECT t.load_id, t.source_line FROM {view} AS t SEMI JOIN ({incoming}) AS i ON {on}"
+        updated = source_store.exclude(con, prep.table, match, f"replaced by load {load_id}")
+    set_aside = source_store.exclude(
+        con,
+        prep.table,
+        f"""SELECT ? AS load_id, source_line FROM read_parquet({literal(prep.excluded_parquet)})
+            UNION SELECT ?, source_line FROM _gate_rejects""",
+        "set aside at load",
+        [load_id, load_id],
+    )
+    source_store.add_file(con, prep.table, load_id, prep.typed_parquet)
+    record = _record_load(con, prep, run_id, load_id, file_name, prep.rows_read - set_aside, updated, removed, replaced)
+    source_store.rebuild_views(con, prep.table)
+    return record
+
+
+def _record_load(
+    con,
+    prep: PreparedTable,
+    run_id: str,
+    load_id: str,
+    file_name: str,
+    loaded: int,
+    updated: int,
+    removed: int,
+    replaced: list[str],
+) -> TableLoad:
+    con.execute(
+        f"""INSERT INTO load_rejects
+        SELECT ?, ?, source_line, column_name, value, reason, action, ? FROM read_parquet({literal(prep.rejects_parquet)})
+        UNION ALL
+        SELECT ?, ?, source_line, column_name, value, reason, 'row_rejected', ? FROM _gate_rejects""",
+        [prep.table, file_name, load_id, prep.table, file_name, load_id],
+    )
+    rejected, nulled = con.execute(
+        """SELECT count(DISTINCT source_line) FILTER (WHERE action = 'row_rejected'),
+        count(*) FILTER (WHERE action = 'value_nulled') FROM load_rejects WHERE load_id = ?""",
+        [load_id],
+    ).fetchall()[0]
+    action = "replaced" if replaced else "loaded"
+    con.execute(
+        "INSERT INTO load_ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, now())",
+        [
+            load_id,
+            run_id,
+            prep.table,
+            file_name,
+            prep.sha256,
+            prep.first_month,
+            prep.last_month,
+            prep.rows_read,
+            loaded,
+            rejected,
+            updated,
+            removed,
+            action,
+            ",".join(replaced) or None,
+        ],
+    )
+    con.execute("DROP TABLE _gate_rejects")
+    log.info(
+        "loaded %s: %d rows read, %d loaded, %d rejected%s",
+        prep.table,
+        prep.rows_read,
+        loaded,
+        rejected,
+        f", replacing {len(replaced)} earlier file(s)" if replaced else "",
+    )
+    return TableLoad(
+        prep.table,
+        file_name,
+        prep.rows_read,
+        loaded,
+        rejected,
+        nulled,
+        prep.ambiguous_local_times,
+        action=action,
+        rows_updated=updated,
+        rows_removed=removed,
+    )
+
+
+def merge_inputs(
+    con: duckdb.DuckDBPyConnection, prepared: dict[str, PreparedTable], run_id: str, gate_rejects: dict[str, Path] | None = None
+) -> list[TableLoad]:
+    """Merge every prepared table; the caller holds the transaction."""
+    ensure_tables(con)
+    return [merge_table(con, prep, run_id, (gate_rejects or {}).get(name)) for name, prep in prepared.items()]

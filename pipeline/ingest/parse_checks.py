@@ -1,0 +1,62 @@
+"""File-level checks on what the parse read: a timestamp or date column of which nothing parsed.
+
+Every row rejected for its timestamp is a format the config does not name, not a few bad
+rows: the run stops with one line that says so, shows a value, and names the setting
+(with the format that reads the values, when one of the usual ones does).
+"""
+
+from __future__ import annotations
+
+from pipeline.config import Config
+from pipeline.errors import InputFileError
+from pipeline.ingest import detect, timestamps
+from pipeline.ingest.contract import TableContract
+from pipeline.ingest.inputs import InputFile
+from pipeline.sqltext import ident
+
+SAMPLE = 500
+
+
+def _suggestion(table: str, setting: str, guess: detect.FormatGuess) -> str:
+    where = f"[formats.{table}]"
+    if guess.formats and not guess.unread:
+        listed = ", ".join(f'"{f}"' for f in guess.formats)
+        also = " (check day and month: both readings fit)" if guess.ambiguous else ""
+        return f"Set {setting} = [{listed}] under {where} in the config{also}; order-audit inspect shows more"
+    return (
+        f"Set {setting} under {where} in the config to the extract's form (strftime codes, e.g. "
+        f'"%m/%d/%Y %I:%M %p"); order-audit inspect --input DIR shows the forms it finds'
+    )
+
+
+def check_columns_parsed(con, src: str, f: InputFile, contract: TableContract, cfg: Config) -> None:
+    """Raise when a timestamp or date column has values and not one of them parsed.
+
+    `con` holds the loader's `rejects` table: the typed file is read only for a column with
+    unparseable values (none in a clean extract)."""
+    for col in contract.instants + contract.dates:
+        dates = col in contract.dates
+        prefix = timestamps.UNPARSEABLE_DATE_PREFIX if dates else timestamps.UNPARSEABLE_PREFIX
+        bad, line, example = con.execute(
+            """SELECT count(*), min(source_line), arg_min(value, source_line) FROM rejects
+            WHERE column_name = ? AND starts_with(reason, ?)""",
+            [col, prefix],
+        ).fetchall()[0]
+        if not bad or con.execute(f"SELECT count({ident(col)}) FROM {src}").fetchall()[0][0]:
+            continue
+        sample = [
+            r[0]
+            for r in con.execute(
+                f"SELECT DISTINCT value FROM rejects WHERE column_name = ? AND starts_with(reason, ?) LIMIT {SAMPLE}",
+                [col, prefix],
+            ).fetchall()
+        ]
+        setting = "date_formats" if dates else "timestamp_formats"
+        guess = detect.guess_formats(sample, dates=dates)
+        kind = "date" if dates else "timestamp"
+        raise InputFileError(
+            f.label,
+            f"no {kind} in this column parsed ({bad} values, e.g. '{example}' on line {line})",
+            _suggestion(contract.name, setting, guess),
+            column=col,
+        )

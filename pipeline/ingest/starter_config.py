@@ -1,0 +1,283 @@
+"""What `order-audit inspect` prints and writes: the report as text or JSON, and a starter config.
+
+The starter TOML holds the settings inspect is sure of as active lines and marks with
+CHECK every place where a person must decide (commented out when the run must not act on
+a guess). Beside it, `local_code_map.csv` lists the order codes no map knows, to fill in.
+Existing files are never overwritten: both names are checked before anything is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+
+from pipeline.config import Config
+from pipeline.errors import ConfigError
+from pipeline.ingest.contract import CONTRACT_BY_NAME
+from pipeline.ingest.formats import TableFormat
+from pipeline.ingest.inspector import TableReport
+from pipeline.ingest.value_maps import toml_string
+from pipeline.models import reference
+
+HOW = {
+    "config": "as the config maps it",
+    "name": "same name",
+    "case": "same name, other case",
+    "spelling": "same name, other spelling",
+    "synonym": "EHR spelling (shipped synonyms)",
+}
+TEMPLATE_COLUMNS = (*reference.CODE_MAP_COLUMNS, "valid_from", "valid_to", "source")
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "-"
+
+
+# ----------------------------------------------------------------------------- report as data and text
+
+
+def as_dict(reports: dict) -> dict:
+    out = {}
+    for table, r in reports.items():
+        if isinstance(r, str):
+            out[table] = {"file": None, "found_by": r}
+            continue
+        out[table] = {
+            "file": r.file.label if r.file else None,
+            "found_by": r.found_by,
+            "rows": r.rows,
+            "encoding": None if r.encoding is None else vars(r.encoding),
+            "delimiter": r.delimiter,
+            "delimiter_sure": r.delimiter_sure,
+            "columns": [vars(m) for m in r.columns],
+            "extra_columns": r.extra_columns,
+            "formats": [
+                {
+                    "column": c.column,
+                    "kind": c.kind,
+                    "formats": c.guess.formats,
+                    "examples": c.guess.examples,
+                    "ambiguous_day_month": c.guess.ambiguous,
+                    "values": c.values,
+                    "unread": c.unread,
+                    "unread_examples": c.unread_examples,
+                }
+                for c in r.formats
+            ],
+            "values": r.values,
+            "code_systems": r.code_systems,
+            "unknown_codes": r.unknown_codes[:50],
+            "problems": r.problems,
+        }
+    return out
+
+
+def as_text(reports: dict, input_dir: Path) -> str:
+    lines = [f"order-audit inspect: {input_dir}"]
+    for table, r in reports.items():
+        lines.append("")
+        if isinstance(r, str):
+            required = CONTRACT_BY_NAME[table].required_file
+            lines.append(f"{table}: no file ({r}){'; REQUIRED' if required else ' (optional table)'}")
+            continue
+        lines.append(f"{table}: {r.file.label} (found by {r.found_by}), {r.rows:,} rows")
+        for p in r.problems:
+            lines.append(f"  PROBLEM    {p}")
+        if r.encoding is not None:
+            mark = "" if r.encoding.sure else "   CHECK"
+            example = f"; first non-ASCII: {r.encoding.example}" if r.encoding.example else ""
+            lines.append(f"  encoding   {r.encoding.encoding} ({r.encoding.note}{example}){mark}")
+        if r.delimiter is not None:
+            shown = "\\t" if r.delimiter == "\t" else r.delimiter
+            lines.append(f"  delimiter  '{shown}'{'' if r.delimiter_sure else '   CHECK'}")
+        for i, m in enumerate(r.columns):
+            head = "  columns    " if i == 0 else "             "
+            if m.source:
+                lines.append(f"{head}{m.column} <- {m.source} ({HOW[m.how]})")
+            elif m.how == "ambiguous":
+                lines.append(f"{head}{m.column}: CHECK, several columns fit: {', '.join(m.others)}")
+            else:
+                lines.append(f"{head}{m.column}: missing{' (REQUIRED)' if m.required else ' (optional)'}")
+        if r.extra_columns:
+            lines.append(f"             kept as extra columns: {', '.join(r.extra_columns)}")
+        for c in r.formats:
+            forms = ", ".join(f"{f} (e.g. {c.guess.examples.get(f, '-')})" for f in c.guess.formats) or "none needed"
+            iso = f"; ISO 8601 reads {c.guess.iso} distinct values of the sample" if c.guess.iso else ""
+            lines.append(f"  {c.kind:10} {c.column}: {forms}{iso}; reads {c.values - c.unread:,} of {c.values:,}")
+            if c.guess.ambiguous:
+                lines.append(f"             CHECK day and month: {', '.join(c.guess.ambiguous)} and its day-first twin both fit")
+            if c.unread:
+                lines.append(f"             not read, e.g.: {', '.join(repr(v) for v in c.unread_examples)}")
+        for col, rows in r.values.items():
+            for i, v in enumerate(rows):
+                head = f"  {col:10} " if i == 0 else "             "
+                reading = f"-> {v['reads_as']} ({v['by']})" if v["reads_as"] else "-> UNKNOWN: no map knows it (CHECK)"
+                lines.append(f"{head}{v['value']!r}: {v['rows']:,} rows {reading}")
+        if r.code_systems:
+            total = sum(r.code_systems.values())
+            shares = ", ".join(f"{k} {_pct(n, total)}" for k, n in r.code_systems.items())
+            lines.append(f"  codes      {shares} of {total:,}")
+        # codes to map first (not evaluable until mapped), then the CPT codes outside the map in one line
+        to_map = [u for u in r.unknown_codes if u["system"] != "CPT"]
+        for i, u in enumerate(to_map[:20]):
+            head = "  no map    " if i == 0 else "             "
+            name = f" '{u['name']}'" if u["name"] else ""
+            lines.append(f"{head}{u['code']}{name}: {u['orders']:,} orders ({u['system']} form): not evaluable until mapped")
+        if len(to_map) > 20:
+            lines.append(f"             ... {len(to_map) - 20} more, all in local_code_map.csv with --write-config")
+        cpt = [u for u in r.unknown_codes if u["system"] == "CPT"]
+        if cpt:
+            top = ", ".join(f"{u['code']} ({u['orders']:,})" for u in cpt[:5])
+            lines.append(f"  other CPT  {len(cpt)} codes no map lists, read as imaging outside this audit: {top}")
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- starter config
+
+
+def _format_lines(r: TableReport) -> list[str]:
+    f, fmt, default = r.file, r.fmt, TableFormat()
+    lines = []
+    canonical = f.path.name in {f"{r.table}{s}" for s in (".csv", ".txt", ".tsv", ".parquet", ".xlsx")}
+    if not canonical:
+        lines.append(f"file = {toml_string(f.path.name)}   # found by {r.found_by}")
+    if f.sheet is not None:
+        lines.append(f"sheet = {toml_string(f.sheet)}")
+    if r.delimiter is not None and r.delimiter != default.delimiter_for(f.path.suffix):
+        lines.append(f"delimiter = {toml_string(r.delimiter)}{'' if r.delimiter_sure else '   # CHECK: the guess was close'}")
+    if r.encoding is not None and not fmt.is_utf8:
+        example = f"; {r.encoding.example}" if r.encoding.example else ""
+        note = "" if r.encoding.sure else f"   # CHECK: {r.encoding.note}{example}"
+        lines.append(f"encoding = {toml_string(fmt.encoding)}{note}")
+    if fmt.quote_char != default.quote_char:
+        lines.append(f"quote_char = {toml_string(fmt.quote_char)}")
+    lists = (("timestamp", "timestamp_formats", fmt.timestamp_formats), ("date", "date_formats", fmt.date_formats))
+    for kind, name, values in lists:
+        if not values:
+            continue
+        cols = [c for c in r.formats if c.kind == kind]
+        ambiguous = [a for c in cols for a in c.guess.ambiguous]
+        read = ", ".join(f"{c.column} {c.values - c.unread:,} of {c.values:,}" for c in cols)
+        lines.append(f"{name} = [{', '.join(toml_string(v) for v in values)}]   # reads {read}; ISO 8601 is always read too")
+        if ambiguous:
+            lines.append("# CHECK: day and month could be the other way round in every value seen (%d/%m instead of %m/%d)")
+    return lines
+
+
+def _column_lines(r: TableReport) -> list[str]:
+    lines = []
+    for m in r.columns:
+        if m.source and m.how in ("config", "spelling", "synonym"):
+            lines.append(f"{m.column} = {toml_string(m.source)}   # {HOW[m.how]}")
+        elif m.how == "ambiguous":
+            lines.append(f"# {m.column} = {toml_string(m.others[0])}   # CHECK: several columns fit: {', '.join(m.others)}")
+        elif m.how == "missing" and m.required:
+            lines.append(f'# {m.column} = ""   # CHECK: REQUIRED and no column matched; name the extract\'s column')
+        elif m.how == "missing":
+            lines.append(f'# {m.column} = ""   # optional; no column matched')
+    return lines
+
+
+def _value_lines(r: TableReport, cfg: Config) -> list[tuple[str, list[str]]]:
+    sections = []
+    allowed = CONTRACT_BY_NAME[r.table].allowed_values
+    for col, rows in r.values.items():
+        lines = [
+            f"{toml_string(k)} = {toml_string(v)}   # from the config"
+            for k, v in cfg.values.get(r.table, {}).get(col, {}).items()
+        ]
+        unknown = [v for v in rows if not v["reads_as"]]
+        lines += [
+            f'# {toml_string(v["value"])} = "?"   # CHECK: {v["rows"]:,} rows; one of {", ".join(allowed[col])}' for v in unknown
+        ]
+        if lines:
+            sections.append((f"[values.{r.table}.{col}]", lines))
+    return sections
+
+
+def render_toml(reports: dict, input_dir: Path, cfg: Config, template: Path | None) -> str:
+    out = [
+        f"# order-audit starter config, written by `order-audit inspect` from {input_dir}.",
+        "# Active lines were read from the files; lines marked CHECK need a person's decision",
+        "# (commented out where a wrong guess would change the audit). Every setting: examples/order-audit.toml.",
+        "",
+        f"site_timezone = {toml_string(cfg.site_timezone)}   # CHECK: the zone of times written without an offset",
+    ]
+    if template is not None:
+        out += [
+            f'# local_code_map = "{template.name}"   # CHECK: fill in study_type, modality, regions and contrast '
+            "for the codes listed, then remove the #",
+        ]
+    for table, r in reports.items():
+        if isinstance(r, str):
+            out += ["", f"# {table}: no file found ({r})" + ("; REQUIRED" if CONTRACT_BY_NAME[table].required_file else "")]
+            continue
+        sections = [(f"[formats.{table}]", _format_lines(r)), (f"[columns.{table}]", _column_lines(r))]
+        sections += _value_lines(r, cfg)
+        for title, lines in sections:
+            if lines:
+                out += ["", title, *lines]
+    return "\n".join(out) + "\n"
+
+
+def template_rows(reports: dict, local_map: Path | None) -> list[dict]:
+    """The site map to fill: its current rows (if any), then every order code no map knows that is not CPT."""
+    rows = []
+    if local_map is not None:
+        with local_map.open(newline="", encoding="utf-8") as fh:
+            rows += [{c: r.get(c, "") for c in TEMPLATE_COLUMNS} for r in csv.DictReader(fh)]
+    orders = reports.get("imaging_orders")
+    for u in orders.unknown_codes if isinstance(orders, TableReport) else []:
+        if u["system"] == "CPT":  # an unmapped CPT code is imaging outside this audit (DESIGN.md)
+            continue
+        rows.append(
+            {
+                "code_system": "LOINC" if u["system"] == "LOINC" else "LOCAL",
+                "code": u["code"],
+                "description": u["name"] or "",
+                "valid_from": "2000-01-01",
+                "source": f"order-audit inspect: {u['orders']} orders; fill study_type, modality, regions, contrast",
+            }
+            | {c: "" for c in ("study_type", "modality", "regions", "contrast")}
+        )
+    return rows
+
+
+def _csv_text(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=TEMPLATE_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def write(reports: dict, input_dir: Path, cfg: Config, config_path: Path, local_map: Path | None) -> list[Path]:
+    """Write the starter config and, when codes need mapping, the code map template beside it.
+
+    Refuses (ConfigError, nothing written) when either file exists."""
+    rows = template_rows(reports, local_map)
+    template = config_path.parent / reference.LOCAL_MAP_NAME if rows else None
+    targets = {config_path: render_toml(reports, input_dir, cfg, template)}
+    if template is not None:
+        targets[template] = _csv_text(rows)
+    for path in targets:
+        if path.exists() or path.is_symlink():
+            raise ConfigError(f"{path} exists; nothing written (inspect never overwrites a file): choose another path")
+    if not config_path.parent.is_dir():
+        raise ConfigError(f"{config_path.parent}: folder not found; nothing written")
+    written = []
+    try:
+        for path, text in targets.items():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)  # never replaces a file made meanwhile
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+                fh.write(text)
+            written.append(path)
+    except BaseException as exc:
+        for path in written:  # all or nothing: what this call created goes
+            path.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise ConfigError(f"{exc.filename}: cannot write ({exc.strerror}); nothing written") from None
+        raise
+    return written

@@ -1,0 +1,84 @@
+"""One table's rows typed as the contract says, with one problem column per check (lazy, streamable).
+
+Every expression here must run on Polars' streaming engine, or Polars falls back to holding
+the whole extract in memory (tests/test_load.py checks the plan).
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from pipeline.config import Config
+from pipeline.ingest import timestamps, value_maps
+from pipeline.ingest.contract import TableContract
+from pipeline.ingest.source_store import ERR, LINE
+
+_text = timestamps.text
+
+
+def typed_frame(lf: pl.LazyFrame, schema: dict, contract: TableContract, cfg: Config) -> pl.LazyFrame:
+    """All columns typed, plus one _err_<column> reason column per check and the ambiguity flags."""
+    fmt = cfg.format_of(contract.name)
+    vocabularies = contract.allowed_values
+    # the delivered text of checked columns, kept for the rejects list
+    checked = [c for c in schema if c in contract.instants + contract.dates + contract.integers + contract.numbers]
+    lf = lf.with_columns(pl.col(c).cast(pl.String).alias(f"_src_{c}") for c in checked)
+    for col in contract.instants:
+        if col in schema:
+            lf = timestamps.with_instant(lf, col, schema[col], cfg.site_timezone, fmt.timestamp_formats)
+    # coded columns: their trimmed and lower-case text once, as columns the value map reads
+    coded = [c for c in schema if c in vocabularies]
+    lf = lf.with_columns(
+        [_text(c).alias(f"_txt_{c}") for c in coded] + [_text(c).str.to_lowercase().alias(f"_low_{c}") for c in coded]
+    )
+    exprs: list[pl.Expr] = [pl.col(LINE)]
+    errs: list[pl.Expr] = []
+    for col, dtype in schema.items():
+        if col == LINE:
+            continue
+        if col in contract.instants:
+            exprs += [pl.col(col), pl.col(f"{col}_is_date"), pl.col(f"_ambiguous_{col}")]
+            errs.append(pl.col(ERR + col))
+        elif col in contract.dates:
+            parsed, problem = timestamps.date_expr(col, dtype, fmt.date_formats)
+            exprs.append(parsed.alias(col))
+            errs.append(problem.alias(ERR + col))
+        elif col in contract.integers or col in contract.numbers:
+            target = pl.Int64 if col in contract.integers else pl.Float64
+            parsed = _text(col).cast(target, strict=False)
+            low, high = next(((lo, hi) for c, lo, hi in contract.ranges if c == col), (None, None))
+            outside = parsed.is_not_null() & ~parsed.is_between(low, high) if low is not None else pl.lit(False)
+            exprs.append(pl.when(outside).then(None).otherwise(parsed).alias(col))
+            errs.append(
+                pl.when(_text(col).is_not_null() & parsed.is_null())
+                .then(pl.lit(f"not a {'whole ' if target == pl.Int64 else ''}number"))
+                .when(outside)  # NaN and inf too: no real value of the column
+                .then(pl.lit(f"outside the possible range {low:g} to {high:g}" if low is not None else ""))
+                .alias(ERR + col)
+            )
+        elif col in vocabularies:
+            # a site's word for a contract value is read as that value; an unknown one stays as delivered
+            words = value_maps.mapped_expr(pl.col(f"_low_{col}"), pl.col(f"_txt_{col}"), contract.name, col, cfg.values)
+            exprs.append(words.alias(col))
+        elif col in contract.codes or col in contract.not_null or col in contract.lowercase:
+            text = _text(col)
+            text = text.str.to_uppercase() if col in contract.codes else text
+            text = text.str.to_lowercase() if col in contract.lowercase else text
+            exprs.append(text.alias(col))
+        else:
+            exprs.append(pl.col(col).cast(pl.String))  # free text: kept as delivered
+    for col in contract.not_null:
+        # an unparseable value has its own reason above; this one is for empty cells
+        source = pl.col(f"_src_{col}") if col in checked else pl.col(col)
+        errs.append(
+            # (not `.replace("", None)`: that expression is not streamable and made Polars hold the whole file)
+            pl.when(source.is_null() | (source.cast(pl.String).str.strip_chars() == ""))
+            .then(pl.lit("required value missing"))
+            .alias(f"{ERR}{col}_missing")
+        )
+    keep_src = [pl.col(f"_src_{c}") for c in checked]
+    return (
+        lf.select(exprs + errs + keep_src)
+        .with_columns([pl.when(pl.col(ERR + c).is_not_null()).then(pl.col(f"_src_{c}")).alias(f"_raw_{c}") for c in checked])
+        .drop([f"_src_{c}" for c in checked])
+    )

@@ -1,0 +1,232 @@
+"""The data-quality gate: Great Expectations suites on the parsed inputs and on the outputs.
+
+Inputs are checked before the warehouse changes, on a scratch DuckDB file whose views read
+the parsed Parquet. Row-level failures set their rows aside (rejects) and the run goes on;
+a blocking dataset-level failure, or a row-level one over max_rejected_share, stops it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import logging
+from pathlib import Path
+
+import duckdb
+
+from pipeline.config import Config, pseudonym_key
+from pipeline.logs import event
+from pipeline.models import reference
+from pipeline.sqltext import literal
+
+INPUT_SUITES = {"procedures": "procedures", "imaging_orders": "imaging_orders", "diagnoses": "diagnoses"}
+# a row-level check that fails on more than this share of a table blocks even so
+MAX_REJECTED_SHARE = 0.2
+SAMPLE_LOGGED = 3  # sample keys (months, order ids, pseudonyms) a warning's log line names
+
+DQ_DDL = """CREATE TABLE IF NOT EXISTS dq_results (
+    run_id VARCHAR, check_id VARCHAR, table_name VARCHAR, severity VARCHAR, status VARCHAR,
+    violated_count BIGINT, denominator BIGINT, percent DOUBLE, description VARCHAR, sample_keys VARCHAR,
+    row_level BOOLEAN, rows_set_aside BIGINT)"""
+
+
+def build_gate_db(prepared: dict, cfg: Config, scratch: Path, input_dir: Path | None) -> Path:
+    """A DuckDB file with src_* views over the parsed Parquet and the reference tables."""
+    path = scratch / "gate.duckdb"
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        for name, prep in prepared.items():
+            con.execute(f"CREATE OR REPLACE VIEW src_{name} AS {prep.good_rows_sql()}")
+        reference.load_reference(con, cfg, input_dir)
+        # what the loader already set aside (duplicate ids among it), for the checks that report it
+        parts = [
+            f"SELECT '{name}' AS table_name, * FROM read_parquet({literal(prep.rejects_parquet)})"
+            for name, prep in prepared.items()
+        ]
+        con.execute("CREATE OR REPLACE VIEW incoming_rejects AS " + " UNION ALL ".join(parts))
+    finally:
+        con.close()
+    return path
+
+
+def _pseudonymise_samples(results: list, cfg: Config) -> None:
+    """Samples keyed by patient id are shown as the same keyed pseudonym the reports use."""
+    key, _ = pseudonym_key(cfg)
+    for r in results:
+        if "patient_id" in (r.sample_key or "").split(":"):
+            r.sample_keys = ["P" + hmac.new(key, str(k).encode(), hashlib.sha256).hexdigest()[:16] for k in r.sample_keys]
+
+
+def check_inputs(prepared: dict, cfg: Config, scratch: Path, now: dt.datetime, input_dir: Path | None, gx=None):
+    """Run the input suites; returns (results, rows to set aside per table). ``gx``: a
+    ``workers.GxWorker`` to validate in (a run starts one first thing), else this process."""
+    from pipeline.quality import validate
+
+    if gx is None:
+        validate.start_gx_import()  # seconds of pure Python, overlapping the DuckDB work from here on
+    db = build_gate_db(prepared, cfg, scratch, input_dir)
+    suites = [INPUT_SUITES[t] for t in prepared if t in INPUT_SUITES]
+    results = _run_suites(gx, db, suites, {"now": now, "site_timezone": cfg.site_timezone})
+    set_aside: dict[str, Path] = {}
+    # GX has closed the file. The rows to set aside collect in a TEMP table (memory) and leave as
+    # Parquet: nothing is written to the file, so no write-ahead log and no checkpoint on close.
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        con.execute(
+            "CREATE TEMP TABLE gate_rejects (table_name VARCHAR, source_line BIGINT, column_name VARCHAR, "
+            "value VARCHAR, reason VARCHAR)"
+        )
+        for r in results:
+            if r.set_aside_by_loader and "incoming_rejects" in (r.violations_sql or ""):
+                r.rows_set_aside = r.violated_count or 0
+                continue
+            # a failed blocking row-level check sets its rows aside; a warning only reports them
+            if not (r.row_level and r.severity == "blocking" and r.status == "failed" and r.violations_sql):
+                continue
+            table = r.table.removeprefix("src_")
+            # the column a check is about: a column-map's kwarg, or meta.column of an unexpected_rows query
+            column = (r.expectation or {}).get("column") or (r.expectation or {}).get("kwargs", {}).get("column")
+            cols = {row[0] for row in con.execute(f"DESCRIBE {r.table}").fetchall()}
+            value = f'CAST("{column}" AS VARCHAR)' if column in cols else "NULL"
+            reason = f"data-quality check {r.check_id}: {r.description}"
+            if r.expectation and r.expectation.get("type") in validate.COLUMN_MAP_TYPES:
+                # a column-map check's query is SELECT * FROM the table WHERE <violated>: its rows
+                # are the table's rows, one per line, so they are set aside in one pass
+                rows = f"SELECT * FROM ({r.violations_sql}) AS v"
+            else:
+                rows = f"SELECT * FROM {r.table} WHERE source_line IN ({_violating_lines_sql(con, r)})"
+            r.rows_set_aside = con.execute(
+                f"INSERT INTO gate_rejects SELECT ?, source_line, ?, {value}, ? FROM ({rows})", [table, column, reason]
+            ).fetchall()[0][0]
+        for (table,) in con.execute("SELECT DISTINCT table_name FROM gate_rejects").fetchall():
+            path = scratch / f"{table}.gate_rejects.parquet"
+            con.execute(
+                f"COPY (SELECT source_line, column_name, value, reason FROM gate_rejects WHERE table_name = ? "
+                f"ORDER BY source_line) TO {literal(path)} (FORMAT parquet)",
+                [table],
+            )
+            set_aside[table] = path
+    finally:
+        con.close()
+    _pseudonymise_samples(results, cfg)
+    for r in results:
+        # too many broken rows is a broken extract, not a few bad rows
+        # a blocking check that could not run (status error) blocks: nothing was set aside for it
+        r.blocks = r.blocking_failure and (
+            not r.row_level
+            or r.status == "error"
+            or not getattr(r, "rows_set_aside", 0)
+            or (r.percent or 0) > 100 * MAX_REJECTED_SHARE
+        )
+    return results, set_aside
+
+
+def _violating_lines_sql(con: duckdb.DuckDBPyConnection, r) -> str:
+    """source_line of every row a check's violations query lists (it may list only the key)."""
+    cols = [row[0] for row in con.execute(f"DESCRIBE {r.violations_sql}").fetchall()]
+    if "source_line" in cols:
+        return f"SELECT DISTINCT source_line FROM ({r.violations_sql}) AS v"
+    key = ", ".join(f'"{c}"' for c in cols)
+    return f"SELECT source_line FROM {r.table} WHERE ({key}) IN (SELECT {key} FROM ({r.violations_sql}) AS v)"
+
+
+def _run_suites(gx, path: Path, suites, params: dict) -> list:
+    from pipeline.quality import validate
+
+    return validate.run_suites(path, suites=suites, params=params) if gx is None else gx.run_suites(path, suites, params)
+
+
+def check_outputs(warehouse_path: Path, now: dt.datetime, gx=None) -> list:
+    from pipeline.quality import validate
+
+    results = _run_suites(gx, warehouse_path, validate.OUTPUT_SUITES, {"now": now})
+    for r in results:
+        r.blocks = r.blocking_failure
+    return results
+
+
+def blocking(results: list) -> list:
+    return [r for r in results if getattr(r, "blocks", False)]
+
+
+def log_warnings(results: list) -> None:
+    """One log line per warning check that failed or could not run (the report lists them too)."""
+    for r in results:
+        if r.severity != "warning" or r.status == "passed":
+            continue
+        if r.status == "error":
+            text = f"could not run: {r.error}"
+        else:
+            counts = "" if r.violated_count is None else f"{r.violated_count} of {r.denominator}"
+            sample = f" (e.g. {', '.join(str(k) for k in list(r.sample_keys)[:SAMPLE_LOGGED])})" if r.sample_keys else ""
+            text = f"{counts}{sample}: {r.description}"
+        event(
+            f"data-quality warning {r.check_id} [{r.table}] {text}",
+            level=logging.WARNING,
+            event="dq_warning",
+            check_id=r.check_id,
+            violated_count=r.violated_count,
+            sample=[str(k) for k in list(r.sample_keys)[:SAMPLE_LOGGED]],
+        )
+
+
+def failure_message(failed: list) -> str:
+    lines = [
+        f"data-quality gate failed ({len(failed)} blocking check{'s' if len(failed) != 1 else ''}); "
+        "fix the extract and run again:"
+    ]
+    for r in failed:
+        counts = "" if r.violated_count is None else f" {r.violated_count} of {r.denominator} ({r.percent}%)"
+        lines.append(f"  {r.check_id} [{r.table}]{counts}: {r.error or r.description}")
+    return "\n".join(lines)
+
+
+def as_dict(r) -> dict:
+    return {
+        "check_id": r.check_id,
+        "table": r.table,
+        "severity": r.severity,
+        "status": r.status,
+        "violated_count": r.violated_count,
+        "denominator": r.denominator,
+        "percent": r.percent,
+        "description": r.description,
+        "sample_keys": list(r.sample_keys),
+        "row_level": r.row_level,
+        "rows_set_aside": getattr(r, "rows_set_aside", 0),
+        "error": r.error,
+        "sample_key": getattr(r, "sample_key", None),
+        "blocks": bool(getattr(r, "blocks", False)),
+    }
+
+
+def record_results(con: duckdb.DuckDBPyConnection, run_id: str, results: list) -> None:
+    con.execute(DQ_DDL)
+    for r in results:
+        d = as_dict(r)
+        con.execute(
+            "INSERT INTO dq_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                run_id,
+                d["check_id"],
+                d["table"],
+                d["severity"],
+                d["status"],
+                d["violated_count"],
+                d["denominator"],
+                d["percent"],
+                d["description"],
+                json.dumps(d["sample_keys"]),
+                d["row_level"],
+                d["rows_set_aside"],
+            ],
+        )
+
+
+def write_data_docs(results: list, out_dir: Path) -> Path:
+    from pipeline.quality import data_docs
+
+    return data_docs.write_data_docs(results, out_dir)

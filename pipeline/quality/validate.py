@@ -1,0 +1,420 @@
+"""Data-quality checks on the warehouse: Great Expectations suites plus a few SQL checks.
+
+The suites are declarative files in ``expectations/*.json``. Each expectation carries a
+GX ``type`` and ``kwargs`` and our own ``meta`` (``check_id``, ``severity``,
+``description``, ``row_level``). Checks GX cannot express over one table (two tables,
+or an aggregate over time) are the ``sql_checks`` of a suite, plain SQL in
+``pipeline.quality.sql_checks`` returning the same ``CheckResult``; ``pipeline.quality.data_docs``
+writes GX Data Docs of them all.
+
+GX runs through its SQL data source on the DuckDB file, read-only, with the shim of
+``pipeline.quality.gx_duckdb``: one batch validation per table (all of its expectations at
+once). ``great_expectations`` is imported lazily, inside ``run_suites`` only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import json
+import os
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pipeline.quality.result import SAMPLE_SIZE, CheckResult
+from pipeline.resources import expectations_dir
+from pipeline.sqltext import ident, typed_literal
+
+SUITES_DIR = expectations_dir()
+
+ALL_SUITES = ("procedures", "imaging_orders", "diagnoses")
+OUTPUT_SUITES = ("outputs",)
+
+DEFAULT_PARAMS: dict[str, Any] = {
+    "timestamp_floor": dt.datetime(2000, 1, 1, tzinfo=dt.UTC),
+    "min_mapped_share": 0.95,
+    "volume_min_ratio": 0.5,
+    "volume_trailing_months": 3,
+    "site_timezone": "America/New_York",
+}
+# BASIC: the counts, and GX's few unexpected values. Not SUMMARY: its index list is one more
+# query per column-map expectation, and the rows GX returns there (a LIMIT without an order)
+# change from run to run; _run_table lists the first keys of a failed check itself.
+RESULT_FORMAT = "BASIC"
+_ATTACHED = "validated"  # the alias of the validated file on phase 1's connection
+
+_gx_importer: threading.Thread | None = None
+_gx_import_lock = threading.Lock()
+
+
+def load_suite(name_or_path: str | os.PathLike) -> dict:
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = SUITES_DIR / f"{name_or_path}.json"
+    with open(path, encoding="utf-8") as f:
+        suite = json.load(f)
+    for table in suite["tables"]:
+        for exp in table["expectations"]:
+            meta = exp.get("meta", {})
+            missing = {"check_id", "severity", "description", "row_level"} - meta.keys()
+            if missing:
+                raise ValueError(f"{path}: expectation {exp.get('type')} lacks meta {sorted(missing)}")
+            if meta["severity"] not in ("blocking", "warning"):
+                raise ValueError(f"{path}: {meta['check_id']}: severity must be blocking or warning")
+    return suite
+
+
+def resolve_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Defaults + the caller's values. ``now`` is required: the run supplies it."""
+    p = {**DEFAULT_PARAMS, **(params or {})}
+    if "now" not in p:
+        raise ValueError("params['now'] is required (the run's reference time, tz-aware)")
+    for key in ("now", "timestamp_floor"):
+        v = p[key]
+        if isinstance(v, str):
+            v = dt.datetime.fromisoformat(v)
+        if isinstance(v, dt.date) and not isinstance(v, dt.datetime):
+            v = dt.datetime(v.year, v.month, v.day)
+        if v.tzinfo is None:
+            raise ValueError(f"params['{key}'] must be timezone-aware")
+        p[key] = v
+    p.setdefault("today", p["now"].date())
+    return p
+
+
+# ---------------------------------------------------------------------------------------
+# the runner
+
+
+def run_suites(
+    warehouse_path: str | os.PathLike,
+    suites: Iterable[str | os.PathLike] = ALL_SUITES,
+    params: Mapping[str, Any] | None = None,
+) -> list[CheckResult]:
+    """Run the named suites against the DuckDB file (read-only) and return one result per check."""
+    import duckdb
+
+    p = resolve_params(params)
+    path = Path(warehouse_path).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"warehouse file not found: {path}")
+    loaded = [load_suite(s) for s in suites]
+
+    importer = start_gx_import()
+
+    # Phase 1, plain DuckDB (read-only): which tables exist, their columns and row counts.
+    # The connection is an in-memory DuckDB that ATTACHes the file read-only: a database
+    # instance of its own, so it can stay open while GX opens the file through duckdb-engine
+    # (which adds its own custom_user_agent, and DuckDB refuses a second in-process
+    # connect() of one file with different settings).
+    tables: dict[str, dict] = {}
+    con = duckdb.connect()
+    try:
+        con.execute("SET enable_progress_bar = false")
+        con.execute(f"ATTACH {typed_literal(str(path))} AS {ident(_ATTACHED)} (READ_ONLY)")
+        con.execute(f"USE {ident(_ATTACHED)}")
+        # views too: the input gate reads the parsed Parquet through views
+        existing = {
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = $db "
+                "UNION SELECT view_name FROM duckdb_views() WHERE NOT internal AND database_name = $db",
+                {"db": _ATTACHED},
+            ).fetchall()
+        }
+        for suite in loaded:
+            for tspec in suite["tables"]:
+                t = tspec["table"]
+                if t in existing and t not in tables:
+                    cols = {
+                        r[0]
+                        for r in con.execute(
+                            "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND table_name = ?", [_ATTACHED, t]
+                        ).fetchall()
+                    }
+                    rows = con.execute(f"SELECT count(*) FROM {ident(t)}").fetchall()[0][0]
+                    tables[t] = {"columns": cols, "rows": rows}
+    except BaseException:
+        con.close()
+        raise
+
+    # The SQL checks run on a thread of their own, on that connection, while Great
+    # Expectations is imported (seconds of pure Python) and then validates: DuckDB releases
+    # the GIL while it executes, so their scans use the cores the import and GX's own
+    # Python leave idle.
+    sql_results: dict[tuple[int, int], CheckResult] = {}
+    sql_error: list[BaseException] = []
+
+    from pipeline.quality.sql_checks import run_sql_check
+
+    def run_sql_checks() -> None:
+        try:
+            for i, suite in enumerate(loaded):
+                for j, spec in enumerate(suite.get("sql_checks", [])):
+                    sql_results[(i, j)] = run_sql_check(con, spec, existing, p)
+        except BaseException as exc:  # re-raised on the caller's thread
+            sql_error.append(exc)
+        finally:
+            con.close()
+
+    sql_thread = threading.Thread(target=run_sql_checks, name="sql-checks", daemon=True)
+    sql_thread.start()
+
+    importer.join()
+    # Phase 2, GX: one batch validation per table.
+    gx_results: dict[tuple[int, int], list[CheckResult]] = {}
+    datasource = None
+    try:
+        for i, suite in enumerate(loaded):
+            for k, tspec in enumerate(suite["tables"]):
+                t = tspec["table"]
+                if t not in tables:
+                    if not tspec.get("optional"):
+                        gx_results[(i, k)] = _missing_table_results(tspec)
+                    continue
+                if datasource is None:
+                    from pipeline.quality.gx_duckdb import make_context
+
+                    _context, datasource = make_context(path)
+                gx_results[(i, k)] = _run_table(datasource, suite["suite"], tspec, tables[t], p)
+    finally:
+        if datasource is not None:
+            from pipeline.quality.gx_duckdb import close_datasource
+
+            close_datasource(datasource)
+        sql_thread.join()
+    if sql_error:
+        raise sql_error[0]
+    results: list[CheckResult] = []
+    for i, suite in enumerate(loaded):
+        for k in range(len(suite["tables"])):
+            results.extend(gx_results.get((i, k), []))
+        results.extend(sql_results[(i, j)] for j in range(len(suite.get("sql_checks", []))))
+    return results
+
+
+def start_gx_import() -> threading.Thread:
+    """Import Great Expectations on a thread (once per process); join the thread to wait for it.
+
+    The import is seconds of pure Python: callers start it as early as they can and do
+    DuckDB work meanwhile.
+    """
+    global _gx_importer
+    with _gx_import_lock:
+        if _gx_importer is None:
+            _gx_importer = threading.Thread(
+                target=importlib.import_module, args=("great_expectations",), name="import-gx", daemon=True
+            )
+            _gx_importer.start()
+        return _gx_importer
+
+
+def _missing_table_results(tspec: dict) -> list[CheckResult]:
+    return [
+        CheckResult(
+            check_id=e["meta"]["check_id"],
+            table=tspec["table"],
+            severity=e["meta"]["severity"],
+            status="error",
+            violated_count=None,
+            denominator=None,
+            percent=None,
+            description=e["meta"]["description"],
+            row_level=e["meta"]["row_level"],
+            expectation={"type": e["type"], "kwargs": e["kwargs"]},
+            error=f"table {tspec['table']} does not exist in the warehouse",
+        )
+        for e in tspec["expectations"]
+    ]
+
+
+def _run_table(datasource, suite_name: str, tspec: dict, info: dict, p: dict) -> list[CheckResult]:
+    import great_expectations as gx
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    table = tspec["table"]
+    keys = tspec["key_columns"]
+    index_cols = [k for k in keys if k in info["columns"]]
+    row_count = info["rows"]
+
+    asset_name = f"{suite_name}__{table}"
+    try:
+        asset = datasource.get_asset(asset_name)
+    except LookupError:
+        asset = datasource.add_table_asset(name=asset_name, table_name=table)
+    batch_def = asset.add_batch_definition_whole_table(f"{asset_name}__whole")
+    suite = gx.ExpectationSuite(name=asset_name)
+    by_id: dict[str, dict] = {}
+    for e in tspec["expectations"]:
+        by_id[e["meta"]["check_id"]] = e
+        suite.add_expectation(ExpectationConfiguration(type=e["type"], kwargs=e["kwargs"], meta=e["meta"]).to_domain_obj())
+    gx_params = {k: p[k] for k in ("now", "timestamp_floor", "today")}
+    result_format: dict[str, Any] = {
+        "result_format": RESULT_FORMAT,
+        "partial_unexpected_count": SAMPLE_SIZE,
+    }
+
+    t0 = time.perf_counter()
+    batch = batch_def.get_batch()
+    validation = batch.validate(suite, expectation_parameters=gx_params, result_format=result_format)
+    seconds = time.perf_counter() - t0
+
+    out = []
+    for r in validation.results:
+        meta = r.expectation_config.meta or {}
+        spec = by_id[meta["check_id"]]
+        c = _from_gx(r, spec, table, keys, index_cols, row_count, p, seconds, info["columns"])
+        try:
+            c.gx_result = r.to_json_dict()
+        except Exception:  # Data Docs fall back to a result built from the counts
+            c.gx_result = None
+        out.append(c)
+    # the first keys (or values) of each failed check, in order: the same every run
+    need_sample = [c for c in out if c.status == "failed" and c.violations_sql]
+    if need_sample:
+        engine = datasource.get_execution_engine()
+        with engine.get_connection() as conn:
+            for c in need_sample:
+                if index_cols:
+                    key = ", ".join(ident(k) for k in index_cols)
+                elif c.expectation["type"] == "unexpected_rows_expectation":
+                    key = "*"
+                else:
+                    key = ident(c.expectation["kwargs"]["column"])  # the unexpected values themselves
+                sql = f"SELECT {key} FROM ({c.violations_sql}) AS v ORDER BY ALL LIMIT {SAMPLE_SIZE}"
+                c.sample_keys = [
+                    ":".join("" if v is None else str(v) for v in row) for row in conn.exec_driver_sql(sql).fetchall()
+                ]
+    order = {cid: i for i, cid in enumerate(by_id)}
+    out.sort(key=lambda c: order[c.check_id])
+    return out
+
+
+def _from_gx(
+    r, spec: dict, table: str, keys: list[str], index_cols: list[str], row_count: int, p: dict, seconds: float, columns: set[str]
+) -> CheckResult:
+    meta = spec["meta"]
+    res = CheckResult(
+        check_id=meta["check_id"],
+        table=table,
+        severity=meta["severity"],
+        status="passed",
+        violated_count=0,
+        denominator=row_count,
+        percent=0.0,
+        description=meta["description"],
+        row_level=meta["row_level"],
+        expectation={
+            "type": spec["type"],
+            "kwargs": spec["kwargs"],
+            "column": spec["kwargs"].get("column") or meta.get("column"),
+        },
+        seconds=seconds,
+        sample_key=":".join(index_cols) or spec["kwargs"].get("column"),
+    )
+    error = gx_exception_message(r)
+    empty = False
+    column = spec["kwargs"].get("column")
+    if column is not None and column not in columns:
+        error = f"column {column} does not exist in {table}"
+    elif error is None and r.result and "unexpected_count" in r.result and r.result["unexpected_count"] is None:
+        if row_count == 0:
+            # an empty table (a month without cases): no row breaks the check, and GX counts nothing
+            r.result["unexpected_count"] = 0
+            empty = True
+        else:
+            error = (
+                f"could not count how many of the {row_count} rows of {table} break this check "
+                f"({meta['description']}): Great Expectations computed no count of unexpected rows"
+            )
+    if error is not None:
+        res.status, res.violated_count, res.percent = "error", None, None
+        res.error = error
+        return res
+    result = r.result or {}
+    etype = spec["type"]
+    if etype == "unexpected_rows_expectation":
+        n = int(result.get("observed_value") or 0)
+        # SUMMARY drops the rows GX fetched (only COMPLETE keeps them, and COMPLETE would
+        # return every unexpected value of the column-map checks): _run_table samples them.
+        res.violations_sql = spec["kwargs"]["unexpected_rows_query"].format(batch=ident(table))
+    elif "unexpected_count" in result:
+        n = int(result["unexpected_count"])
+        res.denominator = int(result.get("element_count", row_count))
+        res.violations_sql = _column_map_sql(spec, table, p)
+        if r.success or not index_cols or res.violations_sql is None:
+            res.sample_key = spec["kwargs"].get("column")  # the unexpected values themselves
+        if res.violations_sql is None:  # a type _column_map_sql does not know: GX's own values
+            res.sample_keys = [str(v) for v in (result.get("partial_unexpected_list") or [])[:SAMPLE_SIZE]]
+    else:  # table-level expectation (columns, row count): 0 or 1 violation
+        n = 0 if r.success else 1
+        res.denominator = 1
+        mismatched = (result.get("details") or {}).get("mismatched") or {}
+        res.sample_key = "missing column"
+        if mismatched.get("missing"):
+            res.sample_keys = [str(c) for c in mismatched["missing"]][:SAMPLE_SIZE]
+    res.violated_count = n
+    res.percent = round(100.0 * n / res.denominator, 4) if res.denominator else 0.0
+    res.status = "passed" if r.success or empty else "failed"
+    return res
+
+
+def gx_exception_message(r) -> str | None:
+    """The exception a GX result carries, or None.
+
+    ``exception_info`` is either flat (``{"raised_exception": ..., "exception_message": ...}``)
+    or, when a metric failed, keyed by metric id with one such dict per metric.
+    """
+    info = r.exception_info or {}
+    if "raised_exception" in info:
+        return info.get("exception_message") if info["raised_exception"] else None
+    messages = [v.get("exception_message") for v in info.values() if isinstance(v, Mapping) and v.get("raised_exception")]
+    return "; ".join(sorted({str(m) for m in messages})) if messages else None
+
+
+# the expectations _column_map_sql knows: their violations_sql is SELECT * FROM <table> WHERE ...,
+# one row per violating row of the table
+COLUMN_MAP_TYPES = frozenset(
+    {
+        "expect_column_values_to_not_be_null",
+        "expect_column_values_to_be_unique",
+        "expect_column_values_to_be_in_set",
+        "expect_column_values_to_be_between",
+    }
+)
+
+
+def _column_map_sql(spec: dict, table: str, p: dict) -> str | None:
+    """The DuckDB SQL that lists the rows a column-map expectation counts as unexpected."""
+    kw = spec["kwargs"]
+    col = ident(kw.get("column", ""))
+    t = ident(table)
+
+    def val(v):
+        return p[v["$PARAMETER"]] if isinstance(v, Mapping) and "$PARAMETER" in v else v
+
+    etype = spec["type"]
+    if etype == "expect_column_values_to_not_be_null":
+        return f"SELECT * FROM {t} WHERE {col} IS NULL"
+    if etype == "expect_column_values_to_be_unique":
+        return (
+            f"SELECT * FROM {t} WHERE {col} IN (SELECT {col} FROM {t} WHERE {col} IS NOT NULL GROUP BY {col} HAVING count(*) > 1)"
+        )
+    if etype == "expect_column_values_to_be_in_set":
+        values = ", ".join(typed_literal(v) for v in val(kw["value_set"]))
+        return f"SELECT * FROM {t} WHERE {col} IS NOT NULL AND {col} NOT IN ({values})"
+    if etype == "expect_column_values_to_be_between":
+        conds = []
+        if kw.get("min_value") is not None:
+            conds.append(f"{col} {'<=' if kw.get('strict_min') else '<'} {typed_literal(val(kw['min_value']))}")
+        if kw.get("max_value") is not None:
+            conds.append(f"{col} {'>=' if kw.get('strict_max') else '>'} {typed_literal(val(kw['max_value']))}")
+        return f"SELECT * FROM {t} WHERE {col} IS NOT NULL AND ({' OR '.join(conds)})"
+    return None
+
+
+def blocking_failures(results: Iterable[CheckResult]) -> list[CheckResult]:
+    return [r for r in results if r.blocking_failure]

@@ -1,0 +1,153 @@
+"""The case list: every audited order with its case (the workbook), and the bounded selection of
+flagged cases a printed report lists.
+
+A case is flagged when one of its orders is inappropriate or for review. The report lists the most
+recent flagged cases of each department, at most ``per_department`` of them, and counts the rest;
+appropriate cases are counted, never listed. Everything is one Polars pass over the orders.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+import polars as pl
+
+from pipeline.report.names import NOT_RECORDED, named
+
+FLAGGED = ("inappropriate", "review")
+
+
+def case_rows(con) -> pl.DataFrame:
+    """Every audited order with its case's date and departments, in chart-review order (each rule's
+    citation is said once, by rule id: the report's methods and the workbook's Rules sheet)."""
+    return con.sql(
+        """
+        SELECT o.case_id, o.patient_key, c.index_local_date, c.index_at,
+               c.department AS case_department, c.first_imaging_department,
+               o.order_id, CAST(o.ordered_at_local AS TIMESTAMP) AS ordered_at_local,
+               o.hours_since_index, o.minutes_since_index, o.episode_number, o.order_code, o.order_name,
+               o.study_type, o.ordering_department, o.ordering_provider_id, o.status, o.verdict, o.reasons,
+               o.secondary_reasons, o.explanation, o.rule_ids, o.indication_text
+        FROM mart_audited_orders o LEFT JOIN mart_cases c ON c.case_id = o.case_id
+        ORDER BY c.index_at, o.case_id, o.ordered_at NULLS LAST, o.order_id"""
+    ).pl()
+
+
+def time_after(minutes: str) -> pl.Expr:
+    """Whole minutes after the procedure as '71 h 59 min' (truncated: never reads as the next hour);
+    before the procedure as '1 h 5 min before'; '' when unknown."""
+    m = pl.col(minutes)
+    a = m.abs()
+    text = pl.format("{} h {} min", a // 60, a % 60)
+    return pl.when(m.is_null()).then(pl.lit("")).when(m < 0).then(text + pl.lit(" before")).otherwise(text)
+
+
+def flagged_selection(cases: pl.DataFrame, per_department: int, department: str | None = None) -> dict:
+    """The flagged cases a page lists, and the counts that say what was left out.
+
+    Hospital page (``department`` None): cases with a flagged order, grouped by the case's department
+    (of its first evaluated imaging order), the ``per_department`` most recent of each. Department page:
+    cases with a flagged order placed by that department, the most recent ``per_department``, counting
+    that department's orders only. The rows are the flagged orders; ``other_orders`` counts the case's
+    other listed-scope orders by verdict ("2 appropriate, 1 excluded").
+    """
+    if department is not None:
+        cases = cases.filter(pl.col("ordering_department") == department)
+    group = pl.col("first_imaging_department").fill_null(NOT_RECORDED) if department is None else pl.lit(department)
+    per_case = (
+        cases.group_by("case_id", maintain_order=True)
+        .agg(
+            group.first().alias("group"),
+            pl.col("index_at").first(),
+            pl.col("verdict").is_in(FLAGGED).sum().alias("n_flagged"),
+        )
+        .with_columns((pl.col("n_flagged") > 0).alias("flagged"))
+    )
+    flagged = per_case.filter(pl.col("flagged")).with_columns(
+        pl.col("index_at").rank("ordinal", descending=True).over("group").alias("recency")
+    )
+    chosen = flagged.filter(pl.col("recency") <= per_department)
+    groups = (
+        flagged.group_by("group")
+        .agg(pl.len().alias("flagged_cases"), (pl.col("recency") <= per_department).sum().alias("listed_cases"))
+        .sort("group")
+    )
+    order = chosen.select("case_id", "group", "recency")
+    listed = cases.join(order, on="case_id", how="inner")
+    # the flagged orders are listed; a case's other orders are counted on its first row (the workbook lists them)
+    others = (
+        listed.filter(~pl.col("verdict").is_in(FLAGGED))
+        .group_by("case_id", "verdict")
+        .len()
+        .sort("case_id", "verdict")
+        .group_by("case_id", maintain_order=True)
+        .agg(pl.format("{} {}", pl.col("len"), pl.col("verdict").str.replace_all("_", " ")).str.join(", ").alias("other_orders"))
+    )
+    rows = (
+        listed.filter(pl.col("verdict").is_in(FLAGGED))
+        .join(others, on="case_id", how="left")
+        .sort(["group", "recency", "ordered_at_local", "order_id"], nulls_last=True)
+        .with_columns(pl.col("group").alias("case_group"))
+    )
+    return {
+        "rows": rows,
+        "groups": groups.to_dicts(),
+        "per_department": per_department,
+        "n_cases": per_case.height,
+        "n_orders": cases.height,
+        "n_flagged_cases": flagged.height,
+        "n_flagged_orders": int(cases["verdict"].is_in(FLAGGED).sum()) if cases.height else 0,
+        "n_listed_cases": chosen.height,
+        "n_listed_orders": rows.height,
+        "n_unflagged_cases": per_case.height - flagged.height,
+    }
+
+
+def shaped_rows(frame: pl.DataFrame, names: dict[str, str]) -> list:
+    """The listed orders shaped for the template in one Polars pass: every cell a plain string.
+
+    ``first`` marks a case's first listed order, ``group_start`` a department's first case. The case id
+    is on every row, so a case continued on a new printed page still says whose orders these are.
+    """
+    if frame.height == 0:
+        return []
+    s = pl.col
+    blank = lambda c: s(c).cast(pl.String).fill_null("")  # noqa: E731
+    shaped = frame.select(
+        (s("case_id") != s("case_id").shift(1)).fill_null(True).alias("first"),
+        (s("case_group") != s("case_group").shift(1)).fill_null(True).alias("group_start"),
+        named("case_group", names, "group"),
+        blank("verdict").alias("verdict"),
+        blank("patient_key").alias("patient_key"),
+        blank("case_id").alias("case_id"),
+        blank("index_local_date").alias("index_date"),
+        named("case_department", names, "procedure_department"),
+        blank("order_id").alias("order_id"),
+        s("ordered_at_local").dt.strftime("%Y-%m-%d %H:%M").fill_null("no order time").alias("ordered"),
+        time_after("minutes_since_index").alias("time"),
+        blank("episode_number").alias("episode"),
+        pl.concat_str([blank("order_code"), blank("order_name")], separator=" ").str.strip_chars().alias("study"),
+        s("study_type").cast(pl.String).fill_null("unmapped code").str.replace_all("_", " ").alias("study_type"),
+        blank("indication_text").alias("indication"),
+        named("ordering_department", names, "department"),
+        blank("ordering_provider_id").alias("provider"),
+        blank("status").alias("status"),
+        blank("explanation").alias("why"),
+        # a case's orders often share their reasons (three regional orders of one study): said once
+        ((s("explanation") == s("explanation").shift(1)) & (s("case_id") == s("case_id").shift(1)))
+        .fill_null(False)
+        .alias("same_why"),
+        blank("secondary_reasons").str.replace_all("|", ", ", literal=True).str.replace_all("_", " ").alias("also"),
+        blank("rule_ids").str.split("|").list.eval(pl.element().filter(pl.element() != "")).alias("rules"),
+        blank("other_orders").alias("other_orders"),
+    )
+    row = namedtuple("CaseRow", shaped.columns)  # attribute access: Jinja's fast path
+    return [row(*r) for r in shaped.iter_rows()]
+
+
+def cited_rules(frame: pl.DataFrame, rules: pl.DataFrame) -> list[dict]:
+    """The rules the listed orders cite (the case list's references)."""
+    if frame.height == 0:
+        return []
+    used = set(frame["rule_ids"].drop_nulls().str.split("|").explode().to_list())
+    return [r for r in rules.to_dicts() if r["rule_id"] in used]

@@ -1,0 +1,276 @@
+"""The shared metrics feed: metrics.csv / metrics.parquet / metrics.json (docs/METRICS_FEED.md).
+
+From the internal metrics frame (``measure.build_metrics``: every monthly cell, nothing withheld)
+it adds quarterly and rolling 12-month cells per group (sums of the monthly numerators and
+denominators), applies the feed's small-cell rule (``pipeline.report.disclosure``: no count of 1 to
+``[feed] min_cell_count`` - 1 is released, directly or by subtraction) and says per row whether
+its period is final or still provisional (``pipeline.maturity``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+
+from pipeline import formula_guard
+from pipeline.config import Feed
+from pipeline.maturity import Maturity
+from pipeline.months import index as month_index
+from pipeline.months import is_month
+from pipeline.months import label as month_label
+from pipeline.report import disclosure
+from pipeline.report.measure import METRICS_SCHEMA, with_rates
+
+SCHEMA_VERSION = "1.1"
+ROUND_DIGITS = 6  # rates and intervals: enough for any dashboard, no floating-point noise
+
+FEED_SCHEMA: dict[str, pl.DataType] = {
+    "schema_version": pl.String(),
+    **{c: t for c, t in METRICS_SCHEMA.items() if c != "direction"},  # 1.0: period ... ci_high
+    "suppressed": pl.Boolean(),
+    "direction": pl.String(),
+    # 1.1
+    "period_type": pl.String(),
+    "period_start": pl.String(),
+    "period_end": pl.String(),
+    "status": pl.String(),
+    "data_through": pl.Date(),
+}
+KEYS = ["period", "level", "group_key", "measure_id"]
+
+
+def methods_text(min_cell_count: int) -> str:
+    """The feed's disclosure rule in one paragraph, for the report's methods (context key ``feed_disclosure``)."""
+    k = min_cell_count
+    return (
+        "This report is an internal document: it shows every rate with its numerator, denominator and "
+        "interval, and marks the ones resting on few cases. The metrics feed (metrics.csv / .parquet) is shared "
+        f"more widely and follows a small-cell rule instead (setting [feed] min_cell_count = {k}): no count from 1 to "
+        f"{k - 1} is released, neither "
+        "directly nor by subtraction. A withheld cell loses its numerator, rate and interval (its denominator "
+        f"too when that is itself below {k}); where a withheld cell could be recovered from a total (the hospital "
+        "minus the other departments or providers, a quarter or 12 months minus the other months), the next "
+        "smallest cell is withheld as well. Because leak work-ups are rare, the feed also carries quarterly and "
+        "rolling 12-month rates per department and provider, which usually reach a releasable size."
+    )
+
+
+def min_cell_count(run_info: dict) -> int:
+    return int(run_info.get("config", {}).get("feed", {}).get("min_cell_count", Feed().min_cell_count))
+
+
+# ----------------------------------------------------------------------------- periods
+
+
+def period_windows(months: list[str], run_period: str) -> dict[str, tuple[str, list[str]]]:
+    """Every period of the feed: label -> (period type, calendar months it sums).
+
+    Months from the first month with data to the run's last month; each calendar quarter and each
+    12-month window lying wholly inside them; ``all`` = the run's own months (one month for --month).
+    """
+    if not months:
+        return {}
+    last_run = run_period.split("..")[-1]
+    first = month_index(min(months))
+    last = max(month_index(max(months)), month_index(last_run) if is_month(last_run) else -1)
+    span = list(range(first, last + 1))
+    out: dict[str, tuple[str, list[str]]] = {month_label(i): ("month", [month_label(i)]) for i in span}
+    for i in span:
+        if i % 3 == 0 and i + 2 <= last:
+            out[f"{i // 12:04d}-Q{i % 12 // 3 + 1}"] = ("quarter", [month_label(j) for j in range(i, i + 3)])
+        if i - 11 >= first:
+            out[f"{month_label(i - 11)}..{month_label(i)}"] = ("rolling_12m", [month_label(j) for j in range(i - 11, i + 1)])
+    out["all"] = ("all", [last_run] if is_month(run_period) else [month_label(i) for i in span])
+    return out
+
+
+def with_aggregates(metrics: pl.DataFrame, windows: dict[str, tuple[str, list[str]]]) -> pl.DataFrame:
+    """The monthly cells and the run's ``all`` cells, plus a quarterly and rolling 12-month cell per group
+    (numerators and denominators summed over the months), each row with its period type, first and last month."""
+    # each month's cells go to every window holding the month; grouped by integer ids, not by strings
+    # (at 10M orders: ~0.5M monthly cells become ~1.8M window cells)
+    membership = pl.DataFrame(
+        [(label, kind, m) for label, (kind, ms) in windows.items() if kind in ("quarter", "rolling_12m") for m in ms],
+        schema={"period": pl.String, "period_type": pl.String, "month": pl.String},
+        orient="row",
+    ).with_columns(pl.col("period").rank("dense").cast(pl.UInt32).alias("window"))
+    monthly = metrics.filter(pl.col("period").str.contains(r"^\d{4}-\d{2}$")).with_columns(
+        pl.struct("level", "group_key", "measure_id").rank("dense").cast(pl.UInt32).alias("series")
+    )
+    series = monthly.select("series", "level", "group_key", "measure_id", "direction").unique("series")
+    summed = (
+        monthly.select("series", "period", "numerator", "denominator")
+        .join(membership.select("month", "window"), left_on="period", right_on="month")
+        .group_by("series", "window")
+        .agg(pl.col("numerator").sum(), pl.col("denominator").sum())
+        .join(series, on="series")
+        .join(membership.select("window", "period", "period_type").unique("window"), on="window")
+    )
+    base = metrics.select("period", "level", "group_key", "measure_id", "numerator", "denominator", "direction").with_columns(
+        pl.when(pl.col("period") == "all").then(pl.lit("all")).otherwise(pl.lit("month")).alias("period_type")
+    )
+    rows = pl.concat([base, summed.select(base.columns)])
+    return with_rates(rows).with_columns(
+        pl.col("period").replace_strict({p: ms[0] for p, (_, ms) in windows.items()}, default=None).alias("period_start"),
+        pl.col("period").replace_strict({p: ms[-1] for p, (_, ms) in windows.items()}, default=None).alias("period_end"),
+    )
+
+
+# ----------------------------------------------------------------------------- the small-cell rule
+
+
+def _signature(rows: pl.DataFrame, columns: list[str], name: str) -> pl.DataFrame:
+    """measure_id -> a name shared by the measures whose ``columns`` agree in every cell (the same count).
+
+    Two order-independent sums of 40-bit row hashes and the row count stand for a measure's cells."""
+    row = pl.struct([pl.col(c).fill_null(-1) if c in columns else pl.col(c).fill_null("") for c in KEYS[:3] + columns])
+    sig = (
+        rows.group_by("measure_id")
+        .agg((row.hash(1) // (1 << 24)).sum().alias("h1"), (row.hash(2) // (1 << 24)).sum().alias("h2"), pl.len())
+        .with_columns(pl.struct("h1", "h2", "len").rank("dense").cast(pl.String).alias(name))
+    )
+    return sig.select("measure_id", name)
+
+
+def _denominator_cells(rows: pl.DataFrame, k: int) -> pl.DataFrame:
+    """One cell per shared denominator, period and group; primary withheld: 1..k-1, or 1..k-1 apart from a
+    nested denominator of the same cell (evaluated orders within non-excluded within audited orders: the
+    difference, the not-evaluable or excluded orders, is a count too). The one used by fewer measures goes."""
+    cells = rows.select("kind", "period", "period_type", "level", "group_key", "denominator").unique()
+    uses = rows.select("kind", "measure_id").unique().group_by("kind").len("uses")
+    cell = ["period", "level", "group_key"]
+    pairs = cells.join(cells, on=cell, suffix="_b").filter(pl.col("kind") != pl.col("kind_b"))
+    # nested: one is at least the other in every cell both have, and they have the same cells
+    nested = (
+        pairs.group_by("kind", "kind_b")
+        .agg((pl.col("denominator") >= pl.col("denominator_b")).all().alias("ge"), pl.len().alias("common"))
+        .join(cells.group_by("kind").len("n_a"), on="kind")
+        .join(cells.group_by("kind").len("n_b").rename({"kind": "kind_b"}), on="kind_b")
+        .filter(pl.col("ge") & (pl.col("common") == pl.col("n_a")) & (pl.col("common") == pl.col("n_b")))
+        .select("kind", "kind_b")
+    )
+    gap = (
+        pairs.join(nested, on=["kind", "kind_b"])
+        .filter(disclosure.small(pl.col("denominator") - pl.col("denominator_b"), k))
+        .join(uses, on="kind")
+        .join(uses.rename({"kind": "kind_b", "uses": "uses_b"}), on="kind_b")
+        .select(*cell, pl.when(pl.col("uses") <= pl.col("uses_b")).then("kind").otherwise("kind_b").alias("kind"))
+        .unique()
+        .with_columns(pl.lit(True).alias("gap"))
+    )
+    return (
+        cells.join(gap, on=["kind", *cell], how="left")
+        .with_columns(
+            (disclosure.small(pl.col("denominator"), k) | pl.col("gap").fill_null(False)).alias("withheld"),
+            pl.col("kind").alias("unit"),
+            pl.col("denominator").alias("value"),
+            pl.col("denominator").alias("den"),
+            pl.lit(None, pl.Int64).alias("complement"),
+        )
+        .drop("gap")
+    )
+
+
+def suppress(feed: pl.DataFrame, windows: dict[str, tuple[str, list[str]]], k: int) -> pl.DataFrame:
+    """The feed with the small-cell rule applied: ``suppressed`` rows lose numerator, rate and interval;
+    a withheld denominator is null too."""
+    if feed.height == 0:
+        return feed.with_columns(pl.lit(False).alias("suppressed"))
+    month_no = {m: i for i, m in enumerate(sorted({m for _, ms in windows.values() for m in ms}))}
+    periods = {p: (kind, [month_no[m] for m in ms]) for p, (kind, ms) in windows.items()}
+    feed = feed.filter(pl.col("period").is_in(list(periods)))
+    # measures that agree in every month (and the run's total) agree in every sum of months too
+    base = feed.filter(pl.col("period_type").is_in(["month", "all"]))
+    family = dict(_signature(base, ["numerator", "denominator"], "family").iter_rows())
+    kind = dict(_signature(base, ["denominator"], "kind").iter_rows())
+    rows = feed.with_columns(
+        pl.col("group_key").fill_null("\x00(none)").alias("gk"),
+        pl.col("measure_id").replace_strict(family).alias("family"),
+        pl.col("measure_id").replace_strict(kind).alias("kind"),
+    )
+    # denominators first: a withheld one withholds every row built on it
+    den_cells = _denominator_cells(rows.with_columns(pl.col("gk").alias("group_key")), k)
+    den_cells = den_cells.with_columns(pl.Series("den_withheld", disclosure.protect(den_cells, periods, k)))
+    rows = rows.join(
+        den_cells.select("kind", "period", "level", pl.col("group_key").alias("gk"), "den_withheld"),
+        on=["kind", "period", "level", "gk"],
+        how="left",
+    )
+    fam = (
+        rows.group_by("family", "period", "period_type", "level", "gk")
+        .agg(pl.col("numerator").first(), pl.col("denominator").first(), pl.col("den_withheld").any())
+        .with_columns(
+            pl.col("family").alias("unit"),
+            pl.col("gk").alias("group_key"),
+            pl.col("numerator").alias("value"),
+            (pl.col("denominator") - pl.col("numerator")).alias("complement"),
+            pl.col("denominator").alias("den"),
+            (
+                disclosure.small(pl.col("numerator"), k)
+                | disclosure.small(pl.col("denominator") - pl.col("numerator"), k)
+                | pl.col("den_withheld")
+            ).alias("withheld"),
+        )
+    )
+    fam = fam.with_columns(pl.Series("row_withheld", disclosure.protect(fam, periods, k)))
+    rows = rows.join(fam.select("family", "period", "level", "gk", "row_withheld"), on=["family", "period", "level", "gk"])
+    hide = pl.col("row_withheld")
+    return rows.with_columns(
+        hide.alias("suppressed"),
+        pl.when(hide).then(None).otherwise(pl.col("numerator")).alias("numerator"),
+        pl.when(pl.col("den_withheld")).then(None).otherwise(pl.col("denominator")).alias("denominator"),
+        *[pl.when(hide).then(None).otherwise(pl.col(c)).alias(c) for c in ("rate", "ci_low", "ci_high")],
+    ).drop("gk", "family", "kind", "den_withheld", "row_withheld")
+
+
+# ----------------------------------------------------------------------------- the feed
+
+
+def build_feed(metrics: pl.DataFrame, run_info: dict) -> pl.DataFrame:
+    """The feed rows (schema ``FEED_SCHEMA``), sorted, rates rounded, small cells withheld."""
+    months = sorted(p for p in metrics["period"].unique().drop_nulls().to_list() if is_month(p))
+    windows = period_windows(months, str(run_info.get("period", "all")))
+    if not windows:  # no month with data: an empty feed, its columns all there
+        return pl.DataFrame(schema=FEED_SCHEMA)
+    maturity = Maturity.from_dict(run_info.get("maturity"))
+    status = {ms[-1]: maturity.status(ms[-1]) for _, ms in windows.values()} if maturity else {}
+    through = maturity.local_date(maturity.data_through) if maturity else None
+    feed = suppress(with_aggregates(metrics, windows), windows, min_cell_count(run_info))
+    out = feed.with_columns(
+        pl.lit(SCHEMA_VERSION).alias("schema_version"),
+        *[pl.col(c).round(ROUND_DIGITS).clip(0.0, 1.0) for c in ("rate", "ci_low", "ci_high")],
+        pl.col("period_end").replace_strict(status, default=None, return_dtype=pl.String).alias("status"),
+        pl.lit(through, pl.Date).alias("data_through"),
+    )
+    return out.select([pl.col(c).cast(t) for c, t in FEED_SCHEMA.items()]).sort(KEYS, nulls_last=True)
+
+
+def write_feed(out_dir: Path, metrics: pl.DataFrame, run_info: dict, headline_period: str) -> list[Path]:
+    """metrics.csv, metrics.parquet (the rows) and metrics.json (what they are, and the headline rows)."""
+    feed = build_feed(metrics, run_info)
+    csv_path, pq_path, json_path = out_dir / "metrics.csv", out_dir / "metrics.parquet", out_dir / "metrics.json"
+    formula_guard.neutralised(feed).write_csv(csv_path, float_precision=ROUND_DIGITS)  # the Parquet keeps the raw text
+    feed.write_parquet(pq_path, compression="zstd", statistics=False)
+    headline = feed.filter((pl.col("period") == headline_period) & (pl.col("level") == "overall"))
+    summary = {
+        "schema_version": SCHEMA_VERSION,
+        # no run id or time here: the feed is data and a rerun must give the same bytes (run.json has them)
+        "software_version": run_info["software_version"],
+        "rule_set_version": run_info["rule_set_version"],
+        "period": run_info["period"],
+        "headline_period": headline_period,
+        "min_cell_count": min_cell_count(run_info),
+        "disclosure": methods_text(min_cell_count(run_info)),
+        "interval": "Wilson score, 95%",
+        "rows": feed.height,
+        "columns": {c: str(t) for c, t in feed.schema.items()},
+        "period_types": sorted(feed["period_type"].unique().drop_nulls().to_list()),
+        "periods": sorted(feed["period"].unique().drop_nulls().to_list()),
+        "data_through": next(iter(feed["data_through"].drop_nulls().cast(pl.String).head(1)), None),
+        "headline": json.loads(headline.drop("schema_version").write_json()),
+        "files": {"csv": "metrics.csv", "parquet": "metrics.parquet"},
+    }
+    json_path.write_text(json.dumps(summary, indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8", newline="\n")
+    return [csv_path, pq_path, json_path]

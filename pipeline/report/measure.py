@@ -1,0 +1,167 @@
+"""Rates, 95% Wilson intervals, p-chart and funnel limits.
+
+Reads ``mart_metric_counts`` and returns the internal metrics frame: every cell with its rate and
+interval (the report shows them all; the shared feed's small-cell rule is ``pipeline.report.feed``).
+Everything is vectorised over numpy/Polars columns: no Python loop over rows.
+"""
+
+from __future__ import annotations
+
+import csv
+from statistics import NormalDist
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from pipeline.resources import REFERENCE_DIR
+
+Z_95 = 1.959963984540054  # two-sided 95%
+Z_998 = 3.090232306167813  # two-sided 99.8%
+
+METRICS_SCHEMA: dict[str, pl.DataType] = {
+    "period": pl.String(),
+    "level": pl.String(),
+    "group_key": pl.String(),
+    "measure_id": pl.String(),
+    "numerator": pl.Int64(),
+    "denominator": pl.Int64(),
+    "rate": pl.Float64(),
+    "ci_low": pl.Float64(),
+    "ci_high": pl.Float64(),
+    "direction": pl.String(),
+}
+
+# Measures where a larger share is the goal; every other measure is lower-is-better.
+HIGHER_IS_BETTER = {"first_imaging_right_study"}
+
+
+def wilson_interval(numerator, denominator, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval, NaN where the denominator is 0; clamped to [0, 1].
+
+    The closed form (Wilson 1927), the same as statsmodels' ``proportion_confint(method="wilson")``
+    (tests/test_measure.py compares them) without importing statsmodels (a second of start-up).
+    """
+    num = np.asarray(numerator, dtype=float)
+    den = np.asarray(denominator, dtype=float)
+    z = Z_95 if alpha == 0.05 else NormalDist().inv_cdf(1 - alpha / 2)
+    ok = den > 0
+    n = np.where(ok, den, 1.0)
+    p = num / n
+    scale = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / scale
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / scale
+    # exactly 0 for 0 of n and 1 for n of n (the formula leaves 2.8e-17 of floating-point noise there)
+    low = np.where(ok, np.where(num <= 0, 0.0, np.clip(centre - half, 0.0, 1.0)), np.nan)
+    high = np.where(ok, np.where(num >= den, 1.0, np.clip(centre + half, 0.0, 1.0)), np.nan)
+    return low, high
+
+
+def _appropriate_reasons(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """Reason codes whose verdict is 'appropriate' (their share is higher-is-better)."""
+    try:
+        rows = con.execute("SELECT reason_code FROM ref_rules WHERE verdict = 'appropriate'").fetchall()
+        return {r[0] for r in rows}
+    except duckdb.CatalogException:
+        with open(REFERENCE_DIR / "rules.csv", newline="", encoding="utf-8") as fh:
+            return {r["reason_code"] for r in csv.DictReader(fh) if r["verdict"] == "appropriate"}
+
+
+def build_metrics(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Every cell of ``mart_metric_counts`` with its rate and Wilson 95% CI (wherever the denominator
+    is above 0) and direction; nothing withheld (the feed applies its own rule, ``pipeline.report.feed``)."""
+    counts = con.sql(
+        "SELECT CAST(period AS VARCHAR) AS period, CAST(level AS VARCHAR) AS level, "
+        "CAST(group_key AS VARCHAR) AS group_key, CAST(measure_id AS VARCHAR) AS measure_id, "
+        "CAST(numerator AS BIGINT) AS numerator, CAST(denominator AS BIGINT) AS denominator "
+        "FROM mart_metric_counts"
+    ).pl()
+    higher = HIGHER_IS_BETTER | {f"reason_{r}" for r in _appropriate_reasons(con)}
+    out = with_rates(counts).with_columns(
+        pl.when(pl.col("measure_id").is_in(sorted(higher)))
+        .then(pl.lit("higher_is_better"))
+        .otherwise(pl.lit("lower_is_better"))
+        .alias("direction"),
+    )
+    return out.select([pl.col(c).cast(t) for c, t in METRICS_SCHEMA.items()]).sort(
+        ["period", "level", "group_key", "measure_id"], nulls_last=True
+    )
+
+
+def with_rates(counts: pl.DataFrame) -> pl.DataFrame:
+    """``counts`` with rate, ci_low and ci_high from its numerator and denominator (null where the
+    denominator is 0): one home for the rate of a cell, monthly or summed over months."""
+    num = counts["numerator"].fill_null(0).to_numpy()
+    den = counts["denominator"].fill_null(0).to_numpy()
+    low, high = wilson_interval(num, den)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+    return counts.with_columns(
+        pl.Series("rate", rate, dtype=pl.Float64).fill_nan(None),
+        pl.Series("ci_low", low, dtype=pl.Float64).fill_nan(None),
+        pl.Series("ci_high", high, dtype=pl.Float64).fill_nan(None),
+    )
+
+
+def p_chart(monthly: pl.DataFrame) -> pl.DataFrame:
+    """P-chart: centre line p-bar (pooled) and 3-sigma limits per month; ``outside`` flags special causes.
+
+    Input: one row per month with ``period``, ``numerator``, ``denominator``. Months with a zero
+    denominator keep null limits and are never flagged.
+    """
+    df = monthly.select("period", "numerator", "denominator").sort("period")
+    total_den = df["denominator"].sum() or 0
+    p_bar = (df["numerator"].sum() / total_den) if total_den else None
+    if p_bar is None:
+        return df.with_columns(pl.lit(None, pl.Float64).alias(c) for c in ("rate", "centre", "sigma", "lcl", "ucl")).with_columns(
+            pl.lit(False).alias("outside")
+        )
+    n = pl.col("denominator").cast(pl.Float64)
+    sigma = pl.when(n > 0).then((p_bar * (1 - p_bar) / n).sqrt())
+    return (
+        df.with_columns(
+            pl.when(n > 0).then(pl.col("numerator") / n).alias("rate"),
+            pl.lit(p_bar).alias("centre"),
+            sigma.alias("sigma"),
+        )
+        .with_columns(
+            (pl.col("centre") - 3 * pl.col("sigma")).clip(0.0, 1.0).alias("lcl"),
+            (pl.col("centre") + 3 * pl.col("sigma")).clip(0.0, 1.0).alias("ucl"),
+        )
+        .with_columns(((pl.col("rate") > pl.col("ucl")) | (pl.col("rate") < pl.col("lcl"))).fill_null(False).alias("outside"))
+    )
+
+
+def funnel_limits(overall_rate: float, denominators) -> pl.DataFrame:
+    """Funnel-plot control limits around ``overall_rate`` for each denominator.
+
+    Normal approximation to the binomial (Spiegelhalter 2005): p0 +/- z * sqrt(p0 (1 - p0) / n),
+    z = 1.960 (95%) and 3.090 (99.8%), clipped to [0, 1]. Columns: denominator, lo95, hi95,
+    lo998, hi998.
+    """
+    n = np.asarray(denominators, dtype=float)
+    p0 = float(overall_rate)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        se = np.where(n > 0, np.sqrt(p0 * (1 - p0) / np.where(n > 0, n, 1)), np.nan)
+    return pl.DataFrame(
+        {
+            "denominator": n,
+            "lo95": np.clip(p0 - Z_95 * se, 0, 1),
+            "hi95": np.clip(p0 + Z_95 * se, 0, 1),
+            "lo998": np.clip(p0 - Z_998 * se, 0, 1),
+            "hi998": np.clip(p0 + Z_998 * se, 0, 1),
+        }
+    ).fill_nan(None)
+
+
+def funnel_status(rate, denominator, overall_rate: float) -> list[str]:
+    """Where each group's rate falls against the funnel: 'within', 'above 95%' ... (not a rank)."""
+    lim = funnel_limits(overall_rate, denominator)
+    r = np.asarray(rate, dtype=float)
+    out = np.full(r.shape, "within limits", dtype=object)
+    out[r > lim["hi95"].to_numpy()] = "above 95% limit"
+    out[r > lim["hi998"].to_numpy()] = "above 99.8% limit"
+    out[r < lim["lo95"].to_numpy()] = "below 95% limit"
+    out[r < lim["lo998"].to_numpy()] = "below 99.8% limit"
+    out[np.isnan(r)] = ""
+    return out.tolist()

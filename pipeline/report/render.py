@@ -1,0 +1,383 @@
+"""Render the monthly report, department pages, index, metrics feed, case list workbook and PDF.
+
+Jinja2 runs with ``autoescape=True`` and ``StrictUndefined``: every value is escaped and a
+missing variable is an error. The only ``|safe`` values are matplotlib's SVG charts.
+Only ``patient_key`` (the keyed pseudonym) is ever read for output; raw patient ids are read
+solely for the re-identification crosswalk, written outside the output folder, mode 0600.
+
+The report, department pages, index and workbook are internal documents: every rate is shown
+with n / N and its interval (``sections``). The report lists a bounded selection of flagged cases
+(``caselist``), so its size does not grow with the number of cases; the workbook lists every order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from pipeline import db, workers
+from pipeline.errors import ReportError
+from pipeline.months import MONTH
+from pipeline.report import caselist, charts, feed, sections, workbook
+from pipeline.report.feed import SCHEMA_VERSION
+from pipeline.report.names import department_name, department_names, named
+from pipeline.report.pdf import CHROMIUM_FLAGS, RunningHeader, find_chromium, pdf_engine, write_pdf  # noqa: F401 - re-exported
+from pipeline.report.reid import write_reid_file
+from pipeline.report.sections import TABLE_MEASURES
+from pipeline.report.site_index import render_site_index
+from pipeline.report.templates import make_env
+
+RUN_INFO_KEYS = (
+    "run_id",
+    "software_version",
+    "rule_set_version",
+    "code_set_versions",
+    "inputs",
+    "config",
+    "period",
+    "started_at",
+    "pseudonym_key_is_demo",
+    "data_quality",
+)
+AUDIT_TITLE = "CSF-leak imaging audit"
+# Draw the charts in a worker process from this many audited orders (and 2+ CPUs). The charts cost
+# about the same at any size (~1.5 s); the rest of the render grows with the orders (the workbook).
+CHART_PROCESS_MIN_ORDERS = 5000
+
+
+def slugify(name: str | None) -> str:
+    """A file-name-safe, collision-resistant slug for a department name."""
+    text = "" if name is None else str(name)
+    base = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "department"
+    return f"{base}-{hashlib.sha256(text.encode()).hexdigest()[:6]}"
+
+
+# ----------------------------------------------------------------------------- periods
+
+
+def _periods(metrics: pl.DataFrame, run_period: str) -> tuple[str, str | None]:
+    """(headline period label in the feed, last month of the trend)."""
+    present = set(metrics["period"].unique().to_list())
+    months = sorted(p for p in present if p and MONTH.match(p))
+    last = run_period.split("..")[-1] if ".." in run_period else run_period
+    trend_end = last if MONTH.match(last or "") else (months[-1] if months else None)
+    if run_period in present:
+        return run_period, trend_end
+    if "all" in present:
+        return "all", trend_end
+    return (trend_end or run_period), trend_end
+
+
+def _audit_period(con) -> dict:
+    """The run's period bounds from ``audit_period`` (first_month, last_month, trend_first_month); {} if unset."""
+    if not db.has_table(con, "audit_period"):
+        return {}
+    rows = db.frame(con, "SELECT * FROM audit_period LIMIT 1").to_dicts()
+    return {k: v for k, v in rows[0].items() if v is not None} if rows else {}
+
+
+def _period_label(period: str, metrics: pl.DataFrame, bounds: dict, trend_end: str | None) -> str:
+    """What the period means in words: a month, or 'all months, first to last'."""
+    if MONTH.match(period):
+        return period
+    first, last = bounds.get("first_month"), bounds.get("last_month")
+    if not (first and last):
+        months = sorted(p for p in metrics["period"].unique().drop_nulls().to_list() if MONTH.match(p))
+        if not months:
+            return period
+        first, last = months[0], trend_end or months[-1]
+    return f"all months, {first} to {last}" if first != last else first
+
+
+def _overall_rates(metrics: pl.DataFrame, period: str) -> dict:
+    sel = metrics.filter((pl.col("period") == period) & (pl.col("level") == "overall"))
+    return {r["measure_id"]: r["rate"] for r in sel.to_dicts()}
+
+
+def _page_metrics(metrics: pl.DataFrame, period: str) -> pl.DataFrame:
+    """The rows the pages read: hospital and department rows of every period, and the provider rows of
+    the table measures in the headline period (filtered once instead of on every page)."""
+    level = pl.col("level")
+    provider = (level == "provider") & (pl.col("period") == period) & pl.col("measure_id").is_in(TABLE_MEASURES)
+    return metrics.filter(level.is_in(["overall", "department"]) | provider)
+
+
+# ----------------------------------------------------------------------------- pages
+
+
+def _page_context(
+    con,
+    run_info: dict,
+    metrics: pl.DataFrame,
+    rules: pl.DataFrame,
+    period: str,
+    window: list[str],
+    settings: dict,
+    shared: dict,
+    draw,
+    *,
+    department: str | None,
+) -> dict:
+    """One page's template values; charts are Futures (``draw`` submits them, ``_page`` resolves them)."""
+    low, names = settings["low"], settings["names"]
+    overall = settings["overall_rates"]
+    hours_limit = run_info["config"].get("case", {}).get("premature_hours", 72.0)
+    if department is None:
+        level, key, name = "overall", "all", "overall"
+        provider_rates = metrics.filter((pl.col("level") == "provider") & (pl.col("period") == period))
+    else:
+        level, key, name = "department", department, "dept"
+        provider_rates = shared["department_providers"].filter(pl.col("department") == department)
+    in_period = metrics.filter(pl.col("period") == period)
+    department_rows = sections.group_rows(in_period.filter(pl.col("level") == "department"), overall, low, names)
+    if department is not None:
+        department_rows = [r for r in department_rows if r["group_key"] == department]
+    for row in department_rows:
+        row["slug"] = slugify(row["group_key"])
+    hospital_row = sections.group_rows(in_period.filter(pl.col("level") == "overall"), overall, low, names)
+    attribution = shared["attribution"]
+    if department is not None:
+        attribution = dict(attribution, rows=[r for r in attribution["rows"] if r["department"] == department])
+    points = sections.funnel_points(provider_rates, low)
+    flagged = caselist.flagged_selection(shared["cases"], settings["per_department"], department)
+    dept_chart_rows = (
+        in_period.filter((pl.col("level") == "department") & (pl.col("measure_id") == "inappropriate_order_rate"))
+        .filter(pl.col("denominator") > 0)
+        .with_columns(
+            named("group_key", names, "label"),
+            (pl.col("denominator") < low).alias("small"),
+        )
+    )
+    return {
+        "scope": {
+            "kind": "department" if department else "hospital",
+            "key": department,
+            "name": department_name(department, names) if department else "All departments",
+        },
+        "period": period,
+        "headline": sections.headline(metrics, period, level, key, rules, low, sections.plain_number(hours_limit)),
+        "trend": sections.trend(metrics, level, key, window, name, draw, low),
+        "departments": department_rows,
+        "hospital_row": hospital_row[0] if hospital_row else None,
+        "attribution": attribution,
+        "department_chart": None
+        if department
+        else draw(
+            charts.interval_svg,
+            dept_chart_rows,
+            "Inappropriate-order rate by department (alphabetical, not ranked)",
+            "dept-rates",
+            overall.get("inappropriate_order_rate"),
+        ),
+        "providers": sections.provider_table(provider_rates, overall, low),
+        "funnel_svg": draw(
+            charts.funnel_svg,
+            points,
+            overall.get("inappropriate_order_rate"),
+            "Providers: inappropriate-order rate against evaluated orders (funnel plot)",
+            f"{name}-funnel",
+        ),
+        "n_funnel": points.height,
+        "n_small_providers": int(points["small"].sum()) if points.height else 0,
+        "attrition": sections.attrition(con) if department is None else [],
+        "hours": sections.hours(shared["hours"], department, float(hours_limit), f"{name}-hours", draw),
+        "risk_department": department,
+        "flagged": flagged,
+        "case_rows": caselist.shaped_rows(flagged["rows"], names),
+        "cited_rules": caselist.cited_rules(flagged["rows"], rules),
+    }
+
+
+def _page(ctx: dict, risk_counts, low: int) -> dict:
+    """A page context ready for the template: charts drawn (Futures resolved), risk factors in place."""
+    out = dict(ctx)
+    out["trend"] = [dict(t, svg=t["svg"].result()) for t in ctx["trend"]]
+    out["hours"] = dict(ctx["hours"], svg=ctx["hours"]["svg"] and ctx["hours"]["svg"].result())
+    for key in ("department_chart", "funnel_svg"):
+        out[key] = ctx[key] and ctx[key].result()
+    out["risk_factors"] = sections.risk_factors(risk_counts, low, out.pop("risk_department"))
+    out["any_low"] = (
+        ctx["headline"]["any_low"]
+        or ctx["providers"]["any_low"]
+        or any(sections.any_low([r[m] for m in TABLE_MEASURES]) for r in ctx["departments"])
+    )
+    return out
+
+
+def _department_list(metrics: pl.DataFrame, period: str, attribution: dict) -> list[str]:
+    """Every department any output of the period names: with figures, orders placed, cases attributed
+    by first imaging order, or cases after a procedure in it (the second view)."""
+    names = set(
+        metrics.filter((pl.col("level") == "department") & (pl.col("period") == period))["group_key"].drop_nulls().to_list()
+    )
+    names |= {r["department"] for r in attribution["rows"]}
+    return sorted(names)
+
+
+def _common(run_info: dict, period_label: str, settings: dict) -> dict:
+    common = {
+        "run": {k: run_info.get(k) for k in ("run_id", "software_version", "rule_set_version", "period", "started_at")},
+        "demo_key": bool(run_info.get("pseudonym_key_is_demo")),
+        "low": settings["low"],
+        "per_department": settings["per_department"],
+        "schema_version": SCHEMA_VERSION,
+        "period_label": period_label,
+        "audit_title": AUDIT_TITLE,
+        # the shared feed's small-cell rule in words, for the methods (pipeline.report.feed)
+        "feed_disclosure": feed.methods_text(feed.min_cell_count(run_info)),
+    }
+    if run_info.get("status"):  # the period's own state (empty, provisional, revised): _status_banner.html
+        common["status"] = run_info["status"]
+    return common
+
+
+def _settings(run_info: dict, overall_rates: dict) -> dict:
+    reporting = run_info["config"].get("reporting", {})
+    return {
+        "low": int(reporting.get("low_reliability_denominator", 20)),
+        "per_department": int(reporting.get("flagged_cases_per_department", 5)),
+        "names": department_names(run_info["config"]),
+        "overall_rates": overall_rates,
+    }
+
+
+def render_outputs(
+    con: duckdb.DuckDBPyConnection,
+    out_dir: Path,
+    run_info: dict,
+    metrics: pl.DataFrame,
+    *,
+    pdf: bool = False,
+    reid_file: Path | None = None,
+    site: bool | None = None,
+    chart_process: bool | None = None,
+    chart_pool: charts.ChartPool | None = None,
+) -> list[Path]:
+    """Write every report and feed file into ``out_dir``; return the paths written.
+
+    ``metrics`` is the internal frame (every rate); the shared feed applies its own privacy rule (``pipeline.report.feed``).
+    ``site``: the folder is one month of a backfill (``OUT/<YYYY-MM>/``): its pages link the top-level
+    ``OUT/index.html`` and that index is refreshed (``render_site_index``); ``None`` infers it from the
+    staging folder's name (``.<YYYY-MM>.staging-<pid>``). ``chart_process``: draw the charts in a worker
+    process (``charts.ChartPool``); ``None`` does so from ``CHART_PROCESS_MIN_ORDERS`` orders with 2 CPUs.
+    ``chart_pool``: a pool the caller started earlier (a run starts one first thing) and closes.
+    ``run_info`` gains ``headline`` (the hospital's headline rates), which run.json records.
+    """
+    missing = [k for k in RUN_INFO_KEYS if k not in run_info]
+    if missing:
+        raise KeyError(f"run_info lacks {', '.join(missing)}")
+    out_dir = Path(out_dir)
+    if reid_file is not None and Path(reid_file).resolve().is_relative_to(out_dir.resolve()):
+        raise ReportError(
+            f"--reid-file {reid_file} is inside the output folder {out_dir}; the crosswalk holds "
+            "raw patient ids and must be written elsewhere (e.g. a restricted folder)"
+        )
+    if pdf:
+        pdf_engine()  # fail before any work when no engine can print
+    out_dir.mkdir(parents=True, exist_ok=True)
+    all_cases = caselist.case_rows(con)
+    if chart_process is None and chart_pool is None:
+        chart_process = all_cases.height >= CHART_PROCESS_MIN_ORDERS and workers.cpus_available() > 1
+    pool_in = contextlib.nullcontext(chart_pool) if chart_pool is not None else charts.ChartPool(process=bool(chart_process))
+    written: list[Path] = []
+    # three lines of work at once: the charts in a worker process (started first: it takes a while to
+    # start), the workbook and the feed on a thread (Polars, zlib and file writes release the GIL), the pages here
+    with pool_in as pool, ThreadPoolExecutor(1, thread_name_prefix="render-files") as files:
+        env = make_env()
+        rules = db.frame(
+            con,
+            "SELECT rule_id, reason_code, verdict, explanation, citation FROM ref_rules "
+            f"ORDER BY {'rule_order' if 'rule_order' in db.columns(con, 'ref_rules') else 'rule_id'}",
+        )
+        period, trend_end = _periods(metrics, str(run_info["period"]))
+        bounds = _audit_period(con)
+        months_n = int(run_info["config"].get("reporting", {}).get("trend_months", 24))
+        window = sections.trend_months(metrics, trend_end, months_n, bounds.get("trend_first_month"))
+        settings = _settings(run_info, _overall_rates(metrics, period))
+        common = _common(run_info, _period_label(period, metrics, bounds, trend_end), settings)
+        if site is None:  # a backfill stages each month as .<YYYY-MM>.staging-<pid> beside its siblings
+            site = bool(MONTH.match(period)) and out_dir.name.startswith(f".{period}.staging-")
+        common["site"] = bool(site)
+        page_metrics = _page_metrics(metrics, period)
+        shared = {
+            "cases": all_cases,
+            "attribution": sections.attribution(con, settings["names"]),
+            "department_providers": sections.department_provider_rates(con),
+            "hours": sections.hours_frame(con),
+        }
+        for row in shared["attribution"]["rows"]:
+            row["slug"] = slugify(row["department"])
+        providers = page_metrics.filter((pl.col("level") == "provider") & (pl.col("period") == period))
+        book = files.submit(
+            workbook.write_case_list, out_dir / "case_list.xlsx", all_cases, rules, run_info, providers, settings["low"]
+        )
+        feed_files = files.submit(feed.write_feed, out_dir, metrics, run_info, period)
+
+        departments = [
+            {"key": d, "name": department_name(d, settings["names"]), "slug": slugify(d)}
+            for d in _department_list(metrics, period, shared["attribution"])
+        ]
+        departments.sort(key=lambda d: (d["name"].lower(), d["key"]))
+        page_context = functools.partial(
+            _page_context, con, run_info, page_metrics, rules, period, window, settings, shared, pool.submit
+        )
+        # every page's figures first, so that the worker draws the charts while the rest is prepared
+        ctx = page_context(department=None)
+        dept_ctx = [page_context(department=d["key"]) for d in departments]
+        risk_counts = sections.risk_counts(con)
+        methods = sections.methods(con, run_info, rules)
+
+        report_tpl = env.get_template("report.html")
+        page = {**common, "department_links": departments}
+        report = report_tpl.render(**page, **_page(ctx, risk_counts, settings["low"]), methods=methods, root="")
+        written.append(_write_text(out_dir / "report.html", report))
+        for d, dctx in zip(departments, dept_ctx, strict=True):
+            html = report_tpl.render(**page, **_page(dctx, risk_counts, settings["low"]), methods=None, root="../")
+            written.append(_write_text(out_dir / "departments" / f"{d['slug']}.html", html))
+        written += feed_files.result()
+        written.append(book.result())
+
+    slugs = {d["key"]: d["slug"] for d in departments}
+    index = env.get_template("index.html").render(
+        **common,
+        period=period,
+        attribution=shared["attribution"],
+        slugs=slugs,
+        months=sections.month_summary(metrics, window, settings["low"]),
+        pdf=pdf,
+    )
+    written.append(_write_text(out_dir / "index.html", index))
+    run_info["headline"] = _headline_record(metrics, period)
+    if pdf:
+        header = RunningHeader(
+            left=f"{AUDIT_TITLE} · All departments · {common['period_label']}", right=f"run {run_info['run_id']}"
+        )
+        written.append(write_pdf(out_dir / "report.html", out_dir / "report.pdf", header))
+    if reid_file is not None:
+        written.append(write_reid_file(con, Path(reid_file), out_dir))
+    if site:
+        # keep the backfill's top-level index current, this month included before it is published
+        render_site_index(out_dir.parent, pending={period: {"folder": out_dir, "run": run_info}})
+    return written
+
+
+def _headline_record(metrics: pl.DataFrame, period: str) -> list[dict]:
+    """The hospital's headline rows of the period, as run.json keeps them (the site index reads them)."""
+    sel = metrics.filter((pl.col("period") == period) & (pl.col("level") == "overall"))
+    return sel.select("measure_id", "numerator", "denominator", "rate", "ci_low", "ci_high").sort("measure_id").to_dicts()
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def _write_text(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8", newline="\n")
+    return path

@@ -1,0 +1,50 @@
+"""The one Jinja2 environment of the report pages, and how it prints values.
+
+``autoescape=True`` and ``StrictUndefined``: every value is escaped and a missing variable is an
+error; bidirectional controls are shown as visible codes (``bidi``), never obeyed.
+"""
+
+from __future__ import annotations
+
+import jinja2
+import markupsafe
+
+from pipeline.report import bidi
+from pipeline.resources import reports_dir
+
+
+def make_env() -> jinja2.Environment:
+    """The one Jinja2 environment: escape everything, fail on anything undefined."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(reports_dir())),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        finalize=_shown,
+    )
+    env.filters["pct"] = pct
+    env.filters["num"] = num
+    return env
+
+
+def _shown(value):
+    """Every value a template prints: bidirectional controls made visible (no display spoofing), then
+    escaped. Markup (charts, blocks rendered here) gets the same: the controls are never markup."""
+    if isinstance(value, markupsafe.Markup):
+        shown = bidi.visible(value)
+        return value if shown is value else markupsafe.Markup(shown)
+    return bidi.visible(value) if isinstance(value, str) else value
+
+
+def pct(value, digits: int = 1) -> str:
+    return "" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def num(value, digits: int = 1) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)

@@ -1,0 +1,497 @@
+"""The chart-review case list as an Excel workbook (xlsxwriter): a sheet reviewers work in.
+
+Sheet Cases has one row per audited order with readable headers, real dates and times, column
+widths, verdict colours, reviewer columns (agreement as a drop-down, comment, reviewer, review
+date), print setup (A4 landscape, fit to width, header row repeated), frozen panes and a filter.
+Sheets Providers (every provider's rates), Explanation and Rules follow.
+
+Every text cell goes through ``formula_guard.neutralise`` here and nowhere else: no cell starts
+as a live formula (=, +, -, @, tab, CR). File properties carry a fixed date so reruns produce the
+same bytes.
+
+The Cases sheet (some 500k cells at 10M orders) is the one large part: xlsxwriter's per-cell
+Python path costs about 4 s there, so its rows are turned into sheet XML column-wise with
+Polars instead (``_rows_xml``), producing exactly the bytes xlsxwriter's ``constant_memory``
+mode writes (tests/test_workbook.py checks the two paths give identical files). Cells with
+anything unusual (control characters, ``_xHHHH_`` sequences, non-ASCII first or last
+characters) are formatted one by one with xlsxwriter's own helpers, so they
+too match; a frame with a string over Excel's 32767-character limit takes the row-by-row path.
+Text shaped like rich-text XML (``<r>...</r>``) is escaped like any other, on both paths.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import functools
+import io
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import xlsxwriter
+import xlsxwriter.workbook
+from xlsxwriter.utility import _preserve_whitespace, _utf16_len, xl_col_to_name
+from xlsxwriter.xmlwriter import XMLwriter
+
+from pipeline.formula_guard import neutralise, neutralise_expr
+from pipeline.report.bidi import visible_expr
+from pipeline.report.caselist import time_after
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    width: float
+    note: str
+    style: str = ""  # "", "wrap", "date", "datetime"
+
+
+# the Cases sheet, in order: source column -> how it is shown; other columns keep their name. The
+# columns up to the reviewer's are the printed review form (the print area); the rest are for filters.
+CASE_COLUMNS: dict[str, Column] = {
+    "case_id": Column("Case", 11, "Case = the index procedure (its procedure id)."),
+    "patient_key": Column("Patient key", 17, "Keyed pseudonym of the patient (HMAC-SHA256); the raw id is never in this file."),
+    "index_local_date": Column("Procedure date", 11, "Site-local date of the index procedure.", "date"),
+    "order_id": Column("Order", 11, "Imaging order id."),
+    "ordered_at_local": Column("Ordered (site time)", 15, "Order date and time, site-local.", "datetime"),
+    "time_after_procedure": Column(
+        "Time after procedure", 14, "Time from the procedure to the order, truncated to the minute (71 h 59 min is under 72 h)."
+    ),
+    "order_name": Column("Ordered study", 26, "Order name as sent.", "wrap"),
+    "ordering_department": Column("Ordering department", 15, "Department that placed the order (order measures count here)."),
+    "verdict": Column("Verdict", 13, "appropriate, inappropriate, review, not_evaluable or excluded (coloured)."),
+    "explanation": Column("Why (in words)", 42, "The reasons in words.", "wrap"),
+    "reviewer_agrees": Column("Reviewer agrees?", 11, "Reviewer: agree, disagree or unsure (drop-down)."),
+    "reviewer_comment": Column("Reviewer comment", 22, "Reviewer: free text.", "wrap"),
+    "reviewer": Column("Reviewer", 11, "Reviewer: name or initials."),
+    "review_date": Column("Review date", 11, "Reviewer: date of the review.", "date"),
+    "first_imaging_department": Column(
+        "Case department", 16, "Department of the case's first evaluated imaging order: the department the case is counted for."
+    ),
+    "case_department": Column("Procedure department", 16, "Department where the index procedure was done (second view)."),
+    "ordering_provider_id": Column("Ordering provider", 13, "Provider who placed the order."),
+    "hours_since_index": Column(
+        "Hours after procedure", 11, "Time after the procedure in hours, truncated to 0.01 h (absolute time)."
+    ),
+    "episode_number": Column("Episode", 8, "Imaging episode (orders within 24 h of the episode's first order); 1 = first."),
+    "order_code": Column("Code", 9, "Order code as sent (CPT, LOINC or local)."),
+    "study_type": Column("Study type", 14, "Study type from the imaging code map."),
+    "status": Column("Status", 10, "Order status."),
+    "reasons": Column("Reasons", 20, "Reason codes of the verdict, in rule order."),
+    "secondary_reasons": Column("Also fired", 16, "Other reasons that fired but did not set the verdict."),
+    "rule_ids": Column("Rules", 10, "Rule ids: each rule's guideline citation is on the Rules sheet."),
+    "indication_text": Column("Indication (as sent)", 30, "Indication text as sent."),
+}
+REVIEW_COLUMNS = ("reviewer_agrees", "reviewer_comment", "reviewer", "review_date")  # empty: the reviewer fills them
+DROPPED = ("index_at", "minutes_since_index")  # sort key and the source of time_after_procedure
+AGREEMENT = ["agree", "disagree", "unsure"]
+VERDICT_COLOURS = {
+    "inappropriate": "#F4CCCC",
+    "review": "#FCE8B2",
+    "appropriate": "#D9EAD3",
+    "not_evaluable": "#E7E6E6",
+    "excluded": "#E7E6E6",
+}
+COLUMN_NOTES = {k: c.note for k, c in CASE_COLUMNS.items()}  # the Explanation sheet's text per column
+_FIXED_DATE = dt.datetime(2000, 1, 1)
+_NUM_FORMATS = {"date": "yyyy-mm-dd", "datetime": "yyyy-mm-dd hh:mm"}
+
+
+def cases_sheet_frame(cases: pl.DataFrame) -> pl.DataFrame:
+    """The Cases sheet's columns in order: known columns shaped, text made formula-safe (one place)."""
+    extra = [pl.lit(None, pl.String).alias(c) for c in REVIEW_COLUMNS[:3]] + [pl.lit(None, pl.Date).alias(REVIEW_COLUMNS[3])]
+    if "minutes_since_index" in cases.columns:
+        extra.append(time_after("minutes_since_index").alias("time_after_procedure"))
+    frame = cases.with_columns(*extra)
+    known = [c for c in CASE_COLUMNS if c in frame.columns]
+    rest = [c for c in frame.columns if c not in CASE_COLUMNS and c not in DROPPED]
+    frame = frame.select(*known, *rest)
+    converted = []
+    for name, dtype in frame.schema.items():
+        if _is_date(dtype):
+            continue  # written as real dates and times
+        if not (dtype.is_numeric() or dtype == pl.Boolean):
+            converted.append(pl.col(name).cast(pl.String))
+    frame = frame.with_columns(converted)
+    text = [c for c, t in frame.schema.items() if t == pl.String]
+    # formula triggers neutralised (a spreadsheet runs them once a cell is edited or exported), then
+    # bidirectional controls shown as [U+202E] (bidi.py): a right-to-left override cannot spoof a row
+    return frame.with_columns(neutralise_expr(c) for c in text).with_columns(visible_expr(c) for c in text)
+
+
+def write_case_list(
+    path: Path,
+    cases: pl.DataFrame,
+    rules: pl.DataFrame,
+    run_info: dict,
+    providers: pl.DataFrame | None = None,
+    low: int = 20,
+) -> Path:
+    """Write ``case_list.xlsx``: sheets Cases (one row per audited order), Providers, Explanation and Rules."""
+    # constant_memory: rows stream to disk as written (a 100k-order list neither piles up cell objects
+    # nor pays for them); the Cases sheet is therefore written strictly row by row.
+    # zipped in memory, then written in one go: on a full disk xlsxwriter's half-written ZipFile would
+    # fail again when collected, printing "Exception ignored" lines after the run's one error line
+    packed = io.BytesIO()
+    wb = xlsxwriter.Workbook(
+        packed,
+        {"strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False, "constant_memory": True},
+    )
+    wb.set_properties({"title": "order-audit case list", "created": _FIXED_DATE, "comments": f"run {run_info['run_id']}"})
+    head = wb.add_format({"bold": True, "bg_color": "#DDE5EE", "text_wrap": True, "valign": "top", "border": 1})
+    styles = {
+        "": wb.add_format({"valign": "top"}),
+        "wrap": wb.add_format({"text_wrap": True, "valign": "top"}),
+        **{k: wb.add_format({"num_format": f, "valign": "top"}) for k, f in _NUM_FORMATS.items()},
+    }
+    percent = wb.add_format({"num_format": "0.0%"})
+    # xf indices fixed here, in one order, whichever writing path the rows take (the bytes must agree)
+    for fmt in (head, *styles.values(), percent):
+        fmt._get_xf_index()
+
+    sheet = cases_sheet_frame(cases)
+    columns = [CASE_COLUMNS.get(c, Column(c, 16, "")) for c in sheet.columns]
+    ws = wb.add_worksheet("Cases")
+    # xlsxwriter writes a string that starts with "<r>" and ends with "</r>" as raw rich-text XML
+    # (unescaped), so free text of that shape could corrupt the sheet: every cell is plain text here
+    ws._xml_rich_inline_string = lambda string, attributes=(): ws._xml_inline_string(
+        string, _preserve_whitespace(string), list(attributes)
+    )
+    for j, col in enumerate(columns):
+        ws.set_column(j, j, col.width, styles[col.style])
+    ws.write_row(0, 0, [c.header for c in columns], head)
+    ws.set_row(0, 30)
+    _write_rows(ws, sheet, first_row=1, lines=_row_lines(sheet, columns))
+    last_row, last_col = max(sheet.height, 1), len(columns) - 1
+    ws.freeze_panes(1, 2)
+    ws.autofilter(0, 0, last_row, last_col)
+    if "reviewer_agrees" in sheet.columns:
+        agrees, review_date = sheet.columns.index("reviewer_agrees"), sheet.columns.index("review_date")
+        ws.data_validation(
+            1,
+            agrees,
+            last_row,
+            agrees,
+            {"validate": "list", "source": AGREEMENT, "input_title": "Reviewer", "input_message": "agree, disagree or unsure"},
+        )
+        ws.data_validation(
+            1,
+            review_date,
+            last_row,
+            review_date,
+            {"validate": "date", "criteria": ">=", "value": dt.date(2000, 1, 1), "error_message": "A date, e.g. 2026-07-15"},
+        )
+        ws.print_area(0, 0, last_row, review_date)  # the review form; the technical columns stay on screen
+    if "verdict" in sheet.columns:
+        v = sheet.columns.index("verdict")
+        for verdict, colour in VERDICT_COLOURS.items():
+            fmt = wb.add_format({"bg_color": colour})
+            ws.conditional_format(1, v, last_row, v, {"type": "cell", "criteria": "==", "value": f'"{verdict}"', "format": fmt})
+    _print_setup(ws, run_info, "case list")
+
+    _providers_sheet(wb, providers, head, percent, low, run_info)
+    _explanation_sheet(wb, run_info, columns, head, styles["wrap"])
+    _rules_sheet(wb, rules, head, styles["wrap"], run_info)
+    with _fast_zip():
+        wb.close()
+    Path(path).write_bytes(packed.getvalue())
+    return path
+
+
+@contextlib.contextmanager
+def _fast_zip():
+    """Zip the workbook at zlib level 1: xlsxwriter uses the default level 6 and has no option for it;
+    at 120k orders level 1 takes 1.2 s less for a file a third larger (same bytes every run)."""
+    original = xlsxwriter.workbook.ZipFile
+    xlsxwriter.workbook.ZipFile = functools.partial(zipfile.ZipFile, compresslevel=1)
+    try:
+        yield
+    finally:
+        xlsxwriter.workbook.ZipFile = original
+
+
+LINE_POINTS = 15  # one line of 11-point text
+MAX_LINES = 12
+
+
+def _row_lines(sheet: pl.DataFrame, columns: list[Column]) -> pl.Series:
+    """Lines each row needs for its wrapped columns (LibreOffice does not fit row heights on opening)."""
+    parts = [pl.lit(1)]
+    for name, col in zip(sheet.columns, columns, strict=True):
+        if col.style == "wrap" and sheet.schema[name] == pl.String:
+            text = pl.col(name).fill_null("")
+            per_line = max(1, int(col.width * 1.1))  # characters of running text per line
+            parts.append((text.str.len_chars() // per_line + 1 + text.str.count_matches("\n")).cast(pl.Int64))
+    return sheet.select(pl.max_horizontal(parts).clip(1, MAX_LINES).alias("lines"))["lines"]
+
+
+def _print_setup(ws, run_info: dict, what: str) -> None:
+    """A4 landscape, one page wide, the header row on every page, with the run on every page."""
+    ws.set_paper(9)
+    ws.set_landscape()
+    ws.fit_to_pages(1, 0)
+    ws.repeat_rows(0)
+    text = f"CSF-leak imaging audit {what}, period {run_info['period']}, run {run_info['run_id']}".replace("&", "&&")
+    ws.set_header(f"&L{text}")
+    ws.set_footer("&RPage &P of &N")
+
+
+def _providers_sheet(wb, providers: pl.DataFrame | None, head, percent, low: int, run_info: dict) -> None:
+    """Every provider of the period with n, N, rate and interval of each table measure (the report lists only
+    providers with enough orders, or outside the funnel limits)."""
+    ps = wb.add_worksheet("Providers")
+    measures = [
+        ("first_imaging_right_study", "Right first study"),
+        ("inappropriate_order_rate", "Inappropriate orders"),
+        ("premature_order_rate", "Premature orders"),
+    ]
+    header = ["Provider"]
+    for _, label in measures:
+        header += [f"{label}: n", "N", "rate", "95% CI low", "95% CI high"]
+    header.append(f"Low reliability (N under {low})")
+    ps.write_row(0, 0, header, head)
+    ps.set_row(0, 30)
+    ps.set_column(0, 0, 16)
+    ps.set_column(1, len(header) - 2, 10)
+    ps.set_column(len(header) - 1, len(header) - 1, 14)
+    rows = []
+    if providers is not None and providers.height:
+        wide = providers.select("group_key", "measure_id", "numerator", "denominator", "rate", "ci_low", "ci_high")
+        rows = wide.sort("group_key").partition_by("group_key", maintain_order=True)
+    for i, part in enumerate(rows, start=1):
+        by = {r["measure_id"]: r for r in part.to_dicts()}
+        ps.write_string(i, 0, neutralise(str(part["group_key"][0])) or "")
+        small = False
+        for k, (mid, _) in enumerate(measures):
+            r = by.get(mid)
+            j = 1 + 5 * k
+            if r is None:
+                continue
+            ps.write_number(i, j, r["numerator"])
+            ps.write_number(i, j + 1, r["denominator"])
+            for d, key in enumerate(("rate", "ci_low", "ci_high"), start=2):
+                if r[key] is not None:
+                    ps.write_number(i, j + d, r[key], percent)
+            small = small or 0 < r["denominator"] < low
+        ps.write_string(i, len(header) - 1, "yes" if small else "")
+    ps.freeze_panes(1, 1)
+    if rows:
+        ps.autofilter(0, 0, len(rows), len(header) - 1)
+    _print_setup(ps, run_info, "providers")
+
+
+def _explanation_sheet(wb, run_info: dict, columns: list[Column], head, wrap) -> None:
+    ex = wb.add_worksheet("Explanation")
+    _print_setup(ex, run_info, "case list: explanation")
+    ex.set_column(0, 0, 24)
+    ex.set_column(1, 1, 90)
+    lines = [
+        ("Run id", run_info["run_id"]),
+        ("Period", str(run_info["period"])),
+        ("Rule-set version", run_info["rule_set_version"]),
+        ("Software version", run_info["software_version"]),
+        (
+            "Patient identifiers",
+            "Only the keyed pseudonym (patient key) appears. Reviewers who need the chart "
+            "ask the operator for the crosswalk file (--reid-file), kept apart.",
+        ),
+        (
+            "Reviewing",
+            "Sheet Cases lists every audited order. Fill in the last four columns: agreement with the verdict "
+            "(drop-down), a comment, your name and the date. Filters are on the header row.",
+        ),
+        ("", ""),
+        ("Column", "Meaning"),
+    ] + [(c.header, c.note) for c in columns]
+    for i, (a, b) in enumerate(lines):
+        fmt = head if a == "Column" else wrap
+        ex.write_string(i, 0, neutralise(a) or "", fmt)
+        ex.write_string(i, 1, neutralise(b) or "", fmt)
+
+
+def _rules_sheet(wb, rules: pl.DataFrame, head, wrap, run_info: dict) -> None:
+    rs = wb.add_worksheet("Rules")
+    _print_setup(rs, run_info, "rules")
+    cols = ["rule_id", "reason_code", "verdict", "explanation", "citation"]
+    for j, c in enumerate(["Rule", "Reason", "Verdict", "Explanation", "Citation"]):
+        rs.write_string(0, j, c, head)
+    for i, r in enumerate(rules.select(cols).iter_rows(), start=1):
+        for j, v in enumerate(r):
+            rs.write_string(i, j, neutralise("" if v is None else str(v)) or "", wrap)
+    rs.set_column(0, 2, 16)
+    rs.set_column(3, 4, 70)
+
+
+# ----------------------------------------------------------------------------- the Cases rows
+
+XLS_STRMAX = 32767  # xlsxwriter's (and Excel's) longest cell string, in UTF-16 units
+XLS_ROWMAX = 1048576
+# a string cell the column-wise path does not format: control characters (escaped _xHHHH_),
+# text that looks like such an escape, a possible rich string, non-ASCII first/last characters
+# (is it whitespace to preserve?)
+_SPECIAL = r"[\x00-\x08\x0B-\x1F\x{FFFE}\x{FFFF}]|_x[0-9a-fA-F]{4}_|^[^\x00-\x7F]|[^\x00-\x7F]$"
+
+
+def _write_rows(ws, frame: pl.DataFrame, first_row: int, lines: pl.Series | None = None) -> None:
+    """Write ``frame``'s rows from sheet row ``first_row`` on, as ``ws.write_row`` row by row would.
+
+    ``ws`` is a constant_memory worksheet of a workbook with strings_to_formulas/urls/numbers off
+    and nothing but header rows written yet; a column's format (``set_column``) styles its cells;
+    a row with ``lines[i]`` over 1 is that many lines high. The last non-blank row goes through
+    ``write_row`` (it flushes the rows before it to the row file and sets the sheet's dimensions,
+    as the row by row path does); the XML of the rows before it is appended behind the header.
+    """
+    lines = lines if lines is not None else pl.Series("lines", [1] * frame.height, dtype=pl.Int64)
+    if not _columnwise_ok(frame, first_row):
+        for i, (row, n) in enumerate(zip(frame.iter_rows(), lines, strict=True), start=first_row):
+            if n > 1:
+                ws.set_row(i, LINE_POINTS * n)
+            ws.write_row(i, 0, row)
+        return
+    styles = [_column_style(ws, j) for j in range(frame.width)]
+    xml, last = _rows_xml(frame, first_row, styles, lines)
+    if last is None:
+        return  # every cell blank: write_row would write nothing either
+    if lines[last] > 1:
+        ws.set_row(first_row + last, LINE_POINTS * lines[last])
+    ws.write_row(first_row + last, 0, frame.row(last))
+    ws.fh.write(xml)
+
+
+def _column_style(ws, col: int) -> str:
+    """The ``s="n"`` attribute xlsxwriter gives an unformatted cell of column ``col`` (its column format)."""
+    info = ws.col_info.get(col)
+    fmt = info.column_format if info is not None else None
+    return f' s="{fmt._get_xf_index()}"' if fmt is not None else ""
+
+
+EXCEL_EPOCH = dt.datetime(1899, 12, 31)
+_EARLIEST = dt.date(1900, 3, 1)  # from here on, Excel's serial is days since 1899-12-31 plus one (1900 leap bug)
+
+
+def _is_date(dtype) -> bool:
+    return dtype == pl.Date or (isinstance(dtype, pl.Datetime) and dtype.time_zone is None)
+
+
+def _columnwise_ok(frame: pl.DataFrame, first_row: int) -> bool:
+    """Only strings, finite numbers and dates from 1900-03-01 within the sheet's bounds (else the
+    row-by-row path decides)."""
+    if frame.height == 0 or first_row + frame.height > XLS_ROWMAX:
+        return False
+    for name, dtype in frame.schema.items():
+        if dtype == pl.String:
+            # a string over Excel's limit is truncated and write_row then stops (the row's later
+            # cells are not written): leave that to the row-by-row path. UTF-8 bytes >= UTF-16 units.
+            long = frame[name].filter(frame[name].str.len_bytes() > XLS_STRMAX).to_list()
+            if any(_utf16_len(v) > XLS_STRMAX for v in long):
+                return False
+            continue
+        if _is_date(dtype):
+            earliest = frame[name].min()
+            if earliest is not None and (earliest if dtype == pl.Date else earliest.date()) < _EARLIEST:
+                return False
+            continue
+        if not dtype.is_numeric() or dtype.is_decimal():
+            return False
+        if dtype.is_float() and not frame[name].drop_nulls().is_finite().all():
+            return False  # NaN/inf: write_number raises; let it
+    return True
+
+
+def _excel_serial(column: pl.Series) -> pl.Series:
+    """Dates and naive datetimes as Excel serial numbers, computed as xlsxwriter's
+    ``_datetime_to_excel_datetime`` does: days + (seconds + microseconds / 1e6) / 86400, plus one."""
+    if column.dtype == pl.Date:
+        days = (column - EXCEL_EPOCH.date()).dt.total_days()
+        return days.cast(pl.Float64) + 1.0
+    us = (column.cast(pl.Datetime("us")) - EXCEL_EPOCH).dt.total_microseconds()
+    days = us // 86_400_000_000
+    rest = us - days * 86_400_000_000
+    fraction = ((rest // 1_000_000).cast(pl.Float64) + (rest % 1_000_000).cast(pl.Float64) / 1e6) / 86400.0
+    return days.cast(pl.Float64) + fraction + 1.0
+
+
+def _cell_exact(value: str, ref: str, style: str) -> str:
+    """One string cell (within Excel's length limit) as xlsxwriter's constant_memory writer formats it."""
+    value = XMLwriter._escape_control_characters(value)
+    preserve = ' xml:space="preserve"' if _preserve_whitespace(value) else ""
+    value = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return f'<c r="{ref}"{style} t="inlineStr"><is><t{preserve}>{value}</t></is></c>'
+
+
+def _rows_xml(frame: pl.DataFrame, first_row: int, styles: list[str], lines: pl.Series) -> tuple[str, int | None]:
+    """The ``<row>`` elements of every row of ``frame`` but its last non-blank one, and that row's index.
+
+    Blank cells (null or empty string) are left out and rows without any cell too, as xlsxwriter does;
+    ``styles[j]`` is column j's ``s`` attribute (or '').
+    """
+    s = pl.col
+    n = frame.height
+    rownum = pl.int_range(first_row + 1, first_row + 1 + n, dtype=pl.Int64).cast(pl.String).alias("_r")
+    base = frame.with_columns(rownum)
+    cells: list[pl.Expr] = []
+    filled: list[pl.Expr] = []
+    extra: dict[str, pl.Series] = {}
+    for j, (name, dtype) in enumerate(frame.schema.items()):
+        col = xl_col_to_name(j)
+        v = s(name)
+        if dtype == pl.String:
+            present = v.is_not_null() & (v != "")
+            special = present & v.str.contains(_SPECIAL)
+            idx = base.select(pl.arg_where(special)).to_series()
+            exact = pl.Series(f"_x{j}", [None] * n, dtype=pl.String)
+            if idx.len():
+                values = frame[name].gather(idx).to_list()
+                refs = [f"{col}{first_row + 1 + i}" for i in idx.to_list()]
+                exact = exact.scatter(idx, [_cell_exact(val, ref, styles[j]) for val, ref in zip(values, refs, strict=True)])
+            extra[exact.name] = exact
+            escaped = v.str.replace_all("&", "&amp;", literal=True).str.replace_all("<", "&lt;", literal=True)
+            escaped = escaped.str.replace_all(">", "&gt;", literal=True)
+            preserve = pl.when(v.str.contains(r"^[ \t\n]|[ \t\n]$")).then(pl.lit(' xml:space="preserve"')).otherwise(pl.lit(""))
+            plain = pl.concat_str(
+                [
+                    pl.lit(f'<c r="{col}'),
+                    s("_r"),
+                    pl.lit(f'"{styles[j]} t="inlineStr"><is><t'),
+                    preserve,
+                    pl.lit(">"),
+                    escaped,
+                    pl.lit("</t></is></c>"),
+                ]
+            )
+            cells.append(pl.when(~present).then(pl.lit("")).otherwise(pl.coalesce(s(exact.name), plain)))
+        else:  # a finite number (a date as its serial number): write_number's f"{number:.16G}"
+            values = _excel_serial(frame[name]) if _is_date(dtype) else frame[name]
+            text = pl.Series(f"_x{j}", [None if x is None else f"{x:.16G}" for x in values.to_list()], dtype=pl.String)
+            extra[text.name] = text
+            present = v.is_not_null()
+            cells.append(
+                pl.when(~present)
+                .then(pl.lit(""))
+                .otherwise(
+                    pl.concat_str(
+                        [pl.lit(f'<c r="{col}'), s("_r"), pl.lit(f'"{styles[j]}><v>'), s(text.name), pl.lit("</v></c>")]
+                    )
+                )
+            )
+        filled.append(present)
+    # set_row(points): pixels = int(points * 4 / 3 + 0.5), written back as ht = pixels * 0.75
+    heights = {n: f"{int(LINE_POINTS * n * 4.0 / 3.0 + 0.5) * 0.75:.16g}" for n in range(1, MAX_LINES + 1)}
+    height = lines.replace_strict(heights, return_dtype=pl.String).alias("_ht")
+    row_open = (
+        pl.when(s("_lines") > 1)
+        .then(pl.concat_str([pl.lit('" ht="'), s("_ht"), pl.lit('" customHeight="1">')]))
+        .otherwise(pl.lit('">'))
+    )
+    rows = base.with_columns(*extra.values(), lines.alias("_lines"), height).select(
+        pl.any_horizontal(filled).alias("filled"),
+        pl.concat_str([pl.lit('<row r="'), s("_r"), row_open, *cells, pl.lit("</row>")]).alias("xml"),
+    )
+    non_blank = rows.select(pl.arg_where(s("filled"))).to_series()
+    if non_blank.len() == 0:
+        return "", None
+    last = int(non_blank[-1])
+    xml = rows.head(last).filter(s("filled")).select(s("xml").str.join(""))["xml"][0]
+    return xml, last
