@@ -13,7 +13,7 @@ from string import Template
 import duckdb
 
 ROOT = Path(__file__).resolve().parent.parent
-REFERENCE = ROOT / "pipeline" / "reference"
+REFERENCE = ROOT / "audits" / "csf_leak"  # the seeds of the audit the baselines compute
 FLOOR_SQL = Path(__file__).resolve().parent / "floor.sql"
 
 Key = tuple[str, str, str]
@@ -91,7 +91,7 @@ def floor_sql(input_dir: Path, tz: str = SITE_TZ) -> str:
         imaging_orders=relation(input_file(input_dir, "imaging_orders"), "imaging_orders"),
         diagnoses=relation(input_file(input_dir, "diagnoses"), "diagnoses"),
         value_sets=str(REFERENCE / "value_sets.csv").replace("'", "''"),
-        imaging_code_map=str(REFERENCE / "imaging_code_map.csv").replace("'", "''"),
+        imaging_code_map=str(REFERENCE / "code_map.csv").replace("'", "''"),
         local_code_map=local_rel,
         tz=tz,
     )

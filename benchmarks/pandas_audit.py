@@ -101,7 +101,7 @@ def reference(input_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     vs["code_norm"] = vs["code"].str.strip().str.upper().str.replace(".", "", regex=False)
     vs["match"] = vs["match"].str.strip().str.lower()
     maps = []
-    for path, rank in ((REFERENCE / "imaging_code_map.csv", 0), (Path(input_dir) / "local_code_map.csv", 1)):
+    for path, rank in ((REFERENCE / "code_map.csv", 0), (Path(input_dir) / "local_code_map.csv", 1)):
         if path.exists():
             m = pd.read_csv(path, dtype=str, keep_default_na=False)
             maps.append(

@@ -85,28 +85,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", type=Path, help="write a cProfile of the last repetition here")
     ap.add_argument("--compare", type=Path, help="a folder every written file must equal byte for byte")
     ap.add_argument("--inline-charts", action="store_true", help="draw the charts in this process, never in a worker")
+    ap.add_argument("--audit", default=None, help="the audit to render (default: the first that can run)")
     a = ap.parse_args(argv)
 
     t_import = time.perf_counter()
-    from pipeline import run, warehouse
+    from pipeline import audits, publishing, warehouse
     from pipeline.config import load_config, pseudonym_key
-    from pipeline.report import outputs
+    from pipeline.report import measure, outputs, render
 
     import_s = time.perf_counter() - t_import
     if a.inline_charts:
-        from pipeline.report import render
-
         render.CHART_PROCESS_MIN_ORDERS = sys.maxsize
     cfg = load_config(None)
     key, _ = pseudonym_key(cfg)
     run_info = _run_info(a.run_json, cfg)
-    opts = run.RunOptions(input_dir=None, out_dir=a.out, warehouse_path=a.warehouse)
+    audit = next(x for x in audits.discover() if x.runnable and (a.audit is None or x.id == a.audit))
     con = warehouse.connect(a.warehouse)
     status = 0
     try:
         warehouse.set_pseudonym_key(con, key)
+        publishing.select_audit(con, audit)
         t0 = time.perf_counter()
-        metrics = run._build_metrics(con, cfg)
+        metrics = measure.build_metrics(con)
         print(f"import {import_s:.2f} s; measure {time.perf_counter() - t0:.2f} s ({metrics.height} metric rows)")
         walls, cpus = [], []
         for i in range(a.repeat):
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                 prof.enable()
             outputs.write_tables(con, a.out)
             w1 = time.perf_counter()
-            run._render(con, a.out, dict(run_info), metrics, opts, cfg)
+            render.render_outputs(con, a.out, dict(run_info), metrics)
             if prof:
                 prof.disable()
                 prof.dump_stats(str(a.profile))
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             cpus.append(c2 - c0)
             others = max(0.0, (b2 - b0 - (c2 - c0)) / (w2 - w0))
             print(
-                f"render #{i + 1}: wall {w2 - w0:.2f} s (write_tables {w1 - w0:.2f} s, _render {w2 - w1:.2f} s), "
+                f"render #{i + 1}: wall {w2 - w0:.2f} s (write_tables {w1 - w0:.2f} s, render {w2 - w1:.2f} s), "
                 f"CPU {c2 - c0:.2f} s; other processes kept {others:.1f} cores busy",
                 flush=True,
             )

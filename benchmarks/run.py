@@ -226,7 +226,7 @@ def pipeline_counts(warehouse: str) -> Counts | None:
     try:
         return to_counts(
             con.execute(
-                "SELECT case_index_month, ordering_department, verdict, count(*) FROM mart_audited_orders GROUP BY ALL"
+                "SELECT case_index_month, ordering_department, verdict, count(*) FROM csf_leak__mart_audited_orders GROUP BY ALL"
             ).fetchall()
         )
     except duckdb.Error:
@@ -240,7 +240,7 @@ def pipeline_orders(warehouse: str) -> dict[tuple[str, str], str]:
 
     con = duckdb.connect(warehouse, read_only=True)
     try:
-        rows = con.execute("SELECT case_id, order_id, verdict FROM mart_audited_orders").fetchall()
+        rows = con.execute("SELECT case_id, order_id, verdict FROM csf_leak__mart_audited_orders").fetchall()
     finally:
         con.close()
     return {(c, o): ("NULL" if v is None else v) for c, o, v in rows}

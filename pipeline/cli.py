@@ -93,6 +93,12 @@ def _months(month, first, last) -> tuple[list, bool]:
 )
 @click.option("--pdf", is_flag=True, help="Also write report.pdf.")
 @click.option(
+    "--audit",
+    "audit_ids",
+    multiple=True,
+    help="Run this audit (repeatable; `order-audit audits` lists them). Default: every audit the input can feed.",
+)
+@click.option(
     "--reid-file",
     type=click.Path(path_type=Path),
     default=None,
@@ -111,12 +117,14 @@ def run(
     no_validate,
     data_docs,
     pdf,
+    audit_ids,
     reid_file,
     log_format,
     quiet,
     verbose,
 ):
-    """Load the extracts, check them, audit every order, and write the report and data outputs."""
+    """Load the extracts, check them, run every audit they can feed, and write each audit's report and
+    data outputs (OUT/<audit id>/) with a site index (OUT/index.html)."""
     from pipeline import workers
 
     # first thing, before the heavy imports below: the workers import GX and matplotlib meanwhile
@@ -143,6 +151,7 @@ def run(
             progress=per_month and not quiet,
             progress_bar=per_month and not quiet and log_format == "text" and sys.stderr.isatty(),
             command=" ".join(sys.argv[1:]) or "run",
+            audits=list(audit_ids),
         )
         execute(opts, cfg, warm)
 
@@ -266,7 +275,7 @@ def runs(warehouse_path, limit, as_json):
     click.echo(f"{'run_id':28} {'status':11} {'periods':16} {'started (UTC)':20} {'seconds':>8}  counts")
     for r in rows:
         counts = json.loads(r["counts"]) if r["counts"] else {}
-        summary = ", ".join(_period_summary(p, c) for p, c in counts.items())
+        summary = ", ".join(_period_summary(f"{a} {p}", c) for a, periods in counts.items() for p, c in periods.items())
         periods = r["periods"] if len(r["periods"]) <= 16 else r["periods"][:7] + ".." + r["periods"][-7:]
         click.echo(
             f"{r['run_id']:28} {r['status']:11} {periods:16} {r['started_at']:20} "
@@ -313,10 +322,42 @@ def diff(run_a, run_b, warehouse_path):
         click.echo(f"no order changed verdict between {run_a} and {run_b}")
         return
     click.echo(f"{len(rows)} order(s) differ between {run_a} (A) and {run_b} (B):")
-    for period, order_id, case_id, va, ra, vb, rb, kind in rows:
+    for period, audit_id, order_id, case_id, va, ra, vb, rb, kind in rows:
         click.echo(
-            f"{period}  order {order_id} (case {case_id}) {kind}: A {va or '-'} [{ra or ''}] -> B {vb or '-'} [{rb or ''}]"
+            f"{period}  {audit_id or ''}  order {order_id} (case {case_id}) {kind}: "
+            f"A {va or '-'} [{ra or ''}] -> B {vb or '-'} [{rb or ''}]"
         )
+
+
+@cli.command("audits")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None, help="TOML settings file.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def audits_command(config_path, as_json):
+    """List the audits found (shipped, the config's audits_path, $ORDER_AUDIT_AUDITS_PATH): id, version,
+    title, the input tables and columns each needs, its parameters, and whether it can run."""
+    import json
+
+    from pipeline import audits as audits_mod
+    from pipeline.config import load_config
+
+    cfg = load_config(config_path)
+    found = audits_mod.discover(cfg.audits_path)
+    rows = [audits_mod.describe(a, cfg.audits.get(a.id)) for a in found]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        click.echo(f"{r['id']}  {r['rule_set_version']}  {r['title']}")
+        click.echo(
+            f"  needs: {', '.join(r['required_tables'])}"
+            + (f"; reads if present: {', '.join(r['optional_tables'])}" if r["optional_tables"] else "")
+        )
+        for table, cols in r["required_columns"].items():
+            click.echo(f"  needs columns: {table}: {', '.join(cols)}")
+        click.echo("  parameters: " + (", ".join(f"{k} = {v}" for k, v in r["parameters"].items()) or "none"))
+        click.echo(f"  folder: {r['folder']}")
+        if r["problem"]:
+            click.echo(f"  NOT READY: {r['problem']}")
 
 
 @cli.command()

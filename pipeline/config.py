@@ -1,7 +1,8 @@
-"""Settings with their defaults: windows, thresholds, time zone, column maps, paths.
+"""Settings with their defaults: time zone, column maps, paths, reporting, and each audit's parameters.
 
-A TOML file (``--config``) overrides the defaults; command-line options override the
-file. Every number of the case definition lives here, nowhere else.
+A TOML file (``--config``) overrides the defaults; command-line options override the file. An
+audit's numbers (windows, thresholds) are its manifest's ``[parameters]`` (audits/<id>/audit.toml);
+``[audits.<id>]`` in the config overrides them (checked against the manifest by ``pipeline.audits``).
 """
 
 from __future__ import annotations
@@ -14,22 +15,13 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipeline.errors import ConfigError
+from pipeline.ingest.contract import CONTRACTS
 from pipeline.ingest.formats import TableFormat, parse_table_format
 
 # A public, built-in key: pseudonyms made with it can be recomputed by anyone who has
 # the software and a list of candidate patient ids. Real runs must set their own key.
 DEMO_PSEUDONYM_KEY = "order-audit-public-demo-key"
 PSEUDONYM_KEY_ENV = "ORDER_AUDIT_PSEUDONYM_KEY"
-
-
-@dataclass(frozen=True)
-class CaseDefinition:
-    min_age_years: float = 18.0
-    leak_evidence_days: float = 14.0
-    audit_window_days: float = 30.0
-    outside_window_context_days: float = 30.0
-    premature_hours: float = 72.0
-    episode_hours: float = 24.0
 
 
 @dataclass(frozen=True)
@@ -65,7 +57,10 @@ class Privacy:
 @dataclass(frozen=True)
 class Config:
     site_timezone: str = "America/New_York"
-    case: CaseDefinition = field(default_factory=CaseDefinition)
+    # audit id -> parameter -> value, over the manifest's defaults ([audits.<id>])
+    audits: dict[str, dict] = field(default_factory=dict)
+    # more folders holding audits (each an audit folder or a folder of them); also $ORDER_AUDIT_AUDITS_PATH
+    audits_path: list[str] = field(default_factory=list)
     reporting: Reporting = field(default_factory=Reporting)
     feed: Feed = field(default_factory=Feed)
     privacy: Privacy = field(default_factory=Privacy)
@@ -88,8 +83,8 @@ class Config:
         return dataclasses.asdict(self)
 
 
-_SECTIONS = {"case": CaseDefinition, "reporting": Reporting, "feed": Feed, "privacy": Privacy, "display_names": DisplayNames}
-_TABLES = ("procedures", "imaging_orders", "diagnoses")
+_SECTIONS = {"reporting": Reporting, "feed": Feed, "privacy": Privacy, "display_names": DisplayNames}
+_TABLES = tuple(c.name for c in CONTRACTS)
 
 
 # settings that moved: where a config written for an earlier version must now say them
@@ -133,8 +128,23 @@ def load_config(path: str | Path | None = None, **overrides) -> Config:
     kwargs: dict = {"source_path": str(path) if path else None}
     for key, value in data.items():
         where = f"{path}: [{key}]"
+        if key == "case":  # written for a version that had one audit
+            raise ConfigError(
+                f"{path}: [case] moved: each audit's settings are under [audits.<audit id>] "
+                "(order-audit audits lists the ids and their parameters)"
+            )
         if key in _SECTIONS:
             kwargs[key] = _section(_SECTIONS[key], value, where)
+        elif key == "audits":
+            if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+                raise ConfigError(f"{where}: write each audit's settings as [audits.<audit id>] name = value")
+            kwargs[key] = {k: dict(v) for k, v in value.items()}
+        elif key == "audits_path":
+            paths = [value] if isinstance(value, str) else value
+            if not isinstance(paths, list) or not all(isinstance(v, str) for v in paths):
+                raise ConfigError(f"{path}: audits_path: a folder or a list of folders")
+            base = Path(path).parent
+            kwargs[key] = [str(base / v) if not Path(v).is_absolute() else v for v in paths]
         elif key in ("site_timezone", "local_code_map", "warehouse"):
             kwargs[key] = value
         elif key == "columns":

@@ -11,12 +11,19 @@ DDL = (
     """CREATE TABLE IF NOT EXISTS audit_runs (
         run_id VARCHAR PRIMARY KEY, command VARCHAR, status VARCHAR, periods VARCHAR, input_dir VARCHAR,
         started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ, duration_seconds DOUBLE, pid BIGINT,
-        counts VARCHAR, timings VARCHAR, error VARCHAR)""",
+        counts VARCHAR, timings VARCHAR, error VARCHAR, audits VARCHAR)""",
     """CREATE TABLE IF NOT EXISTS audit_results (
         period VARCHAR, run_id VARCHAR, order_id VARCHAR, case_id VARCHAR, verdict VARCHAR, reasons VARCHAR,
-        secondary_reasons VARCHAR)""",
+        secondary_reasons VARCHAR, audit_id VARCHAR)""",
     """CREATE TABLE IF NOT EXISTS run_verdicts (
-        run_id VARCHAR, period VARCHAR, order_id VARCHAR, case_id VARCHAR, verdict VARCHAR, reasons VARCHAR)""",
+        run_id VARCHAR, period VARCHAR, order_id VARCHAR, case_id VARCHAR, verdict VARCHAR, reasons VARCHAR,
+        audit_id VARCHAR)""",
+)
+# a warehouse written before audits were folders: the column comes in empty (its rows predate the audit ids)
+MIGRATIONS = (
+    "ALTER TABLE audit_runs ADD COLUMN IF NOT EXISTS audits VARCHAR",
+    "ALTER TABLE audit_results ADD COLUMN IF NOT EXISTS audit_id VARCHAR",
+    "ALTER TABLE run_verdicts ADD COLUMN IF NOT EXISTS audit_id VARCHAR",
 )
 
 
@@ -28,11 +35,11 @@ KILLED_AFTER_COMMIT = (
 
 
 def ensure(con: duckdb.DuckDBPyConnection) -> None:
-    for ddl in DDL:
+    for ddl in (*DDL, *MIGRATIONS):
         con.execute(ddl)
 
 
-def start(con: duckdb.DuckDBPyConnection, run_id: str, opts, started: dt.datetime) -> None:
+def start(con: duckdb.DuckDBPyConnection, run_id: str, opts, started: dt.datetime, audits: str = "") -> None:
     """Record the run as running. We hold the writer lock, so any other 'running' row is a dead run."""
     import os
 
@@ -41,9 +48,9 @@ def start(con: duckdb.DuckDBPyConnection, run_id: str, opts, started: dt.datetim
                    WHERE status IN ('running', 'publishing')""")
     periods = ",".join(m or "all" for m in opts.months)
     con.execute(
-        "INSERT INTO audit_runs (run_id, command, status, periods, input_dir, started_at, pid) "
-        "VALUES (?, ?, 'running', ?, ?, ?, ?)",
-        [run_id, opts.command, periods, str(opts.input_dir) if opts.input_dir else None, started, os.getpid()],
+        "INSERT INTO audit_runs (run_id, command, status, periods, input_dir, started_at, pid, audits) "
+        "VALUES (?, ?, 'running', ?, ?, ?, ?, ?)",
+        [run_id, opts.command, periods, str(opts.input_dir) if opts.input_dir else None, started, os.getpid(), audits],
     )
 
 
@@ -53,33 +60,35 @@ def committing(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
     con.execute("UPDATE audit_runs SET status = 'publishing' WHERE run_id = ?", [run_id])
 
 
-def record_period(con: duckdb.DuckDBPyConnection, run_id: str, period: str) -> dict | None:
-    """Replace the period's results with this run's (inside the caller's transaction); return how this
-    run revises the results the previous run recorded for the period (None: the period is new)."""
+def record_period(con: duckdb.DuckDBPyConnection, run_id: str, period: str, audit_id: str) -> dict | None:
+    """Replace the audit's results of the period with this run's (inside the caller's transaction); return
+    how this run revises the results the previous run recorded for them (None: the period is new)."""
+    mart = f"{audit_id}__mart_audited_orders"
     revision = con.execute(
-        """WITH prev AS (SELECT * FROM audit_results WHERE period = ?),
-                cur AS (SELECT order_id, case_id, verdict, reasons FROM mart_audited_orders)
+        f"""WITH prev AS (SELECT * FROM audit_results WHERE period = ? AND audit_id = ?),
+                cur AS (SELECT order_id, case_id, verdict, reasons FROM {mart})
            SELECT coalesce((SELECT max(run_id) FROM prev), (
                       -- a period audited before without a single order (an empty month) has no results
                       SELECT run_id FROM audit_runs WHERE status = 'succeeded' AND run_id <> ?
-                         AND list_contains(string_split(periods, ','), ?) ORDER BY started_at DESC LIMIT 1)),
+                         AND list_contains(string_split(periods, ','), ?)
+                         AND list_contains(string_split(coalesce(audits, ''), ','), ?) ORDER BY started_at DESC LIMIT 1)),
                   count(*) FILTER (WHERE prev.order_id IS NULL),
                   count(*) FILTER (WHERE cur.order_id IS NULL),
                   count(*) FILTER (WHERE prev.order_id IS NOT NULL AND cur.order_id IS NOT NULL
                                    AND (prev.case_id IS DISTINCT FROM cur.case_id OR prev.verdict IS DISTINCT FROM cur.verdict
                                         OR prev.reasons IS DISTINCT FROM cur.reasons))
            FROM prev FULL JOIN cur ON prev.order_id = cur.order_id""",
-        [period, run_id, period],
+        [period, audit_id, run_id, period, audit_id],
     ).fetchall()[0]
     since, added, removed, changed = revision
-    con.execute("DELETE FROM audit_results WHERE period = ?", [period])
+    con.execute("DELETE FROM audit_results WHERE period = ? AND audit_id = ?", [period, audit_id])
     con.execute(
-        """INSERT INTO audit_results SELECT ?, ?, order_id, case_id, verdict, reasons, secondary_reasons
-                   FROM mart_audited_orders""",
-        [period, run_id],
+        f"""INSERT INTO audit_results SELECT ?, ?, order_id, case_id, verdict, reasons, secondary_reasons, ?
+                   FROM {mart}""",
+        [period, run_id, audit_id],
     )
     con.execute(
-        "INSERT INTO run_verdicts SELECT ?, ?, order_id, case_id, verdict, reasons FROM mart_audited_orders", [run_id, period]
+        f"INSERT INTO run_verdicts SELECT ?, ?, order_id, case_id, verdict, reasons, ? FROM {mart}", [run_id, period, audit_id]
     )
     if since is None:
         return None
@@ -128,15 +137,18 @@ def diff_runs(con: duckdb.DuckDBPyConnection, run_a: str, run_b: str) -> tuple[l
     rows = con.execute(
         """
         WITH a AS (SELECT * FROM run_verdicts WHERE run_id = ?), b AS (SELECT * FROM run_verdicts WHERE run_id = ?),
-        shared AS (SELECT period FROM a INTERSECT SELECT period FROM b)
-        SELECT coalesce(a.period, b.period) AS period, coalesce(a.order_id, b.order_id) AS order_id,
+        shared AS (SELECT period, audit_id FROM a INTERSECT SELECT period, audit_id FROM b)
+        SELECT coalesce(a.period, b.period) AS period, coalesce(a.audit_id, b.audit_id) AS audit_id,
+               coalesce(a.order_id, b.order_id) AS order_id,
                coalesce(a.case_id, b.case_id) AS case_id,
                a.verdict, a.reasons, b.verdict, b.reasons,
                CASE WHEN a.order_id IS NULL THEN 'added' WHEN b.order_id IS NULL THEN 'removed' ELSE 'changed' END
-        FROM a FULL JOIN b ON a.period = b.period AND a.order_id = b.order_id AND a.case_id = b.case_id
-        WHERE coalesce(a.period, b.period) IN (SELECT period FROM shared)
+        FROM a FULL JOIN b ON a.period = b.period AND a.audit_id IS NOT DISTINCT FROM b.audit_id
+                           AND a.order_id = b.order_id AND a.case_id = b.case_id
+        WHERE EXISTS (SELECT 1 FROM shared AS s WHERE s.period = coalesce(a.period, b.period)
+                      AND s.audit_id IS NOT DISTINCT FROM coalesce(a.audit_id, b.audit_id))
           AND (a.order_id IS NULL OR b.order_id IS NULL OR a.verdict <> b.verdict OR a.reasons <> b.reasons)
-        ORDER BY 1, 2""",
+        ORDER BY 1, 2, 3""",
         [run_a, run_b],
     ).fetchall()
     return [], rows

@@ -1,12 +1,10 @@
 """When a month's figures are final, and how far the loaded data reaches.
 
-A month reports the cases whose index procedure falls in it. Data dated up to the month's end plus
-the leak-evidence, audit and outside-window context windows can still change them: evidence up to
-14 days after the last index makes a case; a later case with an index up to 30 days after it can
-take an order of the month's case (the most recent index wins), and one whose window covers an
-order listed as outside the window can claim that order. So the month is **final** once the
-loaded data reaches (see ``data_through``) the month's end + evidence + audit + context days
-(74 days by default), and **provisional** until then.
+A month reports the cases whose index falls in it. Data dated up to the month's end plus the
+audit's horizon can still change them (later evidence, a later case taking an order): each
+manifest says its horizon as ``[maturity] days_after_month`` (parameters or numbers, summed; see
+the audit's DESIGN.md for why). So the month is **final** once the loaded data reaches (see
+``data_through``) the month's end + the horizon, and **provisional** until then.
 """
 
 from __future__ import annotations
@@ -64,12 +62,7 @@ class Maturity:
         return cls(dt.datetime.fromisoformat(through) if through else None, float(d["horizon_days"]), str(d["site_timezone"]))
 
 
-def horizon_days(cfg: Config) -> float:
-    c = cfg.case
-    return float(c.leak_evidence_days + c.audit_window_days + c.outside_window_context_days)
-
-
-def assess(con: duckdb.DuckDBPyConnection, cfg: Config, now: dt.datetime) -> Maturity:
+def assess(con: duckdb.DuckDBPyConnection, cfg: Config, now: dt.datetime, horizon_days: float) -> Maturity:
     """How far the loaded data reaches: the earliest of the latest procedure, order and diagnosis
     instants (a feed without rows does not hold the others back), never later than ``now``."""
     present = db.tables(con)
@@ -79,7 +72,7 @@ def assess(con: duckdb.DuckDBPyConnection, cfg: Config, now: dt.datetime) -> Mat
         through = con.execute(f"SELECT min(last_at) FROM ({' UNION ALL '.join(parts)})").fetchall()[0][0]
     if through is not None:
         through = min(through.astimezone(dt.UTC), now)
-    return Maturity(through, horizon_days(cfg), cfg.site_timezone)
+    return Maturity(through, horizon_days, cfg.site_timezone)
 
 
 def describe(maturity: Maturity | None, months: list[str]) -> dict | None:

@@ -23,9 +23,9 @@ def period_months(label: str, bounds: tuple[str | None, str | None]) -> list[str
     return [m for m in bounds if m]
 
 
-def case_span(con: duckdb.DuckDBPyConnection) -> tuple[str | None, str | None]:
-    """First and last month (site-local) with an index procedure in the loaded data."""
-    return tuple(con.execute("SELECT min(index_month), max(index_month) FROM int_cases").fetchall()[0])
+def case_span(con: duckdb.DuckDBPyConnection, audit) -> tuple[str | None, str | None]:
+    """First and last month (site-local) with a case of the audit, read while its marts hold every month."""
+    return tuple(con.execute(f"SELECT min(index_month), max(index_month) FROM {audit.model_name('mart_cases')}").fetchall()[0])
 
 
 def data_span(con: duckdb.DuckDBPyConnection, site_timezone: str) -> tuple[str | None, str | None]:
@@ -59,16 +59,8 @@ def build(
     status: dict = {"period": label}
     if counts.get("cases", 0) == 0:
         first, last = spans.get("data") or (None, None)
-        status["empty"] = {
-            "index_procedures": counts.get("index_procedures", 0),
-            "data_first": first,
-            "data_last": last,
-        }
-        event(
-            f"{label}: no cases ({counts.get('index_procedures', 0)} index procedures); the report says so",
-            event="period_empty",
-            period=key,
-        )
+        status["empty"] = {"data_first": first, "data_last": last}
+        event(f"{label}: no cases; the report says so", event="period_empty", period=key)
     maturity_status = describe(maturity, period_months(key, spans.get("cases") or (None, None)))
     if maturity_status:
         status["maturity"] = maturity_status

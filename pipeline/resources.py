@@ -29,3 +29,8 @@ def reports_dir() -> Path:
 
 def expectations_dir() -> Path:
     return _bundled("expectations")
+
+
+def audits_dir() -> Path:
+    """The shipped audit folders (audits/<id>/): more come from the config's audits_path."""
+    return _bundled("audits")

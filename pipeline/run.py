@@ -1,9 +1,12 @@
-"""One run: load -> validate -> audit -> measure -> render, as one unit of work.
+"""One run: load -> validate -> audit -> measure -> render, as one unit of work, for every audit it does.
 
+0. Which audits: those named with --audit (default: every audit found), less those the data cannot
+   feed (a required table or column absent: skipped, said in the log) or whose folder cannot run.
 1. Parse every input file into typed Parquet in a scratch folder (nothing else touched).
-2. Data-quality gate on the parsed data: blocking failures stop here (exit 3).
-3. One warehouse transaction: merge the files (ledger), rebuild the models, record the run.
-4. Output checks, metrics and reports, written to a staging folder and moved into place.
+2. Data-quality gate on the parsed data (generic suites, then each audit's): blocking failures stop here (exit 3).
+3. One warehouse transaction: merge the files (ledger), rebuild the core and the audits' models, record the run.
+4. Output checks, metrics and reports per audit, written to a staging folder and moved into place
+   (``pipeline.publishing``): ``OUT/<audit id>/`` each, and a site index ``OUT/index.html``.
 
 A failure or a kill at any point leaves the previous warehouse state and outputs.
 """
@@ -24,14 +27,16 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline import faults, history, maturity, ownership, period_status, preflight, warehouse, workers
+from pipeline import audits as audits_mod
+from pipeline import faults, history, maturity, ownership, period_status, preflight, publishing, warehouse, workers
 from pipeline.config import Config, pseudonym_key
-from pipeline.errors import AuditError, QualityGateError, WriteRefusedError, refused_write
+from pipeline.errors import AuditError, ConfigError, QualityGateError, WriteRefusedError, refused_write
+from pipeline.ingest import inputs as inputs_mod
 from pipeline.ingest import load, source_store, value_maps
 from pipeline.logs import event, stage
 from pipeline.models import reference, runner
 from pipeline.quality import gate
-from pipeline.report import charts, outputs
+from pipeline.report import outputs
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +55,14 @@ class RunOptions:
     progress: bool = False  # month_done log lines (backfill)
     progress_bar: bool = False  # a terminal progress bar over the months (stderr is a TTY)
     command: str = "run"
+    audits: list[str] = field(default_factory=list)  # --audit: the audits asked for (none: every audit found)
 
 
 @dataclass
 class RunResult:
     run_id: str
     out_dir: Path
-    counts: dict
+    counts: dict  # audit id -> period -> counts
     timings: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -78,13 +84,14 @@ def _versions() -> dict:
     return {"order-audit": software_version(), "python": platform.python_version(), **found}
 
 
-def period_counts(con: duckdb.DuckDBPyConnection) -> dict:
+def period_counts(con: duckdb.DuckDBPyConnection, audit) -> dict:
+    """What `runs` records of one audit's period: cases, audited orders, orders by verdict."""
+    orders, cases = audit.model_name("mart_audited_orders"), audit.model_name("mart_cases")
     one = lambda sql: con.execute(sql).fetchall()[0][0]  # noqa: E731
     return {
-        "index_procedures": one("SELECT count(*) FROM mart_index_procedures"),
-        "cases": one("SELECT count(*) FROM mart_cases"),
-        "audited_orders": one("SELECT count(*) FROM mart_audited_orders"),
-        "verdicts": dict(con.execute("SELECT verdict, count(*) FROM mart_audited_orders GROUP BY ALL ORDER BY 1").fetchall()),
+        "cases": one(f"SELECT count(*) FROM {cases}"),
+        "audited_orders": one(f"SELECT count(*) FROM {orders}"),
+        "verdicts": dict(con.execute(f"SELECT verdict, count(*) FROM {orders} GROUP BY ALL ORDER BY 1").fetchall()),
     }
 
 
@@ -146,25 +153,28 @@ def _execute(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, wa
     out_root = outputs.publication_dir(opts.out_dir)  # a user's symlink to a folder: that folder
     preflight.check_run(opts, out_root)
     opts.out_dir = out_root
-    inputs = None
+    inputs, columns = None, {}
     if opts.input_dir is not None:
         inputs = load.find_inputs(opts.input_dir, cfg)
-        load.check_headers(inputs, cfg)
+        columns = load.check_headers(inputs, cfg)
+    chosen, skipped = choose_audits(opts, cfg, columns)
     with _warehouse_file(opts) as wh_path, warehouse.writer_lock(wh_path, run_id, opts.command):
         # fail fast (exit 4) when another process holds DuckDB's own lock, before any parsing; the run is
         # on record as 'running' from here (a kill at any later point shows as interrupted in `runs`)
         con = warehouse.connect(wh_path)
         try:
             history.ensure(con)
-            history.start(con, run_id, opts, started)
+            history.start(con, run_id, opts, started, ",".join(a.id for a in chosen))
         finally:
             con.close()
+        for audit_id, why in skipped:  # said once the run is on: an error before it stays one line
+            event(f"{audit_id} skipped: {why}", event="audit_skipped", audit_id=audit_id, reason=why)
         try:
-            _sweep_leftovers(opts, wh_path)
+            _sweep_leftovers(opts, wh_path, chosen)
             scratch = ownership.make_temp_dir(f".{wh_path.name}.scratch-", wh_path.parent)
             try:
                 return _execute_locked(
-                    opts, cfg, inputs, run_id, started, timings, key, key_is_demo, warnings, wh_path, scratch, warm
+                    opts, cfg, inputs, chosen, run_id, started, timings, key, key_is_demo, warnings, wh_path, scratch, warm
                 )
             finally:
                 ownership.remove(scratch)
@@ -174,6 +184,26 @@ def _execute(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, wa
             if refused is not None:
                 raise refused from None
             raise
+
+
+def choose_audits(opts: RunOptions, cfg: Config, columns: dict[str, set[str]]) -> tuple[list, list[tuple[str, str]]]:
+    """The audits this run does and those it skips (id, why), before anything is written: an input no
+    audit can use stops here."""
+    known = audits_mod.discover(cfg.audits_path)
+    audits_mod.check_config(known, cfg.audits, cfg.source_path or "config")
+    present = {t: set(c) for t, c in columns.items()}
+    if opts.warehouse_path is not None:  # what earlier runs loaded counts too
+        for table, held in source_store.stored_columns(warehouse.real_path(opts.warehouse_path)).items():
+            present[table] = present.get(table, set()) | held
+    plan = audits_mod.plan(known, opts.audits, present)
+    if plan.audits:
+        return plan.audits, plan.skipped
+    if plan.missing_tables:
+        table, needed_by = next(iter(plan.missing_tables.items()))
+        if opts.input_dir is not None:
+            raise inputs_mod.missing_file_error(opts.input_dir, table, needed_by)
+        raise ConfigError(f"the warehouse holds no {table} rows, which {', '.join(needed_by)} need; give --input")
+    raise ConfigError("no audit can run: " + "; ".join(f"{a}: {why}" for a, why in plan.skipped) or "no audit found")
 
 
 def _record_failure(wh_path: Path, run_id: str, exc: BaseException, timings: dict) -> None:
@@ -216,20 +246,22 @@ def _refused_write_error(exc: BaseException, opts: RunOptions, committed: bool) 
     )
 
 
-def _sweep_leftovers(opts: RunOptions, wh_path: Path) -> None:
+def _sweep_leftovers(opts: RunOptions, wh_path: Path, chosen: list) -> None:
     """What a killed run left behind: its scratch folder (we hold the writer lock, so any scratch
     folder of this warehouse is a dead run's), and hidden staging/version folders beside the outputs."""
     for old in wh_path.parent.glob(f".{wh_path.name}.scratch-*"):
         if ownership.remove(old):
             log.info("removed %s (left by an interrupted run)", old)
-    folders = [opts.out_dir.parent] + ([opts.out_dir] if opts.per_month_folders else [])
+    folders = [opts.out_dir.parent]
+    if opts.per_month_folders:  # a backfill publishes OUT/<audit>/<month>/ one by one
+        folders += [opts.out_dir] + [opts.out_dir / a.id for a in chosen]
     for folder in folders:
         for old in outputs.sweep(folder):
             log.info("removed %s (left by an interrupted run)", old)
 
 
 def _execute_locked(
-    opts, cfg, inputs, run_id, started, timings, key, key_is_demo, warnings, wh_path: Path, scratch: Path, warm
+    opts, cfg, inputs, chosen, run_id, started, timings, key, key_is_demo, warnings, wh_path: Path, scratch: Path, warm
 ) -> RunResult:
     gx = warm.gx
     now = dt.datetime.now(dt.UTC)
@@ -243,7 +275,7 @@ def _execute_locked(
     gate_rejects: dict = {}
     if opts.validate and prepared:
         with stage("gate", timings):
-            dq_results, gate_rejects = gate.check_inputs(prepared, cfg, scratch, now, opts.input_dir, gx)
+            dq_results, gate_rejects = gate.check_inputs(prepared, cfg, scratch, now, opts.input_dir, gx, chosen)
         failed = gate.blocking(dq_results)
         if failed:
             unknown = [u for prep in prepared.values() for u in prep.unknown_values]
@@ -251,6 +283,7 @@ def _execute_locked(
         gate.log_warnings(dq_results)
     warm.start_charts()  # (no-op when started already) it imports matplotlib while the models run
 
+    models = runner.core_models() + [m for a in chosen for m in runner.audit_models(a)]
     con = warehouse.connect(wh_path)
     try:
         con.execute("BEGIN TRANSACTION")
@@ -259,21 +292,29 @@ def _execute_locked(
             loads = load.merge_inputs(con, prepared, run_id, gate_rejects)
         faults.maybe_fail("after_merge")
         with stage("models", timings):
-            ref = reference.load_reference(con, cfg, opts.input_dir)
-            con.execute("CREATE OR REPLACE TABLE rule_set AS SELECT ? AS rule_set_version", [ref.rule_set_version])
+            ref = reference.load_reference(con, cfg, opts.input_dir, chosen)
+            con.execute("CREATE OR REPLACE TABLE input_columns (table_name VARCHAR, column_name VARCHAR)")
+            con.executemany("INSERT INTO input_columns VALUES (?, ?)", source_store.present_columns(con))
             warehouse.set_pseudonym_key(con, key)
             reference.set_period(con, None, None)
             # the marts are period-specific: built below, once per reported month
-            runner.run_models(con, layers=("staging", "intermediate"))
+            runner.run_models(con, models, layers=("stg", "int"))
             gate.record_results(con, run_id, dq_results)
         faults.maybe_fail("after_transform")
-        month_counts, revisions = {}, {}
+        month_counts: dict = {a.id: {} for a in chosen}
+        revisions: dict = {a.id: {} for a in chosen}
+        case_spans: dict = {}
         with stage("marts", timings):
             for month in opts.months:
+                label = _period_label(month)
                 reference.set_period(con, month, month, cfg.reporting.trend_months)
-                runner.run_models(con, layers=("marts",))
-                revisions[_period_label(month)] = history.record_period(con, run_id, _period_label(month))
-                month_counts[_period_label(month)] = period_counts(con) | _revision_counts(revisions[_period_label(month)])
+                runner.run_models(con, models, layers=("mart",))
+                for audit in chosen:
+                    revisions[audit.id][label] = history.record_period(con, run_id, label, audit.id)
+                    counts = period_counts(con, audit) | _revision_counts(revisions[audit.id][label])
+                    month_counts[audit.id][label] = counts
+                    if month is None:
+                        case_spans[audit.id] = period_status.case_span(con, audit)
             history.committing(con, run_id)
             con.execute("COMMIT")
             source_store.sweep(con)  # files of superseded loads, or moved in by a run that never committed
@@ -289,15 +330,17 @@ def _execute_locked(
         raise
     rejects = _reject_counts(con)
     warehouse_inputs = history.active_loads(con)
-    mature = maturity.assess(con, cfg, now)
-    spans = {"cases": period_status.case_span(con), "data": period_status.data_span(con, cfg.site_timezone)}
+    matured = {a.id: maturity.assess(con, cfg, now, audits_mod.maturity_horizon_days(a, ref.parameters[a.id])) for a in chosen}
+    data_span = period_status.data_span(con, cfg.site_timezone)
     con.close()
-    for label, counts in month_counts.items():  # `order-audit runs` shows each period's maturity
-        counts.update(period_status.maturity_counts(label, mature, spans))
+    spans = {a.id: {"cases": case_spans.get(a.id, (None, None)), "data": data_span} for a in chosen}
+    for audit in chosen:  # `order-audit runs` shows each period's maturity
+        for label, counts in month_counts[audit.id].items():
+            counts.update(period_status.maturity_counts(label, matured[audit.id], spans[audit.id]))
 
     if opts.validate:
         with stage("output_checks", timings):
-            out_checks = gate.check_outputs(wh_path, now, gx)
+            out_checks = gate.check_outputs(wh_path, now, gx, chosen)
         dq_results = dq_results + out_checks
         failed = gate.blocking(out_checks)
         if failed:
@@ -310,8 +353,6 @@ def _execute_locked(
         "run_id": run_id,
         "software_version": software_version(),
         "versions": _versions(),
-        "rule_set_version": ref.rule_set_version,
-        "code_set_versions": ref.code_set_versions,
         "reference_files": ref.files,
         "inputs": [
             {
@@ -331,14 +372,35 @@ def _execute_locked(
         ],
         "warehouse_inputs": warehouse_inputs,
         "config": cfg.as_dict(),
+        "audits_run": [a.id for a in chosen],
         "started_at": started.isoformat(timespec="seconds"),
         "pseudonym_key_is_demo": key_is_demo,
-        "maturity": mature.as_dict(),
         "data_quality": [gate.as_dict(r) for r in dq_results],
         "rejects": rejects,
         # coded values (status ...) no map knows: what they are, how many rows, the config lines that map them
         "unknown_values": [u.as_dict() for prep in prepared.values() for u in prep.unknown_values],
         "warnings": warnings,
+    }
+    audit_info = {
+        a.id: {
+            "audit": {
+                "id": a.id,
+                "title": a.title,
+                "version": a.version,
+                "case_unit": a.case_unit,
+                "short_title": a.short_title,
+                "guideline": a.guideline,
+                "parameters": ref.parameters[a.id],
+                "measures": [
+                    {"id": m.id, "label": m.label, "unit": m.unit, "direction": m.direction, "headline": m.headline}
+                    for m in a.measures
+                ],
+            },
+            "rule_set_version": ref.rule_set_versions[a.id],
+            "code_set_versions": ref.code_set_versions[a.id],
+            "maturity": matured[a.id].as_dict(),
+        }
+        for a in chosen
     }
     con = warehouse.connect(wh_path)
     bar = _progress_bar(opts)
@@ -346,32 +408,22 @@ def _execute_locked(
         warehouse.set_pseudonym_key(con, key)
         for i, month in enumerate(opts.months):
             label = _period_label(month)
-            out_dir = outputs.publication_dir(opts.out_dir / label) if opts.per_month_folders else opts.out_dir
             if len(opts.months) > 1:  # one month: the marts still hold it from the transform
                 reference.set_period(con, month, month, cfg.reporting.trend_months)
-                runner.run_models(con, layers=("marts",))
-            per_month = label if len(opts.months) > 1 else None
-            with stage("measure", timings, per_month):
-                metrics = _build_metrics(con, cfg)
-            staging = outputs.staging_dir_for(out_dir)
-            try:
-                with stage("render", timings, per_month):
-                    run_info = {**base_info, "period": label, "counts": {**month_counts[label], **rejects}}
-                    run_info["status"] = period_status.build(
-                        label, month_counts[label], mature, revisions[label], dq_results, spans
+                runner.run_models(con, models, layers=("mart",))
+            period = publishing.Period(
+                label=label,
+                base_info=base_info,
+                audit_info=audit_info,
+                counts={a.id: {**month_counts[a.id][label], **rejects} for a in chosen},
+                statuses={
+                    a.id: period_status.build(
+                        label, month_counts[a.id][label], matured[a.id], revisions[a.id][label], dq_results, spans[a.id]
                     )
-                    outputs.write_tables(con, staging)
-                    _render(con, staging, run_info, metrics, opts, cfg, warm)
-                    faults.maybe_fail("mid_render")
-                    run_info["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-                    run_info["timings_seconds"] = {k: round(v, 3) for k, v in timings.items()}
-                    run_info["files"] = outputs.file_manifest(staging)
-                    outputs.write_json(staging / "run.json", run_info)
-                outputs.publish(staging, out_dir, version=run_id, on_file=lambda n: faults.maybe_fail("mid_publish", n))
-            finally:
-                ownership.remove(staging)
-            if opts.pdf:
-                event(f"wrote {out_dir / 'report.pdf'}", event="pdf_written", path=str(out_dir / "report.pdf"), period=label)
+                    for a in chosen
+                },
+            )
+            publishing.publish_period(con, chosen, period, opts, cfg, timings, warm)
             if bar is not None:
                 bar.update(1, label)
             if opts.progress:
@@ -387,7 +439,7 @@ def _execute_locked(
             bar.render_finish()
         if opts.data_docs_dir is not None:
             gate.write_data_docs(dq_results, opts.data_docs_dir)
-        gate.record_results(con, run_id, [r for r in dq_results if r.table.startswith(("mart_", "audited", "attrition"))])
+        gate.record_results(con, run_id, out_checks if opts.validate else [])
         history.finish(con, run_id, "succeeded", month_counts, timings)
     except BaseException as exc:
         # the warehouse transaction has committed; record why the outputs were not (all) published
@@ -408,12 +460,22 @@ def _execute_locked(
         raise
     finally:
         con.close()
-    total = {k: sum(c[k] for c in month_counts.values()) for k in ("cases", "audited_orders")}
+    for audit in chosen:
+        total = {k: sum(c[k] for c in month_counts[audit.id].values()) for k in ("cases", "audited_orders")}
+        event(
+            f"{audit.id}: {total['cases']} {audit.case_unit}s, {total['audited_orders']} audited orders",
+            event="audit_done",
+            audit_id=audit.id,
+            **total,
+        )
+    totals = {k: sum(c[k] for a in chosen for c in month_counts[a.id].values()) for k in ("cases", "audited_orders")}
     event(
-        f"run {run_id} done: {total['cases']} cases, {total['audited_orders']} audited orders",
+        f"run {run_id} done ({', '.join(a.id for a in chosen)}): {totals['cases']} cases, "
+        f"{totals['audited_orders']} audited orders",
         event="run_done",
         run_id=run_id,
-        **total,
+        audits=[a.id for a in chosen],
+        **totals,
     )
     return RunResult(run_id, opts.out_dir, month_counts, timings, warnings)
 
@@ -437,24 +499,3 @@ def _finish(wh_path: Path, run_id: str, status: str, counts: dict, timings: dict
         history.finish(con, run_id, status, counts, timings, error=error)
     finally:
         con.close()
-
-
-def _build_metrics(con, cfg: Config):
-    from pipeline.report import measure
-
-    return measure.build_metrics(con)
-
-
-def _render(con, staging: Path, run_info: dict, metrics, opts: RunOptions, cfg: Config, warm=None) -> None:
-    """The render stage (``warm``: the run's workers; without them the charts are drawn as render decides)."""
-    from pipeline.report import render
-
-    render.render_outputs(
-        con,
-        staging,
-        run_info,
-        metrics,
-        pdf=opts.pdf,
-        reid_file=opts.reid_file,
-        chart_pool=charts.ChartPool(process=False, executor=warm.charts) if warm and warm.charts is not None else None,
-    )

@@ -69,7 +69,7 @@ def small_input(tmp_path: Path) -> Path:
     return write_small_input(tmp_path / "in")
 
 
-# The reason registry as docs/DESIGN.md lists it (registry order = order inside `reasons`): written
+# The reason registry as audits/csf_leak/DESIGN.md lists it (registry order = order inside `reasons`): written
 # out here, not read from rules.csv, so the tests check the registry against the design.
 DESIGN_REASONS: dict[str, str] = {
     "cancelled": "excluded",
@@ -91,3 +91,40 @@ DESIGN_REASONS: dict[str, str] = {
     "brain_mri_companion": "appropriate",
     "subsequent_after_mri": "appropriate",
 }
+
+
+# ----------------------------------------------------------------------------------------- the decks
+
+
+@pytest.fixture(scope="session")
+def deck_runs(tmp_path_factory):
+    """Every audit's deck through the real CLI: the combined input once (all audits, with the
+    re-identification crosswalk), and each ``separate_input`` file on its own input."""
+    from deck_input import SITE_TIMEZONE, deck_files, write_deck_input, write_input
+
+    from pipeline import audits
+
+    found = audits.discover()
+    files = deck_files(found)
+    base = tmp_path_factory.mktemp("decks")
+
+    def run(name: str, write) -> dict:
+        inp, out, wh, reid = base / name / "input", base / name / "output", base / name / "wh.duckdb", base / f"{name}.reid.csv"
+        write(inp)
+        proc = run_cli(
+            "run", "--input", inp, "--out", out, "--warehouse", wh, "--site-timezone", SITE_TIMEZONE, "--reid-file", reid
+        )
+        if proc.returncode != 0:
+            pytest.fail(
+                f"order-audit run on the deck ({name}) exited {proc.returncode} (input kept in {inp})\n"
+                f"--- stderr ---\n{proc.stderr[-6000:]}",
+                pytrace=False,
+            )
+        return {"out": out, "reid": reid, "stderr": proc.stderr}
+
+    runs = {"combined": run("combined", lambda inp: write_deck_input(inp, files))}
+    runnable = {a.id for a in found if a.runnable}
+    for f in files:
+        if f.separate and f.audit in runnable:  # its own audit must be able to read it
+            runs[f.id] = run(f.id.replace("/", "__"), lambda inp, f=f: write_input(inp, [f.case]))
+    return {"audits": {a.id: a for a in found}, "files": files, "runs": runs}

@@ -1,4 +1,6 @@
-"""A small hand-built warehouse with the mart tables of docs/DESIGN.md, for renderer tests.
+"""A small hand-built warehouse with the CSF-leak audit's mart tables (audits/csf_leak/DESIGN.md), for
+renderer tests. The tables are the audit's (``csf_leak__mart_*``); the renderer reads them through the
+session views ``publishing.select_audit`` makes, as in a run.
 
 Hostile strings (a ``<script>`` department, order name and indication text) and recognisable
 raw patient ids (``MRN-RAW-...``) are planted so tests can prove escaping and pseudonymisation.
@@ -13,8 +15,8 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from pipeline.models.runner import discover_models, run_models
-from pipeline.resources import REFERENCE_DIR
+from pipeline import audits, publishing
+from pipeline.models import runner
 
 HOSTILE = "<script>alert(1)</script>"
 RAW_ID_PREFIX = "MRN-RAW-"
@@ -35,8 +37,11 @@ _VERDICT_ROWS = {
 }
 
 
+AUDIT = next(a for a in audits.discover() if a.id == "csf_leak")
+
+
 def _rules() -> pl.DataFrame:
-    with open(REFERENCE_DIR / "rules.csv", newline="", encoding="utf-8") as fh:
+    with open(AUDIT.rules_csv, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     return pl.DataFrame(rows).with_row_index("rule_order", offset=1)
 
@@ -81,8 +86,8 @@ def build_fixture(
     con.execute("SET TimeZone = 'UTC'")
     rng = np.random.default_rng(seed)
     rules = _rules()
-    _table(con, "ref_rules", rules)
-    with open(REFERENCE_DIR / "verdicts.csv", newline="", encoding="utf-8") as fh:
+    _table(con, "csf_leak__ref_rules", rules)
+    with open(audits.VERDICTS_CSV, newline="", encoding="utf-8") as fh:
         _table(con, "ref_verdicts", pl.DataFrame(list(csv.DictReader(fh))))
 
     procs, src_orders, cases, orders, index_rows = [], [], [], [], []
@@ -221,12 +226,14 @@ def build_fixture(
         "src_imaging_orders",
         pl.DataFrame(src_orders, schema=["order_id", "patient_id", "order_name", "indication_text"], orient="row"),
     )
-    _table(con, "mart_cases", pl.DataFrame(cases))
-    _table(con, "mart_audited_orders", pl.DataFrame(orders))
-    _table(con, "mart_index_procedures", pl.DataFrame(index_rows))
+    _table(con, "csf_leak__mart_cases", pl.DataFrame(cases))
+    _table(con, "csf_leak__mart_audited_orders", pl.DataFrame(orders))
+    _table(con, "csf_leak__mart_index_procedures", pl.DataFrame(index_rows))
+    keys = [(c["patient_key"], RAW_ID if i == 0 else f"{RAW_ID_PREFIX}{10000 + i}") for i, c in enumerate(cases)]
+    _table(con, "csf_leak__int_patient_keys", pl.DataFrame(keys, schema=["patient_key", "patient_id"], orient="row"))
     _table(
         con,
-        "mart_attrition",
+        "csf_leak__mart_attrition",
         pl.DataFrame(
             [
                 (1, "Index procedures (lumbar dural puncture codes)", "procedures", len(index_rows), "step", None),
@@ -247,10 +254,13 @@ def build_fixture(
             orient="row",
         ),
     )
-    _table(con, "mart_metric_counts", _metric_counts(rng, rules))
-    # the attribution marts are computed from the marts above by the shipped SQL models
-    marts = [m for m in discover_models() if m.name in ("mart_department_summary", "mart_department_provider_counts")]
-    run_models(con, marts, layers=("marts",))
+    _table(con, "csf_leak__mart_metric_counts", _metric_counts(rng, rules))
+    # the attribution marts are computed from the marts above by the audit's SQL models
+    names = ("csf_leak__mart_department_summary", "csf_leak__mart_department_provider_counts")
+    marts = [m for m in runner.audit_models(AUDIT) if m.name in names]
+    for m in marts:  # they read only the marts made above
+        con.execute(f"CREATE OR REPLACE TABLE {m.name} AS {m.sql}")
+    publishing.select_audit(con, AUDIT)
     _table(
         con,
         "load_rejects",
@@ -302,15 +312,13 @@ def run_info(period: str = REPORT_MONTH, demo_key: bool = True) -> dict:
         ],
         "config": {
             "site_timezone": "America/New_York",
-            "case": {
-                "min_age_years": 18.0,
-                "leak_evidence_days": 14.0,
-                "audit_window_days": 30.0,
-                "outside_window_context_days": 30.0,
-                "premature_hours": 72.0,
-                "episode_hours": 24.0,
-            },
             "reporting": {"min_cell_count": 11, "trend_months": 24},
+        },
+        "audit": {
+            "id": AUDIT.id,
+            "title": AUDIT.title,
+            "short_title": AUDIT.short_title,
+            "parameters": dict(AUDIT.parameters),
         },
         "period": period,
         "started_at": "2026-11-01T02:00:00+00:00",

@@ -69,7 +69,7 @@ def test_out_as_a_relative_symlink_to_a_users_folder_keeps_that_folder(small_inp
         assert result.returncode == 0, result.stderr
         assert (site / "keep" / "notes.txt").read_text() == "precious\n"
         assert os.readlink(site / "out") == "keep"  # the user's link, unchanged
-        assert (site / "keep" / "run.json").is_file() and (site / "keep" / "report.html").is_file()
+        assert (site / "keep" / "run.json").is_file() and (site / "keep" / "csf_leak" / "report.html").is_file()
     assert sorted(p.name for p in site.iterdir()) == ["keep", "out"]  # nothing half-made left beside them
     assert not (site / "keep" / ".order-audit-made").exists()  # the user's folder is not marked as ours
 

@@ -89,7 +89,7 @@ def test_hostile_text_runs_to_the_end_with_the_ground_truth_verdicts(hostile):
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     truth = pl.read_csv(hostile["in"] / "ground_truth_orders.csv", infer_schema=False)
-    got = pl.read_parquet(hostile["out"] / "audited_orders.parquet")
+    got = pl.read_parquet(hostile["out"] / "csf_leak" / "audited_orders.parquet")
     assert sorted(truth.select("order_id", "verdict", "reasons").rows()) == sorted(
         got.select("order_id", "verdict", pl.col("reasons").fill_null("")).rows()
     )
@@ -112,17 +112,17 @@ def test_no_csv_field_anywhere_starts_a_formula(hostile):
 
 def test_csv_neutralised_text_restores_to_the_raw_parquet_text(hostile):
     out = hostile["out"]
-    raw = pl.read_parquet(out / "audited_orders.parquet")
-    shown = pl.read_csv(out / "audited_orders.csv", infer_schema=False)
+    raw = pl.read_parquet(out / "csf_leak" / "audited_orders.parquet")
+    shown = pl.read_csv(out / "csf_leak" / "audited_orders.csv", infer_schema=False)
     for column in ("order_name", "indication_text", "ordering_provider_id", "ordering_department"):
         assert raw[column].dtype == pl.String
         assert [restore(v) for v in shown[column].to_list()] == raw[column].to_list(), column
     assert FORMULAS["order_name"] in raw["order_name"].to_list()  # Parquet keeps the raw text
     assert "'" + FORMULAS["order_name"] in shown["order_name"].to_list()
-    metrics = pl.read_csv(out / "metrics.csv", infer_schema=False)
+    metrics = pl.read_csv(out / "csf_leak" / "metrics.csv", infer_schema=False)
     assert "'=1+1 neurology" in metrics["group_key"].to_list()
-    assert "=1+1 neurology" in pl.read_parquet(out / "metrics.parquet")["group_key"].to_list()
-    rejects = pl.read_csv(out / "rejects.csv", infer_schema=False)
+    assert "=1+1 neurology" in pl.read_parquet(out / "csf_leak" / "metrics.parquet")["group_key"].to_list()
+    rejects = pl.read_csv(out / "csf_leak" / "rejects.csv", infer_schema=False)
     assert rejects.filter(pl.col("column_name") == "attempts")["value"].to_list() == ["'=2*3"]
 
 
@@ -138,7 +138,7 @@ def _workbook_texts(path: Path) -> list[str]:
 
 
 def test_no_workbook_text_cell_starts_a_formula_and_no_bidi_control_is_raw(hostile):
-    texts = _workbook_texts(hostile["out"] / "case_list.xlsx")
+    texts = _workbook_texts(hostile["out"] / "csf_leak" / "case_list.xlsx")
     assert len(texts) > 1000
     live = [t for t in texts if t.startswith((*TRIGGERS, "_x000D_", "_x0009_"))]  # xlsx writes CR as _x000D_
     assert live == []
@@ -148,7 +148,7 @@ def test_no_workbook_text_cell_starts_a_formula_and_no_bidi_control_is_raw(hosti
 
 
 def test_mathtext_department_is_a_plain_chart_label(hostile):
-    report = (hostile["out"] / "report.html").read_text(encoding="utf-8")
+    report = (hostile["out"] / "csf_leak" / "report.html").read_text(encoding="utf-8")
     svgs = re.findall(r"<svg.*?</svg>", report, flags=re.S)
     dept_chart = [s for s in svgs if 'aria-label="dept-rates chart"' in s]
     assert dept_chart and MATHTEXT_DEPARTMENT in dept_chart[0]  # drawn, as the text it is
@@ -159,7 +159,7 @@ def test_bidi_controls_are_shown_in_every_page(hostile):
     assert len(pages) > 3
     for page in pages:
         assert RLO not in page.read_text(encoding="utf-8"), page.name
-    assert "[U+202E]ygoloiseht" in (hostile["out"] / "report.html").read_text(encoding="utf-8")
+    assert "[U+202E]ygoloiseht" in (hostile["out"] / "csf_leak" / "report.html").read_text(encoding="utf-8")
 
 
 # ------------------------------------------------------------------ impossible ages
@@ -186,7 +186,7 @@ def test_impossible_ages_are_nulled_with_a_reason_and_count_as_age_unknown(tmp_p
     out = tmp_path / "out"
     result = run_cli("run", "--input", inp, "--out", out, "--warehouse", tmp_path / "wh.duckdb", env=KEY)
     assert result.returncode == 0, result.stderr
-    rejects = pl.read_csv(out / "rejects.csv", infer_schema=False).filter(pl.col("column_name") == "patient_age")
+    rejects = pl.read_csv(out / "csf_leak" / "rejects.csv", infer_schema=False).filter(pl.col("column_name") == "patient_age")
     assert sorted(zip(rejects["source_line"].to_list(), rejects["value"].to_list(), strict=True)) == [
         ("3", "'-5"),  # neutralised in the CSV: restore() gives -5
         ("4", "999"),
@@ -195,8 +195,8 @@ def test_impossible_ages_are_nulled_with_a_reason_and_count_as_age_unknown(tmp_p
     ]
     assert set(rejects["reason"]) == {"outside the possible range 0 to 130"}
     assert set(rejects["action"]) == {"value_nulled"}
-    assert pl.read_csv(out / "cases.csv", infer_schema=False)["case_id"].to_list() == ["PR1"]
-    attrition = {r["step"]: r["count"] for r in pl.read_csv(out / "attrition.csv", infer_schema=False).to_dicts()}
+    assert pl.read_csv(out / "csf_leak" / "cases.csv", infer_schema=False)["case_id"].to_list() == ["PR1"]
+    attrition = {r["step"]: r["count"] for r in pl.read_csv(out / "csf_leak" / "attrition.csv", infer_schema=False).to_dicts()}
     assert attrition["Age unknown (no birth date or age, or an impossible age)"] == "4"
     assert attrition["Under the minimum age at the procedure"] == "0"
     assert json.loads((out / "run.json").read_text())["rejects"]["nulled_values"] == 4

@@ -82,7 +82,7 @@ def test_pipeline_agrees_with_the_baselines(extract, tmp_path):
     try:
         pipeline = to_counts(
             con.execute(
-                "SELECT case_index_month, ordering_department, verdict, count(*) FROM mart_audited_orders GROUP BY ALL"
+                "SELECT case_index_month, ordering_department, verdict, count(*) FROM csf_leak__mart_audited_orders GROUP BY ALL"
             ).fetchall()
         )
     finally:

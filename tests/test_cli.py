@@ -178,10 +178,10 @@ def test_progress_bar_only_on_a_terminal(small_input, tmp_path):
     expect(piped, 0)
     assert "order-audit: months" not in piped.stderr and "\r" not in piped.stderr
     assert "month 2025-05 done (1/2)" in piped.stderr and "month 2025-06 done (2/2)" in piped.stderr
-    assert sorted(p.name for p in (tmp_path / "bf2").iterdir() if not p.name.startswith(".")) == [
+    assert sorted(p.name for p in (tmp_path / "bf2").iterdir() if not p.name.startswith(".")) == ["csf_leak", "index.html"]
+    assert sorted(p.name for p in (tmp_path / "bf2" / "csf_leak").iterdir() if not p.name.startswith(".")) == [
         "2025-05",
         "2025-06",
-        "index.html",
     ]
 
 

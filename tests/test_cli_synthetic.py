@@ -43,7 +43,7 @@ def _strings(path: Path) -> pl.DataFrame:
 
 def test_every_order_agrees_with_ground_truth(synthetic, audited):
     truth = _strings(synthetic / "ground_truth_orders.csv").select("order_id", "case_id", "verdict", "reasons")
-    got = _strings(audited / "audited_orders.csv").select("order_id", "case_id", "verdict", "reasons")
+    got = _strings(audited / "csf_leak" / "audited_orders.csv").select("order_id", "case_id", "verdict", "reasons")
     both = truth.join(got, on="order_id", how="full", suffix="_got", coalesce=True)
     diff = both.filter(
         pl.col("verdict").is_null()
@@ -58,7 +58,7 @@ def test_every_order_agrees_with_ground_truth(synthetic, audited):
 
 def test_cases_agree_with_ground_truth(synthetic, audited):
     truth = set(_strings(synthetic / "ground_truth_cases.csv")["case_id"])
-    got = set(_strings(audited / "cases.csv")["case_id"])
+    got = set(_strings(audited / "csf_leak" / "cases.csv")["case_id"])
     assert got == truth
 
 
@@ -80,13 +80,13 @@ def test_no_raw_patient_id_in_any_output(synthetic, audited):
 def test_run_json_records_provenance(audited, synthetic):
     import json
 
-    info = json.loads((audited / "run.json").read_text())
+    info = json.loads((audited / "csf_leak" / "run.json").read_text())
     assert info["rule_set_version"] and info["software_version"] and info["code_set_versions"]
     tables = {i["table"]: i for i in info["inputs"]}
     assert set(tables) == {"procedures", "imaging_orders", "diagnoses"}
     assert all(len(i["sha256"]) == 64 for i in info["inputs"])
     assert info["counts"]["cases"] > 0
-    assert info["config"]["case"]["premature_hours"] == 72.0
+    assert info["audit"]["parameters"]["premature_hours"] == 72.0  # the manifest's default, in force
 
 
 def test_rerun_gives_byte_identical_data_outputs(synthetic, audited, tmp_path):
@@ -94,13 +94,13 @@ def test_rerun_gives_byte_identical_data_outputs(synthetic, audited, tmp_path):
     result = run_cli("run", "--input", synthetic, "--out", out, "--warehouse", tmp_path / "wh.duckdb")
     assert result.returncode == 0, result.stderr
     for name in DATA_FILES:
-        assert (out / name).read_bytes() == (audited / name).read_bytes(), name
+        assert (out / "csf_leak" / name).read_bytes() == (audited / "csf_leak" / name).read_bytes(), name
 
 
 def test_attrition_adds_up(audited):
-    att = _strings(audited / "attrition.csv").with_columns(pl.col("count").cast(pl.Int64))
+    att = _strings(audited / "csf_leak" / "attrition.csv").with_columns(pl.col("count").cast(pl.Int64))
     step = {r["step"]: r["count"] for r in att.iter_rows(named=True)}
-    orders = _strings(audited / "audited_orders.csv")
+    orders = _strings(audited / "csf_leak" / "audited_orders.csv")
     assert step["Audited orders (listed)"] == orders.height
     excluded = att.filter(pl.col("step").str.starts_with("Excluded: "))["count"].sum()
     assert step["Orders in the window, not excluded"] == orders.height - orders.filter(pl.col("verdict") == "excluded").height

@@ -43,10 +43,10 @@ def month(tmp_path_factory) -> dict:
         "out": out.resolve(),
         "out_as_given": out,
         "stderr": result.stderr,
-        "report": (out / "report.html").read_text(encoding="utf-8"),
-        "index": (out / "index.html").read_text(encoding="utf-8"),
-        "orders": pl.read_csv(out / "audited_orders.csv", infer_schema=False),
-        "cases": pl.read_csv(out / "cases.csv", infer_schema=False),
+        "report": (out / "csf_leak" / "report.html").read_text(encoding="utf-8"),
+        "index": (out / "csf_leak" / "index.html").read_text(encoding="utf-8"),
+        "orders": pl.read_csv(out / "csf_leak" / "audited_orders.csv", infer_schema=False),
+        "cases": pl.read_csv(out / "csf_leak" / "cases.csv", infer_schema=False),
     }
 
 
@@ -79,12 +79,14 @@ def _int(text: str) -> int:
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install -y chromium)")
 def test_printed_month_fits_twelve_pages_with_running_header(month):
-    data = (month["out"] / "report.pdf").read_bytes()
+    data = (month["out"] / "csf_leak" / "report.pdf").read_bytes()
     pages = len(re.findall(rb"/Type\s*/Page\b(?!s)", data))
     assert 4 <= pages <= 12, pages
-    assert f"wrote {month['out_as_given'] / 'report.pdf'}" in month["stderr"]  # --pdf says where it wrote the file
+    assert f"wrote {month['out_as_given'] / 'csf_leak' / 'report.pdf'}" in month["stderr"]  # --pdf says where it wrote the file
     if shutil.which("pdftotext"):  # the header and page numbers, as printed on every page
-        text = subprocess.run(["pdftotext", "-layout", str(month["out"] / "report.pdf"), "-"], capture_output=True, text=True)
+        text = subprocess.run(
+            ["pdftotext", "-layout", str(month["out"] / "csf_leak" / "report.pdf"), "-"], capture_output=True, text=True
+        )
         page_texts = text.stdout.split("\f")[:pages]
         run_id = re.search(r"run (\d{8}T\d{6}Z-[0-9a-f]+)", month["report"]).group(1)
         for i, page in enumerate(page_texts, start=1):
@@ -147,7 +149,7 @@ def test_every_department_in_any_output_has_a_page_counting_only_its_own(month):
     named |= set(cases["first_imaging_department"].drop_nulls())
     assert "interventional_radiology" in named  # a procedure department that orders no imaging
     for d in named:
-        page = month["out"] / "departments" / f"{render.slugify(d)}.html"
+        page = month["out"] / "csf_leak" / "departments" / f"{render.slugify(d)}.html"
         assert page.is_file() and f'href="departments/{render.slugify(d)}.html"' in month["index"], d
         text = page.read_text(encoding="utf-8")
         assert f"CSF-leak imaging audit: {html.escape(department_name(d, {}))}" in text
@@ -171,7 +173,7 @@ def test_every_department_in_any_output_has_a_page_counting_only_its_own(month):
 
 
 def test_attrition_subtracts_each_unit_once(month):
-    rows = pl.read_csv(month["out"] / "attrition.csv").to_dicts()
+    rows = pl.read_csv(month["out"] / "csf_leak" / "attrition.csv").to_dicts()
     steps = [r for r in rows if r["kind"] == "step"]
     for unit in ("procedures", "orders"):
         chain = [r for r in steps if r["unit"] == unit]
@@ -197,7 +199,7 @@ def test_reason_denominators_match_their_measure_and_overlap_is_said(month):
 
 
 def test_hours_never_read_past_the_verdict(month):
-    book = Workbook(month["out"] / "case_list.xlsx")
+    book = Workbook(month["out"] / "csf_leak" / "case_list.xlsx")
     rows = book.rows("Cases")
     timed = [r for r in rows if r["Time after procedure"]]
     assert timed
@@ -233,10 +235,10 @@ def test_every_rate_and_the_citations_name_no_repository_file(month):
 
 
 def test_parquet_outputs_keep_types(month):
-    orders = pl.read_parquet(month["out"] / "audited_orders.parquet")
+    orders = pl.read_parquet(month["out"] / "csf_leak" / "audited_orders.parquet")
     assert orders.schema["ordered_at"] == pl.Datetime("us", "UTC") and orders.schema["index_at"] == pl.Datetime("us", "UTC")
     assert orders.schema["ordered_at_local"] == pl.Datetime("us")
-    cases = pl.read_parquet(month["out"] / "cases.parquet")
+    cases = pl.read_parquet(month["out"] / "csf_leak" / "cases.parquet")
     assert cases.schema["index_local_date"] == pl.Date and cases.schema["first_imaging_at"] == pl.Datetime("us", "UTC")
     text = month["orders"].filter(pl.col("ordered_at").is_not_null())["ordered_at"].head(5).to_list()
     typed = orders.filter(pl.col("ordered_at").is_not_null())["ordered_at"].head(5).dt.strftime("%Y-%m-%dT%H:%M:%SZ").to_list()
@@ -275,7 +277,7 @@ def test_charts_read_as_percent_with_department_names(month):
 
 
 def test_workbook_is_a_review_form(month):
-    book = Workbook(month["out"] / "case_list.xlsx")
+    book = Workbook(month["out"] / "csf_leak" / "case_list.xlsx")
     assert book.sheet_names[:2] == ["Cases", "Providers"]
     rows = book.rows("Cases")
     assert len(rows) == month["orders"].height
@@ -301,7 +303,7 @@ def test_workbook_is_a_review_form(month):
 
 @pytest.mark.skipif(shutil.which("soffice") is None, reason="LibreOffice is not installed")
 def test_workbook_prints_landscape_in_libreoffice(month, tmp_path):
-    shutil.copy(month["out"] / "case_list.xlsx", tmp_path / "case_list.xlsx")
+    shutil.copy(month["out"] / "csf_leak" / "case_list.xlsx", tmp_path / "case_list.xlsx")
     subprocess.run(
         [
             "soffice",

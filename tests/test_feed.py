@@ -304,8 +304,10 @@ def demo(tmp_path_factory) -> dict:
     assert result.returncode == 0, result.stderr
     con = duckdb.connect(str(base / "wh.duckdb"), read_only=True)
     try:
+        from pipeline import audits, publishing
         from pipeline.report.measure import build_metrics
 
+        publishing.select_audit(con, next(a for a in audits.discover() if a.id == "csf_leak"))  # as the run reads it
         source = build_metrics(con)
     finally:
         con.close()
@@ -329,7 +331,7 @@ def test_readme_dashboard_query_gives_released_nonzero_department_rates(demo):
 
 @pytest.mark.slow
 def test_demo_feed_gives_no_small_count_away(demo):
-    fed = pl.read_parquet(demo["out"] / "metrics.parquet")
+    fed = pl.read_parquet(demo["out"] / "csf_leak" / "metrics.parquet")
     assert fed["schema_version"].unique().to_list() == ["1.1"]
     assert disclosure_breaches(fed, demo["source"]) == []
     # and it withheld what it had to, no more: the overall rolling inappropriate-order rates are all released
@@ -343,8 +345,8 @@ def test_demo_feed_gives_no_small_count_away(demo):
 
 @pytest.mark.slow
 def test_metrics_json_is_what_the_docs_say(demo):
-    summary = json.loads((demo["out"] / "metrics.json").read_text())
-    fed = pl.read_parquet(demo["out"] / "metrics.parquet")
+    summary = json.loads((demo["out"] / "csf_leak" / "metrics.json").read_text())
+    fed = pl.read_parquet(demo["out"] / "csf_leak" / "metrics.parquet")
     documented = set(re.findall(r"`(\w+)`", FEED_DOC[FEED_DOC.index("## metrics.json") :].split("\n## ")[0]))
     assert set(summary) <= documented, set(summary) - documented
     assert summary["columns"] == {c: str(t) for c, t in fed.schema.items()}
@@ -361,11 +363,11 @@ def test_feed_threshold_from_the_config_through_the_cli(tmp_path):
     for name, extra in (("default", []), ("one", ["--config", cfg])):
         result = run_cli("run", "--input", inp, "--out", tmp_path / name, "--no-validate", *extra)
         assert result.returncode == 0, result.stderr
-    default = pl.read_parquet(tmp_path / "default" / "metrics.parquet")
-    one = pl.read_parquet(tmp_path / "one" / "metrics.parquet")
+    default = pl.read_parquet(tmp_path / "default" / "csf_leak" / "metrics.parquet")
+    one = pl.read_parquet(tmp_path / "one" / "csf_leak" / "metrics.parquet")
     assert default.filter(pl.col("numerator") > 0).height == 0  # 2 cases, 4 orders: every count is small
     assert not one["suppressed"].any() and one.filter(pl.col("numerator") > 0).height > 0
-    assert json.loads((tmp_path / "one" / "metrics.json").read_text())["min_cell_count"] == 1
+    assert json.loads((tmp_path / "one" / "csf_leak" / "metrics.json").read_text())["min_cell_count"] == 1
 
 
 def test_readme_and_docs_name_schema_1_1():

@@ -79,7 +79,7 @@ def test_results_are_kept_in_the_warehouse_and_run_json(clean_run):
     tables = {r[1] for r in rows}
     # input checks (on the parsed extract) and output checks (on the marts) both recorded
     assert {"src_procedures", "src_imaging_orders", "src_diagnoses"} <= tables
-    assert {"mart_audited_orders", "mart_attrition"} <= tables
+    assert {"csf_leak__mart_audited_orders", "csf_leak__mart_attrition"} <= tables  # each audit's marts
     assert [tuple(r) for r in rows] == in_json
     for d in info["data_quality"]:
         assert set(d) >= {
@@ -109,8 +109,8 @@ def test_data_docs_name_every_check(clean_run):
         "procedures",
         "imaging_orders",
         "diagnoses",
-        "mart_audited_orders",
-        "mart_attrition",
+        "csf_leak__mart_audited_orders",
+        "csf_leak__mart_attrition",
     }
     text = "".join(p.read_text() for p in pages)
     assert "orders.ordered_at.not_future" in text and "attrition.adds_up" in text
@@ -148,7 +148,7 @@ def broken(synthetic, tmp_path_factory) -> tuple[Path, dict[int, str]]:
 def test_broken_rows_are_set_aside_and_the_good_rows_land(broken):
     out, broken_lines, total = broken
     assert 0.045 < len(broken_lines) / total < 0.055
-    rej = pl.read_csv(out / "rejects.csv", infer_schema=False).filter(pl.col("table_name") == "imaging_orders")
+    rej = pl.read_csv(out / "csf_leak" / "rejects.csv", infer_schema=False).filter(pl.col("table_name") == "imaging_orders")
     assert {int(x) for x in rej["source_line"]} == set(broken_lines)
     by_line = {}
     for row in rej.iter_rows(named=True):
@@ -165,7 +165,7 @@ def test_broken_rows_are_set_aside_and_the_good_rows_land(broken):
     assert info["rejects"]["rejected_rows"]["imaging_orders"] == len(broken_lines)
     loads = {i["table"]: i for i in info["inputs"]}
     assert loads["imaging_orders"]["rows_loaded"] == total - len(broken_lines)
-    audited = set(pl.read_csv(out / "audited_orders.csv", infer_schema=False)["order_id"])
+    audited = set(pl.read_csv(out / "csf_leak" / "audited_orders.csv", infer_schema=False)["order_id"])
     assert audited  # the good rows were audited
     dq = {d["check_id"]: d for d in info["data_quality"]}
     for check_id in ("orders.status.allowed", "orders.ordered_at.not_future"):

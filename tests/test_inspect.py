@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from conftest import run_cli
-from deck_input import DECK, STEMS, write_deck_input
+from deck_input import deck_files, write_deck_input
 from deck_input import rows_of as _rows
 from site_export import export_text, export_workbook
 
@@ -72,12 +72,14 @@ def test_delimiter_and_encoding_guesses(tmp_path):
 
 # ----------------------------------------------------------------------------------------------- CLI
 
+CSF_DECK = [f for f in deck_files() if f.audit == "csf_leak"]  # exported the way a reporting database writes it
+
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("site")
     canonical = base / "canonical"
-    write_deck_input(canonical)
+    write_deck_input(canonical, CSF_DECK)
     return {"base": base, "canonical": canonical, "text": export_text(canonical, base / "text")}
 
 
@@ -137,7 +139,9 @@ def test_unknown_status_is_left_for_a_person_in_the_starter_config(site, tmp_pat
 
 
 def _audited(out: Path) -> pl.DataFrame:
-    return pl.read_csv(out / "audited_orders.csv", infer_schema=False).fill_null("").select(COMPARED).sort("order_id")
+    return (
+        pl.read_csv(out / "csf_leak" / "audited_orders.csv", infer_schema=False).fill_null("").select(COMPARED).sort("order_id")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -160,14 +164,14 @@ def test_site_shaped_deck_reaches_the_canonical_verdicts_after_inspect(site, can
     r = run_cli("run", "--input", source, "--config", config, "--out", out, "--warehouse", site["base"] / f"{shape}.duckdb")
     assert r.returncode == 0, r.stderr
     assert "no map knows" not in r.stderr
-    info = json.loads((out / "run.json").read_text())
+    info = json.loads((out / "csf_leak" / "run.json").read_text())
     assert all(i["rows_rejected"] == 0 for i in info["inputs"]), info["inputs"]
     got = _audited(out)
     differ = got.join(canonical_run, on="order_id", how="full", suffix="_canonical", coalesce=True).filter(
         pl.any_horizontal([pl.col(c).ne_missing(pl.col(f"{c}_canonical")) for c in COMPARED[1:]])
     )
     assert differ.height == 0, differ
-    assert got.height == canonical_run.height == sum(len(_rows(DECK[s], "expected_orders")) for s in STEMS)
+    assert got.height == canonical_run.height == sum(len(_rows(f.case, "expected_orders")) for f in CSF_DECK)
 
 
 def test_a_coded_column_full_of_different_values_is_not_listed(tmp_path, small_input):

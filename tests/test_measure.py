@@ -27,6 +27,15 @@ def _con(rows):
         "measure_id VARCHAR, numerator BIGINT, denominator BIGINT)"
     )
     con.executemany("INSERT INTO mart_metric_counts VALUES (?, ?, ?, ?, ?, ?)", rows)
+    # what the audit declares: its measures' directions (manifest) and its reasons' verdicts (rules.csv)
+    con.execute(
+        "CREATE TABLE ref_measures AS SELECT * FROM (VALUES ('first_imaging_right_study', 'higher_is_better'), "
+        "('inappropriate_order_rate', 'lower_is_better')) AS m(measure_id, direction)"
+    )
+    con.execute(
+        "CREATE TABLE ref_rules AS SELECT * FROM (VALUES ('mri_complete_spine_wwo', 'appropriate'), "
+        "('premature', 'inappropriate')) AS r(reason_code, verdict)"
+    )
     return con
 
 

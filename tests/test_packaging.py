@@ -24,7 +24,7 @@ def wheel(tmp_path_factory) -> Path:
     return path
 
 
-def test_wheel_contains_every_model_template_suite_and_seed(wheel):
+def test_wheel_contains_every_model_template_suite_seed_and_audit(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for sql in (ROOT / "sql").rglob("*.sql"):
         assert f"pipeline/_bundled/sql/{sql.relative_to(ROOT / 'sql').as_posix()}" in names
@@ -33,8 +33,13 @@ def test_wheel_contains_every_model_template_suite_and_seed(wheel):
             assert f"pipeline/_bundled/reports/{tpl.relative_to(ROOT / 'reports').as_posix()}" in names
     for suite in (ROOT / "expectations").glob("*.json"):
         assert f"pipeline/_bundled/expectations/{suite.name}" in names
-    for seed in ("value_sets.csv", "imaging_code_map.csv", "rules.csv", "verdicts.csv", "manifest.toml"):
+    for path in (ROOT / "audits").rglob("*"):  # every audit folder: manifest, seeds, models, sections, deck
+        if path.is_file():
+            assert f"pipeline/_bundled/audits/{path.relative_to(ROOT / 'audits').as_posix()}" in names
+    for seed in ("column_synonyms.csv", "value_maps.csv"):
         assert f"pipeline/reference/{seed}" in names
+    for engine_file in ("models/verdicts.csv", "models/templates/int_order_verdicts.sql"):
+        assert f"pipeline/{engine_file}" in names
     assert any(n.endswith("entry_points.txt") for n in names)
 
 
@@ -61,4 +66,4 @@ def test_installed_package_runs_outside_the_checkout(wheel, small_input, tmp_pat
         text=True,
     )
     assert probe.stdout.startswith(str(site)), "the test must exercise the wheel, not the checkout"
-    assert (out / "audited_orders.csv").read_text().count("\n") == 5  # header + 4 audited orders
+    assert (out / "csf_leak" / "audited_orders.csv").read_text().count("\n") == 5  # header + 4 audited orders

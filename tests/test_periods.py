@@ -35,11 +35,11 @@ def test_a_month_without_cases_exits_0_with_a_report_that_says_so(tmp_path, mont
     assert result.returncode == 0, result.stderr
     assert "GX returned" not in result.stderr and "gate failed" not in result.stderr
     assert f"{month}: no cases" in result.stderr
-    report = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    report = (tmp_path / "out" / "csf_leak" / "report.html").read_text(encoding="utf-8")
     assert f"No cases in {month}." in report
     assert "nothing to audit" in report and "2025-06-02" in report  # where the loaded data is
-    assert f"No cases in {month}." in (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
-    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert f"No cases in {month}." in (tmp_path / "out" / "csf_leak" / "index.html").read_text(encoding="utf-8")
+    run = json.loads((tmp_path / "out" / "csf_leak" / "run.json").read_text())
     assert run["counts"]["cases"] == 0
     assert all(d["status"] != "error" for d in run["data_quality"])
 
@@ -83,7 +83,7 @@ def test_a_quiet_month_is_a_warning_in_the_log_and_the_report_never_exit_3(tmp_p
     result = cli("run", "--input", inp, "--out", tmp_path / "out", "--month", "2025-11")
     assert result.returncode == 0, result.stderr
     assert "data-quality warning orders.volume.monthly" in result.stderr and "2025-11" in result.stderr
-    report = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    report = (tmp_path / "out" / "csf_leak" / "report.html").read_text(encoding="utf-8")
     assert "Fewer orders than usual</strong> in 2025-11" in report
 
 
@@ -133,7 +133,7 @@ def monthly_extracts(base: Path) -> dict[str, Path]:
 
 
 def audited(out: Path) -> int:
-    return pl.read_parquet(out / "audited_orders.parquet").height
+    return pl.read_parquet(out / "csf_leak" / "audited_orders.parquet").height
 
 
 @pytest.mark.slow
@@ -151,9 +151,9 @@ def test_january_is_provisional_then_revised_then_final_as_later_extracts_arrive
 
     first, jan = run("2026-01")
     assert "2026-01 is provisional" in first.stderr and "final once the data reaches 2026-04-16" in first.stderr
-    report = (jan / "report.html").read_text(encoding="utf-8")
+    report = (jan / "csf_leak" / "report.html").read_text(encoding="utf-8")
     assert "<strong>Provisional.</strong>" in report and "2026-04-16" in report and "runs through\n2026-01-31" in report
-    fed = pl.read_parquet(jan / "metrics.parquet")
+    fed = pl.read_parquet(jan / "csf_leak" / "metrics.parquet")
     assert set(fed["status"]) == {"provisional"} and set(fed["data_through"]) == {dt.date(2026, 1, 31)}
     first_run = json.loads((jan / "run.json").read_text())["run_id"]
 
@@ -162,7 +162,7 @@ def test_january_is_provisional_then_revised_then_final_as_later_extracts_arrive
     added = audited(feb) - audited(jan)
     assert added > 0
     assert f"2026-01 revised since run {first_run}: {added} orders ({added} added, 0 removed, 0 changed)" in second.stderr
-    report = (feb / "report.html").read_text(encoding="utf-8")
+    report = (feb / "csf_leak" / "report.html").read_text(encoding="utf-8")
     assert f"Revised since the last run: {added} orders</strong>" in report
     runs = cli("runs", "--warehouse", wh)
     assert f"revised {added} orders since {first_run}" in runs.stdout
@@ -171,8 +171,8 @@ def test_january_is_provisional_then_revised_then_final_as_later_extracts_arrive
     run("2026-03")
     fourth, apr = run("2026-04")  # the data now runs through 30 April: January is final
     assert "provisional" not in fourth.stderr
-    fed = pl.read_parquet(apr / "metrics.parquet")
+    fed = pl.read_parquet(apr / "csf_leak" / "metrics.parquet")
     assert set(fed["status"]) == {"final"} and set(fed["data_through"]) == {dt.date(2026, 4, 30)}
-    report = (apr / "report.html").read_text(encoding="utf-8")
+    report = (apr / "csf_leak" / "report.html").read_text(encoding="utf-8")
     assert "<strong>Provisional.</strong>" not in report and "Final: the loaded data runs through 2026-04-30" in report
     assert "(final)" in cli("runs", "--warehouse", wh).stdout.splitlines()[1]

@@ -17,7 +17,8 @@ import pytest
 import simple_icd_10_cm as icd
 
 ROOT = Path(__file__).resolve().parents[1]
-REF = ROOT / "pipeline" / "reference"
+REF = ROOT / "audits" / "csf_leak"  # the CSF-leak audit's seeds
+VERDICTS_CSV = ROOT / "pipeline" / "models" / "verdicts.csv"  # the engine's
 LOCAL_EXAMPLE = ROOT / "examples" / "local_code_map.csv"
 SEED_TEXT = ROOT.parent / "shared" / "seeds" / "000_d4cfa7d0c431a4f7.txt"
 
@@ -259,7 +260,7 @@ def value_sets() -> list[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def imaging_map() -> list[dict[str, str]]:
-    cols, rows = read_csv(REF / "imaging_code_map.csv")
+    cols, rows = read_csv(REF / "code_map.csv")
     assert cols == MAP_COLUMNS
     return rows
 
@@ -274,13 +275,13 @@ def local_map() -> list[dict[str, str]]:
 @pytest.fixture(scope="module")
 def rules() -> list[dict[str, str]]:
     cols, rows = read_csv(REF / "rules.csv")
-    assert cols == ["rule_id", "reason_code", "verdict", "explanation", "citation"]
+    assert cols == ["rule_id", "reason_code", "verdict", "flag_column", "explanation", "citation"]
     return rows
 
 
 @pytest.fixture(scope="module")
 def verdicts() -> list[dict[str, str]]:
-    cols, rows = read_csv(REF / "verdicts.csv")
+    cols, rows = read_csv(VERDICTS_CSV)
     assert cols == ["verdict", "precedence", "description"]
     return rows
 
@@ -519,12 +520,15 @@ def test_verdicts(verdicts):
 
 
 def test_manifest():
-    with (REF / "manifest.toml").open("rb") as f:
+    from pipeline import audits
+
+    with (REF / "audit.toml").open("rb") as f:
         m = tomllib.load(f)
-    assert m["rule_set_version"] == "csf-leak-2026.11.0"
-    assert m["icd10cm_release"] == "FY2026"
-    assert m["guideline"] == "ACR AC Imaging of Suspected Intracranial Hypotension 2024"
-    assert set(m["code_sets"]) >= {"value_sets", "imaging_code_map"}
-    for name, version in m["code_sets"].items():
+    assert audits.load(REF).rule_set_version == "csf-leak-2026.11.0"
+    assert m["code_sets"]["icd10cm_release"] == "FY2026"
+    assert m["guideline"]["reference"].startswith("ACR Appropriateness Criteria, Imaging of Suspected Intracranial Hypotension")
+    assert m["guideline"]["doi"] == "10.1016/j.jacr.2024.08.020"
+    assert set(m["code_sets"]) >= {"value_sets", "code_map"}
+    for name in ("value_sets", "code_map"):
         assert (REF / f"{name}.csv").exists(), name
-        assert re.fullmatch(r"\d{4}\.\d+\.\d+", version), (name, version)
+        assert re.fullmatch(r"\d{4}\.\d+\.\d+", m["code_sets"][name]), (name, m["code_sets"][name])

@@ -13,7 +13,9 @@ import jinja2
 import polars as pl
 import pytest
 
+from pipeline.errors import ReportError
 from pipeline.report import feed, pdf, render, sections, templates
+from pipeline.report import reid as reid_mod
 from pipeline.report.measure import build_metrics, with_rates
 from tests import fixtures_marts as fx
 
@@ -36,7 +38,8 @@ def out(warehouse, metrics, tmp_path_factory):
     root = tmp_path_factory.mktemp("render")
     reid = root / "restricted" / "crosswalk.csv"
     out_dir = root / "out"
-    written = render.render_outputs(warehouse, out_dir, fx.run_info(), metrics, reid_file=reid)
+    written = render.render_outputs(warehouse, out_dir, fx.run_info(), metrics)
+    written.append(reid_mod.write_reid_file(warehouse, reid, out_dir, [fx.AUDIT]))
     return {"dir": out_dir, "written": written, "reid": reid}
 
 
@@ -72,7 +75,7 @@ def test_missing_run_info_key_fails(warehouse, metrics, tmp_path):
 
 def test_failed_query_is_an_error(metrics, tmp_path):
     con = fx.build_fixture(n_cases=5)
-    con.execute("DROP TABLE mart_attrition")
+    con.execute("DROP VIEW mart_attrition")  # the audit's mart, as the report layer reads it
     with pytest.raises(duckdb.CatalogException):
         render.render_outputs(con, tmp_path / "o", fx.run_info(), metrics)
 
@@ -125,8 +128,8 @@ def test_reid_file_owner_only_and_complete(out, warehouse):
 
 
 def test_reid_file_refused_inside_output_folder(warehouse, metrics, tmp_path):
-    with pytest.raises(render.ReportError, match="outside|inside"):
-        render.render_outputs(warehouse, tmp_path / "o", fx.run_info(), metrics, reid_file=tmp_path / "o" / "crosswalk.csv")
+    with pytest.raises(ReportError, match="outside|inside"):
+        reid_mod.write_reid_file(warehouse, tmp_path / "o" / "crosswalk.csv", tmp_path / "o", [fx.AUDIT])
 
 
 def test_report_sections_and_low_reliability_marks(out):
@@ -202,7 +205,7 @@ def test_pdf_without_engine_says_what_to_install(warehouse, metrics, tmp_path, m
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_weasyprint)
-    with pytest.raises(render.ReportError, match="apt-get install -y chromium"):
+    with pytest.raises(ReportError, match="apt-get install -y chromium"):
         render.render_outputs(warehouse, tmp_path / "o", fx.run_info(), metrics, pdf=True)
 
 

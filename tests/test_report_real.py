@@ -30,14 +30,19 @@ def run(tmp_path_factory) -> dict:
     out, wh = root / "out", root / "wh.duckdb"
     result = run_cli("run", "--input", root / "in", "--out", out, "--warehouse", wh, "--no-validate")
     assert result.returncode == 0, result.stderr
-    return {"out": out.resolve(), "wh": wh, "in": root / "in", "report": (out / "report.html").read_text(encoding="utf-8")}
+    return {
+        "out": out.resolve(),
+        "wh": wh,
+        "in": root / "in",
+        "report": (out / "csf_leak" / "report.html").read_text(encoding="utf-8"),
+    }
 
 
 def _counts(wh: Path, period: str) -> dict:
     con = duckdb.connect(str(wh), read_only=True)
     try:
         rows = con.execute(
-            "SELECT measure_id, numerator, denominator FROM mart_metric_counts WHERE level = 'overall' AND period = ?",
+            "SELECT measure_id, numerator, denominator FROM csf_leak__mart_metric_counts WHERE level = 'overall' AND period = ?",
             [period],
         ).fetchall()
     finally:
@@ -57,7 +62,7 @@ def test_sections_present_with_real_content(run):
     assert page.count('class="chart"') >= 4  # p-charts, department chart, funnel, histogram
     assert "No cases in this period" not in page
     assert "Warning: demo pseudonym key" in page  # the CLI run used the demo key
-    info = json.loads((run["out"] / "run.json").read_text())
+    info = json.loads((run["out"] / "csf_leak" / "run.json").read_text())
     assert info["run_id"] in page and info["rule_set_version"] in page
     for item in info["inputs"]:
         assert item["sha256"] in page
@@ -84,7 +89,7 @@ def page_section(page: str, anchor: str) -> str:
 
 def test_flagged_case_list_is_the_stated_selection(run):
     """Flagged cases are listed (the most recent 5 per department of the case), appropriate ones counted."""
-    cases = pl.read_csv(run["out"] / "cases.csv", infer_schema=False).with_columns(
+    cases = pl.read_csv(run["out"] / "csf_leak" / "cases.csv", infer_schema=False).with_columns(
         pl.col("n_inappropriate", "n_review").cast(pl.Int64),
         pl.col("first_imaging_department").fill_null("(not recorded)"),
     )
@@ -100,12 +105,12 @@ def test_flagged_case_list_is_the_stated_selection(run):
 
 
 def test_department_pages_for_each_department_with_cases(run):
-    orders = pl.read_csv(run["out"] / "audited_orders.csv", infer_schema=False)
+    orders = pl.read_csv(run["out"] / "csf_leak" / "audited_orders.csv", infer_schema=False)
     departments = orders["ordering_department"].drop_nulls().unique().to_list()
     assert departments
-    index = (run["out"] / "index.html").read_text(encoding="utf-8")
+    index = (run["out"] / "csf_leak" / "index.html").read_text(encoding="utf-8")
     for d in departments:
-        page = run["out"] / "departments" / f"{render.slugify(d)}.html"
+        page = run["out"] / "csf_leak" / "departments" / f"{render.slugify(d)}.html"
         assert page.is_file(), d
         assert f"departments/{render.slugify(d)}.html" in index
         text = page.read_text(encoding="utf-8")
@@ -122,7 +127,7 @@ def test_every_local_link_resolves(run):
 
 
 def test_attrition_and_risk_factors_from_marts(run):
-    attrition = pl.read_csv(run["out"] / "attrition.csv")
+    attrition = pl.read_csv(run["out"] / "csf_leak" / "attrition.csv")
     section = _cells(page_section(run["report"], "attrition"))
     for row in attrition.filter(pl.col("kind") == "step").iter_rows(named=True):
         assert row["step"] in section
@@ -139,12 +144,14 @@ def test_no_raw_patient_id_in_output(run):
             assert not found, f"{f.name}: {sorted(found)[:3]}"
 
 
-def test_site_index_lists_month_folders(tmp_path, run):
+def test_site_index_lists_audits_and_their_month_folders(tmp_path, run):
+    audit = tmp_path / "csf_leak"
     for month in ("2025-01", "2025-02"):
-        (tmp_path / month / "departments").mkdir(parents=True)
-        (tmp_path / month / "index.html").write_text("x")
-        (tmp_path / month / "departments" / "a-123456.html").write_text("x")
-    (tmp_path / "not-a-month").mkdir()
+        (audit / month / "departments").mkdir(parents=True)
+        (audit / month / "index.html").write_text("x")
+        (audit / month / "departments" / "a-123456.html").write_text("x")
+    (audit / "not-a-month").mkdir()
+    (tmp_path / "not-an-audit").mkdir()
     headline = [
         {
             "measure_id": "inappropriate_order_rate",
@@ -163,14 +170,24 @@ def test_site_index_lists_month_folders(tmp_path, run):
             "ci_high": 0.89,
         },
     ]
-    (tmp_path / "2025-02" / "run.json").write_text(json.dumps({"run_id": "r-feb", "headline": headline}))
+    measures = [
+        {"id": "first_imaging_right_study", "label": "Right first study", "headline": True},
+        {"id": "inappropriate_order_rate", "label": "Inappropriate orders", "headline": True},
+        {"id": "review_order_rate", "label": "Review", "headline": False},
+    ]
+    about = {"title": "Imaging for suspected CSF leak", "measures": measures}
+    (audit / "2025-01" / "run.json").write_text(json.dumps({"run_id": "r-jan", "period": "2025-01", "audit": about}))
+    (audit / "2025-02" / "run.json").write_text(
+        json.dumps({"run_id": "r-feb", "period": "2025-02", "headline": headline, "audit": about})
+    )
     target = site_index.render_site_index(tmp_path)
     text = target.read_text(encoding="utf-8")
     # the internal numbers of each month (run.json), every rate with n / N; a small N is marked, not hidden
     assert "4 / 37 = 10.8%" in text and "11 / 15 = 73.3%" in text and 'class="lowrel"' in text
-    assert "too few to rate" not in text and "r-feb" in text
-    assert 'href="2025-01/index.html"' in text and 'href="2025-02/index.html"' in text
-    assert "not-a-month" not in text
+    assert "too few to rate" not in text and "r-feb" in text and "Imaging for suspected CSF leak" in text
+    assert 'href="csf_leak/2025-01/index.html"' in text and 'href="csf_leak/2025-02/index.html"' in text
+    assert "not-a-month" not in text and "not-an-audit" not in text
+    assert "Review" not in text  # headline measures only
     assert text.index("2025-02") < text.index("2025-01")  # newest first
 
 
@@ -181,15 +198,15 @@ def test_report_stays_bounded_on_a_case_dense_extract(tmp_path):
     out = tmp_path / "out"
     result = run_cli("run", "--input", tmp_path / "in", "--out", out, "--no-validate")
     assert result.returncode == 0, result.stderr
-    cases = pl.read_csv(out / "cases.csv", infer_schema=False)
+    cases = pl.read_csv(out / "csf_leak" / "cases.csv", infer_schema=False)
     flagged = cases.filter(pl.col("n_inappropriate").cast(pl.Int64) + pl.col("n_review").cast(pl.Int64) > 0)
     departments = flagged["first_imaging_department"].n_unique()
     assert flagged.height > 5 * departments  # more flagged cases than the report lists
-    report = (out / "report.html").read_text(encoding="utf-8")
+    report = (out / "csf_leak" / "report.html").read_text(encoding="utf-8")
     section = page_section(report, "cases")
     assert section.count("case-start") == 5 * departments
     assert "Listed here: the 5 most recent flagged cases of each department" in _cells(section)
     assert len(report.encode()) < 1_500_000
-    orders = pl.read_csv(out / "audited_orders.csv", infer_schema=False)
-    with zipfile.ZipFile(out / "case_list.xlsx") as z:
+    orders = pl.read_csv(out / "csf_leak" / "audited_orders.csv", infer_schema=False)
+    with zipfile.ZipFile(out / "csf_leak" / "case_list.xlsx") as z:
         assert z.read("xl/worksheets/sheet1.xml").count(b"<row ") == orders.height + 1  # every order, and the header

@@ -23,7 +23,7 @@ from conftest import run_cli as _run_cli
 from pipeline.synth import generate
 
 KEY = {"ORDER_AUDIT_PSEUDONYM_KEY": "scheduling-test-key"}
-DATA_FILES = (
+DATA_NAMES = (
     "audited_orders.csv",
     "audited_orders.parquet",
     "cases.csv",
@@ -34,6 +34,7 @@ DATA_FILES = (
     "rejects.csv",
     "load_ledger.csv",
 )
+DATA_FILES = tuple(f"csf_leak/{n}" for n in DATA_NAMES)  # in the output tree: one folder per audit
 
 
 def run_cli(*args, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -116,7 +117,7 @@ def test_load_twice_correct_once_then_add_a_month(small_input, tmp_path):
     run_a = run_id_of(out)
     before = warehouse_state(wh)
     first_files = files(out)
-    ledger_csv = (out / "load_ledger.csv").read_text()
+    ledger_csv = (out / "csf_leak" / "load_ledger.csv").read_text()
     assert ledger_csv.count("\n") == 4  # header + procedures, imaging_orders, diagnoses
     assert all(json.loads(line)["event"] for line in first.stderr.splitlines())
 
@@ -135,15 +136,15 @@ def test_load_twice_correct_once_then_add_a_month(small_input, tmp_path):
     for name in DATA_FILES:
         assert second_files[name] == first_files[name], name
     # presentation files differ only by the run id (and the HTML's start time); run.json holds both
-    assert second_files["metrics.json"].replace(run_b.encode(), run_a.encode()) == first_files["metrics.json"]
+    assert second_files["csf_leak/metrics.json"].replace(run_b.encode(), run_a.encode()) == first_files["csf_leak/metrics.json"]
     info_a = json.loads(first_files["run.json"])
     html_b = (
-        second_files["report.html"]
+        second_files["csf_leak/report.html"]
         .decode()
         .replace(run_b, run_a)
         .replace(json.loads(second_files["run.json"])["started_at"], info_a["started_at"])
     )
-    assert html_b == first_files["report.html"].decode()
+    assert html_b == first_files["csf_leak/report.html"].decode()
 
     # a corrected extract of the same months: the earlier file's rows go, the ledger says what it replaced
     fixed = with_order_code(small_input, tmp_path / "fixed", "O4", "LOC-NEW-7")  # now an unmapped local code
@@ -159,7 +160,7 @@ def test_load_twice_correct_once_then_add_a_month(small_input, tmp_path):
     assert replaces == f"{run_a}-imaging_orders"
     assert query(wh, "SELECT superseded_by FROM load_ledger WHERE load_id = ?", [replaces]) == [(f"{run_c}-imaging_orders",)]
     assert query(wh, "SELECT order_code FROM src_imaging_orders WHERE order_id = 'O4'") == [("LOC-NEW-7",)]
-    ledger = pl.read_csv(out / "load_ledger.csv", infer_schema=False)
+    ledger = pl.read_csv(out / "csf_leak" / "load_ledger.csv", infer_schema=False)
     assert ledger.filter(pl.col("table_name") == "imaging_orders")["sha256"].to_list() == [
         query(wh, "SELECT sha256 FROM load_ledger WHERE load_id = ?", [f"{run_c}-imaging_orders"])[0][0]
     ]
@@ -198,14 +199,20 @@ def test_load_twice_correct_once_then_add_a_month(small_input, tmp_path):
         ("procedures", "2025-06", "2025-06", "loaded"),
         ("procedures", "2025-07", "2025-07", "loaded"),
     ]
-    assert pl.read_csv(out / "load_ledger.csv").height == 6
-    assert set(pl.read_csv(out / "audited_orders.csv", infer_schema=False)["order_id"]) == {"O1", "O2", "O3", "O4", "O71"}
+    assert pl.read_csv(out / "csf_leak" / "load_ledger.csv").height == 6
+    assert set(pl.read_csv(out / "csf_leak" / "audited_orders.csv", infer_schema=False)["order_id"]) == {
+        "O1",
+        "O2",
+        "O3",
+        "O4",
+        "O71",
+    }
 
     # runs lists them all, newest first, with period, status, counts and duration
     listed = json.loads(ok(run_cli("runs", "--warehouse", wh, "--json")).stdout)
     assert [r["status"] for r in listed] == ["succeeded"] * 4
     assert {r["periods"] for r in listed} == {"all"}
-    assert json.loads(listed[0]["counts"])["all"]["audited_orders"] == 5
+    assert json.loads(listed[0]["counts"])["csf_leak"]["all"]["audited_orders"] == 5
     assert all(r["duration_seconds"] is not None for r in listed)
     table = ok(run_cli("runs", "--warehouse", wh)).stdout
     assert run_a in table and "succeeded" in table and "cases" in table
@@ -248,30 +255,30 @@ def test_backfill_36_months_equals_whole_run_and_month_rerun_is_byte_identical(s
     assert [e["period"] for e in done][:2] == ["2024-01", "2024-02"] and len(done) == 36
     assert (done[-1]["done"], done[-1]["total"]) == (36, 36)
     assert "\r" not in result.stderr  # no progress bar when stderr is not a terminal
-    months = sorted(p.name for p in bf.iterdir() if p.is_dir() and not p.name.startswith("."))
+    months = sorted(p.name for p in (bf / "csf_leak").iterdir() if p.is_dir() and not p.name.startswith("."))
     assert len(months) == 36 and months[0] == "2024-01" and months[-1] == "2026-12"
     assert (bf / "index.html").is_file()  # the site index linking every month
-    assert leftovers(bf) == []
+    assert leftovers(bf) == [] and leftovers(bf / "csf_leak") == []
 
     def rows(path: Path) -> list[tuple]:
         return sorted(pl.read_csv(path, infer_schema=False).rows())
 
-    union = sorted(r for m in months for r in rows(bf / m / "audited_orders.csv"))
-    assert union == rows(whole / "audited_orders.csv")
+    union = sorted(r for m in months for r in rows(bf / "csf_leak" / m / "audited_orders.csv"))
+    assert union == rows(whole / "csf_leak" / "audited_orders.csv")
     assert len(union) > 100
-    cases = sorted(r for m in months for r in rows(bf / m / "cases.csv"))
-    assert cases == rows(whole / "cases.csv")
+    cases = sorted(r for m in months for r in rows(bf / "csf_leak" / m / "cases.csv"))
+    assert cases == rows(whole / "csf_leak" / "cases.csv")
     periods = query(wh, "SELECT period, count(*) FROM audit_results GROUP BY ALL ORDER BY 1")
     # every month is on record (months without cases have no result rows)
     assert sum(n for _, n in periods) == len(union) and {m for m, _ in periods} <= set(months)
     assert query(wh, "SELECT periods FROM audit_runs WHERE status = 'succeeded'")[0][0].count(",") == 35
 
     # one month again, alone (files already loaded): the same data outputs, byte for byte
-    month = max(months, key=lambda m: len(rows(bf / m / "audited_orders.csv")))
+    month = max(months, key=lambda m: len(rows(bf / "csf_leak" / m / "audited_orders.csv")))
     again = tmp_path / "again"
     ok(run_cli("run", "--input", synth36, "--out", again, "--warehouse", wh, "--no-validate", "--month", month))
-    first, second = files(bf / month), files(again)
-    for name in DATA_FILES:
+    first, second = files(bf / "csf_leak" / month), files(again / "csf_leak")
+    for name in DATA_NAMES:
         assert second[name] == first[name], name
     assert json.loads(second["run.json"])["period"] == month
     # the rerun replaced that month's results, the others stay
@@ -370,7 +377,7 @@ def test_kill_mid_publish_into_a_plain_folder_leaves_run_json_naming_the_old_run
     now = files(plain)
     changed = sorted(n for n in now if now[n] != old_files[n])
     # two files moved in, in name order (attrition.csv is the same bytes here), the rest are the old ones
-    assert "audited_orders.csv" in changed and set(changed) <= {"attrition.csv", "audited_orders.csv"}
+    assert "csf_leak/audited_orders.csv" in changed and set(changed) <= {"csf_leak/attrition.csv", "csf_leak/audited_orders.csv"}
     # run.json moves last: it still names the previous run, and its manifest shows which files are not its own
     info = json.loads(now["run.json"])
     assert info["run_id"] == old_run

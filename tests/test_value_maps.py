@@ -56,7 +56,7 @@ def ehr_run(tmp_path_factory):
 
 
 def _verdicts(out: Path) -> dict[str, tuple[str, str]]:
-    audited = pl.read_csv(out / "audited_orders.csv", infer_schema=False)
+    audited = pl.read_csv(out / "csf_leak" / "audited_orders.csv", infer_schema=False)
     return {r["order_id"]: (r["verdict"], r["reasons"], r["status"]) for r in audited.iter_rows(named=True)}
 
 
@@ -87,9 +87,9 @@ def test_unknown_value_is_named_with_rows_and_config_lines(ehr_run):
         "[values.imaging_orders.status]",
         '"Lost" = "?"   # one of ordered, scheduled, completed, cancelled',
     ]
-    rejects = pl.read_csv(out / "rejects.csv", infer_schema=False).filter(pl.col("column_name") == "status")
+    rejects = pl.read_csv(out / "csf_leak" / "rejects.csv", infer_schema=False).filter(pl.col("column_name") == "status")
     assert sorted(rejects["value"]) == ["Lost", "Lost"]  # the delivered word, as the site writes it
-    html = (out / "report.html").read_text()
+    html = (out / "csf_leak" / "report.html").read_text()
     section = html[html.index("Values no map knows") :]
     assert "imaging_orders.status</td><td>Lost</td>" in section
     assert "&#34;Lost&#34; = &#34;?&#34;" in section or "&quot;Lost&quot; = &quot;?&quot;" in section

@@ -118,7 +118,7 @@ def test_disk_full_while_writing_outputs_keeps_the_previous_ones_and_the_next_ru
     assert again.returncode == 0, again.stderr
     info = json.loads((out / "run.json").read_text())
     assert info["run_id"] != old_run
-    audited = pl.read_csv(out / "audited_orders.csv", infer_schema=False)
+    audited = pl.read_csv(out / "csf_leak" / "audited_orders.csv", infer_schema=False)
     assert audited.filter(pl.col("order_id") == "O4")["order_code"].to_list() == ["72156"]
 
 

@@ -1,4 +1,9 @@
-"""The input data contract (DOMAIN.md section 5): tables, columns, kinds, required values."""
+"""The input data contract (DOMAIN.md section 5, and the additions of issue 13): tables, columns, kinds,
+required values.
+
+Which tables a run needs is the audits' business (each manifest's ``[inputs]``); here every table is
+described, whether or not an audit reads it.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ class TableContract:
     dates: tuple[str, ...] = ()
     integers: tuple[str, ...] = ()
     numbers: tuple[str, ...] = ()
+    booleans: tuple[str, ...] = ()  # true/false (also yes/no, y/n, 1/0, t/f), any case
     lowercase: tuple[str, ...] = ()  # controlled vocabularies, compared lower-case
     codes: tuple[str, ...] = ()  # trimmed, upper-cased text
     # (column, lowest, highest): a number outside is no real value of it (age 999, -5, NaN): nulled
@@ -23,7 +29,7 @@ class TableContract:
     # coded columns the contract constrains: column -> the values it allows (a site's own words
     # map onto them through [values.<table>.<column>], pipeline/ingest/value_maps.py)
     vocabularies: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    required_file: bool = True
+    may_be_empty: bool = False  # a header without rows is a file, not a broken extract
 
     @property
     def allowed_values(self) -> dict[str, tuple[str, ...]]:
@@ -76,13 +82,30 @@ IMAGING_ORDERS = TableContract(
 DIAGNOSES = TableContract(
     name="diagnoses",
     required_columns=("patient_id", "diagnosis_code", "recorded_at"),
-    optional_columns=(),
+    # the encounter of the diagnosis (DOMAIN-LOW-BACK-PAIN.md section 2): its setting, and whether
+    # it was the principal diagnosis (is_principal, or diagnosis_rank 1)
+    optional_columns=("setting", "is_principal", "diagnosis_rank"),
     not_null=("patient_id", "diagnosis_code", "recorded_at"),
     id_column=None,
     instants=("recorded_at",),
+    integers=("diagnosis_rank",),
+    booleans=("is_principal",),
+    ranges=(("diagnosis_rank", 1, 999),),
     codes=("diagnosis_code",),
-    required_file=False,
+    vocabularies=(("setting", ("outpatient", "emergency", "observation", "telehealth", "inpatient")),),
+    may_be_empty=True,
 )
 
-CONTRACTS = (PROCEDURES, IMAGING_ORDERS, DIAGNOSES)
+PATIENTS = TableContract(
+    name="patients",
+    required_columns=("patient_id", "birth_date"),
+    optional_columns=("sex",),
+    not_null=("patient_id",),  # an empty birth date: the age comes from the procedures, or is unknown
+    id_column="patient_id",
+    dates=("birth_date",),
+    lowercase=("sex",),
+    may_be_empty=True,
+)
+
+CONTRACTS = (PROCEDURES, IMAGING_ORDERS, DIAGNOSES, PATIENTS)
 CONTRACT_BY_NAME = {c.name: c for c in CONTRACTS}

@@ -87,7 +87,8 @@ def check_folder(input_dir: Path) -> None:
 
 
 def find_inputs(input_dir: Path, cfg: Config | None = None) -> dict[str, InputFile]:
-    """Locate each contract table's file in the input folder; file-level errors raise."""
+    """Locate each contract table's file in the input folder (the tables present); file-level errors raise.
+    Which tables must be present is the audits' business (``pipeline.audits.plan``)."""
     check_folder(input_dir)
     found: dict[str, InputFile] = {}
     for contract in CONTRACTS:
@@ -95,13 +96,16 @@ def find_inputs(input_dir: Path, cfg: Config | None = None) -> dict[str, InputFi
         f = locate(input_dir, contract.name, fmt)
         if f is not None:
             found[contract.name] = f
-        elif contract.required_file:
-            others = sorted(p.name for p in input_dir.iterdir() if p.name.startswith(contract.name))
-            hint = f" (found {', '.join(others)}: only {', '.join(SUFFIXES)} are read)" if others else ""
-            raise InputFileError(
-                input_dir / f"{contract.name}.csv",
-                f"required file missing{hint}",
-                f"Put {contract.name}.csv (or .parquet, .xlsx) in the input folder, or name its file under "
-                f"[formats.{contract.name}] in the config (order-audit inspect --input DIR suggests one)",
-            )
     return found
+
+
+def missing_file_error(input_dir: Path, table: str, needed_by: list[str]) -> InputFileError:
+    """The one line for a table every audit the run could do needs, and the folder lacks."""
+    others = sorted(p.name for p in input_dir.iterdir() if p.name.startswith(table)) if input_dir.is_dir() else []
+    hint = f" (found {', '.join(others)}: only {', '.join(SUFFIXES)} are read)" if others else ""
+    return InputFileError(
+        input_dir / f"{table}.csv",
+        f"required file missing{hint}; the audits that need it: {', '.join(needed_by)}",
+        f"Put {table}.csv (or .parquet, .xlsx) in the input folder, or name its file under "
+        f"[formats.{table}] in the config (order-audit inspect --input DIR suggests one)",
+    )

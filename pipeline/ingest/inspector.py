@@ -33,7 +33,12 @@ SAMPLE_ROWS = 20_000  # rows read to guess the formats; the counts then cover th
 TOP_CODES = 20
 TEMPLATE_CODES = 500
 # words in a file or sheet name that say which table it holds, when it is not named like the table
-NAME_HINTS = {"diagnoses": ("diagnos", "dx"), "imaging_orders": ("order", "imaging", "radiology"), "procedures": ("proc",)}
+NAME_HINTS = {
+    "diagnoses": ("diagnos", "dx"),
+    "imaging_orders": ("order", "imaging", "radiology"),
+    "procedures": ("proc",),
+    "patients": ("patient", "person", "demograph"),
+}
 CODE_COLUMNS = {"procedures": "procedure_code", "imaging_orders": "order_code", "diagnoses": "diagnosis_code"}
 
 
@@ -243,7 +248,7 @@ def inspect_table(contract: TableContract, f: inputs.InputFile, found_by: str, c
     queries = [_format_counts(lf, schema, report.formats, cfg.site_timezone)]
     vocab = [c for c in contract.allowed_values if c in schema]
     queries += [lf.group_by(c).agg(pl.len().alias("rows")).sort(["rows", c], descending=[True, False]) for c in vocab]
-    code_col = CODE_COLUMNS[contract.name]
+    code_col = CODE_COLUMNS.get(contract.name)  # (the patients table has no codes)
     name_col = "order_name" if contract.name == "imaging_orders" and "order_name" in schema else None
     if code_col in schema:
         code = pl.col(code_col).cast(pl.String).str.strip_chars().str.to_uppercase().alias("code")
@@ -293,12 +298,12 @@ def _codes(report: TableReport, codes: pl.DataFrame, code_map: set[str]) -> None
 
 
 def code_map_codes(cfg: Config, input_dir: Path) -> tuple[set[str], Path | None]:
-    """Codes the shipped map and the site's map (config, or local_code_map.csv beside the extracts) know."""
-    maps = [reference.read_code_map(REFERENCE_DIR / "imaging_code_map.csv", "shipped")]
-    local = reference.local_code_map_path(cfg, input_dir)
-    if local is not None:
-        maps.append(reference.read_code_map(local, "local"))
-    return set(pl.concat(maps)["code"].to_list()), local
+    """Codes the run's one code map knows (every audit's map, and the site's: config, or local_code_map.csv
+    beside the extracts)."""
+    from pipeline import audits
+
+    merged, local = reference.code_map(audits.discover(cfg.audits_path), cfg, input_dir)
+    return set(merged["code"].to_list()), local
 
 
 def inspect(input_dir: Path, cfg: Config) -> dict[str, TableReport | str]:

@@ -273,7 +273,8 @@ def prepare_table(
         con.execute(f"COPY (SELECT * FROM rejects ORDER BY source_line, column_name) TO {literal(rejects_path)} (FORMAT parquet)")
         data_cols = [c for c in typed_cols if not c.startswith(source_store.INTERNAL_PREFIXES)]
         ambiguous_cols = [c for c in typed_cols if c.startswith("_ambiguous_")]
-        month_col = ident(_month_column(contract))
+        # a table without instants (patients) covers no months: a new file of it replaces the earlier one
+        month_col = ident(_month_column(contract)) if contract.instants else "CAST(NULL AS TIMESTAMPTZ)"
         # the site-local months of the first and last instants. Converting every row (ICU, 10M
         # orders: 1.5 s) is not needed: local time runs backwards by at most the DST shift
         # (under 3 h), so only instants within a day of the extremes can hold the extreme months.
@@ -314,11 +315,14 @@ def prepare_table(
     )
 
 
-def check_headers(inputs: dict[str, InputFile], cfg: Config) -> None:
-    """Every file's header, before anything is parsed: a bad last file stops the run early."""
+def check_headers(inputs: dict[str, InputFile], cfg: Config) -> dict[str, set[str]]:
+    """Every file's header, before anything is parsed (a bad last file stops the run early); returns
+    the contract columns each file holds."""
+    found = {}
     for contract in CONTRACTS:
         if contract.name in inputs:
-            headers.column_map(inputs[contract.name], contract, cfg)
+            found[contract.name] = set(headers.column_map(inputs[contract.name], contract, cfg).values())
+    return found
 
 
 def prepare_inputs(
@@ -336,7 +340,7 @@ def prepare_inputs(
         f = inputs[contract.name]
         future = pending[contract.name]
         result = prepare_table(f, contract, cfg, scratch, hashes[contract.name] if hashes else "", future.result)
-        if result.rows_read == 0 and contract.required_file:
+        if result.rows_read == 0 and not contract.may_be_empty:
             raise InputFileError(f.label, "has a header but no rows", "The extract looks incomplete; re-export it", line=1)
         log.info("parsed %s: %d rows read", contract.name, result.rows_read)
         for unknown in result.unknown_values:

@@ -60,7 +60,36 @@ def sql_type(contract: TableContract, col: str) -> str:
         return "BIGINT"
     if col in contract.numbers:
         return "DOUBLE"
+    if col in contract.booleans:
+        return "BOOLEAN"
     return "VARCHAR"
+
+
+def stored_columns(warehouse_path: Path) -> dict[str, set[str]]:
+    """The contract columns the warehouse's stored files hold, per table (no DuckDB opened: read
+    before the run takes the warehouse, to decide which audits the data can feed)."""
+    import pyarrow.parquet as pq
+
+    root = Path(str(warehouse_path) + STORE_SUFFIX)
+    found: dict[str, set[str]] = {}
+    for contract in CONTRACTS:
+        for path in sorted((root / contract.name).glob("*.parquet")) if (root / contract.name).is_dir() else []:
+            with contextlib.suppress(OSError, ValueError):  # a half-written file of a killed run: not data
+                names = set(pq.read_schema(path).names)
+                found.setdefault(contract.name, set()).update(names & set(contract.columns))
+    return found
+
+
+def present_columns(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    """(table, column) of every contract column some live load of the table holds: what the
+    ``input_columns`` table tells the models (a column the extracts lack reads as NULL in the views)."""
+    out = []
+    for contract in CONTRACTS:
+        held: set[str] = set()
+        for load_id, _ in con.execute(LIVE_LOADS, [contract.name]).fetchall():
+            held |= set(_file_columns(con, file_of(con, contract.name, load_id)))
+        out += [(contract.name, c) for c in contract.columns if c in held]
+    return out
 
 
 def store_dir(con: duckdb.DuckDBPyConnection) -> Path:

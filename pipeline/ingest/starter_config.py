@@ -74,13 +74,20 @@ def as_dict(reports: dict) -> dict:
     return out
 
 
+def needed_by(table: str) -> list[str]:
+    """The audits that cannot run without the table."""
+    from pipeline import audits
+
+    return [a.id for a in audits.discover() if table in a.required_tables]
+
+
 def as_text(reports: dict, input_dir: Path) -> str:
     lines = [f"order-audit inspect: {input_dir}"]
     for table, r in reports.items():
         lines.append("")
         if isinstance(r, str):
-            required = CONTRACT_BY_NAME[table].required_file
-            lines.append(f"{table}: no file ({r}){'; REQUIRED' if required else ' (optional table)'}")
+            needed = needed_by(table)
+            lines.append(f"{table}: no file ({r}){'; needed by ' + ', '.join(needed) if needed else ' (optional table)'}")
             continue
         lines.append(f"{table}: {r.file.label} (found by {r.found_by}), {r.rows:,} rows")
         for p in r.problems:
@@ -212,7 +219,8 @@ def render_toml(reports: dict, input_dir: Path, cfg: Config, template: Path | No
         ]
     for table, r in reports.items():
         if isinstance(r, str):
-            out += ["", f"# {table}: no file found ({r})" + ("; REQUIRED" if CONTRACT_BY_NAME[table].required_file else "")]
+            needed = needed_by(table)
+            out += ["", f"# {table}: no file found ({r})" + (f"; needed by {', '.join(needed)}" if needed else "")]
             continue
         sections = [(f"[formats.{table}]", _format_lines(r)), (f"[columns.{table}]", _column_lines(r))]
         sections += _value_lines(r, cfg)

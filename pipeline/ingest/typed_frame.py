@@ -14,6 +14,18 @@ from pipeline.ingest.contract import TableContract
 from pipeline.ingest.source_store import ERR, LINE
 
 _text = timestamps.text
+BOOLEAN_WORDS = {
+    "true": True,
+    "false": False,
+    "t": True,
+    "f": False,
+    "yes": True,
+    "no": False,
+    "y": True,
+    "n": False,
+    "1": True,
+    "0": False,
+}
 
 
 def typed_frame(lf: pl.LazyFrame, schema: dict, contract: TableContract, cfg: Config) -> pl.LazyFrame:
@@ -21,7 +33,9 @@ def typed_frame(lf: pl.LazyFrame, schema: dict, contract: TableContract, cfg: Co
     fmt = cfg.format_of(contract.name)
     vocabularies = contract.allowed_values
     # the delivered text of checked columns, kept for the rejects list
-    checked = [c for c in schema if c in contract.instants + contract.dates + contract.integers + contract.numbers]
+    checked = [
+        c for c in schema if c in contract.instants + contract.dates + contract.integers + contract.numbers + contract.booleans
+    ]
     lf = lf.with_columns(pl.col(c).cast(pl.String).alias(f"_src_{c}") for c in checked)
     for col in contract.instants:
         if col in schema:
@@ -56,6 +70,11 @@ def typed_frame(lf: pl.LazyFrame, schema: dict, contract: TableContract, cfg: Co
                 .then(pl.lit(f"outside the possible range {low:g} to {high:g}" if low is not None else ""))
                 .alias(ERR + col)
             )
+        elif col in contract.booleans:
+            low = _text(col).str.to_lowercase()
+            parsed = low.replace_strict(BOOLEAN_WORDS, default=None, return_dtype=pl.Boolean)
+            exprs.append(parsed.alias(col))
+            errs.append(pl.when(low.is_not_null() & parsed.is_null()).then(pl.lit("not true or false")).alias(ERR + col))
         elif col in vocabularies:
             # a site's word for a contract value is read as that value; an unknown one stays as delivered
             words = value_maps.mapped_expr(pl.col(f"_low_{col}"), pl.col(f"_txt_{col}"), contract.name, col, cfg.values)

@@ -1,55 +1,76 @@
-"""Reference seeds (value sets, imaging code map, rule registry) and run parameters -> ref_* tables."""
+"""Reference seeds and parameters as tables the models read (their declared sources).
+
+Engine-wide: ``ref_verdicts`` (verdicts.csv), ``ref_imaging_codes`` (one merged code map: every
+audit's ``code_map.csv``, a code shipped by two audits described the same, with the site's local
+map over them), ``run_parameters`` (site_timezone) and ``audit_period``. Per audit:
+``<id>__ref_rules`` (rules.csv with ``rule_order``), ``<id>__ref_measures`` (the manifest's measures),
+``<id>__ref_value_sets`` and the one-row
+``<id>__parameters`` (the manifest's parameters with the config's ``[audits.<id>]`` over them, plus
+``site_timezone`` and ``rule_set_version``).
+
+Effective dating: every value-set and code-map row carries ``valid_from_at`` and ``valid_until_at``
+(UTC instants of site-local midnight at ``valid_from`` and after ``valid_to``; ``valid_until_at``
+NULL while the code is in force): a row applies to an event at ``t`` when
+``t >= valid_from_at AND (valid_until_at IS NULL OR t < valid_until_at)``.
+"""
 
 from __future__ import annotations
 
-import tomllib
+import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import duckdb
 import polars as pl
 
+from pipeline import audits as audits_mod
 from pipeline import months
 from pipeline.config import Config
 from pipeline.errors import ConfigError
 from pipeline.ingest.files import sha256_file
-from pipeline.resources import REFERENCE_DIR
 
-STUDY_TYPES = {
-    "mri_spine",
-    "mri_brain",
-    "ct_head",
-    "ct_spine",
-    "ct_myelography",
-    "myelography",
-    "myelography_injection",
-    "dsm",
-    "mr_myelography",
-    "cisternography",
-    "out_of_scope",
-}
 CONTRASTS = {"without", "with", "without_and_with", "intrathecal", ""}
 CODE_MAP_COLUMNS = ("code_system", "code", "study_type", "modality", "regions", "contrast", "description")
 LOCAL_MAP_NAME = "local_code_map.csv"
+OUT_OF_SCOPE = "out_of_scope"  # a site's code that is no audit's imaging (not reported as unmapped)
+DATE_FLOOR = "1900-01-01"  # a map row without valid_from applies from any date
+VERDICTS_CSV = audits_mod.VERDICTS_CSV
 
 
 @dataclass(frozen=True)
 class ReferenceInfo:
-    rule_set_version: str
-    code_set_versions: dict
+    rule_set_versions: dict[str, str]  # audit id -> rule_set_version
+    code_set_versions: dict[str, dict]  # audit id -> its [code_sets]
+    parameters: dict[str, dict]  # audit id -> the parameters in force
     files: list[dict]  # name, source and sha256 of every seed read (and the path of the site's local map)
-
-
-def manifest() -> dict:
-    return tomllib.loads((REFERENCE_DIR / "manifest.toml").read_text(encoding="utf-8"))
 
 
 def _read_seed(path: Path) -> pl.DataFrame:
     return pl.read_csv(path, infer_schema=False).with_columns(pl.all().fill_null(""))
 
 
-def read_code_map(path: Path, source: str) -> pl.DataFrame:
-    """A code map file (shipped or site-local), checked column by column."""
+@dataclass(frozen=True)
+class Vocabulary:
+    """What a code map may say: the study types and region letters of the audits' maps and manifests."""
+
+    study_types: frozenset[str]
+    regions: str
+
+    @classmethod
+    def of(cls, audits: list) -> Vocabulary:
+        types, letters = {OUT_OF_SCOPE}, set()
+        for a in audits:
+            types |= set(a.study_types)
+            if a.code_map_csv.is_file():
+                shipped = _read_seed(a.code_map_csv)
+                types |= set(shipped["study_type"].str.strip_chars().str.to_lowercase())
+                letters |= set("".join(shipped["regions"].str.to_uppercase()))
+        return cls(frozenset(types - {""}), "".join(sorted(letters - {" "})))
+
+
+def read_code_map(path: Path, source: str, vocabulary: Vocabulary) -> pl.DataFrame:
+    """A code map file (an audit's or the site's), checked column by column."""
     try:
         df = _read_seed(path)
     except (OSError, pl.exceptions.PolarsError) as exc:
@@ -63,20 +84,28 @@ def read_code_map(path: Path, source: str) -> pl.DataFrame:
             f"{path}, line 1: code map lacks column(s) {', '.join(missing)}; copy the header of examples/local_code_map.csv"
         )
     df = df.with_row_index("line", offset=2)
-    for column, allowed in (("study_type", STUDY_TYPES), ("contrast", CONTRASTS)):
-        bad = df.filter(~pl.col(column).str.strip_chars().str.to_lowercase().is_in(list(allowed)))
+    for column, allowed in (("study_type", vocabulary.study_types), ("contrast", CONTRASTS)):
+        bad = df.filter(~pl.col(column).str.strip_chars().str.to_lowercase().is_in(sorted(allowed)))
         if bad.height:
             row = bad.row(0, named=True)
             raise ConfigError(
                 f"{path}, line {row['line']}, column '{column}': '{row[column]}' is not one of "
                 f"{', '.join(sorted(a for a in allowed if a))}; fix the code map"
             )
-    bad = df.filter(~pl.col("regions").str.to_uppercase().str.contains(r"^[CTL]*$"))
+    bad = df.filter(~pl.col("regions").str.to_uppercase().str.contains(f"^[{vocabulary.regions or 'A-Z'}]*$"))
     if bad.height:
         row = bad.row(0, named=True)
         raise ConfigError(
-            f"{path}, line {row['line']}, column 'regions': '{row['regions']}' must use only the letters C, T and L"
+            f"{path}, line {row['line']}, column 'regions': '{row['regions']}' must use only the letters "
+            f"{', '.join(vocabulary.regions)}"
         )
+    for column in ("valid_from", "valid_to"):
+        if column not in df.columns:
+            df = df.with_columns(pl.lit("").alias(column))
+        bad = df.filter((pl.col(column) != "") & pl.col(column).str.to_date("%Y-%m-%d", strict=False).is_null())
+        if bad.height:
+            row = bad.row(0, named=True)
+            raise ConfigError(f"{path}, line {row['line']}, column '{column}': '{row[column]}' is not a date (YYYY-MM-DD)")
     return df.select(
         pl.col("code_system").str.strip_chars(),
         pl.col("code").str.strip_chars().str.to_uppercase(),
@@ -85,9 +114,35 @@ def read_code_map(path: Path, source: str) -> pl.DataFrame:
         pl.col("regions").str.strip_chars().str.to_uppercase(),
         pl.col("contrast").str.strip_chars().str.to_lowercase(),
         pl.col("description"),
+        pl.when(pl.col("valid_from") == "").then(pl.lit(DATE_FLOOR)).otherwise(pl.col("valid_from")).alias("valid_from"),
+        pl.col("valid_to"),
         pl.lit(str(path)).alias("source_file"),
         pl.lit(source).alias("map_source"),
     )
+
+
+def shipped_code_map(audits: list, vocabulary: Vocabulary) -> pl.DataFrame:
+    """Every audit's code map as one: a code two audits ship must be described the same by both."""
+    maps = [read_code_map(a.code_map_csv, "shipped", vocabulary) for a in audits if a.code_map_csv.is_file()]
+    if not maps:
+        return read_code_map_schema()
+    shipped = pl.concat(maps)
+    described = [c for c in CODE_MAP_COLUMNS if c != "description"] + ["valid_from", "valid_to"]
+    clash = (
+        shipped.group_by("code").agg(pl.struct(described).n_unique().alias("n"), pl.col("source_file")).filter(pl.col("n") > 1)
+    )
+    if clash.height:
+        row = clash.sort("code").row(0, named=True)
+        raise ConfigError(
+            f"{' and '.join(sorted(set(row['source_file'])))}: code {row['code']} is described differently; "
+            "the run has one code map, so audits that ship the same code must agree on it"
+        )
+    return shipped.unique("code", keep="first", maintain_order=True)
+
+
+def read_code_map_schema() -> pl.DataFrame:
+    cols = [*CODE_MAP_COLUMNS, "valid_from", "valid_to", "source_file", "map_source"]
+    return pl.DataFrame(schema={c: pl.String for c in cols})
 
 
 def local_code_map_path(cfg: Config, input_dir: Path | None) -> Path | None:
@@ -102,71 +157,99 @@ def local_code_map_path(cfg: Config, input_dir: Path | None) -> Path | None:
     return None
 
 
-def load_reference(con: duckdb.DuckDBPyConnection, cfg: Config, input_dir: Path | None) -> ReferenceInfo:
-    """Create ref_* tables and the one-row audit_parameters table."""
-    files = []
-    seeds = {name: REFERENCE_DIR / f"{name}.csv" for name in ("value_sets", "imaging_code_map", "rules", "verdicts")}
-    for name, path in seeds.items():
-        # shipped with the software: named and hashed, no installation path (outputs name no file of the package)
-        files.append({"name": name, "source": "shipped", "sha256": sha256_file(path)})
-
-    value_sets = _read_seed(seeds["value_sets"]).with_columns(
-        pl.col("code").str.strip_chars().str.to_uppercase().str.replace_all(".", "", literal=True).alias("code_norm")
-    )
-    shipped = read_code_map(seeds["imaging_code_map"], "shipped")
-    maps = [shipped]
+def code_map(audits: list, cfg: Config, input_dir: Path | None) -> tuple[pl.DataFrame, Path | None]:
+    """The run's one code map: the audits' maps, the site's rows over them (a site row replaces every
+    shipped row of its code)."""
+    vocabulary = Vocabulary.of(audits)
+    shipped = shipped_code_map(audits, vocabulary)
     local = local_code_map_path(cfg, input_dir)
-    if local is not None:
-        maps.append(read_code_map(local, "local"))
-        files.append({"name": "local_code_map", "source": "site", "path": str(local), "sha256": sha256_file(local)})
-    # a site row overrides the shipped row for the same code
-    code_map = (
-        pl.concat(maps)
-        .with_row_index("_pos")
-        .sort(["code", pl.col("map_source") == "local", "_pos"])
-        .unique("code", keep="last", maintain_order=True)
-        .drop("_pos")
-    )
-    rules = _read_seed(seeds["rules"]).with_row_index("rule_order", offset=1)
-    verdicts = _read_seed(seeds["verdicts"]).with_columns(pl.col("precedence").cast(pl.Int32))
+    if local is None:
+        return shipped, None
+    site = read_code_map(local, "local", vocabulary)
+    return pl.concat([shipped.filter(~pl.col("code").is_in(site["code"].implode())), site]), local
 
-    for table, frame in (
-        ("ref_value_sets", value_sets),
-        ("ref_imaging_codes", code_map),
-        ("ref_rules", rules),
-        ("ref_verdicts", verdicts),
-    ):
-        con.register("_seed", frame.to_arrow())
-        con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _seed")
+
+def _in_force(frame: pl.DataFrame, tz: str) -> pl.DataFrame:
+    """valid_from / valid_to (dates) -> valid_from_at / valid_until_at (UTC instants at site-local midnight)."""
+    zone = ZoneInfo(tz)
+
+    def midnight(text: str, days: int = 0) -> dt.datetime | None:
+        if not text:
+            return None
+        day = dt.date.fromisoformat(text) + dt.timedelta(days=days)
+        return dt.datetime.combine(day, dt.time(0), tzinfo=zone).astimezone(dt.UTC)
+
+    starts = {d: midnight(d) for d in frame["valid_from"].unique().to_list()}
+    ends = {d: midnight(d, 1) for d in frame["valid_to"].unique().to_list()}
+    utc = pl.Datetime("us", "UTC")
+    return frame.with_columns(
+        pl.col("valid_from").replace_strict(starts, return_dtype=utc).alias("valid_from_at"),
+        pl.col("valid_to").replace_strict(ends, return_dtype=utc).alias("valid_until_at"),
+        pl.col("valid_from").str.to_date("%Y-%m-%d"),
+        pl.when(pl.col("valid_to") == "").then(None).otherwise(pl.col("valid_to")).str.to_date("%Y-%m-%d").alias("valid_to"),
+    )
+
+
+def _table(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> None:
+    con.register("_seed", frame.to_arrow())
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _seed")
+    finally:
         con.unregister("_seed")
 
-    c = cfg.case
-    con.execute(
-        """CREATE OR REPLACE TABLE audit_parameters AS SELECT
-        CAST(? AS VARCHAR) AS site_timezone, CAST(? AS DOUBLE) AS min_age_years,
-        CAST(? AS DOUBLE) AS leak_evidence_days, CAST(? AS DOUBLE) AS audit_window_days,
-        CAST(? AS DOUBLE) AS outside_window_context_days, CAST(? AS DOUBLE) AS premature_hours,
-        CAST(? AS DOUBLE) AS episode_hours""",
-        [
-            cfg.site_timezone,
-            c.min_age_years,
-            c.leak_evidence_days,
-            c.audit_window_days,
-            c.outside_window_context_days,
-            c.premature_hours,
-            c.episode_hours,
-        ],
-    )
-    m = manifest()
-    return ReferenceInfo(
-        m["rule_set_version"],
-        dict(m.get("code_sets", {})) | {k: v for k, v in m.items() if k not in ("rule_set_version", "code_sets")},
-        files,
-    )
+
+def _parameters_table(con: duckdb.DuckDBPyConnection, name: str, values: dict) -> None:
+    """One row, one typed column per parameter (numbers as written: 72.0 a DOUBLE, 18 a BIGINT)."""
+    kinds = {bool: "BOOLEAN", int: "BIGINT", float: "DOUBLE", str: "VARCHAR"}
+    select = ", ".join(f"CAST(? AS {kinds[type(v)]}) AS {k}" for k, v in values.items())
+    con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT {select}", list(values.values()))
+
+
+def load_reference(con: duckdb.DuckDBPyConnection, cfg: Config, input_dir: Path | None, audits: list) -> ReferenceInfo:
+    """Every seed and parameter table of the run (for the audits given: the run's, or all for the gate)."""
+    files = [{"name": "verdicts", "source": "shipped", "sha256": sha256_file(VERDICTS_CSV)}]
+    known = audits_mod.discover(cfg.audits_path)
+    merged, local = code_map(known, cfg, input_dir)  # every audit found: one map whatever the run selects
+    if local is not None:
+        files.append({"name": "local_code_map", "source": "site", "path": str(local), "sha256": sha256_file(local)})
+    tz = cfg.site_timezone
+    _table(con, "ref_verdicts", _read_seed(VERDICTS_CSV).with_columns(pl.col("precedence").cast(pl.Int32)))
+    _table(con, "ref_imaging_codes", _in_force(merged, tz))
+    _parameters_table(con, "run_parameters", {"site_timezone": tz})
+    versions, code_sets, parameters = {}, {}, {}
+    for audit in audits:
+        for seed in (audit.rules_csv, audit.value_sets_csv, audit.code_map_csv):
+            if seed.is_file():  # shipped with the audit: named and hashed, no installation path
+                files.append({"name": f"{audit.id}/{seed.name}", "source": "shipped", "sha256": sha256_file(seed)})
+        rules = _read_seed(audit.rules_csv).with_row_index("rule_order", offset=1)
+        _table(con, f"{audit.id}__ref_rules", rules)
+        measures = pl.DataFrame(
+            [(m.id, m.label, m.unit, m.numerator, m.denominator, m.direction, m.headline) for m in audit.measures],
+            schema=["measure_id", "label", "unit", "numerator", "denominator", "direction", "headline"],
+            orient="row",
+        )
+        _table(con, f"{audit.id}__ref_measures", measures)
+        value_sets = (
+            _read_seed(audit.value_sets_csv)
+            if audit.value_sets_csv.is_file()
+            else pl.DataFrame(schema={c: pl.String for c in audits_mod.VALUE_SET_COLUMNS})
+        )
+        value_sets = value_sets.with_columns(
+            pl.col("code").str.strip_chars().str.to_uppercase().str.replace_all(".", "", literal=True).alias("code_norm")
+        )
+        _table(con, f"{audit.id}__ref_value_sets", _in_force(value_sets, tz))
+        values = audits_mod.parameters_for(audit, cfg.audits.get(audit.id), cfg.source_path or "config")
+        parameters[audit.id] = values
+        _parameters_table(
+            con, f"{audit.id}__parameters", {**values, "site_timezone": tz, "rule_set_version": audit.rule_set_version}
+        )
+        versions[audit.id] = audit.rule_set_version
+        code_sets[audit.id] = dict(audit.code_sets)
+    return ReferenceInfo(versions, code_sets, parameters, files)
 
 
 def set_period(con: duckdb.DuckDBPyConnection, first_month: str | None, last_month: str | None, trend_months: int = 24) -> None:
-    """The months whose cases the marts report (by the index procedure's site-local month), and the
+    """The months whose cases the marts report (by each case's site-local index month), and the
     first month of the trend that ends with the last one."""
     trend_first = None
     if last_month is not None:

@@ -1,27 +1,28 @@
 """The data-quality gate: Great Expectations suites on the parsed inputs and on the outputs.
 
 Inputs are checked before the warehouse changes, on a scratch DuckDB file whose views read
-the parsed Parquet. Row-level failures set their rows aside (rejects) and the run goes on;
-a blocking dataset-level failure, or a row-level one over max_rejected_share, stops it.
+the parsed Parquet: the generic suites of expectations/ (one per input table), then each audit's
+own (audits/<id>/expectations/*.json). Row-level failures set their rows aside (rejects) and the
+run goes on; a blocking dataset-level failure, or a row-level one over max_rejected_share, stops it.
+The output suite runs once per audit, on its marts.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
 import json
 import logging
 from pathlib import Path
 
 import duckdb
 
+from pipeline import warehouse
 from pipeline.config import Config, pseudonym_key
 from pipeline.logs import event
 from pipeline.models import reference
 from pipeline.sqltext import literal
 
-INPUT_SUITES = {"procedures": "procedures", "imaging_orders": "imaging_orders", "diagnoses": "diagnoses"}
+INPUT_SUITES = {"procedures": "procedures", "imaging_orders": "imaging_orders", "diagnoses": "diagnoses", "patients": "patients"}
 # a row-level check that fails on more than this share of a table blocks even so
 MAX_REJECTED_SHARE = 0.2
 SAMPLE_LOGGED = 3  # sample keys (months, order ids, pseudonyms) a warning's log line names
@@ -32,7 +33,7 @@ DQ_DDL = """CREATE TABLE IF NOT EXISTS dq_results (
     row_level BOOLEAN, rows_set_aside BIGINT)"""
 
 
-def build_gate_db(prepared: dict, cfg: Config, scratch: Path, input_dir: Path | None) -> Path:
+def build_gate_db(prepared: dict, cfg: Config, scratch: Path, input_dir: Path | None, audits: list) -> Path:
     """A DuckDB file with src_* views over the parsed Parquet and the reference tables."""
     path = scratch / "gate.duckdb"
     con = duckdb.connect(str(path))
@@ -40,7 +41,7 @@ def build_gate_db(prepared: dict, cfg: Config, scratch: Path, input_dir: Path | 
         con.execute("SET TimeZone = 'UTC'")
         for name, prep in prepared.items():
             con.execute(f"CREATE OR REPLACE VIEW src_{name} AS {prep.good_rows_sql()}")
-        reference.load_reference(con, cfg, input_dir)
+        reference.load_reference(con, cfg, input_dir, audits)
         # what the loader already set aside (duplicate ids among it), for the checks that report it
         parts = [
             f"SELECT '{name}' AS table_name, * FROM read_parquet({literal(prep.rejects_parquet)})"
@@ -53,22 +54,49 @@ def build_gate_db(prepared: dict, cfg: Config, scratch: Path, input_dir: Path | 
 
 
 def _pseudonymise_samples(results: list, cfg: Config) -> None:
-    """Samples keyed by patient id are shown as the same keyed pseudonym the reports use."""
+    """Samples keyed by patient id are shown as the same keyed pseudonym the reports use (the engine's
+    one pseudonym query, ``pipeline.models.generated.keys_sql``)."""
+    from pipeline.models.generated import keys_sql
+
+    keyed = [r for r in results if "patient_id" in (r.sample_key or "").split(":") and r.sample_keys]
+    if not keyed:
+        return
     key, _ = pseudonym_key(cfg)
-    for r in results:
-        if "patient_id" in (r.sample_key or "").split(":"):
-            r.sample_keys = ["P" + hmac.new(key, str(k).encode(), hashlib.sha256).hexdigest()[:16] for k in r.sample_keys]
+    con = duckdb.connect()
+    try:
+        warehouse.set_pseudonym_key(con, key)
+        for r in keyed:
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE sample_patients AS SELECT unnest(?::VARCHAR[]) AS patient_id", [r.sample_keys]
+            )
+            keys = dict(con.execute(keys_sql("sample_patients")).fetchall())
+            r.sample_keys = [keys[str(k)] for k in r.sample_keys]
+    finally:
+        con.close()
 
 
-def check_inputs(prepared: dict, cfg: Config, scratch: Path, now: dt.datetime, input_dir: Path | None, gx=None):
+def input_suites(tables, audits: list) -> list:
+    """The generic suite of each table present, then every suite of each audit about a table present."""
+    suites: list = [INPUT_SUITES[t] for t in tables if t in INPUT_SUITES]
+    for audit in audits:
+        for path in sorted(audit.expectations_dir.glob("*.json")) if audit.expectations_dir.is_dir() else []:
+            if all(t["table"].removeprefix("src_") in tables for t in json.loads(path.read_text(encoding="utf-8"))["tables"]):
+                suites.append(str(path))
+    return suites
+
+
+def check_inputs(
+    prepared: dict, cfg: Config, scratch: Path, now: dt.datetime, input_dir: Path | None, gx=None, audits: list | None = None
+):
     """Run the input suites; returns (results, rows to set aside per table). ``gx``: a
     ``workers.GxWorker`` to validate in (a run starts one first thing), else this process."""
     from pipeline.quality import validate
 
     if gx is None:
         validate.start_gx_import()  # seconds of pure Python, overlapping the DuckDB work from here on
-    db = build_gate_db(prepared, cfg, scratch, input_dir)
-    suites = [INPUT_SUITES[t] for t in prepared if t in INPUT_SUITES]
+    audits = audits or []
+    db = build_gate_db(prepared, cfg, scratch, input_dir, audits)
+    suites = input_suites(list(prepared), audits)
     results = _run_suites(gx, db, suites, {"now": now, "site_timezone": cfg.site_timezone})
     set_aside: dict[str, Path] = {}
     # GX has closed the file. The rows to set aside collect in a TEMP table (memory) and leave as
@@ -139,12 +167,16 @@ def _run_suites(gx, path: Path, suites, params: dict) -> list:
     return validate.run_suites(path, suites=suites, params=params) if gx is None else gx.run_suites(path, suites, params)
 
 
-def check_outputs(warehouse_path: Path, now: dt.datetime, gx=None) -> list:
+def check_outputs(warehouse_path: Path, now: dt.datetime, gx=None, audits: list | None = None) -> list:
+    """The output suite on each audit's marts (its tables are ``<id>__mart_*``)."""
     from pipeline.quality import validate
 
-    results = _run_suites(gx, warehouse_path, validate.OUTPUT_SUITES, {"now": now})
-    for r in results:
-        r.blocks = r.blocking_failure
+    results = []
+    for audit in audits or []:
+        params = {"now": now, "table_prefix": f"{audit.id}__"}
+        for r in _run_suites(gx, warehouse_path, validate.OUTPUT_SUITES, params):
+            r.blocks = r.blocking_failure
+            results.append(r)
     return results
 
 

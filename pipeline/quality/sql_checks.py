@@ -103,12 +103,12 @@ def check_orders_after_birth(p: dict):
 
 
 def check_audited_orders_known(p: dict):
+    mart = p.get("table_prefix", "") + "mart_audited_orders"  # the audit's (pipeline/audits.py)
     return _rows_check(
-        "SELECT a.* FROM mart_audited_orders a WHERE NOT EXISTS "
-        "(SELECT 1 FROM src_imaging_orders o WHERE o.order_id = a.order_id)",
-        "SELECT count(*) FROM mart_audited_orders",
+        f"SELECT a.* FROM {mart} a WHERE NOT EXISTS (SELECT 1 FROM src_imaging_orders o WHERE o.order_id = a.order_id)",
+        f"SELECT count(*) FROM {mart}",
         "order_id",
-        ["mart_audited_orders", "src_imaging_orders"],
+        [mart, "src_imaging_orders"],
     )
 
 
@@ -209,9 +209,10 @@ ORDER BY v.month"""
 def check_attrition_adds_up(p: dict):
     # steps only (exclusion rows explain the gaps between steps); each step of a unit holds
     # at most as many units as the step before it
-    vsql = """
+    mart = p.get("table_prefix", "") + "mart_attrition"
+    vsql = f"""
 WITH steps AS (
-  SELECT unit, step_order, max(count) AS count FROM mart_attrition WHERE kind = 'step' GROUP BY unit, step_order
+  SELECT unit, step_order, max(count) AS count FROM {mart} WHERE kind = 'step' GROUP BY unit, step_order
 )
 SELECT unit, step_order, count, previous_count FROM (
   SELECT unit, step_order, count, lag(count) OVER (PARTITION BY unit ORDER BY step_order) AS previous_count
@@ -220,11 +221,11 @@ SELECT unit, step_order, count, previous_count FROM (
 
     def run(con):
         rows = con.execute(vsql).fetchall()
-        total = con.execute("SELECT count(*) FROM mart_attrition").fetchall()[0][0]
+        total = con.execute(f"SELECT count(*) FROM {mart}").fetchall()[0][0]
         return len(rows), total, len(rows) > 0, [f"{r[0]}:step {r[1]}" for r in rows], vsql.strip()
 
     run.sample_key = "unit:step"
-    return ["mart_attrition"], run
+    return [mart], run
 
 
 def _loader_duplicates(table: str, id_column: str):

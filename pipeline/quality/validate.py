@@ -30,7 +30,7 @@ from pipeline.sqltext import ident, typed_literal
 
 SUITES_DIR = expectations_dir()
 
-ALL_SUITES = ("procedures", "imaging_orders", "diagnoses")
+ALL_SUITES = ("procedures", "imaging_orders", "diagnoses", "patients")
 OUTPUT_SUITES = ("outputs",)
 
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -50,12 +50,16 @@ _gx_importer: threading.Thread | None = None
 _gx_import_lock = threading.Lock()
 
 
-def load_suite(name_or_path: str | os.PathLike) -> dict:
+def load_suite(name_or_path: str | os.PathLike, table_prefix: str = "") -> dict:
+    """A suite file (a name in expectations/, or a path): ``{prefix}`` in its table names and queries
+    becomes ``table_prefix`` (an audit's ``<id>__`` for the output suite), ``"$verdicts"`` the engine's
+    verdicts (pipeline/models/verdicts.csv)."""
+    from pipeline.audits import verdicts
+
     path = Path(name_or_path)
     if not path.suffix:
         path = SUITES_DIR / f"{name_or_path}.json"
-    with open(path, encoding="utf-8") as f:
-        suite = json.load(f)
+    suite = json.loads(path.read_text(encoding="utf-8").replace("{prefix}", table_prefix))
     for table in suite["tables"]:
         for exp in table["expectations"]:
             meta = exp.get("meta", {})
@@ -64,6 +68,8 @@ def load_suite(name_or_path: str | os.PathLike) -> dict:
                 raise ValueError(f"{path}: expectation {exp.get('type')} lacks meta {sorted(missing)}")
             if meta["severity"] not in ("blocking", "warning"):
                 raise ValueError(f"{path}: {meta['check_id']}: severity must be blocking or warning")
+            if exp["kwargs"].get("value_set") == "$verdicts":
+                exp["kwargs"]["value_set"] = verdicts()
     return suite
 
 
@@ -101,7 +107,7 @@ def run_suites(
     path = Path(warehouse_path).resolve()
     if not path.is_file():
         raise FileNotFoundError(f"warehouse file not found: {path}")
-    loaded = [load_suite(s) for s in suites]
+    loaded = [load_suite(s, p.get("table_prefix", "")) for s in suites]
 
     importer = start_gx_import()
 

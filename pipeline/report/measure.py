@@ -7,14 +7,13 @@ Everything is vectorised over numpy/Polars columns: no Python loop over rows.
 
 from __future__ import annotations
 
-import csv
 from statistics import NormalDist
 
 import duckdb
 import numpy as np
 import polars as pl
 
-from pipeline.resources import REFERENCE_DIR
+from pipeline import db
 
 Z_95 = 1.959963984540054  # two-sided 95%
 Z_998 = 3.090232306167813  # two-sided 99.8%
@@ -31,9 +30,6 @@ METRICS_SCHEMA: dict[str, pl.DataType] = {
     "ci_high": pl.Float64(),
     "direction": pl.String(),
 }
-
-# Measures where a larger share is the goal; every other measure is lower-is-better.
-HIGHER_IS_BETTER = {"first_imaging_right_study"}
 
 
 def wilson_interval(numerator, denominator, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
@@ -57,14 +53,16 @@ def wilson_interval(numerator, denominator, alpha: float = 0.05) -> tuple[np.nda
     return low, high
 
 
-def _appropriate_reasons(con: duckdb.DuckDBPyConnection) -> set[str]:
-    """Reason codes whose verdict is 'appropriate' (their share is higher-is-better)."""
-    try:
-        rows = con.execute("SELECT reason_code FROM ref_rules WHERE verdict = 'appropriate'").fetchall()
-        return {r[0] for r in rows}
-    except duckdb.CatalogException:
-        with open(REFERENCE_DIR / "rules.csv", newline="", encoding="utf-8") as fh:
-            return {r["reason_code"] for r in csv.DictReader(fh) if r["verdict"] == "appropriate"}
+def directions(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """measure_id -> direction: the audit's declared measures (ref_measures, from its manifest), and a
+    reason share ``reason_<code>`` higher-is-better when the reason's verdict is appropriate (ref_rules)."""
+    out = {}
+    if db.has_table(con, "ref_rules"):
+        for code, verdict in con.execute("SELECT reason_code, verdict FROM ref_rules").fetchall():
+            out[f"reason_{code}"] = "higher_is_better" if verdict == "appropriate" else "lower_is_better"
+    if db.has_table(con, "ref_measures"):
+        out.update(dict(con.execute("SELECT measure_id, direction FROM ref_measures").fetchall()))
+    return out
 
 
 def build_metrics(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
@@ -76,12 +74,8 @@ def build_metrics(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
         "CAST(numerator AS BIGINT) AS numerator, CAST(denominator AS BIGINT) AS denominator "
         "FROM mart_metric_counts"
     ).pl()
-    higher = HIGHER_IS_BETTER | {f"reason_{r}" for r in _appropriate_reasons(con)}
     out = with_rates(counts).with_columns(
-        pl.when(pl.col("measure_id").is_in(sorted(higher)))
-        .then(pl.lit("higher_is_better"))
-        .otherwise(pl.lit("lower_is_better"))
-        .alias("direction"),
+        pl.col("measure_id").replace_strict(directions(con), default="lower_is_better", return_dtype=pl.String).alias("direction")
     )
     return out.select([pl.col(c).cast(t) for c, t in METRICS_SCHEMA.items()]).sort(
         ["period", "level", "group_key", "measure_id"], nulls_last=True

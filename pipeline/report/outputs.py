@@ -244,10 +244,11 @@ def sweep(folder: Path) -> list[Path]:
     return removed
 
 
-def file_manifest(folder: Path) -> dict:
-    """sha256 and size of every file under folder (run.json lists them: a reader can check a set is whole)."""
+def file_manifest(folder: Path, names: list[str] | None = None) -> dict:
+    """sha256 and size of every file under folder, or of the ``names`` in it (run.json lists them: a
+    reader can check a set is whole)."""
     found = {}
-    for p in sorted(folder.rglob("*")):
+    for p in sorted(folder.rglob("*")) if names is None else [folder / n for n in names]:
         if p.is_file() and p.name != "run.json" and p.relative_to(folder).as_posix() != ownership.MARK:
             digest = hashlib.sha256()
             with p.open("rb") as fh:

@@ -23,15 +23,12 @@ import duckdb
 import polars as pl
 
 from pipeline import db, workers
-from pipeline.errors import ReportError
 from pipeline.months import MONTH
 from pipeline.report import caselist, charts, feed, sections, workbook
 from pipeline.report.feed import SCHEMA_VERSION
 from pipeline.report.names import department_name, department_names, named
 from pipeline.report.pdf import CHROMIUM_FLAGS, RunningHeader, find_chromium, pdf_engine, write_pdf  # noqa: F401 - re-exported
-from pipeline.report.reid import write_reid_file
 from pipeline.report.sections import TABLE_MEASURES
-from pipeline.report.site_index import render_site_index
 from pipeline.report.templates import make_env
 
 RUN_INFO_KEYS = (
@@ -46,7 +43,6 @@ RUN_INFO_KEYS = (
     "pseudonym_key_is_demo",
     "data_quality",
 )
-AUDIT_TITLE = "CSF-leak imaging audit"
 # Draw the charts in a worker process from this many audited orders (and 2+ CPUs). The charts cost
 # about the same at any size (~1.5 s); the rest of the render grows with the orders (the workbook).
 CHART_PROCESS_MIN_ORDERS = 5000
@@ -128,7 +124,7 @@ def _page_context(
     """One page's template values; charts are Futures (``draw`` submits them, ``_page`` resolves them)."""
     low, names = settings["low"], settings["names"]
     overall = settings["overall_rates"]
-    hours_limit = run_info["config"].get("case", {}).get("premature_hours", 72.0)
+    hours_limit = audit_parameters(run_info).get("premature_hours", 72.0)
     if department is None:
         level, key, name = "overall", "all", "overall"
         provider_rates = metrics.filter((pl.col("level") == "provider") & (pl.col("period") == period))
@@ -229,13 +225,23 @@ def _common(run_info: dict, period_label: str, settings: dict) -> dict:
         "per_department": settings["per_department"],
         "schema_version": SCHEMA_VERSION,
         "period_label": period_label,
-        "audit_title": AUDIT_TITLE,
+        "audit_title": audit_title(run_info),
         # the shared feed's small-cell rule in words, for the methods (pipeline.report.feed)
         "feed_disclosure": feed.methods_text(feed.min_cell_count(run_info)),
     }
     if run_info.get("status"):  # the period's own state (empty, provisional, revised): _status_banner.html
         common["status"] = run_info["status"]
     return common
+
+
+def audit_parameters(run_info: dict) -> dict:
+    """The parameters in force of the audit being rendered (run.json's ``audit.parameters``)."""
+    return run_info.get("audit", {}).get("parameters", {})
+
+
+def audit_title(run_info: dict) -> str:
+    audit = run_info.get("audit", {})
+    return audit.get("short_title") or audit.get("title") or "order-audit"
 
 
 def _settings(run_info: dict, overall_rates: dict) -> dict:
@@ -255,17 +261,15 @@ def render_outputs(
     metrics: pl.DataFrame,
     *,
     pdf: bool = False,
-    reid_file: Path | None = None,
-    site: bool | None = None,
+    site_root: str = "../",
     chart_process: bool | None = None,
     chart_pool: charts.ChartPool | None = None,
 ) -> list[Path]:
     """Write every report and feed file into ``out_dir``; return the paths written.
 
     ``metrics`` is the internal frame (every rate); the shared feed applies its own privacy rule (``pipeline.report.feed``).
-    ``site``: the folder is one month of a backfill (``OUT/<YYYY-MM>/``): its pages link the top-level
-    ``OUT/index.html`` and that index is refreshed (``render_site_index``); ``None`` infers it from the
-    staging folder's name (``.<YYYY-MM>.staging-<pid>``). ``chart_process``: draw the charts in a worker
+    ``site_root``: the way from the folder to the site index (``OUT/index.html``): ``../`` from
+    ``OUT/<audit>/``, ``../../`` from a backfill's ``OUT/<audit>/<YYYY-MM>/``. ``chart_process``: draw the charts in a worker
     process (``charts.ChartPool``); ``None`` does so from ``CHART_PROCESS_MIN_ORDERS`` orders with 2 CPUs.
     ``chart_pool``: a pool the caller started earlier (a run starts one first thing) and closes.
     ``run_info`` gains ``headline`` (the hospital's headline rates), which run.json records.
@@ -274,11 +278,6 @@ def render_outputs(
     if missing:
         raise KeyError(f"run_info lacks {', '.join(missing)}")
     out_dir = Path(out_dir)
-    if reid_file is not None and Path(reid_file).resolve().is_relative_to(out_dir.resolve()):
-        raise ReportError(
-            f"--reid-file {reid_file} is inside the output folder {out_dir}; the crosswalk holds "
-            "raw patient ids and must be written elsewhere (e.g. a restricted folder)"
-        )
     if pdf:
         pdf_engine()  # fail before any work when no engine can print
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -302,9 +301,7 @@ def render_outputs(
         window = sections.trend_months(metrics, trend_end, months_n, bounds.get("trend_first_month"))
         settings = _settings(run_info, _overall_rates(metrics, period))
         common = _common(run_info, _period_label(period, metrics, bounds, trend_end), settings)
-        if site is None:  # a backfill stages each month as .<YYYY-MM>.staging-<pid> beside its siblings
-            site = bool(MONTH.match(period)) and out_dir.name.startswith(f".{period}.staging-")
-        common["site"] = bool(site)
+        common["site_root"] = site_root
         page_metrics = _page_metrics(metrics, period)
         shared = {
             "cases": all_cases,
@@ -357,14 +354,9 @@ def render_outputs(
     run_info["headline"] = _headline_record(metrics, period)
     if pdf:
         header = RunningHeader(
-            left=f"{AUDIT_TITLE} · All departments · {common['period_label']}", right=f"run {run_info['run_id']}"
+            left=f"{audit_title(run_info)} · All departments · {common['period_label']}", right=f"run {run_info['run_id']}"
         )
         written.append(write_pdf(out_dir / "report.html", out_dir / "report.pdf", header))
-    if reid_file is not None:
-        written.append(write_reid_file(con, Path(reid_file), out_dir))
-    if site:
-        # keep the backfill's top-level index current, this month included before it is published
-        render_site_index(out_dir.parent, pending={period: {"folder": out_dir, "run": run_info}})
     return written
 
 

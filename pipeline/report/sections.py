@@ -435,7 +435,7 @@ def methods(con, run_info: dict, rules: pl.DataFrame) -> dict:
         # printed: the variant (or the audit definition), not the supporting quotation
         variant = detail.split("; secondary summary of the criteria:")[0].strip()
         rule_rows.append(dict(r, detail=detail, variant=variant, acr=citation.startswith(ACR_REFERENCE)))
-    case = {k: plain_number(v) for k, v in cfg.get("case", {}).items()}
+    case = {k: plain_number(v) for k, v in run_info.get("audit", {}).get("parameters", {}).items()}
     return {
         "case": case,
         "site_timezone": cfg.get("site_timezone", ""),

@@ -1,4 +1,5 @@
-"""The site index of a backfill: ``OUT/index.html`` over the month folders and their headline rates."""
+"""The site index ``OUT/index.html``: every audit's published folders (one period, or a backfill's months)
+with their headline rates, read from each folder's run.json."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from pipeline.report.feed import SCHEMA_VERSION
 from pipeline.report.templates import make_env
 
 SITE_INDEX_TEMPLATE = "site_index.html"
-SITE_MEASURES = ("inappropriate_order_rate", "first_imaging_right_study")
 
 
 def _read_json(path: Path) -> dict:
@@ -22,37 +22,47 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
-def render_site_index(out_root: Path, pending: dict[str, dict] | None = None, low: int = 20) -> Path:
-    """Write ``out_root/index.html`` listing every month folder (``YYYY-MM/index.html``) present.
+def _entry(folder: Path, href: str, info: dict, low: int) -> dict:
+    audit = info.get("audit", {})
+    headline_ids = [m["id"] for m in audit.get("measures", []) if m.get("headline")]
+    labels = {m["id"]: m["label"] for m in audit.get("measures", [])}
+    rows = {r.get("measure_id"): sections.marked(r, low) for r in info.get("headline", [])}
+    departments = folder / "departments"
+    return {
+        "period": info.get("period", ""),
+        "href": href,
+        "run_id": info.get("run_id", ""),
+        "pdf": (folder / "report.pdf").is_file(),
+        "n_departments": len(list(departments.glob("*.html"))) if departments.is_dir() else 0,
+        "measures": [{"label": labels.get(m, m), "row": rows.get(m)} for m in headline_ids],
+    }
 
-    For a backfill (``--from/--to``, one folder per month under ``--out``). Call it after each month
-    is published, or once after all; it is cheap (reads each month's ``run.json``) and idempotent.
-    ``pending`` maps a month to ``{"folder": staging folder, "run": its run_info}`` (listed although not
-    yet published). The page is written to a temporary file and renamed into place.
-    """
+
+def render_site_index(out_root: Path, low: int = 20) -> Path:
+    """Write ``out_root/index.html`` listing every audit folder (``<id>/run.json``) and every month folder
+    of a backfill (``<id>/<YYYY-MM>/run.json``) present. Cheap and idempotent: a backfill calls it after
+    each month. The page is written to a temporary file and renamed into place."""
     out_root = Path(out_root)
-    found: dict[str, tuple[Path, dict]] = {}
-    if out_root.is_dir():
-        for entry in out_root.iterdir():
-            if MONTH.match(entry.name) and (entry / "index.html").is_file():
-                found[entry.name] = (entry, _read_json(entry / "run.json"))
-    for month, item in (pending or {}).items():
-        found[month] = (Path(item["folder"]), item["run"])
-    months = []
-    for month in sorted(found, reverse=True):
-        folder, info = found[month]
-        head = {r.get("measure_id"): sections.marked(r, low) for r in info.get("headline", [])}
-        departments = sorted(p.name for p in (folder / "departments").glob("*.html")) if (folder / "departments").is_dir() else []
-        months.append(
-            {
-                "month": month,
-                "run_id": info.get("run_id", ""),
-                "pdf": (folder / "report.pdf").is_file(),
-                "n_departments": len(departments),
-                **{m: head.get(m) for m in SITE_MEASURES},
-            }
-        )
-    html = make_env().get_template(SITE_INDEX_TEMPLATE).render(months=months, schema_version=SCHEMA_VERSION, low=low)
+    audits = []
+    for folder in sorted(p for p in out_root.iterdir() if p.is_dir() and not p.name.startswith(".")) if out_root.is_dir() else []:
+        entries = []
+        if (folder / "run.json").is_file():
+            entries.append(_entry(folder, f"{folder.name}/", _read_json(folder / "run.json"), low))
+        months = sorted((p for p in folder.iterdir() if MONTH.match(p.name) and (p / "run.json").is_file()), reverse=True)
+        entries += [_entry(m, f"{folder.name}/{m.name}/", _read_json(m / "run.json"), low) for m in months]
+        if entries:
+            first = _read_json(folder / "run.json") if (folder / "run.json").is_file() else _read_json(months[0] / "run.json")
+            audit = first.get("audit", {})
+            audits.append(
+                {
+                    "id": folder.name,
+                    "title": audit.get("title", folder.name),
+                    "version": first.get("rule_set_version", ""),
+                    "case_unit": audit.get("case_unit", "case"),
+                    "entries": entries,
+                }
+            )
+    html = make_env().get_template(SITE_INDEX_TEMPLATE).render(audits=audits, schema_version=SCHEMA_VERSION, low=low)
     target = out_root / "index.html"
     out_root.mkdir(parents=True, exist_ok=True)
     tmp = out_root / f".index.html.tmp-{os.getpid()}"

@@ -11,7 +11,7 @@ How the truth stays exact: the population is split in two.
   none of them is ever a case and none of their orders is audited.
 * Scenario patients each play one entry of `SCENARIOS`: a hand-written timeline of
   procedures, diagnoses and orders relative to the index procedure, with the verdict
-  and reasons that docs/DESIGN.md gives each order. They also receive random
+  and reasons that the audit's DESIGN.md gives each order. They also receive random
   non-neuro orders (CPT codes not in the imaging map, or the local out_of_scope code),
   which the audit never lists.
 

@@ -1,7 +1,7 @@
 """The scenario catalogue: one hand-written timeline per path through the rules, with its ground truth.
 
 Each scenario lists the procedures, diagnoses and orders of one patient relative to the index
-procedure, and the verdict and reasons docs/DESIGN.md gives each order (None: not listed).
+procedure, and the verdict and reasons the audit's DESIGN.md gives each order (None: not listed).
 """
 
 from __future__ import annotations

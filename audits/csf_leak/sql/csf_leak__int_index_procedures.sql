@@ -1,0 +1,12 @@
+-- Lumbar-level procedures that can puncture the dura, with age and adulthood. A code counts
+-- while it is in force (valid_from .. valid_to of the value set, against the procedure's date).
+SELECT
+    p.*,
+    p.age_years >= prm.min_age_years AS is_adult
+FROM stg_procedures AS p
+CROSS JOIN csf_leak__parameters AS prm
+WHERE EXISTS (
+    SELECT 1 FROM csf_leak__ref_value_sets AS vs
+    WHERE vs.value_set = 'index_procedure' AND vs.code_norm = p.procedure_code
+      AND p.performed_at >= vs.valid_from_at AND (vs.valid_until_at IS NULL OR p.performed_at < vs.valid_until_at)
+)

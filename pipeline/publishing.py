@@ -1,0 +1,135 @@
+"""The outputs of one reported period, for every audit of the run: staged, then published at once.
+
+One folder per audit under ``--out``: ``OUT/<audit id>/`` (report, department pages, workbook, data
+files, metrics feed, run.json), and the site index ``OUT/index.html`` over audits and months. A
+single period stages the whole tree and publishes it as one (``report.outputs.publish``: a new
+``--out`` is a symlink switched in one rename); a backfill publishes ``OUT/<audit id>/<YYYY-MM>/``
+month by month and refreshes the site index after each.
+
+The report layer reads the audit being rendered through session views without the prefix
+(``mart_audited_orders`` -> ``<id>__mart_audited_orders``), so one report shell serves every audit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from pipeline import faults, ownership
+from pipeline.logs import event, stage
+from pipeline.report import charts, outputs, reid, site_index
+
+
+@dataclass(frozen=True)
+class Period:
+    label: str  # YYYY-MM or "all"
+    base_info: dict  # run.json: what every audit's folder says of the run
+    audit_info: dict  # audit id -> what run.json says of that audit
+    counts: dict  # audit id -> the period's counts
+    statuses: dict  # audit id -> period_status.build(...)
+
+
+def select_audit(con: duckdb.DuckDBPyConnection, audit) -> None:
+    """Session views without the prefix over the audit's marts and registry: what the report layer reads."""
+    prefix = f"{audit.id}__"
+    names = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()]
+    for name in names:
+        if name.startswith(prefix) and name.removeprefix(prefix).startswith(("mart_", "ref_")):
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {name.removeprefix(prefix)} AS SELECT * FROM {name}")
+
+
+def publish_period(con: duckdb.DuckDBPyConnection, audits: list, period: Period, opts, cfg, timings: dict, warm) -> None:
+    """Render every audit's outputs of the period and publish them (all at once, or month by month)."""
+    per_month = period.label if len(opts.months) > 1 else None
+    if opts.per_month_folders:
+        for audit in audits:
+            target = outputs.publication_dir(opts.out_dir / audit.id / period.label)
+            staging = outputs.staging_dir_for(target)
+            try:
+                with stage("render", timings, per_month):
+                    _render_audit(con, audit, period, staging, opts, cfg, timings, warm, site_root="../../")
+                    faults.maybe_fail("mid_render")
+                outputs.publish(staging, target, version=period.base_info["run_id"], on_file=_publish_hook)
+            finally:
+                ownership.remove(staging)
+            site_index.render_site_index(opts.out_dir)
+            _say_pdf(opts, target, period.label)
+        if opts.reid_file is not None:
+            reid.write_reid_file(con, opts.reid_file, opts.out_dir, audits)
+        return
+    staging = outputs.staging_dir_for(opts.out_dir)
+    try:
+        files: dict = {}
+        with stage("render", timings, per_month):
+            for audit in audits:
+                folder = staging / audit.id
+                folder.mkdir()
+                written = _render_audit(con, audit, period, folder, opts, cfg, timings, warm, site_root="../")
+                files.update({f"{audit.id}/{name}": v for name, v in written.items()})
+                faults.maybe_fail("mid_render")
+            site_index.render_site_index(staging)
+            # the run's own record at the top: what it read and did, and every file of the tree (its mark too:
+            # a published version is a folder holding the run.json order-audit wrote, ownership.is_version_of)
+            run_info = {**period.base_info, "period": period.label, "audits": [a.id for a in audits]}
+            run_info["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+            run_info["files"] = {**files, **outputs.file_manifest(staging, ["index.html"])}
+            outputs.write_json(staging / "run.json", run_info)
+        if opts.reid_file is not None:
+            reid.write_reid_file(con, opts.reid_file, opts.out_dir, audits)
+        outputs.publish(staging, opts.out_dir, version=period.base_info["run_id"], on_file=_publish_hook)
+    finally:
+        ownership.remove(staging)
+    for audit in audits:
+        _say_pdf(opts, opts.out_dir / audit.id, period.label)
+
+
+def _publish_hook(step: str) -> None:
+    faults.maybe_fail("mid_publish", step)
+
+
+def _say_pdf(opts, folder: Path, label: str) -> None:
+    if opts.pdf:
+        event(f"wrote {folder / 'report.pdf'}", event="pdf_written", path=str(folder / "report.pdf"), period=label)
+
+
+def _render_audit(con, audit, period: Period, folder: Path, opts, cfg, timings: dict, warm, site_root: str) -> dict:
+    """One audit's folder of the period: data files, report pages, workbook, feed, run.json; returns its
+    files' manifest (run.json lists it)."""
+    from pipeline.report import measure, render
+
+    select_audit(con, audit)
+    with stage("measure", timings, period.label if len(opts.months) > 1 else None):
+        metrics = measure.build_metrics(con)
+    run_info = {
+        **period.base_info,
+        **period.audit_info[audit.id],
+        "period": period.label,
+        "counts": period.counts[audit.id],
+        "status": period.statuses[audit.id],
+        "data_quality": [d for d in period.base_info["data_quality"] if _about(d, audit)],
+    }
+    outputs.write_tables(con, folder)
+    chart_pool = charts.ChartPool(process=False, executor=warm.charts) if warm is not None and warm.charts is not None else None
+    render.render_outputs(
+        con,
+        folder,
+        run_info,
+        metrics,
+        pdf=opts.pdf,
+        chart_pool=chart_pool,
+        site_root=site_root,
+    )
+    run_info["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    run_info["timings_seconds"] = {k: round(v, 3) for k, v in timings.items()}
+    run_info["files"] = outputs.file_manifest(folder)
+    outputs.write_json(folder / "run.json", run_info)
+    return run_info["files"]
+
+
+def _about(check: dict, audit) -> bool:
+    """A data-quality result belongs to every audit's report unless it is another audit's output check."""
+    table = check.get("table") or ""
+    return "__" not in table or table.startswith(f"{audit.id}__")

@@ -1,7 +1,0 @@
--- The audited orders of the period's cases (by the index procedure's site-local month).
-SELECT o.*
-FROM int_audited_orders AS o
-CROSS JOIN audit_period AS per
-WHERE (per.first_month IS NULL OR o.case_index_month >= per.first_month)
-  AND (per.last_month IS NULL OR o.case_index_month <= per.last_month)
-ORDER BY o.index_at, o.case_id, o.ordered_at NULLS LAST, o.order_id

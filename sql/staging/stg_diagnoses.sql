@@ -1,8 +1,0 @@
--- Diagnoses with the code in dotless upper-case form (G97.1 and g971 are one code).
-SELECT
-    d.patient_id,
-    replace(d.diagnosis_code, '.', '') AS diagnosis_code_norm,
-    d.diagnosis_code,
-    d.recorded_at,
-    coalesce(d.recorded_at_is_date, false) AS recorded_at_is_date
-FROM src_diagnoses AS d

@@ -1,0 +1,148 @@
+"""Audits as folders: discovery, manifest validation (one line naming the file), parameters, and which
+audits a run does. Folders are written in tmp_path; nothing here runs the pipeline."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from pipeline import audits
+from pipeline.config import load_config
+from pipeline.errors import ConfigError
+
+CSF = ROOT / "audits" / "csf_leak"
+
+
+def _copy_csf(tmp_path: Path, name: str = "csf_leak") -> Path:
+    """A copy of the shipped CSF-leak folder, to break one thing at a time."""
+    folder = tmp_path / name
+    shutil.copytree(CSF, folder, ignore=shutil.ignore_patterns("deck", "__pycache__"))
+    return folder
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def test_the_shipped_audits_are_found_and_valid():
+    found = {a.id: a for a in audits.discover()}
+    assert "csf_leak" in found and "low_back_pain" in found
+    csf = found["csf_leak"]
+    assert csf.runnable, csf.problem
+    assert csf.rule_set_version == "csf-leak-2026.11.0"
+    assert csf.required_tables == ("procedures", "imaging_orders")
+    assert csf.parameters["premature_hours"] == 72.0
+    assert [m.id for m in csf.measures if m.headline] == [
+        "first_imaging_right_study",
+        "inappropriate_order_rate",
+        "premature_order_rate",
+    ]
+
+
+def test_extra_audits_come_from_the_environment_and_an_id_counts_once(tmp_path, monkeypatch):
+    _copy_csf(tmp_path / "more")
+    monkeypatch.setenv(audits.AUDITS_PATH_ENV, str(tmp_path / "more"))
+    with pytest.raises(ConfigError, match="audit id csf_leak is also"):
+        audits.discover()
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "message"),
+    [
+        ("audit.toml", 'id = "csf_leak"', 'id = "csf"', "must be the folder's name"),
+        ("audit.toml", 'version = "2026.11.0"', "", "version is required"),
+        ("audit.toml", 'id = "csf_leak"', 'colour = 1\nid = "csf_leak"', "unknown key(s) colour"),
+        ("audit.toml", 'unit = "case"\nnum', 'unit = "patient"\nnum', "unit 'patient' must be one of order, case"),
+        ("audit.toml", 'direction = "higher_is_better"', 'direction = "up"', "direction 'up' must be one of"),
+        ("audit.toml", 'required = ["procedures", "imaging_orders"]', 'required = ["claims"]', "unknown table claims"),
+        ("audit.toml", 'days_after_month = ["leak_evidence_days"', 'days_after_month = ["leak_days"', "neither a number nor"),
+        ("audit.toml", 'procedures = ["patient_birth_date"', 'procedures = ["shoe_size"', "shoe_size not in the input contract"),
+    ],
+)
+def test_a_broken_manifest_is_one_line_naming_the_file(tmp_path, file, old, new, message):
+    folder = _copy_csf(tmp_path)
+    _edit(folder / file, old, new)
+    with pytest.raises(ConfigError) as err:
+        audits.load(folder)
+    assert str(folder / file) in err.value.message and message in err.value.message
+    assert "\n" not in err.value.message
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda f: _edit(f / "rules.csv", ",is_premature,", ",premature,"), "flag_column 'premature' must be a boolean column"),
+        (
+            lambda f: _edit(f / "rules.csv", ",inappropriate,is_premature,", ",wrong,is_premature,"),
+            "verdict 'wrong' is not one of",
+        ),
+        (lambda f: _edit(f / "rules.csv", "is_contrast_only", "is_premature"), "flag_column is_premature is listed twice"),
+        (lambda f: (f / "sql" / "csf_leak__int_order_flags.sql").unlink(), "provides no csf_leak__int_order_flags"),
+        (lambda f: (f / "sql" / "extra.sql").write_text("SELECT 1"), "is named csf_leak__<layer>_<name>.sql"),
+        (lambda f: (f / "sql" / "csf_leak__tmp_x.sql").write_text("SELECT 1"), "starts with its layer"),
+        (lambda f: _edit(f / "audit.toml", "sections = []", 'sections = ["nothing"]'), "has no template"),
+        (lambda f: _edit(f / "value_sets.csv", ",exact,", ",fuzzy,"), "match 'fuzzy' must be exact or prefix"),
+    ],
+)
+def test_a_folder_that_cannot_run_says_why_and_is_skipped_by_default(tmp_path, change, message):
+    folder = _copy_csf(tmp_path)
+    change(folder)
+    audit = audits.load(folder)
+    assert not audit.runnable and message in audit.problem, audit.problem
+    plan = audits.plan([audit], [], {"procedures": set(), "imaging_orders": set()})
+    assert plan.audits == [] and plan.skipped == [("csf_leak", f"its folder is not ready: {audit.problem}")]
+    with pytest.raises(ConfigError, match="--audit csf_leak cannot run"):
+        audits.plan([audit], ["csf_leak"], {"procedures": set(), "imaging_orders": set()})
+
+
+def test_plan_skips_an_audit_whose_table_or_column_is_absent(tmp_path):
+    csf = audits.load(CSF)
+    needy = _copy_csf(tmp_path, "needs_setting")
+    for path in [needy / "audit.toml", *needy.glob("*/*.sql")]:
+        path.write_text(path.read_text(encoding="utf-8").replace("csf_leak", "needs_setting"), encoding="utf-8")
+    for path in needy.glob("sql/csf_leak__*.sql"):
+        path.rename(path.with_name(path.name.replace("csf_leak__", "needs_setting__")))
+    _edit(needy / "audit.toml", "[inputs.required_columns]", '[inputs.required_columns]\ndiagnoses = ["setting"]')
+    _edit(
+        needy / "audit.toml",
+        'required = ["procedures", "imaging_orders"]',
+        'required = ["procedures", "imaging_orders", "diagnoses"]',
+    )
+    other = audits.load(needy)
+    assert other.runnable, other.problem
+    present = {"procedures": {"procedure_id"}, "imaging_orders": {"order_id"}, "diagnoses": {"patient_id"}}
+    plan = audits.plan([csf, other], [], present)
+    assert [a.id for a in plan.audits] == ["csf_leak"]
+    assert plan.skipped == [("needs_setting", "the diagnoses table has no setting column")]
+    plan = audits.plan([csf, other], [], {"imaging_orders": set(), "diagnoses": {"setting"}})
+    assert plan.audits == [] and plan.missing_tables == {"procedures": ["csf_leak", "needs_setting"]}
+    with pytest.raises(ConfigError, match="--audit nope: no such audit; known: csf_leak, needs_setting"):
+        audits.plan([csf, other], ["nope"], present)
+
+
+def test_parameters_from_the_config_override_the_manifest_and_are_checked(tmp_path):
+    csf = audits.load(CSF)
+    config = tmp_path / "site.toml"
+    config.write_text("[audits.csf_leak]\npremature_hours = 48\n", encoding="utf-8")
+    cfg = load_config(config)
+    values = audits.parameters_for(csf, cfg.audits["csf_leak"])
+    assert values["premature_hours"] == 48.0 and isinstance(values["premature_hours"], float)
+    assert values["episode_hours"] == 24.0  # the manifest's default
+    with pytest.raises(ConfigError, match=r"\[audits.csf_leak\] premature_hour: unknown parameter; known: audit_window_days"):
+        audits.parameters_for(csf, {"premature_hour": 1})
+    with pytest.raises(ConfigError, match="expected a value like 72.0"):
+        audits.parameters_for(csf, {"premature_hours": "soon"})
+    with pytest.raises(ConfigError, match=r"\[audits.nope\]: no audit nope"):
+        audits.check_config([csf], {"nope": {}}, "site.toml")
+
+
+def test_a_config_written_for_one_audit_says_where_its_settings_went(tmp_path):
+    config = tmp_path / "old.toml"
+    config.write_text("[case]\npremature_hours = 48\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"\[case\] moved: each audit's settings are under \[audits.<audit id>\]"):
+        load_config(config)

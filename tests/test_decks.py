@@ -1,0 +1,164 @@
+"""Every audit's deck through the real CLI, order by order and case by case.
+
+Each deck file (``audits/<id>/deck/*.toml``) holds input rows and the FULL expected result of its
+audit, and of any other audit in rows marked ``audit = "<other id>"``:
+
+* ``[[expected_orders]]``: one row per audited order, matched on ``order_id``; every other key is an
+  output column of ``OUT/<audit>/audited_orders.csv`` and must read exactly so, except
+  ``patient_id`` / ``index_date``, which name the order's case (its patient through the run's
+  ``--reid-file`` crosswalk, and the case's ``index_date``).
+* ``[[expected_cases]]`` (``case_id``) or ``[[expected_episodes]]`` (``patient_id`` + ``index_date``
+  and output columns of ``cases.csv``): every case of the file's patients.
+
+Any order or case of the file's patients that a file does not list must not be in that audit's outputs.
+Every audit that can run is checked on every deck file; an audit whose folder cannot run yet (no
+models) is skipped with its reason.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import polars as pl
+import pytest
+from deck_input import deck_files, order_ids, patient_ids, rows_of
+
+from pipeline import audits
+
+FOUND = audits.discover()
+FILES = deck_files(FOUND)
+EPISODE_KEYS = ("patient_id", "index_date")  # a case named by its patient and index date, not by its id
+PAIRS = [(f, a) for f in FILES for a in FOUND]
+
+
+def _read(path: Path) -> pl.DataFrame:
+    return pl.read_csv(path, infer_schema=False).fill_null("")
+
+
+@cache
+def _outputs(out: str, reid: str, audit_id: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The audit's audited orders and cases, each with the raw patient id from the crosswalk."""
+    crosswalk = _read(Path(reid)).select("patient_key", "patient_id")
+    folder = Path(out) / audit_id
+    orders = _read(folder / "audited_orders.csv").join(crosswalk, on="patient_key", how="left").fill_null("")
+    cases = _read(folder / "cases.csv").join(crosswalk, on="patient_key", how="left").fill_null("")
+    return orders, cases
+
+
+def _results(deck_runs, f, audit_id: str):
+    if f.separate and f.id not in deck_runs["runs"]:
+        pytest.skip(f"{f.id} runs on its own input, for audit {f.audit}, which cannot run yet")
+    run = deck_runs["runs"][f.id] if f.separate else deck_runs["runs"]["combined"]
+    return _outputs(str(run["out"]), str(run["reid"]), audit_id)
+
+
+def _mine(row: dict, f, audit_id: str) -> bool:
+    return row.get("audit", f.audit) == audit_id
+
+
+def _case_key(case: dict) -> tuple[str, str]:
+    return case.get("patient_id", ""), case.get("index_date", "")
+
+
+@pytest.mark.parametrize(("f", "audit"), PAIRS, ids=[f"{a.id}:{f.id}" for f, a in PAIRS])
+def test_deck_file(deck_runs, f, audit):
+    if not audit.runnable:
+        pytest.skip(f"audit {audit.id} cannot run yet: {audit.problem}")
+    orders, cases = _results(deck_runs, f, audit.id)
+    case_by_id = {c["case_id"]: c for c in cases.iter_rows(named=True)}
+    ours = orders.filter(pl.col("order_id").is_in(sorted(order_ids(f.case))))
+    actual = {r["order_id"]: r for r in ours.iter_rows(named=True)}
+    expected = {e["order_id"]: e for e in rows_of(f.case, "expected_orders") if _mine(e, f, audit.id)}
+    problems: list[str] = []
+    for oid, n in ours.group_by("order_id").len().filter(pl.col("len") > 1).iter_rows():
+        problems.append(f"order {oid} listed {n} times (one row per order expected)")
+    for oid in sorted(expected.keys() - actual.keys()):
+        problems.append(f"missing order {oid}: expected {_shown(expected[oid])}")
+    for oid in sorted(actual.keys() - expected.keys()):
+        a = actual[oid]
+        problems.append(f"unexpected order {oid}: got case {a['case_id']} {a['verdict']} [{a['reasons']}] (not expected here)")
+    for oid in sorted(expected.keys() & actual.keys()):
+        e, a = expected[oid], actual[oid]
+        wrong = {
+            k: (v, a.get(k, "(no such column)")) for k, v in e.items() if k not in ("audit", *EPISODE_KEYS) and a.get(k) != v
+        }
+        if any(k in e for k in EPISODE_KEYS):
+            case = case_by_id.get(a["case_id"], {})
+            got = (case.get("patient_id", "?"), case.get("index_date", "?"))
+            if got != _case_key(e):
+                wrong["case"] = (_case_key(e), got)
+        if wrong:
+            detail = "; ".join(f"{k}: expected {w!r}, got {g!r}" for k, (w, g) in wrong.items())
+            problems.append(f"order {oid} (case {a['case_id']}): {detail} [secondary={a.get('secondary_reasons', '')}]")
+
+    mine = cases.filter(pl.col("patient_id").is_in(sorted(patient_ids(f.case))))
+    want_ids = {c["case_id"] for c in rows_of(f.case, "expected_cases") if _mine(c, f, audit.id)}
+    want_eps = {_case_key(c): c for c in rows_of(f.case, "expected_episodes") if _mine(c, f, audit.id)}
+    seen_eps = set()
+    for c in mine.iter_rows(named=True):
+        if c["case_id"] in want_ids:
+            continue
+        key = _case_key(c)
+        if key in want_eps:
+            seen_eps.add(key)
+            e = want_eps[key]
+            wrong = {
+                k: (v, c.get(k, "(no such column)")) for k, v in e.items() if k not in ("audit", *EPISODE_KEYS) and c.get(k) != v
+            }
+            if wrong:
+                detail = "; ".join(f"{k}: expected {w!r}, got {g!r}" for k, (w, g) in wrong.items())
+                problems.append(f"case {c['case_id']} ({key[0]}, {key[1]}): {detail}")
+            continue
+        problems.append(f"unexpected case {c['case_id']} of patient {c['patient_id']} (index {c.get('index_date', '')})")
+    missing_ids = sorted(want_ids - set(mine["case_id"]))
+    missing_eps = sorted(set(want_eps) - seen_eps)
+    if missing_ids or missing_eps:
+        problems.append(f"missing cases: {missing_ids + [f'{p} on {d}' for p, d in missing_eps]}")
+    assert not problems, f"{audit.id} on deck {f.id}: {f.case['description']}\n  " + "\n  ".join(problems)
+
+
+def _shown(e: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in e.items() if k != "order_id")
+
+
+@pytest.mark.parametrize("audit", FOUND, ids=[a.id for a in FOUND])
+def test_no_order_outside_the_decks(deck_runs, audit):
+    if not audit.runnable:
+        pytest.skip(f"audit {audit.id} cannot run yet: {audit.problem}")
+    run = deck_runs["runs"]["combined"]
+    orders, _ = _outputs(str(run["out"]), str(run["reid"]), audit.id)
+    every = set().union(*(order_ids(f.case) for f in FILES if not f.separate))
+    stray = sorted(set(orders["order_id"]) - every)
+    assert not stray, f"{audit.id}/audited_orders.csv lists orders that are in no deck file: {stray}"
+
+
+@pytest.mark.parametrize("audit", FOUND, ids=[a.id for a in FOUND])
+def test_every_rule_is_fired_by_the_deck(audit):
+    """Every rule of every audit's registry is the expected reason of some deck order."""
+    registry = [r["reason_code"] for r in audits.check_rules(audit)] if audit.rules_csv.is_file() else []
+    carried = {
+        code
+        for f in FILES
+        for e in rows_of(f.case, "expected_orders")
+        if _mine(e, f, audit.id)
+        for field in ("reasons", "secondary_reasons")
+        for code in e.get(field, "").split("|")
+        if code
+    }
+    unfired = [code for code in registry if code not in carried]
+    assert not unfired, f"rules of {audit.id} that no deck order expects (add a deck case that fires each): {unfired}"
+    unknown = sorted(carried - set(registry))
+    assert not unknown, f"deck orders of {audit.id} expect reason codes its registry lacks: {unknown}"
+
+
+@pytest.mark.parametrize("audit", FOUND, ids=[a.id for a in FOUND])
+def test_no_raw_patient_id_in_outputs(deck_runs, audit):
+    if not audit.runnable:
+        pytest.skip(f"audit {audit.id} cannot run yet: {audit.problem}")
+    folder = Path(deck_runs["runs"]["combined"]["out"]) / audit.id
+    every = sorted(set().union(*(patient_ids(f.case) for f in FILES)), key=len, reverse=True)
+    for name in ("audited_orders.csv", "cases.csv", "attrition.csv", "metrics.csv", "report.html"):
+        text = (folder / name).read_text(encoding="utf-8")
+        leaked = [p for p in every if p in text]
+        assert not leaked, f"{audit.id}/{name} shows raw patient ids {leaked[:5]}; patients appear only as patient_key"
