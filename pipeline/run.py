@@ -100,7 +100,7 @@ def period_counts(con: duckdb.DuckDBPyConnection) -> dict:
 def _reject_counts(con: duckdb.DuckDBPyConnection) -> dict:
     return {
         "rejected_rows": dict(
-            con.execute("""SELECT table_name, count(DISTINCT (load_id, source_line)) FROM load_rejects
+            con.execute("""SELECT table_name, count(DISTINCT (load_id, source_file, source_line)) FROM load_rejects
             WHERE action = 'row_rejected' GROUP BY ALL ORDER BY 1""").fetchall()
         ),
         "nulled_values": con.execute("SELECT count(*) FROM load_rejects WHERE action = 'value_nulled'").fetchall()[0][0],

@@ -1,0 +1,90 @@
+"""The lines of a resource type's files, numbered, as one Arrow stream DuckDB reads.
+
+Each NDJSON record is one physical line, so a line number is all a reject needs to point
+into the file. Polars reads the lines (``scan_lines``: gzip too, any length, in batches);
+each row gets a key that is unique across the whole export: the file's base (the lines
+of every file read before it) plus its line number. The file each key range came from is
+recorded as a `segments.Segment` while the stream runs; `segments` turns a key back into
+(file, line) for the rejects.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+
+from pipeline.errors import InputFileError
+from pipeline.segments import Segment
+
+KEY, LINE_TEXT = "key", "line"
+SCHEMA = pa.schema([(KEY, pa.int64()), (LINE_TEXT, pa.large_string())])
+# lines per table handed to DuckDB: ~250 MB of ServiceRequests, enough for every core to share
+CHUNK_ROWS = 500_000
+
+
+class NumberedLines:
+    """Lines of several files, in order, with global keys; `segments` fills as they are read."""
+
+    def __init__(self, paths: list[Path], labels: list[str], first_key: int):
+        self.paths, self.labels, self.next_key = paths, labels, first_key
+        self.segments: list[Segment] = []
+
+    def chunks(self, rows: int = CHUNK_ROWS):
+        """Tables of about `rows` lines: DuckDB scans an in-memory table on every core (a stream on one)."""
+        pending, size = [], 0
+        for batch in self._batches():
+            pending.append(batch)
+            size += batch.num_rows
+            if size >= rows:
+                yield pa.Table.from_batches(pending, SCHEMA)
+                pending, size = [], 0
+        if pending:
+            yield pa.Table.from_batches(pending, SCHEMA)
+
+    def _batches(self):
+        for path, label in zip(self.paths, self.labels, strict=True):
+            base = self.next_key - 1  # key = base + line number (lines count from 1)
+            read = 0
+            lines = pl.scan_lines(path, name=LINE_TEXT, row_index_name="n", row_index_offset=1)
+            try:
+                for frame in lines.collect_batches():
+                    read += frame.height
+                    keyed = frame.select((pl.col("n").cast(pl.Int64) + base).alias(KEY), pl.col(LINE_TEXT))
+                    yield from keyed.to_arrow().cast(SCHEMA).to_batches()
+            except pl.exceptions.ComputeError as exc:
+                raise _unreadable(path, exc) from None
+            if read:
+                self.segments.append(Segment(label, base + 1, base + read))
+            self.next_key = base + read + 1
+
+
+def _unreadable(path: Path, exc: Exception) -> InputFileError:
+    """The file-level error for a file Polars could not read as lines (error path only)."""
+    if "utf8" in str(exc).lower() or "utf-8" in str(exc).lower():
+        line, byte = first_non_utf8(path)
+        return InputFileError(
+            path, f"byte 0x{byte:02x} is not UTF-8 text", "FHIR JSON is UTF-8: re-export the file from the FHIR server", line=line
+        )
+    return InputFileError(path, f"cannot be read as lines of text ({str(exc).splitlines()[0]})", "Re-export the file")
+
+
+def first_non_utf8(path: Path) -> tuple[int | None, int]:
+    """(line, byte) of the first byte that is not UTF-8: read in pieces, decoded incrementally."""
+    import codecs
+    import gzip
+
+    from pipeline.fhir.export import is_gzip
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    lines = 0
+    opener = gzip.open if is_gzip(path) else open
+    with opener(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                return lines + exc.object.count(b"\n", 0, exc.start) + 1, exc.object[exc.start]
+            lines += chunk.count(b"\n")
+    return None, 0

@@ -1,0 +1,120 @@
+"""A Bulk Data export -> the contract's tables, typed and checked by the same loader as an extract.
+
+1. Each resource type's files are flattened by DuckDB (`extract`), the looked-up types first:
+   Location, Practitioner, Patient, Encounter, Condition, then ServiceRequest and Procedure.
+2. The flattened resources are joined into the contract's tables (`tables`).
+3. `load.prepare_table` types each table as it types a CSV extract (timestamps, codes,
+   duplicates, value maps) and carries the FHIR reading's rejects, each with its NDJSON file
+   and line (`segments`).
+
+Every input file is hashed while this runs; each table's hash covers every file of the
+export, since every file can change what a table holds (a Location renames a department).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import duckdb
+
+from pipeline import load, reference
+from pipeline.config import Config
+from pipeline.contract import CONTRACTS
+from pipeline.errors import InputFileError
+from pipeline.fhir import export, extract, tables
+from pipeline.files import fingerprint_in_background
+from pipeline.inputs import InputFile
+from pipeline.sqltext import literal
+from pipeline.warehouse import memory_limit
+
+log = logging.getLogger(__name__)
+
+# looked-up types before the types that look them up
+ORDER = ("Location", "Practitioner", "Patient", "Encounter", "Condition", "ServiceRequest", "Procedure")
+
+
+def local_code_systems(cfg: Config, folder: Path) -> tuple[str, ...]:
+    """The site's own code systems: the config's, and every URI in the local code map's code_system column."""
+    found = list(cfg.fhir.local_code_systems)
+    path = reference.local_code_map_path(cfg, folder)
+    if path is not None:
+        systems = reference.read_code_map(path, "local")["code_system"].unique(maintain_order=True).to_list()
+        found += [s for s in systems if ":" in s and s not in found]
+    return tuple(found)
+
+
+def _connect(work: Path) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    con.execute(f"SET memory_limit = {literal(memory_limit())}")
+    con.execute(f"SET temp_directory = {literal(work / 'duckdb_tmp')}")
+    return con
+
+
+def read_export(folder: Path, cfg: Config, work: Path) -> tuple[dict[str, tables.MappedTable], list]:
+    """Flatten and join the export: the mapped tables and the segments (file -> key range)."""
+    bulk = export.read_export(folder)
+    export.check_required(bulk)
+    con = _connect(work)
+    try:
+        extract.set_variables(con, cfg.fhir, local_code_systems(cfg, folder))
+        key, segments = 1, []
+        for resource_type in ORDER:
+            paths = bulk.of(resource_type)
+            done = extract.extract(con, resource_type, paths, [str(p) for p in paths], key, work / f"{resource_type}.parquet")
+            key += done.lines
+            segments += done.segments
+            files = ", ".join(literal(p) for p in done.parquet)
+            con.execute(f"CREATE OR REPLACE TEMP VIEW fhir_{resource_type.lower()} AS SELECT * FROM read_parquet([{files}])")
+            log.info("read %s: %d lines in %d file(s)", resource_type, done.lines, len(paths))
+        con.execute(extract.sql("lookups"))
+        con.execute(f"CREATE OR REPLACE TEMP TABLE fhir_supporting_rejects AS {extract.sql('supporting_rejects')}")
+        mapped = {
+            table: tables.map_table(con, table, cfg.fhir, work)
+            for table, resource_type in tables.SOURCE_TYPE.items()
+            if bulk.of(resource_type)
+        }
+    finally:
+        con.close()
+    return mapped, segments
+
+
+def prepare_inputs(
+    inputs: dict[str, InputFile], cfg: Config, scratch: Path, hashes: dict[str, str] | None = None
+) -> dict[str, load.PreparedTable]:
+    """The loader's prepare_inputs for a FHIR export (inputs: what pipeline.fhir.inputs found)."""
+    folder = next(iter(inputs.values())).path
+    work = scratch / "fhir"
+    work.mkdir(exist_ok=True)
+    pending = None
+    if hashes is None:
+        listed = export.read_export(folder).all_files()
+        pending = fingerprint_in_background({str(p): p for p in listed})
+    mapped, segments = read_export(folder, cfg, work)
+    if pending is not None:
+        digest = hashlib.sha256()
+        for name, future in sorted(pending.items()):
+            digest.update(f"{Path(name).name}\t{future.result().sha256}\n".encode())
+        export_hash = digest.hexdigest()
+    prepared = {}
+    for contract in CONTRACTS:
+        if contract.name not in mapped:
+            continue
+        m = mapped[contract.name]
+        f = InputFile(contract.name, m.parquet, "fhir", display=inputs[contract.name].label)
+        sha = hashes[contract.name] if hashes else export_hash
+        prep = load.prepare_table(f, contract, cfg, scratch, sha, read_rejects=m.rejects, segments=segments)
+        if prep.rows_read == 0 and not m.left_out and contract.required_file:
+            raise InputFileError(
+                f.label, f"holds no {tables.SOURCE_TYPE[contract.name]} resources", "The export looks incomplete; export again"
+            )
+        prep.left_out = m.left_out
+        log.info("parsed %s: %d resources read", contract.name, prep.rows_read)
+        for out in m.left_out:
+            log.info("%s: %d %s resources left out (%s)", contract.name, out["count"], out["resource"], out["reason"])
+        for unknown in prep.unknown_values:
+            log.warning("%s", unknown.message())
+        prepared[contract.name] = prep
+    return prepared

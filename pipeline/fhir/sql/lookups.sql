@@ -1,0 +1,45 @@
+-- The resources other tables look up, one row per id (a repeated id: its first line wins; the
+-- later lines are rejects, see supporting_rejects.sql). Views over the extracted Parquet files.
+CREATE OR REPLACE TEMP VIEW fhir_patients AS
+    SELECT patient_id, birth_date, sex FROM fhir_patient
+    WHERE problem IS NULL QUALIFY row_number() OVER (PARTITION BY patient_id ORDER BY key) = 1;
+CREATE OR REPLACE TEMP VIEW fhir_locations AS
+    SELECT location_id, name FROM fhir_location
+    WHERE problem IS NULL QUALIFY row_number() OVER (PARTITION BY location_id ORDER BY key) = 1;
+CREATE OR REPLACE TEMP VIEW fhir_practitioners AS
+    SELECT practitioner_id, identifier FROM fhir_practitioner
+    WHERE problem IS NULL QUALIFY row_number() OVER (PARTITION BY practitioner_id ORDER BY key) = 1;
+CREATE OR REPLACE TEMP VIEW fhir_encounters AS
+    SELECT encounter_id, location_id, location_display, service_type FROM fhir_encounter
+    WHERE problem IS NULL QUALIFY row_number() OVER (PARTITION BY encounter_id ORDER BY key) = 1;
+-- conditions a ServiceRequest.reasonReference may point to: those the diagnoses table keeps
+CREATE OR REPLACE TEMP VIEW fhir_reason_conditions AS
+    SELECT condition_id, diagnosis_code FROM fhir_condition
+    WHERE problem IS NULL AND left_out IS NULL AND condition_id IS NOT NULL
+    QUALIFY row_number() OVER (PARTITION BY condition_id ORDER BY key) = 1;
+-- an encounter with its location's name
+CREATE OR REPLACE TEMP VIEW fhir_encounter_places AS
+    SELECT e.encounter_id, e.location_id, e.location_display, e.service_type, l.name AS location_name
+    FROM fhir_encounters AS e LEFT JOIN fhir_locations AS l USING (location_id);
+
+-- An extracted ServiceRequest or Procedure (the view named) with what it refers to: its patient
+-- (NULL: not in the export), its encounter and the locations that can name its department, and
+-- the identifier of its practitioner.
+CREATE OR REPLACE MACRO fhir_in_context(extracted) AS TABLE
+    SELECT
+        s.*,
+        p.patient_id AS known_patient,
+        p.birth_date,
+        e.location_id AS encounter_location_id,
+        e.location_display AS encounter_location_display,
+        e.service_type AS encounter_service_type,
+        e.location_name AS encounter_location_name,
+        ol.name AS own_location_name,
+        xl.name AS extension_location_name,
+        pr.identifier AS provider_identifier
+    FROM query_table(extracted) AS s
+    LEFT JOIN fhir_patients AS p ON p.patient_id = s.patient_id
+    LEFT JOIN fhir_encounter_places AS e ON e.encounter_id = s.encounter_id
+    LEFT JOIN fhir_locations AS ol ON ol.location_id = s.location_id
+    LEFT JOIN fhir_locations AS xl ON xl.location_id = s.extension_location_id
+    LEFT JOIN fhir_practitioners AS pr ON pr.practitioner_id = fhir_ref_id(s.provider_reference, 'Practitioner');

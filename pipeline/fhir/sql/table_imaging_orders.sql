@@ -1,0 +1,39 @@
+-- ServiceRequests (extracted) -> imaging_orders rows, every column text as the contract names it,
+-- with the row's problem (a reference to a Patient the export lacks is one) and left_out reason.
+-- The department: the sources [fhir] order_department names, in order (python fills /*department*/).
+WITH reason_codes AS (
+    SELECT r.key, list(c.diagnosis_code ORDER BY r.pos) AS codes
+    FROM (
+        SELECT key, unnest(reason_condition_ids) AS condition_id, generate_subscripts(reason_condition_ids, 1) AS pos
+        FROM fhir_servicerequest WHERE len(reason_condition_ids) > 0 AND problem IS NULL AND left_out IS NULL
+    ) AS r
+    JOIN fhir_reason_conditions AS c USING (condition_id)
+    GROUP BY r.key
+),
+joined AS (
+    SELECT c.*, list_concat(c.reason_codes, rc.codes) AS all_reason_codes
+    FROM fhir_in_context('fhir_servicerequest') AS c
+    LEFT JOIN reason_codes AS rc ON rc.key = c.key
+)
+SELECT
+    key AS source_line,
+    CASE
+        WHEN problem IS NOT NULL OR left_out IS NOT NULL THEN problem
+        WHEN known_patient IS NULL
+            THEN fhir_problem('reference to a Patient that is not in the export', 'ServiceRequest.subject', NULL)
+    END AS _fhir_problem,
+    CASE WHEN problem IS NULL THEN left_out END AS _fhir_left_out,
+    order_id,
+    patient_id,
+    ordered_at,
+    order_code,
+    /*department*/ NULL AS ordering_department,
+    order_name,
+    coalesce(provider_identifier, fhir_ref_id(provider_reference, 'Practitioner'), provider_reference) AS ordering_provider_id,
+    -- every code once, in the order given (reasonCode first, then the referenced Conditions)
+    nullif(array_to_string(list_filter(all_reason_codes, lambda c, i: list_position(all_reason_codes, c) = i), '|'), '')
+        AS indication_codes,
+    indication_text,
+    status,
+    priority
+FROM joined
