@@ -533,6 +533,7 @@ def _methods(con, run_info: dict, min_cell: int, rules: pl.DataFrame) -> dict:
         # coded values no map knows (status words ...): vocabulary, not ids; a column with more
         # distinct unknown values than value_maps.MAX_NAMED_VALUES arrives here counted, not listed
         "unknown_values": run_info.get("unknown_values", []),
+        "left_out": run_info.get("left_out", []),
         "inputs": run_info.get("inputs", []),
         "min_cell_count": min_cell,
         "measures": [(m, label, d) for m, label, d in MAIN_MEASURES + [REVIEW_MEASURE]],

@@ -49,3 +49,28 @@ def find_inputs(input_dir: Path, cfg: Config | None) -> dict[str, InputFile]:
         for table, resource_type in SOURCE_TYPE.items()
         if bulk.of(resource_type)
     }
+
+
+def describe(input_dir: Path) -> dict:
+    """What `order-audit inspect` shows for an export: the files of each type, and the files not read."""
+    bulk = export.read_export(input_dir)
+    return {
+        "input_format": FORMAT,
+        "folder": str(input_dir),
+        "resource_files": {t: [p.name for p in paths] for t, paths in bulk.files.items()},
+        "not_read": [{"file": p.name, "why": why} for p, why in bulk.not_read],
+        "missing_required": [t for t in export.REQUIRED_TYPES if not bulk.of(t)],
+        "next": f"order-audit validate --input {input_dir} (the FHIR mapping needs no starter config; see docs/FHIR.md)",
+    }
+
+
+def describe_text(found: dict) -> str:
+    lines = [f"{found['folder']}: a FHIR Bulk Data export (read as FHIR, not as extract tables)"]
+    for resource_type, names in found["resource_files"].items():
+        lines.append(f"  {resource_type:14} {len(names)} file(s): {', '.join(names)}")
+    for item in found["not_read"]:
+        lines.append(f"  not read       {item['file']}: {item['why']}")
+    if found["missing_required"]:
+        lines.append(f"  MISSING        {', '.join(found['missing_required'])}: a run needs them")
+    lines.append(f"Next: {found['next']}")
+    return "\n".join(lines) + "\n"

@@ -20,5 +20,6 @@ repeated AS (
 SELECT table_name, key AS source_line, problem.element AS column_name, problem.value AS value, problem.reason AS reason
 FROM problems
 UNION ALL
-SELECT table_name, key, rtype || '.id', NULL, 'duplicate ' || rtype || '.id: the first line with this id is used'
+-- (not worded 'duplicate ...': the gate counts those as the table's own duplicate ids)
+SELECT table_name, key, rtype || '.id', NULL, rtype || '.id repeats an earlier line''s: the first line with this id is used'
 FROM repeated
