@@ -53,15 +53,17 @@ def open_source(f: InputFile, cfg: Config, scratch: Path | None) -> Source:
     return Source(f.path, separator, quote)
 
 
-def scan(f: InputFile, rename: dict[str, str], source: Source | None = None) -> tuple[pl.LazyFrame, dict]:
-    """The file as a lazy frame (text columns; Parquet keeps its types) with each row's line number."""
-    if f.fmt == "parquet":
+def scan(
+    f: InputFile, rename: dict[str, str], source: Source | None = None, rows: pl.LazyFrame | None = None
+) -> tuple[pl.LazyFrame, dict]:
+    """The file as a lazy frame (text columns; Parquet keeps its types) with each row's line number.
+
+    rows: the table as a reader already holds it (a FHIR export's join), keyed by source_line."""
+    if rows is not None:
+        lf = rows
+    elif f.fmt == "parquet":
         lf = pl.scan_parquet(f.path).rename(rename, strict=False)
         lf = lf.with_row_index(LINE, offset=1)  # Parquet rows are numbered from 1
-    elif f.fmt == "fhir":
-        from pipeline.fhir.tables import readable_rows  # the rows a FHIR export's table keeps (keyed by line)
-
-        lf = readable_rows(f.path)
     elif f.fmt == "xlsx":
         lf = xlsx.read_sheet(f.path, f.sheet, LINE).lazy().rename(rename, strict=False)
     else:
@@ -114,7 +116,9 @@ def _truncated_last_line(f: InputFile, source: Source, n_columns: int) -> int | 
     return textfile.count_line_breaks(source.path) + 1
 
 
-def _write_typed(f: InputFile, contract: TableContract, cfg: Config, out: Path, source: Source | None = None) -> dict:
+def _write_typed(
+    f: InputFile, contract: TableContract, cfg: Config, out: Path, source: Source | None = None, rows: pl.LazyFrame | None = None
+) -> dict:
     """Type every row and write it, with its problem columns, to one scratch Parquet file.
 
     One streaming Polars query from the extract to Parquet: the file is read in morsels on
@@ -122,9 +126,9 @@ def _write_typed(f: InputFile, contract: TableContract, cfg: Config, out: Path, 
     expression in `typed_frame` must stay streamable, or Polars falls back to holding the
     whole file in memory (tests/test_load.py checks the plan).
     """
-    rename = {} if f.fmt == "fhir" else headers.column_map(f, contract, cfg)  # an export's columns are the contract's
+    rename = {} if rows is not None else headers.column_map(f, contract, cfg)  # a reader's rows: the contract's names
     source = source or Source(f.path)
-    lf, schema = scan(f, rename, source)
+    lf, schema = scan(f, rename, source, rows)
     try:
         # lz4: the file becomes the warehouse's copy of the rows (source_store); it halves the
         # file (10M orders: 468 -> 259 MB) at no measurable cost in the parse
@@ -223,16 +227,18 @@ def prepare_table(
     fingerprint=None,
     read_rejects: Path | None = None,
     segments: list[Segment] | None = None,
+    rows: pl.LazyFrame | None = None,
 ) -> PreparedTable:
     """Parse one file into typed Parquet; list the rows that fail row-level checks and later duplicates.
 
     fingerprint: a callable returning the file's Fingerprint (hash and line breaks), or None.
     read_rejects: Parquet of rejects the reader made before the rows reached here (a FHIR
     export: lines that are not JSON ...), same columns as the loader's; their lines count as read.
-    segments: the files behind the keys when the table was read from several."""
+    segments: the files behind the keys when the table was read from several.
+    rows: the table's rows as a reader already holds them (a FHIR export), instead of reading f."""
     typed_path = scratch / f"{contract.name}.typed.parquet"
     source = open_source(f, cfg, scratch) if f.fmt == "csv" else Source(f.path)
-    schema = _write_typed(f, contract, cfg, typed_path, source)
+    schema = _write_typed(f, contract, cfg, typed_path, source, rows)
     _physical_lines(f, source, typed_path, schema, fingerprint, scratch)
     truncated = _truncated_last_line(f, source, len(schema) - 1)
     excluded_path = scratch / f"{contract.name}.excluded.parquet"

@@ -31,7 +31,8 @@ class Extracted:
     resource_type: str
     parquet: list[Path]  # one file per chunk of lines (none: the export has no file of this type)
     segments: list[Segment]
-    lines: int  # lines read (blank ones too)
+    keys: int  # keys used (the next type's files number on after them)
+    records: int  # lines that hold something (blank lines are no record)
 
 
 def set_variables(con: duckdb.DuckDBPyConnection, fhir: FhirSettings, local_systems: tuple[str, ...]) -> None:
@@ -70,7 +71,7 @@ def extract(
         parts.append(_run(con, query, chunk, out.with_name(f"{out.stem}.{len(parts):05d}.parquet")))
     if not parts:  # no file, or only empty ones: an empty file of the query's columns
         parts.append(_run(con, query, pa.Table.from_batches([], SCHEMA), out.with_name(f"{out.stem}.empty.parquet")))
-    return Extracted(resource_type, parts, lines.segments, lines.next_key - first_key)
+    return Extracted(resource_type, parts, lines.segments, lines.next_key - first_key, lines.records)
 
 
 def _run(con: duckdb.DuckDBPyConnection, query: str, chunk: pa.Table, part: Path) -> Path:

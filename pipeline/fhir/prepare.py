@@ -26,6 +26,7 @@ from pipeline.errors import InputFileError
 from pipeline.fhir import export, extract, tables
 from pipeline.files import fingerprint_in_background
 from pipeline.inputs import InputFile
+from pipeline.segments import Segment
 from pipeline.sqltext import literal
 from pipeline.warehouse import memory_limit
 
@@ -53,32 +54,29 @@ def _connect(work: Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def read_export(folder: Path, cfg: Config, work: Path) -> tuple[dict[str, tables.MappedTable], list]:
-    """Flatten and join the export: the mapped tables and the segments (file -> key range)."""
-    bulk = export.read_export(folder)
-    export.check_required(bulk)
-    con = _connect(work)
-    try:
-        extract.set_variables(con, cfg.fhir, local_code_systems(cfg, folder))
-        key, segments = 1, []
-        for resource_type in ORDER:
-            paths = bulk.of(resource_type)
-            done = extract.extract(con, resource_type, paths, [str(p) for p in paths], key, work / f"{resource_type}.parquet")
-            key += done.lines
-            segments += done.segments
-            files = ", ".join(literal(p) for p in done.parquet)
-            con.execute(f"CREATE OR REPLACE TEMP VIEW fhir_{resource_type.lower()} AS SELECT * FROM read_parquet([{files}])")
-            log.info("read %s: %d lines in %d file(s)", resource_type, done.lines, len(paths))
-        con.execute(extract.sql("lookups"))
-        con.execute(f"CREATE OR REPLACE TEMP TABLE fhir_supporting_rejects AS {extract.sql('supporting_rejects')}")
-        mapped = {
-            table: tables.map_table(con, table, cfg.fhir, work)
-            for table, resource_type in tables.SOURCE_TYPE.items()
-            if bulk.of(resource_type)
-        }
-    finally:
-        con.close()
-    return mapped, segments
+def extract_export(con: duckdb.DuckDBPyConnection, bulk: export.BulkExport, cfg: Config, work: Path) -> list[Segment]:
+    """Flatten every type into views fhir_<type>, and the lookups; returns the segments (file -> key range)."""
+    extract.set_variables(con, cfg.fhir, local_code_systems(cfg, bulk.folder))
+    key, segments = 1, []
+    for resource_type in ORDER:
+        paths = bulk.of(resource_type)
+        done = extract.extract(con, resource_type, paths, [str(p) for p in paths], key, work / f"{resource_type}.parquet")
+        key += done.keys
+        segments += done.segments
+        files = ", ".join(literal(p) for p in done.parquet)
+        con.execute(f"CREATE OR REPLACE TEMP VIEW fhir_{resource_type.lower()} AS SELECT * FROM read_parquet([{files}])")
+        log.info("read %s: %d resources in %d file(s)", resource_type, done.records, len(paths))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE fhir_supporting_rejects AS {extract.sql('supporting_rejects')}")
+    con.execute(extract.sql("lookups"))
+    return segments
+
+
+def _export_hash(pending: dict) -> str:
+    """One hash for the export: every file's SHA-256 (each table can change with any file)."""
+    digest = hashlib.sha256()
+    for name, future in sorted(pending.items()):
+        digest.update(f"{Path(name).name}\t{future.result().sha256}\n".encode())
+    return digest.hexdigest()
 
 
 def prepare_inputs(
@@ -86,35 +84,32 @@ def prepare_inputs(
 ) -> dict[str, load.PreparedTable]:
     """The loader's prepare_inputs for a FHIR export (inputs: what pipeline.fhir.inputs found)."""
     folder = next(iter(inputs.values())).path
+    bulk = export.read_export(folder)
+    export.check_required(bulk)
     work = scratch / "fhir"
     work.mkdir(exist_ok=True)
-    pending = None
-    if hashes is None:
-        listed = export.read_export(folder).all_files()
-        pending = fingerprint_in_background({str(p): p for p in listed})
-    mapped, segments = read_export(folder, cfg, work)
-    if pending is not None:
-        digest = hashlib.sha256()
-        for name, future in sorted(pending.items()):
-            digest.update(f"{Path(name).name}\t{future.result().sha256}\n".encode())
-        export_hash = digest.hexdigest()
+    pending = fingerprint_in_background({str(p): p for p in bulk.all_files()}) if hashes is None else None
     prepared = {}
-    for contract in CONTRACTS:
-        if contract.name not in mapped:
-            continue
-        m = mapped[contract.name]
-        f = InputFile(contract.name, m.parquet, "fhir", display=inputs[contract.name].label)
-        sha = hashes[contract.name] if hashes else export_hash
-        prep = load.prepare_table(f, contract, cfg, scratch, sha, read_rejects=m.rejects, segments=segments)
-        if prep.rows_read == 0 and not m.left_out and contract.required_file:
-            raise InputFileError(
-                f.label, f"holds no {tables.SOURCE_TYPE[contract.name]} resources", "The export looks incomplete; export again"
-            )
-        prep.left_out = m.left_out
-        log.info("parsed %s: %d resources read", contract.name, prep.rows_read)
-        for out in m.left_out:
-            log.info("%s: %d %s resources left out (%s)", contract.name, out["count"], out["resource"], out["reason"])
-        for unknown in prep.unknown_values:
-            log.warning("%s", unknown.message())
-        prepared[contract.name] = prep
+    con = _connect(work)
+    try:
+        segments = extract_export(con, bulk, cfg, work)
+        for contract in CONTRACTS:
+            if contract.name not in inputs:
+                continue
+            m = tables.map_table(con, contract.name, cfg.fhir, work)
+            f = InputFile(contract.name, folder, "fhir", display=inputs[contract.name].label)
+            sha = hashes[contract.name] if hashes else _export_hash(pending)
+            prep = load.prepare_table(f, contract, cfg, scratch, sha, read_rejects=m.rejects, segments=segments, rows=m.rows)
+            if prep.rows_read == 0 and not m.left_out and contract.required_file:
+                what = f"holds no {tables.SOURCE_TYPE[contract.name]} resources"
+                raise InputFileError(f.label, what, "The export looks incomplete; export again")
+            prep.left_out = m.left_out
+            log.info("parsed %s: %d resources read", contract.name, prep.rows_read)
+            for out in m.left_out:
+                log.info("%s: %d %s resources left out (%s)", contract.name, out["count"], out["resource"], out["reason"])
+            for unknown in prep.unknown_values:
+                log.warning("%s", unknown.message())
+            prepared[contract.name] = prep
+    finally:
+        con.close()
     return prepared

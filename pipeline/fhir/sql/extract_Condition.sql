@@ -2,7 +2,7 @@
 -- Left out on purpose (counted): verificationStatus refuted or entered-in-error (clinicalStatus
 -- entered-in-error too, as some servers write it), and a Condition with no ICD-10-CM coding.
 WITH parsed AS (
-    SELECT key, line, try(json_transform(line, '{
+    SELECT key, try(json_transform(line, '{
         "resourceType": "VARCHAR", "id": "VARCHAR",
         "clinicalStatus": {"coding": [{"code": "VARCHAR"}]}, "verificationStatus": {"coding": [{"code": "VARCHAR"}]},
         "code": {"coding": [{"system": "VARCHAR", "code": "VARCHAR", "display": "VARCHAR"}]},
@@ -13,7 +13,6 @@ WITH parsed AS (
 checked AS (
     SELECT
         key,
-        line,
         r,
         fhir_common_problem(r, 'Condition') AS common,
         fhir_pick(r.code.coding, getvariable('fhir_diagnosis_systems')) AS coding,
@@ -55,4 +54,3 @@ SELECT
     trim(coding.code) AS diagnosis_code,
     recorded AS recorded_at
 FROM checked
-WHERE NOT (r IS NULL AND trim(line) = '')

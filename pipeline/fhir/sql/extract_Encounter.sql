@@ -1,6 +1,6 @@
 -- Encounter lines -> id, its first location (the ordering department, usually) and its service type.
 WITH parsed AS (
-    SELECT key, line, try(json_transform(line, '{
+    SELECT key, try(json_transform(line, '{
         "resourceType": "VARCHAR", "id": "VARCHAR",
         "location": [{"location": {"reference": "VARCHAR", "display": "VARCHAR"}}],
         "serviceType": {"text": "VARCHAR", "coding": [{"code": "VARCHAR", "display": "VARCHAR"}]}
@@ -16,4 +16,3 @@ SELECT
     nullif(trim(r.location[1].location.display), '') AS location_display,
     fhir_concept_text(r.serviceType) AS service_type
 FROM parsed
-WHERE NOT (r IS NULL AND trim(line) = '')

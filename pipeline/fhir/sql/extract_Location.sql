@@ -1,6 +1,6 @@
 -- Location lines -> id and name (the department a site exports as a Location).
 WITH parsed AS (
-    SELECT key, line, try(json_transform(line, '{"resourceType": "VARCHAR", "id": "VARCHAR", "name": "VARCHAR"}')) AS r
+    SELECT key, try(json_transform(line, '{"resourceType": "VARCHAR", "id": "VARCHAR", "name": "VARCHAR"}')) AS r
     FROM lines
 )
 SELECT
@@ -10,4 +10,3 @@ SELECT
     r.id AS location_id,
     nullif(trim(r.name), '') AS name
 FROM parsed
-WHERE NOT (r IS NULL AND trim(line) = '')

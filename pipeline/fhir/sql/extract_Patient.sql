@@ -1,6 +1,6 @@
 -- Patient lines -> id, birth date, sex (today: procedures.patient_birth_date; the patients table later).
 WITH parsed AS (
-    SELECT key, line, try(json_transform(line, '{
+    SELECT key, try(json_transform(line, '{
         "resourceType": "VARCHAR", "id": "VARCHAR", "birthDate": "VARCHAR", "gender": "VARCHAR"
     }')) AS r
     FROM lines
@@ -13,4 +13,3 @@ SELECT
     r.birthDate AS birth_date,
     r.gender AS sex
 FROM parsed
-WHERE NOT (r IS NULL AND trim(line) = '')

@@ -1,6 +1,6 @@
 -- Practitioner lines -> id and the identifier in the configured system (NPI by default).
 WITH parsed AS (
-    SELECT key, line, try(json_transform(line, '{
+    SELECT key, try(json_transform(line, '{
         "resourceType": "VARCHAR", "id": "VARCHAR", "identifier": [{"system": "VARCHAR", "value": "VARCHAR"}]
     }')) AS r
     FROM lines
@@ -12,4 +12,3 @@ SELECT
     r.id AS practitioner_id,
     nullif(trim(list_filter(r.identifier, lambda i: i.system = getvariable('fhir_provider_system'))[1].value), '') AS identifier
 FROM parsed
-WHERE NOT (r IS NULL AND trim(line) = '')

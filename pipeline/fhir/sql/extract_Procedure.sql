@@ -1,7 +1,7 @@
 -- Procedure lines -> one flat row per resource (procedures before the joins).
 -- Left out on purpose (counted): status not-done or entered-in-error.
 WITH parsed AS (
-    SELECT key, line, try(json_transform(line, '{
+    SELECT key, try(json_transform(line, '{
         "resourceType": "VARCHAR", "id": "VARCHAR", "status": "VARCHAR",
         "code": {"coding": [{"system": "VARCHAR", "code": "VARCHAR", "display": "VARCHAR"}], "text": "VARCHAR"},
         "subject": {"reference": "VARCHAR"}, "encounter": {"reference": "VARCHAR"},
@@ -15,7 +15,6 @@ WITH parsed AS (
 checked AS (
     SELECT
         key,
-        line,
         r,
         fhir_common_problem(r, 'Procedure') AS common,
         fhir_code(r.code.coding, getvariable('fhir_procedure_systems')) AS coding,
@@ -53,4 +52,3 @@ SELECT
     ext.location_id AS extension_location_id,
     ext.location_display AS extension_location_display
 FROM checked
-WHERE NOT (r IS NULL AND trim(line) = '')

@@ -1,10 +1,11 @@
 -- ServiceRequest lines -> one flat row per resource (imaging_orders before the joins).
 -- problem: why the line is rejected; left_out: why it is left out on purpose (counted): status
 -- entered-in-error or draft (not placed), intent proposal / plan / option (not an order), a
--- category that is not imaging. Speed: ~0.1 s per column per million lines, so a column a site's
--- settings do not use (the resource's own location, an extension) is a constant the optimizer drops.
+-- category that is not imaging. Speed matters (tens of millions of lines): every column costs,
+-- so what the site's settings do not use (its own location, an extension) is a constant the
+-- optimizer drops, and the usual shapes (one coding, one reason) take no lambda (macros.sql).
 WITH parsed AS (
-    SELECT key, line, try(json_transform(line, '{
+    SELECT key, try(json_transform(line, '{
         "resourceType": "VARCHAR", "id": "VARCHAR", "status": "VARCHAR", "intent": "VARCHAR", "priority": "VARCHAR",
         "category": [{"coding": [{"system": "VARCHAR", "code": "VARCHAR"}]}],
         "code": {"coding": [{"system": "VARCHAR", "code": "VARCHAR", "display": "VARCHAR"}], "text": "VARCHAR"},
@@ -20,17 +21,15 @@ WITH parsed AS (
 checked AS (
     SELECT
         key,
-        line,
         r,
         fhir_common_problem(r, 'ServiceRequest') AS common,
         fhir_code(r.code.coding, getvariable('fhir_order_systems')) AS coding,
+        fhir_ref_id(r.subject.reference, 'Patient') AS patient_id,
         CASE
             WHEN r.status IN ('entered-in-error', 'draft') THEN 'ServiceRequest.status ' || r.status
             WHEN r.intent IN ('proposal', 'plan', 'option') THEN 'ServiceRequest.intent ' || r.intent || ' (not an order)'
             WHEN len(r.category) > 0 AND len(getvariable('fhir_imaging_categories')) > 0
-                 AND NOT list_has_any(
-                     list_transform(flatten(list_transform(r.category, lambda cc: cc.coding)), lambda c: c.system || '|' || c.code),
-                     getvariable('fhir_imaging_categories'))
+                 AND NOT list_has_any(fhir_concept_keys(r.category), getvariable('fhir_imaging_categories'))
                 THEN 'ServiceRequest.category is not imaging'
         END AS out_reason,
         fhir_extension_department(r.extension) AS ext
@@ -41,40 +40,36 @@ SELECT
     CASE
         WHEN common IS NOT NULL THEN common
         WHEN out_reason IS NOT NULL THEN NULL
+        WHEN patient_id IS NOT NULL AND coding IS NOT NULL AND r.status <> '' AND NOT fhir_no_offset(r.authoredOn) THEN NULL
         WHEN r.subject.reference IS NULL THEN fhir_problem('required element ServiceRequest.subject missing', 'ServiceRequest.subject', NULL)
-        WHEN fhir_ref_id(r.subject.reference, 'Patient') IS NULL
+        WHEN patient_id IS NULL
             THEN fhir_problem('ServiceRequest.subject is not a reference to a Patient', 'ServiceRequest.subject', NULL)
         WHEN coding IS NULL
             THEN fhir_problem('required element ServiceRequest.code.coding missing (no coding with a code)', 'ServiceRequest.code', NULL)
-        WHEN nullif(trim(r.status), '') IS NULL THEN fhir_problem('required element ServiceRequest.status missing', 'ServiceRequest.status', NULL)
+        WHEN coalesce(r.status, '') = '' THEN fhir_problem('required element ServiceRequest.status missing', 'ServiceRequest.status', NULL)
         WHEN fhir_no_offset(r.authoredOn)
             THEN fhir_problem('dateTime with a time but no UTC offset (FHIR requires one)', 'ServiceRequest.authoredOn', r.authoredOn)
     END AS problem,
     CASE WHEN common IS NULL THEN out_reason END AS left_out,
     r.id AS order_id,
-    fhir_ref_id(r.subject.reference, 'Patient') AS patient_id,
+    patient_id,
     r.authoredOn AS ordered_at,
     coding.code AS order_code,
-    coalesce(nullif(trim(r.code.text), ''), coding.display) AS order_name,
+    coalesce(nullif(r.code.text, ''), coding.display) AS order_name,
     -- FHIR's words for the contract's: revoked is cancelled, active and on-hold are placed and waiting,
     -- unknown is no status; another word stays as delivered (the gate and [values] see it)
     CASE r.status
-        WHEN 'revoked' THEN 'cancelled'
-        WHEN 'active' THEN 'ordered'
-        WHEN 'on-hold' THEN 'ordered'
         WHEN 'completed' THEN 'completed'
+        WHEN 'active' THEN 'ordered'
+        WHEN 'revoked' THEN 'cancelled'
+        WHEN 'on-hold' THEN 'ordered'
         WHEN 'unknown' THEN NULL
         ELSE r.status
     END AS status,
     r.priority AS priority,
     -- indications: the ICD-10-CM codings of every reasonCode (reasonReference is resolved in the join)
-    CASE WHEN len(r.reasonCode) > 0 THEN list_transform(
-        list_filter(flatten(list_transform(r.reasonCode, lambda rc: rc.coding)),
-                    lambda c: list_contains(getvariable('fhir_diagnosis_systems'), c.system) AND nullif(trim(c.code), '') IS NOT NULL),
-        lambda c: trim(c.code)) END AS reason_codes,
-    CASE WHEN len(r.reasonCode) > 0 THEN nullif(array_to_string(
-        list_filter(list_transform(r.reasonCode, lambda rc: nullif(trim(rc.text), '')), lambda t: t IS NOT NULL), '; '), '') END
-        AS indication_text,
+    CASE WHEN len(r.reasonCode) > 0 THEN fhir_concept_codes(r.reasonCode, getvariable('fhir_diagnosis_systems')) END AS reason_codes,
+    CASE WHEN len(r.reasonCode) > 0 THEN fhir_concept_texts(r.reasonCode) END AS indication_text,
     CASE WHEN len(r.reasonReference) > 0 THEN list_filter(
         list_transform(r.reasonReference, lambda rr: fhir_ref_id(rr.reference, 'Condition')), lambda x: x IS NOT NULL) END
         AS reason_condition_ids,
@@ -86,5 +81,3 @@ SELECT
     ext.location_id AS extension_location_id,
     ext.location_display AS extension_location_display
 FROM checked
--- a blank line is no record (trimmed only where the JSON did not parse: trimming every line costs seconds)
-WHERE NOT (r IS NULL AND trim(line) = '')

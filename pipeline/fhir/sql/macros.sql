@@ -1,34 +1,64 @@
 -- Helpers the extract_* and table_* queries share (one connection, created once per export).
 
 -- The id in a reference to a resource type: 'Patient/123', 'https://host/fhir/Patient/123',
--- 'Patient/123/_history/2' -> '123'; NULL when the reference is to another type.
+-- 'Patient/123/_history/2' -> '123'; NULL when the reference is to another type. The plain
+-- relative form takes no regular expression (tens of millions of references).
 CREATE OR REPLACE MACRO fhir_ref_id(ref, rtype) AS
     CASE
-        WHEN starts_with(ref, rtype || '/') AND NOT contains(substr(ref, length(rtype) + 2), '/')
-            THEN nullif(substr(ref, length(rtype) + 2), '')
+        WHEN starts_with(ref, rtype || '/') AND NOT ref LIKE rtype || '/%/%' THEN nullif(substr(ref, length(rtype) + 2), '')
         ELSE nullif(regexp_extract(ref, '(?:^|/)' || rtype || '/([^/]+)', 1), '')
     END;
 
 -- The first coding with a code in the most preferred of `systems` (NULL when none is). Most
--- resources carry one coding: that case skips the ranking (a list sort per row costs ~0.5 s per 1M).
+-- resources carry one coding: that case takes no lambda (a sort per row costs ~0.5 s per 1M).
+-- Codes are trimmed by the loader, as an extract's are.
 CREATE OR REPLACE MACRO fhir_pick(codings, systems) AS
     CASE
         WHEN len(codings) = 1 THEN
-            CASE WHEN list_contains(systems, codings[1].system) AND nullif(trim(codings[1].code), '') IS NOT NULL
-                 THEN codings[1] END
-        ELSE list_sort(list_transform(
-            list_filter(codings, lambda c: list_contains(systems, c.system) AND nullif(trim(c.code), '') IS NOT NULL),
-            lambda c, i: {'rank': list_position(systems, c.system), 'i': i, 'code': c.code, 'display': c.display, 'system': c.system}
-        ))[1]
+            CASE WHEN list_contains(systems, codings[1].system) AND codings[1].code <> '' THEN codings[1] END
+        ELSE list_transform(list_sort(list_transform(
+            list_filter(codings, lambda c: list_contains(systems, c.system) AND c.code <> ''),
+            lambda c, i: {'rank': list_position(systems, c.system), 'i': i, 'coding': c}
+        )), lambda x: x.coding)[1]
     END;
 
 -- The first coding that has a code, whatever its system.
 CREATE OR REPLACE MACRO fhir_first_coded(codings) AS
-    list_filter(codings, lambda c: nullif(trim(c.code), '') IS NOT NULL)[1];
+    CASE
+        WHEN len(codings) = 1 THEN CASE WHEN codings[1].code <> '' THEN codings[1] END
+        ELSE list_filter(codings, lambda c: c.code <> '')[1]
+    END;
 
 -- The code an order or a procedure is read by: the preferred system's, else the first coded one
 -- (an unmapped code is audited as such, never dropped).
 CREATE OR REPLACE MACRO fhir_code(codings, systems) AS coalesce(fhir_pick(codings, systems), fhir_first_coded(codings));
+
+-- The codes of a list of CodeableConcepts (reasonCode, category) in the given systems, as
+-- 'system|code' when `with_system`: one concept with one coding (the usual) takes no lambda.
+CREATE OR REPLACE MACRO fhir_concept_codes(concepts, systems) AS
+    CASE
+        WHEN len(concepts) = 1 AND len(concepts[1].coding) = 1 THEN
+            CASE WHEN list_contains(systems, concepts[1].coding[1].system) AND concepts[1].coding[1].code <> ''
+                 THEN [concepts[1].coding[1].code] ELSE [] END
+        ELSE list_transform(
+            list_filter(flatten(list_transform(concepts, lambda cc: cc.coding)),
+                        lambda c: list_contains(systems, c.system) AND c.code <> ''),
+            lambda c: c.code)
+    END;
+
+-- Every 'system|code' of a list of CodeableConcepts (a ServiceRequest's categories).
+CREATE OR REPLACE MACRO fhir_concept_keys(concepts) AS
+    CASE
+        WHEN len(concepts) = 1 AND len(concepts[1].coding) = 1 THEN [concepts[1].coding[1].system || '|' || concepts[1].coding[1].code]
+        ELSE list_transform(flatten(list_transform(concepts, lambda cc: cc.coding)), lambda c: c.system || '|' || c.code)
+    END;
+
+-- The texts of a list of CodeableConcepts, joined by '; ' (NULL when none has one).
+CREATE OR REPLACE MACRO fhir_concept_texts(concepts) AS
+    CASE
+        WHEN len(concepts) = 1 THEN nullif(concepts[1].text, '')
+        ELSE nullif(array_to_string(list_filter(list_transform(concepts, lambda cc: nullif(trim(cc.text), '')), lambda t: t IS NOT NULL), '; '), '')
+    END;
 
 -- A dateTime with a time must carry a UTC offset (FHIR R4 dateTime); a bare date needs none.
 CREATE OR REPLACE MACRO fhir_no_offset(v) AS

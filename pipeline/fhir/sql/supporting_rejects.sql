@@ -13,8 +13,10 @@ ids AS (
     UNION ALL SELECT 'imaging_orders', 'Location', key, location_id FROM fhir_location WHERE problem IS NULL
     UNION ALL SELECT 'imaging_orders', 'Practitioner', key, practitioner_id FROM fhir_practitioner WHERE problem IS NULL
 ),
+-- only the ids that repeat are ranked (a hash aggregate first, not a sort of every id)
+repeated_ids AS (SELECT rtype, id FROM ids GROUP BY rtype, id HAVING count(*) > 1),
 repeated AS (
-    SELECT table_name, rtype, key, id FROM ids
+    SELECT table_name, rtype, key, id FROM ids SEMI JOIN repeated_ids USING (rtype, id)
     QUALIFY row_number() OVER (PARTITION BY rtype, id ORDER BY key) > 1
 )
 SELECT table_name, key AS source_line, problem.element AS column_name, problem.value AS value, problem.reason AS reason

@@ -1,6 +1,6 @@
--- ServiceRequests (extracted) -> imaging_orders rows, every column text as the contract names it,
--- with the row's problem (a reference to a Patient the export lacks is one) and left_out reason.
--- The department: the sources [fhir] order_department names, in order (python fills /*department*/).
+-- The imaging_orders rows: ServiceRequests neither rejected nor left out, whose Patient is in the
+-- export, every column text as the contract names it. The department: the sources [fhir]
+-- order_department names, in order (python fills /*department*/).
 WITH reason_codes AS (
     SELECT r.key, list(c.diagnosis_code ORDER BY r.pos) AS codes
     FROM (
@@ -17,12 +17,6 @@ joined AS (
 )
 SELECT
     key AS source_line,
-    CASE
-        WHEN problem IS NOT NULL OR left_out IS NOT NULL THEN problem
-        WHEN known_patient IS NULL
-            THEN fhir_problem('reference to a Patient that is not in the export', 'ServiceRequest.subject', NULL)
-    END AS _fhir_problem,
-    CASE WHEN problem IS NULL THEN left_out END AS _fhir_left_out,
     order_id,
     patient_id,
     ordered_at,
@@ -31,9 +25,13 @@ SELECT
     order_name,
     coalesce(provider_identifier, fhir_ref_id(provider_reference, 'Practitioner'), provider_reference) AS ordering_provider_id,
     -- every code once, in the order given (reasonCode first, then the referenced Conditions)
-    nullif(array_to_string(list_filter(all_reason_codes, lambda c, i: list_position(all_reason_codes, c) = i), '|'), '')
-        AS indication_codes,
+    CASE len(all_reason_codes)
+        WHEN 0 THEN NULL
+        WHEN 1 THEN all_reason_codes[1]
+        ELSE array_to_string(list_filter(all_reason_codes, lambda c, i: list_position(all_reason_codes, c) = i), '|')
+    END AS indication_codes,
     indication_text,
     status,
     priority
 FROM joined
+WHERE problem IS NULL AND left_out IS NULL AND known_patient IS NOT NULL
