@@ -108,53 +108,45 @@ def data_key(scale: str, fmt: str) -> dict:
     }
 
 
-def ensure_fhir_data(scale: str) -> Path:
-    """The CSV extract of the scale written as a FHIR Bulk Data export (the same orders, as NDJSON)."""
-    csv_dir = ensure_data(scale, "csv")
-    d = DATA / f"{scale}-fhir"
-    key = {**data_key(scale, "fhir"), "fhir_writer_sha256": fhir_writer_hash()}
+def _cached(d: Path, key: dict, what: str, cmd: list[str]) -> Path:
+    """Folder d as cmd writes it, rewritten only when its key (generator parameters, code hashes) changed."""
     key_file = d / "bench-key.json"
     if key_file.exists() and json.loads(key_file.read_text()) == key:
         return d
     if d.exists():
         shutil.rmtree(d)
-    log(f"writing {scale} orders as a FHIR export into {d}")
+    log(f"{what} into {d}")
     t0 = time.perf_counter()
-    code = (
-        "import sys, shutil; from pathlib import Path; from pipeline.config import load_config; "
-        "from pipeline.fhir.writer import write_bulk_export; "
-        "src, out = Path(sys.argv[1]), Path(sys.argv[2]); "
-        "write_bulk_export(src, out, load_config(site_timezone=sys.argv[3])); "
-        "[shutil.copyfile(src / n, out / n) for n in ('ground_truth_orders.csv', 'ground_truth_cases.csv', 'local_code_map.csv')]"
-    )
-    subprocess.run([PY, "-c", code, str(csv_dir), str(d), TZ], check=True, cwd=ROOT)
+    subprocess.run(cmd, check=True, cwd=ROOT)
     key_file.write_text(json.dumps(key, indent=1))
-    log(f"written in {time.perf_counter() - t0:.0f} s")
+    log(f"done in {time.perf_counter() - t0:.0f} s")
     return d
 
 
 def ensure_data(scale: str, fmt: str) -> Path:
-    """The cached input folder for (scale, format), regenerated when the key changed."""
-    if fmt == "fhir":
-        return ensure_fhir_data(scale)
+    """The cached input folder for (scale, format): generated (csv, parquet), or the CSV extract of the
+    scale written as a FHIR Bulk Data export (fhir: the same orders, as NDJSON, with the same truth)."""
     d = DATA / f"{scale}-{fmt}"
+    if fmt == "fhir":
+        csv_dir = ensure_data(scale, "csv")
+        code = (
+            "import sys, shutil; from pathlib import Path; from pipeline.config import load_config; "
+            "from pipeline.fhir.writer import write_bulk_export; "
+            "src, out = Path(sys.argv[1]), Path(sys.argv[2]); "
+            "write_bulk_export(src, out, load_config(site_timezone=sys.argv[3])); "
+            "names = ('ground_truth_orders.csv', 'ground_truth_cases.csv', 'local_code_map.csv'); "
+            "[shutil.copyfile(src / n, out / n) for n in names]"
+        )
+        key = {**data_key(scale, fmt), "fhir_writer_sha256": fhir_writer_hash()}
+        return _cached(d, key, f"writing {scale} orders as a FHIR export", [PY, "-c", code, str(csv_dir), str(d), TZ])
     key = data_key(scale, fmt)
-    key_file = d / "bench-key.json"
-    if key_file.exists() and json.loads(key_file.read_text()) == key:
-        return d
-    if d.exists():
-        shutil.rmtree(d)
-    log(f"generating {scale} orders as {fmt} into {d} (patients={key['patients']}, months={MONTHS})")
-    t0 = time.perf_counter()
     code = (
         "import sys; from pipeline.synth import generate; "
         "generate(sys.argv[1], patients=int(sys.argv[2]), months=int(sys.argv[3]), seed=int(sys.argv[4]), "
         "start_month=sys.argv[5], fmt=sys.argv[6], site_timezone=sys.argv[7])"
     )
-    subprocess.run([PY, "-c", code, str(d), str(key["patients"]), str(MONTHS), str(SEED), START, fmt, TZ], check=True, cwd=ROOT)
-    key_file.write_text(json.dumps(key, indent=1))
-    log(f"generated in {time.perf_counter() - t0:.0f} s")
-    return d
+    cmd = [PY, "-c", code, str(d), str(key["patients"]), str(MONTHS), str(SEED), START, fmt, TZ]
+    return _cached(d, key, f"generating {scale} orders as {fmt} (patients={key['patients']}, months={MONTHS})", cmd)
 
 
 # ----------------------------------------------------------------------------- timed runs
