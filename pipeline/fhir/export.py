@@ -27,6 +27,7 @@ REQUIRED_TYPES = ("Patient", "Procedure", "ServiceRequest")
 SUFFIXES = (".ndjson", ".jsonl", ".ndjson.gz", ".jsonl.gz")
 FIRST_LINE_LIMIT = 16 << 20  # a first resource longer than this is not sniffed further
 SNIFF_LINES = 5  # NDJSON when one of the first lines is a JSON object
+UTF8_FIX = "FHIR JSON is UTF-8: re-export the file from the FHIR server"
 _BY_LOWER = {t.lower(): t for t in RESOURCE_TYPES}
 
 
@@ -90,10 +91,8 @@ def first_lines(path: Path, count: int = SNIFF_LINES) -> list[tuple[int, str]]:
                     continue
                 try:
                     found.append((number, raw.decode("utf-8").strip()))
-                except UnicodeDecodeError:
-                    raise InputFileError(
-                        path, "is not UTF-8 text", "FHIR Bulk Data is UTF-8 NDJSON: re-export the file", line=number
-                    ) from None
+                except UnicodeDecodeError as exc:
+                    raise InputFileError(path, f"byte 0x{raw[exc.start]:02x} is not UTF-8 text", UTF8_FIX, line=number) from None
                 if len(found) == count:
                     break
     except (OSError, EOFError) as exc:

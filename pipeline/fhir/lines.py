@@ -16,6 +16,7 @@ import polars as pl
 import pyarrow as pa
 
 from pipeline.errors import InputFileError
+from pipeline.fhir.export import UTF8_FIX, is_gzip
 from pipeline.segments import Segment
 
 KEY, LINE_TEXT = "key", "line"
@@ -62,7 +63,7 @@ class NumberedLines:
                     self.records += frame.height
                     keyed = frame.select((pl.col("n").cast(pl.Int64) + base).alias(KEY), pl.col(LINE_TEXT))
                     yield from keyed.to_arrow(compat_level=pl.CompatLevel.newest()).cast(SCHEMA).to_batches()
-            except pl.exceptions.ComputeError as exc:
+            except (pl.exceptions.ComputeError, OSError) as exc:  # not UTF-8; a gzip cut short
                 raise _unreadable(path, exc) from None
             if last:
                 self.segments.append(Segment(label, base + 1, base + last))
@@ -73,18 +74,16 @@ def _unreadable(path: Path, exc: Exception) -> InputFileError:
     """The file-level error for a file Polars could not read as lines (error path only)."""
     if "utf8" in str(exc).lower() or "utf-8" in str(exc).lower():
         line, byte = first_non_utf8(path)
-        return InputFileError(
-            path, f"byte 0x{byte:02x} is not UTF-8 text", "FHIR JSON is UTF-8: re-export the file from the FHIR server", line=line
-        )
-    return InputFileError(path, f"cannot be read as lines of text ({str(exc).splitlines()[0]})", "Re-export the file")
+        return InputFileError(path, f"byte 0x{byte:02x} is not UTF-8 text", UTF8_FIX, line=line)
+    return InputFileError(
+        path, f"cannot be read as lines of text ({str(exc).splitlines()[0]})", "Re-export or download the file again"
+    )
 
 
 def first_non_utf8(path: Path) -> tuple[int | None, int]:
     """(line, byte) of the first byte that is not UTF-8: read in pieces, decoded incrementally."""
     import codecs
     import gzip
-
-    from pipeline.fhir.export import is_gzip
 
     decoder = codecs.getincrementaldecoder("utf-8")()
     lines = 0

@@ -12,8 +12,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import polars as pl
-
 from pipeline import synth
 from pipeline.config import load_config
 from pipeline.fhir import writer
@@ -43,10 +41,7 @@ def generate(
         written = writer.write_bulk_export(extract, out_dir, cfg, lines_per_file=lines_per_file)
         for name in CARRIED:
             shutil.copyfile(extract / name, out_dir / name)
-        local_map = pl.read_csv(extract / "local_code_map.csv", infer_schema=False)
-        local_map.with_columns(
-            pl.when(pl.col("code_system") == "LOCAL").then(pl.lit(writer.LOCAL_SYSTEM)).otherwise(pl.col("code_system"))
-        ).write_csv(out_dir / "local_code_map.csv")
+        writer.local_map_with_uri(extract / "local_code_map.csv", out_dir / "local_code_map.csv")
     summary["parameters"]["format"] = fmt
     summary["fhir_resources"] = written
     (out_dir / "synth.json").write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n", encoding="utf-8")

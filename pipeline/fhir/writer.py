@@ -106,6 +106,16 @@ def _write_type(con: duckdb.DuckDBPyConnection, resource_type: str, out_dir: Pat
     return total
 
 
+def local_map_with_uri(src: Path, dst: Path, system: str = LOCAL_SYSTEM) -> None:
+    """The site's code map for the export: its LOCAL code system named by the URI the export codes local exams with."""
+    import polars as pl
+
+    local = pl.read_csv(src, infer_schema=False)
+    local.with_columns(
+        pl.when(pl.col("code_system") == "LOCAL").then(pl.lit(system)).otherwise(pl.col("code_system")).alias("code_system")
+    ).write_csv(dst)
+
+
 def write_bulk_export(
     extract_dir: Path, out_dir: Path, cfg: Config, lines_per_file: int = LINES_PER_FILE, local_system: str = LOCAL_SYSTEM
 ) -> dict[str, int]:
