@@ -284,3 +284,43 @@ def test_other_resource_types_and_export_logs_are_not_read(tmp_path, export):
     validated = run_cli("validate", "--input", export, "--json")
     assert validated.returncode == 0, validated.stderr
     assert json.loads(validated.stdout)
+
+
+# ----------------------------------------------------------------------------------------------
+# [fhir] settings: where the department is, checked before any work
+
+
+def test_the_department_can_come_from_an_extension(tmp_path, export):
+    url = "http://hospital.example.org/fhir/StructureDefinition/ordering-department"
+    path = export / "ServiceRequest.000.ndjson"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    first = json.loads(lines[0])
+    first["extension"] = [{"url": "http://other.example.org/x", "valueString": "no"}, {"url": url, "valueString": "Stroke unit"}]
+    path.write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n", encoding="utf-8")
+    config = tmp_path / "site.toml"
+    config.write_text(f'[fhir]\norder_department = ["extension", "encounter.location"]\ndepartment_extension = "{url}"\n')
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", export, "--out", out, "--config", config, "--no-validate")
+    assert r.returncode == 0, r.stderr
+    orders = pl.read_csv(out / "audited_orders.csv", infer_schema=False)
+    departments = dict(zip(orders["order_id"], orders["ordering_department"], strict=True))
+    assert departments["O1"] == "Stroke unit" and departments["O2"] == "Neurology"
+
+
+@pytest.mark.parametrize(
+    ("setting", "needle"),
+    [
+        ('order_department = ["ward"]', "'ward' is not a department source"),
+        ('order_department = ["extension"]', "department_extension (its URL) is not set"),
+        ('imaging_categories = ["363679005"]', '"system|code"'),
+        ("cpt = 1", "unknown setting(s) cpt"),
+    ],
+)
+def test_a_bad_fhir_setting_stops_before_any_work(tmp_path, export, setting, needle):
+    config = tmp_path / "site.toml"
+    config.write_text(f"[fhir]\n{setting}\n")
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", export, "--out", out, "--config", config)
+    assert r.returncode == 1, r.stderr
+    assert needle in r.stderr and "[fhir]" in r.stderr
+    assert not out.exists()
