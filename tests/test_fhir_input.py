@@ -324,3 +324,18 @@ def test_a_bad_fhir_setting_stops_before_any_work(tmp_path, export, setting, nee
     assert r.returncode == 1, r.stderr
     assert needle in r.stderr and "[fhir]" in r.stderr
     assert not out.exists()
+
+
+def test_the_same_export_gives_the_same_bytes_and_loads_once(messy, tmp_path):
+    again = tmp_path / "again"
+    r = run_cli("run", "--input", messy["export"], "--out", again, "--warehouse", tmp_path / "wh.duckdb")
+    assert r.returncode == 0, r.stderr
+    for name in ("audited_orders.csv", "cases.csv", "rejects.csv", "metrics.csv", "attrition.csv"):
+        assert (again / name).read_bytes() == (messy["out"] / name).read_bytes(), name
+    # into the same warehouse: every table's files are already loaded, nothing is added
+    same = tmp_path / "same"
+    r = run_cli("run", "--input", messy["export"], "--out", same, "--warehouse", messy["out"].parent / "wh.duckdb")
+    assert r.returncode == 0, r.stderr
+    actions = {i["table"]: i["action"] for i in json.loads((same / "run.json").read_text())["inputs"]}
+    assert actions == dict.fromkeys(("procedures", "imaging_orders", "diagnoses"), "skipped_already_loaded")
+    assert (same / "audited_orders.csv").read_bytes() == (messy["out"] / "audited_orders.csv").read_bytes()
