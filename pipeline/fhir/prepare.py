@@ -49,6 +49,9 @@ def local_code_systems(cfg: Config, folder: Path) -> tuple[str, ...]:
 def _connect(work: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
+    # the joins are written with the side to hash on the right (the lookups); the planner's estimates
+    # of the filtered orders made it hash the ten million orders instead (10M orders: 36 s -> 18 s)
+    con.execute("SET disabled_optimizers = 'join_order,build_side_probe_side'")
     con.execute(f"SET memory_limit = {literal(memory_limit())}")
     con.execute(f"SET temp_directory = {literal(work / 'duckdb_tmp')}")
     return con

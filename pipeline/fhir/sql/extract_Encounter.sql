@@ -13,6 +13,6 @@ SELECT
     CAST(NULL AS VARCHAR) AS left_out,
     r.id AS encounter_id,
     fhir_ref_id(r.location[1].location.reference, 'Location') AS location_id,
-    nullif(trim(r.location[1].location.display), '') AS location_display,
+    r.location[1].location.display AS location_display,
     fhir_concept_text(r.serviceType) AS service_type
 FROM parsed

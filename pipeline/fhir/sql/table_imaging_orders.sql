@@ -1,19 +1,11 @@
 -- The imaging_orders rows: ServiceRequests neither rejected nor left out, whose Patient is in the
 -- export, every column text as the contract names it. The department: the sources [fhir]
--- order_department names, in order (python fills /*department*/).
-WITH reason_codes AS (
-    SELECT r.key, list(c.diagnosis_code ORDER BY r.pos) AS codes
-    FROM (
-        SELECT key, unnest(reason_condition_ids) AS condition_id, generate_subscripts(reason_condition_ids, 1) AS pos
-        FROM fhir_servicerequest WHERE len(reason_condition_ids) > 0 AND problem IS NULL AND left_out IS NULL
-    ) AS r
-    JOIN fhir_reason_conditions AS c USING (condition_id)
-    GROUP BY r.key
-),
-joined AS (
+-- order_department names, in order (python fills /*department*/). fhir_reason_codes: the codes
+-- of the Conditions each order's reasonReference names (a table of its own, see lookups.sql).
+WITH joined AS (
     SELECT c.*, list_concat(c.reason_codes, rc.codes) AS all_reason_codes
     FROM fhir_in_context('fhir_servicerequest') AS c
-    LEFT JOIN reason_codes AS rc ON rc.key = c.key
+    LEFT JOIN fhir_reason_codes AS rc ON rc.key = c.key
 )
 SELECT
     key AS source_line,
