@@ -48,7 +48,8 @@ class BulkExport:
         paths = self.of(resource_type)
         if len(paths) == 1:
             return str(paths[0])
-        return f"{self.folder}/{resource_type} ({len(paths)} files: {', '.join(p.name for p in paths)})"
+        names = [p.name for p in paths] if len(paths) <= 4 else [paths[0].name, paths[1].name, "...", paths[-1].name]
+        return f"{self.folder}/{resource_type} ({len(paths)} files: {', '.join(names)})"
 
 
 def is_ndjson_name(path: Path) -> bool:
