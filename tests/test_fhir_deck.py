@@ -15,8 +15,12 @@ import json
 import polars as pl
 import pytest
 from conftest import run_cli
+from deck_input import DECK, STEMS, write_deck_input
+from deck_input import order_ids as _order_ids
+from deck_input import procedure_ids as _procedure_ids
+from deck_input import rows_of as _rows
 from fhir_export import export_extract
-from test_deck import DECK, SITE_TIMEZONE, STEMS, _order_ids, _procedure_ids, _rows, write_deck_input
+from test_deck import SITE_TIMEZONE
 
 COMPARED = ["order_id", "case_id", "verdict", "reasons", "secondary_reasons", "hours_since_index", "episode_number"]
 COMPARED += ["study_type", "ordering_department", "ordered_at", "status", "indication_codes"]
