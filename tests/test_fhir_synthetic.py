@@ -32,8 +32,9 @@ def export(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def audited(export, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("synth_fhir_out")
-    result = run_cli("run", "--input", export, "--out", out, "--warehouse", out / "wh.duckdb")
+    base = tmp_path_factory.mktemp("synth_fhir_run")
+    out = base / "out"
+    result = run_cli("run", "--input", export, "--out", out, "--warehouse", base / "wh.duckdb")
     assert result.returncode == 0, result.stderr
     return out
 

@@ -27,6 +27,7 @@ def generate(
     start_month: str = "2024-01",
     fmt: str = "fhir",
     site_timezone: str = "America/New_York",
+    case_density: float = 1.0,
     lines_per_file: int = writer.LINES_PER_FILE,
 ) -> dict:
     """Write the export with its ground truth into out_dir; return the generator's summary."""
@@ -35,7 +36,9 @@ def generate(
     with tempfile.TemporaryDirectory(prefix=".synth-extract-", dir=out_dir) as tmp:
         extract = Path(tmp)
         summary = synth.generate(
-            extract, patients=patients, months=months, seed=seed, start_month=start_month, fmt="csv", site_timezone=site_timezone
+            extract, patients=patients, months=months, seed=seed, start_month=start_month, fmt="csv",
+            site_timezone=site_timezone,
+            case_density=case_density,
         )
         cfg = load_config(site_timezone=site_timezone)
         written = writer.write_bulk_export(extract, out_dir, cfg, lines_per_file=lines_per_file)
