@@ -1,10 +1,11 @@
 """`make bench`: time `order-audit run` stage by stage against two baselines, check they agree.
 
-    python -m benchmarks.run                      # 1M and 10M orders, CSV and Parquet, 3 repetitions
+    python -m benchmarks.run                      # 1M and 10M orders, CSV, Parquet and FHIR, 3 repetitions
     BENCH_SCALE=100M python -m benchmarks.run     # ... and 100M orders (CSV; pipeline + floor, 1 run)
     BENCH_SCALES=100k BENCH_REPEAT=1 python -m benchmarks.run   # a quick smoke run
     BENCH_SCALES=deck python -m benchmarks.run    # the fixed cost of a small run: the 62-order test deck
     BENCH_FORMATS=csv                              # one format only
+    BENCH_FORMATS=csv,fhir                         # CSV and the same orders as a FHIR Bulk Data export
 
 Every timed command runs in a fresh wrapper process that waits for it and reports
 `getrusage(RUSAGE_CHILDREN).ru_maxrss`: the peak resident memory of that one run (the
@@ -109,6 +110,13 @@ def synth_hash() -> str:
     return digest.hexdigest()
 
 
+def fhir_writer_hash() -> str:
+    """The FHIR writer and its queries: a change regenerates the FHIR inputs."""
+    fhir = ROOT / "pipeline" / "fhir"
+    files = [fhir / "writer.py", *sorted((fhir / "sql").glob("write_*.sql"))]
+    return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
+
+
 def data_key(scale: str, fmt: str) -> dict:
     return {
         "patients": SCALES[scale] // ORDERS_PER_PATIENT,
@@ -133,29 +141,47 @@ def ensure_deck() -> Path:
     return d
 
 
-def ensure_data(scale: str, fmt: str) -> Path:
-    """The cached input folder for (scale, format), regenerated when the key changed."""
-    if scale == DECK:
-        return ensure_deck()
-    d = DATA / f"{scale}-{fmt}"
-    key = data_key(scale, fmt)
+def _cached(d: Path, key: dict, what: str, cmd: list[str]) -> Path:
+    """Folder d as cmd writes it, rewritten only when its key (generator parameters, code hashes) changed."""
     key_file = d / "bench-key.json"
     if key_file.exists() and json.loads(key_file.read_text()) == key:
         return d
     if d.exists():
         shutil.rmtree(d)
-    log(f"generating {scale} orders as {fmt} into {d} (patients={key['patients']}, months={MONTHS})")
+    log(f"{what} into {d}")
     t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    key_file.write_text(json.dumps(key, indent=1))
+    log(f"done in {time.perf_counter() - t0:.0f} s")
+    return d
+
+
+def ensure_data(scale: str, fmt: str) -> Path:
+    """The cached input folder for (scale, format): generated (csv, parquet), or the CSV extract of the
+    scale written as a FHIR Bulk Data export (fhir: the same orders, as NDJSON, with the same truth)."""
+    if scale == DECK:
+        return ensure_deck()
+    d = DATA / f"{scale}-{fmt}"
+    if fmt == "fhir":
+        csv_dir = ensure_data(scale, "csv")
+        code = (
+            "import sys, shutil; from pathlib import Path; from pipeline.config import load_config; "
+            "from pipeline.synth.fhir.writer import write_bulk_export; "
+            "src, out = Path(sys.argv[1]), Path(sys.argv[2]); "
+            "write_bulk_export(src, out, load_config(site_timezone=sys.argv[3])); "
+            "names = ('ground_truth_orders.csv', 'ground_truth_cases.csv', 'local_code_map.csv'); "
+            "[shutil.copyfile(src / n, out / n) for n in names]"
+        )
+        key = {**data_key(scale, fmt), "fhir_writer_sha256": fhir_writer_hash()}
+        return _cached(d, key, f"writing {scale} orders as a FHIR export", [PY, "-c", code, str(csv_dir), str(d), TZ])
+    key = data_key(scale, fmt)
     code = (
         "import sys; from pipeline.synth import generate; "
         "generate(sys.argv[1], patients=int(sys.argv[2]), months=int(sys.argv[3]), seed=int(sys.argv[4]), "
         "start_month=sys.argv[5], fmt=sys.argv[6], site_timezone=sys.argv[7], case_density=float(sys.argv[8]))"
     )
-    args = [str(d), str(key["patients"]), str(MONTHS), str(SEED), START, fmt, TZ, str(key["case_density"])]
-    subprocess.run([PY, "-c", code, *args], check=True, cwd=ROOT)
-    key_file.write_text(json.dumps(key, indent=1))
-    log(f"generated in {time.perf_counter() - t0:.0f} s")
-    return d
+    cmd = [PY, "-c", code, str(d), str(key["patients"]), str(MONTHS), str(SEED), START, fmt, TZ, str(key["case_density"])]
+    return _cached(d, key, f"generating {scale} orders as {fmt} (patients={key['patients']}, months={MONTHS})", cmd)
 
 
 # ----------------------------------------------------------------------------- timed runs
@@ -474,7 +500,8 @@ def agreement(c: dict, d: Path, warehouses: dict[str, str]) -> dict:
             for r in runs[1:]:
                 if r["counts"] != runs[0]["counts"]:
                     named[f"{name}#2"] = r["counts"]
-    gt = ground_truth_counts(d)
+    # a FHIR export's truth is its CSV extract's (the truth's month and department come from the CSV tables)
+    gt = ground_truth_counts(DATA / f"{c['scale']}-csv" if c["fmt"] == "fhir" else d)
     if gt is not None:
         named["truth"] = gt
     diff = diff_counts(named) if len(named) > 1 else []
@@ -522,7 +549,7 @@ def main() -> int:
         scales = [s.strip() for s in os.environ["BENCH_SCALES"].split(",") if s.strip()]
     else:
         scales = [DECK, "1M", "10M", "10M-dense"] + (["100M"] if os.environ.get("BENCH_SCALE", "").upper() == "100M" else [])
-    formats = [f.strip() for f in os.environ.get("BENCH_FORMATS", "csv,parquet").split(",") if f.strip()]
+    formats = [f.strip() for f in os.environ.get("BENCH_FORMATS", "csv,parquet,fhir").split(",") if f.strip()]
     bad = [s for s in scales if s not in SCALES]
     if bad:
         print(f"unknown scale(s) {bad}; known: {', '.join(SCALES)}", file=sys.stderr)
@@ -562,6 +589,8 @@ def main() -> int:
                         log(f"  {raw['no_validate'][-1]['wall']:.1f} s, {raw['no_validate'][-1]['maxrss_mb']:.0f} MB")
                 if scale == DECK:
                     continue  # the deck measures the fixed cost: no baseline computes its verdicts
+                if fmt == "fhir":
+                    continue  # the baselines read CSV or Parquet; the FHIR cell is compared with the CSV cell
                 log(f"{tag}: floor")
                 raw["floor"].append(run_baseline("floor", d, f"{tag}-floor"))
                 log(f"  {raw['floor'][-1]['wall']:.1f} s, {raw['floor'][-1]['maxrss_mb']:.0f} MB")
@@ -659,6 +688,18 @@ def main() -> int:
             "target": "pandas audit / pipeline >= 3x at 10M CSV, like for like",
             "measured": f"{fmt_s(r.get('pandas_over_pipeline'))}x",
             "ok": (r["pandas_over_pipeline"] >= 3) if "pandas_over_pipeline" in r else None,
+        }
+    )
+    fh, cs = (cell("10M", "fhir") or {}).get("validate"), (t10 or {}).get("validate")
+    targets.append(
+        {
+            "target": "10M orders as a FHIR export within 2x the same orders as CSV (whole process, validation included)",
+            "measured": (
+                f"{fh['wall'] / cs['wall']:.2f}x ({fmt_s(fh['wall'])} s against {fmt_s(cs['wall'])} s)"
+                if fh and cs and fh["wall"] and cs["wall"]
+                else "not run (BENCH_FORMATS=csv,fhir)"
+            ),
+            "ok": (fh["wall"] / cs["wall"] <= 2) if fh and cs and fh["wall"] and cs["wall"] else None,
         }
     )
     c100 = cell("100M", "csv")

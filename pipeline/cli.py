@@ -28,6 +28,16 @@ def _month(ctx, param, value):
     return value
 
 
+def _input_format_option(f):
+    return click.option(
+        "--input-format",
+        type=click.Choice(["auto", "tables", "fhir"]),
+        default=None,
+        help="tables: CSV/Parquet/Excel extracts; fhir: a FHIR R4 Bulk Data export (NDJSON files, .gz too); "
+        "auto: told by the folder's files [config: input_format; auto].",
+    )(f)
+
+
 def _logging_options(f):
     f = click.option(
         "--log-format",
@@ -67,8 +77,8 @@ def _months(month, first, last) -> tuple[list, bool]:
     "input_dir",
     type=click.Path(path_type=Path),
     default=None,
-    help="Folder with procedures, imaging_orders and optionally diagnoses (.csv or .parquet), and "
-    "optionally local_code_map.csv. Without it, the run re-audits what the warehouse holds.",
+    help="Folder with procedures, imaging_orders and optionally diagnoses (.csv or .parquet), or a FHIR Bulk "
+    "Data export (NDJSON), and optionally local_code_map.csv. Without it, the run re-audits what the warehouse holds.",
 )
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder.")
 @click.option(
@@ -91,6 +101,7 @@ def _months(month, first, last) -> tuple[list, bool]:
     default=None,
     help="Also write Great Expectations Data Docs (HTML) of the checks here.",
 )
+@_input_format_option
 @click.option("--pdf", is_flag=True, help="Also write report.pdf.")
 @click.option(
     "--audit",
@@ -116,6 +127,7 @@ def run(
     last,
     no_validate,
     data_docs,
+    input_format,
     pdf,
     audit_ids,
     reid_file,
@@ -133,7 +145,7 @@ def run(
         from pipeline.run import RunOptions, execute
 
         setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
-        cfg = load_config(config_path, site_timezone=site_timezone)
+        cfg = load_config(config_path, site_timezone=site_timezone, input_format=input_format)
         months, per_month = _months(month, first, last)
         warehouse_path = warehouse_path or (Path(cfg.warehouse) if cfg.warehouse else None)
         if input_dir is None and warehouse_path is None:
@@ -168,8 +180,9 @@ def run(
     help="Also write Great Expectations Data Docs (HTML) here.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of a table.")
+@_input_format_option
 @_logging_options
-def validate(input_dir, config_path, site_timezone, data_docs, as_json, log_format, quiet, verbose):
+def validate(input_dir, config_path, site_timezone, data_docs, as_json, input_format, log_format, quiet, verbose):
     """Run the data-quality gate alone on a folder of extracts (nothing is written to a warehouse)."""
     import datetime as dt
     import json
@@ -181,7 +194,7 @@ def validate(input_dir, config_path, site_timezone, data_docs, as_json, log_form
     from pipeline.quality import gate
 
     setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
-    cfg = load_config(config_path, site_timezone=site_timezone)
+    cfg = load_config(config_path, site_timezone=site_timezone, input_format=input_format)
     inputs = load.find_inputs(input_dir, cfg)
     with tempfile.TemporaryDirectory(prefix="order-audit-validate-") as tmp:
         prepared = load.prepare_inputs(inputs, cfg, Path(tmp))
@@ -231,6 +244,19 @@ def inspect(input_dir, config_path, write_config, as_json, log_format, quiet, ve
 
     setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
     cfg = load_config(config_path)
+    if _is_fhir_export(input_dir, cfg):  # an export needs no starter config: say what is there
+        from pipeline.ingest.fhir import inputs as fhir_inputs
+
+        found = fhir_inputs.describe(input_dir)
+        if as_json:
+            click.echo(json.dumps(found, indent=2))
+        else:
+            click.echo(fhir_inputs.describe_text(found), nl=False)
+        if write_config is not None:
+            click.echo(
+                "order-audit: a FHIR export needs no starter config ([fhir] settings: docs/FHIR.md); nothing written", err=True
+            )
+        return
     reports = inspector.inspect(input_dir, cfg)
     if as_json:
         click.echo(json.dumps(starter_config.as_dict(reports), indent=2, ensure_ascii=False))
@@ -247,6 +273,14 @@ def _existing_warehouse(help_text: str):
     return click.option(
         "--warehouse", "warehouse_path", required=True, type=click.Path(path_type=Path, exists=True), help=help_text
     )
+
+
+def _is_fhir_export(input_dir: Path, cfg) -> bool:
+    from pipeline.ingest import inputs
+    from pipeline.ingest.fhir import inputs as fhir_inputs
+
+    inputs.check_folder(input_dir)
+    return fhir_inputs.selected(input_dir, cfg, inputs.has_table_files)
 
 
 @cli.command()
@@ -372,7 +406,14 @@ def audits_command(config_path, as_json):
     show_default=True,
     help="First month of the generated data (YYYY-MM).",
 )
-@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "parquet", "fhir"]),
+    default="csv",
+    show_default=True,
+    help="fhir: a FHIR R4 Bulk Data export (NDJSON, one file per resource type and million resources).",
+)
 @click.option("--site-timezone", default="America/New_York", show_default=True)
 @click.option(
     "--case-density",
@@ -385,9 +426,11 @@ def audits_command(config_path, as_json):
 @_logging_options
 def synth(patients, months, seed, start_month, fmt, site_timezone, case_density, out_dir, log_format, quiet, verbose):
     """Generate synthetic extracts with their ground truth (deterministic per seed)."""
-    from pipeline.synth import generate
-
     setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
+    if fmt == "fhir":
+        from pipeline.synth.fhir.generate import generate
+    else:
+        from pipeline.synth import generate
     summary = generate(
         out_dir,
         patients=patients,

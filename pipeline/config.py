@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipeline.errors import ConfigError
 from pipeline.ingest.contract import CONTRACTS
+from pipeline.ingest.fhir import settings as fhir_settings
 from pipeline.ingest.formats import TableFormat, parse_table_format
 
 # A public, built-in key: pseudonyms made with it can be recomputed by anyone who has
@@ -73,6 +74,9 @@ class Config:
     formats: dict[str, TableFormat] = field(default_factory=dict)
     # the site's words for coded values, per table and column: site value -> contract value
     values: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
+    # tables (CSV, Parquet, Excel), fhir (a Bulk Data NDJSON export) or auto (told by the folder's files)
+    input_format: str = "auto"
+    fhir: fhir_settings.FhirSettings = field(default_factory=fhir_settings.FhirSettings)
     source_path: str | None = None
 
     def format_of(self, table: str) -> TableFormat:
@@ -85,6 +89,7 @@ class Config:
 
 _SECTIONS = {"reporting": Reporting, "feed": Feed, "privacy": Privacy, "display_names": DisplayNames}
 _TABLES = tuple(c.name for c in CONTRACTS)
+INPUT_FORMATS = ("auto", "tables", "fhir")
 
 
 # settings that moved: where a config written for an earlier version must now say them
@@ -145,8 +150,10 @@ def load_config(path: str | Path | None = None, **overrides) -> Config:
                 raise ConfigError(f"{path}: audits_path: a folder or a list of folders")
             base = Path(path).parent
             kwargs[key] = [str(base / v) if not Path(v).is_absolute() else v for v in paths]
-        elif key in ("site_timezone", "local_code_map", "warehouse"):
+        elif key in ("site_timezone", "local_code_map", "warehouse", "input_format"):
             kwargs[key] = value
+        elif key == "fhir":
+            kwargs[key] = fhir_settings.parse(value, f"{path}: [fhir]")
         elif key == "columns":
             bad = set(value) - set(_TABLES)
             if bad:
@@ -167,6 +174,8 @@ def load_config(path: str | Path | None = None, **overrides) -> Config:
         if value is not None:
             kwargs[key] = value
     cfg = Config(**kwargs)
+    if cfg.input_format not in INPUT_FORMATS:
+        raise ConfigError(f"input_format '{cfg.input_format}' is not one of {', '.join(INPUT_FORMATS)}")
     try:
         ZoneInfo(cfg.site_timezone)
     except (ZoneInfoNotFoundError, ValueError):

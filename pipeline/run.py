@@ -98,7 +98,7 @@ def period_counts(con: duckdb.DuckDBPyConnection, audit) -> dict:
 def _reject_counts(con: duckdb.DuckDBPyConnection) -> dict:
     return {
         "rejected_rows": dict(
-            con.execute("""SELECT table_name, count(DISTINCT (load_id, source_line)) FROM load_rejects
+            con.execute("""SELECT table_name, count(DISTINCT (load_id, source_file, source_line)) FROM load_rejects
             WHERE action = 'row_rejected' GROUP BY ALL ORDER BY 1""").fetchall()
         ),
         "nulled_values": con.execute("SELECT count(*) FROM load_rejects WHERE action = 'value_nulled'").fetchall()[0][0],
@@ -379,6 +379,9 @@ def _execute_locked(
         "rejects": rejects,
         # coded values (status ...) no map knows: what they are, how many rows, the config lines that map them
         "unknown_values": [u.as_dict() for prep in prepared.values() for u in prep.unknown_values],
+        "input_format": "fhir" if any(f.fmt == "fhir" for f in (inputs or {}).values()) else "tables",
+        # records the reader left out on purpose, counted (FHIR: entered-in-error, not-done, refuted ...)
+        "left_out": [{"table": name, **out} for name, prep in prepared.items() for out in prep.left_out],
         "warnings": warnings,
     }
     audit_info = {

@@ -35,6 +35,24 @@ def write_csv(path: Path, header: list[str], rows: list[list[str]], newline: str
     return path
 
 
+def truth_differences(truth_csv: Path, audited_csv: Path):
+    """The orders where an audit's audited_orders.csv and the generator's ground truth differ
+    (case, verdict or reasons; an order only one of them lists)."""
+    import polars as pl
+
+    cols = ["order_id", "case_id", "verdict", "reasons"]
+    truth = pl.read_csv(truth_csv, infer_schema=False).select(cols)
+    got = pl.read_csv(audited_csv, infer_schema=False).select(cols)
+    both = truth.join(got, on="order_id", how="full", suffix="_got", coalesce=True)
+    return both.filter(
+        pl.col("verdict").is_null()
+        | pl.col("verdict_got").is_null()
+        | (pl.col("case_id") != pl.col("case_id_got"))
+        | (pl.col("verdict") != pl.col("verdict_got"))
+        | (pl.col("reasons").fill_null("") != pl.col("reasons_got").fill_null(""))
+    )
+
+
 PROC_HEADER = ["procedure_id", "patient_id", "performed_at", "procedure_code", "department", "patient_birth_date"]
 ORDER_HEADER = ["order_id", "patient_id", "ordered_at", "order_code", "ordering_department", "indication_codes", "status"]
 DX_HEADER = ["patient_id", "diagnosis_code", "recorded_at"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import run_cli
+from conftest import run_cli, truth_differences
 
 from pipeline.synth import generate
 
@@ -42,18 +42,9 @@ def _strings(path: Path) -> pl.DataFrame:
 
 
 def test_every_order_agrees_with_ground_truth(synthetic, audited):
-    truth = _strings(synthetic / "ground_truth_orders.csv").select("order_id", "case_id", "verdict", "reasons")
-    got = _strings(audited / "csf_leak" / "audited_orders.csv").select("order_id", "case_id", "verdict", "reasons")
-    both = truth.join(got, on="order_id", how="full", suffix="_got", coalesce=True)
-    diff = both.filter(
-        pl.col("verdict").is_null()
-        | pl.col("verdict_got").is_null()
-        | (pl.col("case_id") != pl.col("case_id_got"))
-        | (pl.col("verdict") != pl.col("verdict_got"))
-        | (pl.col("reasons").fill_null("") != pl.col("reasons_got").fill_null(""))
-    )
+    diff = truth_differences(synthetic / "ground_truth_orders.csv", audited / "csf_leak" / "audited_orders.csv")
     assert diff.height == 0, f"{diff.height} orders differ from the ground truth:\n{diff.head(20)}"
-    assert truth.height > 50
+    assert _strings(synthetic / "ground_truth_orders.csv").height > 50
 
 
 def test_cases_agree_with_ground_truth(synthetic, audited):

@@ -46,3 +46,28 @@ def test_example_config_settings_are_valid_when_uncommented(tmp_path):
     shown = cfg.formats["imaging_orders"]
     assert all(getattr(shown, f) != getattr(TableFormat(), f) for f in TableFormat.__dataclass_fields__ if f != "quote_char")
     assert cfg.values["imaging_orders"]["status"] and cfg.columns["procedures"]
+    assert cfg.input_format == "fhir" and cfg.fhir.department_extension and "extension" in cfg.fhir.order_department
+
+
+def test_fhir_mapping_table_is_generated_and_matches_what_the_reader_loads(tmp_path):
+    """README.md and docs/FHIR.md print pipeline.ingest.fhir.mapping, and it names exactly the columns the reader fills."""
+    import polars as pl
+    from conftest import write_small_input
+    from fhir_export import export_extract
+
+    from pipeline.config import load_config
+    from pipeline.ingest import load
+    from pipeline.ingest.fhir.mapping import END, MAPPING, START, mapping_markdown
+
+    for doc in (README, (ROOT / "docs" / "FHIR.md").read_text(encoding="utf-8")):
+        assert doc[doc.index(START) : doc.index(END) + len(END)] == mapping_markdown(), (
+            "run: python -m pipeline.ingest.fhir.mapping"
+        )
+    export = tmp_path / "export"
+    export_extract(write_small_input(tmp_path / "csv"), export, variety=False)
+    cfg = load_config()
+    prepared = load.prepare_inputs(load.find_inputs(export, cfg), cfg, tmp_path)
+    for table, prep in prepared.items():
+        loaded = {c for c in pl.read_parquet_schema(prep.typed_parquet) if not c.startswith("_") and c != "source_line"}
+        loaded -= {c for c in loaded if c.endswith("_is_date")}
+        assert loaded == {column for t, column, _, _ in MAPPING if t == table}, table

@@ -153,6 +153,8 @@ def test_january_is_provisional_then_revised_then_final_as_later_extracts_arrive
     assert "2026-01 is provisional" in first.stderr and "final once the data reaches 2026-04-16" in first.stderr
     report = (jan / "csf_leak" / "report.html").read_text(encoding="utf-8")
     assert "<strong>Provisional.</strong>" in report and "2026-04-16" in report and "runs through\n2026-01-31" in report
+    index = (jan / "csf_leak" / "index.html").read_text(encoding="utf-8")
+    assert report.count("<strong>Provisional.</strong>") == 1 == index.count("<strong>Provisional.</strong>")  # said once
     fed = pl.read_parquet(jan / "csf_leak" / "metrics.parquet")
     assert set(fed["status"]) == {"provisional"} and set(fed["data_through"]) == {dt.date(2026, 1, 31)}
     first_run = json.loads((jan / "run.json").read_text())["run_id"]

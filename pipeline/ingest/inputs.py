@@ -16,12 +16,15 @@ from pipeline.ingest.formats import SUFFIXES, TEXT_SUFFIXES, TableFormat
 class InputFile:
     table: str
     path: Path
-    fmt: str  # csv (any delimited text) | parquet | xlsx
+    fmt: str  # csv (any delimited text) | parquet | xlsx | fhir (a Bulk Data export, read by pipeline.ingest.fhir)
     sheet: str | None = None  # xlsx: the sheet holding the table
+    display: str | None = None  # how to name it when `path` is not what the user delivered (FHIR: the NDJSON files)
 
     @property
     def label(self) -> str:
         """The file as messages, rejects and the ledger name it (a workbook: with its sheet)."""
+        if self.display is not None:
+            return self.display
         return xlsx.label(self.path, self.sheet) if self.sheet is not None else str(self.path)
 
 
@@ -86,10 +89,25 @@ def check_folder(input_dir: Path) -> None:
         )
 
 
+def has_table_files(input_dir: Path, cfg: Config | None) -> bool:
+    """A file the contract's tables could be read from: <table>.<suffix>, a configured file, a workbook."""
+    for contract in CONTRACTS:
+        fmt = cfg.format_of(contract.name) if cfg is not None else TableFormat()
+        if fmt.file and (input_dir / fmt.file).is_file():
+            return True
+        if any((input_dir / f"{contract.name}{s}").exists() for s in SUFFIXES):
+            return True
+    return any(p.suffix.lower() == ".xlsx" and not p.name.startswith("~$") for p in input_dir.iterdir())
+
+
 def find_inputs(input_dir: Path, cfg: Config | None = None) -> dict[str, InputFile]:
     """Locate each contract table's file in the input folder (the tables present); file-level errors raise.
     Which tables must be present is the audits' business (``pipeline.audits.plan``)."""
     check_folder(input_dir)
+    from pipeline.ingest.fhir import inputs as fhir_inputs  # a FHIR Bulk Data export is read by its own package
+
+    if fhir_inputs.selected(input_dir, cfg, has_table_files):
+        return fhir_inputs.find_inputs(input_dir, cfg)
     found: dict[str, InputFile] = {}
     for contract in CONTRACTS:
         fmt = cfg.format_of(contract.name) if cfg is not None else TableFormat()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from pipeline.ingest import source_store
+from pipeline.ingest import segments, source_store
 from pipeline.ingest.contract import CONTRACTS
 from pipeline.sqltext import ident, literal
 
@@ -157,15 +157,19 @@ def _record_load(
     removed: int,
     replaced: list[str],
 ) -> TableLoad:
+    # a table read from several files (a FHIR export) names each reject's own file and line
+    file_sql = segments.file_sql("source_line", prep.segments, literal(file_name))
+    line_sql = segments.line_sql("source_line", prep.segments)
     con.execute(
         f"""INSERT INTO load_rejects
-        SELECT ?, ?, source_line, column_name, value, reason, action, ? FROM read_parquet({literal(prep.rejects_parquet)})
+        SELECT ?, {file_sql}, {line_sql}, column_name, value, reason, action, ?
+        FROM read_parquet({literal(prep.rejects_parquet)})
         UNION ALL
-        SELECT ?, ?, source_line, column_name, value, reason, 'row_rejected', ? FROM _gate_rejects""",
-        [prep.table, file_name, load_id, prep.table, file_name, load_id],
+        SELECT ?, {file_sql}, {line_sql}, column_name, value, reason, 'row_rejected', ? FROM _gate_rejects""",
+        [prep.table, load_id, prep.table, load_id],
     )
     rejected, nulled = con.execute(
-        """SELECT count(DISTINCT source_line) FILTER (WHERE action = 'row_rejected'),
+        """SELECT count(DISTINCT (source_file, source_line)) FILTER (WHERE action = 'row_rejected'),
         count(*) FILTER (WHERE action = 'value_nulled') FROM load_rejects WHERE load_id = ?""",
         [load_id],
     ).fetchall()[0]

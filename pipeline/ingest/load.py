@@ -26,6 +26,7 @@ from pipeline.ingest.contract import CONTRACTS, TableContract
 from pipeline.ingest.files import fingerprint_in_background
 from pipeline.ingest.inputs import InputFile, find_inputs  # noqa: F401 - the loader's entry points
 from pipeline.ingest.ledger import TableLoad, ensure_tables, merge_inputs  # noqa: F401 - re-exported for callers
+from pipeline.ingest.segments import Segment, where_sql
 from pipeline.ingest.textfile import Source
 from pipeline.ingest.typed_frame import typed_frame
 from pipeline.ingest.value_maps import UnknownValues
@@ -51,9 +52,15 @@ def open_source(f: InputFile, cfg: Config, scratch: Path | None) -> Source:
     return Source(f.path, separator, quote)
 
 
-def scan(f: InputFile, rename: dict[str, str], source: Source | None = None) -> tuple[pl.LazyFrame, dict]:
-    """The file as a lazy frame (text columns; Parquet keeps its types) with each row's line number."""
-    if f.fmt == "parquet":
+def scan(
+    f: InputFile, rename: dict[str, str], source: Source | None = None, rows: pl.LazyFrame | None = None
+) -> tuple[pl.LazyFrame, dict]:
+    """The file as a lazy frame (text columns; Parquet keeps its types) with each row's line number.
+
+    rows: the table as a reader already holds it (a FHIR export's join), keyed by source_line."""
+    if rows is not None:
+        lf = rows
+    elif f.fmt == "parquet":
         lf = pl.scan_parquet(f.path).rename(rename, strict=False)
         lf = lf.with_row_index(LINE, offset=1)  # Parquet rows are numbered from 1
     elif f.fmt == "xlsx":
@@ -108,7 +115,9 @@ def _truncated_last_line(f: InputFile, source: Source, n_columns: int) -> int | 
     return textfile.count_line_breaks(source.path) + 1
 
 
-def _write_typed(f: InputFile, contract: TableContract, cfg: Config, out: Path, source: Source | None = None) -> dict:
+def _write_typed(
+    f: InputFile, contract: TableContract, cfg: Config, out: Path, source: Source | None = None, rows: pl.LazyFrame | None = None
+) -> dict:
     """Type every row and write it, with its problem columns, to one scratch Parquet file.
 
     One streaming Polars query from the extract to Parquet: the file is read in morsels on
@@ -116,9 +125,9 @@ def _write_typed(f: InputFile, contract: TableContract, cfg: Config, out: Path, 
     expression in `typed_frame` must stay streamable, or Polars falls back to holding the
     whole file in memory (tests/test_load.py checks the plan).
     """
-    rename = headers.column_map(f, contract, cfg)
+    rename = {} if rows is not None else headers.column_map(f, contract, cfg)  # a reader's rows: the contract's names
     source = source or Source(f.path)
-    lf, schema = scan(f, rename, source)
+    lf, schema = scan(f, rename, source, rows)
     try:
         # lz4: the file becomes the warehouse's copy of the rows (source_store); it halves the
         # file (10M orders: 468 -> 259 MB) at no measurable cost in the parse
@@ -156,6 +165,10 @@ class PreparedTable:
     last_month: str | None
     source_label: str = ""  # the file as rejects and the ledger name it (a workbook: with its sheet)
     unknown_values: list[UnknownValues] = field(default_factory=list)  # coded values no map knows
+    # a table read from several files (a FHIR export): each file's range of source_line keys
+    segments: list[Segment] = field(default_factory=list)
+    # records the reader left out on purpose, counted (FHIR: not-done, entered-in-error ...)
+    left_out: list[dict] = field(default_factory=list)
 
     def __post_init__(self):
         self.source_label = self.source_label or str(self.path)
@@ -205,14 +218,26 @@ def _physical_lines(f: InputFile, source: Source, typed_path: Path, schema: dict
 
 
 def prepare_table(
-    f: InputFile, contract: TableContract, cfg: Config, scratch: Path, sha256: str, fingerprint=None
+    f: InputFile,
+    contract: TableContract,
+    cfg: Config,
+    scratch: Path,
+    sha256: str,
+    fingerprint=None,
+    read_rejects: Path | None = None,
+    segments: list[Segment] | None = None,
+    rows: pl.LazyFrame | None = None,
 ) -> PreparedTable:
     """Parse one file into typed Parquet; list the rows that fail row-level checks and later duplicates.
 
-    fingerprint: a callable returning the file's Fingerprint (hash and line breaks), or None."""
+    fingerprint: a callable returning the file's Fingerprint (hash and line breaks), or None.
+    read_rejects: Parquet of rejects the reader made before the rows reached here (a FHIR
+    export: lines that are not JSON ...), same columns as the loader's; their lines count as read.
+    segments: the files behind the keys when the table was read from several.
+    rows: the table's rows as a reader already holds them (a FHIR export), instead of reading f."""
     typed_path = scratch / f"{contract.name}.typed.parquet"
     source = open_source(f, cfg, scratch) if f.fmt == "csv" else Source(f.path)
-    schema = _write_typed(f, contract, cfg, typed_path, source)
+    schema = _write_typed(f, contract, cfg, typed_path, source, rows)
     _physical_lines(f, source, typed_path, schema, fingerprint, scratch)
     truncated = _truncated_last_line(f, source, len(schema) - 1)
     excluded_path = scratch / f"{contract.name}.excluded.parquet"
@@ -237,6 +262,12 @@ def prepare_table(
         con.execute("CREATE TABLE rejects AS " + " UNION ALL ".join(problems)) if problems else con.execute(
             "CREATE TABLE rejects (source_line BIGINT, column_name VARCHAR, value VARCHAR, reason VARCHAR, action VARCHAR)"
         )
+        read_rejected = 0
+        if read_rejects is not None:
+            con.execute(f"INSERT INTO rejects SELECT * FROM read_parquet({literal(read_rejects)})")
+            read_rejected = con.execute(
+                f"SELECT count(DISTINCT source_line) FROM read_parquet({literal(read_rejects)}) WHERE action = 'row_rejected'"
+            ).fetchall()[0][0]
         if truncated is not None:
             con.execute(
                 "INSERT INTO rejects VALUES (?, NULL, NULL, ?, 'row_rejected')",
@@ -249,6 +280,7 @@ def prepare_table(
             # later duplicates of an id are set aside; the first occurrence stays. Only ids that
             # occur twice are ranked (a hash aggregate, not a sort of every row).
             idc = ident(contract.id_column)
+            first_seen = where_sql("first_line", segments or [])  # 'line 7' (or the file too, across files)
             con.execute(
                 f"""INSERT INTO rejects
                 WITH dup_ids AS (
@@ -261,7 +293,7 @@ def prepare_table(
                     WHERE {idc} IN (SELECT {idc} FROM dup_ids)
                       AND {LINE} NOT IN (SELECT source_line FROM rejects WHERE action = 'row_rejected')
                 )
-                SELECT {LINE}, ?, {idc}, 'duplicate {contract.id_column}: first seen at line ' || first_line,
+                SELECT {LINE}, ?, {idc}, 'duplicate {contract.id_column}: first seen at ' || {first_seen},
                        'row_rejected'
                 FROM ranked WHERE {LINE} > first_line""",
                 [contract.id_column],
@@ -294,6 +326,7 @@ def prepare_table(
     finally:
         con.close()
     rows_read, first_month, last_month, ambiguous = stats
+    rows_read += read_rejected  # lines the reader rejected never reached the typed file
     absent = {c: source_store.sql_type(contract, c) for c in contract.columns if c not in data_cols}
     if source.path != f.path:
         source.path.unlink(missing_ok=True)  # the UTF-8 copy has served
@@ -312,6 +345,7 @@ def prepare_table(
         last_month,
         source_label=f.label,
         unknown_values=unknown,
+        segments=list(segments or []),
     )
 
 
@@ -320,7 +354,13 @@ def check_headers(inputs: dict[str, InputFile], cfg: Config) -> dict[str, set[st
     the contract columns each file holds."""
     found = {}
     for contract in CONTRACTS:
-        if contract.name in inputs:
+        if contract.name not in inputs:
+            continue
+        if inputs[contract.name].fmt == "fhir":  # an export: its files were checked when found; its columns are fixed
+            from pipeline.ingest.fhir.mapping import columns_filled
+
+            found[contract.name] = columns_filled(contract.name)
+        else:
             found[contract.name] = set(headers.column_map(inputs[contract.name], contract, cfg).values())
     return found
 
@@ -329,6 +369,10 @@ def prepare_inputs(
     inputs: dict[str, InputFile], cfg: Config, scratch: Path, hashes: dict[str, str] | None = None
 ) -> dict[str, PreparedTable]:
     """Parse every delivered file; without `hashes`, the files are fingerprinted while they parse."""
+    if any(f.fmt == "fhir" for f in inputs.values()):
+        from pipeline.ingest.fhir import prepare  # a Bulk Data export: its own reader, then prepare_table
+
+        return prepare.prepare_inputs(inputs, cfg, scratch, hashes)
     check_headers(inputs, cfg)
     # the fingerprint also counts line breaks (physical line numbers); a workbook has several tables
     paths = {name: f.path for name, f in inputs.items()}

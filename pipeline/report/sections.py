@@ -453,6 +453,8 @@ def methods(con, run_info: dict, rules: pl.DataFrame) -> dict:
         # coded values no map knows (status words ...): vocabulary, not ids; a column with more
         # distinct unknown values than value_maps.MAX_NAMED_VALUES arrives here counted, not listed
         "unknown_values": run_info.get("unknown_values", []),
+        # FHIR resources left out on purpose (not-done, entered-in-error, refuted ...), counted by type and reason
+        "left_out": run_info.get("left_out", []),
         "inputs": run_info.get("inputs", []),
         "low": reporting.get("low_reliability_denominator", 20),
         "per_department": reporting.get("flagged_cases_per_department", 5),

@@ -1,0 +1,76 @@
+"""Is the input folder a Bulk Data export, and which contract tables it feeds.
+
+``input_format`` (config) or ``--input-format`` decides; ``auto`` (the default) reads a
+folder of NDJSON files as an export when no extract table (procedures.csv ...) is there
+too. Both kinds in one folder is ambiguous: the run stops and asks which.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from pipeline.config import Config
+from pipeline.errors import InputFileError
+from pipeline.ingest.fhir import export
+from pipeline.ingest.fhir.tables import SOURCE_TYPE
+from pipeline.ingest.inputs import InputFile
+
+FORMAT = "fhir"
+
+
+def selected(input_dir: Path, cfg: Config | None, has_table_files: Callable[[Path, Config | None], bool]) -> bool:
+    chosen = cfg.input_format if cfg is not None else "auto"
+    if chosen != "auto":
+        return chosen == FORMAT
+    if not export.ndjson_files(input_dir):
+        return False
+    if has_table_files(input_dir, cfg):
+        raise InputFileError(
+            input_dir,
+            "holds both extract tables (procedures, imaging_orders ...) and FHIR NDJSON files",
+            "Say which to read with --input-format tables or --input-format fhir (or input_format in the config)",
+        )
+    return True
+
+
+def find_inputs(input_dir: Path, cfg: Config | None) -> dict[str, InputFile]:
+    """One InputFile per table the export feeds; the folder is checked file by file (NDJSON or not)."""
+    if not export.ndjson_files(input_dir):
+        raise InputFileError(
+            input_dir,
+            f"no FHIR NDJSON files ({', '.join('*' + s for s in export.SUFFIXES)})",
+            "Pass the folder the Bulk Data $export was downloaded to, or --input-format tables for CSV/Parquet extracts",
+        )
+    bulk = export.read_export(input_dir)
+    export.check_required(bulk)
+    return {
+        table: InputFile(table, input_dir, FORMAT, display=bulk.label(resource_type))
+        for table, resource_type in SOURCE_TYPE.items()
+        if bulk.of(resource_type)
+    }
+
+
+def describe(input_dir: Path) -> dict:
+    """What `order-audit inspect` shows for an export: the files of each type, and the files not read."""
+    bulk = export.read_export(input_dir)
+    return {
+        "input_format": FORMAT,
+        "folder": str(input_dir),
+        "resource_files": {t: [p.name for p in paths] for t, paths in bulk.files.items()},
+        "not_read": [{"file": p.name, "why": why} for p, why in bulk.not_read],
+        "missing_required": [t for t in export.REQUIRED_TYPES if not bulk.of(t)],
+        "next": f"order-audit validate --input {input_dir} (the FHIR mapping needs no starter config; see docs/FHIR.md)",
+    }
+
+
+def describe_text(found: dict) -> str:
+    lines = [f"{found['folder']}: a FHIR Bulk Data export (read as FHIR, not as extract tables)"]
+    for resource_type, names in found["resource_files"].items():
+        lines.append(f"  {resource_type:14} {len(names)} file(s): {', '.join(names)}")
+    for item in found["not_read"]:
+        lines.append(f"  not read       {item['file']}: {item['why']}")
+    if found["missing_required"]:
+        lines.append(f"  MISSING        {', '.join(found['missing_required'])}: a run needs them")
+    lines.append(f"Next: {found['next']}")
+    return "\n".join(lines) + "\n"

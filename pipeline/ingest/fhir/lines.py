@@ -1,0 +1,98 @@
+"""The lines of a resource type's files, numbered, as one Arrow stream DuckDB reads.
+
+Each NDJSON record is one physical line, so a line number is all a reject needs to point
+into the file. Polars reads the lines (``scan_lines``: gzip too, any length, in batches);
+each row gets a key that is unique across the whole export: the file's base (the lines
+of every file read before it) plus its line number. The file each key range came from is
+recorded as a `segments.Segment` while the stream runs; `segments` turns a key back into
+(file, line) for the rejects.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+
+from pipeline.errors import InputFileError
+from pipeline.ingest.fhir.export import UTF8_FIX, is_gzip
+from pipeline.ingest.segments import Segment
+
+KEY, LINE_TEXT = "key", "line"
+# string_view: Polars' own string layout, handed over without a copy (DuckDB reads it as it is)
+SCHEMA = pa.schema([(KEY, pa.int64()), (LINE_TEXT, pa.string_view())])
+# lines per table handed to DuckDB: ~250 MB of ServiceRequests, enough for every core to share
+CHUNK_ROWS = 500_000
+
+
+class NumberedLines:
+    """Lines of several files, in order, with global keys; `segments` fills as they are read."""
+
+    def __init__(self, paths: list[Path], labels: list[str], first_key: int):
+        self.paths, self.labels, self.next_key = paths, labels, first_key
+        self.segments: list[Segment] = []
+        self.records = 0  # lines that are not blank
+
+    def chunks(self, rows: int = CHUNK_ROWS):
+        """Tables of about `rows` lines: DuckDB scans an in-memory table on every core (a stream on one)."""
+        pending, size = [], 0
+        for batch in self._batches():
+            pending.append(batch)
+            size += batch.num_rows
+            if size >= rows:
+                yield pa.Table.from_batches(pending, SCHEMA)
+                pending, size = [], 0
+        if pending:
+            yield pa.Table.from_batches(pending, SCHEMA)
+
+    def _batches(self):
+        for path, label in zip(self.paths, self.labels, strict=True):
+            base = self.next_key - 1  # key = base + line number (lines count from 1)
+            last = 0
+            # a blank line is no record: left out here, where it costs next to nothing (a filter in
+            # the DuckDB query made it parse every line twice); the numbering is the file's
+            lines = pl.scan_lines(path, name=LINE_TEXT, row_index_name="n", row_index_offset=1).filter(
+                pl.col(LINE_TEXT).str.strip_chars() != ""
+            )
+            try:
+                for frame in lines.collect_batches():
+                    if frame.height == 0:
+                        continue
+                    last = max(last, int(frame["n"].max()))
+                    self.records += frame.height
+                    keyed = frame.select((pl.col("n").cast(pl.Int64) + base).alias(KEY), pl.col(LINE_TEXT))
+                    yield from keyed.to_arrow(compat_level=pl.CompatLevel.newest()).cast(SCHEMA).to_batches()
+            except (pl.exceptions.ComputeError, OSError) as exc:  # not UTF-8; a gzip cut short
+                raise _unreadable(path, exc) from None
+            if last:
+                self.segments.append(Segment(label, base + 1, base + last))
+            self.next_key = base + last + 1
+
+
+def _unreadable(path: Path, exc: Exception) -> InputFileError:
+    """The file-level error for a file Polars could not read as lines (error path only)."""
+    if "utf8" in str(exc).lower() or "utf-8" in str(exc).lower():
+        line, byte = first_non_utf8(path)
+        return InputFileError(path, f"byte 0x{byte:02x} is not UTF-8 text", UTF8_FIX, line=line)
+    return InputFileError(
+        path, f"cannot be read as lines of text ({str(exc).splitlines()[0]})", "Re-export or download the file again"
+    )
+
+
+def first_non_utf8(path: Path) -> tuple[int | None, int]:
+    """(line, byte) of the first byte that is not UTF-8: read in pieces, decoded incrementally."""
+    import codecs
+    import gzip
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    lines = 0
+    opener = gzip.open if is_gzip(path) else open
+    with opener(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                return lines + exc.object.count(b"\n", 0, exc.start) + 1, exc.object[exc.start]
+            lines += chunk.count(b"\n")
+    return None, 0

@@ -1,0 +1,15 @@
+-- Patient lines -> id, birth date, sex (today: procedures.patient_birth_date; the patients table later).
+WITH parsed AS (
+    SELECT key, try(json_transform(line, '{
+        "resourceType": "VARCHAR", "id": "VARCHAR", "birthDate": "VARCHAR", "gender": "VARCHAR"
+    }')) AS r
+    FROM lines
+)
+SELECT
+    key,
+    fhir_common_problem(r, 'Patient') AS problem,
+    CAST(NULL AS VARCHAR) AS left_out,
+    r.id AS patient_id,
+    r.birthDate AS birth_date,
+    r.gender AS sex
+FROM parsed

@@ -1,0 +1,66 @@
+-- The resources other tables look up, one row per id: a line rejected (its own problem, or an id
+-- an earlier line had: supporting_rejects.sql, run first) is not looked up. An anti-join with
+-- those few lines, not a group-by of ten million encounters by id.
+CREATE OR REPLACE TEMP VIEW fhir_patients AS
+    SELECT patient_id, birth_date, sex FROM fhir_patient
+    WHERE problem IS NULL AND key NOT IN (SELECT source_line FROM fhir_supporting_rejects);
+CREATE OR REPLACE TEMP VIEW fhir_locations AS
+    SELECT location_id, name FROM fhir_location
+    WHERE problem IS NULL AND key NOT IN (SELECT source_line FROM fhir_supporting_rejects);
+CREATE OR REPLACE TEMP VIEW fhir_practitioners AS
+    SELECT practitioner_id, identifier FROM fhir_practitioner
+    WHERE problem IS NULL AND key NOT IN (SELECT source_line FROM fhir_supporting_rejects);
+CREATE OR REPLACE TEMP VIEW fhir_encounters AS
+    SELECT encounter_id, location_id, location_display, service_type FROM fhir_encounter
+    WHERE problem IS NULL AND key NOT IN (SELECT source_line FROM fhir_supporting_rejects);
+-- conditions a ServiceRequest.reasonReference may point to: those the diagnoses table keeps
+CREATE OR REPLACE TEMP VIEW fhir_reason_conditions AS
+    SELECT condition_id, arg_min(diagnosis_code, key) AS diagnosis_code FROM fhir_condition
+    WHERE problem IS NULL AND left_out IS NULL AND condition_id IS NOT NULL GROUP BY condition_id;
+-- an encounter with its location's name
+CREATE OR REPLACE TEMP VIEW fhir_encounter_places AS
+    SELECT e.*, l.name AS location_name FROM fhir_encounters AS e LEFT JOIN fhir_locations AS l USING (location_id);
+
+-- An extracted ServiceRequest or Procedure (the view named) with what it refers to: its patient
+-- (NULL: not in the export), its encounter and the locations that can name its department, and
+-- the identifier of its practitioner.
+CREATE OR REPLACE MACRO fhir_in_context(extracted) AS TABLE
+    SELECT
+        s.*,
+        p.patient_id AS known_patient,
+        p.birth_date,
+        e.location_id AS encounter_location_id,
+        e.location_display AS encounter_location_display,
+        e.service_type AS encounter_service_type,
+        e.location_name AS encounter_location_name,
+        ol.name AS own_location_name,
+        xl.name AS extension_location_name,
+        pr.identifier AS provider_identifier
+    FROM query_table(extracted) AS s
+    LEFT JOIN fhir_patients AS p ON p.patient_id = s.patient_id
+    LEFT JOIN fhir_encounter_places AS e ON e.encounter_id = s.encounter_id
+    LEFT JOIN fhir_locations AS ol ON ol.location_id = s.location_id
+    LEFT JOIN fhir_locations AS xl ON xl.location_id = s.extension_location_id
+    LEFT JOIN fhir_practitioners AS pr ON pr.practitioner_id = fhir_ref_id(s.provider_reference, 'Practitioner');
+
+-- What the FHIR reading rejects of a table's own resources (the view named; rtype: its type): a
+-- problem of the line, or a reference to a Patient the export lacks.
+CREATE OR REPLACE MACRO fhir_own_rejects(extracted, rtype) AS TABLE
+    SELECT key AS source_line, problem.element AS column_name, problem.value AS value, problem.reason AS reason
+    FROM query_table(extracted) WHERE problem IS NOT NULL
+    UNION ALL
+    SELECT key, rtype || '.subject', NULL, 'reference to a Patient that is not in the export'
+    FROM query_table(extracted) AS s ANTI JOIN fhir_patients AS p ON p.patient_id = s.patient_id
+    WHERE s.problem IS NULL AND s.left_out IS NULL;
+
+-- The ICD-10-CM codes of the Conditions a ServiceRequest's reasonReference names, in its order.
+-- A table, not a view: the planner then knows how few rows it has (as a view it built the hash
+-- table of the join on ten million orders instead: 7 s).
+CREATE OR REPLACE TEMP TABLE fhir_reason_codes AS
+    SELECT r.key, list(c.diagnosis_code ORDER BY r.pos) AS codes
+    FROM (
+        SELECT key, unnest(reason_condition_ids) AS condition_id, generate_subscripts(reason_condition_ids, 1) AS pos
+        FROM fhir_servicerequest WHERE len(reason_condition_ids) > 0 AND problem IS NULL AND left_out IS NULL
+    ) AS r
+    JOIN fhir_reason_conditions AS c USING (condition_id)
+    GROUP BY r.key;

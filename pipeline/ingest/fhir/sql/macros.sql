@@ -1,0 +1,100 @@
+-- Helpers the extract_* and table_* queries share (one connection, created once per export).
+
+-- The id in a reference to a resource type: 'Patient/123', 'https://host/fhir/Patient/123',
+-- 'Patient/123/_history/2' -> '123'; NULL when the reference is to another type. The plain
+-- relative form takes no regular expression (tens of millions of references).
+CREATE OR REPLACE MACRO fhir_ref_id(ref, rtype) AS
+    CASE
+        WHEN starts_with(ref, rtype || '/') AND NOT ref LIKE rtype || '/%/%' THEN nullif(substr(ref, length(rtype) + 2), '')
+        ELSE nullif(regexp_extract(ref, '(?:^|/)' || rtype || '/([^/]+)', 1), '')
+    END;
+
+-- The first coding with a code in the most preferred of `systems` (NULL when none is). Most
+-- resources carry one coding: that case takes no lambda (a sort per row costs ~0.5 s per 1M).
+-- Codes are trimmed by the loader, as an extract's are.
+CREATE OR REPLACE MACRO fhir_pick(codings, systems) AS
+    CASE
+        WHEN len(codings) = 1 THEN
+            CASE WHEN list_contains(systems, codings[1].system) AND codings[1].code <> '' THEN codings[1] END
+        ELSE list_transform(list_sort(list_transform(
+            list_filter(codings, lambda c: list_contains(systems, c.system) AND c.code <> ''),
+            lambda c, i: {'rank': list_position(systems, c.system), 'i': i, 'coding': c}
+        )), lambda x: x.coding)[1]
+    END;
+
+-- The first coding that has a code, whatever its system.
+CREATE OR REPLACE MACRO fhir_first_coded(codings) AS
+    CASE
+        WHEN len(codings) = 1 THEN CASE WHEN codings[1].code <> '' THEN codings[1] END
+        ELSE list_filter(codings, lambda c: c.code <> '')[1]
+    END;
+
+-- The code an order or a procedure is read by: the preferred system's, else the first coded one
+-- (an unmapped code is audited as such, never dropped).
+CREATE OR REPLACE MACRO fhir_code(codings, systems) AS coalesce(fhir_pick(codings, systems), fhir_first_coded(codings));
+
+-- The codes of a list of CodeableConcepts (reasonCode, category) in the given systems, as
+-- 'system|code' when `with_system`: one concept with one coding (the usual) takes no lambda.
+CREATE OR REPLACE MACRO fhir_concept_codes(concepts, systems) AS
+    CASE
+        WHEN len(concepts) = 1 AND len(concepts[1].coding) = 1 THEN
+            CASE WHEN list_contains(systems, concepts[1].coding[1].system) AND concepts[1].coding[1].code <> ''
+                 THEN [concepts[1].coding[1].code] ELSE [] END
+        ELSE list_transform(
+            list_filter(flatten(list_transform(concepts, lambda cc: cc.coding)),
+                        lambda c: list_contains(systems, c.system) AND c.code <> ''),
+            lambda c: c.code)
+    END;
+
+-- Every 'system|code' of a list of CodeableConcepts (a ServiceRequest's categories).
+CREATE OR REPLACE MACRO fhir_concept_keys(concepts) AS
+    CASE
+        WHEN len(concepts) = 1 AND len(concepts[1].coding) = 1 THEN [concepts[1].coding[1].system || '|' || concepts[1].coding[1].code]
+        ELSE list_transform(flatten(list_transform(concepts, lambda cc: cc.coding)), lambda c: c.system || '|' || c.code)
+    END;
+
+-- The texts of a list of CodeableConcepts, joined by '; ' (NULL when none has one).
+CREATE OR REPLACE MACRO fhir_concept_texts(concepts) AS
+    CASE
+        WHEN len(concepts) = 1 THEN nullif(concepts[1].text, '')
+        ELSE nullif(array_to_string(list_filter(list_transform(concepts, lambda cc: nullif(trim(cc.text), '')), lambda t: t IS NOT NULL), '; '), '')
+    END;
+
+-- A dateTime with a time must carry a UTC offset (FHIR R4 dateTime); a bare date needs none.
+CREATE OR REPLACE MACRO fhir_no_offset(v) AS
+    contains(v, 'T') AND NOT (ends_with(v, 'Z') OR (substr(v, -6, 1) IN ('+', '-') AND substr(v, -3, 1) = ':'));
+
+-- One reject: its reason, the element it is about, the value worth showing (never a patient id).
+CREATE OR REPLACE MACRO fhir_problem(reason, element, value) AS
+    struct_pack(reason := reason, element := element, value := CAST(value AS VARCHAR));
+
+-- The problems every resource can have, before its own: not JSON, not a resource, the wrong
+-- type for its file, no id. NULL when there is none.
+CREATE OR REPLACE MACRO fhir_common_problem(r, rtype) AS
+    CASE
+        WHEN r IS NULL THEN fhir_problem('line is not JSON', NULL, NULL)
+        WHEN r.resourceType IS NULL THEN fhir_problem('not a FHIR resource (no resourceType)', 'resourceType', NULL)
+        WHEN r.resourceType <> rtype THEN fhir_problem('a resource of another type in a ' || rtype || ' file', 'resourceType', r.resourceType)
+        WHEN nullif(trim(r.id), '') IS NULL THEN fhir_problem('required element ' || rtype || '.id missing', rtype || '.id', NULL)
+    END;
+
+-- A reference's display text, or a CodeableConcept's text / first display / first code.
+CREATE OR REPLACE MACRO fhir_concept_text(cc) AS
+    coalesce(nullif(trim(cc.text), ''), nullif(trim(cc.coding[1].display), ''), nullif(trim(cc.coding[1].code), ''));
+
+-- The department an extension holds ([fhir] department_extension: its URL): a text, a code, a
+-- CodeableConcept, or a reference to a Location. The extensions arrive as JSON text and are read
+-- only when a site names one (most exports have extensions the audit does not need).
+CREATE OR REPLACE MACRO fhir_extension_department(extensions) AS
+    CASE WHEN getvariable('fhir_department_extension') IS NOT NULL THEN list_transform(
+        list_filter(
+            json_transform(extensions, '[{"url": "VARCHAR", "valueString": "VARCHAR", "valueCode": "VARCHAR",
+                "valueCodeableConcept": {"text": "VARCHAR", "coding": [{"code": "VARCHAR", "display": "VARCHAR"}]},
+                "valueReference": {"reference": "VARCHAR", "display": "VARCHAR"}}]'),
+            lambda e: e.url = getvariable('fhir_department_extension')),
+        lambda e: {
+            'text': coalesce(nullif(trim(e.valueString), ''), nullif(trim(e.valueCode), ''), fhir_concept_text(e.valueCodeableConcept)),
+            'location_id': fhir_ref_id(e.valueReference.reference, 'Location'),
+            'location_display': e.valueReference.display
+        })[1]
+    END;

@@ -1,0 +1,17 @@
+-- The procedures rows: Procedures neither rejected nor left out, whose Patient is in the export,
+-- with the patient's birth date from Patient.birthDate (the patients table will carry it once the
+-- contract has one). The department: the sources [fhir] procedure_department names, in order
+-- (python fills /*department*/).
+SELECT
+    key AS source_line,
+    procedure_id,
+    patient_id,
+    performed_at,
+    procedure_code,
+    /*department*/ NULL AS department,
+    procedure_name,
+    coalesce(provider_identifier, fhir_ref_id(provider_reference, 'Practitioner'), provider_reference) AS provider_id,
+    -- a partial birthDate (1970, 1970-05) is valid FHIR but has no day to count an age from (a reject nulls it)
+    CASE WHEN length(birth_date) = 10 THEN birth_date END AS patient_birth_date
+FROM fhir_in_context('fhir_procedure')
+WHERE problem IS NULL AND left_out IS NULL AND known_patient IS NOT NULL

@@ -1,0 +1,77 @@
+"""The extracted resources joined into the contract's tables (sql/table_*.sql), with their rejects.
+
+Each table is a DuckDB query over the extracted Parquet files, handed to the loader as a lazy
+Polars frame (the loader types it as it streams: no second copy of the rows on disk), with
+text columns named as the contract names them and keyed by ``source_line`` (the resource's
+line key). What the FHIR reading rejects (a line's own problem, a Patient the export lacks, a
+looked-up type's rejected lines) and what it leaves out on purpose (counted) are collected
+by light queries of their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from pipeline.ingest.fhir.extract import sql
+from pipeline.ingest.fhir.settings import FhirSettings
+from pipeline.sqltext import literal
+
+# each table's own resource type (its left-out counts and problems are about it)
+SOURCE_TYPE = {"procedures": "Procedure", "imaging_orders": "ServiceRequest", "diagnoses": "Condition"}
+# department source -> the expression over the joined row (lookups.sql names these columns)
+DEPARTMENT_SQL = {
+    "encounter.location": "coalesce(encounter_location_name, encounter_location_display)",
+    "encounter.serviceType": "encounter_service_type",
+    "location": "coalesce(own_location_name, location_display)",
+    "extension": "coalesce(extension_text, extension_location_name, extension_location_display)",
+}
+REJECTS_COLUMNS = "source_line, column_name, value, reason, action"  # as the loader's rejects
+PARTIAL_BIRTH_DATE = """SELECT s.key, 'patient_birth_date', p.birth_date,
+    'Patient.birthDate is a partial date (year or year-month): no day to count the age from', 'value_nulled'
+    FROM fhir_procedure AS s JOIN fhir_patients AS p USING (patient_id)
+    WHERE s.problem IS NULL AND s.left_out IS NULL AND length(p.birth_date) < 10"""
+
+
+@dataclass
+class MappedTable:
+    table: str
+    rows: pl.LazyFrame  # the rows the loader reads (a DuckDB query: the connection must stay open)
+    rejects: Path  # source_line, column_name, value, reason, action: what the FHIR reading rejected
+    left_out: list[dict]  # {"resource", "reason", "count"}: resources left out on purpose
+
+
+def department_sql(sources: tuple[str, ...]) -> str:
+    """The first non-empty department of the sources, in order (fixed fragments, no user text)."""
+    parts = [f"nullif(trim({DEPARTMENT_SQL[s]}), '')" for s in sources]
+    return f"coalesce({', '.join(parts)}, NULL)"
+
+
+def map_table(con: duckdb.DuckDBPyConnection, table: str, fhir: FhirSettings, scratch: Path) -> MappedTable:
+    """One table's rows (lazy), its rejects (written) and its left-out counts."""
+    resource_type = SOURCE_TYPE[table]
+    extracted = f"fhir_{resource_type.lower()}"
+    parts = [
+        f"SELECT *, 'row_rejected' FROM fhir_own_rejects({literal(extracted)}, {literal(resource_type)})",
+        f"""SELECT source_line, column_name, value, reason, 'row_rejected'
+            FROM fhir_supporting_rejects WHERE table_name = {literal(table)}""",
+    ]
+    if table == "procedures":
+        parts.append(PARTIAL_BIRTH_DATE)
+    rejects = scratch / f"{table}.fhir_rejects.parquet"
+    con.execute(
+        f"COPY (SELECT * FROM ({' UNION ALL '.join(parts)}) AS r ({REJECTS_COLUMNS}) ORDER BY source_line) "
+        f"TO {literal(rejects)} (FORMAT parquet)"
+    )
+    counts = con.execute(
+        f"SELECT left_out, count(*) FROM {extracted} WHERE problem IS NULL AND left_out IS NOT NULL GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    left_out = [{"resource": resource_type, "reason": reason, "count": n} for reason, n in counts]
+    query = sql(f"table_{table}")
+    sources = {"imaging_orders": fhir.order_department, "procedures": fhir.procedure_department}.get(table)
+    if sources is not None:
+        query = query.replace("/*department*/ NULL", department_sql(sources))
+    return MappedTable(table, con.sql(query).pl(lazy=True), rejects, left_out)

@@ -1,0 +1,56 @@
+"""``order-audit synth --format fhir``: the synthetic extract as a FHIR R4 Bulk Data export.
+
+The generator writes its CSV extract into a scratch folder; the writer turns it into NDJSON
+files; the ground truth, the summary and the site's code map (its local codes now named by
+their FHIR code system URI) come along unchanged, so the same truth checks the FHIR reading.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from pipeline import synth
+from pipeline.config import load_config
+from pipeline.synth.fhir import writer
+
+CARRIED = ("ground_truth_orders.csv", "ground_truth_cases.csv")
+
+
+def generate(
+    out_dir: Path,
+    patients: int,
+    months: int,
+    seed: int,
+    start_month: str = "2024-01",
+    fmt: str = "fhir",
+    site_timezone: str = "America/New_York",
+    case_density: float = 1.0,
+    lines_per_file: int = writer.LINES_PER_FILE,
+) -> dict:
+    """Write the export with its ground truth into out_dir; return the generator's summary."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".synth-extract-", dir=out_dir) as tmp:
+        extract = Path(tmp)
+        summary = synth.generate(
+            extract,
+            patients=patients,
+            months=months,
+            seed=seed,
+            start_month=start_month,
+            fmt="csv",
+            site_timezone=site_timezone,
+            case_density=case_density,
+        )
+        cfg = load_config(site_timezone=site_timezone)
+        written = writer.write_bulk_export(extract, out_dir, cfg, lines_per_file=lines_per_file)
+        for name in CARRIED:
+            shutil.copyfile(extract / name, out_dir / name)
+        writer.local_map_with_uri(extract / "local_code_map.csv", out_dir / "local_code_map.csv")
+    summary["parameters"]["format"] = fmt
+    summary["fhir_resources"] = written
+    (out_dir / "synth.json").write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    return summary

@@ -1,0 +1,16 @@
+-- One Condition per diagnosis row, in the extract's order: an encounter diagnosis, active and confirmed.
+SELECT source_line AS n,
+    w_object([
+        w_member('resourceType', 'Condition'),
+        w_member('id', 'cond-' || source_line),
+        w_raw_member('clinicalStatus',
+            '{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"active"}]}'),
+        w_raw_member('verificationStatus',
+            '{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-ver-status","code":"confirmed"}]}'),
+        w_raw_member('category',
+            '[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-category","code":"encounter-diagnosis"}]}]'),
+        w_raw_member('code', w_concept('http://hl7.org/fhir/sid/icd-10-cm', diagnosis_code, NULL, NULL)),
+        w_raw_member('subject', w_reference('Patient', patient_id)),
+        w_member('recordedDate', w_datetime(recorded_at, recorded_at_is_date, _raw_recorded_at))
+    ]) AS line
+FROM w_diagnoses

@@ -1,0 +1,48 @@
+-- Helpers that write FHIR JSON text (order-audit synth --format fhir, the test deck). An element
+-- whose value is NULL is left out: concat_ws skips NULL parts, and '"x":' || NULL is NULL.
+
+-- A JSON object of the parts that are not NULL.
+CREATE OR REPLACE MACRO w_object(parts) AS '{' || array_to_string(list_filter(parts, lambda p: p IS NOT NULL), ',') || '}';
+
+-- "name":value, NULL when the value is.
+CREATE OR REPLACE MACRO w_member(name, value) AS '"' || name || '":' || to_json(value);
+
+-- A member whose value is already JSON text (an object or an array).
+CREATE OR REPLACE MACRO w_raw_member(name, json_text) AS '"' || name || '":' || json_text;
+
+-- A reference to a resource.
+CREATE OR REPLACE MACRO w_reference(rtype, id) AS CASE WHEN id IS NOT NULL THEN w_object([w_member('reference', rtype || '/' || id)]) END;
+
+-- A one-coding CodeableConcept.
+CREATE OR REPLACE MACRO w_concept(system, code, display, text) AS
+    CASE WHEN code IS NOT NULL THEN w_object([
+        w_raw_member('coding', '[' || w_object([w_member('system', system), w_member('code', code), w_member('display', display)]) || ']'),
+        w_member('text', text)
+    ]) END;
+
+-- The UTC offset of an instant in the site's zone, as FHIR writes it (+hh:mm / -hh:mm).
+CREATE OR REPLACE MACRO w_offset(t) AS
+    CASE WHEN epoch(timezone(getvariable('w_timezone'), t)) - epoch(t) < 0 THEN '-' ELSE '+' END
+    || lpad(CAST(CAST(abs(epoch(timezone(getvariable('w_timezone'), t)) - epoch(t)) AS BIGINT) // 3600 AS VARCHAR), 2, '0') || ':'
+    || lpad(CAST(CAST(abs(epoch(timezone(getvariable('w_timezone'), t)) - epoch(t)) AS BIGINT) % 3600 // 60 AS VARCHAR), 2, '0');
+
+-- A typed instant as a FHIR dateTime: site wall-clock time with its offset (the same instant), a
+-- bare date as the site's date, and a value the extract's reader could not read as it was given.
+CREATE OR REPLACE MACRO w_datetime(t, is_date, raw) AS
+    CASE
+        WHEN t IS NULL THEN nullif(trim(raw), '')
+        WHEN is_date THEN strftime(timezone(getvariable('w_timezone'), t), '%Y-%m-%d')
+        WHEN microsecond(t) % 1000000 = 0 THEN strftime(timezone(getvariable('w_timezone'), t), '%Y-%m-%dT%H:%M:%S') || w_offset(t)
+        ELSE strftime(timezone(getvariable('w_timezone'), t), '%Y-%m-%dT%H:%M:%S.%f') || w_offset(t)
+    END;
+
+-- The code system of a code by its form: CPT, LOINC, else the site's local system.
+CREATE OR REPLACE MACRO w_code_system(code) AS
+    CASE
+        WHEN regexp_full_match(code, '[0-9]{4}[0-9A-Z]') THEN 'http://www.ama-assn.org/go/cpt'
+        WHEN regexp_full_match(code, '[0-9]{1,7}-[0-9]') THEN 'http://loinc.org'
+        ELSE getvariable('w_local_system')
+    END;
+
+-- Ids for the resources the extract only names (departments, encounters): stable across runs.
+CREATE OR REPLACE MACRO w_location_id(name) AS 'loc-' || substr(md5(name), 1, 16);

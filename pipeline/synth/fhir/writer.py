@@ -1,0 +1,156 @@
+"""Contract tables -> a FHIR R4 Bulk Data export (NDJSON): ``order-audit synth --format fhir``, the test deck.
+
+The extract is first read by the audit's own loader (every instant the instant the audit
+reads, every status the contract's word), then written by DuckDB as text, one resource a
+line (sql/write_*.sql): Patient, Practitioner, Location (one per department), Encounter (one
+per patient, ordering department and local day: the order's department is its encounter's
+location), ServiceRequest, Procedure, Condition. Files hold at most `lines_per_file`
+resources each (``ServiceRequest.000.ndjson``, ``.001`` ...), as `$export` writes them.
+Read back by pipeline.ingest.fhir, the export gives the extract's verdicts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from pathlib import Path
+
+import duckdb
+
+from pipeline.config import Config
+from pipeline.ingest import load
+from pipeline.ingest.contract import CONTRACT_BY_NAME
+from pipeline.ingest.source_store import sql_type
+from pipeline.sqltext import ident, literal
+from pipeline.warehouse import memory_limit
+
+SQL_DIR = Path(__file__).resolve().parent / "sql"  # write_<Type>.sql: contract rows -> resources
+
+
+def sql(name: str) -> str:
+    return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
+
+
+# the site's own exam and procedure codes: a code system URI the local code map names
+LOCAL_SYSTEM = "http://hospital.example.org/fhir/CodeSystem/local-exam-codes"
+LINES_PER_FILE = 1_000_000
+TYPES = ("Patient", "Practitioner", "Location", "Encounter", "ServiceRequest", "Procedure", "Condition")
+# the typed columns each writer query reads (absent ones read as NULL)
+COLUMNS = {
+    "procedures": (
+        "procedure_id patient_id performed_at performed_at_is_date _raw_performed_at procedure_code procedure_name "
+        "department provider_id patient_birth_date patient_age"
+    ),
+    "imaging_orders": (
+        "order_id patient_id ordered_at ordered_at_is_date _raw_ordered_at order_code order_name ordering_department "
+        "ordering_provider_id indication_codes indication_text status priority"
+    ),
+    "diagnoses": "patient_id diagnosis_code recorded_at recorded_at_is_date _raw_recorded_at",
+}
+# FHIR ids: letters, digits, '-' and '.', at most 64 (the extract's ids become resource ids)
+FHIR_ID = r"[A-Za-z0-9\-\.]{1,64}"
+
+
+def _view(con: duckdb.DuckDBPyConnection, table: str, prep: load.PreparedTable | None) -> None:
+    """w_<table>: every row the extract holds (rejected ones too), the columns the writers read."""
+    contract = CONTRACT_BY_NAME[table]
+    present = set()
+    if prep is not None:
+        rows = con.execute(f"DESCRIBE SELECT * FROM read_parquet({literal(prep.typed_parquet)})").fetchall()
+        present = {r[0] for r in rows}
+    cols = ["source_line", *COLUMNS[table].split()]
+    select = []
+    for c in cols:
+        if c in present:
+            select.append(ident(c))
+        else:
+            typ = (
+                "BOOLEAN"
+                if c.endswith("_is_date")
+                else "BIGINT"
+                if c == "source_line"
+                else ("VARCHAR" if c.startswith("_raw_") else sql_type(contract, c))
+            )
+            select.append(f"CAST(NULL AS {typ}) AS {ident(c)}")
+    source = f"read_parquet({literal(prep.typed_parquet)})" if prep is not None else "(SELECT 1) WHERE false"
+    con.execute(f"CREATE OR REPLACE TEMP VIEW w_{table} AS SELECT {', '.join(select)} FROM {source}")
+
+
+def _check_ids(con: duckdb.DuckDBPyConnection) -> None:
+    checks = [
+        ("procedures", "procedure_id"),
+        ("procedures", "patient_id"),
+        ("procedures", "provider_id"),
+        ("imaging_orders", "order_id"),
+        ("imaging_orders", "patient_id"),
+        ("imaging_orders", "ordering_provider_id"),
+        ("diagnoses", "patient_id"),
+    ]
+    for table, column in checks:
+        bad = con.execute(
+            f"SELECT {ident(column)} FROM w_{table} WHERE NOT regexp_full_match({ident(column)}, ?) LIMIT 1", [FHIR_ID]
+        ).fetchall()
+        if bad:
+            raise ValueError(f"{table}.{column} {bad[0][0]!r} cannot be a FHIR id (letters, digits, '-', '.'; at most 64)")
+
+
+def _write_type(con: duckdb.DuckDBPyConnection, resource_type: str, out_dir: Path, lines_per_file: int) -> int:
+    con.execute(f"CREATE OR REPLACE TEMP TABLE w_lines AS {sql('write_' + resource_type)}")
+    parts = con.execute(
+        """SELECT min(n), max(n), count(*) FROM (SELECT n, (row_number() OVER (ORDER BY n) - 1) // ? AS part FROM w_lines)
+        GROUP BY part ORDER BY part""",
+        [lines_per_file],
+    ).fetchall()
+    for part, (first, last, _) in enumerate(parts):
+        path = out_dir / f"{resource_type}.{part:03d}.ndjson"
+        con.execute(
+            f"""COPY (SELECT line FROM w_lines WHERE n BETWEEN {int(first)} AND {int(last)} ORDER BY n)
+            TO {literal(path)} (FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER '\x01')"""
+        )
+    total = sum(n for _, _, n in parts)
+    con.execute("DROP TABLE w_lines")
+    return total
+
+
+def local_map_with_uri(src: Path, dst: Path, system: str = LOCAL_SYSTEM) -> None:
+    """The site's code map for the export: its LOCAL code system named by the URI the export codes local exams with."""
+    import polars as pl
+
+    local = pl.read_csv(src, infer_schema=False)
+    local.with_columns(
+        pl.when(pl.col("code_system") == "LOCAL").then(pl.lit(system)).otherwise(pl.col("code_system")).alias("code_system")
+    ).write_csv(dst)
+
+
+def write_bulk_export(
+    extract_dir: Path, out_dir: Path, cfg: Config, lines_per_file: int = LINES_PER_FILE, local_system: str = LOCAL_SYSTEM
+) -> dict[str, int]:
+    """Write the extract in `extract_dir` as NDJSON files into `out_dir`; returns resources written per type."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg = dataclasses.replace(cfg, input_format="tables")
+    with tempfile.TemporaryDirectory(prefix="order-audit-fhir-writer-", dir=out_dir) as tmp:
+        scratch = Path(tmp)
+        prepared = load.prepare_inputs(load.find_inputs(extract_dir, cfg), cfg, scratch)
+        con = duckdb.connect()
+        try:
+            con.execute("SET enable_progress_bar = false")
+            con.execute("SET TimeZone = 'UTC'")
+            con.execute(f"SET memory_limit = {literal(memory_limit())}")
+            con.execute(f"SET temp_directory = {literal(scratch / 'duckdb_tmp')}")
+            con.execute("SET VARIABLE w_timezone = ?", [cfg.site_timezone])
+            con.execute("SET VARIABLE w_local_system = ?", [local_system])
+            con.execute(sql("write_macros"))
+            for table in COLUMNS:
+                _view(con, table, prepared.get(table))
+            _check_ids(con)
+            con.execute(
+                """CREATE OR REPLACE TEMP TABLE w_order_encounters AS
+                SELECT source_line, patient_id, ordering_department,
+                       'enc-' || substr(md5(patient_id || '|' || ordering_department || '|'
+                           || coalesce(strftime(timezone(getvariable('w_timezone'), ordered_at), '%Y-%m-%d'), '')), 1, 20)
+                           AS encounter_id
+                FROM w_imaging_orders WHERE patient_id IS NOT NULL AND ordering_department IS NOT NULL"""
+            )
+            return {t: _write_type(con, t, out_dir, lines_per_file) for t in TYPES}
+        finally:
+            con.close()

@@ -1,0 +1,343 @@
+"""A FHIR Bulk Data export through the real CLI: bad input gets the same promise as a CSV extract.
+
+* a bad line (not JSON, another resource type, a required element missing, a Patient the
+  export lacks, a dateTime without its offset, a repeated id) is a reject naming the NDJSON
+  file, its line and why; the run goes on (exit 0);
+* a resource that says it is not what the audit reads (entered-in-error, not-done, draft,
+  refuted, a proposal, a non-imaging category, a Condition without an ICD-10-CM code) is left
+  out and counted (run.json ``left_out``, the report's Methods section), never rejected;
+* a file that is not NDJSON (a pretty-printed Bundle, CSV, text that is not UTF-8, a broken
+  gzip), an export without Patients, a folder that holds both kinds of input: one line, exit 2,
+  nothing written.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from conftest import run_cli, write_small_input
+from fhir_export import export_extract
+from test_bad_inputs import _assert_nothing_written
+
+CPT = "http://www.ama-assn.org/go/cpt"
+ICD = "http://hl7.org/fhir/sid/icd-10-cm"
+
+
+def _sr(rid: str, patient: str | None = "MRN-1", **extra) -> dict:
+    res = {
+        "resourceType": "ServiceRequest",
+        "id": rid,
+        "status": "active",
+        "intent": "order",
+        "code": {"coding": [{"system": CPT, "code": "72148"}]},
+        "authoredOn": "2025-06-07T10:00:00-04:00",
+    }
+    if patient is not None:
+        res["subject"] = {"reference": f"Patient/{patient}"}
+    return {**res, **extra}
+
+
+def _lines(*items) -> str:
+    return "".join((json.dumps(i, separators=(",", ":")) if isinstance(i, dict) else i) + "\n" for i in items)
+
+
+# the second ServiceRequest file, line by line: (line, what the audit must do with it)
+SR_FILE = [
+    (_sr("S1"), "kept"),
+    ("this is not json", "line is not JSON"),
+    ({"resourceType": "Patient", "id": "MRN-9"}, "a resource of another type in a ServiceRequest file"),
+    ("", "blank: no record"),
+    (_sr("S2", patient=None), "required element ServiceRequest.subject missing"),
+    (_sr("S3", patient="NOBODY"), "reference to a Patient that is not in the export"),
+    (_sr("S4", status="entered-in-error"), "left out: ServiceRequest.status entered-in-error"),
+    (_sr("S5", status="draft"), "left out: ServiceRequest.status draft"),
+    (_sr("S6", authoredOn="2025-06-07T10:00:00"), "dateTime with a time but no UTC offset (FHIR requires one)"),
+    (_sr("O1"), "duplicate order_id: first seen at ServiceRequest.000.ndjson line 1"),
+    (
+        _sr("S7", category=[{"coding": [{"system": "http://snomed.info/sct", "code": "108252007"}]}]),
+        "left out: ServiceRequest.category is not imaging",
+    ),
+    (_sr("S8", subject={"reference": "Group/g1"}), "ServiceRequest.subject is not a reference to a Patient"),
+    (_sr("S9", intent="proposal"), "left out: ServiceRequest.intent proposal (not an order)"),
+    (
+        _sr("S10", code={"text": "MRI lumbar spine"}),
+        "required element ServiceRequest.code.coding missing (no coding with a code)",
+    ),
+    (_sr("S11", status="revoked"), "kept"),
+]
+
+
+@pytest.fixture(scope="module")
+def messy(tmp_path_factory) -> dict:
+    base = tmp_path_factory.mktemp("fhir_messy")
+    export = base / "export"
+    export_extract(write_small_input(base / "csv"), export, lines_per_file=1000, variety=False)
+    (export / "ServiceRequest.001.ndjson").write_text(_lines(*(item for item, _ in SR_FILE)), encoding="utf-8")
+    with (export / "Patient.000.ndjson").open("a", encoding="utf-8") as fh:
+        fh.write(
+            _lines(
+                {"resourceType": "Patient", "id": "MRN-1", "birthDate": "1999-01-01"},  # line 3: a repeated id
+                "{broken",  # line 4
+                {"resourceType": "Patient", "id": "MRN-3", "birthDate": "1970"},  # line 5: partial birth date
+            )
+        )
+    with (export / "Procedure.000.ndjson").open("a", encoding="utf-8") as fh:
+        proc = {"resourceType": "Procedure", "status": "completed", "code": {"coding": [{"system": CPT, "code": "62323"}]}}
+        fh.write(
+            _lines(
+                {**proc, "id": "PR9", "status": "not-done", "subject": {"reference": "Patient/MRN-1"}},  # line 3
+                {
+                    **proc,
+                    "id": "PR10",
+                    "subject": {"reference": "Patient/MRN-3"},  # line 4
+                    "performedPeriod": {"start": "2025-06-02T09:00:00-04:00"},
+                },
+            )
+        )
+    with (export / "Condition.000.ndjson").open("a", encoding="utf-8") as fh:
+        cond = {"resourceType": "Condition", "subject": {"reference": "Patient/MRN-1"}, "recordedDate": "2025-06-04"}
+        fh.write(
+            _lines(
+                {
+                    **cond,
+                    "id": "c2",
+                    "verificationStatus": {"coding": [{"code": "refuted"}]},
+                    "code": {"coding": [{"system": ICD, "code": "G97.1"}]},
+                },
+                {**cond, "id": "c3", "code": {"coding": [{"system": "http://snomed.info/sct", "code": "38341003"}]}},
+            )
+        )
+    with (export / "Encounter.000.ndjson").open("a", encoding="utf-8") as fh:
+        fh.write("not json either\n")  # line 3
+    out = base / "out"
+    result = run_cli("run", "--input", export, "--out", out, "--warehouse", base / "wh.duckdb")
+    assert result.returncode == 0, result.stderr
+    return {
+        "export": export,
+        "out": out,
+        "rejects": pl.read_csv(out / "csf_leak" / "rejects.csv", infer_schema=False),
+        "run": json.loads((out / "csf_leak" / "run.json").read_text()),
+    }
+
+
+SR_REJECTS = [
+    (n, why) for n, (_, why) in enumerate(SR_FILE, start=1) if why != "kept" and not why.startswith(("left out", "blank"))
+]
+
+
+@pytest.mark.parametrize(("line", "reason"), SR_REJECTS, ids=[f"line{n}" for n, _ in SR_REJECTS])
+def test_a_bad_servicerequest_line_is_a_reject_naming_file_line_and_reason(messy, line, reason):
+    rows = messy["rejects"].filter(
+        pl.col("source_file").str.ends_with("ServiceRequest.001.ndjson") & (pl.col("source_line") == str(line))
+    )
+    assert rows.height == 1, messy["rejects"]
+    row = rows.row(0, named=True)
+    assert (row["table_name"], row["reason"], row["action"]) == ("imaging_orders", reason, "row_rejected")
+
+
+def test_lines_of_looked_up_types_are_rejects_too(messy):
+    rej = messy["rejects"]
+
+    def at(name: str, line: int) -> dict:
+        rows = rej.filter(pl.col("source_file").str.ends_with(name) & (pl.col("source_line") == str(line)))
+        assert rows.height == 1, rej
+        return rows.row(0, named=True)
+
+    assert at("Encounter.000.ndjson", 3)["reason"] == "line is not JSON"
+    assert at("Patient.000.ndjson", 4)["reason"] == "line is not JSON"
+    repeat = at("Patient.000.ndjson", 3)
+    assert (repeat["table_name"], repeat["column_name"]) == ("procedures", "Patient.id")
+    assert "repeats an earlier line" in repeat["reason"]
+    partial = at("Procedure.000.ndjson", 4)  # the procedure of the patient born "1970"
+    assert (partial["column_name"], partial["value"], partial["action"]) == ("patient_birth_date", "1970", "value_nulled")
+
+
+def test_no_reject_shows_a_patient_id(messy):
+    values = set(messy["rejects"]["value"].drop_nulls())
+    assert not values & {"MRN-1", "MRN-3", "MRN-9", "NOBODY", "Patient/NOBODY"}, values
+
+
+def test_left_out_resources_are_counted_not_rejected(messy):
+    left = {(x["table"], x["resource"], x["reason"]): x["count"] for x in messy["run"]["left_out"]}
+    assert left == {
+        ("imaging_orders", "ServiceRequest", "ServiceRequest.status entered-in-error"): 1,
+        ("imaging_orders", "ServiceRequest", "ServiceRequest.status draft"): 1,
+        ("imaging_orders", "ServiceRequest", "ServiceRequest.category is not imaging"): 1,
+        ("imaging_orders", "ServiceRequest", "ServiceRequest.intent proposal (not an order)"): 1,
+        ("procedures", "Procedure", "Procedure.status not-done"): 1,
+        ("diagnoses", "Condition", "Condition.verificationStatus refuted"): 1,
+        ("diagnoses", "Condition", "Condition.code has no ICD-10-CM coding"): 1,
+    }
+    html = (messy["out"] / "csf_leak" / "report.html").read_text(encoding="utf-8")
+    assert "Resources left out on purpose" in html and "Procedure.status not-done" in html
+
+
+def test_read_loaded_and_rejected_add_up(messy):
+    loads = {i["table"]: i for i in messy["run"]["inputs"]}
+    orders = loads["imaging_orders"]
+    # 4 + 2 good ServiceRequests (S1, S11), 8 rejected lines of the file, 1 rejected Encounter line
+    assert (orders["rows_loaded"], orders["rows_rejected"]) == (6, 9)
+    assert orders["rows_read"] == orders["rows_loaded"] + orders["rows_rejected"]
+    assert "ServiceRequest (2 files" in orders["path"] and "ServiceRequest.001.ndjson" in orders["path"]
+    procs = loads["procedures"]
+    assert (procs["rows_loaded"], procs["rows_rejected"], procs["values_nulled"]) == (3, 2, 1)
+
+
+def test_revoked_is_cancelled(messy):
+    import duckdb
+
+    con = duckdb.connect(str(messy["out"].parent / "wh.duckdb"), read_only=True)
+    try:
+        status = dict(con.execute("SELECT order_id, status FROM src_imaging_orders WHERE order_id IN ('S1', 'S11')").fetchall())
+    finally:
+        con.close()
+    assert status == {"S1": "ordered", "S11": "cancelled"}
+
+
+# ----------------------------------------------------------------------------------------------
+# file-level: one line, exit 2, nothing written
+
+
+@pytest.fixture
+def export(tmp_path) -> Path:
+    d = tmp_path / "export"
+    export_extract(write_small_input(tmp_path / "csv"), d, lines_per_file=1000, variety=False)
+    return d
+
+
+def _exit_2(tmp_path: Path, folder: Path, *needles: str, args: tuple = ()) -> str:
+    out, wh = tmp_path / "out", tmp_path / "wh.duckdb"
+    r = run_cli("run", "--input", folder, "--out", out, "--warehouse", wh, *args)
+    assert r.returncode == 2, r.stderr
+    errors = [line for line in r.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1, r.stderr
+    for needle in needles:
+        assert needle in errors[0], (needle, r.stderr)
+    assert "Traceback" not in r.stderr
+    _assert_nothing_written(out, wh)
+    return errors[0]
+
+
+def test_a_pretty_printed_bundle_is_not_ndjson(tmp_path, export):
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": {"resourceType": "ServiceRequest"}}]}
+    (export / "ServiceRequest.001.ndjson").write_text(json.dumps(bundle, indent=2), encoding="utf-8")
+    _exit_2(tmp_path, export, "ServiceRequest.001.ndjson", "is not NDJSON", "pretty-printed JSON")
+
+
+def test_a_csv_named_ndjson_is_not_ndjson(tmp_path, export):
+    (export / "Patient.000.ndjson").write_text("patient_id,birth_date\nMRN-1,1970-05-05\n", encoding="utf-8")
+    _exit_2(tmp_path, export, "Patient.000.ndjson", "is not NDJSON", "line 1 is not a JSON object")
+
+
+@pytest.mark.parametrize("line", [3, 12], ids=["among the first lines", "further down"])
+def test_a_byte_that_is_not_utf8_stops_the_run_naming_the_line(tmp_path, export, line):
+    path = export / "ServiceRequest.000.ndjson"
+    lines = path.read_bytes().rstrip(b"\n").split(b"\n")
+    lines += [json.dumps(_sr(f"X{i}")).encode() for i in range(12)]
+    lines[line - 1] = lines[line - 1].replace(b'"intent"', b'"int\xe9nt"')
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    _exit_2(tmp_path, export, "ServiceRequest.000.ndjson", f"line {line}", "0xe9", "UTF-8")
+
+
+def test_a_broken_gzip_stops_the_run(tmp_path, export):
+    data = gzip.compress((export / "ServiceRequest.000.ndjson").read_bytes() * 200)
+    (export / "ServiceRequest.000.ndjson").unlink()
+    (export / "ServiceRequest.000.ndjson.gz").write_bytes(data[: len(data) // 2])
+    _exit_2(tmp_path, export, "ServiceRequest.000.ndjson.gz")
+
+
+def test_an_export_without_patients_stops_the_run(tmp_path, export):
+    (export / "Patient.000.ndjson").unlink()
+    _exit_2(tmp_path, export, "no Patient NDJSON file in the export", "_type=")
+
+
+def test_a_folder_with_tables_and_ndjson_is_ambiguous_until_told(tmp_path, export):
+    write_small_input(export)  # the extract's CSV files beside the NDJSON
+    _exit_2(tmp_path, export, "both extract tables", "--input-format")
+    out = tmp_path / "told"
+    r = run_cli("run", "--input", export, "--out", out, "--input-format", "fhir", "--no-validate")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "csf_leak" / "run.json").read_text())["input_format"] == "fhir"
+
+
+def test_input_format_fhir_on_a_folder_without_ndjson(tmp_path):
+    folder = write_small_input(tmp_path / "csv")
+    _exit_2(tmp_path, folder, "no FHIR NDJSON files", args=("--input-format", "fhir"))
+
+
+def test_input_format_tables_reads_no_ndjson(tmp_path, export):
+    _exit_2(tmp_path, export, "procedures.csv", "required file missing", args=("--input-format", "tables"))
+
+
+def test_other_resource_types_and_export_logs_are_not_read(tmp_path, export):
+    (export / "Observation.000.ndjson").write_text('{"resourceType":"Observation","id":"o1"}\n', encoding="utf-8")
+    (export / "log.ndjson").write_text('{"exportId":"x","eventId":"kickoff"}\n', encoding="utf-8")
+    inspected = run_cli("inspect", "--input", export)
+    assert inspected.returncode == 0, inspected.stderr
+    assert "a FHIR Bulk Data export" in inspected.stdout
+    assert "Observation.000.ndjson: holds Observation resources" in inspected.stdout
+    assert "log.ndjson: holds no FHIR resources" in inspected.stdout
+    validated = run_cli("validate", "--input", export, "--json")
+    assert validated.returncode == 0, validated.stderr
+    assert json.loads(validated.stdout)
+
+
+# ----------------------------------------------------------------------------------------------
+# [fhir] settings: where the department is, checked before any work
+
+
+def test_the_department_can_come_from_an_extension(tmp_path, export):
+    url = "http://hospital.example.org/fhir/StructureDefinition/ordering-department"
+    path = export / "ServiceRequest.000.ndjson"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    first = json.loads(lines[0])
+    first["extension"] = [{"url": "http://other.example.org/x", "valueString": "no"}, {"url": url, "valueString": "Stroke unit"}]
+    path.write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n", encoding="utf-8")
+    config = tmp_path / "site.toml"
+    config.write_text(f'[fhir]\norder_department = ["extension", "encounter.location"]\ndepartment_extension = "{url}"\n')
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", export, "--out", out, "--config", config, "--no-validate")
+    assert r.returncode == 0, r.stderr
+    orders = pl.read_csv(out / "csf_leak" / "audited_orders.csv", infer_schema=False)
+    departments = dict(zip(orders["order_id"], orders["ordering_department"], strict=True))
+    assert departments["O1"] == "Stroke unit" and departments["O2"] == "Neurology"
+
+
+@pytest.mark.parametrize(
+    ("setting", "needle"),
+    [
+        ('order_department = ["ward"]', "'ward' is not a department source"),
+        ('order_department = ["extension"]', "department_extension (its URL) is not set"),
+        ('imaging_categories = ["363679005"]', '"system|code"'),
+        ("cpt = 1", "unknown setting(s) cpt"),
+    ],
+)
+def test_a_bad_fhir_setting_stops_before_any_work(tmp_path, export, setting, needle):
+    config = tmp_path / "site.toml"
+    config.write_text(f"[fhir]\n{setting}\n")
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", export, "--out", out, "--config", config)
+    assert r.returncode == 1, r.stderr
+    assert needle in r.stderr and "[fhir]" in r.stderr
+    assert not out.exists()
+
+
+def test_the_same_export_gives_the_same_bytes_and_loads_once(messy, tmp_path):
+    again = tmp_path / "again"
+    r = run_cli("run", "--input", messy["export"], "--out", again, "--warehouse", tmp_path / "wh.duckdb")
+    assert r.returncode == 0, r.stderr
+    for name in ("audited_orders.csv", "cases.csv", "rejects.csv", "metrics.csv", "attrition.csv"):
+        assert (again / "csf_leak" / name).read_bytes() == (messy["out"] / "csf_leak" / name).read_bytes(), name
+    # into the same warehouse: every table's files are already loaded, nothing is added
+    same = tmp_path / "same"
+    r = run_cli("run", "--input", messy["export"], "--out", same, "--warehouse", messy["out"].parent / "wh.duckdb")
+    assert r.returncode == 0, r.stderr
+    actions = {i["table"]: i["action"] for i in json.loads((same / "csf_leak" / "run.json").read_text())["inputs"]}
+    assert actions == dict.fromkeys(("procedures", "imaging_orders", "diagnoses"), "skipped_already_loaded")
+    assert (same / "csf_leak" / "audited_orders.csv").read_bytes() == (
+        messy["out"] / "csf_leak" / "audited_orders.csv"
+    ).read_bytes()

@@ -1,0 +1,85 @@
+"""`order-audit synth --format fhir` writes real FHIR R4 Bulk Data, and the audit of it agrees with the truth.
+
+A library we did not write (fhir.resources, R4B models) validates a sample of every resource
+type the generator writes; the real CLI then audits the export, order by order against the
+generator's ground truth, as tests/test_cli_synthetic.py does for CSV.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from conftest import run_cli, truth_differences
+from fhir.resources.R4B import get_fhir_model_class
+
+from pipeline.synth.fhir.writer import TYPES
+
+SAMPLE_EVERY = 37  # lines validated: the first 200 of each file, then every 37th
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("synth_fhir")
+    result = run_cli(
+        "synth", "--patients", "4000", "--months", "12", "--seed", "11", "--start", "2025-01", "--format", "fhir", "--out", d
+    )
+    assert result.returncode == 0, result.stderr
+    return d
+
+
+@pytest.fixture(scope="module")
+def audited(export, tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("synth_fhir_run")
+    out = base / "out"
+    result = run_cli("run", "--input", export, "--out", out, "--warehouse", base / "wh.duckdb")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.mark.slow
+def test_the_generator_writes_every_type_as_ndjson(export):
+    names = sorted(p.name for p in export.iterdir())
+    assert [n for n in names if n.endswith(".ndjson")] == sorted(f"{t}.000.ndjson" for t in TYPES)
+    summary = json.loads((export / "synth.json").read_text())
+    assert summary["parameters"]["format"] == "fhir"
+    assert summary["fhir_resources"]["ServiceRequest"] == summary["counts"]["imaging_orders"]
+    assert summary["fhir_resources"]["Procedure"] == summary["counts"]["procedures"]
+    assert not [n for n in names if n.startswith(".")]  # the scratch extract is gone
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("resource_type", TYPES)
+def test_a_sample_of_every_type_is_valid_r4(export, resource_type):
+    model = get_fhir_model_class(resource_type)
+    checked = 0
+    with (export / f"{resource_type}.000.ndjson").open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh):
+            if n < 200 or n % SAMPLE_EVERY == 0:
+                resource = json.loads(line)
+                assert resource["resourceType"] == resource_type
+                model.model_validate(resource)  # raises on anything R4 does not allow
+                checked += 1
+    assert checked >= min(n + 1, 200)
+
+
+@pytest.mark.slow
+def test_every_order_agrees_with_ground_truth(export, audited):
+    diff = truth_differences(export / "ground_truth_orders.csv", audited / "csf_leak" / "audited_orders.csv")
+    assert diff.height == 0, f"{diff.height} orders differ from the ground truth:\n{diff.head(20)}"
+    assert pl.read_csv(export / "ground_truth_orders.csv", infer_schema=False).height > 50
+    truth_cases = set(pl.read_csv(export / "ground_truth_cases.csv", infer_schema=False)["case_id"])
+    assert set(pl.read_csv(audited / "csf_leak" / "cases.csv", infer_schema=False)["case_id"]) == truth_cases
+
+
+@pytest.mark.slow
+def test_local_exam_codes_are_read_by_their_code_system(export, audited):
+    local = pl.read_csv(export / "local_code_map.csv", infer_schema=False)
+    assert set(local["code_system"]) == {"http://hospital.example.org/fhir/CodeSystem/local-exam-codes"}
+    orders = pl.read_csv(audited / "csf_leak" / "audited_orders.csv", infer_schema=False)
+    dsm = orders.filter(pl.col("order_code") == "LOC-DSM")
+    assert dsm.height and set(dsm["study_type"]) == {"dsm"}
+    info = json.loads((audited / "csf_leak" / "run.json").read_text())
+    assert info["input_format"] == "fhir" and info["counts"]["rejected_rows"] == {}
