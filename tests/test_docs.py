@@ -71,3 +71,12 @@ def test_fhir_mapping_table_is_generated_and_matches_what_the_reader_loads(tmp_p
         loaded = {c for c in pl.read_parquet_schema(prep.typed_parquet) if not c.startswith("_") and c != "source_line"}
         loaded -= {c for c in loaded if c.endswith("_is_date")}
         assert loaded == {column for t, column, _, _ in MAPPING if t == table}, table
+
+
+def test_data_quality_doc_lists_every_check_of_the_suites():
+    from pipeline.quality.checks_doc import END, START, checks_markdown
+
+    text = (ROOT / "docs" / "DATA_QUALITY.md").read_text(encoding="utf-8")
+    assert START in text, "docs/DATA_QUALITY.md has no generated table of checks"
+    current = text[text.index(START) : text.index(END) + len(END)]
+    assert current == checks_markdown(), "run: python -m pipeline.quality.checks_doc, and paste it into docs/DATA_QUALITY.md"
