@@ -19,13 +19,13 @@ cases AS (
 SELECT department, provider_key, 'inappropriate_order_rate' AS measure_id,
        count(*) FILTER (WHERE verdict = 'inappropriate') AS numerator,
        count(*) FILTER (WHERE is_evaluated) AS denominator
-FROM orders GROUP BY ALL
+FROM orders GROUP BY department, provider_key
 UNION ALL
 SELECT department, provider_key, 'premature_order_rate',
        count(*) FILTER (WHERE is_evaluated AND is_premature), count(*) FILTER (WHERE is_evaluated)
-FROM orders GROUP BY ALL
+FROM orders GROUP BY department, provider_key
 UNION ALL
 SELECT department, provider_key, 'first_imaging_right_study',
        count(*) FILTER (WHERE first_imaging_right_study), count(*)
-FROM cases GROUP BY ALL
+FROM cases GROUP BY department, provider_key
 ORDER BY department, provider_key, measure_id

@@ -14,20 +14,21 @@ in_period AS (
 ),
 orders AS (
     SELECT
-        o.*,
+        o.case_index_month, o.ordering_department, o.verdict, o.reasons, o.is_premature,
         o.verdict IN ('appropriate', 'inappropriate', 'review') AS is_evaluated,
         coalesce(o.ordering_provider_id, '(not recorded)') AS provider_key
     FROM csf_leak__int_audited_orders AS o
     WHERE o.case_index_month IN (SELECT month FROM in_trend)
 ),
 order_groups AS (
-    SELECT case_index_month AS period, 'overall' AS level, 'all' AS group_key, * FROM orders
-    UNION ALL SELECT case_index_month, 'department', ordering_department, * FROM orders
-    UNION ALL SELECT case_index_month, 'provider', provider_key, * FROM orders
+    SELECT case_index_month AS period, 'overall' AS level, 'all' AS group_key, verdict, reasons, is_premature, is_evaluated
+    FROM orders
+    UNION ALL SELECT case_index_month, 'department', ordering_department, verdict, reasons, is_premature, is_evaluated FROM orders
+    UNION ALL SELECT case_index_month, 'provider', provider_key, verdict, reasons, is_premature, is_evaluated FROM orders
 ),
 order_groups_all AS (
-    SELECT * FROM order_groups
-    UNION ALL SELECT 'all', level, group_key, * EXCLUDE (period, level, group_key) FROM order_groups
+    SELECT period, level, group_key, verdict, reasons, is_premature, is_evaluated FROM order_groups
+    UNION ALL SELECT 'all', level, group_key, verdict, reasons, is_premature, is_evaluated FROM order_groups
     WHERE period IN (SELECT month FROM in_period)
 ),
 cases AS (
@@ -46,7 +47,7 @@ case_groups AS (
     UNION ALL SELECT period, 'provider', provider_key, first_imaging_right_study FROM cases
 ),
 case_groups_all AS (
-    SELECT * FROM case_groups
+    SELECT period, level, group_key, first_imaging_right_study FROM case_groups
     UNION ALL SELECT 'all', level, group_key, first_imaging_right_study FROM case_groups
     WHERE period IN (SELECT month FROM in_period)
 ),
@@ -54,24 +55,24 @@ order_measures AS (
     SELECT period, level, group_key, 'inappropriate_order_rate' AS measure_id,
            count(*) FILTER (WHERE verdict = 'inappropriate') AS numerator,
            count(*) FILTER (WHERE is_evaluated) AS denominator
-    FROM order_groups_all GROUP BY ALL
+    FROM order_groups_all GROUP BY period, level, group_key
     UNION ALL
     SELECT period, level, group_key, 'premature_order_rate',
            count(*) FILTER (WHERE is_evaluated AND is_premature), count(*) FILTER (WHERE is_evaluated)
-    FROM order_groups_all GROUP BY ALL
+    FROM order_groups_all GROUP BY period, level, group_key
     UNION ALL
     SELECT period, level, group_key, 'review_order_rate',
            count(*) FILTER (WHERE verdict = 'review'), count(*) FILTER (WHERE is_evaluated)
-    FROM order_groups_all GROUP BY ALL
+    FROM order_groups_all GROUP BY period, level, group_key
     UNION ALL
     SELECT period, level, group_key, 'not_evaluable_rate',
            count(*) FILTER (WHERE verdict = 'not_evaluable'), count(*) FILTER (WHERE verdict <> 'excluded')
-    FROM order_groups_all GROUP BY ALL
+    FROM order_groups_all GROUP BY period, level, group_key
 ),
 reason_measures AS (
     SELECT
         g.period, g.level, g.group_key, 'reason_' || r.reason_code AS measure_id,
-        count(*) FILTER (WHERE contains('|' || g.reasons || '|', '|' || r.reason_code || '|')) AS numerator,
+        count(*) FILTER (WHERE strpos('|' || g.reasons || '|', '|' || r.reason_code || '|') > 0) AS numerator,
         -- the denominator of the reason's verdict measure: evaluated orders for judged reasons,
         -- orders not excluded for not-evaluable reasons (as not_evaluable_rate), all audited
         -- orders for exclusion reasons
@@ -85,7 +86,7 @@ reason_measures AS (
 case_measures AS (
     SELECT period, level, group_key, 'first_imaging_right_study' AS measure_id,
            count(*) FILTER (WHERE first_imaging_right_study) AS numerator, count(*) AS denominator
-    FROM case_groups_all GROUP BY ALL
+    FROM case_groups_all GROUP BY period, level, group_key
 )
 SELECT period, level, group_key, measure_id, numerator, denominator FROM order_measures
 UNION ALL SELECT period, level, group_key, measure_id, numerator, denominator FROM reason_measures
