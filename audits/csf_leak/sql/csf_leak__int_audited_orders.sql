@@ -37,4 +37,3 @@ JOIN csf_leak__int_cases AS c ON c.case_id = o.case_id
 JOIN csf_leak__int_patient_keys AS pk ON pk.patient_id = o.patient_id
 LEFT JOIN csf_leak__int_order_verdicts AS v ON v.case_id = o.case_id AND v.order_id = o.order_id
 CROSS JOIN csf_leak__parameters AS prm
-ORDER BY c.index_at, o.case_id, o.ordered_at NULLS LAST, o.order_id

@@ -65,4 +65,3 @@ JOIN csf_leak__int_patient_keys AS pk ON pk.patient_id = c.patient_id
 LEFT JOIN counts AS n ON n.case_id = c.case_id
 LEFT JOIN first_order AS f ON f.case_id = c.case_id AND f.rn = 1
 LEFT JOIN first_episode AS fe ON fe.case_id = c.case_id
-ORDER BY c.index_at, c.case_id

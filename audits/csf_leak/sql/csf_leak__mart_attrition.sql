@@ -72,4 +72,3 @@ steps AS (
            (SELECT count(*) FROM orders WHERE verdict = 'review'), 'step', 'reported apart: guidance differs'
 )
 SELECT step_order, step, unit, count, kind, note FROM steps
-ORDER BY step_order, kind DESC, step

@@ -28,4 +28,3 @@ UNION ALL
 SELECT department, provider_key, 'first_imaging_right_study',
        count(*) FILTER (WHERE first_imaging_right_study), count(*)
 FROM cases GROUP BY department, provider_key
-ORDER BY department, provider_key, measure_id

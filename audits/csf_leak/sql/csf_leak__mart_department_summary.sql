@@ -45,4 +45,3 @@ FROM departments AS d
 LEFT JOIN by_order AS o USING (department)
 LEFT JOIN by_first_imaging AS f USING (department)
 LEFT JOIN by_procedure AS p USING (department)
-ORDER BY d.department

@@ -91,4 +91,3 @@ case_measures AS (
 SELECT period, level, group_key, measure_id, numerator, denominator FROM order_measures
 UNION ALL SELECT period, level, group_key, measure_id, numerator, denominator FROM reason_measures
 UNION ALL SELECT period, level, group_key, measure_id, numerator, denominator FROM case_measures
-ORDER BY period, level, group_key, measure_id
