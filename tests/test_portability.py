@@ -104,3 +104,14 @@ def test_the_shims(target, sql, expected):
 def test_distinct_string_agg_ordered_by_another_expression_is_refused_for_trino():
     with pytest.raises(dialects.NotPortable, match="orders by another expression"):
         dialects.transpile("SELECT string_agg(DISTINCT c, '|' ORDER BY r) FROM x", "trino")
+
+
+def test_split_ctes_gives_each_cte_its_own_view_read_by_name():
+    sql = "WITH a AS (SELECT 1 AS x), b AS (SELECT a.x FROM a JOIN a AS a2 USING (x)) SELECT timezone('UTC', t) AS t FROM b, a"
+    parts = dialects.split_ctes("m", sql, "spark")
+    assert parts == [
+        ("m__cte_a", "SELECT 1 AS x", 3),
+        ("m__cte_b", "SELECT a.x FROM m__cte_a AS a JOIN m__cte_a AS a2 USING (x)", 1),
+        ("m", "SELECT FROM_UTC_TIMESTAMP(t, 'UTC') AS t FROM m__cte_b AS b, m__cte_a AS a", 0),
+    ]
+    assert dialects.split_ctes("n", "SELECT 1 AS x", "trino") == [("n", "SELECT 1 AS x", 0)]

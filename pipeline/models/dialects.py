@@ -115,6 +115,35 @@ def transpile(sql: str, target: str) -> str:
     return tree.sql(dialect=target, comments=False)
 
 
+def split_ctes(name: str, sql: str, target: str) -> list[tuple[str, str, int]]:
+    """The model as a sequence of statements for an engine that inlines common table expressions
+    (Spark does: the episode model's doubling passes then plan each pass's inputs 2^k times): each
+    top-level CTE becomes ``<name>__cte_<cte>`` (reads of it renamed), the model itself last.
+    Returns (view name, target SQL, times the view is read): a view read more than once is worth
+    materialising."""
+    tree = sqlglot.parse_one(sql, read=SOURCE)
+    for shim in SHIMS:
+        tree = tree.transform(shim, target)
+    with_ = tree.args.get("with_") or tree.args.get("with")
+    if with_ is None:
+        return [(name, tree.sql(dialect=target, comments=False), 0)]
+    renamed = {cte.alias_or_name: f"{name}__cte_{cte.alias_or_name}" for cte in with_.expressions}
+    parts = [(renamed[cte.alias_or_name], cte.this) for cte in with_.expressions]
+    tree.set("with_" if "with_" in tree.args else "with", None)
+    parts.append((name, tree))
+    reads = dict.fromkeys(renamed.values(), 0)
+    out = []
+    for view, query in parts:
+        for table in query.find_all(exp.Table):
+            if table.name in renamed and not table.args.get("db"):
+                reads[renamed[table.name]] += 1
+                if not table.alias:  # columns may name the CTE: keep its name as the alias
+                    table.set("alias", exp.TableAlias(this=exp.to_identifier(table.name)))
+                table.set("this", exp.to_identifier(renamed[table.name]))
+        out.append((view, query))
+    return [(view, query.sql(dialect=target, comments=False), reads.get(view, 0)) for view, query in out]
+
+
 def _function_name(node: exp.Expression) -> str | None:
     if isinstance(node, exp.Anonymous):
         return node.name.lower()
