@@ -34,9 +34,11 @@ PARQUET_TYPES = {
 }
 
 
-def _parquet_query(table: str, query: str) -> str:
-    """``query`` with the table's text instants cast to their types (``PARQUET_TYPES``)."""
-    types = PARQUET_TYPES.get(table)
+def _parquet_query(con: duckdb.DuckDBPyConnection, table: str, query: str) -> str:
+    """``query`` with the table's text instants cast to their types (``PARQUET_TYPES``): those of its
+    columns the audit's mart has (each audit's marts hold their own columns)."""
+    present = {row[0] for row in con.execute(f"DESCRIBE ({query})").fetchall()}
+    types = {col: kind for col, kind in PARQUET_TYPES.get(table, {}).items() if col in present}
     if not types:
         return query
     casts = ", ".join(f"CAST({col} AS {kind}) AS {col}" for col, kind in types.items())
@@ -66,7 +68,7 @@ def write_tables(con: duckdb.DuckDBPyConnection, out_dir: Path) -> list[Path]:
             if fmt == "csv":
                 con.execute(f"COPY ({_spreadsheet_safe(con, query)}) TO {literal(path)} (FORMAT csv, HEADER true)")
             else:
-                con.execute(f"COPY ({_parquet_query(table, query)}) TO {literal(path)} (FORMAT parquet, COMPRESSION zstd)")
+                con.execute(f"COPY ({_parquet_query(con, table, query)}) TO {literal(path)} (FORMAT parquet, COMPRESSION zstd)")
             written.append(path)
     return written
 
