@@ -34,6 +34,31 @@ RULE_COLUMNS = ["rule_id", "reason_code", "verdict", "flag_column", "explanation
 VALUE_SET_COLUMNS = ["value_set", "code_system", "code", "match", "description", "valid_from", "valid_to", "source"]
 FLAG_FORM = re.compile(r"^(is|has)_[a-z0-9_]+$")
 MEASURE_UNITS = ("order", "case")
+MEASURE_KEYS = (
+    "id",
+    "label",
+    "unit",
+    "numerator",
+    "denominator",
+    "direction",
+    "headline",
+    "trend",
+    "numerator_label",
+    "denominator_label",
+)
+REPORT_KEYS = (
+    "sections",  # the audit's own sections, report/<name>.html (+ .sql), in the report's body
+    "case_department",  # the mart_cases column naming the department a case belongs to (else: hospital-wide)
+    "case_provider",  # ... and its provider
+    "case_department_label",  # what that department is, in words ("first imaging order")
+    "second_view_department",  # a second, labelled view of the cases by department (mart_cases column)
+    "second_view_label",
+    "case_date",  # the mart_cases column with the case's local date (the case list; default index_date)
+    "funnel_measure",  # the measure of the funnel plot and department chart (default: the first headline order measure)
+    "columns",  # output column -> [header, note] for the workbook and the case list
+    "section_titles",  # section name -> its title in the report's contents line
+    "case_list_notes",  # sentences printed above the flagged cases (how to read their times ...)
+)
 DIRECTIONS = ("higher_is_better", "lower_is_better", "neutral")
 LAYERS = ("stg", "int", "mart")
 # the models every audit provides: the engine reads them (verdicts, keys, outputs)
@@ -60,6 +85,9 @@ class Measure:
     denominator: str
     direction: str
     headline: bool = False
+    trend: bool = False  # drawn as a p-chart (default: the headline measures)
+    numerator_label: str = ""  # n and N in words for the report (default: the SQL)
+    denominator_label: str = ""
 
 
 @dataclass(frozen=True)
@@ -205,12 +233,24 @@ def _measures(items, path: Path) -> tuple[Measure, ...]:
             _fail(path, f"{where}: direction '{m['direction']}' must be one of {', '.join(DIRECTIONS)}")
         if not ID_FORM.match(m["id"]) or m["id"] in seen:
             _fail(path, f"{where}: id must be snake_case and unique")
-        unknown = set(m) - {"id", "label", "unit", "numerator", "denominator", "direction", "headline"}
+        unknown = set(m) - set(MEASURE_KEYS)
         if unknown:
             _fail(path, f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
         seen.add(m["id"])
+        headline = bool(m.get("headline"))
         out.append(
-            Measure(m["id"], m["label"], m["unit"], m["numerator"], m["denominator"], m["direction"], bool(m.get("headline")))
+            Measure(
+                m["id"],
+                m["label"],
+                m["unit"],
+                m["numerator"],
+                m["denominator"],
+                m["direction"],
+                headline,
+                bool(m.get("trend", headline)),
+                str(m.get("numerator_label", "")),
+                str(m.get("denominator_label", "")),
+            )
         )
     return tuple(out)
 
@@ -222,6 +262,13 @@ def _parameters(values: dict, path: Path) -> dict:
         if not isinstance(value, (bool, int, float, str)):
             _fail(path, f"[parameters] {name}: a number, a string or true/false, not {type(value).__name__}")
     return dict(values)
+
+
+def _report_sections(report: dict, path: Path) -> tuple[str, ...]:
+    unknown = set(report) - set(REPORT_KEYS)
+    if unknown:
+        _fail(path, f"[report]: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(REPORT_KEYS)}")
+    return _strings(report.get("sections"), path, "[report] sections")
 
 
 MANIFEST_KEYS = {
@@ -281,7 +328,7 @@ def load(folder: Path) -> Audit:
         optional_columns=_columns_by_table(inputs.get("optional_columns"), path, "[inputs.optional_columns]"),
         parameters=parameters,
         measures=_measures(m.get("measures"), path),
-        report_sections=_strings(m.get("report", {}).get("sections"), path, "[report] sections"),
+        report_sections=_report_sections(m.get("report", {}), path),
         maturity_days=tuple(maturity),
         manifest=m,
     )

@@ -44,8 +44,8 @@ def _logging_options(f):
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="order-audit")
 def cli():
-    """Audit imaging orders against clinical guidelines (first audit: imaging for suspected
-    CSF leak after a lumbar procedure that can puncture the dura)."""
+    """Audit imaging orders against clinical guidelines: every audit folder found (`order-audit audits`
+    lists them), each with its own report under --out."""
 
 
 def _months(month, first, last) -> tuple[list, bool]:
@@ -80,7 +80,7 @@ def _months(month, first, last) -> tuple[list, bool]:
 )
 @click.option("--site-timezone", default=None, help="IANA zone for times without an offset [America/New_York].")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None, help="TOML settings file.")
-@click.option("--month", callback=_month, default=None, help="Audit the cases whose index procedure is in this month (YYYY-MM).")
+@click.option("--month", callback=_month, default=None, help="Audit the cases whose index is in this month (YYYY-MM).")
 @click.option("--from", "first", callback=_month, default=None, help="Backfill from this month (YYYY-MM), one folder per month.")
 @click.option("--to", "last", callback=_month, default=None, help="Backfill up to this month (YYYY-MM), inclusive.")
 @click.option("--no-validate", is_flag=True, help="Skip the Great Expectations data-quality gate.")

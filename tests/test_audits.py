@@ -85,7 +85,10 @@ def test_a_broken_manifest_is_one_line_naming_the_file(tmp_path, file, old, new,
         (lambda f: (f / "sql" / "csf_leak__int_order_flags.sql").unlink(), "provides no csf_leak__int_order_flags"),
         (lambda f: (f / "sql" / "extra.sql").write_text("SELECT 1"), "is named csf_leak__<layer>_<name>.sql"),
         (lambda f: (f / "sql" / "csf_leak__tmp_x.sql").write_text("SELECT 1"), "starts with its layer"),
-        (lambda f: _edit(f / "audit.toml", "sections = []", 'sections = ["nothing"]'), "has no template"),
+        (
+            lambda f: _edit(f / "audit.toml", 'sections = ["timing", "risk"]', 'sections = ["timing", "nothing"]'),
+            "has no template",
+        ),
         (lambda f: _edit(f / "value_sets.csv", ",exact,", ",fuzzy,"), "match 'fuzzy' must be exact or prefix"),
     ],
 )

@@ -17,6 +17,7 @@ from pipeline.errors import ReportError
 from pipeline.report import feed, pdf, render, sections, templates
 from pipeline.report import reid as reid_mod
 from pipeline.report.measure import build_metrics, with_rates
+from pipeline.report.spec import ReportSpec
 from tests import fixtures_marts as fx
 
 HOSTILE_ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -260,11 +261,12 @@ def test_provider_table_is_bounded_and_says_what_it_left_out():
 
     overall = {"inappropriate_order_rate": 0.1}
     few = [r for i in range(30) for r in rates(f"S{i:02d}", 3 if i == 0 else 0, 3)]  # too few orders: one sentence
-    table = sections.provider_table(frame([*rates("R1", 2, 25), *rates("R2", 20, 40), *few]), overall, 20)
+    spec = ReportSpec.of(fx.AUDIT)  # its funnel measure: inappropriate_order_rate
+    table = sections.provider_table(frame([*rates("R1", 2, 25), *rates("R2", 20, 40), *few]), overall, 20, spec)
     assert [r["group_key"] for r in table["rows"]] == ["R1", "R2"] and not table["only_outliers"]
     assert [r["funnel"] for r in table["rows"]] == ["within limits", "above 99.8% limit"]
     assert (table["n_rest"], table["rest_orders"], table["rest_inappropriate"], table["rest_outside"]) == (30, 90, 3, 1)
     many = [r for i in range(100) for r in rates(f"R{i:03d}", 15 if i % 20 == 0 else 3, 30)]  # more than a page holds
-    table = sections.provider_table(frame(many), overall, 20)
+    table = sections.provider_table(frame(many), overall, 20, spec)
     assert table["only_outliers"] and [r["group_key"] for r in table["rows"]] == ["R000", "R020", "R040", "R060", "R080"]
     assert table["n_rated"] == 100 and table["n_outliers"] == 5

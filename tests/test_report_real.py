@@ -16,8 +16,10 @@ import polars as pl
 import pytest
 from conftest import run_cli
 
-from pipeline.report import render, sections, site_index
+from pipeline import audits
+from pipeline.report import render, site_index
 from pipeline.report.names import department_name
+from pipeline.report.spec import ReportSpec
 from pipeline.synth import generate
 
 LINK = re.compile(r'href="([^"#]+)(?:#[^"]*)?"')
@@ -76,7 +78,8 @@ def test_headline_matches_mart_metric_counts(run):
     for row in rows:
         nums = re.findall(r'<td class="num">([\d,]+)</td>', row)
         by_label[_cells(row.split("<br>")[0]).strip()] = [int(n.replace(",", "")) for n in nums[:2]]
-    labels = {m.measure_id: m.label for m in sections.measures("72")}
+    spec = ReportSpec.of(next(a for a in audits.discover() if a.id == "csf_leak"))
+    labels = {m.measure_id: m.label for m in spec.measures}
     for measure, label in labels.items():
         assert by_label[label] == list(counts[measure]), measure
     assert counts["inappropriate_order_rate"][1] > 0

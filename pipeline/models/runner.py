@@ -103,10 +103,10 @@ def core_models(root: Path | None = None) -> list[Model]:
 def audit_models(audit) -> list[Model]:
     """The audit's own models (audits/<id>/sql) and those the engine generates for it."""
     from pipeline.audits import model_files
-    from pipeline.models import generated
+    from pipeline.models import generated, measures
 
     own = [Model(name, path, path.read_text(encoding="utf-8"), audit.id) for name, path in model_files(audit).items()]
-    return own + generated.models_for(audit)
+    return own + generated.models_for(audit) + measures.models_for(audit)
 
 
 def declared_sources(audit_ids: list[str]) -> set[str]:

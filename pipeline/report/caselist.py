@@ -12,30 +12,71 @@ from collections import namedtuple
 
 import polars as pl
 
+from pipeline import db
 from pipeline.report.names import NOT_RECORDED, named
+from pipeline.sqltext import ident
 
 FLAGGED = ("inappropriate", "review")
 
 
-def case_rows(con) -> pl.DataFrame:
+# the order columns the case list takes when the audit's mart has them (the engine's, then the audit's own)
+ORDER_COLUMNS = (
+    "order_code",
+    "order_name",
+    "study_type",
+    "ordering_department",
+    "ordering_provider_id",
+    "status",
+    "verdict",
+    "reasons",
+    "secondary_reasons",
+    "explanation",
+    "rule_ids",
+    "indication_text",
+)
+TIME_COLUMNS = ("minutes_since_index", "days_since_index")  # the case list's "after index", as the audit counts it
+CASTS = {"date": "DATE", "datetime": "TIMESTAMP"}
+
+
+def case_rows(con, spec) -> pl.DataFrame:
     """Every audited order with its case's date and departments, in chart-review order (each rule's
-    citation is said once, by rule id: the report's methods and the workbook's Rules sheet)."""
+    citation is said once, by rule id: the report's methods and the workbook's Rules sheet). Columns
+    starting with ``_`` are the case list's own (group, recency, date) and stay out of the workbook."""
+    orders, cases = db.columns(con, "mart_audited_orders"), db.columns(con, "mart_cases")
+    audit_cols = {k: v for k, v in spec.columns.items()}
+    select = ["o.case_id", "o.patient_key"]
+    case_date = f"c.{ident(spec.case_date)}" if spec.case_date in cases else "CAST(NULL AS DATE)"
+    if spec.case_date in cases:
+        select.append(f"c.{ident(spec.case_date)}")
+    recency = "c.index_at" if "index_at" in cases else case_date
+    if "index_at" in cases:
+        select.append("c.index_at")
+    if spec.second_view_department in cases:
+        select.append(f"c.{ident(spec.second_view_department)} AS case_department")
+    group = "o.ordering_department"
+    if spec.case_department in cases:
+        select.append(f"c.{ident(spec.case_department)}")
+        group = f"c.{ident(spec.case_department)}"
+    select.append("o.order_id")
+    wanted = [c for c in [*audit_cols, *TIME_COLUMNS, *ORDER_COLUMNS] if c in orders]
+    for col in dict.fromkeys(wanted):
+        style = audit_cols.get(col, ("", 0, "", ""))
+        cast = CASTS.get(style[3] if len(style) > 3 else "")
+        select.append(f"CAST(o.{ident(col)} AS {cast}) AS {ident(col)}" if cast else f"o.{ident(col)}")
+    select += [f"{case_date} AS _case_date", f"{group} AS _group", f"{recency} AS _recency"]
+    if "ordered_at_local" not in orders:
+        select.append("CAST(NULL AS TIMESTAMP) AS _ordered")
+    order_by = "o.ordered_at NULLS LAST, " if "ordered_at" in orders else ""
     return con.sql(
-        """
-        SELECT o.case_id, o.patient_key, c.index_local_date, c.index_at,
-               c.department AS case_department, c.first_imaging_department,
-               o.order_id, CAST(o.ordered_at_local AS TIMESTAMP) AS ordered_at_local,
-               o.hours_since_index, o.minutes_since_index, o.episode_number, o.order_code, o.order_name,
-               o.study_type, o.ordering_department, o.ordering_provider_id, o.status, o.verdict, o.reasons,
-               o.secondary_reasons, o.explanation, o.rule_ids, o.indication_text
+        f"""SELECT {", ".join(select)}
         FROM mart_audited_orders o LEFT JOIN mart_cases c ON c.case_id = o.case_id
-        ORDER BY c.index_at, o.case_id, o.ordered_at NULLS LAST, o.order_id"""
+        ORDER BY {recency}, o.case_id, {order_by}o.order_id"""
     ).pl()
 
 
 def time_after(minutes: str) -> pl.Expr:
-    """Whole minutes after the procedure as '71 h 59 min' (truncated: never reads as the next hour);
-    before the procedure as '1 h 5 min before'; '' when unknown."""
+    """Whole minutes after the case's index as '71 h 59 min' (truncated: never reads as the next hour);
+    before it as '1 h 5 min before'; '' when unknown."""
     m = pl.col(minutes)
     a = m.abs()
     text = pl.format("{} h {} min", a // 60, a % 60)
@@ -46,25 +87,25 @@ def flagged_selection(cases: pl.DataFrame, per_department: int, department: str 
     """The flagged cases a page lists, and the counts that say what was left out.
 
     Hospital page (``department`` None): cases with a flagged order, grouped by the case's department
-    (of its first evaluated imaging order), the ``per_department`` most recent of each. Department page:
+    (``[report] case_department``; else the flagged order's), the ``per_department`` most recent of each. Department page:
     cases with a flagged order placed by that department, the most recent ``per_department``, counting
     that department's orders only. The rows are the flagged orders; ``other_orders`` counts the case's
     other listed-scope orders by verdict ("2 appropriate, 1 excluded").
     """
     if department is not None:
         cases = cases.filter(pl.col("ordering_department") == department)
-    group = pl.col("first_imaging_department").fill_null(NOT_RECORDED) if department is None else pl.lit(department)
+    group = pl.col("_group").cast(pl.String).fill_null(NOT_RECORDED) if department is None else pl.lit(department)
     per_case = (
         cases.group_by("case_id", maintain_order=True)
         .agg(
             group.first().alias("group"),
-            pl.col("index_at").first(),
+            pl.col("_recency").first(),
             pl.col("verdict").is_in(FLAGGED).sum().alias("n_flagged"),
         )
         .with_columns((pl.col("n_flagged") > 0).alias("flagged"))
     )
     flagged = per_case.filter(pl.col("flagged")).with_columns(
-        pl.col("index_at").rank("ordinal", descending=True).over("group").alias("recency")
+        pl.col("_recency").rank("ordinal", descending=True).over("group").alias("recency")
     )
     chosen = flagged.filter(pl.col("recency") <= per_department)
     groups = (
@@ -86,7 +127,10 @@ def flagged_selection(cases: pl.DataFrame, per_department: int, department: str 
     rows = (
         listed.filter(pl.col("verdict").is_in(FLAGGED))
         .join(others, on="case_id", how="left")
-        .sort(["group", "recency", "ordered_at_local", "order_id"], nulls_last=True)
+        .sort(
+            ["group", "recency", "ordered_at_local" if "ordered_at_local" in listed.columns else "_ordered", "order_id"],
+            nulls_last=True,
+        )
         .with_columns(pl.col("group").alias("case_group"))
     )
     return {
@@ -112,7 +156,14 @@ def shaped_rows(frame: pl.DataFrame, names: dict[str, str]) -> list:
     if frame.height == 0:
         return []
     s = pl.col
-    blank = lambda c: s(c).cast(pl.String).fill_null("")  # noqa: E731
+    blank = lambda c: s(c).cast(pl.String).fill_null("") if c in frame.columns else pl.lit("")  # noqa: E731
+    ordered = "ordered_at_local" if "ordered_at_local" in frame.columns else "_ordered"
+    if "minutes_since_index" in frame.columns:
+        when = time_after("minutes_since_index")
+    elif "days_since_index" in frame.columns:
+        when = pl.when(s("days_since_index").is_null()).then(pl.lit("")).otherwise(pl.format("day {}", s("days_since_index")))
+    else:
+        when = pl.lit("")
     shaped = frame.select(
         (s("case_id") != s("case_id").shift(1)).fill_null(True).alias("first"),
         (s("case_group") != s("case_group").shift(1)).fill_null(True).alias("group_start"),
@@ -120,14 +171,20 @@ def shaped_rows(frame: pl.DataFrame, names: dict[str, str]) -> list:
         blank("verdict").alias("verdict"),
         blank("patient_key").alias("patient_key"),
         blank("case_id").alias("case_id"),
-        blank("index_local_date").alias("index_date"),
-        named("case_department", names, "procedure_department"),
+        blank("_case_date").alias("index_date"),
+        (
+            named("case_department", names, "procedure_department")
+            if "case_department" in frame.columns
+            else pl.lit("").alias("procedure_department")
+        ),
         blank("order_id").alias("order_id"),
-        s("ordered_at_local").dt.strftime("%Y-%m-%d %H:%M").fill_null("no order time").alias("ordered"),
-        time_after("minutes_since_index").alias("time"),
+        s(ordered).cast(pl.Datetime).dt.strftime("%Y-%m-%d %H:%M").fill_null("no order time").alias("ordered"),
+        when.alias("time"),
         blank("episode_number").alias("episode"),
         pl.concat_str([blank("order_code"), blank("order_name")], separator=" ").str.strip_chars().alias("study"),
-        s("study_type").cast(pl.String).fill_null("unmapped code").str.replace_all("_", " ").alias("study_type"),
+        (s("study_type").cast(pl.String).fill_null("unmapped code") if "study_type" in frame.columns else pl.lit(""))
+        .str.replace_all("_", " ")
+        .alias("study_type"),
         blank("indication_text").alias("indication"),
         named("ordering_department", names, "department"),
         blank("ordering_provider_id").alias("provider"),

@@ -206,24 +206,34 @@ def interval_svg(rows: pl.DataFrame, title: str, name: str, overall_rate: float 
         return _svg(fig, name, tight=True)
 
 
-def histogram_svg(hours: np.ndarray, threshold_hours: float, title: str, name: str) -> str | None:
-    """Distribution of hours from procedure to first imaging, with the premature threshold marked."""
-    hours = np.asarray(hours, dtype=float)
-    hours = hours[~np.isnan(hours)]
-    if hours.size == 0:
+def histogram_svg(
+    values: np.ndarray,
+    marker: float | None,
+    title: str,
+    name: str,
+    xlabel: str = "",
+    bin_width: float = 1.0,
+    unit: str = "",
+    ylabel: str = "count",
+) -> str | None:
+    """A distribution in bins of ``bin_width`` (from 0), with a dashed line at ``marker`` (a threshold)."""
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    if values.size == 0:
         return None
     with _style():
         fig, ax = _figure((WIDTH_IN, 2.2))
         fig.subplots_adjust(left=0.07, right=0.84, bottom=0.22, top=0.87)
-        top = max(float(hours.max()), threshold_hours * 1.5)
-        bins = np.arange(0, top + 12, 12)
-        ax.hist(hours, bins=bins, color="#1f4e79", edgecolor="white")
-        ax.axvline(threshold_hours, color="#b03a2e", lw=1.6, ls="--", label=f"{threshold_hours:g} h")
-        ax.set_xlabel("hours from procedure to first imaging order (12-hour bins)")
-        ax.set_ylabel("cases")
+        top = max(float(values.max()), (marker or 0) * 1.5)
+        bins = np.arange(0, top + bin_width, bin_width)
+        ax.hist(values, bins=bins, color="#1f4e79", edgecolor="white")
+        if marker is not None:
+            ax.axvline(marker, color="#b03a2e", lw=1.6, ls="--", label=f"{marker:g} {unit}".strip())
+            ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
         ax.grid(axis="x", visible=False)
         ax.set_title(title, loc="left")
-        ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         return _svg(fig, name)
 
 

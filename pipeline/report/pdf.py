@@ -46,7 +46,7 @@ _TEMPLATE_STYLE = "font: 8px system-ui, 'DejaVu Sans', Arial, sans-serif; color:
 class RunningHeader:
     """What every printed page says at its top (left and right) and bottom."""
 
-    left: str  # e.g. "CSF-leak imaging audit · All departments · 2026-06"
+    left: str  # e.g. "<audit short title> · All departments · 2026-06"
     right: str  # e.g. "run 20261129T173116Z-7732d6"
 
 

@@ -25,10 +25,11 @@ import polars as pl
 from pipeline import db, workers
 from pipeline.months import MONTH
 from pipeline.report import caselist, charts, feed, sections, workbook
+from pipeline.report.audit_sections import ChartSlots, helpers, section_rows
 from pipeline.report.feed import SCHEMA_VERSION
 from pipeline.report.names import department_name, department_names, named
 from pipeline.report.pdf import CHROMIUM_FLAGS, RunningHeader, find_chromium, pdf_engine, write_pdf  # noqa: F401 - re-exported
-from pipeline.report.sections import TABLE_MEASURES
+from pipeline.report.spec import ReportSpec
 from pipeline.report.templates import make_env
 
 RUN_INFO_KEYS = (
@@ -97,11 +98,11 @@ def _overall_rates(metrics: pl.DataFrame, period: str) -> dict:
     return {r["measure_id"]: r["rate"] for r in sel.to_dicts()}
 
 
-def _page_metrics(metrics: pl.DataFrame, period: str) -> pl.DataFrame:
+def _page_metrics(metrics: pl.DataFrame, period: str, spec: ReportSpec) -> pl.DataFrame:
     """The rows the pages read: hospital and department rows of every period, and the provider rows of
-    the table measures in the headline period (filtered once instead of on every page)."""
+    the headline measures in the headline period (filtered once instead of on every page)."""
     level = pl.col("level")
-    provider = (level == "provider") & (pl.col("period") == period) & pl.col("measure_id").is_in(TABLE_MEASURES)
+    provider = (level == "provider") & (pl.col("period") == period) & pl.col("measure_id").is_in(spec.headline_ids)
     return metrics.filter(level.is_in(["overall", "department"]) | provider)
 
 
@@ -118,13 +119,14 @@ def _page_context(
     settings: dict,
     shared: dict,
     draw,
+    spec: ReportSpec,
     *,
     department: str | None,
 ) -> dict:
     """One page's template values; charts are Futures (``draw`` submits them, ``_page`` resolves them)."""
     low, names = settings["low"], settings["names"]
     overall = settings["overall_rates"]
-    hours_limit = audit_parameters(run_info).get("premature_hours", 72.0)
+    funnel = spec.measure(spec.funnel_measure)
     if department is None:
         level, key, name = "overall", "all", "overall"
         provider_rates = metrics.filter((pl.col("level") == "provider") & (pl.col("period") == period))
@@ -132,19 +134,19 @@ def _page_context(
         level, key, name = "department", department, "dept"
         provider_rates = shared["department_providers"].filter(pl.col("department") == department)
     in_period = metrics.filter(pl.col("period") == period)
-    department_rows = sections.group_rows(in_period.filter(pl.col("level") == "department"), overall, low, names)
+    department_rows = sections.group_rows(in_period.filter(pl.col("level") == "department"), overall, low, names, spec)
     if department is not None:
         department_rows = [r for r in department_rows if r["group_key"] == department]
     for row in department_rows:
         row["slug"] = slugify(row["group_key"])
-    hospital_row = sections.group_rows(in_period.filter(pl.col("level") == "overall"), overall, low, names)
+    hospital_row = sections.group_rows(in_period.filter(pl.col("level") == "overall"), overall, low, names, spec)
     attribution = shared["attribution"]
     if department is not None:
         attribution = dict(attribution, rows=[r for r in attribution["rows"] if r["department"] == department])
-    points = sections.funnel_points(provider_rates, low)
+    points = sections.funnel_points(provider_rates, low, spec.funnel_measure)
     flagged = caselist.flagged_selection(shared["cases"], settings["per_department"], department)
     dept_chart_rows = (
-        in_period.filter((pl.col("level") == "department") & (pl.col("measure_id") == "inappropriate_order_rate"))
+        in_period.filter((pl.col("level") == "department") & (pl.col("measure_id") == spec.funnel_measure))
         .filter(pl.col("denominator") > 0)
         .with_columns(
             named("group_key", names, "label"),
@@ -158,58 +160,55 @@ def _page_context(
             "name": department_name(department, names) if department else "All departments",
         },
         "period": period,
-        "headline": sections.headline(metrics, period, level, key, rules, low, sections.plain_number(hours_limit)),
-        "trend": sections.trend(metrics, level, key, window, name, draw, low),
+        "headline": sections.headline(metrics, period, level, key, rules, low, spec, shared["verdicts"].get(department, {})),
+        "trend": sections.trend(metrics, level, key, window, name, draw, low, spec),
         "departments": department_rows,
         "hospital_row": hospital_row[0] if hospital_row else None,
         "attribution": attribution,
         "department_chart": None
-        if department
+        if department or funnel is None
         else draw(
             charts.interval_svg,
             dept_chart_rows,
-            "Inappropriate-order rate by department (alphabetical, not ranked)",
+            f"{funnel.label} by department (alphabetical, not ranked)",
             "dept-rates",
-            overall.get("inappropriate_order_rate"),
+            overall.get(funnel.measure_id),
         ),
-        "providers": sections.provider_table(provider_rates, overall, low),
-        "funnel_svg": draw(
+        "providers": sections.provider_table(provider_rates, overall, low, spec),
+        "funnel_svg": None
+        if funnel is None
+        else draw(
             charts.funnel_svg,
             points,
-            overall.get("inappropriate_order_rate"),
-            "Providers: inappropriate-order rate against evaluated orders (funnel plot)",
+            overall.get(funnel.measure_id),
+            f"Providers: {funnel.label.lower()} against {funnel.denominator} (funnel plot)",
             f"{name}-funnel",
         ),
         "n_funnel": points.height,
         "n_small_providers": int(points["small"].sum()) if points.height else 0,
         "attrition": sections.attrition(con) if department is None else [],
-        "hours": sections.hours(shared["hours"], department, float(hours_limit), f"{name}-hours", draw),
-        "risk_department": department,
+        "audit_sections": section_rows(con, spec, department),
         "flagged": flagged,
         "case_rows": caselist.shaped_rows(flagged["rows"], names),
         "cited_rules": caselist.cited_rules(flagged["rows"], rules),
     }
 
 
-def _page(ctx: dict, risk_counts, low: int) -> dict:
-    """A page context ready for the template: charts drawn (Futures resolved), risk factors in place."""
+def _page(ctx: dict) -> dict:
+    """A page context ready for the template: charts drawn (Futures resolved)."""
     out = dict(ctx)
     out["trend"] = [dict(t, svg=t["svg"].result()) for t in ctx["trend"]]
-    out["hours"] = dict(ctx["hours"], svg=ctx["hours"]["svg"] and ctx["hours"]["svg"].result())
     for key in ("department_chart", "funnel_svg"):
         out[key] = ctx[key] and ctx[key].result()
-    out["risk_factors"] = sections.risk_factors(risk_counts, low, out.pop("risk_department"))
     out["any_low"] = (
-        ctx["headline"]["any_low"]
-        or ctx["providers"]["any_low"]
-        or any(sections.any_low([r[m] for m in TABLE_MEASURES]) for r in ctx["departments"])
+        ctx["headline"]["any_low"] or ctx["providers"]["any_low"] or any(sections.any_low(r["cells"]) for r in ctx["departments"])
     )
     return out
 
 
 def _department_list(metrics: pl.DataFrame, period: str, attribution: dict) -> list[str]:
     """Every department any output of the period names: with figures, orders placed, cases attributed
-    by first imaging order, or cases after a procedure in it (the second view)."""
+    to it, or cases of its second view."""
     names = set(
         metrics.filter((pl.col("level") == "department") & (pl.col("period") == period))["group_key"].drop_nulls().to_list()
     )
@@ -217,8 +216,13 @@ def _department_list(metrics: pl.DataFrame, period: str, attribution: dict) -> l
     return sorted(names)
 
 
-def _common(run_info: dict, period_label: str, settings: dict) -> dict:
+def _common(run_info: dict, period_label: str, settings: dict, spec: ReportSpec) -> dict:
     common = {
+        "spec": spec,
+        "parameters": spec.parameters,
+        "table_measures": [spec.measure(m) for m in spec.headline_ids],
+        "funnel_label": funnel.label if (funnel := spec.measure(spec.funnel_measure)) else "",
+        "funnel_unit": funnel.denominator if funnel else "",
         "run": {k: run_info.get(k) for k in ("run_id", "software_version", "rule_set_version", "period", "started_at")},
         "demo_key": bool(run_info.get("pseudonym_key_is_demo")),
         "low": settings["low"],
@@ -232,11 +236,6 @@ def _common(run_info: dict, period_label: str, settings: dict) -> dict:
     if run_info.get("status"):  # the period's own state (empty, provisional, revised): _status_banner.html
         common["status"] = run_info["status"]
     return common
-
-
-def audit_parameters(run_info: dict) -> dict:
-    """The parameters in force of the audit being rendered (run.json's ``audit.parameters``)."""
-    return run_info.get("audit", {}).get("parameters", {})
 
 
 def audit_title(run_info: dict) -> str:
@@ -264,6 +263,7 @@ def render_outputs(
     site_root: str = "../",
     chart_process: bool | None = None,
     chart_pool: charts.ChartPool | None = None,
+    spec: ReportSpec | None = None,
 ) -> list[Path]:
     """Write every report and feed file into ``out_dir``; return the paths written.
 
@@ -272,7 +272,8 @@ def render_outputs(
     ``OUT/<audit>/``, ``../../`` from a backfill's ``OUT/<audit>/<YYYY-MM>/``. ``chart_process``: draw the charts in a worker
     process (``charts.ChartPool``); ``None`` does so from ``CHART_PROCESS_MIN_ORDERS`` orders with 2 CPUs.
     ``chart_pool``: a pool the caller started earlier (a run starts one first thing) and closes.
-    ``run_info`` gains ``headline`` (the hospital's headline rates), which run.json records.
+    ``run_info`` gains ``headline`` (the hospital's headline rates), which run.json records. ``spec``: the
+    audit's report spec (default: the audit run_info names, ``ReportSpec.from_run_info``).
     """
     missing = [k for k in RUN_INFO_KEYS if k not in run_info]
     if missing:
@@ -281,7 +282,8 @@ def render_outputs(
     if pdf:
         pdf_engine()  # fail before any work when no engine can print
     out_dir.mkdir(parents=True, exist_ok=True)
-    all_cases = caselist.case_rows(con)
+    spec = spec or ReportSpec.from_run_info(run_info)
+    all_cases = caselist.case_rows(con, spec)
     if chart_process is None and chart_pool is None:
         chart_process = all_cases.height >= CHART_PROCESS_MIN_ORDERS and workers.cpus_available() > 1
     pool_in = contextlib.nullcontext(chart_pool) if chart_pool is not None else charts.ChartPool(process=bool(chart_process))
@@ -289,7 +291,9 @@ def render_outputs(
     # three lines of work at once: the charts in a worker process (started first: it takes a while to
     # start), the workbook and the feed on a thread (Polars, zlib and file writes release the GIL), the pages here
     with pool_in as pool, ThreadPoolExecutor(1, thread_name_prefix="render-files") as files:
-        env = make_env()
+        env = make_env(spec.report_dir)
+        slots = ChartSlots(pool.submit)
+        env.globals.update(helpers(slots, int(run_info["config"].get("reporting", {}).get("low_reliability_denominator", 20))))
         rules = db.frame(
             con,
             "SELECT rule_id, reason_code, verdict, explanation, citation FROM ref_rules "
@@ -300,20 +304,20 @@ def render_outputs(
         months_n = int(run_info["config"].get("reporting", {}).get("trend_months", 24))
         window = sections.trend_months(metrics, trend_end, months_n, bounds.get("trend_first_month"))
         settings = _settings(run_info, _overall_rates(metrics, period))
-        common = _common(run_info, _period_label(period, metrics, bounds, trend_end), settings)
+        common = _common(run_info, _period_label(period, metrics, bounds, trend_end), settings, spec)
         common["site_root"] = site_root
-        page_metrics = _page_metrics(metrics, period)
+        page_metrics = _page_metrics(metrics, period, spec)
         shared = {
             "cases": all_cases,
             "attribution": sections.attribution(con, settings["names"]),
             "department_providers": sections.department_provider_rates(con),
-            "hours": sections.hours_frame(con),
+            "verdicts": _verdict_counts(con),
         }
         for row in shared["attribution"]["rows"]:
             row["slug"] = slugify(row["department"])
         providers = page_metrics.filter((pl.col("level") == "provider") & (pl.col("period") == period))
         book = files.submit(
-            workbook.write_case_list, out_dir / "case_list.xlsx", all_cases, rules, run_info, providers, settings["low"]
+            workbook.write_case_list, out_dir / "case_list.xlsx", all_cases, rules, run_info, providers, settings["low"], spec
         )
         feed_files = files.submit(feed.write_feed, out_dir, metrics, run_info, period)
 
@@ -323,21 +327,22 @@ def render_outputs(
         ]
         departments.sort(key=lambda d: (d["name"].lower(), d["key"]))
         page_context = functools.partial(
-            _page_context, con, run_info, page_metrics, rules, period, window, settings, shared, pool.submit
+            _page_context, con, run_info, page_metrics, rules, period, window, settings, shared, pool.submit, spec
         )
         # every page's figures first, so that the worker draws the charts while the rest is prepared
         ctx = page_context(department=None)
         dept_ctx = [page_context(department=d["key"]) for d in departments]
-        risk_counts = sections.risk_counts(con)
-        methods = sections.methods(con, run_info, rules)
+        methods = sections.methods(con, run_info, rules, spec)
 
         report_tpl = env.get_template("report.html")
         page = {**common, "department_links": departments}
-        report = report_tpl.render(**page, **_page(ctx, risk_counts, settings["low"]), methods=methods, root="")
-        written.append(_write_text(out_dir / "report.html", report))
+        slots.page = "overall"
+        report = report_tpl.render(**page, **_page(ctx), methods=methods, root="")
+        written.append(_write_text(out_dir / "report.html", slots.fill(report)))
+        slots.page = "dept"
         for d, dctx in zip(departments, dept_ctx, strict=True):
-            html = report_tpl.render(**page, **_page(dctx, risk_counts, settings["low"]), methods=None, root="../")
-            written.append(_write_text(out_dir / "departments" / f"{d['slug']}.html", html))
+            html = report_tpl.render(**page, **_page(dctx), methods=None, root="../")
+            written.append(_write_text(out_dir / "departments" / f"{d['slug']}.html", slots.fill(html)))
         written += feed_files.result()
         written.append(book.result())
 
@@ -347,7 +352,7 @@ def render_outputs(
         period=period,
         attribution=shared["attribution"],
         slugs=slugs,
-        months=sections.month_summary(metrics, window, settings["low"]),
+        months=sections.month_summary(metrics, window, settings["low"], spec),
         pdf=pdf,
     )
     written.append(_write_text(out_dir / "index.html", index))
@@ -358,6 +363,19 @@ def render_outputs(
         )
         written.append(write_pdf(out_dir / "report.html", out_dir / "report.pdf", header))
     return written
+
+
+def _verdict_counts(con) -> dict:
+    """Audited orders per verdict of the period, for the hospital (key None) and each ordering department."""
+    rows = con.execute(
+        "SELECT coalesce(CAST(ordering_department AS VARCHAR), '(not recorded)'), verdict, count(*) "
+        "FROM mart_audited_orders GROUP BY ALL"
+    ).fetchall()
+    out: dict = {None: {}}
+    for department, verdict, n in rows:
+        out.setdefault(department, {})[verdict] = n
+        out[None][verdict] = out[None].get(verdict, 0) + n
+    return out
 
 
 def _headline_record(metrics: pl.DataFrame, period: str) -> list[dict]:

@@ -1,73 +1,27 @@
-"""The report's sections as plain values: headline, trend, departments, providers, attrition,
-time to imaging, risk factors, methods. ``render`` puts them on pages.
+"""The report shell's sections as plain values: headline, trend, departments, providers, attrition,
+methods. ``render`` puts them on pages; the audit's own sections (``audit_sections``) come between.
 
 Every rate is shown with n / N and its Wilson interval (internal documents); a rate whose
 denominator is below ``low`` (``[reporting] low_reliability_denominator``) is marked, never
-hidden. Each measure names its numerator and denominator, and the same measure uses the same
-denominator everywhere.
+hidden. Each measure names its numerator and denominator (the audit's manifest), and the same
+measure uses the same denominator everywhere.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
-from pipeline.db import columns, frame, has_table
+from pipeline.db import frame, has_table
 from pipeline.months import MONTH, month_range
 from pipeline.report import charts
 from pipeline.report.measure import funnel_status, p_chart, with_rates
 from pipeline.report.names import department_name
+from pipeline.report.spec import EVALUATED, REASON_DENOMINATOR, ReportSpec, plain_number
 
-
-@dataclass(frozen=True)
-class Measure:
-    measure_id: str
-    label: str
-    numerator: str
-    denominator: str
-
-
-EVALUATED = "evaluated orders (appropriate, inappropriate or review)"
-NOT_EXCLUDED = "audited orders not excluded"
-ALL_ORDERS = "all audited orders"
-RATED_CASES = "cases with evaluated imaging"
-
-
-def measures(premature_hours: str) -> list[Measure]:
-    """The headline measures, each with its numerator and denominator in words."""
-    return [
-        Measure(
-            "first_imaging_right_study",
-            "Leak cases whose first imaging was the right study",
-            f"cases whose first imaging episode had a complete-spine MRI without and with contrast at {premature_hours} h "
-            "or later, and no flagged order",
-            RATED_CASES,
-        ),
-        Measure("inappropriate_order_rate", "Inappropriate orders", "orders with verdict inappropriate", EVALUATED),
-        Measure(
-            "premature_order_rate",
-            f"Premature imaging (< {premature_hours} h)",
-            f"evaluated orders placed less than {premature_hours} h after the procedure",
-            EVALUATED,
-        ),
-        Measure("not_evaluable_rate", "Orders that could not be evaluated", "orders with verdict not evaluable", NOT_EXCLUDED),
-        Measure("review_order_rate", "Orders for clinician review", "orders with verdict review", EVALUATED),
-    ]
-
-
-REASON_DENOMINATOR = {"excluded": ALL_ORDERS, "not_evaluable": NOT_EXCLUDED}
 VERDICT_ORDER = ("inappropriate", "review", "appropriate", "not_evaluable", "excluded")
-TREND_MEASURES = [("inappropriate_order_rate", "Inappropriate-order rate"), ("first_imaging_right_study", "Right first study")]
-TABLE_MEASURES = ["first_imaging_right_study", "inappropriate_order_rate", "premature_order_rate"]
-RISK_FACTORS = [
-    ("needle_type", "Needle type"),
-    ("needle_gauge", "Needle gauge"),
-    ("attempts", "Attempts"),
-    ("patient_position", "Patient position"),
-]
 
 
 def marked(row: dict | None, low: int) -> dict | None:
@@ -85,13 +39,25 @@ def any_low(rows) -> bool:
 # ----------------------------------------------------------------------------- headline
 
 
-def headline(metrics: pl.DataFrame, period: str, level: str, key: str, rules: pl.DataFrame, low: int, hours: str) -> dict:
-    """The page's measures and its orders by reason, grouped by verdict, each group with its overlap note."""
+def headline(
+    metrics: pl.DataFrame, period: str, level: str, key: str, rules: pl.DataFrame, low: int, spec: ReportSpec, verdicts: dict
+) -> dict:
+    """The page's measures and its orders by reason, grouped by verdict, each group with its overlap note.
+    ``verdicts``: the page's audited orders per verdict (the overlap note)."""
     sel = metrics.filter((pl.col("period") == period) & (pl.col("level") == level) & (pl.col("group_key") == key))
     by_id = {r["measure_id"]: r for r in sel.to_dicts()}
     main = [
-        marked(dict(by_id[m.measure_id], label=m.label, numerator_def=m.numerator, denominator_def=m.denominator), low)
-        for m in measures(hours)
+        marked(
+            dict(
+                by_id[m.measure_id],
+                label=m.label,
+                numerator_def=m.numerator,
+                denominator_def=m.denominator,
+                headline=m.headline,
+            ),
+            low,
+        )
+        for m in spec.measures
         if m.measure_id in by_id
     ]
     groups = []
@@ -114,27 +80,10 @@ def headline(metrics: pl.DataFrame, period: str, level: str, key: str, rules: pl
                     "reasons_sum": sum(r["numerator"] for r in rows),
                 }
             )
-    orders = _verdict_orders(by_id, {g["verdict"]: g["denominator"] for g in groups})
     for g in groups:
-        g["orders"] = orders.get(g["verdict"])
+        g["orders"] = verdicts.get(g["verdict"])
         g["overlap"] = g["orders"] is not None and g["reasons_sum"] > g["orders"]
     return {"main": main, "reason_groups": groups, "any_low": any_low(main) or any(any_low(g["rows"]) for g in groups)}
-
-
-def _verdict_orders(by_id: dict, reason_denominators: dict[str, int]) -> dict[str, int]:
-    """Orders per verdict, from the measures' numerators and denominators (the reason table's overlap note)."""
-    num = {m: r["numerator"] for m, r in by_id.items()}
-    den = {m: r["denominator"] for m, r in by_id.items()}
-    out = {}
-    if {"inappropriate_order_rate", "review_order_rate"} <= num.keys():
-        out["inappropriate"] = num["inappropriate_order_rate"]
-        out["review"] = num["review_order_rate"]
-        out["appropriate"] = den["inappropriate_order_rate"] - out["inappropriate"] - out["review"]
-    if "not_evaluable_rate" in num:
-        out["not_evaluable"] = num["not_evaluable_rate"]
-        if "excluded" in reason_denominators:  # all audited orders minus those not excluded
-            out["excluded"] = reason_denominators["excluded"] - den["not_evaluable_rate"]
-    return out
 
 
 # ----------------------------------------------------------------------------- trend
@@ -152,18 +101,22 @@ def trend_months(metrics: pl.DataFrame, end: str | None, months: int, first: str
     return month_range(start, end)[-months:]
 
 
-def trend(metrics: pl.DataFrame, level: str, key: str, window: list[str], name: str, draw, low: int) -> list[dict]:
+def trend(
+    metrics: pl.DataFrame, level: str, key: str, window: list[str], name: str, draw, low: int, spec: ReportSpec
+) -> list[dict]:
     """p-chart per trend measure (a Future from ``draw``), and the special-cause months: good or bad news."""
     out = []
     if not window:
         return out
     base = metrics.filter((pl.col("level") == level) & (pl.col("group_key") == key) & pl.col("period").is_in(window))
     frame = pl.DataFrame({"period": window})
-    for measure_id, label in TREND_MEASURES:
+    for m in spec.trend_measures:
+        measure_id, label = m.measure_id, m.label
         got = base.filter(pl.col("measure_id") == measure_id).select("period", "numerator", "denominator")
         if got.height == 0:
             continue
-        higher = measure_id == "first_imaging_right_study"
+        higher = m.direction == "higher_is_better"
+        neutral = m.direction == "neutral"
         monthly = frame.join(got, on="period", how="left").with_columns(
             pl.col("numerator").fill_null(0), pl.col("denominator").fill_null(0)
         )
@@ -174,10 +127,11 @@ def trend(metrics: pl.DataFrame, level: str, key: str, window: list[str], name: 
         for f in pc.filter(pl.col("outside")).select("period", "numerator", "denominator", "rate", "lcl", "ucl").to_dicts():
             above = f["rate"] > f["ucl"]
             good = above == higher
+            news = "good news: better than usual" if good else "bad news: worse than usual"
             f.update(
                 signal="above the upper limit" if above else "below the lower limit",
-                news="good news: better than usual" if good else "bad news: worse than usual",
-                good=good,
+                news="unusual: look for a cause" if neutral else news,
+                good=good and not neutral,
             )
             flagged.append(marked(f, low))
         out.append(
@@ -190,7 +144,7 @@ def trend(metrics: pl.DataFrame, level: str, key: str, window: list[str], name: 
                 "first": window[0],
                 "last": window[-1],
                 "centre": pc["centre"][0],
-                "direction": "higher is better" if higher else "lower is better",
+                "direction": "neither better nor worse" if neutral else ("higher is better" if higher else "lower is better"),
                 "flagged": flagged,
             }
         )
@@ -200,41 +154,42 @@ def trend(metrics: pl.DataFrame, level: str, key: str, window: list[str], name: 
 # ----------------------------------------------------------------------------- departments and providers
 
 
-def group_rows(rates: pl.DataFrame, overall: dict, low: int, names: dict[str, str]) -> list[dict]:
-    """One row per group (``group_key``) with each table measure, its funnel position (inappropriate
-    orders) and its printed name; alphabetical by printed name, never ranked."""
+def group_rows(rates: pl.DataFrame, overall: dict, low: int, names: dict[str, str], spec: ReportSpec) -> list[dict]:
+    """One row per group (``group_key``) with each headline measure (``cells``, in the spec's order), its
+    funnel position (the funnel measure) and its printed name; alphabetical by printed name, never ranked."""
+    table = spec.headline_ids
+    funnel = spec.funnel_measure
     by_key: dict[str, dict] = {}
-    for r in rates.filter(pl.col("measure_id").is_in(TABLE_MEASURES)).to_dicts():
+    for r in rates.filter(pl.col("measure_id").is_in(table)).to_dicts():
         by_key.setdefault(r["group_key"], {"group_key": r["group_key"]})[r["measure_id"]] = marked(r, low)
     rows = list(by_key.values())
-    p0 = overall.get("inappropriate_order_rate")
-    placed = [m for row in rows if (m := row.get("inappropriate_order_rate")) is not None and m["rate"] is not None]
+    p0 = overall.get(funnel)
+    placed = [m for row in rows if (m := row.get(funnel)) is not None and m["rate"] is not None]
     status = iter(funnel_status([m["rate"] for m in placed], [m["denominator"] for m in placed], p0) if p0 is not None else [])
     for row in rows:
-        m = row.get("inappropriate_order_rate")
+        m = row.get(funnel)
         row["funnel"] = next(status) if p0 is not None and m is not None and m["rate"] is not None else ""
         row["outlier"] = row["funnel"] not in ("", "within limits")
         row["orders"] = m["denominator"] if m is not None else 0
         row["name"] = department_name(row["group_key"], names)
-        for mid in TABLE_MEASURES:
-            row.setdefault(mid, None)
+        row["cells"] = [row.get(mid) for mid in table]
     return sorted(rows, key=lambda r: (r["name"].lower(), r["group_key"]))
 
 
 PROVIDER_ROWS_MAX = 40  # more rated providers than this: only those outside the funnel limits are listed
 
 
-def provider_table(rates: pl.DataFrame, overall: dict, low: int) -> dict:
+def provider_table(rates: pl.DataFrame, overall: dict, low: int, spec: ReportSpec) -> dict:
     """Rated providers (at least ``low`` evaluated orders) are listed with their funnel position, or, when
     there are more than ``PROVIDER_ROWS_MAX``, the rated ones outside the 95% limits; the rest are one
     sentence with their counts (each is drawn in the funnel plot and listed in the workbook). Vectorised:
     only the listed providers become rows (a hospital has thousands)."""
-    inap = rates.filter(pl.col("measure_id") == "inappropriate_order_rate")
+    funnel = rates.filter(pl.col("measure_id") == spec.funnel_measure)
     keys = rates.select("group_key").unique()
-    summary = keys.join(inap.select("group_key", "numerator", "denominator", "rate"), on="group_key", how="left").with_columns(
+    summary = keys.join(funnel.select("group_key", "numerator", "denominator", "rate"), on="group_key", how="left").with_columns(
         pl.col("numerator", "denominator").fill_null(0)
     )
-    p0 = overall.get("inappropriate_order_rate")
+    p0 = overall.get(spec.funnel_measure)
     placed = summary["rate"].is_not_null().to_numpy()
     status = np.full(summary.height, "", dtype=object)
     if p0 is not None and placed.any():
@@ -245,12 +200,12 @@ def provider_table(rates: pl.DataFrame, overall: dict, low: int) -> dict:
     )
     rated, rest = summary.filter(pl.col("rated")), summary.filter(~pl.col("rated"))
     listed = rated if rated.height <= PROVIDER_ROWS_MAX else rated.filter(pl.col("outlier"))
-    rows = group_rows(rates.filter(pl.col("group_key").is_in(listed["group_key"].implode())), overall, low, {})
+    rows = group_rows(rates.filter(pl.col("group_key").is_in(listed["group_key"].implode())), overall, low, {}, spec)
     return {
         "rows": rows,
         "n_rated": rated.height,
         "only_outliers": listed.height < rated.height,
-        "any_low": any(any_low([r[m] for m in TABLE_MEASURES]) for r in rows),
+        "any_low": any(any_low(r["cells"]) for r in rows),
         "n_outliers": int(rated["outlier"].sum()),
         "n_rest": rest.height,
         "rest_orders": int(rest["denominator"].sum()),
@@ -260,9 +215,9 @@ def provider_table(rates: pl.DataFrame, overall: dict, low: int) -> dict:
     }
 
 
-def funnel_points(rates: pl.DataFrame, low: int) -> pl.DataFrame:
-    """Every provider with evaluated orders; ``small`` (fewer than ``low``) are drawn hollow, not hidden."""
-    pts = rates.filter((pl.col("measure_id") == "inappropriate_order_rate") & (pl.col("denominator") > 0))
+def funnel_points(rates: pl.DataFrame, low: int, measure_id: str | None) -> pl.DataFrame:
+    """Every provider with a denominator in the funnel measure; ``small`` (fewer than ``low``) drawn hollow, not hidden."""
+    pts = rates.filter((pl.col("measure_id") == measure_id) & (pl.col("denominator") > 0))
     return pts.select(
         "group_key",
         "numerator",
@@ -283,8 +238,8 @@ def department_provider_rates(con) -> pl.DataFrame:
 
 
 def attribution(con, names: dict[str, str]) -> dict:
-    """Who the numbers belong to: per department, orders placed and cases attributed (first imaging
-    order's department; procedure's department as a labelled second view), with totals that reconcile."""
+    """Who the numbers belong to: per department, orders placed and cases attributed (``[report]
+    case_department``; ``second_view_department`` as a labelled second view), with totals that reconcile."""
     rows = frame(con, "SELECT * FROM mart_department_summary").to_dicts()
     for r in rows:
         r["name"] = department_name(r["department"], names)
@@ -295,9 +250,9 @@ def attribution(con, names: dict[str, str]) -> dict:
         "orders_evaluated",
         "orders_inappropriate",
         "orders_review",
-        "cases_first_imaging",
+        "cases_attributed",
         "cases_flagged",
-        "cases_procedure",
+        "cases_second_view",
     ]
     total = {c: sum(r[c] for r in rows) for c in cols}
     n_cases = con.execute("SELECT count(*) FROM mart_cases").fetchall()[0][0]
@@ -308,7 +263,7 @@ def attribution(con, names: dict[str, str]) -> dict:
         "n_cases": n_cases,
         "n_orders": n_orders,
         # cases whose orders were all excluded or not evaluable, or that had no audited order
-        "cases_unattributed": n_cases - total["cases_first_imaging"],
+        "cases_unattributed": n_cases - total["cases_attributed"],
     }
 
 
@@ -338,82 +293,10 @@ def attrition(con) -> list[dict]:
     return rows
 
 
-def hours_frame(con) -> pl.DataFrame:
-    """Hours from procedure to first imaging of every case, with the case's department (one query for all pages)."""
-    return frame(
-        con,
-        "SELECT first_imaging_department AS department, hours_to_first_imaging AS h FROM mart_cases "
-        "WHERE hours_to_first_imaging IS NOT NULL",
-    )
-
-
-def hours(frame: pl.DataFrame, department: str | None, threshold: float, name: str, draw) -> dict:
-    """Timing summary: every case, or the cases whose first evaluated imaging order came from ``department``."""
-    if department is not None:
-        frame = frame.filter(pl.col("department") == department)
-    h = frame["h"].cast(pl.Float64).to_numpy()
-    if h.size == 0:
-        return {"n": 0, "svg": None, "median": None, "q1": None, "q3": None, "under": 0, "threshold": threshold}
-    q1, med, q3 = np.percentile(h, [25, 50, 75])
-    return {
-        "n": int(h.size),
-        "median": float(med),
-        "q1": float(q1),
-        "q3": float(q3),
-        "under": int((h < threshold).sum()),
-        "threshold": threshold,
-        "svg": draw(charts.histogram_svg, h, threshold, "Hours from procedure to first imaging order", name),
-    }
-
-
-def risk_counts(con) -> list[tuple[str, str, pl.DataFrame]]:
-    """(factor, label, leak rates by department and value, and by value alone for the hospital) for each
-    factor the procedure log holds: one query and one interval computation per factor for all pages;
-    ``risk_factors`` picks a page's rows."""
-    cols = columns(con, "mart_index_procedures")
-    out = []
-    for col, label in RISK_FACTORS:
-        if col not in cols:
-            continue
-        df = frame(
-            con,
-            f"""SELECT department, coalesce(CAST({col} AS VARCHAR), 'not recorded') AS value,
-                       count(*) FILTER (WHERE is_adult) AS denominator,
-                       count(*) FILTER (WHERE is_case) AS numerator,
-                       count({col}) AS recorded, grouping(department) = 1 AS hospital
-                FROM mart_index_procedures GROUP BY GROUPING SETS ((department, value), (value))""",
-        )
-        out.append((col, label, with_rates(df.with_columns(pl.col("department").cast(pl.String)))))
-    return out
-
-
-def risk_factors(counts: list[tuple[str, str, pl.DataFrame]], low: int, department: str | None) -> list[dict]:
-    """Leak rate by each recorded factor: index procedures of the hospital, or those performed in ``department``."""
-    out = []
-    for col, label, rates in counts:
-        page = rates.filter(pl.col("hospital") if department is None else pl.col("department") == department)
-        page = page.sort("value")
-        if page.height == 0 or page["recorded"].sum() == 0:
-            continue  # the log does not hold this factor
-        out.append({"factor": col, "label": label, "rows": [marked(r, low) for r in page.to_dicts()]})
-    return out
-
-
 # ----------------------------------------------------------------------------- methods
 
 
-def plain_number(value) -> str:
-    """A config number in words: 72.0 -> '72', 0.5 -> '0.5'."""
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-ACR_REFERENCE = (
-    "ACR Appropriateness Criteria, Imaging of Suspected Intracranial Hypotension. "
-    "J Am Coll Radiol 2024;21(11S):S396-S412, doi:10.1016/j.jacr.2024.08.020."
-)
-
-
-def methods(con, run_info: dict, rules: pl.DataFrame) -> dict:
+def methods(con, run_info: dict, rules: pl.DataFrame, spec: ReportSpec) -> dict:
     """Definitions, rules, data quality, inputs and settings for the Methods section."""
     cfg = run_info["config"]
     reporting = cfg.get("reporting", {})
@@ -429,19 +312,22 @@ def methods(con, run_info: dict, rules: pl.DataFrame) -> dict:
         status_counts[str(d["status"])] = status_counts.get(str(d["status"]), 0) + 1
     rejects_info = run_info.get("rejects") or {}
     rule_rows = []
+    reference = str(spec.guideline.get("reference", ""))
     for r in rules.to_dicts():
         citation = r["citation"] or ""
-        detail = citation.removeprefix(ACR_REFERENCE).strip()
+        cites_guideline = bool(reference) and citation.startswith(reference)
+        detail = citation.removeprefix(reference).strip() if cites_guideline else citation
         # printed: the variant (or the audit definition), not the supporting quotation
         variant = detail.split("; secondary summary of the criteria:")[0].strip()
-        rule_rows.append(dict(r, detail=detail, variant=variant, acr=citation.startswith(ACR_REFERENCE)))
-    case = {k: plain_number(v) for k, v in run_info.get("audit", {}).get("parameters", {}).items()}
+        rule_rows.append(dict(r, detail=detail, variant=variant, acr=cites_guideline))
+    case = {k: plain_number(v) for k, v in spec.parameters.items()}
     return {
         "case": case,
         "site_timezone": cfg.get("site_timezone", ""),
         "config_json": json.dumps(cfg, indent=2, sort_keys=True, default=str),
         "code_set_versions": sorted((str(k), str(v)) for k, v in run_info.get("code_set_versions", {}).items()),
-        "reference": ACR_REFERENCE,
+        "reference": reference,
+        "guideline": spec.guideline,
         "rules": rule_rows,
         "verdicts": verdicts,
         "data_quality": [d for d in dq if d["status"] != "passed"],
@@ -456,7 +342,7 @@ def methods(con, run_info: dict, rules: pl.DataFrame) -> dict:
         "inputs": run_info.get("inputs", []),
         "low": reporting.get("low_reliability_denominator", 20),
         "per_department": reporting.get("flagged_cases_per_department", 5),
-        "measures": measures(case.get("premature_hours", "72")),
+        "measures": spec.measures,
     }
 
 
@@ -469,18 +355,14 @@ def _rejects(con) -> list[dict]:
     ).to_dicts()
 
 
-def month_summary(metrics: pl.DataFrame, window: list[str], low: int) -> list[dict]:
-    """Overall monthly headline numbers for the index page (each month of the trend, newest first)."""
+def month_summary(metrics: pl.DataFrame, window: list[str], low: int, spec: ReportSpec) -> list[dict]:
+    """Overall monthly numbers of the trend measures for the index page (each month of the trend, newest
+    first): ``cells`` in the order of ``spec.trend_measures``."""
     if not window:
         return []
-    sel = metrics.filter(
-        (pl.col("level") == "overall")
-        & pl.col("period").is_in(window)
-        & pl.col("measure_id").is_in(["inappropriate_order_rate", "first_imaging_right_study"])
-    )
-    out: dict[str, dict] = {
-        m: {"period": m, "inappropriate_order_rate": None, "first_imaging_right_study": None} for m in reversed(window)
-    }
+    ids = [m.measure_id for m in spec.trend_measures]
+    sel = metrics.filter((pl.col("level") == "overall") & pl.col("period").is_in(window) & pl.col("measure_id").is_in(ids))
+    by_month: dict[str, dict] = {m: {} for m in reversed(window)}
     for r in sel.to_dicts():
-        out[r["period"]][r["measure_id"]] = marked(r, low)
-    return list(out.values())
+        by_month[r["period"]][r["measure_id"]] = marked(r, low)
+    return [{"period": m, "cells": [cells.get(i) for i in ids]} for m, cells in by_month.items()]

@@ -6,6 +6,8 @@ error; bidirectional controls are shown as visible codes (``bidi``), never obeye
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jinja2
 import markupsafe
 
@@ -13,10 +15,14 @@ from pipeline.report import bidi
 from pipeline.resources import reports_dir
 
 
-def make_env() -> jinja2.Environment:
-    """The one Jinja2 environment: escape everything, fail on anything undefined."""
+def make_env(audit_report_dir: Path | None = None) -> jinja2.Environment:
+    """The one Jinja2 environment: escape everything, fail on anything undefined. ``audit_report_dir``:
+    the rendered audit's own section templates, named ``audit/<name>.html``."""
+    loader: jinja2.BaseLoader = jinja2.FileSystemLoader(str(reports_dir()))
+    if audit_report_dir is not None:
+        loader = jinja2.ChoiceLoader([loader, jinja2.PrefixLoader({"audit": jinja2.FileSystemLoader(str(audit_report_dir))})])
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(reports_dir())),
+        loader=loader,
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

@@ -50,15 +50,15 @@ class Column:
 
 # the Cases sheet, in order: source column -> how it is shown; other columns keep their name. The
 # columns up to the reviewer's are the printed review form (the print area); the rest are for filters.
-CASE_COLUMNS: dict[str, Column] = {
-    "case_id": Column("Case", 11, "Case = the index procedure (its procedure id)."),
+# An audit's own columns ([report] columns of its manifest: header, width, note, style, "form") replace
+# the engine's of the same name, or come in after patient_key ("form") or after the reviewer's.
+FORM_HEAD: dict[str, Column] = {
+    "case_id": Column("Case", 11, "The case (its id); the audit's DESIGN.md says what a case is."),
     "patient_key": Column("Patient key", 17, "Keyed pseudonym of the patient (HMAC-SHA256); the raw id is never in this file."),
-    "index_local_date": Column("Procedure date", 11, "Site-local date of the index procedure.", "date"),
+}
+FORM_TAIL: dict[str, Column] = {
     "order_id": Column("Order", 11, "Imaging order id."),
-    "ordered_at_local": Column("Ordered (site time)", 15, "Order date and time, site-local.", "datetime"),
-    "time_after_procedure": Column(
-        "Time after procedure", 14, "Time from the procedure to the order, truncated to the minute (71 h 59 min is under 72 h)."
-    ),
+    "time_after_index": Column("Time after index", 14, "Time from the case's index to the order."),
     "order_name": Column("Ordered study", 26, "Order name as sent.", "wrap"),
     "ordering_department": Column("Ordering department", 15, "Department that placed the order (order measures count here)."),
     "verdict": Column("Verdict", 13, "appropriate, inappropriate, review, not_evaluable or excluded (coloured)."),
@@ -67,15 +67,9 @@ CASE_COLUMNS: dict[str, Column] = {
     "reviewer_comment": Column("Reviewer comment", 22, "Reviewer: free text.", "wrap"),
     "reviewer": Column("Reviewer", 11, "Reviewer: name or initials."),
     "review_date": Column("Review date", 11, "Reviewer: date of the review.", "date"),
-    "first_imaging_department": Column(
-        "Case department", 16, "Department of the case's first evaluated imaging order: the department the case is counted for."
-    ),
-    "case_department": Column("Procedure department", 16, "Department where the index procedure was done (second view)."),
+}
+MORE: dict[str, Column] = {
     "ordering_provider_id": Column("Ordering provider", 13, "Provider who placed the order."),
-    "hours_since_index": Column(
-        "Hours after procedure", 11, "Time after the procedure in hours, truncated to 0.01 h (absolute time)."
-    ),
-    "episode_number": Column("Episode", 8, "Imaging episode (orders within 24 h of the episode's first order); 1 = first."),
     "order_code": Column("Code", 9, "Order code as sent (CPT, LOINC or local)."),
     "study_type": Column("Study type", 14, "Study type from the imaging code map."),
     "status": Column("Status", 10, "Order status."),
@@ -84,8 +78,23 @@ CASE_COLUMNS: dict[str, Column] = {
     "rule_ids": Column("Rules", 10, "Rule ids: each rule's guideline citation is on the Rules sheet."),
     "indication_text": Column("Indication (as sent)", 30, "Indication text as sent."),
 }
+
+
+def case_columns(audit_columns: dict | None = None) -> dict[str, Column]:
+    """The Cases sheet's known columns in order, the audit's own placed as its manifest says."""
+    own = {
+        k: Column(str(v[0]), float(v[1]), str(v[2]), str(v[3]) if len(v) > 3 else "") for k, v in (audit_columns or {}).items()
+    }
+    form = [k for k, v in (audit_columns or {}).items() if len(v) > 4 and v[4] == "form"]
+    engine = {**FORM_HEAD, **FORM_TAIL, **MORE}
+    order = [*FORM_HEAD, *(k for k in form if k not in engine), *FORM_TAIL]
+    order += [k for k in own if k not in engine and k not in form] + [*MORE]
+    return {k: own.get(k, engine.get(k)) for k in order}
+
+
+CASE_COLUMNS = case_columns()  # the engine's alone
 REVIEW_COLUMNS = ("reviewer_agrees", "reviewer_comment", "reviewer", "review_date")  # empty: the reviewer fills them
-DROPPED = ("index_at", "minutes_since_index")  # sort key and the source of time_after_procedure
+DROPPED = ("index_at", "minutes_since_index")  # sort key and the source of time_after_index
 AGREEMENT = ["agree", "disagree", "unsure"]
 VERDICT_COLOURS = {
     "inappropriate": "#F4CCCC",
@@ -94,19 +103,20 @@ VERDICT_COLOURS = {
     "not_evaluable": "#E7E6E6",
     "excluded": "#E7E6E6",
 }
-COLUMN_NOTES = {k: c.note for k, c in CASE_COLUMNS.items()}  # the Explanation sheet's text per column
 _FIXED_DATE = dt.datetime(2000, 1, 1)
 _NUM_FORMATS = {"date": "yyyy-mm-dd", "datetime": "yyyy-mm-dd hh:mm"}
 
 
-def cases_sheet_frame(cases: pl.DataFrame) -> pl.DataFrame:
-    """The Cases sheet's columns in order: known columns shaped, text made formula-safe (one place)."""
+def cases_sheet_frame(cases: pl.DataFrame, known_columns: dict[str, Column] | None = None) -> pl.DataFrame:
+    """The Cases sheet's columns in order: known columns shaped, text made formula-safe (one place);
+    the case list's own columns (``_``...) stay out."""
+    known_columns = known_columns or CASE_COLUMNS
     extra = [pl.lit(None, pl.String).alias(c) for c in REVIEW_COLUMNS[:3]] + [pl.lit(None, pl.Date).alias(REVIEW_COLUMNS[3])]
     if "minutes_since_index" in cases.columns:
-        extra.append(time_after("minutes_since_index").alias("time_after_procedure"))
+        extra.append(time_after("minutes_since_index").alias("time_after_index"))
     frame = cases.with_columns(*extra)
-    known = [c for c in CASE_COLUMNS if c in frame.columns]
-    rest = [c for c in frame.columns if c not in CASE_COLUMNS and c not in DROPPED]
+    known = [c for c in known_columns if c in frame.columns]
+    rest = [c for c in frame.columns if c not in known_columns and c not in DROPPED and not c.startswith("_")]
     frame = frame.select(*known, *rest)
     converted = []
     for name, dtype in frame.schema.items():
@@ -128,6 +138,7 @@ def write_case_list(
     run_info: dict,
     providers: pl.DataFrame | None = None,
     low: int = 20,
+    spec=None,
 ) -> Path:
     """Write ``case_list.xlsx``: sheets Cases (one row per audited order), Providers, Explanation and Rules."""
     # constant_memory: rows stream to disk as written (a 100k-order list neither piles up cell objects
@@ -151,8 +162,9 @@ def write_case_list(
     for fmt in (head, *styles.values(), percent):
         fmt._get_xf_index()
 
-    sheet = cases_sheet_frame(cases)
-    columns = [CASE_COLUMNS.get(c, Column(c, 16, "")) for c in sheet.columns]
+    known = case_columns(spec.columns if spec is not None else None)
+    sheet = cases_sheet_frame(cases, known)
+    columns = [known.get(c, Column(c, 16, "")) for c in sheet.columns]
     ws = wb.add_worksheet("Cases")
     # xlsxwriter writes a string that starts with "<r>" and ends with "</r>" as raw rich-text XML
     # (unescaped), so free text of that shape could corrupt the sheet: every cell is plain text here
@@ -191,7 +203,8 @@ def write_case_list(
             ws.conditional_format(1, v, last_row, v, {"type": "cell", "criteria": "==", "value": f'"{verdict}"', "format": fmt})
     _print_setup(ws, run_info, "case list")
 
-    _providers_sheet(wb, providers, head, percent, low, run_info)
+    measures = [(m.measure_id, m.label) for m in spec.measures if m.headline] if spec is not None else None
+    _providers_sheet(wb, providers, head, percent, low, run_info, measures)
     _explanation_sheet(wb, run_info, columns, head, styles["wrap"])
     _rules_sheet(wb, rules, head, styles["wrap"], run_info)
     with _fast_zip():
@@ -233,20 +246,19 @@ def _print_setup(ws, run_info: dict, what: str) -> None:
     ws.set_landscape()
     ws.fit_to_pages(1, 0)
     ws.repeat_rows(0)
-    text = f"CSF-leak imaging audit {what}, period {run_info['period']}, run {run_info['run_id']}".replace("&", "&&")
+    title = run_info.get("audit", {}).get("short_title") or "order-audit"
+    text = f"{title} {what}, period {run_info['period']}, run {run_info['run_id']}".replace("&", "&&")
     ws.set_header(f"&L{text}")
     ws.set_footer("&RPage &P of &N")
 
 
-def _providers_sheet(wb, providers: pl.DataFrame | None, head, percent, low: int, run_info: dict) -> None:
-    """Every provider of the period with n, N, rate and interval of each table measure (the report lists only
-    providers with enough orders, or outside the funnel limits)."""
+def _providers_sheet(wb, providers: pl.DataFrame | None, head, percent, low: int, run_info: dict, measures=None) -> None:
+    """Every provider of the period with n, N, rate and interval of each headline measure (the report lists
+    only providers with enough orders, or outside the funnel limits). ``measures``: (id, label) pairs."""
     ps = wb.add_worksheet("Providers")
-    measures = [
-        ("first_imaging_right_study", "Right first study"),
-        ("inappropriate_order_rate", "Inappropriate orders"),
-        ("premature_order_rate", "Premature orders"),
-    ]
+    if measures is None:
+        ids = sorted(providers["measure_id"].unique().to_list()) if providers is not None and providers.height else []
+        measures = [(m, m) for m in ids]
     header = ["Provider"]
     for _, label in measures:
         header += [f"{label}: n", "N", "rate", "95% CI low", "95% CI high"]

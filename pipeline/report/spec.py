@@ -1,0 +1,142 @@
+"""What the report shell needs to know of the audit it renders: its measures, who a case belongs to, its
+own sections and column labels, all from its manifest (``audit.toml``) and parameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline import audits
+
+# the engine's words for the denominators of the reason shares, by the reason's verdict
+EVALUATED = "evaluated orders (appropriate, inappropriate or review)"
+NOT_EXCLUDED = "audited orders not excluded"
+ALL_ORDERS = "all audited orders"
+REASON_DENOMINATOR = {"excluded": ALL_ORDERS, "not_evaluable": NOT_EXCLUDED}
+
+
+def plain_number(value) -> str:
+    """A config number in words: 72.0 -> '72', 0.5 -> '0.5'."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _words(text: str, parameters: dict) -> str:
+    """A label with {parameter} placeholders filled from the audit's parameters in force."""
+    try:
+        return text.format_map({k: plain_number(v) for k, v in parameters.items()})
+    except (KeyError, ValueError, IndexError):
+        return text
+
+
+@dataclass(frozen=True)
+class MeasureDef:
+    measure_id: str
+    label: str
+    numerator: str  # in words
+    denominator: str
+    unit: str
+    direction: str
+    headline: bool
+    trend: bool
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    title: str
+    template: Path
+    sql: Path | None
+
+
+@dataclass(frozen=True)
+class ReportSpec:
+    audit_id: str
+    title: str
+    short_title: str
+    case_unit: str
+    guideline: dict
+    parameters: dict
+    measures: list[MeasureDef]
+    case_department: str | None
+    case_provider: str | None
+    case_department_label: str
+    second_view_department: str | None
+    second_view_label: str
+    case_date: str
+    funnel_measure: str | None
+    columns: dict = field(default_factory=dict)  # column -> (header, note)
+    case_list_notes: list[str] = field(default_factory=list)
+    sections: list[Section] = field(default_factory=list)
+    definitions: Path | None = None  # report/definitions.html: the audit's definitions in the Methods
+    report_dir: Path | None = None  # the audit's section templates
+
+    @property
+    def headline_ids(self) -> list[str]:
+        return [m.measure_id for m in self.measures if m.headline]
+
+    @property
+    def trend_measures(self) -> list[MeasureDef]:
+        return [m for m in self.measures if m.trend]
+
+    def measure(self, measure_id: str | None) -> MeasureDef | None:
+        return next((m for m in self.measures if m.measure_id == measure_id), None)
+
+    @classmethod
+    def of(cls, audit, parameters: dict | None = None) -> ReportSpec:
+        parameters = audit.parameters if parameters is None else parameters
+        report = audit.manifest.get("report", {})
+        measures = [
+            MeasureDef(
+                m.id,
+                _words(m.label, parameters),
+                _words(m.numerator_label, parameters) or m.numerator,
+                _words(m.denominator_label, parameters) or m.denominator,
+                m.unit,
+                m.direction,
+                m.headline,
+                m.trend,
+            )
+            for m in audit.measures
+        ]
+        funnel = report.get("funnel_measure") or next((m.id for m in audit.measures if m.headline and m.unit == "order"), None)
+        titles = report.get("section_titles", {})
+        sections = [
+            Section(
+                name,
+                titles.get(name, name.replace("_", " ").capitalize()),
+                audit.report_dir / f"{name}.html",
+                audit.report_dir / f"{name}.sql" if (audit.report_dir / f"{name}.sql").is_file() else None,
+            )
+            for name in audit.report_sections
+        ]
+        definitions = audit.report_dir / "definitions.html"
+        return cls(
+            audit_id=audit.id,
+            title=audit.title,
+            short_title=audit.short_title,
+            case_unit=audit.case_unit,
+            guideline=dict(audit.guideline),
+            parameters=dict(parameters),
+            measures=measures,
+            case_department=report.get("case_department"),
+            case_provider=report.get("case_provider"),
+            case_department_label=report.get("case_department_label", "attributed"),
+            second_view_department=report.get("second_view_department"),
+            second_view_label=report.get("second_view_label", "second view"),
+            case_date=report.get("case_date", "index_date"),
+            funnel_measure=funnel,
+            columns={k: tuple(v) for k, v in report.get("columns", {}).items()},
+            case_list_notes=[_words(n, parameters) for n in report.get("case_list_notes", [])],
+            sections=sections,
+            definitions=definitions if definitions.is_file() else None,
+            report_dir=audit.report_dir if audit.report_dir.is_dir() else None,
+        )
+
+    @classmethod
+    def from_run_info(cls, run_info: dict) -> ReportSpec:
+        """The spec of the audit run.json names (its parameters as the run recorded them)."""
+        audit_id = run_info.get("audit", {}).get("id")
+        found = {a.id: a for a in audits.discover(run_info.get("config", {}).get("audits_path"))}
+        if audit_id not in found:
+            raise KeyError(f"run_info names no known audit ({audit_id!r})")
+        return cls.of(found[audit_id], run_info.get("audit", {}).get("parameters"))
