@@ -181,13 +181,13 @@ def _instances(ctx) -> list[int]:
     return (1 + ctx.rng.multinomial(extra, weights / weights.sum())).tolist()
 
 
-def _index_days(ctx, k: int) -> pl.Series:
-    """Random day-0 dates in the generated months, never in February (the age edges stay plain years)."""
+def _index_days(ctx, s: Scenario, k: int) -> pl.Series:
+    """Random day-0 dates such that the scenario's orders and its audit window fall in the generated
+    months when they are long enough."""
+    last = max([43, *(o.day for o in s.orders), *(e.day + 43 for e in s.episodes)])
     lo = ctx.first_day.astype("int64")
-    hi = max(lo + 1, (ctx.end_day - np.timedelta64(50, "D")).astype("int64"))
-    days = ctx.rng.integers(lo, hi, 3 * k + 10)
-    days = days[(days.astype("datetime64[D]").astype("datetime64[M]").astype(int) % 12) != 1][:k]
-    return pl.Series("day0", days.astype("datetime64[D]"))
+    hi = max(lo + 1, (ctx.end_day - np.timedelta64(last + 1, "D")).astype("int64"))
+    return pl.Series("day0", ctx.rng.integers(lo, hi, k).astype("datetime64[D]"))
 
 
 def _birth_dates(ctx, day0: pl.Series, age: str) -> pl.Series:
@@ -201,6 +201,9 @@ def _birth_dates(ctx, day0: pl.Series, age: str) -> pl.Series:
     else:
         years = {"17": 18, "18": 18, "75": 76, "76": 76}[age]
         plus = 1 if age in ("17", "75") else 0  # born a day later: not yet that birthday on day 0
+        # day 0 on 29 February: N years back is 28 February (birthday passed); born a day after a
+        # 28 February of a leap year is born on 29 February, whose birthday is 1 March in other years
+        # (as the core models count): either way not yet that birthday on day 0
         birth = pl.col("day0").dt.offset_by(f"-{years}y") + pl.duration(days=plus)
     return frame.select(birth.dt.strftime("%Y-%m-%d"))[:, 0]
 
@@ -214,11 +217,12 @@ def _date(day0: pl.Series, day: int) -> pl.Series:
 
 
 def _scenario(ctx, s: Scenario, k: int) -> dict[str, list[pl.DataFrame]]:
-    day0 = _index_days(ctx, k)
+    day0 = _index_days(ctx, s, k)
     pid = ctx.patient_ids(k)
     birth = _birth_dates(ctx, day0, s.age)
     dept = pl.Series(DEPARTMENTS).gather(pl.Series(ctx.rng.integers(0, len(DEPARTMENTS), k)))
-    prov = pl.select(pl.lit("DR") + pl.Series(ctx.rng.integers(90000, 99999, k)).cast(pl.String))[:, 0]
+    providers = max(10, ctx.patients // 4000)  # a practice's clinicians: several episodes each
+    prov = pl.select(pl.lit("DR9") + pl.Series(ctx.rng.integers(0, providers, k)).cast(pl.String).str.zfill(4))[:, 0]
     out: dict[str, list[pl.DataFrame]] = {t: [] for t in ("procedures", "imaging_orders", "diagnoses", "orders", "episodes")}
     out["csf_orders"], out["csf_cases"] = [], []
     # the age comes from a procedure row's birth date (a knee injection: no audit's index procedure)
