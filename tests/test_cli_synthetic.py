@@ -85,7 +85,9 @@ def _lbp_outputs(audited: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The low back pain audit's orders and episodes with the raw patient id (through the crosswalk)."""
     crosswalk = _strings(audited.parent / f"{audited.name}.reid.csv").select("patient_key", "patient_id")
     cases = _strings(audited / LBP / "cases.csv").join(crosswalk, on="patient_key", how="left").fill_null("")
-    episode = cases.select("case_id", pl.col("patient_id").alias("case_patient_id"), pl.col("index_date").alias("case_index_date"))
+    episode = cases.select(
+        "case_id", pl.col("patient_id").alias("case_patient_id"), pl.col("index_date").alias("case_index_date")
+    )
     orders = _strings(audited / LBP / "audited_orders.csv").fill_null("").join(episode, on="case_id", how="left")
     return orders, cases
 

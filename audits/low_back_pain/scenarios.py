@@ -113,14 +113,28 @@ def _red_flag_scenarios() -> tuple[Scenario, ...]:
                 groups=group,
             )
         )
-        out.append(_one(f"red_flag_{group}_outside_window", 1, (Order("72148", 10, *EARLY),), "early_imaging", dx=(*LBP, Dx(code, outside))))
+        out.append(
+            _one(
+                f"red_flag_{group}_outside_window",
+                1,
+                (Order("72148", 10, *EARLY),),
+                "early_imaging",
+                dx=(*LBP, Dx(code, outside)),
+            )
+        )
     return tuple(out)
 
 
 SCENARIOS: tuple[Scenario, ...] = (
     _one("no_imaging", 30, (), "no_early_imaging"),
     _one("early_xray_day_7", 14, (Order("72100", 7, *EARLY),), "early_imaging"),
-    _one("early_day_0_before_diagnosis", 3, (Order("72100", 0, *EARLY, time="08:00:00"),), "early_imaging", dx=(Dx("M54.50", 0, "emergency", "14:00:00"),)),
+    _one(
+        "early_day_0_before_diagnosis",
+        3,
+        (Order("72100", 0, *EARLY, time="08:00:00"),),
+        "early_imaging",
+        dx=(Dx("M54.50", 0, "emergency", "14:00:00"),),
+    ),
     _one("early_day_28", 3, (Order("72148", 28, *EARLY),), "early_imaging"),
     _one("after_day_29", 3, (Order("72131", 29, *AFTER),), "no_early_imaging"),
     _one("window_day_42_43", 2, (Order("72148", 42, *AFTER), Order("72148", 43)), "no_early_imaging"),
@@ -241,7 +255,9 @@ def _scenario(ctx, s: Scenario, k: int) -> dict[str, list[pl.DataFrame]]:
     )
     for d in s.dx:
         out["diagnoses"].append(
-            pl.DataFrame({"patient_id": pid, "diagnosis_code": d.code, "recorded_at": _at(day0, d.day, d.time), "setting": d.setting})
+            pl.DataFrame(
+                {"patient_id": pid, "diagnosis_code": d.code, "recorded_at": _at(day0, d.day, d.time), "setting": d.setting}
+            )
         )
     order_ids = {}
     for i, o in enumerate(s.orders):
@@ -320,7 +336,9 @@ def _csf_side(ctx, s, k, day0, pid, birth, order_ids, out) -> None:
     csf = {1: ("excluded", "outside_window"), 2: ("appropriate", "mri_complete_spine_wwo")}
     csf |= {3: csf[2], 4: csf[2]}
     for i, (verdict, reasons) in csf.items():
-        out["csf_orders"].append(pl.DataFrame({"order_id": order_ids[i], "case_id": case_id, "verdict": verdict, "reasons": reasons}))
+        out["csf_orders"].append(
+            pl.DataFrame({"order_id": order_ids[i], "case_id": case_id, "verdict": verdict, "reasons": reasons})
+        )
     out["csf_cases"].append(pl.DataFrame({"case_id": case_id, "patient_id": pid, "scenario": s.name}))
 
 
@@ -339,6 +357,9 @@ def scenario_rows(ctx):
 
     return ScenarioRows(
         tables={t: cat(t) for t in ("procedures", "imaging_orders", "diagnoses")},
-        truth={AUDIT: {"orders": cat("orders"), "episodes": cat("episodes")}, "csf_leak": {"orders": cat("csf_orders"), "cases": cat("csf_cases")}},
+        truth={
+            AUDIT: {"orders": cat("orders"), "episodes": cat("episodes")},
+            "csf_leak": {"orders": cat("csf_orders"), "cases": cat("csf_cases")},
+        },
         summary={"scenarios": dict(zip(SCENARIO_NAMES, counts, strict=True))},
     )

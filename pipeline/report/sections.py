@@ -273,7 +273,9 @@ def attribution(con, names: dict[str, str]) -> dict:
 def attrition(con) -> list[dict]:
     """Attrition rows; a step's percentage is of the last step of the same unit at an earlier step number
     (steps sharing a number are siblings, e.g. flagged and review orders both out of evaluated orders)."""
-    rows = frame(con, "SELECT step_order, step, unit, count, kind, note FROM mart_attrition ORDER BY step_order, kind DESC, step").to_dicts()
+    rows = frame(
+        con, "SELECT step_order, step, unit, count, kind, note FROM mart_attrition ORDER BY step_order, kind DESC, step"
+    ).to_dicts()
     last: dict[str, tuple[int, int]] = {}
     before: dict[str, tuple[int, int]] = {}
     for r in rows:

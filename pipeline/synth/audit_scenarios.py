@@ -97,7 +97,9 @@ def rows_for(table: str, columns: list[str], collected: list[tuple[str, Scenario
         unknown = [c for c in frame.columns if c not in columns]
         if unknown:
             raise ValueError(f"scenarios of audit {audit_id}: {table} has columns the generator does not write: {unknown}")
-        frames.append(frame.select([pl.col(c).cast(pl.String) if c in frame.columns else pl.lit(None, pl.String).alias(c) for c in columns]))
+        frames.append(
+            frame.select([pl.col(c).cast(pl.String) if c in frame.columns else pl.lit(None, pl.String).alias(c) for c in columns])
+        )
     return pl.concat(frames) if frames else None
 
 

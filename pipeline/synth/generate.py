@@ -29,6 +29,7 @@ import numpy as np
 import polars as pl
 
 from pipeline.months import shift as shift_month
+from pipeline.synth import audit_scenarios
 from pipeline.synth.codes import (
     BG_DIAGNOSES,
     BG_IND_NEURO,
@@ -57,7 +58,6 @@ from pipeline.synth.codes import (
     SITES,
     STATUSES,
 )
-from pipeline.synth import audit_scenarios
 from pipeline.synth.columns import CHUNK, Writer, fmt_instants, gather, null_where, pick, to_utc_seconds, transitions
 from pipeline.synth.scenarios import SCENARIOS, H
 
@@ -433,7 +433,7 @@ def generate(
     append_audit_rows(w, "diagnoses", df)
     w.close()
     n_d = d_pat.size
-    n_d += sum(r.tables['diagnoses'].height for _, r in collected if 'diagnoses' in r.tables)
+    n_d += sum(r.tables["diagnoses"].height for _, r in collected if "diagnoses" in r.tables)
     del d_pat, d_t, d_code, d_date, dk, d_setting
 
     # ---- local code map
