@@ -67,3 +67,14 @@ def test_attrition_prints_in_the_marts_order(deck_runs):
     table = table[: table.index("</table>")]
     printed = [_cells(r)[1].removeprefix("− ") for r in re.findall(r'<tr class="(?:step|exclusion)">(.*?)</tr>', table, re.S)]
     assert printed == expected
+
+
+def test_case_list_workbook_shows_each_column_once(deck_runs):
+    """Both audits' workbooks: a column the case's side gives (id, date) is not repeated as <name>_1."""
+    from xlsx_xml import Workbook
+
+    for audit_id in ("csf_leak", AUDIT):
+        header = [r for r in Workbook(Path(deck_runs["runs"]["combined"]["out"]) / audit_id / "case_list.xlsx").rows("Cases")[:1]]
+        names = list(header[0]) if header else []
+        assert names and not [n for n in names if n and re.search(r"_\d+$", n)], (audit_id, names)
+        assert len(names) == len(set(names)), (audit_id, names)
