@@ -28,7 +28,7 @@ lock:
 demo: install
 	$(BIN)/order-audit synth --patients $(DEMO_PATIENTS) --months $(DEMO_MONTHS) --seed 7 --start $(DEMO_START) --out $(DEMO_DIR)/input
 	$(BIN)/order-audit run --input $(DEMO_DIR)/input --out $(DEMO_DIR)/output --warehouse $(DEMO_DIR)/warehouse.duckdb
-	@echo "Report: $(DEMO_DIR)/output/report.html"
+	@echo "Reports: $(DEMO_DIR)/output/index.html (one folder per audit)"
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -85,6 +85,9 @@ def test_each_audit_has_its_folder_and_the_site_index_lists_them(engine_run):
     for audit_id in ("csf_leak", "low_back_pain"):
         report = (out / audit_id / "report.html").read_text(encoding="utf-8")
         assert 'href="../index.html">All audits and months</a>' in report
+    # the log says what each audit did
+    lines = engine_run["stderr"].splitlines()
+    assert any(line.startswith("order-audit: low_back_pain: ") for line in lines)
 
 
 def test_an_audit_whose_table_is_missing_is_skipped_and_without_any_audit_the_run_stops(tmp_path):

@@ -46,7 +46,13 @@ def metrics(rows: list[tuple]) -> pl.DataFrame:
 
 
 def run_info(period: str = "all", **feed_cfg) -> dict:
-    return {"period": period, "config": {"feed": feed_cfg} if feed_cfg else {}, "software_version": "t", "rule_set_version": "t"}
+    return {
+        "period": period,
+        "audit": {"id": "toy"},
+        "config": {"feed": feed_cfg} if feed_cfg else {},
+        "software_version": "t",
+        "rule_set_version": "t",
+    }
 
 
 def cell(fed: pl.DataFrame, period: str, level: str, group: str, measure: str = "inappropriate_order_rate") -> dict:
@@ -332,7 +338,7 @@ def test_readme_dashboard_query_gives_released_nonzero_department_rates(demo):
 @pytest.mark.slow
 def test_demo_feed_gives_no_small_count_away(demo):
     fed = pl.read_parquet(demo["out"] / "csf_leak" / "metrics.parquet")
-    assert fed["schema_version"].unique().to_list() == ["1.1"]
+    assert fed["schema_version"].unique().to_list() == ["2.0"] and fed["audit_id"].unique().to_list() == ["csf_leak"]
     assert disclosure_breaches(fed, demo["source"]) == []
     # and it withheld what it had to, no more: the overall rolling inappropriate-order rates are all released
     rolling = fed.filter(

@@ -23,11 +23,12 @@ from pipeline.months import label as month_label
 from pipeline.report import disclosure
 from pipeline.report.measure import METRICS_SCHEMA, with_rates
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "2.0"
 ROUND_DIGITS = 6  # rates and intervals: enough for any dashboard, no floating-point noise
 
 FEED_SCHEMA: dict[str, pl.DataType] = {
     "schema_version": pl.String(),
+    "audit_id": pl.String(),  # 2.0: the audit the row measures (one audit per feed file)
     **{c: t for c, t in METRICS_SCHEMA.items() if c != "direction"},  # 1.0: period ... ci_high
     "suppressed": pl.Boolean(),
     "direction": pl.String(),
@@ -240,6 +241,7 @@ def build_feed(metrics: pl.DataFrame, run_info: dict) -> pl.DataFrame:
     feed = suppress(with_aggregates(metrics, windows), windows, min_cell_count(run_info))
     out = feed.with_columns(
         pl.lit(SCHEMA_VERSION).alias("schema_version"),
+        pl.lit(run_info["audit"]["id"]).alias("audit_id"),
         *[pl.col(c).round(ROUND_DIGITS).clip(0.0, 1.0) for c in ("rate", "ci_low", "ci_high")],
         pl.col("period_end").replace_strict(status, default=None, return_dtype=pl.String).alias("status"),
         pl.lit(through, pl.Date).alias("data_through"),
@@ -256,6 +258,7 @@ def write_feed(out_dir: Path, metrics: pl.DataFrame, run_info: dict, headline_pe
     headline = feed.filter((pl.col("period") == headline_period) & (pl.col("level") == "overall"))
     summary = {
         "schema_version": SCHEMA_VERSION,
+        "audit_id": run_info["audit"]["id"],
         # no run id or time here: the feed is data and a rerun must give the same bytes (run.json has them)
         "software_version": run_info["software_version"],
         "rule_set_version": run_info["rule_set_version"],

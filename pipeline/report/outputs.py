@@ -35,9 +35,9 @@ PARQUET_TYPES = {
 
 
 def _parquet_query(con: duckdb.DuckDBPyConnection, table: str, query: str) -> str:
-    """``query`` with the table's text instants cast to their types (``PARQUET_TYPES``): those of its
-    columns the audit's mart has (each audit's marts hold their own columns)."""
-    present = {row[0] for row in con.execute(f"DESCRIBE ({query})").fetchall()}
+    """``query`` with the table's text instants cast to their types (``PARQUET_TYPES``; those the audit's
+    mart has: an audit need not have every one)."""
+    present = {name for name, *_ in con.execute(f"DESCRIBE ({query})").fetchall()}
     types = {col: kind for col, kind in PARQUET_TYPES.get(table, {}).items() if col in present}
     if not types:
         return query
