@@ -78,3 +78,14 @@ def test_case_list_workbook_shows_each_column_once(deck_runs):
         names = list(header[0]) if header else []
         assert names and not [n for n in names if n and re.search(r"_\d+$", n)], (audit_id, names)
         assert len(names) == len(set(names)), (audit_id, names)
+
+
+def test_flagged_episodes_say_the_day_after_the_index_date(deck_runs):
+    """The case list counts days as the audit does (day 0 = the index date), and says so."""
+    folder = _folder(deck_runs)
+    html = (folder / "report.html").read_text(encoding="utf-8")
+    assert "Day 0 is the site-local date of the index diagnosis; orders on days 0-42 are audited, and those on days 0-28" in html
+    early = _csv(folder / "audited_orders.csv").filter(pl.col("verdict") == "inappropriate")
+    flagged = _section(html, "Flagged cases for chart review")
+    shown = [d for d in early["days_since_index"].unique().to_list() if f"day {d}<" in flagged]
+    assert shown, "no flagged order shows its day after the index date"
