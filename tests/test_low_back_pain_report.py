@@ -89,3 +89,17 @@ def test_flagged_episodes_say_the_day_after_the_index_date(deck_runs):
     flagged = _section(html, "Flagged cases for chart review")
     shown = [d for d in early["days_since_index"].unique().to_list() if f"day {d}<" in flagged]
     assert shown, "no flagged order shows its day after the index date"
+
+
+def test_department_table_splits_only_the_order_measures(deck_runs):
+    """An episode belongs to no department (no case_department): the department table splits the
+    order-level headline measure only; the episode rate stays hospital-wide, in the headline."""
+    html = (_folder(deck_runs) / "report.html").read_text(encoding="utf-8")
+    table = _section(html, "Departments, ")
+    table = table[table.index('<table class="groups">') : table.index("</table>")]
+    assert "Lumbar imaging orders placed in the first 28 days" in table
+    assert "Episodes without lumbar imaging" not in table and "no denominator" not in table
+    assert "episode measures are hospital-wide" in _section(html, "Departments, ")
+    csf = (Path(deck_runs["runs"]["combined"]["out"]) / "csf_leak" / "report.html").read_text(encoding="utf-8")
+    csf_table = _section(csf, "Departments, ")
+    assert "Leak cases whose first imaging was the right study" in csf_table[csf_table.index('<table class="groups">') :]
