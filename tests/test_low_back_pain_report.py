@@ -103,3 +103,11 @@ def test_department_table_splits_only_the_order_measures(deck_runs):
     csf = (Path(deck_runs["runs"]["combined"]["out"]) / "csf_leak" / "report.html").read_text(encoding="utf-8")
     csf_table = _section(csf, "Departments, ")
     assert "Leak cases whose first imaging was the right study" in csf_table[csf_table.index('<table class="groups">') :]
+
+
+def test_site_index_fills_the_measure_labels(deck_runs):
+    """The site index names each audit's headline measures as its report does: parameters filled in."""
+    index = (Path(deck_runs["runs"]["combined"]["out"]) / "index.html").read_text(encoding="utf-8")
+    assert "Early imaging for uncomplicated low back pain" in index
+    assert "Episodes without lumbar imaging in the first 28 days (HEDIS rate)" in index
+    assert "Premature imaging (&lt; 72 h)" in index and "{premature_hours}" not in index
