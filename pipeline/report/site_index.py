@@ -9,8 +9,8 @@ from pathlib import Path
 
 from pipeline.months import MONTH
 from pipeline.report import sections
-from pipeline.report.spec import _words as label_words
 from pipeline.report.feed import SCHEMA_VERSION
+from pipeline.report.spec import _words as label_words
 from pipeline.report.templates import make_env
 
 SITE_INDEX_TEMPLATE = "site_index.html"
