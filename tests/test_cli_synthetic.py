@@ -9,6 +9,7 @@ import pytest
 from conftest import run_cli
 
 from pipeline.synth import generate
+from pipeline.synth.audit_scenarios import ground_truth
 
 DATA_FILES = (
     "audited_orders.csv",
@@ -45,14 +46,8 @@ def _strings(path: Path) -> pl.DataFrame:
     return pl.read_csv(path, infer_schema=False)
 
 
-def _truth(synthetic: Path, audit_id: str, name: str, legacy: str | None = None) -> pl.DataFrame:
-    """An audit's ground truth: its scenarios' file (ground_truth/<audit>/<name>.csv, written by every
-    audit's scenarios.py) and, for the generator's own catalogue, the top-level file."""
-    frames = [_strings(synthetic / legacy)] if legacy else []
-    path = synthetic / "ground_truth" / audit_id / f"{name}.csv"
-    if path.is_file():
-        frames.append(_strings(path))
-    return pl.concat(frames, how="diagonal")
+def _truth(synthetic: Path, audit_id: str, name: str, catalogue: str | None = None) -> pl.DataFrame:
+    return ground_truth(synthetic, audit_id, name, catalogue)
 
 
 def test_every_order_agrees_with_ground_truth(synthetic, audited):

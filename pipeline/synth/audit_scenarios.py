@@ -124,3 +124,13 @@ def write_truth(out_dir: Path, collected: list[tuple[str, ScenarioRows]]) -> dic
 def frame_key(frame: pl.DataFrame) -> list[str]:
     """Sort truth rows by their id columns (order, case, patient), whichever the file has."""
     return [c for c in ("order_id", "case_id", "patient_id", "index_date") if c in frame.columns] or frame.columns[:1]
+
+
+def ground_truth(folder: Path, audit_id: str, name: str, catalogue: str | None = None) -> pl.DataFrame:
+    """An audit's ground truth in a generated folder, as text: the generator's own catalogue file
+    (``catalogue``, e.g. ground_truth_orders.csv, when it is that audit's) and the audits' scenario rows
+    for it (ground_truth/<audit id>/<name>.csv)."""
+    paths = [Path(folder) / catalogue] if catalogue else []
+    paths.append(Path(folder) / "ground_truth" / audit_id / f"{name}.csv")
+    frames = [pl.read_csv(p, infer_schema=False) for p in paths if p.is_file()]
+    return pl.concat(frames, how="diagonal") if frames else pl.DataFrame()
