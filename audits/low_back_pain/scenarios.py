@@ -53,6 +53,7 @@ class Order:
     missing_time: bool = False
     time: str = "10:00:00"
     red_flag_groups: str = ""
+    department: str | None = None  # None: the patient's (one department orders a patient's back imaging)
 
 
 @dataclass(frozen=True)
@@ -177,8 +178,9 @@ SCENARIOS: tuple[Scenario, ...] = (
         (Dx("M54.16", 0), Dx("G97.1", 51, "emergency", "11:00:00")),
         (
             Order("72100", 25, *EARLY),
-            Order("72148", 38, *AFTER),
-            *(Order(code, 54, indication="G97.1", time="10:00:00") for code in ("72156", "72157", "72158")),
+            # the lumbar MRI after the conservative period and the leak work-up come from neurology
+            Order("72148", 38, *AFTER, department="neurology"),
+            *(Order(code, 54, indication="G97.1", department="neurology") for code in ("72156", "72157", "72158")),
         ),
         (Episode(0, "early_imaging", 2),),
         both_audits=True,
@@ -271,7 +273,7 @@ def _scenario(ctx, s: Scenario, k: int) -> dict[str, list[pl.DataFrame]]:
                     "ordered_at": None if o.missing_time else _at(day0, o.day, o.time),
                     "order_code": o.code,
                     "order_name": ORDER_NAMES[o.code],
-                    "ordering_department": dept,
+                    "ordering_department": dept if o.department is None else pl.Series([o.department] * k),
                     "ordering_provider_id": prov,
                     "indication_codes": o.indication or None,
                     "status": o.status,

@@ -20,6 +20,7 @@ import polars as pl
 from pipeline import audits
 
 SCENARIOS_FILE = "scenarios.py"
+RNG_STREAM = 13  # the audits' scenarios draw from the stream (seed, RNG_STREAM), apart from the population's
 
 
 @dataclass
@@ -83,7 +84,7 @@ def scenario_modules() -> list[tuple[str, object]]:
 
 
 def collect(ctx: ScenarioContext) -> list[tuple[str, ScenarioRows]]:
-    """Every audit's scenario rows, drawn in audit-id order from the shared random source."""
+    """Every audit's scenario rows, drawn in audit-id order from the context's random source."""
     return [(audit_id, module.scenario_rows(ctx)) for audit_id, module in scenario_modules()]
 
 

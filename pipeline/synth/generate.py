@@ -306,7 +306,9 @@ def generate(
 
     # ---- the audits' own scenario patients (audits/<id>/scenarios.py): new patients, appended below
     ctx = audit_scenarios.ScenarioContext(
-        rng=rng,
+        # a random source of their own: adding or changing an audit's scenarios leaves every draw of the
+        # population (and so its verdicts and benchmark figures) as it was
+        rng=np.random.default_rng([seed, audit_scenarios.RNG_STREAM]),
         patients=N,
         first_day=np.datetime64(f"{start_month}-01", "D"),
         end_day=np.datetime64(f"{shift_month(start_month, months)}-01", "D"),
