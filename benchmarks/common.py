@@ -126,12 +126,15 @@ def ground_truth_counts(input_dir: Path) -> Counts | None:
     gt = input_dir / "ground_truth_orders.csv"
     if not gt.exists():
         return None
+    # the CSF-leak truth of the audits' scenario patients (a patient who is a case in both audits) too
+    scenario_gt = input_dir / "ground_truth" / "csf_leak" / "orders.csv"
+    gt_files = [gt, scenario_gt] if scenario_gt.exists() else [gt]
     con = connect()
     procs = relation(input_file(input_dir, "procedures"), "procedures")
     orders = relation(input_file(input_dir, "imaging_orders"), "imaging_orders")
     # the truth lists few orders: parse their times with a plain, slow-but-obvious expression
     sql = f"""
-    WITH gt AS (SELECT * FROM read_csv({_sql_str(gt)}, all_varchar = true, header = true)),
+    WITH gt AS (SELECT * FROM read_csv([{", ".join(_sql_str(p) for p in gt_files)}], all_varchar = true, header = true)),
     p AS (SELECT trim(procedure_id) AS procedure_id, trim(performed_at) AS ts FROM {procs}
           WHERE trim(procedure_id) IN (SELECT case_id FROM gt)),
     p2 AS (SELECT procedure_id,

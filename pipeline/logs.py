@@ -43,11 +43,12 @@ def event(message: str, level: int = logging.INFO, **fields) -> None:
 
 
 @contextmanager
-def stage(name: str, timings: dict, period: str | None = None):
+def stage(name: str, timings: dict, period: str | None = None, audit: str | None = None):
     """Time a pipeline stage and log it as event=stage_done (``period``: the month of a per-month stage
-    of a backfill, so that no two lines of one run name the same stage)."""
-    label = f"{name} {period}" if period else name
-    extra = {"period": period} if period else {}
+    of a backfill; ``audit``: the audit of a per-audit stage when a run has several; so that no two
+    lines of one run name the same stage)."""
+    label = " ".join(p for p in (name, audit, period) if p)
+    extra = {k: v for k, v in (("audit", audit), ("period", period)) if v}
     started = time.perf_counter()
     event(f"{label}: started", event="stage_start", stage=name, level=logging.DEBUG, **extra)
     yield

@@ -50,7 +50,7 @@ def publish_period(con: duckdb.DuckDBPyConnection, audits: list, period: Period,
             staging = outputs.staging_dir_for(target)
             try:
                 with stage("render", timings, per_month):
-                    _render_audit(con, audit, period, staging, opts, cfg, timings, warm, site_root="../../")
+                    _render_audit(con, audit, period, staging, opts, cfg, timings, warm, "../../", len(audits) > 1)
                     faults.maybe_fail("mid_render")
                 outputs.publish(staging, target, version=period.base_info["run_id"], on_file=_publish_hook)
             finally:
@@ -67,7 +67,7 @@ def publish_period(con: duckdb.DuckDBPyConnection, audits: list, period: Period,
             for audit in audits:
                 folder = staging / audit.id
                 folder.mkdir()
-                written = _render_audit(con, audit, period, folder, opts, cfg, timings, warm, site_root="../")
+                written = _render_audit(con, audit, period, folder, opts, cfg, timings, warm, "../", len(audits) > 1)
                 files.update({f"{audit.id}/{name}": v for name, v in written.items()})
                 faults.maybe_fail("mid_render")
             site_index.render_site_index(staging)
@@ -95,13 +95,15 @@ def _say_pdf(opts, folder: Path, label: str) -> None:
         event(f"wrote {folder / 'report.pdf'}", event="pdf_written", path=str(folder / "report.pdf"), period=label)
 
 
-def _render_audit(con, audit, period: Period, folder: Path, opts, cfg, timings: dict, warm, site_root: str) -> dict:
+def _render_audit(
+    con, audit, period: Period, folder: Path, opts, cfg, timings: dict, warm, site_root: str, several: bool = False
+) -> dict:
     """One audit's folder of the period: data files, report pages, workbook, feed, run.json; returns its
     files' manifest (run.json lists it)."""
     from pipeline.report import measure, render
 
     select_audit(con, audit)
-    with stage("measure", timings, period.label if len(opts.months) > 1 else None):
+    with stage("measure", timings, period.label if len(opts.months) > 1 else None, audit.id if several else None):
         metrics = measure.build_metrics(con)
     run_info = {
         **period.base_info,

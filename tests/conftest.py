@@ -35,13 +35,13 @@ def write_csv(path: Path, header: list[str], rows: list[list[str]], newline: str
     return path
 
 
-def truth_differences(truth_csv: Path, audited_csv: Path):
-    """The orders where an audit's audited_orders.csv and the generator's ground truth differ
-    (case, verdict or reasons; an order only one of them lists)."""
+def truth_differences(truth, audited_csv: Path):
+    """The orders where an audit's audited_orders.csv and the generator's ground truth (a frame of text
+    columns, or a CSV file) differ (case, verdict or reasons; an order only one of them lists)."""
     import polars as pl
 
     cols = ["order_id", "case_id", "verdict", "reasons"]
-    truth = pl.read_csv(truth_csv, infer_schema=False).select(cols)
+    truth = (truth if isinstance(truth, pl.DataFrame) else pl.read_csv(truth, infer_schema=False)).select(cols)
     got = pl.read_csv(audited_csv, infer_schema=False).select(cols)
     both = truth.join(got, on="order_id", how="full", suffix="_got", coalesce=True)
     return both.filter(

@@ -22,6 +22,7 @@ from conftest import ORDER_HEADER, PROC_HEADER, run_cli, write_csv, write_small_
 
 from pipeline.formula_guard import TRIGGERS, restore
 from pipeline.synth import generate
+from pipeline.synth.audit_scenarios import ground_truth
 
 KEY = {"ORDER_AUDIT_PSEUDONYM_KEY": "bad-values-test-key"}
 MATHTEXT_DEPARTMENT = "ER $\\notacommand$"
@@ -88,7 +89,7 @@ def test_hostile_text_runs_to_the_end_with_the_ground_truth_verdicts(hostile):
     result = hostile["result"]
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
-    truth = pl.read_csv(hostile["in"] / "ground_truth_orders.csv", infer_schema=False)
+    truth = ground_truth(hostile["in"], "csf_leak", "orders", "ground_truth_orders.csv").fill_null("")
     got = pl.read_parquet(hostile["out"] / "csf_leak" / "audited_orders.parquet")
     assert sorted(truth.select("order_id", "verdict", "reasons").rows()) == sorted(
         got.select("order_id", "verdict", pl.col("reasons").fill_null("")).rows()

@@ -44,8 +44,12 @@ def test_exit_0_json_logs_one_object_per_line(small_input, tmp_path):
     events = [json.loads(line) for line in result.stderr.splitlines()]  # every line is one JSON object
     assert all("event" in e and "level" in e and "time" in e for e in events)
     done_stages = [e for e in events if e["event"] == "stage_done"]
-    # one name per stage, in the order they run (no "load: done" twice)
-    assert [e["stage"] for e in done_stages] == ["parse", "merge", "models", "marts", "measure", "render"]
+    # one name per stage, in the order they run (no "load: done" twice); a per-audit stage names its audit
+    # (the input has diagnoses: both shipped audits run)
+    assert [(e["stage"], e.get("audit")) for e in done_stages] == [
+        ("parse", None), ("merge", None), ("models", None), ("marts", None),
+        ("measure", "csf_leak"), ("measure", "low_back_pain"), ("render", None),
+    ]  # fmt: skip
     assert all(isinstance(e["seconds"], float | int) for e in done_stages)
     (done,) = [e for e in events if e["event"] == "run_done"]
     assert done["cases"] == 2 and done["audited_orders"] == 4 and done["run_id"]
@@ -55,8 +59,13 @@ def test_exit_0_json_logs_one_object_per_line(small_input, tmp_path):
 def test_stage_names_are_unique_with_the_gate(small_input, tmp_path):
     result = run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--log-format", "json")
     expect(result, 0)
-    stages = [json.loads(line)["stage"] for line in result.stderr.splitlines() if '"stage_done"' in line]
-    assert stages == ["parse", "gate", "merge", "models", "marts", "output_checks", "measure", "render"]
+    done = [json.loads(line) for line in result.stderr.splitlines() if '"stage_done"' in line]
+    stages = [(e["stage"], e.get("audit")) for e in done]
+    assert stages == [
+        ("parse", None), ("gate", None), ("merge", None), ("models", None), ("marts", None), ("output_checks", None),
+        ("measure", "csf_leak"), ("measure", "low_back_pain"), ("render", None),
+    ]  # fmt: skip
+    assert len(set(stages)) == len(stages)
 
 
 def test_exit_0_with_the_gate_on_and_quiet_prints_nothing(small_input, tmp_path):
@@ -178,11 +187,17 @@ def test_progress_bar_only_on_a_terminal(small_input, tmp_path):
     expect(piped, 0)
     assert "order-audit: months" not in piped.stderr and "\r" not in piped.stderr
     assert "month 2025-05 done (1/2)" in piped.stderr and "month 2025-06 done (2/2)" in piped.stderr
-    assert sorted(p.name for p in (tmp_path / "bf2").iterdir() if not p.name.startswith(".")) == ["csf_leak", "index.html"]
-    assert sorted(p.name for p in (tmp_path / "bf2" / "csf_leak").iterdir() if not p.name.startswith(".")) == [
-        "2025-05",
-        "2025-06",
+    # the input has diagnoses: both shipped audits run, each with a folder per month
+    assert sorted(p.name for p in (tmp_path / "bf2").iterdir() if not p.name.startswith(".")) == [
+        "csf_leak",
+        "index.html",
+        "low_back_pain",
     ]
+    for audit_id in ("csf_leak", "low_back_pain"):
+        assert sorted(p.name for p in (tmp_path / "bf2" / audit_id).iterdir() if not p.name.startswith(".")) == [
+            "2025-05",
+            "2025-06",
+        ]
 
 
 def test_runs_and_diff_help_say_what_the_run_ids_are_and_where_to_find_them():

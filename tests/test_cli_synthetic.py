@@ -9,6 +9,7 @@ import pytest
 from conftest import run_cli, truth_differences
 
 from pipeline.synth import generate
+from pipeline.synth.audit_scenarios import ground_truth
 
 DATA_FILES = (
     "audited_orders.csv",
@@ -31,9 +32,13 @@ def synthetic(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def audited(synthetic, tmp_path_factory) -> Path:
+    """Every audit at once (the default run), with the re-identification crosswalk beside the outputs."""
     out = tmp_path_factory.mktemp("out")
-    result = run_cli("run", "--input", synthetic, "--out", out, "--warehouse", tmp_path_factory.mktemp("wh") / "wh.duckdb")
+    reid = tmp_path_factory.mktemp("reid") / "reid.csv"
+    wh = tmp_path_factory.mktemp("wh") / "wh.duckdb"
+    result = run_cli("run", "--input", synthetic, "--out", out, "--warehouse", wh, "--reid-file", reid)
     assert result.returncode == 0, result.stderr
+    (out.parent / f"{out.name}.reid.csv").write_bytes(reid.read_bytes())
     return out
 
 
@@ -41,16 +46,72 @@ def _strings(path: Path) -> pl.DataFrame:
     return pl.read_csv(path, infer_schema=False)
 
 
+def _truth(synthetic: Path, audit_id: str, name: str, catalogue: str | None = None) -> pl.DataFrame:
+    return ground_truth(synthetic, audit_id, name, catalogue)
+
+
 def test_every_order_agrees_with_ground_truth(synthetic, audited):
-    diff = truth_differences(synthetic / "ground_truth_orders.csv", audited / "csf_leak" / "audited_orders.csv")
+    truth = _truth(synthetic, "csf_leak", "orders", "ground_truth_orders.csv")
+    diff = truth_differences(truth, audited / "csf_leak" / "audited_orders.csv")
     assert diff.height == 0, f"{diff.height} orders differ from the ground truth:\n{diff.head(20)}"
-    assert _strings(synthetic / "ground_truth_orders.csv").height > 50
+    assert truth.height > 50
 
 
 def test_cases_agree_with_ground_truth(synthetic, audited):
-    truth = set(_strings(synthetic / "ground_truth_cases.csv")["case_id"])
+    truth = set(_truth(synthetic, "csf_leak", "cases", "ground_truth_cases.csv")["case_id"])
     got = set(_strings(audited / "csf_leak" / "cases.csv")["case_id"])
     assert got == truth
+
+
+LBP = "low_back_pain"
+LBP_ORDER_COLUMNS = ("days_since_index", "modality", "verdict", "reasons", "red_flag_groups")
+LBP_EPISODE_COLUMNS = ("outcome", "is_complicated", "red_flag_groups", "n_orders")
+
+
+def _lbp_outputs(audited: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The low back pain audit's orders and episodes with the raw patient id (through the crosswalk)."""
+    crosswalk = _strings(audited.parent / f"{audited.name}.reid.csv").select("patient_key", "patient_id")
+    cases = _strings(audited / LBP / "cases.csv").join(crosswalk, on="patient_key", how="left").fill_null("")
+    episode = cases.select(
+        "case_id", pl.col("patient_id").alias("case_patient_id"), pl.col("index_date").alias("case_index_date")
+    )
+    orders = _strings(audited / LBP / "audited_orders.csv").fill_null("").join(episode, on="case_id", how="left")
+    return orders, cases
+
+
+def test_low_back_pain_orders_agree_with_ground_truth(synthetic, audited):
+    """Order by order: its episode (patient and index date), day, modality, verdict, reasons, red flags."""
+    truth = _truth(synthetic, LBP, "orders").fill_null("")
+    got, _ = _lbp_outputs(audited)
+    both = truth.join(got, on="order_id", how="full", suffix="_got", coalesce=True)
+    wrong = [pl.col(c).fill_null("(none)") != pl.col(f"{c}_got").fill_null("(missing)") for c in LBP_ORDER_COLUMNS]
+    wrong += [
+        pl.col("patient_id").fill_null("(none)") != pl.col("case_patient_id").fill_null("(missing)"),
+        pl.col("index_date").fill_null("(none)") != pl.col("case_index_date").fill_null("(missing)"),
+    ]
+    diff = both.filter(pl.any_horizontal(wrong))
+    assert diff.height == 0, f"{diff.height} low back pain orders differ from the ground truth:\n{diff.head(20)}"
+    assert truth.height > 30 and set(truth["reasons"]) >= {
+        "early_imaging", "after_conservative_period", "cancelled", "red_flag_condition", "unmapped_code", "missing_time"
+    }  # fmt: skip
+
+
+def test_low_back_pain_episodes_agree_with_ground_truth(synthetic, audited):
+    """Episode by episode: every expected (patient, index date) and no other, with its outcome and red flags."""
+    truth = _truth(synthetic, LBP, "episodes").fill_null("")
+    _, got = _lbp_outputs(audited)
+    both = truth.join(got, on=["patient_id", "index_date"], how="full", suffix="_got", coalesce=True)
+    wrong = [pl.col(c).fill_null("(none)") != pl.col(f"{c}_got").fill_null("(missing)") for c in LBP_EPISODE_COLUMNS]
+    diff = both.filter(pl.any_horizontal(wrong))
+    assert diff.height == 0, f"{diff.height} low back pain episodes differ from the ground truth:\n{diff.head(20)}"
+    assert set(truth["outcome"]) == {"no_early_imaging", "early_imaging", "excluded", "not_evaluable"}
+
+
+def test_a_patient_is_a_case_in_both_audits(synthetic, audited):
+    """The generated patient who is a case in both audits is listed by each, with its own verdicts."""
+    lbp = set(_truth(synthetic, LBP, "episodes").filter(pl.col("scenario") == "both_audits_injection_then_leak")["patient_id"])
+    csf = set(_truth(synthetic, "csf_leak", "cases")["patient_id"])
+    assert lbp and lbp <= csf
 
 
 def test_no_raw_patient_id_in_any_output(synthetic, audited):

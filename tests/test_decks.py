@@ -40,6 +40,12 @@ def _results(deck_runs, f, audit_id: str):
     if f.separate and f.id not in deck_runs["runs"]:
         pytest.skip(f"{f.id} runs on its own input, for audit {f.audit}, which cannot run yet")
     run = deck_runs["runs"][f.id] if f.separate else deck_runs["runs"]["combined"]
+    if f.separate and not (Path(run["out"]) / audit_id).is_dir():
+        # a separate input may lack a table another audit requires: that audit is skipped, with a line
+        # in the log; it then lists nothing, so any expectation of it in the file fails below
+        assert f"{audit_id}" in run["stderr"] and "skip" in run["stderr"].lower(), run["stderr"][-2000:]
+        none = pl.DataFrame(schema={c: pl.String for c in ("order_id", "case_id", "verdict", "reasons", "patient_id")})
+        return none, none.select("case_id", "patient_id")
     return _outputs(str(run["out"]), str(run["reid"]), audit_id)
 
 

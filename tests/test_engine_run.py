@@ -74,25 +74,36 @@ def test_the_patients_table_gives_the_age_first(engine_run):
 
 def test_each_audit_has_its_folder_and_the_site_index_lists_them(engine_run):
     out = engine_run["out"]
-    assert sorted(p.name for p in out.iterdir()) == ["csf_leak", "index.html", "run.json"]
+    # the input has procedures, orders and diagnoses: both shipped audits run, each in its own folder
+    assert sorted(p.name for p in out.iterdir()) == ["csf_leak", "index.html", "low_back_pain", "run.json"]
     top = json.loads((out / "run.json").read_text())
-    assert top["audits"] == ["csf_leak"] and "csf_leak/audited_orders.csv" in top["files"]
+    assert top["audits"] == ["csf_leak", "low_back_pain"] and "csf_leak/audited_orders.csv" in top["files"]
+    assert "low_back_pain/audited_orders.csv" in top["files"]
     index = (out / "index.html").read_text(encoding="utf-8")
     assert 'href="csf_leak/report.html"' in index and "Imaging for suspected CSF leak" in index
-    report = (out / "csf_leak" / "report.html").read_text(encoding="utf-8")
-    assert 'href="../index.html">All audits and months</a>' in report
-    # every other audit found is either done or skipped, and the log says which (and why)
+    assert 'href="low_back_pain/report.html"' in index and "Early imaging for uncomplicated low back pain" in index
+    for audit_id in ("csf_leak", "low_back_pain"):
+        report = (out / audit_id / "report.html").read_text(encoding="utf-8")
+        assert 'href="../index.html">All audits and months</a>' in report
+    # the log says what each audit did
     lines = engine_run["stderr"].splitlines()
-    assert any(line.startswith(("order-audit: low_back_pain skipped: ", "order-audit: low_back_pain: ")) for line in lines)
+    assert any(line.startswith("order-audit: low_back_pain: ") for line in lines)
 
 
 def test_an_audit_whose_table_is_missing_is_skipped_and_without_any_audit_the_run_stops(tmp_path):
     inp = write_small_input(tmp_path / "in")
     (inp / "procedures.csv").unlink()
+    # without procedures the CSF-leak audit is skipped with a line saying why; the low back pain audit runs
+    r = run_cli("run", "--input", inp, "--out", tmp_path / "some", "--no-validate", env=KEY)
+    assert r.returncode == 0, r.stderr
+    assert "csf_leak skipped: the input has no procedures table" in r.stderr
+    assert sorted(p.name for p in (tmp_path / "some").iterdir()) == ["index.html", "low_back_pain", "run.json"]
+    # without diagnoses too, no audit can run: the run stops before writing anything
+    (inp / "diagnoses.csv").unlink()
     r = run_cli("run", "--input", inp, "--out", tmp_path / "out", "--no-validate", env=KEY)
     assert r.returncode == 2, r.stderr
     line = r.stderr.strip().splitlines()[-1]
-    assert "procedures.csv: required file missing; the audits that need it: csf_leak" in line
+    assert "required file missing; the audits that need it:" in line, line
     assert not (tmp_path / "out").exists()
     r = run_cli("run", "--input", inp, "--out", tmp_path / "out", "--audit", "nope", env=KEY)
     assert r.returncode == 1 and "--audit nope: no such audit; known: csf_leak" in r.stderr

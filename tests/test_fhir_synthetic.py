@@ -15,6 +15,7 @@ import pytest
 from conftest import run_cli, truth_differences
 from fhir.resources.R4B import get_fhir_model_class
 
+from pipeline.synth.audit_scenarios import ground_truth
 from pipeline.synth.fhir.writer import TYPES
 
 SAMPLE_EVERY = 37  # lines validated: the first 200 of each file, then every 37th
@@ -67,10 +68,11 @@ def test_a_sample_of_every_type_is_valid_r4(export, resource_type):
 
 @pytest.mark.slow
 def test_every_order_agrees_with_ground_truth(export, audited):
-    diff = truth_differences(export / "ground_truth_orders.csv", audited / "csf_leak" / "audited_orders.csv")
+    truth = ground_truth(export, "csf_leak", "orders", "ground_truth_orders.csv")
+    diff = truth_differences(truth, audited / "csf_leak" / "audited_orders.csv")
     assert diff.height == 0, f"{diff.height} orders differ from the ground truth:\n{diff.head(20)}"
-    assert pl.read_csv(export / "ground_truth_orders.csv", infer_schema=False).height > 50
-    truth_cases = set(pl.read_csv(export / "ground_truth_cases.csv", infer_schema=False)["case_id"])
+    assert truth.height > 50
+    truth_cases = set(ground_truth(export, "csf_leak", "cases", "ground_truth_cases.csv")["case_id"])
     assert set(pl.read_csv(audited / "csf_leak" / "cases.csv", infer_schema=False)["case_id"]) == truth_cases
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import DESIGN_REASONS
+from conftest import DESIGN_REASONS, ROOT
 
 from pipeline.synth import LEAK_CODES_ALL, REGISTRY, SCENARIO_NAMES, generate
 
@@ -220,3 +220,49 @@ def test_complete_spine_split_orders_come_from_one_clinician_and_department(out)
     complete = sets.filter(pl.col("regions") == 3)
     assert complete.height > 5
     assert (complete["providers"] == 1).all() and (complete["departments"] == 1).all()
+
+
+# ----------------------------------------------------------------------------- audits' own scenarios
+
+
+def test_audit_scenarios_are_deterministic_and_their_truth_is_written(out, tmp_path):
+    again = tmp_path / "again"
+    generate(again, patients=N, months=MONTHS, seed=11)
+    truth = sorted(p.relative_to(out) for p in (out / "ground_truth").rglob("*.csv"))
+    assert [str(p) for p in truth] == [
+        "ground_truth/csf_leak/cases.csv",
+        "ground_truth/csf_leak/orders.csv",
+        "ground_truth/low_back_pain/episodes.csv",
+        "ground_truth/low_back_pain/orders.csv",
+    ]
+    for p in truth:
+        assert (out / p).read_bytes() == (again / p).read_bytes(), p
+
+
+def test_every_low_back_pain_scenario_is_present(out):
+    meta = json.loads((out / "synth.json").read_text())
+    scenarios = meta["audit_scenarios"]["low_back_pain"]["scenarios"]
+    assert min(scenarios.values()) >= 1 and len(scenarios) > 30
+    assert meta["counts"]["audit_scenario_patients"] == sum(scenarios.values())
+    episodes = _read(out, "ground_truth/low_back_pain/episodes.csv")
+    assert set(episodes["outcome"]) == {"no_early_imaging", "early_imaging", "excluded", "not_evaluable"}
+
+
+def test_only_scenario_patients_have_a_low_back_pain_diagnosis(out):
+    """The background holds no low back pain episode, so the audit's ground truth is exact."""
+    sets = pl.read_csv(ROOT / "audits" / "low_back_pain" / "value_sets.csv").filter(pl.col("value_set") == "lbp_uncomplicated")
+    codes = _read(out, "diagnoses.csv").with_columns(pl.col("diagnosis_code").str.replace(".", "", literal=True).alias("c"))
+    exact = sets.filter(pl.col("match") == "exact")["code"].str.replace(".", "", literal=True).to_list()
+    prefixes = sets.filter(pl.col("match") == "prefix")["code"].str.replace(".", "", literal=True).to_list()
+    lbp = codes.filter(pl.col("c").is_in(exact) | pl.any_horizontal([pl.col("c").str.starts_with(p) for p in prefixes]))
+    assert lbp.height
+    numbers = lbp["patient_id"].str.slice(1).cast(pl.Int64)
+    assert numbers.min() > N  # every one numbered after the population: an audit's scenario patient
+
+
+def test_an_audits_rows_must_fit_the_generated_tables():
+    from pipeline.synth.audit_scenarios import ScenarioRows, rows_for
+
+    rows = ScenarioRows(tables={"diagnoses": pl.DataFrame({"patient_id": ["P1"], "mood": ["calm"]})})
+    with pytest.raises(ValueError, match="diagnoses has columns the generator does not write: \\['mood'\\]"):
+        rows_for("diagnoses", ["patient_id", "diagnosis_code", "recorded_at", "setting"], [("some_audit", rows)])

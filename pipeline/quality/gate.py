@@ -18,6 +18,7 @@ import duckdb
 
 from pipeline import warehouse
 from pipeline.config import Config, pseudonym_key
+from pipeline.ingest.contract import CONTRACT_BY_NAME
 from pipeline.logs import event
 from pipeline.models import reference
 from pipeline.sqltext import literal
@@ -42,6 +43,12 @@ def build_gate_db(prepared: dict, cfg: Config, scratch: Path, input_dir: Path | 
         for name, prep in prepared.items():
             con.execute(f"CREATE OR REPLACE VIEW src_{name} AS {prep.good_rows_sql()}")
         reference.load_reference(con, cfg, input_dir, audits)
+        # the optional contract columns this delivery holds (the models' input_columns): an audit's
+        # check of an optional column judges only a feed that has it (absent, the views read NULL)
+        con.execute("CREATE OR REPLACE TABLE input_columns (table_name VARCHAR, column_name VARCHAR)")
+        present = [(name, c) for name, prep in prepared.items() for c in prep.columns if c in CONTRACT_BY_NAME[name].columns]
+        if present:
+            con.executemany("INSERT INTO input_columns VALUES (?, ?)", present)
         # what the loader already set aside (duplicate ids among it), for the checks that report it
         parts = [
             f"SELECT '{name}' AS table_name, * FROM read_parquet({literal(prep.rejects_parquet)})"

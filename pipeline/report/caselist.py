@@ -58,7 +58,11 @@ def case_rows(con, spec) -> pl.DataFrame:
         select.append(f"c.{ident(spec.case_department)}")
         group = f"c.{ident(spec.case_department)}"
     select.append("o.order_id")
-    wanted = [c for c in [*audit_cols, *TIME_COLUMNS, *ORDER_COLUMNS] if c in orders]
+    # a column the case's side already gave (its id, date, department) is taken once: the workbook
+    # would otherwise show it twice (case_id_1)
+    taken = {"case_id", "patient_key", "order_id", "case_department"}
+    taken |= {c for c in (spec.case_date, spec.case_department) if c in cases} | ({"index_at"} & set(cases))
+    wanted = [c for c in [*audit_cols, *TIME_COLUMNS, *ORDER_COLUMNS] if c in orders and c not in taken]
     for col in dict.fromkeys(wanted):
         style = audit_cols.get(col, ("", 0, "", ""))
         cast = CASTS.get(style[3] if len(style) > 3 else "")

@@ -220,7 +220,7 @@ def _common(run_info: dict, period_label: str, settings: dict, spec: ReportSpec)
     common = {
         "spec": spec,
         "parameters": spec.parameters,
-        "table_measures": [spec.measure(m) for m in spec.headline_ids],
+        "table_measures": [spec.measure(m) for m in spec.department_ids],
         "funnel_label": funnel.label if (funnel := spec.measure(spec.funnel_measure)) else "",
         "funnel_unit": funnel.denominator if funnel else "",
         "run": {k: run_info.get(k) for k in ("run_id", "software_version", "rule_set_version", "period", "started_at")},

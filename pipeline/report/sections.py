@@ -158,7 +158,7 @@ def trend(
 def group_rows(rates: pl.DataFrame, overall: dict, low: int, names: dict[str, str], spec: ReportSpec) -> list[dict]:
     """One row per group (``group_key``) with each headline measure (``cells``, in the spec's order), its
     funnel position (the funnel measure) and its printed name; alphabetical by printed name, never ranked."""
-    table = spec.headline_ids
+    table = spec.department_ids
     funnel = spec.funnel_measure
     by_key: dict[str, dict] = {}
     for r in rates.filter(pl.col("measure_id").is_in(table)).to_dicts():

@@ -10,6 +10,7 @@ from pathlib import Path
 from pipeline.months import MONTH
 from pipeline.report import sections
 from pipeline.report.feed import SCHEMA_VERSION
+from pipeline.report.spec import _words as label_words
 from pipeline.report.templates import make_env
 
 SITE_INDEX_TEMPLATE = "site_index.html"
@@ -25,7 +26,8 @@ def _read_json(path: Path) -> dict:
 def _entry(folder: Path, href: str, info: dict, low: int) -> dict:
     audit = info.get("audit", {})
     headline_ids = [m["id"] for m in audit.get("measures", []) if m.get("headline")]
-    labels = {m["id"]: m["label"] for m in audit.get("measures", [])}
+    # a label's {parameter} placeholders filled with the parameters the run used, as the report fills them
+    labels = {m["id"]: label_words(m["label"], audit.get("parameters", {})) for m in audit.get("measures", [])}
     rows = {r.get("measure_id"): sections.marked(r, low) for r in info.get("headline", [])}
     departments = folder / "departments"
     return {

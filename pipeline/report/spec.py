@@ -75,6 +75,12 @@ class ReportSpec:
         return [m.measure_id for m in self.measures if m.headline]
 
     @property
+    def department_ids(self) -> list[str]:
+        """The headline measures a department table splits: a case measure only when a case belongs to a
+        department (``case_department``); else it is hospital-wide and stays in the headline."""
+        return [m.measure_id for m in self.measures if m.headline and (m.unit == "order" or self.case_department)]
+
+    @property
     def trend_measures(self) -> list[MeasureDef]:
         return [m for m in self.measures if m.trend]
 

@@ -127,6 +127,7 @@ CASE_ORDER_DEPTS = [2, 4, 0, 1, 5]
 SITES = ["MAIN_HOSPITAL", "NORTH_CLINIC"]
 STATUSES = ["ordered", "scheduled", "completed", "cancelled"]
 PRIORITIES = ["routine", "urgent", "stat"]
+SETTINGS = (["outpatient", "emergency", "inpatient", "observation", "telehealth"], [0.6, 0.15, 0.15, 0.05, 0.05])
 
 # indication code lists (index into INDICATIONS); text is derived
 INDICATIONS = [
@@ -156,12 +157,14 @@ BG_IND_NEURO = (
     [0.25, 0.25, 0.2, 0.15, 0.1, 0.03, 0.02],
 )
 
+# No low back pain code among the background diagnoses: a back-pain episode is a case of an audit, and
+# the audits' own scenario patients carry them (with exact ground truth); cervical codes stand in.
 BG_DIAGNOSES = (
     [
-        "M54.50",
-        "M54.16",
-        "M51.16",
-        "M48.061",
+        "M54.2",
+        "M54.12",
+        "M50.20",
+        "M48.02",
         "I10",
         "E11.9",
         "J45.909",

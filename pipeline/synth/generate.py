@@ -29,6 +29,7 @@ import numpy as np
 import polars as pl
 
 from pipeline.months import shift as shift_month
+from pipeline.synth import audit_scenarios
 from pipeline.synth.codes import (
     BG_DIAGNOSES,
     BG_IND_NEURO,
@@ -53,6 +54,7 @@ from pipeline.synth.codes import (
     PROC_CODES,
     PROC_DEPTS,
     PROC_NAMES,
+    SETTINGS,
     SITES,
     STATUSES,
 )
@@ -302,6 +304,27 @@ def generate(
     ow = max(8, len(str(n_o)))
     ext = "csv" if fmt == "csv" else "parquet"
 
+    # ---- the audits' own scenario patients (audits/<id>/scenarios.py): new patients, appended below
+    ctx = audit_scenarios.ScenarioContext(
+        # a random source of their own: adding or changing an audit's scenarios leaves every draw of the
+        # population (and so its verdicts and benchmark figures) as it was
+        rng=np.random.default_rng([seed, audit_scenarios.RNG_STREAM]),
+        patients=N,
+        first_day=np.datetime64(f"{start_month}-01", "D"),
+        end_day=np.datetime64(f"{shift_month(start_month, months)}-01", "D"),
+        site_timezone=tz,
+        next_patient=N,
+        next_procedure=n_pr,
+        next_order=n_o,
+        widths=(pw, prw, ow),
+    )
+    collected = audit_scenarios.collect(ctx)
+
+    def append_audit_rows(writer: Writer, table: str, frame: pl.DataFrame) -> None:
+        rows = audit_scenarios.rows_for(table, frame.columns, collected)
+        if rows is not None:
+            writer.write(rows)
+
     def pid(idx):
         return pl.select(pl.lit("P") + pl.Series(idx.astype(np.int64) + 1).cast(pl.String).str.zfill(pw))[:, 0]
 
@@ -346,6 +369,7 @@ def generate(
             }
         )
         w.write(df)
+    append_audit_rows(w, "procedures", df)
     w.close()
     del pr_pat, pr_t, fmt_kind, gauge, ntype, attempts, position, pdept, psite, pprov, spinal
 
@@ -385,6 +409,7 @@ def generate(
             }
         )
         w.write(df)
+    append_audit_rows(w, "imaging_orders", df)
     w.close()
     del o_pat, o_t, o_code, o_status, o_ind, o_missing, o_dept, fmt_kind, prio, osite, o_prov
 
@@ -393,21 +418,25 @@ def generate(
     d_pat, d_t, d_code, d_date = d_pat[order], d_t[order], d_code[order], d_date[order]
     dk = rng.choice(3, size=d_pat.size, p=[0.9, 0.06, 0.04]).astype(np.int8)
     dk[d_date] = 3
+    # the encounter setting of each diagnosis (an optional contract column some audits read)
+    d_setting = rng.choice(len(SETTINGS[0]), size=d_pat.size, p=np.asarray(SETTINGS[1]) / sum(SETTINGS[1]))
     w = Writer(out_dir / f"diagnoses.{ext}", fmt)
     for a in range(0, max(d_pat.size, 1), CHUNK):
         sl = slice(a, min(a + CHUNK, d_pat.size))
-        w.write(
-            pl.DataFrame(
-                {
-                    "patient_id": pid(d_pat[sl]),
-                    "diagnosis_code": gather(DX_CODES, d_code[sl]),
-                    "recorded_at": fmt_instants(d_t[sl], dk[sl], None, tz),
-                }
-            )
+        df = pl.DataFrame(
+            {
+                "patient_id": pid(d_pat[sl]),
+                "diagnosis_code": gather(DX_CODES, d_code[sl]),
+                "recorded_at": fmt_instants(d_t[sl], dk[sl], None, tz),
+                "setting": gather(SETTINGS[0], d_setting[sl]),
+            }
         )
+        w.write(df)
+    append_audit_rows(w, "diagnoses", df)
     w.close()
     n_d = d_pat.size
-    del d_pat, d_t, d_code, d_date, dk
+    n_d += sum(r.tables["diagnoses"].height for _, r in collected if "diagnoses" in r.tables)
+    del d_pat, d_t, d_code, d_date, dk, d_setting
 
     # ---- local code map
     (out_dir / "local_code_map.csv").write_text(LOCAL_CODE_MAP_CSV, encoding="utf-8", newline="")
@@ -444,6 +473,7 @@ def generate(
     else:
         gc = pl.DataFrame(schema={"case_id": pl.String, "patient_id": pl.String, "scenario": pl.String})
     gc.write_csv(out_dir / "ground_truth_cases.csv")
+    audit_truth = audit_scenarios.write_truth(out_dir, collected)
 
     summary = {
         "generator": "pipeline.synth",
@@ -458,13 +488,16 @@ def generate(
         },
         "counts": {
             "patients": N,
-            "procedures": int(n_pr),
-            "imaging_orders": int(n_o),
+            "procedures": int(ctx.next_procedure),
+            "imaging_orders": int(ctx.next_order),
             "diagnoses": int(n_d),
             "ground_truth_orders": gt.height,
             "ground_truth_cases": gc.height,
             "scenario_patients": int(n_scen_pat),
+            "audit_scenario_patients": int(ctx.next_patient - N),
         },
+        "audit_scenarios": {a: {"ground_truth": audit_truth.get(a, {}), **r.summary} for a, r in collected},
+        "audit_ground_truth": audit_truth,
         "verdicts": dict(sorted(gt.group_by("verdict").len().iter_rows())) if gt.height else {},
         "scenarios": {s.name: {"instances": counts[s.name], "is_case": bool(s.cases), "note": s.note} for s in SCENARIOS},
         "noncase_example_patients": {k: [f"P{str(v).zfill(pw)}" for v in vs] for k, vs in nc_examples.items()},

@@ -17,6 +17,7 @@ from pipeline.config import load_config
 from pipeline.synth.fhir import writer
 
 CARRIED = ("ground_truth_orders.csv", "ground_truth_cases.csv")
+TRUTH_DIR = "ground_truth"
 
 
 def generate(
@@ -49,6 +50,8 @@ def generate(
         written = writer.write_bulk_export(extract, out_dir, cfg, lines_per_file=lines_per_file)
         for name in CARRIED:
             shutil.copyfile(extract / name, out_dir / name)
+        if (extract / TRUTH_DIR).is_dir():  # the audits' scenario truth, one folder per audit
+            shutil.copytree(extract / TRUTH_DIR, out_dir / TRUTH_DIR, dirs_exist_ok=True)
         writer.local_map_with_uri(extract / "local_code_map.csv", out_dir / "local_code_map.csv")
     summary["parameters"]["format"] = fmt
     summary["fhir_resources"] = written

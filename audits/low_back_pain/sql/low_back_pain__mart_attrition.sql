@@ -1,0 +1,113 @@
+-- From every low back pain diagnosis of the period down to early-imaging orders; each step says what
+-- it counts, and exclusion rows say why units left between two steps (DESIGN.md section 9). Diagnoses
+-- and candidate dates count by their site-local date, episodes by their index date, orders by their
+-- case's index month.
+WITH per AS (SELECT * FROM audit_period),
+dx AS (
+    SELECT d.*
+    FROM low_back_pain__int_lbp_diagnoses AS d, per
+    WHERE (per.first_month IS NULL OR strftime(d.diagnosis_date, '%Y-%m') >= per.first_month)
+      AND (per.last_month IS NULL OR strftime(d.diagnosis_date, '%Y-%m') <= per.last_month)
+),
+dates AS (
+    SELECT cd.*
+    FROM low_back_pain__int_candidate_dates AS cd, per
+    WHERE (per.first_month IS NULL OR strftime(cd.index_date, '%Y-%m') >= per.first_month)
+      AND (per.last_month IS NULL OR strftime(cd.index_date, '%Y-%m') <= per.last_month)
+),
+episodes AS (
+    SELECT e.*
+    FROM low_back_pain__int_episodes AS e, per
+    WHERE (per.first_month IS NULL OR strftime(e.index_date, '%Y-%m') >= per.first_month)
+      AND (per.last_month IS NULL OR strftime(e.index_date, '%Y-%m') <= per.last_month)
+),
+cases AS (SELECT * FROM low_back_pain__mart_cases),
+orders AS (SELECT * FROM low_back_pain__mart_audited_orders),
+case_groups AS (
+    SELECT r.red_flag_group, r.group_order, count(*) AS n
+    FROM low_back_pain__int_case_red_flags AS r
+    JOIN cases AS c ON c.case_id = r.case_id
+    GROUP BY r.red_flag_group, r.group_order
+),
+-- an excluded or not-evaluable order leaves once, under its winning reason: the first of its reasons
+-- in rule order; the note says how many carry a further reason of the same verdict
+winning AS (
+    SELECT
+        r.reason_code,
+        count(o.order_id) AS n,
+        count(o.order_id) FILTER (WHERE contains(o.reasons, '|')) AS n_more
+    FROM low_back_pain__ref_rules AS r
+    LEFT JOIN orders AS o ON o.verdict = r.verdict AND split_part(o.reasons, '|', 1) = r.reason_code
+    WHERE r.verdict IN ('excluded', 'not_evaluable')
+    GROUP BY r.reason_code
+),
+steps AS (
+    SELECT 1 AS step_order, 'Low back pain diagnoses (lbp_uncomplicated) in the period' AS step, 'diagnoses' AS unit,
+           (SELECT count(*) FROM dx) AS count, 'step' AS kind, '' AS note
+    UNION ALL SELECT 1, 'Not the principal diagnosis', 'diagnoses',
+           (SELECT count(*) FROM dx WHERE NOT is_principal_ok AND NOT is_position_unknown), 'exclusion',
+           'the feed marks the diagnosis position; only a principal diagnosis starts an episode'
+    UNION ALL SELECT 1, 'Position not recorded', 'diagnoses',
+           (SELECT count(*) FROM dx WHERE is_position_unknown), 'exclusion',
+           'the feed has a position column but this row leaves it empty'
+    UNION ALL SELECT 1, 'Inpatient', 'diagnoses',
+           (SELECT count(*) FROM dx WHERE is_principal_ok AND NOT is_setting_ok AND NOT is_setting_unknown), 'exclusion',
+           'HEDIS counts outpatient-type settings only (outpatient, emergency, observation, telehealth)'
+    UNION ALL SELECT 1, 'Setting not recorded', 'diagnoses',
+           (SELECT count(*) FROM dx WHERE is_principal_ok AND is_setting_unknown), 'exclusion',
+           'the feed has a setting column but this row leaves it empty'
+    UNION ALL SELECT 2, 'Index-eligible diagnoses', 'diagnoses',
+           (SELECT count(*) FROM dx WHERE is_principal_ok AND is_setting_ok), 'step', ''
+    UNION ALL SELECT 3, 'Candidate index dates (patient and site-local date)', 'dates',
+           (SELECT count(*) FROM dates), 'step', 'several eligible diagnoses of a patient on one date are one candidate'
+    UNION ALL SELECT 3, 'Recurrence: a low back pain diagnosis in the ' || CAST(prm.negative_history_days AS VARCHAR)
+           || ' days before', 'dates', (SELECT count(*) FROM dates WHERE NOT is_new_episode), 'exclusion',
+           'any low back pain diagnosis counts as history, in any setting and position'
+    FROM low_back_pain__parameters AS prm
+    UNION ALL SELECT 4, 'New episodes', 'episodes', (SELECT count(*) FROM episodes), 'step', ''
+    UNION ALL SELECT 4, 'Under ' || CAST(prm.min_age_years AS VARCHAR) || ' at the index date', 'episodes',
+           (SELECT count(*) FROM episodes WHERE age_years < prm.min_age_years), 'exclusion', ''
+    FROM low_back_pain__parameters AS prm
+    UNION ALL SELECT 4, 'Over ' || CAST(prm.max_age_years AS VARCHAR) || ' at the index date', 'episodes',
+           (SELECT count(*) FROM episodes WHERE age_years > prm.max_age_years), 'exclusion', ''
+    FROM low_back_pain__parameters AS prm
+    UNION ALL SELECT 4, 'Age unknown', 'episodes', (SELECT count(*) FROM episodes WHERE age_years IS NULL), 'exclusion',
+           'no birth date in the patients table or the procedure rows, and no age recorded on the index date'
+    UNION ALL SELECT 5, 'Cases (new episodes in the age range)', 'episodes', (SELECT count(*) FROM cases), 'step', ''
+    UNION ALL SELECT 5, 'Cases: patients', 'patients', (SELECT count(DISTINCT patient_key) FROM cases), 'step', ''
+    UNION ALL SELECT 5, 'Complicated: red flag ' || g.red_flag_group, 'episodes', g.n, 'exclusion',
+           'a case with several red-flag groups is counted under each'
+    FROM case_groups AS g
+    UNION ALL SELECT 6, 'Uncomplicated cases (the HEDIS-style denominator before imaging)', 'episodes',
+           (SELECT count(*) FROM cases WHERE NOT is_complicated), 'step', ''
+    UNION ALL SELECT 6, 'Uncomplicated cases without audited imaging on days 0-'
+           || CAST(prm.audit_window_days AS VARCHAR), 'episodes',
+           (SELECT count(*) FROM cases WHERE NOT is_complicated AND n_orders = 0), 'exclusion',
+           'they count in the rate as episodes without early imaging'
+    FROM low_back_pain__parameters AS prm
+    UNION ALL SELECT 7, 'Uncomplicated cases with audited orders', 'episodes',
+           (SELECT count(*) FROM cases WHERE NOT is_complicated AND n_orders > 0), 'step', ''
+    UNION ALL SELECT 8, 'Audited orders (listed)', 'orders', (SELECT count(*) FROM orders), 'step',
+           'lumbar imaging (or an unmapped code) on days 0-' || CAST(prm.audit_window_days AS VARCHAR)
+           || ' of a case, complicated or not'
+    FROM low_back_pain__parameters AS prm
+    UNION ALL SELECT 8, 'Excluded: ' || r.reason_code, 'orders', w.n, 'exclusion',
+           r.explanation || CASE WHEN w.n_more > 0
+               THEN ' (' || CAST(w.n_more AS VARCHAR) || ' of these also carry a later reason of this kind; '
+                    || 'each order is counted once, under its first reason)'
+               ELSE '' END
+    FROM low_back_pain__ref_rules AS r JOIN winning AS w ON w.reason_code = r.reason_code WHERE r.verdict = 'excluded'
+    UNION ALL SELECT 9, 'Orders not excluded', 'orders', (SELECT count(*) FROM orders WHERE verdict <> 'excluded'), 'step', ''
+    UNION ALL SELECT 9, 'Not evaluable: ' || r.reason_code, 'orders', w.n, 'exclusion',
+           r.explanation || CASE WHEN w.n_more > 0
+               THEN ' (' || CAST(w.n_more AS VARCHAR) || ' of these also carry a later reason of this kind; '
+                    || 'each order is counted once, under its first reason)'
+               ELSE '' END
+    FROM low_back_pain__ref_rules AS r JOIN winning AS w ON w.reason_code = r.reason_code WHERE r.verdict = 'not_evaluable'
+    UNION ALL SELECT 10, 'Evaluated orders', 'orders',
+           (SELECT count(*) FROM orders WHERE verdict IN ('appropriate', 'inappropriate')), 'step', ''
+    UNION ALL SELECT 11, 'Early-imaging orders (inappropriate)', 'orders',
+           (SELECT count(*) FROM orders WHERE verdict = 'inappropriate'), 'step', ''
+)
+SELECT step_order, step, unit, count, kind, note FROM steps
+ORDER BY step_order, kind DESC, step

@@ -1,0 +1,113 @@
+"""The low back pain audit's report on the decks' combined run: its own sections (the HEDIS-style
+episode rate, imaging by modality) count what cases.csv and audited_orders.csv hold, and the
+attrition prints in the order of attrition.csv (step, then the exclusions that left it)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import polars as pl
+
+AUDIT = "low_back_pain"
+
+
+def _folder(deck_runs) -> Path:
+    return Path(deck_runs["runs"]["combined"]["out"]) / AUDIT
+
+
+def _csv(path: Path) -> pl.DataFrame:
+    return pl.read_csv(path, infer_schema=False).fill_null("")
+
+
+def _section(html: str, heading: str) -> str:
+    start = html.index(heading)
+    return html[start : html.index("<h2", start + 1)]
+
+
+def _cells(row_html: str) -> list[str]:
+    return [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row_html, re.S)]
+
+
+def test_episode_rate_section_counts_the_episodes(deck_runs):
+    folder = _folder(deck_runs)
+    cases = _csv(folder / "cases.csv")
+    outcome = dict(cases.group_by("outcome").len().iter_rows())
+    html = (folder / "report.html").read_text(encoding="utf-8")
+    section = _section(html, "Episodes without lumbar imaging in the first 28 days (HEDIS-style rate)")
+    row = next(r for r in re.findall(r"<tr>(.*?)</tr>", section, re.S) if "All episodes</th><td" in r.replace("\n", ""))
+    cells = _cells(row)
+    n, d = outcome.get("no_early_imaging", 0), outcome.get("no_early_imaging", 0) + outcome.get("early_imaging", 0)
+    assert cells[1:3] == [str(n), str(d)], cells
+    assert cells[-4:] == [str(outcome.get(k, 0)) for k in ("early_imaging", "not_evaluable", "excluded")] + [str(cases.height)]
+    assert "Setting of the index diagnosis" in section  # the combined deck's feed has the setting column
+
+
+def test_by_modality_section_counts_the_orders(deck_runs):
+    folder = _folder(deck_runs)
+    orders = _csv(folder / "audited_orders.csv")
+    html = (folder / "report.html").read_text(encoding="utf-8")
+    section = _section(html, "Lumbar imaging by modality")
+    rows = {c[0]: c for c in (_cells(r) for r in re.findall(r"<tr>(.*?)</tr>", section, re.S)) if c and c[0] != "Modality"}
+    for modality, label in (("XR", "X-ray"), ("CT", "CT"), ("MR", "MRI"), ("", "Unmapped code")):
+        mine = orders.filter(pl.col("modality") == modality)
+        assert rows[label][1] == str(mine.height), (label, rows[label])
+        assert rows[label][2] == str(mine.filter(pl.col("verdict") == "excluded").height)
+        early = mine.filter(pl.col("verdict") == "inappropriate").height
+        judged = mine.filter(pl.col("verdict").is_in(["appropriate", "inappropriate"])).height
+        if judged:
+            assert rows[label][4:6] == [str(early), str(judged)], (label, rows[label])
+
+
+def test_attrition_prints_in_the_marts_order(deck_runs):
+    folder = _folder(deck_runs)
+    expected = [r["step"] for r in _csv(folder / "attrition.csv").iter_rows(named=True)]
+    html = (folder / "report.html").read_text(encoding="utf-8")
+    table = html[html.index('<table class="attrition">') :]
+    table = table[: table.index("</table>")]
+    printed = [_cells(r)[1].removeprefix("− ") for r in re.findall(r'<tr class="(?:step|exclusion)">(.*?)</tr>', table, re.S)]
+    assert printed == expected
+
+
+def test_case_list_workbook_shows_each_column_once(deck_runs):
+    """Both audits' workbooks: a column the case's side gives (id, date) is not repeated as <name>_1."""
+    from xlsx_xml import Workbook
+
+    for audit_id in ("csf_leak", AUDIT):
+        header = [r for r in Workbook(Path(deck_runs["runs"]["combined"]["out"]) / audit_id / "case_list.xlsx").rows("Cases")[:1]]
+        names = list(header[0]) if header else []
+        assert names and not [n for n in names if n and re.search(r"_\d+$", n)], (audit_id, names)
+        assert len(names) == len(set(names)), (audit_id, names)
+
+
+def test_flagged_episodes_say_the_day_after_the_index_date(deck_runs):
+    """The case list counts days as the audit does (day 0 = the index date), and says so."""
+    folder = _folder(deck_runs)
+    html = (folder / "report.html").read_text(encoding="utf-8")
+    assert "Day 0 is the site-local date of the index diagnosis; orders on days 0-42 are audited, and those on days 0-28" in html
+    early = _csv(folder / "audited_orders.csv").filter(pl.col("verdict") == "inappropriate")
+    flagged = _section(html, "Flagged cases for chart review")
+    shown = [d for d in early["days_since_index"].unique().to_list() if f"day {d}<" in flagged]
+    assert shown, "no flagged order shows its day after the index date"
+
+
+def test_department_table_splits_only_the_order_measures(deck_runs):
+    """An episode belongs to no department (no case_department): the department table splits the
+    order-level headline measure only; the episode rate stays hospital-wide, in the headline."""
+    html = (_folder(deck_runs) / "report.html").read_text(encoding="utf-8")
+    table = _section(html, "Departments, ")
+    table = table[table.index('<table class="groups">') : table.index("</table>")]
+    assert "Lumbar imaging orders placed in the first 28 days" in table
+    assert "Episodes without lumbar imaging" not in table and "no denominator" not in table
+    assert "episode measures are hospital-wide" in _section(html, "Departments, ")
+    csf = (Path(deck_runs["runs"]["combined"]["out"]) / "csf_leak" / "report.html").read_text(encoding="utf-8")
+    csf_table = _section(csf, "Departments, ")
+    assert "Leak cases whose first imaging was the right study" in csf_table[csf_table.index('<table class="groups">') :]
+
+
+def test_site_index_fills_the_measure_labels(deck_runs):
+    """The site index names each audit's headline measures as its report does: parameters filled in."""
+    index = (Path(deck_runs["runs"]["combined"]["out"]) / "index.html").read_text(encoding="utf-8")
+    assert "Early imaging for uncomplicated low back pain" in index
+    assert "Episodes without lumbar imaging in the first 28 days (HEDIS rate)" in index
+    assert "Premature imaging (&lt; 72 h)" in index and "{premature_hours}" not in index
