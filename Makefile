@@ -30,7 +30,10 @@ demo: install
 	$(BIN)/order-audit run --input $(DEMO_DIR)/input --out $(DEMO_DIR)/output --warehouse $(DEMO_DIR)/warehouse.duckdb
 	@echo "Reports: $(DEMO_DIR)/output/index.html (one folder per audit)"
 
+# The Spark tests (tests/test_spark_models.py) start a local PySpark, which needs Java 17: without it they
+# are skipped. Install it with: apt-get install openjdk-17-jre-headless (or set JAVA_HOME).
 test: install
+	@command -v java >/dev/null 2>&1 || echo "Java 17 not found: the Spark tests will be skipped (apt-get install openjdk-17-jre-headless)"
 	$(BIN)/python -m pytest -q
 
 test-fast: install

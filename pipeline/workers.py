@@ -66,7 +66,10 @@ class GxWorker:
     """The data-quality gate's Great Expectations, in a process of its own (see the module docstring)."""
 
     def __init__(self):
-        self._pool = process_pool("great_expectations", "pipeline.quality.gx_duckdb", "pipeline.quality.validate")
+        # pipeline.quality first: it silences the warning PySpark (which GX imports when installed) prints
+        self._pool = process_pool(
+            "pipeline.quality", "great_expectations", "pipeline.quality.gx_duckdb", "pipeline.quality.validate"
+        )
 
     def run_suites(self, path, suites, params) -> list:
         """``validate.run_suites`` in the worker (inline when there is none)."""

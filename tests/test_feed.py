@@ -376,7 +376,9 @@ def test_feed_threshold_from_the_config_through_the_cli(tmp_path):
     assert json.loads((tmp_path / "one" / "csf_leak" / "metrics.json").read_text())["min_cell_count"] == 1
 
 
-def test_readme_and_docs_name_schema_1_1():
-    assert "schema version 1.1" in README
-    assert "(schema version 1.1)" in FEED_DOC and "period_type" in FEED_DOC
+def test_readme_and_docs_name_the_current_schema():
+    assert feed.SCHEMA_VERSION == "2.0"
+    assert f"schema version {feed.SCHEMA_VERSION}" in README
+    assert f"(schema version {feed.SCHEMA_VERSION})" in FEED_DOC and "period_type" in FEED_DOC
+    assert "| `audit_id` | string | 2.0:" in FEED_DOC and "* **2.0**:" in FEED_DOC
     assert Path(ROOT / "docs" / "METRICS_FEED.md").is_file()

@@ -34,15 +34,40 @@ PARQUET_TYPES = {
 }
 
 
+# The row order of each standard mart in its files: engines do not keep the order of a CREATE TABLE AS
+# (Spark, Trino), so the order is given here and every reader that lists rows sorts by it.
+ROW_ORDER = {
+    "mart_audited_orders": ("index_at", "case_id", "ordered_at NULLS LAST", "order_id"),
+    "mart_cases": ("index_at", "case_id"),
+    "mart_attrition": ("step_order", "kind DESC", "step"),
+}
+
+
+def order_by(table: str, alias: str = "", columns: set[str] | None = None) -> str:
+    """The ORDER BY list of a standard mart (``ROW_ORDER``), its columns qualified with ``alias``; with
+    ``columns``, only the keys the audit's mart has (an audit need not have every one)."""
+    keys = [k for k in ROW_ORDER[table] if columns is None or k.split()[0] in columns]
+    return ", ".join(f"{alias}.{key}" if alias else key for key in keys)
+
+
+def _ordered(con: duckdb.DuckDBPyConnection, table: str, query: str) -> str:
+    """``query`` (which reads ``FROM (...) AS q``) in the table's ``ROW_ORDER``, on the mart's own values."""
+    if table not in ROW_ORDER:
+        return query
+    columns = {name for name, *_ in con.execute(f"DESCRIBE ({query})").fetchall()}
+    keys = order_by(table, "q", columns)
+    return f"{query} ORDER BY {keys}" if keys else query
+
+
 def _parquet_query(con: duckdb.DuckDBPyConnection, table: str, query: str) -> str:
     """``query`` with the table's text instants cast to their types (``PARQUET_TYPES``; those the audit's
     mart has: an audit need not have every one)."""
     present = {name for name, *_ in con.execute(f"DESCRIBE ({query})").fetchall()}
     types = {col: kind for col, kind in PARQUET_TYPES.get(table, {}).items() if col in present}
     if not types:
-        return query
+        return f"SELECT * FROM ({query}) AS q"
     casts = ", ".join(f"CAST({col} AS {kind}) AS {col}" for col, kind in types.items())
-    return f"SELECT * REPLACE ({casts}) FROM ({query})"
+    return f"SELECT * REPLACE ({casts}) FROM ({query}) AS q"
 
 
 # rejects and ledger: the load ids and times of a run are not data (reruns stay byte-identical)
@@ -56,7 +81,7 @@ OUTPUT_QUERIES = {
 
 
 def write_tables(con: duckdb.DuckDBPyConnection, out_dir: Path) -> list[Path]:
-    """COPY each mart to CSV/Parquet; rows keep the mart's ORDER BY, so reruns are byte-identical.
+    """COPY each mart to CSV/Parquet in its ``ROW_ORDER``, so reruns are byte-identical.
 
     In CSV, text that a spreadsheet would run as a formula is neutralised (formula_guard); Parquet
     keeps the raw text."""
@@ -66,9 +91,11 @@ def write_tables(con: duckdb.DuckDBPyConnection, out_dir: Path) -> list[Path]:
         for fmt in formats:
             path = out_dir / f"{stem}.{fmt}"
             if fmt == "csv":
-                con.execute(f"COPY ({_spreadsheet_safe(con, query)}) TO {literal(path)} (FORMAT csv, HEADER true)")
+                rows = _ordered(con, table, _spreadsheet_safe(con, query))
+                con.execute(f"COPY ({rows}) TO {literal(path)} (FORMAT csv, HEADER true)")
             else:
-                con.execute(f"COPY ({_parquet_query(con, table, query)}) TO {literal(path)} (FORMAT parquet, COMPRESSION zstd)")
+                rows = _ordered(con, table, _parquet_query(con, table, query))
+                con.execute(f"COPY ({rows}) TO {literal(path)} (FORMAT parquet, COMPRESSION zstd)")
             written.append(path)
     return written
 

@@ -19,6 +19,7 @@ from pipeline.months import MONTH, month_range
 from pipeline.report import charts
 from pipeline.report.measure import funnel_status, p_chart, with_rates
 from pipeline.report.names import department_name
+from pipeline.report.outputs import order_by
 from pipeline.report.spec import EVALUATED, REASON_DENOMINATOR, ReportSpec, plain_number
 
 VERDICT_ORDER = ("inappropriate", "review", "appropriate", "not_evaluable", "excluded")
@@ -232,7 +233,8 @@ def department_provider_rates(con) -> pl.DataFrame:
     counts = frame(
         con,
         "SELECT department, provider_key AS group_key, measure_id, CAST(numerator AS BIGINT) AS numerator, "
-        "CAST(denominator AS BIGINT) AS denominator FROM mart_department_provider_counts",
+        "CAST(denominator AS BIGINT) AS denominator FROM mart_department_provider_counts "
+        "ORDER BY department, provider_key, measure_id",
     )
     return with_rates(counts)
 
@@ -273,9 +275,8 @@ def attribution(con, names: dict[str, str]) -> dict:
 def attrition(con) -> list[dict]:
     """Attrition rows; a step's percentage is of the last step of the same unit at an earlier step number
     (steps sharing a number are siblings, e.g. flagged and review orders both out of evaluated orders)."""
-    rows = frame(
-        con, "SELECT step_order, step, unit, count, kind, note FROM mart_attrition ORDER BY step_order, kind DESC, step"
-    ).to_dicts()
+    query = f"SELECT step_order, step, unit, count, kind, note FROM mart_attrition ORDER BY {order_by('mart_attrition')}"
+    rows = frame(con, query).to_dicts()
     last: dict[str, tuple[int, int]] = {}
     before: dict[str, tuple[int, int]] = {}
     for r in rows:

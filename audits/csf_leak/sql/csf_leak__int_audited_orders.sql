@@ -3,7 +3,7 @@ SELECT
     o.order_id,
     o.case_id,
     pk.patient_key,
-    strftime(timezone('UTC', o.ordered_at), '%Y-%m-%dT%H:%M:%SZ') AS ordered_at,
+    replace(strftime(timezone('UTC', o.ordered_at), '%Y-%m-%d %H:%M:%S'), ' ', 'T') || 'Z' AS ordered_at,
     strftime(timezone(prm.site_timezone, o.ordered_at), '%Y-%m-%d %H:%M:%S') AS ordered_at_local,
     -- truncated to 0.01 h, never rounded up: 71.996 h must not read 72.00 beside a premature verdict
     -- (the inner round only removes binary noise: 87 min is 1.45 h, not 1.44)
@@ -30,11 +30,10 @@ SELECT
     v.rule_ids,
     prm.rule_set_version,
     c.index_month AS case_index_month,
-    strftime(timezone('UTC', c.index_at), '%Y-%m-%dT%H:%M:%SZ') AS index_at,
-    coalesce(contains('|' || v.reasons || '|', '|premature|'), false) AS is_premature
+    replace(strftime(timezone('UTC', c.index_at), '%Y-%m-%d %H:%M:%S'), ' ', 'T') || 'Z' AS index_at,
+    coalesce(strpos('|' || v.reasons || '|', '|premature|') > 0, false) AS is_premature
 FROM csf_leak__int_order_facts AS o
 JOIN csf_leak__int_cases AS c ON c.case_id = o.case_id
 JOIN csf_leak__int_patient_keys AS pk ON pk.patient_id = o.patient_id
 LEFT JOIN csf_leak__int_order_verdicts AS v ON v.case_id = o.case_id AND v.order_id = o.order_id
 CROSS JOIN csf_leak__parameters AS prm
-ORDER BY c.index_at, o.case_id, o.ordered_at NULLS LAST, o.order_id

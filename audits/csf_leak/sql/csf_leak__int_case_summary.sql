@@ -5,7 +5,7 @@ WITH judged AS (
 first_episode AS (
     SELECT
         case_id,
-        bool_or(contains('|' || reasons || '|', '|mri_complete_spine_wwo|')) AS has_right_study,
+        bool_or(strpos('|' || reasons || '|', '|mri_complete_spine_wwo|') > 0) AS has_right_study,
         bool_or(verdict IN ('inappropriate', 'review')) AS has_flagged
     FROM judged
     WHERE episode_number = 1
@@ -34,7 +34,7 @@ SELECT
     pk.patient_key,
     c.index_procedure_id,
     c.index_code,
-    strftime(timezone('UTC', c.index_at), '%Y-%m-%dT%H:%M:%SZ') AS index_at,
+    replace(strftime(timezone('UTC', c.index_at), '%Y-%m-%d %H:%M:%S'), ' ', 'T') || 'Z' AS index_at,
     c.index_local_date,
     c.index_month,
     c.department,
@@ -46,7 +46,7 @@ SELECT
     c.attempts,
     c.patient_position,
     c.evidence_sources,
-    strftime(timezone('UTC', c.first_evidence_at), '%Y-%m-%dT%H:%M:%SZ') AS first_evidence_at,
+    replace(strftime(timezone('UTC', c.first_evidence_at), '%Y-%m-%d %H:%M:%S'), ' ', 'T') || 'Z' AS first_evidence_at,
     coalesce(n.n_orders, 0) AS n_orders,
     coalesce(n.n_evaluated, 0) AS n_evaluated,
     coalesce(n.n_inappropriate, 0) AS n_inappropriate,
@@ -65,4 +65,3 @@ JOIN csf_leak__int_patient_keys AS pk ON pk.patient_id = c.patient_id
 LEFT JOIN counts AS n ON n.case_id = c.case_id
 LEFT JOIN first_order AS f ON f.case_id = c.case_id AND f.rn = 1
 LEFT JOIN first_episode AS fe ON fe.case_id = c.case_id
-ORDER BY c.index_at, c.case_id

@@ -22,10 +22,10 @@ SELECT
         ELSE o.study_type
     END AS effective_study_type,
     -- does every spine region of this order have non-contrast / contrast sequences in its episode?
-    (NOT contains(o.regions, 'C') OR cov.noncontrast_c) AND (NOT contains(o.regions, 'T') OR cov.noncontrast_t)
-        AND (NOT contains(o.regions, 'L') OR cov.noncontrast_l) AS regions_have_noncontrast,
-    (NOT contains(o.regions, 'C') OR cov.contrast_c) AND (NOT contains(o.regions, 'T') OR cov.contrast_t)
-        AND (NOT contains(o.regions, 'L') OR cov.contrast_l) AS regions_have_contrast
+    (NOT (strpos(o.regions, 'C') > 0) OR cov.noncontrast_c) AND (NOT (strpos(o.regions, 'T') > 0) OR cov.noncontrast_t)
+        AND (NOT (strpos(o.regions, 'L') > 0) OR cov.noncontrast_l) AS regions_have_noncontrast,
+    (NOT (strpos(o.regions, 'C') > 0) OR cov.contrast_c) AND (NOT (strpos(o.regions, 'T') > 0) OR cov.contrast_t)
+        AND (NOT (strpos(o.regions, 'L') > 0) OR cov.contrast_l) AS regions_have_contrast
 FROM csf_leak__int_case_orders AS o
 LEFT JOIN csf_leak__int_imaging_episodes AS e ON e.case_id = o.case_id AND e.order_id = o.order_id
 LEFT JOIN csf_leak__int_episode_coverage AS cov ON cov.case_id = e.case_id AND cov.episode_number = e.episode_number

@@ -5,13 +5,15 @@
 -- Split after the patient filter: splitting every order first costs 6x.
 -- A code listed twice gives two rows: the only consumer asks "does any code match", and
 -- de-duplicating 1.5M rows at 10M orders cost 0.8 s for nothing.
--- DuckDB-specific: string_split + unnest (Spark: split + explode).
+-- The split is a lateral join (CROSS JOIN unnest(...) AS s(code)), not unnest inside an expression:
+-- Spark explodes only at the top of a select (docs/SQL_PORTABILITY.md).
 SELECT order_id, patient_id, ordered_at, indication_codes, indication_code
 FROM (
     SELECT
-        order_id, patient_id, ordered_at, indication_codes,
-        upper(replace(trim(unnest(string_split(indication_codes, '|'))), '.', '')) AS indication_code
-    FROM csf_leak__int_patient_orders
-    WHERE indication_codes IS NOT NULL
-)
+        o.order_id, o.patient_id, o.ordered_at, o.indication_codes,
+        upper(replace(trim(s.code), '.', '')) AS indication_code
+    FROM csf_leak__int_patient_orders AS o
+    CROSS JOIN unnest(string_split(o.indication_codes, '|')) AS s(code)
+    WHERE o.indication_codes IS NOT NULL
+) AS split_codes
 WHERE indication_code <> ''

@@ -16,8 +16,8 @@ cases AS (SELECT * FROM csf_leak__mart_cases),
 winning AS (
     SELECT r.reason_code,
            count(o.order_id) AS n,
-           CASE WHEN count(o.order_id) FILTER (WHERE contains(o.reasons, '|')) > 0
-                THEN ' (' || count(o.order_id) FILTER (WHERE contains(o.reasons, '|'))
+           CASE WHEN count(o.order_id) FILTER (WHERE strpos(o.reasons, '|') > 0) > 0
+                THEN ' (' || count(o.order_id) FILTER (WHERE strpos(o.reasons, '|') > 0)
                      || ' of these also carry a later reason of this kind; each order is counted once, under its first reason)'
                 ELSE '' END AS overlap_note
     FROM csf_leak__ref_rules AS r
@@ -72,4 +72,3 @@ steps AS (
            (SELECT count(*) FROM orders WHERE verdict = 'review'), 'step', 'reported apart: guidance differs'
 )
 SELECT step_order, step, unit, count, kind, note FROM steps
-ORDER BY step_order, kind DESC, step

@@ -21,4 +21,3 @@ JOIN csf_leak__int_patient_keys AS pk ON pk.patient_id = a.patient_id
 CROSS JOIN audit_period AS per
 WHERE (per.first_month IS NULL OR strftime(a.performed_local_date, '%Y-%m') >= per.first_month)
   AND (per.last_month IS NULL OR strftime(a.performed_local_date, '%Y-%m') <= per.last_month)
-ORDER BY a.performed_at, a.procedure_id

@@ -15,7 +15,7 @@ SELECT
     pk.patient_key,
     c.index_month,
     c.index_date,
-    strftime(timezone('UTC', c.index_at), '%Y-%m-%dT%H:%M:%SZ') AS index_at,
+    replace(strftime(timezone('UTC', c.index_at), '%Y-%m-%d %H:%M:%S'), ' ', 'T') || 'Z' AS index_at,
     n.n_orders,
     n.n_evaluated,
     n.n_inappropriate,
@@ -24,4 +24,3 @@ SELECT
 FROM toy_audit__int_cases AS c
 JOIN toy_audit__int_patient_keys AS pk ON pk.patient_id = c.patient_id
 JOIN counts AS n ON n.case_id = c.case_id
-ORDER BY c.index_at, c.case_id

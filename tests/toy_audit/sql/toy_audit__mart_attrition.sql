@@ -11,4 +11,3 @@ SELECT * FROM (
     UNION ALL SELECT 4, 'Orders with contrast (inappropriate)', 'orders',
            (SELECT count(*) FROM orders WHERE verdict = 'inappropriate'), 'step', ''
 )
-ORDER BY step_order, kind DESC, step

@@ -4,4 +4,3 @@ FROM toy_audit__int_audited_orders AS o
 CROSS JOIN audit_period AS per
 WHERE (per.first_month IS NULL OR o.case_index_month >= per.first_month)
   AND (per.last_month IS NULL OR o.case_index_month <= per.last_month)
-ORDER BY o.index_at, o.case_id, o.ordered_at, o.order_id
