@@ -5,8 +5,8 @@ SELECT
     o.case_id,
     o.patient_key,
     o.index_date,
-    strftime(timezone('UTC', c.index_at), '%Y-%m-%dT%H:%M:%SZ') AS index_at,
-    strftime(timezone('UTC', o.ordered_at), '%Y-%m-%dT%H:%M:%SZ') AS ordered_at,
+    replace(strftime(timezone('UTC', c.index_at), '%Y-%m-%d %H:%M:%S'), ' ', 'T') || 'Z' AS index_at,
+    replace(strftime(timezone('UTC', o.ordered_at), '%Y-%m-%d %H:%M:%S'), ' ', 'T') || 'Z' AS ordered_at,
     strftime(timezone(prm.site_timezone, o.ordered_at), '%Y-%m-%d %H:%M:%S') AS ordered_at_local,
     o.ordered_local_date,
     o.days_since_index,
@@ -33,4 +33,3 @@ FROM low_back_pain__int_case_orders AS o
 JOIN low_back_pain__int_cases AS c ON c.case_id = o.case_id
 LEFT JOIN low_back_pain__int_order_verdicts AS v ON v.case_id = o.case_id AND v.order_id = o.order_id
 CROSS JOIN low_back_pain__parameters AS prm
-ORDER BY o.index_date, o.case_id, o.ordered_at NULLS LAST, o.order_id

@@ -9,7 +9,7 @@ WITH auditable AS (
     SELECT o.*
     FROM low_back_pain__int_case_patient_orders AS o
     WHERE (o.is_mapped AND o.study_type IN ('xr_spine', 'ct_spine', 'mri_spine')
-           AND (contains(o.regions, 'L') OR contains(o.regions, 'S')))
+           AND (strpos(o.regions, 'L') > 0 OR strpos(o.regions, 'S') > 0))
        OR (NOT o.is_mapped AND NOT regexp_matches(o.order_code, '^[0-9]{4}[0-9A-Z]$'))
 ),
 candidates AS (

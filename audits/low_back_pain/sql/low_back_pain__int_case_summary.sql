@@ -58,7 +58,7 @@ SELECT
     j.patient_key,
     j.index_date,
     j.index_month,
-    strftime(timezone('UTC', j.index_at), '%Y-%m-%dT%H:%M:%SZ') AS index_at,
+    replace(strftime(timezone('UTC', j.index_at), '%Y-%m-%d %H:%M:%S'), ' ', 'T') || 'Z' AS index_at,
     j.index_setting,
     j.index_diagnosis_code,
     j.age_years,
@@ -74,4 +74,3 @@ SELECT
     j.first_imaging_date,
     j.first_imaging_modality
 FROM judged AS j
-ORDER BY j.index_date, j.case_id

@@ -3,17 +3,18 @@
 -- compare in dotless upper-case form, joined on their three-character category. A code counts while
 -- in force at the order's time; an order without a time matches its code whatever the dates (it can
 -- then only exclude that order: it has no date to be evidence at).
--- DuckDB-specific: unnest(string_split(...)) as a projection of its own (Spark: explode(split(...));
--- Trino: CROSS JOIN UNNEST(split(...))).
+-- The split is a lateral join (CROSS JOIN unnest(...) AS s(listed_code)), not unnest inside an
+-- expression: Spark explodes only at the top of a select (docs/SQL_PORTABILITY.md).
 WITH listed AS (
     SELECT
-        order_id,
-        patient_id,
-        ordered_at,
-        ordered_local_date,
-        unnest(string_split(indication_codes, '|')) AS listed_code
-    FROM low_back_pain__int_case_patient_orders
-    WHERE indication_codes IS NOT NULL
+        o.order_id,
+        o.patient_id,
+        o.ordered_at,
+        o.ordered_local_date,
+        s.listed_code
+    FROM low_back_pain__int_case_patient_orders AS o
+    CROSS JOIN unnest(string_split(o.indication_codes, '|')) AS s(listed_code)
+    WHERE o.indication_codes IS NOT NULL
 ),
 codes AS (
     SELECT order_id, patient_id, ordered_at, ordered_local_date, upper(replace(trim(listed_code), '.', '')) AS code_norm

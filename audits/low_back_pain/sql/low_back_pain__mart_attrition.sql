@@ -35,7 +35,7 @@ winning AS (
     SELECT
         r.reason_code,
         count(o.order_id) AS n,
-        count(o.order_id) FILTER (WHERE contains(o.reasons, '|')) AS n_more
+        count(o.order_id) FILTER (WHERE strpos(o.reasons, '|') > 0) AS n_more
     FROM low_back_pain__ref_rules AS r
     LEFT JOIN orders AS o ON o.verdict = r.verdict AND split_part(o.reasons, '|', 1) = r.reason_code
     WHERE r.verdict IN ('excluded', 'not_evaluable')
@@ -110,4 +110,3 @@ steps AS (
            (SELECT count(*) FROM orders WHERE verdict = 'inappropriate'), 'step', ''
 )
 SELECT step_order, step, unit, count, kind, note FROM steps
-ORDER BY step_order, kind DESC, step

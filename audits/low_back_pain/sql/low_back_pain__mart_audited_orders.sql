@@ -4,4 +4,3 @@ FROM low_back_pain__int_audited_orders AS o
 CROSS JOIN audit_period AS per
 WHERE (per.first_month IS NULL OR o.case_index_month >= per.first_month)
   AND (per.last_month IS NULL OR o.case_index_month <= per.last_month)
-ORDER BY o.index_date, o.case_id, o.ordered_at NULLS LAST, o.order_id

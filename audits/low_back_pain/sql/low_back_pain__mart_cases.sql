@@ -4,4 +4,3 @@ FROM low_back_pain__int_case_summary AS c
 CROSS JOIN audit_period AS per
 WHERE (per.first_month IS NULL OR c.index_month >= per.first_month)
   AND (per.last_month IS NULL OR c.index_month <= per.last_month)
-ORDER BY c.index_date, c.case_id
