@@ -181,6 +181,30 @@ def test_no_hidden_month_is_a_rolling_or_quarterly_total_minus_released_months()
     assert disclosure_breaches(fed, m) == []
 
 
+def mixed_year(seed: int) -> pl.DataFrame:
+    """12 months, five departments whose monthly counts run from 0 to 30 (small and large cells side by side)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for month in months_of("2025-07", 12):
+        counts = [int(rng.choice([0, 0, 1, 2, 3, 5, 8, 12, 20, 30])) for _ in range(5)]
+        rows += [(month, *r[1:]) for r in one_month(*[(f"d{i}", a, a + int(rng.integers(0, 40))) for i, a in enumerate(counts)])]
+    frame = pl.DataFrame(rows, schema=["period", "level", "group_key", "measure_id", "numerator", "denominator"], orient="row")
+    run_total = frame.group_by("level", "group_key", "measure_id").agg(pl.col("numerator", "denominator").sum())
+    rows += [("all", *r) for r in run_total.select(frame.columns[1:]).iter_rows()]
+    return metrics(rows)
+
+
+@pytest.mark.parametrize("seed", [18, 27])
+def test_time_and_departments_together_give_no_hidden_count_away(seed, monkeypatch):
+    m = mixed_year(seed)
+    assert disclosure_breaches(feed.build_feed(m, run_info("all")), m) == []
+    # these years are ones where the per-period and per-series passes alone leave a count determined
+    from pipeline.report import disclosure
+
+    monkeypatch.setattr(disclosure._Joint, "settle", lambda self, withheld: withheld)
+    assert any("determined by the released cells" in p for p in disclosure_breaches(feed.build_feed(m, run_info("all")), m))
+
+
 def test_the_audit_finds_what_primary_suppression_alone_gives_away(monkeypatch):
     from pipeline.report import disclosure
 

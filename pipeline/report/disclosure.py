@@ -11,6 +11,12 @@ denominator shared by several measures. Its cells add up two ways, and both are 
   Per group, no withheld cell may be computable from the released cells of the same group (linear
   algebra on which months each cell covers; a month without a row is a known zero), and the months
   an aggregate hides may not add up to 1..k-1. Months are given up first, rolling windows last.
+* **time and departments together** (``_Joint``): the two sums above combine (a department's quarter
+  minus its released months, against the hospital's month minus the other departments...). Per
+  table, every hidden small count of the overall and department cells is checked against all the
+  released ones at once (unknowns: department x calendar month); one it determines gives up a
+  released cell of that derivation. Providers are protected by the first two only: a joint system of
+  hundreds of providers x months is too large to solve per table.
 
 The passes repeat until neither changes anything. The work is vectorised (numpy over the lines and
 over a series x period grid, batched pseudo-inverses for the distinct patterns of withheld cells,
@@ -44,10 +50,10 @@ def protect(cells: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: i
     if cells.height == 0:
         return withheld
     frame = cells.with_row_index("idx").with_columns(pl.col("complement").fill_null(0))
-    lines, grid = _Lines(frame, k), _SeriesGrid(frame, periods)
+    lines, grid, joint = _Lines(frame, k), _SeriesGrid(frame, periods), _Joint(frame, periods, k)
     while True:
         before = withheld.copy()
-        withheld = grid.settle(lines.hierarchy_pass(withheld), k)
+        withheld = joint.settle(grid.settle(lines.hierarchy_pass(withheld), k))
         if (withheld == before).all():
             return withheld
 
@@ -216,3 +222,83 @@ class _SeriesGrid:
         chosen[none, agg[none]] = True  # no month left to give: the aggregate itself
         add[hit] = chosen
         return add
+
+
+# ----------------------------------------------------------------------------- time x departments
+
+
+class _Joint:
+    """Per table, the overall and department cells as linear sums of unknown department x month counts."""
+
+    def __init__(self, frame: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: int):
+        self.k = k
+        n_months = 1 + max((m for _, ms in periods.values() for m in ms), default=-1)
+        cover = {p: np.zeros(n_months) for p in periods}
+        for p, (_, ms) in periods.items():
+            cover[p][ms] = 1.0
+        self.tables = []
+        cells = frame.filter(pl.col("level").is_in(["overall", "department"]) & pl.col("period").is_in(list(periods)))
+        for (_,), table in cells.group_by(["unit"], maintain_order=True):
+            groups = sorted(table.filter(pl.col("level") == "department")["group_key"].unique().to_list())
+            if not groups or n_months == 0:
+                continue
+            gidx = {g: i for i, g in enumerate(groups)}
+            rows = []
+            for r in table.select("idx", "period", "level", "group_key").iter_rows():
+                vec = np.zeros((len(groups), n_months))
+                if r[2] == "overall":
+                    vec[:, :] = cover[r[1]]
+                else:
+                    vec[gidx[r[3]], :] = cover[r[1]]
+                rows.append(vec.ravel())
+            # a department without a row in a period the table has is a known zero (as in _SeriesGrid)
+            present = {(p, g) for p, lv, g in table.select("period", "level", "group_key").iter_rows() if lv == "department"}
+            zeros = []
+            for p in table["period"].unique(maintain_order=True).to_list():  # a period the table has at all
+                for g in groups:
+                    if (p, g) not in present:
+                        vec = np.zeros((len(groups), n_months))
+                        vec[gidx[g], :] = cover[p]
+                        zeros.append(vec.ravel())
+            pref = np.array([PERIOD_PREFERENCE[periods[p][0]] for p in table["period"]])
+            self.tables.append(
+                (
+                    table["idx"].to_numpy(),
+                    np.array(rows),
+                    np.array(zeros) if zeros else np.zeros((0, len(groups) * n_months)),
+                    table["value"].to_numpy().astype(float),
+                    table["complement"].to_numpy().astype(float),
+                    table["den"].to_numpy().astype(float),
+                    pref,
+                )
+            )
+
+    def settle(self, withheld: np.ndarray) -> np.ndarray:
+        """Withhold released cells until no hidden small count of a table follows from the released ones."""
+        out = withheld.copy()
+        for idx, vecs, zeros, value, comp, den, pref in self.tables:
+            hidden_small = small(value, self.k) | small(comp, self.k)
+            while True:
+                w = out[idx]
+                targets = np.flatnonzero(w & hidden_small)
+                if targets.size == 0:
+                    break
+                known_rows = np.flatnonzero(~w)
+                known = np.vstack([vecs[known_rows], zeros])
+                if known.shape[0] == 0:
+                    break
+                pinv = np.linalg.pinv(known, rcond=1e-10)
+                coef = vecs[targets] @ pinv  # each target as a combination of the known rows
+                determined = np.abs(coef @ known - vecs[targets]).max(axis=1) < _EPS
+                if not determined.any():
+                    break
+                # a released cell the first determined target's derivation uses: months first, smallest count
+                uses = np.abs(coef[np.flatnonzero(determined)[0], : known_rows.size]) > _EPS
+                cand = known_rows[uses & (den[known_rows] > 0)]
+                if cand.size == 0:
+                    cand = known_rows[uses]
+                if cand.size == 0:  # derived from the known zeros alone: nothing released to give up
+                    break
+                pick = cand[np.lexsort((value[cand], pref[cand]))[0]]
+                out[idx[pick]] = True
+        return out
