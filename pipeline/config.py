@@ -55,8 +55,22 @@ class Privacy:
 
 
 @dataclass(frozen=True)
+class Spark:
+    """[spark]: where the models run with engine = "spark" (pipeline/models/spark.py)."""
+
+    master: str = "local[*]"  # a local Spark in a JVM beside the run, unless remote is given
+    remote: str | None = None  # sc://HOST:PORT: a Spark Connect server (also $SPARK_REMOTE, --spark-remote)
+    conf: dict[str, str] = field(default_factory=dict)  # more Spark settings, e.g. "spark.driver.memory" = "4g"
+
+
+ENGINES = ("duckdb", "spark")
+
+
+@dataclass(frozen=True)
 class Config:
     site_timezone: str = "America/New_York"
+    engine: str = "duckdb"  # where the models run: duckdb, or spark ([spark] says which Spark)
+    spark: Spark = field(default_factory=Spark)
     # audit id -> parameter -> value, over the manifest's defaults ([audits.<id>])
     audits: dict[str, dict] = field(default_factory=dict)
     # more folders holding audits (each an audit folder or a folder of them); also $ORDER_AUDIT_AUDITS_PATH
@@ -83,7 +97,7 @@ class Config:
         return dataclasses.asdict(self)
 
 
-_SECTIONS = {"reporting": Reporting, "feed": Feed, "privacy": Privacy, "display_names": DisplayNames}
+_SECTIONS = {"reporting": Reporting, "feed": Feed, "privacy": Privacy, "display_names": DisplayNames, "spark": Spark}
 _TABLES = tuple(c.name for c in CONTRACTS)
 
 
@@ -145,7 +159,7 @@ def load_config(path: str | Path | None = None, **overrides) -> Config:
                 raise ConfigError(f"{path}: audits_path: a folder or a list of folders")
             base = Path(path).parent
             kwargs[key] = [str(base / v) if not Path(v).is_absolute() else v for v in paths]
-        elif key in ("site_timezone", "local_code_map", "warehouse"):
+        elif key in ("site_timezone", "local_code_map", "warehouse", "engine"):
             kwargs[key] = value
         elif key == "columns":
             bad = set(value) - set(_TABLES)
@@ -167,6 +181,12 @@ def load_config(path: str | Path | None = None, **overrides) -> Config:
         if value is not None:
             kwargs[key] = value
     cfg = Config(**kwargs)
+    if cfg.engine not in ENGINES:
+        raise ConfigError(f"{path or 'config'}: engine = {cfg.engine!r}; one of {', '.join(ENGINES)}")
+    for name in ("master", "remote"):
+        value = getattr(cfg.spark, name)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{path}: [spark] {name}: expected a string, got {value!r}")
     try:
         ZoneInfo(cfg.site_timezone)
     except (ZoneInfoNotFoundError, ValueError):
