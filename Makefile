@@ -28,7 +28,7 @@ lock:
 demo: install
 	$(BIN)/order-audit synth --patients $(DEMO_PATIENTS) --months $(DEMO_MONTHS) --seed 7 --start $(DEMO_START) --out $(DEMO_DIR)/input
 	$(BIN)/order-audit run --input $(DEMO_DIR)/input --out $(DEMO_DIR)/output --warehouse $(DEMO_DIR)/warehouse.duckdb
-	@echo "Report: $(DEMO_DIR)/output/report.html"
+	@echo "Reports: $(DEMO_DIR)/output/index.html (one folder per audit)"
 
 # The Spark tests (tests/test_spark_models.py) start a local PySpark, which needs Java 17: without it they
 # are skipped. Install it with: apt-get install openjdk-17-jre-headless (or set JAVA_HOME).

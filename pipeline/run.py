@@ -89,6 +89,12 @@ def period_counts(con: duckdb.DuckDBPyConnection, audit) -> dict:
     """What `runs` records of one audit's period: cases, audited orders, orders by verdict."""
     orders, cases = audit.model_name("mart_audited_orders"), audit.model_name("mart_cases")
     one = lambda sql: con.execute(sql).fetchall()[0][0]  # noqa: E731
+    unjudged = con.execute(f"SELECT count(*), min(order_id) FROM {orders} WHERE verdict IS NULL").fetchall()[0]
+    if unjudged[0]:  # the audit's models, not the data: every audited order fires a rule of its registry
+        raise ConfigError(
+            f"{audit.rules_csv}: {unjudged[0]} audited order(s) fire no rule (e.g. order {unjudged[1]}); every order in "
+            f"{orders} fires at least one rule (a rule of verdict appropriate says why an order passes)"
+        )
     return {
         "cases": one(f"SELECT count(*) FROM {cases}"),
         "audited_orders": one(f"SELECT count(*) FROM {orders}"),

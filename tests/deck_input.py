@@ -14,6 +14,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+import polars as pl
+
 from pipeline import audits
 from pipeline.models.reference import CODE_MAP_COLUMNS
 
@@ -113,3 +115,88 @@ def write_input(folder: Path, cases: list[dict]) -> None:
 def write_deck_input(folder: Path, files: list[DeckFile] | None = None) -> None:
     """Every deck file but the separate ones, as one input folder."""
     write_input(folder, [f.case for f in (files if files is not None else deck_files()) if not f.separate])
+
+
+# ----------------------------------------------------------------------------- checking a deck file
+
+EPISODE_KEYS = ("patient_id", "index_date")  # a case named by its patient and index date, not by its id
+
+
+def _read(path: Path) -> pl.DataFrame:
+    return pl.read_csv(path, infer_schema=False).fill_null("")
+
+
+def deck_outputs(out: Path, reid: Path, audit_id: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The audit's audited orders and cases (``OUT/<audit id>/``), each with the raw patient id from the crosswalk."""
+    crosswalk = _read(reid).select("patient_key", "patient_id")
+    folder = out / audit_id
+    orders = _read(folder / "audited_orders.csv").join(crosswalk, on="patient_key", how="left").fill_null("")
+    cases = _read(folder / "cases.csv").join(crosswalk, on="patient_key", how="left").fill_null("")
+    return orders, cases
+
+
+def mine(row: dict, f: DeckFile, audit_id: str) -> bool:
+    """Whether an expected row is the audit's (rows of another audit say ``audit = "<id>"``)."""
+    return row.get("audit", f.audit) == audit_id
+
+
+def _case_key(case: dict) -> tuple[str, str]:
+    return case.get("patient_id", ""), case.get("index_date", "")
+
+
+def _shown(e: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in e.items() if k != "order_id")
+
+
+def deck_problems(orders: pl.DataFrame, cases: pl.DataFrame, f: DeckFile, audit_id: str) -> list[str]:
+    """What differs between the audit's outputs and the deck file's full expected result (empty: none)."""
+    case_by_id = {c["case_id"]: c for c in cases.iter_rows(named=True)}
+    ours = orders.filter(pl.col("order_id").is_in(sorted(order_ids(f.case))))
+    actual = {r["order_id"]: r for r in ours.iter_rows(named=True)}
+    expected = {e["order_id"]: e for e in rows_of(f.case, "expected_orders") if mine(e, f, audit_id)}
+    problems: list[str] = []
+    for oid, n in ours.group_by("order_id").len().filter(pl.col("len") > 1).iter_rows():
+        problems.append(f"order {oid} listed {n} times (one row per order expected)")
+    for oid in sorted(expected.keys() - actual.keys()):
+        problems.append(f"missing order {oid}: expected {_shown(expected[oid])}")
+    for oid in sorted(actual.keys() - expected.keys()):
+        a = actual[oid]
+        problems.append(f"unexpected order {oid}: got case {a['case_id']} {a['verdict']} [{a['reasons']}] (not expected here)")
+    for oid in sorted(expected.keys() & actual.keys()):
+        e, a = expected[oid], actual[oid]
+        wrong = {
+            k: (v, a.get(k, "(no such column)")) for k, v in e.items() if k not in ("audit", *EPISODE_KEYS) and a.get(k) != v
+        }
+        if any(k in e for k in EPISODE_KEYS):
+            case = case_by_id.get(a["case_id"], {})
+            got = (case.get("patient_id", "?"), case.get("index_date", "?"))
+            if got != _case_key(e):
+                wrong["case"] = (_case_key(e), got)
+        if wrong:
+            detail = "; ".join(f"{k}: expected {w!r}, got {g!r}" for k, (w, g) in wrong.items())
+            problems.append(f"order {oid} (case {a['case_id']}): {detail} [secondary={a.get('secondary_reasons', '')}]")
+
+    theirs = cases.filter(pl.col("patient_id").is_in(sorted(patient_ids(f.case))))
+    want_ids = {c["case_id"]: c for c in rows_of(f.case, "expected_cases") if mine(c, f, audit_id)}
+    want_eps = {_case_key(c): c for c in rows_of(f.case, "expected_episodes") if mine(c, f, audit_id)}
+    seen_eps = set()
+    for c in theirs.iter_rows(named=True):
+        key = _case_key(c)
+        if c["case_id"] in want_ids:  # named by its id: any other key is a column of cases.csv
+            e = want_ids[c["case_id"]]
+        elif key in want_eps:
+            seen_eps.add(key)
+            e = want_eps[key]
+        else:
+            problems.append(f"unexpected case {c['case_id']} of patient {c['patient_id']} (index {c.get('index_date', '')})")
+            continue
+        checked = [k for k in e if k not in ("audit", *EPISODE_KEYS)]
+        wrong = {k: (e[k], c.get(k, "(no such column)")) for k in checked if c.get(k) != e[k]}
+        if wrong:
+            detail = "; ".join(f"{k}: expected {w!r}, got {g!r}" for k, (w, g) in wrong.items())
+            problems.append(f"case {c['case_id']} ({key[0]}, {key[1]}): {detail}")
+    missing_ids = sorted(set(want_ids) - set(theirs["case_id"]))
+    missing_eps = sorted(set(want_eps) - seen_eps)
+    if missing_ids or missing_eps:
+        problems.append(f"missing cases: {missing_ids + [f'{p} on {d}' for p, d in missing_eps]}")
+    return problems

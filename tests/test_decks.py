@@ -22,28 +22,18 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from deck_input import deck_files, order_ids, patient_ids, rows_of
+from deck_input import deck_files, deck_outputs, deck_problems, mine, order_ids, patient_ids, rows_of
 
 from pipeline import audits
 
 FOUND = audits.discover()
 FILES = deck_files(FOUND)
-EPISODE_KEYS = ("patient_id", "index_date")  # a case named by its patient and index date, not by its id
 PAIRS = [(f, a) for f in FILES for a in FOUND]
-
-
-def _read(path: Path) -> pl.DataFrame:
-    return pl.read_csv(path, infer_schema=False).fill_null("")
 
 
 @cache
 def _outputs(out: str, reid: str, audit_id: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The audit's audited orders and cases, each with the raw patient id from the crosswalk."""
-    crosswalk = _read(Path(reid)).select("patient_key", "patient_id")
-    folder = Path(out) / audit_id
-    orders = _read(folder / "audited_orders.csv").join(crosswalk, on="patient_key", how="left").fill_null("")
-    cases = _read(folder / "cases.csv").join(crosswalk, on="patient_key", how="left").fill_null("")
-    return orders, cases
+    return deck_outputs(Path(out), Path(reid), audit_id)
 
 
 def _results(deck_runs, f, audit_id: str):
@@ -53,73 +43,13 @@ def _results(deck_runs, f, audit_id: str):
     return _outputs(str(run["out"]), str(run["reid"]), audit_id)
 
 
-def _mine(row: dict, f, audit_id: str) -> bool:
-    return row.get("audit", f.audit) == audit_id
-
-
-def _case_key(case: dict) -> tuple[str, str]:
-    return case.get("patient_id", ""), case.get("index_date", "")
-
-
 @pytest.mark.parametrize(("f", "audit"), PAIRS, ids=[f"{a.id}:{f.id}" for f, a in PAIRS])
 def test_deck_file(deck_runs, f, audit):
     if not audit.runnable:
         pytest.skip(f"audit {audit.id} cannot run yet: {audit.problem}")
     orders, cases = _results(deck_runs, f, audit.id)
-    case_by_id = {c["case_id"]: c for c in cases.iter_rows(named=True)}
-    ours = orders.filter(pl.col("order_id").is_in(sorted(order_ids(f.case))))
-    actual = {r["order_id"]: r for r in ours.iter_rows(named=True)}
-    expected = {e["order_id"]: e for e in rows_of(f.case, "expected_orders") if _mine(e, f, audit.id)}
-    problems: list[str] = []
-    for oid, n in ours.group_by("order_id").len().filter(pl.col("len") > 1).iter_rows():
-        problems.append(f"order {oid} listed {n} times (one row per order expected)")
-    for oid in sorted(expected.keys() - actual.keys()):
-        problems.append(f"missing order {oid}: expected {_shown(expected[oid])}")
-    for oid in sorted(actual.keys() - expected.keys()):
-        a = actual[oid]
-        problems.append(f"unexpected order {oid}: got case {a['case_id']} {a['verdict']} [{a['reasons']}] (not expected here)")
-    for oid in sorted(expected.keys() & actual.keys()):
-        e, a = expected[oid], actual[oid]
-        wrong = {
-            k: (v, a.get(k, "(no such column)")) for k, v in e.items() if k not in ("audit", *EPISODE_KEYS) and a.get(k) != v
-        }
-        if any(k in e for k in EPISODE_KEYS):
-            case = case_by_id.get(a["case_id"], {})
-            got = (case.get("patient_id", "?"), case.get("index_date", "?"))
-            if got != _case_key(e):
-                wrong["case"] = (_case_key(e), got)
-        if wrong:
-            detail = "; ".join(f"{k}: expected {w!r}, got {g!r}" for k, (w, g) in wrong.items())
-            problems.append(f"order {oid} (case {a['case_id']}): {detail} [secondary={a.get('secondary_reasons', '')}]")
-
-    mine = cases.filter(pl.col("patient_id").is_in(sorted(patient_ids(f.case))))
-    want_ids = {c["case_id"] for c in rows_of(f.case, "expected_cases") if _mine(c, f, audit.id)}
-    want_eps = {_case_key(c): c for c in rows_of(f.case, "expected_episodes") if _mine(c, f, audit.id)}
-    seen_eps = set()
-    for c in mine.iter_rows(named=True):
-        if c["case_id"] in want_ids:
-            continue
-        key = _case_key(c)
-        if key in want_eps:
-            seen_eps.add(key)
-            e = want_eps[key]
-            wrong = {
-                k: (v, c.get(k, "(no such column)")) for k, v in e.items() if k not in ("audit", *EPISODE_KEYS) and c.get(k) != v
-            }
-            if wrong:
-                detail = "; ".join(f"{k}: expected {w!r}, got {g!r}" for k, (w, g) in wrong.items())
-                problems.append(f"case {c['case_id']} ({key[0]}, {key[1]}): {detail}")
-            continue
-        problems.append(f"unexpected case {c['case_id']} of patient {c['patient_id']} (index {c.get('index_date', '')})")
-    missing_ids = sorted(want_ids - set(mine["case_id"]))
-    missing_eps = sorted(set(want_eps) - seen_eps)
-    if missing_ids or missing_eps:
-        problems.append(f"missing cases: {missing_ids + [f'{p} on {d}' for p, d in missing_eps]}")
+    problems = deck_problems(orders, cases, f, audit.id)
     assert not problems, f"{audit.id} on deck {f.id}: {f.case['description']}\n  " + "\n  ".join(problems)
-
-
-def _shown(e: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in e.items() if k != "order_id")
 
 
 @pytest.mark.parametrize("audit", FOUND, ids=[a.id for a in FOUND])
@@ -141,7 +71,7 @@ def test_every_rule_is_fired_by_the_deck(audit):
         code
         for f in FILES
         for e in rows_of(f.case, "expected_orders")
-        if _mine(e, f, audit.id)
+        if mine(e, f, audit.id)
         for field in ("reasons", "secondary_reasons")
         for code in e.get(field, "").split("|")
         if code

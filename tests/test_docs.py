@@ -46,3 +46,12 @@ def test_example_config_settings_are_valid_when_uncommented(tmp_path):
     shown = cfg.formats["imaging_orders"]
     assert all(getattr(shown, f) != getattr(TableFormat(), f) for f in TableFormat.__dataclass_fields__ if f != "quote_char")
     assert cfg.values["imaging_orders"]["status"] and cfg.columns["procedures"]
+
+
+def test_data_quality_doc_lists_every_check_of_the_suites():
+    from pipeline.quality.checks_doc import END, START, checks_markdown
+
+    text = (ROOT / "docs" / "DATA_QUALITY.md").read_text(encoding="utf-8")
+    assert START in text, "docs/DATA_QUALITY.md has no generated table of checks"
+    current = text[text.index(START) : text.index(END) + len(END)]
+    assert current == checks_markdown(), "run: python -m pipeline.quality.checks_doc, and paste it into docs/DATA_QUALITY.md"

@@ -68,7 +68,7 @@ def _rows(rows) -> list[tuple]:
     return sorted((tuple(_value(v) for v in r) for r in rows), key=repr)
 
 
-def test_every_model_on_spark_gives_the_duckdb_marts(deck_runs, spark, tmp_path):
+def test_every_model_on_spark_gives_the_duckdb_marts(spark, deck_runs, tmp_path):
     wh = deck_runs["runs"]["combined"]["out"].parent / "wh.duckdb"
     chosen = [a for a in deck_runs["audits"].values() if a.runnable]
     assert "csf_leak" in {a.id for a in chosen}

@@ -64,8 +64,9 @@ def case_rows(con, spec) -> pl.DataFrame:
         cast = CASTS.get(style[3] if len(style) > 3 else "")
         select.append(f"CAST(o.{ident(col)} AS {cast}) AS {ident(col)}" if cast else f"o.{ident(col)}")
     select += [f"{case_date} AS _case_date", f"{group} AS _group", f"{recency} AS _recency"]
-    if "ordered_at_local" not in orders:
-        select.append("CAST(NULL AS TIMESTAMP) AS _ordered")
+    # the flagged orders of a case in the order they were placed (site time), whether or not listed
+    ordered = "o.ordered_at_local" if "ordered_at_local" in orders else "NULL"
+    select.append(f"CAST({ordered} AS TIMESTAMP) AS _ordered")
     order_by = "o.ordered_at NULLS LAST, " if "ordered_at" in orders else ""
     return con.sql(
         f"""SELECT {", ".join(select)}
@@ -128,7 +129,7 @@ def flagged_selection(cases: pl.DataFrame, per_department: int, department: str 
         listed.filter(pl.col("verdict").is_in(FLAGGED))
         .join(others, on="case_id", how="left")
         .sort(
-            ["group", "recency", "ordered_at_local" if "ordered_at_local" in listed.columns else "_ordered", "order_id"],
+            ["group", "recency", "_ordered", "order_id"],
             nulls_last=True,
         )
         .with_columns(pl.col("group").alias("case_group"))

@@ -43,19 +43,27 @@ ROW_ORDER = {
 }
 
 
-def order_by(table: str, alias: str = "") -> str:
-    """The ORDER BY list of a standard mart (``ROW_ORDER``), its columns qualified with ``alias``."""
-    return ", ".join(f"{alias}.{key}" if alias else key for key in ROW_ORDER[table])
+def order_by(table: str, alias: str = "", columns: set[str] | None = None) -> str:
+    """The ORDER BY list of a standard mart (``ROW_ORDER``), its columns qualified with ``alias``; with
+    ``columns``, only the keys the audit's mart has (an audit need not have every one)."""
+    keys = [k for k in ROW_ORDER[table] if columns is None or k.split()[0] in columns]
+    return ", ".join(f"{alias}.{key}" if alias else key for key in keys)
 
 
-def _ordered(table: str, query: str) -> str:
+def _ordered(con: duckdb.DuckDBPyConnection, table: str, query: str) -> str:
     """``query`` (which reads ``FROM (...) AS q``) in the table's ``ROW_ORDER``, on the mart's own values."""
-    return f"{query} ORDER BY {order_by(table, 'q')}" if table in ROW_ORDER else query
+    if table not in ROW_ORDER:
+        return query
+    columns = {name for name, *_ in con.execute(f"DESCRIBE ({query})").fetchall()}
+    keys = order_by(table, "q", columns)
+    return f"{query} ORDER BY {keys}" if keys else query
 
 
-def _parquet_query(table: str, query: str) -> str:
-    """``query`` with the table's text instants cast to their types (``PARQUET_TYPES``)."""
-    types = PARQUET_TYPES.get(table)
+def _parquet_query(con: duckdb.DuckDBPyConnection, table: str, query: str) -> str:
+    """``query`` with the table's text instants cast to their types (``PARQUET_TYPES``; those the audit's
+    mart has: an audit need not have every one)."""
+    present = {name for name, *_ in con.execute(f"DESCRIBE ({query})").fetchall()}
+    types = {col: kind for col, kind in PARQUET_TYPES.get(table, {}).items() if col in present}
     if not types:
         return f"SELECT * FROM ({query}) AS q"
     casts = ", ".join(f"CAST({col} AS {kind}) AS {col}" for col, kind in types.items())
@@ -83,10 +91,10 @@ def write_tables(con: duckdb.DuckDBPyConnection, out_dir: Path) -> list[Path]:
         for fmt in formats:
             path = out_dir / f"{stem}.{fmt}"
             if fmt == "csv":
-                rows = _ordered(table, _spreadsheet_safe(con, query))
+                rows = _ordered(con, table, _spreadsheet_safe(con, query))
                 con.execute(f"COPY ({rows}) TO {literal(path)} (FORMAT csv, HEADER true)")
             else:
-                rows = _ordered(table, _parquet_query(table, query))
+                rows = _ordered(con, table, _parquet_query(con, table, query))
                 con.execute(f"COPY ({rows}) TO {literal(path)} (FORMAT parquet, COMPRESSION zstd)")
             written.append(path)
     return written

@@ -1,0 +1,124 @@
+"""The engine is closed for change: a third audit that lives only in tests/toy_audit (three rules, a few
+patients, its own deck) is found through the documented extra-audits setting (the config's
+``audits_path``; ``$ORDER_AUDIT_AUDITS_PATH``) and run end to end through the real CLI, and no engine
+file names any audit. One run of the toy deck (module scope): its input has no procedures table, so
+the CSF-leak audit is skipped with a line in the log and the run still succeeds."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+from conftest import run_cli
+from deck_input import SITE_TIMEZONE, deck_files, deck_outputs, deck_problems, mine, rows_of, write_deck_input
+
+from pipeline import audits
+
+ROOT = Path(__file__).resolve().parents[1]
+TOY = ROOT / "tests" / "toy_audit"
+KEY = {"ORDER_AUDIT_PSEUDONYM_KEY": "toy-test-key"}
+ENGINE = ("pipeline", "sql", "reports", "expectations")  # the engine's folders: they name no audit
+
+
+def _toy():
+    (toy,) = [a for a in audits.discover([str(TOY)]) if a.id == "toy_audit"]
+    return toy
+
+
+TOY_FILES = deck_files([_toy()])
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory) -> dict:
+    base = tmp_path_factory.mktemp("toy")
+    write_deck_input(base / "in", TOY_FILES)
+    config = base / "site.toml"
+    config.write_text(f"audits_path = [{json.dumps(str(TOY))}]\n", encoding="utf-8")
+    reid = tmp_path_factory.mktemp("toy-reid") / "reid.csv"  # never beside the warehouse
+    out = base / "out"
+    r = run_cli(
+        "run", "--input", base / "in", "--out", out, "--warehouse", base / "wh.duckdb", "--config", config,
+        "--site-timezone", SITE_TIMEZONE, "--reid-file", reid, env=KEY,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return {"out": out, "reid": reid, "stderr": r.stderr, "config": config}
+
+
+@pytest.mark.parametrize("f", TOY_FILES, ids=[f.id for f in TOY_FILES])
+def test_toy_deck_file(toy_run, f):
+    orders, cases = deck_outputs(toy_run["out"], toy_run["reid"], "toy_audit")
+    problems = deck_problems(orders, cases, f, "toy_audit")
+    assert not problems, f"toy_audit on deck {f.id}: {f.case['description']}\n  " + "\n  ".join(problems)
+
+
+def test_every_toy_rule_is_fired_by_its_deck():
+    fired = {e["reasons"] for f in TOY_FILES for e in rows_of(f.case, "expected_orders") if mine(e, f, "toy_audit")}
+    assert fired == {r["reason_code"] for r in audits.check_rules(_toy())}
+
+
+def test_an_audit_the_input_cannot_feed_is_skipped_and_the_run_succeeds(toy_run):
+    assert "order-audit: csf_leak skipped: the input has no procedures table" in toy_run["stderr"].splitlines()
+    out = toy_run["out"]
+    assert sorted(p.name for p in out.iterdir()) == ["index.html", "run.json", "toy_audit"]
+    assert json.loads((out / "run.json").read_text())["audits"] == ["toy_audit"]
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert 'href="toy_audit/report.html"' in index and "Toy audit: contrast in adult head CT" in index
+
+
+def test_the_toy_audit_gets_the_whole_report_and_its_own_feed(toy_run):
+    folder = toy_run["out"] / "toy_audit"
+    report = (folder / "report.html").read_text(encoding="utf-8")
+    assert "Toy head-CT audit" in report and "Head CT orders with contrast" in report  # short_title heads the pages
+    assert "Toy guideline of the order-audit tests" in report  # the methods cite the manifest's guideline
+    assert "toy-or-1" in report  # the flagged case for chart review
+    feed = pl.read_parquet(folder / "metrics.parquet")
+    assert feed["audit_id"].unique().to_list() == ["toy_audit"] and feed["schema_version"].unique().to_list() == ["2.0"]
+    overall = feed.filter((pl.col("period") == "all") & (pl.col("level") == "overall"))
+    measures = set(overall["measure_id"])
+    assert {"contrast_ct_rate", "patients_without_contrast", "reason_contrast_head_ct", "reason_cancelled"} <= measures
+    counts = pl.read_parquet(folder / "audited_orders.parquet")
+    assert counts.schema["ordered_at"] == pl.Datetime("us", "UTC")  # instants typed, as for every audit
+
+
+def test_the_extra_audits_setting_and_environment_list_the_toy_audit(toy_run):
+    by_config = run_cli("audits", "--config", toy_run["config"])
+    assert "toy_audit  toy-audit-0.1.0  Toy audit: contrast in adult head CT" in by_config.stdout
+    assert "needs: imaging_orders, patients" in by_config.stdout
+    by_env = run_cli("audits", "--json", env={"ORDER_AUDIT_AUDITS_PATH": str(TOY)})
+    assert "toy_audit" in {a["id"] for a in json.loads(by_env.stdout)}
+    assert "toy_audit" not in run_cli("audits").stdout  # not shipped: only the setting finds it
+
+
+def test_no_engine_file_names_an_audit():
+    ids = {a.id for a in audits.discover([str(TOY)])}
+    assert {"csf_leak", "low_back_pain", "toy_audit"} <= ids
+    names = re.compile("|".join(sorted(re.escape(n) for i in ids for n in (i, i.replace("_", "-")))))
+    found = [
+        f"{path.relative_to(ROOT)}:{n}: {m.group(0)}"
+        for folder in ENGINE
+        for path in sorted((ROOT / folder).rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts
+        for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1)
+        if (m := names.search(line))
+    ]
+    assert not found, "engine files name an audit (the audit's folder says it instead):\n" + "\n".join(found)
+
+
+def test_an_order_that_fires_no_rule_stops_the_run_naming_the_registry(toy_run, tmp_path):
+    broken = tmp_path / "toy_audit"
+    shutil.copytree(TOY, broken)
+    flags = broken / "sql" / "toy_audit__int_order_flags.sql"
+    flags.write_text(flags.read_text(encoding="utf-8").replace("o.contrast = 'without'", "false"), encoding="utf-8")
+    config = tmp_path / "site.toml"
+    config.write_text(f"audits_path = [{json.dumps(str(broken))}]\n", encoding="utf-8")
+    r = run_cli(
+        "run", "--input", toy_run["out"].parent / "in", "--out", tmp_path / "out", "--config", config,
+        "--site-timezone", SITE_TIMEZONE, "--no-validate", env=KEY,
+    )  # fmt: skip
+    assert r.returncode == 1, r.stderr
+    assert f"{broken / 'rules.csv'}: 2 audited order(s) fire no rule (e.g. order toy-or-2)" in r.stderr.splitlines()[-1]
+    assert not (tmp_path / "out").exists()
