@@ -19,6 +19,7 @@ import pytest
 from conftest import run_cli
 from deck_input import SITE_TIMEZONE
 
+from benchmarks.engine_compare import data_outputs
 from pipeline.models import spark as spark_engine
 
 # the deck is tiny: compiling code per stage and re-planning at run time cost more than they save
@@ -27,7 +28,6 @@ DECK_CONF = {
     "spark.sql.adaptive.enabled": "false",
     "spark.sql.shuffle.partitions": "2",
 }
-DATA_SUFFIXES = (".csv", ".parquet")
 
 
 def _config(path: Path, **spark) -> Path:
@@ -37,15 +37,9 @@ def _config(path: Path, **spark) -> Path:
     return path
 
 
-def _data_outputs(out: Path) -> dict[str, bytes]:
-    """Every data output of every audit (CSV, Parquet, metrics.json), by path under OUT."""
-    files = [p for p in out.resolve().rglob("*") if p.is_file() and (p.suffix in DATA_SUFFIXES or p.name == "metrics.json")]
-    return {str(p.relative_to(out.resolve())): p.read_bytes() for p in files}
-
-
 def _assert_same_as_duckdb(deck_runs, out: Path, reid: Path) -> None:
     duck = deck_runs["runs"]["combined"]
-    expected, got = _data_outputs(duck["out"]), _data_outputs(out)
+    expected, got = data_outputs(duck["out"]), data_outputs(out)
     assert {"csf_leak/audited_orders.csv", "csf_leak/cases.csv", "csf_leak/metrics.parquet"} <= set(expected)
     assert sorted(got) == sorted(expected)
     for name in expected:
