@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,7 +95,14 @@ class Config:
 
     def as_dict(self) -> dict:
         """The configuration as recorded in run.json (no secrets in it)."""
-        return dataclasses.asdict(self)
+        recorded = dataclasses.asdict(self)
+        recorded["spark"]["remote"] = spark_address(self.spark.remote)
+        return recorded
+
+
+def spark_address(remote: str | None) -> str | None:
+    """A Spark Connect address without its parameters (``sc://host:port/;token=...``: a token may ride in them)."""
+    return re.sub(r"/?;.*$", "", remote) if remote else remote
 
 
 _SECTIONS = {"reporting": Reporting, "feed": Feed, "privacy": Privacy, "display_names": DisplayNames, "spark": Spark}

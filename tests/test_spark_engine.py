@@ -162,3 +162,11 @@ def test_spark_remote_needs_the_spark_engine_and_an_sc_address(small_input, tmp_
     proc = run_cli("run", "--input", small_input, "--out", out, "--engine", "spark", env={"SPARK_REMOTE": "http://x:1"})
     assert "sc://HOST:PORT" in _one_line_error(proc)  # $SPARK_REMOTE is read
     assert not out.exists()
+
+
+def test_a_spark_connect_token_never_reaches_run_json_or_the_log():
+    from pipeline.config import Config, Spark
+
+    settings = Spark(remote="sc://workspace.example:443/;token=dapi-secret;x-databricks-cluster-id=c1")
+    assert "secret" not in json.dumps(Config(engine="spark", spark=settings).as_dict())
+    assert spark_engine.described(settings) == "spark connect sc://workspace.example:443"

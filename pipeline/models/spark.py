@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import duckdb
 
 from pipeline.config import Spark as SparkSettings
+from pipeline.config import spark_address
 from pipeline.errors import ConfigError
 from pipeline.models import dialects, runner
 
@@ -62,7 +62,7 @@ def described(settings: SparkSettings) -> str:
     """Where the models run, for run.json and the log: the master, or the Connect server without its
     parameters (a token may ride in them)."""
     if settings.remote:
-        return "spark connect " + re.sub(r"/?;.*$", "", settings.remote)
+        return "spark connect " + spark_address(settings.remote)
     return settings.master
 
 
