@@ -130,7 +130,8 @@ def _section(cls, values: dict, where: str):
             value = type(default)(value)
         elif isinstance(default, dict):
             if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-                raise ConfigError(f'{where}.{name}: expected a table of names (key = "Display name"), got {value!r}')
+                shape = '"spark.setting" = "value"' if cls is Spark else 'key = "Display name"'
+                raise ConfigError(f"{where}.{name}: expected a table of strings ({shape}), got {value!r}")
             value = {str(k): v for k, v in value.items()}
         out[name] = value
     return cls(**out)

@@ -170,3 +170,14 @@ def test_a_spark_connect_token_never_reaches_run_json_or_the_log():
     settings = Spark(remote="sc://workspace.example:443/;token=dapi-secret;x-databricks-cluster-id=c1")
     assert "secret" not in json.dumps(Config(engine="spark", spark=settings).as_dict())
     assert spark_engine.described(settings) == "spark connect sc://workspace.example:443"
+
+
+def test_an_unknown_engine_or_a_spark_setting_not_a_string_is_a_config_error(small_input, tmp_path):
+    config = tmp_path / "spark.toml"
+    config.write_text('engine = "spark"\n[spark.conf]\n"spark.driver.memory" = 4\n', encoding="utf-8")
+    proc = run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--config", config)
+    assert '"spark.setting" = "value"' in _one_line_error(proc)
+    config.write_text('engine = "trino"\n', encoding="utf-8")
+    proc = run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--config", config)
+    assert "one of duckdb, spark" in _one_line_error(proc)
+    assert not (tmp_path / "out").exists()
