@@ -115,6 +115,19 @@ def _months(month, first, last) -> tuple[list, bool]:
     default=None,
     help="Write the pseudonym -> patient id crosswalk here (restricted: mode 0600).",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["duckdb", "spark"]),
+    default=None,
+    help="Where the models run [config: engine; default duckdb]. spark: a local Spark ([spark] master, "
+    "default local[*]) or a Spark Connect server (--spark-remote).",
+)
+@click.option(
+    "--spark-remote",
+    default=None,
+    metavar="sc://HOST:PORT",
+    help="With --engine spark: attach to this Spark Connect server [$SPARK_REMOTE; config: [spark] remote].",
+)
 @_logging_options
 def run(
     input_dir,
@@ -131,6 +144,8 @@ def run(
     pdf,
     audit_ids,
     reid_file,
+    engine,
+    spark_remote,
     log_format,
     quiet,
     verbose,
@@ -145,7 +160,9 @@ def run(
         from pipeline.run import RunOptions, execute
 
         setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
-        cfg = load_config(config_path, site_timezone=site_timezone, input_format=input_format)
+        cfg = _with_engine(
+            load_config(config_path, site_timezone=site_timezone, input_format=input_format, engine=engine), spark_remote
+        )
         months, per_month = _months(month, first, last)
         warehouse_path = warehouse_path or (Path(cfg.warehouse) if cfg.warehouse else None)
         if input_dir is None and warehouse_path is None:
@@ -166,6 +183,20 @@ def run(
             audits=list(audit_ids),
         )
         execute(opts, cfg, warm)
+
+
+def _with_engine(cfg, spark_remote: str | None):
+    """The config with the Spark Connect server the command line or $SPARK_REMOTE names (in that order)."""
+    import dataclasses
+
+    remote = spark_remote or os.environ.get("SPARK_REMOTE") or None
+    if spark_remote and cfg.engine != "spark":
+        raise click.UsageError('--spark-remote attaches the Spark engine: add --engine spark (or engine = "spark" in the config)')
+    if remote and cfg.engine == "spark":
+        if not remote.startswith("sc://"):
+            raise click.UsageError(f"Spark Connect address {remote!r}: write it as sc://HOST:PORT")
+        cfg = dataclasses.replace(cfg, spark=dataclasses.replace(cfg.spark, remote=remote))
+    return cfg
 
 
 @cli.command()

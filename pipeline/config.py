@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,8 +57,22 @@ class Privacy:
 
 
 @dataclass(frozen=True)
+class Spark:
+    """[spark]: where the models run with engine = "spark" (pipeline/models/spark.py)."""
+
+    master: str = "local[*]"  # a local Spark in a JVM beside the run, unless remote is given
+    remote: str | None = None  # sc://HOST:PORT: a Spark Connect server (also $SPARK_REMOTE, --spark-remote)
+    conf: dict[str, str] = field(default_factory=dict)  # more Spark settings, e.g. "spark.driver.memory" = "4g"
+
+
+ENGINES = ("duckdb", "spark")
+
+
+@dataclass(frozen=True)
 class Config:
     site_timezone: str = "America/New_York"
+    engine: str = "duckdb"  # where the models run: duckdb, or spark ([spark] says which Spark)
+    spark: Spark = field(default_factory=Spark)
     # audit id -> parameter -> value, over the manifest's defaults ([audits.<id>])
     audits: dict[str, dict] = field(default_factory=dict)
     # more folders holding audits (each an audit folder or a folder of them); also $ORDER_AUDIT_AUDITS_PATH
@@ -84,10 +99,17 @@ class Config:
 
     def as_dict(self) -> dict:
         """The configuration as recorded in run.json (no secrets in it)."""
-        return dataclasses.asdict(self)
+        recorded = dataclasses.asdict(self)
+        recorded["spark"]["remote"] = spark_address(self.spark.remote)
+        return recorded
 
 
-_SECTIONS = {"reporting": Reporting, "feed": Feed, "privacy": Privacy, "display_names": DisplayNames}
+def spark_address(remote: str | None) -> str | None:
+    """A Spark Connect address without its parameters (``sc://host:port/;token=...``: a token may ride in them)."""
+    return re.sub(r"/?;.*$", "", remote) if remote else remote
+
+
+_SECTIONS = {"reporting": Reporting, "feed": Feed, "privacy": Privacy, "display_names": DisplayNames, "spark": Spark}
 _TABLES = tuple(c.name for c in CONTRACTS)
 INPUT_FORMATS = ("auto", "tables", "fhir")
 
@@ -113,7 +135,8 @@ def _section(cls, values: dict, where: str):
             value = type(default)(value)
         elif isinstance(default, dict):
             if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-                raise ConfigError(f'{where}.{name}: expected a table of names (key = "Display name"), got {value!r}')
+                shape = '"spark.setting" = "value"' if cls is Spark else 'key = "Display name"'
+                raise ConfigError(f"{where}.{name}: expected a table of strings ({shape}), got {value!r}")
             value = {str(k): v for k, v in value.items()}
         out[name] = value
     return cls(**out)
@@ -150,7 +173,7 @@ def load_config(path: str | Path | None = None, **overrides) -> Config:
                 raise ConfigError(f"{path}: audits_path: a folder or a list of folders")
             base = Path(path).parent
             kwargs[key] = [str(base / v) if not Path(v).is_absolute() else v for v in paths]
-        elif key in ("site_timezone", "local_code_map", "warehouse", "input_format"):
+        elif key in ("site_timezone", "local_code_map", "warehouse", "input_format", "engine"):
             kwargs[key] = value
         elif key == "fhir":
             kwargs[key] = fhir_settings.parse(value, f"{path}: [fhir]")
@@ -176,6 +199,12 @@ def load_config(path: str | Path | None = None, **overrides) -> Config:
     cfg = Config(**kwargs)
     if cfg.input_format not in INPUT_FORMATS:
         raise ConfigError(f"input_format '{cfg.input_format}' is not one of {', '.join(INPUT_FORMATS)}")
+    if cfg.engine not in ENGINES:
+        raise ConfigError(f"{path or 'config'}: engine = {cfg.engine!r}; one of {', '.join(ENGINES)}")
+    for name in ("master", "remote"):
+        value = getattr(cfg.spark, name)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{path}: [spark] {name}: expected a string, got {value!r}")
     try:
         ZoneInfo(cfg.site_timezone)
     except (ZoneInfoNotFoundError, ValueError):

@@ -35,6 +35,7 @@ from pipeline.ingest import inputs as inputs_mod
 from pipeline.ingest import load, source_store, value_maps
 from pipeline.logs import event, stage
 from pipeline.models import reference, runner
+from pipeline.models import spark as spark_engine
 from pipeline.quality import gate
 from pipeline.report import outputs
 
@@ -164,6 +165,8 @@ def _execute(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, wa
         inputs = load.find_inputs(opts.input_dir, cfg)
         columns = load.check_headers(inputs, cfg)
     chosen, skipped = choose_audits(opts, cfg, columns)
+    if cfg.engine == "spark":  # PySpark and Java present, before anything is written
+        spark_engine.check_available(cfg.spark)
     with _warehouse_file(opts) as wh_path, warehouse.writer_lock(wh_path, run_id, opts.command):
         # fail fast (exit 4) when another process holds DuckDB's own lock, before any parsing; the run is
         # on record as 'running' from here (a kill at any later point shows as interrupted in `runs`)
@@ -179,9 +182,9 @@ def _execute(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, wa
             _sweep_leftovers(opts, wh_path, chosen)
             scratch = ownership.make_temp_dir(f".{wh_path.name}.scratch-", wh_path.parent)
             try:
-                return _execute_locked(
-                    opts, cfg, inputs, chosen, run_id, started, timings, key, key_is_demo, warnings, wh_path, scratch, warm
-                )
+                with _engine(cfg, scratch, timings) as spark:
+                    args = (opts, cfg, inputs, chosen, run_id, started, timings, key, key_is_demo, warnings, wh_path, scratch)
+                    return _execute_locked(*args, warm, spark)
             finally:
                 ownership.remove(scratch)
         except BaseException as exc:
@@ -190,6 +193,30 @@ def _execute(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, wa
             if refused is not None:
                 raise refused from None
             raise
+
+
+@contextlib.contextmanager
+def _engine(cfg: Config, scratch: Path, timings: dict):
+    """None for DuckDB; for Spark, the session that runs the models (stopped when the run ends)."""
+    if cfg.engine != "spark":
+        yield None
+        return
+    with stage("spark_start", timings):
+        (scratch / "spark").mkdir()
+        spark = spark_engine.SparkModels(cfg.spark, scratch / "spark")
+    where = spark_engine.described(cfg.spark)
+    event(f"models on Spark {spark.version} ({where})", event="engine", engine="spark", spark_version=spark.version, spark=where)
+    try:
+        yield spark
+    finally:
+        spark.close()
+
+
+def _engine_info(cfg: Config, spark) -> dict:
+    """What run.json records of where the models ran."""
+    if spark is None:
+        return {"name": "duckdb"}
+    return {"name": "spark", "spark_version": spark.version, "spark": spark_engine.described(cfg.spark)}
 
 
 def choose_audits(opts: RunOptions, cfg: Config, columns: dict[str, set[str]]) -> tuple[list, list[tuple[str, str]]]:
@@ -267,7 +294,7 @@ def _sweep_leftovers(opts: RunOptions, wh_path: Path, chosen: list) -> None:
 
 
 def _execute_locked(
-    opts, cfg, inputs, chosen, run_id, started, timings, key, key_is_demo, warnings, wh_path: Path, scratch: Path, warm
+    opts, cfg, inputs, chosen, run_id, started, timings, key, key_is_demo, warnings, wh_path: Path, scratch: Path, warm, spark
 ) -> RunResult:
     gx = warm.gx
     now = dt.datetime.now(dt.UTC)
@@ -304,7 +331,7 @@ def _execute_locked(
             warehouse.set_pseudonym_key(con, key)
             reference.set_period(con, None, None)
             # the marts are period-specific: built below, once per reported month
-            runner.run_models(con, models, layers=("stg", "int"))
+            runner.run_models(con, models, layers=("stg", "int"), spark=spark)
             gate.record_results(con, run_id, dq_results)
         faults.maybe_fail("after_transform")
         month_counts: dict = {a.id: {} for a in chosen}
@@ -314,7 +341,7 @@ def _execute_locked(
             for month in opts.months:
                 label = _period_label(month)
                 reference.set_period(con, month, month, cfg.reporting.trend_months)
-                runner.run_models(con, models, layers=("mart",))
+                runner.run_models(con, models, layers=("mart",), spark=spark)
                 for audit in chosen:
                     revisions[audit.id][label] = history.record_period(con, run_id, label, audit.id)
                     counts = period_counts(con, audit) | _revision_counts(revisions[audit.id][label])
@@ -359,6 +386,7 @@ def _execute_locked(
         "run_id": run_id,
         "software_version": software_version(),
         "versions": _versions(),
+        "engine": _engine_info(cfg, spark),
         "reference_files": ref.files,
         "inputs": [
             {
@@ -419,7 +447,7 @@ def _execute_locked(
             label = _period_label(month)
             if len(opts.months) > 1:  # one month: the marts still hold it from the transform
                 reference.set_period(con, month, month, cfg.reporting.trend_months)
-                runner.run_models(con, models, layers=("mart",))
+                runner.run_models(con, models, layers=("mart",), spark=spark)
             period = publishing.Period(
                 label=label,
                 base_info=base_info,

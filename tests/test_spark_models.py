@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import os
-import shutil
-import subprocess
 from decimal import Decimal
 
 import duckdb
@@ -19,24 +16,14 @@ import pytest
 
 from pipeline import config, warehouse
 from pipeline.models import dialects, runner
+from pipeline.models import spark as spark_engine
 
 pytestmark = pytest.mark.spark
 
 
-def _java_problem() -> str | None:
-    java = shutil.which("java") or (os.environ.get("JAVA_HOME") and os.path.join(os.environ["JAVA_HOME"], "bin", "java"))
-    if not java or not os.path.exists(java):
-        return "Java 17 is not installed (PySpark needs a JVM): apt-get install openjdk-17-jre-headless, or set JAVA_HOME"
-    try:
-        subprocess.run([java, "-version"], capture_output=True, timeout=60, check=True)
-    except (OSError, subprocess.SubprocessError) as exc:
-        return f"{java} -version failed ({exc}); install Java 17 (openjdk-17-jre-headless)"
-    return None
-
-
 @pytest.fixture(scope="module")
 def spark():
-    problem = _java_problem()
+    problem = spark_engine.java_problem()
     if problem:
         pytest.skip(problem)
     from pyspark.sql import SparkSession

@@ -150,20 +150,28 @@ def execution_order(models: list[Model], audit_ids: list[str] | None = None) -> 
         raise ConfigError(f"the models read each other in a circle: {' -> '.join(exc.args[1])}") from None
 
 
-def run_models(con: duckdb.DuckDBPyConnection, models: list[Model], layers: tuple[str, ...] = LAYERS) -> list[str]:
-    """Build the models of the given layers (tables or views); returns the names in the order built."""
+def run_models(con: duckdb.DuckDBPyConnection, models: list[Model], layers: tuple[str, ...] = LAYERS, spark=None) -> list[str]:
+    """Build the models of the given layers (tables or views); returns the names in the order built.
+    With ``spark`` (a ``pipeline.models.spark.SparkModels``) they run on Spark and land here."""
+    if spark is not None:
+        return spark.run_models(con, models, layers)
     ordered = [m for m in execution_order(models) if m.layer in layers]
     for m in ordered:
         log.debug("building %s (%s)", m.name, m.layer)
-        kind = m.materialisation
-        # a model may change from table to view between versions of the package
-        other = "TABLE" if kind == "VIEW" else "VIEW"
-        exists_as_other = con.execute(
-            "SELECT 1 FROM duckdb_tables() WHERE table_name = ? AND ? = 'TABLE' UNION ALL "
-            "SELECT 1 FROM duckdb_views() WHERE view_name = ? AND ? = 'VIEW'",
-            [m.name, other, m.name, other],
-        ).fetchall()
-        if exists_as_other:
-            con.execute(f"DROP {other} {m.name}")
-        con.execute(f"CREATE OR REPLACE {kind} {m.name} AS\n{m.sql}")
+        build(con, m)
     return [m.name for m in ordered]
+
+
+def build(con: duckdb.DuckDBPyConnection, m: Model, sql: str | None = None) -> None:
+    """The model's table or view in the warehouse, from its SQL or from ``sql`` (its result computed elsewhere)."""
+    kind = m.materialisation
+    # a model may change from table to view between versions of the package
+    other = "TABLE" if kind == "VIEW" else "VIEW"
+    exists_as_other = con.execute(
+        "SELECT 1 FROM duckdb_tables() WHERE table_name = ? AND ? = 'TABLE' UNION ALL "
+        "SELECT 1 FROM duckdb_views() WHERE view_name = ? AND ? = 'VIEW'",
+        [m.name, other, m.name, other],
+    ).fetchall()
+    if exists_as_other:
+        con.execute(f"DROP {other} {m.name}")
+    con.execute(f"CREATE OR REPLACE {kind} {m.name} AS\n{sql or m.sql}")

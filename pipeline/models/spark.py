@@ -1,0 +1,167 @@
+"""The models on Apache Spark: the one home of the Spark session and of running the models there.
+
+Parsing, row rules, rejects and the gate stay on the driver; the run's DuckDB warehouse holds the
+typed sources. ``SparkModels.run_models`` ships the declared sources the models read to Spark, runs
+every model transpiled to Spark SQL (``dialects``) in dependency order, and lands each table model
+back in the warehouse with the types DuckDB gives the same SQL, so everything after the models
+(checks, measures, reports, feed, workbook) reads what it reads on the DuckDB engine. Views stay
+views in both places (cheap, no data). Knows no audit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import duckdb
+
+from pipeline.config import Spark as SparkSettings
+from pipeline.config import spark_address
+from pipeline.errors import ConfigError
+from pipeline.models import dialects, runner
+
+log = logging.getLogger(__name__)
+REMOTE_ENV = "SPARK_REMOTE"
+INSTALL = "install PySpark 4.3 with its Spark Connect client: pip install 'order-audit[spark]'"
+
+
+def java_problem() -> str | None:
+    """Why a local Spark cannot start its JVM here, or None (Java 17 found and runs)."""
+    home = os.environ.get("JAVA_HOME")
+    java = os.path.join(home, "bin", "java") if home else shutil.which("java")
+    if not java or not os.path.exists(java):
+        return "Spark needs Java 17, which is not installed: apt-get install openjdk-17-jre-headless, or set JAVA_HOME"
+    try:
+        subprocess.run([java, "-version"], capture_output=True, timeout=60, check=True)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"{java} -version failed ({exc}); install Java 17 (openjdk-17-jre-headless) or set JAVA_HOME"
+    return None
+
+
+def check_available(settings: SparkSettings) -> None:
+    """Stop the run before anything is parsed when Spark cannot start: PySpark (and its Connect
+    client) missing, or, for a local Spark, Java."""
+    try:
+        import pyspark  # noqa: F401
+        from pyspark.sql import SparkSession  # noqa: F401
+
+        if settings.remote:
+            import pyspark.sql.connect.session  # noqa: F401  (needs grpcio, pandas, pyarrow)
+    except ImportError as exc:
+        raise ConfigError(f"--engine spark: PySpark cannot be imported ({exc}); {INSTALL}") from None
+    if not settings.remote:
+        problem = java_problem()
+        if problem:
+            raise ConfigError(f"--engine spark with a local Spark ({settings.master}): {problem}")
+
+
+def described(settings: SparkSettings) -> str:
+    """Where the models run, for run.json and the log: the master, or the Connect server without its
+    parameters (a token may ride in them)."""
+    if settings.remote:
+        return "spark connect " + spark_address(settings.remote)
+    return settings.master
+
+
+class SparkModels:
+    """A Spark session for one run; ``run_models`` is the Spark engine's ``runner.run_models``."""
+
+    def __init__(self, settings: SparkSettings, scratch: Path):
+        check_available(settings)
+        self.settings = settings
+        self.scratch = scratch
+        self.session = _start(settings)
+        self.version = self.session.version
+        self._shipped = 0
+
+    def close(self) -> None:
+        self.session.stop()
+
+    def run_models(self, con: duckdb.DuckDBPyConnection, models: list[runner.Model], layers: tuple[str, ...]) -> list[str]:
+        """Build the models of the given layers on Spark; the warehouse gets their views and tables."""
+        everything = runner.execution_order(models)
+        names = {m.name for m in everything}
+        ordered = [m for m in everything if m.layer in layers]
+        for source in sorted(set().union(set(), *(m.reads for m in ordered)) - names):
+            self._ship(con, source)  # what the warehouse holds now (audit_period changes per month)
+        for m in ordered:
+            log.debug("building %s (%s) on Spark", m.name, m.layer)
+            dialects.check(m.sql, "spark")
+            for view, sql, reads in dialects.split_ctes(m.name, m.sql, "spark"):
+                frame = self.session.sql(sql)
+                if reads > 1 or (view == m.name and m.materialisation == "TABLE"):
+                    # built once, as a DuckDB table is; Spark would otherwise recompute it at every read
+                    # (and plan the episode model's doubling passes 2^k times)
+                    frame = frame.localCheckpoint()
+                frame.createOrReplaceTempView(view)
+            if m.materialisation == "VIEW":
+                runner.build(con, m)  # a definition only: the warehouse's readers (maturity ...) see it
+            else:
+                self._land(con, m)
+        return [m.name for m in ordered]
+
+    def _ship(self, con: duckdb.DuckDBPyConnection, name: str) -> None:
+        """One declared source (table or view of the warehouse) as a Spark temp view of the same name:
+        through a Parquet file for a local Spark, through Arrow for a Spark Connect server (which may
+        not see this machine's files)."""
+        query = f"SELECT * FROM {name}"
+        if self.settings.remote:
+            frame = self.session.createDataFrame(_signed(con.sql(query).to_arrow_table()))
+        else:
+            self._shipped += 1
+            path = self.scratch / f"{self._shipped:04d}-{name}.parquet"
+            con.execute(f"COPY ({query}) TO '{path}' (FORMAT parquet)")
+            frame = self.session.read.parquet(str(path))
+        frame.createOrReplaceTempView(name)
+
+    def _land(self, con: duckdb.DuckDBPyConnection, m: runner.Model) -> None:
+        """The model's Spark result as the warehouse table, each column cast to the type DuckDB gives
+        the same SQL (bound, not run), so the readers see the DuckDB engine's types."""
+        expected = con.sql(m.sql)
+        table = self.session.table(m.name).toArrow()
+        if table.column_names != expected.columns:
+            raise RuntimeError(f"{m.name}: Spark gave the columns {table.column_names}, DuckDB {expected.columns}")
+        columns = ", ".join(f'CAST("{c}" AS {t}) AS "{c}"' for c, t in zip(expected.columns, expected.types, strict=True))
+        landed = f"spark_result__{m.name}"
+        con.register(landed, table)
+        try:
+            runner.build(con, m, f"SELECT {columns} FROM {landed}")
+        finally:
+            con.unregister(landed)
+
+
+def _signed(table):
+    """The Arrow table with unsigned integer columns widened to signed ones (Spark has no unsigned
+    types; a Parquet file read by Spark gets the same widening)."""
+    import pyarrow as pa
+
+    wider = {pa.uint8(): pa.int16(), pa.uint16(): pa.int32(), pa.uint32(): pa.int64(), pa.uint64(): pa.decimal128(20, 0)}
+    schema = pa.schema([f.with_type(wider.get(f.type, f.type)) for f in table.schema])
+    return table if schema == table.schema else table.cast(schema)
+
+
+def _start(settings: SparkSettings):
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName("order-audit")
+    if settings.remote:
+        builder = builder.remote(settings.remote)
+    else:
+        builder = builder.master(settings.master).config("spark.ui.enabled", "false")
+        builder = builder.config("spark.ui.showConsoleProgress", "false")
+    for key, value in settings.conf.items():
+        builder = builder.config(key, value)
+    try:
+        session = builder.getOrCreate()
+    except Exception as exc:  # the JVM or the server: say which, in one line
+        where = f"the Spark Connect server {described(settings)}" if settings.remote else f"a local Spark ({settings.master})"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"--engine spark: could not start {where}: {first}") from None
+    # the shims' assumption (dialects.py): a TIMESTAMP holds the UTC instant
+    session.conf.set("spark.sql.session.timeZone", "UTC")
+    if not settings.remote:
+        session.sparkContext.setLogLevel("ERROR")
+    return session

@@ -1,0 +1,183 @@
+"""`order-audit run --engine spark` through the real CLI: the deck (every audit's, as test_decks writes
+it) on a local Spark (local[2]) and once more through a Spark Connect server this module starts on
+localhost; each run's data outputs are byte-identical to the DuckDB run's (the deck_runs fixture).
+What a user without PySpark or Java sees is tested without either.
+
+Needs Java 17 for the Spark runs; without it they are skipped and say what to install."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+from deck_input import SITE_TIMEZONE
+
+from benchmarks.engine_compare import data_outputs
+from pipeline.models import spark as spark_engine
+
+# the deck is tiny: compiling code per stage and re-planning at run time cost more than they save
+DECK_CONF = {
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.sql.adaptive.enabled": "false",
+    "spark.sql.shuffle.partitions": "2",
+}
+
+
+def _config(path: Path, **spark) -> Path:
+    lines = ['engine = "spark"', "[spark]", *(f'{k} = "{v}"' for k, v in spark.items()), "[spark.conf]"]
+    lines += [f'"{k}" = "{v}"' for k, v in DECK_CONF.items()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _assert_same_as_duckdb(deck_runs, out: Path, reid: Path) -> None:
+    duck = deck_runs["runs"]["combined"]
+    expected, got = data_outputs(duck["out"]), data_outputs(out)
+    assert {"csf_leak/audited_orders.csv", "csf_leak/cases.csv", "csf_leak/metrics.parquet"} <= set(expected)
+    assert sorted(got) == sorted(expected)
+    for name in expected:
+        assert got[name] == expected[name], f"{name} differs from the DuckDB run's"
+    assert reid.read_bytes() == duck["reid"].read_bytes()  # the keyed pseudonyms, built on Spark
+
+
+def _run_spark(deck_runs, where: Path, *args: str):
+    inp = deck_runs["runs"]["combined"]["out"].parent / "input"
+    out, reid = where / "out", where / "crosswalk" / "reid.csv"
+    reid.parent.mkdir()
+    proc = run_cli(
+        "run", "--input", inp, "--out", out, "--warehouse", where / "wh" / "wh.duckdb", "--site-timezone", SITE_TIMEZONE,
+        "--reid-file", reid, *args,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return out, reid, proc.stderr
+
+
+def _engine_of(out: Path) -> dict:
+    return json.loads((out / "run.json").read_text(encoding="utf-8"))["engine"]
+
+
+@pytest.fixture(scope="module")
+def java():
+    problem = spark_engine.java_problem()
+    if problem:
+        pytest.skip(problem)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def connect_server(java, tmp_path_factory):
+    """A Spark Connect server on localhost, started here as a user starts one: PySpark's bundled
+    spark-submit running org.apache.spark.sql.connect.service.SparkConnectServer on local[2]."""
+    import pyspark
+
+    port = _free_port()
+    log = tmp_path_factory.mktemp("connect") / "server.log"
+    command = [
+        os.path.join(os.path.dirname(pyspark.__file__), "bin", "spark-submit"),
+        "--class", "org.apache.spark.sql.connect.service.SparkConnectServer", "--master", "local[2]",
+        "--conf", f"spark.connect.grpc.binding.port={port}", "--conf", "spark.connect.grpc.binding.address=127.0.0.1",
+        "--conf", "spark.ui.enabled=false", "--conf", "spark.driver.memory=1g",
+    ]  # fmt: skip
+    with log.open("wb") as sink:
+        server = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"the Spark Connect server did not start:\n{log.read_text(errors='replace')[-3000:]}")
+                time.sleep(1)
+        yield f"sc://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+@pytest.mark.spark
+def test_the_deck_on_local_spark_gives_the_duckdb_outputs(deck_runs, java, tmp_path):
+    out, reid, stderr = _run_spark(deck_runs, tmp_path, "--config", _config(tmp_path / "spark.toml", master="local[2]"))
+    _assert_same_as_duckdb(deck_runs, out, reid)
+    spark_version = metadata.version("pyspark")
+    assert _engine_of(out) == {"name": "spark", "spark_version": spark_version, "spark": "local[2]"}
+    assert f"models on Spark {spark_version} (local[2])" in stderr
+    assert _engine_of(deck_runs["runs"]["combined"]["out"]) == {"name": "duckdb"}  # the default
+
+
+@pytest.mark.spark
+def test_the_deck_through_spark_connect_gives_the_duckdb_outputs(deck_runs, connect_server, tmp_path):
+    config = _config(tmp_path / "spark.toml")  # engine = "spark" from the config; the server from the flag
+    out, reid, stderr = _run_spark(deck_runs, tmp_path, "--config", config, "--spark-remote", connect_server)
+    _assert_same_as_duckdb(deck_runs, out, reid)
+    assert _engine_of(out)["spark"] == f"spark connect {connect_server}"
+    assert f"({'spark connect ' + connect_server})" in stderr
+
+
+def _one_line_error(proc, code: int = 1) -> str:
+    assert proc.returncode == code, proc.stderr
+    assert "Traceback" not in proc.stderr
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("order-audit: error") or x.startswith("Error:")]
+    return line
+
+
+def test_without_java_a_local_spark_run_says_what_to_install(small_input, tmp_path):
+    out = tmp_path / "out"
+    proc = run_cli("run", "--input", small_input, "--out", out, "--engine", "spark", env={"JAVA_HOME": str(tmp_path / "no-java")})
+    assert "install openjdk-17-jre-headless" in _one_line_error(proc)
+    assert not out.exists()
+
+
+def test_without_pyspark_a_spark_run_says_what_to_install(small_input, tmp_path):
+    fake = tmp_path / "site" / "pyspark"  # an import of pyspark that fails, as when it is not installed
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('No module named pyspark')\n", encoding="utf-8")
+    out = tmp_path / "out"
+    env = {"PYTHONPATH": str(fake.parent)}
+    proc = run_cli("run", "--input", small_input, "--out", out, "--engine", "spark", "--no-validate", env=env)
+    assert "pip install 'order-audit[spark]'" in _one_line_error(proc)
+    assert not out.exists()
+
+
+def test_spark_remote_needs_the_spark_engine_and_an_sc_address(small_input, tmp_path):
+    out = tmp_path / "out"
+    proc = run_cli("run", "--input", small_input, "--out", out, "--spark-remote", "sc://localhost:15002")
+    assert "add --engine spark" in _one_line_error(proc)
+    proc = run_cli("run", "--input", small_input, "--out", out, "--engine", "spark", env={"SPARK_REMOTE": "http://x:1"})
+    assert "sc://HOST:PORT" in _one_line_error(proc)  # $SPARK_REMOTE is read
+    assert not out.exists()
+
+
+def test_a_spark_connect_token_never_reaches_run_json_or_the_log():
+    from pipeline.config import Config, Spark
+
+    settings = Spark(remote="sc://workspace.example:443/;token=dapi-secret;x-databricks-cluster-id=c1")
+    assert "secret" not in json.dumps(Config(engine="spark", spark=settings).as_dict())
+    assert spark_engine.described(settings) == "spark connect sc://workspace.example:443"
+
+
+def test_an_unknown_engine_or_a_spark_setting_not_a_string_is_a_config_error(small_input, tmp_path):
+    config = tmp_path / "spark.toml"
+    config.write_text('engine = "spark"\n[spark.conf]\n"spark.driver.memory" = 4\n', encoding="utf-8")
+    proc = run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--config", config)
+    assert '"spark.setting" = "value"' in _one_line_error(proc)
+    config.write_text('engine = "trino"\n', encoding="utf-8")
+    proc = run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--config", config)
+    assert "one of duckdb, spark" in _one_line_error(proc)
+    assert not (tmp_path / "out").exists()
