@@ -103,16 +103,18 @@ def log(msg: str) -> None:
 
 
 def synth_hash() -> str:
-    """SHA-256 over the generator's source files (pipeline/synth/*.py, in name order)."""
+    """SHA-256 over the generator's source files (pipeline/synth/**/*.py and every audit's scenarios.py, by path):
+    a change to any of them regenerates the cached inputs."""
     digest = hashlib.sha256()
-    for path in sorted((ROOT / "pipeline" / "synth").glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    paths = [*(ROOT / "pipeline" / "synth").rglob("*.py"), *(ROOT / "audits").glob("*/scenarios.py")]
+    for path in sorted(paths):
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 
 def fhir_writer_hash() -> str:
     """The FHIR writer and its queries: a change regenerates the FHIR inputs."""
-    fhir = ROOT / "pipeline" / "fhir"
+    fhir = ROOT / "pipeline" / "synth" / "fhir"
     files = [fhir / "writer.py", *sorted((fhir / "sql").glob("write_*.sql"))]
     return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
 
