@@ -111,3 +111,14 @@ def test_site_index_fills_the_measure_labels(deck_runs):
     assert "Early imaging for uncomplicated low back pain" in index
     assert "Episodes without lumbar imaging in the first 28 days (HEDIS rate)" in index
     assert "Premature imaging (&lt; 72 h)" in index and "{premature_hours}" not in index
+
+
+def test_a_month_stays_provisional_for_the_audit_window(deck_runs):
+    # an episode indexed on a month's last day can gain lumbar imaging until day 42: not final before then
+    import json
+
+    info = json.loads((_folder(deck_runs) / "run.json").read_text())
+    assert info["maturity"]["horizon_days"] == 42.0
+    period = info["status"]["maturity"]
+    assert period["horizon_days"] == "42"
+    assert period["status"] == ("final" if period["final_from"] <= period["data_through"] else "provisional")
