@@ -46,19 +46,15 @@ def _strings(path: Path) -> pl.DataFrame:
     return pl.read_csv(path, infer_schema=False)
 
 
-def _truth(synthetic: Path, audit_id: str, name: str, catalogue: str | None = None) -> pl.DataFrame:
-    return ground_truth(synthetic, audit_id, name, catalogue)
-
-
-def test_every_order_agrees_with_ground_truth(synthetic, audited):
-    truth = _truth(synthetic, "csf_leak", "orders", "ground_truth_orders.csv")
+def test_every_order_agrees_with_groundground_truth(synthetic, audited):
+    truth = ground_truth(synthetic, "csf_leak", "orders", "ground_truth_orders.csv")
     diff = truth_differences(truth, audited / "csf_leak" / "audited_orders.csv")
     assert diff.height == 0, f"{diff.height} orders differ from the ground truth:\n{diff.head(20)}"
     assert truth.height > 50
 
 
-def test_cases_agree_with_ground_truth(synthetic, audited):
-    truth = set(_truth(synthetic, "csf_leak", "cases", "ground_truth_cases.csv")["case_id"])
+def test_cases_agree_with_groundground_truth(synthetic, audited):
+    truth = set(ground_truth(synthetic, "csf_leak", "cases", "ground_truth_cases.csv")["case_id"])
     got = set(_strings(audited / "csf_leak" / "cases.csv")["case_id"])
     assert got == truth
 
@@ -79,9 +75,9 @@ def _lbp_outputs(audited: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     return orders, cases
 
 
-def test_low_back_pain_orders_agree_with_ground_truth(synthetic, audited):
+def test_low_back_pain_orders_agree_with_groundground_truth(synthetic, audited):
     """Order by order: its episode (patient and index date), day, modality, verdict, reasons, red flags."""
-    truth = _truth(synthetic, LBP, "orders").fill_null("")
+    truth = ground_truth(synthetic, LBP, "orders").fill_null("")
     got, _ = _lbp_outputs(audited)
     both = truth.join(got, on="order_id", how="full", suffix="_got", coalesce=True)
     wrong = [pl.col(c).fill_null("(none)") != pl.col(f"{c}_got").fill_null("(missing)") for c in LBP_ORDER_COLUMNS]
@@ -96,9 +92,9 @@ def test_low_back_pain_orders_agree_with_ground_truth(synthetic, audited):
     }  # fmt: skip
 
 
-def test_low_back_pain_episodes_agree_with_ground_truth(synthetic, audited):
+def test_low_back_pain_episodes_agree_with_groundground_truth(synthetic, audited):
     """Episode by episode: every expected (patient, index date) and no other, with its outcome and red flags."""
-    truth = _truth(synthetic, LBP, "episodes").fill_null("")
+    truth = ground_truth(synthetic, LBP, "episodes").fill_null("")
     _, got = _lbp_outputs(audited)
     both = truth.join(got, on=["patient_id", "index_date"], how="full", suffix="_got", coalesce=True)
     wrong = [pl.col(c).fill_null("(none)") != pl.col(f"{c}_got").fill_null("(missing)") for c in LBP_EPISODE_COLUMNS]
@@ -109,8 +105,10 @@ def test_low_back_pain_episodes_agree_with_ground_truth(synthetic, audited):
 
 def test_a_patient_is_a_case_in_both_audits(synthetic, audited):
     """The generated patient who is a case in both audits is listed by each, with its own verdicts."""
-    lbp = set(_truth(synthetic, LBP, "episodes").filter(pl.col("scenario") == "both_audits_injection_then_leak")["patient_id"])
-    csf = set(_truth(synthetic, "csf_leak", "cases")["patient_id"])
+    lbp = set(
+        ground_truth(synthetic, LBP, "episodes").filter(pl.col("scenario") == "both_audits_injection_then_leak")["patient_id"]
+    )
+    csf = set(ground_truth(synthetic, "csf_leak", "cases")["patient_id"])
     assert lbp and lbp <= csf
 
 

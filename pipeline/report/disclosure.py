@@ -58,6 +58,15 @@ def protect(cells: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: i
             return withheld
 
 
+def _month_cover(periods: dict[str, tuple[str, list[int]]]) -> dict[str, np.ndarray]:
+    """Per period, a 0/1 row over the calendar months: which months it sums."""
+    n_months = 1 + max((m for _, ms in periods.values() for m in ms), default=-1)
+    cover = {p: np.zeros(n_months) for p in periods}
+    for p, (_, ms) in periods.items():
+        cover[p][ms] = 1.0
+    return cover
+
+
 # ----------------------------------------------------------------------------- groups
 
 
@@ -116,10 +125,9 @@ class _SeriesGrid:
     def __init__(self, frame: pl.DataFrame, periods: dict[str, tuple[str, list[int]]]):
         order = sorted(periods, key=lambda p: (PERIOD_PREFERENCE[periods[p][0]], p))
         self.col = {p: i for i, p in enumerate(order)}
+        cover = _month_cover(periods)
         n_months = 1 + max((m for _, ms in periods.values() for m in ms), default=-1)
-        self.cover = np.zeros((len(order), n_months))
-        for p, (_, ms) in periods.items():
-            self.cover[self.col[p], ms] = 1.0
+        self.cover = np.array([cover[p] for p in order]).reshape(len(order), n_months)
         self.is_month = np.array([periods[p][0] == "month" for p in order])
         self.pref = np.array([PERIOD_PREFERENCE[periods[p][0]] for p in order])
         keyed = frame.with_columns(
@@ -232,10 +240,8 @@ class _Joint:
 
     def __init__(self, frame: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: int):
         self.k = k
+        cover = _month_cover(periods)
         n_months = 1 + max((m for _, ms in periods.values() for m in ms), default=-1)
-        cover = {p: np.zeros(n_months) for p in periods}
-        for p, (_, ms) in periods.items():
-            cover[p][ms] = 1.0
         self.tables = []
         cells = frame.filter(pl.col("level").is_in(["overall", "department"]) & pl.col("period").is_in(list(periods)))
         for (_,), table in cells.group_by(["unit"], maintain_order=True):
