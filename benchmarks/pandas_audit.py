@@ -33,9 +33,9 @@ _NAIVE_FORMATS = ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%dT%H:%M")
 # ----------------------------------------------------------------------------- reading
 
 
-def read_table(input_dir: Path, table: str) -> pd.DataFrame:
+def read_table(input_dir: Path, table: str, columns: dict[str, tuple[str, ...]] = COLUMNS) -> pd.DataFrame:
     path = input_file(input_dir, table)
-    cols = COLUMNS[table]
+    cols = columns[table]
     if path is None:
         return pd.DataFrame({c: pd.Series(dtype=str) for c in cols})
     have = {h.strip().lower(): h for h in header(path)}
@@ -94,6 +94,22 @@ def local_date(ts: pd.Series, tz: str = SITE_TZ) -> pd.Series:
 
 def seconds(a: pd.Series, b: pd.Series) -> pd.Series:
     return (a - b).dt.total_seconds()
+
+
+def read_orders(input_dir: Path, patients: set, tz: str = SITE_TZ) -> pd.DataFrame:
+    """The imaging orders of these patients, ordered_at parsed (an unparseable time sets the row aside,
+    an empty one stays)."""
+    o = read_table(input_dir, "imaging_orders")
+    o["patient_id"] = text(o["patient_id"])
+    o = o[o["patient_id"].isin(patients)].copy()
+    o["order_id"] = text(o["order_id"])
+    o["order_code"] = text(o["order_code"]).str.upper()
+    o = o.dropna(subset=["order_id", "patient_id", "order_code"])
+    o["ordering_department"] = text(o["ordering_department"]).fillna("(not recorded)")
+    o["status"] = o["status"].str.strip().str.lower()
+    has_ts = text(o["ordered_at"]).notna()
+    o["ordered_at"], _ = parse_instants(o["ordered_at"], tz)
+    return o[~(has_ts & o["ordered_at"].isna())]
 
 
 def reference(input_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -157,18 +173,7 @@ def audit_orders(input_dir: Path, tz: str = SITE_TZ) -> pd.DataFrame:
     idx["is_adult"] = (age >= MIN_AGE).fillna(False).astype(bool)
     idx_patients = set(idx["patient_id"])
 
-    # orders of index patients
-    o = read_table(input_dir, "imaging_orders")
-    o["patient_id"] = text(o["patient_id"])
-    o = o[o["patient_id"].isin(idx_patients)].copy()
-    o["order_id"] = text(o["order_id"])
-    o["order_code"] = text(o["order_code"]).str.upper()
-    o = o.dropna(subset=["order_id", "patient_id", "order_code"])
-    o["ordering_department"] = text(o["ordering_department"]).fillna("(not recorded)")
-    o["status"] = o["status"].str.strip().str.lower()
-    has_ts = text(o["ordered_at"]).notna()
-    o["ordered_at"], _ = parse_instants(o["ordered_at"], tz)
-    o = o[~(has_ts & o["ordered_at"].isna())]
+    o = read_orders(input_dir, idx_patients, tz)
 
     ind = o[["order_id", "indication_codes"]].dropna()
     ind = ind.assign(code=ind["indication_codes"].str.split("|")).explode("code")
@@ -336,10 +341,14 @@ def audit_orders(input_dir: Path, tz: str = SITE_TZ) -> pd.DataFrame:
     return x[["case_id", "order_id", "case_index_month", "ordering_department", "verdict"]]
 
 
-def audit_counts(input_dir: Path, tz: str = SITE_TZ) -> Counts:
-    out = audit_orders(input_dir, tz)
+def frame_counts(out: pd.DataFrame) -> Counts:
+    """Per-order verdicts counted by (case_index_month, ordering_department, verdict)."""
     g = out.groupby(["case_index_month", "ordering_department", "verdict"]).size()
     return {tuple(map(str, k)): int(n) for k, n in g.items()}
+
+
+def audit_counts(input_dir: Path, tz: str = SITE_TZ) -> Counts:
+    return frame_counts(audit_orders(input_dir, tz))
 
 
 if __name__ == "__main__":  # python -m benchmarks.pandas_audit INPUT_DIR
