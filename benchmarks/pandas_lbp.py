@@ -74,7 +74,12 @@ def code_matches(codes: pd.Series, vs: pd.DataFrame) -> pd.DataFrame:
     for n in sorted(prefixes["code_norm"].str.len().unique()):
         rows = prefixes[prefixes["code_norm"].str.len() == n]
         parts.append(frame.assign(key=frame["code"].str.slice(0, n)).merge(rows, left_on="key", right_on="code_norm"))
-    return pd.concat(parts)[["row", "value_set", "valid_from", "valid_to"]]
+    return pd.concat(parts, ignore_index=True)[["row", "value_set", "valid_from", "valid_to"]]
+
+
+def rows_of(values: pd.Series, m: pd.DataFrame) -> pd.Series:
+    """values at the matches' rows, aligned with the matches (empty inputs included)."""
+    return pd.Series(values.reindex(m["row"]).to_numpy(), index=m.index)
 
 
 def in_force(m: pd.DataFrame, day: pd.Series) -> pd.Series:
@@ -94,7 +99,8 @@ def episodes(input_dir: Path, dx: pd.DataFrame, vs: pd.DataFrame, tz: str) -> pd
     m = code_matches(dx["code"], vs[vs["value_set"] == "lbp_uncomplicated"])
     lbp = dx.loc[m["row"].unique()].copy()
     lbp["day"] = local_date(parse_instants(lbp["recorded_at"], tz)[0], tz)
-    m = m[in_force(m, m["row"].map(lbp["day"])) & m["row"].map(lbp["day"]).notna()]
+    day = rows_of(lbp["day"], m)
+    m = m[in_force(m, day) & day.notna()]
     lbp = lbp.loc[m["row"].unique()]
 
     path = input_file(input_dir, "diagnoses")
@@ -178,13 +184,13 @@ def audit_orders(input_dir: Path, tz: str = SITE_TZ) -> pd.DataFrame:
     ind = ind.assign(code=ind["indication_codes"].str.split("|")).explode("code").reset_index(drop=True)
     ind["code"] = dotless(ind["code"])
     m = code_matches(ind["code"], red)
-    m = m[in_force(m, m["row"].map(ind["day"]))].merge(red[["value_set", "grp"]].drop_duplicates(), on="value_set")
+    m = m[in_force(m, rows_of(ind["day"], m))].merge(red[["value_set", "grp"]].drop_duplicates(), on="value_set")
     ind_flags = ind.loc[m["row"], ["order_id", "patient_id", "day"]].assign(grp=m["grp"].to_numpy())
     dxc = dx[dx["patient_id"].isin(case_patients)].copy()
     dxc["day"] = local_date(parse_instants(dxc["recorded_at"], tz)[0], tz)
     dxc = dxc[dxc["day"].notna()]
     m = code_matches(dxc["code"], red)
-    m = m[in_force(m, m["row"].map(dxc["day"]))].merge(red[["value_set", "grp"]].drop_duplicates(), on="value_set")
+    m = m[in_force(m, rows_of(dxc["day"], m))].merge(red[["value_set", "grp"]].drop_duplicates(), on="value_set")
     evidence = pd.concat(
         [
             dxc.loc[m["row"], ["patient_id", "day"]].assign(grp=m["grp"].to_numpy()),

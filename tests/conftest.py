@@ -138,7 +138,7 @@ def deck_runs(tmp_path_factory):
                 f"--- stderr ---\n{proc.stderr[-6000:]}",
                 pytrace=False,
             )
-        return {"out": out, "reid": reid, "stderr": proc.stderr}
+        return {"input": inp, "out": out, "warehouse": wh, "reid": reid, "stderr": proc.stderr}
 
     runs = {"combined": run("combined", lambda inp: write_deck_input(inp, files))}
     runnable = {a.id for a in found if a.runnable}

@@ -1,9 +1,11 @@
-"""The benchmark baselines compute the audit right (nothing here is timed).
+"""The benchmark baselines compute both audits right (nothing here is timed).
 
-On a small generated extract the floor query (benchmarks/floor.sql) and the pandas audit
-(benchmarks/pandas_audit.py) must give the same verdict counts per month, department and
-verdict as each other and as the generator's ground truth; the pipeline, when it can run,
-must give them too.
+On a small generated extract the floor queries (benchmarks/floor.sql, floor_lbp.sql) and the
+pandas audits (benchmarks/pandas_audit.py, pandas_lbp.py) must give the same verdict for every
+audited order, and so the same counts per month, department and verdict, as each other and as
+the generator's ground truth, for the CSF-leak and the low back pain audit alike. On every
+audit's deck (the combined input and each separate one) they must give the pipeline's verdicts
+order by order, so a baseline cannot drift from the audit it is timed against.
 """
 
 from __future__ import annotations
@@ -15,12 +17,35 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.common import diff_counts, floor_counts, floor_orders, ground_truth_counts, to_counts
-from benchmarks.pandas_audit import audit_counts, audit_orders
+from benchmarks import pandas_audit, pandas_lbp
+from benchmarks.common import (
+    AUDITS,
+    CSF,
+    LBP,
+    counts_of,
+    diff_counts,
+    diff_orders,
+    floor_counts,
+    floor_orders,
+    floor_rows,
+    ground_truth_counts,
+    ground_truth_rows,
+    pipeline_rows,
+    verdicts_of,
+)
 from pipeline.synth import generate
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE_READY = (ROOT / "pipeline" / "run.py").exists() and (ROOT / "pipeline" / "cli.py").exists()
+PANDAS = {CSF: pandas_audit, LBP: pandas_lbp}
+VERDICTS = {
+    CSF: {"appropriate", "inappropriate", "review", "excluded", "not_evaluable"},
+    LBP: {"appropriate", "inappropriate", "excluded", "not_evaluable"},  # the audit has no review verdict
+}
+
+
+def pandas_rows(input_dir: Path, audit: str) -> list[tuple]:
+    return list(PANDAS[audit].audit_orders(input_dir).itertuples(index=False, name=None))
 
 
 @pytest.fixture(scope="module", params=["csv", "parquet"])
@@ -30,31 +55,63 @@ def extract(request, tmp_path_factory) -> Path:
     return d
 
 
-def test_floor_and_pandas_agree_with_the_ground_truth(extract):
-    truth = ground_truth_counts(extract)
-    floor = floor_counts(extract)
-    pandas = audit_counts(extract)
+@pytest.mark.parametrize("audit", AUDITS)
+def test_floor_and_pandas_agree_with_the_ground_truth(extract, audit):
+    truth = ground_truth_counts(extract, audit)
+    floor = floor_counts(extract, audit=audit)
+    pandas = PANDAS[audit].audit_counts(extract)
     assert truth, "the generator wrote no ground truth orders"
     assert diff_counts({"floor": floor, "pandas": pandas, "truth": truth}) == []
 
 
-def test_floor_and_pandas_agree_order_by_order(extract):
-    floor = floor_orders(extract)
-    p = audit_orders(extract)
-    pandas = dict(zip(zip(p["case_id"], p["order_id"], strict=True), p["verdict"], strict=True))
-    assert floor == pandas
+@pytest.mark.parametrize("audit", AUDITS)
+def test_floor_and_pandas_agree_order_by_order(extract, audit):
+    floor = floor_orders(extract, audit=audit)
+    pandas = verdicts_of(pandas_rows(extract, audit))
+    truth = verdicts_of(ground_truth_rows(extract, audit))
+    assert len(floor) == len(truth) > 0
+    assert diff_orders({"floor": floor, "pandas": pandas, "truth": truth}) == []
 
 
-def test_every_verdict_is_exercised(extract):
-    verdicts = {k[2] for k in floor_counts(extract)}
-    assert verdicts == {"appropriate", "inappropriate", "review", "excluded", "not_evaluable"}
+@pytest.mark.parametrize("audit", AUDITS)
+def test_every_verdict_is_exercised(extract, audit):
+    verdicts = {k[2] for k in floor_counts(extract, audit=audit)}
+    assert verdicts == VERDICTS[audit]
+
+
+def test_a_moved_verdict_is_named():
+    """The comparison the bench exits 1 on: one order's verdict differs, or an order is missing."""
+    a = {("2025-10-06", "O1"): "inappropriate", ("2025-10-06", "O2"): "excluded"}
+    b = {("2025-10-06", "O1"): "appropriate"}
+    assert diff_orders({"floor": a, "pipeline": b}) == [
+        "O1 (case 2025-10-06): floor=inappropriate, pipeline=appropriate",
+        "O2 (case 2025-10-06): floor=excluded, pipeline=absent",
+    ]
+    assert diff_orders({"floor": a, "pandas": dict(a)}) == []
+
+
+@pytest.mark.parametrize("audit", AUDITS)
+def test_baselines_agree_with_the_pipeline_on_the_decks(deck_runs, audit):
+    """Every deck input (combined, and each separate file's) through the real CLI: the floor and the
+    pandas audit give the pipeline's verdict for every audited order, and list no other order."""
+    checked = 0
+    for name, run in deck_runs["runs"].items():
+        pipeline = pipeline_rows(run["warehouse"], audit)
+        if pipeline is None:  # the audit did not run on this input (a separate file of another audit)
+            assert name != "combined"
+            continue
+        floor = floor_rows(run["input"], audit=audit)
+        pandas = pandas_rows(run["input"], audit)
+        named = {"pipeline": verdicts_of(pipeline), "floor": verdicts_of(floor), "pandas": verdicts_of(pandas)}
+        assert diff_orders(named) == [], f"{audit} on the deck input {name}"
+        assert diff_counts({k: counts_of(v) for k, v in (("pipeline", pipeline), ("floor", floor))}) == []
+        checked += len(pipeline)
+    assert checked > 50, f"the decks gave only {checked} audited orders of {audit}"
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not PIPELINE_READY, reason="pipeline/run.py (the order-audit run command) does not exist yet")
 def test_pipeline_agrees_with_the_baselines(extract, tmp_path):
-    import duckdb
-
     wh = tmp_path / "wh.duckdb"
     env = {**os.environ, "ORDER_AUDIT_PSEUDONYM_KEY": "bench-test-key"}
     r = subprocess.run(
@@ -78,13 +135,9 @@ def test_pipeline_agrees_with_the_baselines(extract, tmp_path):
         env=env,
     )
     assert r.returncode == 0, r.stderr[-2000:]
-    con = duckdb.connect(str(wh), read_only=True)
-    try:
-        pipeline = to_counts(
-            con.execute(
-                "SELECT case_index_month, ordering_department, verdict, count(*) FROM csf_leak__mart_audited_orders GROUP BY ALL"
-            ).fetchall()
-        )
-    finally:
-        con.close()
-    assert diff_counts({"pipeline": pipeline, "floor": floor_counts(extract)}) == []
+    for audit in AUDITS:
+        pipeline = pipeline_rows(wh, audit)
+        assert pipeline, f"the run wrote no {audit} audited orders"
+        floor = floor_rows(extract, audit=audit)
+        assert diff_orders({"pipeline": verdicts_of(pipeline), "floor": verdicts_of(floor)}) == [], audit
+        assert diff_counts({"pipeline": counts_of(pipeline), "floor": counts_of(floor)}) == [], audit
