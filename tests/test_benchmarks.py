@@ -141,3 +141,26 @@ def test_pipeline_agrees_with_the_baselines(extract, tmp_path):
         floor = floor_rows(extract, audit=audit)
         assert diff_orders({"pipeline": verdicts_of(pipeline), "floor": verdicts_of(floor)}) == [], audit
         assert diff_counts({"pipeline": counts_of(pipeline), "floor": counts_of(floor)}) == [], audit
+
+
+def test_the_bench_fails_on_orders_that_swap_verdicts(tmp_path):
+    """Two orders that swap verdicts leave every count equal: the bench's agreement still fails, per audit."""
+    from benchmarks.run import agreement
+
+    swap = {("PR1", "O1"): "appropriate", ("PR1", "O2"): "inappropriate"}
+    swapped = {("PR1", "O1"): "inappropriate", ("PR1", "O2"): "appropriate"}
+
+    def run(csf: dict) -> dict:
+        orders = {CSF: csf, LBP: {}}
+        counts = {a: {("2025-01", "neuro", v): 1 for v in o.values()} for a, o in orders.items()}
+        return {"rc": 0, "orders": orders, "counts": counts}
+
+    cell = {"scale": "test", "fmt": "csv", "_raw": {"floor": [run(swap)], "pandas": [run(swapped)]}}
+    result = agreement(cell, tmp_path, {})
+    csf = result["audits"][CSF]
+    assert csf["diff"] == [] and not csf["ok"] and not result["ok"]
+    assert csf["orders"] == [
+        "O1 (case PR1): floor=appropriate, pandas=inappropriate",
+        "O2 (case PR1): floor=inappropriate, pandas=appropriate",
+    ]
+    assert result["audits"][LBP]["ok"]
