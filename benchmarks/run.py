@@ -240,6 +240,8 @@ def run_pipeline(d: Path, validate: bool, tag: str) -> dict:
         str(wh),
         "--log-format",
         "json",
+        # both audits named: an audit the run skipped fails the agreement instead of leaving it to the baselines
+        *[arg for audit in AUDITS for arg in ("--audit", audit)],
     ] + ([] if validate else ["--no-validate"])
     fig, err = measured(cmd, tag)
     fig["stages"] = stage_seconds(err)
@@ -497,9 +499,12 @@ def audit_agreement(c: dict, d: Path, warehouses: dict[str, str], audit: str) ->
     pipeline's mart (each warehouse), the floor, the pandas audit and the generator's truth."""
     orders: dict[str, Verdicts] = {}
     counts: dict[str, Counts] = {}
+    missing = []
     for name, wh in warehouses.items():
         rows = pipeline_rows(wh, audit)
-        if rows is not None:
+        if rows is None:
+            missing.append(f"{name}: the run's warehouse has no {audit}__mart_audited_orders")
+        else:
             orders[name], counts[name] = verdicts_of(rows), counts_of(rows)
     for name in ("floor", "pandas"):
         runs = [r for r in c["_raw"][name] if r["rc"] == 0]
@@ -512,7 +517,7 @@ def audit_agreement(c: dict, d: Path, warehouses: dict[str, str], audit: str) ->
     if truth is not None:
         orders["truth"], counts["truth"] = verdicts_of(truth), counts_of(truth)
     compared = len(orders) > 1
-    diff = diff_counts(counts) if compared else []
+    diff = missing + (diff_counts(counts) if compared else [])
     order_diff = diff_orders(orders) if compared else []
     first = next(iter(counts.values()), {})
     out = {
@@ -524,7 +529,7 @@ def audit_agreement(c: dict, d: Path, warehouses: dict[str, str], audit: str) ->
         "totals": totals_by_verdict(first),
         "ok": not diff and not order_diff,
     }
-    if compared:
+    if compared or missing:
         out["status"] = ("DISAGREE" if diff or order_diff else "agree") + " order by order: " + ", ".join(orders)
     else:  # the deck: its verdicts are checked order by order by tests/test_decks.py
         out["status"] = "nothing to compare" + (f" ({', '.join(orders)} only)" if orders else "")

@@ -164,3 +164,18 @@ def test_the_bench_fails_on_orders_that_swap_verdicts(tmp_path):
         "O2 (case PR1): floor=inappropriate, pandas=appropriate",
     ]
     assert result["audits"][LBP]["ok"]
+
+
+def test_the_bench_fails_when_the_run_skipped_an_audit(tmp_path):
+    """A warehouse without the audit's mart (the run skipped it) is a disagreement, not a pass on the baselines alone."""
+    import duckdb
+
+    from benchmarks.run import agreement
+
+    wh = tmp_path / "wh.duckdb"
+    duckdb.connect(str(wh)).close()
+    floor = {"rc": 0, "orders": {a: {} for a in AUDITS}, "counts": {a: {} for a in AUDITS}}
+    cell = {"scale": "test", "fmt": "csv", "_raw": {"floor": [floor], "pandas": [floor]}}
+    result = agreement(cell, tmp_path, {"pipeline": str(wh)})
+    assert not result["ok"]
+    assert result["audits"][LBP]["diff"] == ["pipeline: the run's warehouse has no low_back_pain__mart_audited_orders"]
