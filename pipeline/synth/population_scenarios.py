@@ -75,7 +75,9 @@ class PopulationRows:
     orders: dict[str, list[np.ndarray]] = field(default_factory=lambda: {k: [] for k in ORDER_COLUMNS})
     diagnoses: dict[str, list[np.ndarray]] = field(default_factory=lambda: {k: [] for k in DIAGNOSIS_COLUMNS})
     truth: dict[str, Truth] = field(default_factory=dict)  # file name in the extract's folder -> rows
-    names: dict[str, dict[str, str]] = field(default_factory=dict)  # procedures | orders | indications -> code -> text
+    # code -> text of the codes the engine's tables lack, by kind: procedures, orders, indications (statuses,
+    # departments: a value the engine lacks needs an entry too; diagnoses need none)
+    names: dict[str, dict[str, str]] = field(default_factory=dict)
     summary: dict = field(default_factory=dict)  # the hook's own notes for population_summary
 
     def add(self, table: str, **columns: np.ndarray) -> None:
