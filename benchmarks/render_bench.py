@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             c0, w0, b0 = _cpu(), time.perf_counter(), _machine_busy()
             if prof:
                 prof.enable()
-            outputs.write_tables(con, a.out)
+            outputs.write_tables(con, a.out, audit.parquet_types)
             w1 = time.perf_counter()
             render.render_outputs(con, a.out, dict(run_info), metrics)
             if prof:

@@ -109,6 +109,7 @@ class Audit:
     measures: tuple[Measure, ...]
     report_sections: tuple[str, ...]
     maturity_days: tuple  # parameter names or numbers whose sum is the month's maturity horizon
+    parquet_types: dict = field(default_factory=dict)  # mart -> text column -> type in the Parquet files
     problem: str | None = None  # why the audit cannot run (one line), else None
     manifest: dict = field(default_factory=dict, repr=False)
 
@@ -273,8 +274,26 @@ def _report_sections(report: dict, path: Path) -> tuple[str, ...]:
 
 MANIFEST_KEYS = {
     "id", "title", "short_title", "version", "case_unit", "guideline", "code_sets", "code_map", "inputs",
-    "parameters", "measures", "report", "maturity",
+    "parameters", "measures", "report", "maturity", "outputs",
 }  # fmt: skip
+PARQUET_MARTS = ("mart_audited_orders", "mart_cases")  # the marts written as Parquet
+PARQUET_KINDS = ("TIMESTAMPTZ", "TIMESTAMP", "DATE")  # UTC instants, site-local wall-clock times, dates
+
+
+def _parquet_types(outputs: dict, path: Path) -> dict[str, dict[str, str]]:
+    """[outputs.parquet_types]: mart -> {column: type} of the text columns the Parquet files type."""
+    unknown = set(outputs) - {"parquet_types"}
+    if unknown:
+        _fail(path, f"[outputs]: unknown key(s) {', '.join(sorted(unknown))}; known: parquet_types")
+    out = {}
+    for table, columns in outputs.get("parquet_types", {}).items():
+        if table not in PARQUET_MARTS or not isinstance(columns, dict):
+            _fail(path, f"[outputs.parquet_types] {table}: name one of {', '.join(PARQUET_MARTS)} with {{column = type}}")
+        for column, kind in columns.items():
+            if kind not in PARQUET_KINDS:
+                _fail(path, f"[outputs.parquet_types] {table}.{column} = {kind!r}: a type is one of {', '.join(PARQUET_KINDS)}")
+        out[table] = dict(columns)
+    return out
 
 
 def load(folder: Path) -> Audit:
@@ -330,6 +349,7 @@ def load(folder: Path) -> Audit:
         measures=_measures(m.get("measures"), path),
         report_sections=_report_sections(m.get("report", {}), path),
         maturity_days=tuple(maturity),
+        parquet_types=_parquet_types(m.get("outputs", {}), path),
         manifest=m,
     )
     return _with_problem(audit)

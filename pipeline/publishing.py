@@ -19,6 +19,7 @@ from pathlib import Path
 import duckdb
 
 from pipeline import faults, ownership
+from pipeline.audits import MANIFEST
 from pipeline.logs import event, stage
 from pipeline.report import charts, outputs, reid, site_index
 
@@ -113,7 +114,7 @@ def _render_audit(
         "status": period.statuses[audit.id],
         "data_quality": [d for d in period.base_info["data_quality"] if _about(d, audit)],
     }
-    outputs.write_tables(con, folder)
+    outputs.write_tables(con, folder, audit.parquet_types, audit.folder / MANIFEST)
     chart_pool = charts.ChartPool(process=False, executor=warm.charts) if warm is not None and warm.charts is not None else None
     render.render_outputs(
         con,

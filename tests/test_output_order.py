@@ -52,7 +52,7 @@ def _csv_column(path, column: str) -> list[str]:
 
 
 def test_the_files_follow_row_order_not_the_stored_order(tmp_path):
-    write_tables(_warehouse(), tmp_path)
+    write_tables(_warehouse(), tmp_path, {})
     # by index_at, case_id (raw: '=C0' sorts first, though its CSV text is neutralised), ordered_at NULLS LAST, order_id
     assert _csv_column(tmp_path / "audited_orders.csv", "order_id") == ["O1", "O9", "O4", "O3", "O5"]
     assert pq.read_table(tmp_path / "audited_orders.parquet")["order_id"].to_pylist() == ["O1", "O9", "O4", "O3", "O5"]

@@ -9,12 +9,17 @@ import polars as pl
 import pytest
 from conftest import DESIGN_REASONS, ROOT
 
-from pipeline.synth import LEAK_CODES_ALL, REGISTRY, SCENARIO_NAMES, generate
+from pipeline.synth import generate
+from pipeline.synth.audit_scenarios import scenario_modules
 
 N = 3000
 MONTHS = 36
 
 VERDICT_OF = DESIGN_REASONS
+CSF = ROOT / "audits" / "csf_leak"
+REGISTRY = pl.read_csv(CSF / "rules.csv")["reason_code"].to_list()
+LEAK_CODES_ALL = set(pl.read_csv(CSF / "value_sets.csv").filter(pl.col("value_set") == "leak_diagnosis")["code"])
+SCENARIO_NAMES = [s.name for s in dict(scenario_modules())["csf_leak"].SCENARIOS]
 FILES = (
     "procedures.csv",
     "imaging_orders.csv",
@@ -266,3 +271,32 @@ def test_an_audits_rows_must_fit_the_generated_tables():
     rows = ScenarioRows(tables={"diagnoses": pl.DataFrame({"patient_id": ["P1"], "mood": ["calm"]})})
     with pytest.raises(ValueError, match="diagnoses has columns the generator does not write: \\['mood'\\]"):
         rows_for("diagnoses", ["patient_id", "diagnosis_code", "recorded_at", "setting"], [("some_audit", rows)])
+
+
+# ----------------------------------------------------------------------------- the engine's side of the hooks
+
+
+def test_an_audits_codes_must_agree_with_the_generators_tables():
+    import numpy as np
+
+    from pipeline.synth.population_scenarios import CodeTable
+
+    table = CodeTable("order code", {"72148": "MRI lumbar spine without contrast"})
+    with pytest.raises(ValueError, match="some_audit: order code '72148' is named 'MRI lumbar spine without contrast'"):
+        table.indexes(np.array(["72148"]), {"72148": "Lumbar MRI"}, "some_audit")
+    with pytest.raises(ValueError, match="some_audit: order code 'LOC-NEW' needs its text"):
+        table.indexes(np.array(["LOC-NEW"]), {}, "some_audit")
+    assert table.indexes(np.array(["LOC-NEW", "72148", "LOC-NEW"]), {"LOC-NEW": "New study"}, "some_audit").tolist() == [1, 0, 1]
+    assert table.codes == ["72148", "LOC-NEW"] and table.text() == ["MRI lumbar spine without contrast", "New study"]
+
+
+def test_population_rows_need_every_column_of_their_table():
+    import numpy as np
+
+    from pipeline.synth.population_scenarios import PopulationRows
+
+    rows = PopulationRows()
+    with pytest.raises(ValueError, match="diagnoses rows need the columns \\['code', 'date_only', 'pat', 't'\\]"):
+        rows.add("diagnoses", pat=np.zeros(1), t=np.zeros(1), code=np.array(["R51.9"]))
+    rows.add("diagnoses", pat=np.zeros(1), t=np.zeros(1), code=np.array(["R51.9"]), date_only=np.zeros(1, bool))
+    assert [len(v) for v in rows.diagnoses.values()] == [1, 1, 1, 1]

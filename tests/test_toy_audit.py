@@ -81,7 +81,9 @@ def test_the_toy_audit_gets_the_whole_report_and_its_own_feed(toy_run):
     measures = set(overall["measure_id"])
     assert {"contrast_ct_rate", "patients_without_contrast", "reason_contrast_head_ct", "reason_cancelled"} <= measures
     counts = pl.read_parquet(folder / "audited_orders.parquet")
-    assert counts.schema["ordered_at"] == pl.Datetime("us", "UTC")  # instants typed, as for every audit
+    assert counts.schema["ordered_at"] == pl.Datetime("us", "UTC")  # typed as its [outputs.parquet_types] says
+    assert counts.schema["ordered_at_local"] == pl.Datetime("us") and counts.schema["order_id"] == pl.String
+    assert pl.read_parquet(folder / "cases.parquet").schema["index_at"] == pl.Datetime("us", "UTC")
 
 
 def test_the_extra_audits_setting_and_environment_list_the_toy_audit(toy_run):
@@ -108,17 +110,37 @@ def test_no_engine_file_names_an_audit():
     assert not found, "engine files name an audit (the audit's folder says it instead):\n" + "\n".join(found)
 
 
-def test_an_order_that_fires_no_rule_stops_the_run_naming_the_registry(toy_run, tmp_path):
-    broken = tmp_path / "toy_audit"
-    shutil.copytree(TOY, broken)
-    flags = broken / "sql" / "toy_audit__int_order_flags.sql"
-    flags.write_text(flags.read_text(encoding="utf-8").replace("o.contrast = 'without'", "false"), encoding="utf-8")
+def _run_changed_toy(toy_run, tmp_path, file: str, old: str, new: str):
+    """Run the toy deck with a copy of the toy audit whose ``file`` has ``old`` replaced by ``new``."""
+    changed = tmp_path / "toy_audit"
+    shutil.copytree(TOY, changed)
+    path = changed / file
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new), encoding="utf-8")
     config = tmp_path / "site.toml"
-    config.write_text(f"audits_path = [{json.dumps(str(broken))}]\n", encoding="utf-8")
+    config.write_text(f"audits_path = [{json.dumps(str(changed))}]\n", encoding="utf-8")
     r = run_cli(
         "run", "--input", toy_run["out"].parent / "in", "--out", tmp_path / "out", "--config", config,
         "--site-timezone", SITE_TIMEZONE, "--no-validate", env=KEY,
     )  # fmt: skip
+    return r, changed
+
+
+def test_a_parquet_type_for_a_column_the_mart_lacks_stops_the_run_naming_the_manifest(toy_run, tmp_path):
+    old = 'mart_cases = { index_at = "TIMESTAMPTZ" }'
+    r, changed = _run_changed_toy(toy_run, tmp_path, "audit.toml", old, old[:-2] + ', closed_at = "DATE" }')
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.splitlines()[-1] == (
+        f"order-audit: error: {changed / 'audit.toml'}: [outputs.parquet_types] mart_cases names closed_at, a column "
+        "the audit's mart_cases does not have; name the mart's columns"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_order_that_fires_no_rule_stops_the_run_naming_the_registry(toy_run, tmp_path):
+    flags = "sql/toy_audit__int_order_flags.sql"
+    r, broken = _run_changed_toy(toy_run, tmp_path, flags, "o.contrast = 'without'", "false")
     assert r.returncode == 1, r.stderr
     assert f"{broken / 'rules.csv'}: 2 audited order(s) fire no rule (e.g. order toy-or-2)" in r.stderr.splitlines()[-1]
     assert not (tmp_path / "out").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import zipfile
 
 import polars as pl
@@ -137,3 +138,36 @@ def test_text_shaped_like_rich_text_xml_is_escaped(tmp_path, monkeypatch, column
         sheet = z.read("xl/worksheets/sheet1.xml").decode()
     assert hostile not in sheet
     assert "&lt;r&gt;&lt;t&gt;x&lt;/t&gt;&lt;/r&gt;&lt;c r=" in sheet
+
+
+def test_text_columns_fit_their_longest_value_and_wrap_past_the_cap():
+    """A long id must not run into the next column of the printed sheet (LibreOffice, A4 fitted to width)."""
+    sheet = pl.DataFrame(
+        {
+            "case_id": ["P887c36c140b119c6-2016-10-01", "C1"],  # a low back pain episode id: 28 characters
+            "order_id": ["o" * 40, None],
+            "patient_key": ["Pk", None],
+            "ordered_at_local": [dt.datetime(2025, 3, 10, 10, 30), None],
+            "explanation": ["why " * 30, None],
+        }
+    )
+    columns = [
+        workbook.Column("Case", 11, ""),
+        workbook.Column("Order", 11, ""),
+        workbook.Column("Patient key", 17, ""),
+        workbook.Column("Ordered", 15, "", "datetime"),
+        workbook.Column("Why", 42, "", "wrap"),
+    ]
+    fitted = workbook.fitted_columns(sheet, columns)
+    assert [(c.width, c.style) for c in fitted] == [(29, ""), (30, "wrap"), (17, ""), (17, "datetime"), (42, "wrap")]
+
+
+def test_the_written_cases_sheet_has_the_fitted_widths_and_row_heights(tmp_path):
+    frame = pl.DataFrame({"case_id": ["P887c36c140b119c6-2016-10-01", "C1"], "order_id": ["o" * 40, "O2"]})
+    workbook.write_case_list(tmp_path / "w.xlsx", frame, RULES, RUN_INFO)
+    with zipfile.ZipFile(tmp_path / "w.xlsx") as z:
+        xml = z.read("xl/worksheets/sheet1.xml").decode()
+    widths = [float(w) for w in re.findall(r'<col min="\d+" max="\d+" width="([0-9.]+)"', xml)]
+    assert widths[:2] == [29.7109375, 30.7109375]  # Case, Order (xlsxwriter adds 0.71)
+    assert re.search(r'<row r="2"[^>]* ht="30"', xml)  # the 40-character order id wraps onto a second line
+    assert not re.search(r'<row r="3"[^>]* ht=', xml)

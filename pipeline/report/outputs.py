@@ -26,12 +26,8 @@ DATA_OUTPUTS = {
 }
 
 
-# Parquet keeps types: instants as TIMESTAMP WITH TIME ZONE (UTC), site-local wall-clock times as
-# TIMESTAMP, dates as DATE; the marts hold the instants as ISO text, which the CSV files keep
-PARQUET_TYPES = {
-    "mart_audited_orders": {"ordered_at": "TIMESTAMPTZ", "ordered_at_local": "TIMESTAMP", "index_at": "TIMESTAMPTZ"},
-    "mart_cases": {"index_at": "TIMESTAMPTZ", "first_evidence_at": "TIMESTAMPTZ", "first_imaging_at": "TIMESTAMPTZ"},
-}
+# Parquet keeps types: the marts hold instants as ISO text, which the CSV files keep; the audit's
+# manifest ([outputs.parquet_types], audits.PARQUET_KINDS) names the columns the Parquet files type.
 
 
 # The row order of each standard mart in its files: engines do not keep the order of a CREATE TABLE AS
@@ -59,11 +55,16 @@ def _ordered(con: duckdb.DuckDBPyConnection, table: str, query: str) -> str:
     return f"{query} ORDER BY {keys}" if keys else query
 
 
-def _parquet_query(con: duckdb.DuckDBPyConnection, table: str, query: str) -> str:
-    """``query`` with the table's text instants cast to their types (``PARQUET_TYPES``; those the audit's
-    mart has: an audit need not have every one)."""
+def _parquet_query(con: duckdb.DuckDBPyConnection, table: str, query: str, types: dict[str, str], manifest: Path) -> str:
+    """``query`` with the text instants the audit declares for the table cast to their types; a declared
+    column the mart lacks stops the write (the manifest is wrong)."""
     present = {name for name, *_ in con.execute(f"DESCRIBE ({query})").fetchall()}
-    types = {col: kind for col, kind in PARQUET_TYPES.get(table, {}).items() if col in present}
+    missing = sorted(set(types) - present)
+    if missing:
+        raise ConfigError(
+            f"{manifest}: [outputs.parquet_types] {table} names {', '.join(missing)}, a column the audit's "
+            f"{table} does not have; name the mart's columns"
+        )
     if not types:
         return f"SELECT * FROM ({query}) AS q"
     casts = ", ".join(f"CAST({col} AS {kind}) AS {col}" for col, kind in types.items())
@@ -80,11 +81,14 @@ OUTPUT_QUERIES = {
 }
 
 
-def write_tables(con: duckdb.DuckDBPyConnection, out_dir: Path) -> list[Path]:
+def write_tables(
+    con: duckdb.DuckDBPyConnection, out_dir: Path, parquet_types: dict[str, dict[str, str]], manifest: Path | None = None
+) -> list[Path]:
     """COPY each mart to CSV/Parquet in its ``ROW_ORDER``, so reruns are byte-identical.
 
     In CSV, text that a spreadsheet would run as a formula is neutralised (formula_guard); Parquet
-    keeps the raw text."""
+    keeps the raw text and types the columns ``parquet_types`` names (table -> column -> type: the
+    audit's ``manifest``)."""
     written = []
     for table, (stem, formats) in DATA_OUTPUTS.items():
         query = OUTPUT_QUERIES.get(table, f"SELECT * FROM {table}")
@@ -94,7 +98,7 @@ def write_tables(con: duckdb.DuckDBPyConnection, out_dir: Path) -> list[Path]:
                 rows = _ordered(con, table, _spreadsheet_safe(con, query))
                 con.execute(f"COPY ({rows}) TO {literal(path)} (FORMAT csv, HEADER true)")
             else:
-                rows = _ordered(con, table, _parquet_query(con, table, query))
+                rows = _ordered(con, table, _parquet_query(con, table, query, parquet_types.get(table, {}), manifest))
                 con.execute(f"COPY ({rows}) TO {literal(path)} (FORMAT parquet, COMPRESSION zstd)")
             written.append(path)
     return written

@@ -26,7 +26,7 @@ import datetime as dt
 import functools
 import io
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
@@ -164,7 +164,7 @@ def write_case_list(
 
     known = case_columns(spec.columns if spec is not None else None)
     sheet = cases_sheet_frame(cases, known)
-    columns = [known.get(c, Column(c, 16, "")) for c in sheet.columns]
+    columns = fitted_columns(sheet, [known.get(c, Column(c, 16, "")) for c in sheet.columns])
     ws = wb.add_worksheet("Cases")
     # xlsxwriter writes a string that starts with "<r>" and ends with "</r>" as raw rich-text XML
     # (unescaped), so free text of that shape could corrupt the sheet: every cell is plain text here
@@ -223,6 +223,25 @@ def _fast_zip():
         yield
     finally:
         xlsxwriter.workbook.ZipFile = original
+
+
+FIT_WIDTH_MAX = 30  # an unwrapped text column widens to its longest value up to this many characters
+MIN_WIDTH = {"date": 11, "datetime": 17}  # yyyy-mm-dd, yyyy-mm-dd hh:mm and a character apart from the next column
+
+
+def fitted_columns(sheet: pl.DataFrame, columns: list[Column]) -> list[Column]:
+    """Unwrapped text columns as wide as their longest value (plus a character), up to FIT_WIDTH_MAX, and
+    wrapped beyond it; date and time columns as wide as their format: a long id (an episode, an order)
+    is neither cut off nor run into the next column when the sheet is printed."""
+    text = [n for n, c in zip(sheet.columns, columns, strict=True) if c.style == "" and sheet.schema[n] == pl.String]
+    longest = sheet.select(pl.col(n).str.len_chars().max() for n in text).row(0, named=True) if text and sheet.height else {}
+    out = []
+    for name, col in zip(sheet.columns, columns, strict=True):
+        need = max((longest.get(name) or 0) + 1, MIN_WIDTH.get(col.style, 0))
+        if need > col.width:
+            col = replace(col, width=float(min(need, FIT_WIDTH_MAX)), style="wrap" if need > FIT_WIDTH_MAX else col.style)
+        out.append(col)
+    return out
 
 
 LINE_POINTS = 15  # one line of 11-point text

@@ -1,7 +1,5 @@
-"""The synthetic generator: extracts with exact ground truth (``generate``)."""
+"""The synthetic generator: extracts with exact ground truth (``generate``); the audits bring their scenarios."""
 
-from pipeline.synth.codes import LEAK_CODES_ALL, REGISTRY
 from pipeline.synth.generate import generate
-from pipeline.synth.scenarios import SCENARIO_NAMES, SCENARIOS
 
-__all__ = ["LEAK_CODES_ALL", "REGISTRY", "SCENARIOS", "SCENARIO_NAMES", "generate"]
+__all__ = ["generate"]

@@ -1,10 +1,10 @@
 """Scenarios that audits ship (``audits/<id>/scenarios.py``): whole synthetic patients with exact ground truth.
 
-An audit's ``scenarios.py`` defines ``scenario_rows(ctx: ScenarioContext) -> ScenarioRows``. Its patients
+An audit's ``scenarios.py`` may define ``scenario_rows(ctx: ScenarioContext) -> ScenarioRows``. Its patients
 are new ones, numbered after the generated population's, so no background row ever touches them and
 their ground truth stays exact; their rows are appended to the generated tables. The truth of each
 audit it names is written as ``ground_truth/<audit id>/<name>.csv`` (a scenario may make a patient a
-case in several audits).
+case in several audits). Patients placed inside the generated population instead: population_scenarios.py.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import polars as pl
 from pipeline import audits
 
 SCENARIOS_FILE = "scenarios.py"
+HOOK = "scenario_rows"
 RNG_STREAM = 13  # the audits' scenarios draw from the stream (seed, RNG_STREAM), apart from the population's
 
 
@@ -84,8 +85,9 @@ def scenario_modules() -> list[tuple[str, object]]:
 
 
 def collect(ctx: ScenarioContext) -> list[tuple[str, ScenarioRows]]:
-    """Every audit's scenario rows, drawn in audit-id order from the context's random source."""
-    return [(audit_id, module.scenario_rows(ctx)) for audit_id, module in scenario_modules()]
+    """Every audit's scenario rows, drawn in audit-id order from the context's random source (audits whose
+    scenarios.py defines ``scenario_rows``; others may only place patients inside the population)."""
+    return [(audit_id, module.scenario_rows(ctx)) for audit_id, module in scenario_modules() if hasattr(module, HOOK)]
 
 
 def rows_for(table: str, columns: list[str], collected: list[tuple[str, ScenarioRows]]) -> pl.DataFrame | None:

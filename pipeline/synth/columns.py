@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from pipeline.synth.scenarios import H
+H = 3600  # seconds per hour
 
 
 def to_utc_seconds(local_naive_s: np.ndarray, tz: str) -> np.ndarray:

@@ -16,7 +16,7 @@ from pipeline import synth
 from pipeline.config import load_config
 from pipeline.synth.fhir import writer
 
-CARRIED = ("ground_truth_orders.csv", "ground_truth_cases.csv")
+CARRIED = "ground_truth*.csv"  # the truth files of the scenarios inside the population
 TRUTH_DIR = "ground_truth"
 
 
@@ -48,8 +48,8 @@ def generate(
         )
         cfg = load_config(site_timezone=site_timezone)
         written = writer.write_bulk_export(extract, out_dir, cfg, lines_per_file=lines_per_file)
-        for name in CARRIED:
-            shutil.copyfile(extract / name, out_dir / name)
+        for path in sorted(extract.glob(CARRIED)):
+            shutil.copyfile(path, out_dir / path.name)
         if (extract / TRUTH_DIR).is_dir():  # the audits' scenario truth, one folder per audit
             shutil.copytree(extract / TRUTH_DIR, out_dir / TRUTH_DIR, dirs_exist_ok=True)
         writer.local_map_with_uri(extract / "local_code_map.csv", out_dir / "local_code_map.csv")
