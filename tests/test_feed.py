@@ -45,10 +45,14 @@ def metrics(rows: list[tuple]) -> pl.DataFrame:
     return with_rates(frame).with_columns(pl.lit("lower_is_better").alias("direction"))
 
 
+# the measures laid out per provider in the feed (the rest are hospital-wide and per department only)
+HEADLINE = ("inappropriate_order_rate", "premature_order_rate", "first_imaging_right_study")
+
+
 def run_info(period: str = "all", **feed_cfg) -> dict:
     return {
         "period": period,
-        "audit": {"id": "toy"},
+        "audit": {"id": "toy", "measures": [{"id": m, "headline": True} for m in HEADLINE]},
         "config": {"feed": feed_cfg} if feed_cfg else {},
         "software_version": "t",
         "rule_set_version": "t",
@@ -118,9 +122,34 @@ def test_identical_counts_under_two_measures_are_withheld_alike():
     rows = one_month(("neuro", 4, 60), ("anes", 12, 80), ("emerg", 30, 90), measure="premature_order_rate")
     rows += one_month(("neuro", 4, 60), ("anes", 12, 80), ("emerg", 30, 90), measure="reason_premature")
     fed = feed.build_feed(metrics(rows), run_info("2026-06"))
-    a = fed.filter(pl.col("measure_id") == "premature_order_rate").drop("measure_id")
-    b = fed.filter(pl.col("measure_id") == "reason_premature").drop("measure_id")
+    above = pl.col("level") != "provider"
+    a = fed.filter(above & (pl.col("measure_id") == "premature_order_rate")).drop("measure_id")
+    b = fed.filter(above & (pl.col("measure_id") == "reason_premature")).drop("measure_id")
     assert a.equals(b)
+    # the headline measure is laid out per provider too, the reason share is not: two tables, one fate
+    assert fed.filter(~above & (pl.col("measure_id") == "reason_premature")).height == 0
+    assert fed.filter(~above & (pl.col("measure_id") == "premature_order_rate")).height == 3
+
+
+def test_a_non_headline_twin_does_not_release_what_the_providers_make_the_headline_withhold():
+    # a case measure counts unattributed cases hospital-wide only: the providers' cells do not add up to the
+    # total. The one provider's 4 is withheld, nothing is left to give up beside it, so the hospital total goes,
+    # and with it a department. The twin measure has the same cells but no provider rows: linked, it withholds
+    # the same cells, or its total would be the headline's hidden one.
+    above = [
+        ("2026-06", "overall", "all", 30, 40),
+        ("2026-06", "department", "d1", 15, 20),
+        ("2026-06", "department", "d2", 15, 20),
+    ]
+    rows = [(p, lv, g, m, n, d) for m in ("first_imaging_right_study", "case_twin") for p, lv, g, n, d in above]
+    rows.append(("2026-06", "provider", "P1", "first_imaging_right_study", 4, 10))
+    fed = feed.build_feed(metrics(rows), run_info("2026-06"))
+    headline, twin = (
+        fed.filter((pl.col("level") != "provider") & (pl.col("measure_id") == m)).drop("measure_id")
+        for m in ("first_imaging_right_study", "case_twin")
+    )
+    assert cell(fed, "2026-06", "overall", "all", "first_imaging_right_study")["suppressed"]
+    assert twin.equals(headline)
 
 
 def test_nested_denominators_do_not_give_the_not_evaluable_orders_away():
@@ -254,8 +283,13 @@ def disclosure_breaches(fed: pl.DataFrame, source: pl.DataFrame, k: int = K) -> 
     problems = []
     # the true counts of every cell, aggregates included (as the feed computes them)
     true = feed.with_aggregates(source, feed.period_windows(sorted(p for p in source["period"].unique() if p != "all"), "all"))
-    joined = fed.join(
-        true.select(*feed.KEYS, pl.col("numerator").alias("n"), pl.col("denominator").alias("d")), on=feed.KEYS, how="left"
+    # a cell the feed lays out (its measure at its level) but leaves out is withheld: the reader knows it exists
+    # only where its count is not zero, never its value
+    laid_out = fed.select("measure_id", "level").unique()
+    joined = (
+        true.join(laid_out, on=["measure_id", "level"])
+        .select(*feed.KEYS, "period_start", "period_end", pl.col("numerator").alias("n"), pl.col("denominator").alias("d"))
+        .join(fed.select(*feed.KEYS, "numerator", "denominator"), on=feed.KEYS, how="left")
     )
     rel_n, rel_d = joined["numerator"].is_not_null(), joined["denominator"].is_not_null()
     for what, values, released in (("numerator", joined["n"], rel_n), ("denominator", joined["d"], rel_d)):
@@ -362,7 +396,7 @@ def test_readme_dashboard_query_gives_released_nonzero_department_rates(demo):
 @pytest.mark.slow
 def test_demo_feed_gives_no_small_count_away(demo):
     fed = pl.read_parquet(demo["out"] / "csf_leak" / "metrics.parquet")
-    assert fed["schema_version"].unique().to_list() == ["2.0"] and fed["audit_id"].unique().to_list() == ["csf_leak"]
+    assert fed["schema_version"].unique().to_list() == ["3.0"] and fed["audit_id"].unique().to_list() == ["csf_leak"]
     assert disclosure_breaches(fed, demo["source"]) == []
     # and it withheld what it had to, no more: the overall rolling inappropriate-order rates are all released
     rolling = fed.filter(
@@ -401,7 +435,7 @@ def test_feed_threshold_from_the_config_through_the_cli(tmp_path):
 
 
 def test_readme_and_docs_name_the_current_schema():
-    assert feed.SCHEMA_VERSION == "2.0"
+    assert feed.SCHEMA_VERSION == "3.0"
     assert f"schema version {feed.SCHEMA_VERSION}" in README
     assert f"(schema version {feed.SCHEMA_VERSION})" in FEED_DOC and "period_type" in FEED_DOC
     assert "| `audit_id` | string | 2.0:" in FEED_DOC and "* **2.0**:" in FEED_DOC

@@ -164,13 +164,14 @@ def test_metrics_feed(out, metrics):
     csv = pl.read_csv(d / "metrics.csv", infer_schema_length=0)
     assert csv.columns == fed.columns and csv.height == fed.height
     summary = json.loads((d / "metrics.json").read_text())
-    assert summary["schema_version"] == "2.0" and summary["audit_id"] == fx.run_info()["audit"]["id"]
+    assert summary["schema_version"] == "3.0" and summary["audit_id"] == fx.run_info()["audit"]["id"]
     assert fed.columns[:2] == ["schema_version", "audit_id"] and fed["audit_id"].unique().to_list() == [summary["audit_id"]]
     assert summary["headline_period"] == fx.REPORT_MONTH
     assert {r["measure_id"] for r in summary["headline"]} >= {"inappropriate_order_rate", "first_imaging_right_study"}
-    hand = fed.filter((pl.col("group_key") == "PRV-HAND") & (pl.col("period") == fx.REPORT_MONTH)).row(0, named=True)
-    # 3 of 10: below the feed's threshold of 11, withheld whole (the numerator, rate and interval)
-    assert hand["suppressed"] is True and hand["rate"] is None and hand["numerator"] is None and hand["ci_low"] is None
+    # 3 of 10: a denominator below the feed's threshold of 11 is withheld, and a provider cell without its
+    # denominator is left out of the feed (it would hold no count)
+    assert fed.filter((pl.col("group_key") == "PRV-HAND") & (pl.col("period") == fx.REPORT_MONTH)).height == 0
+    assert fed.filter(pl.col("level") == "provider")["denominator"].null_count() == 0
     # ...while the internal frame the report prints keeps the rate and interval
     inside = metrics.filter((pl.col("group_key") == "PRV-HAND") & (pl.col("period") == fx.REPORT_MONTH)).row(0, named=True)
     assert inside["rate"] == 0.3 and inside["ci_low"] == pytest.approx(0.1078, abs=5e-5)

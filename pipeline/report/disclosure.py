@@ -8,9 +8,13 @@ denominator shared by several measures. Its cells add up two ways, and both are 
   withheld cell, and the withheld cells of a line never add up to 1..k-1 (both would give a hidden
   count away by subtraction): the smallest released cell of the line is withheld as a complement.
 * **time** (``_SeriesGrid``): a quarter, a rolling 12 months and the run's total are sums of months.
-  Per group, no withheld cell may be computable from the released cells of the same group (linear
-  algebra on which months each cell covers; a month without a row is a known zero), and the months
-  an aggregate hides may not add up to 1..k-1. Months are given up first, rolling windows last.
+  Per group, no withheld cell may be computable from the released cells of the same group (a month
+  without a row is a known zero), and the months an aggregate hides may not add up to 1..k-1. Months
+  are given up first, rolling windows last. Every cell sums a run of months, so it is the difference
+  of two running totals: the known cells are the edges of a small graph over the running totals, a
+  withheld cell is computable exactly when its two ends are connected, and the known cells a
+  derivation uses are those the electrical flow between its ends runs through (the minimum-norm
+  combination): connected components and one grounded Laplacian solve per series, no pseudo-inverse.
 * **time and departments together** (``_Joint``): the two sums above combine (a department's quarter
   minus its released months, against the hospital's month minus the other departments...). Per
   table, every hidden small count of the overall and department cells is checked against all the
@@ -19,8 +23,7 @@ denominator shared by several measures. Its cells add up two ways, and both are 
   hundreds of providers x months is too large to solve per table.
 
 The passes repeat until neither changes anything. The work is vectorised (numpy over the lines and
-over a series x period grid, batched pseudo-inverses for the distinct patterns of withheld cells,
-each pattern solved once): no Python loop over cells.
+over a series x period grid, batched solves over the series): no Python loop over cells.
 """
 
 from __future__ import annotations
@@ -45,15 +48,21 @@ def protect(cells: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: i
     ``group_key`` (not null), ``value`` (the count), ``complement`` (denominator - numerator for a
     numerator table, else null) and ``den`` (the cell's denominator: a cell over nothing is no
     complement). ``periods``: period -> (period type, indices of the calendar months it sums).
+    An optional ``link`` column ties cells that are the same count in two tables (two measures that agree
+    hospital-wide and per department, one of them also laid out per provider): linked cells are withheld
+    together, so neither table releases what the other hides.
     """
     withheld = cells["withheld"].to_numpy().copy()
     if cells.height == 0:
         return withheld
     frame = cells.with_row_index("idx").with_columns(pl.col("complement").fill_null(0))
     lines, grid, joint = _Lines(frame, k), _SeriesGrid(frame, periods), _Joint(frame, periods, k)
+    link = frame["link"].rank("dense").cast(pl.Int64).to_numpy() if "link" in frame.columns else None
     while True:
         before = withheld.copy()
         withheld = joint.settle(grid.settle(lines.hierarchy_pass(withheld), k))
+        if link is not None:
+            withheld = (np.bincount(link, weights=withheld) > 0)[link]
         if (withheld == before).all():
             return withheld
 
@@ -65,6 +74,70 @@ def _month_cover(periods: dict[str, tuple[str, list[int]]]) -> dict[str, np.ndar
     for p, (_, ms) in periods.items():
         cover[p][ms] = 1.0
     return cover
+
+
+def _interval_ends(cover: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per period, its first month and one past its last (every period of the feed is a run of consecutive
+    months: a month, a quarter, a rolling window, the run's months)."""
+    first = cover.argmax(axis=1)
+    stop = cover.shape[1] - cover[:, ::-1].argmax(axis=1)
+    if not (cover.any(axis=1) & (cover.sum(axis=1) == stop - first)).all():
+        raise ValueError("every period must be a run of consecutive months")
+    return first, stop
+
+
+def _relax(dist: np.ndarray, known: np.ndarray, first: np.ndarray, stop: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Bellman-Ford over each row's graph: the running totals are the nodes, each known cell of ``known``
+    (series x periods) an edge first -> stop of ``weight``; ``dist`` (series x nodes) the starting values.
+    With weights 0 and each node starting as its own number, the result labels connected components."""
+    n, n_nodes = dist.shape
+    rows, cols = np.nonzero(known)
+    u, v, w = rows * n_nodes + first[cols], rows * n_nodes + stop[cols], weight[cols]
+    flat = dist.ravel().copy()
+    while True:
+        before = flat.copy()
+        np.minimum.at(flat, v, before[u] + w)
+        np.minimum.at(flat, u, before[v] + w)
+        if (flat == before).all():
+            return flat.reshape(n, n_nodes)
+
+
+def _determined(withheld: np.ndarray, first: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    """Which withheld cells the released ones (and the months without a row, known zeros) determine, per series.
+
+    A cell summing months a..b-1 is the difference of two running totals, T(b) - T(a), so the known cells are
+    the edges of a graph over the running totals 0..n_months, and a cell is determined exactly when its two
+    ends are connected (the sums of runs of months form a graphic matroid)."""
+    n_nodes = int(stop.max()) + 1
+    labels = np.tile(np.arange(n_nodes, dtype=np.int64), (withheld.shape[0], 1))
+    labels = _relax(labels, ~withheld, first, stop, np.zeros(first.size, np.int64))
+    return withheld & (labels[:, first] == labels[:, stop])
+
+
+def _involved(withheld: np.ndarray, determined: np.ndarray, first: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    """Per series, the known cells some subtraction giving a determined cell away uses: those with a nonzero
+    part in the least-squares (minimum-norm) combination of known cells that equals it. On the graph of
+    running totals that combination is the electrical flow between the determined cell's two ends (unit
+    resistance per known cell), so one grounded Laplacian solve per series gives every determined cell's."""
+    n, n_nodes = withheld.shape[0], int(stop.max()) + 1
+    known = ~withheld
+    incidence = np.zeros((first.size, n_nodes))  # a cell as an edge: +1 at its first month, -1 one past its last
+    incidence[np.arange(first.size), first] = 1.0
+    incidence[np.arange(first.size), stop] = -1.0
+    edge_laplacians = (incidence[:, :, None] * incidence[:, None, :]).reshape(first.size, -1)
+    laplacian = (known.astype(float) @ edge_laplacians).reshape(n, n_nodes, n_nodes)
+    # ground one node of each connected component (the one that names it) so the system has one solution
+    labels = _relax(np.tile(np.arange(n_nodes, dtype=np.int64), (n, 1)), known, first, stop, np.zeros(first.size, np.int64))
+    s, node = np.nonzero(labels == np.arange(n_nodes)[None, :])
+    laplacian[s, node, node] += 1.0
+    targets = np.flatnonzero(determined.any(axis=0))  # the periods determined in some series
+    inject = np.zeros((n, n_nodes, targets.size))
+    d_s, d_t = np.nonzero(determined[:, targets])
+    inject[d_s, first[targets[d_t]], d_t] = 1.0
+    inject[d_s, stop[targets[d_t]], d_t] = -1.0
+    potential = np.linalg.solve(laplacian, inject)  # (series, nodes, determined periods)
+    current = incidence @ potential  # (series, cells as edges, determined periods)
+    return known & (np.abs(current) > _EPS).any(axis=2)
 
 
 # ----------------------------------------------------------------------------- groups
@@ -146,7 +219,7 @@ class _SeriesGrid:
         self.den = np.zeros(shape)
         self.den[s, c] = keyed["den"].to_numpy()
         self.in_agg = self.cover @ self.cover.T > 0  # (periods, periods): month column m lies in aggregate a
-        self._known: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}  # pattern -> _derivable, across passes
+        self.first, self.stop = _interval_ends(self.cover) if self.cover.size else (np.zeros(0, int), np.zeros(0, int))
         self._seen: np.ndarray | None = None  # the withheld grid settle() left
 
     def settle(self, withheld: np.ndarray, k: int) -> np.ndarray:
@@ -179,35 +252,15 @@ class _SeriesGrid:
         hot = np.flatnonzero(w[rows].any(axis=1))
         if hot.size == 0:
             return add
+        determined = _determined(w[rows[hot]], self.first, self.stop)
+        hit = determined.any(axis=1)
+        if not hit.any():
+            return add
+        hot, determined = hot[hit], determined[hit]
         series = rows[hot]
-        packed = np.packbits(w[series], axis=1)
-        keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
-        uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        uniq_keys = [bytes(u) for u in uniq]
-        todo = [i for i, key in enumerate(uniq_keys) if key not in self._known]
-        if todo:
-            for i, d, inv in zip(todo, *self._derivable(w[series][first[todo]]), strict=True):
-                self._known[uniq_keys[i]] = (d, inv)
-        disclosed = np.stack([self._known[key][0] for key in uniq_keys])
-        involved = np.stack([self._known[key][1] for key in uniq_keys])
-        inverse = inverse.reshape(-1)
-        cand = involved[inverse] & self.present[series] & (self.den[series] > 0)
-        hit = disclosed.any(axis=1)[inverse]
-        add[hot] = self._choose(cand & hit[:, None], series)
+        involved = _involved(w[series], determined, self.first, self.stop)
+        add[hot] = self._choose(involved & self.present[series] & (self.den[series] > 0), series)
         return add
-
-    def _derivable(self, patterns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per pattern of withheld cells: which withheld cells the released ones determine (a month without a
-        row is released as zero), and which released cells such a derivation uses."""
-        released = ~patterns
-        basis = self.cover[None, :, :] * released[:, :, None]  # (patterns, periods, months): known rows
-        pinv = np.linalg.pinv(basis, rcond=1e-10)  # (patterns, months, periods)
-        projected = self.cover[None, :, :] @ pinv @ basis  # each cell's part in the span of the known ones
-        residual = np.abs(self.cover[None, :, :] - projected).max(axis=2)
-        disclosed = patterns & (residual < _EPS)  # (patterns, periods)
-        coef = self.cover[None, :, :] @ pinv  # (patterns, periods, periods): cell c from known cell j
-        involved = ((np.abs(coef) > _EPS) & disclosed[:, :, None]).any(axis=1) & released
-        return disclosed, involved
 
     def _small_hidden_sums(self, w: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
         """For ``rows``: released aggregates whose withheld months add up to 1..k-1 get one more month

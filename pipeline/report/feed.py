@@ -23,12 +23,12 @@ from pipeline.months import label as month_label
 from pipeline.report import disclosure
 from pipeline.report.measure import METRICS_SCHEMA, with_rates
 
-SCHEMA_VERSION = "2.0"
+SCHEMA_VERSION = "3.0"
 ROUND_DIGITS = 6  # rates and intervals: enough for any dashboard, no floating-point noise
 
 FEED_SCHEMA: dict[str, pl.DataType] = {
     "schema_version": pl.String(),
-    "audit_id": pl.String(),  # 2.0: the audit the row measures (one audit per feed file)
+    "audit_id": pl.String(),  # 2.0: the audit the row measures (one audit per feed file); 3.0: fewer provider rows
     **{c: t for c, t in METRICS_SCHEMA.items() if c != "direction"},  # 1.0: period ... ci_high
     "suppressed": pl.Boolean(),
     "direction": pl.String(),
@@ -135,20 +135,34 @@ def _signature(rows: pl.DataFrame, columns: list[str], name: str) -> pl.DataFram
     return sig.select("measure_id", name)
 
 
-def _denominator_cells(rows: pl.DataFrame, k: int) -> pl.DataFrame:
+def _denominator_cells(rows: pl.DataFrame, k: int, kind_above: dict[str, str | None]) -> pl.DataFrame:
     """One cell per shared denominator, period and group; primary withheld: 1..k-1, or 1..k-1 apart from a
     nested denominator of the same cell (evaluated orders within non-excluded within audited orders: the
     difference, the not-evaluable or excluded orders, is a count too). The one used by fewer measures goes."""
     cells = rows.select("kind", "period", "period_type", "level", "group_key", "denominator").unique()
-    uses = rows.select("kind", "measure_id").unique().group_by("kind").len("uses")
+    # uses: how many measures share the denominator above the providers (``kind_above``: the tables linked there)
+    above = (
+        rows.select("kind", "measure_id")
+        .unique()
+        .with_columns(
+            pl.col("kind")
+            .replace_strict(kind_above, default=None, return_dtype=pl.String)
+            .fill_null(pl.col("kind"))
+            .alias("above")
+        )
+    )
+    uses = above.join(above.group_by("above").len("uses"), on="above").select("kind", "uses").unique()
     cell = ["period", "level", "group_key"]
     pairs = cells.join(cells, on=cell, suffix="_b").filter(pl.col("kind") != pl.col("kind_b"))
-    # nested: one is at least the other in every cell both have, and they have the same cells
+    # nested: one is at least the other in every cell both have, and they have the same cells above the
+    # providers (per provider only the headline measures' denominators are laid out)
+    above = pl.col("level") != "provider"
     nested = (
-        pairs.group_by("kind", "kind_b")
+        pairs.filter(above)
+        .group_by("kind", "kind_b")
         .agg((pl.col("denominator") >= pl.col("denominator_b")).all().alias("ge"), pl.len().alias("common"))
-        .join(cells.group_by("kind").len("n_a"), on="kind")
-        .join(cells.group_by("kind").len("n_b").rename({"kind": "kind_b"}), on="kind_b")
+        .join(cells.filter(above).group_by("kind").len("n_a"), on="kind")
+        .join(cells.filter(above).group_by("kind").len("n_b").rename({"kind": "kind_b"}), on="kind_b")
         .filter(pl.col("ge") & (pl.col("common") == pl.col("n_a")) & (pl.col("common") == pl.col("n_b")))
         .select("kind", "kind_b")
     )
@@ -174,6 +188,19 @@ def _denominator_cells(rows: pl.DataFrame, k: int) -> pl.DataFrame:
     )
 
 
+def _link(unit: str, above: dict[str, str | None]) -> pl.Expr:
+    """``disclosure.protect``'s ``link``: a hospital-wide or department cell is named by the table it belongs to
+    above the providers (``above``: unit -> that table), so equal counts of two units share one name."""
+    cell = [pl.col("period"), pl.col("level"), pl.col("group_key")]
+    shared = pl.coalesce(pl.col(unit).replace_strict(above, default=None, return_dtype=pl.String), "u" + pl.col(unit))
+    return (
+        pl.when(pl.col("level") != "provider")
+        .then(pl.concat_str([pl.lit("a"), shared, *cell], separator="\x1f"))
+        .otherwise(pl.concat_str([pl.lit("p"), pl.col(unit), *cell], separator="\x1f"))
+        .alias("link")
+    )
+
+
 def suppress(feed: pl.DataFrame, windows: dict[str, tuple[str, list[str]]], k: int) -> pl.DataFrame:
     """The feed with the small-cell rule applied: ``suppressed`` rows lose numerator, rate and interval;
     a withheld denominator is null too."""
@@ -186,13 +213,20 @@ def suppress(feed: pl.DataFrame, windows: dict[str, tuple[str, list[str]]], k: i
     base = feed.filter(pl.col("period_type").is_in(["month", "all"]))
     family = dict(_signature(base, ["numerator", "denominator"], "family").iter_rows())
     kind = dict(_signature(base, ["denominator"], "kind").iter_rows())
+    # provider rows are kept for the headline measures only: two measures may agree hospital-wide and per
+    # department yet be separate tables here; their cells above the providers are linked (withheld together)
+    above = base.filter(pl.col("level") != "provider")
+    family_above = dict(_signature(above, ["numerator", "denominator"], "family").iter_rows())
+    kind_above = dict(_signature(above, ["denominator"], "kind").iter_rows())
     rows = feed.with_columns(
         pl.col("group_key").fill_null("\x00(none)").alias("gk"),
         pl.col("measure_id").replace_strict(family).alias("family"),
         pl.col("measure_id").replace_strict(kind).alias("kind"),
     )
     # denominators first: a withheld one withholds every row built on it
-    den_cells = _denominator_cells(rows.with_columns(pl.col("gk").alias("group_key")), k)
+    kind_link = {kind[m]: kind_above.get(m) for m in kind}
+    den_cells = _denominator_cells(rows.with_columns(pl.col("gk").alias("group_key")), k, kind_link)
+    den_cells = den_cells.with_columns(_link("kind", kind_link))
     den_cells = den_cells.with_columns(pl.Series("den_withheld", disclosure.protect(den_cells, periods, k)))
     rows = rows.join(
         den_cells.select("kind", "period", "level", pl.col("group_key").alias("gk"), "den_withheld"),
@@ -214,6 +248,7 @@ def suppress(feed: pl.DataFrame, windows: dict[str, tuple[str, list[str]]], k: i
                 | pl.col("den_withheld")
             ).alias("withheld"),
         )
+        .with_columns(_link("family", {family[m]: family_above.get(m) for m in family}))
     )
     fam = fam.with_columns(pl.Series("row_withheld", disclosure.protect(fam, periods, k)))
     rows = rows.join(fam.select("family", "period", "level", "gk", "row_withheld"), on=["family", "period", "level", "gk"])
@@ -238,7 +273,13 @@ def build_feed(metrics: pl.DataFrame, run_info: dict) -> pl.DataFrame:
     maturity = Maturity.from_dict(run_info.get("maturity"))
     status = {ms[-1]: maturity.status(ms[-1]) for _, ms in windows.values()} if maturity else {}
     through = maturity.local_date(maturity.data_through) if maturity else None
+    # per provider only the headline measures, and only the cells whose denominator is released: a
+    # dashboard compares providers on those; the rest (reason shares, months of 1 to 10 orders) would be
+    # millions of withheld rows at a large hospital, telling nothing
+    headline = {m["id"] for m in run_info["audit"].get("measures", []) if m.get("headline")}
+    metrics = metrics.filter((pl.col("level") != "provider") | pl.col("measure_id").is_in(sorted(headline)))
     feed = suppress(with_aggregates(metrics, windows), windows, min_cell_count(run_info))
+    feed = feed.filter((pl.col("level") != "provider") | pl.col("denominator").is_not_null())
     out = feed.with_columns(
         pl.lit(SCHEMA_VERSION).alias("schema_version"),
         pl.lit(run_info["audit"]["id"]).alias("audit_id"),
