@@ -191,9 +191,10 @@ SCENARIO_NAMES = tuple(s.name for s in SCENARIOS)
 
 
 def _instances(ctx) -> list[int]:
-    """Instances of each scenario: one each, the rest by weight (EPISODES_PER_PATIENT of the population)."""
+    """Instances of each scenario: one each, the rest by weight (EPISODES_PER_PATIENT of the population, times
+    the generator's case density)."""
     weights = np.array([s.weight for s in SCENARIOS], dtype=float)
-    extra = max(0, int(round(ctx.patients * EPISODES_PER_PATIENT)) - len(SCENARIOS))
+    extra = max(0, int(round(ctx.patients * EPISODES_PER_PATIENT * ctx.case_density)) - len(SCENARIOS))
     return (1 + ctx.rng.multinomial(extra, weights / weights.sum())).tolist()
 
 

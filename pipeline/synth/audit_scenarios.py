@@ -30,6 +30,7 @@ class ScenarioContext:
 
     rng: np.random.Generator
     patients: int  # the generated population's size: scale the instance counts with it
+    case_density: float  # --case-density: scale them by this too (1: the usual share of cases)
     first_day: np.datetime64  # first site-local date of the generated months
     end_day: np.datetime64  # the day after the last one
     site_timezone: str

@@ -209,6 +209,7 @@ def generate(
         # population (and so its verdicts and benchmark figures) as it was
         rng=np.random.default_rng([seed, audit_scenarios.RNG_STREAM]),
         patients=N,
+        case_density=case_density,
         first_day=np.datetime64(f"{start_month}-01", "D"),
         end_day=np.datetime64(f"{shift_month(start_month, months)}-01", "D"),
         site_timezone=tz,
