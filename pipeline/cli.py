@@ -451,7 +451,7 @@ def audits_command(config_path, as_json):
     type=click.FloatRange(min=0, min_open=True),
     default=1.0,
     show_default=True,
-    help="Multiply every audit's cases (leak work-ups, low back pain episodes): 5 audits about 2% of orders (a case-dense extract).",
+    help="Multiply every audit's cases (leak work-ups, low back pain episodes); 5 makes a case-dense extract.",
 )
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path))
 @_logging_options
