@@ -483,7 +483,7 @@ def write_results(res: dict) -> str:
                 L.append(f"    - {a['n_order_diff']} order(s) differ; the first:")
             for line in a.get("orders", [])[:30]:
                 L.append(f"    - order {line}")
-    L += ["", "## Targets (issues 6 and 10)", "", "| target | measured | result |", "|---|---|---|"]
+    L += ["", "## Targets (issues 6, 10 and 16)", "", "| target | measured | result |", "|---|---|---|"]
     for t in res["targets"]:
         L.append(f"| {t['target']} | {t['measured']} | {verdict_mark(t['ok'])} |")
     L.append("")
@@ -728,8 +728,29 @@ def main() -> int:
             "ok": (fh["wall"] / cs["wall"] <= 2) if fh and cs and fh["wall"] and cs["wall"] else None,
         }
     )
+    dense = cell("10M-dense", "csv") or {}
+    dv, dfl = dense.get("validate"), dense.get("floor")
+    targets.append(
+        {
+            "target": "case-dense 10M (both audits), gate on: whole process <= 2x the floor's (issue 16)",
+            "measured": (
+                f"{dv['wall'] / dfl['wall']:.2f}x ({fmt_s(dv['wall'])} s against {fmt_s(dfl['wall'])} s; "
+                f"CPU {dv['cpu'] / dfl['cpu']:.2f}x)"
+                if dv and dfl and dv["wall"] and dfl["wall"] and dv.get("cpu") and dfl.get("cpu")
+                else "not run"
+            ),
+            "ok": (dv["wall"] / dfl["wall"] <= 2) if dv and dfl and dv["wall"] and dfl["wall"] else None,
+        }
+    )
     c100 = cell("100M", "csv")
     v100 = (c100 or {}).get("validate")
+    targets.append(
+        {
+            "target": "100M orders out of core: <= 3 minutes (issue 16)",
+            "measured": f"{fmt_s(v100['wall'], 0)} s" if v100 and v100["wall"] else "not run (BENCH_SCALE=100M)",
+            "ok": (v100["wall"] <= 180) if v100 and v100["wall"] else None,
+        }
+    )
     targets.append(
         {
             "target": "100M orders complete out of core, < 8 GB peak",
