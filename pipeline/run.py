@@ -32,7 +32,7 @@ from pipeline import faults, history, maturity, ownership, period_status, prefli
 from pipeline.config import Config, pseudonym_key
 from pipeline.errors import AuditError, ConfigError, QualityGateError, WriteRefusedError, refused_write
 from pipeline.ingest import inputs as inputs_mod
-from pipeline.ingest import load, source_store, value_maps
+from pipeline.ingest import load, source_store, spark_read, value_maps
 from pipeline.logs import event, stage
 from pipeline.models import reference, runner
 from pipeline.models import spark as spark_engine
@@ -301,7 +301,9 @@ def _execute_locked(
     prepared: dict = {}
     if inputs is not None:
         with stage("parse", timings):
-            prepared = load.prepare_inputs(inputs, cfg, scratch)  # fingerprints the files while parsing
+            # fingerprints the files while parsing; a local Spark reads and types CSV and Parquet itself
+            writer = spark_read.typed_writer(spark) if spark is not None and spark.reads_inputs else None
+            prepared = load.prepare_inputs(inputs, cfg, scratch, typed_writer=writer)
         faults.maybe_fail("after_parse")
 
     dq_results: list = []

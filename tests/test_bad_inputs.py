@@ -190,11 +190,9 @@ def test_bom_and_windows_line_endings_load_normally(tmp_path):
 BAD = {}  # kind -> (table, source line) of the defective row
 
 
-@pytest.fixture(scope="module")
-def messy(tmp_path_factory) -> Path:
+def write_messy_input(d: Path) -> Path:
+    """The row-level defects and warnings below, as one input folder (fills BAD)."""
     procs, orders, dx = _clean_tables()
-    base = tmp_path_factory.mktemp("messy")
-    d = base / "in"
 
     def mark(kind: str, table: str, rows: list, row: list[str]) -> None:
         rows.append(row)
@@ -234,6 +232,13 @@ def messy(tmp_path_factory) -> Path:
     write_csv(d / "procedures.csv", PROC_HEADER_X, procs)
     _write_orders_raw(d / "imaging_orders.csv", orders, tail=tail)
     write_csv(d / "diagnoses.csv", DX_HEADER, dx)
+    return d
+
+
+@pytest.fixture(scope="module")
+def messy(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("messy")
+    d = write_messy_input(base / "in")
     out = base / "out"
     r = run_cli("run", "--input", d, "--out", out, "--warehouse", base / "wh.duckdb")
     assert r.returncode == 0, r.stderr
@@ -464,11 +469,10 @@ def test_every_birth_date_unparseable_names_date_formats(tmp_path):
     _expect_exit_2(tmp_path, d, "procedures.csv", "column 'patient_birth_date'", "no date in this column parsed", "date_formats")
 
 
-@pytest.fixture(scope="module")
-def lines_run(tmp_path_factory) -> tuple[Path, dict]:
-    """Orders whose free text holds quoted line breaks (LF and CRLF), then rows with bad timestamps."""
+def write_lines_input(d: Path) -> dict:
+    """Orders whose free text holds quoted line breaks (LF and CRLF), then rows with bad timestamps;
+    returns each bad row's physical line."""
     procs, orders, dx = _clean_tables()
-    d = tmp_path_factory.mktemp("lines") / "in"
     write_csv(d / "procedures.csv", PROC_HEADER_X, procs)
     write_csv(d / "diagnoses.csv", DX_HEADER, dx)
     header = [*ORDER_HEADER, "indication_text"]
@@ -491,6 +495,13 @@ def lines_run(tmp_path_factory) -> tuple[Path, dict]:
         if text.startswith("O01001,") and "first O01001" not in physical:
             physical["first O01001"] = n
     assert physical["+25:00"] > len(rows) - 4, "the quoted line breaks must push the physical lines past the record numbers"
+    return physical
+
+
+@pytest.fixture(scope="module")
+def lines_run(tmp_path_factory) -> tuple[Path, dict]:
+    d = tmp_path_factory.mktemp("lines") / "in"
+    physical = write_lines_input(d)
     out = d.parent / "out"
     r = run_cli("run", "--input", d, "--out", out, "--warehouse", d.parent / "wh.duckdb")
     assert r.returncode == 0, r.stderr

@@ -118,6 +118,7 @@ def test_the_deck_on_local_spark_gives_the_duckdb_outputs(deck_runs, java, tmp_p
     spark_version = metadata.version("pyspark")
     assert _engine_of(out) == {"name": "spark", "spark_version": spark_version, "spark": "local[2]"}
     assert f"models on Spark {spark_version} (local[2])" in stderr
+    assert "imaging_orders.csv on Spark (1 split)" in stderr  # a local Spark reads the inputs itself
     assert _engine_of(deck_runs["runs"]["combined"]["out"]) == {"name": "duckdb"}  # the default
 
 
@@ -128,6 +129,7 @@ def test_the_deck_through_spark_connect_gives_the_duckdb_outputs(deck_runs, conn
     _assert_same_as_duckdb(deck_runs, out, reid)
     assert _engine_of(out)["spark"] == f"spark connect {connect_server}"
     assert f"({'spark connect ' + connect_server})" in stderr
+    assert "csv on Spark" not in stderr  # the server may not see this machine's files: the driver parses
 
 
 def _one_line_error(proc, code: int = 1) -> str:

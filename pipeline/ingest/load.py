@@ -227,6 +227,7 @@ def prepare_table(
     read_rejects: Path | None = None,
     segments: list[Segment] | None = None,
     rows: pl.LazyFrame | None = None,
+    typed_writer=None,
 ) -> PreparedTable:
     """Parse one file into typed Parquet; list the rows that fail row-level checks and later duplicates.
 
@@ -234,10 +235,11 @@ def prepare_table(
     read_rejects: Parquet of rejects the reader made before the rows reached here (a FHIR
     export: lines that are not JSON ...), same columns as the loader's; their lines count as read.
     segments: the files behind the keys when the table was read from several.
-    rows: the table's rows as a reader already holds them (a FHIR export), instead of reading f."""
+    rows: the table's rows as a reader already holds them (a FHIR export), instead of reading f.
+    typed_writer: what writes the typed file instead of the Polars parse (``spark_read.typed_writer``)."""
     typed_path = scratch / f"{contract.name}.typed.parquet"
     source = open_source(f, cfg, scratch) if f.fmt == "csv" else Source(f.path)
-    schema = _write_typed(f, contract, cfg, typed_path, source, rows)
+    schema = (typed_writer or _write_typed)(f, contract, cfg, typed_path, source, rows)
     _physical_lines(f, source, typed_path, schema, fingerprint, scratch)
     truncated = _truncated_last_line(f, source, len(schema) - 1)
     excluded_path = scratch / f"{contract.name}.excluded.parquet"
@@ -366,9 +368,10 @@ def check_headers(inputs: dict[str, InputFile], cfg: Config) -> dict[str, set[st
 
 
 def prepare_inputs(
-    inputs: dict[str, InputFile], cfg: Config, scratch: Path, hashes: dict[str, str] | None = None
+    inputs: dict[str, InputFile], cfg: Config, scratch: Path, hashes: dict[str, str] | None = None, typed_writer=None
 ) -> dict[str, PreparedTable]:
-    """Parse every delivered file; without `hashes`, the files are fingerprinted while they parse."""
+    """Parse every delivered file; without `hashes`, the files are fingerprinted while they parse.
+    typed_writer: what types the files instead of the Polars parse (Spark: ``spark_read.typed_writer``)."""
     if any(f.fmt == "fhir" for f in inputs.values()):
         from pipeline.ingest.fhir import prepare  # a Bulk Data export: its own reader, then prepare_table
 
@@ -383,7 +386,8 @@ def prepare_inputs(
             continue
         f = inputs[contract.name]
         future = pending[contract.name]
-        result = prepare_table(f, contract, cfg, scratch, hashes[contract.name] if hashes else "", future.result)
+        sha = hashes[contract.name] if hashes else ""
+        result = prepare_table(f, contract, cfg, scratch, sha, future.result, typed_writer=typed_writer)
         if result.rows_read == 0 and not contract.may_be_empty:
             raise InputFileError(f.label, "has a header but no rows", "The extract looks incomplete; re-export it", line=1)
         log.info("parsed %s: %d rows read", contract.name, result.rows_read)

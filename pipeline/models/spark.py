@@ -1,6 +1,7 @@
 """The models on Apache Spark: the one home of the Spark session and of running the models there.
 
-Parsing, row rules, rejects and the gate stay on the driver; the run's DuckDB warehouse holds the
+A local Spark also reads and types the input files (``pipeline.ingest.spark_read``, landing through
+``to_parquet``); listing rejects and the gate stay on the driver; the run's DuckDB warehouse holds the
 typed sources. ``SparkModels.run_models`` ships the declared sources the models read to Spark, runs
 every model transpiled to Spark SQL (``dialects``) in dependency order, and lands each table model
 back in the warehouse with the types DuckDB gives the same SQL, so everything after the models
@@ -22,6 +23,7 @@ from pipeline.config import Spark as SparkSettings
 from pipeline.config import spark_address
 from pipeline.errors import ConfigError
 from pipeline.models import dialects, runner
+from pipeline.sqltext import ident, literal
 
 log = logging.getLogger(__name__)
 REMOTE_ENV = "SPARK_REMOTE"
@@ -103,6 +105,29 @@ class SparkModels:
                 self._land(con, m)
         return [m.name for m in ordered]
 
+    @property
+    def reads_inputs(self) -> bool:
+        """Spark reads the input files itself when it runs on this machine; a Spark Connect server may
+        not see this machine's files, so there the driver parses them (until inputs are URIs)."""
+        return not self.settings.remote
+
+    def to_parquet(self, frame, path: Path, order_by: str) -> None:
+        """A local Spark's frame as one Parquet file, its rows ordered by ``order_by``: Spark writes its
+        parts into the scratch folder, DuckDB joins them (never held whole in memory)."""
+        self._shipped += 1
+        parts = self.scratch / f"{self._shipped:04d}-{path.stem}.parts"
+        frame.write.parquet(str(parts))
+        con = duckdb.connect()
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            con.execute(
+                f"COPY (SELECT * FROM read_parquet({literal(str(parts / '*.parquet'))}) ORDER BY {ident(order_by)}) "
+                f"TO {literal(path)} (FORMAT parquet, COMPRESSION lz4)"
+            )
+        finally:
+            con.close()
+        shutil.rmtree(parts)
+
     def _ship(self, con: duckdb.DuckDBPyConnection, name: str) -> None:
         """One declared source (table or view of the warehouse) as a Spark temp view of the same name:
         through a Parquet file for a local Spark, through Arrow for a Spark Connect server (which may
@@ -152,6 +177,8 @@ def _start(settings: SparkSettings):
     else:
         builder = builder.master(settings.master).config("spark.ui.enabled", "false")
         builder = builder.config("spark.ui.showConsoleProgress", "false")
+        # instants written as such (INT96, the default, reads back as a wall clock)
+        builder = builder.config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
     for key, value in settings.conf.items():
         builder = builder.config(key, value)
     try:
