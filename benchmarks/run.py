@@ -6,6 +6,7 @@
     BENCH_SCALES=deck python -m benchmarks.run    # the fixed cost of a small run: the 62-order test deck
     BENCH_FORMATS=csv                              # one format only
     BENCH_FORMATS=csv,fhir                         # CSV and the same orders as a FHIR Bulk Data export
+    BENCH_ENGINES=duckdb,spark                     # ... and each cell up to 10M on a local Spark (benchmarks/spark_cell.py)
 
 Every timed command runs in a fresh wrapper process that waits for it and reports
 `getrusage(RUSAGE_CHILDREN).ru_maxrss`: the peak resident memory of that one run (the
@@ -33,6 +34,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from benchmarks import spark_cell
 from benchmarks.common import (
     AUDITS,
     CSF,
@@ -483,6 +485,7 @@ def write_results(res: dict) -> str:
                 L.append(f"    - {a['n_order_diff']} order(s) differ; the first:")
             for line in a.get("orders", [])[:30]:
                 L.append(f"    - order {line}")
+    L += spark_cell.results_lines(res["cells"], fmt_s)
     L += ["", "## Targets (issues 6, 10 and 16)", "", "| target | measured | result |", "|---|---|---|"]
     for t in res["targets"]:
         L.append(f"| {t['target']} | {t['measured']} | {verdict_mark(t['ok'])} |")
@@ -576,6 +579,7 @@ def main() -> int:
     else:
         scales = [DECK, "1M", "10M", "10M-dense"] + (["100M"] if os.environ.get("BENCH_SCALE", "").upper() == "100M" else [])
     formats = [f.strip() for f in os.environ.get("BENCH_FORMATS", "csv,parquet,fhir").split(",") if f.strip()]
+    engines = {e.strip() for e in os.environ.get("BENCH_ENGINES", "duckdb").split(",") if e.strip()}
     bad = [s for s in scales if s not in SCALES]
     if bad:
         print(f"unknown scale(s) {bad}; known: {', '.join(SCALES)}", file=sys.stderr)
@@ -628,6 +632,13 @@ def main() -> int:
             for k in raw:
                 if raw[k]:
                     c[k] = summarise(raw[k])
+            duck_out = DATA / "_runs" / f"{scale}-{fmt}-0-pipe-nv" / "out"
+            on_spark = "spark" in engines and fmt in ("csv", "parquet") and 0 < SCALES[scale] <= spark_cell.MAX_ORDERS
+            if on_spark and duck_out.is_dir():
+                log(f"{scale}-{fmt}: pipeline on Spark ({spark_cell.MASTER})")
+                c["spark"] = spark_cell.run(d, DATA / "_runs" / f"{scale}-{fmt}-spark", duck_out, AUDITS)
+                s = c["spark"]
+                log(f"  {s['wall']:.1f} s, rc={s['rc']}" + (f", outputs differ: {s['differ']}" if s.get("differ") else ""))
             whs = {}
             for name, key in (("pipeline", "validate"), ("pipeline --no-validate", "no_validate")):
                 wh = next((r["warehouse"] for r in raw[key] if r["rc"] == 0), None)

@@ -179,3 +179,37 @@ def test_the_bench_fails_when_the_run_skipped_an_audit(tmp_path):
     result = agreement(cell, tmp_path, {"pipeline": str(wh)})
     assert not result["ok"]
     assert result["audits"][LBP]["diff"] == ["pipeline: the run's warehouse has no low_back_pain__mart_audited_orders"]
+
+
+def test_the_spark_section_says_whether_the_outputs_are_identical():
+    from benchmarks import spark_cell
+    from benchmarks.run import fmt_s
+
+    duck = {"wall": 10.0}
+    cells = [
+        {
+            "scale": "1M",
+            "fmt": "csv",
+            "no_validate": duck,
+            "spark": {"rc": 0, "wall": 150.0, "cpu": 200.0, "rss": 3000, "files": 12, "differ": []},
+        },
+        {
+            "scale": "1M",
+            "fmt": "parquet",
+            "no_validate": duck,
+            "spark": {"rc": 0, "wall": 90.0, "cpu": 1.0, "rss": 1, "files": 12, "differ": ["csf_leak/cases.csv"]},
+        },
+        {
+            "scale": "10M",
+            "fmt": "csv",
+            "no_validate": duck,
+            "spark": {"rc": 1, "wall": 5.0, "cpu": 1.0, "rss": 1, "error": "java.lang.OutOfMemoryError"},
+        },
+        {"scale": "100M", "fmt": "csv", "no_validate": duck},
+    ]
+    rows = [line for line in spark_cell.results_lines(cells, fmt_s) if line.startswith("| 1")]
+    assert len(rows) == 3
+    assert "| 15.00x | yes (12 files) |" in rows[0]
+    assert "NO: csf_leak/cases.csv" in rows[1]
+    assert "FAILED: java.lang.OutOfMemoryError" in rows[2]
+    assert spark_cell.results_lines(cells[3:], fmt_s) == []
