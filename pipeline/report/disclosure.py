@@ -52,10 +52,17 @@ def protect(cells: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: i
     hospital-wide and per department, one of them also laid out per provider): linked cells are withheld
     together, so neither table releases what the other hides.
     """
-    withheld = cells["withheld"].to_numpy().copy()
     if cells.height == 0:
-        return withheld
-    frame = cells.with_row_index("idx").with_columns(pl.col("complement").fill_null(0))
+        return cells["withheld"].to_numpy().copy()
+    # the passes choose among equal candidates by position: one order of the cells, whatever the caller's
+    # (group-bys and uniques hand them over in any order), so the same counts always give the same feed
+    frame = (
+        cells.with_row_index("given")
+        .sort("unit", "period", "level", "group_key")
+        .with_row_index("idx")
+        .with_columns(pl.col("complement").fill_null(0))
+    )
+    withheld = frame["withheld"].to_numpy().copy()
     lines, grid, joint = _Lines(frame, k), _SeriesGrid(frame, periods), _Joint(frame, periods, k)
     link = frame["link"].rank("dense").cast(pl.Int64).to_numpy() if "link" in frame.columns else None
     while True:
@@ -64,7 +71,9 @@ def protect(cells: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: i
         if link is not None:
             withheld = (np.bincount(link, weights=withheld) > 0)[link]
         if (withheld == before).all():
-            return withheld
+            out = np.empty_like(withheld)
+            out[frame["given"].to_numpy()] = withheld
+            return out
 
 
 def _month_cover(periods: dict[str, tuple[str, list[int]]]) -> dict[str, np.ndarray]:
