@@ -69,9 +69,8 @@ def extract_export(con: duckdb.DuckDBPyConnection, bulk: export.BulkExport, cfg:
         done = extract.extract(con, resource_type, paths, [str(p) for p in paths], key, work / f"{resource_type}.parquet")
         key += done.keys
         segments += done.segments
-        files = ", ".join(literal(p) for p in done.parquet)
-        con.execute(f"CREATE OR REPLACE TEMP VIEW fhir_{resource_type.lower()} AS SELECT * FROM read_parquet([{files}])")
-        log.info("read %s: %d resources in %d file(s)", resource_type, done.records, len(paths))
+        con.execute(f"CREATE OR REPLACE TEMP VIEW fhir_{resource_type.lower()} AS {done.relation}")
+        log.info("read %s: %d resources in %d file(s), %d read whole", resource_type, done.records, len(paths), done.whole_files)
     con.execute(f"CREATE OR REPLACE TEMP TABLE fhir_supporting_rejects AS {extract.sql('supporting_rejects')}")
     con.execute(extract.sql("lookups"))
     return segments
