@@ -12,6 +12,7 @@ names a broken line.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,9 +73,10 @@ def extract(
     first_key: int,
     out: Path,
     read_whole: bool = True,
+    line_breaks: Callable[[Path], int] | None = None,
 ) -> Extracted:
     """The type's files through its query into Parquet files beside `out`: each file whole when DuckDB's
-    reader takes it (read_whole), else a chunk of lines at a time.
+    reader takes it (read_whole), else a chunk of lines at a time. line_breaks: a file's LF bytes, if known.
 
     A type the export lacks gives one empty file: the joins read every type the same way."""
     query = sql("extract_" + resource_type)
@@ -88,7 +90,7 @@ def extract(
 
     for path, label in zip(paths, labels, strict=True):
         target = part()
-        rows = whole.read(con, whole_query, path, target) if whole_query else None
+        rows = whole.read(con, whole_query, path, target, line_breaks) if whole_query else None
         if rows is not None:
             selects.append(whole.keyed(target, key))
             segments.append(Segment(label, key, key + rows - 1))

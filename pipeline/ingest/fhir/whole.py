@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
 
 from pipeline.ingest.fhir.export import is_gzip
+from pipeline.ingest.files import fingerprint
 from pipeline.sqltext import literal
 
 log = logging.getLogger(__name__)
@@ -41,8 +43,12 @@ def query_of(con: duckdb.DuckDBPyConnection, query: str) -> str:
     return f"{query[: found.start()]}SELECT CAST(NULL AS BIGINT) AS key, r FROM {source}{query[found.end() :]}"
 
 
-def read(con: duckdb.DuckDBPyConnection, query: str, path: Path, part: Path) -> int | None:
-    """Rows written to `part` (one per line of the file), or None: the file must be read line by line."""
+def read(
+    con: duckdb.DuckDBPyConnection, query: str, path: Path, part: Path, line_breaks: Callable[[Path], int] | None = None
+) -> int | None:
+    """Rows written to `part` (one per line of the file), or None: the file must be read line by line.
+
+    line_breaks: the file's LF bytes (the run's fingerprints count them while hashing); else counted here."""
     if is_gzip(path):
         return None
     try:
@@ -52,7 +58,8 @@ def read(con: duckdb.DuckDBPyConnection, query: str, path: Path, part: Path) -> 
         part.unlink(missing_ok=True)
         log.info("%s: read line by line (%s)", path, str(exc).splitlines()[0])
         return None
-    if rows == 0 or rows != line_count(path):  # blank lines (or none at all): the lines' way numbers them
+    breaks = line_breaks(path) if line_breaks is not None else fingerprint(path, with_hash=False).line_breaks
+    if rows == 0 or rows != line_count(path, breaks):  # blank lines (or none at all): the lines' way numbers them
         part.unlink(missing_ok=True)
         log.info("%s: read line by line (blank lines)", path)
         return None
@@ -67,11 +74,10 @@ def keyed(part: Path, first_key: int) -> str:
     )
 
 
-def line_count(path: Path) -> int:
-    """Lines in the file as `lines` numbers them (a last line without a newline counts)."""
-    count, last = 0, b"\n"
+def line_count(path: Path, line_breaks: int) -> int:
+    """Lines in the file as `lines` numbers them: its LF bytes, and a last line without one."""
     with path.open("rb") as fh:
-        while block := fh.read(1 << 24):
-            count += block.count(b"\n")
-            last = block[-1:]
-    return count + (last != b"\n")
+        if fh.seek(0, 2) == 0:
+            return 0
+        fh.seek(-1, 2)
+        return line_breaks + (fh.read(1) != b"\n")
