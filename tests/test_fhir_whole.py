@@ -107,3 +107,15 @@ def test_a_large_file_read_whole_keeps_every_line_number(tmp_path):
     assert whole_files == 1 and records == count and len(rows) == count
     assert [(r[0], r[3]) for r in rows] == [(6 + n, f"L{n}") for n in range(1, count + 1)]
     assert (segments[0].first_key, segments[0].last_key) == (7, 6 + count)
+
+
+def test_a_file_the_reader_stops_at_is_logged_without_its_values(tmp_path, caplog):
+    """DuckDB's error quotes the line; the log must not (a patient reference is among the values)."""
+    folder = tmp_path / "export"
+    folder.mkdir()
+    path = folder / "ServiceRequest.000.ndjson"
+    path.write_text(_lines(_sr("S1", subject="Patient/SECRET-MRN-77")))
+    caplog.set_level("INFO", logger="pipeline.ingest.fhir.whole")
+    rows, *_, whole_files = _extracted(folder, "ServiceRequest", [path], True, tmp_path / "work")
+    assert whole_files == 0 and len(rows) == 1
+    assert "read line by line" in caplog.text and "SECRET-MRN-77" not in caplog.text

@@ -56,7 +56,8 @@ def read(
         rows = con.execute(copy).fetchall()[0][0]
     except duckdb.Error as exc:
         part.unlink(missing_ok=True)
-        log.info("%s: read line by line (%s)", path, str(exc).splitlines()[0])
+        # not the reader's message: it quotes the line's values (a patient reference among them)
+        log.info("%s: read line by line (DuckDB's reader stopped at a line: %s)", path, type(exc).__name__)
         return None
     breaks = line_breaks(path) if line_breaks is not None else fingerprint(path, with_hash=False).line_breaks
     if rows == 0 or rows != line_count(path, breaks):  # blank lines (or none at all): the lines' way numbers them
