@@ -8,6 +8,7 @@ takes the rows and rejects it made, the synth CLI asks pipeline.synth.fhir for a
     inputs    is the input folder an export; the contract tables it feeds; what inspect shows
     export    the files of an export folder: which resource type each holds, NDJSON or not
     lines     each file's lines, numbered, to DuckDB in tables (never one Python object per resource)
+    whole     a whole file through DuckDB's NDJSON reader, when every line is one resource (the fast way)
     extract   each resource type flattened by DuckDB's JSON functions (sql/extract_<Type>.sql)
     tables    the flattened resources joined into the contract's tables (sql/table_<table>.sql)
     prepare   the orchestration: export -> typed contract tables with their rejects

@@ -4,16 +4,22 @@
 the query picks codes by system, follows nothing yet (the joins are `tables`), and says
 per row what is wrong (``problem``: not JSON, another type, a required element missing)
 or why it is left out on purpose (``left_out``: not-done, entered-in-error, refuted ...).
+
+A file is read whole by DuckDB's own NDJSON reader when it can be (`whole`: every core,
+no line text handed over); the lines' path (`lines`) reads any file, and is the one that
+names a broken line.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
+from pipeline.ingest.fhir import whole
 from pipeline.ingest.fhir.lines import SCHEMA, NumberedLines
 from pipeline.ingest.fhir.settings import FhirSettings
 from pipeline.ingest.segments import Segment
@@ -29,10 +35,11 @@ def sql(name: str) -> str:
 @dataclass
 class Extracted:
     resource_type: str
-    parquet: list[Path]  # one file per chunk of lines (none: the export has no file of this type)
+    relation: str  # the SQL the type's view selects: its Parquet parts, keyed
     segments: list[Segment]
     keys: int  # keys used (the next type's files number on after them)
     records: int  # lines that hold something (blank lines are no record)
+    whole_files: int  # files DuckDB's NDJSON reader read whole (the others line by line)
 
 
 def set_variables(con: duckdb.DuckDBPyConnection, fhir: FhirSettings, local_systems: tuple[str, ...]) -> None:
@@ -59,19 +66,45 @@ def set_variables(con: duckdb.DuckDBPyConnection, fhir: FhirSettings, local_syst
 
 
 def extract(
-    con: duckdb.DuckDBPyConnection, resource_type: str, paths: list[Path], labels: list[str], first_key: int, out: Path
+    con: duckdb.DuckDBPyConnection,
+    resource_type: str,
+    paths: list[Path],
+    labels: list[str],
+    first_key: int,
+    out: Path,
+    read_whole: bool = True,
+    line_breaks: Callable[[Path], int] | None = None,
 ) -> Extracted:
-    """The type's files through its query, a chunk of lines at a time, into Parquet files beside `out`.
+    """The type's files through its query into Parquet files beside `out`: each file whole when DuckDB's
+    reader takes it (read_whole), else a chunk of lines at a time. line_breaks: a file's LF bytes, if known.
 
     A type the export lacks gives one empty file: the joins read every type the same way."""
-    lines = NumberedLines(paths, labels, first_key)
     query = sql("extract_" + resource_type)
-    parts: list[Path] = []
-    for chunk in lines.chunks():
-        parts.append(_run(con, query, chunk, out.with_name(f"{out.stem}.{len(parts):05d}.parquet")))
-    if not parts:  # no file, or only empty ones: an empty file of the query's columns
-        parts.append(_run(con, query, pa.Table.from_batches([], SCHEMA), out.with_name(f"{out.stem}.empty.parquet")))
-    return Extracted(resource_type, parts, lines.segments, lines.next_key - first_key, lines.records)
+    whole_query = whole.query_of(con, query) if read_whole else None
+    key, records, whole_files = first_key, 0, 0
+    selects: list[str] = []
+    segments: list[Segment] = []
+
+    def part() -> Path:
+        return out.with_name(f"{out.stem}.{len(selects):05d}.parquet")
+
+    for path, label in zip(paths, labels, strict=True):
+        target = part()
+        rows = whole.read(con, whole_query, path, target, line_breaks) if whole_query else None
+        if rows is not None:
+            selects.append(whole.keyed(target, key))
+            segments.append(Segment(label, key, key + rows - 1))
+            key, records, whole_files = key + rows, records + rows, whole_files + 1
+            continue
+        lines = NumberedLines([path], [label], key)
+        for chunk in lines.chunks():
+            selects.append(f"SELECT * FROM read_parquet({literal(_run(con, query, chunk, part()))})")
+        segments += lines.segments
+        key, records = lines.next_key, records + lines.records
+    if not selects:  # no file, or only empty ones: an empty file of the query's columns
+        empty = _run(con, query, pa.Table.from_batches([], SCHEMA), out.with_name(f"{out.stem}.empty.parquet"))
+        selects.append(f"SELECT * FROM read_parquet({literal(empty)})")
+    return Extracted(resource_type, "\nUNION ALL ".join(selects), segments, key - first_key, records, whole_files)
 
 
 def _run(con: duckdb.DuckDBPyConnection, query: str, chunk: pa.Table, part: Path) -> Path:

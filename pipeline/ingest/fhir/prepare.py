@@ -60,18 +60,23 @@ def _connect(work: Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def extract_export(con: duckdb.DuckDBPyConnection, bulk: export.BulkExport, cfg: Config, work: Path) -> list[Segment]:
-    """Flatten every type into views fhir_<type>, and the lookups; returns the segments (file -> key range)."""
+def extract_export(
+    con: duckdb.DuckDBPyConnection, bulk: export.BulkExport, cfg: Config, work: Path, pending: dict | None = None
+) -> list[Segment]:
+    """Flatten every type into views fhir_<type>, and the lookups; returns the segments (file -> key range).
+
+    pending: the files' fingerprints being taken (their LF counts tell whether a file can be read whole)."""
+    line_breaks = (lambda path: pending[str(path)].result().line_breaks) if pending else None
     extract.set_variables(con, cfg.fhir, local_code_systems(cfg, bulk.folder))
     key, segments = 1, []
     for resource_type in ORDER:
         paths = bulk.of(resource_type)
-        done = extract.extract(con, resource_type, paths, [str(p) for p in paths], key, work / f"{resource_type}.parquet")
+        labels = [str(p) for p in paths]
+        done = extract.extract(con, resource_type, paths, labels, key, work / f"{resource_type}.parquet", True, line_breaks)
         key += done.keys
         segments += done.segments
-        files = ", ".join(literal(p) for p in done.parquet)
-        con.execute(f"CREATE OR REPLACE TEMP VIEW fhir_{resource_type.lower()} AS SELECT * FROM read_parquet([{files}])")
-        log.info("read %s: %d resources in %d file(s)", resource_type, done.records, len(paths))
+        con.execute(f"CREATE OR REPLACE TEMP VIEW fhir_{resource_type.lower()} AS {done.relation}")
+        log.info("read %s: %d resources in %d file(s), %d read whole", resource_type, done.records, len(paths), done.whole_files)
     con.execute(f"CREATE OR REPLACE TEMP TABLE fhir_supporting_rejects AS {extract.sql('supporting_rejects')}")
     con.execute(extract.sql("lookups"))
     return segments
@@ -94,11 +99,13 @@ def prepare_inputs(
     export.check_required(bulk)
     work = scratch / "fhir"
     work.mkdir(exist_ok=True)
-    pending = fingerprint_in_background({str(p): p for p in bulk.all_files()}) if hashes is None else None
+    # in the order the files are read, so that each file's count is there when its reading needs it
+    in_order = [p for resource_type in ORDER for p in bulk.of(resource_type)]
+    pending = fingerprint_in_background({str(p): p for p in in_order}) if hashes is None else None
     prepared = {}
     con = _connect(work)
     try:
-        segments = extract_export(con, bulk, cfg, work)
+        segments = extract_export(con, bulk, cfg, work, pending)
         for contract in CONTRACTS:
             if contract.name not in inputs:
                 continue

@@ -21,10 +21,15 @@ CREATE OR REPLACE TEMP VIEW fhir_reason_conditions AS
 CREATE OR REPLACE TEMP VIEW fhir_encounter_places AS
     SELECT e.*, l.name AS location_name FROM fhir_encounters AS e LEFT JOIN fhir_locations AS l USING (location_id);
 
+-- The encounters some Procedure names: the procedures' join hashes these (~1M at 10M orders), not
+-- every encounter (10M, nearly all named by ServiceRequests only).
+CREATE OR REPLACE TEMP VIEW fhir_procedure_encounter_places AS
+    SELECT * FROM fhir_encounter_places WHERE encounter_id IN (SELECT encounter_id FROM fhir_procedure);
+
 -- An extracted ServiceRequest or Procedure (the view named) with what it refers to: its patient
--- (NULL: not in the export), its encounter and the locations that can name its department, and
--- the identifier of its practitioner.
-CREATE OR REPLACE MACRO fhir_in_context(extracted) AS TABLE
+-- (NULL: not in the export), its encounter (looked up in the view `encounters` names) and the
+-- locations that can name its department, and the identifier of its practitioner.
+CREATE OR REPLACE MACRO fhir_in_context(extracted, encounters) AS TABLE
     SELECT
         s.*,
         p.patient_id AS known_patient,
@@ -38,7 +43,7 @@ CREATE OR REPLACE MACRO fhir_in_context(extracted) AS TABLE
         pr.identifier AS provider_identifier
     FROM query_table(extracted) AS s
     LEFT JOIN fhir_patients AS p ON p.patient_id = s.patient_id
-    LEFT JOIN fhir_encounter_places AS e ON e.encounter_id = s.encounter_id
+    LEFT JOIN query_table(encounters) AS e ON e.encounter_id = s.encounter_id
     LEFT JOIN fhir_locations AS ol ON ol.location_id = s.location_id
     LEFT JOIN fhir_locations AS xl ON xl.location_id = s.extension_location_id
     LEFT JOIN fhir_practitioners AS pr ON pr.practitioner_id = fhir_ref_id(s.provider_reference, 'Practitioner');

@@ -4,7 +4,7 @@
 -- of the Conditions each order's reasonReference names (a table of its own, see lookups.sql).
 WITH joined AS (
     SELECT c.*, list_concat(c.reason_codes, rc.codes) AS all_reason_codes
-    FROM fhir_in_context('fhir_servicerequest') AS c
+    FROM fhir_in_context('fhir_servicerequest', 'fhir_encounter_places') AS c
     LEFT JOIN fhir_reason_codes AS rc ON rc.key = c.key
 )
 SELECT

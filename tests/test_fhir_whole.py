@@ -1,0 +1,121 @@
+"""A whole NDJSON file read by DuckDB's own reader gives the rows, keys and problems the line-by-line reading gives.
+
+`pipeline.ingest.fhir.whole` takes a file whole only when every line is one resource it can
+read; any other file (a blank line, a line that is not JSON, an element of another shape, a
+compressed file) is read line by line. Either way the extracted rows must be the same, so each
+file here is extracted both ways and compared row by row, keys included.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from deck_input import deck_files, write_deck_input
+from fhir_export import export_extract
+from test_fhir_input import SR_FILE, _lines, _sr
+
+from pipeline.config import load_config
+from pipeline.ingest.fhir import export, extract, prepare
+
+
+def _extracted(folder: Path, resource_type: str, paths: list[Path], read_whole: bool, work: Path):
+    """(rows ordered by key, segments, records, files read whole) of one extraction."""
+    cfg = load_config(site_timezone="America/New_York")
+    work.mkdir(parents=True, exist_ok=True)
+    con = prepare._connect(work)
+    try:
+        extract.set_variables(con, cfg.fhir, prepare.local_code_systems(cfg, folder))
+        done = extract.extract(con, resource_type, paths, [str(p) for p in paths], 7, work / "x.parquet", read_whole)
+        rows = con.execute(f"SELECT * FROM ({done.relation}) ORDER BY key").fetchall()
+    finally:
+        con.close()
+    return rows, done.segments, done.records, done.whole_files
+
+
+def _both_ways(folder: Path, resource_type: str, paths: list[Path], tmp_path: Path) -> int:
+    """Files read whole; fails unless both readings give the same rows, segments and counts."""
+    whole = _extracted(folder, resource_type, paths, True, tmp_path / "whole")
+    by_line = _extracted(folder, resource_type, paths, False, tmp_path / "lines")
+    assert by_line[3] == 0
+    assert whole[:3] == by_line[:3]
+    return whole[3]
+
+
+@pytest.fixture(scope="module")
+def deck_export(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("whole")
+    write_deck_input(base / "csv", [f for f in deck_files() if f.audit == "csf_leak"])  # the deck FHIR carries whole
+    export_extract(base / "csv", base / "fhir", lines_per_file=25)
+    return base / "fhir"
+
+
+@pytest.mark.parametrize("resource_type", export.RESOURCE_TYPES)
+def test_the_deck_export_reads_the_same_whole_as_line_by_line(deck_export, resource_type, tmp_path):
+    paths = export.read_export(deck_export).of(resource_type)
+    whole_files = _both_ways(deck_export, resource_type, paths, tmp_path)
+    # every file but the compressed one is taken whole: the fast way is the usual way
+    assert whole_files == sum(not export.is_gzip(p) for p in paths)
+
+
+def _patients(folder: Path) -> None:
+    (folder / "Patient.000.ndjson").write_text(_lines({"resourceType": "Patient", "id": "MRN-1", "birthDate": "1970-01-01"}))
+
+
+MESSY = {  # file content -> read whole?
+    "every kind of bad line (SR_FILE)": (_lines(*(item for item, _ in SR_FILE)), False),
+    "a line that is JSON null": (_lines(_sr("S1"), "null", _sr("S2")), True),
+    "an empty object": (_lines(_sr("S1"), "{}"), True),
+    "a line that is an array": (_lines(_sr("S1"), "[1, 2]"), False),
+    "subject a string, not a Reference": (_lines(_sr("S1"), _sr("S2", subject="Patient/MRN-1")), False),
+    "code.coding an object, not a list": (_lines(_sr("S1", code={"coding": {"system": "x", "code": "1"}})), False),
+    "a number where a text is": (_lines(_sr("S1", status=5, priority=True)), True),
+    "a repeated key": (_lines(_sr("S1"), '{"resourceType":"ServiceRequest","id":"S2","id":"S3"}'), False),
+    "two resources on one line": (_lines(_sr("S1")).strip() + json.dumps(_sr("S2")) + "\n", False),
+    "a blank line at the end": (_lines(_sr("S1"), _sr("S2"), "   "), False),
+    "no newline after the last line": (_lines(_sr("S1"), _sr("S2")).rstrip("\n"), True),
+    "Windows line ends": (_lines(_sr("S1"), _sr("S2")).replace("\n", "\r\n"), True),
+    "an unpaired surrogate escape": (_lines(_sr("S1"), _sr("S2", priority="\\ud800")).replace("\\\\", "\\"), False),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MESSY))
+def test_a_messy_file_reads_the_same_whichever_way_it_is_read(case, tmp_path):
+    content, taken_whole = MESSY[case]
+    folder = tmp_path / "export"
+    folder.mkdir()
+    _patients(folder)
+    first = folder / "ServiceRequest.000.ndjson"
+    first.write_text(_lines(_sr("O1"), _sr("O2")))
+    second = folder / "ServiceRequest.001.ndjson"
+    second.write_bytes(content.encode())
+    assert _both_ways(folder, "ServiceRequest", [first, second], tmp_path) == 1 + taken_whole
+
+
+def test_a_large_file_read_whole_keeps_every_line_number(tmp_path):
+    """DuckDB reads a large file in pieces on every core: each row must still get its own line."""
+    folder = tmp_path / "export"
+    folder.mkdir()
+    _patients(folder)
+    path = folder / "ServiceRequest.000.ndjson"
+    count = 150_000  # ~40 MB: more than one of the reader's buffers
+    with path.open("w") as fh:
+        for n in range(1, count + 1):
+            fh.write(json.dumps(_sr(f"L{n}", note=[{"text": "x" * (n % 300)}]), separators=(",", ":")) + "\n")
+    rows, segments, records, whole_files = _extracted(folder, "ServiceRequest", [path], True, tmp_path / "work")
+    assert whole_files == 1 and records == count and len(rows) == count
+    assert [(r[0], r[3]) for r in rows] == [(6 + n, f"L{n}") for n in range(1, count + 1)]
+    assert (segments[0].first_key, segments[0].last_key) == (7, 6 + count)
+
+
+def test_a_file_the_reader_stops_at_is_logged_without_its_values(tmp_path, caplog):
+    """DuckDB's error quotes the line; the log must not (a patient reference is among the values)."""
+    folder = tmp_path / "export"
+    folder.mkdir()
+    path = folder / "ServiceRequest.000.ndjson"
+    path.write_text(_lines(_sr("S1", subject="Patient/SECRET-MRN-77")))
+    caplog.set_level("INFO", logger="pipeline.ingest.fhir.whole")
+    rows, *_, whole_files = _extracted(folder, "ServiceRequest", [path], True, tmp_path / "work")
+    assert whole_files == 0 and len(rows) == 1
+    assert "read line by line" in caplog.text and "SECRET-MRN-77" not in caplog.text
