@@ -337,7 +337,7 @@ def test_the_same_export_gives_the_same_bytes_and_loads_once(messy, tmp_path):
     r = run_cli("run", "--input", messy["export"], "--out", same, "--warehouse", messy["out"].parent / "wh.duckdb")
     assert r.returncode == 0, r.stderr
     actions = {i["table"]: i["action"] for i in json.loads((same / "csf_leak" / "run.json").read_text())["inputs"]}
-    assert actions == dict.fromkeys(("procedures", "imaging_orders", "diagnoses"), "skipped_already_loaded")
+    assert actions == dict.fromkeys(("procedures", "imaging_orders", "diagnoses", "patients"), "skipped_already_loaded")
     assert (same / "csf_leak" / "audited_orders.csv").read_bytes() == (
         messy["out"] / "csf_leak" / "audited_orders.csv"
     ).read_bytes()
