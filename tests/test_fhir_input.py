@@ -264,6 +264,19 @@ def test_a_folder_with_tables_and_ndjson_is_ambiguous_until_told(tmp_path, expor
     assert json.loads((out / "csf_leak" / "run.json").read_text())["input_format"] == "fhir"
 
 
+def test_a_type_without_records_is_an_empty_table_or_an_incomplete_export(tmp_path, export):
+    """Conditions (diagnoses may be empty): the run goes on; Procedures (never empty): one line, exit 2."""
+    (export / "Condition.000.ndjson").write_text("\n", encoding="utf-8")
+    out = tmp_path / "told"
+    r = run_cli("run", "--input", export, "--out", out, "--warehouse", tmp_path / "wh.duckdb")
+    assert r.returncode == 0, r.stderr
+    read = {i["table"]: i["rows_read"] for i in json.loads((out / "csf_leak" / "run.json").read_text())["inputs"]}
+    assert read["diagnoses"] == 0
+    (export / "Procedure.000.ndjson").write_text("\n\n", encoding="utf-8")
+    (tmp_path / "again").mkdir()
+    _exit_2(tmp_path / "again", export, "holds no Procedure resources", "export again")
+
+
 def test_input_format_fhir_on_a_folder_without_ndjson(tmp_path):
     folder = write_small_input(tmp_path / "csv")
     _exit_2(tmp_path, folder, "no FHIR NDJSON files", args=("--input-format", "fhir"))
@@ -337,7 +350,7 @@ def test_the_same_export_gives_the_same_bytes_and_loads_once(messy, tmp_path):
     r = run_cli("run", "--input", messy["export"], "--out", same, "--warehouse", messy["out"].parent / "wh.duckdb")
     assert r.returncode == 0, r.stderr
     actions = {i["table"]: i["action"] for i in json.loads((same / "csf_leak" / "run.json").read_text())["inputs"]}
-    assert actions == dict.fromkeys(("procedures", "imaging_orders", "diagnoses"), "skipped_already_loaded")
+    assert actions == dict.fromkeys(("procedures", "imaging_orders", "diagnoses", "patients"), "skipped_already_loaded")
     assert (same / "csf_leak" / "audited_orders.csv").read_bytes() == (
         messy["out"] / "csf_leak" / "audited_orders.csv"
     ).read_bytes()

@@ -19,16 +19,29 @@ from pipeline.synth.audit_scenarios import ground_truth
 from pipeline.synth.fhir.writer import TYPES
 
 SAMPLE_EVERY = 37  # lines validated: the first 200 of each file, then every 37th
+SYNTH_ARGS = ("--patients", "4000", "--months", "12", "--seed", "11", "--start", "2025-01")
+ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+LBP = "low_back_pain"
+LBP_COMPARED = ["order_id", "case_id", "index_date", "days_since_index", "verdict", "reasons", "red_flag_groups"]
 
 
 @pytest.fixture(scope="module")
 def export(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("synth_fhir")
-    result = run_cli(
-        "synth", "--patients", "4000", "--months", "12", "--seed", "11", "--start", "2025-01", "--format", "fhir", "--out", d
-    )
+    result = run_cli("synth", *SYNTH_ARGS, "--format", "fhir", "--out", d)
     assert result.returncode == 0, result.stderr
     return d
+
+
+@pytest.fixture(scope="module")
+def csv_audited(tmp_path_factory) -> Path:
+    """The same generated extract as CSV, audited: what the export's audit must agree with."""
+    base = tmp_path_factory.mktemp("synth_csv_run")
+    result = run_cli("synth", *SYNTH_ARGS, "--format", "csv", "--out", base / "extract")
+    assert result.returncode == 0, result.stderr
+    result = run_cli("run", "--input", base / "extract", "--out", base / "out", "--warehouse", base / "wh.duckdb")
+    assert result.returncode == 0, result.stderr
+    return base / "out"
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +98,42 @@ def test_local_exam_codes_are_read_by_their_code_system(export, audited):
     assert dsm.height and set(dsm["study_type"]) == {"dsm"}
     info = json.loads((audited / "csf_leak" / "run.json").read_text())
     assert info["input_format"] == "fhir" and info["counts"]["rejected_rows"] == {}
+
+
+def _lines(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh]
+
+
+@pytest.mark.slow
+def test_a_diagnosis_with_a_setting_is_in_an_encounter_of_that_class(export):
+    """Each Condition refers to its Encounter, whose class (v3 ActCode) is the row's setting and whose
+    diagnosis entry names the Condition; every such Encounter is valid R4."""
+    model = get_fhir_model_class("Encounter")
+    visits = {e["id"]: e for e in _lines(export / "Encounter.000.ndjson") if "diagnosis" in e}
+    conditions = _lines(export / "Condition.000.ndjson")
+    assert conditions and all("encounter" in c for c in conditions)  # the generator gives every diagnosis a setting
+    for condition in conditions:
+        visit = visits[condition["encounter"]["reference"].removeprefix("Encounter/")]
+        assert visit["subject"] == condition["subject"]
+        assert visit["diagnosis"][0]["condition"]["reference"] == "Condition/" + condition["id"]
+    assert {v["class"]["system"] for v in visits.values()} == {ACT_CODE}
+    assert {v["class"]["code"] for v in visits.values()} == {"AMB", "EMER", "IMP", "OBSENC", "VR"}
+    for visit in list(visits.values())[:300]:
+        model.model_validate(visit)
+
+
+@pytest.mark.slow
+def test_low_back_pain_verdicts_agree_with_the_same_extract_as_csv(audited, csv_audited):
+    """Order by order, the export's low back pain verdicts are the CSV extract's: an inpatient diagnosis
+    starts no episode in either (without the encounter's class every diagnosis would)."""
+    fhir, csv = (
+        pl.read_csv(out / LBP / "audited_orders.csv", infer_schema=False).fill_null("").select(LBP_COMPARED).sort("order_id")
+        for out in (audited, csv_audited)
+    )
+    assert csv.height > 30 and fhir.height > 30
+    assert fhir.equals(csv), "\n" + str(
+        fhir.join(csv, on="order_id", how="full", suffix="_csv").filter(
+            pl.any_horizontal(pl.col(c).ne_missing(pl.col(f"{c}_csv")) for c in LBP_COMPARED if c != "order_id")
+        )
+    )

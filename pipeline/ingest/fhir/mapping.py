@@ -24,6 +24,7 @@ PROVIDER = (
     "{path} -> Practitioner.identifier in `provider_identifier_system` (NPI); else the Practitioner's id; "
     "else the reference as written"
 )
+WHEN_FILLED = "Loaded only when some Condition has it (else the table lacks the column, as an extract without it)"
 PATIENT = "a reference to Patient/<id>; a Patient not in the export is a reject"
 
 # (table, contract column, FHIR R4 path, how)
@@ -84,6 +85,19 @@ MAPPING: list[tuple[str, str, str, str]] = [
         "delivered (the gate and `[values]` see it)",
     ),
     ("imaging_orders", "priority", "ServiceRequest.priority", "routine, urgent, asap, stat"),
+    (
+        "patients",
+        "patient_id",
+        "Patient.id",
+        "repeated ids: the first line is kept, the others are rejects (in the procedures load)",
+    ),
+    (
+        "patients",
+        "birth_date",
+        "Patient.birthDate",
+        "a partial date (1970, 1970-05) is nulled with a note: the age then comes from the procedures or is unknown",
+    ),
+    ("patients", "sex", "Patient.gender", "male, female, other, unknown"),
     ("diagnoses", "patient_id", "Condition.subject", PATIENT),
     (
         "diagnoses",
@@ -92,6 +106,22 @@ MAPPING: list[tuple[str, str, str, str]] = [
         "the first coding in `diagnosis_code_systems` (ICD-10-CM); a Condition without one is left out",
     ),
     ("diagnoses", "recorded_at", "Condition.recordedDate, else onsetDateTime", "a time must carry its offset"),
+    (
+        "diagnoses",
+        "setting",
+        "Condition.encounter -> Encounter.class",
+        "v3 ActCode AMB -> outpatient, EMER -> emergency, IMP (ACUTE, NONAC) -> inpatient, OBSENC -> observation, "
+        "VR -> telehealth; a NullFlavor (UNK) -> none; another code as delivered (the gate names it). No "
+        "Condition.encounter: the Encounter whose diagnosis names the Condition. " + WHEN_FILLED,
+    ),
+    (
+        "diagnoses",
+        "is_principal",
+        "Encounter.diagnosis.use (the entry whose condition is the Condition)",
+        "`principal` (ex-diagnosistype) -> true; `CM` (diagnosis-role, comorbidity) -> false; another use or none -> "
+        "none. " + WHEN_FILLED,
+    ),
+    ("diagnoses", "diagnosis_rank", "Encounter.diagnosis.rank (the same entry)", WHEN_FILLED),
 ]
 
 # resources left out on purpose: counted in run.json (left_out) and the report, never rejected

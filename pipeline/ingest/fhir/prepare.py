@@ -113,7 +113,7 @@ def prepare_inputs(
             f = InputFile(contract.name, folder, "fhir", display=inputs[contract.name].label)
             sha = hashes[contract.name] if hashes else _export_hash(pending)
             prep = load.prepare_table(f, contract, cfg, scratch, sha, read_rejects=m.rejects, segments=segments, rows=m.rows)
-            if prep.rows_read == 0 and not m.left_out and contract.required_file:
+            if prep.rows_read == 0 and not m.left_out and not contract.may_be_empty:
                 what = f"holds no {tables.SOURCE_TYPE[contract.name]} resources"
                 raise InputFileError(f.label, what, "The export looks incomplete; export again")
             prep.left_out = m.left_out

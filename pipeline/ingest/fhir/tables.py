@@ -21,7 +21,10 @@ from pipeline.ingest.fhir.settings import FhirSettings
 from pipeline.sqltext import literal
 
 # each table's own resource type (its left-out counts and problems are about it)
-SOURCE_TYPE = {"procedures": "Procedure", "imaging_orders": "ServiceRequest", "diagnoses": "Condition"}
+SOURCE_TYPE = {"procedures": "Procedure", "imaging_orders": "ServiceRequest", "diagnoses": "Condition", "patients": "Patient"}
+# tables whose resources' rejects another table's load carries (supporting_rejects.sql: Patient lines go
+# with procedures, whose birth dates they gave first): their own load lists none again
+REJECTED_ELSEWHERE = ("patients",)
 # department source -> the expression over the joined row (lookups.sql names these columns)
 DEPARTMENT_SQL = {
     "encounter.location": "coalesce(encounter_location_name, encounter_location_display)",
@@ -29,11 +32,19 @@ DEPARTMENT_SQL = {
     "location": "coalesce(own_location_name, location_display)",
     "extension": "coalesce(extension_text, extension_location_name, extension_location_display)",
 }
+# optional contract columns a table holds only when some row fills them: an audit reads an absent
+# column as "the site does not say" (every diagnosis may start an episode), an empty one as "not this"
+OPTIONAL_WHEN_FILLED = {"diagnoses": ("setting", "is_principal", "diagnosis_rank")}
 REJECTS_COLUMNS = "source_line, column_name, value, reason, action"  # as the loader's rejects
 PARTIAL_BIRTH_DATE = """SELECT s.key, 'patient_birth_date', p.birth_date,
     'Patient.birthDate is a partial date (year or year-month): no day to count the age from', 'value_nulled'
     FROM fhir_procedure AS s JOIN fhir_patients AS p USING (patient_id)
     WHERE s.problem IS NULL AND s.left_out IS NULL AND length(p.birth_date) < 10"""
+
+# the patients table's own note on the same (table_patients.sql nulls the value)
+PATIENT_PARTIAL_BIRTH_DATE = """SELECT key, 'birth_date', birth_date,
+    'Patient.birthDate is a partial date (year or year-month): no day to count the age from', 'value_nulled'
+    FROM fhir_patient WHERE problem IS NULL AND length(birth_date) < 10"""
 
 
 @dataclass
@@ -59,6 +70,8 @@ def map_table(con: duckdb.DuckDBPyConnection, table: str, fhir: FhirSettings, sc
         f"""SELECT source_line, column_name, value, reason, 'row_rejected'
             FROM fhir_supporting_rejects WHERE table_name = {literal(table)}""",
     ]
+    if table in REJECTED_ELSEWHERE:  # a line's own problem is listed once, by the other table
+        parts = [PATIENT_PARTIAL_BIRTH_DATE]
     if table == "procedures":
         parts.append(PARTIAL_BIRTH_DATE)
     rejects = scratch / f"{table}.fhir_rejects.parquet"
@@ -74,4 +87,9 @@ def map_table(con: duckdb.DuckDBPyConnection, table: str, fhir: FhirSettings, sc
     sources = {"imaging_orders": fhir.order_department, "procedures": fhir.procedure_department}.get(table)
     if sources is not None:
         query = query.replace("/*department*/ NULL", department_sql(sources))
-    return MappedTable(table, con.sql(query).pl(lazy=True), rejects, left_out)
+    rows = con.sql(query)
+    if table in OPTIONAL_WHEN_FILLED:  # a column no resource fills is a column the extract lacks
+        cols = OPTIONAL_WHEN_FILLED[table]
+        filled = con.execute(f"SELECT {', '.join(f'count({c})' for c in cols)} FROM ({query})").fetchall()[0]
+        rows = rows.select(*[c for c in rows.columns if c not in cols or filled[cols.index(c)]])
+    return MappedTable(table, rows.pl(lazy=True), rejects, left_out)

@@ -2,9 +2,11 @@
 
 The extract is first read by the audit's own loader (every instant the instant the audit
 reads, every status the contract's word), then written by DuckDB as text, one resource a
-line (sql/write_*.sql): Patient, Practitioner, Location (one per department), Encounter (one
-per patient, ordering department and local day: the order's department is its encounter's
-location), ServiceRequest, Procedure, Condition. Files hold at most `lines_per_file`
+line (sql/write_*.sql): Patient (its birth date the patients table's, else its procedures'),
+Practitioner, Location (one per department), Encounter (one per patient, ordering department
+and local day: the order's department is its encounter's location; and one per diagnosis row
+with a setting or a position: its class is the setting, its diagnosis entry ranks the
+Condition), ServiceRequest, Procedure, Condition. Files hold at most `lines_per_file`
 resources each (``ServiceRequest.000.ndjson``, ``.001`` ...), as `$export` writes them.
 Read back by pipeline.ingest.fhir, the export gives the extract's verdicts.
 """
@@ -45,7 +47,8 @@ COLUMNS = {
         "order_id patient_id ordered_at ordered_at_is_date _raw_ordered_at order_code order_name ordering_department "
         "ordering_provider_id indication_codes indication_text status priority"
     ),
-    "diagnoses": "patient_id diagnosis_code recorded_at recorded_at_is_date _raw_recorded_at",
+    "diagnoses": "patient_id diagnosis_code recorded_at recorded_at_is_date _raw_recorded_at setting is_principal diagnosis_rank",
+    "patients": "patient_id birth_date sex",
 }
 # FHIR ids: letters, digits, '-' and '.', at most 64 (the extract's ids become resource ids)
 FHIR_ID = r"[A-Za-z0-9\-\.]{1,64}"
@@ -85,6 +88,7 @@ def _check_ids(con: duckdb.DuckDBPyConnection) -> None:
         ("imaging_orders", "patient_id"),
         ("imaging_orders", "ordering_provider_id"),
         ("diagnoses", "patient_id"),
+        ("patients", "patient_id"),
     ]
     for table, column in checks:
         bad = con.execute(

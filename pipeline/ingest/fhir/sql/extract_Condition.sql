@@ -1,4 +1,5 @@
--- Condition lines -> one diagnosis per resource: its first ICD-10-CM coding and when it was recorded.
+-- Condition lines -> one diagnosis per resource: its first ICD-10-CM coding, when it was recorded and
+-- its encounter (whose class is the diagnosis's setting: table_diagnoses.sql).
 -- Left out on purpose (counted): verificationStatus refuted or entered-in-error (clinicalStatus
 -- entered-in-error too, as some servers write it), and a Condition with no ICD-10-CM coding.
 WITH parsed AS (
@@ -6,7 +7,7 @@ WITH parsed AS (
         "resourceType": "VARCHAR", "id": "VARCHAR",
         "clinicalStatus": {"coding": [{"code": "VARCHAR"}]}, "verificationStatus": {"coding": [{"code": "VARCHAR"}]},
         "code": {"coding": [{"system": "VARCHAR", "code": "VARCHAR", "display": "VARCHAR"}]},
-        "subject": {"reference": "VARCHAR"}, "recordedDate": "VARCHAR", "onsetDateTime": "VARCHAR"
+        "subject": {"reference": "VARCHAR"}, "encounter": {"reference": "VARCHAR"}, "recordedDate": "VARCHAR", "onsetDateTime": "VARCHAR"
     }')) AS r
     FROM lines
 ),
@@ -51,6 +52,7 @@ SELECT
     END AS left_out,
     r.id AS condition_id,
     fhir_ref_id(r.subject.reference, 'Patient') AS patient_id,
+    fhir_ref_id(r.encounter.reference, 'Encounter') AS encounter_id,
     trim(coding.code) AS diagnosis_code,
     recorded AS recorded_at
 FROM checked

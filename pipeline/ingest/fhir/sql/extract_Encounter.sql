@@ -1,9 +1,12 @@
--- Encounter lines -> id, its first location (the ordering department, usually) and its service type.
+-- Encounter lines -> id, its first location (the ordering department, usually), its service type,
+-- its class as a contract setting (diagnoses.setting) and the Conditions its diagnosis entries rank.
 WITH parsed AS (
     SELECT key, try(json_transform(line, '{
         "resourceType": "VARCHAR", "id": "VARCHAR",
         "location": [{"location": {"reference": "VARCHAR", "display": "VARCHAR"}}],
-        "serviceType": {"text": "VARCHAR", "coding": [{"code": "VARCHAR", "display": "VARCHAR"}]}
+        "serviceType": {"text": "VARCHAR", "coding": [{"code": "VARCHAR", "display": "VARCHAR"}]},
+        "class": {"system": "VARCHAR", "code": "VARCHAR"},
+        "diagnosis": [{"condition": {"reference": "VARCHAR"}, "rank": "VARCHAR", "use": {"coding": [{"code": "VARCHAR"}]}}]
     }')) AS r
     FROM lines
 )
@@ -14,5 +17,11 @@ SELECT
     r.id AS encounter_id,
     fhir_ref_id(r.location[1].location.reference, 'Location') AS location_id,
     r.location[1].location.display AS location_display,
-    fhir_concept_text(r.serviceType) AS service_type
+    fhir_concept_text(r.serviceType) AS service_type,
+    fhir_setting(r.class.system, r.class.code) AS setting,
+    CASE WHEN len(r.diagnosis) > 0 THEN list_transform(r.diagnosis, lambda d: {
+        'condition_id': fhir_ref_id(d.condition.reference, 'Condition'),
+        'rank': nullif(trim(d.rank), ''),
+        'is_principal': fhir_diagnosis_principal(list_transform(d.use.coding, lambda c: c.code))
+    }) END AS diagnoses
 FROM parsed

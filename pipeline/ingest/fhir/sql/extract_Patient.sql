@@ -1,4 +1,4 @@
--- Patient lines -> id, birth date, sex (today: procedures.patient_birth_date; the patients table later).
+-- Patient lines -> id, birth date, sex: the patients table (table_patients.sql) and procedures.patient_birth_date.
 WITH parsed AS (
     SELECT key, try(json_transform(line, '{
         "resourceType": "VARCHAR", "id": "VARCHAR", "birthDate": "VARCHAR", "gender": "VARCHAR"

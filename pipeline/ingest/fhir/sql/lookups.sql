@@ -11,8 +11,21 @@ CREATE OR REPLACE TEMP VIEW fhir_practitioners AS
     SELECT practitioner_id, identifier FROM fhir_practitioner
     WHERE problem IS NULL AND key NOT IN (SELECT source_line FROM fhir_supporting_rejects);
 CREATE OR REPLACE TEMP VIEW fhir_encounters AS
-    SELECT encounter_id, location_id, location_display, service_type FROM fhir_encounter
+    SELECT encounter_id, location_id, location_display, service_type, setting FROM fhir_encounter
     WHERE problem IS NULL AND key NOT IN (SELECT source_line FROM fhir_supporting_rejects);
+-- each Condition an encounter's diagnosis entries name, once (its first entry), with its rank and use
+CREATE OR REPLACE TEMP VIEW fhir_encounter_diagnoses AS
+    SELECT d.condition_id, arg_min(d.encounter_id, d.ord) AS encounter_id, arg_min(d.rank, d.ord) AS diagnosis_rank,
+           arg_min(d.is_principal, d.ord) AS is_principal
+    FROM (
+        SELECT e.encounter_id, x.dx.condition_id, x.dx.rank, x.dx.is_principal, (e.key, x.pos) AS ord
+        FROM fhir_encounter AS e,
+             LATERAL (SELECT unnest(e.diagnoses) AS dx, generate_subscripts(e.diagnoses, 1) AS pos) AS x
+        WHERE e.diagnoses IS NOT NULL AND e.problem IS NULL
+          AND e.key NOT IN (SELECT source_line FROM fhir_supporting_rejects)
+    ) AS d
+    WHERE d.condition_id IS NOT NULL
+    GROUP BY d.condition_id;
 -- conditions a ServiceRequest.reasonReference may point to: those the diagnoses table keeps
 CREATE OR REPLACE TEMP VIEW fhir_reason_conditions AS
     SELECT condition_id, arg_min(diagnosis_code, key) AS diagnosis_code FROM fhir_condition

@@ -98,3 +98,22 @@ CREATE OR REPLACE MACRO fhir_extension_department(extensions) AS
             'location_display': e.valueReference.display
         })[1]
     END;
+
+-- Encounter.class (R4: a Coding; v3 ActCode) as the contract's setting of a diagnosis: AMB outpatient,
+-- EMER emergency, IMP / ACUTE / NONAC inpatient, OBSENC observation, VR virtual = telehealth; a
+-- NullFlavor (UNK ...) none; another code as delivered (the gate names it; [values] can map it).
+CREATE OR REPLACE MACRO fhir_setting(class_system, class_code) AS
+    CASE
+        WHEN nullif(trim(class_code), '') IS NULL OR class_system = 'http://terminology.hl7.org/CodeSystem/v3-NullFlavor' THEN NULL
+        WHEN trim(class_code) = 'AMB' THEN 'outpatient'
+        WHEN trim(class_code) = 'EMER' THEN 'emergency'
+        WHEN trim(class_code) IN ('IMP', 'ACUTE', 'NONAC') THEN 'inpatient'
+        WHEN trim(class_code) = 'OBSENC' THEN 'observation'
+        WHEN trim(class_code) = 'VR' THEN 'telehealth'
+        ELSE trim(class_code)
+    END;
+
+-- Encounter.diagnosis.use as is_principal: principal (ex-diagnosistype) true; CM (diagnosis-role:
+-- a comorbidity, a secondary diagnosis) false; another use or none says nothing.
+CREATE OR REPLACE MACRO fhir_diagnosis_principal(use_codes) AS
+    CASE WHEN list_contains(use_codes, 'principal') THEN 'true' WHEN list_contains(use_codes, 'CM') THEN 'false' END;

@@ -46,3 +46,28 @@ CREATE OR REPLACE MACRO w_code_system(code) AS
 
 -- Ids for the resources the extract only names (departments, encounters): stable across runs.
 CREATE OR REPLACE MACRO w_location_id(name) AS 'loc-' || substr(md5(name), 1, 16);
+
+-- The encounter a diagnosis row with a setting or a position was recorded in (one per row).
+CREATE OR REPLACE MACRO w_diagnosis_encounter_id(source_line, setting, is_principal, diagnosis_rank) AS
+    CASE WHEN setting IS NOT NULL OR is_principal IS NOT NULL OR diagnosis_rank IS NOT NULL THEN 'enc-dx-' || source_line END;
+
+-- Encounter.class (an R4 Coding, v3 ActCode) of a contract setting; a setting outside the contract's
+-- words keeps its word in the site's own system (the reading gives it back, the gate sees it), none is UNK.
+CREATE OR REPLACE MACRO w_encounter_class(setting) AS
+    CASE setting
+        WHEN 'outpatient' THEN '{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"AMB","display":"ambulatory"}'
+        WHEN 'emergency' THEN '{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"EMER","display":"emergency"}'
+        WHEN 'inpatient' THEN '{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"IMP","display":"inpatient encounter"}'
+        WHEN 'observation' THEN '{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"OBSENC","display":"observation encounter"}'
+        WHEN 'telehealth' THEN '{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"VR","display":"virtual"}'
+        ELSE CASE WHEN setting IS NULL THEN '{"system":"http://terminology.hl7.org/CodeSystem/v3-NullFlavor","code":"UNK"}'
+             ELSE w_object([w_member('system', 'http://hospital.example.org/fhir/CodeSystem/encounter-setting'), w_member('code', setting)]) END
+    END;
+
+-- Encounter.diagnosis.use of a diagnosis's is_principal: principal (ex-diagnosistype) or a comorbidity
+-- (diagnosis-role CM: a secondary diagnosis); none when the extract does not say.
+CREATE OR REPLACE MACRO w_diagnosis_use(is_principal) AS
+    CASE is_principal
+        WHEN true THEN '{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/ex-diagnosistype","code":"principal","display":"Principal Diagnosis"}]}'
+        WHEN false THEN '{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/diagnosis-role","code":"CM","display":"Comorbidity diagnosis"}]}'
+    END;
