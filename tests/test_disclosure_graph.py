@@ -49,11 +49,12 @@ def test_determined_and_involved_cells_match_the_pseudo_inverse(n_months, seed):
     # sparse and dense patterns: a few withheld months up to nearly everything withheld
     withheld = rng.random((400, cover.shape[0])) < rng.uniform(0.05, 0.95, size=(400, 1))
     want_determined, want_involved = by_pseudo_inverse(withheld, cover)
-    determined = disclosure._determined(withheld, first, stop)
+    labels = disclosure._components(~withheld, first, stop)
+    determined = disclosure._determined(withheld, labels, first, stop)
     assert (determined == want_determined).all()
     some = determined.any(axis=1)
     assert some.sum() > 50  # the random patterns exercise the derivations
-    involved = disclosure._involved(withheld[some], determined[some], first, stop)
+    involved = disclosure._involved(withheld[some], determined[some], labels[some], first, stop)
     assert (involved == want_involved[some]).all()
 
 

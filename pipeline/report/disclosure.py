@@ -95,35 +95,34 @@ def _interval_ends(cover: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first, stop
 
 
-def _relax(dist: np.ndarray, known: np.ndarray, first: np.ndarray, stop: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """Bellman-Ford over each row's graph: the running totals are the nodes, each known cell of ``known``
-    (series x periods) an edge first -> stop of ``weight``; ``dist`` (series x nodes) the starting values.
-    With weights 0 and each node starting as its own number, the result labels connected components."""
-    n, n_nodes = dist.shape
+def _components(known: np.ndarray, first: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    """Per series (rows of ``known``, series x periods), a label per running total (node) naming its connected
+    component, each known cell an edge first -> stop: label propagation until nothing changes."""
+    n, n_nodes = known.shape[0], int(stop.max()) + 1
     rows, cols = np.nonzero(known)
-    u, v, w = rows * n_nodes + first[cols], rows * n_nodes + stop[cols], weight[cols]
-    flat = dist.ravel().copy()
+    u, v = rows * n_nodes + first[cols], rows * n_nodes + stop[cols]
+    flat = np.tile(np.arange(n_nodes, dtype=np.int64), n)
     while True:
         before = flat.copy()
-        np.minimum.at(flat, v, before[u] + w)
-        np.minimum.at(flat, u, before[v] + w)
+        np.minimum.at(flat, v, before[u])
+        np.minimum.at(flat, u, before[v])
         if (flat == before).all():
             return flat.reshape(n, n_nodes)
 
 
-def _determined(withheld: np.ndarray, first: np.ndarray, stop: np.ndarray) -> np.ndarray:
-    """Which withheld cells the released ones (and the months without a row, known zeros) determine, per series.
+def _determined(withheld: np.ndarray, labels: np.ndarray, first: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    """Which withheld cells the released ones (and the months without a row, known zeros) determine, per series;
+    ``labels``: ``_components`` of the known cells.
 
     A cell summing months a..b-1 is the difference of two running totals, T(b) - T(a), so the known cells are
     the edges of a graph over the running totals 0..n_months, and a cell is determined exactly when its two
     ends are connected (the sums of runs of months form a graphic matroid)."""
-    n_nodes = int(stop.max()) + 1
-    labels = np.tile(np.arange(n_nodes, dtype=np.int64), (withheld.shape[0], 1))
-    labels = _relax(labels, ~withheld, first, stop, np.zeros(first.size, np.int64))
     return withheld & (labels[:, first] == labels[:, stop])
 
 
-def _involved(withheld: np.ndarray, determined: np.ndarray, first: np.ndarray, stop: np.ndarray) -> np.ndarray:
+def _involved(
+    withheld: np.ndarray, determined: np.ndarray, labels: np.ndarray, first: np.ndarray, stop: np.ndarray
+) -> np.ndarray:
     """Per series, the known cells some subtraction giving a determined cell away uses: those with a nonzero
     part in the least-squares (minimum-norm) combination of known cells that equals it. On the graph of
     running totals that combination is the electrical flow between the determined cell's two ends (unit
@@ -136,7 +135,6 @@ def _involved(withheld: np.ndarray, determined: np.ndarray, first: np.ndarray, s
     edge_laplacians = (incidence[:, :, None] * incidence[:, None, :]).reshape(first.size, -1)
     laplacian = (known.astype(float) @ edge_laplacians).reshape(n, n_nodes, n_nodes)
     # ground one node of each connected component (the one that names it) so the system has one solution
-    labels = _relax(np.tile(np.arange(n_nodes, dtype=np.int64), (n, 1)), known, first, stop, np.zeros(first.size, np.int64))
     s, node = np.nonzero(labels == np.arange(n_nodes)[None, :])
     laplacian[s, node, node] += 1.0
     targets = np.flatnonzero(determined.any(axis=0))  # the periods determined in some series
@@ -261,13 +259,14 @@ class _SeriesGrid:
         hot = np.flatnonzero(w[rows].any(axis=1))
         if hot.size == 0:
             return add
-        determined = _determined(w[rows[hot]], self.first, self.stop)
+        labels = _components(~w[rows[hot]], self.first, self.stop)
+        determined = _determined(w[rows[hot]], labels, self.first, self.stop)
         hit = determined.any(axis=1)
         if not hit.any():
             return add
-        hot, determined = hot[hit], determined[hit]
+        hot, determined, labels = hot[hit], determined[hit], labels[hit]
         series = rows[hot]
-        involved = _involved(w[series], determined, self.first, self.stop)
+        involved = _involved(w[series], determined, labels, self.first, self.stop)
         add[hot] = self._choose(involved & self.present[series] & (self.den[series] > 0), series)
         return add
 

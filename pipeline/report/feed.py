@@ -141,7 +141,7 @@ def _denominator_cells(rows: pl.DataFrame, k: int, kind_above: dict[str, str | N
     difference, the not-evaluable or excluded orders, is a count too). The one used by fewer measures goes."""
     cells = rows.select("kind", "period", "period_type", "level", "group_key", "denominator").unique()
     # uses: how many measures share the denominator above the providers (``kind_above``: the tables linked there)
-    above = (
+    measures = (
         rows.select("kind", "measure_id")
         .unique()
         .with_columns(
@@ -151,7 +151,7 @@ def _denominator_cells(rows: pl.DataFrame, k: int, kind_above: dict[str, str | N
             .alias("above")
         )
     )
-    uses = above.join(above.group_by("above").len("uses"), on="above").select("kind", "uses").unique()
+    uses = measures.join(measures.group_by("above").len("uses"), on="above").select("kind", "uses").unique()
     cell = ["period", "level", "group_key"]
     pairs = cells.join(cells, on=cell, suffix="_b").filter(pl.col("kind") != pl.col("kind_b"))
     # nested: one is at least the other in every cell both have, and they have the same cells above the
