@@ -67,6 +67,19 @@ def data_outputs(out: Path) -> dict[str, bytes]:
     return {str(p.relative_to(out.resolve())): p.read_bytes() for p in files}
 
 
+def spark_config(workdir: Path, master: str, driver_memory: str) -> Path:
+    """A config file naming the Spark master and driver memory, written into ``workdir``."""
+    config = workdir / "spark.toml"
+    config.write_text(f'[spark]\nmaster = "{master}"\n[spark.conf]\n"spark.driver.memory" = "{driver_memory}"\n')
+    return config
+
+
+def differing(a: Path, b: Path) -> tuple[int, list[str]]:
+    """How many data outputs ``a`` holds, and which of them (or of ``b``'s) are not byte for byte the same in both."""
+    left, right = data_outputs(a), data_outputs(b)
+    return len(left), sorted(n for n in left.keys() | right.keys() if left.get(n) != right.get(n))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("input", type=Path)
@@ -75,8 +88,7 @@ def main() -> None:
     parser.add_argument("--spark-memory", default="2g")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    config = args.workdir / "spark.toml"
-    config.write_text(f'[spark]\nmaster = "{args.spark_master}"\n[spark.conf]\n"spark.driver.memory" = "{args.spark_memory}"\n')
+    config = spark_config(args.workdir, args.spark_master, args.spark_memory)
     results = {}
     for engine in ("duckdb", "spark"):
         out = args.workdir / f"out-{engine}"
@@ -89,9 +101,8 @@ def main() -> None:
         print(f"{engine}: wall {r['wall']:.1f} s, cpu {r['cpu']:.1f} s, peak rss {r['rss_mb']:.0f} MB, load before {load:.2f}")
         stages = [line for line in r["stderr"].splitlines() if ": done in " in line]
         print("  " + "\n  ".join(stages))
-    duck, spark = (data_outputs(args.workdir / f"out-{e}") for e in ("duckdb", "spark"))
-    differ = sorted(n for n in duck.keys() | spark.keys() if duck.get(n) != spark.get(n))
-    print(f"data outputs: {len(duck)} files, " + (f"DIFFER: {', '.join(differ)}" if differ else "byte-identical"))
+    files, differ = differing(args.workdir / "out-duckdb", args.workdir / "out-spark")
+    print(f"data outputs: {files} files, " + (f"DIFFER: {', '.join(differ)}" if differ else "byte-identical"))
 
 
 if __name__ == "__main__":

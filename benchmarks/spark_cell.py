@@ -12,7 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from benchmarks.engine_compare import data_outputs, measured
+from benchmarks.engine_compare import differing, measured, spark_config
 
 MASTER, DRIVER_MEMORY = "local[2]", "4g"
 MAX_ORDERS = 10_000_000
@@ -23,8 +23,7 @@ def run(input_dir: Path, work: Path, duckdb_out: Path, audits: tuple[str, ...]) 
     times, and which data outputs differ from ``duckdb_out`` (an `order-audit run --no-validate` of the same input)."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    config = work / "spark.toml"
-    config.write_text(f'[spark]\nmaster = "{MASTER}"\n[spark.conf]\n"spark.driver.memory" = "{DRIVER_MEMORY}"\n')
+    config = spark_config(work, MASTER, DRIVER_MEMORY)
     out = work / "out"
     command = [sys.executable, "-m", "pipeline", "run", "--input", str(input_dir), "--out", str(out)]
     command += ["--warehouse", str(work / "warehouse.duckdb"), "--no-validate", "--engine", "spark", "--config", str(config)]
@@ -34,9 +33,7 @@ def run(input_dir: Path, work: Path, duckdb_out: Path, audits: tuple[str, ...]) 
     if fig["rc"] != 0:
         result["error"] = "\n".join(fig["stderr"].strip().splitlines()[-6:])
         return result
-    duck, spark = data_outputs(duckdb_out), data_outputs(out)
-    result["files"] = len(duck)
-    result["differ"] = sorted(n for n in duck.keys() | spark.keys() if duck.get(n) != spark.get(n))
+    result["files"], result["differ"] = differing(duckdb_out, out)
     shutil.rmtree(work, ignore_errors=True)
     return result
 
