@@ -5,7 +5,7 @@
         --run-json /tmp/r10/out/run.json [--repeat 3] [--profile /tmp/rh/render.prof] [--compare /tmp/rh/base]
 
 It repeats run.py's render loop for one period: connect, pseudonym key, measure
-(``run._build_metrics``), then the "render" stage: ``outputs.write_tables`` and ``run._render``,
+(``measure.build_metrics``), then the "render" stage: ``publishing.write_outputs`` (the data tables and the report),
 into a fresh folder each repetition. ``--run-json`` supplies a realistic ``run_info`` (an earlier
 run's run.json minus what is written after the render); without it a small one is made up.
 Printed per repetition: wall seconds and CPU seconds of the stage (user + system of this process,
@@ -31,10 +31,19 @@ import time
 from pathlib import Path
 
 
-def _cpu() -> float:
+def _cpu(worker_pids: list[int]) -> float:
+    """CPU seconds of this process, its finished children and the live chart worker (Linux /proc)."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    total = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    for pid in worker_pids:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def _machine_busy() -> float:
@@ -89,9 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
 
     t_import = time.perf_counter()
-    from pipeline import audits, publishing, warehouse
+    from pipeline import audits, publishing, warehouse, workers
     from pipeline.config import load_config, pseudonym_key
-    from pipeline.report import measure, outputs, render
+    from pipeline.report import charts, measure, render
 
     import_s = time.perf_counter() - t_import
     if a.inline_charts:
@@ -101,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     run_info = _run_info(a.run_json, cfg)
     audit = next(x for x in audits.discover() if x.runnable and (a.audit is None or x.id == a.audit))
     con = warehouse.connect(a.warehouse)
+    # as in a run, the chart worker was started long before the render (workers.Warm): its start and
+    # matplotlib import are not the render's; --inline-charts draws them here instead
+    warm = workers.Warm(gx=False, charts=not a.inline_charts and workers.cpus_available() > 1)
+    pool = charts.ChartPool(process=False, executor=warm.charts) if warm.charts is not None else None
+    pids = list(getattr(warm.charts, "_processes", None) or {})
     status = 0
     try:
         warehouse.set_pseudonym_key(con, key)
@@ -113,21 +127,19 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(a.out, ignore_errors=True)
             a.out.mkdir(parents=True)
             prof = cProfile.Profile() if a.profile and i == a.repeat - 1 else None
-            c0, w0, b0 = _cpu(), time.perf_counter(), _machine_busy()
+            c0, w0, b0 = _cpu(pids), time.perf_counter(), _machine_busy()
             if prof:
                 prof.enable()
-            outputs.write_tables(con, a.out, audit.parquet_types)
-            w1 = time.perf_counter()
-            render.render_outputs(con, a.out, dict(run_info), metrics)
+            publishing.write_outputs(con, audit, a.out, dict(run_info), metrics, chart_pool=pool)
             if prof:
                 prof.disable()
                 prof.dump_stats(str(a.profile))
-            w2, c2, b2 = time.perf_counter(), _cpu(), _machine_busy()
+            w2, c2, b2 = time.perf_counter(), _cpu(pids), _machine_busy()
             walls.append(w2 - w0)
             cpus.append(c2 - c0)
             others = max(0.0, (b2 - b0 - (c2 - c0)) / (w2 - w0))
             print(
-                f"render #{i + 1}: wall {w2 - w0:.2f} s (write_tables {w1 - w0:.2f} s, render {w2 - w1:.2f} s), "
+                f"render #{i + 1}: wall {w2 - w0:.2f} s (data tables and report at once), "
                 f"CPU {c2 - c0:.2f} s; other processes kept {others:.1f} cores busy",
                 flush=True,
             )
@@ -142,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             status = 1 if diff else 0
     finally:
         con.close()
+        warm.close()
     return status
 
 

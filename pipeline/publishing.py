@@ -13,6 +13,7 @@ The report layer reads the audit being rendered through session views without th
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,7 +102,7 @@ def _render_audit(
 ) -> dict:
     """One audit's folder of the period: data files, report pages, workbook, feed, run.json; returns its
     files' manifest (run.json lists it)."""
-    from pipeline.report import measure, render
+    from pipeline.report import measure
 
     select_audit(con, audit)
     with stage("measure", timings, period.label if len(opts.months) > 1 else None, audit.id if several else None):
@@ -114,22 +115,33 @@ def _render_audit(
         "status": period.statuses[audit.id],
         "data_quality": [d for d in period.base_info["data_quality"] if _about(d, audit)],
     }
-    outputs.write_tables(con, folder, audit.parquet_types, audit.folder / MANIFEST)
     chart_pool = charts.ChartPool(process=False, executor=warm.charts) if warm is not None and warm.charts is not None else None
-    render.render_outputs(
-        con,
-        folder,
-        run_info,
-        metrics,
-        pdf=opts.pdf,
-        chart_pool=chart_pool,
-        site_root=site_root,
-    )
+    write_outputs(con, audit, folder, run_info, metrics, pdf=opts.pdf, chart_pool=chart_pool, site_root=site_root)
     run_info["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     run_info["timings_seconds"] = {k: round(v, 3) for k, v in timings.items()}
     run_info["files"] = outputs.file_manifest(folder)
     outputs.write_json(folder / "run.json", run_info)
     return run_info["files"]
+
+
+def write_outputs(con: duckdb.DuckDBPyConnection, audit, folder: Path, run_info: dict, metrics, **render_options) -> list[Path]:
+    """One audit's files of the period: the data tables (``outputs.write_tables``) and the report, workbook and
+    feed (``render.render_outputs``, given ``render_options``), at once: the tables are written through a
+    cursor of their own on a thread (DuckDB's COPY releases the GIL) while the report is rendered."""
+    from pipeline.report import render
+
+    def tables() -> list[Path]:
+        cursor = con.cursor()  # its own connection to the warehouse: the session views are made again
+        try:
+            select_audit(cursor, audit)
+            return outputs.write_tables(cursor, folder, audit.parquet_types, audit.folder / MANIFEST)
+        finally:
+            cursor.close()
+
+    with ThreadPoolExecutor(1, thread_name_prefix="data-files") as side:
+        data_files = side.submit(tables)
+        written = render.render_outputs(con, folder, run_info, metrics, **render_options)
+        return data_files.result() + written
 
 
 def _about(check: dict, audit) -> bool:

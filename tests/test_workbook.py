@@ -171,3 +171,38 @@ def test_the_written_cases_sheet_has_the_fitted_widths_and_row_heights(tmp_path)
     assert widths[:2] == [29.7109375, 30.7109375]  # Case, Order (xlsxwriter adds 0.71)
     assert re.search(r'<row r="2"[^>]* ht="30"', xml)  # the 40-character order id wraps onto a second line
     assert not re.search(r'<row r="3"[^>]* ht=', xml)
+
+
+def test_the_providers_sheet_lists_each_provider_once_with_counts_percent_rates_and_the_low_reliability_mark(tmp_path):
+    from xlsx_xml import Workbook
+
+    providers = pl.DataFrame(
+        {
+            "group_key": ["DR2", "DR1", "DR1", "=cmd|' /C calc'!A0"],
+            "measure_id": ["inappropriate", "inappropriate", "premature", "premature"],
+            "numerator": [3, 1, 0, 7],
+            "denominator": [40, 5, 25, 30],
+            "rate": [0.075, 0.2, None, 7 / 30],
+            "ci_low": [0.026, 0.036, None, 0.118],
+            "ci_high": [0.199, 0.624, None, 0.409],
+        }
+    )
+    path = workbook.write_case_list(
+        tmp_path / "book.xlsx",
+        pl.DataFrame({"case_id": ["C1"]}),
+        RULES,
+        RUN_INFO,
+        providers,
+        20,
+    )
+    cells = Workbook(path).cells("Providers")
+    assert cells[(0, 0)]["text"] == "Provider" and cells[(0, 11)]["text"] == "Low reliability (N under 20)"
+    # sorted by provider; a formula-shaped name is text; a measure the provider has no cell of stays blank
+    assert [cells[(i, 0)]["text"] for i in (1, 2, 3)] == ["'=cmd|' /C calc'!A0", "DR1", "DR2"]
+    dr1, dr2 = 2, 3  # measures sorted by id: inappropriate (columns 1-5), premature (6-10)
+    assert cells[(dr1, 1)]["number"] == 1 and cells[(dr1, 2)]["number"] == 5
+    assert cells[(dr1, 3)]["number"] == 0.2 and cells[(dr1, 3)]["format"] == "0.0%"
+    assert cells[(dr1, 7)]["number"] == 25 and (dr1, 8) not in cells  # no rate: blank, not 0
+    assert cells[(dr1, 11)]["text"] == "yes"  # N = 5 under 20
+    assert (dr2, 6) not in cells and (dr2, 11) not in cells  # no premature cell; N = 40: reliable
+    assert max(r for r, _ in cells) == 3  # one row per provider

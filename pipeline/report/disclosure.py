@@ -56,9 +56,11 @@ def protect(cells: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: i
         return cells["withheld"].to_numpy().copy()
     # the passes choose among equal candidates by position: one order of the cells, whatever the caller's
     # (group-bys and uniques hand them over in any order), so the same counts always give the same feed
+    keys = ("unit", "period", "level", "group_key")
     frame = (
         cells.with_row_index("given")
-        .sort("unit", "period", "level", "group_key")
+        .with_columns(_order_code(cells[c]).alias(f"{c}_code") for c in keys)
+        .sort([f"{c}_code" for c in keys])
         .with_row_index("idx")
         .with_columns(pl.col("complement").fill_null(0))
     )
@@ -74,6 +76,14 @@ def protect(cells: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: i
             out = np.empty_like(withheld)
             out[frame["given"].to_numpy()] = withheld
             return out
+
+
+def _order_code(column: pl.Series) -> pl.Series:
+    """Each value's place in the sorted distinct values (0, 1, ...): sorting and ranking by it is sorting and
+    ranking by the text, at the speed of integers (a few distinct units and periods, thousands of groups,
+    hundreds of thousands of cells)."""
+    distinct = column.unique().sort()
+    return column.replace_strict(distinct, pl.int_range(distinct.len(), dtype=pl.UInt32, eager=True))
 
 
 def _month_cover(periods: dict[str, tuple[str, list[int]]]) -> dict[str, np.ndarray]:
@@ -137,13 +147,16 @@ def _involved(
     # ground one node of each connected component (the one that names it) so the system has one solution
     s, node = np.nonzero(labels == np.arange(n_nodes)[None, :])
     laplacian[s, node, node] += 1.0
-    targets = np.flatnonzero(determined.any(axis=0))  # the periods determined in some series
-    inject = np.zeros((n, n_nodes, targets.size))
-    d_s, d_t = np.nonzero(determined[:, targets])
-    inject[d_s, first[targets[d_t]], d_t] = 1.0
-    inject[d_s, stop[targets[d_t]], d_t] = -1.0
-    potential = np.linalg.solve(laplacian, inject)  # (series, nodes, determined periods)
-    current = incidence @ potential  # (series, cells as edges, determined periods)
+    # one right-hand side per determined cell of the series (column j: its j-th), padded with zeros to the
+    # most any series has: a few columns, not every period some series has determined
+    d_s, d_c = np.nonzero(determined)
+    per_series = np.bincount(d_s, minlength=n)
+    j = np.arange(d_s.size) - np.repeat(np.cumsum(per_series) - per_series, per_series)
+    inject = np.zeros((n, n_nodes, int(per_series.max(initial=0))))
+    inject[d_s, first[d_c], j] = 1.0
+    inject[d_s, stop[d_c], j] = -1.0
+    potential = np.linalg.solve(laplacian, inject)  # (series, nodes, determined cells)
+    current = incidence @ potential  # (series, cells as edges, determined cells)
     return known & (np.abs(current) > _EPS).any(axis=2)
 
 
@@ -158,14 +171,14 @@ class _Lines:
         self.value = frame["value"].to_numpy().astype(float)
         self.comp = frame["complement"].to_numpy().astype(float)
         sib = frame.filter(pl.col("level") != "overall").with_columns(
-            pl.struct("unit", "period", "level").rank("dense").cast(pl.Int64).sub(1).alias("line")
+            pl.struct("unit_code", "period_code", "level_code").rank("dense").cast(pl.Int64).sub(1).alias("line")
         )
         totals = frame.filter(pl.col("level") == "overall").select("unit", "period", pl.col("idx").alias("total"))
         line_total = sib.select("line", "unit", "period").unique().join(totals, on=["unit", "period"], how="left").sort("line")
         self.n_lines = line_total.height
         self.total = line_total["total"].fill_null(-1).to_numpy()
         # siblings in the order a complement is chosen: per line, the next-smallest count (a zero adds nothing)
-        ordered = sib.sort("line", pl.col("value") == 0, "value", "group_key")
+        ordered = sib.sort("line", pl.col("value") == 0, "value", "group_key_code")
         self.idx = ordered["idx"].to_numpy()
         self.line = ordered["line"].to_numpy()
         self.den = ordered["den"].to_numpy()
@@ -211,7 +224,7 @@ class _SeriesGrid:
         self.is_month = np.array([periods[p][0] == "month" for p in order])
         self.pref = np.array([PERIOD_PREFERENCE[periods[p][0]] for p in order])
         keyed = frame.with_columns(
-            pl.struct("unit", "level", "group_key").rank("dense").cast(pl.Int64).sub(1).alias("s"),
+            pl.struct("unit_code", "level_code", "group_key_code").rank("dense").cast(pl.Int64).sub(1).alias("s"),
             pl.col("period").replace_strict(self.col, return_dtype=pl.Int64).alias("c"),
         )
         s, c = keyed["s"].to_numpy(), keyed["c"].to_numpy()

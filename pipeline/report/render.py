@@ -283,14 +283,20 @@ def render_outputs(
         pdf_engine()  # fail before any work when no engine can print
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = spec or ReportSpec.from_run_info(run_info)
-    all_cases = caselist.case_rows(con, spec)
-    if chart_process is None and chart_pool is None:
-        chart_process = all_cases.height >= CHART_PROCESS_MIN_ORDERS and workers.cpus_available() > 1
-    pool_in = contextlib.nullcontext(chart_pool) if chart_pool is not None else charts.ChartPool(process=bool(chart_process))
+    period, trend_end = _periods(metrics, str(run_info["period"]))
     written: list[Path] = []
-    # three lines of work at once: the charts in a worker process (started first: it takes a while to
-    # start), the workbook and the feed on a thread (Polars, zlib and file writes release the GIL), the pages here
-    with pool_in as pool, ThreadPoolExecutor(1, thread_name_prefix="render-files") as files:
+    # four lines of work at once: the feed on a thread from the start (the longest line at scale; its numpy and
+    # Polars work releases the GIL), the workbook on a second thread (zlib and file writes release it too), the
+    # charts in a worker process (started before the pages need them: it takes a while to start), the pages here
+    with contextlib.ExitStack() as stack:
+        files = stack.enter_context(ThreadPoolExecutor(2, thread_name_prefix="render-files"))
+        feed_files = files.submit(feed.write_feed, out_dir, metrics, run_info, period)
+        all_cases = caselist.case_rows(con, spec)
+        if chart_process is None and chart_pool is None:
+            chart_process = all_cases.height >= CHART_PROCESS_MIN_ORDERS and workers.cpus_available() > 1
+        pool = stack.enter_context(
+            contextlib.nullcontext(chart_pool) if chart_pool is not None else charts.ChartPool(process=bool(chart_process))
+        )
         env = make_env(spec.report_dir)
         slots = ChartSlots(pool.submit)
         env.globals.update(helpers(slots, int(run_info["config"].get("reporting", {}).get("low_reliability_denominator", 20))))
@@ -299,7 +305,6 @@ def render_outputs(
             "SELECT rule_id, reason_code, verdict, explanation, citation FROM ref_rules "
             f"ORDER BY {'rule_order' if 'rule_order' in db.columns(con, 'ref_rules') else 'rule_id'}",
         )
-        period, trend_end = _periods(metrics, str(run_info["period"]))
         bounds = _audit_period(con)
         months_n = int(run_info["config"].get("reporting", {}).get("trend_months", 24))
         window = sections.trend_months(metrics, trend_end, months_n, bounds.get("trend_first_month"))
@@ -319,7 +324,6 @@ def render_outputs(
         book = files.submit(
             workbook.write_case_list, out_dir / "case_list.xlsx", all_cases, rules, run_info, providers, settings["low"], spec
         )
-        feed_files = files.submit(feed.write_feed, out_dir, metrics, run_info, period)
 
         departments = [
             {"key": d, "name": department_name(d, settings["names"]), "slug": slugify(d)}

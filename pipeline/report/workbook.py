@@ -285,32 +285,53 @@ def _providers_sheet(wb, providers: pl.DataFrame | None, head, percent, low: int
     ps.write_row(0, 0, header, head)
     ps.set_row(0, 30)
     ps.set_column(0, 0, 16)
-    ps.set_column(1, len(header) - 2, 10)
+    for k in range(len(measures)):  # n and N as counts, the rate and its interval as percent
+        ps.set_column(1 + 5 * k, 2 + 5 * k, 10)
+        ps.set_column(3 + 5 * k, 5 + 5 * k, 10, percent)
     ps.set_column(len(header) - 1, len(header) - 1, 14)
-    rows = []
-    if providers is not None and providers.height:
-        wide = providers.select("group_key", "measure_id", "numerator", "denominator", "rate", "ci_low", "ci_high")
-        rows = wide.sort("group_key").partition_by("group_key", maintain_order=True)
-    for i, part in enumerate(rows, start=1):
-        by = {r["measure_id"]: r for r in part.to_dicts()}
-        ps.write_string(i, 0, neutralise(str(part["group_key"][0])) or "")
-        small = False
-        for k, (mid, _) in enumerate(measures):
-            r = by.get(mid)
-            j = 1 + 5 * k
-            if r is None:
-                continue
-            ps.write_number(i, j, r["numerator"])
-            ps.write_number(i, j + 1, r["denominator"])
-            for d, key in enumerate(("rate", "ci_low", "ci_high"), start=2):
-                if r[key] is not None:
-                    ps.write_number(i, j + d, r[key], percent)
-            small = small or 0 < r["denominator"] < low
-        ps.write_string(i, len(header) - 1, "yes" if small else "")
+    sheet = providers_sheet_frame(providers, [m for m, _ in measures], low)
+    if sheet.height:
+        _write_rows(ps, sheet, first_row=1)
+        ps.autofilter(0, 0, sheet.height, len(header) - 1)
     ps.freeze_panes(1, 1)
-    if rows:
-        ps.autofilter(0, 0, len(rows), len(header) - 1)
     _print_setup(ps, run_info, "providers")
+
+
+def providers_sheet_frame(providers: pl.DataFrame | None, measure_ids: list[str], low: int) -> pl.DataFrame:
+    """The Providers sheet's rows: one per provider (sorted), per measure n, N, rate, interval (null where the
+    provider has no such cell), and "yes" where any denominator is under ``low``."""
+    if providers is None or providers.height == 0:
+        return pl.DataFrame()
+    cells = providers.select(
+        pl.col("group_key").cast(pl.String).fill_null("None"),
+        "measure_id",
+        "numerator",
+        "denominator",
+        "rate",
+        "ci_low",
+        "ci_high",
+    )
+    sheet = cells.select("group_key").unique().sort("group_key")
+    for k, mid in enumerate(measure_ids):
+        one = (
+            cells.filter(pl.col("measure_id") == mid)
+            .unique("group_key", keep="last", maintain_order=True)
+            .select(
+                "group_key",
+                *[
+                    pl.col(c).cast(pl.Float64 if c in ("rate", "ci_low", "ci_high") else pl.Int64).alias(f"{c}_{k}")
+                    for c in ("numerator", "denominator", "rate", "ci_low", "ci_high")
+                ],
+            )
+        )
+        sheet = sheet.join(one, on="group_key", how="left", maintain_order="left")
+    small = [(pl.col(f"denominator_{k}") > 0) & (pl.col(f"denominator_{k}") < low) for k in range(len(measure_ids))]
+    low_col = (
+        pl.when(pl.any_horizontal(small).fill_null(False)).then(pl.lit("yes")).otherwise(pl.lit(None, pl.String))
+        if small
+        else pl.lit(None, pl.String)
+    )
+    return sheet.with_columns(neutralise_expr("group_key"), low_col.alias("low_reliability"))
 
 
 def _explanation_sheet(wb, run_info: dict, columns: list[Column], head, wrap) -> None:
