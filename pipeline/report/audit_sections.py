@@ -68,6 +68,12 @@ def helpers(slots: ChartSlots, low: int) -> dict:
         arr = np.asarray([v for v in values if v is not None], dtype=float)
         return float(np.quantile(arr, q)) if arr.size else None
 
+    def count_below(values, limit) -> int:
+        """How many values are below ``limit`` (Jinja's ``select("lt", ...)`` tests one value per call: 84k
+        calls per page at 40k cases)."""
+        arr = np.asarray([v for v in values if v is not None], dtype=float)
+        return int((arr < limit).sum())
+
     def histogram(
         values,
         title: str,
@@ -82,7 +88,7 @@ def helpers(slots: ChartSlots, low: int) -> dict:
         data = np.asarray([v for v in values if v is not None], dtype=float)
         return slots.slot(charts.histogram_svg, data, marker, title, name, xlabel, bin_width, unit, ylabel)
 
-    return {"rate": rate, "quantile": quantile, "histogram": histogram}
+    return {"rate": rate, "quantile": quantile, "count_below": count_below, "histogram": histogram}
 
 
 def section_rows(con, spec: ReportSpec, department: str | None) -> list[dict]:
