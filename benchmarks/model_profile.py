@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, _, wall, _, _, ops in sorted(rows, key=lambda r: -r[2])[: a.top]:
         print(f"{name} ({wall:.2f} s):")
         for op in sorted(ops, key=lambda o: -float(o.get("timing", 0.0)))[: a.operators]:
-            print(f"  {float(op.get('timing', 0.0)):7.3f} s  {op.get('type', '?'):22s} {op.get('intermediate_rows', 0):>12,} rows  {_what(op)}")
+            seconds, kind, rows_out = float(op.get("timing", 0.0)), op.get("type", "?"), op.get("intermediate_rows", 0)
+            print(f"  {seconds:7.3f} s  {kind:22s} {rows_out:>12,} rows  {_what(op)}")
     return 0
 
 
