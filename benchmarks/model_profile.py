@@ -71,9 +71,8 @@ def main(argv: list[str] | None = None) -> int:
                 for root in doc.get("operator", []):
                     _operators(root, ops)
                 query = doc.get("query", {})
-                # a CREATE TABLE AS reports one row (the count): the rows are its input's
-                ctas = next((op for op in ops if op.get("type") == "CREATE_TABLE_AS"), None)
-                written = ctas["children"][0].get("intermediate_rows", 0) if ctas and ctas.get("children") else None
+                is_table = m.materialisation == "TABLE"
+                written = con.execute(f"SELECT count(*) FROM {m.name}").fetchone()[0] if is_table else None
                 rows.append((m.name, m.layer, wall, float(query.get("cpu_time", 0.0)), written, ops))
             con.execute("SET enable_profiling = 'no_output'")
     finally:
