@@ -153,12 +153,13 @@ def _denominator_cells(rows: pl.DataFrame, k: int, kind_above: dict[str, str | N
     )
     uses = measures.join(measures.group_by("above").len("uses"), on="above").select("kind", "uses").unique()
     cell = ["period", "level", "group_key"]
-    pairs = cells.join(cells, on=cell, suffix="_b").filter(pl.col("kind") != pl.col("kind_b"))
     # nested: one is at least the other in every cell both have, and they have the same cells above the
     # providers (per provider only the headline measures' denominators are laid out)
     above = pl.col("level") != "provider"
+    above_cells = cells.filter(above)
     nested = (
-        pairs.filter(above)
+        above_cells.join(above_cells, on=cell, suffix="_b")
+        .filter(pl.col("kind") != pl.col("kind_b"))
         .group_by("kind", "kind_b")
         .agg((pl.col("denominator") >= pl.col("denominator_b")).all().alias("ge"), pl.len().alias("common"))
         .join(cells.filter(above).group_by("kind").len("n_a"), on="kind")
@@ -166,9 +167,10 @@ def _denominator_cells(rows: pl.DataFrame, k: int, kind_above: dict[str, str | N
         .filter(pl.col("ge") & (pl.col("common") == pl.col("n_a")) & (pl.col("common") == pl.col("n_b")))
         .select("kind", "kind_b")
     )
+    # the pairs of cells of nested denominators, at every level
+    pairs = cells.join(nested, on="kind").join(cells.rename({"kind": "kind_b"}), on=["kind_b", *cell], suffix="_b")
     gap = (
-        pairs.join(nested, on=["kind", "kind_b"])
-        .filter(disclosure.small(pl.col("denominator") - pl.col("denominator_b"), k))
+        pairs.filter(disclosure.small(pl.col("denominator") - pl.col("denominator_b"), k))
         .join(uses, on="kind")
         .join(uses.rename({"kind": "kind_b", "uses": "uses_b"}), on="kind_b")
         .select(*cell, pl.when(pl.col("uses") <= pl.col("uses_b")).then("kind").otherwise("kind_b").alias("kind"))
