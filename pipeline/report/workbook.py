@@ -516,7 +516,12 @@ def _rows_xml(frame: pl.DataFrame, first_row: int, styles: list[str], lines: pl.
             cells.append(pl.when(~present).then(pl.lit("")).otherwise(pl.coalesce(s(exact.name), plain)))
         else:  # a finite number (a date as its serial number): write_number's f"{number:.16G}"
             values = _excel_serial(frame[name]) if _is_date(dtype) else frame[name]
-            text = pl.Series(f"_x{j}", [None if x is None else f"{x:.16G}" for x in values.to_list()], dtype=pl.String)
+            whole = dtype == pl.Date or (dtype.is_integer() and (values.abs().max() or 0) < 10**16)
+            if whole:  # whole numbers under 16 digits: their digits are what .16G prints
+                digits = values.cast(pl.Int64).cast(pl.String)
+            else:
+                digits = pl.Series([None if x is None else f"{x:.16G}" for x in values.to_list()], dtype=pl.String)
+            text = digits.alias(f"_x{j}")
             extra[text.name] = text
             present = v.is_not_null()
             cells.append(
