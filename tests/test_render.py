@@ -272,3 +272,17 @@ def test_provider_table_is_bounded_and_says_what_it_left_out():
     table = sections.provider_table(frame(many), overall, 20, spec)
     assert table["only_outliers"] and [r["group_key"] for r in table["rows"]] == ["R000", "R020", "R040", "R060", "R080"]
     assert table["n_rated"] == 100 and table["n_outliers"] == 5
+
+
+def test_compiled_templates_are_reused_across_environments_and_an_edited_one_is_compiled_again(tmp_path):
+    audit_dir = tmp_path / "report"
+    audit_dir.mkdir()
+    partial = audit_dir / "note.html"
+    partial.write_text("first {{ x }}", encoding="utf-8")
+    before = len(templates._COMPILED._code)
+    assert templates.make_env(audit_dir).get_template("audit/note.html").render(x=1) == "first 1"
+    assert len(templates._COMPILED._code) == before + 1  # compiled once and kept
+    assert templates.make_env(audit_dir).get_template("audit/note.html").render(x=2) == "first 2"  # a new env, the same code
+    assert len(templates._COMPILED._code) == before + 1
+    partial.write_text("second {{ x }}", encoding="utf-8")
+    assert templates.make_env(audit_dir).get_template("audit/note.html").render(x=3) == "second 3"

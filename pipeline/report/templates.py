@@ -15,6 +15,26 @@ from pipeline.report import bidi
 from pipeline.resources import reports_dir
 
 
+class _CompiledTemplates(jinja2.BytecodeCache):
+    """Compiled templates kept for the life of the process: a run renders one environment per audit and per
+    month (a backfill: dozens), each would compile the same report shell again. Jinja keys a template by its
+    name and file and checks its source's checksum, so an edited template is compiled afresh."""
+
+    def __init__(self) -> None:
+        self._code: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        code = self._code.get(bucket.key)
+        if code is not None:
+            bucket.bytecode_from_string(code)
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        self._code[bucket.key] = bucket.bytecode_to_string()
+
+
+_COMPILED = _CompiledTemplates()
+
+
 def make_env(audit_report_dir: Path | None = None) -> jinja2.Environment:
     """The one Jinja2 environment: escape everything, fail on anything undefined. ``audit_report_dir``:
     the rendered audit's own section templates, named ``audit/<name>.html``."""
@@ -29,6 +49,7 @@ def make_env(audit_report_dir: Path | None = None) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
         finalize=_shown,
+        bytecode_cache=_COMPILED,
     )
     env.filters["pct"] = pct
     env.filters["num"] = num
