@@ -271,7 +271,18 @@ def test_provider_table_is_bounded_and_says_what_it_left_out():
     many = [r for i in range(100) for r in rates(f"R{i:03d}", 15 if i % 20 == 0 else 3, 30)]  # more than a page holds
     table = sections.provider_table(frame(many), overall, 20, spec)
     assert table["only_outliers"] and [r["group_key"] for r in table["rows"]] == ["R000", "R020", "R040", "R060", "R080"]
-    assert table["n_rated"] == 100 and table["n_outliers"] == 5
+    assert table["n_rated"] == 100 and table["n_outliers"] == 5 and table["selection"] == "outside_95"
+    # more outliers than a meeting can go through: those outside the 99.8% limits
+    # (p0 = 0.1, N = 30: the 95% limit is 20.7%, the 99.8% limit 26.9%; 7/30 is between, 9/30 beyond)
+    mixed = [r for i in range(100) for r in rates(f"M{i:03d}", 9 if i % 20 == 0 else 7 if i < 60 else 3, 30)]
+    table = sections.provider_table(frame(mixed), overall, 20, spec)
+    assert table["selection"] == "outside_998" and table["n_outliers"] == 62 and table["n_special"] == 5
+    assert [r["group_key"] for r in table["rows"]] == ["M000", "M020", "M040", "M060", "M080"]
+    # and when those are too many as well: the 40 with the most orders, listed alphabetically
+    special = [r for i in range(60) for r in rates(f"X{i:03d}", 40 + i, 80 + 2 * i)]
+    table = sections.provider_table(frame(special), overall, 20, spec)
+    assert table["selection"] == "outside_998_largest" and table["n_special"] == 60
+    assert [r["group_key"] for r in table["rows"]] == [f"X{i:03d}" for i in range(20, 60)]
 
 
 def test_compiled_templates_are_reused_across_environments_and_an_edited_one_is_compiled_again(tmp_path):

@@ -187,6 +187,7 @@ def test_the_providers_sheet_lists_each_provider_once_with_counts_percent_rates_
             "ci_high": [0.199, 0.624, None, 0.409],
         }
     )
+    positions = pl.DataFrame({"group_key": ["DR1", "DR2"], "funnel_position": ["above 95% limit", ""]})
     path = workbook.write_case_list(
         tmp_path / "book.xlsx",
         pl.DataFrame({"case_id": ["C1"]}),
@@ -194,15 +195,18 @@ def test_the_providers_sheet_lists_each_provider_once_with_counts_percent_rates_
         RUN_INFO,
         providers,
         20,
+        None,
+        positions,
     )
     cells = Workbook(path).cells("Providers")
-    assert cells[(0, 0)]["text"] == "Provider" and cells[(0, 11)]["text"] == "Low reliability (N under 20)"
+    assert cells[(0, 0)]["text"] == "Provider" and cells[(0, 12)]["text"] == "Low reliability (N under 20)"
+    assert cells[(0, 11)]["text"] == "Funnel position"  # so the providers the report leaves out can be filtered here
     # sorted by provider; a formula-shaped name is text; a measure the provider has no cell of stays blank
     assert [cells[(i, 0)]["text"] for i in (1, 2, 3)] == ["'=cmd|' /C calc'!A0", "DR1", "DR2"]
     dr1, dr2 = 2, 3  # measures sorted by id: inappropriate (columns 1-5), premature (6-10)
     assert cells[(dr1, 1)]["number"] == 1 and cells[(dr1, 2)]["number"] == 5
     assert cells[(dr1, 3)]["number"] == 0.2 and cells[(dr1, 3)]["format"] == "0.0%"
     assert cells[(dr1, 7)]["number"] == 25 and (dr1, 8) not in cells  # no rate: blank, not 0
-    assert cells[(dr1, 11)]["text"] == "yes"  # N = 5 under 20
-    assert (dr2, 6) not in cells and (dr2, 11) not in cells  # no premature cell; N = 40: reliable
+    assert cells[(dr1, 11)]["text"] == "above 95% limit" and cells[(dr1, 12)]["text"] == "yes"  # N = 5 under 20
+    assert (dr2, 6) not in cells and (dr2, 11) not in cells and (dr2, 12) not in cells  # no premature cell; within; reliable
     assert max(r for r, _ in cells) == 3  # one row per provider

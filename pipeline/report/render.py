@@ -322,7 +322,15 @@ def render_outputs(
             row["slug"] = slugify(row["department"])
         providers = page_metrics.filter((pl.col("level") == "provider") & (pl.col("period") == period))
         book = files.submit(
-            workbook.write_case_list, out_dir / "case_list.xlsx", all_cases, rules, run_info, providers, settings["low"], spec
+            workbook.write_case_list,
+            out_dir / "case_list.xlsx",
+            all_cases,
+            rules,
+            run_info,
+            providers,
+            settings["low"],
+            spec,
+            sections.funnel_positions(providers, settings["overall_rates"], spec),
         )
 
         departments = [

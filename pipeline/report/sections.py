@@ -182,28 +182,37 @@ PROVIDER_ROWS_MAX = 40  # more rated providers than this: only those outside the
 
 def provider_table(rates: pl.DataFrame, overall: dict, low: int, spec: ReportSpec) -> dict:
     """Rated providers (at least ``low`` evaluated orders) are listed with their funnel position, or, when
-    there are more than ``PROVIDER_ROWS_MAX``, the rated ones outside the 95% limits; the rest are one
-    sentence with their counts (each is drawn in the funnel plot and listed in the workbook). Vectorised:
-    only the listed providers become rows (a hospital has thousands)."""
+    there are more than ``PROVIDER_ROWS_MAX``, the rated ones outside the 95% limits; when those are more
+    too, the ones outside the 99.8% limits, and of those at most ``PROVIDER_ROWS_MAX``, the ones with the most
+    orders in the measure (where an excess is surest and touches the most patients). ``selection`` says
+    which rule chose the rows; the rest are one sentence with their counts (each is drawn in the funnel plot
+    and listed in the workbook). Vectorised: only the listed providers become rows (a hospital has thousands)."""
     funnel = rates.filter(pl.col("measure_id") == spec.funnel_measure)
     keys = rates.select("group_key").unique()
     summary = keys.join(funnel.select("group_key", "numerator", "denominator", "rate"), on="group_key", how="left").with_columns(
         pl.col("numerator", "denominator").fill_null(0)
     )
-    p0 = overall.get(spec.funnel_measure)
-    placed = summary["rate"].is_not_null().to_numpy()
-    status = np.full(summary.height, "", dtype=object)
-    if p0 is not None and placed.any():
-        status[placed] = funnel_status(summary["rate"].to_numpy()[placed], summary["denominator"].to_numpy()[placed], p0)
+    status = _positions(summary, overall.get(spec.funnel_measure))
     summary = summary.with_columns(
         pl.Series("outlier", [s not in ("", "within limits") for s in status], dtype=pl.Boolean),
+        pl.Series("special", [s.endswith("99.8% limit") for s in status], dtype=pl.Boolean),
         (pl.col("denominator") >= low).alias("rated"),
     )
     rated, rest = summary.filter(pl.col("rated")), summary.filter(~pl.col("rated"))
-    listed = rated if rated.height <= PROVIDER_ROWS_MAX else rated.filter(pl.col("outlier"))
+    listed, selection = rated, "rated"
+    if listed.height > PROVIDER_ROWS_MAX:
+        listed, selection = rated.filter(pl.col("outlier")), "outside_95"
+    if listed.height > PROVIDER_ROWS_MAX:
+        listed, selection = rated.filter(pl.col("special")), "outside_998"
+    if listed.height > PROVIDER_ROWS_MAX:
+        listed = listed.sort(["denominator", "group_key"], descending=[True, False]).head(PROVIDER_ROWS_MAX)
+        selection = "outside_998_largest"
     rows = group_rows(rates.filter(pl.col("group_key").is_in(listed["group_key"].implode())), overall, low, {}, spec)
     return {
         "rows": rows,
+        "selection": selection,
+        "rows_max": PROVIDER_ROWS_MAX,
+        "n_special": int(rated["special"].sum()),
         "n_rated": rated.height,
         "only_outliers": listed.height < rated.height,
         "any_low": any(any_low(r["cells"]) for r in rows),
@@ -214,6 +223,24 @@ def provider_table(rates: pl.DataFrame, overall: dict, low: int, spec: ReportSpe
         "rest_outside": int(rest["outlier"].sum()),
         "n_all": summary.height,
     }
+
+
+def _positions(funnel: pl.DataFrame, p0: float | None) -> np.ndarray:
+    """Each row's funnel position (``funnel_status``) from its rate and denominator; '' without a rate."""
+    placed = funnel["rate"].is_not_null().to_numpy()
+    status = np.full(funnel.height, "", dtype=object)
+    if p0 is not None and placed.any():
+        status[placed] = funnel_status(funnel["rate"].to_numpy()[placed], funnel["denominator"].to_numpy()[placed], p0)
+    return status
+
+
+def funnel_positions(rates: pl.DataFrame, overall: dict, spec: ReportSpec) -> pl.DataFrame:
+    """group_key, funnel_position: every provider's place against the funnel limits of the funnel measure (the
+    workbook's Providers sheet carries it, so the providers the report leaves out can be filtered there)."""
+    funnel = rates.filter(pl.col("measure_id") == spec.funnel_measure).select("group_key", "denominator", "rate")
+    return funnel.select(
+        "group_key", pl.Series("funnel_position", _positions(funnel, overall.get(spec.funnel_measure)), dtype=pl.String)
+    )
 
 
 def funnel_points(rates: pl.DataFrame, low: int, measure_id: str | None) -> pl.DataFrame:

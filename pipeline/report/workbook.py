@@ -139,8 +139,10 @@ def write_case_list(
     providers: pl.DataFrame | None = None,
     low: int = 20,
     spec=None,
+    positions: pl.DataFrame | None = None,
 ) -> Path:
-    """Write ``case_list.xlsx``: sheets Cases (one row per audited order), Providers, Explanation and Rules."""
+    """Write ``case_list.xlsx``: sheets Cases (one row per audited order), Providers, Explanation and Rules.
+    ``positions``: group_key, funnel_position (``sections.funnel_positions``), a column of the Providers sheet."""
     # constant_memory: rows stream to disk as written (a 100k-order list neither piles up cell objects
     # nor pays for them); the Cases sheet is therefore written strictly row by row.
     # zipped in memory, then written in one go: on a full disk xlsxwriter's half-written ZipFile would
@@ -204,7 +206,9 @@ def write_case_list(
     _print_setup(ws, run_info, "case list")
 
     measures = [(m.measure_id, m.label) for m in spec.measures if m.headline] if spec is not None else None
-    _providers_sheet(wb, providers, head, percent, low, run_info, measures)
+    funnel = spec.measure(spec.funnel_measure) if spec is not None else None
+    funnel_label = funnel.label if funnel is not None else None
+    _providers_sheet(wb, providers, head, percent, low, run_info, measures, positions, funnel_label)
     _explanation_sheet(wb, run_info, columns, head, styles["wrap"])
     _rules_sheet(wb, rules, head, styles["wrap"], run_info)
     with _fast_zip():
@@ -271,9 +275,12 @@ def _print_setup(ws, run_info: dict, what: str) -> None:
     ws.set_footer("&RPage &P of &N")
 
 
-def _providers_sheet(wb, providers: pl.DataFrame | None, head, percent, low: int, run_info: dict, measures=None) -> None:
-    """Every provider of the period with n, N, rate and interval of each headline measure (the report lists
-    only providers with enough orders, or outside the funnel limits). ``measures``: (id, label) pairs."""
+def _providers_sheet(
+    wb, providers: pl.DataFrame | None, head, percent, low: int, run_info: dict, measures=None, positions=None, funnel_label=None
+) -> None:
+    """Every provider of the period with n, N, rate and interval of each headline measure, its funnel position
+    (with ``positions``) and the low-reliability mark (the report lists only providers with enough orders, or
+    outside the funnel limits). ``measures``: (id, label) pairs."""
     ps = wb.add_worksheet("Providers")
     if measures is None:
         ids = sorted(providers["measure_id"].unique().to_list()) if providers is not None and providers.height else []
@@ -281,6 +288,9 @@ def _providers_sheet(wb, providers: pl.DataFrame | None, head, percent, low: int
     header = ["Provider"]
     for _, label in measures:
         header += [f"{label}: n", "N", "rate", "95% CI low", "95% CI high"]
+    with_position = positions is not None
+    if with_position:
+        header.append(f"Funnel position ({funnel_label.lower()})" if funnel_label else "Funnel position")
     header.append(f"Low reliability (N under {low})")
     ps.write_row(0, 0, header, head)
     ps.set_row(0, 30)
@@ -288,8 +298,10 @@ def _providers_sheet(wb, providers: pl.DataFrame | None, head, percent, low: int
     for k in range(len(measures)):  # n and N as counts, the rate and its interval as percent
         ps.set_column(1 + 5 * k, 2 + 5 * k, 10)
         ps.set_column(3 + 5 * k, 5 + 5 * k, 10, percent)
+    if with_position:
+        ps.set_column(len(header) - 2, len(header) - 2, 18)
     ps.set_column(len(header) - 1, len(header) - 1, 14)
-    sheet = providers_sheet_frame(providers, [m for m, _ in measures], low)
+    sheet = providers_sheet_frame(providers, [m for m, _ in measures], low, positions)
     if sheet.height:
         _write_rows(ps, sheet, first_row=1)
         ps.autofilter(0, 0, sheet.height, len(header) - 1)
@@ -297,9 +309,12 @@ def _providers_sheet(wb, providers: pl.DataFrame | None, head, percent, low: int
     _print_setup(ps, run_info, "providers")
 
 
-def providers_sheet_frame(providers: pl.DataFrame | None, measure_ids: list[str], low: int) -> pl.DataFrame:
+def providers_sheet_frame(
+    providers: pl.DataFrame | None, measure_ids: list[str], low: int, positions: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """The Providers sheet's rows: one per provider (sorted), per measure n, N, rate, interval (null where the
-    provider has no such cell), and "yes" where any denominator is under ``low``."""
+    provider has no such cell), its funnel position (with ``positions``), and "yes" where any denominator is
+    under ``low``."""
     if providers is None or providers.height == 0:
         return pl.DataFrame()
     cells = providers.select(
@@ -331,6 +346,14 @@ def providers_sheet_frame(providers: pl.DataFrame | None, measure_ids: list[str]
         if small
         else pl.lit(None, pl.String)
     )
+    if positions is not None:
+        place = positions.select(
+            pl.col("group_key").cast(pl.String).fill_null("None"),
+            pl.when(pl.col("funnel_position") != "").then("funnel_position").alias("funnel_position"),
+        )
+        sheet = sheet.join(
+            place.unique("group_key", keep="last", maintain_order=True), on="group_key", how="left", maintain_order="left"
+        )
     return sheet.with_columns(neutralise_expr("group_key"), low_col.alias("low_reliability"))
 
 
