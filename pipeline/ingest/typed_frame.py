@@ -38,18 +38,9 @@ def typed_frame(lf: pl.LazyFrame, schema: dict, contract: TableContract, cfg: Co
     # the trimmed text (`timestamps.text`) of every column a check or a reading uses, once, as its
     # own column: Polars does not share a repeated sub-expression inside one select (the not-null
     # check and the reading each trimmed the same text again: 3 trims of each id column, 10M orders)
-    trimmed = [
-        c
-        for c in schema
-        if c in vocabularies
-        or c in contract.not_null
-        or c in contract.codes
-        or c in contract.lowercase
-        or c in contract.dates
-        or c in contract.integers
-        or c in contract.numbers
-        or c in contract.booleans
-    ]
+    read_as_text = {*vocabularies, *contract.not_null, *contract.codes, *contract.lowercase, *contract.dates}
+    read_as_text |= {*contract.integers, *contract.numbers, *contract.booleans}
+    trimmed = [c for c in schema if c in read_as_text]
     # (`text` in two steps: as one expression Polars trims every value twice)
     lf = lf.with_columns(
         [pl.col(c).cast(pl.String).alias(f"_src_{c}") for c in checked]
