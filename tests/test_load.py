@@ -162,6 +162,52 @@ def test_timestamps_offsets_local_time_and_dst(tmp_path):
     assert loads["procedures"].ambiguous_local_times == 1
 
 
+def test_typing_reads_the_rare_rows_the_shortcuts_set_aside():
+    """The typing looks up the site zone again only for wall times without exactly one instant, lower-cases
+    only coded values that are not contract values already, and reads a timestamp's suffix only when it has
+    one (typed_frame, timestamps.with_instant): each rare row still gets its full reading."""
+    contract = next(c for c in load.CONTRACTS if c.name == "imaging_orders")
+    rows = [  # (ordered_at, status, order_code): the reading of each is asserted below
+        ("2025-11-02 01:30:00", "completed", "72156"),  # the repeated autumn hour: earlier instant, flagged
+        ("2025-11-02T01:30:00-05:00", "Completed", " 72157 "),  # the same wall time with its offset: not flagged
+        ("2025-11-02 02:30:00", " CANCELED ", "a1"),  # after the repeated hour: one instant
+        ("2025-03-09 02:30:00", "Lost", "0001u"),  # the DST gap
+        ("2025-06-06 10:00:00.5Z", "sent", "72156"),  # fraction and Z
+        ("2025-06-06 10:00:00 +25:00", "", "72156"),  # an impossible offset wins over the bad suffix
+        ("2025-06-06 10:00:00x", None, "   "),  # a bad suffix; a blank required code
+    ]
+    lf = pl.LazyFrame(
+        {
+            "source_line": list(range(2, 2 + len(rows))),
+            "order_id": [f"O{i}" for i in range(len(rows))],
+            "patient_id": ["M"] * len(rows),
+            "ordered_at": [r[0] for r in rows],
+            "order_code": [r[2] for r in rows],
+            "ordering_department": ["N"] * len(rows),
+            "status": [r[1] for r in rows],
+        },
+        schema_overrides={"source_line": pl.Int64},
+    )
+    typed = load.typed_frame(lf, dict(lf.collect_schema()), contract, load_config(None)).collect()
+    at = [None if v is None else v.strftime("%Y-%m-%dT%H:%M:%S.%f") for v in typed["ordered_at"]]
+    assert at == [
+        "2025-11-02T05:30:00.000000",
+        "2025-11-02T06:30:00.000000",
+        "2025-11-02T07:30:00.000000",
+        None,
+        "2025-06-06T10:00:00.500000",
+        None,
+        None,
+    ]
+    assert typed["_ambiguous_ordered_at"].to_list() == [True, False, False, False, False, False, False]
+    errors = typed["_err_ordered_at"].to_list()
+    assert errors[:3] == [None] * 3 and errors[4] is None
+    assert "DST gap" in errors[3] and errors[5].startswith("impossible UTC offset") and errors[6].startswith("unparseable")
+    assert typed["status"].to_list() == ["completed", "completed", "cancelled", "Lost", "ordered", None, None]
+    assert typed["order_code"].to_list() == ["72156", "72157", "A1", "0001U", "72156", "72156", None]
+    assert typed["_err_order_code_missing"].to_list() == [None] * 6 + ["required value missing"]
+
+
 def test_other_site_time_zone(tmp_path):
     d = tmp_path / "in"
     write_csv(d / "procedures.csv", PROC_HEADER, [["A", "M", "2025-03-07 10:00:00", "62323", "Pain", "1970-01-01"]])

@@ -23,7 +23,13 @@ MAX_OFFSET_MINUTES = 14 * 60
 
 def text(col: str) -> pl.Expr:
     """Trimmed text; blank values are missing (the CSV reader already reads empty cells as null)."""
-    s = pl.col(col).cast(pl.String).str.strip_chars()
+    return blank_as_null(pl.col(col).cast(pl.String).str.strip_chars())
+
+
+def blank_as_null(s: pl.Expr) -> pl.Expr:
+    """An empty string as null. Given an expression, Polars computes it twice here: pass a column
+    (`text` in two steps) where it runs on every row."""
+    # (not `.replace("", None)`: that expression is not streamable and made Polars hold the whole file)
     return pl.when(s == "").then(None).otherwise(s)
 
 
@@ -51,7 +57,8 @@ def _iso_steps(c: pl.Expr, t: str) -> list[list[pl.Expr]]:
             (pl.col(t + "norm").str.len_bytes() == 10).alias(t + "date"),
         ],
         [
-            pl.col(t + "padded").str.slice(19).alias(t + "suffix"),
+            # null when empty (nearly every row): the three patterns below then skip it
+            pl.when(pl.col(t + "padded").str.len_bytes() > 19).then(pl.col(t + "padded").str.slice(19)).alias(t + "suffix"),
             # cache=False: the timestamps are nearly all distinct, and Polars' per-value
             # cache made this step take 1.8x as long
             pl.col(t + "padded")
@@ -80,9 +87,10 @@ def _iso_steps(c: pl.Expr, t: str) -> list[list[pl.Expr]]:
             .then(0)
             .otherwise(pl.when(off.str.starts_with("-")).then(-1).otherwise(1) * (offh * 60 + offm))
             .alias(t + "offset"),
-            (pl.col(t + "present") & (pl.col(t + "wall0").is_null() | ~pl.col(t + "suffix").str.contains(SUFFIX))).alias(
-                t + "bad"
-            ),
+            (
+                pl.col(t + "present")
+                & (pl.col(t + "wall0").is_null() | ~pl.col(t + "suffix").str.contains(SUFFIX).fill_null(True))
+            ).alias(t + "bad"),
             # +25:00 or -99:99 would shift the instant by more than a day (and move the 72-hour line)
             ((offm > 59) | (offh * 60 + offm > MAX_OFFSET_MINUTES)).fill_null(False).alias(t + "badoff"),
         ],
@@ -149,13 +157,22 @@ def with_instant(lf: pl.LazyFrame, col: str, dtype: pl.DataType, tz: str, fmts: 
     else:
         steps = _iso_steps(c, t) + (_format_steps(c, t, fmts) if fmts else [])
     wall, offset, bad, badoff = pl.col(t + "wall"), pl.col(t + "offset"), pl.col(t + "bad"), pl.col(t + "badoff")
+    # The site zone's reading is one time-zone lookup per row (the costliest step here). A wall time
+    # with one instant is read and done; only those with none or two (the DST gap, the repeated autumn
+    # hour: a few rows in a year) are looked up again, as the earlier instant and with the test below
+    # that the same wall time comes one hour later. Polars skips null rows, so the others cost nothing.
+    twice = pl.when(pl.col(t + "unique").is_null()).then(wall)
     steps += [
         [
-            wall.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
-            .dt.convert_time_zone("UTC")
-            .alias(t + "local"),
+            wall.dt.replace_time_zone(tz, ambiguous="null", non_existent="null").alias(t + "unique"),
             (wall - pl.duration(minutes=offset)).dt.replace_time_zone("UTC").alias(t + "from_offset"),
         ],
+        [
+            twice.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
+            .dt.convert_time_zone("UTC")
+            .alias(t + "twice")
+        ],
+        [pl.coalesce(pl.col(t + "unique").dt.convert_time_zone("UTC"), pl.col(t + "twice")).alias(t + "local")],
         [
             pl.when(bad | badoff)
             .then(None)
@@ -172,10 +189,11 @@ def with_instant(lf: pl.LazyFrame, col: str, dtype: pl.DataType, tz: str, fmts: 
             .then(pl.lit(DST_GAP))
             .alias(ERR + col),
             # the same wall-clock time one hour later: the autumn hour that happens twice
+            # (a wall time with one instant is never repeated: false without the lookup)
             (
                 offset.is_null()
-                & pl.col(t + "local").is_not_null()
-                & ((pl.col(t + "local") + pl.duration(hours=1)).dt.convert_time_zone(tz).dt.replace_time_zone(None) == wall)
+                & pl.col(t + "twice").is_not_null()
+                & ((pl.col(t + "twice") + pl.duration(hours=1)).dt.convert_time_zone(tz).dt.replace_time_zone(None) == wall)
             ).alias(f"_ambiguous_{col}"),
         ],
     ]
@@ -184,11 +202,14 @@ def with_instant(lf: pl.LazyFrame, col: str, dtype: pl.DataType, tz: str, fmts: 
     return lf.drop(pl.selectors.starts_with(t))
 
 
-def date_expr(col: str, dtype: pl.DataType, fmts: tuple[str, ...] = ()) -> tuple[pl.Expr, pl.Expr]:
-    """(the column as a Date, its problem reason or null): configured formats, then YYYY-MM-DD."""
+def date_expr(
+    col: str, dtype: pl.DataType, fmts: tuple[str, ...] = (), trimmed: pl.Expr | None = None
+) -> tuple[pl.Expr, pl.Expr]:
+    """(the column as a Date, its problem reason or null): configured formats, then YYYY-MM-DD.
+    trimmed: the column's `text` when the caller already holds it as a column."""
     if isinstance(dtype, pl.Date):
         return pl.col(col), pl.lit(None, pl.String)
-    value = text(col)
+    value = text(col) if trimmed is None else trimmed
     iso = value.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
     tried = []
     for fmt in fmts:
