@@ -121,7 +121,8 @@ def _write_typed(
     """Type every row and write it, with its problem columns, to one scratch Parquet file.
 
     One streaming Polars query from the extract to Parquet: the file is read in morsels on
-    every core and never held whole (10M orders, 1.4 GB: about 9 s and 0.5 GB peak). Every
+    every core and never held whole (10M orders, 1.4 GB: about 17 CPU-s; benchmarks/profile_notes.md,
+    "The parse stage at case-dense 10M", says where they go). Every
     expression in `typed_frame` must stay streamable, or Polars falls back to holding the
     whole file in memory (tests/test_load.py checks the plan).
     """
