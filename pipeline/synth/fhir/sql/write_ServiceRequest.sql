@@ -1,5 +1,5 @@
 -- An order row (rows_ServiceRequest.sql) as a ServiceRequest; its encounter the visit of its patient,
--- department and local day (write_Encounter.sql).
+-- department and local day (rows_Encounter.sql).
 SELECT
     w_object([
         w_member('resourceType', 'ServiceRequest'),
