@@ -124,7 +124,7 @@ def synth_hash() -> str:
 def fhir_writer_hash() -> str:
     """The FHIR writer and its queries: a change regenerates the FHIR inputs."""
     fhir = ROOT / "pipeline" / "synth" / "fhir"
-    files = [fhir / "writer.py", *sorted((fhir / "sql").glob("write_*.sql"))]
+    files = [fhir / "writer.py", *sorted((fhir / "sql").glob("*.sql"))]
     return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
 
 

@@ -1,13 +1,14 @@
 """A whole NDJSON file read by DuckDB's own reader gives the rows, keys and problems the line-by-line reading gives.
 
 `pipeline.ingest.fhir.whole` takes a file whole only when every line is one resource it can
-read; any other file (a blank line, a line that is not JSON, an element of another shape, a
-compressed file) is read line by line. Either way the extracted rows must be the same, so each
+read, gzip-compressed or not; any other file (a blank line, a line that is not JSON, an element
+of another shape, a gzip file cut short) is read line by line. Either way the extracted rows must be the same, so each
 file here is extracted both ways and compared row by row, keys included.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from fhir_export import export_extract
 from test_fhir_input import SR_FILE, _lines, _sr
 
 from pipeline.config import load_config
+from pipeline.errors import InputFileError
 from pipeline.ingest.fhir import export, extract, prepare
 
 
@@ -55,8 +57,9 @@ def deck_export(tmp_path_factory) -> Path:
 def test_the_deck_export_reads_the_same_whole_as_line_by_line(deck_export, resource_type, tmp_path):
     paths = export.read_export(deck_export).of(resource_type)
     whole_files = _both_ways(deck_export, resource_type, paths, tmp_path)
-    # every file but the compressed one is taken whole: the fast way is the usual way
-    assert whole_files == sum(not export.is_gzip(p) for p in paths)
+    # every file is taken whole, the compressed one too: the fast way is the usual way
+    assert whole_files == len(paths)
+    assert resource_type != "ServiceRequest" or any(export.is_gzip(p) for p in paths)
 
 
 def _patients(folder: Path) -> None:
@@ -80,17 +83,43 @@ MESSY = {  # file content -> read whole?
 }
 
 
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "gzip"])
 @pytest.mark.parametrize("case", sorted(MESSY))
-def test_a_messy_file_reads_the_same_whichever_way_it_is_read(case, tmp_path):
+def test_a_messy_file_reads_the_same_whichever_way_it_is_read(case, compressed, tmp_path):
     content, taken_whole = MESSY[case]
     folder = tmp_path / "export"
     folder.mkdir()
     _patients(folder)
     first = folder / "ServiceRequest.000.ndjson"
     first.write_text(_lines(_sr("O1"), _sr("O2")))
-    second = folder / "ServiceRequest.001.ndjson"
-    second.write_bytes(content.encode())
+    second = folder / ("ServiceRequest.001.ndjson.gz" if compressed else "ServiceRequest.001.ndjson")
+    second.write_bytes(gzip.compress(content.encode()) if compressed else content.encode())
     assert _both_ways(folder, "ServiceRequest", [first, second], tmp_path) == 1 + taken_whole
+
+
+def test_a_gzip_of_several_members_reads_the_same_whichever_way_it_is_read(tmp_path):
+    """gzip files may be concatenated (each member a piece of the text): every line must be read, once."""
+    folder = tmp_path / "export"
+    folder.mkdir()
+    _patients(folder)
+    path = folder / "ServiceRequest.000.ndjson.gz"
+    path.write_bytes(gzip.compress(_lines(_sr("S1"), _sr("S2")).encode()) + gzip.compress(_lines(_sr("S3")).encode()))
+    _both_ways(folder, "ServiceRequest", [path], tmp_path)
+    rows, *_ = _extracted(folder, "ServiceRequest", [path], True, tmp_path / "again")
+    assert [r[3] for r in rows] == ["S1", "S2", "S3"]
+
+
+def test_a_gzip_cut_short_is_read_line_by_line_and_stops_the_run(tmp_path):
+    """DuckDB may read the first part of a gzip cut short; the file must not be taken whole with lines missing."""
+    folder = tmp_path / "export"
+    folder.mkdir()
+    _patients(folder)
+    path = folder / "ServiceRequest.000.ndjson.gz"
+    text = "".join(_lines(_sr(f"S{n}", note=[{"text": str(n) * 50}])) for n in range(20_000))
+    data = gzip.compress(text.encode())
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputFileError, match="cannot be read as lines"):
+        _extracted(folder, "ServiceRequest", [path], True, tmp_path / "work")
 
 
 def test_a_large_file_read_whole_keeps_every_line_number(tmp_path):

@@ -6,21 +6,24 @@ plus one. That holds only when every line is one resource: the reader skips blan
 stops at the first line it cannot read (not JSON, not UTF-8, an element of another shape than
 the query's, a repeated key). So a file is taken whole only when the reader read all of it and
 wrote as many rows as the file has lines; otherwise it goes the lines' way (`lines`), which
-numbers every line and names each broken one. Compressed files go that way too (counting
-their lines would mean decompressing them twice).
+numbers every line and names each broken one. A gzip file is read whole the same way: DuckDB
+decompresses it as it reads, and its lines are counted in a second pass of zlib (a fraction of
+the parse; the lines' way costs Python a batch of lines at a time).
 """
 
 from __future__ import annotations
 
+import gzip
 import logging
 import re
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
 
 from pipeline.ingest.fhir.export import is_gzip
-from pipeline.ingest.files import fingerprint
+from pipeline.ingest.files import CHUNK, count_lf, fingerprint
 from pipeline.sqltext import literal
 
 log = logging.getLogger(__name__)
@@ -28,6 +31,7 @@ log = logging.getLogger(__name__)
 # how an extract_<Type>.sql query reads its lines: the struct it parses each line into
 PARSED = re.compile(r"SELECT key, try\(json_transform\(line, '(?P<structure>[^']*)'\)\) AS r\s+FROM lines")
 FILE = "/*file*/"  # where read() puts the file's path
+COMPRESSION = "/*compression*/"  # ... and 'gzip' or 'none' (by the file's first bytes, as the lines' way decides)
 
 
 def query_of(con: duckdb.DuckDBPyConnection, query: str) -> str:
@@ -38,7 +42,7 @@ def query_of(con: duckdb.DuckDBPyConnection, query: str) -> str:
     structure = literal(found["structure"])
     struct = con.execute(f"SELECT typeof(json_transform('{{}}', {structure}))").fetchall()[0][0]
     # records=false: each line is one value of the struct, so a line `null` is a NULL r, as json_transform makes it
-    options = f"format='newline_delimited', records=false, compression='none', columns={{'r': {literal(struct)}}}"
+    options = f"format='newline_delimited', records=false, compression={COMPRESSION}, columns={{'r': {literal(struct)}}}"
     source = f"read_json({FILE}, {options})"
     return f"{query[: found.start()]}SELECT CAST(NULL AS BIGINT) AS key, r FROM {source}{query[found.end() :]}"
 
@@ -48,19 +52,24 @@ def read(
 ) -> int | None:
     """Rows written to `part` (one per line of the file), or None: the file must be read line by line.
 
-    line_breaks: the file's LF bytes (the run's fingerprints count them while hashing); else counted here."""
-    if is_gzip(path):
-        return None
+    line_breaks: the file's LF bytes (the run's fingerprints count them while hashing); else counted here.
+    A gzip file's are those of its text, counted here (the fingerprint counts the compressed bytes)."""
+    compressed = is_gzip(path)
+    source = query.replace(FILE, literal(path)).replace(COMPRESSION, literal("gzip" if compressed else "none"))
     try:
-        copy = f"COPY ({query.replace(FILE, literal(path))}) TO {literal(part)} (FORMAT parquet, COMPRESSION lz4)"
+        copy = f"COPY ({source}) TO {literal(part)} (FORMAT parquet, COMPRESSION lz4)"
         rows = con.execute(copy).fetchall()[0][0]
     except duckdb.Error as exc:
         part.unlink(missing_ok=True)
         # not the reader's message: it quotes the line's values (a patient reference among them)
         log.info("%s: read line by line (DuckDB's reader stopped at a line: %s)", path, type(exc).__name__)
         return None
-    breaks = line_breaks(path) if line_breaks is not None else fingerprint(path, with_hash=False).line_breaks
-    if rows == 0 or rows != line_count(path, breaks):  # blank lines (or none at all): the lines' way numbers them
+    if compressed:
+        lines = gzip_line_count(path)
+    else:
+        breaks = line_breaks(path) if line_breaks is not None else fingerprint(path, with_hash=False).line_breaks
+        lines = line_count(path, breaks)
+    if rows == 0 or rows != lines:  # blank lines (or none at all), a gzip cut short: the lines' way numbers them
         part.unlink(missing_ok=True)
         log.info("%s: read line by line (blank lines)", path)
         return None
@@ -82,3 +91,16 @@ def line_count(path: Path, line_breaks: int) -> int:
             return 0
         fh.seek(-1, 2)
         return line_breaks + (fh.read(1) != b"\n")
+
+
+def gzip_line_count(path: Path) -> int | None:
+    """Lines of a gzip file's text as `lines` numbers them; None when it cannot be decompressed to the end."""
+    breaks, last = 0, b"\n"
+    try:
+        with gzip.open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(CHUNK), b""):
+                breaks += count_lf(chunk)
+                last = chunk[-1:]
+    except (OSError, EOFError, zlib.error):  # cut short or corrupt: the lines' way names the file
+        return None
+    return breaks + (last != b"\n")

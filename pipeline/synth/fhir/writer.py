@@ -2,12 +2,15 @@
 
 The extract is first read by the audit's own loader (every instant the instant the audit
 reads, every status the contract's word), then written by DuckDB as text, one resource a
-line (sql/write_*.sql): Patient (its birth date the patients table's, else its procedures'),
+line: Patient (its birth date the patients table's, else its procedures'),
 Practitioner, Location (one per department), Encounter (one per patient, ordering department
 and local day: the order's department is its encounter's location; and one per diagnosis row
 with a setting or a position: its class is the setting, its diagnosis entry ranks the
 Condition), ServiceRequest, Procedure, Condition. Files hold at most `lines_per_file`
 resources each (``ServiceRequest.000.ndjson``, ``.001`` ...), as `$export` writes them.
+Memory follows a file, not the extract: sql/rows_*.sql gives each resource's narrow row and
+its order key n; only the keys are ranked whole, and each file's rows are sorted, then turned
+into lines (sql/write_*.sql) as DuckDB writes them, so no line waits in memory for the others.
 Read back by pipeline.ingest.fhir, the export gives the extract's verdicts.
 """
 
@@ -23,10 +26,10 @@ from pipeline.config import Config
 from pipeline.ingest import load
 from pipeline.ingest.contract import CONTRACT_BY_NAME
 from pipeline.ingest.source_store import sql_type
-from pipeline.sqltext import ident, literal
+from pipeline.sqltext import ident, literal, typed_literal
 from pipeline.warehouse import memory_limit
 
-SQL_DIR = Path(__file__).resolve().parent / "sql"  # write_<Type>.sql: contract rows -> resources
+SQL_DIR = Path(__file__).resolve().parent / "sql"  # rows_<Type>.sql: contract rows -> resources; write_<Type>.sql: their lines
 
 
 def sql(name: str) -> str:
@@ -99,21 +102,26 @@ def _check_ids(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _write_type(con: duckdb.DuckDBPyConnection, resource_type: str, out_dir: Path, lines_per_file: int) -> int:
-    con.execute(f"CREATE OR REPLACE TEMP TABLE w_lines AS {sql('write_' + resource_type)}")
+    """The type's files, each straight from the rows of its key range: the rows sorted, then their lines written."""
+    con.execute(f"CREATE OR REPLACE TEMP VIEW w_rows AS {sql('rows_' + resource_type)}")
+    # each file's key range, from the keys alone (no line is built here)
     parts = con.execute(
-        """SELECT min(n), max(n), count(*) FROM (SELECT n, (row_number() OVER (ORDER BY n) - 1) // ? AS part FROM w_lines)
+        """SELECT min(n), max(n), count(*) FROM (SELECT n, (row_number() OVER (ORDER BY n) - 1) // ? AS part FROM w_rows)
         GROUP BY part ORDER BY part""",
         [lines_per_file],
     ).fetchall()
     for part, (first, last, _) in enumerate(parts):
+        # the narrow rows are sorted, not the lines: a file's lines are built in the order they are written
+        con.execute(
+            f"""CREATE OR REPLACE TEMP VIEW w_part AS
+            SELECT * FROM w_rows WHERE n BETWEEN {typed_literal(first)} AND {typed_literal(last)} ORDER BY n"""
+        )
         path = out_dir / f"{resource_type}.{part:03d}.ndjson"
         con.execute(
-            f"""COPY (SELECT line FROM w_lines WHERE n BETWEEN {int(first)} AND {int(last)} ORDER BY n)
-            TO {literal(path)} (FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER '\x01')"""
+            f"""COPY ({sql("write_" + resource_type)}) TO {literal(path)}
+            (FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER '\x01')"""
         )
-    total = sum(n for _, _, n in parts)
-    con.execute("DROP TABLE w_lines")
-    return total
+    return sum(n for _, _, n in parts)
 
 
 def local_map_with_uri(src: Path, dst: Path, system: str = LOCAL_SYSTEM) -> None:
@@ -141,20 +149,14 @@ def write_bulk_export(
             con.execute("SET TimeZone = 'UTC'")
             con.execute(f"SET memory_limit = {literal(memory_limit())}")
             con.execute(f"SET temp_directory = {literal(scratch / 'duckdb_tmp')}")
+            # one thread: an ordered COPY fed by several holds every batch that is ahead of the one it writes
+            con.execute("SET threads = 1")
             con.execute("SET VARIABLE w_timezone = ?", [cfg.site_timezone])
             con.execute("SET VARIABLE w_local_system = ?", [local_system])
             con.execute(sql("write_macros"))
             for table in COLUMNS:
                 _view(con, table, prepared.get(table))
             _check_ids(con)
-            con.execute(
-                """CREATE OR REPLACE TEMP TABLE w_order_encounters AS
-                SELECT source_line, patient_id, ordering_department,
-                       'enc-' || substr(md5(patient_id || '|' || ordering_department || '|'
-                           || coalesce(strftime(timezone(getvariable('w_timezone'), ordered_at), '%Y-%m-%d'), '')), 1, 20)
-                           AS encounter_id
-                FROM w_imaging_orders WHERE patient_id IS NOT NULL AND ordering_department IS NOT NULL"""
-            )
             return {t: _write_type(con, t, out_dir, lines_per_file) for t in TYPES}
         finally:
             con.close()

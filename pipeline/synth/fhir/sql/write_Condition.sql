@@ -1,6 +1,6 @@
--- One Condition per diagnosis row, in the extract's order: an encounter diagnosis, active and confirmed;
+-- A diagnosis row (rows_Condition.sql) as a Condition: an encounter diagnosis, active and confirmed;
 -- a row with a setting or a position refers to its own Encounter (write_Encounter.sql) that carries them.
-SELECT source_line AS n,
+SELECT
     w_object([
         w_member('resourceType', 'Condition'),
         w_member('id', 'cond-' || source_line),
@@ -15,4 +15,4 @@ SELECT source_line AS n,
         w_raw_member('encounter', w_reference('Encounter', w_diagnosis_encounter_id(source_line, setting, is_principal, diagnosis_rank))),
         w_member('recordedDate', w_datetime(recorded_at, recorded_at_is_date, _raw_recorded_at))
     ]) AS line
-FROM w_diagnoses
+FROM w_part

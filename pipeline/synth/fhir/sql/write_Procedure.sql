@@ -1,5 +1,5 @@
--- One Procedure per procedure row, in the extract's order; its department as Procedure.location.
-SELECT source_line AS n,
+-- A procedure row (rows_Procedure.sql) as a Procedure; its department as Procedure.location.
+SELECT
     w_object([
         w_member('resourceType', 'Procedure'),
         w_member('id', procedure_id),
@@ -12,4 +12,4 @@ SELECT source_line AS n,
         CASE WHEN department IS NOT NULL THEN w_raw_member('location', w_object([
             w_member('reference', 'Location/' || w_location_id(department)), w_member('display', department)])) END
     ]) AS line
-FROM w_procedures
+FROM w_part

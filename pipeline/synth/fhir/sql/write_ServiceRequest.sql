@@ -1,6 +1,6 @@
--- One ServiceRequest per order row, in the extract's order (rows its reader rejected too, as delivered,
--- so the FHIR reading rejects them again).
-SELECT o.source_line AS n,
+-- An order row (rows_ServiceRequest.sql) as a ServiceRequest; its encounter the visit of its patient,
+-- department and local day (rows_Encounter.sql).
+SELECT
     w_object([
         w_member('resourceType', 'ServiceRequest'),
         w_member('id', o.order_id),
@@ -12,7 +12,7 @@ SELECT o.source_line AS n,
         CASE WHEN o.priority IN ('routine', 'urgent', 'asap', 'stat') THEN w_member('priority', o.priority) END,
         w_raw_member('code', w_concept(w_code_system(o.order_code), o.order_code, o.order_name, o.order_name)),
         w_raw_member('subject', w_reference('Patient', o.patient_id)),
-        w_raw_member('encounter', w_reference('Encounter', e.encounter_id)),
+        w_raw_member('encounter', w_reference('Encounter', w_order_encounter_id(o.patient_id, o.ordering_department, o.ordered_at))),
         w_member('authoredOn', w_datetime(o.ordered_at, o.ordered_at_is_date, o._raw_ordered_at)),
         w_raw_member('requester', w_reference('Practitioner', o.ordering_provider_id)),
         -- one reasonCode per ICD-10-CM indication code; the order's indication text on the first
@@ -24,6 +24,5 @@ SELECT o.source_line AS n,
     ]) AS line
 FROM (
     SELECT *, list_filter(list_transform(string_split(coalesce(indication_codes, ''), '|'), lambda c: trim(c)), lambda c: c <> '') AS codes
-    FROM w_imaging_orders
+    FROM w_part
 ) AS o
-LEFT JOIN w_order_encounters AS e USING (source_line)

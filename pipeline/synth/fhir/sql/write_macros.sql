@@ -47,6 +47,12 @@ CREATE OR REPLACE MACRO w_code_system(code) AS
 -- Ids for the resources the extract only names (departments, encounters): stable across runs.
 CREATE OR REPLACE MACRO w_location_id(name) AS 'loc-' || substr(md5(name), 1, 16);
 
+-- The visit an order was placed in (ServiceRequest.encounter): one per patient, ordering department
+-- and local day of the order; none without a patient or a department.
+CREATE OR REPLACE MACRO w_order_encounter_id(patient_id, department, ordered_at) AS
+    CASE WHEN patient_id IS NOT NULL AND department IS NOT NULL THEN 'enc-' || substr(md5(patient_id || '|' || department || '|'
+        || coalesce(strftime(timezone(getvariable('w_timezone'), ordered_at), '%Y-%m-%d'), '')), 1, 20) END;
+
 -- The encounter a diagnosis row with a setting or a position was recorded in (one per row).
 CREATE OR REPLACE MACRO w_diagnosis_encounter_id(source_line, setting, is_principal, diagnosis_rank) AS
     CASE WHEN setting IS NOT NULL OR is_principal IS NOT NULL OR diagnosis_rank IS NOT NULL THEN 'enc-dx-' || source_line END;

@@ -1,0 +1,25 @@
+-- One Patient per patient id of any table. The birth date: the patients table's (the audits read it
+-- first), else the patient's first procedure's; an extract that gives an age instead (FHIR has no age)
+-- gets the date half a year past that many years before the procedure's local date, the same whole
+-- years at the procedure. FHIR holds one birth date a patient: procedure rows that disagree lose theirs.
+WITH ids AS (
+    SELECT patient_id FROM w_procedures WHERE patient_id IS NOT NULL
+    UNION SELECT patient_id FROM w_imaging_orders WHERE patient_id IS NOT NULL
+    UNION SELECT patient_id FROM w_diagnoses WHERE patient_id IS NOT NULL
+    UNION SELECT patient_id FROM w_patients WHERE patient_id IS NOT NULL
+),
+listed AS (  -- the patients table's row of each patient (its first)
+    SELECT patient_id, arg_min(birth_date, source_line) AS birth_date, arg_min(sex, source_line) AS sex
+    FROM w_patients WHERE patient_id IS NOT NULL GROUP BY patient_id
+),
+births AS (
+    SELECT patient_id, arg_min(
+        coalesce(patient_birth_date, CAST(timezone(getvariable('w_timezone'), performed_at) AS DATE)
+            - to_years(CAST(floor(patient_age) AS INTEGER)) - INTERVAL 182 DAY),
+        source_line) AS birth_date
+    FROM w_procedures
+    WHERE patient_id IS NOT NULL AND (patient_birth_date IS NOT NULL OR (patient_age IS NOT NULL AND performed_at IS NOT NULL))
+    GROUP BY patient_id
+)
+SELECT ids.patient_id AS n, ids.patient_id, pt.sex, coalesce(pt.birth_date, b.birth_date) AS birth_date
+FROM ids LEFT JOIN births AS b USING (patient_id) LEFT JOIN listed AS pt USING (patient_id)
