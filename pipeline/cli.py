@@ -15,6 +15,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from pathlib import Path
 
 import click
+import duckdb
 
 from pipeline import db
 from pipeline import months as months_mod
@@ -492,6 +493,16 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("order-audit: interrupted; the warehouse and outputs keep their previous state", err=True)
         sys.exit(130)
+    except duckdb.OutOfMemoryException:
+        from pipeline.warehouse import MEMORY_LIMIT_ENV, memory_limit
+
+        click.echo(
+            f"order-audit: error: DuckDB ran out of memory within its limit of {memory_limit()} (${MEMORY_LIMIT_ENV}); "
+            f"the published outputs are as they were: raise the limit ({MEMORY_LIMIT_ENV}=8GB) or free memory, "
+            "and run again (a rerun adds nothing twice)",
+            err=True,
+        )
+        sys.exit(EXIT_USAGE)
     except OSError as exc:
         problem = refused_write(exc)  # disk full, read-only, no permission: the machine's, not a bug
         if problem is None:

@@ -35,3 +35,17 @@ def test_the_export_is_written_within_a_small_memory_limit_with_the_same_bytes(t
     assert result.returncode == 0, result.stderr
     written = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.glob("*.ndjson"))}
     assert written == PINNED
+
+
+def test_a_writer_out_of_memory_is_one_line_and_leaves_no_half_written_export(tmp_path):
+    out = tmp_path / "export"
+    out.mkdir()
+    (out / "mine.txt").write_text("the user's", encoding="utf-8")
+    small = ("--patients", "2000", "--months", "6", "--seed", "3", "--start", "2025-01", "--format", "fhir")
+    result = run_cli("synth", *small, "--out", out, env={"ORDER_AUDIT_MEMORY_LIMIT": "4MB"})
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("order-audit: error: DuckDB ran out of memory within its limit of 4MB")
+    assert "ORDER_AUDIT_MEMORY_LIMIT" in last
+    assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]  # no NDJSON file, no scratch folder left

@@ -8,6 +8,7 @@ their FHIR code system URI) come along unchanged, so the same truth checks the F
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -47,7 +48,12 @@ def generate(
             case_density=case_density,
         )
         cfg = load_config(site_timezone=site_timezone)
-        written = writer.write_bulk_export(extract, out_dir, cfg, lines_per_file=lines_per_file)
+        # the NDJSON files are written beside the extract and moved into out_dir once all are complete: a
+        # writer that stops (out of memory, disk full) leaves no half-written export behind
+        export = extract / "export"
+        written = writer.write_bulk_export(extract, export, cfg, lines_per_file=lines_per_file)
+        for path in sorted(export.iterdir()):
+            os.replace(path, out_dir / path.name)
         for path in sorted(extract.glob(CARRIED)):
             shutil.copyfile(path, out_dir / path.name)
         if (extract / TRUTH_DIR).is_dir():  # the audits' scenario truth, one folder per audit
