@@ -43,7 +43,9 @@ def make_context(session):
 
     PySparkLogger.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
     # GX 1.24.1 hands this session to its execution engine; without it GX makes one of its own guess
-    # (a Spark Connect builder first, then a local JVM), not the run's
+    # (a Spark Connect builder first, then a local JVM), not the run's. Its row queries run on that
+    # session against a temp view of the batch, so through Spark Connect a wrong session fails every
+    # unexpected_rows check: tests/test_spark_engine.py's Connect deck run would show it
     datasource._spark = session
     return context, datasource
 
