@@ -257,14 +257,16 @@ def _run_table(datasource, suite_name: str, tspec: dict, info: dict, p: dict, sp
 
     asset_name = f"{suite_name}__{table}"
     batch_parameters = None
-    if spark is None:
-        try:
-            asset = datasource.get_asset(asset_name)
-        except LookupError:
+    try:
+        asset = datasource.get_asset(asset_name)
+    except LookupError:
+        if spark is None:
             asset = datasource.add_table_asset(name=asset_name, table_name=table)
+        else:
+            asset = datasource.add_dataframe_asset(name=asset_name)
+    if spark is None:
         batch_def = asset.add_batch_definition_whole_table(f"{asset_name}__whole")
     else:
-        asset = datasource.add_dataframe_asset(name=asset_name)
         batch_def = asset.add_batch_definition_whole_dataframe(f"{asset_name}__whole")
         batch_parameters = {"dataframe": spark.table(table)}
     suite = gx.ExpectationSuite(name=asset_name)
