@@ -30,8 +30,9 @@ demo: install
 	$(BIN)/order-audit run --input $(DEMO_DIR)/input --out $(DEMO_DIR)/output --warehouse $(DEMO_DIR)/warehouse.duckdb
 	@echo "Reports: $(DEMO_DIR)/output/index.html (one folder per audit)"
 
-# The Spark tests (tests/test_spark_models.py, tests/test_spark_engine.py: the deck with --engine spark on
-# local[2] and through a Spark Connect server they start) need Java 17: without it they
+# The Spark tests (tests/test_spark_models.py, tests/test_spark_inputs.py, tests/test_spark_gate.py,
+# tests/test_spark_engine.py: the deck with --engine spark on local[2] and through a Spark Connect
+# server they start, the gate's results compared with DuckDB's) need Java 17: without it they
 # are skipped. Install it with: apt-get install openjdk-17-jre-headless (or set JAVA_HOME).
 test: install
 	@command -v java >/dev/null 2>&1 || echo "Java 17 not found: the Spark tests will be skipped (apt-get install openjdk-17-jre-headless)"

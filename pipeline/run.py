@@ -310,7 +310,7 @@ def _execute_locked(
     gate_rejects: dict = {}
     if opts.validate and prepared:
         with stage("gate", timings):
-            dq_results, gate_rejects = gate.check_inputs(prepared, cfg, scratch, now, opts.input_dir, gx, chosen)
+            dq_results, gate_rejects = gate.check_inputs(prepared, cfg, scratch, now, opts.input_dir, gx, chosen, spark)
         failed = gate.blocking(dq_results)
         if failed:
             unknown = [u for prep in prepared.values() for u in prep.unknown_values]
@@ -375,7 +375,7 @@ def _execute_locked(
 
     if opts.validate:
         with stage("output_checks", timings):
-            out_checks = gate.check_outputs(wh_path, now, gx, chosen)
+            out_checks = gate.check_outputs(wh_path, now, gx, chosen, spark)
         dq_results = dq_results + out_checks
         failed = gate.blocking(out_checks)
         if failed:

@@ -83,7 +83,7 @@ def test_sql_that_does_not_parse_on_the_target_is_refused():
     [
         ("spark", "SELECT timezone(p.tz, o.t) FROM o, p", "SELECT FROM_UTC_TIMESTAMP(o.t, p.tz) FROM o, p"),
         ("trino", "SELECT timezone(p.tz, o.t) FROM o, p", "SELECT CAST(AT_TIMEZONE(o.t, p.tz) AS TIMESTAMP) FROM o, p"),
-        ("spark", "SELECT epoch(t) FROM x", "SELECT CAST(UNIX_MICROS(t) AS DOUBLE) / 1000000 FROM x"),
+        ("spark", "SELECT epoch(t) FROM x", "SELECT CAST(UNIX_MICROS(CAST(t AS TIMESTAMP)) AS DOUBLE) / 1000000 FROM x"),
         ("spark", "SELECT error('stop') FROM x", "SELECT RAISE_ERROR('stop') FROM x"),
         ("trino", "SELECT error('stop') FROM x", "SELECT FAIL('stop') FROM x"),
         (

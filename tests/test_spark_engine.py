@@ -1,7 +1,8 @@
 """`order-audit run --engine spark` through the real CLI: the deck (every audit's, as test_decks writes
 it) on a local Spark (local[2]) and once more through a Spark Connect server this module starts on
-localhost; each run's data outputs are byte-identical to the DuckDB run's (the deck_runs fixture).
-What a user without PySpark or Java sees is tested without either.
+localhost; each run's data outputs are byte-identical to the DuckDB run's (the deck_runs fixture), and
+its data-quality gate, run on Spark, gives the DuckDB gate's results and log lines; a blocking failure
+exits as on DuckDB. What a user without PySpark or Java sees is tested without either.
 
 Needs Java 17 for the Spark runs; without it they are skipped and say what to install."""
 
@@ -45,6 +46,24 @@ def _assert_same_as_duckdb(deck_runs, out: Path, reid: Path) -> None:
     for name in expected:
         assert got[name] == expected[name], f"{name} differs from the DuckDB run's"
     assert reid.read_bytes() == duck["reid"].read_bytes()  # the keyed pseudonyms, built on Spark
+
+
+def _dq_lines(stderr: str) -> list[str]:
+    return [ln for ln in stderr.splitlines() if "data-quality" in ln]
+
+
+def _assert_same_gate(deck_runs, out: Path, stderr: str) -> None:
+    """The gate's checks ran on Spark (the log says so, naming the SQL checks left on the driver) with the
+    DuckDB gate's results in run.json and the same warning lines in the log."""
+    duck = deck_runs["runs"]["combined"]
+    dq = json.loads((out / "run.json").read_text(encoding="utf-8"))["data_quality"]
+    assert dq == json.loads((duck["out"] / "run.json").read_text(encoding="utf-8"))["data_quality"]
+    assert any(d["status"] == "failed" and d["sample_keys"] for d in dq)  # the deck has warnings with samples
+    assert _dq_lines(stderr) == _dq_lines(duck["stderr"])
+    (inputs,) = [ln for ln in stderr.splitlines() if "input checks on Spark:" in ln]
+    assert "Great Expectations checks; on the driver's DuckDB (SQL checks, not Great Expectations): " in inputs
+    assert "orders.volume.monthly" in inputs
+    assert "csf_leak output checks on Spark:" in stderr
 
 
 def _run_spark(deck_runs, where: Path, *args: str):
@@ -115,6 +134,7 @@ def connect_server(java, tmp_path_factory):
 def test_the_deck_on_local_spark_gives_the_duckdb_outputs(deck_runs, java, tmp_path):
     out, reid, stderr = _run_spark(deck_runs, tmp_path, "--config", _config(tmp_path / "spark.toml", master="local[2]"))
     _assert_same_as_duckdb(deck_runs, out, reid)
+    _assert_same_gate(deck_runs, out, stderr)
     spark_version = metadata.version("pyspark")
     assert _engine_of(out) == {"name": "spark", "spark_version": spark_version, "spark": "local[2]"}
     assert f"models on Spark {spark_version} (local[2])" in stderr
@@ -127,9 +147,32 @@ def test_the_deck_through_spark_connect_gives_the_duckdb_outputs(deck_runs, conn
     config = _config(tmp_path / "spark.toml")  # engine = "spark" from the config; the server from the flag
     out, reid, stderr = _run_spark(deck_runs, tmp_path, "--config", config, "--spark-remote", connect_server)
     _assert_same_as_duckdb(deck_runs, out, reid)
+    _assert_same_gate(deck_runs, out, stderr)
     assert _engine_of(out)["spark"] == f"spark connect {connect_server}"
     assert f"({'spark connect ' + connect_server})" in stderr
     assert "csv on Spark" not in stderr  # the server may not see this machine's files: the driver parses
+
+
+@pytest.mark.spark
+def test_a_blocking_failure_on_spark_exits_as_on_duckdb(connect_server, small_input, tmp_path):
+    # every order's status unknown: more than MAX_REJECTED_SHARE of the table fails a blocking check.
+    # Through the module's Spark Connect server: no JVM to start in the run, GX on Connect frames.
+    path = small_input / "imaging_orders.csv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    path.write_text("\n".join([lines[0], *(ln.replace(",completed", ",lost") for ln in lines[1:])]) + "\n", encoding="utf-8")
+    runs = {}
+    for engine in ("duckdb", "spark"):
+        spark = ["--config", _config(tmp_path / "spark.toml"), "--spark-remote", connect_server] if engine == "spark" else []
+        out, wh = tmp_path / engine / "out", tmp_path / engine / "wh.duckdb"
+        runs[engine] = run_cli("run", "--input", small_input, "--out", out, "--warehouse", wh, *spark)
+        assert runs[engine].returncode == 3, runs[engine].stderr[-3000:]
+        assert not out.exists()
+    duck, spark = runs["duckdb"].stderr, runs["spark"].stderr
+    failure = [ln for ln in spark.splitlines() if "data-quality gate failed" in ln or ln.startswith("  orders.")]
+    assert failure == [ln for ln in duck.splitlines() if "data-quality gate failed" in ln or ln.startswith("  orders.")]
+    assert any("orders.status.allowed [src_imaging_orders] 4 of 4" in ln for ln in failure), spark[-3000:]
+    assert "input checks on Spark:" in spark and "input checks on Spark:" not in duck
+    assert "Traceback" not in spark
 
 
 def _one_line_error(proc, code: int = 1) -> str:

@@ -50,10 +50,12 @@ def _timezone(node: exp.Expression, target: str) -> exp.Expression:
 
 
 def _epoch(node: exp.Expression, target: str) -> exp.Expression:
-    """``epoch(ts)``: seconds since 1970 as a DOUBLE with the fraction (Spark's unix_timestamp drops it)."""
+    """``epoch(ts)``: seconds since 1970 as a DOUBLE with the fraction (Spark's unix_timestamp drops it);
+    a DATE counts from its midnight UTC, as in DuckDB (Spark's unix_micros takes only a TIMESTAMP)."""
     if not isinstance(node, exp.TimeToUnix) or target != "spark":
         return node
-    micros = exp.Cast(this=exp.Anonymous(this="unix_micros", expressions=[node.this.copy()]), to=exp.DataType.build("DOUBLE"))
+    instant = exp.Cast(this=node.this.copy(), to=exp.DataType.build("TIMESTAMP"))
+    micros = exp.Cast(this=exp.Anonymous(this="unix_micros", expressions=[instant]), to=exp.DataType.build("DOUBLE"))
     return exp.Div(this=micros, expression=exp.Literal.number(1000000))
 
 

@@ -88,7 +88,7 @@ class SparkModels:
         names = {m.name for m in everything}
         ordered = [m for m in everything if m.layer in layers]
         for source in sorted(set().union(set(), *(m.reads for m in ordered)) - names):
-            self._ship(con, source)  # what the warehouse holds now (audit_period changes per month)
+            self.ship(con, source)  # what the warehouse holds now (audit_period changes per month)
         for m in ordered:
             log.debug("building %s (%s) on Spark", m.name, m.layer)
             dialects.check(m.sql, "spark")
@@ -128,7 +128,7 @@ class SparkModels:
             con.close()
         shutil.rmtree(parts)
 
-    def _ship(self, con: duckdb.DuckDBPyConnection, name: str) -> None:
+    def ship(self, con: duckdb.DuckDBPyConnection, name: str) -> None:
         """One declared source (table or view of the warehouse) as a Spark temp view of the same name:
         through a Parquet file for a local Spark, through Arrow for a Spark Connect server (which may
         not see this machine's files)."""

@@ -5,6 +5,11 @@ the parsed Parquet: the generic suites of expectations/ (one per input table), t
 own (audits/<id>/expectations/*.json). Row-level failures set their rows aside (rejects) and the
 run goes on; a blocking dataset-level failure, or a row-level one over max_rejected_share, stops it.
 The output suite runs once per audit, on its marts.
+
+With ``--engine spark`` the suites' Great Expectations checks run on Spark instead (``_on_spark``):
+every table they read goes to the run's Spark session as a temp view of its name, GX validates
+those frames through its Spark data source; the suites' SQL checks stay on the scratch DuckDB file.
+Blocking, warning and setting rows aside follow the same results either way.
 """
 
 from __future__ import annotations
@@ -93,18 +98,30 @@ def input_suites(tables, audits: list) -> list:
 
 
 def check_inputs(
-    prepared: dict, cfg: Config, scratch: Path, now: dt.datetime, input_dir: Path | None, gx=None, audits: list | None = None
+    prepared: dict,
+    cfg: Config,
+    scratch: Path,
+    now: dt.datetime,
+    input_dir: Path | None,
+    gx=None,
+    audits: list | None = None,
+    spark=None,
 ):
     """Run the input suites; returns (results, rows to set aside per table). ``gx``: a
-    ``workers.GxWorker`` to validate in (a run starts one first thing), else this process."""
+    ``workers.GxWorker`` to validate in (a run starts one first thing), else this process;
+    ``spark``: the run's ``SparkModels``, whose session then runs the GX checks."""
     from pipeline.quality import validate
 
-    if gx is None:
+    if gx is None or spark is not None:
         validate.start_gx_import()  # seconds of pure Python, overlapping the DuckDB work from here on
     audits = audits or []
     db = build_gate_db(prepared, cfg, scratch, input_dir, audits)
     suites = input_suites(list(prepared), audits)
-    results = _run_suites(gx, db, suites, {"now": now, "site_timezone": cfg.site_timezone})
+    params = {"now": now, "site_timezone": cfg.site_timezone}
+    if spark is not None:
+        results = _on_spark(spark, db, suites, params, ship=True, what="input checks")
+    else:
+        results = _run_suites(gx, db, suites, params)
     set_aside: dict[str, Path] = {}
     # GX has closed the file. The rows to set aside collect in a TEMP table (memory) and leave as
     # Parquet: nothing is written to the file, so no write-ahead log and no checkpoint on close.
@@ -174,14 +191,58 @@ def _run_suites(gx, path: Path, suites, params: dict) -> list:
     return validate.run_suites(path, suites=suites, params=params) if gx is None else gx.run_suites(path, suites, params)
 
 
-def check_outputs(warehouse_path: Path, now: dt.datetime, gx=None, audits: list | None = None) -> list:
-    """The output suite on each audit's marts (its tables are ``<id>__mart_*``)."""
+def _on_spark(spark, path: Path, suites, params: dict, ship: bool, what: str) -> list:
+    """The suites with their GX checks on Spark. ``ship``: every table of the DuckDB file they read goes
+    to the session first as a temp view of its name (dropped after); else the session holds them (the
+    marts the run built there). The log says which checks ran where."""
+    from pipeline.quality import validate
+
+    shipped: list[str] = []
+    if ship:
+        con = duckdb.connect(str(path), read_only=True)
+        try:
+            held = {
+                r[0]
+                for r in con.execute(
+                    "SELECT table_name FROM duckdb_tables() UNION SELECT view_name FROM duckdb_views()"
+                ).fetchall()
+            }
+            shipped = sorted(validate.tables_read(suites, params.get("table_prefix", "")) & held)
+            for name in shipped:
+                spark.ship(con, name)
+        finally:
+            con.close()
+    try:
+        results = validate.run_suites(path, suites=suites, params=params, spark=spark.session)
+    finally:
+        for name in shipped:
+            spark.session.catalog.dropTempView(name)
+    on_driver = [r.check_id for r in results if r.engine == "sql"]
+    event(
+        f"{what} on Spark: {sum(r.engine == 'gx' for r in results)} Great Expectations checks; "
+        f"on the driver's DuckDB (SQL checks, not Great Expectations): {', '.join(on_driver) or 'none'}",
+        event="dq_engine",
+        engine="spark",
+        sql_checks=on_driver,
+    )
+    return results
+
+
+def check_outputs(warehouse_path: Path, now: dt.datetime, gx=None, audits: list | None = None, spark=None) -> list:
+    """The output suite on each audit's marts (its tables are ``<id>__mart_*``; on Spark, the session's
+    views of the marts the run built there)."""
     from pipeline.quality import validate
 
     results = []
     for audit in audits or []:
         params = {"now": now, "table_prefix": f"{audit.id}__"}
-        for r in _run_suites(gx, warehouse_path, validate.OUTPUT_SUITES, params):
+        if spark is not None:
+            checked = _on_spark(
+                spark, warehouse_path, validate.OUTPUT_SUITES, params, ship=False, what=f"{audit.id} output checks"
+            )
+        else:
+            checked = _run_suites(gx, warehouse_path, validate.OUTPUT_SUITES, params)
+        for r in checked:
             r.blocks = r.blocking_failure
             results.append(r)
     return results

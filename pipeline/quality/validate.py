@@ -9,7 +9,10 @@ writes GX Data Docs of them all.
 
 GX runs through its SQL data source on the DuckDB file, read-only, with the shim of
 ``pipeline.quality.gx_duckdb``: one batch validation per table (all of its expectations at
-once). ``great_expectations`` is imported lazily, inside ``run_suites`` only.
+once). With a Spark session (``--engine spark``) the GX checks run instead through GX's Spark
+data source on the session's temp views of the same names (``pipeline.quality.gx_spark``); the
+SQL checks stay plain DuckDB SQL on the driver's file. ``great_expectations`` is imported lazily,
+inside ``run_suites`` only.
 """
 
 from __future__ import annotations
@@ -73,6 +76,20 @@ def load_suite(name_or_path: str | os.PathLike, table_prefix: str = "") -> dict:
     return suite
 
 
+def tables_read(suites: Iterable[str | os.PathLike], table_prefix: str = "") -> set[str]:
+    """Every table the suites' GX checks read: the tables they validate and those their row queries join."""
+    from pipeline.quality.gx_spark import tables_read as query_reads
+
+    names: set[str] = set()
+    for suite in (load_suite(s, table_prefix) for s in suites):
+        for tspec in suite["tables"]:
+            names.add(tspec["table"])
+            for e in tspec["expectations"]:
+                if e["type"] == "unexpected_rows_expectation":
+                    names |= query_reads(e["kwargs"]["unexpected_rows_query"])
+    return names
+
+
 def resolve_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
     """Defaults + the caller's values. ``now`` is required: the run supplies it."""
     p = {**DEFAULT_PARAMS, **(params or {})}
@@ -99,8 +116,10 @@ def run_suites(
     warehouse_path: str | os.PathLike,
     suites: Iterable[str | os.PathLike] = ALL_SUITES,
     params: Mapping[str, Any] | None = None,
+    spark=None,
 ) -> list[CheckResult]:
-    """Run the named suites against the DuckDB file (read-only) and return one result per check."""
+    """Run the named suites against the DuckDB file (read-only) and return one result per check.
+    ``spark``: a SparkSession whose temp views hold the same tables; the GX checks run there."""
     import duckdb
 
     p = resolve_params(params)
@@ -182,12 +201,15 @@ def run_suites(
                         gx_results[(i, k)] = _missing_table_results(tspec)
                     continue
                 if datasource is None:
-                    from pipeline.quality.gx_duckdb import make_context
+                    if spark is not None:
+                        from pipeline.quality.gx_spark import make_context
+                    else:
+                        from pipeline.quality.gx_duckdb import make_context
 
-                    _context, datasource = make_context(path)
-                gx_results[(i, k)] = _run_table(datasource, suite["suite"], tspec, tables[t], p)
+                    _context, datasource = make_context(path if spark is None else spark)
+                gx_results[(i, k)] = _run_table(datasource, suite["suite"], tspec, tables[t], p, spark)
     finally:
-        if datasource is not None:
+        if datasource is not None and spark is None:
             from pipeline.quality.gx_duckdb import close_datasource
 
             close_datasource(datasource)
@@ -219,25 +241,12 @@ def start_gx_import() -> threading.Thread:
 
 
 def _missing_table_results(tspec: dict) -> list[CheckResult]:
-    return [
-        CheckResult(
-            check_id=e["meta"]["check_id"],
-            table=tspec["table"],
-            severity=e["meta"]["severity"],
-            status="error",
-            violated_count=None,
-            denominator=None,
-            percent=None,
-            description=e["meta"]["description"],
-            row_level=e["meta"]["row_level"],
-            expectation={"type": e["type"], "kwargs": e["kwargs"]},
-            error=f"table {tspec['table']} does not exist in the warehouse",
-        )
-        for e in tspec["expectations"]
-    ]
+    error = f"table {tspec['table']} does not exist in the warehouse"
+    return [_not_run(tspec, e, error) for e in tspec["expectations"]]
 
 
-def _run_table(datasource, suite_name: str, tspec: dict, info: dict, p: dict) -> list[CheckResult]:
+def _run_table(datasource, suite_name: str, tspec: dict, info: dict, p: dict, spark=None) -> list[CheckResult]:
+    """One batch validation of a table: on the DuckDB file, or (``spark``) on the session's temp view."""
     import great_expectations as gx
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
@@ -247,16 +256,34 @@ def _run_table(datasource, suite_name: str, tspec: dict, info: dict, p: dict) ->
     row_count = info["rows"]
 
     asset_name = f"{suite_name}__{table}"
+    batch_parameters = None
     try:
         asset = datasource.get_asset(asset_name)
     except LookupError:
-        asset = datasource.add_table_asset(name=asset_name, table_name=table)
-    batch_def = asset.add_batch_definition_whole_table(f"{asset_name}__whole")
+        if spark is None:
+            asset = datasource.add_table_asset(name=asset_name, table_name=table)
+        else:
+            asset = datasource.add_dataframe_asset(name=asset_name)
+    if spark is None:
+        batch_def = asset.add_batch_definition_whole_table(f"{asset_name}__whole")
+    else:
+        batch_def = asset.add_batch_definition_whole_dataframe(f"{asset_name}__whole")
+        batch_parameters = {"dataframe": spark.table(table)}
     suite = gx.ExpectationSuite(name=asset_name)
     by_id: dict[str, dict] = {}
+    not_run: list[CheckResult] = []
     for e in tspec["expectations"]:
         by_id[e["meta"]["check_id"]] = e
-        suite.add_expectation(ExpectationConfiguration(type=e["type"], kwargs=e["kwargs"], meta=e["meta"]).to_domain_obj())
+        kwargs = e["kwargs"]
+        if spark is not None and e["type"] == "unexpected_rows_expectation":
+            from pipeline.quality.gx_spark import NotOnSpark, unexpected_rows_query
+
+            try:
+                kwargs = {**kwargs, "unexpected_rows_query": unexpected_rows_query(kwargs["unexpected_rows_query"])}
+            except NotOnSpark as exc:
+                not_run.append(_not_run(tspec, e, str(exc)))
+                continue
+        suite.add_expectation(ExpectationConfiguration(type=e["type"], kwargs=kwargs, meta=e["meta"]).to_domain_obj())
     gx_params = {k: p[k] for k in ("now", "timestamp_floor", "today")}
     result_format: dict[str, Any] = {
         "result_format": RESULT_FORMAT,
@@ -264,15 +291,21 @@ def _run_table(datasource, suite_name: str, tspec: dict, info: dict, p: dict) ->
     }
 
     t0 = time.perf_counter()
-    batch = batch_def.get_batch()
-    validation = batch.validate(suite, expectation_parameters=gx_params, result_format=result_format)
+    batch = batch_def.get_batch(batch_parameters=batch_parameters)
+    try:
+        validation = batch.validate(suite, expectation_parameters=gx_params, result_format=result_format)
+    finally:
+        if batch_parameters is not None:
+            batch_parameters["dataframe"].unpersist()  # GX's Spark engine persists the frame it validates
     seconds = time.perf_counter() - t0
 
-    out = []
+    out = list(not_run)
     for r in validation.results:
         meta = r.expectation_config.meta or {}
         spec = by_id[meta["check_id"]]
         c = _from_gx(r, spec, table, keys, index_cols, row_count, p, seconds, info["columns"])
+        if spark is not None and c.error:
+            c.error = c.error.strip().splitlines()[0]  # Spark appends the query plan
         try:
             c.gx_result = r.to_json_dict()
         except Exception:  # Data Docs fall back to a result built from the counts
@@ -281,22 +314,50 @@ def _run_table(datasource, suite_name: str, tspec: dict, info: dict, p: dict) ->
     # the first keys (or values) of each failed check, in order: the same every run
     need_sample = [c for c in out if c.status == "failed" and c.violations_sql]
     if need_sample:
-        engine = datasource.get_execution_engine()
-        with engine.get_connection() as conn:
+        if spark is None:
+            engine = datasource.get_execution_engine()
+            with engine.get_connection() as conn:
+                for c in need_sample:
+                    sql = f"SELECT {_sample_key(c, index_cols)} FROM ({c.violations_sql}) AS v ORDER BY ALL LIMIT {SAMPLE_SIZE}"
+                    c.sample_keys = _joined(conn.exec_driver_sql(sql).fetchall())
+        else:
+            from pipeline.quality.gx_spark import spark_sample
+
             for c in need_sample:
-                if index_cols:
-                    key = ", ".join(ident(k) for k in index_cols)
-                elif c.expectation["type"] == "unexpected_rows_expectation":
-                    key = "*"
-                else:
-                    key = ident(c.expectation["kwargs"]["column"])  # the unexpected values themselves
-                sql = f"SELECT {key} FROM ({c.violations_sql}) AS v ORDER BY ALL LIMIT {SAMPLE_SIZE}"
-                c.sample_keys = [
-                    ":".join("" if v is None else str(v) for v in row) for row in conn.exec_driver_sql(sql).fetchall()
-                ]
+                c.sample_keys = _joined(spark_sample(spark, c.violations_sql, _sample_key(c, index_cols), SAMPLE_SIZE))
     order = {cid: i for i, cid in enumerate(by_id)}
     out.sort(key=lambda c: order[c.check_id])
     return out
+
+
+def _sample_key(c: CheckResult, index_cols: list[str]) -> str:
+    """What a failed check's sample lists: the table's keys, else a row query's columns, else the values."""
+    if index_cols:
+        return ", ".join(ident(k) for k in index_cols)
+    if c.expectation["type"] == "unexpected_rows_expectation":
+        return "*"
+    return ident(c.expectation["kwargs"]["column"])  # the unexpected values themselves
+
+
+def _joined(rows) -> list[str]:
+    return [":".join("" if v is None else str(v) for v in row) for row in rows]
+
+
+def _not_run(tspec: dict, e: dict, error: str) -> CheckResult:
+    """A check that could not run (status error, named with why): it blocks when blocking, is logged when a warning."""
+    return CheckResult(
+        check_id=e["meta"]["check_id"],
+        table=tspec["table"],
+        severity=e["meta"]["severity"],
+        status="error",
+        violated_count=None,
+        denominator=None,
+        percent=None,
+        description=e["meta"]["description"],
+        row_level=e["meta"]["row_level"],
+        expectation={"type": e["type"], "kwargs": e["kwargs"]},
+        error=error,
+    )
 
 
 def _from_gx(
