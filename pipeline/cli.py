@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-
-# numpy's BLAS starts a thread pool even for the feed's small matrices; on a shared 2-core machine
-# the threads' contention made them 20x slower. Set before numpy is first imported; a user's value wins.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from pathlib import Path
 
 import click

@@ -65,17 +65,18 @@ def metric_counts(audit) -> Model:
     # a reason's share: its numerator from the orders matched to their reasons once (orders x reasons, then
     # each hit under its cells), its denominator from three counts per cell (one per verdict class): not every
     # cell's rows x every reason (12M string tests at 120k audited orders)
+    reason_den = (
+        "CASE r.verdict WHEN 'excluded' THEN d.den_excluded WHEN 'not_evaluable' THEN d.den_not_evaluable "
+        "ELSE d.den_evaluated END"
+    )
     cells.append(
         f"""    SELECT d.period, d.level, d.group_key, 'reason_' || r.reason_code AS measure_id,
-           coalesce(h.numerator, 0) AS numerator,
-           CASE r.verdict WHEN 'excluded' THEN d.den_excluded WHEN 'not_evaluable' THEN d.den_not_evaluable
-                          ELSE d.den_evaluated END AS denominator
+           coalesce(h.numerator, 0) AS numerator, {reason_den} AS denominator
     FROM reason_denominators AS d
     CROSS JOIN {name("ref_rules")} AS r
     LEFT JOIN reason_numerators AS h
       ON h.period = d.period AND h.level = d.level AND h.group_key = d.group_key AND h.reason_code = r.reason_code
-    WHERE CASE r.verdict WHEN 'excluded' THEN d.den_excluded WHEN 'not_evaluable' THEN d.den_not_evaluable
-                         ELSE d.den_evaluated END > 0"""
+    WHERE {reason_den} > 0"""
     )
     reasons = f"""reason_hits AS (
     SELECT o.*, r.reason_code

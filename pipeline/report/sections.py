@@ -211,7 +211,6 @@ def provider_table(rates: pl.DataFrame, overall: dict, low: int, spec: ReportSpe
     return {
         "rows": rows,
         "selection": selection,
-        "rows_max": PROVIDER_ROWS_MAX,
         "n_special": int(rated["special"].sum()),
         "n_rated": rated.height,
         "only_outliers": listed.height < rated.height,

@@ -317,8 +317,9 @@ def providers_sheet_frame(
     under ``low``."""
     if providers is None or providers.height == 0:
         return pl.DataFrame()
+    key = pl.col("group_key").cast(pl.String).fill_null("None")  # as the sheet prints a provider without a key
     cells = providers.select(
-        pl.col("group_key").cast(pl.String).fill_null("None"),
+        key,
         "measure_id",
         "numerator",
         "denominator",
@@ -348,7 +349,7 @@ def providers_sheet_frame(
     )
     if positions is not None:
         place = positions.select(
-            pl.col("group_key").cast(pl.String).fill_null("None"),
+            key,
             pl.when(pl.col("funnel_position") != "").then("funnel_position").alias("funnel_position"),
         )
         sheet = sheet.join(
