@@ -49,17 +49,16 @@ def protect(cells: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: i
     numerator table, else null) and ``den`` (the cell's denominator: a cell over nothing is no
     complement). ``periods``: period -> (period type, indices of the calendar months it sums).
     An optional ``link`` column ties cells that are the same count in two tables (two measures that agree
-    hospital-wide and per department, one of them also laid out per provider): linked cells are withheld
-    together, so neither table releases what the other hides.
+    hospital-wide and per department, one of them also laid out per provider): cells of one period, level and
+    group with the same ``link`` name are withheld together, so neither table releases what the other hides.
     """
     if cells.height == 0:
         return cells["withheld"].to_numpy().copy()
     # the passes choose among equal candidates by position: one order of the cells, whatever the caller's
     # (group-bys and uniques hand them over in any order), so the same counts always give the same feed
     keys = ("unit", "period", "level", "group_key")
-    # only the columns the passes read are sorted (the caller's others, long link texts among them, would be
-    # carried through the sort for nothing); a link is its rank among the links, the same in any order
-    links = [cells["link"].rank("dense").cast(pl.Int64).alias("link")] if "link" in cells.columns else []
+    # only the columns the passes read are sorted (the caller's others would be carried through for nothing)
+    links = ["link"] if "link" in cells.columns else []
     frame = (
         cells.select(*keys, "value", "complement", "den", "withheld", *links)
         .with_row_index("given")
@@ -70,7 +69,7 @@ def protect(cells: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: i
     )
     withheld = frame["withheld"].to_numpy().copy()
     lines, grid, joint = _Lines(frame, k), _SeriesGrid(frame, periods), _Joint(frame, periods, k)
-    link = frame["link"].to_numpy() if links else None
+    link = _link_ids(frame) if links else None
     while True:
         before = withheld.copy()
         withheld = joint.settle(grid.settle(lines.hierarchy_pass(withheld), k))
@@ -80,6 +79,16 @@ def protect(cells: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: i
             out = np.empty_like(withheld)
             out[frame["given"].to_numpy()] = withheld
             return out
+
+
+def _link_ids(frame: pl.DataFrame) -> np.ndarray:
+    """Per cell, a number shared by the cells of its period, level and group whose ``link`` names agree: the
+    same count in two tables. Made of the integer codes (a few hundred thousand cells: no text is compared)."""
+    key = _order_code(frame["link"]).to_numpy().astype(np.int64)
+    for c in ("period", "level", "group_key"):
+        code = frame[f"{c}_code"].to_numpy().astype(np.int64)
+        key = key * (int(code.max()) + 1) + code
+    return np.unique(key, return_inverse=True)[1]
 
 
 def _order_code(column: pl.Series) -> pl.Series:
