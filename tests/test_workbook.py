@@ -85,8 +85,9 @@ def _frame(strings: list[str | None]) -> pl.DataFrame:
 
 def _write(path, frame: pl.DataFrame, monkeypatch, columnwise: bool) -> bytes:
     with monkeypatch.context() as m:
-        if not columnwise:
+        if not columnwise:  # xlsxwriter's own path throughout: its cells, and its copy of the row file
             m.setattr(workbook, "_columnwise_ok", lambda *_: False)
+            m.setattr(workbook, "_copy_rows_as_bytes", lambda ws: None)
         workbook.write_case_list(path, frame, RULES, RUN_INFO)
     return path.read_bytes()
 

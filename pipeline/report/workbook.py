@@ -25,6 +25,8 @@ import contextlib
 import datetime as dt
 import functools
 import io
+import os
+import shutil
 import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -178,6 +180,7 @@ def write_case_list(
     ws.write_row(0, 0, [c.header for c in columns], head)
     ws.set_row(0, 30)
     _write_rows(ws, sheet, first_row=1, lines=_row_lines(sheet, columns))
+    _copy_rows_as_bytes(ws)
     last_row, last_col = max(sheet.height, 1), len(columns) - 1
     ws.freeze_panes(1, 2)
     ws.autofilter(0, 0, last_row, last_col)
@@ -433,7 +436,28 @@ def _write_rows(ws, frame: pl.DataFrame, first_row: int, lines: pl.Series | None
     if lines[last] > 1:
         ws.set_row(first_row + last, LINE_POINTS * lines[last])
     ws.write_row(first_row + last, 0, frame.row(last))
-    ws.fh.write(xml)
+    ws.fh.flush()
+    ws.fh.buffer.write(xml)
+
+
+def _copy_rows_as_bytes(ws) -> None:
+    """Have xlsxwriter copy a constant_memory sheet's row file into its sheet XML as bytes: its own copy reads the
+    file back as text, decoding (at 10M orders) 170 MB only to encode them again. The same bytes: text mode
+    changes only carriage returns, and the row file has none (a control character in a cell is written _x000D_)."""
+
+    def write_sheet_data() -> None:  # xlsxwriter 3.3's Worksheet._write_optimized_sheet_data, the copy in binary
+        if ws.dim_rowmin is None:
+            ws._xml_empty_tag("sheetData")
+            return
+        ws._xml_start_tag("sheetData")
+        ws.row_data_fh.close()
+        ws.fh.flush()
+        with open(ws.row_data_filename, "rb") as rows:
+            shutil.copyfileobj(rows, ws.fh.buffer, 1 << 20)
+        os.unlink(ws.row_data_filename)
+        ws._xml_end_tag("sheetData")
+
+    ws._write_optimized_sheet_data = write_sheet_data
 
 
 def _column_style(ws, col: int) -> str:
@@ -497,8 +521,8 @@ def _cell_exact(value: str, ref: str, style: str) -> str:
     return f'<c r="{ref}"{style} t="inlineStr"><is><t{preserve}>{value}</t></is></c>'
 
 
-def _rows_xml(frame: pl.DataFrame, first_row: int, styles: list[str], lines: pl.Series) -> tuple[str, int | None]:
-    """The ``<row>`` elements of every row of ``frame`` but its last non-blank one, and that row's index.
+def _rows_xml(frame: pl.DataFrame, first_row: int, styles: list[str], lines: pl.Series) -> tuple[bytes, int | None]:
+    """The ``<row>`` elements of every row of ``frame`` but its last non-blank one (UTF-8), and that row's index.
 
     Blank cells (null or empty string) are left out and rows without any cell too, as xlsxwriter does;
     ``styles[j]`` is column j's ``s`` attribute (or '').
@@ -523,8 +547,10 @@ def _rows_xml(frame: pl.DataFrame, first_row: int, styles: list[str], lines: pl.
                 refs = [f"{col}{first_row + 1 + i}" for i in idx.to_list()]
                 exact = exact.scatter(idx, [_cell_exact(val, ref, styles[j]) for val, ref in zip(values, refs, strict=True)])
             extra[exact.name] = exact
-            escaped = v.str.replace_all("&", "&amp;", literal=True).str.replace_all("<", "&lt;", literal=True)
-            escaped = escaped.str.replace_all(">", "&gt;", literal=True)
+            escaped = v  # most columns hold no & < >: three replacements would copy every value for nothing
+            if frame[name].str.contains("[&<>]").any():
+                escaped = v.str.replace_all("&", "&amp;", literal=True).str.replace_all("<", "&lt;", literal=True)
+                escaped = escaped.str.replace_all(">", "&gt;", literal=True)
             preserve = pl.when(v.str.contains(r"^[ \t\n]|[ \t\n]$")).then(pl.lit(' xml:space="preserve"')).otherwise(pl.lit(""))
             plain = pl.concat_str(
                 [
@@ -572,7 +598,8 @@ def _rows_xml(frame: pl.DataFrame, first_row: int, styles: list[str], lines: pl.
     )
     non_blank = rows.select(pl.arg_where(s("filled"))).to_series()
     if non_blank.len() == 0:
-        return "", None
+        return b"", None
     last = int(non_blank[-1])
-    xml = rows.head(last).filter(s("filled")).select(s("xml").str.join(""))["xml"][0]
+    # as bytes: a Python str of 170 MB (at 10M orders) would be decoded from Polars' UTF-8 only to be encoded again
+    xml = rows.head(last).filter(s("filled")).select(s("xml").str.join("").cast(pl.Binary))["xml"][0]
     return xml, last
