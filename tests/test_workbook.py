@@ -9,7 +9,7 @@ import zipfile
 import polars as pl
 import pytest
 
-from pipeline.report import workbook
+from pipeline.report import sheet_rows, workbook
 
 RUN_INFO = {"run_id": "r1", "period": "2026-10", "rule_set_version": "rules-1", "software_version": "0.0"}
 RULES = pl.DataFrame(
@@ -85,8 +85,9 @@ def _frame(strings: list[str | None]) -> pl.DataFrame:
 
 def _write(path, frame: pl.DataFrame, monkeypatch, columnwise: bool) -> bytes:
     with monkeypatch.context() as m:
-        if not columnwise:
-            m.setattr(workbook, "_columnwise_ok", lambda *_: False)
+        if not columnwise:  # xlsxwriter's own path throughout: its cells, and its copy of the row file
+            m.setattr(sheet_rows, "columnwise_ok", lambda *_: False)
+            m.setattr(sheet_rows, "copy_rows_as_bytes", lambda ws: None)
         workbook.write_case_list(path, frame, RULES, RUN_INFO)
     return path.read_bytes()
 
@@ -117,11 +118,11 @@ def test_columnwise_rows_equal_xlsxwriter_row_by_row(frame, tmp_path, monkeypatc
 
 
 def test_columnwise_path_is_taken_for_strings_and_numbers():
-    assert workbook._columnwise_ok(_frame(AWKWARD), 1)
-    assert not workbook._columnwise_ok(_frame(TOO_LONG[:2]), 1)  # truncated, and write_row stops there
-    assert not workbook._columnwise_ok(_frame(TOO_LONG[3:]), 1)
-    assert not workbook._columnwise_ok(pl.DataFrame({"f": [1.0, float("nan")]}), 1)
-    assert not workbook._columnwise_ok(pl.DataFrame({"b": [True]}), 1)
+    assert sheet_rows.columnwise_ok(_frame(AWKWARD), 1)
+    assert not sheet_rows.columnwise_ok(_frame(TOO_LONG[:2]), 1)  # truncated, and write_row stops there
+    assert not sheet_rows.columnwise_ok(_frame(TOO_LONG[3:]), 1)
+    assert not sheet_rows.columnwise_ok(pl.DataFrame({"f": [1.0, float("nan")]}), 1)
+    assert not sheet_rows.columnwise_ok(pl.DataFrame({"b": [True]}), 1)
 
 
 def test_nan_still_refused(tmp_path):

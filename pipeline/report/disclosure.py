@@ -49,16 +49,19 @@ def protect(cells: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: i
     numerator table, else null) and ``den`` (the cell's denominator: a cell over nothing is no
     complement). ``periods``: period -> (period type, indices of the calendar months it sums).
     An optional ``link`` column ties cells that are the same count in two tables (two measures that agree
-    hospital-wide and per department, one of them also laid out per provider): linked cells are withheld
-    together, so neither table releases what the other hides.
+    hospital-wide and per department, one of them also laid out per provider): cells of one period, level and
+    group with the same ``link`` name are withheld together, so neither table releases what the other hides.
     """
     if cells.height == 0:
         return cells["withheld"].to_numpy().copy()
     # the passes choose among equal candidates by position: one order of the cells, whatever the caller's
     # (group-bys and uniques hand them over in any order), so the same counts always give the same feed
     keys = ("unit", "period", "level", "group_key")
+    # only the columns the passes read are sorted (the caller's others would be carried through for nothing)
+    links = ["link"] if "link" in cells.columns else []
     frame = (
-        cells.with_row_index("given")
+        cells.select(*keys, "value", "complement", "den", "withheld", *links)
+        .with_row_index("given")
         .with_columns(_order_code(cells[c]).alias(f"{c}_code") for c in keys)
         .sort([f"{c}_code" for c in keys])
         .with_row_index("idx")
@@ -66,7 +69,7 @@ def protect(cells: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: i
     )
     withheld = frame["withheld"].to_numpy().copy()
     lines, grid, joint = _Lines(frame, k), _SeriesGrid(frame, periods), _Joint(frame, periods, k)
-    link = frame["link"].rank("dense").cast(pl.Int64).to_numpy() if "link" in frame.columns else None
+    link = _link_ids(frame) if links else None
     while True:
         before = withheld.copy()
         withheld = joint.settle(grid.settle(lines.hierarchy_pass(withheld), k))
@@ -76,6 +79,16 @@ def protect(cells: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: i
             out = np.empty_like(withheld)
             out[frame["given"].to_numpy()] = withheld
             return out
+
+
+def _link_ids(frame: pl.DataFrame) -> np.ndarray:
+    """Per cell, a number shared by the cells of its period, level and group whose ``link`` names agree: the
+    same count in two tables. Made of the integer codes (a few hundred thousand cells: no text is compared)."""
+    key = _order_code(frame["link"]).to_numpy().astype(np.int64)
+    for c in ("period", "level", "group_key"):
+        code = frame[f"{c}_code"].to_numpy().astype(np.int64)
+        key = key * (int(code.max()) + 1) + code
+    return np.unique(key, return_inverse=True)[1]
 
 
 def _order_code(column: pl.Series) -> pl.Series:
@@ -147,17 +160,31 @@ def _involved(
     # ground one node of each connected component (the one that names it) so the system has one solution
     s, node = np.nonzero(labels == np.arange(n_nodes)[None, :])
     laplacian[s, node, node] += 1.0
-    # one right-hand side per determined cell of the series (column j: its j-th), padded with zeros to the
-    # most any series has: a few columns, not every period some series has determined
+    # one right-hand side per determined cell of the series, solved in batches of series that need about as
+    # many (up to the next power of two): most need one to three, a few thirty, and padding every series to
+    # the most any has made the solves ten times the work
+    count = determined.sum(axis=1)
+    width = np.where(count > 0, 1 << np.ceil(np.log2(np.maximum(count, 1))).astype(np.int64), 0)
+    through = np.zeros_like(known)
+    for w in np.unique(width[width > 0]):
+        batch = np.flatnonzero(width == w)
+        through[batch] = _carries_flow(laplacian[batch], determined[batch], first, stop, int(w))
+    return known & through
+
+
+def _carries_flow(laplacian: np.ndarray, determined: np.ndarray, first: np.ndarray, stop: np.ndarray, width: int) -> np.ndarray:
+    """Per series of the batch, the cells (as edges) that carry part of the unit flow between the ends of one
+    of its determined cells: column j of the solve is the series' j-th determined cell (zeros beyond its count)."""
+    n, n_nodes = laplacian.shape[:2]
     d_s, d_c = np.nonzero(determined)
     per_series = np.bincount(d_s, minlength=n)
     j = np.arange(d_s.size) - np.repeat(np.cumsum(per_series) - per_series, per_series)
-    inject = np.zeros((n, n_nodes, int(per_series.max(initial=0))))
+    inject = np.zeros((n, n_nodes, width))
     inject[d_s, first[d_c], j] = 1.0
     inject[d_s, stop[d_c], j] = -1.0
     potential = np.linalg.solve(laplacian, inject)  # (series, nodes, determined cells)
-    current = incidence @ potential  # (series, cells as edges, determined cells)
-    return known & (np.abs(current) > _EPS).any(axis=2)
+    current = potential[:, first, :] - potential[:, stop, :]  # (series, cells as edges, determined cells)
+    return (np.abs(current) > _EPS).any(axis=2)
 
 
 # ----------------------------------------------------------------------------- groups
@@ -170,11 +197,22 @@ class _Lines:
         self.k = k
         self.value = frame["value"].to_numpy().astype(float)
         self.comp = frame["complement"].to_numpy().astype(float)
-        sib = frame.filter(pl.col("level") != "overall").with_columns(
-            pl.struct("unit_code", "period_code", "level_code").rank("dense").cast(pl.Int64).sub(1).alias("line")
+        sib = frame.filter(pl.col("level") != "overall").select(
+            "idx",
+            "unit_code",
+            "period_code",
+            "value",
+            "den",
+            "group_key_code",
+            pl.struct("unit_code", "period_code", "level_code").rank("dense").cast(pl.Int64).sub(1).alias("line"),
         )
-        totals = frame.filter(pl.col("level") == "overall").select("unit", "period", pl.col("idx").alias("total"))
-        line_total = sib.select("line", "unit", "period").unique().join(totals, on=["unit", "period"], how="left").sort("line")
+        totals = frame.filter(pl.col("level") == "overall").select("unit_code", "period_code", pl.col("idx").alias("total"))
+        line_total = (
+            sib.select("line", "unit_code", "period_code")
+            .unique()
+            .join(totals, on=["unit_code", "period_code"], how="left")
+            .sort("line")
+        )
         self.n_lines = line_total.height
         self.total = line_total["total"].fill_null(-1).to_numpy()
         # siblings in the order a complement is chosen: per line, the next-smallest count (a zero adds nothing)

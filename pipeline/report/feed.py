@@ -192,13 +192,13 @@ def _denominator_cells(rows: pl.DataFrame, k: int, kind_above: dict[str, str | N
 
 def _link(unit: str, above: dict[str, str | None]) -> pl.Expr:
     """``disclosure.protect``'s ``link``: a hospital-wide or department cell is named by the table it belongs to
-    above the providers (``above``: unit -> that table), so equal counts of two units share one name."""
-    cell = [pl.col("period"), pl.col("level"), pl.col("group_key")]
+    above the providers (``above``: unit -> that table), so equal counts of two units share one name; a provider
+    cell by its own unit (protect adds the period, level and group)."""
     shared = pl.coalesce(pl.col(unit).replace_strict(above, default=None, return_dtype=pl.String), "u" + pl.col(unit))
     return (
         pl.when(pl.col("level") != "provider")
-        .then(pl.concat_str([pl.lit("a"), shared, *cell], separator="\x1f"))
-        .otherwise(pl.concat_str([pl.lit("p"), pl.col(unit), *cell], separator="\x1f"))
+        .then(pl.concat_str([pl.lit("a"), shared], separator="\x1f"))
+        .otherwise(pl.concat_str([pl.lit("p"), pl.col(unit)], separator="\x1f"))
         .alias("link")
     )
 

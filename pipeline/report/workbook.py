@@ -9,14 +9,9 @@ Every text cell goes through ``formula_guard.neutralise`` here and nowhere else:
 as a live formula (=, +, -, @, tab, CR). File properties carry a fixed date so reruns produce the
 same bytes.
 
-The Cases sheet (some 500k cells at 10M orders) is the one large part: xlsxwriter's per-cell
-Python path costs about 4 s there, so its rows are turned into sheet XML column-wise with
-Polars instead (``_rows_xml``), producing exactly the bytes xlsxwriter's ``constant_memory``
-mode writes (tests/test_workbook.py checks the two paths give identical files). Cells with
-anything unusual (control characters, ``_xHHHH_`` sequences, non-ASCII first or last
-characters) are formatted one by one with xlsxwriter's own helpers, so they
-too match; a frame with a string over Excel's 32767-character limit takes the row-by-row path.
-Text shaped like rich-text XML (``<r>...</r>``) is escaped like any other, on both paths.
+The Cases sheet (some 500k cells at 10M orders) is the one large part: its rows are turned into sheet
+XML column-wise with Polars (``sheet_rows``), exactly the bytes xlsxwriter's ``constant_memory`` mode
+writes. Text shaped like rich-text XML (``<r>...</r>``) is escaped like any other, on both paths.
 """
 
 from __future__ import annotations
@@ -32,12 +27,13 @@ from pathlib import Path
 import polars as pl
 import xlsxwriter
 import xlsxwriter.workbook
-from xlsxwriter.utility import _preserve_whitespace, _utf16_len, xl_col_to_name
-from xlsxwriter.xmlwriter import XMLwriter
+from xlsxwriter.utility import _preserve_whitespace
 
 from pipeline.formula_guard import neutralise, neutralise_expr
+from pipeline.report import sheet_rows
 from pipeline.report.bidi import visible_expr
 from pipeline.report.caselist import time_after
+from pipeline.report.sheet_rows import MAX_LINES
 
 
 @dataclass(frozen=True)
@@ -120,7 +116,7 @@ def cases_sheet_frame(cases: pl.DataFrame, known_columns: dict[str, Column] | No
     frame = frame.select(*known, *rest)
     converted = []
     for name, dtype in frame.schema.items():
-        if _is_date(dtype):
+        if sheet_rows.is_date(dtype):
             continue  # written as real dates and times
         if not (dtype.is_numeric() or dtype == pl.Boolean):
             converted.append(pl.col(name).cast(pl.String))
@@ -177,7 +173,8 @@ def write_case_list(
         ws.set_column(j, j, col.width, styles[col.style])
     ws.write_row(0, 0, [c.header for c in columns], head)
     ws.set_row(0, 30)
-    _write_rows(ws, sheet, first_row=1, lines=_row_lines(sheet, columns))
+    sheet_rows.write_rows(ws, sheet, first_row=1, lines=_row_lines(sheet, columns))
+    sheet_rows.copy_rows_as_bytes(ws)
     last_row, last_col = max(sheet.height, 1), len(columns) - 1
     ws.freeze_panes(1, 2)
     ws.autofilter(0, 0, last_row, last_col)
@@ -248,10 +245,6 @@ def fitted_columns(sheet: pl.DataFrame, columns: list[Column]) -> list[Column]:
     return out
 
 
-LINE_POINTS = 15  # one line of 11-point text
-MAX_LINES = 12
-
-
 def _row_lines(sheet: pl.DataFrame, columns: list[Column]) -> pl.Series:
     """Lines each row needs for its wrapped columns (LibreOffice does not fit row heights on opening)."""
     parts = [pl.lit(1)]
@@ -303,7 +296,7 @@ def _providers_sheet(
     ps.set_column(len(header) - 1, len(header) - 1, 14)
     sheet = providers_sheet_frame(providers, [m for m, _ in measures], low, positions)
     if sheet.height:
-        _write_rows(ps, sheet, first_row=1)
+        sheet_rows.write_rows(ps, sheet, first_row=1)
         ps.autofilter(0, 0, sheet.height, len(header) - 1)
     ps.freeze_panes(1, 1)
     _print_setup(ps, run_info, "providers")
@@ -398,181 +391,3 @@ def _rules_sheet(wb, rules: pl.DataFrame, head, wrap, run_info: dict) -> None:
             rs.write_string(i, j, neutralise("" if v is None else str(v)) or "", wrap)
     rs.set_column(0, 2, 16)
     rs.set_column(3, 4, 70)
-
-
-# ----------------------------------------------------------------------------- the Cases rows
-
-XLS_STRMAX = 32767  # xlsxwriter's (and Excel's) longest cell string, in UTF-16 units
-XLS_ROWMAX = 1048576
-# a string cell the column-wise path does not format: control characters (escaped _xHHHH_),
-# text that looks like such an escape, a possible rich string, non-ASCII first/last characters
-# (is it whitespace to preserve?)
-_SPECIAL = r"[\x00-\x08\x0B-\x1F\x{FFFE}\x{FFFF}]|_x[0-9a-fA-F]{4}_|^[^\x00-\x7F]|[^\x00-\x7F]$"
-
-
-def _write_rows(ws, frame: pl.DataFrame, first_row: int, lines: pl.Series | None = None) -> None:
-    """Write ``frame``'s rows from sheet row ``first_row`` on, as ``ws.write_row`` row by row would.
-
-    ``ws`` is a constant_memory worksheet of a workbook with strings_to_formulas/urls/numbers off
-    and nothing but header rows written yet; a column's format (``set_column``) styles its cells;
-    a row with ``lines[i]`` over 1 is that many lines high. The last non-blank row goes through
-    ``write_row`` (it flushes the rows before it to the row file and sets the sheet's dimensions,
-    as the row by row path does); the XML of the rows before it is appended behind the header.
-    """
-    lines = lines if lines is not None else pl.Series("lines", [1] * frame.height, dtype=pl.Int64)
-    if not _columnwise_ok(frame, first_row):
-        for i, (row, n) in enumerate(zip(frame.iter_rows(), lines, strict=True), start=first_row):
-            if n > 1:
-                ws.set_row(i, LINE_POINTS * n)
-            ws.write_row(i, 0, row)
-        return
-    styles = [_column_style(ws, j) for j in range(frame.width)]
-    xml, last = _rows_xml(frame, first_row, styles, lines)
-    if last is None:
-        return  # every cell blank: write_row would write nothing either
-    if lines[last] > 1:
-        ws.set_row(first_row + last, LINE_POINTS * lines[last])
-    ws.write_row(first_row + last, 0, frame.row(last))
-    ws.fh.write(xml)
-
-
-def _column_style(ws, col: int) -> str:
-    """The ``s="n"`` attribute xlsxwriter gives an unformatted cell of column ``col`` (its column format)."""
-    info = ws.col_info.get(col)
-    fmt = info.column_format if info is not None else None
-    return f' s="{fmt._get_xf_index()}"' if fmt is not None else ""
-
-
-EXCEL_EPOCH = dt.datetime(1899, 12, 31)
-_EARLIEST = dt.date(1900, 3, 1)  # from here on, Excel's serial is days since 1899-12-31 plus one (1900 leap bug)
-
-
-def _is_date(dtype) -> bool:
-    return dtype == pl.Date or (isinstance(dtype, pl.Datetime) and dtype.time_zone is None)
-
-
-def _columnwise_ok(frame: pl.DataFrame, first_row: int) -> bool:
-    """Only strings, finite numbers and dates from 1900-03-01 within the sheet's bounds (else the
-    row-by-row path decides)."""
-    if frame.height == 0 or first_row + frame.height > XLS_ROWMAX:
-        return False
-    for name, dtype in frame.schema.items():
-        if dtype == pl.String:
-            # a string over Excel's limit is truncated and write_row then stops (the row's later
-            # cells are not written): leave that to the row-by-row path. UTF-8 bytes >= UTF-16 units.
-            long = frame[name].filter(frame[name].str.len_bytes() > XLS_STRMAX).to_list()
-            if any(_utf16_len(v) > XLS_STRMAX for v in long):
-                return False
-            continue
-        if _is_date(dtype):
-            earliest = frame[name].min()
-            if earliest is not None and (earliest if dtype == pl.Date else earliest.date()) < _EARLIEST:
-                return False
-            continue
-        if not dtype.is_numeric() or dtype.is_decimal():
-            return False
-        if dtype.is_float() and not frame[name].drop_nulls().is_finite().all():
-            return False  # NaN/inf: write_number raises; let it
-    return True
-
-
-def _excel_serial(column: pl.Series) -> pl.Series:
-    """Dates and naive datetimes as Excel serial numbers, computed as xlsxwriter's
-    ``_datetime_to_excel_datetime`` does: days + (seconds + microseconds / 1e6) / 86400, plus one."""
-    if column.dtype == pl.Date:
-        days = (column - EXCEL_EPOCH.date()).dt.total_days()
-        return days.cast(pl.Float64) + 1.0
-    us = (column.cast(pl.Datetime("us")) - EXCEL_EPOCH).dt.total_microseconds()
-    days = us // 86_400_000_000
-    rest = us - days * 86_400_000_000
-    fraction = ((rest // 1_000_000).cast(pl.Float64) + (rest % 1_000_000).cast(pl.Float64) / 1e6) / 86400.0
-    return days.cast(pl.Float64) + fraction + 1.0
-
-
-def _cell_exact(value: str, ref: str, style: str) -> str:
-    """One string cell (within Excel's length limit) as xlsxwriter's constant_memory writer formats it."""
-    value = XMLwriter._escape_control_characters(value)
-    preserve = ' xml:space="preserve"' if _preserve_whitespace(value) else ""
-    value = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return f'<c r="{ref}"{style} t="inlineStr"><is><t{preserve}>{value}</t></is></c>'
-
-
-def _rows_xml(frame: pl.DataFrame, first_row: int, styles: list[str], lines: pl.Series) -> tuple[str, int | None]:
-    """The ``<row>`` elements of every row of ``frame`` but its last non-blank one, and that row's index.
-
-    Blank cells (null or empty string) are left out and rows without any cell too, as xlsxwriter does;
-    ``styles[j]`` is column j's ``s`` attribute (or '').
-    """
-    s = pl.col
-    n = frame.height
-    rownum = pl.int_range(first_row + 1, first_row + 1 + n, dtype=pl.Int64).cast(pl.String).alias("_r")
-    base = frame.with_columns(rownum)
-    cells: list[pl.Expr] = []
-    filled: list[pl.Expr] = []
-    extra: dict[str, pl.Series] = {}
-    for j, (name, dtype) in enumerate(frame.schema.items()):
-        col = xl_col_to_name(j)
-        v = s(name)
-        if dtype == pl.String:
-            present = v.is_not_null() & (v != "")
-            special = present & v.str.contains(_SPECIAL)
-            idx = base.select(pl.arg_where(special)).to_series()
-            exact = pl.Series(f"_x{j}", [None] * n, dtype=pl.String)
-            if idx.len():
-                values = frame[name].gather(idx).to_list()
-                refs = [f"{col}{first_row + 1 + i}" for i in idx.to_list()]
-                exact = exact.scatter(idx, [_cell_exact(val, ref, styles[j]) for val, ref in zip(values, refs, strict=True)])
-            extra[exact.name] = exact
-            escaped = v.str.replace_all("&", "&amp;", literal=True).str.replace_all("<", "&lt;", literal=True)
-            escaped = escaped.str.replace_all(">", "&gt;", literal=True)
-            preserve = pl.when(v.str.contains(r"^[ \t\n]|[ \t\n]$")).then(pl.lit(' xml:space="preserve"')).otherwise(pl.lit(""))
-            plain = pl.concat_str(
-                [
-                    pl.lit(f'<c r="{col}'),
-                    s("_r"),
-                    pl.lit(f'"{styles[j]} t="inlineStr"><is><t'),
-                    preserve,
-                    pl.lit(">"),
-                    escaped,
-                    pl.lit("</t></is></c>"),
-                ]
-            )
-            cells.append(pl.when(~present).then(pl.lit("")).otherwise(pl.coalesce(s(exact.name), plain)))
-        else:  # a finite number (a date as its serial number): write_number's f"{number:.16G}"
-            values = _excel_serial(frame[name]) if _is_date(dtype) else frame[name]
-            whole = dtype == pl.Date or (dtype.is_integer() and (values.abs().max() or 0) < 10**16)
-            if whole:  # whole numbers under 16 digits: their digits are what .16G prints
-                digits = values.cast(pl.Int64).cast(pl.String)
-            else:
-                digits = pl.Series([None if x is None else f"{x:.16G}" for x in values.to_list()], dtype=pl.String)
-            text = digits.alias(f"_x{j}")
-            extra[text.name] = text
-            present = v.is_not_null()
-            cells.append(
-                pl.when(~present)
-                .then(pl.lit(""))
-                .otherwise(
-                    pl.concat_str(
-                        [pl.lit(f'<c r="{col}'), s("_r"), pl.lit(f'"{styles[j]}><v>'), s(text.name), pl.lit("</v></c>")]
-                    )
-                )
-            )
-        filled.append(present)
-    # set_row(points): pixels = int(points * 4 / 3 + 0.5), written back as ht = pixels * 0.75
-    heights = {n: f"{int(LINE_POINTS * n * 4.0 / 3.0 + 0.5) * 0.75:.16g}" for n in range(1, MAX_LINES + 1)}
-    height = lines.replace_strict(heights, return_dtype=pl.String).alias("_ht")
-    row_open = (
-        pl.when(s("_lines") > 1)
-        .then(pl.concat_str([pl.lit('" ht="'), s("_ht"), pl.lit('" customHeight="1">')]))
-        .otherwise(pl.lit('">'))
-    )
-    rows = base.with_columns(*extra.values(), lines.alias("_lines"), height).select(
-        pl.any_horizontal(filled).alias("filled"),
-        pl.concat_str([pl.lit('<row r="'), s("_r"), row_open, *cells, pl.lit("</row>")]).alias("xml"),
-    )
-    non_blank = rows.select(pl.arg_where(s("filled"))).to_series()
-    if non_blank.len() == 0:
-        return "", None
-    last = int(non_blank[-1])
-    xml = rows.head(last).filter(s("filled")).select(s("xml").str.join(""))["xml"][0]
-    return xml, last
