@@ -16,34 +16,16 @@ import pytest
 
 from pipeline import config, warehouse
 from pipeline.models import dialects, runner
-from pipeline.models import spark as spark_engine
 
 pytestmark = pytest.mark.spark
 
 
-@pytest.fixture(scope="module")
-def spark():
-    problem = spark_engine.java_problem()
-    if problem:
-        pytest.skip(problem)
-    from pyspark.sql import SparkSession
-
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("order-audit-models")
-        .config("spark.sql.session.timeZone", "UTC")  # the shims' assumption (dialects.py)
-        .config("spark.sql.shuffle.partitions", "2")
-        # a deck is tiny: compiling code for each stage and re-planning at run time cost more than they save
-        .config("spark.sql.codegen.wholeStage", "false")
-        .config("spark.sql.adaptive.enabled", "false")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.ansi.enabled", "true")
-        .config("spark.driver.memory", "1g")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
+@pytest.fixture
+def spark(spark_models):
+    """The session of tests/conftest.py: local[2], UTC (the shims' assumption, dialects.py), two shuffle
+    partitions, no whole-stage codegen or adaptive execution (a deck is tiny), ANSI SQL (Spark 4's default)."""
+    assert spark_models.session.conf.get("spark.sql.ansi.enabled") == "true"
+    return spark_models.session
 
 
 def _sources(con: duckdb.DuckDBPyConnection, names: set[str]) -> list[str]:
