@@ -7,6 +7,8 @@ Needs Java 17 (PySpark starts a JVM); without it the test is skipped and says wh
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import datetime as dt
 import math
 from decimal import Decimal
@@ -89,3 +91,16 @@ def test_every_model_on_spark_gives_the_duckdb_marts(spark, deck_runs, tmp_path)
         for duck_row, spark_row in zip(duck_rows, spark_rows, strict=True):
             assert spark_row == duck_row, f"{m.name}: {dict(zip(duck_columns, spark_row, strict=True))}"
     con.close()
+
+
+def test_a_spark_that_cannot_see_the_drivers_files_gets_the_sources_through_arrow(spark_models):
+    # a cluster spark-submit names (or a Connect server): its executors do not see the driver's scratch folder
+    cluster = copy.copy(spark_models)
+    cluster.settings = dataclasses.replace(spark_models.settings, master="spark://cluster.example:7077")
+    assert spark_models.shares_files and not cluster.shares_files and not cluster.reads_inputs
+    con = duckdb.connect()
+    con.execute("CREATE TABLE arrow_shipped AS SELECT 7::UTINYINT AS n, 'x' AS s")
+    written = set(spark_models.scratch.iterdir())
+    cluster.ship(con, "arrow_shipped")
+    assert [tuple(r) for r in spark_models.session.table("arrow_shipped").collect()] == [(7, "x")]
+    assert set(spark_models.scratch.iterdir()) == written  # no Parquet file for it
