@@ -6,6 +6,7 @@ failed, 4 another run holds the warehouse.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -23,6 +24,27 @@ def _month(ctx, param, value):
     if value is not None and not months_mod.is_month(value):
         raise click.BadParameter(f"'{value}' is not a month like 2026-10")
     return value
+
+
+def _input_folder(ctx, param, value):
+    """--input as a folder: a path, or a file:// URI (the same folder); a URI of another file system
+    (s3a://, abfss://, gs://, hdfs://) is refused in one line: the driver hashes, lists and sniffs the
+    extracts on its own disk (the ledger's idempotence), which no Hadoop file system gives it yet."""
+    import re
+    from urllib.parse import unquote, urlparse
+
+    if value is None:
+        return None
+    match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", value)
+    if match is None:
+        return Path(value)
+    uri = urlparse(value)
+    if match.group(1).lower() == "file" and uri.netloc in ("", "localhost"):
+        return Path(unquote(uri.path))
+    raise click.BadParameter(
+        f"{value}: only local folders and file:// URIs are read; copy the extracts to a folder this machine reads "
+        "(hadoop fs -get, aws s3 sync, azcopy, gcloud storage cp) or mount the bucket, and pass that folder"
+    )
 
 
 def _input_format_option(f):
@@ -72,10 +94,12 @@ def _months(month, first, last) -> tuple[list, bool]:
 @click.option(
     "--input",
     "input_dir",
-    type=click.Path(path_type=Path),
+    callback=_input_folder,
     default=None,
-    help="Folder with procedures, imaging_orders and optionally diagnoses (.csv or .parquet), or a FHIR Bulk "
-    "Data export (NDJSON), and optionally local_code_map.csv. Without it, the run re-audits what the warehouse holds.",
+    metavar="DIR",
+    help="Folder (a path or a file:// URI) with procedures, imaging_orders and optionally diagnoses (.csv or .parquet), "
+    "or a FHIR Bulk Data export (NDJSON), and optionally local_code_map.csv. Without it, the run re-audits what the "
+    "warehouse holds.",
 )
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder.")
 @click.option(
@@ -125,6 +149,13 @@ def _months(month, first, last) -> tuple[list, bool]:
     metavar="sc://HOST:PORT",
     help="With --engine spark: attach to this Spark Connect server [$SPARK_REMOTE; config: [spark] remote].",
 )
+@click.option(
+    "--spark-state",
+    default=None,
+    metavar="URI",
+    help="With --engine spark: keep the load ledger and run history here too, as Parquet written through Spark "
+    "(a folder or any URI Spark writes: s3a://, abfss://, gs://) [config: [spark] state].",
+)
 @_logging_options
 def run(
     input_dir,
@@ -143,6 +174,7 @@ def run(
     reid_file,
     engine,
     spark_remote,
+    spark_state,
     log_format,
     quiet,
     verbose,
@@ -158,7 +190,9 @@ def run(
 
         setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
         cfg = _with_engine(
-            load_config(config_path, site_timezone=site_timezone, input_format=input_format, engine=engine), spark_remote
+            load_config(config_path, site_timezone=site_timezone, input_format=input_format, engine=engine),
+            spark_remote,
+            spark_state,
         )
         months, per_month = _months(month, first, last)
         warehouse_path = warehouse_path or (Path(cfg.warehouse) if cfg.warehouse else None)
@@ -182,13 +216,17 @@ def run(
         execute(opts, cfg, warm)
 
 
-def _with_engine(cfg, spark_remote: str | None):
-    """The config with the Spark Connect server the command line or $SPARK_REMOTE names (in that order)."""
+def _with_engine(cfg, spark_remote: str | None, spark_state: str | None = None):
+    """The config with the Spark Connect server the command line or $SPARK_REMOTE names (in that order),
+    and the command line's Spark state folder."""
     import dataclasses
 
     remote = spark_remote or os.environ.get("SPARK_REMOTE") or None
-    if spark_remote and cfg.engine != "spark":
-        raise click.UsageError('--spark-remote attaches the Spark engine: add --engine spark (or engine = "spark" in the config)')
+    for option, given in (("--spark-remote", spark_remote), ("--spark-state", spark_state)):
+        if given and cfg.engine != "spark":
+            raise click.UsageError(f'{option} goes with the Spark engine: add --engine spark (or engine = "spark" in the config)')
+    if spark_state:
+        cfg = dataclasses.replace(cfg, spark=dataclasses.replace(cfg.spark, state=spark_state))
     if remote and cfg.engine == "spark":
         if not remote.startswith("sc://"):
             raise click.UsageError(f"Spark Connect address {remote!r}: write it as sc://HOST:PORT")
@@ -297,10 +335,56 @@ def inspect(input_dir, config_path, write_config, as_json, log_format, quiet, ve
 
 
 def _existing_warehouse(help_text: str):
-    """The --warehouse option of the commands that read a warehouse's history (runs, diff)."""
-    return click.option(
-        "--warehouse", "warehouse_path", required=True, type=click.Path(path_type=Path, exists=True), help=help_text
-    )
+    """The options of the commands that read a run history (runs, diff): a warehouse file, or the state
+    folder of Spark runs (read through a Spark session the config's [spark] and $SPARK_REMOTE name)."""
+
+    def options(command):
+        for option in reversed(
+            (
+                click.option("--warehouse", "warehouse_path", type=click.Path(path_type=Path, exists=True), help=help_text),
+                click.option(
+                    "--spark-state",
+                    metavar="URI",
+                    default=None,
+                    help="Instead of --warehouse: the state folder of Spark runs (run --spark-state), read through Spark.",
+                ),
+                click.option(
+                    "--config", "config_path", type=click.Path(path_type=Path), default=None, help="TOML settings ([spark])."
+                ),
+            )
+        ):
+            command = option(command)
+        return command
+
+    return options
+
+
+@contextlib.contextmanager
+def _run_history(warehouse_path: Path | None, state_uri: str | None, config_path: Path | None, runs: list[str] | None = None):
+    """(connection, where) over the run history: the warehouse read-only, or the Spark state's committed
+    version in an in-memory DuckDB (``runs``: only these runs' verdicts)."""
+    from pipeline import preflight, warehouse
+
+    if (warehouse_path is None) == (state_uri is None):
+        raise click.UsageError("give --warehouse FILE, or --spark-state URI for the history of Spark runs")
+    if warehouse_path is not None:
+        preflight.check_warehouse_file(warehouse_path)
+        con = warehouse.connect(warehouse_path, read_only=True)
+        where = str(warehouse_path)
+    else:
+        from pipeline import spark_state
+        from pipeline.config import load_config
+
+        cfg = _with_engine(load_config(config_path, engine="spark"), None)
+        con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
+        with spark_state.reading(cfg.spark, state_uri) as state:
+            state.into_duckdb(con, runs)
+            where = state.uri
+    try:
+        yield con, where
+    finally:
+        con.close()
 
 
 def _is_fhir_export(input_dir: Path, cfg) -> bool:
@@ -315,7 +399,7 @@ def _is_fhir_export(input_dir: Path, cfg) -> bool:
 @_existing_warehouse("The DuckDB warehouse file.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Show at most this many runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def runs(warehouse_path, limit, as_json):
+def runs(warehouse_path, spark_state, config_path, limit, as_json):
     """List past runs on a warehouse, newest first: run id, status, periods, start, duration, and per
     period the counts, whether its figures are provisional or final, and how many orders it revised.
 
@@ -323,14 +407,10 @@ def runs(warehouse_path, limit, as_json):
     """
     import json
 
-    from pipeline import history, preflight, warehouse
+    from pipeline import history
 
-    preflight.check_warehouse_file(warehouse_path)
-    con = warehouse.connect(warehouse_path, read_only=True)
-    try:
+    with _run_history(warehouse_path, spark_state, config_path) as (con, _):
         rows = history.list_runs(con, limit) if db.has_table(con, "audit_runs") else []
-    finally:
-        con.close()
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -362,24 +442,20 @@ def _period_summary(period: str, c: dict) -> str:
 @click.argument("run_a")
 @click.argument("run_b")
 @_existing_warehouse("The DuckDB warehouse file both runs wrote to.")
-def diff(run_a, run_b, warehouse_path):
+def diff(run_a, run_b, warehouse_path, spark_state, config_path):
     """Orders whose verdict or reasons differ between two runs, over the periods both audited.
 
     RUN_A and RUN_B are run ids such as 20261103T021500Z-1a2b3c: `order-audit runs --warehouse FILE`
     lists them (newest first), and each output folder's run.json names the run that wrote it. A is
     the earlier run, B the later: "added" orders are in B only, "removed" in A only.
     """
-    from pipeline import history, preflight, warehouse
+    from pipeline import history
     from pipeline.errors import ConfigError
 
-    preflight.check_warehouse_file(warehouse_path)
-    con = warehouse.connect(warehouse_path, read_only=True)
-    try:
+    with _run_history(warehouse_path, spark_state, config_path, [run_a, run_b]) as (con, where):
         missing, rows = history.diff_runs(con, run_a, run_b) if db.has_table(con, "run_verdicts") else ([run_a, run_b], [])
-    finally:
-        con.close()
     if missing:
-        raise ConfigError(f"no run {' or '.join(missing)} in {warehouse_path}; 'order-audit runs' lists the run ids")
+        raise ConfigError(f"no run {' or '.join(missing)} in {where}; 'order-audit runs' lists the run ids")
     if not rows:
         click.echo(f"no order changed verdict between {run_a} and {run_b}")
         return

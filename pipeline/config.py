@@ -63,6 +63,8 @@ class Spark:
     master: str = "local[*]"  # a local Spark in a JVM beside the run, unless remote is given
     remote: str | None = None  # sc://HOST:PORT: a Spark Connect server (also $SPARK_REMOTE, --spark-remote)
     conf: dict[str, str] = field(default_factory=dict)  # more Spark settings, e.g. "spark.driver.memory" = "4g"
+    # a folder (any URI Spark writes) holding the ledger and run history of Spark runs (pipeline/spark_state.py)
+    state: str | None = None
 
 
 ENGINES = ("duckdb", "spark")
@@ -201,7 +203,7 @@ def load_config(path: str | Path | None = None, **overrides) -> Config:
         raise ConfigError(f"input_format '{cfg.input_format}' is not one of {', '.join(INPUT_FORMATS)}")
     if cfg.engine not in ENGINES:
         raise ConfigError(f"{path or 'config'}: engine = {cfg.engine!r}; one of {', '.join(ENGINES)}")
-    for name in ("master", "remote"):
+    for name in ("master", "remote", "state"):
         value = getattr(cfg.spark, name)
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"{path}: [spark] {name}: expected a string, got {value!r}")

@@ -28,7 +28,7 @@ from pathlib import Path
 import duckdb
 
 from pipeline import audits as audits_mod
-from pipeline import faults, history, maturity, ownership, period_status, preflight, publishing, warehouse, workers
+from pipeline import faults, history, maturity, ownership, period_status, preflight, publishing, spark_state, warehouse, workers
 from pipeline.config import Config, pseudonym_key
 from pipeline.errors import AuditError, ConfigError, QualityGateError, WriteRefusedError, refused_write
 from pipeline.ingest import inputs as inputs_mod
@@ -184,7 +184,18 @@ def _execute(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, wa
             try:
                 with _engine(cfg, scratch, timings) as spark:
                     args = (opts, cfg, inputs, chosen, run_id, started, timings, key, key_is_demo, warnings, wh_path, scratch)
-                    return _execute_locked(*args, warm, spark)
+                    state = _spark_state(cfg, spark, wh_path)
+                    try:
+                        result = _execute_locked(*args, warm, spark)
+                    except Exception as exc:  # recorded in the warehouse, then in the state (Ctrl-C: the next run's)
+                        if state is not None:
+                            _record_failure(wh_path, run_id, _refused_write_error(exc, opts, committed=False) or exc, timings)
+                            with contextlib.suppress(Exception):
+                                _write_state(state, wh_path, run_id, timings)
+                        raise
+                    if state is not None:
+                        _write_state(state, wh_path, run_id, timings)
+                    return result
             finally:
                 ownership.remove(scratch)
         except BaseException as exc:
@@ -204,7 +215,7 @@ def _engine(cfg: Config, scratch: Path, timings: dict):
     with stage("spark_start", timings):
         (scratch / "spark").mkdir()
         spark = spark_engine.SparkModels(cfg.spark, scratch / "spark")
-    where = spark_engine.described(cfg.spark)
+    where = spark_engine.described(spark.settings)
     event(f"models on Spark {spark.version} ({where})", event="engine", engine="spark", spark_version=spark.version, spark=where)
     try:
         yield spark
@@ -212,11 +223,42 @@ def _engine(cfg: Config, scratch: Path, timings: dict):
         spark.close()
 
 
+def _spark_state(cfg: Config, spark, wh_path: Path) -> spark_state.SparkState | None:
+    """The Spark run's state folder ([spark] state, --spark-state), checked against the warehouse before
+    anything is parsed; None without one."""
+    if spark is None or not cfg.spark.state:
+        return None
+    state = spark_state.SparkState(spark, cfg.spark.state)
+    con = warehouse.connect(wh_path)
+    try:
+        state.check_warehouse(con)
+    finally:
+        con.close()
+    return state
+
+
+def _write_state(state: spark_state.SparkState, wh_path: Path, run_id: str, timings: dict) -> None:
+    """The warehouse's ledger and run history as the state's next version (after the run is recorded)."""
+    with stage("spark_state", timings):
+        con = warehouse.connect(wh_path)
+        try:
+            version = state.write(con, run_id)
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise AuditError(
+                f"--spark-state {state.uri}: could not write the ledger and run history ({first}); the warehouse and "
+                "outputs hold this run; the next Spark run with this state writes them"
+            ) from None
+        finally:
+            con.close()
+    event(f"ledger and run history on Spark: {state.uri} (version {version})", event="spark_state", version=version)
+
+
 def _engine_info(cfg: Config, spark) -> dict:
     """What run.json records of where the models ran."""
     if spark is None:
         return {"name": "duckdb"}
-    return {"name": "spark", "spark_version": spark.version, "spark": spark_engine.described(cfg.spark)}
+    return {"name": "spark", "spark_version": spark.version, "spark": spark_engine.described(spark.settings)}
 
 
 def choose_audits(opts: RunOptions, cfg: Config, columns: dict[str, set[str]]) -> tuple[list, list[tuple[str, str]]]:

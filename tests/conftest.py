@@ -146,3 +146,23 @@ def deck_runs(tmp_path_factory):
         if f.separate and f.audit in runnable:  # its own audit must be able to read it
             runs[f.id] = run(f.id.replace("/", "__"), lambda inp, f=f: write_input(inp, [f.case]))
     return {"audits": {a.id: a for a in found}, "files": files, "runs": runs}
+
+
+# ----------------------------------------------------------------------------------------- Spark
+
+
+@pytest.fixture(scope="session")
+def spark_models(tmp_path_factory):
+    """One local[2] Spark (a ``SparkModels``, as a run starts it) for every Spark test module that needs
+    a session: the JVM's start is the cost. Needs Java 17, else the tests using it are skipped."""
+    from test_spark_engine import DECK_CONF
+
+    from pipeline.config import Spark
+    from pipeline.models import spark as spark_engine
+
+    problem = spark_engine.java_problem()
+    if problem:
+        pytest.skip(problem)
+    session = spark_engine.SparkModels(Spark(master="local[2]", conf=DECK_CONF), tmp_path_factory.mktemp("spark-scratch"))
+    yield session
+    session.close()

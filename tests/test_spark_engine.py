@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 from importlib import metadata
 from pathlib import Path
@@ -66,13 +67,13 @@ def _assert_same_gate(deck_runs, out: Path, stderr: str) -> None:
     assert "csf_leak output checks on Spark:" in stderr
 
 
-def _run_spark(deck_runs, where: Path, *args: str):
+def _run_spark(deck_runs, where: Path, *args: str, uri: bool = False):
     inp = deck_runs["runs"]["combined"]["out"].parent / "input"
     out, reid = where / "out", where / "crosswalk" / "reid.csv"
     reid.parent.mkdir()
     proc = run_cli(
-        "run", "--input", inp, "--out", out, "--warehouse", where / "wh" / "wh.duckdb", "--site-timezone", SITE_TIMEZONE,
-        "--reid-file", reid, *args,
+        "run", "--input", inp.as_uri() if uri else inp, "--out", out, "--warehouse", where / "wh" / "wh.duckdb",
+        "--site-timezone", SITE_TIMEZONE, "--reid-file", reid, *args,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-4000:]
     return out, reid, proc.stderr
@@ -132,7 +133,8 @@ def connect_server(java, tmp_path_factory):
 
 @pytest.mark.spark
 def test_the_deck_on_local_spark_gives_the_duckdb_outputs(deck_runs, java, tmp_path):
-    out, reid, stderr = _run_spark(deck_runs, tmp_path, "--config", _config(tmp_path / "spark.toml", master="local[2]"))
+    # the input folder as a file:// URI: the same files, the same rejects and outputs
+    out, reid, stderr = _run_spark(deck_runs, tmp_path, "--config", _config(tmp_path / "spark.toml", master="local[2]"), uri=True)
     _assert_same_as_duckdb(deck_runs, out, reid)
     _assert_same_gate(deck_runs, out, stderr)
     spark_version = metadata.version("pyspark")
@@ -145,12 +147,26 @@ def test_the_deck_on_local_spark_gives_the_duckdb_outputs(deck_runs, java, tmp_p
 @pytest.mark.spark
 def test_the_deck_through_spark_connect_gives_the_duckdb_outputs(deck_runs, connect_server, tmp_path):
     config = _config(tmp_path / "spark.toml")  # engine = "spark" from the config; the server from the flag
-    out, reid, stderr = _run_spark(deck_runs, tmp_path, "--config", config, "--spark-remote", connect_server)
+    state = tmp_path / "state"  # the ledger and run history, written by the server
+    args = ("--config", config, "--spark-remote", connect_server, "--spark-state", state)
+    out, reid, stderr = _run_spark(deck_runs, tmp_path, *args)
     _assert_same_as_duckdb(deck_runs, out, reid)
     _assert_same_gate(deck_runs, out, stderr)
     assert _engine_of(out)["spark"] == f"spark connect {connect_server}"
     assert f"({'spark connect ' + connect_server})" in stderr
     assert "csv on Spark" not in stderr  # the server may not see this machine's files: the driver parses
+    run_id = json.loads((out / "run.json").read_text(encoding="utf-8"))["run_id"]
+    assert f"ledger and run history on Spark: {state.as_uri()} (version 00000001-{run_id})" in stderr
+
+    # `runs` and `diff` read it through Spark ($SPARK_REMOTE: the same server), as from the warehouse
+    on_server = {"SPARK_REMOTE": connect_server}
+    listed = run_cli("runs", "--spark-state", state.as_uri(), "--json", env=on_server)
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    in_warehouse = run_cli("runs", "--warehouse", tmp_path / "wh" / "wh.duckdb", "--json")
+    assert json.loads(listed.stdout) == json.loads(in_warehouse.stdout)
+    assert [(r["run_id"], r["status"]) for r in json.loads(listed.stdout)] == [(run_id, "succeeded")]
+    same = run_cli("diff", run_id, run_id, "--spark-state", state, env=on_server)
+    assert same.returncode == 0 and same.stdout.startswith("no order changed verdict"), same.stderr[-3000:]
 
 
 @pytest.mark.spark
@@ -206,6 +222,17 @@ def test_spark_remote_needs_the_spark_engine_and_an_sc_address(small_input, tmp_
     assert "add --engine spark" in _one_line_error(proc)
     proc = run_cli("run", "--input", small_input, "--out", out, "--engine", "spark", env={"SPARK_REMOTE": "http://x:1"})
     assert "sc://HOST:PORT" in _one_line_error(proc)  # $SPARK_REMOTE is read
+    proc = run_cli("run", "--input", small_input, "--out", out, "--spark-state", tmp_path / "state")
+    assert "--spark-state goes with the Spark engine: add --engine spark" in _one_line_error(proc)
+    assert not out.exists() and not (tmp_path / "state").exists()
+    proc = run_cli("runs", "--json")
+    assert "give --warehouse FILE, or --spark-state URI" in _one_line_error(proc)
+
+
+def test_an_input_uri_of_another_file_system_is_refused_in_one_line(tmp_path):
+    out = tmp_path / "out"
+    proc = run_cli("run", "--input", "s3a://bucket/extracts", "--out", out, "--engine", "spark")
+    assert "s3a://bucket/extracts: only local folders and file:// URIs are read" in _one_line_error(proc)
     assert not out.exists()
 
 
@@ -226,3 +253,15 @@ def test_an_unknown_engine_or_a_spark_setting_not_a_string_is_a_config_error(sma
     proc = run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--config", config)
     assert "one of duckdb, spark" in _one_line_error(proc)
     assert not (tmp_path / "out").exists()
+
+
+def test_the_spark_submit_entry_file_is_the_command_line():
+    # spark-submit runs a .py file (with that file's folder first on sys.path), not -m: the commands are the CLI's
+    entry = Path(spark_engine.__file__).parent.parent / "spark_submit.py"
+    root = str(entry.parent.parent)
+    proc = subprocess.run(
+        [sys.executable, str(entry), "runs", "--help"], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": root}
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "--spark-state URI" in proc.stdout
+    assert not spark_engine.submitted()  # PYSPARK_GATEWAY_PORT: only a spark-submit child has it

@@ -3,7 +3,8 @@ run on the Spark session's frames through GX's Spark data source and give the Du
 a query Spark cannot run is a check that could not run, by name. tests/test_spark_engine.py runs the
 deck through the CLI on Spark and compares the gate's results, log lines and exit codes with DuckDB's.
 
-One local[2] Spark for the module. Needs Java 17, else skipped (the transpile test runs without)."""
+One local[2] Spark for the whole session (tests/conftest.py: spark_models). Needs Java 17, else skipped
+(the transpile test runs without)."""
 
 from __future__ import annotations
 
@@ -12,24 +13,17 @@ import json
 from pathlib import Path
 
 import pytest
-from test_spark_engine import DECK_CONF
 
-from pipeline.config import Config, Spark
+from pipeline.config import Config
 from pipeline.ingest import load
-from pipeline.models import spark as spark_engine
 from pipeline.quality import gate, gx_spark, validate
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
-@pytest.fixture(scope="module")
-def spark(tmp_path_factory):
-    problem = spark_engine.java_problem()
-    if problem:
-        pytest.skip(problem)
-    session = spark_engine.SparkModels(Spark(master="local[2]", conf=DECK_CONF), tmp_path_factory.mktemp("spark-scratch"))
-    yield session
-    session.close()
+@pytest.fixture
+def spark(spark_models):
+    return spark_models  # the session of tests/conftest.py
 
 
 def _row_queries() -> list[tuple[str, str]]:

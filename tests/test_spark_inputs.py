@@ -5,8 +5,8 @@ are the same. Everything after the typed file (gate, merge, models, reports) is 
 same files, so the verdicts follow; tests/test_spark_engine.py runs the deck through the CLI with a
 local Spark reading its inputs (outputs byte-identical to the DuckDB run's).
 
-One local[2] Spark for the module (the JVM start is the cost; a CLI run on Spark costs a minute more,
-so none here). Needs Java 17, else skipped."""
+One local[2] Spark for the whole session (tests/conftest.py: spark_models; the JVM start is the cost; a CLI
+run on Spark costs a minute more, so none here). Needs Java 17, else skipped."""
 
 from __future__ import annotations
 
@@ -19,29 +19,21 @@ import polars as pl
 import pytest
 from conftest import DX_HEADER, ORDER_HEADER, write_csv
 from test_bad_inputs import PROC_HEADER_X, _clean_tables, write_lines_input, write_messy_input
-from test_spark_engine import DECK_CONF
 
-from pipeline.config import Config, Spark, load_config
+from pipeline.config import Config, load_config
 from pipeline.errors import InputFileError
 from pipeline.ingest import load, spark_read, spark_typed
 from pipeline.ingest.contract import CONTRACT_BY_NAME
 from pipeline.ingest.source_store import sql_type
-from pipeline.models import spark as spark_engine
 
 pytestmark = pytest.mark.spark
 LINE_KEY = "source_line"
 SUMMARY = ("rows_read", "columns", "absent", "ambiguous_local_times", "first_month", "last_month", "unknown_values")
 
 
-@pytest.fixture(scope="module")
-def spark(tmp_path_factory):
-    problem = spark_engine.java_problem()
-    if problem:
-        pytest.skip(problem)
-    scratch = tmp_path_factory.mktemp("spark-scratch")
-    session = spark_engine.SparkModels(Spark(master="local[2]", conf=DECK_CONF), scratch)
-    yield session
-    session.close()
+@pytest.fixture
+def spark(spark_models):
+    return spark_models  # the session of tests/conftest.py
 
 
 def _same_as_polars(spark, inp: Path, tmp: Path, cfg: Config | None = None) -> dict:

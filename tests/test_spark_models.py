@@ -7,6 +7,8 @@ Needs Java 17 (PySpark starts a JVM); without it the test is skipped and says wh
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import datetime as dt
 import math
 from decimal import Decimal
@@ -16,34 +18,16 @@ import pytest
 
 from pipeline import config, warehouse
 from pipeline.models import dialects, runner
-from pipeline.models import spark as spark_engine
 
 pytestmark = pytest.mark.spark
 
 
-@pytest.fixture(scope="module")
-def spark():
-    problem = spark_engine.java_problem()
-    if problem:
-        pytest.skip(problem)
-    from pyspark.sql import SparkSession
-
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("order-audit-models")
-        .config("spark.sql.session.timeZone", "UTC")  # the shims' assumption (dialects.py)
-        .config("spark.sql.shuffle.partitions", "2")
-        # a deck is tiny: compiling code for each stage and re-planning at run time cost more than they save
-        .config("spark.sql.codegen.wholeStage", "false")
-        .config("spark.sql.adaptive.enabled", "false")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.ansi.enabled", "true")
-        .config("spark.driver.memory", "1g")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
+@pytest.fixture
+def spark(spark_models):
+    """The session of tests/conftest.py: local[2], UTC (the shims' assumption, dialects.py), two shuffle
+    partitions, no whole-stage codegen or adaptive execution (a deck is tiny), ANSI SQL (Spark 4's default)."""
+    assert spark_models.session.conf.get("spark.sql.ansi.enabled") == "true"
+    return spark_models.session
 
 
 def _sources(con: duckdb.DuckDBPyConnection, names: set[str]) -> list[str]:
@@ -107,3 +91,16 @@ def test_every_model_on_spark_gives_the_duckdb_marts(spark, deck_runs, tmp_path)
         for duck_row, spark_row in zip(duck_rows, spark_rows, strict=True):
             assert spark_row == duck_row, f"{m.name}: {dict(zip(duck_columns, spark_row, strict=True))}"
     con.close()
+
+
+def test_a_spark_that_cannot_see_the_drivers_files_gets_the_sources_through_arrow(spark_models):
+    # a cluster spark-submit names (or a Connect server): its executors do not see the driver's scratch folder
+    cluster = copy.copy(spark_models)
+    cluster.settings = dataclasses.replace(spark_models.settings, master="spark://cluster.example:7077")
+    assert spark_models.shares_files and not cluster.shares_files and not cluster.reads_inputs
+    con = duckdb.connect()
+    con.execute("CREATE TABLE arrow_shipped AS SELECT 7::UTINYINT AS n, 'x' AS s")
+    written = set(spark_models.scratch.iterdir())
+    cluster.ship(con, "arrow_shipped")
+    assert [tuple(r) for r in spark_models.session.table("arrow_shipped").collect()] == [(7, "x")]
+    assert set(spark_models.scratch.iterdir()) == written  # no Parquet file for it

@@ -11,6 +11,7 @@ views in both places (cheap, no data). Knows no audit.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -27,6 +28,7 @@ from pipeline.sqltext import ident, literal
 
 log = logging.getLogger(__name__)
 REMOTE_ENV = "SPARK_REMOTE"
+SUBMIT_ENV = "PYSPARK_GATEWAY_PORT"  # set by spark-submit for the Python program it starts
 INSTALL = "install PySpark 4.3 with its Spark Connect client: pip install 'order-audit[spark]'"
 
 
@@ -73,9 +75,11 @@ class SparkModels:
 
     def __init__(self, settings: SparkSettings, scratch: Path):
         check_available(settings)
-        self.settings = settings
         self.scratch = scratch
         self.session = _start(settings)
+        if submitted() and not settings.remote:  # where it runs: spark-submit's master
+            settings = dataclasses.replace(settings, master=self.session.sparkContext.master)
+        self.settings = settings
         self.version = self.session.version
         self._shipped = 0
 
@@ -107,9 +111,14 @@ class SparkModels:
 
     @property
     def reads_inputs(self) -> bool:
-        """Spark reads the input files itself when it runs on this machine; a Spark Connect server may
-        not see this machine's files, so there the driver parses them (until inputs are URIs)."""
-        return not self.settings.remote
+        """Spark reads the input files itself when it runs on this machine; a Spark Connect server, or a
+        cluster spark-submit names, may not see this machine's files, so there the driver parses them."""
+        return self.shares_files
+
+    @property
+    def shares_files(self) -> bool:
+        """Spark's executors see this machine's files: a local master (local, local[N], local-cluster)."""
+        return not self.settings.remote and self.settings.master.startswith("local")
 
     def to_parquet(self, frame, path: Path, order_by: str) -> None:
         """A local Spark's frame as one Parquet file, its rows ordered by ``order_by``: Spark writes its
@@ -130,10 +139,10 @@ class SparkModels:
 
     def ship(self, con: duckdb.DuckDBPyConnection, name: str) -> None:
         """One declared source (table or view of the warehouse) as a Spark temp view of the same name:
-        through a Parquet file for a local Spark, through Arrow for a Spark Connect server (which may
-        not see this machine's files)."""
+        through a Parquet file for a local Spark, through Arrow for a Spark Connect server or a cluster
+        (which may not see this machine's files)."""
         query = f"SELECT * FROM {name}"
-        if self.settings.remote:
+        if not self.shares_files:
             frame = self.session.createDataFrame(_signed(con.sql(query).to_arrow_table()))
         else:
             self._shipped += 1
@@ -168,12 +177,20 @@ def _signed(table):
     return table if schema == table.schema else table.cast(schema)
 
 
+def submitted() -> bool:
+    """Started by spark-submit (``pipeline/spark_submit.py``): its JVM and its --master are already there."""
+    return bool(os.environ.get(SUBMIT_ENV))
+
+
 def _start(settings: SparkSettings):
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName("order-audit")
     if settings.remote:
         builder = builder.remote(settings.remote)
+    elif submitted():  # spark-submit's --master and --conf, not [spark] master
+        builder = builder.config("spark.ui.showConsoleProgress", "false")
+        builder = builder.config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
     else:
         builder = builder.master(settings.master).config("spark.ui.enabled", "false")
         builder = builder.config("spark.ui.showConsoleProgress", "false")
