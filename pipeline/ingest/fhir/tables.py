@@ -87,6 +87,10 @@ def map_table(con: duckdb.DuckDBPyConnection, table: str, fhir: FhirSettings, sc
     sources = {"imaging_orders": fhir.order_department, "procedures": fhir.procedure_department}.get(table)
     if sources is not None:
         query = query.replace("/*department*/ NULL", department_sql(sources))
+    if table in OPTIONAL_WHEN_FILLED:
+        # joined once and kept (a Condition's rows, not ten million): counting the filled columns ran the joins twice
+        con.execute(f"CREATE OR REPLACE TEMP TABLE fhir_rows_{table} AS {query}")
+        query = f"SELECT * FROM fhir_rows_{table}"
     rows = con.sql(query)
     if table in OPTIONAL_WHEN_FILLED:  # a column no resource fills is a column the extract lacks
         cols = OPTIONAL_WHEN_FILLED[table]

@@ -7,7 +7,8 @@ WITH problems AS (
     UNION ALL SELECT 'imaging_orders', key, problem FROM fhir_location WHERE problem IS NOT NULL
     UNION ALL SELECT 'imaging_orders', key, problem FROM fhir_practitioner WHERE problem IS NOT NULL
 ),
-ids AS (
+-- not materialized: each use reads the parts again (cheaper than holding every id of the export)
+ids AS NOT MATERIALIZED (
     SELECT 'procedures' AS table_name, 'Patient' AS rtype, key, patient_id AS id FROM fhir_patient WHERE problem IS NULL
     UNION ALL SELECT 'imaging_orders', 'Encounter', key, encounter_id FROM fhir_encounter WHERE problem IS NULL
     UNION ALL SELECT 'imaging_orders', 'Location', key, location_id FROM fhir_location WHERE problem IS NULL

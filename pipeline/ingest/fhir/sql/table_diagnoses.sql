@@ -14,5 +14,5 @@ SELECT
 FROM fhir_condition AS s
 SEMI JOIN fhir_patients AS p ON p.patient_id = s.patient_id
 LEFT JOIN fhir_encounter_diagnoses AS d ON d.condition_id = s.condition_id
-LEFT JOIN fhir_encounters AS e ON e.encounter_id = coalesce(s.encounter_id, d.encounter_id)
+LEFT JOIN fhir_condition_encounters AS e ON e.encounter_id = coalesce(s.encounter_id, d.encounter_id)
 WHERE s.problem IS NULL AND s.left_out IS NULL
