@@ -141,6 +141,10 @@ def test_the_deck_on_local_spark_gives_the_duckdb_outputs(deck_runs, java, tmp_p
     assert _engine_of(out) == {"name": "spark", "spark_version": spark_version, "spark": "local[2]"}
     assert f"models on Spark {spark_version} (local[2])" in stderr
     assert "imaging_orders.csv on Spark (1 split)" in stderr  # a local Spark reads the inputs itself
+    # the JVM logs errors only: Spark's default profile prints a banner and WARN lines (no native Hadoop
+    # library, a loopback hostname) that a scheduler reading the run's stderr would take for alarms
+    jvm_noise = [ln for ln in stderr.splitlines() if " WARN " in ln or "log4j" in ln or "default log level" in ln]
+    assert jvm_noise == []
     assert _engine_of(deck_runs["runs"]["combined"]["out"]) == {"name": "duckdb"}  # the default
 
 

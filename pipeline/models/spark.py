@@ -29,6 +29,7 @@ from pipeline.sqltext import ident, literal
 log = logging.getLogger(__name__)
 REMOTE_ENV = "SPARK_REMOTE"
 SUBMIT_ENV = "PYSPARK_GATEWAY_PORT"  # set by spark-submit for the Python program it starts
+_QUIET_LOG4J = Path(__file__).with_name("log4j2-quiet.properties")
 INSTALL = "install PySpark 4.3 with its Spark Connect client: pip install 'order-audit[spark]'"
 
 
@@ -194,6 +195,8 @@ def _start(settings: SparkSettings):
     else:
         builder = builder.master(settings.master).config("spark.ui.enabled", "false")
         builder = builder.config("spark.ui.showConsoleProgress", "false")
+        # the JVM's log: errors only (Spark's default prints WARN lines and a banner on every run)
+        builder = builder.config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={_QUIET_LOG4J.as_uri()}")
         # instants written as such (INT96, the default, reads back as a wall clock)
         builder = builder.config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
     for key, value in settings.conf.items():
