@@ -89,5 +89,11 @@ def refused_write(exc: BaseException) -> str | None:
     return None
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (Spark and DuckDB append plans and stacks), else its type's name."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class ReportError(AuditError):
     """The report cannot be produced as asked (e.g. PDF without a PDF engine)."""

@@ -30,7 +30,7 @@ import duckdb
 from pipeline import audits as audits_mod
 from pipeline import faults, history, maturity, ownership, period_status, preflight, publishing, spark_state, warehouse, workers
 from pipeline.config import Config, pseudonym_key
-from pipeline.errors import AuditError, ConfigError, QualityGateError, WriteRefusedError, refused_write
+from pipeline.errors import AuditError, ConfigError, QualityGateError, WriteRefusedError, first_line, refused_write
 from pipeline.ingest import inputs as inputs_mod
 from pipeline.ingest import load, source_store, spark_read, value_maps
 from pipeline.logs import event, stage
@@ -244,9 +244,8 @@ def _write_state(state: spark_state.SparkState, wh_path: Path, run_id: str, timi
         try:
             version = state.write(con, run_id)
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise AuditError(
-                f"--spark-state {state.uri}: could not write the ledger and run history ({first}); the warehouse and "
+                f"--spark-state {state.uri}: could not write the ledger and run history ({first_line(exc)}); the warehouse and "
                 "outputs hold this run; the next Spark run with this state writes them"
             ) from None
         finally:

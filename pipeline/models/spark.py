@@ -22,7 +22,7 @@ import duckdb
 
 from pipeline.config import Spark as SparkSettings
 from pipeline.config import spark_address
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, first_line
 from pipeline.models import dialects, runner
 from pipeline.sqltext import ident, literal
 
@@ -189,14 +189,12 @@ def _start(settings: SparkSettings):
     builder = SparkSession.builder.appName("order-audit")
     if settings.remote:
         builder = builder.remote(settings.remote)
-    elif submitted():  # spark-submit's --master and --conf, not [spark] master
-        builder = builder.config("spark.ui.showConsoleProgress", "false")
-        builder = builder.config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
     else:
-        builder = builder.master(settings.master).config("spark.ui.enabled", "false")
+        if not submitted():  # under spark-submit its --master and --conf hold, not [spark] master
+            builder = builder.master(settings.master).config("spark.ui.enabled", "false")
+            # the JVM's log: errors only (Spark's default prints WARN lines and a banner on every run)
+            builder = builder.config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={_QUIET_LOG4J.as_uri()}")
         builder = builder.config("spark.ui.showConsoleProgress", "false")
-        # the JVM's log: errors only (Spark's default prints WARN lines and a banner on every run)
-        builder = builder.config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={_QUIET_LOG4J.as_uri()}")
         # instants written as such (INT96, the default, reads back as a wall clock)
         builder = builder.config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
     for key, value in settings.conf.items():
@@ -205,8 +203,7 @@ def _start(settings: SparkSettings):
         session = builder.getOrCreate()
     except Exception as exc:  # the JVM or the server: say which, in one line
         where = f"the Spark Connect server {described(settings)}" if settings.remote else f"a local Spark ({settings.master})"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"--engine spark: could not start {where}: {first}") from None
+        raise ConfigError(f"--engine spark: could not start {where}: {first_line(exc)}") from None
     # the shims' assumption (dialects.py): a TIMESTAMP holds the UTC instant
     session.conf.set("spark.sql.session.timeZone", "UTC")
     if not settings.remote:

@@ -87,13 +87,14 @@ def map_table(con: duckdb.DuckDBPyConnection, table: str, fhir: FhirSettings, sc
     sources = {"imaging_orders": fhir.order_department, "procedures": fhir.procedure_department}.get(table)
     if sources is not None:
         query = query.replace("/*department*/ NULL", department_sql(sources))
-    if table in OPTIONAL_WHEN_FILLED:
-        # joined once and kept (a Condition's rows, not ten million): counting the filled columns ran the joins twice
-        con.execute(f"CREATE OR REPLACE TEMP TABLE fhir_rows_{table} AS {query}")
-        query = f"SELECT * FROM fhir_rows_{table}"
-    rows = con.sql(query)
     if table in OPTIONAL_WHEN_FILLED:  # a column no resource fills is a column the extract lacks
+        # joined once and kept (a Condition's rows, not ten million): counting the filled columns ran the joins twice
+        kept = f"fhir_rows_{table}"
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {kept} AS {query}")
         cols = OPTIONAL_WHEN_FILLED[table]
-        filled = con.execute(f"SELECT {', '.join(f'count({c})' for c in cols)} FROM ({query})").fetchall()[0]
+        filled = con.execute(f"SELECT {', '.join(f'count({c})' for c in cols)} FROM {kept}").fetchall()[0]
+        rows = con.table(kept)
         rows = rows.select(*[c for c in rows.columns if c not in cols or filled[cols.index(c)]])
+    else:
+        rows = con.sql(query)
     return MappedTable(table, rows.pl(lazy=True), rejects, left_out)
