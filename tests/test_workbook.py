@@ -211,3 +211,27 @@ def test_the_providers_sheet_lists_each_provider_once_with_counts_percent_rates_
     assert cells[(dr1, 11)]["text"] == "above 95% limit" and cells[(dr1, 12)]["text"] == "yes"  # N = 5 under 20
     assert (dr2, 6) not in cells and (dr2, 11) not in cells and (dr2, 12) not in cells  # no premature cell; within; reliable
     assert max(r for r, _ in cells) == 3  # one row per provider
+
+
+def test_wrapped_rows_of_the_other_sheets_are_as_high_as_their_lines(tmp_path):
+    # LibreOffice keeps a row one line high and prints its wrapped lines over the next row's: every sheet's
+    # wrapped text sets its row height, as the Cases rows do (the Rules sheet printed unreadable before)
+    rules = pl.concat([RULES, RULES.with_columns(rule_id=pl.lit("CSF-02"), explanation=pl.lit("a long explanation " * 10))])
+    measure = "leak_cases_whose_first_imaging_was_the_right_study"  # its header: 53 characters
+    providers = pl.DataFrame(
+        {"group_key": ["DR1"], "measure_id": [measure], "numerator": [1], "denominator": [5], "rate": [0.2]}
+    ).with_columns(ci_low=pl.lit(0.0), ci_high=pl.lit(0.6))
+    path = workbook.write_case_list(tmp_path / "w.xlsx", pl.DataFrame({"case_id": ["C1"]}), rules, RUN_INFO, providers)
+    with zipfile.ZipFile(path) as z:
+        names = re.findall(r'<sheet name="([^"]+)"', z.read("xl/workbook.xml").decode())
+        sheets = {name: z.read(f"xl/worksheets/sheet{i}.xml").decode() for i, name in enumerate(names, start=1)}
+
+    def height(sheet: str, row: int) -> float | None:
+        found = re.search(rf'<row r="{row}"[^>]* ht="([0-9.]+)"', sheets[sheet])
+        return float(found.group(1)) if found else None
+
+    assert height("Rules", 2) is None  # one line: the default height
+    assert height("Rules", 3) == 45  # 190 characters in a 70-character column: three lines
+    # the Providers header: the measure's name and ": n" in a 10-character column
+    assert height("Providers", 1) == sheet_rows.LINE_POINTS * 5
+    assert height("Explanation", 5) == 30  # the patient identifiers' note: two lines at 90 characters

@@ -33,7 +33,7 @@ from pipeline.formula_guard import neutralise, neutralise_expr
 from pipeline.report import sheet_rows
 from pipeline.report.bidi import visible_expr
 from pipeline.report.caselist import time_after
-from pipeline.report.sheet_rows import MAX_LINES
+from pipeline.report.sheet_rows import LINE_POINTS, MAX_LINES
 
 
 @dataclass(frozen=True)
@@ -256,6 +256,16 @@ def _row_lines(sheet: pl.DataFrame, columns: list[Column]) -> pl.Series:
     return sheet.select(pl.max_horizontal(parts).clip(1, MAX_LINES).alias("lines"))["lines"]
 
 
+def _fit_heights(ws, sheet: pl.DataFrame, widths: list[float], first_row: int, min_lines: int = 1) -> None:
+    """Rows of wrapped text written cell by cell (a few dozen) as high as their lines, as the Cases rows are:
+    LibreOffice keeps a row one line high on opening and prints its wrapped lines over the next row's. Called
+    before the rows are written (a constant_memory sheet takes a row's height only before its cells)."""
+    columns = [Column(name, width, "", "wrap") for name, width in zip(sheet.columns, widths, strict=True)]
+    for i, n in enumerate(_row_lines(sheet, columns).to_list()):
+        if max(n, min_lines) > 1:
+            ws.set_row(first_row + i, LINE_POINTS * max(n, min_lines))
+
+
 def _print_setup(ws, run_info: dict, what: str) -> None:
     """A4 landscape, one page wide, the header row on every page, with the run on every page."""
     ws.set_paper(9)
@@ -286,14 +296,16 @@ def _providers_sheet(
         header.append(f"Funnel position ({funnel_label.lower()})" if funnel_label else "Funnel position")
     header.append(f"Low reliability (N under {low})")
     ps.write_row(0, 0, header, head)
-    ps.set_row(0, 30)
-    ps.set_column(0, 0, 16)
+    widths = [16.0] + [10.0] * (5 * len(measures)) + ([18.0] if with_position else []) + [14.0]
+    ps.set_column(0, 0, widths[0])
     for k in range(len(measures)):  # n and N as counts, the rate and its interval as percent
         ps.set_column(1 + 5 * k, 2 + 5 * k, 10)
         ps.set_column(3 + 5 * k, 5 + 5 * k, 10, percent)
     if with_position:
-        ps.set_column(len(header) - 2, len(header) - 2, 18)
-    ps.set_column(len(header) - 1, len(header) - 1, 14)
+        ps.set_column(len(header) - 2, len(header) - 2, widths[-2])
+    ps.set_column(len(header) - 1, len(header) - 1, widths[-1])
+    # the header row as high as its longest label (a measure's name in a ten-character column), two lines at least
+    _fit_heights(ps, pl.DataFrame([header], schema=[f"h{j}" for j in range(len(header))], orient="row"), widths, 0, 2)
     sheet = providers_sheet_frame(providers, [m for m, _ in measures], low, positions)
     if sheet.height:
         sheet_rows.write_rows(ps, sheet, first_row=1)
@@ -354,8 +366,9 @@ def providers_sheet_frame(
 def _explanation_sheet(wb, run_info: dict, columns: list[Column], head, wrap) -> None:
     ex = wb.add_worksheet("Explanation")
     _print_setup(ex, run_info, "case list: explanation")
-    ex.set_column(0, 0, 24)
-    ex.set_column(1, 1, 90)
+    widths = [24.0, 90.0]
+    ex.set_column(0, 0, widths[0])
+    ex.set_column(1, 1, widths[1])
     lines = [
         ("Run id", run_info["run_id"]),
         ("Period", str(run_info["period"])),
@@ -374,6 +387,7 @@ def _explanation_sheet(wb, run_info: dict, columns: list[Column], head, wrap) ->
         ("", ""),
         ("Column", "Meaning"),
     ] + [(c.header, c.note) for c in columns]
+    _fit_heights(ex, pl.DataFrame(lines, schema=["item", "text"], orient="row"), widths, 0)
     for i, (a, b) in enumerate(lines):
         fmt = head if a == "Column" else wrap
         ex.write_string(i, 0, neutralise(a) or "", fmt)
@@ -386,8 +400,10 @@ def _rules_sheet(wb, rules: pl.DataFrame, head, wrap, run_info: dict) -> None:
     cols = ["rule_id", "reason_code", "verdict", "explanation", "citation"]
     for j, c in enumerate(["Rule", "Reason", "Verdict", "Explanation", "Citation"]):
         rs.write_string(0, j, c, head)
-    for i, r in enumerate(rules.select(cols).iter_rows(), start=1):
+    shown = rules.select(pl.col(c).cast(pl.String) for c in cols)
+    _fit_heights(rs, shown, [16.0, 16.0, 16.0, 70.0, 70.0], 1)
+    for i, r in enumerate(shown.iter_rows(), start=1):
         for j, v in enumerate(r):
-            rs.write_string(i, j, neutralise("" if v is None else str(v)) or "", wrap)
+            rs.write_string(i, j, neutralise("" if v is None else v) or "", wrap)
     rs.set_column(0, 2, 16)
     rs.set_column(3, 4, 70)
