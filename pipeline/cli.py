@@ -27,24 +27,20 @@ def _month(ctx, param, value):
 
 
 def _input_folder(ctx, param, value):
-    """--input as a folder: a path, or a file:// URI (the same folder); a URI of another file system
-    (s3a://, abfss://, gs://, hdfs://) is refused in one line: the driver hashes, lists and sniffs the
-    extracts on its own disk (the ledger's idempotence), which no Hadoop file system gives it yet."""
-    import re
+    """--input as a folder: a path or a file:// URI (a Path); a URI of another file system (s3a://, abfss://,
+    gs://, hdfs://) kept as text: a Spark run copies it through its session (``remote_input``)."""
     from urllib.parse import unquote, urlparse
 
-    if value is None:
-        return None
-    match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", value)
-    if match is None:
-        return Path(value)
+    from pipeline.ingest import remote_input
+
+    if value is None or "://" not in value:
+        return None if value is None else Path(value)
+    if remote_input.is_remote(value):
+        return value
     uri = urlparse(value)
-    if match.group(1).lower() == "file" and uri.netloc in ("", "localhost"):
-        return Path(unquote(uri.path))
-    raise click.BadParameter(
-        f"{value}: only local folders and file:// URIs are read; copy the extracts to a folder this machine reads "
-        "(hadoop fs -get, aws s3 sync, azcopy, gcloud storage cp) or mount the bucket, and pass that folder"
-    )
+    if uri.netloc not in ("", "localhost"):
+        raise click.BadParameter(f"{value}: a file:// URI names this machine's folder (file:///path); give the path")
+    return Path(unquote(uri.path))
 
 
 def _input_format_option(f):
@@ -97,7 +93,8 @@ def _months(month, first, last) -> tuple[list, bool]:
     callback=_input_folder,
     default=None,
     metavar="DIR",
-    help="Folder (a path or a file:// URI) with procedures, imaging_orders and optionally diagnoses (.csv or .parquet), "
+    help="Folder (a path, a file:// URI, or with --engine spark any URI Spark's Hadoop reads: s3a://, abfss://, "
+    "gs://, hdfs://) with procedures, imaging_orders and optionally diagnoses (.csv or .parquet), "
     "or a FHIR Bulk Data export (NDJSON), and optionally local_code_map.csv. Without it, the run re-audits what the "
     "warehouse holds.",
 )
@@ -195,11 +192,20 @@ def run(
             spark_state,
         )
         months, per_month = _months(month, first, last)
+        input_uri = input_dir if isinstance(input_dir, str) else None
+        if input_uri is not None:
+            from pipeline.ingest import remote_input
+
+            refused = remote_input.refused_with(cfg.engine, cfg.spark.remote, input_uri)
+            if refused is not None:
+                raise refused
+            input_dir = None  # the run's own copy, once fetched
         warehouse_path = warehouse_path or (Path(cfg.warehouse) if cfg.warehouse else None)
-        if input_dir is None and warehouse_path is None:
+        if input_dir is None and input_uri is None and warehouse_path is None:
             raise click.UsageError("give --input, or --warehouse to re-audit what a warehouse holds")
         opts = RunOptions(
             input_dir=input_dir,
+            input_uri=input_uri,
             out_dir=out_dir,
             warehouse_path=warehouse_path,
             months=months,

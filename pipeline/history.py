@@ -39,6 +39,11 @@ def ensure(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(ddl)
 
 
+def _input_named(opts) -> str | None:
+    """The input folder as the user gave it (a URI of another file system, not the run's copy of it)."""
+    return opts.input_uri or (str(opts.input_dir) if opts.input_dir else None)
+
+
 def start(con: duckdb.DuckDBPyConnection, run_id: str, opts, started: dt.datetime, audits: str = "") -> None:
     """Record the run as running. We hold the writer lock, so any other 'running' row is a dead run."""
     import os
@@ -50,7 +55,7 @@ def start(con: duckdb.DuckDBPyConnection, run_id: str, opts, started: dt.datetim
     con.execute(
         "INSERT INTO audit_runs (run_id, command, status, periods, input_dir, started_at, pid, audits) "
         "VALUES (?, ?, 'running', ?, ?, ?, ?, ?)",
-        [run_id, opts.command, periods, str(opts.input_dir) if opts.input_dir else None, started, os.getpid(), audits],
+        [run_id, opts.command, periods, _input_named(opts), started, os.getpid(), audits],
     )
 
 

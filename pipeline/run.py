@@ -32,7 +32,7 @@ from pipeline import faults, history, maturity, ownership, period_status, prefli
 from pipeline.config import Config, pseudonym_key
 from pipeline.errors import AuditError, ConfigError, QualityGateError, WriteRefusedError, first_line, refused_write
 from pipeline.ingest import inputs as inputs_mod
-from pipeline.ingest import load, source_store, spark_read, value_maps
+from pipeline.ingest import load, remote_input, source_store, spark_read, value_maps
 from pipeline.logs import event, stage
 from pipeline.models import reference, runner
 from pipeline.models import spark as spark_engine
@@ -57,6 +57,7 @@ class RunOptions:
     progress_bar: bool = False  # a terminal progress bar over the months (stderr is a TTY)
     command: str = "run"
     audits: list[str] = field(default_factory=list)  # --audit: the audits asked for (none: every audit found)
+    input_uri: str | None = None  # --input on another file system: input_dir is then the run's copy of it
 
 
 @dataclass
@@ -160,9 +161,28 @@ def _execute(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, wa
     out_root = outputs.publication_dir(opts.out_dir)  # a user's symlink to a folder: that folder
     preflight.check_run(opts, out_root)
     opts.out_dir = out_root
+    if opts.input_uri is None:
+        return _execute_checked(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, warm)
+    # a folder on another file system: copied beside --out through the run's Spark session (the models
+    # reuse it), then read as a local folder; every message, reject and ledger row names the URI
+    with stage("fetch", timings):
+        opts.input_dir = remote_input.fetch(spark_engine.start_session(cfg.spark), opts.input_uri, out_root.parent)
+    try:
+        with remote_input.log_names_by_uri(opts.input_dir, opts.input_uri):
+            return _execute_checked(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, warm)
+    except AuditError as exc:
+        remote_input.named_by_uri(exc, opts.input_dir, opts.input_uri)
+        raise
+    finally:
+        ownership.remove(opts.input_dir)
+
+
+def _execute_checked(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, warm) -> RunResult:
     inputs, columns = None, {}
     if opts.input_dir is not None:
         inputs = load.find_inputs(opts.input_dir, cfg)
+        if opts.input_uri is not None:
+            inputs = remote_input.labelled(inputs, opts.input_dir, opts.input_uri)
         columns = load.check_headers(inputs, cfg)
     chosen, skipped = choose_audits(opts, cfg, columns)
     if cfg.engine == "spark":  # PySpark and Java present, before anything is written
@@ -327,6 +347,8 @@ def _sweep_leftovers(opts: RunOptions, wh_path: Path, chosen: list) -> None:
         if ownership.remove(old):
             log.info("removed %s (left by an interrupted run)", old)
     folders = [opts.out_dir.parent]
+    for old in remote_input.sweep(opts.out_dir.parent):
+        log.info("removed %s (left by an interrupted run)", old)
     if opts.per_month_folders:  # a backfill publishes OUT/<audit>/<month>/ one by one
         folders += [opts.out_dir] + [opts.out_dir / a.id for a in chosen]
     for folder in folders:
@@ -345,6 +367,8 @@ def _execute_locked(
             # fingerprints the files while parsing; a local Spark reads and types CSV and Parquet itself
             writer = spark_read.typed_writer(spark) if spark is not None and spark.reads_inputs else None
             prepared = load.prepare_inputs(inputs, cfg, scratch, typed_writer=writer)
+            if opts.input_uri is not None:
+                remote_input.name_segments(prepared, opts.input_dir, opts.input_uri)
         faults.maybe_fail("after_parse")
 
     dq_results: list = []
@@ -430,7 +454,7 @@ def _execute_locked(
         "software_version": software_version(),
         "versions": _versions(),
         "engine": _engine_info(cfg, spark),
-        "reference_files": ref.files,
+        "reference_files": remote_input.with_uri_paths(ref.files, opts.input_dir, opts.input_uri),
         "inputs": [
             {
                 "table": ld.table,

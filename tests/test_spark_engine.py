@@ -32,16 +32,23 @@ DECK_CONF = {
 }
 
 
-def _config(path: Path, **spark) -> Path:
+def _config(path: Path, conf: dict | None = None, **spark) -> Path:
     lines = ['engine = "spark"', "[spark]", *(f'{k} = "{v}"' for k, v in spark.items()), "[spark.conf]"]
-    lines += [f'"{k}" = "{v}"' for k, v in DECK_CONF.items()]
+    lines += [f'"{k}" = "{v}"' for k, v in (DECK_CONF | (conf or {})).items()]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 
-def _assert_same_as_duckdb(deck_runs, out: Path, reid: Path) -> None:
+def _assert_same_as_duckdb(deck_runs, out: Path, reid: Path, input_uri: str | None = None) -> None:
     duck = deck_runs["runs"]["combined"]
     expected, got = data_outputs(duck["out"]), data_outputs(out)
+    if input_uri is not None:  # the ledger names each file as the user gave it
+        local = str(duck["input"]).encode()
+        expected = {name: data.replace(local, input_uri.encode()) for name, data in expected.items()}
+        assert all(b".order-audit-fetch" not in data for data in got.values())
+        run_json = (out / "csf_leak" / "run.json").read_text(encoding="utf-8")
+        assert ".order-audit-fetch" not in run_json and f"{input_uri}/imaging_orders.csv" in run_json
+        assert not list(out.parent.glob(".order-audit-fetch-*"))  # the run's copy is gone
     assert {"csf_leak/audited_orders.csv", "csf_leak/cases.csv", "csf_leak/metrics.parquet"} <= set(expected)
     assert sorted(got) == sorted(expected)
     for name in expected:
@@ -67,12 +74,12 @@ def _assert_same_gate(deck_runs, out: Path, stderr: str) -> None:
     assert "csf_leak output checks on Spark:" in stderr
 
 
-def _run_spark(deck_runs, where: Path, *args: str, uri: bool = False):
-    inp = deck_runs["runs"]["combined"]["out"].parent / "input"
+def _run_spark(deck_runs, where: Path, *args: str, input_uri: str | None = None):
+    inp = deck_runs["runs"]["combined"]["input"]
     out, reid = where / "out", where / "crosswalk" / "reid.csv"
     reid.parent.mkdir()
     proc = run_cli(
-        "run", "--input", inp.as_uri() if uri else inp, "--out", out, "--warehouse", where / "wh" / "wh.duckdb",
+        "run", "--input", input_uri or inp, "--out", out, "--warehouse", where / "wh" / "wh.duckdb",
         "--site-timezone", SITE_TIMEZONE, "--reid-file", reid, *args,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -133,9 +140,14 @@ def connect_server(java, tmp_path_factory):
 
 @pytest.mark.spark
 def test_the_deck_on_local_spark_gives_the_duckdb_outputs(deck_runs, java, tmp_path):
-    # the input folder as a file:// URI: the same files, the same rejects and outputs
-    out, reid, stderr = _run_spark(deck_runs, tmp_path, "--config", _config(tmp_path / "spark.toml", master="local[2]"), uri=True)
-    _assert_same_as_duckdb(deck_runs, out, reid)
+    # the input folder through a file system of Hadoop's own that is not file:// (viewfs: a mount table
+    # whose one link is the deck's folder), as a bucket is read through s3a:// or abfss://
+    deck = deck_runs["runs"]["combined"]["input"]
+    viewfs = {"spark.hadoop.fs.viewfs.mounttable.hospital.link./extracts": deck.as_uri()}
+    config = _config(tmp_path / "spark.toml", conf=viewfs, master="local[2]")
+    out, reid, stderr = _run_spark(deck_runs, tmp_path, "--config", config, input_uri="viewfs://hospital/extracts")
+    _assert_same_as_duckdb(deck_runs, out, reid, input_uri="viewfs://hospital/extracts")
+    assert "fetched 5 files" in stderr and ".order-audit-fetch" not in stderr  # the log names the URI
     _assert_same_gate(deck_runs, out, stderr)
     spark_version = metadata.version("pyspark")
     assert _engine_of(out) == {"name": "spark", "spark_version": spark_version, "spark": "local[2]"}
@@ -233,10 +245,18 @@ def test_spark_remote_needs_the_spark_engine_and_an_sc_address(small_input, tmp_
     assert "give --warehouse FILE, or --spark-state URI" in _one_line_error(proc)
 
 
-def test_an_input_uri_of_another_file_system_is_refused_in_one_line(tmp_path):
+def test_an_input_uri_of_another_file_system_needs_a_spark_beside_the_driver(tmp_path):
+    # read through Spark's Hadoop file systems (tests/test_remote_input.py), so not by DuckDB, and not by a
+    # Spark Connect client, whose server's file systems are not this machine's
     out = tmp_path / "out"
-    proc = run_cli("run", "--input", "s3a://bucket/extracts", "--out", out, "--engine", "spark")
-    assert "s3a://bucket/extracts: only local folders and file:// URIs are read" in _one_line_error(proc)
+    proc = run_cli("run", "--input", "s3a://bucket/extracts", "--out", out)
+    assert "--input s3a://bucket/extracts: a folder on another file system is read through Spark: add --engine spark" in (
+        _one_line_error(proc)
+    )
+    proc = run_cli("run", "--input", "s3a://bucket/extracts", "--out", out, "--engine", "spark", "--spark-remote", "sc://h:1")
+    assert "a Spark Connect client cannot copy from the server's file systems" in _one_line_error(proc)
+    proc = run_cli("run", "--input", "file://otherhost/extracts", "--out", out)
+    assert "a file:// URI names this machine's folder (file:///path)" in _one_line_error(proc)
     assert not out.exists()
 
 

@@ -77,7 +77,7 @@ class SparkModels:
     def __init__(self, settings: SparkSettings, scratch: Path):
         check_available(settings)
         self.scratch = scratch
-        self.session = _start(settings)
+        self.session = start_session(settings)
         if submitted() and not settings.remote:  # where it runs: spark-submit's master
             settings = dataclasses.replace(settings, master=self.session.sparkContext.master)
         self.settings = settings
@@ -183,7 +183,9 @@ def submitted() -> bool:
     return bool(os.environ.get(SUBMIT_ENV))
 
 
-def _start(settings: SparkSettings):
+def start_session(settings: SparkSettings):
+    """The [spark] settings' session: started here, or the one this process has already started with them
+    (getOrCreate: the input's copy from another file system and the models share one session)."""
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName("order-audit")

@@ -133,15 +133,8 @@ LINK_RE = re.compile(r"^\.(?P<name>.+)\.link-(?P<pid>\d+)$")
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # ours from an earlier life of this pid: we are only starting
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    # our own pid: a folder from an earlier life of this pid (we are only starting)
+    return pid != os.getpid() and ownership.pid_alive(pid)
 
 
 def _our_link(link: Path, target: str) -> bool:

@@ -1,0 +1,162 @@
+"""An --input folder on a file system Spark's Hadoop reads (s3a://, abfss://, gs://, hdfs://, viewfs://):
+copied once onto the driver's disk through the run's Spark session, then fingerprinted, checked and
+parsed there as a local folder, and named by its URI wherever the run names a file.
+
+Why a copy rather than Spark reading the URI: the ledger's idempotence is each file's content hash,
+the header checks read each file's first lines, and a rejected record's physical line is found in
+its bytes: all of it needs the whole file on the driver anyway, so one copy through Hadoop's own
+``FileUtil`` (byte for byte, in the JVM, never through Python) costs a single read of the store.
+The connector (hadoop-aws, hadoop-azure, gcs-connector) and its credentials come from the session's
+Hadoop configuration: ``[spark.conf]`` ``spark.hadoop.*`` keys, spark-defaults.conf, spark-submit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import re
+from pathlib import Path
+
+from pipeline import ownership
+from pipeline.errors import AuditError, ConfigError, InputFileError
+
+log = logging.getLogger(__name__)
+
+FETCH_PREFIX = ".order-audit-fetch-"  # + pid + "-": beside --out, removed when the run ends
+_FETCH_RE = re.compile(rf"^{re.escape(FETCH_PREFIX)}(?P<pid>\d+)-")
+_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def is_remote(text: str) -> bool:
+    """A URI of a file system other than this machine's (file:// is a local folder)."""
+    match = _SCHEME.match(text)
+    return match is not None and match["scheme"].lower() != "file"
+
+
+def fetch(session, uri: str, parent: Path) -> Path:
+    """The folder's files (not its subfolders, nor hidden ``.``/``_`` files such as a job's ``_SUCCESS``)
+    copied into a new folder in ``parent``; returns that folder. One line when the URI cannot be read."""
+    jvm = session._jvm
+    conf = session._jsc.hadoopConfiguration()
+    hadoop = jvm.org.apache.hadoop.fs
+    folder = hadoop.Path(uri)
+    try:
+        fs = folder.getFileSystem(conf)
+        statuses = [s for s in fs.listStatus(folder) if s.isFile() and not s.getPath().getName().startswith((".", "_"))]
+    except Exception as exc:  # noqa: BLE001 (py4j wraps every Java exception in one type)
+        raise InputFileError(uri, f"cannot be listed ({_java_reason(exc)})", _FIX) from None
+    local = hadoop.FileSystem.getLocal(conf).getRaw()  # the raw one writes no .crc files beside the copies
+    into = ownership.make_temp_dir(f"{FETCH_PREFIX}{os.getpid()}-", parent)
+    try:
+        for status in statuses:
+            source = status.getPath()
+            target = hadoop.Path((into / source.getName()).as_uri())
+            try:
+                hadoop.FileUtil.copy(fs, source, local, target, False, conf)
+            except Exception as exc:  # noqa: BLE001
+                raise InputFileError(source.toString(), f"cannot be read ({_java_reason(exc)})", _FIX) from None
+    except BaseException:
+        ownership.remove(into)
+        raise
+    size = sum(s.getLen() for s in statuses)
+    log.info("fetched %d file%s (%.1f MB) from %s", len(statuses), "" if len(statuses) == 1 else "s", size / 1e6, uri)
+    return into
+
+
+_FIX = (
+    "Check the URI, and that the session's Hadoop configuration has the file system's connector and credentials "
+    "([spark.conf] spark.hadoop.* keys, spark.jars.packages)"
+)
+
+
+def _java_reason(exc: BaseException) -> str:
+    """The Java exception's own one line (class: message), not py4j's 'An error occurred while calling'."""
+    java = getattr(exc, "java_exception", None)
+    text = java.toString() if java is not None else str(exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+def _as_uri(text: str, local: Path, uri: str) -> str:
+    """``text`` naming the user's files: the copy's folder replaced by the URI they gave."""
+    return text.replace(str(local), uri.rstrip("/"))
+
+
+def labelled(inputs: dict, local: Path, uri: str) -> dict:
+    """The located input files named by the URI (rejects, the ledger and messages use ``label``)."""
+    return {t: dataclasses.replace(f, display=_as_uri(f.label, local, uri)) for t, f in inputs.items()}
+
+
+def name_segments(prepared: dict, local: Path, uri: str) -> None:
+    """The parsed tables' per-file labels (an export's NDJSON files, which rejects name) by the URI."""
+    for prep in prepared.values():
+        prep.segments = [dataclasses.replace(s, label=_as_uri(s.label, local, uri)) for s in prep.segments]
+
+
+@contextlib.contextmanager
+def log_names_by_uri(local: Path, uri: str):
+    """While the run reads the copy, every log line names the URI (a reader logs the files it reads)."""
+    renaming = _RenamingFilter(local, uri)
+    handlers = list(logging.getLogger("pipeline").handlers)
+    for handler in handlers:
+        handler.addFilter(renaming)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(renaming)
+
+
+class _RenamingFilter(logging.Filter):
+    def __init__(self, local: Path, uri: str):
+        super().__init__()
+        self.local, self.uri = local, uri
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if str(self.local) in message:
+            record.msg, record.args = _as_uri(message, self.local, self.uri), None
+        return True
+
+
+def with_uri_paths(files: list[dict], local: Path | None, uri: str | None) -> list[dict]:
+    """run.json's reference files (a site's local code map sits in the input folder) named by the URI."""
+    if uri is None or local is None:
+        return files
+    return [f | {"path": _as_uri(f["path"], local, uri)} if "path" in f else f for f in files]
+
+
+def named_by_uri(error: AuditError, local: Path, uri: str) -> AuditError:
+    """The error with the local copy's path replaced by the URI the user gave, so it names their file."""
+    text = _as_uri(error.message, local, uri)
+    error.message = text
+    error.args = (text, *error.args[1:])
+    return error
+
+
+def sweep(parent: Path) -> list[Path]:
+    """Copies left in ``parent`` by runs that were killed (their process is gone)."""
+    removed = []
+    for entry in parent.glob(f"{FETCH_PREFIX}*") if parent.is_dir() else []:
+        match = _FETCH_RE.match(entry.name)
+        pid = int(match["pid"]) if match else None
+        if pid is not None and pid != os.getpid() and not ownership.pid_alive(pid) and ownership.remove(entry):
+            removed.append(entry)
+    return removed
+
+
+def refused_with(engine: str, remote: str | None, uri: str) -> ConfigError | None:
+    """Why this run cannot read ``uri``, or None: only a Spark session whose JVM runs beside this
+    process (a local master, or spark-submit's driver) can copy from the file systems Hadoop reads."""
+    if engine != "spark":
+        return ConfigError(
+            f"--input {uri}: a folder on another file system is read through Spark: add --engine spark "
+            "(with the file system's connector in [spark.conf]), or copy it to a folder this machine reads"
+        )
+    if remote:
+        return ConfigError(
+            f"--input {uri}: a Spark Connect client cannot copy from the server's file systems; run with a local "
+            "Spark or under spark-submit, or copy the folder to this machine (aws s3 sync, azcopy, gcloud storage cp)"
+        )
+    return None
