@@ -85,8 +85,9 @@ class SparkState:
         return found[-1] if found else None
 
     def check_warehouse(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Refuse a warehouse that lacks a load the state records: the state holds the ledger, not the
-        rows, so a run on another (or a throw-away) warehouse would load the same file twice."""
+        """Refuse a warehouse that lacks a load or a run the state records: the state holds the ledger, not
+        the rows, so a run on another (or a throw-away) warehouse would load the same file twice, and two
+        warehouses writing one state folder would each overwrite the other's history."""
         top = self.latest()
         if top is None:
             return
@@ -104,6 +105,19 @@ class SparkState:
                 f"from {path}, load {load_id}): the state keeps the ledger and history, the rows stay in the warehouse; "
                 "give the --warehouse the earlier runs used, or a new state folder"
             )
+        self._check_runs(con, top["version"])
+
+    def _check_runs(self, con: duckdb.DuckDBPyConnection, version: str) -> None:
+        recorded = {r.run_id for r in self.session.read.parquet(self._path("audit_runs", version)).select("run_id").collect()}
+        held = (
+            {r[0] for r in con.execute("SELECT run_id FROM audit_runs").fetchall()} if db.has_table(con, "audit_runs") else set()
+        )
+        missing = sorted(recorded - held)
+        if missing:
+            raise ConfigError(
+                f"--spark-state {self.uri} records {len(missing)} run(s) this warehouse does not hold (e.g. {missing[0]}): "
+                "another warehouse writes this state folder; give the --warehouse the earlier runs used, or a new state folder"
+            )
 
     def write(self, con: duckdb.DuckDBPyConnection, run_id: str) -> str:
         """Write the warehouse's ledger and run history as a new committed version; returns it."""
@@ -112,6 +126,11 @@ class SparkState:
         version = f"{seq:08d}-{run_id}"
         held = {r for c in commits for r in c["runs"].split(",") if r}
         brought = self.write_parts(con, version, held)
+        # another writer (another warehouse, against the one-writer rule) committed meanwhile: its version
+        # and ours would share a number, and readers would take either; its commit stands, ours is not made
+        rival = [c["version"] for c in self.commits() if c["seq"] >= seq]
+        if rival:
+            raise ConfigError(f"version {rival[0]} was committed by another writer while this run wrote {version}; not committed")
         self.commit(version, seq, run_id, brought)
         return version
 

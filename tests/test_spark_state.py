@@ -93,3 +93,33 @@ def test_a_warehouse_lacking_a_load_the_state_records_is_refused(spark_models, t
     refused = r"records 1 load\(s\) this warehouse does not hold .*orders.csv, load r1-imaging_orders"
     with pytest.raises(ConfigError, match=refused):
         state.check_warehouse(_warehouse())
+
+
+def test_a_second_warehouse_writing_the_same_state_folder_is_refused(spark_models, tmp_path):
+    state = SparkState(spark_models, state_uri(str(tmp_path / "state")))
+    first = _warehouse()
+    first.execute(  # a run that failed before loading anything: no load for check_warehouse's first test
+        "INSERT INTO audit_runs (run_id, command, status, periods, started_at, audits) VALUES ('r1', 'run', 'failed', 'all', ?, "
+        "'csf_leak')",
+        [T0],
+    )
+    state.write(first, "r1")
+    state.check_warehouse(first)
+    with pytest.raises(ConfigError, match=r"records 1 run\(s\) this warehouse does not hold \(e.g. r1\): another warehouse"):
+        state.check_warehouse(_warehouse())
+
+    # two writers at once: the one committing second finds the number taken and does not commit
+    other = _warehouse()
+    _add_run(other, "r9", "loaded", "appropriate", 0)
+    write_parts = state.write_parts
+
+    def meanwhile(con, version, held):
+        brought = write_parts(con, version, held)
+        SparkState(spark_models, state.uri).write(other, "r9")  # the other writer commits first
+        return brought
+
+    state.write_parts = meanwhile
+    _add_run(first, "r2", "loaded", "appropriate", 5)
+    with pytest.raises(ConfigError, match="version 00000002-r9 was committed by another writer while this run wrote 00000002-r2"):
+        state.write(first, "r2")
+    assert [c["version"] for c in state.commits()] == ["00000001-r1", "00000002-r9"]
