@@ -59,6 +59,11 @@ def start(con: duckdb.DuckDBPyConnection, run_id: str, opts, started: dt.datetim
     )
 
 
+def set_audits(con: duckdb.DuckDBPyConnection, run_id: str, audits: str) -> None:
+    """The audits of a run recorded before its inputs were known (a folder copied from another file system)."""
+    con.execute("UPDATE audit_runs SET audits = ? WHERE run_id = ?", [audits, run_id])
+
+
 def committing(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
     """Inside the warehouse transaction: once it commits, the run's data is in the warehouse and only
     the outputs remain to be published (a kill from here on is 'interrupted after commit')."""

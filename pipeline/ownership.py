@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -39,17 +38,6 @@ def make_dir(path: Path) -> Path:
 def make_temp_dir(prefix: str, parent: Path) -> Path:
     """A new uniquely named folder in ``parent`` with the mark in it (tempfile.mkdtemp)."""
     return mark(Path(tempfile.mkdtemp(prefix=prefix, dir=parent)))
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process of that id runs (one of another user counts: it may be a run of theirs)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def is_marked(folder: Path) -> bool:

@@ -161,30 +161,9 @@ def _execute(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, wa
     out_root = outputs.publication_dir(opts.out_dir)  # a user's symlink to a folder: that folder
     preflight.check_run(opts, out_root)
     opts.out_dir = out_root
-    if opts.input_uri is None:
-        return _execute_checked(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, warm)
-    # a folder on another file system: copied beside --out through the run's Spark session (the models
-    # reuse it), then read as a local folder; every message, reject and ledger row names the URI
-    with stage("fetch", timings):
-        opts.input_dir = remote_input.fetch(spark_engine.start_session(cfg.spark), opts.input_uri, out_root.parent)
-    try:
-        with remote_input.log_names_by_uri(opts.input_dir, opts.input_uri):
-            return _execute_checked(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, warm)
-    except AuditError as exc:
-        remote_input.named_by_uri(exc, opts.input_dir, opts.input_uri)
-        raise
-    finally:
-        ownership.remove(opts.input_dir)
-
-
-def _execute_checked(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, warm) -> RunResult:
-    inputs, columns = None, {}
-    if opts.input_dir is not None:
-        inputs = load.find_inputs(opts.input_dir, cfg)
-        if opts.input_uri is not None:
-            inputs = remote_input.labelled(inputs, opts.input_dir, opts.input_uri)
-        columns = load.check_headers(inputs, cfg)
-    chosen, skipped = choose_audits(opts, cfg, columns)
+    inputs, chosen, skipped = None, [], []
+    if opts.input_uri is None:  # a folder on another file system is copied once the run holds the warehouse
+        inputs, chosen, skipped = _inputs_and_audits(opts, cfg)
     if cfg.engine == "spark":  # PySpark and Java present, before anything is written
         spark_engine.check_available(cfg.spark)
     with _warehouse_file(opts) as wh_path, warehouse.writer_lock(wh_path, run_id, opts.command):
@@ -196,17 +175,34 @@ def _execute_checked(opts, cfg, run_id, started, timings, key, key_is_demo, warn
             history.start(con, run_id, opts, started, ",".join(a.id for a in chosen))
         finally:
             con.close()
-        for audit_id, why in skipped:  # said once the run is on: an error before it stays one line
-            event(f"{audit_id} skipped: {why}", event="audit_skipped", audit_id=audit_id, reason=why)
+        _say_skipped(skipped)
         try:
-            _sweep_leftovers(opts, wh_path, chosen)
+            _sweep_scratch(wh_path)
+            if opts.input_uri is None:
+                _sweep_published(opts, chosen)
             scratch = ownership.make_temp_dir(f".{wh_path.name}.scratch-", wh_path.parent)
             try:
                 with _engine(cfg, scratch, timings) as spark:
-                    args = (opts, cfg, inputs, chosen, run_id, started, timings, key, key_is_demo, warnings, wh_path, scratch)
                     state = _spark_state(cfg, spark, wh_path)
                     try:
-                        result = _execute_locked(*args, warm, spark)
+                        with remote_input.names_by_uri(opts.input_uri, scratch / "input"):
+                            if opts.input_uri is not None:
+                                inputs, chosen = _fetched_inputs(opts, cfg, spark, scratch / "input", wh_path, run_id, timings)
+                            args = (
+                                opts,
+                                cfg,
+                                inputs,
+                                chosen,
+                                run_id,
+                                started,
+                                timings,
+                                key,
+                                key_is_demo,
+                                warnings,
+                                wh_path,
+                                scratch,
+                            )
+                            result = _execute_locked(*args, warm, spark)
                     except Exception as exc:  # recorded in the warehouse, then in the state (Ctrl-C: the next run's)
                         if state is not None:
                             _record_failure(wh_path, run_id, _refused_write_error(exc, opts, committed=False) or exc, timings)
@@ -263,6 +259,11 @@ def _write_state(state: spark_state.SparkState, wh_path: Path, run_id: str, timi
         con = warehouse.connect(wh_path)
         try:
             version = state.write(con, run_id)
+        except spark_state.RivalCommitError as exc:
+            raise AuditError(
+                f"--spark-state {state.uri}: {exc.message}; this run is in the warehouse and its outputs, not in the state, "
+                "and another warehouse writes that state folder now: give this warehouse a state folder of its own"
+            ) from None
         except Exception as exc:
             raise AuditError(
                 f"--spark-state {state.uri}: could not write the ledger and run history ({first_line(exc)}); the warehouse and "
@@ -340,15 +341,52 @@ def _refused_write_error(exc: BaseException, opts: RunOptions, committed: bool) 
     )
 
 
-def _sweep_leftovers(opts: RunOptions, wh_path: Path, chosen: list) -> None:
-    """What a killed run left behind: its scratch folder (we hold the writer lock, so any scratch
-    folder of this warehouse is a dead run's), and hidden staging/version folders beside the outputs."""
+def _inputs_and_audits(opts: RunOptions, cfg: Config) -> tuple[dict | None, list, list[tuple[str, str]]]:
+    """The input folder's files (their headers checked) and the audits they feed: (inputs, chosen, skipped)."""
+    inputs, columns = None, {}
+    if opts.input_dir is not None:
+        inputs = load.find_inputs(opts.input_dir, cfg)
+        if opts.input_uri is not None:
+            inputs = remote_input.labelled(inputs, opts.input_dir, opts.input_uri)
+        columns = load.check_headers(inputs, cfg)
+    chosen, skipped = choose_audits(opts, cfg, columns)
+    return inputs, chosen, skipped
+
+
+def _fetched_inputs(opts: RunOptions, cfg: Config, spark, into: Path, wh_path: Path, run_id: str, timings: dict):
+    """A folder on another file system, copied into the run's scratch through its Spark session (once the
+    run holds the warehouse and the state accepts it: a refused run copies nothing), then checked as a local
+    folder; the run's record gets its audits. Returns (inputs, chosen)."""
+    if spark is None:
+        raise remote_input.refused_with(cfg.engine, cfg.spark.remote, opts.input_uri)
+    with stage("fetch", timings):
+        opts.input_dir = remote_input.fetch(spark.session, opts.input_uri, into)
+    inputs, chosen, skipped = _inputs_and_audits(opts, cfg)
+    con = warehouse.connect(wh_path)
+    try:
+        history.set_audits(con, run_id, ",".join(a.id for a in chosen))
+    finally:
+        con.close()
+    _say_skipped(skipped)
+    _sweep_published(opts, chosen)
+    return inputs, chosen
+
+
+def _say_skipped(skipped: list[tuple[str, str]]) -> None:
+    for audit_id, why in skipped:  # said once the run is on: an error before it stays one line
+        event(f"{audit_id} skipped: {why}", event="audit_skipped", audit_id=audit_id, reason=why)
+
+
+def _sweep_scratch(wh_path: Path) -> None:
+    """A killed run's scratch folder: we hold the writer lock, so any scratch folder of this warehouse is a dead run's."""
     for old in wh_path.parent.glob(f".{wh_path.name}.scratch-*"):
         if ownership.remove(old):
             log.info("removed %s (left by an interrupted run)", old)
+
+
+def _sweep_published(opts: RunOptions, chosen: list) -> None:
+    """Hidden staging and version folders a killed run left beside the outputs."""
     folders = [opts.out_dir.parent]
-    for old in remote_input.sweep(opts.out_dir.parent):
-        log.info("removed %s (left by an interrupted run)", old)
     if opts.per_month_folders:  # a backfill publishes OUT/<audit>/<month>/ one by one
         folders += [opts.out_dir] + [opts.out_dir / a.id for a in chosen]
     for folder in folders:
@@ -393,6 +431,8 @@ def _execute_locked(
         faults.maybe_fail("after_merge")
         with stage("models", timings):
             ref = reference.load_reference(con, cfg, opts.input_dir, chosen)
+            if opts.input_uri is not None:  # the site's code map rows name their file as the user gave it
+                remote_input.name_code_map(con, opts.input_dir, opts.input_uri)
             con.execute("CREATE OR REPLACE TABLE input_columns (table_name VARCHAR, column_name VARCHAR)")
             con.executemany("INSERT INTO input_columns VALUES (?, ?)", source_store.present_columns(con))
             warehouse.set_pseudonym_key(con, key)

@@ -38,6 +38,10 @@ COMMITS = "commits"
 _MISSING = ("PATH_NOT_FOUND", "UNABLE_TO_INFER_SCHEMA", "Path does not exist", "Unable to infer schema")
 
 
+class RivalCommitError(ConfigError):
+    """Another warehouse committed to the state folder while this run wrote its version."""
+
+
 def state_uri(text: str) -> str:
     """A URI Spark reads: kept as given when it names a scheme, else this machine's folder as file://."""
     if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", text) and not re.match(r"^[A-Za-z]:[\\/]", text):
@@ -130,7 +134,7 @@ class SparkState:
         # and ours would share a number, and readers would take either; its commit stands, ours is not made
         rival = [c["version"] for c in self.commits() if c["seq"] >= seq]
         if rival:
-            raise ConfigError(f"version {rival[0]} was committed by another writer while this run wrote {version}; not committed")
+            raise RivalCommitError(f"version {rival[0]} was committed by another writer while this run wrote {version}")
         self.commit(version, seq, run_id, brought)
         return version
 

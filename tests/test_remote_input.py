@@ -1,7 +1,8 @@
 """An --input folder on another file system, copied through the run's Spark session
-(pipeline/ingest/remote_input.py): the copy is byte for byte and leaves out subfolders and hidden files, a
-URI Spark cannot read is one line naming it, and a killed run's copy is swept. tests/test_spark_engine.py
-runs the deck through the CLI from such a folder (viewfs://) and compares every output with DuckDB's.
+(pipeline/ingest/remote_input.py): the copy is byte for byte under the files' own names and leaves out
+subfolders and hidden files, a URI Spark cannot read is one line naming it, a copy the disk refuses is a
+refused write, and logs and errors name the URI. tests/test_spark_engine.py runs the deck through the CLI
+from such a folder (viewfs://), compares every output with DuckDB's, and checks a failed run's record.
 
 The Spark tests use the session's local[2] Spark (tests/conftest.py: spark_models); viewfs:// is Hadoop's
 own mount-table file system, in Spark's jars: a real file system other than file://, with no server."""
@@ -9,16 +10,13 @@ own mount-table file system, in Spark's jars: a real file system other than file
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import sys
+import resource
 from pathlib import Path
 
 import pytest
 
-from pipeline import ownership
 from pipeline.cli import _input_folder
-from pipeline.errors import InputFileError
+from pipeline.errors import InputFileError, QualityGateError, WriteRefusedError
 from pipeline.ingest import remote_input
 from pipeline.ingest.segments import Segment
 from pipeline.logs import setup_logging
@@ -32,46 +30,56 @@ def _mount(spark_models, table: str, folder: Path) -> str:
 
 
 @pytest.mark.spark
-def test_the_folder_s_files_are_copied_byte_for_byte(spark_models, tmp_path):
+def test_the_folder_s_files_are_copied_byte_for_byte_under_their_own_names(spark_models, tmp_path):
     bucket = tmp_path / "bucket"
     (bucket / "older").mkdir(parents=True)
     (bucket / "imaging_orders.csv").write_bytes(b"order_id,patient_id\r\no1,p\xc3\xa91\r\n")  # CRLF, UTF-8
+    (bucket / "Imaging Orders é 100%.csv").write_bytes(b"a space, an accent and a percent sign in the name")
     (bucket / "procedures.csv.gz").write_bytes(bytes(range(256)))
     (bucket / "_SUCCESS").write_bytes(b"")
     (bucket / ".procedures.csv.crc").write_bytes(b"x")
     (bucket / "older" / "imaging_orders.csv").write_bytes(b"not this one")
-    parent = tmp_path / "out-parent"
-    parent.mkdir()
-    copy = remote_input.fetch(spark_models.session, _mount(spark_models, "copied", bucket), parent)
-    assert copy.parent == parent and copy.name.startswith(f".order-audit-fetch-{os.getpid()}-")
-    files = sorted(p.name for p in copy.iterdir() if p.name != ownership.MARK)
-    assert files == ["imaging_orders.csv", "procedures.csv.gz"]  # no .crc files written beside the copies
+    scratch = tmp_path / "wh folder é" / ".wh.duckdb.scratch-1"  # the run's scratch: a space and an accent too
+    scratch.mkdir(parents=True)
+    copy = remote_input.fetch(spark_models.session, _mount(spark_models, "copied", bucket), scratch / "input")
+    assert copy == scratch / "input"
+    files = sorted(p.name for p in copy.iterdir())
+    assert files == ["Imaging Orders é 100%.csv", "imaging_orders.csv", "procedures.csv.gz"]  # no .crc files beside them
     for name in files:
         assert (copy / name).read_bytes() == (bucket / name).read_bytes()
+    assert sorted(p.name for p in scratch.iterdir()) == ["input"]  # nothing written outside the copy
 
 
 @pytest.mark.spark
 def test_a_uri_spark_cannot_read_is_one_line_naming_it(spark_models, tmp_path):
     with pytest.raises(InputFileError) as no_connector:
-        remote_input.fetch(spark_models.session, "s3a://bucket/extracts", tmp_path)
+        remote_input.fetch(spark_models.session, "s3a://bucket/extracts", tmp_path / "input")
     message = no_connector.value.message
     assert message.startswith("s3a://bucket/extracts: cannot be listed (")
     assert "org.apache.hadoop.fs.s3a.S3AFileSystem not found" in message and "spark.jars.packages" in message  # no hadoop-aws
     assert "\n" not in message and "py4j" not in message.lower()
     with pytest.raises(InputFileError) as missing:
-        remote_input.fetch(spark_models.session, _mount(spark_models, "missing", tmp_path / "nowhere"), tmp_path)
+        remote_input.fetch(spark_models.session, _mount(spark_models, "missing", tmp_path / "nowhere"), tmp_path / "input")
     assert "viewfs://missing/extracts: cannot be listed (java.io.FileNotFoundException" in missing.value.message
-    assert list(tmp_path.iterdir()) == []  # nothing copied, nothing left
+    assert list(tmp_path.iterdir()) == []  # nothing copied
 
 
-def test_a_killed_run_s_copy_is_swept_and_a_live_one_kept(tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
-    left = ownership.make_temp_dir(f"{remote_input.FETCH_PREFIX}{int(dead.stdout)}-", tmp_path)
-    ours = ownership.make_temp_dir(f"{remote_input.FETCH_PREFIX}{os.getpid()}-", tmp_path)
-    users = tmp_path / f"{remote_input.FETCH_PREFIX}{int(dead.stdout)}-theirs"
-    users.mkdir()  # the same shape, not made by order-audit: left alone
-    assert remote_input.sweep(tmp_path) == [left]
-    assert ours.exists() and users.exists() and not left.exists()
+@pytest.mark.spark
+def test_a_copy_the_disk_refuses_is_a_refused_write_not_an_unreadable_input(spark_models, tmp_path):
+    bucket = tmp_path / "bucket"
+    bucket.mkdir()
+    (bucket / "imaging_orders.csv").write_bytes(b"x" * 3_000_000)
+    jvm_pid = spark_models.session._jvm.java.lang.ProcessHandle.current().pid()
+    limit = resource.prlimit(jvm_pid, resource.RLIMIT_FSIZE)
+    resource.prlimit(jvm_pid, resource.RLIMIT_FSIZE, (1_000_000, limit[1]))  # files over 1 MB: "File too large", as a full disk
+    try:
+        with pytest.raises(WriteRefusedError) as refused:
+            remote_input.fetch(spark_models.session, _mount(spark_models, "full", bucket), tmp_path / "input")
+    finally:
+        resource.prlimit(jvm_pid, resource.RLIMIT_FSIZE, limit)
+    message = refused.value.message
+    assert message.startswith("could not copy viewfs://full/extracts/imaging_orders.csv into ")
+    assert "File too large" in message and "free space there" in message and refused.value.exit_code == 1
 
 
 def test_input_names_a_local_folder_or_keeps_another_file_system_s_uri(tmp_path):
@@ -82,8 +90,8 @@ def test_input_names_a_local_folder_or_keeps_another_file_system_s_uri(tmp_path)
     assert remote_input.is_remote("abfss://c@acct.dfs.core.windows.net/x") and not remote_input.is_remote("file:///x")
 
 
-def test_log_lines_and_an_export_s_file_labels_name_the_uri_not_the_copy(tmp_path, capsys):
-    copy, uri = tmp_path / ".order-audit-fetch-1-x", "s3a://bucket/export"
+def test_log_lines_errors_and_an_export_s_file_labels_name_the_uri_not_the_copy(tmp_path, capsys):
+    copy, uri = tmp_path / ".wh.duckdb.scratch-x" / "input", "s3a://bucket/export"
 
     class Prepared:
         segments = [Segment(f"{copy}/ServiceRequest.000.ndjson", 1, 10), Segment(f"{copy}/ServiceRequest.001.ndjson", 11, 12)]
@@ -96,8 +104,10 @@ def test_log_lines_and_an_export_s_file_labels_name_the_uri_not_the_copy(tmp_pat
     ]
     setup_logging("text", 0)
     log = logging.getLogger("pipeline.ingest.fhir")
-    with remote_input.log_names_by_uri(copy, uri):
+    with pytest.raises(QualityGateError) as stopped, remote_input.names_by_uri(uri, copy):
         log.info("%s: read line by line", copy / "Patient.000.ndjson")
+        raise QualityGateError(f"{copy}/imaging_orders.csv: 3 rows fail a blocking check")
+    assert stopped.value.message == stopped.value.args[0] == f"{uri}/imaging_orders.csv: 3 rows fail a blocking check"
     log.info("%s: after the run", copy)
     lines = capsys.readouterr().err.splitlines()
     assert lines[-2] == f"order-audit: {uri}/Patient.000.ndjson: read line by line"

@@ -45,10 +45,10 @@ def _assert_same_as_duckdb(deck_runs, out: Path, reid: Path, input_uri: str | No
     if input_uri is not None:  # the ledger names each file as the user gave it
         local = str(duck["input"]).encode()
         expected = {name: data.replace(local, input_uri.encode()) for name, data in expected.items()}
-        assert all(b".order-audit-fetch" not in data for data in got.values())
+        assert all(b".scratch-" not in data for data in got.values())  # the run's copy is in its scratch folder
         run_json = (out / "csf_leak" / "run.json").read_text(encoding="utf-8")
-        assert ".order-audit-fetch" not in run_json and f"{input_uri}/imaging_orders.csv" in run_json
-        assert not list(out.parent.glob(".order-audit-fetch-*"))  # the run's copy is gone
+        assert ".scratch-" not in run_json and f"{input_uri}/imaging_orders.csv" in run_json
+        assert not list(out.parent.glob("wh/.wh.duckdb.scratch-*"))  # gone with the run
     assert {"csf_leak/audited_orders.csv", "csf_leak/cases.csv", "csf_leak/metrics.parquet"} <= set(expected)
     assert sorted(got) == sorted(expected)
     for name in expected:
@@ -147,7 +147,7 @@ def test_the_deck_on_local_spark_gives_the_duckdb_outputs(deck_runs, java, tmp_p
     config = _config(tmp_path / "spark.toml", conf=viewfs, master="local[2]")
     out, reid, stderr = _run_spark(deck_runs, tmp_path, "--config", config, input_uri="viewfs://hospital/extracts")
     _assert_same_as_duckdb(deck_runs, out, reid, input_uri="viewfs://hospital/extracts")
-    assert "fetched 5 files" in stderr and ".order-audit-fetch" not in stderr  # the log names the URI
+    assert "fetched 5 files" in stderr and ".scratch-" not in stderr  # the log names the URI
     _assert_same_gate(deck_runs, out, stderr)
     spark_version = metadata.version("pyspark")
     assert _engine_of(out) == {"name": "spark", "spark_version": spark_version, "spark": "local[2]"}
@@ -258,6 +258,23 @@ def test_an_input_uri_of_another_file_system_needs_a_spark_beside_the_driver(tmp
     proc = run_cli("run", "--input", "file://otherhost/extracts", "--out", out)
     assert "a file:// URI names this machine's folder (file:///path)" in _one_line_error(proc)
     assert not out.exists()
+
+
+@pytest.mark.spark
+def test_a_bad_extract_on_another_file_system_is_named_by_its_uri_in_the_error_and_the_run_s_record(java, small_input, tmp_path):
+    orders = small_input / "imaging_orders.csv"
+    orders.write_text(
+        orders.read_text(encoding="utf-8") + "o-bad,p1,2026-01-01T10:00:00,x,y,z,1,2,3,4,5,6,7,8\n", encoding="utf-8"
+    )
+    lines = orders.read_text(encoding="utf-8").count("\n")
+    config = _config(tmp_path / "spark.toml", conf={"spark.hadoop.fs.viewfs.mounttable.bad.link./extracts": small_input.as_uri()})
+    wh = tmp_path / "wh" / "wh.duckdb"
+    proc = run_cli("run", "--input", "viewfs://bad/extracts", "--out", tmp_path / "out", "--warehouse", wh, "--config", config)
+    line = _one_line_error(proc, code=2)
+    assert f"viewfs://bad/extracts/imaging_orders.csv, line {lines}: cannot be read as CSV" in line and ".scratch-" not in line
+    (run,) = json.loads(run_cli("runs", "--warehouse", wh, "--json").stdout)
+    assert run["status"] == "failed" and run["error"] == line.removeprefix("order-audit: error: ")
+    assert not (tmp_path / "out").exists() and not list(wh.parent.glob(".wh.duckdb.scratch-*"))
 
 
 def test_a_spark_connect_token_never_reaches_run_json_or_the_log():

@@ -1,13 +1,15 @@
 """An --input folder on a file system Spark's Hadoop reads (s3a://, abfss://, gs://, hdfs://, viewfs://):
-copied once onto the driver's disk through the run's Spark session, then fingerprinted, checked and
-parsed there as a local folder, and named by its URI wherever the run names a file.
+copied into the run's scratch folder through its Spark session, then fingerprinted, checked and parsed
+there as a local folder, and named by its URI wherever the run names a file.
 
 Why a copy rather than Spark reading the URI: the ledger's idempotence is each file's content hash,
 the header checks read each file's first lines, and a rejected record's physical line is found in
 its bytes: all of it needs the whole file on the driver anyway, so one copy through Hadoop's own
-``FileUtil`` (byte for byte, in the JVM, never through Python) costs a single read of the store.
-The connector (hadoop-aws, hadoop-azure, gcs-connector) and its credentials come from the session's
-Hadoop configuration: ``[spark.conf]`` ``spark.hadoop.*`` keys, spark-defaults.conf, spark-submit.
+``FileUtil`` (byte for byte, in the JVM, never through Python) costs a single read of the store. The
+scratch folder sits beside the warehouse (which holds the same raw rows), goes when the run ends, and
+a killed run's is swept by the next run of that warehouse. The connector (hadoop-aws, hadoop-azure,
+gcs-connector) and its credentials come from the session's Hadoop configuration: ``[spark.conf]``
+``spark.hadoop.*`` keys, spark-defaults.conf, spark-submit.
 """
 
 from __future__ import annotations
@@ -15,18 +17,19 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
 import re
 from pathlib import Path
 
-from pipeline import ownership
-from pipeline.errors import AuditError, ConfigError, InputFileError
+from pipeline.errors import AuditError, ConfigError, InputFileError, WriteRefusedError
 
 log = logging.getLogger(__name__)
 
-FETCH_PREFIX = ".order-audit-fetch-"  # + pid + "-": beside --out, removed when the run ends
-_FETCH_RE = re.compile(rf"^{re.escape(FETCH_PREFIX)}(?P<pid>\d+)-")
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
+_LOCAL_WRITE_FAILED = "org.apache.hadoop.fs.FSError"  # how Hadoop's local file system reports a refused write
+_FIX = (
+    "Check the URI, and that the session's Hadoop configuration has the file system's connector and credentials "
+    "([spark.conf] spark.hadoop.* keys, spark.jars.packages)"
+)
 
 
 def is_remote(text: str) -> bool:
@@ -35,9 +38,26 @@ def is_remote(text: str) -> bool:
     return match is not None and match["scheme"].lower() != "file"
 
 
-def fetch(session, uri: str, parent: Path) -> Path:
+def refused_with(engine: str, remote: str | None, uri: str) -> ConfigError | None:
+    """Why this run cannot read ``uri``, or None: only a Spark session whose JVM runs beside this
+    process (a local master, or spark-submit's driver) can copy from the file systems Hadoop reads."""
+    if engine != "spark":
+        return ConfigError(
+            f"--input {uri}: a folder on another file system is read through Spark: add --engine spark "
+            "(with the file system's connector in [spark.conf]), or copy it to a folder this machine reads"
+        )
+    if remote:
+        return ConfigError(
+            f"--input {uri}: a Spark Connect client cannot copy from the server's file systems; run with a local "
+            "Spark or under spark-submit, or copy the folder to this machine (aws s3 sync, azcopy, gcloud storage cp)"
+        )
+    return None
+
+
+def fetch(session, uri: str, into: Path) -> Path:
     """The folder's files (not its subfolders, nor hidden ``.``/``_`` files such as a job's ``_SUCCESS``)
-    copied into a new folder in ``parent``; returns that folder. One line when the URI cannot be read."""
+    copied into the new folder ``into``; returns it. One line when the URI cannot be read or the copy
+    cannot be written."""
     jvm = session._jvm
     conf = session._jsc.hadoopConfiguration()
     hadoop = jvm.org.apache.hadoop.fs
@@ -48,27 +68,25 @@ def fetch(session, uri: str, parent: Path) -> Path:
     except Exception as exc:  # noqa: BLE001 (py4j wraps every Java exception in one type)
         raise InputFileError(uri, f"cannot be listed ({_java_reason(exc)})", _FIX) from None
     local = hadoop.FileSystem.getLocal(conf).getRaw()  # the raw one writes no .crc files beside the copies
-    into = ownership.make_temp_dir(f"{FETCH_PREFIX}{os.getpid()}-", parent)
-    try:
-        for status in statuses:
-            source = status.getPath()
-            target = hadoop.Path((into / source.getName()).as_uri())
-            try:
-                hadoop.FileUtil.copy(fs, source, local, target, False, conf)
-            except Exception as exc:  # noqa: BLE001
-                raise InputFileError(source.toString(), f"cannot be read ({_java_reason(exc)})", _FIX) from None
-    except BaseException:
-        ownership.remove(into)
-        raise
+    into.mkdir()
+    for status in statuses:
+        source = status.getPath()
+        # the local name as a URI built from its parts: a path given as text would be read as an
+        # already-encoded URI (a space or an accent in it would come out as %20 or %C3%A9)
+        target = hadoop.Path(jvm.java.net.URI("file", None, str(into / source.getName()), None))
+        try:
+            hadoop.FileUtil.copy(fs, source, local, target, False, conf)
+        except Exception as exc:  # noqa: BLE001
+            reason = _java_reason(exc)
+            if _LOCAL_WRITE_FAILED in reason:
+                raise WriteRefusedError(
+                    f"could not copy {source.toString()} into {into.parent} beside the warehouse ({reason}); "
+                    "nothing was changed: free space there (the run needs one copy of the extracts), then run again"
+                ) from None
+            raise InputFileError(source.toString(), f"cannot be read ({reason})", _FIX) from None
     size = sum(s.getLen() for s in statuses)
     log.info("fetched %d file%s (%.1f MB) from %s", len(statuses), "" if len(statuses) == 1 else "s", size / 1e6, uri)
     return into
-
-
-_FIX = (
-    "Check the URI, and that the session's Hadoop configuration has the file system's connector and credentials "
-    "([spark.conf] spark.hadoop.* keys, spark.jars.packages)"
-)
 
 
 def _java_reason(exc: BaseException) -> str:
@@ -94,15 +112,38 @@ def name_segments(prepared: dict, local: Path, uri: str) -> None:
         prep.segments = [dataclasses.replace(s, label=_as_uri(s.label, local, uri)) for s in prep.segments]
 
 
+def name_code_map(con, local: Path, uri: str) -> None:
+    """The warehouse's code map rows read from the input folder (its local_code_map.csv) by the URI."""
+    con.execute(
+        "UPDATE ref_imaging_codes SET source_file = replace(source_file, ?, ?) WHERE starts_with(source_file, ?)",
+        [str(local), uri.rstrip("/"), str(local)],
+    )
+
+
+def with_uri_paths(files: list[dict], local: Path | None, uri: str | None) -> list[dict]:
+    """run.json's reference files (a site's local code map sits in the input folder) named by the URI."""
+    if uri is None or local is None:
+        return files
+    return [f | {"path": _as_uri(f["path"], local, uri)} if "path" in f else f for f in files]
+
+
 @contextlib.contextmanager
-def log_names_by_uri(local: Path, uri: str):
-    """While the run reads the copy, every log line names the URI (a reader logs the files it reads)."""
+def names_by_uri(uri: str | None, local: Path):
+    """While the run reads the copy at ``local``: every log line, and the message of an error it raises
+    (before the run records it), names ``uri`` instead. Nothing to do for a local --input (``uri`` None)."""
+    if uri is None:
+        yield
+        return
     renaming = _RenamingFilter(local, uri)
     handlers = list(logging.getLogger("pipeline").handlers)
     for handler in handlers:
         handler.addFilter(renaming)
     try:
         yield
+    except AuditError as error:
+        error.message = _as_uri(error.message, local, uri)
+        error.args = (error.message, *error.args[1:])
+        raise
     finally:
         for handler in handlers:
             handler.removeFilter(renaming)
@@ -118,45 +159,3 @@ class _RenamingFilter(logging.Filter):
         if str(self.local) in message:
             record.msg, record.args = _as_uri(message, self.local, self.uri), None
         return True
-
-
-def with_uri_paths(files: list[dict], local: Path | None, uri: str | None) -> list[dict]:
-    """run.json's reference files (a site's local code map sits in the input folder) named by the URI."""
-    if uri is None or local is None:
-        return files
-    return [f | {"path": _as_uri(f["path"], local, uri)} if "path" in f else f for f in files]
-
-
-def named_by_uri(error: AuditError, local: Path, uri: str) -> AuditError:
-    """The error with the local copy's path replaced by the URI the user gave, so it names their file."""
-    text = _as_uri(error.message, local, uri)
-    error.message = text
-    error.args = (text, *error.args[1:])
-    return error
-
-
-def sweep(parent: Path) -> list[Path]:
-    """Copies left in ``parent`` by runs that were killed (their process is gone)."""
-    removed = []
-    for entry in parent.glob(f"{FETCH_PREFIX}*") if parent.is_dir() else []:
-        match = _FETCH_RE.match(entry.name)
-        pid = int(match["pid"]) if match else None
-        if pid is not None and pid != os.getpid() and not ownership.pid_alive(pid) and ownership.remove(entry):
-            removed.append(entry)
-    return removed
-
-
-def refused_with(engine: str, remote: str | None, uri: str) -> ConfigError | None:
-    """Why this run cannot read ``uri``, or None: only a Spark session whose JVM runs beside this
-    process (a local master, or spark-submit's driver) can copy from the file systems Hadoop reads."""
-    if engine != "spark":
-        return ConfigError(
-            f"--input {uri}: a folder on another file system is read through Spark: add --engine spark "
-            "(with the file system's connector in [spark.conf]), or copy it to a folder this machine reads"
-        )
-    if remote:
-        return ConfigError(
-            f"--input {uri}: a Spark Connect client cannot copy from the server's file systems; run with a local "
-            "Spark or under spark-submit, or copy the folder to this machine (aws s3 sync, azcopy, gcloud storage cp)"
-        )
-    return None

@@ -148,7 +148,7 @@ class SparkModels:
         else:
             self._shipped += 1
             path = self.scratch / f"{self._shipped:04d}-{name}.parquet"
-            con.execute(f"COPY ({query}) TO '{path}' (FORMAT parquet)")
+            con.execute(f"COPY ({query}) TO {literal(path)} (FORMAT parquet)")
             frame = self.session.read.parquet(str(path))
         frame.createOrReplaceTempView(name)
 

@@ -133,8 +133,15 @@ LINK_RE = re.compile(r"^\.(?P<name>.+)\.link-(?P<pid>\d+)$")
 
 
 def _alive(pid: int) -> bool:
-    # our own pid: a folder from an earlier life of this pid (we are only starting)
-    return pid != os.getpid() and ownership.pid_alive(pid)
+    if pid == os.getpid():
+        return False  # ours from an earlier life of this pid: we are only starting
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _our_link(link: Path, target: str) -> bool:
