@@ -51,25 +51,76 @@ def protect(cells: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: i
     An optional ``link`` column ties cells that are the same count in two tables (two measures that agree
     hospital-wide and per department, one of them also laid out per provider): cells of one period, level and
     group with the same ``link`` name are withheld together, so neither table releases what the other hides.
+
+    A provider whose cells of a table are all withheld from the start (at a large hospital most providers: 1 to
+    10 orders in every period) stays so, and only its line sums count for the others: such providers are passed
+    on as one cell per table and period holding their sum and how many cells it stands for (``_settled``).
     """
     if cells.height == 0:
         return cells["withheld"].to_numpy().copy()
+    # every key as integer codes (order-preserving: each value's place among the sorted distinct values)
+    keys = ("unit", "period", "level", "group_key")
+    links = ["link"] if "link" in cells.columns else []
+    coded = cells.select(*keys, "value", "complement", "den", "withheld", *links).with_columns(
+        *(_order_code(cells[c]).alias(f"{c}_code") for c in (*keys, *links)), pl.lit(1, pl.Int64).alias("cells")
+    )
+    settled = _settled(coded)
+    if not settled.any():
+        return _protect(coded, periods, k)
+    kept = ~settled
+    out = cells["withheld"].to_numpy().copy()  # a settled cell is withheld from the start and stays so
+    reduced = pl.concat([coded.filter(pl.Series(kept)), _merged(coded.filter(pl.Series(settled)), links)])
+    out[kept] = _protect(reduced, periods, k)[: int(kept.sum())]
+    return out
+
+
+def _settled(coded: pl.DataFrame) -> np.ndarray:
+    """Per cell: a provider cell of a table in which every cell of that provider is withheld from the start, and
+    tied by ``link`` to no other cell. Nothing can release it, and it takes part only in its lines' count of
+    withheld cells and their sums (a series without a released cell gives nothing away over time: every
+    subtraction needs a released cell covering one of its months)."""
+    series = _combined(coded, ("unit", "level", "group_key"))
+    withheld = coded["withheld"].to_numpy()
+    settled = np.bincount(series, weights=~withheld) == 0
+    if "link" in coded.columns:
+        link = _link_ids(coded)
+        tied = (np.bincount(link) > 1)[link]
+        settled &= np.bincount(series, weights=tied, minlength=settled.size) == 0
+    return (coded["level"] == "provider").to_numpy() & settled[series]
+
+
+def _merged(settled: pl.DataFrame, links: list[str]) -> pl.DataFrame:
+    """The settled cells as one cell per table, period (and link name): their sums, how many cells they stand
+    for, in a group of their own after every provider's (a code past the last)."""
+    past = int(settled["group_key_code"].max()) + 1
+    by = ["unit_code", "period_code", "level_code", *(f"{c}_code" for c in links)]
+    merged = settled.group_by(by).agg(
+        *(pl.col(c).first() for c in ("unit", "period", "level", *links)),
+        pl.col("value", "complement", "den").sum(),
+        pl.len().cast(pl.Int64).alias("cells"),
+    )
+    link_code = pl.col("link_code") if links else pl.lit(0)
+    return merged.with_columns(
+        pl.lit(True).alias("withheld"),
+        pl.concat_str([pl.lit("\x00settled"), link_code.cast(pl.String)], separator="\x1f").alias("group_key"),
+        (past + link_code).cast(settled["group_key_code"].dtype).alias("group_key_code"),
+    ).select(settled.columns)
+
+
+def _protect(coded: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: int) -> np.ndarray:
+    """``protect`` on cells with their keys' codes and a ``cells`` column (how many cells each stands for in
+    its lines' count of withheld cells)."""
     # the passes choose among equal candidates by position: one order of the cells, whatever the caller's
     # (group-bys and uniques hand them over in any order), so the same counts always give the same feed
-    keys = ("unit", "period", "level", "group_key")
-    # only the columns the passes read are sorted (the caller's others would be carried through for nothing)
-    links = ["link"] if "link" in cells.columns else []
     frame = (
-        cells.select(*keys, "value", "complement", "den", "withheld", *links)
-        .with_row_index("given")
-        .with_columns(_order_code(cells[c]).alias(f"{c}_code") for c in keys)
-        .sort([f"{c}_code" for c in keys])
+        coded.with_row_index("given")
+        .sort([f"{c}_code" for c in ("unit", "period", "level", "group_key")])
         .with_row_index("idx")
         .with_columns(pl.col("complement").fill_null(0))
     )
     withheld = frame["withheld"].to_numpy().copy()
     lines, grid, joint = _Lines(frame, k), _SeriesGrid(frame, periods), _Joint(frame, periods, k)
-    link = _link_ids(frame) if links else None
+    link = _link_ids(frame) if "link" in frame.columns else None
     while True:
         before = withheld.copy()
         withheld = joint.settle(grid.settle(lines.hierarchy_pass(withheld), k))
@@ -81,14 +132,19 @@ def protect(cells: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: i
             return out
 
 
-def _link_ids(frame: pl.DataFrame) -> np.ndarray:
-    """Per cell, a number shared by the cells of its period, level and group whose ``link`` names agree: the
-    same count in two tables. Made of the integer codes (a few hundred thousand cells: no text is compared)."""
-    key = _order_code(frame["link"]).to_numpy().astype(np.int64)
-    for c in ("period", "level", "group_key"):
+def _combined(frame: pl.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
+    """Per cell, a number shared by the cells that agree in ``columns`` (from their integer codes)."""
+    key = np.zeros(frame.height, np.int64)
+    for c in columns:
         code = frame[f"{c}_code"].to_numpy().astype(np.int64)
         key = key * (int(code.max()) + 1) + code
     return np.unique(key, return_inverse=True)[1]
+
+
+def _link_ids(frame: pl.DataFrame) -> np.ndarray:
+    """Per cell, a number shared by the cells of its period, level and group whose ``link`` names agree: the
+    same count in two tables. Made of the integer codes (a few hundred thousand cells: no text is compared)."""
+    return _combined(frame, ("link", "period", "level", "group_key"))
 
 
 def _order_code(column: pl.Series) -> pl.Series:
@@ -204,6 +260,7 @@ class _Lines:
             "value",
             "den",
             "group_key_code",
+            "cells",
             pl.struct("unit_code", "period_code", "level_code").rank("dense").cast(pl.Int64).sub(1).alias("line"),
         )
         totals = frame.filter(pl.col("level") == "overall").select("unit_code", "period_code", pl.col("idx").alias("total"))
@@ -220,6 +277,7 @@ class _Lines:
         self.idx = ordered["idx"].to_numpy()
         self.line = ordered["line"].to_numpy()
         self.den = ordered["den"].to_numpy()
+        self.count = ordered["cells"].to_numpy().astype(float)  # a settled providers' cell stands for several
 
     def hierarchy_pass(self, withheld: np.ndarray) -> np.ndarray:
         """One complement for every line that gives a hidden count away: exactly one withheld cell, or
@@ -227,7 +285,7 @@ class _Lines:
         if self.n_lines == 0:
             return withheld
         w = withheld[self.idx]
-        n_w = np.bincount(self.line, weights=w, minlength=self.n_lines)
+        n_w = np.bincount(self.line, weights=w * self.count, minlength=self.n_lines)
         sum_w = np.bincount(self.line, weights=self.value[self.idx] * w, minlength=self.n_lines)
         sum_cw = np.bincount(self.line, weights=self.comp[self.idx] * w, minlength=self.n_lines)
         has_total = self.total >= 0
