@@ -34,6 +34,8 @@ import polars as pl
 # which cell to give up first when a complement is needed: months, then quarters, rolling windows, the run
 PERIOD_PREFERENCE = {"month": 0, "quarter": 1, "rolling_12m": 2, "all": 3}
 _EPS = 1e-8
+MIXES = 2  # right-hand sides per series in the time pass's flow solve (``_involved``)
+_MIX_SEED = 20261130  # fixed: the same cells give the same feed on every run
 
 
 def small(values: np.ndarray | pl.Expr, k: int):
@@ -216,11 +218,12 @@ def _involved(
     # ground one node of each connected component (the one that names it) so the system has one solution
     s, node = np.nonzero(labels == np.arange(n_nodes)[None, :])
     laplacian[s, node, node] += 1.0
-    # one right-hand side per determined cell of the series, solved in batches of series that need about as
-    # many (up to the next power of two): most need one to three, a few thirty, and padding every series to
-    # the most any has made the solves ten times the work
+    # a series with one or two determined cells: a right-hand side each; with more, two random positive mixes
+    # of them (an edge carries part of some cell's flow exactly when it carries part of a mix's, but for a
+    # cancellation of probability ~1e-10 per edge): the solve's cost grows with its columns, and a series
+    # often has ten or thirty determined cells in its first passes
     count = determined.sum(axis=1)
-    width = np.where(count > 0, 1 << np.ceil(np.log2(np.maximum(count, 1))).astype(np.int64), 0)
+    width = np.minimum(count, MIXES)
     through = np.zeros_like(known)
     for w in np.unique(width[width > 0]):
         batch = np.flatnonzero(width == w)
@@ -230,16 +233,21 @@ def _involved(
 
 def _carries_flow(laplacian: np.ndarray, determined: np.ndarray, first: np.ndarray, stop: np.ndarray, width: int) -> np.ndarray:
     """Per series of the batch, the cells (as edges) that carry part of the unit flow between the ends of one
-    of its determined cells: column j of the solve is the series' j-th determined cell (zeros beyond its count)."""
+    of its determined cells. Column j of the solve is the series' j-th determined cell where it has ``width``
+    of them; a series with more has ``width`` mixes of all its cells' flows (fixed random weights, 1 to 2)."""
     n, n_nodes = laplacian.shape[:2]
     d_s, d_c = np.nonzero(determined)
     per_series = np.bincount(d_s, minlength=n)
     j = np.arange(d_s.size) - np.repeat(np.cumsum(per_series) - per_series, per_series)
     inject = np.zeros((n, n_nodes, width))
-    inject[d_s, first[d_c], j] = 1.0
-    inject[d_s, stop[d_c], j] = -1.0
-    potential = np.linalg.solve(laplacian, inject)  # (series, nodes, determined cells)
-    current = potential[:, first, :] - potential[:, stop, :]  # (series, cells as edges, determined cells)
+    mixed = per_series[d_s] > width
+    weight = np.where(mixed[:, None], np.random.default_rng(_MIX_SEED).uniform(1.0, 2.0, (d_s.size, width)), 0.0)
+    weight[np.flatnonzero(~mixed), j[~mixed]] = 1.0  # one cell a column
+    for col in range(width):
+        np.add.at(inject, (d_s, first[d_c], col), weight[:, col])
+        np.add.at(inject, (d_s, stop[d_c], col), -weight[:, col])
+    potential = np.linalg.solve(laplacian, inject)  # (series, nodes, columns)
+    current = potential[:, first, :] - potential[:, stop, :]  # (series, cells as edges, columns)
     return (np.abs(current) > _EPS).any(axis=2)
 
 
