@@ -89,7 +89,21 @@ def period_windows(months: list[str], run_period: str) -> dict[str, tuple[str, l
 
 def with_aggregates(metrics: pl.DataFrame, windows: dict[str, tuple[str, list[str]]]) -> pl.DataFrame:
     """The monthly cells and the run's ``all`` cells, plus a quarterly and rolling 12-month cell per group
-    (numerators and denominators summed over the months), each row with its period type, first and last month."""
+    (numerators and denominators summed over the months), each row with its period type, first and last month,
+    rate and interval."""
+    return _dated(with_rates(_summed(metrics, windows)), windows)
+
+
+def _dated(rows: pl.DataFrame, windows: dict[str, tuple[str, list[str]]]) -> pl.DataFrame:
+    """``rows`` with the first and last month of their period."""
+    return rows.with_columns(
+        pl.col("period").replace_strict({p: ms[0] for p, (_, ms) in windows.items()}, default=None).alias("period_start"),
+        pl.col("period").replace_strict({p: ms[-1] for p, (_, ms) in windows.items()}, default=None).alias("period_end"),
+    )
+
+
+def _summed(metrics: pl.DataFrame, windows: dict[str, tuple[str, list[str]]]) -> pl.DataFrame:
+    """``with_aggregates``' cells, their counts only (the feed rates the rows it keeps, after the small-cell rule)."""
     # each month's cells go to every window holding the month; grouped by integer ids, not by strings
     # (at 10M orders: ~0.5M monthly cells become ~1.8M window cells)
     membership = pl.DataFrame(
@@ -112,11 +126,7 @@ def with_aggregates(metrics: pl.DataFrame, windows: dict[str, tuple[str, list[st
     base = metrics.select("period", "level", "group_key", "measure_id", "numerator", "denominator", "direction").with_columns(
         pl.when(pl.col("period") == "all").then(pl.lit("all")).otherwise(pl.lit("month")).alias("period_type")
     )
-    rows = pl.concat([base, summed.select(base.columns)])
-    return with_rates(rows).with_columns(
-        pl.col("period").replace_strict({p: ms[0] for p, (_, ms) in windows.items()}, default=None).alias("period_start"),
-        pl.col("period").replace_strict({p: ms[-1] for p, (_, ms) in windows.items()}, default=None).alias("period_end"),
-    )
+    return pl.concat([base, summed.select(base.columns)])
 
 
 # ----------------------------------------------------------------------------- the small-cell rule
@@ -204,8 +214,8 @@ def _link(unit: str, above: dict[str, str | None]) -> pl.Expr:
 
 
 def suppress(feed: pl.DataFrame, windows: dict[str, tuple[str, list[str]]], k: int) -> pl.DataFrame:
-    """The feed with the small-cell rule applied: ``suppressed`` rows lose numerator, rate and interval;
-    a withheld denominator is null too."""
+    """The feed's counts with the small-cell rule applied: ``suppressed`` rows lose their numerator; a withheld
+    denominator is null too."""
     if feed.height == 0:
         return feed.with_columns(pl.lit(False).alias("suppressed"))
     month_no = {m: i for i, m in enumerate(sorted({m for _, ms in windows.values() for m in ms}))}
@@ -259,7 +269,6 @@ def suppress(feed: pl.DataFrame, windows: dict[str, tuple[str, list[str]]], k: i
         hide.alias("suppressed"),
         pl.when(hide).then(None).otherwise(pl.col("numerator")).alias("numerator"),
         pl.when(pl.col("den_withheld")).then(None).otherwise(pl.col("denominator")).alias("denominator"),
-        *[pl.when(hide).then(None).otherwise(pl.col(c)).alias(c) for c in ("rate", "ci_low", "ci_high")],
     ).drop("gk", "family", "kind", "den_withheld", "row_withheld")
 
 
@@ -280,8 +289,12 @@ def build_feed(metrics: pl.DataFrame, run_info: dict) -> pl.DataFrame:
     # millions of withheld rows at a large hospital, telling nothing
     headline = {m["id"] for m in run_info["audit"].get("measures", []) if m.get("headline")}
     metrics = metrics.filter((pl.col("level") != "provider") | pl.col("measure_id").is_in(sorted(headline)))
-    feed = suppress(with_aggregates(metrics, windows), windows, min_cell_count(run_info))
+    feed = suppress(_summed(metrics, windows), windows, min_cell_count(run_info))
     feed = feed.filter((pl.col("level") != "provider") | pl.col("denominator").is_not_null())
+    # rates and intervals of the rows kept (a suppressed row has none): an eighth of the cells the rule weighed
+    feed = _dated(with_rates(feed), windows).with_columns(
+        pl.when(pl.col("suppressed")).then(None).otherwise(pl.col(c)).alias(c) for c in ("rate", "ci_low", "ci_high")
+    )
     out = feed.with_columns(
         pl.lit(SCHEMA_VERSION).alias("schema_version"),
         pl.lit(run_info["audit"]["id"]).alias("audit_id"),
