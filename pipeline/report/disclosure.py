@@ -53,6 +53,7 @@ def protect(cells: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: i
     An optional ``link`` column ties cells that are the same count in two tables (two measures that agree
     hospital-wide and per department, one of them also laid out per provider): cells of one period, level and
     group with the same ``link`` name are withheld together, so neither table releases what the other hides.
+    ``<key>_code`` columns, where given, are the keys' ``order_code`` (the caller's, over these cells or more).
 
     A provider whose cells of a table are all withheld from the start (at a large hospital most providers: 1 to
     10 orders in every period) stays so, and only its line sums count for the others: such providers are passed
@@ -63,8 +64,10 @@ def protect(cells: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: i
     # every key as integer codes (order-preserving: each value's place among the sorted distinct values)
     keys = ("unit", "period", "level", "group_key")
     links = ["link"] if "link" in cells.columns else []
-    coded = cells.select(*keys, "value", "complement", "den", "withheld", *links).with_columns(
-        *(_order_code(cells[c]).alias(f"{c}_code") for c in (*keys, *links)), pl.lit(1, pl.Int64).alias("cells")
+    given = [f"{c}_code" for c in keys if f"{c}_code" in cells.columns]  # the caller's codes of its keys
+    coded = cells.select(*keys, *given, "value", "complement", "den", "withheld", *links).with_columns(
+        *(order_code(cells[c]).alias(f"{c}_code") for c in (*keys, *links) if f"{c}_code" not in given),
+        pl.lit(1, pl.Int64).alias("cells"),
     )
     settled = _settled(coded)
     if not settled.any():
@@ -149,7 +152,7 @@ def _link_ids(frame: pl.DataFrame) -> np.ndarray:
     return _combined(frame, ("link", "period", "level", "group_key"))
 
 
-def _order_code(column: pl.Series) -> pl.Series:
+def order_code(column: pl.Series) -> pl.Series:
     """Each value's place in the sorted distinct values (0, 1, ...): sorting and ranking by it is sorting and
     ranking by the text, at the speed of integers (a few distinct units and periods, thousands of groups,
     hundreds of thousands of cells)."""

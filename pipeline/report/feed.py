@@ -148,8 +148,12 @@ def _signature(rows: pl.DataFrame, columns: list[str], name: str) -> pl.DataFram
 def _denominator_cells(rows: pl.DataFrame, k: int, kind_above: dict[str, str | None]) -> pl.DataFrame:
     """One cell per shared denominator, period and group; primary withheld: 1..k-1, or 1..k-1 apart from a
     nested denominator of the same cell (evaluated orders within non-excluded within audited orders: the
-    difference, the not-evaluable or excluded orders, is a count too). The one used by fewer measures goes."""
-    cells = rows.select("kind", "period", "period_type", "level", "group_key", "denominator").unique()
+    difference, the not-evaluable or excluded orders, is a count too). The one used by fewer measures goes.
+    ``rows`` carry ``_CODES`` of their keys: cells are told apart and joined on those."""
+    kind_key, cell = ["kind_code"], ["period_code", "level_code", "group_key_code"]
+    cells = rows.unique([*kind_key, *cell]).select(
+        "kind", "period", "period_type", "level", "group_key", "denominator", *kind_key, *cell
+    )
     # uses: how many measures share the denominator above the providers (``kind_above``: the tables linked there)
     measures = (
         rows.select("kind", "measure_id")
@@ -162,7 +166,6 @@ def _denominator_cells(rows: pl.DataFrame, k: int, kind_above: dict[str, str | N
         )
     )
     uses = measures.join(measures.group_by("above").len("uses"), on="above").select("kind", "uses").unique()
-    cell = ["period", "level", "group_key"]
     # nested: one is at least the other in every cell both have, and they have the same cells above the
     # providers (per provider only the headline measures' denominators are laid out)
     above = pl.col("level") != "provider"
@@ -178,20 +181,25 @@ def _denominator_cells(rows: pl.DataFrame, k: int, kind_above: dict[str, str | N
         .select("kind", "kind_b")
     )
     # the pairs of cells of nested denominators, at every level
-    pairs = cells.join(nested, on="kind").join(cells.rename({"kind": "kind_b"}), on=["kind_b", *cell], suffix="_b")
+    codes = cells.select("kind", *kind_key).unique()
+    nested = nested.join(codes, on="kind").join(codes.rename({"kind": "kind_b", "kind_code": "kind_code_b"}), on="kind_b")
+    mine = cells.select(*kind_key, *cell, "denominator")
+    theirs = mine.rename({"kind_code": "kind_code_b", "denominator": "denominator_b"})
+    pairs = mine.join(nested, on="kind_code").join(theirs, on=["kind_code_b", *cell])
     gap = (
         pairs.filter(disclosure.small(pl.col("denominator") - pl.col("denominator_b"), k))
         .join(uses, on="kind")
         .join(uses.rename({"kind": "kind_b", "uses": "uses_b"}), on="kind_b")
-        .select(*cell, pl.when(pl.col("uses") <= pl.col("uses_b")).then("kind").otherwise("kind_b").alias("kind"))
+        .select(*cell, pl.when(pl.col("uses") <= pl.col("uses_b")).then("kind_code").otherwise("kind_code_b").alias("kind_code"))
         .unique()
         .with_columns(pl.lit(True).alias("gap"))
     )
     return (
-        cells.join(gap, on=["kind", *cell], how="left")
+        cells.join(gap, on=[*kind_key, *cell], how="left")
         .with_columns(
             (disclosure.small(pl.col("denominator"), k) | pl.col("gap").fill_null(False)).alias("withheld"),
             pl.col("kind").alias("unit"),
+            pl.col("kind_code").alias("unit_code"),
             pl.col("denominator").alias("value"),
             pl.col("denominator").alias("den"),
             pl.lit(None, pl.Int64).alias("complement"),
@@ -235,21 +243,26 @@ def suppress(feed: pl.DataFrame, windows: dict[str, tuple[str, list[str]]], k: i
         pl.col("measure_id").replace_strict(family).alias("family"),
         pl.col("measure_id").replace_strict(kind).alias("kind"),
     )
+    # every key as integer codes, once: the cells are grouped and joined on them (not on text), and the small-cell
+    # passes order by them (disclosure.order_code: order-preserving, so the same choices as by the text)
+    rows = rows.with_columns(disclosure.order_code(rows[c]).alias(f"{c}_code") for c in ("period", "level", "family", "kind"))
+    rows = rows.with_columns(disclosure.order_code(rows["gk"]).alias("group_key_code"))
+    cell = ["period_code", "level_code", "group_key_code"]
     # denominators first: a withheld one withholds every row built on it
     kind_link = {kind[m]: kind_above.get(m) for m in kind}
     den_cells = _denominator_cells(rows.with_columns(pl.col("gk").alias("group_key")), k, kind_link)
     den_cells = den_cells.with_columns(_link("kind", kind_link))
     den_cells = den_cells.with_columns(pl.Series("den_withheld", disclosure.protect(den_cells, periods, k)))
-    rows = rows.join(
-        den_cells.select("kind", "period", "level", pl.col("group_key").alias("gk"), "den_withheld"),
-        on=["kind", "period", "level", "gk"],
-        how="left",
-    )
+    rows = rows.join(den_cells.select("kind_code", *cell, "den_withheld"), on=["kind_code", *cell], how="left")
     fam = (
-        rows.group_by("family", "period", "period_type", "level", "gk")
-        .agg(pl.col("numerator").first(), pl.col("denominator").first(), pl.col("den_withheld").any())
+        rows.group_by("family_code", *cell)
+        .agg(
+            *(pl.col(c).first() for c in ("family", "period", "period_type", "level", "gk", "numerator", "denominator")),
+            pl.col("den_withheld").any(),
+        )
         .with_columns(
             pl.col("family").alias("unit"),
+            pl.col("family_code").alias("unit_code"),
             pl.col("gk").alias("group_key"),
             pl.col("numerator").alias("value"),
             (pl.col("denominator") - pl.col("numerator")).alias("complement"),
@@ -263,13 +276,13 @@ def suppress(feed: pl.DataFrame, windows: dict[str, tuple[str, list[str]]], k: i
         .with_columns(_link("family", {family[m]: family_above.get(m) for m in family}))
     )
     fam = fam.with_columns(pl.Series("row_withheld", disclosure.protect(fam, periods, k)))
-    rows = rows.join(fam.select("family", "period", "level", "gk", "row_withheld"), on=["family", "period", "level", "gk"])
+    rows = rows.join(fam.select("family_code", *cell, "row_withheld"), on=["family_code", *cell])
     hide = pl.col("row_withheld")
     return rows.with_columns(
         hide.alias("suppressed"),
         pl.when(hide).then(None).otherwise(pl.col("numerator")).alias("numerator"),
         pl.when(pl.col("den_withheld")).then(None).otherwise(pl.col("denominator")).alias("denominator"),
-    ).drop("gk", "family", "kind", "den_withheld", "row_withheld")
+    ).drop("gk", "family", "kind", "den_withheld", "row_withheld", "family_code", "kind_code", *cell)
 
 
 # ----------------------------------------------------------------------------- the feed
