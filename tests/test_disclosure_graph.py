@@ -54,8 +54,10 @@ def test_determined_and_involved_cells_match_the_pseudo_inverse(n_months, seed):
     assert (determined == want_determined).all()
     some = determined.any(axis=1)
     assert some.sum() > 50  # the random patterns exercise the derivations
-    # and series with one determined cell up to dozens: _involved solves them in batches of several widths
+    # and series with one determined cell up to dozens: _involved solves one or two cells a column each, more
+    # as random mixes of their flows (disclosure.MIXES columns)
     assert len(np.unique(np.ceil(np.log2(determined[some].sum(axis=1))))) >= 4
+    assert (determined[some].sum(axis=1) > disclosure.MIXES).sum() > 50
     involved = disclosure._involved(withheld[some], determined[some], labels[some], first, stop)
     assert (involved == want_involved[some]).all()
 

@@ -234,6 +234,53 @@ def test_time_and_departments_together_give_no_hidden_count_away(seed, monkeypat
     assert any("determined by the released cells" in p for p in disclosure_breaches(feed.build_feed(m, run_info("all")), m))
 
 
+def many_providers_year(seed: int) -> pl.DataFrame:
+    """12 months, three departments of eight providers: two busy ones, six with 1 to 3 orders in a few months
+    (withheld in every period, as most providers of a large hospital are)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for month in months_of("2025-07", 12):
+        for d in range(3):
+            cells = [(f"d{d}-p{p}", *(lambda n: (n, n + int(rng.integers(5, 40))))(int(rng.integers(0, 15)))) for p in range(2)]
+            cells += [
+                (f"d{d}-p{p}", int(rng.integers(0, 2)), int(rng.integers(1, 4))) for p in range(2, 8) if rng.random() < 0.25
+            ]
+            rows += [(month, "provider", *c) for c in cells]
+            rows.append((month, "department", f"d{d}", sum(c[1] for c in cells), sum(c[2] for c in cells)))
+    frame = pl.DataFrame(rows, schema=["period", "level", "group_key", "numerator", "denominator"], orient="row")
+    overall = frame.filter(pl.col("level") == "department").group_by("period").agg(pl.col("numerator", "denominator").sum())
+    frame = pl.concat(
+        [
+            frame,
+            overall.select(
+                "period", pl.lit("overall").alias("level"), pl.lit("all").alias("group_key"), "numerator", "denominator"
+            ),
+        ]
+    )
+    run_total = frame.group_by("level", "group_key").agg(pl.col("numerator", "denominator").sum())
+    frame = pl.concat([frame, run_total.select(pl.lit("all").alias("period"), "level", "group_key", "numerator", "denominator")])
+    rows = frame.select("period", "level", "group_key", pl.lit("inappropriate_order_rate"), "numerator", "denominator").rows()
+    return metrics(rows)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_providers_withheld_throughout_are_passed_on_as_one_cell_and_change_nothing(seed, monkeypatch):
+    """The passes see the providers withheld in every period of a table as one cell per period (their sum,
+    counting as many withheld cells as it stands for): the feed is the one they give on every provider cell."""
+    from pipeline.report import disclosure
+
+    m = many_providers_year(seed)
+    seen: list[int] = []
+    passes = disclosure._protect
+    monkeypatch.setattr(disclosure, "_protect", lambda cells, periods, k: seen.append(cells.height) or passes(cells, periods, k))
+    merged = feed.build_feed(m, run_info("all"))
+    monkeypatch.setattr(disclosure, "_settled", lambda cells: np.zeros(cells.height, bool))
+    every_cell = feed.build_feed(m, run_info("all"))
+    assert merged.equals(every_cell)
+    assert seen[0] < seen[2] and seen[1] < seen[3]  # the denominators' and the counts' passes had fewer cells
+    assert disclosure_breaches(merged, m) == []
+
+
 @pytest.mark.parametrize("seed", [4, 18, 29])
 def test_the_feed_does_not_depend_on_the_order_of_the_cells(seed):
     # these years have equal candidates for a complement: the choice must not follow the row order the

@@ -8,6 +8,7 @@ import zipfile
 
 import polars as pl
 import pytest
+from xlsx_xml import Workbook
 
 from pipeline.report import sheet_rows, workbook
 
@@ -83,8 +84,11 @@ def _frame(strings: list[str | None]) -> pl.DataFrame:
     )
 
 
-def _write(path, frame: pl.DataFrame, monkeypatch, columnwise: bool) -> bytes:
+def _write(path, frame: pl.DataFrame, monkeypatch, columnwise: bool, share: bool = False) -> bytes:
+    """The case list of ``frame``; ``share``: the Cases sheet's repeated texts as shared strings (else all inline,
+    the bytes of xlsxwriter's constant_memory writer)."""
     with monkeypatch.context() as m:
+        m.setattr(workbook, "SHARE_REPEATED_TEXT", share)
         if not columnwise:  # xlsxwriter's own path throughout: its cells, and its copy of the row file
             m.setattr(sheet_rows, "columnwise_ok", lambda *_: False)
             m.setattr(sheet_rows, "copy_rows_as_bytes", lambda ws: None)
@@ -105,6 +109,7 @@ def _write(path, frame: pl.DataFrame, monkeypatch, columnwise: bool) -> bytes:
         ),
         pytest.param(pl.DataFrame({"a": [None, ""], "b": [None, None]}, schema={"a": pl.String, "b": pl.String}), id="all-blank"),
         pytest.param(pl.DataFrame({"a": []}, schema={"a": pl.String}), id="empty"),
+        pytest.param(_frame(AWKWARD * 5), id="repeated-texts"),
     ],
 )
 def test_columnwise_rows_equal_xlsxwriter_row_by_row(frame, tmp_path, monkeypatch):
@@ -115,6 +120,36 @@ def test_columnwise_rows_equal_xlsxwriter_row_by_row(frame, tmp_path, monkeypatc
             for name in b.namelist():
                 assert a.read(name) == b.read(name), name
     assert fast == slow
+
+
+def test_repeated_texts_are_shared_strings_with_the_same_cells(tmp_path, monkeypatch):
+    """The Cases sheet's repeated texts go to the shared string table (each once); every cell reads as it does
+    written inline by xlsxwriter's own row-by-row path, the awkward texts (control characters, spaces to preserve,
+    markup, non-ASCII) included. Ids (unique per row) and a column with rich-looking text stay inline."""
+    values = [v for v in AWKWARD if v and len(v) < 100 and not v.startswith("<r>")]
+    n = len(values) * 6
+    frame = pl.DataFrame(
+        {
+            "case_id": [f"C{i:04d}" for i in range(n)],
+            "verdict": [values[i % len(values)] for i in range(n)],
+            "explanation": [values[(i * 7) % len(values)] if i % 5 else None for i in range(n)],
+            "indication_text": ["<r><t>x</t></r>" if i == 3 else "back pain" for i in range(n)],
+            "hours_since_index": [float(i) for i in range(n)],
+        }
+    )
+    _write(tmp_path / "shared.xlsx", frame, monkeypatch, columnwise=True, share=True)
+    _write(tmp_path / "inline.xlsx", frame, monkeypatch, columnwise=False)
+    shared, inline = Workbook(tmp_path / "shared.xlsx"), Workbook(tmp_path / "inline.xlsx")
+    assert shared.cells("Cases") == inline.cells("Cases")
+    sheet = shared.xml("Cases")
+    assert re.search(r'<c r="B2" s="\d+" t="s"><v>\d+</v></c>', sheet)  # the verdict column, shared
+    assert 't="s"' not in "".join(re.findall(r'<c r="[AD]\d+"[^>]*>', sheet))  # ids and the rich-looking text inline
+    sst = shared.files["xl/sharedStrings.xml"].decode()
+    assert f'uniqueCount="{len(set(values))}"' in sst  # each text once (the explanations' are the verdicts')
+    # one reference per shared cell (the last row is written by xlsxwriter itself, inline)
+    refs = sheet.count(' t="s"')
+    assert f'count="{refs}"' in sst
+    assert "xl/sharedStrings.xml" not in inline.files
 
 
 def test_columnwise_path_is_taken_for_strings_and_numbers():

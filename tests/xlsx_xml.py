@@ -30,6 +30,10 @@ class Workbook:
         fmts = styles.find("m:numFmts", NS)
         num_formats = {int(f.get("numFmtId")): f.get("formatCode") for f in (fmts if fmts is not None else [])}
         self.cell_formats = [num_formats.get(int(x.get("numFmtId", 0)), "") for x in styles.find("m:cellXfs", NS)]
+        shared = self.files.get("xl/sharedStrings.xml")
+        self.shared_strings = (
+            ["".join(t.text or "" for t in si.iter(f"{{{NS['m']}}}t")) for si in ElementTree.fromstring(shared)] if shared else []
+        )
 
     def sheet(self, name: str) -> ElementTree.Element:
         return ElementTree.fromstring(self.files[f"xl/worksheets/sheet{self.sheet_names.index(name) + 1}.xml"])
@@ -44,6 +48,8 @@ class Workbook:
             letters, row = _REF.match(c.get("r")).groups()
             text = "".join(t.text or "" for t in c.iter(f"{{{NS['m']}}}t")) if c.get("t") == "inlineStr" else None
             v = c.find("m:v", NS)
+            if c.get("t") == "s":  # a shared string: its number in sharedStrings.xml
+                text = self.shared_strings[int(v.text)]
             out[(int(row) - 1, _col(letters))] = {
                 "text": text,
                 "number": float(v.text) if v is not None and c.get("t") is None else None,

@@ -34,6 +34,8 @@ import polars as pl
 # which cell to give up first when a complement is needed: months, then quarters, rolling windows, the run
 PERIOD_PREFERENCE = {"month": 0, "quarter": 1, "rolling_12m": 2, "all": 3}
 _EPS = 1e-8
+MIXES = 2  # right-hand sides per series in the time pass's flow solve (``_involved``)
+_MIX_SEED = 20261130  # fixed: the same cells give the same feed on every run
 
 
 def small(values: np.ndarray | pl.Expr, k: int):
@@ -51,25 +53,79 @@ def protect(cells: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: i
     An optional ``link`` column ties cells that are the same count in two tables (two measures that agree
     hospital-wide and per department, one of them also laid out per provider): cells of one period, level and
     group with the same ``link`` name are withheld together, so neither table releases what the other hides.
+    ``<key>_code`` columns, where given, are the keys' ``order_code`` (the caller's, over these cells or more).
+
+    A provider whose cells of a table are all withheld from the start (at a large hospital most providers: 1 to
+    10 orders in every period) stays so, and only its line sums count for the others: such providers are passed
+    on as one cell per table and period holding their sum and how many cells it stands for (``_settled``).
     """
     if cells.height == 0:
         return cells["withheld"].to_numpy().copy()
+    # every key as integer codes (order-preserving: each value's place among the sorted distinct values)
+    keys = ("unit", "period", "level", "group_key")
+    links = ["link"] if "link" in cells.columns else []
+    given = [f"{c}_code" for c in keys if f"{c}_code" in cells.columns]  # the caller's codes of its keys
+    coded = cells.select(*keys, *given, "value", "complement", "den", "withheld", *links).with_columns(
+        *(order_code(cells[c]).alias(f"{c}_code") for c in (*keys, *links) if f"{c}_code" not in given),
+        pl.lit(1, pl.Int64).alias("cells"),
+    )
+    settled = _settled(coded)
+    if not settled.any():
+        return _protect(coded, periods, k)
+    kept = ~settled
+    out = cells["withheld"].to_numpy().copy()  # a settled cell is withheld from the start and stays so
+    reduced = pl.concat([coded.filter(pl.Series(kept)), _merged(coded.filter(pl.Series(settled)), links)])
+    out[kept] = _protect(reduced, periods, k)[: int(kept.sum())]
+    return out
+
+
+def _settled(coded: pl.DataFrame) -> np.ndarray:
+    """Per cell: a provider cell of a table in which every cell of that provider is withheld from the start, and
+    tied by ``link`` to no other cell. Nothing can release it, and it takes part only in its lines' count of
+    withheld cells and their sums (a series without a released cell gives nothing away over time: every
+    subtraction needs a released cell covering one of its months)."""
+    series = _combined(coded, ("unit", "level", "group_key"))
+    withheld = coded["withheld"].to_numpy()
+    settled = np.bincount(series, weights=~withheld) == 0
+    if "link" in coded.columns:
+        link = _link_ids(coded)
+        tied = (np.bincount(link) > 1)[link]
+        settled &= np.bincount(series, weights=tied, minlength=settled.size) == 0
+    return (coded["level"] == "provider").to_numpy() & settled[series]
+
+
+def _merged(settled: pl.DataFrame, links: list[str]) -> pl.DataFrame:
+    """The settled cells as one cell per table, period (and link name): their sums, how many cells they stand
+    for, in a group of their own after every provider's (a code past the last)."""
+    past = int(settled["group_key_code"].max()) + 1
+    by = ["unit_code", "period_code", "level_code", *(f"{c}_code" for c in links)]
+    merged = settled.group_by(by).agg(
+        *(pl.col(c).first() for c in ("unit", "period", "level", *links)),
+        pl.col("value", "complement", "den").sum(),
+        pl.len().cast(pl.Int64).alias("cells"),
+    )
+    link_code = pl.col("link_code") if links else pl.lit(0)
+    return merged.with_columns(
+        pl.lit(True).alias("withheld"),
+        pl.concat_str([pl.lit("\x00settled"), link_code.cast(pl.String)], separator="\x1f").alias("group_key"),
+        (past + link_code).cast(settled["group_key_code"].dtype).alias("group_key_code"),
+    ).select(settled.columns)
+
+
+def _protect(coded: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: int) -> np.ndarray:
+    """``protect`` on cells with their keys' codes and a ``cells`` column (how many cells each stands for in
+    its lines' count of withheld cells)."""
     # the passes choose among equal candidates by position: one order of the cells, whatever the caller's
     # (group-bys and uniques hand them over in any order), so the same counts always give the same feed
-    keys = ("unit", "period", "level", "group_key")
-    # only the columns the passes read are sorted (the caller's others would be carried through for nothing)
-    links = ["link"] if "link" in cells.columns else []
     frame = (
-        cells.select(*keys, "value", "complement", "den", "withheld", *links)
-        .with_row_index("given")
-        .with_columns(_order_code(cells[c]).alias(f"{c}_code") for c in keys)
-        .sort([f"{c}_code" for c in keys])
+        coded.with_row_index("given")
+        .sort([f"{c}_code" for c in ("unit", "period", "level", "group_key")])
         .with_row_index("idx")
         .with_columns(pl.col("complement").fill_null(0))
     )
     withheld = frame["withheld"].to_numpy().copy()
     lines, grid, joint = _Lines(frame, k), _SeriesGrid(frame, periods), _Joint(frame, periods, k)
-    link = _link_ids(frame) if links else None
+    link = _link_ids(frame) if "link" in frame.columns else None
     while True:
         before = withheld.copy()
         withheld = joint.settle(grid.settle(lines.hierarchy_pass(withheld), k))
@@ -81,17 +137,22 @@ def protect(cells: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: i
             return out
 
 
-def _link_ids(frame: pl.DataFrame) -> np.ndarray:
-    """Per cell, a number shared by the cells of its period, level and group whose ``link`` names agree: the
-    same count in two tables. Made of the integer codes (a few hundred thousand cells: no text is compared)."""
-    key = _order_code(frame["link"]).to_numpy().astype(np.int64)
-    for c in ("period", "level", "group_key"):
+def _combined(frame: pl.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
+    """Per cell, a number shared by the cells that agree in ``columns`` (from their integer codes)."""
+    key = np.zeros(frame.height, np.int64)
+    for c in columns:
         code = frame[f"{c}_code"].to_numpy().astype(np.int64)
         key = key * (int(code.max()) + 1) + code
     return np.unique(key, return_inverse=True)[1]
 
 
-def _order_code(column: pl.Series) -> pl.Series:
+def _link_ids(frame: pl.DataFrame) -> np.ndarray:
+    """Per cell, a number shared by the cells of its period, level and group whose ``link`` names agree: the
+    same count in two tables. Made of the integer codes (a few hundred thousand cells: no text is compared)."""
+    return _combined(frame, ("link", "period", "level", "group_key"))
+
+
+def order_code(column: pl.Series) -> pl.Series:
     """Each value's place in the sorted distinct values (0, 1, ...): sorting and ranking by it is sorting and
     ranking by the text, at the speed of integers (a few distinct units and periods, thousands of groups,
     hundreds of thousands of cells)."""
@@ -160,11 +221,12 @@ def _involved(
     # ground one node of each connected component (the one that names it) so the system has one solution
     s, node = np.nonzero(labels == np.arange(n_nodes)[None, :])
     laplacian[s, node, node] += 1.0
-    # one right-hand side per determined cell of the series, solved in batches of series that need about as
-    # many (up to the next power of two): most need one to three, a few thirty, and padding every series to
-    # the most any has made the solves ten times the work
+    # a series with one or two determined cells: a right-hand side each; with more, two random positive mixes
+    # of them (an edge carries part of some cell's flow exactly when it carries part of a mix's, but for a
+    # cancellation of probability ~1e-10 per edge): the solve's cost grows with its columns, and a series
+    # often has ten or thirty determined cells in its first passes
     count = determined.sum(axis=1)
-    width = np.where(count > 0, 1 << np.ceil(np.log2(np.maximum(count, 1))).astype(np.int64), 0)
+    width = np.minimum(count, MIXES)
     through = np.zeros_like(known)
     for w in np.unique(width[width > 0]):
         batch = np.flatnonzero(width == w)
@@ -174,16 +236,21 @@ def _involved(
 
 def _carries_flow(laplacian: np.ndarray, determined: np.ndarray, first: np.ndarray, stop: np.ndarray, width: int) -> np.ndarray:
     """Per series of the batch, the cells (as edges) that carry part of the unit flow between the ends of one
-    of its determined cells: column j of the solve is the series' j-th determined cell (zeros beyond its count)."""
+    of its determined cells. Column j of the solve is the series' j-th determined cell where it has ``width``
+    of them; a series with more has ``width`` mixes of all its cells' flows (fixed random weights, 1 to 2)."""
     n, n_nodes = laplacian.shape[:2]
     d_s, d_c = np.nonzero(determined)
     per_series = np.bincount(d_s, minlength=n)
     j = np.arange(d_s.size) - np.repeat(np.cumsum(per_series) - per_series, per_series)
     inject = np.zeros((n, n_nodes, width))
-    inject[d_s, first[d_c], j] = 1.0
-    inject[d_s, stop[d_c], j] = -1.0
-    potential = np.linalg.solve(laplacian, inject)  # (series, nodes, determined cells)
-    current = potential[:, first, :] - potential[:, stop, :]  # (series, cells as edges, determined cells)
+    mixed = per_series[d_s] > width
+    weight = np.where(mixed[:, None], np.random.default_rng(_MIX_SEED).uniform(1.0, 2.0, (d_s.size, width)), 0.0)
+    weight[np.flatnonzero(~mixed), j[~mixed]] = 1.0  # one cell a column
+    for col in range(width):
+        np.add.at(inject, (d_s, first[d_c], col), weight[:, col])
+        np.add.at(inject, (d_s, stop[d_c], col), -weight[:, col])
+    potential = np.linalg.solve(laplacian, inject)  # (series, nodes, columns)
+    current = potential[:, first, :] - potential[:, stop, :]  # (series, cells as edges, columns)
     return (np.abs(current) > _EPS).any(axis=2)
 
 
@@ -204,6 +271,7 @@ class _Lines:
             "value",
             "den",
             "group_key_code",
+            "cells",
             pl.struct("unit_code", "period_code", "level_code").rank("dense").cast(pl.Int64).sub(1).alias("line"),
         )
         totals = frame.filter(pl.col("level") == "overall").select("unit_code", "period_code", pl.col("idx").alias("total"))
@@ -220,6 +288,7 @@ class _Lines:
         self.idx = ordered["idx"].to_numpy()
         self.line = ordered["line"].to_numpy()
         self.den = ordered["den"].to_numpy()
+        self.count = ordered["cells"].to_numpy().astype(float)  # a settled providers' cell stands for several
 
     def hierarchy_pass(self, withheld: np.ndarray) -> np.ndarray:
         """One complement for every line that gives a hidden count away: exactly one withheld cell, or
@@ -227,7 +296,7 @@ class _Lines:
         if self.n_lines == 0:
             return withheld
         w = withheld[self.idx]
-        n_w = np.bincount(self.line, weights=w, minlength=self.n_lines)
+        n_w = np.bincount(self.line, weights=w * self.count, minlength=self.n_lines)
         sum_w = np.bincount(self.line, weights=self.value[self.idx] * w, minlength=self.n_lines)
         sum_cw = np.bincount(self.line, weights=self.comp[self.idx] * w, minlength=self.n_lines)
         has_total = self.total >= 0

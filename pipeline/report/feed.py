@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from pipeline import formula_guard
@@ -89,34 +90,70 @@ def period_windows(months: list[str], run_period: str) -> dict[str, tuple[str, l
 
 def with_aggregates(metrics: pl.DataFrame, windows: dict[str, tuple[str, list[str]]]) -> pl.DataFrame:
     """The monthly cells and the run's ``all`` cells, plus a quarterly and rolling 12-month cell per group
-    (numerators and denominators summed over the months), each row with its period type, first and last month."""
-    # each month's cells go to every window holding the month; grouped by integer ids, not by strings
-    # (at 10M orders: ~0.5M monthly cells become ~1.8M window cells)
-    membership = pl.DataFrame(
-        [(label, kind, m) for label, (kind, ms) in windows.items() if kind in ("quarter", "rolling_12m") for m in ms],
-        schema={"period": pl.String, "period_type": pl.String, "month": pl.String},
-        orient="row",
-    ).with_columns(pl.col("period").rank("dense").cast(pl.UInt32).alias("window"))
-    monthly = metrics.filter(pl.col("period").str.contains(r"^\d{4}-\d{2}$")).with_columns(
-        pl.struct("level", "group_key", "measure_id").rank("dense").cast(pl.UInt32).alias("series")
+    (numerators and denominators summed over the months), each row with its period type, first and last month,
+    rate and interval."""
+    return _dated(with_rates(_summed(metrics, windows)), windows)
+
+
+def _dated(rows: pl.DataFrame, windows: dict[str, tuple[str, list[str]]]) -> pl.DataFrame:
+    """``rows`` with the first and last month of their period."""
+    return rows.with_columns(
+        pl.col("period").replace_strict({p: ms[0] for p, (_, ms) in windows.items()}, default=None).alias("period_start"),
+        pl.col("period").replace_strict({p: ms[-1] for p, (_, ms) in windows.items()}, default=None).alias("period_end"),
     )
-    series = monthly.select("series", "level", "group_key", "measure_id", "direction").unique("series")
-    summed = (
-        monthly.select("series", "period", "numerator", "denominator")
-        .join(membership.select("month", "window"), left_on="period", right_on="month")
-        .group_by("series", "window")
-        .agg(pl.col("numerator").sum(), pl.col("denominator").sum())
-        .join(series, on="series")
-        .join(membership.select("window", "period", "period_type").unique("window"), on="window")
+
+
+def _summed(metrics: pl.DataFrame, windows: dict[str, tuple[str, list[str]]]) -> pl.DataFrame:
+    """``with_aggregates``' cells, their counts only (the feed rates the rows it keeps, after the small-cell rule)."""
+    # a window's sum is the difference of two running totals over the months, per series (numpy over a series x
+    # month grid: at 10M orders ~130k monthly cells give ~430k window cells)
+    months = sorted({m for _, ms in windows.values() for m in ms})
+    month_no = {m: i for i, m in enumerate(months)}
+    sums = [
+        (label, kind, month_no[ms[0]], month_no[ms[-1]] + 1)
+        for label, (kind, ms) in windows.items()
+        if kind in ("quarter", "rolling_12m")
+    ]
+    monthly = metrics.filter(pl.col("period").is_in(months)).with_columns(
+        pl.struct("level", "group_key", "measure_id").rank("dense").cast(pl.UInt32).alias("series")
     )
     base = metrics.select("period", "level", "group_key", "measure_id", "numerator", "denominator", "direction").with_columns(
         pl.when(pl.col("period") == "all").then(pl.lit("all")).otherwise(pl.lit("month")).alias("period_type")
     )
-    rows = pl.concat([base, summed.select(base.columns)])
-    return with_rates(rows).with_columns(
-        pl.col("period").replace_strict({p: ms[0] for p, (_, ms) in windows.items()}, default=None).alias("period_start"),
-        pl.col("period").replace_strict({p: ms[-1] for p, (_, ms) in windows.items()}, default=None).alias("period_end"),
+    if monthly.height == 0 or not sums:
+        return base
+    series = monthly.select("series", "level", "group_key", "measure_id", "direction").unique("series")
+    row = monthly["series"].to_numpy().astype(np.int64)
+    col = monthly["period"].replace_strict(month_no, return_dtype=pl.Int64).to_numpy()
+    first = np.array([a for *_, a, _ in sums], dtype=np.int64)
+    stop = np.array([b for *_, b in sums], dtype=np.int64)
+    shape = (int(row.max(initial=0)) + 1, len(months) + 1)  # one more month column: the running total before any
+
+    def window_sums(values: np.ndarray) -> np.ndarray:
+        grid = np.zeros(shape, np.int64)
+        np.add.at(grid, (row, col + 1), values)
+        running = grid.cumsum(axis=1)
+        return running[:, stop] - running[:, first]  # (series, window)
+
+    cells = window_sums(np.ones(row.size, np.int64))  # how many monthly cells each window holds
+    s_idx, w_idx = np.nonzero(cells > 0)  # a window a series has no month of has no cell
+    summed = pl.DataFrame(
+        {
+            "series": pl.Series(s_idx, dtype=pl.UInt32),
+            "window": pl.Series(w_idx, dtype=pl.UInt32),
+            **{
+                c: pl.Series(window_sums(monthly[c].fill_null(0).to_numpy().astype(np.int64))[s_idx, w_idx], dtype=pl.Int64)
+                for c in ("numerator", "denominator")
+            },
+        }
     )
+    labels = pl.DataFrame(
+        [(i, label, kind) for i, (label, kind, *_) in enumerate(sums)],
+        schema={"window": pl.UInt32, "period": pl.String, "period_type": pl.String},
+        orient="row",
+    )
+    summed = summed.join(series, on="series").join(labels, on="window")
+    return pl.concat([base, summed.select(base.columns)])
 
 
 # ----------------------------------------------------------------------------- the small-cell rule
@@ -138,8 +175,12 @@ def _signature(rows: pl.DataFrame, columns: list[str], name: str) -> pl.DataFram
 def _denominator_cells(rows: pl.DataFrame, k: int, kind_above: dict[str, str | None]) -> pl.DataFrame:
     """One cell per shared denominator, period and group; primary withheld: 1..k-1, or 1..k-1 apart from a
     nested denominator of the same cell (evaluated orders within non-excluded within audited orders: the
-    difference, the not-evaluable or excluded orders, is a count too). The one used by fewer measures goes."""
-    cells = rows.select("kind", "period", "period_type", "level", "group_key", "denominator").unique()
+    difference, the not-evaluable or excluded orders, is a count too). The one used by fewer measures goes.
+    ``rows`` carry ``_CODES`` of their keys: cells are told apart and joined on those."""
+    kind_key, cell = ["kind_code"], ["period_code", "level_code", "group_key_code"]
+    cells = rows.unique([*kind_key, *cell]).select(
+        "kind", "period", "period_type", "level", "group_key", "denominator", *kind_key, *cell
+    )
     # uses: how many measures share the denominator above the providers (``kind_above``: the tables linked there)
     measures = (
         rows.select("kind", "measure_id")
@@ -152,7 +193,6 @@ def _denominator_cells(rows: pl.DataFrame, k: int, kind_above: dict[str, str | N
         )
     )
     uses = measures.join(measures.group_by("above").len("uses"), on="above").select("kind", "uses").unique()
-    cell = ["period", "level", "group_key"]
     # nested: one is at least the other in every cell both have, and they have the same cells above the
     # providers (per provider only the headline measures' denominators are laid out)
     above = pl.col("level") != "provider"
@@ -168,20 +208,25 @@ def _denominator_cells(rows: pl.DataFrame, k: int, kind_above: dict[str, str | N
         .select("kind", "kind_b")
     )
     # the pairs of cells of nested denominators, at every level
-    pairs = cells.join(nested, on="kind").join(cells.rename({"kind": "kind_b"}), on=["kind_b", *cell], suffix="_b")
+    codes = cells.select("kind", *kind_key).unique()
+    nested = nested.join(codes, on="kind").join(codes.rename({"kind": "kind_b", "kind_code": "kind_code_b"}), on="kind_b")
+    mine = cells.select(*kind_key, *cell, "denominator")
+    theirs = mine.rename({"kind_code": "kind_code_b", "denominator": "denominator_b"})
+    pairs = mine.join(nested, on="kind_code").join(theirs, on=["kind_code_b", *cell])
     gap = (
         pairs.filter(disclosure.small(pl.col("denominator") - pl.col("denominator_b"), k))
         .join(uses, on="kind")
         .join(uses.rename({"kind": "kind_b", "uses": "uses_b"}), on="kind_b")
-        .select(*cell, pl.when(pl.col("uses") <= pl.col("uses_b")).then("kind").otherwise("kind_b").alias("kind"))
+        .select(*cell, pl.when(pl.col("uses") <= pl.col("uses_b")).then("kind_code").otherwise("kind_code_b").alias("kind_code"))
         .unique()
         .with_columns(pl.lit(True).alias("gap"))
     )
     return (
-        cells.join(gap, on=["kind", *cell], how="left")
+        cells.join(gap, on=[*kind_key, *cell], how="left")
         .with_columns(
             (disclosure.small(pl.col("denominator"), k) | pl.col("gap").fill_null(False)).alias("withheld"),
             pl.col("kind").alias("unit"),
+            pl.col("kind_code").alias("unit_code"),
             pl.col("denominator").alias("value"),
             pl.col("denominator").alias("den"),
             pl.lit(None, pl.Int64).alias("complement"),
@@ -204,8 +249,8 @@ def _link(unit: str, above: dict[str, str | None]) -> pl.Expr:
 
 
 def suppress(feed: pl.DataFrame, windows: dict[str, tuple[str, list[str]]], k: int) -> pl.DataFrame:
-    """The feed with the small-cell rule applied: ``suppressed`` rows lose numerator, rate and interval;
-    a withheld denominator is null too."""
+    """The feed's counts with the small-cell rule applied: ``suppressed`` rows lose their numerator; a withheld
+    denominator is null too."""
     if feed.height == 0:
         return feed.with_columns(pl.lit(False).alias("suppressed"))
     month_no = {m: i for i, m in enumerate(sorted({m for _, ms in windows.values() for m in ms}))}
@@ -225,21 +270,26 @@ def suppress(feed: pl.DataFrame, windows: dict[str, tuple[str, list[str]]], k: i
         pl.col("measure_id").replace_strict(family).alias("family"),
         pl.col("measure_id").replace_strict(kind).alias("kind"),
     )
+    # every key as integer codes, once: the cells are grouped and joined on them (not on text), and the small-cell
+    # passes order by them (disclosure.order_code: order-preserving, so the same choices as by the text)
+    rows = rows.with_columns(disclosure.order_code(rows[c]).alias(f"{c}_code") for c in ("period", "level", "family", "kind"))
+    rows = rows.with_columns(disclosure.order_code(rows["gk"]).alias("group_key_code"))
+    cell = ["period_code", "level_code", "group_key_code"]
     # denominators first: a withheld one withholds every row built on it
     kind_link = {kind[m]: kind_above.get(m) for m in kind}
     den_cells = _denominator_cells(rows.with_columns(pl.col("gk").alias("group_key")), k, kind_link)
     den_cells = den_cells.with_columns(_link("kind", kind_link))
     den_cells = den_cells.with_columns(pl.Series("den_withheld", disclosure.protect(den_cells, periods, k)))
-    rows = rows.join(
-        den_cells.select("kind", "period", "level", pl.col("group_key").alias("gk"), "den_withheld"),
-        on=["kind", "period", "level", "gk"],
-        how="left",
-    )
+    rows = rows.join(den_cells.select("kind_code", *cell, "den_withheld"), on=["kind_code", *cell], how="left")
     fam = (
-        rows.group_by("family", "period", "period_type", "level", "gk")
-        .agg(pl.col("numerator").first(), pl.col("denominator").first(), pl.col("den_withheld").any())
+        rows.group_by("family_code", *cell)
+        .agg(
+            *(pl.col(c).first() for c in ("family", "period", "period_type", "level", "gk", "numerator", "denominator")),
+            pl.col("den_withheld").any(),
+        )
         .with_columns(
             pl.col("family").alias("unit"),
+            pl.col("family_code").alias("unit_code"),
             pl.col("gk").alias("group_key"),
             pl.col("numerator").alias("value"),
             (pl.col("denominator") - pl.col("numerator")).alias("complement"),
@@ -253,14 +303,13 @@ def suppress(feed: pl.DataFrame, windows: dict[str, tuple[str, list[str]]], k: i
         .with_columns(_link("family", {family[m]: family_above.get(m) for m in family}))
     )
     fam = fam.with_columns(pl.Series("row_withheld", disclosure.protect(fam, periods, k)))
-    rows = rows.join(fam.select("family", "period", "level", "gk", "row_withheld"), on=["family", "period", "level", "gk"])
+    rows = rows.join(fam.select("family_code", *cell, "row_withheld"), on=["family_code", *cell])
     hide = pl.col("row_withheld")
     return rows.with_columns(
         hide.alias("suppressed"),
         pl.when(hide).then(None).otherwise(pl.col("numerator")).alias("numerator"),
         pl.when(pl.col("den_withheld")).then(None).otherwise(pl.col("denominator")).alias("denominator"),
-        *[pl.when(hide).then(None).otherwise(pl.col(c)).alias(c) for c in ("rate", "ci_low", "ci_high")],
-    ).drop("gk", "family", "kind", "den_withheld", "row_withheld")
+    ).drop("gk", "family", "kind", "den_withheld", "row_withheld", "family_code", "kind_code", *cell)
 
 
 # ----------------------------------------------------------------------------- the feed
@@ -280,8 +329,12 @@ def build_feed(metrics: pl.DataFrame, run_info: dict) -> pl.DataFrame:
     # millions of withheld rows at a large hospital, telling nothing
     headline = {m["id"] for m in run_info["audit"].get("measures", []) if m.get("headline")}
     metrics = metrics.filter((pl.col("level") != "provider") | pl.col("measure_id").is_in(sorted(headline)))
-    feed = suppress(with_aggregates(metrics, windows), windows, min_cell_count(run_info))
+    feed = suppress(_summed(metrics, windows), windows, min_cell_count(run_info))
     feed = feed.filter((pl.col("level") != "provider") | pl.col("denominator").is_not_null())
+    # rates and intervals of the rows kept (a suppressed row has none): an eighth of the cells the rule weighed
+    feed = _dated(with_rates(feed), windows).with_columns(
+        pl.when(pl.col("suppressed")).then(None).otherwise(pl.col(c)).alias(c) for c in ("rate", "ci_low", "ci_high")
+    )
     out = feed.with_columns(
         pl.lit(SCHEMA_VERSION).alias("schema_version"),
         pl.lit(run_info["audit"]["id"]).alias("audit_id"),

@@ -1,6 +1,10 @@
 """The Cases sheet's rows written column-wise: Polars builds the sheet XML xlsxwriter's ``constant_memory``
 mode would write cell by cell (about 4 s of Python at 10M orders), byte for byte.
 
+With ``share_repeated`` the text columns whose values repeat (verdicts, explanations, departments, rule ids)
+go to the workbook's shared string table instead, as Excel itself writes text: each distinct text once, and a
+cell only its number (at 10M orders a third less Cases sheet XML; the cells read the same).
+
 Cells with anything unusual (control characters, ``_xHHHH_`` sequences, non-ASCII first or last characters)
 are formatted one by one with xlsxwriter's own helpers, so they too match; a frame with a string over
 Excel's 32767-character limit takes the row-by-row path. tests/test_workbook.py checks the two paths give
@@ -26,9 +30,12 @@ XLS_ROWMAX = 1048576
 # text that looks like such an escape, a possible rich string, non-ASCII first/last characters
 # (is it whitespace to preserve?)
 _SPECIAL = r"[\x00-\x08\x0B-\x1F\x{FFFE}\x{FFFF}]|_x[0-9a-fA-F]{4}_|^[^\x00-\x7F]|[^\x00-\x7F]$"
+# a text column goes to the shared string table when its values appear this many times each on average: a
+# cell then costs its number instead of its text (ids, unique per row or nearly, stay inline)
+SHARE_REPEATS = 4
 
 
-def write_rows(ws, frame: pl.DataFrame, first_row: int, lines: pl.Series | None = None) -> None:
+def write_rows(ws, frame: pl.DataFrame, first_row: int, lines: pl.Series | None = None, share_repeated: bool = False) -> None:
     """Write ``frame``'s rows from sheet row ``first_row`` on, as ``ws.write_row`` row by row would.
 
     ``ws`` is a constant_memory worksheet of a workbook with strings_to_formulas/urls/numbers off
@@ -36,6 +43,8 @@ def write_rows(ws, frame: pl.DataFrame, first_row: int, lines: pl.Series | None 
     a row with ``lines[i]`` over 1 is that many lines high. The last non-blank row goes through
     ``write_row`` (it flushes the rows before it to the row file and sets the sheet's dimensions,
     as the row by row path does); the XML of the rows before it is appended behind the header.
+    ``share_repeated``: the column-wise path writes the repeated text columns (``SHARE_REPEATS``) of every row
+    but that last one as shared strings of the workbook (the row-by-row path writes every text inline).
     """
     lines = lines if lines is not None else pl.Series("lines", [1] * frame.height, dtype=pl.Int64)
     if not columnwise_ok(frame, first_row):
@@ -45,7 +54,7 @@ def write_rows(ws, frame: pl.DataFrame, first_row: int, lines: pl.Series | None 
             ws.write_row(i, 0, row)
         return
     styles = [_column_style(ws, j) for j in range(frame.width)]
-    xml, last = _rows_xml(frame, first_row, styles, lines)
+    xml, last = _rows_xml(frame, first_row, styles, lines, ws.str_table if share_repeated else None)
     if last is None:
         return  # every cell blank: write_row would write nothing either
     if lines[last] > 1:
@@ -136,24 +145,36 @@ def _cell_exact(value: str, ref: str, style: str) -> str:
     return f'<c r="{ref}"{style} t="inlineStr"><is><t{preserve}>{value}</t></is></c>'
 
 
-def _rows_xml(frame: pl.DataFrame, first_row: int, styles: list[str], lines: pl.Series) -> tuple[bytes, int | None]:
+def _rows_xml(
+    frame: pl.DataFrame, first_row: int, styles: list[str], lines: pl.Series, shared_strings=None
+) -> tuple[bytes, int | None]:
     """The ``<row>`` elements of every row of ``frame`` but its last non-blank one (UTF-8), and that row's index.
 
     Blank cells (null or empty string) are left out and rows without any cell too, as xlsxwriter does;
-    ``styles[j]`` is column j's ``s`` attribute (or '').
+    ``styles[j]`` is column j's ``s`` attribute (or ''); ``shared_strings``: the workbook's shared string table,
+    for the repeated text columns (None: every text inline).
     """
     s = pl.col
     n = frame.height
     rownum = pl.int_range(first_row + 1, first_row + 1 + n, dtype=pl.Int64).cast(pl.String).alias("_r")
     base = frame.with_columns(rownum)
+    presence = {name: _present(s(name), dtype) for name, dtype in frame.schema.items()}
+    non_blank = frame.select(pl.arg_where(pl.any_horizontal(presence.values()))).to_series()
+    if non_blank.len() == 0:
+        return b"", None
+    last = int(non_blank[-1])
+    shared = _share(frame.head(last), shared_strings) if shared_strings is not None else {}
     cells: list[pl.Expr] = []
-    filled: list[pl.Expr] = []
     extra: dict[str, pl.Series] = {}
     for j, (name, dtype) in enumerate(frame.schema.items()):
         col = xl_col_to_name(j)
         v = s(name)
-        if dtype == pl.String:
-            present = v.is_not_null() & (v != "")
+        present = presence[name]
+        if name in shared:  # the text's number in the shared string table
+            number = v.replace_strict(shared[name], default=None, return_dtype=pl.String)
+            ref = [pl.lit(f'<c r="{col}'), s("_r"), pl.lit(f'"{styles[j]} t="s"><v>'), number, pl.lit("</v></c>")]
+            cells.append(pl.when(~present).then(pl.lit("")).otherwise(pl.concat_str(ref)))
+        elif dtype == pl.String:
             special = present & v.str.contains(_SPECIAL)
             idx = base.select(pl.arg_where(special)).to_series()
             exact = pl.Series(f"_x{j}", [None] * n, dtype=pl.String)
@@ -188,7 +209,6 @@ def _rows_xml(frame: pl.DataFrame, first_row: int, styles: list[str], lines: pl.
                 digits = pl.Series([None if x is None else f"{x:.16G}" for x in values.to_list()], dtype=pl.String)
             text = digits.alias(f"_x{j}")
             extra[text.name] = text
-            present = v.is_not_null()
             cells.append(
                 pl.when(~present)
                 .then(pl.lit(""))
@@ -198,7 +218,6 @@ def _rows_xml(frame: pl.DataFrame, first_row: int, styles: list[str], lines: pl.
                     )
                 )
             )
-        filled.append(present)
     # set_row(points): pixels = int(points * 4 / 3 + 0.5), written back as ht = pixels * 0.75
     heights = {n: f"{int(LINE_POINTS * n * 4.0 / 3.0 + 0.5) * 0.75:.16g}" for n in range(1, MAX_LINES + 1)}
     height = lines.replace_strict(heights, return_dtype=pl.String).alias("_ht")
@@ -208,13 +227,34 @@ def _rows_xml(frame: pl.DataFrame, first_row: int, styles: list[str], lines: pl.
         .otherwise(pl.lit('">'))
     )
     rows = base.with_columns(*extra.values(), lines.alias("_lines"), height).select(
-        pl.any_horizontal(filled).alias("filled"),
+        pl.any_horizontal(presence.values()).alias("filled"),
         pl.concat_str([pl.lit('<row r="'), s("_r"), row_open, *cells, pl.lit("</row>")]).alias("xml"),
     )
-    non_blank = rows.select(pl.arg_where(s("filled"))).to_series()
-    if non_blank.len() == 0:
-        return b"", None
-    last = int(non_blank[-1])
     # as bytes: a Python str of 170 MB (at 10M orders) would be decoded from Polars' UTF-8 only to be encoded again
     xml = rows.head(last).filter(s("filled")).select(s("xml").str.join("").cast(pl.Binary))["xml"][0]
     return xml, last
+
+
+def _present(v: pl.Expr, dtype) -> pl.Expr:
+    """A cell xlsxwriter writes: not null, and for text not empty."""
+    return v.is_not_null() & (v != "") if dtype == pl.String else v.is_not_null()
+
+
+def _share(rows: pl.DataFrame, table) -> dict[str, dict[str, str]]:
+    """The repeated text columns of ``rows`` put in the workbook's shared string ``table``: column -> text -> its
+    number. Each distinct text once, in column order then order of appearance (the same rows, the same table);
+    the table's reference count grows by the cells. A column with text shaped like rich text (``<r>...</r>``)
+    stays inline: xlsxwriter would write that text into the table as raw XML."""
+    out: dict[str, dict[str, str]] = {}
+    for name, dtype in rows.schema.items():
+        if dtype != pl.String:
+            continue
+        texts = rows.select(pl.col(name).filter(_present(pl.col(name), dtype))).to_series()
+        distinct = texts.unique(maintain_order=True)
+        if distinct.len() == 0 or texts.len() < SHARE_REPEATS * distinct.len():
+            continue
+        if (distinct.str.starts_with("<r>") & distinct.str.ends_with("</r>")).any():
+            continue
+        out[name] = {value: str(table._get_shared_string_index(value)) for value in distinct.to_list()}
+        table.count += texts.len() - distinct.len()  # one reference per cell (each text counted once above)
+    return out
