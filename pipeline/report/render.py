@@ -195,11 +195,8 @@ def _page_context(
 
 
 def _page(ctx: dict) -> dict:
-    """A page context ready for the template: charts drawn (Futures resolved)."""
+    """A page context ready for the template; its charts stay Futures (the template's ``later`` leaves a slot)."""
     out = dict(ctx)
-    out["trend"] = [dict(t, svg=t["svg"].result()) for t in ctx["trend"]]
-    for key in ("department_chart", "funnel_svg"):
-        out[key] = ctx[key] and ctx[key].result()
     out["any_low"] = (
         ctx["headline"]["any_low"] or ctx["providers"]["any_low"] or any(sections.any_low(r["cells"]) for r in ctx["departments"])
     )
@@ -300,6 +297,7 @@ def render_outputs(
         env = make_env(spec.report_dir)
         slots = ChartSlots(pool.submit)
         env.globals.update(helpers(slots, int(run_info["config"].get("reporting", {}).get("low_reliability_denominator", 20))))
+        env.globals["later"] = slots.later
         rules = db.frame(
             con,
             "SELECT rule_id, reason_code, verdict, explanation, citation FROM ref_rules "
@@ -348,13 +346,14 @@ def render_outputs(
 
         report_tpl = env.get_template("report.html")
         page = {**common, "department_links": departments}
+        # every page rendered before the first waits for its charts: the worker draws while the pages render
         slots.page = "overall"
-        report = report_tpl.render(**page, **_page(ctx), methods=methods, root="")
-        written.append(_write_text(out_dir / "report.html", slots.fill(report)))
+        pages = {out_dir / "report.html": report_tpl.render(**page, **_page(ctx), methods=methods, root="")}
         slots.page = "dept"
         for d, dctx in zip(departments, dept_ctx, strict=True):
             html = report_tpl.render(**page, **_page(dctx), methods=None, root="../")
-            written.append(_write_text(out_dir / "departments" / f"{d['slug']}.html", slots.fill(html)))
+            pages[out_dir / "departments" / f"{d['slug']}.html"] = html
+        written += [_write_text(path, slots.fill(html)) for path, html in pages.items()]
         written += feed_files.result()
         written.append(book.result())
 
