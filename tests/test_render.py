@@ -268,6 +268,24 @@ def test_every_chart_is_submitted_before_a_page_waits_for_one(warehouse, metrics
         assert (tmp_path / rel).read_bytes() == (out["dir"] / rel).read_bytes(), rel
 
 
+def test_a_second_audit_is_rendered_before_the_first_waits_for_its_charts(warehouse, metrics, out, tmp_path):
+    """``render_steps`` pauses once its pages are rendered, before any waits for a chart and before any page
+    is written: a run starts its next audit there (``publishing.publish_period``), so the chart worker has
+    both audits' charts queued. Finished, each folder's pages are those ``render_outputs`` writes."""
+    pool = _LazyPool()
+    first = render.Pending(render.render_steps(warehouse, tmp_path / "a", fx.run_info(), metrics, chart_pool=pool))
+    one_audit = pool.submitted
+    second = render.Pending(render.render_steps(warehouse, tmp_path / "b", fx.run_info(), metrics, chart_pool=pool))
+    assert one_audit > 5 and pool.submitted == 2 * one_audit and pool.submitted_at_first_wait is None
+    assert not (tmp_path / "a" / "report.html").exists()
+    first.finish()
+    second.finish()
+    pages = sorted(p.relative_to(out["dir"]) for p in _html_files(out["dir"]))
+    for rel in pages:
+        assert (tmp_path / "a" / rel).read_bytes() == (out["dir"] / rel).read_bytes(), rel
+        assert (tmp_path / "b" / rel).read_bytes() == (out["dir"] / rel).read_bytes(), rel
+
+
 def test_a_chart_still_drawing_is_shown_as_its_macro_shows_it_once_drawn():
     """A chart's slot is filled with the macro's own markup: the figure, "No data to chart" for a chart with
     nothing to draw, or nothing at all for an optional one (the hospital page's department chart)."""
