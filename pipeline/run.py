@@ -347,9 +347,6 @@ def _execute_locked(
             prepared = load.prepare_inputs(inputs, cfg, scratch, typed_writer=writer)
         faults.maybe_fail("after_parse")
 
-    # the chart worker imports matplotlib while this process waits for Great Expectations' import (a core
-    # idle until the input checks come back) and no longer beside the models
-    warm.start_charts()  # (no-op when started already)
     models = runner.core_models() + [m for a in chosen for m in runner.audit_models(a)]
     # the models' graph checked now (sqlglot parses each model once, 0.2 s, kept for the run): before the
     # gate, that time is spent while the GX worker still imports instead of in the models stage
@@ -364,6 +361,9 @@ def _execute_locked(
             unknown = [u for prep in prepared.values() for u in prep.unknown_values]
             raise QualityGateError(gate.failure_message(failed) + value_maps.note(unknown))
         gate.log_warnings(dq_results)
+    # (no-op when started already) it imports matplotlib while the models run; started during the gate's
+    # wait for GX instead, it made no difference on a busy machine (profile notes, "another pass")
+    warm.start_charts()
 
     con = warehouse.connect(wh_path)
     try:

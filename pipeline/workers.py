@@ -91,9 +91,9 @@ class Warm:
     """A run's worker processes, started before the run imports anything heavy: Great Expectations
     (when the gate runs) and the chart worker (with two CPUs or more).
 
-    With the gate, the chart worker starts once the inputs are parsed (``start_charts``), when the run
-    waits for the GX worker's import: three processes importing at once on two cores made the GX
-    worker, which the run waits for, a second later. Without the gate it starts at once.
+    With the gate, the chart worker starts once the inputs are checked (``start_charts``): three
+    processes importing at once on two cores made the GX worker, which the run waits for, a second
+    later. Without the gate it starts at once.
     """
 
     def __init__(self, gx: bool, charts: bool):
