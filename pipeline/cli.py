@@ -12,9 +12,7 @@ import sys
 from pathlib import Path
 
 import click
-import duckdb
 
-from pipeline import db
 from pipeline import months as months_mod
 from pipeline.errors import EXIT_USAGE, AuditError, refused_write
 from pipeline.logs import setup_logging
@@ -378,6 +376,8 @@ def _run_history(warehouse_path: Path | None, state_uri: str | None, config_path
         con = warehouse.connect(warehouse_path, read_only=True)
         where = str(warehouse_path)
     else:
+        import duckdb
+
         from pipeline import spark_state
         from pipeline.config import load_config
 
@@ -413,7 +413,7 @@ def runs(warehouse_path, spark_state, config_path, limit, as_json):
     """
     import json
 
-    from pipeline import history
+    from pipeline import db, history
 
     with _run_history(warehouse_path, spark_state, config_path) as (con, _):
         rows = history.list_runs(con, limit) if db.has_table(con, "audit_runs") else []
@@ -455,7 +455,7 @@ def diff(run_a, run_b, warehouse_path, spark_state, config_path):
     lists them (newest first), and each output folder's run.json names the run that wrote it. A is
     the earlier run, B the later: "added" orders are in B only, "removed" in A only.
     """
-    from pipeline import history
+    from pipeline import db, history
     from pipeline.errors import ConfigError
 
     with _run_history(warehouse_path, spark_state, config_path, [run_a, run_b]) as (con, where):
@@ -556,6 +556,17 @@ def synth(patients, months, seed, start_month, fmt, site_timezone, case_density,
         click.echo(f"order-audit: wrote synthetic extracts to {out_dir} ({counts})", err=True)
 
 
+class _NeverRaised(Exception):
+    pass
+
+
+def _duckdb_out_of_memory() -> type[Exception]:
+    """DuckDB's out-of-memory error, matched only when DuckDB was loaded (the module is not imported before
+    ``run`` starts its workers: their imports start 0.2 s sooner)."""
+    duckdb = sys.modules.get("duckdb")
+    return duckdb.OutOfMemoryException if duckdb is not None else _NeverRaised
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="order-audit", standalone_mode=False)
@@ -571,7 +582,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("order-audit: interrupted; the warehouse and outputs keep their previous state", err=True)
         sys.exit(130)
-    except duckdb.OutOfMemoryException:
+    except _duckdb_out_of_memory():
         from pipeline.warehouse import MEMORY_LIMIT_ENV, memory_limit
 
         click.echo(

@@ -110,8 +110,9 @@ def test_no_engine_file_names_an_audit():
     assert not found, "engine files name an audit (the audit's folder says it instead):\n" + "\n".join(found)
 
 
-def _run_changed_toy(toy_run, tmp_path, file: str, old: str, new: str):
-    """Run the toy deck with a copy of the toy audit whose ``file`` has ``old`` replaced by ``new``."""
+def _run_changed_toy(toy_run, tmp_path, file: str, old: str, new: str, gate: bool = False):
+    """Run the toy deck with a copy of the toy audit whose ``file`` has ``old`` replaced by ``new`` (``gate``:
+    with the data-quality gate, else ``--no-validate``)."""
     changed = tmp_path / "toy_audit"
     shutil.copytree(TOY, changed)
     path = changed / file
@@ -122,9 +123,20 @@ def _run_changed_toy(toy_run, tmp_path, file: str, old: str, new: str):
     config.write_text(f"audits_path = [{json.dumps(str(changed))}]\n", encoding="utf-8")
     r = run_cli(
         "run", "--input", toy_run["out"].parent / "in", "--out", tmp_path / "out", "--config", config,
-        "--site-timezone", SITE_TIMEZONE, "--no-validate", env=KEY,
+        "--site-timezone", SITE_TIMEZONE, *([] if gate else ["--no-validate"]), env=KEY,
     )  # fmt: skip
     return r, changed
+
+
+def test_a_model_reading_what_nothing_provides_stops_the_run_before_the_input_checks(toy_run, tmp_path):
+    """The models' graph is checked once the inputs are parsed, while Great Expectations still loads in its
+    worker: a model that cannot run stops the run before the gate's checks, not after them."""
+    orders = "sql/toy_audit__int_orders.sql"
+    r, _ = _run_changed_toy(toy_run, tmp_path, orders, "JOIN stg_patients AS p", "JOIN toy_audit__int_nothing AS p", gate=True)
+    assert r.returncode == 1, r.stderr
+    assert "reads toy_audit__int_nothing, which no model, generated model or declared source" in r.stderr.splitlines()[-1]
+    assert "parse: done" in r.stderr and "gate: done" not in r.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_parquet_type_for_a_column_the_mart_lacks_stops_the_run_naming_the_manifest(toy_run, tmp_path):

@@ -29,22 +29,38 @@ _SLOT = re.compile(r"<!--chart-slot-(\d+)-->")
 
 
 class ChartSlots:
-    """Charts a partial asks for: each becomes a placeholder now and its SVG when the page is filled."""
+    """Charts a page asks for: each becomes a placeholder now and its SVG when the page is filled, so that
+    every page is rendered while the worker draws (the pages wait for the charts only once, when filled)."""
 
     def __init__(self, draw):
         self.draw = draw
         self.futures: dict[int, object] = {}
+        self._shown: dict[int, object] = {}  # slot -> how its chart is shown (``later``); else the SVG itself
         self._ids = count(1)
         self.page = "overall"  # the page being rendered ("overall" or "dept"): part of each chart's name
 
     def slot(self, fn, *args) -> markupsafe.Markup:
+        return self._placeholder(self.draw(fn, *args))
+
+    def later(self, svg, macro, *args):
+        """``macro(svg, *args)`` (a template's macro), for a chart that may still be drawing (a Future): then
+        a placeholder, and the macro's markup once it is drawn (the macro may test the SVG for none)."""
+        if not hasattr(svg, "result"):
+            return macro(svg, *args)
+        placeholder = self._placeholder(svg)
+        self._shown[int(_SLOT.fullmatch(placeholder).group(1))] = lambda drawn: str(macro(drawn, *args))
+        return placeholder
+
+    def _placeholder(self, future) -> markupsafe.Markup:
         n = next(self._ids)
-        self.futures[n] = self.draw(fn, *args)
+        self.futures[n] = future
         return markupsafe.Markup(f"<!--chart-slot-{n}-->")
 
     def fill(self, html: str) -> str:
         def svg(match: re.Match) -> str:
-            return self.futures[int(match.group(1))].result() or ""
+            n = int(match.group(1))
+            drawn = self.futures[n].result()
+            return self._shown[n](drawn) if n in self._shown else drawn or ""
 
         return _SLOT.sub(svg, html)
 

@@ -35,6 +35,7 @@ _RC = {
     # reads from the back of a meeting room
     "font.size": 11,
     "axes.titlesize": 12,
+    "axes.titley": 1.0,
     "axes.labelsize": 11,
     "xtick.labelsize": 10,
     "ytick.labelsize": 10,

@@ -16,8 +16,10 @@ import contextlib
 import functools
 import hashlib
 import re
+from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -195,11 +197,8 @@ def _page_context(
 
 
 def _page(ctx: dict) -> dict:
-    """A page context ready for the template: charts drawn (Futures resolved)."""
+    """A page context ready for the template; its charts stay Futures (the template's ``later`` leaves a slot)."""
     out = dict(ctx)
-    out["trend"] = [dict(t, svg=t["svg"].result()) for t in ctx["trend"]]
-    for key in ("department_chart", "funnel_svg"):
-        out[key] = ctx[key] and ctx[key].result()
     out["any_low"] = (
         ctx["headline"]["any_low"] or ctx["providers"]["any_low"] or any(sections.any_low(r["cells"]) for r in ctx["departments"])
     )
@@ -253,7 +252,31 @@ def _settings(run_info: dict, overall_rates: dict) -> dict:
     }
 
 
-def render_outputs(
+class Pending:
+    """Work begun and paused once (``steps``, a generator that yields once): ``finish`` completes it and
+    returns what it returns; ``close`` abandons it (its threads are waited for, nothing more is written)."""
+
+    def __init__(self, steps: Generator[None, None, Any]):
+        self._steps = steps
+        next(steps)
+
+    def finish(self) -> Any:
+        try:
+            next(self._steps)
+        except StopIteration as done:
+            return done.value
+        raise RuntimeError("the steps paused twice")
+
+    def close(self) -> None:
+        self._steps.close()
+
+
+def render_outputs(con: duckdb.DuckDBPyConnection, out_dir: Path, run_info: dict, metrics: pl.DataFrame, **options) -> list[Path]:
+    """Write every report and feed file into ``out_dir``; return the paths written (``render_steps``, at once)."""
+    return Pending(render_steps(con, out_dir, run_info, metrics, **options)).finish()
+
+
+def render_steps(
     con: duckdb.DuckDBPyConnection,
     out_dir: Path,
     run_info: dict,
@@ -264,8 +287,10 @@ def render_outputs(
     chart_process: bool | None = None,
     chart_pool: charts.ChartPool | None = None,
     spec: ReportSpec | None = None,
-) -> list[Path]:
-    """Write every report and feed file into ``out_dir``; return the paths written.
+) -> Generator[None, None, list[Path]]:
+    """Write every report and feed file into ``out_dir``; return the paths written. Pauses (yields) once
+    every page is rendered and its charts are submitted, before any page waits for them: until it goes
+    on, ``con`` is free for the next audit's pages (``Pending``).
 
     ``metrics`` is the internal frame (every rate); the shared feed applies its own privacy rule (``pipeline.report.feed``).
     ``site_root``: the way from the folder to the site index (``OUT/index.html``): ``../`` from
@@ -300,6 +325,7 @@ def render_outputs(
         env = make_env(spec.report_dir)
         slots = ChartSlots(pool.submit)
         env.globals.update(helpers(slots, int(run_info["config"].get("reporting", {}).get("low_reliability_denominator", 20))))
+        env.globals["later"] = slots.later
         rules = db.frame(
             con,
             "SELECT rule_id, reason_code, verdict, explanation, citation FROM ref_rules "
@@ -348,13 +374,15 @@ def render_outputs(
 
         report_tpl = env.get_template("report.html")
         page = {**common, "department_links": departments}
+        # every page rendered before the first waits for its charts: the worker draws while the pages render
         slots.page = "overall"
-        report = report_tpl.render(**page, **_page(ctx), methods=methods, root="")
-        written.append(_write_text(out_dir / "report.html", slots.fill(report)))
+        pages = {out_dir / "report.html": report_tpl.render(**page, **_page(ctx), methods=methods, root="")}
         slots.page = "dept"
         for d, dctx in zip(departments, dept_ctx, strict=True):
             html = report_tpl.render(**page, **_page(dctx), methods=None, root="../")
-            written.append(_write_text(out_dir / "departments" / f"{d['slug']}.html", slots.fill(html)))
+            pages[out_dir / "departments" / f"{d['slug']}.html"] = html
+        yield  # nothing below reads con
+        written += [_write_text(path, slots.fill(html)) for path, html in pages.items()]
         written += feed_files.result()
         written.append(book.result())
 
