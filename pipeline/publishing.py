@@ -159,6 +159,14 @@ def _audit_steps(
     return run_info["files"]
 
 
+def write_outputs(con: duckdb.DuckDBPyConnection, audit, folder: Path, run_info: dict, metrics, **render_options) -> list[Path]:
+    """One audit's files of the period at once (``_write_steps`` without its pause): the render stage as
+    ``benchmarks/render_bench.py`` times it."""
+    from pipeline.report import render
+
+    return render.Pending(_write_steps(con, audit, folder, run_info, metrics, **render_options)).finish()
+
+
 def _write_steps(con: duckdb.DuckDBPyConnection, audit, folder: Path, run_info: dict, metrics, **render_options):
     """One audit's files of the period: the data tables (``outputs.write_tables``) and the report, workbook and
     feed (``render.render_steps``, given ``render_options``; pausing as it does), at once: the tables are written
