@@ -191,7 +191,7 @@ def test_the_stream_gives_what_the_files_read_line_by_line_give(deck_export, tmp
     assert rows.equals(by_line[0]) and rejects.equals(by_line[1]) and left_out == by_line[2]
 
 
-def test_a_reason_reference_in_any_file_adds_its_conditions_codes(tmp_path):
+def test_a_reason_reference_in_any_file_adds_its_conditions_codes(tmp_path, caplog):
     folder = tmp_path / "export"
     folder.mkdir()
     (folder / "Patient.000.ndjson").write_text(_lines({"resourceType": "Patient", "id": "MRN-1", "birthDate": "1970-01-01"}))
@@ -204,6 +204,10 @@ def test_a_reason_reference_in_any_file_adds_its_conditions_codes(tmp_path):
     refer = {"reasonReference": [{"reference": "Condition/pdph"}, {"reference": "Condition/unknown"}]}
     (folder / "ServiceRequest.000.ndjson").write_text(_lines(_sr("S1"), _sr("S2", **refer)))
     (folder / "ServiceRequest.001.ndjson").write_text(_lines(_sr("S3", **refer), _sr("S4")))
-    rows = _prepared(folder, tmp_path / "scratch")[0]
+    (folder / "ServiceRequest.002.ndjson").write_text("")  # an empty file: no line, and no reason to read again
+    with caplog.at_level(logging.INFO, logger="pipeline.ingest.fhir"):
+        rows = _prepared(folder, tmp_path / "scratch")[0]
+    assert "read ServiceRequest: 4 resources in 3 file(s), 2 read whole" in caplog.messages
+    assert not any("read again" in m for m in caplog.messages)
     codes = dict(zip(rows["order_id"], rows["indication_codes"], strict=True))
     assert codes["S2"] == codes["S3"] == "G97.1" and codes["S1"] is None and codes["S4"] is None

@@ -148,11 +148,13 @@ class OrderStream:
             raise Restart from None
         key = self.first_key
         for path, label, n in zip(self.paths, self.labels, rows.tolist(), strict=True):
+            if n == 0 and path.stat().st_size == 0:  # an empty file: no line, no key (as the lines' way reads it)
+                continue
             if not whole.took_every_line(path, n, self.line_breaks):
                 raise Restart
             self.segments.append(Segment(label, key, key + n - 1))
-            key += n
-        self.records, self.whole_files = key - self.first_key, len(self.paths)
+            key, self.whole_files = key + n, self.whole_files + 1
+        self.records = key - self.first_key
 
     def _use(self, source: str) -> None:
         """fhir_servicerequest, what the table query reads: the extract query over the files, or their parts."""
