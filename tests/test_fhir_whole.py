@@ -203,11 +203,13 @@ def test_a_reason_reference_in_any_file_adds_its_conditions_codes(tmp_path, capl
     (folder / "Procedure.000.ndjson").write_text(_lines(procedure | {"code": cpt, "performedDateTime": "2025-03-02"}))
     refer = {"reasonReference": [{"reference": "Condition/pdph"}, {"reference": "Condition/unknown"}]}
     (folder / "ServiceRequest.000.ndjson").write_text(_lines(_sr("S1"), _sr("S2", **refer)))
-    (folder / "ServiceRequest.001.ndjson").write_text(_lines(_sr("S3", **refer), _sr("S4")))
+    headache = [{"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "R51.9"}]}]
+    (folder / "ServiceRequest.001.ndjson").write_text(_lines(_sr("S3", reasonCode=headache, **refer), _sr("S4")))
     (folder / "ServiceRequest.002.ndjson").write_text("")  # an empty file: no line, and no reason to read again
     with caplog.at_level(logging.INFO, logger="pipeline.ingest.fhir"):
         rows = _prepared(folder, tmp_path / "scratch")[0]
     assert "read ServiceRequest: 4 resources in 3 file(s), 2 read whole" in caplog.messages
     assert not any("read again" in m for m in caplog.messages)
     codes = dict(zip(rows["order_id"], rows["indication_codes"], strict=True))
-    assert codes["S2"] == codes["S3"] == "G97.1" and codes["S1"] is None and codes["S4"] is None
+    assert codes["S2"] == "G97.1" and codes["S3"] == "R51.9|G97.1"  # reasonCode first, then the Conditions
+    assert codes["S1"] is None and codes["S4"] is None

@@ -21,6 +21,7 @@ SELECT
     problem IS NULL AND left_out IS NULL AND known_patient IS NOT NULL AS kept,
     problem,
     left_out,
-    reason_codes,
+    -- the reasonCode codes again only where reason_codes.sql needs them (a list per row costs the hand-over)
+    CASE WHEN reason_condition_ids IS NOT NULL THEN reason_codes END AS reason_codes,
     reason_condition_ids
 FROM fhir_in_context('fhir_servicerequest', 'fhir_encounter_places')
