@@ -1,8 +1,8 @@
 """The ServiceRequests parsed, joined into imaging_orders rows and handed to the loader in one stream.
 
-No extracted part is written and read back (at 10M orders that was ~2 CPU-s per million): each
-file goes through extract_ServiceRequest.sql and table_imaging_orders.sql as one DuckDB query, run
-last (every type it looks up is extracted by then), and its Arrow batches go straight to the
+No extracted part is written and read back (writing it alone cost ~1 CPU-s per million orders):
+the files go through extract_ServiceRequest.sql and table_imaging_orders.sql in one DuckDB query,
+run last (every type it looks up is extracted by then), whose Arrow batches go straight to the
 loader's typing. The rows the table does not load (rejected, left out, or naming a Patient the
 export lacks: a few percent) are set aside, slim, and the table's rejects and left-out counts are
 queried from them once the stream has ended (`aside_view`). An order whose reasonReference names
@@ -34,14 +34,18 @@ from pipeline.ingest.fhir import extract, whole
 from pipeline.ingest.fhir.extract import sql
 from pipeline.ingest.fhir.lines import SCHEMA
 from pipeline.ingest.segments import Segment
+from pipeline.sqltext import literal
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-EXTRACTED = "fhir_servicerequest"  # the view the table query reads (a file's extract query; later the rows set aside)
+EXTRACTED = "fhir_servicerequest"  # the view the table query reads (the files' extract query; then the rows set aside)
 SIDE = ("kept", "problem", "left_out", "reason_codes", "reason_condition_ids")  # the stream's columns, not the table's
 ASIDE = ("source_line", "problem", "left_out", "patient_id")  # what the rejects and counts need of a row set aside
 BATCH_ROWS = 1 << 18
+# how far DuckDB may run ahead of the loader's typing: at its 10 MiB (less than one batch) it waited on
+# each batch (10M orders: the parse stage 74 s of wall for 108 CPU-s; with 256 MB 54 s for 106, as 1 GB)
+STREAM_BUFFER = "256MB"
 
 
 class Restart(Exception):
@@ -74,6 +78,7 @@ class OrderStream:
         )
         self.extracted: extract.Extracted | None = None  # after a Restart: the files extracted into parts
         self._cursor: duckdb.DuckDBPyConnection | None = None
+        con.execute(f"SET streaming_buffer_size = {literal(STREAM_BUFFER)}")
         con.register("lines", pa.Table.from_batches([], SCHEMA))
         try:
             self._use(self.extract_query)
