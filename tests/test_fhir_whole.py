@@ -3,15 +3,20 @@
 `pipeline.ingest.fhir.whole` takes a file whole only when every line is one resource it can
 read, gzip-compressed or not; any other file (a blank line, a line that is not JSON, an element
 of another shape, a gzip file cut short) is read line by line. Either way the extracted rows must be the same, so each
-file here is extracted both ways and compared row by row, keys included.
+file here is extracted both ways and compared row by row, keys included. The ServiceRequests
+streamed into imaging_orders (`orders`: every file whole in one query, keyed by position) must
+give the rows, rejects and left-out counts of the files read line by line into parts.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import logging
+import shutil
 from pathlib import Path
 
+import polars as pl
 import pytest
 from deck_input import deck_files, write_deck_input
 from fhir_export import export_extract
@@ -19,7 +24,9 @@ from test_fhir_input import SR_FILE, _lines, _sr
 
 from pipeline.config import load_config
 from pipeline.errors import InputFileError
-from pipeline.ingest.fhir import export, extract, prepare
+from pipeline.ingest import load
+from pipeline.ingest.fhir import export, extract, prepare, whole
+from pipeline.ingest.inputs import find_inputs
 
 
 def _extracted(folder: Path, resource_type: str, paths: list[Path], read_whole: bool, work: Path):
@@ -148,3 +155,61 @@ def test_a_file_the_reader_stops_at_is_logged_without_its_values(tmp_path, caplo
     rows, *_, whole_files = _extracted(folder, "ServiceRequest", [path], True, tmp_path / "work")
     assert whole_files == 0 and len(rows) == 1
     assert "read line by line" in caplog.text and "SECRET-MRN-77" not in caplog.text
+
+
+# ---------------------------------------------------------------- the ServiceRequests streamed (orders.py)
+
+
+def _prepared(folder: Path, scratch: Path) -> tuple[pl.DataFrame, pl.DataFrame, list[dict]]:
+    """imaging_orders as the loader holds it: its typed rows, its rejects, its left-out counts."""
+    cfg = load_config(site_timezone="America/New_York")
+    scratch.mkdir()
+    orders = load.prepare_inputs(find_inputs(folder, cfg), cfg, scratch)["imaging_orders"]
+    return pl.read_parquet(orders.typed_parquet), pl.read_parquet(orders.rejects_parquet), orders.left_out
+
+
+def test_the_stream_gives_what_the_files_read_line_by_line_give(deck_export, tmp_path, monkeypatch, caplog):
+    folder = tmp_path / "export"
+    shutil.copytree(deck_export, folder)
+    # a rejected line and a left-out one, in the last file (a row set aside after rows the loader already has)
+    last = sorted(folder.glob("ServiceRequest.*.ndjson"))[-1]
+    last.write_text(last.read_text() + _lines(_sr("S-BAD", status=None), _sr("S-DRAFT", status="draft")))
+    with caplog.at_level(logging.INFO, logger="pipeline.ingest.fhir.prepare"):
+        streamed = _prepared(folder, tmp_path / "streamed")
+    files = len(export.read_export(folder).of("ServiceRequest"))
+    assert any(
+        f"read ServiceRequest: {streamed[0].height + 2} resources in {files} file(s), {files} read whole" in m
+        for m in caplog.messages
+    )
+    monkeypatch.setattr(whole, "took_every_line", lambda *_a, **_k: False)  # no file whole: every line numbered
+    with caplog.at_level(logging.INFO, logger="pipeline.ingest.fhir.orders"):
+        by_line = _prepared(folder, tmp_path / "by_line")
+    assert any("read again, file by file" in m for m in caplog.messages)
+    rows, rejects, left_out = streamed
+    assert rows.height > 50 and rejects.filter(pl.col("reason").str.contains("ServiceRequest.status")).height == 1
+    assert left_out == [{"resource": "ServiceRequest", "reason": "ServiceRequest.status draft", "count": 1}]
+    assert rows.equals(by_line[0]) and rejects.equals(by_line[1]) and left_out == by_line[2]
+
+
+def test_a_reason_reference_in_any_file_adds_its_conditions_codes(tmp_path, caplog):
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "Patient.000.ndjson").write_text(_lines({"resourceType": "Patient", "id": "MRN-1", "birthDate": "1970-01-01"}))
+    coded = {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "G97.1"}]}
+    condition = {"resourceType": "Condition", "id": "pdph", "subject": {"reference": "Patient/MRN-1"}, "code": coded}
+    (folder / "Condition.000.ndjson").write_text(_lines(condition | {"recordedDate": "2025-03-01"}))
+    procedure = {"resourceType": "Procedure", "id": "PR1", "status": "completed", "subject": {"reference": "Patient/MRN-1"}}
+    cpt = {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "62323"}]}
+    (folder / "Procedure.000.ndjson").write_text(_lines(procedure | {"code": cpt, "performedDateTime": "2025-03-02"}))
+    refer = {"reasonReference": [{"reference": "Condition/pdph"}, {"reference": "Condition/unknown"}]}
+    (folder / "ServiceRequest.000.ndjson").write_text(_lines(_sr("S1"), _sr("S2", **refer)))
+    headache = [{"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "R51.9"}]}]
+    (folder / "ServiceRequest.001.ndjson").write_text(_lines(_sr("S3", reasonCode=headache, **refer), _sr("S4")))
+    (folder / "ServiceRequest.002.ndjson").write_text("")  # an empty file: no line, and no reason to read again
+    with caplog.at_level(logging.INFO, logger="pipeline.ingest.fhir"):
+        rows = _prepared(folder, tmp_path / "scratch")[0]
+    assert "read ServiceRequest: 4 resources in 3 file(s), 2 read whole" in caplog.messages
+    assert not any("read again" in m for m in caplog.messages)
+    codes = dict(zip(rows["order_id"], rows["indication_codes"], strict=True))
+    assert codes["S2"] == "G97.1" and codes["S3"] == "R51.9|G97.1"  # reasonCode first, then the Conditions
+    assert codes["S1"] is None and codes["S4"] is None

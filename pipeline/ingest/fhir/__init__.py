@@ -11,6 +11,7 @@ takes the rows and rejects it made, the synth CLI asks pipeline.synth.fhir for a
     whole     a whole file through DuckDB's NDJSON reader, when every line is one resource (the fast way)
     extract   each resource type flattened by DuckDB's JSON functions (sql/extract_<Type>.sql)
     tables    the flattened resources joined into the contract's tables (sql/table_<table>.sql)
+    orders    the ServiceRequests parsed, joined and typed as imaging_orders in one stream (no part written)
     prepare   the orchestration: export -> typed contract tables with their rejects
     mapping   the mapping table (FHIR path -> contract column) the docs print
 """

@@ -1,8 +1,9 @@
 """A Bulk Data export -> the contract's tables, typed and checked by the same loader as an extract.
 
 1. Each resource type's files are flattened by DuckDB (`extract`), the looked-up types first:
-   Location, Practitioner, Patient, Encounter, Condition, then ServiceRequest and Procedure.
-2. The flattened resources are joined into the contract's tables (`tables`).
+   Location, Practitioner, Patient, Encounter, Condition, then Procedure.
+2. The flattened resources are joined into the contract's tables (`tables`); the ServiceRequests
+   are parsed and joined as imaging_orders is loaded, in one stream (`orders`), keyed last.
 3. `load.prepare_table` types each table as it types a CSV extract (timestamps, codes,
    duplicates, value maps) and carries the FHIR reading's rejects, each with its NDJSON file
    and line (`segments`).
@@ -24,7 +25,7 @@ from pipeline.config import Config
 from pipeline.errors import InputFileError
 from pipeline.ingest import load
 from pipeline.ingest.contract import CONTRACTS
-from pipeline.ingest.fhir import export, extract, tables
+from pipeline.ingest.fhir import export, extract, orders, tables
 from pipeline.ingest.files import fingerprint_in_background
 from pipeline.ingest.inputs import InputFile
 from pipeline.ingest.segments import Segment
@@ -34,8 +35,9 @@ from pipeline.warehouse import memory_limit
 
 log = logging.getLogger(__name__)
 
-# looked-up types before the types that look them up
-ORDER = ("Location", "Practitioner", "Patient", "Encounter", "Condition", "ServiceRequest", "Procedure")
+# looked-up types before the types that look them up; the ServiceRequests last, streamed as imaging_orders loads
+EXTRACTED = ("Location", "Practitioner", "Patient", "Encounter", "Condition", "Procedure")
+ORDER = (*EXTRACTED, "ServiceRequest")
 
 
 def local_code_systems(cfg: Config, folder: Path) -> tuple[str, ...]:
@@ -60,26 +62,60 @@ def _connect(work: Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def line_breaks_of(pending: dict | None):
+    """A file's LF bytes from its fingerprint being taken (they tell whether a file was read whole), or None."""
+    return (lambda path: pending[str(path)].result().line_breaks) if pending else None
+
+
 def extract_export(
     con: duckdb.DuckDBPyConnection, bulk: export.BulkExport, cfg: Config, work: Path, pending: dict | None = None
-) -> list[Segment]:
-    """Flatten every type into views fhir_<type>, and the lookups; returns the segments (file -> key range).
+) -> tuple[list[Segment], int]:
+    """Flatten every type but ServiceRequest into views fhir_<type>, and the lookups; returns the segments
+    (file -> key range) and the next key.
 
     pending: the files' fingerprints being taken (their LF counts tell whether a file can be read whole)."""
-    line_breaks = (lambda path: pending[str(path)].result().line_breaks) if pending else None
+    line_breaks = line_breaks_of(pending)
     extract.set_variables(con, cfg.fhir, local_code_systems(cfg, bulk.folder))
     key, segments = 1, []
-    for resource_type in ORDER:
+    for resource_type in EXTRACTED:
         paths = bulk.of(resource_type)
         labels = [str(p) for p in paths]
         done = extract.extract(con, resource_type, paths, labels, key, work / f"{resource_type}.parquet", True, line_breaks)
         key += done.keys
         segments += done.segments
-        con.execute(f"CREATE OR REPLACE TEMP VIEW fhir_{resource_type.lower()} AS {done.relation}")
+        # not temp views: the order stream's second cursor reads the Conditions (orders.py)
+        con.execute(f"CREATE OR REPLACE VIEW fhir_{resource_type.lower()} AS {done.relation}")
         log.info("read %s: %d resources in %d file(s), %d read whole", resource_type, done.records, len(paths), done.whole_files)
     con.execute(f"CREATE OR REPLACE TEMP TABLE fhir_supporting_rejects AS {extract.sql('supporting_rejects')}")
     con.execute(extract.sql("lookups"))
-    return segments
+    return segments, key
+
+
+def _load_orders(
+    con: duckdb.DuckDBPyConnection,
+    stream: orders.OrderStream,
+    f: InputFile,
+    cfg: Config,
+    scratch: Path,
+    sha: str,
+    segments: list[Segment],
+) -> tuple[load.PreparedTable, list[dict]]:
+    """imaging_orders typed as its ServiceRequests stream in; its rejects and left-out counts from the rows set aside."""
+    rejects, left_out = scratch / "fhir" / "imaging_orders.fhir_rejects.parquet", []
+
+    def typed_writer(f, contract, cfg, out, source, rows):  # load._write_typed, fed by the stream
+        schema = stream.write(lambda lf: load._write_typed(f, contract, cfg, out, source, lf))
+        stream.aside_view()
+        tables.write_rejects(con, "imaging_orders", scratch / "fhir")
+        left_out.extend(tables.left_out_counts(con, "imaging_orders"))
+        segments.extend(stream.segments)
+        files = len(stream.paths)
+        log.info("read ServiceRequest: %d resources in %d file(s), %d read whole", stream.records, files, stream.whole_files)
+        return schema
+
+    contract = next(c for c in CONTRACTS if c.name == "imaging_orders")
+    prep = load.prepare_table(f, contract, cfg, scratch, sha, read_rejects=rejects, segments=segments, typed_writer=typed_writer)
+    return prep, left_out
 
 
 def _export_hash(pending: dict) -> str:
@@ -105,20 +141,34 @@ def prepare_inputs(
     prepared = {}
     con = _connect(work)
     try:
-        segments = extract_export(con, bulk, cfg, work, pending)
+        segments, key = extract_export(con, bulk, cfg, work, pending)
+        requests = bulk.of("ServiceRequest")
+        stream = orders.OrderStream(
+            con,
+            requests,
+            [str(p) for p in requests],
+            key,
+            tables.rows_query("imaging_orders", cfg.fhir),
+            work,
+            line_breaks_of(pending),
+        )
         for contract in CONTRACTS:
             if contract.name not in inputs:
                 continue
-            m = tables.map_table(con, contract.name, cfg.fhir, work)
             f = InputFile(contract.name, folder, "fhir", display=inputs[contract.name].label)
             sha = hashes[contract.name] if hashes else _export_hash(pending)
-            prep = load.prepare_table(f, contract, cfg, scratch, sha, read_rejects=m.rejects, segments=segments, rows=m.rows)
-            if prep.rows_read == 0 and not m.left_out and not contract.may_be_empty:
+            if contract.name == "imaging_orders":
+                prep, left_out = _load_orders(con, stream, f, cfg, scratch, sha, segments)
+            else:
+                m = tables.map_table(con, contract.name, cfg.fhir, work)
+                prep = load.prepare_table(f, contract, cfg, scratch, sha, read_rejects=m.rejects, segments=segments, rows=m.rows)
+                left_out = m.left_out
+            if prep.rows_read == 0 and not left_out and not contract.may_be_empty:
                 what = f"holds no {tables.SOURCE_TYPE[contract.name]} resources"
                 raise InputFileError(f.label, what, "The export looks incomplete; export again")
-            prep.left_out = m.left_out
+            prep.left_out = left_out
             log.info("parsed %s: %d resources read", contract.name, prep.rows_read)
-            for out in m.left_out:
+            for out in left_out:
                 log.info("%s: %d %s resources left out (%s)", contract.name, out["count"], out["resource"], out["reason"])
             for unknown in prep.unknown_values:
                 log.warning("%s", unknown.message())

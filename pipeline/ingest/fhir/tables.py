@@ -1,11 +1,12 @@
 """The extracted resources joined into the contract's tables (sql/table_*.sql), with their rejects.
 
-Each table is a DuckDB query over the extracted Parquet files, handed to the loader as a lazy
-Polars frame (the loader types it as it streams: no second copy of the rows on disk), with
-text columns named as the contract names them and keyed by ``source_line`` (the resource's
-line key). What the FHIR reading rejects (a line's own problem, a Patient the export lacks, a
-looked-up type's rejected lines) and what it leaves out on purpose (counted) are collected
-by light queries of their own.
+Each table is a DuckDB query over the extracted Parquet files (imaging_orders: over the
+ServiceRequest files as they are parsed, `orders`), handed to the loader as a lazy Polars
+frame (the loader types it as it streams: no second copy of the rows on disk), with text
+columns named as the contract names them and keyed by ``source_line`` (the resource's line key).
+What the FHIR reading rejects (a line's own problem, a Patient the export lacks, a looked-up
+type's rejected lines) and what it leaves out on purpose (counted) are collected by light
+queries of their own.
 """
 
 from __future__ import annotations
@@ -62,11 +63,37 @@ def department_sql(sources: tuple[str, ...]) -> str:
 
 
 def map_table(con: duckdb.DuckDBPyConnection, table: str, fhir: FhirSettings, scratch: Path) -> MappedTable:
-    """One table's rows (lazy), its rejects (written) and its left-out counts."""
-    resource_type = SOURCE_TYPE[table]
-    extracted = f"fhir_{resource_type.lower()}"
+    """One table's rows (lazy), its rejects (written) and its left-out counts (imaging_orders: `orders` streams it)."""
+    rejects = write_rejects(con, table, scratch)
+    left_out = left_out_counts(con, table)
+    query = rows_query(table, fhir)
+    if table in OPTIONAL_WHEN_FILLED:  # a column no resource fills is a column the extract lacks
+        # joined once and kept (a Condition's rows, not ten million): counting the filled columns ran the joins twice
+        kept = f"fhir_rows_{table}"
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {kept} AS {query}")
+        cols = OPTIONAL_WHEN_FILLED[table]
+        filled = con.execute(f"SELECT {', '.join(f'count({c})' for c in cols)} FROM {kept}").fetchall()[0]
+        rows = con.table(kept)
+        rows = rows.select(*[c for c in rows.columns if c not in cols or filled[cols.index(c)]])
+    else:
+        rows = con.sql(query)
+    return MappedTable(table, rows.pl(lazy=True), rejects, left_out)
+
+
+def rows_query(table: str, fhir: FhirSettings) -> str:
+    """The table's query (sql/table_<table>.sql) with the site's department sources filled in."""
+    query = sql(f"table_{table}")
+    sources = {"imaging_orders": fhir.order_department, "procedures": fhir.procedure_department}.get(table)
+    if sources is not None:
+        query = query.replace("/*department*/ NULL", department_sql(sources))
+    return query
+
+
+def write_rejects(con: duckdb.DuckDBPyConnection, table: str, scratch: Path) -> Path:
+    """What the FHIR reading rejected of the table's rows, as the loader's rejects (Parquet, by line)."""
+    extracted = f"fhir_{SOURCE_TYPE[table].lower()}"
     parts = [
-        f"SELECT *, 'row_rejected' FROM fhir_own_rejects({literal(extracted)}, {literal(resource_type)})",
+        f"SELECT *, 'row_rejected' FROM fhir_own_rejects({literal(extracted)}, {literal(SOURCE_TYPE[table])})",
         f"""SELECT source_line, column_name, value, reason, 'row_rejected'
             FROM fhir_supporting_rejects WHERE table_name = {literal(table)}""",
     ]
@@ -79,22 +106,14 @@ def map_table(con: duckdb.DuckDBPyConnection, table: str, fhir: FhirSettings, sc
         f"COPY (SELECT * FROM ({' UNION ALL '.join(parts)}) AS r ({REJECTS_COLUMNS}) ORDER BY source_line) "
         f"TO {literal(rejects)} (FORMAT parquet)"
     )
+    return rejects
+
+
+def left_out_counts(con: duckdb.DuckDBPyConnection, table: str) -> list[dict]:
+    """{"resource", "reason", "count"}: the table's resources left out on purpose, by reason."""
+    resource_type = SOURCE_TYPE[table]
     counts = con.execute(
-        f"SELECT left_out, count(*) FROM {extracted} WHERE problem IS NULL AND left_out IS NOT NULL GROUP BY 1 ORDER BY 1"
+        f"SELECT left_out, count(*) FROM fhir_{resource_type.lower()} "
+        "WHERE problem IS NULL AND left_out IS NOT NULL GROUP BY 1 ORDER BY 1"
     ).fetchall()
-    left_out = [{"resource": resource_type, "reason": reason, "count": n} for reason, n in counts]
-    query = sql(f"table_{table}")
-    sources = {"imaging_orders": fhir.order_department, "procedures": fhir.procedure_department}.get(table)
-    if sources is not None:
-        query = query.replace("/*department*/ NULL", department_sql(sources))
-    if table in OPTIONAL_WHEN_FILLED:  # a column no resource fills is a column the extract lacks
-        # joined once and kept (a Condition's rows, not ten million): counting the filled columns ran the joins twice
-        kept = f"fhir_rows_{table}"
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {kept} AS {query}")
-        cols = OPTIONAL_WHEN_FILLED[table]
-        filled = con.execute(f"SELECT {', '.join(f'count({c})' for c in cols)} FROM {kept}").fetchall()[0]
-        rows = con.table(kept)
-        rows = rows.select(*[c for c in rows.columns if c not in cols or filled[cols.index(c)]])
-    else:
-        rows = con.sql(query)
-    return MappedTable(table, rows.pl(lazy=True), rejects, left_out)
+    return [{"resource": resource_type, "reason": reason, "count": n} for reason, n in counts]

@@ -52,28 +52,44 @@ def read(
 ) -> int | None:
     """Rows written to `part` (one per line of the file), or None: the file must be read line by line.
 
-    line_breaks: the file's LF bytes (the run's fingerprints count them while hashing); else counted here.
-    A gzip file's are those of its text, counted here (the fingerprint counts the compressed bytes)."""
-    compressed = is_gzip(path)
-    source = query.replace(FILE, literal(path)).replace(COMPRESSION, literal("gzip" if compressed else "none"))
+    line_breaks: the file's LF bytes (the run's fingerprints count them while hashing); else counted here."""
     try:
-        copy = f"COPY ({source}) TO {literal(part)} (FORMAT parquet, COMPRESSION lz4)"
+        copy = f"COPY ({source(query, path)}) TO {literal(part)} (FORMAT parquet, COMPRESSION lz4)"
         rows = con.execute(copy).fetchall()[0][0]
     except duckdb.Error as exc:
         part.unlink(missing_ok=True)
-        # not the reader's message: it quotes the line's values (a patient reference among them)
-        log.info("%s: read line by line (DuckDB's reader stopped at a line: %s)", path, type(exc).__name__)
+        stopped(path, exc)
         return None
-    if compressed:
+    if not took_every_line(path, rows, line_breaks):
+        part.unlink(missing_ok=True)
+        return None
+    return rows
+
+
+def source(query: str, path: Path) -> str:
+    """The query of `query_of` reading `path` (gzip or not, by the file's first bytes, as the lines' way decides)."""
+    compressed = is_gzip(path)
+    return query.replace(FILE, literal(path)).replace(COMPRESSION, literal("gzip" if compressed else "none"))
+
+
+def stopped(path: Path, exc: duckdb.Error) -> None:
+    """Log why a file goes the lines' way: not the reader's message, which quotes the line's values (a patient reference)."""
+    log.info("%s: read line by line (DuckDB's reader stopped at a line: %s)", path, type(exc).__name__)
+
+
+def took_every_line(path: Path, rows: int, line_breaks: Callable[[Path], int] | None = None) -> bool:
+    """Whether the reader's `rows` are the file's lines, one each (logged when not: the lines' way numbers them).
+
+    A gzip file's lines are those of its text, counted here (the fingerprint counts the compressed bytes)."""
+    if is_gzip(path):
         lines = gzip_line_count(path)
     else:
         breaks = line_breaks(path) if line_breaks is not None else fingerprint(path, with_hash=False).line_breaks
         lines = line_count(path, breaks)
-    if rows == 0 or rows != lines:  # blank lines (or none at all), a gzip cut short: the lines' way numbers them
-        part.unlink(missing_ok=True)
+    if rows == 0 or rows != lines:  # blank lines (or none at all), a gzip cut short
         log.info("%s: read line by line (blank lines)", path)
-        return None
-    return rows
+        return False
+    return True
 
 
 def keyed(part: Path, first_key: int) -> str:

@@ -28,8 +28,9 @@ CREATE OR REPLACE TEMP VIEW fhir_encounter_diagnoses AS
     ) AS d
     WHERE d.condition_id IS NOT NULL
     GROUP BY d.condition_id;
--- conditions a ServiceRequest.reasonReference may point to: those the diagnoses table keeps
-CREATE OR REPLACE TEMP VIEW fhir_reason_conditions AS
+-- conditions a ServiceRequest.reasonReference may point to: those the diagnoses table keeps (not a
+-- temp view: the order stream's second cursor looks codes up in it, reason_codes.sql)
+CREATE OR REPLACE VIEW fhir_reason_conditions AS
     SELECT condition_id, arg_min(diagnosis_code, key) AS diagnosis_code FROM fhir_condition
     WHERE problem IS NULL AND left_out IS NULL AND condition_id IS NOT NULL GROUP BY condition_id;
 -- an encounter with its location's name
@@ -78,15 +79,3 @@ CREATE OR REPLACE MACRO fhir_own_rejects(extracted, rtype) AS TABLE
     SELECT key, rtype || '.subject', NULL, 'reference to a Patient that is not in the export'
     FROM query_table(extracted) AS s ANTI JOIN fhir_patients AS p ON p.patient_id = s.patient_id
     WHERE s.problem IS NULL AND s.left_out IS NULL;
-
--- The ICD-10-CM codes of the Conditions a ServiceRequest's reasonReference names, in its order.
--- A table, not a view: the planner then knows how few rows it has (as a view it built the hash
--- table of the join on ten million orders instead: 7 s).
-CREATE OR REPLACE TEMP TABLE fhir_reason_codes AS
-    SELECT r.key, list(c.diagnosis_code ORDER BY r.pos) AS codes
-    FROM (
-        SELECT key, unnest(reason_condition_ids) AS condition_id, generate_subscripts(reason_condition_ids, 1) AS pos
-        FROM fhir_servicerequest WHERE len(reason_condition_ids) > 0 AND problem IS NULL AND left_out IS NULL
-    ) AS r
-    JOIN fhir_reason_conditions AS c USING (condition_id)
-    GROUP BY r.key;

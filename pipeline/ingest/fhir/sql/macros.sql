@@ -117,3 +117,12 @@ CREATE OR REPLACE MACRO fhir_setting(class_system, class_code) AS
 -- a comorbidity, a secondary diagnosis) false; another use or none says nothing.
 CREATE OR REPLACE MACRO fhir_diagnosis_principal(use_codes) AS
     CASE WHEN list_contains(use_codes, 'principal') THEN 'true' WHEN list_contains(use_codes, 'CM') THEN 'false' END;
+
+-- An order's indication codes: every code once, in the order given (reasonCode first, then the
+-- referenced Conditions); NULL when there is none.
+CREATE OR REPLACE MACRO fhir_indication_codes(codes) AS
+    CASE len(codes)
+        WHEN 0 THEN NULL
+        WHEN 1 THEN codes[1]
+        ELSE array_to_string(list_filter(codes, lambda c, i: list_position(codes, c) = i), '|')
+    END;

@@ -1,12 +1,10 @@
--- The imaging_orders rows: ServiceRequests neither rejected nor left out, whose Patient is in the
--- export, every column text as the contract names it. The department: the sources [fhir]
--- order_department names, in order (python fills /*department*/). fhir_reason_codes: the codes
--- of the Conditions each order's reasonReference names (a table of its own, see lookups.sql).
-WITH joined AS (
-    SELECT c.*, list_concat(c.reason_codes, rc.codes) AS all_reason_codes
-    FROM fhir_in_context('fhir_servicerequest', 'fhir_encounter_places') AS c
-    LEFT JOIN fhir_reason_codes AS rc ON rc.key = c.key
-)
+-- The imaging_orders rows of one ServiceRequest file as it is parsed (fhir_servicerequest: its
+-- extract query over the file; orders.py streams the result to the loader): every column text as
+-- the contract names it. The department: the sources [fhir] order_department names, in order
+-- (python fills /*department*/). What the stream sets aside instead of loading (kept false): a
+-- line rejected or left out, or an order whose Patient is not in the export; their rejects and
+-- counts are queried from those rows alone. reason_condition_ids: the Conditions its reasonReference
+-- names, whose codes the stream adds to indication_codes (reason_codes.sql).
 SELECT
     key AS source_line,
     order_id,
@@ -16,14 +14,14 @@ SELECT
     /*department*/ NULL AS ordering_department,
     order_name,
     coalesce(provider_identifier, fhir_ref_id(provider_reference, 'Practitioner'), provider_reference) AS ordering_provider_id,
-    -- every code once, in the order given (reasonCode first, then the referenced Conditions)
-    CASE len(all_reason_codes)
-        WHEN 0 THEN NULL
-        WHEN 1 THEN all_reason_codes[1]
-        ELSE array_to_string(list_filter(all_reason_codes, lambda c, i: list_position(all_reason_codes, c) = i), '|')
-    END AS indication_codes,
+    fhir_indication_codes(reason_codes) AS indication_codes,
     indication_text,
     status,
-    priority
-FROM joined
-WHERE problem IS NULL AND left_out IS NULL AND known_patient IS NOT NULL
+    priority,
+    problem IS NULL AND left_out IS NULL AND known_patient IS NOT NULL AS kept,
+    problem,
+    left_out,
+    -- the reasonCode codes again only where reason_codes.sql needs them (a list per row costs the hand-over)
+    CASE WHEN reason_condition_ids IS NOT NULL THEN reason_codes END AS reason_codes,
+    reason_condition_ids
+FROM fhir_in_context('fhir_servicerequest', 'fhir_encounter_places')
