@@ -89,8 +89,9 @@ def refused_write(exc: BaseException) -> str | None:
     return None
 
 
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (Spark and DuckDB append plans and stacks), else its type's name."""
+def first_line(exc: object) -> str:
+    """The first line of an exception's message (Spark and DuckDB append plans and stacks; py4j hands a Java
+    exception over as an object whose text is its class and message), else its type's name."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 

@@ -20,7 +20,7 @@ import logging
 import re
 from pathlib import Path
 
-from pipeline.errors import AuditError, ConfigError, InputFileError, WriteRefusedError
+from pipeline.errors import AuditError, ConfigError, InputFileError, WriteRefusedError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +91,7 @@ def fetch(session, uri: str, into: Path) -> Path:
 
 def _java_reason(exc: BaseException) -> str:
     """The Java exception's own one line (class: message), not py4j's 'An error occurred while calling'."""
-    java = getattr(exc, "java_exception", None)
-    text = java.toString() if java is not None else str(exc)
-    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return first_line(getattr(exc, "java_exception", None) or exc)
 
 
 def _as_uri(text: str, local: Path, uri: str) -> str:
