@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import re
 import tempfile
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import duckdb
 
 from pipeline import db, history
 from pipeline.errors import ConfigError
-from pipeline.ingest import ledger
+from pipeline.ingest import ledger, remote_input
 from pipeline.sqltext import literal
 
 log = logging.getLogger(__name__)
@@ -44,7 +43,7 @@ class RivalCommitError(ConfigError):
 
 def state_uri(text: str) -> str:
     """A URI Spark reads: kept as given when it names a scheme, else this machine's folder as file://."""
-    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", text) and not re.match(r"^[A-Za-z]:[\\/]", text):
+    if remote_input.scheme(text):
         return text.rstrip("/")
     return Path(text).expanduser().resolve().as_uri()
 

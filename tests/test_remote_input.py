@@ -20,6 +20,7 @@ from pipeline.errors import InputFileError, QualityGateError, WriteRefusedError
 from pipeline.ingest import remote_input
 from pipeline.ingest.segments import Segment
 from pipeline.logs import setup_logging
+from pipeline.spark_state import state_uri
 
 
 def _mount(spark_models, table: str, folder: Path) -> str:
@@ -88,6 +89,14 @@ def test_input_names_a_local_folder_or_keeps_another_file_system_s_uri(tmp_path)
     assert _input_folder(None, None, "file://localhost/srv/extracts") == Path("/srv/extracts")
     assert _input_folder(None, None, "s3a://bucket/extracts/2026-10") == "s3a://bucket/extracts/2026-10"
     assert remote_input.is_remote("abfss://c@acct.dfs.core.windows.net/x") and not remote_input.is_remote("file:///x")
+
+
+def test_one_scheme_test_for_inputs_and_state_folders():
+    assert remote_input.scheme("HDFS:/warehouse/state") == "hdfs" and remote_input.is_remote("hdfs:/x")
+    assert remote_input.scheme("C:\\extracts") is None and remote_input.scheme("C:/extracts") is None
+    assert remote_input.scheme("/srv/extracts") is None and remote_input.scheme("2026-01:x") is None
+    assert state_uri("s3a://bucket/state/") == "s3a://bucket/state"
+    assert state_uri("/srv/state") == "file:///srv/state"
 
 
 def test_log_lines_errors_and_an_export_s_file_labels_name_the_uri_not_the_copy(tmp_path, capsys):

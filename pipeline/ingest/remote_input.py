@@ -24,7 +24,8 @@ from pipeline.errors import AuditError, ConfigError, InputFileError, WriteRefuse
 
 log = logging.getLogger(__name__)
 
-_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
+# two letters or more: "C:" is a Windows drive, not a scheme; Hadoop also reads "hdfs:/path" (default authority)
+_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]+):")
 _LOCAL_WRITE_FAILED = "org.apache.hadoop.fs.FSError"  # how Hadoop's local file system reports a refused write
 _FIX = (
     "Check the URI, and that the session's Hadoop configuration has the file system's connector and credentials "
@@ -32,10 +33,15 @@ _FIX = (
 )
 
 
+def scheme(text: str) -> str | None:
+    """The URI scheme ``text`` starts with, lower case, or None for a path of this machine."""
+    match = _SCHEME.match(text)
+    return match["scheme"].lower() if match else None
+
+
 def is_remote(text: str) -> bool:
     """A URI of a file system other than this machine's (file:// is a local folder)."""
-    match = _SCHEME.match(text)
-    return match is not None and match["scheme"].lower() != "file"
+    return scheme(text) not in (None, "file")
 
 
 def refused_with(engine: str, remote: str | None, uri: str) -> ConfigError | None:
