@@ -178,8 +178,8 @@ def run(
     data outputs (OUT/<audit id>/) with a site index (OUT/index.html)."""
     from pipeline import workers
 
-    # first thing, before the heavy imports below: the workers import GX and matplotlib meanwhile
-    with workers.Warm(gx=not no_validate, charts=workers.cpus_available() > 1) as warm:
+    # first thing, before the heavy imports below: the gate's worker imports GX meanwhile
+    with workers.Warm(gx=not no_validate) as warm:
         from pipeline.config import load_config
         from pipeline.run import RunOptions, execute
 

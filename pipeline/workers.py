@@ -1,9 +1,9 @@
-"""Worker processes a run starts first thing, so that their slow imports overlap its own work.
+"""The gate's worker process, started first thing, so that its slow import overlaps the run's own work.
 
-Importing Great Expectations costs 2-3 s of CPU (it pulls in scipy, SQLAlchemy and pandas) and
-matplotlib about 0.7 s: most of a small run. Imported on a thread they shared one core with the
-run (an import holds the GIL); in a process of their own they load on the second core while the
-run parses and checks its inputs, and the gate's validations and the charts then run there.
+Importing Great Expectations costs 2-3 s of CPU (it pulls in scipy, SQLAlchemy and pandas): most of
+a small run. Imported on a thread it shared one core with the run (an import holds the GIL); in a
+process of its own it loads on the second core while the run parses its inputs, and the gate's
+validations then run there.
 Workers are started with ``spawn`` (a fork would inherit the parent's DuckDB and Polars thread
 pools mid-state) and die with the run, even when it is killed (``PR_SET_PDEATHSIG`` on Linux).
 """
@@ -36,17 +36,10 @@ def _start(parent: int, imports: tuple[str, ...]) -> None:
     if os.getppid() != parent:  # the parent died before the line above
         os._exit(1)
     # the pool's results go back through a pipe as each task ends: at exit nothing is left to flush,
-    # and tearing down GX's or matplotlib's modules costs a few tenths of a second the run waits for
+    # and tearing down GX's modules costs a few tenths of a second the run waits for
     atexit.register(os._exit, 0)
     for name in imports:
         importlib.import_module(name)
-
-
-def cpus_available() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def process_pool(*imports: str) -> ProcessPoolExecutor | None:
@@ -88,35 +81,18 @@ class GxWorker:
 
 
 class Warm:
-    """A run's worker processes, started before the run imports anything heavy: Great Expectations
-    (when the gate runs) and the chart worker (with two CPUs or more).
+    """A run's worker process, started before the run imports anything heavy: Great Expectations, when
+    the gate runs (the charts need none: ``pipeline.report.charts`` writes them in milliseconds)."""
 
-    With the gate, the chart worker starts once the inputs are checked (``start_charts``): three
-    processes importing at once on two cores made the GX worker, which the run waits for, a second
-    later. Without the gate it starts at once.
-    """
-
-    def __init__(self, gx: bool, charts: bool):
+    def __init__(self, gx: bool):
         self.gx = GxWorker() if gx else None
-        self._want_charts = charts
-        self.charts: ProcessPoolExecutor | None = None
-        if self.gx is None:
-            self.start_charts()
 
-    def start_charts(self) -> None:
-        if self._want_charts and self.charts is None:
-            self.charts = process_pool("pipeline.report.charts", "matplotlib.figure")
-            self._want_charts = self.charts is not None
-
-    def close(self, cancel: bool = False) -> None:
+    def close(self) -> None:
         if self.gx is not None:
             self.gx.close()
-        if self.charts is not None:
-            self.charts.shutdown(wait=True, cancel_futures=cancel)
-            self.charts = None
 
     def __enter__(self) -> Warm:
         return self
 
-    def __exit__(self, exc_type, *_) -> None:
-        self.close(cancel=exc_type is not None)
+    def __exit__(self, *_) -> None:
+        self.close()
