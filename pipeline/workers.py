@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
 
 
-def _start(parent: int, imports: tuple[str, ...]) -> None:
-    """A worker's first steps: die with the run, then load what it is for (while the run works on)."""
+def _start(parent: int, imports: tuple[str, ...], absent: tuple[str, ...] = ()) -> None:
+    """A worker's first steps: die with the run, then load what it is for (while the run works on);
+    the ``absent`` modules import as if not installed."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops the pool
     if sys.platform.startswith("linux"):
         # killed with the parent, even by SIGKILL: a worker holds the run's stderr, and a scheduler
@@ -38,15 +39,21 @@ def _start(parent: int, imports: tuple[str, ...]) -> None:
     # the pool's results go back through a pipe as each task ends: at exit nothing is left to flush,
     # and tearing down GX's modules costs a few tenths of a second the run waits for
     atexit.register(os._exit, 0)
+    for name in absent:
+        sys.modules.setdefault(name, None)  # ``import name`` raises ImportError, as when it is not installed
     for name in imports:
         importlib.import_module(name)
 
 
-def process_pool(*imports: str) -> ProcessPoolExecutor | None:
-    """One spawned worker, started now, importing ``imports`` from now on; None where none can start."""
+def process_pool(*imports: str, absent: tuple[str, ...] = ()) -> ProcessPoolExecutor | None:
+    """One spawned worker, started now, importing ``imports`` from now on (``absent``: modules it must not
+    load, see ``_start``); None where none can start."""
     try:
         pool = ProcessPoolExecutor(
-            max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_start, initargs=(os.getpid(), imports)
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start,
+            initargs=(os.getpid(), imports, absent),
         )
         pool.submit(os.getpid)  # start the worker now
     except (OSError, ImportError, NotImplementedError) as exc:
@@ -59,10 +66,11 @@ class GxWorker:
     """The data-quality gate's Great Expectations, in a process of its own (see the module docstring)."""
 
     def __init__(self):
-        # pipeline.quality first: it silences the warning PySpark (which GX imports when installed) prints
-        self._pool = process_pool(
-            "pipeline.quality", "great_expectations", "pipeline.quality.gx_duckdb", "pipeline.quality.validate"
-        )
+        # GX imports PySpark whenever it is installed (0.24 s of CPU); this worker validates on DuckDB only (a
+        # Spark run validates on its own session, in the run's process: ``gate._on_spark``), so PySpark is left
+        # out, and GX takes it as not installed (its ``compatibility.pyspark`` catches the ImportError)
+        gx_modules = ("pipeline.quality", "great_expectations", "pipeline.quality.gx_duckdb", "pipeline.quality.validate")
+        self._pool = process_pool(*gx_modules, absent=("pyspark",))
 
     def run_suites(self, path, suites, params) -> list:
         """``validate.run_suites`` in the worker (inline when there is none)."""
