@@ -75,3 +75,32 @@ def test_pdf_prints(site, tmp_path):
     pdf = render.write_pdf(site / "report.html", tmp_path / "report.pdf")
     data = pdf.read_bytes()
     assert data.startswith(b"%PDF") and len(data) > 10_000
+
+
+def test_department_names_and_tick_labels_are_drawn_whole(tmp_path):
+    """Chromium's own text metrics: every label of the department chart lies inside the picture (a long
+    name's room is estimated from its length; a name cut at the left edge could not be read)."""
+    import polars as pl  # noqa: PLC0415 - only this test builds a chart frame
+
+    from pipeline.report import charts  # noqa: PLC0415
+
+    names = ["Pain Management", "Neurology", "Emergency", "ENT"]  # the longest name sets the room: cut at 0.56 em
+    rows = pl.DataFrame(
+        {"label": names, "rate": [0.1, 0.2, 0.3, 1.0], "ci_low": [0.05, 0.1, 0.2, 0.5], "ci_high": [0.2, 0.3, 0.4, 1.0]}
+    )
+    svg = charts.interval_svg(rows, "By department", "dept-rates", 0.2)
+    page = tmp_path / "chart.html"
+    measure = (
+        "const svg = document.querySelector('svg'); const box = svg.viewBox.baseVal; const out = [];"
+        "for (const t of svg.querySelectorAll('text')) { const b = t.getBBox();"
+        " if (b.x < 0 || b.x + b.width > box.width) out.push(t.textContent); }"
+        "for (const c of svg.querySelectorAll('circle')) { const b = c.getBBox();"
+        " if (b.x < 0 || b.x + b.width > box.width) out.push('circle'); }"
+        "document.getElementById('out').textContent = JSON.stringify(out);"
+    )
+    page.write_text(
+        f'<!DOCTYPE html><html><body style="width:1100px">{svg}<pre id="out">-</pre><script>{measure}</script></body></html>'
+    )
+    dom, messages = _open(page.as_uri(), tmp_path / "profile")
+    assert messages == [], messages
+    assert re.search(r'<pre id="out">\[\]</pre>', dom), re.search(r'<pre id="out">.*?</pre>', dom).group(0)

@@ -21,7 +21,8 @@ from pipeline.report.measure import funnel_limits
 WIDTH = 1000  # user units across the page's full width (about 11 in. printed on A4 landscape)
 # text sizes in user units: at full width 13 is about 10 pt printed, read from the back of a meeting room
 TICK, LABEL, TITLE = 13, 14, 16
-CHAR = 0.56  # a character's average width in em (DejaVu Sans, Arial): to fit labels and legends
+CHAR = 0.56  # a character's average width in em (DejaVu Sans, Arial): to space the legend's entries
+NAME_CHAR = 0.66  # the same, erring wide, for the department names: a name cut at the left edge is lost
 LEFT, RIGHT, TOP, BOTTOM = 64, 16, 56, 44  # the plot area's margins: title and legend above, axis label below
 BLUE, GREY, RED, ORANGE, HOLLOW, WHISKER, SIGNAL = "#1f4e79", "#555555", "#b03a2e", "#e69f00", "#8c8c8c", "#7f9fbf", "#d62728"
 _ID = re.compile(r"[^A-Za-z0-9_-]")
@@ -112,8 +113,8 @@ def _steps(xs: list[float], ys: np.ndarray, scale_y: Scale, half: float) -> str:
     return _path(xs_out, ys_out)
 
 
-def _text_width(text: str, size: float) -> float:
-    return len(text) * size * CHAR
+def _text_width(text: str, size: float, em: float = CHAR) -> float:
+    return len(text) * size * em
 
 
 def _legend(items: list[dict], x0: float, y: float) -> list[dict]:
@@ -282,7 +283,7 @@ def interval_svg(rows: pl.DataFrame, title: str, name: str, overall_rate: float 
     rows = rows.sort(pl.col("label").str.to_lowercase())
     labels = [f"{lab} \u2020" if s else str(lab) for lab, s in zip(rows["label"].to_list(), rows["small"].to_list(), strict=True)]
     row_h = 28
-    left = min(WIDTH / 2, max(LEFT, max(_text_width(lab, TICK) for lab in labels) + 16))
+    left = min(WIDTH / 2, max(LEFT, max(_text_width(lab, TICK, NAME_CHAR) for lab in labels) + 16))
     top = 40
     bottom = top + row_h * rows.height
     height = bottom + BOTTOM
