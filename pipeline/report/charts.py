@@ -23,8 +23,9 @@ WIDTH = 1000  # user units across the page's full width (about 11 in. printed on
 TICK, LABEL, TITLE = 13, 14, 16
 CHAR = 0.56  # a character's average width in em (DejaVu Sans, Arial): to space the legend's entries
 NAME_CHAR = 0.66  # the same, erring wide, for the department names: a name cut at the left edge is lost
-LEFT, RIGHT, TOP, BOTTOM = 64, 16, 56, 44  # the plot area's margins: title and legend above, axis label below
-BLUE, GREY, RED, ORANGE, HOLLOW, WHISKER, SIGNAL = "#1f4e79", "#555555", "#b03a2e", "#e69f00", "#8c8c8c", "#7f9fbf", "#d62728"
+LEFT, RIGHT, TOP, BOTTOM = 64, 34, 56, 44  # the plot area's margins: title and legend above, axis label below;
+# on the right, half of a last tick label "100,000"
+BLUE, GREY, RED, ORANGE, HOLLOW = "#1f4e79", "#555555", "#b03a2e", "#e69f00", "#8c8c8c"
 _ID = re.compile(r"[^A-Za-z0-9_-]")
 _env = None
 
@@ -294,7 +295,7 @@ def interval_svg(rows: pl.DataFrame, title: str, name: str, overall_rate: float 
     values = values[np.isfinite(values)]
     lo, hi = max(0.0, float(values.min())), min(1.0, float(values.max()))
     x_lo, x_hi, step = nice_range(lo, max(hi, lo + 0.01), target=6)  # steps divide 1: within 0-100%
-    sx = Scale(x_lo, x_hi, left, WIDTH - RIGHT - 8)
+    sx = Scale(x_lo, x_hi, left, WIDTH - RIGHT)
     ys = [round(top + row_h * (i + 0.5), 1) for i in range(rows.height)]
     whiskers = []
     for y, a, b in zip(ys, low, high, strict=True):
@@ -313,7 +314,7 @@ def interval_svg(rows: pl.DataFrame, title: str, name: str, overall_rate: float 
         name,
         title,
         height,
-        (left, top, WIDTH - RIGHT - 8, bottom),
+        (left, top, WIDTH - RIGHT, bottom),
         x_ticks=_axis_ticks(x_values, percent_labels(x_values, step), sx),
         row_labels=[{"at": y, "label": lab} for y, lab in zip(ys, labels, strict=True)],
         whiskers=whiskers,
