@@ -562,7 +562,7 @@ class _NeverRaised(Exception):
 
 def _duckdb_out_of_memory() -> type[Exception]:
     """DuckDB's out-of-memory error, matched only when DuckDB was loaded (the module is not imported before
-    ``run`` starts its workers: their imports start 0.2 s sooner)."""
+    ``run`` starts its GX worker: its import starts 0.2 s sooner)."""
     duckdb = sys.modules.get("duckdb")
     return duckdb.OutOfMemoryException if duckdb is not None else _NeverRaised
 
