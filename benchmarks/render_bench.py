@@ -9,11 +9,9 @@ It repeats run.py's render loop for one period: connect, pseudonym key, measure
 into a fresh folder each repetition. ``--run-json`` supplies a realistic ``run_info`` (an earlier
 run's run.json minus what is written after the render); without it a small one is made up.
 Printed per repetition: wall seconds and CPU seconds of the stage (user + system of this process,
-all its threads, plus the chart worker process it waited for), and how many cores other processes
-kept busy meanwhile (machine busy time from /proc/stat minus our own): on the shared 2-core machine
-a render whose worker finds no free core is no faster than one without it, so read the wall time
-together with that figure, and compare CPU seconds. ``--inline-charts`` draws the charts in this
-process (no worker). ``--compare DIR`` checks every file written is byte-identical to DIR's (e.g. a
+all its threads), and how many cores other processes kept busy meanwhile (machine busy time from
+/proc/stat minus our own): on the shared 2-core machine read the wall time together with that figure,
+and compare CPU seconds. ``--compare DIR`` checks every file written is byte-identical to DIR's (e.g. a
 folder written by the code before a change, with the same run.json).
 """
 
@@ -31,19 +29,11 @@ import time
 from pathlib import Path
 
 
-def _cpu(worker_pids: list[int]) -> float:
-    """CPU seconds of this process, its finished children and the live chart worker (Linux /proc)."""
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    total = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-    for pid in worker_pids:
-        try:
-            with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _machine_busy() -> float:
@@ -93,28 +83,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--profile", type=Path, help="write a cProfile of the last repetition here")
     ap.add_argument("--compare", type=Path, help="a folder every written file must equal byte for byte")
-    ap.add_argument("--inline-charts", action="store_true", help="draw the charts in this process, never in a worker")
     ap.add_argument("--audit", default=None, help="the audit to render (default: the first that can run)")
     a = ap.parse_args(argv)
 
     t_import = time.perf_counter()
-    from pipeline import audits, publishing, warehouse, workers
+    from pipeline import audits, publishing, warehouse
     from pipeline.config import load_config, pseudonym_key
-    from pipeline.report import charts, measure, render
+    from pipeline.report import measure
 
     import_s = time.perf_counter() - t_import
-    if a.inline_charts:
-        render.CHART_PROCESS_MIN_ORDERS = sys.maxsize
     cfg = load_config(None)
     key, _ = pseudonym_key(cfg)
     run_info = _run_info(a.run_json, cfg)
     audit = next(x for x in audits.discover() if x.runnable and (a.audit is None or x.id == a.audit))
     con = warehouse.connect(a.warehouse)
-    # as in a run, the chart worker was started long before the render (workers.Warm): its start and
-    # matplotlib import are not the render's; --inline-charts draws them here instead
-    warm = workers.Warm(gx=False, charts=not a.inline_charts and workers.cpus_available() > 1)
-    pool = charts.ChartPool(process=False, executor=warm.charts) if warm.charts is not None else None
-    pids = list(getattr(warm.charts, "_processes", None) or {})
     status = 0
     try:
         warehouse.set_pseudonym_key(con, key)
@@ -127,14 +109,14 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(a.out, ignore_errors=True)
             a.out.mkdir(parents=True)
             prof = cProfile.Profile() if a.profile and i == a.repeat - 1 else None
-            c0, w0, b0 = _cpu(pids), time.perf_counter(), _machine_busy()
+            c0, w0, b0 = _cpu(), time.perf_counter(), _machine_busy()
             if prof:
                 prof.enable()
-            publishing.write_outputs(con, audit, a.out, dict(run_info), metrics, chart_pool=pool)
+            publishing.write_outputs(con, audit, a.out, dict(run_info), metrics)
             if prof:
                 prof.disable()
                 prof.dump_stats(str(a.profile))
-            w2, c2, b2 = time.perf_counter(), _cpu(pids), _machine_busy()
+            w2, c2, b2 = time.perf_counter(), _cpu(), _machine_busy()
             walls.append(w2 - w0)
             cpus.append(c2 - c0)
             others = max(0.0, (b2 - b0 - (c2 - c0)) / (w2 - w0))
@@ -154,7 +136,6 @@ def main(argv: list[str] | None = None) -> int:
             status = 1 if diff else 0
     finally:
         con.close()
-        warm.close()
     return status
 
 

@@ -178,8 +178,8 @@ def run(
     data outputs (OUT/<audit id>/) with a site index (OUT/index.html)."""
     from pipeline import workers
 
-    # first thing, before the heavy imports below: the workers import GX and matplotlib meanwhile
-    with workers.Warm(gx=not no_validate, charts=workers.cpus_available() > 1) as warm:
+    # first thing, before the heavy imports below: the gate's worker imports GX meanwhile
+    with workers.Warm(gx=not no_validate) as warm:
         from pipeline.config import load_config
         from pipeline.run import RunOptions, execute
 
@@ -562,7 +562,7 @@ class _NeverRaised(Exception):
 
 def _duckdb_out_of_memory() -> type[Exception]:
     """DuckDB's out-of-memory error, matched only when DuckDB was loaded (the module is not imported before
-    ``run`` starts its workers: their imports start 0.2 s sooner)."""
+    ``run`` starts its GX worker: its import starts 0.2 s sooner)."""
     duckdb = sys.modules.get("duckdb")
     return duckdb.OutOfMemoryException if duckdb is not None else _NeverRaised
 

@@ -24,7 +24,7 @@ import duckdb
 from pipeline import faults, ownership
 from pipeline.audits import MANIFEST
 from pipeline.logs import event, stage
-from pipeline.report import charts, outputs, reid, site_index
+from pipeline.report import outputs, reid, site_index
 
 # audited orders (all audits of the period) below which the audits' pages overlap (``publish_period``): their
 # tables are a few MB, so holding two audits' at once costs nothing
@@ -49,7 +49,7 @@ def select_audit(con: duckdb.DuckDBPyConnection, audit) -> None:
             con.execute(f"CREATE OR REPLACE TEMP VIEW {name.removeprefix(prefix)} AS SELECT * FROM {name}")
 
 
-def publish_period(con: duckdb.DuckDBPyConnection, audits: list, period: Period, opts, cfg, timings: dict, warm) -> None:
+def publish_period(con: duckdb.DuckDBPyConnection, audits: list, period: Period, opts, cfg, timings: dict) -> None:
     """Render every audit's outputs of the period and publish them (all at once, or month by month)."""
     per_month = period.label if len(opts.months) > 1 else None
     if opts.per_month_folders:
@@ -58,7 +58,7 @@ def publish_period(con: duckdb.DuckDBPyConnection, audits: list, period: Period,
             staging = outputs.staging_dir_for(target)
             try:
                 with stage("render", timings, per_month):
-                    _render_audit(con, audit, period, staging, opts, cfg, timings, warm, "../../", len(audits) > 1)
+                    _render_audit(con, audit, period, staging, opts, cfg, timings, "../../", len(audits) > 1)
                     faults.maybe_fail("mid_render")
                 outputs.publish(staging, target, version=period.base_info["run_id"], on_file=_publish_hook)
             finally:
@@ -74,14 +74,14 @@ def publish_period(con: duckdb.DuckDBPyConnection, audits: list, period: Period,
     try:
         files: dict = {}
         with stage("render", timings, per_month), contextlib.ExitStack() as started:
-            # small audits: the next audit's pages are rendered while the chart worker draws this one's charts
-            # (``render.Pending``); large ones one after the other (their files, not their charts, take the time)
-            overlap = warm is not None and warm.charts is not None and _orders(period) < OVERLAP_MAX_ORDERS
+            # small audits: the next audit's pages are rendered while this one's workbook and feed are still
+            # being written on their threads (``render.Pending``); large ones one after the other
+            overlap = _orders(period) < OVERLAP_MAX_ORDERS
             begun = []
             for audit in audits:
                 folder = staging / audit.id
                 folder.mkdir()
-                steps = render.Pending(_audit_steps(con, audit, period, folder, opts, cfg, timings, warm, "../", len(audits) > 1))
+                steps = render.Pending(_audit_steps(con, audit, period, folder, opts, cfg, timings, "../", len(audits) > 1))
                 started.callback(steps.close)  # abandoned on an error (a no-op once finished)
                 begun.append((audit, steps))
                 if not overlap:
@@ -124,17 +124,17 @@ def _say_pdf(opts, folder: Path, label: str) -> None:
 
 
 def _render_audit(
-    con, audit, period: Period, folder: Path, opts, cfg, timings: dict, warm, site_root: str, several: bool = False
+    con, audit, period: Period, folder: Path, opts, cfg, timings: dict, site_root: str, several: bool = False
 ) -> dict:
     """One audit's folder of the period: data files, report pages, workbook, feed, run.json; returns its
     files' manifest (run.json lists it)."""
     from pipeline.report import render
 
-    return render.Pending(_audit_steps(con, audit, period, folder, opts, cfg, timings, warm, site_root, several)).finish()
+    return render.Pending(_audit_steps(con, audit, period, folder, opts, cfg, timings, site_root, several)).finish()
 
 
 def _audit_steps(
-    con, audit, period: Period, folder: Path, opts, cfg, timings: dict, warm, site_root: str, several: bool = False
+    con, audit, period: Period, folder: Path, opts, cfg, timings: dict, site_root: str, several: bool = False
 ) -> Generator[None, None, dict]:
     """``_render_audit`` in steps: pauses once the pages are rendered (``render.render_steps``)."""
     from pipeline.report import measure
@@ -150,8 +150,7 @@ def _audit_steps(
         "status": period.statuses[audit.id],
         "data_quality": [d for d in period.base_info["data_quality"] if _about(d, audit)],
     }
-    chart_pool = charts.ChartPool(process=False, executor=warm.charts) if warm is not None and warm.charts is not None else None
-    yield from _write_steps(con, audit, folder, run_info, metrics, pdf=opts.pdf, chart_pool=chart_pool, site_root=site_root)
+    yield from _write_steps(con, audit, folder, run_info, metrics, pdf=opts.pdf, site_root=site_root)
     run_info["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     run_info["timings_seconds"] = {k: round(v, 3) for k, v in timings.items()}
     run_info["files"] = outputs.file_manifest(folder)

@@ -78,7 +78,7 @@ def software_version() -> str:
 
 def _versions() -> dict:
     found = {}
-    for name in ("duckdb", "polars", "pyarrow", "jinja2", "great-expectations", "matplotlib"):
+    for name in ("duckdb", "polars", "pyarrow", "jinja2", "great-expectations"):
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -147,11 +147,11 @@ def execute(opts: RunOptions, cfg: Config, warm: workers.Warm | None = None) -> 
         )
         event(warnings[-1], level=logging.WARNING, event="demo_key")
 
-    # the workers' imports (Great Expectations, matplotlib) overlap everything from here on; the CLI
-    # starts them even before it imports this module
+    # the gate worker's import of Great Expectations overlaps everything from here on; the CLI
+    # starts it even before it imports this module
     with contextlib.ExitStack() as stack:
         if warm is None:
-            warm = stack.enter_context(workers.Warm(gx=opts.validate, charts=workers.cpus_available() > 1))
+            warm = stack.enter_context(workers.Warm(gx=opts.validate))
         return _execute(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, warm)
 
 
@@ -423,9 +423,6 @@ def _execute_locked(
             unknown = [u for prep in prepared.values() for u in prep.unknown_values]
             raise QualityGateError(gate.failure_message(failed) + value_maps.note(unknown))
         gate.log_warnings(dq_results)
-    # (no-op when started already) it imports matplotlib while the models run; started during the gate's
-    # wait for GX instead, it made no difference on a busy machine (profile notes, "another pass")
-    warm.start_charts()
 
     con = warehouse.connect(wh_path)
     try:
@@ -572,7 +569,7 @@ def _execute_locked(
                     for a in chosen
                 },
             )
-            publishing.publish_period(con, chosen, period, opts, cfg, timings, warm)
+            publishing.publish_period(con, chosen, period, opts, cfg, timings)
             if bar is not None:
                 bar.update(1, label)
             if opts.progress:

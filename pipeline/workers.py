@@ -1,9 +1,9 @@
-"""Worker processes a run starts first thing, so that their slow imports overlap its own work.
+"""The gate's worker process, started first thing, so that its slow import overlaps the run's own work.
 
-Importing Great Expectations costs 2-3 s of CPU (it pulls in scipy, SQLAlchemy and pandas) and
-matplotlib about 0.7 s: most of a small run. Imported on a thread they shared one core with the
-run (an import holds the GIL); in a process of their own they load on the second core while the
-run parses and checks its inputs, and the gate's validations and the charts then run there.
+Importing Great Expectations costs 2-3 s of CPU (it pulls in scipy, SQLAlchemy and pandas): most of
+a small run. Imported on a thread it shared one core with the run (an import holds the GIL); in a
+process of its own it loads on the second core while the run parses its inputs, and the gate's
+validations then run there.
 Workers are started with ``spawn`` (a fork would inherit the parent's DuckDB and Polars thread
 pools mid-state) and die with the run, even when it is killed (``PR_SET_PDEATHSIG`` on Linux).
 """
@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
 
 
-def _start(parent: int, imports: tuple[str, ...]) -> None:
-    """A worker's first steps: die with the run, then load what it is for (while the run works on)."""
+def _start(parent: int, imports: tuple[str, ...], absent: tuple[str, ...] = ()) -> None:
+    """A worker's first steps: die with the run, then load what it is for (while the run works on);
+    the ``absent`` modules import as if not installed."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops the pool
     if sys.platform.startswith("linux"):
         # killed with the parent, even by SIGKILL: a worker holds the run's stderr, and a scheduler
@@ -36,24 +37,23 @@ def _start(parent: int, imports: tuple[str, ...]) -> None:
     if os.getppid() != parent:  # the parent died before the line above
         os._exit(1)
     # the pool's results go back through a pipe as each task ends: at exit nothing is left to flush,
-    # and tearing down GX's or matplotlib's modules costs a few tenths of a second the run waits for
+    # and tearing down GX's modules costs a few tenths of a second the run waits for
     atexit.register(os._exit, 0)
+    for name in absent:
+        sys.modules.setdefault(name, None)  # ``import name`` raises ImportError, as when it is not installed
     for name in imports:
         importlib.import_module(name)
 
 
-def cpus_available() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def process_pool(*imports: str) -> ProcessPoolExecutor | None:
-    """One spawned worker, started now, importing ``imports`` from now on; None where none can start."""
+def process_pool(*imports: str, absent: tuple[str, ...] = ()) -> ProcessPoolExecutor | None:
+    """One spawned worker, started now, importing ``imports`` from now on (``absent``: modules it must not
+    load, see ``_start``); None where none can start."""
     try:
         pool = ProcessPoolExecutor(
-            max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_start, initargs=(os.getpid(), imports)
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start,
+            initargs=(os.getpid(), imports, absent),
         )
         pool.submit(os.getpid)  # start the worker now
     except (OSError, ImportError, NotImplementedError) as exc:
@@ -66,10 +66,11 @@ class GxWorker:
     """The data-quality gate's Great Expectations, in a process of its own (see the module docstring)."""
 
     def __init__(self):
-        # pipeline.quality first: it silences the warning PySpark (which GX imports when installed) prints
-        self._pool = process_pool(
-            "pipeline.quality", "great_expectations", "pipeline.quality.gx_duckdb", "pipeline.quality.validate"
-        )
+        # GX imports PySpark whenever it is installed (0.24 s of CPU); this worker validates on DuckDB only (a
+        # Spark run validates on its own session, in the run's process: ``gate._on_spark``), so PySpark is left
+        # out, and GX takes it as not installed (its ``compatibility.pyspark`` catches the ImportError)
+        gx_modules = ("pipeline.quality", "great_expectations", "pipeline.quality.gx_duckdb", "pipeline.quality.validate")
+        self._pool = process_pool(*gx_modules, absent=("pyspark",))
 
     def run_suites(self, path, suites, params) -> list:
         """``validate.run_suites`` in the worker (inline when there is none)."""
@@ -88,35 +89,18 @@ class GxWorker:
 
 
 class Warm:
-    """A run's worker processes, started before the run imports anything heavy: Great Expectations
-    (when the gate runs) and the chart worker (with two CPUs or more).
+    """A run's worker process, started before the run imports anything heavy: Great Expectations, when
+    the gate runs (the charts need none: ``pipeline.report.charts`` writes them in milliseconds)."""
 
-    With the gate, the chart worker starts once the inputs are checked (``start_charts``): three
-    processes importing at once on two cores made the GX worker, which the run waits for, a second
-    later. Without the gate it starts at once.
-    """
-
-    def __init__(self, gx: bool, charts: bool):
+    def __init__(self, gx: bool):
         self.gx = GxWorker() if gx else None
-        self._want_charts = charts
-        self.charts: ProcessPoolExecutor | None = None
-        if self.gx is None:
-            self.start_charts()
 
-    def start_charts(self) -> None:
-        if self._want_charts and self.charts is None:
-            self.charts = process_pool("pipeline.report.charts", "matplotlib.figure")
-            self._want_charts = self.charts is not None
-
-    def close(self, cancel: bool = False) -> None:
+    def close(self) -> None:
         if self.gx is not None:
             self.gx.close()
-        if self.charts is not None:
-            self.charts.shutdown(wait=True, cancel_futures=cancel)
-            self.charts = None
 
     def __enter__(self) -> Warm:
         return self
 
-    def __exit__(self, exc_type, *_) -> None:
-        self.close(cancel=exc_type is not None)
+    def __exit__(self, *_) -> None:
+        self.close()

@@ -51,7 +51,7 @@ def hostile(tmp_path_factory) -> dict:
     orders = pl.read_csv(inp / "imaging_orders.csv", infer_schema=False)
     n = pl.int_range(pl.len())
     orders = orders.with_columns(
-        # three departments merge into one whose name matplotlib would read as math ($...$): enough
+        # three departments merge into one whose name matplotlib's mathtext would have read as math ($...$): enough
         # orders for its rate to be shown, and so drawn in the department chart
         pl.when(pl.col("ordering_department").is_in(["emergency", "primary_care", "pain_management"]))
         .then(pl.lit(MATHTEXT_DEPARTMENT))

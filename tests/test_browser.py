@@ -75,3 +75,42 @@ def test_pdf_prints(site, tmp_path):
     pdf = render.write_pdf(site / "report.html", tmp_path / "report.pdf")
     data = pdf.read_bytes()
     assert data.startswith(b"%PDF") and len(data) > 10_000
+
+
+def test_every_label_and_marker_is_drawn_whole(tmp_path):
+    """Chromium's own text metrics: every label and marker of each kind of chart lies inside its picture
+    (room for names and tick labels is estimated from their length; a name cut at the edge is lost)."""
+    import numpy as np  # noqa: PLC0415 - only this test builds chart inputs
+    import polars as pl  # noqa: PLC0415
+
+    from pipeline.report import charts  # noqa: PLC0415
+
+    names = ["Pain Management", "Neurology", "Emergency", "ENT"]  # the longest name sets the room: cut at 0.56 em
+    rows = pl.DataFrame(
+        {"label": names, "rate": [0.1, 0.2, 0.3, 1.0], "ci_low": [0.05, 0.1, 0.2, 0.5], "ci_high": [0.2, 0.3, 0.4, 1.0]}
+    )
+    funnel = pl.DataFrame({"group_key": ["a", "b"], "denominator": [9_400, 12], "rate": [0.2, 1.0]})
+    months = pl.DataFrame({"period": [f"{2024 + m // 12}-{m % 12 + 1:02d}" for m in range(24)], "rate": [0.5] * 23 + [1.0]})
+    months = months.with_columns(centre=pl.lit(0.5), ucl=pl.lit(0.9), lcl=pl.lit(0.1), outside=pl.col("rate") > 0.9)
+    svgs = [
+        charts.p_chart_svg(months, "Trend", "trend"),
+        charts.interval_svg(rows, "By department", "dept-rates", 0.2),
+        charts.funnel_svg(funnel, 0.2, "Funnel", "funnel"),  # thousands of orders: "10,000" at the axis' end
+        charts.histogram_svg(np.array([1.0, 350.0]), 72, "Hours", "hours", "hours", 12, "h"),
+    ]
+    page = tmp_path / "chart.html"
+    measure = (
+        "const out = []; for (const svg of document.querySelectorAll('svg')) { const box = svg.getBoundingClientRect();"
+        " for (const e of svg.querySelectorAll('text, circle')) { const b = e.getBoundingClientRect();"
+        "  if (b.left < box.left || b.top < box.top || b.right > box.right || b.bottom > box.bottom)"
+        "   out.push(svg.getAttribute('aria-label') + ': ' + (e.textContent || 'circle')); } }"
+        "document.getElementById('out').textContent = JSON.stringify(out);"
+    )
+    page.write_text(
+        f'<!DOCTYPE html><html><body style="width:1100px">{"".join(svgs)}<pre id="out">-</pre>'
+        f"<script>{measure}</script></body></html>"
+    )
+    dom, messages = _open(page.as_uri(), tmp_path / "profile")
+    assert messages == [], messages
+    shown = re.search(r'<pre id="out">(.*?)</pre>', dom, flags=re.S)
+    assert shown is not None and shown.group(1) == "[]", shown and shown.group(1)

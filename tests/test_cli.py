@@ -218,8 +218,8 @@ def test_a_moved_setting_says_where_it_went(tmp_path, small_input):
 
 
 def test_the_cli_loads_neither_duckdb_nor_polars_before_run_starts_its_workers():
-    """`run` starts its worker processes (Great Expectations, charts) first thing; the command line module
-    itself imports neither DuckDB nor Polars (0.2 s), so the workers' imports begin that much sooner."""
+    """`run` starts its worker process (Great Expectations) first thing; the command line module itself
+    imports neither DuckDB nor Polars (0.2 s), so the worker's import begins that much sooner."""
     code = "import sys, pipeline.cli; print(sorted(m for m in ('duckdb', 'polars') if m in sys.modules))"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.returncode == 0, r.stderr

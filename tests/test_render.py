@@ -93,7 +93,7 @@ def test_hostile_strings_are_inert_in_every_html_file(out):
     report = (out["dir"] / "report.html").read_text(encoding="utf-8")
     assert report.count(HOSTILE_ESCAPED) >= 4  # department, order name, indication text, attrition note
     assert f"headache {HOSTILE_ESCAPED}" in report  # indication text
-    # the hostile department as a matplotlib tick label inside the inline SVG, escaped by matplotlib
+    # the hostile department as a tick label inside the inline SVG, escaped by the chart template
     assert f">{HOSTILE_ESCAPED}</text>" in report
     assert "Tiny &amp; Rare" in report
 
@@ -220,21 +220,18 @@ def test_slug_is_safe_and_distinct():
     assert render.slugify(None).startswith("department-")
 
 
-def test_charts_drawn_in_a_worker_process_give_the_same_files(warehouse, metrics, out, tmp_path):
-    """The chart worker (spawned process) and inline drawing write identical bytes."""
-    worker = tmp_path / "worker"
-    render.render_outputs(warehouse, worker, fx.run_info(), metrics, chart_process=True)
-    inline = tmp_path / "inline"
-    render.render_outputs(warehouse, inline, fx.run_info(), metrics, chart_process=False)
-    files = sorted(p.relative_to(inline) for p in inline.rglob("*") if p.is_file())
-    assert files == sorted(p.relative_to(worker) for p in worker.rglob("*") if p.is_file())
-    assert any(b"<svg" in (inline / f).read_bytes() for f in files)
-    for rel in files:
-        assert (worker / rel).read_bytes() == (inline / rel).read_bytes(), rel
+def test_charts_are_the_same_bytes_on_a_second_render(warehouse, metrics, out, tmp_path):
+    """Same inputs, same SVG: a second render writes every page byte for byte as the first."""
+    again = tmp_path / "again"
+    render.render_outputs(warehouse, again, fx.run_info(), metrics)
+    pages = sorted(p.relative_to(out["dir"]) for p in _html_files(out["dir"]))
+    assert any("<svg" in (again / rel).read_text(encoding="utf-8") for rel in pages)
+    for rel in pages:
+        assert (again / rel).read_bytes() == (out["dir"] / rel).read_bytes(), rel
 
 
 class _LazyPool:
-    """A chart pool whose charts are drawn only when a page asks for one (as a busy worker's would be): it
+    """A chart pool whose charts are drawn only when a page asks for one (as a busy process's would be): it
     records how many charts had been submitted when the first was waited for."""
 
     def __init__(self):
@@ -257,8 +254,8 @@ class _LazyPool:
 
 
 def test_every_chart_is_submitted_before_a_page_waits_for_one(warehouse, metrics, out, tmp_path):
-    """Every page is rendered before the first waits for its charts, so the chart worker has them all
-    queued while the pages render; the files are the same as with charts drawn at once."""
+    """Every page is rendered before the first waits for its charts, so a pool drawing them lazily has them
+    all queued while the pages render; the files are the same as with charts drawn at once."""
     pool = _LazyPool()
     render.render_outputs(warehouse, tmp_path, fx.run_info(), metrics, chart_pool=pool)
     assert pool.submitted > 5 and pool.submitted_at_first_wait == pool.submitted
@@ -270,8 +267,9 @@ def test_every_chart_is_submitted_before_a_page_waits_for_one(warehouse, metrics
 
 def test_a_second_audit_is_rendered_before_the_first_waits_for_its_charts(warehouse, metrics, out, tmp_path):
     """``render_steps`` pauses once its pages are rendered, before any waits for a chart and before any page
-    is written: a run starts its next audit there (``publishing.publish_period``), so the chart worker has
-    both audits' charts queued. Finished, each folder's pages are those ``render_outputs`` writes."""
+    is written: a run starts its next audit there (``publishing.publish_period``), while the first audit's
+    workbook and feed are still being written; a lazy pool has both audits' charts queued. Finished, each
+    folder's pages are those ``render_outputs`` writes."""
     pool = _LazyPool()
     first = render.Pending(render.render_steps(warehouse, tmp_path / "a", fx.run_info(), metrics, chart_pool=pool))
     one_audit = pool.submitted

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 
 import duckdb
 import pytest
@@ -110,6 +111,12 @@ def broken_wh(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def broken_results(broken_wh) -> list[CheckResult]:
+    """Every suite's results on the broken warehouse, in this process (run once for the tests that read them)."""
+    return run_suites(broken_wh, suites=ALL, params=PARAMS)
+
+
 def _by_id(results: list[CheckResult]) -> dict[str, CheckResult]:
     ids = [r.check_id for r in results]
     assert len(ids) == len(set(ids)), "check ids must be unique"
@@ -191,8 +198,8 @@ def test_clean_warehouse_passes_everything(clean_wh, capfd):
 # (c) broken warehouse ---------------------------------------------------------------------
 
 
-def test_broken_warehouse_reports_each_failure(broken_wh):
-    by_id = _by_id(run_suites(broken_wh, suites=ALL, params=PARAMS))
+def test_broken_warehouse_reports_each_failure(broken_wh, broken_results):
+    by_id = _by_id(broken_results)
     expected = {
         "orders.order_id.unique": (2, "blocking"),
         "orders.ordered_at.not_future": (2, "blocking"),
@@ -340,3 +347,28 @@ def test_monthly_volume_buckets_agree_with_per_row_months(zone, floor, first, ex
     assert (n, denominator, low) == (sum(is_low for _, is_low in per_row), len(per_row), [m for m, is_low in per_row if is_low])
     assert denominator > 30 and n > 0
     assert con.execute(run.fast_sql).fetchall()[0][0] is exact  # else the per-row query ran
+
+
+# (g) the gate's worker process --------------------------------------------------------------
+
+
+def test_the_gate_worker_runs_every_expectation_without_pyspark(broken_wh, broken_results):
+    """The run's GX worker (``workers.GxWorker``) leaves PySpark out of its import (GX loads it whenever it is
+    installed, and the worker validates on DuckDB only): the same checks and results as in this process."""
+    pytest.importorskip("pyspark")  # where PySpark is not installed there is nothing to leave out
+    from pipeline import workers
+
+    worker = workers.GxWorker()
+    try:
+        assert worker._pool is not None
+        with pytest.raises(ImportError):
+            worker._pool.submit(importlib.import_module, "pyspark").result()
+        in_worker = worker.run_suites(broken_wh, ALL, PARAMS)
+    finally:
+        worker.close()
+
+    def shown(results):
+        return [(r.check_id, r.engine, r.status, r.violated_count, r.denominator, r.error) for r in results]
+
+    assert shown(in_worker) == shown(broken_results)
+    assert sum(r.engine == "gx" for r in broken_results) > 20 and any(r.status == "failed" for r in broken_results)

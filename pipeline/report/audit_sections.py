@@ -9,7 +9,7 @@ The SQL reads the audit's tables (``<id>__mart_*``) and may name the page's depa
 * ``rate(n, N)``: the row ``rate_cells`` prints (rate, 95% Wilson interval, low-reliability mark);
 * ``quantile(values, q)``: a quantile of a list of numbers (None when empty);
 * ``histogram(values, title, name=..., marker=..., xlabel=..., bin_width=..., unit=..., ylabel=...)``: an SVG
-  chart, drawn in the chart worker while the pages render (a placeholder until ``ChartSlots.fill``).
+  chart (``charts.histogram_svg``; a placeholder until ``ChartSlots.fill``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ _SLOT = re.compile(r"<!--chart-slot-(\d+)-->")
 
 class ChartSlots:
     """Charts a page asks for: each becomes a placeholder now and its SVG when the page is filled, so that
-    every page is rendered while the worker draws (the pages wait for the charts only once, when filled)."""
+    a ``draw`` returning Futures not yet done (a lazy pool) is waited for only once, when the pages are filled."""
 
     def __init__(self, draw):
         self.draw = draw

@@ -1,131 +1,203 @@
-"""Charts drawn with matplotlib and returned as inline SVG text (deterministic, no scripts).
+"""Charts as inline SVG written from the numbers: scales and ticks here, the markup in ``reports/_charts.svg``.
 
-The SVG is the only markup the templates insert unescaped; matplotlib escapes every label it
-writes (tests feed it a ``<script>`` department name), and nothing here builds SVG by hand.
-
-Figures are made with matplotlib's object API (``Figure``, saved through the SVG backend): no
-pyplot, no global figure registry to close. ``ChartPool`` draws them in one worker process
-(the render stage's other work goes on meanwhile), else inline. matplotlib is imported on the
-first chart (``_figure``, ``_style``) or by the worker as it starts: a main process whose charts
-are drawn by the worker never loads it (0.7 s of CPU).
+The SVG is the only markup the page templates insert unescaped: it comes from a template of the report
+environment (``templates.make_env``), so every label (a department named ``<script>``) is escaped there and
+nothing here builds markup. Same inputs, same bytes: coordinates are printed with one decimal, ids derive
+from the chart's name. Drawing costs milliseconds a chart, in the process rendering the pages.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
+import math
 import re
 from concurrent.futures import Future
 
+import markupsafe
 import numpy as np
 import polars as pl
 
-from pipeline import workers
 from pipeline.report.measure import funnel_limits
 
-log = logging.getLogger(__name__)
-
-_RC = {
-    "svg.hashsalt": "order-audit",  # stable clip-path ids: reruns are byte-identical
-    "svg.fonttype": "none",  # text stays text (small, searchable); escaped by matplotlib
-    "text.parse_math": False,  # labels are data (a department "ER $x$"): plain text, never mathtext
-    "text.usetex": False,
-    # drawn at the page's full width (about 11 in. printed on A4 landscape): text at 11 pt
-    # reads from the back of a meeting room
-    "font.size": 11,
-    "axes.titlesize": 12,
-    "axes.titley": 1.0,
-    "axes.labelsize": 11,
-    "xtick.labelsize": 10,
-    "ytick.labelsize": 10,
-    "legend.fontsize": 10,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.grid": True,
-    "grid.color": "#e3e3e3",
-    "grid.linewidth": 0.6,
-    "figure.dpi": 100,
-}
-_ID = re.compile(r'(\bid="|url\(#|xlink:href="#|href="#)')
-WIDTH_IN = 11.0  # every chart spans the page width
+WIDTH = 1000  # user units across the page's full width (about 11 in. printed on A4 landscape)
+# text sizes in user units: at full width 13 is about 10 pt printed, read from the back of a meeting room
+TICK, LABEL, TITLE = 13, 14, 16
+CHAR = 0.56  # a character's average width in em (DejaVu Sans, Arial): to space the legend's entries
+NAME_CHAR = 0.66  # the same, erring wide, for the department names: a name cut at the left edge is lost
+LEFT, RIGHT, TOP, BOTTOM = 64, 34, 56, 44  # the plot area's margins: title and legend above, axis label below;
+# on the right, half of a last tick label "100,000"
+BLUE, GREY, RED, ORANGE, HOLLOW = "#1f4e79", "#555555", "#b03a2e", "#e69f00", "#8c8c8c"
+_ID = re.compile(r"[^A-Za-z0-9_-]")
+_env = None
 
 
-@contextlib.contextmanager
-def _style():
-    """The charts' matplotlib settings (``_RC``) for the figures drawn inside."""
-    import matplotlib  # noqa: PLC0415 - on first use, see the module docstring
+def _template():
+    global _env  # noqa: PLW0603 - one environment for the process's charts, made on the first chart
+    if _env is None:
+        from pipeline.report.templates import make_env  # noqa: PLC0415 - templates imports nothing from here
 
-    with matplotlib.rc_context(_RC):
-        yield
-
-
-def _figure(figsize: tuple[float, float]):
-    """A figure with one axes, as ``pyplot.subplots(figsize=...)`` makes it (inside ``_style()``)."""
-    from matplotlib.figure import Figure  # noqa: PLC0415 - on first use, see the module docstring
-
-    fig = Figure(figsize=figsize)
-    return fig, fig.subplots()
+        _env = make_env()
+    return _env.get_template("_charts.svg").module
 
 
-def _percent_axis(axis, span: float) -> None:
-    """Proportions shown as percent, as the tables print them (whole percents unless the range is narrow)."""
-    from matplotlib.ticker import PercentFormatter  # noqa: PLC0415 - on first use
-
-    axis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0 if span >= 0.05 else 1))
+# ----------------------------------------------------------------------------- scales and ticks
 
 
-def _fitted(values: np.ndarray, floor: float = 0.0, pad: float = 0.1) -> tuple[float, float]:
-    """An axis range around ``values`` (proportions): padded, within [0, 1], never a 0-1 crush of 12-19%."""
-    v = values[np.isfinite(values)]
-    if v.size == 0:
-        return 0.0, 1.0
-    lo, hi = float(v.min()), float(v.max())
-    span = max(hi - lo, 0.02)
-    return max(floor, lo - pad * span), min(1.0, hi + pad * span)
+def nice_step(span: float, target: int = 6, integer: bool = False) -> float:
+    """A tick step of 1, 2, 2.5 or 5 times a power of ten giving about ``target`` intervals over ``span``
+    (counts: 1, 2 or 5 times a power of ten, never below 1)."""
+    raw = max(span, 1e-12) / target
+    power = 10.0 ** math.floor(math.log10(raw))
+    for m in (1, 2, 5, 10) if integer else (1, 2, 2.5, 5, 10):
+        step = m * power
+        if step >= raw * (1 - 1e-9):
+            break
+    return max(step, 1.0) if integer else step
 
 
-def _svg(fig, name: str, tight: bool = False) -> str:
-    """Serialise a figure to an SVG fragment; ids are prefixed so several charts share a page.
+def nice_range(lo: float, hi: float, target: int = 6, integer: bool = False) -> tuple[float, float, float]:
+    """(low, high, step): ``[lo, hi]`` widened outwards to whole steps, so the ticks enclose the data."""
+    step = nice_step(hi - lo, target, integer)
+    low, high = math.floor(lo / step + 1e-9) * step, math.ceil(hi / step - 1e-9) * step
+    if high <= low:
+        high = low + step
+    return low, high, step
 
-    Charts with a fixed layout (``fig.subplots_adjust``) are drawn once; ``tight`` (labels of unknown
-    length, e.g. department names) costs a second draw to measure them.
-    """
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None}, bbox_inches="tight" if tight else None)
-    text = buf.getvalue()
-    text = text[text.index("<svg") :]  # drop the XML declaration and DOCTYPE
-    text = _ID.sub(r"\g<1>" + name.replace("\\", "\\\\") + "-", text)  # a template: no Python call per id
-    return text.replace("<svg ", f'<svg role="img" aria-label="{name} chart" class="chart" ', 1)
+
+def ticks(low: float, high: float, step: float) -> list[float]:
+    n = round((high - low) / step)
+    return [low + i * step for i in range(n + 1)]
+
+
+def percent_labels(values: list[float], step: float) -> list[str]:
+    """Proportions as percents with as few decimals as the step needs (5%, 2.5%, 0.5%)."""
+    digits = next((d for d in range(4) if abs(round(step * 100, d) - step * 100) < 1e-9), 3)
+    return [f"{v * 100:.{digits}f}%" for v in values]
+
+
+def number_labels(values: list[float], step: float) -> list[str]:
+    digits = next((d for d in range(4) if abs(round(step, d) - step) < 1e-9), 3)
+    return [f"{v:,.{digits}f}" for v in values]
+
+
+class Scale:
+    """A linear map from data values to user units."""
+
+    def __init__(self, lo: float, hi: float, start: float, end: float):
+        self.lo, self.k, self.start = lo, (end - start) / ((hi - lo) or 1.0), start
+
+    def __call__(self, value: float) -> float:
+        return round(self.start + (value - self.lo) * self.k, 1)
+
+
+def _path(xs, ys) -> str:
+    """An SVG path through the points, broken where a value is missing (NaN): a gap, not a line across it."""
+    parts, pen = [], "M"
+    for x, y in zip(xs, ys, strict=True):
+        if not (math.isfinite(x) and math.isfinite(y)):
+            pen = "M"
+            continue
+        parts.append(f"{pen}{x:.1f} {y:.1f}")
+        pen = "L"
+    return " ".join(parts)
+
+
+def _steps(xs: list[float], ys: np.ndarray, scale_y: Scale, half: float) -> str:
+    """A step line with each value held from half-way before its point to half-way after (limits per month)."""
+    xs_out, ys_out = [], []
+    for x, y in zip(xs, ys, strict=True):
+        if not math.isfinite(y):
+            xs_out.append(math.nan)
+            ys_out.append(math.nan)
+            continue
+        xs_out += [x - half, x + half]
+        ys_out += [scale_y(y)] * 2
+    return _path(xs_out, ys_out)
+
+
+def _text_width(text: str, size: float, em: float = CHAR) -> float:
+    return len(text) * size * em
+
+
+def _legend(items: list[dict], x0: float, y: float) -> list[dict]:
+    """Legend entries laid out in a row from ``x0``: each gets its x (the swatch's left)."""
+    out, x = [], x0
+    for item in items:
+        out.append({**item, "x": round(x, 1), "y": y})
+        x += 34 + _text_width(item["label"], TICK) + 18
+    return out
+
+
+def _frame(name: str, title: str, height: float, plot: tuple[float, float, float, float], **parts) -> str:
+    """The chart's markup from the template (escaped there); ``plot``: the plot area (left, top, right, bottom)."""
+    markup = _template().chart(
+        name=name,
+        id=_ID.sub("_", name),
+        title=title,
+        width=WIDTH,
+        height=round(height, 1),
+        plot=plot,
+        sizes={"tick": TICK, "label": LABEL, "title": TITLE},
+        **parts,
+    )
+    return str(markupsafe.Markup(markup)).strip() + "\n"  # the page puts the caption on the next line
+
+
+def _axis_ticks(values: list[float], labels: list[str], scale: Scale) -> list[dict]:
+    return [{"at": scale(v), "label": label} for v, label in zip(values, labels, strict=True)]
+
+
+# ----------------------------------------------------------------------------- the four kinds
 
 
 def p_chart_svg(chart: pl.DataFrame, title: str, name: str) -> str | None:
-    """Monthly proportion with centre line and 3-sigma limits; points outside in red; percent axis."""
+    """Monthly proportion with centre line and 3-sigma limits; points outside as red diamonds; percent axis."""
     if chart.height == 0 or chart["centre"].null_count() == chart.height:
         return None
-    with _style():
-        fig, ax = _figure((WIDTH_IN, 2.3))
-        fig.subplots_adjust(left=0.07, right=0.84, bottom=0.15, top=0.87)
-        x = np.arange(chart.height)
-        rate = chart["rate"].cast(pl.Float64).fill_null(np.nan).to_numpy()
-        ucl = chart["ucl"].fill_null(np.nan).to_numpy()
-        ax.plot(x, rate, marker="o", ms=4.5, lw=1.6, color="#1f4e79", label="monthly rate")
-        ax.axhline(chart["centre"][0], color="#555555", lw=1.2, label="centre line (p\u0304)")
-        ax.step(x, ucl, where="mid", color="#b03a2e", lw=1.1, ls="--", label="3-sigma limits")
-        ax.step(x, chart["lcl"].fill_null(np.nan).to_numpy(), where="mid", color="#b03a2e", lw=1.1, ls="--")
-        out = chart["outside"].to_numpy()
-        if out.any():
-            ax.plot(x[out], rate[out], ls="none", marker="D", ms=8, color="#d62728", label="special cause")
-        labels = chart["period"].to_list()
-        step = max(1, -(-len(labels) // 12))  # at most 12 labels, upright
-        ax.set_xticks(x[::step], labels[::step])
-        top = np.nanmax(np.concatenate([rate, ucl])) if np.isfinite(np.concatenate([rate, ucl])).any() else 1.0
-        ax.set_ylim(0, min(1.0, max(0.05, top * 1.08)))
-        _percent_axis(ax.yaxis, ax.get_ylim()[1])
-        ax.set_ylabel("share of the month")
-        ax.set_title(title, loc="left")
-        ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-        return _svg(fig, name)
+    height = 250
+    left, top, right, bottom = LEFT, TOP, WIDTH - RIGHT, height - BOTTOM + 14
+    rate = chart["rate"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    ucl = chart["ucl"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    lcl = chart["lcl"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    centre = float(chart["centre"].drop_nulls()[0])
+    seen = np.concatenate([rate, ucl, [centre]])
+    peak = float(np.nanmax(seen)) if np.isfinite(seen).any() else 1.0
+    y_lo, y_hi, step = nice_range(0.0, min(1.0, max(0.05, peak * 1.05)), target=4)
+    sy = Scale(y_lo, y_hi, bottom, top)
+    n = chart.height
+    slot = (right - left) / n  # one month's width: points at the centre of their slot
+    xs = [round(left + slot * (i + 0.5), 1) for i in range(n)]
+    out = chart["outside"].fill_null(False).to_numpy()
+    periods = chart["period"].to_list()
+    every = max(1, -(-n // 12))  # at most 12 labels, upright
+    lines = [
+        {"d": _path([left, right], [sy(centre)] * 2), "stroke": GREY, "width": 1.5},
+        {"d": _steps(xs, ucl, sy, slot / 2), "stroke": RED, "width": 1.4, "dash": "6 4"},
+        {"d": _steps(xs, lcl, sy, slot / 2), "stroke": RED, "width": 1.4, "dash": "6 4"},
+        {"d": _path(xs, [sy(v) if math.isfinite(v) else math.nan for v in rate]), "stroke": BLUE, "width": 2},
+    ]
+    dots = [{"x": x, "y": sy(v), "r": 3.5, "fill": BLUE} for x, v in zip(xs, rate, strict=True) if math.isfinite(v)]
+    diamonds = [{"x": x, "y": sy(v), "r": 7} for x, v, o in zip(xs, rate, out, strict=True) if o and math.isfinite(v)]
+    legend = [
+        {"label": "monthly rate", "stroke": BLUE, "width": 2, "marker": "dot"},
+        {"label": "centre line (p\u0304)", "stroke": GREY, "width": 1.5},
+        {"label": "3-sigma limits", "stroke": RED, "width": 1.4, "dash": "6 4"},
+    ]
+    if diamonds:
+        legend.append({"label": "special cause", "marker": "diamond"})
+    return _frame(
+        name,
+        title,
+        height,
+        (left, top, right, bottom),
+        y_ticks=_axis_ticks(ticks(y_lo, y_hi, step), percent_labels(ticks(y_lo, y_hi, step), step), sy),
+        x_ticks=[{"at": xs[i], "label": periods[i]} for i in range(0, n, every)],
+        grid="y",
+        y_label="share of the month",
+        lines=lines,
+        dots=dots,
+        diamonds=diamonds,
+        legend=_legend(legend, left, 38),
+    )
 
 
 def funnel_svg(points: pl.DataFrame, overall_rate: float | None, title: str, name: str) -> str | None:
@@ -136,75 +208,121 @@ def funnel_svg(points: pl.DataFrame, overall_rate: float | None, title: str, nam
     """
     if overall_rate is None or points.height == 0:
         return None
-    with _style():
-        fig, ax = _figure((WIDTH_IN, 2.7))
-        fig.subplots_adjust(left=0.07, right=0.84, bottom=0.18, top=0.87)
-        nmax = max(int(points["denominator"].max()), 10)
-        grid = np.linspace(1, nmax * 1.05, 200)
-        lim = funnel_limits(overall_rate, grid)
-        ax.plot(grid, lim["hi95"], color="#e69f00", lw=1.2, ls="--", label="95% limits")
-        ax.plot(grid, lim["lo95"], color="#e69f00", lw=1.2, ls="--")
-        ax.plot(grid, lim["hi998"], color="#b03a2e", lw=1.2, label="99.8% limits")
-        ax.plot(grid, lim["lo998"], color="#b03a2e", lw=1.2)
-        ax.axhline(overall_rate, color="#555555", lw=1.2, label=f"overall {overall_rate:.1%}")
-        if "small" not in points.columns:
-            points = points.with_columns(pl.lit(False).alias("small"))
-        # providers with the same n and N are the same point: drawn once (thousands of providers, a few
-        # hundred distinct points), as markers (a third of a scatter's cost in SVG)
-        drawn = points.select("denominator", pl.col("rate").cast(pl.Float64), "small").unique(maintain_order=True)
-        small = drawn["small"].to_numpy()
-        x, y = drawn["denominator"].to_numpy(), drawn["rate"].to_numpy()
-        if (~small).any():
-            ax.plot(x[~small], y[~small], "o", ls="none", ms=5.5, color="#1f4e79", zorder=3, label="provider")
-        if small.any():
-            ax.plot(x[small], y[small], "o", ls="none", ms=5.5, mfc="none", mec="#8c8c8c", zorder=3, label="low reliability")
-        ax.set_xlabel("evaluated orders (denominator)")
-        ax.set_ylabel("inappropriate")
-        _, hi = _fitted(np.concatenate([y, [overall_rate]]), pad=0.15)
-        ax.set_ylim(0, max(hi, min(1.0, overall_rate * 2)))
-        ax.set_xlim(0, nmax * 1.05)
-        _percent_axis(ax.yaxis, ax.get_ylim()[1])
-        ax.set_title(title, loc="left")
-        ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-        return _svg(fig, name)
+    height = 290
+    left, top, right, bottom = LEFT, TOP, WIDTH - RIGHT, height - BOTTOM
+    if "small" not in points.columns:
+        points = points.with_columns(pl.lit(False).alias("small"))
+    # providers with the same n and N are the same point: drawn once (thousands of providers, a few hundred points)
+    drawn = points.select("denominator", pl.col("rate").cast(pl.Float64), "small").unique(maintain_order=True)
+    drawn = drawn.filter(pl.col("rate").is_not_null())
+    nmax = max(int(points["denominator"].max()), 10)
+    x_lo, x_hi, x_step = nice_range(0.0, nmax * 1.05, target=8, integer=True)
+    peak = max(float(drawn["rate"].max()) if drawn.height else 0.0, overall_rate)
+    y_lo, y_hi, y_step = nice_range(0.0, min(1.0, max(peak * 1.1, overall_rate * 2, 0.02)), target=4)
+    sx, sy = Scale(x_lo, x_hi, left, right), Scale(y_lo, y_hi, bottom, top)
+    grid = np.linspace(1, x_hi, 200)
+    lim = funnel_limits(overall_rate, grid)
+    gx = [sx(v) for v in grid]
+
+    def curve(values) -> str:
+        return _path(gx, [sy(v) for v in np.asarray(values, dtype=float)])
+
+    lines = [
+        {"d": curve(lim["hi95"]), "stroke": ORANGE, "width": 1.4, "dash": "6 4", "clip": True},
+        {"d": curve(lim["lo95"]), "stroke": ORANGE, "width": 1.4, "dash": "6 4", "clip": True},
+        {"d": curve(lim["hi998"]), "stroke": RED, "width": 1.4, "clip": True},
+        {"d": curve(lim["lo998"]), "stroke": RED, "width": 1.4, "clip": True},
+        {"d": _path([left, right], [sy(overall_rate)] * 2), "stroke": GREY, "width": 1.5},
+    ]
+    small = drawn["small"].to_list()
+    xy = list(zip(drawn["denominator"].to_list(), drawn["rate"].to_list(), strict=True))
+    # points are never clipped: one at 100% sits on the top edge, whole (the plot area leaves room above)
+    solid, hollow = {"fill": BLUE}, {"fill": "white", "stroke": HOLLOW}
+    dots = [{"x": sx(x), "y": sy(y), "r": 4.5, **solid} for (x, y), s in zip(xy, small, strict=True) if not s]
+    dots += [{"x": sx(x), "y": sy(y), "r": 4.5, **hollow} for (x, y), s in zip(xy, small, strict=True) if s]
+    legend = [
+        {"label": "95% limits", "stroke": ORANGE, "width": 1.4, "dash": "6 4"},
+        {"label": "99.8% limits", "stroke": RED, "width": 1.4},
+        {"label": f"overall {overall_rate:.1%}", "stroke": GREY, "width": 1.5},
+    ]
+    if not all(small):
+        legend.append({"label": "provider", "marker": "dot"})
+    if any(small):
+        legend.append({"label": "low reliability", "marker": "hollow"})
+    x_values = ticks(x_lo, x_hi, x_step)
+    y_values = ticks(y_lo, y_hi, y_step)
+    return _frame(
+        name,
+        title,
+        height,
+        (left, top, right, bottom),
+        y_ticks=_axis_ticks(y_values, percent_labels(y_values, y_step), sy),
+        x_ticks=_axis_ticks(x_values, number_labels(x_values, x_step), sx),
+        grid="xy",
+        y_label="inappropriate",
+        x_label="evaluated orders (denominator)",
+        lines=lines,
+        dots=dots,
+        legend=_legend(legend, left, 38),
+    )
 
 
 def interval_svg(rows: pl.DataFrame, title: str, name: str, overall_rate: float | None = None) -> str | None:
     """Dot-and-whisker chart of group rates with 95% CIs; groups in alphabetical order (never ranked).
 
     ``rows``: rate, ci_low, ci_high, ``label`` (the printed name; else group_key) and optionally
-    ``small`` (low reliability: hollow marker, '†' after the name). The rate axis is fitted to the data.
+    ``small`` (low reliability: hollow marker, '†' after the name). The rate axis is fitted to the data:
+    from the nearest tick below the lowest interval to the nearest above the highest.
     """
     rows = rows.filter(pl.col("rate").is_not_null())
     if rows.height == 0:
         return None
     if "label" not in rows.columns:
         rows = rows.with_columns(pl.col("group_key").cast(pl.String).alias("label"))
-    rows = rows.sort(pl.col("label").str.to_lowercase(), descending=True)
-    with _style():
-        fig, ax = _figure((WIDTH_IN, 1.0 + 0.3 * rows.height))
-        y = np.arange(rows.height)
-        rate = rows["rate"].to_numpy()
-        low, high = rows["ci_low"].to_numpy(), rows["ci_high"].to_numpy()
-        small = rows["small"].to_numpy() if "small" in rows.columns else np.zeros(rows.height, dtype=bool)
-        err = np.clip(np.vstack([rate - low, high - rate]), 0.0, None)  # a 0 rate may sit 1e-17 below its interval
-        ax.errorbar(rate, y, xerr=err, fmt="none", ecolor="#7f9fbf", capsize=3, lw=1.4)
-        ax.plot(rate[~small], y[~small], "o", ms=7, color="#1f4e79")
-        if small.any():
-            ax.plot(rate[small], y[small], "o", ms=7, mfc="white", mec="#8c8c8c")
-        if overall_rate is not None:
-            ax.axvline(overall_rate, color="#555555", lw=1.2, ls=":")
-        labels = [f"{lab} \u2020" if s else str(lab) for lab, s in zip(rows["label"].to_list(), small, strict=True)]
-        ax.set_yticks(y, labels)
-        ax.set_ylim(-0.6, rows.height - 0.4)
-        ax.grid(axis="y", visible=False)
-        values = np.concatenate([low, high, [overall_rate] if overall_rate is not None else []])
-        lo, hi = _fitted(values.astype(float), pad=0.08)
-        ax.set_xlim(lo, hi)
-        _percent_axis(ax.xaxis, hi - lo)
-        ax.set_xlabel("rate with 95% Wilson interval (dotted: hospital)")
-        ax.set_title(title, loc="left")
-        return _svg(fig, name, tight=True)
+    if "small" not in rows.columns:
+        rows = rows.with_columns(pl.lit(False).alias("small"))
+    rows = rows.sort(pl.col("label").str.to_lowercase())
+    labels = [f"{lab} \u2020" if s else str(lab) for lab, s in zip(rows["label"].to_list(), rows["small"].to_list(), strict=True)]
+    row_h = 28
+    left = min(WIDTH / 2, max(LEFT, max(_text_width(lab, TICK, NAME_CHAR) for lab in labels) + 16))
+    top = 40
+    bottom = top + row_h * rows.height
+    height = bottom + BOTTOM
+    rate = rows["rate"].cast(pl.Float64).to_numpy()
+    low = rows["ci_low"].cast(pl.Float64).to_numpy()
+    high = rows["ci_high"].cast(pl.Float64).to_numpy()
+    values = np.concatenate([low, high, rate, [overall_rate] if overall_rate is not None else []])
+    values = values[np.isfinite(values)]
+    lo, hi = max(0.0, float(values.min())), min(1.0, float(values.max()))
+    x_lo, x_hi, step = nice_range(lo, max(hi, lo + 0.01), target=6)  # steps divide 1: within 0-100%
+    sx = Scale(x_lo, x_hi, left, WIDTH - RIGHT)
+    ys = [round(top + row_h * (i + 0.5), 1) for i in range(rows.height)]
+    whiskers = []
+    for y, a, b in zip(ys, low, high, strict=True):
+        if math.isfinite(a) and math.isfinite(b):
+            whiskers.append({"x1": sx(min(a, b)), "x2": sx(max(a, b)), "y": y})
+    small = rows["small"].to_list()
+    dots = [
+        {"x": sx(r), "y": y, "r": 5.5, **({"fill": "white", "stroke": HOLLOW} if s else {"fill": BLUE})}
+        for y, r, s in zip(ys, rate, small, strict=True)
+    ]
+    lines = []
+    if overall_rate is not None:
+        lines.append({"d": _path([sx(overall_rate)] * 2, [top, bottom]), "stroke": GREY, "width": 1.5, "dash": "2 3"})
+    x_values = ticks(x_lo, x_hi, step)
+    return _frame(
+        name,
+        title,
+        height,
+        (left, top, WIDTH - RIGHT, bottom),
+        x_ticks=_axis_ticks(x_values, percent_labels(x_values, step), sx),
+        row_labels=[{"at": y, "label": lab} for y, lab in zip(ys, labels, strict=True)],
+        whiskers=whiskers,
+        grid="x",
+        x_label="rate with 95% Wilson interval (dotted: hospital)",
+        lines=lines,
+        dots=dots,
+    )
 
 
 def histogram_svg(
@@ -217,63 +335,54 @@ def histogram_svg(
     unit: str = "",
     ylabel: str = "count",
 ) -> str | None:
-    """A distribution in bins of ``bin_width`` (from 0), with a dashed line at ``marker`` (a threshold)."""
+    """A distribution in bins of ``bin_width`` (from 0), with a dashed line at ``marker`` (a threshold).
+    The count axis has whole-number ticks only."""
     values = np.asarray(values, dtype=float)
     values = values[~np.isnan(values)]
     if values.size == 0:
         return None
-    with _style():
-        fig, ax = _figure((WIDTH_IN, 2.2))
-        fig.subplots_adjust(left=0.07, right=0.84, bottom=0.22, top=0.87)
-        top = max(float(values.max()), (marker or 0) * 1.5)
-        bins = np.arange(0, top + bin_width, bin_width)
-        ax.hist(values, bins=bins, color="#1f4e79", edgecolor="white")
-        if marker is not None:
-            ax.axvline(marker, color="#b03a2e", lw=1.6, ls="--", label=f"{marker:g} {unit}".strip())
-            ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.grid(axis="x", visible=False)
-        ax.set_title(title, loc="left")
-        return _svg(fig, name)
+    height = 240
+    left, top, right, bottom = LEFT, TOP, WIDTH - RIGHT, height - BOTTOM
+    peak = max(float(values.max()), (marker or 0) * 1.5)
+    edges = np.arange(0, peak + bin_width, bin_width)
+    if edges.size < 2:
+        edges = np.array([0.0, bin_width])
+    counts, edges = np.histogram(values, bins=edges)
+    x_step = bin_width * nice_step(edges.size - 1, target=10, integer=True)  # ticks on bin edges
+    x_lo, x_hi = 0.0, math.ceil(float(edges[-1]) / x_step - 1e-9) * x_step
+    y_lo, y_hi, y_step = nice_range(0.0, max(int(counts.max()), 1), target=4, integer=True)
+    sx, sy = Scale(x_lo, x_hi, left, right), Scale(y_lo, y_hi, bottom, top)
+    bars = [
+        {"x": sx(a), "y": sy(c), "w": round(sx(b) - sx(a), 1), "h": round(sy(0) - sy(c), 1)}
+        for a, b, c in zip(edges[:-1], edges[1:], counts.tolist(), strict=True)
+        if c > 0
+    ]
+    lines, legend = [], []
+    if marker is not None:
+        lines.append({"d": _path([sx(marker)] * 2, [bottom, top]), "stroke": RED, "width": 2, "dash": "6 4"})
+        legend.append({"label": f"{marker:g} {unit}".strip(), "stroke": RED, "width": 2, "dash": "6 4"})
+    x_values, y_values = ticks(x_lo, x_hi, x_step), ticks(y_lo, y_hi, y_step)
+    return _frame(
+        name,
+        title,
+        height,
+        (left, top, right, bottom),
+        y_ticks=_axis_ticks(y_values, number_labels(y_values, y_step), sy),
+        x_ticks=_axis_ticks(x_values, number_labels(x_values, x_step), sx),
+        bars=bars,
+        grid="y",
+        y_label=ylabel,
+        x_label=xlabel,
+        lines=lines,
+        legend=_legend(legend, left, 38),
+    )
 
 
-# ----------------------------------------------------------------------------- drawing in a worker
+# ----------------------------------------------------------------------------- submitting charts
 
 
-class ChartPool:
-    """Draw charts in one worker process (``process=True``) or inline; ``submit`` returns a Future.
-
-    The worker (``pipeline.workers``) imports matplotlib as it starts: a run starts the pool first
-    thing, so that the import overlaps its parsing and checks, and the drawing its page rendering.
-    Charts only take and return plain data (Polars frames, arrays, SVG text). Where no worker can
-    be started (no working ``sem_open``, e.g. without /dev/shm), charts are drawn inline.
-    """
-
-    def __init__(self, process: bool, executor=None):
-        # ``executor``: a worker the run started first thing (``workers.Warm``); it closes it, not this pool.
-        # Otherwise the worker loads matplotlib while the parent works, not on the first chart
-        self._owned = executor is None
-        self._pool = (
-            executor
-            if executor is not None
-            else (workers.process_pool("pipeline.report.charts", "matplotlib.figure") if process else None)
-        )
-
-    def submit(self, fn, *args) -> Future:
-        if self._pool is not None:
-            return self._pool.submit(fn, *args)
-        done: Future = Future()
-        done.set_result(fn(*args))
-        return done
-
-    def close(self, cancel: bool = False) -> None:
-        if self._pool is not None and self._owned:
-            self._pool.shutdown(wait=True, cancel_futures=cancel)
-        self._pool = None
-
-    def __enter__(self) -> ChartPool:
-        return self
-
-    def __exit__(self, exc_type, *_) -> None:
-        self.close(cancel=exc_type is not None)
+def drawn(fn, *args) -> Future:
+    """``fn(*args)`` drawn now, as the done Future the page slots take (``audit_sections.ChartSlots``)."""
+    done: Future = Future()
+    done.set_result(fn(*args))
+    return done

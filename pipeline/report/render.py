@@ -1,7 +1,8 @@
 """Render the monthly report, department pages, index, metrics feed, case list workbook and PDF.
 
 Jinja2 runs with ``autoescape=True`` and ``StrictUndefined``: every value is escaped and a
-missing variable is an error. The only ``|safe`` values are matplotlib's SVG charts.
+missing variable is an error. The only ``|safe`` values are the SVG charts (``charts``: the report
+environment's own ``_charts.svg`` template, which escapes every label).
 Only ``patient_key`` (the keyed pseudonym) is ever read for output; raw patient ids are read
 solely for the re-identification crosswalk, written outside the output folder, mode 0600.
 
@@ -24,7 +25,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from pipeline import db, workers
+from pipeline import db
 from pipeline.months import MONTH
 from pipeline.report import caselist, charts, feed, sections, workbook
 from pipeline.report.audit_sections import ChartSlots, helpers, section_rows
@@ -46,9 +47,6 @@ RUN_INFO_KEYS = (
     "pseudonym_key_is_demo",
     "data_quality",
 )
-# Draw the charts in a worker process from this many audited orders (and 2+ CPUs). The charts cost
-# about the same at any size (~1.5 s); the rest of the render grows with the orders (the workbook).
-CHART_PROCESS_MIN_ORDERS = 5000
 
 
 def slugify(name: str | None) -> str:
@@ -284,8 +282,7 @@ def render_steps(
     *,
     pdf: bool = False,
     site_root: str = "../",
-    chart_process: bool | None = None,
-    chart_pool: charts.ChartPool | None = None,
+    chart_pool=None,
     spec: ReportSpec | None = None,
 ) -> Generator[None, None, list[Path]]:
     """Write every report and feed file into ``out_dir``; return the paths written. Pauses (yields) once
@@ -294,9 +291,8 @@ def render_steps(
 
     ``metrics`` is the internal frame (every rate); the shared feed applies its own privacy rule (``pipeline.report.feed``).
     ``site_root``: the way from the folder to the site index (``OUT/index.html``): ``../`` from
-    ``OUT/<audit>/``, ``../../`` from a backfill's ``OUT/<audit>/<YYYY-MM>/``. ``chart_process``: draw the charts in a worker
-    process (``charts.ChartPool``); ``None`` does so from ``CHART_PROCESS_MIN_ORDERS`` orders with 2 CPUs.
-    ``chart_pool``: a pool the caller started earlier (a run starts one first thing) and closes.
+    ``OUT/<audit>/``, ``../../`` from a backfill's ``OUT/<audit>/<YYYY-MM>/``. ``chart_pool``: what draws the
+    charts (its ``submit(fn, *args)`` returns a Future); default ``charts.drawn``, at once in this process.
     ``run_info`` gains ``headline`` (the hospital's headline rates), which run.json records. ``spec``: the
     audit's report spec (default: the audit run_info names, ``ReportSpec.from_run_info``).
     """
@@ -310,20 +306,16 @@ def render_steps(
     spec = spec or ReportSpec.from_run_info(run_info)
     period, trend_end = _periods(metrics, str(run_info["period"]))
     written: list[Path] = []
-    # four lines of work at once: the feed on a thread from the start (the longest line at scale; its numpy and
+    # three lines of work at once: the feed on a thread from the start (the longest line at scale; its numpy and
     # Polars work releases the GIL), the workbook on a second thread (zlib and file writes release it too), the
-    # charts in a worker process (started before the pages need them: it takes a while to start), the pages here
+    # pages and their charts (milliseconds each) here
     with contextlib.ExitStack() as stack:
         files = stack.enter_context(ThreadPoolExecutor(2, thread_name_prefix="render-files"))
         feed_files = files.submit(feed.write_feed, out_dir, metrics, run_info, period)
         all_cases = caselist.case_rows(con, spec)
-        if chart_process is None and chart_pool is None:
-            chart_process = all_cases.height >= CHART_PROCESS_MIN_ORDERS and workers.cpus_available() > 1
-        pool = stack.enter_context(
-            contextlib.nullcontext(chart_pool) if chart_pool is not None else charts.ChartPool(process=bool(chart_process))
-        )
+        submit = chart_pool.submit if chart_pool is not None else charts.drawn
         env = make_env(spec.report_dir)
-        slots = ChartSlots(pool.submit)
+        slots = ChartSlots(submit)
         env.globals.update(helpers(slots, int(run_info["config"].get("reporting", {}).get("low_reliability_denominator", 20))))
         env.globals["later"] = slots.later
         rules = db.frame(
@@ -365,16 +357,16 @@ def render_steps(
         ]
         departments.sort(key=lambda d: (d["name"].lower(), d["key"]))
         page_context = functools.partial(
-            _page_context, con, run_info, page_metrics, rules, period, window, settings, shared, pool.submit, spec
+            _page_context, con, run_info, page_metrics, rules, period, window, settings, shared, submit, spec
         )
-        # every page's figures first, so that the worker draws the charts while the rest is prepared
+        # every page's figures first (a lazy ``chart_pool`` may draw them while the rest is prepared)
         ctx = page_context(department=None)
         dept_ctx = [page_context(department=d["key"]) for d in departments]
         methods = sections.methods(con, run_info, rules, spec)
 
         report_tpl = env.get_template("report.html")
         page = {**common, "department_links": departments}
-        # every page rendered before the first waits for its charts: the worker draws while the pages render
+        # every page rendered before the first waits for its charts (``ChartSlots``)
         slots.page = "overall"
         pages = {out_dir / "report.html": report_tpl.render(**page, **_page(ctx), methods=methods, root="")}
         slots.page = "dept"

@@ -1,0 +1,107 @@
+"""The SVG charts written from the numbers (``pipeline.report.charts``): axes, markers, escaping, bytes."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import polars as pl
+
+from pipeline.report import charts
+
+Y_TICK = re.compile(r'<text x="[\d.]+" y="([\d.]+)" dy="0.35em">([^<]*)</text>')
+X_TICK = re.compile(r'<text x="([\d.]+)" y="[\d.]+">([^<]*)</text>')
+
+
+def _x_percents(svg: str) -> list[float]:
+    return [float(label.rstrip("%")) for _, label in X_TICK.findall(svg) if label.endswith("%")]
+
+
+def _funnel(rates: list[float], denominators: list[int], small: list[bool] | None = None) -> pl.DataFrame:
+    frame = pl.DataFrame({"group_key": [f"p{i}" for i in range(len(rates))], "denominator": denominators, "rate": rates})
+    return frame.with_columns(pl.Series("small", small)) if small is not None else frame
+
+
+def test_histogram_counts_one_case_in_whole_numbers():
+    """One case used to give a count axis of 0, 0.25, ... 1.00: counts are whole."""
+    svg = charts.histogram_svg(np.array([100.0]), 72, "Hours", "dept-hours", "hours", 12, "h", "cases")
+    assert [label for _, label in Y_TICK.findall(svg)] == ["0", "1"]
+    svg = charts.histogram_svg(np.array([1.0, 2.0, 2.5, 30.0, 31.0, 32.0]), None, "Hours", "h", bin_width=12)
+    counts = [label for _, label in Y_TICK.findall(svg)]
+    assert counts[0] == "0" and all(re.fullmatch(r"\d+", c) for c in counts) and int(counts[-1]) >= 3
+    # the hour axis is ticked on bin edges (multiples of 12), the 72 h limit among them
+    hours = charts.histogram_svg(np.array([5.0, 100.0]), 72, "Hours", "x", bin_width=12)
+    assert {int(label) % 12 for _, label in X_TICK.findall(hours)} == {0} and ">72</text>" in hours
+
+
+def test_funnel_point_at_100_percent_is_drawn_whole():
+    """A provider at 100% sits on the top of the plot, not cut in half by the plot's clipping."""
+    svg = charts.funnel_svg(_funnel([1.0, 0.2, 0.0], [4, 60, 3], [True, False, True]), 0.25, "Funnel", "f")
+    top = next(float(y) for y, label in Y_TICK.findall(svg) if label == "100%")
+    circles = [tuple(map(float, c)) for c in re.findall(r'<circle cx="([\d.]+)" cy="([\d.]+)" r="([\d.]+)"', svg)]
+    at_top = [c for c in circles if c[1] == top]
+    assert at_top and all(cy - r > 0 for _, cy, r in at_top)  # inside the picture
+    clipped = "".join(re.findall(r"<g clip-path=[^>]*>(.*?)</g>", svg, flags=re.S))
+    assert clipped.count("<path") == 4 and "<circle" not in clipped  # only the funnel curves are clipped
+
+
+def test_department_axis_is_fitted_to_the_intervals():
+    """Rates of 12-19% are not crushed into 0-100%: the ticks enclose the intervals within one step."""
+    rows = pl.DataFrame(
+        {
+            "group_key": ["b", "a", "c"],
+            "label": ["Neurology", "Emergency", "Radiology"],
+            "rate": [0.15, 0.14, 0.17],
+            "ci_low": [0.12, 0.125, 0.15],
+            "ci_high": [0.18, 0.16, 0.19],
+            "small": [False, False, True],
+        }
+    )
+    svg = charts.interval_svg(rows, "By department", "dept-rates", 0.155)
+    ticks = _x_percents(svg)
+    step = ticks[1] - ticks[0]
+    assert ticks[0] <= 12 < ticks[0] + step and ticks[-1] - step < 19 <= ticks[-1]
+    assert ticks[-1] - ticks[0] <= 10
+    # alphabetical from the top, never ranked; low reliability marked after the name
+    names = re.findall(r'dy="0.35em">([^<]*)</text>', svg)
+    assert names == ["Emergency", "Neurology", "Radiology \u2020"]
+
+
+def test_percent_ticks_carry_the_decimals_their_step_needs():
+    assert charts.percent_labels([0.0, 0.025, 0.05], 0.025) == ["0.0%", "2.5%", "5.0%"]
+    assert charts.percent_labels([0.0, 0.2, 0.4], 0.2) == ["0%", "20%", "40%"]
+    low, high, step = charts.nice_range(0.0, 0.9, target=4)
+    assert (low, high) == (0.0, 1.0) and step == 0.25
+
+
+def test_p_chart_marks_special_causes_and_leaves_gaps_for_empty_months():
+    chart = pl.DataFrame(
+        {
+            "period": ["2025-01", "2025-02", "2025-03", "2025-04"],
+            "rate": [0.1, None, 0.12, 0.6],
+            "centre": [0.12] * 4,
+            "ucl": [0.3, None, 0.3, 0.3],
+            "lcl": [0.0, None, 0.0, 0.0],
+            "outside": [False, False, False, True],
+        }
+    )
+    svg = charts.p_chart_svg(chart, "Rate", "overall-rate")
+    rate_line = re.search(r'<path d="([^"]*)" fill="none" stroke="#1f4e79" stroke-width="2"/>', svg).group(1)
+    assert rate_line.count("M") == 2  # broken at the empty month
+    assert svg.count('fill="#d62728"') == 2  # the point outside, and its legend entry
+    assert ">special cause</text>" in svg and ">2025-02</text>" in svg
+
+
+def test_labels_are_escaped_and_bytes_repeat():
+    rows = pl.DataFrame({"group_key": ["<script>alert(1)</script>"], "rate": [0.2], "ci_low": [0.1], "ci_high": [0.3]})
+    first = charts.interval_svg(rows, 'Title "<b>"', "dept-rates", 0.2)
+    assert "<script" not in first and "<b>" not in first
+    assert ">&lt;script&gt;alert(1)&lt;/script&gt;</text>" in first
+    assert first.startswith('<svg role="img" aria-label="dept-rates chart" class="chart"')
+    assert charts.interval_svg(rows, 'Title "<b>"', "dept-rates", 0.2) == first
+
+
+def test_nothing_to_draw_is_none():
+    assert charts.histogram_svg(np.array([np.nan]), 72, "t", "n") is None
+    assert charts.funnel_svg(_funnel([], []), 0.1, "t", "n") is None
+    assert charts.funnel_svg(_funnel([0.1], [5]), None, "t", "n") is None
