@@ -14,6 +14,7 @@ import atexit
 import contextlib
 import ctypes
 import importlib
+import importlib.util
 import logging
 import multiprocessing
 import os
@@ -25,9 +26,9 @@ log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
 
 
-def _start(parent: int, imports: tuple[str, ...], absent: tuple[str, ...] = ()) -> None:
+def _start(parent: int, imports: tuple[str, ...], absent: tuple[str, ...] = (), deferred: tuple[str, ...] = ()) -> None:
     """A worker's first steps: die with the run, then load what it is for (while the run works on);
-    the ``absent`` modules import as if not installed."""
+    the ``absent`` modules import as if not installed, the ``deferred`` ones on first use."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops the pool
     if sys.platform.startswith("linux"):
         # killed with the parent, even by SIGKILL: a worker holds the run's stderr, and a scheduler
@@ -41,19 +42,38 @@ def _start(parent: int, imports: tuple[str, ...], absent: tuple[str, ...] = ()) 
     atexit.register(os._exit, 0)
     for name in absent:
         sys.modules.setdefault(name, None)  # ``import name`` raises ImportError, as when it is not installed
+    for name in deferred:
+        defer(name)
     for name in imports:
         importlib.import_module(name)
 
 
-def process_pool(*imports: str, absent: tuple[str, ...] = ()) -> ProcessPoolExecutor | None:
+def defer(name: str) -> None:
+    """The submodule ``name`` (``package.module``) loaded when one of its attributes is first used, not
+    when it is imported (importlib's ``LazyLoader``). It is also bound on its package, so that ``from
+    package import module`` takes it as it is: the import system would load it by reading its ``__spec__``."""
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None:
+        return
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    package, _, attribute = name.rpartition(".")
+    setattr(sys.modules[package], attribute, module)
+
+
+def process_pool(*imports: str, absent: tuple[str, ...] = (), deferred: tuple[str, ...] = ()) -> ProcessPoolExecutor | None:
     """One spawned worker, started now, importing ``imports`` from now on (``absent``: modules it must not
-    load, see ``_start``); None where none can start."""
+    load, ``deferred``: modules loaded on first use; see ``_start``); None where none can start."""
     try:
         pool = ProcessPoolExecutor(
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start,
-            initargs=(os.getpid(), imports, absent),
+            initargs=(os.getpid(), imports, absent, deferred),
         )
         pool.submit(os.getpid)  # start the worker now
     except (OSError, ImportError, NotImplementedError) as exc:
@@ -69,8 +89,10 @@ class GxWorker:
         # GX imports PySpark whenever it is installed (0.24 s of CPU); this worker validates on DuckDB only (a
         # Spark run validates on its own session, in the run's process: ``gate._on_spark``), so PySpark is left
         # out, and GX takes it as not installed (its ``compatibility.pyspark`` catches the ImportError)
+        # GX's core expectations import scipy.stats (0.7-0.8 s of CPU) for the distribution expectations
+        # (KL divergence, KS tests), which our suites never use: loaded on first use instead
         gx_modules = ("pipeline.quality", "great_expectations", "pipeline.quality.gx_duckdb", "pipeline.quality.validate")
-        self._pool = process_pool(*gx_modules, absent=("pyspark",))
+        self._pool = process_pool(*gx_modules, absent=("pyspark",), deferred=("scipy.stats",))
 
     def run_suites(self, path, suites, params) -> list:
         """``validate.run_suites`` in the worker (inline when there is none)."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import subprocess
+import sys
 
 import duckdb
 import pytest
@@ -372,3 +374,19 @@ def test_the_gate_worker_runs_every_expectation_without_pyspark(broken_wh, broke
 
     assert shown(in_worker) == shown(broken_results)
     assert sum(r.engine == "gx" for r in broken_results) > 20 and any(r.status == "failed" for r in broken_results)
+
+
+def test_a_deferred_module_is_loaded_on_first_use_and_works():
+    """``workers.defer`` (the gate's worker defers scipy.stats, which GX imports for expectations our suites never
+    use): ``from scipy import stats`` takes the module unloaded, and its first use loads it in full."""
+    code = (
+        "import types\n"
+        "from pipeline import workers\n"
+        "workers.defer('scipy.stats')\n"
+        "from scipy import stats\n"
+        "print(type(stats) is types.ModuleType)\n"
+        "print(round(float(stats.entropy([0.5, 0.5], [0.25, 0.75])), 6))\n"
+        "print(type(stats) is types.ModuleType)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "0.143841", "True"]
