@@ -8,6 +8,8 @@ DEMO_DIR ?= demo
 DEMO_PATIENTS ?= 100000
 DEMO_MONTHS ?= 24
 DEMO_START ?= 2024-09
+# pytest-xdist worker processes for `make test` and `make test-fast` (CI machines have 2 cores; 0: one process)
+TEST_WORKERS ?= 2
 
 .PHONY: install demo test test-fast lint lock bench clean
 
@@ -36,10 +38,10 @@ demo: install
 # are skipped. Install it with: apt-get install openjdk-17-jre-headless (or set JAVA_HOME).
 test: install
 	@command -v java >/dev/null 2>&1 || echo "Java 17 not found: the Spark tests will be skipped (apt-get install openjdk-17-jre-headless)"
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not slow"
 
 lint: install
 	$(BIN)/ruff check pipeline tests benchmarks

@@ -13,6 +13,15 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(items):
+    """`make test` runs the suite on several workers (pytest-xdist, --dist loadgroup): the Spark tests share
+    one of them, so one JVM (the session's ``spark_models``) serves them all, as in a single process."""
+    for item in items:
+        if item.get_closest_marker("spark"):
+            item.add_marker(pytest.mark.xdist_group("spark"))
+
+
 def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """`python -m pipeline ARGS` as a user would run it; returns the completed process."""
     full_env = {**os.environ, **(env or {})}
