@@ -90,13 +90,14 @@ def main(argv: list[str] | None = None) -> int:
         con.close()
 
     total_wall, total_cpu, total_process = (sum(r[i] for r in rows) for i in (2, 3, 4))
-    print(f"{len(rows)} models: {total_wall:.2f} s wall, {total_cpu:.2f} s DuckDB CPU, {total_process:.2f} s process CPU\n")
+    what = f"{len(ordered)} models" + (" and the commit" if a.as_run else "")
+    print(f"{what}: {total_wall:.2f} s wall, {total_cpu:.2f} s DuckDB CPU, {total_process:.2f} s process CPU\n")
     print("| model | layer | wall s | DuckDB CPU s | process CPU s | rows written |")
     print("|---|---|---|---|---|---|")
     for name, layer, wall, cpu, process_cpu, written, _ in sorted(rows, key=lambda r: -r[2]):
         print(f"| {name} | {layer} | {wall:.2f} | {cpu:.2f} | {process_cpu:.2f} | {'' if written is None else f'{written:,}'} |")
     print()
-    for name, _, wall, _, _, _, ops in sorted(rows, key=lambda r: -r[2])[: a.top]:
+    for name, _, wall, _, _, _, ops in sorted((r for r in rows if r[6]), key=lambda r: -r[2])[: a.top]:
         print(f"{name} ({wall:.2f} s):")
         for op in sorted(ops, key=lambda o: -float(o.get("timing", 0.0)))[: a.operators]:
             seconds, kind, rows_out = float(op.get("timing", 0.0)), op.get("type", "?"), op.get("intermediate_rows", 0)
