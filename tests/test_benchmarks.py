@@ -235,3 +235,19 @@ def test_the_render_bench_times_the_render_stage_on_a_finished_warehouse(deck_ru
     written = {p.name for p in out.iterdir()}
     assert {"report.html", "case_list.xlsx", "metrics.csv", "audited_orders.csv"} <= written
     assert (out / "audited_orders.csv").read_bytes() == (deck["out"] / "csf_leak" / "audited_orders.csv").read_bytes()
+
+
+def test_the_model_profile_builds_every_model_in_one_transaction_and_times_its_commit(deck_runs, tmp_path):
+    # benchmarks/model_profile.py --as-run: the figures of the models and marts passes (profile notes)
+    import shutil
+
+    wh = tmp_path / "wh.duckdb"
+    shutil.copy(deck_runs["runs"]["combined"]["warehouse"], wh)  # its src_* views read the run's own .sources
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.model_profile", "--warehouse", str(wh), "--as-run", "--top", "1"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| (commit) | - |" in proc.stdout
+    for model in ("csf_leak__int_order_verdicts", "low_back_pain__mart_metric_counts"):
+        assert f"| {model} |" in proc.stdout

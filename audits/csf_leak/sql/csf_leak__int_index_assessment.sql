@@ -1,4 +1,7 @@
+-- materialised: view
 -- One row per index procedure: is it a case, and if not, why not.
+-- A view: its two readers (int_cases, mart_index_procedures) join it once each for less than it
+-- cost to store a third copy of the index procedures (570k rows at 10M) in the run's transaction.
 WITH evidence AS (
     SELECT
         procedure_id,

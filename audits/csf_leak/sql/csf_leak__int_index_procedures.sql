@@ -1,11 +1,14 @@
 -- Lumbar-level procedures that can puncture the dura, with age and adulthood. A code counts
 -- while it is in force (valid_from .. valid_to of the value set, against the procedure's date).
+-- The code's IN list comes first: a hash semi-join drops the other procedures before the EXISTS,
+-- whose range test DuckDB runs as a grouping of every distinct (code, time) pair it is given.
 SELECT
     p.*,
     p.age_years >= prm.min_age_years AS is_adult
 FROM stg_procedures AS p
 CROSS JOIN csf_leak__parameters AS prm
-WHERE EXISTS (
+WHERE p.procedure_code IN (SELECT code_norm FROM csf_leak__ref_value_sets WHERE value_set = 'index_procedure')
+  AND EXISTS (
     SELECT 1 FROM csf_leak__ref_value_sets AS vs
     WHERE vs.value_set = 'index_procedure' AND vs.code_norm = p.procedure_code
       AND p.performed_at >= vs.valid_from_at AND (vs.valid_until_at IS NULL OR p.performed_at < vs.valid_until_at)

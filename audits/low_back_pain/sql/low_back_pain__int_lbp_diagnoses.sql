@@ -7,6 +7,9 @@
 -- Codes compare in dotless upper-case form, exact rows by equality and prefix rows by prefix. The
 -- value set is joined on the three-character category every ICD-10-CM code starts with, so the
 -- semi-join is a hash join on a small table; a row counts while in force at the diagnosis's time.
+-- The categories' IN list comes first: it drops the other diagnoses before the EXISTS, whose range
+-- test DuckDB runs as a grouping of every distinct (code, time) pair it is given (1.1M at case-dense
+-- 10M: half this model's time).
 WITH feed AS (
     SELECT
         coalesce(bool_or(column_name = 'setting'), false) AS has_setting,
@@ -18,6 +21,8 @@ lbp AS (
     SELECT d.*
     FROM stg_diagnoses AS d
     WHERE d.recorded_at IS NOT NULL
+      AND substr(d.diagnosis_code_norm, 1, 3) IN (
+          SELECT substr(code_norm, 1, 3) FROM low_back_pain__ref_value_sets WHERE value_set = 'lbp_uncomplicated')
       AND EXISTS (
           SELECT 1 FROM low_back_pain__ref_value_sets AS vs
           WHERE vs.value_set = 'lbp_uncomplicated'
