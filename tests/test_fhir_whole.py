@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 from deck_input import deck_files, write_deck_input
 from fhir_export import export_extract
@@ -213,3 +214,17 @@ def test_a_reason_reference_in_any_file_adds_its_conditions_codes(tmp_path, capl
     codes = dict(zip(rows["order_id"], rows["indication_codes"], strict=True))
     assert codes["S2"] == "G97.1" and codes["S3"] == "R51.9|G97.1"  # reasonCode first, then the Conditions
     assert codes["S1"] is None and codes["S4"] is None
+
+
+def test_the_extracted_parts_are_written_uncompressed(deck_export, tmp_path):
+    # scratch parts read back a few times and deleted: lz4 cost more to write and read than it saved
+    paths = export.read_export(deck_export).of("Encounter")
+    _extracted(deck_export, "Encounter", paths, True, tmp_path)
+    parts = sorted(tmp_path.glob("x.*.parquet"))
+    assert parts
+    for part in parts:
+        meta = pq.ParquetFile(part).metadata
+        compressions = {
+            meta.row_group(g).column(c).compression for g in range(meta.num_row_groups) for c in range(meta.num_columns)
+        }
+        assert compressions == {"UNCOMPRESSED"}

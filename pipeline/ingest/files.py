@@ -10,6 +10,9 @@ from pathlib import Path
 import numpy as np
 
 CHUNK = 1 << 20
+# the fingerprint's reads: half a megabyte stays in the cache between the hash and the LF count (a 630 MB
+# NDJSON file: 0.605-0.631 CPU-s read a megabyte at a time into new bytes, 0.587-0.593 into one 512 KB buffer)
+READ = 1 << 19
 
 
 @dataclass(frozen=True)
@@ -28,14 +31,18 @@ def sha256_file(path: Path) -> str:
 
 
 def fingerprint(path: Path, with_hash: bool = True) -> Fingerprint:
-    """One pass over the file: its SHA-256 and its number of LF bytes (counting costs next to nothing)."""
+    """One pass over the file: its SHA-256 and its number of LF bytes (counting costs next to nothing).
+
+    Read into one buffer, compared into another: no new bytes per read (11 GB of NDJSON at 10M orders)."""
     digest = hashlib.sha256() if with_hash else None
     breaks = 0
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(CHUNK), b""):
+    buffer = bytearray(READ)
+    view, data, is_lf = memoryview(buffer), np.frombuffer(buffer, np.uint8), np.empty(READ, np.bool_)
+    with Path(path).open("rb", buffering=0) as fh:
+        while size := fh.readinto(buffer):
             if digest is not None:
-                digest.update(chunk)
-            breaks += count_lf(chunk)
+                digest.update(view[:size])
+            breaks += int(np.count_nonzero(np.equal(data[:size], 10, out=is_lf[:size])))
     return Fingerprint(digest.hexdigest() if digest is not None else "", breaks)
 
 

@@ -110,7 +110,7 @@ def extract(
 def _run(con: duckdb.DuckDBPyConnection, query: str, chunk: pa.Table, part: Path) -> Path:
     con.register("lines", chunk)
     try:
-        con.execute(f"COPY ({query}) TO {literal(part)} (FORMAT parquet, COMPRESSION lz4)")
+        con.execute(f"COPY ({query}) TO {literal(part)} ({whole.PART})")
     finally:
         con.unregister("lines")
     return part
