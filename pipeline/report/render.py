@@ -13,14 +13,11 @@ with n / N and its interval (``sections``). The report lists a bounded selection
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import re
-from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import polars as pl
@@ -28,7 +25,7 @@ import polars as pl
 from pipeline import db
 from pipeline.months import MONTH
 from pipeline.report import caselist, charts, feed, sections, workbook
-from pipeline.report.audit_sections import ChartSlots, helpers, section_rows
+from pipeline.report.audit_sections import helpers, section_rows
 from pipeline.report.feed import SCHEMA_VERSION
 from pipeline.report.names import department_name, department_names, named
 from pipeline.report.pdf import CHROMIUM_FLAGS, RunningHeader, find_chromium, pdf_engine, write_pdf  # noqa: F401 - re-exported
@@ -118,12 +115,11 @@ def _page_context(
     window: list[str],
     settings: dict,
     shared: dict,
-    draw,
     spec: ReportSpec,
     *,
     department: str | None,
 ) -> dict:
-    """One page's template values; charts are Futures (``draw`` submits them, ``_page`` resolves them)."""
+    """One page's template values, its charts among them (SVG written from the numbers, milliseconds each)."""
     low, names = settings["low"], settings["names"]
     overall = settings["overall_rates"]
     funnel = spec.measure(spec.funnel_measure)
@@ -161,14 +157,13 @@ def _page_context(
         },
         "period": period,
         "headline": sections.headline(metrics, period, level, key, rules, low, spec, shared["verdicts"].get(department, {})),
-        "trend": sections.trend(metrics, level, key, window, name, draw, low, spec),
+        "trend": sections.trend(metrics, level, key, window, name, low, spec),
         "departments": department_rows,
         "hospital_row": hospital_row[0] if hospital_row else None,
         "attribution": attribution,
         "department_chart": None
         if department or funnel is None
-        else draw(
-            charts.interval_svg,
+        else charts.interval_svg(
             dept_chart_rows,
             f"{funnel.label} by department (alphabetical, not ranked)",
             "dept-rates",
@@ -177,8 +172,7 @@ def _page_context(
         "providers": sections.provider_table(provider_rates, overall, low, spec),
         "funnel_svg": None
         if funnel is None
-        else draw(
-            charts.funnel_svg,
+        else charts.funnel_svg(
             points,
             overall.get(funnel.measure_id),
             f"Providers: {funnel.label.lower()} against {funnel.denominator} (funnel plot)",
@@ -195,7 +189,7 @@ def _page_context(
 
 
 def _page(ctx: dict) -> dict:
-    """A page context ready for the template; its charts stay Futures (the template's ``later`` leaves a slot)."""
+    """A page context ready for the template: with ``any_low`` (a low-reliability mark anywhere on the page)."""
     out = dict(ctx)
     out["any_low"] = (
         ctx["headline"]["any_low"] or ctx["providers"]["any_low"] or any(sections.any_low(r["cells"]) for r in ctx["departments"])
@@ -250,31 +244,7 @@ def _settings(run_info: dict, overall_rates: dict) -> dict:
     }
 
 
-class Pending:
-    """Work begun and paused once (``steps``, a generator that yields once): ``finish`` completes it and
-    returns what it returns; ``close`` abandons it (its threads are waited for, nothing more is written)."""
-
-    def __init__(self, steps: Generator[None, None, Any]):
-        self._steps = steps
-        next(steps)
-
-    def finish(self) -> Any:
-        try:
-            next(self._steps)
-        except StopIteration as done:
-            return done.value
-        raise RuntimeError("the steps paused twice")
-
-    def close(self) -> None:
-        self._steps.close()
-
-
-def render_outputs(con: duckdb.DuckDBPyConnection, out_dir: Path, run_info: dict, metrics: pl.DataFrame, **options) -> list[Path]:
-    """Write every report and feed file into ``out_dir``; return the paths written (``render_steps``, at once)."""
-    return Pending(render_steps(con, out_dir, run_info, metrics, **options)).finish()
-
-
-def render_steps(
+def render_outputs(
     con: duckdb.DuckDBPyConnection,
     out_dir: Path,
     run_info: dict,
@@ -282,17 +252,13 @@ def render_steps(
     *,
     pdf: bool = False,
     site_root: str = "../",
-    chart_pool=None,
     spec: ReportSpec | None = None,
-) -> Generator[None, None, list[Path]]:
-    """Write every report and feed file into ``out_dir``; return the paths written. Pauses (yields) once
-    every page is rendered and its charts are submitted, before any page waits for them: until it goes
-    on, ``con`` is free for the next audit's pages (``Pending``).
+) -> list[Path]:
+    """Write every report and feed file into ``out_dir``; return the paths written.
 
     ``metrics`` is the internal frame (every rate); the shared feed applies its own privacy rule (``pipeline.report.feed``).
     ``site_root``: the way from the folder to the site index (``OUT/index.html``): ``../`` from
-    ``OUT/<audit>/``, ``../../`` from a backfill's ``OUT/<audit>/<YYYY-MM>/``. ``chart_pool``: what draws the
-    charts (its ``submit(fn, *args)`` returns a Future); default ``charts.drawn``, at once in this process.
+    ``OUT/<audit>/``, ``../../`` from a backfill's ``OUT/<audit>/<YYYY-MM>/``.
     ``run_info`` gains ``headline`` (the hospital's headline rates), which run.json records. ``spec``: the
     audit's report spec (default: the audit run_info names, ``ReportSpec.from_run_info``).
     """
@@ -309,15 +275,11 @@ def render_steps(
     # three lines of work at once: the feed on a thread from the start (the longest line at scale; its numpy and
     # Polars work releases the GIL), the workbook on a second thread (zlib and file writes release it too), the
     # pages and their charts (milliseconds each) here
-    with contextlib.ExitStack() as stack:
-        files = stack.enter_context(ThreadPoolExecutor(2, thread_name_prefix="render-files"))
+    with ThreadPoolExecutor(2, thread_name_prefix="render-files") as files:
         feed_files = files.submit(feed.write_feed, out_dir, metrics, run_info, period)
         all_cases = caselist.case_rows(con, spec)
-        submit = chart_pool.submit if chart_pool is not None else charts.drawn
         env = make_env(spec.report_dir)
-        slots = ChartSlots(submit)
-        env.globals.update(helpers(slots, int(run_info["config"].get("reporting", {}).get("low_reliability_denominator", 20))))
-        env.globals["later"] = slots.later
+        env.globals.update(helpers(int(run_info["config"].get("reporting", {}).get("low_reliability_denominator", 20))))
         rules = db.frame(
             con,
             "SELECT rule_id, reason_code, verdict, explanation, citation FROM ref_rules "
@@ -357,24 +319,16 @@ def render_steps(
         ]
         departments.sort(key=lambda d: (d["name"].lower(), d["key"]))
         page_context = functools.partial(
-            _page_context, con, run_info, page_metrics, rules, period, window, settings, shared, submit, spec
+            _page_context, con, run_info, page_metrics, rules, period, window, settings, shared, spec
         )
-        # every page's figures first (a lazy ``chart_pool`` may draw them while the rest is prepared)
-        ctx = page_context(department=None)
-        dept_ctx = [page_context(department=d["key"]) for d in departments]
-        methods = sections.methods(con, run_info, rules, spec)
-
         report_tpl = env.get_template("report.html")
         page = {**common, "department_links": departments}
-        # every page rendered before the first waits for its charts (``ChartSlots``)
-        slots.page = "overall"
-        pages = {out_dir / "report.html": report_tpl.render(**page, **_page(ctx), methods=methods, root="")}
-        slots.page = "dept"
-        for d, dctx in zip(departments, dept_ctx, strict=True):
-            html = report_tpl.render(**page, **_page(dctx), methods=None, root="../")
-            pages[out_dir / "departments" / f"{d['slug']}.html"] = html
-        yield  # nothing below reads con
-        written += [_write_text(path, slots.fill(html)) for path, html in pages.items()]
+        ctx = _page(page_context(department=None))
+        methods = sections.methods(con, run_info, rules, spec)
+        written.append(_write_text(out_dir / "report.html", report_tpl.render(**page, **ctx, methods=methods, root="")))
+        for d in departments:
+            html = report_tpl.render(**page, **_page(page_context(department=d["key"])), methods=None, root="../")
+            written.append(_write_text(out_dir / "departments" / f"{d['slug']}.html", html))
         written += feed_files.result()
         written.append(book.result())
 
