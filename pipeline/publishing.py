@@ -12,7 +12,9 @@ The report layer reads the audit being rendered through session views without th
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,10 @@ from pipeline import faults, ownership
 from pipeline.audits import MANIFEST
 from pipeline.logs import event, stage
 from pipeline.report import outputs, reid, site_index
+
+# audited orders (all audits of the period) below which the audits' pages overlap (``publish_period``): their
+# tables are a few MB, so holding two audits' at once costs nothing
+OVERLAP_MAX_ORDERS = 50_000
 
 
 @dataclass(frozen=True)
@@ -62,16 +68,26 @@ def publish_period(con: duckdb.DuckDBPyConnection, audits: list, period: Period,
         if opts.reid_file is not None:
             reid.write_reid_file(con, opts.reid_file, opts.out_dir, audits)
         return
+    from pipeline.report import render  # the report's modules load when a run reaches them
+
     staging = outputs.staging_dir_for(opts.out_dir)
     try:
         files: dict = {}
-        with stage("render", timings, per_month):
+        with stage("render", timings, per_month), contextlib.ExitStack() as started:
+            # small audits: the next audit's pages are rendered while this one's workbook and feed are still
+            # being written on their threads (``render.Pending``); large ones one after the other
+            overlap = _orders(period) < OVERLAP_MAX_ORDERS
+            begun = []
             for audit in audits:
                 folder = staging / audit.id
                 folder.mkdir()
-                written = _render_audit(con, audit, period, folder, opts, cfg, timings, "../", len(audits) > 1)
-                files.update({f"{audit.id}/{name}": v for name, v in written.items()})
-                faults.maybe_fail("mid_render")
+                steps = render.Pending(_audit_steps(con, audit, period, folder, opts, cfg, timings, "../", len(audits) > 1))
+                started.callback(steps.close)  # abandoned on an error (a no-op once finished)
+                begun.append((audit, steps))
+                if not overlap:
+                    _finish_audit(files, *begun.pop())
+            for audit, steps in begun:
+                _finish_audit(files, audit, steps)
             site_index.render_site_index(staging)
             # the run's own record at the top: what it read and did, and every file of the tree (its mark too:
             # a published version is a folder holding the run.json order-audit wrote, ownership.is_version_of)
@@ -88,6 +104,16 @@ def publish_period(con: duckdb.DuckDBPyConnection, audits: list, period: Period,
         _say_pdf(opts, opts.out_dir / audit.id, period.label)
 
 
+def _orders(period: Period) -> int:
+    return sum(int(c.get("audited_orders") or 0) for c in period.counts.values())
+
+
+def _finish_audit(files: dict, audit, steps) -> None:
+    """An audit's begun folder (``render.Pending``) completed; its files join the run's manifest."""
+    files.update({f"{audit.id}/{name}": v for name, v in steps.finish().items()})
+    faults.maybe_fail("mid_render")
+
+
 def _publish_hook(step: str) -> None:
     faults.maybe_fail("mid_publish", step)
 
@@ -102,7 +128,16 @@ def _render_audit(
 ) -> dict:
     """One audit's folder of the period: data files, report pages, workbook, feed, run.json; returns its
     files' manifest (run.json lists it)."""
-    from pipeline.report import measure  # the report's modules load when a run reaches them
+    from pipeline.report import render
+
+    return render.Pending(_audit_steps(con, audit, period, folder, opts, cfg, timings, site_root, several)).finish()
+
+
+def _audit_steps(
+    con, audit, period: Period, folder: Path, opts, cfg, timings: dict, site_root: str, several: bool = False
+) -> Generator[None, None, dict]:
+    """``_render_audit`` in steps: pauses once the pages are rendered (``render.render_steps``)."""
+    from pipeline.report import measure
 
     select_audit(con, audit)
     with stage("measure", timings, period.label if len(opts.months) > 1 else None, audit.id if several else None):
@@ -115,7 +150,7 @@ def _render_audit(
         "status": period.statuses[audit.id],
         "data_quality": [d for d in period.base_info["data_quality"] if _about(d, audit)],
     }
-    write_outputs(con, audit, folder, run_info, metrics, pdf=opts.pdf, site_root=site_root)
+    yield from _write_steps(con, audit, folder, run_info, metrics, pdf=opts.pdf, site_root=site_root)
     run_info["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     run_info["timings_seconds"] = {k: round(v, 3) for k, v in timings.items()}
     run_info["files"] = outputs.file_manifest(folder)
@@ -124,10 +159,17 @@ def _render_audit(
 
 
 def write_outputs(con: duckdb.DuckDBPyConnection, audit, folder: Path, run_info: dict, metrics, **render_options) -> list[Path]:
-    """One audit's files of the period: the data tables (``outputs.write_tables``) and the report, workbook and
-    feed (``render.render_outputs``, given ``render_options``), at once: the tables are written through a cursor
-    of their own on a thread (DuckDB's COPY releases the GIL) while the report is rendered. The render stage as
+    """One audit's files of the period at once (``_write_steps`` without its pause): the render stage as
     ``benchmarks/render_bench.py`` times it."""
+    from pipeline.report import render
+
+    return render.Pending(_write_steps(con, audit, folder, run_info, metrics, **render_options)).finish()
+
+
+def _write_steps(con: duckdb.DuckDBPyConnection, audit, folder: Path, run_info: dict, metrics, **render_options):
+    """One audit's files of the period: the data tables (``outputs.write_tables``) and the report, workbook and
+    feed (``render.render_steps``, given ``render_options``; pausing as it does), at once: the tables are written
+    through a cursor of their own on a thread (DuckDB's COPY releases the GIL) while the report is rendered."""
     from pipeline.report import render
 
     def tables() -> list[Path]:
@@ -140,7 +182,7 @@ def write_outputs(con: duckdb.DuckDBPyConnection, audit, folder: Path, run_info:
 
     with ThreadPoolExecutor(1, thread_name_prefix="data-files") as side:
         data_files = side.submit(tables)
-        written = render.render_outputs(con, folder, run_info, metrics, **render_options)
+        written = yield from render.render_steps(con, folder, run_info, metrics, **render_options)
         return data_files.result() + written
 
 

@@ -229,6 +229,22 @@ def test_charts_are_the_same_bytes_on_a_second_render(warehouse, metrics, out, t
         assert (again / rel).read_bytes() == (out["dir"] / rel).read_bytes(), rel
 
 
+def test_a_second_audit_is_rendered_while_the_first_is_paused(warehouse, metrics, out, tmp_path):
+    """``render_steps`` pauses once its pages are written, before it waits for its feed and workbook threads:
+    a run renders its next audit there (``publishing.publish_period``). Finished, each folder holds the files
+    ``render_outputs`` writes, byte for byte."""
+    first = render.Pending(render.render_steps(warehouse, tmp_path / "a", fx.run_info(), metrics))
+    assert (tmp_path / "a" / "report.html").is_file() and not (tmp_path / "a" / "index.html").exists()
+    second = render.Pending(render.render_steps(warehouse, tmp_path / "b", fx.run_info(), metrics))
+    first.finish()
+    second.finish()
+    files = sorted(p.relative_to(out["dir"]) for p in out["dir"].rglob("*") if p.is_file())
+    for folder in ("a", "b"):
+        assert sorted(p.relative_to(tmp_path / folder) for p in (tmp_path / folder).rglob("*") if p.is_file()) == files
+        for rel in files:
+            assert (tmp_path / folder / rel).read_bytes() == (out["dir"] / rel).read_bytes(), (folder, rel)
+
+
 def _charts_by_section(html: str) -> dict[str, list[str]]:
     """The charts (their names) shown in each ``<section id=...>`` of a page, each inside its captioned figure."""
     out = {}

@@ -15,8 +15,10 @@ with n / N and its interval (``sections``). The report lists a bounded selection
 from __future__ import annotations
 
 import functools
+from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -43,7 +45,31 @@ RUN_INFO_KEYS = (
 )
 
 
-def render_outputs(
+class Pending:
+    """Work begun and paused once (``steps``, a generator that yields once): ``finish`` completes it and
+    returns what it returns; ``close`` abandons it (its threads are waited for, nothing more is written)."""
+
+    def __init__(self, steps: Generator[None, None, Any]):
+        self._steps = steps
+        next(steps)
+
+    def finish(self) -> Any:
+        try:
+            next(self._steps)
+        except StopIteration as done:
+            return done.value
+        raise RuntimeError("the steps paused twice")
+
+    def close(self) -> None:
+        self._steps.close()
+
+
+def render_outputs(con: duckdb.DuckDBPyConnection, out_dir: Path, run_info: dict, metrics: pl.DataFrame, **options) -> list[Path]:
+    """Write every report and feed file into ``out_dir``; return the paths written (``render_steps``, at once)."""
+    return Pending(render_steps(con, out_dir, run_info, metrics, **options)).finish()
+
+
+def render_steps(
     con: duckdb.DuckDBPyConnection,
     out_dir: Path,
     run_info: dict,
@@ -52,8 +78,10 @@ def render_outputs(
     pdf: bool = False,
     site_root: str = "../",
     spec: ReportSpec | None = None,
-) -> list[Path]:
-    """Write every report and feed file into ``out_dir``; return the paths written.
+) -> Generator[None, None, list[Path]]:
+    """Write every report and feed file into ``out_dir``; return the paths written. Pauses (yields) once
+    every page is written, before it waits for the feed and workbook threads: until it goes on, ``con`` is
+    free for the next audit's pages (``Pending``, ``publishing.publish_period``).
 
     ``metrics`` is the internal frame (every rate); the shared feed applies its own privacy rule (``pipeline.report.feed``).
     ``site_root``: the way from the folder to the site index (``OUT/index.html``): ``../`` from
@@ -128,6 +156,7 @@ def render_outputs(
         for d in departments:
             html = report_tpl.render(**page, **pages.with_any_low(page_context(department=d["key"])), methods=None, root="../")
             written.append(_write_text(out_dir / "departments" / f"{d['slug']}.html", html))
+        yield  # nothing below reads con
         written += feed_files.result()
         written.append(book.result())
 
