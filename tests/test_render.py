@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import stat
 import zipfile
-from concurrent.futures import Future
 from pathlib import Path
 
 import duckdb
@@ -17,7 +17,6 @@ import pytest
 from pipeline.errors import ReportError
 from pipeline.report import feed, pdf, render, sections, templates
 from pipeline.report import reid as reid_mod
-from pipeline.report.audit_sections import ChartSlots
 from pipeline.report.measure import build_metrics, with_rates
 from pipeline.report.spec import ReportSpec
 from tests import fixtures_marts as fx
@@ -230,79 +229,50 @@ def test_charts_are_the_same_bytes_on_a_second_render(warehouse, metrics, out, t
         assert (again / rel).read_bytes() == (out["dir"] / rel).read_bytes(), rel
 
 
-class _LazyPool:
-    """A chart pool whose charts are drawn only when a page asks for one (as a busy process's would be): it
-    records how many charts had been submitted when the first was waited for."""
-
-    def __init__(self):
-        self.submitted = 0
-        self.submitted_at_first_wait: int | None = None
-
-    def submit(self, fn, *args):
-        pool = self
-        self.submitted += 1
-
-        class Lazy(Future):
-            def result(self, timeout=None):
-                if pool.submitted_at_first_wait is None:
-                    pool.submitted_at_first_wait = pool.submitted
-                if not self.done():
-                    self.set_result(fn(*args))
-                return super().result(timeout)
-
-        return Lazy()
-
-
-def test_every_chart_is_submitted_before_a_page_waits_for_one(warehouse, metrics, out, tmp_path):
-    """Every page is rendered before the first waits for its charts, so a pool drawing them lazily has them
-    all queued while the pages render; the files are the same as with charts drawn at once."""
-    pool = _LazyPool()
-    render.render_outputs(warehouse, tmp_path, fx.run_info(), metrics, chart_pool=pool)
-    assert pool.submitted > 5 and pool.submitted_at_first_wait == pool.submitted
-    pages = sorted(p.relative_to(out["dir"]) for p in _html_files(out["dir"]))
-    assert len(pages) > 2
-    for rel in pages:
-        assert (tmp_path / rel).read_bytes() == (out["dir"] / rel).read_bytes(), rel
-
-
-def test_a_second_audit_is_rendered_before_the_first_waits_for_its_charts(warehouse, metrics, out, tmp_path):
-    """``render_steps`` pauses once its pages are rendered, before any waits for a chart and before any page
-    is written: a run starts its next audit there (``publishing.publish_period``), while the first audit's
-    workbook and feed are still being written; a lazy pool has both audits' charts queued. Finished, each
-    folder's pages are those ``render_outputs`` writes."""
-    pool = _LazyPool()
-    first = render.Pending(render.render_steps(warehouse, tmp_path / "a", fx.run_info(), metrics, chart_pool=pool))
-    one_audit = pool.submitted
-    second = render.Pending(render.render_steps(warehouse, tmp_path / "b", fx.run_info(), metrics, chart_pool=pool))
-    assert one_audit > 5 and pool.submitted == 2 * one_audit and pool.submitted_at_first_wait is None
-    assert not (tmp_path / "a" / "report.html").exists()
+def test_a_second_audit_is_rendered_while_the_first_is_paused(warehouse, metrics, out, tmp_path):
+    """``render_steps`` pauses once its pages are written, before it waits for its feed and workbook threads:
+    a run renders its next audit there (``publishing.publish_period``). Finished, each folder holds the files
+    ``render_outputs`` writes, byte for byte."""
+    first = render.Pending(render.render_steps(warehouse, tmp_path / "a", fx.run_info(), metrics))
+    assert (tmp_path / "a" / "report.html").is_file() and not (tmp_path / "a" / "index.html").exists()
+    second = render.Pending(render.render_steps(warehouse, tmp_path / "b", fx.run_info(), metrics))
     first.finish()
     second.finish()
-    pages = sorted(p.relative_to(out["dir"]) for p in _html_files(out["dir"]))
-    for rel in pages:
-        assert (tmp_path / "a" / rel).read_bytes() == (out["dir"] / rel).read_bytes(), rel
-        assert (tmp_path / "b" / rel).read_bytes() == (out["dir"] / rel).read_bytes(), rel
+    files = sorted(p.relative_to(out["dir"]) for p in out["dir"].rglob("*") if p.is_file())
+    for folder in ("a", "b"):
+        assert sorted(p.relative_to(tmp_path / folder) for p in (tmp_path / folder).rglob("*") if p.is_file()) == files
+        for rel in files:
+            assert (tmp_path / folder / rel).read_bytes() == (out["dir"] / rel).read_bytes(), (folder, rel)
 
 
-def test_a_chart_still_drawing_is_shown_as_its_macro_shows_it_once_drawn():
-    """A chart's slot is filled with the macro's own markup: the figure, "No data to chart" for a chart with
-    nothing to draw, or nothing at all for an optional one (the hospital page's department chart)."""
-    macros = templates.make_env().get_template("_macros.html").module
-    slots = ChartSlots(lambda fn, *args: None)
-    svg, empty, absent = Future(), Future(), Future()
-    page = " | ".join(
-        [
-            slots.later(svg, macros.chart, "drawn"),
-            slots.later(empty, macros.chart, "trend"),
-            slots.later(absent, macros.optional_chart, "by department"),
-        ]
-    )
-    for future, result in ((svg, "<svg>x</svg>"), (empty, None), (absent, None)):
-        future.set_result(result)
-    expected = " | ".join([str(macros.chart("<svg>x</svg>", "drawn")), str(macros.chart(None, "trend")), ""])
-    assert slots.fill(page) == expected
-    assert "No data to chart: trend." in expected and "<figcaption>drawn</figcaption>" in expected
-    assert slots.later("<svg>y</svg>", macros.chart, "ready") == macros.chart("<svg>y</svg>", "ready")
+def _charts_by_section(html: str) -> dict[str, list[str]]:
+    """The charts (their names) shown in each ``<section id=...>`` of a page, each inside its captioned figure."""
+    out = {}
+    for section, body in re.findall(r'<section id="([^"]+)">(.*?)</section>', html, flags=re.S):
+        figures = re.findall(r'<figure class="chart-figure">(.*?)<figcaption>[^<]+</figcaption></figure>', body, flags=re.S)
+        names = [re.search(r'aria-label="([^"]+) chart"', f).group(1) for f in figures]
+        assert len(names) == body.count("<svg"), section  # no chart outside a figure
+        if names:
+            out[section] = names
+    return out
+
+
+def test_every_page_shows_its_charts_where_it_needs_them(out):
+    """The hospital page and every department page carry their charts in place: a p-chart per trend measure,
+    the departments' intervals (hospital page), the providers' funnel and the audit's histogram."""
+    trend = ["first_imaging_right_study", "inappropriate_order_rate"]
+    report = (out["dir"] / "report.html").read_text(encoding="utf-8")
+    assert _charts_by_section(report) == {
+        "trend": [f"overall-{m}" for m in trend],
+        "groups": ["dept-rates"],
+        "providers": ["overall-funnel"],
+        "timing": ["overall-hours"],
+    }
+    pages = sorted((out["dir"] / "departments").glob("*.html"))
+    assert len(pages) == len(fx.DEPARTMENTS)
+    for page in pages:
+        charts = _charts_by_section(page.read_text(encoding="utf-8"))
+        assert charts == {"trend": [f"dept-{m}" for m in trend], "providers": ["dept-funnel"], "timing": ["dept-hours"]}, page
 
 
 def test_display_names_and_special_cause_news(warehouse, metrics, tmp_path):

@@ -9,15 +9,12 @@ The SQL reads the audit's tables (``<id>__mart_*``) and may name the page's depa
 * ``rate(n, N)``: the row ``rate_cells`` prints (rate, 95% Wilson interval, low-reliability mark);
 * ``quantile(values, q)``: a quantile of a list of numbers (None when empty);
 * ``histogram(values, title, name=..., marker=..., xlabel=..., bin_width=..., unit=..., ylabel=...)``: an SVG
-  chart (``charts.histogram_svg``; a placeholder until ``ChartSlots.fill``).
+  chart (``charts.histogram_svg``), drawn as the partial asks for it.
 """
 
 from __future__ import annotations
 
-import re
-from itertools import count
-
-import markupsafe
+import jinja2
 import numpy as np
 
 from pipeline.db import frame
@@ -25,47 +22,8 @@ from pipeline.report import charts
 from pipeline.report.measure import wilson_interval
 from pipeline.report.spec import ReportSpec
 
-_SLOT = re.compile(r"<!--chart-slot-(\d+)-->")
 
-
-class ChartSlots:
-    """Charts a page asks for: each becomes a placeholder now and its SVG when the page is filled, so that
-    a ``draw`` returning Futures not yet done (a lazy pool) is waited for only once, when the pages are filled."""
-
-    def __init__(self, draw):
-        self.draw = draw
-        self.futures: dict[int, object] = {}
-        self._shown: dict[int, object] = {}  # slot -> how its chart is shown (``later``); else the SVG itself
-        self._ids = count(1)
-        self.page = "overall"  # the page being rendered ("overall" or "dept"): part of each chart's name
-
-    def slot(self, fn, *args) -> markupsafe.Markup:
-        return self._placeholder(self.draw(fn, *args))
-
-    def later(self, svg, macro, *args):
-        """``macro(svg, *args)`` (a template's macro), for a chart that may still be drawing (a Future): then
-        a placeholder, and the macro's markup once it is drawn (the macro may test the SVG for none)."""
-        if not hasattr(svg, "result"):
-            return macro(svg, *args)
-        placeholder = self._placeholder(svg)
-        self._shown[int(_SLOT.fullmatch(placeholder).group(1))] = lambda drawn: str(macro(drawn, *args))
-        return placeholder
-
-    def _placeholder(self, future) -> markupsafe.Markup:
-        n = next(self._ids)
-        self.futures[n] = future
-        return markupsafe.Markup(f"<!--chart-slot-{n}-->")
-
-    def fill(self, html: str) -> str:
-        def svg(match: re.Match) -> str:
-            n = int(match.group(1))
-            drawn = self.futures[n].result()
-            return self._shown[n](drawn) if n in self._shown else drawn or ""
-
-        return _SLOT.sub(svg, html)
-
-
-def helpers(slots: ChartSlots, low: int) -> dict:
+def helpers(low: int) -> dict:
     """The functions a section's partial may call."""
 
     def rate(numerator, denominator) -> dict:
@@ -90,7 +48,9 @@ def helpers(slots: ChartSlots, low: int) -> dict:
         arr = np.asarray([v for v in values if v is not None], dtype=float)
         return int((arr < limit).sum())
 
+    @jinja2.pass_context
     def histogram(
+        context,
         values,
         title: str,
         name: str = "histogram",
@@ -100,9 +60,10 @@ def helpers(slots: ChartSlots, low: int) -> dict:
         unit="",
         ylabel="count",
     ):
-        name = f"{slots.page}-{name}"
+        # the page is part of the chart's ids (as of the page's own charts): "overall" or "dept"
+        page = "overall" if context["scope"]["kind"] == "hospital" else "dept"
         data = np.asarray([v for v in values if v is not None], dtype=float)
-        return slots.slot(charts.histogram_svg, data, marker, title, name, xlabel, bin_width, unit, ylabel)
+        return charts.histogram_svg(data, marker, title, f"{page}-{name}", xlabel, bin_width, unit, ylabel)
 
     return {"rate": rate, "quantile": quantile, "count_below": count_below, "histogram": histogram}
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import re
-from concurrent.futures import Future
 
 import markupsafe
 import numpy as np
@@ -376,13 +375,3 @@ def histogram_svg(
         lines=lines,
         legend=_legend(legend, left, 38),
     )
-
-
-# ----------------------------------------------------------------------------- submitting charts
-
-
-def drawn(fn, *args) -> Future:
-    """``fn(*args)`` drawn now, as the done Future the page slots take (``audit_sections.ChartSlots``)."""
-    done: Future = Future()
-    done.set_result(fn(*args))
-    return done

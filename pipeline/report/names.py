@@ -7,6 +7,7 @@ printed as it is (``Tiny & Rare`` stays). File names and data outputs keep the k
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import polars as pl
@@ -42,3 +43,10 @@ def named(column: str, names: dict[str, str], alias: str | None = None) -> pl.Ex
         .fill_null(NOT_RECORDED)
         .alias(alias or column)
     )
+
+
+def slugify(name: str | None) -> str:
+    """A file-name-safe, collision-resistant slug for a department name."""
+    text = "" if name is None else str(name)
+    base = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "department"
+    return f"{base}-{hashlib.sha256(text.encode()).hexdigest()[:6]}"

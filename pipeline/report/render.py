@@ -1,4 +1,5 @@
-"""Render the monthly report, department pages, index, metrics feed, case list workbook and PDF.
+"""Render the monthly report, department pages, index, metrics feed, case list workbook and PDF: what each
+page shows comes from ``pages``; here the templates render it and the files are written.
 
 Jinja2 runs with ``autoescape=True`` and ``StrictUndefined``: every value is escaped and a
 missing variable is an error. The only ``|safe`` values are the SVG charts (``charts``: the report
@@ -13,10 +14,7 @@ with n / N and its interval (``sections``). The report lists a bounded selection
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import hashlib
-import re
 from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,11 +24,9 @@ import duckdb
 import polars as pl
 
 from pipeline import db
-from pipeline.months import MONTH
-from pipeline.report import caselist, charts, feed, sections, workbook
-from pipeline.report.audit_sections import ChartSlots, helpers, section_rows
-from pipeline.report.feed import SCHEMA_VERSION
-from pipeline.report.names import department_name, department_names, named
+from pipeline.report import caselist, feed, pages, sections, workbook
+from pipeline.report.audit_sections import helpers
+from pipeline.report.names import department_name, slugify
 from pipeline.report.pdf import CHROMIUM_FLAGS, RunningHeader, find_chromium, pdf_engine, write_pdf  # noqa: F401 - re-exported
 from pipeline.report.spec import ReportSpec
 from pipeline.report.templates import make_env
@@ -47,207 +43,6 @@ RUN_INFO_KEYS = (
     "pseudonym_key_is_demo",
     "data_quality",
 )
-
-
-def slugify(name: str | None) -> str:
-    """A file-name-safe, collision-resistant slug for a department name."""
-    text = "" if name is None else str(name)
-    base = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "department"
-    return f"{base}-{hashlib.sha256(text.encode()).hexdigest()[:6]}"
-
-
-# ----------------------------------------------------------------------------- periods
-
-
-def _periods(metrics: pl.DataFrame, run_period: str) -> tuple[str, str | None]:
-    """(headline period label in the feed, last month of the trend)."""
-    present = set(metrics["period"].unique().to_list())
-    months = sorted(p for p in present if p and MONTH.match(p))
-    last = run_period.split("..")[-1] if ".." in run_period else run_period
-    trend_end = last if MONTH.match(last or "") else (months[-1] if months else None)
-    if run_period in present:
-        return run_period, trend_end
-    if "all" in present:
-        return "all", trend_end
-    return (trend_end or run_period), trend_end
-
-
-def _audit_period(con) -> dict:
-    """The run's period bounds from ``audit_period`` (first_month, last_month, trend_first_month); {} if unset."""
-    if not db.has_table(con, "audit_period"):
-        return {}
-    rows = db.frame(con, "SELECT * FROM audit_period LIMIT 1").to_dicts()
-    return {k: v for k, v in rows[0].items() if v is not None} if rows else {}
-
-
-def _period_label(period: str, metrics: pl.DataFrame, bounds: dict, trend_end: str | None) -> str:
-    """What the period means in words: a month, or 'all months, first to last'."""
-    if MONTH.match(period):
-        return period
-    first, last = bounds.get("first_month"), bounds.get("last_month")
-    if not (first and last):
-        months = sorted(p for p in metrics["period"].unique().drop_nulls().to_list() if MONTH.match(p))
-        if not months:
-            return period
-        first, last = months[0], trend_end or months[-1]
-    return f"all months, {first} to {last}" if first != last else first
-
-
-def _overall_rates(metrics: pl.DataFrame, period: str) -> dict:
-    sel = metrics.filter((pl.col("period") == period) & (pl.col("level") == "overall"))
-    return {r["measure_id"]: r["rate"] for r in sel.to_dicts()}
-
-
-def _page_metrics(metrics: pl.DataFrame, period: str, spec: ReportSpec) -> pl.DataFrame:
-    """The rows the pages read: hospital and department rows of every period, and the provider rows of
-    the headline measures in the headline period (filtered once instead of on every page)."""
-    level = pl.col("level")
-    provider = (level == "provider") & (pl.col("period") == period) & pl.col("measure_id").is_in(spec.headline_ids)
-    return metrics.filter(level.is_in(["overall", "department"]) | provider)
-
-
-# ----------------------------------------------------------------------------- pages
-
-
-def _page_context(
-    con,
-    run_info: dict,
-    metrics: pl.DataFrame,
-    rules: pl.DataFrame,
-    period: str,
-    window: list[str],
-    settings: dict,
-    shared: dict,
-    draw,
-    spec: ReportSpec,
-    *,
-    department: str | None,
-) -> dict:
-    """One page's template values; charts are Futures (``draw`` submits them, ``_page`` resolves them)."""
-    low, names = settings["low"], settings["names"]
-    overall = settings["overall_rates"]
-    funnel = spec.measure(spec.funnel_measure)
-    if department is None:
-        level, key, name = "overall", "all", "overall"
-        provider_rates = metrics.filter((pl.col("level") == "provider") & (pl.col("period") == period))
-    else:
-        level, key, name = "department", department, "dept"
-        provider_rates = shared["department_providers"].filter(pl.col("department") == department)
-    in_period = metrics.filter(pl.col("period") == period)
-    department_rows = sections.group_rows(in_period.filter(pl.col("level") == "department"), overall, low, names, spec)
-    if department is not None:
-        department_rows = [r for r in department_rows if r["group_key"] == department]
-    for row in department_rows:
-        row["slug"] = slugify(row["group_key"])
-    hospital_row = sections.group_rows(in_period.filter(pl.col("level") == "overall"), overall, low, names, spec)
-    attribution = shared["attribution"]
-    if department is not None:
-        attribution = dict(attribution, rows=[r for r in attribution["rows"] if r["department"] == department])
-    points = sections.funnel_points(provider_rates, low, spec.funnel_measure)
-    flagged = caselist.flagged_selection(shared["cases"], settings["per_department"], department)
-    dept_chart_rows = (
-        in_period.filter((pl.col("level") == "department") & (pl.col("measure_id") == spec.funnel_measure))
-        .filter(pl.col("denominator") > 0)
-        .with_columns(
-            named("group_key", names, "label"),
-            (pl.col("denominator") < low).alias("small"),
-        )
-    )
-    return {
-        "scope": {
-            "kind": "department" if department else "hospital",
-            "key": department,
-            "name": department_name(department, names) if department else "All departments",
-        },
-        "period": period,
-        "headline": sections.headline(metrics, period, level, key, rules, low, spec, shared["verdicts"].get(department, {})),
-        "trend": sections.trend(metrics, level, key, window, name, draw, low, spec),
-        "departments": department_rows,
-        "hospital_row": hospital_row[0] if hospital_row else None,
-        "attribution": attribution,
-        "department_chart": None
-        if department or funnel is None
-        else draw(
-            charts.interval_svg,
-            dept_chart_rows,
-            f"{funnel.label} by department (alphabetical, not ranked)",
-            "dept-rates",
-            overall.get(funnel.measure_id),
-        ),
-        "providers": sections.provider_table(provider_rates, overall, low, spec),
-        "funnel_svg": None
-        if funnel is None
-        else draw(
-            charts.funnel_svg,
-            points,
-            overall.get(funnel.measure_id),
-            f"Providers: {funnel.label.lower()} against {funnel.denominator} (funnel plot)",
-            f"{name}-funnel",
-        ),
-        "n_funnel": points.height,
-        "n_small_providers": int(points["small"].sum()) if points.height else 0,
-        "attrition": sections.attrition(con) if department is None else [],
-        "audit_sections": section_rows(con, spec, department),
-        "flagged": flagged,
-        "case_rows": caselist.shaped_rows(flagged["rows"], names),
-        "cited_rules": caselist.cited_rules(flagged["rows"], rules),
-    }
-
-
-def _page(ctx: dict) -> dict:
-    """A page context ready for the template; its charts stay Futures (the template's ``later`` leaves a slot)."""
-    out = dict(ctx)
-    out["any_low"] = (
-        ctx["headline"]["any_low"] or ctx["providers"]["any_low"] or any(sections.any_low(r["cells"]) for r in ctx["departments"])
-    )
-    return out
-
-
-def _department_list(metrics: pl.DataFrame, period: str, attribution: dict) -> list[str]:
-    """Every department any output of the period names: with figures, orders placed, cases attributed
-    to it, or cases of its second view."""
-    names = set(
-        metrics.filter((pl.col("level") == "department") & (pl.col("period") == period))["group_key"].drop_nulls().to_list()
-    )
-    names |= {r["department"] for r in attribution["rows"]}
-    return sorted(names)
-
-
-def _common(run_info: dict, period_label: str, settings: dict, spec: ReportSpec) -> dict:
-    common = {
-        "spec": spec,
-        "parameters": spec.parameters,
-        "table_measures": [spec.measure(m) for m in spec.department_ids],
-        "funnel_label": funnel.label if (funnel := spec.measure(spec.funnel_measure)) else "",
-        "funnel_unit": funnel.denominator if funnel else "",
-        "run": {k: run_info.get(k) for k in ("run_id", "software_version", "rule_set_version", "period", "started_at")},
-        "demo_key": bool(run_info.get("pseudonym_key_is_demo")),
-        "low": settings["low"],
-        "per_department": settings["per_department"],
-        "schema_version": SCHEMA_VERSION,
-        "period_label": period_label,
-        "audit_title": audit_title(run_info),
-        # the shared feed's small-cell rule in words, for the methods (pipeline.report.feed)
-        "feed_disclosure": feed.methods_text(feed.min_cell_count(run_info)),
-    }
-    if run_info.get("status"):  # the period's own state (empty, provisional, revised): _status_banner.html
-        common["status"] = run_info["status"]
-    return common
-
-
-def audit_title(run_info: dict) -> str:
-    audit = run_info.get("audit", {})
-    return audit.get("short_title") or audit.get("title") or "order-audit"
-
-
-def _settings(run_info: dict, overall_rates: dict) -> dict:
-    reporting = run_info["config"].get("reporting", {})
-    return {
-        "low": int(reporting.get("low_reliability_denominator", 20)),
-        "per_department": int(reporting.get("flagged_cases_per_department", 5)),
-        "names": department_names(run_info["config"]),
-        "overall_rates": overall_rates,
-    }
 
 
 class Pending:
@@ -282,17 +77,15 @@ def render_steps(
     *,
     pdf: bool = False,
     site_root: str = "../",
-    chart_pool=None,
     spec: ReportSpec | None = None,
 ) -> Generator[None, None, list[Path]]:
     """Write every report and feed file into ``out_dir``; return the paths written. Pauses (yields) once
-    every page is rendered and its charts are submitted, before any page waits for them: until it goes
-    on, ``con`` is free for the next audit's pages (``Pending``).
+    every page is written, before it waits for the feed and workbook threads: until it goes on, ``con`` is
+    free for the next audit's pages (``Pending``, ``publishing.publish_period``).
 
     ``metrics`` is the internal frame (every rate); the shared feed applies its own privacy rule (``pipeline.report.feed``).
     ``site_root``: the way from the folder to the site index (``OUT/index.html``): ``../`` from
-    ``OUT/<audit>/``, ``../../`` from a backfill's ``OUT/<audit>/<YYYY-MM>/``. ``chart_pool``: what draws the
-    charts (its ``submit(fn, *args)`` returns a Future); default ``charts.drawn``, at once in this process.
+    ``OUT/<audit>/``, ``../../`` from a backfill's ``OUT/<audit>/<YYYY-MM>/``.
     ``run_info`` gains ``headline`` (the hospital's headline rates), which run.json records. ``spec``: the
     audit's report spec (default: the audit run_info names, ``ReportSpec.from_run_info``).
     """
@@ -304,37 +97,33 @@ def render_steps(
         pdf_engine()  # fail before any work when no engine can print
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = spec or ReportSpec.from_run_info(run_info)
-    period, trend_end = _periods(metrics, str(run_info["period"]))
+    period, trend_end = pages.periods(metrics, str(run_info["period"]))
     written: list[Path] = []
     # three lines of work at once: the feed on a thread from the start (the longest line at scale; its numpy and
     # Polars work releases the GIL), the workbook on a second thread (zlib and file writes release it too), the
     # pages and their charts (milliseconds each) here
-    with contextlib.ExitStack() as stack:
-        files = stack.enter_context(ThreadPoolExecutor(2, thread_name_prefix="render-files"))
+    with ThreadPoolExecutor(2, thread_name_prefix="render-files") as files:
         feed_files = files.submit(feed.write_feed, out_dir, metrics, run_info, period)
         all_cases = caselist.case_rows(con, spec)
-        submit = chart_pool.submit if chart_pool is not None else charts.drawn
         env = make_env(spec.report_dir)
-        slots = ChartSlots(submit)
-        env.globals.update(helpers(slots, int(run_info["config"].get("reporting", {}).get("low_reliability_denominator", 20))))
-        env.globals["later"] = slots.later
+        env.globals.update(helpers(int(run_info["config"].get("reporting", {}).get("low_reliability_denominator", 20))))
         rules = db.frame(
             con,
             "SELECT rule_id, reason_code, verdict, explanation, citation FROM ref_rules "
             f"ORDER BY {'rule_order' if 'rule_order' in db.columns(con, 'ref_rules') else 'rule_id'}",
         )
-        bounds = _audit_period(con)
+        bounds = pages.audit_period(con)
         months_n = int(run_info["config"].get("reporting", {}).get("trend_months", 24))
         window = sections.trend_months(metrics, trend_end, months_n, bounds.get("trend_first_month"))
-        settings = _settings(run_info, _overall_rates(metrics, period))
-        common = _common(run_info, _period_label(period, metrics, bounds, trend_end), settings, spec)
+        settings = pages.page_settings(run_info, pages.overall_rates(metrics, period))
+        common = pages.common_values(run_info, pages.period_label(period, metrics, bounds, trend_end), settings, spec)
         common["site_root"] = site_root
-        page_metrics = _page_metrics(metrics, period, spec)
+        page_metrics = pages.page_metrics(metrics, period, spec)
         shared = {
             "cases": all_cases,
             "attribution": sections.attribution(con, settings["names"]),
             "department_providers": sections.department_provider_rates(con),
-            "verdicts": _verdict_counts(con),
+            "verdicts": pages.verdict_counts(con),
         }
         for row in shared["attribution"]["rows"]:
             row["slug"] = slugify(row["department"])
@@ -353,28 +142,21 @@ def render_steps(
 
         departments = [
             {"key": d, "name": department_name(d, settings["names"]), "slug": slugify(d)}
-            for d in _department_list(metrics, period, shared["attribution"])
+            for d in pages.department_list(metrics, period, shared["attribution"])
         ]
         departments.sort(key=lambda d: (d["name"].lower(), d["key"]))
         page_context = functools.partial(
-            _page_context, con, run_info, page_metrics, rules, period, window, settings, shared, submit, spec
+            pages.page_context, con, run_info, page_metrics, rules, period, window, settings, shared, spec
         )
-        # every page's figures first (a lazy ``chart_pool`` may draw them while the rest is prepared)
-        ctx = page_context(department=None)
-        dept_ctx = [page_context(department=d["key"]) for d in departments]
-        methods = sections.methods(con, run_info, rules, spec)
-
         report_tpl = env.get_template("report.html")
         page = {**common, "department_links": departments}
-        # every page rendered before the first waits for its charts (``ChartSlots``)
-        slots.page = "overall"
-        pages = {out_dir / "report.html": report_tpl.render(**page, **_page(ctx), methods=methods, root="")}
-        slots.page = "dept"
-        for d, dctx in zip(departments, dept_ctx, strict=True):
-            html = report_tpl.render(**page, **_page(dctx), methods=None, root="../")
-            pages[out_dir / "departments" / f"{d['slug']}.html"] = html
+        ctx = pages.with_any_low(page_context(department=None))
+        methods = sections.methods(con, run_info, rules, spec)
+        written.append(_write_text(out_dir / "report.html", report_tpl.render(**page, **ctx, methods=methods, root="")))
+        for d in departments:
+            html = report_tpl.render(**page, **pages.with_any_low(page_context(department=d["key"])), methods=None, root="../")
+            written.append(_write_text(out_dir / "departments" / f"{d['slug']}.html", html))
         yield  # nothing below reads con
-        written += [_write_text(path, slots.fill(html)) for path, html in pages.items()]
         written += feed_files.result()
         written.append(book.result())
 
@@ -391,23 +173,10 @@ def render_steps(
     run_info["headline"] = _headline_record(metrics, period)
     if pdf:
         header = RunningHeader(
-            left=f"{audit_title(run_info)} · All departments · {common['period_label']}", right=f"run {run_info['run_id']}"
+            left=f"{pages.audit_title(run_info)} · All departments · {common['period_label']}", right=f"run {run_info['run_id']}"
         )
         written.append(write_pdf(out_dir / "report.html", out_dir / "report.pdf", header))
     return written
-
-
-def _verdict_counts(con) -> dict:
-    """Audited orders per verdict of the period, for the hospital (key None) and each ordering department."""
-    rows = con.execute(
-        "SELECT coalesce(CAST(ordering_department AS VARCHAR), '(not recorded)'), verdict, count(*) "
-        "FROM mart_audited_orders GROUP BY ALL"
-    ).fetchall()
-    out: dict = {None: {}}
-    for department, verdict, n in rows:
-        out.setdefault(department, {})[verdict] = n
-        out[None][verdict] = out[None].get(verdict, 0) + n
-    return out
 
 
 def _headline_record(metrics: pl.DataFrame, period: str) -> list[dict]:

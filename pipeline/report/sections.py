@@ -102,10 +102,8 @@ def trend_months(metrics: pl.DataFrame, end: str | None, months: int, first: str
     return month_range(start, end)[-months:]
 
 
-def trend(
-    metrics: pl.DataFrame, level: str, key: str, window: list[str], name: str, draw, low: int, spec: ReportSpec
-) -> list[dict]:
-    """p-chart per trend measure (a Future from ``draw``), and the special-cause months: good or bad news."""
+def trend(metrics: pl.DataFrame, level: str, key: str, window: list[str], name: str, low: int, spec: ReportSpec) -> list[dict]:
+    """p-chart per trend measure (its SVG), and the special-cause months: good or bad news."""
     out = []
     if not window:
         return out
@@ -123,7 +121,7 @@ def trend(
         )
         pc = p_chart(monthly)
         n_data = int((pc["denominator"] > 0).sum())
-        svg = draw(charts.p_chart_svg, pc, f"{label}: p-chart, {window[0]} to {window[-1]}", f"{name}-{measure_id}")
+        svg = charts.p_chart_svg(pc, f"{label}: p-chart, {window[0]} to {window[-1]}", f"{name}-{measure_id}")
         flagged = []
         for f in pc.filter(pl.col("outside")).select("period", "numerator", "denominator", "rate", "lcl", "ucl").to_dicts():
             above = f["rate"] > f["ucl"]
