@@ -7,6 +7,12 @@ from dataclasses import dataclass, field
 SAMPLE_SIZE = 5  # keys (or values) of the violating rows a result names
 
 
+def examples(values) -> list[str]:
+    """The first violating rows' keys as a result names them: text, each once (a patient with several
+    violating rows is one example, not the same id listed twice), at most ``SAMPLE_SIZE``."""
+    return list(dict.fromkeys(str(v) for v in values))[:SAMPLE_SIZE]
+
+
 @dataclass
 class CheckResult:
     check_id: str

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 from pipeline.ingest.code_systems import FORMS
-from pipeline.quality.result import SAMPLE_SIZE, CheckResult
+from pipeline.quality.result import SAMPLE_SIZE, CheckResult, examples
 from pipeline.sqltext import typed_literal
 
 
@@ -48,7 +48,7 @@ def run_sql_check(con, spec: dict, existing: set[str], p: dict) -> CheckResult:
         res.violated_count, res.denominator = violated, denominator
         res.percent = round(100.0 * violated / denominator, 4) if denominator else 0.0
         res.status = "failed" if failed else "passed"
-        res.sample_keys = [str(s) for s in sample[:SAMPLE_SIZE]]
+        res.sample_keys = examples(sample)
         res.violations_sql = vsql
     except Exception as exc:  # a check that cannot run is reported, not raised
         res.status, res.error = "error", f"{type(exc).__name__}: {exc}"

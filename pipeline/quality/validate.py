@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pipeline.quality.result import SAMPLE_SIZE, CheckResult
+from pipeline.quality.result import SAMPLE_SIZE, CheckResult, examples
 from pipeline.resources import expectations_dir
 from pipeline.sqltext import ident, typed_literal
 
@@ -319,12 +319,12 @@ def _run_table(datasource, suite_name: str, tspec: dict, info: dict, p: dict, sp
             with engine.get_connection() as conn:
                 for c in need_sample:
                     sql = f"SELECT {_sample_key(c, index_cols)} FROM ({c.violations_sql}) AS v ORDER BY ALL LIMIT {SAMPLE_SIZE}"
-                    c.sample_keys = _joined(conn.exec_driver_sql(sql).fetchall())
+                    c.sample_keys = examples(_joined(conn.exec_driver_sql(sql).fetchall()))
         else:
             from pipeline.quality.gx_spark import spark_sample
 
             for c in need_sample:
-                c.sample_keys = _joined(spark_sample(spark, c.violations_sql, _sample_key(c, index_cols), SAMPLE_SIZE))
+                c.sample_keys = examples(_joined(spark_sample(spark, c.violations_sql, _sample_key(c, index_cols), SAMPLE_SIZE)))
     order = {cid: i for i, cid in enumerate(by_id)}
     out.sort(key=lambda c: order[c.check_id])
     return out
@@ -415,7 +415,7 @@ def _from_gx(
         if r.success or not index_cols or res.violations_sql is None:
             res.sample_key = spec["kwargs"].get("column")  # the unexpected values themselves
         if res.violations_sql is None:  # a type _column_map_sql does not know: GX's own values
-            res.sample_keys = [str(v) for v in (result.get("partial_unexpected_list") or [])[:SAMPLE_SIZE]]
+            res.sample_keys = examples(result.get("partial_unexpected_list") or [])
     else:  # table-level expectation (columns, row count): 0 or 1 violation
         n = 0 if r.success else 1
         res.denominator = 1
