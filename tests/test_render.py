@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import stat
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -341,3 +344,31 @@ def test_compiled_templates_are_reused_across_environments_and_an_edited_one_is_
     assert len(templates._COMPILED._code) == before + 1
     partial.write_text("second {{ x }}", encoding="utf-8")
     assert templates.make_env(audit_dir).get_template("audit/note.html").render(x=3) == "second 3"
+
+
+def test_compiled_templates_are_kept_between_runs_in_jinja_s_own_per_user_cache_folder(tmp_path):
+    """A second process loads the report's compiled templates from Jinja's per-user cache folder (mode 0700, in
+    the temporary folder) instead of compiling them again; where Jinja refuses that folder, they are compiled as
+    without a cache, and nothing fails."""
+    code = (
+        "import jinja2\n"
+        "from pipeline.report import templates\n"
+        "compiled = []\n"
+        "original = jinja2.Environment.compile\n"
+        "jinja2.Environment.compile = lambda self, *a, **k: compiled.append(1) or original(self, *a, **k)\n"
+        "templates.make_env().get_template('report.html')\n"
+        "print(len(compiled))\n"
+    )
+
+    def compiled_in_a_run(temporary: Path) -> str:
+        env = {**os.environ, "TMPDIR": str(temporary)}
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.strip()
+
+    assert compiled_in_a_run(tmp_path) == "1"
+    assert compiled_in_a_run(tmp_path) == "0"  # loaded from the folder the first run wrote
+    folder = tmp_path / f"_jinja2-cache-{os.getuid()}"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700 and any(folder.iterdir())
+    refused = tmp_path / "refused"
+    refused.mkdir()
+    (refused / f"_jinja2-cache-{os.getuid()}").write_text("a file where Jinja wants its folder\n")
+    assert compiled_in_a_run(refused) == "1" and compiled_in_a_run(refused) == "1"
