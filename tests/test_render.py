@@ -348,11 +348,14 @@ def test_compiled_templates_are_reused_across_environments_and_an_edited_one_is_
 
 def test_compiled_templates_are_kept_between_runs_in_jinja_s_own_per_user_cache_folder(tmp_path):
     """A second process loads the report's compiled templates from Jinja's per-user cache folder (mode 0700, in
-    the temporary folder) instead of compiling them again; where Jinja refuses that folder, they are compiled as
-    without a cache, and nothing fails."""
+    the temporary folder) instead of compiling them again, unless the environment's settings differ (their
+    fingerprint names the files: code compiled without escaping is never loaded with it); where Jinja refuses
+    that folder, they are compiled as without a cache, and nothing fails."""
     code = (
-        "import jinja2\n"
+        "import os, jinja2\n"
         "from pipeline.report import templates\n"
+        "if os.environ.get('SETTINGS'):\n"
+        "    templates._settings_fingerprint = lambda: os.environ['SETTINGS']\n"
         "compiled = []\n"
         "original = jinja2.Environment.compile\n"
         "jinja2.Environment.compile = lambda self, *a, **k: compiled.append(1) or original(self, *a, **k)\n"
@@ -360,12 +363,13 @@ def test_compiled_templates_are_kept_between_runs_in_jinja_s_own_per_user_cache_
         "print(len(compiled))\n"
     )
 
-    def compiled_in_a_run(temporary: Path) -> str:
-        env = {**os.environ, "TMPDIR": str(temporary)}
+    def compiled_in_a_run(temporary: Path, settings: str = "") -> str:
+        env = {**os.environ, "TMPDIR": str(temporary), "SETTINGS": settings}
         return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.strip()
 
     assert compiled_in_a_run(tmp_path) == "1"
     assert compiled_in_a_run(tmp_path) == "0"  # loaded from the folder the first run wrote
+    assert compiled_in_a_run(tmp_path, settings="other settings") == "1"  # not the code compiled under other settings
     folder = tmp_path / f"_jinja2-cache-{os.getuid()}"
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700 and any(folder.iterdir())
     refused = tmp_path / "refused"

@@ -7,6 +7,7 @@ error; bidirectional controls are shown as visible codes (``bidi``), never obeye
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from pathlib import Path
 
 import jinja2
@@ -22,7 +23,9 @@ class _CompiledTemplates(jinja2.BytecodeCache):
     own per-user cache folder (``FileSystemBytecodeCache``: ``_jinja2-cache-<uid>`` in the system's temporary
     folder, mode 0700, its owner checked), so the next run loads them instead of compiling them: 0.16 s of a
     small run. Jinja keys a template by its name and file and checks its source's checksum, so an edited
-    template is compiled afresh. The folder is a cache only: where it cannot be made, read or written, the
+    template is compiled afresh; the file names carry the Jinja version and this module's settings
+    (``_settings_fingerprint``), so a changed setting (escaping above all) never loads code compiled without it.
+    The folder is a cache only: where it cannot be made, read or written, the
     templates are compiled as without it."""
 
     def __init__(self) -> None:
@@ -32,7 +35,7 @@ class _CompiledTemplates(jinja2.BytecodeCache):
     def _folder(self) -> jinja2.FileSystemBytecodeCache | None:
         if self._disk is None:
             try:
-                self._disk = jinja2.FileSystemBytecodeCache()
+                self._disk = jinja2.FileSystemBytecodeCache(pattern=f"__order_audit_{_settings_fingerprint()}_%s.cache")
             except (OSError, RuntimeError):  # no usable temporary folder (Jinja refuses one it does not own)
                 self._disk = False
         return self._disk or None
@@ -58,6 +61,14 @@ class _CompiledTemplates(jinja2.BytecodeCache):
         if folder is not None:
             with contextlib.suppress(OSError):  # a full or read-only temporary folder: kept in memory only
                 folder.dump_bytecode(bucket)
+
+
+def _settings_fingerprint() -> str:
+    """What the compiled code depends on besides a template's own text, which Jinja checks: the Jinja
+    version and the environment's settings (escaping, ``finalize``, whitespace), which this module makes.
+    A file name carries it, so code compiled under other settings is never loaded."""
+    source = Path(__file__).read_bytes()
+    return hashlib.sha256(jinja2.__version__.encode() + b"\0" + source).hexdigest()[:16]
 
 
 _COMPILED = _CompiledTemplates()
