@@ -103,8 +103,22 @@ def test_flagged_case_list_is_the_stated_selection(run):
     verdicts = re.findall(r'<tr class="v-(\w+)', section)
     assert verdicts and set(verdicts) <= {"inappropriate", "review"}  # appropriate orders are counted, not listed
     text = _cells(section)
-    assert f"{flagged.height:,} of {cases.height:,} cases have an inappropriate or review order" in text
-    assert f"{cases.height - flagged.height:,} cases with no flagged order are counted, not listed" in text
+    assert f"{flagged.height:,} of the {cases.height:,} cases with an audited order have an inappropriate or review order" in text
+    assert f"{cases.height - flagged.height:,} cases with audited orders, none of them flagged, are counted, not listed" in text
+
+
+def test_the_flagged_episodes_are_counted_among_those_with_an_audited_order(run):
+    """Low back pain episodes without imaging are cases too (the measure's good outcome): the flagged-case
+    section counts among the episodes with an audited order, and says so (it read "28 of 38 episodes" where
+    the report's headline counts 53)."""
+    episodes = pl.read_csv(run["out"] / "low_back_pain" / "cases.csv", infer_schema=False).with_columns(
+        pl.col("n_orders", "n_early_imaging").cast(pl.Int64)
+    )
+    imaged = episodes.filter(pl.col("n_orders") > 0)
+    assert imaged.height < episodes.height  # episodes without an order exist: the case this test is about
+    report = (run["out"] / "low_back_pain" / "report.html").read_text(encoding="utf-8")
+    text = _cells(page_section(report, "cases"))
+    assert f" of the {imaged.height:,} episodes with an audited order have an inappropriate or review order" in text
 
 
 def test_department_pages_for_each_department_with_cases(run):
