@@ -105,3 +105,14 @@ def test_nothing_to_draw_is_none():
     assert charts.histogram_svg(np.array([np.nan]), 72, "t", "n") is None
     assert charts.funnel_svg(_funnel([], []), 0.1, "t", "n") is None
     assert charts.funnel_svg(_funnel([0.1], [5]), None, "t", "n") is None
+
+
+def test_p_chart_always_labels_the_reported_month():
+    """At most 12 month labels: counted back from the last month, so the reported month is labelled whatever the
+    number of months (22 months labelled every second month from the first left 2026-06 without a label)."""
+    months = [f"{2024 + (m + 8) // 12}-{(m + 8) % 12 + 1:02d}" for m in range(22)]  # 2024-09 .. 2026-06
+    steady = {"rate": [0.1] * 22, "centre": [0.1] * 22, "ucl": [0.3] * 22, "lcl": [0.0] * 22, "outside": [False] * 22}
+    chart = pl.DataFrame({"period": months, **steady})
+    labels = [label for _, label in X_TICK.findall(charts.p_chart_svg(chart, "Rate", "overall-rate"))]
+    assert months[-1] == "2026-06" and labels[-1] == "2026-06" and len(labels) == 11
+    assert labels == months[1::2]

@@ -189,7 +189,8 @@ def p_chart_svg(chart: pl.DataFrame, title: str, name: str) -> str | None:
         height,
         (left, top, right, bottom),
         y_ticks=_axis_ticks(ticks(y_lo, y_hi, step), percent_labels(ticks(y_lo, y_hi, step), step), sy),
-        x_ticks=[{"at": xs[i], "label": periods[i]} for i in range(0, n, every)],
+        # counted back from the last month: the reported month is always labelled
+        x_ticks=[{"at": xs[i], "label": periods[i]} for i in range((n - 1) % every, n, every)],
         grid="y",
         y_label="share of the month",
         lines=lines,
