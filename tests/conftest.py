@@ -18,7 +18,8 @@ def pytest_collection_modifyitems(items):
     """`make test` runs the suite on several workers (pytest-xdist, --dist loadgroup): the Spark tests share
     one of them, so one JVM (the session's ``spark_models``) serves them all, as in a single process."""
     for item in items:
-        if item.get_closest_marker("spark"):
+        # marked, or using the shared session without the mark (test_spark_gate's unmarked tests)
+        if item.get_closest_marker("spark") or "spark_models" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("spark"))
 
 
