@@ -116,3 +116,15 @@ def test_p_chart_always_labels_the_reported_month():
     labels = [label for _, label in X_TICK.findall(charts.p_chart_svg(chart, "Rate", "overall-rate"))]
     assert months[-1] == "2026-06" and labels[-1] == "2026-06" and len(labels) == 11
     assert labels == months[1::2]
+
+
+def test_funnel_providers_at_the_same_point_are_counted_not_hidden():
+    """Providers with the same orders and rate share one point: it is drawn larger with their number beside it
+    (four providers at 1 of 1 read as one before), and the legend says so; a lone provider stays a plain point."""
+    svg = charts.funnel_svg(_funnel([1.0, 1.0, 1.0, 1.0, 0.25], [1, 1, 1, 1, 4], [True] * 5), 0.14, "Funnel", "f")
+    circles = re.findall(r'<circle cx="[\d.]+" cy="[\d.]+" r="([\d.]+)" fill="white"', svg)
+    # the four at 100% as one point of twice the radius, the provider at 25%, the legend's low-reliability swatch
+    assert sorted(float(r) for r in circles) == [4.5, 4.5, 9.0]
+    assert ">\u00d74</text>" in svg and "providers with the same orders and rate</text>" in svg
+    alone = charts.funnel_svg(_funnel([1.0, 0.25], [1, 4], [True, True]), 0.14, "Funnel", "g")
+    assert "\u00d7" not in alone

@@ -212,9 +212,14 @@ def funnel_svg(points: pl.DataFrame, overall_rate: float | None, title: str, nam
     left, top, right, bottom = LEFT, TOP, WIDTH - RIGHT, height - BOTTOM
     if "small" not in points.columns:
         points = points.with_columns(pl.lit(False).alias("small"))
-    # providers with the same n and N are the same point: drawn once (thousands of providers, a few hundred points)
-    drawn = points.select("denominator", pl.col("rate").cast(pl.Float64), "small").unique(maintain_order=True)
-    drawn = drawn.filter(pl.col("rate").is_not_null())
+    # providers with the same n and N are the same point: drawn once (thousands of providers, a few hundred points),
+    # larger and with their number beside it, so that four providers at 1 of 1 do not read as one
+    drawn = (
+        points.select("denominator", pl.col("rate").cast(pl.Float64), "small")
+        .filter(pl.col("rate").is_not_null())
+        .group_by("denominator", "rate", "small", maintain_order=True)
+        .len("providers")
+    )
     nmax = max(int(points["denominator"].max()), 10)
     x_lo, x_hi, x_step = nice_range(0.0, nmax * 1.05, target=8, integer=True)
     peak = max(float(drawn["rate"].max()) if drawn.height else 0.0, overall_rate)
@@ -234,12 +239,17 @@ def funnel_svg(points: pl.DataFrame, overall_rate: float | None, title: str, nam
         {"d": curve(lim["lo998"]), "stroke": RED, "width": 1.4, "clip": True},
         {"d": _path([left, right], [sy(overall_rate)] * 2), "stroke": GREY, "width": 1.5},
     ]
-    small = drawn["small"].to_list()
+    small, shared = drawn["small"].to_list(), drawn["providers"].to_list()
     xy = list(zip(drawn["denominator"].to_list(), drawn["rate"].to_list(), strict=True))
     # points are never clipped: one at 100% sits on the top edge, whole (the plot area leaves room above)
     solid, hollow = {"fill": BLUE}, {"fill": "white", "stroke": HOLLOW}
-    dots = [{"x": sx(x), "y": sy(y), "r": 4.5, **solid} for (x, y), s in zip(xy, small, strict=True) if not s]
-    dots += [{"x": sx(x), "y": sy(y), "r": 4.5, **hollow} for (x, y), s in zip(xy, small, strict=True) if s]
+    # a dot's area grows with the providers it stands for (capped); their number is written beside it where
+    # few points are shared (hundreds of numbers would hide the funnel)
+    radius = [round(4.5 * min(math.sqrt(k), 3.0), 1) for k in shared]
+    dots = [{"x": sx(x), "y": sy(y), "r": r, **solid} for (x, y), s, r in zip(xy, small, radius, strict=True) if not s]
+    dots += [{"x": sx(x), "y": sy(y), "r": r, **hollow} for (x, y), s, r in zip(xy, small, radius, strict=True) if s]
+    merged = [(sx(x), sy(y), r, k) for (x, y), r, k in zip(xy, radius, shared, strict=True) if k > 1]
+    counts = [{"x": round(x + r + 3, 1), "y": y, "label": f"\u00d7{k}"} for x, y, r, k in merged] if len(merged) <= 30 else []
     legend = [
         {"label": "95% limits", "stroke": ORANGE, "width": 1.4, "dash": "6 4"},
         {"label": "99.8% limits", "stroke": RED, "width": 1.4},
@@ -249,6 +259,8 @@ def funnel_svg(points: pl.DataFrame, overall_rate: float | None, title: str, nam
         legend.append({"label": "provider", "marker": "dot"})
     if any(small):
         legend.append({"label": "low reliability", "marker": "hollow"})
+    if merged:
+        legend.append({"label": "\u00d7n: n providers with the same orders and rate", "marker": "shared"})
     x_values = ticks(x_lo, x_hi, x_step)
     y_values = ticks(y_lo, y_hi, y_step)
     return _frame(
@@ -263,6 +275,7 @@ def funnel_svg(points: pl.DataFrame, overall_rate: float | None, title: str, nam
         x_label="evaluated orders (denominator)",
         lines=lines,
         dots=dots,
+        notes=counts,
         legend=_legend(legend, left, 38),
     )
 
