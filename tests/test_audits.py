@@ -44,6 +44,14 @@ def test_the_shipped_audits_are_found_and_valid():
     ]
 
 
+def test_every_shipped_code_set_file_has_its_version_recorded():
+    """run.json (and the report's "Inputs and run") record each code set's version from [code_sets]: an audit
+    shipping value_sets.csv or code_map.csv declares both (the low back pain run recorded none: "code sets ;")."""
+    for audit in audits.discover():
+        shipped = {name for name in ("value_sets", "code_map") if (audit.folder / f"{name}.csv").is_file()}
+        assert shipped and shipped <= set(audit.code_sets), (audit.id, audit.code_sets)
+
+
 def test_extra_audits_come_from_the_environment_and_an_id_counts_once(tmp_path, monkeypatch):
     _copy_csf(tmp_path / "more")
     monkeypatch.setenv(audits.AUDITS_PATH_ENV, str(tmp_path / "more"))
