@@ -106,8 +106,20 @@ def _months(month, first, last) -> tuple[list, bool]:
 )
 @click.option("--site-timezone", default=None, help="IANA zone for times without an offset [America/New_York].")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None, help="TOML settings file.")
-@click.option("--month", callback=_month, default=None, help="Audit the cases whose index is in this month (YYYY-MM).")
-@click.option("--from", "first", callback=_month, default=None, help="Backfill from this month (YYYY-MM), one folder per month.")
+@click.option(
+    "--month",
+    callback=_month,
+    default=None,
+    help="Audit the cases whose index is in this month (YYYY-MM). Without --month or --from, all the loaded data is one "
+    "period ('all'). Not with --from/--to.",
+)
+@click.option(
+    "--from",
+    "first",
+    callback=_month,
+    default=None,
+    help="Backfill from this month (YYYY-MM), one folder per month; not with --month.",
+)
 @click.option("--to", "last", callback=_month, default=None, help="Backfill up to this month (YYYY-MM), inclusive.")
 @click.option("--no-validate", is_flag=True, help="Skip the Great Expectations data-quality gate.")
 @click.option(
@@ -402,7 +414,7 @@ def _is_fhir_export(input_dir: Path, cfg) -> bool:
 
 
 @cli.command()
-@_existing_warehouse("The DuckDB warehouse file.")
+@_existing_warehouse("The DuckDB warehouse file (this or --spark-state is required).")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Show at most this many runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def runs(warehouse_path, spark_state, config_path, limit, as_json):
@@ -447,7 +459,7 @@ def _period_summary(period: str, c: dict) -> str:
 @cli.command()
 @click.argument("run_a")
 @click.argument("run_b")
-@_existing_warehouse("The DuckDB warehouse file both runs wrote to.")
+@_existing_warehouse("The DuckDB warehouse file both runs wrote to (this or --spark-state is required).")
 def diff(run_a, run_b, warehouse_path, spark_state, config_path):
     """Orders whose verdict or reasons differ between two runs, over the periods both audited.
 
