@@ -227,3 +227,15 @@ def test_report_stays_bounded_on_a_case_dense_extract(tmp_path):
     orders = pl.read_csv(out / "csf_leak" / "audited_orders.csv", infer_schema=False)
     with zipfile.ZipFile(out / "csf_leak" / "case_list.xlsx") as z:
         assert z.read("xl/worksheets/sheet1.xml").count(b"<row ") == orders.height + 1  # every order, and the header
+
+
+def test_the_flagged_case_sentence_agrees_in_number(deck_runs):
+    """One case, one order: "1 of the 1 case ... has ... (1 such order", never "1 such orders" (a department page
+    with one case read "1 of 1 cases ... (1 such orders"). The decks' department pages have such counts."""
+    out = deck_runs["runs"]["combined"]["out"]
+    pages = sorted(out.glob("*/departments/*.html"))
+    sentences = [re.sub(r"\s+", " ", _cells(page_section(p.read_text(encoding="utf-8"), "cases"))) for p in pages]
+    assert any("(1 such order " in t for t in sentences) and any(" of the 1 case with" in t for t in sentences)
+    assert not any(re.search(r"\b1 such orders\b|\bthe 1 (case|episode)s\b", t) for t in sentences)
+    one_has = r"\b1 of the \d[\d,]* (case|episode)s? with an audited order( from this department)? have\b"
+    assert not any(re.search(one_has, t) for t in sentences)
