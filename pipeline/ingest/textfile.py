@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from pipeline.errors import InputFileError
-from pipeline.ingest.files import count_lf
+from pipeline.ingest.files import count_lf, fingerprint
 from pipeline.ingest.formats import TableFormat
 
 HEAD_BYTES = 65536
@@ -155,5 +155,4 @@ def utf8_copy(path: Path, fmt: TableFormat, out: Path, table: str) -> int:
 
 
 def count_line_breaks(path: Path) -> int:
-    with path.open("rb") as fh:
-        return sum(count_lf(chunk) for chunk in iter(lambda: fh.read(CHUNK), b""))
+    return fingerprint(path, with_hash=False).line_breaks
