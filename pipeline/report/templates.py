@@ -7,6 +7,7 @@ error; bidirectional controls are shown as visible codes (``bidi``), never obeye
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 from pathlib import Path
 
@@ -30,22 +31,21 @@ class _CompiledTemplates(jinja2.BytecodeCache):
 
     def __init__(self) -> None:
         self._code: dict[str, bytes] = {}
-        self._disk: jinja2.FileSystemBytecodeCache | None | bool = None  # made on first use; False: none
 
+    @functools.cached_property
     def _folder(self) -> jinja2.FileSystemBytecodeCache | None:
-        if self._disk is None:
-            try:
-                self._disk = jinja2.FileSystemBytecodeCache(pattern=f"__order_audit_{_settings_fingerprint()}_%s.cache")
-            except (OSError, RuntimeError):  # no usable temporary folder (Jinja refuses one it does not own)
-                self._disk = False
-        return self._disk or None
+        """Jinja's cache folder, made on first use; None where there is none to use."""
+        try:
+            return jinja2.FileSystemBytecodeCache(pattern=f"__order_audit_{_settings_fingerprint()}_%s.cache")
+        except (OSError, RuntimeError):  # no usable temporary folder (Jinja refuses one it does not own)
+            return None
 
     def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
         code = self._code.get(bucket.key)
         if code is not None:
             bucket.bytecode_from_string(code)
             return
-        folder = self._folder()
+        folder = self._folder
         if folder is None:
             return
         try:
@@ -57,7 +57,7 @@ class _CompiledTemplates(jinja2.BytecodeCache):
 
     def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
         self._code[bucket.key] = bucket.bytecode_to_string()
-        folder = self._folder()
+        folder = self._folder
         if folder is not None:
             with contextlib.suppress(OSError):  # a full or read-only temporary folder: kept in memory only
                 folder.dump_bytecode(bucket)
