@@ -239,3 +239,4 @@ def test_the_flagged_case_sentence_agrees_in_number(deck_runs):
     assert not any(re.search(r"\b1 such orders\b|\bthe 1 (case|episode)s\b", t) for t in sentences)
     one_has = r"\b1 of the \d[\d,]* (case|episode)s? with an audited order( from this department)? have\b"
     assert not any(re.search(one_has, t) for t in sentences)
+    assert not any(re.search(r"not listed\.\S", t) for t in sentences)  # the next sentence after a space
