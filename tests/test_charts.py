@@ -123,8 +123,9 @@ def test_funnel_providers_at_the_same_point_are_counted_not_hidden():
     (four providers at 1 of 1 read as one before), and the legend says so; a lone provider stays a plain point."""
     svg = charts.funnel_svg(_funnel([1.0, 1.0, 1.0, 1.0, 0.25], [1, 1, 1, 1, 4], [True] * 5), 0.14, "Funnel", "f")
     circles = re.findall(r'<circle cx="[\d.]+" cy="[\d.]+" r="([\d.]+)" fill="white"', svg)
-    # the four at 100% as one point of twice the radius, the provider at 25%, the legend's low-reliability swatch
-    assert sorted(float(r) for r in circles) == [4.5, 4.5, 9.0]
+    # the four at 100% as one point of twice the radius, the provider at 25%, and the legend's two hollow swatches
+    # (low reliability 4.5, shared points 7.8)
+    assert sorted(float(r) for r in circles) == [4.5, 4.5, 7.8, 9.0]
     assert ">\u00d74</text>" in svg and "providers with the same orders and rate</text>" in svg
     alone = charts.funnel_svg(_funnel([1.0, 0.25], [1, 4], [True, True]), 0.14, "Funnel", "g")
     assert "\u00d7" not in alone

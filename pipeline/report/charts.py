@@ -260,7 +260,8 @@ def funnel_svg(points: pl.DataFrame, overall_rate: float | None, title: str, nam
     if any(small):
         legend.append({"label": "low reliability", "marker": "hollow"})
     if merged:
-        legend.append({"label": "\u00d7n: n providers with the same orders and rate", "marker": "shared"})
+        # drawn as the shared points are: hollow where every point is of low reliability
+        legend.append({"label": "\u00d7n: n providers with the same orders and rate", "marker": "shared", "hollow": all(small)})
     x_values = ticks(x_lo, x_hi, x_step)
     y_values = ticks(y_lo, y_hi, y_step)
     return _frame(
