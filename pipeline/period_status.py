@@ -45,6 +45,7 @@ def maturity_counts(label: str, maturity: Maturity, spans: dict) -> dict:
 
 
 def build(
+    audit_id: str,
     label: str,
     counts: dict,
     maturity: Maturity | None,
@@ -52,7 +53,8 @@ def build(
     dq_results: list,
     spans: dict,
 ) -> dict:
-    """The period's status for the report (``status`` in the templates), logged as it is built."""
+    """The period's status for the report (``status`` in the templates), logged as it is built (each line names
+    the audit: two audits' periods over the same data can differ, e.g. where a case needs follow-up)."""
     key, (first, last) = label, spans.get("cases") or (None, None)
     if label == "all":  # a run over every month: say which
         label = f"all months ({first} to {last})" if first and last and first != last else f"all months ({first or 'none'})"
@@ -60,27 +62,29 @@ def build(
     if counts.get("cases", 0) == 0:
         first, last = spans.get("data") or (None, None)
         status["empty"] = {"data_first": first, "data_last": last}
-        event(f"{label}: no cases; the report says so", event="period_empty", period=key)
+        event(f"{audit_id}: {label}: no cases; the report says so", event="period_empty", period=key, audit_id=audit_id)
     maturity_status = describe(maturity, period_months(key, spans.get("cases") or (None, None)))
     if maturity_status:
         status["maturity"] = maturity_status
         if maturity_status["status"] == "provisional":
             event(
-                f"{label} is provisional: the loaded data runs through {maturity_status['data_through']}; "
+                f"{audit_id}: {label} is provisional: the loaded data runs through {maturity_status['data_through']}; "
                 f"it becomes final once the data reaches {maturity_status['final_from']}",
                 event="period_provisional",
                 period=key,
+                audit_id=audit_id,
                 final_from=maturity_status["final_from"],
                 data_through=maturity_status["data_through"],
             )
     if revision and revision.get("orders"):
         status["revised"] = revision
         event(
-            f"{label} revised since run {revision['since_run']}: {revision['orders']} orders "
+            f"{audit_id}: {label} revised since run {revision['since_run']}: {revision['orders']} orders "
             f"({revision['added']} added, {revision['removed']} removed, {revision['changed']} changed)",
             level=logging.WARNING,
             event="period_revised",
             period=key,
+            audit_id=audit_id,
             **{k: revision[k] for k in ("since_run", "orders", "added", "removed", "changed")},
         )
     quiet = [r for r in dq_results if r.check_id == VOLUME_CHECK and r.status == "failed"]

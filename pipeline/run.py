@@ -564,7 +564,7 @@ def _execute_locked(
                 counts={a.id: {**month_counts[a.id][label], **rejects} for a in chosen},
                 statuses={
                     a.id: period_status.build(
-                        label, month_counts[a.id][label], matured[a.id], revisions[a.id][label], dq_results, spans[a.id]
+                        a.id, label, month_counts[a.id][label], matured[a.id], revisions[a.id][label], dq_results, spans[a.id]
                     )
                     for a in chosen
                 },
@@ -615,9 +615,10 @@ def _execute_locked(
             **total,
         )
     totals = {k: sum(c[k] for a in chosen for c in month_counts[a.id].values()) for k in ("cases", "audited_orders")}
+    # the message names the audits only: each audit's line above counts its own unit (cases, episodes), which
+    # do not add up; the JSON event keeps its documented sums for schedulers that read them
     event(
-        f"run {run_id} done ({', '.join(a.id for a in chosen)}): {totals['cases']} cases, "
-        f"{totals['audited_orders']} audited orders",
+        f"run {run_id} done ({', '.join(a.id for a in chosen)})",
         event="run_done",
         run_id=run_id,
         audits=[a.id for a in chosen],

@@ -53,6 +53,9 @@ def test_exit_0_json_logs_one_object_per_line(small_input, tmp_path):
     assert all(isinstance(e["seconds"], float | int) for e in done_stages)
     (done,) = [e for e in events if e["event"] == "run_done"]
     assert done["cases"] == 2 and done["audited_orders"] == 4 and done["run_id"]
+    # the line people read names the audits: each audit's own line counts its unit (cases, episodes), which do not add
+    assert done["message"] == f"run {done['run_id']} done (csf_leak, low_back_pain)"
+    assert [e["message"].split(":")[0] for e in events if e["event"] == "audit_done"] == ["csf_leak", "low_back_pain"]
     assert result.stdout == ""
 
 

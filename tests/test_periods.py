@@ -150,7 +150,8 @@ def test_january_is_provisional_then_revised_then_final_as_later_extracts_arrive
         return r, out
 
     first, jan = run("2026-01")
-    assert "2026-01 is provisional" in first.stderr and "final once the data reaches 2026-04-16" in first.stderr
+    # each line names its audit: two audits' periods over the same data differ
+    assert "csf_leak: 2026-01 is provisional" in first.stderr and "final once the data reaches 2026-04-16" in first.stderr
     report = (jan / "csf_leak" / "report.html").read_text(encoding="utf-8")
     assert "<strong>Provisional.</strong>" in report and "2026-04-16" in report and "runs through\n2026-01-31" in report
     index = (jan / "csf_leak" / "index.html").read_text(encoding="utf-8")
@@ -163,7 +164,7 @@ def test_january_is_provisional_then_revised_then_final_as_later_extracts_arrive
     second, feb = run("2026-02")
     added = audited(feb) - audited(jan)
     assert added > 0
-    assert f"2026-01 revised since run {first_run}: {added} orders ({added} added, 0 removed, 0 changed)" in second.stderr
+    assert f"csf_leak: 2026-01 revised since run {first_run}: {added} orders ({added} added, 0 removed, 0 changed)" in second.stderr
     report = (feb / "csf_leak" / "report.html").read_text(encoding="utf-8")
     assert f"Revised since the last run: {added} orders</strong>" in report
     runs = cli("runs", "--warehouse", wh)
