@@ -164,7 +164,8 @@ def test_january_is_provisional_then_revised_then_final_as_later_extracts_arrive
     second, feb = run("2026-02")
     added = audited(feb) - audited(jan)
     assert added > 0
-    assert f"csf_leak: 2026-01 revised since run {first_run}: {added} orders ({added} added, 0 removed, 0 changed)" in second.stderr
+    revised = f"csf_leak: 2026-01 revised since run {first_run}: {added} orders ({added} added, 0 removed, 0 changed)"
+    assert revised in second.stderr
     report = (feb / "csf_leak" / "report.html").read_text(encoding="utf-8")
     assert f"Revised since the last run: {added} orders</strong>" in report
     runs = cli("runs", "--warehouse", wh)
