@@ -129,3 +129,37 @@ def test_funnel_providers_at_the_same_point_are_counted_not_hidden():
     assert ">\u00d74</text>" in svg and "providers with the same orders and rate</text>" in svg
     alone = charts.funnel_svg(_funnel([1.0, 0.25], [1, 4], [True, True]), 0.14, "Funnel", "g")
     assert "\u00d7" not in alone
+
+
+def test_p_chart_draws_a_provisional_month_hollow_and_dashed():
+    """The newest month, still provisional (pipeline.maturity), is not drawn like a final one: hollow point,
+    dashed line into it, and the word in the legend; final months keep the solid line and filled points."""
+    chart = pl.DataFrame(
+        {
+            "period": ["2026-04", "2026-05", "2026-06"],
+            "rate": [0.1, 0.12, 0.2],
+            "centre": [0.14] * 3,
+            "ucl": [0.3] * 3,
+            "lcl": [0.0] * 3,
+            "outside": [False] * 3,
+        }
+    )
+    final = charts.p_chart_svg(chart, "Rate", "overall-rate")
+    assert "provisional" not in final and 'fill="white"' not in final
+    svg = charts.p_chart_svg(chart, "Rate", "overall-rate", frozenset({"2026-06"}))
+    solid = re.search(r'<path d="([^"]*)" fill="none" stroke="#1f4e79" stroke-width="2"/>', svg).group(1)
+    dashed = re.search(r'<path d="([^"]*)" fill="none" stroke="#1f4e79" stroke-width="2" stroke-dasharray="5 4"/>', svg).group(1)
+    assert solid.count("L") == 1 and dashed.count("L") == 1  # April-May solid, May-June dashed
+    points = re.findall(r'<circle cx="[\d.]+" cy="[\d.]+" r="([\d.]+)" fill="(\w+|#[0-9a-f]+)"', svg)
+    assert points[:3] == [("3.5", "#1f4e79"), ("3.5", "#1f4e79"), ("4.5", "white")]
+    assert ">provisional month (may change)</text>" in svg
+
+
+def test_provisional_months_come_from_the_runs_maturity():
+    """run.json's maturity says which of the trend's months later data can still change."""
+    from pipeline.report.pages import provisional_months  # noqa: PLC0415 - the one test of the pages module here
+
+    maturity = {"data_through": "2026-09-01T03:36:16+00:00", "horizon_days": 74.0, "site_timezone": "America/New_York"}
+    window = ["2026-04", "2026-05", "2026-06"]
+    assert provisional_months({"maturity": maturity}, window) == {"2026-06"}
+    assert provisional_months({}, window) == frozenset()

@@ -148,8 +148,9 @@ def _axis_ticks(values: list[float], labels: list[str], scale: Scale) -> list[di
 # ----------------------------------------------------------------------------- the four kinds
 
 
-def p_chart_svg(chart: pl.DataFrame, title: str, name: str) -> str | None:
-    """Monthly proportion with centre line and 3-sigma limits; points outside as red diamonds; percent axis."""
+def p_chart_svg(chart: pl.DataFrame, title: str, name: str, provisional: frozenset[str] = frozenset()) -> str | None:
+    """Monthly proportion with centre line and 3-sigma limits; points outside as red diamonds; percent axis.
+    Months in ``provisional`` (``pipeline.maturity``: later data can still change them) are drawn hollow, dashed."""
     if chart.height == 0 or chart["centre"].null_count() == chart.height:
         return None
     height = 250
@@ -168,19 +169,32 @@ def p_chart_svg(chart: pl.DataFrame, title: str, name: str) -> str | None:
     out = chart["outside"].fill_null(False).to_numpy()
     periods = chart["period"].to_list()
     every = max(1, -(-n // 12))  # at most 12 labels, upright
+    late = [p in provisional for p in periods]
+    ys = [sy(v) if math.isfinite(v) else math.nan for v in rate]
+    # the line is solid between final months and dashed into and between provisional ones
+    final_ys = [math.nan if is_late else y for y, is_late in zip(ys, late, strict=True)]
+    late_ys = [y if late[i] or (i + 1 < n and late[i + 1]) else math.nan for i, y in enumerate(ys)]
     lines = [
         {"d": _path([left, right], [sy(centre)] * 2), "stroke": GREY, "width": 1.5},
         {"d": _steps(xs, ucl, sy, slot / 2), "stroke": RED, "width": 1.4, "dash": "6 4"},
         {"d": _steps(xs, lcl, sy, slot / 2), "stroke": RED, "width": 1.4, "dash": "6 4"},
-        {"d": _path(xs, [sy(v) if math.isfinite(v) else math.nan for v in rate]), "stroke": BLUE, "width": 2},
+        {"d": _path(xs, final_ys), "stroke": BLUE, "width": 2},
     ]
-    dots = [{"x": x, "y": sy(v), "r": 3.5, "fill": BLUE} for x, v in zip(xs, rate, strict=True) if math.isfinite(v)]
+    if any(late):
+        lines.append({"d": _path(xs, late_ys), "stroke": BLUE, "width": 2, "dash": "5 4"})
+    dots = [
+        {"x": x, "y": y, "r": 4.5, "fill": "white", "stroke": BLUE} if is_late else {"x": x, "y": y, "r": 3.5, "fill": BLUE}
+        for x, y, is_late in zip(xs, ys, late, strict=True)
+        if math.isfinite(y)
+    ]
     diamonds = [{"x": x, "y": sy(v), "r": 7} for x, v, o in zip(xs, rate, out, strict=True) if o and math.isfinite(v)]
     legend = [
         {"label": "monthly rate", "stroke": BLUE, "width": 2, "marker": "dot"},
         {"label": "centre line (p\u0304)", "stroke": GREY, "width": 1.5},
         {"label": "3-sigma limits", "stroke": RED, "width": 1.4, "dash": "6 4"},
     ]
+    if any(late):
+        legend.append({"label": "provisional month (may change)", "stroke": BLUE, "width": 2, "dash": "5 4", "marker": "open"})
     if diamonds:
         legend.append({"label": "special cause", "marker": "diamond"})
     return _frame(
