@@ -114,3 +114,37 @@ def test_every_label_and_marker_is_drawn_whole(tmp_path):
     assert messages == [], messages
     shown = re.search(r'<pre id="out">(.*?)</pre>', dom, flags=re.S)
     assert shown is not None and shown.group(1) == "[]", shown and shown.group(1)
+
+
+def _printed_pages(tmp_path: Path, body: str) -> list[str]:
+    """``body`` under the report's own style sheet, printed by the report's PDF writer: each page's text."""
+    import shutil  # noqa: PLC0415 - only the printing tests read the PDF back
+
+    from pipeline.resources import reports_dir  # noqa: PLC0415
+
+    if not shutil.which("pdftotext"):
+        pytest.skip("pdftotext (poppler-utils) is not installed")
+    style = (reports_dir() / "style.css").read_text(encoding="utf-8")
+    page = tmp_path / "print.html"
+    page.write_text(f"<!DOCTYPE html><html><head><style>{style}</style></head><body><main>{body}</main></body></html>")
+    pdf = render.write_pdf(page, tmp_path / "print.pdf")
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    return text.split("\f")
+
+
+def test_printed_heading_stays_with_its_chart_and_the_department_key_is_shown(tmp_path):
+    """A heading and its lead paragraph near the foot of a page move to the next page with their chart (they were
+    left alone at the foot); the department chart's caption (its key) is printed, other captions are not."""
+    svg = '<svg class="chart" viewBox="0 0 1000 250" width="1000" height="250"><rect width="1000" height="250"/></svg>'
+    body = (
+        '<div style="height: 150mm">Filler</div>'
+        f'<section id="timing"><h2>Hours to imaging</h2><p>Nine cases with imaging.</p><figure class="chart-figure">{svg}'
+        "<figcaption>Histogram caption</figcaption></figure></section>"
+        f'<section id="groups"><h2>Departments</h2><figure class="chart-figure">{svg}'
+        "<figcaption>dotted line: hospital rate; hollow: low reliability</figcaption></figure></section>"
+    )
+    pages = _printed_pages(tmp_path, body)
+    assert "Filler" in pages[0] and "Hours to imaging" not in pages[0] and "Nine cases" not in pages[0]
+    assert "Hours to imaging" in pages[1] and "Nine cases" in pages[1]
+    printed = "".join(pages)
+    assert "dotted line: hospital rate; hollow: low reliability" in printed and "Histogram caption" not in printed
