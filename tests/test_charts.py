@@ -163,3 +163,49 @@ def test_provisional_months_come_from_the_runs_maturity():
     window = ["2026-04", "2026-05", "2026-06"]
     assert provisional_months({"maturity": maturity}, window) == {"2026-06"}
     assert provisional_months({}, window) == frozenset()
+
+
+def test_long_department_name_keeps_its_start_with_the_full_name_in_a_title():
+    """A 90-character department name lost its start at the chart's left edge: it keeps its start, loses its end
+    with an ellipsis, and the whole name is the label's <title>; short names are drawn as they are."""
+    long_name = "Department of Interventional Neuroradiology and Minimally Invasive Spine Procedures, Ann B"
+    assert len(long_name) == 90
+    rows = pl.DataFrame(
+        {
+            "label": [long_name, "ENT"],
+            "rate": [0.2, 0.3],
+            "ci_low": [0.1, 0.2],
+            "ci_high": [0.3, 0.4],
+            "small": [True, False],
+        }
+    )
+    svg = charts.interval_svg(rows, "By department", "dept-rates", 0.25)
+    shown = re.findall(r'<text x="([\d.]+)" y="[\d.]+" dy="0.35em">([^<]*)</text>', svg)
+    cut = next(label for _, label in shown if label.startswith("Department of Interventional"))
+    assert cut.endswith("\u2026 \u2020") and len(cut) < 60  # the start kept, the low-reliability mark kept
+    assert long_name[: len(cut) - 3] == cut[:-3]
+    assert f"<g><title>{long_name} \u2020</title><text" in svg
+    assert ">ENT</text>" in svg and svg.count("<g><title>") == 1
+    # the name's room: about 8.6 user units a character, from the left edge to the plot
+    left = float(shown[0][0]) + 10
+    assert len(cut) * charts.TICK * charts.NAME_CHAR <= left
+
+
+def test_long_chart_title_wraps_and_moves_the_plot_down():
+    """A title wider than the chart was one line cut at the right edge: it wraps onto a second (or third) line,
+    the picture grows by the lines added, and the <title> keeps the whole text."""
+    chart = pl.DataFrame({"period": ["2026-05", "2026-06"], "rate": [0.1, 0.2], "centre": [0.15] * 2, "ucl": [0.3] * 2})
+    chart = chart.with_columns(lcl=pl.lit(0.0), outside=pl.lit(False))
+    short = charts.p_chart_svg(chart, "Rate", "overall-rate")
+    title = "Leak cases whose first imaging was the right study, by the month of their index procedure: " * 2 + "p-chart"
+    svg = charts.p_chart_svg(chart, title.strip(), "overall-rate")
+    lines = re.findall(r'<text x="4" y="([\d.]+)" font-size="16" fill="#222">([^<]*)</text>', svg)
+    assert [y for y, _ in lines] == ["20", "40"]
+    assert " ".join(text for _, text in lines) == title.strip()
+    assert all(len(text) * charts.TITLE * charts.CHAR <= charts.WIDTH - 8 for _, text in lines)
+    assert f"<title>{title.strip()}</title>" in svg
+    height = lambda s: float(re.search(r'viewBox="0 0 1000 ([\d.]+)"', s).group(1))  # noqa: E731
+    assert height(svg) == height(short) + 20 and '<g transform="translate(0 20)">' in svg
+    # longer still: three lines, the last cut with an ellipsis
+    lines = charts.title_lines(title * 3)
+    assert len(lines) == 3 and lines[-1].endswith("\u2026") and lines[0] == title[: len(lines[0])]

@@ -20,6 +20,7 @@ from pipeline.report.measure import funnel_limits
 WIDTH = 1000  # user units across the page's full width (about 11 in. printed on A4 landscape)
 # text sizes in user units: at full width 13 is about 10 pt printed, read from the back of a meeting room
 TICK, LABEL, TITLE = 13, 14, 16
+TITLE_LINE = 20  # a title line's height: a title on two lines moves the plot down by one
 CHAR = 0.56  # a character's average width in em (DejaVu Sans, Arial): to space the legend's entries
 NAME_CHAR = 0.66  # the same, erring wide, for the department names: a name cut at the left edge is lost
 LEFT, RIGHT, TOP, BOTTOM = 64, 34, 56, 44  # the plot area's margins: title and legend above, axis label below;
@@ -126,14 +127,39 @@ def _legend(items: list[dict], x0: float, y: float) -> list[dict]:
     return out
 
 
+def fitted(text: str, limit: int) -> str:
+    """``text`` kept to ``limit`` characters: its start kept, its end cut with an ellipsis."""
+    return text if len(text) <= limit else text[: max(limit - 1, 1)].rstrip() + "\u2026"
+
+
+def title_lines(title: str, width: float = WIDTH - 8, most: int = 3) -> list[str]:
+    """The chart's title in lines that fit ``width`` (broken between words), at most ``most`` of them: the
+    last one cut with an ellipsis where the title is longer still (the chart's ``<title>`` keeps it whole)."""
+    limit = max(int(width / (TITLE * CHAR)), 8)
+    lines: list[str] = []
+    for word in title.split():
+        if lines and len(lines[-1]) + 1 + len(word) <= limit:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    if len(lines) > most:
+        lines = lines[: most - 1] + [fitted(" ".join(lines[most - 1 :]), limit)]
+    return [fitted(line, limit) for line in lines] or [""]
+
+
 def _frame(name: str, title: str, height: float, plot: tuple[float, float, float, float], **parts) -> str:
-    """The chart's markup from the template (escaped there); ``plot``: the plot area (left, top, right, bottom)."""
+    """The chart's markup from the template (escaped there); ``plot``: the plot area (left, top, right, bottom).
+    A title on more than one line moves everything under it down by its extra lines."""
+    lines = title_lines(title)
+    drop = TITLE_LINE * (len(lines) - 1)
     markup = _template().chart(
         name=name,
         id=_ID.sub("_", name),
         title=title,
+        title_lines=[{"y": 20 + TITLE_LINE * i, "text": line} for i, line in enumerate(lines)],
+        drop=drop,
         width=WIDTH,
-        height=round(height, 1),
+        height=round(height + drop, 1),
         plot=plot,
         sizes={"tick": TICK, "label": LABEL, "title": TITLE},
         **parts,
@@ -310,7 +336,11 @@ def interval_svg(rows: pl.DataFrame, title: str, name: str, overall_rate: float 
     if "small" not in rows.columns:
         rows = rows.with_columns(pl.lit(False).alias("small"))
     rows = rows.sort(pl.col("label").str.to_lowercase())
-    labels = [f"{lab} \u2020" if s else str(lab) for lab, s in zip(rows["label"].to_list(), rows["small"].to_list(), strict=True)]
+    names = [str(lab) for lab in rows["label"].to_list()]
+    # names keep their start: one wider than the left half of the chart is cut at its end (the full name in a <title>)
+    room = int((WIDTH / 2 - 16) / (TICK * NAME_CHAR))
+    marks = [" \u2020" if s else "" for s in rows["small"].to_list()]
+    labels = [fitted(n, room - len(m)) + m for n, m in zip(names, marks, strict=True)]
     row_h = 28
     left = min(WIDTH / 2, max(LEFT, max(_text_width(lab, TICK, NAME_CHAR) for lab in labels) + 16))
     top = 40
@@ -344,7 +374,10 @@ def interval_svg(rows: pl.DataFrame, title: str, name: str, overall_rate: float 
         height,
         (left, top, WIDTH - RIGHT, bottom),
         x_ticks=_axis_ticks(x_values, percent_labels(x_values, step), sx),
-        row_labels=[{"at": y, "label": lab} for y, lab in zip(ys, labels, strict=True)],
+        row_labels=[
+            {"at": y, "label": lab, "full": n + m if lab != n + m else None}
+            for y, lab, n, m in zip(ys, labels, names, marks, strict=True)
+        ],
         whiskers=whiskers,
         grid="x",
         x_label="rate with 95% Wilson interval (dotted: hospital)",
