@@ -97,6 +97,8 @@ def test_every_label_and_marker_is_drawn_whole(tmp_path):
         charts.interval_svg(rows, "By department", "dept-rates", 0.2),
         charts.funnel_svg(funnel, 0.2, "Funnel", "funnel"),  # thousands of orders: "10,000" at the axis' end
         charts.histogram_svg(np.array([1.0, 350.0]), 72, "Hours", "hours", "hours", 12, "h"),
+        # the tail's label "≥ 168 h" and its count at the right edge
+        charts.histogram_svg(np.array([1.0, 350.0]), 72, "Hours", "hours-tail", "hours", 12, "h", tail_from=168),
     ]
     assert _outside_the_picture(svgs, tmp_path) == "[]"
 

@@ -209,3 +209,30 @@ def test_long_chart_title_wraps_and_moves_the_plot_down():
     # longer still: three lines, the last cut with an ellipsis
     lines = charts.title_lines(title * 3)
     assert len(lines) == 3 and lines[-1].endswith("\u2026") and lines[0] == title[: len(lines[0])]
+
+
+def _bars(svg: str) -> list[tuple[float, float, float]]:
+    """(x, width, height) of each bar of a histogram."""
+    found = re.findall(r'<rect x="([\d.]+)" y="[\d.]+" width="([\d.]+)" height="([\d.]+)" fill="#1f4e79"', svg)
+    return [tuple(map(float, bar)) for bar in found]
+
+
+def test_histogram_gathers_the_tail_into_one_last_bin():
+    """First orders up to the 720 h audit window stretched the hour axis and squashed the days around the 72 h
+    limit: the axis ends at ``tail_from`` and the values from there on are one last bar, labelled, its count exact."""
+    hours = np.array([10.0, 80.0, 100.0, 150.0, 167.9, 168.0, 300.0, 719.0])
+    svg = charts.histogram_svg(hours, 72, "Hours", "overall-hours", "hours", 12, "h", "cases", tail_from=168)
+    labels = [label for _, label in X_TICK.findall(svg)]
+    assert labels[-1] == "\u2265 168 h" and "720" not in labels and "168" in labels  # the axis: 0-168 h, then the tail
+    bars = _bars(svg)
+    assert len(bars) == 6  # 0-12, 72-84, 96-108, 144-156, 156-168 (167.9 h is not in the tail), the tail
+    unit = bars[0][2]  # one case's height
+    assert abs(bars[-1][2] - 3 * unit) < 0.2  # 168, 300 and 719 h
+    assert re.search(rf'<text x="{bars[-1][0]}" y="[\d.]+" dy="0.35em" fill="#222">3</text>', svg)  # and its count
+    assert bars[-1][0] - (bars[-2][0] + bars[-2][1]) > bars[-2][1] * 0.4  # it stands apart
+    # the tail's edge is at least 1.5 times the marker, on a bin edge; no value past it: no tail, as before
+    assert ">\u2265 108 h</text>" in charts.histogram_svg(hours, 72, "Hours", "x", bin_width=12, unit="h", tail_from=100)
+    plain = charts.histogram_svg(np.array([5.0, 100.0]), 72, "Hours", "x", bin_width=12, unit="h", tail_from=168)
+    assert "\u2265" not in plain and plain == charts.histogram_svg(
+        np.array([5.0, 100.0]), 72, "Hours", "x", bin_width=12, unit="h"
+    )

@@ -395,42 +395,61 @@ def histogram_svg(
     bin_width: float = 1.0,
     unit: str = "",
     ylabel: str = "count",
+    tail_from: float | None = None,
 ) -> str | None:
     """A distribution in bins of ``bin_width`` (from 0), with a dashed line at ``marker`` (a threshold).
-    The count axis has whole-number ticks only."""
+    The count axis has whole-number ticks only. ``tail_from``: the axis ends there (raised to a whole bin and
+    to 1.5 times the marker) and the values from it on are one last bin, labelled "≥ tail_from", after a gap."""
     values = np.asarray(values, dtype=float)
     values = values[~np.isnan(values)]
     if values.size == 0:
         return None
     height = 240
     left, top, right, bottom = LEFT, TOP, WIDTH - RIGHT, height - BOTTOM
-    peak = max(float(values.max()), (marker or 0) * 1.5)
+    floor = (marker or 0) * 1.5
+    if tail_from is not None:
+        tail_from = math.ceil(max(tail_from, floor) / bin_width - 1e-9) * bin_width
+    tail = tail_from is not None and float(values.max()) >= tail_from
+    peak = tail_from if tail else max(float(values.max()), floor)
     edges = np.arange(0, peak + bin_width, bin_width)
     if edges.size < 2:
         edges = np.array([0.0, bin_width])
-    counts, edges = np.histogram(values, bins=edges)
+    # the bins are [a, b): a value on the tail's edge is in the tail, as 72 h is not before 72 h
+    counts, edges = np.histogram(values[values < edges[-1]] if tail else values, bins=edges)
     x_step = bin_width * nice_step(edges.size - 1, target=10, integer=True)  # ticks on bin edges
-    x_lo, x_hi = 0.0, math.ceil(float(edges[-1]) / x_step - 1e-9) * x_step
-    y_lo, y_hi, y_step = nice_range(0.0, max(int(counts.max()), 1), target=4, integer=True)
-    sx, sy = Scale(x_lo, x_hi, left, right), Scale(y_lo, y_hi, bottom, top)
+    x_lo, x_top = 0.0, math.ceil(float(edges[-1]) / x_step - 1e-9) * x_step
+    x_hi = float(edges[-1]) if tail else x_top  # with a tail the hours end where it starts
+    n_tail = int((values >= edges[-1]).sum()) if tail else 0
+    y_lo, y_hi, y_step = nice_range(0.0, max(int(counts.max()), n_tail, 1), target=4, integer=True)
+    gap = bin_width * 0.5 if tail else 0.0  # the tail bar stands apart: it is not one bin's width of hours
+    sx = Scale(x_lo, x_hi + (gap + bin_width if tail else 0.0), left, right)
+    sy = Scale(y_lo, y_hi, bottom, top)
     bars = [
         {"x": sx(a), "y": sy(c), "w": round(sx(b) - sx(a), 1), "h": round(sy(0) - sy(c), 1)}
         for a, b, c in zip(edges[:-1], edges[1:], counts.tolist(), strict=True)
         if c > 0
     ]
+    tail_tick, notes = [], []
+    if tail:
+        a, b = x_hi + gap, x_hi + gap + bin_width
+        bars.append({"x": sx(a), "y": sy(n_tail), "w": round(sx(b) - sx(a), 1), "h": round(sy(0) - sy(n_tail), 1)})
+        tail_tick = [{"at": sx((a + b) / 2), "label": f"\u2265 {edges[-1]:g} {unit}".strip()}]
+        notes = [{"x": sx(a), "y": round(sy(n_tail) - 9, 1), "label": f"{n_tail:,}"}]  # a bar of 1 is a hairline
     lines, legend = [], []
     if marker is not None:
         lines.append({"d": _path([sx(marker)] * 2, [bottom, top]), "stroke": RED, "width": 2, "dash": "6 4"})
         legend.append({"label": f"{marker:g} {unit}".strip(), "stroke": RED, "width": 2, "dash": "6 4"})
-    x_values, y_values = ticks(x_lo, x_hi, x_step), ticks(y_lo, y_hi, y_step)
+    x_values = [v for v in ticks(x_lo, x_top, x_step) if v <= x_hi + 1e-9]
+    y_values = ticks(y_lo, y_hi, y_step)
     return _frame(
         name,
         title,
         height,
         (left, top, right, bottom),
         y_ticks=_axis_ticks(y_values, number_labels(y_values, y_step), sy),
-        x_ticks=_axis_ticks(x_values, number_labels(x_values, x_step), sx),
+        x_ticks=_axis_ticks(x_values, number_labels(x_values, x_step), sx) + tail_tick,
         bars=bars,
+        notes=notes,
         grid="y",
         y_label=ylabel,
         x_label=xlabel,
