@@ -129,3 +129,110 @@ def test_funnel_providers_at_the_same_point_are_counted_not_hidden():
     assert ">\u00d74</text>" in svg and "providers with the same orders and rate</text>" in svg
     alone = charts.funnel_svg(_funnel([1.0, 0.25], [1, 4], [True, True]), 0.14, "Funnel", "g")
     assert "\u00d7" not in alone
+
+
+def test_p_chart_draws_a_provisional_month_hollow_and_dashed():
+    """The newest month, still provisional (pipeline.maturity), is not drawn like a final one: hollow point,
+    dashed line into it, and the word in the legend; final months keep the solid line and filled points."""
+    chart = pl.DataFrame(
+        {
+            "period": ["2026-04", "2026-05", "2026-06"],
+            "rate": [0.1, 0.12, 0.2],
+            "centre": [0.14] * 3,
+            "ucl": [0.3] * 3,
+            "lcl": [0.0] * 3,
+            "outside": [False] * 3,
+        }
+    )
+    final = charts.p_chart_svg(chart, "Rate", "overall-rate")
+    assert "provisional" not in final and 'fill="white"' not in final
+    svg = charts.p_chart_svg(chart, "Rate", "overall-rate", frozenset({"2026-06"}))
+    solid = re.search(r'<path d="([^"]*)" fill="none" stroke="#1f4e79" stroke-width="2"/>', svg).group(1)
+    dashed = re.search(r'<path d="([^"]*)" fill="none" stroke="#1f4e79" stroke-width="2" stroke-dasharray="5 4"/>', svg).group(1)
+    assert solid.count("L") == 1 and dashed.count("L") == 1  # April-May solid, May-June dashed
+    points = re.findall(r'<circle cx="[\d.]+" cy="[\d.]+" r="([\d.]+)" fill="(\w+|#[0-9a-f]+)"', svg)
+    assert points[:3] == [("3.5", "#1f4e79"), ("3.5", "#1f4e79"), ("4.5", "white")]
+    assert ">provisional month (may change)</text>" in svg
+
+
+def test_provisional_months_come_from_the_runs_maturity():
+    """run.json's maturity says which of the trend's months later data can still change."""
+    from pipeline.report.pages import provisional_months  # noqa: PLC0415 - the one test of the pages module here
+
+    maturity = {"data_through": "2026-09-01T03:36:16+00:00", "horizon_days": 74.0, "site_timezone": "America/New_York"}
+    window = ["2026-04", "2026-05", "2026-06"]
+    assert provisional_months({"maturity": maturity}, window) == {"2026-06"}
+    assert provisional_months({}, window) == frozenset()
+
+
+def test_long_department_name_keeps_its_start_with_the_full_name_in_a_title():
+    """A 90-character department name lost its start at the chart's left edge: it keeps its start, loses its end
+    with an ellipsis, and the whole name is the label's <title>; short names are drawn as they are."""
+    long_name = "Department of Interventional Neuroradiology and Minimally Invasive Spine Procedures, Ann B"
+    assert len(long_name) == 90
+    rows = pl.DataFrame(
+        {
+            "label": [long_name, "ENT"],
+            "rate": [0.2, 0.3],
+            "ci_low": [0.1, 0.2],
+            "ci_high": [0.3, 0.4],
+            "small": [True, False],
+        }
+    )
+    svg = charts.interval_svg(rows, "By department", "dept-rates", 0.25)
+    shown = re.findall(r'<text x="([\d.]+)" y="[\d.]+" dy="0.35em">([^<]*)</text>', svg)
+    cut = next(label for _, label in shown if label.startswith("Department of Interventional"))
+    assert cut.endswith("\u2026 \u2020") and len(cut) < 60  # the start kept, the low-reliability mark kept
+    assert long_name[: len(cut) - 3] == cut[:-3]
+    assert f"<g><title>{long_name} \u2020</title><text" in svg
+    assert ">ENT</text>" in svg and svg.count("<g><title>") == 1
+    # the name's room: about 8.6 user units a character, from the left edge to the plot
+    left = float(shown[0][0]) + 10
+    assert len(cut) * charts.TICK * charts.NAME_CHAR <= left
+
+
+def test_long_chart_title_wraps_and_moves_the_plot_down():
+    """A title wider than the chart was one line cut at the right edge: it wraps onto a second (or third) line,
+    the picture grows by the lines added, and the <title> keeps the whole text."""
+    chart = pl.DataFrame({"period": ["2026-05", "2026-06"], "rate": [0.1, 0.2], "centre": [0.15] * 2, "ucl": [0.3] * 2})
+    chart = chart.with_columns(lcl=pl.lit(0.0), outside=pl.lit(False))
+    short = charts.p_chart_svg(chart, "Rate", "overall-rate")
+    title = "Leak cases whose first imaging was the right study, by the month of their index procedure: " * 2 + "p-chart"
+    svg = charts.p_chart_svg(chart, title.strip(), "overall-rate")
+    lines = re.findall(r'<text x="4" y="([\d.]+)" font-size="16" fill="#222">([^<]*)</text>', svg)
+    assert [y for y, _ in lines] == ["20", "40"]
+    assert " ".join(text for _, text in lines) == title.strip()
+    assert all(len(text) * charts.TITLE * charts.CHAR <= charts.WIDTH - 8 for _, text in lines)
+    assert f"<title>{title.strip()}</title>" in svg
+    height = lambda s: float(re.search(r'viewBox="0 0 1000 ([\d.]+)"', s).group(1))  # noqa: E731
+    assert height(svg) == height(short) + 20 and '<g transform="translate(0 20)">' in svg
+    # longer still: three lines, the last cut with an ellipsis
+    lines = charts.title_lines(title * 3)
+    assert len(lines) == 3 and lines[-1].endswith("\u2026") and lines[0] == title[: len(lines[0])]
+
+
+def _bars(svg: str) -> list[tuple[float, float, float]]:
+    """(x, width, height) of each bar of a histogram."""
+    found = re.findall(r'<rect x="([\d.]+)" y="[\d.]+" width="([\d.]+)" height="([\d.]+)" fill="#1f4e79"', svg)
+    return [tuple(map(float, bar)) for bar in found]
+
+
+def test_histogram_gathers_the_tail_into_one_last_bin():
+    """First orders up to the 720 h audit window stretched the hour axis and squashed the days around the 72 h
+    limit: the axis ends at ``tail_from`` and the values from there on are one last bar, labelled, its count exact."""
+    hours = np.array([10.0, 80.0, 100.0, 150.0, 167.9, 168.0, 300.0, 719.0])
+    svg = charts.histogram_svg(hours, 72, "Hours", "overall-hours", "hours", 12, "h", "cases", tail_from=168)
+    labels = [label for _, label in X_TICK.findall(svg)]
+    assert labels[-1] == "\u2265 168 h" and "720" not in labels and "168" in labels  # the axis: 0-168 h, then the tail
+    bars = _bars(svg)
+    assert len(bars) == 6  # 0-12, 72-84, 96-108, 144-156, 156-168 (167.9 h is not in the tail), the tail
+    unit = bars[0][2]  # one case's height
+    assert abs(bars[-1][2] - 3 * unit) < 0.2  # 168, 300 and 719 h
+    assert re.search(rf'<text x="{bars[-1][0]}" y="[\d.]+" dy="0.35em" fill="#222">3</text>', svg)  # and its count
+    assert bars[-1][0] - (bars[-2][0] + bars[-2][1]) > bars[-2][1] * 0.4  # it stands apart
+    # the tail's edge is at least 1.5 times the marker, on a bin edge; no value past it: no tail, as before
+    assert ">\u2265 108 h</text>" in charts.histogram_svg(hours, 72, "Hours", "x", bin_width=12, unit="h", tail_from=100)
+    plain = charts.histogram_svg(np.array([5.0, 100.0]), 72, "Hours", "x", bin_width=12, unit="h", tail_from=168)
+    assert "\u2265" not in plain and plain == charts.histogram_svg(
+        np.array([5.0, 100.0]), 72, "Hours", "x", bin_width=12, unit="h"
+    )

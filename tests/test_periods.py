@@ -156,6 +156,10 @@ def test_january_is_provisional_then_revised_then_final_as_later_extracts_arrive
     assert "<strong>Provisional.</strong>" in report and "2026-04-16" in report and "runs through\n2026-01-31" in report
     index = (jan / "csf_leak" / "index.html").read_text(encoding="utf-8")
     assert report.count("<strong>Provisional.</strong>") == 1 == index.count("<strong>Provisional.</strong>")  # said once
+    # the trend draws the month as provisional, and the site index marks it so
+    assert ">provisional month (may change)</text>" in report
+    site = (jan / "index.html").read_text(encoding="utf-8")
+    assert "provisional until the data reaches 2026-04-16" in site
     fed = pl.read_parquet(jan / "csf_leak" / "metrics.parquet")
     assert set(fed["status"]) == {"provisional"} and set(fed["data_through"]) == {dt.date(2026, 1, 31)}
     first_run = json.loads((jan / "run.json").read_text())["run_id"]
@@ -179,4 +183,5 @@ def test_january_is_provisional_then_revised_then_final_as_later_extracts_arrive
     assert set(fed["status"]) == {"final"} and set(fed["data_through"]) == {dt.date(2026, 4, 30)}
     report = (apr / "csf_leak" / "report.html").read_text(encoding="utf-8")
     assert "<strong>Provisional.</strong>" not in report and "Final: the loaded data runs through 2026-04-30" in report
+    assert "provisional month" not in report and "provisional until" not in (apr / "index.html").read_text(encoding="utf-8")
     assert "(final)" in cli("runs", "--warehouse", wh).stdout.splitlines()[1]

@@ -8,8 +8,8 @@ The SQL reads the audit's tables (``<id>__mart_*``) and may name the page's depa
 
 * ``rate(n, N)``: the row ``rate_cells`` prints (rate, 95% Wilson interval, low-reliability mark);
 * ``quantile(values, q)``: a quantile of a list of numbers (None when empty);
-* ``histogram(values, title, name=..., marker=..., xlabel=..., bin_width=..., unit=..., ylabel=...)``: an SVG
-  chart (``charts.histogram_svg``), drawn as the partial asks for it.
+* ``histogram(values, title, name=..., marker=..., xlabel=..., bin_width=..., unit=..., ylabel=..., tail_from=...)``: an SVG
+  chart (``charts.histogram_svg``), drawn as the partial asks for it; ``tail_from`` ends the axis, later values one last bar.
 """
 
 from __future__ import annotations
@@ -59,11 +59,12 @@ def helpers(low: int) -> dict:
         bin_width: float = 1.0,
         unit="",
         ylabel="count",
+        tail_from=None,
     ):
         # the page is part of the chart's ids (as of the page's own charts): "overall" or "dept"
         page = "overall" if context["scope"]["kind"] == "hospital" else "dept"
         data = np.asarray([v for v in values if v is not None], dtype=float)
-        return charts.histogram_svg(data, marker, title, f"{page}-{name}", xlabel, bin_width, unit, ylabel)
+        return charts.histogram_svg(data, marker, title, f"{page}-{name}", xlabel, bin_width, unit, ylabel, tail_from)
 
     return {"rate": rate, "quantile": quantile, "count_below": count_below, "histogram": histogram}
 

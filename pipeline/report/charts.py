@@ -20,6 +20,7 @@ from pipeline.report.measure import funnel_limits
 WIDTH = 1000  # user units across the page's full width (about 11 in. printed on A4 landscape)
 # text sizes in user units: at full width 13 is about 10 pt printed, read from the back of a meeting room
 TICK, LABEL, TITLE = 13, 14, 16
+TITLE_LINE = 20  # a title line's height: a title on two lines moves the plot down by one
 CHAR = 0.56  # a character's average width in em (DejaVu Sans, Arial): to space the legend's entries
 NAME_CHAR = 0.66  # the same, erring wide, for the department names: a name cut at the left edge is lost
 LEFT, RIGHT, TOP, BOTTOM = 64, 34, 56, 44  # the plot area's margins: title and legend above, axis label below;
@@ -126,14 +127,39 @@ def _legend(items: list[dict], x0: float, y: float) -> list[dict]:
     return out
 
 
+def fitted(text: str, limit: int) -> str:
+    """``text`` kept to ``limit`` characters: its start kept, its end cut with an ellipsis."""
+    return text if len(text) <= limit else text[: max(limit - 1, 1)].rstrip() + "\u2026"
+
+
+def title_lines(title: str, width: float = WIDTH - 8, most: int = 3) -> list[str]:
+    """The chart's title in lines that fit ``width`` (broken between words), at most ``most`` of them: the
+    last one cut with an ellipsis where the title is longer still (the chart's ``<title>`` keeps it whole)."""
+    limit = max(int(width / (TITLE * CHAR)), 8)
+    lines: list[str] = []
+    for word in title.split():
+        if lines and len(lines[-1]) + 1 + len(word) <= limit:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    if len(lines) > most:
+        lines = lines[: most - 1] + [fitted(" ".join(lines[most - 1 :]), limit)]
+    return [fitted(line, limit) for line in lines] or [""]
+
+
 def _frame(name: str, title: str, height: float, plot: tuple[float, float, float, float], **parts) -> str:
-    """The chart's markup from the template (escaped there); ``plot``: the plot area (left, top, right, bottom)."""
+    """The chart's markup from the template (escaped there); ``plot``: the plot area (left, top, right, bottom).
+    A title on more than one line moves everything under it down by its extra lines."""
+    lines = title_lines(title)
+    drop = TITLE_LINE * (len(lines) - 1)
     markup = _template().chart(
         name=name,
         id=_ID.sub("_", name),
         title=title,
+        title_lines=[{"y": 20 + TITLE_LINE * i, "text": line} for i, line in enumerate(lines)],
+        drop=drop,
         width=WIDTH,
-        height=round(height, 1),
+        height=round(height + drop, 1),
         plot=plot,
         sizes={"tick": TICK, "label": LABEL, "title": TITLE},
         **parts,
@@ -148,8 +174,9 @@ def _axis_ticks(values: list[float], labels: list[str], scale: Scale) -> list[di
 # ----------------------------------------------------------------------------- the four kinds
 
 
-def p_chart_svg(chart: pl.DataFrame, title: str, name: str) -> str | None:
-    """Monthly proportion with centre line and 3-sigma limits; points outside as red diamonds; percent axis."""
+def p_chart_svg(chart: pl.DataFrame, title: str, name: str, provisional: frozenset[str] = frozenset()) -> str | None:
+    """Monthly proportion with centre line and 3-sigma limits; points outside as red diamonds; percent axis.
+    Months in ``provisional`` (``pipeline.maturity``: later data can still change them) are drawn hollow, dashed."""
     if chart.height == 0 or chart["centre"].null_count() == chart.height:
         return None
     height = 250
@@ -168,19 +195,32 @@ def p_chart_svg(chart: pl.DataFrame, title: str, name: str) -> str | None:
     out = chart["outside"].fill_null(False).to_numpy()
     periods = chart["period"].to_list()
     every = max(1, -(-n // 12))  # at most 12 labels, upright
+    late = [p in provisional for p in periods]
+    ys = [sy(v) if math.isfinite(v) else math.nan for v in rate]
+    # the line is solid between final months and dashed into and between provisional ones
+    final_ys = [math.nan if is_late else y for y, is_late in zip(ys, late, strict=True)]
+    late_ys = [y if late[i] or (i + 1 < n and late[i + 1]) else math.nan for i, y in enumerate(ys)]
     lines = [
         {"d": _path([left, right], [sy(centre)] * 2), "stroke": GREY, "width": 1.5},
         {"d": _steps(xs, ucl, sy, slot / 2), "stroke": RED, "width": 1.4, "dash": "6 4"},
         {"d": _steps(xs, lcl, sy, slot / 2), "stroke": RED, "width": 1.4, "dash": "6 4"},
-        {"d": _path(xs, [sy(v) if math.isfinite(v) else math.nan for v in rate]), "stroke": BLUE, "width": 2},
+        {"d": _path(xs, final_ys), "stroke": BLUE, "width": 2},
     ]
-    dots = [{"x": x, "y": sy(v), "r": 3.5, "fill": BLUE} for x, v in zip(xs, rate, strict=True) if math.isfinite(v)]
+    if any(late):
+        lines.append({"d": _path(xs, late_ys), "stroke": BLUE, "width": 2, "dash": "5 4"})
+    dots = [
+        {"x": x, "y": y, "r": 4.5, "fill": "white", "stroke": BLUE} if is_late else {"x": x, "y": y, "r": 3.5, "fill": BLUE}
+        for x, y, is_late in zip(xs, ys, late, strict=True)
+        if math.isfinite(y)
+    ]
     diamonds = [{"x": x, "y": sy(v), "r": 7} for x, v, o in zip(xs, rate, out, strict=True) if o and math.isfinite(v)]
     legend = [
         {"label": "monthly rate", "stroke": BLUE, "width": 2, "marker": "dot"},
         {"label": "centre line (p\u0304)", "stroke": GREY, "width": 1.5},
         {"label": "3-sigma limits", "stroke": RED, "width": 1.4, "dash": "6 4"},
     ]
+    if any(late):
+        legend.append({"label": "provisional month (may change)", "stroke": BLUE, "width": 2, "dash": "5 4", "marker": "open"})
     if diamonds:
         legend.append({"label": "special cause", "marker": "diamond"})
     return _frame(
@@ -296,7 +336,11 @@ def interval_svg(rows: pl.DataFrame, title: str, name: str, overall_rate: float 
     if "small" not in rows.columns:
         rows = rows.with_columns(pl.lit(False).alias("small"))
     rows = rows.sort(pl.col("label").str.to_lowercase())
-    labels = [f"{lab} \u2020" if s else str(lab) for lab, s in zip(rows["label"].to_list(), rows["small"].to_list(), strict=True)]
+    names = [str(lab) for lab in rows["label"].to_list()]
+    # names keep their start: one wider than the left half of the chart is cut at its end (the full name in a <title>)
+    room = int((WIDTH / 2 - 16) / (TICK * NAME_CHAR))
+    marks = [" \u2020" if s else "" for s in rows["small"].to_list()]
+    labels = [fitted(n, room - len(m)) + m for n, m in zip(names, marks, strict=True)]
     row_h = 28
     left = min(WIDTH / 2, max(LEFT, max(_text_width(lab, TICK, NAME_CHAR) for lab in labels) + 16))
     top = 40
@@ -330,7 +374,10 @@ def interval_svg(rows: pl.DataFrame, title: str, name: str, overall_rate: float 
         height,
         (left, top, WIDTH - RIGHT, bottom),
         x_ticks=_axis_ticks(x_values, percent_labels(x_values, step), sx),
-        row_labels=[{"at": y, "label": lab} for y, lab in zip(ys, labels, strict=True)],
+        row_labels=[
+            {"at": y, "label": lab, "full": n + m if lab != n + m else None}
+            for y, lab, n, m in zip(ys, labels, names, marks, strict=True)
+        ],
         whiskers=whiskers,
         grid="x",
         x_label="rate with 95% Wilson interval (dotted: hospital)",
@@ -348,42 +395,61 @@ def histogram_svg(
     bin_width: float = 1.0,
     unit: str = "",
     ylabel: str = "count",
+    tail_from: float | None = None,
 ) -> str | None:
     """A distribution in bins of ``bin_width`` (from 0), with a dashed line at ``marker`` (a threshold).
-    The count axis has whole-number ticks only."""
+    The count axis has whole-number ticks only. ``tail_from``: the axis ends there (raised to a whole bin and
+    to 1.5 times the marker) and the values from it on are one last bin, labelled "≥ tail_from", after a gap."""
     values = np.asarray(values, dtype=float)
     values = values[~np.isnan(values)]
     if values.size == 0:
         return None
     height = 240
     left, top, right, bottom = LEFT, TOP, WIDTH - RIGHT, height - BOTTOM
-    peak = max(float(values.max()), (marker or 0) * 1.5)
+    floor = (marker or 0) * 1.5
+    if tail_from is not None:
+        tail_from = math.ceil(max(tail_from, floor) / bin_width - 1e-9) * bin_width
+    tail = tail_from is not None and float(values.max()) >= tail_from
+    peak = tail_from if tail else max(float(values.max()), floor)
     edges = np.arange(0, peak + bin_width, bin_width)
     if edges.size < 2:
         edges = np.array([0.0, bin_width])
-    counts, edges = np.histogram(values, bins=edges)
+    # the bins are [a, b): a value on the tail's edge is in the tail, as 72 h is not before 72 h
+    counts, edges = np.histogram(values[values < edges[-1]] if tail else values, bins=edges)
     x_step = bin_width * nice_step(edges.size - 1, target=10, integer=True)  # ticks on bin edges
-    x_lo, x_hi = 0.0, math.ceil(float(edges[-1]) / x_step - 1e-9) * x_step
-    y_lo, y_hi, y_step = nice_range(0.0, max(int(counts.max()), 1), target=4, integer=True)
-    sx, sy = Scale(x_lo, x_hi, left, right), Scale(y_lo, y_hi, bottom, top)
+    x_lo, x_top = 0.0, math.ceil(float(edges[-1]) / x_step - 1e-9) * x_step
+    x_hi = float(edges[-1]) if tail else x_top  # with a tail the hours end where it starts
+    n_tail = int((values >= edges[-1]).sum()) if tail else 0
+    y_lo, y_hi, y_step = nice_range(0.0, max(int(counts.max()), n_tail, 1), target=4, integer=True)
+    gap = bin_width * 0.5 if tail else 0.0  # the tail bar stands apart: it is not one bin's width of hours
+    sx = Scale(x_lo, x_hi + (gap + bin_width if tail else 0.0), left, right)
+    sy = Scale(y_lo, y_hi, bottom, top)
     bars = [
         {"x": sx(a), "y": sy(c), "w": round(sx(b) - sx(a), 1), "h": round(sy(0) - sy(c), 1)}
         for a, b, c in zip(edges[:-1], edges[1:], counts.tolist(), strict=True)
         if c > 0
     ]
+    tail_tick, notes = [], []
+    if tail:
+        a, b = x_hi + gap, x_hi + gap + bin_width
+        bars.append({"x": sx(a), "y": sy(n_tail), "w": round(sx(b) - sx(a), 1), "h": round(sy(0) - sy(n_tail), 1)})
+        tail_tick = [{"at": sx((a + b) / 2), "label": f"\u2265 {edges[-1]:g} {unit}".strip()}]
+        notes = [{"x": sx(a), "y": round(sy(n_tail) - 9, 1), "label": f"{n_tail:,}"}]  # a bar of 1 is a hairline
     lines, legend = [], []
     if marker is not None:
         lines.append({"d": _path([sx(marker)] * 2, [bottom, top]), "stroke": RED, "width": 2, "dash": "6 4"})
         legend.append({"label": f"{marker:g} {unit}".strip(), "stroke": RED, "width": 2, "dash": "6 4"})
-    x_values, y_values = ticks(x_lo, x_hi, x_step), ticks(y_lo, y_hi, y_step)
+    x_values = [v for v in ticks(x_lo, x_top, x_step) if v <= x_hi + 1e-9]
+    y_values = ticks(y_lo, y_hi, y_step)
     return _frame(
         name,
         title,
         height,
         (left, top, right, bottom),
         y_ticks=_axis_ticks(y_values, number_labels(y_values, y_step), sy),
-        x_ticks=_axis_ticks(x_values, number_labels(x_values, x_step), sx),
+        x_ticks=_axis_ticks(x_values, number_labels(x_values, x_step), sx) + tail_tick,
         bars=bars,
+        notes=notes,
         grid="y",
         y_label=ylabel,
         x_label=xlabel,

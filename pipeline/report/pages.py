@@ -7,6 +7,7 @@ from __future__ import annotations
 import polars as pl
 
 from pipeline import db
+from pipeline.maturity import Maturity
 from pipeline.months import MONTH
 from pipeline.report import caselist, charts, feed, sections
 from pipeline.report.audit_sections import section_rows
@@ -49,6 +50,12 @@ def period_label(period: str, metrics: pl.DataFrame, bounds: dict, trend_end: st
             return period
         first, last = months[0], trend_end or months[-1]
     return f"all months, {first} to {last}" if first != last else first
+
+
+def provisional_months(run_info: dict, window: list[str]) -> frozenset[str]:
+    """The trend's months that are still provisional by the run's maturity (run.json ``maturity``)."""
+    maturity = Maturity.from_dict(run_info.get("maturity"))
+    return frozenset(m for m in window if maturity.status(m) == "provisional") if maturity else frozenset()
 
 
 def overall_rates(metrics: pl.DataFrame, period: str) -> dict:
@@ -118,7 +125,7 @@ def page_context(
         },
         "period": period,
         "headline": sections.headline(metrics, period, level, key, rules, low, spec, shared["verdicts"].get(department, {})),
-        "trend": sections.trend(metrics, level, key, window, name, low, spec),
+        "trend": sections.trend(metrics, level, key, window, name, low, spec, provisional_months(run_info, window)),
         "departments": department_rows,
         "hospital_row": hospital_row[0] if hospital_row else None,
         "attribution": attribution,

@@ -102,8 +102,18 @@ def trend_months(metrics: pl.DataFrame, end: str | None, months: int, first: str
     return month_range(start, end)[-months:]
 
 
-def trend(metrics: pl.DataFrame, level: str, key: str, window: list[str], name: str, low: int, spec: ReportSpec) -> list[dict]:
-    """p-chart per trend measure (its SVG), and the special-cause months: good or bad news."""
+def trend(
+    metrics: pl.DataFrame,
+    level: str,
+    key: str,
+    window: list[str],
+    name: str,
+    low: int,
+    spec: ReportSpec,
+    provisional: frozenset[str] = frozenset(),
+) -> list[dict]:
+    """p-chart per trend measure (its SVG), and the special-cause months: good or bad news. ``provisional``:
+    the window's months later data can still change (drawn hollow)."""
     out = []
     if not window:
         return out
@@ -121,7 +131,7 @@ def trend(metrics: pl.DataFrame, level: str, key: str, window: list[str], name: 
         )
         pc = p_chart(monthly)
         n_data = int((pc["denominator"] > 0).sum())
-        svg = charts.p_chart_svg(pc, f"{label}: p-chart, {window[0]} to {window[-1]}", f"{name}-{measure_id}")
+        svg = charts.p_chart_svg(pc, f"{label}: p-chart, {window[0]} to {window[-1]}", f"{name}-{measure_id}", provisional)
         flagged = []
         for f in pc.filter(pl.col("outside")).select("period", "numerator", "denominator", "rate", "lcl", "ucl").to_dicts():
             above = f["rate"] > f["ucl"]

@@ -30,8 +30,10 @@ def _entry(folder: Path, href: str, info: dict, low: int) -> dict:
     labels = {m["id"]: label_words(m["label"], audit.get("parameters", {})) for m in audit.get("measures", [])}
     rows = {r.get("measure_id"): sections.marked(r, low) for r in info.get("headline", [])}
     departments = folder / "departments"
+    maturity = info.get("status", {}).get("maturity") or {}  # pipeline.period_status: the period's own state
     return {
         "period": info.get("period", ""),
+        "provisional_until": maturity.get("final_from") if maturity.get("status") == "provisional" else None,
         "href": href,
         "run_id": info.get("run_id", ""),
         "pdf": (folder / "report.pdf").is_file(),
