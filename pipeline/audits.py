@@ -30,9 +30,10 @@ from pipeline.resources import audits_dir
 AUDITS_PATH_ENV = "ORDER_AUDIT_AUDITS_PATH"
 MANIFEST = "audit.toml"
 ID_FORM = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")  # snake_case; no double underscore (the prefix separator)
-RULE_COLUMNS = ["rule_id", "reason_code", "verdict", "flag_column", "explanation", "citation"]
+RULE_COLUMNS = ["rule_id", "reason_code", "label", "verdict", "flag_column", "explanation", "citation"]
 VALUE_SET_COLUMNS = ["value_set", "code_system", "code", "match", "description", "valid_from", "valid_to", "source"]
 FLAG_FORM = re.compile(r"^(is|has)_[a-z0-9_]+$")
+LABEL_MAX = 60  # a rule's label is a short phrase people read in tables (the explanation says the rest)
 MEASURE_UNITS = ("order", "case")
 MEASURE_KEYS = (
     "id",
@@ -401,6 +402,13 @@ def check_rules(audit: Audit) -> list[dict[str, str]]:
             if r[key] in values:
                 _fail(path, f"line {line}: {key} {r[key]} is listed twice")
             values.add(r[key])
+        label = (r["label"] or "").strip()
+        if not label or len(label) > LABEL_MAX or "|" in label:
+            _fail(
+                path,
+                f"line {line}, column label: rule {r['rule_id']} needs a readable label of at most {LABEL_MAX} characters "
+                "without '|' (what people read for its reason, e.g. 'DSM as the first study')",
+            )
         if "|" in r["explanation"] + r["citation"] or not r["explanation"].strip():
             _fail(path, f"line {line}: explanation is required and neither field may hold '|' (the outputs' list separator)")
     if not rows:

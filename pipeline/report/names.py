@@ -1,8 +1,10 @@
-"""Display names: how a department key from the extracts is printed for people.
+"""Display names: how a department key from the extracts, or a key of the audit's (a reason code), is
+printed for people.
 
 A configured name wins (``[display_names.departments]``); a snake_case key without one is
 title-cased (``interventional_radiology`` -> ``Interventional Radiology``); any other key is
-printed as it is (``Tiny & Rare`` stays). File names and data outputs keep the key.
+printed as it is (``Tiny & Rare`` stays). An audit's key is printed as its label (rules.csv), else
+with its underscores as spaces. File names and data outputs keep the key.
 """
 
 from __future__ import annotations
@@ -43,6 +45,21 @@ def named(column: str, names: dict[str, str], alias: str | None = None) -> pl.Ex
         .fill_null(NOT_RECORDED)
         .alias(alias or column)
     )
+
+
+def label(key: str | None, labels: dict[str, str]) -> str:
+    """The printed words of an audit's key: its label, else the key with underscores as spaces."""
+    if key is None:
+        return NOT_RECORDED
+    return labels.get(key) or key.replace("_", " ")
+
+
+def labelled_list(column: str, labels: dict[str, str], alias: str, separator: str = "; ") -> pl.Expr:
+    """A column of '|'-separated keys (an order's reasons) as their labels joined by ``separator``."""
+    keys = pl.col(column).cast(pl.String).str.split("|").list.eval(pl.element().filter(pl.element() != ""))
+    known = pl.element().replace_strict(labels, default=None, return_dtype=pl.String)
+    words = keys.list.eval(known.fill_null(pl.element().str.replace_all("_", " ")))
+    return words.list.join(separator).alias(alias)
 
 
 def slugify(name: str | None) -> str:

@@ -109,7 +109,7 @@ def render_steps(
         env.globals.update(helpers(int(run_info["config"].get("reporting", {}).get("low_reliability_denominator", 20))))
         rules = db.frame(
             con,
-            "SELECT rule_id, reason_code, verdict, explanation, citation FROM ref_rules "
+            "SELECT rule_id, reason_code, label, verdict, explanation, citation FROM ref_rules "
             f"ORDER BY {'rule_order' if 'rule_order' in db.columns(con, 'ref_rules') else 'rule_id'}",
         )
         bounds = pages.audit_period(con)

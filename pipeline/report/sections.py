@@ -67,9 +67,7 @@ def headline(
         for r in rules.filter(pl.col("verdict") == verdict).to_dicts():
             row = by_id.get(f"reason_{r['reason_code']}")
             if row is not None:
-                rows.append(
-                    marked(dict(row, reason_code=r["reason_code"], rule_id=r["rule_id"], explanation=r["explanation"]), low)
-                )
+                rows.append(marked(dict(row, **{k: r[k] for k in ("reason_code", "label", "rule_id", "explanation")}), low))
         if rows:
             groups.append(
                 {
@@ -77,7 +75,7 @@ def headline(
                     "denominator": rows[0]["denominator"],
                     "denominator_def": REASON_DENOMINATOR.get(verdict, EVALUATED),
                     "rows": [r for r in rows if r["numerator"]],
-                    "unseen": [f"{r['rule_id']} {r['reason_code']}" for r in rows if not r["numerator"]],
+                    "unseen": [f"{r['rule_id']} {r['label']}" for r in rows if not r["numerator"]],
                     "reasons_sum": sum(r["numerator"] for r in rows),
                 }
             )
