@@ -59,6 +59,7 @@ REPORT_KEYS = (
     "columns",  # output column -> [header, note] for the workbook and the case list
     "section_titles",  # section name -> its title in the report's contents line
     "case_list_notes",  # sentences printed above the flagged cases (how to read their times ...)
+    "labels",  # key -> words: the audit's own keys (a recorded value, a group) as the report prints them
 )
 DIRECTIONS = ("higher_is_better", "lower_is_better", "neutral")
 LAYERS = ("stg", "int", "mart")
@@ -270,6 +271,9 @@ def _report_sections(report: dict, path: Path) -> tuple[str, ...]:
     unknown = set(report) - set(REPORT_KEYS)
     if unknown:
         _fail(path, f"[report]: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(REPORT_KEYS)}")
+    labels = report.get("labels", {})
+    if not isinstance(labels, dict) or not all(isinstance(v, str) and v.strip() for v in labels.values()):
+        _fail(path, '[report] labels: a table of key = "words" (e.g. pencil_point = "Pencil-point"), each non-blank')
     return _strings(report.get("sections"), path, "[report] sections")
 
 

@@ -73,6 +73,7 @@ def test_extra_audits_come_from_the_environment_and_an_id_counts_once(tmp_path, 
         ("audit.toml", 'at_local = "TIMESTAMP"', 'at_local = "DATETIME"', "ordered_at_local = 'DATETIME': a type"),
         ("audit.toml", "mart_cases = { index_at", "mart_case = { index_at", "[outputs.parquet_types] mart_case: name one of"),
         ("audit.toml", "[outputs.parquet_types]", "[outputs]\nzip = 1\n[outputs.parquet_types]", "[outputs]: unknown key(s) zip"),
+        ("audit.toml", 'pencil_point = "Pencil-point"', 'pencil_point = " "', '[report] labels: a table of key = "words"'),
     ],
 )
 def test_a_broken_manifest_is_one_line_naming_the_file(tmp_path, file, old, new, message):

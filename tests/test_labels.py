@@ -13,7 +13,8 @@ from xlsx_xml import Workbook
 
 from pipeline import audits
 from pipeline.report import workbook
-from pipeline.report.names import department_name
+from pipeline.report.audit_sections import helpers
+from pipeline.report.names import department_name, in_words
 
 RUNNABLE = [a for a in audits.discover() if a.runnable]
 
@@ -82,3 +83,45 @@ def test_department_columns_show_the_display_name_and_keep_the_key_beside():
     assert frame["case_department"].to_list() == ["Icu"] * 3 and frame["case_department_key"].to_list() == ["icu"] * 3
     assert known["ordering_department_key"].header == "Ordering department key"
     assert list(known)[-2:] == ["ordering_department_key", "case_department_key"]  # after the others
+
+
+def test_a_sentence_names_the_audits_keys_in_words_with_a_fallback():
+    labels = {"outside_window": "Placed outside the audit window", "cancelled": "Order cancelled", "hiv": "HIV"}
+    assert in_words("Excluded: outside_window", labels) == "Excluded: Placed outside the audit window"
+    assert in_words("Excluded: cancelled", labels) == "Excluded: Order cancelled"
+    assert in_words("Not evaluable: mystery_code", labels) == "Not evaluable: mystery code"  # unknown: underscores as spaces
+    assert in_words("Complicated: red flag hiv", labels) == "Complicated: red flag HIV"
+    assert in_words("Low back pain diagnoses (lbp_uncomplicated) in the period", {}) == (
+        "Low back pain diagnoses (lbp uncomplicated) in the period"
+    )
+    for plain in ("Cases: patients", "Index procedures (lumbar, can puncture the dura)", "Under 18 at the index date"):
+        assert in_words(plain, labels) == plain
+
+
+def test_an_audit_section_prints_recorded_values_by_the_manifests_labels():
+    label_of = helpers(20, {"pencil_point": "Pencil-point"})["label_of"]
+    assert [label_of(v) for v in ("pencil_point", "lateral_decubitus", "22", 22, None)] == [
+        "Pencil-point",
+        "lateral decubitus",
+        "22",
+        "22",
+        "(not recorded)",
+    ]
+
+
+@pytest.mark.parametrize("audit", RUNNABLE, ids=[a.id for a in RUNNABLE])
+def test_attrition_names_reasons_by_their_labels_and_its_data_output_keeps_the_codes(deck_runs, audit):
+    rules = _rules(audit)
+    out = _out(deck_runs, audit)
+    page = (out / "report.html").read_text(encoding="utf-8")
+    start = page.index('<section id="attrition">')
+    rows = re.findall(r'<tr class="(?:step|exclusion)">(.*?)</tr>', page[start : page.index("</section>", start)], re.S)
+    steps = [html.unescape(re.findall(r"<td[^>]*>(.*?)</td>", r, re.S)[1]).removeprefix("− ") for r in rows]
+    assert steps
+    assert not [s for s in steps if re.search(r"\b[a-z0-9]+_[a-z0-9_]+\b", s)], steps
+    excluded = [c for c, r in rules.items() if r["verdict"] in ("excluded", "not_evaluable")]
+    assert {
+        f"{'Excluded' if rules[c]['verdict'] == 'excluded' else 'Not evaluable'}: {rules[c]['label']}" for c in excluded
+    } <= set(steps)
+    data = (out / "attrition.csv").read_text(encoding="utf-8")
+    assert all(f"Excluded: {c}," in data for c in excluded if rules[c]["verdict"] == "excluded")

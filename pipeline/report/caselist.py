@@ -13,7 +13,7 @@ from collections import namedtuple
 import polars as pl
 
 from pipeline import db
-from pipeline.report.names import NOT_RECORDED, labelled_list, named
+from pipeline.report.names import NOT_RECORDED, label, labelled_list, named
 from pipeline.sqltext import ident
 
 FLAGGED = ("inappropriate", "review")
@@ -79,6 +79,10 @@ def case_rows(con, spec) -> pl.DataFrame:
     ).pl()
     labels = dict(con.execute("SELECT reason_code, label FROM ref_rules").fetchall()) if db.has_table(con, "ref_rules") else {}
     rows = with_reason_labels(rows, labels)
+    if "study_type" in rows.columns:  # the printed case list's study type in words (the workbook keeps the key)
+        study = pl.col("study_type").cast(pl.String)
+        words = {k: label(k, spec.labels) for k in rows["study_type"].cast(pl.String).drop_nulls().unique().to_list()}
+        rows = rows.with_columns(study.replace_strict(words, default=None).fill_null("unmapped code").alias("_study_type"))
     return rows
 
 
@@ -208,9 +212,7 @@ def shaped_rows(frame: pl.DataFrame, names: dict[str, str]) -> list:
         when.alias("time"),
         blank("episode_number").alias("episode"),
         pl.concat_str([blank("order_code"), blank("order_name")], separator=" ").str.strip_chars().alias("study"),
-        (s("study_type").cast(pl.String).fill_null("unmapped code") if "study_type" in frame.columns else pl.lit(""))
-        .str.replace_all("_", " ")
-        .alias("study_type"),
+        (s("_study_type") if "_study_type" in frame.columns else pl.lit("")).alias("study_type"),
         blank("indication_text").alias("indication"),
         named("ordering_department", names, "department"),
         blank("ordering_provider_id").alias("provider"),

@@ -106,7 +106,8 @@ def render_steps(
         feed_files = files.submit(feed.write_feed, out_dir, metrics, run_info, period)
         all_cases = caselist.case_rows(con, spec)
         env = make_env(spec.report_dir)
-        env.globals.update(helpers(int(run_info["config"].get("reporting", {}).get("low_reliability_denominator", 20))))
+        low = int(run_info["config"].get("reporting", {}).get("low_reliability_denominator", 20))
+        env.globals.update(helpers(low, spec.labels))
         rules = db.frame(
             con,
             "SELECT rule_id, reason_code, label, verdict, explanation, citation FROM ref_rules "

@@ -18,7 +18,7 @@ from pipeline.db import frame, has_table
 from pipeline.months import MONTH, month_range
 from pipeline.report import charts
 from pipeline.report.measure import funnel_status, p_chart, with_rates
-from pipeline.report.names import department_name
+from pipeline.report.names import department_name, in_words
 from pipeline.report.outputs import order_by
 from pipeline.report.spec import EVALUATED, REASON_DENOMINATOR, ReportSpec, plain_number
 
@@ -294,11 +294,16 @@ def attribution(con, names: dict[str, str]) -> dict:
 # ----------------------------------------------------------------------------- attrition, timing, risk
 
 
-def attrition(con) -> list[dict]:
+def attrition(con, labels: dict[str, str] | None = None) -> list[dict]:
     """Attrition rows; a step's percentage is of the last step of the same unit at an earlier step number
-    (steps sharing a number are siblings, e.g. flagged and review orders both out of evaluated orders)."""
+    (steps sharing a number are siblings, e.g. flagged and review orders both out of evaluated orders).
+    A step naming a key (a reason code, the audit's ``labels``) names it in words (the data output keeps it)."""
     query = f"SELECT step_order, step, unit, count, kind, note FROM mart_attrition ORDER BY {order_by('mart_attrition')}"
     rows = frame(con, query).to_dicts()
+    rule_labels = dict(con.execute("SELECT reason_code, label FROM ref_rules").fetchall()) if has_table(con, "ref_rules") else {}
+    words = {**rule_labels, **(labels or {})}
+    for r in rows:
+        r["step"] = in_words(r["step"], words)
     last: dict[str, tuple[int, int]] = {}
     before: dict[str, tuple[int, int]] = {}
     for r in rows:
