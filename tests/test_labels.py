@@ -14,7 +14,7 @@ from xlsx_xml import Workbook
 from pipeline import audits
 from pipeline.report import workbook
 from pipeline.report.audit_sections import helpers
-from pipeline.report.names import department_name, in_words
+from pipeline.report.names import department_name, in_words, label
 
 RUNNABLE = [a for a in audits.discover() if a.runnable]
 
@@ -75,9 +75,19 @@ def test_the_workbook_names_departments_as_the_report_does_and_keeps_the_key(dec
         assert r["Ordering department"] == department_name(r["Ordering department key"], {}), r
 
 
+@pytest.mark.parametrize("audit", RUNNABLE, ids=[a.id for a in RUNNABLE])
+def test_the_workbook_shows_study_types_in_words_and_keeps_the_key(deck_runs, audit):
+    cases = Workbook(_out(deck_runs, audit) / "case_list.xlsx").rows("Cases")
+    typed = [r for r in cases if r["Study type key"]]
+    assert typed and any("_" in r["Study type key"] for r in typed)
+    labels = audit.manifest["report"].get("labels", {})
+    for r in typed:
+        assert r["Study type"] == label(r["Study type key"], labels) and "_" not in r["Study type"], r
+
+
 def test_department_columns_show_the_display_name_and_keep_the_key_beside():
     cases = pl.DataFrame({"ordering_department": ["primary_care", None, "ICU"], "case_department": ["icu"] * 3})
-    frame, known = workbook.with_department_names(cases, workbook.CASE_COLUMNS, {"ICU": "Intensive care"})
+    frame, known = workbook.with_display_names(cases, workbook.CASE_COLUMNS, {"ICU": "Intensive care"})
     assert frame["ordering_department"].to_list() == ["Primary Care", "(not recorded)", "Intensive care"]
     assert frame["ordering_department_key"].to_list() == ["primary_care", None, "ICU"]
     assert frame["case_department"].to_list() == ["Icu"] * 3 and frame["case_department_key"].to_list() == ["icu"] * 3

@@ -13,7 +13,7 @@ from collections import namedtuple
 import polars as pl
 
 from pipeline import db
-from pipeline.report.names import NOT_RECORDED, label, labelled_list, named
+from pipeline.report.names import NOT_RECORDED, labelled, labelled_list, named
 from pipeline.sqltext import ident
 
 FLAGGED = ("inappropriate", "review")
@@ -80,9 +80,7 @@ def case_rows(con, spec) -> pl.DataFrame:
     labels = dict(con.execute("SELECT reason_code, label FROM ref_rules").fetchall()) if db.has_table(con, "ref_rules") else {}
     rows = with_reason_labels(rows, labels)
     if "study_type" in rows.columns:  # the printed case list's study type in words (the workbook keeps the key)
-        study = pl.col("study_type").cast(pl.String)
-        words = {k: label(k, spec.labels) for k in rows["study_type"].cast(pl.String).drop_nulls().unique().to_list()}
-        rows = rows.with_columns(study.replace_strict(words, default=None).fill_null("unmapped code").alias("_study_type"))
+        rows = rows.with_columns(labelled("study_type", spec.labels, "_study_type").fill_null("unmapped code"))
     return rows
 
 

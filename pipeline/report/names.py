@@ -67,6 +67,19 @@ def in_words(text: str, labels: dict[str, str]) -> str:
     return _KEY.sub(lambda key: label(key.group(0), labels), text)
 
 
+def labelled(column: str, labels: dict[str, str], alias: str | None = None) -> pl.Expr:
+    """A String column of an audit's keys in words (``label``; vectorised over its distinct keys; null stays null)."""
+    return (
+        pl.col(column)
+        .cast(pl.String)
+        .map_batches(
+            lambda s: s.replace_strict({k: label(k, labels) for k in s.drop_nulls().unique().to_list()}, default=None),
+            return_dtype=pl.String,
+        )
+        .alias(alias or column)
+    )
+
+
 def labelled_list(column: str, labels: dict[str, str], alias: str, separator: str = "; ") -> pl.Expr:
     """A column of '|'-separated keys (an order's reasons) as their labels joined by ``separator``."""
     keys = pl.col(column).cast(pl.String).str.split("|").list.eval(pl.element().filter(pl.element() != ""))

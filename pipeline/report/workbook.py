@@ -34,7 +34,7 @@ from pipeline.formula_guard import neutralise, neutralise_expr
 from pipeline.report import sheet_rows
 from pipeline.report.bidi import visible_expr
 from pipeline.report.caselist import time_after
-from pipeline.report.names import department_names, named
+from pipeline.report.names import department_names, labelled, named
 from pipeline.report.sheet_rows import LINE_POINTS, MAX_LINES
 
 # the Cases sheet's repeated texts (verdicts, explanations, departments...) as shared strings, as Excel writes
@@ -78,7 +78,7 @@ MORE: dict[str, Column] = {
     "reason_labels": Column("Reasons", 30, "The reasons of the verdict in words, in rule order (the Rules sheet lists each)."),
     "reasons": Column("Reason codes", 20, "Reason codes of the verdict, in rule order (filter on them)."),
     "secondary_reason_labels": Column("Also fired", 24, "Other reasons that fired but did not set the verdict, in words."),
-    "secondary_reasons": Column("Also fired (codes)", 16, "Their reason codes."),
+    "secondary_reasons": Column("Also fired (codes)", 16, "Reason codes of the other reasons that fired."),
     "rule_ids": Column("Rules", 10, "Rule ids: each rule's guideline citation is on the Rules sheet."),
     "indication_text": Column("Indication (as sent)", 30, "Indication text as sent."),
 }
@@ -111,19 +111,23 @@ _FIXED_DATE = dt.datetime(2000, 1, 1)
 _NUM_FORMATS = {"date": "yyyy-mm-dd", "datetime": "yyyy-mm-dd hh:mm"}
 
 
-def with_department_names(
+def with_display_names(
     cases: pl.DataFrame, known: dict[str, Column], names: dict[str, str], spec=None
 ) -> tuple[pl.DataFrame, dict[str, Column]]:
-    """Each department column printed by its display name (``names.department_name``, as the report prints it),
-    its key kept in a ``<column>_key`` column after the others (a filter key, as the extracts spell it)."""
+    """Each department column printed by its display name (``names.department_name``, as the report prints it) and
+    the study type in words (the audit's ``[report] labels``), each key kept in a ``<column>_key`` column after the
+    others (a filter key, as the extracts and the code map spell it)."""
     columns = ["ordering_department", "case_department", getattr(spec, "case_department", None)]
     present = [c for c in dict.fromkeys(columns) if c is not None and c in cases.columns]
+    shown = {c: named(c, names) for c in present}
+    if "study_type" in cases.columns:
+        shown["study_type"] = labelled("study_type", getattr(spec, "labels", None) or {})
     known = dict(known)
-    for col in present:
-        shown = known.get(col) or Column(col, 16, "")
-        known[f"{col}_key"] = Column(f"{shown.header} key", 16, f"{shown.header}: the key as in the extracts (filter on it).")
-    keys = [pl.col(c).cast(pl.String).alias(f"{c}_key") for c in present]
-    return cases.with_columns(*keys, *(named(c, names) for c in present)), known
+    for col in shown:
+        header = (known.get(col) or Column(col, 16, "")).header
+        known[f"{col}_key"] = Column(f"{header} key", 16, f"{header}: the key as in the extracts (filter on it).")
+    keys = [pl.col(c).cast(pl.String).alias(f"{c}_key") for c in shown]
+    return cases.with_columns(*keys, *shown.values()), known
 
 
 def cases_sheet_frame(cases: pl.DataFrame, known_columns: dict[str, Column] | None = None) -> pl.DataFrame:
@@ -184,7 +188,7 @@ def write_case_list(
         fmt._get_xf_index()
 
     known = case_columns(spec.columns if spec is not None else None)
-    cases, known = with_department_names(cases, known, department_names(run_info.get("config") or {}), spec)
+    cases, known = with_display_names(cases, known, department_names(run_info.get("config") or {}), spec)
     sheet = cases_sheet_frame(cases, known)
     columns = fitted_columns(sheet, [known.get(c, Column(c, 16, "")) for c in sheet.columns])
     ws = wb.add_worksheet("Cases")
