@@ -40,7 +40,7 @@ def test_reasons_are_shown_by_their_labels_on_every_page(deck_runs, audit):
     labels = {r["label"] for r in rules.values()}
     out = _out(deck_runs, audit)
     pages = [out / "report.html", *sorted((out / "departments").glob("*.html"))]
-    shown = set()
+    shown, listed = set(), 0
     for page in pages:
         text = page.read_text(encoding="utf-8")
         rows = _reason_rows(text)
@@ -48,7 +48,11 @@ def test_reasons_are_shown_by_their_labels_on_every_page(deck_runs, audit):
         shown |= set(rows)
         for also in re.findall(r"also: ([^<]*)</span>", text):
             assert all(part in labels for part in html.unescape(also).split("; ")), (page.name, also)
+        for why in re.findall(r'<strong class="reasons">([^<]*)\.</strong>', text):  # the case list's reasons
+            assert all(part in labels for part in html.unescape(why).split("; ")), (page.name, why)
+            listed += 1
     assert shown, "the deck fires reasons: the reasons tables list some"
+    assert listed, "the deck has flagged cases: the case lists name their reasons"
     orders = (out / "audited_orders.csv").read_text(encoding="utf-8")
     assert any(code in orders for code in rules), "the data output keeps the reason codes"
 

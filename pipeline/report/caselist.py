@@ -215,6 +215,7 @@ def shaped_rows(frame: pl.DataFrame, names: dict[str, str]) -> list:
         named("ordering_department", names, "department"),
         blank("ordering_provider_id").alias("provider"),
         blank("status").alias("status"),
+        blank("reason_labels").alias("reasons"),
         blank("explanation").alias("why"),
         # a case's orders often share their reasons (three regional orders of one study): said once
         ((s("explanation") == s("explanation").shift(1)) & (s("case_id") == s("case_id").shift(1)))
