@@ -74,6 +74,12 @@ def test_extra_audits_come_from_the_environment_and_an_id_counts_once(tmp_path, 
         ("audit.toml", "mart_cases = { index_at", "mart_case = { index_at", "[outputs.parquet_types] mart_case: name one of"),
         ("audit.toml", "[outputs.parquet_types]", "[outputs]\nzip = 1\n[outputs.parquet_types]", "[outputs]: unknown key(s) zip"),
         ("audit.toml", 'pencil_point = "Pencil-point"', 'pencil_point = " "', '[report] labels: a table of key = "words"'),
+        (
+            "audit.toml",
+            'case_department = "first_imaging_department"',
+            'label_columns = "needle_type"\ncase_department = "first_imaging_department"',
+            "[report] label_columns must be a list of names",
+        ),
     ],
 )
 def test_a_broken_manifest_is_one_line_naming_the_file(tmp_path, file, old, new, message):

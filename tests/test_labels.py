@@ -89,6 +89,24 @@ def test_the_workbook_shows_study_types_in_words_and_keeps_the_key(deck_runs, au
         assert r["Study type"] == label(r["Study type key"], labels) and "_" not in r["Study type"], r
 
 
+@pytest.mark.parametrize("audit", [a for a in RUNNABLE if a.manifest["report"].get("label_columns")], ids=lambda a: a.id)
+def test_the_workbook_shows_the_audits_label_columns_in_words_and_keeps_the_keys(deck_runs, audit):
+    book = Workbook(_out(deck_runs, audit) / "case_list.xlsx")
+    header = {c.header: name for name, c in book_columns(audit).items()}
+    labels = audit.manifest["report"].get("labels", {})
+    cases = book.rows("Cases")
+    for column in audit.manifest["report"]["label_columns"]:
+        shown = next(h for h, name in header.items() if name == column)
+        keyed = [r for r in cases if r[f"{shown} key"]]
+        assert keyed and any("_" in r[f"{shown} key"] for r in keyed), column
+        for r in keyed:
+            assert r[shown] == "; ".join(label(k, labels) for k in r[f"{shown} key"].split("|")), r
+
+
+def book_columns(audit) -> dict:
+    return workbook.case_columns(audit.manifest["report"].get("columns"))
+
+
 def test_department_columns_show_the_display_name_and_keep_the_key_beside():
     cases = pl.DataFrame({"ordering_department": ["primary_care", None, "ICU"], "case_department": ["icu"] * 3})
     frame, known = workbook.with_display_names(cases, workbook.CASE_COLUMNS, {"ICU": "Intensive care"})

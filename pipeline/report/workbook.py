@@ -34,7 +34,7 @@ from pipeline.formula_guard import neutralise, neutralise_expr
 from pipeline.report import sheet_rows
 from pipeline.report.bidi import visible_expr
 from pipeline.report.caselist import time_after
-from pipeline.report.names import department_names, labelled, named
+from pipeline.report.names import department_names, labelled, labelled_list, named
 from pipeline.report.sheet_rows import LINE_POINTS, MAX_LINES
 
 # the Cases sheet's repeated texts (verdicts, explanations, departments...) as shared strings, as Excel writes
@@ -114,14 +114,18 @@ _NUM_FORMATS = {"date": "yyyy-mm-dd", "datetime": "yyyy-mm-dd hh:mm"}
 def with_display_names(
     cases: pl.DataFrame, known: dict[str, Column], names: dict[str, str], spec=None
 ) -> tuple[pl.DataFrame, dict[str, Column]]:
-    """Each department column printed by its display name (``names.department_name``, as the report prints it) and
-    the study type in words (the audit's ``[report] labels``), each key kept in a ``<column>_key`` column after the
-    others (a filter key, as the extracts and the code map spell it)."""
+    """Each department column printed by its display name (``names.department_name``, as the report prints it), the
+    study type and the audit's ``[report] label_columns`` in words (its ``[report] labels``), each key kept in a
+    ``<column>_key`` column after the others (a filter key, as the extracts and the code map spell it)."""
     columns = ["ordering_department", "case_department", getattr(spec, "case_department", None)]
     present = [c for c in dict.fromkeys(columns) if c is not None and c in cases.columns]
     shown = {c: named(c, names) for c in present}
+    labels = getattr(spec, "labels", None) or {}
     if "study_type" in cases.columns:
-        shown["study_type"] = labelled("study_type", getattr(spec, "labels", None) or {})
+        shown["study_type"] = labelled("study_type", labels)
+    for col in getattr(spec, "label_columns", ()):
+        if col in cases.columns:
+            shown[col] = labelled_list(col, labels, col)
     known = dict(known)
     for col in shown:
         header = (known.get(col) or Column(col, 16, "")).header
