@@ -30,9 +30,10 @@ from pipeline.resources import audits_dir
 AUDITS_PATH_ENV = "ORDER_AUDIT_AUDITS_PATH"
 MANIFEST = "audit.toml"
 ID_FORM = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")  # snake_case; no double underscore (the prefix separator)
-RULE_COLUMNS = ["rule_id", "reason_code", "verdict", "flag_column", "explanation", "citation"]
+RULE_COLUMNS = ["rule_id", "reason_code", "label", "verdict", "flag_column", "explanation", "citation"]
 VALUE_SET_COLUMNS = ["value_set", "code_system", "code", "match", "description", "valid_from", "valid_to", "source"]
 FLAG_FORM = re.compile(r"^(is|has)_[a-z0-9_]+$")
+LABEL_MAX = 60  # a rule's label is a short phrase people read in tables (the explanation says the rest)
 MEASURE_UNITS = ("order", "case")
 MEASURE_KEYS = (
     "id",
@@ -58,6 +59,8 @@ REPORT_KEYS = (
     "columns",  # output column -> [header, note] for the workbook and the case list
     "section_titles",  # section name -> its title in the report's contents line
     "case_list_notes",  # sentences printed above the flagged cases (how to read their times ...)
+    "labels",  # key -> words: the audit's own keys (a recorded value, a group) as the report prints them
+    "label_columns",  # its own columns of '|'-separated keys the workbook shows in words (the keys kept beside)
 )
 DIRECTIONS = ("higher_is_better", "lower_is_better", "neutral")
 LAYERS = ("stg", "int", "mart")
@@ -269,6 +272,10 @@ def _report_sections(report: dict, path: Path) -> tuple[str, ...]:
     unknown = set(report) - set(REPORT_KEYS)
     if unknown:
         _fail(path, f"[report]: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(REPORT_KEYS)}")
+    labels = report.get("labels", {})
+    if not isinstance(labels, dict) or not all(isinstance(v, str) and v.strip() for v in labels.values()):
+        _fail(path, '[report] labels: a table of key = "words" (e.g. pencil_point = "Pencil-point"), each non-blank')
+    _strings(report.get("label_columns"), path, "[report] label_columns")
     return _strings(report.get("sections"), path, "[report] sections")
 
 
@@ -401,6 +408,13 @@ def check_rules(audit: Audit) -> list[dict[str, str]]:
             if r[key] in values:
                 _fail(path, f"line {line}: {key} {r[key]} is listed twice")
             values.add(r[key])
+        label = (r["label"] or "").strip()
+        if not label or len(label) > LABEL_MAX or "|" in label:
+            _fail(
+                path,
+                f"line {line}, column label: rule {r['rule_id']} needs a readable label of at most {LABEL_MAX} characters "
+                "without '|' (what people read for its reason, e.g. 'DSM as the first study')",
+            )
         if "|" in r["explanation"] + r["citation"] or not r["explanation"].strip():
             _fail(path, f"line {line}: explanation is required and neither field may hold '|' (the outputs' list separator)")
     if not rows:

@@ -73,6 +73,13 @@ def test_extra_audits_come_from_the_environment_and_an_id_counts_once(tmp_path, 
         ("audit.toml", 'at_local = "TIMESTAMP"', 'at_local = "DATETIME"', "ordered_at_local = 'DATETIME': a type"),
         ("audit.toml", "mart_cases = { index_at", "mart_case = { index_at", "[outputs.parquet_types] mart_case: name one of"),
         ("audit.toml", "[outputs.parquet_types]", "[outputs]\nzip = 1\n[outputs.parquet_types]", "[outputs]: unknown key(s) zip"),
+        ("audit.toml", 'pencil_point = "Pencil-point"', 'pencil_point = " "', '[report] labels: a table of key = "words"'),
+        (
+            "audit.toml",
+            'case_department = "first_imaging_department"',
+            'label_columns = "needle_type"\ncase_department = "first_imaging_department"',
+            "[report] label_columns must be a list of names",
+        ),
     ],
 )
 def test_a_broken_manifest_is_one_line_naming_the_file(tmp_path, file, old, new, message):
@@ -93,6 +100,14 @@ def test_a_broken_manifest_is_one_line_naming_the_file(tmp_path, file, old, new,
             "verdict 'wrong' is not one of",
         ),
         (lambda f: _edit(f / "rules.csv", "is_contrast_only", "is_premature"), "flag_column is_premature is listed twice"),
+        (
+            lambda f: _edit(f / "rules.csv", ",DSM as the first study,", ", ,"),
+            "line 15, column label: rule CSF-14 needs a readable label",
+        ),
+        (
+            lambda f: _edit(f / "rules.csv", ",DSM as the first study,", f",{'DSM ' * 16},"),
+            "line 15, column label: rule CSF-14 needs a readable label of at most 60 characters",
+        ),
         (lambda f: (f / "sql" / "csf_leak__int_order_flags.sql").unlink(), "provides no csf_leak__int_order_flags"),
         (lambda f: (f / "sql" / "extra.sql").write_text("SELECT 1"), "is named csf_leak__<layer>_<name>.sql"),
         (lambda f: (f / "sql" / "csf_leak__tmp_x.sql").write_text("SELECT 1"), "starts with its layer"),

@@ -206,7 +206,7 @@ def test_hours_never_read_past_the_verdict(month):
     for r in timed:
         h, m = re.fullmatch(r"(\d+) h (\d+) min( before)?", r["Time after procedure"]).groups()[:2]
         minutes = int(h) * 60 + int(m)
-        if r["Reasons"] and "premature" in r["Reasons"]:
+        if r["Reason codes"] and "premature" in r["Reason codes"]:
             assert minutes < 72 * 60 and r["Hours after procedure"] < 72, r
     listed = re.findall(r'<td class="num">(\d+) h (\d+) min</td>', _section(month["report"], "cases"))
     assert listed

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import polars as pl
 
+from pipeline import audits
+from pipeline.report.names import in_words
+
 AUDIT = "low_back_pain"
 
 
@@ -61,7 +64,10 @@ def test_by_modality_section_counts_the_orders(deck_runs):
 
 def test_attrition_prints_in_the_marts_order(deck_runs):
     folder = _folder(deck_runs)
-    expected = [r["step"] for r in _csv(folder / "attrition.csv").iter_rows(named=True)]
+    audit = deck_runs["audits"][AUDIT]
+    # each step as its data row says it, the keys it names in words (a reason by its rules.csv label)
+    labels = {**{r["reason_code"]: r["label"] for r in audits.check_rules(audit)}, **audit.manifest["report"]["labels"]}
+    expected = [in_words(r["step"], labels) for r in _csv(folder / "attrition.csv").iter_rows(named=True)]
     html = (folder / "report.html").read_text(encoding="utf-8")
     table = html[html.index('<table class="attrition">') :]
     table = table[: table.index("</table>")]

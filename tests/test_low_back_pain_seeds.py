@@ -26,7 +26,7 @@ AUDIT = ROOT / "audits" / "low_back_pain"
 DECK_DIR = AUDIT / "deck"
 SITE_TIMEZONE = ZoneInfo("America/New_York")  # the zone the deck runs in (tests/test_deck.py)
 
-RULE_COLUMNS = ["rule_id", "reason_code", "verdict", "flag_column", "explanation", "citation"]
+RULE_COLUMNS = ["rule_id", "reason_code", "label", "verdict", "flag_column", "explanation", "citation"]
 ICD_GO_LIVE = "2015-10-01"
 
 # --- expected content (DOMAIN-LOW-BACK-PAIN.md; deviations are DESIGN.md "Codes") -------------------

@@ -275,7 +275,7 @@ def local_map() -> list[dict[str, str]]:
 @pytest.fixture(scope="module")
 def rules() -> list[dict[str, str]]:
     cols, rows = read_csv(REF / "rules.csv")
-    assert cols == ["rule_id", "reason_code", "verdict", "flag_column", "explanation", "citation"]
+    assert cols == ["rule_id", "reason_code", "label", "verdict", "flag_column", "explanation", "citation"]
     return rows
 
 

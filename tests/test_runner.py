@@ -89,11 +89,11 @@ def test_generated_verdicts_follow_the_registry_and_the_engines_precedence(tmp_p
         (folder / "audit.toml").read_text(encoding="utf-8").replace('id = "csf_leak"', 'id = "demo"'), encoding="utf-8"
     )
     (folder / "rules.csv").write_text(
-        "rule_id,reason_code,verdict,flag_column,explanation,citation\n"
-        "D-1,gone,excluded,is_gone,Gone.,cite A\n"
-        "D-2,early,inappropriate,is_early,Too early.,cite B\n"
-        "D-3,odd,inappropriate,has_odd,Odd.,cite C\n"
-        "D-4,fine,appropriate,is_fine,Fine.,cite B\n",
+        "rule_id,reason_code,label,verdict,flag_column,explanation,citation\n"
+        "D-1,gone,Gone,excluded,is_gone,Gone.,cite A\n"
+        "D-2,early,Too early,inappropriate,is_early,Too early.,cite B\n"
+        "D-3,odd,Odd,inappropriate,has_odd,Odd.,cite C\n"
+        "D-4,fine,Fine,appropriate,is_fine,Fine.,cite B\n",
         encoding="utf-8",
     )
     demo = audits.load(folder)

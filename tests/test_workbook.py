@@ -17,11 +17,12 @@ RULES = pl.DataFrame(
     {
         "rule_id": ["CSF-01"],
         "reason_code": ["cancelled"],
+        "label": ["Order cancelled"],
         "verdict": ["excluded"],
         "explanation": ["x"],
         "citation": [None],
     },
-    schema={c: pl.String for c in ("rule_id", "reason_code", "verdict", "explanation", "citation")},
+    schema={c: pl.String for c in ("rule_id", "reason_code", "label", "verdict", "explanation", "citation")},
 )
 AWKWARD = [
     "plain",

@@ -27,9 +27,10 @@ def rules(audit) -> pl.DataFrame:
 
 def rules_markdown(audit) -> str:
     start, end = markers(audit.id)
-    lines = ["| rule | reason code | verdict | flag column | what it means |", "|---|---|---|---|---|"]
+    lines = ["| rule | reason code | label | verdict | flag column | what it means |", "|---|---|---|---|---|---|"]
     for r in rules(audit).iter_rows(named=True):
-        lines.append(f"| {r['rule_id']} | `{r['reason_code']}` | {r['verdict']} | `{r['flag_column']}` | {r['explanation']} |")
+        cells = [r["rule_id"], f"`{r['reason_code']}`", r["label"], r["verdict"], f"`{r['flag_column']}`", r["explanation"]]
+        lines.append(f"| {' | '.join(cells)} |")
     return "\n".join([start, *lines, end])
 
 

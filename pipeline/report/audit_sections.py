@@ -8,6 +8,8 @@ The SQL reads the audit's tables (``<id>__mart_*``) and may name the page's depa
 
 * ``rate(n, N)``: the row ``rate_cells`` prints (rate, 95% Wilson interval, low-reliability mark);
 * ``quantile(values, q)``: a quantile of a list of numbers (None when empty);
+* ``label_of(key)``: an audit's key (a recorded value) in words: the manifest's ``[report] labels``, else the key
+  with underscores as spaces (``names.label``);
 * ``histogram(values, title, name=..., marker=..., xlabel=..., bin_width=..., unit=..., ylabel=..., tail_from=...)``: an SVG
   chart (``charts.histogram_svg``), drawn as the partial asks for it; ``tail_from`` ends the axis, later values one last bar.
 """
@@ -18,13 +20,16 @@ import jinja2
 import numpy as np
 
 from pipeline.db import frame
-from pipeline.report import charts
+from pipeline.report import charts, names
 from pipeline.report.measure import wilson_interval
 from pipeline.report.spec import ReportSpec
 
 
-def helpers(low: int) -> dict:
-    """The functions a section's partial may call."""
+def helpers(low: int, labels: dict[str, str] | None = None) -> dict:
+    """The functions a section's partial may call (``labels``: the audit's keys in words)."""
+
+    def label_of(key) -> str:
+        return names.label(None if key is None else str(key), labels or {})
 
     def rate(numerator, denominator) -> dict:
         n, d = int(numerator or 0), int(denominator or 0)
@@ -66,7 +71,7 @@ def helpers(low: int) -> dict:
         data = np.asarray([v for v in values if v is not None], dtype=float)
         return charts.histogram_svg(data, marker, title, f"{page}-{name}", xlabel, bin_width, unit, ylabel, tail_from)
 
-    return {"rate": rate, "quantile": quantile, "count_below": count_below, "histogram": histogram}
+    return {"rate": rate, "quantile": quantile, "count_below": count_below, "histogram": histogram, "label_of": label_of}
 
 
 def section_rows(con, spec: ReportSpec, department: str | None) -> list[dict]:

@@ -13,7 +13,7 @@ from collections import namedtuple
 import polars as pl
 
 from pipeline import db
-from pipeline.report.names import NOT_RECORDED, named
+from pipeline.report.names import NOT_RECORDED, labelled, labelled_list, named
 from pipeline.sqltext import ident
 
 FLAGGED = ("inappropriate", "review")
@@ -72,11 +72,34 @@ def case_rows(con, spec) -> pl.DataFrame:
     ordered = "o.ordered_at_local" if "ordered_at_local" in orders else "NULL"
     select.append(f"CAST({ordered} AS TIMESTAMP) AS _ordered")
     order_by = "o.ordered_at NULLS LAST, " if "ordered_at" in orders else ""
-    return con.sql(
+    rows = con.sql(
         f"""SELECT {", ".join(select)}
         FROM mart_audited_orders o LEFT JOIN mart_cases c ON c.case_id = o.case_id
         ORDER BY {recency}, o.case_id, {order_by}o.order_id"""
     ).pl()
+    labels = dict(con.execute("SELECT reason_code, label FROM ref_rules").fetchall()) if db.has_table(con, "ref_rules") else {}
+    rows = with_reason_labels(rows, labels)
+    if "study_type" in rows.columns:  # the printed case list's study type in words (the workbook keeps the key)
+        rows = rows.with_columns(labelled("study_type", spec.labels, "_study_type").fill_null("unmapped code"))
+    return rows
+
+
+# an order's reason codes ('|'-separated) -> the same reasons in words, a column of the case list's own
+REASON_LABEL_COLUMNS = {"reasons": "reason_labels", "secondary_reasons": "secondary_reason_labels"}
+
+
+def with_reason_labels(rows: pl.DataFrame, labels: dict[str, str]) -> pl.DataFrame:
+    """``rows`` with each reason column's labels (rules.csv) beside it, joined by '; ': mapped once per distinct
+    list of codes (an order's reasons repeat across orders), not once per order."""
+    for codes, words in REASON_LABEL_COLUMNS.items():
+        if codes not in rows.columns:
+            continue
+        distinct = rows.select(pl.col(codes).cast(pl.String).unique().drop_nulls())
+        mapped = distinct.with_columns(labelled_list(codes, labels, words))
+        rows = rows.with_columns(
+            pl.col(codes).cast(pl.String).replace_strict(mapped[codes], mapped[words], default=None).alias(words)
+        )
+    return rows
 
 
 def time_after(minutes: str) -> pl.Expr:
@@ -187,19 +210,18 @@ def shaped_rows(frame: pl.DataFrame, names: dict[str, str]) -> list:
         when.alias("time"),
         blank("episode_number").alias("episode"),
         pl.concat_str([blank("order_code"), blank("order_name")], separator=" ").str.strip_chars().alias("study"),
-        (s("study_type").cast(pl.String).fill_null("unmapped code") if "study_type" in frame.columns else pl.lit(""))
-        .str.replace_all("_", " ")
-        .alias("study_type"),
+        (s("_study_type") if "_study_type" in frame.columns else pl.lit("")).alias("study_type"),
         blank("indication_text").alias("indication"),
         named("ordering_department", names, "department"),
         blank("ordering_provider_id").alias("provider"),
         blank("status").alias("status"),
+        blank("reason_labels").alias("reasons"),
         blank("explanation").alias("why"),
         # a case's orders often share their reasons (three regional orders of one study): said once
         ((s("explanation") == s("explanation").shift(1)) & (s("case_id") == s("case_id").shift(1)))
         .fill_null(False)
         .alias("same_why"),
-        blank("secondary_reasons").str.replace_all("|", ", ", literal=True).str.replace_all("_", " ").alias("also"),
+        blank("secondary_reason_labels").alias("also"),
         blank("rule_ids").str.split("|").list.eval(pl.element().filter(pl.element() != "")).alias("rules"),
         blank("other_orders").alias("other_orders"),
     )

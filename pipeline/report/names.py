@@ -1,8 +1,10 @@
-"""Display names: how a department key from the extracts is printed for people.
+"""Display names: how a department key from the extracts, or a key of the audit's (a reason code, a
+recorded value), is printed for people.
 
 A configured name wins (``[display_names.departments]``); a snake_case key without one is
 title-cased (``interventional_radiology`` -> ``Interventional Radiology``); any other key is
-printed as it is (``Tiny & Rare`` stays). File names and data outputs keep the key.
+printed as it is (``Tiny & Rare`` stays). An audit's key is printed as its label (rules.csv, the
+manifest's ``[report] labels``), else with its underscores as spaces. File names and data outputs keep the key.
 """
 
 from __future__ import annotations
@@ -43,6 +45,47 @@ def named(column: str, names: dict[str, str], alias: str | None = None) -> pl.Ex
         .fill_null(NOT_RECORDED)
         .alias(alias or column)
     )
+
+
+def label(key: str | None, labels: dict[str, str]) -> str:
+    """The printed words of an audit's key: its label, else the key with underscores as spaces."""
+    if key is None:
+        return NOT_RECORDED
+    return labels.get(key) or key.replace("_", " ")
+
+
+_KEY = re.compile(r"\b[a-z0-9]+(?:_[a-z0-9]+)+\b")  # a snake_case key inside a sentence
+_TAIL_KEY = re.compile(r"^(?P<head>.*: .*?)(?P<key>\b[a-z0-9]+(?:_[a-z0-9]+)*)$")  # "Excluded: cancelled"
+
+
+def in_words(text: str, labels: dict[str, str]) -> str:
+    """A sentence that names the audit's keys (an attrition step) with each key in words: any snake_case key by
+    its label or with underscores as spaces, and a one-word key that ends a 'What: key' sentence by its label."""
+    tail = _TAIL_KEY.match(text)
+    if tail and tail["key"] in labels:
+        return _KEY.sub(lambda key: label(key.group(0), labels), tail["head"]) + labels[tail["key"]]
+    return _KEY.sub(lambda key: label(key.group(0), labels), text)
+
+
+def labelled(column: str, labels: dict[str, str], alias: str | None = None) -> pl.Expr:
+    """A String column of an audit's keys in words (``label``; vectorised over its distinct keys; null stays null)."""
+    return (
+        pl.col(column)
+        .cast(pl.String)
+        .map_batches(
+            lambda s: s.replace_strict({k: label(k, labels) for k in s.drop_nulls().unique().to_list()}, default=None),
+            return_dtype=pl.String,
+        )
+        .alias(alias or column)
+    )
+
+
+def labelled_list(column: str, labels: dict[str, str], alias: str, separator: str = "; ") -> pl.Expr:
+    """A column of '|'-separated keys (an order's reasons) as their labels joined by ``separator``."""
+    keys = pl.col(column).cast(pl.String).str.split("|").list.eval(pl.element().filter(pl.element() != ""))
+    known = pl.element().replace_strict(labels, default=None, return_dtype=pl.String)
+    words = keys.list.eval(known.fill_null(pl.element().str.replace_all("_", " ")))
+    return words.list.join(separator).alias(alias)
 
 
 def slugify(name: str | None) -> str:

@@ -148,7 +148,7 @@ def page_context(
         ),
         "n_funnel": points.height,
         "n_small_providers": int(points["small"].sum()) if points.height else 0,
-        "attrition": sections.attrition(con) if department is None else [],
+        "attrition": sections.attrition(con, spec.labels) if department is None else [],
         "audit_sections": section_rows(con, spec, department),
         "flagged": flagged,
         "case_rows": caselist.shaped_rows(flagged["rows"], names),

@@ -106,10 +106,11 @@ def render_steps(
         feed_files = files.submit(feed.write_feed, out_dir, metrics, run_info, period)
         all_cases = caselist.case_rows(con, spec)
         env = make_env(spec.report_dir)
-        env.globals.update(helpers(int(run_info["config"].get("reporting", {}).get("low_reliability_denominator", 20))))
+        low = int(run_info["config"].get("reporting", {}).get("low_reliability_denominator", 20))
+        env.globals.update(helpers(low, spec.labels))
         rules = db.frame(
             con,
-            "SELECT rule_id, reason_code, verdict, explanation, citation FROM ref_rules "
+            "SELECT rule_id, reason_code, label, verdict, explanation, citation FROM ref_rules "
             f"ORDER BY {'rule_order' if 'rule_order' in db.columns(con, 'ref_rules') else 'rule_id'}",
         )
         bounds = pages.audit_period(con)

@@ -18,7 +18,7 @@ from pipeline.db import frame, has_table
 from pipeline.months import MONTH, month_range
 from pipeline.report import charts
 from pipeline.report.measure import funnel_status, p_chart, with_rates
-from pipeline.report.names import department_name
+from pipeline.report.names import department_name, in_words
 from pipeline.report.outputs import order_by
 from pipeline.report.spec import EVALUATED, REASON_DENOMINATOR, ReportSpec, plain_number
 
@@ -67,9 +67,7 @@ def headline(
         for r in rules.filter(pl.col("verdict") == verdict).to_dicts():
             row = by_id.get(f"reason_{r['reason_code']}")
             if row is not None:
-                rows.append(
-                    marked(dict(row, reason_code=r["reason_code"], rule_id=r["rule_id"], explanation=r["explanation"]), low)
-                )
+                rows.append(marked(dict(row, **{k: r[k] for k in ("reason_code", "label", "rule_id", "explanation")}), low))
         if rows:
             groups.append(
                 {
@@ -77,7 +75,7 @@ def headline(
                     "denominator": rows[0]["denominator"],
                     "denominator_def": REASON_DENOMINATOR.get(verdict, EVALUATED),
                     "rows": [r for r in rows if r["numerator"]],
-                    "unseen": [f"{r['rule_id']} {r['reason_code']}" for r in rows if not r["numerator"]],
+                    "unseen": [f"{r['rule_id']} {r['label']}" for r in rows if not r["numerator"]],
                     "reasons_sum": sum(r["numerator"] for r in rows),
                 }
             )
@@ -306,11 +304,16 @@ def attribution(con, names: dict[str, str]) -> dict:
 # ----------------------------------------------------------------------------- attrition, timing, risk
 
 
-def attrition(con) -> list[dict]:
+def attrition(con, labels: dict[str, str] | None = None) -> list[dict]:
     """Attrition rows; a step's percentage is of the last step of the same unit at an earlier step number
-    (steps sharing a number are siblings, e.g. flagged and review orders both out of evaluated orders)."""
+    (steps sharing a number are siblings, e.g. flagged and review orders both out of evaluated orders).
+    A step naming a key (a reason code, the audit's ``labels``) names it in words (the data output keeps it)."""
     query = f"SELECT step_order, step, unit, count, kind, note FROM mart_attrition ORDER BY {order_by('mart_attrition')}"
     rows = frame(con, query).to_dicts()
+    rule_labels = dict(con.execute("SELECT reason_code, label FROM ref_rules").fetchall()) if has_table(con, "ref_rules") else {}
+    words = {**rule_labels, **(labels or {})}
+    for r in rows:
+        r["step"] = in_words(r["step"], words)
     last: dict[str, tuple[int, int]] = {}
     before: dict[str, tuple[int, int]] = {}
     for r in rows:

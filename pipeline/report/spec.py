@@ -69,6 +69,8 @@ class ReportSpec:
     sections: list[Section] = field(default_factory=list)
     definitions: Path | None = None  # report/definitions.html: the audit's definitions in the Methods
     report_dir: Path | None = None  # the audit's section templates
+    labels: dict = field(default_factory=dict)  # the audit's keys in words ([report] labels; names.label)
+    label_columns: tuple = ()  # its own columns of '|'-separated keys the workbook shows in words
 
     @property
     def headline_ids(self) -> list[str]:
@@ -136,6 +138,8 @@ class ReportSpec:
             sections=sections,
             definitions=definitions if definitions.is_file() else None,
             report_dir=audit.report_dir if audit.report_dir.is_dir() else None,
+            labels=dict(report.get("labels", {})),
+            label_columns=tuple(report.get("label_columns", ())),
         )
 
     @classmethod

@@ -34,6 +34,7 @@ from pipeline.formula_guard import neutralise, neutralise_expr
 from pipeline.report import sheet_rows
 from pipeline.report.bidi import visible_expr
 from pipeline.report.caselist import time_after
+from pipeline.report.names import department_names, labelled, labelled_list, named
 from pipeline.report.sheet_rows import LINE_POINTS, MAX_LINES
 
 # the Cases sheet's repeated texts (verdicts, explanations, departments...) as shared strings, as Excel writes
@@ -74,8 +75,10 @@ MORE: dict[str, Column] = {
     "order_code": Column("Code", 9, "Order code as sent (CPT, LOINC or local)."),
     "study_type": Column("Study type", 14, "Study type from the imaging code map."),
     "status": Column("Status", 10, "Order status."),
-    "reasons": Column("Reasons", 20, "Reason codes of the verdict, in rule order."),
-    "secondary_reasons": Column("Also fired", 16, "Other reasons that fired but did not set the verdict."),
+    "reason_labels": Column("Reasons", 30, "The reasons of the verdict in words, in rule order (the Rules sheet lists each)."),
+    "reasons": Column("Reason codes", 20, "Reason codes of the verdict, in rule order (filter on them)."),
+    "secondary_reason_labels": Column("Also fired", 24, "Other reasons that fired but did not set the verdict, in words."),
+    "secondary_reasons": Column("Also fired (codes)", 16, "Reason codes of the other reasons that fired."),
     "rule_ids": Column("Rules", 10, "Rule ids: each rule's guideline citation is on the Rules sheet."),
     "indication_text": Column("Indication (as sent)", 30, "Indication text as sent."),
 }
@@ -106,6 +109,29 @@ VERDICT_COLOURS = {
 }
 _FIXED_DATE = dt.datetime(2000, 1, 1)
 _NUM_FORMATS = {"date": "yyyy-mm-dd", "datetime": "yyyy-mm-dd hh:mm"}
+
+
+def with_display_names(
+    cases: pl.DataFrame, known: dict[str, Column], names: dict[str, str], spec=None
+) -> tuple[pl.DataFrame, dict[str, Column]]:
+    """Each department column printed by its display name (``names.department_name``, as the report prints it), the
+    study type and the audit's ``[report] label_columns`` in words (its ``[report] labels``), each key kept in a
+    ``<column>_key`` column after the others (a filter key, as the extracts and the code map spell it)."""
+    columns = ["ordering_department", "case_department", getattr(spec, "case_department", None)]
+    present = [c for c in dict.fromkeys(columns) if c is not None and c in cases.columns]
+    shown = {c: named(c, names) for c in present}
+    labels = getattr(spec, "labels", None) or {}
+    if "study_type" in cases.columns:
+        shown["study_type"] = labelled("study_type", labels)
+    for col in getattr(spec, "label_columns", ()):
+        if col in cases.columns:
+            shown[col] = labelled_list(col, labels, col)
+    known = dict(known)
+    for col in shown:
+        header = (known.get(col) or Column(col, 16, "")).header
+        known[f"{col}_key"] = Column(f"{header} key", 16, f"{header}: the key as in the extracts (filter on it).")
+    keys = [pl.col(c).cast(pl.String).alias(f"{c}_key") for c in shown]
+    return cases.with_columns(*keys, *shown.values()), known
 
 
 def cases_sheet_frame(cases: pl.DataFrame, known_columns: dict[str, Column] | None = None) -> pl.DataFrame:
@@ -166,6 +192,7 @@ def write_case_list(
         fmt._get_xf_index()
 
     known = case_columns(spec.columns if spec is not None else None)
+    cases, known = with_display_names(cases, known, department_names(run_info.get("config") or {}), spec)
     sheet = cases_sheet_frame(cases, known)
     columns = fitted_columns(sheet, [known.get(c, Column(c, 16, "")) for c in sheet.columns])
     ws = wb.add_worksheet("Cases")
@@ -402,13 +429,14 @@ def _explanation_sheet(wb, run_info: dict, columns: list[Column], head, wrap) ->
 def _rules_sheet(wb, rules: pl.DataFrame, head, wrap, run_info: dict) -> None:
     rs = wb.add_worksheet("Rules")
     _print_setup(rs, run_info, "rules")
-    cols = ["rule_id", "reason_code", "verdict", "explanation", "citation"]
-    for j, c in enumerate(["Rule", "Reason", "Verdict", "Explanation", "Citation"]):
+    cols = ["rule_id", "label", "reason_code", "verdict", "explanation", "citation"]
+    for j, c in enumerate(["Rule", "Reason", "Reason code", "Verdict", "Explanation", "Citation"]):
         rs.write_string(0, j, c, head)
     shown = rules.select(pl.col(c).cast(pl.String) for c in cols)
-    _fit_heights(rs, shown, [16.0, 16.0, 16.0, 70.0, 70.0], 1)
+    widths = [10.0, 30.0, 20.0, 13.0, 70.0, 70.0]
+    _fit_heights(rs, shown, widths, 1)
     for i, r in enumerate(shown.iter_rows(), start=1):
         for j, v in enumerate(r):
             rs.write_string(i, j, neutralise("" if v is None else v) or "", wrap)
-    rs.set_column(0, 2, 16)
-    rs.set_column(3, 4, 70)
+    for j, width in enumerate(widths):
+        rs.set_column(j, j, width)

@@ -1,0 +1,159 @@
+"""Labels people read: every reason by its rules.csv label, every department by its display name, in the
+report, the department pages and the workbook; the data outputs keep their codes and keys (the decks' run)."""
+
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+
+import polars as pl
+import pytest
+from xlsx_xml import Workbook
+
+from pipeline import audits
+from pipeline.report import workbook
+from pipeline.report.audit_sections import helpers
+from pipeline.report.names import department_name, in_words, label
+
+RUNNABLE = [a for a in audits.discover() if a.runnable]
+
+
+def _out(deck_runs, audit) -> Path:
+    return Path(deck_runs["runs"]["combined"]["out"]) / audit.id
+
+
+def _rules(audit) -> dict[str, dict]:
+    return {r["reason_code"]: r for r in audits.check_rules(audit)}
+
+
+def _reason_rows(page: str) -> list[str]:
+    """The row headers of a page's reasons table (headline section)."""
+    start = page.index('<section id="headline">')
+    section = page[start : page.index("</section>", start)]
+    return [html.unescape(t) for t in re.findall(r'<td class="rule"><a [^>]*>[^<]*</a></td><th scope="row">([^<]*)<br>', section)]
+
+
+@pytest.mark.parametrize("audit", RUNNABLE, ids=[a.id for a in RUNNABLE])
+def test_reasons_are_shown_by_their_labels_on_every_page(deck_runs, audit):
+    rules = _rules(audit)
+    labels = {r["label"] for r in rules.values()}
+    out = _out(deck_runs, audit)
+    pages = [out / "report.html", *sorted((out / "departments").glob("*.html"))]
+    shown, listed = set(), 0
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        rows = _reason_rows(text)
+        assert set(rows) <= labels, (page.name, set(rows) - labels)
+        shown |= set(rows)
+        for also in re.findall(r"also: ([^<]*)</span>", text):
+            assert all(part in labels for part in html.unescape(also).split("; ")), (page.name, also)
+        for why in re.findall(r'<strong class="reasons">([^<]*)\.</strong>', text):  # the case list's reasons
+            assert all(part in labels for part in html.unescape(why).split("; ")), (page.name, why)
+            listed += 1
+    assert shown, "the deck fires reasons: the reasons tables list some"
+    assert listed, "the deck has flagged cases: the case lists name their reasons"
+    orders = (out / "audited_orders.csv").read_text(encoding="utf-8")
+    assert any(code in orders for code in rules), "the data output keeps the reason codes"
+
+
+@pytest.mark.parametrize("audit", RUNNABLE, ids=[a.id for a in RUNNABLE])
+def test_the_workbook_shows_reasons_in_words_and_keeps_their_codes(deck_runs, audit):
+    rules = _rules(audit)
+    book = Workbook(_out(deck_runs, audit) / "case_list.xlsx")
+    cases = book.rows("Cases")
+    assert cases
+    for row in cases:
+        for words, codes in (("Reasons", "Reason codes"), ("Also fired", "Also fired (codes)")):
+            expected = "; ".join(rules[c]["label"] for c in (row[codes] or "").split("|") if c)
+            assert (row[words] or "") == expected, row
+    assert [(r["Reason"], r["Reason code"]) for r in book.rows("Rules")] == [(r["label"], c) for c, r in rules.items()]
+
+
+@pytest.mark.parametrize("audit", RUNNABLE, ids=[a.id for a in RUNNABLE])
+def test_the_workbook_names_departments_as_the_report_does_and_keeps_the_key(deck_runs, audit):
+    cases = Workbook(_out(deck_runs, audit) / "case_list.xlsx").rows("Cases")
+    keyed = [r for r in cases if r["Ordering department key"]]
+    assert keyed
+    for r in keyed:
+        assert r["Ordering department"] == department_name(r["Ordering department key"], {}), r
+
+
+@pytest.mark.parametrize("audit", RUNNABLE, ids=[a.id for a in RUNNABLE])
+def test_the_workbook_shows_study_types_in_words_and_keeps_the_key(deck_runs, audit):
+    cases = Workbook(_out(deck_runs, audit) / "case_list.xlsx").rows("Cases")
+    typed = [r for r in cases if r["Study type key"]]
+    assert typed and any("_" in r["Study type key"] for r in typed)
+    labels = audit.manifest["report"].get("labels", {})
+    for r in typed:
+        assert r["Study type"] == label(r["Study type key"], labels) and "_" not in r["Study type"], r
+
+
+@pytest.mark.parametrize("audit", [a for a in RUNNABLE if a.manifest["report"].get("label_columns")], ids=lambda a: a.id)
+def test_the_workbook_shows_the_audits_label_columns_in_words_and_keeps_the_keys(deck_runs, audit):
+    book = Workbook(_out(deck_runs, audit) / "case_list.xlsx")
+    header = {c.header: name for name, c in book_columns(audit).items()}
+    labels = audit.manifest["report"].get("labels", {})
+    cases = book.rows("Cases")
+    for column in audit.manifest["report"]["label_columns"]:
+        shown = next(h for h, name in header.items() if name == column)
+        keyed = [r for r in cases if r[f"{shown} key"]]
+        assert keyed and any("_" in r[f"{shown} key"] for r in keyed), column
+        for r in keyed:
+            assert r[shown] == "; ".join(label(k, labels) for k in r[f"{shown} key"].split("|")), r
+
+
+def book_columns(audit) -> dict:
+    return workbook.case_columns(audit.manifest["report"].get("columns"))
+
+
+def test_department_columns_show_the_display_name_and_keep_the_key_beside():
+    cases = pl.DataFrame({"ordering_department": ["primary_care", None, "ICU"], "case_department": ["icu"] * 3})
+    frame, known = workbook.with_display_names(cases, workbook.CASE_COLUMNS, {"ICU": "Intensive care"})
+    assert frame["ordering_department"].to_list() == ["Primary Care", "(not recorded)", "Intensive care"]
+    assert frame["ordering_department_key"].to_list() == ["primary_care", None, "ICU"]
+    assert frame["case_department"].to_list() == ["Icu"] * 3 and frame["case_department_key"].to_list() == ["icu"] * 3
+    assert known["ordering_department_key"].header == "Ordering department key"
+    assert list(known)[-2:] == ["ordering_department_key", "case_department_key"]  # after the others
+
+
+def test_a_sentence_names_the_audits_keys_in_words_with_a_fallback():
+    labels = {"outside_window": "Placed outside the audit window", "cancelled": "Order cancelled", "hiv": "HIV"}
+    assert in_words("Excluded: outside_window", labels) == "Excluded: Placed outside the audit window"
+    assert in_words("Excluded: cancelled", labels) == "Excluded: Order cancelled"
+    assert in_words("Not evaluable: mystery_code", labels) == "Not evaluable: mystery code"  # unknown: underscores as spaces
+    assert in_words("Complicated: red flag hiv", labels) == "Complicated: red flag HIV"
+    assert in_words("Low back pain diagnoses (lbp_uncomplicated) in the period", {}) == (
+        "Low back pain diagnoses (lbp uncomplicated) in the period"
+    )
+    for plain in ("Cases: patients", "Index procedures (lumbar, can puncture the dura)", "Under 18 at the index date"):
+        assert in_words(plain, labels) == plain
+
+
+def test_an_audit_section_prints_recorded_values_by_the_manifests_labels():
+    label_of = helpers(20, {"pencil_point": "Pencil-point"})["label_of"]
+    assert [label_of(v) for v in ("pencil_point", "lateral_decubitus", "22", 22, None)] == [
+        "Pencil-point",
+        "lateral decubitus",
+        "22",
+        "22",
+        "(not recorded)",
+    ]
+
+
+@pytest.mark.parametrize("audit", RUNNABLE, ids=[a.id for a in RUNNABLE])
+def test_attrition_names_reasons_by_their_labels_and_its_data_output_keeps_the_codes(deck_runs, audit):
+    rules = _rules(audit)
+    out = _out(deck_runs, audit)
+    page = (out / "report.html").read_text(encoding="utf-8")
+    start = page.index('<section id="attrition">')
+    rows = re.findall(r'<tr class="(?:step|exclusion)">(.*?)</tr>', page[start : page.index("</section>", start)], re.S)
+    steps = [html.unescape(re.findall(r"<td[^>]*>(.*?)</td>", r, re.S)[1]).removeprefix("− ") for r in rows]
+    assert steps
+    assert not [s for s in steps if re.search(r"\b[a-z0-9]+_[a-z0-9_]+\b", s)], steps
+    excluded = [c for c, r in rules.items() if r["verdict"] in ("excluded", "not_evaluable")]
+    assert {
+        f"{'Excluded' if rules[c]['verdict'] == 'excluded' else 'Not evaluable'}: {rules[c]['label']}" for c in excluded
+    } <= set(steps)
+    data = (out / "attrition.csv").read_text(encoding="utf-8")
+    assert all(f"Excluded: {c}," in data for c in excluded if rules[c]["verdict"] == "excluded")
