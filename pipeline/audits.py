@@ -413,7 +413,7 @@ def check_rules(audit: Audit) -> list[dict[str, str]]:
             _fail(
                 path,
                 f"line {line}, column label: rule {r['rule_id']} needs a readable label of at most {LABEL_MAX} characters "
-                "without '|' (what people read for its reason, e.g. 'DSM as the first study')",
+                "without '|' (what people read for its reason, e.g. 'CT as the first study')",
             )
         if "|" in r["explanation"] + r["citation"] or not r["explanation"].strip():
             _fail(path, f"line {line}: explanation is required and neither field may hold '|' (the outputs' list separator)")

@@ -101,11 +101,11 @@ def test_a_broken_manifest_is_one_line_naming_the_file(tmp_path, file, old, new,
         ),
         (lambda f: _edit(f / "rules.csv", "is_contrast_only", "is_premature"), "flag_column is_premature is listed twice"),
         (
-            lambda f: _edit(f / "rules.csv", ",DSM as the first study,", ", ,"),
+            lambda f: _edit(f / "rules.csv", ",Myelography (DSM or conventional) as the first study,", ", ,"),
             "line 15, column label: rule CSF-14 needs a readable label",
         ),
         (
-            lambda f: _edit(f / "rules.csv", ",DSM as the first study,", f",{'DSM ' * 16},"),
+            lambda f: _edit(f / "rules.csv", ",Myelography (DSM or conventional) as the first study,", f",{'DSM ' * 16},"),
             "line 15, column label: rule CSF-14 needs a readable label of at most 60 characters",
         ),
         (lambda f: (f / "sql" / "csf_leak__int_order_flags.sql").unlink(), "provides no csf_leak__int_order_flags"),
