@@ -407,6 +407,21 @@ def test_input_path_that_is_a_file_says_so(tmp_path):
     _assert_nothing_written(out, wh)
 
 
+@pytest.mark.parametrize("kind", ["folder", "pipe"])
+def test_table_name_that_is_a_folder_or_a_pipe_is_one_line(tmp_path, small_input, kind):
+    """A folder named imaging_orders.csv was a traceback (IsADirectoryError); a pipe would have hung the run."""
+    import os
+
+    path = small_input / "imaging_orders.csv"
+    path.unlink()
+    if kind == "folder":
+        path.mkdir()
+    else:
+        os.mkfifo(path)
+    what = "is a folder" if kind == "folder" else "is not a regular file"
+    _expect_exit_2(tmp_path, small_input, f"imaging_orders.csv: {what}", "Put the imaging_orders extract")
+
+
 def test_semicolon_delimited_file_gets_a_delimiter_hint(tmp_path):
     d = _clean_input(tmp_path / "in")
     path = d / "imaging_orders.csv"

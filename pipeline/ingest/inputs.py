@@ -38,6 +38,9 @@ def kind_of(path: Path) -> str | None:
 
 
 def _input_file(table: str, path: Path, sheet: str | None) -> InputFile:
+    if not path.is_file():  # a folder (or a pipe, a socket) named like the table's file: reading it fails or never ends
+        what = "a folder" if path.is_dir() else "not a regular file"
+        raise InputFileError(path, f"is {what}, not the table's file", f"Put the {table} extract itself here, or rename this")
     kind = kind_of(path)
     if kind is None:
         raise InputFileError(path, f"is not a file type order-audit reads ({', '.join(SUFFIXES)})", "Export the table as CSV")
