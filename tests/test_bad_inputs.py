@@ -422,6 +422,15 @@ def test_table_name_that_is_a_folder_or_a_pipe_is_one_line(tmp_path, small_input
     _expect_exit_2(tmp_path, small_input, f"imaging_orders.csv: {what}", "Put the imaging_orders extract")
 
 
+def test_table_file_that_is_a_broken_link_says_so(tmp_path, small_input):
+    """It read as missing: 'required file missing (found imaging_orders.csv: only .csv ... are read)'."""
+    path = small_input / "imaging_orders.csv"
+    path.unlink()
+    path.symlink_to(tmp_path / "moved_away.csv")
+    line = _expect_exit_2(tmp_path, small_input, "imaging_orders.csv: is a link to a file that does not exist")
+    assert "required file missing" not in line
+
+
 def test_semicolon_delimited_file_gets_a_delimiter_hint(tmp_path):
     d = _clean_input(tmp_path / "in")
     path = d / "imaging_orders.csv"
