@@ -431,6 +431,14 @@ def test_table_file_that_is_a_broken_link_says_so(tmp_path, small_input):
     assert "required file missing" not in line
 
 
+def test_quote_never_closed_names_the_line_it_opens_on(tmp_path, small_input):
+    """Said only 'the CSV could not be parsed', with no line: the quote opens on line 6, the last."""
+    path = small_input / "imaging_orders.csv"
+    with path.open("a") as fh:
+        fh.write('O5,MRN-2,"2025-06-04 09:00:00,72148,Emergency,,completed\n')
+    _expect_exit_2(tmp_path, small_input, "imaging_orders.csv, line 6", "quoted field opens on this line and is never closed")
+
+
 def test_semicolon_delimited_file_gets_a_delimiter_hint(tmp_path):
     d = _clean_input(tmp_path / "in")
     path = d / "imaging_orders.csv"

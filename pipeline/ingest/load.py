@@ -11,6 +11,7 @@ timestamps, value_maps), line numbers (physical_lines) and the warehouse side (l
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import tempfile
 from dataclasses import dataclass, field
@@ -94,7 +95,23 @@ def _diagnose_csv_failure(f: InputFile, source: Source) -> tuple[int | None, str
                 return n, f"{len(row)} fields where the header has {width}"
     except csv.Error as exc:
         return None, f"the CSV could not be parsed ({exc})"
+    unclosed = _unclosed_quote_line(text, kwargs)
+    if unclosed is not None:
+        return unclosed, "a quoted field opens on this line and is never closed"
     return None, "the CSV could not be parsed"
+
+
+def _unclosed_quote_line(text: str, kwargs: dict) -> int | None:
+    """The line where a record starts whose quote runs to the end of the file (error path only)."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True, **kwargs)
+    last_end = 0
+    try:
+        for _ in reader:
+            last_end = reader.line_num
+    except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            return last_end + 1
+    return None
 
 
 def _truncated_last_line(f: InputFile, source: Source, n_columns: int) -> int | None:
