@@ -439,6 +439,24 @@ def test_quote_never_closed_names_the_line_it_opens_on(tmp_path, small_input):
     _expect_exit_2(tmp_path, small_input, "imaging_orders.csv, line 6", "quoted field opens on this line and is never closed")
 
 
+def test_file_name_with_a_line_break_keeps_the_error_on_one_line(tmp_path, small_input):
+    """A configured file name holding a line break (and a bidi control) split the one line in two."""
+    name = "it's; a\nname \u202e\u00fc.csv"
+    path = small_input / name
+    (small_input / "imaging_orders.csv").rename(path)
+    with path.open("a") as fh:
+        fh.write("O9,MRN-2,2025-06-04 09:00:00,72148,Emergency,,completed,x,y\n")
+    config = tmp_path / "order-audit.toml"
+    config.write_text(f"[formats.imaging_orders]\nfile = {json.dumps(name)}\n")
+    out, wh = tmp_path / "out", tmp_path / "wh.duckdb"
+    r = run_cli("run", "--input", small_input, "--out", out, "--warehouse", wh, "--config", config)
+    assert r.returncode == 2, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert line.startswith("order-audit: error: ") and line.endswith("Fix or re-export the extract as UTF-8 CSV"), r.stderr
+    assert "it's; a\\nname \\u202e\u00fc.csv, line 6: cannot be read as CSV: 9 fields" in line
+    _assert_nothing_written(out, wh)
+
+
 def test_semicolon_delimited_file_gets_a_delimiter_hint(tmp_path):
     d = _clean_input(tmp_path / "in")
     path = d / "imaging_orders.csv"
