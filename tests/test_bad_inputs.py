@@ -457,6 +457,16 @@ def test_file_name_with_a_line_break_keeps_the_error_on_one_line(tmp_path, small
     _assert_nothing_written(out, wh)
 
 
+def test_nul_byte_past_the_first_64_kib_is_one_line_naming_its_line(tmp_path, small_input):
+    """Only the first 64 KiB were looked at for NUL bytes: one further on was loaded, and printed raw into
+    the report. Here on line 2005 (O4), after 2000 orders (about 130 KB)."""
+    path = small_input / "imaging_orders.csv"
+    header, rest = path.read_bytes().split(b"\n", 1)
+    filler = b"".join(b"X%05d,MRN-9,2025-06-06 10:00:00,72148,Neurology,G97.1,completed\n" % i for i in range(2000))
+    path.write_bytes(header + b"\n" + filler + rest.replace(b"Emergency", b"Emer\x00gency"))
+    _expect_exit_2(tmp_path, small_input, "imaging_orders.csv, line 2005", "NUL byte", "Re-export")
+
+
 def test_semicolon_delimited_file_gets_a_delimiter_hint(tmp_path):
     d = _clean_input(tmp_path / "in")
     path = d / "imaging_orders.csv"

@@ -24,7 +24,7 @@ from pipeline.config import Config
 from pipeline.errors import InputFileError
 from pipeline.ingest import headers, parse_checks, physical_lines, source_store, textfile, value_maps, xlsx
 from pipeline.ingest.contract import CONTRACTS, TableContract
-from pipeline.ingest.files import fingerprint_in_background
+from pipeline.ingest.files import Fingerprint, fingerprint_in_background, line_of
 from pipeline.ingest.inputs import InputFile, find_inputs  # noqa: F401 - the loader's entry points
 from pipeline.ingest.ledger import TableLoad, ensure_tables, merge_inputs  # noqa: F401 - re-exported for callers
 from pipeline.ingest.segments import Segment, where_sql
@@ -412,10 +412,23 @@ def prepare_inputs(
         for unknown in result.unknown_values:
             log.warning("%s", unknown.message())
         prepared[contract.name] = result
-    if hashes is None:
-        for name, future in pending.items():
+    for name, future in pending.items():
+        _check_no_nul(inputs[name], cfg, future.result())
+        if hashes is None:
             prepared[name].sha256 = future.result().sha256
     return prepared
+
+
+def _check_no_nul(f: InputFile, cfg: Config, fp: Fingerprint) -> None:
+    """A NUL byte anywhere in a UTF-8 text extract stops the run, as one in its first 64 KiB does (headers.py):
+    past there it was loaded into the warehouse and printed raw into the reports."""
+    if f.fmt == "csv" and fp.first_nul is not None and cfg.format_of(f.table).is_utf8:
+        raise InputFileError(
+            f.path,
+            "holds a NUL byte, which no text has (a damaged or partly binary export)",
+            "Re-export the extract as UTF-8 CSV",
+            line=line_of(f.path, fp.first_nul),
+        )
 
 
 def load_inputs(
