@@ -478,6 +478,19 @@ def test_a_blocking_gate_failure_names_rows_to_look_at(tmp_path, small_input):
     _assert_nothing_written(out, wh)
 
 
+def test_a_repeated_patient_id_is_set_aside_without_showing_the_id(tmp_path, small_input):
+    """The later copy of a patients row was listed in the published rejects.csv with its raw patient id."""
+    write_csv(small_input / "patients.csv", ["patient_id", "birth_date"], [["MRN-1", "1970-05-05"], ["MRN-1", "1971-01-01"]])
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", small_input, "--out", out, "--warehouse", tmp_path / "wh.duckdb", "--no-validate")
+    assert r.returncode == 0, r.stderr
+    rejects = _rejects(out).filter(pl.col("table_name") == "patients")
+    assert rejects.select("source_line", "column_name", "value", "action").rows() == [("3", "patient_id", None, "row_rejected")]
+    assert rejects["reason"].to_list() == ["duplicate patient_id: first seen at line 2"]
+    leaked = [p.name for p in out.rglob("*") if p.is_file() and b"MRN-" in p.read_bytes()]
+    assert leaked == [] and "MRN-" not in r.stderr
+
+
 def test_semicolon_delimited_file_gets_a_delimiter_hint(tmp_path):
     d = _clean_input(tmp_path / "in")
     path = d / "imaging_orders.csv"

@@ -301,6 +301,8 @@ def prepare_table(
             # occur twice are ranked (a hash aggregate, not a sort of every row).
             idc = ident(contract.id_column)
             first_seen = where_sql("first_line", segments or [])  # 'line 7' (or the file too, across files)
+            # rejects.csv is published: a repeated patient id (the patients table's key) is not shown in it
+            shown = "CAST(NULL AS VARCHAR)" if contract.id_column == "patient_id" else idc
             con.execute(
                 f"""INSERT INTO rejects
                 WITH dup_ids AS (
@@ -313,7 +315,7 @@ def prepare_table(
                     WHERE {idc} IN (SELECT {idc} FROM dup_ids)
                       AND {LINE} NOT IN (SELECT source_line FROM rejects WHERE action = 'row_rejected')
                 )
-                SELECT {LINE}, ?, {idc}, 'duplicate {contract.id_column}: first seen at ' || {first_seen},
+                SELECT {LINE}, ?, {shown}, 'duplicate {contract.id_column}: first seen at ' || {first_seen},
                        'row_rejected'
                 FROM ranked WHERE {LINE} > first_line""",
                 [contract.id_column],
