@@ -491,6 +491,22 @@ def test_a_repeated_patient_id_is_set_aside_without_showing_the_id(tmp_path, sma
     assert leaked == [] and "MRN-" not in r.stderr
 
 
+@pytest.mark.parametrize("values", [True, False], ids=["values", "empty"])
+def test_a_header_without_a_name_over_values_is_one_line(tmp_path, small_input, values):
+    """A header that lost its last name ('...,indication_codes,') dropped every status silently (cancelled orders
+    audited as done); an unnamed column that is empty (a trailing comma on every line) still loads."""
+    path = small_input / "imaging_orders.csv"
+    text = path.read_text().replace(",status\n", ",\n", 1)
+    path.write_text(text if values else text.replace(",completed\n", ",\n"))
+    if values:
+        _expect_exit_2(tmp_path, small_input, "imaging_orders.csv, line 1: column 7 has no name", "line 2 holds a value")
+    else:
+        r = run_cli(
+            "run", "--input", small_input, "--out", tmp_path / "out", "--warehouse", tmp_path / "wh.duckdb", "--no-validate"
+        )
+        assert r.returncode == 0, r.stderr
+
+
 def test_semicolon_delimited_file_gets_a_delimiter_hint(tmp_path):
     d = _clean_input(tmp_path / "in")
     path = d / "imaging_orders.csv"

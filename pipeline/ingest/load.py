@@ -114,6 +114,24 @@ def _unclosed_quote_line(text: str, kwargs: dict) -> int | None:
     return None
 
 
+def _check_unnamed_columns(f: InputFile, cfg: Config, typed_path: Path, schema: dict) -> None:
+    """A column without a name in the header whose rows hold values stops the run: no contract column can be
+    read from it, so its values (the status, say, of a header that lost its last name) were dropped silently."""
+    header, _ = headers.read_header(f, cfg.format_of(f.table))
+    names = [c for c in schema if c != LINE]
+    unnamed = [(i, names[i - 1]) for i, h in enumerate(header, start=1) if not str(h).strip() and i <= len(names)]
+    typed = set(pl.read_parquet_schema(typed_path)) if unnamed else set()
+    for position, name in ((i, name) for i, name in unnamed if name in typed):
+        first = pl.scan_parquet(typed_path).filter(pl.col(name).is_not_null()).select(pl.col(LINE).min()).collect().item()
+        if first is not None:
+            raise InputFileError(
+                f.label,
+                f"column {position} has no name in the header, yet line {first} holds a value in it",
+                "Name the column in the header (or drop it from the extract), so its values are read",
+                line=1,
+            )
+
+
 def _truncated_last_line(f: InputFile, source: Source, n_columns: int) -> int | None:
     """The line number of a last row cut off mid-row (file ends without a newline, too few fields)."""
     if f.fmt != "csv":
@@ -259,6 +277,8 @@ def prepare_table(
     source = open_source(f, cfg, scratch) if f.fmt == "csv" else Source(f.path)
     schema = (typed_writer or _write_typed)(f, contract, cfg, typed_path, source, rows)
     _physical_lines(f, source, typed_path, schema, fingerprint, scratch)
+    if rows is None and f.fmt in ("csv", "xlsx", "parquet"):  # a file with a header (not a FHIR export)
+        _check_unnamed_columns(f, cfg, typed_path, schema)
     truncated = _truncated_last_line(f, source, len(schema) - 1)
     excluded_path = scratch / f"{contract.name}.excluded.parquet"
     rejects_path = scratch / f"{contract.name}.rejects.parquet"
