@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import unicodedata
 
 EXIT_OK = 0
 EXIT_USAGE = 1  # usage or configuration error
@@ -26,13 +27,19 @@ class ConfigError(AuditError):
     exit_code = EXIT_USAGE
 
 
+def printable(text: str) -> str:
+    """``text`` with control and format characters as escapes (``\\n``, ``\\u202e``): a file name holding a
+    line break or a bidi control keeps the error on one line, and shown as it is named."""
+    return "".join(repr(ch)[1:-1] if unicodedata.category(ch)[0] == "C" else ch for ch in text)
+
+
 class InputFileError(AuditError):
     """A file-level problem: the run stops before anything is replaced."""
 
     exit_code = EXIT_INPUT
 
     def __init__(self, path, problem: str, fix: str, line: int | None = None, column: str | None = None):
-        where = str(path)
+        where = printable(str(path))
         if line is not None:
             where += f", line {line}"
         if column is not None:

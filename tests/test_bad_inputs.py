@@ -407,6 +407,106 @@ def test_input_path_that_is_a_file_says_so(tmp_path):
     _assert_nothing_written(out, wh)
 
 
+@pytest.mark.parametrize("kind", ["folder", "pipe"])
+def test_table_name_that_is_a_folder_or_a_pipe_is_one_line(tmp_path, small_input, kind):
+    """A folder named imaging_orders.csv was a traceback (IsADirectoryError); a pipe would have hung the run."""
+    import os
+
+    path = small_input / "imaging_orders.csv"
+    path.unlink()
+    if kind == "folder":
+        path.mkdir()
+    else:
+        os.mkfifo(path)
+    what = "is a folder" if kind == "folder" else "is not a regular file"
+    _expect_exit_2(tmp_path, small_input, f"imaging_orders.csv: {what}", "Put the imaging_orders extract")
+
+
+def test_table_file_that_is_a_broken_link_says_so(tmp_path, small_input):
+    """It read as missing: 'required file missing (found imaging_orders.csv: only .csv ... are read)'."""
+    path = small_input / "imaging_orders.csv"
+    path.unlink()
+    path.symlink_to(tmp_path / "moved_away.csv")
+    line = _expect_exit_2(tmp_path, small_input, "imaging_orders.csv: is a link to a file that does not exist")
+    assert "required file missing" not in line
+
+
+def test_quote_never_closed_names_the_line_it_opens_on(tmp_path, small_input):
+    """Said only 'the CSV could not be parsed', with no line: the quote opens on line 6, the last."""
+    path = small_input / "imaging_orders.csv"
+    with path.open("a") as fh:
+        fh.write('O5,MRN-2,"2025-06-04 09:00:00,72148,Emergency,,completed\n')
+    _expect_exit_2(tmp_path, small_input, "imaging_orders.csv, line 6", "quoted field opens on this line and is never closed")
+
+
+def test_file_name_with_a_line_break_keeps_the_error_on_one_line(tmp_path, small_input):
+    """A configured file name holding a line break (and a bidi control) split the one line in two."""
+    name = "it's; a\nname \u202e\u00fc.csv"
+    path = small_input / name
+    (small_input / "imaging_orders.csv").rename(path)
+    with path.open("a") as fh:
+        fh.write("O9,MRN-2,2025-06-04 09:00:00,72148,Emergency,,completed,x,y\n")
+    config = tmp_path / "order-audit.toml"
+    config.write_text(f"[formats.imaging_orders]\nfile = {json.dumps(name)}\n")
+    out, wh = tmp_path / "out", tmp_path / "wh.duckdb"
+    r = run_cli("run", "--input", small_input, "--out", out, "--warehouse", wh, "--config", config)
+    assert r.returncode == 2, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert line.startswith("order-audit: error: ") and line.endswith("Fix or re-export the extract as UTF-8 CSV"), r.stderr
+    assert "it's; a\\nname \\u202e\u00fc.csv, line 6: cannot be read as CSV: 9 fields" in line
+    _assert_nothing_written(out, wh)
+
+
+def test_nul_byte_past_the_first_64_kib_is_one_line_naming_its_line(tmp_path, small_input):
+    """Only the first 64 KiB were looked at for NUL bytes: one further on was loaded, and printed raw into
+    the report. Here on line 2005 (O4), after 2000 orders (about 130 KB)."""
+    path = small_input / "imaging_orders.csv"
+    header, rest = path.read_bytes().split(b"\n", 1)
+    filler = b"".join(b"X%05d,MRN-9,2025-06-06 10:00:00,72148,Neurology,G97.1,completed\n" % i for i in range(2000))
+    path.write_bytes(header + b"\n" + filler + rest.replace(b"Emergency", b"Emer\x00gency"))
+    _expect_exit_2(tmp_path, small_input, "imaging_orders.csv, line 2005", "NUL byte", "Re-export")
+
+
+def test_a_blocking_gate_failure_names_rows_to_look_at(tmp_path, small_input):
+    """The gate's lines gave a count and a share only ('1 of 4 (25.0%)'): nothing to find the row by."""
+    path = small_input / "imaging_orders.csv"
+    path.write_text(path.read_text().replace("2025-06-06 10:05:00", "9999-12-31 23:59:59"))
+    out, wh = tmp_path / "out", tmp_path / "wh.duckdb"
+    r = run_cli("run", "--input", small_input, "--out", out, "--warehouse", wh)
+    assert r.returncode == 3, r.stderr
+    assert "  orders.ordered_at.not_future [src_imaging_orders] 1 of 4 (25.0%) (e.g. order_id O2): " in r.stderr
+    _assert_nothing_written(out, wh)
+
+
+def test_a_repeated_patient_id_is_set_aside_without_showing_the_id(tmp_path, small_input):
+    """The later copy of a patients row was listed in the published rejects.csv with its raw patient id."""
+    write_csv(small_input / "patients.csv", ["patient_id", "birth_date"], [["MRN-1", "1970-05-05"], ["MRN-1", "1971-01-01"]])
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", small_input, "--out", out, "--warehouse", tmp_path / "wh.duckdb", "--no-validate")
+    assert r.returncode == 0, r.stderr
+    rejects = _rejects(out).filter(pl.col("table_name") == "patients")
+    assert rejects.select("source_line", "column_name", "value", "action").rows() == [("3", "patient_id", None, "row_rejected")]
+    assert rejects["reason"].to_list() == ["duplicate patient_id: first seen at line 2"]
+    leaked = [p.name for p in out.rglob("*") if p.is_file() and b"MRN-" in p.read_bytes()]
+    assert leaked == [] and "MRN-" not in r.stderr
+
+
+@pytest.mark.parametrize("values", [True, False], ids=["values", "empty"])
+def test_a_header_without_a_name_over_values_is_one_line(tmp_path, small_input, values):
+    """A header that lost its last name ('...,indication_codes,') dropped every status silently (cancelled orders
+    audited as done); an unnamed column that is empty (a trailing comma on every line) still loads."""
+    path = small_input / "imaging_orders.csv"
+    text = path.read_text().replace(",status\n", ",\n", 1)
+    path.write_text(text if values else text.replace(",completed\n", ",\n"))
+    if values:
+        _expect_exit_2(tmp_path, small_input, "imaging_orders.csv, line 1: column 7 has no name", "line 2 holds a value")
+    else:
+        r = run_cli(
+            "run", "--input", small_input, "--out", tmp_path / "out", "--warehouse", tmp_path / "wh.duckdb", "--no-validate"
+        )
+        assert r.returncode == 0, r.stderr
+
+
 def test_semicolon_delimited_file_gets_a_delimiter_hint(tmp_path):
     d = _clean_input(tmp_path / "in")
     path = d / "imaging_orders.csv"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import ORDER_HEADER, PROC_HEADER, run_cli, write_csv, write_small_input
+from conftest import DX_HEADER, ORDER_HEADER, PROC_HEADER, run_cli, write_csv, write_small_input
 
 from pipeline.formula_guard import TRIGGERS, restore
 from pipeline.synth import generate
@@ -201,3 +201,25 @@ def test_impossible_ages_are_nulled_with_a_reason_and_count_as_age_unknown(tmp_p
     assert attrition["Age unknown (no birth date or age, or an impossible age)"] == "4"
     assert attrition["Under the minimum age at the procedure"] == "0"
     assert json.loads((out / "run.json").read_text())["rejects"]["nulled_values"] == 4
+
+
+BIRTH_DATES = {"PR1": "1970-05-05", "PR2": "9999-05-05", "PR3": "0001-01-01", "PR4": "2025-06-03", "PR5": "2010-01-01"}
+
+
+def test_birth_dates_no_patient_has_count_as_age_unknown_not_as_a_minor_or_an_adult(tmp_path):
+    """A birth date after the procedure made the age negative (9999-05-05: counted under the minimum age, the
+    case silently gone) and year 0001 an adult of 2024: both are ages no patient has, so unknown (PR5 is 15)."""
+    inp = tmp_path / "in"
+    write_small_input(inp)
+    rows = [[pid, f"MRN-{pid}", "2025-06-02 09:00:00", "62323", "Pain clinic", born] for pid, born in BIRTH_DATES.items()]
+    write_csv(inp / "procedures.csv", PROC_HEADER, rows)
+    orders = [[f"O{pid}", f"MRN-{pid}", "2025-06-06 10:00:00", "72148", "Neurology", "G97.1", "completed"] for pid in BIRTH_DATES]
+    write_csv(inp / "imaging_orders.csv", ORDER_HEADER, orders)
+    write_csv(inp / "diagnoses.csv", DX_HEADER, [[f"MRN-{p}", "G97.1", "2025-06-03 08:00:00"] for p in BIRTH_DATES])
+    out = tmp_path / "out"
+    result = run_cli("run", "--input", inp, "--out", out, "--warehouse", tmp_path / "wh.duckdb", "--no-validate", env=KEY)
+    assert result.returncode == 0, result.stderr
+    assert pl.read_csv(out / "csf_leak" / "cases.csv", infer_schema=False)["case_id"].to_list() == ["PR1"]
+    attrition = {r["step"]: r["count"] for r in pl.read_csv(out / "csf_leak" / "attrition.csv", infer_schema=False).to_dicts()}
+    assert attrition["Age unknown (no birth date or age, or an impossible age)"] == "3"
+    assert attrition["Under the minimum age at the procedure"] == "1"

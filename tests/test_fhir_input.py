@@ -250,6 +250,18 @@ def test_a_broken_gzip_stops_the_run(tmp_path, export):
     _exit_2(tmp_path, export, "ServiceRequest.000.ndjson.gz")
 
 
+@pytest.mark.parametrize("kind", ["folder", "broken link"])
+def test_a_folder_or_broken_link_named_like_ndjson_stops_the_run(tmp_path, export, kind):
+    """Skipped by name before: the export's only Condition file as a folder left the diagnoses out, silently."""
+    path = export / "Condition.000.ndjson"
+    path.unlink()
+    if kind == "folder":
+        path.mkdir()
+    else:
+        path.symlink_to(tmp_path / "moved_away.ndjson")
+    _exit_2(tmp_path, export, f"Condition.000.ndjson: is a {kind}, not an NDJSON file")
+
+
 def test_an_export_without_patients_stops_the_run(tmp_path, export):
     (export / "Patient.000.ndjson").unlink()
     _exit_2(tmp_path, export, "no Patient NDJSON file in the export", "_type=")

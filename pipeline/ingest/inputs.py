@@ -38,6 +38,9 @@ def kind_of(path: Path) -> str | None:
 
 
 def _input_file(table: str, path: Path, sheet: str | None) -> InputFile:
+    if not path.is_file():  # a folder (or a pipe, a socket) named like the table's file: reading it fails or never ends
+        what = "a folder" if path.is_dir() else "not a regular file"
+        raise InputFileError(path, f"is {what}, not the table's file", f"Put the {table} extract itself here, or rename this")
     kind = kind_of(path)
     if kind is None:
         raise InputFileError(path, f"is not a file type order-audit reads ({', '.join(SUFFIXES)})", "Export the table as CSV")
@@ -61,6 +64,10 @@ def _workbook_with_sheet(input_dir: Path, table: str, sheet: str | None) -> Inpu
     return found[0] if found else None
 
 
+def _broken_link(path: Path) -> bool:
+    return path.is_symlink() and not path.exists()
+
+
 def locate(input_dir: Path, table: str, fmt: TableFormat) -> InputFile | None:
     """The file of one table: the configured one, else <table>.<suffix>, else a workbook's sheet named like it."""
     if fmt.file:
@@ -68,6 +75,11 @@ def locate(input_dir: Path, table: str, fmt: TableFormat) -> InputFile | None:
         if not path.is_file():
             raise InputFileError(path, "not found", f"Fix file under [formats.{table}] in the config")
         return _input_file(table, path, fmt.sheet)
+    broken = [input_dir / f"{table}{s}" for s in SUFFIXES if _broken_link(input_dir / f"{table}{s}")]
+    if broken:  # else it reads as missing, and the message names the very file it says it did not find
+        raise InputFileError(
+            broken[0], "is a link to a file that does not exist", "Point the link at the extract, or put the file here"
+        )
     candidates = [input_dir / f"{table}{s}" for s in SUFFIXES if (input_dir / f"{table}{s}").exists()]
     if len(candidates) > 1:
         raise InputFileError(input_dir, f"both {candidates[0].name} and {candidates[1].name} exist", "Keep one file per table")

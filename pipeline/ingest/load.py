@@ -11,6 +11,7 @@ timestamps, value_maps), line numbers (physical_lines) and the warehouse side (l
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import tempfile
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from pipeline.config import Config
 from pipeline.errors import InputFileError
 from pipeline.ingest import headers, parse_checks, physical_lines, source_store, textfile, value_maps, xlsx
 from pipeline.ingest.contract import CONTRACTS, TableContract
-from pipeline.ingest.files import fingerprint_in_background
+from pipeline.ingest.files import Fingerprint, fingerprint_in_background, line_of
 from pipeline.ingest.inputs import InputFile, find_inputs  # noqa: F401 - the loader's entry points
 from pipeline.ingest.ledger import TableLoad, ensure_tables, merge_inputs  # noqa: F401 - re-exported for callers
 from pipeline.ingest.segments import Segment, where_sql
@@ -94,7 +95,41 @@ def _diagnose_csv_failure(f: InputFile, source: Source) -> tuple[int | None, str
                 return n, f"{len(row)} fields where the header has {width}"
     except csv.Error as exc:
         return None, f"the CSV could not be parsed ({exc})"
+    unclosed = _unclosed_quote_line(text, kwargs)
+    if unclosed is not None:
+        return unclosed, "a quoted field opens on this line and is never closed"
     return None, "the CSV could not be parsed"
+
+
+def _unclosed_quote_line(text: str, kwargs: dict) -> int | None:
+    """The line where a record starts whose quote runs to the end of the file (error path only)."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True, **kwargs)
+    last_end = 0
+    try:
+        for _ in reader:
+            last_end = reader.line_num
+    except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            return last_end + 1
+    return None
+
+
+def _check_unnamed_columns(f: InputFile, cfg: Config, typed_path: Path, schema: dict) -> None:
+    """A column without a name in the header whose rows hold values stops the run: no contract column can be
+    read from it, so its values (the status, say, of a header that lost its last name) were dropped silently."""
+    header, _ = headers.read_header(f, cfg.format_of(f.table))
+    names = [c for c in schema if c != LINE]
+    unnamed = [(i, names[i - 1]) for i, h in enumerate(header, start=1) if not str(h).strip() and i <= len(names)]
+    typed = set(pl.read_parquet_schema(typed_path)) if unnamed else set()
+    for position, name in ((i, name) for i, name in unnamed if name in typed):
+        first = pl.scan_parquet(typed_path).filter(pl.col(name).is_not_null()).select(pl.col(LINE).min()).collect().item()
+        if first is not None:
+            raise InputFileError(
+                f.label,
+                f"column {position} has no name in the header, yet line {first} holds a value in it",
+                "Name the column in the header (or drop it from the extract), so its values are read",
+                line=1,
+            )
 
 
 def _truncated_last_line(f: InputFile, source: Source, n_columns: int) -> int | None:
@@ -242,6 +277,8 @@ def prepare_table(
     source = open_source(f, cfg, scratch) if f.fmt == "csv" else Source(f.path)
     schema = (typed_writer or _write_typed)(f, contract, cfg, typed_path, source, rows)
     _physical_lines(f, source, typed_path, schema, fingerprint, scratch)
+    if rows is None and f.fmt in ("csv", "xlsx", "parquet"):  # a file with a header (not a FHIR export)
+        _check_unnamed_columns(f, cfg, typed_path, schema)
     truncated = _truncated_last_line(f, source, len(schema) - 1)
     excluded_path = scratch / f"{contract.name}.excluded.parquet"
     rejects_path = scratch / f"{contract.name}.rejects.parquet"
@@ -284,6 +321,8 @@ def prepare_table(
             # occur twice are ranked (a hash aggregate, not a sort of every row).
             idc = ident(contract.id_column)
             first_seen = where_sql("first_line", segments or [])  # 'line 7' (or the file too, across files)
+            # rejects.csv is published: a repeated patient id (the patients table's key) is not shown in it
+            shown = "CAST(NULL AS VARCHAR)" if contract.id_column == "patient_id" else idc
             con.execute(
                 f"""INSERT INTO rejects
                 WITH dup_ids AS (
@@ -296,7 +335,7 @@ def prepare_table(
                     WHERE {idc} IN (SELECT {idc} FROM dup_ids)
                       AND {LINE} NOT IN (SELECT source_line FROM rejects WHERE action = 'row_rejected')
                 )
-                SELECT {LINE}, ?, {idc}, 'duplicate {contract.id_column}: first seen at ' || {first_seen},
+                SELECT {LINE}, ?, {shown}, 'duplicate {contract.id_column}: first seen at ' || {first_seen},
                        'row_rejected'
                 FROM ranked WHERE {LINE} > first_line""",
                 [contract.id_column],
@@ -395,10 +434,23 @@ def prepare_inputs(
         for unknown in result.unknown_values:
             log.warning("%s", unknown.message())
         prepared[contract.name] = result
-    if hashes is None:
-        for name, future in pending.items():
+    for name, future in pending.items():
+        _check_no_nul(inputs[name], cfg, future.result())
+        if hashes is None:
             prepared[name].sha256 = future.result().sha256
     return prepared
+
+
+def _check_no_nul(f: InputFile, cfg: Config, fp: Fingerprint) -> None:
+    """A NUL byte anywhere in a UTF-8 text extract stops the run, as one in its first 64 KiB does (headers.py):
+    past there it was loaded into the warehouse and printed raw into the reports."""
+    if f.fmt == "csv" and fp.first_nul is not None and cfg.format_of(f.table).is_utf8:
+        raise InputFileError(
+            f.path,
+            "holds a NUL byte, which no text has (a damaged or partly binary export)",
+            "Re-export the extract as UTF-8 CSV",
+            line=line_of(f.path, fp.first_nul),
+        )
 
 
 def load_inputs(

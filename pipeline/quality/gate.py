@@ -261,8 +261,7 @@ def log_warnings(results: list) -> None:
             text = f"could not run: {r.error}"
         else:
             counts = "" if r.violated_count is None else f"{r.violated_count} of {r.denominator}"
-            sample = f" (e.g. {', '.join(str(k) for k in list(r.sample_keys)[:SAMPLE_LOGGED])})" if r.sample_keys else ""
-            text = f"{counts}{sample}: {r.description}"
+            text = f"{counts}{_sample_text(r)}: {r.description}"
         event(
             f"data-quality warning {r.check_id} [{r.table}] {text}",
             level=logging.WARNING,
@@ -273,6 +272,15 @@ def log_warnings(results: list) -> None:
         )
 
 
+def _sample_text(r, named: bool = False) -> str:
+    """' (e.g. O2, O7)': the first violating rows' keys (pseudonyms for patients), so a row can be found;
+    named: with what the keys are (' (e.g. order_id O2, O7)')."""
+    if not r.sample_keys:
+        return ""
+    what = f"{r.sample_key} " if named and r.sample_key else ""
+    return f" (e.g. {what}{', '.join(str(k) for k in list(r.sample_keys)[:SAMPLE_LOGGED])})"
+
+
 def failure_message(failed: list) -> str:
     lines = [
         f"data-quality gate failed ({len(failed)} blocking check{'s' if len(failed) != 1 else ''}); "
@@ -280,7 +288,8 @@ def failure_message(failed: list) -> str:
     ]
     for r in failed:
         counts = "" if r.violated_count is None else f" {r.violated_count} of {r.denominator} ({r.percent}%)"
-        lines.append(f"  {r.check_id} [{r.table}]{counts}: {r.error or r.description}")
+        # the rows are named: with only a count, a user of a 10M-row extract could not find them
+        lines.append(f"  {r.check_id} [{r.table}]{counts}{_sample_text(r, named=True)}: {r.error or r.description}")
     return "\n".join(lines)
 
 

@@ -136,6 +136,12 @@ def read_export(folder: Path) -> BulkExport:
     """Every NDJSON file of the folder, sorted by type; a file that is not NDJSON raises."""
     files: dict[str, list[Path]] = {}
     not_read = []
+    for path in sorted(p for p in folder.iterdir() if is_ndjson_name(p) and not p.is_file()):
+        # skipped by name before, so a folder or a broken link named Condition.000.ndjson lost its type silently
+        what = "a broken link" if path.is_symlink() and not path.exists() else "a folder" if path.is_dir() else "not a file"
+        raise InputFileError(
+            path, f"is {what}, not an NDJSON file", "Put the downloaded file itself here, or move this out of the folder"
+        )
     for path in ndjson_files(folder):
         declared = type_by_name(path)
         found, problem = sniff(path)
