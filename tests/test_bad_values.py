@@ -2,7 +2,7 @@
 
 The sibling of test_bad_inputs.py for values that parse but must not act: spreadsheet
 formulas in free text (neutralised in every CSV and in the workbook, raw in Parquet),
-mathtext in a department name (plain chart labels), bidirectional controls (shown, not
+mathtext in a department name (plain chart labels), control characters (shown, not
 obeyed, in the report and the workbook) and impossible ages (nulled with a reason).
 The verdicts stay exactly the generator's ground truth.
 """
@@ -27,6 +27,7 @@ from pipeline.synth.audit_scenarios import ground_truth
 KEY = {"ORDER_AUDIT_PSEUDONYM_KEY": "bad-values-test-key"}
 MATHTEXT_DEPARTMENT = "ER $\\notacommand$"
 RLO = "\u202e"
+ESC, BEL = "\x1b", "\x07"
 FORMULAS = {
     "indication_text": '=HYPERLINK("http://evil.example/x","click")',
     "order_name": "=cmd|' /C calc'!A0",
@@ -59,13 +60,19 @@ def hostile(tmp_path_factory) -> dict:
         .then(pl.lit("=1+1 neurology"))
         # a department name is printed on every page (the report shows a bounded selection of orders)
         .when(pl.col("ordering_department") == "anesthesiology")
-        .then(pl.lit(f"anes {RLO}ygoloiseht"))
+        .then(pl.lit(f"anes{BEL} {RLO}ygoloiseht"))
         .otherwise(pl.col("ordering_department"))
         .alias("ordering_department"),
         *(pl.when(n % 5 == i).then(pl.lit(v)).otherwise(pl.col(c)).alias(c) for i, (c, v) in enumerate(FORMULAS.items())),
     ).with_columns(
         # a right-to-left override that would show "exe.txt" for "txt.exe", and a tab and CR first
-        pl.when(n % 7 == 3).then(pl.lit(f"MRI {RLO}exe.txt")).otherwise(pl.col("order_name")).alias("order_name"),
+        pl.when(n % 7 == 3)
+        .then(pl.lit(f"MRI {RLO}exe.txt"))
+        # a terminal's clear-screen escape and a bell: control characters XML forbids in a cell or a label
+        .when(n % 7 == 5)
+        .then(pl.lit(f"MRI {ESC}[2J{BEL}"))
+        .otherwise(pl.col("order_name"))
+        .alias("order_name"),
         pl.when(n % 11 == 4)
         .then(pl.lit("\t+tab first"))
         .when(n % 13 == 5)
@@ -138,14 +145,16 @@ def _workbook_texts(path: Path) -> list[str]:
     return texts
 
 
-def test_no_workbook_text_cell_starts_a_formula_and_no_bidi_control_is_raw(hostile):
+def test_no_workbook_text_cell_starts_a_formula_and_no_control_character_is_raw(hostile):
     texts = _workbook_texts(hostile["out"] / "csf_leak" / "case_list.xlsx")
     assert len(texts) > 1000
     live = [t for t in texts if t.startswith((*TRIGGERS, "_x000D_", "_x0009_"))]  # xlsx writes CR as _x000D_
     assert live == []
     assert "'" + FORMULAS["indication_text"] in texts
-    assert not any(RLO in t for t in texts)
+    assert not any(RLO in t or ESC in t or BEL in t for t in texts)
     assert "MRI [U+202E]exe.txt" in texts
+    assert "MRI [U+001B][2J[U+0007]" in texts
+    assert "anes[U+0007] [U+202E]ygoloiseht" in texts
 
 
 def test_mathtext_department_is_a_plain_chart_label(hostile):
@@ -155,12 +164,13 @@ def test_mathtext_department_is_a_plain_chart_label(hostile):
     assert dept_chart and MATHTEXT_DEPARTMENT in dept_chart[0]  # drawn, as the text it is
 
 
-def test_bidi_controls_are_shown_in_every_page(hostile):
+def test_control_characters_are_shown_in_every_page(hostile):
     pages = sorted(hostile["out"].rglob("*.html"))
     assert len(pages) > 3
     for page in pages:
-        assert RLO not in page.read_text(encoding="utf-8"), page.name
-    assert "[U+202E]ygoloiseht" in (hostile["out"] / "csf_leak" / "report.html").read_text(encoding="utf-8")
+        text = page.read_text(encoding="utf-8")
+        assert RLO not in text and BEL not in text and ESC not in text, page.name
+    assert "anes[U+0007] [U+202E]ygoloiseht" in (hostile["out"] / "csf_leak" / "report.html").read_text(encoding="utf-8")
 
 
 # ------------------------------------------------------------------ impossible ages

@@ -1,7 +1,7 @@
 """The one Jinja2 environment of the report pages, and how it prints values.
 
 ``autoescape=True`` and ``StrictUndefined``: every value is escaped and a missing variable is an
-error; bidirectional controls are shown as visible codes (``bidi``), never obeyed.
+error; control characters (bidirectional, C0 and C1) are shown as visible codes (``controls``), never obeyed.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import jinja2
 import markupsafe
 
-from pipeline.report import bidi
+from pipeline.report import controls
 from pipeline.resources import reports_dir
 
 
@@ -96,12 +96,12 @@ def make_env(audit_report_dir: Path | None = None) -> jinja2.Environment:
 
 
 def _shown(value):
-    """Every value a template prints: bidirectional controls made visible (no display spoofing), then
+    """Every value a template prints: control characters made visible (no display spoofing), then
     escaped. Markup (charts, blocks rendered here) gets the same: the controls are never markup."""
     if isinstance(value, markupsafe.Markup):
-        shown = bidi.visible(value)
+        shown = controls.visible(value)
         return value if shown is value else markupsafe.Markup(shown)
-    return bidi.visible(value) if isinstance(value, str) else value
+    return controls.visible(value) if isinstance(value, str) else value
 
 
 def pct(value, digits: int = 1) -> str:

@@ -32,8 +32,8 @@ from xlsxwriter.utility import _preserve_whitespace
 
 from pipeline.formula_guard import neutralise, neutralise_expr
 from pipeline.report import sheet_rows
-from pipeline.report.bidi import visible_expr
 from pipeline.report.caselist import time_after
+from pipeline.report.controls import visible_expr
 from pipeline.report.names import department_names, labelled, labelled_list, named
 from pipeline.report.sheet_rows import LINE_POINTS, MAX_LINES
 
@@ -154,7 +154,7 @@ def cases_sheet_frame(cases: pl.DataFrame, known_columns: dict[str, Column] | No
     frame = frame.with_columns(converted)
     text = [c for c, t in frame.schema.items() if t == pl.String]
     # formula triggers neutralised (a spreadsheet runs them once a cell is edited or exported), then
-    # bidirectional controls shown as [U+202E] (bidi.py): a right-to-left override cannot spoof a row
+    # control characters shown as [U+202E], [U+001B] (controls.py): a right-to-left override cannot spoof a row
     return frame.with_columns(neutralise_expr(c) for c in text).with_columns(visible_expr(c) for c in text)
 
 
