@@ -111,6 +111,21 @@ def test_department_table_splits_only_the_order_measures(deck_runs):
     assert "Leak cases whose first imaging was the right study" in csf_table[csf_table.index('<table class="groups">') :]
 
 
+def test_who_the_numbers_belong_to_counts_the_flagged_episodes_no_department_holds(deck_runs):
+    """An episode belongs to no department (the diagnoses feed names none), so its flagged episodes are on the
+    'Not attributed' row, and the hospital row counts every flagged episode (it summed the departments' zeros)."""
+    folder = _folder(deck_runs)
+    orders, cases = _csv(folder / "audited_orders.csv"), _csv(folder / "cases.csv")
+    flagged = orders.filter(pl.col("verdict").is_in(["inappropriate", "review"]))["case_id"].n_unique()
+    assert flagged > 0
+    html = (folder / "report.html").read_text(encoding="utf-8")
+    table = html[html.index('<table class="attribution">') :]
+    table = table[: table.index("</table>")]
+    rows = {c[0]: c for c in (_cells(r) for r in re.findall(r"<tr[^>]*>(.*?)</tr>", table, re.S)) if c}
+    assert rows["Not attributed to a department"][5:7] == [str(cases.height), str(flagged)]
+    assert rows["Hospital"][5:7] == [str(cases.height), str(flagged)]
+
+
 def test_site_index_fills_the_measure_labels(deck_runs):
     """The site index names each audit's headline measures as its report does: parameters filled in."""
     index = (Path(deck_runs["runs"]["combined"]["out"]) / "index.html").read_text(encoding="utf-8")

@@ -290,15 +290,15 @@ def attribution(con, names: dict[str, str]) -> dict:
     ]
     total = {c: sum(r[c] for r in rows) for c in cols}
     n_cases = con.execute("SELECT count(*) FROM mart_cases").fetchall()[0][0]
-    n_orders = con.execute("SELECT count(*) FROM mart_audited_orders").fetchall()[0][0]
-    return {
-        "rows": rows,
-        "total": total,
-        "n_cases": n_cases,
-        "n_orders": n_orders,
-        # cases whose orders were all excluded or not evaluable, or that had no audited order
-        "cases_unattributed": n_cases - total["cases_attributed"],
-    }
+    n_orders, n_flagged = con.execute(
+        "SELECT count(*), count(DISTINCT case_id) FILTER (WHERE verdict IN ('inappropriate', 'review')) FROM mart_audited_orders"
+    ).fetchall()[0]
+    # the cases no department holds: whose orders were all excluded or not evaluable, that had no audited order,
+    # or of an audit whose cases belong to no department (low back pain); some of those are flagged
+    unattributed = {"cases": n_cases - total["cases_attributed"], "flagged": n_flagged - total["cases_flagged"]}
+    total["cases_attributed"] += unattributed["cases"]
+    total["cases_flagged"] += unattributed["flagged"]
+    return {"rows": rows, "total": total, "n_cases": n_cases, "n_orders": n_orders, "unattributed": unattributed}
 
 
 # ----------------------------------------------------------------------------- attrition, timing, risk
