@@ -45,6 +45,14 @@ def test_funnel_point_at_100_percent_is_drawn_whole():
     assert clipped.count("<path") == 4 and "<circle" not in clipped  # only the funnel curves are clipped
 
 
+def test_funnel_axis_names_the_measures_denominator():
+    """The x axis says what N counts (the low back pain measure's N is orders judged, not 'evaluated orders')."""
+    points = _funnel([0.5, 0.2], [10, 30])
+    svg = charts.funnel_svg(points, 0.3, "Funnel", "f", denominator="orders judged (days 0-42)")
+    assert ">orders judged (days 0-42) (N)<" in svg and ">rate<" in svg
+    assert "inappropriate" not in svg and "evaluated orders" not in svg
+
+
 def test_department_axis_is_fitted_to_the_intervals():
     """Rates of 12-19% are not crushed into 0-100%: the ticks enclose the intervals within one step."""
     rows = pl.DataFrame(

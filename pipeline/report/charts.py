@@ -240,11 +240,13 @@ def p_chart_svg(chart: pl.DataFrame, title: str, name: str, provisional: frozens
     )
 
 
-def funnel_svg(points: pl.DataFrame, overall_rate: float | None, title: str, name: str) -> str | None:
+def funnel_svg(
+    points: pl.DataFrame, overall_rate: float | None, title: str, name: str, denominator: str = "evaluated orders"
+) -> str | None:
     """Groups' rate against denominator, with 95% and 99.8% funnel limits around the overall rate.
 
     ``points``: group_key, denominator, rate and optionally ``small`` (low reliability: drawn hollow
-    grey, still drawn). A point's position is not a rank.
+    grey, still drawn). A point's position is not a rank. ``denominator``: the measure's N in words (the x axis).
     """
     if overall_rate is None or points.height == 0:
         return None
@@ -312,8 +314,8 @@ def funnel_svg(points: pl.DataFrame, overall_rate: float | None, title: str, nam
         y_ticks=_axis_ticks(y_values, percent_labels(y_values, y_step), sy),
         x_ticks=_axis_ticks(x_values, number_labels(x_values, x_step), sx),
         grid="xy",
-        y_label="inappropriate",
-        x_label="evaluated orders (denominator)",
+        y_label="rate",  # the measure is the title's; the axis says what is plotted
+        x_label=f"{denominator} (N)",
         lines=lines,
         dots=dots,
         notes=counts,

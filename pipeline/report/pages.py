@@ -145,6 +145,7 @@ def page_context(
             overall.get(funnel.measure_id),
             f"Providers: {funnel.label.lower()} against {funnel.denominator} (funnel plot)",
             f"{name}-funnel",
+            funnel.denominator,
         ),
         "n_funnel": points.height,
         "n_small_providers": int(points["small"].sum()) if points.height else 0,
