@@ -38,10 +38,11 @@ TIME_COLUMNS = ("minutes_since_index", "days_since_index")  # the case list's "a
 CASTS = {"date": "DATE", "datetime": "TIMESTAMP"}
 
 
-def case_rows(con, spec) -> pl.DataFrame:
+def case_rows(con, spec, reason_labels: dict[str, str]) -> pl.DataFrame:
     """Every audited order with its case's date and departments, in chart-review order (each rule's
     citation is said once, by rule id: the report's methods and the workbook's Rules sheet). Columns
-    starting with ``_`` are the case list's own (group, recency, date) and stay out of the workbook."""
+    starting with ``_`` are the case list's own (group, recency, date) and stay out of the workbook.
+    ``reason_labels``: each reason code's words (``names.rule_labels``)."""
     orders, cases = db.columns(con, "mart_audited_orders"), db.columns(con, "mart_cases")
     audit_cols = {k: v for k, v in spec.columns.items()}
     select = ["o.case_id", "o.patient_key"]
@@ -77,8 +78,7 @@ def case_rows(con, spec) -> pl.DataFrame:
         FROM mart_audited_orders o LEFT JOIN mart_cases c ON c.case_id = o.case_id
         ORDER BY {recency}, o.case_id, {order_by}o.order_id"""
     ).pl()
-    labels = dict(con.execute("SELECT reason_code, label FROM ref_rules").fetchall()) if db.has_table(con, "ref_rules") else {}
-    rows = with_reason_labels(rows, labels)
+    rows = with_reason_labels(rows, reason_labels)
     if "study_type" in rows.columns:  # the printed case list's study type in words (the workbook keeps the key)
         rows = rows.with_columns(labelled("study_type", spec.labels, "_study_type").fill_null("unmapped code"))
     return rows

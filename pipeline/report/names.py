@@ -58,6 +58,11 @@ _KEY = re.compile(r"\b[a-z0-9]+(?:_[a-z0-9]+)+\b")  # a snake_case key inside a 
 _TAIL_KEY = re.compile(r"^(?P<head>.*: .*?)(?P<key>\b[a-z0-9]+(?:_[a-z0-9]+)*)$")  # "Excluded: cancelled"
 
 
+def rule_labels(rules: pl.DataFrame) -> dict[str, str]:
+    """Each reason code's label (rules.csv), from the rules the render stage reads from ``ref_rules``."""
+    return dict(zip(rules["reason_code"].to_list(), rules["label"].to_list(), strict=True))
+
+
 def in_words(text: str, labels: dict[str, str]) -> str:
     """A sentence that names the audit's keys (an attrition step) with each key in words: any snake_case key by
     its label or with underscores as spaces, and a one-word key that ends a 'What: key' sentence by its label."""

@@ -12,7 +12,7 @@ from pipeline.months import MONTH
 from pipeline.report import caselist, charts, feed, sections
 from pipeline.report.audit_sections import section_rows
 from pipeline.report.feed import SCHEMA_VERSION
-from pipeline.report.names import department_name, department_names, named, slugify
+from pipeline.report.names import department_name, department_names, named, rule_labels, slugify
 from pipeline.report.spec import ReportSpec
 
 # ----------------------------------------------------------------------------- periods
@@ -149,7 +149,7 @@ def page_context(
         ),
         "n_funnel": points.height,
         "n_small_providers": int(points["small"].sum()) if points.height else 0,
-        "attrition": sections.attrition(con, spec.labels) if department is None else [],
+        "attrition": sections.attrition(con, {**rule_labels(rules), **spec.labels}) if department is None else [],
         "audit_sections": section_rows(con, spec, department),
         "flagged": flagged,
         "case_rows": caselist.shaped_rows(flagged["rows"], names),

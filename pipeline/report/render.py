@@ -26,7 +26,7 @@ import polars as pl
 from pipeline import db
 from pipeline.report import caselist, feed, pages, sections, workbook
 from pipeline.report.audit_sections import helpers
-from pipeline.report.names import department_name, slugify
+from pipeline.report.names import department_name, rule_labels, slugify
 from pipeline.report.pdf import CHROMIUM_FLAGS, RunningHeader, find_chromium, pdf_engine, write_pdf  # noqa: F401 - re-exported
 from pipeline.report.spec import ReportSpec
 from pipeline.report.templates import make_env
@@ -104,15 +104,15 @@ def render_steps(
     # pages and their charts (milliseconds each) here
     with ThreadPoolExecutor(2, thread_name_prefix="render-files") as files:
         feed_files = files.submit(feed.write_feed, out_dir, metrics, run_info, period)
-        all_cases = caselist.case_rows(con, spec)
-        env = make_env(spec.report_dir)
-        low = int(run_info["config"].get("reporting", {}).get("low_reliability_denominator", 20))
-        env.globals.update(helpers(low, spec.labels))
         rules = db.frame(
             con,
             "SELECT rule_id, reason_code, label, verdict, explanation, citation FROM ref_rules "
             f"ORDER BY {'rule_order' if 'rule_order' in db.columns(con, 'ref_rules') else 'rule_id'}",
         )
+        all_cases = caselist.case_rows(con, spec, rule_labels(rules))
+        env = make_env(spec.report_dir)
+        low = int(run_info["config"].get("reporting", {}).get("low_reliability_denominator", 20))
+        env.globals.update(helpers(low, spec.labels))
         bounds = pages.audit_period(con)
         months_n = int(run_info["config"].get("reporting", {}).get("trend_months", 24))
         window = sections.trend_months(metrics, trend_end, months_n, bounds.get("trend_first_month"))

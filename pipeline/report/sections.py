@@ -307,13 +307,12 @@ def attribution(con, names: dict[str, str]) -> dict:
 def attrition(con, labels: dict[str, str] | None = None) -> list[dict]:
     """Attrition rows; a step's percentage is of the last step of the same unit at an earlier step number
     (steps sharing a number are siblings, e.g. flagged and review orders both out of evaluated orders).
-    A step naming a key (a reason code, the audit's ``labels``) names it in words (the data output keeps it)."""
+    A step naming a key names it in ``labels``' words (reason codes and the audit's own keys; the data output
+    keeps the key)."""
     query = f"SELECT step_order, step, unit, count, kind, note FROM mart_attrition ORDER BY {order_by('mart_attrition')}"
     rows = frame(con, query).to_dicts()
-    rule_labels = dict(con.execute("SELECT reason_code, label FROM ref_rules").fetchall()) if has_table(con, "ref_rules") else {}
-    words = {**rule_labels, **(labels or {})}
     for r in rows:
-        r["step"] = in_words(r["step"], words)
+        r["step"] = in_words(r["step"], labels or {})
     last: dict[str, tuple[int, int]] = {}
     before: dict[str, tuple[int, int]] = {}
     for r in rows:
