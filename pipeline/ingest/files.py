@@ -29,6 +29,11 @@ def count_lf(data, scratch: np.ndarray | None = None) -> int:
     return int(np.count_nonzero(np.equal(array, 10, out=None if scratch is None else scratch[: array.size])))
 
 
+def is_broken_link(path: Path) -> bool:
+    """A link to a file that does not exist: it reads as missing, so a user would be told to add the file it names."""
+    return path.is_symlink() and not path.exists()
+
+
 def sha256_file(path: Path) -> str:
     return fingerprint(path).sha256
 

@@ -9,6 +9,7 @@ from pipeline.config import Config
 from pipeline.errors import InputFileError
 from pipeline.ingest import xlsx
 from pipeline.ingest.contract import CONTRACTS
+from pipeline.ingest.files import is_broken_link
 from pipeline.ingest.formats import SUFFIXES, TEXT_SUFFIXES, TableFormat
 
 
@@ -64,10 +65,6 @@ def _workbook_with_sheet(input_dir: Path, table: str, sheet: str | None) -> Inpu
     return found[0] if found else None
 
 
-def _broken_link(path: Path) -> bool:
-    return path.is_symlink() and not path.exists()
-
-
 def locate(input_dir: Path, table: str, fmt: TableFormat) -> InputFile | None:
     """The file of one table: the configured one, else <table>.<suffix>, else a workbook's sheet named like it."""
     if fmt.file:
@@ -75,7 +72,7 @@ def locate(input_dir: Path, table: str, fmt: TableFormat) -> InputFile | None:
         if not path.is_file():
             raise InputFileError(path, "not found", f"Fix file under [formats.{table}] in the config")
         return _input_file(table, path, fmt.sheet)
-    broken = [input_dir / f"{table}{s}" for s in SUFFIXES if _broken_link(input_dir / f"{table}{s}")]
+    broken = [input_dir / f"{table}{s}" for s in SUFFIXES if is_broken_link(input_dir / f"{table}{s}")]
     if broken:  # else it reads as missing, and the message names the very file it says it did not find
         raise InputFileError(
             broken[0], "is a link to a file that does not exist", "Point the link at the extract, or put the file here"

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.errors import InputFileError
+from pipeline.ingest.files import is_broken_link
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ def read_export(folder: Path) -> BulkExport:
     not_read = []
     for path in sorted(p for p in folder.iterdir() if is_ndjson_name(p) and not p.is_file()):
         # skipped by name before, so a folder or a broken link named Condition.000.ndjson lost its type silently
-        what = "a broken link" if path.is_symlink() and not path.exists() else "a folder" if path.is_dir() else "not a file"
+        what = "a broken link" if is_broken_link(path) else "a folder" if path.is_dir() else "not a file"
         raise InputFileError(
             path, f"is {what}, not an NDJSON file", "Put the downloaded file itself here, or move this out of the folder"
         )
