@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 
 import polars as pl
 
@@ -34,17 +35,17 @@ def department_names(config: dict) -> dict[str, str]:
     return dict((config.get("display_names") or {}).get("departments") or {})
 
 
+def _each_key(keys: pl.Expr, words: Callable[[str], str]) -> pl.Expr:
+    """A String column of keys put into ``words`` once per distinct key, not once per row (null stays null)."""
+    return keys.map_batches(
+        lambda s: s.replace_strict({k: words(k) for k in s.drop_nulls().unique().to_list()}, default=None),
+        return_dtype=pl.String,
+    )
+
+
 def named(column: str, names: dict[str, str], alias: str | None = None) -> pl.Expr:
     """A String column of department keys as printed names (vectorised; null -> '(not recorded)')."""
-    col = pl.col(column)
-    return (
-        col.map_batches(
-            lambda s: s.replace_strict({k: department_name(k, names) for k in s.drop_nulls().unique().to_list()}, default=None),
-            return_dtype=pl.String,
-        )
-        .fill_null(NOT_RECORDED)
-        .alias(alias or column)
-    )
+    return _each_key(pl.col(column), lambda k: department_name(k, names)).fill_null(NOT_RECORDED).alias(alias or column)
 
 
 def label(key: str | None, labels: dict[str, str]) -> str:
@@ -58,11 +59,6 @@ _KEY = re.compile(r"\b[a-z0-9]+(?:_[a-z0-9]+)+\b")  # a snake_case key inside a 
 _TAIL_KEY = re.compile(r"^(?P<head>.*: .*?)(?P<key>\b[a-z0-9]+(?:_[a-z0-9]+)*)$")  # "Excluded: cancelled"
 
 
-def rule_labels(rules: pl.DataFrame) -> dict[str, str]:
-    """Each reason code's label (rules.csv), from the rules the render stage reads from ``ref_rules``."""
-    return dict(zip(rules["reason_code"].to_list(), rules["label"].to_list(), strict=True))
-
-
 def in_words(text: str, labels: dict[str, str]) -> str:
     """A sentence that names the audit's keys (an attrition step) with each key in words: any snake_case key by
     its label or with underscores as spaces, and a one-word key that ends a 'What: key' sentence by its label."""
@@ -72,17 +68,14 @@ def in_words(text: str, labels: dict[str, str]) -> str:
     return _KEY.sub(lambda key: label(key.group(0), labels), text)
 
 
+def rule_labels(rules: pl.DataFrame) -> dict[str, str]:
+    """Each reason code's label (rules.csv), from the rules the render stage reads from ``ref_rules``."""
+    return dict(zip(rules["reason_code"].to_list(), rules["label"].to_list(), strict=True))
+
+
 def labelled(column: str, labels: dict[str, str], alias: str | None = None) -> pl.Expr:
     """A String column of an audit's keys in words (``label``; vectorised over its distinct keys; null stays null)."""
-    return (
-        pl.col(column)
-        .cast(pl.String)
-        .map_batches(
-            lambda s: s.replace_strict({k: label(k, labels) for k in s.drop_nulls().unique().to_list()}, default=None),
-            return_dtype=pl.String,
-        )
-        .alias(alias or column)
-    )
+    return _each_key(pl.col(column).cast(pl.String), lambda k: label(k, labels)).alias(alias or column)
 
 
 def labelled_list(column: str, labels: dict[str, str], alias: str, separator: str = "; ") -> pl.Expr:
