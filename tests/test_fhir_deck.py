@@ -24,6 +24,9 @@ from deck_input import SITE_TIMEZONE, DeckFile, deck_files, deck_outputs, deck_p
 from deck_input import rows_of as _rows
 from fhir_export import export_extract
 
+from benchmarks.engine_compare import data_outputs
+from pipeline.models import spark as spark_engine
+
 AUDITS = ("csf_leak", "low_back_pain")
 ONE_BIRTH_DATE = {"low_back_pain/age_sources"}  # what one Patient.birthDate cannot say (above)
 
@@ -72,6 +75,7 @@ def deck_runs(tmp_path_factory):
         "written": written,
         "export": fhir_in,
         "fhir_out": outs["fhir"][0],
+        "fhir_reid": outs["fhir"][1],
         # per input and audit: (audited orders, cases), each with the raw patient id
         "outputs": {(k, a): deck_outputs(out, reid, a) for k, (out, reid) in outs.items() for a in AUDITS},
     }
@@ -117,3 +121,28 @@ def test_the_deck_export_loses_no_resource(deck_runs):
     read = {i["table"]: i["rows_read"] for i in info["inputs"]}
     want = {t: sum(len(_rows(f.case, t)) for f in FILES) for t in ("procedures", "imaging_orders", "diagnoses")}
     assert read == {**want, "patients": deck_runs["written"]["Patient"]}  # every patient is a Patient resource
+
+
+@pytest.mark.spark
+def test_the_export_on_local_spark_gives_the_duckdb_outputs(deck_runs, tmp_path):
+    from test_spark_engine import _config
+
+    problem = spark_engine.java_problem()
+    if problem:
+        pytest.skip(problem)
+    out, reid = tmp_path / "out", tmp_path / "crosswalk" / "spark.reid.csv"
+    reid.parent.mkdir()
+    config = _config(tmp_path / "spark.toml", master="local[2]")
+    result = run_cli(
+        "run", "--input", deck_runs["export"], "--out", out, "--warehouse", tmp_path / "wh" / "wh.duckdb",
+        "--site-timezone", SITE_TIMEZONE, "--reid-file", reid, "--config", config,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "models on Spark" in result.stderr
+    assert json.loads((out / "csf_leak" / "run.json").read_text())["engine"]["name"] == "spark"
+    expected, got = data_outputs(deck_runs["fhir_out"]), data_outputs(out)
+    assert {"csf_leak/audited_orders.csv", "low_back_pain/audited_orders.csv"} <= set(expected)
+    assert sorted(got) == sorted(expected)
+    for name in expected:
+        assert got[name] == expected[name], f"{name} differs from the DuckDB run's"
+    assert reid.read_bytes() == deck_runs["fhir_reid"].read_bytes()
