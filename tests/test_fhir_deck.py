@@ -125,6 +125,8 @@ def test_the_deck_export_loses_no_resource(deck_runs):
 
 @pytest.mark.spark
 def test_the_export_on_local_spark_gives_the_duckdb_outputs(deck_runs, tmp_path):
+    """The export read through a file system of Hadoop's own (viewfs: a mount table whose one link is the
+    export's folder, as a bucket is read through s3a://), the models on a local Spark."""
     from test_spark_engine import _config
 
     problem = spark_engine.java_problem()
@@ -132,17 +134,23 @@ def test_the_export_on_local_spark_gives_the_duckdb_outputs(deck_runs, tmp_path)
         pytest.skip(problem)
     out, reid = tmp_path / "out", tmp_path / "crosswalk" / "spark.reid.csv"
     reid.parent.mkdir()
-    config = _config(tmp_path / "spark.toml", master="local[2]")
+    export, uri = deck_runs["export"], "viewfs://hospital/export"
+    viewfs = {"spark.hadoop.fs.viewfs.mounttable.hospital.link./export": export.as_uri()}
+    config = _config(tmp_path / "spark.toml", conf=viewfs, master="local[2]")
     result = run_cli(
-        "run", "--input", deck_runs["export"], "--out", out, "--warehouse", tmp_path / "wh" / "wh.duckdb",
+        "run", "--input", uri, "--out", out, "--warehouse", tmp_path / "wh" / "wh.duckdb",
         "--site-timezone", SITE_TIMEZONE, "--reid-file", reid, "--config", config,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-4000:]
-    assert "models on Spark" in result.stderr
-    assert json.loads((out / "csf_leak" / "run.json").read_text())["engine"]["name"] == "spark"
-    expected, got = data_outputs(deck_runs["fhir_out"]), data_outputs(out)
+    assert "models on Spark" in result.stderr and f"from {uri}" in result.stderr
+    info = json.loads((out / "csf_leak" / "run.json").read_text())
+    assert info["engine"]["name"] == "spark" and info["input_format"] == "fhir"
+    # the files are named by the URI the user gave, never by the run's local copy
+    expected = {n: d.replace(str(export).encode(), uri.encode()) for n, d in data_outputs(deck_runs["fhir_out"]).items()}
+    got = data_outputs(out)
     assert {"csf_leak/audited_orders.csv", "low_back_pain/audited_orders.csv"} <= set(expected)
     assert sorted(got) == sorted(expected)
     for name in expected:
         assert got[name] == expected[name], f"{name} differs from the DuckDB run's"
     assert reid.read_bytes() == deck_runs["fhir_reid"].read_bytes()
+    assert ".scratch-" not in json.dumps(info) and ".scratch-" not in result.stderr
