@@ -149,3 +149,36 @@ def test_a_month_stays_provisional_for_the_audit_window(deck_runs):
     period = info["status"]["maturity"]
     assert period["horizon_days"] == "42"
     assert period["status"] == ("final" if period["final_from"] <= period["data_through"] else "provisional")
+
+
+def test_a_reason_shares_the_denominator_of_its_verdicts_measure(deck_runs):
+    """'Orders that could not be judged' is over all audited orders (the audit's measure, DESIGN.md); its
+    reasons (LBP-03 unmapped code, LBP-04 no order date) were over the orders not excluded, the engine's
+    default: the headline read 7 / 147 and the reasons 5 / 117 and 2 / 117 on the demo. The report's orders
+    by reason, its Methods and every cell of the warehouse's counts (what the feed releases) now agree."""
+    import duckdb
+
+    folder = _folder(deck_runs)
+    orders = _csv(folder / "audited_orders.csv")
+    html = (folder / "report.html").read_text(encoding="utf-8")
+    headline = html[html.index('<table class="headline">') :]
+    headline = headline[: headline.index("</table>")]
+    row = next(r for r in re.findall(r"<tr>(.*?)</tr>", headline, re.S) if "could not be judged" in r)
+    assert _cells(row)[2:4] == [str(orders.filter(pl.col("verdict") == "not_evaluable").height), str(orders.height)]
+    reasons = html[html.index('<table class="reasons">') :]
+    reasons = reasons[: reasons.index("</table>")]
+    group = reasons[reasons.index('class="group verdict-not_evaluable"') :]
+    group = group[: group.index("</tbody>")]
+    assert f"Not evaluable · N = {orders.height} all audited orders" in re.sub(r"<[^>]+>", "", group)
+    rows = [_cells(r) for r in re.findall(r"<tr>(.*?)</tr>", group, re.S)]
+    assert {c[0] for c in rows} == {"LBP-03", "LBP-04"}  # the deck fires both
+    assert all(c[3] == str(orders.height) for c in rows), rows
+    assert "all audited orders for excluded, not evaluable reasons" in html  # Methods names it too
+    with duckdb.connect(str(deck_runs["runs"]["combined"]["warehouse"]), read_only=True) as con:
+        differ = con.execute(
+            """SELECT count(*) FROM low_back_pain__mart_metric_counts AS r
+               JOIN low_back_pain__mart_metric_counts AS m USING (period, level, group_key)
+               WHERE r.measure_id IN ('reason_unmapped_code', 'reason_missing_time')
+                 AND m.measure_id = 'not_evaluable_order_rate' AND r.denominator <> m.denominator"""
+        ).fetchone()[0]
+    assert differ == 0

@@ -8,12 +8,6 @@ from pathlib import Path
 
 from pipeline import audits
 
-# the engine's words for the denominators of the reason shares, by the reason's verdict
-EVALUATED = "evaluated orders (appropriate, inappropriate or review)"
-NOT_EXCLUDED = "audited orders not excluded"
-ALL_ORDERS = "all audited orders"
-REASON_DENOMINATOR = {"excluded": ALL_ORDERS, "not_evaluable": NOT_EXCLUDED}
-
 
 def plain_number(value) -> str:
     """A config number in words: 72.0 -> '72', 0.5 -> '0.5'."""
@@ -71,6 +65,9 @@ class ReportSpec:
     report_dir: Path | None = None  # the audit's section templates
     labels: dict = field(default_factory=dict)  # the audit's keys in words ([report] labels; names.label)
     label_columns: tuple = ()  # its own columns of '|'-separated keys the workbook shows in words
+    # verdict -> the denominator of its reasons' shares in words: its measure's (Audit.reason_measure), so the
+    # orders by reason and the headline name the same N, else the engine's
+    reason_denominators: dict = field(default_factory=dict)
 
     @property
     def headline_ids(self) -> list[str]:
@@ -118,6 +115,11 @@ class ReportSpec:
             for name in audit.report_sections
         ]
         definitions = audit.report_dir / "definitions.html"
+        by_id = {m.measure_id: m for m in measures}
+        reason_denominators = {}
+        for v in audits.verdicts():
+            m = audit.reason_measure(v)
+            reason_denominators[v] = by_id[m.id].denominator if m else audits.REASON_DENOMINATORS[audits.verdict_class(v)][1]
         return cls(
             audit_id=audit.id,
             title=audit.title,
@@ -140,6 +142,7 @@ class ReportSpec:
             report_dir=audit.report_dir if audit.report_dir.is_dir() else None,
             labels=dict(report.get("labels", {})),
             label_columns=tuple(report.get("label_columns", ())),
+            reason_denominators=reason_denominators,
         )
 
     @classmethod
