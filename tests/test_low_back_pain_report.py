@@ -182,3 +182,21 @@ def test_a_reason_shares_the_denominator_of_its_verdicts_measure(deck_runs):
                  AND m.measure_id = 'not_evaluable_order_rate' AND r.denominator <> m.denominator"""
         ).fetchone()[0]
     assert differ == 0
+
+
+def test_workbook_providers_sheet_has_no_column_a_provider_cannot_fill(deck_runs):
+    """An episode belongs to no provider (no case_provider), so the low back pain Providers sheet has no columns
+    for the episode rate (it had five, empty on every row); the CSF-leak audit's cases do belong to a provider."""
+    from xlsx_xml import Workbook
+
+    out = Path(deck_runs["runs"]["combined"]["out"])
+    for audit_id, case_measure in (("csf_leak", "Leak cases whose first imaging was the right study"), (AUDIT, None)):
+        cells = Workbook(out / audit_id / "case_list.xlsx").cells("Providers")
+        width = max(c for _, c in cells) + 1
+        header = [cells.get((0, j), {}).get("text") or "" for j in range(width)]
+        filled = {j for (i, j), c in cells.items() if i > 0 and (c["text"] or c["number"] is not None)}
+        rated = {j for j in range(width) if not header[j].startswith("Low reliability")}  # blank: not low
+        assert rated and rated <= filled, (audit_id, [header[j] for j in rated - filled])
+        if case_measure:
+            assert f"{case_measure}: n" in header
+    assert not [h for h in header if h.startswith("Episodes")], header

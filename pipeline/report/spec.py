@@ -80,6 +80,12 @@ class ReportSpec:
         return [m.measure_id for m in self.measures if m.headline and (m.unit == "order" or self.case_department)]
 
     @property
+    def provider_ids(self) -> list[str]:
+        """The headline measures a provider has: a case measure only when a case belongs to a provider
+        (``case_provider``); else the provider has no cell of it, and a column of it would stay empty."""
+        return [m.measure_id for m in self.measures if m.headline and (m.unit == "order" or self.case_provider)]
+
+    @property
     def trend_measures(self) -> list[MeasureDef]:
         return [m for m in self.measures if m.trend]
 

@@ -234,7 +234,7 @@ def write_case_list(
             ws.conditional_format(1, v, last_row, v, {"type": "cell", "criteria": "==", "value": f'"{verdict}"', "format": fmt})
     _print_setup(ws, run_info, "case list")
 
-    measures = [(m.measure_id, m.label) for m in spec.measures if m.headline] if spec is not None else None
+    measures = [(i, spec.measure(i).label) for i in spec.provider_ids] if spec is not None else None
     funnel = spec.measure(spec.funnel_measure) if spec is not None else None
     funnel_label = funnel.label if funnel is not None else None
     _providers_sheet(wb, providers, head, percent, low, run_info, measures, positions, funnel_label)
@@ -313,7 +313,8 @@ def _print_setup(ws, run_info: dict, what: str) -> None:
 def _providers_sheet(
     wb, providers: pl.DataFrame | None, head, percent, low: int, run_info: dict, measures=None, positions=None, funnel_label=None
 ) -> None:
-    """Every provider of the period with n, N, rate and interval of each headline measure, its funnel position
+    """Every provider of the period with n, N, rate and interval of each headline measure it has (a case measure
+    only where a case belongs to a provider: ``ReportSpec.provider_ids``), its funnel position
     (with ``positions``) and the low-reliability mark (the report lists only providers with enough orders, or
     outside the funnel limits). ``measures``: (id, label) pairs."""
     ps = wb.add_worksheet("Providers")
