@@ -172,6 +172,23 @@ def test_every_department_in_any_output_has_a_page_counting_only_its_own(month):
             )
 
 
+def test_a_department_that_placed_no_order_counts_its_second_view_cases_in_words_that_agree(month):
+    """Interventional Radiology does procedures and orders no imaging: its page says how many cases belong to it
+    by the second view, in agreement with the number ('1 case belongs ... its orders', not '1 cases belong')."""
+    cases = month["cases"]
+    sentences = {}
+    for d in cases["department"].drop_nulls().unique().to_list():
+        page = month["out"] / "csf_leak" / "departments" / f"{render.slugify(d)}.html"
+        text = re.sub(r"\s+", " ", _text(_section(page.read_text(encoding="utf-8"), "headline")))
+        if "placed no audited imaging order" in text:
+            n = cases.filter(pl.col("department") == d).height
+            case = "1 case belongs here" if n == 1 else f"{n:,} cases belong here"
+            assert case in text and ("its orders are" if n == 1 else "their orders are") in text, (d, text)
+            sentences[d] = n
+    assert 1 in sentences.values(), sentences  # the demo month has such a page (Interventional Radiology)
+    assert not re.search(r"\b1 cases\b|\b1 case belong\b", month["report"])
+
+
 def test_attrition_subtracts_each_unit_once(month):
     rows = pl.read_csv(month["out"] / "csf_leak" / "attrition.csv").to_dicts()
     steps = [r for r in rows if r["kind"] == "step"]
