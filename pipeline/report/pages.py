@@ -8,7 +8,7 @@ import polars as pl
 
 from pipeline import db
 from pipeline.maturity import Maturity
-from pipeline.months import MONTH
+from pipeline.months import MONTH, all_months
 from pipeline.report import caselist, charts, feed, sections
 from pipeline.report.audit_sections import section_rows
 from pipeline.report.feed import SCHEMA_VERSION
@@ -49,7 +49,7 @@ def period_label(period: str, metrics: pl.DataFrame, bounds: dict, trend_end: st
         if not months:
             return period
         first, last = months[0], trend_end or months[-1]
-    return f"all months, {first} to {last}" if first != last else first
+    return all_months(first, last)
 
 
 def provisional_months(run_info: dict, window: list[str]) -> frozenset[str]:
