@@ -200,3 +200,22 @@ def test_workbook_providers_sheet_has_no_column_a_provider_cannot_fill(deck_runs
         if case_measure:
             assert f"{case_measure}: n" in header
     assert not [h for h in header if h.startswith("Episodes")], header
+
+
+def test_episode_rate_by_setting_reads_in_words(deck_runs):
+    """The setting rows name the setting as the manifest's labels do ('Outpatient', not the feed's 'outpatient'), and
+    the note counts the episodes left out of N in agreement with the number (it printed '0 episode(s)')."""
+    folder = _folder(deck_runs)
+    labels = deck_runs["audits"][AUDIT].manifest["report"]["labels"]
+    settings = _csv(folder / "cases.csv")["index_setting"].unique().to_list()
+    section = _section(
+        (folder / "report.html").read_text(encoding="utf-8"),
+        "Episodes without lumbar imaging in the first 28 days (HEDIS-style rate)",
+    )
+    table = section[section.index("Setting of the index diagnosis") :]
+    shown = [_cells(r)[0] for r in re.findall(r"<tr>(.*?)</tr>", table[: table.index("</table>")], re.S)]
+    assert "outpatient" in settings and "Outpatient" in shown, shown
+    assert not [s for s in shown if s in labels], shown  # every key with a label is shown by it
+    assert "(s)" not in section
+    note = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", section))
+    assert re.search(r"Not in N: (1 episode|\d+ episodes) whose imaging could not be judged", note), note
