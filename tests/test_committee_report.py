@@ -318,6 +318,28 @@ def test_workbook_is_a_review_form(month):
         assert not (cell["text"] or "").startswith(("=", "+", "-", "@", "\t", "\r")), cell
 
 
+def test_workbook_providers_header_prints_whole(month):
+    """The Providers sheet's headers are measure names in narrow columns: each column holds its header's longest
+    word (bold, about 0.9 of a width unit a character) and the header row is as high as the words wrap. LibreOffice
+    printed 'Inappropria' over 'te orders: n' and cut 'study: n' off the first header (seen in the demo month)."""
+    import textwrap
+
+    book = Workbook(month["out"] / "csf_leak" / "case_list.xlsx")
+    cells, sheet = book.cells("Providers"), book.xml("Providers")
+    width = max(c for _, c in cells) + 1
+    header = [cells[(0, j)]["text"] for j in range(width)]
+    assert "Inappropriate orders: n" in header and "Leak cases whose first imaging was the right study: n" in header
+    cols = re.findall(r'<col min="(\d+)" max="(\d+)" width="([0-9.]+)"', sheet)
+    widths = {k: float(w) for a, b, w in cols for k in range(int(a), int(b) + 1)}
+    lines = 1
+    for j, text in enumerate(header):
+        chars = widths[j + 1] * 0.9
+        assert max(len(word) for word in text.split()) <= chars, (text, widths[j + 1])
+        lines = max(lines, len(textwrap.wrap(text, int(chars), break_long_words=False)))
+    height = re.search(r'<row r="1"[^>]* ht="([0-9.]+)"', sheet)
+    assert height is not None and float(height.group(1)) >= 15 * lines, (height, lines)
+
+
 @pytest.mark.skipif(shutil.which("soffice") is None, reason="LibreOffice is not installed")
 def test_workbook_prints_landscape_in_libreoffice(month, tmp_path):
     shutil.copy(month["out"] / "csf_leak" / "case_list.xlsx", tmp_path / "case_list.xlsx")
