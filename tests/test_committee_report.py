@@ -318,6 +318,19 @@ def test_workbook_is_a_review_form(month):
         assert not (cell["text"] or "").startswith(("=", "+", "-", "@", "\t", "\r")), cell
 
 
+def test_the_printed_case_list_names_its_columns_as_the_workbook_does(month):
+    """A reviewer reads the printed case list beside the workbook: the procedure's date and department, and the time
+    after it, carry the workbook's headers. The printed list said 'Case date · the department where the index
+    procedure was done' (six lines in a narrow column) and 'After index' for the workbook's 'Procedure date',
+    'Procedure department' and 'Time after procedure'."""
+    cases = _section(month["report"], "cases")
+    table = cases[cases.index('<table class="cases">') :]
+    head = [_text(c).strip() for c in re.findall(r"<th[^>]*>(.*?)</th>", table[: table.index("</thead>")], flags=re.S)]
+    workbook = list(Workbook(month["out"] / "csf_leak" / "case_list.xlsx").rows("Cases")[0])
+    assert head[1] == "Procedure date · Procedure department" and head[3] == "Time after procedure", head
+    assert {"Procedure date", "Procedure department", "Time after procedure"} <= set(workbook)
+
+
 def test_workbook_providers_header_prints_whole(month):
     """The Providers sheet's headers are measure names in narrow columns: each column holds its header's longest
     word (bold, about 0.9 of a width unit a character) and the header row is as high as the words wrap. LibreOffice

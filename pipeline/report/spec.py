@@ -79,6 +79,11 @@ class ReportSpec:
         department (``case_department``); else it is hospital-wide and stays in the headline."""
         return [m.measure_id for m in self.measures if m.headline and (m.unit == "order" or self.case_department)]
 
+    def column_header(self, column: str, default: str) -> str:
+        """The header the workbook gives a case-list column ([report] columns), so the printed case list and the
+        reviewer's workbook name a column alike; ``default`` where the audit names none."""
+        return self.columns[column][0] if column in self.columns else default
+
     @property
     def provider_ids(self) -> list[str]:
         """The headline measures a provider has: a case measure only when a case belongs to a provider
