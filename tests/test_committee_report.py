@@ -331,6 +331,17 @@ def test_the_printed_case_list_names_its_columns_as_the_workbook_does(month):
     assert {"Procedure date", "Procedure department", "Time after procedure"} <= set(workbook)
 
 
+def test_the_providers_below_the_threshold_are_summed_in_plain_words(month):
+    """'(17 evaluated orders (...), 4 counted by inappropriate orders' read as if orders were counted by orders: the
+    sentence says what the funnel's n counts, in its measure's own words, and the numbers are the page's."""
+    text = re.sub(r"\s+", " ", _text(_section(month["report"], "providers")))
+    evaluated = month["orders"].filter(pl.col("verdict").is_in(["appropriate", "inappropriate", "review"]))
+    inappropriate = evaluated.filter(pl.col("verdict") == "inappropriate").height
+    assert re.search(r"All \d+ providers had fewer than", text)  # this month: every provider below the threshold
+    assert "counted by" not in text
+    assert f", {inappropriate} of them orders with verdict inappropriate" in text, text
+
+
 def test_workbook_providers_header_prints_whole(month):
     """The Providers sheet's headers are measure names in narrow columns: each column holds its header's longest
     word (bold, about 0.9 of a width unit a character) and the header row is as high as the words wrap. LibreOffice

@@ -183,6 +183,7 @@ def common_values(run_info: dict, period_label: str, settings: dict, spec: Repor
         "table_measures": [spec.measure(m) for m in spec.department_ids],
         "funnel_label": funnel.label if (funnel := spec.measure(spec.funnel_measure)) else "",
         "funnel_unit": funnel.denominator if funnel else "",
+        "funnel_numerator": funnel.numerator if funnel else "",  # what the funnel's n counts, in words
         "run": {k: run_info.get(k) for k in ("run_id", "software_version", "rule_set_version", "period", "started_at")},
         "demo_key": bool(run_info.get("pseudonym_key_is_demo")),
         "low": settings["low"],
