@@ -93,6 +93,23 @@ class Measure:
     denominator_label: str = ""
 
 
+# The orders a reason's share is taken over, by the reason's verdict, where no measure of the audit counts
+# that verdict (the engine's vocabulary): all audited orders for an exclusion, those not excluded for a
+# not-evaluable reason, evaluated orders for the rest. SQL over the unit's rows, and the same in words.
+EVALUATED = "verdict IN ('appropriate', 'inappropriate', 'review')"
+REASON_DENOMINATORS = {
+    "excluded": ("TRUE", "all audited orders"),
+    "not_evaluable": ("verdict <> 'excluded'", "audited orders not excluded"),
+    "evaluated": (EVALUATED, "evaluated orders (appropriate, inappropriate or review)"),
+}
+VERDICT_MEASURE = re.compile(r"^\s*verdict\s*=\s*'([a-z_]+)'\s*$")  # a measure counting one verdict's orders
+
+
+def verdict_class(verdict: str) -> str:
+    """The class of orders a verdict's reasons are shared over: its own for the two kinds of leaving out."""
+    return verdict if verdict in ("excluded", "not_evaluable") else "evaluated"
+
+
 @dataclass(frozen=True)
 class Audit:
     id: str
@@ -120,6 +137,25 @@ class Audit:
     def rule_set_version(self) -> str:
         """What every output row of the audit carries: the id (hyphens) and the rule-set version."""
         return f"{self.id.replace('_', '-')}-{self.version}"
+
+    def reason_measure(self, verdict: str) -> Measure | None:
+        """The order measure a reason of this verdict is shared like: the one counting the verdict's orders
+        (numerator ``verdict = '<verdict>'``), else the first counting another verdict of its class. A reason's
+        share then has the denominator of the measure that counts its orders, on every page and in the feed;
+        without one it takes the engine's (``REASON_DENOMINATORS``)."""
+        counting = {}
+        for m in self.measures:
+            hit = VERDICT_MEASURE.match(m.numerator) if m.unit == "order" else None
+            if hit:
+                counting.setdefault(hit.group(1), m)
+        if verdict in counting:
+            return counting[verdict]
+        return next((m for v, m in counting.items() if verdict_class(v) == verdict_class(verdict)), None)
+
+    def reason_denominator(self, verdict: str) -> str:
+        """The SQL over the audited orders of a reason's denominator (see ``reason_measure``)."""
+        m = self.reason_measure(verdict)
+        return m.denominator if m else REASON_DENOMINATORS[verdict_class(verdict)][0]
 
     @property
     def runnable(self) -> bool:

@@ -11,6 +11,14 @@ def is_month(text: str | None) -> bool:
     return bool(text) and bool(MONTH.match(text))
 
 
+def all_months(first: str | None, last: str | None) -> str:
+    """A run over every loaded month in words, as the report, its index page, the log, run.json and the site
+    index all say it: which months it spans (two audits' 'all' over one extract can differ)."""
+    if not (first and last):
+        return "all months (none)"
+    return f"all months, {first} to {last}" if first != last else first
+
+
 def index(month: str) -> int:
     """Months since year 0: '2026-01' -> 2026 * 12."""
     return int(month[:4]) * 12 + int(month[5:7]) - 1

@@ -12,6 +12,7 @@ import duckdb
 
 from pipeline.logs import event
 from pipeline.maturity import Maturity, describe
+from pipeline.months import all_months
 
 VOLUME_CHECK = "orders.volume.monthly"
 
@@ -57,7 +58,7 @@ def build(
     the audit: two audits' periods over the same data can differ, e.g. where a case needs follow-up)."""
     key, (first, last) = label, spans.get("cases") or (None, None)
     if label == "all":  # a run over every month: say which
-        label = f"all months ({first} to {last})" if first and last and first != last else f"all months ({first or 'none'})"
+        label = all_months(first, last)
     status: dict = {"period": label}
     if counts.get("cases", 0) == 0:
         first, last = spans.get("data") or (None, None)

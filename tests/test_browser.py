@@ -173,3 +173,30 @@ def test_printed_heading_stays_with_its_chart_and_the_department_key_is_shown(tm
     assert "Hours to imaging" in pages[1] and "Nine cases" in pages[1]
     printed = "".join(pages)
     assert "dotted line: hospital rate; hollow: low reliability" in printed and "Histogram caption" not in printed
+
+
+@pytest.mark.parametrize("width", [1000, 1400])
+def test_a_rule_id_in_the_case_list_is_never_split(site, tmp_path, width):
+    """The case list's rule column: each rule id on one line and inside its cell, a page 1000 px (an A4 landscape
+    print is about 1050 px) or 1400 px wide. Ids were split at their hyphen, 'CSF-' over '07', in the printed
+    demo month and on screen."""
+    measure = (
+        "const links = document.querySelectorAll('table.cases td.rule a'); const out = [];"
+        " for (const a of links) { const cell = a.closest('td').getBoundingClientRect();"
+        "  const box = a.getBoundingClientRect();"
+        "  if (a.getClientRects().length !== 1 || box.right > cell.right + 0.5) out.push(a.textContent); }"
+        " document.getElementById('out').textContent = links.length + ' ' + JSON.stringify(out);"
+    )
+    report = (site / "report.html").read_text(encoding="utf-8")
+    page = tmp_path / "report.html"
+    page.write_text(
+        report.replace("<body>", f'<body style="width:{width}px">', 1).replace(
+            "</body>", f'<pre id="out">-</pre><script>{measure}</script></body>', 1
+        ),
+        encoding="utf-8",
+    )
+    dom, messages = _open(page.as_uri(), tmp_path / "profile")
+    assert messages == [], messages
+    shown = re.search(r'<pre id="out">(\d+) (.*?)</pre>', dom, flags=re.S)
+    assert shown is not None and int(shown.group(1)) > 0, dom[-500:]
+    assert shown.group(2) == "[]"

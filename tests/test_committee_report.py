@@ -172,6 +172,23 @@ def test_every_department_in_any_output_has_a_page_counting_only_its_own(month):
             )
 
 
+def test_a_department_that_placed_no_order_counts_its_second_view_cases_in_words_that_agree(month):
+    """Interventional Radiology does procedures and orders no imaging: its page says how many cases belong to it
+    by the second view, in agreement with the number ('1 case belongs ... its orders', not '1 cases belong')."""
+    cases = month["cases"]
+    sentences = {}
+    for d in cases["department"].drop_nulls().unique().to_list():
+        page = month["out"] / "csf_leak" / "departments" / f"{render.slugify(d)}.html"
+        text = re.sub(r"\s+", " ", _text(_section(page.read_text(encoding="utf-8"), "headline")))
+        if "placed no audited imaging order" in text:
+            n = cases.filter(pl.col("department") == d).height
+            case = "1 case belongs here" if n == 1 else f"{n:,} cases belong here"
+            assert case in text and ("its orders are" if n == 1 else "their orders are") in text, (d, text)
+            sentences[d] = n
+    assert 1 in sentences.values(), sentences  # the demo month has such a page (Interventional Radiology)
+    assert not re.search(r"\b1 cases\b|\b1 case belong\b", month["report"])
+
+
 def test_attrition_subtracts_each_unit_once(month):
     rows = pl.read_csv(month["out"] / "csf_leak" / "attrition.csv").to_dicts()
     steps = [r for r in rows if r["kind"] == "step"]
@@ -299,6 +316,52 @@ def test_workbook_is_a_review_form(month):
     assert "_xlnm.Print_Area" in book.defined_names
     for (_, _), cell in cells.items():  # no text starts as a live formula
         assert not (cell["text"] or "").startswith(("=", "+", "-", "@", "\t", "\r")), cell
+
+
+def test_the_printed_case_list_names_its_columns_as_the_workbook_does(month):
+    """A reviewer reads the printed case list beside the workbook: the procedure's date and department, and the time
+    after it, carry the workbook's headers. The printed list said 'Case date · the department where the index
+    procedure was done' (six lines in a narrow column) and 'After index' for the workbook's 'Procedure date',
+    'Procedure department' and 'Time after procedure'."""
+    cases = _section(month["report"], "cases")
+    table = cases[cases.index('<table class="cases">') :]
+    head = [_text(c).strip() for c in re.findall(r"<th[^>]*>(.*?)</th>", table[: table.index("</thead>")], flags=re.S)]
+    workbook = list(Workbook(month["out"] / "csf_leak" / "case_list.xlsx").rows("Cases")[0])
+    assert head[1] == "Procedure date · Procedure department" and head[3] == "Time after procedure", head
+    assert {"Procedure date", "Procedure department", "Time after procedure"} <= set(workbook)
+
+
+def test_the_providers_below_the_threshold_are_summed_in_plain_words(month):
+    """'(17 evaluated orders (...), 4 counted by inappropriate orders' read as if orders were counted by orders: the
+    sentence says what the funnel's n counts, in its measure's own words, and the numbers are the page's."""
+    text = re.sub(r"\s+", " ", _text(_section(month["report"], "providers")))
+    evaluated = month["orders"].filter(pl.col("verdict").is_in(["appropriate", "inappropriate", "review"]))
+    inappropriate = evaluated.filter(pl.col("verdict") == "inappropriate").height
+    assert re.search(r"All \d+ providers had fewer than", text)  # this month: every provider below the threshold
+    assert "counted by" not in text
+    assert f", {inappropriate} of them orders with verdict inappropriate" in text, text
+
+
+def test_workbook_providers_header_prints_whole(month):
+    """The Providers sheet's headers are measure names in narrow columns: each column holds its header's longest
+    word (bold, about 0.9 of a width unit a character) and the header row is as high as the words wrap. LibreOffice
+    printed 'Inappropria' over 'te orders: n' and cut 'study: n' off the first header (seen in the demo month)."""
+    import textwrap
+
+    book = Workbook(month["out"] / "csf_leak" / "case_list.xlsx")
+    cells, sheet = book.cells("Providers"), book.xml("Providers")
+    width = max(c for _, c in cells) + 1
+    header = [cells[(0, j)]["text"] for j in range(width)]
+    assert "Inappropriate orders: n" in header and "Leak cases whose first imaging was the right study: n" in header
+    cols = re.findall(r'<col min="(\d+)" max="(\d+)" width="([0-9.]+)"', sheet)
+    widths = {k: float(w) for a, b, w in cols for k in range(int(a), int(b) + 1)}
+    lines = 1
+    for j, text in enumerate(header):
+        chars = widths[j + 1] * 0.9
+        assert max(len(word) for word in text.split()) <= chars, (text, widths[j + 1])
+        lines = max(lines, len(textwrap.wrap(text, int(chars), break_long_words=False)))
+    height = re.search(r'<row r="1"[^>]* ht="([0-9.]+)"', sheet)
+    assert height is not None and float(height.group(1)) >= 15 * lines, (height, lines)
 
 
 @pytest.mark.skipif(shutil.which("soffice") is None, reason="LibreOffice is not installed")

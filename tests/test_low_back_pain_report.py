@@ -149,3 +149,73 @@ def test_a_month_stays_provisional_for_the_audit_window(deck_runs):
     period = info["status"]["maturity"]
     assert period["horizon_days"] == "42"
     assert period["status"] == ("final" if period["final_from"] <= period["data_through"] else "provisional")
+
+
+def test_a_reason_shares_the_denominator_of_its_verdicts_measure(deck_runs):
+    """'Orders that could not be judged' is over all audited orders (the audit's measure, DESIGN.md); its
+    reasons (LBP-03 unmapped code, LBP-04 no order date) were over the orders not excluded, the engine's
+    default: the headline read 7 / 147 and the reasons 5 / 117 and 2 / 117 on the demo. The report's orders
+    by reason, its Methods and every cell of the warehouse's counts (what the feed releases) now agree."""
+    import duckdb
+
+    folder = _folder(deck_runs)
+    orders = _csv(folder / "audited_orders.csv")
+    html = (folder / "report.html").read_text(encoding="utf-8")
+    headline = html[html.index('<table class="headline">') :]
+    headline = headline[: headline.index("</table>")]
+    row = next(r for r in re.findall(r"<tr>(.*?)</tr>", headline, re.S) if "could not be judged" in r)
+    assert _cells(row)[2:4] == [str(orders.filter(pl.col("verdict") == "not_evaluable").height), str(orders.height)]
+    reasons = html[html.index('<table class="reasons">') :]
+    reasons = reasons[: reasons.index("</table>")]
+    group = reasons[reasons.index('class="group verdict-not_evaluable"') :]
+    group = group[: group.index("</tbody>")]
+    assert f"Not evaluable · N = {orders.height} all audited orders" in re.sub(r"<[^>]+>", "", group)
+    rows = [_cells(r) for r in re.findall(r"<tr>(.*?)</tr>", group, re.S)]
+    assert {c[0] for c in rows} == {"LBP-03", "LBP-04"}  # the deck fires both
+    assert all(c[3] == str(orders.height) for c in rows), rows
+    assert "all audited orders for excluded, not evaluable reasons" in html  # Methods names it too
+    with duckdb.connect(str(deck_runs["runs"]["combined"]["warehouse"]), read_only=True) as con:
+        differ = con.execute(
+            """SELECT count(*) FROM low_back_pain__mart_metric_counts AS r
+               JOIN low_back_pain__mart_metric_counts AS m USING (period, level, group_key)
+               WHERE r.measure_id IN ('reason_unmapped_code', 'reason_missing_time')
+                 AND m.measure_id = 'not_evaluable_order_rate' AND r.denominator <> m.denominator"""
+        ).fetchone()[0]
+    assert differ == 0
+
+
+def test_workbook_providers_sheet_has_no_column_a_provider_cannot_fill(deck_runs):
+    """An episode belongs to no provider (no case_provider), so the low back pain Providers sheet has no columns
+    for the episode rate (it had five, empty on every row); the CSF-leak audit's cases do belong to a provider."""
+    from xlsx_xml import Workbook
+
+    out = Path(deck_runs["runs"]["combined"]["out"])
+    for audit_id, case_measure in (("csf_leak", "Leak cases whose first imaging was the right study"), (AUDIT, None)):
+        cells = Workbook(out / audit_id / "case_list.xlsx").cells("Providers")
+        width = max(c for _, c in cells) + 1
+        header = [cells.get((0, j), {}).get("text") or "" for j in range(width)]
+        filled = {j for (i, j), c in cells.items() if i > 0 and (c["text"] or c["number"] is not None)}
+        rated = {j for j in range(width) if not header[j].startswith("Low reliability")}  # blank: not low
+        assert rated and rated <= filled, (audit_id, [header[j] for j in rated - filled])
+        if case_measure:
+            assert f"{case_measure}: n" in header
+    assert not [h for h in header if h.startswith("Episodes")], header
+
+
+def test_episode_rate_by_setting_reads_in_words(deck_runs):
+    """The setting rows name the setting as the manifest's labels do ('Outpatient', not the feed's 'outpatient'), and
+    the note counts the episodes left out of N in agreement with the number (it printed '0 episode(s)')."""
+    folder = _folder(deck_runs)
+    labels = deck_runs["audits"][AUDIT].manifest["report"]["labels"]
+    settings = _csv(folder / "cases.csv")["index_setting"].unique().to_list()
+    section = _section(
+        (folder / "report.html").read_text(encoding="utf-8"),
+        "Episodes without lumbar imaging in the first 28 days (HEDIS-style rate)",
+    )
+    table = section[section.index("Setting of the index diagnosis") :]
+    shown = [_cells(r)[0] for r in re.findall(r"<tr>(.*?)</tr>", table[: table.index("</table>")], re.S)]
+    assert "outpatient" in settings and "Outpatient" in shown, shown
+    assert not [s for s in shown if s in labels], shown  # every key with a label is shown by it
+    assert "(s)" not in section
+    note = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", section))
+    assert re.search(r"Not in N: (1 episode|\d+ episodes) whose imaging could not be judged", note), note

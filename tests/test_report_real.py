@@ -208,6 +208,23 @@ def test_site_index_lists_audits_and_their_month_folders(tmp_path, run):
     assert text.index("2025-02") < text.index("2025-01")  # newest first
 
 
+def test_site_index_names_each_audits_all_period_by_its_months_as_its_report_does(run):
+    """Two audits' 'all' over one extract span different months (a low back pain episode needs no procedure):
+    the site index said 'all' for both, beside rates over different months; it names the months as each report
+    does ('all months, 2025-01 to 2025-11'), and the log and run.json say it in the same words."""
+    index = (run["out"] / "index.html").read_text(encoding="utf-8")
+    labels = {}
+    for audit_id in ("csf_leak", "low_back_pain"):
+        report = (run["out"] / audit_id / "report.html").read_text(encoding="utf-8")
+        label = re.search(r'<p class="meta">Period (all months, \d{4}-\d{2} to \d{4}-\d{2}) ·', report)
+        assert label is not None, audit_id
+        labels[audit_id] = label.group(1)
+        assert f'href="{audit_id}/index.html">{label.group(1)}</a>' in index, (audit_id, label.group(1))
+        status = json.loads((run["out"] / audit_id / "run.json").read_text(encoding="utf-8"))["status"]
+        assert status["period"] == label.group(1)
+    assert labels["csf_leak"] != labels["low_back_pain"]  # the months differ, so 'all' alone misled
+
+
 def test_report_stays_bounded_on_a_case_dense_extract(tmp_path):
     """Hundreds of flagged cases: the report lists the stated selection (5 most recent per department),
     counts the rest and points to the workbook, which lists every order."""

@@ -268,6 +268,9 @@ def test_wrapped_rows_of_the_other_sheets_are_as_high_as_their_lines(tmp_path):
 
     assert height("Rules", 2) is None  # one line: the default height
     assert height("Rules", 3) == 45  # 190 characters in a 70-character column: three lines
-    # the Providers header: the measure's name and ": n" in a 10-character column
-    assert height("Providers", 1) == sheet_rows.LINE_POINTS * 5
+    # the Providers header: the measure's name and ": n", one 53-character word, widens its column to hold it (a
+    # word is never split); the row is as high as its tallest wrapped header ('Low reliability (N under 20)')
+    assert height("Providers", 1) == sheet_rows.LINE_POINTS * 3
+    width = re.search(r'<col min="2" max="2" width="([0-9.]+)"', sheets["Providers"])
+    assert width is not None and float(width.group(1)) > len(f"{measure}: n")
     assert height("Explanation", 5) == 30  # the patient identifiers' note: two lines at 90 characters

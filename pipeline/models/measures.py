@@ -7,8 +7,9 @@ where its ``denominator`` holds, and of those the rows where its ``numerator`` h
 cell when it has a row in the denominator. Orders are grouped by the ordering department and
 provider; cases by the columns ``[report] case_department`` / ``case_provider`` name (without them,
 case measures are hospital-wide only). Each reason of the registry adds ``reason_<code>``: orders
-whose reasons include the code, over the orders of its verdict's measure (all audited orders for an
-exclusion, those not excluded for a not-evaluable reason, evaluated orders for the rest).
+whose reasons include the code, over the orders of its verdict's measure (``Audit.reason_measure``: the
+audit's measure counting that verdict; without one, all audited orders for an exclusion, those not
+excluded for a not-evaluable reason, evaluated orders for the rest).
 
 ``<id>__mart_department_provider_counts``: the headline measures of the period per department and
 provider within it (the department pages' provider tables).
@@ -16,13 +17,11 @@ provider within it (the department pages' provider tables).
 
 from __future__ import annotations
 
+from pipeline.audits import EVALUATED, verdicts
 from pipeline.models.runner import Model
 from pipeline.sqltext import ident, literal
 
 NOT_RECORDED = "(not recorded)"
-EVALUATED = "verdict IN ('appropriate', 'inappropriate', 'review')"
-# the orders a reason's share is taken over, by the reason's verdict (the engine's vocabulary)
-REASON_DENOMINATOR = {"excluded": "TRUE", "not_evaluable": "verdict <> 'excluded'"}
 
 
 def _group(column: str | None) -> str:
@@ -63,12 +62,16 @@ def metric_counts(audit) -> Model:
     FROM {source} WHERE ({m.denominator}){keyed} GROUP BY period, level, group_key"""
         )
     # a reason's share: its numerator from the orders matched to their reasons once (orders x reasons, then
-    # each hit under its cells), its denominator from three counts per cell (one per verdict class): not every
-    # cell's rows x every reason (12M string tests at 120k audited orders)
-    reason_den = (
-        "CASE r.verdict WHEN 'excluded' THEN d.den_excluded WHEN 'not_evaluable' THEN d.den_not_evaluable "
-        "ELSE d.den_evaluated END"
-    )
+    # each hit under its cells), its denominator from one count per cell for each distinct denominator of the
+    # verdicts (the verdict's measure's, Audit.reason_denominator): not every cell's rows x every reason (12M
+    # string tests at 120k audited orders)
+    dens = list(dict.fromkeys(audit.reason_denominator(v) for v in verdicts()))
+    den_of = {v: f"den_{dens.index(audit.reason_denominator(v))}" for v in verdicts()}
+
+    def by_verdict(prefix: str) -> str:
+        return "CASE r.verdict " + " ".join(f"WHEN {literal(v)} THEN {prefix}{d}" for v, d in den_of.items()) + " END"
+
+    reason_den = by_verdict("d.")
     cells.append(
         f"""    SELECT d.period, d.level, d.group_key, 'reason_' || r.reason_code AS measure_id,
            coalesce(h.numerator, 0) AS numerator, {reason_den} AS denominator
@@ -78,14 +81,19 @@ def metric_counts(audit) -> Model:
       ON h.period = d.period AND h.level = d.level AND h.group_key = d.group_key AND h.reason_code = r.reason_code
     WHERE {reason_den} > 0"""
     )
-    reasons = f"""reason_hits AS (
+    # each order with whether it is in each denominator, evaluated over its own columns (a measure's SQL names
+    # them unqualified, and ref_rules has a verdict column of its own)
+    in_dens = ", ".join(f"({d}) AS in_den_{i}" for i, d in enumerate(dens))
+    den_counts = ",\n           ".join(f"count(*) FILTER (WHERE {d}) AS den_{i}" for i, d in enumerate(dens))
+    reasons = f"""orders_in_dens AS (
+    SELECT o.*, {in_dens} FROM orders AS o
+),
+reason_hits AS (
     SELECT o.*, r.reason_code
-    FROM orders AS o
+    FROM orders_in_dens AS o
     JOIN {name("ref_rules")} AS r
       ON strpos('|' || o.reasons || '|', '|' || r.reason_code || '|') > 0
-     AND CASE r.verdict WHEN 'excluded' THEN {REASON_DENOMINATOR["excluded"]}
-                        WHEN 'not_evaluable' THEN o.{REASON_DENOMINATOR["not_evaluable"]}
-                        ELSE o.{EVALUATED} END
+     AND {by_verdict("o.in_")}
 ),
 {_grouped("reason_hit")}reason_numerators AS (
     SELECT period, level, group_key, reason_code, count(*) AS numerator
@@ -93,9 +101,7 @@ def metric_counts(audit) -> Model:
 ),
 reason_denominators AS (
     SELECT period, level, group_key,
-           count(*) FILTER (WHERE {REASON_DENOMINATOR["excluded"]}) AS den_excluded,
-           count(*) FILTER (WHERE {REASON_DENOMINATOR["not_evaluable"]}) AS den_not_evaluable,
-           count(*) FILTER (WHERE {EVALUATED}) AS den_evaluated
+           {den_counts}
     FROM order_cells GROUP BY period, level, group_key
 ),
 """

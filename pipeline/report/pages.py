@@ -8,7 +8,7 @@ import polars as pl
 
 from pipeline import db
 from pipeline.maturity import Maturity
-from pipeline.months import MONTH
+from pipeline.months import MONTH, all_months
 from pipeline.report import caselist, charts, feed, sections
 from pipeline.report.audit_sections import section_rows
 from pipeline.report.feed import SCHEMA_VERSION
@@ -49,7 +49,7 @@ def period_label(period: str, metrics: pl.DataFrame, bounds: dict, trend_end: st
         if not months:
             return period
         first, last = months[0], trend_end or months[-1]
-    return f"all months, {first} to {last}" if first != last else first
+    return all_months(first, last)
 
 
 def provisional_months(run_info: dict, window: list[str]) -> frozenset[str]:
@@ -183,6 +183,7 @@ def common_values(run_info: dict, period_label: str, settings: dict, spec: Repor
         "table_measures": [spec.measure(m) for m in spec.department_ids],
         "funnel_label": funnel.label if (funnel := spec.measure(spec.funnel_measure)) else "",
         "funnel_unit": funnel.denominator if funnel else "",
+        "funnel_numerator": funnel.numerator if funnel else "",  # what the funnel's n counts, in words
         "run": {k: run_info.get(k) for k in ("run_id", "software_version", "rule_set_version", "period", "started_at")},
         "demo_key": bool(run_info.get("pseudonym_key_is_demo")),
         "low": settings["low"],

@@ -20,7 +20,7 @@ from pipeline.report import charts
 from pipeline.report.measure import funnel_status, p_chart, with_rates
 from pipeline.report.names import department_name, in_words
 from pipeline.report.outputs import order_by
-from pipeline.report.spec import EVALUATED, REASON_DENOMINATOR, ReportSpec, plain_number
+from pipeline.report.spec import ReportSpec, plain_number
 
 VERDICT_ORDER = ("inappropriate", "review", "appropriate", "not_evaluable", "excluded")
 
@@ -73,7 +73,7 @@ def headline(
                 {
                     "verdict": verdict,
                     "denominator": rows[0]["denominator"],
-                    "denominator_def": REASON_DENOMINATOR.get(verdict, EVALUATED),
+                    "denominator_def": spec.reason_denominators[verdict],
                     "rows": [r for r in rows if r["numerator"]],
                     "unseen": [f"{r['rule_id']} {r['label']}" for r in rows if not r["numerator"]],
                     "reasons_sum": sum(r["numerator"] for r in rows),
@@ -384,6 +384,11 @@ def methods(con, run_info: dict, rules: pl.DataFrame, spec: ReportSpec) -> dict:
         "low": reporting.get("low_reliability_denominator", 20),
         "per_department": reporting.get("flagged_cases_per_department", 5),
         "measures": spec.measures,
+        # each denominator of the reasons' shares with the verdicts whose reasons it is taken over
+        "reason_denominators": [
+            (den, [v.replace("_", " ") for v, d in spec.reason_denominators.items() if d == den])
+            for den in dict.fromkeys(spec.reason_denominators.values())
+        ],
     }
 
 

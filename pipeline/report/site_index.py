@@ -33,6 +33,8 @@ def _entry(folder: Path, href: str, info: dict, low: int) -> dict:
     maturity = info.get("status", {}).get("maturity") or {}  # pipeline.period_status: the period's own state
     return {
         "period": info.get("period", ""),
+        # 'all' by the months it spans, as its report names it (run.json status: each audit's own months)
+        "period_label": info.get("status", {}).get("period") or info.get("period", ""),
         "provisional_until": maturity.get("final_from") if maturity.get("status") == "provisional" else None,
         "href": href,
         "run_id": info.get("run_id", ""),

@@ -8,12 +8,6 @@ from pathlib import Path
 
 from pipeline import audits
 
-# the engine's words for the denominators of the reason shares, by the reason's verdict
-EVALUATED = "evaluated orders (appropriate, inappropriate or review)"
-NOT_EXCLUDED = "audited orders not excluded"
-ALL_ORDERS = "all audited orders"
-REASON_DENOMINATOR = {"excluded": ALL_ORDERS, "not_evaluable": NOT_EXCLUDED}
-
 
 def plain_number(value) -> str:
     """A config number in words: 72.0 -> '72', 0.5 -> '0.5'."""
@@ -71,6 +65,9 @@ class ReportSpec:
     report_dir: Path | None = None  # the audit's section templates
     labels: dict = field(default_factory=dict)  # the audit's keys in words ([report] labels; names.label)
     label_columns: tuple = ()  # its own columns of '|'-separated keys the workbook shows in words
+    # verdict -> the denominator of its reasons' shares in words: its measure's (Audit.reason_measure), so the
+    # orders by reason and the headline name the same N, else the engine's
+    reason_denominators: dict = field(default_factory=dict)
 
     @property
     def headline_ids(self) -> list[str]:
@@ -81,6 +78,17 @@ class ReportSpec:
         """The headline measures a department table splits: a case measure only when a case belongs to a
         department (``case_department``); else it is hospital-wide and stays in the headline."""
         return [m.measure_id for m in self.measures if m.headline and (m.unit == "order" or self.case_department)]
+
+    def column_header(self, column: str, default: str) -> str:
+        """The header the workbook gives a case-list column ([report] columns), so the printed case list and the
+        reviewer's workbook name a column alike; ``default`` where the audit names none."""
+        return self.columns[column][0] if column in self.columns else default
+
+    @property
+    def provider_ids(self) -> list[str]:
+        """The headline measures a provider has: a case measure only when a case belongs to a provider
+        (``case_provider``); else the provider has no cell of it, and a column of it would stay empty."""
+        return [m.measure_id for m in self.measures if m.headline and (m.unit == "order" or self.case_provider)]
 
     @property
     def trend_measures(self) -> list[MeasureDef]:
@@ -118,6 +126,11 @@ class ReportSpec:
             for name in audit.report_sections
         ]
         definitions = audit.report_dir / "definitions.html"
+        by_id = {m.measure_id: m for m in measures}
+        reason_denominators = {}
+        for v in audits.verdicts():
+            m = audit.reason_measure(v)
+            reason_denominators[v] = by_id[m.id].denominator if m else audits.REASON_DENOMINATORS[audits.verdict_class(v)][1]
         return cls(
             audit_id=audit.id,
             title=audit.title,
@@ -140,6 +153,7 @@ class ReportSpec:
             report_dir=audit.report_dir if audit.report_dir.is_dir() else None,
             labels=dict(report.get("labels", {})),
             label_columns=tuple(report.get("label_columns", ())),
+            reason_denominators=reason_denominators,
         )
 
     @classmethod

@@ -21,6 +21,7 @@ import contextlib
 import datetime as dt
 import functools
 import io
+import textwrap
 import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -234,7 +235,7 @@ def write_case_list(
             ws.conditional_format(1, v, last_row, v, {"type": "cell", "criteria": "==", "value": f'"{verdict}"', "format": fmt})
     _print_setup(ws, run_info, "case list")
 
-    measures = [(m.measure_id, m.label) for m in spec.measures if m.headline] if spec is not None else None
+    measures = [(i, spec.measure(i).label) for i in spec.provider_ids] if spec is not None else None
     funnel = spec.measure(spec.funnel_measure) if spec is not None else None
     funnel_label = funnel.label if funnel is not None else None
     _providers_sheet(wb, providers, head, percent, low, run_info, measures, positions, funnel_label)
@@ -288,6 +289,20 @@ def _row_lines(sheet: pl.DataFrame, columns: list[Column]) -> pl.Series:
     return sheet.select(pl.max_horizontal(parts).clip(1, MAX_LINES).alias("lines"))["lines"]
 
 
+# a bold header's characters per unit of column width (xlsxwriter's width is in the default font's characters)
+BOLD_CHARS_PER_WIDTH = 0.9
+
+
+def header_width(text: str) -> float:
+    """The column width at which a bold header's longest word fits on one line (with a character to spare)."""
+    return max((len(word) for word in text.split()), default=0) / BOLD_CHARS_PER_WIDTH + 1
+
+
+def header_lines(text: str, width: float) -> int:
+    """The lines a bold header takes in a column ``width`` wide, wrapped at its word breaks."""
+    return len(textwrap.wrap(text, max(1, int(width * BOLD_CHARS_PER_WIDTH)), break_long_words=False)) or 1
+
+
 def _fit_heights(ws, sheet: pl.DataFrame, widths: list[float], first_row: int, min_lines: int = 1) -> None:
     """Rows of wrapped text written cell by cell (a few dozen) as high as their lines, as the Cases rows are:
     LibreOffice keeps a row one line high on opening and prints its wrapped lines over the next row's. Called
@@ -313,7 +328,8 @@ def _print_setup(ws, run_info: dict, what: str) -> None:
 def _providers_sheet(
     wb, providers: pl.DataFrame | None, head, percent, low: int, run_info: dict, measures=None, positions=None, funnel_label=None
 ) -> None:
-    """Every provider of the period with n, N, rate and interval of each headline measure, its funnel position
+    """Every provider of the period with n, N, rate and interval of each headline measure it has (a case measure
+    only where a case belongs to a provider: ``ReportSpec.provider_ids``), its funnel position
     (with ``positions``) and the low-reliability mark (the report lists only providers with enough orders, or
     outside the funnel limits). ``measures``: (id, label) pairs."""
     ps = wb.add_worksheet("Providers")
@@ -329,15 +345,18 @@ def _providers_sheet(
     header.append(f"Low reliability (N under {low})")
     ps.write_row(0, 0, header, head)
     widths = [16.0] + [10.0] * (5 * len(measures)) + ([18.0] if with_position else []) + [14.0]
+    # each column as wide as the longest word of its header at least: a narrower one split 'Inappropria-te'
+    widths = [max(w, header_width(h)) for w, h in zip(widths, header, strict=True)]
     ps.set_column(0, 0, widths[0])
     for k in range(len(measures)):  # n and N as counts, the rate and its interval as percent
-        ps.set_column(1 + 5 * k, 2 + 5 * k, 10)
-        ps.set_column(3 + 5 * k, 5 + 5 * k, 10, percent)
+        for j in range(1 + 5 * k, 6 + 5 * k):
+            ps.set_column(j, j, widths[j], percent if j >= 3 + 5 * k else None)
     if with_position:
         ps.set_column(len(header) - 2, len(header) - 2, widths[-2])
     ps.set_column(len(header) - 1, len(header) - 1, widths[-1])
-    # the header row as high as its longest label (a measure's name in a ten-character column), two lines at least
-    _fit_heights(ps, pl.DataFrame([header], schema=[f"h{j}" for j in range(len(header))], orient="row"), widths, 0, 2)
+    # the header row as high as its longest label wrapped at word breaks (a measure's name in a narrow column),
+    # two lines at least: a count of its characters gave 'study: n' no line, clipped in LibreOffice's print
+    ps.set_row(0, LINE_POINTS * max(2, *(header_lines(h, w) for h, w in zip(header, widths, strict=True))))
     sheet = providers_sheet_frame(providers, [m for m, _ in measures], low, positions)
     if sheet.height:
         sheet_rows.write_rows(ps, sheet, first_row=1)
