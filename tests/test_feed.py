@@ -301,6 +301,28 @@ def test_the_audit_finds_what_primary_suppression_alone_gives_away(monkeypatch):
     assert any("recoverable from the total" in p for p in disclosure_breaches(feed.build_feed(m, run_info("2026-06")), m))
 
 
+def test_a_count_that_is_the_difference_of_two_denominators_does_not_give_a_withheld_one_away():
+    """The not-evaluable orders are the non-excluded orders less the evaluated ones: a released not-evaluable row
+    (0 of 40) beside a withheld evaluated-orders denominator (40, withheld to protect neuro's 5) gave the 40
+    back, and with it neuro's 5 (95 - 40 - 50)."""
+    rows = []
+    for group, evaluated, not_evaluable in (("neuro", 5, 15), ("anes", 40, 0), ("emerg", 50, 15)):
+        rows += [
+            ("2026-06", "department", group, "inappropriate_order_rate", evaluated // 2, evaluated),
+            ("2026-06", "department", group, "not_evaluable_rate", not_evaluable, evaluated + not_evaluable),
+        ]
+    rows += [
+        ("2026-06", "overall", "all", "inappropriate_order_rate", 47, 95),
+        ("2026-06", "overall", "all", "not_evaluable_rate", 30, 125),
+    ]
+    m = metrics(rows)
+    fed = feed.build_feed(m, run_info("2026-06"))
+    assert cell(fed, "2026-06", "department", "neuro")["denominator"] is None
+    assert cell(fed, "2026-06", "department", "anes")["denominator"] is None  # the complement of neuro's 5
+    assert cell(fed, "2026-06", "department", "anes", "not_evaluable_rate")["numerator"] is None
+    assert disclosure_breaches(fed, m) == []
+
+
 def test_rates_and_intervals_are_rounded_and_within_0_1():
     m = metrics([("2026-06", "overall", "all", "inappropriate_order_rate", 0, 300), ("2026-06", "overall", "all", "x", 300, 300)])
     fed = feed.build_feed(m, run_info("2026-06"))
@@ -348,6 +370,7 @@ def disclosure_breaches(fed: pl.DataFrame, source: pl.DataFrame, k: int = K) -> 
         .select(*feed.KEYS, "period_start", "period_end", pl.col("numerator").alias("n"), pl.col("denominator").alias("d"))
         .join(fed.select(*feed.KEYS, "numerator", "denominator"), on=feed.KEYS, how="left")
     )
+    joined = _with_differences(joined)
     rel_n, rel_d = joined["numerator"].is_not_null(), joined["denominator"].is_not_null()
     for what, values, released in (("numerator", joined["n"], rel_n), ("denominator", joined["d"], rel_d)):
         bad = joined.filter(released & (values >= 1) & (values < k))
@@ -357,6 +380,66 @@ def disclosure_breaches(fed: pl.DataFrame, source: pl.DataFrame, k: int = K) -> 
     for count, true_count in (("numerator", "n"), ("denominator", "d")):
         problems += _line_breaches(joined, count, true_count, k) + _linear_breaches(joined, count, true_count, k)
     return problems
+
+
+def _with_differences(joined: pl.DataFrame) -> pl.DataFrame:
+    """``joined`` with what a reader works out across measures: where a measure's numerator is its denominator less
+    another measure's denominator in every cell (not-evaluable orders = non-excluded less evaluated orders), any two
+    released counts of a cell give the third."""
+    cell = ["period", "level", "group_key"]
+    laid_out = joined.select("level", pl.col("measure_id").alias("other")).unique()
+
+    def with_other(frame: pl.DataFrame) -> pl.DataFrame:
+        """Each row beside every other measure's denominator of its cell (no row: a known zero)."""
+        dens = joined.select(
+            *cell, pl.col("measure_id").alias("other"), pl.col("d").alias("d_b"), pl.col("denominator").alias("den_b")
+        )
+        return (
+            frame.join(laid_out, on="level")
+            .filter(pl.col("measure_id") != pl.col("other"))
+            .join(dens, on=[*cell, "other"], how="left")
+            .with_columns(pl.col("d_b").fill_null(0), pl.when(pl.col("d_b").is_null()).then(0).otherwise("den_b").alias("den_b"))
+        )
+
+    pairs = with_other(joined)
+    tied = (
+        pairs.group_by("measure_id", "other")
+        .agg(((pl.col("n") == pl.col("d") - pl.col("d_b")).all() & (pl.col("d") != pl.col("d_b")).any()).alias("tied"))
+        .filter("tied")
+        .select("measure_id", "other")
+    )
+    for _ in range(3):  # a count worked out in one measure is released in every measure sharing it
+        pairs = with_other(joined.join(tied, on="measure_id")).join(tied, on=["measure_id", "other"])
+        numerators = pairs.filter(
+            pl.col("numerator").is_null() & pl.col("denominator").is_not_null() & pl.col("den_b").is_not_null()
+        )
+        own = pairs.filter(pl.col("denominator").is_null() & pl.col("numerator").is_not_null() & pl.col("den_b").is_not_null())
+        other = pairs.filter(pl.col("den_b").is_null() & pl.col("numerator").is_not_null() & pl.col("denominator").is_not_null())
+        found_n = numerators.select(*cell, "measure_id", (pl.col("denominator") - pl.col("den_b")).alias("n_found"))
+        found_d = pl.concat(
+            [
+                own.select(*cell, "measure_id", (pl.col("den_b") + pl.col("numerator")).alias("d_found")),
+                other.select(
+                    *cell, pl.col("other").alias("measure_id"), (pl.col("denominator") - pl.col("numerator")).alias("d_found")
+                ),
+            ]
+        )
+        # the same denominator under every measure that shares it (equal true denominators in every cell)
+        same = joined.group_by("measure_id").agg(pl.struct(*cell, "d").hash().sum().alias("sig"))
+        found_d = (
+            found_d.join(same, on="measure_id").drop("measure_id").join(same, on="sig").drop("sig").unique([*cell, "measure_id"])
+        )
+        if found_n.height == 0 and found_d.height == 0:
+            break
+        joined = (
+            joined.join(found_n.unique([*cell, "measure_id"]), on=[*cell, "measure_id"], how="left")
+            .join(found_d, on=[*cell, "measure_id"], how="left")
+            .with_columns(
+                pl.coalesce("numerator", "n_found").alias("numerator"), pl.coalesce("denominator", "d_found").alias("denominator")
+            )
+            .drop("n_found", "d_found")
+        )
+    return joined
 
 
 def _line_breaches(joined: pl.DataFrame, count: str, true_count: str, k: int) -> list[str]:
@@ -387,11 +470,11 @@ def _linear_breaches(joined: pl.DataFrame, count: str, true_count: str, k: int) 
         mrows = joined.filter((pl.col("measure_id") == measure) & (pl.col("level") != "provider"))
         groups = sorted(mrows.filter(pl.col("level") == "department")["group_key"].fill_null("").unique())
         gidx = {g: i for i, g in enumerate(groups)}
-        n_unknown = len(groups) * len(cal)
+        n_unknown = max(len(groups), 1) * len(cal)  # a measure laid out hospital-wide only: its months are the unknowns
         present = {(r["period"], r["level"], r["group_key"] or ""): r for r in mrows.to_dicts()}
         known, hidden, names = [], [], []
         for p in periods:
-            vec_all = np.zeros(n_unknown)
+            vec_all = np.zeros(n_unknown) if groups else cover[pidx[p]].copy()
             cells = []
             for g in groups:
                 vec = np.zeros(n_unknown)
