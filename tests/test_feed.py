@@ -556,7 +556,7 @@ def test_metrics_json_is_what_the_docs_say(demo):
     assert summary["columns"] == {c: str(t) for c, t in fed.schema.items()}
     assert summary["rows"] == fed.height
     head = fed.filter((pl.col("period") == summary["headline_period"]) & (pl.col("level") == "overall"))
-    assert len(summary["headline"]) == head.height
+    assert summary["headline"] == json.loads(head.drop("schema_version").write_json())
     assert "metrics.json" in README and "summary" in README[README.index("## The metrics feed") :]
 
 
@@ -577,6 +577,35 @@ def test_the_documented_queries_run_as_written_and_give_rows(demo, monkeypatch):
     names: dict = {}
     exec(python, names)  # noqa: S102 - the documented snippet itself
     assert len(names["monthly"]) >= 12
+
+
+def test_the_documented_columns_are_the_feed_columns_with_their_types():
+    table = FEED_DOC[FEED_DOC.index("## Columns") :].split("\n## ")[0]
+    documented = []
+    for names, kind in re.findall(r"^\| ((?:`\w+`(?:, )?)+) \| (\w+)[^|]*\|", table, re.M):
+        documented += [(name, kind) for name in re.findall(r"`(\w+)`", names)]
+    words = {"string": pl.String, "int64": pl.Int64, "float64": pl.Float64, "bool": pl.Boolean, "date": pl.Date}
+    assert [(c, words[t]) for c, t in documented] == list(feed.FEED_SCHEMA.items())
+
+
+# The columns of each schema version, in order. A change to feed.FEED_SCHEMA without a new entry here (and a
+# new SCHEMA_VERSION: docs/METRICS_FEED.md says which number) fails the test below: dashboards bind to these.
+RELEASED_SCHEMAS = {
+    "3.0": (
+        "schema_version:String audit_id:String period:String level:String group_key:String measure_id:String "
+        "numerator:Int64 denominator:Int64 rate:Float64 ci_low:Float64 ci_high:Float64 suppressed:Boolean "
+        "direction:String period_type:String period_start:String period_end:String status:String data_through:Date"
+    ),
+}
+
+
+def test_a_column_change_needs_a_schema_version():
+    columns = " ".join(f"{c}:{t}" for c, t in feed.FEED_SCHEMA.items())
+    assert RELEASED_SCHEMAS.get(feed.SCHEMA_VERSION) == columns, (
+        f"the feed's columns are not those of schema {feed.SCHEMA_VERSION}: bump feed.SCHEMA_VERSION (docs/METRICS_FEED.md"
+        " says which number), record the new columns in RELEASED_SCHEMAS and describe the change under 'Changes'"
+    )
+    assert f"* **{feed.SCHEMA_VERSION}**" in FEED_DOC
 
 
 def test_feed_threshold_from_the_config_through_the_cli(tmp_path):
