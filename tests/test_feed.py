@@ -622,6 +622,29 @@ def test_feed_threshold_from_the_config_through_the_cli(tmp_path):
     assert json.loads((tmp_path / "one" / "csf_leak" / "metrics.json").read_text())["min_cell_count"] == 1
 
 
+def test_a_rerun_without_input_keeps_the_site_code_map(tmp_path):
+    """Re-auditing the warehouse (no --input) gives the feed and verdicts of the run that loaded the data: the
+    site's local_code_map.csv came from the input folder, and without it the site's codes fell back to
+    unmapped, their orders to not_evaluable, and the feed's numbers moved with no data changed."""
+    inp = write_small_input(tmp_path / "in")
+    orders = (inp / "imaging_orders.csv").read_text(encoding="utf-8")
+    (inp / "imaging_orders.csv").write_text(orders.replace(",72148,", ",LOC-DSM,"), encoding="utf-8")
+    (inp / "local_code_map.csv").write_bytes((ROOT / "examples" / "local_code_map.csv").read_bytes())
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[feed]\nmin_cell_count = 1\n")
+    wh = tmp_path / "wh.duckdb"
+    for name, extra in (("loaded", ["--input", inp]), ("again", [])):
+        result = run_cli("run", *extra, "--out", tmp_path / name, "--warehouse", wh, "--config", cfg, "--no-validate")
+        assert result.returncode == 0, result.stderr
+    loaded, again = tmp_path / "loaded" / "csf_leak", tmp_path / "again" / "csf_leak"
+    verdicts = pl.read_csv(loaded / "audited_orders.csv").filter(pl.col("order_code") == "LOC-DSM")["verdict"].to_list()
+    assert verdicts and "not_evaluable" not in verdicts
+    for name in ("audited_orders.csv", "metrics.csv", "metrics.parquet"):
+        assert (again / name).read_bytes() == (loaded / name).read_bytes(), name
+    files = json.loads((again / "run.json").read_text(encoding="utf-8"))["reference_files"]
+    assert {"name": "local_code_map", "source": "warehouse", "path": str(inp / "local_code_map.csv")} in files
+
+
 def test_readme_and_docs_name_the_current_schema():
     assert feed.SCHEMA_VERSION == "3.0"
     assert f"schema version {feed.SCHEMA_VERSION}" in README
