@@ -359,10 +359,12 @@ def suppress(feed: pl.DataFrame, windows: dict[str, tuple[str, list[str]]], k: i
     differences = _differences(rows, cell)
     forced_den = pl.DataFrame(schema={"kind_code": pl.UInt32, **{c: pl.UInt32 for c in cell}, "forced": pl.Boolean})
     forced_fam = forced_den.rename({"kind_code": "family_code"})
+    more_den = forced_den  # the denominators' pass runs first, and again only when a cell was added to them
     while True:
-        den_cells = den_cells.drop("withheld", "forced", strict=False).join(forced_den, on=["kind_code", *cell], how="left")
-        den_cells = den_cells.with_columns((pl.col("primary") | pl.col("forced").fill_null(False)).alias("withheld"))
-        den_cells = den_cells.with_columns(pl.Series("den_withheld", disclosure.protect(den_cells, periods, k)))
+        if more_den.height or "den_withheld" not in den_cells.columns:
+            den_cells = den_cells.drop("withheld", "forced", strict=False).join(forced_den, on=["kind_code", *cell], how="left")
+            den_cells = den_cells.with_columns((pl.col("primary") | pl.col("forced").fill_null(False)).alias("withheld"))
+            den_cells = den_cells.with_columns(pl.Series("den_withheld", disclosure.protect(den_cells, periods, k)))
         fam = fam.drop("withheld", "den_withheld", "forced", strict=False)
         fam = fam.join(den_cells.select("kind_code", *cell, "den_withheld"), on=["kind_code", *cell], how="left")
         fam = fam.join(forced_fam, on=["family_code", *cell], how="left").with_columns(
