@@ -645,6 +645,20 @@ def test_a_rerun_without_input_keeps_the_site_code_map(tmp_path):
     assert {"name": "local_code_map", "source": "warehouse", "path": str(inp / "local_code_map.csv")} in files
 
 
+def test_an_order_without_a_department_is_under_the_documented_group_key(tmp_path):
+    inp = write_small_input(tmp_path / "in")
+    orders = (inp / "imaging_orders.csv").read_text(encoding="utf-8")
+    (inp / "imaging_orders.csv").write_text(orders.replace(",Emergency,", ",,"), encoding="utf-8")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[feed]\nmin_cell_count = 1\n")
+    result = run_cli("run", "--input", inp, "--out", tmp_path / "out", "--config", cfg, "--no-validate")
+    assert result.returncode == 0, result.stderr
+    fed = pl.read_parquet(tmp_path / "out" / "csf_leak" / "metrics.parquet")
+    departments = set(fed.filter(pl.col("level") == "department")["group_key"].to_list())
+    assert departments == {"Neurology", "(not recorded)"}
+    assert "`(not recorded)` where the order has none" in FEED_DOC
+
+
 def test_readme_and_docs_name_the_current_schema():
     assert feed.SCHEMA_VERSION == "3.0"
     assert f"schema version {feed.SCHEMA_VERSION}" in README
