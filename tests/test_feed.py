@@ -301,6 +301,28 @@ def test_the_audit_finds_what_primary_suppression_alone_gives_away(monkeypatch):
     assert any("recoverable from the total" in p for p in disclosure_breaches(feed.build_feed(m, run_info("2026-06")), m))
 
 
+def test_a_count_that_is_the_difference_of_two_denominators_does_not_give_a_withheld_one_away():
+    """The not-evaluable orders are the non-excluded orders less the evaluated ones: a released not-evaluable row
+    (0 of 40) beside a withheld evaluated-orders denominator (40, withheld to protect neuro's 5) gave the 40
+    back, and with it neuro's 5 (95 - 40 - 50)."""
+    rows = []
+    for group, evaluated, not_evaluable in (("neuro", 5, 15), ("anes", 40, 0), ("emerg", 50, 15)):
+        rows += [
+            ("2026-06", "department", group, "inappropriate_order_rate", evaluated // 2, evaluated),
+            ("2026-06", "department", group, "not_evaluable_rate", not_evaluable, evaluated + not_evaluable),
+        ]
+    rows += [
+        ("2026-06", "overall", "all", "inappropriate_order_rate", 47, 95),
+        ("2026-06", "overall", "all", "not_evaluable_rate", 30, 125),
+    ]
+    m = metrics(rows)
+    fed = feed.build_feed(m, run_info("2026-06"))
+    assert cell(fed, "2026-06", "department", "neuro")["denominator"] is None
+    assert cell(fed, "2026-06", "department", "anes")["denominator"] is None  # the complement of neuro's 5
+    assert cell(fed, "2026-06", "department", "anes", "not_evaluable_rate")["numerator"] is None
+    assert disclosure_breaches(fed, m) == []
+
+
 def test_rates_and_intervals_are_rounded_and_within_0_1():
     m = metrics([("2026-06", "overall", "all", "inappropriate_order_rate", 0, 300), ("2026-06", "overall", "all", "x", 300, 300)])
     fed = feed.build_feed(m, run_info("2026-06"))
@@ -348,6 +370,7 @@ def disclosure_breaches(fed: pl.DataFrame, source: pl.DataFrame, k: int = K) -> 
         .select(*feed.KEYS, "period_start", "period_end", pl.col("numerator").alias("n"), pl.col("denominator").alias("d"))
         .join(fed.select(*feed.KEYS, "numerator", "denominator"), on=feed.KEYS, how="left")
     )
+    joined = _with_differences(joined)
     rel_n, rel_d = joined["numerator"].is_not_null(), joined["denominator"].is_not_null()
     for what, values, released in (("numerator", joined["n"], rel_n), ("denominator", joined["d"], rel_d)):
         bad = joined.filter(released & (values >= 1) & (values < k))
@@ -357,6 +380,66 @@ def disclosure_breaches(fed: pl.DataFrame, source: pl.DataFrame, k: int = K) -> 
     for count, true_count in (("numerator", "n"), ("denominator", "d")):
         problems += _line_breaches(joined, count, true_count, k) + _linear_breaches(joined, count, true_count, k)
     return problems
+
+
+def _with_differences(joined: pl.DataFrame) -> pl.DataFrame:
+    """``joined`` with what a reader works out across measures: where a measure's numerator is its denominator less
+    another measure's denominator in every cell (not-evaluable orders = non-excluded less evaluated orders), any two
+    released counts of a cell give the third."""
+    cell = ["period", "level", "group_key"]
+    laid_out = joined.select("level", pl.col("measure_id").alias("other")).unique()
+
+    def with_other(frame: pl.DataFrame) -> pl.DataFrame:
+        """Each row beside every other measure's denominator of its cell (no row: a known zero)."""
+        dens = joined.select(
+            *cell, pl.col("measure_id").alias("other"), pl.col("d").alias("d_b"), pl.col("denominator").alias("den_b")
+        )
+        return (
+            frame.join(laid_out, on="level")
+            .filter(pl.col("measure_id") != pl.col("other"))
+            .join(dens, on=[*cell, "other"], how="left")
+            .with_columns(pl.col("d_b").fill_null(0), pl.when(pl.col("d_b").is_null()).then(0).otherwise("den_b").alias("den_b"))
+        )
+
+    pairs = with_other(joined)
+    tied = (
+        pairs.group_by("measure_id", "other")
+        .agg(((pl.col("n") == pl.col("d") - pl.col("d_b")).all() & (pl.col("d") != pl.col("d_b")).any()).alias("tied"))
+        .filter("tied")
+        .select("measure_id", "other")
+    )
+    for _ in range(3):  # a count worked out in one measure is released in every measure sharing it
+        pairs = with_other(joined.join(tied, on="measure_id")).join(tied, on=["measure_id", "other"])
+        numerators = pairs.filter(
+            pl.col("numerator").is_null() & pl.col("denominator").is_not_null() & pl.col("den_b").is_not_null()
+        )
+        own = pairs.filter(pl.col("denominator").is_null() & pl.col("numerator").is_not_null() & pl.col("den_b").is_not_null())
+        other = pairs.filter(pl.col("den_b").is_null() & pl.col("numerator").is_not_null() & pl.col("denominator").is_not_null())
+        found_n = numerators.select(*cell, "measure_id", (pl.col("denominator") - pl.col("den_b")).alias("n_found"))
+        found_d = pl.concat(
+            [
+                own.select(*cell, "measure_id", (pl.col("den_b") + pl.col("numerator")).alias("d_found")),
+                other.select(
+                    *cell, pl.col("other").alias("measure_id"), (pl.col("denominator") - pl.col("numerator")).alias("d_found")
+                ),
+            ]
+        )
+        # the same denominator under every measure that shares it (equal true denominators in every cell)
+        same = joined.group_by("measure_id").agg(pl.struct(*cell, "d").hash().sum().alias("sig"))
+        found_d = (
+            found_d.join(same, on="measure_id").drop("measure_id").join(same, on="sig").drop("sig").unique([*cell, "measure_id"])
+        )
+        if found_n.height == 0 and found_d.height == 0:
+            break
+        joined = (
+            joined.join(found_n.unique([*cell, "measure_id"]), on=[*cell, "measure_id"], how="left")
+            .join(found_d, on=[*cell, "measure_id"], how="left")
+            .with_columns(
+                pl.coalesce("numerator", "n_found").alias("numerator"), pl.coalesce("denominator", "d_found").alias("denominator")
+            )
+            .drop("n_found", "d_found")
+        )
+    return joined
 
 
 def _line_breaches(joined: pl.DataFrame, count: str, true_count: str, k: int) -> list[str]:
@@ -387,11 +470,11 @@ def _linear_breaches(joined: pl.DataFrame, count: str, true_count: str, k: int) 
         mrows = joined.filter((pl.col("measure_id") == measure) & (pl.col("level") != "provider"))
         groups = sorted(mrows.filter(pl.col("level") == "department")["group_key"].fill_null("").unique())
         gidx = {g: i for i, g in enumerate(groups)}
-        n_unknown = len(groups) * len(cal)
+        n_unknown = max(len(groups), 1) * len(cal)  # a measure laid out hospital-wide only: its months are the unknowns
         present = {(r["period"], r["level"], r["group_key"] or ""): r for r in mrows.to_dicts()}
         known, hidden, names = [], [], []
         for p in periods:
-            vec_all = np.zeros(n_unknown)
+            vec_all = np.zeros(n_unknown) if groups else cover[pidx[p]].copy()
             cells = []
             for g in groups:
                 vec = np.zeros(n_unknown)
@@ -473,8 +556,56 @@ def test_metrics_json_is_what_the_docs_say(demo):
     assert summary["columns"] == {c: str(t) for c, t in fed.schema.items()}
     assert summary["rows"] == fed.height
     head = fed.filter((pl.col("period") == summary["headline_period"]) & (pl.col("level") == "overall"))
-    assert len(summary["headline"]) == head.height
+    assert summary["headline"] == json.loads(head.drop("schema_version").write_json())
     assert "metrics.json" in README and "summary" in README[README.index("## The metrics feed") :]
+
+
+def doc_blocks(language: str) -> list[str]:
+    """The ``language`` code blocks of docs/METRICS_FEED.md, as written."""
+    return re.findall(rf"```{language}\n(.*?)```", FEED_DOC, re.S)
+
+
+@pytest.mark.slow
+def test_the_documented_queries_run_as_written_and_give_rows(demo, monkeypatch):
+    """A dashboard analyst pastes the doc's SQL and Python: they read the feed folders as documented and give rows
+    (the SQL once filtered schema_version LIKE '2.%' and gave none from a 3.0 feed)."""
+    (sql,) = doc_blocks("sql")
+    rows = duckdb.sql(sql.replace("/reports/order-audit/latest/", f"{demo['out']}/")).pl()
+    assert rows.height >= 10 and rows["department"].n_unique() >= 3, rows
+    (python,) = doc_blocks("python")
+    monkeypatch.chdir(demo["out"])
+    names: dict = {}
+    exec(python, names)  # noqa: S102 - the documented snippet itself
+    assert len(names["monthly"]) >= 12
+
+
+def test_the_documented_columns_are_the_feed_columns_with_their_types():
+    table = FEED_DOC[FEED_DOC.index("## Columns") :].split("\n## ")[0]
+    documented = []
+    for names, kind in re.findall(r"^\| ((?:`\w+`(?:, )?)+) \| (\w+)[^|]*\|", table, re.M):
+        documented += [(name, kind) for name in re.findall(r"`(\w+)`", names)]
+    words = {"string": pl.String, "int64": pl.Int64, "float64": pl.Float64, "bool": pl.Boolean, "date": pl.Date}
+    assert [(c, words[t]) for c, t in documented] == list(feed.FEED_SCHEMA.items())
+
+
+# The columns of each schema version, in order. A change to feed.FEED_SCHEMA without a new entry here (and a
+# new SCHEMA_VERSION: docs/METRICS_FEED.md says which number) fails the test below: dashboards bind to these.
+RELEASED_SCHEMAS = {
+    "3.0": (
+        "schema_version:String audit_id:String period:String level:String group_key:String measure_id:String "
+        "numerator:Int64 denominator:Int64 rate:Float64 ci_low:Float64 ci_high:Float64 suppressed:Boolean "
+        "direction:String period_type:String period_start:String period_end:String status:String data_through:Date"
+    ),
+}
+
+
+def test_a_column_change_needs_a_schema_version():
+    columns = " ".join(f"{c}:{t}" for c, t in feed.FEED_SCHEMA.items())
+    assert RELEASED_SCHEMAS.get(feed.SCHEMA_VERSION) == columns, (
+        f"the feed's columns are not those of schema {feed.SCHEMA_VERSION}: bump feed.SCHEMA_VERSION (docs/METRICS_FEED.md"
+        " says which number), record the new columns in RELEASED_SCHEMAS and describe the change under 'Changes'"
+    )
+    assert f"* **{feed.SCHEMA_VERSION}**" in FEED_DOC
 
 
 def test_feed_threshold_from_the_config_through_the_cli(tmp_path):
@@ -489,6 +620,43 @@ def test_feed_threshold_from_the_config_through_the_cli(tmp_path):
     assert default.filter(pl.col("numerator") > 0).height == 0  # 2 cases, 4 orders: every count is small
     assert not one["suppressed"].any() and one.filter(pl.col("numerator") > 0).height > 0
     assert json.loads((tmp_path / "one" / "csf_leak" / "metrics.json").read_text())["min_cell_count"] == 1
+
+
+def test_a_rerun_without_input_keeps_the_site_code_map(tmp_path):
+    """Re-auditing the warehouse (no --input) gives the feed and verdicts of the run that loaded the data: the
+    site's local_code_map.csv came from the input folder, and without it the site's codes fell back to
+    unmapped, their orders to not_evaluable, and the feed's numbers moved with no data changed."""
+    inp = write_small_input(tmp_path / "in")
+    orders = (inp / "imaging_orders.csv").read_text(encoding="utf-8")
+    (inp / "imaging_orders.csv").write_text(orders.replace(",72148,", ",LOC-DSM,"), encoding="utf-8")
+    (inp / "local_code_map.csv").write_bytes((ROOT / "examples" / "local_code_map.csv").read_bytes())
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[feed]\nmin_cell_count = 1\n")
+    wh = tmp_path / "wh.duckdb"
+    for name, extra in (("loaded", ["--input", inp]), ("again", [])):
+        result = run_cli("run", *extra, "--out", tmp_path / name, "--warehouse", wh, "--config", cfg, "--no-validate")
+        assert result.returncode == 0, result.stderr
+    loaded, again = tmp_path / "loaded" / "csf_leak", tmp_path / "again" / "csf_leak"
+    verdicts = pl.read_csv(loaded / "audited_orders.csv").filter(pl.col("order_code") == "LOC-DSM")["verdict"].to_list()
+    assert verdicts and "not_evaluable" not in verdicts
+    for name in ("audited_orders.csv", "metrics.csv", "metrics.parquet"):
+        assert (again / name).read_bytes() == (loaded / name).read_bytes(), name
+    files = json.loads((again / "run.json").read_text(encoding="utf-8"))["reference_files"]
+    assert {"name": "local_code_map", "source": "warehouse", "path": str(inp / "local_code_map.csv")} in files
+
+
+def test_an_order_without_a_department_is_under_the_documented_group_key(tmp_path):
+    inp = write_small_input(tmp_path / "in")
+    orders = (inp / "imaging_orders.csv").read_text(encoding="utf-8")
+    (inp / "imaging_orders.csv").write_text(orders.replace(",Emergency,", ",,"), encoding="utf-8")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[feed]\nmin_cell_count = 1\n")
+    result = run_cli("run", "--input", inp, "--out", tmp_path / "out", "--config", cfg, "--no-validate")
+    assert result.returncode == 0, result.stderr
+    fed = pl.read_parquet(tmp_path / "out" / "csf_leak" / "metrics.parquet")
+    departments = set(fed.filter(pl.col("level") == "department")["group_key"].to_list())
+    assert departments == {"Neurology", "(not recorded)"}
+    assert "`(not recorded)` where the order has none" in FEED_DOC
 
 
 def test_readme_and_docs_name_the_current_schema():

@@ -157,16 +157,28 @@ def local_code_map_path(cfg: Config, input_dir: Path | None) -> Path | None:
     return None
 
 
-def code_map(audits: list, cfg: Config, input_dir: Path | None) -> tuple[pl.DataFrame, Path | None]:
+def code_map(
+    audits: list, cfg: Config, input_dir: Path | None, kept: pl.DataFrame | None = None
+) -> tuple[pl.DataFrame, Path | None]:
     """The run's one code map: the audits' maps, the site's rows over them (a site row replaces every
-    shipped row of its code)."""
+    shipped row of its code). ``kept``: the site's rows the warehouse holds, used where no site map is given."""
     vocabulary = Vocabulary.of(audits)
     shipped = shipped_code_map(audits, vocabulary)
     local = local_code_map_path(cfg, input_dir)
-    if local is None:
+    if local is None and kept is None:
         return shipped, None
-    site = read_code_map(local, "local", vocabulary)
+    site = read_code_map(local, "local", vocabulary) if local is not None else kept
     return pl.concat([shipped.filter(~pl.col("code").is_in(site["code"].implode())), site]), local
+
+
+# The site's code map as last loaded. A run without --input re-audits what the warehouse holds: without it the
+# site's codes would fall back to unmapped (verdict not_evaluable) and every figure built on them would move.
+SITE_MAP_TABLE = "ref_site_code_map"
+
+
+def _kept_site_map(con: duckdb.DuckDBPyConnection) -> pl.DataFrame | None:
+    found = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [SITE_MAP_TABLE]).fetchall()[0][0]
+    return con.sql(f"SELECT * FROM {SITE_MAP_TABLE}").pl() if found else None
 
 
 def _in_force(frame: pl.DataFrame, tz: str) -> pl.DataFrame:
@@ -209,9 +221,14 @@ def load_reference(con: duckdb.DuckDBPyConnection, cfg: Config, input_dir: Path 
     """Every seed and parameter table of the run (for the audits given: the run's, or all for the gate)."""
     files = [{"name": "verdicts", "source": "shipped", "sha256": sha256_file(VERDICTS_CSV)}]
     known = audits_mod.discover(cfg.audits_path)
-    merged, local = code_map(known, cfg, input_dir)  # every audit found: one map whatever the run selects
+    kept = _kept_site_map(con) if input_dir is None and not cfg.local_code_map else None
+    merged, local = code_map(known, cfg, input_dir, kept)  # every audit found: one map whatever the run selects
     if local is not None:
         files.append({"name": "local_code_map", "source": "site", "path": str(local), "sha256": sha256_file(local)})
+        _table(con, SITE_MAP_TABLE, merged.filter(pl.col("map_source") == "local"))
+    elif kept is not None:
+        paths = sorted(kept["source_file"].unique().to_list())
+        files.append({"name": "local_code_map", "source": "warehouse", "path": ", ".join(paths)})
     tz = cfg.site_timezone
     _table(con, "ref_verdicts", _read_seed(VERDICTS_CSV).with_columns(pl.col("precedence").cast(pl.Int32)))
     _table(con, "ref_imaging_codes", _in_force(merged, tz))

@@ -248,6 +248,59 @@ def _link(unit: str, above: dict[str, str | None]) -> pl.Expr:
     )
 
 
+def _differences(rows: pl.DataFrame, cell: list[str]) -> pl.DataFrame:
+    """(family_code, kind_code, kind_code_b): a measure (its family and own denominator) whose numerator is its
+    denominator less another shared denominator (``kind_code_b``) in every cell it has. In the CSF-leak audit:
+    the not-evaluable orders are the non-excluded orders less the evaluated ones."""
+    base = rows.filter(pl.col("period_type").is_in(["month", "all"]))
+    mine = base.unique(["family_code", *cell]).select("family_code", "kind_code", *cell, "numerator", "denominator")
+    others = base.unique(["kind_code", *cell]).select(
+        pl.col("kind_code").alias("kind_code_b"), *cell, pl.col("denominator").alias("den_b")
+    )
+    # a cell without a row is a known zero, at the levels the other denominator is laid out at
+    laid_out = base.select(pl.col("kind_code").alias("kind_code_b"), "level_code").unique()
+    pairs = (
+        mine.join(laid_out, on="level_code")
+        .filter(pl.col("kind_code_b") != pl.col("kind_code"))
+        .join(others, on=["kind_code_b", *cell], how="left")
+        .with_columns(pl.col("den_b").fill_null(0))
+    )
+    agree = pairs.group_by("family_code", "kind_code", "kind_code_b").agg(
+        pl.col("numerator").eq_missing(pl.col("denominator") - pl.col("den_b")).all().alias("equal"), pl.len().alias("common")
+    )
+    cells = mine.group_by("family_code").len("cells")
+    return (
+        agree.join(cells, on="family_code")
+        .filter(pl.col("equal") & (pl.col("common") == pl.col("cells")))
+        .select("family_code", "kind_code", "kind_code_b")
+    )
+
+
+def _exposed_differences(
+    differences: pl.DataFrame, den_cells: pl.DataFrame, fam: pl.DataFrame, cell: list[str]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The cells where a withheld count of ``_differences``' triples (denominator = other denominator + numerator)
+    follows from the two released ones: (denominator cells, family cells) to withhold as well. An other denominator
+    withheld next to a released one: the measure's row goes. Both denominators released, the row withheld: its own
+    denominator goes (the not-evaluable orders' denominator is used by fewer measures than the evaluated orders')."""
+    empty = pl.DataFrame(schema={"kind_code": pl.UInt32, **{c: pl.UInt32 for c in cell}})
+    if differences.height == 0:
+        return empty, empty.rename({"kind_code": "family_code"})
+    den = den_cells.select("kind_code", *cell, "den_withheld")
+    triples = (
+        differences.join(fam.select("family_code", *cell, "row_withheld"), on="family_code")
+        .join(den.rename({"den_withheld": "a_withheld"}), on=["kind_code", *cell])
+        .join(den.rename({"kind_code": "kind_code_b", "den_withheld": "b_withheld"}), on=["kind_code_b", *cell], how="left")
+        .with_columns(pl.col("b_withheld").fill_null(False))  # no cell: a known zero
+    )
+    more_fam = triples.filter(~pl.col("a_withheld") & pl.col("b_withheld") & ~pl.col("row_withheld"))
+    more_den = triples.filter(~pl.col("a_withheld") & ~pl.col("b_withheld") & pl.col("row_withheld"))
+    return (
+        more_den.select(pl.col("kind_code").cast(pl.UInt32), *(pl.col(c).cast(pl.UInt32) for c in cell)).unique(),
+        more_fam.select(pl.col("family_code").cast(pl.UInt32), *(pl.col(c).cast(pl.UInt32) for c in cell)).unique(),
+    )
+
+
 def suppress(feed: pl.DataFrame, windows: dict[str, tuple[str, list[str]]], k: int) -> pl.DataFrame:
     """The feed's counts with the small-cell rule applied: ``suppressed`` rows lose their numerator; a withheld
     denominator is null too."""
@@ -278,14 +331,14 @@ def suppress(feed: pl.DataFrame, windows: dict[str, tuple[str, list[str]]], k: i
     # denominators first: a withheld one withholds every row built on it
     kind_link = {kind[m]: kind_above.get(m) for m in kind}
     den_cells = _denominator_cells(rows.with_columns(pl.col("gk").alias("group_key")), k, kind_link)
-    den_cells = den_cells.with_columns(_link("kind", kind_link))
-    den_cells = den_cells.with_columns(pl.Series("den_withheld", disclosure.protect(den_cells, periods, k)))
-    rows = rows.join(den_cells.select("kind_code", *cell, "den_withheld"), on=["kind_code", *cell], how="left")
+    den_cells = den_cells.with_columns(_link("kind", kind_link), pl.col("withheld").alias("primary"))
     fam = (
         rows.group_by("family_code", *cell)
         .agg(
-            *(pl.col(c).first() for c in ("family", "period", "period_type", "level", "gk", "numerator", "denominator")),
-            pl.col("den_withheld").any(),
+            *(
+                pl.col(c).first()
+                for c in ("family", "kind_code", "period", "period_type", "level", "gk", "numerator", "denominator")
+            )
         )
         .with_columns(
             pl.col("family").alias("unit"),
@@ -294,15 +347,36 @@ def suppress(feed: pl.DataFrame, windows: dict[str, tuple[str, list[str]]], k: i
             pl.col("numerator").alias("value"),
             (pl.col("denominator") - pl.col("numerator")).alias("complement"),
             pl.col("denominator").alias("den"),
-            (
-                disclosure.small(pl.col("numerator"), k)
-                | disclosure.small(pl.col("denominator") - pl.col("numerator"), k)
-                | pl.col("den_withheld")
-            ).alias("withheld"),
+            (disclosure.small(pl.col("numerator"), k) | disclosure.small(pl.col("denominator") - pl.col("numerator"), k)).alias(
+                "primary"
+            ),
         )
         .with_columns(_link("family", {family[m]: family_above.get(m) for m in family}))
     )
-    fam = fam.with_columns(pl.Series("row_withheld", disclosure.protect(fam, periods, k)))
+    # a measure counting the difference of two nested denominators (the not-evaluable orders: the non-excluded
+    # less the evaluated ones) ties three counts of a cell: where one of them is withheld a second must be too,
+    # else the released two give it back. The passes below repeat until no such cell is left.
+    differences = _differences(rows, cell)
+    forced_den = pl.DataFrame(schema={"kind_code": pl.UInt32, **{c: pl.UInt32 for c in cell}, "forced": pl.Boolean})
+    forced_fam = forced_den.rename({"kind_code": "family_code"})
+    more_den = forced_den  # the denominators' pass runs first, and again only when a cell was added to them
+    while True:
+        if more_den.height or "den_withheld" not in den_cells.columns:
+            den_cells = den_cells.drop("withheld", "forced", strict=False).join(forced_den, on=["kind_code", *cell], how="left")
+            den_cells = den_cells.with_columns((pl.col("primary") | pl.col("forced").fill_null(False)).alias("withheld"))
+            den_cells = den_cells.with_columns(pl.Series("den_withheld", disclosure.protect(den_cells, periods, k)))
+        fam = fam.drop("withheld", "den_withheld", "forced", strict=False)
+        fam = fam.join(den_cells.select("kind_code", *cell, "den_withheld"), on=["kind_code", *cell], how="left")
+        fam = fam.join(forced_fam, on=["family_code", *cell], how="left").with_columns(
+            (pl.col("primary") | pl.col("den_withheld").fill_null(False) | pl.col("forced").fill_null(False)).alias("withheld")
+        )
+        fam = fam.with_columns(pl.Series("row_withheld", disclosure.protect(fam, periods, k)))
+        more_den, more_fam = _exposed_differences(differences, den_cells, fam, cell)
+        if more_den.height == 0 and more_fam.height == 0:
+            break
+        forced_den = pl.concat([forced_den, more_den.with_columns(pl.lit(True).alias("forced"))]).unique()
+        forced_fam = pl.concat([forced_fam, more_fam.with_columns(pl.lit(True).alias("forced"))]).unique()
+    rows = rows.join(den_cells.select("kind_code", *cell, "den_withheld"), on=["kind_code", *cell], how="left")
     rows = rows.join(fam.select("family_code", *cell, "row_withheld"), on=["family_code", *cell])
     hide = pl.col("row_withheld")
     return rows.with_columns(
