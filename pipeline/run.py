@@ -59,6 +59,10 @@ class RunOptions:
     audits: list[str] = field(default_factory=list)  # --audit: the audits asked for (none: every audit found)
     input_uri: str | None = None  # --input on another file system: input_dir is then the run's copy of it
 
+    def shown(self, text: str) -> str:
+        """A file of the input folder (or a label holding it) as the run names it: for a copy, by the URI given."""
+        return remote_input.shown_as(self.input_dir, self.input_uri)(text)
+
 
 @dataclass
 class RunResult:
@@ -345,9 +349,7 @@ def _inputs_and_audits(opts: RunOptions, cfg: Config) -> tuple[dict | None, list
     """The input folder's files (their headers checked) and the audits they feed: (inputs, chosen, skipped)."""
     inputs, columns = None, {}
     if opts.input_dir is not None:
-        inputs = load.find_inputs(opts.input_dir, cfg)
-        if opts.input_uri is not None:
-            inputs = remote_input.labelled(inputs, opts.input_dir, opts.input_uri)
+        inputs = load.find_inputs(opts.input_dir, cfg, opts.shown)
         columns = load.check_headers(inputs, cfg)
     chosen, skipped = choose_audits(opts, cfg, columns)
     return inputs, chosen, skipped
@@ -404,9 +406,7 @@ def _execute_locked(
         with stage("parse", timings):
             # fingerprints the files while parsing; a local Spark reads and types CSV and Parquet itself
             writer = spark_read.typed_writer(spark) if spark is not None and spark.reads_inputs else None
-            prepared = load.prepare_inputs(inputs, cfg, scratch, typed_writer=writer)
-            if opts.input_uri is not None:
-                remote_input.name_segments(prepared, opts.input_dir, opts.input_uri)
+            prepared = load.prepare_inputs(inputs, cfg, scratch, typed_writer=writer, shown=opts.shown)
         faults.maybe_fail("after_parse")
 
     models = runner.core_models() + [m for a in chosen for m in runner.audit_models(a)]
@@ -432,9 +432,7 @@ def _execute_locked(
             loads = load.merge_inputs(con, prepared, run_id, gate_rejects)
         faults.maybe_fail("after_merge")
         with stage("models", timings):
-            ref = reference.load_reference(con, cfg, opts.input_dir, chosen)
-            if opts.input_uri is not None:  # the site's code map rows name their file as the user gave it
-                remote_input.name_code_map(con, opts.input_dir, opts.input_uri)
+            ref = reference.load_reference(con, cfg, opts.input_dir, chosen, opts.shown)
             con.execute("CREATE OR REPLACE TABLE input_columns (table_name VARCHAR, column_name VARCHAR)")
             con.executemany("INSERT INTO input_columns VALUES (?, ?)", source_store.present_columns(con))
             warehouse.set_pseudonym_key(con, key)
@@ -496,7 +494,7 @@ def _execute_locked(
         "software_version": software_version(),
         "versions": _versions(),
         "engine": _engine_info(cfg, spark),
-        "reference_files": remote_input.with_uri_paths(ref.files, opts.input_dir, opts.input_uri),
+        "reference_files": ref.files,
         "inputs": [
             {
                 "table": ld.table,

@@ -200,3 +200,20 @@ def test_a_rule_id_in_the_case_list_is_never_split(site, tmp_path, width):
     shown = re.search(r'<pre id="out">(\d+) (.*?)</pre>', dom, flags=re.S)
     assert shown is not None and int(shown.group(1)) > 0, dom[-500:]
     assert shown.group(2) == "[]"
+
+
+def test_printed_paragraph_is_not_split_across_pages(tmp_path):
+    """A two-line note under a heading, before a table, printed wherever the page ends near it: both lines on one
+    page (Chromium broke inside it, leaving "and the note says so." alone atop the next page, rather than break
+    the heading's or the note's break-after: avoid)."""
+    words = " ".join(f"word{i}" for i in range(40))
+    table = "<table><thead><tr><th>Step</th></tr></thead><tbody>" + "<tr><td>row</td></tr>" * 30 + "</tbody></table>"
+    for filler_mm in range(160, 186, 2):  # the foot of the page falls on the heading, then on each line of the note
+        body = (
+            f'<div style="height: {filler_mm}mm">Filler</div>'
+            f'<section id="attrition"><h2>Attrition</h2><p class="note">NOTESTART {words} {words} and the note says '
+            f"NOTEEND.</p>{table}</section>"
+        )
+        pages = _printed_pages(tmp_path, body)
+        with_end = [page for page in pages if "NOTEEND" in page]
+        assert len(with_end) == 1 and "NOTESTART" in with_end[0], (filler_mm, pages)

@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import logging
 import resource
+import shutil
 from pathlib import Path
 
+import duckdb
 import pytest
+from conftest import ROOT, write_small_input
+from fhir_export import export_extract
 
+from pipeline import audits
 from pipeline.cli import _input_folder
+from pipeline.config import load_config
 from pipeline.errors import InputFileError, QualityGateError, WriteRefusedError
-from pipeline.ingest import remote_input
-from pipeline.ingest.segments import Segment
+from pipeline.ingest import load, remote_input
 from pipeline.logs import setup_logging
+from pipeline.models import reference
 from pipeline.spark_state import state_uri
 
 
@@ -99,18 +105,34 @@ def test_one_scheme_test_for_inputs_and_state_folders():
     assert state_uri("/srv/state") == "file:///srv/state"
 
 
-def test_log_lines_errors_and_an_export_s_file_labels_name_the_uri_not_the_copy(tmp_path, capsys):
+def test_the_readers_name_a_copy_s_files_by_the_uri(tmp_path):
+    # the readers take the run's naming (remote_input.shown_as): the located files, an export's per-file labels
+    # (which rejects and the ledger name), the site code map's rows and run.json's reference files
     copy, uri = tmp_path / ".wh.duckdb.scratch-x" / "input", "s3a://bucket/export"
+    export_extract(write_small_input(tmp_path / "csv"), copy, lines_per_file=3, variety=False)
+    shutil.copy(ROOT / "examples" / "local_code_map.csv", copy / "local_code_map.csv")
+    cfg, shown = load_config(), remote_input.shown_as(copy, uri)
+    inputs = load.find_inputs(copy, cfg, shown)
+    assert inputs["imaging_orders"].label.startswith(f"{uri}/ServiceRequest (")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    prepared = load.prepare_inputs(inputs, cfg, scratch, shown=shown)
+    labels = [s.label for s in prepared["imaging_orders"].segments]
+    assert f"{uri}/ServiceRequest.000.ndjson" in labels and f"{uri}/ServiceRequest.001.ndjson" in labels
+    assert all(label.startswith(f"{uri}/") for prep in prepared.values() for label in [s.label for s in prep.segments])
+    con = duckdb.connect()
+    try:
+        ref = reference.load_reference(con, cfg, copy, audits.discover(cfg.audits_path), shown)
+        sources = {row[0] for row in con.execute("SELECT DISTINCT source_file FROM ref_imaging_codes").fetchall()}
+    finally:
+        con.close()
+    assert f"{uri}/local_code_map.csv" in sources and not any(str(copy) in s for s in sources)
+    assert [f["path"] for f in ref.files if f["name"] == "local_code_map"] == [f"{uri}/local_code_map.csv"]
+    assert remote_input.shown_as(copy, None)(str(copy / "x.csv")) == str(copy / "x.csv")  # a local folder as it is
 
-    class Prepared:
-        segments = [Segment(f"{copy}/ServiceRequest.000.ndjson", 1, 10), Segment(f"{copy}/ServiceRequest.001.ndjson", 11, 12)]
 
-    prepared = {"imaging_orders": Prepared()}
-    remote_input.name_segments(prepared, copy, uri)
-    assert [s.label for s in prepared["imaging_orders"].segments] == [
-        f"{uri}/ServiceRequest.000.ndjson",
-        f"{uri}/ServiceRequest.001.ndjson",
-    ]
+def test_log_lines_and_errors_name_the_uri_not_the_copy(tmp_path, capsys):
+    copy, uri = tmp_path / ".wh.duckdb.scratch-x" / "input", "s3a://bucket/export"
     setup_logging("text", 0)
     log = logging.getLogger("pipeline.ingest.fhir")
     with pytest.raises(QualityGateError) as stopped, remote_input.names_by_uri(uri, copy):

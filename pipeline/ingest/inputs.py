@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pipeline.config import Config
@@ -109,20 +110,21 @@ def has_table_files(input_dir: Path, cfg: Config | None) -> bool:
     return any(p.suffix.lower() == ".xlsx" and not p.name.startswith("~$") for p in input_dir.iterdir())
 
 
-def find_inputs(input_dir: Path, cfg: Config | None = None) -> dict[str, InputFile]:
+def find_inputs(input_dir: Path, cfg: Config | None = None, shown: Callable[[str], str] = str) -> dict[str, InputFile]:
     """Locate each contract table's file in the input folder (the tables present); file-level errors raise.
-    Which tables must be present is the audits' business (``pipeline.audits.plan``)."""
+    Which tables must be present is the audits' business (``pipeline.audits.plan``). shown: how the run names
+    a file of the folder (``remote_input.shown_as``: a fetched copy's files by the URI the user gave)."""
     check_folder(input_dir)
     from pipeline.ingest.fhir import inputs as fhir_inputs  # a FHIR Bulk Data export is read by its own package
 
     if fhir_inputs.selected(input_dir, cfg, has_table_files):
-        return fhir_inputs.find_inputs(input_dir, cfg)
+        return fhir_inputs.find_inputs(input_dir, cfg, shown)
     found: dict[str, InputFile] = {}
     for contract in CONTRACTS:
         fmt = cfg.format_of(contract.name) if cfg is not None else TableFormat()
         f = locate(input_dir, contract.name, fmt)
         if f is not None:
-            found[contract.name] = f
+            found[contract.name] = replace(f, display=shown(f.label))
     return found
 
 

@@ -14,6 +14,7 @@ import csv
 import io
 import logging
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -408,14 +409,20 @@ def check_headers(inputs: dict[str, InputFile], cfg: Config) -> dict[str, set[st
 
 
 def prepare_inputs(
-    inputs: dict[str, InputFile], cfg: Config, scratch: Path, hashes: dict[str, str] | None = None, typed_writer=None
+    inputs: dict[str, InputFile],
+    cfg: Config,
+    scratch: Path,
+    hashes: dict[str, str] | None = None,
+    typed_writer=None,
+    shown: Callable[[str], str] = str,
 ) -> dict[str, PreparedTable]:
     """Parse every delivered file; without `hashes`, the files are fingerprinted while they parse.
-    typed_writer: what types the files instead of the Polars parse (Spark: ``spark_read.typed_writer``)."""
+    typed_writer: what types the files instead of the Polars parse (Spark: ``spark_read.typed_writer``).
+    shown: how the run names a file of the input folder (find_inputs); an export's files are read one by one."""
     if any(f.fmt == "fhir" for f in inputs.values()):
         from pipeline.ingest.fhir import prepare  # a Bulk Data export: its own reader, then prepare_table
 
-        return prepare.prepare_inputs(inputs, cfg, scratch, hashes)
+        return prepare.prepare_inputs(inputs, cfg, scratch, hashes, shown)
     check_headers(inputs, cfg)
     # the fingerprint also counts line breaks (physical line numbers); a workbook has several tables
     paths = {name: f.path for name, f in inputs.items()}

@@ -15,9 +15,10 @@ gcs-connector) and its credentials come from the session's Hadoop configuration:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
+import functools
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.errors import AuditError, ConfigError, InputFileError, WriteRefusedError, first_line
@@ -105,30 +106,14 @@ def _as_uri(text: str, local: Path, uri: str) -> str:
     return text.replace(str(local), uri.rstrip("/"))
 
 
-def labelled(inputs: dict, local: Path, uri: str) -> dict:
-    """The located input files named by the URI (rejects, the ledger and messages use ``label``)."""
-    return {t: dataclasses.replace(f, display=_as_uri(f.label, local, uri)) for t, f in inputs.items()}
-
-
-def name_segments(prepared: dict, local: Path, uri: str) -> None:
-    """The parsed tables' per-file labels (an export's NDJSON files, which rejects name) by the URI."""
-    for prep in prepared.values():
-        prep.segments = [dataclasses.replace(s, label=_as_uri(s.label, local, uri)) for s in prep.segments]
-
-
-def name_code_map(con, local: Path, uri: str) -> None:
-    """The warehouse's code map rows read from the input folder (its local_code_map.csv) by the URI."""
-    con.execute(
-        "UPDATE ref_imaging_codes SET source_file = replace(source_file, ?, ?) WHERE starts_with(source_file, ?)",
-        [str(local), uri.rstrip("/"), str(local)],
-    )
-
-
-def with_uri_paths(files: list[dict], local: Path | None, uri: str | None) -> list[dict]:
-    """run.json's reference files (a site's local code map sits in the input folder) named by the URI."""
+def shown_as(local: Path | None, uri: str | None) -> Callable[[str], str]:
+    """How the run names a file of its input folder (its path, or a label that holds it): as it is, or, for
+    the copy of a folder on another file system, by the URI the user gave. The readers take it (find_inputs,
+    prepare_inputs, load_reference) and name each file with it as they meet it: the ledger, the rejects, an
+    export's file labels, the code map's rows and run.json's reference files never hold the copy's path."""
     if uri is None or local is None:
-        return files
-    return [f | {"path": _as_uri(f["path"], local, uri)} if "path" in f else f for f in files]
+        return str
+    return functools.partial(_as_uri, local=local, uri=uri)
 
 
 @contextlib.contextmanager

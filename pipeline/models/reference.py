@@ -17,6 +17,7 @@ NULL while the code is in force): a row applies to an event at ``t`` when
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -69,8 +70,9 @@ class Vocabulary:
         return cls(frozenset(types - {""}), "".join(sorted(letters - {" "})))
 
 
-def read_code_map(path: Path, source: str, vocabulary: Vocabulary) -> pl.DataFrame:
-    """A code map file (an audit's or the site's), checked column by column."""
+def read_code_map(path: Path, source: str, vocabulary: Vocabulary, shown: Callable[[str], str] = str) -> pl.DataFrame:
+    """A code map file (an audit's or the site's), checked column by column; its rows' source_file is the
+    file as the run names it (shown: a site map in a fetched input folder by its URI, ``remote_input.shown_as``)."""
     try:
         df = _read_seed(path)
     except (OSError, pl.exceptions.PolarsError) as exc:
@@ -116,7 +118,7 @@ def read_code_map(path: Path, source: str, vocabulary: Vocabulary) -> pl.DataFra
         pl.col("description"),
         pl.when(pl.col("valid_from") == "").then(pl.lit(DATE_FLOOR)).otherwise(pl.col("valid_from")).alias("valid_from"),
         pl.col("valid_to"),
-        pl.lit(str(path)).alias("source_file"),
+        pl.lit(shown(str(path))).alias("source_file"),
         pl.lit(source).alias("map_source"),
     )
 
@@ -158,7 +160,11 @@ def local_code_map_path(cfg: Config, input_dir: Path | None) -> Path | None:
 
 
 def code_map(
-    audits: list, cfg: Config, input_dir: Path | None, kept: pl.DataFrame | None = None
+    audits: list,
+    cfg: Config,
+    input_dir: Path | None,
+    kept: pl.DataFrame | None = None,
+    shown: Callable[[str], str] = str,
 ) -> tuple[pl.DataFrame, Path | None]:
     """The run's one code map: the audits' maps, the site's rows over them (a site row replaces every
     shipped row of its code). ``kept``: the site's rows the warehouse holds, used where no site map is given."""
@@ -167,7 +173,7 @@ def code_map(
     local = local_code_map_path(cfg, input_dir)
     if local is None and kept is None:
         return shipped, None
-    site = read_code_map(local, "local", vocabulary) if local is not None else kept
+    site = read_code_map(local, "local", vocabulary, shown) if local is not None else kept
     return pl.concat([shipped.filter(~pl.col("code").is_in(site["code"].implode())), site]), local
 
 
@@ -217,14 +223,17 @@ def _parameters_table(con: duckdb.DuckDBPyConnection, name: str, values: dict) -
     con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT {select}", list(values.values()))
 
 
-def load_reference(con: duckdb.DuckDBPyConnection, cfg: Config, input_dir: Path | None, audits: list) -> ReferenceInfo:
-    """Every seed and parameter table of the run (for the audits given: the run's, or all for the gate)."""
+def load_reference(
+    con: duckdb.DuckDBPyConnection, cfg: Config, input_dir: Path | None, audits: list, shown: Callable[[str], str] = str
+) -> ReferenceInfo:
+    """Every seed and parameter table of the run (for the audits given: the run's, or all for the gate);
+    shown: how the run names a file of the input folder (the site's code map: ``remote_input.shown_as``)."""
     files = [{"name": "verdicts", "source": "shipped", "sha256": sha256_file(VERDICTS_CSV)}]
     known = audits_mod.discover(cfg.audits_path)
     kept = _kept_site_map(con) if input_dir is None and not cfg.local_code_map else None
-    merged, local = code_map(known, cfg, input_dir, kept)  # every audit found: one map whatever the run selects
+    merged, local = code_map(known, cfg, input_dir, kept, shown)  # every audit found: one map whatever the run selects
     if local is not None:
-        files.append({"name": "local_code_map", "source": "site", "path": str(local), "sha256": sha256_file(local)})
+        files.append({"name": "local_code_map", "source": "site", "path": shown(str(local)), "sha256": sha256_file(local)})
         _table(con, SITE_MAP_TABLE, merged.filter(pl.col("map_source") == "local"))
     elif kept is not None:
         paths = sorted(kept["source_file"].unique().to_list())

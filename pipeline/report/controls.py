@@ -7,7 +7,8 @@ XML, so a workbook cell or an SVG label holding one is refused or cut by the pro
 it, and a browser prints them as nothing or as boxes. In the report and the workbook each such
 character is replaced by a visible code, ``[U+202E]``, ``[U+001B]`` (Unicode's Bidi_Control set
 and the Cc category but tab, line feed and carriage return, which text uses); the CSV and
-Parquet data outputs keep the delivered text.
+Parquet data outputs keep the delivered text. A NUL is stopped earlier: a UTF-8 CSV extract with
+one is refused (ingest/load.py), a FHIR line with one rejected (ingest/fhir/sql/macros.sql, fhir_nul).
 """
 
 from __future__ import annotations

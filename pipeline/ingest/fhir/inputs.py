@@ -34,8 +34,9 @@ def selected(input_dir: Path, cfg: Config | None, has_table_files: Callable[[Pat
     return True
 
 
-def find_inputs(input_dir: Path, cfg: Config | None) -> dict[str, InputFile]:
-    """One InputFile per table the export feeds; the folder is checked file by file (NDJSON or not)."""
+def find_inputs(input_dir: Path, cfg: Config | None, shown: Callable[[str], str] = str) -> dict[str, InputFile]:
+    """One InputFile per table the export feeds, named by ``shown`` (inputs.find_inputs); the folder is checked
+    file by file (NDJSON or not)."""
     if not export.ndjson_files(input_dir):
         raise InputFileError(
             input_dir,
@@ -45,7 +46,7 @@ def find_inputs(input_dir: Path, cfg: Config | None) -> dict[str, InputFile]:
     bulk = export.read_export(input_dir)
     export.check_required(bulk)
     return {
-        table: InputFile(table, input_dir, FORMAT, display=bulk.label(resource_type))
+        table: InputFile(table, input_dir, FORMAT, display=shown(bulk.label(resource_type)))
         for table, resource_type in SOURCE_TYPE.items()
         if bulk.of(resource_type)
     }

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -68,10 +69,15 @@ def line_breaks_of(pending: dict | None):
 
 
 def extract_export(
-    con: duckdb.DuckDBPyConnection, bulk: export.BulkExport, cfg: Config, work: Path, pending: dict | None = None
+    con: duckdb.DuckDBPyConnection,
+    bulk: export.BulkExport,
+    cfg: Config,
+    work: Path,
+    pending: dict | None = None,
+    shown: Callable[[str], str] = str,
 ) -> tuple[list[Segment], int]:
     """Flatten every type but ServiceRequest into views fhir_<type>, and the lookups; returns the segments
-    (file -> key range) and the next key.
+    (file -> key range, each file named by ``shown``: inputs.find_inputs) and the next key.
 
     pending: the files' fingerprints being taken (their LF counts tell whether a file can be read whole)."""
     line_breaks = line_breaks_of(pending)
@@ -79,7 +85,7 @@ def extract_export(
     key, segments = 1, []
     for resource_type in EXTRACTED:
         paths = bulk.of(resource_type)
-        labels = [str(p) for p in paths]
+        labels = [shown(str(p)) for p in paths]
         done = extract.extract(con, resource_type, paths, labels, key, work / f"{resource_type}.parquet", True, line_breaks)
         key += done.keys
         segments += done.segments
@@ -127,7 +133,11 @@ def _export_hash(pending: dict) -> str:
 
 
 def prepare_inputs(
-    inputs: dict[str, InputFile], cfg: Config, scratch: Path, hashes: dict[str, str] | None = None
+    inputs: dict[str, InputFile],
+    cfg: Config,
+    scratch: Path,
+    hashes: dict[str, str] | None = None,
+    shown: Callable[[str], str] = str,
 ) -> dict[str, load.PreparedTable]:
     """The loader's prepare_inputs for a FHIR export (inputs: what pipeline.ingest.fhir.inputs found)."""
     folder = next(iter(inputs.values())).path
@@ -141,12 +151,12 @@ def prepare_inputs(
     prepared = {}
     con = _connect(work)
     try:
-        segments, key = extract_export(con, bulk, cfg, work, pending)
+        segments, key = extract_export(con, bulk, cfg, work, pending, shown)
         requests = bulk.of("ServiceRequest")
         stream = orders.OrderStream(
             con,
             requests,
-            [str(p) for p in requests],
+            [shown(str(p)) for p in requests],
             key,
             tables.rows_query("imaging_orders", cfg.fhir),
             work,

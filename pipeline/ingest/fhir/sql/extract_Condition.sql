@@ -32,6 +32,10 @@ SELECT
     CASE
         WHEN common IS NOT NULL THEN common
         WHEN status_out IS NOT NULL THEN NULL
+        WHEN fhir_nul(r.id) THEN fhir_nul_problem('Condition.id')
+        WHEN fhir_nul(r.subject.reference) THEN fhir_nul_problem('Condition.subject')
+        WHEN fhir_nul(coding.code) THEN fhir_nul_problem('Condition.code.coding.code')
+        WHEN fhir_nul(r.encounter.reference) THEN fhir_nul_problem('Condition.encounter')
         WHEN r.subject.reference IS NULL THEN fhir_problem('required element Condition.subject missing', 'Condition.subject', NULL)
         WHEN fhir_ref_id(r.subject.reference, 'Patient') IS NULL
             THEN fhir_problem('Condition.subject is not a reference to a Patient', 'Condition.subject', NULL)

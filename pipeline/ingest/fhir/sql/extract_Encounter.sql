@@ -12,7 +12,13 @@ WITH parsed AS (
 )
 SELECT
     key,
-    fhir_common_problem(r, 'Encounter') AS problem,
+    coalesce(fhir_common_problem(r, 'Encounter'), CASE  -- a NUL: macros.sql
+        WHEN fhir_nul(r.id) THEN fhir_nul_problem('Encounter.id')
+        WHEN fhir_nul(r.location[1].location.reference) OR fhir_nul(r.location[1].location.display)
+            THEN fhir_nul_problem('Encounter.location')
+        WHEN fhir_nul(fhir_concept_text(r.serviceType)) THEN fhir_nul_problem('Encounter.serviceType')
+        WHEN fhir_nul(r.class.code) THEN fhir_nul_problem('Encounter.class')
+    END) AS problem,
     CAST(NULL AS VARCHAR) AS left_out,
     r.id AS encounter_id,
     fhir_ref_id(r.location[1].location.reference, 'Location') AS location_id,

@@ -5,7 +5,10 @@ WITH parsed AS (
 )
 SELECT
     key,
-    fhir_common_problem(r, 'Location') AS problem,
+    coalesce(fhir_common_problem(r, 'Location'), CASE  -- a NUL: macros.sql
+        WHEN fhir_nul(r.id) THEN fhir_nul_problem('Location.id')
+        WHEN fhir_nul(r.name) THEN fhir_nul_problem('Location.name')
+    END) AS problem,
     CAST(NULL AS VARCHAR) AS left_out,
     r.id AS location_id,
     nullif(trim(r.name), '') AS name

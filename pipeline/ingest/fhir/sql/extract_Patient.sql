@@ -7,7 +7,11 @@ WITH parsed AS (
 )
 SELECT
     key,
-    fhir_common_problem(r, 'Patient') AS problem,
+    coalesce(fhir_common_problem(r, 'Patient'), CASE  -- a NUL: macros.sql
+        WHEN fhir_nul(r.id) THEN fhir_nul_problem('Patient.id')
+        WHEN fhir_nul(r.birthDate) THEN fhir_nul_problem('Patient.birthDate')
+        WHEN fhir_nul(r.gender) THEN fhir_nul_problem('Patient.gender')
+    END) AS problem,
     CAST(NULL AS VARCHAR) AS left_out,
     r.id AS patient_id,
     r.birthDate AS birth_date,

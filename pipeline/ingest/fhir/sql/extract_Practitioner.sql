@@ -7,7 +7,10 @@ WITH parsed AS (
 )
 SELECT
     key,
-    fhir_common_problem(r, 'Practitioner') AS problem,
+    coalesce(fhir_common_problem(r, 'Practitioner'), CASE  -- a NUL: macros.sql
+        WHEN fhir_nul(r.id) THEN fhir_nul_problem('Practitioner.id')
+        WHEN fhir_nul(list_filter(r.identifier, lambda i: i.system = getvariable('fhir_provider_system'))[1].value) THEN fhir_nul_problem('Practitioner.identifier')
+    END) AS problem,
     CAST(NULL AS VARCHAR) AS left_out,
     r.id AS practitioner_id,
     nullif(trim(list_filter(r.identifier, lambda i: i.system = getvariable('fhir_provider_system'))[1].value), '') AS identifier

@@ -22,12 +22,22 @@ checked AS (
         CASE WHEN r.status IN ('not-done', 'entered-in-error') THEN 'Procedure.status ' || r.status END AS out_reason,
         fhir_extension_department(r.extension) AS ext
     FROM parsed
+),
+nul AS (  -- the first element read into the table that holds a NUL (macros.sql: fhir_nul)
+    SELECT
+        *,
+        coalesce(fhir_nul_shared('Procedure', r, coding, ext), CASE
+            WHEN fhir_nul(r.performer[1].actor.reference) THEN 'Procedure.performer'
+            WHEN getvariable('fhir_procedure_location') AND fhir_nul(r.location.display) THEN 'Procedure.location'
+        END) AS nul_in
+    FROM checked
 )
 SELECT
     key,
     CASE
         WHEN common IS NOT NULL THEN common
         WHEN out_reason IS NOT NULL THEN NULL
+        WHEN nul_in IS NOT NULL THEN fhir_nul_problem(nul_in)
         WHEN r.subject.reference IS NULL THEN fhir_problem('required element Procedure.subject missing', 'Procedure.subject', NULL)
         WHEN fhir_ref_id(r.subject.reference, 'Patient') IS NULL
             THEN fhir_problem('Procedure.subject is not a reference to a Patient', 'Procedure.subject', NULL)
@@ -51,4 +61,4 @@ SELECT
     ext.text AS extension_text,
     ext.location_id AS extension_location_id,
     ext.location_display AS extension_location_display
-FROM checked
+FROM nul

@@ -32,14 +32,31 @@ checked AS (
                  AND NOT list_has_any(fhir_concept_keys(r.category), getvariable('fhir_imaging_categories'))
                 THEN 'ServiceRequest.category is not imaging'
         END AS out_reason,
-        fhir_extension_department(r.extension) AS ext
+        fhir_extension_department(r.extension) AS ext,
+        -- indications: the ICD-10-CM codings of every reasonCode (reasonReference is resolved in the join)
+        CASE WHEN len(r.reasonCode) > 0 THEN fhir_concept_codes(r.reasonCode, getvariable('fhir_diagnosis_systems')) END AS reason_codes,
+        CASE WHEN len(r.reasonCode) > 0 THEN fhir_concept_texts(r.reasonCode) END AS indication_text
     FROM parsed
+),
+nul AS (  -- the first element read into the table that holds a NUL (macros.sql: fhir_nul)
+    SELECT
+        *,
+        coalesce(fhir_nul_shared('ServiceRequest', r, coding, ext), CASE
+            WHEN fhir_nul(r.status) THEN 'ServiceRequest.status'
+            WHEN fhir_nul(r.priority) THEN 'ServiceRequest.priority'
+            WHEN fhir_nul(array_to_string(reason_codes, '|')) THEN 'ServiceRequest.reasonCode.coding.code'
+            WHEN fhir_nul(indication_text) THEN 'ServiceRequest.reasonCode.text'
+            WHEN fhir_nul(r.requester.reference) THEN 'ServiceRequest.requester'
+            WHEN getvariable('fhir_order_location') AND fhir_nul(r.locationReference[1].display) THEN 'ServiceRequest.locationReference'
+        END) AS nul_in
+    FROM checked
 )
 SELECT
     key,
     CASE
         WHEN common IS NOT NULL THEN common
         WHEN out_reason IS NOT NULL THEN NULL
+        WHEN nul_in IS NOT NULL THEN fhir_nul_problem(nul_in)
         WHEN patient_id IS NOT NULL AND coding IS NOT NULL AND r.status <> '' AND NOT fhir_no_offset(r.authoredOn) THEN NULL
         WHEN r.subject.reference IS NULL THEN fhir_problem('required element ServiceRequest.subject missing', 'ServiceRequest.subject', NULL)
         WHEN patient_id IS NULL
@@ -67,9 +84,8 @@ SELECT
         ELSE r.status
     END AS status,
     r.priority AS priority,
-    -- indications: the ICD-10-CM codings of every reasonCode (reasonReference is resolved in the join)
-    CASE WHEN len(r.reasonCode) > 0 THEN fhir_concept_codes(r.reasonCode, getvariable('fhir_diagnosis_systems')) END AS reason_codes,
-    CASE WHEN len(r.reasonCode) > 0 THEN fhir_concept_texts(r.reasonCode) END AS indication_text,
+    reason_codes,
+    indication_text,
     CASE WHEN len(r.reasonReference) > 0 THEN list_filter(
         list_transform(r.reasonReference, lambda rr: fhir_ref_id(rr.reference, 'Condition')), lambda x: x IS NOT NULL) END
         AS reason_condition_ids,
@@ -80,4 +96,4 @@ SELECT
     ext.text AS extension_text,
     ext.location_id AS extension_location_id,
     ext.location_display AS extension_location_display
-FROM checked
+FROM nul

@@ -68,6 +68,30 @@ CREATE OR REPLACE MACRO fhir_no_offset(v) AS
 CREATE OR REPLACE MACRO fhir_problem(reason, element, value) AS
     struct_pack(reason := reason, element := element, value := CAST(value AS VARCHAR));
 
+-- A NUL (U+0000: a JSON string's \u0000) in a value the audit reads. JSON allows it, but no text
+-- holds one: a CSV extract with a NUL byte is refused whole (load.py), and a C program, a database's
+-- text type or a spreadsheet cuts the value at it. An export's line is rejected instead, naming the
+-- element (the line is known); the value is not rewritten: a code must match its code map exactly,
+-- and a name shown as [U+0000] would be a name the site never wrote. Other controls stay as delivered,
+-- as in an extract (the report and workbook show them as [U+001B]: report/controls.py).
+CREATE OR REPLACE MACRO fhir_nul(v) AS contains(v, chr(0));
+
+-- The elements a ServiceRequest and a Procedure share (rtype: which; coding: the one picked; ext: the
+-- department extension): the first that holds a NUL, else NULL. Each query adds its own elements after.
+CREATE OR REPLACE MACRO fhir_nul_shared(rtype, r, coding, ext) AS
+    CASE
+        WHEN fhir_nul(r.id) THEN rtype || '.id'
+        WHEN fhir_nul(r.subject.reference) THEN rtype || '.subject'
+        WHEN fhir_nul(coding.code) THEN rtype || '.code.coding.code'
+        WHEN fhir_nul(r.code.text) THEN rtype || '.code.text'
+        WHEN fhir_nul(coding.display) THEN rtype || '.code.coding.display'
+        WHEN fhir_nul(r.encounter.reference) THEN rtype || '.encounter'
+        WHEN fhir_nul(ext.text) OR fhir_nul(ext.location_display) THEN rtype || '.extension'
+    END;
+
+CREATE OR REPLACE MACRO fhir_nul_problem(element) AS
+    fhir_problem('a NUL character (\u0000) in ' || element || ': no text holds one (a damaged export)', element, NULL);
+
 -- The problems every resource can have, before its own: not JSON, not a resource, the wrong
 -- type for its file, no id. NULL when there is none.
 CREATE OR REPLACE MACRO fhir_common_problem(r, rtype) AS
