@@ -83,3 +83,16 @@ def test_data_quality_doc_lists_every_check_of_the_suites():
     assert START in text, "docs/DATA_QUALITY.md has no generated table of checks"
     current = text[text.index(START) : text.index(END) + len(END)]
     assert current == checks_markdown(), "run: python -m pipeline.quality.checks_doc, and paste it into docs/DATA_QUALITY.md"
+
+
+def test_scheduling_doc_names_every_log_event_and_stage():
+    """docs/SCHEDULING.md's *Logs* lists every ``event`` and ``stage`` the code logs, for a scheduler that reads them."""
+    import re
+
+    section = (ROOT / "docs" / "SCHEDULING.md").read_text().split("## Logs")[1].split("\n## ")[0]
+    named = set(re.findall(r"`([a-z_]+)`", section))
+    code = "\n".join(p.read_text() for p in (ROOT / "pipeline").rglob("*.py") if "synth" not in p.parts)
+    events = set(re.findall(r'\bevent="([a-z_]+)"', code)) | {"stage_start", "stage_done", "log", "error"}
+    stages = set(re.findall(r'\bstage\("([a-z_]+)"', code))
+    assert len(events) > 15 and len(stages) > 10
+    assert sorted(events - named) == [] and sorted(stages - named) == []

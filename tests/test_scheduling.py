@@ -396,6 +396,69 @@ def test_kill_mid_publish_into_a_plain_folder_leaves_run_json_naming_the_old_run
     assert all(hashlib.sha256((plain / n).read_bytes()).hexdigest() == m["sha256"] for n, m in info["files"].items())
 
 
+STOPS = (
+    ("INT", "after_merge", 130, "interrupted (SIGINT)"),
+    ("TERM", "after_transform", 143, "stopped by SIGTERM"),
+    ("TERM", "mid_render", 143, "after the warehouse commit: stopped by SIGTERM"),
+)
+
+
+@pytest.mark.parametrize(("sig", "point", "code", "recorded"), STOPS)
+def test_sigint_and_sigterm_stop_the_run_cleanly_with_their_exit_codes(baseline, tmp_path, sig, point, code, recorded):
+    """Ctrl-C and a scheduler's SIGTERM (Airflow, systemd, `timeout`) stop a run as documented: exit 130 / 143 (not
+    1, "fix the job, do not retry"), the run recorded as interrupted by the run itself, its scratch folder removed
+    and the lock released, the warehouse and outputs as a kill leaves them."""
+    site = tmp_path / "site"
+    shutil.copytree(baseline / "site", site, symlinks=True)
+    wh, out = site / "wh.duckdb", site / "out"
+    old_files, old_state, old_run = files(out), warehouse_state(wh), run_id_of(out)
+
+    stopped = audit(
+        baseline / "in", out, wh, "--log-format", "json", env={"ORDER_AUDIT_FAULT": point, "ORDER_AUDIT_FAULT_SIGNAL": sig}
+    )
+    assert stopped.returncode == code, stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    last = json.loads(stopped.stderr.splitlines()[-1])
+    assert (last["event"], last["exit_code"]) == ("error", code) and last["message"].startswith(recorded.split(": ")[-1])
+    assert files(out) == old_files and warehouse_state(wh)["results"] == old_state["results"]
+    if point != "mid_render":
+        assert warehouse_state(wh) == old_state
+    assert leftovers(site) == []  # the run removed its own scratch and staging folders
+    assert query(wh, "SELECT status, error FROM audit_runs WHERE run_id <> ?", [old_run]) == [("interrupted", recorded)]
+    ok(audit(baseline / "in", out, wh))  # the lock went with the process
+
+
+def test_sigterm_from_outside_mid_run_exits_143_and_leaves_nothing(baseline, tmp_path):
+    """A real SIGTERM to the whole process group, as Airflow sends it, once the run has parsed its inputs: it lands
+    wherever the run is (a DuckDB query, which ends as "Query interrupted", or Python code)."""
+    site = tmp_path / "site"
+    shutil.copytree(baseline / "site", site, symlinks=True)
+    wh, out = site / "wh.duckdb", site / "out"
+    old_files = files(out)
+    args = ["run", "--input", baseline / "in", "--out", out, "--warehouse", wh, "--log-format", "json"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", *map(str, args)],
+        cwd=ROOT,
+        env={**os.environ, **KEY},
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if '"stage": "parse"' in line:
+            os.killpg(proc.pid, signal.SIGTERM)
+            break
+    lines += proc.stderr.readlines()
+    assert proc.wait(timeout=120) == 143, "".join(lines)
+    assert all(json.loads(line) for line in lines)  # the last line too: no traceback, no blank line
+    assert json.loads(lines[-1])["exit_code"] == 143
+    assert files(out) == old_files
+    assert leftovers(site) == []
+    assert [s for (s,) in query(wh, "SELECT status FROM audit_runs ORDER BY started_at")] == ["succeeded", "interrupted"]
+
+
 # ------------------------------------------------------------------ 4. one writer at a time
 
 HOLD_WRITER_LOCK = """
