@@ -290,6 +290,48 @@ def test_backfill_36_months_equals_whole_run_and_month_rerun_is_byte_identical(s
     assert len(query(wh, "SELECT DISTINCT run_id FROM audit_results")) == 2
 
 
+SITE_MAP = (
+    "code_system,code,study_type,modality,regions,contrast,description,valid_from,valid_to,source\n"
+    "LOCAL,LOC-CSPINE,mri_spine,MR,C,without_and_with,MRI cervical spine w/wo,2000-01-01,,site exam master\n"
+)
+
+
+def test_the_site_code_map_is_kept_for_a_reaudit_and_a_folder_without_it(small_input, tmp_path):
+    """The site's local_code_map.csv sits beside the extracts: a re-audit without --input (or a monthly folder
+    without the map) used to audit its codes as unmapped and report the month revised: a false alarm."""
+    shutil.copyfile(small_input / "imaging_orders.csv", tmp_path / "orders.csv")
+    frame = pl.read_csv(tmp_path / "orders.csv", infer_schema=False)
+    frame.with_columns(
+        pl.when(pl.col("order_id") == "O1").then(pl.lit("LOC-CSPINE")).otherwise(pl.col("order_code")).alias("order_code")
+    ).write_csv(small_input / "imaging_orders.csv")
+    (small_input / "local_code_map.csv").write_text(SITE_MAP)
+    wh = tmp_path / "wh.duckdb"
+
+    def reasons_of_o1(out: Path) -> str:
+        orders = pl.read_csv(out / "csf_leak" / "audited_orders.csv", infer_schema=False)
+        return orders.filter(pl.col("order_id") == "O1")["reasons"][0]
+
+    ok(audit(small_input, tmp_path / "a", wh))
+    first = files(tmp_path / "a")
+    assert "unmapped_code" not in reasons_of_o1(tmp_path / "a")
+    again = ok(run_cli("run", "--warehouse", wh, "--out", tmp_path / "b", "--no-validate"))
+    monthly = tmp_path / "next"
+    shutil.copytree(small_input, monthly)
+    (monthly / "local_code_map.csv").unlink()
+    from_folder = ok(audit(monthly, tmp_path / "c", wh))
+    for result, out in ((again, "b"), (from_folder, "c")):
+        assert "revised" not in result.stderr and "site code map: none given; the 1 rows the warehouse kept" in result.stderr
+        assert {n: files(tmp_path / out)[n] for n in DATA_FILES} == {n: first[n] for n in DATA_FILES}
+        info = json.loads((tmp_path / out / "run.json").read_text())
+        assert {"name": "local_code_map", "source": "warehouse"}.items() <= next(
+            f for f in info["reference_files"] if f["name"] == "local_code_map"
+        ).items()
+    # a map with its header only removes the site's rows: the local code is unmapped again
+    (monthly / "local_code_map.csv").write_text(SITE_MAP.splitlines()[0] + "\n")
+    assert "revised" in ok(audit(monthly, tmp_path / "d", wh)).stderr
+    assert "unmapped_code" in reasons_of_o1(tmp_path / "d")
+
+
 # ------------------------------------------------------------------ 3. crash safety
 
 PRE_COMMIT = ("after_parse", "after_merge", "after_transform")
