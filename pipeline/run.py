@@ -426,7 +426,8 @@ def _execute_locked(
     gate_rejects: dict = {}
     if opts.validate and prepared:
         with stage("gate", timings):
-            dq_results, gate_rejects = gate.check_inputs(prepared, cfg, scratch, now, opts.input_dir, gx, chosen, spark)
+            site_map = reference.kept_site_map(wh_path)  # the gate judges the codes with the map the run will use
+            dq_results, gate_rejects = gate.check_inputs(prepared, cfg, scratch, now, opts.input_dir, gx, chosen, spark, site_map)
         failed = gate.blocking(dq_results)
         if failed:
             unknown = [u for prep in prepared.values() for u in prep.unknown_values]
@@ -442,6 +443,8 @@ def _execute_locked(
         faults.maybe_fail("after_merge")
         with stage("models", timings):
             ref = reference.load_reference(con, cfg, opts.input_dir, chosen, opts.shown)
+            for kept in (f for f in ref.files if f["source"] == "warehouse"):
+                log.info("site code map: none given; the %d rows the warehouse kept from %s", kept["rows"], kept["path"])
             con.execute("CREATE OR REPLACE TABLE input_columns (table_name VARCHAR, column_name VARCHAR)")
             con.executemany("INSERT INTO input_columns VALUES (?, ?)", source_store.present_columns(con))
             warehouse.set_pseudonym_key(con, key)
