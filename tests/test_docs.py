@@ -96,3 +96,23 @@ def test_scheduling_doc_names_every_log_event_and_stage():
     stages = set(re.findall(r'\bstage\("([a-z_]+)"', code))
     assert len(events) > 15 and len(stages) > 10
     assert sorted(events - named) == [] and sorted(stages - named) == []
+
+
+@pytest.mark.parametrize(("codes", "expected"), [([2], 2), ([4, 4, 4], 4), ([4, 0], 0), ([4, 3], 3)])
+def test_scheduling_doc_retry_wrapper_hands_on_the_exit_code(tmp_path, codes, expected):
+    """The crontab retry wrapper, run as docs/SCHEDULING.md writes it (order-audit and sleep stand-ins): a
+    failure reaches alert.sh with its code, and a run that succeeds on a retry alerts nobody."""
+    import re
+    import subprocess
+
+    doc = (ROOT / "docs" / "SCHEDULING.md").read_text()
+    (wrapper,) = re.findall(r"`(\( for i in 1 2 3[^`]+)`", doc)
+    script = wrapper.replace("order-audit run ...", "next_code").replace("/srv/order-audit/alert.sh", "alert")
+    stand_ins = (
+        f"codes=({' '.join(map(str, codes))}); n=0\n"
+        "next_code() { c=${codes[$n]}; n=$((n + 1)); return $c; }\n"
+        "sleep() { :; }\n"
+        'alert() { echo "alert $1"; }\n'
+    )
+    result = subprocess.run(["bash", "-c", stand_ins + script], capture_output=True, text=True, timeout=30)
+    assert result.stdout == ("" if expected == 0 else f"alert {expected}\n"), result.stderr
