@@ -123,6 +123,11 @@ def request_stop(signum: int, frame=None) -> None:
     raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
+def stop_requested() -> bool:
+    """Whether this process was asked to stop (SIGINT, SIGTERM)."""
+    return bool(_stop_signals)
+
+
 def stop_signal(exc: BaseException) -> int | None:
     """The signal that stopped the run when ``exc`` is how the stop surfaced: the KeyboardInterrupt itself, or
     whatever followed a stop (DuckDB ends the query a signal interrupts with ``RuntimeError: Query

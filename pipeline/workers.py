@@ -22,6 +22,8 @@ import signal
 import sys
 from concurrent.futures import Future, ProcessPoolExecutor
 
+from pipeline.errors import stop_requested
+
 log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
 
@@ -109,6 +111,11 @@ class GxWorker:
     def close(self, wait: bool = True) -> None:
         """Stop the worker; ``wait=False`` once the run needs it no more (it exits while the run goes on)."""
         if self._pool is not None:
+            if stop_requested():
+                # the run is stopping (Ctrl-C, SIGTERM) and the worker ignores both: a shutdown would wait for the
+                # validation it is running, seconds to minutes, while a scheduler waits to SIGKILL the run
+                for process in list((self._pool._processes or {}).values()):
+                    process.kill()
             self._pool.shutdown(wait=wait, cancel_futures=True)
             self._pool = None
 
