@@ -453,6 +453,12 @@ def runs(warehouse_path, spark_state, config_path, limit, as_json):
 
     with _run_history(warehouse_path, spark_state, config_path) as (con, _):
         rows = history.list_runs(con, limit) if db.has_table(con, "audit_runs") else []
+    if warehouse_path is not None:  # a killed run stays 'running' until the next run records it interrupted
+        from pipeline import warehouse
+
+        for r in rows:
+            if r["status"] in ("running", "publishing") and warehouse.run_is_gone(warehouse_path, r["run_id"]):
+                r["error"] = "its process is gone (killed?): the next run records it as interrupted and cleans up"
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

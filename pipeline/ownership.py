@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -43,6 +44,20 @@ def make_temp_dir(prefix: str, parent: Path) -> Path:
 def is_marked(folder: Path) -> bool:
     folder = Path(folder)
     return not folder.is_symlink() and folder.is_dir() and (folder / MARK).is_file()
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this machine exists (and is not this one: a pid of ours in a name or a lock
+    file is from an earlier life of the number, as this process is only starting or only reading)."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def run_record(path: Path) -> dict | None:

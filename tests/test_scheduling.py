@@ -381,6 +381,9 @@ def test_kill_leaves_previous_state_and_next_run_succeeds(baseline, tmp_path, po
 
     status = query(wh, "SELECT status FROM audit_runs WHERE run_id <> ? ORDER BY run_id", [old_run])
     assert status == [("publishing",)] if point in POST_COMMIT else [("running",)]
+    # `runs` does not leave the operator waiting for a run that is dead (the next run records it as interrupted)
+    (listed,) = [r for r in json.loads(ok(run_cli("runs", "--warehouse", wh, "--json")).stdout) if r["run_id"] != old_run]
+    assert listed["status"] == status[0][0] and "its process is gone" in listed["error"]
 
     nxt = ok(audit(baseline / "in", out, wh))
     assert run_id_of(out) != old_run
@@ -539,8 +542,15 @@ def test_second_writer_exits_4_naming_the_running_run(baseline, tmp_path):
     shutil.copytree(baseline / "site", site, symlinks=True)
     wh, out = site / "wh.duckdb", site / "out"
     before = files(out)
+    con = duckdb.connect(str(wh))  # the holder's run on record, as a run records itself when it starts
+    con.execute(
+        "INSERT INTO audit_runs SELECT * REPLACE ('20260101T000000Z-abc123' AS run_id, 'running' AS status) FROM audit_runs"
+    )
+    con.close()
     holder = _holder(HOLD_WRITER_LOCK, wh)
     try:
+        (running,) = [r for r in json.loads(ok(run_cli("runs", "--warehouse", wh, "--json")).stdout) if r["status"] == "running"]
+        assert running["error"] is None  # alive: not reported gone
         second = audit(baseline / "in", out, wh)
         assert second.returncode == 4, second.stderr
         assert "parsed" not in second.stderr  # stopped before any parsing
@@ -552,6 +562,8 @@ def test_second_writer_exits_4_naming_the_running_run(baseline, tmp_path):
         holder.kill()
         holder.wait()
     assert files(out) == before
+    (gone,) = [r for r in json.loads(ok(run_cli("runs", "--warehouse", wh, "--json")).stdout) if r["status"] == "running"]
+    assert "its process is gone" in gone["error"]
     ok(audit(baseline / "in", out, wh))  # the kernel released the lock with the process
 
 
