@@ -444,7 +444,7 @@ def _execute_locked(
         with stage("models", timings):
             ref = reference.load_reference(con, cfg, opts.input_dir, chosen, opts.shown)
             for kept in (f for f in ref.files if f["source"] == "warehouse"):
-                log.info("site code map: none given; the %d rows the warehouse kept from %s", kept["rows"], kept["path"])
+                log.info("site code map: none given; the one the warehouse kept, from %s", kept["path"])
             con.execute("CREATE OR REPLACE TABLE input_columns (table_name VARCHAR, column_name VARCHAR)")
             con.executemany("INSERT INTO input_columns VALUES (?, ?)", source_store.present_columns(con))
             warehouse.set_pseudonym_key(con, key)

@@ -258,7 +258,7 @@ def load_reference(
         _table(con, SITE_MAP_TABLE, merged.filter(pl.col("map_source") == "local"))
     elif kept is not None:
         paths = sorted(kept["source_file"].unique().to_list())
-        files.append({"name": "local_code_map", "source": "warehouse", "path": ", ".join(paths), "rows": kept.height})
+        files.append({"name": "local_code_map", "source": "warehouse", "path": ", ".join(paths)})
     tz = cfg.site_timezone
     _table(con, "ref_verdicts", _read_seed(VERDICTS_CSV).with_columns(pl.col("precedence").cast(pl.Int32)))
     _table(con, "ref_imaging_codes", _in_force(merged, tz))
