@@ -1,21 +1,32 @@
 """The order-audit command line: commands, options, exit codes; nothing else.
 
 Exit codes: 0 ok, 1 usage or configuration error, 2 input error, 3 data-quality gate
-failed, 4 another run holds the warehouse.
+failed, 4 another run holds the warehouse, 130 interrupted (SIGINT), 143 stopped (SIGTERM).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
 import click
 
 from pipeline import months as months_mod
-from pipeline.errors import EXIT_USAGE, AuditError, refused_write
-from pipeline.logs import setup_logging
+from pipeline.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    AuditError,
+    refused_write,
+    request_stop,
+    stop_signal,
+    stop_text,
+)
+from pipeline.logs import event, json_logging, setup_logging
 
 
 def _month(ctx, param, value):
@@ -64,7 +75,20 @@ def _logging_options(f):
     return f
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Stopped(Exception):
+    """A KeyboardInterrupt (Ctrl-C, or SIGTERM: ``errors.Terminated``) carried past click, which would turn it into
+    ``Abort``: exit 1 ("fix the job, do not retry") and a blank line on stderr, instead of 130 or 143."""
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            raise _Stopped() from exc
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="order-audit")
 def cli():
     """Audit imaging orders against clinical guidelines: every audit folder found (`order-audit audits`
@@ -429,6 +453,12 @@ def runs(warehouse_path, spark_state, config_path, limit, as_json):
 
     with _run_history(warehouse_path, spark_state, config_path) as (con, _):
         rows = history.list_runs(con, limit) if db.has_table(con, "audit_runs") else []
+    if warehouse_path is not None:  # a killed run stays 'running' until the next run records it interrupted
+        from pipeline import warehouse
+
+        for r in rows:
+            if r["status"] in ("running", "publishing") and warehouse.run_is_gone(warehouse_path, r["run_id"]):
+                r["error"] = "its process is gone (killed?): the next run records it as interrupted and cleans up"
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -579,7 +609,22 @@ def _duckdb_out_of_memory() -> type[Exception]:
     return duckdb.OutOfMemoryException if duckdb is not None else _NeverRaised
 
 
+def _fail(message: str, exit_code: int, level: int = logging.ERROR) -> None:
+    """The run's last line, then its exit: ``order-audit: error: ...``, or with --log-format json the same
+    text as one JSON object (event ``error`` with ``exit_code``), so that every line of the log parses."""
+    if json_logging():
+        event(message, level=level, event="error", exit_code=exit_code)
+    else:
+        click.echo(f"order-audit: {message}", err=True)
+    sys.exit(exit_code)
+
+
 def main(argv: list[str] | None = None) -> None:
+    # a scheduler stops a task with SIGTERM (Airflow, systemd, `timeout`): handled as Ctrl-C is, not a
+    # death mid-step that leaves the run 'running' and its scratch folder behind
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) != signal.SIG_IGN:  # `nohup` and `cmd &` in a script ignore SIGINT: keep it so
+            signal.signal(signum, request_stop)
     try:
         cli.main(args=argv, prog_name="order-audit", standalone_mode=False)
     except click.exceptions.Abort:
@@ -589,25 +634,36 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(EXIT_USAGE)
     except AuditError as exc:
-        click.echo(f"order-audit: error: {exc.message}", err=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("order-audit: interrupted; the warehouse and outputs keep their previous state", err=True)
-        sys.exit(130)
+        _fail(f"error: {exc.message}", exc.exit_code)
+    except _Stopped as exc:
+        _stopped(exc.__cause__)
     except _duckdb_out_of_memory():
         from pipeline.warehouse import MEMORY_LIMIT_ENV, memory_limit
 
-        click.echo(
-            f"order-audit: error: DuckDB ran out of memory within its limit of {memory_limit()} (${MEMORY_LIMIT_ENV}); "
+        _fail(
+            f"error: DuckDB ran out of memory within its limit of {memory_limit()} (${MEMORY_LIMIT_ENV}); "
             f"the published outputs are as they were: raise the limit ({MEMORY_LIMIT_ENV}=8GB) or free memory, "
             "and run again (a rerun adds nothing twice)",
-            err=True,
+            EXIT_USAGE,
         )
-        sys.exit(EXIT_USAGE)
     except OSError as exc:
+        if stop_signal(exc):
+            _stopped(exc)
         problem = refused_write(exc)  # disk full, read-only, no permission: the machine's, not a bug
         if problem is None:
             raise
-        click.echo(f"order-audit: error: {problem}", err=True)
-        sys.exit(EXIT_USAGE)
+        _fail(f"error: {problem}", EXIT_USAGE)
+    except Exception as exc:
+        if stop_signal(exc):  # a stop a library turned into its own error (DuckDB: "Query interrupted")
+            _stopped(exc)
+        raise
     sys.exit(0)
+
+
+def _stopped(exc: BaseException) -> None:
+    code = EXIT_TERMINATED if stop_signal(exc) == signal.SIGTERM else EXIT_INTERRUPTED
+    _fail(
+        f"{stop_text(exc)}; run again to finish: a rerun adds nothing twice (`order-audit runs` says what it left)",
+        code,
+        logging.WARNING,
+    )

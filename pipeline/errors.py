@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import unicodedata
 
 EXIT_OK = 0
@@ -11,6 +12,8 @@ EXIT_USAGE = 1  # usage or configuration error
 EXIT_INPUT = 2  # an input file cannot be read as the data contract says
 EXIT_QUALITY_GATE = 3  # a blocking data-quality check failed
 EXIT_LOCKED = 4  # another run holds the warehouse
+EXIT_INTERRUPTED = 130  # Ctrl-C / SIGINT (128 + 2, the shell's convention)
+EXIT_TERMINATED = 143  # SIGTERM (128 + 15): a scheduler's stop, `timeout`, systemd
 
 
 class AuditError(Exception):
@@ -101,6 +104,47 @@ def first_line(exc: object) -> str:
     exception over as an object whose text is its class and message), else its type's name."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's stop, `timeout`, systemd), raised in the main thread by ``request_stop``: a
+    KeyboardInterrupt, so that every path that handles Ctrl-C (roll back, record the run as interrupted,
+    remove the scratch and staging folders, release the lock) handles it too, instead of a death mid-step."""
+
+
+_stop_signals: list[int] = []  # the stops (SIGINT, SIGTERM) this process received, in order
+
+
+def request_stop(signum: int, frame=None) -> None:
+    """The CLI's handler of SIGINT and SIGTERM: note the stop (a library may turn the exception below into
+    its own), let a second one end the process at once, and raise the stop in the main thread."""
+    _stop_signals.append(signum)
+    signal.signal(signum, signal.SIG_DFL)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def stop_requested() -> bool:
+    """Whether this process was asked to stop (SIGINT, SIGTERM)."""
+    return bool(_stop_signals)
+
+
+def stop_signal(exc: BaseException) -> int | None:
+    """The signal that stopped the run when ``exc`` is how the stop surfaced: the KeyboardInterrupt itself, or
+    whatever followed a stop (DuckDB ends the query a signal interrupts with ``RuntimeError: Query
+    interrupted``); None for any other failure."""
+    if isinstance(exc, Terminated):
+        return signal.SIGTERM
+    if isinstance(exc, KeyboardInterrupt):
+        return signal.SIGINT
+    return _stop_signals[0] if _stop_signals else None
+
+
+def stop_text(exc: BaseException) -> str | None:
+    """What `runs` and the last log line say of a stopped run; None when ``exc`` is no stop."""
+    signum = stop_signal(exc)
+    if signum is None:
+        return None
+    return "stopped by SIGTERM" if signum == signal.SIGTERM else "interrupted (SIGINT)"
 
 
 class ReportError(AuditError):

@@ -1,4 +1,5 @@
-"""Fault injection for the crash-safety tests: ORDER_AUDIT_FAULT=<point>[:<n>] kills the process there.
+"""Fault injection for the crash-safety tests: ORDER_AUDIT_FAULT=<point>[:<n>] kills the process there
+(SIGKILL; ORDER_AUDIT_FAULT_SIGNAL=TERM or INT sends that signal instead: a scheduler's stop, Ctrl-C).
 
 The points sit where a real crash would hurt most (inside the warehouse transaction,
 between output files). Unset in normal use: a dictionary lookup and nothing else.
@@ -10,6 +11,7 @@ import os
 import signal
 
 ENV = "ORDER_AUDIT_FAULT"
+SIGNAL_ENV = "ORDER_AUDIT_FAULT_SIGNAL"
 _hits: dict[str, int] = {}
 
 
@@ -22,4 +24,4 @@ def maybe_fail(point: str, detail: str | None = None) -> None:
         return
     _hits[point] = _hits.get(point, 0) + 1
     if _hits[point] >= int(nth or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), getattr(signal, "SIG" + os.environ.get(SIGNAL_ENV, "KILL")))

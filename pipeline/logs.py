@@ -37,6 +37,11 @@ def setup_logging(fmt: str = "text", verbosity: int = 0) -> None:
     root.propagate = False
 
 
+def json_logging() -> bool:
+    """Whether the log lines are JSON objects (--log-format json)."""
+    return any(isinstance(h.formatter, JsonFormatter) for h in log.handlers)
+
+
 def event(message: str, level: int = logging.INFO, **fields) -> None:
     """A log line with structured fields (shown as JSON keys with --log-format json)."""
     log.log(level, message, extra={"fields": {"event": fields.pop("event", message), **fields}})

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -45,16 +46,36 @@ def is_marked(folder: Path) -> bool:
     return not folder.is_symlink() and folder.is_dir() and (folder / MARK).is_file()
 
 
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this machine exists (and is not this one: a pid of ours in a name or a lock
+    file is from an earlier life of the number, as this process is only starting or only reading)."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_record(path: Path) -> dict | None:
+    """The run.json at ``path`` when order-audit wrote it (a JSON object naming its run and software version)."""
+    try:
+        info = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) and "run_id" in info and "software_version" in info else None
+
+
 def is_version_of(folder: Path, run_id: str) -> bool:
     """A real folder holding the run.json order-audit wrote for ``run_id``."""
     folder = Path(folder)
     if folder.is_symlink() or not folder.is_dir():
         return False
-    try:
-        info = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(info, dict) and info.get("run_id") == run_id and "software_version" in info
+    info = run_record(folder / "run.json")
+    return info is not None and info["run_id"] == run_id
 
 
 def remove(folder: Path, run_id: str | None = None) -> bool:

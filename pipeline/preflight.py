@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pipeline import ownership
 from pipeline.errors import ConfigError
 
 DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
@@ -44,6 +45,7 @@ def check_run(opts, out_root: Path) -> None:
     _check_writable(out_root if opts.per_month_folders else out_root.parent, "--out", opts.out_dir)
     if out_root.is_dir() and not out_root.is_symlink() and any(out_root.iterdir()):
         _check_writable(out_root, "--out", opts.out_dir)  # a plain folder is updated file by file
+        _check_site_files(opts, out_root)
     if opts.warehouse_path is not None:
         check_warehouse_file(opts.warehouse_path)
         if Path(opts.warehouse_path).resolve().parent.is_relative_to(out_root.resolve()):
@@ -59,6 +61,26 @@ def check_run(opts, out_root: Path) -> None:
         _check_writable(Path(opts.data_docs_dir), "--data-docs", opts.data_docs_dir)
     if opts.reid_file is not None:
         check_reid_file(opts, out_root)
+
+
+SITE_FILES = ("index.html", "run.json")  # what every run writes at the top of --out, whatever its audits
+
+
+def _check_site_files(opts, out_root: Path) -> None:
+    """A plain --out folder is updated file by file: the top files it would replace must be order-audit's. A
+    folder an earlier run published into holds that run's run.json (at the top, or in each month folder of a
+    backfill); in any other folder (a web server's root, a shared folder) an index.html or run.json is
+    someone else's, and replacing it is not the run's to do."""
+    present = [n for n in SITE_FILES if (out_root / n).exists() or (out_root / n).is_symlink()]
+    if not present:
+        return
+    records = [out_root / "run.json", *out_root.glob("*/[0-9][0-9][0-9][0-9]-[0-9][0-9]/run.json")]
+    if any(ownership.run_record(r) for r in records):
+        return
+    raise ConfigError(
+        f"--out {opts.out_dir} holds {' and '.join(present)}, which no order-audit run wrote (no run.json of one "
+        "is there), and a run would replace them; give a new or empty folder, or move them away (nothing was changed)"
+    )
 
 
 def check_reid_file(opts, out_root: Path) -> None:

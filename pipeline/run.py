@@ -30,7 +30,16 @@ import duckdb
 from pipeline import audits as audits_mod
 from pipeline import faults, history, maturity, ownership, period_status, preflight, publishing, spark_state, warehouse, workers
 from pipeline.config import Config, pseudonym_key
-from pipeline.errors import AuditError, ConfigError, QualityGateError, WriteRefusedError, first_line, refused_write
+from pipeline.errors import (
+    AuditError,
+    ConfigError,
+    QualityGateError,
+    WriteRefusedError,
+    first_line,
+    refused_write,
+    stop_signal,
+    stop_text,
+)
 from pipeline.ingest import inputs as inputs_mod
 from pipeline.ingest import load, remote_input, source_store, spark_read, value_maps
 from pipeline.logs import event, stage
@@ -306,17 +315,17 @@ def choose_audits(opts: RunOptions, cfg: Config, columns: dict[str, set[str]]) -
 
 
 def _record_failure(wh_path: Path, run_id: str, exc: BaseException, timings: dict) -> None:
-    """A run that stopped with an error (input, gate, crash) or Ctrl-C is recorded as such, unless done already."""
-    status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    """A run that stopped with an error (input, gate, crash), Ctrl-C or SIGTERM is recorded as such, unless done already."""
+    status = "interrupted" if stop_signal(exc) else "failed"
+    message = stop_text(exc) or getattr(exc, "message", None) or str(exc) or type(exc).__name__
     with contextlib.suppress(Exception):
         con = warehouse.connect(wh_path)
         try:
-            if con.execute("SELECT status FROM audit_runs WHERE run_id = ?", [run_id]).fetchall() in (
-                [("running",)],
-                [("publishing",)],
-            ):
-                history.finish(con, run_id, status, {}, timings, error=message.splitlines()[0])
+            ((was,),) = con.execute("SELECT status FROM audit_runs WHERE run_id = ?", [run_id]).fetchall() or [(None,)]
+            if was in ("running", "publishing"):
+                # 'publishing': stopped between the commit and the outputs' own record (their checks, say)
+                after = "after the warehouse commit: " if was == "publishing" else ""
+                history.finish(con, run_id, status, {}, timings, error=after + message.splitlines()[0])
         finally:
             con.close()
 
@@ -324,7 +333,7 @@ def _record_failure(wh_path: Path, run_id: str, exc: BaseException, timings: dic
 def _refused_write_error(exc: BaseException, opts: RunOptions, committed: bool) -> WriteRefusedError | None:
     """One line for a write the machine refused (disk full, read-only, no permission), saying what
     was kept and how to catch up; None for any other failure."""
-    if isinstance(exc, (AuditError, KeyboardInterrupt)):
+    if isinstance(exc, AuditError) or stop_signal(exc):
         return None
     problem = refused_write(exc)
     if problem is None:
@@ -417,7 +426,8 @@ def _execute_locked(
     gate_rejects: dict = {}
     if opts.validate and prepared:
         with stage("gate", timings):
-            dq_results, gate_rejects = gate.check_inputs(prepared, cfg, scratch, now, opts.input_dir, gx, chosen, spark)
+            site_map = reference.kept_site_map(wh_path)  # the gate judges the codes with the map the run will use
+            dq_results, gate_rejects = gate.check_inputs(prepared, cfg, scratch, now, opts.input_dir, gx, chosen, spark, site_map)
         failed = gate.blocking(dq_results)
         if failed:
             unknown = [u for prep in prepared.values() for u in prep.unknown_values]
@@ -433,6 +443,8 @@ def _execute_locked(
         faults.maybe_fail("after_merge")
         with stage("models", timings):
             ref = reference.load_reference(con, cfg, opts.input_dir, chosen, opts.shown)
+            for kept in (f for f in ref.files if f["source"] == "warehouse"):
+                log.info("site code map: none given; the one the warehouse kept, from %s", kept["path"])
             con.execute("CREATE OR REPLACE TABLE input_columns (table_name VARCHAR, column_name VARCHAR)")
             con.executemany("INSERT INTO input_columns VALUES (?, ?)", source_store.present_columns(con))
             warehouse.set_pseudonym_key(con, key)
@@ -463,9 +475,10 @@ def _execute_locked(
     except BaseException as exc:
         with contextlib.suppress(Exception):  # nothing open to roll back
             con.execute("ROLLBACK")
-        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        status = "interrupted" if stop_signal(exc) else "failed"
+        why = stop_text(exc) or (str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         with contextlib.suppress(Exception):
-            history.finish(con, run_id, status, {}, timings, error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            history.finish(con, run_id, status, {}, timings, error=why)
         con.close()
         raise
     rejects = _reject_counts(con)
@@ -587,9 +600,9 @@ def _execute_locked(
         history.finish(con, run_id, "succeeded", month_counts, timings)
     except BaseException as exc:
         # the warehouse transaction has committed; record why the outputs were not (all) published
-        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        status = "interrupted" if stop_signal(exc) else "failed"
         refused = _refused_write_error(exc, opts, committed=True)
-        why = (refused or exc).message if isinstance(refused or exc, AuditError) else str(exc)
+        why = stop_text(exc) or ((refused or exc).message if isinstance(refused or exc, AuditError) else str(exc))
         with contextlib.suppress(Exception):
             history.finish(
                 con,

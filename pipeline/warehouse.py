@@ -8,11 +8,13 @@ import hashlib
 import json
 import os
 import re
+import socket
 import time
 from pathlib import Path
 
 import duckdb
 
+from pipeline import ownership
 from pipeline.errors import ConfigError, WarehouseLockedError
 from pipeline.sqltext import literal
 
@@ -105,6 +107,22 @@ def running_run(path: Path | str) -> dict | None:
     return None
 
 
+def run_is_gone(path: Path | str, run_id: str) -> bool:
+    """Whether a run the history records as running (or publishing) has ended without saying so (killed, out
+    of memory): the lock file names another run, or names it with a process of this machine that no longer
+    exists. The file is read, not locked (a probe of the lock could make a run that starts now exit 4);
+    False where it cannot tell (no lock file, a run on another machine)."""
+    try:
+        holder = json.loads(_lock_path(Path(path)).read_text(encoding="utf-8") or "{}")
+    except (OSError, ValueError):
+        return False
+    if not isinstance(holder, dict) or not holder.get("run_id"):
+        return False
+    if holder["run_id"] != run_id:
+        return True  # a later run took the lock (and records this one as interrupted)
+    return holder.get("host") == socket.gethostname() and not ownership.process_alive(int(holder.get("pid", 0)))
+
+
 @contextlib.contextmanager
 def writer_lock(path: Path, run_id: str, command: str):
     """Hold <warehouse>.lock for the whole run: one writer at a time, named in the refusal.
@@ -140,6 +158,7 @@ def writer_lock(path: Path, run_id: str, command: str):
                 {
                     "run_id": run_id,
                     "pid": os.getpid(),
+                    "host": socket.gethostname(),  # a pid names a process of this machine only (``run_is_gone``)
                     "command": command,
                     "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 }

@@ -22,6 +22,8 @@ import signal
 import sys
 from concurrent.futures import Future, ProcessPoolExecutor
 
+from pipeline.errors import stop_requested
+
 log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
 
@@ -29,7 +31,10 @@ _PR_SET_PDEATHSIG = 1
 def _start(parent: int, imports: tuple[str, ...], absent: tuple[str, ...] = (), deferred: tuple[str, ...] = ()) -> None:
     """A worker's first steps: die with the run, then load what it is for (while the run works on);
     the ``absent`` modules import as if not installed, the ``deferred`` ones on first use."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops the pool
+    # Ctrl-C reaches the whole group, and so does a scheduler's SIGTERM (Airflow signals the task's group): the
+    # parent stops the pool as it unwinds (and a parent that dies takes the worker with it, below)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         # killed with the parent, even by SIGKILL: a worker holds the run's stderr, and a scheduler
         # reading it would wait for ever (the pool's pipes do not end it: it holds both ends)
@@ -106,6 +111,11 @@ class GxWorker:
     def close(self, wait: bool = True) -> None:
         """Stop the worker; ``wait=False`` once the run needs it no more (it exits while the run goes on)."""
         if self._pool is not None:
+            if stop_requested():
+                # the run is stopping (Ctrl-C, SIGTERM) and the worker ignores both: a shutdown would wait for the
+                # validation it is running, seconds to minutes, while a scheduler waits to SIGKILL the run
+                for process in list((self._pool._processes or {}).values()):
+                    process.kill()
             self._pool.shutdown(wait=wait, cancel_futures=True)
             self._pool = None
 

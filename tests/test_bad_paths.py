@@ -97,7 +97,11 @@ def test_folders_that_only_look_like_leftovers_are_never_removed(small_input, tm
     for folder in lookalikes:
         folder.mkdir()
         (folder / "notes.txt").write_text("precious\n")
-    (tmp_path / ".out.v-20200101T000000Z-abcdef.999999" / "run.json").write_text('{"run_id": "someone else"}')
+    # an order-audit run.json of another run (a copy of some output folder): not this name's version, so kept; and
+    # order-audit's, so the run may replace it (a run.json no run wrote stops the run: test_a_users_folder_whose_...)
+    (tmp_path / ".out.v-20200101T000000Z-abcdef.999999" / "run.json").write_text(
+        '{"run_id": "someone else", "software_version": "0.1.0"}'
+    )
     (tmp_path / "out").unlink()
     (tmp_path / "out").symlink_to(".out.v-20200101T000000Z-abcdef.999999")  # and --out points at it
     result = run_audit(small_input, tmp_path / "out")
@@ -173,6 +177,33 @@ def test_warehouse_inside_the_output_folder_is_refused_before_any_work(small_inp
     result = run_audit(small_input, tmp_path / "out", "--warehouse", tmp_path / "out" / "wh" / "wh.duckdb")
     one_line_error(result, 1, "--warehouse", "inside the output folder", "raw patient ids")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["notes.txt"]  # no warehouse, lock or report made
+
+
+@pytest.mark.parametrize("theirs", ["index.html", "run.json"])
+def test_a_users_folder_whose_index_or_run_json_a_run_would_replace_is_refused(small_input, tmp_path, theirs):
+    """--out a web server's root or a shared folder: its own index.html (or run.json) was replaced by the site
+    index. Refused before any work; a folder an earlier run published into (a backfill's too) still takes reruns."""
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / theirs).write_text("the site's own page\n")
+    (www / "notes.txt").write_text("precious\n")
+    before = tree(www)
+    result = run_audit(small_input, www, "--warehouse", tmp_path / "wh.duckdb")
+    one_line_error(result, 1, "--out", theirs, "no order-audit run wrote")
+    assert tree(www) == before and not (tmp_path / "wh.duckdb").exists()
+    # a folder the runs publish into, file by file: the run's own index.html and run.json are replaced
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "notes.txt").write_text("precious\n")
+    for _ in range(2):
+        assert run_audit(small_input, plain, "--warehouse", tmp_path / "wh2.duckdb").returncode == 0
+        assert (
+            run_audit(
+                small_input, plain / "bf", "--warehouse", tmp_path / "wh2.duckdb", "--from", "2025-06", "--to", "2025-06"
+            ).returncode
+            == 0
+        )
+    assert (plain / "notes.txt").read_text() == "precious\n"
 
 
 def test_out_that_is_a_file_stops_before_parsing(small_input, tmp_path):

@@ -113,6 +113,24 @@ def test_exit_2_unreadable_input(small_input, tmp_path):
     )
 
 
+@pytest.mark.parametrize("code", [2, 3])
+def test_json_logs_end_with_the_error_as_json(small_input, tmp_path, code):
+    """With --log-format json every stderr line is a JSON object, the error that ends the run too (event ``error``
+    with its exit code): a scheduler that ships the log as JSON lines keeps the one line that matters."""
+    if code == 2:
+        (small_input / "procedures.csv").write_bytes(b"\x00\x01garbage")
+    else:
+        write_csv(small_input / "imaging_orders.csv", [c for c in ORDER_HEADER if c != "order_code"], [])
+    result = run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--no-validate", "--log-format", "json")
+    expect(result, code)
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    assert (lines[-1]["event"], lines[-1]["level"], lines[-1]["exit_code"]) == ("error", "error", code)
+    assert lines[-1]["message"].startswith("error: ")
+    assert ("procedures.csv" if code == 2 else "order_code") in lines[-1]["message"]
+    text = run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--no-validate")
+    assert text.stderr.splitlines()[-1] == "order-audit: " + lines[-1]["message"]  # the same words as plain text
+
+
 def test_exit_3_missing_required_column_touches_nothing(small_input, tmp_path):
     """A missing column is found from the header, before the warehouse or its history is opened."""
     wh = tmp_path / "wh.duckdb"

@@ -83,3 +83,36 @@ def test_data_quality_doc_lists_every_check_of_the_suites():
     assert START in text, "docs/DATA_QUALITY.md has no generated table of checks"
     current = text[text.index(START) : text.index(END) + len(END)]
     assert current == checks_markdown(), "run: python -m pipeline.quality.checks_doc, and paste it into docs/DATA_QUALITY.md"
+
+
+def test_scheduling_doc_names_every_log_event_and_stage():
+    """docs/SCHEDULING.md's *Logs* lists every ``event`` and ``stage`` the code logs, for a scheduler that reads them."""
+    import re
+
+    section = (ROOT / "docs" / "SCHEDULING.md").read_text().split("## Logs")[1].split("\n## ")[0]
+    named = set(re.findall(r"`([a-z_]+)`", section))
+    code = "\n".join(p.read_text() for p in (ROOT / "pipeline").rglob("*.py") if "synth" not in p.parts)
+    events = set(re.findall(r'\bevent="([a-z_]+)"', code)) | {"stage_start", "stage_done", "log", "error"}
+    stages = set(re.findall(r'\bstage\("([a-z_]+)"', code))
+    assert len(events) > 15 and len(stages) > 10
+    assert sorted(events - named) == [] and sorted(stages - named) == []
+
+
+@pytest.mark.parametrize(("codes", "expected"), [([2], 2), ([4, 4, 4], 4), ([4, 0], 0), ([4, 3], 3)])
+def test_scheduling_doc_retry_wrapper_hands_on_the_exit_code(tmp_path, codes, expected):
+    """The crontab retry wrapper, run as docs/SCHEDULING.md writes it (order-audit and sleep stand-ins): a
+    failure reaches alert.sh with its code, and a run that succeeds on a retry alerts nobody."""
+    import re
+    import subprocess
+
+    doc = (ROOT / "docs" / "SCHEDULING.md").read_text()
+    (wrapper,) = re.findall(r"`(\( for i in 1 2 3[^`]+)`", doc)
+    script = wrapper.replace("order-audit run ...", "next_code").replace("/srv/order-audit/alert.sh", "alert")
+    stand_ins = (
+        f"codes=({' '.join(map(str, codes))}); n=0\n"
+        "next_code() { c=${codes[$n]}; n=$((n + 1)); return $c; }\n"
+        "sleep() { :; }\n"
+        'alert() { echo "alert $1"; }\n'
+    )
+    result = subprocess.run(["bash", "-c", stand_ins + script], capture_output=True, text=True, timeout=30)
+    assert result.stdout == ("" if expected == 0 else f"alert {expected}\n"), result.stderr

@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -290,6 +291,51 @@ def test_backfill_36_months_equals_whole_run_and_month_rerun_is_byte_identical(s
     assert len(query(wh, "SELECT DISTINCT run_id FROM audit_results")) == 2
 
 
+SITE_MAP = (
+    "code_system,code,study_type,modality,regions,contrast,description,valid_from,valid_to,source\n"
+    "LOCAL,LOC-CSPINE,mri_spine,MR,C,without_and_with,MRI cervical spine w/wo,2000-01-01,,site exam master\n"
+)
+
+
+def test_the_site_code_map_is_kept_for_a_reaudit_and_a_folder_without_it(small_input, tmp_path):
+    """The site's local_code_map.csv sits beside the extracts: a re-audit without --input (or a monthly folder
+    without the map) used to audit its codes as unmapped and report the month revised: a false alarm; and
+    the gate warned that their orders' codes were unmapped."""
+    shutil.copyfile(small_input / "imaging_orders.csv", tmp_path / "orders.csv")
+    frame = pl.read_csv(tmp_path / "orders.csv", infer_schema=False)
+    frame.with_columns(
+        pl.when(pl.col("order_id") == "O1").then(pl.lit("LOC-CSPINE")).otherwise(pl.col("order_code")).alias("order_code")
+    ).write_csv(small_input / "imaging_orders.csv")
+    (small_input / "local_code_map.csv").write_text(SITE_MAP)
+    wh = tmp_path / "wh.duckdb"
+
+    def reasons_of_o1(out: Path) -> str:
+        orders = pl.read_csv(out / "csf_leak" / "audited_orders.csv", infer_schema=False)
+        return orders.filter(pl.col("order_id") == "O1")["reasons"][0]
+
+    ok(audit(small_input, tmp_path / "a", wh))
+    first = files(tmp_path / "a")
+    assert "unmapped_code" not in reasons_of_o1(tmp_path / "a")
+    again = ok(run_cli("run", "--warehouse", wh, "--out", tmp_path / "b", "--no-validate"))
+    monthly = tmp_path / "next"
+    shutil.copytree(small_input, monthly)
+    (monthly / "local_code_map.csv").unlink()
+    # with the gate on: its mapped-share check reads the kept map too (no warning that the run's verdicts contradict)
+    from_folder = ok(run_cli("run", "--input", monthly, "--out", tmp_path / "c", "--warehouse", wh))
+    assert "data-quality warning orders.order_code.mapped_share" not in from_folder.stderr
+    for result, out in ((again, "b"), (from_folder, "c")):
+        assert "revised" not in result.stderr and "site code map: none given; the one the warehouse kept" in result.stderr
+        assert {n: files(tmp_path / out)[n] for n in DATA_FILES} == {n: first[n] for n in DATA_FILES}
+        info = json.loads((tmp_path / out / "run.json").read_text())
+        assert {"name": "local_code_map", "source": "warehouse"}.items() <= next(
+            f for f in info["reference_files"] if f["name"] == "local_code_map"
+        ).items()
+    # a map with its header only removes the site's rows: the local code is unmapped again
+    (monthly / "local_code_map.csv").write_text(SITE_MAP.splitlines()[0] + "\n")
+    assert "revised" in ok(audit(monthly, tmp_path / "d", wh)).stderr
+    assert "unmapped_code" in reasons_of_o1(tmp_path / "d")
+
+
 # ------------------------------------------------------------------ 3. crash safety
 
 PRE_COMMIT = ("after_parse", "after_merge", "after_transform")
@@ -335,6 +381,9 @@ def test_kill_leaves_previous_state_and_next_run_succeeds(baseline, tmp_path, po
 
     status = query(wh, "SELECT status FROM audit_runs WHERE run_id <> ? ORDER BY run_id", [old_run])
     assert status == [("publishing",)] if point in POST_COMMIT else [("running",)]
+    # `runs` does not leave the operator waiting for a run that is dead (the next run records it as interrupted)
+    (listed,) = [r for r in json.loads(ok(run_cli("runs", "--warehouse", wh, "--json")).stdout) if r["run_id"] != old_run]
+    assert listed["status"] == status[0][0] and "its process is gone" in listed["error"]
 
     nxt = ok(audit(baseline / "in", out, wh))
     assert run_id_of(out) != old_run
@@ -396,6 +445,73 @@ def test_kill_mid_publish_into_a_plain_folder_leaves_run_json_naming_the_old_run
     assert all(hashlib.sha256((plain / n).read_bytes()).hexdigest() == m["sha256"] for n, m in info["files"].items())
 
 
+STOPS = (
+    ("INT", "after_merge", 130, "interrupted (SIGINT)"),
+    ("TERM", "after_transform", 143, "stopped by SIGTERM"),
+    ("TERM", "mid_render", 143, "after the warehouse commit: stopped by SIGTERM"),
+)
+
+
+@pytest.mark.parametrize(("sig", "point", "code", "recorded"), STOPS)
+def test_sigint_and_sigterm_stop_the_run_cleanly_with_their_exit_codes(baseline, tmp_path, sig, point, code, recorded):
+    """Ctrl-C and a scheduler's SIGTERM (Airflow, systemd, `timeout`) stop a run as documented: exit 130 / 143 (not
+    1, "fix the job, do not retry"), the run recorded as interrupted by the run itself, its scratch folder removed
+    and the lock released, the warehouse and outputs as a kill leaves them."""
+    site = tmp_path / "site"
+    shutil.copytree(baseline / "site", site, symlinks=True)
+    wh, out = site / "wh.duckdb", site / "out"
+    old_files, old_state, old_run = files(out), warehouse_state(wh), run_id_of(out)
+
+    stopped = audit(
+        baseline / "in", out, wh, "--log-format", "json", env={"ORDER_AUDIT_FAULT": point, "ORDER_AUDIT_FAULT_SIGNAL": sig}
+    )
+    assert stopped.returncode == code, stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    last = json.loads(stopped.stderr.splitlines()[-1])
+    assert (last["event"], last["exit_code"]) == ("error", code) and last["message"].startswith(recorded.split(": ")[-1])
+    assert files(out) == old_files and warehouse_state(wh)["results"] == old_state["results"]
+    if point != "mid_render":
+        assert warehouse_state(wh) == old_state
+    assert leftovers(site) == []  # the run removed its own scratch and staging folders
+    assert query(wh, "SELECT status, error FROM audit_runs WHERE run_id <> ?", [old_run]) == [("interrupted", recorded)]
+    ok(audit(baseline / "in", out, wh))  # the lock went with the process
+
+
+def test_sigterm_from_outside_mid_run_exits_143_and_leaves_nothing(baseline, tmp_path):
+    """A real SIGTERM to the whole process group, as Airflow sends it, once the run has parsed its inputs: it lands
+    wherever the run is (a DuckDB query, which ends as "Query interrupted", or Python code)."""
+    site = tmp_path / "site"
+    shutil.copytree(baseline / "site", site, symlinks=True)
+    wh, out = site / "wh.duckdb", site / "out"
+    old_files = files(out)
+    args = ["run", "--input", baseline / "in", "--out", out, "--warehouse", wh, "--log-format", "json"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", *map(str, args)],
+        cwd=ROOT,
+        env={**os.environ, **KEY},
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if '"stage": "parse"' in line:
+            os.killpg(proc.pid, signal.SIGTERM)
+            signalled = time.monotonic()
+            break
+    lines += proc.stderr.readlines()
+    assert proc.wait(timeout=120) == 143, "".join(lines)
+    # the gate's worker (it ignores the signal) is stopped, not waited for: it was still importing GX and had the
+    # input checks to run, seconds a scheduler spends waiting before it sends SIGKILL (0.6 s against 4 s here)
+    assert time.monotonic() - signalled < 2.5
+    assert all(json.loads(line) for line in lines)  # the last line too: no traceback, no blank line
+    assert json.loads(lines[-1])["exit_code"] == 143
+    assert files(out) == old_files
+    assert leftovers(site) == []
+    assert [s for (s,) in query(wh, "SELECT status FROM audit_runs ORDER BY started_at")] == ["succeeded", "interrupted"]
+
+
 # ------------------------------------------------------------------ 4. one writer at a time
 
 HOLD_WRITER_LOCK = """
@@ -426,8 +542,15 @@ def test_second_writer_exits_4_naming_the_running_run(baseline, tmp_path):
     shutil.copytree(baseline / "site", site, symlinks=True)
     wh, out = site / "wh.duckdb", site / "out"
     before = files(out)
+    con = duckdb.connect(str(wh))  # the holder's run on record, as a run records itself when it starts
+    con.execute(
+        "INSERT INTO audit_runs SELECT * REPLACE ('20260101T000000Z-abc123' AS run_id, 'running' AS status) FROM audit_runs"
+    )
+    con.close()
     holder = _holder(HOLD_WRITER_LOCK, wh)
     try:
+        (running,) = [r for r in json.loads(ok(run_cli("runs", "--warehouse", wh, "--json")).stdout) if r["status"] == "running"]
+        assert running["error"] is None  # alive: not reported gone
         second = audit(baseline / "in", out, wh)
         assert second.returncode == 4, second.stderr
         assert "parsed" not in second.stderr  # stopped before any parsing
@@ -439,6 +562,8 @@ def test_second_writer_exits_4_naming_the_running_run(baseline, tmp_path):
         holder.kill()
         holder.wait()
     assert files(out) == before
+    (gone,) = [r for r in json.loads(ok(run_cli("runs", "--warehouse", wh, "--json")).stdout) if r["status"] == "running"]
+    assert "its process is gone" in gone["error"]
     ok(audit(baseline / "in", out, wh))  # the kernel released the lock with the process
 
 

@@ -183,8 +183,27 @@ SITE_MAP_TABLE = "ref_site_code_map"
 
 
 def _kept_site_map(con: duckdb.DuckDBPyConnection) -> pl.DataFrame | None:
+    """The kept rows; None when there are none (never kept, or a map with its header only removed them)."""
     found = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [SITE_MAP_TABLE]).fetchall()[0][0]
-    return con.sql(f"SELECT * FROM {SITE_MAP_TABLE}").pl() if found else None
+    kept = con.sql(f"SELECT * FROM {SITE_MAP_TABLE}").pl() if found else None
+    return kept if kept is not None and kept.height else None
+
+
+def kept_site_map(wh_path: Path) -> pl.DataFrame | None:
+    """The site map rows a warehouse keeps, read before the run's transaction: the gate's own database takes
+    them (``keep_site_map``), so that its mapped-share check judges the codes as the run will."""
+    if not wh_path.is_file():
+        return None
+    con = duckdb.connect(str(wh_path), read_only=True)
+    try:
+        return _kept_site_map(con)
+    finally:
+        con.close()
+
+
+def keep_site_map(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame) -> None:
+    """``rows`` (from ``kept_site_map``) as the site map this database keeps."""
+    _table(con, SITE_MAP_TABLE, rows)
 
 
 def _in_force(frame: pl.DataFrame, tz: str) -> pl.DataFrame:
@@ -230,7 +249,9 @@ def load_reference(
     shown: how the run names a file of the input folder (the site's code map: ``remote_input.shown_as``)."""
     files = [{"name": "verdicts", "source": "shipped", "sha256": sha256_file(VERDICTS_CSV)}]
     known = audits_mod.discover(cfg.audits_path)
-    kept = _kept_site_map(con) if input_dir is None and not cfg.local_code_map else None
+    # no site map given: no --input, or (a monthly extract folder) none beside the extracts; else the kept rows
+    # would be lost for this run, its local codes audited unmapped and the month reported revised
+    kept = _kept_site_map(con) if local_code_map_path(cfg, input_dir) is None else None
     merged, local = code_map(known, cfg, input_dir, kept, shown)  # every audit found: one map whatever the run selects
     if local is not None:
         files.append({"name": "local_code_map", "source": "site", "path": shown(str(local)), "sha256": sha256_file(local)})

@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
@@ -27,6 +28,9 @@ from pipeline.ingest.contract import CONTRACT_BY_NAME
 from pipeline.logs import event
 from pipeline.models import reference
 from pipeline.sqltext import literal
+
+if TYPE_CHECKING:
+    import polars as pl
 
 INPUT_SUITES = {"procedures": "procedures", "imaging_orders": "imaging_orders", "diagnoses": "diagnoses", "patients": "patients"}
 # a row-level check that fails on more than this share of a table blocks even so
@@ -39,14 +43,19 @@ DQ_DDL = """CREATE TABLE IF NOT EXISTS dq_results (
     row_level BOOLEAN, rows_set_aside BIGINT)"""
 
 
-def build_gate_db(prepared: dict, cfg: Config, scratch: Path, input_dir: Path | None, audits: list) -> Path:
-    """A DuckDB file with src_* views over the parsed Parquet and the reference tables."""
+def build_gate_db(
+    prepared: dict, cfg: Config, scratch: Path, input_dir: Path | None, audits: list, site_map: pl.DataFrame | None = None
+) -> Path:
+    """A DuckDB file with src_* views over the parsed Parquet and the reference tables (``site_map``: the site
+    code map rows the run's warehouse keeps, used when the input folder and config give none)."""
     path = scratch / "gate.duckdb"
     con = duckdb.connect(str(path))
     try:
         con.execute("SET TimeZone = 'UTC'")
         for name, prep in prepared.items():
             con.execute(f"CREATE OR REPLACE VIEW src_{name} AS {prep.good_rows_sql()}")
+        if site_map is not None:
+            reference.keep_site_map(con, site_map)
         reference.load_reference(con, cfg, input_dir, audits)
         # the optional contract columns this delivery holds (the models' input_columns): an audit's
         # check of an optional column judges only a feed that has it (absent, the views read NULL)
@@ -106,16 +115,18 @@ def check_inputs(
     gx=None,
     audits: list | None = None,
     spark=None,
+    site_map: pl.DataFrame | None = None,
 ):
     """Run the input suites; returns (results, rows to set aside per table). ``gx``: a
     ``workers.GxWorker`` to validate in (a run starts one first thing), else this process;
-    ``spark``: the run's ``SparkModels``, whose session then runs the GX checks."""
+    ``spark``: the run's ``SparkModels``, whose session then runs the GX checks; ``site_map``: see
+    ``build_gate_db``."""
     from pipeline.quality import validate
 
     if gx is None or spark is not None:
         validate.start_gx_import()  # seconds of pure Python, overlapping the DuckDB work from here on
     audits = audits or []
-    db = build_gate_db(prepared, cfg, scratch, input_dir, audits)
+    db = build_gate_db(prepared, cfg, scratch, input_dir, audits, site_map)
     suites = input_suites(list(prepared), audits)
     params = {"now": now, "site_timezone": cfg.site_timezone}
     if spark is not None:

@@ -132,18 +132,6 @@ VERSION_RE = re.compile(r"^\.(?P<name>.+)\.v-(?P<run>\d{8}T\d{6}Z-[0-9a-f]+)\.(?
 LINK_RE = re.compile(r"^\.(?P<name>.+)\.link-(?P<pid>\d+)$")
 
 
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # ours from an earlier life of this pid: we are only starting
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _our_link(link: Path, target: str) -> bool:
     """A symlink publish() made: out -> .out.v-<run>.<pid> beside it (that version, or nothing, behind it)."""
     m = VERSION_RE.match(target)
@@ -258,13 +246,13 @@ def sweep(folder: Path) -> list[Path]:
             continue
         m = STAGING_RE.match(name)
         if m:
-            if not _alive(int(m["pid"])) and ownership.remove(entry):
+            if not ownership.process_alive(int(m["pid"])) and ownership.remove(entry):
                 removed.append(entry)
             continue
         m = LINK_RE.match(name)
         if m:
             # a half-made link of ours points at one of our version folders; anything else is not ours
-            if entry.is_symlink() and VERSION_RE.match(os.readlink(entry)) and not _alive(int(m["pid"])):
+            if entry.is_symlink() and VERSION_RE.match(os.readlink(entry)) and not ownership.process_alive(int(m["pid"])):
                 entry.unlink(missing_ok=True)
                 removed.append(entry)
             continue
@@ -272,7 +260,7 @@ def sweep(folder: Path) -> list[Path]:
         if m and not entry.is_symlink():
             live = folder / m["name"]
             current = live.is_symlink() and os.readlink(live) == name
-            if not current and not _alive(int(m["pid"])) and ownership.remove(entry, run_id=m["run"]):
+            if not current and not ownership.process_alive(int(m["pid"])) and ownership.remove(entry, run_id=m["run"]):
                 removed.append(entry)
     return removed
 
