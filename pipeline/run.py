@@ -411,11 +411,15 @@ def _execute_locked(
     gx = warm.gx
     now = dt.datetime.now(dt.UTC)
     prepared: dict = {}
+    site_map = None
     if inputs is not None:
+        # the site code map the warehouse keeps: the run maps codes with it when none is given, so an
+        # export's reader picks codings by it and the gate judges the codes by it, as the run will
+        site_map = reference.kept_site_map(wh_path)
         with stage("parse", timings):
             # fingerprints the files while parsing; a local Spark reads and types CSV and Parquet itself
             writer = spark_read.typed_writer(spark) if spark is not None and spark.reads_inputs else None
-            prepared = load.prepare_inputs(inputs, cfg, scratch, typed_writer=writer, shown=opts.shown)
+            prepared = load.prepare_inputs(inputs, cfg, scratch, typed_writer=writer, shown=opts.shown, kept_map=site_map)
         faults.maybe_fail("after_parse")
 
     models = runner.core_models() + [m for a in chosen for m in runner.audit_models(a)]
@@ -426,7 +430,6 @@ def _execute_locked(
     gate_rejects: dict = {}
     if opts.validate and prepared:
         with stage("gate", timings):
-            site_map = reference.kept_site_map(wh_path)  # the gate judges the codes with the map the run will use
             dq_results, gate_rejects = gate.check_inputs(prepared, cfg, scratch, now, opts.input_dir, gx, chosen, spark, site_map)
         failed = gate.blocking(dq_results)
         if failed:

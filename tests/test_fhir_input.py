@@ -366,3 +366,37 @@ def test_the_same_export_gives_the_same_bytes_and_loads_once(messy, tmp_path):
     assert (same / "csf_leak" / "audited_orders.csv").read_bytes() == (
         messy["out"] / "csf_leak" / "audited_orders.csv"
     ).read_bytes()
+
+
+# a site's own exam codes, named by the EHR's OID for them; the site map's code_system column says so
+LOCAL_SYSTEM = "urn:oid:1.2.840.114350.1.13.99.2.7.2.696580"
+FHIR_SITE_MAP = (
+    "code_system,code,study_type,modality,regions,contrast,description,valid_from,valid_to,source\n"
+    f"{LOCAL_SYSTEM},LOC-CSPINE,mri_spine,MR,C,without_and_with,MRI cervical spine w/wo,2000-01-01,,site exam master\n"
+)
+
+
+def test_an_export_without_the_site_code_map_picks_codings_by_the_one_the_warehouse_keeps(tmp_path):
+    """An order coded first in SNOMED CT, then in the site's own system: the site map's code_system names the
+    system to take. A monthly export without local_code_map.csv took the first coding instead (unmapped: not
+    evaluable), while the run maps codes with the site map the warehouse keeps."""
+    wh = tmp_path / "wh" / "wh.duckdb"
+    first = tmp_path / "june"
+    export_extract(write_small_input(tmp_path / "csv"), first, lines_per_file=1000, variety=False)
+    (first / "local_code_map.csv").write_text(FHIR_SITE_MAP, encoding="utf-8")
+    ran = run_cli("run", "--input", first, "--out", tmp_path / "a", "--warehouse", wh, "--site-timezone", "America/New_York")
+    assert ran.returncode == 0, ran.stderr[-3000:]
+
+    later = tmp_path / "june-again"  # the next delivery: one more order, no site map beside it
+    export_extract(tmp_path / "csv", later, lines_per_file=1000, variety=False)
+    codings = [{"system": "http://snomed.info/sct", "code": "241615005"}, {"system": LOCAL_SYSTEM, "code": "LOC-CSPINE"}]
+    order = _sr("O9", code={"coding": codings}, authoredOn="2025-06-06T10:20:00-04:00")
+    (later / "ServiceRequest.001.ndjson").write_text(_lines(order), encoding="utf-8")
+    assert not (later / "local_code_map.csv").exists()
+    ran = run_cli("run", "--input", later, "--out", tmp_path / "b", "--warehouse", wh, "--site-timezone", "America/New_York")
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert "site code map: none given; the one the warehouse kept" in ran.stderr
+    orders = pl.read_csv(tmp_path / "b" / "csf_leak" / "audited_orders.csv", infer_schema=False)
+    o9 = orders.filter(pl.col("order_id") == "O9").row(0, named=True)
+    assert (o9["order_code"], o9["study_type"]) == ("LOC-CSPINE", "mri_spine")
+    assert "unmapped_code" not in o9["reasons"]

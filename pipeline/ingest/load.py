@@ -415,14 +415,16 @@ def prepare_inputs(
     hashes: dict[str, str] | None = None,
     typed_writer=None,
     shown: Callable[[str], str] = str,
+    kept_map: pl.DataFrame | None = None,
 ) -> dict[str, PreparedTable]:
     """Parse every delivered file; without `hashes`, the files are fingerprinted while they parse.
     typed_writer: what types the files instead of the Polars parse (Spark: ``spark_read.typed_writer``).
-    shown: how the run names a file of the input folder (find_inputs); an export's files are read one by one."""
+    shown: how the run names a file of the input folder (find_inputs); an export's files are read one by one.
+    kept_map: the site code map the warehouse keeps (an export without one picks its codings by it)."""
     if any(f.fmt == "fhir" for f in inputs.values()):
         from pipeline.ingest.fhir import prepare  # a Bulk Data export: its own reader, then prepare_table
 
-        return prepare.prepare_inputs(inputs, cfg, scratch, hashes, shown)
+        return prepare.prepare_inputs(inputs, cfg, scratch, hashes, shown, kept_map)
     check_headers(inputs, cfg)
     # the fingerprint also counts line breaks (physical line numbers); a workbook has several tables
     paths = {name: f.path for name, f in inputs.items()}

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
+import polars as pl
 
 from pipeline import audits
 from pipeline.config import Config
@@ -41,13 +42,19 @@ EXTRACTED = ("Location", "Practitioner", "Patient", "Encounter", "Condition", "P
 ORDER = (*EXTRACTED, "ServiceRequest")
 
 
-def local_code_systems(cfg: Config, folder: Path) -> tuple[str, ...]:
-    """The site's own code systems: the config's, and every URI in the local code map's code_system column."""
+def local_code_systems(cfg: Config, folder: Path, kept_map: pl.DataFrame | None = None) -> tuple[str, ...]:
+    """The site's own code systems: the config's, and every URI in the code_system column of the site's code
+    map: the one given (config or export folder), else the one the warehouse keeps (``kept_map``), which the
+    run then maps the codes with: a monthly export without local_code_map.csv must pick the same codings."""
     found = list(cfg.fhir.local_code_systems)
     path = reference.local_code_map_path(cfg, folder)
     if path is not None:
         vocabulary = reference.Vocabulary.of(audits.discover(cfg.audits_path))
-        systems = reference.read_code_map(path, "local", vocabulary)["code_system"].unique(maintain_order=True).to_list()
+        site_map = reference.read_code_map(path, "local", vocabulary)
+    else:
+        site_map = kept_map
+    if site_map is not None:
+        systems = site_map["code_system"].drop_nulls().unique(maintain_order=True).to_list()
         found += [s for s in systems if ":" in s and s not in found]
     return tuple(found)
 
@@ -75,13 +82,15 @@ def extract_export(
     work: Path,
     pending: dict | None = None,
     shown: Callable[[str], str] = str,
+    kept_map: pl.DataFrame | None = None,
 ) -> tuple[list[Segment], int]:
     """Flatten every type but ServiceRequest into views fhir_<type>, and the lookups; returns the segments
     (file -> key range, each file named by ``shown``: inputs.find_inputs) and the next key.
 
-    pending: the files' fingerprints being taken (their LF counts tell whether a file can be read whole)."""
+    pending: the files' fingerprints being taken (their LF counts tell whether a file can be read whole);
+    kept_map: the site code map the warehouse keeps (`local_code_systems`)."""
     line_breaks = line_breaks_of(pending)
-    extract.set_variables(con, cfg.fhir, local_code_systems(cfg, bulk.folder))
+    extract.set_variables(con, cfg.fhir, local_code_systems(cfg, bulk.folder, kept_map))
     key, segments = 1, []
     for resource_type in EXTRACTED:
         paths = bulk.of(resource_type)
@@ -138,8 +147,10 @@ def prepare_inputs(
     scratch: Path,
     hashes: dict[str, str] | None = None,
     shown: Callable[[str], str] = str,
+    kept_map: pl.DataFrame | None = None,
 ) -> dict[str, load.PreparedTable]:
-    """The loader's prepare_inputs for a FHIR export (inputs: what pipeline.ingest.fhir.inputs found)."""
+    """The loader's prepare_inputs for a FHIR export (inputs: what pipeline.ingest.fhir.inputs found;
+    kept_map: the site code map the warehouse keeps, `local_code_systems`)."""
     folder = next(iter(inputs.values())).path
     bulk = export.read_export(folder)
     export.check_required(bulk)
@@ -151,7 +162,7 @@ def prepare_inputs(
     prepared = {}
     con = _connect(work)
     try:
-        segments, key = extract_export(con, bulk, cfg, work, pending, shown)
+        segments, key = extract_export(con, bulk, cfg, work, pending, shown, kept_map)
         requests = bulk.of("ServiceRequest")
         stream = orders.OrderStream(
             con,
