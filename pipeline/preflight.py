@@ -36,8 +36,9 @@ def check_warehouse_file(path: Path) -> None:
         )
 
 
-def check_run(opts, out_root: Path) -> None:
-    """Everything ``run`` will write to, before it parses anything. ``out_root``: where --out publishes."""
+def check_run(opts, out_root: Path, audit_ids: tuple[str, ...] = ()) -> None:
+    """Everything ``run`` will write to, before it parses anything. ``out_root``: where --out publishes;
+    ``audit_ids``: the audits the run may publish (each into a folder of its id)."""
     if out_root.exists() and not out_root.is_dir():
         via = "" if out_root == Path(opts.out_dir) else f" (through a link, {out_root})"
         raise ConfigError(f"--out {opts.out_dir} is a file{via}, not a folder; give a folder path (it is created if missing)")
@@ -46,6 +47,7 @@ def check_run(opts, out_root: Path) -> None:
     if out_root.is_dir() and not out_root.is_symlink() and any(out_root.iterdir()):
         _check_writable(out_root, "--out", opts.out_dir)  # a plain folder is updated file by file
         _check_site_files(opts, out_root)
+        _check_audit_folders(opts, out_root, audit_ids)
     if opts.warehouse_path is not None:
         check_warehouse_file(opts.warehouse_path)
         if Path(opts.warehouse_path).resolve().parent.is_relative_to(out_root.resolve()):
@@ -81,6 +83,27 @@ def _check_site_files(opts, out_root: Path) -> None:
         f"--out {opts.out_dir} holds {' and '.join(present)}, which no order-audit run wrote (no run.json of one "
         "is there), and a run would replace them; give a new or empty folder, or move them away (nothing was changed)"
     )
+
+
+def _check_audit_folders(opts, out_root: Path, audit_ids: tuple[str, ...]) -> None:
+    """Each audit publishes into OUT/<audit id>/, file by file in a plain --out folder: a folder of that name
+    that no order-audit run published into (no run.json of one in it, nor in a month folder of a backfill)
+    is someone else's, and the run would write into it and replace its report.html or index.html."""
+    for audit_id in audit_ids:
+        folder = out_root / audit_id
+        if not (folder.exists() or folder.is_symlink()):
+            continue
+        if folder.is_dir() and not any(folder.iterdir()):
+            continue  # an empty folder: nothing in it to replace
+        records = [folder / "run.json", *folder.glob("[0-9][0-9][0-9][0-9]-[0-9][0-9]/run.json")]
+        if folder.is_dir() and any(ownership.run_record(r) for r in records):
+            continue
+        what = "a folder" if folder.is_dir() else "a file"
+        raise ConfigError(
+            f"--out {opts.out_dir} holds {what} {audit_id}/ that no order-audit run wrote (no run.json of one is in "
+            f"it), and the {audit_id} audit would publish its reports into it; give a new or empty folder, or move it "
+            "away (nothing was changed)"
+        )
 
 
 def check_reid_file(opts, out_root: Path) -> None:

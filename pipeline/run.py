@@ -172,7 +172,7 @@ def _execute(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, wa
     # the folders and files the run will write, then the inputs' file-level checks: an unusable --out,
     # an unreadable input or a missing column stops the run before the warehouse is touched
     out_root = outputs.publication_dir(opts.out_dir)  # a user's symlink to a folder: that folder
-    preflight.check_run(opts, out_root)
+    preflight.check_run(opts, out_root, tuple(a.id for a in audits_mod.discover(cfg.audits_path)))
     opts.out_dir = out_root
     inputs, chosen, skipped = None, [], []
     if opts.input_uri is None:  # a folder on another file system is copied once the run holds the warehouse

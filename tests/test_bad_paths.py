@@ -305,3 +305,22 @@ def test_a_symlinked_warehouse_takes_the_same_lock(small_input, tmp_path):
         assert actions.fetchall() == [("skipped_already_loaded",)]
     finally:
         con.close()
+
+
+@pytest.mark.parametrize("mine", ["report.html", "notes.txt"])
+def test_a_users_folder_named_like_an_audit_in_out_is_refused(small_input, tmp_path, mine):
+    """--out a shared folder holding a folder of the user's named like an audit (csf_leak/): the run wrote its
+    files into it, replacing the user's own report.html. Refused before any work; the folder a run published
+    into takes reruns, and an empty one is used."""
+    shared = tmp_path / "shared"
+    (shared / "csf_leak").mkdir(parents=True)
+    (shared / "csf_leak" / mine).write_text("the user's own\n")
+    before = tree(shared)
+    result = run_audit(small_input, shared, "--warehouse", tmp_path / "wh.duckdb")
+    one_line_error(result, 1, "--out", "csf_leak/", "no order-audit run wrote")
+    assert tree(shared) == before and not (tmp_path / "wh.duckdb").exists()
+    # an empty folder of that name, then the run's own folder: published into, file by file
+    (shared / "csf_leak" / mine).unlink()
+    for _ in range(2):
+        assert run_audit(small_input, shared, "--warehouse", tmp_path / "wh2.duckdb").returncode == 0
+        assert (shared / "csf_leak" / "report.html").is_file()
