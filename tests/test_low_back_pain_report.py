@@ -88,6 +88,8 @@ def test_case_list_workbook_shows_each_column_once(deck_runs):
 
 def test_flagged_episodes_say_the_day_after_the_index_date(deck_runs):
     """The case list counts days as the audit does (day 0 = the index date), and says so."""
+    from xlsx_xml import Workbook
+
     folder = _folder(deck_runs)
     html = (folder / "report.html").read_text(encoding="utf-8")
     assert "Day 0 is the site-local date of the index diagnosis; orders on days 0-42 are audited, and those on days 0-28" in html
@@ -95,6 +97,11 @@ def test_flagged_episodes_say_the_day_after_the_index_date(deck_runs):
     flagged = _section(html, "Flagged cases for chart review")
     shown = [d for d in early["days_since_index"].unique().to_list() if f"day {d}<" in flagged]
     assert shown, "no flagged order shows its day after the index date"
+    # the column is headed as the workbook heads the same day ('Day'), not 'After index'
+    table = flagged[flagged.index('<table class="cases">') :]
+    head = _cells(table[: table.index("</thead>")])
+    workbook = list(Workbook(folder / "case_list.xlsx").rows("Cases")[0])
+    assert head[3] == "Day" and "Day" in workbook, head
 
 
 def test_department_table_splits_only_the_order_measures(deck_runs):
