@@ -66,6 +66,14 @@ def check_run(opts, out_root: Path, audit_ids: tuple[str, ...] = ()) -> None:
 
 
 SITE_FILES = ("index.html", "run.json")  # what every run writes at the top of --out, whatever its audits
+MONTH_FOLDER = "[0-9][0-9][0-9][0-9]-[0-9][0-9]"  # a backfill's OUT/<audit id>/<month>/
+
+
+def _published_into(folder: Path, month_folders: str) -> bool:
+    """Whether an order-audit run published into ``folder``: the run.json it wrote there, or in a month folder
+    of a backfill (``month_folders``: the glob from ``folder`` to them)."""
+    records = [folder / "run.json", *folder.glob(f"{month_folders}/run.json")]
+    return any(ownership.run_record(r) for r in records)
 
 
 def _check_site_files(opts, out_root: Path) -> None:
@@ -74,10 +82,7 @@ def _check_site_files(opts, out_root: Path) -> None:
     backfill); in any other folder (a web server's root, a shared folder) an index.html or run.json is
     someone else's, and replacing it is not the run's to do."""
     present = [n for n in SITE_FILES if (out_root / n).exists() or (out_root / n).is_symlink()]
-    if not present:
-        return
-    records = [out_root / "run.json", *out_root.glob("*/[0-9][0-9][0-9][0-9]-[0-9][0-9]/run.json")]
-    if any(ownership.run_record(r) for r in records):
+    if not present or _published_into(out_root, f"*/{MONTH_FOLDER}"):
         return
     raise ConfigError(
         f"--out {opts.out_dir} holds {' and '.join(present)}, which no order-audit run wrote (no run.json of one "
@@ -95,8 +100,7 @@ def _check_audit_folders(opts, out_root: Path, audit_ids: tuple[str, ...]) -> No
             continue
         if folder.is_dir() and not any(folder.iterdir()):
             continue  # an empty folder: nothing in it to replace
-        records = [folder / "run.json", *folder.glob("[0-9][0-9][0-9][0-9]-[0-9][0-9]/run.json")]
-        if folder.is_dir() and any(ownership.run_record(r) for r in records):
+        if folder.is_dir() and _published_into(folder, MONTH_FOLDER):
             continue
         what = "a folder" if folder.is_dir() else "a file"
         raise ConfigError(
