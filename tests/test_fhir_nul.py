@@ -18,6 +18,8 @@ from conftest import run_cli, write_small_input
 from fhir_export import export_extract
 from test_fhir_input import CPT, ICD, _lines, _sr
 
+from pipeline.ingest.fhir.settings import NPI
+
 NUL = "\u0000"
 ESC = "\u001b"
 
@@ -54,6 +56,11 @@ def ran(tmp_path_factory) -> dict:
             "subject": {"reference": "Patient/MRN-2"},
             "performedDateTime": "2025-06-03T09:00:00-04:00",
             "code": {"coding": [{"system": CPT, "code": "62323"}], "text": f"epidural{NUL}"},
+        },
+        "Practitioner.000.ndjson": {
+            "resourceType": "Practitioner",
+            "id": "DR9",
+            "identifier": [{"system": NPI, "value": f"12{NUL}3"}],
         },
     }
     lines = {}
@@ -92,6 +99,7 @@ def test_a_nul_in_a_servicerequest_is_a_reject_naming_file_line_and_element(ran,
         ("Location.000.ndjson", "imaging_orders", "Location.name"),
         ("Condition.000.ndjson", "diagnoses", "Condition.code.coding.code"),
         ("Procedure.000.ndjson", "procedures", "Procedure.code.text"),
+        ("Practitioner.000.ndjson", "imaging_orders", "Practitioner.identifier"),
     ],
 )
 def test_a_nul_in_another_type_is_a_reject_too(ran, file, table, element):
@@ -121,5 +129,5 @@ def test_other_control_characters_stay_as_delivered(ran):
 def test_the_report_counts_the_rejected_lines(ran):
     run = json.loads((Path(ran["out"]) / "csf_leak" / "run.json").read_text())
     orders = {i["table"]: i for i in run["inputs"]}["imaging_orders"]
-    # 4 orders of the first file and N4, N5 loaded; N1-N3 and the Location line rejected
-    assert (orders["rows_loaded"], orders["rows_rejected"]) == (6, 4)
+    # 4 orders of the first file and N4, N5 loaded; N1-N3, the Location line and the Practitioner line rejected
+    assert (orders["rows_loaded"], orders["rows_rejected"]) == (6, 5)
