@@ -539,7 +539,9 @@ def _execute_locked(
         "input_format": "fhir" if any(f.fmt == "fhir" for f in (inputs or {}).values()) else "tables",
         # records the reader left out on purpose, counted (FHIR: entered-in-error, not-done, refuted ...)
         "left_out": [{"table": name, **out} for name, prep in prepared.items() for out in prep.left_out],
-        "warnings": warnings,
+        # a FHIR export's manifest.json, when the client saved one: its hash, transactionTime, files listed
+        "export_manifest": next((prep.export_manifest for prep in prepared.values() if prep.export_manifest), None),
+        "warnings": warnings + list(dict.fromkeys(w for prep in prepared.values() for w in prep.warnings)),
     }
     audit_info = {
         a.id: {

@@ -5,7 +5,8 @@
 type comes from its name when a part of the name is a type the audit reads, else from its
 first resource (as SMART Cumulus does); NDJSON of other types, and NDJSON that holds no FHIR
 resources (an export log), is not read and is listed in the log. A file whose first line is
-not a JSON object is not NDJSON: the run stops with one line naming it.
+not a JSON object is not NDJSON: the run stops with one line naming it. The export's manifest.json, when the client saved
+one, is read with the files (`manifest`): it says which types and how many resources the server wrote.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.errors import InputFileError
+from pipeline.ingest.fhir import manifest as export_manifest
 from pipeline.ingest.files import is_broken_link
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ class BulkExport:
     folder: Path
     files: dict[str, list[Path]]  # resource type -> its files, in export order
     not_read: list[tuple[Path, str]] = field(default_factory=list)  # (file, why it is not read)
+    manifest: export_manifest.Manifest | None = None  # the folder's manifest.json, if the client saved it
 
     def of(self, resource_type: str) -> list[Path]:
         return self.files.get(resource_type, [])
@@ -158,14 +161,17 @@ def read_export(folder: Path) -> BulkExport:
         else:
             why = f"holds {found} resources" if found else "holds no FHIR resources (no resourceType)"
             not_read.append((path, why + ": the audit does not read it"))
-    export = BulkExport(folder, {t: files[t] for t in RESOURCE_TYPES if t in files}, not_read)
+    export = BulkExport(folder, {t: files[t] for t in RESOURCE_TYPES if t in files}, not_read, export_manifest.read(folder))
     for path, why in not_read:
         log.info("%s %s", path, why)
     return export
 
 
 def check_required(export: BulkExport) -> None:
-    """The types without which there is nothing to audit."""
+    """The types without which there is nothing to audit; with a manifest, first the types it lists (`manifest`:
+    a file the download lost is named as such, not as a type to export)."""
+    if export.manifest is not None:
+        export_manifest.check_files(export.manifest, export.files, RESOURCE_TYPES)
     for resource_type in REQUIRED_TYPES:
         if not export.of(resource_type):
             raise InputFileError(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pipeline.config import Config
 from pipeline.errors import InputFileError
-from pipeline.ingest.fhir import export
+from pipeline.ingest.fhir import export, manifest
 from pipeline.ingest.fhir.tables import SOURCE_TYPE
 from pipeline.ingest.inputs import InputFile
 
@@ -55,12 +55,21 @@ def find_inputs(input_dir: Path, cfg: Config | None, shown: Callable[[str], str]
 def describe(input_dir: Path) -> dict:
     """What `order-audit inspect` shows for an export: the files of each type, and the files not read."""
     bulk = export.read_export(input_dir)
+    found_manifest, manifest_problem = None, None
+    if bulk.manifest is not None:
+        found_manifest = bulk.manifest.facts(bulk.manifest.path.name)
+        try:
+            manifest.check_files(bulk.manifest, bulk.files, export.RESOURCE_TYPES)
+        except InputFileError as exc:  # shown, as a missing type is: inspect says what a run would stop at
+            manifest_problem = str(exc)
     return {
         "input_format": FORMAT,
         "folder": str(input_dir),
         "resource_files": {t: [p.name for p in paths] for t, paths in bulk.files.items()},
         "not_read": [{"file": p.name, "why": why} for p, why in bulk.not_read],
         "missing_required": [t for t in export.REQUIRED_TYPES if not bulk.of(t)],
+        "manifest": found_manifest,
+        "manifest_problem": manifest_problem,
         "next": f"order-audit validate --input {input_dir} (the FHIR mapping needs no starter config; see docs/FHIR.md)",
     }
 
@@ -71,6 +80,12 @@ def describe_text(found: dict) -> str:
         lines.append(f"  {resource_type:14} {len(names)} file(s): {', '.join(names)}")
     for item in found["not_read"]:
         lines.append(f"  not read       {item['file']}: {item['why']}")
+    if found["manifest"] is not None:
+        m = found["manifest"]
+        counted = ", ".join(f"{t} {n:,}" for t, n in m["resources_counted"].items()) or "no counts given"
+        lines.append(f"  {m['path']}: transactionTime {m['transaction_time']}, {m['output_files']} file(s) listed ({counted})")
+    if found["manifest_problem"]:
+        lines.append(f"  MANIFEST       {found['manifest_problem']}")
     if found["missing_required"]:
         lines.append(f"  MISSING        {', '.join(found['missing_required'])}: a run needs them")
     lines.append(f"Next: {found['next']}")

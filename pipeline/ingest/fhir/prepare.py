@@ -28,9 +28,11 @@ from pipeline.errors import InputFileError
 from pipeline.ingest import load
 from pipeline.ingest.contract import CONTRACTS
 from pipeline.ingest.fhir import export, extract, orders, tables
+from pipeline.ingest.fhir import manifest as export_manifest
 from pipeline.ingest.files import fingerprint_in_background
 from pipeline.ingest.inputs import InputFile
 from pipeline.ingest.segments import Segment
+from pipeline.logs import event
 from pipeline.models import reference
 from pipeline.sqltext import literal
 from pipeline.warehouse import memory_limit
@@ -83,27 +85,29 @@ def extract_export(
     pending: dict | None = None,
     shown: Callable[[str], str] = str,
     kept_map: pl.DataFrame | None = None,
-) -> tuple[list[Segment], int]:
+) -> tuple[list[Segment], int, dict[str, int]]:
     """Flatten every type but ServiceRequest into views fhir_<type>, and the lookups; returns the segments
-    (file -> key range, each file named by ``shown``: inputs.find_inputs) and the next key.
+    (file -> key range, each file named by ``shown``: inputs.find_inputs), the next key and each type's
+    resources read (lines that are not blank).
 
     pending: the files' fingerprints being taken (their LF counts tell whether a file can be read whole);
     kept_map: the site code map the warehouse keeps (`local_code_systems`)."""
     line_breaks = line_breaks_of(pending)
     extract.set_variables(con, cfg.fhir, local_code_systems(cfg, bulk.folder, kept_map))
-    key, segments = 1, []
+    key, segments, records = 1, [], {}
     for resource_type in EXTRACTED:
         paths = bulk.of(resource_type)
         labels = [shown(str(p)) for p in paths]
         done = extract.extract(con, resource_type, paths, labels, key, work / f"{resource_type}.parquet", True, line_breaks)
         key += done.keys
         segments += done.segments
+        records[resource_type] = done.records
         # not temp views: the order stream's second cursor reads the Conditions (orders.py)
         con.execute(f"CREATE OR REPLACE VIEW fhir_{resource_type.lower()} AS {done.relation}")
         log.info("read %s: %d resources in %d file(s), %d read whole", resource_type, done.records, len(paths), done.whole_files)
     con.execute(f"CREATE OR REPLACE TEMP TABLE fhir_supporting_rejects AS {extract.sql('supporting_rejects')}")
     con.execute(extract.sql("lookups"))
-    return segments, key
+    return segments, key, records
 
 
 def _load_orders(
@@ -162,7 +166,8 @@ def prepare_inputs(
     prepared = {}
     con = _connect(work)
     try:
-        segments, key = extract_export(con, bulk, cfg, work, pending, shown, kept_map)
+        segments, key, records = extract_export(con, bulk, cfg, work, pending, shown, kept_map)
+        _check_counts(bulk, records)  # before the orders' stream: a lost Encounter file stops the run here
         requests = bulk.of("ServiceRequest")
         stream = orders.OrderStream(
             con,
@@ -180,6 +185,7 @@ def prepare_inputs(
             sha = hashes[contract.name] if hashes else _export_hash(pending)
             if contract.name == "imaging_orders":
                 prep, left_out = _load_orders(con, stream, f, cfg, scratch, sha, segments)
+                _check_counts(bulk, {"ServiceRequest": stream.records})
             else:
                 m = tables.map_table(con, contract.name, cfg.fhir, work)
                 prep = load.prepare_table(f, contract, cfg, scratch, sha, read_rejects=m.rejects, segments=segments, rows=m.rows)
@@ -196,4 +202,17 @@ def prepare_inputs(
             prepared[contract.name] = prep
     finally:
         con.close()
+    if bulk.manifest is not None:
+        shown_as = shown(str(bulk.manifest.path))
+        warnings = bulk.manifest.warnings(shown_as)
+        for message, kind, files in warnings:
+            event(message, level=logging.WARNING, event="export_warning", kind=kind, files=files)
+        for prep in prepared.values():
+            prep.export_manifest, prep.warnings = bulk.manifest.facts(shown_as), [message for message, _, _ in warnings]
     return prepared
+
+
+def _check_counts(bulk: export.BulkExport, records: dict[str, int]) -> None:
+    """The types read against the resources the export's manifest counts, if it has one (`manifest`)."""
+    if bulk.manifest is not None:
+        export_manifest.check_counts(bulk.manifest, records, {t: len(bulk.of(t)) for t in records})
