@@ -65,6 +65,20 @@ def test_the_generator_writes_every_type_as_ndjson(export):
 
 
 @pytest.mark.slow
+def test_the_generator_writes_the_manifest_a_client_saves_and_the_run_holds_the_export_to_it(export, audited):
+    manifest = json.loads((export / "manifest.json").read_text())
+    summary = json.loads((export / "synth.json").read_text())
+    counted = {}
+    for entry in manifest["output"]:
+        counted[entry["type"]] = counted.get(entry["type"], 0) + entry["count"]
+        assert (export / entry["url"].rsplit("/", 1)[1]).is_file()
+    assert counted == {t: n for t, n in summary["fhir_resources"].items() if n}
+    assert manifest["transactionTime"].endswith("T00:00:00Z") and manifest["error"] == []
+    recorded = json.loads((audited / "csf_leak" / "run.json").read_text())["export_manifest"]
+    assert recorded["resources_counted"] == counted and recorded["transaction_time"] == manifest["transactionTime"]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("resource_type", TYPES)
 def test_a_sample_of_every_type_is_valid_r4(export, resource_type):
     model = get_fhir_model_class(resource_type)

@@ -1,8 +1,9 @@
 """``order-audit synth --format fhir``: the synthetic extract as a FHIR R4 Bulk Data export.
 
 The generator writes its CSV extract into a scratch folder; the writer turns it into NDJSON
-files; the ground truth, the summary and the site's code map (its local codes now named by
-their FHIR code system URI) come along unchanged, so the same truth checks the FHIR reading.
+files and their manifest.json (as a Bulk Data client saves it); the ground truth, the summary and
+the site's code map (its local codes now named by their FHIR code system URI) come along
+unchanged, so the same truth checks the FHIR reading.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def generate(
         # the NDJSON files are written beside the extract and moved into out_dir once all are complete: a
         # writer that stops (out of memory, disk full) leaves no half-written export behind
         export = extract / "export"
-        written = writer.write_bulk_export(extract, export, cfg, lines_per_file=lines_per_file)
+        written = writer.write_bulk_export(extract, export, cfg, lines_per_file=lines_per_file, manifest=True)
         for path in sorted(export.iterdir()):
             os.replace(path, out_dir / path.name)
         for path in sorted(extract.glob(CARRIED)):

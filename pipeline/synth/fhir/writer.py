@@ -17,6 +17,7 @@ Read back by pipeline.ingest.fhir, the export gives the extract's verdicts.
 from __future__ import annotations
 
 import dataclasses
+import json
 import tempfile
 from pathlib import Path
 
@@ -101,8 +102,9 @@ def _check_ids(con: duckdb.DuckDBPyConnection) -> None:
             raise ValueError(f"{table}.{column} {bad[0][0]!r} cannot be a FHIR id (letters, digits, '-', '.'; at most 64)")
 
 
-def _write_type(con: duckdb.DuckDBPyConnection, resource_type: str, out_dir: Path, lines_per_file: int) -> int:
-    """The type's files, each straight from the rows of its key range: the rows sorted, then their lines written."""
+def _write_type(con: duckdb.DuckDBPyConnection, resource_type: str, out_dir: Path, lines_per_file: int) -> list[tuple[str, int]]:
+    """The type's files, each straight from the rows of its key range: the rows sorted, then their lines written;
+    returns each file's name and resources."""
     con.execute(f"CREATE OR REPLACE TEMP VIEW w_rows AS {sql('rows_' + resource_type)}")
     # each file's key range, from the keys alone (no line is built here)
     parts = con.execute(
@@ -121,7 +123,26 @@ def _write_type(con: duckdb.DuckDBPyConnection, resource_type: str, out_dir: Pat
             f"""COPY ({sql("write_" + resource_type)}) TO {literal(path)}
             (FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER '\x01')"""
         )
-    return sum(n for _, _, n in parts)
+    return [(f"{resource_type}.{part:03d}.ndjson", n) for part, (_, _, n) in enumerate(parts)]
+
+
+def write_manifest(out_dir: Path, files: dict[str, list[tuple[str, int]]], transaction_time: str) -> Path:
+    """manifest.json as a Bulk Data client saves the server's answer to a finished $export (SMART's
+    bulk-data-client, saveManifest): each file's type, URL and count (the URLs of a host that does not exist)."""
+    manifest = {
+        "transactionTime": transaction_time,
+        "request": f"https://synthetic.invalid/fhir/$export?_type={','.join(TYPES)}",
+        "requiresAccessToken": False,
+        "output": [
+            {"type": resource_type, "url": f"https://synthetic.invalid/bulk/{name}", "count": count}
+            for resource_type in TYPES
+            for name, count in files[resource_type]
+        ],
+        "error": [],
+    }
+    path = out_dir / "manifest.json"
+    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return path
 
 
 def local_map_with_uri(src: Path, dst: Path, system: str = LOCAL_SYSTEM) -> None:
@@ -135,9 +156,16 @@ def local_map_with_uri(src: Path, dst: Path, system: str = LOCAL_SYSTEM) -> None
 
 
 def write_bulk_export(
-    extract_dir: Path, out_dir: Path, cfg: Config, lines_per_file: int = LINES_PER_FILE, local_system: str = LOCAL_SYSTEM
+    extract_dir: Path,
+    out_dir: Path,
+    cfg: Config,
+    lines_per_file: int = LINES_PER_FILE,
+    local_system: str = LOCAL_SYSTEM,
+    manifest: bool = False,
 ) -> dict[str, int]:
-    """Write the extract in `extract_dir` as NDJSON files into `out_dir`; returns resources written per type."""
+    """Write the extract in `extract_dir` as NDJSON files into `out_dir`; returns resources written per type.
+
+    manifest: also write the export's manifest.json (`write_manifest`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg = dataclasses.replace(cfg, input_format="tables")
     with tempfile.TemporaryDirectory(prefix="order-audit-fhir-writer-", dir=out_dir) as tmp:
@@ -157,6 +185,14 @@ def write_bulk_export(
             for table in COLUMNS:
                 _view(con, table, prepared.get(table))
             _check_ids(con)
-            return {t: _write_type(con, t, out_dir, lines_per_file) for t in TYPES}
+            files = {t: _write_type(con, t, out_dir, lines_per_file) for t in TYPES}
+            # as of the day after the last order or procedure (UTC): what a server exporting then would say
+            as_of = con.execute(
+                """SELECT strftime(coalesce(date_trunc('day', greatest((SELECT max(ordered_at) FROM w_imaging_orders),
+                (SELECT max(performed_at) FROM w_procedures))) + INTERVAL 1 DAY, TIMESTAMP '2000-01-01'), '%Y-%m-%dT%H:%M:%SZ')"""
+            ).fetchone()[0]
         finally:
             con.close()
+    if manifest:
+        write_manifest(out_dir, files, as_of)
+    return {t: sum(n for _, n in parts) for t, parts in files.items()}
