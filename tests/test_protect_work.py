@@ -9,6 +9,7 @@ change no answer and do skip the work.
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 import pytest
 from test_disclosure_graph import feed_periods
 from test_feed import mixed_year, run_info
@@ -65,3 +66,13 @@ def test_the_joint_pass_skips_the_tables_it_left_settled_and_answers_as_afresh(s
         assert np.array_equal(settle(joint, mine[-1][1]), mine[-1][1])
         assert inverses == []
     assert afresh > 0  # the tables had hidden small counts to check: the pass had work to skip
+
+
+def test_combined_codes_are_the_dense_rank_of_the_codes_in_order():
+    """The passes order their cells and number their lines and series by ``_combined``: it must be the dense
+    rank of the codes taken in order (what a Polars rank of their struct gives), empty frames included."""
+    rng = np.random.default_rng(7)
+    frame = pl.DataFrame({f"{c}_code": rng.integers(0, n, 5000).astype(np.uint32) for c, n in (("a", 3), ("b", 40), ("c", 900))})
+    want = frame.select(pl.struct("a_code", "b_code", "c_code").rank("dense").cast(pl.Int64) - 1).to_series().to_numpy()
+    assert np.array_equal(disclosure._combined(frame, ("a", "b", "c")), want)
+    assert disclosure._combined(frame.head(0), ("a", "b", "c")).size == 0
