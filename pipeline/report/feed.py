@@ -172,14 +172,15 @@ def _signature(rows: pl.DataFrame, columns: list[str], name: str) -> pl.DataFram
     return sig.select("measure_id", name)
 
 
-def _denominator_cells(rows: pl.DataFrame, k: int, kind_above: dict[str, str | None]) -> pl.DataFrame:
+def _denominator_cells(rows: pl.DataFrame, k: int, kind_above: dict[str, str | None], cell_key) -> pl.DataFrame:
     """One cell per shared denominator, period and group; primary withheld: 1..k-1, or 1..k-1 apart from a
     nested denominator of the same cell (evaluated orders within non-excluded within audited orders: the
     difference, the not-evaluable or excluded orders, is a count too). The one used by fewer measures goes.
-    ``rows`` carry ``_CODES`` of their keys: cells are told apart and joined on those."""
+    ``rows`` carry the integer codes of their keys and ``den_key`` (``cell_key`` of their denominator and cell):
+    cells are told apart and joined on those."""
     kind_key, cell = ["kind_code"], ["period_code", "level_code", "group_key_code"]
-    cells = rows.unique([*kind_key, *cell]).select(
-        "kind", "period", "period_type", "level", "group_key", "denominator", *kind_key, *cell
+    cells = rows.unique("den_key").select(
+        "kind", "period", "period_type", "level", "group_key", "denominator", *kind_key, *cell, "den_key"
     )
     # uses: how many measures share the denominator above the providers (``kind_above``: the tables linked there)
     measures = (
@@ -211,18 +212,19 @@ def _denominator_cells(rows: pl.DataFrame, k: int, kind_above: dict[str, str | N
     codes = cells.select("kind", *kind_key).unique()
     nested = nested.join(codes, on="kind").join(codes.rename({"kind": "kind_b", "kind_code": "kind_code_b"}), on="kind_b")
     mine = cells.select(*kind_key, *cell, "denominator")
-    theirs = mine.rename({"kind_code": "kind_code_b", "denominator": "denominator_b"})
-    pairs = mine.join(nested, on="kind_code").join(theirs, on=["kind_code_b", *cell])
+    theirs = cells.select(pl.col("den_key").alias("key_b"), pl.col("denominator").alias("denominator_b"))
+    pairs = mine.join(nested, on="kind_code").with_columns(cell_key("kind_code_b").alias("key_b")).join(theirs, on="key_b")
     gap = (
         pairs.filter(disclosure.small(pl.col("denominator") - pl.col("denominator_b"), k))
         .join(uses, on="kind")
         .join(uses.rename({"kind": "kind_b", "uses": "uses_b"}), on="kind_b")
         .select(*cell, pl.when(pl.col("uses") <= pl.col("uses_b")).then("kind_code").otherwise("kind_code_b").alias("kind_code"))
+        .select(cell_key("kind_code").alias("den_key"))
         .unique()
         .with_columns(pl.lit(True).alias("gap"))
     )
     return (
-        cells.join(gap, on=[*kind_key, *cell], how="left")
+        cells.join(gap, on="den_key", how="left")
         .with_columns(
             (disclosure.small(pl.col("denominator"), k) | pl.col("gap").fill_null(False)).alias("withheld"),
             pl.col("kind").alias("unit"),
@@ -233,6 +235,21 @@ def _denominator_cells(rows: pl.DataFrame, k: int, kind_above: dict[str, str | N
         )
         .drop("gap")
     )
+
+
+def _cell_key(rows: pl.DataFrame, cell: list[str]):
+    """``key(unit_code)``: an expression giving one Int64 per table (``unit_code``, a family's or a denominator's)
+    and cell, from the integer codes of ``rows``. The denominators' cells, the families' cells and the rows are
+    joined on it, one column rather than four: the joins over ~600k rows took a quarter of the feed's Polars time."""
+    sizes = [int(rows[c].max()) + 1 for c in cell]
+
+    def key(unit_code: str) -> pl.Expr:
+        out = pl.col(unit_code).cast(pl.Int64)
+        for c, n in zip(cell, sizes, strict=True):
+            out = out * n + pl.col(c).cast(pl.Int64)
+        return out
+
+    return key
 
 
 def _link(unit: str, above: dict[str, str | None]) -> pl.Expr:
@@ -328,16 +345,19 @@ def suppress(feed: pl.DataFrame, windows: dict[str, tuple[str, list[str]]], k: i
     rows = rows.with_columns(disclosure.order_code(rows[c]).alias(f"{c}_code") for c in ("period", "level", "family", "kind"))
     rows = rows.with_columns(disclosure.order_code(rows["gk"]).alias("group_key_code"))
     cell = ["period_code", "level_code", "group_key_code"]
+    cell_key = _cell_key(rows, cell)
+    rows = rows.with_columns(cell_key("kind_code").alias("den_key"), cell_key("family_code").alias("fam_key"))
     # denominators first: a withheld one withholds every row built on it
     kind_link = {kind[m]: kind_above.get(m) for m in kind}
-    den_cells = _denominator_cells(rows.with_columns(pl.col("gk").alias("group_key")), k, kind_link)
+    den_cells = _denominator_cells(rows.with_columns(pl.col("gk").alias("group_key")), k, kind_link, cell_key)
     den_cells = den_cells.with_columns(_link("kind", kind_link), pl.col("withheld").alias("primary"))
     fam = (
-        rows.group_by("family_code", *cell)
+        rows.group_by("fam_key")
         .agg(
             *(
                 pl.col(c).first()
-                for c in ("family", "kind_code", "period", "period_type", "level", "gk", "numerator", "denominator")
+                for c in ("family_code", *cell, "den_key")
+                + ("family", "kind_code", "period", "period_type", "level", "gk", "numerator", "denominator")
             )
         )
         .with_columns(
@@ -357,33 +377,35 @@ def suppress(feed: pl.DataFrame, windows: dict[str, tuple[str, list[str]]], k: i
     # less the evaluated ones) ties three counts of a cell: where one of them is withheld a second must be too,
     # else the released two give it back. The passes below repeat until no such cell is left.
     differences = _differences(rows, cell)
-    forced_den = pl.DataFrame(schema={"kind_code": pl.UInt32, **{c: pl.UInt32 for c in cell}, "forced": pl.Boolean})
-    forced_fam = forced_den.rename({"kind_code": "family_code"})
+    forced_den = pl.DataFrame(schema={"den_key": pl.Int64, "forced": pl.Boolean})
+    forced_fam = forced_den.rename({"den_key": "fam_key"})
     more_den = forced_den  # the denominators' pass runs first, and again only when a cell was added to them
     while True:
         if more_den.height or "den_withheld" not in den_cells.columns:
-            den_cells = den_cells.drop("withheld", "forced", strict=False).join(forced_den, on=["kind_code", *cell], how="left")
+            den_cells = den_cells.drop("withheld", "forced", strict=False).join(forced_den, on="den_key", how="left")
             den_cells = den_cells.with_columns((pl.col("primary") | pl.col("forced").fill_null(False)).alias("withheld"))
             den_cells = den_cells.with_columns(pl.Series("den_withheld", disclosure.protect(den_cells, periods, k)))
         fam = fam.drop("withheld", "den_withheld", "forced", strict=False)
-        fam = fam.join(den_cells.select("kind_code", *cell, "den_withheld"), on=["kind_code", *cell], how="left")
-        fam = fam.join(forced_fam, on=["family_code", *cell], how="left").with_columns(
+        fam = fam.join(den_cells.select("den_key", "den_withheld"), on="den_key", how="left")
+        fam = fam.join(forced_fam, on="fam_key", how="left").with_columns(
             (pl.col("primary") | pl.col("den_withheld").fill_null(False) | pl.col("forced").fill_null(False)).alias("withheld")
         )
         fam = fam.with_columns(pl.Series("row_withheld", disclosure.protect(fam, periods, k)))
         more_den, more_fam = _exposed_differences(differences, den_cells, fam, cell)
         if more_den.height == 0 and more_fam.height == 0:
             break
-        forced_den = pl.concat([forced_den, more_den.with_columns(pl.lit(True).alias("forced"))]).unique()
-        forced_fam = pl.concat([forced_fam, more_fam.with_columns(pl.lit(True).alias("forced"))]).unique()
-    rows = rows.join(den_cells.select("kind_code", *cell, "den_withheld"), on=["kind_code", *cell], how="left")
-    rows = rows.join(fam.select("family_code", *cell, "row_withheld"), on=["family_code", *cell])
+        more_den = more_den.select(cell_key("kind_code").alias("den_key"), pl.lit(True).alias("forced"))
+        more_fam = more_fam.select(cell_key("family_code").alias("fam_key"), pl.lit(True).alias("forced"))
+        forced_den = pl.concat([forced_den, more_den]).unique()
+        forced_fam = pl.concat([forced_fam, more_fam]).unique()
+    rows = rows.join(den_cells.select("den_key", "den_withheld"), on="den_key", how="left")
+    rows = rows.join(fam.select("fam_key", "row_withheld"), on="fam_key")
     hide = pl.col("row_withheld")
     return rows.with_columns(
         hide.alias("suppressed"),
         pl.when(hide).then(None).otherwise(pl.col("numerator")).alias("numerator"),
         pl.when(pl.col("den_withheld")).then(None).otherwise(pl.col("denominator")).alias("denominator"),
-    ).drop("gk", "family", "kind", "den_withheld", "row_withheld", "family_code", "kind_code", *cell)
+    ).drop("gk", "family", "kind", "den_withheld", "row_withheld", "family_code", "kind_code", *cell, "den_key", "fam_key")
 
 
 # ----------------------------------------------------------------------------- the feed

@@ -1,0 +1,78 @@
+"""The small-cell passes' shortcuts do the same work with less: the same answers as the plain computation.
+
+``pipeline.report.disclosure`` builds each series' graph Laplacian from its known cells directly, and its joint
+(time x departments) pass skips a table it left settled; ``pipeline.report.feed`` joins cells on one integer
+key. The feed's own rules are tested in test_feed.py and test_disclosure_graph.py; here, that the shortcuts
+change no answer and do skip the work.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from test_disclosure_graph import feed_periods
+from test_feed import mixed_year, run_info
+
+from pipeline.report import disclosure, feed
+
+
+@pytest.mark.parametrize(("n_months", "seed"), [(12, 1), (36, 2)])
+def test_the_laplacians_are_the_sums_of_the_known_cells_own(n_months, seed):
+    _, cover = feed_periods(n_months)
+    first, stop = disclosure._interval_ends(cover)
+    n_nodes = int(stop.max()) + 1
+    known = np.random.default_rng(seed).random((300, cover.shape[0])) < 0.5
+    # the textbook form: each known cell's own Laplacian (its incidence vector's outer product), summed
+    incidence = np.zeros((first.size, n_nodes))
+    incidence[np.arange(first.size), first] = 1.0
+    incidence[np.arange(first.size), stop] = -1.0
+    own = incidence[:, :, None] * incidence[:, None, :]
+    want = np.einsum("sc,cij->sij", known.astype(float), own)
+    assert np.array_equal(disclosure._laplacians(known, first, stop, n_nodes), want)
+
+
+@pytest.mark.parametrize("seed", [18, 27])
+def test_the_joint_pass_skips_the_tables_it_left_settled_and_answers_as_afresh(seed, monkeypatch):
+    made, calls = [], []
+    init, settle = disclosure._Joint.__init__, disclosure._Joint.settle
+
+    def recording_init(self, frame, periods, k):
+        made.append((self, frame, periods, k))
+        init(self, frame, periods, k)
+
+    def recording_settle(self, withheld):
+        out = settle(self, withheld)
+        calls.append((self, withheld.copy(), out.copy()))
+        return out
+
+    monkeypatch.setattr(disclosure._Joint, "__init__", recording_init)
+    monkeypatch.setattr(disclosure._Joint, "settle", recording_settle)
+    feed.build_feed(mixed_year(seed), run_info("all"))
+    assert calls
+    inverses: list[tuple] = []
+    pinv = np.linalg.pinv
+    monkeypatch.setattr(np.linalg, "pinv", lambda a, **kw: inverses.append(a.shape) or pinv(a, **kw))
+    afresh = 0
+    for joint, frame, periods, k in made:
+        mine = [(given, out) for owner, given, out in calls if owner is joint]
+        for given, out in mine:  # each call's answer is the one a pass that never ran before gives
+            new = object.__new__(disclosure._Joint)
+            init(new, frame, periods, k)
+            assert np.array_equal(settle(new, given), out)
+        afresh += len(inverses)
+        # what it left settled it leaves as it is, without one pseudo-inverse
+        inverses.clear()
+        assert np.array_equal(settle(joint, mine[-1][1]), mine[-1][1])
+        assert inverses == []
+    assert afresh > 0  # the tables had hidden small counts to check: the pass had work to skip
+
+
+def test_combined_codes_are_the_dense_rank_of_the_codes_in_order():
+    """The passes order their cells and number their lines and series by ``_combined``: it must be the dense
+    rank of the codes taken in order (what a Polars rank of their struct gives), empty frames included."""
+    rng = np.random.default_rng(7)
+    frame = pl.DataFrame({f"{c}_code": rng.integers(0, n, 5000).astype(np.uint32) for c, n in (("a", 3), ("b", 40), ("c", 900))})
+    want = frame.select(pl.struct("a_code", "b_code", "c_code").rank("dense").cast(pl.Int64) - 1).to_series().to_numpy()
+    assert np.array_equal(disclosure._combined(frame, ("a", "b", "c")), want)
+    assert disclosure._combined(frame.head(0), ("a", "b", "c")).size == 0
