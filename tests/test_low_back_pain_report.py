@@ -226,3 +226,26 @@ def test_episode_rate_by_setting_reads_in_words(deck_runs):
     assert "(s)" not in section
     note = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", section))
     assert re.search(r"Not in N: (1 episode|\d+ episodes) whose imaging could not be judged", note), note
+
+
+def test_methods_and_workbook_name_only_the_verdicts_this_audit_gives(deck_runs):
+    """The Methods' verdict list and the workbook's Verdict note come from the audit's own rules: the low back pain
+    report explained 'excluded' by the CSF-leak audit's 'red-flag indication, or outside the window' and listed a
+    review verdict this audit never gives; each verdict now names the rules that give it."""
+    from xlsx_xml import Workbook
+
+    out = Path(deck_runs["runs"]["combined"]["out"])
+    for audit_id in ("csf_leak", AUDIT):
+        rules = audits.check_rules(deck_runs["audits"][audit_id])
+        given: dict[str, list[str]] = {}
+        for r in rules:
+            given.setdefault(r["verdict"], []).append(r["rule_id"])
+        html = (out / audit_id / "report.html").read_text(encoding="utf-8")
+        start = html.index("<strong>Verdicts</strong>")
+        para = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", html[start : html.index("</p>", start)]))
+        shown = re.findall(r"(?:: |; )(excluded|not evaluable|inappropriate|review|appropriate), rules? ([A-Z0-9, -]+?) \(", para)
+        assert {v.replace(" ", "_"): ids.split(", ") for v, ids in shown} == given, para
+        assert "outside the window" not in para and "red-flag indication" not in para, para
+        cells = Workbook(out / audit_id / "case_list.xlsx").cells("Explanation")
+        note = next(cells[(i, 1)]["text"] for (i, j), c in cells.items() if j == 0 and c["text"] == "Verdict")
+        assert ("review" in note) == ("review" in given), note

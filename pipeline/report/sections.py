@@ -339,11 +339,21 @@ def methods(con, run_info: dict, rules: pl.DataFrame, spec: ReportSpec) -> dict:
     """Definitions, rules, data quality, inputs and settings for the Methods section."""
     cfg = run_info["config"]
     reporting = cfg.get("reporting", {})
-    verdicts = (
-        frame(con, "SELECT verdict, precedence, description FROM ref_verdicts ORDER BY precedence").to_dicts()
-        if has_table(con, "ref_verdicts")
-        else []
-    )
+    # the verdicts this audit's rules give, each with its rules: the engine's descriptions are the same for every
+    # audit, so the examples are the audit's own (the low back pain report listed the CSF-leak audit's 'outside the
+    # window' and a review verdict it does not have)
+    rule_ids: dict[str, list[str]] = {}
+    for r in rules.iter_rows(named=True):
+        rule_ids.setdefault(r["verdict"], []).append(r["rule_id"])
+    verdicts = [
+        dict(v, rule_ids=rule_ids[v["verdict"]])
+        for v in (
+            frame(con, "SELECT verdict, precedence, description FROM ref_verdicts ORDER BY precedence").to_dicts()
+            if has_table(con, "ref_verdicts")
+            else []
+        )
+        if v["verdict"] in rule_ids
+    ]
     keys = ("check_id", "table", "severity", "status", "violated_count", "denominator", "percent", "description")
     dq = [{k: d.get(k) for k in keys} for d in run_info.get("data_quality", [])]
     status_counts: dict[str, int] = {}

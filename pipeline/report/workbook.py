@@ -193,6 +193,11 @@ def write_case_list(
         fmt._get_xf_index()
 
     known = case_columns(spec.columns if spec is not None else None)
+    # the verdicts this audit's rules can give (the low back pain audit has no review verdict)
+    given = set(rules["verdict"].to_list()) if "verdict" in rules.columns else set(VERDICT_COLOURS)
+    verdicts = [v for v in VERDICT_COLOURS if v in given]
+    named_verdicts = f"{', '.join(verdicts[:-1])} or {verdicts[-1]}" if len(verdicts) > 1 else "".join(verdicts)
+    known["verdict"] = replace(known["verdict"], note=f"{named_verdicts} (coloured).")
     cases, known = with_display_names(cases, known, department_names(run_info.get("config") or {}), spec)
     sheet = cases_sheet_frame(cases, known)
     columns = fitted_columns(sheet, [known.get(c, Column(c, 16, "")) for c in sheet.columns])
