@@ -249,3 +249,19 @@ def test_methods_and_workbook_name_only_the_verdicts_this_audit_gives(deck_runs)
         cells = Workbook(out / audit_id / "case_list.xlsx").cells("Explanation")
         note = next(cells[(i, 1)]["text"] for (i, j), c in cells.items() if j == 0 and c["text"] == "Verdict")
         assert ("review" in note) == ("review" in given), note
+
+
+def test_workbook_modality_reads_as_the_reports_modality_table(deck_runs):
+    """The workbook's Modality says X-ray, CT or MRI as the report's imaging by modality does (it printed the code
+    map's XR and MR, so a reviewer filtering 'MRI' found nothing); the key stays in 'Modality key' for filters."""
+    from xlsx_xml import Workbook
+
+    folder = _folder(deck_runs)
+    section = _section((folder / "report.html").read_text(encoding="utf-8"), "Lumbar imaging by modality")
+    printed = {c[0] for c in (_cells(r) for r in re.findall(r"<tr>(.*?)</tr>", section, re.S)) if c and c[0] != "Modality"}
+    rows = Workbook(folder / "case_list.xlsx").rows("Cases")
+    keys = {r["Order"]: r["Modality key"] for r in rows}
+    orders = _csv(folder / "audited_orders.csv")
+    assert keys == {o: m or None for o, m in orders.select("order_id", "modality").iter_rows()}
+    shown = {r["Modality"] or "Unmapped code" for r in rows}
+    assert shown == printed and {"X-ray", "CT", "MRI"} <= shown, (shown, printed)
