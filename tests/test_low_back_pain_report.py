@@ -265,3 +265,22 @@ def test_workbook_modality_reads_as_the_reports_modality_table(deck_runs):
     assert keys == {o: m or None for o, m in orders.select("order_id", "modality").iter_rows()}
     shown = {r["Modality"] or "Unmapped code" for r in rows}
     assert shown == printed and {"X-ray", "CT", "MRI"} <= shown, (shown, printed)
+
+
+def test_flagged_episodes_by_department_say_whose_they_are(deck_runs):
+    """An episode belongs to no department, so the flagged-episodes table groups them by the department that placed
+    the flagged order and its header says so: it read 'Department | Flagged episodes' (Orthopedics 5) beside 'Who the
+    numbers belong to' (Orthopedics: 0 episodes attributed, 0 flagged). The CSF-leak table's departments are the
+    attributed ones, and its counts agree with that table's 'of which flagged'."""
+    out = Path(deck_runs["runs"]["combined"]["out"])
+    for audit_id, header in (("csf_leak", "Department"), (AUDIT, "Department that placed the flagged order")):
+        html = (out / audit_id / "report.html").read_text(encoding="utf-8")
+        cases = _section(html, "Flagged cases for chart review")
+        table = cases[cases.index('<table class="narrow">') :]
+        rows = [_cells(r) for r in re.findall(r"<tr>(.*?)</tr>", table[: table.index("</table>")], re.S)]
+        assert rows[0][0] == header, rows[0]
+        if audit_id == "csf_leak":
+            who = html[html.index('<table class="attribution">') :]
+            who = [_cells(r) for r in re.findall(r"<tr[^>]*>(.*?)</tr>", who[: who.index("</table>")], re.S)]
+            flagged = {c[0]: c[6] for c in who[1:] if c[0] != "Hospital" and c[6] != "0"}
+            assert {c[0]: c[1] for c in rows[1:]} == flagged, (rows, who)
