@@ -284,3 +284,19 @@ def test_flagged_episodes_by_department_say_whose_they_are(deck_runs):
             who = [_cells(r) for r in re.findall(r"<tr[^>]*>(.*?)</tr>", who[: who.index("</table>")], re.S)]
             flagged = {c[0]: c[6] for c in who[1:] if c[0] != "Hospital" and c[6] != "0"}
             assert {c[0]: c[1] for c in rows[1:]} == flagged, (rows, who)
+
+
+def test_methods_define_the_episode_and_early_imaging(deck_runs):
+    """The Methods' Definitions say what an episode, a complicated episode, the audited orders and early imaging are,
+    with the parameters in force, as the CSF-leak audit's define its case: they held the time zone and attribution
+    only, so a committee member had to find the DESIGN.md to learn what 'early' meant."""
+    html = (_folder(deck_runs) / "report.html").read_text(encoding="utf-8")
+    start = html.index("<h3>Definitions</h3>")
+    defined = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", html[start : html.index("</ul>", start)]))
+    for words in (
+        "Episode: a low back pain diagnosis (not inpatient) with none in the 180 days before, patient aged 18 to 75",
+        "Complicated: a red flag (LBP-02) in its group's window, up to day 28: its orders are excluded",
+        "Audited orders: lumbar imaging (X-ray, CT, MRI) on days 0-42",
+        "Early imaging: days 0-28, inappropriate; days 29-42, after the conservative period, appropriate",
+    ):
+        assert words in defined, (words, defined)
