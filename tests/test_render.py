@@ -313,7 +313,7 @@ def test_provider_table_is_bounded_and_says_what_it_left_out():
     spec = ReportSpec.of(fx.AUDIT)  # its funnel measure: inappropriate_order_rate
     table = sections.provider_table(frame([*rates("R1", 2, 25), *rates("R2", 20, 40), *few]), overall, 20, spec)
     assert [r["group_key"] for r in table["rows"]] == ["R1", "R2"] and not table["only_outliers"]
-    assert [r["funnel"] for r in table["rows"]] == ["within limits", "above 99.8% limit"]
+    assert [r["funnel"] for r in table["rows"]] == ["within limits", "above 99.8% limit (worse)"]
     assert (table["n_rest"], table["rest_orders"], table["rest_inappropriate"], table["rest_outside"]) == (30, 90, 3, 1)
     many = [r for i in range(100) for r in rates(f"R{i:03d}", 15 if i % 20 == 0 else 3, 30)]  # more than a page holds
     table = sections.provider_table(frame(many), overall, 20, spec)
