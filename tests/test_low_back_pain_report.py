@@ -37,7 +37,7 @@ def test_episode_rate_section_counts_the_episodes(deck_runs):
     cases = _csv(folder / "cases.csv")
     outcome = dict(cases.group_by("outcome").len().iter_rows())
     html = (folder / "report.html").read_text(encoding="utf-8")
-    section = _section(html, "Episodes without lumbar imaging in the first 28 days (HEDIS-style rate)")
+    section = _section(html, "<h2>Episodes without lumbar imaging in the first 28 days (HEDIS-style rate)")
     row = next(r for r in re.findall(r"<tr>(.*?)</tr>", section, re.S) if "All episodes</th><td" in r.replace("\n", ""))
     cells = _cells(row)
     n, d = outcome.get("no_early_imaging", 0), outcome.get("no_early_imaging", 0) + outcome.get("early_imaging", 0)
@@ -143,7 +143,7 @@ def test_site_index_fills_the_measure_labels(deck_runs):
     """The site index names each audit's headline measures as its report does: parameters filled in."""
     index = (Path(deck_runs["runs"]["combined"]["out"]) / "index.html").read_text(encoding="utf-8")
     assert "Early imaging for uncomplicated low back pain" in index
-    assert "Episodes without lumbar imaging in the first 28 days (HEDIS rate)" in index
+    assert "Episodes without lumbar imaging in the first 28 days (HEDIS-style rate)" in index
     assert "Premature imaging (&lt; 72 h)" in index and "{premature_hours}" not in index
 
 
@@ -217,7 +217,7 @@ def test_episode_rate_by_setting_reads_in_words(deck_runs):
     settings = _csv(folder / "cases.csv")["index_setting"].unique().to_list()
     section = _section(
         (folder / "report.html").read_text(encoding="utf-8"),
-        "Episodes without lumbar imaging in the first 28 days (HEDIS-style rate)",
+        "<h2>Episodes without lumbar imaging in the first 28 days (HEDIS-style rate)",
     )
     table = section[section.index("Setting of the index diagnosis") :]
     shown = [_cells(r)[0] for r in re.findall(r"<tr>(.*?)</tr>", table[: table.index("</table>")], re.S)]
@@ -300,3 +300,24 @@ def test_methods_define_the_episode_and_early_imaging(deck_runs):
         "Early imaging: days 0-28, inappropriate; days 29-42, after the conservative period, appropriate",
     ):
         assert words in defined, (words, defined)
+
+
+def test_headline_labels_say_the_early_imaging_days_in_force(deck_runs, tmp_path):
+    """A site that sets [audits.low_back_pain] early_imaging_days = 21 reads 21 days in every measure label, as in
+    the numerators under them: the labels said 'the first 28 days' above 'n: ... on days 0-21'. And the rate is
+    'HEDIS-style', as the report's section and the guideline note say (the value sets are a public approximation,
+    not NCQA's), not 'the HEDIS rate'."""
+    from conftest import run_cli
+    from deck_input import SITE_TIMEZONE, write_input
+
+    config, out = tmp_path / "site.toml", tmp_path / "out"
+    config.write_text("[audits.low_back_pain]\nearly_imaging_days = 21\n", encoding="utf-8")
+    write_input(tmp_path / "in", [f.case for f in deck_runs["files"] if f.audit == AUDIT and not f.separate])
+    args = ["run", "--input", tmp_path / "in", "--out", out, "--config", config, "--audit", AUDIT, "--no-validate"]
+    result = run_cli(*args, "--site-timezone", SITE_TIMEZONE)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for page in (out / AUDIT / "report.html", out / AUDIT / "index.html", out / "index.html"):
+        text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page.read_text(encoding="utf-8")))
+        assert "Episodes without lumbar imaging in the first 21 days (HEDIS-style rate)" in text, page
+        assert "Lumbar imaging orders placed in the first 21 days" in text, page
+        assert "first 28 days" not in text and "HEDIS rate" not in text, page
