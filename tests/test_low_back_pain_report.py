@@ -246,6 +246,8 @@ def test_methods_and_workbook_name_only_the_verdicts_this_audit_gives(deck_runs)
         shown = re.findall(r"(?:: |; )(excluded|not evaluable|inappropriate|review|appropriate), rules? ([A-Z0-9, -]+?) \(", para)
         assert {v.replace(" ", "_"): ids.split(", ") for v, ids in shown} == given, para
         assert "outside the window" not in para and "red-flag indication" not in para, para
+        # printed, an id never breaks at its hyphen ('CSF-' at a line's end, '12' on the next)
+        assert all(f'<span class="rule-id">{rid}</span>' in html[start:] for ids in given.values() for rid in ids)
         cells = Workbook(out / audit_id / "case_list.xlsx").cells("Explanation")
         note = next(cells[(i, 1)]["text"] for (i, j), c in cells.items() if j == 0 and c["text"] == "Verdict")
         assert ("review" in note) == ("review" in given), note
