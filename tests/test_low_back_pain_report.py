@@ -94,7 +94,7 @@ def test_flagged_episodes_say_the_day_after_the_index_date(deck_runs):
     html = (folder / "report.html").read_text(encoding="utf-8")
     assert "Day 0 is the site-local date of the index diagnosis; orders on days 0-42 are audited, and those on days 0-28" in html
     early = _csv(folder / "audited_orders.csv").filter(pl.col("verdict") == "inappropriate")
-    flagged = _section(html, "Flagged cases for chart review")
+    flagged = _section(html, "Flagged episodes for chart review")  # the audit's word for a case, as everywhere
     shown = [d for d in early["days_since_index"].unique().to_list() if f"day {d}<" in flagged]
     assert shown, "no flagged order shows its day after the index date"
     # the column is headed as the workbook heads the same day ('Day'), not 'After index'
@@ -277,7 +277,7 @@ def test_flagged_episodes_by_department_say_whose_they_are(deck_runs):
     out = Path(deck_runs["runs"]["combined"]["out"])
     for audit_id, header in (("csf_leak", "Department"), (AUDIT, "Department that placed the flagged order")):
         html = (out / audit_id / "report.html").read_text(encoding="utf-8")
-        cases = _section(html, "Flagged cases for chart review")
+        cases = _section(html, f"Flagged {'cases' if audit_id == 'csf_leak' else 'episodes'} for chart review")
         table = cases[cases.index('<table class="narrow">') :]
         rows = [_cells(r) for r in re.findall(r"<tr>(.*?)</tr>", table[: table.index("</table>")], re.S)]
         assert rows[0][0] == header, rows[0]
