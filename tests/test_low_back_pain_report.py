@@ -323,3 +323,16 @@ def test_headline_labels_say_the_early_imaging_days_in_force(deck_runs, tmp_path
         assert "Episodes without lumbar imaging in the first 21 days (HEDIS-style rate)" in text, page
         assert "Lumbar imaging orders placed in the first 21 days" in text, page
         assert "first 28 days" not in text and "HEDIS rate" not in text, page
+
+
+def test_attrition_notes_agree_in_number(deck_runs):
+    """Both audits' attrition (attrition.csv and the report): '1 of these also carries a later reason', not '1 of
+    these also carry' (the demo's and the decks' attrition printed it)."""
+    out = Path(deck_runs["runs"]["combined"]["out"])
+    notes = " ".join(
+        " ".join(_csv(out / audit_id / "attrition.csv").select(pl.concat_str(pl.all(), separator=" ")).to_series())
+        + re.sub(r"\s+", " ", (out / audit_id / "report.html").read_text(encoding="utf-8"))
+        for audit_id in ("csf_leak", AUDIT)
+    )
+    assert "1 of these also carries a later reason of this kind" in notes  # the decks have such an exclusion
+    assert not re.search(r"\(1 of these also carry\b", notes)
