@@ -217,3 +217,27 @@ def test_printed_paragraph_is_not_split_across_pages(tmp_path):
         pages = _printed_pages(tmp_path, body)
         with_end = [page for page in pages if "NOTEEND" in page]
         assert len(with_end) == 1 and "NOTESTART" in with_end[0], (filler_mm, pages)
+
+
+def test_the_site_index_prints_each_period_on_one_line(deck_runs, tmp_path):
+    """The site index's period (its first column) and the date a provisional period becomes final are never broken:
+    beside the low back pain audit's long measure headers the column shrank until '2026-04' read '2026-' over '04'
+    (the demo month at 1280 px), and the demo's 'provisional until the data reaches 2026-' over '07-13'."""
+    measure = (
+        "const links = document.querySelectorAll('th[scope=row] a, .provisional .date'); const out = [];"
+        " for (const a of links) { if (a.getClientRects().length !== 1) out.push(a.textContent); }"
+        " document.getElementById('out').textContent = links.length + ' ' + JSON.stringify(out);"
+    )
+    index = (Path(deck_runs["runs"]["combined"]["out"]) / "index.html").read_text(encoding="utf-8")
+    page = tmp_path / "index.html"
+    page.write_text(
+        index.replace("<body>", '<body style="width:900px">', 1).replace(
+            "</body>", f'<pre id="out">-</pre><script>{measure}</script></body>', 1
+        ),
+        encoding="utf-8",
+    )
+    dom, messages = _open(page.as_uri(), tmp_path / "profile")
+    assert messages == [], messages
+    shown = re.search(r'<pre id="out">(\d+) (.*?)</pre>', dom, flags=re.S)
+    assert shown is not None and int(shown.group(1)) >= 3, dom[-500:]  # a period of each audit, a date
+    assert shown.group(2) == "[]"

@@ -37,7 +37,7 @@ def test_episode_rate_section_counts_the_episodes(deck_runs):
     cases = _csv(folder / "cases.csv")
     outcome = dict(cases.group_by("outcome").len().iter_rows())
     html = (folder / "report.html").read_text(encoding="utf-8")
-    section = _section(html, "Episodes without lumbar imaging in the first 28 days (HEDIS-style rate)")
+    section = _section(html, "<h2>Episodes without lumbar imaging in the first 28 days (HEDIS-style rate)")
     row = next(r for r in re.findall(r"<tr>(.*?)</tr>", section, re.S) if "All episodes</th><td" in r.replace("\n", ""))
     cells = _cells(row)
     n, d = outcome.get("no_early_imaging", 0), outcome.get("no_early_imaging", 0) + outcome.get("early_imaging", 0)
@@ -94,7 +94,7 @@ def test_flagged_episodes_say_the_day_after_the_index_date(deck_runs):
     html = (folder / "report.html").read_text(encoding="utf-8")
     assert "Day 0 is the site-local date of the index diagnosis; orders on days 0-42 are audited, and those on days 0-28" in html
     early = _csv(folder / "audited_orders.csv").filter(pl.col("verdict") == "inappropriate")
-    flagged = _section(html, "Flagged cases for chart review")
+    flagged = _section(html, "Flagged episodes for chart review")  # the audit's word for a case, as everywhere
     shown = [d for d in early["days_since_index"].unique().to_list() if f"day {d}<" in flagged]
     assert shown, "no flagged order shows its day after the index date"
     # the column is headed as the workbook heads the same day ('Day'), not 'After index'
@@ -143,7 +143,7 @@ def test_site_index_fills_the_measure_labels(deck_runs):
     """The site index names each audit's headline measures as its report does: parameters filled in."""
     index = (Path(deck_runs["runs"]["combined"]["out"]) / "index.html").read_text(encoding="utf-8")
     assert "Early imaging for uncomplicated low back pain" in index
-    assert "Episodes without lumbar imaging in the first 28 days (HEDIS rate)" in index
+    assert "Episodes without lumbar imaging in the first 28 days (HEDIS-style rate)" in index
     assert "Premature imaging (&lt; 72 h)" in index and "{premature_hours}" not in index
 
 
@@ -217,7 +217,7 @@ def test_episode_rate_by_setting_reads_in_words(deck_runs):
     settings = _csv(folder / "cases.csv")["index_setting"].unique().to_list()
     section = _section(
         (folder / "report.html").read_text(encoding="utf-8"),
-        "Episodes without lumbar imaging in the first 28 days (HEDIS-style rate)",
+        "<h2>Episodes without lumbar imaging in the first 28 days (HEDIS-style rate)",
     )
     table = section[section.index("Setting of the index diagnosis") :]
     shown = [_cells(r)[0] for r in re.findall(r"<tr>(.*?)</tr>", table[: table.index("</table>")], re.S)]
@@ -226,3 +226,113 @@ def test_episode_rate_by_setting_reads_in_words(deck_runs):
     assert "(s)" not in section
     note = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", section))
     assert re.search(r"Not in N: (1 episode|\d+ episodes) whose imaging could not be judged", note), note
+
+
+def test_methods_and_workbook_name_only_the_verdicts_this_audit_gives(deck_runs):
+    """The Methods' verdict list and the workbook's Verdict note come from the audit's own rules: the low back pain
+    report explained 'excluded' by the CSF-leak audit's 'red-flag indication, or outside the window' and listed a
+    review verdict this audit never gives; each verdict now names the rules that give it."""
+    from xlsx_xml import Workbook
+
+    out = Path(deck_runs["runs"]["combined"]["out"])
+    for audit_id in ("csf_leak", AUDIT):
+        rules = audits.check_rules(deck_runs["audits"][audit_id])
+        given: dict[str, list[str]] = {}
+        for r in rules:
+            given.setdefault(r["verdict"], []).append(r["rule_id"])
+        html = (out / audit_id / "report.html").read_text(encoding="utf-8")
+        start = html.index("<strong>Verdicts</strong>")
+        para = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", html[start : html.index("</p>", start)]))
+        shown = re.findall(r"(?:: |; )(excluded|not evaluable|inappropriate|review|appropriate), rules? ([A-Z0-9, -]+?) \(", para)
+        assert {v.replace(" ", "_"): ids.split(", ") for v, ids in shown} == given, para
+        assert "outside the window" not in para and "red-flag indication" not in para, para
+        # printed, an id never breaks at its hyphen ('CSF-' at a line's end, '12' on the next)
+        assert all(f'<span class="rule-id">{rid}</span>' in html[start:] for ids in given.values() for rid in ids)
+        cells = Workbook(out / audit_id / "case_list.xlsx").cells("Explanation")
+        note = next(cells[(i, 1)]["text"] for (i, j), c in cells.items() if j == 0 and c["text"] == "Verdict")
+        assert ("review" in note) == ("review" in given), note
+
+
+def test_workbook_modality_reads_as_the_reports_modality_table(deck_runs):
+    """The workbook's Modality says X-ray, CT or MRI as the report's imaging by modality does (it printed the code
+    map's XR and MR, so a reviewer filtering 'MRI' found nothing); the key stays in 'Modality key' for filters."""
+    from xlsx_xml import Workbook
+
+    folder = _folder(deck_runs)
+    section = _section((folder / "report.html").read_text(encoding="utf-8"), "Lumbar imaging by modality")
+    printed = {c[0] for c in (_cells(r) for r in re.findall(r"<tr>(.*?)</tr>", section, re.S)) if c and c[0] != "Modality"}
+    rows = Workbook(folder / "case_list.xlsx").rows("Cases")
+    keys = {r["Order"]: r["Modality key"] for r in rows}
+    orders = _csv(folder / "audited_orders.csv")
+    assert keys == {o: m or None for o, m in orders.select("order_id", "modality").iter_rows()}
+    shown = {r["Modality"] or "Unmapped code" for r in rows}
+    assert shown == printed and {"X-ray", "CT", "MRI"} <= shown, (shown, printed)
+
+
+def test_flagged_episodes_by_department_say_whose_they_are(deck_runs):
+    """An episode belongs to no department, so the flagged-episodes table groups them by the department that placed
+    the flagged order and its header says so: it read 'Department | Flagged episodes' (Orthopedics 5) beside 'Who the
+    numbers belong to' (Orthopedics: 0 episodes attributed, 0 flagged). The CSF-leak table's departments are the
+    attributed ones, and its counts agree with that table's 'of which flagged'."""
+    out = Path(deck_runs["runs"]["combined"]["out"])
+    for audit_id, header in (("csf_leak", "Department"), (AUDIT, "Department that placed the flagged order")):
+        html = (out / audit_id / "report.html").read_text(encoding="utf-8")
+        cases = _section(html, f"Flagged {'cases' if audit_id == 'csf_leak' else 'episodes'} for chart review")
+        table = cases[cases.index('<table class="narrow">') :]
+        rows = [_cells(r) for r in re.findall(r"<tr>(.*?)</tr>", table[: table.index("</table>")], re.S)]
+        assert rows[0][0] == header, rows[0]
+        if audit_id == "csf_leak":
+            who = html[html.index('<table class="attribution">') :]
+            who = [_cells(r) for r in re.findall(r"<tr[^>]*>(.*?)</tr>", who[: who.index("</table>")], re.S)]
+            flagged = {c[0]: c[6] for c in who[1:] if c[0] != "Hospital" and c[6] != "0"}
+            assert {c[0]: c[1] for c in rows[1:]} == flagged, (rows, who)
+
+
+def test_methods_define_the_episode_and_early_imaging(deck_runs):
+    """The Methods' Definitions say what an episode, a complicated episode, the audited orders and early imaging are,
+    with the parameters in force, as the CSF-leak audit's define its case: they held the time zone and attribution
+    only, so a committee member had to find the DESIGN.md to learn what 'early' meant."""
+    html = (_folder(deck_runs) / "report.html").read_text(encoding="utf-8")
+    start = html.index("<h3>Definitions</h3>")
+    defined = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", html[start : html.index("</ul>", start)]))
+    for words in (
+        "Episode: a low back pain diagnosis (not inpatient) with none in the 180 days before, patient aged 18 to 75",
+        "Complicated: a red flag (LBP-02) in its group's window, up to day 28: its orders are excluded",
+        "Audited orders: lumbar imaging (X-ray, CT, MRI) on days 0-42",
+        "Early imaging: days 0-28, inappropriate; days 29-42, after the conservative period, appropriate",
+    ):
+        assert words in defined, (words, defined)
+
+
+def test_headline_labels_say_the_early_imaging_days_in_force(deck_runs, tmp_path):
+    """A site that sets [audits.low_back_pain] early_imaging_days = 21 reads 21 days in every measure label, as in
+    the numerators under them: the labels said 'the first 28 days' above 'n: ... on days 0-21'. And the rate is
+    'HEDIS-style', as the report's section and the guideline note say (the value sets are a public approximation,
+    not NCQA's), not 'the HEDIS rate'."""
+    from conftest import run_cli
+    from deck_input import SITE_TIMEZONE, write_input
+
+    config, out = tmp_path / "site.toml", tmp_path / "out"
+    config.write_text("[audits.low_back_pain]\nearly_imaging_days = 21\n", encoding="utf-8")
+    write_input(tmp_path / "in", [f.case for f in deck_runs["files"] if f.audit == AUDIT and not f.separate])
+    args = ["run", "--input", tmp_path / "in", "--out", out, "--config", config, "--audit", AUDIT, "--no-validate"]
+    result = run_cli(*args, "--site-timezone", SITE_TIMEZONE)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for page in (out / AUDIT / "report.html", out / AUDIT / "index.html", out / "index.html"):
+        text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page.read_text(encoding="utf-8")))
+        assert "Episodes without lumbar imaging in the first 21 days (HEDIS-style rate)" in text, page
+        assert "Lumbar imaging orders placed in the first 21 days" in text, page
+        assert "first 28 days" not in text and "HEDIS rate" not in text, page
+
+
+def test_attrition_notes_agree_in_number(deck_runs):
+    """Both audits' attrition (attrition.csv and the report): '1 of these also carries a later reason', not '1 of
+    these also carry' (the demo's and the decks' attrition printed it)."""
+    out = Path(deck_runs["runs"]["combined"]["out"])
+    notes = " ".join(
+        " ".join(_csv(out / audit_id / "attrition.csv").select(pl.concat_str(pl.all(), separator=" ")).to_series())
+        + re.sub(r"\s+", " ", (out / audit_id / "report.html").read_text(encoding="utf-8"))
+        for audit_id in ("csf_leak", AUDIT)
+    )
+    assert "1 of these also carries a later reason of this kind" in notes  # the decks have such an exclusion
+    assert not re.search(r"\(1 of these also carry\b", notes)

@@ -159,7 +159,7 @@ def test_january_is_provisional_then_revised_then_final_as_later_extracts_arrive
     # the trend draws the month as provisional, and the site index marks it so
     assert ">provisional month (may change)</text>" in report
     site = (jan / "index.html").read_text(encoding="utf-8")
-    assert "provisional until the data reaches 2026-04-16" in site
+    assert 'provisional until the data reaches <span class="date">2026-04-16</span>' in site
     fed = pl.read_parquet(jan / "csf_leak" / "metrics.parquet")
     assert set(fed["status"]) == {"provisional"} and set(fed["data_through"]) == {dt.date(2026, 1, 31)}
     first_run = json.loads((jan / "run.json").read_text())["run_id"]

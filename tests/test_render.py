@@ -313,7 +313,7 @@ def test_provider_table_is_bounded_and_says_what_it_left_out():
     spec = ReportSpec.of(fx.AUDIT)  # its funnel measure: inappropriate_order_rate
     table = sections.provider_table(frame([*rates("R1", 2, 25), *rates("R2", 20, 40), *few]), overall, 20, spec)
     assert [r["group_key"] for r in table["rows"]] == ["R1", "R2"] and not table["only_outliers"]
-    assert [r["funnel"] for r in table["rows"]] == ["within limits", "above 99.8% limit"]
+    assert [r["funnel"] for r in table["rows"]] == ["within limits", "above 99.8% limit (worse)"]
     assert (table["n_rest"], table["rest_orders"], table["rest_inappropriate"], table["rest_outside"]) == (30, 90, 3, 1)
     many = [r for i in range(100) for r in rates(f"R{i:03d}", 15 if i % 20 == 0 else 3, 30)]  # more than a page holds
     table = sections.provider_table(frame(many), overall, 20, spec)
@@ -376,3 +376,28 @@ def test_compiled_templates_are_kept_between_runs_in_jinja_s_own_per_user_cache_
     refused.mkdir()
     (refused / f"_jinja2-cache-{os.getuid()}").write_text("a file where Jinja wants its folder\n")
     assert compiled_in_a_run(refused) == "1" and compiled_in_a_run(refused) == "1"
+
+
+def test_a_case_without_a_department_is_grouped_by_its_flagged_order():
+    """Without a case department (the low back pain episode), a flagged case is listed under the department that
+    placed its first flagged order, as the table's header says: it went under the department of its first order,
+    an unflagged one (an unmapped code Internal Medicine placed the day before Orthopedics' early X-ray)."""
+    from pipeline.report.caselist import flagged_selection
+
+    cases = pl.DataFrame(
+        {
+            "case_id": ["E1", "E1", "E2"],
+            "order_id": ["O1", "O2", "O3"],
+            "verdict": ["not_evaluable", "inappropriate", "inappropriate"],
+            "ordering_department": ["internal_medicine", "orthopedics", "primary_care"],
+            "_group": ["internal_medicine", "orthopedics", "primary_care"],  # no case department: the order's
+            "_recency": [1, 1, 2],
+            "_ordered": [None, None, None],
+        }
+    )
+    chosen = flagged_selection(cases, per_department=5)
+    assert {g["group"]: g["flagged_cases"] for g in chosen["groups"]} == {"orthopedics": 1, "primary_care": 1}
+    assert chosen["rows"].select("order_id", "group").rows() == [("O2", "orthopedics"), ("O3", "primary_care")]
+    # a case department is the case's own: every order carries it, whichever is flagged
+    attributed = flagged_selection(cases.with_columns(pl.lit("neurology").alias("_group")), per_department=5)
+    assert [g["group"] for g in attributed["groups"]] == ["neurology"]

@@ -257,3 +257,34 @@ def test_the_flagged_case_sentence_agrees_in_number(deck_runs):
     one_has = r"\b1 of the \d[\d,]* (case|episode)s? with an audited order( from this department)? have\b"
     assert not any(re.search(one_has, t) for t in sentences)
     assert not any(re.search(r"not listed\.\S", t) for t in sentences)  # the next sentence after a space
+    # '0 of the 1 case ... has', not 'have'; and no '0 cases with audited orders, none of them flagged, are counted'
+    # where every one is flagged (a hospital page and department pages of both audits printed both)
+    pages += [out / audit_id / "report.html" for audit_id in ("csf_leak", "low_back_pain")]
+    sentences = [re.sub(r"\s+", " ", _cells(page_section(p.read_text(encoding="utf-8"), "cases"))) for p in pages]
+    assert any(re.search(r"\b0 of the 1 (case|episode) with", t) for t in sentences)
+    assert not any(re.search(r"\bof the 1 (case|episode) with an audited order[a-z ]* have\b", t) for t in sentences)
+    assert any(" with audited orders, none of them flagged" in t for t in sentences)
+    assert not any(re.search(r"\b0 (cases|episodes) with audited orders, none of them flagged", t) for t in sentences)
+
+
+def test_a_funnel_position_outside_the_limits_says_better_or_worse(run):
+    """A department's or provider's funnel position says what it means by the measure's direction, as a p-chart
+    signal says good or bad news: 'below 99.8% limit' of the low back pain early-imaging rate (lower is better)
+    read as failing to the committee. The report's tables and the workbook's Providers sheet say it the same way."""
+    from xlsx_xml import Workbook
+
+    seen = 0
+    for audit_id in ("csf_leak", "low_back_pain"):
+        spec = ReportSpec.of(next(a for a in audits.discover() if a.id == audit_id))
+        lower = spec.measure(spec.funnel_measure).direction == "lower_is_better"
+        html_text = (run["out"] / audit_id / "report.html").read_text(encoding="utf-8")
+        cells = re.findall(r"<td>((?:above|below|within)[^<]*)</td>", html_text)
+        book = Workbook(run["out"] / audit_id / "case_list.xlsx").cells("Providers")
+        cells += [c["text"] for (_, j), c in book.items() if c["text"] and c["text"].startswith(("above", "below"))]
+        for position in cells:
+            if position == "within limits":
+                continue
+            seen += 1
+            better = position.startswith("below") == lower
+            assert position.endswith(" (better)" if better else " (worse)"), (audit_id, position)
+    assert seen, "no department or provider outside the funnel limits in the generated run"

@@ -19,6 +19,6 @@ def test_site_index_marks_a_provisional_period(tmp_path):
     text = site_index.render_site_index(tmp_path).read_text(encoding="utf-8")
     june, may = text.index("2026-06/index.html"), text.index("2026-05/index.html")
     assert text.count('class="provisional"') == 1
-    assert june < text.index("provisional until the data reaches 2026-09-13") < may
+    assert june < text.index('provisional until the data reaches <span class="date">2026-09-13</span>') < may
     assert "2026-08-14" not in text
     assert "Provisional: later data can still change" in text

@@ -122,13 +122,19 @@ def flagged_selection(cases: pl.DataFrame, per_department: int, department: str 
     """
     if department is not None:
         cases = cases.filter(pl.col("ordering_department") == department)
-    group = pl.col("_group").cast(pl.String).fill_null(NOT_RECORDED) if department is None else pl.lit(department)
+    flagged_order = pl.col("verdict").is_in(FLAGGED)
+    group = pl.lit(department).first()
+    if department is None:
+        # a case without a department of its own is grouped by its first flagged order's, as the page says:
+        # its first order may be another department's, unflagged (an unmapped code placed the day before)
+        group = pl.col("_group").cast(pl.String).fill_null(NOT_RECORDED)
+        group = group.filter(flagged_order).first().fill_null(group.first())
     per_case = (
         cases.group_by("case_id", maintain_order=True)
         .agg(
-            group.first().alias("group"),
+            group.alias("group"),
             pl.col("_recency").first(),
-            pl.col("verdict").is_in(FLAGGED).sum().alias("n_flagged"),
+            flagged_order.sum().alias("n_flagged"),
         )
         .with_columns((pl.col("n_flagged") > 0).alias("flagged"))
     )

@@ -161,6 +161,16 @@ def trend(
 # ----------------------------------------------------------------------------- departments and providers
 
 
+def funnel_news(status: str, direction: str | None) -> str:
+    """A funnel position with what it means by the measure's direction, as the p-charts say good or bad news:
+    'below 99.8% limit' of the early-imaging rate read as failing to the committee, where it is better than the
+    hospital. A neutral measure's position, and one within the limits, stay as they are."""
+    if not status.startswith(("above", "below")) or direction not in ("higher_is_better", "lower_is_better"):
+        return status
+    better = status.startswith("above") == (direction == "higher_is_better")
+    return f"{status} ({'better' if better else 'worse'})"
+
+
 def group_rows(rates: pl.DataFrame, overall: dict, low: int, names: dict[str, str], spec: ReportSpec) -> list[dict]:
     """One row per group (``group_key``) with each headline measure (``cells``, in the spec's order), its
     funnel position (the funnel measure) and its printed name; alphabetical by printed name, never ranked."""
@@ -171,12 +181,14 @@ def group_rows(rates: pl.DataFrame, overall: dict, low: int, names: dict[str, st
         by_key.setdefault(r["group_key"], {"group_key": r["group_key"]})[r["measure_id"]] = marked(r, low)
     rows = list(by_key.values())
     p0 = overall.get(funnel)
+    direction = getattr(spec.measure(funnel), "direction", None)
     placed = [m for row in rows if (m := row.get(funnel)) is not None and m["rate"] is not None]
     status = iter(funnel_status([m["rate"] for m in placed], [m["denominator"] for m in placed], p0) if p0 is not None else [])
     for row in rows:
         m = row.get(funnel)
-        row["funnel"] = next(status) if p0 is not None and m is not None and m["rate"] is not None else ""
-        row["outlier"] = row["funnel"] not in ("", "within limits")
+        position = next(status) if p0 is not None and m is not None and m["rate"] is not None else ""
+        row["outlier"] = position not in ("", "within limits")
+        row["funnel"] = funnel_news(position, direction)
         row["orders"] = m["denominator"] if m is not None else 0
         row["name"] = department_name(row["group_key"], names)
         row["cells"] = [row.get(mid) for mid in table]
@@ -243,9 +255,9 @@ def funnel_positions(rates: pl.DataFrame, overall: dict, spec: ReportSpec) -> pl
     """group_key, funnel_position: every provider's place against the funnel limits of the funnel measure (the
     workbook's Providers sheet carries it, so the providers the report leaves out can be filtered there)."""
     funnel = rates.filter(pl.col("measure_id") == spec.funnel_measure).select("group_key", "denominator", "rate")
-    return funnel.select(
-        "group_key", pl.Series("funnel_position", _positions(funnel, overall.get(spec.funnel_measure)), dtype=pl.String)
-    )
+    direction = getattr(spec.measure(spec.funnel_measure), "direction", None)
+    shown = [funnel_news(s, direction) for s in _positions(funnel, overall.get(spec.funnel_measure))]
+    return funnel.select("group_key", pl.Series("funnel_position", shown, dtype=pl.String))
 
 
 def funnel_points(rates: pl.DataFrame, low: int, measure_id: str | None) -> pl.DataFrame:
@@ -339,11 +351,21 @@ def methods(con, run_info: dict, rules: pl.DataFrame, spec: ReportSpec) -> dict:
     """Definitions, rules, data quality, inputs and settings for the Methods section."""
     cfg = run_info["config"]
     reporting = cfg.get("reporting", {})
-    verdicts = (
-        frame(con, "SELECT verdict, precedence, description FROM ref_verdicts ORDER BY precedence").to_dicts()
-        if has_table(con, "ref_verdicts")
-        else []
-    )
+    # the verdicts this audit's rules give, each with its rules: the engine's descriptions are the same for every
+    # audit, so the examples are the audit's own (the low back pain report listed the CSF-leak audit's 'outside the
+    # window' and a review verdict it does not have)
+    rule_ids: dict[str, list[str]] = {}
+    for r in rules.iter_rows(named=True):
+        rule_ids.setdefault(r["verdict"], []).append(r["rule_id"])
+    verdicts = [
+        dict(v, rule_ids=rule_ids[v["verdict"]])
+        for v in (
+            frame(con, "SELECT verdict, precedence, description FROM ref_verdicts ORDER BY precedence").to_dicts()
+            if has_table(con, "ref_verdicts")
+            else []
+        )
+        if v["verdict"] in rule_ids
+    ]
     keys = ("check_id", "table", "severity", "status", "violated_count", "denominator", "percent", "description")
     dq = [{k: d.get(k) for k in keys} for d in run_info.get("data_quality", [])]
     status_counts: dict[str, int] = {}

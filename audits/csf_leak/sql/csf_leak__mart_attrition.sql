@@ -18,7 +18,9 @@ winning AS (
            count(o.order_id) AS n,
            CASE WHEN count(o.order_id) FILTER (WHERE strpos(o.reasons, '|') > 0) > 0
                 THEN ' (' || count(o.order_id) FILTER (WHERE strpos(o.reasons, '|') > 0)
-                     || ' of these also carry a later reason of this kind; each order is counted once, under its first reason)'
+                     || CASE WHEN count(o.order_id) FILTER (WHERE strpos(o.reasons, '|') > 0) = 1
+                             THEN ' of these also carries' ELSE ' of these also carry' END
+                     || ' a later reason of this kind; each order is counted once, under its first reason)'
                 ELSE '' END AS overlap_note
     FROM csf_leak__ref_rules AS r
     LEFT JOIN orders AS o ON o.verdict = r.verdict AND split_part(o.reasons, '|', 1) = r.reason_code

@@ -93,14 +93,18 @@ steps AS (
     FROM low_back_pain__parameters AS prm
     UNION ALL SELECT 8, 'Excluded: ' || r.reason_code, 'orders', w.n, 'exclusion',
            r.explanation || CASE WHEN w.n_more > 0
-               THEN ' (' || CAST(w.n_more AS VARCHAR) || ' of these also carry a later reason of this kind; '
+               THEN ' (' || CAST(w.n_more AS VARCHAR)
+                    || CASE WHEN w.n_more = 1 THEN ' of these also carries' ELSE ' of these also carry' END
+                    || ' a later reason of this kind; '
                     || 'each order is counted once, under its first reason)'
                ELSE '' END
     FROM low_back_pain__ref_rules AS r JOIN winning AS w ON w.reason_code = r.reason_code WHERE r.verdict = 'excluded'
     UNION ALL SELECT 9, 'Orders not excluded', 'orders', (SELECT count(*) FROM orders WHERE verdict <> 'excluded'), 'step', ''
     UNION ALL SELECT 9, 'Not evaluable: ' || r.reason_code, 'orders', w.n, 'exclusion',
            r.explanation || CASE WHEN w.n_more > 0
-               THEN ' (' || CAST(w.n_more AS VARCHAR) || ' of these also carry a later reason of this kind; '
+               THEN ' (' || CAST(w.n_more AS VARCHAR)
+                    || CASE WHEN w.n_more = 1 THEN ' of these also carries' ELSE ' of these also carry' END
+                    || ' a later reason of this kind; '
                     || 'each order is counted once, under its first reason)'
                ELSE '' END
     FROM low_back_pain__ref_rules AS r JOIN winning AS w ON w.reason_code = r.reason_code WHERE r.verdict = 'not_evaluable'
