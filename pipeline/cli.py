@@ -285,10 +285,18 @@ def _with_engine(cfg, spark_remote: str | None, spark_state: str | None = None):
     default=None,
     help="Also write Great Expectations Data Docs (HTML) here.",
 )
+@click.option(
+    "--warehouse",
+    "warehouse_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Read only: judge the local codes with the site code map this warehouse keeps, as a run with it does "
+    "when the folder has no local_code_map.csv [config: warehouse, when the file exists].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of a table.")
 @_input_format_option
 @_logging_options
-def validate(input_dir, config_path, site_timezone, data_docs, as_json, input_format, log_format, quiet, verbose):
+def validate(input_dir, config_path, site_timezone, data_docs, warehouse_path, as_json, input_format, log_format, quiet, verbose):
     """Run the data-quality gate alone on a folder of extracts (nothing is written to a warehouse)."""
     import datetime as dt
     import json
@@ -297,14 +305,20 @@ def validate(input_dir, config_path, site_timezone, data_docs, as_json, input_fo
     from pipeline.config import load_config
     from pipeline.errors import QualityGateError
     from pipeline.ingest import load, value_maps
+    from pipeline.logs import log
+    from pipeline.models import reference
     from pipeline.quality import gate
 
     setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
     cfg = load_config(config_path, site_timezone=site_timezone, input_format=input_format)
+    site_map = _kept_site_map(warehouse_path, cfg)
+    if site_map is not None and reference.local_code_map_path(cfg, input_dir) is None:  # the words a run logs
+        kept_from = ", ".join(sorted(set(site_map["source_file"])))
+        log.info("site code map: none given; the one the warehouse kept, from %s", kept_from)
     inputs = load.find_inputs(input_dir, cfg)
     with tempfile.TemporaryDirectory(prefix="order-audit-validate-") as tmp:
-        prepared = load.prepare_inputs(inputs, cfg, Path(tmp))
-        results, _ = gate.check_inputs(prepared, cfg, Path(tmp), dt.datetime.now(dt.UTC), input_dir)
+        prepared = load.prepare_inputs(inputs, cfg, Path(tmp), kept_map=site_map)
+        results, _ = gate.check_inputs(prepared, cfg, Path(tmp), dt.datetime.now(dt.UTC), input_dir, site_map=site_map)
     if data_docs:
         gate.write_data_docs(results, data_docs)
     if as_json:
@@ -326,6 +340,27 @@ def validate(input_dir, config_path, site_timezone, data_docs, as_json, input_fo
     failed = gate.blocking(results)
     if failed:
         raise QualityGateError(gate.failure_message(failed) + value_maps.note(unknown))
+
+
+def _kept_site_map(warehouse_path: Path | None, cfg):
+    """The site code map a warehouse keeps, for ``validate`` (read only: the file is never made or changed).
+    --warehouse must exist; the config's ``warehouse`` counts once a run has made it (before the first run
+    there is no kept map, and validating the first extract is no error)."""
+    from pipeline import preflight, warehouse
+    from pipeline.errors import ConfigError
+    from pipeline.models import reference
+
+    if warehouse_path is None:
+        if not cfg.warehouse or not Path(cfg.warehouse).is_file():
+            return None
+        warehouse_path = Path(cfg.warehouse)
+    elif not warehouse_path.exists():
+        raise ConfigError(
+            f"--warehouse {warehouse_path} not found; validate reads the site code map a run kept there and never "
+            "makes a warehouse: give the file your runs use, or leave --warehouse out"
+        )
+    preflight.check_warehouse_file(warehouse_path)
+    return reference.kept_site_map(warehouse.real_path(warehouse_path))
 
 
 @cli.command()

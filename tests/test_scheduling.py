@@ -330,10 +330,43 @@ def test_the_site_code_map_is_kept_for_a_reaudit_and_a_folder_without_it(small_i
         assert {"name": "local_code_map", "source": "warehouse"}.items() <= next(
             f for f in info["reference_files"] if f["name"] == "local_code_map"
         ).items()
+    # validate on that folder judges the codes as the run did with --warehouse (read only), and warns without it
+    (tmp_path / "site.toml").write_text(f"warehouse = {json.dumps(str(wh))}\n")  # the config's warehouse too
+    before = wh.read_bytes(), sorted(p.name for p in wh.parent.iterdir())
+    share = "orders.order_code.mapped_share"
+    with_map = ok(run_cli("validate", "--input", monthly, "--warehouse", wh, "--json"))
+    assert next(r for r in json.loads(with_map.stdout) if r["check_id"] == share)["status"] == "passed"
+    assert "site code map: none given; the one the warehouse kept" in with_map.stderr
+    without = ok(run_cli("validate", "--input", monthly, "--json"))
+    assert next(r for r in json.loads(without.stdout) if r["check_id"] == share)["status"] == "failed"
+    from_config = ok(run_cli("validate", "--input", monthly, "--config", tmp_path / "site.toml", "--json"))
+    assert next(r for r in json.loads(from_config.stdout) if r["check_id"] == share)["status"] == "passed"
+    assert (wh.read_bytes(), sorted(p.name for p in wh.parent.iterdir())) == before
     # a map with its header only removes the site's rows: the local code is unmapped again
     (monthly / "local_code_map.csv").write_text(SITE_MAP.splitlines()[0] + "\n")
     assert "revised" in ok(audit(monthly, tmp_path / "d", wh)).stderr
     assert "unmapped_code" in reasons_of_o1(tmp_path / "d")
+
+
+def test_validate_with_a_warehouse_never_makes_or_waits_on_it(small_input, tmp_path):
+    """validate --warehouse only reads the kept site code map: a missing file is one line and exit 1 (no
+    warehouse made), a file another process writes is exit 4 naming it (not DuckDB's lock text)."""
+    missing = tmp_path / "wh" / "warehouse.duckdb"
+    result = run_cli("validate", "--input", small_input, "--warehouse", missing)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"order-audit: error: --warehouse {missing} not found; validate reads the site code map a run kept there "
+        "and never makes a warehouse: give the file your runs use, or leave --warehouse out"
+    ]
+    assert not missing.parent.exists()
+    held = tmp_path / "held.duckdb"
+    writer = duckdb.connect(str(held))
+    try:
+        result = run_cli("validate", "--input", small_input, "--warehouse", held)
+    finally:
+        writer.close()
+    assert result.returncode == 4 and "Traceback" not in result.stderr, result.stderr
+    assert "another process holds the warehouse file open for writing" in result.stderr
 
 
 # ------------------------------------------------------------------ 3. crash safety
