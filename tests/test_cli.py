@@ -105,6 +105,35 @@ def test_exit_1_unknown_config_key_and_unknown_run(small_input, tmp_path):
     expect(run_cli("diff", "NOPE-1", "NOPE-2", "--warehouse", wh), 1, "no run NOPE-1")
 
 
+COLUMNS_SHAPE = '[columns.procedures]: write each column as contract_name = "column in the file"'
+
+
+@pytest.mark.parametrize(
+    "setting, text",
+    [
+        ("site_timezone = 5", "site_timezone: expected a string, got 5"),
+        ('warehouse = ["wh.duckdb"]', "warehouse: expected a string, got ['wh.duckdb']"),
+        ("local_code_map = 3", "local_code_map: expected a string, got 3"),
+        ("[privacy]\nkey_file = 3", "[privacy].key_file: expected a string, got 3"),
+        ("[spark]\nmaster = 3", "[spark].master: expected a string, got 3"),
+        ('[columns]\nprocedures = "MRN"', '[columns.procedures]: write each column as contract_name = "column in the file"'),
+        (
+            "[columns.procedures]\npatient_id = 3",
+            '[columns.procedures]: write each column as contract_name = "column in the file"',
+        ),
+        ("[reporting]\ntrend_months = 1.5", "[reporting].trend_months: expected a whole number, 0 or more, got 1.5"),
+    ],
+)
+def test_exit_1_config_value_of_the_wrong_type(small_input, tmp_path, setting, text):
+    """A setting of the wrong type is one line naming it, exit 1, before any work: these ended in a traceback
+    (a number where a path or zone goes), in exit 2 blaming the extract (a column named 3), or were cut
+    without a word (1.5 months read as 1)."""
+    cfg = tmp_path / "audit.toml"
+    cfg.write_text(setting + "\n")
+    result = run_cli("validate", "--input", small_input, "--config", cfg)
+    assert result.returncode == 1 and result.stderr.splitlines() == [f"order-audit: error: {cfg}: {text}"], result.stderr
+
+
 def test_exit_2_unreadable_input(small_input, tmp_path):
     (small_input / "procedures.csv").write_bytes(b"\x00\x01garbage")
     expect(run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--no-validate"), 2, "procedures")
