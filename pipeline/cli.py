@@ -539,6 +539,11 @@ def diff(run_a, run_b, warehouse_path, spark_state, config_path):
         missing, rows = history.diff_runs(con, run_a, run_b) if db.has_table(con, "run_verdicts") else ([run_a, run_b], [])
     if missing:
         raise ConfigError(f"no run {' or '.join(missing)} in {where}; 'order-audit runs' lists the run ids")
+    if rows is None:  # "no order changed" would be an all-clear for a comparison that was never made
+        raise ConfigError(
+            f"{run_a} and {run_b} audited no period in common (`order-audit runs` lists each run's periods); "
+            "diff compares the orders of the periods both runs audited"
+        )
     if not rows:
         click.echo(f"no order changed verdict between {run_a} and {run_b}")
         return

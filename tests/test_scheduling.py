@@ -291,6 +291,36 @@ def test_backfill_36_months_equals_whole_run_and_month_rerun_is_byte_identical(s
     assert len(query(wh, "SELECT DISTINCT run_id FROM audit_results")) == 2
 
 
+def test_diff_lists_what_a_run_added_to_a_month_an_earlier_run_found_empty(small_input, tmp_path):
+    """A month audited without a single order has no verdict rows: diff called that run unknown ("no run ..."),
+    though `runs` lists it and the later run's log says the month was revised and points to diff; and two runs
+    with no period in common printed the all-clear "no order changed" for a comparison never made."""
+    wh, out = tmp_path / "wh.duckdb", tmp_path / "out"
+    ok(audit(small_input, out, wh, "--month", "2025-07"))  # June's data: July is empty
+    empty = run_id_of(out)
+    july = tmp_path / "july"
+    write_csv(
+        july / "procedures.csv", PROC_HEADER, [["PR7", "MRN-7", "2025-07-01 09:00:00", "62323", "Pain clinic", "1960-01-01"]]
+    )
+    write_csv(
+        july / "imaging_orders.csv",
+        ORDER_HEADER,
+        [["O71", "MRN-7", "2025-07-02 10:00:00", "72148", "Emergency", "G97.1", "completed"]],
+    )
+    write_csv(july / "diagnoses.csv", DX_HEADER, [["MRN-7", "G97.1", "2025-07-02 08:00:00"]])
+    revised = ok(audit(july, out, wh, "--month", "2025-07"))
+    assert f"2025-07 revised since run {empty}: 1 orders (1 added" in revised.stderr
+    filled = run_id_of(out)
+    d = ok(run_cli("diff", empty, filled, "--warehouse", wh))
+    assert [line for line in d.stdout.splitlines() if "order " in line] == [
+        "2025-07  csf_leak  order O71 (case PR7) added: A - [] -> B inappropriate [premature|wrong_region]"
+    ], d.stdout
+    ok(audit(small_input, tmp_path / "june", wh, "--month", "2025-06"))
+    apart = run_cli("diff", empty, run_id_of(tmp_path / "june"), "--warehouse", wh)
+    assert apart.returncode == 1 and "no order changed" not in apart.stdout, apart.stdout
+    assert "audited no period in common" in apart.stderr
+
+
 SITE_MAP = (
     "code_system,code,study_type,modality,regions,contrast,description,valid_from,valid_to,source\n"
     "LOCAL,LOC-CSPINE,mri_spine,MR,C,without_and_with,MRI cervical spine w/wo,2000-01-01,,site exam master\n"
