@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
-from conftest import DX_HEADER, ORDER_HEADER, PROC_HEADER, ROOT, write_csv, write_small_input
+from conftest import ROOT, write_july_input, write_small_input
 from conftest import run_cli as _run_cli
 
 from pipeline.synth import generate
@@ -175,16 +175,7 @@ def test_load_twice_correct_once_then_add_a_month(small_input, tmp_path):
     assert "no order changed" in ok(run_cli("diff", run_a, run_b, "--warehouse", wh)).stdout
 
     # a monthly extract for another month accumulates beside the first
-    july = tmp_path / "july"
-    write_csv(
-        july / "procedures.csv", PROC_HEADER, [["PR7", "MRN-7", "2025-07-01 09:00:00", "62323", "Pain clinic", "1960-01-01"]]
-    )
-    write_csv(
-        july / "imaging_orders.csv",
-        ORDER_HEADER,
-        [["O71", "MRN-7", "2025-07-02 10:00:00", "72148", "Emergency", "G97.1", "completed"]],
-    )
-    write_csv(july / "diagnoses.csv", DX_HEADER, [["MRN-7", "G97.1", "2025-07-02 08:00:00"]])
+    july = write_july_input(tmp_path / "july")
     ok(audit(july, out, wh))
     assert warehouse_state(wh)["rows"] == {"procedures": 3, "imaging_orders": 5, "diagnoses": 2}
     active = query(
@@ -298,16 +289,7 @@ def test_diff_lists_what_a_run_added_to_a_month_an_earlier_run_found_empty(small
     wh, out = tmp_path / "wh.duckdb", tmp_path / "out"
     ok(audit(small_input, out, wh, "--month", "2025-07"))  # June's data: July is empty
     empty = run_id_of(out)
-    july = tmp_path / "july"
-    write_csv(
-        july / "procedures.csv", PROC_HEADER, [["PR7", "MRN-7", "2025-07-01 09:00:00", "62323", "Pain clinic", "1960-01-01"]]
-    )
-    write_csv(
-        july / "imaging_orders.csv",
-        ORDER_HEADER,
-        [["O71", "MRN-7", "2025-07-02 10:00:00", "72148", "Emergency", "G97.1", "completed"]],
-    )
-    write_csv(july / "diagnoses.csv", DX_HEADER, [["MRN-7", "G97.1", "2025-07-02 08:00:00"]])
+    july = write_july_input(tmp_path / "july")
     revised = ok(audit(july, out, wh, "--month", "2025-07"))
     assert f"2025-07 revised since run {empty}: 1 orders (1 added" in revised.stderr
     filled = run_id_of(out)
