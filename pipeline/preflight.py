@@ -59,6 +59,12 @@ def check_run(opts, out_root: Path, audit_ids: tuple[str, ...] = ()) -> None:
         _check_writable(
             Path(opts.warehouse_path).resolve().parent, "--warehouse", opts.warehouse_path
         )  # lock, scratch and .sources go beside it
+    if opts.input_dir is not None and Path(opts.input_dir).resolve().is_relative_to(out_root.resolve()):
+        # --out the extracts' folder (or one above it): the reports were published beside the raw extracts
+        raise ConfigError(
+            f"--input {opts.input_dir} is inside the output folder (--out {opts.out_dir}); the extracts hold raw "
+            "patient ids and must be kept apart from the published reports: give --out a folder of its own"
+        )
     if opts.data_docs_dir is not None:
         _check_writable(Path(opts.data_docs_dir), "--data-docs", opts.data_docs_dir)
     if opts.reid_file is not None:
