@@ -71,6 +71,19 @@ def test_stage_names_are_unique_with_the_gate(small_input, tmp_path):
     assert len(set(stages)) == len(stages)
 
 
+def test_stage_names_are_unique_in_a_backfill(small_input, tmp_path):
+    """A backfill renders each audit's month apart: the two render lines of a month were alike (no audit named)."""
+    args = ("--out", tmp_path / "out", "--from", "2025-05", "--to", "2025-06", "--no-validate", "--log-format", "json")
+    result = run_cli("run", "--input", small_input, *args)
+    expect(result, 0)
+    done = [json.loads(line) for line in result.stderr.splitlines() if '"stage_done"' in line]
+    stages = [(e["stage"], e.get("audit"), e.get("period")) for e in done]
+    assert [s for s in stages if s[0] == "render"] == [
+        ("render", a, m) for m in ("2025-05", "2025-06") for a in ("csf_leak", "low_back_pain")
+    ]
+    assert len(set(stages)) == len(stages)
+
+
 def test_exit_0_with_the_gate_on_and_quiet_prints_nothing(small_input, tmp_path):
     result = run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--warehouse", tmp_path / "wh.duckdb", "--quiet")
     expect(result, 0)
