@@ -7,6 +7,8 @@ import json
 
 import duckdb
 
+from pipeline import db
+
 DDL = (
     """CREATE TABLE IF NOT EXISTS audit_runs (
         run_id VARCHAR PRIMARY KEY, command VARCHAR, status VARCHAR, periods VARCHAR, input_dir VARCHAR,
@@ -20,11 +22,8 @@ DDL = (
         audit_id VARCHAR)""",
 )
 # a warehouse written before audits were folders: the column comes in empty (its rows predate the audit ids)
-MIGRATIONS = (
-    "ALTER TABLE audit_runs ADD COLUMN IF NOT EXISTS audits VARCHAR",
-    "ALTER TABLE audit_results ADD COLUMN IF NOT EXISTS audit_id VARCHAR",
-    "ALTER TABLE run_verdicts ADD COLUMN IF NOT EXISTS audit_id VARCHAR",
-)
+ADDED_COLUMNS = (("audit_runs", "audits"), ("audit_results", "audit_id"), ("run_verdicts", "audit_id"))  # VARCHAR each
+MIGRATIONS = tuple(f"ALTER TABLE {t} ADD COLUMN IF NOT EXISTS {c} VARCHAR" for t, c in ADDED_COLUMNS)
 
 
 KILLED_BEFORE_COMMIT = "stopped before its warehouse commit: nothing of it was kept"
@@ -136,14 +135,23 @@ def list_runs(con: duckdb.DuckDBPyConnection, limit: int = 50) -> list[dict]:
     return [dict(zip(keys, r, strict=True)) for r in rows]
 
 
+def _as_migrated(con: duckdb.DuckDBPyConnection, table: str) -> str:
+    """The history table as the migrations leave it: `runs` and `diff` open the warehouse read-only, so a warehouse
+    an older version wrote (no audit_id yet) is read with NULL in the columns added since (else a traceback)."""
+    have = db.columns(con, table)
+    missing = [c for t, c in ADDED_COLUMNS if t == table and c not in have]
+    return f"(SELECT *, {', '.join(f'NULL::VARCHAR AS {c}' for c in missing)} FROM {table})" if missing else table
+
+
 def diff_runs(con: duckdb.DuckDBPyConnection, run_a: str, run_b: str) -> tuple[list[str], list[tuple] | None]:
     """Orders whose verdict or reasons differ between two runs, over the periods both audited: (the ids no run
     has, the rows; None when the two runs audited no period in common, so that nothing was compared)."""
     # a run is known by its record, and it audited each period (and audit) it lists once it succeeded: a month
     # without a single order (record_period: an empty month) has no verdict rows, and was taken for "no run"
     # and left out of the comparison, so that orders the other run added there were never listed
-    audited = """SELECT DISTINCT run_id, period, audit_id FROM run_verdicts WHERE run_id IN ($a, $b)
-        UNION SELECT r.run_id, p.period, au.audit_id FROM audit_runs AS r,
+    verdicts, runs = _as_migrated(con, "run_verdicts"), _as_migrated(con, "audit_runs")
+    audited = f"""SELECT DISTINCT run_id, period, audit_id FROM {verdicts} WHERE run_id IN ($a, $b)
+        UNION SELECT r.run_id, p.period, au.audit_id FROM {runs} AS r,
                      unnest(string_split(r.periods, ',')) AS p(period), unnest(string_split(r.audits, ',')) AS au(audit_id)
               WHERE r.run_id IN ($a, $b) AND r.status = 'succeeded' AND coalesce(r.audits, '') <> ''"""
     known = {
@@ -164,7 +172,7 @@ def diff_runs(con: duckdb.DuckDBPyConnection, run_a: str, run_b: str) -> tuple[l
         return [], None
     rows = con.execute(
         f"""
-        WITH a AS (SELECT * FROM run_verdicts WHERE run_id = $a), b AS (SELECT * FROM run_verdicts WHERE run_id = $b),
+        WITH a AS (SELECT * FROM {verdicts} WHERE run_id = $a), b AS (SELECT * FROM {verdicts} WHERE run_id = $b),
         shared AS ({shared})
         SELECT coalesce(a.period, b.period) AS period, coalesce(a.audit_id, b.audit_id) AS audit_id,
                coalesce(a.order_id, b.order_id) AS order_id,

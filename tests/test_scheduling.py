@@ -303,6 +303,25 @@ def test_diff_lists_what_a_run_added_to_a_month_an_earlier_run_found_empty(small
     assert "audited no period in common" in apart.stderr
 
 
+def test_runs_and_diff_read_a_warehouse_an_older_version_wrote(small_input, tmp_path):
+    """runs and diff open the warehouse read-only, so the history migrations (the audit ids added when audits
+    became folders) cannot run: diff on such a warehouse ended in a traceback (no column audit_id)."""
+    wh = tmp_path / "wh.duckdb"
+    ok(audit(small_input, tmp_path / "a", wh, "--month", "2025-06"))
+    ok(audit(with_order_code(small_input, tmp_path / "fixed", "O4", "LOC-NEW-7"), tmp_path / "b", wh, "--month", "2025-06"))
+    con = duckdb.connect(str(wh))  # the history tables as a version before audit folders wrote them
+    try:
+        for table, column in (("audit_runs", "audits"), ("audit_results", "audit_id"), ("run_verdicts", "audit_id")):
+            con.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    finally:
+        con.close()
+    assert run_id_of(tmp_path / "a") in ok(run_cli("runs", "--warehouse", wh)).stdout
+    d = ok(run_cli("diff", run_id_of(tmp_path / "a"), run_id_of(tmp_path / "b"), "--warehouse", wh))
+    assert [line.split(" A ")[0] for line in d.stdout.splitlines() if "order " in line] == [
+        "2025-06    order O4 (case PR2) changed:"
+    ], d.stdout
+
+
 SITE_MAP = (
     "code_system,code,study_type,modality,regions,contrast,description,valid_from,valid_to,source\n"
     "LOCAL,LOC-CSPINE,mri_spine,MR,C,without_and_with,MRI cervical spine w/wo,2000-01-01,,site exam master\n"
