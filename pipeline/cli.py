@@ -497,10 +497,17 @@ def runs(warehouse_path, spark_state, config_path, limit, as_json):
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
+    from pipeline import audits as audits_mod
+    from pipeline.config import load_config
+
+    # each audit counts its own unit (the low back pain audit's cases are episodes), as the run's log says it
+    units = {a.id: a.case_unit for a in audits_mod.discover(load_config(config_path).audits_path)}
     click.echo(f"{'run_id':28} {'status':11} {'periods':16} {'started (UTC)':20} {'seconds':>8}  counts")
     for r in rows:
         counts = json.loads(r["counts"]) if r["counts"] else {}
-        summary = ", ".join(_period_summary(f"{a} {p}", c) for a, periods in counts.items() for p, c in periods.items())
+        summary = ", ".join(
+            _period_summary(f"{a} {p}", c, units.get(a, "case")) for a, periods in counts.items() for p, c in periods.items()
+        )
         periods = r["periods"] if len(r["periods"]) <= 16 else r["periods"][:7] + ".." + r["periods"][-7:]
         click.echo(
             f"{r['run_id']:28} {r['status']:11} {periods:16} {r['started_at']:20} "
@@ -509,9 +516,10 @@ def runs(warehouse_path, spark_state, config_path, limit, as_json):
         )
 
 
-def _period_summary(period: str, c: dict) -> str:
-    """One period of a run as `runs` prints it: counts, provisional or final, and what it revised."""
-    text = f"{period}: {c.get('cases', 0)} cases/{c.get('audited_orders', 0)} orders"
+def _period_summary(period: str, c: dict, unit: str = "case") -> str:
+    """One period of a run as `runs` prints it: counts (in the audit's unit: cases, episodes), provisional or
+    final, and what it revised."""
+    text = f"{period}: {c.get('cases', 0)} {unit}s/{c.get('audited_orders', 0)} orders"
     if c.get("status") == "provisional":
         text += f" (provisional until the data reaches {c.get('final_from')})"
     elif c.get("status"):

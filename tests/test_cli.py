@@ -93,6 +93,8 @@ def test_exit_0_with_the_gate_on_and_quiet_prints_nothing(small_input, tmp_path)
     runs = run_cli("runs", "--warehouse", tmp_path / "wh.duckdb")
     expect(runs, 0)
     assert "succeeded" in runs.stdout
+    # each audit's count in its own unit, as the run's log gives it (the low back pain audit's were "cases")
+    assert "csf_leak all: 2 cases/" in runs.stdout and "low_back_pain all: 0 episodes/0 orders" in runs.stdout, runs.stdout
 
 
 @pytest.mark.parametrize(
