@@ -212,14 +212,17 @@ def run(
 ):
     """Load the extracts, check them, run every audit they can feed, and write each audit's report and
     data outputs (OUT/<audit id>/) with a site index (OUT/index.html)."""
-    from pipeline import workers
+    from pipeline import faults, workers
 
+    # the log format before anything that can stop: a SIGTERM while the worker starts or the modules load
+    # ended the log with a plain line in a --log-format json log
+    setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
     # first thing, before the heavy imports below: the gate's worker imports GX meanwhile
     with workers.Warm(gx=not no_validate) as warm:
+        faults.maybe_fail("started")  # a stop while the worker starts (tests: ORDER_AUDIT_FAULT_SIGNAL=TERM)
         from pipeline.config import load_config
         from pipeline.run import RunOptions, execute
 
-        setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
         cfg = _with_engine(
             load_config(config_path, site_timezone=site_timezone, input_format=input_format, engine=engine),
             spark_remote,
