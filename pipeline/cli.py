@@ -362,7 +362,7 @@ def _kept_site_map(warehouse_path: Path | None, cfg):
             f"--warehouse {warehouse_path} not found; validate reads the site code map a run kept there and never "
             "makes a warehouse: give the file your runs use, or leave --warehouse out"
         )
-    preflight.check_warehouse_file(warehouse_path)
+    preflight.check_warehouse_file(warehouse_path, reader=True)
     return reference.kept_site_map(warehouse.real_path(warehouse_path))
 
 
@@ -446,7 +446,7 @@ def _run_history(warehouse_path: Path | None, state_uri: str | None, config_path
     if (warehouse_path is None) == (state_uri is None):
         raise click.UsageError("give --warehouse FILE, or --spark-state URI for the history of Spark runs")
     if warehouse_path is not None:
-        preflight.check_warehouse_file(warehouse_path)
+        preflight.check_warehouse_file(warehouse_path, reader=True)
         con = warehouse.connect(warehouse_path, read_only=True)
         where = str(warehouse_path)
     else:

@@ -16,8 +16,9 @@ from pipeline.errors import ConfigError
 DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
 
 
-def check_warehouse_file(path: Path) -> None:
-    """An existing warehouse file must be a DuckDB database (not a folder, not empty, not other bytes)."""
+def check_warehouse_file(path: Path, reader: bool = False) -> None:
+    """An existing warehouse file must be a DuckDB database (not a folder, not empty, not other bytes).
+    ``reader``: a command that only reads it (runs, diff, validate), for which no new warehouse is made."""
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"--warehouse {path} is a folder; give the warehouse file (e.g. {path / 'warehouse.duckdb'})")
@@ -30,10 +31,8 @@ def check_warehouse_file(path: Path) -> None:
         raise ConfigError(f"--warehouse {path} cannot be read ({exc.strerror}); check its permissions") from None
     if head[8:12] != DUCKDB_MAGIC:
         what = "an empty file" if not head else "not a DuckDB database file"
-        raise ConfigError(
-            f"--warehouse {path} is {what}; give the warehouse file an earlier run made, or a path that does "
-            "not exist yet to start a new warehouse (nothing was changed)"
-        )
+        new = "" if reader else ", or a path that does not exist yet to start a new warehouse"
+        raise ConfigError(f"--warehouse {path} is {what}; give the warehouse file an earlier run made{new} (nothing was changed)")
 
 
 def check_run(opts, out_root: Path, audit_ids: tuple[str, ...] = ()) -> None:

@@ -245,8 +245,9 @@ JUNK = {
 
 
 @pytest.mark.parametrize("kind", sorted(JUNK))
-@pytest.mark.parametrize("command", ["run", "runs", "diff"])
+@pytest.mark.parametrize("command", ["run", "runs", "diff", "validate"])
 def test_warehouse_that_is_not_duckdb_is_one_line_and_untouched(small_input, tmp_path, kind, command):
+    """The commands that only read a warehouse do not suggest a new path: they never make one."""
     wh = tmp_path / "wh.duckdb"
     wh.write_bytes(JUNK[kind]())
     before = wh.read_bytes()
@@ -254,8 +255,10 @@ def test_warehouse_that_is_not_duckdb_is_one_line_and_untouched(small_input, tmp
         "run": ("run", "--input", small_input, "--out", tmp_path / "out", "--warehouse", wh, "--no-validate"),
         "runs": ("runs", "--warehouse", wh),
         "diff": ("diff", "A", "B", "--warehouse", wh),
+        "validate": ("validate", "--input", small_input, "--warehouse", wh),
     }[command]
-    one_line_error(run_cli(*args), 1, "--warehouse", "empty file" if kind == "empty" else "not a DuckDB database file")
+    line = one_line_error(run_cli(*args), 1, "--warehouse", "empty file" if kind == "empty" else "not a DuckDB database file")
+    assert ("start a new warehouse" in line) == (command == "run"), line
     assert wh.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "wh.duckdb"]  # no lock, no scratch, no output
 
