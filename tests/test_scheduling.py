@@ -576,13 +576,14 @@ def test_sigterm_from_outside_mid_run_exits_143_and_leaves_nothing(baseline, tmp
     assert [s for (s,) in query(wh, "SELECT status FROM audit_runs ORDER BY started_at")] == ["succeeded", "interrupted"]
 
 
-def test_sigterm_as_the_run_starts_ends_a_json_log_with_json(small_input, tmp_path):
+@pytest.mark.parametrize("point", ["started", "after_merge"])
+def test_a_sigterm_ends_a_json_log_with_json(small_input, tmp_path, point):
     """A stop while the gate's worker starts, before the run read its log format: the last line was plain text
-    in a --log-format json log, the one line a scheduler reads to learn why the run stopped."""
+    in a --log-format json log, the one line a scheduler reads to learn why the run stopped. A stop once the gate
+    had validated (after_merge): the worker, killed, left a semaphore whose removal multiprocessing's resource
+    tracker announced in two plain lines after it."""
     args = ("--out", tmp_path / "out", "--log-format", "json")
-    result = run_cli(
-        "run", "--input", small_input, *args, env={"ORDER_AUDIT_FAULT": "started", "ORDER_AUDIT_FAULT_SIGNAL": "TERM"}
-    )
+    result = run_cli("run", "--input", small_input, *args, env={"ORDER_AUDIT_FAULT": point, "ORDER_AUDIT_FAULT_SIGNAL": "TERM"})
     assert result.returncode == 143, result.stderr
     lines = result.stderr.splitlines()
     assert lines and all(json.loads(line) for line in lines), result.stderr
