@@ -311,17 +311,23 @@ def validate(input_dir, config_path, site_timezone, data_docs, warehouse_path, a
     from pipeline.logs import log
     from pipeline.models import reference
     from pipeline.quality import gate
+    from pipeline.run import choose_audits
 
     setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
     cfg = load_config(config_path, site_timezone=site_timezone, input_format=input_format)
-    site_map = _kept_site_map(warehouse_path, cfg)
+    warehouse_path = _read_warehouse(warehouse_path, cfg)
+    site_map = reference.kept_site_map(warehouse_path) if warehouse_path is not None else None
     if site_map is not None and reference.local_code_map_path(cfg, input_dir) is None:  # the words a run logs
         kept_from = ", ".join(sorted(set(site_map["source_file"])))
         log.info("site code map: none given; the one the warehouse kept, from %s", kept_from)
     inputs = load.find_inputs(input_dir, cfg)
+    # the audits a run on this folder (and warehouse) does: their own input checks are part of its gate, which
+    # ran without them (a pass, then a run that warned or stopped); a config or folder the run refuses, refused
+    chosen, _ = choose_audits(cfg, load.check_headers(inputs, cfg), warehouse_path=warehouse_path, input_dir=input_dir)
     with tempfile.TemporaryDirectory(prefix="order-audit-validate-") as tmp:
         prepared = load.prepare_inputs(inputs, cfg, Path(tmp), kept_map=site_map)
-        results, _ = gate.check_inputs(prepared, cfg, Path(tmp), dt.datetime.now(dt.UTC), input_dir, site_map=site_map)
+        now = dt.datetime.now(dt.UTC)
+        results, _ = gate.check_inputs(prepared, cfg, Path(tmp), now, input_dir, audits=chosen, site_map=site_map)
     if data_docs:
         gate.write_data_docs(results, data_docs)
     if as_json:
@@ -345,13 +351,12 @@ def validate(input_dir, config_path, site_timezone, data_docs, warehouse_path, a
         raise QualityGateError(gate.failure_message(failed) + value_maps.note(unknown))
 
 
-def _kept_site_map(warehouse_path: Path | None, cfg):
-    """The site code map a warehouse keeps, for ``validate`` (read only: the file is never made or changed).
+def _read_warehouse(warehouse_path: Path | None, cfg) -> Path | None:
+    """The warehouse ``validate`` reads (never makes or changes): its site code map and the columns it holds.
     --warehouse must exist; the config's ``warehouse`` counts once a run has made it (before the first run
     there is no kept map, and validating the first extract is no error)."""
     from pipeline import preflight, warehouse
     from pipeline.errors import ConfigError
-    from pipeline.models import reference
 
     if warehouse_path is None:
         if not cfg.warehouse or not Path(cfg.warehouse).is_file():
@@ -363,7 +368,7 @@ def _kept_site_map(warehouse_path: Path | None, cfg):
             "makes a warehouse: give the file your runs use, or leave --warehouse out"
         )
     preflight.check_warehouse_file(warehouse_path, reader=True)
-    return reference.kept_site_map(warehouse.real_path(warehouse_path))
+    return warehouse.real_path(warehouse_path)
 
 
 @cli.command()
