@@ -212,14 +212,17 @@ def run(
 ):
     """Load the extracts, check them, run every audit they can feed, and write each audit's report and
     data outputs (OUT/<audit id>/) with a site index (OUT/index.html)."""
-    from pipeline import workers
+    from pipeline import faults, workers
 
+    # the log format before anything that can stop: a SIGTERM while the worker starts or the modules load
+    # ended the log with a plain line in a --log-format json log
+    setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
     # first thing, before the heavy imports below: the gate's worker imports GX meanwhile
     with workers.Warm(gx=not no_validate) as warm:
+        faults.maybe_fail("started")  # a stop while the worker starts (tests: ORDER_AUDIT_FAULT_SIGNAL=TERM)
         from pipeline.config import load_config
         from pipeline.run import RunOptions, execute
 
-        setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
         cfg = _with_engine(
             load_config(config_path, site_timezone=site_timezone, input_format=input_format, engine=engine),
             spark_remote,
@@ -285,10 +288,18 @@ def _with_engine(cfg, spark_remote: str | None, spark_state: str | None = None):
     default=None,
     help="Also write Great Expectations Data Docs (HTML) here.",
 )
+@click.option(
+    "--warehouse",
+    "warehouse_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Read only: judge the local codes with the site code map this warehouse keeps, as a run with it does "
+    "when the folder has no local_code_map.csv [config: warehouse, when the file exists].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of a table.")
 @_input_format_option
 @_logging_options
-def validate(input_dir, config_path, site_timezone, data_docs, as_json, input_format, log_format, quiet, verbose):
+def validate(input_dir, config_path, site_timezone, data_docs, warehouse_path, as_json, input_format, log_format, quiet, verbose):
     """Run the data-quality gate alone on a folder of extracts (nothing is written to a warehouse)."""
     import datetime as dt
     import json
@@ -297,14 +308,26 @@ def validate(input_dir, config_path, site_timezone, data_docs, as_json, input_fo
     from pipeline.config import load_config
     from pipeline.errors import QualityGateError
     from pipeline.ingest import load, value_maps
+    from pipeline.logs import log
+    from pipeline.models import reference
     from pipeline.quality import gate
+    from pipeline.run import choose_audits
 
     setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
     cfg = load_config(config_path, site_timezone=site_timezone, input_format=input_format)
+    warehouse_path = _read_warehouse(warehouse_path, cfg)
+    site_map = reference.kept_site_map(warehouse_path) if warehouse_path is not None else None
+    if site_map is not None and reference.local_code_map_path(cfg, input_dir) is None:  # the words a run logs
+        kept_from = ", ".join(sorted(set(site_map["source_file"])))
+        log.info("site code map: none given; the one the warehouse kept, from %s", kept_from)
     inputs = load.find_inputs(input_dir, cfg)
+    # the audits a run on this folder (and warehouse) does: their own input checks are part of its gate, which
+    # ran without them (a pass, then a run that warned or stopped); a config or folder the run refuses, refused
+    chosen, _ = choose_audits(cfg, load.check_headers(inputs, cfg), warehouse_path=warehouse_path, input_dir=input_dir)
     with tempfile.TemporaryDirectory(prefix="order-audit-validate-") as tmp:
-        prepared = load.prepare_inputs(inputs, cfg, Path(tmp))
-        results, _ = gate.check_inputs(prepared, cfg, Path(tmp), dt.datetime.now(dt.UTC), input_dir)
+        prepared = load.prepare_inputs(inputs, cfg, Path(tmp), kept_map=site_map)
+        now = dt.datetime.now(dt.UTC)
+        results, _ = gate.check_inputs(prepared, cfg, Path(tmp), now, input_dir, audits=chosen, site_map=site_map)
     if data_docs:
         gate.write_data_docs(results, data_docs)
     if as_json:
@@ -326,6 +349,26 @@ def validate(input_dir, config_path, site_timezone, data_docs, as_json, input_fo
     failed = gate.blocking(results)
     if failed:
         raise QualityGateError(gate.failure_message(failed) + value_maps.note(unknown))
+
+
+def _read_warehouse(warehouse_path: Path | None, cfg) -> Path | None:
+    """The warehouse ``validate`` reads (never makes or changes): its site code map and the columns it holds.
+    --warehouse must exist; the config's ``warehouse`` counts once a run has made it (before the first run
+    there is no kept map, and validating the first extract is no error)."""
+    from pipeline import preflight, warehouse
+    from pipeline.errors import ConfigError
+
+    if warehouse_path is None:
+        if not cfg.warehouse or not Path(cfg.warehouse).is_file():
+            return None
+        warehouse_path = Path(cfg.warehouse)
+    elif not warehouse_path.exists():
+        raise ConfigError(
+            f"--warehouse {warehouse_path} not found; validate reads the site code map a run kept there and never "
+            "makes a warehouse: give the file your runs use, or leave --warehouse out"
+        )
+    preflight.check_warehouse_file(warehouse_path, reader=True)
+    return warehouse.real_path(warehouse_path)
 
 
 @cli.command()
@@ -408,7 +451,7 @@ def _run_history(warehouse_path: Path | None, state_uri: str | None, config_path
     if (warehouse_path is None) == (state_uri is None):
         raise click.UsageError("give --warehouse FILE, or --spark-state URI for the history of Spark runs")
     if warehouse_path is not None:
-        preflight.check_warehouse_file(warehouse_path)
+        preflight.check_warehouse_file(warehouse_path, reader=True)
         con = warehouse.connect(warehouse_path, read_only=True)
         where = str(warehouse_path)
     else:
@@ -462,10 +505,17 @@ def runs(warehouse_path, spark_state, config_path, limit, as_json):
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
+    from pipeline import audits as audits_mod
+    from pipeline.config import load_config
+
+    # each audit counts its own unit (the low back pain audit's cases are episodes), as the run's log says it
+    units = {a.id: a.case_unit for a in audits_mod.discover(load_config(config_path).audits_path)}
     click.echo(f"{'run_id':28} {'status':11} {'periods':16} {'started (UTC)':20} {'seconds':>8}  counts")
     for r in rows:
         counts = json.loads(r["counts"]) if r["counts"] else {}
-        summary = ", ".join(_period_summary(f"{a} {p}", c) for a, periods in counts.items() for p, c in periods.items())
+        summary = ", ".join(
+            _period_summary(f"{a} {p}", c, units.get(a, "case")) for a, periods in counts.items() for p, c in periods.items()
+        )
         periods = r["periods"] if len(r["periods"]) <= 16 else r["periods"][:7] + ".." + r["periods"][-7:]
         click.echo(
             f"{r['run_id']:28} {r['status']:11} {periods:16} {r['started_at']:20} "
@@ -474,9 +524,10 @@ def runs(warehouse_path, spark_state, config_path, limit, as_json):
         )
 
 
-def _period_summary(period: str, c: dict) -> str:
-    """One period of a run as `runs` prints it: counts, provisional or final, and what it revised."""
-    text = f"{period}: {c.get('cases', 0)} cases/{c.get('audited_orders', 0)} orders"
+def _period_summary(period: str, c: dict, unit: str = "case") -> str:
+    """One period of a run as `runs` prints it: counts (in the audit's unit: cases, episodes), provisional or
+    final, and what it revised."""
+    text = f"{period}: {c.get('cases', 0)} {unit}s/{c.get('audited_orders', 0)} orders"
     if c.get("status") == "provisional":
         text += f" (provisional until the data reaches {c.get('final_from')})"
     elif c.get("status"):
@@ -504,6 +555,11 @@ def diff(run_a, run_b, warehouse_path, spark_state, config_path):
         missing, rows = history.diff_runs(con, run_a, run_b) if db.has_table(con, "run_verdicts") else ([run_a, run_b], [])
     if missing:
         raise ConfigError(f"no run {' or '.join(missing)} in {where}; 'order-audit runs' lists the run ids")
+    if rows is None:  # "no order changed" would be an all-clear for a comparison that was never made
+        raise ConfigError(
+            f"{run_a} and {run_b} audited no period in common (`order-audit runs` lists each run's periods); "
+            "diff compares the orders of the periods both runs audited"
+        )
     if not rows:
         click.echo(f"no order changed verdict between {run_a} and {run_b}")
         return

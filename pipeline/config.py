@@ -132,14 +132,19 @@ def _section(cls, values: dict, where: str):
     for name, value in values.items():
         default = getattr(cls(), name)
         if isinstance(default, (int, float)) and not isinstance(default, bool):
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"{where}.{name}: expected a non-negative number, got {value!r}")
+            # a count (int default) must be written whole: trend_months = 1.5 was cut to 1 without a word
+            kinds = int if isinstance(default, int) else (int, float)
+            if not isinstance(value, kinds) or isinstance(value, bool) or value < 0:
+                what = "a whole number, 0 or more" if kinds is int else "a non-negative number"
+                raise ConfigError(f"{where}.{name}: expected {what}, got {value!r}")
             value = type(default)(value)
         elif isinstance(default, dict):
             if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
                 shape = '"spark.setting" = "value"' if cls is Spark else 'key = "Display name"'
                 raise ConfigError(f"{where}.{name}: expected a table of strings ({shape}), got {value!r}")
             value = {str(k): v for k, v in value.items()}
+        elif (default is None or isinstance(default, str)) and not isinstance(value, str):
+            raise ConfigError(f"{where}.{name}: expected a string, got {value!r}")
         out[name] = value
     return cls(**out)
 
@@ -176,6 +181,8 @@ def load_config(path: str | Path | None = None, **overrides) -> Config:
             base = Path(path).parent
             kwargs[key] = [str(base / v) if not Path(v).is_absolute() else v for v in paths]
         elif key in ("site_timezone", "local_code_map", "warehouse", "input_format", "engine"):
+            if not isinstance(value, str):  # a number or a list here ended in a traceback
+                raise ConfigError(f"{path}: {key}: expected a string, got {value!r}")
             kwargs[key] = value
         elif key == "fhir":
             kwargs[key] = fhir_settings.parse(value, f"{path}: [fhir]")
@@ -183,6 +190,9 @@ def load_config(path: str | Path | None = None, **overrides) -> Config:
             bad = set(value) - set(_TABLES)
             if bad:
                 raise ConfigError(f"{where}: unknown table(s) {', '.join(sorted(bad))}; known: {', '.join(_TABLES)}")
+            for t, m in value.items():  # else dict("x") raised, or patient_id = 3 was looked for as column '3'
+                if not isinstance(m, dict) or not all(isinstance(v, str) for v in m.values()):
+                    raise ConfigError(f'{path}: [columns.{t}]: write each column as contract_name = "column in the file"')
             kwargs[key] = {t: dict(m) for t, m in value.items()}
         elif key == "formats":
             bad = set(value) - set(_TABLES)
@@ -203,10 +213,6 @@ def load_config(path: str | Path | None = None, **overrides) -> Config:
         raise ConfigError(f"input_format '{cfg.input_format}' is not one of {', '.join(INPUT_FORMATS)}")
     if cfg.engine not in ENGINES:
         raise ConfigError(f"{path or 'config'}: engine = {cfg.engine!r}; one of {', '.join(ENGINES)}")
-    for name in ("master", "remote", "state"):
-        value = getattr(cfg.spark, name)
-        if value is not None and not isinstance(value, str):
-            raise ConfigError(f"{path}: [spark] {name}: expected a string, got {value!r}")
     try:
         ZoneInfo(cfg.site_timezone)
     except (ZoneInfoNotFoundError, ValueError):

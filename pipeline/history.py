@@ -7,6 +7,8 @@ import json
 
 import duckdb
 
+from pipeline import db
+
 DDL = (
     """CREATE TABLE IF NOT EXISTS audit_runs (
         run_id VARCHAR PRIMARY KEY, command VARCHAR, status VARCHAR, periods VARCHAR, input_dir VARCHAR,
@@ -20,11 +22,8 @@ DDL = (
         audit_id VARCHAR)""",
 )
 # a warehouse written before audits were folders: the column comes in empty (its rows predate the audit ids)
-MIGRATIONS = (
-    "ALTER TABLE audit_runs ADD COLUMN IF NOT EXISTS audits VARCHAR",
-    "ALTER TABLE audit_results ADD COLUMN IF NOT EXISTS audit_id VARCHAR",
-    "ALTER TABLE run_verdicts ADD COLUMN IF NOT EXISTS audit_id VARCHAR",
-)
+ADDED_COLUMNS = (("audit_runs", "audits"), ("audit_results", "audit_id"), ("run_verdicts", "audit_id"))  # VARCHAR each
+MIGRATIONS = tuple(f"ALTER TABLE {t} ADD COLUMN IF NOT EXISTS {c} VARCHAR" for t, c in ADDED_COLUMNS)
 
 
 KILLED_BEFORE_COMMIT = "stopped before its warehouse commit: nothing of it was kept"
@@ -136,18 +135,45 @@ def list_runs(con: duckdb.DuckDBPyConnection, limit: int = 50) -> list[dict]:
     return [dict(zip(keys, r, strict=True)) for r in rows]
 
 
-def diff_runs(con: duckdb.DuckDBPyConnection, run_a: str, run_b: str) -> tuple[list[str], list[tuple]]:
-    """Orders whose verdict or reasons differ between two runs, over the periods both audited."""
+def _as_migrated(con: duckdb.DuckDBPyConnection, table: str) -> str:
+    """The history table as the migrations leave it: `runs` and `diff` open the warehouse read-only, so a warehouse
+    an older version wrote (no audit_id yet) is read with NULL in the columns added since (else a traceback)."""
+    have = db.columns(con, table)
+    missing = [c for t, c in ADDED_COLUMNS if t == table and c not in have]
+    return f"(SELECT *, {', '.join(f'NULL::VARCHAR AS {c}' for c in missing)} FROM {table})" if missing else table
+
+
+def diff_runs(con: duckdb.DuckDBPyConnection, run_a: str, run_b: str) -> tuple[list[str], list[tuple] | None]:
+    """Orders whose verdict or reasons differ between two runs, over the periods both audited: (the ids no run
+    has, the rows; None when the two runs audited no period in common, so that nothing was compared)."""
+    # a run is known by its record, and it audited each period (and audit) it lists once it succeeded: a month
+    # without a single order (record_period: an empty month) has no verdict rows, and was taken for "no run"
+    # and left out of the comparison, so that orders the other run added there were never listed
+    verdicts, runs = _as_migrated(con, "run_verdicts"), _as_migrated(con, "audit_runs")
+    audited = f"""SELECT DISTINCT run_id, period, audit_id FROM {verdicts} WHERE run_id IN ($a, $b)
+        UNION SELECT r.run_id, p.period, au.audit_id FROM {runs} AS r,
+                     unnest(string_split(r.periods, ',')) AS p(period), unnest(string_split(r.audits, ',')) AS au(audit_id)
+              WHERE r.run_id IN ($a, $b) AND r.status = 'succeeded' AND coalesce(r.audits, '') <> ''"""
     known = {
-        r[0] for r in con.execute("SELECT DISTINCT run_id FROM run_verdicts WHERE run_id IN (?, ?)", [run_a, run_b]).fetchall()
+        r[0]
+        for r in con.execute(
+            f"SELECT run_id FROM audit_runs WHERE run_id IN ($a, $b) UNION SELECT run_id FROM ({audited})",
+            {"a": run_a, "b": run_b},
+        ).fetchall()
     }
     missing = [r for r in (run_a, run_b) if r not in known]
     if missing:
         return missing, []
+    shared = (
+        f"SELECT period, audit_id FROM ({audited}) WHERE run_id = $a "
+        f"INTERSECT SELECT period, audit_id FROM ({audited}) WHERE run_id = $b"
+    )
+    if not con.execute(f"SELECT count(*) FROM ({shared})", {"a": run_a, "b": run_b}).fetchall()[0][0]:
+        return [], None
     rows = con.execute(
-        """
-        WITH a AS (SELECT * FROM run_verdicts WHERE run_id = ?), b AS (SELECT * FROM run_verdicts WHERE run_id = ?),
-        shared AS (SELECT period, audit_id FROM a INTERSECT SELECT period, audit_id FROM b)
+        f"""
+        WITH a AS (SELECT * FROM {verdicts} WHERE run_id = $a), b AS (SELECT * FROM {verdicts} WHERE run_id = $b),
+        shared AS ({shared})
         SELECT coalesce(a.period, b.period) AS period, coalesce(a.audit_id, b.audit_id) AS audit_id,
                coalesce(a.order_id, b.order_id) AS order_id,
                coalesce(a.case_id, b.case_id) AS case_id,
@@ -159,6 +185,6 @@ def diff_runs(con: duckdb.DuckDBPyConnection, run_a: str, run_b: str) -> tuple[l
                       AND s.audit_id IS NOT DISTINCT FROM coalesce(a.audit_id, b.audit_id))
           AND (a.order_id IS NULL OR b.order_id IS NULL OR a.verdict <> b.verdict OR a.reasons <> b.reasons)
         ORDER BY 1, 2, 3""",
-        [run_a, run_b],
+        {"a": run_a, "b": run_b},
     ).fetchall()
     return [], rows

@@ -16,8 +16,9 @@ from pipeline.errors import ConfigError
 DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
 
 
-def check_warehouse_file(path: Path) -> None:
-    """An existing warehouse file must be a DuckDB database (not a folder, not empty, not other bytes)."""
+def check_warehouse_file(path: Path, reader: bool = False) -> None:
+    """An existing warehouse file must be a DuckDB database (not a folder, not empty, not other bytes).
+    ``reader``: a command that only reads it (runs, diff, validate), for which no new warehouse is made."""
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"--warehouse {path} is a folder; give the warehouse file (e.g. {path / 'warehouse.duckdb'})")
@@ -30,10 +31,8 @@ def check_warehouse_file(path: Path) -> None:
         raise ConfigError(f"--warehouse {path} cannot be read ({exc.strerror}); check its permissions") from None
     if head[8:12] != DUCKDB_MAGIC:
         what = "an empty file" if not head else "not a DuckDB database file"
-        raise ConfigError(
-            f"--warehouse {path} is {what}; give the warehouse file an earlier run made, or a path that does "
-            "not exist yet to start a new warehouse (nothing was changed)"
-        )
+        new = "" if reader else ", or a path that does not exist yet to start a new warehouse"
+        raise ConfigError(f"--warehouse {path} is {what}; give the warehouse file an earlier run made{new} (nothing was changed)")
 
 
 def check_run(opts, out_root: Path, audit_ids: tuple[str, ...] = ()) -> None:
@@ -59,6 +58,12 @@ def check_run(opts, out_root: Path, audit_ids: tuple[str, ...] = ()) -> None:
         _check_writable(
             Path(opts.warehouse_path).resolve().parent, "--warehouse", opts.warehouse_path
         )  # lock, scratch and .sources go beside it
+    if opts.input_dir is not None and Path(opts.input_dir).resolve().is_relative_to(out_root.resolve()):
+        # --out the extracts' folder (or one above it): the reports were published beside the raw extracts
+        raise ConfigError(
+            f"--input {opts.input_dir} is inside the output folder (--out {opts.out_dir}); the extracts hold raw "
+            "patient ids and must be kept apart from the published reports: give --out a folder of its own"
+        )
     if opts.data_docs_dir is not None:
         _check_writable(Path(opts.data_docs_dir), "--data-docs", opts.data_docs_dir)
     if opts.reid_file is not None:

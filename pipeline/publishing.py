@@ -57,7 +57,8 @@ def publish_period(con: duckdb.DuckDBPyConnection, audits: list, period: Period,
             target = outputs.publication_dir(opts.out_dir / audit.id / period.label)
             staging = outputs.staging_dir_for(target)
             try:
-                with stage("render", timings, per_month):
+                # one render per audit and month here: the audit named, so that no two lines of the run are alike
+                with stage("render", timings, per_month, audit.id if len(audits) > 1 else None):
                     _render_audit(con, audit, period, staging, opts, cfg, timings, "../../", len(audits) > 1)
                     faults.maybe_fail("mid_render")
                 outputs.publish(staging, target, version=period.base_info["run_id"], on_file=_publish_hook)

@@ -294,22 +294,24 @@ def _engine_info(cfg: Config, spark) -> dict:
     return {"name": "spark", "spark_version": spark.version, "spark": spark_engine.described(spark.settings)}
 
 
-def choose_audits(opts: RunOptions, cfg: Config, columns: dict[str, set[str]]) -> tuple[list, list[tuple[str, str]]]:
-    """The audits this run does and those it skips (id, why), before anything is written: an input no
-    audit can use stops here."""
+def choose_audits(
+    cfg: Config, columns: dict[str, set[str]], asked=(), warehouse_path: Path | None = None, input_dir: Path | None = None
+) -> tuple[list, list[tuple[str, str]]]:
+    """The audits a run does (``asked``: its --audit ids) and those it skips (id, why), before anything is written:
+    an input no audit can use stops here. ``validate`` asks too: their own input checks are part of the gate."""
     known = audits_mod.discover(cfg.audits_path)
     audits_mod.check_config(known, cfg.audits, cfg.source_path or "config")
     present = {t: set(c) for t, c in columns.items()}
-    if opts.warehouse_path is not None:  # what earlier runs loaded counts too
-        for table, held in source_store.stored_columns(warehouse.real_path(opts.warehouse_path)).items():
+    if warehouse_path is not None:  # what earlier runs loaded counts too
+        for table, held in source_store.stored_columns(warehouse.real_path(warehouse_path)).items():
             present[table] = present.get(table, set()) | held
-    plan = audits_mod.plan(known, opts.audits, present)
+    plan = audits_mod.plan(known, asked, present)
     if plan.audits:
         return plan.audits, plan.skipped
     if plan.missing_tables:
         table, needed_by = next(iter(plan.missing_tables.items()))
-        if opts.input_dir is not None:
-            raise inputs_mod.missing_file_error(opts.input_dir, table, needed_by)
+        if input_dir is not None:
+            raise inputs_mod.missing_file_error(input_dir, table, needed_by)
         raise ConfigError(f"the warehouse holds no {table} rows, which {', '.join(needed_by)} need; give --input")
     raise ConfigError("no audit can run: " + "; ".join(f"{a}: {why}" for a, why in plan.skipped) or "no audit found")
 
@@ -360,7 +362,7 @@ def _inputs_and_audits(opts: RunOptions, cfg: Config) -> tuple[dict | None, list
     if opts.input_dir is not None:
         inputs = load.find_inputs(opts.input_dir, cfg, opts.shown)
         columns = load.check_headers(inputs, cfg)
-    chosen, skipped = choose_audits(opts, cfg, columns)
+    chosen, skipped = choose_audits(cfg, columns, opts.audits, opts.warehouse_path, opts.input_dir)
     return inputs, chosen, skipped
 
 

@@ -70,10 +70,28 @@ def defer(name: str) -> None:
     setattr(sys.modules[package], attribute, module)
 
 
+# -W for the resource tracker: a stop kills the worker (GxWorker.close), and the semaphore its validations made
+# (tqdm's lock) is left for the tracker, which removes it and warns in two plain lines at the end of the run's
+# stderr, after the last line of a --log-format json log: every line of that log must parse
+_TRACKER_QUIET = "ignore:resource_tracker:UserWarning"
+
+
+def _start_resource_tracker() -> None:
+    """The multiprocessing resource tracker, started before the pool would start it, without that warning."""
+    from multiprocessing import resource_tracker
+
+    sys.warnoptions.append(_TRACKER_QUIET)  # the tracker's command line takes the interpreter's -W options
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        sys.warnoptions.remove(_TRACKER_QUIET)
+
+
 def process_pool(*imports: str, absent: tuple[str, ...] = (), deferred: tuple[str, ...] = ()) -> ProcessPoolExecutor | None:
     """One spawned worker, started now, importing ``imports`` from now on (``absent``: modules it must not
     load, ``deferred``: modules loaded on first use; see ``_start``); None where none can start."""
     try:
+        _start_resource_tracker()
         pool = ProcessPoolExecutor(
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),

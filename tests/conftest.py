@@ -92,6 +92,19 @@ def write_small_input(d: Path) -> Path:
     return d
 
 
+def write_july_input(d: Path, more_orders: tuple = ()) -> Path:
+    """The next month's extract for write_small_input's: one more case (PR7) and its premature order O71, with
+    ``more_orders`` (order rows) beside it."""
+    write_csv(d / "procedures.csv", PROC_HEADER, [["PR7", "MRN-7", "2025-07-01 09:00:00", "62323", "Pain clinic", "1960-01-01"]])
+    write_csv(
+        d / "imaging_orders.csv",
+        ORDER_HEADER,
+        [["O71", "MRN-7", "2025-07-02 10:00:00", "72148", "Emergency", "G97.1", "completed"], *more_orders],
+    )
+    write_csv(d / "diagnoses.csv", DX_HEADER, [["MRN-7", "G97.1", "2025-07-02 08:00:00"]])
+    return d
+
+
 @pytest.fixture
 def small_input(tmp_path: Path) -> Path:
     return write_small_input(tmp_path / "in")

@@ -179,6 +179,24 @@ def test_warehouse_inside_the_output_folder_is_refused_before_any_work(small_inp
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["notes.txt"]  # no warehouse, lock or report made
 
 
+@pytest.mark.parametrize("out", [".", "..", "link"])
+def test_input_inside_the_output_folder_is_refused_before_any_work(small_input, tmp_path, out):
+    """--out the extracts' folder (`--out .` from it, its parent, a link to it): the run published its reports into
+    the folder of raw extracts, each id in the clear beside them. Refused before any work, nothing written."""
+    (tmp_path / "link").symlink_to(small_input)
+    before = tree(tmp_path)
+    args = ["run", "--input", small_input, "--out", out, "--no-validate", "--quiet"]
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", *map(str, args)],
+        cwd=small_input if out != "link" else tmp_path,
+        env={**os.environ, **KEY, "PYTHONPATH": str(ROOT)},  # this checkout's code, from another working folder
+        capture_output=True,
+        text=True,
+    )
+    one_line_error(result, 1, "--input", "inside the output folder", "raw patient ids")
+    assert tree(tmp_path) == before
+
+
 @pytest.mark.parametrize("theirs", ["index.html", "run.json"])
 def test_a_users_folder_whose_index_or_run_json_a_run_would_replace_is_refused(small_input, tmp_path, theirs):
     """--out a web server's root or a shared folder: its own index.html (or run.json) was replaced by the site
@@ -227,8 +245,9 @@ JUNK = {
 
 
 @pytest.mark.parametrize("kind", sorted(JUNK))
-@pytest.mark.parametrize("command", ["run", "runs", "diff"])
+@pytest.mark.parametrize("command", ["run", "runs", "diff", "validate"])
 def test_warehouse_that_is_not_duckdb_is_one_line_and_untouched(small_input, tmp_path, kind, command):
+    """The commands that only read a warehouse do not suggest a new path: they never make one."""
     wh = tmp_path / "wh.duckdb"
     wh.write_bytes(JUNK[kind]())
     before = wh.read_bytes()
@@ -236,8 +255,10 @@ def test_warehouse_that_is_not_duckdb_is_one_line_and_untouched(small_input, tmp
         "run": ("run", "--input", small_input, "--out", tmp_path / "out", "--warehouse", wh, "--no-validate"),
         "runs": ("runs", "--warehouse", wh),
         "diff": ("diff", "A", "B", "--warehouse", wh),
+        "validate": ("validate", "--input", small_input, "--warehouse", wh),
     }[command]
-    one_line_error(run_cli(*args), 1, "--warehouse", "empty file" if kind == "empty" else "not a DuckDB database file")
+    line = one_line_error(run_cli(*args), 1, "--warehouse", "empty file" if kind == "empty" else "not a DuckDB database file")
+    assert ("start a new warehouse" in line) == (command == "run"), line
     assert wh.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "wh.duckdb"]  # no lock, no scratch, no output
 

@@ -71,6 +71,19 @@ def test_stage_names_are_unique_with_the_gate(small_input, tmp_path):
     assert len(set(stages)) == len(stages)
 
 
+def test_stage_names_are_unique_in_a_backfill(small_input, tmp_path):
+    """A backfill renders each audit's month apart: the two render lines of a month were alike (no audit named)."""
+    args = ("--out", tmp_path / "out", "--from", "2025-05", "--to", "2025-06", "--no-validate", "--log-format", "json")
+    result = run_cli("run", "--input", small_input, *args)
+    expect(result, 0)
+    done = [json.loads(line) for line in result.stderr.splitlines() if '"stage_done"' in line]
+    stages = [(e["stage"], e.get("audit"), e.get("period")) for e in done]
+    assert [s for s in stages if s[0] == "render"] == [
+        ("render", a, m) for m in ("2025-05", "2025-06") for a in ("csf_leak", "low_back_pain")
+    ]
+    assert len(set(stages)) == len(stages)
+
+
 def test_exit_0_with_the_gate_on_and_quiet_prints_nothing(small_input, tmp_path):
     result = run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--warehouse", tmp_path / "wh.duckdb", "--quiet")
     expect(result, 0)
@@ -80,6 +93,8 @@ def test_exit_0_with_the_gate_on_and_quiet_prints_nothing(small_input, tmp_path)
     runs = run_cli("runs", "--warehouse", tmp_path / "wh.duckdb")
     expect(runs, 0)
     assert "succeeded" in runs.stdout
+    # each audit's count in its own unit, as the run's log gives it (the low back pain audit's were "cases")
+    assert "csf_leak all: 2 cases/" in runs.stdout and "low_back_pain all: 0 episodes/0 orders" in runs.stdout, runs.stdout
 
 
 @pytest.mark.parametrize(
@@ -103,6 +118,35 @@ def test_exit_1_unknown_config_key_and_unknown_run(small_input, tmp_path):
     wh = tmp_path / "wh.duckdb"
     expect(run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--warehouse", wh, "--no-validate", "--quiet"), 0)
     expect(run_cli("diff", "NOPE-1", "NOPE-2", "--warehouse", wh), 1, "no run NOPE-1")
+
+
+COLUMNS_SHAPE = '[columns.procedures]: write each column as contract_name = "column in the file"'
+
+
+@pytest.mark.parametrize(
+    "setting, text",
+    [
+        ("site_timezone = 5", "site_timezone: expected a string, got 5"),
+        ('warehouse = ["wh.duckdb"]', "warehouse: expected a string, got ['wh.duckdb']"),
+        ("local_code_map = 3", "local_code_map: expected a string, got 3"),
+        ("[privacy]\nkey_file = 3", "[privacy].key_file: expected a string, got 3"),
+        ("[spark]\nmaster = 3", "[spark].master: expected a string, got 3"),
+        ('[columns]\nprocedures = "MRN"', '[columns.procedures]: write each column as contract_name = "column in the file"'),
+        (
+            "[columns.procedures]\npatient_id = 3",
+            '[columns.procedures]: write each column as contract_name = "column in the file"',
+        ),
+        ("[reporting]\ntrend_months = 1.5", "[reporting].trend_months: expected a whole number, 0 or more, got 1.5"),
+    ],
+)
+def test_exit_1_config_value_of_the_wrong_type(small_input, tmp_path, setting, text):
+    """A setting of the wrong type is one line naming it, exit 1, before any work: these ended in a traceback
+    (a number where a path or zone goes), in exit 2 blaming the extract (a column named 3), or were cut
+    without a word (1.5 months read as 1)."""
+    cfg = tmp_path / "audit.toml"
+    cfg.write_text(setting + "\n")
+    result = run_cli("validate", "--input", small_input, "--config", cfg)
+    assert result.returncode == 1 and result.stderr.splitlines() == [f"order-audit: error: {cfg}: {text}"], result.stderr
 
 
 def test_exit_2_unreadable_input(small_input, tmp_path):

@@ -10,6 +10,27 @@ from pipeline.models.registry import documented, markers, rules, rules_markdown
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
+def test_readme_reading_examples_run_as_written_on_a_runs_outputs(small_input, tmp_path):
+    """The README's Python (spreadsheet safety) and SQL (dashboard) examples, copied as written, against the
+    folder a run published as REPORTS: the Python one read REPORTS/audited_orders.csv, a file no run writes
+    since the outputs moved into one folder per audit."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    assert run_cli("run", "--input", small_input, "--out", tmp_path / "REPORTS", "--no-validate", "--quiet").returncode == 0
+    python = re.findall(r"```python\n(.*?)```", README, re.S)
+    sql = re.findall(r"```sql\n(.*?)```", README, re.S)
+    assert any("formula_guard" in p for p in python) and sql
+    code = "\n".join(p for p in python if "REPORTS/" in p)
+    code += "\nimport duckdb\n" + "".join(f"duckdb.sql({q!r}).fetchall()\n" for q in sql)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+
+
 def test_readme_opens_with_the_two_setup_commands():
     block = README.split("```", 2)[1].strip().splitlines()
     assert [line.split("#")[0].strip() for line in block] == ["make demo", "make test"]

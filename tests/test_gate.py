@@ -231,6 +231,17 @@ def test_validate_command_alone_with_data_docs(synthetic, tmp_path):
         assert d["check_id"] in index
 
 
+def test_validate_runs_the_input_checks_a_run_does(synthetic, clean_run):
+    """validate is the run's gate alone: the audits' own input checks too (low_back_pain's on the diagnoses),
+    which it left out, so that it could pass a folder on which the run then warned, or stopped."""
+    r = run_cli("validate", "--input", synthetic, "--json")
+    assert r.returncode == 0, r.stderr
+    validated = {(d["table"], d["check_id"], d["status"], d["violated_count"]) for d in json.loads(r.stdout)}
+    ran = {(d["table"], d["check_id"], d["status"], d["violated_count"]) for d in _info(clean_run / "out")["data_quality"]}
+    assert validated == {c for c in ran if c[0].startswith("src_")}  # the output checks are the run's own
+    assert any(c[1].startswith("low_back_pain.") for c in validated)
+
+
 def test_validate_command_exits_3_on_a_blocking_dataset_failure(tmp_path, small_input):
     # every order's status unknown: more than MAX_REJECTED_SHARE of the table fails a blocking check
     path = small_input / "imaging_orders.csv"

@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
-from conftest import DX_HEADER, ORDER_HEADER, PROC_HEADER, ROOT, write_csv, write_small_input
+from conftest import ROOT, write_july_input, write_small_input
 from conftest import run_cli as _run_cli
 
 from pipeline.synth import generate
@@ -175,16 +175,7 @@ def test_load_twice_correct_once_then_add_a_month(small_input, tmp_path):
     assert "no order changed" in ok(run_cli("diff", run_a, run_b, "--warehouse", wh)).stdout
 
     # a monthly extract for another month accumulates beside the first
-    july = tmp_path / "july"
-    write_csv(
-        july / "procedures.csv", PROC_HEADER, [["PR7", "MRN-7", "2025-07-01 09:00:00", "62323", "Pain clinic", "1960-01-01"]]
-    )
-    write_csv(
-        july / "imaging_orders.csv",
-        ORDER_HEADER,
-        [["O71", "MRN-7", "2025-07-02 10:00:00", "72148", "Emergency", "G97.1", "completed"]],
-    )
-    write_csv(july / "diagnoses.csv", DX_HEADER, [["MRN-7", "G97.1", "2025-07-02 08:00:00"]])
+    july = write_july_input(tmp_path / "july")
     ok(audit(july, out, wh))
     assert warehouse_state(wh)["rows"] == {"procedures": 3, "imaging_orders": 5, "diagnoses": 2}
     active = query(
@@ -291,6 +282,46 @@ def test_backfill_36_months_equals_whole_run_and_month_rerun_is_byte_identical(s
     assert len(query(wh, "SELECT DISTINCT run_id FROM audit_results")) == 2
 
 
+def test_diff_lists_what_a_run_added_to_a_month_an_earlier_run_found_empty(small_input, tmp_path):
+    """A month audited without a single order has no verdict rows: diff called that run unknown ("no run ..."),
+    though `runs` lists it and the later run's log says the month was revised and points to diff; and two runs
+    with no period in common printed the all-clear "no order changed" for a comparison never made."""
+    wh, out = tmp_path / "wh.duckdb", tmp_path / "out"
+    ok(audit(small_input, out, wh, "--month", "2025-07"))  # June's data: July is empty
+    empty = run_id_of(out)
+    july = write_july_input(tmp_path / "july")
+    revised = ok(audit(july, out, wh, "--month", "2025-07"))
+    assert f"2025-07 revised since run {empty}: 1 orders (1 added" in revised.stderr
+    filled = run_id_of(out)
+    d = ok(run_cli("diff", empty, filled, "--warehouse", wh))
+    assert [line for line in d.stdout.splitlines() if "order " in line] == [
+        "2025-07  csf_leak  order O71 (case PR7) added: A - [] -> B inappropriate [premature|wrong_region]"
+    ], d.stdout
+    ok(audit(small_input, tmp_path / "june", wh, "--month", "2025-06"))
+    apart = run_cli("diff", empty, run_id_of(tmp_path / "june"), "--warehouse", wh)
+    assert apart.returncode == 1 and "no order changed" not in apart.stdout, apart.stdout
+    assert "audited no period in common" in apart.stderr
+
+
+def test_runs_and_diff_read_a_warehouse_an_older_version_wrote(small_input, tmp_path):
+    """runs and diff open the warehouse read-only, so the history migrations (the audit ids added when audits
+    became folders) cannot run: diff on such a warehouse ended in a traceback (no column audit_id)."""
+    wh = tmp_path / "wh.duckdb"
+    ok(audit(small_input, tmp_path / "a", wh, "--month", "2025-06"))
+    ok(audit(with_order_code(small_input, tmp_path / "fixed", "O4", "LOC-NEW-7"), tmp_path / "b", wh, "--month", "2025-06"))
+    con = duckdb.connect(str(wh))  # the history tables as a version before audit folders wrote them
+    try:
+        for table, column in (("audit_runs", "audits"), ("audit_results", "audit_id"), ("run_verdicts", "audit_id")):
+            con.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    finally:
+        con.close()
+    assert run_id_of(tmp_path / "a") in ok(run_cli("runs", "--warehouse", wh)).stdout
+    d = ok(run_cli("diff", run_id_of(tmp_path / "a"), run_id_of(tmp_path / "b"), "--warehouse", wh))
+    assert [line.split(" A ")[0] for line in d.stdout.splitlines() if "order " in line] == [
+        "2025-06    order O4 (case PR2) changed:"
+    ], d.stdout
+
+
 SITE_MAP = (
     "code_system,code,study_type,modality,regions,contrast,description,valid_from,valid_to,source\n"
     "LOCAL,LOC-CSPINE,mri_spine,MR,C,without_and_with,MRI cervical spine w/wo,2000-01-01,,site exam master\n"
@@ -330,10 +361,43 @@ def test_the_site_code_map_is_kept_for_a_reaudit_and_a_folder_without_it(small_i
         assert {"name": "local_code_map", "source": "warehouse"}.items() <= next(
             f for f in info["reference_files"] if f["name"] == "local_code_map"
         ).items()
+    # validate on that folder judges the codes as the run did with --warehouse (read only), and warns without it
+    (tmp_path / "site.toml").write_text(f"warehouse = {json.dumps(str(wh))}\n")  # the config's warehouse too
+    before = wh.read_bytes(), sorted(p.name for p in wh.parent.iterdir())
+    share = "orders.order_code.mapped_share"
+    with_map = ok(run_cli("validate", "--input", monthly, "--warehouse", wh, "--json"))
+    assert next(r for r in json.loads(with_map.stdout) if r["check_id"] == share)["status"] == "passed"
+    assert "site code map: none given; the one the warehouse kept" in with_map.stderr
+    without = ok(run_cli("validate", "--input", monthly, "--json"))
+    assert next(r for r in json.loads(without.stdout) if r["check_id"] == share)["status"] == "failed"
+    from_config = ok(run_cli("validate", "--input", monthly, "--config", tmp_path / "site.toml", "--json"))
+    assert next(r for r in json.loads(from_config.stdout) if r["check_id"] == share)["status"] == "passed"
+    assert (wh.read_bytes(), sorted(p.name for p in wh.parent.iterdir())) == before
     # a map with its header only removes the site's rows: the local code is unmapped again
     (monthly / "local_code_map.csv").write_text(SITE_MAP.splitlines()[0] + "\n")
     assert "revised" in ok(audit(monthly, tmp_path / "d", wh)).stderr
     assert "unmapped_code" in reasons_of_o1(tmp_path / "d")
+
+
+def test_validate_with_a_warehouse_never_makes_or_waits_on_it(small_input, tmp_path):
+    """validate --warehouse only reads the kept site code map: a missing file is one line and exit 1 (no
+    warehouse made), a file another process writes is exit 4 naming it (not DuckDB's lock text)."""
+    missing = tmp_path / "wh" / "warehouse.duckdb"
+    result = run_cli("validate", "--input", small_input, "--warehouse", missing)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"order-audit: error: --warehouse {missing} not found; validate reads the site code map a run kept there "
+        "and never makes a warehouse: give the file your runs use, or leave --warehouse out"
+    ]
+    assert not missing.parent.exists()
+    held = tmp_path / "held.duckdb"
+    writer = duckdb.connect(str(held))
+    try:
+        result = run_cli("validate", "--input", small_input, "--warehouse", held)
+    finally:
+        writer.close()
+    assert result.returncode == 4 and "Traceback" not in result.stderr, result.stderr
+    assert "another process holds the warehouse file open for writing" in result.stderr
 
 
 # ------------------------------------------------------------------ 3. crash safety
@@ -510,6 +574,20 @@ def test_sigterm_from_outside_mid_run_exits_143_and_leaves_nothing(baseline, tmp
     assert files(out) == old_files
     assert leftovers(site) == []
     assert [s for (s,) in query(wh, "SELECT status FROM audit_runs ORDER BY started_at")] == ["succeeded", "interrupted"]
+
+
+@pytest.mark.parametrize("point", ["started", "after_merge"])
+def test_a_sigterm_ends_a_json_log_with_json(small_input, tmp_path, point):
+    """A stop while the gate's worker starts, before the run read its log format: the last line was plain text
+    in a --log-format json log, the one line a scheduler reads to learn why the run stopped. A stop once the gate
+    had validated (after_merge): the worker, killed, left a semaphore whose removal multiprocessing's resource
+    tracker announced in two plain lines after it."""
+    args = ("--out", tmp_path / "out", "--log-format", "json")
+    result = run_cli("run", "--input", small_input, *args, env={"ORDER_AUDIT_FAULT": point, "ORDER_AUDIT_FAULT_SIGNAL": "TERM"})
+    assert result.returncode == 143, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines and all(json.loads(line) for line in lines), result.stderr
+    assert json.loads(lines[-1])["exit_code"] == 143 and not (tmp_path / "out").exists()
 
 
 # ------------------------------------------------------------------ 4. one writer at a time

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import duckdb
-from conftest import DX_HEADER, ORDER_HEADER, PROC_HEADER, write_csv
+from conftest import write_july_input
 from test_scheduling import audit, ok, query, with_order_code
 
 TABLES = ("procedures", "imaging_orders", "diagnoses")
@@ -52,20 +52,13 @@ def test_rejected_rows_and_rows_replaced_by_id_stay_out_of_the_views(small_input
     wh, out = tmp_path / "wh.duckdb", tmp_path / "out"
     ok(audit(small_input, out, wh))
     # July's extract repeats order O4 (a late correction) and brings one unreadable row
-    july = tmp_path / "july"
-    write_csv(
-        july / "procedures.csv", PROC_HEADER, [["PR7", "MRN-7", "2025-07-01 09:00:00", "62323", "Pain clinic", "1960-01-01"]]
-    )
-    write_csv(
-        july / "imaging_orders.csv",
-        ORDER_HEADER,
-        [
-            ["O71", "MRN-7", "2025-07-02 10:00:00", "72148", "Emergency", "G97.1", "completed"],
+    july = write_july_input(
+        tmp_path / "july",
+        (
             ["O4", "MRN-2", "2025-07-03 10:00:00", "72156", "Emergency", "G97.1", "completed"],
             ["O72", "MRN-7", "not a time", "72148", "Emergency", "G97.1", "completed"],
-        ],
+        ),
     )
-    write_csv(july / "diagnoses.csv", DX_HEADER, [["MRN-7", "G97.1", "2025-07-02 08:00:00"]])
     ok(audit(july, out, wh))
     july_load = query(wh, "SELECT load_id FROM load_ledger WHERE table_name = 'imaging_orders' ORDER BY loaded_at DESC LIMIT 1")
     july_load = july_load[0][0]

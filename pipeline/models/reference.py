@@ -192,9 +192,11 @@ def _kept_site_map(con: duckdb.DuckDBPyConnection) -> pl.DataFrame | None:
 def kept_site_map(wh_path: Path) -> pl.DataFrame | None:
     """The site map rows a warehouse keeps, read before the run's transaction: the gate's own database takes
     them (``keep_site_map``), so that its mapped-share check judges the codes as the run will."""
+    from pipeline import warehouse
+
     if not wh_path.is_file():
         return None
-    con = duckdb.connect(str(wh_path), read_only=True)
+    con = warehouse.connect(wh_path, read_only=True)  # another writer: exit 4 naming it, not DuckDB's lock text
     try:
         return _kept_site_map(con)
     finally:
