@@ -21,7 +21,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import DX_HEADER, ORDER_HEADER, PROC_HEADER, run_cli, write_csv
+from conftest import DX_HEADER, ORDER_HEADER, PROC_HEADER, run_cli, write_csv, write_small_input
 
 from pipeline.ingest.contract import CONTRACT_BY_NAME, CONTRACTS
 
@@ -645,3 +645,61 @@ def test_rejects_name_the_physical_line_where_the_record_starts(lines_run, kind)
         # the first O01001 is the second record; the first record's text spans three lines
         assert physical["first O01001"] == 5
         assert reason == "duplicate order_id: first seen at line 5"
+
+
+# ----------------------------------------------------------------------------------------------
+# a row with fewer fields than the header (half of a row split by an unquoted line break)
+
+
+def _split_row_input(d: Path) -> Path:
+    """Orders whose free text comes before the patient id: a break inside it moves the id into ordered_at."""
+    write_small_input(d)
+    header = ["order_id", "ordered_at", "indication_text", "patient_id", "order_code", "ordering_department", "status"]
+    rows = [
+        "O1,2025-06-06 10:00:00,headache,MRN-1,72156,Neurology,completed",
+        "O2,2025-06-06 10:05:00,headache,MRN-1,72157,Neurology,completed",
+        "O5,2025-06-05 09:00:00,headache",  # the break: line 4 ends mid-text,
+        "worse upright,MRN-77,72148,Neurology,completed",  # and line 5 holds the rest, MRN-77 under ordered_at
+        "O4,2025-06-04 09:00:00,x,MRN-2,72148,Emergency,completed",
+    ]
+    (d / "imaging_orders.csv").write_text("\n".join([",".join(header), *rows]) + "\n")
+    return d
+
+
+def _run_showing_nothing_of(tmp_path: Path, d: Path, patient_id: str) -> Path:
+    """A run without the gate that must succeed with `patient_id` in no output file and not in the log."""
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", d, "--out", out, "--warehouse", tmp_path / "wh.duckdb", "--no-validate")
+    assert r.returncode == 0, r.stderr
+    leaked = [p.name for p in out.rglob("*") if p.is_file() and patient_id.encode() in p.read_bytes()]
+    assert leaked == [] and patient_id not in r.stderr
+    return out
+
+
+def test_a_split_rows_patient_id_never_reaches_rejects_csv(tmp_path):
+    """The id of the second half (under ordered_at) was published in rejects.csv as the unparseable 'value'."""
+    out = _run_showing_nothing_of(tmp_path, _split_row_input(tmp_path / "in"), "MRN-77")
+    line5 = _rejects(out).filter((pl.col("table_name") == "imaging_orders") & (pl.col("source_line") == "5"))
+    assert line5["value"].null_count() == line5.height == 2, line5
+    assert set(line5["action"]) == {"row_rejected"}
+    assert any(s.startswith("the row has 5 fields where the header has 7") for s in line5["reason"]), line5
+    loaded = {i["table"]: (i["rows_read"], i["rows_loaded"]) for i in _run_json(out)["inputs"]}
+    assert loaded["imaging_orders"] == (5, 3)
+
+
+def test_a_short_rows_number_is_not_shown_either(tmp_path):
+    """A bad optional number showed its raw text too: an all-digit patient id moved into patient_age was listed
+    as the age outside 0-130."""
+    d = tmp_path / "in"
+    write_small_input(d)
+    header = ["procedure_id", "patient_age", "patient_id", "performed_at", "procedure_code", "department"]
+    rows = [
+        "PR1,55,MRN-1,2025-06-02 09:00:00,62323,Pain clinic",
+        "PR2,45,MRN-2,2025-06-03 09:00:00,62322,Pain clinic",
+        "PR3,5",  # a break inside the age: line 5 starts with its last digit, and the id falls under patient_age
+        "5,778899,2025-06-03 09:00:00,62322,Pain clinic",
+    ]
+    (d / "procedures.csv").write_text("\n".join([",".join(header), *rows]) + "\n")
+    out = _run_showing_nothing_of(tmp_path, d, "778899")
+    line5 = _rejects(out).filter((pl.col("table_name") == "procedures") & (pl.col("source_line") == "5"))
+    assert {"patient_age", None} <= set(line5["column_name"]) and line5["value"].null_count() == line5.height, line5

@@ -23,7 +23,7 @@ import polars as pl
 
 from pipeline.config import Config
 from pipeline.errors import InputFileError
-from pipeline.ingest import headers, parse_checks, physical_lines, source_store, textfile, value_maps, xlsx
+from pipeline.ingest import headers, parse_checks, physical_lines, short_rows, source_store, textfile, value_maps, xlsx
 from pipeline.ingest.contract import CONTRACTS, TableContract
 from pipeline.ingest.files import Fingerprint, fingerprint_in_background, line_of
 from pipeline.ingest.inputs import InputFile, find_inputs  # noqa: F401 - the loader's entry points
@@ -303,6 +303,8 @@ def prepare_table(
         con.execute("CREATE TABLE rejects AS " + " UNION ALL ".join(problems)) if problems else con.execute(
             "CREATE TABLE rejects (source_line BIGINT, column_name VARCHAR, value VARCHAR, reason VARCHAR, action VARCHAR)"
         )
+        if f.fmt == "csv" and rows is None:  # a row missing fields: its values may sit in the wrong columns
+            short_rows.set_aside(con, typed_path, source, [c for c in schema if c != LINE], truncated)
         read_rejected = 0
         if read_rejects is not None:
             con.execute(f"INSERT INTO rejects SELECT * FROM read_parquet({literal(read_rejects)})")
