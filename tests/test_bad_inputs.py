@@ -703,3 +703,39 @@ def test_a_short_rows_number_is_not_shown_either(tmp_path):
     out = _run_showing_nothing_of(tmp_path, d, "778899")
     line5 = _rejects(out).filter((pl.col("table_name") == "procedures") & (pl.col("source_line") == "5"))
     assert {"patient_age", None} <= set(line5["column_name"]) and line5["value"].null_count() == line5.height, line5
+
+
+# ----------------------------------------------------------------------------------------------
+# a config file that is not what a config should be: one line, exit 1, nothing read or written
+
+BAD_CONFIGS = {
+    "a number for a time zone": ("site_timezone = 5\n", 'site_timezone: expected a text in quotes (site_timezone = "...")'),
+    "a number for a path": ("local_code_map = 5\n", "local_code_map: expected a text in quotes"),
+    "a number for the key file": ("[privacy]\nkey_file = 5\n", "[privacy].key_file: expected a text in quotes"),
+    "a number for a column map": ("[columns]\nimaging_orders = 5\n", "[columns.imaging_orders]: write each column as"),
+    "a codec of bytes": ('[formats.imaging_orders]\nencoding = "rot13"\n', "'rot13' is not an encoding name of text"),
+    "not UTF-8": (b"\xff\xfe[\x00", "not UTF-8 text (byte 0xff); save the config file as UTF-8"),
+    "a folder": (None, "is not a regular file (a folder, a pipe or a device)"),
+    "a pipe": ("fifo", "is not a regular file (a folder, a pipe or a device)"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_CONFIGS))
+def test_a_bad_config_is_one_line_not_a_traceback(tmp_path, small_input, kind):
+    """Each was a traceback (TypeError, UnicodeDecodeError, IsADirectoryError); a pipe hung the run."""
+    import os
+
+    content, message = BAD_CONFIGS[kind]
+    config = tmp_path / "site.toml"
+    if content is None:
+        config.mkdir()
+    elif content == "fifo":
+        os.mkfifo(config)
+    else:
+        config.write_bytes(content if isinstance(content, bytes) else content.encode())
+    out, wh = tmp_path / "out", tmp_path / "wh.duckdb"
+    r = run_cli("run", "--input", small_input, "--out", out, "--warehouse", wh, "--config", config, timeout=60)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith(f"order-audit: error: {config}") and message in line, line
+    _assert_nothing_written(out, wh)
