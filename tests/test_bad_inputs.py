@@ -739,3 +739,29 @@ def test_a_bad_config_is_one_line_not_a_traceback(tmp_path, small_input, kind):
     (line,) = r.stderr.strip().splitlines()
     assert line.startswith(f"order-audit: error: {config}") and message in line, line
     _assert_nothing_written(out, wh)
+
+
+def test_a_hidden_sheet_named_like_the_table_is_not_read_silently(tmp_path, small_input):
+    """The hidden sheet 'imaging_orders' (one stale row) was read as the table; the visible 'Orders' sheet with
+    the extract was left out, silently. Named in the config, the hidden sheet is read."""
+    import xlsxwriter
+
+    path = small_input / "imaging_orders.csv"
+    rows = [line.split(",") for line in path.read_text().splitlines()]
+    path.unlink()
+    book = xlsxwriter.Workbook(str(small_input / "imaging_orders.xlsx"))
+    sheets = {"Orders": rows, "imaging_orders": rows[:2]}
+    for name, sheet_rows in sheets.items():
+        sheet = book.add_worksheet(name)
+        for r, row in enumerate(sheet_rows):
+            sheet.write_row(r, 0, row)
+    sheet.hide()  # imaging_orders (the first sheet cannot be hidden)
+    book.close()
+    _expect_exit_2(tmp_path, small_input, "imaging_orders.xlsx: the sheet named imaging_orders is hidden", 'sheet = "..."')
+    config = tmp_path / "site.toml"
+    config.write_text('[formats.imaging_orders]\nsheet = "Orders"\n')
+    out = tmp_path / "out"
+    wh = tmp_path / "wh2.duckdb"
+    r = run_cli("run", "--input", small_input, "--out", out, "--warehouse", wh, "--config", config, "--no-validate")
+    assert r.returncode == 0, r.stderr
+    assert {i["table"]: i["rows_loaded"] for i in _run_json(out)["inputs"]}["imaging_orders"] == 4

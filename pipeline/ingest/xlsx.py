@@ -44,6 +44,14 @@ def pick_sheet(path: Path, table: str, configured: str | None) -> str:
             )
         return configured
     same = [n for n in names if n.strip().lower() == table]
+    if same and _hidden(path, same[0]):
+        # a hidden sheet named like the table is often a stale copy or a template: its few rows were read
+        # as the whole table while the visible sheet with the data was left out, silently
+        raise InputFileError(
+            path,
+            f"the sheet named {same[0]} is hidden (sheets: {listed})",
+            f'Name the sheet to read under [formats.{table}] in the config (sheet = "..."), or unhide it in Excel',
+        )
     if same:
         return same[0]
     if len(names) == 1:
@@ -60,17 +68,31 @@ def label(path: Path, sheet: str) -> str:
     return f"{path} [sheet {sheet}]"
 
 
+def _sheet_attributes(z: zipfile.ZipFile) -> dict[str, dict[str, str]]:
+    """Each sheet's attributes in xl/workbook.xml (r:id, state ...), by its name."""
+    book = z.read("xl/workbook.xml").decode("utf-8", "replace")
+    sheets = {}
+    for m in re.finditer(r"<(?:\w+:)?sheet\b([^>]*)/?>", book):
+        attrs = dict(re.findall(r'([\w:]+)="([^"]*)"', m.group(1)))
+        sheets[_xml_unescape(attrs.get("name", ""))] = attrs
+    return sheets
+
+
+def _hidden(path: Path, sheet: str) -> bool:
+    """Whether Excel hides the sheet (state hidden or veryHidden)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return _sheet_attributes(z).get(sheet, {}).get("state", "visible") != "visible"
+    except (KeyError, OSError, zipfile.BadZipFile, ValueError):
+        return False
+
+
 def _first_row_number(path: Path, sheet: str) -> int:
     """Excel's number of the first row that holds a value (calamine starts the sheet there)."""
     try:
         with zipfile.ZipFile(path) as z:
-            book = z.read("xl/workbook.xml").decode("utf-8", "replace")
             rels = z.read("xl/_rels/workbook.xml.rels").decode("utf-8", "replace")
-            rid = None
-            for m in re.finditer(r"<(?:\w+:)?sheet\b([^>]*)/?>", book):
-                attrs = dict(re.findall(r'([\w:]+)="([^"]*)"', m.group(1)))
-                if _xml_unescape(attrs.get("name", "")) == sheet:
-                    rid = next((v for k, v in attrs.items() if k.endswith(":id")), None)
+            rid = next((v for k, v in _sheet_attributes(z).get(sheet, {}).items() if k.endswith(":id")), None)
             target = None
             for m in re.finditer(r"<Relationship\b([^>]*)/?>", rels):
                 attrs = dict(re.findall(r'([\w:]+)="([^"]*)"', m.group(1)))
