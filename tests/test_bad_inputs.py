@@ -765,3 +765,25 @@ def test_a_hidden_sheet_named_like_the_table_is_not_read_silently(tmp_path, smal
     r = run_cli("run", "--input", small_input, "--out", out, "--warehouse", wh, "--config", config, "--no-validate")
     assert r.returncode == 0, r.stderr
     assert {i["table"]: i["rows_loaded"] for i in _run_json(out)["inputs"]}["imaging_orders"] == 4
+
+
+def test_a_code_on_two_rows_of_the_site_map_at_once_is_one_line(tmp_path, small_input):
+    """A site map giving 72148 twice (mri_spine and ct_head, no dates) listed order O4 four times in
+    audited_orders.csv, each reason four times, and exited 0. Rows that follow each other in time still load."""
+    header = "code_system,code,study_type,modality,regions,contrast,description,valid_from,valid_to,source\n"
+    path = small_input / "local_code_map.csv"
+    path.write_text(header + "LOCAL,72148,mri_spine,MR,L,without,a,,,\nLOCAL,72148,ct_head,CT,,without,b,,,\n")
+    out, wh = tmp_path / "out", tmp_path / "wh.duckdb"
+    r = run_cli("run", "--input", small_input, "--out", out, "--warehouse", wh, "--no-validate")
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"order-audit: error: {path}, line 3: code 72148 is on line 2 too, for dates that overlap; "
+        "keep one row per code, or set valid_from and valid_to so that the rows follow each other"
+    )
+    _assert_nothing_written(out, wh)
+    rows = "LOCAL,72148,mri_spine,MR,L,without,a,,2025-06-04,\nLOCAL,72148,ct_head,CT,,without,b,2025-06-05,,\n"
+    path.write_text(header + rows)
+    r = run_cli("run", "--input", small_input, "--out", out, "--warehouse", wh, "--no-validate")
+    assert r.returncode == 0, r.stderr
+    orders = pl.read_csv(out / "csf_leak" / "audited_orders.csv", infer_schema=False)
+    assert orders["order_id"].to_list() == ["O1", "O2", "O3", "O4"]
