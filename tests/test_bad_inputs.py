@@ -787,3 +787,24 @@ def test_a_code_on_two_rows_of_the_site_map_at_once_is_one_line(tmp_path, small_
     assert r.returncode == 0, r.stderr
     orders = pl.read_csv(out / "csf_leak" / "audited_orders.csv", infer_schema=False)
     assert orders["order_id"].to_list() == ["O1", "O2", "O3", "O4"]
+
+
+@pytest.mark.parametrize("kind", ["folder", "pipe", "broken link"])
+def test_a_code_map_that_is_no_file_is_one_line_not_passed_over(tmp_path, small_input, kind):
+    """A folder, a pipe or a broken link named local_code_map.csv was passed over: the site's codes went
+    unmapped (not_evaluable) and the run exited 0 without a word."""
+    import os
+
+    path = small_input / "local_code_map.csv"
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "pipe":
+        os.mkfifo(path)
+    else:
+        path.symlink_to(tmp_path / "moved_away.csv")
+    out, wh = tmp_path / "out", tmp_path / "wh.duckdb"
+    r = run_cli("run", "--input", small_input, "--out", out, "--warehouse", wh, "--no-validate", timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"order-audit: error: {path}: is not a regular file"), line
+    _assert_nothing_written(out, wh)

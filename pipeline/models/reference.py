@@ -17,6 +17,7 @@ NULL while the code is in force): a row applies to an event at ``t`` when
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,6 +180,13 @@ def local_code_map_path(cfg: Config, input_dir: Path | None) -> Path | None:
         return path
     if input_dir is not None and (input_dir / LOCAL_MAP_NAME).is_file():
         return input_dir / LOCAL_MAP_NAME
+    if input_dir is not None and os.path.lexists(input_dir / LOCAL_MAP_NAME):
+        # a folder, a pipe or a broken link named like the map was passed over: every site code then
+        # went unmapped (not_evaluable) with no word of why
+        raise ConfigError(
+            f"{input_dir / LOCAL_MAP_NAME}: is not a regular file (a folder, a pipe or a broken link); "
+            "put the site's code map itself here, or move this out of the folder"
+        )
     return None
 
 
