@@ -741,22 +741,44 @@ def test_a_bad_config_is_one_line_not_a_traceback(tmp_path, small_input, kind):
     _assert_nothing_written(out, wh)
 
 
+def _orders_as_workbook_rows(d: Path) -> list[list]:
+    """The orders CSV's rows (the header first), the CSV removed: a workbook is to take its place."""
+    path = d / "imaging_orders.csv"
+    rows = [line.split(",") for line in path.read_text().splitlines()]
+    path.unlink()
+    return rows
+
+
+def _write_workbook(path: Path, sheets: dict[str, list[list]], hide_last: bool = False) -> None:
+    """Sheets of rows as written (a float is a number cell, with no date format)."""
+    import xlsxwriter
+
+    book = xlsxwriter.Workbook(str(path))
+    for name, rows in sheets.items():
+        sheet = book.add_worksheet(name)
+        for r, row in enumerate(rows):
+            sheet.write_row(r, 0, row)
+    if hide_last:
+        sheet.hide()
+    book.close()
+
+
+def test_excel_date_serials_are_named_as_such(tmp_path, small_input):
+    """Times stored as numbers without a date format (45814.4166 = 2025-06-06 10:00) were met with 'set
+    timestamp_formats', which no strftime format can satisfy."""
+    rows = _orders_as_workbook_rows(small_input)
+    rows = [rows[0]] + [[*row[:2], 45814.4166 + i, *row[3:]] for i, row in enumerate(rows[1:])]
+    _write_workbook(small_input / "imaging_orders.xlsx", {"imaging_orders": rows})
+    line = _expect_exit_2(tmp_path, small_input, "column 'ordered_at'", "e.g. '45814.4166' on line 2", "Excel date serials")
+    assert "timestamp_formats" not in line and "format the column as a date in Excel" in line
+
+
 def test_a_hidden_sheet_named_like_the_table_is_not_read_silently(tmp_path, small_input):
     """The hidden sheet 'imaging_orders' (one stale row) was read as the table; the visible 'Orders' sheet with
     the extract was left out, silently. Named in the config, the hidden sheet is read."""
-    import xlsxwriter
-
-    path = small_input / "imaging_orders.csv"
-    rows = [line.split(",") for line in path.read_text().splitlines()]
-    path.unlink()
-    book = xlsxwriter.Workbook(str(small_input / "imaging_orders.xlsx"))
-    sheets = {"Orders": rows, "imaging_orders": rows[:2]}
-    for name, sheet_rows in sheets.items():
-        sheet = book.add_worksheet(name)
-        for r, row in enumerate(sheet_rows):
-            sheet.write_row(r, 0, row)
-    sheet.hide()  # imaging_orders (the first sheet cannot be hidden)
-    book.close()
+    rows = _orders_as_workbook_rows(small_input)
+    # imaging_orders hidden (the first sheet cannot be hidden)
+    _write_workbook(small_input / "imaging_orders.xlsx", {"Orders": rows, "imaging_orders": rows[:2]}, hide_last=True)
     _expect_exit_2(tmp_path, small_input, "imaging_orders.xlsx: the sheet named imaging_orders is hidden", 'sheet = "..."')
     config = tmp_path / "site.toml"
     config.write_text('[formats.imaging_orders]\nsheet = "Orders"\n')
