@@ -830,3 +830,14 @@ def test_a_code_map_that_is_no_file_is_one_line_not_passed_over(tmp_path, small_
     line = r.stderr.strip().splitlines()[-1]
     assert line.startswith(f"order-audit: error: {path}: is not a regular file"), line
     _assert_nothing_written(out, wh)
+
+
+def test_an_id_moved_by_an_unquoted_delimiter_is_not_shown(tmp_path, small_input):
+    """A comma inside an order id, and the row's last field missing: as many fields as the header, so the row
+    is not short, yet every field after the id moved one column right and MRN-2 was listed in rejects.csv as
+    the unparseable ordered_at. A value that is a patient id of the table is not shown."""
+    with (small_input / "imaging_orders.csv").open("a") as fh:
+        fh.write("O5,A,MRN-2,2025-06-05 09:00:00,72148,Neurology,G97.1\n")
+    out = _run_showing_nothing_of(tmp_path, small_input, "MRN-2")
+    line6 = _rejects(out).filter((pl.col("table_name") == "imaging_orders") & (pl.col("source_line") == "6"))
+    assert line6.select("column_name", "value", "action").rows() == [("ordered_at", None, "row_rejected")]

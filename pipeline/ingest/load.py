@@ -343,6 +343,7 @@ def prepare_table(
                 FROM ranked WHERE {LINE} > first_line""",
                 [contract.id_column],
             )
+        _hide_patient_ids(con, src, typed_cols)
         con.execute(
             f"COPY (SELECT DISTINCT source_line FROM rejects WHERE action = 'row_rejected' ORDER BY 1) "
             f"TO {literal(excluded_path)} (FORMAT parquet)"
@@ -391,6 +392,19 @@ def prepare_table(
         source_label=f.label,
         unknown_values=unknown,
         segments=list(segments or []),
+    )
+
+
+def _hide_patient_ids(con: duckdb.DuckDBPyConnection, src: str, typed_cols: list[str]) -> None:
+    """No reject shows a value that is a patient id of the table: rejects.csv is published. A row whose fields
+    moved (an unquoted delimiter in one field, another field missing: as many fields as the header, so
+    short_rows cannot tell) put the id under ordered_at, and it was listed as the unparseable value. Only
+    the error path pays: a file without a shown value is not read here."""
+    if "patient_id" not in typed_cols or not con.execute("SELECT count(*) FROM rejects WHERE value IS NOT NULL").fetchall()[0][0]:
+        return
+    con.execute(
+        f"""UPDATE rejects SET value = NULL
+        WHERE value IS NOT NULL AND trim(value) IN (SELECT patient_id FROM {src} WHERE patient_id IS NOT NULL)"""
     )
 
 

@@ -32,6 +32,10 @@ def _suggestion(table: str, setting: str, guess: detect.FormatGuess) -> str:
     )
 
 
+def _shown(example: str | None) -> str:
+    return "a value not shown (it may be a patient id)" if example is None else f"'{example}'"
+
+
 def check_columns_parsed(con, src: str, f: InputFile, contract: TableContract, cfg: Config) -> None:
     """Raise when a timestamp or date column has values and not one of them parsed.
 
@@ -50,13 +54,14 @@ def check_columns_parsed(con, src: str, f: InputFile, contract: TableContract, c
         sample = [
             r[0]
             for r in con.execute(
-                f"SELECT DISTINCT value FROM rejects WHERE column_name = ? AND starts_with(reason, ?) LIMIT {SAMPLE}",
+                f"SELECT DISTINCT value FROM rejects WHERE column_name = ? AND starts_with(reason, ?) AND value IS NOT NULL "
+                f"LIMIT {SAMPLE}",
                 [col, prefix],
             ).fetchall()
         ]
         setting = "date_formats" if dates else "timestamp_formats"
         kind = "date" if dates else "timestamp"
-        if f.fmt == "xlsx" and all(EXCEL_SERIAL.match(str(v)) for v in sample):
+        if f.fmt == "xlsx" and sample and all(EXCEL_SERIAL.match(str(v)) for v in sample):
             # no strftime format reads a day count: the advice to set one sent people nowhere
             fix = (
                 "The cells hold numbers (Excel date serials) without a date format: format the column as a date "
@@ -66,7 +71,8 @@ def check_columns_parsed(con, src: str, f: InputFile, contract: TableContract, c
             fix = _suggestion(contract.name, setting, detect.guess_formats(sample, dates=dates))
         raise InputFileError(
             f.label,
-            f"no {kind} in this column parsed ({bad} values, e.g. '{example}' on line {line})",
+            # the example is not shown when it is a patient id of the table (a column mapped wrongly, load.py)
+            f"no {kind} in this column parsed ({bad} values, e.g. {_shown(example)} on line {line})",
             fix,
             column=col,
         )
