@@ -749,8 +749,9 @@ def _orders_as_workbook_rows(d: Path) -> list[list]:
     return rows
 
 
-def _write_workbook(path: Path, sheets: dict[str, list[list]], hide_last: bool = False) -> None:
-    """Sheets of rows as written (a float is a number cell, with no date format)."""
+def _write_workbook(path: Path, sheets: dict[str, list[list]], hide_last: bool = False, merge: str | None = None) -> None:
+    """Sheets of rows as written (a float is a number cell, with no date format); `merge`: a range of the last
+    sheet merged, holding its first cell's value."""
     import xlsxwriter
 
     book = xlsxwriter.Workbook(str(path))
@@ -760,7 +761,17 @@ def _write_workbook(path: Path, sheets: dict[str, list[list]], hide_last: bool =
             sheet.write_row(r, 0, row)
     if hide_last:
         sheet.hide()
+    if merge:
+        first = xlsxwriter.utility.xl_cell_to_rowcol(merge.split(":")[0])
+        sheet.merge_range(merge, sheets[name][first[0]][first[1]])
     book.close()
+
+
+def test_merged_cells_stop_the_run_not_empty_the_rows_below(tmp_path, small_input):
+    """A department merged over orders O1-O3 (E2:E4) reached O2 and O3 as empty, and the run went on."""
+    rows = _orders_as_workbook_rows(small_input)
+    _write_workbook(small_input / "imaging_orders.xlsx", {"imaging_orders": rows}, merge="E2:E4")
+    _expect_exit_2(tmp_path, small_input, "imaging_orders.xlsx [sheet imaging_orders]: has merged cells (E2:E4)", "Unmerge")
 
 
 def test_excel_date_serials_are_named_as_such(tmp_path, small_input):

@@ -87,20 +87,47 @@ def _hidden(path: Path, sheet: str) -> bool:
         return False
 
 
+def _sheet_xml(z: zipfile.ZipFile, sheet: str) -> str | None:
+    """The member of the workbook holding the sheet's cells (xl/worksheets/sheet2.xml ...), if found."""
+    rels = z.read("xl/_rels/workbook.xml.rels").decode("utf-8", "replace")
+    rid = next((v for k, v in _sheet_attributes(z).get(sheet, {}).items() if k.endswith(":id")), None)
+    target = None
+    for m in re.finditer(r"<Relationship\b([^>]*)/?>", rels):
+        attrs = dict(re.findall(r'([\w:]+)="([^"]*)"', m.group(1)))
+        if attrs.get("Id") == rid:
+            target = attrs.get("Target", "").lstrip("/")
+    if target is None:
+        return None
+    return target if target.startswith("xl/") else f"xl/{target}"
+
+
+def _merged_cells(path: Path, sheet: str) -> str | None:
+    """The first range of merged cells in the sheet ('E3:E5'), or None. Read in pieces: the ranges follow the
+    cells at the end of the sheet's XML."""
+    pattern = re.compile(rb'<(?:\w+:)?mergeCell\b[^>]*\bref="([^"]+)"')
+    try:
+        with zipfile.ZipFile(path) as z:
+            name = _sheet_xml(z, sheet)
+            if name is None:
+                return None
+            with z.open(name) as fh:
+                tail = b""
+                while chunk := fh.read(1 << 20):
+                    tail = tail[-512:] + chunk  # a tag cut between two pieces is found in the next
+                    if m := pattern.search(tail):
+                        return m.group(1).decode("ascii", "replace")
+    except (KeyError, OSError, zipfile.BadZipFile, ValueError):
+        pass
+    return None
+
+
 def _first_row_number(path: Path, sheet: str) -> int:
     """Excel's number of the first row that holds a value (calamine starts the sheet there)."""
     try:
         with zipfile.ZipFile(path) as z:
-            rels = z.read("xl/_rels/workbook.xml.rels").decode("utf-8", "replace")
-            rid = next((v for k, v in _sheet_attributes(z).get(sheet, {}).items() if k.endswith(":id")), None)
-            target = None
-            for m in re.finditer(r"<Relationship\b([^>]*)/?>", rels):
-                attrs = dict(re.findall(r'([\w:]+)="([^"]*)"', m.group(1)))
-                if attrs.get("Id") == rid:
-                    target = attrs.get("Target", "").lstrip("/")
-            if target is None:
+            name = _sheet_xml(z, sheet)
+            if name is None:
                 return 1
-            name = target if target.startswith("xl/") else f"xl/{target}"
             with z.open(name) as fh:
                 head = b""
                 while chunk := fh.read(1 << 16):  # stop at the first cell with a value (<v> or inline <is>)
@@ -148,6 +175,15 @@ def header(path: Path, sheet: str) -> list[str]:
 
 def read_sheet(path: Path, sheet: str, line_column: str) -> pl.DataFrame:
     """Every data row of the sheet as text, with its Excel row number; blank rows left out."""
+    merged = _merged_cells(path, sheet)
+    if merged is not None:
+        # calamine gives a merged range's value to its first cell only: the rows below read as empty
+        # (a department merged over three orders left two of them without one, silently)
+        raise InputFileError(
+            label(path, sheet),
+            f"has merged cells ({merged}): only the first of them holds the value, the others read as empty",
+            "Unmerge the cells in Excel (filling each with its value), or export CSV",
+        )
     raw = _rows(path, sheet)
     if raw.height == 0:
         return pl.DataFrame({line_column: []}, schema={line_column: pl.Int64})
