@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,6 +132,8 @@ def _section(cls, values: dict, where: str):
     out = {}
     for name, value in values.items():
         default = getattr(cls(), name)
+        if str(known[name].type).startswith("str") and not isinstance(value, str):  # key_file = 5: a traceback
+            raise ConfigError(f'{where}.{name}: expected a text in quotes ({name} = "..."), got {value!r}')
         if isinstance(default, (int, float)) and not isinstance(default, bool):
             # a count (int default) must be written whole: trend_months = 1.5 was cut to 1 without a word
             kinds = int if isinstance(default, int) else (int, float)
@@ -144,22 +147,33 @@ def _section(cls, values: dict, where: str):
                 raise ConfigError(f"{where}.{name}: expected a table of strings ({shape}), got {value!r}")
             value = {str(k): v for k, v in value.items()}
         elif (default is None or isinstance(default, str)) and not isinstance(value, str):
-            raise ConfigError(f"{where}.{name}: expected a string, got {value!r}")
+            raise ConfigError(f'{where}.{name}: expected a text in quotes ({name} = "..."), got {value!r}')
         out[name] = value
     return cls(**out)
+
+
+def _read_toml(p: Path) -> dict:
+    """The config file's settings; a path that is no readable UTF-8 TOML file is one line, not a traceback
+    (a pipe or /dev/zero is refused before it is read: reading either never ends)."""
+    try:
+        if not stat.S_ISREG(p.stat().st_mode):
+            raise ConfigError(f"{p}: is not a regular file (a folder, a pipe or a device); pass the config file itself")
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found; pass an existing --config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read the config file ({exc.strerror}); check its permissions") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); save the config file as UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML ({exc}); fix the file") from None
 
 
 def load_config(path: str | Path | None = None, **overrides) -> Config:
     """Read a TOML config (optional) and apply command-line overrides that are not None."""
     data: dict = {}
     if path is not None:
-        p = Path(path)
-        try:
-            data = tomllib.loads(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{p}: config file not found; pass an existing --config file") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{p}: not valid TOML ({exc}); fix the file") from None
+        data = _read_toml(Path(path))
     kwargs: dict = {"source_path": str(path) if path else None}
     for key, value in data.items():
         where = f"{path}: [{key}]"
@@ -181,8 +195,8 @@ def load_config(path: str | Path | None = None, **overrides) -> Config:
             base = Path(path).parent
             kwargs[key] = [str(base / v) if not Path(v).is_absolute() else v for v in paths]
         elif key in ("site_timezone", "local_code_map", "warehouse", "input_format", "engine"):
-            if not isinstance(value, str):  # a number or a list here ended in a traceback
-                raise ConfigError(f"{path}: {key}: expected a string, got {value!r}")
+            if not isinstance(value, str):  # a number or a table here was a traceback from deep in the run
+                raise ConfigError(f'{path}: {key}: expected a text in quotes ({key} = "..."), got {value!r}')
             kwargs[key] = value
         elif key == "fhir":
             kwargs[key] = fhir_settings.parse(value, f"{path}: [fhir]")
@@ -190,9 +204,9 @@ def load_config(path: str | Path | None = None, **overrides) -> Config:
             bad = set(value) - set(_TABLES)
             if bad:
                 raise ConfigError(f"{where}: unknown table(s) {', '.join(sorted(bad))}; known: {', '.join(_TABLES)}")
-            for t, m in value.items():  # else dict("x") raised, or patient_id = 3 was looked for as column '3'
+            for t, m in value.items():
                 if not isinstance(m, dict) or not all(isinstance(v, str) for v in m.values()):
-                    raise ConfigError(f'{path}: [columns.{t}]: write each column as contract_name = "column in the file"')
+                    raise ConfigError(f'{path}: [columns.{t}]: write each column as contract_name = "Extract name", got {m!r}')
             kwargs[key] = {t: dict(m) for t, m in value.items()}
         elif key == "formats":
             bad = set(value) - set(_TABLES)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import DX_HEADER, ORDER_HEADER, PROC_HEADER, run_cli, write_csv
+from conftest import DX_HEADER, ORDER_HEADER, PROC_HEADER, run_cli, write_csv, write_small_input
 
 from pipeline.ingest.contract import CONTRACT_BY_NAME, CONTRACTS
 
@@ -645,3 +645,210 @@ def test_rejects_name_the_physical_line_where_the_record_starts(lines_run, kind)
         # the first O01001 is the second record; the first record's text spans three lines
         assert physical["first O01001"] == 5
         assert reason == "duplicate order_id: first seen at line 5"
+
+
+# ----------------------------------------------------------------------------------------------
+# a row with fewer fields than the header (half of a row split by an unquoted line break)
+
+
+def _split_row_input(d: Path) -> Path:
+    """Orders whose free text comes before the patient id: a break inside it moves the id into ordered_at."""
+    write_small_input(d)
+    header = ["order_id", "ordered_at", "indication_text", "patient_id", "order_code", "ordering_department", "status"]
+    rows = [
+        "O1,2025-06-06 10:00:00,headache,MRN-1,72156,Neurology,completed",
+        "O2,2025-06-06 10:05:00,headache,MRN-1,72157,Neurology,completed",
+        "O5,2025-06-05 09:00:00,headache",  # the break: line 4 ends mid-text,
+        "worse upright,MRN-77,72148,Neurology,completed",  # and line 5 holds the rest, MRN-77 under ordered_at
+        "O4,2025-06-04 09:00:00,x,MRN-2,72148,Emergency,completed",
+    ]
+    (d / "imaging_orders.csv").write_text("\n".join([",".join(header), *rows]) + "\n")
+    return d
+
+
+def _run_showing_nothing_of(tmp_path: Path, d: Path, patient_id: str) -> Path:
+    """A run without the gate that must succeed with `patient_id` in no output file and not in the log."""
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", d, "--out", out, "--warehouse", tmp_path / "wh.duckdb", "--no-validate")
+    assert r.returncode == 0, r.stderr
+    leaked = [p.name for p in out.rglob("*") if p.is_file() and patient_id.encode() in p.read_bytes()]
+    assert leaked == [] and patient_id not in r.stderr
+    return out
+
+
+def test_a_split_rows_patient_id_never_reaches_rejects_csv(tmp_path):
+    """The id of the second half (under ordered_at) was published in rejects.csv as the unparseable 'value'."""
+    out = _run_showing_nothing_of(tmp_path, _split_row_input(tmp_path / "in"), "MRN-77")
+    line5 = _rejects(out).filter((pl.col("table_name") == "imaging_orders") & (pl.col("source_line") == "5"))
+    assert line5["value"].null_count() == line5.height == 2, line5
+    assert set(line5["action"]) == {"row_rejected"}
+    assert any(s.startswith("the row has 5 fields where the header has 7") for s in line5["reason"]), line5
+    loaded = {i["table"]: (i["rows_read"], i["rows_loaded"]) for i in _run_json(out)["inputs"]}
+    assert loaded["imaging_orders"] == (5, 3)
+
+
+def test_a_short_rows_number_is_not_shown_either(tmp_path):
+    """A bad optional number showed its raw text too: an all-digit patient id moved into patient_age was listed
+    as the age outside 0-130."""
+    d = tmp_path / "in"
+    write_small_input(d)
+    header = ["procedure_id", "patient_age", "patient_id", "performed_at", "procedure_code", "department"]
+    rows = [
+        "PR1,55,MRN-1,2025-06-02 09:00:00,62323,Pain clinic",
+        "PR2,45,MRN-2,2025-06-03 09:00:00,62322,Pain clinic",
+        "PR3,5",  # a break inside the age: line 5 starts with its last digit, and the id falls under patient_age
+        "5,778899,2025-06-03 09:00:00,62322,Pain clinic",
+    ]
+    (d / "procedures.csv").write_text("\n".join([",".join(header), *rows]) + "\n")
+    out = _run_showing_nothing_of(tmp_path, d, "778899")
+    line5 = _rejects(out).filter((pl.col("table_name") == "procedures") & (pl.col("source_line") == "5"))
+    assert {"patient_age", None} <= set(line5["column_name"]) and line5["value"].null_count() == line5.height, line5
+
+
+# ----------------------------------------------------------------------------------------------
+# a config file that is not what a config should be: one line, exit 1, nothing read or written
+
+BAD_CONFIGS = {
+    "a number for a time zone": ("site_timezone = 5\n", 'site_timezone: expected a text in quotes (site_timezone = "...")'),
+    "a number for a path": ("local_code_map = 5\n", "local_code_map: expected a text in quotes"),
+    "a number for the key file": ("[privacy]\nkey_file = 5\n", "[privacy].key_file: expected a text in quotes"),
+    "a number for a column map": ("[columns]\nimaging_orders = 5\n", "[columns.imaging_orders]: write each column as"),
+    "a codec of bytes": ('[formats.imaging_orders]\nencoding = "rot13"\n', "'rot13' is not an encoding name of text"),
+    "not UTF-8": (b"\xff\xfe[\x00", "not UTF-8 text (byte 0xff); save the config file as UTF-8"),
+    "a folder": (None, "is not a regular file (a folder, a pipe or a device)"),
+    "a pipe": ("fifo", "is not a regular file (a folder, a pipe or a device)"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_CONFIGS))
+def test_a_bad_config_is_one_line_not_a_traceback(tmp_path, small_input, kind):
+    """Each was a traceback (TypeError, UnicodeDecodeError, IsADirectoryError); a pipe hung the run."""
+    import os
+
+    content, message = BAD_CONFIGS[kind]
+    config = tmp_path / "site.toml"
+    if content is None:
+        config.mkdir()
+    elif content == "fifo":
+        os.mkfifo(config)
+    else:
+        config.write_bytes(content if isinstance(content, bytes) else content.encode())
+    out, wh = tmp_path / "out", tmp_path / "wh.duckdb"
+    r = run_cli("run", "--input", small_input, "--out", out, "--warehouse", wh, "--config", config, timeout=60)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith(f"order-audit: error: {config}") and message in line, line
+    _assert_nothing_written(out, wh)
+
+
+def _orders_as_workbook_rows(d: Path) -> list[list]:
+    """The orders CSV's rows (the header first), the CSV removed: a workbook is to take its place."""
+    path = d / "imaging_orders.csv"
+    rows = [line.split(",") for line in path.read_text().splitlines()]
+    path.unlink()
+    return rows
+
+
+def _write_workbook(path: Path, sheets: dict[str, list[list]], hide_last: bool = False, merge: str | None = None) -> None:
+    """Sheets of rows as written (a float is a number cell, with no date format); `merge`: a range of the last
+    sheet merged, holding its first cell's value."""
+    import xlsxwriter
+
+    book = xlsxwriter.Workbook(str(path))
+    for name, rows in sheets.items():
+        sheet = book.add_worksheet(name)
+        for r, row in enumerate(rows):
+            sheet.write_row(r, 0, row)
+    if hide_last:
+        sheet.hide()
+    if merge:
+        first = xlsxwriter.utility.xl_cell_to_rowcol(merge.split(":")[0])
+        sheet.merge_range(merge, sheets[name][first[0]][first[1]])
+    book.close()
+
+
+def test_merged_cells_stop_the_run_not_empty_the_rows_below(tmp_path, small_input):
+    """A department merged over orders O1-O3 (E2:E4) reached O2 and O3 as empty, and the run went on."""
+    rows = _orders_as_workbook_rows(small_input)
+    _write_workbook(small_input / "imaging_orders.xlsx", {"imaging_orders": rows}, merge="E2:E4")
+    _expect_exit_2(tmp_path, small_input, "imaging_orders.xlsx [sheet imaging_orders]: has merged cells (E2:E4)", "Unmerge")
+
+
+def test_excel_date_serials_are_named_as_such(tmp_path, small_input):
+    """Times stored as numbers without a date format (45814.4166 = 2025-06-06 10:00) were met with 'set
+    timestamp_formats', which no strftime format can satisfy."""
+    rows = _orders_as_workbook_rows(small_input)
+    rows = [rows[0]] + [[*row[:2], 45814.4166 + i, *row[3:]] for i, row in enumerate(rows[1:])]
+    _write_workbook(small_input / "imaging_orders.xlsx", {"imaging_orders": rows})
+    line = _expect_exit_2(tmp_path, small_input, "column 'ordered_at'", "e.g. '45814.4166' on line 2", "Excel date serials")
+    assert "timestamp_formats" not in line and "format the column as a date in Excel" in line
+
+
+def test_a_hidden_sheet_named_like_the_table_is_not_read_silently(tmp_path, small_input):
+    """The hidden sheet 'imaging_orders' (one stale row) was read as the table; the visible 'Orders' sheet with
+    the extract was left out, silently. Named in the config, the hidden sheet is read."""
+    rows = _orders_as_workbook_rows(small_input)
+    # imaging_orders hidden (the first sheet cannot be hidden)
+    _write_workbook(small_input / "imaging_orders.xlsx", {"Orders": rows, "imaging_orders": rows[:2]}, hide_last=True)
+    _expect_exit_2(tmp_path, small_input, "imaging_orders.xlsx: the sheet named imaging_orders is hidden", 'sheet = "..."')
+    config = tmp_path / "site.toml"
+    config.write_text('[formats.imaging_orders]\nsheet = "Orders"\n')
+    out = tmp_path / "out"
+    wh = tmp_path / "wh2.duckdb"
+    r = run_cli("run", "--input", small_input, "--out", out, "--warehouse", wh, "--config", config, "--no-validate")
+    assert r.returncode == 0, r.stderr
+    assert {i["table"]: i["rows_loaded"] for i in _run_json(out)["inputs"]}["imaging_orders"] == 4
+
+
+def test_a_code_on_two_rows_of_the_site_map_at_once_is_one_line(tmp_path, small_input):
+    """A site map giving 72148 twice (mri_spine and ct_head, no dates) listed order O4 four times in
+    audited_orders.csv, each reason four times, and exited 0. Rows that follow each other in time still load."""
+    header = "code_system,code,study_type,modality,regions,contrast,description,valid_from,valid_to,source\n"
+    path = small_input / "local_code_map.csv"
+    path.write_text(header + "LOCAL,72148,mri_spine,MR,L,without,a,,,\nLOCAL,72148,ct_head,CT,,without,b,,,\n")
+    out, wh = tmp_path / "out", tmp_path / "wh.duckdb"
+    r = run_cli("run", "--input", small_input, "--out", out, "--warehouse", wh, "--no-validate")
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"order-audit: error: {path}, line 3: code 72148 is on line 2 too, for dates that overlap; "
+        "keep one row per code, or set valid_from and valid_to so that the rows follow each other"
+    )
+    _assert_nothing_written(out, wh)
+    rows = "LOCAL,72148,mri_spine,MR,L,without,a,,2025-06-04,\nLOCAL,72148,ct_head,CT,,without,b,2025-06-05,,\n"
+    path.write_text(header + rows)
+    r = run_cli("run", "--input", small_input, "--out", out, "--warehouse", wh, "--no-validate")
+    assert r.returncode == 0, r.stderr
+    orders = pl.read_csv(out / "csf_leak" / "audited_orders.csv", infer_schema=False)
+    assert orders["order_id"].to_list() == ["O1", "O2", "O3", "O4"]
+
+
+@pytest.mark.parametrize("kind", ["folder", "pipe", "broken link"])
+def test_a_code_map_that_is_no_file_is_one_line_not_passed_over(tmp_path, small_input, kind):
+    """A folder, a pipe or a broken link named local_code_map.csv was passed over: the site's codes went
+    unmapped (not_evaluable) and the run exited 0 without a word."""
+    import os
+
+    path = small_input / "local_code_map.csv"
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "pipe":
+        os.mkfifo(path)
+    else:
+        path.symlink_to(tmp_path / "moved_away.csv")
+    out, wh = tmp_path / "out", tmp_path / "wh.duckdb"
+    r = run_cli("run", "--input", small_input, "--out", out, "--warehouse", wh, "--no-validate", timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"order-audit: error: {path}: is not a regular file"), line
+    _assert_nothing_written(out, wh)
+
+
+def test_an_id_moved_by_an_unquoted_delimiter_is_not_shown(tmp_path, small_input):
+    """A comma inside an order id, and the row's last field missing: as many fields as the header, so the row
+    is not short, yet every field after the id moved one column right and MRN-2 was listed in rejects.csv as
+    the unparseable ordered_at. A value that is a patient id of the table is not shown."""
+    with (small_input / "imaging_orders.csv").open("a") as fh:
+        fh.write("O5,A,MRN-2,2025-06-05 09:00:00,72148,Neurology,G97.1\n")
+    out = _run_showing_nothing_of(tmp_path, small_input, "MRN-2")
+    line6 = _rejects(out).filter((pl.col("table_name") == "imaging_orders") & (pl.col("source_line") == "6"))
+    assert line6.select("column_name", "value", "action").rows() == [("ordered_at", None, "row_rejected")]

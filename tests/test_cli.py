@@ -120,21 +120,21 @@ def test_exit_1_unknown_config_key_and_unknown_run(small_input, tmp_path):
     expect(run_cli("diff", "NOPE-1", "NOPE-2", "--warehouse", wh), 1, "no run NOPE-1")
 
 
-COLUMNS_SHAPE = '[columns.procedures]: write each column as contract_name = "column in the file"'
+COLUMNS_SHAPE = '[columns.procedures]: write each column as contract_name = "Extract name"'
 
 
 @pytest.mark.parametrize(
     "setting, text",
     [
-        ("site_timezone = 5", "site_timezone: expected a string, got 5"),
-        ('warehouse = ["wh.duckdb"]', "warehouse: expected a string, got ['wh.duckdb']"),
-        ("local_code_map = 3", "local_code_map: expected a string, got 3"),
-        ("[privacy]\nkey_file = 3", "[privacy].key_file: expected a string, got 3"),
-        ("[spark]\nmaster = 3", "[spark].master: expected a string, got 3"),
-        ('[columns]\nprocedures = "MRN"', '[columns.procedures]: write each column as contract_name = "column in the file"'),
+        ("site_timezone = 5", 'site_timezone: expected a text in quotes (site_timezone = "..."), got 5'),
+        ('warehouse = ["wh.duckdb"]', "warehouse: expected a text in quotes (warehouse = \"...\"), got ['wh.duckdb']"),
+        ("local_code_map = 3", 'local_code_map: expected a text in quotes (local_code_map = "..."), got 3'),
+        ("[privacy]\nkey_file = 3", '[privacy].key_file: expected a text in quotes (key_file = "..."), got 3'),
+        ("[spark]\nmaster = 3", '[spark].master: expected a text in quotes (master = "..."), got 3'),
+        ('[columns]\nprocedures = "MRN"', '[columns.procedures]: write each column as contract_name = "Extract name"'),
         (
             "[columns.procedures]\npatient_id = 3",
-            '[columns.procedures]: write each column as contract_name = "column in the file"',
+            '[columns.procedures]: write each column as contract_name = "Extract name"',
         ),
         ("[reporting]\ntrend_months = 1.5", "[reporting].trend_months: expected a whole number, 0 or more, got 1.5"),
     ],

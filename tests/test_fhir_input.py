@@ -250,6 +250,16 @@ def test_a_broken_gzip_stops_the_run(tmp_path, export):
     _exit_2(tmp_path, export, "ServiceRequest.000.ndjson.gz")
 
 
+def test_a_gzip_line_that_expands_without_end_stops_the_run(tmp_path, export):
+    """A small gzip holding one huge line: Polars asked for ~16 times the line (a 2 GB line, 2 MB of gzip: 33 GB)
+    and the run aborted. Here 100 MiB (100 KB of gzip), over the 64 MiB limit and small enough to load without it."""
+    with gzip.open(export / "Condition.001.ndjson.gz", "wb") as fh:
+        fh.write(json.dumps({"resourceType": "Condition", "id": "C1"}).encode() + b"\n")
+        fh.write(b'{"resourceType": "Condition", "id": "' + b"a" * (100 << 20) + b'"}\n')
+    assert (export / "Condition.001.ndjson.gz").stat().st_size < 200_000
+    _exit_2(tmp_path, export, "Condition.001.ndjson.gz, line 2", "a line longer than 64 MiB", "Re-export")
+
+
 @pytest.mark.parametrize("kind", ["folder", "broken link"])
 def test_a_folder_or_broken_link_named_like_ndjson_stops_the_run(tmp_path, export, kind):
     """Skipped by name before: the export's only Condition file as a folder left the diagnoses out, silently."""

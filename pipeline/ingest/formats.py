@@ -86,11 +86,14 @@ def parse_table_format(values: dict, where: str) -> TableFormat:
             out[name] = values[name]
     if "encoding" in out:
         try:
-            codecs.lookup(out["encoding"])
+            # rot13, base64, zlib ... are codecs too, but of bytes to bytes: reading with one was a traceback
+            text_codec = codecs.lookup(out["encoding"])._is_text_encoding
         except LookupError:
+            text_codec = False
+        if not text_codec:
             raise ConfigError(
-                f"{where}.encoding: '{out['encoding']}' is not an encoding name (for example utf-8, cp1252, latin-1)"
-            ) from None
+                f"{where}.encoding: '{out['encoding']}' is not an encoding name of text (for example utf-8, cp1252, latin-1)"
+            )
     if "delimiter" in values:
         d = values["delimiter"]
         if not isinstance(d, str) or len(d) != 1 or d in '\r\n"':

@@ -23,7 +23,7 @@ import polars as pl
 
 from pipeline.config import Config
 from pipeline.errors import InputFileError
-from pipeline.ingest import headers, parse_checks, physical_lines, source_store, textfile, value_maps, xlsx
+from pipeline.ingest import headers, parse_checks, physical_lines, short_rows, source_store, textfile, value_maps, xlsx
 from pipeline.ingest.contract import CONTRACTS, TableContract
 from pipeline.ingest.files import Fingerprint, fingerprint_in_background, line_of
 from pipeline.ingest.inputs import InputFile, find_inputs  # noqa: F401 - the loader's entry points
@@ -306,6 +306,8 @@ def prepare_table(
         con.execute("CREATE TABLE rejects AS " + " UNION ALL ".join(problems)) if problems else con.execute(
             "CREATE TABLE rejects (source_line BIGINT, column_name VARCHAR, value VARCHAR, reason VARCHAR, action VARCHAR)"
         )
+        if f.fmt == "csv" and rows is None:  # a row missing fields: its values may sit in the wrong columns
+            short_rows.set_aside(con, typed_path, source, [c for c in schema if c != LINE], truncated)
         read_rejected = 0
         if read_rejects is not None:
             con.execute(f"INSERT INTO rejects SELECT * FROM read_parquet({literal(read_rejects)})")
@@ -344,6 +346,7 @@ def prepare_table(
                 FROM ranked WHERE {LINE} > first_line""",
                 [contract.id_column],
             )
+        _hide_patient_ids(con, src, typed_cols)
         con.execute(
             f"COPY (SELECT DISTINCT source_line FROM rejects WHERE action = 'row_rejected' ORDER BY 1) "
             f"TO {literal(excluded_path)} (FORMAT parquet)"
@@ -392,6 +395,19 @@ def prepare_table(
         source_label=f.label,
         unknown_values=unknown,
         segments=list(segments or []),
+    )
+
+
+def _hide_patient_ids(con: duckdb.DuckDBPyConnection, src: str, typed_cols: list[str]) -> None:
+    """No reject shows a value that is a patient id of the table: rejects.csv is published. A row whose fields
+    moved (an unquoted delimiter in one field, another field missing: as many fields as the header, so
+    short_rows cannot tell) put the id under ordered_at, and it was listed as the unparseable value. Only
+    the error path pays: a file without a shown value is not read here."""
+    if "patient_id" not in typed_cols or not con.execute("SELECT count(*) FROM rejects WHERE value IS NOT NULL").fetchall()[0][0]:
+        return
+    con.execute(
+        f"""UPDATE rejects SET value = NULL
+        WHERE value IS NOT NULL AND trim(value) IN (SELECT patient_id FROM {src} WHERE patient_id IS NOT NULL)"""
     )
 
 

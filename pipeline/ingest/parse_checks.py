@@ -7,6 +7,8 @@ rows: the run stops with one line that says so, shows a value, and names the set
 
 from __future__ import annotations
 
+import re
+
 from pipeline.config import Config
 from pipeline.errors import InputFileError
 from pipeline.ingest import detect, timestamps
@@ -15,6 +17,7 @@ from pipeline.ingest.inputs import InputFile
 from pipeline.sqltext import ident
 
 SAMPLE = 500
+EXCEL_SERIAL = re.compile(r"^\d{1,6}(\.\d+)?$")  # a day count since 1899-12-30, as a cell without a date format shows it
 
 
 def _suggestion(table: str, setting: str, guess: detect.FormatGuess) -> str:
@@ -27,6 +30,10 @@ def _suggestion(table: str, setting: str, guess: detect.FormatGuess) -> str:
         f"Set {setting} under {where} in the config to the extract's form (strftime codes, e.g. "
         f'"%m/%d/%Y %I:%M %p"); order-audit inspect --input DIR shows the forms it finds'
     )
+
+
+def _shown(example: str | None) -> str:
+    return "a value not shown (it may be a patient id)" if example is None else f"'{example}'"
 
 
 def check_columns_parsed(con, src: str, f: InputFile, contract: TableContract, cfg: Config) -> None:
@@ -47,16 +54,25 @@ def check_columns_parsed(con, src: str, f: InputFile, contract: TableContract, c
         sample = [
             r[0]
             for r in con.execute(
-                f"SELECT DISTINCT value FROM rejects WHERE column_name = ? AND starts_with(reason, ?) LIMIT {SAMPLE}",
+                f"SELECT DISTINCT value FROM rejects WHERE column_name = ? AND starts_with(reason, ?) AND value IS NOT NULL "
+                f"LIMIT {SAMPLE}",
                 [col, prefix],
             ).fetchall()
         ]
         setting = "date_formats" if dates else "timestamp_formats"
-        guess = detect.guess_formats(sample, dates=dates)
         kind = "date" if dates else "timestamp"
+        if f.fmt == "xlsx" and sample and all(EXCEL_SERIAL.match(str(v)) for v in sample):
+            # no strftime format reads a day count: the advice to set one sent people nowhere
+            fix = (
+                "The cells hold numbers (Excel date serials) without a date format: format the column as a date "
+                "in Excel (Format Cells), or export the sheet as CSV"
+            )
+        else:
+            fix = _suggestion(contract.name, setting, detect.guess_formats(sample, dates=dates))
         raise InputFileError(
             f.label,
-            f"no {kind} in this column parsed ({bad} values, e.g. '{example}' on line {line})",
-            _suggestion(contract.name, setting, guess),
+            # the example is not shown when it is a patient id of the table (a column mapped wrongly, load.py)
+            f"no {kind} in this column parsed ({bad} values, e.g. {_shown(example)} on line {line})",
+            fix,
             column=col,
         )

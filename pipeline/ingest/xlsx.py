@@ -44,6 +44,14 @@ def pick_sheet(path: Path, table: str, configured: str | None) -> str:
             )
         return configured
     same = [n for n in names if n.strip().lower() == table]
+    if same and _hidden(path, same[0]):
+        # a hidden sheet named like the table is often a stale copy or a template: its few rows were read
+        # as the whole table while the visible sheet with the data was left out, silently
+        raise InputFileError(
+            path,
+            f"the sheet named {same[0]} is hidden (sheets: {listed})",
+            f'Name the sheet to read under [formats.{table}] in the config (sheet = "..."), or unhide it in Excel',
+        )
     if same:
         return same[0]
     if len(names) == 1:
@@ -60,25 +68,66 @@ def label(path: Path, sheet: str) -> str:
     return f"{path} [sheet {sheet}]"
 
 
+def _sheet_attributes(z: zipfile.ZipFile) -> dict[str, dict[str, str]]:
+    """Each sheet's attributes in xl/workbook.xml (r:id, state ...), by its name."""
+    book = z.read("xl/workbook.xml").decode("utf-8", "replace")
+    sheets = {}
+    for m in re.finditer(r"<(?:\w+:)?sheet\b([^>]*)/?>", book):
+        attrs = dict(re.findall(r'([\w:]+)="([^"]*)"', m.group(1)))
+        sheets[_xml_unescape(attrs.get("name", ""))] = attrs
+    return sheets
+
+
+def _hidden(path: Path, sheet: str) -> bool:
+    """Whether Excel hides the sheet (state hidden or veryHidden)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return _sheet_attributes(z).get(sheet, {}).get("state", "visible") != "visible"
+    except (KeyError, OSError, zipfile.BadZipFile, ValueError):
+        return False
+
+
+def _sheet_xml(z: zipfile.ZipFile, sheet: str) -> str | None:
+    """The member of the workbook holding the sheet's cells (xl/worksheets/sheet2.xml ...), if found."""
+    rels = z.read("xl/_rels/workbook.xml.rels").decode("utf-8", "replace")
+    rid = next((v for k, v in _sheet_attributes(z).get(sheet, {}).items() if k.endswith(":id")), None)
+    target = None
+    for m in re.finditer(r"<Relationship\b([^>]*)/?>", rels):
+        attrs = dict(re.findall(r'([\w:]+)="([^"]*)"', m.group(1)))
+        if attrs.get("Id") == rid:
+            target = attrs.get("Target", "").lstrip("/")
+    if target is None:
+        return None
+    return target if target.startswith("xl/") else f"xl/{target}"
+
+
+def _merged_cells(path: Path, sheet: str) -> str | None:
+    """The first range of merged cells in the sheet ('E3:E5'), or None. Read in pieces: the ranges follow the
+    cells at the end of the sheet's XML."""
+    pattern = re.compile(rb'<(?:\w+:)?mergeCell\b[^>]*\bref="([^"]+)"')
+    try:
+        with zipfile.ZipFile(path) as z:
+            name = _sheet_xml(z, sheet)
+            if name is None:
+                return None
+            with z.open(name) as fh:
+                tail = b""
+                while chunk := fh.read(1 << 20):
+                    tail = tail[-512:] + chunk  # a tag cut between two pieces is found in the next
+                    if m := pattern.search(tail):
+                        return m.group(1).decode("ascii", "replace")
+    except (KeyError, OSError, zipfile.BadZipFile, ValueError):
+        pass
+    return None
+
+
 def _first_row_number(path: Path, sheet: str) -> int:
     """Excel's number of the first row that holds a value (calamine starts the sheet there)."""
     try:
         with zipfile.ZipFile(path) as z:
-            book = z.read("xl/workbook.xml").decode("utf-8", "replace")
-            rels = z.read("xl/_rels/workbook.xml.rels").decode("utf-8", "replace")
-            rid = None
-            for m in re.finditer(r"<(?:\w+:)?sheet\b([^>]*)/?>", book):
-                attrs = dict(re.findall(r'([\w:]+)="([^"]*)"', m.group(1)))
-                if _xml_unescape(attrs.get("name", "")) == sheet:
-                    rid = next((v for k, v in attrs.items() if k.endswith(":id")), None)
-            target = None
-            for m in re.finditer(r"<Relationship\b([^>]*)/?>", rels):
-                attrs = dict(re.findall(r'([\w:]+)="([^"]*)"', m.group(1)))
-                if attrs.get("Id") == rid:
-                    target = attrs.get("Target", "").lstrip("/")
-            if target is None:
+            name = _sheet_xml(z, sheet)
+            if name is None:
                 return 1
-            name = target if target.startswith("xl/") else f"xl/{target}"
             with z.open(name) as fh:
                 head = b""
                 while chunk := fh.read(1 << 16):  # stop at the first cell with a value (<v> or inline <is>)
@@ -126,6 +175,15 @@ def header(path: Path, sheet: str) -> list[str]:
 
 def read_sheet(path: Path, sheet: str, line_column: str) -> pl.DataFrame:
     """Every data row of the sheet as text, with its Excel row number; blank rows left out."""
+    merged = _merged_cells(path, sheet)
+    if merged is not None:
+        # calamine gives a merged range's value to its first cell only: the rows below read as empty
+        # (a department merged over three orders left two of them without one, silently)
+        raise InputFileError(
+            label(path, sheet),
+            f"has merged cells ({merged}): only the first of them holds the value, the others read as empty",
+            "Unmerge the cells in Excel (filling each with its value), or export CSV",
+        )
     raw = _rows(path, sheet)
     if raw.height == 0:
         return pl.DataFrame({line_column: []}, schema={line_column: pl.Int64})

@@ -17,6 +17,7 @@ NULL while the code is in force): a row applies to an event at ``t`` when
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +109,7 @@ def read_code_map(path: Path, source: str, vocabulary: Vocabulary, shown: Callab
         if bad.height:
             row = bad.row(0, named=True)
             raise ConfigError(f"{path}, line {row['line']}, column '{column}': '{row[column]}' is not a date (YYYY-MM-DD)")
+    _refuse_a_code_twice_at_once(path, df)
     return df.select(
         pl.col("code_system").str.strip_chars(),
         pl.col("code").str.strip_chars().str.to_uppercase(),
@@ -121,6 +123,28 @@ def read_code_map(path: Path, source: str, vocabulary: Vocabulary, shown: Callab
         pl.lit(shown(str(path))).alias("source_file"),
         pl.lit(source).alias("map_source"),
     )
+
+
+def _refuse_a_code_twice_at_once(path: Path, df: pl.DataFrame) -> None:
+    """A code on two rows whose dates overlap stops the run, naming both lines: the models join orders to the
+    map by code and date, so each order of it was audited once per row (a site map giving 72148 as mri_spine
+    and as ct_head listed every 72148 order twice, with every reason twice). Rows of one code that follow
+    each other in time (valid_to, inclusive, before the next valid_from) are how a code's meaning changes."""
+    dated = df.select(
+        "line",
+        pl.col("code").str.strip_chars().str.to_uppercase().alias("key"),
+        pl.when(pl.col("valid_from") == "").then(pl.lit(DATE_FLOOR)).otherwise(pl.col("valid_from")).alias("start"),
+        pl.when(pl.col("valid_to") == "").then(pl.lit("9999-12-31")).otherwise(pl.col("valid_to")).alias("end"),
+    )
+    both = dated.join(dated, on="key", suffix="_b").filter(
+        (pl.col("line") < pl.col("line_b")) & (pl.col("start") <= pl.col("end_b")) & (pl.col("start_b") <= pl.col("end"))
+    )
+    if both.height:
+        row = both.sort("line", "line_b").row(0, named=True)
+        raise ConfigError(
+            f"{path}, line {row['line_b']}: code {row['key']} is on line {row['line']} too, for dates that overlap; "
+            "keep one row per code, or set valid_from and valid_to so that the rows follow each other"
+        )
 
 
 def shipped_code_map(audits: list, vocabulary: Vocabulary) -> pl.DataFrame:
@@ -156,6 +180,13 @@ def local_code_map_path(cfg: Config, input_dir: Path | None) -> Path | None:
         return path
     if input_dir is not None and (input_dir / LOCAL_MAP_NAME).is_file():
         return input_dir / LOCAL_MAP_NAME
+    if input_dir is not None and os.path.lexists(input_dir / LOCAL_MAP_NAME):
+        # a folder, a pipe or a broken link named like the map was passed over: every site code then
+        # went unmapped (not_evaluable) with no word of why
+        raise ConfigError(
+            f"{input_dir / LOCAL_MAP_NAME}: is not a regular file (a folder, a pipe or a broken link); "
+            "put the site's code map itself here, or move this out of the folder"
+        )
     return None
 
 

@@ -24,6 +24,9 @@ KEY, LINE_TEXT = "key", "line"
 SCHEMA = pa.schema([(KEY, pa.int64()), (LINE_TEXT, pa.string_view())])
 # lines per table handed to DuckDB: ~250 MB of ServiceRequests, enough for every core to share
 CHUNK_ROWS = 500_000
+# the longest line the lines' way reads: no resource the audit reads comes near it, and Polars holds a line
+# at many times its length (a 2 GB line, 2 MB of gzip, asked for 33 GB and aborted the run)
+LONGEST_LINE = 64 << 20
 
 
 class NumberedLines:
@@ -50,6 +53,7 @@ class NumberedLines:
         for path, label in zip(self.paths, self.labels, strict=True):
             base = self.next_key - 1  # key = base + line number (lines count from 1)
             last = 0
+            _refuse_a_line_too_long(path)
             # a blank line is no record: left out here, where it costs next to nothing (a filter in
             # the DuckDB query made it parse every line twice); the numbering is the file's
             lines = pl.scan_lines(path, name=LINE_TEXT, row_index_name="n", row_index_offset=1).filter(
@@ -68,6 +72,35 @@ class NumberedLines:
             if last:
                 self.segments.append(Segment(label, base + 1, base + last))
             self.next_key = base + last + 1
+
+
+def _refuse_a_line_too_long(path: Path) -> None:
+    """Stop on a line longer than LONGEST_LINE, before Polars reads it: one pass of the file (a gzip one
+    decompressed in pieces, never whole), only on the lines' way (DuckDB's reader takes a sound file whole)."""
+    import gzip
+    import zlib
+
+    opener = gzip.open if is_gzip(path) else open
+    line, run = 1, 0  # the line being read and its bytes so far
+    try:
+        with opener(path, "rb") as fh:
+            while chunk := fh.read(1 << 22):
+                # a line longer than a piece runs over a piece's end: its bytes are counted exactly here
+                first = chunk.find(b"\n")
+                run += len(chunk) if first < 0 else first
+                if run > LONGEST_LINE:
+                    raise InputFileError(
+                        path,
+                        f"a line longer than {LONGEST_LINE >> 20} MiB, which no resource the audit reads is "
+                        "(a damaged file, or a gzip that expands without end)",
+                        "Re-export or download the file again",
+                        line=line,
+                    )
+                if first >= 0:
+                    line += chunk.count(b"\n")
+                    run = len(chunk) - chunk.rfind(b"\n") - 1
+    except (OSError, EOFError, zlib.error):  # cut short or corrupt: the read that follows names it
+        return
 
 
 def _unreadable(path: Path, exc: Exception) -> InputFileError:
