@@ -131,11 +131,8 @@ COLUMNS_SHAPE = '[columns.procedures]: write each column as contract_name = "Ext
         ("local_code_map = 3", 'local_code_map: expected a text in quotes (local_code_map = "..."), got 3'),
         ("[privacy]\nkey_file = 3", '[privacy].key_file: expected a text in quotes (key_file = "..."), got 3'),
         ("[spark]\nmaster = 3", '[spark].master: expected a text in quotes (master = "..."), got 3'),
-        ('[columns]\nprocedures = "MRN"', '[columns.procedures]: write each column as contract_name = "Extract name"'),
-        (
-            "[columns.procedures]\npatient_id = 3",
-            '[columns.procedures]: write each column as contract_name = "Extract name"',
-        ),
+        ('[columns]\nprocedures = "MRN"', COLUMNS_SHAPE + ", got 'MRN'"),
+        ("[columns.procedures]\npatient_id = 3", COLUMNS_SHAPE + ", got {'patient_id': 3}"),
         ("[reporting]\ntrend_months = 1.5", "[reporting].trend_months: expected a whole number, 0 or more, got 1.5"),
     ],
 )
