@@ -146,8 +146,6 @@ def _section(cls, values: dict, where: str):
                 shape = '"spark.setting" = "value"' if cls is Spark else 'key = "Display name"'
                 raise ConfigError(f"{where}.{name}: expected a table of strings ({shape}), got {value!r}")
             value = {str(k): v for k, v in value.items()}
-        elif (default is None or isinstance(default, str)) and not isinstance(value, str):
-            raise ConfigError(f'{where}.{name}: expected a text in quotes ({name} = "..."), got {value!r}')
         out[name] = value
     return cls(**out)
 
