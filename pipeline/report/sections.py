@@ -357,15 +357,12 @@ def methods(con, run_info: dict, rules: pl.DataFrame, spec: ReportSpec) -> dict:
     rule_ids: dict[str, list[str]] = {}
     for r in rules.iter_rows(named=True):
         rule_ids.setdefault(r["verdict"], []).append(r["rule_id"])
-    verdicts = [
-        dict(v, rule_ids=rule_ids[v["verdict"]])
-        for v in (
-            frame(con, "SELECT verdict, precedence, description FROM ref_verdicts ORDER BY precedence").to_dicts()
-            if has_table(con, "ref_verdicts")
-            else []
-        )
-        if v["verdict"] in rule_ids
-    ]
+    described = (
+        frame(con, "SELECT verdict, precedence, description FROM ref_verdicts ORDER BY precedence").to_dicts()
+        if has_table(con, "ref_verdicts")
+        else []
+    )
+    verdicts = [dict(v, rule_ids=rule_ids[v["verdict"]]) for v in described if v["verdict"] in rule_ids]
     keys = ("check_id", "table", "severity", "status", "violated_count", "denominator", "percent", "description")
     dq = [{k: d.get(k) for k in keys} for d in run_info.get("data_quality", [])]
     status_counts: dict[str, int] = {}
