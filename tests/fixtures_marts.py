@@ -255,6 +255,8 @@ def build_fixture(
         ),
     )
     _table(con, "csf_leak__mart_metric_counts", _metric_counts(rng, rules))
+    # its counts are drawn one by one, tied to nothing: no atom is shared (the feed treats each count as its own)
+    _table(con, "csf_leak__mart_metric_atoms", pl.DataFrame(schema={"unit": pl.String, "atom": pl.String}))
     # the attribution marts are computed from the marts above by the audit's SQL models
     names = ("csf_leak__mart_department_summary", "csf_leak__mart_department_provider_counts")
     marts = [m for m in runner.audit_models(AUDIT) if m.name in names]

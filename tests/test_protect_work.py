@@ -14,7 +14,7 @@ import pytest
 from test_disclosure_graph import feed_periods
 from test_feed import mixed_year, run_info
 
-from pipeline.report import disclosure, feed
+from pipeline.report import disclosure, feed, relations
 
 
 @pytest.mark.parametrize(("n_months", "seed"), [(12, 1), (36, 2)])
@@ -48,7 +48,7 @@ def test_the_joint_pass_skips_the_tables_it_left_settled_and_answers_as_afresh(s
 
     monkeypatch.setattr(disclosure._Joint, "__init__", recording_init)
     monkeypatch.setattr(disclosure._Joint, "settle", recording_settle)
-    feed.build_feed(mixed_year(seed), run_info("all"))
+    feed.build_feed(mixed_year(seed), run_info("all"), relations.Atoms({}))
     assert calls
     inverses: list[tuple] = []
     pinv = np.linalg.pinv

@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 
 from pipeline.errors import ReportError
-from pipeline.report import feed, pdf, render, sections, templates
+from pipeline.report import feed, pdf, relations, render, sections, templates
 from pipeline.report import reid as reid_mod
 from pipeline.report.measure import build_metrics, with_rates
 from pipeline.report.spec import ReportSpec
@@ -161,10 +161,10 @@ def test_no_demo_warning_with_a_real_key(warehouse, metrics, tmp_path):
     assert "demo pseudonym key" not in (tmp_path / "report.html").read_text(encoding="utf-8")
 
 
-def test_metrics_feed(out, metrics):
+def test_metrics_feed(out, metrics, warehouse):
     d = out["dir"]
     fed = pl.read_parquet(d / "metrics.parquet")
-    assert fed.equals(feed.build_feed(metrics, fx.run_info()))
+    assert fed.equals(feed.build_feed(metrics, fx.run_info(), relations.Atoms.read(warehouse)))
     csv = pl.read_csv(d / "metrics.csv", infer_schema_length=0)
     assert csv.columns == fed.columns and csv.height == fed.height
     summary = json.loads((d / "metrics.json").read_text())

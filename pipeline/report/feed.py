@@ -21,7 +21,7 @@ from pipeline.maturity import Maturity
 from pipeline.months import index as month_index
 from pipeline.months import is_month
 from pipeline.months import label as month_label
-from pipeline.report import disclosure
+from pipeline.report import disclosure, relations
 from pipeline.report.measure import METRICS_SCHEMA, with_rates
 
 SCHEMA_VERSION = "3.0"
@@ -53,8 +53,9 @@ def methods_text(min_cell_count: int) -> str:
         f"{k - 1} is released, neither "
         "directly nor by subtraction. A withheld cell loses its numerator, rate and interval (its denominator "
         f"too when that is itself below {k}); where a withheld cell could be recovered from a total (the hospital "
-        "minus the other departments or providers, a quarter or 12 months minus the other months), the next "
-        "smallest cell is withheld as well. Because cases are often rare, the feed also carries quarterly and "
+        "minus the other departments or providers, a quarter or 12 months minus the other months) or from the other "
+        "counts of the same period and group (all orders less the judged less the excluded ones), another cell is "
+        "withheld as well. Because cases are often rare, the feed also carries quarterly and "
         "rolling 12-month rates per department and provider, which usually reach a releasable size."
     )
 
@@ -265,62 +266,34 @@ def _link(unit: str, above: dict[str, str | None]) -> pl.Expr:
     )
 
 
-def _differences(rows: pl.DataFrame, cell: list[str]) -> pl.DataFrame:
-    """(family_code, kind_code, kind_code_b): a measure (its family and own denominator) whose numerator is its
-    denominator less another shared denominator (``kind_code_b``) in every cell it has. In the CSF-leak audit:
-    the not-evaluable orders are the non-excluded orders less the evaluated ones."""
-    base = rows.filter(pl.col("period_type").is_in(["month", "all"]))
-    mine = base.unique(["family_code", *cell]).select("family_code", "kind_code", *cell, "numerator", "denominator")
-    others = base.unique(["kind_code", *cell]).select(
-        pl.col("kind_code").alias("kind_code_b"), *cell, pl.col("denominator").alias("den_b")
+def _counts(rows: pl.DataFrame, atoms: relations.Atoms, headline: set[str]) -> relations.Counts:
+    """The cell's counts as ``relations`` sees them: each denominator (kind code) and numerator (family code) as its
+    atoms, and the order they are given up in: a numerator before a denominator, off the headline before on it, the
+    one fewer measures share first."""
+    kinds = rows.group_by("kind_code").agg(pl.col("measure_id").unique().sort()).sort("kind_code")
+    families = (
+        rows.group_by("family_code").agg(pl.col("measure_id").unique().sort(), pl.col("kind_code").first()).sort("family_code")
     )
-    # a cell without a row is a known zero, at the levels the other denominator is laid out at
-    laid_out = base.select(pl.col("kind_code").alias("kind_code_b"), "level_code").unique()
-    pairs = (
-        mine.join(laid_out, on="level_code")
-        .filter(pl.col("kind_code_b") != pl.col("kind_code"))
-        .join(others, on=["kind_code_b", *cell], how="left")
-        .with_columns(pl.col("den_b").fill_null(0))
-    )
-    agree = pairs.group_by("family_code", "kind_code", "kind_code_b").agg(
-        pl.col("numerator").eq_missing(pl.col("denominator") - pl.col("den_b")).all().alias("equal"), pl.len().alias("common")
-    )
-    cells = mine.group_by("family_code").len("cells")
-    return (
-        agree.join(cells, on="family_code")
-        .filter(pl.col("equal") & (pl.col("common") == pl.col("cells")))
-        .select("family_code", "kind_code", "kind_code_b")
-    )
+    names = ["d:" + ms[0] for ms in kinds["measure_id"]] + ["n:" + ms[0] for ms in families["measure_id"]]
+    shared = [len(ms) for ms in kinds["measure_id"]] + [len(ms) for ms in families["measure_id"]]
+    on_headline = [any(m in headline for m in ms) for ms in kinds["measure_id"]] + [
+        any(m in headline for m in ms) for ms in families["measure_id"]
+    ]
+    n_kinds = kinds.height
+    is_numerator = np.arange(len(names)) >= n_kinds
+    kind_of = np.concatenate([np.arange(n_kinds), families["kind_code"].to_numpy().astype(np.int64)])
+    # what a count costs to give up: a numerator (one row) less than a denominator (every row over it), off the
+    # headline far less than on it; then the fewer measures share it, the less
+    cost = {(True, False): 10, (False, False): 100, (True, True): 10_000, (False, True): 100_000}
+    rank = np.array([cost[num, on] + n for num, on, n in zip(is_numerator, on_headline, shared, strict=True)])
+    return relations.Counts(atoms.columns(names), kind_of, is_numerator, rank)
 
 
-def _exposed_differences(
-    differences: pl.DataFrame, den_cells: pl.DataFrame, fam: pl.DataFrame, cell: list[str]
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The cells where a withheld count of ``_differences``' triples (denominator = other denominator + numerator)
-    follows from the two released ones: (denominator cells, family cells) to withhold as well. An other denominator
-    withheld next to a released one: the measure's row goes. Both denominators released, the row withheld: its own
-    denominator goes (the not-evaluable orders' denominator is used by fewer measures than the evaluated orders')."""
-    empty = pl.DataFrame(schema={"kind_code": pl.UInt32, **{c: pl.UInt32 for c in cell}})
-    if differences.height == 0:
-        return empty, empty.rename({"kind_code": "family_code"})
-    den = den_cells.select("kind_code", *cell, "den_withheld")
-    triples = (
-        differences.join(fam.select("family_code", *cell, "row_withheld"), on="family_code")
-        .join(den.rename({"den_withheld": "a_withheld"}), on=["kind_code", *cell])
-        .join(den.rename({"kind_code": "kind_code_b", "den_withheld": "b_withheld"}), on=["kind_code_b", *cell], how="left")
-        .with_columns(pl.col("b_withheld").fill_null(False))  # no cell: a known zero
-    )
-    more_fam = triples.filter(~pl.col("a_withheld") & pl.col("b_withheld") & ~pl.col("row_withheld"))
-    more_den = triples.filter(~pl.col("a_withheld") & ~pl.col("b_withheld") & pl.col("row_withheld"))
-    return (
-        more_den.select(pl.col("kind_code").cast(pl.UInt32), *(pl.col(c).cast(pl.UInt32) for c in cell)).unique(),
-        more_fam.select(pl.col("family_code").cast(pl.UInt32), *(pl.col(c).cast(pl.UInt32) for c in cell)).unique(),
-    )
-
-
-def suppress(feed: pl.DataFrame, windows: dict[str, tuple[str, list[str]]], k: int) -> pl.DataFrame:
+def suppress(
+    feed: pl.DataFrame, windows: dict[str, tuple[str, list[str]]], k: int, atoms: relations.Atoms, headline: set[str]
+) -> pl.DataFrame:
     """The feed's counts with the small-cell rule applied: ``suppressed`` rows lose their numerator; a withheld
-    denominator is null too."""
+    denominator is null too. ``atoms``: how the audit's counts tie together within a cell (``relations``)."""
     if feed.height == 0:
         return feed.with_columns(pl.lit(False).alias("suppressed"))
     month_no = {m: i for i, m in enumerate(sorted({m for _, ms in windows.values() for m in ms}))}
@@ -373,31 +346,46 @@ def suppress(feed: pl.DataFrame, windows: dict[str, tuple[str, list[str]]], k: i
         )
         .with_columns(_link("family", {family[m]: family_above.get(m) for m in family}))
     )
-    # a measure counting the difference of two nested denominators (the not-evaluable orders: the non-excluded
-    # less the evaluated ones) ties three counts of a cell: where one of them is withheld a second must be too,
-    # else the released two give it back. The passes below repeat until no such cell is left.
-    differences = _differences(rows, cell)
+    # the counts of a cell tie together (the audited orders less the judged less the excluded are the not-evaluable
+    # ones): where the released counts of a cell give a withheld one, one more is withheld there (``relations``); that
+    # can expose a total across cells again, so the passes repeat until neither adds a cell
+    counts = _counts(rows, atoms, headline)
     forced_den = pl.DataFrame(schema={"den_key": pl.Int64, "forced": pl.Boolean})
     forced_fam = forced_den.rename({"den_key": "fam_key"})
     more_den = forced_den  # the denominators' pass runs first, and again only when a cell was added to them
+
+    def with_rows_withheld(fam: pl.DataFrame) -> pl.DataFrame:
+        fam = fam.drop("withheld", "den_withheld", "forced", strict=False)
+        fam = fam.join(den_cells.select("den_key", "den_withheld"), on="den_key", how="left")
+        return fam.join(forced_fam, on="fam_key", how="left").with_columns(
+            (pl.col("primary") | pl.col("den_withheld").fill_null(False) | pl.col("forced").fill_null(False)).alias("withheld")
+        )
+
+    def force(more: pl.DataFrame, forced: pl.DataFrame) -> pl.DataFrame:
+        return pl.concat([forced, more.with_columns(pl.lit(True).alias("forced"))]).unique()
+
     while True:
         if more_den.height or "den_withheld" not in den_cells.columns:
             den_cells = den_cells.drop("withheld", "forced", strict=False).join(forced_den, on="den_key", how="left")
             den_cells = den_cells.with_columns((pl.col("primary") | pl.col("forced").fill_null(False)).alias("withheld"))
             den_cells = den_cells.with_columns(pl.Series("den_withheld", disclosure.protect(den_cells, periods, k)))
-        fam = fam.drop("withheld", "den_withheld", "forced", strict=False)
-        fam = fam.join(den_cells.select("den_key", "den_withheld"), on="den_key", how="left")
-        fam = fam.join(forced_fam, on="fam_key", how="left").with_columns(
-            (pl.col("primary") | pl.col("den_withheld").fill_null(False) | pl.col("forced").fill_null(False)).alias("withheld")
+        fam = with_rows_withheld(fam)
+        # the cells first, on what the denominators' pass left: the rows' pass then protects across cells what this
+        # adds, and the check after it mostly finds nothing (each rows' pass costs ~1 s at 10M orders)
+        more_den, more_fam = relations.exposed(
+            den_cells, fam.with_columns(pl.col("withheld").alias("row_withheld")), cell, counts, k
         )
+        if more_den.height:
+            forced_den, forced_fam = force(more_den, forced_den), force(more_fam, forced_fam)
+            continue
+        if more_fam.height:
+            forced_fam = force(more_fam, forced_fam)
+            fam = with_rows_withheld(fam)
         fam = fam.with_columns(pl.Series("row_withheld", disclosure.protect(fam, periods, k)))
-        more_den, more_fam = _exposed_differences(differences, den_cells, fam, cell)
+        more_den, more_fam = relations.exposed(den_cells, fam, cell, counts, k)
         if more_den.height == 0 and more_fam.height == 0:
             break
-        more_den = more_den.select(cell_key("kind_code").alias("den_key"), pl.lit(True).alias("forced"))
-        more_fam = more_fam.select(cell_key("family_code").alias("fam_key"), pl.lit(True).alias("forced"))
-        forced_den = pl.concat([forced_den, more_den]).unique()
-        forced_fam = pl.concat([forced_fam, more_fam]).unique()
+        forced_den, forced_fam = force(more_den, forced_den), force(more_fam, forced_fam)
     rows = rows.join(den_cells.select("den_key", "den_withheld"), on="den_key", how="left")
     rows = rows.join(fam.select("fam_key", "row_withheld"), on="fam_key")
     hide = pl.col("row_withheld")
@@ -411,8 +399,9 @@ def suppress(feed: pl.DataFrame, windows: dict[str, tuple[str, list[str]]], k: i
 # ----------------------------------------------------------------------------- the feed
 
 
-def build_feed(metrics: pl.DataFrame, run_info: dict) -> pl.DataFrame:
-    """The feed rows (schema ``FEED_SCHEMA``), sorted, rates rounded, small cells withheld."""
+def build_feed(metrics: pl.DataFrame, run_info: dict, atoms: relations.Atoms) -> pl.DataFrame:
+    """The feed rows (schema ``FEED_SCHEMA``), sorted, rates rounded, small cells withheld (``atoms``: how the
+    audit's counts of a cell tie together, ``relations.Atoms.read``)."""
     months = sorted(p for p in metrics["period"].unique().drop_nulls().to_list() if is_month(p))
     windows = period_windows(months, str(run_info.get("period", "all")))
     if not windows:  # no month with data: an empty feed, its columns all there
@@ -425,7 +414,7 @@ def build_feed(metrics: pl.DataFrame, run_info: dict) -> pl.DataFrame:
     # millions of withheld rows at a large hospital, telling nothing
     headline = {m["id"] for m in run_info["audit"].get("measures", []) if m.get("headline")}
     metrics = metrics.filter((pl.col("level") != "provider") | pl.col("measure_id").is_in(sorted(headline)))
-    feed = suppress(_summed(metrics, windows), windows, min_cell_count(run_info))
+    feed = suppress(_summed(metrics, windows), windows, min_cell_count(run_info), atoms, headline)
     feed = feed.filter((pl.col("level") != "provider") | pl.col("denominator").is_not_null())
     # rates and intervals of the rows kept (a suppressed row has none): an eighth of the cells the rule weighed
     feed = _dated(with_rates(feed), windows).with_columns(
@@ -441,9 +430,9 @@ def build_feed(metrics: pl.DataFrame, run_info: dict) -> pl.DataFrame:
     return out.select([pl.col(c).cast(t) for c, t in FEED_SCHEMA.items()]).sort(KEYS, nulls_last=True)
 
 
-def write_feed(out_dir: Path, metrics: pl.DataFrame, run_info: dict, headline_period: str) -> list[Path]:
+def write_feed(out_dir: Path, metrics: pl.DataFrame, run_info: dict, headline_period: str, atoms: relations.Atoms) -> list[Path]:
     """metrics.csv, metrics.parquet (the rows) and metrics.json (what they are, and the headline rows)."""
-    feed = build_feed(metrics, run_info)
+    feed = build_feed(metrics, run_info, atoms)
     csv_path, pq_path, json_path = out_dir / "metrics.csv", out_dir / "metrics.parquet", out_dir / "metrics.json"
     formula_guard.neutralised(feed).write_csv(csv_path, float_precision=ROUND_DIGITS)  # the Parquet keeps the raw text
     feed.write_parquet(pq_path, compression="zstd", statistics=False)

@@ -24,7 +24,7 @@ import duckdb
 import polars as pl
 
 from pipeline import db
-from pipeline.report import caselist, feed, pages, sections, workbook
+from pipeline.report import caselist, feed, pages, relations, sections, workbook
 from pipeline.report.audit_sections import helpers
 from pipeline.report.names import department_name, rule_labels, slugify
 from pipeline.report.pdf import CHROMIUM_FLAGS, RunningHeader, find_chromium, pdf_engine, write_pdf  # noqa: F401 - re-exported
@@ -103,7 +103,8 @@ def render_steps(
     # Polars work releases the GIL), the workbook on a second thread (zlib and file writes release it too), the
     # pages and their charts (milliseconds each) here
     with ThreadPoolExecutor(2, thread_name_prefix="render-files") as files:
-        feed_files = files.submit(feed.write_feed, out_dir, metrics, run_info, period)
+        atoms = relations.Atoms.read(con)  # here: the connection is not the feed thread's to use
+        feed_files = files.submit(feed.write_feed, out_dir, metrics, run_info, period, atoms)
         rules = db.frame(
             con,
             "SELECT rule_id, reason_code, label, verdict, explanation, citation FROM ref_rules "

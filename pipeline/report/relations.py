@@ -1,0 +1,246 @@
+"""The feed's small-cell rule within one cell: no withheld count follows from the released counts beside it.
+
+The counts of a cell are not independent. In the low back pain audit every audited order is judged,
+excluded or not evaluable, so the not-evaluable orders are the audited orders less the judged less the
+excluded: three released counts give the fourth (147 - 110 - 30 = 7). Which counts tie together is the
+audit's: every count is a sum over *atoms*, the distinct sets of counts one row of a unit adds to
+(``mart_metric_atoms``, generated from the measures' SQL, so no relation is guessed from the numbers).
+A count is a 0/1 column over the atoms; the released counts of a cell determine a withheld one exactly
+when its column lies in the span of theirs (and of the atoms a released zero shows to be empty).
+
+``exposed`` finds every cell where that happens, and withholds one more released count of the derivation
+there, until none is left: a numerator (one row) before a denominator (every row built on it), a measure
+off the headline before a headline one, the count fewer measures share, the smaller. Withheld counts
+that follow from others are settled whatever their size: a count of 40 withheld to protect a 3 beside it
+in another department protects nothing once it can be worked out. The rule across cells (totals,
+periods) is ``disclosure.protect``'s; ``feed.suppress`` runs the two in turn until neither adds a cell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import duckdb
+import numpy as np
+import polars as pl
+
+TOLERANCE = 1e-9  # the columns are 0/1 and the coefficients small integers: a residual is 0 or about 1
+
+# a count's state in a cell: withheld; released (above 0); released 0 (each of its atoms holds no row); no row where
+# the count is laid out (a known 0, and nothing to withhold); not laid out at the cell's level (unknown)
+WITHHELD, RELEASED, ZERO_ROW, NO_ROW, ABSENT = 0, 1, 2, 3, 4
+
+
+@dataclass(frozen=True)
+class Atoms:
+    """Per count (``d:<measure>``: its denominator, ``n:<measure>``: its numerator), the atoms it sums."""
+
+    members: dict[str, frozenset[str]]
+
+    @classmethod
+    def read(cls, con: duckdb.DuckDBPyConnection) -> Atoms:
+        """From the audit's ``mart_metric_atoms`` (``publishing.select_audit``'s view)."""
+        members: dict[str, set[str]] = {}
+        for unit, atom in con.execute("SELECT unit, atom FROM mart_metric_atoms ORDER BY unit, atom").fetchall():
+            for count in (atom or "").split("|"):
+                if count:
+                    members.setdefault(count, set()).add(f"{unit}:{atom}")
+        return cls({c: frozenset(a) for c, a in members.items()})
+
+    @classmethod
+    def of(cls, rows: dict[str, list[str]]) -> Atoms:
+        """From atom name -> the counts it adds to (hand-built cases)."""
+        members: dict[str, set[str]] = {}
+        for atom, counts in rows.items():
+            for count in counts:
+                members.setdefault(count, set()).add(atom)
+        return cls({c: frozenset(a) for c, a in members.items()})
+
+    def columns(self, counts: list[str]) -> np.ndarray:
+        """(atoms, counts) 0/1 matrix. A numerator no atom adds to, of a denominator some do, holds no row anywhere;
+        any other count the atoms do not know is an atom of its own (tied to nothing: hand-built counts)."""
+        members = {c: self.members.get(c, self._unknown(c)) for c in counts}
+        names = sorted({a for atoms in members.values() for a in atoms})
+        index = {a: i for i, a in enumerate(names)}
+        matrix = np.zeros((len(names), len(counts)))
+        for j, c in enumerate(counts):
+            for a in members[c]:
+                matrix[index[a], j] = 1.0
+        return matrix
+
+    def _unknown(self, count: str) -> frozenset[str]:
+        if count.startswith("n:") and "d:" + count[2:] in self.members:
+            return frozenset()
+        return frozenset({f"own:{count}"})
+
+
+@dataclass(frozen=True)
+class Counts:
+    """The counts of a cell, as columns: the denominators (by kind code), then the numerators (by family code)."""
+
+    atoms: np.ndarray  # (atoms, counts)
+    kind_of: np.ndarray  # per count: the column of its denominator (a denominator: itself)
+    is_numerator: np.ndarray  # bool per count
+    rank: np.ndarray  # per count: what it costs to give up (the least first), before its value
+    # per pattern of states, its derivations: the passes meet the same few dozen patterns again and again
+    memo: dict[bytes, list] = field(default_factory=dict, compare=False, repr=False)
+
+
+def exposed(
+    den_cells: pl.DataFrame, fam: pl.DataFrame, cell: list[str], counts: Counts, k: int
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The cells to withhold as well: (``den_key`` of denominators, ``fam_key`` of numerators).
+
+    ``den_cells``: ``den_key, kind_code, <cell>, value, den_withheld``; ``fam``: ``fam_key, family_code, <cell>,
+    numerator, row_withheld``; ``cell``: the cell's integer codes, ``level_code`` among them. ``counts``: their
+    columns (the kind codes first, then ``len(kinds) + family_code``)."""
+    n_kinds = int(counts.is_numerator.size - counts.is_numerator.sum())
+    n_counts = counts.is_numerator.size
+    # numpy from here: the cells' integer codes combined into one id (joins of ~600k rows in Polars took ~0.6 s)
+    parts = [
+        (den_cells, "den_key", den_cells["kind_code"], "value", "den_withheld"),
+        (fam, "fam_key", fam["family_code"].cast(pl.Int64) + n_kinds, "numerator", "row_withheld"),
+    ]
+    key = np.concatenate([f[k].to_numpy() for f, k, *_ in parts]).astype(np.int64)
+    count = np.concatenate([c.cast(pl.Int64).to_numpy() for _, _, c, *_ in parts])
+    v = np.concatenate([f[c].fill_null(0).to_numpy() for f, _, _, c, _ in parts]).astype(np.int64)
+    w = np.concatenate([f[c].fill_null(False).to_numpy() for f, *_, c in parts])
+    codes = [np.concatenate([f[c].to_numpy() for f, *_ in parts]).astype(np.int64) for c in cell]
+    cell_id = np.zeros(key.size, np.int64)
+    for c in codes:
+        cell_id = cell_id * (int(c.max(initial=0)) + 1) + c
+    level = codes[cell.index("level_code")]
+    # a count laid out at a level (it has a row there somewhere) and without a row in a cell is a known zero
+    laid_out = np.zeros((int(level.max(initial=0)) + 1, n_counts), bool)
+    laid_out[level, count] = True
+    # only a cell with something withheld can give it away
+    ids, c_idx = np.unique(cell_id, return_inverse=True)
+    with_withheld = np.bincount(c_idx, weights=w, minlength=ids.size) > 0
+    keep = with_withheld[c_idx]
+    c_idx = (np.cumsum(with_withheld) - 1)[c_idx[keep]]  # the cells kept, numbered 0, 1, ... in the same order
+    key, count, v, w, level = key[keep], count[keep], v[keep], w[keep], level[keep]
+    n_cells = int(with_withheld.sum())
+    cell_level = np.zeros(n_cells, np.int64)
+    cell_level[c_idx] = level
+    value = np.zeros((n_cells, n_counts), np.int64)
+    value[c_idx, count] = v
+    keys = np.full((n_cells, n_counts), -1, np.int64)
+    keys[c_idx, count] = key
+    state = np.where(laid_out[cell_level], NO_ROW, ABSENT).astype(np.int8)
+    state[c_idx, count] = np.where(w, WITHHELD, np.where(v == 0, ZERO_ROW, RELEASED))
+    forced = np.zeros((n_cells, n_counts), bool)
+    active = np.arange(n_cells)  # the cells a pass looks at: all, then those the last pass changed
+    for _ in range(n_counts):  # each pass withholds one more set of counts in every cell still exposed
+        found = _one_more(state[active], value[active], counts, k)
+        changed = found.any(axis=1)
+        if not changed.any():
+            break
+        active, found = active[changed], found[changed]
+        forced[active] |= found
+        # a withheld denominator withholds every numerator over it in the cell
+        shown = (state[active] == RELEASED) | (state[active] == ZERO_ROW)
+        over = counts.is_numerator[None, :] & found[:, counts.kind_of] & shown
+        state[active] = np.where(found | over, WITHHELD, state[active])
+    rows, cols = np.nonzero(forced & (keys >= 0))
+    given_up = keys[rows, cols]
+    is_num = counts.is_numerator[cols]
+    return (
+        pl.DataFrame({"den_key": pl.Series(given_up[~is_num], dtype=pl.Int64)}),
+        pl.DataFrame({"fam_key": pl.Series(given_up[is_num], dtype=pl.Int64)}),
+    )
+
+
+def _one_more(state: np.ndarray, value: np.ndarray, counts: Counts, k: int) -> np.ndarray:
+    """(cells, counts) bool: the shown counts to withhold in each cell where something withheld follows from what is
+    known, none elsewhere: a withheld count (whatever its size), or the complement of a withheld numerator (its
+    denominator less it) of 1 to k-1. One linear-algebra pass per distinct pattern of states, not per cell."""
+    patterns, inverse = _patterns(state)
+    out = np.zeros(state.shape, bool)
+    for p, pattern in enumerate(patterns):
+        found = counts.memo.get(pattern.tobytes())
+        if found is None:
+            found = counts.memo[pattern.tobytes()] = _derivations(pattern, counts)
+        if not found:
+            continue
+        members = np.nonzero(inverse == p)[0]
+        # per cell the first derivation that gives something away there
+        applies = np.stack(
+            [
+                np.ones(members.size, bool)
+                if complement is None
+                else small_values(value[members, counts.kind_of[complement]] - value[members, complement], k)
+                for complement, _ in found
+            ],
+            axis=1,
+        )
+        first = np.where(applies.any(axis=1), applies.argmax(axis=1), -1)
+        for t, (_, withhold) in enumerate(found):
+            cells = members[first == t]
+            if cells.size == 0:
+                continue
+            # per cell the cheapest way: the least rank in all, then the least value
+            ranks = withhold @ counts.rank.astype(np.float64)
+            sizes = value[cells].astype(np.float64) @ withhold.T
+            cost = ranks[None, :] * (sizes.max(initial=0) + 1) + sizes
+            chosen = withhold[np.argmin(cost, axis=1)]
+            out[cells] |= chosen
+    return out
+
+
+def _patterns(state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of ``state`` and each row's pattern: the rows packed 21 states to an integer (3 bits each)
+    and ranked by Polars (numpy's row-wise unique sorts the whole matrix: seconds at 40k cells)."""
+    n_cells, n_counts = state.shape
+    words = []
+    for start in range(0, n_counts, 21):
+        block = state[:, start : start + 21].astype(np.int64)
+        words.append((block << (3 * np.arange(block.shape[1], dtype=np.int64))).sum(axis=1))
+    frame = pl.DataFrame({f"w{i}": w for i, w in enumerate(words)})
+    inverse = frame.select(pl.struct(frame.columns).rank("dense").cast(pl.Int64) - 1).to_series().to_numpy()
+    first = np.full(int(inverse.max(initial=-1)) + 1, n_cells, np.int64)
+    np.minimum.at(first, inverse, np.arange(n_cells))
+    return state[first], inverse
+
+
+def small_values(values: np.ndarray, k: int) -> np.ndarray:
+    return (values >= 1) & (values <= k - 1)
+
+
+def _derivations(pattern: np.ndarray, counts: Counts) -> list[tuple[int | None, np.ndarray]]:
+    """For one pattern of states, what the known counts determine: (None, ways) for a withheld count, (numerator,
+    ways) for the complement of a withheld numerator. ways: (ways, counts) bool, each a set of shown counts whose
+    withholding leaves it undetermined.
+
+    A way is a change of the atoms' rows the reader cannot see once those counts are withheld: one row moved from an
+    atom outside the target to one inside it (or one row more inside it) changes the target and only the counts it
+    withholds, so the target is no longer determined. Counts without a row where laid out (known zeros) cannot be
+    withheld: a change touching their atoms is no way."""
+    atoms = counts.atoms
+    known_zero = np.isin(pattern, (ZERO_ROW, NO_ROW))
+    empty = atoms[:, known_zero].sum(axis=1) > 0  # atoms a known 0 shows hold no row
+    released = pattern == RELEASED
+    basis = np.hstack([atoms[:, released], np.eye(atoms.shape[0])[:, empty]])
+    hidden = np.nonzero(pattern == WITHHELD)[0]
+    if basis.shape[1] == 0 or hidden.size == 0:
+        return []
+    targets = [(None, atoms[:, j]) for j in hidden]
+    targets += [(j, atoms[:, counts.kind_of[j]] - atoms[:, j]) for j in hidden if counts.is_numerator[j]]
+    pinv = np.linalg.pinv(basis, rcond=1e-10)
+    n_atoms = atoms.shape[0]
+    found = []
+    for complement, target in targets:
+        if not target.any() or np.abs(basis @ (pinv @ target) - target).max() > TOLERANCE:
+            continue  # nothing, or not determined
+        inside, outside = np.nonzero(target)[0], np.nonzero(target == 0)[0]
+        changes = [np.eye(n_atoms)[:, inside]]  # a row more inside
+        if outside.size:  # a row moved from outside to inside
+            pairs = np.eye(n_atoms)[:, np.repeat(inside, outside.size)] - np.eye(n_atoms)[:, np.tile(outside, inside.size)]
+            changes.append(pairs)
+        change = np.hstack(changes)  # (atoms, ways)
+        seen = np.abs(atoms.T @ change) > TOLERANCE  # (counts, ways): the counts each change shows in
+        touched = (atoms.T @ np.abs(change)) > TOLERANCE  # a known zero is broken by any row in its atoms
+        withhold = (seen & released[:, None]) | (touched & (pattern == ZERO_ROW)[:, None])
+        possible = ~(touched & (pattern == NO_ROW)[:, None]).any(axis=0) & withhold.any(axis=0)
+        if possible.any():
+            found.append((complement, withhold[:, possible].T))
+    return found
