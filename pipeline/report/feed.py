@@ -54,9 +54,8 @@ def methods_text(min_cell_count: int) -> str:
         "directly nor by subtraction. A withheld cell loses its numerator, rate and interval (its denominator "
         f"too when that is itself below {k}); where a withheld cell could be recovered from a total (the hospital "
         "minus the other departments or providers, a quarter or 12 months minus the other months) or from the other "
-        "counts of the same period and group (all orders less the judged less the excluded ones), another cell is "
-        "withheld as well. Because cases are often rare, the feed also carries quarterly and "
-        "rolling 12-month rates per department and provider, which usually reach a releasable size."
+        "counts of its period and group, another is withheld as well. Because cases are often rare, the feed also carries "
+        "quarterly and rolling 12-month rates per department and provider, which usually reach a releasable size."
     )
 
 
