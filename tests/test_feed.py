@@ -391,6 +391,54 @@ def test_a_withheld_count_the_other_counts_of_its_cell_give_is_withheld_no_more(
     assert all(r["denominator"] is not None for r in total.values())  # no denominator needed to go
 
 
+def lbp_year(seed: int) -> pl.DataFrame:
+    """12 months, four departments whose low back pain orders fall in the five atoms of ``LBP_TIES`` at random (0
+    to 12 a month each): small counts tied within their cells and summed over departments and months."""
+    rng = np.random.default_rng(seed)
+    atoms = ("early", "after", "red_flag", "cancelled", "not_evaluable")
+    per = {
+        (month, f"d{d}"): dict(zip(atoms, rng.choice([0, 0, 1, 2, 4, 7, 12], size=len(atoms)).tolist(), strict=True))
+        for month in months_of("2025-07", 12)
+        for d in range(4)
+    }
+
+    def counts(n: dict) -> dict:
+        judged, excluded = n["early"] + n["after"], n["red_flag"] + n["cancelled"]
+        audited = judged + excluded + n["not_evaluable"]
+        return {
+            "early_imaging_order_rate": (n["early"], judged),
+            "excluded_order_rate": (excluded, audited),
+            "not_evaluable_order_rate": (n["not_evaluable"], audited),
+            "reason_red_flag_condition": (n["red_flag"], audited),
+            "reason_cancelled": (n["cancelled"], audited),
+        }
+
+    def total(cells: list[dict]) -> dict:
+        return {a: sum(c[a] for c in cells) for a in atoms}
+
+    groups = {}
+    for (month, dept), n in per.items():
+        groups[(month, "department", dept)] = n
+        groups[("all", "department", dept)] = total([m for (mo, de), m in per.items() if de == dept])
+    for month in {m for m, _ in per}:
+        groups[(month, "overall", "all")] = total([n for (mo, _), n in per.items() if mo == month])
+    groups[("all", "overall", "all")] = total(list(per.values()))
+    rows = [(p, lv, g, m, n, d) for (p, lv, g), atom in groups.items() for m, (n, d) in counts(atom).items() if d > 0]
+    return metrics(rows)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_counts_tied_within_cells_and_summed_across_them_give_nothing_away(seed, monkeypatch):
+    m = lbp_year(seed)
+    assert disclosure_breaches(build(m, run_info("all"), LBP_TIES), m, ties=LBP_TIES) == []
+    # without the check within cells, these years give counts away
+    empty = pl.DataFrame(schema={"den_key": pl.Int64}), pl.DataFrame(schema={"fam_key": pl.Int64})
+    monkeypatch.setattr(relations, "exposed", lambda *args: empty)
+    assert any(
+        "its cell's released counts" in p for p in disclosure_breaches(build(m, run_info("all"), LBP_TIES), m, ties=LBP_TIES)
+    )
+
+
 def test_rates_and_intervals_are_rounded_and_within_0_1():
     m = metrics([("2026-06", "overall", "all", "inappropriate_order_rate", 0, 300), ("2026-06", "overall", "all", "x", 300, 300)])
     fed = build(m, run_info("2026-06"))
