@@ -411,6 +411,45 @@ def methods(con, run_info: dict, rules: pl.DataFrame, spec: ReportSpec) -> dict:
     }
 
 
+def _files(n: int) -> str:
+    return f"{n:,} file" if n == 1 else f"{n:,} files"
+
+
+def export_limits(run_info: dict) -> list[dict]:
+    """What the FHIR export's manifest says the data lack (run.json ``export_manifest``): its error files
+    (resources the server could not export) and deleted-resource files (deletions order-audit does not apply),
+    each as ``title`` (the report's first-page note), ``text`` (Methods, the workbook's Explanation sheet) and
+    ``files``. The run warns of them in its log; a committee reads the report, so the report says it too."""
+    manifest = run_info.get("export_manifest") or {}
+    when = f" (transactionTime {manifest['transaction_time']})" if manifest.get("transaction_time") else ""
+    found = []
+    if errors := int(manifest.get("error_files") or 0):
+        found.append(
+            {
+                "kind": "error_files",
+                "files": errors,
+                "title": f"Incomplete export: the FHIR server listed {_files(errors)} of errors",
+                "text": f"The FHIR export's manifest{when} lists {_files(errors)} of errors (OperationOutcome): "
+                "resources the server could not export. Orders, procedures or diagnoses among them are missing from "
+                "this report, so its counts and rates may be wrong. Read the error files the export client saved "
+                "(SMART's bulk-data-client: the error/ folder) and, if they name lost resources, export again before "
+                "acting on these figures.",
+            }
+        )
+    if deleted := int(manifest.get("deleted_files") or 0):
+        found.append(
+            {
+                "kind": "deleted_files",
+                "files": deleted,
+                "title": f"Deletions not applied: the FHIR export lists {_files(deleted)} of deleted resources",
+                "text": f"The FHIR export's manifest{when} lists {_files(deleted)} of deleted resources (an export "
+                "with _since). order-audit does not apply deletions: a resource the server deleted stays in these "
+                "figures until an export of its months replaces the load that held it (docs/SCHEDULING.md).",
+            }
+        )
+    return found
+
+
 def _rejects(con) -> list[dict]:
     # counts only: a rejected value may itself be a raw patient id, so values are never shown
     if not has_table(con, "load_rejects"):

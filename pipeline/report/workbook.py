@@ -36,6 +36,7 @@ from pipeline.report import sheet_rows
 from pipeline.report.caselist import time_after
 from pipeline.report.controls import visible_expr
 from pipeline.report.names import department_names, labelled, labelled_list, named
+from pipeline.report.sections import export_limits
 from pipeline.report.sheet_rows import LINE_POINTS, MAX_LINES
 
 # the Cases sheet's repeated texts (verdicts, explanations, departments...) as shared strings, as Excel writes
@@ -443,6 +444,8 @@ def _explanation_sheet(wb, run_info: dict, columns: list[Column], head, wrap) ->
             "Sheet Cases lists every audited order. Fill in the last four columns: agreement with the verdict "
             "(drop-down), a comment, your name and the date. Filters are on the header row.",
         ),
+        # what the FHIR export's manifest says the data lack, as the report's Data quality says it
+        *(("Data limits", f"{e['title']}. {e['text']}") for e in export_limits(run_info)),
         ("", ""),
         ("Column", "Meaning"),
     ] + [(c.header, c.note) for c in columns]
