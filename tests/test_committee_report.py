@@ -139,8 +139,12 @@ def test_index_and_department_counts_add_up_to_the_hospital(month):
                 assert sum(_int(r[j]) for r in body if r[j] != "–") == _int(total[j]), j
         assert _int(total[1]) == orders.height
     index_rows = _table(month["index"], "attribution")
+    # the index's table is the report's, flagged cases too (the index had no flagged column)
+    assert index_rows == _table(_section(month["report"], "groups"), "attribution")
     assert _int(index_rows[-1][5]) == cases.height  # cases by first imaging order, plus those without one
-    assert _int(index_rows[-1][6]) == cases.height  # cases by procedure department (second view)
+    flagged = month["orders"].filter(pl.col("verdict").is_in(["inappropriate", "review"]))["case_id"].n_unique()
+    assert _int(index_rows[-1][6]) == flagged
+    assert _int(index_rows[-1][7]) == cases.height  # cases by procedure department (second view)
 
 
 def test_every_department_in_any_output_has_a_page_counting_only_its_own(month):
