@@ -75,6 +75,22 @@ def test_attrition_prints_in_the_marts_order(deck_runs):
     assert printed == expected
 
 
+def test_every_red_flag_group_is_printed_in_a_physicians_words(deck_runs):
+    """Each red-flag group the audit can give (a value set red_flag_<group>) has a label: the attrition printed
+    'Complicated: red flag neurological', the workbook's Red flags 'neurological', where the other groups read
+    'IV drug use' or 'HIV'."""
+    audit = deck_runs["audits"][AUDIT]
+    labels = audit.manifest["report"]["labels"]
+    value_sets = pl.read_csv(audit.value_sets_csv, infer_schema=False)["value_set"].unique().to_list()
+    groups = sorted(v.removeprefix("red_flag_") for v in value_sets if v.startswith("red_flag_"))
+    assert len(groups) == 11 and not [g for g in groups if g not in labels], groups
+    html = (_folder(deck_runs) / "report.html").read_text(encoding="utf-8")
+    table = html[html.index('<table class="attrition">') :]
+    printed = re.findall(r"Complicated: red flag ([^<]*)</td>", table[: table.index("</table>")])
+    assert "neurological impairment" in printed, printed  # the deck's neurological window
+    assert set(printed) <= {labels[g] for g in groups}, printed  # every group in words, none as its key
+
+
 def test_case_list_workbook_shows_each_column_once(deck_runs):
     """Both audits' workbooks: a column the case's side gives (id, date) is not repeated as <name>_1."""
     from xlsx_xml import Workbook
