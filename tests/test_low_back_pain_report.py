@@ -66,7 +66,7 @@ def test_attrition_prints_in_the_marts_order(deck_runs):
     folder = _folder(deck_runs)
     audit = deck_runs["audits"][AUDIT]
     # each step as its data row says it, the keys it names in words (a reason by its rules.csv label)
-    labels = {**{r["reason_code"]: r["label"] for r in audits.check_rules(audit)}, **audit.manifest["report"]["labels"]}
+    labels = {**{r["reason_code"]: r["label"] for r in audits.rules_in_force(audit)}, **audit.manifest["report"]["labels"]}
     expected = [in_words(r["step"], labels) for r in _csv(folder / "attrition.csv").iter_rows(named=True)]
     html = (folder / "report.html").read_text(encoding="utf-8")
     table = html[html.index('<table class="attrition">') :]

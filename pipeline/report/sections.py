@@ -14,13 +14,14 @@ import json
 import numpy as np
 import polars as pl
 
+from pipeline.audits import plain_number
 from pipeline.db import frame, has_table
 from pipeline.months import MONTH, month_range
 from pipeline.report import charts
 from pipeline.report.measure import funnel_status, p_chart, with_rates
 from pipeline.report.names import department_name, in_words
 from pipeline.report.outputs import order_by
-from pipeline.report.spec import ReportSpec, plain_number
+from pipeline.report.spec import ReportSpec
 
 VERDICT_ORDER = ("inappropriate", "review", "appropriate", "not_evaluable", "excluded")
 
