@@ -91,6 +91,23 @@ def test_every_red_flag_group_is_printed_in_a_physicians_words(deck_runs):
     assert set(printed) <= {labels[g] for g in groups}, printed  # every group in words, none as its key
 
 
+def test_who_the_numbers_belong_to_has_no_review_column_for_an_audit_without_review(deck_runs):
+    """The low back pain audit gives no review verdict: its department tables (report, department pages, index)
+    printed a review column of zeros beside 'inappropriate'; the CSF-leak audit's keep theirs."""
+    out = Path(deck_runs["runs"]["combined"]["out"])
+    for audit_id, review in (("csf_leak", True), (AUDIT, False)):
+        folder = out / audit_id
+        pages = [folder / "report.html", folder / "index.html", *sorted((folder / "departments").glob("*.html"))]
+        for page in pages:
+            text = page.read_text(encoding="utf-8")
+            table = text[text.index('<table class="attribution">') :]
+            head = _cells(table[: table.index("</thead>")])
+            assert head[:4] == ["Department", "Orders placed", "of which evaluated", "inappropriate"], (page, head)
+            assert ("review" in head) == review, (page, head)
+            rows = re.findall(r"<tr[^>]*>(.*?)</tr>", table[table.index("<tbody>") : table.index("</table>")], re.S)
+            assert rows and all(len(_cells(r)) == len(head) for r in rows), page
+
+
 def test_case_list_workbook_shows_each_column_once(deck_runs):
     """Both audits' workbooks: a column the case's side gives (id, date) is not repeated as <name>_1."""
     from xlsx_xml import Workbook
