@@ -101,6 +101,12 @@ def test_the_workbook_shows_the_audits_label_columns_in_words_and_keeps_the_keys
         assert keyed and any(r[shown] != r[f"{shown} key"] for r in keyed), column  # words, not the keys again
         for r in keyed:
             assert r[shown] == "; ".join(label(k, labels) for k in r[f"{shown} key"].split("|")), r
+    # a key column's note says where its keys come from: a red-flag group or a modality is no extract's value
+    cells = book.cells("Explanation")
+    notes = {c["text"]: cells[(i, 1)]["text"] for (i, j), c in cells.items() if j == 0}
+    keys = [f"{h} key" for h, name in header.items() if name in audit.manifest["report"]["label_columns"]]
+    said = "the key as the data outputs (audited_orders.csv) hold it (filter on it)."
+    assert keys and all(notes[k].endswith(said) for k in keys), {k: notes.get(k) for k in keys}
 
 
 def book_columns(audit) -> dict:

@@ -134,7 +134,9 @@ def with_display_names(
     known = dict(known)
     for col in shown:
         header = (known.get(col) or Column(col, 16, "")).header
-        known[f"{col}_key"] = Column(f"{header} key", 16, f"{header}: the key as in the extracts (filter on it).")
+        known[f"{col}_key"] = Column(
+            f"{header} key", 16, f"{header}: the key as the data outputs (audited_orders.csv) hold it (filter on it)."
+        )
     keys = [pl.col(c).cast(pl.String).alias(f"{c}_key") for c in shown]
     return cases.with_columns(*keys, *shown.values()), known
 
