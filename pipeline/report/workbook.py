@@ -446,6 +446,7 @@ def _explanation_sheet(wb, run_info: dict, columns: list[Column], head, wrap) ->
             "Sheet Cases lists every audited order. Fill in the last four columns: agreement with the verdict "
             "(drop-down), a comment, your name and the date. Filters are on the header row.",
         ),
+        *_period_status(run_info),
         # what the FHIR export's manifest says the data lack, as the report's Data quality says it
         *(("Data limits", f"{e['title']}. {e['text']}") for e in export_limits(run_info)),
         ("", ""),
@@ -456,6 +457,23 @@ def _explanation_sheet(wb, run_info: dict, columns: list[Column], head, wrap) ->
         fmt = head if a == "Column" else wrap
         ex.write_string(i, 0, neutralise(a) or "", fmt)
         ex.write_string(i, 1, neutralise(b) or "", fmt)
+
+
+def _period_status(run_info: dict) -> list[tuple[str, str]]:
+    """Whether the period's verdicts can still change (run.json ``status``, as the report's first page says it): a
+    reviewer works in this file, not on the report's first page."""
+    maturity = (run_info.get("status") or {}).get("maturity") or {}
+    if maturity.get("status") == "provisional":
+        text = (
+            f"Provisional: the loaded data runs through {maturity.get('data_through')}. Cases indexed late in the period "
+            "can still gain evidence, orders and verdicts from later data, so these rows can change until the loaded "
+            f"data reaches {maturity.get('final_from')}; run the period again then."
+        )
+    elif maturity.get("status") == "final":
+        text = f"Final: the loaded data runs through {maturity.get('data_through')}, past the period's windows."
+    else:
+        return []
+    return [("Period status", text)]
 
 
 def _rules_sheet(wb, rules: pl.DataFrame, head, wrap, run_info: dict) -> None:
