@@ -147,6 +147,16 @@ def test_index_and_department_counts_add_up_to_the_hospital(month):
     assert _int(index_rows[-1][7]) == cases.height  # cases by procedure department (second view)
 
 
+def test_the_index_marks_the_provisional_months_as_the_report_does(month):
+    """The report says the month is provisional and its p-charts draw it hollow; the index's months table printed
+    its figures as the final ones beside them."""
+    section = month["index"][month["index"].index('<section id="months">') :]
+    rows = [_text(r) for r in re.findall(r"<tr>(.*?)</tr>", section[: section.index("</table>")], flags=re.S)]
+    marked = [r.split()[0] for r in rows if "provisional" in r]
+    assert marked == [MONTH], marked
+    assert "Provisional." in _text(month["report"]) and "provisional month (may change)" in month["report"]
+
+
 def test_every_department_in_any_output_has_a_page_counting_only_its_own(month):
     orders, cases = month["orders"], month["cases"]
     named = set(orders["ordering_department"].drop_nulls()) | set(cases["department"].drop_nulls())

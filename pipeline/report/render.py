@@ -167,7 +167,7 @@ def render_steps(
         **common,
         period=period,
         attribution=shared["attribution"],
-        months=sections.month_summary(metrics, window, settings["low"], spec),
+        months=sections.month_summary(metrics, window, settings["low"], spec, pages.provisional_months(run_info, window)),
         pdf=pdf,
     )
     written.append(_write_text(out_dir / "index.html", index))

@@ -460,9 +460,12 @@ def _rejects(con) -> list[dict]:
     ).to_dicts()
 
 
-def month_summary(metrics: pl.DataFrame, window: list[str], low: int, spec: ReportSpec) -> list[dict]:
+def month_summary(
+    metrics: pl.DataFrame, window: list[str], low: int, spec: ReportSpec, provisional: frozenset[str] = frozenset()
+) -> list[dict]:
     """Overall monthly numbers of the trend measures for the index page (each month of the trend, newest
-    first): ``cells`` in the order of ``spec.trend_measures``."""
+    first): ``cells`` in the order of ``spec.trend_measures``; ``provisional``: the months later data can still
+    change (``pages.provisional_months``), marked so, as the p-charts draw them hollow."""
     if not window:
         return []
     ids = [m.measure_id for m in spec.trend_measures]
@@ -470,4 +473,4 @@ def month_summary(metrics: pl.DataFrame, window: list[str], low: int, spec: Repo
     by_month: dict[str, dict] = {m: {} for m in reversed(window)}
     for r in sel.to_dicts():
         by_month[r["period"]][r["measure_id"]] = marked(r, low)
-    return [{"period": m, "cells": [cells.get(i) for i in ids]} for m, cells in by_month.items()]
+    return [{"period": m, "cells": [cells.get(i) for i in ids], "provisional": m in provisional} for m, cells in by_month.items()]
