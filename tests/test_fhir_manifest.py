@@ -83,7 +83,11 @@ def test_a_complete_export_is_recorded_with_its_manifest(tmp_path, export):
     assert facts["resources_counted"]["ServiceRequest"] == read["imaging_orders"]
     assert facts["output_files"] == sum(1 for p in export.iterdir() if is_ndjson_name(p))
     assert not [w for w in info["warnings"] if "manifest.json" in w]
-    assert "export-limit" not in (tmp_path / "out" / "csf_leak" / "report.html").read_text(encoding="utf-8")
+    report = (tmp_path / "out" / "csf_leak" / "report.html").read_text(encoding="utf-8")
+    assert "export-limit" not in report
+    # every table carries the export's one hash: the Inputs table says so beside the file it names
+    assert len({i["sha256"] for i in info["inputs"]}) == 1
+    assert "SHA-256 (one for the whole export: of all its NDJSON files)</th>" in report
 
 
 def test_a_lost_servicerequest_file_stops_the_run(tmp_path, export):

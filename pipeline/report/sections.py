@@ -401,6 +401,9 @@ def methods(con, run_info: dict, rules: pl.DataFrame, spec: ReportSpec) -> dict:
         # FHIR resources left out on purpose (not-done, entered-in-error, refuted ...), counted by type and reason
         "left_out": run_info.get("left_out", []),
         "inputs": run_info.get("inputs", []),
+        # a FHIR export's tables carry one hash, of every NDJSON file (ingest.fhir.prepare): the table says so, or a
+        # reader checks it against the one file named beside it and finds it wrong
+        "input_format": run_info.get("input_format", "tables"),
         "low": reporting.get("low_reliability_denominator", 20),
         "per_department": reporting.get("flagged_cases_per_department", 5),
         "measures": spec.measures,
