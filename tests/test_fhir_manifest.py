@@ -184,7 +184,7 @@ def test_an_error_file_listed_is_in_the_report_and_the_workbook(tmp_path, export
     assert f"{title}. The FHIR export's manifest (transactionTime {TRANSACTION_TIME}) lists 1 file of errors" in methods
     assert "missing from this report, so its counts and rates may be wrong" in methods
     assert "deleted resources" not in report
-    for page in [folder / "index.html", *sorted((folder / "departments").glob("*.html"))]:
+    for page in [tmp_path / "out" / "index.html", folder / "index.html", *sorted((folder / "departments").glob("*.html"))]:
         assert title in _plain(page.read_text(encoding="utf-8")), page.name
     cells = Workbook(folder / "case_list.xlsx").cells("Explanation")
     limits = [cells[(i, 1)]["text"] for (i, j), c in cells.items() if j == 0 and c["text"] == "Data limits"]

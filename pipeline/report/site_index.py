@@ -36,6 +36,8 @@ def _entry(folder: Path, href: str, info: dict, low: int) -> dict:
         # 'all' by the months it spans, as its report names it (run.json status: each audit's own months)
         "period_label": info.get("status", {}).get("period") or info.get("period", ""),
         "provisional_until": maturity.get("final_from") if maturity.get("status") == "provisional" else None,
+        # what the FHIR export's manifest says the data lack, as the report's first page says it
+        "export_limits": [e["title"] for e in sections.export_limits(info)],
         "href": href,
         "run_id": info.get("run_id", ""),
         "pdf": (folder / "report.pdf").is_file(),
