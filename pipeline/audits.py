@@ -423,8 +423,40 @@ def verdicts() -> list[str]:
     return [r["verdict"] for r in sorted(rows, key=lambda r: int(r["precedence"]))]
 
 
+def plain_number(value) -> str:
+    """A parameter in words: 72.0 -> '72', 0.5 -> '0.5'."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def with_parameters(text: str, parameters: dict) -> str:
+    """Words with ``{parameter}`` placeholders filled from the audit's parameters in force (a measure's label, a
+    rule's label and explanation): what a reader sees follows a changed window. Text that names no known
+    parameter (or holds a lone brace) stays as written; ``check_rules`` refuses a rule that names an unknown one."""
+    try:
+        return text.format_map({k: plain_number(v) for k, v in parameters.items()})
+    except (KeyError, ValueError, IndexError):
+        return text
+
+
+# the rules.csv columns whose {parameter} placeholders are filled: a citation of the audit's own definition
+# names its window too (a guideline's citation quotes the guideline and has none)
+RULE_WORDS = ("label", "explanation", "citation")
+
+
+def rules_in_force(audit: Audit, parameters: dict | None = None) -> list[dict[str, str]]:
+    """rules.csv (``check_rules``) with each rule's label, explanation and citation in the words of the parameters in force
+    (default: the manifest's): the warehouse's ``ref_rules`` (and so the verdicts' explanations, the report, the
+    workbook) and the README's rule tables read them, so none says 72 hours when the run used 48."""
+    values = audit.parameters if parameters is None else parameters
+    return [{**r, **{k: with_parameters(r[k], values) for k in RULE_WORDS}} for r in check_rules(audit)]
+
+
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
 def check_rules(audit: Audit) -> list[dict[str, str]]:
-    """rules.csv, checked: the registry's columns, known verdicts, one flag column per rule."""
+    """rules.csv, checked: the registry's columns, known verdicts, one flag column per rule, placeholders that
+    name the audit's parameters. The rows as written (``rules_in_force`` fills the placeholders)."""
     path = audit.rules_csv
     if not path.is_file():
         _fail(path, "rules.csv missing: every audit has a rule registry (columns " + ", ".join(RULE_COLUMNS) + ")")
@@ -444,7 +476,15 @@ def check_rules(audit: Audit) -> list[dict[str, str]]:
             if r[key] in values:
                 _fail(path, f"line {line}: {key} {r[key]} is listed twice")
             values.add(r[key])
-        label = (r["label"] or "").strip()
+        for column in RULE_WORDS:
+            unknown = [n for n in _PLACEHOLDER.findall(r[column] or "") if n not in audit.parameters]
+            if unknown:
+                _fail(
+                    path,
+                    f"line {line}, column {column}: {{{unknown[0]}}} is no parameter of the audit "
+                    f"(audit.toml [parameters]: {', '.join(sorted(audit.parameters)) or 'none'})",
+                )
+        label = with_parameters(r["label"] or "", audit.parameters).strip()
         if not label or len(label) > LABEL_MAX or "|" in label:
             _fail(
                 path,

@@ -41,9 +41,8 @@ AUDIT = next(a for a in audits.discover() if a.id == "csf_leak")
 
 
 def _rules() -> pl.DataFrame:
-    with open(AUDIT.rules_csv, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    return pl.DataFrame(rows).with_row_index("rule_order", offset=1)
+    # as a run builds ref_rules: the labels and explanations in the words of the (default) parameters
+    return pl.DataFrame(audits.rules_in_force(AUDIT)).with_row_index("rule_order", offset=1)
 
 
 def _table(con, name: str, frame: pl.DataFrame) -> None:

@@ -108,6 +108,11 @@ def test_a_broken_manifest_is_one_line_naming_the_file(tmp_path, file, old, new,
             lambda f: _edit(f / "rules.csv", ",Myelography (DSM or conventional) as the first study,", f",{'DSM ' * 16},"),
             "line 15, column label: rule CSF-14 needs a readable label of at most 60 characters",
         ),
+        (
+            # a placeholder the rules' words cannot fill would print as '{premature_hour}' in every report
+            lambda f: _edit(f / "rules.csv", "within {premature_hours} hours", "within {premature_hour} hours"),
+            "line 7, column label: {premature_hour} is no parameter of the audit",
+        ),
         (lambda f: (f / "sql" / "csf_leak__int_order_flags.sql").unlink(), "provides no csf_leak__int_order_flags"),
         (lambda f: (f / "sql" / "extra.sql").write_text("SELECT 1"), "is named csf_leak__<layer>_<name>.sql"),
         (lambda f: (f / "sql" / "csf_leak__tmp_x.sql").write_text("SELECT 1"), "starts with its layer"),

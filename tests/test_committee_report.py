@@ -139,8 +139,22 @@ def test_index_and_department_counts_add_up_to_the_hospital(month):
                 assert sum(_int(r[j]) for r in body if r[j] != "–") == _int(total[j]), j
         assert _int(total[1]) == orders.height
     index_rows = _table(month["index"], "attribution")
+    # the index's table is the report's, flagged cases too (the index had no flagged column)
+    assert index_rows == _table(_section(month["report"], "groups"), "attribution")
     assert _int(index_rows[-1][5]) == cases.height  # cases by first imaging order, plus those without one
-    assert _int(index_rows[-1][6]) == cases.height  # cases by procedure department (second view)
+    flagged = month["orders"].filter(pl.col("verdict").is_in(["inappropriate", "review"]))["case_id"].n_unique()
+    assert _int(index_rows[-1][6]) == flagged
+    assert _int(index_rows[-1][7]) == cases.height  # cases by procedure department (second view)
+
+
+def test_the_index_marks_the_provisional_months_as_the_report_does(month):
+    """The report says the month is provisional and its p-charts draw it hollow; the index's months table printed
+    its figures as the final ones beside them."""
+    section = month["index"][month["index"].index('<section id="months">') :]
+    rows = [_text(r) for r in re.findall(r"<tr>(.*?)</tr>", section[: section.index("</table>")], flags=re.S)]
+    marked = [r.split()[0] for r in rows if "provisional" in r]
+    assert marked == [MONTH], marked
+    assert "Provisional." in _text(month["report"]) and "provisional month (may change)" in month["report"]
 
 
 def test_every_department_in_any_output_has_a_page_counting_only_its_own(month):
@@ -316,6 +330,17 @@ def test_workbook_is_a_review_form(month):
     assert "_xlnm.Print_Area" in book.defined_names
     for (_, _), cell in cells.items():  # no text starts as a live formula
         assert not (cell["text"] or "").startswith(("=", "+", "-", "@", "\t", "\r")), cell
+
+
+def test_the_workbook_says_the_period_is_provisional_as_the_report_does(month):
+    """The month is provisional (later data can still change its verdicts): the report says so on its first page; a
+    reviewer working in the workbook read nothing of it and could review verdicts that are still to change."""
+    banner = _text(month["report"][month["report"].index('<div class="warning" role="note"><strong>Provisional.') :])
+    final_from = re.search(r"reaches (\d{4}-\d{2}-\d{2})", banner).group(1)
+    cells = Workbook(month["out"] / "csf_leak" / "case_list.xlsx").cells("Explanation")
+    status = [cells[(i, 1)]["text"] for (i, j), c in cells.items() if j == 0 and c["text"] == "Period status"]
+    assert len(status) == 1 and status[0].startswith("Provisional: the loaded data runs through "), status
+    assert f"until the loaded data reaches {final_from}" in status[0], (status, final_from)
 
 
 def test_the_printed_case_list_names_its_columns_as_the_workbook_does(month):

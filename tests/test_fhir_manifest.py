@@ -15,13 +15,16 @@ the run would audit fewer orders with no sign. With it, through the real CLI:
 from __future__ import annotations
 
 import gzip
+import html
 import json
+import re
 from pathlib import Path
 
 import pytest
 from conftest import run_cli, write_small_input
 from fhir_export import export_extract
 from test_fhir_input import _exit_2
+from xlsx_xml import Workbook
 
 from pipeline.ingest.fhir.export import is_ndjson_name, type_by_name
 
@@ -80,6 +83,11 @@ def test_a_complete_export_is_recorded_with_its_manifest(tmp_path, export):
     assert facts["resources_counted"]["ServiceRequest"] == read["imaging_orders"]
     assert facts["output_files"] == sum(1 for p in export.iterdir() if is_ndjson_name(p))
     assert not [w for w in info["warnings"] if "manifest.json" in w]
+    report = (tmp_path / "out" / "csf_leak" / "report.html").read_text(encoding="utf-8")
+    assert "export-limit" not in report
+    # every table carries the export's one hash: the Inputs table says so beside the file it names
+    assert len({i["sha256"] for i in info["inputs"]}) == 1
+    assert "SHA-256 (one for the whole export: of all its NDJSON files)</th>" in report
 
 
 def test_a_lost_servicerequest_file_stops_the_run(tmp_path, export):
@@ -156,6 +164,31 @@ def test_error_and_deleted_files_listed_are_warnings(tmp_path, export):
     events = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     kinds = {(e.get("kind"), e.get("files")) for e in events if e.get("event") == "export_warning"}
     assert kinds == {("error_files", 1), ("deleted_files", 2)}
+
+
+def _plain(html_text: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", html.unescape(html_text)))
+
+
+def test_an_error_file_listed_is_in_the_report_and_the_workbook(tmp_path, export):
+    """The server said it could not export some resources: the committee reads it in the report (a note on the
+    first page of each page, the whole text under Methods, Data quality) and in the workbook's Explanation sheet,
+    not only in the log and run.json."""
+    _write_manifest(export, error=[{"type": "OperationOutcome", "url": "https://fhir.example.org/bulk/job-7/err_1.ndjson"}])
+    _run(tmp_path, export)
+    folder = tmp_path / "out" / "csf_leak"
+    title = "Incomplete export: the FHIR server listed 1 file of errors"
+    report = _plain((folder / "report.html").read_text(encoding="utf-8"))
+    assert report.index(title) < report.index("Headline measures")  # first page, above the numbers
+    methods = report[report.index("Data quality") :]
+    assert f"{title}. The FHIR export's manifest (transactionTime {TRANSACTION_TIME}) lists 1 file of errors" in methods
+    assert "missing from this report, so its counts and rates may be wrong" in methods
+    assert "deleted resources" not in report
+    for page in [tmp_path / "out" / "index.html", folder / "index.html", *sorted((folder / "departments").glob("*.html"))]:
+        assert title in _plain(page.read_text(encoding="utf-8")), page.name
+    cells = Workbook(folder / "case_list.xlsx").cells("Explanation")
+    limits = [cells[(i, 1)]["text"] for (i, j), c in cells.items() if j == 0 and c["text"] == "Data limits"]
+    assert len(limits) == 1 and limits[0].startswith(f"{title}. The FHIR export's manifest") and "export again" in limits[0]
 
 
 def test_without_counts_the_types_are_checked_but_not_the_counts(tmp_path, export):

@@ -24,7 +24,7 @@ def _out(deck_runs, audit) -> Path:
 
 
 def _rules(audit) -> dict[str, dict]:
-    return {r["reason_code"]: r for r in audits.check_rules(audit)}
+    return {r["reason_code"]: r for r in audits.rules_in_force(audit)}
 
 
 def _reason_rows(page: str) -> list[str]:
@@ -101,6 +101,12 @@ def test_the_workbook_shows_the_audits_label_columns_in_words_and_keeps_the_keys
         assert keyed and any(r[shown] != r[f"{shown} key"] for r in keyed), column  # words, not the keys again
         for r in keyed:
             assert r[shown] == "; ".join(label(k, labels) for k in r[f"{shown} key"].split("|")), r
+    # a key column's note says where its keys come from: a red-flag group or a modality is no extract's value
+    cells = book.cells("Explanation")
+    notes = {c["text"]: cells[(i, 1)]["text"] for (i, j), c in cells.items() if j == 0}
+    keys = [f"{h} key" for h, name in header.items() if name in audit.manifest["report"]["label_columns"]]
+    said = "the key as the data outputs (audited_orders.csv) hold it (filter on it)."
+    assert keys and all(notes[k].endswith(said) for k in keys), {k: notes.get(k) for k in keys}
 
 
 def book_columns(audit) -> dict:
@@ -157,3 +163,52 @@ def test_attrition_names_reasons_by_their_labels_and_its_data_output_keeps_the_c
     } <= set(steps)
     data = (out / "attrition.csv").read_text(encoding="utf-8")
     assert all(f"Excluded: {c}," in data for c in excluded if rules[c]["verdict"] == "excluded")
+
+
+def test_rule_labels_and_explanations_say_the_windows_in_force(deck_runs, tmp_path):
+    """A site that sets premature_hours = 48 and early_imaging_days = 21 reads 48 hours and 21 days in every rule
+    label and explanation (the reasons table, the Methods' rules, the workbook's Rules sheet and Reasons, the
+    audited orders' explanation), as the headline labels above them say: rules.csv's were fixed text, so the
+    report counted orders under 48 hours as 'Imaging within 72 hours of the procedure'."""
+    from conftest import run_cli
+    from deck_input import SITE_TIMEZONE, write_deck_input
+
+    config, out = tmp_path / "site.toml", tmp_path / "out"
+    config.write_text(
+        "[audits.csf_leak]\npremature_hours = 48\naudit_window_days = 35\n[audits.low_back_pain]\nearly_imaging_days = 21\n"
+    )
+    write_deck_input(tmp_path / "in", deck_runs["files"])
+    args = ["run", "--input", tmp_path / "in", "--out", out, "--config", config, "--no-validate"]
+    result = run_cli(*args, "--site-timezone", SITE_TIMEZONE)
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = {
+        "csf_leak": {
+            "premature": ("Imaging within 48 hours of the procedure", "Imaging was ordered less than 48 hours after"),
+            "outside_window": ("Placed outside the audit window", "more than 35 days after it"),
+            "mri_complete_spine_wwo": ("MRI of the complete spine without and with contrast", "ordered 48 hours or more after"),
+        },
+        "low_back_pain": {
+            "early_imaging": ("Lumbar imaging within 21 days of the diagnosis", "ordered within 21 days of a new"),
+            "after_conservative_period": ("Lumbar imaging after 21 days of conservative care", "after day 21 and by day 42"),
+        },
+    }
+    for audit_id, reasons in expected.items():
+        folder = out / audit_id
+        report = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", (folder / "report.html").read_text("utf-8"))))
+        for label_words, explained in reasons.values():
+            assert label_words in report and explained in report, (audit_id, label_words)  # the Methods' rules table
+        if audit_id == "csf_leak":  # a citation of the audit's own definition names its window
+            assert "audited orders are placed from the index procedure to 35 days after it" in report
+        # the defaults' words gone (the citations keep their sources' own: HEDIS counts 28 days)
+        for default in ("Imaging within 72 hours", "less than 72 hours after", "Lumbar imaging within 28", "ordered within 28"):
+            assert default not in report, (audit_id, default)
+        assert "{premature_hours}" not in report and "{early_imaging_days}" not in report, audit_id
+        rules = {r["Reason code"]: r for r in Workbook(folder / "case_list.xlsx").rows("Rules")}
+        cases = Workbook(folder / "case_list.xlsx").rows("Cases")
+        orders = pl.read_csv(folder / "audited_orders.csv", infer_schema=False)
+        for code, (label_words, explained) in reasons.items():
+            assert rules[code]["Reason"] == label_words and explained in rules[code]["Explanation"], rules[code]
+            fired = [r for r in cases if code in (r["Reason codes"] or "").split("|")]
+            assert fired and all(label_words in r["Reasons"] for r in fired), code
+            said = orders.filter(pl.col("reasons").str.contains(code, literal=True))["explanation"].to_list()
+            assert said and all(explained in e for e in said), code

@@ -66,13 +66,46 @@ def test_attrition_prints_in_the_marts_order(deck_runs):
     folder = _folder(deck_runs)
     audit = deck_runs["audits"][AUDIT]
     # each step as its data row says it, the keys it names in words (a reason by its rules.csv label)
-    labels = {**{r["reason_code"]: r["label"] for r in audits.check_rules(audit)}, **audit.manifest["report"]["labels"]}
+    labels = {**{r["reason_code"]: r["label"] for r in audits.rules_in_force(audit)}, **audit.manifest["report"]["labels"]}
     expected = [in_words(r["step"], labels) for r in _csv(folder / "attrition.csv").iter_rows(named=True)]
     html = (folder / "report.html").read_text(encoding="utf-8")
     table = html[html.index('<table class="attrition">') :]
     table = table[: table.index("</table>")]
     printed = [_cells(r)[1].removeprefix("− ") for r in re.findall(r'<tr class="(?:step|exclusion)">(.*?)</tr>', table, re.S)]
     assert printed == expected
+
+
+def test_every_red_flag_group_is_printed_in_a_physicians_words(deck_runs):
+    """Each red-flag group the audit can give (a value set red_flag_<group>) has a label: the attrition printed
+    'Complicated: red flag neurological', the workbook's Red flags 'neurological', where the other groups read
+    'IV drug use' or 'HIV'."""
+    audit = deck_runs["audits"][AUDIT]
+    labels = audit.manifest["report"]["labels"]
+    value_sets = pl.read_csv(audit.value_sets_csv, infer_schema=False)["value_set"].unique().to_list()
+    groups = sorted(v.removeprefix("red_flag_") for v in value_sets if v.startswith("red_flag_"))
+    assert len(groups) == 11 and not [g for g in groups if g not in labels], groups
+    html = (_folder(deck_runs) / "report.html").read_text(encoding="utf-8")
+    table = html[html.index('<table class="attrition">') :]
+    printed = re.findall(r"Complicated: red flag ([^<]*)</td>", table[: table.index("</table>")])
+    assert "neurological impairment" in printed, printed  # the deck's neurological window
+    assert set(printed) <= {labels[g] for g in groups}, printed  # every group in words, none as its key
+
+
+def test_who_the_numbers_belong_to_has_no_review_column_for_an_audit_without_review(deck_runs):
+    """The low back pain audit gives no review verdict: its department tables (report, department pages, index)
+    printed a review column of zeros beside 'inappropriate'; the CSF-leak audit's keep theirs."""
+    out = Path(deck_runs["runs"]["combined"]["out"])
+    for audit_id, review in (("csf_leak", True), (AUDIT, False)):
+        folder = out / audit_id
+        pages = [folder / "report.html", folder / "index.html", *sorted((folder / "departments").glob("*.html"))]
+        for page in pages:
+            text = page.read_text(encoding="utf-8")
+            table = text[text.index('<table class="attribution">') :]
+            head = _cells(table[: table.index("</thead>")])
+            assert head[:4] == ["Department", "Orders placed", "of which evaluated", "inappropriate"], (page, head)
+            assert ("review" in head) == review, (page, head)
+            rows = re.findall(r"<tr[^>]*>(.*?)</tr>", table[table.index("<tbody>") : table.index("</table>")], re.S)
+            assert rows and all(len(_cells(r)) == len(head) for r in rows), page
 
 
 def test_case_list_workbook_shows_each_column_once(deck_runs):
@@ -129,8 +162,9 @@ def test_who_the_numbers_belong_to_counts_the_flagged_episodes_no_department_hol
     table = html[html.index('<table class="attribution">') :]
     table = table[: table.index("</table>")]
     rows = {c[0]: c for c in (_cells(r) for r in re.findall(r"<tr[^>]*>(.*?)</tr>", table, re.S)) if c}
-    assert rows["Not attributed to a department"][5:] == [str(cases.height), str(flagged)]
-    assert rows["Hospital"][5:] == [str(cases.height), str(flagged)]
+    # the last two columns, episodes attributed and flagged (no review column: the audit has no review verdict)
+    assert rows["Not attributed to a department"][-2:] == [str(cases.height), str(flagged)]
+    assert rows["Hospital"][-2:] == [str(cases.height), str(flagged)]
     # the audit configures no second view: no column of zeros for one, in the report or its index page
     assert "second view" not in table
     index = (folder / "index.html").read_text(encoding="utf-8")

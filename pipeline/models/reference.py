@@ -301,7 +301,11 @@ def load_reference(
         for seed in (audit.rules_csv, audit.value_sets_csv, audit.code_map_csv):
             if seed.is_file():  # shipped with the audit: named and hashed, no installation path
                 files.append({"name": f"{audit.id}/{seed.name}", "source": "shipped", "sha256": sha256_file(seed)})
-        rules = _read_seed(audit.rules_csv).with_row_index("rule_order", offset=1)
+        values = audits_mod.parameters_for(audit, cfg.audits.get(audit.id), cfg.source_path or "config")
+        # labels and explanations in the words of the parameters in force ('within 48 hours' when the run uses 48)
+        rules = pl.DataFrame(
+            audits_mod.rules_in_force(audit, values), schema={c: pl.String for c in audits_mod.RULE_COLUMNS}
+        ).with_row_index("rule_order", offset=1)
         _table(con, f"{audit.id}__ref_rules", rules)
         measures = pl.DataFrame(
             [(m.id, m.label, m.unit, m.numerator, m.denominator, m.direction, m.headline) for m in audit.measures],
@@ -318,7 +322,6 @@ def load_reference(
             pl.col("code").str.strip_chars().str.to_uppercase().str.replace_all(".", "", literal=True).alias("code_norm")
         )
         _table(con, f"{audit.id}__ref_value_sets", _in_force(value_sets, tz))
-        values = audits_mod.parameters_for(audit, cfg.audits.get(audit.id), cfg.source_path or "config")
         parameters[audit.id] = values
         _parameters_table(
             con, f"{audit.id}__parameters", {**values, "site_timezone": tz, "rule_set_version": audit.rule_set_version}

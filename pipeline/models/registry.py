@@ -22,7 +22,9 @@ def markers(audit_id: str) -> tuple[str, str]:
 
 def rules(audit) -> pl.DataFrame:
     verdicts = pl.read_csv(audits.VERDICTS_CSV)
-    return pl.read_csv(audit.rules_csv, infer_schema=False).join(verdicts.select("verdict", "precedence"), on="verdict")
+    # the labels and explanations in the words of the manifest's default parameters, as a run without overrides prints them
+    shown = pl.DataFrame(audits.rules_in_force(audit), schema={c: pl.String for c in audits.RULE_COLUMNS})
+    return shown.join(verdicts.select("verdict", "precedence"), on="verdict")
 
 
 def rules_markdown(audit) -> str:

@@ -193,6 +193,8 @@ def common_values(run_info: dict, period_label: str, settings: dict, spec: Repor
         "audit_title": audit_title(run_info),
         # the shared feed's small-cell rule in words, for the methods (pipeline.report.feed)
         "feed_disclosure": feed.methods_text(feed.min_cell_count(run_info)),
+        # what the FHIR export's manifest says the data lack: a note on every page, the whole text in the Methods
+        "export_limits": sections.export_limits(run_info),
     }
     if run_info.get("status"):  # the period's own state (empty, provisional, revised): _status_banner.html
         common["status"] = run_info["status"]

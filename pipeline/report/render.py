@@ -120,6 +120,8 @@ def render_steps(
         settings = pages.page_settings(run_info, pages.overall_rates(metrics, period))
         common = pages.common_values(run_info, pages.period_label(period, metrics, bounds, trend_end), settings, spec)
         common["site_root"] = site_root
+        # the verdicts this audit's rules give: a review column only for an audit that has a review verdict
+        common["gives_review"] = "review" in rules["verdict"].to_list()
         page_metrics = pages.page_metrics(metrics, period, spec)
         shared = {
             "cases": all_cases,
@@ -162,13 +164,11 @@ def render_steps(
         written += feed_files.result()
         written.append(book.result())
 
-    slugs = {d["key"]: d["slug"] for d in departments}
     index = env.get_template("index.html").render(
         **common,
         period=period,
         attribution=shared["attribution"],
-        slugs=slugs,
-        months=sections.month_summary(metrics, window, settings["low"], spec),
+        months=sections.month_summary(metrics, window, settings["low"], spec, pages.provisional_months(run_info, window)),
         pdf=pdf,
     )
     written.append(_write_text(out_dir / "index.html", index))

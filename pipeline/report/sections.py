@@ -14,13 +14,14 @@ import json
 import numpy as np
 import polars as pl
 
+from pipeline.audits import plain_number
 from pipeline.db import frame, has_table
 from pipeline.months import MONTH, month_range
 from pipeline.report import charts
 from pipeline.report.measure import funnel_status, p_chart, with_rates
 from pipeline.report.names import department_name, in_words
 from pipeline.report.outputs import order_by
-from pipeline.report.spec import ReportSpec, plain_number
+from pipeline.report.spec import ReportSpec
 
 VERDICT_ORDER = ("inappropriate", "review", "appropriate", "not_evaluable", "excluded")
 
@@ -400,6 +401,9 @@ def methods(con, run_info: dict, rules: pl.DataFrame, spec: ReportSpec) -> dict:
         # FHIR resources left out on purpose (not-done, entered-in-error, refuted ...), counted by type and reason
         "left_out": run_info.get("left_out", []),
         "inputs": run_info.get("inputs", []),
+        # a FHIR export's tables carry one hash, of every NDJSON file (ingest.fhir.prepare): the table says so, or a
+        # reader checks it against the one file named beside it and finds it wrong
+        "input_format": run_info.get("input_format", "tables"),
         "low": reporting.get("low_reliability_denominator", 20),
         "per_department": reporting.get("flagged_cases_per_department", 5),
         "measures": spec.measures,
@@ -411,6 +415,45 @@ def methods(con, run_info: dict, rules: pl.DataFrame, spec: ReportSpec) -> dict:
     }
 
 
+def _files(n: int) -> str:
+    return f"{n:,} file" if n == 1 else f"{n:,} files"
+
+
+def export_limits(run_info: dict) -> list[dict]:
+    """What the FHIR export's manifest says the data lack (run.json ``export_manifest``): its error files
+    (resources the server could not export) and deleted-resource files (deletions order-audit does not apply),
+    each as ``title`` (the report's first-page note), ``text`` (Methods, the workbook's Explanation sheet) and
+    ``files``. The run warns of them in its log; a committee reads the report, so the report says it too."""
+    manifest = run_info.get("export_manifest") or {}
+    when = f" (transactionTime {manifest['transaction_time']})" if manifest.get("transaction_time") else ""
+    found = []
+    if errors := int(manifest.get("error_files") or 0):
+        found.append(
+            {
+                "kind": "error_files",
+                "files": errors,
+                "title": f"Incomplete export: the FHIR server listed {_files(errors)} of errors",
+                "text": f"The FHIR export's manifest{when} lists {_files(errors)} of errors (OperationOutcome): "
+                "resources the server could not export. Orders, procedures or diagnoses among them are missing from "
+                "this report, so its counts and rates may be wrong. Read the error files the export client saved "
+                "(SMART's bulk-data-client: the error/ folder) and, if they name lost resources, export again before "
+                "acting on these figures.",
+            }
+        )
+    if deleted := int(manifest.get("deleted_files") or 0):
+        found.append(
+            {
+                "kind": "deleted_files",
+                "files": deleted,
+                "title": f"Deletions not applied: the FHIR export lists {_files(deleted)} of deleted resources",
+                "text": f"The FHIR export's manifest{when} lists {_files(deleted)} of deleted resources (an export "
+                "with _since). order-audit does not apply deletions: a resource the server deleted stays in these "
+                "figures until an export of its months replaces the load that held it (docs/SCHEDULING.md).",
+            }
+        )
+    return found
+
+
 def _rejects(con) -> list[dict]:
     # counts only: a rejected value may itself be a raw patient id, so values are never shown
     if not has_table(con, "load_rejects"):
@@ -420,9 +463,12 @@ def _rejects(con) -> list[dict]:
     ).to_dicts()
 
 
-def month_summary(metrics: pl.DataFrame, window: list[str], low: int, spec: ReportSpec) -> list[dict]:
+def month_summary(
+    metrics: pl.DataFrame, window: list[str], low: int, spec: ReportSpec, provisional: frozenset[str] = frozenset()
+) -> list[dict]:
     """Overall monthly numbers of the trend measures for the index page (each month of the trend, newest
-    first): ``cells`` in the order of ``spec.trend_measures``."""
+    first): ``cells`` in the order of ``spec.trend_measures``; ``provisional``: the months later data can still
+    change (``pages.provisional_months``), marked so, as the p-charts draw them hollow."""
     if not window:
         return []
     ids = [m.measure_id for m in spec.trend_measures]
@@ -430,4 +476,4 @@ def month_summary(metrics: pl.DataFrame, window: list[str], low: int, spec: Repo
     by_month: dict[str, dict] = {m: {} for m in reversed(window)}
     for r in sel.to_dicts():
         by_month[r["period"]][r["measure_id"]] = marked(r, low)
-    return [{"period": m, "cells": [cells.get(i) for i in ids]} for m, cells in by_month.items()]
+    return [{"period": m, "cells": [cells.get(i) for i in ids], "provisional": m in provisional} for m, cells in by_month.items()]

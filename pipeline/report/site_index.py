@@ -7,10 +7,10 @@ import json
 import os
 from pathlib import Path
 
+from pipeline.audits import with_parameters
 from pipeline.months import MONTH
 from pipeline.report import sections
 from pipeline.report.feed import SCHEMA_VERSION
-from pipeline.report.spec import _words as label_words
 from pipeline.report.templates import make_env
 
 SITE_INDEX_TEMPLATE = "site_index.html"
@@ -27,7 +27,7 @@ def _entry(folder: Path, href: str, info: dict, low: int) -> dict:
     audit = info.get("audit", {})
     headline_ids = [m["id"] for m in audit.get("measures", []) if m.get("headline")]
     # a label's {parameter} placeholders filled with the parameters the run used, as the report fills them
-    labels = {m["id"]: label_words(m["label"], audit.get("parameters", {})) for m in audit.get("measures", [])}
+    labels = {m["id"]: with_parameters(m["label"], audit.get("parameters", {})) for m in audit.get("measures", [])}
     rows = {r.get("measure_id"): sections.marked(r, low) for r in info.get("headline", [])}
     departments = folder / "departments"
     maturity = info.get("status", {}).get("maturity") or {}  # pipeline.period_status: the period's own state
@@ -36,6 +36,8 @@ def _entry(folder: Path, href: str, info: dict, low: int) -> dict:
         # 'all' by the months it spans, as its report names it (run.json status: each audit's own months)
         "period_label": info.get("status", {}).get("period") or info.get("period", ""),
         "provisional_until": maturity.get("final_from") if maturity.get("status") == "provisional" else None,
+        # what the FHIR export's manifest says the data lack, as the report's first page says it
+        "export_limits": [e["title"] for e in sections.export_limits(info)],
         "href": href,
         "run_id": info.get("run_id", ""),
         "pdf": (folder / "report.pdf").is_file(),

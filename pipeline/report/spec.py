@@ -9,19 +9,6 @@ from pathlib import Path
 from pipeline import audits
 
 
-def plain_number(value) -> str:
-    """A config number in words: 72.0 -> '72', 0.5 -> '0.5'."""
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _words(text: str, parameters: dict) -> str:
-    """A label with {parameter} placeholders filled from the audit's parameters in force."""
-    try:
-        return text.format_map({k: plain_number(v) for k, v in parameters.items()})
-    except (KeyError, ValueError, IndexError):
-        return text
-
-
 @dataclass(frozen=True)
 class MeasureDef:
     measure_id: str
@@ -104,9 +91,9 @@ class ReportSpec:
         measures = [
             MeasureDef(
                 m.id,
-                _words(m.label, parameters),
-                _words(m.numerator_label, parameters) or m.numerator,
-                _words(m.denominator_label, parameters) or m.denominator,
+                audits.with_parameters(m.label, parameters),
+                audits.with_parameters(m.numerator_label, parameters) or m.numerator,
+                audits.with_parameters(m.denominator_label, parameters) or m.denominator,
                 m.unit,
                 m.direction,
                 m.headline,
@@ -147,7 +134,7 @@ class ReportSpec:
             case_date=report.get("case_date", "index_date"),
             funnel_measure=funnel,
             columns={k: tuple(v) for k, v in report.get("columns", {}).items()},
-            case_list_notes=[_words(n, parameters) for n in report.get("case_list_notes", [])],
+            case_list_notes=[audits.with_parameters(n, parameters) for n in report.get("case_list_notes", [])],
             sections=sections,
             definitions=definitions if definitions.is_file() else None,
             report_dir=audit.report_dir if audit.report_dir.is_dir() else None,

@@ -36,6 +36,7 @@ from pipeline.report import sheet_rows
 from pipeline.report.caselist import time_after
 from pipeline.report.controls import visible_expr
 from pipeline.report.names import department_names, labelled, labelled_list, named
+from pipeline.report.sections import export_limits
 from pipeline.report.sheet_rows import LINE_POINTS, MAX_LINES
 
 # the Cases sheet's repeated texts (verdicts, explanations, departments...) as shared strings, as Excel writes
@@ -133,7 +134,9 @@ def with_display_names(
     known = dict(known)
     for col in shown:
         header = (known.get(col) or Column(col, 16, "")).header
-        known[f"{col}_key"] = Column(f"{header} key", 16, f"{header}: the key as in the extracts (filter on it).")
+        known[f"{col}_key"] = Column(
+            f"{header} key", 16, f"{header}: the key as the data outputs (audited_orders.csv) hold it (filter on it)."
+        )
     keys = [pl.col(c).cast(pl.String).alias(f"{c}_key") for c in shown]
     return cases.with_columns(*keys, *shown.values()), known
 
@@ -443,6 +446,9 @@ def _explanation_sheet(wb, run_info: dict, columns: list[Column], head, wrap) ->
             "Sheet Cases lists every audited order. Fill in the last four columns: agreement with the verdict "
             "(drop-down), a comment, your name and the date. Filters are on the header row.",
         ),
+        *_period_status(run_info),
+        # what the FHIR export's manifest says the data lack, as the report's Data quality says it
+        *(("Data limits", f"{e['title']}. {e['text']}") for e in export_limits(run_info)),
         ("", ""),
         ("Column", "Meaning"),
     ] + [(c.header, c.note) for c in columns]
@@ -451,6 +457,23 @@ def _explanation_sheet(wb, run_info: dict, columns: list[Column], head, wrap) ->
         fmt = head if a == "Column" else wrap
         ex.write_string(i, 0, neutralise(a) or "", fmt)
         ex.write_string(i, 1, neutralise(b) or "", fmt)
+
+
+def _period_status(run_info: dict) -> list[tuple[str, str]]:
+    """Whether the period's verdicts can still change (run.json ``status``, as the report's first page says it): a
+    reviewer works in this file, not on the report's first page."""
+    maturity = (run_info.get("status") or {}).get("maturity") or {}
+    if maturity.get("status") == "provisional":
+        text = (
+            f"Provisional: the loaded data runs through {maturity.get('data_through')}. Cases indexed late in the period "
+            "can still gain evidence, orders and verdicts from later data, so these rows can change until the loaded "
+            f"data reaches {maturity.get('final_from')}; run the period again then."
+        )
+    elif maturity.get("status") == "final":
+        text = f"Final: the loaded data runs through {maturity.get('data_through')}, past the period's windows."
+    else:
+        return []
+    return [("Period status", text)]
 
 
 def _rules_sheet(wb, rules: pl.DataFrame, head, wrap, run_info: dict) -> None:
