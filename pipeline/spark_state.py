@@ -178,7 +178,8 @@ class SparkState:
             self._land(con, table, self.session.read.parquet(self._path(table, top)))
         parts = [self._path(VERDICTS, c["version"]) for c in found if c["runs"]]
         if parts:
-            verdicts = self.session.read.parquet(*parts)
+            # a version written before case_ref has no such column: merged, its rows read it as NULL
+            verdicts = self.session.read.option("mergeSchema", "true").parquet(*parts)
             if runs is not None:
                 verdicts = verdicts.where(verdicts.run_id.isin(runs))
             self._land(con, VERDICTS, verdicts)
