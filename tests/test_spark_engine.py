@@ -245,6 +245,24 @@ def test_spark_remote_needs_the_spark_engine_and_an_sc_address(small_input, tmp_
     assert "give --warehouse FILE, or --spark-state URI" in _one_line_error(proc)
 
 
+def test_an_unreachable_spark_connect_server_is_one_line_and_exit_1_within_a_minute(small_input, tmp_path):
+    """PySpark's default retries waited over ten minutes for a server nobody answers at, ended in a multi-line
+    gRPC repr and a RETRIES_EXCEEDED warning, then waited as long again at exit (a SIGTERM there: a traceback)."""
+    pytest.importorskip("pyspark.sql.connect.session")
+    address, out = f"sc://127.0.0.1:{_free_port()}", tmp_path / "out"  # nothing listens there
+    started = time.monotonic()
+    proc = run_cli(
+        "run", "--input", small_input, "--out", out, "--warehouse", tmp_path / "wh.duckdb", "--engine", "spark",
+        "--spark-remote", address, "--no-validate", timeout=120,
+    )  # fmt: skip
+    line = _one_line_error(proc)
+    assert f"the Spark Connect server spark connect {address} did not answer" in line and "UNAVAILABLE" in line, line
+    assert "RETRIES_EXCEEDED" not in proc.stderr and not out.exists()
+    proc = run_cli("runs", "--spark-state", tmp_path / "state", env={"SPARK_REMOTE": address}, timeout=120)
+    assert "did not answer" in _one_line_error(proc)
+    assert time.monotonic() - started < 120  # both
+
+
 def test_an_input_uri_of_another_file_system_needs_a_spark_beside_the_driver(tmp_path):
     # read through Spark's Hadoop file systems (tests/test_remote_input.py), so not by DuckDB, and not by a
     # Spark Connect client, whose server's file systems are not this machine's
