@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -205,6 +206,36 @@ def test_a_blocking_failure_on_spark_exits_as_on_duckdb(connect_server, small_in
     assert any("orders.status.allowed [src_imaging_orders] 4 of 4" in ln for ln in failure), spark[-3000:]
     assert "input checks on Spark:" in spark and "input checks on Spark:" not in duck
     assert "Traceback" not in spark
+
+
+@pytest.mark.spark
+def test_a_sigterm_while_spark_builds_the_models_stops_the_run_in_json_lines_without_a_traceback(java, small_input, tmp_path):
+    """py4j logs a stop that lands while it talks to the JVM ("KeyboardInterrupt while sending command.") through
+    the root logger, which then got Python's default handler: an "ERROR:root:" line and a traceback amid the
+    run's JSON lines, on the stop a scheduler sends on every timeout."""
+    wh, out = tmp_path / "wh.duckdb", tmp_path / "out"
+    command = [
+        sys.executable, "-m", "pipeline", "run", "--input", str(small_input), "--out", str(out), "--warehouse", str(wh),
+        "--config", str(_config(tmp_path / "spark.toml", master="local[2]")), "--no-validate", "--log-format", "json",
+    ]  # fmt: skip
+    env = {**os.environ, "ORDER_AUDIT_PSEUDONYM_KEY": "spark-test-key"}
+    proc = subprocess.Popen(command, cwd=Path(__file__).parents[1], env=env, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stderr:  # the models run on Spark once the merge is done: the driver waits on py4j
+        lines.append(line)
+        if '"stage": "merge"' in line:
+            time.sleep(3)
+            proc.send_signal(signal.SIGTERM)
+            break
+    lines += proc.stderr.readlines()
+    assert proc.wait(timeout=180) == 143, "".join(lines)
+    assert any('"stage": "merge"' in ln for ln in lines), "".join(lines)
+    stderr = "".join(lines)
+    assert "Traceback" not in stderr and "ERROR:root" not in stderr, stderr
+    jvm = "WARNING: Using incubator modules"  # the JVM's own line (docs/SCALING.md)
+    records = [json.loads(ln) for ln in lines if ln.strip() and not ln.startswith(jvm)]
+    assert records[-1]["exit_code"] == 143 and "stopped by SIGTERM" in records[-1]["message"]
+    assert not out.exists()
 
 
 def _one_line_error(proc, code: int = 1) -> str:
