@@ -21,6 +21,7 @@ import datetime as dt
 import logging
 import tempfile
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import duckdb
 
@@ -42,10 +43,15 @@ class RivalCommitError(ConfigError):
 
 
 def state_uri(text: str) -> str:
-    """A URI Spark reads: kept as given when it names a scheme, else this machine's folder as file://."""
-    if remote_input.scheme(text):
+    """A URI Spark reads: kept as given when it names another file system; this machine's folder (a path, or a
+    file:// URI, read as --input reads one) as file:// and the path as it is. Hadoop takes the text after the
+    scheme for the path itself, so the percent-encoded form (Path.as_uri: %20 for a space) named another
+    folder, which the run then created (a literal "we%27ird%20dir" beside "we'ird dir")."""
+    if remote_input.is_remote(text):
         return text.rstrip("/")
-    return Path(text).expanduser().resolve().as_uri()
+    if remote_input.scheme(text) == "file":
+        text = unquote(urlparse(text).path)
+    return "file://" + str(Path(text).expanduser().resolve())
 
 
 @contextlib.contextmanager

@@ -238,6 +238,25 @@ def test_a_sigterm_while_spark_builds_the_models_stops_the_run_in_json_lines_wit
     assert not out.exists()
 
 
+@pytest.mark.spark
+def test_a_state_folder_with_spaces_and_quotes_is_written_where_it_is_named(java, small_input, tmp_path):
+    """--spark-state went to Spark percent-encoded (Path.as_uri), which Hadoop takes for the path itself: the run
+    wrote its state into a new folder named "we%27ird%20%22state%22" and the named one stayed empty."""
+    state = tmp_path / 'we\'ird "state" folder'
+    config = _config(tmp_path / "spark.toml", master="local[2]")
+    out, wh = tmp_path / "out", tmp_path / "wh.duckdb"
+    proc = run_cli("run", "--input", small_input, "--out", out, "--warehouse", wh, "--config", config,
+                   "--spark-state", state, "--no-validate")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_id = json.loads((out / "run.json").read_text(encoding="utf-8"))["run_id"]
+    assert (state / "commits" / f"00000001-{run_id}").is_dir()
+    assert not [p.name for p in tmp_path.iterdir() if "%" in p.name]
+    # the same folder as a file:// URI (percent-encoded, as Path.as_uri and browsers write it)
+    listed = run_cli("runs", "--spark-state", state.as_uri(), "--config", config, "--json")
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    assert [r["run_id"] for r in json.loads(listed.stdout)] == [run_id]
+
+
 def _one_line_error(proc, code: int = 1) -> str:
     assert proc.returncode == code, proc.stderr
     assert "Traceback" not in proc.stderr
