@@ -8,10 +8,11 @@ Parquet written through Spark, so a cluster's object store (s3a://, abfss://, gs
 
 A version (``<seq>-<run id>``) is written after the run's warehouse commit: its parts first, the
 commit row last. Readers take only committed versions, so a run killed while writing leaves parts no
-reader sees (the next version's number does not reuse them). Each part lands through Spark's output
-committer (files appear at job commit; ``_temporary`` is hidden from readers). The state mirrors the
-DuckDB warehouse that holds the rows: the same file twice adds nothing there (the ledger records it as
-skipped), and a warehouse that lacks a load the state records is refused rather than re-audited.
+reader sees (the next version takes the same number with its own run id: another folder). Each part
+lands through Spark's output committer (files appear at job commit; ``_temporary`` is hidden from
+readers). The state mirrors the DuckDB warehouse that holds the rows: the same file twice adds nothing
+there (the ledger records it as skipped), and a warehouse that lacks a load the state records is
+refused rather than re-audited.
 """
 
 from __future__ import annotations
