@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import json
 
 import duckdb
@@ -29,6 +31,7 @@ ADDED_COLUMNS = (
     ("run_verdicts", "audit_id"),
     ("audit_results", "case_ref"),
     ("run_verdicts", "case_ref"),
+    ("audit_runs", "key_fingerprint"),
 )  # VARCHAR each
 MIGRATIONS = tuple(f"ALTER TABLE {t} ADD COLUMN IF NOT EXISTS {c} VARCHAR" for t, c in ADDED_COLUMNS)
 
@@ -63,6 +66,24 @@ def start(con: duckdb.DuckDBPyConnection, run_id: str, opts, started: dt.datetim
         "VALUES (?, ?, 'running', ?, ?, ?, ?, ?)",
         [run_id, opts.command, periods, _input_named(opts), started, os.getpid(), audits],
     )
+
+
+def key_fingerprint(key: bytes) -> str:
+    """Which pseudonym key a run used, without the key: HMAC-SHA256(key, a fixed text), 16 hex digits."""
+    return hmac.new(key, b"order-audit pseudonym key fingerprint", hashlib.sha256).hexdigest()[:16]
+
+
+def key_changed(con: duckdb.DuckDBPyConnection, run_id: str, key: bytes) -> str | None:
+    """Record the run's key fingerprint; return the last succeeded run when it used another key (its outputs
+    show other pseudonyms and episode ids), else None (the same key, or no run recorded one)."""
+    fingerprint = key_fingerprint(key)
+    con.execute("UPDATE audit_runs SET key_fingerprint = ? WHERE run_id = ?", [fingerprint, run_id])
+    last = con.execute(
+        """SELECT run_id, key_fingerprint FROM audit_runs WHERE status = 'succeeded' AND run_id <> ?
+           AND key_fingerprint IS NOT NULL ORDER BY started_at DESC LIMIT 1""",
+        [run_id],
+    ).fetchall()
+    return last[0][0] if last and last[0][1] != fingerprint else None
 
 
 def set_audits(con: duckdb.DuckDBPyConnection, run_id: str, audits: str) -> None:

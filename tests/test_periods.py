@@ -201,12 +201,15 @@ def test_a_new_pseudonym_key_revises_nothing_and_a_real_change_is_still_reported
         assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
         return r, out, json.loads((out / "run.json").read_text())["run_id"]
 
-    _, before, first = run("a", {}, tmp_path / "in")
+    started, before, first = run("a", {}, tmp_path / "in")
+    assert "pseudonym key changed" not in started.stderr
     rotated, after, second = run("b", {"ORDER_AUDIT_PSEUDONYM_KEY": "periods-test-key-2027"}, tmp_path / "in")
     lbp = pl.read_csv(after / "low_back_pain" / "audited_orders.csv", infer_schema=False)
     old = pl.read_csv(before / "low_back_pain" / "audited_orders.csv", infer_schema=False)
     assert lbp.height > 0 and set(lbp["case_id"]).isdisjoint(old["case_id"])  # the key did change every episode id
     assert "revised" not in rotated.stderr
+    # said once, plainly: the outputs' pseudonyms no longer match that run's
+    assert f"the pseudonym key changed since run {first}: this run's pseudonyms and episode ids differ" in rotated.stderr
     assert "revised_orders" not in json.loads((after / "low_back_pain" / "run.json").read_text())["counts"]
     assert "revised" not in cli("runs", "--warehouse", wh).stdout
     assert "no order changed verdict" in cli("diff", first, second, "--warehouse", wh).stdout
@@ -220,6 +223,7 @@ def test_a_new_pseudonym_key_revises_nothing_and_a_real_change_is_still_reported
     ).write_csv(tmp_path / "fixed" / "imaging_orders.csv")
     changed, _, third = run("c", {"ORDER_AUDIT_PSEUDONYM_KEY": "periods-test-key-2027"}, tmp_path / "fixed")
     assert f"revised since run {second}: 1 orders (0 added, 0 removed, 1 changed)" in changed.stderr
+    assert "pseudonym key changed" not in changed.stderr  # the key of the run before
     assert "csf_leak" not in "".join(line for line in changed.stderr.splitlines() if "revised" in line)
     listed = [line for line in cli("diff", first, third, "--warehouse", wh).stdout.splitlines() if "order " in line]
     assert len(listed) == 1 and f"order {order} " in listed[0] and "changed" in listed[0], listed
