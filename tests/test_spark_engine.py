@@ -255,6 +255,8 @@ def test_a_state_folder_with_spaces_and_quotes_is_written_where_it_is_named(java
     listed = run_cli("runs", "--spark-state", state.as_uri(), "--config", config, "--json")
     assert listed.returncode == 0, listed.stderr[-3000:]
     assert [r["run_id"] for r in json.loads(listed.stdout)] == [run_id]
+    # runs --spark-state imports PySpark without the gate, and printed its pandas 3 FutureWarning (two lines)
+    assert "FutureWarning" not in listed.stderr and "Warning:" not in listed.stderr, listed.stderr
 
 
 def _one_line_error(proc, code: int = 1) -> str:
