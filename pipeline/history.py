@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import json
 
 import duckdb
@@ -16,13 +18,21 @@ DDL = (
         counts VARCHAR, timings VARCHAR, error VARCHAR, audits VARCHAR)""",
     """CREATE TABLE IF NOT EXISTS audit_results (
         period VARCHAR, run_id VARCHAR, order_id VARCHAR, case_id VARCHAR, verdict VARCHAR, reasons VARCHAR,
-        secondary_reasons VARCHAR, audit_id VARCHAR)""",
+        secondary_reasons VARCHAR, audit_id VARCHAR, case_ref VARCHAR)""",
     """CREATE TABLE IF NOT EXISTS run_verdicts (
         run_id VARCHAR, period VARCHAR, order_id VARCHAR, case_id VARCHAR, verdict VARCHAR, reasons VARCHAR,
-        audit_id VARCHAR)""",
+        audit_id VARCHAR, case_ref VARCHAR)""",
 )
-# a warehouse written before audits were folders: the column comes in empty (its rows predate the audit ids)
-ADDED_COLUMNS = (("audit_runs", "audits"), ("audit_results", "audit_id"), ("run_verdicts", "audit_id"))  # VARCHAR each
+# a warehouse written before audits were folders: the column comes in empty (its rows predate the audit ids);
+# one written before case_ref: its rows are compared on case_id (_same_case)
+ADDED_COLUMNS = (
+    ("audit_runs", "audits"),
+    ("audit_results", "audit_id"),
+    ("run_verdicts", "audit_id"),
+    ("audit_results", "case_ref"),
+    ("run_verdicts", "case_ref"),
+    ("audit_runs", "key_fingerprint"),
+)  # VARCHAR each
 MIGRATIONS = tuple(f"ALTER TABLE {t} ADD COLUMN IF NOT EXISTS {c} VARCHAR" for t, c in ADDED_COLUMNS)
 
 
@@ -58,6 +68,24 @@ def start(con: duckdb.DuckDBPyConnection, run_id: str, opts, started: dt.datetim
     )
 
 
+def key_fingerprint(key: bytes) -> str:
+    """Which pseudonym key a run used, without the key: HMAC-SHA256(key, a fixed text), 16 hex digits."""
+    return hmac.new(key, b"order-audit pseudonym key fingerprint", hashlib.sha256).hexdigest()[:16]
+
+
+def key_changed(con: duckdb.DuckDBPyConnection, run_id: str, key: bytes) -> str | None:
+    """Record the run's key fingerprint; return the last succeeded run when it used another key (its outputs
+    show other pseudonyms and episode ids), else None (the same key, or no run recorded one)."""
+    fingerprint = key_fingerprint(key)
+    con.execute("UPDATE audit_runs SET key_fingerprint = ? WHERE run_id = ?", [fingerprint, run_id])
+    last = con.execute(
+        """SELECT run_id, key_fingerprint FROM audit_runs WHERE status = 'succeeded' AND run_id <> ?
+           AND key_fingerprint IS NOT NULL ORDER BY started_at DESC LIMIT 1""",
+        [run_id],
+    ).fetchall()
+    return last[0][0] if last and last[0][1] != fingerprint else None
+
+
 def set_audits(con: duckdb.DuckDBPyConnection, run_id: str, audits: str) -> None:
     """The audits of a run recorded before its inputs were known (a folder copied from another file system)."""
     con.execute("UPDATE audit_runs SET audits = ? WHERE run_id = ?", [audits, run_id])
@@ -69,13 +97,34 @@ def committing(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
     con.execute("UPDATE audit_runs SET status = 'publishing' WHERE run_id = ?", [run_id])
 
 
+def _case_refs(audit_id: str) -> str:
+    """The audit's period mart with ``case_ref``: its case id made independent of the pseudonym key. An audit may
+    build its case id from the patient's pseudonym (low back pain: pseudonym and index date), which a new key
+    changes for every case; the pseudonym is replaced by the patient id it stands for and the whole hashed
+    (SHA-256, no key), so a rotated key revises nothing and no raw id is kept even in the history tables."""
+    mart, keys = f"{audit_id}__mart_audited_orders", f"{audit_id}__int_patient_keys"
+    return f"""(SELECT m.*, sha256(coalesce(replace(m.case_id, m.patient_key, 'patient:' || k.patient_id), m.case_id))
+                       AS case_ref
+                FROM {mart} AS m LEFT JOIN {keys} AS k ON k.patient_key = m.patient_key)"""
+
+
+def _same_case(a: str, b: str) -> str:
+    """Whether rows a and b name the same case: by case_ref, or by case_id for a row recorded before it."""
+    return (
+        f"CASE WHEN {a}.case_ref IS NULL OR {b}.case_ref IS NULL THEN {a}.case_id = {b}.case_id "
+        f"ELSE {a}.case_ref = {b}.case_ref END"
+    )
+
+
 def record_period(con: duckdb.DuckDBPyConnection, run_id: str, period: str, audit_id: str) -> dict | None:
     """Replace the audit's results of the period with this run's (inside the caller's transaction); return
     how this run revises the results the previous run recorded for them (None: the period is new)."""
-    mart = f"{audit_id}__mart_audited_orders"
+    # hashed once, read three times below (the mart is a view over every audited order of the period)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE period_results AS SELECT * FROM {_case_refs(audit_id)}")
+    mart = "period_results"
     revision = con.execute(
         f"""WITH prev AS (SELECT * FROM audit_results WHERE period = ? AND audit_id = ?),
-                cur AS (SELECT order_id, case_id, verdict, reasons FROM {mart})
+                cur AS (SELECT order_id, case_id, case_ref, verdict, reasons FROM {mart})
            SELECT coalesce((SELECT max(run_id) FROM prev), (
                       -- a period audited before without a single order (an empty month) has no results
                       SELECT run_id FROM audit_runs WHERE status = 'succeeded' AND run_id <> ?
@@ -84,7 +133,7 @@ def record_period(con: duckdb.DuckDBPyConnection, run_id: str, period: str, audi
                   count(*) FILTER (WHERE prev.order_id IS NULL),
                   count(*) FILTER (WHERE cur.order_id IS NULL),
                   count(*) FILTER (WHERE prev.order_id IS NOT NULL AND cur.order_id IS NOT NULL
-                                   AND (prev.case_id IS DISTINCT FROM cur.case_id OR prev.verdict IS DISTINCT FROM cur.verdict
+                                   AND (({_same_case("prev", "cur")}) IS NOT TRUE OR prev.verdict IS DISTINCT FROM cur.verdict
                                         OR prev.reasons IS DISTINCT FROM cur.reasons))
            FROM prev FULL JOIN cur ON prev.order_id = cur.order_id""",
         [period, audit_id, run_id, period, audit_id],
@@ -92,13 +141,16 @@ def record_period(con: duckdb.DuckDBPyConnection, run_id: str, period: str, audi
     since, added, removed, changed = revision
     con.execute("DELETE FROM audit_results WHERE period = ? AND audit_id = ?", [period, audit_id])
     con.execute(
-        f"""INSERT INTO audit_results SELECT ?, ?, order_id, case_id, verdict, reasons, secondary_reasons, ?
-                   FROM {mart}""",
+        f"""INSERT INTO audit_results BY NAME SELECT ? AS period, ? AS run_id, order_id, case_id, verdict, reasons,
+                   secondary_reasons, ? AS audit_id, case_ref FROM {mart}""",
         [period, run_id, audit_id],
     )
     con.execute(
-        f"INSERT INTO run_verdicts SELECT ?, ?, order_id, case_id, verdict, reasons, ? FROM {mart}", [run_id, period, audit_id]
+        f"""INSERT INTO run_verdicts BY NAME SELECT ? AS run_id, ? AS period, order_id, case_id, verdict, reasons,
+                   ? AS audit_id, case_ref FROM {mart}""",
+        [run_id, period, audit_id],
     )
+    con.execute("DROP TABLE period_results")
     if since is None:
         return None
     return {"since_run": since, "added": added, "removed": removed, "changed": changed, "orders": added + removed + changed}
@@ -180,7 +232,7 @@ def diff_runs(con: duckdb.DuckDBPyConnection, run_a: str, run_b: str) -> tuple[l
                a.verdict, a.reasons, b.verdict, b.reasons,
                CASE WHEN a.order_id IS NULL THEN 'added' WHEN b.order_id IS NULL THEN 'removed' ELSE 'changed' END
         FROM a FULL JOIN b ON a.period = b.period AND a.audit_id IS NOT DISTINCT FROM b.audit_id
-                           AND a.order_id = b.order_id AND a.case_id = b.case_id
+                           AND a.order_id = b.order_id AND {_same_case("a", "b")}
         WHERE EXISTS (SELECT 1 FROM shared AS s WHERE s.period = coalesce(a.period, b.period)
                       AND s.audit_id IS NOT DISTINCT FROM coalesce(a.audit_id, b.audit_id))
           AND (a.order_id IS NULL OR b.order_id IS NULL OR a.verdict <> b.verdict OR a.reasons <> b.reasons)

@@ -26,6 +26,27 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, default=str)
 
 
+class _LibraryFormatter(logging.Formatter):
+    """Another library's warning or error as one plain line: its logger's name, its message, and the
+    exception's last line (its type and text) instead of a traceback."""
+
+    def formatException(self, ei) -> str:  # noqa: N802 (logging's name)
+        return f"({type(ei[1]).__name__}: {ei[1]})"
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return text.replace("\n", " ")
+
+
+def _not_our_stop(record: logging.LogRecord) -> bool:
+    """Drop a library's report of the stop this run asked for: py4j logs every SIGTERM or Ctrl-C that lands while
+    it talks to Spark's JVM ("KeyboardInterrupt while sending command.", with a traceback); the run's own last
+    line says it was stopped."""
+    from pipeline.errors import stop_requested
+
+    return not (stop_requested() and record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt))
+
+
 def setup_logging(fmt: str = "text", verbosity: int = 0) -> None:
     """verbosity: -1 quiet (warnings and errors), 0 info, 1 debug."""
     level = {-1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}[max(-1, min(1, verbosity))]
@@ -35,6 +56,14 @@ def setup_logging(fmt: str = "text", verbosity: int = 0) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    # other libraries' warnings and errors in the same format (JSON lines stay JSON): without a handler on the
+    # root logger, the first logging.exception() of a library (py4j's) installs Python's default one, whose
+    # "ERROR:root:..." lines and tracebacks a scheduler reading the log takes for a crash
+    library = logging.StreamHandler(sys.stderr)
+    library.setFormatter(JsonFormatter() if fmt == "json" else _LibraryFormatter("order-audit: %(name)s: %(message)s"))
+    library.addFilter(_not_our_stop)
+    logging.root.handlers[:] = [library]
+    logging.root.setLevel(logging.WARNING)
 
 
 def json_logging() -> bool:

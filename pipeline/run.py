@@ -186,8 +186,17 @@ def _execute(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, wa
         try:
             history.ensure(con)
             history.start(con, run_id, opts, started, ",".join(a.id for a in chosen))
+            rekeyed_since = history.key_changed(con, run_id, key)
         finally:
             con.close()
+        if rekeyed_since:  # a rotation is routine (README "Privacy"), but reviewers' earlier lists no longer match
+            event(
+                f"the pseudonym key changed since run {rekeyed_since}: this run's pseudonyms and episode ids differ "
+                "from that run's outputs (orders are compared across the change as before)",
+                level=logging.WARNING,
+                event="pseudonym_key_changed",
+                since_run=rekeyed_since,
+            )
         _say_skipped(skipped)
         try:
             _sweep_scratch(wh_path)

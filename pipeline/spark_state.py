@@ -8,10 +8,11 @@ Parquet written through Spark, so a cluster's object store (s3a://, abfss://, gs
 
 A version (``<seq>-<run id>``) is written after the run's warehouse commit: its parts first, the
 commit row last. Readers take only committed versions, so a run killed while writing leaves parts no
-reader sees (the next version's number does not reuse them). Each part lands through Spark's output
-committer (files appear at job commit; ``_temporary`` is hidden from readers). The state mirrors the
-DuckDB warehouse that holds the rows: the same file twice adds nothing there (the ledger records it as
-skipped), and a warehouse that lacks a load the state records is refused rather than re-audited.
+reader sees (the next version takes the same number with its own run id: another folder). Each part
+lands through Spark's output committer (files appear at job commit; ``_temporary`` is hidden from
+readers). The state mirrors the DuckDB warehouse that holds the rows: the same file twice adds nothing
+there (the ledger records it as skipped), and a warehouse that lacks a load the state records is
+refused rather than re-audited.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import datetime as dt
 import logging
 import tempfile
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import duckdb
 
@@ -42,10 +44,15 @@ class RivalCommitError(ConfigError):
 
 
 def state_uri(text: str) -> str:
-    """A URI Spark reads: kept as given when it names a scheme, else this machine's folder as file://."""
-    if remote_input.scheme(text):
+    """A URI Spark reads: kept as given when it names another file system; this machine's folder (a path, or a
+    file:// URI, read as --input reads one) as file:// and the path as it is. Hadoop takes the text after the
+    scheme for the path itself, so the percent-encoded form (Path.as_uri: %20 for a space) named another
+    folder, which the run then created (a literal "we%27ird%20dir" beside "we'ird dir")."""
+    if remote_input.is_remote(text):
         return text.rstrip("/")
-    return Path(text).expanduser().resolve().as_uri()
+    if remote_input.scheme(text) == "file":
+        text = unquote(urlparse(text).path)
+    return "file://" + str(Path(text).expanduser().resolve())
 
 
 @contextlib.contextmanager
@@ -178,7 +185,8 @@ class SparkState:
             self._land(con, table, self.session.read.parquet(self._path(table, top)))
         parts = [self._path(VERDICTS, c["version"]) for c in found if c["runs"]]
         if parts:
-            verdicts = self.session.read.parquet(*parts)
+            # a version written before case_ref has no such column: merged, its rows read it as NULL
+            verdicts = self.session.read.option("mergeSchema", "true").parquet(*parts)
             if runs is not None:
                 verdicts = verdicts.where(verdicts.run_id.isin(runs))
             self._land(con, VERDICTS, verdicts)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
@@ -185,3 +186,44 @@ def test_january_is_provisional_then_revised_then_final_as_later_extracts_arrive
     assert "<strong>Provisional.</strong>" not in report and "Final: the loaded data runs through 2026-04-30" in report
     assert "provisional month" not in report and "provisional until" not in (apr / "index.html").read_text(encoding="utf-8")
     assert "(final)" in cli("runs", "--warehouse", wh).stdout.splitlines()[1]
+
+
+def test_a_new_pseudonym_key_revises_nothing_and_a_real_change_is_still_reported(tmp_path):
+    """Rotating the pseudonym key (README "Privacy") is routine; the low back pain episode id holds the
+    pseudonym, so the next run reported every order of every month "revised" (log, run.json, `runs`) and
+    `diff` listed them all: a false alarm. Revisions compare the case key-independently now."""
+    generate(tmp_path / "in", patients=1500, months=3, seed=5, start_month="2025-01")
+    wh = tmp_path / "wh.duckdb"
+
+    def run(name: str, key: str, inp: Path):
+        out = tmp_path / name
+        r = run_cli("run", "--input", inp, "--warehouse", wh, "--out", out, "--no-validate", env={**KEY, **key})
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+        return r, out, json.loads((out / "run.json").read_text())["run_id"]
+
+    started, before, first = run("a", {}, tmp_path / "in")
+    assert "pseudonym key changed" not in started.stderr
+    rotated, after, second = run("b", {"ORDER_AUDIT_PSEUDONYM_KEY": "periods-test-key-2027"}, tmp_path / "in")
+    lbp = pl.read_csv(after / "low_back_pain" / "audited_orders.csv", infer_schema=False)
+    old = pl.read_csv(before / "low_back_pain" / "audited_orders.csv", infer_schema=False)
+    assert lbp.height > 0 and set(lbp["case_id"]).isdisjoint(old["case_id"])  # the key did change every episode id
+    assert "revised" not in rotated.stderr
+    # said once, plainly: the outputs' pseudonyms no longer match that run's
+    assert f"the pseudonym key changed since run {first}: this run's pseudonyms and episode ids differ" in rotated.stderr
+    assert "revised_orders" not in json.loads((after / "low_back_pain" / "run.json").read_text())["counts"]
+    assert "revised" not in cli("runs", "--warehouse", wh).stdout
+    assert "no order changed verdict" in cli("diff", first, second, "--warehouse", wh).stdout
+
+    # a corrected extract that does change one low back pain order is still reported, under the new key
+    order = lbp["order_id"][0]
+    shutil.copytree(tmp_path / "in", tmp_path / "fixed")
+    orders = pl.read_csv(tmp_path / "fixed" / "imaging_orders.csv", infer_schema=False)
+    orders.with_columns(
+        pl.when(pl.col("order_id") == order).then(pl.lit("LOC-NEW-7")).otherwise(pl.col("order_code")).alias("order_code")
+    ).write_csv(tmp_path / "fixed" / "imaging_orders.csv")
+    changed, _, third = run("c", {"ORDER_AUDIT_PSEUDONYM_KEY": "periods-test-key-2027"}, tmp_path / "fixed")
+    assert f"revised since run {second}: 1 orders (0 added, 0 removed, 1 changed)" in changed.stderr
+    assert "pseudonym key changed" not in changed.stderr  # the key of the run before
+    assert "csf_leak" not in "".join(line for line in changed.stderr.splitlines() if "revised" in line)
+    listed = [line for line in cli("diff", first, third, "--warehouse", wh).stdout.splitlines() if "order " in line]
+    assert len(listed) == 1 and f"order {order} " in listed[0] and "changed" in listed[0], listed

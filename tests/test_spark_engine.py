@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -207,6 +208,57 @@ def test_a_blocking_failure_on_spark_exits_as_on_duckdb(connect_server, small_in
     assert "Traceback" not in spark
 
 
+@pytest.mark.spark
+def test_a_sigterm_while_spark_builds_the_models_stops_the_run_in_json_lines_without_a_traceback(java, small_input, tmp_path):
+    """py4j logs a stop that lands while it talks to the JVM ("KeyboardInterrupt while sending command.") through
+    the root logger, which then got Python's default handler: an "ERROR:root:" line and a traceback amid the
+    run's JSON lines, on the stop a scheduler sends on every timeout."""
+    wh, out = tmp_path / "wh.duckdb", tmp_path / "out"
+    command = [
+        sys.executable, "-m", "pipeline", "run", "--input", str(small_input), "--out", str(out), "--warehouse", str(wh),
+        "--config", str(_config(tmp_path / "spark.toml", master="local[2]")), "--no-validate", "--log-format", "json",
+    ]  # fmt: skip
+    env = {**os.environ, "ORDER_AUDIT_PSEUDONYM_KEY": "spark-test-key"}
+    proc = subprocess.Popen(command, cwd=Path(__file__).parents[1], env=env, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stderr:  # the models run on Spark once the merge is done: the driver waits on py4j
+        lines.append(line)
+        if '"stage": "merge"' in line:
+            time.sleep(3)
+            proc.send_signal(signal.SIGTERM)
+            break
+    lines += proc.stderr.readlines()
+    assert proc.wait(timeout=180) == 143, "".join(lines)
+    assert any('"stage": "merge"' in ln for ln in lines), "".join(lines)
+    stderr = "".join(lines)
+    assert "Traceback" not in stderr and "ERROR:root" not in stderr, stderr
+    jvm = "WARNING: Using incubator modules"  # the JVM's own line (docs/SCALING.md)
+    records = [json.loads(ln) for ln in lines if ln.strip() and not ln.startswith(jvm)]
+    assert records[-1]["exit_code"] == 143 and "stopped by SIGTERM" in records[-1]["message"]
+    assert not out.exists()
+
+
+@pytest.mark.spark
+def test_a_state_folder_with_spaces_and_quotes_is_written_where_it_is_named(java, small_input, tmp_path):
+    """--spark-state went to Spark percent-encoded (Path.as_uri), which Hadoop takes for the path itself: the run
+    wrote its state into a new folder named "we%27ird%20%22state%22" and the named one stayed empty."""
+    state = tmp_path / 'we\'ird "state" folder'
+    config = _config(tmp_path / "spark.toml", master="local[2]")
+    out, wh = tmp_path / "out", tmp_path / "wh.duckdb"
+    proc = run_cli("run", "--input", small_input, "--out", out, "--warehouse", wh, "--config", config,
+                   "--spark-state", state, "--no-validate")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_id = json.loads((out / "run.json").read_text(encoding="utf-8"))["run_id"]
+    assert (state / "commits" / f"00000001-{run_id}").is_dir()
+    assert not [p.name for p in tmp_path.iterdir() if "%" in p.name]
+    # the same folder as a file:// URI (percent-encoded, as Path.as_uri and browsers write it)
+    listed = run_cli("runs", "--spark-state", state.as_uri(), "--config", config, "--json")
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    assert [r["run_id"] for r in json.loads(listed.stdout)] == [run_id]
+    # runs --spark-state imports PySpark without the gate, and printed its pandas 3 FutureWarning (two lines)
+    assert "FutureWarning" not in listed.stderr and "Warning:" not in listed.stderr, listed.stderr
+
+
 def _one_line_error(proc, code: int = 1) -> str:
     assert proc.returncode == code, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -243,6 +295,24 @@ def test_spark_remote_needs_the_spark_engine_and_an_sc_address(small_input, tmp_
     assert not out.exists() and not (tmp_path / "state").exists()
     proc = run_cli("runs", "--json")
     assert "give --warehouse FILE, or --spark-state URI" in _one_line_error(proc)
+
+
+def test_an_unreachable_spark_connect_server_is_one_line_and_exit_1_within_a_minute(small_input, tmp_path):
+    """PySpark's default retries waited over ten minutes for a server nobody answers at, ended in a multi-line
+    gRPC repr and a RETRIES_EXCEEDED warning, then waited as long again at exit (a SIGTERM there: a traceback)."""
+    pytest.importorskip("pyspark.sql.connect.session")
+    address, out = f"sc://127.0.0.1:{_free_port()}", tmp_path / "out"  # nothing listens there
+    started = time.monotonic()
+    proc = run_cli(
+        "run", "--input", small_input, "--out", out, "--warehouse", tmp_path / "wh.duckdb", "--engine", "spark",
+        "--spark-remote", address, "--no-validate", timeout=120,
+    )  # fmt: skip
+    line = _one_line_error(proc)
+    assert f"the Spark Connect server spark connect {address} did not answer" in line and "UNAVAILABLE" in line, line
+    assert "RETRIES_EXCEEDED" not in proc.stderr and not out.exists()
+    proc = run_cli("runs", "--spark-state", tmp_path / "state", env={"SPARK_REMOTE": address}, timeout=120)
+    assert "did not answer" in _one_line_error(proc)
+    assert time.monotonic() - started < 120  # both
 
 
 def test_an_input_uri_of_another_file_system_needs_a_spark_beside_the_driver(tmp_path):

@@ -42,7 +42,11 @@ def _add_run(con, run_id: str, action: str, verdict: str, minutes: int) -> None:
         [run_id, at],
     )
     for order, v in (("o1", "appropriate"), ("o2", verdict)):
-        con.execute("INSERT INTO run_verdicts VALUES (?, 'all', ?, 'c1', ?, 'r', 'csf_leak')", [run_id, order, v])
+        con.execute(
+            "INSERT INTO run_verdicts (run_id, period, order_id, case_id, verdict, reasons, audit_id) "
+            "VALUES (?, 'all', ?, 'c1', ?, 'r', 'csf_leak')",
+            [run_id, order, v],
+        )
 
 
 def _rows(con, table: str) -> list[tuple]:

@@ -183,6 +183,40 @@ def submitted() -> bool:
     return bool(os.environ.get(SUBMIT_ENV))
 
 
+# the first contact with a Spark Connect server: PySpark's default retries wait 10 minutes and more for an
+# unreachable one, twice (again at exit, to clean its caches); a scheduler's job should fail within seconds
+REACH_RETRIES = {"max_retries": 6, "max_backoff": 10_000}  # backoffs 0.05, 0.2, 0.8, 3.2, 10, 10 s: about 25 s
+REACH_SECONDS = 25
+
+
+def _reason(exc: BaseException) -> str:
+    """A gRPC failure as its status and details (the exception's text is a multi-line repr), else its first line."""
+    for cause in (exc, exc.__cause__, exc.__context__):
+        if cause is not None and callable(getattr(cause, "details", None)) and callable(getattr(cause, "code", None)):
+            return f"{cause.code().name}: {cause.details()}"
+    return first_line(exc)
+
+
+def reach(settings: SparkSettings) -> None:
+    """Stop at once, in one line, when the Spark Connect server does not answer (bounded retries)."""
+    import warnings
+
+    from pyspark.sql.connect.client.core import SparkConnectClient
+
+    client = SparkConnectClient(connection=settings.remote, retry_policy=REACH_RETRIES)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PySpark's "[RETRIES_EXCEEDED]" warning: the error below says it
+            client.get_configs("spark.app.name")
+    except Exception as exc:  # noqa: BLE001 (gRPC's and PySpark's errors differ)
+        raise ConfigError(
+            f"--engine spark: the Spark Connect server {described(settings)} did not answer "
+            f"(tried for about {REACH_SECONDS} s): {_reason(exc)}"
+        ) from None
+    finally:
+        client.close()  # closed: its exit hook sends nothing
+
+
 def start_session(settings: SparkSettings):
     """The [spark] settings' session: started here, or the one this process has already started with them
     (getOrCreate: the input's copy from another file system and the models share one session)."""
@@ -190,6 +224,7 @@ def start_session(settings: SparkSettings):
 
     builder = SparkSession.builder.appName("order-audit")
     if settings.remote:
+        reach(settings)
         builder = builder.remote(settings.remote)
     else:
         if not submitted():  # under spark-submit its --master and --conf hold, not [spark] master
