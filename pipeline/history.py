@@ -98,14 +98,16 @@ def committing(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
 
 
 def _case_refs(audit_id: str) -> str:
-    """The audit's period mart with ``case_ref``: its case id made independent of the pseudonym key. An audit may
-    build its case id from the patient's pseudonym (low back pain: pseudonym and index date), which a new key
-    changes for every case; the pseudonym is replaced by the patient id it stands for and the whole hashed
-    (SHA-256, no key), so a rotated key revises nothing and no raw id is kept even in the history tables."""
-    mart, keys = f"{audit_id}__mart_audited_orders", f"{audit_id}__int_patient_keys"
-    return f"""(SELECT m.*, sha256(coalesce(replace(m.case_id, m.patient_key, 'patient:' || k.patient_id), m.case_id))
+    """The audit's period mart with ``case_ref``: its case id without the pseudonym it may hold (low back pain:
+    pseudonym and index date, ``P…-2025-03-04`` -> ``-2025-03-04``), so a new pseudonym key revises nothing. Runs
+    are compared order by order (``order_id``), and an order names its patient, so what is left tells a case from
+    another of the order's patient. No hash of the patient id: the history leaves the warehouse (``--spark-state``
+    writes it as Parquet to a shared store), and an unkeyed hash of a medical record number is undone by trying
+    every number. (An order moved to another patient with the same index date is not seen as changed.)"""
+    mart = f"{audit_id}__mart_audited_orders"
+    return f"""(SELECT m.*, CASE WHEN m.patient_key IS NULL THEN m.case_id ELSE replace(m.case_id, m.patient_key, '') END
                        AS case_ref
-                FROM {mart} AS m LEFT JOIN {keys} AS k ON k.patient_key = m.patient_key)"""
+                FROM {mart} AS m)"""
 
 
 def _same_case(a: str, b: str) -> str:
@@ -119,7 +121,7 @@ def _same_case(a: str, b: str) -> str:
 def record_period(con: duckdb.DuckDBPyConnection, run_id: str, period: str, audit_id: str) -> dict | None:
     """Replace the audit's results of the period with this run's (inside the caller's transaction); return
     how this run revises the results the previous run recorded for them (None: the period is new)."""
-    # hashed once, read three times below (the mart is a view over every audited order of the period)
+    # made once, read three times below (the mart is a view over every audited order of the period)
     con.execute(f"CREATE OR REPLACE TEMP TABLE period_results AS SELECT * FROM {_case_refs(audit_id)}")
     mart = "period_results"
     revision = con.execute(
