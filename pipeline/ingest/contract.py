@@ -9,6 +9,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The longest text a contract column may hold, in characters. Names, codes, ids and words are short; a value
+# far longer is no name (a field that swallowed a file, a hostile export) and no human reads it on a page or in a
+# workbook cell (Excel stops at 32,767). Held as data, one 50 MB department grew the report stage to 5.5 GB of
+# memory and overflowed an Arrow string buffer. So such a row is bad input: set aside in rejects.csv with its
+# column and this reason (the value not shown), and the value goes no further than the parse.
+LONGEST_TEXT = 1_000
+# free text a clinician writes: several paragraphs are real, a workbook cell still shows them
+LONGEST_FREE_TEXT = {"indication_text": 10_000}
+
+
+def longest_text(column: str) -> int:
+    """The most characters a value of the contract column may have (``LONGEST_TEXT``)."""
+    return LONGEST_FREE_TEXT.get(column, LONGEST_TEXT)
+
+
+def too_long_reason(column: str) -> str:
+    """The reject's reason for a value of `column` longer than it may be: what it is and what to do."""
+    return (
+        f"longer than {longest_text(column):,} characters, which no {column} is (a damaged or hostile extract): "
+        "the row is set aside and the value not shown; fix the value in the extract"
+    )
+
 
 @dataclass(frozen=True)
 class TableContract:

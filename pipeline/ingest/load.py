@@ -24,7 +24,7 @@ import polars as pl
 from pipeline.config import Config
 from pipeline.errors import InputFileError
 from pipeline.ingest import headers, parse_checks, physical_lines, short_rows, source_store, textfile, value_maps, xlsx
-from pipeline.ingest.contract import CONTRACTS, TableContract
+from pipeline.ingest.contract import CONTRACTS, TableContract, longest_text, too_long_reason
 from pipeline.ingest.files import Fingerprint, fingerprint_in_background, line_of
 from pipeline.ingest.inputs import InputFile, find_inputs  # noqa: F401 - the loader's entry points
 from pipeline.ingest.ledger import TableLoad, ensure_tables, merge_inputs  # noqa: F401 - re-exported for callers
@@ -38,6 +38,7 @@ from pipeline.warehouse import memory_limit
 log = logging.getLogger(__name__)
 
 LINE, FILE, ERR = source_store.LINE, source_store.FILE, source_store.ERR  # the stored file's columns
+LONG_TEXT = source_store.LONG_TEXT
 _column_map = headers.column_map
 
 
@@ -293,9 +294,10 @@ def prepare_table(
         con.execute(f"SET memory_limit = {literal(memory_limit())}")
         con.execute(f"SET temp_directory = {literal(scratch / 'duckdb_tmp')}")
         src = f"read_parquet({literal(typed_path)})"
+        set_aside_too_long(con, typed_path, contract, scratch)
         typed_cols = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
         problems = []
-        for err in (c for c in typed_cols if c.startswith(ERR)):
+        for err in (c for c in typed_cols if c.startswith(ERR) and c != LONG_TEXT):
             column = err[len(ERR) :].removesuffix("_missing")
             value = ident(f"_raw_{column}") if f"_raw_{column}" in typed_cols else "CAST(NULL AS VARCHAR)"
             action = "row_rejected" if (column in contract.not_null or column in contract.instants) else "value_nulled"
@@ -306,6 +308,7 @@ def prepare_table(
         con.execute("CREATE TABLE rejects AS " + " UNION ALL ".join(problems)) if problems else con.execute(
             "CREATE TABLE rejects (source_line BIGINT, column_name VARCHAR, value VARCHAR, reason VARCHAR, action VARCHAR)"
         )
+        con.execute("INSERT INTO rejects SELECT * FROM too_long")
         if f.fmt == "csv" and rows is None:  # a row missing fields: its values may sit in the wrong columns
             short_rows.set_aside(con, typed_path, source, [c for c in schema if c != LINE], truncated)
         read_rejected = 0
@@ -396,6 +399,43 @@ def prepare_table(
         unknown_values=unknown,
         segments=list(segments or []),
     )
+
+
+def set_aside_too_long(con: duckdb.DuckDBPyConnection, typed_path: Path, contract: TableContract, scratch: Path) -> None:
+    """Table too_long: a reject for each text longer than its column may hold (contract.LONGEST_TEXT), its row
+    set aside. The text is nulled in the typed file (the warehouse's copy of the rows) with its reasons and
+    delivered copy, before anything reads them: no reject, count or list of unknown words shows it, and no
+    later stage holds it. The parse flags the rows whose text has more bytes than the limit (LONG_TEXT: bytes
+    are free to count, characters are not); only those rows are measured here, in characters, so a file
+    without one pays one scan of the flag. A typed file without the flag (Spark's typing) is measured whole."""
+    src = f"read_parquet({literal(typed_path)})"
+    types = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {src})").fetchall())
+    flagged = LONG_TEXT in types
+    # each contract column's text: the column when it is text, else the delivered copy of a value that failed
+    texts = {c: c if types[c] == "VARCHAR" else f"_raw_{c}" for c in contract.columns if c in types}
+    texts = {c: text for c, text in texts.items() if types.get(text) == "VARCHAR"}
+    over = {c: f"coalesce(length({ident(text)}) > {longest_text(c)}, false)" for c, text in texts.items()}
+    selects = [
+        f"SELECT {LINE} AS source_line, {literal(c)} AS column_name, CAST(NULL AS VARCHAR) AS value, "
+        f"{literal(too_long_reason(c))} AS reason, 'row_rejected' AS action FROM {src} "
+        f"WHERE {LONG_TEXT + ' AND ' if flagged else ''}{test}"
+        for c, test in over.items()
+    ]
+    empty = "SELECT NULL::BIGINT AS source_line, NULL::VARCHAR AS column_name, NULL::VARCHAR AS value, "
+    empty += "NULL::VARCHAR AS reason, NULL::VARCHAR AS action WHERE false"
+    if flagged and not con.execute(f"SELECT bool_or({LONG_TEXT}) FROM {src}").fetchall()[0][0]:
+        selects = []  # the common case: no row has a text that long
+    con.execute("CREATE OR REPLACE TEMP TABLE too_long AS " + " UNION ALL ".join(selects or [empty]))
+    if not con.execute("SELECT count(*) FROM too_long").fetchall()[0][0]:
+        return
+    nulled = {}
+    for c, test in over.items():  # the column, its reasons and its delivered copy, where the text is too long
+        for name in (c, ERR + c, f"{ERR}{c}_missing", f"_raw_{c}"):
+            if name in types and not (name == c and types[c] != "VARCHAR"):
+                nulled[name] = f"CASE WHEN {test} THEN NULL ELSE {ident(name)} END AS {ident(name)}"
+    rewritten = scratch / f"{typed_path.stem}.short.parquet"
+    con.execute(f"COPY (SELECT * REPLACE ({', '.join(nulled.values())}) FROM {src}) TO {literal(rewritten)} (FORMAT parquet)")
+    rewritten.replace(typed_path)
 
 
 def _hide_patient_ids(con: duckdb.DuckDBPyConnection, src: str, typed_cols: list[str]) -> None:

@@ -1,0 +1,107 @@
+"""Hostile input, part 2, through the real CLI: a text field no one can read, a FHIR resource that says two
+things, and the attacks of a fresh hostile pass. Each test names the fault it pins and fails without its fix.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import string
+from pathlib import Path
+
+import polars as pl
+import pytest
+from conftest import run_cli
+from fhir_export import export_extract
+from test_bad_inputs import _rejects, _run_json, _write_workbook
+
+from pipeline.ingest.contract import LONGEST_TEXT
+
+# a text no name is: 2 MB of letters that do not compress (so an output that holds it is over a megabyte,
+# even compressed Parquet)
+HUGE = "".join(random.Random(26).choices(string.ascii_letters, k=2_000_000))
+
+
+def _order_rows(d: Path) -> list[list[str]]:
+    return [line.split(",") for line in (d / "imaging_orders.csv").read_text().splitlines()]
+
+
+def _write_orders(d: Path, fmt: str, rows: list[list[str]]) -> None:
+    """The orders as `fmt`: the CSV rewritten, or replaced by a Parquet file or a workbook."""
+    frame = pl.DataFrame(rows[1:], schema=rows[0], orient="row")
+    (d / "imaging_orders.csv").unlink()
+    if fmt == "csv":
+        frame.write_csv(d / "imaging_orders.csv")
+    elif fmt == "parquet":
+        frame.write_parquet(d / "imaging_orders.parquet")
+    else:
+        _write_workbook(d / "imaging_orders.xlsx", {"imaging_orders": rows})
+
+
+def _outputs_over_a_megabyte(out: Path) -> list[str]:
+    return [str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.stat().st_size > 1_000_000]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "xlsx", "fhir"])
+def test_a_huge_department_is_a_reject_in_every_format_and_reaches_no_output(tmp_path, small_input, fmt):
+    """A 50 MB ordering_department on an audited order grew the report stage to 5.5 GB of memory and stopped it
+    with a traceback (an Arrow string buffer over 2 GB); smaller, it was printed whole on every page that names
+    the department. Now the row is set aside at the parse (column, reason, no value), counted, and no output
+    holds the text. The order O4 is the premature one: audited, in the flagged list."""
+    rows = _order_rows(small_input)
+    column = rows[0].index("ordering_department")
+    # a name exactly at the limit stays, counted in characters (2 bytes each), not in bytes
+    rows[1][column] = "é" * LONGEST_TEXT
+    if fmt == "fhir":  # O4's department, Emergency, is its encounter's Location: that Location's name
+        _write_orders(small_input, "csv", rows)
+        export = tmp_path / "export"
+        export_extract(small_input, export)
+        locations = export / "Location.000.ndjson"
+        resources = [json.loads(line) for line in locations.read_text(encoding="utf-8").splitlines()]
+        for resource in resources:
+            resource["name"] = HUGE if resource["name"] == "Emergency" else resource["name"]
+        locations.write_text("".join(json.dumps(r) + "\n" for r in resources), encoding="utf-8")
+        source = export
+    else:
+        rows[4][column] = HUGE
+        _write_orders(small_input, fmt, rows)
+        source = small_input
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", source, "--out", out, "--no-validate")
+    assert r.returncode == 0, r.stderr
+    rejects = _rejects(out).filter(pl.col("table_name") == "imaging_orders")
+    assert rejects.height == 1, rejects
+    reject = rejects.row(0, named=True)
+    assert reject["column_name"] == "ordering_department"
+    assert reject["reason"].startswith(f"longer than {LONGEST_TEXT:,} characters"), reject
+    assert reject["action"] == "row_rejected" and reject["value"] is None
+    if fmt == "fhir":
+        assert "ServiceRequest" in reject["source_file"], reject
+    else:
+        # the CSV's line and the Excel row count the header; a Parquet file's rows count from 1
+        assert reject["source_line"] == ("4" if fmt == "parquet" else "5"), reject
+    loaded = {i["table"]: (i["rows_read"], i["rows_loaded"]) for i in _run_json(out)["inputs"]}
+    assert loaded["imaging_orders"] == (4, 3), loaded
+    assert _outputs_over_a_megabyte(out) == []
+    assert HUGE[:1000] not in r.stderr
+    audited = pl.read_csv(out / "csf_leak" / "audited_orders.csv", infer_schema=False)
+    assert "O4" not in audited["order_id"].to_list()
+    assert "é" * LONGEST_TEXT in (out / "csf_leak" / "report.html").read_text(encoding="utf-8")
+
+
+def test_a_huge_value_in_a_checked_column_is_not_shown_either(tmp_path, small_input):
+    """A 2 MB ordered_at was listed whole in rejects.csv as the unparseable value, and a 2 MB status word whole
+    in the log, run.json and the report as a value no map knows. Both are now too long, and shown nowhere."""
+    rows = _order_rows(small_input)
+    rows[2][rows[0].index("ordered_at")] = HUGE
+    rows[3][rows[0].index("status")] = HUGE
+    _write_orders(small_input, "csv", rows)
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", small_input, "--out", out, "--no-validate")
+    assert r.returncode == 0, r.stderr
+    rejects = _rejects(out).filter(pl.col("table_name") == "imaging_orders").sort("source_line")
+    assert rejects.select("source_line", "column_name").rows() == [("3", "ordered_at"), ("4", "status")], rejects
+    assert rejects["value"].is_null().all()
+    assert _outputs_over_a_megabyte(out) == []
+    assert HUGE[:1000] not in r.stderr
+    assert json.loads((out / "run.json").read_text()).get("unknown_values") in (None, [], {})
