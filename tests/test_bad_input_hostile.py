@@ -105,3 +105,31 @@ def test_a_huge_value_in_a_checked_column_is_not_shown_either(tmp_path, small_in
     assert _outputs_over_a_megabyte(out) == []
     assert HUGE[:1000] not in r.stderr
     assert json.loads((out / "run.json").read_text()).get("unknown_values") in (None, [], {})
+
+
+def test_a_resource_that_gives_an_element_twice_is_a_reject_naming_it(tmp_path, small_input):
+    """A ServiceRequest with two authoredOn (and one whose coding gives its code twice) loaded the first value
+    silently: DuckDB's reader stops at the line, the lines' way read it with json_transform, which keeps the
+    first. A hospital's exporter writing two values for one element is data the audit cannot trust: the
+    resource is a reject naming the file, the line and the element, and its order is not audited."""
+    export = tmp_path / "export"
+    export_extract(small_input, export)
+    requests = export / "ServiceRequest.000.ndjson"
+    lines = requests.read_text(encoding="utf-8").splitlines()
+    assert '"id":"O4"' in lines[3] and '"id":"O2"' in lines[1]
+    lines[3] = lines[3].replace('"authoredOn":', '"authoredOn":"2025-06-20T09:00:00-04:00","authoredOn":', 1)
+    lines[1] = lines[1].replace('"code":"72157"', '"code":"72157","code":"72148"', 1)
+    requests.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", export, "--out", out, "--no-validate")
+    assert r.returncode == 0, r.stderr
+    rejects = _rejects(out).filter(pl.col("table_name") == "imaging_orders").sort("source_line")
+    assert rejects.select("source_line", "reason").rows() == [
+        ("2", "element ServiceRequest.code.coding.code given twice in one resource (two values for one element; fix the export)"),
+        ("4", "element ServiceRequest.authoredOn given twice in one resource (two values for one element; fix the export)"),
+    ], rejects
+    assert rejects["source_file"].str.ends_with("ServiceRequest.000.ndjson").all()
+    loaded = {i["table"]: (i["rows_read"], i["rows_loaded"]) for i in _run_json(out)["inputs"]}
+    assert loaded["imaging_orders"] == (4, 2), loaded
+    audited = pl.read_csv(out / "csf_leak" / "audited_orders.csv", infer_schema=False)
+    assert not {"O2", "O4"} & set(audited["order_id"].to_list())
