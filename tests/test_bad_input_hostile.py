@@ -133,3 +133,30 @@ def test_a_resource_that_gives_an_element_twice_is_a_reject_naming_it(tmp_path, 
     assert loaded["imaging_orders"] == (4, 2), loaded
     audited = pl.read_csv(out / "csf_leak" / "audited_orders.csv", infer_schema=False)
     assert not {"O2", "O4"} & set(audited["order_id"].to_list())
+
+
+def test_times_in_year_1_or_9999_are_rejects_not_a_traceback(tmp_path, small_input):
+    """A procedure at 9999-12-31 23:59 local (year 10000 in UTC, which no Python datetime holds) stopped the run
+    with a traceback after the warehouse had loaded it; one in year 1 made the data span 2,000 years of months. Both
+    are rejects naming the column, and no page names those years."""
+    rows = _order_rows(small_input)
+    rows[3][rows[0].index("ordered_at")] = "0001-01-01 00:00:00"
+    rows[2][rows[0].index("ordered_at")] = "9999-12-31 23:59:59"
+    _write_orders(small_input, "csv", rows)
+    dx = (small_input / "diagnoses.csv").read_text() + "MRN-1,G97.1,9999-12-31 23:59:59\n"
+    (small_input / "diagnoses.csv").write_text(dx)
+    procedures = (small_input / "procedures.csv").read_text() + "PR3,MRN-3,9999-12-31 23:59:59,62323,Pain clinic,1970-01-01\n"
+    (small_input / "procedures.csv").write_text(procedures)
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", small_input, "--out", out, "--no-validate")
+    assert r.returncode == 0, r.stderr
+    rejects = _rejects(out).sort("table_name", "source_line")
+    assert rejects.select("table_name", "source_line", "column_name").rows() == [
+        ("diagnoses", "3", "recorded_at"),
+        ("imaging_orders", "3", "ordered_at"),
+        ("imaging_orders", "4", "ordered_at"),
+        ("procedures", "4", "performed_at"),
+    ], rejects
+    assert rejects["reason"].str.starts_with("outside the years 1900 to 2199").all()
+    pages = [(out / "index.html").read_text(encoding="utf-8"), (out / "csf_leak" / "report.html").read_text(encoding="utf-8")]
+    assert not any("0001-" in page or "10000-" in page for page in pages)

@@ -24,7 +24,7 @@ import polars as pl
 from pipeline.config import Config
 from pipeline.errors import InputFileError
 from pipeline.ingest import headers, parse_checks, physical_lines, short_rows, source_store, textfile, value_maps, xlsx
-from pipeline.ingest.contract import CONTRACTS, TableContract, longest_text, too_long_reason
+from pipeline.ingest.contract import CONTRACTS, INSTANT_YEARS, TableContract, longest_text, out_of_range_reason, too_long_reason
 from pipeline.ingest.files import Fingerprint, fingerprint_in_background, line_of
 from pipeline.ingest.inputs import InputFile, find_inputs  # noqa: F401 - the loader's entry points
 from pipeline.ingest.ledger import TableLoad, ensure_tables, merge_inputs  # noqa: F401 - re-exported for callers
@@ -295,6 +295,7 @@ def prepare_table(
         con.execute(f"SET temp_directory = {literal(scratch / 'duckdb_tmp')}")
         src = f"read_parquet({literal(typed_path)})"
         set_aside_too_long(con, typed_path, contract, scratch)
+        set_aside_out_of_range(con, typed_path, contract, scratch)
         typed_cols = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
         problems = []
         for err in (c for c in typed_cols if c.startswith(ERR) and c != LONG_TEXT):
@@ -308,7 +309,7 @@ def prepare_table(
         con.execute("CREATE TABLE rejects AS " + " UNION ALL ".join(problems)) if problems else con.execute(
             "CREATE TABLE rejects (source_line BIGINT, column_name VARCHAR, value VARCHAR, reason VARCHAR, action VARCHAR)"
         )
-        con.execute("INSERT INTO rejects SELECT * FROM too_long")
+        con.execute("INSERT INTO rejects SELECT * FROM too_long UNION ALL SELECT * FROM out_of_range")
         if f.fmt == "csv" and rows is None:  # a row missing fields: its values may sit in the wrong columns
             short_rows.set_aside(con, typed_path, source, [c for c in schema if c != LINE], truncated)
         read_rejected = 0
@@ -421,20 +422,53 @@ def set_aside_too_long(con: duckdb.DuckDBPyConnection, typed_path: Path, contrac
         f"WHERE {LONG_TEXT + ' AND ' if flagged else ''}{test}"
         for c, test in over.items()
     ]
-    empty = "SELECT NULL::BIGINT AS source_line, NULL::VARCHAR AS column_name, NULL::VARCHAR AS value, "
-    empty += "NULL::VARCHAR AS reason, NULL::VARCHAR AS action WHERE false"
     if flagged and not con.execute(f"SELECT bool_or({LONG_TEXT}) FROM {src}").fetchall()[0][0]:
         selects = []  # the common case: no row has a text that long
-    con.execute("CREATE OR REPLACE TEMP TABLE too_long AS " + " UNION ALL ".join(selects or [empty]))
+    con.execute("CREATE OR REPLACE TEMP TABLE too_long AS " + " UNION ALL ".join(selects or [_NO_REJECTS]))
     if not con.execute("SELECT count(*) FROM too_long").fetchall()[0][0]:
         return
     nulled = {}
     for c, test in over.items():  # the column, its reasons and its delivered copy, where the text is too long
         for name in (c, ERR + c, f"{ERR}{c}_missing", f"_raw_{c}"):
             if name in types and not (name == c and types[c] != "VARCHAR"):
-                nulled[name] = f"CASE WHEN {test} THEN NULL ELSE {ident(name)} END AS {ident(name)}"
-    rewritten = scratch / f"{typed_path.stem}.short.parquet"
-    con.execute(f"COPY (SELECT * REPLACE ({', '.join(nulled.values())}) FROM {src}) TO {literal(rewritten)} (FORMAT parquet)")
+                nulled[name] = test
+    _null_where(con, typed_path, scratch, nulled)
+
+
+def set_aside_out_of_range(con: duckdb.DuckDBPyConnection, typed_path: Path, contract: TableContract, scratch: Path) -> None:
+    """Table out_of_range: a reject for each instant outside contract.INSTANT_YEARS, its row set aside and the
+    instant nulled in the typed file, so no month, period or maturity is computed from it. One scan of each
+    instant column when none is outside (the common case)."""
+    src = f"read_parquet({literal(typed_path)})"
+    present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()}
+    first, last = INSTANT_YEARS
+    lowest, highest = f"TIMESTAMPTZ '{first}-01-01 00:00:00+00'", f"TIMESTAMPTZ '{last + 1}-01-01 00:00:00+00'"
+    tests = {c: f"coalesce({ident(c)} < {lowest} OR {ident(c)} >= {highest}, false)" for c in contract.instants if c in present}
+    hits = con.execute(f"SELECT {', '.join(f'bool_or({t})' for t in tests.values())} FROM {src}").fetchall()[0] if tests else ()
+    outside = {c: test for (c, test), hit in zip(tests.items(), hits, strict=True) if hit}
+    selects = [
+        f"SELECT {LINE} AS source_line, {literal(c)} AS column_name, CAST({ident(c)} AS VARCHAR) AS value, "
+        f"{literal(out_of_range_reason())} AS reason, 'row_rejected' AS action FROM {src} WHERE {test}"
+        for c, test in outside.items()
+    ]
+    con.execute("CREATE OR REPLACE TEMP TABLE out_of_range AS " + " UNION ALL ".join(selects or [_NO_REJECTS]))
+    _null_where(con, typed_path, scratch, outside)
+
+
+_NO_REJECTS = (
+    "SELECT NULL::BIGINT AS source_line, NULL::VARCHAR AS column_name, NULL::VARCHAR AS value, "
+    "NULL::VARCHAR AS reason, NULL::VARCHAR AS action WHERE false"
+)
+
+
+def _null_where(con: duckdb.DuckDBPyConnection, typed_path: Path, scratch: Path, nulled: dict[str, str]) -> None:
+    """Rewrite the typed file with each column of `nulled` NULL where its condition holds (the error path only)."""
+    if not nulled:
+        return
+    replaced = ", ".join(f"CASE WHEN {test} THEN NULL ELSE {ident(name)} END AS {ident(name)}" for name, test in nulled.items())
+    src = f"read_parquet({literal(typed_path)})"
+    rewritten = scratch / f"{typed_path.stem}.nulled.parquet"
+    con.execute(f"COPY (SELECT * REPLACE ({replaced}) FROM {src}) TO {literal(rewritten)} (FORMAT parquet)")
     rewritten.replace(typed_path)
 
 
