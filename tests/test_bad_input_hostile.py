@@ -160,3 +160,22 @@ def test_times_in_year_1_or_9999_are_rejects_not_a_traceback(tmp_path, small_inp
     assert rejects["reason"].str.starts_with("outside the years 1900 to 2199").all()
     pages = [(out / "index.html").read_text(encoding="utf-8"), (out / "csf_leak" / "report.html").read_text(encoding="utf-8")]
     assert not any("0001-" in page or "10000-" in page for page in pages)
+
+
+@pytest.mark.parametrize(
+    ("setting", "exit_code"),
+    [("site_timezone", 1), ("[formats.imaging_orders]\ndelimiter", 1), ("[columns.imaging_orders]\norder_id", 2)],
+    ids=["site_timezone", "delimiter", "column_map"],
+)
+def test_a_10_mb_setting_is_one_short_line_not_a_traceback_or_10_mb_of_it(tmp_path, small_input, setting, exit_code):
+    """A 10 MB site_timezone stopped the run with a traceback (the zone name longer than a file name may be); a
+    10 MB delimiter or column name came back whole in the error: one line of 10 MB, on a terminal or in a log."""
+    config = tmp_path / "site.toml"
+    config.write_text(f'{setting} = "{"A" * 10_000_000}"\n')
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", small_input, "--out", out, "--config", config, "--no-validate")
+    assert r.returncode == exit_code, r.stderr[:2000]
+    assert "Traceback" not in r.stderr and len(r.stderr) < 2000, r.stderr[:2000]
+    assert r.stderr.strip().splitlines()[-1].startswith("order-audit: error: ")
+    assert "(10,000,002 characters)" in r.stderr
+    assert not out.exists()
