@@ -179,3 +179,25 @@ def test_a_10_mb_setting_is_one_short_line_not_a_traceback_or_10_mb_of_it(tmp_pa
     assert r.stderr.strip().splitlines()[-1].startswith("order-audit: error: ")
     assert "(10,000,002 characters)" in r.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("column", "nested", "kind"),
+    [
+        ("ordering_department", pl.struct(pl.col("ordering_department").alias("name"), pl.lit(1).alias("n")), "Struct"),
+        ("order_code", pl.concat_list("order_code", "order_code"), "List"),
+    ],
+    ids=["struct", "list"],
+)
+def test_a_nested_parquet_column_stops_the_run_naming_it(tmp_path, small_input, column, nested, kind):
+    """A struct where the contract reads text was loaded as its text (department `{"Neurology",1}`, on every
+    page); a list stopped the run with 'Parquet file could not be read', naming no column."""
+    orders = pl.read_csv(small_input / "imaging_orders.csv", infer_schema=False).with_columns(nested.alias(column))
+    (small_input / "imaging_orders.csv").unlink()
+    orders.write_parquet(small_input / "imaging_orders.parquet")
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", small_input, "--out", out, "--no-validate")
+    assert r.returncode == 2, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert f"imaging_orders.parquet, column '{column}': holds {kind} values (nested)" in line, line
+    assert not out.exists()

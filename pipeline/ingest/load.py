@@ -72,7 +72,23 @@ def scan(
         lf = textfile.scan(source or Source(f.path), LINE).rename(rename, strict=False)
     lf = lf.with_columns(pl.col(LINE).cast(pl.Int64))
     schema = dict(lf.collect_schema())
+    _refuse_nested_columns(f, schema)
     return lf, schema
+
+
+def _refuse_nested_columns(f: InputFile, schema: dict) -> None:
+    """A contract column of a Parquet file holding structs, lists or arrays stops the run naming it: a struct was
+    read as its text (a department `{"Neurology",1}`), a list stopped the run with no column named."""
+    contract = next((c for c in CONTRACTS if c.name == f.table), None)
+    nested = [(c, t) for c, t in schema.items() if contract is not None and c in contract.columns and t.is_nested()]
+    if nested:
+        column, dtype = nested[0]
+        raise InputFileError(
+            f.label,
+            f"holds {dtype.base_type()} values (nested) where the contract reads one value",
+            "Re-export the extract with one plain value (text, a number or a time) per cell",
+            column=column,
+        )
 
 
 def _diagnose_csv_failure(f: InputFile, source: Source) -> tuple[int | None, str]:
