@@ -35,7 +35,7 @@ def too_long_reason(column: str) -> str:
 # The years an instant (performed_at, ordered_at, recorded_at) may fall in. An order of year 1 or 9999 is no
 # order: a placeholder or a damaged field. Year 9999 local is year 10000 in UTC, which no Python datetime holds:
 # the run stopped with a traceback after the warehouse had loaded it; year 1 made the data span 2,000 years of
-# months. Such a row is set aside with the value and this reason (load.set_aside_out_of_range). Future dates
+# months. Such a row is set aside with the value and this reason (load.set_aside_impossible). Future dates
 # inside the window stay: the gate's not_future checks count them.
 INSTANT_YEARS = (1900, 2199)
 

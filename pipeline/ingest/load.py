@@ -310,8 +310,7 @@ def prepare_table(
         con.execute(f"SET memory_limit = {literal(memory_limit())}")
         con.execute(f"SET temp_directory = {literal(scratch / 'duckdb_tmp')}")
         src = f"read_parquet({literal(typed_path)})"
-        set_aside_too_long(con, typed_path, contract, scratch)
-        set_aside_out_of_range(con, typed_path, contract, scratch)
+        set_aside = set_aside_impossible(con, typed_path, contract, scratch)
         typed_cols = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
         problems = []
         for err in (c for c in typed_cols if c.startswith(ERR) and c != LONG_TEXT):
@@ -325,7 +324,8 @@ def prepare_table(
         con.execute("CREATE TABLE rejects AS " + " UNION ALL ".join(problems)) if problems else con.execute(
             "CREATE TABLE rejects (source_line BIGINT, column_name VARCHAR, value VARCHAR, reason VARCHAR, action VARCHAR)"
         )
-        con.execute("INSERT INTO rejects SELECT * FROM too_long UNION ALL SELECT * FROM out_of_range")
+        if set_aside:
+            con.execute("INSERT INTO rejects SELECT * FROM set_aside")
         if f.fmt == "csv" and rows is None:  # a row missing fields: its values may sit in the wrong columns
             short_rows.set_aside(con, typed_path, source, [c for c in schema if c != LINE], truncated)
         read_rejected = 0
@@ -418,13 +418,18 @@ def prepare_table(
     )
 
 
-def set_aside_too_long(con: duckdb.DuckDBPyConnection, typed_path: Path, contract: TableContract, scratch: Path) -> None:
-    """Table too_long: a reject for each text longer than its column may hold (contract.LONGEST_TEXT), its row
-    set aside. The text is nulled in the typed file (the warehouse's copy of the rows) with its reasons and
-    delivered copy, before anything reads them: no reject, count or list of unknown words shows it, and no
-    later stage holds it. The parse flags the rows whose text has more bytes than the limit (LONG_TEXT: bytes
-    are free to count, characters are not); only those rows are measured here, in characters, so a file
-    without one pays one scan of the flag. A typed file without the flag (Spark's typing) is measured whole."""
+def set_aside_impossible(con: duckdb.DuckDBPyConnection, typed_path: Path, contract: TableContract, scratch: Path) -> bool:
+    """Values no row can hold, as rejects in table set_aside (True when there is one), each row set aside and the
+    value nulled in the typed file (the warehouse's copy of the rows) before anything reads it:
+
+    * a text longer than its column may hold (contract.LONGEST_TEXT): nulled with its reasons and delivered copy,
+      so no reject, count or list of unknown words shows it and no later stage holds it. The parse flags the rows
+      whose text has more bytes than the limit (LONG_TEXT: bytes are free to count, characters are not); only
+      those rows are measured here, in characters. A typed file without the flag (Spark's typing): every row;
+    * an instant outside contract.INSTANT_YEARS, shown in the reject: no month, period or maturity is computed
+      from it.
+
+    The common case (none) costs one query: the flag and the instants' bounds in one scan."""
     src = f"read_parquet({literal(typed_path)})"
     types = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {src})").fetchall())
     flagged = LONG_TEXT in types
@@ -432,49 +437,34 @@ def set_aside_too_long(con: duckdb.DuckDBPyConnection, typed_path: Path, contrac
     texts = {c: c if types[c] == "VARCHAR" else f"_raw_{c}" for c in contract.columns if c in types}
     texts = {c: text for c, text in texts.items() if types.get(text) == "VARCHAR"}
     over = {c: f"coalesce(length({ident(text)}) > {longest_text(c)}, false)" for c, text in texts.items()}
+    first, last = INSTANT_YEARS
+    lowest, highest = f"TIMESTAMPTZ '{first}-01-01 00:00:00+00'", f"TIMESTAMPTZ '{last + 1}-01-01 00:00:00+00'"
+    tests = {c: f"coalesce({ident(c)} < {lowest} OR {ident(c)} >= {highest}, false)" for c in contract.instants if c in types}
+    probe = [f"bool_or({LONG_TEXT})" if flagged else "true"] + [f"bool_or({t})" for t in tests.values()]
+    long_rows, *hits = con.execute(f"SELECT {', '.join(probe)} FROM {src}").fetchall()[0]
+    outside = {c: test for (c, test), hit in zip(tests.items(), hits, strict=True) if hit}
     selects = [
         f"SELECT {LINE} AS source_line, {literal(c)} AS column_name, CAST(NULL AS VARCHAR) AS value, "
         f"{literal(too_long_reason(c))} AS reason, 'row_rejected' AS action FROM {src} "
         f"WHERE {LONG_TEXT + ' AND ' if flagged else ''}{test}"
-        for c, test in over.items()
-    ]
-    if flagged and not con.execute(f"SELECT bool_or({LONG_TEXT}) FROM {src}").fetchall()[0][0]:
-        selects = []  # the common case: no row has a text that long
-    con.execute("CREATE OR REPLACE TEMP TABLE too_long AS " + " UNION ALL ".join(selects or [_NO_REJECTS]))
-    if not con.execute("SELECT count(*) FROM too_long").fetchall()[0][0]:
-        return
-    nulled = {}
-    for c, test in over.items():  # the column, its reasons and its delivered copy, where the text is too long
-        for name in (c, ERR + c, f"{ERR}{c}_missing", f"_raw_{c}"):
-            if name in types and not (name == c and types[c] != "VARCHAR"):
-                nulled[name] = test
-    _null_where(con, typed_path, scratch, nulled)
-
-
-def set_aside_out_of_range(con: duckdb.DuckDBPyConnection, typed_path: Path, contract: TableContract, scratch: Path) -> None:
-    """Table out_of_range: a reject for each instant outside contract.INSTANT_YEARS, its row set aside and the
-    instant nulled in the typed file, so no month, period or maturity is computed from it. One scan of each
-    instant column when none is outside (the common case)."""
-    src = f"read_parquet({literal(typed_path)})"
-    present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()}
-    first, last = INSTANT_YEARS
-    lowest, highest = f"TIMESTAMPTZ '{first}-01-01 00:00:00+00'", f"TIMESTAMPTZ '{last + 1}-01-01 00:00:00+00'"
-    tests = {c: f"coalesce({ident(c)} < {lowest} OR {ident(c)} >= {highest}, false)" for c in contract.instants if c in present}
-    hits = con.execute(f"SELECT {', '.join(f'bool_or({t})' for t in tests.values())} FROM {src}").fetchall()[0] if tests else ()
-    outside = {c: test for (c, test), hit in zip(tests.items(), hits, strict=True) if hit}
-    selects = [
+        for c, test in (over.items() if long_rows else ())
+    ] + [
         f"SELECT {LINE} AS source_line, {literal(c)} AS column_name, CAST({ident(c)} AS VARCHAR) AS value, "
         f"{literal(out_of_range_reason())} AS reason, 'row_rejected' AS action FROM {src} WHERE {test}"
         for c, test in outside.items()
     ]
-    con.execute("CREATE OR REPLACE TEMP TABLE out_of_range AS " + " UNION ALL ".join(selects or [_NO_REJECTS]))
-    _null_where(con, typed_path, scratch, outside)
-
-
-_NO_REJECTS = (
-    "SELECT NULL::BIGINT AS source_line, NULL::VARCHAR AS column_name, NULL::VARCHAR AS value, "
-    "NULL::VARCHAR AS reason, NULL::VARCHAR AS action WHERE false"
-)
+    if not selects:
+        return False
+    con.execute("CREATE OR REPLACE TEMP TABLE set_aside AS " + " UNION ALL ".join(selects))
+    long_columns = "SELECT DISTINCT column_name FROM set_aside WHERE reason LIKE 'longer than %'"
+    too_long = {c for (c,) in con.execute(long_columns).fetchall()}
+    nulled = dict(outside)
+    for c in too_long:  # the column, its reasons and its delivered copy, where the text is too long
+        for name in (c, ERR + c, f"{ERR}{c}_missing", f"_raw_{c}"):
+            if name in types and not (name == c and types[c] != "VARCHAR"):
+                nulled[name] = over[c]
+    _null_where(con, typed_path, scratch, nulled)
+    return True
 
 
 def _null_where(con: duckdb.DuckDBPyConnection, typed_path: Path, scratch: Path, nulled: dict[str, str]) -> None:

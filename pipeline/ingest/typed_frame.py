@@ -32,7 +32,7 @@ def typed_frame(lf: pl.LazyFrame, schema: dict, contract: TableContract, cfg: Co
     fmt = cfg.format_of(contract.name)
     vocabularies = contract.allowed_values
     # rows with a text of more bytes than its column may hold characters (contract.LONGEST_TEXT), flagged for
-    # the loader, which measures their characters and sets them aside (load.set_aside_too_long). One boolean:
+    # the loader, which measures their characters and sets them aside (load.set_aside_impossible). One boolean:
     # a byte count is free; characters, or one reason column per text column, cost 10% of the parse
     texts = [c for c in schema if c in contract.columns and schema[c] == pl.String]
     long_text = pl.any_horizontal(pl.col(c).str.len_bytes() > longest_text(c) for c in texts) if texts else pl.lit(False)
