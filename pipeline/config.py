@@ -227,7 +227,7 @@ def load_config(path: str | Path | None = None, **overrides) -> Config:
         raise ConfigError(f"{path or 'config'}: engine = {cfg.engine!r}; one of {', '.join(ENGINES)}")
     try:
         ZoneInfo(cfg.site_timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name longer than a file name may be
         raise ConfigError(
             f"site time zone '{cfg.site_timezone}' is not an IANA zone name (for example America/New_York)"
         ) from None

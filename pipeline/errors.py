@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import signal
 import unicodedata
 
@@ -22,8 +23,20 @@ class AuditError(Exception):
     exit_code = EXIT_USAGE
 
     def __init__(self, message: str):
+        message = bounded(message)
         super().__init__(message)
         self.message = message
+
+
+LONGEST_WORD = 300  # characters of one word (no white space) a message shows whole
+
+
+def bounded(message: str) -> str:
+    """``message`` with each word longer than LONGEST_WORD cut to its start and its length: a setting or a header
+    name of 10 MB (quoted back in the message) made the one line 10 MB long, on a terminal or in a JSON log."""
+    if len(message) <= LONGEST_WORD:
+        return message
+    return re.sub(rf"\S{{{LONGEST_WORD + 1},}}", lambda m: f"{m.group()[:60]}... ({len(m.group()):,} characters)", message)
 
 
 class ConfigError(AuditError):

@@ -9,6 +9,41 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The longest text a contract column may hold, in characters. Names, codes, ids and words are short; a value
+# far longer is no name (a field that swallowed a file, a hostile export) and no human reads it on a page or in a
+# workbook cell (Excel stops at 32,767). Held as data, one 50 MB department grew the report stage to 5.5 GB of
+# memory and overflowed an Arrow string buffer. So such a row is bad input: set aside in rejects.csv with its
+# column and this reason (the value not shown), and the value goes no further than the parse.
+LONGEST_TEXT = 1_000
+# free text a clinician writes: several paragraphs are real, a workbook cell still shows them
+LONGEST_FREE_TEXT = {"indication_text": 10_000}
+
+
+def longest_text(column: str) -> int:
+    """The most characters a value of the contract column may have (``LONGEST_TEXT``)."""
+    return LONGEST_FREE_TEXT.get(column, LONGEST_TEXT)
+
+
+def too_long_reason(column: str) -> str:
+    """The reject's reason for a value of `column` longer than it may be: what it is and what to do."""
+    return (
+        f"longer than {longest_text(column):,} characters, which no {column} is (a damaged or hostile extract): "
+        "the row is set aside and the value not shown; fix the value in the extract"
+    )
+
+
+# The years an instant (performed_at, ordered_at, recorded_at) may fall in. An order of year 1 or 9999 is no
+# order: a placeholder or a damaged field. Year 9999 local is year 10000 in UTC, which no Python datetime holds:
+# the run stopped with a traceback after the warehouse had loaded it; year 1 made the data span 2,000 years of
+# months. Such a row is set aside with the value and this reason (load.set_aside_impossible). Future dates
+# inside the window stay: the gate's not_future checks count them.
+INSTANT_YEARS = (1900, 2199)
+
+
+def out_of_range_reason() -> str:
+    first, last = INSTANT_YEARS
+    return f"outside the years {first} to {last}, which no order, procedure or diagnosis time is: fix the value in the extract"
+
 
 @dataclass(frozen=True)
 class TableContract:

@@ -24,7 +24,7 @@ import polars as pl
 from pipeline.config import Config
 from pipeline.errors import InputFileError
 from pipeline.ingest import headers, parse_checks, physical_lines, short_rows, source_store, textfile, value_maps, xlsx
-from pipeline.ingest.contract import CONTRACTS, TableContract
+from pipeline.ingest.contract import CONTRACTS, INSTANT_YEARS, TableContract, longest_text, out_of_range_reason, too_long_reason
 from pipeline.ingest.files import Fingerprint, fingerprint_in_background, line_of
 from pipeline.ingest.inputs import InputFile, find_inputs  # noqa: F401 - the loader's entry points
 from pipeline.ingest.ledger import TableLoad, ensure_tables, merge_inputs  # noqa: F401 - re-exported for callers
@@ -38,6 +38,7 @@ from pipeline.warehouse import memory_limit
 log = logging.getLogger(__name__)
 
 LINE, FILE, ERR = source_store.LINE, source_store.FILE, source_store.ERR  # the stored file's columns
+LONG_TEXT = source_store.LONG_TEXT
 _column_map = headers.column_map
 
 
@@ -71,7 +72,23 @@ def scan(
         lf = textfile.scan(source or Source(f.path), LINE).rename(rename, strict=False)
     lf = lf.with_columns(pl.col(LINE).cast(pl.Int64))
     schema = dict(lf.collect_schema())
+    _refuse_nested_columns(f, schema)
     return lf, schema
+
+
+def _refuse_nested_columns(f: InputFile, schema: dict) -> None:
+    """A contract column of a Parquet file holding structs, lists or arrays stops the run naming it: a struct was
+    read as its text (a department `{"Neurology",1}`), a list stopped the run with no column named."""
+    contract = next((c for c in CONTRACTS if c.name == f.table), None)
+    nested = [(c, t) for c, t in schema.items() if contract is not None and c in contract.columns and t.is_nested()]
+    if nested:
+        column, dtype = nested[0]
+        raise InputFileError(
+            f.label,
+            f"holds {dtype.base_type()} values (nested) where the contract reads one value",
+            "Re-export the extract with one plain value (text, a number or a time) per cell",
+            column=column,
+        )
 
 
 def _diagnose_csv_failure(f: InputFile, source: Source) -> tuple[int | None, str]:
@@ -293,9 +310,10 @@ def prepare_table(
         con.execute(f"SET memory_limit = {literal(memory_limit())}")
         con.execute(f"SET temp_directory = {literal(scratch / 'duckdb_tmp')}")
         src = f"read_parquet({literal(typed_path)})"
+        set_aside = set_aside_impossible(con, typed_path, contract, scratch)
         typed_cols = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
         problems = []
-        for err in (c for c in typed_cols if c.startswith(ERR)):
+        for err in (c for c in typed_cols if c.startswith(ERR) and c != LONG_TEXT):
             column = err[len(ERR) :].removesuffix("_missing")
             value = ident(f"_raw_{column}") if f"_raw_{column}" in typed_cols else "CAST(NULL AS VARCHAR)"
             action = "row_rejected" if (column in contract.not_null or column in contract.instants) else "value_nulled"
@@ -306,6 +324,8 @@ def prepare_table(
         con.execute("CREATE TABLE rejects AS " + " UNION ALL ".join(problems)) if problems else con.execute(
             "CREATE TABLE rejects (source_line BIGINT, column_name VARCHAR, value VARCHAR, reason VARCHAR, action VARCHAR)"
         )
+        if set_aside:
+            con.execute("INSERT INTO rejects SELECT * FROM set_aside")
         if f.fmt == "csv" and rows is None:  # a row missing fields: its values may sit in the wrong columns
             short_rows.set_aside(con, typed_path, source, [c for c in schema if c != LINE], truncated)
         read_rejected = 0
@@ -396,6 +416,66 @@ def prepare_table(
         unknown_values=unknown,
         segments=list(segments or []),
     )
+
+
+def set_aside_impossible(con: duckdb.DuckDBPyConnection, typed_path: Path, contract: TableContract, scratch: Path) -> bool:
+    """Values no row can hold, as rejects in table set_aside (True when there is one), each row set aside and the
+    value nulled in the typed file (the warehouse's copy of the rows) before anything reads it:
+
+    * a text longer than its column may hold (contract.LONGEST_TEXT): nulled with its reasons and delivered copy,
+      so no reject, count or list of unknown words shows it and no later stage holds it. The parse flags the rows
+      whose text has more bytes than the limit (LONG_TEXT: bytes are free to count, characters are not); only
+      those rows are measured here, in characters. A typed file without the flag (Spark's typing): every row;
+    * an instant outside contract.INSTANT_YEARS, shown in the reject: no month, period or maturity is computed
+      from it.
+
+    The common case (none) costs one query: the flag and the instants' bounds in one scan."""
+    src = f"read_parquet({literal(typed_path)})"
+    types = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {src})").fetchall())
+    flagged = LONG_TEXT in types
+    # each contract column's text: the column when it is text, else the delivered copy of a value that failed
+    texts = {c: c if types[c] == "VARCHAR" else f"_raw_{c}" for c in contract.columns if c in types}
+    texts = {c: text for c, text in texts.items() if types.get(text) == "VARCHAR"}
+    over = {c: f"coalesce(length({ident(text)}) > {longest_text(c)}, false)" for c, text in texts.items()}
+    first, last = INSTANT_YEARS
+    lowest, highest = f"TIMESTAMPTZ '{first}-01-01 00:00:00+00'", f"TIMESTAMPTZ '{last + 1}-01-01 00:00:00+00'"
+    tests = {c: f"coalesce({ident(c)} < {lowest} OR {ident(c)} >= {highest}, false)" for c in contract.instants if c in types}
+    probe = [f"bool_or({LONG_TEXT})" if flagged else "true"] + [f"bool_or({t})" for t in tests.values()]
+    long_rows, *hits = con.execute(f"SELECT {', '.join(probe)} FROM {src}").fetchall()[0]
+    outside = {c: test for (c, test), hit in zip(tests.items(), hits, strict=True) if hit}
+    selects = [
+        f"SELECT {LINE} AS source_line, {literal(c)} AS column_name, CAST(NULL AS VARCHAR) AS value, "
+        f"{literal(too_long_reason(c))} AS reason, 'row_rejected' AS action FROM {src} "
+        f"WHERE {LONG_TEXT + ' AND ' if flagged else ''}{test}"
+        for c, test in (over.items() if long_rows else ())
+    ] + [
+        f"SELECT {LINE} AS source_line, {literal(c)} AS column_name, CAST({ident(c)} AS VARCHAR) AS value, "
+        f"{literal(out_of_range_reason())} AS reason, 'row_rejected' AS action FROM {src} WHERE {test}"
+        for c, test in outside.items()
+    ]
+    if not selects:
+        return False
+    con.execute("CREATE OR REPLACE TEMP TABLE set_aside AS " + " UNION ALL ".join(selects))
+    long_columns = "SELECT DISTINCT column_name FROM set_aside WHERE reason LIKE 'longer than %'"
+    too_long = {c for (c,) in con.execute(long_columns).fetchall()}
+    nulled = dict(outside)
+    for c in too_long:  # the column, its reasons and its delivered copy, where the text is too long
+        for name in (c, ERR + c, f"{ERR}{c}_missing", f"_raw_{c}"):
+            if name in types and not (name == c and types[c] != "VARCHAR"):
+                nulled[name] = over[c]
+    _null_where(con, typed_path, scratch, nulled)
+    return True
+
+
+def _null_where(con: duckdb.DuckDBPyConnection, typed_path: Path, scratch: Path, nulled: dict[str, str]) -> None:
+    """Rewrite the typed file with each column of `nulled` NULL where its condition holds (the error path only)."""
+    if not nulled:
+        return
+    replaced = ", ".join(f"CASE WHEN {test} THEN NULL ELSE {ident(name)} END AS {ident(name)}" for name, test in nulled.items())
+    src = f"read_parquet({literal(typed_path)})"
+    rewritten = scratch / f"{typed_path.stem}.nulled.parquet"
+    con.execute(f"COPY (SELECT * REPLACE ({replaced}) FROM {src}) TO {literal(rewritten)} (FORMAT parquet)")
+    rewritten.replace(typed_path)
 
 
 def _hide_patient_ids(con: duckdb.DuckDBPyConnection, src: str, typed_cols: list[str]) -> None:

@@ -41,6 +41,8 @@ LINE = "source_line"
 FILE = "source_file"
 ERR = "_err_"  # prefix of the loader's per-check problem columns
 INTERNAL_PREFIXES = (ERR, "_raw_", "_ambiguous_")  # the loader's per-check columns, not data
+# the parse's flag of a row with a text of more bytes than its column may hold characters (load.set_aside_impossible)
+LONG_TEXT = ERR + "long_text"
 
 EXCLUDED_DDL = """
 CREATE TABLE IF NOT EXISTS src_excluded (

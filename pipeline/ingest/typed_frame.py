@@ -10,8 +10,8 @@ import polars as pl
 
 from pipeline.config import Config
 from pipeline.ingest import timestamps, value_maps
-from pipeline.ingest.contract import TableContract
-from pipeline.ingest.source_store import ERR, LINE
+from pipeline.ingest.contract import TableContract, longest_text
+from pipeline.ingest.source_store import ERR, LINE, LONG_TEXT
 
 BOOLEAN_WORDS = {
     "true": True,
@@ -31,6 +31,12 @@ def typed_frame(lf: pl.LazyFrame, schema: dict, contract: TableContract, cfg: Co
     """All columns typed, plus one _err_<column> reason column per check and the ambiguity flags."""
     fmt = cfg.format_of(contract.name)
     vocabularies = contract.allowed_values
+    # rows with a text of more bytes than its column may hold characters (contract.LONGEST_TEXT), flagged for
+    # the loader, which measures their characters and sets them aside (load.set_aside_impossible). One boolean:
+    # a byte count is free; characters, or one reason column per text column, cost 10% of the parse
+    texts = [c for c in schema if c in contract.columns and schema[c] == pl.String]
+    long_text = pl.any_horizontal(pl.col(c).str.len_bytes() > longest_text(c) for c in texts) if texts else pl.lit(False)
+    lf = lf.with_columns(long_text.alias(LONG_TEXT))
     # the delivered text of checked columns, kept for the rejects list
     checked = [
         c for c in schema if c in contract.instants + contract.dates + contract.integers + contract.numbers + contract.booleans
@@ -56,7 +62,7 @@ def typed_frame(lf: pl.LazyFrame, schema: dict, contract: TableContract, cfg: Co
         value_maps.lower_expr(pl.col(f"_txt_{c}"), contract.name, c, cfg.values).alias(f"_low_{c}") for c in coded
     )
     exprs: list[pl.Expr] = [pl.col(LINE)]
-    errs: list[pl.Expr] = []
+    errs: list[pl.Expr] = [pl.col(LONG_TEXT)]
     for col, dtype in schema.items():
         if col == LINE:
             continue

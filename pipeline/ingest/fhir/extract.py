@@ -81,30 +81,55 @@ def extract(
     A type the export lacks gives one empty file: the joins read every type the same way."""
     query = sql("extract_" + resource_type)
     whole_query = whole.query_of(con, query) if read_whole else None
+    structure = whole.structure_of(query)
     key, records, whole_files = first_key, 0, 0
     selects: list[str] = []
     segments: list[Segment] = []
+    repeated: list[tuple[int, str]] = []  # (key, element) of resources that give an element twice
 
     def part() -> Path:
         return out.with_name(f"{out.stem}.{len(selects):05d}.parquet")
 
     for path, label in zip(paths, labels, strict=True):
         target = part()
-        rows = whole.read(con, whole_query, path, target, line_breaks) if whole_query else None
+        rows, stopped = whole.read(con, whole_query, path, target, line_breaks) if whole_query else (None, True)
         if rows is not None:
             selects.append(whole.keyed(target, key))
             segments.append(Segment(label, key, key + rows - 1))
             key, records, whole_files = key + rows, records + rows, whole_files + 1
             continue
-        lines = NumberedLines([path], [label], key)
+        # a file the reader stopped at may give an element twice on a later line, which json_transform reads silently
+        lines = NumberedLines([path], [label], key, structure if stopped else None, resource_type)
         for chunk in lines.chunks():
             selects.append(f"SELECT * FROM read_parquet({literal(_run(con, query, chunk, part()))})")
         segments += lines.segments
+        repeated += lines.repeated
         key, records = lines.next_key, records + lines.records
     if not selects:  # no file, or only empty ones: an empty file of the query's columns
         empty = _run(con, query, pa.Table.from_batches([], SCHEMA), out.with_name(f"{out.stem}.empty.parquet"))
         selects.append(f"SELECT * FROM read_parquet({literal(empty)})")
-    return Extracted(resource_type, "\nUNION ALL ".join(selects), segments, key - first_key, records, whole_files)
+    relation = "\nUNION ALL ".join(selects)
+    if repeated:
+        relation = _rejecting_repeated_keys(con, relation, repeated, out.with_name(f"{out.stem}.repeated.parquet"))
+    return Extracted(resource_type, relation, segments, key - first_key, records, whole_files)
+
+
+def _rejecting_repeated_keys(con: duckdb.DuckDBPyConnection, relation: str, repeated: list[tuple[int, str]], path: Path) -> str:
+    """The relation with each resource that gives an element twice rejected, naming the element: an exporter that
+    wrote two values for one element (two authoredOn) is data the audit cannot trust, and json_transform read the
+    first one silently. Its problem replaces any other, and it is no longer counted as left out."""
+    keys, elements = zip(*repeated, strict=True)
+    con.register("fhir_repeated_keys", pa.table({"key": pa.array(keys, pa.int64()), "element": pa.array(elements, pa.string())}))
+    try:
+        con.execute(f"COPY fhir_repeated_keys TO {literal(path)} ({whole.PART})")
+    finally:
+        con.unregister("fhir_repeated_keys")
+    reason = "'element ' || d.element || ' given twice in one resource (two values for one element; fix the export)'"
+    problem = f"CASE WHEN d.key IS NULL THEN p.problem ELSE fhir_problem({reason}, d.element, NULL) END AS problem"
+    return (
+        f"SELECT p.* REPLACE ({problem}, CASE WHEN d.key IS NULL THEN p.left_out END AS left_out) "
+        f"FROM ({relation}) p LEFT JOIN read_parquet({literal(path)}) d ON p.key = d.key"
+    )
 
 
 def _run(con: duckdb.DuckDBPyConnection, query: str, chunk: pa.Table, part: Path) -> Path:

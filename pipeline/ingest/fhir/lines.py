@@ -16,6 +16,7 @@ import polars as pl
 import pyarrow as pa
 
 from pipeline.errors import InputFileError
+from pipeline.ingest.fhir import whole
 from pipeline.ingest.fhir.export import UTF8_FIX, is_gzip
 from pipeline.ingest.segments import Segment
 
@@ -32,10 +33,16 @@ LONGEST_LINE = 64 << 20
 class NumberedLines:
     """Lines of several files, in order, with global keys; `segments` fills as they are read."""
 
-    def __init__(self, paths: list[Path], labels: list[str], first_key: int):
+    def __init__(
+        self, paths: list[Path], labels: list[str], first_key: int, structure: dict | None = None, resource_type: str = ""
+    ):
+        """structure: the elements the type's query reads (whole.structure_of), when each line must be asked whether
+        it gives one of them twice (whole.repeated_key: a file DuckDB's reader stopped at); `repeated` lists them."""
         self.paths, self.labels, self.next_key = paths, labels, first_key
+        self.structure, self.resource_type = structure, resource_type
         self.segments: list[Segment] = []
         self.records = 0  # lines that are not blank
+        self.repeated: list[tuple[int, str]] = []  # (key, element given twice)
 
     def chunks(self, rows: int = CHUNK_ROWS):
         """Tables of about `rows` lines: DuckDB scans an in-memory table on every core (a stream on one)."""
@@ -66,12 +73,20 @@ class NumberedLines:
                     last = max(last, int(frame["n"].max()))
                     self.records += frame.height
                     keyed = frame.select((pl.col("n").cast(pl.Int64) + base).alias(KEY), pl.col(LINE_TEXT))
+                    if self.structure is not None:
+                        self._find_repeated_keys(keyed)
                     yield from keyed.to_arrow(compat_level=pl.CompatLevel.newest()).cast(SCHEMA).to_batches()
             except (pl.exceptions.ComputeError, OSError) as exc:  # not UTF-8; a gzip cut short
                 raise _unreadable(path, exc) from None
             if last:
                 self.segments.append(Segment(label, base + 1, base + last))
             self.next_key = base + last + 1
+
+    def _find_repeated_keys(self, keyed: pl.DataFrame) -> None:
+        for key, line in zip(keyed[KEY].to_list(), keyed[LINE_TEXT].to_list(), strict=True):
+            element = whole.repeated_key(line, self.structure, self.resource_type)
+            if element is not None:
+                self.repeated.append((key, element))
 
 
 def _refuse_a_line_too_long(path: Path) -> None:

@@ -14,6 +14,7 @@ the parse; the lines' way costs Python a batch of lines at a time).
 from __future__ import annotations
 
 import gzip
+import json
 import logging
 import re
 import zlib
@@ -39,9 +40,7 @@ PART = "FORMAT parquet, COMPRESSION uncompressed"
 
 def query_of(con: duckdb.DuckDBPyConnection, query: str) -> str:
     """The extract query reading one whole file with read_json into the same struct (the key is added by `keyed`)."""
-    found = PARSED.search(query)
-    if found is None:
-        raise ValueError("an extract query must read its lines as: SELECT key, try(json_transform(line, '...')) AS r FROM lines")
+    found = _parsed(query)
     structure = literal(found["structure"])
     struct = con.execute(f"SELECT typeof(json_transform('{{}}', {structure}))").fetchall()[0][0]
     # records=false: each line is one value of the struct, so a line `null` is a NULL r, as json_transform makes it
@@ -52,8 +51,10 @@ def query_of(con: duckdb.DuckDBPyConnection, query: str) -> str:
 
 def read(
     con: duckdb.DuckDBPyConnection, query: str, path: Path, part: Path, line_breaks: Callable[[Path], int] | None = None
-) -> int | None:
-    """Rows written to `part` (one per line of the file), or None: the file must be read line by line.
+) -> tuple[int | None, bool]:
+    """(rows written to `part`, one per line of the file, or None: the file must be read line by line; whether
+    the reader stopped at a line). A file the reader stopped at may hold a repeated key past that line, which
+    the lines' way must look for (`repeated_key`); one whose every line it read holds none.
 
     line_breaks: the file's LF bytes (the run's fingerprints count them while hashing); else counted here."""
     try:
@@ -62,11 +63,55 @@ def read(
     except duckdb.Error as exc:
         part.unlink(missing_ok=True)
         stopped(path, exc)
-        return None
+        return None, True
     if not took_every_line(path, rows, line_breaks):
         part.unlink(missing_ok=True)
+        return None, False
+    return rows, False
+
+
+def structure_of(query: str) -> dict:
+    """The elements an extract query reads (its json_transform structure) as a dict: element -> type name,
+    a dict of its elements, or a list of one such dict (an array)."""
+    return json.loads(_parsed(query)["structure"])
+
+
+def _parsed(query: str) -> re.Match:
+    found = PARSED.search(query)
+    if found is None:
+        raise ValueError("an extract query must read its lines as: SELECT key, try(json_transform(line, '...')) AS r FROM lines")
+    return found
+
+
+class _Pairs(list):
+    """A JSON object as its (key, value) pairs in order, repeats kept (json's object_pairs_hook)."""
+
+
+def repeated_key(line: str, structure: dict, resource_type: str) -> str | None:
+    """The first element the query reads that the line's resource gives twice (`ServiceRequest.authoredOn`), or
+    None. json_transform reads the first value and says nothing; DuckDB's reader stops at the line, so this is
+    asked only on the lines' way, of a file the reader stopped at. A line that is not JSON: None (its reject
+    is the query's)."""
+    try:
+        value = json.loads(line, object_pairs_hook=_Pairs)
+    except (ValueError, RecursionError):
         return None
-    return rows
+    return _repeated(value, structure, resource_type)
+
+
+def _repeated(value, structure, path: str) -> str | None:
+    if isinstance(structure, list) and type(value) is list:  # an array: each element as the structure's one
+        return next((found for item in value if (found := _repeated(item, structure[0], path))), None)
+    if not (isinstance(structure, dict) and isinstance(value, _Pairs)):
+        return None
+    seen = set()
+    for key, _ in value:
+        if key in structure:
+            if key in seen:
+                return f"{path}.{key}"
+            seen.add(key)
+    inner = (_repeated(item, structure[key], f"{path}.{key}") for key, item in value if key in structure)
+    return next((found for found in inner if found), None)
 
 
 def source(query: str, path: Path) -> str:

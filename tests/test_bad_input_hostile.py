@@ -1,0 +1,203 @@
+"""Hostile input, part 2, through the real CLI: a text field no one can read, a FHIR resource that says two
+things, and the attacks of a fresh hostile pass. Each test names the fault it pins and fails without its fix.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import string
+from pathlib import Path
+
+import polars as pl
+import pytest
+from conftest import run_cli
+from fhir_export import export_extract
+from test_bad_inputs import _rejects, _run_json, _write_workbook
+
+from pipeline.ingest.contract import LONGEST_TEXT
+
+# a text no name is: 2 MB of letters that do not compress (so an output that holds it is over a megabyte,
+# even compressed Parquet)
+HUGE = "".join(random.Random(26).choices(string.ascii_letters, k=2_000_000))
+
+
+def _order_rows(d: Path) -> list[list[str]]:
+    return [line.split(",") for line in (d / "imaging_orders.csv").read_text().splitlines()]
+
+
+def _write_orders(d: Path, fmt: str, rows: list[list[str]]) -> None:
+    """The orders as `fmt`: the CSV rewritten, or replaced by a Parquet file or a workbook."""
+    frame = pl.DataFrame(rows[1:], schema=rows[0], orient="row")
+    (d / "imaging_orders.csv").unlink()
+    if fmt == "csv":
+        frame.write_csv(d / "imaging_orders.csv")
+    elif fmt == "parquet":
+        frame.write_parquet(d / "imaging_orders.parquet")
+    else:
+        _write_workbook(d / "imaging_orders.xlsx", {"imaging_orders": rows})
+
+
+def _outputs_over_a_megabyte(out: Path) -> list[str]:
+    return [str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.stat().st_size > 1_000_000]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "xlsx", "fhir"])
+def test_a_huge_department_is_a_reject_in_every_format_and_reaches_no_output(tmp_path, small_input, fmt):
+    """A 50 MB ordering_department on an audited order grew the report stage to 5.5 GB of memory and stopped it
+    with a traceback (an Arrow string buffer over 2 GB); smaller, it was printed whole on every page that names
+    the department. Now the row is set aside at the parse (column, reason, no value), counted, and no output
+    holds the text. The order O4 is the premature one: audited, in the flagged list."""
+    rows = _order_rows(small_input)
+    column = rows[0].index("ordering_department")
+    # a name exactly at the limit stays, counted in characters (2 bytes each), not in bytes
+    rows[1][column] = "é" * LONGEST_TEXT
+    if fmt == "fhir":  # O4's department, Emergency, is its encounter's Location: that Location's name
+        _write_orders(small_input, "csv", rows)
+        export = tmp_path / "export"
+        export_extract(small_input, export)
+        locations = export / "Location.000.ndjson"
+        resources = [json.loads(line) for line in locations.read_text(encoding="utf-8").splitlines()]
+        for resource in resources:
+            resource["name"] = HUGE if resource["name"] == "Emergency" else resource["name"]
+        locations.write_text("".join(json.dumps(r) + "\n" for r in resources), encoding="utf-8")
+        source = export
+    else:
+        rows[4][column] = HUGE
+        _write_orders(small_input, fmt, rows)
+        source = small_input
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", source, "--out", out, "--no-validate")
+    assert r.returncode == 0, r.stderr
+    rejects = _rejects(out).filter(pl.col("table_name") == "imaging_orders")
+    assert rejects.height == 1, rejects
+    reject = rejects.row(0, named=True)
+    assert reject["column_name"] == "ordering_department"
+    assert reject["reason"].startswith(f"longer than {LONGEST_TEXT:,} characters"), reject
+    assert reject["action"] == "row_rejected" and reject["value"] is None
+    if fmt == "fhir":
+        assert "ServiceRequest" in reject["source_file"], reject
+    else:
+        # the CSV's line and the Excel row count the header; a Parquet file's rows count from 1
+        assert reject["source_line"] == ("4" if fmt == "parquet" else "5"), reject
+    loaded = {i["table"]: (i["rows_read"], i["rows_loaded"]) for i in _run_json(out)["inputs"]}
+    assert loaded["imaging_orders"] == (4, 3), loaded
+    assert _outputs_over_a_megabyte(out) == []
+    assert HUGE[:1000] not in r.stderr
+    audited = pl.read_csv(out / "csf_leak" / "audited_orders.csv", infer_schema=False)
+    assert "O4" not in audited["order_id"].to_list()
+    assert "é" * LONGEST_TEXT in (out / "csf_leak" / "report.html").read_text(encoding="utf-8")
+
+
+def test_a_huge_value_in_a_checked_column_is_not_shown_either(tmp_path, small_input):
+    """A 2 MB ordered_at was listed whole in rejects.csv as the unparseable value, and a 2 MB status word whole
+    in the log, run.json and the report as a value no map knows. Both are now too long, and shown nowhere."""
+    rows = _order_rows(small_input)
+    rows[2][rows[0].index("ordered_at")] = HUGE
+    rows[3][rows[0].index("status")] = HUGE
+    _write_orders(small_input, "csv", rows)
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", small_input, "--out", out, "--no-validate")
+    assert r.returncode == 0, r.stderr
+    rejects = _rejects(out).filter(pl.col("table_name") == "imaging_orders").sort("source_line")
+    assert rejects.select("source_line", "column_name").rows() == [("3", "ordered_at"), ("4", "status")], rejects
+    assert rejects["value"].is_null().all()
+    assert _outputs_over_a_megabyte(out) == []
+    assert HUGE[:1000] not in r.stderr
+    assert json.loads((out / "run.json").read_text()).get("unknown_values") in (None, [], {})
+
+
+def test_a_resource_that_gives_an_element_twice_is_a_reject_naming_it(tmp_path, small_input):
+    """A ServiceRequest with two authoredOn (and one whose coding gives its code twice) loaded the first value
+    silently: DuckDB's reader stops at the line, the lines' way read it with json_transform, which keeps the
+    first. A hospital's exporter writing two values for one element is data the audit cannot trust: the
+    resource is a reject naming the file, the line and the element, and its order is not audited."""
+    export = tmp_path / "export"
+    export_extract(small_input, export)
+    requests = export / "ServiceRequest.000.ndjson"
+    lines = requests.read_text(encoding="utf-8").splitlines()
+    assert '"id":"O4"' in lines[3] and '"id":"O2"' in lines[1]
+    lines[3] = lines[3].replace('"authoredOn":', '"authoredOn":"2025-06-20T09:00:00-04:00","authoredOn":', 1)
+    lines[1] = lines[1].replace('"code":"72157"', '"code":"72157","code":"72148"', 1)
+    requests.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", export, "--out", out, "--no-validate")
+    assert r.returncode == 0, r.stderr
+    rejects = _rejects(out).filter(pl.col("table_name") == "imaging_orders").sort("source_line")
+    assert rejects.select("source_line", "reason").rows() == [
+        ("2", "element ServiceRequest.code.coding.code given twice in one resource (two values for one element; fix the export)"),
+        ("4", "element ServiceRequest.authoredOn given twice in one resource (two values for one element; fix the export)"),
+    ], rejects
+    assert rejects["source_file"].str.ends_with("ServiceRequest.000.ndjson").all()
+    loaded = {i["table"]: (i["rows_read"], i["rows_loaded"]) for i in _run_json(out)["inputs"]}
+    assert loaded["imaging_orders"] == (4, 2), loaded
+    audited = pl.read_csv(out / "csf_leak" / "audited_orders.csv", infer_schema=False)
+    assert not {"O2", "O4"} & set(audited["order_id"].to_list())
+
+
+def test_times_in_year_1_or_9999_are_rejects_not_a_traceback(tmp_path, small_input):
+    """A procedure at 9999-12-31 23:59 local (year 10000 in UTC, which no Python datetime holds) stopped the run
+    with a traceback after the warehouse had loaded it; one in year 1 made the data span 2,000 years of months. Both
+    are rejects naming the column, and no page names those years."""
+    rows = _order_rows(small_input)
+    rows[3][rows[0].index("ordered_at")] = "0001-01-01 00:00:00"
+    rows[2][rows[0].index("ordered_at")] = "9999-12-31 23:59:59"
+    _write_orders(small_input, "csv", rows)
+    dx = (small_input / "diagnoses.csv").read_text() + "MRN-1,G97.1,9999-12-31 23:59:59\n"
+    (small_input / "diagnoses.csv").write_text(dx)
+    procedures = (small_input / "procedures.csv").read_text() + "PR3,MRN-3,9999-12-31 23:59:59,62323,Pain clinic,1970-01-01\n"
+    (small_input / "procedures.csv").write_text(procedures)
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", small_input, "--out", out, "--no-validate")
+    assert r.returncode == 0, r.stderr
+    rejects = _rejects(out).sort("table_name", "source_line")
+    assert rejects.select("table_name", "source_line", "column_name").rows() == [
+        ("diagnoses", "3", "recorded_at"),
+        ("imaging_orders", "3", "ordered_at"),
+        ("imaging_orders", "4", "ordered_at"),
+        ("procedures", "4", "performed_at"),
+    ], rejects
+    assert rejects["reason"].str.starts_with("outside the years 1900 to 2199").all()
+    pages = [(out / "index.html").read_text(encoding="utf-8"), (out / "csf_leak" / "report.html").read_text(encoding="utf-8")]
+    assert not any("0001-" in page or "10000-" in page for page in pages)
+
+
+@pytest.mark.parametrize(
+    ("setting", "exit_code"),
+    [("site_timezone", 1), ("[formats.imaging_orders]\ndelimiter", 1), ("[columns.imaging_orders]\norder_id", 2)],
+    ids=["site_timezone", "delimiter", "column_map"],
+)
+def test_a_10_mb_setting_is_one_short_line_not_a_traceback_or_10_mb_of_it(tmp_path, small_input, setting, exit_code):
+    """A 10 MB site_timezone stopped the run with a traceback (the zone name longer than a file name may be); a
+    10 MB delimiter or column name came back whole in the error: one line of 10 MB, on a terminal or in a log."""
+    config = tmp_path / "site.toml"
+    config.write_text(f'{setting} = "{"A" * 10_000_000}"\n')
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", small_input, "--out", out, "--config", config, "--no-validate")
+    assert r.returncode == exit_code, r.stderr[:2000]
+    assert "Traceback" not in r.stderr and len(r.stderr) < 2000, r.stderr[:2000]
+    assert r.stderr.strip().splitlines()[-1].startswith("order-audit: error: ")
+    assert "(10,000,002 characters)" in r.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("column", "nested", "kind"),
+    [
+        ("ordering_department", pl.struct(pl.col("ordering_department").alias("name"), pl.lit(1).alias("n")), "Struct"),
+        ("order_code", pl.concat_list("order_code", "order_code"), "List"),
+    ],
+    ids=["struct", "list"],
+)
+def test_a_nested_parquet_column_stops_the_run_naming_it(tmp_path, small_input, column, nested, kind):
+    """A struct where the contract reads text was loaded as its text (department `{"Neurology",1}`, on every
+    page); a list stopped the run with 'Parquet file could not be read', naming no column."""
+    orders = pl.read_csv(small_input / "imaging_orders.csv", infer_schema=False).with_columns(nested.alias(column))
+    (small_input / "imaging_orders.csv").unlink()
+    orders.write_parquet(small_input / "imaging_orders.parquet")
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", small_input, "--out", out, "--no-validate")
+    assert r.returncode == 2, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert f"imaging_orders.parquet, column '{column}': holds {kind} values (nested)" in line, line
+    assert not out.exists()
