@@ -345,3 +345,41 @@ def test_a_users_folder_named_like_an_audit_in_out_is_refused(small_input, tmp_p
     for _ in range(2):
         assert run_audit(small_input, shared, "--warehouse", tmp_path / "wh2.duckdb").returncode == 0
         assert (shared / "csf_leak" / "report.html").is_file()
+
+
+GLOB_NAME = "Extract [2026-04] {a,b}"  # how sites name folders; to Polars and Hadoop a pattern
+
+
+@pytest.mark.parametrize("fmt", ["csv", "fhir"])
+def test_folders_named_with_glob_characters_are_read_as_named(tmp_path, fmt):
+    """Polars reads a path as a glob unless told not to: a folder named "Extract [2026-04]" matched no file, and the
+    run ended in a traceback. The input, output and warehouse folders all carry such a name here."""
+    root = tmp_path / GLOB_NAME
+    made = run_cli("synth", "--patients", "300", "--months", "3", "--seed", "2", "--start", "2025-01", "--format", fmt,
+                   "--out", root / "in")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    result = run_cli("run", "--input", root / "in", "--out", root / "out", "--warehouse", root / "wh" / "wh.duckdb")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert (root / "out" / "csf_leak" / "report.html").is_file()
+
+
+def test_every_polars_read_of_a_path_is_no_glob():
+    """One check for the whole package: each Polars reader given a path says glob=False (the test above reaches
+    only the readers a synthetic run uses)."""
+    readers = ("pl.read_csv(", "pl.scan_csv(", "pl.read_parquet(", "pl.scan_parquet(", "pl.scan_lines(", "pl.read_ndjson(",
+               "pl.scan_ndjson(", "pl.read_parquet_schema(")  # fmt: skip
+    missing = []
+    for path in sorted((ROOT / "pipeline").rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        for reader in readers:
+            start = 0
+            while (at := text.find(reader, start)) >= 0:
+                depth, end = 0, at + len(reader) - 1
+                for end in range(at + len(reader) - 1, len(text)):  # the call's closing parenthesis
+                    depth += {"(": 1, ")": -1}.get(text[end], 0)
+                    if depth == 0:
+                        break
+                if "glob=False" not in text[at:end]:
+                    missing.append(f"{path.relative_to(ROOT)}:{text.count(chr(10), 0, at) + 1}")
+                start = end
+    assert missing == [], missing

@@ -40,7 +40,7 @@ def read_header(f: InputFile, fmt: TableFormat) -> tuple[list[str], str | None]:
         raise InputFileError(f.path, "file is empty", "Re-export the extract; it holds no header and no rows")
     if f.fmt == "parquet":
         try:
-            return list(pl.read_parquet_schema(f.path).keys()), None
+            return list(pl.scan_parquet(f.path, glob=False).collect_schema().keys()), None
         except Exception:
             raise InputFileError(f.path, "not a readable Parquet file", "Re-export it as Parquet, or as CSV named .csv") from None
     if f.fmt == "xlsx":

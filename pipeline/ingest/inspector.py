@@ -126,7 +126,7 @@ def locate(input_dir: Path, cfg: Config) -> dict[str, tuple[inputs.InputFile | N
 
 def synonyms(table: str) -> dict[str, set[str]]:
     """canonical column -> normalised EHR spellings (shipped table, rows for '*' apply to every table)."""
-    frame = pl.read_csv(SYNONYMS, infer_schema=False).filter(pl.col("table").is_in([table, "*"]))
+    frame = pl.read_csv(SYNONYMS, infer_schema=False, glob=False).filter(pl.col("table").is_in([table, "*"]))
     out: dict[str, set[str]] = {}
     for column, spelling in frame.select("column", "spelling").iter_rows():
         out.setdefault(column, set()).add(normalise(spelling))

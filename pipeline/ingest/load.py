@@ -64,7 +64,7 @@ def scan(
     if rows is not None:
         lf = rows
     elif f.fmt == "parquet":
-        lf = pl.scan_parquet(f.path).rename(rename, strict=False)
+        lf = pl.scan_parquet(f.path, glob=False).rename(rename, strict=False)
         lf = lf.with_row_index(LINE, offset=1)  # Parquet rows are numbered from 1
     elif f.fmt == "xlsx":
         lf = xlsx.read_sheet(f.path, f.sheet, LINE).lazy().rename(rename, strict=False)
@@ -138,9 +138,11 @@ def _check_unnamed_columns(f: InputFile, cfg: Config, typed_path: Path, schema: 
     header, _ = headers.read_header(f, cfg.format_of(f.table))
     names = [c for c in schema if c != LINE]
     unnamed = [(i, names[i - 1]) for i, h in enumerate(header, start=1) if not str(h).strip() and i <= len(names)]
-    typed = set(pl.read_parquet_schema(typed_path)) if unnamed else set()
+    typed = set(pl.scan_parquet(typed_path, glob=False).collect_schema()) if unnamed else set()
     for position, name in ((i, name) for i, name in unnamed if name in typed):
-        first = pl.scan_parquet(typed_path).filter(pl.col(name).is_not_null()).select(pl.col(LINE).min()).collect().item()
+        first = (
+            pl.scan_parquet(typed_path, glob=False).filter(pl.col(name).is_not_null()).select(pl.col(LINE).min()).collect().item()
+        )
         if first is not None:
             raise InputFileError(
                 f.label,
@@ -250,14 +252,14 @@ def _strictly_increasing(typed_parquet: Path, id_column: str) -> bool:
     spares the hash aggregate over every id that finds the repeats (~3-4 s); any other
     order falls back to that aggregate.
     """
-    ids = pl.read_parquet(typed_parquet, columns=[id_column])[id_column].drop_nulls()
+    ids = pl.read_parquet(typed_parquet, columns=[id_column], glob=False)[id_column].drop_nulls()
     if ids.len() < 2:
         return True
     return bool((ids.slice(1) > ids.slice(0, ids.len() - 1)).all())
 
 
 def _rows_of(path: Path) -> int:
-    return pl.scan_parquet(path).select(pl.len()).collect().item()
+    return pl.scan_parquet(path, glob=False).select(pl.len()).collect().item()
 
 
 def _physical_lines(f: InputFile, source: Source, typed_path: Path, schema: dict, fingerprint, scratch: Path) -> None:

@@ -71,7 +71,7 @@ def set_aside(
         return 0
     # Polars, not SQL: the last column may have no name in the header (then no SQL identifier names it);
     # an unnamed last column the typed file dropped: every such row is read again
-    typed = pl.scan_parquet(typed_path).filter(pl.col(LINE).is_in(shown))
+    typed = pl.scan_parquet(typed_path, glob=False).filter(pl.col(LINE).is_in(shown))
     if header[-1] in typed.collect_schema():
         typed = typed.filter(pl.col(header[-1]).is_null())
     candidates = set(typed.select(LINE).collect()[LINE].to_list()) - {cut_off}

@@ -14,6 +14,7 @@ A workbook and rows a reader already holds (FHIR) stay with the Polars parse.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from pipeline.config import Config
@@ -57,11 +58,18 @@ def write_typed(spark, f: InputFile, contract: TableContract, cfg: Config, out: 
     return dict.fromkeys(kinds)
 
 
+def local_uri(path: Path) -> str:
+    """A local file as Spark's readers take it: ``file://`` and the path as it is (Hadoop reads the text after the
+    scheme as the path, so Path.as_uri's %20 for a space named another file), its glob characters escaped (Hadoop
+    expands [ ] { } * ? in a path to read: "Extract [2026-04]" matched nothing)."""
+    return "file://" + re.sub(r"([\\\[\]{}*?])", r"\\\1", str(path.resolve()))
+
+
 def _read(session, f: InputFile, source: Source, rename: dict[str, str], cfg: Config):
     """The file as a Spark frame with its record's place (file, split, position), and each column's kind."""
     from pyspark.sql.types import DateType, StringType, StructField, StructType, TimestampNTZType, TimestampType
 
-    uri = source.path.resolve().as_uri()
+    uri = local_uri(source.path)
     if f.fmt == "parquet":
         frame = session.read.parquet(uri)
         frame = frame.withColumnsRenamed({k: v for k, v in rename.items() if k != v})

@@ -15,8 +15,8 @@ from pipeline.config import Config
 from pipeline.errors import ConfigError
 from pipeline.ingest import formats as formats_mod
 from pipeline.ingest import timestamps, value_maps
-from pipeline.ingest.contract import TableContract
-from pipeline.ingest.source_store import ERR, LINE, sql_type
+from pipeline.ingest.contract import TableContract, longest_text
+from pipeline.ingest.source_store import ERR, LINE, LONG_TEXT, sql_type
 from pipeline.ingest.typed_frame import BOOLEAN_WORDS
 
 # the contract's SQL types (DuckDB spelling) as Spark types
@@ -288,7 +288,10 @@ def typed_columns(kinds: dict[str, str], contract: TableContract, cfg: Config) -
                 carried = [x for x in carried if x not in defined]
                 steps.append(carried + step)
                 carried += defined
-    exprs, errs = [q(LINE)], []
+    # rows with a text of more bytes than its column may hold characters: the loader's flag, as typed_frame sets it
+    texts = [c for c, kind in kinds.items() if kind == "text" and c in contract.columns]
+    long_text = " OR ".join(f"coalesce(octet_length({q(c)}) > {longest_text(c)}, false)" for c in texts) or "false"
+    exprs, errs = [q(LINE)], [f"({long_text}) AS {q(LONG_TEXT)}"]
     for col, kind in kinds.items():
         if col == LINE:
             continue

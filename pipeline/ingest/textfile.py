@@ -37,6 +37,7 @@ def scan(source: Source, index_name: str, ragged: bool = False) -> pl.LazyFrame:
     """Every column as text, each record numbered from 2 (the header is line 1)."""
     return pl.scan_csv(
         source.path,
+        glob=False,  # a path is a file: "Extract [2026-04]" is no pattern
         separator=source.separator,
         quote_char=source.quote_char,
         infer_schema=False,

@@ -35,7 +35,10 @@ def typed_frame(lf: pl.LazyFrame, schema: dict, contract: TableContract, cfg: Co
     # the loader, which measures their characters and sets them aside (load.set_aside_impossible). One boolean:
     # a byte count is free; characters, or one reason column per text column, cost 10% of the parse
     texts = [c for c in schema if c in contract.columns and schema[c] == pl.String]
-    long_text = pl.any_horizontal(pl.col(c).str.len_bytes() > longest_text(c) for c in texts) if texts else pl.lit(False)
+    # (never null: a missing value is no long text, and Spark's reading of an empty field agrees only so)
+    long_text = (
+        pl.any_horizontal(pl.col(c).str.len_bytes() > longest_text(c) for c in texts).fill_null(False) if texts else pl.lit(False)
+    )
     lf = lf.with_columns(long_text.alias(LONG_TEXT))
     # the delivered text of checked columns, kept for the rejects list
     checked = [

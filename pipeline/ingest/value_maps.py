@@ -58,7 +58,7 @@ def parse_config_maps(values: dict, where: str) -> dict[str, dict[str, dict[str,
 
 
 def _shipped() -> pl.DataFrame:
-    return pl.read_csv(SHIPPED, infer_schema=False)
+    return pl.read_csv(SHIPPED, infer_schema=False, glob=False)
 
 
 def effective_map(table: str, column: str, configured: dict) -> dict[str, tuple[str, str]]:

@@ -49,7 +49,7 @@ class ReferenceInfo:
 
 
 def _read_seed(path: Path) -> pl.DataFrame:
-    return pl.read_csv(path, infer_schema=False).with_columns(pl.all().fill_null(""))
+    return pl.read_csv(path, infer_schema=False, glob=False).with_columns(pl.all().fill_null(""))
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ def markers(audit_id: str) -> tuple[str, str]:
 
 
 def rules(audit) -> pl.DataFrame:
-    verdicts = pl.read_csv(audits.VERDICTS_CSV)
+    verdicts = pl.read_csv(audits.VERDICTS_CSV, glob=False)
     # the labels and explanations in the words of the manifest's default parameters, as a run without overrides prints them
     shown = pl.DataFrame(audits.rules_in_force(audit), schema={c: pl.String for c in audits.RULE_COLUMNS})
     return shown.join(verdicts.select("verdict", "precedence"), on="verdict")

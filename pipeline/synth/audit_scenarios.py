@@ -136,5 +136,5 @@ def ground_truth(folder: Path, audit_id: str, name: str, catalogue: str | None =
     for it (ground_truth/<audit id>/<name>.csv)."""
     paths = [Path(folder) / catalogue] if catalogue else []
     paths.append(Path(folder) / "ground_truth" / audit_id / f"{name}.csv")
-    frames = [pl.read_csv(p, infer_schema=False) for p in paths if p.is_file()]
+    frames = [pl.read_csv(p, infer_schema=False, glob=False) for p in paths if p.is_file()]
     return pl.concat(frames, how="diagonal") if frames else pl.DataFrame()

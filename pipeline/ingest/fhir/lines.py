@@ -63,7 +63,7 @@ class NumberedLines:
             _refuse_a_line_too_long(path)
             # a blank line is no record: left out here, where it costs next to nothing (a filter in
             # the DuckDB query made it parse every line twice); the numbering is the file's
-            lines = pl.scan_lines(path, name=LINE_TEXT, row_index_name="n", row_index_offset=1).filter(
+            lines = pl.scan_lines(path, glob=False, name=LINE_TEXT, row_index_name="n", row_index_offset=1).filter(
                 pl.col(LINE_TEXT).str.strip_chars() != ""
             )
             try:

@@ -149,7 +149,7 @@ def local_map_with_uri(src: Path, dst: Path, system: str = LOCAL_SYSTEM) -> None
     """The site's code map for the export: its LOCAL code system named by the URI the export codes local exams with."""
     import polars as pl
 
-    local = pl.read_csv(src, infer_schema=False)
+    local = pl.read_csv(src, infer_schema=False, glob=False)
     local.with_columns(
         pl.when(pl.col("code_system") == "LOCAL").then(pl.lit(system)).otherwise(pl.col("code_system")).alias("code_system")
     ).write_csv(dst)
