@@ -11,6 +11,7 @@ views in both places (cheap, no data). Knows no audit.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -22,7 +23,7 @@ import duckdb
 
 from pipeline.config import Spark as SparkSettings
 from pipeline.config import spark_address
-from pipeline.errors import ConfigError, first_line
+from pipeline.errors import ConfigError, first_line, stop_requested
 from pipeline.models import dialects, runner
 from pipeline.sqltext import ident, literal
 
@@ -85,6 +86,11 @@ class SparkModels:
         self._shipped = 0
 
     def close(self) -> None:
+        if stop_requested() and not self.settings.remote:
+            # the JVM's errors about the tasks this stop cuts short ("Exception in statusUpdate") are the stop
+            # itself, said by the run's own last line; printed, they are not JSON under --log-format json
+            with contextlib.suppress(Exception):
+                self.session.sparkContext.setLogLevel("OFF")
         self.session.stop()
 
     def run_models(self, con: duckdb.DuckDBPyConnection, models: list[runner.Model], layers: tuple[str, ...]) -> list[str]:
