@@ -8,9 +8,10 @@ audit's: every count is a sum over *atoms*, the distinct sets of counts one row 
 A count is a 0/1 column over the atoms; the released counts of a cell determine a withheld one exactly
 when its column lies in the span of theirs (and of the atoms a released zero shows to be empty).
 
-``exposed`` finds every cell where that happens, and withholds one more released count of the derivation
-there, until none is left: a numerator (one row) before a denominator (every row built on it), a measure
-off the headline before a headline one, the count fewer measures share, the smaller. Withheld counts
+``exposed`` finds every cell where that happens, and withholds there the cheapest set of counts that one
+order or case moved from one atom to another would change unseen, until none is left: numerators (one row)
+before denominators (every row built on them), off the headline before on it, the counts fewer measures
+share, the smaller. Withheld counts
 that follow from others are settled whatever their size: a count of 40 withheld to protect a 3 beside it
 in another department protects nothing once it can be worked out. The rule across cells (totals,
 periods) is ``disclosure.protect``'s; ``feed.suppress`` runs the two in turn until neither adds a cell.
@@ -23,6 +24,8 @@ from dataclasses import dataclass, field
 import duckdb
 import numpy as np
 import polars as pl
+
+from pipeline.report import disclosure
 
 TOLERANCE = 1e-9  # the columns are 0/1 and the coefficients small integers: a residual is 0 or about 1
 
@@ -101,7 +104,7 @@ def exposed(
         (den_cells, "den_key", den_cells["kind_code"], "value", "den_withheld"),
         (fam, "fam_key", fam["family_code"].cast(pl.Int64) + n_kinds, "numerator", "row_withheld"),
     ]
-    key = np.concatenate([f[k].to_numpy() for f, k, *_ in parts]).astype(np.int64)
+    key = np.concatenate([f[name].to_numpy() for f, name, *_ in parts]).astype(np.int64)
     count = np.concatenate([c.cast(pl.Int64).to_numpy() for _, _, c, *_ in parts])
     v = np.concatenate([f[c].fill_null(0).to_numpy() for f, _, _, c, _ in parts]).astype(np.int64)
     w = np.concatenate([f[c].fill_null(False).to_numpy() for f, *_, c in parts])
@@ -168,7 +171,7 @@ def _one_more(state: np.ndarray, value: np.ndarray, counts: Counts, k: int) -> n
             [
                 np.ones(members.size, bool)
                 if complement is None
-                else small_values(value[members, counts.kind_of[complement]] - value[members, complement], k)
+                else disclosure.small(value[members, counts.kind_of[complement]] - value[members, complement], k)
                 for complement, _ in found
             ],
             axis=1,
@@ -200,10 +203,6 @@ def _patterns(state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     first = np.full(int(inverse.max(initial=-1)) + 1, n_cells, np.int64)
     np.minimum.at(first, inverse, np.arange(n_cells))
     return state[first], inverse
-
-
-def small_values(values: np.ndarray, k: int) -> np.ndarray:
-    return (values >= 1) & (values <= k - 1)
 
 
 def _derivations(pattern: np.ndarray, counts: Counts) -> list[tuple[int | None, np.ndarray]]:
