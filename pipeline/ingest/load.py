@@ -426,15 +426,14 @@ def set_aside_impossible(con: duckdb.DuckDBPyConnection, typed_path: Path, contr
 
     * a text longer than its column may hold (contract.LONGEST_TEXT): nulled with its reasons and delivered copy,
       so no reject, count or list of unknown words shows it and no later stage holds it. The parse flags the rows
-      whose text has more bytes than the limit (LONG_TEXT: bytes are free to count, characters are not); only
-      those rows are measured here, in characters. A typed file without the flag (Spark's typing): every row;
+      whose text has more bytes than the limit (LONG_TEXT, set by typed_frame and spark_typed alike: bytes are
+      free to count, characters are not); only those rows are measured here, in characters;
     * an instant outside contract.INSTANT_YEARS, shown in the reject: no month, period or maturity is computed
       from it.
 
     The common case (none) costs one query: the flag and the instants' bounds in one scan."""
     src = f"read_parquet({literal(typed_path)})"
     types = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {src})").fetchall())
-    flagged = LONG_TEXT in types
     # each contract column's text: the column when it is text, else the delivered copy of a value that failed
     texts = {c: c if types[c] == "VARCHAR" else f"_raw_{c}" for c in contract.columns if c in types}
     texts = {c: text for c, text in texts.items() if types.get(text) == "VARCHAR"}
@@ -442,13 +441,13 @@ def set_aside_impossible(con: duckdb.DuckDBPyConnection, typed_path: Path, contr
     first, last = INSTANT_YEARS
     lowest, highest = f"TIMESTAMPTZ '{first}-01-01 00:00:00+00'", f"TIMESTAMPTZ '{last + 1}-01-01 00:00:00+00'"
     tests = {c: f"coalesce({ident(c)} < {lowest} OR {ident(c)} >= {highest}, false)" for c in contract.instants if c in types}
-    probe = [f"bool_or({LONG_TEXT})" if flagged else "true"] + [f"bool_or({t})" for t in tests.values()]
+    probe = [f"bool_or({LONG_TEXT})"] + [f"bool_or({t})" for t in tests.values()]
     long_rows, *hits = con.execute(f"SELECT {', '.join(probe)} FROM {src}").fetchall()[0]
     outside = {c: test for (c, test), hit in zip(tests.items(), hits, strict=True) if hit}
     selects = [
         f"SELECT {LINE} AS source_line, {literal(c)} AS column_name, CAST(NULL AS VARCHAR) AS value, "
         f"{literal(too_long_reason(c))} AS reason, 'row_rejected' AS action FROM {src} "
-        f"WHERE {LONG_TEXT + ' AND ' if flagged else ''}{test}"
+        f"WHERE {LONG_TEXT} AND {test}"
         for c, test in (over.items() if long_rows else ())
     ] + [
         f"SELECT {LINE} AS source_line, {literal(c)} AS column_name, CAST({ident(c)} AS VARCHAR) AS value, "
