@@ -477,8 +477,11 @@ def disclosure_breaches(fed: pl.DataFrame, source: pl.DataFrame, k: int = K, tie
     by subtraction over groups, as any linear combination over time and departments, or of the other counts of
     its cell (``ties``: atom -> the counts it adds to)."""
     problems = []
-    # the true counts of every cell, aggregates included (as the feed computes them)
-    true = feed.with_aggregates(source, feed.period_windows(sorted(p for p in source["period"].unique() if p != "all"), "all"))
+    # the true counts of every cell, aggregates included (as the feed computes them); a --month run's ``all`` is its
+    # one month, as the feed's own row says
+    run = fed.filter(pl.col("period") == "all").select("period_start", "period_end").unique().rows()
+    period = run[0][1] if len(run) == 1 and run[0][0] == run[0][1] else "all"
+    true = feed.with_aggregates(source, feed.period_windows(sorted(p for p in source["period"].unique() if p != "all"), period))
     # a cell the feed lays out (its measure at its level) but leaves out is withheld: the reader knows it exists
     # only where its count is not zero, never its value
     laid_out = fed.select("measure_id", "level").unique()
