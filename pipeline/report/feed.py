@@ -349,6 +349,10 @@ def suppress(
     # ones): where the released counts of a cell give a withheld one, one more is withheld there (``relations``); that
     # can expose a total across cells again, so the passes repeat until neither adds a cell
     counts = _counts(rows, atoms, headline)
+    # the months each period sums, by period code (relations: a released 0 of a quarter is a 0 in each of its months)
+    cover = np.zeros((int(rows["period_code"].max()) + 1, len(month_no)), bool)
+    for code, period in rows.select("period_code", "period").unique().iter_rows():
+        cover[code, periods[period][1]] = True
     forced_den = pl.DataFrame(schema={"den_key": pl.Int64, "forced": pl.Boolean})
     forced_fam = forced_den.rename({"den_key": "fam_key"})
     more_den = forced_den  # the denominators' pass runs first, and again only when a cell was added to them
@@ -372,7 +376,7 @@ def suppress(
         # the cells first, on what the denominators' pass left: the rows' pass then protects across cells what this
         # adds, and the check after it mostly finds nothing (each rows' pass costs ~1 s at 10M orders)
         more_den, more_fam = relations.exposed(
-            den_cells, fam.with_columns(pl.col("withheld").alias("row_withheld")), cell, counts, k
+            den_cells, fam.with_columns(pl.col("withheld").alias("row_withheld")), cell, counts, k, cover
         )
         if more_den.height:
             forced_den, forced_fam = force(more_den, forced_den), force(more_fam, forced_fam)
@@ -381,7 +385,7 @@ def suppress(
             forced_fam = force(more_fam, forced_fam)
             fam = with_rows_withheld(fam)
         fam = fam.with_columns(pl.Series("row_withheld", disclosure.protect(fam, periods, k)))
-        more_den, more_fam = relations.exposed(den_cells, fam, cell, counts, k)
+        more_den, more_fam = relations.exposed(den_cells, fam, cell, counts, k, cover)
         if more_den.height == 0 and more_fam.height == 0:
             break
         forced_den, forced_fam = force(more_den, forced_den), force(more_fam, forced_fam)

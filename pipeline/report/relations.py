@@ -90,13 +90,14 @@ class Counts:
 
 
 def exposed(
-    den_cells: pl.DataFrame, fam: pl.DataFrame, cell: list[str], counts: Counts, k: int
+    den_cells: pl.DataFrame, fam: pl.DataFrame, cell: list[str], counts: Counts, k: int, cover: np.ndarray
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The cells to withhold as well: (``den_key`` of denominators, ``fam_key`` of numerators).
 
-    ``den_cells``: ``den_key, kind_code, <cell>, value, den_withheld``; ``fam``: ``fam_key, family_code, <cell>,
-    numerator, row_withheld``; ``cell``: the cell's integer codes, ``level_code`` among them. ``counts``: their
-    columns (the kind codes first, then ``len(kinds) + family_code``)."""
+    ``den_cells``: ``den_key, kind_code, level, <cell>, value, den_withheld``; ``fam``: ``fam_key, family_code, level,
+    <cell>, numerator, row_withheld``; ``cell``: the cell's integer codes, ``period_code`` and ``level_code`` among
+    them. ``counts``: their columns (the kind codes first, then ``len(kinds) + family_code``). ``cover``: (period
+    codes, calendar months) bool, the months each period sums."""
     n_kinds = int(counts.is_numerator.size - counts.is_numerator.sum())
     n_counts = counts.is_numerator.size
     # numpy from here: the cells' integer codes combined into one id (joins of ~600k rows in Polars took ~0.6 s)
@@ -113,6 +114,12 @@ def exposed(
     for c in codes:
         cell_id = cell_id * (int(c.max(initial=0)) + 1) + c
     level = codes[cell.index("level_code")]
+    # counts are never negative: a released 0 of a quarter, of 12 months or of the hospital is a 0 in every month and
+    # department it sums, so a withheld count there is a known 0 (a quarter's 0 not-evaluable orders tell that each of
+    # its months' orders not excluded are its evaluated ones)
+    overall = np.concatenate([(f["level"] == "overall").to_numpy() for f, *_ in parts])
+    group = [codes[cell.index("level_code")], codes[cell.index("group_key_code")]]
+    zero = w & _zero_elsewhere(codes[cell.index("period_code")], group, count, ~w & (v == 0), overall, cover)
     # a count laid out at a level (it has a row there somewhere) and without a row in a cell is a known zero
     laid_out = np.zeros((int(level.max(initial=0)) + 1, n_counts), bool)
     laid_out[level, count] = True
@@ -121,7 +128,7 @@ def exposed(
     with_withheld = np.bincount(c_idx, weights=w, minlength=ids.size) > 0
     keep = with_withheld[c_idx]
     c_idx = (np.cumsum(with_withheld) - 1)[c_idx[keep]]  # the cells kept, numbered 0, 1, ... in the same order
-    key, count, v, w, level = key[keep], count[keep], v[keep], w[keep], level[keep]
+    key, count, v, w, level, zero = key[keep], count[keep], v[keep], w[keep], level[keep], zero[keep]
     n_cells = int(with_withheld.sum())
     cell_level = np.zeros(n_cells, np.int64)
     cell_level[c_idx] = level
@@ -130,7 +137,7 @@ def exposed(
     keys = np.full((n_cells, n_counts), -1, np.int64)
     keys[c_idx, count] = key
     state = np.where(laid_out[cell_level], NO_ROW, ABSENT).astype(np.int8)
-    state[c_idx, count] = np.where(w, WITHHELD, np.where(v == 0, ZERO_ROW, RELEASED))
+    state[c_idx, count] = np.where(zero, NO_ROW, np.where(w, WITHHELD, np.where(v == 0, ZERO_ROW, RELEASED)))
     forced = np.zeros((n_cells, n_counts), bool)
     active = np.arange(n_cells)  # the cells a pass looks at: all, then those the last pass changed
     for _ in range(n_counts):  # each pass withholds one more set of counts in every cell still exposed
@@ -151,6 +158,29 @@ def exposed(
         pl.DataFrame({"den_key": pl.Series(given_up[~is_num], dtype=pl.Int64)}),
         pl.DataFrame({"fam_key": pl.Series(given_up[is_num], dtype=pl.Int64)}),
     )
+
+
+def _zero_elsewhere(
+    period: np.ndarray,
+    group: list[np.ndarray],
+    count: np.ndarray,
+    released_zero: np.ndarray,
+    overall: np.ndarray,
+    cover: np.ndarray,
+) -> np.ndarray:
+    """Per row, whether released 0s of its count cover it: of its own level and group (``group``: their codes) over
+    months that include all of its period's, or of the hospital over them (any group, any level)."""
+    series = count.astype(np.int64)
+    for c in group:
+        series = series * (int(c.max(initial=0)) + 1) + c
+    ids, s_idx = np.unique(series, return_inverse=True)
+    zero_months = np.zeros((ids.size, cover.shape[1]), bool)  # per series, the months a released 0 of its own covers
+    np.logical_or.at(zero_months, s_idx[released_zero], cover[period[released_zero]])
+    hospital = np.zeros((int(count.max(initial=0)) + 1, cover.shape[1]), bool)  # per count, the hospital's
+    mine = released_zero & overall
+    np.logical_or.at(hospital, count[mine], cover[period[mine]])
+    known = zero_months[s_idx] | hospital[count]
+    return ~(cover[period] & ~known).any(axis=1)
 
 
 def _one_more(state: np.ndarray, value: np.ndarray, counts: Counts, k: int) -> np.ndarray:
