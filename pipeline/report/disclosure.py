@@ -133,15 +133,29 @@ def _protect(coded: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: 
             return out
 
 
+def key_of(codes: list, sizes: list[int] | None = None):
+    """One Int64 per row from its integer codes (each ``0 .. size - 1``): the codes as the digits of one number, the
+    first the most significant, so rows share a key exactly when they agree in every code, and keys sort as the
+    codes do, the first code first. ``codes``: numpy arrays (``sizes`` default to each one's largest code + 1), or
+    Polars expressions with ``sizes`` given (the codes' sizes over every frame the keys are compared across; the
+    first code's is not used). The one
+    home of the cells' keys: the feed joins its cells on them, the passes here number lines and series by them and
+    ``relations`` tells the cells apart by them. The sizes' product must stay below 2**63 (thousands of groups,
+    hundreds of periods, a few units and levels: far below)."""
+    if sizes is None:
+        sizes = [int(np.max(c, initial=0)) + 1 for c in codes]
+    expr = isinstance(codes[0], pl.Expr)
+    key = codes[0].cast(pl.Int64) if expr else np.asarray(codes[0]).astype(np.int64)
+    for code, size in zip(codes[1:], sizes[1:], strict=True):
+        key = key * size + (code.cast(pl.Int64) if expr else np.asarray(code).astype(np.int64))
+    return key
+
+
 def _combined(frame: pl.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
     """Per cell, a number shared by the cells that agree in ``columns`` (from their integer codes): their dense
     rank in the order of ``columns`` (0, 1, ...), as a Polars rank of the codes' struct gives it at four times
     the cost, so it also orders the cells (the passes' order, the lines' and series' numbers)."""
-    key = np.zeros(frame.height, np.int64)
-    for c in columns:
-        code = frame[f"{c}_code"].to_numpy().astype(np.int64)
-        key = key * (int(code.max(initial=0)) + 1) + code
-    return np.unique(key, return_inverse=True)[1]
+    return np.unique(key_of([frame[f"{c}_code"].to_numpy() for c in columns]), return_inverse=True)[1]
 
 
 def _link_ids(frame: pl.DataFrame) -> np.ndarray:

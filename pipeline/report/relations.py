@@ -110,9 +110,7 @@ def exposed(
     v = np.concatenate([f[c].fill_null(0).to_numpy() for f, _, _, c, _ in parts]).astype(np.int64)
     w = np.concatenate([f[c].fill_null(False).to_numpy() for f, *_, c in parts])
     codes = [np.concatenate([f[c].to_numpy() for f, *_ in parts]).astype(np.int64) for c in cell]
-    cell_id = np.zeros(key.size, np.int64)
-    for c in codes:
-        cell_id = cell_id * (int(c.max(initial=0)) + 1) + c
+    cell_id = disclosure.key_of(codes)
     level = codes[cell.index("level_code")]
     # counts are never negative: a released 0 of a quarter, of 12 months or of the hospital is a 0 in every month and
     # department it sums, so a withheld count there is a known 0 (a quarter's 0 not-evaluable orders tell that each of
@@ -170,10 +168,7 @@ def _zero_elsewhere(
 ) -> np.ndarray:
     """Per row, whether released 0s of its count cover it: of its own level and group (``group``: their codes) over
     months that include all of its period's, or of the hospital over them (any group, any level)."""
-    series = count.astype(np.int64)
-    for c in group:
-        series = series * (int(c.max(initial=0)) + 1) + c
-    ids, s_idx = np.unique(series, return_inverse=True)
+    ids, s_idx = np.unique(disclosure.key_of([count, *group]), return_inverse=True)
     zero_months = np.zeros((ids.size, cover.shape[1]), bool)  # per series, the months a released 0 of its own covers
     np.logical_or.at(zero_months, s_idx[released_zero], cover[period[released_zero]])
     hospital = np.zeros((int(count.max(initial=0)) + 1, cover.shape[1]), bool)  # per count, the hospital's
