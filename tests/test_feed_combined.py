@@ -11,10 +11,25 @@ one run's feed can be subtracted from another run's. It knows nothing of ``pipel
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pytest
-from test_feed import CSF_TIES, LBP_TIES, NO_TIES, K, build, csf_month, lbp_month, lbp_year, metrics, months_of, run_info
+from test_feed import (
+    CSF_TIES,
+    LBP_TIES,
+    NO_TIES,
+    K,
+    build,
+    csf_month,
+    lbp_month,
+    lbp_year,
+    metrics,
+    months_of,
+    one_month,
+    run_info,
+)
 
 REST = "\x00hospital only"  # units the hospital counts and no department does (a case without an attributed one)
 
@@ -230,3 +245,111 @@ def test_the_hand_built_cells_of_both_audits_give_nothing_away_combined():
     assert combined_breaches([(build(m, run_info("2026-06"), LBP_TIES), m)], LBP_TIES) == []
     m = csf_month()
     assert combined_breaches([(build(m, run_info("2026-06"), CSF_TIES), m)], CSF_TIES) == []
+
+
+def sparse_years(seed: int) -> pl.DataFrame:
+    """24 months, four departments whose event is mostly absent (two months in three: 0; else 1 to 3 of ~20 orders):
+    quarters, 12-month windows and hospital months of 0 beside withheld 1s and 2s, as the reason shares of a
+    hospital are."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for month in months_of("2024-07", 24):
+        depts = [(d, int(rng.choice([0] * 6 + [1, 2, 3])), int(rng.integers(15, 26))) for d in ("neuro", "anes", "emerg", "pain")]
+        rows += [(month, *r[1:]) for r in one_month(*depts)]
+    frame = pl.DataFrame(rows, schema=["period", "level", "group_key", "measure_id", "numerator", "denominator"], orient="row")
+    run_total = frame.group_by("level", "group_key", "measure_id").agg(pl.col("numerator", "denominator").sum())
+    return metrics(rows + [("all", *r) for r in run_total.select(frame.columns[1:]).iter_rows()])
+
+
+@pytest.mark.parametrize("seed", [3, 4, 7, 10, 15])
+def test_a_released_zero_of_months_or_of_the_hospital_is_a_zero_of_each_cell_it_sums(seed):
+    """No count is negative: a quarter of 0 is 0 in each of its months, a hospital month of 0 in each department.
+    These years gave counts away when the passes over time and departments took a released 0 for one linear
+    equation (the 12-month window ending in May less the one ending in April is May less the previous May, and that
+    May lay in a quarter of 0)."""
+    m = sparse_years(seed)
+    assert combined_breaches([(build(m, run_info("all")), m)]) == []
+
+
+# ----------------------------------------------------------------------------- two runs' feeds side by side
+
+
+def _delivered(source: Path, out: Path, before: str, recode: bool = False) -> Path:
+    """The extracts as delivered before ``before`` (YYYY-MM); ``recode``: a correction to an old month, 2025-10's
+    neurology orders recoded to pain management (the data changes there only)."""
+    out.mkdir(parents=True)
+    (out / "local_code_map.csv").write_bytes((source / "local_code_map.csv").read_bytes())
+    for name, column in (("imaging_orders", "ordered_at"), ("procedures", "performed_at"), ("diagnoses", "recorded_at")):
+        rows = pl.read_csv(source / f"{name}.csv", infer_schema=False)
+        rows = rows.filter(pl.col(column).is_null() | (pl.col(column).str.slice(0, 7) < before))
+        if recode and name == "imaging_orders":
+            hit = (pl.col("ordered_at").str.slice(0, 7) == "2025-10") & (pl.col("ordering_department") == "neurology")
+            rows = rows.with_columns(
+                pl.when(hit).then(pl.lit("pain_management")).otherwise("ordering_department").alias("ordering_department")
+            )
+        rows.write_csv(out / f"{name}.csv")
+    return out
+
+
+@pytest.fixture(scope="module")
+def monthly_runs(tmp_path_factory) -> dict:
+    """An analyst's archive: the 20k-patient demo's March run (data through March), its April run (through April) and
+    April again after a correction to October 2025. Per run and audit: (feed, the metrics it was made from)."""
+    import duckdb
+    from conftest import run_cli
+
+    from pipeline import audits, publishing
+    from pipeline.report.measure import build_metrics
+    from pipeline.synth import generate
+
+    base = tmp_path_factory.mktemp("runs")
+    generate(base / "all", patients=20_000, months=24, seed=7, start_month="2024-07")
+    runs = {}
+    for name, month, before, recode in (
+        ("march", "2026-03", "2026-04", False),
+        ("april", "2026-04", "2026-05", False),
+        ("april_again", "2026-04", "2026-05", True),
+    ):
+        given = _delivered(base / "all", base / f"in_{name}", before, recode)
+        wh = base / f"{name}.duckdb"
+        result = run_cli("run", "--input", given, "--out", base / name, "--warehouse", wh, "--month", month, "--no-validate")
+        assert result.returncode == 0, result.stderr
+        con = duckdb.connect(str(wh), read_only=True)
+        try:
+            for audit in audits.discover():
+                publishing.select_audit(con, audit)
+                ties = {f"{u}:{a}": a.split("|") for u, a in con.execute("SELECT unit, atom FROM mart_metric_atoms").fetchall()}
+                fed = pl.read_parquet(base / name / audit.id / "metrics.parquet")
+                runs[name, audit.id] = (fed, build_metrics(con), ties)
+        finally:
+            con.close()
+    return runs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("audit_id", ["csf_leak", "low_back_pain"])
+def test_each_monthly_feed_alone_gives_nothing_away(monthly_runs, audit_id):
+    from test_feed import disclosure_breaches
+
+    for name in ("march", "april", "april_again"):
+        fed, source, ties = monthly_runs[name, audit_id]
+        assert combined_breaches([(fed, source)], ties) == [], name
+        assert disclosure_breaches(fed, source, ties=ties) == [], name
+
+
+@pytest.mark.slow
+def test_two_runs_feeds_side_by_side_give_counts_away_as_the_doc_says(monthly_runs):
+    """What docs/METRICS_FEED.md says an archive of feeds does: each run weighs only its own cells, so the March and
+    April feeds together give withheld counts away (a 12-month window of one less the overlapping months of the
+    other), and so do April's before and after a correction to October 2025 (counts of October's quarter and windows,
+    where the two withhold different cells)."""
+    from test_feed import FEED_DOC
+
+    def together(a: str, b: str) -> list[str]:
+        return combined_breaches([monthly_runs[a, "csf_leak"][:2], monthly_runs[b, "csf_leak"][:2]])
+
+    assert together("march", "april")
+    corrected = together("april", "april_again")
+    assert corrected and all("2025-" in p or "2024-" in p for p in corrected)
+    protects = FEED_DOC[FEED_DOC.index("### What the suppression protects, and what it does not") :].split("\n## ")[0]
+    assert "publish the latest feed" in protects and "side by side" in protects

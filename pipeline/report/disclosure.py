@@ -362,7 +362,22 @@ class _SeriesGrid:
         self.den[s, c] = keyed["den"].to_numpy()
         self.in_agg = self.cover @ self.cover.T > 0  # (periods, periods): month column m lies in aggregate a
         self.first, self.stop = _interval_ends(self.cover) if self.cover.size else (np.zeros(0, int), np.zeros(0, int))
-        self._seen: np.ndarray | None = None  # the withheld grid settle() left
+        # per series, the hospital's series of its table (-1: none, or its own): a hospital's 0 is a 0 of every group
+        hospital = dict(keyed.filter(pl.col("level") == "overall").select("unit_code", "s").unique().iter_rows())
+        self.hospital = np.full(shape[0], -1)
+        self.hospital[s] = keyed["unit_code"].replace_strict(hospital, default=-1, return_dtype=pl.Int64).to_numpy()
+        self._seen: np.ndarray | None = None  # the unknown cells (withheld, no known 0) settle() left
+
+    def _unknown(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(withheld cells not known otherwise, cells known to be 0). No count is negative: a released 0 of its series
+        over some months (a quarter, a 12-month window), or of the hospital's series of its table, is a 0 in each of
+        those months, so a cell all of whose months such 0s cover is known, withheld or not."""
+        released_zero = self.present & ~w & (self.value == 0)
+        zero_month = released_zero.astype(float) @ self.cover > 0  # (series, months)
+        has = self.hospital >= 0
+        zero_month[has] |= zero_month[self.hospital[has]]
+        known_zero = self.present & ((~zero_month).astype(float) @ self.cover.T == 0)
+        return w & ~known_zero, known_zero
 
     def settle(self, withheld: np.ndarray, k: int) -> np.ndarray:
         """Withhold cells until no series gives a hidden count away over time; each pass looks only at the
@@ -371,12 +386,15 @@ class _SeriesGrid:
             return withheld
         w = np.zeros(self.present.shape, bool)
         w[self.s, self.c] = withheld
-        rows = np.arange(w.shape[0]) if self._seen is None else np.flatnonzero((w != self._seen).any(axis=1))
+        unknown, known_zero = self._unknown(w)
+        rows = np.arange(w.shape[0]) if self._seen is None else np.flatnonzero((unknown != self._seen).any(axis=1))
         while rows.size:
-            add = self._exact_disclosures(w, rows) | self._small_hidden_sums(w, rows, k)
+            add = self._exact_disclosures(unknown, known_zero, rows) | self._small_hidden_sums(w, rows, k)
             w[rows] |= add
-            rows = rows[add.any(axis=1)]
-        self._seen = w
+            # a released 0 given up can make other cells (a department's, under the hospital's 0) unknown again
+            before, (unknown, known_zero) = unknown, self._unknown(w)
+            rows = np.flatnonzero((unknown != before).any(axis=1))
+        self._seen = unknown
         return withheld | w[self.s, self.c]
 
     def _choose(self, candidates: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -388,8 +406,9 @@ class _SeriesGrid:
         chosen[found, best[found]] = True
         return chosen
 
-    def _exact_disclosures(self, w: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """For ``rows``: a cell to withhold where withheld cells can be computed from the released ones."""
+    def _exact_disclosures(self, w: np.ndarray, known_zero: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """For ``rows``: a cell to withhold where withheld cells can be computed from the released ones. ``w``: the
+        withheld cells not known otherwise (``_unknown``); a cell known to be 0 is no help to give up."""
         add = np.zeros((rows.size, w.shape[1]), bool)
         hot = np.flatnonzero(w[rows].any(axis=1))
         if hot.size == 0:
@@ -402,7 +421,7 @@ class _SeriesGrid:
         hot, determined, labels = hot[hit], determined[hit], labels[hit]
         series = rows[hot]
         involved = _involved(w[series], determined, labels, self.first, self.stop)
-        add[hot] = self._choose(involved & self.present[series] & (self.den[series] > 0), series)
+        add[hot] = self._choose(involved & self.present[series] & (self.den[series] > 0) & ~known_zero[series], series)
         return add
 
     def _small_hidden_sums(self, w: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
@@ -493,7 +512,9 @@ class _Joint:
                 if targets.size == 0:
                     break
                 known_rows = np.flatnonzero(~w)
-                known = np.vstack([vecs[known_rows], zeros])
+                # no count is negative: each department-month a released 0 sums is a 0 (a quarter's, the hospital's)
+                empty = (vecs[known_rows[value[known_rows] == 0]] != 0).any(axis=0)
+                known = np.vstack([vecs[known_rows], zeros, np.eye(vecs.shape[1])[empty]])
                 if known.shape[0] == 0:
                     break
                 pinv = np.linalg.pinv(known, rcond=1e-10)
