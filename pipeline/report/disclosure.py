@@ -512,18 +512,20 @@ class _Joint:
                 if targets.size == 0:
                     break
                 known_rows = np.flatnonzero(~w)
-                # no count is negative: each department-month a released 0 sums is a 0 (a quarter's, the hospital's)
-                empty = (vecs[known_rows[value[known_rows] == 0]] != 0).any(axis=0)
-                known = np.vstack([vecs[known_rows], zeros, np.eye(vecs.shape[1])[empty]])
+                # no count is negative: each department-month a released 0 or a known zero (no row) sums is a 0, and
+                # those unknowns leave the system (smaller solves than a row per known 0)
+                empty = (vecs[known_rows[value[known_rows] == 0]] != 0).any(axis=0) | (zeros != 0).any(axis=0)
+                known_rows = known_rows[value[known_rows] != 0]
+                known, target = vecs[known_rows][:, ~empty], vecs[targets][:, ~empty]
                 if known.shape[0] == 0:
                     break
                 pinv = np.linalg.pinv(known, rcond=1e-10)
-                coef = vecs[targets] @ pinv  # each target as a combination of the known rows
-                determined = np.abs(coef @ known - vecs[targets]).max(axis=1) < _EPS
+                coef = target @ pinv  # each target as a combination of the known rows
+                determined = np.abs(coef @ known - target).max(axis=1) < _EPS
                 if not determined.any():
                     break
                 # a released cell the first determined target's derivation uses: months first, smallest count
-                uses = np.abs(coef[np.flatnonzero(determined)[0], : known_rows.size]) > _EPS
+                uses = np.abs(coef[np.flatnonzero(determined)[0]]) > _EPS
                 cand = known_rows[uses & (den[known_rows] > 0)]
                 if cand.size == 0:
                     cand = known_rows[uses]
