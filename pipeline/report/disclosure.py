@@ -22,6 +22,10 @@ denominator shared by several measures. Its cells add up two ways, and both are 
   released cell of that derivation. Providers are protected by the first two only: a joint system of
   hundreds of providers x months is too large to solve per table.
 
+No count is negative: a released 0 of a quarter, a 12-month window or the hospital is a 0 of every month and
+department it sums, and so is a withheld cell the caller marks ``zero`` (``relations.zero_by_atoms``: every atom of
+its count shown empty). The time and joint passes count such cells as known and never give one up.
+
 The passes repeat until neither changes anything. The work is vectorised (numpy over the lines and
 over a series x period grid, batched solves over the series): no Python loop over cells.
 """
@@ -54,6 +58,7 @@ def protect(cells: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: i
     hospital-wide and per department, one of them also laid out per provider): cells of one period, level and
     group with the same ``link`` name are withheld together, so neither table releases what the other hides.
     ``<key>_code`` columns, where given, are the keys' ``order_code`` (the caller's, over these cells or more).
+    An optional ``zero`` column marks withheld cells known to be 0 all the same (``relations.zero_by_atoms``).
 
     A provider whose cells of a table are all withheld from the start (at a large hospital most providers: 1 to
     10 orders in every period) stays so, and only its line sums count for the others: such providers are passed
@@ -65,7 +70,8 @@ def protect(cells: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: i
     keys = ("unit", "period", "level", "group_key")
     links = ["link"] if "link" in cells.columns else []
     given = [f"{c}_code" for c in keys if f"{c}_code" in cells.columns]  # the caller's codes of its keys
-    coded = cells.select(*keys, *given, "value", "complement", "den", "withheld", *links).with_columns(
+    zero = ["zero"] if "zero" in cells.columns else []
+    coded = cells.select(*keys, *given, "value", "complement", "den", "withheld", *links, *zero).with_columns(
         *(order_code(cells[c]).alias(f"{c}_code") for c in (*keys, *links) if f"{c}_code" not in given),
         pl.lit(1, pl.Int64).alias("cells"),
     )
@@ -103,6 +109,7 @@ def _merged(settled: pl.DataFrame, links: list[str]) -> pl.DataFrame:
         *(pl.col(c).first() for c in ("unit", "period", "level", *links)),
         pl.col("value", "complement", "den").sum(),
         pl.len().cast(pl.Int64).alias("cells"),
+        *([pl.col("zero").all()] if "zero" in settled.columns else []),
     )
     link_code = pl.col("link_code") if links else pl.lit(0)
     return merged.with_columns(
@@ -360,6 +367,9 @@ class _SeriesGrid:
         self.comp[s, c] = keyed["complement"].to_numpy()
         self.den = np.zeros(shape)
         self.den[s, c] = keyed["den"].to_numpy()
+        self.zero = np.zeros(shape, bool)  # known to be 0 though withheld (the caller's ``zero``: by the atoms)
+        if "zero" in keyed.columns:
+            self.zero[s, c] = keyed["zero"].to_numpy()
         self.in_agg = self.cover @ self.cover.T > 0  # (periods, periods): month column m lies in aggregate a
         self.first, self.stop = _interval_ends(self.cover) if self.cover.size else (np.zeros(0, int), np.zeros(0, int))
         # per series, the hospital's series of its table (-1: none, or its own): a hospital's 0 is a 0 of every group
@@ -372,7 +382,7 @@ class _SeriesGrid:
         """(withheld cells not known otherwise, cells known to be 0). No count is negative: a released 0 of its series
         over some months (a quarter, a 12-month window), or of the hospital's series of its table, is a 0 in each of
         those months, so a cell all of whose months such 0s cover is known, withheld or not."""
-        released_zero = self.present & ~w & (self.value == 0)
+        released_zero = self.present & ((~w & (self.value == 0)) | self.zero)
         zero_month = released_zero.astype(float) @ self.cover > 0  # (series, months)
         has = self.hospital >= 0
         zero_month[has] |= zero_month[self.hospital[has]]
@@ -482,6 +492,7 @@ class _Joint:
                         vec[gidx[g], :] = cover[p]
                         zeros.append(vec.ravel())
             pref = np.array([PERIOD_PREFERENCE[periods[p][0]] for p in table["period"]])
+            zero = table["zero"].to_numpy() if "zero" in table.columns else np.zeros(table.height, bool)
             self.tables.append(
                 (
                     table["idx"].to_numpy(),
@@ -491,6 +502,7 @@ class _Joint:
                     table["complement"].to_numpy().astype(float),
                     table["den"].to_numpy().astype(float),
                     pref,
+                    zero,
                 )
             )
         self._settled: list[np.ndarray | None] = [None] * len(self.tables)  # per table, its cells settle() left
@@ -502,7 +514,7 @@ class _Joint:
         pseudo-inverse telling the same, and ``protect`` calls this once more after its last change (a third
         of the pseudo-inverses at case-dense 10M)."""
         out = withheld.copy()
-        for t, (idx, vecs, zeros, value, comp, den, pref) in enumerate(self.tables):
+        for t, (idx, vecs, zeros, value, comp, den, pref, zero) in enumerate(self.tables):
             if self._settled[t] is not None and np.array_equal(out[idx], self._settled[t]):
                 continue
             hidden_small = small(value, self.k) | small(comp, self.k)
@@ -515,6 +527,7 @@ class _Joint:
                 # no count is negative: each department-month a released 0 or a known zero (no row) sums is a 0, and
                 # those unknowns leave the system (smaller solves than a row per known 0)
                 empty = (vecs[known_rows[value[known_rows] == 0]] != 0).any(axis=0) | (zeros != 0).any(axis=0)
+                empty |= (vecs[zero] != 0).any(axis=0)  # withheld, but known to be 0 (the caller's ``zero``)
                 known_rows = known_rows[value[known_rows] != 0]
                 known, target = vecs[known_rows][:, ~empty], vecs[targets][:, ~empty]
                 if known.shape[0] == 0:

@@ -13,7 +13,8 @@ order or case moved from one atom to another would change unseen, until none is 
 before denominators (every row built on them), off the headline before on it, the counts fewer measures
 share, the smaller. Withheld counts
 that follow from others are settled whatever their size: a count of 40 withheld to protect a 3 beside it
-in another department protects nothing once it can be worked out. The rule across cells (totals,
+in another department protects nothing once it can be worked out. ``zero_by_atoms`` tells the passes across cells
+which withheld counts released 0s elsewhere show to be 0. The rule across cells (totals,
 periods) is ``disclosure.protect``'s; ``feed.suppress`` runs the two in turn until neither adds a cell.
 """
 
@@ -98,24 +99,13 @@ def exposed(
     <cell>, numerator, row_withheld``; ``cell``: the cell's integer codes, ``period_code`` and ``level_code`` among
     them. ``counts``: their columns (the kind codes first, then ``len(kinds) + family_code``). ``cover``: (period
     codes, calendar months) bool, the months each period sums."""
-    n_kinds = int(counts.is_numerator.size - counts.is_numerator.sum())
     n_counts = counts.is_numerator.size
-    # numpy from here: the cells' integer codes combined into one id (joins of ~600k rows in Polars took ~0.6 s)
-    parts = [
-        (den_cells, "den_key", den_cells["kind_code"], "value", "den_withheld"),
-        (fam, "fam_key", fam["family_code"].cast(pl.Int64) + n_kinds, "numerator", "row_withheld"),
-    ]
-    key = np.concatenate([f[name].to_numpy() for f, name, *_ in parts]).astype(np.int64)
-    count = np.concatenate([c.cast(pl.Int64).to_numpy() for _, _, c, *_ in parts])
-    v = np.concatenate([f[c].fill_null(0).to_numpy() for f, _, _, c, _ in parts]).astype(np.int64)
-    w = np.concatenate([f[c].fill_null(False).to_numpy() for f, *_, c in parts])
-    codes = [np.concatenate([f[c].to_numpy() for f, *_ in parts]).astype(np.int64) for c in cell]
+    key, count, v, w, codes, overall = _laid_out(den_cells, fam, cell, counts)
     cell_id = disclosure.key_of(codes)
     level = codes[cell.index("level_code")]
     # counts are never negative: a released 0 of a quarter, of 12 months or of the hospital is a 0 in every month and
     # department it sums, so a withheld count there is a known 0 (a quarter's 0 not-evaluable orders tell that each of
     # its months' orders not excluded are its evaluated ones)
-    overall = np.concatenate([(f["level"] == "overall").to_numpy() for f, *_ in parts])
     group = [codes[cell.index("level_code")], codes[cell.index("group_key_code")]]
     zero = w & _zero_elsewhere(codes[cell.index("period_code")], group, count, ~w & (v == 0), overall, cover)
     # a count laid out at a level (it has a row there somewhere) and without a row in a cell is a known zero
@@ -156,6 +146,73 @@ def exposed(
         pl.DataFrame({"den_key": pl.Series(given_up[~is_num], dtype=pl.Int64)}),
         pl.DataFrame({"fam_key": pl.Series(given_up[is_num], dtype=pl.Int64)}),
     )
+
+
+def _laid_out(
+    den_cells: pl.DataFrame, fam: pl.DataFrame, cell: list[str], counts: Counts
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[np.ndarray], np.ndarray]:
+    """The denominators' cells, then the numerators' (``exposed``'s frames), as numpy: per cell its key, its count's
+    column, value, whether withheld, its ``cell`` codes and whether it is the hospital's (joins of ~600k rows in
+    Polars took ~0.6 s)."""
+    n_kinds = int(counts.is_numerator.size - counts.is_numerator.sum())
+    parts = [
+        (den_cells, "den_key", den_cells["kind_code"], "value", "den_withheld"),
+        (fam, "fam_key", fam["family_code"].cast(pl.Int64) + n_kinds, "numerator", "row_withheld"),
+    ]
+    key = np.concatenate([f[name].to_numpy() for f, name, *_ in parts]).astype(np.int64)
+    count = np.concatenate([c.cast(pl.Int64).to_numpy() for _, _, c, *_ in parts])
+    v = np.concatenate([f[c].fill_null(0).to_numpy() for f, _, _, c, _ in parts]).astype(np.int64)
+    w = np.concatenate([f[c].fill_null(False).to_numpy() for f, *_, c in parts])
+    codes = [np.concatenate([f[c].to_numpy() for f, *_ in parts]).astype(np.int64) for c in cell]
+    overall = np.concatenate([(f["level"] == "overall").to_numpy() for f, *_ in parts])
+    return key, count, v, w, codes, overall
+
+
+def zero_by_atoms(
+    den_cells: pl.DataFrame, fam: pl.DataFrame, cell: list[str], counts: Counts, cover: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per denominator cell and per numerator cell (``exposed``'s frames, in their order): whether its count is
+    known to be 0 there though it is withheld. No count is negative, so a released 0 shows each atom of its count
+    empty in each month it sums, for its group (the hospital's: for every group; every department's: for the
+    hospital); a count all of whose atoms are so shown empty in every month of the cell is 0, whichever counts
+    showed them (a month's inappropriate orders are 0
+    when the quarters of every inappropriate reason show 0). The passes over time and departments take it as known."""
+    _, count, v, w, codes, overall = _laid_out(den_cells, fam, cell, counts)
+    level = np.concatenate([f["level"].to_numpy() for f in (den_cells, fam)])
+    period = codes[cell.index("period_code")]
+    _, series = np.unique(
+        disclosure.key_of([codes[cell.index("level_code")], codes[cell.index("group_key_code")]]), return_inverse=True
+    )
+    atoms_of = counts.atoms.T > 0  # (counts, atoms)
+    n_series = int(series.max(initial=-1)) + 1
+    zero = np.flatnonzero(~w & (v == 0))
+    empty = np.zeros((n_series + 1, atoms_of.shape[1], cover.shape[1]), bool)  # the last: the hospital's
+    shown = atoms_of[count[zero]][:, :, None] & cover[period[zero]][:, None, :]  # (released 0s, atoms, months)
+    np.logical_or.at(empty, np.where(overall[zero], n_series, series[zero]), shown)
+    # a department without a row of a denominator in a period the denominator has for others: nothing in its atoms
+    n_den = den_cells.height
+    d = np.flatnonzero(level[:n_den] == "department")
+    if d.size:
+        n_periods = cover.shape[0]
+        has_row = np.zeros((n_series, atoms_of.shape[0], n_periods), bool)
+        has_row[series[d], count[d], period[d]] = True
+        dept = np.unique(series[d])
+        missing = has_row.any(axis=0)[None] & ~has_row[dept]  # (departments, counts, periods)
+        s_i, c_i, p_i = np.nonzero(missing)
+        np.logical_or.at(empty, dept[s_i], atoms_of[c_i][:, :, None] & cover[p_i][:, None, :])
+    # the hospital's count is its departments' sum: empty where each department's is
+    departments = np.unique(series[level == "department"])
+    if departments.size:
+        empty[n_series] |= empty[departments].all(axis=0)
+    empty[:n_series] |= empty[n_series]
+    out = np.zeros(count.size, bool)
+    hidden = np.flatnonzero(w)
+    for start in range(0, hidden.size, 20_000):  # (cells, atoms, months) a block at a time
+        r = hidden[start : start + 20_000]
+        unknown = ~empty[np.where(overall[r], n_series, series[r])]
+        needed = atoms_of[count[r]][:, :, None] & cover[period[r]][:, None, :]
+        out[r] = ~(unknown & needed).any(axis=(1, 2))
+    return out[:n_den], out[n_den:]
 
 
 def _zero_elsewhere(
