@@ -362,3 +362,20 @@ def test_two_runs_feeds_side_by_side_give_counts_away_as_the_doc_says(monthly_ru
     assert corrected and all("2025-" in p or "2024-" in p for p in corrected)
     protects = FEED_DOC[FEED_DOC.index("### What the suppression protects, and what it does not") :].split("\n## ")[0]
     assert "publish the latest feed" in protects and "side by side" in protects
+
+
+def test_departments_zeros_say_nothing_of_cases_the_hospital_alone_counts():
+    """A case without an attributed department counts for the hospital only: the departments' released 0s do not
+    make the hospital's months 0. The joint pass, whose unknowns are department-months, found none left to solve for
+    and stopped the feed (a zero-size reduction); the hospital's January 4 stays protected (the quarter's 64 less
+    February's and March's 30 would give it)."""
+    rows = []
+    for month, total in (("2026-01", 4), ("2026-02", 30), ("2026-03", 30)):
+        rows += [(month, "department", d, "first_imaging_right_study", 0, 20) for d in ("d1", "d2")]
+        rows.append((month, "overall", "all", "first_imaging_right_study", total, 100))
+    rows += [("all", "department", d, "first_imaging_right_study", 0, 60) for d in ("d1", "d2")]
+    rows.append(("all", "overall", "all", "first_imaging_right_study", 64, 300))
+    fed = build(metrics(rows), run_info("all"))
+    hospital = {r["period"]: r["numerator"] for r in fed.filter(pl.col("level") == "overall").to_dicts()}
+    assert hospital["2026-01"] is None
+    assert None in (hospital["2026-Q1"], hospital["2026-02"], hospital["2026-03"]), hospital

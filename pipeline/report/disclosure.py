@@ -530,7 +530,7 @@ class _Joint:
                 empty |= (vecs[zero] != 0).any(axis=0)  # withheld, but known to be 0 (the caller's ``zero``)
                 known_rows = known_rows[value[known_rows] != 0]
                 known, target = vecs[known_rows][:, ~empty], vecs[targets][:, ~empty]
-                if known.shape[0] == 0:
+                if known.shape[0] == 0 or known.shape[1] == 0:  # nothing released, or no unknown left to solve for
                     break
                 pinv = np.linalg.pinv(known, rcond=1e-10)
                 coef = target @ pinv  # each target as a combination of the known rows

@@ -175,8 +175,10 @@ def zero_by_atoms(
     known to be 0 there though it is withheld. No count is negative, so a released 0 shows each atom of its count
     empty in each month it sums, for its group (the hospital's: for every group; every department's: for the
     hospital); a count all of whose atoms are so shown empty in every month of the cell is 0, whichever counts
-    showed them (a month's inappropriate orders are 0
-    when the quarters of every inappropriate reason show 0). The passes over time and departments take it as known."""
+    showed them (a month's inappropriate orders are 0 when the quarters of every inappropriate reason show 0). The
+    passes over time and departments take it as known. Only a count that is 0 is ever so marked: where the hospital
+    counts units no department has (a case without an attributed department), its departments' 0s say nothing of
+    it, and a cell the passes took as known would go unprotected."""
     _, count, v, w, codes, overall = _laid_out(den_cells, fam, cell, counts)
     level = np.concatenate([f["level"].to_numpy() for f in (den_cells, fam)])
     period = codes[cell.index("period_code")]
@@ -212,6 +214,7 @@ def zero_by_atoms(
         unknown = ~empty[np.where(overall[r], n_series, series[r])]
         needed = atoms_of[count[r]][:, :, None] & cover[period[r]][:, None, :]
         out[r] = ~(unknown & needed).any(axis=(1, 2))
+    out &= v == 0
     return out[:n_den], out[n_den:]
 
 
