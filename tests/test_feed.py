@@ -315,10 +315,8 @@ def test_the_audit_finds_what_primary_suppression_alone_gives_away(monkeypatch):
     assert any("recoverable from the total" in p for p in disclosure_breaches(build(m, run_info("2026-06")), m))
 
 
-def test_a_count_that_is_the_difference_of_two_denominators_does_not_give_a_withheld_one_away():
-    """The not-evaluable orders are the non-excluded orders less the evaluated ones: a released not-evaluable row
-    (0 of 40) beside a withheld evaluated-orders denominator (40, withheld to protect neuro's 5) gave the 40
-    back, and with it neuro's 5 (95 - 40 - 50)."""
+def csf_month() -> pl.DataFrame:
+    """A CSF-leak month of three departments: neuro's 5 evaluated orders, anes' 0 not-evaluable ones."""
     rows = []
     for group, evaluated, not_evaluable in (("neuro", 5, 15), ("anes", 40, 0), ("emerg", 50, 15)):
         rows += [
@@ -329,7 +327,14 @@ def test_a_count_that_is_the_difference_of_two_denominators_does_not_give_a_with
         ("2026-06", "overall", "all", "inappropriate_order_rate", 47, 95),
         ("2026-06", "overall", "all", "not_evaluable_rate", 30, 125),
     ]
-    m = metrics(rows)
+    return metrics(rows)
+
+
+def test_a_count_that_is_the_difference_of_two_denominators_does_not_give_a_withheld_one_away():
+    """The not-evaluable orders are the non-excluded orders less the evaluated ones: a released not-evaluable row
+    (0 of 40) beside a withheld evaluated-orders denominator (40, withheld to protect neuro's 5) gave the 40
+    back, and with it neuro's 5 (95 - 40 - 50)."""
+    m = csf_month()
     fed = build(m, run_info("2026-06"), CSF_TIES)
     assert cell(fed, "2026-06", "department", "neuro")["denominator"] is None
     assert cell(fed, "2026-06", "department", "anes")["denominator"] is None  # the complement of neuro's 5
@@ -477,8 +482,11 @@ def disclosure_breaches(fed: pl.DataFrame, source: pl.DataFrame, k: int = K, tie
     by subtraction over groups, as any linear combination over time and departments, or of the other counts of
     its cell (``ties``: atom -> the counts it adds to)."""
     problems = []
-    # the true counts of every cell, aggregates included (as the feed computes them)
-    true = feed.with_aggregates(source, feed.period_windows(sorted(p for p in source["period"].unique() if p != "all"), "all"))
+    # the true counts of every cell, aggregates included (as the feed computes them); a --month run's ``all`` is its
+    # one month, as the feed's own row says
+    run = fed.filter(pl.col("period") == "all").select("period_start", "period_end").unique().rows()
+    period = run[0][1] if len(run) == 1 and run[0][0] == run[0][1] else "all"
+    true = feed.with_aggregates(source, feed.period_windows(sorted(p for p in source["period"].unique() if p != "all"), period))
     # a cell the feed lays out (its measure at its level) but leaves out is withheld: the reader knows it exists
     # only where its count is not zero, never its value
     laid_out = fed.select("measure_id", "level").unique()

@@ -22,6 +22,10 @@ denominator shared by several measures. Its cells add up two ways, and both are 
   released cell of that derivation. Providers are protected by the first two only: a joint system of
   hundreds of providers x months is too large to solve per table.
 
+No count is negative: a released 0 of a quarter, a 12-month window or the hospital is a 0 of every month and
+department it sums, and so is a withheld cell the caller marks ``zero`` (``relations.zero_by_atoms``: every atom of
+its count shown empty). The time and joint passes count such cells as known and never give one up.
+
 The passes repeat until neither changes anything. The work is vectorised (numpy over the lines and
 over a series x period grid, batched solves over the series): no Python loop over cells.
 """
@@ -54,6 +58,7 @@ def protect(cells: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: i
     hospital-wide and per department, one of them also laid out per provider): cells of one period, level and
     group with the same ``link`` name are withheld together, so neither table releases what the other hides.
     ``<key>_code`` columns, where given, are the keys' ``order_code`` (the caller's, over these cells or more).
+    An optional ``zero`` column marks withheld cells known to be 0 all the same (``relations.zero_by_atoms``).
 
     A provider whose cells of a table are all withheld from the start (at a large hospital most providers: 1 to
     10 orders in every period) stays so, and only its line sums count for the others: such providers are passed
@@ -65,7 +70,8 @@ def protect(cells: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: i
     keys = ("unit", "period", "level", "group_key")
     links = ["link"] if "link" in cells.columns else []
     given = [f"{c}_code" for c in keys if f"{c}_code" in cells.columns]  # the caller's codes of its keys
-    coded = cells.select(*keys, *given, "value", "complement", "den", "withheld", *links).with_columns(
+    zero = ["zero"] if "zero" in cells.columns else []
+    coded = cells.select(*keys, *given, "value", "complement", "den", "withheld", *links, *zero).with_columns(
         *(order_code(cells[c]).alias(f"{c}_code") for c in (*keys, *links) if f"{c}_code" not in given),
         pl.lit(1, pl.Int64).alias("cells"),
     )
@@ -103,6 +109,7 @@ def _merged(settled: pl.DataFrame, links: list[str]) -> pl.DataFrame:
         *(pl.col(c).first() for c in ("unit", "period", "level", *links)),
         pl.col("value", "complement", "den").sum(),
         pl.len().cast(pl.Int64).alias("cells"),
+        *([pl.col("zero").all()] if "zero" in settled.columns else []),
     )
     link_code = pl.col("link_code") if links else pl.lit(0)
     return merged.with_columns(
@@ -133,15 +140,29 @@ def _protect(coded: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: 
             return out
 
 
+def key_of(codes: list, sizes: list[int] | None = None):
+    """One Int64 per row from its integer codes (each ``0 .. size - 1``): the codes as the digits of one number, the
+    first the most significant, so rows share a key exactly when they agree in every code, and keys sort as the
+    codes do, the first code first. ``codes``: numpy arrays (``sizes`` default to each one's largest code + 1), or
+    Polars expressions with ``sizes`` given (the codes' sizes over every frame the keys are compared across; the
+    first code's is not used). The one
+    home of the cells' keys: the feed joins its cells on them, the passes here number lines and series by them and
+    ``relations`` tells the cells apart by them. The sizes' product must stay below 2**63 (thousands of groups,
+    hundreds of periods, a few units and levels: far below)."""
+    if sizes is None:
+        sizes = [int(np.max(c, initial=0)) + 1 for c in codes]
+    expr = isinstance(codes[0], pl.Expr)
+    key = codes[0].cast(pl.Int64) if expr else np.asarray(codes[0]).astype(np.int64)
+    for code, size in zip(codes[1:], sizes[1:], strict=True):
+        key = key * size + (code.cast(pl.Int64) if expr else np.asarray(code).astype(np.int64))
+    return key
+
+
 def _combined(frame: pl.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
     """Per cell, a number shared by the cells that agree in ``columns`` (from their integer codes): their dense
     rank in the order of ``columns`` (0, 1, ...), as a Polars rank of the codes' struct gives it at four times
     the cost, so it also orders the cells (the passes' order, the lines' and series' numbers)."""
-    key = np.zeros(frame.height, np.int64)
-    for c in columns:
-        code = frame[f"{c}_code"].to_numpy().astype(np.int64)
-        key = key * (int(code.max(initial=0)) + 1) + code
-    return np.unique(key, return_inverse=True)[1]
+    return np.unique(key_of([frame[f"{c}_code"].to_numpy() for c in columns]), return_inverse=True)[1]
 
 
 def _link_ids(frame: pl.DataFrame) -> np.ndarray:
@@ -346,9 +367,27 @@ class _SeriesGrid:
         self.comp[s, c] = keyed["complement"].to_numpy()
         self.den = np.zeros(shape)
         self.den[s, c] = keyed["den"].to_numpy()
+        self.zero = np.zeros(shape, bool)  # known to be 0 though withheld (the caller's ``zero``: by the atoms)
+        if "zero" in keyed.columns:
+            self.zero[s, c] = keyed["zero"].to_numpy()
         self.in_agg = self.cover @ self.cover.T > 0  # (periods, periods): month column m lies in aggregate a
         self.first, self.stop = _interval_ends(self.cover) if self.cover.size else (np.zeros(0, int), np.zeros(0, int))
-        self._seen: np.ndarray | None = None  # the withheld grid settle() left
+        # per series, the hospital's series of its table (-1: none, or its own): a hospital's 0 is a 0 of every group
+        hospital = dict(keyed.filter(pl.col("level") == "overall").select("unit_code", "s").unique().iter_rows())
+        self.hospital = np.full(shape[0], -1)
+        self.hospital[s] = keyed["unit_code"].replace_strict(hospital, default=-1, return_dtype=pl.Int64).to_numpy()
+        self._seen: np.ndarray | None = None  # the unknown cells (withheld, no known 0) settle() left
+
+    def _unknown(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(withheld cells not known otherwise, cells known to be 0). No count is negative: a released 0 of its series
+        over some months (a quarter, a 12-month window), or of the hospital's series of its table, is a 0 in each of
+        those months, so a cell all of whose months such 0s cover is known, withheld or not."""
+        released_zero = self.present & ((~w & (self.value == 0)) | self.zero)
+        zero_month = released_zero.astype(float) @ self.cover > 0  # (series, months)
+        has = self.hospital >= 0
+        zero_month[has] |= zero_month[self.hospital[has]]
+        known_zero = self.present & ((~zero_month).astype(float) @ self.cover.T == 0)
+        return w & ~known_zero, known_zero
 
     def settle(self, withheld: np.ndarray, k: int) -> np.ndarray:
         """Withhold cells until no series gives a hidden count away over time; each pass looks only at the
@@ -357,12 +396,15 @@ class _SeriesGrid:
             return withheld
         w = np.zeros(self.present.shape, bool)
         w[self.s, self.c] = withheld
-        rows = np.arange(w.shape[0]) if self._seen is None else np.flatnonzero((w != self._seen).any(axis=1))
+        unknown, known_zero = self._unknown(w)
+        rows = np.arange(w.shape[0]) if self._seen is None else np.flatnonzero((unknown != self._seen).any(axis=1))
         while rows.size:
-            add = self._exact_disclosures(w, rows) | self._small_hidden_sums(w, rows, k)
+            add = self._exact_disclosures(unknown, known_zero, rows) | self._small_hidden_sums(w, rows, k)
             w[rows] |= add
-            rows = rows[add.any(axis=1)]
-        self._seen = w
+            # a released 0 given up can make other cells (a department's, under the hospital's 0) unknown again
+            before, (unknown, known_zero) = unknown, self._unknown(w)
+            rows = np.flatnonzero((unknown != before).any(axis=1))
+        self._seen = unknown
         return withheld | w[self.s, self.c]
 
     def _choose(self, candidates: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -374,8 +416,9 @@ class _SeriesGrid:
         chosen[found, best[found]] = True
         return chosen
 
-    def _exact_disclosures(self, w: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """For ``rows``: a cell to withhold where withheld cells can be computed from the released ones."""
+    def _exact_disclosures(self, w: np.ndarray, known_zero: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """For ``rows``: a cell to withhold where withheld cells can be computed from the released ones. ``w``: the
+        withheld cells not known otherwise (``_unknown``); a cell known to be 0 is no help to give up."""
         add = np.zeros((rows.size, w.shape[1]), bool)
         hot = np.flatnonzero(w[rows].any(axis=1))
         if hot.size == 0:
@@ -388,7 +431,7 @@ class _SeriesGrid:
         hot, determined, labels = hot[hit], determined[hit], labels[hit]
         series = rows[hot]
         involved = _involved(w[series], determined, labels, self.first, self.stop)
-        add[hot] = self._choose(involved & self.present[series] & (self.den[series] > 0), series)
+        add[hot] = self._choose(involved & self.present[series] & (self.den[series] > 0) & ~known_zero[series], series)
         return add
 
     def _small_hidden_sums(self, w: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
@@ -449,6 +492,7 @@ class _Joint:
                         vec[gidx[g], :] = cover[p]
                         zeros.append(vec.ravel())
             pref = np.array([PERIOD_PREFERENCE[periods[p][0]] for p in table["period"]])
+            zero = table["zero"].to_numpy() if "zero" in table.columns else np.zeros(table.height, bool)
             self.tables.append(
                 (
                     table["idx"].to_numpy(),
@@ -458,6 +502,7 @@ class _Joint:
                     table["complement"].to_numpy().astype(float),
                     table["den"].to_numpy().astype(float),
                     pref,
+                    zero,
                 )
             )
         self._settled: list[np.ndarray | None] = [None] * len(self.tables)  # per table, its cells settle() left
@@ -469,7 +514,7 @@ class _Joint:
         pseudo-inverse telling the same, and ``protect`` calls this once more after its last change (a third
         of the pseudo-inverses at case-dense 10M)."""
         out = withheld.copy()
-        for t, (idx, vecs, zeros, value, comp, den, pref) in enumerate(self.tables):
+        for t, (idx, vecs, zeros, value, comp, den, pref, zero) in enumerate(self.tables):
             if self._settled[t] is not None and np.array_equal(out[idx], self._settled[t]):
                 continue
             hidden_small = small(value, self.k) | small(comp, self.k)
@@ -479,16 +524,21 @@ class _Joint:
                 if targets.size == 0:
                     break
                 known_rows = np.flatnonzero(~w)
-                known = np.vstack([vecs[known_rows], zeros])
-                if known.shape[0] == 0:
+                # no count is negative: each department-month a released 0 or a known zero (no row) sums is a 0, and
+                # those unknowns leave the system (smaller solves than a row per known 0)
+                empty = (vecs[known_rows[value[known_rows] == 0]] != 0).any(axis=0) | (zeros != 0).any(axis=0)
+                empty |= (vecs[zero] != 0).any(axis=0)  # withheld, but known to be 0 (the caller's ``zero``)
+                known_rows = known_rows[value[known_rows] != 0]
+                known, target = vecs[known_rows][:, ~empty], vecs[targets][:, ~empty]
+                if known.shape[0] == 0 or known.shape[1] == 0:  # nothing released, or no unknown left to solve for
                     break
                 pinv = np.linalg.pinv(known, rcond=1e-10)
-                coef = vecs[targets] @ pinv  # each target as a combination of the known rows
-                determined = np.abs(coef @ known - vecs[targets]).max(axis=1) < _EPS
+                coef = target @ pinv  # each target as a combination of the known rows
+                determined = np.abs(coef @ known - target).max(axis=1) < _EPS
                 if not determined.any():
                     break
                 # a released cell the first determined target's derivation uses: months first, smallest count
-                uses = np.abs(coef[np.flatnonzero(determined)[0], : known_rows.size]) > _EPS
+                uses = np.abs(coef[np.flatnonzero(determined)[0]]) > _EPS
                 cand = known_rows[uses & (den[known_rows] > 0)]
                 if cand.size == 0:
                     cand = known_rows[uses]

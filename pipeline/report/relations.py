@@ -13,7 +13,8 @@ order or case moved from one atom to another would change unseen, until none is 
 before denominators (every row built on them), off the headline before on it, the counts fewer measures
 share, the smaller. Withheld counts
 that follow from others are settled whatever their size: a count of 40 withheld to protect a 3 beside it
-in another department protects nothing once it can be worked out. The rule across cells (totals,
+in another department protects nothing once it can be worked out. ``zero_by_atoms`` tells the passes across cells
+which withheld counts released 0s elsewhere show to be 0. The rule across cells (totals,
 periods) is ``disclosure.protect``'s; ``feed.suppress`` runs the two in turn until neither adds a cell.
 """
 
@@ -90,29 +91,23 @@ class Counts:
 
 
 def exposed(
-    den_cells: pl.DataFrame, fam: pl.DataFrame, cell: list[str], counts: Counts, k: int
+    den_cells: pl.DataFrame, fam: pl.DataFrame, cell: list[str], counts: Counts, k: int, cover: np.ndarray
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The cells to withhold as well: (``den_key`` of denominators, ``fam_key`` of numerators).
 
-    ``den_cells``: ``den_key, kind_code, <cell>, value, den_withheld``; ``fam``: ``fam_key, family_code, <cell>,
-    numerator, row_withheld``; ``cell``: the cell's integer codes, ``level_code`` among them. ``counts``: their
-    columns (the kind codes first, then ``len(kinds) + family_code``)."""
-    n_kinds = int(counts.is_numerator.size - counts.is_numerator.sum())
+    ``den_cells``: ``den_key, kind_code, level, <cell>, value, den_withheld``; ``fam``: ``fam_key, family_code, level,
+    <cell>, numerator, row_withheld``; ``cell``: the cell's integer codes, ``period_code`` and ``level_code`` among
+    them. ``counts``: their columns (the kind codes first, then ``len(kinds) + family_code``). ``cover``: (period
+    codes, calendar months) bool, the months each period sums."""
     n_counts = counts.is_numerator.size
-    # numpy from here: the cells' integer codes combined into one id (joins of ~600k rows in Polars took ~0.6 s)
-    parts = [
-        (den_cells, "den_key", den_cells["kind_code"], "value", "den_withheld"),
-        (fam, "fam_key", fam["family_code"].cast(pl.Int64) + n_kinds, "numerator", "row_withheld"),
-    ]
-    key = np.concatenate([f[name].to_numpy() for f, name, *_ in parts]).astype(np.int64)
-    count = np.concatenate([c.cast(pl.Int64).to_numpy() for _, _, c, *_ in parts])
-    v = np.concatenate([f[c].fill_null(0).to_numpy() for f, _, _, c, _ in parts]).astype(np.int64)
-    w = np.concatenate([f[c].fill_null(False).to_numpy() for f, *_, c in parts])
-    codes = [np.concatenate([f[c].to_numpy() for f, *_ in parts]).astype(np.int64) for c in cell]
-    cell_id = np.zeros(key.size, np.int64)
-    for c in codes:
-        cell_id = cell_id * (int(c.max(initial=0)) + 1) + c
+    key, count, v, w, codes, overall = _laid_out(den_cells, fam, cell, counts)
+    cell_id = disclosure.key_of(codes)
     level = codes[cell.index("level_code")]
+    # counts are never negative: a released 0 of a quarter, of 12 months or of the hospital is a 0 in every month and
+    # department it sums, so a withheld count there is a known 0 (a quarter's 0 not-evaluable orders tell that each of
+    # its months' orders not excluded are its evaluated ones)
+    group = [codes[cell.index("level_code")], codes[cell.index("group_key_code")]]
+    zero = w & _zero_elsewhere(codes[cell.index("period_code")], group, count, ~w & (v == 0), overall, cover)
     # a count laid out at a level (it has a row there somewhere) and without a row in a cell is a known zero
     laid_out = np.zeros((int(level.max(initial=0)) + 1, n_counts), bool)
     laid_out[level, count] = True
@@ -121,7 +116,7 @@ def exposed(
     with_withheld = np.bincount(c_idx, weights=w, minlength=ids.size) > 0
     keep = with_withheld[c_idx]
     c_idx = (np.cumsum(with_withheld) - 1)[c_idx[keep]]  # the cells kept, numbered 0, 1, ... in the same order
-    key, count, v, w, level = key[keep], count[keep], v[keep], w[keep], level[keep]
+    key, count, v, w, level, zero = key[keep], count[keep], v[keep], w[keep], level[keep], zero[keep]
     n_cells = int(with_withheld.sum())
     cell_level = np.zeros(n_cells, np.int64)
     cell_level[c_idx] = level
@@ -130,7 +125,7 @@ def exposed(
     keys = np.full((n_cells, n_counts), -1, np.int64)
     keys[c_idx, count] = key
     state = np.where(laid_out[cell_level], NO_ROW, ABSENT).astype(np.int8)
-    state[c_idx, count] = np.where(w, WITHHELD, np.where(v == 0, ZERO_ROW, RELEASED))
+    state[c_idx, count] = np.where(zero, NO_ROW, np.where(w, WITHHELD, np.where(v == 0, ZERO_ROW, RELEASED)))
     forced = np.zeros((n_cells, n_counts), bool)
     active = np.arange(n_cells)  # the cells a pass looks at: all, then those the last pass changed
     for _ in range(n_counts):  # each pass withholds one more set of counts in every cell still exposed
@@ -151,6 +146,96 @@ def exposed(
         pl.DataFrame({"den_key": pl.Series(given_up[~is_num], dtype=pl.Int64)}),
         pl.DataFrame({"fam_key": pl.Series(given_up[is_num], dtype=pl.Int64)}),
     )
+
+
+def _laid_out(
+    den_cells: pl.DataFrame, fam: pl.DataFrame, cell: list[str], counts: Counts
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[np.ndarray], np.ndarray]:
+    """The denominators' cells, then the numerators' (``exposed``'s frames), as numpy: per cell its key, its count's
+    column, value, whether withheld, its ``cell`` codes and whether it is the hospital's (joins of ~600k rows in
+    Polars took ~0.6 s)."""
+    n_kinds = int(counts.is_numerator.size - counts.is_numerator.sum())
+    parts = [
+        (den_cells, "den_key", den_cells["kind_code"], "value", "den_withheld"),
+        (fam, "fam_key", fam["family_code"].cast(pl.Int64) + n_kinds, "numerator", "row_withheld"),
+    ]
+    key = np.concatenate([f[name].to_numpy() for f, name, *_ in parts]).astype(np.int64)
+    count = np.concatenate([c.cast(pl.Int64).to_numpy() for _, _, c, *_ in parts])
+    v = np.concatenate([f[c].fill_null(0).to_numpy() for f, _, _, c, _ in parts]).astype(np.int64)
+    w = np.concatenate([f[c].fill_null(False).to_numpy() for f, *_, c in parts])
+    codes = [np.concatenate([f[c].to_numpy() for f, *_ in parts]).astype(np.int64) for c in cell]
+    overall = np.concatenate([(f["level"] == "overall").to_numpy() for f, *_ in parts])
+    return key, count, v, w, codes, overall
+
+
+def zero_by_atoms(
+    den_cells: pl.DataFrame, fam: pl.DataFrame, cell: list[str], counts: Counts, cover: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per denominator cell and per numerator cell (``exposed``'s frames, in their order): whether its count is
+    known to be 0 there though it is withheld. No count is negative, so a released 0 shows each atom of its count
+    empty in each month it sums, for its group (the hospital's: for every group; every department's: for the
+    hospital); a count all of whose atoms are so shown empty in every month of the cell is 0, whichever counts
+    showed them (a month's inappropriate orders are 0 when the quarters of every inappropriate reason show 0). The
+    passes over time and departments take it as known. Only a count that is 0 is ever so marked: where the hospital
+    counts units no department has (a case without an attributed department), its departments' 0s say nothing of
+    it, and a cell the passes took as known would go unprotected."""
+    _, count, v, w, codes, overall = _laid_out(den_cells, fam, cell, counts)
+    level = np.concatenate([f["level"].to_numpy() for f in (den_cells, fam)])
+    period = codes[cell.index("period_code")]
+    _, series = np.unique(
+        disclosure.key_of([codes[cell.index("level_code")], codes[cell.index("group_key_code")]]), return_inverse=True
+    )
+    atoms_of = counts.atoms.T > 0  # (counts, atoms)
+    n_series = int(series.max(initial=-1)) + 1
+    zero = np.flatnonzero(~w & (v == 0))
+    empty = np.zeros((n_series + 1, atoms_of.shape[1], cover.shape[1]), bool)  # the last: the hospital's
+    shown = atoms_of[count[zero]][:, :, None] & cover[period[zero]][:, None, :]  # (released 0s, atoms, months)
+    np.logical_or.at(empty, np.where(overall[zero], n_series, series[zero]), shown)
+    # a department without a row of a denominator in a period the denominator has for others: nothing in its atoms
+    n_den = den_cells.height
+    d = np.flatnonzero(level[:n_den] == "department")
+    if d.size:
+        n_periods = cover.shape[0]
+        has_row = np.zeros((n_series, atoms_of.shape[0], n_periods), bool)
+        has_row[series[d], count[d], period[d]] = True
+        dept = np.unique(series[d])
+        missing = has_row.any(axis=0)[None] & ~has_row[dept]  # (departments, counts, periods)
+        s_i, c_i, p_i = np.nonzero(missing)
+        np.logical_or.at(empty, dept[s_i], atoms_of[c_i][:, :, None] & cover[p_i][:, None, :])
+    # the hospital's count is its departments' sum: empty where each department's is
+    departments = np.unique(series[level == "department"])
+    if departments.size:
+        empty[n_series] |= empty[departments].all(axis=0)
+    empty[:n_series] |= empty[n_series]
+    out = np.zeros(count.size, bool)
+    hidden = np.flatnonzero(w)
+    for start in range(0, hidden.size, 20_000):  # (cells, atoms, months) a block at a time
+        r = hidden[start : start + 20_000]
+        unknown = ~empty[np.where(overall[r], n_series, series[r])]
+        needed = atoms_of[count[r]][:, :, None] & cover[period[r]][:, None, :]
+        out[r] = ~(unknown & needed).any(axis=(1, 2))
+    out &= v == 0
+    return out[:n_den], out[n_den:]
+
+
+def _zero_elsewhere(
+    period: np.ndarray,
+    group: list[np.ndarray],
+    count: np.ndarray,
+    released_zero: np.ndarray,
+    overall: np.ndarray,
+    cover: np.ndarray,
+) -> np.ndarray:
+    """Per row, whether released 0s of its count cover it: of its own level and group (``group``: their codes) over
+    months that include all of its period's, or of the hospital over them (any group, any level)."""
+    ids, s_idx = np.unique(disclosure.key_of([count, *group]), return_inverse=True)
+    zero_months = np.zeros((ids.size, cover.shape[1]), bool)  # per series, the months a released 0 of its own covers
+    np.logical_or.at(zero_months, s_idx[released_zero], cover[period[released_zero]])
+    hospital = np.zeros((int(count.max(initial=0)) + 1, cover.shape[1]), bool)  # per count, the hospital's
+    mine = released_zero & overall
+    np.logical_or.at(hospital, count[mine], cover[period[mine]])
+    known = zero_months[s_idx] | hospital[count]
+    return ~(cover[period] & ~known).any(axis=1)
 
 
 def _one_more(state: np.ndarray, value: np.ndarray, counts: Counts, k: int) -> np.ndarray:
