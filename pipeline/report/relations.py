@@ -208,13 +208,12 @@ def zero_by_atoms(
         empty[n_series] |= empty[departments].all(axis=0)
     empty[:n_series] |= empty[n_series]
     out = np.zeros(count.size, bool)
-    hidden = np.flatnonzero(w)
+    hidden = np.flatnonzero(w & (v == 0))  # only a count that is 0 is ever marked: the others are not looked at
     for start in range(0, hidden.size, 20_000):  # (cells, atoms, months) a block at a time
         r = hidden[start : start + 20_000]
         unknown = ~empty[np.where(overall[r], n_series, series[r])]
         needed = atoms_of[count[r]][:, :, None] & cover[period[r]][:, None, :]
         out[r] = ~(unknown & needed).any(axis=(1, 2))
-    out &= v == 0
     return out[:n_den], out[n_den:]
 
 
