@@ -18,7 +18,6 @@ import re
 from pathlib import Path
 
 from pipeline.config import Config
-from pipeline.errors import InputFileError
 from pipeline.ingest import headers, spark_typed
 from pipeline.ingest.contract import TableContract
 from pipeline.ingest.inputs import InputFile
@@ -124,6 +123,6 @@ def _stop_on_unreadable(f: InputFile, source: Source) -> None:
     error, found the same way (a record with fewer fields reads its missing fields as empty, as there)."""
     from pipeline.ingest import load
 
-    line, what = load._diagnose_csv_failure(f, source)
-    if line is not None:
-        raise InputFileError(f.path, f"cannot be read as CSV: {what}", "Fix or re-export the extract as UTF-8 CSV", line=line)
+    error = load.unreadable_csv(f, source)
+    if error.line is not None:
+        raise error
