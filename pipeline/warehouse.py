@@ -54,9 +54,9 @@ def database_text(path: Path | str, named: str = "--warehouse") -> str:
     return text
 
 
-def connect(path: Path | str, read_only: bool = False, named: str = "--warehouse") -> duckdb.DuckDBPyConnection:
+def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     path = Path(path)
-    text = database_text(path, named)
+    text = database_text(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     try:
