@@ -305,6 +305,7 @@ def validate(input_dir, config_path, site_timezone, data_docs, warehouse_path, a
     import json
     import tempfile
 
+    from pipeline import preflight
     from pipeline.config import load_config
     from pipeline.errors import QualityGateError
     from pipeline.ingest import load, value_maps
@@ -315,6 +316,7 @@ def validate(input_dir, config_path, site_timezone, data_docs, warehouse_path, a
 
     setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
     cfg = load_config(config_path, site_timezone=site_timezone, input_format=input_format)
+    preflight.check_temp_dir()  # the gate's DuckDB file goes there
     warehouse_path = _read_warehouse(warehouse_path, cfg)
     site_map = reference.kept_site_map(warehouse_path) if warehouse_path is not None else None
     if site_map is not None and reference.local_code_map_path(cfg, input_dir) is None:  # the words a run logs

@@ -8,9 +8,10 @@ a crosswalk of raw ids that would land beside the reports), stops here instead.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
-from pipeline import ownership
+from pipeline import ownership, warehouse
 from pipeline.errors import ConfigError
 
 DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
@@ -20,6 +21,7 @@ def check_warehouse_file(path: Path, reader: bool = False) -> None:
     """An existing warehouse file must be a DuckDB database (not a folder, not empty, not other bytes).
     ``reader``: a command that only reads it (runs, diff, validate), for which no new warehouse is made."""
     path = Path(path)
+    warehouse.database_text(warehouse.real_path(path))  # its scratch files go beside the file the link names
     if path.is_dir():
         raise ConfigError(f"--warehouse {path} is a folder; give the warehouse file (e.g. {path / 'warehouse.duckdb'})")
     try:
@@ -47,7 +49,9 @@ def check_run(opts, out_root: Path, audit_ids: tuple[str, ...] = ()) -> None:
         _check_writable(out_root, "--out", opts.out_dir)  # a plain folder is updated file by file
         _check_site_files(opts, out_root)
         _check_audit_folders(opts, out_root, audit_ids)
-    if opts.warehouse_path is not None:
+    if opts.warehouse_path is None:
+        check_temp_dir()  # the throw-away warehouse
+    else:
         check_warehouse_file(opts.warehouse_path)
         if Path(opts.warehouse_path).resolve().parent.is_relative_to(out_root.resolve()):
             # the warehouse and its .sources/ hold raw patient ids: never beside what is published
@@ -68,6 +72,11 @@ def check_run(opts, out_root: Path, audit_ids: tuple[str, ...] = ()) -> None:
         _check_writable(Path(opts.data_docs_dir), "--data-docs", opts.data_docs_dir)
     if opts.reid_file is not None:
         check_reid_file(opts, out_root)
+
+
+def check_temp_dir() -> None:
+    """The temporary folder (TMPDIR) can hold the DuckDB files of a run without --warehouse and of `validate`."""
+    warehouse.database_text(tempfile.gettempdir(), "TMPDIR")
 
 
 SITE_FILES = ("index.html", "run.json")  # what every run writes at the top of --out, whatever its audits

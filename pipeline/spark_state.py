@@ -28,7 +28,7 @@ import duckdb
 
 from pipeline import db, history
 from pipeline.errors import ConfigError
-from pipeline.ingest import ledger, remote_input
+from pipeline.ingest import ledger, remote_input, spark_read
 from pipeline.sqltext import literal
 
 log = logging.getLogger(__name__)
@@ -78,12 +78,19 @@ class SparkState:
         self.uri = state_uri(uri)
 
     def _path(self, table: str, version: str) -> str:
+        """Where a part is written (a writer takes the path as it is)."""
         return f"{self.uri}/{table}/{version}"
+
+    def _read(self, table: str, version: str | None = None) -> str:
+        """The same path to read: Hadoop expands glob characters in a path to read, so a state folder named
+        "state [2026]" matched nothing, each run took it for a new one and wrote version 1 again, and `runs` listed
+        no run."""
+        return spark_read.glob_escaped(f"{self.uri}/{table}" if version is None else self._path(table, version))
 
     def commits(self) -> list[dict]:
         """The committed versions, oldest first."""
         try:
-            rows = self.session.read.option("recursiveFileLookup", "true").parquet(f"{self.uri}/{COMMITS}").collect()
+            rows = self.session.read.option("recursiveFileLookup", "true").parquet(self._read(COMMITS)).collect()
         except Exception as exc:  # noqa: BLE001 (pyspark's and Spark Connect's AnalysisException differ)
             if any(word in str(exc) for word in _MISSING):
                 return []  # a new state folder
@@ -101,7 +108,7 @@ class SparkState:
         top = self.latest()
         if top is None:
             return
-        recorded = self.session.read.parquet(self._path("load_ledger", top["version"]))
+        recorded = self.session.read.parquet(self._read("load_ledger", top["version"]))
         live = recorded.where("action IN ('loaded', 'replaced') AND superseded_by IS NULL")
         state_loads = {(r.load_id, r.table_name, r.path) for r in live.select("load_id", "table_name", "path").collect()}
         held = set()
@@ -118,7 +125,7 @@ class SparkState:
         self._check_runs(con, top["version"])
 
     def _check_runs(self, con: duckdb.DuckDBPyConnection, version: str) -> None:
-        recorded = {r.run_id for r in self.session.read.parquet(self._path("audit_runs", version)).select("run_id").collect()}
+        recorded = {r.run_id for r in self.session.read.parquet(self._read("audit_runs", version)).select("run_id").collect()}
         held = (
             {r[0] for r in con.execute("SELECT run_id FROM audit_runs").fetchall()} if db.has_table(con, "audit_runs") else set()
         )
@@ -182,8 +189,8 @@ class SparkState:
             return None
         top = found[-1]["version"]
         for table in SNAPSHOTS:
-            self._land(con, table, self.session.read.parquet(self._path(table, top)))
-        parts = [self._path(VERDICTS, c["version"]) for c in found if c["runs"]]
+            self._land(con, table, self.session.read.parquet(self._read(table, top)))
+        parts = [self._read(VERDICTS, c["version"]) for c in found if c["runs"]]
         if parts:
             # a version written before case_ref has no such column: merged, its rows read it as NULL
             verdicts = self.session.read.option("mergeSchema", "true").parquet(*parts)

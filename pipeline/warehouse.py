@@ -35,12 +35,32 @@ def real_path(path: Path | str) -> Path:
     return Path(path).resolve()
 
 
+def database_text(path: Path | str, named: str = "--warehouse") -> str:
+    """What ``duckdb.connect`` gets for a database file: the absolute path, or one line when DuckDB would misread it.
+
+    Relative, a name such as ``md:wh.duckdb`` or ``s3:wh.duckdb`` is to DuckDB an extension's prefix: `runs` tried to
+    download MotherDuck's extension instead of reading the file. A ``?`` anywhere in the path DuckDB takes for the
+    start of URL parameters and puts the write-ahead log before it (``/a?b/wh.duckdb`` logs to ``/a.wal?b/wh.duckdb``):
+    the first commit failed with a traceback after the whole parse, or wrote the log under another file's name.
+    ``named``: what the user set to choose the path (the option, or TMPDIR for a scratch file)."""
+    text = os.path.abspath(path)
+    if "?" in text:
+        at = text.index("?")
+        remedy = "set TMPDIR to a folder" if named == "TMPDIR" else f"give {named} a path"
+        raise ConfigError(
+            f"{named} {path}: a DuckDB database cannot live at a path holding '?' (DuckDB reads what follows it as "
+            f"options and would write its log to {text[:at]}.wal{text[at:]}); {remedy} without '?' (nothing was changed)"
+        )
+    return text
+
+
 def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     path = Path(path)
+    text = database_text(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        con = duckdb.connect(str(path), read_only=read_only)
+        con = duckdb.connect(text, read_only=read_only)
     except duckdb.Error as exc:
         text = str(exc)
         if "Could not set lock" not in text and "Conflicting lock" not in text:

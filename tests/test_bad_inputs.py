@@ -138,7 +138,9 @@ def test_non_utf8_byte_exits_2_naming_the_line(tmp_path, small_input):
     lines = path.read_bytes().split(b"\n")
     lines[3] = lines[3].replace(b"Neurology", b"Neurolog\xe9")  # Latin-1 e-acute on line 4
     path.write_bytes(b"\n".join(lines))
-    _expect_exit_2(tmp_path, small_input, "imaging_orders.csv", "line 4", "0xe9", "UTF-8")
+    # and the setting that reads such a file (the site's export tool seldom offers UTF-8)
+    setting = ("[formats.imaging_orders]", 'encoding = "cp1252"')
+    _expect_exit_2(tmp_path, small_input, "imaging_orders.csv", "line 4", "0xe9", "UTF-8", *setting)
 
 
 def test_parquet_named_csv_exits_2(tmp_path, small_input):
@@ -773,6 +775,36 @@ def test_merged_cells_stop_the_run_not_empty_the_rows_below(tmp_path, small_inpu
     rows = _orders_as_workbook_rows(small_input)
     _write_workbook(small_input / "imaging_orders.xlsx", {"imaging_orders": rows}, merge="E2:E4")
     _expect_exit_2(tmp_path, small_input, "imaging_orders.xlsx [sheet imaging_orders]: has merged cells (E2:E4)", "Unmerge")
+
+
+CELL_XML = {  # how a workbook holds a cell calamine reads as empty: an error value, a formula never calculated
+    "error": ('<c r="F3"><f>1/0</f><v>0</v></c>', '<c r="F3" t="e"><f>1/0</f><v>#DIV/0!</v></c>'),
+    "formula": ('<c r="F3"><f>1/0</f><v>0</v></c>', '<c r="F3"><f>1/0</f></c>'),
+    "shared formula": ('<c r="F3"><f>1/0</f><v>0</v></c>', '<c r="F3"><f t="shared" si="0"/></c>'),
+}
+
+
+@pytest.mark.parametrize("kind", list(CELL_XML))
+def test_a_cell_that_would_read_as_empty_stops_the_run_naming_it(tmp_path, small_input, kind):
+    """An indication code computed in Excel that failed (#DIV/0!, #N/A), or a workbook written by a program that
+    does not calculate (openpyxl, pandas' to_excel: formulas without a saved result): calamine read the cell as
+    empty and O2 lost its leak diagnosis, silently. An empty text result (<v></v>) is read as empty, rightly."""
+    import zipfile
+
+    rows = _orders_as_workbook_rows(small_input)
+    rows[2][5] = "=1/0"  # O2's indication codes, F3
+    book = small_input / "imaging_orders.xlsx"
+    _write_workbook(book, {"imaging_orders": rows})
+    with zipfile.ZipFile(book) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    sheet = members["xl/worksheets/sheet1.xml"].decode()
+    assert CELL_XML[kind][0] in sheet
+    members["xl/worksheets/sheet1.xml"] = sheet.replace(*CELL_XML[kind]).encode()
+    with zipfile.ZipFile(book, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    what = "holds the error #DIV/0!" if kind == "error" else "holds a formula whose result was never saved"
+    _expect_exit_2(tmp_path, small_input, "imaging_orders.xlsx [sheet imaging_orders], line 3: cell F3", what)
 
 
 def test_excel_date_serials_are_named_as_such(tmp_path, small_input):

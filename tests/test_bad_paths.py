@@ -383,3 +383,51 @@ def test_every_polars_read_of_a_path_is_no_glob():
                     missing.append(f"{path.relative_to(ROOT)}:{text.count(chr(10), 0, at) + 1}")
                 start = end
     assert missing == [], missing
+
+
+# ------------------------------------------------------------------ paths DuckDB itself would misread
+
+
+@pytest.mark.parametrize("where", ["w?h.duckdb", "d?d/wh.duckdb"], ids=["file", "folder"])
+def test_a_warehouse_path_holding_a_question_mark_is_one_line_before_any_work(small_input, tmp_path, where):
+    """DuckDB takes a '?' in a database path for the start of URL parameters and writes its log before it
+    (/a?b/wh.duckdb logs to /a.wal?b/wh.duckdb): the run parsed everything, then stopped with a traceback at the
+    first commit (the gate's scratch database, beside the warehouse, the first), leaving a new empty warehouse.
+    '#', '%' and ':' are plain characters to it (the test above, and the one below for ':')."""
+    before = tree(tmp_path)
+    result = run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--warehouse", tmp_path / where)
+    one_line_error(result, 1, "--warehouse", "holding '?'", "without '?'")
+    assert tree(tmp_path) == before
+    # a warehouse moved there: `runs` says the same (DuckDB would look for its log in the wrong place)
+    assert run_audit(small_input, tmp_path / "out", "--warehouse", tmp_path / "wh.duckdb").returncode == 0
+    (tmp_path / where).parent.mkdir(exist_ok=True)
+    (tmp_path / "wh.duckdb").rename(tmp_path / where)
+    one_line_error(run_cli("runs", "--warehouse", tmp_path / where), 1, "--warehouse", "holding '?'")
+
+
+@pytest.mark.parametrize("command", ["run", "validate"])
+def test_a_temporary_folder_holding_a_question_mark_is_one_line_naming_tmpdir(small_input, tmp_path, command):
+    """Without --warehouse a run's warehouse, and `validate`'s gate database, are DuckDB files in TMPDIR."""
+    tmp = tmp_path / "t?mp"
+    tmp.mkdir()
+    args = ["--input", small_input] + (["--out", tmp_path / "out"] if command == "run" else [])
+    result = run_cli(command, *args, env={"TMPDIR": str(tmp)})
+    one_line_error(result, 1, "TMPDIR", "holding '?'", "set TMPDIR to a folder without '?'")
+    assert list(tmp.iterdir()) == [] and not (tmp_path / "out").exists()
+
+
+def test_a_relative_warehouse_named_like_a_duckdb_extension_is_read_as_the_file(small_input, tmp_path):
+    """`runs --warehouse md:wh.duckdb` from the warehouse's folder: DuckDB read the relative name as MotherDuck's
+    prefix and tried to download that extension, instead of opening the file."""
+    assert run_audit(small_input, tmp_path / "out", "--warehouse", tmp_path / "md:wh.duckdb").returncode == 0
+    for command in (["runs"], ["diff", "a", "b"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "pipeline", *command, "--warehouse", "md:wh.duckdb"],
+            cwd=tmp_path,
+            env={**os.environ, **KEY, "PYTHONPATH": str(ROOT)},  # this checkout's code, from another working folder
+            capture_output=True,
+            text=True,
+        )
+        assert "extension" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+        if command == ["runs"]:
+            assert result.returncode == 0 and "succeeded" in result.stdout, result.stderr

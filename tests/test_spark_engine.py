@@ -239,10 +239,13 @@ def test_a_sigterm_while_spark_builds_the_models_stops_the_run_in_json_lines_wit
 
 
 @pytest.mark.spark
-def test_a_state_folder_with_spaces_and_quotes_is_written_where_it_is_named(java, small_input, tmp_path):
+@pytest.mark.parametrize("name", ['we\'ird "state" folder', "state [2026] {a,b} *"], ids=["quotes", "glob"])
+def test_a_state_folder_with_spaces_and_quotes_is_written_where_it_is_named(java, small_input, tmp_path, name):
     """--spark-state went to Spark percent-encoded (Path.as_uri), which Hadoop takes for the path itself: the run
-    wrote its state into a new folder named "we%27ird%20%22state%22" and the named one stayed empty."""
-    state = tmp_path / 'we\'ird "state" folder'
+    wrote its state into a new folder named "we%27ird%20%22state%22" and the named one stayed empty. And Hadoop
+    reads a path as a glob: a folder named "state [2026]" held the versions, but every read of it matched nothing,
+    so each run wrote version 1 again and `runs` listed no run."""
+    state = tmp_path / name
     config = _config(tmp_path / "spark.toml", master="local[2]")
     out, wh = tmp_path / "out", tmp_path / "wh.duckdb"
     proc = run_cli("run", "--input", small_input, "--out", out, "--warehouse", wh, "--config", config,
@@ -255,6 +258,12 @@ def test_a_state_folder_with_spaces_and_quotes_is_written_where_it_is_named(java
     listed = run_cli("runs", "--spark-state", state.as_uri(), "--config", config, "--json")
     assert listed.returncode == 0, listed.stderr[-3000:]
     assert [r["run_id"] for r in json.loads(listed.stdout)] == [run_id]
+    # a second run reads the state it is named: its version is the second
+    again = run_cli("run", "--input", small_input, "--out", out, "--warehouse", wh, "--config", config,
+                    "--spark-state", state, "--no-validate")  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    second = json.loads((out / "run.json").read_text(encoding="utf-8"))["run_id"]
+    assert sorted(p.name for p in (state / "commits").iterdir()) == [f"00000001-{run_id}", f"00000002-{second}"]
     # runs --spark-state imports PySpark without the gate, and printed its pandas 3 FutureWarning (two lines)
     assert "FutureWarning" not in listed.stderr and "Warning:" not in listed.stderr, listed.stderr
 

@@ -193,11 +193,20 @@ def _write_typed(
             raise InputFileError(f.path, "Parquet file could not be read", "Re-export it") from None
         if f.fmt == "xlsx":
             raise InputFileError(f.label, "sheet could not be read", "Save the workbook again, or export CSV") from None
-        line, what = _diagnose_csv_failure(f, source)
-        raise InputFileError(
-            f.path, f"cannot be read as CSV: {what}", "Fix or re-export the extract as UTF-8 CSV", line=line
-        ) from None
+        raise unreadable_csv(f, source) from None
     return schema
+
+
+def unreadable_csv(f: InputFile, source: Source) -> InputFileError:
+    """The one line for a CSV file the parse could not read: its first bad line, what is wrong there and what to do.
+    A byte that is not UTF-8 is most often an extract in the site's Windows encoding: the setting that reads it is
+    named (the line said only "re-export as UTF-8", which the site's export cannot do)."""
+    line, what = _diagnose_csv_failure(f, source)
+    fix = "Fix or re-export the extract as UTF-8 CSV"
+    if what.endswith("is not UTF-8"):
+        fix += f', or name its encoding under [formats.{f.table}] in the config (encoding = "cp1252"; order-audit inspect '
+        fix += "tells which)"
+    return InputFileError(f.path, f"cannot be read as CSV: {what}", fix, line=line)
 
 
 # ---------------------------------------------------------------------------- prepare (scratch)

@@ -18,7 +18,6 @@ import re
 from pathlib import Path
 
 from pipeline.config import Config
-from pipeline.errors import InputFileError
 from pipeline.ingest import headers, spark_typed
 from pipeline.ingest.contract import TableContract
 from pipeline.ingest.inputs import InputFile
@@ -60,9 +59,14 @@ def write_typed(spark, f: InputFile, contract: TableContract, cfg: Config, out: 
 
 def local_uri(path: Path) -> str:
     """A local file as Spark's readers take it: ``file://`` and the path as it is (Hadoop reads the text after the
-    scheme as the path, so Path.as_uri's %20 for a space named another file), its glob characters escaped (Hadoop
-    expands [ ] { } * ? in a path to read: "Extract [2026-04]" matched nothing)."""
-    return "file://" + re.sub(r"([\\\[\]{}*?])", r"\\\1", str(path.resolve()))
+    scheme as the path, so Path.as_uri's %20 for a space named another file), its glob characters escaped."""
+    return glob_escaped("file://" + str(path.resolve()))
+
+
+def glob_escaped(uri: str) -> str:
+    """A path or URI for Spark's readers, its glob characters escaped: Hadoop expands [ ] { } * ? in a path to read
+    ("Extract [2026-04]" matched nothing). Only for reading: a writer takes its path as it is, backslashes too."""
+    return re.sub(r"([\\\[\]{}*?])", r"\\\1", uri)
 
 
 def _read(session, f: InputFile, source: Source, rename: dict[str, str], cfg: Config):
@@ -124,6 +128,6 @@ def _stop_on_unreadable(f: InputFile, source: Source) -> None:
     error, found the same way (a record with fewer fields reads its missing fields as empty, as there)."""
     from pipeline.ingest import load
 
-    line, what = load._diagnose_csv_failure(f, source)
-    if line is not None:
-        raise InputFileError(f.path, f"cannot be read as CSV: {what}", "Fix or re-export the extract as UTF-8 CSV", line=line)
+    error = load.unreadable_csv(f, source)
+    if error.line is not None:
+        raise error

@@ -101,10 +101,28 @@ def _sheet_xml(z: zipfile.ZipFile, sheet: str) -> str | None:
     return target if target.startswith("xl/") else f"xl/{target}"
 
 
-def _merged_cells(path: Path, sheet: str) -> str | None:
-    """The first range of merged cells in the sheet ('E3:E5'), or None. Read in pieces: the ranges follow the
-    cells at the end of the sheet's XML."""
-    pattern = re.compile(rb'<(?:\w+:)?mergeCell\b[^>]*\bref="([^"]+)"')
+_CELL = rb"<(?:\w+:)?c\b[^>]*>"  # a cell's opening tag
+# what calamine reads as an empty cell, without a word: kind -> (the text a piece must hold for the pattern to be
+# searched, the pattern). The plain test first: a regex over every tag cost 25 ms a MB of cells; this, a few.
+_PROBLEMS = {
+    # a merged range gives its value to its first cell only (the ranges follow the cells, at the end of the XML)
+    "merged": ((b"mergeCell",), re.compile(rb'<(?:\w+:)?mergeCell\b[^>]*\bref="([^"]+)"')),
+    # an error value (#DIV/0!, #N/A, #REF!): a formula that failed in Excel
+    "error": (
+        (b't="e"',),
+        re.compile(rb'<(?:\w+:)?c\b[^>]*\bt="e"[^>]*>(?:(?!</(?:\w+:)?c>).){0,8192}?<(?:\w+:)?v>([^<]*)<', re.S),
+    ),
+    # a formula with no saved result: written by a program that does not calculate (openpyxl, pandas' to_excel)
+    # (no <v> at all: an empty <v></v> is a formula whose result is empty text, read right as empty)
+    "formula": ((b"f>", b"<f ", b":f "), re.compile(rb"(?:</(?:\w+:)?f>|<(?:\w+:)?f\b[^>]*/>)\s*</(?:\w+:)?c>")),
+}
+_TAIL = 1 << 16  # what a piece keeps of the one before: a tag, or a cell with its formula, cut between two pieces
+
+
+def _cell_problem(path: Path, sheet: str) -> tuple[str, str, str] | None:
+    """The first cell calamine would read as empty although the workbook holds something there: (kind, where,
+    what) for a merged range (kind "merged", where 'E3:E5'), an error value ("error", 'F4', '#DIV/0!') or a
+    formula whose result was never saved ("formula", 'E3', ''). One pass over the sheet's XML, in pieces."""
     try:
         with zipfile.ZipFile(path) as z:
             name = _sheet_xml(z, sheet)
@@ -113,12 +131,27 @@ def _merged_cells(path: Path, sheet: str) -> str | None:
             with z.open(name) as fh:
                 tail = b""
                 while chunk := fh.read(1 << 20):
-                    tail = tail[-512:] + chunk  # a tag cut between two pieces is found in the next
-                    if m := pattern.search(tail):
-                        return m.group(1).decode("ascii", "replace")
+                    text = tail + chunk
+                    for kind, (hints, pattern) in _PROBLEMS.items():
+                        if any(h in text for h in hints) and (m := pattern.search(text)):
+                            return kind, *_where(kind, text, m)
+                    tail = text[-_TAIL:]
     except (KeyError, OSError, zipfile.BadZipFile, ValueError):
         pass
     return None
+
+
+def _where(kind: str, text: bytes, m: re.Match) -> tuple[str, str]:
+    """(the range or cell, the value shown) of a match of ``_PROBLEMS[kind]`` in ``text``."""
+    if kind == "merged":
+        return m.group(1).decode("ascii", "replace"), ""
+    # an error's match starts at its cell's tag; a formula's cell is the last one opened before the match's end
+    opening = [c.group(0) for c in re.finditer(_CELL, text[m.start() : m.end()] if kind == "error" else text[: m.end()])]
+    ref = re.search(rb'\br="([A-Z]+\d+)"', opening[0 if kind == "error" else -1]) if opening else None
+    value = m.group(1).decode("utf-8", "replace") if kind == "error" else ""
+    # Excel's error codes only (#DIV/0!, #N/A, #REF!): a workbook's own text in such a cell is not shown
+    shown = value if re.fullmatch(r"#[A-Z0-9/!?.]{1,10}", value) else "value"
+    return (ref.group(1).decode("ascii") if ref else "?"), shown
 
 
 def _first_row_number(path: Path, sheet: str) -> int:
@@ -175,15 +208,22 @@ def header(path: Path, sheet: str) -> list[str]:
 
 def read_sheet(path: Path, sheet: str, line_column: str) -> pl.DataFrame:
     """Every data row of the sheet as text, with its Excel row number; blank rows left out."""
-    merged = _merged_cells(path, sheet)
-    if merged is not None:
-        # calamine gives a merged range's value to its first cell only: the rows below read as empty
-        # (a department merged over three orders left two of them without one, silently)
-        raise InputFileError(
-            label(path, sheet),
-            f"has merged cells ({merged}): only the first of them holds the value, the others read as empty",
-            "Unmerge the cells in Excel (filling each with its value), or export CSV",
-        )
+    problem = _cell_problem(path, sheet)
+    if problem is not None:
+        # calamine reads each of these as an empty cell: a department merged over three orders left two of them
+        # without one, and an indication code computed by a formula (#N/A, or never calculated) was lost, silently
+        kind, where, shown = problem
+        what, fix = {
+            "merged": (f"has merged cells ({where}): only the first of them holds the value, the others read as empty",
+                       "Unmerge the cells in Excel (filling each with its value), or export CSV"),
+            "error": (f"cell {where} holds the error {shown} (a formula that failed), which would read as empty",
+                      "Fix the formula in Excel, or replace its results by their values, or export CSV"),
+            "formula": (f"cell {where} holds a formula whose result was never saved (the program that wrote the "
+                        "workbook does not calculate), which would read as empty",
+                        "Open the workbook in Excel or LibreOffice and save it (that calculates it), or export CSV"),
+        }[kind]  # fmt: skip
+        row = re.search(r"\d+$", where) if kind != "merged" else None
+        raise InputFileError(label(path, sheet), what, fix, line=int(row.group(0)) if row else None)
     raw = _rows(path, sheet)
     if raw.height == 0:
         return pl.DataFrame({line_column: []}, schema={line_column: pl.Int64})
