@@ -10,7 +10,8 @@ Conditions has their codes added batch by batch, on a second cursor (sql/reason_
 
 The files are read whole by DuckDB's NDJSON reader, all in one query (the lookups' hash tables are
 built once: at 10M orders, one per file would hash eleven million encounters eleven times); a
-row's key is its position in the stream (the reader keeps the files' order). When the reader stops
+row's key is its position in the stream (the readers keep the files' order). An export cut into
+many files (`STREAMED_FILES`) is extracted first, by one reader, and its parts streamed. When the reader stops
 at a line, or a file's rows are not its lines (`whole`), the stream starts again (`Restart`, bad
 input only) from the files extracted as the other types are (`extract`: whole or line by line,
 into Parquet parts that key and name each line).
@@ -46,6 +47,11 @@ BATCH_ROWS = 1 << 18
 # how far DuckDB may run ahead of the loader's typing: at its 10 MiB (less than one batch) it waited on
 # each batch (10M orders: the parse stage 74 s of wall for 108 CPU-s; with 256 MB 54 s for 106, as 1 GB)
 STREAM_BUFFER = "256MB"
+# the most files the stream reads itself, one reader each. Many files are extracted first, by one reader into one
+# part whose rows carry their keys (`extract`), then streamed: a reader per file cost its planning (1,550 orders in
+# 1,000 files: 89 s), and one reader of many files does not keep their order through the table query's joins (its
+# batches are the files', and the joins' output is ordered by batch: each file's rows came in two runs)
+STREAMED_FILES = 16
 
 
 class Restart(Exception):
@@ -70,13 +76,16 @@ class OrderStream:
         self.con, self.paths, self.labels, self.first_key = con, paths, labels, first_key
         self.table_query, self.work, self.line_breaks = table_query, work, line_breaks
         self.extract_query = sql("extract_ServiceRequest")
+        # the files with a line: an empty one has no row to give (the query of 10,000 empty files' readers took 10 GB)
+        self.read_paths = [path for path in paths if path.stat().st_size]
+        self.read_labels = [label for path, label in zip(paths, labels, strict=True) if path.stat().st_size]
+        # a few files: one reader each, keyed by the file's index until the stream gives a row its position. Many
+        # files: no stream of the files (`_frames`), so no reader here
         whole_query = whole.query_of(con, self.extract_query)
-        # each file's rows keyed by the file's index in the list until the stream gives them their position; an empty
-        # file has no row to give (the query of 10,000 empty files' readers took 10 GB to plan)
-        self.whole_source = "\nUNION ALL ".join(
-            f"SELECT * REPLACE (CAST({i} AS BIGINT) AS key) FROM ({whole.source(whole_query, path)})"
-            for i, path in enumerate(paths)
-            if path.stat().st_size
+        self.whole_source = (
+            whole.union([whole.source(whole_query, [path], i) for i, path in enumerate(self.read_paths)])
+            if 0 < len(self.read_paths) <= STREAMED_FILES
+            else ""
         )
         self.extracted: extract.Extracted | None = None  # after a Restart: the files extracted into parts
         self._cursor: duckdb.DuckDBPyConnection | None = None
@@ -104,16 +113,12 @@ class OrderStream:
                 return sink(register_io_source(self._source, schema=self.schema))
             except Restart:
                 log.info("ServiceRequest: not every file could be read whole; read again, file by file")
-                self.extracted = extract.extract(
-                    self.con,
-                    "ServiceRequest",
-                    self.paths,
-                    self.labels,
-                    self.first_key,
-                    self.work / "ServiceRequest.parquet",
-                    True,
-                    self.line_breaks,
-                )
+                self.extracted = self._extract()
+
+    def _extract(self) -> extract.Extracted:
+        """The files extracted as the other types are: into Parquet parts that key and name each line."""
+        parts = self.work / "ServiceRequest.parquet"
+        return extract.extract(self.con, "ServiceRequest", self.paths, self.labels, self.first_key, parts, True, self.line_breaks)
 
     def aside_view(self) -> None:
         """The rows set aside as the view fhir_servicerequest (key, problem, left_out, patient_id): what tables' rejects read."""
@@ -138,15 +143,15 @@ class OrderStream:
                 return
 
     def _frames(self) -> Iterator[pl.DataFrame]:
-        if self.extracted is not None or not self.whole_source:  # extracted, or no file with a line
-            done = self.extracted or extract.extract(
-                self.con, "ServiceRequest", [], [], self.first_key, self.work / "ServiceRequest.parquet"
-            )
+        if self.extracted is None and not self.whole_source:  # many files, or none with a line
+            self.extracted = self._extract()
+        if self.extracted is not None:
+            done = self.extracted
             self._use(done.relation)
             yield from self._stream(None)
             self.segments, self.records, self.whole_files = done.segments, done.records, done.whole_files
             return
-        rows = np.zeros(len(self.paths), dtype=np.int64)  # each file's rows, as they stream
+        rows = np.zeros(len(self.read_paths), dtype=np.int64)  # each file's rows, as they stream
         self._use(self.whole_source)
         try:
             yield from self._stream(rows)
@@ -154,9 +159,7 @@ class OrderStream:
             whole.stopped(EXTRACTED, exc)
             raise Restart from None
         key = self.first_key
-        for path, label, n in zip(self.paths, self.labels, rows.tolist(), strict=True):
-            if n == 0 and path.stat().st_size == 0:  # an empty file: no line, no key (as the lines' way reads it)
-                continue
+        for path, label, n in zip(self.read_paths, self.read_labels, rows.tolist(), strict=True):
             if not whole.took_every_line(path, n, self.line_breaks):
                 raise Restart
             self.segments.append(Segment(label, key, key + n - 1))
