@@ -4,7 +4,7 @@
 export can come as thousands of files a type. A reader per file made the cost the file count (the 300-patient
 export in 1,000 files a type: 323 s against 17 s); each type's files are now read by one DuckDB reader
 (`whole.source`, `extract`), and a ServiceRequest export of many files is extracted that way before it is
-streamed (`orders.STREAMED_FILES`). Here the test deck is written one file a type and one resource a file
+streamed (more than `whole.OWN_READER` files). Here the test deck is written one file a type and one resource a file
 (hundreds of files, some of them gzip): the CLI must give the same verdicts and data outputs, a bad line in one
 of the many files must be a reject naming that file and line while the other files are still read whole, and
 the reading must stay one reader (one part) however many files there are.

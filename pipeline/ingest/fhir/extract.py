@@ -94,7 +94,13 @@ def extract(
 
     # an empty file has no line: no row, no key, no reader (as the lines' way reads it)
     files = [(path, label) for path, label in zip(paths, labels, strict=True) if path.stat().st_size]
-    taken = _whole(con, whole.query_of(con, query), files, part, line_breaks) if read_whole else [(f, None) for f in files]
+    whole_query = whole.query_of(con, query)
+    if not read_whole:
+        taken = [(file, None) for file in files]
+    elif len(files) <= whole.OWN_READER:
+        taken = [read for file in files for read in _whole(con, whole_query, [file], part, line_breaks)]
+    else:
+        taken = _whole(con, whole_query, files, part, line_breaks)
     for group, target in taken:
         if isinstance(target, Path):  # files read whole into one part: a row's key is its position in it
             selects.append(whole.keyed(target, key))

@@ -11,9 +11,9 @@ Conditions has their codes added batch by batch, on a second cursor (sql/reason_
 The files are read whole by DuckDB's NDJSON reader, all in one query (the lookups' hash tables are
 built once: at 10M orders, one per file would hash eleven million encounters eleven times); a
 row's key is its position in the stream (the readers keep the files' order). An export cut into
-many files (`STREAMED_FILES`) is extracted first, by one reader, and its parts streamed. When the reader stops
-at a line, or a file's rows are not its lines (`whole`), the stream starts again (`Restart`, bad
-input only) from the files extracted as the other types are (`extract`: whole or line by line,
+many files (more than `whole.OWN_READER`) is extracted first, by one reader, and its part streamed.
+When the reader stops at a line, or a file's rows are not its lines (`whole`), the stream starts
+again (`Restart`, bad input only) from the files extracted as the other types are (`extract`: whole or line by line,
 into Parquet parts that key and name each line).
 """
 
@@ -47,11 +47,6 @@ BATCH_ROWS = 1 << 18
 # how far DuckDB may run ahead of the loader's typing: at its 10 MiB (less than one batch) it waited on
 # each batch (10M orders: the parse stage 74 s of wall for 108 CPU-s; with 256 MB 54 s for 106, as 1 GB)
 STREAM_BUFFER = "256MB"
-# the most files the stream reads itself, one reader each. Many files are extracted first, by one reader into one
-# part whose rows carry their keys (`extract`), then streamed: a reader per file cost its planning (1,550 orders in
-# 1,000 files: 89 s), and one reader of many files does not keep their order through the table query's joins (its
-# batches are the files', and the joins' output is ordered by batch: each file's rows came in two runs)
-STREAMED_FILES = 16
 
 
 class Restart(Exception):
@@ -80,11 +75,13 @@ class OrderStream:
         self.read_paths = [path for path in paths if path.stat().st_size]
         self.read_labels = [label for path, label in zip(paths, labels, strict=True) if path.stat().st_size]
         # a few files: one reader each, keyed by the file's index until the stream gives a row its position. Many
-        # files: no stream of the files (`_frames`), so no reader here
+        # files are extracted first, by one reader into one part whose rows carry their keys (`_frames`), then
+        # streamed: one reader of many files does not keep their order through the table query's joins (the joins'
+        # output follows the reader's batches: each small file's rows came in two runs)
         whole_query = whole.query_of(con, self.extract_query)
         self.whole_source = (
             whole.union([whole.source(whole_query, [path], i) for i, path in enumerate(self.read_paths)])
-            if 0 < len(self.read_paths) <= STREAMED_FILES
+            if 0 < len(self.read_paths) <= whole.OWN_READER
             else ""
         )
         self.extracted: extract.Extracted | None = None  # after a Restart: the files extracted into parts
