@@ -201,7 +201,7 @@ def test_empty_servicerequest_files_give_no_reader_and_change_nothing(deck_expor
     for i in range(200):
         (folder / f"ServiceRequest.9{i:04d}.ndjson").write_bytes(b"")
     readers, source = [], whole.source
-    monkeypatch.setattr(whole, "source", lambda query, path: readers.append(path) or source(query, path))
+    monkeypatch.setattr(whole, "source", lambda query, paths, *a: readers.extend(paths) or source(query, paths, *a))
     padded = _prepared(folder, tmp_path / "padded")
     assert readers and all(p.stat().st_size for p in readers if p.name.startswith("ServiceRequest"))
     assert padded[0].equals(plain[0]) and padded[1].equals(plain[1]) and padded[2] == plain[2]

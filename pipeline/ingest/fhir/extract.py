@@ -5,13 +5,14 @@ the query picks codes by system, follows nothing yet (the joins are `tables`), a
 per row what is wrong (``problem``: not JSON, another type, a required element missing)
 or why it is left out on purpose (``left_out``: not-done, entered-in-error, refuted ...).
 
-A file is read whole by DuckDB's own NDJSON reader when it can be (`whole`: every core,
-no line text handed over); the lines' path (`lines`) reads any file, and is the one that
-names a broken line.
+A type's files are read whole by DuckDB's own NDJSON reader when it can (`whole`: every core,
+no line text handed over, one reader for all the files); the lines' path (`lines`) reads any
+file, and is the one that names a broken line.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,29 +76,39 @@ def extract(
     read_whole: bool = True,
     line_breaks: Callable[[Path], int] | None = None,
 ) -> Extracted:
-    """The type's files through its query into Parquet files beside `out`: each file whole when DuckDB's
-    reader takes it (read_whole), else a chunk of lines at a time. line_breaks: a file's LF bytes, if known.
+    """The type's files through its query into Parquet files beside `out`: the files DuckDB's reader takes whole
+    (read_whole) by one reader into one part, the others a chunk of lines at a time. line_breaks: a file's LF
+    bytes, if known.
 
     A type the export lacks gives one empty file: the joins read every type the same way."""
     query = sql("extract_" + resource_type)
-    whole_query = whole.query_of(con, query) if read_whole else None
     structure = whole.structure_of(query)
     key, records, whole_files = first_key, 0, 0
     selects: list[str] = []
     segments: list[Segment] = []
     repeated: list[tuple[int, str]] = []  # (key, element) of resources that give an element twice
+    numbers = itertools.count()
 
     def part() -> Path:
-        return out.with_name(f"{out.stem}.{len(selects):05d}.parquet")
+        return out.with_name(f"{out.stem}.{next(numbers):05d}.parquet")
 
-    for path, label in zip(paths, labels, strict=True):
-        target = part()
-        rows, stopped = whole.read(con, whole_query, path, target, line_breaks) if whole_query else (None, True)
-        if rows is not None:
+    # an empty file has no line: no row, no key, no reader (as the lines' way reads it)
+    files = [(path, label) for path, label in zip(paths, labels, strict=True) if path.stat().st_size]
+    whole_query = whole.query_of(con, query)
+    if not read_whole:
+        taken = [(file, None) for file in files]
+    elif len(files) <= whole.OWN_READER:
+        taken = [read for file in files for read in _whole(con, whole_query, [file], part, line_breaks)]
+    else:
+        taken = _whole(con, whole_query, files, part, line_breaks)
+    for group, target in taken:
+        if isinstance(target, Path):  # files read whole into one part: a row's key is its position in it
             selects.append(whole.keyed(target, key))
-            segments.append(Segment(label, key, key + rows - 1))
-            key, records, whole_files = key + rows, records + rows, whole_files + 1
+            for (_, label), rows in group:
+                segments.append(Segment(label, key, key + rows - 1))
+                key, records, whole_files = key + rows, records + rows, whole_files + 1
             continue
+        (path, label), stopped = group, target is not False
         # a file the reader stopped at may give an element twice on a later line, which json_transform reads silently
         lines = NumberedLines([path], [label], key, structure if stopped else None, resource_type)
         for chunk in lines.chunks():
@@ -112,6 +123,46 @@ def extract(
     if repeated:
         relation = _rejecting_repeated_keys(con, relation, repeated, out.with_name(f"{out.stem}.repeated.parquet"))
     return Extracted(resource_type, relation, segments, key - first_key, records, whole_files)
+
+
+def _whole(
+    con: duckdb.DuckDBPyConnection,
+    query: str,
+    files: list[tuple[Path, str]],
+    part: Callable[[], Path],
+    line_breaks: Callable[[Path], int] | None,
+) -> list[tuple]:
+    """The files in order, as ([((path, label), rows) ...], part): a run read whole into one part by one reader; or as
+    ((path, label), stopped): a file for the lines' way, stopped telling whether the reader stopped at one of its
+    lines (True) or read it all into rows that are not its lines (False).
+
+    One reader for all the files: a reader per file cost a query and a part each, so an export cut into thousands
+    of small files cost its file count. When the reader stops at a line it does not say in which file: the list is
+    halved until it is one file (bad input only: a few files' bytes read a few times more). A file whose rows are
+    not its lines goes the lines' way, and the files between such files are read again, still one reader a run."""
+    if not files:
+        return []
+    target = part()
+    rows = whole.read(con, query, [path for path, _ in files], target)
+    if rows is None:
+        if len(files) == 1:
+            return [(files[0], True)]
+        half = len(files) // 2
+        return _whole(con, query, files[:half], part, line_breaks) + _whole(con, query, files[half:], part, line_breaks)
+    # every file asked (and logged), not only up to the first that fails
+    took = [whole.took_every_line(path, n, line_breaks) for (path, _), n in zip(files, rows, strict=True)]
+    if all(took):
+        return [(list(zip(files, rows, strict=True)), target)]
+    target.unlink(missing_ok=True)
+    taken: list[tuple] = []
+    run: list[tuple[Path, str]] = []
+    for file, ok in zip(files, took, strict=True):
+        if ok:
+            run.append(file)
+            continue
+        taken += _whole(con, query, run, part, line_breaks) + [(file, False)]
+        run = []
+    return taken + _whole(con, query, run, part, line_breaks)
 
 
 def _rejecting_repeated_keys(con: duckdb.DuckDBPyConnection, relation: str, repeated: list[tuple[int, str]], path: Path) -> str:

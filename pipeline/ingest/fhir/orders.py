@@ -10,9 +10,10 @@ Conditions has their codes added batch by batch, on a second cursor (sql/reason_
 
 The files are read whole by DuckDB's NDJSON reader, all in one query (the lookups' hash tables are
 built once: at 10M orders, one per file would hash eleven million encounters eleven times); a
-row's key is its position in the stream (the reader keeps the files' order). When the reader stops
-at a line, or a file's rows are not its lines (`whole`), the stream starts again (`Restart`, bad
-input only) from the files extracted as the other types are (`extract`: whole or line by line,
+row's key is its position in the stream (the readers keep the files' order). An export cut into
+many files (more than `whole.OWN_READER`) is extracted first, by one reader, and its part streamed.
+When the reader stops at a line, or a file's rows are not its lines (`whole`), the stream starts
+again (`Restart`, bad input only) from the files extracted as the other types are (`extract`: whole or line by line,
 into Parquet parts that key and name each line).
 """
 
@@ -70,13 +71,18 @@ class OrderStream:
         self.con, self.paths, self.labels, self.first_key = con, paths, labels, first_key
         self.table_query, self.work, self.line_breaks = table_query, work, line_breaks
         self.extract_query = sql("extract_ServiceRequest")
+        # the files with a line: an empty one has no row to give (the query of 10,000 empty files' readers took 10 GB)
+        self.read_paths = [path for path in paths if path.stat().st_size]
+        self.read_labels = [label for path, label in zip(paths, labels, strict=True) if path.stat().st_size]
+        # a few files: one reader each, keyed by the file's index until the stream gives a row its position. Many
+        # files are extracted first, by one reader into one part whose rows carry their keys (`_frames`), then
+        # streamed: one reader of many files does not keep their order through the table query's joins (the joins'
+        # output follows the reader's batches: each small file's rows came in two runs)
         whole_query = whole.query_of(con, self.extract_query)
-        # each file's rows keyed by the file's index in the list until the stream gives them their position; an empty
-        # file has no row to give (the query of 10,000 empty files' readers took 10 GB to plan)
-        self.whole_source = "\nUNION ALL ".join(
-            f"SELECT * REPLACE (CAST({i} AS BIGINT) AS key) FROM ({whole.source(whole_query, path)})"
-            for i, path in enumerate(paths)
-            if path.stat().st_size
+        self.whole_source = (
+            whole.union([whole.source(whole_query, [path], i) for i, path in enumerate(self.read_paths)])
+            if 0 < len(self.read_paths) <= whole.OWN_READER
+            else ""
         )
         self.extracted: extract.Extracted | None = None  # after a Restart: the files extracted into parts
         self._cursor: duckdb.DuckDBPyConnection | None = None
@@ -104,16 +110,12 @@ class OrderStream:
                 return sink(register_io_source(self._source, schema=self.schema))
             except Restart:
                 log.info("ServiceRequest: not every file could be read whole; read again, file by file")
-                self.extracted = extract.extract(
-                    self.con,
-                    "ServiceRequest",
-                    self.paths,
-                    self.labels,
-                    self.first_key,
-                    self.work / "ServiceRequest.parquet",
-                    True,
-                    self.line_breaks,
-                )
+                self.extracted = self._extract()
+
+    def _extract(self) -> extract.Extracted:
+        """The files extracted as the other types are: into Parquet parts that key and name each line."""
+        parts = self.work / "ServiceRequest.parquet"
+        return extract.extract(self.con, "ServiceRequest", self.paths, self.labels, self.first_key, parts, True, self.line_breaks)
 
     def aside_view(self) -> None:
         """The rows set aside as the view fhir_servicerequest (key, problem, left_out, patient_id): what tables' rejects read."""
@@ -138,15 +140,15 @@ class OrderStream:
                 return
 
     def _frames(self) -> Iterator[pl.DataFrame]:
-        if self.extracted is not None or not self.whole_source:  # extracted, or no file with a line
-            done = self.extracted or extract.extract(
-                self.con, "ServiceRequest", [], [], self.first_key, self.work / "ServiceRequest.parquet"
-            )
+        if self.extracted is None and not self.whole_source:  # many files, or none with a line
+            self.extracted = self._extract()
+        if self.extracted is not None:
+            done = self.extracted
             self._use(done.relation)
             yield from self._stream(None)
             self.segments, self.records, self.whole_files = done.segments, done.records, done.whole_files
             return
-        rows = np.zeros(len(self.paths), dtype=np.int64)  # each file's rows, as they stream
+        rows = np.zeros(len(self.read_paths), dtype=np.int64)  # each file's rows, as they stream
         self._use(self.whole_source)
         try:
             yield from self._stream(rows)
@@ -154,9 +156,7 @@ class OrderStream:
             whole.stopped(EXTRACTED, exc)
             raise Restart from None
         key = self.first_key
-        for path, label, n in zip(self.paths, self.labels, rows.tolist(), strict=True):
-            if n == 0 and path.stat().st_size == 0:  # an empty file: no line, no key (as the lines' way reads it)
-                continue
+        for path, label, n in zip(self.read_paths, self.read_labels, rows.tolist(), strict=True):
             if not whole.took_every_line(path, n, self.line_breaks):
                 raise Restart
             self.segments.append(Segment(label, key, key + n - 1))

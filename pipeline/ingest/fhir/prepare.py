@@ -85,8 +85,8 @@ def extract_export(
     pending: dict | None = None,
     shown: Callable[[str], str] = str,
     kept_map: pl.DataFrame | None = None,
-) -> tuple[list[Segment], int, dict[str, int]]:
-    """Flatten every type but ServiceRequest into views fhir_<type>, and the lookups; returns the segments
+) -> tuple[dict[str, list[Segment]], int, dict[str, int]]:
+    """Flatten every type but ServiceRequest into views fhir_<type>, and the lookups; returns each type's segments
     (file -> key range, each file named by ``shown``: inputs.find_inputs), the next key and each type's
     resources read (lines that are not blank).
 
@@ -94,13 +94,13 @@ def extract_export(
     kept_map: the site code map the warehouse keeps (`local_code_systems`)."""
     line_breaks = line_breaks_of(pending)
     extract.set_variables(con, cfg.fhir, local_code_systems(cfg, bulk.folder, kept_map))
-    key, segments, records = 1, [], {}
+    key, segments, records = 1, {}, {}
     for resource_type in EXTRACTED:
         paths = bulk.of(resource_type)
         labels = [shown(str(p)) for p in paths]
         done = extract.extract(con, resource_type, paths, labels, key, work / f"{resource_type}.parquet", True, line_breaks)
         key += done.keys
-        segments += done.segments
+        segments[resource_type] = done.segments
         records[resource_type] = done.records
         # not temp views: the order stream's second cursor reads the Conditions (orders.py)
         con.execute(f"CREATE OR REPLACE VIEW fhir_{resource_type.lower()} AS {done.relation}")
@@ -166,7 +166,7 @@ def prepare_inputs(
     prepared = {}
     con = _connect(work)
     try:
-        segments, key, records = extract_export(con, bulk, cfg, work, pending, shown, kept_map)
+        by_type, key, records = extract_export(con, bulk, cfg, work, pending, shown, kept_map)
         _check_counts(bulk, records)  # before the orders' stream: a lost Encounter file stops the run here
         requests = bulk.of("ServiceRequest")
         stream = orders.OrderStream(
@@ -183,6 +183,9 @@ def prepare_inputs(
                 continue
             f = InputFile(contract.name, folder, "fhir", display=inputs[contract.name].label)
             sha = hashes[contract.name] if hashes else _export_hash(pending)
+            # only the files whose lines the table's rejects can name: the loader maps a key to its file by one CASE
+            # branch a file (segments.py), which at 7,000 files cost seconds a query
+            segments = [s for t in tables.REJECTS_NAME[contract.name] for s in by_type.get(t, [])]
             if contract.name == "imaging_orders":
                 prep, left_out = _load_orders(con, stream, f, cfg, scratch, sha, segments)
                 _check_counts(bulk, {"ServiceRequest": stream.records})

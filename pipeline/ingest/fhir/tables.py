@@ -26,6 +26,13 @@ SOURCE_TYPE = {"procedures": "Procedure", "imaging_orders": "ServiceRequest", "d
 # tables whose resources' rejects another table's load carries (supporting_rejects.sql: Patient lines go
 # with procedures, whose birth dates they gave first): their own load lists none again
 REJECTED_ELSEWHERE = ("patients",)
+# the types whose lines a table's rejects name: its own, and those supporting_rejects.sql gives its load
+REJECTS_NAME = {
+    "procedures": ("Procedure", "Patient"),
+    "imaging_orders": ("ServiceRequest", "Encounter", "Location", "Practitioner"),
+    "diagnoses": ("Condition",),
+    "patients": ("Patient",),
+}
 # department source -> the expression over the joined row (lookups.sql names these columns)
 DEPARTMENT_SQL = {
     "encounter.location": "coalesce(encounter_location_name, encounter_location_display)",
