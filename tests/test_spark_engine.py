@@ -164,7 +164,11 @@ def test_the_deck_on_local_spark_gives_the_duckdb_outputs(deck_runs, java, tmp_p
 @pytest.mark.spark
 def test_the_deck_through_spark_connect_gives_the_duckdb_outputs(deck_runs, connect_server, tmp_path):
     config = _config(tmp_path / "spark.toml")  # engine = "spark" from the config; the server from the flag
-    state = tmp_path / "state"  # the ledger and run history, written by the server
+    # the ledger and run history, written by the server, in a folder named as users name them: --spark-state went
+    # to Spark percent-encoded (Path.as_uri), which Hadoop took for the name itself (a new folder
+    # "we%27ird%20%22state%22", the named one empty); and Hadoop reads a path as a glob, so "state [2026]" held the
+    # versions while every read of it matched nothing (`runs` listed no run, each run wrote version 1 again)
+    state = tmp_path / 'we\'ird "state" [2026] {a,b} *'
     args = ("--config", config, "--spark-remote", connect_server, "--spark-state", state)
     out, reid, stderr = _run_spark(deck_runs, tmp_path, *args)
     _assert_same_as_duckdb(deck_runs, out, reid)
@@ -173,7 +177,7 @@ def test_the_deck_through_spark_connect_gives_the_duckdb_outputs(deck_runs, conn
     assert f"({'spark connect ' + connect_server})" in stderr
     assert "csv on Spark" not in stderr  # the server may not see this machine's files: the driver parses
     run_id = json.loads((out / "run.json").read_text(encoding="utf-8"))["run_id"]
-    assert f"ledger and run history on Spark: {state.as_uri()} (version 00000001-{run_id})" in stderr
+    assert f"ledger and run history on Spark: file://{state} (version 00000001-{run_id})" in stderr  # as named
 
     # `runs` and `diff` read it through Spark ($SPARK_REMOTE: the same server), as from the warehouse
     on_server = {"SPARK_REMOTE": connect_server}
@@ -182,6 +186,10 @@ def test_the_deck_through_spark_connect_gives_the_duckdb_outputs(deck_runs, conn
     in_warehouse = run_cli("runs", "--warehouse", tmp_path / "wh" / "wh.duckdb", "--json")
     assert json.loads(listed.stdout) == json.loads(in_warehouse.stdout)
     assert [(r["run_id"], r["status"]) for r in json.loads(listed.stdout)] == [(run_id, "succeeded")]
+    assert (state / "commits" / f"00000001-{run_id}").is_dir()
+    assert not [p.name for p in tmp_path.iterdir() if "%" in p.name]
+    # runs --spark-state imports PySpark without the gate, and printed its pandas 3 FutureWarning (two lines)
+    assert "FutureWarning" not in listed.stderr and "Warning:" not in listed.stderr, listed.stderr
     same = run_cli("diff", run_id, run_id, "--spark-state", state, env=on_server)
     assert same.returncode == 0 and same.stdout.startswith("no order changed verdict"), same.stderr[-3000:]
 
@@ -236,36 +244,6 @@ def test_a_sigterm_while_spark_builds_the_models_stops_the_run_in_json_lines_wit
     records = [json.loads(ln) for ln in lines if ln.strip() and not ln.startswith(jvm)]
     assert records[-1]["exit_code"] == 143 and "stopped by SIGTERM" in records[-1]["message"]
     assert not out.exists()
-
-
-@pytest.mark.spark
-@pytest.mark.parametrize("name", ['we\'ird "state" folder', "state [2026] {a,b} *"], ids=["quotes", "glob"])
-def test_a_state_folder_with_spaces_and_quotes_is_written_where_it_is_named(java, small_input, tmp_path, name):
-    """--spark-state went to Spark percent-encoded (Path.as_uri), which Hadoop takes for the path itself: the run
-    wrote its state into a new folder named "we%27ird%20%22state%22" and the named one stayed empty. And Hadoop
-    reads a path as a glob: a folder named "state [2026]" held the versions, but every read of it matched nothing,
-    so each run wrote version 1 again and `runs` listed no run."""
-    state = tmp_path / name
-    config = _config(tmp_path / "spark.toml", master="local[2]")
-    out, wh = tmp_path / "out", tmp_path / "wh.duckdb"
-    proc = run_cli("run", "--input", small_input, "--out", out, "--warehouse", wh, "--config", config,
-                   "--spark-state", state, "--no-validate")  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    run_id = json.loads((out / "run.json").read_text(encoding="utf-8"))["run_id"]
-    assert (state / "commits" / f"00000001-{run_id}").is_dir()
-    assert not [p.name for p in tmp_path.iterdir() if "%" in p.name]
-    # the same folder as a file:// URI (percent-encoded, as Path.as_uri and browsers write it)
-    listed = run_cli("runs", "--spark-state", state.as_uri(), "--config", config, "--json")
-    assert listed.returncode == 0, listed.stderr[-3000:]
-    assert [r["run_id"] for r in json.loads(listed.stdout)] == [run_id]
-    # a second run reads the state it is named: its version is the second
-    again = run_cli("run", "--input", small_input, "--out", out, "--warehouse", wh, "--config", config,
-                    "--spark-state", state, "--no-validate")  # fmt: skip
-    assert again.returncode == 0, again.stderr[-3000:]
-    second = json.loads((out / "run.json").read_text(encoding="utf-8"))["run_id"]
-    assert sorted(p.name for p in (state / "commits").iterdir()) == [f"00000001-{run_id}", f"00000002-{second}"]
-    # runs --spark-state imports PySpark without the gate, and printed its pandas 3 FutureWarning (two lines)
-    assert "FutureWarning" not in listed.stderr and "Warning:" not in listed.stderr, listed.stderr
 
 
 def _one_line_error(proc, code: int = 1) -> str:
