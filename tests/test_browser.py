@@ -7,6 +7,7 @@ prints every console message as `INFO:CONSOLE...`); a positive control proves th
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -175,22 +176,19 @@ def test_printed_heading_stays_with_its_chart_and_the_department_key_is_shown(tm
     assert "dotted line: hospital rate; hollow: low reliability" in printed and "Histogram caption" not in printed
 
 
-@pytest.mark.parametrize("width", [1000, 1400])
-def test_a_rule_id_in_the_case_list_is_never_split(site, tmp_path, width):
-    """The case list's rule column: each rule id on one line and inside its cell, a page 1000 px (an A4 landscape
-    print is about 1050 px) or 1400 px wide. Ids were split at their hyphen, 'CSF-' over '07', in the printed
-    demo month and on screen."""
+def _split_or_outside_its_cell(html: str, selector: str, width: int, tmp_path: Path) -> tuple[int, list[str]]:
+    """``html`` opened ``width`` px wide: how many elements ``selector`` finds, and the texts of those on more than
+    one line or running past the right edge of their table cell."""
     measure = (
-        "const links = document.querySelectorAll('table.cases td.rule a'); const out = [];"
-        " for (const a of links) { const cell = a.closest('td').getBoundingClientRect();"
+        f"const found = document.querySelectorAll('{selector}'); const out = [];"
+        " for (const a of found) { const cell = a.closest('td').getBoundingClientRect();"
         "  const box = a.getBoundingClientRect();"
         "  if (a.getClientRects().length !== 1 || box.right > cell.right + 0.5) out.push(a.textContent); }"
-        " document.getElementById('out').textContent = links.length + ' ' + JSON.stringify(out);"
+        " document.getElementById('out').textContent = found.length + ' ' + JSON.stringify(out);"
     )
-    report = (site / "report.html").read_text(encoding="utf-8")
-    page = tmp_path / "report.html"
+    page = tmp_path / "page.html"
     page.write_text(
-        report.replace("<body>", f'<body style="width:{width}px">', 1).replace(
+        html.replace("<body>", f'<body style="width:{width}px">', 1).replace(
             "</body>", f'<pre id="out">-</pre><script>{measure}</script></body>', 1
         ),
         encoding="utf-8",
@@ -198,8 +196,19 @@ def test_a_rule_id_in_the_case_list_is_never_split(site, tmp_path, width):
     dom, messages = _open(page.as_uri(), tmp_path / "profile")
     assert messages == [], messages
     shown = re.search(r'<pre id="out">(\d+) (.*?)</pre>', dom, flags=re.S)
-    assert shown is not None and int(shown.group(1)) > 0, dom[-500:]
-    assert shown.group(2) == "[]"
+    assert shown is not None, dom[-500:]
+    return int(shown.group(1)), json.loads(shown.group(2))
+
+
+@pytest.mark.parametrize("width", [1000, 1400])
+def test_a_rule_id_in_the_case_list_is_never_split(site, tmp_path, width):
+    """The case list's rule column: each rule id on one line and inside its cell, a page 1000 px (an A4 landscape
+    print is about 1050 px) or 1400 px wide. Ids were split at their hyphen, 'CSF-' over '07', in the printed
+    demo month and on screen."""
+    count, split = _split_or_outside_its_cell(
+        (site / "report.html").read_text(encoding="utf-8"), "table.cases td.rule a", width, tmp_path
+    )
+    assert count > 0 and split == []
 
 
 def test_printed_paragraph_is_not_split_across_pages(tmp_path):
@@ -241,3 +250,27 @@ def test_the_site_index_prints_each_period_on_one_line(deck_runs, tmp_path):
     shown = re.search(r'<pre id="out">(\d+) (.*?)</pre>', dom, flags=re.S)
     assert shown is not None and int(shown.group(1)) >= 3, dom[-500:]  # a period of each audit, a date
     assert shown.group(2) == "[]"
+
+
+def test_printed_episode_ids_are_whole(deck_runs, tmp_path):
+    """The low back pain case list, printed: every episode id (28 characters: the patient key and the date) on one
+    line of the PDF. Its column was 9% of the page and the id broke inside itself, 'P64bcc6657d88da' over
+    '4-2026-04-15', in the demo month's printed report."""
+    import shutil  # noqa: PLC0415 - only the printing tests read the PDF back
+
+    if not shutil.which("pdftotext"):
+        pytest.skip("pdftotext (poppler-utils) is not installed")
+    report = Path(deck_runs["runs"]["combined"]["out"]) / "low_back_pain" / "report.html"
+    ids = sorted(set(re.findall(r"P[0-9a-f]{16}-\d{4}-\d{2}-\d{2}", report.read_text(encoding="utf-8"))))
+    assert len(ids) >= 3, ids
+    pdf = render.write_pdf(report, tmp_path / "report.pdf")
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    assert [i for i in ids if i not in text] == []
+
+
+@pytest.mark.parametrize("width", [1000, 1280, 1400])
+def test_an_episode_id_on_screen_is_whole_and_inside_its_cell(deck_runs, tmp_path, width):
+    """On screen too each episode id is one line and stays inside its own cell (it may not run over the next)."""
+    report = (Path(deck_runs["runs"]["combined"]["out"]) / "low_back_pain" / "report.html").read_text(encoding="utf-8")
+    count, split = _split_or_outside_its_cell(report, "table.cases .case-id", width, tmp_path)
+    assert count >= 3 and split == []
