@@ -32,6 +32,7 @@ import xlsxwriter.workbook
 from xlsxwriter.utility import _preserve_whitespace
 
 from pipeline.formula_guard import neutralise, neutralise_expr
+from pipeline.quality.result import OUTCOMES, outcome, outcome_counts
 from pipeline.report import sheet_rows
 from pipeline.report.caselist import time_after
 from pipeline.report.controls import visible_expr
@@ -447,6 +448,7 @@ def _explanation_sheet(wb, run_info: dict, columns: list[Column], head, wrap) ->
             "(drop-down), a comment, your name and the date. Filters are on the header row.",
         ),
         *_period_status(run_info),
+        *_data_quality(run_info),
         # what the FHIR export's manifest says the data lack, as the report's Data quality says it
         *(("Data limits", f"{e['title']}. {e['text']}") for e in export_limits(run_info)),
         ("", ""),
@@ -474,6 +476,22 @@ def _period_status(run_info: dict) -> list[tuple[str, str]]:
     else:
         return []
     return [("Period status", text)]
+
+
+def _data_quality(run_info: dict) -> list[tuple[str, str]]:
+    """The data-quality gate's outcome as the report's Methods says it (quality.result.OUTCOMES): a warning's rows are
+    in the Cases sheet, so a reviewer should know it was a warning and not a failure; a run without the gate says so."""
+    checks = run_info.get("data_quality") or []
+    if not checks:
+        return [("Data quality", "The data-quality gate did not run for this file (--no-validate): no checks are recorded.")]
+    counts = ", ".join(text for _, text in outcome_counts(checks))
+    text = f"{len(checks):,} check{'s' if len(checks) != 1 else ''} by the data-quality gate: {counts}."
+    for d in checks:
+        if (key := outcome(d)) == "passed":
+            continue
+        rows = "" if d.get("violated_count") is None else f" {d['violated_count']:,} of {d.get('denominator') or 0:,} rows"
+        text += f"\n{OUTCOMES[key][0].capitalize()}: {d['check_id']} ({d.get('table') or ''}){rows}. {d.get('description') or ''}"
+    return [("Data quality", text)]
 
 
 def _rules_sheet(wb, rules: pl.DataFrame, head, wrap, run_info: dict) -> None:
