@@ -47,6 +47,21 @@ def test_a_month_without_cases_exits_0_with_a_report_that_says_so(tmp_path, mont
     assert all(d["status"] != "error" for d in run["data_quality"])
 
 
+def test_the_first_month_of_data_has_no_trend_to_read(tmp_path):
+    """The first month of data (nothing before it): its p-charts have one month, whose own rate is the centre line,
+    so no month can fall outside the limits. The report said "1 months" and "No month outside the control limits:
+    common-cause variation only" of it, a conclusion no data supports."""
+    inp = write_small_input(tmp_path / "in")  # two cases, both in 2025-06: the only month with data
+    result = cli("run", "--input", inp, "--out", tmp_path / "out", "--month", "2025-06", "--no-validate")
+    assert result.returncode == 0, result.stderr
+    report = (tmp_path / "out" / "csf_leak" / "report.html").read_text(encoding="utf-8")
+    trend = report[report.index('<section id="trend">') : report.index('<section id="groups">')]
+    headings = re.findall(r"<h3>(.*?)</h3>", trend, flags=re.S)
+    assert headings and all("2025-06 to 2025-06: 1 month;" in h for h in headings), headings
+    assert "common-cause variation only" not in trend
+    assert trend.count("One month with data") == len(headings)
+
+
 def test_a_check_that_cannot_count_says_what_it_could_not_count():
     spec = {
         "type": "expect_column_values_to_not_be_null",

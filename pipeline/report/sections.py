@@ -150,6 +150,9 @@ def trend(
                 "svg": svg,
                 "n_months": len(window),
                 "n_empty": len(window) - n_data,
+                # months with a denominator: with fewer than two the centre line is that month's own rate and no month
+                # can fall outside the limits, so "common-cause variation only" would be said of nothing
+                "n_data": n_data,
                 "first": window[0],
                 "last": window[-1],
                 "centre": pc["centre"][0],
