@@ -228,6 +228,21 @@ def test_printed_paragraph_is_not_split_across_pages(tmp_path):
         assert len(with_end) == 1 and "NOTESTART" in with_end[0], (filler_mm, pages)
 
 
+def test_a_printed_footnote_is_never_cut_through_its_line(tmp_path):
+    """The low-reliability footnote under a table, printed wherever the page ends near it: its line whole on one page.
+    Its negative top margin (it sits close under its table on screen) let Chromium cut the line through at the foot
+    of the page, the top half there and the bottom half atop the next (the all-months CSF report's risk factors)."""
+    table = '<div class="risk-grid"><table><tbody>' + "<tr><td>row</td></tr>" * 8 + "</tbody></table></div>"
+    note = '<p class="footnote">FOOTSTART wide wave view every way FOOTEND</p>'
+    cut = []
+    for filler_mm in range(140, 176, 1):  # the foot of the page falls on the table's last rows, then on the footnote
+        pages = _printed_pages(tmp_path, f'<div style="height: {filler_mm}mm">Filler</div>{table}{note}<p>after</p>')
+        whole = [page for page in pages if "FOOTSTART wide wave view every way FOOTEND" in page]
+        if len(whole) != 1:
+            cut.append(filler_mm)
+    assert cut == []
+
+
 def test_the_site_index_prints_each_period_on_one_line(deck_runs, tmp_path):
     """The site index's period (its first column) and the date a provisional period becomes final are never broken:
     beside the low back pain audit's long measure headers the column shrank until '2026-04' read '2026-' over '04'
