@@ -40,14 +40,15 @@ class CheckResult:
         return self.severity == "blocking" and self.status != "passed"
 
 
-# What a check's result did to the run, as the report and the workbook say it: its key (the report's CSS class dq-<key>),
-# its text in the checks table, and how a count of them reads (singular, plural). GX's status alone says "failed"
-# for a warning whose rows stayed in and for a blocking check whose few rows were set aside while the run went on;
-# a blocking check that stops the run leaves no report, so "failed" is for a report made some other way only.
+# What a check's result did to the run, as the report and the workbook say it: its key (the report's CSS class
+# dq-<key>), its text in the checks table (beside the check's severity), and how a count of them reads (singular,
+# plural). GX's status alone says "failed" for a warning whose rows stayed in and for a blocking check whose few rows
+# were set aside while the run went on; a blocking check that stops the run leaves no report, so "failed" is for a
+# report made some other way only.
 OUTCOMES = {
     "passed": ("passed", ("passed", "passed")),
-    "warning": ("warning: rows kept", ("warning", "warnings")),
-    "not_run": ("warning: could not run", ("could not run", "could not run")),
+    "warning": ("rows kept", ("warning", "warnings")),
+    "not_run": ("could not run", ("could not run", "could not run")),
     "set_aside": ("rows set aside", ("set its rows aside", "set their rows aside")),
     "failed": ("failed: run stopped", ("failed", "failed")),
 }

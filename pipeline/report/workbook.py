@@ -490,7 +490,8 @@ def _data_quality(run_info: dict) -> list[tuple[str, str]]:
         if (key := outcome(d)) == "passed":
             continue
         rows = "" if d.get("violated_count") is None else f" {d['violated_count']:,} of {d.get('denominator') or 0:,} rows"
-        text += f"\n{OUTCOMES[key][0].capitalize()}: {d['check_id']} ({d.get('table') or ''}){rows}. {d.get('description') or ''}"
+        what = f"{d['severity'].capitalize()}, {OUTCOMES[key][0]}"
+        text += f"\n{what}: {d['check_id']} ({d.get('table') or ''}){rows}. {d.get('description') or ''}"
     return [("Data quality", text)]
 
 
