@@ -62,6 +62,19 @@ def test_the_first_month_of_data_has_no_trend_to_read(tmp_path):
     assert trend.count("One month with data") == len(headings)
 
 
+def test_one_revised_order_reads_in_the_singular(tmp_path):
+    """A rerun whose extract lost one audited order: the banner and the log said "Revised ...: 1 orders"."""
+    inp, wh = write_small_input(tmp_path / "in"), tmp_path / "wh.duckdb"
+    for out in ("first", "second"):
+        result = cli("run", "--input", inp, "--out", tmp_path / out, "--warehouse", wh, "--month", "2025-06", "--no-validate")
+        assert result.returncode == 0, result.stderr
+        orders = inp / "imaging_orders.csv"
+        orders.write_text("".join(row for row in orders.read_text().splitlines(True) if not row.startswith("O4,")))
+    assert "revised since run" in result.stderr and ": 1 order (0 added, 1 removed" in result.stderr
+    report = (tmp_path / "second" / "csf_leak" / "report.html").read_text(encoding="utf-8")
+    assert "<strong>Revised since the last run: 1 order</strong>" in report
+
+
 def test_a_check_that_cannot_count_says_what_it_could_not_count():
     spec = {
         "type": "expect_column_values_to_not_be_null",
@@ -244,7 +257,7 @@ def test_a_new_pseudonym_key_revises_nothing_and_a_real_change_is_still_reported
         pl.when(pl.col("order_id") == order).then(pl.lit("LOC-NEW-7")).otherwise(pl.col("order_code")).alias("order_code")
     ).write_csv(tmp_path / "fixed" / "imaging_orders.csv")
     changed, _, third = run("c", {"ORDER_AUDIT_PSEUDONYM_KEY": "periods-test-key-2027"}, tmp_path / "fixed")
-    assert f"revised since run {second}: 1 orders (0 added, 0 removed, 1 changed)" in changed.stderr
+    assert f"revised since run {second}: 1 order (0 added, 0 removed, 1 changed)" in changed.stderr
     assert "pseudonym key changed" not in changed.stderr  # the key of the run before
     assert "csf_leak" not in "".join(line for line in changed.stderr.splitlines() if "revised" in line)
     listed = [line for line in cli("diff", first, third, "--warehouse", wh).stdout.splitlines() if "order " in line]
