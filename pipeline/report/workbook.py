@@ -464,7 +464,13 @@ def _explanation_sheet(wb, run_info: dict, columns: list[Column], head, wrap) ->
 def _period_status(run_info: dict) -> list[tuple[str, str]]:
     """Whether the period's verdicts can still change (run.json ``status``, as the report's first page says it): a
     reviewer works in this file, not on the report's first page."""
-    maturity = (run_info.get("status") or {}).get("maturity") or {}
+    status = run_info.get("status") or {}
+    lines = []
+    if "empty" in status:  # a month without cases: the Cases sheet is a header row only, which reads as a broken file
+        young = " so far" if (status.get("maturity") or {}).get("status") == "provisional" else ""
+        text = f"No cases in {status.get('period')}{young}: the data holds no case of this period; the Cases sheet is empty."
+        lines.append(("Period status", text))
+    maturity = status.get("maturity") or {}
     if maturity.get("status") == "provisional":
         text = (
             f"Provisional: the loaded data runs through {maturity.get('data_through')}. Cases indexed late in the period "
@@ -474,8 +480,8 @@ def _period_status(run_info: dict) -> list[tuple[str, str]]:
     elif maturity.get("status") == "final":
         text = f"Final: the loaded data runs through {maturity.get('data_through')}, past the period's windows."
     else:
-        return []
-    return [("Period status", text)]
+        return lines
+    return [*lines, ("Period status", text)]
 
 
 def _data_quality(run_info: dict) -> list[tuple[str, str]]:
