@@ -177,13 +177,13 @@ def test_printed_heading_stays_with_its_chart_and_the_department_key_is_shown(tm
 
 
 def _split_or_outside_its_cell(html: str, selector: str, width: int, tmp_path: Path) -> tuple[int, list[str]]:
-    """``html`` opened ``width`` px wide: how many elements ``selector`` finds, and the texts of those on more than
-    one line or running past the right edge of their table cell."""
+    """``html`` opened ``width`` px wide: how many elements ``selector`` finds, and the texts of those whose text is on
+    more than one line or runs past the right edge of their table cell (the text's own boxes: a cell's too)."""
     measure = (
         f"const found = document.querySelectorAll('{selector}'); const out = [];"
         " for (const a of found) { const cell = a.closest('td').getBoundingClientRect();"
-        "  const box = a.getBoundingClientRect();"
-        "  if (a.getClientRects().length !== 1 || box.right > cell.right + 0.5) out.push(a.textContent); }"
+        "  const text = document.createRange(); text.selectNodeContents(a); const box = text.getBoundingClientRect();"
+        "  if (text.getClientRects().length !== 1 || box.right > cell.right + 0.5) out.push(a.textContent); }"
         " document.getElementById('out').textContent = found.length + ' ' + JSON.stringify(out);"
     )
     page = tmp_path / "page.html"
@@ -285,7 +285,11 @@ def test_printed_episode_ids_are_whole(deck_runs, tmp_path):
 
 @pytest.mark.parametrize("width", [1000, 1280, 1400])
 def test_an_episode_id_on_screen_is_whole_and_inside_its_cell(deck_runs, tmp_path, width):
-    """On screen too each episode id is one line and stays inside its own cell (it may not run over the next)."""
+    """On screen too each episode id is one line and stays inside its own cell (it may not run over the next), and so
+    does the verdict 'inappropriate'."""
     report = (Path(deck_runs["runs"]["combined"]["out"]) / "low_back_pain" / "report.html").read_text(encoding="utf-8")
     count, split = _split_or_outside_its_cell(report, "table.cases .case-id", width, tmp_path)
+    assert count >= 3 and split == []
+    # the verdict beside it: the id's wider column took its room on screen and 'inappropriat' broke over 'e'
+    count, split = _split_or_outside_its_cell(report, "table.cases tr.v-inappropriate td.verdict", width, tmp_path)
     assert count >= 3 and split == []
