@@ -243,6 +243,20 @@ def test_a_printed_footnote_is_never_cut_through_its_line(tmp_path):
     assert cut == []
 
 
+def test_a_printed_check_result_is_one_line(tmp_path):
+    """The data-quality table's result ('rows kept', 'rows set aside') printed on one line beside its severity: the
+    narrow column broke 'rows' over 'kept' in the demo month's printed report."""
+    description = "order_code is in CPT form or LOINC form; local codes are allowed (they must be in the code map). " * 3
+    row = (
+        '<tr class="dq-{0}"><td><code>orders.order_code.format</code></td><td>src_imaging_orders</td><td>warning</td>'
+        '<td class="status">{1}</td><td class="num">7,395</td><td class="num">100,181</td><td class="num">7.38</td>'
+        "<td>{2}</td></tr>"
+    )
+    rows = row.format("warning", "rows kept", description) + row.format("set_aside", "rows set aside", description)
+    text = "".join(_printed_pages(tmp_path, f'<table class="dq"><tbody>{rows}</tbody></table>'))
+    assert "rows kept" in text and "rows set aside" in text, text
+
+
 def test_the_site_index_prints_each_period_on_one_line(deck_runs, tmp_path):
     """The site index's period (its first column) and the date a provisional period becomes final are never broken:
     beside the low back pain audit's long measure headers the column shrank until '2026-04' read '2026-' over '04'
