@@ -80,7 +80,8 @@ def build(
     if revision and revision.get("orders"):
         status["revised"] = revision
         event(
-            f"{audit_id}: {label} revised since run {revision['since_run']}: {revision['orders']} orders "
+            f"{audit_id}: {label} revised since run {revision['since_run']}: {revision['orders']} "
+            f"order{'' if revision['orders'] == 1 else 's'} "
             f"({revision['added']} added, {revision['removed']} removed, {revision['changed']} changed)",
             level=logging.WARNING,
             event="period_revised",

@@ -372,6 +372,38 @@ def test_warnings_are_reported_and_the_run_goes_on(messy, check_id, count, sampl
         assert dq["sample_keys"] == [sample]
 
 
+def test_the_report_and_workbook_say_warning_and_set_aside_not_failed(messy):
+    """A warning (its rows kept, the run not stopped) reads as a warning, in amber, and a blocking check whose few rows
+    were set aside reads as rows set aside: both printed "failed" in red, which a committee reads as a run that failed.
+    A blocking check that fails otherwise stops the run, so no report shows one."""
+    import re  # noqa: PLC0415 - only this test reads the report's checks table
+
+    from xlsx_xml import Workbook  # noqa: PLC0415
+
+    checks = _run_json(messy)["data_quality"]
+    assert any(d["severity"] == "warning" and d["status"] == "failed" for d in checks)
+    assert any(d["severity"] == "blocking" and d["rows_set_aside"] for d in checks)
+    for audit in ("csf_leak", "low_back_pain"):
+        page = (messy / audit / "report.html").read_text(encoding="utf-8")
+        section = page[page.index('id="data-quality"') : page.index("Rejected and corrected input rows")]
+        shown = re.findall(r'<tr class="dq-([a-z_]+)"><td><code>([^<]+)</code>.*?<td class="status">([^<]+)</td>', section)
+        rows = {check_id: (key, result) for key, check_id, result in shown}
+        assert rows and "dq-failed" not in section and "failed</" not in section, section
+        info = {d["check_id"]: d for d in _run_json(messy / audit)["data_quality"] if d["status"] != "passed"}
+        assert set(rows) == set(info)
+        for check_id, d in info.items():
+            want = ("warning", "rows kept") if d["severity"] == "warning" else ("set_aside", "rows set aside")
+            assert rows[check_id] == want, check_id
+        summary = re.search(r"checks by the data-quality gate.*?</p>", section, flags=re.S).group(0)
+        assert re.search(r'<span class="dq-warning">\d+ warnings?</span>', summary), summary
+        cells = Workbook(messy / audit / "case_list.xlsx").cells("Explanation")
+        explained = {cells[(i, 0)]["text"]: cells.get((i, 1), {}).get("text") for i, j in cells if j == 0}
+        text = explained["Data quality"]
+        assert "failed" not in text and "Warning, rows kept: orders.volume.monthly" in text, text
+        if audit == "csf_leak":
+            assert "Blocking, rows set aside: orders.ordered_at.not_future" in text, text
+
+
 def test_unknown_patient_sample_is_pseudonymised(messy):
     dq = _dq(messy)["diagnoses.patient_id.known_patient"]
     assert dq["sample_key"] == "patient_id"

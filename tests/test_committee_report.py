@@ -101,7 +101,7 @@ def test_continued_tables_repeat_their_header_and_the_case_id(month):
     rows = re.findall(r'<tr class="v-\w+[^"]*">(.*?)</tr>', section, flags=re.S)
     assert rows
     for row in rows:  # every order row names its case, so a row continued on a new page still does
-        assert re.search(r'<td class="key">\w+', row), row[:200]
+        assert re.search(r'<td class="key"><span class="case-id">\w+', row), row[:200]
 
 
 # ----------------------------------------------------------------------------- numbers

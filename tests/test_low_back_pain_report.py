@@ -370,3 +370,18 @@ def test_attrition_notes_agree_in_number(deck_runs):
     )
     assert "1 of these also carries a later reason of this kind" in notes  # the decks have such an exclusion
     assert not re.search(r"\(1 of these also carry\b", notes)
+
+
+def test_the_report_says_which_episodes_the_workbook_lists(deck_runs):
+    """The workbook lists the audited orders, so only the episodes that have one: the report said "Every episode and
+    order, flagged or not, is in case_list.xlsx" and "the workbook lists every episode", and a reviewer looked there in
+    vain for the episodes without imaging (the demo month: 16 episodes, 13 of them in the workbook)."""
+    from xlsx_xml import Workbook
+
+    folder = _folder(deck_runs)
+    listed = {r["Episode"] for r in Workbook(folder / "case_list.xlsx").rows("Cases")}
+    episodes = set(_csv(folder / "cases.csv")["case_id"])
+    assert listed < episodes  # some episodes have no audited order
+    html = re.sub(r"\s+", " ", (folder / "report.html").read_text(encoding="utf-8"))
+    assert "Every episode and order, flagged or not, is in" not in html and "the workbook lists every episode." not in html
+    assert "Every audited order, flagged or not, is in" in html and "episodes without an audited order are counted" in html

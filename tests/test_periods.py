@@ -39,12 +39,50 @@ def test_a_month_without_cases_exits_0_with_a_report_that_says_so(tmp_path, mont
     assert "GX returned" not in result.stderr and "gate failed" not in result.stderr
     assert f"{month}: no cases" in result.stderr
     report = (tmp_path / "out" / "csf_leak" / "report.html").read_text(encoding="utf-8")
-    assert f"No cases in {month}." in report
+    # both months are provisional (the data reaches 2025-06-06): later data can still bring their cases
+    assert f"No cases in {month} so far." in report and "later data can still bring cases" in report
     assert "nothing to audit" in report and "2025-06-02" in report  # where the loaded data is
-    assert f"No cases in {month}." in (tmp_path / "out" / "csf_leak" / "index.html").read_text(encoding="utf-8")
+    # the dates of the procedures and orders, not "the loaded data runs from ... to", which the provisional note below
+    # says of every feed (the earliest of their last dates: a day apart from the procedures' and orders' last date)
+    assert "procedures and imaging orders are dated\n2025-06-02 to " in report and "the loaded data runs from" not in report
+    assert f"No cases in {month} so far." in (tmp_path / "out" / "csf_leak" / "index.html").read_text(encoding="utf-8")
+    # the workbook too: its Cases sheet is a header row only, which read as a broken file
+    from xlsx_xml import Workbook  # noqa: PLC0415 - only this test reads a workbook
+
+    cells = Workbook(tmp_path / "out" / "csf_leak" / "case_list.xlsx").cells("Explanation")
+    said = [cells[(i, 1)]["text"] for i, j in cells if j == 1 and cells[(i, 0)]["text"] == "Period status"]
+    assert any(t.startswith(f"No cases in {month} so far: ") and "Cases sheet is empty" in t for t in said), said
     run = json.loads((tmp_path / "out" / "csf_leak" / "run.json").read_text())
     assert run["counts"]["cases"] == 0
     assert all(d["status"] != "error" for d in run["data_quality"])
+
+
+def test_the_first_month_of_data_has_no_trend_to_read(tmp_path):
+    """The first month of data (nothing before it): its p-charts have one month, whose own rate is the centre line,
+    so no month can fall outside the limits. The report said "1 months" and "No month outside the control limits:
+    common-cause variation only" of it, a conclusion no data supports."""
+    inp = write_small_input(tmp_path / "in")  # two cases, both in 2025-06: the only month with data
+    result = cli("run", "--input", inp, "--out", tmp_path / "out", "--month", "2025-06", "--no-validate")
+    assert result.returncode == 0, result.stderr
+    report = (tmp_path / "out" / "csf_leak" / "report.html").read_text(encoding="utf-8")
+    trend = report[report.index('<section id="trend">') : report.index('<section id="groups">')]
+    headings = re.findall(r"<h3>(.*?)</h3>", trend, flags=re.S)
+    assert headings and all("2025-06 to 2025-06: 1 month;" in h for h in headings), headings
+    assert "common-cause variation only" not in trend
+    assert trend.count("One month with data") == len(headings)
+
+
+def test_one_revised_order_reads_in_the_singular(tmp_path):
+    """A rerun whose extract lost one audited order: the banner and the log said "Revised ...: 1 orders"."""
+    inp, wh = write_small_input(tmp_path / "in"), tmp_path / "wh.duckdb"
+    for out in ("first", "second"):
+        result = cli("run", "--input", inp, "--out", tmp_path / out, "--warehouse", wh, "--month", "2025-06", "--no-validate")
+        assert result.returncode == 0, result.stderr
+        orders = inp / "imaging_orders.csv"
+        orders.write_text("".join(row for row in orders.read_text().splitlines(True) if not row.startswith("O4,")))
+    assert "revised since run" in result.stderr and ": 1 order (0 added, 1 removed" in result.stderr
+    report = (tmp_path / "second" / "csf_leak" / "report.html").read_text(encoding="utf-8")
+    assert "<strong>Revised since the last run: 1 order</strong>" in report
 
 
 def test_a_check_that_cannot_count_says_what_it_could_not_count():
@@ -229,7 +267,7 @@ def test_a_new_pseudonym_key_revises_nothing_and_a_real_change_is_still_reported
         pl.when(pl.col("order_id") == order).then(pl.lit("LOC-NEW-7")).otherwise(pl.col("order_code")).alias("order_code")
     ).write_csv(tmp_path / "fixed" / "imaging_orders.csv")
     changed, _, third = run("c", {"ORDER_AUDIT_PSEUDONYM_KEY": "periods-test-key-2027"}, tmp_path / "fixed")
-    assert f"revised since run {second}: 1 orders (0 added, 0 removed, 1 changed)" in changed.stderr
+    assert f"revised since run {second}: 1 order (0 added, 0 removed, 1 changed)" in changed.stderr
     assert "pseudonym key changed" not in changed.stderr  # the key of the run before
     assert "csf_leak" not in "".join(line for line in changed.stderr.splitlines() if "revised" in line)
     listed = [line for line in cli("diff", first, third, "--warehouse", wh).stdout.splitlines() if "order " in line]

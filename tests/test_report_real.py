@@ -267,6 +267,19 @@ def test_the_flagged_case_sentence_agrees_in_number(deck_runs):
     assert not any(re.search(r"\b0 (cases|episodes) with audited orders, none of them flagged", t) for t in sentences)
 
 
+def test_one_provider_and_one_case_read_in_the_singular(deck_runs):
+    """A department page with one provider below the funnel's threshold, or one case with imaging, read "All 1
+    providers had fewer than 20 ... each (1 orders judged ...)" and "1 cases with imaging: median 96.7 h (quartiles
+    96.7-96.7 h)" (the small synthetic month's department pages). The decks' department pages have such counts."""
+    out = deck_runs["runs"]["combined"]["out"]
+    pages = sorted(out.glob("*/departments/*.html")) + [out / a / "report.html" for a in ("csf_leak", "low_back_pain")]
+    texts = [re.sub(r"\s+", " ", _cells(p.read_text(encoding="utf-8"))) for p in pages]
+    assert any("The only provider had fewer than" in t for t in texts)
+    assert not any(re.search(r"\b(All|other) 1 providers\b|\b1 cases with imaging\b|\(1 [a-z ]+ each\b", t) for t in texts)
+    one = [t for t in texts if "1 case with imaging" in t]
+    assert one and not any(re.search(r"\b1 case with imaging: median", t) for t in one)
+
+
 def test_a_funnel_position_outside_the_limits_says_better_or_worse(run):
     """A department's or provider's funnel position says what it means by the measure's direction, as a p-chart
     signal says good or bad news: 'below 99.8% limit' of the low back pain early-imaging rate (lower is better)

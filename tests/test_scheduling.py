@@ -291,7 +291,7 @@ def test_diff_lists_what_a_run_added_to_a_month_an_earlier_run_found_empty(small
     empty = run_id_of(out)
     july = write_july_input(tmp_path / "july")
     revised = ok(audit(july, out, wh, "--month", "2025-07"))
-    assert f"2025-07 revised since run {empty}: 1 orders (1 added" in revised.stderr
+    assert f"2025-07 revised since run {empty}: 1 order (1 added" in revised.stderr
     filled = run_id_of(out)
     d = ok(run_cli("diff", empty, filled, "--warehouse", wh))
     assert [line for line in d.stdout.splitlines() if "order " in line] == [

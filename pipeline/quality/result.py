@@ -38,3 +38,36 @@ class CheckResult:
     @property
     def blocking_failure(self) -> bool:
         return self.severity == "blocking" and self.status != "passed"
+
+
+# What a check's result did to the run, as the report and the workbook say it: its key (the report's CSS class
+# dq-<key>), its text in the checks table (beside the check's severity), and how a count of them reads (singular,
+# plural). GX's status alone says "failed" for a warning whose rows stayed in and for a blocking check whose few rows
+# were set aside while the run went on; a blocking check that stops the run leaves no report, so "failed" is for a
+# report made some other way only.
+OUTCOMES = {
+    "passed": ("passed", ("passed", "passed")),
+    "warning": ("rows kept", ("warning", "warnings")),
+    "not_run": ("could not run", ("could not run", "could not run")),
+    "set_aside": ("rows set aside", ("set its rows aside", "set their rows aside")),
+    "failed": ("failed: run stopped", ("failed", "failed")),
+}
+
+
+def outcome(check: dict) -> str:
+    """The key of ``OUTCOMES`` for one check as run.json holds it (``gate.as_dict``)."""
+    if check.get("status") == "passed":
+        return "passed"
+    if check.get("severity") == "warning":
+        return "not_run" if check.get("status") == "error" else "warning"
+    if check.get("blocks") or check.get("status") == "error" or not check.get("rows_set_aside"):
+        return "failed"
+    return "set_aside"
+
+
+def outcome_counts(checks: list[dict]) -> list[tuple[str, str]]:
+    """Each outcome with its count in words ('45 passed', '1 warning', '3 warnings'), in ``OUTCOMES`` order."""
+    counts: dict[str, int] = {}
+    for c in checks:
+        counts[outcome(c)] = counts.get(outcome(c), 0) + 1
+    return [(key, f"{counts[key]:,} {OUTCOMES[key][1][0 if counts[key] == 1 else 1]}") for key in OUTCOMES if counts.get(key)]

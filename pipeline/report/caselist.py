@@ -235,6 +235,51 @@ def shaped_rows(frame: pl.DataFrame, names: dict[str, str]) -> list:
     return [row(*r) for r in shaped.iter_rows()]
 
 
+# The printed case list's columns, in percent of an A4 landscape page's 784 pt: case id · patient key, case date,
+# order, time after index, study, ordered by, verdict, why, rules. Why is the tallest cell of a row (four lines),
+# so it is the last to give width up: a narrower Why adds a line to every row and a page to the list.
+CASE_COLUMNS = (9.0, 8.0, 8.0, 7.5, 15.0, 9.0, 8.5, 29.0, 6.0)
+KEY, DATE, TIME, WHY, RULE = 0, 1, 3, 7, 8
+PRINT_WIDTH_PT = 784.0
+CELL_PAD_PT = 10.2  # a cell's padding (0.3rem each side), its border and a little room
+# print sizes (style.css): the case list is 7 pt; a case id is DejaVu Sans Mono (0.602 em a character) at
+# 0.88 x 0.92 of it, the patient key under it at 0.88 x 0.82; DejaVu Sans's digits are 0.636 em wide
+# and its other characters on average less
+ID_CHAR_PT, PATIENT_KEY_CHAR_PT, TEXT_CHAR_PT = 7 * 0.88 * 0.92 * 0.602, 7 * 0.88 * 0.82 * 0.602, 7 * 0.64
+
+
+def _percent(points: float) -> float:
+    """A cell holding ``points`` of text, in percent of the page, rounded up to the tenth."""
+    return -(-(points + CELL_PAD_PT) * 1000 // PRINT_WIDTH_PT) / 10
+
+
+def column_widths(rows: list) -> list[float]:
+    """The case list's column widths (percent) for ``rows`` (``shaped_rows``): the case id column as wide as its
+    longest id, which never wraps inside itself (a low back pain episode id, the patient key and the date, is 28
+    characters and was printed 'P64bcc6657d88da' over '4-2026-04-15'). What it takes comes from the time and
+    rule columns and the case date's, down to what their longest text needs, and only then from Why."""
+    widths = list(CASE_COLUMNS)
+    if not rows:
+        return widths
+    longest = lambda texts: max((len(t) for t in texts), default=0)  # noqa: E731
+    key = _percent(max(longest(r.case_id for r in rows) * ID_CHAR_PT, longest(r.patient_key for r in rows) * PATIENT_KEY_CHAR_PT))
+    extra = key - widths[KEY]
+    if extra <= 0:
+        return widths
+    widths[KEY] = key
+    needs = {
+        TIME: _percent(longest(r.time for r in rows) * TEXT_CHAR_PT),
+        RULE: _percent(max((len(i) for r in rows for i in r.rules), default=0) * TEXT_CHAR_PT),
+        DATE: _percent(max(longest(r.index_date for r in rows), longest(r.procedure_department for r in rows)) * TEXT_CHAR_PT),
+    }
+    for col, need in needs.items():
+        given = min(extra, max(0.0, widths[col] - need))
+        widths[col] = round(widths[col] - given, 1)
+        extra -= given
+    widths[WHY] = round(widths[WHY] - extra, 1)
+    return widths
+
+
 def cited_rules(frame: pl.DataFrame, rules: pl.DataFrame) -> list[dict]:
     """The rules the listed orders cite (the case list's references)."""
     if frame.height == 0:

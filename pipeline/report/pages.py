@@ -152,7 +152,8 @@ def page_context(
         "attrition": sections.attrition(con, {**rule_labels(rules), **spec.labels}) if department is None else [],
         "audit_sections": section_rows(con, spec, department),
         "flagged": flagged,
-        "case_rows": caselist.shaped_rows(flagged["rows"], names),
+        "case_rows": (case_rows := caselist.shaped_rows(flagged["rows"], names)),
+        "case_columns": caselist.column_widths(case_rows),
         "cited_rules": caselist.cited_rules(flagged["rows"], rules),
     }
 

@@ -17,6 +17,7 @@ import polars as pl
 from pipeline.audits import plain_number
 from pipeline.db import frame, has_table
 from pipeline.months import MONTH, month_range
+from pipeline.quality.result import OUTCOMES, outcome, outcome_counts
 from pipeline.report import charts
 from pipeline.report.measure import funnel_status, p_chart, with_rates
 from pipeline.report.names import department_name, in_words
@@ -149,6 +150,9 @@ def trend(
                 "svg": svg,
                 "n_months": len(window),
                 "n_empty": len(window) - n_data,
+                # months with a denominator: with fewer than two the centre line is that month's own rate and no month
+                # can fall outside the limits, so "common-cause variation only" would be said of nothing
+                "n_data": n_data,
                 "first": window[0],
                 "last": window[-1],
                 "centre": pc["centre"][0],
@@ -365,10 +369,9 @@ def methods(con, run_info: dict, rules: pl.DataFrame, spec: ReportSpec) -> dict:
     )
     verdicts = [dict(v, rule_ids=rule_ids[v["verdict"]]) for v in described if v["verdict"] in rule_ids]
     keys = ("check_id", "table", "severity", "status", "violated_count", "denominator", "percent", "description")
-    dq = [{k: d.get(k) for k in keys} for d in run_info.get("data_quality", [])]
-    status_counts: dict[str, int] = {}
-    for d in dq:
-        status_counts[str(d["status"])] = status_counts.get(str(d["status"]), 0) + 1
+    checks = run_info.get("data_quality", [])
+    # each check with what it did (a warning's rows stayed in; it did not "fail"): quality.result.OUTCOMES
+    dq = [{**{k: d.get(k) for k in keys}, "outcome": outcome(d), "result": OUTCOMES[outcome(d)][0]} for d in checks]
     rejects_info = run_info.get("rejects") or {}
     rule_rows = []
     reference = str(spec.guideline.get("reference", ""))
@@ -391,7 +394,7 @@ def methods(con, run_info: dict, rules: pl.DataFrame, spec: ReportSpec) -> dict:
         "verdicts": verdicts,
         "data_quality": [d for d in dq if d["status"] != "passed"],
         "dq_total": len(dq),
-        "dq_counts": sorted(status_counts.items()),
+        "dq_counts": outcome_counts(checks),
         "rejects": _rejects(con),
         "rejected_rows": sorted((str(k), int(v)) for k, v in (rejects_info.get("rejected_rows") or {}).items()),
         "nulled_values": int(rejects_info.get("nulled_values") or 0),

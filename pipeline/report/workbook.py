@@ -32,6 +32,7 @@ import xlsxwriter.workbook
 from xlsxwriter.utility import _preserve_whitespace
 
 from pipeline.formula_guard import neutralise, neutralise_expr
+from pipeline.quality.result import OUTCOMES, outcome, outcome_counts
 from pipeline.report import sheet_rows
 from pipeline.report.caselist import time_after
 from pipeline.report.controls import visible_expr
@@ -447,6 +448,7 @@ def _explanation_sheet(wb, run_info: dict, columns: list[Column], head, wrap) ->
             "(drop-down), a comment, your name and the date. Filters are on the header row.",
         ),
         *_period_status(run_info),
+        *_data_quality(run_info),
         # what the FHIR export's manifest says the data lack, as the report's Data quality says it
         *(("Data limits", f"{e['title']}. {e['text']}") for e in export_limits(run_info)),
         ("", ""),
@@ -462,7 +464,13 @@ def _explanation_sheet(wb, run_info: dict, columns: list[Column], head, wrap) ->
 def _period_status(run_info: dict) -> list[tuple[str, str]]:
     """Whether the period's verdicts can still change (run.json ``status``, as the report's first page says it): a
     reviewer works in this file, not on the report's first page."""
-    maturity = (run_info.get("status") or {}).get("maturity") or {}
+    status = run_info.get("status") or {}
+    lines = []
+    if "empty" in status:  # a month without cases: the Cases sheet is a header row only, which reads as a broken file
+        young = " so far" if (status.get("maturity") or {}).get("status") == "provisional" else ""
+        text = f"No cases in {status.get('period')}{young}: the data holds no case of this period; the Cases sheet is empty."
+        lines.append(("Period status", text))
+    maturity = status.get("maturity") or {}
     if maturity.get("status") == "provisional":
         text = (
             f"Provisional: the loaded data runs through {maturity.get('data_through')}. Cases indexed late in the period "
@@ -472,8 +480,25 @@ def _period_status(run_info: dict) -> list[tuple[str, str]]:
     elif maturity.get("status") == "final":
         text = f"Final: the loaded data runs through {maturity.get('data_through')}, past the period's windows."
     else:
-        return []
-    return [("Period status", text)]
+        return lines
+    return [*lines, ("Period status", text)]
+
+
+def _data_quality(run_info: dict) -> list[tuple[str, str]]:
+    """The data-quality gate's outcome as the report's Methods says it (quality.result.OUTCOMES): a warning's rows are
+    in the Cases sheet, so a reviewer should know it was a warning and not a failure; a run without the gate says so."""
+    checks = run_info.get("data_quality") or []
+    if not checks:
+        return [("Data quality", "The data-quality gate did not run for this file (--no-validate): no checks are recorded.")]
+    counts = ", ".join(text for _, text in outcome_counts(checks))
+    text = f"{len(checks):,} check{'s' if len(checks) != 1 else ''} by the data-quality gate: {counts}."
+    for d in checks:
+        if (key := outcome(d)) == "passed":
+            continue
+        rows = "" if d.get("violated_count") is None else f" {d['violated_count']:,} of {d.get('denominator') or 0:,} rows"
+        what = f"{d['severity'].capitalize()}, {OUTCOMES[key][0]}"
+        text += f"\n{what}: {d['check_id']} ({d.get('table') or ''}){rows}. {d.get('description') or ''}"
+    return [("Data quality", text)]
 
 
 def _rules_sheet(wb, rules: pl.DataFrame, head, wrap, run_info: dict) -> None:
