@@ -27,6 +27,7 @@ from pipeline.errors import (
     stop_text,
 )
 from pipeline.logs import event, json_logging, setup_logging
+from pipeline.wording import counted
 
 
 def _month(ctx, param, value):
@@ -529,13 +530,13 @@ def runs(warehouse_path, spark_state, config_path, limit, as_json):
 def _period_summary(period: str, c: dict, unit: str = "case") -> str:
     """One period of a run as `runs` prints it: counts (in the audit's unit: cases, episodes), provisional or
     final, and what it revised."""
-    text = f"{period}: {c.get('cases', 0)} {unit}s/{c.get('audited_orders', 0)} orders"
+    text = f"{period}: {counted(c.get('cases', 0), unit)}/{counted(c.get('audited_orders', 0), 'order')}"
     if c.get("status") == "provisional":
         text += f" (provisional until the data reaches {c.get('final_from')})"
     elif c.get("status"):
         text += f" ({c['status']})"
     if c.get("revised_orders"):
-        text += f", revised {c['revised_orders']} orders since {c.get('revised_since')}"
+        text += f", revised {counted(c['revised_orders'], 'order')} since {c.get('revised_since')}"
     return text
 
 

@@ -13,6 +13,7 @@ import duckdb
 from pipeline.logs import event
 from pipeline.maturity import Maturity, describe
 from pipeline.months import all_months
+from pipeline.wording import counted
 
 VOLUME_CHECK = "orders.volume.monthly"
 
@@ -80,8 +81,7 @@ def build(
     if revision and revision.get("orders"):
         status["revised"] = revision
         event(
-            f"{audit_id}: {label} revised since run {revision['since_run']}: {revision['orders']} "
-            f"order{'' if revision['orders'] == 1 else 's'} "
+            f"{audit_id}: {label} revised since run {revision['since_run']}: {counted(revision['orders'], 'order')} "
             f"({revision['added']} added, {revision['removed']} removed, {revision['changed']} changed)",
             level=logging.WARNING,
             event="period_revised",

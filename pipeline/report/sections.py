@@ -23,6 +23,7 @@ from pipeline.report.measure import funnel_status, p_chart, with_rates
 from pipeline.report.names import department_name, in_words
 from pipeline.report.outputs import order_by
 from pipeline.report.spec import ReportSpec
+from pipeline.wording import counted
 
 VERDICT_ORDER = ("inappropriate", "review", "appropriate", "not_evaluable", "excluded")
 
@@ -418,10 +419,6 @@ def methods(con, run_info: dict, rules: pl.DataFrame, spec: ReportSpec) -> dict:
     }
 
 
-def _files(n: int) -> str:
-    return f"{n:,} file" if n == 1 else f"{n:,} files"
-
-
 def export_limits(run_info: dict) -> list[dict]:
     """What the FHIR export's manifest says the data lack (run.json ``export_manifest``): its error files
     (resources the server could not export) and deleted-resource files (deletions order-audit does not apply),
@@ -435,8 +432,8 @@ def export_limits(run_info: dict) -> list[dict]:
             {
                 "kind": "error_files",
                 "files": errors,
-                "title": f"Incomplete export: the FHIR server listed {_files(errors)} of errors",
-                "text": f"The FHIR export's manifest{when} lists {_files(errors)} of errors (OperationOutcome): "
+                "title": f"Incomplete export: the FHIR server listed {counted(errors, 'file')} of errors",
+                "text": f"The FHIR export's manifest{when} lists {counted(errors, 'file')} of errors (OperationOutcome): "
                 "resources the server could not export. Orders, procedures or diagnoses among them are missing from "
                 "this report, so its counts and rates may be wrong. Read the error files the export client saved "
                 "(SMART's bulk-data-client: the error/ folder) and, if they name lost resources, export again before "
@@ -448,8 +445,8 @@ def export_limits(run_info: dict) -> list[dict]:
             {
                 "kind": "deleted_files",
                 "files": deleted,
-                "title": f"Deletions not applied: the FHIR export lists {_files(deleted)} of deleted resources",
-                "text": f"The FHIR export's manifest{when} lists {_files(deleted)} of deleted resources (an export "
+                "title": f"Deletions not applied: the FHIR export lists {counted(deleted, 'file')} of deleted resources",
+                "text": f"The FHIR export's manifest{when} lists {counted(deleted, 'file')} of deleted resources (an export "
                 "with _since). order-audit does not apply deletions: a resource the server deleted stays in these "
                 "figures until an export of its months replaces the load that held it (docs/SCHEDULING.md).",
             }

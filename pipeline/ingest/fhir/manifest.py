@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import InputFileError
+from pipeline.wording import counted
 
 NAME = "manifest.json"
 MAX_BYTES = 64 << 20  # a manifest lists files, not resources: a bigger file is not one
@@ -49,7 +50,7 @@ class Manifest:
         if self.error_files:
             found.append(
                 (
-                    f"{shown}: the FHIR server listed {_files(self.error_files)} of errors (OperationOutcome) for this "
+                    f"{shown}: the FHIR server listed {counted(self.error_files, 'file')} of errors (OperationOutcome) for this "
                     "export: some resources could not be exported, so the audit may miss orders; read the error files "
                     "the export client saved (SMART's bulk-data-client: the error/ folder)",
                     "error_files",
@@ -59,7 +60,7 @@ class Manifest:
         if self.deleted_files:
             found.append(
                 (
-                    f"{shown}: the export lists {_files(self.deleted_files)} of deleted resources (an export with "
+                    f"{shown}: the export lists {counted(self.deleted_files, 'file')} of deleted resources (an export with "
                     "_since); order-audit does not apply deletions: a deleted resource stays in the warehouse until "
                     "an export of its months replaces the load that held it (docs/SCHEDULING.md)",
                     "deleted_files",
@@ -79,10 +80,6 @@ class Manifest:
             "deleted_files": self.deleted_files,
             "resources_counted": {t: n for t, n in self.counts.items() if n is not None},
         }
-
-
-def _files(n: int) -> str:
-    return f"{n} file" if n == 1 else f"{n} files"
 
 
 def read(folder: Path) -> Manifest | None:
