@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
 import signal
 import unicodedata
+from collections.abc import Callable
 
 EXIT_OK = 0
 EXIT_USAGE = 1  # usage or configuration error
@@ -126,6 +128,14 @@ class Terminated(KeyboardInterrupt):
 
 
 _stop_signals: list[int] = []  # the stops (SIGINT, SIGTERM) this process received, in order
+_before_stop: list[Callable[[], None]] = []  # what must happen before the stop is raised (``on_stop``)
+
+
+def on_stop(callback: Callable[[], None]) -> Callable[[], None]:
+    """Run ``callback`` when a stop arrives, before it is raised (a local Spark's log turned off before the stop
+    cuts its tasks short); returns the function that takes it back."""
+    _before_stop.append(callback)
+    return lambda: _before_stop.remove(callback) if callback in _before_stop else None
 
 
 def request_stop(signum: int, frame=None) -> None:
@@ -133,6 +143,9 @@ def request_stop(signum: int, frame=None) -> None:
     its own), let a second one end the process at once, and raise the stop in the main thread."""
     _stop_signals.append(signum)
     signal.signal(signum, signal.SIG_DFL)
+    for callback in list(_before_stop):
+        with contextlib.suppress(Exception):
+            callback()
     raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 

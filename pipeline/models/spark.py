@@ -17,13 +17,14 @@ import logging
 import os
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 import duckdb
 
 from pipeline.config import Spark as SparkSettings
 from pipeline.config import spark_address
-from pipeline.errors import ConfigError, first_line, stop_requested
+from pipeline.errors import ConfigError, first_line, on_stop, stop_requested
 from pipeline.models import dialects, runner
 from pipeline.sqltext import ident, literal
 
@@ -83,14 +84,28 @@ class SparkModels:
             settings = dataclasses.replace(settings, master=self.session.sparkContext.master)
         self.settings = settings
         self.version = self.session.version
+        # a local JVM shares this process's stderr (a server's log is its own)
+        self._forget_stop = (lambda: None) if settings.remote else on_stop(self._quiet_now)
         self._shipped = 0
 
+    def _quiet(self) -> None:
+        """The JVM's log off: its errors about the tasks a stop cuts short ("Exception in statusUpdate", "Store
+        broadcast ... fail") are the stop itself, said by the run's own last line; printed, they are not JSON under
+        --log-format json. Run when the stop arrives (``errors.on_stop``): at close they had often been printed."""
+        self.session.sparkContext.setLogLevel("OFF")
+
+    def _quiet_now(self) -> None:
+        """``_quiet`` from the stop's signal handler: on a thread of its own, since py4j gives each thread its own
+        connection and the main thread's is the one the stop interrupts mid-command; waited for briefly."""
+        thread = threading.Thread(target=self._quiet, daemon=True)
+        thread.start()
+        thread.join(timeout=5)
+
     def close(self) -> None:
+        self._forget_stop()
         if stop_requested() and not self.settings.remote:
-            # the JVM's errors about the tasks this stop cuts short ("Exception in statusUpdate") are the stop
-            # itself, said by the run's own last line; printed, they are not JSON under --log-format json
             with contextlib.suppress(Exception):
-                self.session.sparkContext.setLogLevel("OFF")
+                self._quiet()
         self.session.stop()
 
     def run_models(self, con: duckdb.DuckDBPyConnection, models: list[runner.Model], layers: tuple[str, ...]) -> list[str]:
