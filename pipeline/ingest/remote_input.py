@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.errors import AuditError, ConfigError, InputFileError, WriteRefusedError, first_line
+from pipeline.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def fetch(session, uri: str, into: Path) -> Path:
                 ) from None
             raise InputFileError(source.toString(), f"cannot be read ({reason})", _FIX) from None
     size = sum(s.getLen() for s in statuses)
-    log.info("fetched %d file%s (%.1f MB) from %s", len(statuses), "" if len(statuses) == 1 else "s", size / 1e6, uri)
+    log.info("fetched %s (%.1f MB) from %s", counted(len(statuses), "file"), size / 1e6, uri)
     return into
 
 

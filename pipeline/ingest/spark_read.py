@@ -23,6 +23,7 @@ from pipeline.ingest.contract import TableContract
 from pipeline.ingest.inputs import InputFile
 from pipeline.ingest.source_store import LINE
 from pipeline.ingest.textfile import Source
+from pipeline.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def write_typed(spark, f: InputFile, contract: TableContract, cfg: Config, out: 
     for step in spark_typed.typed_columns(kinds, contract, cfg):
         frame = frame.selectExpr(*step)
     spark.to_parquet(frame, out, LINE)
-    log.info("read %s on Spark (%d split%s)", f.label, splits, "" if splits == 1 else "s")
+    log.info("read %s on Spark (%s)", f.label, counted(splits, "split"))
     return dict.fromkeys(kinds)
 
 
