@@ -23,6 +23,7 @@ from test_feed import (
     K,
     build,
     csf_month,
+    disclosure_breaches,
     lbp_month,
     lbp_year,
     metrics,
@@ -119,6 +120,16 @@ def combined_breaches(
             complement = true[f"d:{measure}"] - true[f"n:{measure}"]
             if row["numerator"] is None and 1 <= complement < k:
                 hidden.append((vecs[f"d:{measure}"] - vecs[f"n:{measure}"], f"{name} complement ({complement})"))
+            if level == "overall" and has_rest[r]:  # the units no department holds: no row releases them
+                rest = {c: sum(truth.get(("department", REST, m, c), 0) for m in months) for c in true}
+                rest_vecs = {c: vector(r, c, [REST], months) for c in true}
+                for c, v in rest.items():
+                    if 1 <= v < k:
+                        hidden.append((rest_vecs[c], f"run {r}: {measure} {row['period']} no department {c[0]} ({v})"))
+                rest_complement = rest[f"d:{measure}"] - rest[f"n:{measure}"]
+                if 1 <= rest_complement < k:
+                    rest_vec = rest_vecs[f"d:{measure}"] - rest_vecs[f"n:{measure}"]
+                    hidden.append((rest_vec, f"run {r}: {measure} {row['period']} no department complement ({rest_complement})"))
         # a department without a row in a period its measure has there: nothing in the atoms of its denominator
         for measure in f["measure_id"].unique():
             rows = f.filter((pl.col("measure_id") == measure) & (pl.col("level") == "department"))
@@ -379,3 +390,81 @@ def test_departments_zeros_say_nothing_of_cases_the_hospital_alone_counts():
     hospital = {r["period"]: r["numerator"] for r in fed.filter(pl.col("level") == "overall").to_dicts()}
     assert hospital["2026-01"] is None
     assert None in (hospital["2026-Q1"], hospital["2026-02"], hospital["2026-03"]), hospital
+    assert disclosure_breaches(fed, metrics(rows)) == []
+    assert combined_breaches([(fed, metrics(rows))]) == []
+
+
+# ----------------------------------------------------------------------------- units no department holds
+
+M = "inappropriate_order_rate"
+
+
+def quarter_with_unattributed(rest: dict[str, tuple[int, int]]) -> pl.DataFrame:
+    """January to March 2026, two departments (d1: 20/40, 21/41, 22/42; d2: 25/45, 27/46, 29/47 inappropriate of
+    evaluated orders) and the run's total; the hospital counts ``rest`` (month -> numerator, denominator) more: orders
+    no department row holds."""
+    rows, run = [], {}
+    for i, month in enumerate(months_of("2026-01", 3)):
+        cells = {("department", "d1"): (20 + i, 40 + i), ("department", "d2"): (25 + 2 * i, 45 + i)}
+        n, d = rest.get(month, (0, 0))
+        cells["overall", "all"] = (sum(v[0] for v in cells.values()) + n, sum(v[1] for v in cells.values()) + d)
+        for (level, group), (n, d) in cells.items():
+            rows.append((month, level, group, M, n, d))
+            total = run.setdefault((level, group), [0, 0])
+            total[0], total[1] = total[0] + n, total[1] + d
+    rows += [("all", level, group, M, n, d) for (level, group), (n, d) in run.items()]
+    return metrics(rows)
+
+
+def withheld_cells(fed: pl.DataFrame) -> set[tuple]:
+    return set(fed.filter("suppressed").select("period", "level", "group_key", "denominator").rows())
+
+
+@pytest.mark.parametrize(
+    ("rest", "withheld"),
+    [
+        # 3 orders of January no department holds: the hospital less d1 and d2 would give them; d1 goes (the smaller),
+        # and in the quarter and the run's total, which hold the same 3
+        (
+            {"2026-01": (3, 15)},
+            {
+                ("2026-01", "department", "d1", 40),
+                ("2026-Q1", "department", "d1", 123),
+                ("all", "department", "d1", 123),
+            },
+        ),
+        # 30 of 45 in January may be known, February's 3 of 15 not: d1's February goes, then its January (the quarter
+        # less January and March would give February); February's 3 stay hidden behind January's 30, which the
+        # hospital less the departments no longer gives either
+        ({"2026-01": (30, 45), "2026-02": (3, 15)}, {("2026-01", "department", "d1", 40), ("2026-02", "department", "d1", 41)}),
+        # 2 of 7 (the denominator small too): d1's denominator goes with its row
+        (
+            {"2026-01": (2, 7)},
+            {("2026-01", "department", "d1", None), ("2026-Q1", "department", "d1", None), ("all", "department", "d1", None)},
+        ),
+    ],
+)
+def test_units_no_department_holds_are_never_released_as_the_hospital_less_the_departments(rest, withheld):
+    """A unit the hospital counts and no department row holds (the models put an order or case without a department
+    under `(not recorded)`, so the engine's own never do this): the hospital less the released departments is their
+    count, so the passes treat them as one more group, never released."""
+    m = quarter_with_unattributed(rest)
+    fed = build(m, run_info("all"))
+    assert withheld_cells(fed) == withheld
+    assert combined_breaches([(fed, m)]) == []
+    assert disclosure_breaches(fed, m) == []
+
+
+def test_the_checks_see_units_no_department_holds(monkeypatch):
+    """Both independent checks find the unattributed 3 a feed gives away when the passes forget them (they must not
+    take the hospital for the departments' sum as the passes did)."""
+    from pipeline.report import disclosure
+
+    monkeypatch.setattr(disclosure, "_remainders", lambda coded, k: coded.clear())
+    m = quarter_with_unattributed({"2026-01": (3, 15)})
+    fed = build(m, run_info("all"))
+    assert withheld_cells(fed) == set()
+    assert combined_breaches([(fed, m)]) == [f"run 0: {M} {p} no department n (3)" for p in ("2026-01", "2026-Q1", "all")]
+    assert [p for p in disclosure_breaches(fed, m) if "determined" in p] == [
+        f"determined by the released cells: {M} {p} no department numerator (3)" for p in ("2026-01", "2026-Q1", "all")
+    ]

@@ -122,6 +122,8 @@ def _merged(settled: pl.DataFrame, links: list[str]) -> pl.DataFrame:
 def _protect(coded: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: int) -> np.ndarray:
     """``protect`` on cells with their keys' codes and a ``cells`` column (how many cells each stands for in
     its lines' count of withheld cells)."""
+    n_given = coded.height
+    coded = pl.concat([coded, _remainders(coded, k)])
     # the passes choose among equal candidates by position: one order of the cells, whatever the caller's
     # (group-bys and uniques hand them over in any order), so the same counts always give the same feed
     order = np.argsort(_combined(coded, ("unit", "period", "level", "group_key")), kind="stable")
@@ -137,7 +139,51 @@ def _protect(coded: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: 
         if (withheld == before).all():
             out = np.empty_like(withheld)
             out[frame["given"].to_numpy()] = withheld
-            return out
+            return out[:n_given]
+
+
+def _remainders(coded: pl.DataFrame, k: int) -> pl.DataFrame:
+    """Per table, period and level (department, provider), the units the hospital counts and no cell of the level
+    holds (a case without an attributed department, were a model to leave one out), as one more cell of that level,
+    in a group of its own after every other: the hospital less the level's released cells gives it, so it is a count
+    like any other (withheld from the start when it is 1..k-1) and the line, time and joint passes protect it and
+    rely on it only while it stays hidden. It is never released (the caller's cells are all ``protect`` answers
+    for). None where the levels' cells add up to the hospital's, as the engine's models always give them."""
+    total = pl.col("level") == "overall"
+    by = ["unit_code", "period_code", "level_code"]
+    parts = (
+        coded.filter(~total)
+        .group_by(by)
+        .agg(pl.col("unit", "period", "level").first(), pl.col("value", "complement", "den").sum())
+    )
+    whole = coded.filter(total).select(
+        "unit_code", "period_code", pl.col("value").alias("v"), pl.col("complement").alias("c"), pl.col("den").alias("d")
+    )
+    rest = parts.join(whole, on=["unit_code", "period_code"]).select(
+        *by,
+        "unit",
+        "period",
+        "level",
+        (pl.col("v") - pl.col("value")).alias("value"),
+        (pl.col("c") - pl.col("complement")).alias("complement"),
+        (pl.col("d") - pl.col("den")).alias("den"),
+    )
+    rest = rest.filter((pl.col("value") != 0) | (pl.col("den") != 0))
+    if rest.height == 0:
+        return coded.clear()
+    past = int(coded["group_key_code"].max()) + 1
+    extra = {
+        "group_key": pl.lit("\x00remainder"),
+        "group_key_code": pl.lit(past).cast(coded["group_key_code"].dtype),
+        "withheld": small(pl.col("value"), k) | small(pl.col("complement").fill_null(0), k),
+        "cells": pl.lit(1, pl.Int64),
+    }
+    if "link" in coded.columns:  # tied to no other cell: a link name of its own per table
+        extra["link"] = pl.concat_str([pl.lit("\x00remainder"), pl.col("unit")], separator="\x1f")
+        extra["link_code"] = (int(coded["link_code"].max()) + 1 + pl.col("unit_code")).cast(coded["link_code"].dtype)
+    if "zero" in coded.columns:
+        extra["zero"] = pl.lit(False)
+    return rest.with_columns(**extra).select(coded.columns).cast(coded.schema)
 
 
 def key_of(codes: list, sizes: list[int] | None = None):
