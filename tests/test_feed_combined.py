@@ -54,8 +54,14 @@ def combined_breaches(
     feeds = [f.filter(pl.col("level") != "provider") for f, _ in runs]
     measures = sorted({m for f in feeds for m in f["measure_id"].unique()})
     counts = [f"{c}:{m}" for m in measures for c in "dn"]
-    atoms = sorted(ties) + [f"own:{c}" for c in counts if not any(c in v for v in ties.values())]
+    # a count no atom names is an atom of its own; but a numerator is part of its denominator: where neither is tied,
+    # the denominator is the numerator's atom and one of the rest (its complement)
+    untied = {c for c in counts if not any(c in v for v in ties.values())}
+    atoms = sorted(ties) + [f"own:{c}" for c in counts if c in untied]
     column = {c: [a for a in atoms if a == f"own:{c}" or c in ties.get(a, ())] for c in counts}
+    for m in measures:
+        if {f"n:{m}", f"d:{m}"} <= untied:
+            column[f"d:{m}"].append(f"own:n:{m}")
     cal = _months(min(f["period_start"].min() for f in feeds), max(f["period_end"].max() for f in feeds))
     # the true monthly counts of each run: (level, group, month, count) -> value
     truths = []
@@ -80,6 +86,9 @@ def combined_breaches(
     for r, truth in enumerate(truths):
         for a in atoms:
             mine = [c for c in counts if a in column[c]]
+            if a[4:6] in ("n:", "d:") and {f"own:n:{a[6:]}", f"own:d:{a[6:]}"} <= set(atoms):
+                # an untied measure: its numerator's atom is the numerator; the rest of its denominator is that less it
+                mine = [f"n:{a[6:]}"] + ([f"d:{a[6:]}"] if a[4] == "d" else [])
             for g in groups:
                 for m in cal:
 
@@ -102,6 +111,7 @@ def combined_breaches(
     known, hidden, zeros = [], [], set()  # zeros: the unknowns known to be 0
     for r, (f, truth) in enumerate(zip(feeds, truths, strict=True)):
         present = set(f.select("period", "level", "group_key", "measure_id").iter_rows())
+        per_department = set(f.filter(pl.col("level") == "department")["measure_id"])
         for row in f.iter_rows(named=True):
             months = _months(row["period_start"], row["period_end"])
             level, group, measure = row["level"], row["group_key"], row["measure_id"]
@@ -117,10 +127,13 @@ def combined_breaches(
                     zeros.update(np.flatnonzero(vecs[c]).tolist())  # each atom of it is empty
                 else:
                     known.append(vecs[c])
+            if row["numerator"] is not None and row["numerator"] == row["denominator"]:
+                # no count is negative: all of the denominator in the numerator shows the rest of its atoms empty
+                zeros.update(np.flatnonzero(vecs[f"d:{measure}"] - vecs[f"n:{measure}"]).tolist())
             complement = true[f"d:{measure}"] - true[f"n:{measure}"]
             if row["numerator"] is None and 1 <= complement < k:
                 hidden.append((vecs[f"d:{measure}"] - vecs[f"n:{measure}"], f"{name} complement ({complement})"))
-            if level == "overall" and has_rest[r]:  # the units no department holds: no row releases them
+            if level == "overall" and has_rest[r] and measure in per_department:  # units no department holds
                 rest = {c: sum(truth.get(("department", REST, m, c), 0) for m in months) for c in true}
                 rest_vecs = {c: vector(r, c, [REST], months) for c in true}
                 for c, v in rest.items():
@@ -337,23 +350,20 @@ def monthly_runs(tmp_path_factory) -> dict:
     return runs
 
 
-# what the combined check still finds in one feed (docs/METRICS_FEED.md, "What the suppression protects"): the
-# complement of a withheld numerator that only its two tables' 12-month windows together give (the passes over time
-# weigh one table at a time); a fix that closes it fails this test: take the entry out
-KNOWN_GAPS = {("march", "csf_leak"): ["run 0: reason_mri_complete_spine_wwo 2024-08 overall all complement (1)"]}
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("audit_id", ["csf_leak", "low_back_pain"])
 def test_each_monthly_feed_alone_gives_nothing_away(monthly_runs, audit_id):
-    """Each run's feed on its own: nothing by test_feed's checks, nothing but the documented gap by the combined one
-    (a hospital month of inappropriate orders that 12-month windows gave once the same month a year later was known
-    to be 0, every inappropriate reason's atoms shown empty by released 0s and missing rows of the departments)."""
+    """Each run's feed on its own gives nothing away, by test_feed's checks and by the combined one. The March feed gave
+    a hospital month of inappropriate orders (two 12-month windows, once the same month a year later was known to be 0,
+    every inappropriate reason's atoms shown empty by released 0s and missing rows of the departments), then the
+    complement of a reason share in August 2024: the two windows' counts less their complements' (both released) left
+    August 2024's complement less August 2025's, and August 2025's was known to be 0 by the atoms (every evaluated
+    order of that month without the reason shown absent)."""
     from test_feed import disclosure_breaches
 
     for name in ("march", "april", "april_again"):
         fed, source, ties = monthly_runs[name, audit_id]
-        assert combined_breaches([(fed, source)], ties) == KNOWN_GAPS.get((name, audit_id), []), name
+        assert combined_breaches([(fed, source)], ties) == [], name
         assert disclosure_breaches(fed, source, ties=ties) == [], name
 
 
@@ -468,3 +478,59 @@ def test_the_checks_see_units_no_department_holds(monkeypatch):
     assert [p for p in disclosure_breaches(fed, m) if "determined" in p] == [
         f"determined by the released cells: {M} {p} no department numerator (3)" for p in ("2026-01", "2026-Q1", "all")
     ]
+
+
+# ----------------------------------------------------------------------------- complements over time
+
+
+def year_and_a_quarter() -> pl.DataFrame:
+    """January 2025 to March 2026, the hospital only: 30 of 45 orders inappropriate a month, but 20 of 21 in January
+    2025 (1 not: a small complement) and all of them in January to March 2026 (5, 15 and 15: the quarter's 35 of 35)."""
+    counts = dict.fromkeys(months_of("2025-01", 15), (30, 45))
+    counts |= {"2025-01": (20, 21), "2026-01": (5, 5), "2026-02": (15, 15), "2026-03": (15, 15)}
+    rows = [(month, "overall", "all", M, n, d) for month, (n, d) in counts.items()]
+    return metrics(rows + [("all", "overall", "all", M, sum(n for n, _ in counts.values()), sum(d for _, d in counts.values()))])
+
+
+def test_a_complement_known_to_be_0_a_year_later_gives_no_complement_away():
+    """2026-Q1's 35 of 35 shows every month of it with no order left over (no count is negative), so the 12-month window
+    ending in December 2025 less the one ending in January 2026 gives January 2025's 1 not-inappropriate order: the
+    windows' counts are released, their complements with them. The passes over time weigh each table's complements as
+    a series of their own, and give up cells of that derivation too."""
+    m = year_and_a_quarter()
+    fed = build(m, run_info("all"))
+    assert withheld_cells(fed) == {
+        ("2025-01", "overall", "all", None),
+        ("2025-02", "overall", "all", None),
+        ("2025-03", "overall", "all", None),
+        ("2026-01", "overall", "all", None),
+        ("2026-02", "overall", "all", None),
+        ("2026-03", "overall", "all", None),
+        ("2025-04", "overall", "all", 45),
+        ("2025-05", "overall", "all", 45),
+        ("2025-07", "overall", "all", 45),
+        ("2025-08", "overall", "all", 45),
+        ("2025-10", "overall", "all", 45),
+        ("2025-11", "overall", "all", 45),
+        ("2025-Q1", "overall", "all", 111),
+        ("2025-Q2", "overall", "all", 135),
+        ("2025-Q3", "overall", "all", 135),
+        ("2026-Q1", "overall", "all", 35),
+        ("2025-01..2025-12", "overall", "all", 516),
+        ("2025-04..2026-03", "overall", "all", 440),
+    }
+    assert combined_breaches([(fed, m)]) == []
+    assert disclosure_breaches(fed, m) == []
+
+
+def test_the_combined_check_knows_a_numerator_is_part_of_its_denominator():
+    """What the feed released before the passes weighed complements (every month of the small counts withheld, the
+    windows and quarters released): the combined check finds January 2025's complement, as a numerator of all its
+    denominator shows the rest empty."""
+    m = year_and_a_quarter()
+    months = {"2025-01", "2025-02", "2025-03", "2026-01", "2026-02", "2026-03"}
+    fed = build(m, run_info("all", min_cell_count=1)).with_columns(
+        pl.when(pl.col("period").is_in(months)).then(None).otherwise("numerator").alias("numerator"),
+        pl.when(pl.col("period").is_in(months)).then(None).otherwise("denominator").alias("denominator"),
+    )
+    assert combined_breaches([(fed, m)]) == [f"run 0: {M} 2025-01 overall all complement (1)"]

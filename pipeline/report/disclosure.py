@@ -15,12 +15,18 @@ denominator shared by several measures. Its cells add up two ways, and both are 
   withheld cell is computable exactly when its two ends are connected, and the known cells a
   derivation uses are those the electrical flow between its ends runs through (the minimum-norm
   combination): connected components and one grounded Laplacian solve per series, no pseudo-inverse.
+  A numerator table's complements (its denominator less it) are a series of their own over the same
+  cells: a row released shows both, and a released complement of 0 (all of a quarter's orders
+  inappropriate) is a 0 in each of its months, as a released count of 0 is.
 * **time and departments together** (``_Joint``): the two sums above combine (a department's quarter
   minus its released months, against the hospital's month minus the other departments...). Per
   table, every hidden small count of the overall and department cells is checked against all the
   released ones at once (unknowns: department x calendar month); one it determines gives up a
   released cell of that derivation. Providers are protected by the first two only: a joint system of
   hundreds of providers x months is too large to solve per table.
+
+The hospital's count need not be its groups' sum: units no cell of a level holds (``_remainders``) are one more
+cell of that level, never released.
 
 No count is negative: a released 0 of a quarter, a 12-month window or the hospital is a 0 of every month and
 department it sums, and so is a withheld cell the caller marks ``zero`` (``relations.zero_by_atoms``: every atom of
@@ -58,7 +64,8 @@ def protect(cells: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: i
     hospital-wide and per department, one of them also laid out per provider): cells of one period, level and
     group with the same ``link`` name are withheld together, so neither table releases what the other hides.
     ``<key>_code`` columns, where given, are the keys' ``order_code`` (the caller's, over these cells or more).
-    An optional ``zero`` column marks withheld cells known to be 0 all the same (``relations.zero_by_atoms``).
+    An optional ``zero`` column marks withheld cells known to be 0 all the same (``relations.zero_by_atoms``), an
+    optional ``zero_complement`` those whose complement is.
 
     A provider whose cells of a table are all withheld from the start (at a large hospital most providers: 1 to
     10 orders in every period) stays so, and only its line sums count for the others: such providers are passed
@@ -70,7 +77,7 @@ def protect(cells: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: i
     keys = ("unit", "period", "level", "group_key")
     links = ["link"] if "link" in cells.columns else []
     given = [f"{c}_code" for c in keys if f"{c}_code" in cells.columns]  # the caller's codes of its keys
-    zero = ["zero"] if "zero" in cells.columns else []
+    zero = [c for c in ("zero", "zero_complement") if c in cells.columns]
     coded = cells.select(*keys, *given, "value", "complement", "den", "withheld", *links, *zero).with_columns(
         *(order_code(cells[c]).alias(f"{c}_code") for c in (*keys, *links) if f"{c}_code" not in given),
         pl.lit(1, pl.Int64).alias("cells"),
@@ -109,7 +116,7 @@ def _merged(settled: pl.DataFrame, links: list[str]) -> pl.DataFrame:
         *(pl.col(c).first() for c in ("unit", "period", "level", *links)),
         pl.col("value", "complement", "den").sum(),
         pl.len().cast(pl.Int64).alias("cells"),
-        *([pl.col("zero").all()] if "zero" in settled.columns else []),
+        *(pl.col(c).all() for c in ("zero", "zero_complement") if c in settled.columns),
     )
     link_code = pl.col("link_code") if links else pl.lit(0)
     return merged.with_columns(
@@ -181,8 +188,9 @@ def _remainders(coded: pl.DataFrame, k: int) -> pl.DataFrame:
     if "link" in coded.columns:  # tied to no other cell: a link name of its own per table
         extra["link"] = pl.concat_str([pl.lit("\x00remainder"), pl.col("unit")], separator="\x1f")
         extra["link_code"] = (int(coded["link_code"].max()) + 1 + pl.col("unit_code")).cast(coded["link_code"].dtype)
-    if "zero" in coded.columns:
-        extra["zero"] = pl.lit(False)
+    for known in ("zero", "zero_complement"):
+        if known in coded.columns:
+            extra[known] = pl.lit(False)
     return rest.with_columns(**extra).select(coded.columns).cast(coded.schema)
 
 
@@ -416,6 +424,9 @@ class _SeriesGrid:
         self.zero = np.zeros(shape, bool)  # known to be 0 though withheld (the caller's ``zero``: by the atoms)
         if "zero" in keyed.columns:
             self.zero[s, c] = keyed["zero"].to_numpy()
+        self.zero_complement = np.zeros(shape, bool)  # the complement's (``zero_complement``: by the atoms)
+        if "zero_complement" in keyed.columns:
+            self.zero_complement[s, c] = keyed["zero_complement"].to_numpy()
         self.in_agg = self.cover @ self.cover.T > 0  # (periods, periods): month column m lies in aggregate a
         self.first, self.stop = _interval_ends(self.cover) if self.cover.size else (np.zeros(0, int), np.zeros(0, int))
         # per series, the hospital's series of its table (-1: none, or its own): a hospital's 0 is a 0 of every group
@@ -424,11 +435,13 @@ class _SeriesGrid:
         self.hospital[s] = keyed["unit_code"].replace_strict(hospital, default=-1, return_dtype=pl.Int64).to_numpy()
         self._seen: np.ndarray | None = None  # the unknown cells (withheld, no known 0) settle() left
 
-    def _unknown(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(withheld cells not known otherwise, cells known to be 0). No count is negative: a released 0 of its series
-        over some months (a quarter, a 12-month window), or of the hospital's series of its table, is a 0 in each of
-        those months, so a cell all of whose months such 0s cover is known, withheld or not."""
-        released_zero = self.present & ((~w & (self.value == 0)) | self.zero)
+    def _unknown(self, w: np.ndarray, of_complement: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(withheld cells not known otherwise, cells known to be 0), of the counts or ``of_complement`` of their
+        complements (a withheld row hides both; a released one shows both). No count is negative: a released 0 of its
+        series over some months (a quarter, a 12-month window), or of the hospital's series of its table, is a 0 in
+        each of those months, so a cell all of whose months such 0s cover is known, withheld or not."""
+        value, zero = (self.comp, self.zero_complement) if of_complement else (self.value, self.zero)
+        released_zero = self.present & ((~w & (value == 0)) | zero)
         zero_month = released_zero.astype(float) @ self.cover > 0  # (series, months)
         has = self.hospital >= 0
         zero_month[has] |= zero_month[self.hospital[has]]
@@ -442,13 +455,20 @@ class _SeriesGrid:
             return withheld
         w = np.zeros(self.present.shape, bool)
         w[self.s, self.c] = withheld
-        unknown, known_zero = self._unknown(w)
+        # the counts and their complements (a numerator table's: the denominator less it), each a series of its own:
+        # a withheld count is given by its released months as much as by its complement's (two 12-month windows
+        # less a month a year later whose complement is known to be 0)
+        unknown = np.hstack([*self._unknown(w), *self._unknown(w, of_complement=True)])
         rows = np.arange(w.shape[0]) if self._seen is None else np.flatnonzero((unknown != self._seen).any(axis=1))
+        n = w.shape[1]
         while rows.size:
-            add = self._exact_disclosures(unknown, known_zero, rows) | self._small_hidden_sums(w, rows, k)
+            add = self._small_hidden_sums(w, rows, k)
+            for part in (0, 2 * n):  # the counts, then the complements
+                add |= self._exact_disclosures(unknown[:, part : part + n], unknown[:, part + n : part + 2 * n], rows)
             w[rows] |= add
             # a released 0 given up can make other cells (a department's, under the hospital's 0) unknown again
-            before, (unknown, known_zero) = unknown, self._unknown(w)
+            before = unknown
+            unknown = np.hstack([*self._unknown(w), *self._unknown(w, of_complement=True)])
             rows = np.flatnonzero((unknown != before).any(axis=1))
         self._seen = unknown
         return withheld | w[self.s, self.c]

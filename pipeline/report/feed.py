@@ -383,10 +383,10 @@ def suppress(
             forced_fam = force(more_fam, forced_fam)
             fam = with_rows_withheld(fam)
         # a count whose atoms released 0s elsewhere show empty is known to be 0 (relations.zero_by_atoms)
-        _, zero = relations.zero_by_atoms(
+        _, zero, zero_complement = relations.zero_by_atoms(
             den_cells, fam.with_columns(pl.col("withheld").alias("row_withheld")), cell, counts, cover
         )
-        fam = fam.with_columns(pl.Series("zero", zero))
+        fam = fam.with_columns(pl.Series("zero", zero), pl.Series("zero_complement", zero_complement))
         fam = fam.with_columns(pl.Series("row_withheld", disclosure.protect(fam, periods, k)))
         more_den, more_fam = relations.exposed(den_cells, fam, cell, counts, k, cover)
         if more_den.height == 0 and more_fam.height == 0:
