@@ -285,8 +285,8 @@ def test_providers_withheld_throughout_are_passed_on_as_one_cell_and_change_noth
 
     m = many_providers_year(seed)
     seen: list[int] = []
-    passes = disclosure._protect
-    monkeypatch.setattr(disclosure, "_protect", lambda cells, periods, k: seen.append(cells.height) or passes(cells, periods, k))
+    passes = disclosure.Protection._protect
+    monkeypatch.setattr(disclosure.Protection, "_protect", lambda self, cells: seen.append(cells.height) or passes(self, cells))
     merged = build(m, run_info("all"))
     monkeypatch.setattr(disclosure, "_settled", lambda cells: np.zeros(cells.height, bool))
     every_cell = build(m, run_info("all"))
@@ -308,7 +308,7 @@ def test_the_feed_does_not_depend_on_the_order_of_the_cells(seed):
 def test_the_audit_finds_what_primary_suppression_alone_gives_away(monkeypatch):
     from pipeline.report import disclosure
 
-    monkeypatch.setattr(disclosure, "protect", lambda cells, periods, k: cells["withheld"].to_numpy())
+    monkeypatch.setattr(disclosure.Protection, "__call__", lambda self, cells: cells["withheld"].to_numpy())
     m = rare_event_year(seed=5)
     assert any("determined by the released cells" in p for p in disclosure_breaches(build(m, run_info("all")), m))
     m = metrics(one_month(("neuro", 4, 60), ("anes", 12, 80), ("emerg", 30, 90)))

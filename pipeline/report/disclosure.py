@@ -54,7 +54,8 @@ def small(values: np.ndarray | pl.Expr, k: int):
 
 
 def protect(cells: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: int) -> np.ndarray:
-    """The final withheld mask (aligned to ``cells``), from the primary one in ``cells['withheld']``.
+    """The final withheld mask (aligned to ``cells``), from the primary one in ``cells['withheld']``
+    (``Protection``, once).
 
     ``cells``: one row per cell with ``unit, period, level`` (overall / department / provider),
     ``group_key`` (not null), ``value`` (the count), ``complement`` (denominator - numerator for a
@@ -71,25 +72,100 @@ def protect(cells: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: i
     10 orders in every period) stays so, and only its line sums count for the others: such providers are passed
     on as one cell per table and period holding their sum and how many cells it stands for (``_settled``).
     """
-    if cells.height == 0:
-        return cells["withheld"].to_numpy().copy()
-    # every key as integer codes (order-preserving: each value's place among the sorted distinct values)
-    keys = ("unit", "period", "level", "group_key")
-    links = ["link"] if "link" in cells.columns else []
-    given = [f"{c}_code" for c in keys if f"{c}_code" in cells.columns]  # the caller's codes of its keys
-    zero = [c for c in ("zero", "zero_complement") if c in cells.columns]
-    coded = cells.select(*keys, *given, "value", "complement", "den", "withheld", *links, *zero).with_columns(
-        *(order_code(cells[c]).alias(f"{c}_code") for c in (*keys, *links) if f"{c}_code" not in given),
-        pl.lit(1, pl.Int64).alias("cells"),
-    )
-    settled = _settled(coded)
-    if not settled.any():
-        return _protect(coded, periods, k)
-    kept = ~settled
-    out = cells["withheld"].to_numpy().copy()  # a settled cell is withheld from the start and stays so
-    reduced = pl.concat([coded.filter(pl.Series(kept)), _merged(coded.filter(pl.Series(settled)), links)])
-    out[kept] = _protect(reduced, periods, k)[: int(kept.sum())]
-    return out
+    return Protection(periods, k)(cells)
+
+
+class Protection:
+    """``protect`` for the same cells round after round (``feed.suppress``: their withheld and ``zero`` columns grow,
+    the cells stay). The passes are built once while the cells they weigh stay the same, and keep what they settled:
+    a round re-examines only the series and tables whose withheld cells or known zeros changed since (the rest would
+    find what they found before: nothing more), so its cost follows what the last round changed, not every cell."""
+
+    def __init__(self, periods: dict[str, tuple[str, list[int]]], k: int):
+        self.periods, self.k = periods, k
+        self._passes: _Passes | None = None
+
+    def __call__(self, cells: pl.DataFrame) -> np.ndarray:
+        """``protect(cells, periods, k)``."""
+        if cells.height == 0:
+            return cells["withheld"].to_numpy().copy()
+        # every key as integer codes (order-preserving: each value's place among the sorted distinct values)
+        keys = ("unit", "period", "level", "group_key")
+        links = ["link"] if "link" in cells.columns else []
+        given = [f"{c}_code" for c in keys if f"{c}_code" in cells.columns]  # the caller's codes of its keys
+        zero = [c for c in ("zero", "zero_complement") if c in cells.columns]
+        coded = cells.select(*keys, *given, "value", "complement", "den", "withheld", *links, *zero).with_columns(
+            *(order_code(cells[c]).alias(f"{c}_code") for c in (*keys, *links) if f"{c}_code" not in given),
+            pl.lit(1, pl.Int64).alias("cells"),
+        )
+        settled = _settled(coded)
+        if not settled.any():
+            return self._protect(coded)
+        kept = ~settled
+        out = cells["withheld"].to_numpy().copy()  # a settled cell is withheld from the start and stays so
+        reduced = pl.concat([coded.filter(pl.Series(kept)), _merged(coded.filter(pl.Series(settled)), links)])
+        out[kept] = self._protect(reduced)[: int(kept.sum())]
+        return out
+
+    def _protect(self, coded: pl.DataFrame) -> np.ndarray:
+        """``protect`` on cells with their keys' codes and a ``cells`` column (how many cells each stands for in
+        its lines' count of withheld cells)."""
+        n_given = coded.height
+        coded = pl.concat([coded, _remainders(coded, self.k)])
+        passes = self._passes
+        if passes is None or not passes.weigh(coded):  # other cells (more providers settled): built afresh
+            passes = self._passes = _Passes(coded, self.periods, self.k)
+        withheld = passes.start(coded)
+        while True:
+            before = withheld.copy()
+            withheld = passes.joint.settle(passes.grid.settle(passes.lines.hierarchy_pass(withheld), self.k))
+            if passes.link is not None:
+                withheld = (np.bincount(passes.link, weights=withheld) > 0)[passes.link]
+            if (withheld == before).all():
+                out = np.empty_like(withheld)
+                out[passes.order] = withheld
+                return out[:n_given]
+
+
+class _Passes:
+    """The line, time and joint passes over one set of cells (``Protection``), in the order they weigh them."""
+
+    def __init__(self, coded: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: int):
+        self.order = _order(coded)
+        self.cells = _cells_weighed(coded)[self.order]
+        frame = coded[self.order].with_row_index("idx").with_columns(pl.col("complement").fill_null(0))
+        self.lines, self.grid, self.joint = _Lines(frame, k), _SeriesGrid(frame, periods), _Joint(frame, periods, k)
+        self.link = _link_ids(frame) if "link" in frame.columns else None
+
+    def weigh(self, coded: pl.DataFrame) -> bool:
+        """Whether ``coded`` are the cells these passes were built for (their keys, counts and how many cells each
+        stands for), whatever is withheld now."""
+        if coded.height != self.cells.shape[0]:
+            return False
+        order = _order(coded)  # the settled providers' cells come out of a group-by, in any order
+        if not np.array_equal(_cells_weighed(coded)[order], self.cells):
+            return False
+        self.order = order
+        return True
+
+    def start(self, coded: pl.DataFrame) -> np.ndarray:
+        """The withheld cells of ``coded`` in the passes' order, their known zeros handed to the passes."""
+        known = {c: coded[c].to_numpy()[self.order] for c in ("zero", "zero_complement") if c in coded.columns}
+        self.grid.know(known)
+        self.joint.know(known.get("zero"))
+        return coded["withheld"].to_numpy()[self.order].copy()
+
+
+def _order(coded: pl.DataFrame) -> np.ndarray:
+    """The order the passes weigh the cells in. They choose among equal candidates by position: one order of the
+    cells, whatever the caller's (group-bys and uniques hand them over in any order), so the same counts always give
+    the same feed."""
+    return np.argsort(_combined(coded, ("unit", "period", "level", "group_key")), kind="stable")
+
+
+def _cells_weighed(coded: pl.DataFrame) -> np.ndarray:
+    columns = ("unit_code", "period_code", "level_code", "group_key_code", "value", "den", "cells")
+    return np.column_stack([coded[c].fill_null(0).to_numpy().astype(np.int64) for c in columns])
 
 
 def _settled(coded: pl.DataFrame) -> np.ndarray:
@@ -124,29 +200,6 @@ def _merged(settled: pl.DataFrame, links: list[str]) -> pl.DataFrame:
         pl.concat_str([pl.lit("\x00settled"), link_code.cast(pl.String)], separator="\x1f").alias("group_key"),
         (past + link_code).cast(settled["group_key_code"].dtype).alias("group_key_code"),
     ).select(settled.columns)
-
-
-def _protect(coded: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: int) -> np.ndarray:
-    """``protect`` on cells with their keys' codes and a ``cells`` column (how many cells each stands for in
-    its lines' count of withheld cells)."""
-    n_given = coded.height
-    coded = pl.concat([coded, _remainders(coded, k)])
-    # the passes choose among equal candidates by position: one order of the cells, whatever the caller's
-    # (group-bys and uniques hand them over in any order), so the same counts always give the same feed
-    order = np.argsort(_combined(coded, ("unit", "period", "level", "group_key")), kind="stable")
-    frame = coded.with_row_index("given")[order].with_row_index("idx").with_columns(pl.col("complement").fill_null(0))
-    withheld = frame["withheld"].to_numpy().copy()
-    lines, grid, joint = _Lines(frame, k), _SeriesGrid(frame, periods), _Joint(frame, periods, k)
-    link = _link_ids(frame) if "link" in frame.columns else None
-    while True:
-        before = withheld.copy()
-        withheld = joint.settle(grid.settle(lines.hierarchy_pass(withheld), k))
-        if link is not None:
-            withheld = (np.bincount(link, weights=withheld) > 0)[link]
-        if (withheld == before).all():
-            out = np.empty_like(withheld)
-            out[frame["given"].to_numpy()] = withheld
-            return out[:n_given]
 
 
 def _remainders(coded: pl.DataFrame, k: int) -> pl.DataFrame:
@@ -421,12 +474,7 @@ class _SeriesGrid:
         self.comp[s, c] = keyed["complement"].to_numpy()
         self.den = np.zeros(shape)
         self.den[s, c] = keyed["den"].to_numpy()
-        self.zero = np.zeros(shape, bool)  # known to be 0 though withheld (the caller's ``zero``: by the atoms)
-        if "zero" in keyed.columns:
-            self.zero[s, c] = keyed["zero"].to_numpy()
-        self.zero_complement = np.zeros(shape, bool)  # the complement's (``zero_complement``: by the atoms)
-        if "zero_complement" in keyed.columns:
-            self.zero_complement[s, c] = keyed["zero_complement"].to_numpy()
+        self.know({c: keyed[c].to_numpy() for c in ("zero", "zero_complement") if c in keyed.columns})
         self.in_agg = self.cover @ self.cover.T > 0  # (periods, periods): month column m lies in aggregate a
         self.first, self.stop = _interval_ends(self.cover) if self.cover.size else (np.zeros(0, int), np.zeros(0, int))
         # per series, the hospital's series of its table (-1: none, or its own): a hospital's 0 is a 0 of every group
@@ -434,6 +482,15 @@ class _SeriesGrid:
         self.hospital = np.full(shape[0], -1)
         self.hospital[s] = keyed["unit_code"].replace_strict(hospital, default=-1, return_dtype=pl.Int64).to_numpy()
         self._seen: np.ndarray | None = None  # the unknown cells (withheld, no known 0) settle() left
+
+    def know(self, known: dict[str, np.ndarray]) -> None:
+        """The withheld cells known to be 0 all the same (``zero``: by the atoms, ``relations.zero_by_atoms``) and
+        those whose complement is (``zero_complement``), per cell in the frame's order."""
+        self.zero = np.zeros(self.present.shape, bool)
+        self.zero_complement = np.zeros(self.present.shape, bool)
+        for name, grid in (("zero", self.zero), ("zero_complement", self.zero_complement)):
+            if name in known:
+                grid[self.s, self.c] = known[name]
 
     def _unknown(self, w: np.ndarray, of_complement: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(withheld cells not known otherwise, cells known to be 0), of the counts or ``of_complement`` of their
@@ -558,7 +615,6 @@ class _Joint:
                         vec[gidx[g], :] = cover[p]
                         zeros.append(vec.ravel())
             pref = np.array([PERIOD_PREFERENCE[periods[p][0]] for p in table["period"]])
-            zero = table["zero"].to_numpy() if "zero" in table.columns else np.zeros(table.height, bool)
             self.tables.append(
                 (
                     table["idx"].to_numpy(),
@@ -568,20 +624,24 @@ class _Joint:
                     table["complement"].to_numpy().astype(float),
                     table["den"].to_numpy().astype(float),
                     pref,
-                    zero,
                 )
             )
-        self._settled: list[np.ndarray | None] = [None] * len(self.tables)  # per table, its cells settle() left
+        self._settled: list[tuple | None] = [None] * len(self.tables)  # per table, its cells (and 0s) settle() left
+        self.know(frame["zero"].to_numpy() if "zero" in frame.columns else None)
+
+    def know(self, zero: np.ndarray | None) -> None:
+        """The withheld cells known to be 0 all the same (the caller's ``zero``), per cell in the frame's order."""
+        self.zero = [np.zeros(t[0].size, bool) if zero is None else zero[t[0]] for t in self.tables]
 
     def settle(self, withheld: np.ndarray) -> np.ndarray:
         """Withhold released cells until no hidden small count of a table follows from the released ones.
 
-        A table whose cells are as this left them last time is skipped: its loop would stop at once, the same
-        pseudo-inverse telling the same, and ``protect`` calls this once more after its last change (a third
-        of the pseudo-inverses at case-dense 10M)."""
+        A table whose cells and known zeros are as this left them last time (this round of the feed's or an earlier
+        one: ``Protection``) is skipped: its loop would stop at once, the same pseudo-inverse telling the same."""
         out = withheld.copy()
-        for t, (idx, vecs, zeros, value, comp, den, pref, zero) in enumerate(self.tables):
-            if self._settled[t] is not None and np.array_equal(out[idx], self._settled[t]):
+        for t, (idx, vecs, zeros, value, comp, den, pref) in enumerate(self.tables):
+            zero = self.zero[t]
+            if self._settled[t] is not None and all(map(np.array_equal, (out[idx], zero), self._settled[t])):
                 continue
             hidden_small = small(value, self.k) | small(comp, self.k)
             while True:
@@ -612,5 +672,5 @@ class _Joint:
                     break
                 pick = cand[np.lexsort((value[cand], pref[cand]))[0]]
                 out[idx[pick]] = True
-            self._settled[t] = out[idx]
+            self._settled[t] = (out[idx], zero)
         return out
