@@ -871,15 +871,22 @@ def test_a_rerun_without_input_keeps_the_site_code_map(tmp_path):
     assert {"name": "local_code_map", "source": "warehouse", "path": str(inp / "local_code_map.csv")} in files
 
 
-def test_an_order_without_a_department_is_under_the_documented_group_key(tmp_path):
+def feed_without_departments(tmp_path: Path, **departments: str) -> pl.DataFrame:
+    """The CSF-leak feed of write_small_input's extracts, every count released (min_cell_count 1), where the
+    departments ``departments`` names (extract -> department, e.g. ``imaging_orders="Emergency"``) are left empty."""
     inp = write_small_input(tmp_path / "in")
-    orders = (inp / "imaging_orders.csv").read_text(encoding="utf-8")
-    (inp / "imaging_orders.csv").write_text(orders.replace(",Emergency,", ",,"), encoding="utf-8")
+    for extract, department in departments.items():
+        text = (inp / f"{extract}.csv").read_text(encoding="utf-8")
+        (inp / f"{extract}.csv").write_text(text.replace(f",{department},", ",,"), encoding="utf-8")
     cfg = tmp_path / "c.toml"
     cfg.write_text("[feed]\nmin_cell_count = 1\n")
     result = run_cli("run", "--input", inp, "--out", tmp_path / "out", "--config", cfg, "--no-validate")
     assert result.returncode == 0, result.stderr
-    fed = pl.read_parquet(tmp_path / "out" / "csf_leak" / "metrics.parquet")
+    return pl.read_parquet(tmp_path / "out" / "csf_leak" / "metrics.parquet")
+
+
+def test_an_order_without_a_department_is_under_the_documented_group_key(tmp_path):
+    fed = feed_without_departments(tmp_path, imaging_orders="Emergency")
     departments = set(fed.filter(pl.col("level") == "department")["group_key"].to_list())
     assert departments == {"Neurology", "(not recorded)"}
     assert "`(not recorded)` where the order has none" in FEED_DOC
@@ -897,16 +904,7 @@ def test_units_without_a_department_are_in_a_department_row_so_the_hospital_is_t
     """The small-cell passes take the hospital's count for its departments' sum (and its providers'): a case whose
     first imaging order names no department, and whose index procedure names none either, is counted under
     `(not recorded)`, not by the hospital alone (tests/test_feed_combined.py: what the feed does where it is not)."""
-    inp = write_small_input(tmp_path / "in")
-    orders = (inp / "imaging_orders.csv").read_text(encoding="utf-8")
-    (inp / "imaging_orders.csv").write_text(orders.replace(",Neurology,", ",,"), encoding="utf-8")
-    procedures = (inp / "procedures.csv").read_text(encoding="utf-8")
-    (inp / "procedures.csv").write_text(procedures.replace(",Pain clinic,", ",,"), encoding="utf-8")
-    cfg = tmp_path / "c.toml"
-    cfg.write_text("[feed]\nmin_cell_count = 1\n")
-    result = run_cli("run", "--input", inp, "--out", tmp_path / "out", "--config", cfg, "--no-validate")
-    assert result.returncode == 0, result.stderr
-    fed = pl.read_parquet(tmp_path / "out" / "csf_leak" / "metrics.parquet")
+    fed = feed_without_departments(tmp_path, imaging_orders="Neurology", procedures="Pain clinic")
     case = fed.filter((pl.col("measure_id") == "first_imaging_right_study") & (pl.col("period") == "2025-06"))
     # two cases: MRN-1's (no department anywhere now) and MRN-2's (Emergency); the extracts name no provider
     assert case.select("level", "group_key", "numerator", "denominator").sort("level", "group_key").rows() == [
