@@ -35,6 +35,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from pipeline.report import combinations
+
 # which cell to give up first when a complement is needed: months, then quarters, rolling windows, the run
 PERIOD_PREFERENCE = {"month": 0, "quarter": 1, "rolling_12m": 2, "all": 3}
 _EPS = 1e-8
@@ -511,8 +513,8 @@ class _Joint:
         """Withhold released cells until no hidden small count of a table follows from the released ones.
 
         A table whose cells are as this left them last time is skipped: its loop would stop at once, the same
-        pseudo-inverse telling the same, and ``protect`` calls this once more after its last change (a third
-        of the pseudo-inverses at case-dense 10M)."""
+        combination telling the same, and ``protect`` calls this once more after its last change (a third
+        of the solves at case-dense 10M)."""
         out = withheld.copy()
         for t, (idx, vecs, zeros, value, comp, den, pref, zero) in enumerate(self.tables):
             if self._settled[t] is not None and np.array_equal(out[idx], self._settled[t]):
@@ -532,8 +534,7 @@ class _Joint:
                 known, target = vecs[known_rows][:, ~empty], vecs[targets][:, ~empty]
                 if known.shape[0] == 0 or known.shape[1] == 0:  # nothing released, or no unknown left to solve for
                     break
-                pinv = np.linalg.pinv(known, rcond=1e-10)
-                coef = target @ pinv  # each target as a combination of the known rows
+                coef = combinations.min_norm_combination(known, target)  # each target as a combination of the known rows
                 determined = np.abs(coef @ known - target).max(axis=1) < _EPS
                 if not determined.any():
                     break
