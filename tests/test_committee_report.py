@@ -221,9 +221,9 @@ def test_attrition_subtracts_each_unit_once(month):
 def test_reason_denominators_match_their_measure_and_overlap_is_said(month):
     head = _text(_section(month["report"], "headline"))
     not_excluded = month["orders"].filter(pl.col("verdict") != "excluded").height
-    assert f"Not evaluable · N = {not_excluded:,} audited orders not excluded" in head
+    assert f"Not evaluable · N = {not_excluded:,} orders: audited orders not excluded" in head
     evaluated = month["orders"].filter(pl.col("verdict").is_in(["appropriate", "inappropriate", "review"])).height
-    assert f"Inappropriate · N = {evaluated:,} evaluated orders" in head
+    assert f"Inappropriate · N = {evaluated:,} orders: evaluated orders" in head
     multi = month["orders"].filter((pl.col("verdict") == "inappropriate") & pl.col("reasons").str.contains("|", literal=True))
     if multi.height:
         assert "an order can carry more than one reason" in head
