@@ -486,8 +486,15 @@ def test_the_providers_paragraph_reads_right_for_none_one_and_many():
     )
     every = "each is a hollow point in the funnel plot, and every provider's n, N, rate and interval are"
     assert said(_providers(n_rest=2, rest_orders=1)) == (
-        "No provider had 20 or more orders judged in this period. All 2 providers had fewer than 20 orders judged each (together"
+        "No provider had 20 or more orders judged in this period. Both providers had fewer than 20 orders judged each (together"
         f" N = 1, n = 0: inappropriate orders): {every} {workbook}"
+    )
+    assert said(_providers(n_rest=3, rest_orders=7, rest_inappropriate=4)) == (
+        "No provider had 20 or more orders judged in this period. All 3 providers had fewer than 20 orders judged each (together"
+        f" N = 7, n = 4: inappropriate orders): {every} {workbook}"
+    )
+    assert said(_providers(rows=1, n_rest=2, rest_orders=9)).startswith(
+        "Listed: the one provider with at least 20 orders judged, within the 95% funnel limits. The other 2 providers had fewer"
     )
     assert said(_providers(rows=2, n_rest=1_500, rest_orders=9_000, rest_inappropriate=900, rest_outside=12)).endswith(
         "The other 1,500 providers had fewer than 20 orders judged each (together N = 9,000, n = 900: inappropriate orders; 12 of"

@@ -71,12 +71,11 @@ def test_site_index_marks_a_revised_period_with_the_run_its_date_and_the_orders(
     _period(audit, "2026-04", {}, started_at=started)
     text = site_index.render_site_index(tmp_path).read_text(encoding="utf-8")
     assert _row(text, "2026-01") == (
-        "2026-01 revised on 2026-11-03 by run r-2026-01: 1 order (0 added, 0 removed, 1 with another verdict or reason)"
-        " since run r-A report · case list · feed none r-2026-01"
+        "2026-01 revised on 2026-11-03 by run r-2026-01: 1 order changed since run r-A report · case list · feed none r-2026-01"
     )
     assert _row(text, "2026-02") == (
-        "2026-02 provisional until the data reaches 2026-06-13 revised on 2026-11-03 by run r-2026-02: 1,234 orders"
-        " (1,200 added, 4 removed, 30 with another verdict or reason) since run r-B report · case list · feed none r-2026-02"
+        "2026-02 provisional until the data reaches 2026-06-13 revised on 2026-11-03 by run r-2026-02: 1,234 orders changed"
+        " since run r-B report · case list · feed none r-2026-02"
     )
     assert _row(text, "2026-03") == "2026-03 report · case list · feed none r-2026-03"
     assert _row(text, "2026-04") == "2026-04 report · case list · feed none r-2026-04"

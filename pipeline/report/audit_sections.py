@@ -74,6 +74,16 @@ def helpers(low: int, labels: dict[str, str] | None = None) -> dict:
     return {"rate": rate, "quantile": quantile, "count_below": count_below, "histogram": histogram, "label_of": label_of}
 
 
+def period_note(con, spec: ReportSpec) -> dict | None:
+    """The audit's note on the period for the first page of every page (``report/period_note.html``, its rows from
+    ``period_note.sql``, hospital-wide: the period's, not a department's); None when the audit has none."""
+    s = spec.period_note
+    if s is None:
+        return None
+    rows = frame(con, s.sql.read_text(encoding="utf-8")).to_dicts() if s.sql is not None else []
+    return {"template": f"audit/{s.name}.html", "rows": rows}
+
+
 def section_rows(con, spec: ReportSpec, department: str | None) -> list[dict]:
     """Every section of the audit with its rows for one page (hospital: ``department`` None)."""
     out = []
