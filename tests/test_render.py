@@ -17,6 +17,7 @@ import jinja2
 import polars as pl
 import pytest
 
+from pipeline import audits as audits_mod
 from pipeline.errors import ReportError
 from pipeline.report import feed, pdf, relations, render, sections, templates
 from pipeline.report import reid as reid_mod
@@ -514,3 +515,54 @@ def test_the_revised_note_counts_its_orders():
         " order-audit diff R1 R2 lists them."
     )
     assert said(2_000).startswith("Revised since the last run: 2,000 orders (0 added, 0 removed, 2,000 with another")
+
+
+def test_an_empty_departments_table_says_no_figure_not_no_orders():
+    """A department page whose department placed orders none of which was judged read 'No orders placed and no cases
+    attributed in this period' above a table counting its orders placed (the low back pain audit's first month)."""
+    empty = templates.make_env().get_template("_macros.html").module.no_figures
+    lbp = {"case_department": None, "case_unit": "episode"}
+    csf = {"case_department": "first_imaging_department", "case_unit": "case"}
+    assert _said(empty({"kind": "department", "name": "Emergency"}, lbp)) == (
+        "No figure for Emergency in these measures in this period: none of the orders it placed is in their denominators"
+        " (its orders placed are counted below)."
+    )
+    assert _said(empty({"kind": "department", "name": "Emergency"}, csf)) == (
+        "No figure for Emergency in these measures in this period: none of the orders it placed, and no case attributed to"
+        " it, is in their denominators (its orders placed are counted below)."
+    )
+    assert _said(empty({"kind": "hospital"}, lbp)) == "No figure in these measures in this period: no order is in their denominators."
+    assert _said(empty({"kind": "hospital"}, csf)) == (
+        "No figure in these measures in this period: no order or case is in their denominators."
+    )
+
+
+def test_a_page_shows_its_measures_without_a_denominator_instead_of_leaving_them_out():
+    """A department whose orders were none judged had no row for the early-imaging rate, and its page listed only
+    the other measures under 'Headline measures'. Its own measures are rows with no denominator (order measures;
+    case measures only where the audit attributes cases to a department); a page with no figure at all keeps its
+    one line ('No audited orders in this period')."""
+    lbp = ReportSpec.of(next(a for a in audits_mod.discover() if a.id == "low_back_pain"))
+    rules = pl.DataFrame(schema={"rule_id": pl.String, "reason_code": pl.String, "label": pl.String, "verdict": pl.String, "explanation": pl.String})
+
+    def main(spec, level, rows):
+        frame = pl.DataFrame(
+            [("2024-07", level, "emergency", m, n, d) for m, n, d in rows],
+            schema=["period", "level", "group_key", "measure_id", "numerator", "denominator"],
+            orient="row",
+        )
+        shown = sections.headline(with_rates(frame), "2024-07", level, "emergency", rules, 20, spec, {})["main"]
+        return [(r["measure_id"], r["numerator"], r["denominator"], r["low"]) for r in shown if r.get("direction") or r["denominator"]]
+
+    # (the added row carries its direction, as the page's "Better" column reads it; the rows kept have theirs from the feed)
+    judged_none = [("not_evaluable_order_rate", 0, 1), ("excluded_order_rate", 1, 1)]
+    assert main(lbp, "department", judged_none) == [
+        ("early_imaging_order_rate", 0, 0, False),
+        ("not_evaluable_order_rate", 0, 1, True),
+        ("excluded_order_rate", 1, 1, True),
+    ]
+    csf = ReportSpec.of(fx.AUDIT)  # attributes cases to a department: its case measure is the department's too
+    assert [m for m, *_ in main(csf, "department", [("not_evaluable_rate", 1, 2)])] == [
+        "first_imaging_right_study", "inappropriate_order_rate", "premature_order_rate", "not_evaluable_rate", "review_order_rate"
+    ]
+    assert main(lbp, "department", []) == []
