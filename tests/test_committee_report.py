@@ -364,7 +364,7 @@ def test_the_providers_below_the_threshold_are_summed_in_plain_words(month):
     inappropriate = evaluated.filter(pl.col("verdict") == "inappropriate").height
     assert re.search(r"(All \d[\d,]*|Both) providers had fewer than", text)  # this month: every provider below the threshold
     assert "counted by" not in text
-    assert f", {inappropriate} of them orders with verdict inappropriate" in text, text
+    assert f"(together N = {evaluated.height:,}, n = {inappropriate:,}: orders with verdict inappropriate)" in text, text
 
 
 def test_workbook_providers_header_prints_whole(month):
