@@ -400,9 +400,13 @@ def _look_back_note(diagnoses: list[str], episodes: list[tuple[str, str]]) -> st
 
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    con.execute("CREATE TABLE low_back_pain__parameters AS SELECT 'America/New_York' AS site_timezone, 180 AS negative_history_days")
+    con.execute(
+        "CREATE TABLE low_back_pain__parameters AS SELECT 'America/New_York' AS site_timezone, 180 AS negative_history_days"
+    )
     con.execute("CREATE TABLE stg_diagnoses (recorded_at TIMESTAMPTZ)")
-    con.executemany("INSERT INTO stg_diagnoses VALUES (timezone('America/New_York', CAST(? AS TIMESTAMP)))", [[d] for d in diagnoses])
+    con.executemany(
+        "INSERT INTO stg_diagnoses VALUES (timezone('America/New_York', CAST(? AS TIMESTAMP)))", [[d] for d in diagnoses]
+    )
     con.execute("CREATE TABLE low_back_pain__mart_cases (index_date DATE, outcome VARCHAR)")
     for episode in episodes:
         con.execute("INSERT INTO low_back_pain__mart_cases VALUES (?, ?)", episode)

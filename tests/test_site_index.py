@@ -66,7 +66,9 @@ def test_site_index_marks_a_revised_period_with_the_run_its_date_and_the_orders(
     none = {"since_run": "r-C", "orders": 0, "added": 0, "removed": 0, "changed": 0}
     started = "2026-11-03T02:15:00+00:00"
     _period(audit, "2026-01", {"revised": one}, started_at=started)
-    _period(audit, "2026-02", {"revised": many, "maturity": {"status": "provisional", "final_from": "2026-06-13"}}, started_at=started)
+    _period(
+        audit, "2026-02", {"revised": many, "maturity": {"status": "provisional", "final_from": "2026-06-13"}}, started_at=started
+    )
     _period(audit, "2026-03", {"revised": none}, started_at=started)
     _period(audit, "2026-04", {}, started_at=started)
     text = site_index.render_site_index(tmp_path).read_text(encoding="utf-8")

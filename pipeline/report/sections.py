@@ -56,7 +56,13 @@ def headline(
         # "Headline measures"); a case measure is a department's only where the audit attributes cases to one
         for m in spec.measures:
             if m.measure_id not in by_id and (level != "department" or m.unit == "order" or spec.case_department):
-                by_id[m.measure_id] = {"measure_id": m.measure_id, "numerator": 0, "denominator": 0, "rate": None, "direction": m.direction}
+                by_id[m.measure_id] = {
+                    "measure_id": m.measure_id,
+                    "numerator": 0,
+                    "denominator": 0,
+                    "rate": None,
+                    "direction": m.direction,
+                }
     main = [
         marked(
             dict(
