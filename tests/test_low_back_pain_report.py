@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from pipeline import audits
+from pipeline.report import workbook
 from pipeline.report.names import in_words
 
 AUDIT = "low_back_pain"
@@ -387,14 +388,15 @@ def test_the_report_says_which_episodes_the_workbook_lists(deck_runs):
     assert "Every audited order, flagged or not, is in" in html and "episodes without an audited order are counted" in html
 
 
-def _look_back_note(diagnoses: list[str], episodes: list[tuple[str, str]]) -> str:
+def _look_back_note(diagnoses: list[str], episodes: list[tuple[str, str]], plain: list | None = None) -> str:
     """The first page's note on the look-back (report/period_note.sql and .html) over a warehouse of these local
-    diagnosis times and (index date, outcome) episodes, as a reader sees it ('' when the note says nothing)."""
+    diagnosis times and (index date, outcome) episodes, as a reader sees it ('' when the note says nothing); ``plain``
+    receives its plain words (audit_sections.note_texts: run.json, the workbook, the site index)."""
     import html
 
     import duckdb
 
-    from pipeline.report.audit_sections import period_note
+    from pipeline.report.audit_sections import note_texts, period_note
     from pipeline.report.spec import ReportSpec
     from pipeline.report.templates import make_env
 
@@ -411,8 +413,10 @@ def _look_back_note(diagnoses: list[str], episodes: list[tuple[str, str]]) -> st
     for episode in episodes:
         con.execute("INSERT INTO low_back_pain__mart_cases VALUES (?, ?)", episode)
     spec = ReportSpec.of(next(a for a in audits.discover() if a.id == AUDIT))
-    note = period_note(con, spec)
-    text = make_env(spec.report_dir).get_template(note["template"]).render(note=note)
+    note, env = period_note(con, spec), make_env(spec.report_dir)
+    text = env.get_template(note["template"]).render(note=note)
+    if plain is not None:
+        plain += note_texts(env, note)
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", text)).split())
 
 
@@ -424,7 +428,8 @@ def test_the_first_page_says_when_the_look_back_reaches_before_the_diagnoses_hel
     full = [f"2024-{m:02d}-{d:02d} 10:00" for m in range(7, 13) for d in range(1, 29, 3)]  # 10 a month
     old = ["2022-10-25 09:00"]
     judged = [("2024-07-05", "early_imaging"), ("2024-12-27", "no_early_imaging"), ("2024-12-28", "no_early_imaging")]
-    assert _look_back_note(full + old, [*judged, ("2024-08-01", "excluded")]) == (
+    plain: list = []
+    assert _look_back_note(full + old, [*judged, ("2024-08-01", "excluded")], plain) == (
         "New episodes not verified: 3 of the 4 episodes (2 of the 3 episodes judged). An episode is new when the patient"
         " has no low back pain diagnosis in the 180 days before it. The diagnoses held are complete from 2024-07-01"
         " (1 diagnosis before then: scattered history, not a complete record), so for an episode indexed before"
@@ -432,6 +437,15 @@ def test_the_first_page_says_when_the_look_back_reaches_before_the_diagnoses_hel
         " no case. Episodes indexed from 2024-12-28 on are verified; loading earlier diagnoses and running the period"
         " again settles the others."
     )
+    # the same words where no page is: the workbook's Explanation under the period's status, the site index its title
+    assert [n["title"] for n in plain] == ["New episodes not verified: 3 of the 4 episodes"]
+    assert plain[0]["text"].startswith("New episodes not verified: 3 of the 4 episodes (2 of the 3 episodes judged). An")
+    assert plain[0]["text"].endswith("running the period again settles the others.")
+    final = {"status": {"maturity": {"status": "final", "data_through": "2026-06-30"}}, "period_notes": plain}
+    assert workbook._period_status(final) == [
+        ("Period status", "Final: the loaded data runs through 2026-06-30, past the period's windows."),
+        ("Period status", plain[0]["text"]),
+    ]
     one = _look_back_note(full + old * 2, [("2024-07-05", "early_imaging")])
     assert one.startswith(
         "New episodes not verified: 1 of the 1 episode (1 of the 1 episode judged). An episode is new when the patient"

@@ -89,3 +89,19 @@ def test_site_index_says_nothing_of_revisions_when_no_period_was_revised(tmp_pat
     _period(tmp_path / "low_back_pain", "2026-04", {"revised": {"since_run": "r", "orders": 0}})
     text = site_index.render_site_index(tmp_path).read_text(encoding="utf-8")
     assert 'class="revised"' not in text and "Revised:" not in text
+
+
+def test_site_index_names_what_the_audit_says_of_the_period(tmp_path):
+    """The audit's note on the period (run.json period_notes: the low back pain look-back before the diagnoses held)
+    is named under the period, as the report's first page names it."""
+    note = {
+        "title": "New episodes not verified: 6 of the 6 episodes",
+        "text": "New episodes not verified: 6 of the 6 episodes (...)",
+    }
+    _period(tmp_path / "low_back_pain", "2024-07", {}, period_notes=[note])
+    _period(tmp_path / "low_back_pain", "2026-04", {}, period_notes=[])
+    text = site_index.render_site_index(tmp_path).read_text(encoding="utf-8")
+    assert (
+        _row(text, "2024-07") == "2024-07 New episodes not verified: 6 of the 6 episodes report · case list · feed none r-2024-07"
+    )
+    assert _row(text, "2026-04") == "2026-04 report · case list · feed none r-2026-04"

@@ -42,6 +42,8 @@ def _entry(folder: Path, href: str, info: dict, low: int) -> dict:
         "provisional_until": maturity.get("final_from") if maturity.get("status") == "provisional" else None,
         # what the FHIR export's manifest says the data lack, as the report's first page says it
         "export_limits": [e["title"] for e in sections.export_limits(info)],
+        # what the audit says of the period itself (report/period_note.html), its title, as the report's first page
+        "notes": [n["title"] for n in info.get("period_notes") or [] if n.get("title")],
         "href": href,
         "run_id": info.get("run_id", ""),
         "pdf": (folder / "report.pdf").is_file(),
