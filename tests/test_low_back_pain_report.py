@@ -455,6 +455,9 @@ def test_the_first_page_says_when_the_look_back_reaches_before_the_diagnoses_hel
     none_judged = _look_back_note(full, [("2024-07-05", "excluded")])
     assert none_judged.startswith("New episodes not verified: 1 of the 1 episode (0 of the 0 episodes judged).")
     assert "complete from 2024-07-01, so for an episode indexed before 2024-12-28" in none_judged
+    # months are site-local: 23:30 on 30 June in New York (03:30 UTC on 1 July) is a June diagnosis, before the data
+    late_june = _look_back_note([*full, "2024-06-30 23:30"], [("2024-07-05", "early_imaging")])
+    assert "complete from 2024-07-01 (1 diagnosis before then: scattered history" in late_june
     # a month with half as many as the busiest is complete: its look-back is covered
     assert _look_back_note(full + ["2024-01-10 10:00"] * 5, [("2024-07-05", "early_imaging")]) == ""
     # every episode of the period past the look-back's reach (or none at all): nothing to say

@@ -8,9 +8,20 @@
 WITH prm AS (
     SELECT site_timezone, negative_history_days FROM low_back_pain__parameters
 ),
+-- Diagnoses per 15 minutes of absolute time, then the site-local month of each bucket's start: the time zone
+-- conversion runs on the buckets (~70k over two years) instead of every diagnosis (5M: 0.63 -> 0.11 CPU-s a
+-- page's render). UTC offsets are on the 15-minute grid; a bucket across a local month's start (an offset off
+-- the grid) counts in the month it starts in, a few diagnoses at most against a threshold of half a month's.
+buckets AS (
+    SELECT CAST(floor(epoch_us(recorded_at) / 900000000) AS BIGINT) AS bucket, count(*) AS diagnoses
+    FROM stg_diagnoses
+    GROUP BY 1
+),
 monthly AS (
-    SELECT date_trunc('month', CAST(timezone(prm.site_timezone, d.recorded_at) AS DATE)) AS month, count(*) AS diagnoses
-    FROM stg_diagnoses AS d
+    SELECT
+        date_trunc('month', CAST(timezone(prm.site_timezone, to_timestamp(b.bucket * 900)) AS DATE)) AS month,
+        sum(b.diagnoses) AS diagnoses
+    FROM buckets AS b
     CROSS JOIN prm
     GROUP BY 1
 ),
