@@ -221,9 +221,9 @@ def test_attrition_subtracts_each_unit_once(month):
 def test_reason_denominators_match_their_measure_and_overlap_is_said(month):
     head = _text(_section(month["report"], "headline"))
     not_excluded = month["orders"].filter(pl.col("verdict") != "excluded").height
-    assert f"Not evaluable · N = {not_excluded:,} audited orders not excluded" in head
+    assert f"Not evaluable · N = {not_excluded:,} orders: audited orders not excluded" in head
     evaluated = month["orders"].filter(pl.col("verdict").is_in(["appropriate", "inappropriate", "review"])).height
-    assert f"Inappropriate · N = {evaluated:,} evaluated orders" in head
+    assert f"Inappropriate · N = {evaluated:,} orders: evaluated orders" in head
     multi = month["orders"].filter((pl.col("verdict") == "inappropriate") & pl.col("reasons").str.contains("|", literal=True))
     if multi.height:
         assert "an order can carry more than one reason" in head
@@ -362,9 +362,9 @@ def test_the_providers_below_the_threshold_are_summed_in_plain_words(month):
     text = re.sub(r"\s+", " ", _text(_section(month["report"], "providers")))
     evaluated = month["orders"].filter(pl.col("verdict").is_in(["appropriate", "inappropriate", "review"]))
     inappropriate = evaluated.filter(pl.col("verdict") == "inappropriate").height
-    assert re.search(r"All \d+ providers had fewer than", text)  # this month: every provider below the threshold
+    assert re.search(r"(All \d[\d,]*|Both) providers had fewer than", text)  # this month: every provider below the threshold
     assert "counted by" not in text
-    assert f", {inappropriate} of them orders with verdict inappropriate" in text, text
+    assert f"(together N = {evaluated.height:,}, n = {inappropriate:,}: orders with verdict inappropriate)" in text, text
 
 
 def test_workbook_providers_header_prints_whole(month):

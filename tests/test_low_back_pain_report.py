@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from pipeline import audits
+from pipeline.report import workbook
 from pipeline.report.names import in_words
 
 AUDIT = "low_back_pain"
@@ -210,7 +211,7 @@ def test_a_reason_shares_the_denominator_of_its_verdicts_measure(deck_runs):
     reasons = reasons[: reasons.index("</table>")]
     group = reasons[reasons.index('class="group verdict-not_evaluable"') :]
     group = group[: group.index("</tbody>")]
-    assert f"Not evaluable · N = {orders.height} all audited orders" in re.sub(r"<[^>]+>", "", group)
+    assert f"Not evaluable · N = {orders.height} orders: all audited orders" in re.sub(r"<[^>]+>", "", group)
     rows = [_cells(r) for r in re.findall(r"<tr>(.*?)</tr>", group, re.S)]
     assert {c[0] for c in rows} == {"LBP-03", "LBP-04"}  # the deck fires both
     assert all(c[3] == str(orders.height) for c in rows), rows
@@ -385,3 +386,80 @@ def test_the_report_says_which_episodes_the_workbook_lists(deck_runs):
     html = re.sub(r"\s+", " ", (folder / "report.html").read_text(encoding="utf-8"))
     assert "Every episode and order, flagged or not, is in" not in html and "the workbook lists every episode." not in html
     assert "Every audited order, flagged or not, is in" in html and "episodes without an audited order are counted" in html
+
+
+def _look_back_note(diagnoses: list[str], episodes: list[tuple[str, str]], plain: list | None = None) -> str:
+    """The first page's note on the look-back (report/period_note.sql and .html) over a warehouse of these local
+    diagnosis times and (index date, outcome) episodes, as a reader sees it ('' when the note says nothing); ``plain``
+    receives its plain words (audit_sections.note_texts: run.json, the workbook, the site index)."""
+    import html
+
+    import duckdb
+
+    from pipeline.report.audit_sections import note_texts, period_note
+    from pipeline.report.spec import ReportSpec
+    from pipeline.report.templates import make_env
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(
+        "CREATE TABLE low_back_pain__parameters AS SELECT 'America/New_York' AS site_timezone, 180 AS negative_history_days"
+    )
+    con.execute("CREATE TABLE stg_diagnoses (recorded_at TIMESTAMPTZ)")
+    con.executemany(
+        "INSERT INTO stg_diagnoses VALUES (timezone('America/New_York', CAST(? AS TIMESTAMP)))", [[d] for d in diagnoses]
+    )
+    con.execute("CREATE TABLE low_back_pain__mart_cases (index_date DATE, outcome VARCHAR)")
+    for episode in episodes:
+        con.execute("INSERT INTO low_back_pain__mart_cases VALUES (?, ?)", episode)
+    spec = ReportSpec.of(next(a for a in audits.discover() if a.id == AUDIT))
+    note, env = period_note(con, spec), make_env(spec.report_dir)
+    text = env.get_template(note["template"]).render(note=note)
+    if plain is not None:
+        plain += note_texts(env, note)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", text)).split())
+
+
+def test_the_first_page_says_when_the_look_back_reaches_before_the_diagnoses_held():
+    """An episode is new when the 180 days before it hold no low back pain diagnosis; in the first months of an
+    extract those days reach before the data, so 'new' cannot be verified: the first page says so, as it says
+    'provisional' at the other end. The diagnoses are complete from the first month with half as many as the
+    busiest (a few older rows are history, not a record): from 2024-07-01, so verified from 2024-12-28."""
+    full = [f"2024-{m:02d}-{d:02d} 10:00" for m in range(7, 13) for d in range(1, 29, 3)]  # 10 a month
+    old = ["2022-10-25 09:00"]
+    judged = [("2024-07-05", "early_imaging"), ("2024-12-27", "no_early_imaging"), ("2024-12-28", "no_early_imaging")]
+    plain: list = []
+    assert _look_back_note(full + old, [*judged, ("2024-08-01", "excluded")], plain) == (
+        "New episodes not verified: 3 of the 4 episodes (2 of the 3 episodes judged). An episode is new when the patient"
+        " has no low back pain diagnosis in the 180 days before it. The diagnoses held are complete from 2024-07-01"
+        " (1 diagnosis before then: scattered history, not a complete record), so for an episode indexed before"
+        " 2024-12-28 those days reach before the data: it may continue an episode that began earlier, and would then be"
+        " no case. Episodes indexed from 2024-12-28 on are verified; loading earlier diagnoses and running the period"
+        " again settles the others."
+    )
+    # the same words where no page is: the workbook's Explanation under the period's status, the site index its title
+    assert [n["title"] for n in plain] == ["New episodes not verified: 3 of the 4 episodes"]
+    assert plain[0]["text"].startswith("New episodes not verified: 3 of the 4 episodes (2 of the 3 episodes judged). An")
+    assert plain[0]["text"].endswith("running the period again settles the others.")
+    final = {"status": {"maturity": {"status": "final", "data_through": "2026-06-30"}}, "period_notes": plain}
+    assert workbook._period_status(final) == [
+        ("Period status", "Final: the loaded data runs through 2026-06-30, past the period's windows."),
+        ("Period status", plain[0]["text"]),
+    ]
+    one = _look_back_note(full + old * 2, [("2024-07-05", "early_imaging")])
+    assert one.startswith(
+        "New episodes not verified: 1 of the 1 episode (1 of the 1 episode judged). An episode is new when the patient"
+    )
+    assert "from 2024-07-01 (2 diagnoses before then: scattered history" in one
+    # no older rows: nothing said of them; an episode excluded: none judged
+    none_judged = _look_back_note(full, [("2024-07-05", "excluded")])
+    assert none_judged.startswith("New episodes not verified: 1 of the 1 episode (0 of the 0 episodes judged).")
+    assert "complete from 2024-07-01, so for an episode indexed before 2024-12-28" in none_judged
+    # months are site-local: 23:30 on 30 June in New York (03:30 UTC on 1 July) is a June diagnosis, before the data
+    late_june = _look_back_note([*full, "2024-06-30 23:30"], [("2024-07-05", "early_imaging")])
+    assert "complete from 2024-07-01 (1 diagnosis before then: scattered history" in late_june
+    # a month with half as many as the busiest is complete: its look-back is covered
+    assert _look_back_note(full + ["2024-01-10 10:00"] * 5, [("2024-07-05", "early_imaging")]) == ""
+    # every episode of the period past the look-back's reach (or none at all): nothing to say
+    assert _look_back_note(full, [("2024-12-28", "early_imaging"), ("2025-01-02", "excluded")]) == ""
+    assert _look_back_note(full, []) == ""

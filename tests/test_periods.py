@@ -83,6 +83,14 @@ def test_one_revised_order_reads_in_the_singular(tmp_path):
     assert "revised since run" in result.stderr and ": 1 order (0 added, 1 removed" in result.stderr
     report = (tmp_path / "second" / "csf_leak" / "report.html").read_text(encoding="utf-8")
     assert "<strong>Revised since the last run: 1 order</strong>" in report
+    # and the site index marks the month, with the run that revised it, the day it started and the run before it
+    first, second = (json.loads((tmp_path / out / "csf_leak" / "run.json").read_text()) for out in ("first", "second"))
+    index = (tmp_path / "second" / "index.html").read_text(encoding="utf-8")
+    mark = re.search(r'<span class="revised">(.*?)</span>(?:<br>|</th>)', index).group(1)
+    assert re.sub(r"<[^>]+>", "", mark) == (
+        f"revised on {second['started_at'][:10]} by run {second['run_id']}: 1 order changed since run {first['run_id']}"
+    )
+    assert 'class="revised"' not in (tmp_path / "first" / "index.html").read_text(encoding="utf-8")
 
 
 def test_a_check_that_cannot_count_says_what_it_could_not_count():

@@ -17,6 +17,7 @@ import jinja2
 import polars as pl
 import pytest
 
+from pipeline import audits as audits_mod
 from pipeline.errors import ReportError
 from pipeline.report import feed, pdf, relations, render, sections, templates
 from pipeline.report import reid as reid_mod
@@ -401,3 +402,205 @@ def test_a_case_without_a_department_is_grouped_by_its_flagged_order():
     # a case department is the case's own: every order carries it, whichever is flagged
     attributed = flagged_selection(cases.with_columns(pl.lit("neurology").alias("_group")), per_department=5)
     assert [g["group"] for g in attributed["groups"]] == ["neurology"]
+
+
+def _said(markup) -> str:
+    """A rendered sentence as a reader sees it: tags dropped, entities decoded, spaces collapsed."""
+    import html
+
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", str(markup))).split())
+
+
+def test_a_count_in_a_template_takes_the_number_of_its_noun():
+    """The templates' `counted` filter is pipeline.wording.counted: 'N = 1 orders judged' and 'the 1 providers' read
+    wrong; thousands separators as `num` prints them."""
+    shown = templates.make_env().from_string('{{ n|counted("order") }} · {{ n|counted("such order") }}')
+    assert [shown.render(n=n) for n in (0, 1, 12_345)] == [
+        "0 orders · 0 such orders",
+        "1 order · 1 such order",
+        "12,345 orders · 12,345 such orders",
+    ]
+
+
+def test_a_verdict_group_head_counts_its_denominator_in_orders():
+    head = templates.make_env().get_template("_macros.html").module.reason_group_head
+    group = {"verdict": "not_evaluable", "denominator_def": "orders judged (days 0-42)", "overlap": False}
+    assert [_said(head(group | {"denominator": n})) for n in (0, 1, 1_234)] == [
+        "Not evaluable · N = 0 orders: orders judged (days 0-42)",
+        "Not evaluable · N = 1 order: orders judged (days 0-42)",
+        "Not evaluable · N = 1,234 orders: orders judged (days 0-42)",
+    ]
+    overlap = {
+        "verdict": "inappropriate",
+        "denominator": 40,
+        "denominator_def": "evaluated orders",
+        "overlap": True,
+        "reasons_sum": 3,
+    }
+    assert _said(head(overlap | {"orders": 1})) == (
+        "Inappropriate · N = 40 orders: evaluated orders · an order can carry more than one reason: these rows add up to 3 for"
+        " 1 inappropriate order"
+    )
+    assert _said(head(overlap | {"orders": 2})).endswith("these rows add up to 3 for 2 inappropriate orders")
+
+
+def _providers(selection="rated", rows=0, **counts) -> dict:
+    base = {
+        "n_rated": rows,
+        "n_outliers": 0,
+        "n_special": 0,
+        "n_rest": 0,
+        "rest_orders": 0,
+        "rest_inappropriate": 0,
+        "rest_outside": 0,
+    }
+    return base | {"selection": selection, "rows": [{}] * rows} | counts
+
+
+def test_the_providers_paragraph_reads_right_for_none_one_and_many():
+    """sections.provider_table's selection in words: 'Listed: the 1 providers' and '... the 0 of them outside' (an
+    empty table announced) read wrong; every count in the number its noun takes."""
+    note = templates.make_env().get_template("_macros.html").module.providers_note
+
+    def said(providers, here=""):
+        return _said(note(providers, 20, "orders judged", "inappropriate orders", here, "../"))
+
+    workbook = "in the workbook case_list.xlsx (sheet Providers)."
+    assert said(_providers()) == "No provider had 20 or more orders judged in this period."
+    assert said(_providers(rows=1)) == "Listed: the one provider with at least 20 orders judged, within the 95% funnel limits."
+    assert said(_providers(rows=1, n_outliers=1), " in this department") == (
+        "Listed: the one provider with at least 20 orders judged in this department, outside the 95% funnel limits."
+    )
+    assert said(_providers(rows=3)) == (
+        "Listed: the 3 providers with at least 20 orders judged, alphabetically; none of them outside the 95% funnel limits."
+    )
+    assert said(_providers(rows=3, n_outliers=1)) == (
+        "Listed: the 3 providers with at least 20 orders judged, alphabetically; 1 of them outside the 95% funnel limits."
+    )
+    rated = "1,200 providers had at least 20 orders judged"
+    within = "(the others are within the limits and in the workbook)."
+    outside_95 = _providers("outside_95", n_rated=1_200)
+    assert said(outside_95) == (f"{rated}; none of them is outside the 95% funnel limits, so none is listed {within}")
+    assert said(outside_95 | {"n_outliers": 1, "rows": [{}]}) == (
+        f"{rated}; listed: the one of them outside the 95% funnel limits {within}"
+    )
+    assert said(outside_95 | {"n_outliers": 7, "rows": [{}] * 7}) == (
+        f"{rated}; listed, alphabetically: the 7 of them outside the 95% funnel limits {within}"
+    )
+    outside_998 = _providers("outside_998", n_rated=1_200, n_outliers=62)
+    tail = "(the others are in the workbook, sheet Providers, with their funnel position)."
+    head = f"{rated} and 62 of them are outside the 95% funnel limits, more than a meeting can go through;"
+    assert said(outside_998) == f"{head} none of them is outside the 99.8% limits {tail}"
+    assert said(outside_998 | {"n_special": 1, "rows": [{}]}) == f"{head} listed: the one outside the 99.8% limits {tail}"
+    assert (
+        said(outside_998 | {"n_special": 5, "rows": [{}] * 5})
+        == f"{head} listed, alphabetically: the 5 outside the 99.8% limits {tail}"
+    )
+    # below the threshold: the only provider, the other one, all of them, the others
+    assert said(_providers(n_rest=1, rest_orders=3, rest_inappropriate=1)) == (
+        "No provider had 20 or more orders judged in this period. The only provider had fewer than 20 orders judged"
+        f" (N = 3, n = 1: inappropriate orders): a hollow point in the funnel plot, with its n, N, rate and interval {workbook}"
+    )
+    assert said(_providers(rows=2, n_rest=1, rest_orders=1, rest_outside=1)).endswith(
+        "The other provider had fewer than 20 orders judged (N = 1, n = 0: inappropriate orders; outside the 95% limits,"
+        " which are approximate at so few orders): a hollow point in the funnel plot, with its n, N, rate and interval"
+        f" {workbook}"
+    )
+    every = "each is a hollow point in the funnel plot, and every provider's n, N, rate and interval are"
+    assert said(_providers(n_rest=2, rest_orders=1)) == (
+        "No provider had 20 or more orders judged in this period. Both providers had fewer than 20 orders judged each (together"
+        f" N = 1, n = 0: inappropriate orders): {every} {workbook}"
+    )
+    assert said(_providers(n_rest=3, rest_orders=7, rest_inappropriate=4)) == (
+        "No provider had 20 or more orders judged in this period. All 3 providers had fewer than 20 orders judged each (together"
+        f" N = 7, n = 4: inappropriate orders): {every} {workbook}"
+    )
+    assert said(_providers(rows=1, n_rest=2, rest_orders=9)).startswith(
+        "Listed: the one provider with at least 20 orders judged, within the 95% funnel limits. The other 2 providers had fewer"
+    )
+    assert said(_providers(rows=2, n_rest=1_500, rest_orders=9_000, rest_inappropriate=900, rest_outside=12)).endswith(
+        "The other 1,500 providers had fewer than 20 orders judged each (together N = 9,000, n = 900: inappropriate orders; 12 of"
+        f" them outside the 95% limits, which are approximate at so few orders): {every} {workbook}"
+    )
+
+
+def test_the_revised_note_counts_its_orders():
+    banner = templates.make_env().get_template("_status_banner.html")
+
+    def said(orders):
+        revised = {"orders": orders, "added": 0, "removed": 0, "changed": orders, "since_run": "R1"}
+        return _said(banner.render(status={"period": "2026-04", "revised": revised}, run={"run_id": "R2"}))
+
+    assert said(1) == (
+        "Revised since the last run: 1 order (0 added, 0 removed, 1 with another verdict or reason) since run R1;"
+        " order-audit diff R1 R2 lists them."
+    )
+    assert said(2_000).startswith("Revised since the last run: 2,000 orders (0 added, 0 removed, 2,000 with another")
+
+
+def test_an_empty_departments_table_says_no_figure_not_no_orders():
+    """A department page whose department placed orders none of which was judged read 'No orders placed and no cases
+    attributed in this period' above a table counting its orders placed (the low back pain audit's first month)."""
+    empty = templates.make_env().get_template("_macros.html").module.no_figures
+    lbp = {"case_department": None, "case_unit": "episode"}
+    csf = {"case_department": "first_imaging_department", "case_unit": "case"}
+    assert _said(empty({"kind": "department", "name": "Emergency"}, lbp)) == (
+        "No figure for Emergency in these measures in this period: none of the orders it placed is in their denominators"
+        " (its orders placed are counted below)."
+    )
+    assert _said(empty({"kind": "department", "name": "Emergency"}, csf)) == (
+        "No figure for Emergency in these measures in this period: none of the orders it placed, and no case attributed to"
+        " it, is in their denominators (its orders placed are counted below)."
+    )
+    assert (
+        _said(empty({"kind": "hospital"}, lbp))
+        == "No figure in these measures in this period: no order is in their denominators."
+    )
+    assert _said(empty({"kind": "hospital"}, csf)) == (
+        "No figure in these measures in this period: no order or case is in their denominators."
+    )
+
+
+def test_a_page_shows_its_measures_without_a_denominator_instead_of_leaving_them_out():
+    """A department whose orders were none judged had no row for the early-imaging rate, and its page listed only
+    the other measures under 'Headline measures'. Its own measures are rows with no denominator (order measures;
+    case measures only where the audit attributes cases to a department); a page with no figure at all keeps its
+    one line ('No audited orders in this period')."""
+    lbp = ReportSpec.of(next(a for a in audits_mod.discover() if a.id == "low_back_pain"))
+    rules = pl.DataFrame(
+        schema={
+            "rule_id": pl.String,
+            "reason_code": pl.String,
+            "label": pl.String,
+            "verdict": pl.String,
+            "explanation": pl.String,
+        }
+    )
+
+    def main(spec, level, rows):
+        frame = pl.DataFrame(
+            [("2024-07", level, "emergency", m, n, d) for m, n, d in rows],
+            schema=["period", "level", "group_key", "measure_id", "numerator", "denominator"],
+            orient="row",
+        )
+        shown = sections.headline(with_rates(frame), "2024-07", level, "emergency", rules, 20, spec, {})["main"]
+        return [
+            (r["measure_id"], r["numerator"], r["denominator"], r["low"]) for r in shown if r.get("direction") or r["denominator"]
+        ]
+
+    # (the added row carries its direction, as the page's "Better" column reads it; the rows kept have theirs from the feed)
+    judged_none = [("not_evaluable_order_rate", 0, 1), ("excluded_order_rate", 1, 1)]
+    assert main(lbp, "department", judged_none) == [
+        ("early_imaging_order_rate", 0, 0, False),
+        ("not_evaluable_order_rate", 0, 1, True),
+        ("excluded_order_rate", 1, 1, True),
+    ]
+    csf = ReportSpec.of(fx.AUDIT)  # attributes cases to a department: its case measure is the department's too
+    assert [m for m, *_ in main(csf, "department", [("not_evaluable_rate", 1, 2)])] == [
+        "first_imaging_right_study",
+        "inappropriate_order_rate",
+        "premature_order_rate",
+        "not_evaluable_rate",
+        "review_order_rate",
+    ]
+    assert main(lbp, "department", []) == []

@@ -246,6 +246,27 @@ def test_report_stays_bounded_on_a_case_dense_extract(tmp_path):
         assert z.read("xl/worksheets/sheet1.xml").count(b"<row ") == orders.height + 1  # every order, and the header
 
 
+def test_one_flagged_case_per_department_reads_in_the_singular(tmp_path):
+    """[reporting] flagged_cases_per_department = 1: the report said "the 1 most recent flagged cases of each
+    department" and "at most 1 flagged cases per department"."""
+    generate(tmp_path / "in", patients=4000, months=3, seed=11, start_month="2025-01", case_density=5)
+    (tmp_path / "order-audit.toml").write_text("[reporting]\nflagged_cases_per_department = 1\n", encoding="utf-8")
+    out = tmp_path / "out"
+    args = ("--config", tmp_path / "order-audit.toml", "--no-validate", "--audit", "csf_leak")
+    result = run_cli("run", "--input", tmp_path / "in", "--out", out, *args)
+    assert result.returncode == 0, result.stderr
+    cases = pl.read_csv(out / "csf_leak" / "cases.csv", infer_schema=False)
+    flagged = cases.filter(pl.col("n_inappropriate").cast(pl.Int64) + pl.col("n_review").cast(pl.Int64) > 0)
+    departments = flagged["first_imaging_department"].n_unique()
+    assert flagged.height > departments > 1  # some department has more flagged cases than the report lists
+    text = " ".join(_cells((out / "csf_leak" / "report.html").read_text(encoding="utf-8")).split())
+    assert (
+        "Listed here: the most recent flagged case of each department (the department of its first evaluated imaging"
+        f" order), {departments} cases."
+    ) in text
+    assert "The printed report lists at most 1 flagged case per department, the most recent first" in text
+
+
 def test_the_flagged_case_sentence_agrees_in_number(deck_runs):
     """One case, one order: "1 of the 1 case ... has ... (1 such order", never "1 such orders" (a department page
     with one case read "1 of 1 cases ... (1 such orders"). The decks' department pages have such counts."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from pipeline.report import site_index
 
@@ -22,3 +23,85 @@ def test_site_index_marks_a_provisional_period(tmp_path):
     assert june < text.index('provisional until the data reaches <span class="date">2026-09-13</span>') < may
     assert "2026-08-14" not in text
     assert "Provisional: later data can still change" in text
+
+
+def _period(audit, month: str, status: dict, departments: int = 0, **info) -> None:
+    """One published period folder: its run.json and ``departments`` department pages."""
+    folder = audit / month
+    (folder / "departments").mkdir(parents=True)
+    for i in range(departments):
+        (folder / "departments" / f"d{i}.html").write_text("<p>page</p>")
+    about = {"title": "Low back pain", "measures": []}
+    info = {"run_id": f"r-{month}", "period": month, "audit": about, "status": {"period": month, **status}, **info}
+    (folder / "run.json").write_text(json.dumps(info))
+
+
+def _row(text: str, month: str) -> str:
+    """The site index's row of a period, tags dropped and spaces collapsed."""
+    start = text.index(f'href="low_back_pain/{month}/index.html"')
+    row = text[text.rindex("<tr>", 0, start) : text.index("</tr>", start)]
+    return " ".join(re.sub(r"<[^>]+>", " ", row).split())
+
+
+def test_site_index_counts_department_pages_in_words_and_links_none_when_there_is_none(tmp_path):
+    """'0 department pages' linked to an empty table and '1 department pages' read wrong: none, 1 page, 2 pages."""
+    audit = tmp_path / "low_back_pain"
+    for month, n in (("2026-02", 0), ("2026-03", 1), ("2026-04", 2)):
+        _period(audit, month, {}, departments=n)
+    text = site_index.render_site_index(tmp_path).read_text(encoding="utf-8")
+    assert _row(text, "2026-02") == "2026-02 report · case list · feed none r-2026-02"
+    assert _row(text, "2026-03") == "2026-03 report · case list · feed 1 department page r-2026-03"
+    assert _row(text, "2026-04") == "2026-04 report · case list · feed 2 department pages r-2026-04"
+    assert 'href="low_back_pain/2026-02/index.html#departments"' not in text
+    assert '<a href="low_back_pain/2026-03/index.html#departments">1 department page</a>' in text
+
+
+def test_site_index_marks_a_revised_period_with_the_run_its_date_and_the_orders(tmp_path):
+    """A period a later run judged otherwise (run.json status.revised, pipeline.history.record_period) is marked with
+    the run that revised it, the day it started and the orders it changed, in the number the noun takes; a period
+    rerun without a change (no revised, or 0 orders) and one audited for the first time are not marked."""
+    audit = tmp_path / "low_back_pain"
+    one = {"since_run": "r-A", "orders": 1, "added": 0, "removed": 0, "changed": 1}
+    many = {"since_run": "r-B", "orders": 1234, "added": 1200, "removed": 4, "changed": 30}
+    none = {"since_run": "r-C", "orders": 0, "added": 0, "removed": 0, "changed": 0}
+    started = "2026-11-03T02:15:00+00:00"
+    _period(audit, "2026-01", {"revised": one}, started_at=started)
+    _period(
+        audit, "2026-02", {"revised": many, "maturity": {"status": "provisional", "final_from": "2026-06-13"}}, started_at=started
+    )
+    _period(audit, "2026-03", {"revised": none}, started_at=started)
+    _period(audit, "2026-04", {}, started_at=started)
+    text = site_index.render_site_index(tmp_path).read_text(encoding="utf-8")
+    assert _row(text, "2026-01") == (
+        "2026-01 revised on 2026-11-03 by run r-2026-01: 1 order changed since run r-A report · case list · feed none r-2026-01"
+    )
+    assert _row(text, "2026-02") == (
+        "2026-02 provisional until the data reaches 2026-06-13 revised on 2026-11-03 by run r-2026-02: 1,234 orders changed"
+        " since run r-B report · case list · feed none r-2026-02"
+    )
+    assert _row(text, "2026-03") == "2026-03 report · case list · feed none r-2026-03"
+    assert _row(text, "2026-04") == "2026-04 report · case list · feed none r-2026-04"
+    assert text.count('class="revised"') == 2
+    assert "Revised: the run that published the period judged its orders otherwise" in text
+
+
+def test_site_index_says_nothing_of_revisions_when_no_period_was_revised(tmp_path):
+    _period(tmp_path / "low_back_pain", "2026-04", {"revised": {"since_run": "r", "orders": 0}})
+    text = site_index.render_site_index(tmp_path).read_text(encoding="utf-8")
+    assert 'class="revised"' not in text and "Revised:" not in text
+
+
+def test_site_index_names_what_the_audit_says_of_the_period(tmp_path):
+    """The audit's note on the period (run.json period_notes: the low back pain look-back before the diagnoses held)
+    is named under the period, as the report's first page names it."""
+    note = {
+        "title": "New episodes not verified: 6 of the 6 episodes",
+        "text": "New episodes not verified: 6 of the 6 episodes (...)",
+    }
+    _period(tmp_path / "low_back_pain", "2024-07", {}, period_notes=[note])
+    _period(tmp_path / "low_back_pain", "2026-04", {}, period_notes=[])
+    text = site_index.render_site_index(tmp_path).read_text(encoding="utf-8")
+    assert (
+        _row(text, "2024-07") == "2024-07 New episodes not verified: 6 of the 6 episodes report · case list · feed none r-2024-07"
+    )
+    assert _row(text, "2026-04") == "2026-04 report · case list · feed none r-2026-04"

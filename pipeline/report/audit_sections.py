@@ -16,6 +16,9 @@ The SQL reads the audit's tables (``<id>__mart_*``) and may name the page's depa
 
 from __future__ import annotations
 
+import html
+import re
+
 import jinja2
 import numpy as np
 
@@ -72,6 +75,33 @@ def helpers(low: int, labels: dict[str, str] | None = None) -> dict:
         return charts.histogram_svg(data, marker, title, f"{page}-{name}", xlabel, bin_width, unit, ylabel, tail_from)
 
     return {"rate": rate, "quantile": quantile, "count_below": count_below, "histogram": histogram, "label_of": label_of}
+
+
+def period_note(con, spec: ReportSpec) -> dict | None:
+    """The audit's note on the period for the first page of every page (``report/period_note.html``, its rows from
+    ``period_note.sql``, hospital-wide: the period's, not a department's); None when the audit has none."""
+    s = spec.period_note
+    if s is None:
+        return None
+    rows = frame(con, s.sql.read_text(encoding="utf-8")).to_dicts() if s.sql is not None else []
+    return {"template": f"audit/{s.name}.html", "rows": rows}
+
+
+def note_texts(env: jinja2.Environment, note: dict | None) -> list[dict]:
+    """The period note in plain words, one per row, for what is not a page (run.json ``period_notes``, the workbook's
+    Explanation, the site index): its title (the first ``<strong>``) and its whole text, from the partial itself, so
+    the wording has one home."""
+    out = []
+    for row in (note or {}).get("rows", []):
+        shown = env.get_template(note["template"]).render(note={**note, "rows": [row]})
+        title = re.search(r"<strong>(.*?)</strong>", shown, flags=re.S)
+        out.append({"title": _words(title.group(1)) if title else "", "text": _words(shown)})
+    return out
+
+
+def _words(markup: str) -> str:
+    """Rendered markup as a reader reads it: tags dropped, entities decoded, spaces collapsed."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", markup)).split())
 
 
 def section_rows(con, spec: ReportSpec, department: str | None) -> list[dict]:

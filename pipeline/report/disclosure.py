@@ -41,6 +41,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from pipeline.report import combinations
+
 # which cell to give up first when a complement is needed: months, then quarters, rolling windows, the run
 PERIOD_PREFERENCE = {"month": 0, "quarter": 1, "rolling_12m": 2, "all": 3}
 _EPS = 1e-8
@@ -637,7 +639,7 @@ class _Joint:
         """Withhold released cells until no hidden small count of a table follows from the released ones.
 
         A table whose cells and known zeros are as this left them last time (this round of the feed's or an earlier
-        one: ``Protection``) is skipped: its loop would stop at once, the same pseudo-inverse telling the same."""
+        one: ``Protection``) is skipped: its loop would stop at once, the same combination telling the same."""
         out = withheld.copy()
         for t, (idx, vecs, zeros, value, comp, den, pref) in enumerate(self.tables):
             zero = self.zero[t]
@@ -658,8 +660,7 @@ class _Joint:
                 known, target = vecs[known_rows][:, ~empty], vecs[targets][:, ~empty]
                 if known.shape[0] == 0 or known.shape[1] == 0:  # nothing released, or no unknown left to solve for
                     break
-                pinv = np.linalg.pinv(known, rcond=1e-10)
-                coef = target @ pinv  # each target as a combination of the known rows
+                coef = combinations.min_norm_combination(known, target)  # each target as a combination of the known rows
                 determined = np.abs(coef @ known - target).max(axis=1) < _EPS
                 if not determined.any():
                     break

@@ -26,7 +26,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from pipeline.report import disclosure
+from pipeline.report import combinations, disclosure
 
 TOLERANCE = 1e-9  # the columns are 0/1 and the coefficients small integers: a residual is 0 or about 1
 
@@ -322,11 +322,11 @@ def _derivations(pattern: np.ndarray, counts: Counts) -> list[tuple[int | None, 
         return []
     targets = [(None, atoms[:, j]) for j in hidden]
     targets += [(j, atoms[:, counts.kind_of[j]] - atoms[:, j]) for j in hidden if counts.is_numerator[j]]
-    pinv = np.linalg.pinv(basis, rcond=1e-10)
+    coef = combinations.min_norm_combination(basis.T, np.array([t for _, t in targets]))  # basis columns: the known counts
     n_atoms = atoms.shape[0]
     found = []
-    for complement, target in targets:
-        if not target.any() or np.abs(basis @ (pinv @ target) - target).max() > TOLERANCE:
+    for (complement, target), weights in zip(targets, coef, strict=True):
+        if not target.any() or np.abs(basis @ weights - target).max() > TOLERANCE:
             continue  # nothing, or not determined
         inside, outside = np.nonzero(target)[0], np.nonzero(target == 0)[0]
         changes = [np.eye(n_atoms)[:, inside]]  # a row more inside

@@ -25,7 +25,7 @@ import polars as pl
 
 from pipeline import db
 from pipeline.report import caselist, feed, pages, relations, sections, workbook
-from pipeline.report.audit_sections import helpers
+from pipeline.report.audit_sections import helpers, note_texts, period_note
 from pipeline.report.names import department_name, rule_labels, slugify
 from pipeline.report.pdf import CHROMIUM_FLAGS, RunningHeader, find_chromium, pdf_engine, write_pdf  # noqa: F401 - re-exported
 from pipeline.report.spec import ReportSpec
@@ -120,6 +120,9 @@ def render_steps(
         settings = pages.page_settings(run_info, pages.overall_rates(metrics, period))
         common = pages.common_values(run_info, pages.period_label(period, metrics, bounds, trend_end), settings, spec)
         common["site_root"] = site_root
+        common["period_note"] = period_note(con, spec)
+        # the same in plain words, where no page is: run.json (the site index reads it) and the workbook's Explanation
+        run_info["period_notes"] = note_texts(env, common["period_note"])
         # the verdicts this audit's rules give: a review column only for an audit that has a review verdict
         common["gives_review"] = "review" in rules["verdict"].to_list()
         page_metrics = pages.page_metrics(metrics, period, spec)

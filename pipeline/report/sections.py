@@ -50,6 +50,19 @@ def headline(
     ``verdicts``: the page's audited orders per verdict (the overlap note)."""
     sel = metrics.filter((pl.col("period") == period) & (pl.col("level") == level) & (pl.col("group_key") == key))
     by_id = {r["measure_id"]: r for r in sel.to_dicts()}
+    if by_id:
+        # a measure of the page's own with nothing in its denominator has no row: it is shown as "no denominator",
+        # never left out (a department page whose orders were none judged showed its other measures only, under
+        # "Headline measures"); a case measure is a department's only where the audit attributes cases to one
+        for m in spec.measures:
+            if m.measure_id not in by_id and (level != "department" or m.unit == "order" or spec.case_department):
+                by_id[m.measure_id] = {
+                    "measure_id": m.measure_id,
+                    "numerator": 0,
+                    "denominator": 0,
+                    "rate": None,
+                    "direction": m.direction,
+                }
     main = [
         marked(
             dict(

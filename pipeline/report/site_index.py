@@ -31,13 +31,19 @@ def _entry(folder: Path, href: str, info: dict, low: int) -> dict:
     rows = {r.get("measure_id"): sections.marked(r, low) for r in info.get("headline", [])}
     departments = folder / "departments"
     maturity = info.get("status", {}).get("maturity") or {}  # pipeline.period_status: the period's own state
+    # what this run changed since the run before it audited the period (history.record_period), dated by its start:
+    # the committee tells which month moved since it last met
+    revised = info.get("status", {}).get("revised")
     return {
         "period": info.get("period", ""),
         # 'all' by the months it spans, as its report names it (run.json status: each audit's own months)
         "period_label": info.get("status", {}).get("period") or info.get("period", ""),
+        "revised": {**revised, "on": str(info.get("started_at", ""))[:10]} if revised and revised.get("orders") else None,
         "provisional_until": maturity.get("final_from") if maturity.get("status") == "provisional" else None,
         # what the FHIR export's manifest says the data lack, as the report's first page says it
         "export_limits": [e["title"] for e in sections.export_limits(info)],
+        # what the audit says of the period itself (report/period_note.html), its title, as the report's first page
+        "notes": [n["title"] for n in info.get("period_notes") or [] if n.get("title")],
         "href": href,
         "run_id": info.get("run_id", ""),
         "pdf": (folder / "report.pdf").is_file(),

@@ -49,6 +49,8 @@ class ReportSpec:
     case_list_notes: list[str] = field(default_factory=list)
     sections: list[Section] = field(default_factory=list)
     definitions: Path | None = None  # report/definitions.html: the audit's definitions in the Methods
+    # report/period_note.html (+ .sql): what the first page says of the period beside "provisional" (every page)
+    period_note: Section | None = None
     report_dir: Path | None = None  # the audit's section templates
     labels: dict = field(default_factory=dict)  # the audit's keys in words ([report] labels; names.label)
     label_columns: tuple = ()  # its own columns of '|'-separated keys the workbook shows in words
@@ -113,6 +115,8 @@ class ReportSpec:
             for name in audit.report_sections
         ]
         definitions = audit.report_dir / "definitions.html"
+        note = audit.report_dir / "period_note.html"
+        note_sql = note.with_suffix(".sql")
         by_id = {m.measure_id: m for m in measures}
         reason_denominators = {}
         for v in audits.verdicts():
@@ -137,6 +141,7 @@ class ReportSpec:
             case_list_notes=[audits.with_parameters(n, parameters) for n in report.get("case_list_notes", [])],
             sections=sections,
             definitions=definitions if definitions.is_file() else None,
+            period_note=Section("period_note", "", note, note_sql if note_sql.is_file() else None) if note.is_file() else None,
             report_dir=audit.report_dir if audit.report_dir.is_dir() else None,
             labels=dict(report.get("labels", {})),
             label_columns=tuple(report.get("label_columns", ())),

@@ -16,6 +16,7 @@ import markupsafe
 
 from pipeline.report import controls
 from pipeline.resources import reports_dir
+from pipeline.wording import counted
 
 
 class _CompiledTemplates(jinja2.BytecodeCache):
@@ -92,6 +93,8 @@ def make_env(audit_report_dir: Path | None = None) -> jinja2.Environment:
     )
     env.filters["pct"] = pct
     env.filters["num"] = num
+    # a count before its noun, in the number the noun takes: {{ n|counted("order") }} is "1 order", "2,000 orders"
+    env.filters["counted"] = counted
     return env
 
 

@@ -39,6 +39,7 @@ from pipeline.report.controls import visible_expr
 from pipeline.report.names import department_names, labelled, labelled_list, named
 from pipeline.report.sections import export_limits
 from pipeline.report.sheet_rows import LINE_POINTS, MAX_LINES
+from pipeline.wording import counted
 
 # the Cases sheet's repeated texts (verdicts, explanations, departments...) as shared strings, as Excel writes
 # them: at 10M orders a third less sheet XML to build and zip (sheet_rows); False: every text inline
@@ -480,8 +481,10 @@ def _period_status(run_info: dict) -> list[tuple[str, str]]:
     elif maturity.get("status") == "final":
         text = f"Final: the loaded data runs through {maturity.get('data_through')}, past the period's windows."
     else:
-        return lines
-    return [*lines, ("Period status", text)]
+        text = ""
+    # what the audit says of the period beside it (report/period_note.html, as the report's first page says it)
+    notes = [("Period status", n["text"]) for n in run_info.get("period_notes") or []]
+    return [*lines, *([("Period status", text)] if text else []), *notes]
 
 
 def _data_quality(run_info: dict) -> list[tuple[str, str]]:
@@ -491,7 +494,7 @@ def _data_quality(run_info: dict) -> list[tuple[str, str]]:
     if not checks:
         return [("Data quality", "The data-quality gate did not run for this file (--no-validate): no checks are recorded.")]
     counts = ", ".join(text for _, text in outcome_counts(checks))
-    text = f"{len(checks):,} check{'s' if len(checks) != 1 else ''} by the data-quality gate: {counts}."
+    text = f"{counted(len(checks), 'check')} by the data-quality gate: {counts}."
     for d in checks:
         if (key := outcome(d)) == "passed":
             continue
