@@ -285,8 +285,8 @@ def test_providers_withheld_throughout_are_passed_on_as_one_cell_and_change_noth
 
     m = many_providers_year(seed)
     seen: list[int] = []
-    passes = disclosure._protect
-    monkeypatch.setattr(disclosure, "_protect", lambda cells, periods, k: seen.append(cells.height) or passes(cells, periods, k))
+    passes = disclosure.Protection._protect
+    monkeypatch.setattr(disclosure.Protection, "_protect", lambda self, cells: seen.append(cells.height) or passes(self, cells))
     merged = build(m, run_info("all"))
     monkeypatch.setattr(disclosure, "_settled", lambda cells: np.zeros(cells.height, bool))
     every_cell = build(m, run_info("all"))
@@ -308,7 +308,7 @@ def test_the_feed_does_not_depend_on_the_order_of_the_cells(seed):
 def test_the_audit_finds_what_primary_suppression_alone_gives_away(monkeypatch):
     from pipeline.report import disclosure
 
-    monkeypatch.setattr(disclosure, "protect", lambda cells, periods, k: cells["withheld"].to_numpy())
+    monkeypatch.setattr(disclosure.Protection, "__call__", lambda self, cells: cells["withheld"].to_numpy())
     m = rare_event_year(seed=5)
     assert any("determined by the released cells" in p for p in disclosure_breaches(build(m, run_info("all")), m))
     m = metrics(one_month(("neuro", 4, 60), ("anes", 12, 80), ("emerg", 30, 90)))
@@ -604,21 +604,37 @@ def _cell_breaches(joined: pl.DataFrame, ties: dict[str, list[str]], k: int) -> 
 
 
 def _line_breaches(joined: pl.DataFrame, count: str, true_count: str, k: int) -> list[str]:
-    """A released total and its level's cells leave no single withheld cell and no small withheld sum."""
+    """A released total and its level's cells leave no single withheld cell and no small withheld sum. The units the
+    hospital counts and no cell of the level holds (its true count less theirs: a case without an attributed
+    department) are one more cell no row releases: alone, they are the total less the level's cells."""
     lines = (
         joined.filter(pl.col("level") != "overall")
         .group_by("period", "level", "measure_id")
         .agg(
             pl.col(count).is_null().sum().alias("withheld"),
             pl.col(true_count).filter(pl.col(count).is_null()).sum().alias("hidden"),
+            pl.col(true_count).sum().alias("held"),
         )
         .join(
-            joined.filter(pl.col("level") == "overall").select("period", "measure_id", pl.col(count).alias("total")),
+            joined.filter(pl.col("level") == "overall").select(
+                "period", "measure_id", pl.col(count).alias("total"), pl.col(true_count).alias("whole")
+            ),
             on=["period", "measure_id"],
         )
-        .filter(pl.col("total").is_not_null() & ((pl.col("withheld") == 1) | pl.col("hidden").is_between(1, k - 1)))
+        .with_columns((pl.col("whole") - pl.col("held")).alias("rest"))
+        .filter(
+            pl.col("total").is_not_null()
+            & (
+                ((pl.col("withheld") == 1) & (pl.col("rest") == 0))
+                | ((pl.col("withheld") == 0) & pl.col("rest").is_between(1, k - 1))
+                | (pl.col("hidden") + pl.col("rest")).is_between(1, k - 1)
+            )
+        )
     )
-    return [f"{count} recoverable from the total: {r}" for r in lines.to_dicts()[:5]]
+    return [f"{count} recoverable from the total: {r}" for r in lines.drop("held", "whole").to_dicts()[:5]]
+
+
+REST = "\x00no department"  # the units the hospital counts and no department does
 
 
 def _linear_breaches(joined: pl.DataFrame, count: str, true_count: str, k: int) -> list[str]:
@@ -630,9 +646,19 @@ def _linear_breaches(joined: pl.DataFrame, count: str, true_count: str, k: int) 
     for measure in sorted(joined["measure_id"].unique()):
         mrows = joined.filter((pl.col("measure_id") == measure) & (pl.col("level") != "provider"))
         groups = sorted(mrows.filter(pl.col("level") == "department")["group_key"].fill_null("").unique())
+        present = {(r["period"], r["level"], r["group_key"] or ""): r for r in mrows.to_dicts()}
+        # the units the hospital counts and no department holds (a case without an attributed department): one more
+        # group, never released, its true count the hospital's less the departments'
+        rest = {
+            p: present[p, "overall", "all"][true_count]
+            - sum(present[p, "department", g][true_count] for g in groups if (p, "department", g) in present)
+            for p in periods
+            if (p, "overall", "all") in present
+        }
+        unattributed = bool(groups) and any(rest.values())
+        groups += [REST] if unattributed else []
         gidx = {g: i for i, g in enumerate(groups)}
         n_unknown = max(len(groups), 1) * len(cal)  # a measure laid out hospital-wide only: its months are the unknowns
-        present = {(r["period"], r["level"], r["group_key"] or ""): r for r in mrows.to_dicts()}
         known, hidden, names = [], [], []
         for p in periods:
             vec_all = np.zeros(n_unknown) if groups else cover[pidx[p]].copy()
@@ -641,7 +667,10 @@ def _linear_breaches(joined: pl.DataFrame, count: str, true_count: str, k: int) 
                 vec = np.zeros(n_unknown)
                 vec[gidx[g] * len(cal) : (gidx[g] + 1) * len(cal)] = cover[pidx[p]]
                 vec_all += vec
-                cells.append((present.get((p, "department", g)), vec, f"department {g}"))
+                if g == REST:
+                    cells.append(({count: None, true_count: rest.get(p, 0)}, vec, "no department"))
+                else:
+                    cells.append((present.get((p, "department", g)), vec, f"department {g}"))
             cells.append((present.get((p, "overall", "all")), vec_all, "overall"))
             for r, vec, name in cells:
                 if r is None or r[count] is not None:
@@ -842,15 +871,22 @@ def test_a_rerun_without_input_keeps_the_site_code_map(tmp_path):
     assert {"name": "local_code_map", "source": "warehouse", "path": str(inp / "local_code_map.csv")} in files
 
 
-def test_an_order_without_a_department_is_under_the_documented_group_key(tmp_path):
+def feed_without_departments(tmp_path: Path, **departments: str) -> pl.DataFrame:
+    """The CSF-leak feed of write_small_input's extracts, every count released (min_cell_count 1), where the
+    departments ``departments`` names (extract -> department, e.g. ``imaging_orders="Emergency"``) are left empty."""
     inp = write_small_input(tmp_path / "in")
-    orders = (inp / "imaging_orders.csv").read_text(encoding="utf-8")
-    (inp / "imaging_orders.csv").write_text(orders.replace(",Emergency,", ",,"), encoding="utf-8")
+    for extract, department in departments.items():
+        text = (inp / f"{extract}.csv").read_text(encoding="utf-8")
+        (inp / f"{extract}.csv").write_text(text.replace(f",{department},", ",,"), encoding="utf-8")
     cfg = tmp_path / "c.toml"
     cfg.write_text("[feed]\nmin_cell_count = 1\n")
     result = run_cli("run", "--input", inp, "--out", tmp_path / "out", "--config", cfg, "--no-validate")
     assert result.returncode == 0, result.stderr
-    fed = pl.read_parquet(tmp_path / "out" / "csf_leak" / "metrics.parquet")
+    return pl.read_parquet(tmp_path / "out" / "csf_leak" / "metrics.parquet")
+
+
+def test_an_order_without_a_department_is_under_the_documented_group_key(tmp_path):
+    fed = feed_without_departments(tmp_path, imaging_orders="Emergency")
     departments = set(fed.filter(pl.col("level") == "department")["group_key"].to_list())
     assert departments == {"Neurology", "(not recorded)"}
     assert "`(not recorded)` where the order has none" in FEED_DOC
@@ -862,3 +898,28 @@ def test_readme_and_docs_name_the_current_schema():
     assert f"(schema version {feed.SCHEMA_VERSION})" in FEED_DOC and "period_type" in FEED_DOC
     assert "| `audit_id` | string | 2.0:" in FEED_DOC and "* **2.0**:" in FEED_DOC
     assert Path(ROOT / "docs" / "METRICS_FEED.md").is_file()
+
+
+def test_units_without_a_department_are_in_a_department_row_so_the_hospital_is_their_sum(tmp_path):
+    """The small-cell passes take the hospital's count for its departments' sum (and its providers'): a case whose
+    first imaging order names no department, and whose index procedure names none either, is counted under
+    `(not recorded)`, not by the hospital alone (tests/test_feed_combined.py: what the feed does where it is not)."""
+    fed = feed_without_departments(tmp_path, imaging_orders="Neurology", procedures="Pain clinic")
+    case = fed.filter((pl.col("measure_id") == "first_imaging_right_study") & (pl.col("period") == "2025-06"))
+    # two cases: MRN-1's (no department anywhere now) and MRN-2's (Emergency); the extracts name no provider
+    assert case.select("level", "group_key", "numerator", "denominator").sort("level", "group_key").rows() == [
+        ("department", "(not recorded)", 1, 1),
+        ("department", "Emergency", 0, 1),
+        ("overall", "all", 1, 2),
+        ("provider", "(not recorded)", 1, 2),
+    ]
+    summed = (
+        fed.filter(pl.col("level") != "overall")
+        .group_by("period", "level", "measure_id")
+        .agg(pl.col("numerator", "denominator").sum())
+        .join(fed.filter(pl.col("level") == "overall"), on=["period", "measure_id"], suffix="_all")
+    )
+    assert summed.height > 0
+    assert summed.filter(
+        (pl.col("numerator") != pl.col("numerator_all")) | (pl.col("denominator") != pl.col("denominator_all"))
+    ).is_empty()

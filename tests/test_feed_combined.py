@@ -23,6 +23,7 @@ from test_feed import (
     K,
     build,
     csf_month,
+    disclosure_breaches,
     lbp_month,
     lbp_year,
     metrics,
@@ -53,8 +54,14 @@ def combined_breaches(
     feeds = [f.filter(pl.col("level") != "provider") for f, _ in runs]
     measures = sorted({m for f in feeds for m in f["measure_id"].unique()})
     counts = [f"{c}:{m}" for m in measures for c in "dn"]
-    atoms = sorted(ties) + [f"own:{c}" for c in counts if not any(c in v for v in ties.values())]
+    # a count no atom names is an atom of its own; but a numerator is part of its denominator: where neither is tied,
+    # the denominator is the numerator's atom and one of the rest (its complement)
+    untied = {c for c in counts if not any(c in v for v in ties.values())}
+    atoms = sorted(ties) + [f"own:{c}" for c in counts if c in untied]
     column = {c: [a for a in atoms if a == f"own:{c}" or c in ties.get(a, ())] for c in counts}
+    for m in measures:
+        if {f"n:{m}", f"d:{m}"} <= untied:
+            column[f"d:{m}"].append(f"own:n:{m}")
     cal = _months(min(f["period_start"].min() for f in feeds), max(f["period_end"].max() for f in feeds))
     # the true monthly counts of each run: (level, group, month, count) -> value
     truths = []
@@ -79,6 +86,9 @@ def combined_breaches(
     for r, truth in enumerate(truths):
         for a in atoms:
             mine = [c for c in counts if a in column[c]]
+            if a[4:6] in ("n:", "d:") and {f"own:n:{a[6:]}", f"own:d:{a[6:]}"} <= set(atoms):
+                # an untied measure: its numerator's atom is the numerator; the rest of its denominator is that less it
+                mine = [f"n:{a[6:]}"] + ([f"d:{a[6:]}"] if a[4] == "d" else [])
             for g in groups:
                 for m in cal:
 
@@ -101,6 +111,7 @@ def combined_breaches(
     known, hidden, zeros = [], [], set()  # zeros: the unknowns known to be 0
     for r, (f, truth) in enumerate(zip(feeds, truths, strict=True)):
         present = set(f.select("period", "level", "group_key", "measure_id").iter_rows())
+        per_department = set(f.filter(pl.col("level") == "department")["measure_id"])
         for row in f.iter_rows(named=True):
             months = _months(row["period_start"], row["period_end"])
             level, group, measure = row["level"], row["group_key"], row["measure_id"]
@@ -116,9 +127,22 @@ def combined_breaches(
                     zeros.update(np.flatnonzero(vecs[c]).tolist())  # each atom of it is empty
                 else:
                     known.append(vecs[c])
+            if row["numerator"] is not None and row["numerator"] == row["denominator"]:
+                # no count is negative: all of the denominator in the numerator shows the rest of its atoms empty
+                zeros.update(np.flatnonzero(vecs[f"d:{measure}"] - vecs[f"n:{measure}"]).tolist())
             complement = true[f"d:{measure}"] - true[f"n:{measure}"]
             if row["numerator"] is None and 1 <= complement < k:
                 hidden.append((vecs[f"d:{measure}"] - vecs[f"n:{measure}"], f"{name} complement ({complement})"))
+            if level == "overall" and has_rest[r] and measure in per_department:  # units no department holds
+                rest = {c: sum(truth.get(("department", REST, m, c), 0) for m in months) for c in true}
+                rest_vecs = {c: vector(r, c, [REST], months) for c in true}
+                for c, v in rest.items():
+                    if 1 <= v < k:
+                        hidden.append((rest_vecs[c], f"run {r}: {measure} {row['period']} no department {c[0]} ({v})"))
+                rest_complement = rest[f"d:{measure}"] - rest[f"n:{measure}"]
+                if 1 <= rest_complement < k:
+                    rest_vec = rest_vecs[f"d:{measure}"] - rest_vecs[f"n:{measure}"]
+                    hidden.append((rest_vec, f"run {r}: {measure} {row['period']} no department complement ({rest_complement})"))
         # a department without a row in a period its measure has there: nothing in the atoms of its denominator
         for measure in f["measure_id"].unique():
             rows = f.filter((pl.col("measure_id") == measure) & (pl.col("level") == "department"))
@@ -326,23 +350,20 @@ def monthly_runs(tmp_path_factory) -> dict:
     return runs
 
 
-# what the combined check still finds in one feed (docs/METRICS_FEED.md, "What the suppression protects"): the
-# complement of a withheld numerator that only its two tables' 12-month windows together give (the passes over time
-# weigh one table at a time); a fix that closes it fails this test: take the entry out
-KNOWN_GAPS = {("march", "csf_leak"): ["run 0: reason_mri_complete_spine_wwo 2024-08 overall all complement (1)"]}
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("audit_id", ["csf_leak", "low_back_pain"])
 def test_each_monthly_feed_alone_gives_nothing_away(monthly_runs, audit_id):
-    """Each run's feed on its own: nothing by test_feed's checks, nothing but the documented gap by the combined one
-    (a hospital month of inappropriate orders that 12-month windows gave once the same month a year later was known
-    to be 0, every inappropriate reason's atoms shown empty by released 0s and missing rows of the departments)."""
+    """Each run's feed on its own gives nothing away, by test_feed's checks and by the combined one. The March feed gave
+    a hospital month of inappropriate orders (two 12-month windows, once the same month a year later was known to be 0,
+    every inappropriate reason's atoms shown empty by released 0s and missing rows of the departments), then the
+    complement of a reason share in August 2024: the two windows' counts less their complements' (both released) left
+    August 2024's complement less August 2025's, and August 2025's was known to be 0 by the atoms (every evaluated
+    order of that month without the reason shown absent)."""
     from test_feed import disclosure_breaches
 
     for name in ("march", "april", "april_again"):
         fed, source, ties = monthly_runs[name, audit_id]
-        assert combined_breaches([(fed, source)], ties) == KNOWN_GAPS.get((name, audit_id), []), name
+        assert combined_breaches([(fed, source)], ties) == [], name
         assert disclosure_breaches(fed, source, ties=ties) == [], name
 
 
@@ -379,3 +400,137 @@ def test_departments_zeros_say_nothing_of_cases_the_hospital_alone_counts():
     hospital = {r["period"]: r["numerator"] for r in fed.filter(pl.col("level") == "overall").to_dicts()}
     assert hospital["2026-01"] is None
     assert None in (hospital["2026-Q1"], hospital["2026-02"], hospital["2026-03"]), hospital
+    assert disclosure_breaches(fed, metrics(rows)) == []
+    assert combined_breaches([(fed, metrics(rows))]) == []
+
+
+# ----------------------------------------------------------------------------- units no department holds
+
+M = "inappropriate_order_rate"
+
+
+def quarter_with_unattributed(rest: dict[str, tuple[int, int]]) -> pl.DataFrame:
+    """January to March 2026, two departments (d1: 20/40, 21/41, 22/42; d2: 25/45, 27/46, 29/47 inappropriate of
+    evaluated orders) and the run's total; the hospital counts ``rest`` (month -> numerator, denominator) more: orders
+    no department row holds."""
+    rows, run = [], {}
+    for i, month in enumerate(months_of("2026-01", 3)):
+        cells = {("department", "d1"): (20 + i, 40 + i), ("department", "d2"): (25 + 2 * i, 45 + i)}
+        n, d = rest.get(month, (0, 0))
+        cells["overall", "all"] = (sum(v[0] for v in cells.values()) + n, sum(v[1] for v in cells.values()) + d)
+        for (level, group), (n, d) in cells.items():
+            rows.append((month, level, group, M, n, d))
+            total = run.setdefault((level, group), [0, 0])
+            total[0], total[1] = total[0] + n, total[1] + d
+    rows += [("all", level, group, M, n, d) for (level, group), (n, d) in run.items()]
+    return metrics(rows)
+
+
+def withheld_cells(fed: pl.DataFrame) -> set[tuple]:
+    return set(fed.filter("suppressed").select("period", "level", "group_key", "denominator").rows())
+
+
+@pytest.mark.parametrize(
+    ("rest", "withheld"),
+    [
+        # 3 orders of January no department holds: the hospital less d1 and d2 would give them; d1 goes (the smaller),
+        # and in the quarter and the run's total, which hold the same 3
+        (
+            {"2026-01": (3, 15)},
+            {
+                ("2026-01", "department", "d1", 40),
+                ("2026-Q1", "department", "d1", 123),
+                ("all", "department", "d1", 123),
+            },
+        ),
+        # 30 of 45 in January may be known, February's 3 of 15 not: d1's February goes, then its January (the quarter
+        # less January and March would give February); February's 3 stay hidden behind January's 30, which the
+        # hospital less the departments no longer gives either
+        ({"2026-01": (30, 45), "2026-02": (3, 15)}, {("2026-01", "department", "d1", 40), ("2026-02", "department", "d1", 41)}),
+        # 2 of 7 (the denominator small too): d1's denominator goes with its row
+        (
+            {"2026-01": (2, 7)},
+            {("2026-01", "department", "d1", None), ("2026-Q1", "department", "d1", None), ("all", "department", "d1", None)},
+        ),
+    ],
+)
+def test_units_no_department_holds_are_never_released_as_the_hospital_less_the_departments(rest, withheld):
+    """A unit the hospital counts and no department row holds (the models put an order or case without a department
+    under `(not recorded)`, so the engine's own never do this): the hospital less the released departments is their
+    count, so the passes treat them as one more group, never released."""
+    m = quarter_with_unattributed(rest)
+    fed = build(m, run_info("all"))
+    assert withheld_cells(fed) == withheld
+    assert combined_breaches([(fed, m)]) == []
+    assert disclosure_breaches(fed, m) == []
+
+
+def test_the_checks_see_units_no_department_holds(monkeypatch):
+    """Both independent checks find the unattributed 3 a feed gives away when the passes forget them (they must not
+    take the hospital for the departments' sum as the passes did)."""
+    from pipeline.report import disclosure
+
+    monkeypatch.setattr(disclosure, "_remainders", lambda coded, k: coded.clear())
+    m = quarter_with_unattributed({"2026-01": (3, 15)})
+    fed = build(m, run_info("all"))
+    assert withheld_cells(fed) == set()
+    assert combined_breaches([(fed, m)]) == [f"run 0: {M} {p} no department n (3)" for p in ("2026-01", "2026-Q1", "all")]
+    assert [p for p in disclosure_breaches(fed, m) if "determined" in p] == [
+        f"determined by the released cells: {M} {p} no department numerator (3)" for p in ("2026-01", "2026-Q1", "all")
+    ]
+
+
+# ----------------------------------------------------------------------------- complements over time
+
+
+def year_and_a_quarter() -> pl.DataFrame:
+    """January 2025 to March 2026, the hospital only: 30 of 45 orders inappropriate a month, but 20 of 21 in January
+    2025 (1 not: a small complement) and all of them in January to March 2026 (5, 15 and 15: the quarter's 35 of 35)."""
+    counts = dict.fromkeys(months_of("2025-01", 15), (30, 45))
+    counts |= {"2025-01": (20, 21), "2026-01": (5, 5), "2026-02": (15, 15), "2026-03": (15, 15)}
+    rows = [(month, "overall", "all", M, n, d) for month, (n, d) in counts.items()]
+    return metrics(rows + [("all", "overall", "all", M, sum(n for n, _ in counts.values()), sum(d for _, d in counts.values()))])
+
+
+def test_a_complement_known_to_be_0_a_year_later_gives_no_complement_away():
+    """2026-Q1's 35 of 35 shows every month of it with no order left over (no count is negative), so the 12-month window
+    ending in December 2025 less the one ending in January 2026 gives January 2025's 1 not-inappropriate order: the
+    windows' counts are released, their complements with them. The passes over time weigh each table's complements as
+    a series of their own, and give up cells of that derivation too."""
+    m = year_and_a_quarter()
+    fed = build(m, run_info("all"))
+    assert withheld_cells(fed) == {
+        ("2025-01", "overall", "all", None),
+        ("2025-02", "overall", "all", None),
+        ("2025-03", "overall", "all", None),
+        ("2026-01", "overall", "all", None),
+        ("2026-02", "overall", "all", None),
+        ("2026-03", "overall", "all", None),
+        ("2025-04", "overall", "all", 45),
+        ("2025-05", "overall", "all", 45),
+        ("2025-07", "overall", "all", 45),
+        ("2025-08", "overall", "all", 45),
+        ("2025-10", "overall", "all", 45),
+        ("2025-11", "overall", "all", 45),
+        ("2025-Q1", "overall", "all", 111),
+        ("2025-Q2", "overall", "all", 135),
+        ("2025-Q3", "overall", "all", 135),
+        ("2026-Q1", "overall", "all", 35),
+        ("2025-01..2025-12", "overall", "all", 516),
+        ("2025-04..2026-03", "overall", "all", 440),
+    }
+    assert combined_breaches([(fed, m)]) == []
+    assert disclosure_breaches(fed, m) == []
+
+
+def test_the_combined_check_knows_a_numerator_is_part_of_its_denominator():
+    """What the feed released before the passes weighed complements (every month of the small counts withheld, the
+    windows and quarters released): the combined check finds January 2025's complement, as a numerator of all its
+    denominator shows the rest empty."""
+    m = year_and_a_quarter()
+    months = {"2025-01", "2025-02", "2025-03", "2026-01", "2026-02", "2026-03"}
+    fed = build(m, run_info("all", min_cell_count=1)).with_columns(
+        pl.when(pl.col("period").is_in(months)).then(None).otherwise("numerator").alias("numerator"),
+        pl.when(pl.col("period").is_in(months)).then(None).otherwise("denominator").alias("denominator"),
+    )
+    assert combined_breaches([(fed, m)]) == [f"run 0: {M} 2025-01 overall all complement (1)"]

@@ -12,7 +12,8 @@ import numpy as np
 import polars as pl
 import pytest
 from test_disclosure_graph import feed_periods
-from test_feed import mixed_year, run_info
+from test_feed import LBP_TIES, lbp_year, mixed_year, run_info
+from test_feed_combined import CSF_ORDER_TIES, tied_year
 
 from pipeline.report import combinations, disclosure, feed, relations
 
@@ -76,3 +77,26 @@ def test_combined_codes_are_the_dense_rank_of_the_codes_in_order():
     want = frame.select(pl.struct("a_code", "b_code", "c_code").rank("dense").cast(pl.Int64) - 1).to_series().to_numpy()
     assert np.array_equal(disclosure._combined(frame, ("a", "b", "c")), want)
     assert disclosure._combined(frame.head(0), ("a", "b", "c")).size == 0
+
+
+@pytest.mark.parametrize(("ties", "seed"), [("lbp", 3), ("lbp", 5), ("csf", 4), ("csf", 9)])
+def test_the_rounds_reuse_the_passes_and_answer_as_afresh(ties, seed, monkeypatch):
+    """``feed.suppress`` hands the same cells to its two ``Protection``s round after round (these years take several:
+    counts tied within cells): the passes are built once each (they re-examine only what changed since), and the
+    feed is the one passes built afresh every round give."""
+    m, ties = (lbp_year(seed), LBP_TIES) if ties == "lbp" else (tied_year(CSF_ORDER_TIES, seed), CSF_ORDER_TIES)
+    built = []
+    init = disclosure._Passes.__init__
+
+    def counting_init(self, coded, periods, k):
+        built.append(coded.height)
+        init(self, coded, periods, k)
+
+    monkeypatch.setattr(disclosure._Passes, "__init__", counting_init)
+    reused = feed.build_feed(m, run_info("all"), relations.Atoms.of(ties))
+    assert len(built) == 2  # the denominators' cells and the numerators'
+    protection = disclosure.Protection  # afresh: a new one, its passes built again, every round
+    monkeypatch.setattr(disclosure, "Protection", lambda periods, k: lambda cells: protection(periods, k)(cells))
+    afresh = feed.build_feed(m, run_info("all"), relations.Atoms.of(ties))
+    assert len(built) > 2 + 2  # afresh: one build a round
+    assert afresh.equals(reused)

@@ -15,12 +15,18 @@ denominator shared by several measures. Its cells add up two ways, and both are 
   withheld cell is computable exactly when its two ends are connected, and the known cells a
   derivation uses are those the electrical flow between its ends runs through (the minimum-norm
   combination): connected components and one grounded Laplacian solve per series, no pseudo-inverse.
+  A numerator table's complements (its denominator less it) are a series of their own over the same
+  cells: a row released shows both, and a released complement of 0 (all of a quarter's orders
+  inappropriate) is a 0 in each of its months, as a released count of 0 is.
 * **time and departments together** (``_Joint``): the two sums above combine (a department's quarter
   minus its released months, against the hospital's month minus the other departments...). Per
   table, every hidden small count of the overall and department cells is checked against all the
   released ones at once (unknowns: department x calendar month); one it determines gives up a
   released cell of that derivation. Providers are protected by the first two only: a joint system of
   hundreds of providers x months is too large to solve per table.
+
+The hospital's count need not be its groups' sum: units no cell of a level holds (``_remainders``) are one more
+cell of that level, never released.
 
 No count is negative: a released 0 of a quarter, a 12-month window or the hospital is a 0 of every month and
 department it sums, and so is a withheld cell the caller marks ``zero`` (``relations.zero_by_atoms``: every atom of
@@ -50,7 +56,8 @@ def small(values: np.ndarray | pl.Expr, k: int):
 
 
 def protect(cells: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: int) -> np.ndarray:
-    """The final withheld mask (aligned to ``cells``), from the primary one in ``cells['withheld']``.
+    """The final withheld mask (aligned to ``cells``), from the primary one in ``cells['withheld']``
+    (``Protection``, once).
 
     ``cells``: one row per cell with ``unit, period, level`` (overall / department / provider),
     ``group_key`` (not null), ``value`` (the count), ``complement`` (denominator - numerator for a
@@ -60,31 +67,107 @@ def protect(cells: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: i
     hospital-wide and per department, one of them also laid out per provider): cells of one period, level and
     group with the same ``link`` name are withheld together, so neither table releases what the other hides.
     ``<key>_code`` columns, where given, are the keys' ``order_code`` (the caller's, over these cells or more).
-    An optional ``zero`` column marks withheld cells known to be 0 all the same (``relations.zero_by_atoms``).
+    An optional ``zero`` column marks withheld cells known to be 0 all the same (``relations.zero_by_atoms``), an
+    optional ``zero_complement`` those whose complement is.
 
     A provider whose cells of a table are all withheld from the start (at a large hospital most providers: 1 to
     10 orders in every period) stays so, and only its line sums count for the others: such providers are passed
     on as one cell per table and period holding their sum and how many cells it stands for (``_settled``).
     """
-    if cells.height == 0:
-        return cells["withheld"].to_numpy().copy()
-    # every key as integer codes (order-preserving: each value's place among the sorted distinct values)
-    keys = ("unit", "period", "level", "group_key")
-    links = ["link"] if "link" in cells.columns else []
-    given = [f"{c}_code" for c in keys if f"{c}_code" in cells.columns]  # the caller's codes of its keys
-    zero = ["zero"] if "zero" in cells.columns else []
-    coded = cells.select(*keys, *given, "value", "complement", "den", "withheld", *links, *zero).with_columns(
-        *(order_code(cells[c]).alias(f"{c}_code") for c in (*keys, *links) if f"{c}_code" not in given),
-        pl.lit(1, pl.Int64).alias("cells"),
-    )
-    settled = _settled(coded)
-    if not settled.any():
-        return _protect(coded, periods, k)
-    kept = ~settled
-    out = cells["withheld"].to_numpy().copy()  # a settled cell is withheld from the start and stays so
-    reduced = pl.concat([coded.filter(pl.Series(kept)), _merged(coded.filter(pl.Series(settled)), links)])
-    out[kept] = _protect(reduced, periods, k)[: int(kept.sum())]
-    return out
+    return Protection(periods, k)(cells)
+
+
+class Protection:
+    """``protect`` for the same cells round after round (``feed.suppress``: their withheld and ``zero`` columns grow,
+    the cells stay). The passes are built once while the cells they weigh stay the same, and keep what they settled:
+    a round re-examines only the series and tables whose withheld cells or known zeros changed since (the rest would
+    find what they found before: nothing more), so its cost follows what the last round changed, not every cell."""
+
+    def __init__(self, periods: dict[str, tuple[str, list[int]]], k: int):
+        self.periods, self.k = periods, k
+        self._passes: _Passes | None = None
+
+    def __call__(self, cells: pl.DataFrame) -> np.ndarray:
+        """``protect(cells, periods, k)``."""
+        if cells.height == 0:
+            return cells["withheld"].to_numpy().copy()
+        # every key as integer codes (order-preserving: each value's place among the sorted distinct values)
+        keys = ("unit", "period", "level", "group_key")
+        links = ["link"] if "link" in cells.columns else []
+        given = [f"{c}_code" for c in keys if f"{c}_code" in cells.columns]  # the caller's codes of its keys
+        zero = [c for c in ("zero", "zero_complement") if c in cells.columns]
+        coded = cells.select(*keys, *given, "value", "complement", "den", "withheld", *links, *zero).with_columns(
+            *(order_code(cells[c]).alias(f"{c}_code") for c in (*keys, *links) if f"{c}_code" not in given),
+            pl.lit(1, pl.Int64).alias("cells"),
+        )
+        settled = _settled(coded)
+        if not settled.any():
+            return self._protect(coded)
+        kept = ~settled
+        out = cells["withheld"].to_numpy().copy()  # a settled cell is withheld from the start and stays so
+        reduced = pl.concat([coded.filter(pl.Series(kept)), _merged(coded.filter(pl.Series(settled)), links)])
+        out[kept] = self._protect(reduced)[: int(kept.sum())]
+        return out
+
+    def _protect(self, coded: pl.DataFrame) -> np.ndarray:
+        """``protect`` on cells with their keys' codes and a ``cells`` column (how many cells each stands for in
+        its lines' count of withheld cells)."""
+        n_given = coded.height
+        coded = pl.concat([coded, _remainders(coded, self.k)])
+        passes = self._passes
+        if passes is None or not passes.weigh(coded):  # other cells (more providers settled): built afresh
+            passes = self._passes = _Passes(coded, self.periods, self.k)
+        withheld = passes.start(coded)
+        while True:
+            before = withheld.copy()
+            withheld = passes.joint.settle(passes.grid.settle(passes.lines.hierarchy_pass(withheld), self.k))
+            if passes.link is not None:
+                withheld = (np.bincount(passes.link, weights=withheld) > 0)[passes.link]
+            if (withheld == before).all():
+                out = np.empty_like(withheld)
+                out[passes.order] = withheld
+                return out[:n_given]
+
+
+class _Passes:
+    """The line, time and joint passes over one set of cells (``Protection``), in the order they weigh them."""
+
+    def __init__(self, coded: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: int):
+        self.order = _order(coded)
+        self.cells = _cells_weighed(coded)[self.order]
+        frame = coded[self.order].with_row_index("idx").with_columns(pl.col("complement").fill_null(0))
+        self.lines, self.grid, self.joint = _Lines(frame, k), _SeriesGrid(frame, periods), _Joint(frame, periods, k)
+        self.link = _link_ids(frame) if "link" in frame.columns else None
+
+    def weigh(self, coded: pl.DataFrame) -> bool:
+        """Whether ``coded`` are the cells these passes were built for (their keys, counts and how many cells each
+        stands for), whatever is withheld now."""
+        if coded.height != self.cells.shape[0]:
+            return False
+        order = _order(coded)  # the settled providers' cells come out of a group-by, in any order
+        if not np.array_equal(_cells_weighed(coded)[order], self.cells):
+            return False
+        self.order = order
+        return True
+
+    def start(self, coded: pl.DataFrame) -> np.ndarray:
+        """The withheld cells of ``coded`` in the passes' order, their known zeros handed to the passes."""
+        known = {c: coded[c].to_numpy()[self.order] for c in ("zero", "zero_complement") if c in coded.columns}
+        self.grid.know(known)
+        self.joint.know(known.get("zero"))
+        return coded["withheld"].to_numpy()[self.order].copy()
+
+
+def _order(coded: pl.DataFrame) -> np.ndarray:
+    """The order the passes weigh the cells in. They choose among equal candidates by position: one order of the
+    cells, whatever the caller's (group-bys and uniques hand them over in any order), so the same counts always give
+    the same feed."""
+    return np.argsort(_combined(coded, ("unit", "period", "level", "group_key")), kind="stable")
+
+
+def _cells_weighed(coded: pl.DataFrame) -> np.ndarray:
+    columns = ("unit_code", "period_code", "level_code", "group_key_code", "value", "den", "cells")
+    return np.column_stack([coded[c].fill_null(0).to_numpy().astype(np.int64) for c in columns])
 
 
 def _settled(coded: pl.DataFrame) -> np.ndarray:
@@ -111,7 +194,7 @@ def _merged(settled: pl.DataFrame, links: list[str]) -> pl.DataFrame:
         *(pl.col(c).first() for c in ("unit", "period", "level", *links)),
         pl.col("value", "complement", "den").sum(),
         pl.len().cast(pl.Int64).alias("cells"),
-        *([pl.col("zero").all()] if "zero" in settled.columns else []),
+        *(pl.col(c).all() for c in ("zero", "zero_complement") if c in settled.columns),
     )
     link_code = pl.col("link_code") if links else pl.lit(0)
     return merged.with_columns(
@@ -121,25 +204,49 @@ def _merged(settled: pl.DataFrame, links: list[str]) -> pl.DataFrame:
     ).select(settled.columns)
 
 
-def _protect(coded: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: int) -> np.ndarray:
-    """``protect`` on cells with their keys' codes and a ``cells`` column (how many cells each stands for in
-    its lines' count of withheld cells)."""
-    # the passes choose among equal candidates by position: one order of the cells, whatever the caller's
-    # (group-bys and uniques hand them over in any order), so the same counts always give the same feed
-    order = np.argsort(_combined(coded, ("unit", "period", "level", "group_key")), kind="stable")
-    frame = coded.with_row_index("given")[order].with_row_index("idx").with_columns(pl.col("complement").fill_null(0))
-    withheld = frame["withheld"].to_numpy().copy()
-    lines, grid, joint = _Lines(frame, k), _SeriesGrid(frame, periods), _Joint(frame, periods, k)
-    link = _link_ids(frame) if "link" in frame.columns else None
-    while True:
-        before = withheld.copy()
-        withheld = joint.settle(grid.settle(lines.hierarchy_pass(withheld), k))
-        if link is not None:
-            withheld = (np.bincount(link, weights=withheld) > 0)[link]
-        if (withheld == before).all():
-            out = np.empty_like(withheld)
-            out[frame["given"].to_numpy()] = withheld
-            return out
+def _remainders(coded: pl.DataFrame, k: int) -> pl.DataFrame:
+    """Per table, period and level (department, provider), the units the hospital counts and no cell of the level
+    holds (a case without an attributed department, were a model to leave one out), as one more cell of that level,
+    in a group of its own after every other: the hospital less the level's released cells gives it, so it is a count
+    like any other (withheld from the start when it is 1..k-1) and the line, time and joint passes protect it and
+    rely on it only while it stays hidden. It is never released (the caller's cells are all ``protect`` answers
+    for). None where the levels' cells add up to the hospital's, as the engine's models always give them."""
+    total = pl.col("level") == "overall"
+    by = ["unit_code", "period_code", "level_code"]
+    parts = (
+        coded.filter(~total)
+        .group_by(by)
+        .agg(pl.col("unit", "period", "level").first(), pl.col("value", "complement", "den").sum())
+    )
+    whole = coded.filter(total).select(
+        "unit_code", "period_code", pl.col("value").alias("v"), pl.col("complement").alias("c"), pl.col("den").alias("d")
+    )
+    rest = parts.join(whole, on=["unit_code", "period_code"]).select(
+        *by,
+        "unit",
+        "period",
+        "level",
+        (pl.col("v") - pl.col("value")).alias("value"),
+        (pl.col("c") - pl.col("complement")).alias("complement"),
+        (pl.col("d") - pl.col("den")).alias("den"),
+    )
+    rest = rest.filter((pl.col("value") != 0) | (pl.col("den") != 0))
+    if rest.height == 0:
+        return coded.clear()
+    past = int(coded["group_key_code"].max()) + 1
+    extra = {
+        "group_key": pl.lit("\x00remainder"),
+        "group_key_code": pl.lit(past).cast(coded["group_key_code"].dtype),
+        "withheld": small(pl.col("value"), k) | small(pl.col("complement").fill_null(0), k),
+        "cells": pl.lit(1, pl.Int64),
+    }
+    if "link" in coded.columns:  # tied to no other cell: a link name of its own per table
+        extra["link"] = pl.concat_str([pl.lit("\x00remainder"), pl.col("unit")], separator="\x1f")
+        extra["link_code"] = (int(coded["link_code"].max()) + 1 + pl.col("unit_code")).cast(coded["link_code"].dtype)
+    for known in ("zero", "zero_complement"):
+        if known in coded.columns:
+            extra[known] = pl.lit(False)
+    return rest.with_columns(**extra).select(coded.columns).cast(coded.schema)
 
 
 def key_of(codes: list, sizes: list[int] | None = None):
@@ -369,9 +476,7 @@ class _SeriesGrid:
         self.comp[s, c] = keyed["complement"].to_numpy()
         self.den = np.zeros(shape)
         self.den[s, c] = keyed["den"].to_numpy()
-        self.zero = np.zeros(shape, bool)  # known to be 0 though withheld (the caller's ``zero``: by the atoms)
-        if "zero" in keyed.columns:
-            self.zero[s, c] = keyed["zero"].to_numpy()
+        self.know({c: keyed[c].to_numpy() for c in ("zero", "zero_complement") if c in keyed.columns})
         self.in_agg = self.cover @ self.cover.T > 0  # (periods, periods): month column m lies in aggregate a
         self.first, self.stop = _interval_ends(self.cover) if self.cover.size else (np.zeros(0, int), np.zeros(0, int))
         # per series, the hospital's series of its table (-1: none, or its own): a hospital's 0 is a 0 of every group
@@ -380,11 +485,22 @@ class _SeriesGrid:
         self.hospital[s] = keyed["unit_code"].replace_strict(hospital, default=-1, return_dtype=pl.Int64).to_numpy()
         self._seen: np.ndarray | None = None  # the unknown cells (withheld, no known 0) settle() left
 
-    def _unknown(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(withheld cells not known otherwise, cells known to be 0). No count is negative: a released 0 of its series
-        over some months (a quarter, a 12-month window), or of the hospital's series of its table, is a 0 in each of
-        those months, so a cell all of whose months such 0s cover is known, withheld or not."""
-        released_zero = self.present & ((~w & (self.value == 0)) | self.zero)
+    def know(self, known: dict[str, np.ndarray]) -> None:
+        """The withheld cells known to be 0 all the same (``zero``: by the atoms, ``relations.zero_by_atoms``) and
+        those whose complement is (``zero_complement``), per cell in the frame's order."""
+        self.zero = np.zeros(self.present.shape, bool)
+        self.zero_complement = np.zeros(self.present.shape, bool)
+        for name, grid in (("zero", self.zero), ("zero_complement", self.zero_complement)):
+            if name in known:
+                grid[self.s, self.c] = known[name]
+
+    def _unknown(self, w: np.ndarray, of_complement: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(withheld cells not known otherwise, cells known to be 0), of the counts or ``of_complement`` of their
+        complements (a withheld row hides both; a released one shows both). No count is negative: a released 0 of its
+        series over some months (a quarter, a 12-month window), or of the hospital's series of its table, is a 0 in
+        each of those months, so a cell all of whose months such 0s cover is known, withheld or not."""
+        value, zero = (self.comp, self.zero_complement) if of_complement else (self.value, self.zero)
+        released_zero = self.present & ((~w & (value == 0)) | zero)
         zero_month = released_zero.astype(float) @ self.cover > 0  # (series, months)
         has = self.hospital >= 0
         zero_month[has] |= zero_month[self.hospital[has]]
@@ -398,13 +514,20 @@ class _SeriesGrid:
             return withheld
         w = np.zeros(self.present.shape, bool)
         w[self.s, self.c] = withheld
-        unknown, known_zero = self._unknown(w)
+        # the counts and their complements (a numerator table's: the denominator less it), each a series of its own:
+        # a withheld count is given by its released months as much as by its complement's (two 12-month windows
+        # less a month a year later whose complement is known to be 0)
+        unknown = np.hstack([*self._unknown(w), *self._unknown(w, of_complement=True)])
         rows = np.arange(w.shape[0]) if self._seen is None else np.flatnonzero((unknown != self._seen).any(axis=1))
+        n = w.shape[1]
         while rows.size:
-            add = self._exact_disclosures(unknown, known_zero, rows) | self._small_hidden_sums(w, rows, k)
+            add = self._small_hidden_sums(w, rows, k)
+            for part in (0, 2 * n):  # the counts, then the complements
+                add |= self._exact_disclosures(unknown[:, part : part + n], unknown[:, part + n : part + 2 * n], rows)
             w[rows] |= add
             # a released 0 given up can make other cells (a department's, under the hospital's 0) unknown again
-            before, (unknown, known_zero) = unknown, self._unknown(w)
+            before = unknown
+            unknown = np.hstack([*self._unknown(w), *self._unknown(w, of_complement=True)])
             rows = np.flatnonzero((unknown != before).any(axis=1))
         self._seen = unknown
         return withheld | w[self.s, self.c]
@@ -494,7 +617,6 @@ class _Joint:
                         vec[gidx[g], :] = cover[p]
                         zeros.append(vec.ravel())
             pref = np.array([PERIOD_PREFERENCE[periods[p][0]] for p in table["period"]])
-            zero = table["zero"].to_numpy() if "zero" in table.columns else np.zeros(table.height, bool)
             self.tables.append(
                 (
                     table["idx"].to_numpy(),
@@ -504,20 +626,24 @@ class _Joint:
                     table["complement"].to_numpy().astype(float),
                     table["den"].to_numpy().astype(float),
                     pref,
-                    zero,
                 )
             )
-        self._settled: list[np.ndarray | None] = [None] * len(self.tables)  # per table, its cells settle() left
+        self._settled: list[tuple | None] = [None] * len(self.tables)  # per table, its cells (and 0s) settle() left
+        self.know(frame["zero"].to_numpy() if "zero" in frame.columns else None)
+
+    def know(self, zero: np.ndarray | None) -> None:
+        """The withheld cells known to be 0 all the same (the caller's ``zero``), per cell in the frame's order."""
+        self.zero = [np.zeros(t[0].size, bool) if zero is None else zero[t[0]] for t in self.tables]
 
     def settle(self, withheld: np.ndarray) -> np.ndarray:
         """Withhold released cells until no hidden small count of a table follows from the released ones.
 
-        A table whose cells are as this left them last time is skipped: its loop would stop at once, the same
-        combination telling the same, and ``protect`` calls this once more after its last change (a third
-        of the solves at case-dense 10M)."""
+        A table whose cells and known zeros are as this left them last time (this round of the feed's or an earlier
+        one: ``Protection``) is skipped: its loop would stop at once, the same combination telling the same."""
         out = withheld.copy()
-        for t, (idx, vecs, zeros, value, comp, den, pref, zero) in enumerate(self.tables):
-            if self._settled[t] is not None and np.array_equal(out[idx], self._settled[t]):
+        for t, (idx, vecs, zeros, value, comp, den, pref) in enumerate(self.tables):
+            zero = self.zero[t]
+            if self._settled[t] is not None and all(map(np.array_equal, (out[idx], zero), self._settled[t])):
                 continue
             hidden_small = small(value, self.k) | small(comp, self.k)
             while True:
@@ -547,5 +673,5 @@ class _Joint:
                     break
                 pick = cand[np.lexsort((value[cand], pref[cand]))[0]]
                 out[idx[pick]] = True
-            self._settled[t] = out[idx]
+            self._settled[t] = (out[idx], zero)
         return out

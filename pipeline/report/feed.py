@@ -354,6 +354,9 @@ def suppress(
     forced_den = pl.DataFrame(schema={"den_key": pl.Int64, "forced": pl.Boolean})
     forced_fam = forced_den.rename({"den_key": "fam_key"})
     more_den = forced_den  # the denominators' pass runs first, and again only when a cell was added to them
+    # the passes over the denominators' cells and over the numerators', built once: each round weighs again only the
+    # series and tables the rounds before changed
+    protect_den, protect_fam = disclosure.Protection(periods, k), disclosure.Protection(periods, k)
 
     def with_rows_withheld(fam: pl.DataFrame) -> pl.DataFrame:
         fam = fam.drop("withheld", "den_withheld", "forced", strict=False)
@@ -369,7 +372,7 @@ def suppress(
         if more_den.height or "den_withheld" not in den_cells.columns:
             den_cells = den_cells.drop("withheld", "forced", strict=False).join(forced_den, on="den_key", how="left")
             den_cells = den_cells.with_columns((pl.col("primary") | pl.col("forced").fill_null(False)).alias("withheld"))
-            den_cells = den_cells.with_columns(pl.Series("den_withheld", disclosure.protect(den_cells, periods, k)))
+            den_cells = den_cells.with_columns(pl.Series("den_withheld", protect_den(den_cells)))
         fam = with_rows_withheld(fam)
         # the cells first, on what the denominators' pass left: the rows' pass then protects across cells what this
         # adds, and the check after it mostly finds nothing (each rows' pass costs ~1 s at 10M orders)
@@ -383,11 +386,11 @@ def suppress(
             forced_fam = force(more_fam, forced_fam)
             fam = with_rows_withheld(fam)
         # a count whose atoms released 0s elsewhere show empty is known to be 0 (relations.zero_by_atoms)
-        _, zero = relations.zero_by_atoms(
+        _, zero, zero_complement = relations.zero_by_atoms(
             den_cells, fam.with_columns(pl.col("withheld").alias("row_withheld")), cell, counts, cover
         )
-        fam = fam.with_columns(pl.Series("zero", zero))
-        fam = fam.with_columns(pl.Series("row_withheld", disclosure.protect(fam, periods, k)))
+        fam = fam.with_columns(pl.Series("zero", zero), pl.Series("zero_complement", zero_complement))
+        fam = fam.with_columns(pl.Series("row_withheld", protect_fam(fam)))
         more_den, more_fam = relations.exposed(den_cells, fam, cell, counts, k, cover)
         if more_den.height == 0 and more_fam.height == 0:
             break

@@ -170,9 +170,10 @@ def _laid_out(
 
 def zero_by_atoms(
     den_cells: pl.DataFrame, fam: pl.DataFrame, cell: list[str], counts: Counts, cover: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per denominator cell and per numerator cell (``exposed``'s frames, in their order): whether its count is
-    known to be 0 there though it is withheld. No count is negative, so a released 0 shows each atom of its count
+    known to be 0 there though it is withheld; and per numerator cell, whether its complement is (every atom of its
+    denominator it does not hold shown empty). No count is negative, so a released 0 shows each atom of its count
     empty in each month it sums, for its group (the hospital's: for every group; every department's: for the
     hospital); a count all of whose atoms are so shown empty in every month of the cell is 0, whichever counts
     showed them (a month's inappropriate orders are 0 when the quarters of every inappropriate reason show 0). The
@@ -207,14 +208,27 @@ def zero_by_atoms(
     if departments.size:
         empty[n_series] |= empty[departments].all(axis=0)
     empty[:n_series] |= empty[n_series]
-    out = np.zeros(count.size, bool)
-    hidden = np.flatnonzero(w & (v == 0))  # only a count that is 0 is ever marked: the others are not looked at
-    for start in range(0, hidden.size, 20_000):  # (cells, atoms, months) a block at a time
-        r = hidden[start : start + 20_000]
-        unknown = ~empty[np.where(overall[r], n_series, series[r])]
-        needed = atoms_of[count[r]][:, :, None] & cover[period[r]][:, None, :]
-        out[r] = ~(unknown & needed).any(axis=(1, 2))
-    return out[:n_den], out[n_den:]
+
+    def shown_empty(hidden: np.ndarray, atoms: np.ndarray) -> np.ndarray:
+        """Per cell of ``hidden`` (withheld, a count or complement of 0: only such a one is ever marked, the others are
+        not looked at), whether every one of ``atoms`` (its count's, per cell) is shown empty in each of its months."""
+        out = np.zeros(count.size, bool)
+        for start in range(0, hidden.size, 20_000):  # (cells, atoms, months) a block at a time
+            r = hidden[start : start + 20_000]
+            unknown = ~empty[np.where(overall[r], n_series, series[r])]
+            needed = atoms[start : start + 20_000][:, :, None] & cover[period[r]][:, None, :]
+            out[r] = ~(unknown & needed).any(axis=(1, 2))
+        return out
+
+    hidden = np.flatnonzero(w & (v == 0))
+    zero = shown_empty(hidden, atoms_of[count[hidden]])
+    # a numerator's complement (its denominator less it) is the atoms of the denominator the numerator does not hold
+    complement = np.zeros(count.size, np.int64)
+    complement[n_den:] = fam["denominator"].fill_null(0).to_numpy() - v[n_den:]
+    hidden = np.flatnonzero(w & (complement == 0) & counts.is_numerator[count] & (np.arange(count.size) >= n_den))
+    rest = atoms_of[counts.kind_of[count[hidden]]] & ~atoms_of[count[hidden]]
+    zero_complement = shown_empty(hidden, rest)
+    return zero[:n_den], zero[n_den:], zero_complement[n_den:]
 
 
 def _zero_elsewhere(
