@@ -871,13 +871,14 @@ def test_a_rerun_without_input_keeps_the_site_code_map(tmp_path):
     assert {"name": "local_code_map", "source": "warehouse", "path": str(inp / "local_code_map.csv")} in files
 
 
-def feed_without_departments(tmp_path: Path, **departments: str) -> pl.DataFrame:
+def feed_without_departments(tmp_path: Path, blank: str = "", **departments: str) -> pl.DataFrame:
     """The CSF-leak feed of write_small_input's extracts, every count released (min_cell_count 1), where the
-    departments ``departments`` names (extract -> department, e.g. ``imaging_orders="Emergency"``) are left empty."""
+    departments ``departments`` names (extract -> department, e.g. ``imaging_orders="Emergency"``) are left empty
+    (the field's text: ``blank``)."""
     inp = write_small_input(tmp_path / "in")
     for extract, department in departments.items():
         text = (inp / f"{extract}.csv").read_text(encoding="utf-8")
-        (inp / f"{extract}.csv").write_text(text.replace(f",{department},", ",,"), encoding="utf-8")
+        (inp / f"{extract}.csv").write_text(text.replace(f",{department},", f",{blank},"), encoding="utf-8")
     cfg = tmp_path / "c.toml"
     cfg.write_text("[feed]\nmin_cell_count = 1\n")
     result = run_cli("run", "--input", inp, "--out", tmp_path / "out", "--config", cfg, "--no-validate")
@@ -885,8 +886,10 @@ def feed_without_departments(tmp_path: Path, **departments: str) -> pl.DataFrame
     return pl.read_parquet(tmp_path / "out" / "csf_leak" / "metrics.parquet")
 
 
-def test_an_order_without_a_department_is_under_the_documented_group_key(tmp_path):
-    fed = feed_without_departments(tmp_path, imaging_orders="Emergency")
+@pytest.mark.parametrize("blank", ["", '""', '"   "', "\t"], ids=["empty", "quoted", "spaces", "tab"])
+def test_an_order_without_a_department_is_under_the_documented_group_key(tmp_path, blank):
+    """Empty, a quoted "" or white space alone: no department, not a department named "" beside `(not recorded)`."""
+    fed = feed_without_departments(tmp_path, blank, imaging_orders="Emergency")
     departments = set(fed.filter(pl.col("level") == "department")["group_key"].to_list())
     assert departments == {"Neurology", "(not recorded)"}
     assert "`(not recorded)` where the order has none" in FEED_DOC

@@ -186,3 +186,24 @@ def test_a_strftime_directive_spark_cannot_read_is_refused():
     assert spark_typed.spark_pattern("%m/%d/%Y %I:%M %p", "x") == "M'/'d'/'yyyy' 'h':'m' 'a"
     with pytest.raises(Exception, match="%j has no Spark reading"):
         spark_typed.spark_pattern("%Y-%j", "imaging_orders")
+
+
+def test_blank_free_text_is_no_value_alike(spark, tmp_path):
+    """A department (free text) that is empty, a quoted "", spaces or a tab is null on both parses, not a department
+    named "" or "   " beside `(not recorded)`; a named one is kept as delivered, its spaces included."""
+    d = tmp_path / "in"
+    write_csv(
+        d / "imaging_orders.csv",
+        ORDER_HEADER,
+        [
+            ["O1", "MRN-1", "2025-06-06 10:00:00", "72156", "", "G97.1", "completed"],
+            ["O2", "MRN-1", "2025-06-06 10:05:00", "72157", "   ", "G97.1", "completed"],
+            ["O3", "MRN-1", "2025-06-06 10:10:00", "72158", "\t", "G97.1", "completed"],
+            ["O4", "MRN-2", "2025-06-04 09:00:00", "72148", " Emergency ", "", "completed"],
+        ],
+    )
+    text = (d / "imaging_orders.csv").read_text(encoding="utf-8").replace("72156,,", '72156,"",')  # a quoted ""
+    (d / "imaging_orders.csv").write_text(text, encoding="utf-8")
+    got = _same_as_polars(spark, d, tmp_path)
+    typed = pl.read_parquet(got["imaging_orders"].typed_parquet).sort(LINE_KEY)
+    assert typed["ordering_department"].to_list() == [None, None, None, " Emergency "]

@@ -322,7 +322,8 @@ def typed_columns(kinds: dict[str, str], contract: TableContract, cfg: Config) -
             text = f"lower({text})" if col in contract.lowercase else text
             exprs.append(f"{text} AS {c}")
         else:
-            exprs.append(f"CAST({c} AS STRING) AS {c}")  # free text: kept as delivered
+            # free text: kept as delivered; blank is no value (typed_frame)
+            exprs.append(f"CASE WHEN {_stripped(c)} = '' THEN NULL ELSE CAST({c} AS STRING) END AS {c}")
     for col in contract.not_null:
         source = q("_src_" + col) if col in checked else f"CAST({q(col)} AS STRING)"
         if col in kinds:

@@ -105,7 +105,10 @@ def typed_frame(lf: pl.LazyFrame, schema: dict, contract: TableContract, cfg: Co
             text = text.str.to_lowercase() if col in contract.lowercase else text
             exprs.append(text.alias(col))
         else:
-            exprs.append(pl.col(col).cast(pl.String))  # free text: kept as delivered
+            # free text: kept as delivered, but a blank one (empty, quoted "", white space) is no value: a department
+            # of "" was a group of its own beside `(not recorded)`, with an empty name on the pages
+            text = pl.col(col).cast(pl.String)
+            exprs.append(pl.when(text.str.contains(r"^\s*$")).then(None).otherwise(text).alias(col))
     for col in contract.not_null:
         # an unparseable value has its own reason above; this one is for empty cells (null or blank:
         # the trimmed text is null)
