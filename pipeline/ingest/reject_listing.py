@@ -1,11 +1,12 @@
 """What the warehouse keeps of a load's rejects: every one counted, the first few of each kind listed.
 
-A kind is (table, source file, column, reason, action). An extract of a few MB (a gzip of one bad line
-repeated, a CSV of bad rows) rejects millions of rows of one kind; listing each made a 200 MB rejects.csv
-per 2M lines in every audit's folder, the same listing once per audit. So ``load_reject_groups`` counts
-every reject of each kind of a load and ``load_rejects`` keeps the first ``LISTED_PER_KIND`` of each, by
-line: what is published (rejects.csv, rejects_summary.csv, run.json, the report) grows with the kinds of
-problem, not with the number of bad rows, and the warehouse likewise.
+A kind is (table, source file, column, reason, action), a duplicate's reason without the line it names.
+An extract of a few MB (a gzip of one bad line repeated, a CSV of bad rows) rejects millions of rows of
+one kind; listing each made a 200 MB rejects.csv per 2M lines in every audit's folder, the same listing
+once per audit. So ``load_reject_groups`` counts every reject of each kind of a load and ``load_rejects``
+keeps the first ``LISTED_PER_KIND`` of each, by line: what is published (rejects.csv, rejects_summary.csv,
+run.json, the report) grows with the kinds of problem, not with the number of bad rows, and the warehouse
+likewise.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ CREATE TABLE IF NOT EXISTS load_reject_groups (
 )"""
 
 KIND = "table_name, source_file, column_name, reason, action"
+# a duplicate's reason ends naming where its id was first seen (load.py): the kind is the reason without it, or
+# a file of a million ids given twice would be a million kinds of one row each, every one listed
+FIRST_SEEN = ": first seen at "
+KIND_OF = f"table_name, source_file, column_name, split_part(reason, '{FIRST_SEEN}', 1) AS reason, action"
 
 
 def ensure(con: duckdb.DuckDBPyConnection) -> None:
@@ -53,8 +58,9 @@ def _count_kinds(con: duckdb.DuckDBPyConnection, rejects_sql: str, params: list 
     # A window over every reject (row_number) doubled the merge's memory for 2M rejects of one kind.
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _reject_kinds AS
-        SELECT load_id, {KIND}, count(*) AS rows,
-            min_by(struct_pack(source_line, value), struct_pack(source_line, value), {LISTED_PER_KIND}) AS listed
+        SELECT load_id, {KIND_OF}, count(*) AS rows,
+            min_by(struct_pack(source_line, value, reason), struct_pack(source_line, value, reason), {LISTED_PER_KIND})
+                AS listed
         FROM ({rejects_sql}) GROUP BY ALL""",
         params or None,
     )
@@ -64,7 +70,7 @@ def _store_kinds(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"INSERT INTO load_reject_groups SELECT load_id, {KIND}, rows, len(listed) FROM _reject_kinds")
     con.execute(
         """INSERT INTO load_rejects
-        SELECT table_name, source_file, kept.source_line, column_name, kept.value, reason, action, load_id
+        SELECT table_name, source_file, kept.source_line, column_name, kept.value, kept.reason, action, load_id
         FROM (SELECT *, unnest(listed) AS kept FROM _reject_kinds)"""
     )
     con.execute("DROP TABLE _reject_kinds")
