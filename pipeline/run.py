@@ -41,7 +41,7 @@ from pipeline.errors import (
     stop_text,
 )
 from pipeline.ingest import inputs as inputs_mod
-from pipeline.ingest import load, remote_input, source_store, spark_read, value_maps
+from pipeline.ingest import load, reject_listing, remote_input, source_store, spark_read, value_maps
 from pipeline.logs import event, stage
 from pipeline.models import reference, runner
 from pipeline.models import spark as spark_engine
@@ -113,16 +113,6 @@ def period_counts(con: duckdb.DuckDBPyConnection, audit) -> dict:
         "cases": one(f"SELECT count(*) FROM {cases}"),
         "audited_orders": one(f"SELECT count(*) FROM {orders}"),
         "verdicts": dict(con.execute(f"SELECT verdict, count(*) FROM {orders} GROUP BY ALL ORDER BY 1").fetchall()),
-    }
-
-
-def _reject_counts(con: duckdb.DuckDBPyConnection) -> dict:
-    return {
-        "rejected_rows": dict(
-            con.execute("""SELECT table_name, count(DISTINCT (load_id, source_file, source_line)) FROM load_rejects
-            WHERE action = 'row_rejected' GROUP BY ALL ORDER BY 1""").fetchall()
-        ),
-        "nulled_values": con.execute("SELECT count(*) FROM load_rejects WHERE action = 'value_nulled'").fetchall()[0][0],
     }
 
 
@@ -495,7 +485,7 @@ def _execute_locked(
             history.finish(con, run_id, status, {}, timings, error=why)
         con.close()
         raise
-    rejects = _reject_counts(con)
+    rejects = reject_listing.totals(con)
     warehouse_inputs = history.active_loads(con)
     matured = {a.id: maturity.assess(con, cfg, now, audits_mod.maturity_horizon_days(a, ref.parameters[a.id])) for a in chosen}
     data_span = period_status.data_span(con, cfg.site_timezone)
@@ -575,6 +565,8 @@ def _execute_locked(
         }
         for a in chosen
     }
+    # an audit's counts: the totals (what was cut is said once, in run.json's rejects)
+    reject_counts = {k: rejects[k] for k in ("rejected_rows", "nulled_values")}
     con = warehouse.connect(wh_path)
     bar = _progress_bar(opts)
     try:
@@ -588,7 +580,7 @@ def _execute_locked(
                 label=label,
                 base_info=base_info,
                 audit_info=audit_info,
-                counts={a.id: {**month_counts[a.id][label], **rejects} for a in chosen},
+                counts={a.id: {**month_counts[a.id][label], **reject_counts} for a in chosen},
                 statuses={
                     a.id: period_status.build(
                         a.id, label, month_counts[a.id][label], matured[a.id], revisions[a.id][label], dq_results, spans[a.id]

@@ -283,6 +283,11 @@ def build_fixture(
             orient="row",
         ),
     )
+    # every kind listed whole (a load the warehouse counts in load_reject_groups, ingest.reject_listing)
+    con.execute(
+        "CREATE OR REPLACE TABLE load_reject_groups AS SELECT 'L1' AS load_id, table_name, source_file, column_name, "
+        "reason, action, count(*) AS rows, count(*) AS rows_listed FROM load_rejects GROUP BY ALL"
+    )
     return con
 
 

@@ -28,7 +28,8 @@ from benchmarks.engine_compare import data_outputs
 from pipeline.config import load_config
 from pipeline.ingest.fhir import export, extract, prepare, whole
 
-NAMING_FILES = ("rejects.csv", "load_ledger.csv")  # these name each file (and hash the export): compared apart
+# these name each file (and hash the export): compared apart
+NAMING_FILES = ("rejects.csv", "rejects_summary.csv", "load_ledger.csv")
 
 
 def _gzip_every(folder: Path, resource_type: str, step: int) -> None:

@@ -40,6 +40,10 @@ def _warehouse() -> duckdb.DuckDBPyConnection:
         "value VARCHAR, reason VARCHAR, action VARCHAR)"
     )
     con.execute(
+        "CREATE TABLE load_reject_groups (load_id VARCHAR, table_name VARCHAR, source_file VARCHAR, column_name VARCHAR, "
+        "reason VARCHAR, action VARCHAR, rows BIGINT, rows_listed BIGINT)"
+    )
+    con.execute(
         "CREATE TABLE load_ledger (table_name VARCHAR, path VARCHAR, sha256 VARCHAR, first_month VARCHAR, last_month VARCHAR, "
         "rows_read BIGINT, rows_loaded BIGINT, rows_rejected BIGINT, action VARCHAR, superseded_by VARCHAR)"
     )

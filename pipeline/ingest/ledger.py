@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from pipeline.ingest import segments, source_store
+from pipeline.ingest import reject_listing, segments, source_store
 from pipeline.ingest.contract import CONTRACTS
 from pipeline.sqltext import ident, literal
 
@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS load_rejects (
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(LEDGER_DDL)
     con.execute(REJECTS_DDL)
+    reject_listing.ensure(con)
     source_store.ensure(con)
 
 
@@ -107,7 +108,7 @@ def merge_table(con: duckdb.DuckDBPyConnection, prep: PreparedTable, run_id: str
     removed = 0
     if replaced:
         removed = con.execute(f"SELECT count(*) FROM {view} WHERE list_contains(?, load_id)", [replaced]).fetchall()[0][0]
-        con.execute("DELETE FROM load_rejects WHERE list_contains(?, load_id)", [replaced])
+        reject_listing.forget(con, replaced)
         con.execute("UPDATE load_ledger SET superseded_by = ? WHERE list_contains(?, load_id)", [load_id, replaced])
         source_store.forget(con, replaced)
         source_store.rebuild_views(con, prep.table)  # the upsert below must not match the replaced rows
@@ -160,19 +161,16 @@ def _record_load(
     # a table read from several files (a FHIR export) names each reject's own file and line
     file_sql = segments.file_sql("source_line", prep.segments, literal(file_name))
     line_sql = segments.line_sql("source_line", prep.segments)
-    con.execute(
-        f"""INSERT INTO load_rejects
-        SELECT ?, {file_sql}, {line_sql}, column_name, value, reason, action, ?
+    # every reject counted; the first of each kind listed (a bad extract of millions of rows lists a few thousand)
+    rejected, nulled = reject_listing.record(
+        con,
+        f"""SELECT ? AS table_name, {file_sql} AS source_file, {line_sql} AS source_line, column_name, value, reason,
+            action, ? AS load_id
         FROM read_parquet({literal(prep.rejects_parquet)})
         UNION ALL
         SELECT ?, {file_sql}, {line_sql}, column_name, value, reason, 'row_rejected', ? FROM _gate_rejects""",
         [prep.table, load_id, prep.table, load_id],
     )
-    rejected, nulled = con.execute(
-        """SELECT count(DISTINCT (source_file, source_line)) FILTER (WHERE action = 'row_rejected'),
-        count(*) FILTER (WHERE action = 'value_nulled') FROM load_rejects WHERE load_id = ?""",
-        [load_id],
-    ).fetchall()[0]
     action = "replaced" if replaced else "loaded"
     con.execute(
         "INSERT INTO load_ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, now())",

@@ -28,6 +28,7 @@ from pipeline.ingest.contract import CONTRACTS, INSTANT_YEARS, TableContract, lo
 from pipeline.ingest.files import Fingerprint, fingerprint_in_background, line_of
 from pipeline.ingest.inputs import InputFile, find_inputs  # noqa: F401 - the loader's entry points
 from pipeline.ingest.ledger import TableLoad, ensure_tables, merge_inputs  # noqa: F401 - re-exported for callers
+from pipeline.ingest.reject_listing import FIRST_SEEN
 from pipeline.ingest.segments import Segment, where_sql
 from pipeline.ingest.textfile import Source
 from pipeline.ingest.typed_frame import typed_frame
@@ -372,7 +373,7 @@ def prepare_table(
                     WHERE {idc} IN (SELECT {idc} FROM dup_ids)
                       AND {LINE} NOT IN (SELECT source_line FROM rejects WHERE action = 'row_rejected')
                 )
-                SELECT {LINE}, ?, {shown}, 'duplicate {contract.id_column}: first seen at ' || {first_seen},
+                SELECT {LINE}, ?, {shown}, 'duplicate {contract.id_column}{FIRST_SEEN}' || {first_seen},
                        'row_rejected'
                 FROM ranked WHERE {LINE} > first_line""",
                 [contract.id_column],

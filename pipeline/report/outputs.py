@@ -22,6 +22,7 @@ DATA_OUTPUTS = {
     "mart_cases": ("cases", ("csv", "parquet")),
     "mart_attrition": ("attrition", ("csv",)),
     "load_rejects": ("rejects", ("csv",)),
+    "load_reject_groups": ("rejects_summary", ("csv",)),
     "load_ledger": ("load_ledger", ("csv",)),
 }
 
@@ -75,6 +76,10 @@ def _parquet_query(con: duckdb.DuckDBPyConnection, table: str, query: str, types
 OUTPUT_QUERIES = {
     "load_rejects": "SELECT table_name, source_file, source_line, column_name, value, reason, action FROM load_rejects "
     "ORDER BY table_name, source_file, source_line, column_name, reason",
+    # every kind of reject with its count: rejects.csv lists the first ingest.reject_listing.LISTED_PER_KIND of each
+    "load_reject_groups": "SELECT table_name, source_file, column_name, reason, action, sum(rows)::BIGINT AS rows, "
+    "sum(rows_listed)::BIGINT AS rows_listed, (sum(rows) - sum(rows_listed))::BIGINT AS rows_not_listed "
+    "FROM load_reject_groups GROUP BY ALL ORDER BY table_name, source_file, column_name, reason, action",
     "load_ledger": "SELECT table_name, path, sha256, first_month, last_month, rows_read, rows_loaded, rows_rejected "
     "FROM load_ledger WHERE action IN ('loaded', 'replaced') AND superseded_by IS NULL "
     "ORDER BY table_name, first_month, path",

@@ -387,6 +387,8 @@ def methods(con, run_info: dict, rules: pl.DataFrame, spec: ReportSpec) -> dict:
     # each check with what it did (a warning's rows stayed in; it did not "fail"): quality.result.OUTCOMES
     dq = [{**{k: d.get(k) for k in keys}, "outcome": outcome(d), "result": OUTCOMES[outcome(d)][0]} for d in checks]
     rejects_info = run_info.get("rejects") or {}
+    rejects = _rejects(con)
+    listed_per_kind = int(rejects_info.get("listed_per_kind") or 0)
     rule_rows = []
     reference = str(spec.guideline.get("reference", ""))
     for r in rules.to_dicts():
@@ -409,7 +411,9 @@ def methods(con, run_info: dict, rules: pl.DataFrame, spec: ReportSpec) -> dict:
         "data_quality": [d for d in dq if d["status"] != "passed"],
         "dq_total": len(dq),
         "dq_counts": outcome_counts(checks),
-        "rejects": _rejects(con),
+        "rejects": rejects,
+        "listed_per_kind": listed_per_kind,
+        "listing_cut": listing_cut(rejects, listed_per_kind),
         "rejected_rows": sorted((str(k), int(v)) for k, v in (rejects_info.get("rejected_rows") or {}).items()),
         "nulled_values": int(rejects_info.get("nulled_values") or 0),
         # coded values no map knows (status words ...): vocabulary, not ids; a column with more
@@ -468,12 +472,28 @@ def export_limits(run_info: dict) -> list[dict]:
 
 
 def _rejects(con) -> list[dict]:
-    # counts only: a rejected value may itself be a raw patient id, so values are never shown
-    if not has_table(con, "load_rejects"):
+    # counts only: a rejected value may itself be a raw patient id, so values are never shown. n counts every
+    # reject of the kind, listed those rejects.csv lists (ingest.reject_listing: the first of each file and column)
+    if not has_table(con, "load_reject_groups"):
         return []
     return frame(
-        con, "SELECT table_name, action, reason, count(*) AS n FROM load_rejects GROUP BY ALL ORDER BY table_name, action, reason"
+        con,
+        """SELECT table_name, action, reason, sum(rows)::BIGINT AS n, sum(rows_listed)::BIGINT AS listed
+        FROM load_reject_groups GROUP BY ALL ORDER BY table_name, action, reason""",
     ).to_dicts()
+
+
+def listing_cut(rejects: list[dict], listed_per_kind: int) -> list[str]:
+    """Each kind of reject (a row of ``_rejects``) of which rejects.csv lists only some, in words."""
+    said = []
+    for r in rejects:
+        if r["listed"] < r["n"]:
+            # one file and column: the first N; over several, each one's first N
+            first = "the first " if r["listed"] == listed_per_kind else ""
+            nulled = r["action"] == "value_nulled"
+            what = f"{counted(r['n'], 'value')} set to empty" if nulled else f"{counted(r['n'], 'row')} rejected"
+            said.append(f"{first}{r['listed']:,} of the {what} in {r['table_name']} for '{r['reason']}' are listed")
+    return said
 
 
 def month_summary(
