@@ -158,15 +158,14 @@ def _record_load(
     replaced: list[str],
 ) -> TableLoad:
     # a table read from several files (a FHIR export) names each reject's own file and line
-    file_sql = segments.file_sql("source_line", prep.segments, literal(file_name))
-    line_sql = segments.line_sql("source_line", prep.segments)
+    at = segments.place(con, "r.source_line", prep.segments, literal(file_name))
     con.execute(
         f"""INSERT INTO load_rejects
-        SELECT ?, {file_sql}, {line_sql}, column_name, value, reason, action, ?
-        FROM read_parquet({literal(prep.rejects_parquet)})
-        UNION ALL
-        SELECT ?, {file_sql}, {line_sql}, column_name, value, reason, 'row_rejected', ? FROM _gate_rejects""",
-        [prep.table, load_id, prep.table, load_id],
+        SELECT ?, {at.file}, {at.line}, r.column_name, r.value, r.reason, r.action, ?
+        FROM (SELECT source_line, column_name, value, reason, action FROM read_parquet({literal(prep.rejects_parquet)})
+              UNION ALL
+              SELECT source_line, column_name, value, reason, 'row_rejected' FROM _gate_rejects) AS r{at.join}""",
+        [prep.table, load_id],
     )
     rejected, nulled = con.execute(
         """SELECT count(DISTINCT (source_file, source_line)) FILTER (WHERE action = 'row_rejected'),
@@ -194,6 +193,7 @@ def _record_load(
         ],
     )
     con.execute("DROP TABLE _gate_rejects")
+    con.execute(f"DROP TABLE IF EXISTS {segments.TABLE}")
     log.info(
         "loaded %s: %d rows read, %d loaded, %d rejected%s",
         prep.table,
