@@ -100,7 +100,8 @@ def extract(
     elif len(files) <= whole.OWN_READER:
         taken = [read for file in files for read in _whole(con, whole_query, [file], part, line_breaks)]
     else:
-        taken = _whole(con, whole_query, files, part, line_breaks)
+        runs = (files[i : i + whole.READER_FILES] for i in range(0, len(files), whole.READER_FILES))
+        taken = [read for run in runs for read in _whole(con, whole_query, run, part, line_breaks)]
     for group, target in taken:
         if isinstance(target, Path):  # files read whole into one part: a row's key is its position in it
             selects.append(whole.keyed(target, key))
