@@ -12,7 +12,9 @@ the parse; the lines' way costs Python a batch of lines at a time).
 
 Many files are read by one reader, given the list (`source`): a reader per file cost a query's
 planning and a part each (a 300-patient export cut into 1,000 files a type took minutes), while one
-reader's cost is the bytes. Each row carries its file's index in the list (`file_index`).
+reader's cost is the bytes. Each row carries its file's index in the list (`file_index`). A reader is
+given at most READER_FILES files: its cost a file grows with the list, and a broken line is looked for
+in its list alone.
 """
 
 from __future__ import annotations
