@@ -46,8 +46,8 @@ def test_ten_thousand_files_map_as_three_do():
     con = duckdb.connect()
     at = place(con, "k", many)
     assert len(at.join + at.file + at.line + at.where) < 300
-    found = con.execute(f"SELECT k, {at.file}, {at.line} FROM (VALUES (100), (10101), (20099), (20100)) AS t(k){at.join} ORDER BY k")
-    assert found.fetchall() == [
+    keys = "(VALUES (100), (10101), (20099), (20100)) AS t(k)"
+    assert con.execute(f"SELECT k, {at.file}, {at.line} FROM {keys}{at.join} ORDER BY k").fetchall() == [
         (100, "/export/Encounter.00000.ndjson", 1),
         (10101, "/export/Encounter.05000.ndjson", 2),
         (20099, "/export/Encounter.09999.ndjson", 2),

@@ -77,8 +77,8 @@ def extract(
     line_breaks: Callable[[Path], int] | None = None,
 ) -> Extracted:
     """The type's files through its query into Parquet files beside `out`: the files DuckDB's reader takes whole
-    (read_whole) by one reader a `whole.READER_FILES` of them, each into one part, the others a chunk of lines at a time. line_breaks: a file's LF
-    bytes, if known.
+    (read_whole) by one reader a `whole.READER_FILES` of them, each into one part, the others a chunk of lines at a
+    time. line_breaks: a file's LF bytes, if known.
 
     A type the export lacks gives one empty file: the joins read every type the same way."""
     query = sql("extract_" + resource_type)
@@ -139,8 +139,9 @@ def _whole(
 
     One reader for all the files (the caller gives at most `whole.READER_FILES`): a reader per file cost a query and a
     part each, so an export cut into thousands of small files cost its file count. When the reader stops at a line,
-    the list is halved until it is one file (bad input only: a few of the run's files read a few times more). A file whose rows are
-    not its lines goes the lines' way, and the files between such files are read again, still one reader a run."""
+    the list is halved until it is one file (bad input only: a few of the run's files read a few times more). A file
+    whose rows are not its lines goes the lines' way, and the files between such files are read again, still one
+    reader a run."""
     if not files:
         return []
     target = part()
