@@ -18,7 +18,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import run_cli
+from conftest import run_cli, write_small_input
 from deck_input import SITE_TIMEZONE, deck_files, write_deck_input
 from fhir_export import export_extract
 from test_fhir_input import _lines, _sr
@@ -156,3 +156,36 @@ def test_the_files_a_reader_stops_at_go_the_lines_way_alone(tmp_path):
     assert whole.source("SELECT /*key*/ FROM read_json(/*file*/, compression=/*compression*/)", paths).count("read_json(") == 3
     lines = {r[3]: r[0] for r in rows}  # order id -> key: the key counts every line, the blank one too
     assert lines["S13-4"] - lines["S13-1"] == 3 and lines["S27-4"] - lines["S27-1"] == 3
+
+
+def test_two_thousand_files_each_reject_names_its_own_file_and_line(tmp_path):
+    """An export's ServiceRequests in 2,000 one-line files (more than one reader's `whole.READER_FILES`), bad lines
+    in the first, a middle and the last file: each reject names its own file and line, the duplicate's reason the
+    file and line its id was first seen at, and the other files are still read whole."""
+    folder = tmp_path / "export"
+    export_extract(write_small_input(tmp_path / "csv"), folder, lines_per_file=1000, variety=False)
+    for path in export.read_export(folder).of("ServiceRequest"):
+        path.unlink()
+    extra = {
+        0: "{broken\n",
+        1000: _lines(_sr("S-NO-SUBJECT", patient=None)),
+        1999: "not json\n" + _lines(_sr("S0")),  # lines 2 and 3: S0 is the first file's line 1
+    }
+    for n in range(2000):
+        (folder / f"ServiceRequest.{n:04d}.ndjson").write_text(_lines(_sr(f"S{n}")) + extra.get(n, ""), encoding="utf-8")
+    out = tmp_path / "out"
+    log = _run(folder, out)
+    rejects = (out / "csf_leak" / "rejects.csv").read_text(encoding="utf-8")
+    assert rejects == (
+        "table_name,source_file,source_line,column_name,value,reason,action\n"
+        f"imaging_orders,{folder}/ServiceRequest.0000.ndjson,2,,,line is not JSON,row_rejected\n"
+        f"imaging_orders,{folder}/ServiceRequest.1000.ndjson,2,ServiceRequest.subject,,"
+        "required element ServiceRequest.subject missing,row_rejected\n"
+        f"imaging_orders,{folder}/ServiceRequest.1999.ndjson,2,,,line is not JSON,row_rejected\n"
+        f"imaging_orders,{folder}/ServiceRequest.1999.ndjson,3,order_id,S0,"
+        "duplicate order_id: first seen at ServiceRequest.0000.ndjson line 1,row_rejected\n"
+    )
+    ledger = pl.read_csv(out / "csf_leak" / "load_ledger.csv").filter(pl.col("table_name") == "imaging_orders")
+    assert ledger.select("rows_read", "rows_loaded", "rows_rejected").rows() == [(2004, 2000, 4)]
+    # the two files with a line that is not JSON went the lines' way; the 1,998 others were read whole
+    assert "read ServiceRequest: 2004 resources in 2000 file(s), 1998 read whole" in log

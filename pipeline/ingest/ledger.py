@@ -159,17 +159,16 @@ def _record_load(
     replaced: list[str],
 ) -> TableLoad:
     # a table read from several files (a FHIR export) names each reject's own file and line
-    file_sql = segments.file_sql("source_line", prep.segments, literal(file_name))
-    line_sql = segments.line_sql("source_line", prep.segments)
+    at = segments.place(con, "r.source_line", prep.segments, literal(file_name))
     # every reject counted; the first of each kind listed (a bad extract of millions of rows lists a few thousand)
     rejected, nulled = reject_listing.record(
         con,
-        f"""SELECT ? AS table_name, {file_sql} AS source_file, {line_sql} AS source_line, column_name, value, reason,
-            action, ? AS load_id
-        FROM read_parquet({literal(prep.rejects_parquet)})
-        UNION ALL
-        SELECT ?, {file_sql}, {line_sql}, column_name, value, reason, 'row_rejected', ? FROM _gate_rejects""",
-        [prep.table, load_id, prep.table, load_id],
+        f"""SELECT ? AS table_name, {at.file} AS source_file, {at.line} AS source_line, r.column_name, r.value, r.reason,
+            r.action, ? AS load_id
+        FROM (SELECT source_line, column_name, value, reason, action FROM read_parquet({literal(prep.rejects_parquet)})
+              UNION ALL
+              SELECT source_line, column_name, value, reason, 'row_rejected' FROM _gate_rejects) AS r{at.join}""",
+        [prep.table, load_id],
     )
     action = "replaced" if replaced else "loaded"
     con.execute(
@@ -192,6 +191,7 @@ def _record_load(
         ],
     )
     con.execute("DROP TABLE _gate_rejects")
+    con.execute(f"DROP TABLE IF EXISTS {segments.TABLE}")
     log.info(
         "loaded %s: %d rows read, %d loaded, %d rejected%s",
         prep.table,

@@ -29,7 +29,7 @@ from pipeline.ingest.files import Fingerprint, fingerprint_in_background, line_o
 from pipeline.ingest.inputs import InputFile, find_inputs  # noqa: F401 - the loader's entry points
 from pipeline.ingest.ledger import TableLoad, ensure_tables, merge_inputs  # noqa: F401 - re-exported for callers
 from pipeline.ingest.reject_listing import FIRST_SEEN
-from pipeline.ingest.segments import Segment, where_sql
+from pipeline.ingest.segments import Segment, place
 from pipeline.ingest.textfile import Source
 from pipeline.ingest.typed_frame import typed_frame
 from pipeline.ingest.value_maps import UnknownValues
@@ -358,9 +358,9 @@ def prepare_table(
             # later duplicates of an id are set aside; the first occurrence stays. Only ids that
             # occur twice are ranked (a hash aggregate, not a sort of every row).
             idc = ident(contract.id_column)
-            first_seen = where_sql("first_line", segments or [])  # 'line 7' (or the file too, across files)
+            first_seen = place(con, "ranked.first_line", segments or [])  # 'line 7' (or the file too, across files)
             # rejects.csv is published: a repeated patient id (the patients table's key) is not shown in it
-            shown = "CAST(NULL AS VARCHAR)" if contract.id_column == "patient_id" else idc
+            shown = "CAST(NULL AS VARCHAR)" if contract.id_column == "patient_id" else f"ranked.{idc}"
             con.execute(
                 f"""INSERT INTO rejects
                 WITH dup_ids AS (
@@ -373,9 +373,9 @@ def prepare_table(
                     WHERE {idc} IN (SELECT {idc} FROM dup_ids)
                       AND {LINE} NOT IN (SELECT source_line FROM rejects WHERE action = 'row_rejected')
                 )
-                SELECT {LINE}, ?, {shown}, 'duplicate {contract.id_column}{FIRST_SEEN}' || {first_seen},
+                SELECT ranked.{LINE}, ?, {shown}, 'duplicate {contract.id_column}{FIRST_SEEN}' || {first_seen.where},
                        'row_rejected'
-                FROM ranked WHERE {LINE} > first_line""",
+                FROM ranked{first_seen.join} WHERE ranked.{LINE} > ranked.first_line""",
                 [contract.id_column],
             )
         _hide_patient_ids(con, src, typed_cols)

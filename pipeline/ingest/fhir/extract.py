@@ -6,7 +6,7 @@ per row what is wrong (``problem``: not JSON, another type, a required element m
 or why it is left out on purpose (``left_out``: not-done, entered-in-error, refuted ...).
 
 A type's files are read whole by DuckDB's own NDJSON reader when it can (`whole`: every core,
-no line text handed over, one reader for all the files); the lines' path (`lines`) reads any
+no line text handed over, one reader for up to `whole.READER_FILES` files); the lines' path (`lines`) reads any
 file, and is the one that names a broken line.
 """
 
@@ -77,8 +77,8 @@ def extract(
     line_breaks: Callable[[Path], int] | None = None,
 ) -> Extracted:
     """The type's files through its query into Parquet files beside `out`: the files DuckDB's reader takes whole
-    (read_whole) by one reader into one part, the others a chunk of lines at a time. line_breaks: a file's LF
-    bytes, if known.
+    (read_whole) by one reader a `whole.READER_FILES` of them, each into one part, the others a chunk of lines at a
+    time. line_breaks: a file's LF bytes, if known.
 
     A type the export lacks gives one empty file: the joins read every type the same way."""
     query = sql("extract_" + resource_type)
@@ -100,7 +100,8 @@ def extract(
     elif len(files) <= whole.OWN_READER:
         taken = [read for file in files for read in _whole(con, whole_query, [file], part, line_breaks)]
     else:
-        taken = _whole(con, whole_query, files, part, line_breaks)
+        runs = (files[i : i + whole.READER_FILES] for i in range(0, len(files), whole.READER_FILES))
+        taken = [read for run in runs for read in _whole(con, whole_query, run, part, line_breaks)]
     for group, target in taken:
         if isinstance(target, Path):  # files read whole into one part: a row's key is its position in it
             selects.append(whole.keyed(target, key))
@@ -136,10 +137,11 @@ def _whole(
     ((path, label), stopped): a file for the lines' way, stopped telling whether the reader stopped at one of its
     lines (True) or read it all into rows that are not its lines (False).
 
-    One reader for all the files: a reader per file cost a query and a part each, so an export cut into thousands
-    of small files cost its file count. When the reader stops at a line it does not say in which file: the list is
-    halved until it is one file (bad input only: a few files' bytes read a few times more). A file whose rows are
-    not its lines goes the lines' way, and the files between such files are read again, still one reader a run."""
+    One reader for all the files (the caller gives at most `whole.READER_FILES`): a reader per file cost a query and a
+    part each, so an export cut into thousands of small files cost its file count. When the reader stops at a line,
+    the list is halved until it is one file (bad input only: a few of the run's files read a few times more). A file
+    whose rows are not its lines goes the lines' way, and the files between such files are read again, still one
+    reader a run."""
     if not files:
         return []
     target = part()

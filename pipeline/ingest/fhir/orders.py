@@ -11,7 +11,7 @@ Conditions has their codes added batch by batch, on a second cursor (sql/reason_
 The files are read whole by DuckDB's NDJSON reader, all in one query (the lookups' hash tables are
 built once: at 10M orders, one per file would hash eleven million encounters eleven times); a
 row's key is its position in the stream (the readers keep the files' order). An export cut into
-many files (more than `whole.OWN_READER`) is extracted first, by one reader, and its part streamed.
+many files (more than `whole.OWN_READER`) is extracted first, as the other types are, and its parts streamed.
 When the reader stops at a line, or a file's rows are not its lines (`whole`), the stream starts
 again (`Restart`, bad input only) from the files extracted as the other types are (`extract`: whole or line by line,
 into Parquet parts that key and name each line).

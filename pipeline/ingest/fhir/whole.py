@@ -12,7 +12,9 @@ the parse; the lines' way costs Python a batch of lines at a time).
 
 Many files are read by one reader, given the list (`source`): a reader per file cost a query's
 planning and a part each (a 300-patient export cut into 1,000 files a type took minutes), while one
-reader's cost is the bytes. Each row carries its file's index in the list (`file_index`).
+reader's cost is the bytes. Each row carries its file's index in the list (`file_index`). A reader is
+given at most READER_FILES files: its cost a file grows with the list, and a broken line is looked for
+in its list alone.
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ KEY = "/*key*/"  # ... and each row's key: its file's index in the list
 # keeps the files' order only with a reader each (orders.py). More files, one reader: a reader each cost the files'
 # count (the 300-patient export in 1,000 files a type: 323 s against 17 s in one)
 OWN_READER = 16
+# at most this many files a reader: a reader's cost a file grew with the files it was given (DuckDB 2.0: 0.65 ms a file
+# at 500 files, 1.15 ms at 10,000), and a line it stops at is looked for by halving its list, which re-read the
+# whole export once or more for each broken file. Readers of a bounded size keep both to the files' count
+READER_FILES = 500
 # how an extracted part is written: uncompressed, it costs less to write and to read back than with lz4 (1M
 # orders: the Encounter extract 1.84-1.99 -> 1.73-1.87 CPU-s; the scratch parts are read a few times, then deleted)
 PART = "FORMAT parquet, COMPRESSION uncompressed"
