@@ -100,3 +100,103 @@ def test_the_rounds_reuse_the_passes_and_answer_as_afresh(ties, seed, monkeypatc
     afresh = feed.build_feed(m, run_info("all"), relations.Atoms.of(ties))
     assert len(built) > 2 + 2  # afresh: one build a round
     assert afresh.equals(reused)
+
+
+def _tied(ties: str, seed: int) -> tuple[pl.DataFrame, relations.Atoms]:
+    if ties == "lbp":
+        return lbp_year(seed), relations.Atoms.of(LBP_TIES)
+    return tied_year(CSF_ORDER_TIES, seed), relations.Atoms.of(CSF_ORDER_TIES)
+
+
+@pytest.mark.parametrize(("ties", "seed"), [("lbp", 3), ("lbp", 5), ("csf", 4), ("csf", 9)])
+def test_exposed_passes_over_the_cells_as_it_left_them_and_answers_as_afresh(ties, seed, monkeypatch):
+    """``relations.exposed`` skips the cells an earlier call left with nothing to give away and unchanged since (the
+    feed's rounds change a few): every call's answer is the one a first call, with nothing remembered, gives."""
+    m, atoms = _tied(ties, seed)
+    calls, skipped = [], []
+    exposed, as_left = relations.exposed, relations._as_left
+
+    def recording(den_cells, fam, cell, counts, k, cover):
+        out = exposed(den_cells, fam, cell, counts, k, cover)
+        calls.append(((den_cells, fam, cell, counts, k, cover), out))
+        return out
+
+    def counting(settled, cell_ids, state, value):
+        out = as_left(settled, cell_ids, state, value)
+        skipped.append(int(out.sum()))
+        return out
+
+    monkeypatch.setattr(relations, "exposed", recording)
+    monkeypatch.setattr(relations, "_as_left", counting)
+    feed.build_feed(m, run_info("all"), atoms)
+    assert len(calls) > 2 and sum(skipped) > 0  # several rounds, and cells the later ones had no need to weigh
+    for (den_cells, fam, cell, counts, k, cover), (den, num) in calls:
+        fresh = relations.Counts(counts.atoms, counts.kind_of, counts.is_numerator, counts.rank)  # nothing remembered
+        want_den, want_num = exposed(den_cells, fam, cell, fresh, k, cover)
+        assert sorted(den["den_key"]) == sorted(want_den["den_key"])
+        assert sorted(num["fam_key"]) == sorted(want_num["fam_key"])
+
+
+@pytest.mark.parametrize(("ties", "seed"), [("lbp", 3), ("csf", 4), ("csf", 9)])
+def test_the_time_pass_weighs_again_only_the_series_a_change_reaches_and_answers_as_afresh(ties, seed, monkeypatch):
+    """``_SeriesGrid.settle`` works out the unknown cells again only for the series whose cells or known 0s changed
+    (and those under a changed hospital's): every call's answer is the one a grid that never ran before gives."""
+    m, atoms = _tied(ties, seed)
+    made, calls = [], []
+    init, settle = disclosure._SeriesGrid.__init__, disclosure._SeriesGrid.settle
+
+    def recording_init(self, frame, periods):
+        made.append((self, frame, periods))
+        init(self, frame, periods)
+
+    def recording_settle(self, withheld, k):
+        given = (withheld.copy(), self.zero.copy(), self.zero_complement.copy())
+        out = settle(self, withheld, k)
+        calls.append((self, given, k, out.copy()))
+        return out
+
+    monkeypatch.setattr(disclosure._SeriesGrid, "__init__", recording_init)
+    monkeypatch.setattr(disclosure._SeriesGrid, "settle", recording_settle)
+    feed.build_feed(m, run_info("all"), atoms)
+    assert made and sum(owner is grid for grid, *_ in made for owner, *_ in calls) > len(made)  # called again
+    for grid, frame, periods in made:
+        for (withheld, zero, zero_complement), k, out in [(g, k, o) for owner, g, k, o in calls if owner is grid]:
+            new = object.__new__(disclosure._SeriesGrid)
+            init(new, frame, periods)
+            new.zero, new.zero_complement = zero, zero_complement
+            assert np.array_equal(settle(new, withheld, k), out)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_unknown_cells_of_some_series_are_theirs_of_all_and_a_change_reaches_only_the_touched(seed, monkeypatch):
+    """On random withheld cells and known 0s: ``_unknowns`` of some series is those series' rows of ``_unknowns`` of
+    all, and changing the cells of some series changes it only in the series ``_touched`` names."""
+    made = []
+    init = disclosure._SeriesGrid.__init__
+    monkeypatch.setattr(disclosure._SeriesGrid, "__init__", lambda self, *a: made.append(self) or init(self, *a))
+    m, atoms = _tied("csf", 4)
+    feed.build_feed(m, run_info("all"), atoms)
+    rng = np.random.default_rng(seed)
+    outside = []
+    for grid in made:
+        every = np.arange(grid.present.shape[0])
+        hospitals = np.unique(grid.hospital[(grid.hospital >= 0) & (grid.hospital != every)])
+        assert hospitals.size  # departments under a hospital's series: something to reach
+        for _ in range(20):
+            grid.zero = grid.present & (rng.random(grid.present.shape) < 0.1)
+            grid.zero_complement = grid.present & (rng.random(grid.present.shape) < 0.1)
+            w = grid.present & (rng.random(grid.present.shape) < 0.5)
+            whole = grid._unknowns(w, every)
+            some = np.flatnonzero(rng.random(every.size) < 0.3)
+            assert np.array_equal(grid._unknowns(w, some), whole[some])
+            # some series, a hospital's among them: its released 0s are its departments' too
+            changed = np.union1d(np.flatnonzero(rng.random(every.size) < 0.05), rng.choice(hospitals, 1))
+            w2 = w.copy()
+            w2[changed] = grid.present[changed] & (rng.random((changed.size, w.shape[1])) < 0.5)
+            for known in ("zero", "zero_complement"):
+                getattr(grid, known)[changed] = grid.present[changed] & (rng.random((changed.size, w.shape[1])) < 0.3)
+            moved = np.flatnonzero((grid._unknowns(w2, every) != whole).any(axis=1))
+            reached = grid._touched(changed)
+            assert np.isin(moved, reached).all()
+            outside.append(np.setdiff1d(moved, changed).size)
+    assert sum(outside) > 0  # changes that reached series besides their own

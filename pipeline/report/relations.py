@@ -15,7 +15,10 @@ share, the smaller. Withheld counts
 that follow from others are settled whatever their size: a count of 40 withheld to protect a 3 beside it
 in another department protects nothing once it can be worked out. ``zero_by_atoms`` tells the passes across cells
 which withheld counts released 0s elsewhere show to be 0. The rule across cells (totals,
-periods) is ``disclosure.protect``'s; ``feed.suppress`` runs the two in turn until neither adds a cell.
+periods) is ``disclosure.protect``'s; ``feed.suppress`` runs the two in turn until neither adds a cell. A cell's
+answer here is a function of its own counts' states and values alone, so ``exposed`` passes over the cells an earlier
+call left with nothing to give away and that are as it left them (``Counts.settled``): a round weighs the few cells
+the rounds before changed.
 """
 
 from __future__ import annotations
@@ -88,6 +91,9 @@ class Counts:
     rank: np.ndarray  # per count: what it costs to give up (the least first), before its value
     # per pattern of states, its derivations: the passes meet the same few dozen patterns again and again
     memo: dict[bytes, list] = field(default_factory=dict, compare=False, repr=False)
+    # per k, the cells ``exposed`` last left with nothing to give away: (their ids, sorted; states; values). A cell's
+    # answer is a function of its own states and values alone, so a cell found here as it was left needs no pass
+    settled: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict, compare=False, repr=False)
 
 
 def exposed(
@@ -127,11 +133,15 @@ def exposed(
     state = np.where(laid_out[cell_level], NO_ROW, ABSENT).astype(np.int8)
     state[c_idx, count] = np.where(zero, NO_ROW, np.where(w, WITHHELD, np.where(v == 0, ZERO_ROW, RELEASED)))
     forced = np.zeros((n_cells, n_counts), bool)
-    active = np.arange(n_cells)  # the cells a pass looks at: all, then those the last pass changed
+    cell_ids = ids[with_withheld]  # sorted, as the cells are numbered
+    # the cells a pass looks at: those not as an earlier call left them settled (the feed's rounds change a few
+    # cells each), then those the last pass changed
+    active = np.flatnonzero(~_as_left(counts.settled.get(k), cell_ids, state, value))
     for _ in range(n_counts):  # each pass withholds one more set of counts in every cell still exposed
         found = _one_more(state[active], value[active], counts, k)
         changed = found.any(axis=1)
         if not changed.any():
+            counts.settled[k] = (cell_ids, state, value)  # every cell as it is now gives nothing away
             break
         active, found = active[changed], found[changed]
         forced[active] |= found
@@ -139,6 +149,8 @@ def exposed(
         shown = (state[active] == RELEASED) | (state[active] == ZERO_ROW)
         over = counts.is_numerator[None, :] & found[:, counts.kind_of] & shown
         state[active] = np.where(found | over, WITHHELD, state[active])
+    else:  # stopped by the bound with a cell still exposed: nothing to take as settled next time
+        counts.settled.pop(k, None)
     rows, cols = np.nonzero(forced & (keys >= 0))
     given_up = keys[rows, cols]
     is_num = counts.is_numerator[cols]
@@ -146,6 +158,20 @@ def exposed(
         pl.DataFrame({"den_key": pl.Series(given_up[~is_num], dtype=pl.Int64)}),
         pl.DataFrame({"fam_key": pl.Series(given_up[is_num], dtype=pl.Int64)}),
     )
+
+
+def _as_left(
+    settled: tuple[np.ndarray, np.ndarray, np.ndarray] | None, cell_ids: np.ndarray, state: np.ndarray, value: np.ndarray
+) -> np.ndarray:
+    """Per cell (``cell_ids``, sorted), whether ``settled`` (``Counts.settled``) holds it with the same states and
+    values: ``_one_more`` would find nothing there, as it found nothing then."""
+    if settled is None or cell_ids.size == 0:
+        return np.zeros(cell_ids.size, bool)
+    ids, was_state, was_value = settled
+    if ids.size == 0:
+        return np.zeros(cell_ids.size, bool)
+    at = np.minimum(np.searchsorted(ids, cell_ids), ids.size - 1)
+    return (ids[at] == cell_ids) & (was_state[at] == state).all(axis=1) & (was_value[at] == value).all(axis=1)
 
 
 def _laid_out(
