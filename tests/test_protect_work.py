@@ -138,6 +138,33 @@ def test_exposed_passes_over_the_cells_as_it_left_them_and_answers_as_afresh(tie
 
 
 @pytest.mark.parametrize(("ties", "seed"), [("lbp", 3), ("csf", 4), ("csf", 9)])
+def test_zero_by_atoms_weighs_again_only_what_a_round_changed_and_answers_as_afresh(ties, seed, monkeypatch):
+    """``relations.zero_by_atoms`` answers again only the cells it did not answer last time or whose atoms shown empty
+    changed since: every call's answer is the one a first call, with nothing remembered, gives."""
+    m, atoms = _tied(ties, seed)
+    calls, reused = [], []
+    zero_by_atoms = relations.zero_by_atoms
+
+    def recording(den_cells, fam, cell, counts, cover):
+        before = counts.shown.get("count")
+        out = zero_by_atoms(den_cells, fam, cell, counts, cover)
+        calls.append(((den_cells, fam, cell, counts, cover), out))
+        reused.append(before is not None)
+        return out
+
+    monkeypatch.setattr(relations, "zero_by_atoms", recording)
+    feed.build_feed(m, run_info("all"), atoms)
+    assert len(calls) > 1 and any(reused)  # later rounds had answers to keep
+    marked = 0
+    for (den_cells, fam, cell, counts, cover), out in calls:
+        fresh = relations.Counts(counts.atoms, counts.kind_of, counts.is_numerator, counts.rank)  # nothing remembered
+        want = zero_by_atoms(den_cells, fam, cell, fresh, cover)
+        assert all(np.array_equal(a, b) for a, b in zip(out, want, strict=True))
+        marked += sum(int(a.sum()) for a in want)
+    assert marked > 0  # counts the atoms showed to be 0: answers that could have gone stale
+
+
+@pytest.mark.parametrize(("ties", "seed"), [("lbp", 3), ("csf", 4), ("csf", 9)])
 def test_the_time_pass_weighs_again_only_the_series_a_change_reaches_and_answers_as_afresh(ties, seed, monkeypatch):
     """``_SeriesGrid.settle`` works out the unknown cells again only for the series whose cells or known 0s changed
     (and those under a changed hospital's): every call's answer is the one a grid that never ran before gives."""

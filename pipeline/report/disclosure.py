@@ -79,11 +79,11 @@ def protect(cells: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: i
 
 class Protection:
     """``protect`` for the same cells round after round (``feed.suppress``: their withheld and ``zero`` columns grow,
-    the cells stay). The passes are built once while the cells they weigh stay the same, and keep what they settled:
-    a round re-examines only the series and tables whose withheld cells or known zeros changed since (the rest would
-    find what they found before: nothing more), so its cost follows what the last round changed, not every cell. The
-time pass works out again which withheld cells are unknown (``_SeriesGrid._unknown``) only for the series whose
-cells or known zeros changed, and those under a changed hospital's series."""
+        the cells stay). The passes are built once while the cells they weigh stay the same, and keep what they settled:
+        a round re-examines only the series and tables whose withheld cells or known zeros changed since (the rest would
+        find what they found before: nothing more), so its cost follows what the last round changed, not every cell. The
+    time pass works out again which withheld cells are unknown (``_SeriesGrid._unknown``) only for the series whose
+    cells or known zeros changed, and those under a changed hospital's series."""
 
     def __init__(self, periods: dict[str, tuple[str, list[int]]], k: int):
         self.periods, self.k = periods, k

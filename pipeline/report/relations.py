@@ -94,6 +94,9 @@ class Counts:
     # per k, the cells ``exposed`` last left with nothing to give away: (their ids, sorted; states; values). A cell's
     # answer is a function of its own states and values alone, so a cell found here as it was left needs no pass
     settled: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict, compare=False, repr=False)
+    # what ``zero_by_atoms`` last weighed: the cells' layout, the atoms it found empty, and per kind (a count, a
+    # complement) the cells it answered and the answers (``_ShownEmpty``)
+    shown: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
 
 def exposed(
@@ -113,12 +116,13 @@ def exposed(
     # department it sums, so a withheld count there is a known 0 (a quarter's 0 not-evaluable orders tell that each of
     # its months' orders not excluded are its evaluated ones)
     group = [codes[cell.index("level_code")], codes[cell.index("group_key_code")]]
-    zero = w & _zero_elsewhere(codes[cell.index("period_code")], group, count, ~w & (v == 0), overall, cover)
+    zero = w.copy()  # only a withheld count can be a known 0
+    zero[w] = _zero_elsewhere(codes[cell.index("period_code")], group, count, ~w & (v == 0), overall, cover, w, counts)
     # a count laid out at a level (it has a row there somewhere) and without a row in a cell is a known zero
     laid_out = np.zeros((int(level.max(initial=0)) + 1, n_counts), bool)
     laid_out[level, count] = True
     # only a cell with something withheld can give it away
-    ids, c_idx = np.unique(cell_id, return_inverse=True)
+    ids, c_idx = _distinct(counts, "cells", cell_id)
     with_withheld = np.bincount(c_idx, weights=w, minlength=ids.size) > 0
     keep = with_withheld[c_idx]
     c_idx = (np.cumsum(with_withheld) - 1)[c_idx[keep]]  # the cells kept, numbered 0, 1, ... in the same order
@@ -209,8 +213,8 @@ def zero_by_atoms(
     _, count, v, w, codes, overall = _laid_out(den_cells, fam, cell, counts)
     level = np.concatenate([f["level"].to_numpy() for f in (den_cells, fam)])
     period = codes[cell.index("period_code")]
-    _, series = np.unique(
-        disclosure.key_of([codes[cell.index("level_code")], codes[cell.index("group_key_code")]]), return_inverse=True
+    _, series = _distinct(
+        counts, "groups", disclosure.key_of([codes[cell.index("level_code")], codes[cell.index("group_key_code")]])
     )
     atoms_of = counts.atoms.T > 0  # (counts, atoms)
     n_series = int(series.max(initial=-1)) + 1
@@ -235,25 +239,44 @@ def zero_by_atoms(
         empty[n_series] |= empty[departments].all(axis=0)
     empty[:n_series] |= empty[n_series]
 
-    def shown_empty(hidden: np.ndarray, atoms: np.ndarray) -> np.ndarray:
+    row = np.where(overall, n_series, series)  # per cell, its row of ``empty``
+    # a cell's answer reads its own row of ``empty`` alone: with the cells laid out as last time, only the cells not
+    # answered then or whose row changed since are weighed again (a round of the feed changes a few)
+    layout = (count, period, row, cover)
+    last = counts.shown.get("layout")
+    same = last is not None and all(a.shape == b.shape and np.array_equal(a, b) for a, b in zip(last, layout, strict=True))
+    was_empty = counts.shown.get("empty") if same else None
+    changed = None if was_empty is None or was_empty.shape != empty.shape else (was_empty != empty).any(axis=(1, 2))
+    counts.shown.update(layout=layout, empty=empty)
+
+    def shown_empty(kind: str, hidden: np.ndarray, atoms: np.ndarray) -> np.ndarray:
         """Per cell of ``hidden`` (withheld, a count or complement of 0: only such a one is ever marked, the others are
         not looked at), whether every one of ``atoms`` (its count's, per cell) is shown empty in each of its months."""
         out = np.zeros(count.size, bool)
-        for start in range(0, hidden.size, 20_000):  # (cells, atoms, months) a block at a time
-            r = hidden[start : start + 20_000]
-            unknown = ~empty[np.where(overall[r], n_series, series[r])]
-            needed = atoms[start : start + 20_000][:, :, None] & cover[period[r]][:, None, :]
-            out[r] = ~(unknown & needed).any(axis=(1, 2))
+        answered, answers = counts.shown.get(kind, (None, None)) if changed is not None else (None, None)
+        todo = np.arange(hidden.size)
+        if answered is not None:
+            again = ~answered[hidden] | changed[row[hidden]]
+            out[hidden[~again]] = answers[hidden[~again]]
+            todo = np.flatnonzero(again)
+        for start in range(0, todo.size, 20_000):  # (cells, atoms, months) a block at a time
+            at = todo[start : start + 20_000]
+            r = hidden[at]
+            needed = atoms[at][:, :, None] & cover[period[r]][:, None, :]
+            out[r] = ~(~empty[row[r]] & needed).any(axis=(1, 2))
+        now_answered = np.zeros(count.size, bool)
+        now_answered[hidden] = True
+        counts.shown[kind] = (now_answered, out)
         return out
 
     hidden = np.flatnonzero(w & (v == 0))
-    zero = shown_empty(hidden, atoms_of[count[hidden]])
+    zero = shown_empty("count", hidden, atoms_of[count[hidden]])
     # a numerator's complement (its denominator less it) is the atoms of the denominator the numerator does not hold
     complement = np.zeros(count.size, np.int64)
     complement[n_den:] = fam["denominator"].fill_null(0).to_numpy() - v[n_den:]
     hidden = np.flatnonzero(w & (complement == 0) & counts.is_numerator[count] & (np.arange(count.size) >= n_den))
     rest = atoms_of[counts.kind_of[count[hidden]]] & ~atoms_of[count[hidden]]
-    zero_complement = shown_empty(hidden, rest)
+    zero_complement = shown_empty("complement", hidden, rest)
     return zero[:n_den], zero[n_den:], zero_complement[n_den:]
 
 
@@ -264,17 +287,30 @@ def _zero_elsewhere(
     released_zero: np.ndarray,
     overall: np.ndarray,
     cover: np.ndarray,
+    rows: np.ndarray,
+    counts: Counts,
 ) -> np.ndarray:
-    """Per row, whether released 0s of its count cover it: of its own level and group (``group``: their codes) over
-    months that include all of its period's, or of the hospital over them (any group, any level)."""
-    ids, s_idx = np.unique(disclosure.key_of([count, *group]), return_inverse=True)
+    """Per row of ``rows`` (a mask), whether released 0s of its count cover it: of its own level and group (``group``:
+    their codes) over months that include all of its period's, or of the hospital over them (any group, any level)."""
+    ids, s_idx = _distinct(counts, "series", disclosure.key_of([count, *group]))
     zero_months = np.zeros((ids.size, cover.shape[1]), bool)  # per series, the months a released 0 of its own covers
     np.logical_or.at(zero_months, s_idx[released_zero], cover[period[released_zero]])
     hospital = np.zeros((int(count.max(initial=0)) + 1, cover.shape[1]), bool)  # per count, the hospital's
     mine = released_zero & overall
     np.logical_or.at(hospital, count[mine], cover[period[mine]])
-    known = zero_months[s_idx] | hospital[count]
-    return ~(cover[period] & ~known).any(axis=1)
+    known = zero_months[s_idx[rows]] | hospital[count[rows]]
+    return ~(cover[period[rows]] & ~known).any(axis=1)
+
+
+def _distinct(counts: Counts, name: str, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(key, return_inverse=True)``, kept in ``counts.shown`` under ``name``: the feed's rounds hand over
+    the same cells each time, and a comparison costs a fraction of the sort."""
+    last = counts.shown.get(name)
+    if last is not None and last[0].shape == key.shape and np.array_equal(last[0], key):
+        return last[1], last[2]
+    ids, inverse = np.unique(key, return_inverse=True)
+    counts.shown[name] = (key, ids, inverse)
+    return ids, inverse
 
 
 def _one_more(state: np.ndarray, value: np.ndarray, counts: Counts, k: int) -> np.ndarray:
