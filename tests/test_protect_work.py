@@ -227,3 +227,20 @@ def test_the_unknown_cells_of_some_series_are_theirs_of_all_and_a_change_reaches
             assert np.isin(moved, reached).all()
             outside.append(np.setdiff1d(moved, changed).size)
     assert sum(outside) > 0  # changes that reached series besides their own
+
+
+def test_the_layout_gives_the_codes_and_groupings_of_the_cells_it_is_handed_now():
+    """``disclosure._Layout`` keeps what it worked out of the cells: handed the same cells, changed ones, then the
+    first again, each answer is ``order_code``'s and ``_combined``'s of the cells of that call."""
+    rng = np.random.default_rng(11)
+
+    def cells(n: int, names: int) -> pl.DataFrame:
+        frame = pl.DataFrame({c: rng.integers(0, names, n) for c in ("a", "b")}).with_columns(pl.format("g{}", "a").alias("link"))
+        return frame.with_columns(pl.col("a").alias("a_code"), pl.col("b").alias("b_code"))
+
+    first, second, shorter = cells(3000, 40), cells(3000, 40), cells(2000, 40)
+    with_null = first.with_columns(pl.when(pl.col("a") == 3).then(None).otherwise("link").alias("link"))
+    layout = disclosure._Layout()
+    for frame in (first, first, second, shorter, first, with_null, with_null, first):
+        assert layout.code(frame["link"]).equals(disclosure.order_code(frame["link"]))
+        assert np.array_equal(layout.combined(frame, ("a", "b")), disclosure._combined(frame, ("a", "b")))

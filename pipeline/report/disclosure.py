@@ -88,6 +88,7 @@ class Protection:
     def __init__(self, periods: dict[str, tuple[str, list[int]]], k: int):
         self.periods, self.k = periods, k
         self._passes: _Passes | None = None
+        self._layout = _Layout()  # the cells' codes and groupings, worked out once while the cells stay the same
 
     def __call__(self, cells: pl.DataFrame) -> np.ndarray:
         """``protect(cells, periods, k)``."""
@@ -99,10 +100,10 @@ class Protection:
         given = [f"{c}_code" for c in keys if f"{c}_code" in cells.columns]  # the caller's codes of its keys
         zero = [c for c in ("zero", "zero_complement") if c in cells.columns]
         coded = cells.select(*keys, *given, "value", "complement", "den", "withheld", *links, *zero).with_columns(
-            *(order_code(cells[c]).alias(f"{c}_code") for c in (*keys, *links) if f"{c}_code" not in given),
+            *(self._layout.code(cells[c]).alias(f"{c}_code") for c in (*keys, *links) if f"{c}_code" not in given),
             pl.lit(1, pl.Int64).alias("cells"),
         )
-        settled = _settled(coded)
+        settled = _settled(coded, self._layout.combined)
         if not settled.any():
             return self._protect(coded)
         kept = ~settled
@@ -172,16 +173,17 @@ def _cells_weighed(coded: pl.DataFrame) -> np.ndarray:
     return np.column_stack([coded[c].fill_null(0).to_numpy().astype(np.int64) for c in columns])
 
 
-def _settled(coded: pl.DataFrame) -> np.ndarray:
+def _settled(coded: pl.DataFrame, combined=None) -> np.ndarray:
     """Per cell: a provider cell of a table in which every cell of that provider is withheld from the start, and
     tied by ``link`` to no other cell. Nothing can release it, and it takes part only in its lines' count of
     withheld cells and their sums (a series without a released cell gives nothing away over time: every
-    subtraction needs a released cell covering one of its months)."""
-    series = _combined(coded, ("unit", "level", "group_key"))
+    subtraction needs a released cell covering one of its months). ``combined``: ``_combined`` or a ``_Layout``'s."""
+    combined = combined or _combined
+    series = combined(coded, ("unit", "level", "group_key"))
     withheld = coded["withheld"].to_numpy()
     settled = np.bincount(series, weights=~withheld) == 0
     if "link" in coded.columns:
-        link = _link_ids(coded)
+        link = _link_ids(coded, combined)
         tied = (np.bincount(link) > 1)[link]
         settled &= np.bincount(series, weights=tied, minlength=settled.size) == 0
     return (coded["level"] == "provider").to_numpy() & settled[series]
@@ -276,10 +278,39 @@ def _combined(frame: pl.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
     return np.unique(key_of([frame[f"{c}_code"].to_numpy() for c in columns]), return_inverse=True)[1]
 
 
-def _link_ids(frame: pl.DataFrame) -> np.ndarray:
+def _link_ids(frame: pl.DataFrame, combined=None) -> np.ndarray:
     """Per cell, a number shared by the cells of its period, level and group whose ``link`` names agree: the
     same count in two tables. Made of the integer codes (a few hundred thousand cells: no text is compared)."""
-    return _combined(frame, ("link", "period", "level", "group_key"))
+    return (combined or _combined)(frame, ("link", "period", "level", "group_key"))
+
+
+class _Layout:
+    """``order_code`` and ``_combined`` for cells handed over round after round (``Protection``): each answer kept
+    with what it was worked out of, and given again while that is the same (a comparison costs a fraction of the
+    sorts: at case-dense 10M orders, a second a round)."""
+
+    def __init__(self):
+        self._codes: dict[str, tuple[pl.Series, pl.Series]] = {}
+        self._combined: dict[tuple[str, ...], tuple[list[np.ndarray], np.ndarray]] = {}
+
+    def code(self, column: pl.Series) -> pl.Series:
+        """``order_code(column)``."""
+        last = self._codes.get(column.name)
+        if last is not None and last[0].dtype == column.dtype and last[0].equals(column):
+            return last[1]
+        codes = order_code(column)
+        self._codes[column.name] = (column, codes)
+        return codes
+
+    def combined(self, frame: pl.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
+        """``_combined(frame, columns)``."""
+        codes = [frame[f"{c}_code"].to_numpy() for c in columns]
+        last = self._combined.get(columns)
+        if last is not None and all(a.shape == b.shape and np.array_equal(a, b) for a, b in zip(last[0], codes, strict=True)):
+            return last[1]
+        out = _combined(frame, columns)
+        self._combined[columns] = (codes, out)
+        return out
 
 
 def order_code(column: pl.Series) -> pl.Series:
