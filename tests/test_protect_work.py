@@ -113,28 +113,34 @@ def test_exposed_passes_over_the_cells_as_it_left_them_and_answers_as_afresh(tie
     """``relations.exposed`` skips the cells an earlier call left with nothing to give away and unchanged since (the
     feed's rounds change a few): every call's answer is the one a first call, with nothing remembered, gives."""
     m, atoms = _tied(ties, seed)
-    calls, skipped = [], []
-    exposed, as_left = relations.exposed, relations._as_left
+    calls, weighed = [], []
+    exposed, one_more = relations.exposed, relations._one_more
 
     def recording(den_cells, fam, cell, counts, k, cover):
         out = exposed(den_cells, fam, cell, counts, k, cover)
         calls.append(((den_cells, fam, cell, counts, k, cover), out))
         return out
 
-    def counting(settled, cell_ids, state, value):
-        out = as_left(settled, cell_ids, state, value)
-        skipped.append(int(out.sum()))
-        return out
+    def counting(state, value, counts, k):
+        weighed.append(state.shape[0])
+        return one_more(state, value, counts, k)
 
     monkeypatch.setattr(relations, "exposed", recording)
-    monkeypatch.setattr(relations, "_as_left", counting)
+    monkeypatch.setattr(relations, "_one_more", counting)
     feed.build_feed(m, run_info("all"), atoms)
-    assert len(calls) > 2 and sum(skipped) > 0  # several rounds, and cells the later ones had no need to weigh
+    assert len(calls) > 2  # several rounds
+    remembering, weighed[:] = sum(weighed), []
     for (den_cells, fam, cell, counts, k, cover), (den, num) in calls:
         fresh = relations.Counts(counts.atoms, counts.kind_of, counts.is_numerator, counts.rank)  # nothing remembered
         want_den, want_num = exposed(den_cells, fam, cell, fresh, k, cover)
         assert sorted(den["den_key"]) == sorted(want_den["den_key"])
         assert sorted(num["fam_key"]) == sorted(want_num["fam_key"])
+    assert remembering < sum(weighed)  # cells the later rounds had no need to weigh
+    # handed the same cells twice (what it found not withheld in between), it finds the same again
+    args, (den, num) = next((a, out) for a, out in calls if out[0].height + out[1].height)
+    exposed(*args)
+    again_den, again_num = exposed(*args)
+    assert sorted(again_den["den_key"]) == sorted(den["den_key"]) and sorted(again_num["fam_key"]) == sorted(num["fam_key"])
 
 
 @pytest.mark.parametrize(("ties", "seed"), [("lbp", 3), ("csf", 4), ("csf", 9)])

@@ -15,10 +15,11 @@ share, the smaller. Withheld counts
 that follow from others are settled whatever their size: a count of 40 withheld to protect a 3 beside it
 in another department protects nothing once it can be worked out. ``zero_by_atoms`` tells the passes across cells
 which withheld counts released 0s elsewhere show to be 0. The rule across cells (totals,
-periods) is ``disclosure.protect``'s; ``feed.suppress`` runs the two in turn until neither adds a cell. A cell's
-answer here is a function of its own counts' states and values alone, so ``exposed`` passes over the cells an earlier
-call left with nothing to give away and that are as it left them (``Counts.settled``): a round weighs the few cells
-the rounds before changed.
+periods) is ``disclosure.protect``'s; ``feed.suppress`` runs the two in turn until neither adds a cell. The rounds hand
+over the same cells, a few more withheld each time, so both remember what they weighed on the ``Counts`` (``settled``,
+``shown``): a cell's answer in ``exposed`` is a function of its own entries alone, and one in ``zero_by_atoms`` of the
+atoms shown empty in its own group, so a round weighs again only the cells whose entries or empty atoms changed, and
+sorts the cells into cells and groups only when their layout changed.
 """
 
 from __future__ import annotations
@@ -91,9 +92,10 @@ class Counts:
     rank: np.ndarray  # per count: what it costs to give up (the least first), before its value
     # per pattern of states, its derivations: the passes meet the same few dozen patterns again and again
     memo: dict[bytes, list] = field(default_factory=dict, compare=False, repr=False)
-    # per k, the cells ``exposed`` last left with nothing to give away: (their ids, sorted; states; values). A cell's
-    # answer is a function of its own states and values alone, so a cell found here as it was left needs no pass
-    settled: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict, compare=False, repr=False)
+    # per k, what ``exposed`` last weighed: the cells' layout (their ids, keys, counts, values, the counts laid out per
+    # level), which entries were withheld and known 0s, and per cell whether it gave nothing away. A cell's answer is
+    # a function of its own entries alone, so a cell found as it was left settled needs no pass
+    settled: dict[int, tuple] = field(default_factory=dict, compare=False, repr=False)
     # what ``zero_by_atoms`` last weighed: the cells' layout, the atoms it found empty, and per kind (a count, a
     # complement) the cells it answered and the answers (``_ShownEmpty``)
     shown: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
@@ -121,13 +123,23 @@ def exposed(
     # a count laid out at a level (it has a row there somewhere) and without a row in a cell is a known zero
     laid_out = np.zeros((int(level.max(initial=0)) + 1, n_counts), bool)
     laid_out[level, count] = True
-    # only a cell with something withheld can give it away
+    # only a cell with something withheld can give it away, and of those, only one not as an earlier call left it
+    # settled (the feed's rounds change a few cells each): a cell's answer is a function of its own counts alone
     ids, c_idx = _distinct(counts, "cells", cell_id)
-    with_withheld = np.bincount(c_idx, weights=w, minlength=ids.size) > 0
-    keep = with_withheld[c_idx]
-    c_idx = (np.cumsum(with_withheld) - 1)[c_idx[keep]]  # the cells kept, numbered 0, 1, ... in the same order
+    look = np.bincount(c_idx, weights=w, minlength=ids.size) > 0
+    entries, last = (cell_id, key, count, v, laid_out), counts.settled.get(k)
+    if last is not None and all(a.shape == b.shape and np.array_equal(a, b) for a, b in zip(last[0], entries, strict=True)):
+        was_w, was_zero, was_settled = last[1:]
+        moved = np.bincount(c_idx, weights=(w != was_w) | (zero != was_zero), minlength=ids.size) > 0
+        look &= moved | ~was_settled
+    settled = np.ones(ids.size, bool)  # the cells that, as they are now, give nothing away
+    # a withheld entry (and a known 0) now, kept for the next call
+    remembered = (entries, w, zero)
+    keep = look[c_idx]
+    looked = np.flatnonzero(look)
+    c_idx = (np.cumsum(look) - 1)[c_idx[keep]]  # the cells kept, numbered 0, 1, ... in the same order
     key, count, v, w, level, zero = key[keep], count[keep], v[keep], w[keep], level[keep], zero[keep]
-    n_cells = int(with_withheld.sum())
+    n_cells = looked.size
     cell_level = np.zeros(n_cells, np.int64)
     cell_level[c_idx] = level
     value = np.zeros((n_cells, n_counts), np.int64)
@@ -137,15 +149,13 @@ def exposed(
     state = np.where(laid_out[cell_level], NO_ROW, ABSENT).astype(np.int8)
     state[c_idx, count] = np.where(zero, NO_ROW, np.where(w, WITHHELD, np.where(v == 0, ZERO_ROW, RELEASED)))
     forced = np.zeros((n_cells, n_counts), bool)
-    cell_ids = ids[with_withheld]  # sorted, as the cells are numbered
-    # the cells a pass looks at: those not as an earlier call left them settled (the feed's rounds change a few
-    # cells each), then those the last pass changed
-    active = np.flatnonzero(~_as_left(counts.settled.get(k), cell_ids, state, value))
+    active = np.arange(n_cells)  # the cells a pass looks at: all, then those the last pass changed
     for _ in range(n_counts):  # each pass withholds one more set of counts in every cell still exposed
         found = _one_more(state[active], value[active], counts, k)
         changed = found.any(axis=1)
         if not changed.any():
-            counts.settled[k] = (cell_ids, state, value)  # every cell as it is now gives nothing away
+            settled[looked[forced.any(axis=1)]] = False  # what they give up changes them: weighed again next time
+            counts.settled[k] = (*remembered, settled)
             break
         active, found = active[changed], found[changed]
         forced[active] |= found
@@ -162,20 +172,6 @@ def exposed(
         pl.DataFrame({"den_key": pl.Series(given_up[~is_num], dtype=pl.Int64)}),
         pl.DataFrame({"fam_key": pl.Series(given_up[is_num], dtype=pl.Int64)}),
     )
-
-
-def _as_left(
-    settled: tuple[np.ndarray, np.ndarray, np.ndarray] | None, cell_ids: np.ndarray, state: np.ndarray, value: np.ndarray
-) -> np.ndarray:
-    """Per cell (``cell_ids``, sorted), whether ``settled`` (``Counts.settled``) holds it with the same states and
-    values: ``_one_more`` would find nothing there, as it found nothing then."""
-    if settled is None or cell_ids.size == 0:
-        return np.zeros(cell_ids.size, bool)
-    ids, was_state, was_value = settled
-    if ids.size == 0:
-        return np.zeros(cell_ids.size, bool)
-    at = np.minimum(np.searchsorted(ids, cell_ids), ids.size - 1)
-    return (ids[at] == cell_ids) & (was_state[at] == state).all(axis=1) & (was_value[at] == value).all(axis=1)
 
 
 def _laid_out(
