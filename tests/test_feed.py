@@ -288,7 +288,7 @@ def test_providers_withheld_throughout_are_passed_on_as_one_cell_and_change_noth
     passes = disclosure.Protection._protect
     monkeypatch.setattr(disclosure.Protection, "_protect", lambda self, cells: seen.append(cells.height) or passes(self, cells))
     merged = build(m, run_info("all"))
-    monkeypatch.setattr(disclosure, "_settled", lambda cells: np.zeros(cells.height, bool))
+    monkeypatch.setattr(disclosure, "_settled", lambda cells, *_: np.zeros(cells.height, bool))
     every_cell = build(m, run_info("all"))
     assert merged.equals(every_cell)
     assert seen[0] < seen[2] and seen[1] < seen[3]  # the denominators' and the counts' passes had fewer cells

@@ -79,13 +79,16 @@ def protect(cells: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: i
 
 class Protection:
     """``protect`` for the same cells round after round (``feed.suppress``: their withheld and ``zero`` columns grow,
-    the cells stay). The passes are built once while the cells they weigh stay the same, and keep what they settled:
-    a round re-examines only the series and tables whose withheld cells or known zeros changed since (the rest would
-    find what they found before: nothing more), so its cost follows what the last round changed, not every cell."""
+        the cells stay). The passes are built once while the cells they weigh stay the same, and keep what they settled:
+        a round re-examines only the series and tables whose withheld cells or known zeros changed since (the rest would
+        find what they found before: nothing more), so its cost follows what the last round changed, not every cell. The
+    time pass works out again which withheld cells are unknown (``_SeriesGrid._unknown``) only for the series whose
+    cells or known zeros changed, and those under a changed hospital's series."""
 
     def __init__(self, periods: dict[str, tuple[str, list[int]]], k: int):
         self.periods, self.k = periods, k
         self._passes: _Passes | None = None
+        self._layout = _Layout()  # the cells' codes and groupings, worked out once while the cells stay the same
 
     def __call__(self, cells: pl.DataFrame) -> np.ndarray:
         """``protect(cells, periods, k)``."""
@@ -97,10 +100,10 @@ class Protection:
         given = [f"{c}_code" for c in keys if f"{c}_code" in cells.columns]  # the caller's codes of its keys
         zero = [c for c in ("zero", "zero_complement") if c in cells.columns]
         coded = cells.select(*keys, *given, "value", "complement", "den", "withheld", *links, *zero).with_columns(
-            *(order_code(cells[c]).alias(f"{c}_code") for c in (*keys, *links) if f"{c}_code" not in given),
+            *(self._layout.code(cells[c]).alias(f"{c}_code") for c in (*keys, *links) if f"{c}_code" not in given),
             pl.lit(1, pl.Int64).alias("cells"),
         )
-        settled = _settled(coded)
+        settled = _settled(coded, self._layout.combined)
         if not settled.any():
             return self._protect(coded)
         kept = ~settled
@@ -170,16 +173,17 @@ def _cells_weighed(coded: pl.DataFrame) -> np.ndarray:
     return np.column_stack([coded[c].fill_null(0).to_numpy().astype(np.int64) for c in columns])
 
 
-def _settled(coded: pl.DataFrame) -> np.ndarray:
+def _settled(coded: pl.DataFrame, combined=None) -> np.ndarray:
     """Per cell: a provider cell of a table in which every cell of that provider is withheld from the start, and
     tied by ``link`` to no other cell. Nothing can release it, and it takes part only in its lines' count of
     withheld cells and their sums (a series without a released cell gives nothing away over time: every
-    subtraction needs a released cell covering one of its months)."""
-    series = _combined(coded, ("unit", "level", "group_key"))
+    subtraction needs a released cell covering one of its months). ``combined``: ``_combined`` or a ``_Layout``'s."""
+    combined = combined or _combined
+    series = combined(coded, ("unit", "level", "group_key"))
     withheld = coded["withheld"].to_numpy()
     settled = np.bincount(series, weights=~withheld) == 0
     if "link" in coded.columns:
-        link = _link_ids(coded)
+        link = _link_ids(coded, combined)
         tied = (np.bincount(link) > 1)[link]
         settled &= np.bincount(series, weights=tied, minlength=settled.size) == 0
     return (coded["level"] == "provider").to_numpy() & settled[series]
@@ -274,10 +278,39 @@ def _combined(frame: pl.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
     return np.unique(key_of([frame[f"{c}_code"].to_numpy() for c in columns]), return_inverse=True)[1]
 
 
-def _link_ids(frame: pl.DataFrame) -> np.ndarray:
+def _link_ids(frame: pl.DataFrame, combined=None) -> np.ndarray:
     """Per cell, a number shared by the cells of its period, level and group whose ``link`` names agree: the
     same count in two tables. Made of the integer codes (a few hundred thousand cells: no text is compared)."""
-    return _combined(frame, ("link", "period", "level", "group_key"))
+    return (combined or _combined)(frame, ("link", "period", "level", "group_key"))
+
+
+class _Layout:
+    """``order_code`` and ``_combined`` for cells handed over round after round (``Protection``): each answer kept
+    with what it was worked out of, and given again while that is the same (a comparison costs a fraction of the
+    sorts: at case-dense 10M orders, a second a round)."""
+
+    def __init__(self):
+        self._codes: dict[str, tuple[pl.Series, pl.Series]] = {}
+        self._combined: dict[tuple[str, ...], tuple[list[np.ndarray], np.ndarray]] = {}
+
+    def code(self, column: pl.Series) -> pl.Series:
+        """``order_code(column)``."""
+        last = self._codes.get(column.name)
+        if last is not None and last[0].dtype == column.dtype and last[0].equals(column):
+            return last[1]
+        codes = order_code(column)
+        self._codes[column.name] = (column, codes)
+        return codes
+
+    def combined(self, frame: pl.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
+        """``_combined(frame, columns)``."""
+        codes = [frame[f"{c}_code"].to_numpy() for c in columns]
+        last = self._combined.get(columns)
+        if last is not None and all(a.shape == b.shape and np.array_equal(a, b) for a, b in zip(last[0], codes, strict=True)):
+            return last[1]
+        out = _combined(frame, columns)
+        self._combined[columns] = (codes, out)
+        return out
 
 
 def order_code(column: pl.Series) -> pl.Series:
@@ -483,7 +516,14 @@ class _SeriesGrid:
         hospital = dict(keyed.filter(pl.col("level") == "overall").select("unit_code", "s").unique().iter_rows())
         self.hospital = np.full(shape[0], -1)
         self.hospital[s] = keyed["unit_code"].replace_strict(hospital, default=-1, return_dtype=pl.Int64).to_numpy()
-        self._seen: np.ndarray | None = None  # the unknown cells (withheld, no known 0) settle() left
+        # per hospital series, the series under it (its own included): the series whose known 0s a change of its
+        # cells can change (``_unknown``)
+        under = np.flatnonzero(self.hospital >= 0)
+        self._under = np.zeros(0, np.int64) if under.size == 0 else under[np.argsort(self.hospital[under], kind="stable")]
+        self._under_start = np.searchsorted(self.hospital[self._under], np.arange(shape[0] + 1))
+        # what settle() left: the unknown cells (withheld, no known 0), the withheld cells and the known 0s it weighed
+        self._seen: np.ndarray | None = None
+        self._left: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def know(self, known: dict[str, np.ndarray]) -> None:
         """The withheld cells known to be 0 all the same (``zero``: by the atoms, ``relations.zero_by_atoms``) and
@@ -494,18 +534,34 @@ class _SeriesGrid:
             if name in known:
                 grid[self.s, self.c] = known[name]
 
-    def _unknown(self, w: np.ndarray, of_complement: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """(withheld cells not known otherwise, cells known to be 0), of the counts or ``of_complement`` of their
-        complements (a withheld row hides both; a released one shows both). No count is negative: a released 0 of its
-        series over some months (a quarter, a 12-month window), or of the hospital's series of its table, is a 0 in
-        each of those months, so a cell all of whose months such 0s cover is known, withheld or not."""
+    def _unknown(self, w: np.ndarray, rows: np.ndarray, of_complement: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """For ``rows`` (series, sorted): (withheld cells not known otherwise, cells known to be 0), of the counts or
+        ``of_complement`` of their complements (a withheld row hides both; a released one shows both). No count is
+        negative: a released 0 of its series over some months (a quarter, a 12-month window), or of the hospital's
+        series of its table, is a 0 in each of those months, so a cell all of whose months such 0s cover is known,
+        withheld or not. A row's answer reads its own cells and its hospital's alone (``_touched``)."""
         value, zero = (self.comp, self.zero_complement) if of_complement else (self.value, self.zero)
-        released_zero = self.present & ((~w & (value == 0)) | zero)
-        zero_month = released_zero.astype(float) @ self.cover > 0  # (series, months)
-        has = self.hospital >= 0
-        zero_month[has] |= zero_month[self.hospital[has]]
-        known_zero = self.present & ((~zero_month).astype(float) @ self.cover.T == 0)
-        return w & ~known_zero, known_zero
+        hospital = self.hospital[rows]
+        read = np.union1d(rows, hospital[hospital >= 0])
+        released_zero = self.present[read] & ((~w[read] & (value[read] == 0)) | zero[read])
+        zero_month = released_zero.astype(float) @ self.cover > 0  # (series read, months)
+        own = zero_month[np.searchsorted(read, rows)]
+        has = hospital >= 0
+        own[has] |= zero_month[np.searchsorted(read, hospital[has])]
+        known_zero = self.present[rows] & ((~own).astype(float) @ self.cover.T == 0)
+        return w[rows] & ~known_zero, known_zero
+
+    def _unknowns(self, w: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """``_unknown`` of the counts and of their complements side by side, for ``rows``."""
+        return np.hstack([*self._unknown(w, rows), *self._unknown(w, rows, of_complement=True)])
+
+    def _touched(self, rows: np.ndarray) -> np.ndarray:
+        """The series whose ``_unknown`` a change of the cells of ``rows`` can change: those and, of a hospital's
+        series among them, every series of its table (sorted)."""
+        starts, stops = self._under_start[rows], self._under_start[rows + 1]
+        size = stops - starts
+        under = self._under[np.repeat(starts - np.cumsum(size) + size, size) + np.arange(size.sum())]
+        return np.union1d(rows, under)
 
     def settle(self, withheld: np.ndarray, k: int) -> np.ndarray:
         """Withhold cells until no series gives a hidden count away over time; each pass looks only at the
@@ -516,9 +572,18 @@ class _SeriesGrid:
         w[self.s, self.c] = withheld
         # the counts and their complements (a numerator table's: the denominator less it), each a series of its own:
         # a withheld count is given by its released months as much as by its complement's (two 12-month windows
-        # less a month a year later whose complement is known to be 0)
-        unknown = np.hstack([*self._unknown(w), *self._unknown(w, of_complement=True)])
-        rows = np.arange(w.shape[0]) if self._seen is None else np.flatnonzero((unknown != self._seen).any(axis=1))
+        # less a month a year later whose complement is known to be 0). Weighed again only where the cells or known
+        # 0s changed since the last call left them (and the series under a changed hospital's)
+        if self._seen is None:
+            unknown = self._unknowns(w, np.arange(w.shape[0]))
+            rows = np.arange(w.shape[0])
+        else:
+            was_w, was_zero, was_zero_complement = self._left
+            changed = (w != was_w) | (self.zero != was_zero) | (self.zero_complement != was_zero_complement)
+            unknown = self._seen.copy()
+            rows = self._touched(np.flatnonzero(changed.any(axis=1)))
+            unknown[rows] = self._unknowns(w, rows)
+            rows = rows[(unknown[rows] != self._seen[rows]).any(axis=1)]
         n = w.shape[1]
         while rows.size:
             add = self._small_hidden_sums(w, rows, k)
@@ -526,10 +591,12 @@ class _SeriesGrid:
                 add |= self._exact_disclosures(unknown[:, part : part + n], unknown[:, part + n : part + 2 * n], rows)
             w[rows] |= add
             # a released 0 given up can make other cells (a department's, under the hospital's 0) unknown again
-            before = unknown
-            unknown = np.hstack([*self._unknown(w), *self._unknown(w, of_complement=True)])
-            rows = np.flatnonzero((unknown != before).any(axis=1))
+            touched = self._touched(rows[add.any(axis=1)])
+            before = unknown[touched]
+            unknown[touched] = self._unknowns(w, touched)
+            rows = touched[(unknown[touched] != before).any(axis=1)]
         self._seen = unknown
+        self._left = (w, self.zero.copy(), self.zero_complement.copy())
         return withheld | w[self.s, self.c]
 
     def _choose(self, candidates: np.ndarray, rows: np.ndarray) -> np.ndarray:

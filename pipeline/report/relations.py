@@ -15,7 +15,11 @@ share, the smaller. Withheld counts
 that follow from others are settled whatever their size: a count of 40 withheld to protect a 3 beside it
 in another department protects nothing once it can be worked out. ``zero_by_atoms`` tells the passes across cells
 which withheld counts released 0s elsewhere show to be 0. The rule across cells (totals,
-periods) is ``disclosure.protect``'s; ``feed.suppress`` runs the two in turn until neither adds a cell.
+periods) is ``disclosure.protect``'s; ``feed.suppress`` runs the two in turn until neither adds a cell. The rounds hand
+over the same cells, a few more withheld each time, so both remember what they weighed on the ``Counts`` (``settled``,
+``shown``): a cell's answer in ``exposed`` is a function of its own entries alone, and one in ``zero_by_atoms`` of the
+atoms shown empty in its own group, so a round weighs again only the cells whose entries or empty atoms changed, and
+sorts the cells into cells and groups only when their layout changed.
 """
 
 from __future__ import annotations
@@ -88,6 +92,13 @@ class Counts:
     rank: np.ndarray  # per count: what it costs to give up (the least first), before its value
     # per pattern of states, its derivations: the passes meet the same few dozen patterns again and again
     memo: dict[bytes, list] = field(default_factory=dict, compare=False, repr=False)
+    # per k, what ``exposed`` last weighed: the cells' layout (their ids, keys, counts, values, the counts laid out per
+    # level), which entries were withheld and known 0s, and per cell whether it gave nothing away. A cell's answer is
+    # a function of its own entries alone, so a cell found as it was left settled needs no pass
+    settled: dict[int, tuple] = field(default_factory=dict, compare=False, repr=False)
+    # what ``zero_by_atoms`` last weighed: the cells' layout, the atoms it found empty, and per kind (a count, a
+    # complement) the cells it answered and the answers (``_ShownEmpty``)
+    shown: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
 
 def exposed(
@@ -107,17 +118,28 @@ def exposed(
     # department it sums, so a withheld count there is a known 0 (a quarter's 0 not-evaluable orders tell that each of
     # its months' orders not excluded are its evaluated ones)
     group = [codes[cell.index("level_code")], codes[cell.index("group_key_code")]]
-    zero = w & _zero_elsewhere(codes[cell.index("period_code")], group, count, ~w & (v == 0), overall, cover)
+    zero = w.copy()  # only a withheld count can be a known 0
+    zero[w] = _zero_elsewhere(codes[cell.index("period_code")], group, count, ~w & (v == 0), overall, cover, w, counts)
     # a count laid out at a level (it has a row there somewhere) and without a row in a cell is a known zero
     laid_out = np.zeros((int(level.max(initial=0)) + 1, n_counts), bool)
     laid_out[level, count] = True
-    # only a cell with something withheld can give it away
-    ids, c_idx = np.unique(cell_id, return_inverse=True)
-    with_withheld = np.bincount(c_idx, weights=w, minlength=ids.size) > 0
-    keep = with_withheld[c_idx]
-    c_idx = (np.cumsum(with_withheld) - 1)[c_idx[keep]]  # the cells kept, numbered 0, 1, ... in the same order
+    # only a cell with something withheld can give it away, and of those, only one not as an earlier call left it
+    # settled (the feed's rounds change a few cells each): a cell's answer is a function of its own counts alone
+    ids, c_idx = _distinct(counts, "cells", cell_id)
+    look = np.bincount(c_idx, weights=w, minlength=ids.size) > 0
+    entries, last = (cell_id, key, count, v, laid_out), counts.settled.get(k)
+    if last is not None and all(a.shape == b.shape and np.array_equal(a, b) for a, b in zip(last[0], entries, strict=True)):
+        was_w, was_zero, was_settled = last[1:]
+        moved = np.bincount(c_idx, weights=(w != was_w) | (zero != was_zero), minlength=ids.size) > 0
+        look &= moved | ~was_settled
+    settled = np.ones(ids.size, bool)  # the cells that, as they are now, give nothing away
+    # a withheld entry (and a known 0) now, kept for the next call
+    remembered = (entries, w, zero)
+    keep = look[c_idx]
+    looked = np.flatnonzero(look)
+    c_idx = (np.cumsum(look) - 1)[c_idx[keep]]  # the cells kept, numbered 0, 1, ... in the same order
     key, count, v, w, level, zero = key[keep], count[keep], v[keep], w[keep], level[keep], zero[keep]
-    n_cells = int(with_withheld.sum())
+    n_cells = looked.size
     cell_level = np.zeros(n_cells, np.int64)
     cell_level[c_idx] = level
     value = np.zeros((n_cells, n_counts), np.int64)
@@ -132,6 +154,8 @@ def exposed(
         found = _one_more(state[active], value[active], counts, k)
         changed = found.any(axis=1)
         if not changed.any():
+            settled[looked[forced.any(axis=1)]] = False  # what they give up changes them: weighed again next time
+            counts.settled[k] = (*remembered, settled)
             break
         active, found = active[changed], found[changed]
         forced[active] |= found
@@ -139,6 +163,8 @@ def exposed(
         shown = (state[active] == RELEASED) | (state[active] == ZERO_ROW)
         over = counts.is_numerator[None, :] & found[:, counts.kind_of] & shown
         state[active] = np.where(found | over, WITHHELD, state[active])
+    else:  # stopped by the bound with a cell still exposed: nothing to take as settled next time
+        counts.settled.pop(k, None)
     rows, cols = np.nonzero(forced & (keys >= 0))
     given_up = keys[rows, cols]
     is_num = counts.is_numerator[cols]
@@ -183,8 +209,8 @@ def zero_by_atoms(
     _, count, v, w, codes, overall = _laid_out(den_cells, fam, cell, counts)
     level = np.concatenate([f["level"].to_numpy() for f in (den_cells, fam)])
     period = codes[cell.index("period_code")]
-    _, series = np.unique(
-        disclosure.key_of([codes[cell.index("level_code")], codes[cell.index("group_key_code")]]), return_inverse=True
+    _, series = _distinct(
+        counts, "groups", disclosure.key_of([codes[cell.index("level_code")], codes[cell.index("group_key_code")]])
     )
     atoms_of = counts.atoms.T > 0  # (counts, atoms)
     n_series = int(series.max(initial=-1)) + 1
@@ -209,25 +235,44 @@ def zero_by_atoms(
         empty[n_series] |= empty[departments].all(axis=0)
     empty[:n_series] |= empty[n_series]
 
-    def shown_empty(hidden: np.ndarray, atoms: np.ndarray) -> np.ndarray:
+    row = np.where(overall, n_series, series)  # per cell, its row of ``empty``
+    # a cell's answer reads its own row of ``empty`` alone: with the cells laid out as last time, only the cells not
+    # answered then or whose row changed since are weighed again (a round of the feed changes a few)
+    layout = (count, period, row, cover)
+    last = counts.shown.get("layout")
+    same = last is not None and all(a.shape == b.shape and np.array_equal(a, b) for a, b in zip(last, layout, strict=True))
+    was_empty = counts.shown.get("empty") if same else None
+    changed = None if was_empty is None or was_empty.shape != empty.shape else (was_empty != empty).any(axis=(1, 2))
+    counts.shown.update(layout=layout, empty=empty)
+
+    def shown_empty(kind: str, hidden: np.ndarray, atoms: np.ndarray) -> np.ndarray:
         """Per cell of ``hidden`` (withheld, a count or complement of 0: only such a one is ever marked, the others are
         not looked at), whether every one of ``atoms`` (its count's, per cell) is shown empty in each of its months."""
         out = np.zeros(count.size, bool)
-        for start in range(0, hidden.size, 20_000):  # (cells, atoms, months) a block at a time
-            r = hidden[start : start + 20_000]
-            unknown = ~empty[np.where(overall[r], n_series, series[r])]
-            needed = atoms[start : start + 20_000][:, :, None] & cover[period[r]][:, None, :]
-            out[r] = ~(unknown & needed).any(axis=(1, 2))
+        answered, answers = counts.shown.get(kind, (None, None)) if changed is not None else (None, None)
+        todo = np.arange(hidden.size)
+        if answered is not None:
+            again = ~answered[hidden] | changed[row[hidden]]
+            out[hidden[~again]] = answers[hidden[~again]]
+            todo = np.flatnonzero(again)
+        for start in range(0, todo.size, 20_000):  # (cells, atoms, months) a block at a time
+            at = todo[start : start + 20_000]
+            r = hidden[at]
+            needed = atoms[at][:, :, None] & cover[period[r]][:, None, :]
+            out[r] = ~(~empty[row[r]] & needed).any(axis=(1, 2))
+        now_answered = np.zeros(count.size, bool)
+        now_answered[hidden] = True
+        counts.shown[kind] = (now_answered, out)
         return out
 
     hidden = np.flatnonzero(w & (v == 0))
-    zero = shown_empty(hidden, atoms_of[count[hidden]])
+    zero = shown_empty("count", hidden, atoms_of[count[hidden]])
     # a numerator's complement (its denominator less it) is the atoms of the denominator the numerator does not hold
     complement = np.zeros(count.size, np.int64)
     complement[n_den:] = fam["denominator"].fill_null(0).to_numpy() - v[n_den:]
     hidden = np.flatnonzero(w & (complement == 0) & counts.is_numerator[count] & (np.arange(count.size) >= n_den))
     rest = atoms_of[counts.kind_of[count[hidden]]] & ~atoms_of[count[hidden]]
-    zero_complement = shown_empty(hidden, rest)
+    zero_complement = shown_empty("complement", hidden, rest)
     return zero[:n_den], zero[n_den:], zero_complement[n_den:]
 
 
@@ -238,17 +283,30 @@ def _zero_elsewhere(
     released_zero: np.ndarray,
     overall: np.ndarray,
     cover: np.ndarray,
+    rows: np.ndarray,
+    counts: Counts,
 ) -> np.ndarray:
-    """Per row, whether released 0s of its count cover it: of its own level and group (``group``: their codes) over
-    months that include all of its period's, or of the hospital over them (any group, any level)."""
-    ids, s_idx = np.unique(disclosure.key_of([count, *group]), return_inverse=True)
+    """Per row of ``rows`` (a mask), whether released 0s of its count cover it: of its own level and group (``group``:
+    their codes) over months that include all of its period's, or of the hospital over them (any group, any level)."""
+    ids, s_idx = _distinct(counts, "series", disclosure.key_of([count, *group]))
     zero_months = np.zeros((ids.size, cover.shape[1]), bool)  # per series, the months a released 0 of its own covers
     np.logical_or.at(zero_months, s_idx[released_zero], cover[period[released_zero]])
     hospital = np.zeros((int(count.max(initial=0)) + 1, cover.shape[1]), bool)  # per count, the hospital's
     mine = released_zero & overall
     np.logical_or.at(hospital, count[mine], cover[period[mine]])
-    known = zero_months[s_idx] | hospital[count]
-    return ~(cover[period] & ~known).any(axis=1)
+    known = zero_months[s_idx[rows]] | hospital[count[rows]]
+    return ~(cover[period[rows]] & ~known).any(axis=1)
+
+
+def _distinct(counts: Counts, name: str, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(key, return_inverse=True)``, kept in ``counts.shown`` under ``name``: the feed's rounds hand over
+    the same cells each time, and a comparison costs a fraction of the sort."""
+    last = counts.shown.get(name)
+    if last is not None and last[0].shape == key.shape and np.array_equal(last[0], key):
+        return last[1], last[2]
+    ids, inverse = np.unique(key, return_inverse=True)
+    counts.shown[name] = (key, ids, inverse)
+    return ids, inverse
 
 
 def _one_more(state: np.ndarray, value: np.ndarray, counts: Counts, k: int) -> np.ndarray:
