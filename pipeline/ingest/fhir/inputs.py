@@ -32,7 +32,7 @@ def selected(input_dir: Path, cfg: Config | None, has_table_files: Callable[[Pat
     chosen = cfg.input_format if cfg is not None else "auto"
     if chosen != "auto":
         return chosen == FORMAT
-    if not export.ndjson_files(input_dir):
+    if not export.has_ndjson_files(input_dir):
         return False
     if has_table_files(input_dir, cfg):
         raise InputFileError(
