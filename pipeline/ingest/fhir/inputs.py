@@ -23,7 +23,7 @@ FORMAT = "fhir"
 @dataclass(frozen=True)
 class ExportInput(InputFile):
     """A table's input of an export, carrying the export as `find_inputs` found it: the run reads (`prepare`) the
-    files listed and sniffed here, without listing and sniffing the folder again (26,608 files: ~1.3 CPU-s each time)."""
+    files listed and sniffed here, without listing and sniffing the folder again (26,608 files: ~1.5 CPU-s a time)."""
 
     bulk_export: export.BulkExport | None = field(default=None, compare=False, repr=False)
 
