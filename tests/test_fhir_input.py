@@ -410,3 +410,26 @@ def test_an_export_without_the_site_code_map_picks_codings_by_the_one_the_wareho
     o9 = orders.filter(pl.col("order_id") == "O9").row(0, named=True)
     assert (o9["order_code"], o9["study_type"]) == ("LOC-CSPINE", "mri_spine")
     assert "unmapped_code" not in o9["reasons"]
+
+
+def test_the_export_is_listed_and_sniffed_once_and_handed_on(tmp_path, export):
+    """find_inputs lists the folder and sniffs each file; the run reads what it found (ExportInput), without
+    listing the folder again: a file added after that (here one no sniff would take) is not read."""
+    from pipeline.config import load_config
+    from pipeline.ingest import load
+    from pipeline.ingest.fhir.inputs import ExportInput
+
+    cfg = load_config(site_timezone="America/New_York")
+    found = load.find_inputs(export, cfg)
+    assert all(isinstance(f, ExportInput) and f.bulk_export is found["imaging_orders"].bulk_export for f in found.values())
+    listed = found["imaging_orders"].bulk_export.of("ServiceRequest")
+    (export / "ServiceRequest.999.ndjson").write_text("not NDJSON\n", encoding="utf-8")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    prepared = load.prepare_inputs(found, cfg, scratch)
+    assert listed == [export / "ServiceRequest.000.ndjson"]
+    assert prepared["imaging_orders"].rows_read == len(_ndjson_lines(listed[0]))
+
+
+def _ndjson_lines(path: Path) -> list[str]:
+    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

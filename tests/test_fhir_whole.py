@@ -26,8 +26,9 @@ from test_fhir_input import SR_FILE, _lines, _sr
 from pipeline.config import load_config
 from pipeline.errors import InputFileError
 from pipeline.ingest import load
-from pipeline.ingest.fhir import export, extract, prepare, whole
+from pipeline.ingest.fhir import export, extract, lines, prepare, whole
 from pipeline.ingest.inputs import find_inputs
+from pipeline.logs import JsonFormatter
 
 
 def _extracted(folder: Path, resource_type: str, paths: list[Path], read_whole: bool, work: Path):
@@ -243,3 +244,50 @@ def test_the_extracted_parts_are_written_uncompressed(deck_export, tmp_path):
             meta.row_group(g).column(c).compression for g in range(meta.num_row_groups) for c in range(meta.num_columns)
         }
         assert compressions == {"UNCOMPRESSED"}
+
+
+# ---------------------------------------------------------------- a long read says it is alive (lines.py)
+
+
+def _progress(caplog) -> list[dict]:
+    """The read_progress events logged, as --log-format json writes them."""
+    events = [json.loads(JsonFormatter().format(r)) for r in caplog.records]
+    return [
+        {k: e[k] for k in ("message", "event", "resource_type", "lines", "file")} for e in events if e["event"] == "read_progress"
+    ]
+
+
+def _broken_gzip(tmp_path: Path) -> Path:
+    """A ServiceRequest file the reader stops at (its second line is not JSON): read line by line, gzip."""
+    folder = tmp_path / "export"
+    folder.mkdir()
+    path = folder / "ServiceRequest.001.ndjson.gz"
+    path.write_bytes(gzip.compress((_lines(_sr("S1")) + "{broken\n" + _lines(_sr("S2"), _sr("S3"))).encode(), mtime=0))
+    return path
+
+
+def test_a_long_line_by_line_read_logs_how_far_it_has_come(tmp_path, monkeypatch, caplog):
+    """A file read line by line says so each time PROGRESS_SECONDS have passed (lowered here to 0: at every batch of
+    lines), naming its type, its lines so far and the file, as one JSON object under --log-format json."""
+    path = _broken_gzip(tmp_path)
+    monkeypatch.setattr(lines, "PROGRESS_SECONDS", 0.0)
+    caplog.set_level(logging.INFO, logger="pipeline")
+    rows, *_, whole_files = _extracted(path.parent, "ServiceRequest", [path], True, tmp_path / "work")
+    assert whole_files == 0 and len(rows) == 4
+    assert _progress(caplog) == [
+        {
+            "message": f"read ServiceRequest line by line: 4 lines so far ({path})",
+            "event": "read_progress",
+            "resource_type": "ServiceRequest",
+            "lines": 4,
+            "file": str(path),
+        }
+    ]
+
+
+def test_a_fast_line_by_line_read_logs_no_progress(tmp_path, caplog):
+    path = _broken_gzip(tmp_path)
+    caplog.set_level(logging.INFO, logger="pipeline")
+    rows, *_ = _extracted(path.parent, "ServiceRequest", [path], True, tmp_path / "work")
+    assert len(rows) == 4 and any("read line by line" in m for m in caplog.messages)
+    assert _progress(caplog) == []

@@ -74,11 +74,11 @@ def extract(
     first_key: int,
     out: Path,
     read_whole: bool = True,
-    line_breaks: Callable[[Path], int] | None = None,
+    lines_of: Callable[[Path], int | None] | None = None,
 ) -> Extracted:
     """The type's files through its query into Parquet files beside `out`: the files DuckDB's reader takes whole
     (read_whole) by one reader a `whole.READER_FILES` of them, each into one part, the others a chunk of lines at a
-    time. line_breaks: a file's LF bytes, if known.
+    time. lines_of: a file's lines, if known (the run's fingerprint pass).
 
     A type the export lacks gives one empty file: the joins read every type the same way."""
     query = sql("extract_" + resource_type)
@@ -98,10 +98,10 @@ def extract(
     if not read_whole:
         taken = [(file, None) for file in files]
     elif len(files) <= whole.OWN_READER:
-        taken = [read for file in files for read in _whole(con, whole_query, [file], part, line_breaks)]
+        taken = [read for file in files for read in _whole(con, whole_query, [file], part, lines_of)]
     else:
         runs = (files[i : i + whole.READER_FILES] for i in range(0, len(files), whole.READER_FILES))
-        taken = [read for run in runs for read in _whole(con, whole_query, run, part, line_breaks)]
+        taken = [read for run in runs for read in _whole(con, whole_query, run, part, lines_of)]
     for group, target in taken:
         if isinstance(target, Path):  # files read whole into one part: a row's key is its position in it
             selects.append(whole.keyed(target, key))
@@ -131,7 +131,7 @@ def _whole(
     query: str,
     files: list[tuple[Path, str]],
     part: Callable[[], Path],
-    line_breaks: Callable[[Path], int] | None,
+    lines_of: Callable[[Path], int | None] | None,
 ) -> list[tuple]:
     """The files in order, as ([((path, label), rows) ...], part): a run read whole into one part by one reader; or as
     ((path, label), stopped): a file for the lines' way, stopped telling whether the reader stopped at one of its
@@ -150,9 +150,9 @@ def _whole(
         if len(files) == 1:
             return [(files[0], True)]
         half = len(files) // 2
-        return _whole(con, query, files[:half], part, line_breaks) + _whole(con, query, files[half:], part, line_breaks)
+        return _whole(con, query, files[:half], part, lines_of) + _whole(con, query, files[half:], part, lines_of)
     # every file asked (and logged), not only up to the first that fails
-    took = [whole.took_every_line(path, n, line_breaks) for (path, _), n in zip(files, rows, strict=True)]
+    took = [whole.took_every_line(path, n, lines_of) for (path, _), n in zip(files, rows, strict=True)]
     if all(took):
         return [(list(zip(files, rows, strict=True)), target)]
     target.unlink(missing_ok=True)
@@ -162,9 +162,9 @@ def _whole(
         if ok:
             run.append(file)
             continue
-        taken += _whole(con, query, run, part, line_breaks) + [(file, False)]
+        taken += _whole(con, query, run, part, lines_of) + [(file, False)]
         run = []
-    return taken + _whole(con, query, run, part, line_breaks)
+    return taken + _whole(con, query, run, part, lines_of)
 
 
 def _rejecting_repeated_keys(con: duckdb.DuckDBPyConnection, relation: str, repeated: list[tuple[int, str]], path: Path) -> str:

@@ -10,6 +10,7 @@ recorded as a `segments.Segment` while the stream runs; `segments` turns a key b
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import polars as pl
@@ -19,6 +20,8 @@ from pipeline.errors import InputFileError
 from pipeline.ingest.fhir import whole
 from pipeline.ingest.fhir.export import UTF8_FIX, is_gzip
 from pipeline.ingest.segments import Segment
+from pipeline.logs import event
+from pipeline.wording import counted
 
 KEY, LINE_TEXT = "key", "line"
 # string_view: Polars' own string layout, handed over without a copy (DuckDB reads it as it is)
@@ -28,6 +31,10 @@ CHUNK_ROWS = 500_000
 # the longest line the lines' way reads: no resource the audit reads comes near it, and Polars holds a line
 # at many times its length (a 2 GB line, 2 MB of gzip, asked for 33 GB and aborted the run)
 LONGEST_LINE = 64 << 20
+# a file read this long line by line says how far it has come, then again each time as long: a 0.73 MB gzip of one
+# line broken 2M times took 38-48 s (11M lines: ~4 minutes) with nothing in the log, which an operator cannot tell
+# from a hang. Asked between batches of lines, so a line is said at the first batch after the time is up
+PROGRESS_SECONDS = 10.0
 
 
 class NumberedLines:
@@ -57,9 +64,10 @@ class NumberedLines:
             yield pa.Table.from_batches(pending, SCHEMA)
 
     def _batches(self):
+        said = time.monotonic()  # when the read started or last said how far it had come
         for path, label in zip(self.paths, self.labels, strict=True):
             base = self.next_key - 1  # key = base + line number (lines count from 1)
-            last = 0
+            last, read = 0, 0
             _refuse_a_line_too_long(path)
             # a blank line is no record: left out here, where it costs next to nothing (a filter in
             # the DuckDB query made it parse every line twice); the numbering is the file's
@@ -71,7 +79,10 @@ class NumberedLines:
                     if frame.height == 0:
                         continue
                     last = max(last, int(frame["n"].max()))
-                    self.records += frame.height
+                    self.records, read = self.records + frame.height, read + frame.height
+                    if time.monotonic() - said >= PROGRESS_SECONDS:
+                        self._say_progress(read, label)
+                        said = time.monotonic()
                     keyed = frame.select((pl.col("n").cast(pl.Int64) + base).alias(KEY), pl.col(LINE_TEXT))
                     if self.structure is not None:
                         self._find_repeated_keys(keyed)
@@ -81,6 +92,10 @@ class NumberedLines:
             if last:
                 self.segments.append(Segment(label, base + 1, base + last))
             self.next_key = base + last + 1
+
+    def _say_progress(self, read: int, label: str) -> None:
+        what = f"read {self.resource_type or 'NDJSON'} line by line: {counted(read, 'line')} so far ({label})"
+        event(what, event="read_progress", resource_type=self.resource_type, lines=read, file=label)
 
     def _find_repeated_keys(self, keyed: pl.DataFrame) -> None:
         for key, line in zip(keyed[KEY].to_list(), keyed[LINE_TEXT].to_list(), strict=True):

@@ -56,7 +56,7 @@ class Restart(Exception):
 class OrderStream:
     """The imaging_orders rows of the ServiceRequest files, keyed from first_key on, as a lazy frame the loader sinks.
 
-    table_query: table_imaging_orders.sql with its department filled; line_breaks: a file's LF bytes, if known."""
+    table_query: table_imaging_orders.sql with its department filled; lines_of: a file's lines, if known (its fingerprint)."""
 
     def __init__(
         self,
@@ -66,10 +66,10 @@ class OrderStream:
         first_key: int,
         table_query: str,
         work: Path,
-        line_breaks: Callable[[Path], int] | None = None,
+        lines_of: Callable[[Path], int | None] | None = None,
     ):
         self.con, self.paths, self.labels, self.first_key = con, paths, labels, first_key
-        self.table_query, self.work, self.line_breaks = table_query, work, line_breaks
+        self.table_query, self.work, self.lines_of = table_query, work, lines_of
         self.extract_query = sql("extract_ServiceRequest")
         # the files with a line: an empty one has no row to give (the query of 10,000 empty files' readers took 10 GB)
         self.read_paths = [path for path in paths if path.stat().st_size]
@@ -115,7 +115,7 @@ class OrderStream:
     def _extract(self) -> extract.Extracted:
         """The files extracted as the other types are: into Parquet parts that key and name each line."""
         parts = self.work / "ServiceRequest.parquet"
-        return extract.extract(self.con, "ServiceRequest", self.paths, self.labels, self.first_key, parts, True, self.line_breaks)
+        return extract.extract(self.con, "ServiceRequest", self.paths, self.labels, self.first_key, parts, True, self.lines_of)
 
     def aside_view(self) -> None:
         """The rows set aside as the view fhir_servicerequest (key, problem, left_out, patient_id): what tables' rejects read."""
@@ -157,7 +157,7 @@ class OrderStream:
             raise Restart from None
         key = self.first_key
         for path, label, n in zip(self.read_paths, self.read_labels, rows.tolist(), strict=True):
-            if not whole.took_every_line(path, n, self.line_breaks):
+            if not whole.took_every_line(path, n, self.lines_of):
                 raise Restart
             self.segments.append(Segment(label, key, key + n - 1))
             key, self.whole_files = key + n, self.whole_files + 1

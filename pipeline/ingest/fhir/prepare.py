@@ -29,6 +29,7 @@ from pipeline.ingest import load
 from pipeline.ingest.contract import CONTRACTS
 from pipeline.ingest.fhir import export, extract, orders, tables
 from pipeline.ingest.fhir import manifest as export_manifest
+from pipeline.ingest.fhir.inputs import ExportInput
 from pipeline.ingest.files import fingerprint_in_background
 from pipeline.ingest.inputs import InputFile
 from pipeline.ingest.segments import Segment
@@ -72,9 +73,9 @@ def _connect(work: Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def line_breaks_of(pending: dict | None):
-    """A file's LF bytes from its fingerprint being taken (they tell whether a file was read whole), or None."""
-    return (lambda path: pending[str(path)].result().line_breaks) if pending else None
+def lines_of(pending: dict | None):
+    """A file's lines from its fingerprint being taken (they tell whether a file was read whole), or None."""
+    return (lambda path: pending[str(path)].result().lines) if pending else None
 
 
 def extract_export(
@@ -90,15 +91,15 @@ def extract_export(
     (file -> key range, each file named by ``shown``: inputs.find_inputs), the next key and each type's
     resources read (lines that are not blank).
 
-    pending: the files' fingerprints being taken (their LF counts tell whether a file can be read whole);
+    pending: the files' fingerprints being taken (their line counts tell whether a file can be read whole);
     kept_map: the site code map the warehouse keeps (`local_code_systems`)."""
-    line_breaks = line_breaks_of(pending)
+    lines = lines_of(pending)
     extract.set_variables(con, cfg.fhir, local_code_systems(cfg, bulk.folder, kept_map))
     key, segments, records = 1, {}, {}
     for resource_type in EXTRACTED:
         paths = bulk.of(resource_type)
         labels = [shown(str(p)) for p in paths]
-        done = extract.extract(con, resource_type, paths, labels, key, work / f"{resource_type}.parquet", True, line_breaks)
+        done = extract.extract(con, resource_type, paths, labels, key, work / f"{resource_type}.parquet", True, lines)
         key += done.keys
         segments[resource_type] = done.segments
         records[resource_type] = done.records
@@ -155,14 +156,17 @@ def prepare_inputs(
 ) -> dict[str, load.PreparedTable]:
     """The loader's prepare_inputs for a FHIR export (inputs: what pipeline.ingest.fhir.inputs found;
     kept_map: the site code map the warehouse keeps, `local_code_systems`)."""
-    folder = next(iter(inputs.values())).path
-    bulk = export.read_export(folder)
+    first = next(iter(inputs.values()))
+    folder = first.path
+    # the export as find_inputs listed and sniffed it (ExportInput); read again only for inputs made otherwise
+    bulk = first.bulk_export if isinstance(first, ExportInput) and first.bulk_export else export.read_export(folder)
     export.check_required(bulk)
     work = scratch / "fhir"
     work.mkdir(exist_ok=True)
     # in the order the files are read, so that each file's count is there when its reading needs it
     in_order = [p for resource_type in ORDER for p in bulk.of(resource_type)]
-    pending = fingerprint_in_background({str(p): p for p in in_order}) if hashes is None else None
+    # each file opened once for its hash, its lines and a gzip file's text lines (whole.took_every_line)
+    pending = fingerprint_in_background({str(p): p for p in in_order}, gzip_text=True) if hashes is None else None
     prepared, export_sha = {}, ""
     con = _connect(work)
     try:
@@ -176,7 +180,7 @@ def prepare_inputs(
             key,
             tables.rows_query("imaging_orders", cfg.fhir),
             work,
-            line_breaks_of(pending),
+            lines_of(pending),
         )
         for contract in CONTRACTS:
             if contract.name not in inputs:

@@ -7,8 +7,8 @@ stops at the first line it cannot read (not JSON, not UTF-8, an element of anoth
 the query's, a repeated key). So a file is taken whole only when the reader read all of it and
 wrote as many rows as the file has lines; otherwise it goes the lines' way (`lines`), which
 numbers every line and names each broken one. A gzip file is read whole the same way: DuckDB
-decompresses it as it reads, and its lines are counted in a second pass of zlib (a fraction of
-the parse; the lines' way costs Python a batch of lines at a time).
+decompresses it as it reads, and the run's fingerprint pass counts its text's lines (`files.fingerprint`:
+the file is opened and read once for its hash, its lines and whether it is gzip).
 
 Many files are read by one reader, given the list (`source`): a reader per file cost a query's
 planning and a part each (a 300-patient export cut into 1,000 files a type took minutes), while one
@@ -19,18 +19,16 @@ in its list alone.
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import re
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
 
 from pipeline.ingest.fhir.export import is_gzip
-from pipeline.ingest.files import CHUNK, count_lf, fingerprint
+from pipeline.ingest.files import fingerprint
 from pipeline.sqltext import literal
 
 log = logging.getLogger(__name__)
@@ -182,16 +180,13 @@ def stopped(path: Path, exc: duckdb.Error) -> None:
     log.info("%s: read line by line (DuckDB's reader stopped at a line: %s)", path, type(exc).__name__)
 
 
-def took_every_line(path: Path, rows: int, line_breaks: Callable[[Path], int] | None = None) -> bool:
+def took_every_line(path: Path, rows: int, lines_of: Callable[[Path], int | None] | None = None) -> bool:
     """Whether the reader's `rows` are the file's lines, one each (logged when not: the lines' way numbers them).
 
-    A gzip file's lines are those of its text, counted here (the fingerprint counts the compressed bytes)."""
-    if is_gzip(path):
-        lines = gzip_line_count(path)
-    else:
-        breaks = line_breaks(path) if line_breaks is not None else fingerprint(path, with_hash=False).line_breaks
-        lines = line_count(path, breaks)
-    if rows == 0 or rows != lines:  # blank lines (or none at all), a gzip cut short
+    lines_of: a file's lines from the run's fingerprint pass (`files.fingerprint`, a gzip file's text decompressed in
+    that pass), else the file is read here."""
+    lines = lines_of(path) if lines_of is not None else fingerprint(path, with_hash=False, gzip_text=True).lines
+    if rows == 0 or rows != lines:  # blank lines (or none at all), a gzip cut short (no count)
         log.info("%s: read line by line (blank lines)", path)
         return False
     return True
@@ -203,25 +198,3 @@ def keyed(part: Path, first_key: int) -> str:
         f"SELECT * EXCLUDE (file_row_number) REPLACE (file_row_number + {int(first_key)} AS key) "
         f"FROM read_parquet({literal(part)}, file_row_number = true)"
     )
-
-
-def line_count(path: Path, line_breaks: int) -> int:
-    """Lines in the file as `lines` numbers them: its LF bytes, and a last line without one."""
-    with path.open("rb") as fh:
-        if fh.seek(0, 2) == 0:
-            return 0
-        fh.seek(-1, 2)
-        return line_breaks + (fh.read(1) != b"\n")
-
-
-def gzip_line_count(path: Path) -> int | None:
-    """Lines of a gzip file's text as `lines` numbers them; None when it cannot be decompressed to the end."""
-    breaks, last = 0, b"\n"
-    try:
-        with gzip.open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(CHUNK), b""):
-                breaks += count_lf(chunk)
-                last = chunk[-1:]
-    except (OSError, EOFError, zlib.error):  # cut short or corrupt: the lines' way names the file
-        return None
-    return breaks + (last != b"\n")
