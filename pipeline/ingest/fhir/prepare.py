@@ -167,7 +167,7 @@ def prepare_inputs(
     in_order = [p for resource_type in ORDER for p in bulk.of(resource_type)]
     # each file opened once for its hash, its lines and a gzip file's text lines (whole.took_every_line)
     pending = fingerprint_in_background({str(p): p for p in in_order}, gzip_text=True) if hashes is None else None
-    prepared, export_sha = {}, ""
+    prepared = {}
     con = _connect(work)
     try:
         by_type, key, records = extract_export(con, bulk, cfg, work, pending, shown, kept_map)
@@ -182,12 +182,12 @@ def prepare_inputs(
             work,
             lines_of(pending),
         )
+        # the export's hash is every table's: taken once (26,608 files: 0.36 s a time)
+        export_sha = _export_hash(pending) if pending else ""
         for contract in CONTRACTS:
             if contract.name not in inputs:
                 continue
             f = InputFile(contract.name, folder, "fhir", display=inputs[contract.name].label)
-            if not hashes and not export_sha:  # the export's, so every table's: hashed once (26,608 files: 0.36 s a time)
-                export_sha = _export_hash(pending)
             sha = hashes[contract.name] if hashes else export_sha
             # only the files whose lines the table's rejects can name: the loader joins each reject's key to a table
             # of them (segments.py), the smaller the better
