@@ -16,6 +16,7 @@ The SQL reads the audit's tables (``<id>__mart_*``) and may name the page's depa
 
 from __future__ import annotations
 
+import datetime
 import html
 import re
 
@@ -85,6 +86,16 @@ def period_note(con, spec: ReportSpec) -> dict | None:
         return None
     rows = frame(con, s.sql.read_text(encoding="utf-8")).to_dicts() if s.sql is not None else []
     return {"template": f"audit/{s.name}.html", "rows": rows}
+
+
+def verified_from(con, spec: ReportSpec) -> datetime.date | None:
+    """The first site-local date whose units have their whole look-back within the data held
+    (``report/verified_from.sql``: one row, column ``verified_from``); None when the audit declares no look-back or
+    holds no data for it. The feed marks the periods starting before it (``look_back``)."""
+    if spec.verified_from is None:
+        return None
+    rows = frame(con, spec.verified_from.read_text(encoding="utf-8"))
+    return rows["verified_from"][0] if rows.height else None
 
 
 def note_texts(env: jinja2.Environment, note: dict | None) -> list[dict]:

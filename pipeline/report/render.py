@@ -25,7 +25,7 @@ import polars as pl
 
 from pipeline import db
 from pipeline.report import caselist, feed, pages, relations, sections, workbook
-from pipeline.report.audit_sections import helpers, note_texts, period_note
+from pipeline.report.audit_sections import helpers, note_texts, period_note, verified_from
 from pipeline.report.names import department_name, rule_labels, slugify
 from pipeline.report.pdf import CHROMIUM_FLAGS, RunningHeader, find_chromium, pdf_engine, write_pdf  # noqa: F401 - re-exported
 from pipeline.report.spec import ReportSpec
@@ -104,7 +104,8 @@ def render_steps(
     # pages and their charts (milliseconds each) here
     with ThreadPoolExecutor(2, thread_name_prefix="render-files") as files:
         atoms = relations.Atoms.read(con)  # here: the connection is not the feed thread's to use
-        feed_files = files.submit(feed.write_feed, out_dir, metrics, run_info, period, atoms)
+        look_back = verified_from(con, spec)  # the feed's look_back: read here, as the atoms
+        feed_files = files.submit(feed.write_feed, out_dir, metrics, run_info, period, atoms, look_back)
         rules = db.frame(
             con,
             "SELECT rule_id, reason_code, label, verdict, explanation, citation FROM ref_rules "
