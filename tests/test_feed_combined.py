@@ -18,6 +18,7 @@ import polars as pl
 import pytest
 from test_feed import (
     CSF_TIES,
+    HEADLINE,
     LBP_TIES,
     NO_TIES,
     K,
@@ -41,16 +42,27 @@ def _months(start: str, end: str) -> list[str]:
 
 
 def combined_breaches(
-    runs: list[tuple[pl.DataFrame, pl.DataFrame]], ties: dict[str, list[str]] = NO_TIES, k: int = K
+    runs: list[tuple[pl.DataFrame, pl.DataFrame]],
+    ties: dict[str, list[str]] = NO_TIES,
+    k: int = K,
+    providers: tuple[str, ...] = (),
 ) -> list[str]:
     """Every withheld count of 1..k-1 (or complement of a withheld numerator) of the hospital and department cells of
     any run's feed that the released counts of all ``runs`` together determine. ``runs``: (feed, the internal metrics
     it was made from) per run; ``ties``: atom -> the counts it adds to (a count no atom names is an atom of its own).
+    ``providers``: the measures the feed lays out per provider (the audit's headline ones); with them the provider
+    cells are in the system too (below), and a provider's count of 1..k-1 the feed does not release is a target.
 
     Every count is a sum over atoms x departments x months; a released count, a released 0 (each of its atoms is
     empty) and a department without a row in a period its measure has (a known zero) are known. A department-month's
     atom is one unknown in two runs wherever every count it adds to is the same in both (the data did not change
-    there); elsewhere each run has its own."""
+    there); elsewhere each run has its own.
+
+    The providers are a second split of the hospital's units: every unit has a department and a provider, so per atom
+    and month the departments' unknowns and the providers' add up to the same. A provider row holds headline counts
+    only, so its unknowns are per provider, month and class of atoms (the atoms that add to the same headline counts:
+    no provider row tells them apart), and one known row per run, class and month says the two splits agree. No row
+    of a provider is no known 0 (the feed leaves out the provider cells whose denominator it withholds)."""
     feeds = [f.filter(pl.col("level") != "provider") for f, _ in runs]
     measures = sorted({m for f in feeds for m in f["measure_id"].unique()})
     counts = [f"{c}:{m}" for m in measures for c in "dn"]
@@ -155,6 +167,10 @@ def combined_breaches(
                         zeros.update(np.flatnonzero(vec).tolist())
         if not has_rest[r]:  # the hospital counts no unit the departments do not
             zeros.update(var[(r, a, REST, m)] for a in atoms for m in cal if REST in groups)
+    if providers:
+        n_vars = _provider_system(
+            runs, feeds, providers, measures, atoms, column, groups, var, n_vars, cal, k, known, hidden, zeros
+        )
     if not hidden:
         return []
     # a known 0 adds nothing: its unknown leaves every count it is in
@@ -174,6 +190,107 @@ def combined_breaches(
         t = targets[rows][:, cols]
         found[rows] |= np.abs(t @ np.linalg.pinv(a, rcond=1e-10) @ a - t).max(axis=1) < 1e-8
     return sorted(name for (_, name), f in zip(hidden, found, strict=True) if f)
+
+
+PREST = "\x00no provider"  # units the hospital counts and no provider row holds
+
+
+def _provider_system(runs, feeds, providers, measures, atoms, column, groups, var, n_vars, cal, k, known, hidden, zeros) -> int:
+    """combined_breaches' provider cells: adds their unknowns (padding ``known`` and ``hidden`` to them), the rows that
+    tie them to the departments' unknowns, their released counts, 0s and targets; the number of unknowns after."""
+    heads = [f"{c}:{m}" for m in sorted(providers) if m in measures for c in "dn"]
+    sig = {a: tuple(c for c in heads if a in column[c]) for a in atoms}
+    classes = sorted({s for s in sig.values() if s})
+    # per run: the true counts of each provider and month (and of the units no provider row holds)
+    truths = []
+    for _, source in runs:
+        rows = source.filter(pl.col("period").is_in(cal) & pl.col("measure_id").is_in(list(providers)))
+        truth: dict = {}
+        for r in rows.filter(pl.col("level").is_in(["provider", "overall"])).iter_rows(named=True):
+            group = r["group_key"] if r["level"] == "provider" else None
+            truth[(group, r["period"], "n:" + r["measure_id"])] = r["numerator"] or 0
+            truth[(group, r["period"], "d:" + r["measure_id"])] = r["denominator"] or 0
+        for (group, month, c), v in [(key, v) for key, v in truth.items() if key[0] is None]:
+            rest = v - sum(x for (g, mo, cc), x in truth.items() if g is not None and mo == month and cc == c)
+            if rest:
+                truth[(PREST, month, c)] = rest
+            del truth[(group, month, c)]
+        truths.append(truth)
+    pvar: dict = {}
+    for r, truth in enumerate(truths):
+        for p in sorted({key[0] for key in truth}):
+            for m in cal:
+                value = tuple(truth.get((p, m, c), 0) for c in heads)
+                for s in classes:
+                    same = next(
+                        (
+                            pvar[(q, s, p, m)]
+                            for q in range(r)
+                            if (q, s, p, m) in pvar and tuple(truths[q].get((p, m, c), 0) for c in heads) == value
+                        ),
+                        None,
+                    )
+                    if same is None:
+                        same, n_vars = n_vars, n_vars + 1
+                    pvar[(r, s, p, m)] = same
+    for i, vec in enumerate(known):
+        known[i] = np.pad(vec, (0, n_vars - vec.size))
+    hidden[:] = [(np.pad(vec, (0, n_vars - vec.size)), name) for vec, name in hidden]
+
+    def pvector(r: int, c: str, p: str, months: list[str]) -> np.ndarray:
+        vec = np.zeros(n_vars)
+        for s in classes:
+            if c in s:
+                for m in months:
+                    vec[pvar[(r, s, p, m)]] = 1.0
+        return vec
+
+    for r, (runs_feed, truth) in enumerate(zip([f for f, _ in runs], truths, strict=True)):
+        mine = sorted({key[0] for key in truth})
+        # the two splits agree: per class and month, the departments' atoms of the class less the providers' unknowns
+        for s in classes:
+            for m in cal:
+                vec = np.zeros(n_vars)
+                for a in atoms:
+                    if sig[a] == s:
+                        for g in groups:
+                            vec[var[(r, a, g, m)]] = 1.0
+                for p in mine:
+                    vec[pvar[(r, s, p, m)]] = -1.0
+                known.append(vec)
+        rows = runs_feed.filter(pl.col("level") == "provider")
+        shown = {(row["period"], row["group_key"], row["measure_id"]): row for row in rows.iter_rows(named=True)}
+        periods = feeds[r].select("period", "period_start", "period_end").unique()
+        for period, start, end in periods.iter_rows():
+            months = _months(start, end)
+            for p in mine:
+                for measure in sorted(providers):
+                    if measure not in measures:
+                        continue
+                    row = shown.get((period, p, measure))
+                    true = {c: sum(truth.get((p, m, c), 0) for m in months) for c in (f"n:{measure}", f"d:{measure}")}
+                    vecs = {c: pvector(r, c, p, months) for c in true}
+                    name = f"run {r}: {measure} {period} provider {'(none)' if p == PREST else p}"
+                    values = (
+                        {c: None for c in true}
+                        if row is None
+                        else {f"n:{measure}": row["numerator"], f"d:{measure}": row["denominator"]}
+                    )
+                    for c, value in values.items():
+                        if value is None:
+                            if 1 <= true[c] < k:
+                                hidden.append((vecs[c], f"{name} {c[0]} ({true[c]})"))
+                        elif value == 0:
+                            zeros.update(np.flatnonzero(vecs[c]).tolist())
+                        else:
+                            known.append(vecs[c])
+                    n, d = values.values()
+                    if n is not None and n == d:
+                        zeros.update(np.flatnonzero(vecs[f"d:{measure}"] - vecs[f"n:{measure}"]).tolist())
+                    complement = true[f"d:{measure}"] - true[f"n:{measure}"]
+                    if n is None and 1 <= complement < k:
+                        hidden.append((vecs[f"d:{measure}"] - vecs[f"n:{measure}"], f"{name} complement ({complement})"))
+    return n_vars
 
 
 def _components(rows: np.ndarray) -> np.ndarray:
@@ -361,9 +478,13 @@ def test_each_monthly_feed_alone_gives_nothing_away(monthly_runs, audit_id):
     order of that month without the reason shown absent)."""
     from test_feed import disclosure_breaches
 
+    from pipeline import audits
+
+    (audit,) = [a for a in audits.discover() if a.id == audit_id]
+    headline = tuple(m.id for m in audit.measures if m.headline)
     for name in ("march", "april", "april_again"):
         fed, source, ties = monthly_runs[name, audit_id]
-        assert combined_breaches([(fed, source)], ties) == [], name
+        assert combined_breaches([(fed, source)], ties, providers=headline) == [], name
         assert disclosure_breaches(fed, source, ties=ties) == [], name
 
 
@@ -534,3 +655,92 @@ def test_the_combined_check_knows_a_numerator_is_part_of_its_denominator():
         pl.when(pl.col("period").is_in(months)).then(None).otherwise("denominator").alias("denominator"),
     )
     assert combined_breaches([(fed, m)]) == [f"run 0: {M} 2025-01 overall all complement (1)"]
+
+
+# ----------------------------------------------------------------------------- the provider level
+
+
+def one_department_two_providers(p2: tuple[int, int]) -> pl.DataFrame:
+    """June 2026: one department of two providers, P-1 20 of 40 orders inappropriate, P-2 ``p2`` (n, N)."""
+    n, d = 20 + p2[0], 40 + p2[1]
+    rows = [("2026-06", "overall", "all", M, n, d), ("2026-06", "department", "d1", M, n, d)]
+    rows += [("2026-06", "provider", "P-1", M, 20, 40), ("2026-06", "provider", "P-2", M, *p2)]
+    return metrics(rows)
+
+
+def test_the_combined_check_sees_a_providers_count_the_other_providers_give():
+    """With the provider level in the system (``providers``), a withheld provider count that the hospital less the
+    other providers gives is found; without it the check does not look there. The engine's feed withholds P-1 with
+    P-2 (the line pass), and the check finds nothing in it."""
+    m = one_department_two_providers((3, 30))
+    released = build(m, run_info("all", min_cell_count=1))
+    p2 = (pl.col("level") == "provider") & (pl.col("group_key") == "P-2")
+    leaky = released.with_columns(
+        pl.when(p2).then(None).otherwise("numerator").alias("numerator"), (pl.col("suppressed") | p2).alias("suppressed")
+    )
+    assert combined_breaches([(leaky, m)], providers=HEADLINE) == [f"run 0: {M} 2026-06 provider P-2 n (3)"]
+    assert combined_breaches([(leaky, m)]) == []
+    fed = build(m, run_info("all"))
+    assert fed.filter(pl.col("level") == "provider").select("group_key", "numerator", "denominator").sort("group_key").rows() == [
+        ("P-1", None, 40),
+        ("P-2", None, 30),
+    ]
+    assert combined_breaches([(fed, m)], providers=HEADLINE) == []
+
+
+def test_the_combined_check_sees_a_providers_count_its_other_periods_give_and_a_small_provider_left_out():
+    """A provider's quarter less its released months gives its withheld month; a provider whose denominator is 1 to 10
+    has no row, a target all the same (found here: every other count of the line is released)."""
+    rows = []
+    for month, (n, d) in zip(months_of("2026-01", 3), [(20, 40), (3, 30), (25, 45)], strict=True):
+        rows += [(month, level, group, M, n + 4, d + 8) for level, group in (("overall", "all"), ("department", "d1"))]
+        rows += [(month, "provider", "P-1", M, n, d), (month, "provider", "P-2", M, 4, 8)]
+    m = metrics(rows)
+    released = build(m, run_info("all", min_cell_count=1))
+    february = (pl.col("level") == "provider") & (pl.col("group_key") == "P-1") & (pl.col("period") == "2026-02")
+    leaky = released.with_columns(
+        pl.when(february).then(None).otherwise("numerator").alias("numerator"),
+        (pl.col("suppressed") | february).alias("suppressed"),
+    ).filter(pl.col("group_key") != "P-2")
+    found = combined_breaches([(leaky, m)], providers=HEADLINE)
+    assert found == sorted(
+        [f"run 0: {M} 2026-02 provider P-1 n (3)"]
+        + [f"run 0: {M} {p} provider P-2 {c} ({v})" for p in ("2026-01", "2026-02", "2026-03") for c, v in (("n", 4), ("d", 8))]
+        + [f"run 0: {M} {p} provider P-2 complement (4)" for p in ("2026-01", "2026-02", "2026-03")]
+    )
+    fed = build(m, run_info("all"))
+    assert combined_breaches([(fed, m)], providers=HEADLINE) == []
+
+
+@pytest.mark.parametrize(
+    ("year", "given_away"),
+    [
+        ("mixed 18", ["2025-Q3 provider P-d1 n (9)", "2026-Q1 provider P-d1 n (10)"]),
+        ("mixed 27", ["2026-Q2 provider P-d2 n (9)"]),
+        (
+            "sparse 7",
+            [
+                "2024-10..2025-09 provider P-emerg n (10)",
+                "2024-11..2025-10 provider P-emerg n (10)",
+                "2025-01 provider P-emerg n (3)",
+            ],
+        ),
+        ("sparse 15", ["2025-03 provider P-neuro n (2)", "2025-Q1 provider P-neuro n (2)"]),
+    ],
+)
+def test_time_and_providers_together_give_no_hidden_count_away(year, given_away, monkeypatch):
+    """The joint pass weighs the hospital and its providers over time as it weighs the departments (unknowns: provider
+    x month). Without it (a provider table beyond ``JOINT_PROVIDER_ENTRIES``, as a health system's thousands of
+    providers are) these years gave provider counts away: a provider's quarter is the hospital's less the other
+    providers', whose withheld quarters their 12-month windows less their other quarters give."""
+    from test_feed import mixed_year
+
+    from pipeline.report import disclosure
+
+    name, seed = year.split()
+    m = mixed_year(int(seed)) if name == "mixed" else sparse_years(int(seed))
+    assert combined_breaches([(build(m, run_info("all")), m)], providers=HEADLINE) == []
+    assert disclosure_breaches(build(m, run_info("all")), m) == []
+    monkeypatch.setattr(disclosure, "JOINT_PROVIDER_ENTRIES", 0)
+    found = combined_breaches([(build(m, run_info("all")), m)], providers=HEADLINE)
+    assert found == [f"run 0: {M} {p}" for p in given_away]

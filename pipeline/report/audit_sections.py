@@ -77,14 +77,29 @@ def helpers(low: int, labels: dict[str, str] | None = None) -> dict:
     return {"rate": rate, "quantile": quantile, "count_below": count_below, "histogram": histogram, "label_of": label_of}
 
 
-def period_note(con, spec: ReportSpec) -> dict | None:
+def period_note(con, spec: ReportSpec, reach: dict | None = None) -> dict | None:
     """The audit's note on the period for the first page of every page (``report/period_note.html``, its rows from
-    ``period_note.sql``, hospital-wide: the period's, not a department's); None when the audit has none."""
+    ``period_note.sql``, hospital-wide: the period's, not a department's); None when the audit has none. The SQL may
+    name the columns of ``look_back``'s row as ``$parameters`` (``reach``: that row, read here when not given)."""
     s = spec.period_note
     if s is None:
         return None
-    rows = frame(con, s.sql.read_text(encoding="utf-8")).to_dicts() if s.sql is not None else []
+    rows = []
+    if s.sql is not None:
+        sql = s.sql.read_text(encoding="utf-8")
+        given = reach if reach is not None else look_back(con, spec) or {}
+        rows = frame(con, sql, {k: v for k, v in given.items() if f"${k}" in sql} or None).to_dicts()
     return {"template": f"audit/{s.name}.html", "rows": rows}
+
+
+def look_back(con, spec: ReportSpec) -> dict | None:
+    """How far back the data lets the audit look before its units (``report/verified_from.sql``: one row, its
+    ``verified_from`` the first site-local date whose units have their whole look-back within the data held); None
+    when the audit declares no look-back. The feed marks the periods starting before that date (``look_back``)."""
+    if spec.verified_from is None:
+        return None
+    rows = frame(con, spec.verified_from.read_text(encoding="utf-8")).to_dicts()
+    return rows[0] if rows else None
 
 
 def note_texts(env: jinja2.Environment, note: dict | None) -> list[dict]:

@@ -18,12 +18,13 @@ denominator shared by several measures. Its cells add up two ways, and both are 
   A numerator table's complements (its denominator less it) are a series of their own over the same
   cells: a row released shows both, and a released complement of 0 (all of a quarter's orders
   inappropriate) is a 0 in each of its months, as a released count of 0 is.
-* **time and departments together** (``_Joint``): the two sums above combine (a department's quarter
+* **time and groups together** (``_Joint``): the two sums above combine (a department's quarter
   minus its released months, against the hospital's month minus the other departments...). Per
   table, every hidden small count of the overall and department cells is checked against all the
   released ones at once (unknowns: department x calendar month); one it determines gives up a
-  released cell of that derivation. Providers are protected by the first two only: a joint system of
-  hundreds of providers x months is too large to solve per table.
+  released cell of that derivation. The overall and provider cells likewise (unknowns: provider x
+  month), while the table's dense system stays within ``JOINT_PROVIDER_ENTRIES``: a health system's
+  thousands of providers x months would be gigabytes, and are protected by the first two passes only.
 
 The hospital's count need not be its groups' sum: units no cell of a level holds (``_remainders``) are one more
 cell of that level, never released.
@@ -48,6 +49,9 @@ PERIOD_PREFERENCE = {"month": 0, "quarter": 1, "rolling_12m": 2, "all": 3}
 _EPS = 1e-8
 MIXES = 2  # right-hand sides per series in the time pass's flow solve (``_involved``)
 _MIX_SEED = 20261130  # fixed: the same cells give the same feed on every run
+# the joint pass's largest provider table, in its dense matrix's entries (cells x provider-months): the 100k-patient
+# demo's is 845 x 575; a health system's thousands of providers would be gigabytes, and are left to the first two passes
+JOINT_PROVIDER_ENTRIES = 1_000_000
 
 
 def small(values: np.ndarray | pl.Expr, k: int):
@@ -660,10 +664,17 @@ class _Joint:
         cover = _month_cover(periods)
         n_months = 1 + max((m for _, ms in periods.values() for m in ms), default=-1)
         self.tables = []
-        cells = frame.filter(pl.col("level").is_in(["overall", "department"]) & pl.col("period").is_in(list(periods)))
-        for (_,), table in cells.group_by(["unit"], maintain_order=True):
-            groups = sorted(table.filter(pl.col("level") == "department")["group_key"].unique().to_list())
+        # the hospital and its departments, then the hospital and its providers: each split of it on its own (a
+        # provider's cells are its own orders or cases whatever their department)
+        split = [
+            (level, frame.filter(pl.col("level").is_in(["overall", level]) & pl.col("period").is_in(list(periods))))
+            for level in ("department", "provider")
+        ]
+        for level, (_,), table in ((lv, u, t) for lv, cells in split for u, t in cells.group_by(["unit"], maintain_order=True)):
+            groups = sorted(table.filter(pl.col("level") == level)["group_key"].unique().to_list())
             if not groups or n_months == 0:
+                continue
+            if level == "provider" and table.height * len(groups) * n_months > JOINT_PROVIDER_ENTRIES:
                 continue
             gidx = {g: i for i, g in enumerate(groups)}
             rows = []
@@ -674,10 +685,11 @@ class _Joint:
                 else:
                     vec[gidx[r[3]], :] = cover[r[1]]
                 rows.append(vec.ravel())
-            # a department without a row in a period the table has is a known zero (as in _SeriesGrid)
-            present = {(p, g) for p, lv, g in table.select("period", "level", "group_key").iter_rows() if lv == "department"}
+            # a department without a row in a period the table has is a known zero (as in _SeriesGrid); a provider's is
+            # not: the feed leaves out the provider cells whose denominator it withholds, so a reader cannot tell
+            present = {(p, g) for p, lv, g in table.select("period", "level", "group_key").iter_rows() if lv == level}
             zeros = []
-            for p in table["period"].unique(maintain_order=True).to_list():  # a period the table has at all
+            for p in table["period"].unique(maintain_order=True).to_list() if level == "department" else []:
                 for g in groups:
                     if (p, g) not in present:
                         vec = np.zeros((len(groups), n_months))

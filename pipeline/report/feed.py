@@ -4,11 +4,13 @@ From the internal metrics frame (``measure.build_metrics``: every monthly cell, 
 it adds quarterly and rolling 12-month cells per group (sums of the monthly numerators and
 denominators), applies the feed's small-cell rule (``pipeline.report.disclosure``: no count of 1 to
 ``[feed] min_cell_count`` - 1 is released, directly or by subtraction) and says per row whether
-its period is final or still provisional (``pipeline.maturity``).
+its period is final or still provisional (``pipeline.maturity``), and whether it starts before the audit's look-back
+lies within the data (``look_back``: the audit's ``report/verified_from.sql``, read by the renderer).
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from pipeline.months import label as month_label
 from pipeline.report import disclosure, relations
 from pipeline.report.measure import METRICS_SCHEMA, with_rates
 
-SCHEMA_VERSION = "3.0"
+SCHEMA_VERSION = "3.1"
 ROUND_DIGITS = 6  # rates and intervals: enough for any dashboard, no floating-point noise
 
 FEED_SCHEMA: dict[str, pl.DataType] = {
@@ -39,7 +41,11 @@ FEED_SCHEMA: dict[str, pl.DataType] = {
     "period_end": pl.String(),
     "status": pl.String(),
     "data_through": pl.Date(),
+    # 3.1: the other end of the data, for an audit that looks back before its units (low back pain: 180 days)
+    "look_back": pl.String(),
+    "verified_from": pl.Date(),
 }
+LOOK_BACK = ("complete", "before_data")  # the values of look_back
 KEYS = ["period", "level", "group_key", "measure_id"]
 
 
@@ -57,6 +63,12 @@ def methods_text(min_cell_count: int) -> str:
         "counts of its period and group, another is withheld as well. Because cases are often rare, the feed also carries "
         "quarterly and rolling 12-month rates per department and provider, which usually reach a releasable size."
     )
+
+
+def data_through(run_info: dict) -> datetime.date | None:
+    """The site-local date the loaded data reaches (``pipeline.maturity``), the same on every row."""
+    maturity = Maturity.from_dict(run_info.get("maturity"))
+    return maturity.local_date(maturity.data_through) if maturity else None
 
 
 def min_cell_count(run_info: dict) -> int:
@@ -408,16 +420,19 @@ def suppress(
 # ----------------------------------------------------------------------------- the feed
 
 
-def build_feed(metrics: pl.DataFrame, run_info: dict, atoms: relations.Atoms) -> pl.DataFrame:
+def build_feed(
+    metrics: pl.DataFrame, run_info: dict, atoms: relations.Atoms, verified_from: datetime.date | None = None
+) -> pl.DataFrame:
     """The feed rows (schema ``FEED_SCHEMA``), sorted, rates rounded, small cells withheld (``atoms``: how the
-    audit's counts of a cell tie together, ``relations.Atoms.read``)."""
+    audit's counts of a cell tie together, ``relations.Atoms.read``). ``verified_from``: the first site-local date
+    whose units have their whole look-back within the data (None: the audit declares none); a period that starts
+    before it is ``look_back = 'before_data'``."""
     months = sorted(p for p in metrics["period"].unique().drop_nulls().to_list() if is_month(p))
     windows = period_windows(months, str(run_info.get("period", "all")))
     if not windows:  # no month with data: an empty feed, its columns all there
         return pl.DataFrame(schema=FEED_SCHEMA)
     maturity = Maturity.from_dict(run_info.get("maturity"))
     status = {ms[-1]: maturity.status(ms[-1]) for _, ms in windows.values()} if maturity else {}
-    through = maturity.local_date(maturity.data_through) if maturity else None
     # per provider only the headline measures, and only the cells whose denominator is released: a
     # dashboard compares providers on those; the rest (reason shares, months of 1 to 10 orders) would be
     # millions of withheld rows at a large hospital, telling nothing
@@ -434,14 +449,33 @@ def build_feed(metrics: pl.DataFrame, run_info: dict, atoms: relations.Atoms) ->
         pl.lit(run_info["audit"]["id"]).alias("audit_id"),
         *[pl.col(c).round(ROUND_DIGITS).clip(0.0, 1.0) for c in ("rate", "ci_low", "ci_high")],
         pl.col("period_end").replace_strict(status, default=None, return_dtype=pl.String).alias("status"),
-        pl.lit(through, pl.Date).alias("data_through"),
+        pl.lit(data_through(run_info), pl.Date).alias("data_through"),
+        _look_back(verified_from),
+        pl.lit(verified_from, pl.Date).alias("verified_from"),
     )
     return out.select([pl.col(c).cast(t) for c, t in FEED_SCHEMA.items()]).sort(KEYS, nulls_last=True)
 
 
-def write_feed(out_dir: Path, metrics: pl.DataFrame, run_info: dict, headline_period: str, atoms: relations.Atoms) -> list[Path]:
-    """metrics.csv, metrics.parquet (the rows) and metrics.json (what they are, and the headline rows)."""
-    feed = build_feed(metrics, run_info, atoms)
+def _look_back(verified_from: datetime.date | None) -> pl.Expr:
+    """``before_data`` where the period's first day lies before ``verified_from`` (some of its units look back
+    before the data held), else ``complete``."""
+    if verified_from is None:
+        return pl.lit(LOOK_BACK[0]).alias("look_back")
+    first_day = (pl.col("period_start") + "-01").str.to_date("%Y-%m-%d")
+    return pl.when(first_day < verified_from).then(pl.lit(LOOK_BACK[1])).otherwise(pl.lit(LOOK_BACK[0])).alias("look_back")
+
+
+def write_feed(
+    out_dir: Path,
+    metrics: pl.DataFrame,
+    run_info: dict,
+    headline_period: str,
+    atoms: relations.Atoms,
+    verified_from: datetime.date | None = None,
+) -> list[Path]:
+    """metrics.csv, metrics.parquet (the rows) and metrics.json (what they are, and the headline rows);
+    ``verified_from``: as ``build_feed``'s."""
+    feed = build_feed(metrics, run_info, atoms, verified_from)
     csv_path, pq_path, json_path = out_dir / "metrics.csv", out_dir / "metrics.parquet", out_dir / "metrics.json"
     formula_guard.neutralised(feed).write_csv(csv_path, float_precision=ROUND_DIGITS)  # the Parquet keeps the raw text
     feed.write_parquet(pq_path, compression="zstd", statistics=False)
@@ -461,7 +495,9 @@ def write_feed(out_dir: Path, metrics: pl.DataFrame, run_info: dict, headline_pe
         "columns": {c: str(t) for c, t in feed.schema.items()},
         "period_types": sorted(feed["period_type"].unique().drop_nulls().to_list()),
         "periods": sorted(feed["period"].unique().drop_nulls().to_list()),
-        "data_through": next(iter(feed["data_through"].drop_nulls().cast(pl.String).head(1)), None),
+        # from the run, not the rows: a feed without rows (a month without cases) still says how far the data reaches
+        "data_through": through.isoformat() if (through := data_through(run_info)) else None,
+        "verified_from": verified_from.isoformat() if verified_from else None,
         "headline": json.loads(headline.drop("schema_version").write_json()),
         "files": {"csv": "metrics.csv", "parquet": "metrics.parquet"},
     }

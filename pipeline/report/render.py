@@ -25,7 +25,7 @@ import polars as pl
 
 from pipeline import db
 from pipeline.report import caselist, feed, pages, relations, sections, workbook
-from pipeline.report.audit_sections import helpers, note_texts, period_note
+from pipeline.report.audit_sections import helpers, look_back, note_texts, period_note
 from pipeline.report.names import department_name, rule_labels, slugify
 from pipeline.report.pdf import CHROMIUM_FLAGS, RunningHeader, find_chromium, pdf_engine, write_pdf  # noqa: F401 - re-exported
 from pipeline.report.spec import ReportSpec
@@ -104,7 +104,8 @@ def render_steps(
     # pages and their charts (milliseconds each) here
     with ThreadPoolExecutor(2, thread_name_prefix="render-files") as files:
         atoms = relations.Atoms.read(con)  # here: the connection is not the feed thread's to use
-        feed_files = files.submit(feed.write_feed, out_dir, metrics, run_info, period, atoms)
+        reach = look_back(con, spec) or {}  # the feed's look_back and the period note's: read here, as the atoms
+        feed_files = files.submit(feed.write_feed, out_dir, metrics, run_info, period, atoms, reach.get("verified_from"))
         rules = db.frame(
             con,
             "SELECT rule_id, reason_code, label, verdict, explanation, citation FROM ref_rules "
@@ -120,7 +121,7 @@ def render_steps(
         settings = pages.page_settings(run_info, pages.overall_rates(metrics, period))
         common = pages.common_values(run_info, pages.period_label(period, metrics, bounds, trend_end), settings, spec)
         common["site_root"] = site_root
-        common["period_note"] = period_note(con, spec)
+        common["period_note"] = period_note(con, spec, reach)
         # the same in plain words, where no page is: run.json (the site index reads it) and the workbook's Explanation
         run_info["period_notes"] = note_texts(env, common["period_note"])
         # the verdicts this audit's rules give: a review column only for an audit that has a review verdict

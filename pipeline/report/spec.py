@@ -51,6 +51,8 @@ class ReportSpec:
     definitions: Path | None = None  # report/definitions.html: the audit's definitions in the Methods
     # report/period_note.html (+ .sql): what the first page says of the period beside "provisional" (every page)
     period_note: Section | None = None
+    # report/verified_from.sql: the first date whose units' look-back lies within the data (the feed's look_back)
+    verified_from: Path | None = None
     report_dir: Path | None = None  # the audit's section templates
     labels: dict = field(default_factory=dict)  # the audit's keys in words ([report] labels; names.label)
     label_columns: tuple = ()  # its own columns of '|'-separated keys the workbook shows in words
@@ -117,6 +119,7 @@ class ReportSpec:
         definitions = audit.report_dir / "definitions.html"
         note = audit.report_dir / "period_note.html"
         note_sql = note.with_suffix(".sql")
+        verified_from = audit.report_dir / "verified_from.sql"
         by_id = {m.measure_id: m for m in measures}
         reason_denominators = {}
         for v in audits.verdicts():
@@ -142,6 +145,7 @@ class ReportSpec:
             sections=sections,
             definitions=definitions if definitions.is_file() else None,
             period_note=Section("period_note", "", note, note_sql if note_sql.is_file() else None) if note.is_file() else None,
+            verified_from=verified_from if verified_from.is_file() else None,
             report_dir=audit.report_dir if audit.report_dir.is_dir() else None,
             labels=dict(report.get("labels", {})),
             label_columns=tuple(report.get("label_columns", ())),

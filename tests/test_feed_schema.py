@@ -1,0 +1,243 @@
+"""The metrics feed as a dashboard analyst reads it: the three files as written are what docs/METRICS_FEED.md says.
+
+The doc's tables are read from the markdown (column names in order, types, the allowed values of each code column,
+the keys of metrics.json), its snippets are run as written, and the figures it quotes for the 20k-patient demo are
+checked against them, so the doc cannot drift from the files. Each feed checked is written by the CLI: the 20k demo
+(both audits, a whole-range run and a ``--month`` run on its warehouse), and the edge feeds a dashboard that stacks
+months must also read alike (a month without cases, an audit given no case, a feed whose every cell is withheld and
+that has no provider row).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from conftest import ROOT, run_cli, write_small_input
+
+from pipeline.report import feed
+from pipeline.synth import generate
+
+FEED_DOC = (ROOT / "docs" / "METRICS_FEED.md").read_text(encoding="utf-8")
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+AUDITS = ("csf_leak", "low_back_pain")
+
+
+def doc_columns() -> list[tuple[str, str, str]]:
+    """(column, documented type, meaning) of the doc's *Columns* table, in order."""
+    table = FEED_DOC[FEED_DOC.index("## Columns") :].split("\n## ")[0]
+    out = []
+    for names, kind, meaning in re.findall(r"^\| ((?:`\w+`(?:, )?)+) \| ([^|]+) \| ([^\n]*) \|$", table, re.M):
+        out += [(name, kind.strip(), meaning) for name in re.findall(r"`(\w+)`", names)]
+    return out
+
+
+TYPES = {"string": pl.String, "int64": pl.Int64, "float64": pl.Float64, "bool": pl.Boolean, "date": pl.Date}
+CODE_COLUMNS = ("level", "direction", "period_type", "status", "look_back")
+
+
+def allowed_values(column: str) -> set[str]:
+    """The values the doc's table gives a code column: the words in backquotes of its meaning before any
+    parenthesis, less column names."""
+    (meaning,) = [m for c, _, m in doc_columns() if c == column]
+    return set(re.findall(r"`([a-z_0-9]+)`", meaning.split("(")[0])) - {c for c, _, _ in doc_columns()}
+
+
+def test_the_doc_table_names_every_column_and_the_code_columns_values():
+    columns = doc_columns()
+    assert [(c, TYPES[t.split(",")[0]]) for c, t, _ in columns] == list(feed.FEED_SCHEMA.items())
+    assert {c: allowed_values(c) for c in CODE_COLUMNS} == {
+        "level": {"overall", "department", "provider"},
+        "direction": {"higher_is_better", "lower_is_better", "neutral"},
+        "period_type": {"month", "quarter", "rolling_12m", "all"},
+        "status": {"provisional", "final"},
+        "look_back": set(feed.LOOK_BACK),
+    }
+
+
+# ----------------------------------------------------------------------------- the feeds, written by the CLI
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    """The 20k-patient demo the doc quotes (synth --patients 20000 --months 24 --seed 7 --start 2024-07): a
+    whole-range run (``all``) and, on its warehouse, ``--month 2026-03`` (``month``)."""
+    base = tmp_path_factory.mktemp("demo20k")
+    generate(base / "input", patients=20_000, months=24, seed=7, start_month="2024-07")
+    wh = base / "wh.duckdb"
+    result = run_cli("run", "--input", base / "input", "--out", base / "all", "--warehouse", wh, "--no-validate", "--quiet")
+    assert result.returncode == 0, result.stderr
+    result = run_cli("run", "--out", base / "month", "--warehouse", wh, "--month", "2026-03", "--no-validate", "--quiet")
+    assert result.returncode == 0, result.stderr
+    return base
+
+
+@pytest.fixture(scope="module")
+def edges(tmp_path_factory) -> Path:
+    """write_small_input's two leak cases: every CSF-leak count is 1 or 2, so every cell is withheld and no provider
+    has a row (``small``), and the low back pain audit has no case (no row); ``--month 2030-01``: no case at all."""
+    base = tmp_path_factory.mktemp("edges")
+    inp = write_small_input(base / "in")
+    for name, extra in (("small", []), ("none", ["--month", "2030-01"])):
+        result = run_cli("run", "--input", inp, "--out", base / name, "--no-validate", "--quiet", *extra)
+        assert result.returncode == 0, result.stderr
+    return base
+
+
+def check_files(folder: Path, audit_id: str) -> pl.DataFrame:
+    """Every documented property of one audit's three feed files; the Parquet rows."""
+    rows = pl.read_parquet(folder / "metrics.parquet")
+    doc = doc_columns()
+    # Parquet: the documented columns, in order, with their types
+    assert [(c, t) for c, t in rows.schema.items()] == [(c, TYPES[t.split(",")[0]]) for c, t, _ in doc]
+    # CSV: the same header, and the same rows once read as the doc says (empty = null, true/false, YYYY-MM-DD,
+    # rates with 6 decimals)
+    text = (folder / "metrics.csv").read_text(encoding="utf-8")
+    assert text.splitlines()[0] == ",".join(c for c, _, _ in doc)
+    csv = pl.read_csv(folder / "metrics.csv", infer_schema=False)
+    for c in ("rate", "ci_low", "ci_high"):
+        assert csv[c].drop_nulls().str.contains(r"^[01]\.\d{6}$").all(), c
+    assert set(csv["suppressed"]) <= {"true", "false"}
+    for c in ("data_through", "verified_from"):
+        assert csv[c].drop_nulls().str.contains(r"^\d{4}-\d{2}-\d{2}$").all(), c
+    typed = csv.with_columns(
+        pl.col("suppressed") == "true",
+        *(pl.col(c).str.to_date("%Y-%m-%d") for c in ("data_through", "verified_from")),
+        *(pl.col(c).cast(t) for c, t in rows.schema.items() if t in (pl.Int64, pl.Float64)),
+    )
+    assert typed.equals(rows)
+    # the code columns' values, the schema version and the audit
+    for c in CODE_COLUMNS:
+        assert set(rows[c]) <= allowed_values(c), c
+    version = re.search(r"^# The metrics feed \(schema version ([\d.]+)\)", FEED_DOC).group(1)
+    assert set(rows["schema_version"]) <= {version} and set(rows["audit_id"]) <= {audit_id}
+    # the periods as labelled, with their first and last month
+    shape = {"month": r"\d{4}-\d{2}", "quarter": r"\d{4}-Q[1-4]", "rolling_12m": r"\d{4}-\d{2}\.\.\d{4}-\d{2}", "all": "all"}
+    for kind, period, start, end in rows.select("period_type", "period", "period_start", "period_end").unique().iter_rows():
+        assert re.fullmatch(shape[kind], period), period
+        if kind == "month":
+            assert start == end == period
+        if kind == "rolling_12m":
+            assert period == f"{start}..{end}" and int(end[:4]) * 12 + int(end[5:]) - int(start[:4]) * 12 - int(start[5:]) == 11
+        if kind == "quarter":
+            first = (int(period[-1]) - 1) * 3 + 1
+            assert (start, end) == (f"{period[:4]}-{first:02d}", f"{period[:4]}-{first + 2:02d}")
+    assert (rows["group_key"] == "all").equals(rows["level"] == "overall")
+    # nulls: a withheld row has no numerator, rate or interval; a rate is null only withheld or of no unit
+    assert rows["numerator"].is_null().equals(rows["suppressed"])
+    assert rows["rate"].is_null().equals(rows["suppressed"] | (rows["denominator"] == 0).fill_null(True))
+    assert rows["ci_low"].is_null().equals(rows["rate"].is_null()) and rows["ci_high"].is_null().equals(rows["rate"].is_null())
+    assert rows.filter(pl.col("denominator").is_null() & ~pl.col("suppressed")).is_empty()
+    assert rows.filter((pl.col("level") == "provider") & pl.col("denominator").is_null()).is_empty()
+    assert rows.filter((pl.col("rate") < 0) | (pl.col("ci_high") > 1) | (pl.col("ci_low") > pl.col("rate"))).is_empty()
+    assert rows["data_through"].n_unique() <= 1 and rows["verified_from"].n_unique() <= 1
+    # look_back: before_data exactly where the period's first day is before verified_from
+    first_day = (pl.col("period_start") + "-01").str.to_date()
+    expected = pl.when(first_day < pl.col("verified_from")).then(pl.lit("before_data")).otherwise(pl.lit("complete"))
+    assert rows.filter(expected != pl.col("look_back")).is_empty()
+    # sorted by period, level, group_key, measure_id as text (character by character)
+    keys = rows.select("period", "level", "group_key", "measure_id").rows()
+    assert keys == sorted(keys) and len(set(keys)) == len(keys)
+    # metrics.json: the documented keys, each what the rows say
+    summary = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    section = FEED_DOC[FEED_DOC.index("## metrics.json") :].split("\n## ")[0]
+    assert set(summary) == set(re.findall(r"`(\w+)`", section)) - {"overall"}
+    assert summary["columns"] == {c: str(t) for c, t in rows.schema.items()} and summary["rows"] == rows.height
+    assert summary["schema_version"] == version and summary["audit_id"] == audit_id
+    assert summary["periods"] == sorted(set(rows["period"])) and summary["period_types"] == sorted(set(rows["period_type"]))
+    for c in ("data_through", "verified_from"):
+        assert {summary[c]} >= {str(v) for v in rows[c].drop_nulls()}, c
+    head = rows.filter((pl.col("period") == summary["headline_period"]) & (pl.col("level") == "overall"))
+    assert summary["headline"] == json.loads(head.drop("schema_version").write_json())
+    return rows
+
+
+@pytest.mark.slow
+def test_every_feed_is_the_documented_schema_and_any_two_stack(demo, edges):
+    """Both audits of the 20k demo (whole range and --month) and the edge feeds: the same columns and types, the
+    documented values and conventions, in every file."""
+    feeds = {}
+    for run in (demo / "all", demo / "month", edges / "small", edges / "none"):
+        for audit_id in AUDITS:
+            feeds[run.name, audit_id] = check_files(run / audit_id, audit_id)
+    assert {k: f.height > 0 for k, f in feeds.items()} == {
+        ("all", "csf_leak"): True,
+        ("all", "low_back_pain"): True,
+        ("month", "csf_leak"): True,
+        ("month", "low_back_pain"): True,
+        ("small", "csf_leak"): True,
+        ("small", "low_back_pain"): False,  # no case: a header alone
+        ("none", "csf_leak"): False,
+        ("none", "low_back_pain"): False,
+    }
+    small = feeds["small", "csf_leak"]
+    assert small["suppressed"].all() and "provider" not in set(small["level"])
+    stacked = pl.concat(list(feeds.values()), how="vertical")  # strict: the same columns and types in each
+    assert stacked.height == sum(f.height for f in feeds.values())
+    # a run without rows still says how far its data reaches (2025-06-03: the small extract's last order)
+    summary = json.loads((edges / "none" / "csf_leak" / "metrics.json").read_text(encoding="utf-8"))
+    assert (summary["rows"], summary["data_through"], summary["periods"]) == (0, "2025-06-03", [])
+    # the documented example of a period without rows: no leak case in September 2025
+    whole = feeds["all", "csf_leak"]
+    assert "no row for September 2025" in FEED_DOC
+    assert "2025-09" not in set(whole["period"]) and {"2025-08", "2025-10", "2025-Q3"} <= set(whole["period"])
+
+
+@pytest.mark.slow
+def test_the_documented_snippets_give_what_the_doc_says_on_the_20k_demo(demo, monkeypatch):
+    """The doc's SQL and Python and the README's SQL, as written, on the demo the doc quotes, give its figures."""
+    out = demo / "all"
+    (sql,) = re.findall(r"```sql\n(.*?)```", FEED_DOC, re.S)
+    points = duckdb.sql(sql.replace("/reports/order-audit/latest/", f"{out}/")).pl()
+    quoted = int(re.search(r"on the 20k-patient one (\d+)", FEED_DOC).group(1))
+    assert points.height == quoted and points["rate"].null_count() == 0
+    readme_sql = re.search(r"```sql\n(.*?)```", README[README.index("## The metrics feed") :], re.S).group(1)
+    readme_points = duckdb.sql(readme_sql.replace("REPORTS/", f"{out}/")).pl()
+    assert readme_points.equals(points.select(readme_points.columns))  # the same query, fewer columns
+    (python,) = re.findall(r"```python\n(.*?)```", FEED_DOC, re.S)
+    monkeypatch.chdir(out)
+    names: dict = {}
+    exec(python, names)  # noqa: S102 - the documented snippet itself
+    said = re.search(
+        r"`monthly` has (\d+) rows.*?`rolling` (\d+), and `first_months` (\d+) periods \(`verified_from` ([\d-]+)\)",
+        FEED_DOC,
+        re.S,
+    )
+    assert (len(names["monthly"]), names["rolling"].height, names["first_months"].len()) == tuple(
+        int(said.group(i)) for i in (1, 2, 3)
+    )
+    assert names["monthly"]["suppressed"].all()  # "every one withheld there"
+    assert names["first_months"].to_list() == [
+        "2024-07", "2024-07..2025-06", "2024-08", "2024-08..2025-07", "2024-09", "2024-09..2025-08", "2024-10",
+        "2024-10..2025-09", "2024-11", "2024-11..2025-10", "2024-12", "2024-12..2025-11", "2024-Q3", "2024-Q4", "all",
+    ]  # fmt: skip
+    assert set(names["verified"]["verified_from"]) == {datetime.date.fromisoformat(said.group(4))}
+    # 3.1's Changes quotes the demo's count of before_data rows
+    lbp = names["low_back_pain"]
+    assert f"{(lbp['look_back'] == 'before_data').sum():,} of {lbp.height:,} rows" in FEED_DOC
+
+
+@pytest.mark.slow
+def test_the_feed_marks_the_same_look_back_as_the_report_whatever_the_runs_period(demo):
+    """The report's first page says from which date episodes are verified (run.json period_notes); the feed's
+    verified_from is that date, on the whole-range run whose period holds such episodes and on a --month run whose
+    period holds none (no note), where the feed's first months still reach before the data."""
+    whole = json.loads((demo / "all" / "low_back_pain" / "run.json").read_text(encoding="utf-8"))
+    (note,) = whole["period_notes"]
+    said = re.search(r"for an episode indexed before (\d{4}-\d{2}-\d{2})", note["text"]).group(1)
+    month_run = json.loads((demo / "month" / "low_back_pain" / "run.json").read_text(encoding="utf-8"))
+    assert month_run["period_notes"] == []
+    for run in ("all", "month"):
+        rows = pl.read_parquet(demo / run / "low_back_pain" / "metrics.parquet")
+        assert set(rows["verified_from"]) == {datetime.date.fromisoformat(said)}, run
+        before = set(rows.filter(pl.col("look_back") == "before_data")["period"])
+        months = {p for p in before if re.fullmatch(r"\d{4}-\d{2}", p)}
+        assert months == {f"2024-{m:02d}" for m in range(7, 13)}, run
+        assert ("all" in before) == (run == "all")  # --month 2026-03: its own month, verified
+    csf = pl.read_parquet(demo / "all" / "csf_leak" / "metrics.parquet")
+    assert set(csf["look_back"]) == {"complete"} and csf["verified_from"].null_count() == csf.height
