@@ -158,6 +158,31 @@ def record_period(con: duckdb.DuckDBPyConnection, run_id: str, period: str, audi
     return {"since_run": since, "added": added, "removed": removed, "changed": changed, "orders": added + removed + changed}
 
 
+def period_statuses(con: duckdb.DuckDBPyConnection, run_id: str, period: str, audit_id: str) -> list[dict]:
+    """What the succeeded runs before ``run_id`` recorded of the audit's period (their ``counts``), oldest first: the
+    run, the UTC day it started (run.json's ``started_at`` names the same day), its maturity status (provisional,
+    final; None where the run recorded none) and the orders it revised since which run (0 and None: none)."""
+    rows = con.execute(
+        """SELECT run_id, strftime(timezone('UTC', started_at), '%Y-%m-%d'), counts FROM audit_runs
+           WHERE status = 'succeeded' AND run_id <> ? AND counts IS NOT NULL ORDER BY started_at, run_id""",
+        [run_id],
+    ).fetchall()
+    recorded = []
+    for earlier, day, counts in rows:
+        period_counts = (json.loads(counts).get(audit_id) or {}).get(period)
+        if period_counts is not None:
+            recorded.append(
+                {
+                    "run_id": earlier,
+                    "on": day,
+                    "status": period_counts.get("status"),
+                    "revised_orders": period_counts.get("revised_orders", 0),
+                    "revised_since": period_counts.get("revised_since"),
+                }
+            )
+    return recorded
+
+
 def finish(
     con: duckdb.DuckDBPyConnection, run_id: str, status: str, counts: dict, timings: dict, error: str | None = None
 ) -> None:
