@@ -91,6 +91,37 @@ def test_site_index_says_nothing_of_revisions_when_no_period_was_revised(tmp_pat
     assert 'class="revised"' not in text and "Revised:" not in text
 
 
+def test_site_index_marks_a_period_final_since_the_run_that_made_it_final(tmp_path):
+    """run.json status.finalised (pipeline.period_status.finalised): the run that made the period final is this one
+    (run_id None: the publishing run, dated by its start) or an earlier one (a rerun since); its changes are counted,
+    and a revision by the same run is not said twice."""
+    audit = tmp_path / "low_back_pain"
+    started = "2026-11-03T02:15:00+00:00"
+    final = {"status": "final", "final_from": "2026-06-13"}
+    by_this_run = {"run_id": None, "on": None, "provisional_run": "r-A", "orders": 3, "since_run": "r-A"}
+    revised = {"since_run": "r-A", "orders": 3, "added": 3, "removed": 0, "changed": 0}
+    _period(audit, "2026-01", {"maturity": final, "finalised": by_this_run, "revised": revised}, started_at=started)
+    earlier = {"run_id": "r-F", "on": "2026-10-01", "provisional_run": "r-P", "orders": 0, "since_run": "r-P"}
+    _period(audit, "2026-02", {"maturity": final, "finalised": earlier, "revised": revised}, started_at=started)
+    apart = {"run_id": "r-F", "on": "2026-10-01", "provisional_run": "r-P", "orders": 1, "since_run": "r-Q"}
+    _period(audit, "2026-03", {"maturity": final, "finalised": apart}, started_at=started)
+    text = site_index.render_site_index(tmp_path).read_text(encoding="utf-8")
+    assert _row(text, "2026-01") == (
+        "2026-01 final since 2026-11-03 (run r-2026-01): 3 orders changed since run r-A published it provisional"
+        " report · case list · feed none r-2026-01"
+    )
+    assert _row(text, "2026-02") == (
+        "2026-02 final since 2026-10-01 (run r-F): no order or verdict changed since run r-P published it provisional"
+        " revised on 2026-11-03 by run r-2026-02: 3 orders changed since run r-A report · case list · feed none r-2026-02"
+    )
+    assert _row(text, "2026-03") == (
+        "2026-03 final since 2026-10-01 (run r-F): 1 order changed since run r-Q; provisional in run r-P"
+        " report · case list · feed none r-2026-03"
+    )
+    assert text.count('class="final"') == 3 and text.count('class="revised"') == 1
+    assert "Final since: the run whose data first reached the date the period becomes final" in text
+
+
 def test_site_index_names_what_the_audit_says_of_the_period(tmp_path):
     """The audit's note on the period (run.json period_notes: the low back pain look-back before the diagnoses held)
     is named under the period, as the report's first page names it."""
