@@ -274,3 +274,19 @@ def test_wrapped_rows_of_the_other_sheets_are_as_high_as_their_lines(tmp_path):
     width = re.search(r'<col min="2" max="2" width="([0-9.]+)"', sheets["Providers"])
     assert width is not None and float(width.group(1)) > len(f"{measure}: n")
     assert height("Explanation", 5) == 30  # the patient identifiers' note: two lines at 90 characters
+
+
+def test_the_explanation_names_the_reviewer_columns_where_they_are(tmp_path):
+    """'Fill in the last four columns' sent a reviewer to the sheet's last columns, the codes and keys kept for
+    filters; the reviewer's columns end the printed form, in the middle of the sheet on screen."""
+    frame = pl.DataFrame({"case_id": ["C1"], "order_id": ["O1"], "verdict": ["excluded"], "reasons": ["cancelled"]})
+    path = workbook.write_case_list(tmp_path / "w.xlsx", frame, RULES, RUN_INFO)
+    book = Workbook(path)
+    header = list(book.rows("Cases")[0])
+    assert header == ["Case", "Order", "Verdict", "Reviewer agrees?", "Reviewer comment", "Reviewer", "Review date", "Reason codes"]
+    said = {row["Run id"]: row["r1"] for row in book.rows("Explanation")}
+    assert said["Reviewing"] == (
+        "Sheet Cases lists every audited order. Fill in the four reviewer columns, D to G (Reviewer agrees? to Review "
+        "date, the last columns of the printed form): agreement with the verdict (drop-down), a comment, your name and "
+        "the date. Filters are on the header row; the columns after the reviewer's (codes and keys) are there to filter on."
+    )

@@ -29,7 +29,7 @@ from pathlib import Path
 import polars as pl
 import xlsxwriter
 import xlsxwriter.workbook
-from xlsxwriter.utility import _preserve_whitespace
+from xlsxwriter.utility import _preserve_whitespace, xl_col_to_name
 
 from pipeline.formula_guard import neutralise, neutralise_expr
 from pipeline.quality.result import OUTCOMES, outcome, outcome_counts
@@ -443,11 +443,7 @@ def _explanation_sheet(wb, run_info: dict, columns: list[Column], head, wrap) ->
             "Only the keyed pseudonym (patient key) appears. Reviewers who need the chart "
             "ask the operator for the crosswalk file (--reid-file), kept apart.",
         ),
-        (
-            "Reviewing",
-            "Sheet Cases lists every audited order. Fill in the last four columns: agreement with the verdict "
-            "(drop-down), a comment, your name and the date. Filters are on the header row.",
-        ),
+        ("Reviewing", _reviewing(columns)),
         *_period_status(run_info),
         *_data_quality(run_info),
         # what the FHIR export's manifest says the data lack, as the report's Data quality says it
@@ -460,6 +456,21 @@ def _explanation_sheet(wb, run_info: dict, columns: list[Column], head, wrap) ->
         fmt = head if a == "Column" else wrap
         ex.write_string(i, 0, neutralise(a) or "", fmt)
         ex.write_string(i, 1, neutralise(b) or "", fmt)
+
+
+def _reviewing(columns: list[Column]) -> str:
+    """Where the reviewer writes: the reviewer's columns end the printed form, but on screen the filter columns
+    (codes and keys) follow them, so "the last four columns" sent a reviewer to the far right of the sheet."""
+    headers = [c.header for c in columns]
+    first, last = (FORM_TAIL[k].header for k in (REVIEW_COLUMNS[0], REVIEW_COLUMNS[-1]))
+    if first not in headers or last not in headers:  # a sheet without the review form
+        return "Sheet Cases lists every audited order. Filters are on the header row."
+    where = f"{xl_col_to_name(headers.index(first))} to {xl_col_to_name(headers.index(last))}"
+    return (
+        f"Sheet Cases lists every audited order. Fill in the four reviewer columns, {where} ({first} to {last}, the "
+        "last columns of the printed form): agreement with the verdict (drop-down), a comment, your name and the date. "
+        "Filters are on the header row; the columns after the reviewer's (codes and keys) are there to filter on."
+    )
 
 
 def _period_status(run_info: dict) -> list[tuple[str, str]]:
