@@ -90,7 +90,9 @@ def test_printed_month_fits_twelve_pages_with_running_header(month):
         page_texts = text.stdout.split("\f")[:pages]
         run_id = re.search(r"run (\d{8}T\d{6}Z-[0-9a-f]+)", month["report"]).group(1)
         for i, page in enumerate(page_texts, start=1):
-            assert f"CSF-leak imaging audit · All departments · {MONTH}" in page, i
+            # whether the figures are final, the rule set and the data: a page taken alone still says them
+            assert f"CSF-leak imaging audit · All departments · {MONTH} (provisional)" in page, i
+            assert "rule set csf-leak-2026.11.0 · data through 2026-08-31 · " in page, i
             assert f"run {run_id}" in page and f"Page {i} of {pages}" in page, i
 
 

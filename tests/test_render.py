@@ -19,7 +19,7 @@ import pytest
 
 from pipeline import audits as audits_mod
 from pipeline.errors import ReportError
-from pipeline.report import feed, pdf, relations, render, sections, templates
+from pipeline.report import feed, pages, pdf, relations, render, sections, templates
 from pipeline.report import reid as reid_mod
 from pipeline.report.measure import build_metrics, with_rates
 from pipeline.report.spec import ReportSpec
@@ -298,6 +298,23 @@ def test_pdf_header_and_footer_templates_escape_and_number_pages():
     top, bottom = pdf._templates(pdf.RunningHeader(left="Audit · <b>x</b>", right="run r1"))
     assert "&lt;b&gt;x&lt;/b&gt;" in top and "run r1" in top
     assert '<span class="pageNumber"></span> of <span class="totalPages"></span>' in bottom
+
+
+def test_every_printed_page_names_the_period_status_rule_set_and_data():
+    """A page taken from the meeting's printed copy said the audit, the period and the run only: not whether the
+    figures were final, under which rule set, nor how far the data reached."""
+    info = {
+        "run_id": "r1",
+        "audit": {"title": "Imaging for suspected CSF leak", "short_title": "CSF-leak imaging audit"},
+        "rule_set_version": "csf-leak-2026.11.0",
+        "status": {"period": "2026-04", "maturity": {"status": "provisional", "data_through": "2026-06-30"}},
+    }
+    assert pages.running_header(info, "2026-04") == (
+        "CSF-leak imaging audit · All departments · 2026-04 (provisional)",
+        "rule set csf-leak-2026.11.0 · data through 2026-06-30 · run r1",
+    )
+    # a run without maturity or rule set (an older run.json): what is known, nothing empty
+    assert pages.running_header({"run_id": "r1", "audit": {"title": "T"}}, "2026-04") == ("T · All departments · 2026-04", "run r1")
 
 
 def test_provider_table_is_bounded_and_says_what_it_left_out():
