@@ -360,6 +360,12 @@ def _providers_sheet(
     widths = [16.0] + [10.0] * (5 * len(measures)) + ([18.0] if with_position else []) + [14.0]
     # each column as wide as the longest word of its header at least: a narrower one split 'Inappropria-te'
     widths = [max(w, header_width(h)) for w, h in zip(widths, header, strict=True)]
+    sheet = providers_sheet_frame(providers, [m for m, _ in measures], low, positions)
+    # the provider and its funnel position as wide as their longest value (plus a character), as the Cases sheet's
+    # text: 'above 95% limit (worse)' ran into the next column's 'yes' in print
+    for j, name in ((0, "group_key"), (len(header) - 2, "funnel_position")):
+        if name in sheet.columns and sheet.height:
+            widths[j] = max(widths[j], min(float((sheet[name].str.len_chars().max() or 0) + 1), FIT_WIDTH_MAX))
     ps.set_column(0, 0, widths[0])
     for k in range(len(measures)):  # n and N as counts, the rate and its interval as percent
         for j in range(1 + 5 * k, 6 + 5 * k):
@@ -370,7 +376,6 @@ def _providers_sheet(
     # the header row as high as its longest label wrapped at word breaks (a measure's name in a narrow column),
     # two lines at least: a count of its characters gave 'study: n' no line, clipped in LibreOffice's print
     ps.set_row(0, LINE_POINTS * max(2, *(header_lines(h, w) for h, w in zip(header, widths, strict=True))))
-    sheet = providers_sheet_frame(providers, [m for m, _ in measures], low, positions)
     if sheet.height:
         sheet_rows.write_rows(ps, sheet, first_row=1)
         ps.autofilter(0, 0, sheet.height, len(header) - 1)
