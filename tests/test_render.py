@@ -621,3 +621,17 @@ def test_a_page_shows_its_measures_without_a_denominator_instead_of_leaving_them
         "review_order_rate",
     ]
     assert main(lbp, "department", []) == []
+
+
+def test_a_group_head_is_kept_with_its_rows_in_print(out):
+    """The printed low back pain report of the data's first month left 'Inappropriate · N = 2 orders' alone at the foot
+    of page 1, its rule on page 2: each group's head row of the headline and reason tables is a table body of its own,
+    kept with the next in print (style.css), as the case list's department heads are."""
+    report = (out["dir"] / "report.html").read_text(encoding="utf-8")
+    for table in ("headline", "reasons"):
+        start = report.index(f'<table class="{table}">')
+        body = report[start : report.index("</table>", start)]
+        heads = re.findall(r'<tr class="group[^"]*">', body)
+        kept = re.findall(r'<tbody class="group-head"><tr class="group[^"]*"><th colspan="6">.*?</th></tr></tbody>\s*<tbody>', body)
+        assert heads and len(kept) == len(heads), (table, len(kept), len(heads))
+    assert "tbody.group-head { break-after: avoid" in (Path(render.__file__).parents[2] / "reports" / "style.css").read_text()
