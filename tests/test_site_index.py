@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 
@@ -136,3 +137,33 @@ def test_site_index_names_what_the_audit_says_of_the_period(tmp_path):
         _row(text, "2024-07") == "2024-07 New episodes not verified: 6 of the 6 episodes report · case list · feed none r-2024-07"
     )
     assert _row(text, "2026-04") == "2026-04 report · case list · feed none r-2026-04"
+
+
+def test_an_empty_cell_names_what_its_measure_counts(tmp_path):
+    """A month without a case (2025-09 of the demo, csf_leak) printed "no cases" under the order measures too."""
+    measures = [
+        {"id": "cases_right", "label": "Right first study", "unit": "case", "headline": True},
+        {"id": "inappropriate", "label": "Inappropriate orders", "unit": "order", "headline": True},
+    ]
+    about = {"title": "CSF leak", "case_unit": "case", "measures": measures}
+    folder = tmp_path / "csf_leak" / "2025-09"
+    folder.mkdir(parents=True)
+    info = {"run_id": "r1", "period": "2025-09", "audit": about, "status": {"period": "2025-09"}, "headline": []}
+    (folder / "run.json").write_text(json.dumps(info))
+    # a month with cases but no evaluated order: the order measure's N is 0
+    (tmp_path / "csf_leak" / "2025-10").mkdir()
+    zero = {"numerator": 0, "denominator": 0, "rate": None, "ci_low": None, "ci_high": None}
+    headline = [
+        {"measure_id": "cases_right", "numerator": 1, "denominator": 2, "rate": 0.5, "ci_low": 0.1, "ci_high": 0.9},
+        {"measure_id": "inappropriate", **zero},
+    ]
+    (tmp_path / "csf_leak" / "2025-10" / "run.json").write_text(json.dumps({**info, "period": "2025-10", "status": {"period": "2025-10"}, "headline": headline}))
+    text = site_index.render_site_index(tmp_path).read_text(encoding="utf-8")
+
+    def row(month):
+        start = text.index(f'href="csf_leak/{month}/index.html"')
+        cells = text[text.rindex("<tr>", 0, start) : text.index("</tr>", start)]
+        return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", cells)).split())
+
+    assert row("2025-09") == "2025-09 report · case list · feed none no cases no orders r1"
+    assert row("2025-10") == "2025-10 report · case list · feed none 1 / 2 = 50.0% † (10.0% – 90.0%) no orders r1"

@@ -29,6 +29,7 @@ def _entry(folder: Path, href: str, info: dict, low: int) -> dict:
     # a label's {parameter} placeholders filled with the parameters the run used, as the report fills them
     labels = {m["id"]: with_parameters(m["label"], audit.get("parameters", {})) for m in audit.get("measures", [])}
     rows = {r.get("measure_id"): sections.marked(r, low) for r in info.get("headline", [])}
+    units = {m["id"]: m.get("unit") for m in audit.get("measures", [])}
     departments = folder / "departments"
     maturity = info.get("status", {}).get("maturity") or {}  # pipeline.period_status: the period's own state
     # what this run changed since the run before it audited the period (history.record_period), dated by its start:
@@ -57,7 +58,8 @@ def _entry(folder: Path, href: str, info: dict, low: int) -> dict:
         "run_id": info.get("run_id", ""),
         "pdf": (folder / "report.pdf").is_file(),
         "n_departments": len(list(departments.glob("*.html"))) if departments.is_dir() else 0,
-        "measures": [{"label": labels.get(m, m), "row": rows.get(m)} for m in headline_ids],
+        # an empty cell names what the measure counts: "no cases" read wrong under an order measure
+        "measures": [{"label": labels.get(m, m), "row": rows.get(m), "unit": units.get(m)} for m in headline_ids],
     }
 
 
