@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.period_status import finalised
+from pipeline.period_status import final_since, finalised
 
 FINAL, PROVISIONAL = {"status": "final"}, {"status": "provisional"}
 
@@ -40,3 +40,16 @@ def test_no_mark_for_a_period_never_published_provisional_or_not_final_now():
     assert finalised(FINAL, None, [_rec("r1", "final"), _rec("r2", None)]) is None
     assert finalised(PROVISIONAL, None, [_rec("r1", "provisional")]) is None
     assert finalised(None, None, [_rec("r1", "provisional")]) is None
+
+
+def test_the_first_page_says_who_made_the_period_final_and_what_changed():
+    this_run = {"run_id": None, "on": None, "provisional_run": "r1", "orders": 1, "since_run": "r1"}
+    assert final_since(this_run) == (
+        "It was published provisional by run r1; this run is the first to publish it final, 1 order changed since run r1."
+    )
+    earlier = {"run_id": "r2", "on": "2026-10-01", "provisional_run": "r1", "orders": 0, "since_run": "r1"}
+    assert final_since(earlier) == (
+        "It was published provisional by run r1; run r2 (2026-10-01) first published it final, no order or verdict changed"
+        " since run r1."
+    )
+    assert final_since(earlier | {"orders": 1234, "since_run": "r0"}).endswith("final, 1,234 orders changed since run r0.")

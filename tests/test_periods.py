@@ -101,6 +101,13 @@ def _index_marks(out: Path) -> dict[str, str]:
     return {cls: re.sub(r"<[^>]+>", "", text) for cls, text in marks}
 
 
+def _said(page: Path) -> str:
+    """A page's words, tags dropped and spaces collapsed."""
+    import html  # noqa: PLC0415
+
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page.read_text(encoding="utf-8"))).split())
+
+
 def test_a_month_published_provisional_is_marked_final_since_the_run_that_made_it_final(tmp_path):
     """June published while provisional, then re-run once September's extract took the data past its final date:
     the index said nothing of the change of status (a month turning final without a changed verdict went unseen by
@@ -130,8 +137,20 @@ def test_a_month_published_provisional_is_marked_final_since_the_run_that_made_i
     assert _index_marks(tmp_path / "second") == {"final": final}
     assert f"csf_leak: 2025-06 is final since this run; run {first['run_id']} published it provisional (0 orders" in second["log"]
     assert "Final since: the run whose data first reached" in (tmp_path / "second" / "index.html").read_text(encoding="utf-8")
+    first_page = f"It was published provisional by run {first['run_id']}; this run is the first to publish it final, no order"
+    assert f"{first_page} or verdict changed since run {first['run_id']}." in _said(tmp_path / "second" / "csf_leak" / "report.html")
     third = run(sept, "third")  # the same data again: still final since the second run, nothing revised
     assert _index_marks(tmp_path / "third") == {"final": final}
+    # the report's first page and the workbook say it as the index does
+    since = (
+        f"It was published provisional by run {first['run_id']}; run {second['run_id']} ({second['started_at'][:10]}) first "
+        f"published it final, no order or verdict changed since run {first['run_id']}."
+    )
+    assert since in _said(tmp_path / "third" / "csf_leak" / "report.html")
+    from xlsx_xml import Workbook  # noqa: PLC0415 - only these tests read a workbook
+
+    said = {r["Run id"]: r[third["run_id"]] for r in Workbook(tmp_path / "third" / "csf_leak" / "case_list.xlsx").rows("Explanation")}
+    assert said["Period status"] == f"Final: the loaded data runs through 2025-09-20, past the period's windows. {since}"
     # a corrected June extract (order O4 withdrawn): revised by this run, final since the second
     orders = inp / "imaging_orders.csv"
     orders.write_text("".join(row for row in orders.read_text().splitlines(True) if not row.startswith("O4,")))
