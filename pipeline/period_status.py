@@ -67,7 +67,11 @@ def finalised(maturity_status: dict | None, revision: dict | None, earlier: list
 
 def final_since(final: dict) -> str:
     """The report's first page and the workbook on a period ``finalised`` found final after a provisional run."""
-    by = f"run {final['run_id']} ({final['on']}) first published it final" if final["run_id"] else "this run is the first to publish it final"
+    by = (
+        f"run {final['run_id']} ({final['on']}) first published it final"
+        if final["run_id"]
+        else "this run is the first to publish it final"
+    )
     changed = f"{counted(final['orders'], 'order')} changed" if final["orders"] else "no order or verdict changed"
     return f"It was published provisional by run {final['provisional_run']}; {by}, {changed} since run {final['since_run']}."
 

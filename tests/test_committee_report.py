@@ -132,13 +132,15 @@ def test_every_headline_figure_reads_the_same_in_the_index_the_feed_and_the_work
     report = {r[0]: (_int(r[2]), _int(r[3]), r[4].replace("\u2009", " ").rstrip(" †")) for r in rows if len(r) == 6}
     info = json.loads((month["out"] / "csf_leak" / "run.json").read_text(encoding="utf-8"))
     # each label with the parameters the run used filled in, as the report fills them ("< 72 h")
-    measures = {m["id"]: {**m, "label": with_parameters(m["label"], info["audit"]["parameters"])} for m in info["audit"]["measures"]}
+    measures = {
+        m["id"]: {**m, "label": with_parameters(m["label"], info["audit"]["parameters"])} for m in info["audit"]["measures"]
+    }
     labelled = {next(k for k in report if k.startswith(m["label"])): m["id"] for m in measures.values()}
     assert len(labelled) == len(report) == 5
 
     # the site index: every headline measure as the report prints it
     index = html.unescape((month["out"] / "index.html").read_text(encoding="utf-8"))
-    row = index[index.index(f'href="csf_leak/index.html">') :]
+    row = index[index.index('href="csf_leak/index.html">') :]
     cells = [_text(c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row[: row.index("</tr>")], flags=re.S)]
     said = [re.match(r"([\d,]+) / ([\d,]+) = (\d+\.\d%)", c) for c in cells]
     in_index = [(_int(m.group(1)), _int(m.group(2)), m.group(3)) for m in said if m]

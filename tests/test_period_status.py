@@ -32,7 +32,13 @@ def test_an_earlier_run_made_it_final_and_the_mark_stays():
     assert finalised(FINAL, None, records) == expected
     # published provisional again in between (data withdrawn): the last provisional run counts
     again = [*records, _rec("r5", "provisional"), _rec("r6", "final")]
-    assert finalised(FINAL, None, again) == {"run_id": "r6", "on": "day-r6", "provisional_run": "r5", "orders": 0, "since_run": "r5"}
+    assert finalised(FINAL, None, again) == {
+        "run_id": "r6",
+        "on": "day-r6",
+        "provisional_run": "r5",
+        "orders": 0,
+        "since_run": "r5",
+    }
 
 
 def test_no_mark_for_a_period_never_published_provisional_or_not_final_now():

@@ -124,9 +124,13 @@ def test_a_month_published_provisional_is_marked_final_since_the_run_that_made_i
     assert _index_marks(tmp_path / "first") == {"provisional": "provisional until the data reaches 2025-09-13"}
     # September's extract: a case, an order and a diagnosis of September, nothing of June's
     sept = tmp_path / "sept"
-    write_csv(sept / "procedures.csv", PROC_HEADER, [["PR9", "MRN-9", "2025-09-20 09:00:00", "62323", "Pain clinic", "1960-01-01"]])
     write_csv(
-        sept / "imaging_orders.csv", ORDER_HEADER, [["O91", "MRN-9", "2025-09-21 10:00:00", "72156", "Neurology", "G97.1", "completed"]]
+        sept / "procedures.csv", PROC_HEADER, [["PR9", "MRN-9", "2025-09-20 09:00:00", "62323", "Pain clinic", "1960-01-01"]]
+    )
+    write_csv(
+        sept / "imaging_orders.csv",
+        ORDER_HEADER,
+        [["O91", "MRN-9", "2025-09-21 10:00:00", "72156", "Neurology", "G97.1", "completed"]],
     )
     write_csv(sept / "diagnoses.csv", DX_HEADER, [["MRN-9", "G97.1", "2025-09-21 08:00:00"]])
     second = run(sept, "second")
@@ -138,7 +142,9 @@ def test_a_month_published_provisional_is_marked_final_since_the_run_that_made_i
     assert f"csf_leak: 2025-06 is final since this run; run {first['run_id']} published it provisional (0 orders" in second["log"]
     assert "Final since: the run whose data first reached" in (tmp_path / "second" / "index.html").read_text(encoding="utf-8")
     first_page = f"It was published provisional by run {first['run_id']}; this run is the first to publish it final, no order"
-    assert f"{first_page} or verdict changed since run {first['run_id']}." in _said(tmp_path / "second" / "csf_leak" / "report.html")
+    assert f"{first_page} or verdict changed since run {first['run_id']}." in _said(
+        tmp_path / "second" / "csf_leak" / "report.html"
+    )
     third = run(sept, "third")  # the same data again: still final since the second run, nothing revised
     assert _index_marks(tmp_path / "third") == {"final": final}
     # the report's first page and the workbook say it as the index does
@@ -149,16 +155,16 @@ def test_a_month_published_provisional_is_marked_final_since_the_run_that_made_i
     assert since in _said(tmp_path / "third" / "csf_leak" / "report.html")
     from xlsx_xml import Workbook  # noqa: PLC0415 - only these tests read a workbook
 
-    said = {r["Run id"]: r[third["run_id"]] for r in Workbook(tmp_path / "third" / "csf_leak" / "case_list.xlsx").rows("Explanation")}
+    said = {
+        r["Run id"]: r[third["run_id"]] for r in Workbook(tmp_path / "third" / "csf_leak" / "case_list.xlsx").rows("Explanation")
+    }
     assert said["Period status"] == f"Final: the loaded data runs through 2025-09-20, past the period's windows. {since}"
     # a corrected June extract (order O4 withdrawn): revised by this run, final since the second
     orders = inp / "imaging_orders.csv"
     orders.write_text("".join(row for row in orders.read_text().splitlines(True) if not row.startswith("O4,")))
     fourth = run(inp, "fourth")
-    assert _index_marks(tmp_path / "fourth") == {
-        "final": final,
-        "revised": f"revised on {fourth['started_at'][:10]} by run {fourth['run_id']}: 1 order changed since run {third['run_id']}",
-    }
+    revised = f"revised on {fourth['started_at'][:10]} by run {fourth['run_id']}: 1 order changed since run {third['run_id']}"
+    assert _index_marks(tmp_path / "fourth") == {"final": final, "revised": revised}
 
 
 def test_a_check_that_cannot_count_says_what_it_could_not_count():

@@ -314,7 +314,10 @@ def test_every_printed_page_names_the_period_status_rule_set_and_data():
         "rule set csf-leak-2026.11.0 · data through 2026-06-30 · run r1",
     )
     # a run without maturity or rule set (an older run.json): what is known, nothing empty
-    assert pages.running_header({"run_id": "r1", "audit": {"title": "T"}}, "2026-04") == ("T · All departments · 2026-04", "run r1")
+    assert pages.running_header({"run_id": "r1", "audit": {"title": "T"}}, "2026-04") == (
+        "T · All departments · 2026-04",
+        "run r1",
+    )
 
 
 def test_provider_table_is_bounded_and_says_what_it_left_out():
@@ -632,6 +635,8 @@ def test_a_group_head_is_kept_with_its_rows_in_print(out):
         start = report.index(f'<table class="{table}">')
         body = report[start : report.index("</table>", start)]
         heads = re.findall(r'<tr class="group[^"]*">', body)
-        kept = re.findall(r'<tbody class="group-head"><tr class="group[^"]*"><th colspan="6">.*?</th></tr></tbody>\s*<tbody>', body)
+        kept = re.findall(
+            r'<tbody class="group-head"><tr class="group[^"]*"><th colspan="6">.*?</th></tr></tbody>\s*<tbody>', body
+        )
         assert heads and len(kept) == len(heads), (table, len(kept), len(heads))
     assert "tbody.group-head { break-after: avoid" in (Path(render.__file__).parents[2] / "reports" / "style.css").read_text()

@@ -157,7 +157,9 @@ def test_an_empty_cell_names_what_its_measure_counts(tmp_path):
         {"measure_id": "cases_right", "numerator": 1, "denominator": 2, "rate": 0.5, "ci_low": 0.1, "ci_high": 0.9},
         {"measure_id": "inappropriate", **zero},
     ]
-    (tmp_path / "csf_leak" / "2025-10" / "run.json").write_text(json.dumps({**info, "period": "2025-10", "status": {"period": "2025-10"}, "headline": headline}))
+    (tmp_path / "csf_leak" / "2025-10" / "run.json").write_text(
+        json.dumps({**info, "period": "2025-10", "status": {"period": "2025-10"}, "headline": headline})
+    )
     text = site_index.render_site_index(tmp_path).read_text(encoding="utf-8")
 
     def row(month):

@@ -283,7 +283,16 @@ def test_the_explanation_names_the_reviewer_columns_where_they_are(tmp_path):
     path = workbook.write_case_list(tmp_path / "w.xlsx", frame, RULES, RUN_INFO)
     book = Workbook(path)
     header = list(book.rows("Cases")[0])
-    assert header == ["Case", "Order", "Verdict", "Reviewer agrees?", "Reviewer comment", "Reviewer", "Review date", "Reason codes"]
+    assert header == [
+        "Case",
+        "Order",
+        "Verdict",
+        "Reviewer agrees?",
+        "Reviewer comment",
+        "Reviewer",
+        "Review date",
+        "Reason codes",
+    ]
     said = {row["Run id"]: row["r1"] for row in book.rows("Explanation")}
     assert said["Reviewing"] == (
         "Sheet Cases lists every audited order. Fill in the four reviewer columns, D to G (Reviewer agrees? to Review "
@@ -305,7 +314,9 @@ def test_the_providers_sheet_is_as_wide_as_its_funnel_positions_and_provider_ids
             "ci_high": [0.199, 0.624],
         }
     )
-    positions = pl.DataFrame({"group_key": ["DR1", "PROVIDER-WITH-A-LONG-ID-1"], "funnel_position": ["", "below 99.8% limit (better)"]})
+    positions = pl.DataFrame(
+        {"group_key": ["DR1", "PROVIDER-WITH-A-LONG-ID-1"], "funnel_position": ["", "below 99.8% limit (better)"]}
+    )
     path = workbook.write_case_list(
         tmp_path / "w.xlsx", pl.DataFrame({"case_id": ["C1"]}), RULES, RUN_INFO, providers, 20, None, positions
     )
@@ -313,4 +324,11 @@ def test_the_providers_sheet_is_as_wide_as_its_funnel_positions_and_provider_ids
     widths = [(int(a), int(b), float(w)) for a, b, w in re.findall(r'<col min="(\d+)" max="(\d+)" width="([0-9.]+)"', xml)]
     # provider: 25 characters + 1; n (its header's longest word), N, rate and interval; funnel position: 26 + 1; the
     # low-reliability mark (xlsxwriter adds 0.71 to each)
-    assert widths == [(1, 1, 26.7109375), (2, 2, 17.28515625), (3, 3, 10.7109375), (4, 6, 10.7109375), (7, 7, 27.7109375), (8, 8, 14.7109375)]
+    assert widths == [
+        (1, 1, 26.7109375),
+        (2, 2, 17.28515625),
+        (3, 3, 10.7109375),
+        (4, 6, 10.7109375),
+        (7, 7, 27.7109375),
+        (8, 8, 14.7109375),
+    ]

@@ -40,7 +40,11 @@ def _entry(folder: Path, href: str, info: dict, low: int) -> dict:
     # (run_id None) or an earlier one, so the mark stays on later reruns
     final = info.get("status", {}).get("finalised")
     if final:
-        final = {**final, "run_id": final["run_id"] or info.get("run_id", ""), "on": final["on"] or str(info.get("started_at", ""))[:10]}
+        final = {
+            **final,
+            "run_id": final["run_id"] or info.get("run_id", ""),
+            "on": final["on"] or str(info.get("started_at", ""))[:10],
+        }
         if revised and final["run_id"] == info.get("run_id"):
             revised = None  # the final mark says what this run changed
     return {
