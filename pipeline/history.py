@@ -162,25 +162,18 @@ def period_statuses(con: duckdb.DuckDBPyConnection, run_id: str, period: str, au
     """What the succeeded runs before ``run_id`` recorded of the audit's period (their ``counts``), oldest first: the
     run, the UTC day it started (run.json's ``started_at`` names the same day), its maturity status (provisional,
     final; None where the run recorded none) and the orders it revised since which run (0 and None: none)."""
+    # the period's entry picked out in SQL (a bound JSON path): a backfill asks once per month and audit, and
+    # parsing every run's counts in Python each time cost ~2 CPU-s over 1,000 runs of 24 months
     rows = con.execute(
-        """SELECT run_id, strftime(timezone('UTC', started_at), '%Y-%m-%d'), counts FROM audit_runs
-           WHERE status = 'succeeded' AND run_id <> ? AND counts IS NOT NULL ORDER BY started_at, run_id""",
-        [run_id],
+        """SELECT run_id, day, entry->>'status', coalesce(CAST(entry->>'revised_orders' AS BIGINT), 0), entry->>'revised_since'
+           FROM (SELECT run_id, started_at, strftime(timezone('UTC', started_at), '%Y-%m-%d') AS day,
+                        json_extract(counts, ?) AS entry
+                 FROM audit_runs WHERE status = 'succeeded' AND run_id <> ? AND counts IS NOT NULL)
+           WHERE entry IS NOT NULL ORDER BY started_at, run_id""",
+        [f"$.{json.dumps(audit_id)}.{json.dumps(period)}", run_id],
     ).fetchall()
-    recorded = []
-    for earlier, day, counts in rows:
-        period_counts = (json.loads(counts).get(audit_id) or {}).get(period)
-        if period_counts is not None:
-            recorded.append(
-                {
-                    "run_id": earlier,
-                    "on": day,
-                    "status": period_counts.get("status"),
-                    "revised_orders": period_counts.get("revised_orders", 0),
-                    "revised_since": period_counts.get("revised_since"),
-                }
-            )
-    return recorded
+    keys = ("run_id", "on", "status", "revised_orders", "revised_since")
+    return [dict(zip(keys, r, strict=True)) for r in rows]
 
 
 def finish(
