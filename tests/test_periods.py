@@ -299,9 +299,12 @@ def test_january_is_provisional_then_revised_then_final_as_later_extracts_arrive
     assert f"revised {added} orders since {first_run}" in runs.stdout
     assert "(provisional until the data reaches 2026-04-16)" in runs.stdout
 
-    run("2026-03")
+    _, mar = run("2026-03")
+    third_run = json.loads((mar / "run.json").read_text())["run_id"]
     fourth, apr = run("2026-04")  # the data now runs through 30 April: January is final
-    assert "provisional" not in fourth.stderr
+    assert " is provisional" not in fourth.stderr
+    # and the log says which run published it provisional last (the site index marks it: test above)
+    assert f"csf_leak: 2026-01 is final since this run; run {third_run} published it provisional (" in fourth.stderr
     fed = pl.read_parquet(apr / "csf_leak" / "metrics.parquet")
     assert set(fed["status"]) == {"final"} and set(fed["data_through"]) == {dt.date(2026, 4, 30)}
     report = (apr / "csf_leak" / "report.html").read_text(encoding="utf-8")
