@@ -158,6 +158,24 @@ def record_period(con: duckdb.DuckDBPyConnection, run_id: str, period: str, audi
     return {"since_run": since, "added": added, "removed": removed, "changed": changed, "orders": added + removed + changed}
 
 
+def period_statuses(con: duckdb.DuckDBPyConnection, run_id: str, period: str, audit_id: str) -> list[dict]:
+    """What the succeeded runs before ``run_id`` recorded of the audit's period (their ``counts``), oldest first: the
+    run, the UTC day it started (run.json's ``started_at`` names the same day), its maturity status (provisional,
+    final; None where the run recorded none) and the orders it revised since which run (0 and None: none)."""
+    # the period's entry picked out in SQL (a bound JSON path): a backfill asks once per month and audit, and
+    # parsing every run's counts in Python each time cost ~2 CPU-s over 1,000 runs of 24 months
+    rows = con.execute(
+        """SELECT run_id, day, entry->>'status', coalesce(CAST(entry->>'revised_orders' AS BIGINT), 0), entry->>'revised_since'
+           FROM (SELECT run_id, started_at, strftime(timezone('UTC', started_at), '%Y-%m-%d') AS day,
+                        json_extract(counts, ?) AS entry
+                 FROM audit_runs WHERE status = 'succeeded' AND run_id <> ? AND counts IS NOT NULL)
+           WHERE entry IS NOT NULL ORDER BY started_at, run_id""",
+        [f"$.{json.dumps(audit_id)}.{json.dumps(period)}", run_id],
+    ).fetchall()
+    keys = ("run_id", "on", "status", "revised_orders", "revised_since")
+    return [dict(zip(keys, r, strict=True)) for r in rows]
+
+
 def finish(
     con: duckdb.DuckDBPyConnection, run_id: str, status: str, counts: dict, timings: dict, error: str | None = None
 ) -> None:

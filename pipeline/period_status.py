@@ -1,4 +1,4 @@
-"""What the report's first page says about the period itself: empty, provisional, revised, quiet.
+"""What the report's first page says about the period itself: empty, provisional, final since, revised, quiet.
 
 Built once per reported period by the run (``run_info["status"]``) and shown by the partial
 ``reports/_status_banner.html``; every part is also logged, so the scheduler's log and the report agree.
@@ -46,6 +46,36 @@ def maturity_counts(label: str, maturity: Maturity, spans: dict) -> dict:
     return {} if described is None else {"status": described["status"], "final_from": described["final_from"]}
 
 
+def finalised(maturity_status: dict | None, revision: dict | None, earlier: list[dict]) -> dict | None:
+    """When a final period was last published provisional (``earlier``: history.period_statuses): the run that first
+    published it final (``run_id`` and ``on`` None: this run), the provisional run before it, and the orders that run
+    changed since which run. None for a period never recorded provisional (e.g. a backfill of old months)."""
+    if not maturity_status or maturity_status["status"] != "final":
+        return None
+    provisional = [i for i, r in enumerate(earlier) if r["status"] == "provisional"]
+    if not provisional:
+        return None
+    last = earlier[provisional[-1]]
+    final = next((r for r in earlier[provisional[-1] + 1 :] if r["status"] == "final"), None)
+    if final is None:  # this run turned it final: its own revision says what changed
+        run_id, on, orders, since = None, None, (revision or {}).get("orders", 0), (revision or {}).get("since_run")
+    else:  # an earlier run did, and recorded its revision (none recorded: it changed no order)
+        run_id, on, orders, since = final["run_id"], final["on"], final["revised_orders"], final["revised_since"]
+    # no order changed: the run compared itself with the results the provisional run left
+    return {"run_id": run_id, "on": on, "provisional_run": last["run_id"], "orders": orders, "since_run": since or last["run_id"]}
+
+
+def final_since(final: dict) -> str:
+    """The report's first page and the workbook on a period ``finalised`` found final after a provisional run."""
+    by = (
+        f"run {final['run_id']} ({final['on']}) first published it final"
+        if final["run_id"]
+        else "this run is the first to publish it final"
+    )
+    changed = f"{counted(final['orders'], 'order')} changed" if final["orders"] else "no order or verdict changed"
+    return f"It was published provisional by run {final['provisional_run']}; {by}, {changed} since run {final['since_run']}."
+
+
 def build(
     audit_id: str,
     label: str,
@@ -54,6 +84,7 @@ def build(
     revision: dict | None,
     dq_results: list,
     spans: dict,
+    earlier: list[dict] | None = None,
 ) -> dict:
     """The period's status for the report (``status`` in the templates), logged as it is built (each line names
     the audit: two audits' periods over the same data can differ, e.g. where a case needs follow-up)."""
@@ -77,6 +108,18 @@ def build(
                 audit_id=audit_id,
                 final_from=maturity_status["final_from"],
                 data_through=maturity_status["data_through"],
+            )
+    final = finalised(maturity_status, revision, earlier or [])
+    if final:
+        status["finalised"] = final
+        if final["run_id"] is None:
+            event(
+                f"{audit_id}: {label} is final since this run; run {final['provisional_run']} published it provisional "
+                f"({counted(final['orders'], 'order')} changed since run {final['since_run']})",
+                event="period_final",
+                period=key,
+                audit_id=audit_id,
+                **{k: final[k] for k in ("provisional_run", "orders", "since_run")},
             )
     if revision and revision.get("orders"):
         status["revised"] = revision

@@ -583,7 +583,14 @@ def _execute_locked(
                 counts={a.id: {**month_counts[a.id][label], **reject_counts} for a in chosen},
                 statuses={
                     a.id: period_status.build(
-                        a.id, label, month_counts[a.id][label], matured[a.id], revisions[a.id][label], dq_results, spans[a.id]
+                        a.id,
+                        label,
+                        month_counts[a.id][label],
+                        matured[a.id],
+                        revisions[a.id][label],
+                        dq_results,
+                        spans[a.id],
+                        history.period_statuses(con, run_id, label, a.id),  # a month published provisional before
                     )
                     for a in chosen
                 },

@@ -16,6 +16,7 @@ import pytest
 from conftest import run_cli
 from xlsx_xml import Workbook
 
+from pipeline.audits import with_parameters
 from pipeline.report import pdf, render
 from pipeline.report.measure import wilson_interval
 from pipeline.report.names import department_name
@@ -90,7 +91,9 @@ def test_printed_month_fits_twelve_pages_with_running_header(month):
         page_texts = text.stdout.split("\f")[:pages]
         run_id = re.search(r"run (\d{8}T\d{6}Z-[0-9a-f]+)", month["report"]).group(1)
         for i, page in enumerate(page_texts, start=1):
-            assert f"CSF-leak imaging audit · All departments · {MONTH}" in page, i
+            # whether the figures are final, the rule set and the data: a page taken alone still says them
+            assert f"CSF-leak imaging audit · All departments · {MONTH} (provisional)" in page, i
+            assert "rule set csf-leak-2026.11.0 · data through 2026-08-31 · " in page, i
             assert f"run {run_id}" in page and f"Page {i} of {pages}" in page, i
 
 
@@ -117,6 +120,70 @@ def test_every_headline_cell_has_a_number_and_nothing_is_too_few_to_rate(month):
         assert re.fullmatch(r"[\d,]+", n) and re.fullmatch(r"[\d,]+", big_n), label
         assert re.fullmatch(r"\d+\.\d%( †)?", rate.replace("\u2009", " ")), (label, rate)
         assert re.fullmatch(r"\d+\.\d% – \d+\.\d%", ci), (label, ci)
+
+
+def test_every_headline_figure_reads_the_same_in_the_index_the_feed_and_the_workbook(month):
+    """The committee reads a headline figure on the report's first page and again on the site index, in the metrics
+    feed and (summed over providers) in the workbook's Providers sheet; the verdicts of the workbook's Cases sheet
+    are those of audited_orders.csv and of the report's hospital row. No test held these pairs together."""
+    import json  # noqa: PLC0415
+
+    rows = _table(_section(month["report"], "headline"), "headline")
+    report = {r[0]: (_int(r[2]), _int(r[3]), r[4].replace("\u2009", " ").rstrip(" †")) for r in rows if len(r) == 6}
+    info = json.loads((month["out"] / "csf_leak" / "run.json").read_text(encoding="utf-8"))
+    # each label with the parameters the run used filled in, as the report fills them ("< 72 h")
+    measures = {
+        m["id"]: {**m, "label": with_parameters(m["label"], info["audit"]["parameters"])} for m in info["audit"]["measures"]
+    }
+    labelled = {next(k for k in report if k.startswith(m["label"])): m["id"] for m in measures.values()}
+    assert len(labelled) == len(report) == 5
+
+    # the site index: every headline measure as the report prints it
+    index = html.unescape((month["out"] / "index.html").read_text(encoding="utf-8"))
+    row = index[index.index('href="csf_leak/index.html">') :]
+    cells = [_text(c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row[: row.index("</tr>")], flags=re.S)]
+    said = [re.match(r"([\d,]+) / ([\d,]+) = (\d+\.\d%)", c) for c in cells]
+    in_index = [(_int(m.group(1)), _int(m.group(2)), m.group(3)) for m in said if m]
+    headline_ids = [m["id"] for m in info["audit"]["measures"] if m["headline"]]
+    assert in_index == [next(v for k, v in report.items() if labelled[k] == i) for i in headline_ids]
+
+    # the metrics feed: the hospital's row of each measure, where it is released
+    feed = pl.read_csv(month["out"] / "csf_leak" / "metrics.csv", infer_schema=False).filter(
+        (pl.col("period") == MONTH) & (pl.col("level") == "overall")
+    )
+    released = 0
+    for label, (n, big_n, rate) in report.items():
+        cell = feed.filter(pl.col("measure_id") == labelled[label]).row(0, named=True)
+        released += cell["denominator"] is not None
+        if cell["suppressed"] == "false":
+            assert (int(cell["numerator"]), int(cell["denominator"]), f"{float(cell['rate']):.1%}") == (n, big_n, rate), label
+        else:  # withheld: its numerator, rate and interval; its denominator too when under the cell minimum
+            assert cell["numerator"] is None and cell["rate"] is None, label
+            assert cell["denominator"] in (None, str(big_n)), label
+    assert released, "the demo month releases a hospital denominator at least"
+
+    # the workbook: each provider measure's n and N add up to the hospital's; the Cases sheet's verdicts are the
+    # audited orders' and the report's hospital row (orders placed, inappropriate, review)
+    book = Workbook(month["out"] / "csf_leak" / "case_list.xlsx")
+    providers = book.cells("Providers")
+    header = {providers[(0, j)]["text"]: j for i, j in providers if i == 0}
+    last = max(i for i, _ in providers)
+    for label, mid in labelled.items():
+        j = header.get(f"{measures[mid]['label']}: n")
+        if j is None:
+            continue  # not a provider measure
+        total = [sum((providers.get((i, k)) or {}).get("number") or 0 for i in range(1, last + 1)) for k in (j, j + 1)]
+        assert total == list(report[label][:2]), label
+    verdicts = pl.Series([r["Verdict"] for r in book.rows("Cases")]).value_counts().sort("")
+    assert verdicts.rows() == month["orders"]["verdict"].value_counts().sort("verdict").rows()
+    hospital = _table(_section(month["report"], "groups"), "attribution")[-1]
+    counted = dict(verdicts.rows())
+    assert [_int(x) for x in hospital[1:5]] == [
+        len(book.rows("Cases")),
+        sum(counted.get(v, 0) for v in ("appropriate", "inappropriate", "review")),
+        counted.get("inappropriate", 0),
+        counted.get("review", 0),
+    ]
 
 
 def test_low_reliability_is_marked_with_a_footnote(month):

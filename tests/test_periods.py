@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 import polars as pl
 import pytest
-from conftest import ROOT, run_cli, write_small_input
+from conftest import DX_HEADER, ORDER_HEADER, PROC_HEADER, ROOT, run_cli, write_csv, write_small_input
 
 from pipeline.maturity import Maturity
 from pipeline.quality import validate
@@ -91,6 +91,80 @@ def test_one_revised_order_reads_in_the_singular(tmp_path):
         f"revised on {second['started_at'][:10]} by run {second['run_id']}: 1 order changed since run {first['run_id']}"
     )
     assert 'class="revised"' not in (tmp_path / "first" / "index.html").read_text(encoding="utf-8")
+
+
+def _index_marks(out: Path) -> dict[str, str]:
+    """The csf_leak row's marks on the site index (class -> text, tags dropped)."""
+    index = (out / "index.html").read_text(encoding="utf-8")
+    row = index[index.index('id="audit-csf_leak"') : index.index("</tbody>", index.index('id="audit-csf_leak"'))]
+    marks = re.findall(r'<span class="(final|revised|provisional)">(.*?)</span>(?:<br>|</th>)', row)
+    return {cls: re.sub(r"<[^>]+>", "", text) for cls, text in marks}
+
+
+def _said(page: Path) -> str:
+    """A page's words, tags dropped and spaces collapsed."""
+    import html  # noqa: PLC0415
+
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page.read_text(encoding="utf-8"))).split())
+
+
+def test_a_month_published_provisional_is_marked_final_since_the_run_that_made_it_final(tmp_path):
+    """June published while provisional, then re-run once September's extract took the data past its final date:
+    the index said nothing of the change of status (a month turning final without a changed verdict went unseen by
+    the committee). It now names the run that made it final, its day and what it changed; the mark stays on a rerun
+    that changes nothing, and a later correction is marked revised beside it."""
+    inp, wh = write_small_input(tmp_path / "june"), tmp_path / "wh.duckdb"
+
+    def run(inputs: Path, out: str) -> dict:
+        result = cli("run", "--input", inputs, "--out", tmp_path / out, "--warehouse", wh, "--month", "2025-06", "--no-validate")
+        assert result.returncode == 0, result.stderr
+        return json.loads((tmp_path / out / "csf_leak" / "run.json").read_text()) | {"log": result.stderr}
+
+    first = run(inp, "first")
+    assert _index_marks(tmp_path / "first") == {"provisional": "provisional until the data reaches 2025-09-13"}
+    # September's extract: a case, an order and a diagnosis of September, nothing of June's
+    sept = tmp_path / "sept"
+    write_csv(
+        sept / "procedures.csv", PROC_HEADER, [["PR9", "MRN-9", "2025-09-20 09:00:00", "62323", "Pain clinic", "1960-01-01"]]
+    )
+    write_csv(
+        sept / "imaging_orders.csv",
+        ORDER_HEADER,
+        [["O91", "MRN-9", "2025-09-21 10:00:00", "72156", "Neurology", "G97.1", "completed"]],
+    )
+    write_csv(sept / "diagnoses.csv", DX_HEADER, [["MRN-9", "G97.1", "2025-09-21 08:00:00"]])
+    second = run(sept, "second")
+    final = (
+        f"final since {second['started_at'][:10]} (run {second['run_id']}): no order or verdict changed since run "
+        f"{first['run_id']} published it provisional"
+    )
+    assert _index_marks(tmp_path / "second") == {"final": final}
+    assert f"csf_leak: 2025-06 is final since this run; run {first['run_id']} published it provisional (0 orders" in second["log"]
+    assert "Final since: the run whose data first reached" in (tmp_path / "second" / "index.html").read_text(encoding="utf-8")
+    first_page = f"It was published provisional by run {first['run_id']}; this run is the first to publish it final, no order"
+    assert f"{first_page} or verdict changed since run {first['run_id']}." in _said(
+        tmp_path / "second" / "csf_leak" / "report.html"
+    )
+    third = run(sept, "third")  # the same data again: still final since the second run, nothing revised
+    assert _index_marks(tmp_path / "third") == {"final": final}
+    # the report's first page and the workbook say it as the index does
+    since = (
+        f"It was published provisional by run {first['run_id']}; run {second['run_id']} ({second['started_at'][:10]}) first "
+        f"published it final, no order or verdict changed since run {first['run_id']}."
+    )
+    assert since in _said(tmp_path / "third" / "csf_leak" / "report.html")
+    from xlsx_xml import Workbook  # noqa: PLC0415 - only these tests read a workbook
+
+    said = {
+        r["Run id"]: r[third["run_id"]] for r in Workbook(tmp_path / "third" / "csf_leak" / "case_list.xlsx").rows("Explanation")
+    }
+    assert said["Period status"] == f"Final: the loaded data runs through 2025-09-20, past the period's windows. {since}"
+    # a corrected June extract (order O4 withdrawn): revised by this run, final since the second
+    orders = inp / "imaging_orders.csv"
+    orders.write_text("".join(row for row in orders.read_text().splitlines(True) if not row.startswith("O4,")))
+    fourth = run(inp, "fourth")
+    revised = f"revised on {fourth['started_at'][:10]} by run {fourth['run_id']}: 1 order changed since run {third['run_id']}"
+    assert _index_marks(tmp_path / "fourth") == {"final": final, "revised": revised}
 
 
 def test_a_check_that_cannot_count_says_what_it_could_not_count():
@@ -225,9 +299,12 @@ def test_january_is_provisional_then_revised_then_final_as_later_extracts_arrive
     assert f"revised {added} orders since {first_run}" in runs.stdout
     assert "(provisional until the data reaches 2026-04-16)" in runs.stdout
 
-    run("2026-03")
+    _, mar = run("2026-03")
+    third_run = json.loads((mar / "run.json").read_text())["run_id"]
     fourth, apr = run("2026-04")  # the data now runs through 30 April: January is final
-    assert "provisional" not in fourth.stderr
+    assert " is provisional" not in fourth.stderr
+    # and the log says which run published it provisional last (the site index marks it: test above)
+    assert f"csf_leak: 2026-01 is final since this run; run {third_run} published it provisional (" in fourth.stderr
     fed = pl.read_parquet(apr / "csf_leak" / "metrics.parquet")
     assert set(fed["status"]) == {"final"} and set(fed["data_through"]) == {dt.date(2026, 4, 30)}
     report = (apr / "csf_leak" / "report.html").read_text(encoding="utf-8")

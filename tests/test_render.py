@@ -19,7 +19,7 @@ import pytest
 
 from pipeline import audits as audits_mod
 from pipeline.errors import ReportError
-from pipeline.report import feed, pdf, relations, render, sections, templates
+from pipeline.report import feed, pages, pdf, relations, render, sections, templates
 from pipeline.report import reid as reid_mod
 from pipeline.report.measure import build_metrics, with_rates
 from pipeline.report.spec import ReportSpec
@@ -298,6 +298,26 @@ def test_pdf_header_and_footer_templates_escape_and_number_pages():
     top, bottom = pdf._templates(pdf.RunningHeader(left="Audit · <b>x</b>", right="run r1"))
     assert "&lt;b&gt;x&lt;/b&gt;" in top and "run r1" in top
     assert '<span class="pageNumber"></span> of <span class="totalPages"></span>' in bottom
+
+
+def test_every_printed_page_names_the_period_status_rule_set_and_data():
+    """A page taken from the meeting's printed copy said the audit, the period and the run only: not whether the
+    figures were final, under which rule set, nor how far the data reached."""
+    info = {
+        "run_id": "r1",
+        "audit": {"title": "Imaging for suspected CSF leak", "short_title": "CSF-leak imaging audit"},
+        "rule_set_version": "csf-leak-2026.11.0",
+        "status": {"period": "2026-04", "maturity": {"status": "provisional", "data_through": "2026-06-30"}},
+    }
+    assert pages.running_header(info, "2026-04") == (
+        "CSF-leak imaging audit · All departments · 2026-04 (provisional)",
+        "rule set csf-leak-2026.11.0 · data through 2026-06-30 · run r1",
+    )
+    # a run without maturity or rule set (an older run.json): what is known, nothing empty
+    assert pages.running_header({"run_id": "r1", "audit": {"title": "T"}}, "2026-04") == (
+        "T · All departments · 2026-04",
+        "run r1",
+    )
 
 
 def test_provider_table_is_bounded_and_says_what_it_left_out():
@@ -604,3 +624,19 @@ def test_a_page_shows_its_measures_without_a_denominator_instead_of_leaving_them
         "review_order_rate",
     ]
     assert main(lbp, "department", []) == []
+
+
+def test_a_group_head_is_kept_with_its_rows_in_print(out):
+    """The printed low back pain report of the data's first month left 'Inappropriate · N = 2 orders' alone at the foot
+    of page 1, its rule on page 2: each group's head row of the headline and reason tables is a table body of its own,
+    kept with the next in print (style.css), as the case list's department heads are."""
+    report = (out["dir"] / "report.html").read_text(encoding="utf-8")
+    for table in ("headline", "reasons"):
+        start = report.index(f'<table class="{table}">')
+        body = report[start : report.index("</table>", start)]
+        heads = re.findall(r'<tr class="group[^"]*">', body)
+        kept = re.findall(
+            r'<tbody class="group-head"><tr class="group[^"]*"><th colspan="6">.*?</th></tr></tbody>\s*<tbody>', body
+        )
+        assert heads and len(kept) == len(heads), (table, len(kept), len(heads))
+    assert "tbody.group-head { break-after: avoid" in (Path(render.__file__).parents[2] / "reports" / "style.css").read_text()

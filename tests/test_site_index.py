@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 
@@ -91,6 +92,37 @@ def test_site_index_says_nothing_of_revisions_when_no_period_was_revised(tmp_pat
     assert 'class="revised"' not in text and "Revised:" not in text
 
 
+def test_site_index_marks_a_period_final_since_the_run_that_made_it_final(tmp_path):
+    """run.json status.finalised (pipeline.period_status.finalised): the run that made the period final is this one
+    (run_id None: the publishing run, dated by its start) or an earlier one (a rerun since); its changes are counted,
+    and a revision by the same run is not said twice."""
+    audit = tmp_path / "low_back_pain"
+    started = "2026-11-03T02:15:00+00:00"
+    final = {"status": "final", "final_from": "2026-06-13"}
+    by_this_run = {"run_id": None, "on": None, "provisional_run": "r-A", "orders": 3, "since_run": "r-A"}
+    revised = {"since_run": "r-A", "orders": 3, "added": 3, "removed": 0, "changed": 0}
+    _period(audit, "2026-01", {"maturity": final, "finalised": by_this_run, "revised": revised}, started_at=started)
+    earlier = {"run_id": "r-F", "on": "2026-10-01", "provisional_run": "r-P", "orders": 0, "since_run": "r-P"}
+    _period(audit, "2026-02", {"maturity": final, "finalised": earlier, "revised": revised}, started_at=started)
+    apart = {"run_id": "r-F", "on": "2026-10-01", "provisional_run": "r-P", "orders": 1, "since_run": "r-Q"}
+    _period(audit, "2026-03", {"maturity": final, "finalised": apart}, started_at=started)
+    text = site_index.render_site_index(tmp_path).read_text(encoding="utf-8")
+    assert _row(text, "2026-01") == (
+        "2026-01 final since 2026-11-03 (run r-2026-01): 3 orders changed since run r-A published it provisional"
+        " report · case list · feed none r-2026-01"
+    )
+    assert _row(text, "2026-02") == (
+        "2026-02 final since 2026-10-01 (run r-F): no order or verdict changed since run r-P published it provisional"
+        " revised on 2026-11-03 by run r-2026-02: 3 orders changed since run r-A report · case list · feed none r-2026-02"
+    )
+    assert _row(text, "2026-03") == (
+        "2026-03 final since 2026-10-01 (run r-F): 1 order changed since run r-Q; provisional in run r-P"
+        " report · case list · feed none r-2026-03"
+    )
+    assert text.count('class="final"') == 3 and text.count('class="revised"') == 1
+    assert "Final since: the run whose data first reached the date the period becomes final" in text
+
+
 def test_site_index_names_what_the_audit_says_of_the_period(tmp_path):
     """The audit's note on the period (run.json period_notes: the low back pain look-back before the diagnoses held)
     is named under the period, as the report's first page names it."""
@@ -105,3 +137,35 @@ def test_site_index_names_what_the_audit_says_of_the_period(tmp_path):
         _row(text, "2024-07") == "2024-07 New episodes not verified: 6 of the 6 episodes report · case list · feed none r-2024-07"
     )
     assert _row(text, "2026-04") == "2026-04 report · case list · feed none r-2026-04"
+
+
+def test_an_empty_cell_names_what_its_measure_counts(tmp_path):
+    """A month without a case (2025-09 of the demo, csf_leak) printed "no cases" under the order measures too."""
+    measures = [
+        {"id": "cases_right", "label": "Right first study", "unit": "case", "headline": True},
+        {"id": "inappropriate", "label": "Inappropriate orders", "unit": "order", "headline": True},
+    ]
+    about = {"title": "CSF leak", "case_unit": "case", "measures": measures}
+    folder = tmp_path / "csf_leak" / "2025-09"
+    folder.mkdir(parents=True)
+    info = {"run_id": "r1", "period": "2025-09", "audit": about, "status": {"period": "2025-09"}, "headline": []}
+    (folder / "run.json").write_text(json.dumps(info))
+    # a month with cases but no evaluated order: the order measure's N is 0
+    (tmp_path / "csf_leak" / "2025-10").mkdir()
+    zero = {"numerator": 0, "denominator": 0, "rate": None, "ci_low": None, "ci_high": None}
+    headline = [
+        {"measure_id": "cases_right", "numerator": 1, "denominator": 2, "rate": 0.5, "ci_low": 0.1, "ci_high": 0.9},
+        {"measure_id": "inappropriate", **zero},
+    ]
+    (tmp_path / "csf_leak" / "2025-10" / "run.json").write_text(
+        json.dumps({**info, "period": "2025-10", "status": {"period": "2025-10"}, "headline": headline})
+    )
+    text = site_index.render_site_index(tmp_path).read_text(encoding="utf-8")
+
+    def row(month):
+        start = text.index(f'href="csf_leak/{month}/index.html"')
+        cells = text[text.rindex("<tr>", 0, start) : text.index("</tr>", start)]
+        return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", cells)).split())
+
+    assert row("2025-09") == "2025-09 report · case list · feed none no cases no orders r1"
+    assert row("2025-10") == "2025-10 report · case list · feed none 1 / 2 = 50.0% † (10.0% – 90.0%) no orders r1"

@@ -274,3 +274,61 @@ def test_wrapped_rows_of_the_other_sheets_are_as_high_as_their_lines(tmp_path):
     width = re.search(r'<col min="2" max="2" width="([0-9.]+)"', sheets["Providers"])
     assert width is not None and float(width.group(1)) > len(f"{measure}: n")
     assert height("Explanation", 5) == 30  # the patient identifiers' note: two lines at 90 characters
+
+
+def test_the_explanation_names_the_reviewer_columns_where_they_are(tmp_path):
+    """'Fill in the last four columns' sent a reviewer to the sheet's last columns, the codes and keys kept for
+    filters; the reviewer's columns end the printed form, in the middle of the sheet on screen."""
+    frame = pl.DataFrame({"case_id": ["C1"], "order_id": ["O1"], "verdict": ["excluded"], "reasons": ["cancelled"]})
+    path = workbook.write_case_list(tmp_path / "w.xlsx", frame, RULES, RUN_INFO)
+    book = Workbook(path)
+    header = list(book.rows("Cases")[0])
+    assert header == [
+        "Case",
+        "Order",
+        "Verdict",
+        "Reviewer agrees?",
+        "Reviewer comment",
+        "Reviewer",
+        "Review date",
+        "Reason codes",
+    ]
+    said = {row["Run id"]: row["r1"] for row in book.rows("Explanation")}
+    assert said["Reviewing"] == (
+        "Sheet Cases lists every audited order. Fill in the four reviewer columns, D to G (Reviewer agrees? to Review "
+        "date, the last columns of the printed form): agreement with the verdict (drop-down), a comment, your name and "
+        "the date. Filters are on the header row; the columns after the reviewer's (codes and keys) are there to filter on."
+    )
+
+
+def test_the_providers_sheet_is_as_wide_as_its_funnel_positions_and_provider_ids(tmp_path):
+    """'above 95% limit (worse)' in a column 18 wide ran into the next column's 'yes' when LibreOffice printed it."""
+    providers = pl.DataFrame(
+        {
+            "group_key": ["DR1", "PROVIDER-WITH-A-LONG-ID-1"],
+            "measure_id": ["inappropriate", "inappropriate"],
+            "numerator": [3, 1],
+            "denominator": [40, 5],
+            "rate": [0.075, 0.2],
+            "ci_low": [0.026, 0.036],
+            "ci_high": [0.199, 0.624],
+        }
+    )
+    positions = pl.DataFrame(
+        {"group_key": ["DR1", "PROVIDER-WITH-A-LONG-ID-1"], "funnel_position": ["", "below 99.8% limit (better)"]}
+    )
+    path = workbook.write_case_list(
+        tmp_path / "w.xlsx", pl.DataFrame({"case_id": ["C1"]}), RULES, RUN_INFO, providers, 20, None, positions
+    )
+    xml = Workbook(path).xml("Providers")
+    widths = [(int(a), int(b), float(w)) for a, b, w in re.findall(r'<col min="(\d+)" max="(\d+)" width="([0-9.]+)"', xml)]
+    # provider: 25 characters + 1; n (its header's longest word), N, rate and interval; funnel position: 26 + 1; the
+    # low-reliability mark (xlsxwriter adds 0.71 to each)
+    assert widths == [
+        (1, 1, 26.7109375),
+        (2, 2, 17.28515625),
+        (3, 3, 10.7109375),
+        (4, 6, 10.7109375),
+        (7, 7, 27.7109375),
+        (8, 8, 14.7109375),
+    ]

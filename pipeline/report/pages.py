@@ -208,6 +208,19 @@ def audit_title(run_info: dict) -> str:
     return audit.get("short_title") or audit.get("title") or "order-audit"
 
 
+def running_header(run_info: dict, period_label: str) -> tuple[str, str]:
+    """What every printed page of the report says at its top, left and right: a page taken from the meeting's copy
+    still names the audit, the period and whether it is final, the rule set, how far the data reaches, and the run."""
+    maturity = (run_info.get("status") or {}).get("maturity") or {}
+    status = f" ({maturity['status']})" if maturity.get("status") else ""
+    right = [
+        f"rule set {run_info['rule_set_version']}" if run_info.get("rule_set_version") else "",
+        f"data through {maturity['data_through']}" if maturity.get("data_through") else "",
+        f"run {run_info['run_id']}",
+    ]
+    return f"{audit_title(run_info)} · All departments · {period_label}{status}", " · ".join(r for r in right if r)
+
+
 def page_settings(run_info: dict, overall_rates: dict) -> dict:
     reporting = run_info["config"].get("reporting", {})
     return {

@@ -1,6 +1,7 @@
 """Print a report to PDF: headless Chromium through its DevTools protocol, else WeasyPrint.
 
-Every printed page carries a running header (audit, scope, period, run id) and "Page n of N".
+Every printed page carries a running header (audit, scope, period and its status; rule set, data through, run id)
+and "Page n of N".
 Chromium's print does not lay out CSS ``@page`` margin boxes in every version, so the header and
 footer are Chromium's own print templates (``Page.printToPDF`` with ``displayHeaderFooter``), sent
 over ``--remote-debugging-pipe`` (file descriptors 3 and 4, NUL-terminated JSON): no extra library,
@@ -46,8 +47,8 @@ _TEMPLATE_STYLE = "font: 8px system-ui, 'DejaVu Sans', Arial, sans-serif; color:
 class RunningHeader:
     """What every printed page says at its top (left and right) and bottom."""
 
-    left: str  # e.g. "<audit short title> · All departments · 2026-06"
-    right: str  # e.g. "run 20261129T173116Z-7732d6"
+    left: str  # e.g. "<audit short title> · All departments · 2026-06 (provisional)"
+    right: str  # e.g. "rule set csf-leak-2026.11.0 · data through 2026-08-31 · run 20261129T173116Z-7732d6"
 
 
 def find_chromium() -> str | None:

@@ -178,9 +178,7 @@ def render_steps(
     written.append(_write_text(out_dir / "index.html", index))
     run_info["headline"] = _headline_record(metrics, period)
     if pdf:
-        header = RunningHeader(
-            left=f"{pages.audit_title(run_info)} · All departments · {common['period_label']}", right=f"run {run_info['run_id']}"
-        )
+        header = RunningHeader(*pages.running_header(run_info, common["period_label"]))
         written.append(write_pdf(out_dir / "report.html", out_dir / "report.pdf", header))
     return written
 

@@ -29,16 +29,30 @@ def _entry(folder: Path, href: str, info: dict, low: int) -> dict:
     # a label's {parameter} placeholders filled with the parameters the run used, as the report fills them
     labels = {m["id"]: with_parameters(m["label"], audit.get("parameters", {})) for m in audit.get("measures", [])}
     rows = {r.get("measure_id"): sections.marked(r, low) for r in info.get("headline", [])}
+    units = {m["id"]: m.get("unit") for m in audit.get("measures", [])}
     departments = folder / "departments"
     maturity = info.get("status", {}).get("maturity") or {}  # pipeline.period_status: the period's own state
     # what this run changed since the run before it audited the period (history.record_period), dated by its start:
     # the committee tells which month moved since it last met
     revised = info.get("status", {}).get("revised")
+    revised = {**revised, "on": str(info.get("started_at", ""))[:10]} if revised and revised.get("orders") else None
+    # a final period published provisional before (period_status.finalised): the run that made it final, this one
+    # (run_id None) or an earlier one, so the mark stays on later reruns
+    final = info.get("status", {}).get("finalised")
+    if final:
+        final = {
+            **final,
+            "run_id": final["run_id"] or info.get("run_id", ""),
+            "on": final["on"] or str(info.get("started_at", ""))[:10],
+        }
+        if revised and final["run_id"] == info.get("run_id"):
+            revised = None  # the final mark says what this run changed
     return {
         "period": info.get("period", ""),
         # 'all' by the months it spans, as its report names it (run.json status: each audit's own months)
         "period_label": info.get("status", {}).get("period") or info.get("period", ""),
-        "revised": {**revised, "on": str(info.get("started_at", ""))[:10]} if revised and revised.get("orders") else None,
+        "revised": revised,
+        "final": final,
         "provisional_until": maturity.get("final_from") if maturity.get("status") == "provisional" else None,
         # what the FHIR export's manifest says the data lack, as the report's first page says it
         "export_limits": [e["title"] for e in sections.export_limits(info)],
@@ -48,7 +62,8 @@ def _entry(folder: Path, href: str, info: dict, low: int) -> dict:
         "run_id": info.get("run_id", ""),
         "pdf": (folder / "report.pdf").is_file(),
         "n_departments": len(list(departments.glob("*.html"))) if departments.is_dir() else 0,
-        "measures": [{"label": labels.get(m, m), "row": rows.get(m)} for m in headline_ids],
+        # an empty cell names what the measure counts: "no cases" read wrong under an order measure
+        "measures": [{"label": labels.get(m, m), "row": rows.get(m), "unit": units.get(m)} for m in headline_ids],
     }
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import jinja2
 import markupsafe
 
+from pipeline.period_status import final_since
 from pipeline.report import controls
 from pipeline.resources import reports_dir
 from pipeline.wording import counted
@@ -95,6 +96,7 @@ def make_env(audit_report_dir: Path | None = None) -> jinja2.Environment:
     env.filters["num"] = num
     # a count before its noun, in the number the noun takes: {{ n|counted("order") }} is "1 order", "2,000 orders"
     env.filters["counted"] = counted
+    env.filters["final_since"] = final_since
     return env
 
 

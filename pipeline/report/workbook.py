@@ -29,9 +29,10 @@ from pathlib import Path
 import polars as pl
 import xlsxwriter
 import xlsxwriter.workbook
-from xlsxwriter.utility import _preserve_whitespace
+from xlsxwriter.utility import _preserve_whitespace, xl_col_to_name
 
 from pipeline.formula_guard import neutralise, neutralise_expr
+from pipeline.period_status import final_since
 from pipeline.quality.result import OUTCOMES, outcome, outcome_counts
 from pipeline.report import sheet_rows
 from pipeline.report.caselist import time_after
@@ -360,6 +361,12 @@ def _providers_sheet(
     widths = [16.0] + [10.0] * (5 * len(measures)) + ([18.0] if with_position else []) + [14.0]
     # each column as wide as the longest word of its header at least: a narrower one split 'Inappropria-te'
     widths = [max(w, header_width(h)) for w, h in zip(widths, header, strict=True)]
+    sheet = providers_sheet_frame(providers, [m for m, _ in measures], low, positions)
+    # the provider and its funnel position as wide as their longest value (plus a character), as the Cases sheet's
+    # text: 'above 95% limit (worse)' ran into the next column's 'yes' in print
+    for j, name in ((0, "group_key"), (len(header) - 2, "funnel_position")):
+        if name in sheet.columns and sheet.height:
+            widths[j] = max(widths[j], min(float((sheet[name].str.len_chars().max() or 0) + 1), FIT_WIDTH_MAX))
     ps.set_column(0, 0, widths[0])
     for k in range(len(measures)):  # n and N as counts, the rate and its interval as percent
         for j in range(1 + 5 * k, 6 + 5 * k):
@@ -370,7 +377,6 @@ def _providers_sheet(
     # the header row as high as its longest label wrapped at word breaks (a measure's name in a narrow column),
     # two lines at least: a count of its characters gave 'study: n' no line, clipped in LibreOffice's print
     ps.set_row(0, LINE_POINTS * max(2, *(header_lines(h, w) for h, w in zip(header, widths, strict=True))))
-    sheet = providers_sheet_frame(providers, [m for m, _ in measures], low, positions)
     if sheet.height:
         sheet_rows.write_rows(ps, sheet, first_row=1)
         ps.autofilter(0, 0, sheet.height, len(header) - 1)
@@ -443,11 +449,7 @@ def _explanation_sheet(wb, run_info: dict, columns: list[Column], head, wrap) ->
             "Only the keyed pseudonym (patient key) appears. Reviewers who need the chart "
             "ask the operator for the crosswalk file (--reid-file), kept apart.",
         ),
-        (
-            "Reviewing",
-            "Sheet Cases lists every audited order. Fill in the last four columns: agreement with the verdict "
-            "(drop-down), a comment, your name and the date. Filters are on the header row.",
-        ),
+        ("Reviewing", _reviewing(columns)),
         *_period_status(run_info),
         *_data_quality(run_info),
         # what the FHIR export's manifest says the data lack, as the report's Data quality says it
@@ -460,6 +462,21 @@ def _explanation_sheet(wb, run_info: dict, columns: list[Column], head, wrap) ->
         fmt = head if a == "Column" else wrap
         ex.write_string(i, 0, neutralise(a) or "", fmt)
         ex.write_string(i, 1, neutralise(b) or "", fmt)
+
+
+def _reviewing(columns: list[Column]) -> str:
+    """Where the reviewer writes: the reviewer's columns end the printed form, but on screen the filter columns
+    (codes and keys) follow them, so "the last four columns" sent a reviewer to the far right of the sheet."""
+    headers = [c.header for c in columns]
+    first, last = (FORM_TAIL[k].header for k in (REVIEW_COLUMNS[0], REVIEW_COLUMNS[-1]))
+    if first not in headers or last not in headers:  # a sheet without the review form
+        return "Sheet Cases lists every audited order. Filters are on the header row."
+    where = f"{xl_col_to_name(headers.index(first))} to {xl_col_to_name(headers.index(last))}"
+    return (
+        f"Sheet Cases lists every audited order. Fill in the four reviewer columns, {where} ({first} to {last}, the "
+        "last columns of the printed form): agreement with the verdict (drop-down), a comment, your name and the date. "
+        "Filters are on the header row; the columns after the reviewer's (codes and keys) are there to filter on."
+    )
 
 
 def _period_status(run_info: dict) -> list[tuple[str, str]]:
@@ -480,6 +497,8 @@ def _period_status(run_info: dict) -> list[tuple[str, str]]:
         )
     elif maturity.get("status") == "final":
         text = f"Final: the loaded data runs through {maturity.get('data_through')}, past the period's windows."
+        if status.get("finalised"):  # published provisional before: as the report's first page says it
+            text += " " + final_since(status["finalised"])
     else:
         text = ""
     # what the audit says of the period beside it (report/period_note.html, as the report's first page says it)
