@@ -137,3 +137,22 @@ def test_scheduling_doc_retry_wrapper_hands_on_the_exit_code(tmp_path, codes, ex
     )
     result = subprocess.run(["bash", "-c", stand_ins + script], capture_output=True, text=True, timeout=30)
     assert result.stdout == ("" if expected == 0 else f"alert {expected}\n"), result.stderr
+
+
+def test_audits_doc_names_every_file_an_audits_report_folder_holds():
+    """docs/AUDITS.md's folder listing names what ``report/`` may hold besides the sections audit.toml lists: an
+    optional file the engine reads by its name (report/verified_from.sql came without a line there) is found by an
+    audit's author only if the contract names it."""
+    import re
+
+    from pipeline import audits
+
+    listing = (ROOT / "docs" / "AUDITS.md").read_text(encoding="utf-8").split("```")[1]
+    report_lines = listing[listing.index("  report/") : listing.index("  expectations/")]
+    named = set(re.findall(r"[a-z_]+\.(?:html|sql)", report_lines))
+    assert named == {"definitions.html", "period_note.html", "verified_from.sql"}
+    for audit in audits.discover([str(ROOT / "tests" / "toy_audit")]):
+        sections = {f"{s}.{ext}" for s in audit.report_sections for ext in ("html", "sql")}
+        optional = {p.name for p in audit.report_dir.glob("*")} - sections if audit.report_dir.is_dir() else set()
+        # period_note.sql goes with period_note.html: "(+ .sql)" in the listing
+        assert optional - {"period_note.sql"} <= named, (audit.id, sorted(optional - named))

@@ -406,9 +406,8 @@ def _look_back_note(diagnoses: list[str], episodes: list[tuple[str, str]], plain
         "CREATE TABLE low_back_pain__parameters AS SELECT 'America/New_York' AS site_timezone, 180 AS negative_history_days"
     )
     con.execute("CREATE TABLE stg_diagnoses (recorded_at TIMESTAMPTZ)")
-    con.executemany(
-        "INSERT INTO stg_diagnoses VALUES (timezone('America/New_York', CAST(? AS TIMESTAMP)))", [[d] for d in diagnoses]
-    )
+    for d in diagnoses:
+        con.execute("INSERT INTO stg_diagnoses VALUES (timezone('America/New_York', CAST(? AS TIMESTAMP)))", [d])
     con.execute("CREATE TABLE low_back_pain__mart_cases (index_date DATE, outcome VARCHAR)")
     for episode in episodes:
         con.execute("INSERT INTO low_back_pain__mart_cases VALUES (?, ?)", episode)
@@ -463,3 +462,5 @@ def test_the_first_page_says_when_the_look_back_reaches_before_the_diagnoses_hel
     # every episode of the period past the look-back's reach (or none at all): nothing to say
     assert _look_back_note(full, [("2024-12-28", "early_imaging"), ("2025-01-02", "excluded")]) == ""
     assert _look_back_note(full, []) == ""
+    # no diagnosis held at all (so no episode): verified_from.sql's row is NULL dates, the note binds them and says nothing
+    assert _look_back_note([], []) == ""

@@ -59,3 +59,50 @@ def test_the_first_page_says_who_made_the_period_final_and_what_changed():
         " since run r1."
     )
     assert final_since(earlier | {"orders": 1234, "since_run": "r0"}).endswith("final, 1,234 orders changed since run r0.")
+
+
+def test_the_runs_records_are_read_oldest_first_dated_by_their_utc_day_whatever_the_session_zone():
+    """history.period_statuses over the warehouse's own run records: only succeeded runs other than this one, the
+    audit's entry of the period alone, oldest first, each dated by the UTC day it started (as run.json's
+    ``started_at`` and ``order-audit runs`` date it), whatever the connection's time zone; a record from before the
+    period's status was kept (no ``status``, or counts not keyed by audit) reads as no status or not at all."""
+    import json
+
+    import duckdb
+
+    from pipeline import history
+
+    con = duckdb.connect()
+    for ddl in history.DDL:
+        con.execute(ddl)
+    con.execute("SET TimeZone = 'Pacific/Kiritimati'")  # UTC+14: 23:30 UTC on 2 November is 3 November there
+
+    def run(run_id: str, started_utc: str, status: str, counts) -> None:
+        con.execute(
+            "INSERT INTO audit_runs (run_id, status, started_at, counts) VALUES (?, ?, CAST(? AS TIMESTAMPTZ), ?)",
+            [run_id, status, started_utc + "+00:00", None if counts is None else json.dumps(counts)],
+        )
+
+    june = {"cases": 3, "audited_orders": 4}
+    run("r0-old", "2026-10-01 09:00:00", "succeeded", {"2025-06": june})  # before counts were keyed by audit
+    run("r1", "2026-10-02 23:30:00", "succeeded", {"csf_leak": {"2025-06": june | {"status": "provisional"}}})
+    run("r1b", "2026-10-03 08:00:00", "failed", {"csf_leak": {"2025-06": june | {"status": "final"}}})
+    run("r1c", "2026-10-03 09:00:00", "succeeded", None)  # a run that recorded no counts
+    run("r2-old", "2026-10-04 10:00:00", "succeeded", {"csf_leak": {"2025-06": june}})  # before the status was kept
+    made_final = june | {"status": "final", "revised_orders": 2, "revised_since": "r1"}
+    run("r3", "2026-11-02 23:30:00", "succeeded", {"csf_leak": {"2025-06": made_final}})
+    run("r4", "2026-11-05 10:00:00", "succeeded", {"csf_leak": {"2025-07": june}, "low_back_pain": {"2025-06": june}})
+    run("this", "2026-11-06 10:00:00", "running", {"csf_leak": {"2025-06": june | {"status": "final"}}})
+    assert history.period_statuses(con, "this", "2025-06", "csf_leak") == [
+        {"run_id": "r1", "on": "2026-10-02", "status": "provisional", "revised_orders": 0, "revised_since": None},
+        {"run_id": "r2-old", "on": "2026-10-04", "status": None, "revised_orders": 0, "revised_since": None},
+        {"run_id": "r3", "on": "2026-11-02", "status": "final", "revised_orders": 2, "revised_since": "r1"},
+    ]
+    assert finalised(FINAL, None, history.period_statuses(con, "this", "2025-06", "csf_leak")) == {
+        "run_id": "r3",
+        "on": "2026-11-02",
+        "provisional_run": "r1",
+        "orders": 2,
+        "since_run": "r1",
+    }
+    assert history.period_statuses(con, "this", "2025-08", "csf_leak") == []  # a month no run recorded

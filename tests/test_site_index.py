@@ -121,6 +121,8 @@ def test_site_index_marks_a_period_final_since_the_run_that_made_it_final(tmp_pa
     )
     assert text.count('class="final"') == 3 and text.count('class="revised"') == 1
     assert "Final since: the run whose data first reached the date the period becomes final" in text
+    # the dates are the runs' UTC days (run.json started_at, history.period_statuses), the site's zone aside
+    assert "dated by the UTC day it started (as <code>order-audit runs</code> lists it; so is Revised)" in text
 
 
 def test_site_index_names_what_the_audit_says_of_the_period(tmp_path):

@@ -80,6 +80,9 @@ def test_the_toy_audit_gets_the_whole_report_and_its_own_feed(toy_run):
     overall = feed.filter((pl.col("period") == "all") & (pl.col("level") == "overall"))
     measures = set(overall["measure_id"])
     assert {"contrast_ct_rate", "patients_without_contrast", "reason_contrast_head_ct", "reason_cancelled"} <= measures
+    # no report/verified_from.sql (docs/AUDITS.md: optional): no look-back to mark, every row complete
+    assert feed.group_by("look_back", "verified_from").len().rows() == [("complete", None, feed.height)]
+    assert json.loads((folder / "metrics.json").read_text())["verified_from"] is None
     counts = pl.read_parquet(folder / "audited_orders.parquet")
     assert counts.schema["ordered_at"] == pl.Datetime("us", "UTC")  # typed as its [outputs.parquet_types] says
     assert counts.schema["ordered_at_local"] == pl.Datetime("us") and counts.schema["order_id"] == pl.String

@@ -48,7 +48,7 @@ class RunningHeader:
     """What every printed page says at its top (left and right) and bottom."""
 
     left: str  # e.g. "<audit short title> · All departments · 2026-06 (provisional)"
-    right: str  # e.g. "rule set csf-leak-2026.11.0 · data through 2026-08-31 · run 20261129T173116Z-7732d6"
+    right: str  # e.g. "rule set <audit>-2026.11.0 · data through 2026-08-31 · run 20261129T173116Z-7732d6"
 
 
 def find_chromium() -> str | None:
