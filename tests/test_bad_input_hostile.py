@@ -8,6 +8,7 @@ import json
 import random
 import shutil
 import string
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -258,3 +259,36 @@ def test_the_same_input_in_another_folder_gives_the_same_bytes_and_names_no_fold
     assert [f["path"] for f in runs[0]["reference_files"] if f["name"] == "local_code_map"] == ["local_code_map.csv"]
     if kind == "fhir":
         assert runs[0]["export_manifest"]["path"] == "manifest.json"
+
+
+def test_a_value_with_a_line_break_or_a_bidi_override_keeps_each_log_line_one_line(tmp_path, small_input):
+    """An unknown status word holding a line break cut the unknown-values line in two, and a right-to-left override
+    reversed the rest of it on a terminal; a DEL made the config line it suggests one TOML refuses. An order id so
+    made did the same to a data-quality warning's examples. Each value is now written as its escapes."""
+    rows = _order_rows(small_input)
+    rows += [[f"O{i}", "MRN-1", "2025-06-06 11:00:00", "72156", "Neurology", "G97.1", "completed"] for i in range(8, 14)]
+    rows += [
+        ["O5", "MRN-1", "2025-06-06 11:05:00", "72156", "Neurology", "G97.1", "On\nHold\u202e=1"],
+        ["O6", "MRN-1", "2025-06-06 11:05:00", "72156", "Neurology", "G97.1", "Pend\x7fing"],
+        ["O7\n\u202eX", "MRN-1", "2025-06-06 11:05:00", "LOCAL1", "Neurology", "G97.1", "completed"],
+    ]
+    _write_orders(small_input, "csv", rows)
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", small_input, "--out", out, "--warehouse", tmp_path / "wh.duckdb")
+    assert r.returncode == 0, r.stderr
+    assert "\u202e" not in r.stderr and "\x7f" not in r.stderr
+    lines = r.stderr.splitlines()
+    assert all(line.startswith("order-audit: ") for line in lines), r.stderr
+    [unknown] = [line for line in lines if "no map knows" in line]
+    assert unknown == (
+        "order-audit: imaging_orders.csv: imaging_orders.status: no map knows 'On\\nHold\\u202e=1' (1 row), "
+        "'Pend\\x7fing' (1 row); its rows are set aside (an unknown status could hide a cancellation). To map them, "
+        'add to the config: [values.imaging_orders.status] / "On\\nHold\\u202e=1" = "?"   # one of ordered, scheduled, '
+        'completed, cancelled / "Pend\\u007fing" = "?"   # one of ordered, scheduled, completed, cancelled'
+    )
+    [found] = _run_json(out)["unknown_values"]
+    assert [v["value"] for v in found["values"]] == ["On\nHold\u202e=1", "Pend\x7fing"]
+    pasted = tomllib.loads("\n".join(line.replace('"?"', '"cancelled"') for line in found["config_lines"]))
+    assert pasted == {"values": {"imaging_orders": {"status": {"On\nHold\u202e=1": "cancelled", "Pend\x7fing": "cancelled"}}}}
+    [warning] = [line for line in lines if "orders.order_code.format" in line]
+    assert "(e.g. O7\\n\\u202eX): order_code is in CPT form" in warning, warning
