@@ -3,25 +3,38 @@
 OWASP's advice for CSV injection: a cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or
 a carriage return is read as a formula by Excel, LibreOffice and Google Sheets
 (``=HYPERLINK(...)``, ``=cmd|' /C calc'!A0``). Such text gets a leading single quote, which
-the spreadsheet shows as text. The change is reversible: ``restore`` drops the one leading
-quote of a value whose first character after its leading quotes is a trigger (text that
+the spreadsheet shows as text. So does text whose trigger comes after white space (`` =1+1``,
+a line break, a no-break or ideographic space: an import that trims, or a user who does, runs
+it) and the full-width forms (``＝``, ``＋``, ``－``, ``＠``: OWASP lists them; an IME and some
+locales' Excel read them as the ASCII ones). The change is reversible: ``restore`` drops the
+one leading quote of a value that, after its leading quotes, starts a formula (text that
 already started with quotes before a trigger gets one more, so no raw value is ever lost;
 the Parquet outputs keep the raw text).
 """
 
 from __future__ import annotations
 
+import re
+
 import polars as pl
 
 from pipeline.sqltext import literal
 
-TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
-_TRIGGER_PATTERN = r"^'*[=+\-@\t\r]"
+TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+_SPACE = " \t\n\r\u00a0\u3000"  # what may come before a trigger: one set, read alike by Python, Polars and DuckDB
+# the characters themselves, not escapes: Python's re, Polars' (Rust) regex and DuckDB's RE2 read them alike
+_TRIGGER_PATTERN = f"^'*(?:[\t\r]|[{_SPACE}]*[=+@\uff1d\uff0b\uff0d\uff20-])"
+_STARTS_FORMULA = re.compile(_TRIGGER_PATTERN)
+
+
+def starts_formula(text: str | None) -> bool:
+    """Whether a spreadsheet could run ``text`` as a formula (text that starts with a quote it shows as text)."""
+    return bool(text) and not text.startswith("'") and _STARTS_FORMULA.match(text) is not None
 
 
 def neutralise(text: str | None) -> str | None:
     """The text as a spreadsheet must receive it: a leading quote before a formula trigger."""
-    if text and text.lstrip("'").startswith(TRIGGERS):
+    if text and _STARTS_FORMULA.match(text):
         return "'" + text
     return text
 
@@ -44,6 +57,6 @@ def neutralise_sql(expr: str) -> str:
 
 def restore(text: str | None) -> str | None:
     """The raw text back from a neutralised value."""
-    if text and text.startswith("'") and text.lstrip("'").startswith(TRIGGERS):
+    if text and text.startswith("'") and _STARTS_FORMULA.match(text):
         return text[1:]
     return text

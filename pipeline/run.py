@@ -69,8 +69,11 @@ class RunOptions:
     input_uri: str | None = None  # --input on another file system: input_dir is then the run's copy of it
 
     def shown(self, text: str) -> str:
-        """A file of the input folder (or a label holding it) as the run names it: for a copy, by the URI given."""
-        return remote_input.shown_as(self.input_dir, self.input_uri)(text)
+        """A file of the input folder (or a label starting with it) as the run names it: relative to a local
+        folder (no user's folder in any output; the same bytes from another folder), a fetched copy's by the URI."""
+        if self.input_uri is not None:
+            return remote_input.shown_as(self.input_dir, self.input_uri)(text)
+        return inputs_mod.named_within(self.input_dir)(text)
 
 
 @dataclass

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import string
+import tomllib
+import zipfile
 from pathlib import Path
 
 import polars as pl
@@ -14,6 +17,7 @@ import pytest
 from conftest import run_cli
 from fhir_export import export_extract
 from test_bad_inputs import _rejects, _run_json, _write_workbook
+from test_fhir_manifest import _write_manifest
 
 from pipeline.ingest.contract import LONGEST_TEXT
 
@@ -201,3 +205,90 @@ def test_a_nested_parquet_column_stops_the_run_naming_it(tmp_path, small_input, 
     line = r.stderr.strip().splitlines()[-1]
     assert f"imaging_orders.parquet, column '{column}': holds {kind} values (nested)" in line, line
     assert not out.exists()
+
+
+def _recorded_bytes(path: Path, run: dict) -> dict[str, bytes]:
+    """A published file's bytes (a workbook's: each part's) with what records the run (its id, its start) cut out."""
+    parts = {}
+    if path.suffix == ".xlsx":
+        with zipfile.ZipFile(path) as book:
+            parts = {name: book.read(name) for name in book.namelist()}
+    else:
+        parts = {"": path.read_bytes()}
+    for stamp in (run["run_id"], run["started_at"]):
+        parts = {name: data.replace(stamp.encode(), b"RUN") for name, data in parts.items()}
+    return parts
+
+
+@pytest.mark.parametrize("kind", ["csv", "fhir"])
+def test_the_same_input_in_another_folder_gives_the_same_bytes_and_names_no_folder(tmp_path, small_input, kind):
+    """rejects.csv, rejects_summary.csv, load_ledger.csv, run.json and the report's inputs named every input by its
+    absolute path: a folder named for a patient reached every audit's outputs, and the same extract copied to
+    another folder gave other bytes. Now a file is named relative to --input; only the run's id and start differ."""
+    rows = _order_rows(small_input)
+    rows[2][rows[0].index("ordered_at")] = "garbage"  # a reject, so rejects.csv names its file
+    _write_orders(small_input, "csv", rows)
+    shutil.copy(Path(__file__).parents[1] / "examples" / "local_code_map.csv", small_input)
+    folders = [tmp_path / "Jane Doe MRN 4711" / "extract", tmp_path / "b" / "c"]
+    published, runs = [], []
+    for i, folder in enumerate(folders):
+        if kind == "csv":
+            shutil.copytree(small_input, folder)
+        else:
+            export_extract(small_input, folder)
+            _write_manifest(folder)
+        out = tmp_path / f"out{i}"
+        r = run_cli("run", "--input", folder, "--out", out, "--warehouse", tmp_path / f"wh{i}.duckdb", "--no-validate")
+        assert r.returncode == 0, r.stderr
+        run = _run_json(out)
+        files = {str(p.relative_to(out)): p for p in sorted(out.rglob("*")) if p.is_file() and p.name != "run.json"}
+        published.append({name: _recorded_bytes(p, run) for name, p in files.items()})
+        runs.append(run)
+        for name, parts in published[-1].items():
+            for data in parts.values():
+                assert str(tmp_path).encode() not in data, name
+    assert published[0].keys() == published[1].keys()
+    assert {"csf_leak/rejects.csv", "csf_leak/rejects_summary.csv", "csf_leak/load_ledger.csv"} <= published[0].keys()
+    assert [name for name in published[0] if published[0][name] != published[1][name]] == []
+    rejects = _rejects(tmp_path / "out0").filter(pl.col("table_name") == "imaging_orders")
+    named = "ServiceRequest.000.ndjson" if kind == "fhir" else "imaging_orders.csv"
+    assert rejects["source_file"].to_list() == [named], rejects
+    # run.json records the run (its id, times, the warehouse it used) and names no input folder either
+    assert [i["path"] for i in runs[0]["inputs"]] == [i["path"] for i in runs[1]["inputs"]]
+    assert not any(str(tmp_path) in json.dumps({k: r[k] for k in r if k != "config"}) for r in runs)
+    assert [f["path"] for f in runs[0]["reference_files"] if f["name"] == "local_code_map"] == ["local_code_map.csv"]
+    if kind == "fhir":
+        assert runs[0]["export_manifest"]["path"] == "manifest.json"
+
+
+def test_a_value_with_a_line_break_or_a_bidi_override_keeps_each_log_line_one_line(tmp_path, small_input):
+    """An unknown status word holding a line break cut the unknown-values line in two, and a right-to-left override
+    reversed the rest of it on a terminal; a DEL made the config line it suggests one TOML refuses. An order id so
+    made did the same to a data-quality warning's examples. Each value is now written as its escapes."""
+    rows = _order_rows(small_input)
+    rows += [[f"O{i}", "MRN-1", "2025-06-06 11:00:00", "72156", "Neurology", "G97.1", "completed"] for i in range(8, 14)]
+    rows += [
+        ["O5", "MRN-1", "2025-06-06 11:05:00", "72156", "Neurology", "G97.1", "On\nHold\u202e=1"],
+        ["O6", "MRN-1", "2025-06-06 11:05:00", "72156", "Neurology", "G97.1", "Pend\x7fing"],
+        ["O7\n\u202eX", "MRN-1", "2025-06-06 11:05:00", "LOCAL1", "Neurology", "G97.1", "completed"],
+    ]
+    _write_orders(small_input, "csv", rows)
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", small_input, "--out", out, "--warehouse", tmp_path / "wh.duckdb")
+    assert r.returncode == 0, r.stderr
+    assert "\u202e" not in r.stderr and "\x7f" not in r.stderr
+    lines = r.stderr.splitlines()
+    assert all(line.startswith("order-audit: ") for line in lines), r.stderr
+    [unknown] = [line for line in lines if "no map knows" in line]
+    assert unknown == (
+        "order-audit: imaging_orders.csv: imaging_orders.status: no map knows 'On\\nHold\\u202e=1' (1 row), "
+        "'Pend\\x7fing' (1 row); its rows are set aside (an unknown status could hide a cancellation). To map them, "
+        'add to the config: [values.imaging_orders.status] / "On\\nHold\\u202e=1" = "?"   # one of ordered, scheduled, '
+        'completed, cancelled / "Pend\\u007fing" = "?"   # one of ordered, scheduled, completed, cancelled'
+    )
+    [found] = _run_json(out)["unknown_values"]
+    assert [v["value"] for v in found["values"]] == ["On\nHold\u202e=1", "Pend\x7fing"]
+    pasted = tomllib.loads("\n".join(line.replace('"?"', '"cancelled"') for line in found["config_lines"]))
+    assert pasted == {"values": {"imaging_orders": {"status": {"On\nHold\u202e=1": "cancelled", "Pend\x7fing": "cancelled"}}}}
+    [warning] = [line for line in lines if "orders.order_code.format" in line]
+    assert "(e.g. O7\\n\\u202eX): order_code is in CPT form" in warning, warning

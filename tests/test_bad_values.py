@@ -20,7 +20,7 @@ import polars as pl
 import pytest
 from conftest import DX_HEADER, ORDER_HEADER, PROC_HEADER, run_cli, write_csv, write_small_input
 
-from pipeline.formula_guard import TRIGGERS, restore
+from pipeline.formula_guard import restore, starts_formula
 from pipeline.synth import generate
 from pipeline.synth.audit_scenarios import ground_truth
 
@@ -28,6 +28,9 @@ KEY = {"ORDER_AUDIT_PSEUDONYM_KEY": "bad-values-test-key"}
 MATHTEXT_DEPARTMENT = "ER $\\notacommand$"
 RLO = "\u202e"
 ESC, BEL = "\x1b", "\x07"
+ZWSP = "\u200b"
+# a trigger after white space (an import that trims runs it) or in its full-width form (an IME's, some Excels')
+HIDDEN_FORMULAS = [" =1+1 space", '\uff1dHYPERLINK("http://evil.example/x")', "\u3000@SUM(1)", "\n+1 line"]
 FORMULAS = {
     "indication_text": '=HYPERLINK("http://evil.example/x","click")',
     "order_name": "=cmd|' /C calc'!A0",
@@ -73,6 +76,16 @@ def hostile(tmp_path_factory) -> dict:
         .then(pl.lit(f"MRI {ESC}[2J{BEL}"))
         .otherwise(pl.col("order_name"))
         .alias("order_name"),
+        pl.when(n % 17 == 6)
+        .then(pl.lit(HIDDEN_FORMULAS[0]))
+        .when(n % 19 == 7)
+        .then(pl.lit(HIDDEN_FORMULAS[1]))
+        .when(n % 23 == 8)
+        .then(pl.lit(HIDDEN_FORMULAS[2]))
+        .when(n % 29 == 9)
+        .then(pl.lit(HIDDEN_FORMULAS[3]))
+        .otherwise(pl.col("ordering_provider_id"))
+        .alias("ordering_provider_id"),
         pl.when(n % 11 == 4)
         .then(pl.lit("\t+tab first"))
         .when(n % 13 == 5)
@@ -84,7 +97,12 @@ def hostile(tmp_path_factory) -> dict:
     procs = pl.read_csv(inp / "procedures.csv", infer_schema=False)
     # a bad optional value that is itself a formula: the reject list repeats it, neutralised
     procs = procs.with_columns(
-        pl.when(pl.int_range(pl.len()) == 7).then(pl.lit("=2*3")).otherwise(pl.col("attempts")).alias("attempts")
+        pl.when(pl.int_range(pl.len()) == 7).then(pl.lit("=2*3")).otherwise(pl.col("attempts")).alias("attempts"),
+        # a zero-width space: a department drawn exactly as "neurology", beside it, is another one, counted apart
+        pl.when(pl.col("department") == "interventional_radiology")
+        .then(pl.lit(f"neuro{ZWSP}logy"))
+        .otherwise(pl.col("department"))
+        .alias("department"),
     )
     procs.write_csv(inp / "procedures.csv")
     out = base / "out"
@@ -113,8 +131,8 @@ def test_no_csv_field_anywhere_starts_a_formula(hostile):
             for row in csv.reader(fh):
                 for field in row:
                     # a number stays a number ("-72.0" hours); text never starts with a trigger
-                    assert not field.startswith(TRIGGERS) or _is_number(field), (path.name, field)
-                    neutralised += field.startswith("'") and field[1:].startswith(TRIGGERS)
+                    assert not starts_formula(field) or _is_number(field), (path.name, field)
+                    neutralised += field.startswith("'") and starts_formula(field[1:])
     assert neutralised > 100  # the formulas were there, and were neutralised rather than dropped
 
 
@@ -127,6 +145,7 @@ def test_csv_neutralised_text_restores_to_the_raw_parquet_text(hostile):
         assert [restore(v) for v in shown[column].to_list()] == raw[column].to_list(), column
     assert FORMULAS["order_name"] in raw["order_name"].to_list()  # Parquet keeps the raw text
     assert "'" + FORMULAS["order_name"] in shown["order_name"].to_list()
+    assert {"'" + f for f in HIDDEN_FORMULAS} <= set(shown["ordering_provider_id"].to_list())
     metrics = pl.read_csv(out / "csf_leak" / "metrics.csv", infer_schema=False)
     assert "'=1+1 neurology" in metrics["group_key"].to_list()
     assert "=1+1 neurology" in pl.read_parquet(out / "csf_leak" / "metrics.parquet")["group_key"].to_list()
@@ -148,9 +167,11 @@ def _workbook_texts(path: Path) -> list[str]:
 def test_no_workbook_text_cell_starts_a_formula_and_no_control_character_is_raw(hostile):
     texts = _workbook_texts(hostile["out"] / "csf_leak" / "case_list.xlsx")
     assert len(texts) > 1000
-    live = [t for t in texts if t.startswith((*TRIGGERS, "_x000D_", "_x0009_"))]  # xlsx writes CR as _x000D_
-    assert live == []
+    live = [t for t in texts if starts_formula(t) or t.lstrip(" ").startswith(("_x000D_", "_x0009_", "_x000A_"))]
+    assert live == []  # xlsx writes CR as _x000D_
     assert "'" + FORMULAS["indication_text"] in texts
+    assert {"'" + f for f in HIDDEN_FORMULAS} <= set(texts)
+    assert "neuro[U+200B]logy" in texts and not any(ZWSP in t for t in texts)
     assert not any(RLO in t or ESC in t or BEL in t for t in texts)
     assert "MRI [U+202E]exe.txt" in texts
     assert "MRI [U+001B][2J[U+0007]" in texts
@@ -169,8 +190,10 @@ def test_control_characters_are_shown_in_every_page(hostile):
     assert len(pages) > 3
     for page in pages:
         text = page.read_text(encoding="utf-8")
-        assert RLO not in text and BEL not in text and ESC not in text, page.name
-    assert "anes[U+0007] [U+202E]ygoloiseht" in (hostile["out"] / "csf_leak" / "report.html").read_text(encoding="utf-8")
+        assert RLO not in text and BEL not in text and ESC not in text and ZWSP not in text, page.name
+    report = (hostile["out"] / "csf_leak" / "report.html").read_text(encoding="utf-8")
+    assert "anes[U+0007] [U+202E]ygoloiseht" in report
+    assert "neuro[U+200B]logy" in report
 
 
 # ------------------------------------------------------------------ impossible ages

@@ -60,7 +60,7 @@ def test_a_file_of_bad_rows_lists_the_first_of_each_kind_and_counts_every_one(tm
     r = run_cli("run", "--input", bad_times, "--out", out, "--no-validate")
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
-    source = str(bad_times / "imaging_orders.csv")
+    source = "imaging_orders.csv"  # named relative to --input
     # the header is line 1 and the four good orders lines 2-5: the bad times are lines 6 .. 6 + BAD_TIMES - 1
     expected_rows = [
         {

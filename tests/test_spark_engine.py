@@ -43,9 +43,8 @@ def _config(path: Path, conf: dict | None = None, **spark) -> Path:
 def _assert_same_as_duckdb(deck_runs, out: Path, reid: Path, input_uri: str | None = None) -> None:
     duck = deck_runs["runs"]["combined"]
     expected, got = data_outputs(duck["out"]), data_outputs(out)
-    if input_uri is not None:  # the ledger names each file as the user gave it
-        local = str(duck["input"]).encode()
-        expected = {name: data.replace(local, input_uri.encode()) for name, data in expected.items()}
+    if input_uri is not None:  # the ledger names each file by the URI the user gave, a local run's relative to --input
+        got = {name: data.replace(input_uri.encode() + b"/", b"") for name, data in got.items()}
         assert all(b".scratch-" not in data for data in got.values())  # the run's copy is in its scratch folder
         run_json = (out / "csf_leak" / "run.json").read_text(encoding="utf-8")
         assert ".scratch-" not in run_json and f"{input_uri}/imaging_orders.csv" in run_json

@@ -8,7 +8,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from pipeline.formula_guard import neutralise, neutralise_expr, restore
+from pipeline.formula_guard import neutralise, neutralise_expr, neutralise_sql, restore, starts_formula
 from pipeline.sqltext import ident, literal
 
 
@@ -25,21 +25,41 @@ def test_literal_survives_quotes_in_a_path(tmp_path: Path):
 
 @pytest.mark.parametrize(
     "raw",
-    ['=HYPERLINK("http://x","y")', "=cmd|' /C calc'!A0", "+1", "-2+3", "@SUM(A1)", "\tx", "\rx"],
+    [
+        *['=HYPERLINK("http://x","y")', "=cmd|' /C calc'!A0", "+1", "-2+3", "@SUM(A1)", "\tx", "\rx"],
+        # white space before a trigger (an import that trims runs it), and the full-width forms OWASP lists
+        *[" =1+1", "  @SUM(A1)", "\n=1+1", "\r\n+1", "\u00a0-2+3", "\u3000=1", "\t =1"],
+        *['\uff1dHYPERLINK("http://x")', "\uff0bSUM(1)", "\uff0d1", "\uff20A1", " \uff1d1", "''=1", "' =1"],
+    ],
 )
 def test_triggers_are_neutralised_and_restorable(raw: str):
     safe = neutralise(raw)
     assert safe == "'" + raw
     assert restore(safe) == raw
+    assert starts_formula(raw) is not raw.startswith("'") and not starts_formula(safe)
 
 
-@pytest.mark.parametrize("raw", ["Neurology", "72148", "G97.1|R51.0", "", None, "a=b", "'quoted already"])
+@pytest.mark.parametrize(
+    "raw", ["Neurology", "72148", "G97.1|R51.0", "", None, "a=b", "'quoted already", " spaced", "\nline", "x =1", "\uff1ax"]
+)
 def test_plain_text_is_unchanged(raw):
     assert neutralise(raw) == raw
     assert restore(raw) == raw
+    assert not starts_formula(raw)
+
+
+VALUES = ["=1+1", "plain", None, "-x", "@y", "\tz", "ok-", " =1", "\n@x", "\u3000+1", "\uff1d1", " x", "'\u00a0-1", "a\n=1"]
 
 
 def test_expression_matches_the_scalar_function():
-    values = ["=1+1", "plain", None, "-x", "@y", "\tz", "ok-"]
-    out = pl.DataFrame({"v": values}).with_columns(neutralise_expr("v"))["v"].to_list()
-    assert out == [neutralise(v) for v in values]
+    out = pl.DataFrame({"v": VALUES}).with_columns(neutralise_expr("v"))["v"].to_list()
+    assert out == [neutralise(v) for v in VALUES]
+    assert out == [None if v is None else "'" + v if i in (0, 3, 4, 5, 7, 8, 9, 10, 12) else v for i, v in enumerate(VALUES)]
+
+
+def test_sql_expression_matches_the_scalar_function():
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (i INTEGER, v VARCHAR)")
+    con.executemany("INSERT INTO t VALUES (?, ?)", list(enumerate(VALUES)))
+    out = [r[0] for r in con.execute(f"SELECT {neutralise_sql('v')} FROM t ORDER BY i").fetchall()]
+    assert out == [neutralise(v) for v in VALUES]

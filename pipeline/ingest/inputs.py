@@ -110,10 +110,22 @@ def has_table_files(input_dir: Path, cfg: Config | None) -> bool:
     return any(p.suffix.lower() == ".xlsx" and not p.name.startswith("~$") for p in input_dir.iterdir())
 
 
+def named_within(input_dir: Path | None) -> Callable[[str], str]:
+    """How a run names a file of its input folder (a path, or a label that starts with one): relative to the
+    folder. The folder's own path may hold a person's name (``/data/jane_doe/``) and would make the same
+    extract in another folder give other bytes, so rejects, the ledger, run.json and the report name
+    ``imaging_orders.csv``, never ``/data/jane_doe/imaging_orders.csv``. A file outside the folder (a config's
+    ``file = "/elsewhere/x.csv"``) keeps the path the config gives."""
+    if input_dir is None:
+        return str
+    prefix = str(input_dir).rstrip("/") + "/"
+    return lambda text: text[len(prefix) :] if text.startswith(prefix) else text
+
+
 def find_inputs(input_dir: Path, cfg: Config | None = None, shown: Callable[[str], str] = str) -> dict[str, InputFile]:
     """Locate each contract table's file in the input folder (the tables present); file-level errors raise.
     Which tables must be present is the audits' business (``pipeline.audits.plan``). shown: how the run names
-    a file of the folder (``remote_input.shown_as``: a fetched copy's files by the URI the user gave)."""
+    a file of the folder (``named_within``: relative to the folder)."""
     check_folder(input_dir)
     from pipeline.ingest.fhir import inputs as fhir_inputs  # a FHIR Bulk Data export is read by its own package
 

@@ -11,12 +11,13 @@ config lines that would map it.
 from __future__ import annotations
 
 import json
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, printable
 from pipeline.ingest.contract import CONTRACT_BY_NAME
 from pipeline.resources import REFERENCE_DIR
 
@@ -144,7 +145,8 @@ class UnknownValues:
                 f"({self.rows} rows): too many for a vocabulary; check the column mapping and the delimiter "
                 f"(order-audit inspect lists the columns)"
             )
-        listed = ", ".join(f"'{v}' ({n} row{'s' if n != 1 else ''})" for v, n in self.values)
+        # escaped (errors.printable): a value holding a line break or a bidi override keeps the line one line, as read
+        listed = ", ".join(f"'{printable(v)}' ({n} row{'s' if n != 1 else ''})" for v, n in self.values)
         return (
             f"{self.path}: {self.table}.{self.column}: no map knows {listed}; {self.effect}. "
             f"To map them, add to the config: " + " / ".join(self.config_lines())
@@ -165,8 +167,14 @@ class UnknownValues:
 
 
 def toml_string(text: str) -> str:
-    """A TOML basic string (JSON escapes are valid TOML): keys and values of the config lines we suggest."""
-    return json.dumps(text, ensure_ascii=False)
+    """A TOML basic string: keys and values of the config lines we suggest. JSON's escapes are TOML's; the control
+    and format characters JSON leaves as they are (DEL, which TOML refuses raw; a bidi override or a zero-width
+    space, which would make the line read otherwise) are written as \\u escapes, so the line pasted reads back
+    as the value delivered."""
+    return "".join(
+        (f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}") if unicodedata.category(c)[0] == "C" else c
+        for c in json.dumps(text, ensure_ascii=False)
+    )
 
 
 def unknown_values(con, typed_parquet: Path, table: str, path: str, columns: list[str]) -> list[UnknownValues]:

@@ -24,6 +24,7 @@ import duckdb
 
 from pipeline import warehouse
 from pipeline.config import Config, pseudonym_key
+from pipeline.errors import printable
 from pipeline.ingest.contract import CONTRACT_BY_NAME
 from pipeline.logs import event
 from pipeline.models import reference
@@ -289,7 +290,8 @@ def _sample_text(r, named: bool = False) -> str:
     if not r.sample_keys:
         return ""
     what = f"{r.sample_key} " if named and r.sample_key else ""
-    return f" (e.g. {what}{', '.join(str(k) for k in list(r.sample_keys)[:SAMPLE_LOGGED])})"
+    # escaped (errors.printable): an id holding a line break or a bidi override keeps the line one line, as read
+    return f" (e.g. {what}{', '.join(printable(str(k)) for k in list(r.sample_keys)[:SAMPLE_LOGGED])})"
 
 
 def failure_message(failed: list) -> str:
