@@ -399,6 +399,8 @@ def _sweep_scratch(wh_path: Path) -> None:
 def _sweep_published(opts: RunOptions, chosen: list) -> None:
     """Hidden staging and version folders a killed run left beside the outputs."""
     folders = [opts.out_dir.parent]
+    if outputs.staged_inside(opts.out_dir):  # a mount point: its staging folder was inside it
+        folders.append(opts.out_dir)
     if opts.per_month_folders:  # a backfill publishes OUT/<audit>/<month>/ one by one
         folders += [opts.out_dir] + [opts.out_dir / a.id for a in chosen]
     for folder in folders:

@@ -165,3 +165,23 @@ def test_a_folder_turned_read_only_stops_before_any_work_and_keeps_everything(sm
     line = error_line(audit(small_input, out, wh))
     assert f"--{which}" in line and "read-only file system" in line, line
     assert files(out) == before_out and wh.read_bytes() == before_wh
+
+
+def test_out_a_mount_point_is_staged_inside_it_and_updated_file_by_file(small_input, tmp_path, tmpfs):
+    """--out a file system of its own (a tmpfs, a container's volume): a rename from beside it crosses devices
+    (EXDEV: a traceback after the commit, a half-written csf_leak/ folder) and it cannot become a symlink. The
+    run stages inside it and moves the files in one by one; nothing of the staging is left."""
+    out, wh = tmpfs(16 * 1024), tmp_path / "wh.duckdb"
+    first = audit(small_input, out, wh)
+    assert first.returncode == 0, first.stderr
+    assert not out.is_symlink() and sorted(p.name for p in out.iterdir()) == ["csf_leak", "index.html", "low_back_pain", "run.json"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # nothing staged beside it
+    published = files(out)
+    assert json.loads(published["run.json"])["files"].keys() == {k for k in published if not k.endswith("run.json")}
+    again = audit(small_input, out, wh)  # the same inputs: the same data files, the run.json of the new run
+    assert again.returncode == 0, again.stderr
+    republished = files(out)
+    assert republished.keys() == published.keys()
+    for name in ("csf_leak/audited_orders.csv", "csf_leak/cases.csv", "csf_leak/metrics.csv", "csf_leak/load_ledger.csv"):
+        assert republished[name] == published[name], name
+    assert json.loads(republished["run.json"])["run_id"] != json.loads(published["run.json"])["run_id"]
