@@ -49,8 +49,12 @@ def select_audit(con: duckdb.DuckDBPyConnection, audit) -> None:
             con.execute(f"CREATE OR REPLACE TEMP VIEW {name.removeprefix(prefix)} AS SELECT * FROM {name}")
 
 
-def publish_period(con: duckdb.DuckDBPyConnection, audits: list, period: Period, opts, cfg, timings: dict) -> None:
-    """Render every audit's outputs of the period and publish them (all at once, or month by month)."""
+def publish_period(
+    con: duckdb.DuckDBPyConnection, audits: list, period: Period, opts, cfg, timings: dict, published: list | None = None
+) -> None:
+    """Render every audit's outputs of the period and publish them (all at once, or month by month).
+    ``published``: each month folder of a backfill is added to it (``<audit id>/<YYYY-MM>``) once it is out, so
+    that a run stopped part-way can say which are new."""
     per_month = period.label if len(opts.months) > 1 else None
     if opts.per_month_folders:
         for audit in audits:
@@ -62,6 +66,8 @@ def publish_period(con: duckdb.DuckDBPyConnection, audits: list, period: Period,
                     _render_audit(con, audit, period, staging, opts, cfg, timings, "../../", len(audits) > 1)
                     faults.maybe_fail("mid_render")
                 outputs.publish(staging, target, version=period.base_info["run_id"], on_file=_publish_hook)
+                if published is not None:
+                    published.append(f"{audit.id}/{period.label}")
             finally:
                 ownership.remove(staging)
             site_index.render_site_index(opts.out_dir)

@@ -174,7 +174,12 @@ def test_out_a_mount_point_is_staged_inside_it_and_updated_file_by_file(small_in
     out, wh = tmpfs(16 * 1024), tmp_path / "wh.duckdb"
     first = audit(small_input, out, wh)
     assert first.returncode == 0, first.stderr
-    assert not out.is_symlink() and sorted(p.name for p in out.iterdir()) == ["csf_leak", "index.html", "low_back_pain", "run.json"]
+    assert not out.is_symlink() and sorted(p.name for p in out.iterdir()) == [
+        "csf_leak",
+        "index.html",
+        "low_back_pain",
+        "run.json",
+    ]
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # nothing staged beside it
     published = files(out)
     assert json.loads(published["run.json"])["files"].keys() == {k for k in published if not k.endswith("run.json")}
@@ -185,3 +190,41 @@ def test_out_a_mount_point_is_staged_inside_it_and_updated_file_by_file(small_in
     for name in ("csf_leak/audited_orders.csv", "csf_leak/cases.csv", "csf_leak/metrics.csv", "csf_leak/load_ledger.csv"):
         assert republished[name] == published[name], name
     assert json.loads(republished["run.json"])["run_id"] != json.loads(published["run.json"])["run_id"]
+
+
+def _usage(folders) -> int:
+    """Bytes the files under ``folders`` take on their disk (blocks, as a full disk counts them)."""
+    return sum(p.stat().st_blocks * 512 for folder in folders for p in [folder, *folder.rglob("*")])
+
+
+def test_disk_full_part_way_through_a_backfill_says_which_months_it_published(small_input, tmp_path, tmpfs):
+    """A backfill publishes month by month: the line said 'the previous outputs are unchanged' when the months
+    before the failure were already out. It names them; each month folder is whole, the rest as it was."""
+    disk = tmpfs(8 * 1024)
+    out, wh = disk / "reports", tmp_path / "wh.duckdb"
+    first = run_cli(
+        "run", "--input", small_input, "--out", out, "--warehouse", wh, "--from", "2025-06", "--to", "2025-07", "--quiet"
+    )
+    assert first.returncode == 0, first.stderr
+    before = {m: files(out / a / m) for a in ("csf_leak", "low_back_pain") for m in ("2025-06", "2025-07")}
+    empty_month = _usage([(out / a / "2025-07").resolve() for a in ("csf_leak", "low_back_pain")])
+    # room for one more empty month (both audits' folders) and a quarter: the second month of the next run fails
+    filler = fill(disk, leave_kib=empty_month * 5 // 4 // 1024)
+    backfill = ["run", "--warehouse", wh, "--out", out, "--from", "2025-08", "--to", "2025-09"]
+    line = error_line(run_cli(*backfill, "--quiet"))
+    assert "No space left on device" in line, line
+    assert (
+        "this run published 2 month folders before it (csf_leak/2025-08, low_back_pain/2025-08), the others are "
+        "unchanged and the warehouse already holds this run's data" in line
+    ), line
+    new_run = json.loads((out / "csf_leak" / "2025-08" / "run.json").read_text())["run_id"]
+    assert json.loads((out / "low_back_pain" / "2025-08" / "run.json").read_text())["run_id"] == new_run
+    assert not (out / "csf_leak" / "2025-09").exists() and not (out / "low_back_pain" / "2025-09").exists()
+    assert {m: files(out / a / m) for a in ("csf_leak", "low_back_pain") for m in ("2025-06", "2025-07")} == before
+    leftovers = [p.name for a in ("csf_leak", "low_back_pain") for p in (out / a).iterdir() if "staging" in p.name]
+    assert leftovers == []
+    filler.unlink()
+    catch_up = shlex.split(line.split("`")[1])
+    assert catch_up[1:] == [str(x) for x in backfill]
+    assert run_cli(*catch_up[1:], "--quiet").returncode == 0
+    assert (out / "csf_leak" / "2025-09" / "run.json").is_file()
