@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline import faults, ownership
+from pipeline import faults, locks, ownership
 from pipeline.audits import MANIFEST
 from pipeline.logs import event, stage
 from pipeline.report import outputs, reid, site_index
@@ -38,6 +39,25 @@ class Period:
     audit_info: dict  # audit id -> what run.json says of that audit
     counts: dict  # audit id -> the period's counts
     statuses: dict  # audit id -> period_status.build(...)
+
+
+def publication_lock(out_root: Path, run_id: str, command: str, warehouse: Path | None):
+    """Hold ``.<out>.lock`` beside --out (inside it when the folder above takes no new files) for
+    the whole run: two runs on two warehouses with one --out would publish into it at once, the month folders
+    of a backfill or the files of a plain folder mixed from both. The second stops before any work, exit 4."""
+    out_root = Path(out_root)
+
+    def refusal(holder: dict) -> str:
+        from_warehouse = f" from --warehouse {holder['warehouse']}" if holder.get("warehouse") else ""
+        return (
+            f"--out {out_root}: {locks.describe(holder)} publishes into it{from_warehouse}; wait for it to finish, "
+            "or give each warehouse an --out of its own (nothing was changed)"
+        )
+
+    beside = out_root.parent
+    folder = beside if not beside.exists() or os.access(beside, os.W_OK | os.X_OK) else out_root
+    lock_path = folder / f".{out_root.name}.lock"
+    return locks.held(lock_path, run_id, command, f"--out {out_root}", refusal, warehouse=str(warehouse) if warehouse else None)
 
 
 def select_audit(con: duckdb.DuckDBPyConnection, audit) -> None:

@@ -170,7 +170,11 @@ def _execute(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, wa
         inputs, chosen, skipped = _inputs_and_audits(opts, cfg)
     if cfg.engine == "spark":  # PySpark and Java present, before anything is written
         spark_engine.check_available(cfg.spark)
-    with _warehouse_file(opts) as wh_path, warehouse.writer_lock(wh_path, run_id, opts.command):
+    with (
+        _warehouse_file(opts) as wh_path,
+        warehouse.writer_lock(wh_path, run_id, opts.command),
+        publishing.publication_lock(out_root, run_id, opts.command, opts.warehouse_path and wh_path),
+    ):
         # fail fast (exit 4) when another process holds DuckDB's own lock, before any parsing; the run is
         # on record as 'running' from here (a kill at any later point shows as interrupted in `runs`)
         con = warehouse.connect(wh_path)
