@@ -725,3 +725,27 @@ def published(out: Path) -> dict[str, bytes]:
         subfolders[:] = [d for d in subfolders if not d.startswith(".")]
         found.update({(Path(folder) / n).relative_to(out).as_posix(): (Path(folder) / n).read_bytes() for n in names})
     return dict(sorted(found.items()))
+
+
+@pytest.mark.parametrize(("umask", "file_mode", "folder_mode"), [("002", 0o664, 0o775), ("077", 0o600, 0o700)])
+def test_outputs_and_warehouse_take_the_jobs_umask(small_input, tmp_path, umask, file_mode, folder_mode):
+    """docs/SCHEDULING.md, The job's environment: a group-shared report folder needs the umask honoured (nothing
+    made with a fixed mode of its own), in a backfill's month folders and the warehouse's files alike."""
+    args = ["run", "--input", small_input, "--out", tmp_path / "out", "--warehouse", tmp_path / "wh" / "wh.duckdb"]
+    done = subprocess.run(
+        ["sh", "-c", f'umask {umask} && exec "$0" -m pipeline "$@"', sys.executable, *map(str, args)]
+        + ["--from", "2025-06", "--to", "2025-07", "--no-validate", "--quiet"],
+        cwd=ROOT,
+        env={**os.environ, **KEY},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    modes = {}
+    for root in (tmp_path / "out", tmp_path / "wh"):
+        for folder, _, names in os.walk(root, followlinks=True):
+            modes[folder] = os.stat(folder).st_mode & 0o777
+            modes.update({os.path.join(folder, n): os.stat(os.path.join(folder, n)).st_mode & 0o777 for n in names})
+    assert len(modes) > 40 and (tmp_path / "out" / "csf_leak" / "2025-07" / "report.html").is_file()
+    wrong = {path: oct(mode) for path, mode in modes.items() if mode != (folder_mode if os.path.isdir(path) else file_mode)}
+    assert wrong == {}
