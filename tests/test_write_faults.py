@@ -167,11 +167,33 @@ def test_a_folder_turned_read_only_stops_before_any_work_and_keeps_everything(sm
     assert files(out) == before_out and wh.read_bytes() == before_wh
 
 
-def test_out_a_mount_point_is_staged_inside_it_and_updated_file_by_file(small_input, tmp_path, tmpfs):
-    """--out a file system of its own (a tmpfs, a container's volume): a rename from beside it crosses devices
-    (EXDEV: a traceback after the commit, a half-written csf_leak/ folder) and it cannot become a symlink. The
-    run stages inside it and moves the files in one by one; nothing of the staging is left."""
-    out, wh = tmpfs(16 * 1024), tmp_path / "wh.duckdb"
+@pytest.fixture
+def bind_mount(tmp_path):
+    """mount() -> a folder of tmp_path bind-mounted on another (its name holding a space): one file system, yet a
+    rename into it crosses mounts (EXDEV), as into a container's volume of the host's disk."""
+    mounted: list[Path] = []
+
+    def mount() -> Path:
+        source, point = tmp_path / "volume", tmp_path / "re ports"
+        source.mkdir()
+        point.mkdir()
+        done = subprocess.run(["mount", "--bind", str(source), str(point)], capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"this machine does not allow a bind mount for the test: {done.stderr.strip() or done.returncode}")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", "-l", str(point)], capture_output=True)
+
+
+@pytest.mark.parametrize("kind", ["tmpfs", "bind"])
+def test_out_a_mount_point_is_staged_inside_it_and_updated_file_by_file(small_input, tmp_path, tmpfs, bind_mount, kind):
+    """--out a file system of its own (a tmpfs), or a bind mount (a container's volume): a rename from beside it
+    crosses mounts (EXDEV: a traceback after the commit, a half-written csf_leak/ folder) and it cannot become a
+    symlink. The run stages inside it and moves the files in one by one; nothing of the staging is left."""
+    out, wh = tmpfs(16 * 1024) if kind == "tmpfs" else bind_mount(), tmp_path / "wh.duckdb"
     first = audit(small_input, out, wh)
     assert first.returncode == 0, first.stderr
     assert not out.is_symlink() and sorted(p.name for p in out.iterdir()) == [
@@ -181,7 +203,7 @@ def test_out_a_mount_point_is_staged_inside_it_and_updated_file_by_file(small_in
         "run.json",
     ]
     # nothing staged beside it: only the lock of --out (docs/SCHEDULING.md, Locks)
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [".tmpfs0.lock"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [f".{out.name}.lock"]
     published = files(out)
     assert json.loads(published["run.json"])["files"].keys() == {k for k in published if not k.endswith("run.json")}
     again = audit(small_input, out, wh)  # the same inputs: the same data files, the run.json of the new run

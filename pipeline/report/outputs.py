@@ -132,12 +132,21 @@ def staged_inside(out_dir: Path) -> bool:
     out_dir = Path(out_dir)
     if out_dir.is_symlink() or not out_dir.is_dir():
         return False
+    return mount_point(out_dir) or not os.access(out_dir.parent, os.W_OK | os.X_OK)
+
+
+def mount_point(folder: Path) -> bool:
+    """Whether ``folder`` is where a file system is mounted. A bind mount (a container's volume of the host's
+    disk) has the st_dev of the folder above it, so ``os.path.ismount`` misses it, yet a rename into it fails
+    with EXDEV: the kernel's table of this process's mounts says (where there is none, ``ismount``)."""
+    real = os.path.realpath(folder)
     try:
-        if out_dir.stat().st_dev != out_dir.parent.stat().st_dev:
-            return True
-    except OSError:
-        return False
-    return not os.access(out_dir.parent, os.W_OK | os.X_OK)
+        with open("/proc/self/mountinfo", encoding="utf-8") as table:
+            # the fifth field is the mount point, with space, tab, newline and backslash as octal escapes
+            points = {re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), line.split()[4]) for line in table}
+    except (OSError, IndexError):
+        points = set()
+    return real in points or os.path.ismount(real)
 
 
 def staging_parent(out_dir: Path) -> Path:
