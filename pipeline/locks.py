@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.errors import ConfigError, WarehouseLockedError
+from pipeline.errors import ConfigError, WarehouseLockedError, WriteRefusedError
 
 
 def describe(holder: dict) -> str:
@@ -35,34 +35,34 @@ def held(lock_path: Path, run_id: str, command: str, option: str, refusal: Calla
     lock_path = Path(lock_path)
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole run
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)  # held for the whole run; the umask applies
     except OSError as exc:  # a read-only or foreign folder (preflight checks it first; this is the race)
         raise ConfigError(f"{option}: cannot create its lock file {lock_path} ({exc.strerror})") from None
     try:
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            fh.seek(0)
             try:
-                holder = json.loads(fh.read() or "{}")
-            except json.JSONDecodeError:
+                holder = json.loads(os.pread(fd, 1 << 16, 0) or b"{}")
+            except ValueError:
                 holder = {}
             raise WarehouseLockedError(refusal(holder if isinstance(holder, dict) else {})) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(
-            json.dumps(
-                {
-                    "run_id": run_id,
-                    "pid": os.getpid(),
-                    "host": socket.gethostname(),  # a pid names a process of this machine only (``run_is_gone``)
-                    "command": command,
-                    "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    **about,
-                }
-            )
-        )
-        fh.flush()
+        record = {
+            "run_id": run_id,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),  # a pid names a process of this machine only (``run_is_gone``)
+            "command": command,
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **about,
+        }
+        try:  # unbuffered: a full disk fails here, in words, not later as the file closes
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(record).encode("utf-8"), 0)
+        except OSError as exc:
+            raise WriteRefusedError(
+                f"{option}: could not write its lock file {lock_path} ({exc.strerror}); nothing was changed: free "
+                "space or fix the folder, then run again"
+            ) from None
         yield
     finally:
-        fh.close()
+        os.close(fd)

@@ -177,13 +177,19 @@ def _execute(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, wa
     ):
         # fail fast (exit 4) when another process holds DuckDB's own lock, before any parsing; the run is
         # on record as 'running' from here (a kill at any later point shows as interrupted in `runs`)
-        con = warehouse.connect(wh_path)
         try:
-            history.ensure(con)
-            history.start(con, run_id, opts, started, ",".join(a.id for a in chosen))
-            rekeyed_since = history.key_changed(con, run_id, key)
-        finally:
-            con.close()
+            con = warehouse.connect(wh_path)
+            try:
+                history.ensure(con)
+                history.start(con, run_id, opts, started, ",".join(a.id for a in chosen))
+                rekeyed_since = history.key_changed(con, run_id, key)
+            finally:
+                con.close()
+        except Exception as exc:  # the warehouse's disk full before the run is even on record: one line
+            refused = _refused_write_error(exc, opts, committed=False)
+            if refused is None:
+                raise
+            raise refused from None
         if rekeyed_since:  # a rotation is routine (README "Privacy"), but reviewers' earlier lists no longer match
             event(
                 f"the pseudonym key changed since run {rekeyed_since}: this run's pseudonyms and episode ids differ "

@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 
 from pipeline import locks, ownership
-from pipeline.errors import ConfigError, WarehouseLockedError
+from pipeline.errors import ConfigError, WarehouseLockedError, WriteRefusedError, refused_write
 from pipeline.locks import describe
 from pipeline.sqltext import literal
 
@@ -62,6 +62,12 @@ def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnect
         con = duckdb.connect(text, read_only=read_only)
     except duckdb.Error as exc:
         text = str(exc)
+        problem = refused_write(exc)
+        if problem is not None and not read_only:  # a full disk is no damaged file: nothing to restore
+            raise WriteRefusedError(
+                f"--warehouse {path}: could not write ({problem}); nothing was changed: free space or fix the folder, "
+                "then run again"
+            ) from None
         if "Could not set lock" not in text and "Conflicting lock" not in text:
             # not a DuckDB file, corrupt, written by a newer DuckDB, unreadable: one line, not a traceback
             raise ConfigError(

@@ -251,3 +251,29 @@ def test_disk_full_part_way_through_a_backfill_says_which_months_it_published(sm
     assert catch_up[1:] == [str(x) for x in backfill]
     assert run_cli(*catch_up[1:], "--quiet").returncode == 0
     assert (out / "csf_leak" / "2025-09" / "run.json").is_file()
+
+
+@pytest.mark.parametrize("warehouse", ["kept", "new"])
+def test_a_full_warehouse_disk_before_the_run_is_on_record_is_one_line(small_input, tmp_path, tmpfs, warehouse):
+    """The warehouse's disk full to the last byte: recording the run failed with DuckDB's TransactionException (a
+    traceback), and a new warehouse's lock file with a bare 'No space left on device'. One line naming the file,
+    exit 1, nothing changed; once there is room the same command runs."""
+    disk = tmpfs(64 * 1024)  # room for the warehouse and a second run's rebuild
+    out, wh = tmp_path / "reports", disk / ("wh.duckdb" if warehouse == "kept" else "new.duckdb")
+    assert audit(small_input, out, disk / "wh.duckdb").returncode == 0
+    before, kept = files(out), (disk / "wh.duckdb").read_bytes()
+    filler = fill(disk, leave_kib=0)
+    line = error_line(audit(small_input, out, wh))
+    if warehouse == "kept":
+        assert line == (
+            'order-audit: error: could not write (TransactionContext Error: Failed to commit: Could not write file "'
+            f'{disk}/wh.duckdb.wal": No space left on device); nothing was changed: free space or fix the folder, then run again'
+        )
+    else:
+        assert line == (
+            f"order-audit: error: --warehouse {wh}: could not write its lock file {wh}.lock (No space left on device); "
+            "nothing was changed: free space or fix the folder, then run again"
+        )
+    assert files(out) == before and (disk / "wh.duckdb").read_bytes() == kept
+    filler.unlink()
+    assert audit(small_input, out, wh).returncode == 0
