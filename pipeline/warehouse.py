@@ -58,12 +58,16 @@ def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnect
     text = database_text(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
     try:
         con = duckdb.connect(text, read_only=read_only)
     except duckdb.Error as exc:
         text = str(exc)
         problem = refused_write(exc)
         if problem is not None and not read_only:  # a full disk is no damaged file: nothing to restore
+            if new:  # the stub DuckDB began (its first 4 KB) would stop every later run as a damaged file
+                for made in (path, path.with_name(path.name + ".wal")):
+                    made.unlink(missing_ok=True)
             raise WriteRefusedError(
                 f"--warehouse {path}: could not write ({problem}); nothing was changed: free space or fix the folder, "
                 "then run again"

@@ -253,18 +253,25 @@ def test_disk_full_part_way_through_a_backfill_says_which_months_it_published(sm
     assert (out / "csf_leak" / "2025-09" / "run.json").is_file()
 
 
-@pytest.mark.parametrize("warehouse", ["kept", "new"])
-def test_a_full_warehouse_disk_before_the_run_is_on_record_is_one_line(small_input, tmp_path, tmpfs, warehouse):
+@pytest.mark.parametrize(("warehouse", "room_kib"), [("kept", 0), ("new", 0), ("new", 8)])
+def test_a_full_warehouse_disk_before_the_run_is_on_record_is_one_line(small_input, tmp_path, tmpfs, warehouse, room_kib):
     """The warehouse's disk full to the last byte: recording the run failed with DuckDB's TransactionException (a
-    traceback), and a new warehouse's lock file with a bare 'No space left on device'. One line naming the file,
-    exit 1, nothing changed; once there is room the same command runs."""
+    traceback), and a new warehouse's lock file with a bare 'No space left on device'; with room for the lock
+    only, the new warehouse's first 4 KB were left, which every later run refused as a damaged file to restore
+    from a backup. One line naming the file, exit 1, nothing changed; once there is room the same command runs."""
     disk = tmpfs(64 * 1024)  # room for the warehouse and a second run's rebuild
     out, wh = tmp_path / "reports", disk / ("wh.duckdb" if warehouse == "kept" else "new.duckdb")
     assert audit(small_input, out, disk / "wh.duckdb").returncode == 0
     before, kept = files(out), (disk / "wh.duckdb").read_bytes()
-    filler = fill(disk, leave_kib=0)
+    filler = fill(disk, leave_kib=room_kib)
     line = error_line(audit(small_input, out, wh))
-    if warehouse == "kept":
+    if room_kib:
+        assert line == (
+            f'order-audit: error: --warehouse {wh}: could not write (IO Error: Could not write file "{wh}": No space '
+            "left on device); nothing was changed: free space or fix the folder, then run again"
+        )
+        assert not wh.exists()
+    elif warehouse == "kept":
         assert line == (
             'order-audit: error: could not write (TransactionContext Error: Failed to commit: Could not write file "'
             f'{disk}/wh.duckdb.wal": No space left on device); nothing was changed: free space or fix the folder, then run again'
