@@ -14,12 +14,14 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
 import polars as pl
 import pytest
 import xlsxwriter
+from conftest import ROOT
 from conftest import run_cli as _run_cli
 
 from pipeline.errors import refused_write
@@ -284,3 +286,36 @@ def test_a_full_warehouse_disk_before_the_run_is_on_record_is_one_line(small_inp
     assert files(out) == before and (disk / "wh.duckdb").read_bytes() == kept
     filler.unlink()
     assert audit(small_input, out, wh).returncode == 0
+
+
+def test_out_whose_parent_takes_no_new_files_is_staged_inside_it(small_input, tmp_path):
+    """A service account owns /srv/reports but not /srv: the run stopped before any work ('cannot write in /srv')
+    as it staged beside --out; it stages inside it now, and keeps its lock there, and updates it file by file.
+    As root, the run goes without the capability to override file permissions (setpriv), /srv being nobody's."""
+    srv = tmp_path / "srv"
+    out = srv / "reports"
+    out.mkdir(parents=True)
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("no setpriv to run without root's file permission override")
+        os.chown(srv, 65534, -1)
+        drop = "-dac_override,-dac_read_search"
+        prefix = ["setpriv", f"--bounding-set={drop}", f"--inh-caps={drop}"]
+    else:
+        srv.chmod(0o555)
+    probe = subprocess.run([*prefix, sys.executable, "-c", f"import os, sys; sys.exit(os.access({str(srv)!r}, os.W_OK))"])
+    if probe.returncode != 0:
+        pytest.skip("this machine lets the run write in a folder it does not own")
+
+    def run() -> subprocess.CompletedProcess:
+        args = ["run", "--input", small_input, "--out", out, "--warehouse", tmp_path / "wh.duckdb", "--no-validate", "--quiet"]
+        command = [*prefix, sys.executable, "-m", "pipeline", *map(str, args)]
+        return subprocess.run(command, cwd=ROOT, env={**os.environ, **KEY}, capture_output=True, text=True)
+
+    for _ in range(2):
+        result = run()
+        assert result.returncode == 0, result.stderr
+        assert sorted(p.name for p in out.iterdir()) == [".reports.lock", "csf_leak", "index.html", "low_back_pain", "run.json"]
+        assert [p.name for p in srv.iterdir()] == ["reports"]
+    srv.chmod(0o755)
