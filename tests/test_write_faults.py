@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -198,12 +199,8 @@ def test_out_a_mount_point_is_staged_inside_it_and_updated_file_by_file(small_in
     out, wh = tmpfs(16 * 1024) if kind == "tmpfs" else bind_mount(), tmp_path / "wh.duckdb"
     first = audit(small_input, out, wh)
     assert first.returncode == 0, first.stderr
-    assert not out.is_symlink() and sorted(p.name for p in out.iterdir()) == [
-        "csf_leak",
-        "index.html",
-        "low_back_pain",
-        "run.json",
-    ]
+    published_names = ["csf_leak", "index.html", "low_back_pain", "run.json"]
+    assert not out.is_symlink() and sorted(p.name for p in out.iterdir()) == published_names
     # nothing staged beside it: only the lock of --out (docs/SCHEDULING.md, Locks)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [f".{out.name}.lock"]
     published = files(out)
@@ -215,6 +212,19 @@ def test_out_a_mount_point_is_staged_inside_it_and_updated_file_by_file(small_in
     for name in ("csf_leak/audited_orders.csv", "csf_leak/cases.csv", "csf_leak/metrics.csv", "csf_leak/load_ledger.csv"):
         assert republished[name] == published[name], name
     assert json.loads(republished["run.json"])["run_id"] != json.loads(published["run.json"])["run_id"]
+    # a run killed mid-render leaves its staging folder inside --out (hidden), the outputs as they were; the
+    # next run removes it
+    killed = _run_cli(*_args(small_input, out, wh), env={**KEY, "ORDER_AUDIT_FAULT": "mid_render"})
+    assert killed.returncode == -9, killed.stderr
+    (staging,) = [p.name for p in out.iterdir() if p.name not in published_names]
+    assert re.fullmatch(rf"\.{re.escape(out.name)}\.staging-\d+", staging), staging
+    assert {k: v for k, v in files(out).items() if not k.startswith(staging)} == republished
+    assert audit(small_input, out, wh).returncode == 0
+    assert sorted(p.name for p in out.iterdir()) == published_names
+
+
+def _args(inp: Path, out: Path, wh: Path) -> list:
+    return ["run", "--input", inp, "--out", out, "--warehouse", wh, "--no-validate", "--quiet"]
 
 
 def _usage(folders) -> int:
