@@ -214,17 +214,14 @@ def test_out_a_mount_point_is_staged_inside_it_and_updated_file_by_file(small_in
     assert json.loads(republished["run.json"])["run_id"] != json.loads(published["run.json"])["run_id"]
     # a run killed mid-render leaves its staging folder inside --out (hidden), the outputs as they were; the
     # next run removes it
-    killed = _run_cli(*_args(small_input, out, wh), env={**KEY, "ORDER_AUDIT_FAULT": "mid_render"})
+    fault = {**KEY, "ORDER_AUDIT_FAULT": "mid_render"}
+    killed = _run_cli("run", "--input", small_input, "--out", out, "--warehouse", wh, "--no-validate", env=fault)
     assert killed.returncode == -9, killed.stderr
     (staging,) = [p.name for p in out.iterdir() if p.name not in published_names]
     assert re.fullmatch(rf"\.{re.escape(out.name)}\.staging-\d+", staging), staging
     assert {k: v for k, v in files(out).items() if not k.startswith(staging)} == republished
     assert audit(small_input, out, wh).returncode == 0
     assert sorted(p.name for p in out.iterdir()) == published_names
-
-
-def _args(inp: Path, out: Path, wh: Path) -> list:
-    return ["run", "--input", inp, "--out", out, "--warehouse", wh, "--no-validate", "--quiet"]
 
 
 def _usage(folders) -> int:
