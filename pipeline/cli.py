@@ -715,7 +715,10 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if stop_signal(exc):  # a stop a library turned into its own error (DuckDB: "Query interrupted")
             _stopped(exc)
-        raise
+        problem = refused_write(exc)  # a library's own error for a full disk (DuckDB's TransactionException)
+        if problem is None:
+            raise
+        _fail(f"error: could not write ({problem}): free space or fix the folder, then run again", EXIT_USAGE)
     sys.exit(0)
 
 

@@ -1,5 +1,6 @@
 """Fault injection for the crash-safety tests: ORDER_AUDIT_FAULT=<point>[:<n>] kills the process there
-(SIGKILL; ORDER_AUDIT_FAULT_SIGNAL=TERM or INT sends that signal instead: a scheduler's stop, Ctrl-C).
+(SIGKILL; ORDER_AUDIT_FAULT_SIGNAL=TERM or INT sends that signal instead: a scheduler's stop, Ctrl-C;
+STOP freezes the run there, holding its locks, until it is sent SIGCONT: a run caught mid-way).
 
 The points sit where a real crash would hurt most (inside the warehouse transaction,
 between output files). Unset in normal use: a dictionary lookup and nothing else.
@@ -23,5 +24,5 @@ def maybe_fail(point: str, detail: str | None = None) -> None:
     if name != point:
         return
     _hits[point] = _hits.get(point, 0) + 1
-    if _hits[point] >= int(nth or 1):
+    if _hits[point] == int(nth or 1):  # once: a run frozen there (STOP) goes on when continued
         os.kill(os.getpid(), getattr(signal, "SIG" + os.environ.get(SIGNAL_ENV, "KILL")))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pipeline import ownership, warehouse
 from pipeline.errors import ConfigError
+from pipeline.report import outputs
 
 DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
 
@@ -43,8 +44,9 @@ def check_run(opts, out_root: Path, audit_ids: tuple[str, ...] = ()) -> None:
     if out_root.exists() and not out_root.is_dir():
         via = "" if out_root == Path(opts.out_dir) else f" (through a link, {out_root})"
         raise ConfigError(f"--out {opts.out_dir} is a file{via}, not a folder; give a folder path (it is created if missing)")
-    # the staging folder goes beside a single --out, and inside the root of a backfill
-    _check_writable(out_root if opts.per_month_folders else out_root.parent, "--out", opts.out_dir)
+    # the staging folder goes beside a single --out (inside it when it is a mount point or the folder above
+    # takes no new files: outputs.staging_parent), and inside the root of a backfill
+    _check_writable(out_root if opts.per_month_folders else outputs.staging_parent(out_root), "--out", opts.out_dir)
     if out_root.is_dir() and not out_root.is_symlink() and any(out_root.iterdir()):
         _check_writable(out_root, "--out", opts.out_dir)  # a plain folder is updated file by file
         _check_site_files(opts, out_root)

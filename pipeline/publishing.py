@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline import faults, ownership
+from pipeline import faults, locks, ownership
 from pipeline.audits import MANIFEST
 from pipeline.logs import event, stage
 from pipeline.report import outputs, reid, site_index
@@ -40,6 +41,25 @@ class Period:
     statuses: dict  # audit id -> period_status.build(...)
 
 
+def publication_lock(out_root: Path, run_id: str, command: str, warehouse: Path | None):
+    """Hold ``.<out>.lock`` beside --out (inside it when the folder above takes no new files) for
+    the whole run: two runs on two warehouses with one --out would publish into it at once, the month folders
+    of a backfill or the files of a plain folder mixed from both. The second stops before any work, exit 4."""
+    out_root = Path(out_root)
+
+    def refusal(holder: dict) -> str:
+        from_warehouse = f" from --warehouse {holder['warehouse']}" if holder.get("warehouse") else ""
+        return (
+            f"--out {out_root}: {locks.describe(holder)} publishes into it{from_warehouse}; wait for it to finish, "
+            "or give each warehouse an --out of its own (nothing was changed)"
+        )
+
+    beside = out_root.parent
+    folder = beside if not beside.exists() or os.access(beside, os.W_OK | os.X_OK) else out_root
+    lock_path = folder / f".{out_root.name}.lock"
+    return locks.held(lock_path, run_id, command, f"--out {out_root}", refusal, warehouse=str(warehouse) if warehouse else None)
+
+
 def select_audit(con: duckdb.DuckDBPyConnection, audit) -> None:
     """Session views without the prefix over the audit's marts and registry: what the report layer reads."""
     prefix = f"{audit.id}__"
@@ -49,8 +69,12 @@ def select_audit(con: duckdb.DuckDBPyConnection, audit) -> None:
             con.execute(f"CREATE OR REPLACE TEMP VIEW {name.removeprefix(prefix)} AS SELECT * FROM {name}")
 
 
-def publish_period(con: duckdb.DuckDBPyConnection, audits: list, period: Period, opts, cfg, timings: dict) -> None:
-    """Render every audit's outputs of the period and publish them (all at once, or month by month)."""
+def publish_period(
+    con: duckdb.DuckDBPyConnection, audits: list, period: Period, opts, cfg, timings: dict, published: list | None = None
+) -> None:
+    """Render every audit's outputs of the period and publish them (all at once, or month by month).
+    ``published``: each month folder of a backfill is added to it (``<audit id>/<YYYY-MM>``) once it is out, so
+    that a run stopped part-way can say which are new."""
     per_month = period.label if len(opts.months) > 1 else None
     if opts.per_month_folders:
         for audit in audits:
@@ -62,6 +86,8 @@ def publish_period(con: duckdb.DuckDBPyConnection, audits: list, period: Period,
                     _render_audit(con, audit, period, staging, opts, cfg, timings, "../../", len(audits) > 1)
                     faults.maybe_fail("mid_render")
                 outputs.publish(staging, target, version=period.base_info["run_id"], on_file=_publish_hook)
+                if published is not None:
+                    published.append(f"{audit.id}/{period.label}")
             finally:
                 ownership.remove(staging)
             site_index.render_site_index(opts.out_dir)

@@ -47,6 +47,7 @@ from pipeline.models import reference, runner
 from pipeline.models import spark as spark_engine
 from pipeline.quality import gate
 from pipeline.report import outputs
+from pipeline.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -172,16 +173,26 @@ def _execute(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, wa
         inputs, chosen, skipped = _inputs_and_audits(opts, cfg)
     if cfg.engine == "spark":  # PySpark and Java present, before anything is written
         spark_engine.check_available(cfg.spark)
-    with _warehouse_file(opts) as wh_path, warehouse.writer_lock(wh_path, run_id, opts.command):
+    with (
+        _warehouse_file(opts) as wh_path,
+        warehouse.writer_lock(wh_path, run_id, opts.command),
+        publishing.publication_lock(out_root, run_id, opts.command, opts.warehouse_path and wh_path),
+    ):
         # fail fast (exit 4) when another process holds DuckDB's own lock, before any parsing; the run is
         # on record as 'running' from here (a kill at any later point shows as interrupted in `runs`)
-        con = warehouse.connect(wh_path)
         try:
-            history.ensure(con)
-            history.start(con, run_id, opts, started, ",".join(a.id for a in chosen))
-            rekeyed_since = history.key_changed(con, run_id, key)
-        finally:
-            con.close()
+            con = warehouse.connect(wh_path)
+            try:
+                history.ensure(con)
+                history.start(con, run_id, opts, started, ",".join(a.id for a in chosen))
+                rekeyed_since = history.key_changed(con, run_id, key)
+            finally:
+                con.close()
+        except Exception as exc:  # the warehouse's disk full before the run is even on record: one line
+            refused = _refused_write_error(exc, opts, committed=False)
+            if refused is None:
+                raise
+            raise refused from None
         if rekeyed_since:  # a rotation is routine (README "Privacy"), but reviewers' earlier lists no longer match
             event(
                 f"the pseudonym key changed since run {rekeyed_since}: this run's pseudonyms and episode ids differ "
@@ -334,9 +345,12 @@ def _record_failure(wh_path: Path, run_id: str, exc: BaseException, timings: dic
             con.close()
 
 
-def _refused_write_error(exc: BaseException, opts: RunOptions, committed: bool) -> WriteRefusedError | None:
+def _refused_write_error(
+    exc: BaseException, opts: RunOptions, committed: bool, published: list[str] = ()
+) -> WriteRefusedError | None:
     """One line for a write the machine refused (disk full, read-only, no permission), saying what
-    was kept and how to catch up; None for any other failure."""
+    was kept and how to catch up; None for any other failure. ``published``: the month folders a backfill
+    published before the failure (new; the rest as they were)."""
     if isinstance(exc, AuditError) or stop_signal(exc):
         return None
     problem = refused_write(exc)
@@ -351,8 +365,12 @@ def _refused_write_error(exc: BaseException, opts: RunOptions, committed: bool) 
     elif opts.months != [None]:
         periods = f" --month {opts.months[0]}"
     again = f"order-audit run --warehouse {shlex.quote(str(opts.warehouse_path))} --out {shlex.quote(str(opts.out_dir))}{periods}"
+    kept = "the previous outputs are unchanged"
+    if published:  # a backfill publishes month by month: those before the failure are out, each folder whole
+        shown = ", ".join(published[:3]) + (f" and {len(published) - 3:,} more" if len(published) > 3 else "")
+        kept = f"this run published {counted(len(published), 'month folder')} before it ({shown}), the others are unchanged"
     return WriteRefusedError(
-        f"could not write the outputs in {opts.out_dir} ({problem}); the previous outputs are unchanged and the "
+        f"could not write the outputs in {opts.out_dir} ({problem}); {kept} and the "
         f"warehouse already holds this run's data, ahead of the published reports: free space or fix the folder, "
         f"then publish with `{again}`"
     )
@@ -402,6 +420,8 @@ def _sweep_scratch(wh_path: Path) -> None:
 def _sweep_published(opts: RunOptions, chosen: list) -> None:
     """Hidden staging and version folders a killed run left beside the outputs."""
     folders = [opts.out_dir.parent]
+    if outputs.staged_inside(opts.out_dir):  # a mount point: its staging folder was inside it
+        folders.append(opts.out_dir)
     if opts.per_month_folders:  # a backfill publishes OUT/<audit>/<month>/ one by one
         folders += [opts.out_dir] + [opts.out_dir / a.id for a in chosen]
     for folder in folders:
@@ -572,6 +592,7 @@ def _execute_locked(
     reject_counts = {k: rejects[k] for k in ("rejected_rows", "nulled_values")}
     con = warehouse.connect(wh_path)
     bar = _progress_bar(opts)
+    published: list[str] = []  # a backfill's month folders out so far (what a failure part-way says is new)
     try:
         warehouse.set_pseudonym_key(con, key)
         for i, month in enumerate(opts.months):
@@ -598,7 +619,7 @@ def _execute_locked(
                     for a in chosen
                 },
             )
-            publishing.publish_period(con, chosen, period, opts, cfg, timings)
+            publishing.publish_period(con, chosen, period, opts, cfg, timings, published)
             if bar is not None:
                 bar.update(1, label)
             if opts.progress:
@@ -619,7 +640,7 @@ def _execute_locked(
     except BaseException as exc:
         # the warehouse transaction has committed; record why the outputs were not (all) published
         status = "interrupted" if stop_signal(exc) else "failed"
-        refused = _refused_write_error(exc, opts, committed=True)
+        refused = _refused_write_error(exc, opts, committed=True, published=published)
         why = stop_text(exc) or ((refused or exc).message if isinstance(refused or exc, AuditError) else str(exc))
         with contextlib.suppress(Exception):
             history.finish(

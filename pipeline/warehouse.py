@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import json
 import os
 import re
 import socket
-import time
 from pathlib import Path
 
 import duckdb
 
-from pipeline import ownership
-from pipeline.errors import ConfigError, WarehouseLockedError
+from pipeline import locks, ownership
+from pipeline.errors import ConfigError, WarehouseLockedError, WriteRefusedError, refused_write
+from pipeline.locks import describe
 from pipeline.sqltext import literal
 
 DEFAULT_MEMORY_LIMIT = "4GB"
@@ -59,10 +58,20 @@ def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnect
     text = database_text(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
     try:
         con = duckdb.connect(text, read_only=read_only)
     except duckdb.Error as exc:
         text = str(exc)
+        problem = refused_write(exc)
+        if problem is not None and not read_only:  # a full disk is no damaged file: nothing to restore
+            if new:  # the stub DuckDB began (its first 4 KB) would stop every later run as a damaged file
+                for made in (path, path.with_name(path.name + ".wal")):
+                    made.unlink(missing_ok=True)
+            raise WriteRefusedError(
+                f"--warehouse {path}: could not write ({problem}); nothing was changed: free space or fix the folder, "
+                "then run again"
+            ) from None
         if "Could not set lock" not in text and "Conflicting lock" not in text:
             # not a DuckDB file, corrupt, written by a newer DuckDB, unreadable: one line, not a traceback
             raise ConfigError(
@@ -72,7 +81,7 @@ def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnect
         run = running_run(path)
         if run is not None and run.get("pid") != os.getpid():  # another order-audit run
             raise WarehouseLockedError(
-                f"{path}: {_describe(run)} holds the warehouse for writing; wait for it "
+                f"{path}: {describe(run)} holds the warehouse for writing; wait for it "
                 "to finish (readers can open it once the run ends)"
             ) from None
         pid = re.search(r"PID (\d+)", text)
@@ -101,13 +110,6 @@ def set_pseudonym_key(con: duckdb.DuckDBPyConnection, key: bytes) -> None:
 def _lock_path(path: Path) -> Path:
     path = real_path(path)  # wh2.duckdb -> wh.duckdb takes wh.duckdb's lock
     return path.with_name(path.name + ".lock")
-
-
-def _describe(holder: dict) -> str:
-    return (
-        f"run {holder.get('run_id', '?')} (process {holder.get('pid', '?')}, "
-        f"'{holder.get('command', '?')}', started {holder.get('started_at', '?')})"
-    )
 
 
 def running_run(path: Path | str) -> dict | None:
@@ -143,48 +145,14 @@ def run_is_gone(path: Path | str, run_id: str) -> bool:
     return holder.get("host") == socket.gethostname() and not ownership.process_alive(int(holder.get("pid", 0)))
 
 
-@contextlib.contextmanager
 def writer_lock(path: Path, run_id: str, command: str):
-    """Hold <warehouse>.lock for the whole run: one writer at a time, named in the refusal.
-
-    flock is released by the kernel when the process dies (even on SIGKILL), so a crashed
-    run never leaves a stale lock behind.
-    """
+    """Hold <warehouse>.lock for the whole run: one writer at a time, named in the refusal (``locks.held``)."""
     path = Path(path)
-    lock_path = _lock_path(path)
-    try:
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole run
-    except OSError as exc:  # a read-only or foreign folder (preflight checks it first; this is the race)
-        raise ConfigError(f"--warehouse {path}: cannot create its lock file {lock_path} ({exc.strerror})") from None
-    try:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            try:
-                holder = json.loads(fh.read() or "{}")
-            except json.JSONDecodeError:
-                holder = {}
-            who = _describe(holder)
-            raise WarehouseLockedError(
-                f"{path}: {who} holds the warehouse; wait for it to finish "
-                "(order-audit runs lists it), or pass a different --warehouse"
-            ) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(
-            json.dumps(
-                {
-                    "run_id": run_id,
-                    "pid": os.getpid(),
-                    "host": socket.gethostname(),  # a pid names a process of this machine only (``run_is_gone``)
-                    "command": command,
-                    "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                }
-            )
+
+    def refusal(holder: dict) -> str:
+        return (
+            f"{path}: {describe(holder)} holds the warehouse; wait for it to finish "
+            "(order-audit runs lists it), or pass a different --warehouse"
         )
-        fh.flush()
-        yield
-    finally:
-        fh.close()
+
+    return locks.held(_lock_path(path), run_id, command, f"--warehouse {path}", refusal)

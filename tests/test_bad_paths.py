@@ -70,7 +70,8 @@ def test_out_as_a_relative_symlink_to_a_users_folder_keeps_that_folder(small_inp
         assert (site / "keep" / "notes.txt").read_text() == "precious\n"
         assert os.readlink(site / "out") == "keep"  # the user's link, unchanged
         assert (site / "keep" / "run.json").is_file() and (site / "keep" / "csf_leak" / "report.html").is_file()
-    assert sorted(p.name for p in site.iterdir()) == ["keep", "out"]  # nothing half-made left beside them
+    # nothing half-made left beside them; the lock of the folder published into (docs/SCHEDULING.md, Locks)
+    assert sorted(p.name for p in site.iterdir()) == [".keep.lock", "keep", "out"]
     assert not (site / "keep" / ".order-audit-made").exists()  # the user's folder is not marked as ours
 
 
@@ -120,7 +121,7 @@ def test_out_dot_stages_beside_the_working_folder_and_keeps_it(small_input, tmp_
     work.mkdir()
 
     def here(*extra_env) -> subprocess.CompletedProcess:
-        env = {**os.environ, **KEY, **dict(extra_env)}
+        env = {**os.environ, **KEY, **dict(extra_env), "PYTHONPATH": str(ROOT)}  # this checkout's code, not the installed
         args = ["run", "--input", str(small_input), "--out", ".", "--no-validate", "--quiet"]
         return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=work, env=env, capture_output=True, text=True)
 
@@ -130,7 +131,7 @@ def test_out_dot_stages_beside_the_working_folder_and_keeps_it(small_input, tmp_
     result = here()
     assert result.returncode == 0, result.stderr
     assert work.is_dir() and not work.is_symlink() and (work / "run.json").is_file()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "work"]  # the dead run's staging swept
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".work.lock", "in", "work"]  # the dead run's staging swept
 
 
 # ------------------------------------------------------------------ --reid-file: never near the outputs

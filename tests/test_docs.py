@@ -156,3 +156,128 @@ def test_audits_doc_names_every_file_an_audits_report_folder_holds():
         optional = {p.name for p in audit.report_dir.glob("*")} - sections if audit.report_dir.is_dir() else set()
         # period_note.sql goes with period_note.html: "(+ .sql)" in the listing
         assert optional - {"period_note.sql"} <= named, (audit.id, sorted(optional - named))
+
+
+def _exit_code_table() -> dict[int, str]:
+    """docs/SCHEDULING.md's exit codes and the scheduler action each row gives ('other': a bug, as 70)."""
+    section = (ROOT / "docs" / "SCHEDULING.md").read_text().split("## Exit codes")[1].split("\n## ")[0]
+    actions = {}
+    for row in section.splitlines():
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        if len(cells) == 3 and cells[0] not in ("code", "---"):
+            for code in cells[0].split(" / "):
+                actions[70 if code == "other" else int(code)] = cells[2]
+    return actions
+
+
+def test_scheduling_doc_dagster_op_does_what_the_exit_code_table_says():
+    """The Dagster op as docs/SCHEDULING.md writes it, run for every exit code of the doc's table (Dagster is not
+    installed: its op decorator and two exceptions stand in, as does the process): it retries what the table says
+    to retry (4, a stop, a kill: it raised Failure for 143 and a kill), fails on the rest, and runs the command
+    the crontab runs, from three months before its month."""
+    import re
+    import sys
+    import types
+
+    doc = (ROOT / "docs" / "SCHEDULING.md").read_text()
+    (code,) = re.findall(r"## Dagster \(op\)\n\n```python\n(.*?)```", doc, re.S)
+
+    class Failure(Exception):
+        pass
+
+    class RetryRequested(Exception):
+        def __init__(self, max_retries: int = 1, seconds_to_wait: float = 0):  # Dagster's signature
+            super().__init__(max_retries, seconds_to_wait)
+
+    dagster = types.SimpleNamespace(Failure=Failure, RetryRequested=RetryRequested, op=lambda **_: lambda f: f)
+    namespace: dict = {}
+    saved = sys.modules.get("dagster")
+    sys.modules["dagster"] = dagster
+    try:
+        exec(compile(code, "SCHEDULING.md", "exec"), namespace)
+    finally:
+        sys.modules.pop("dagster") if saved is None else sys.modules.__setitem__("dagster", saved)
+    calls = []
+
+    def run_returning(rc):
+        def run(args, cwd):
+            calls.append((args, cwd))
+            return types.SimpleNamespace(returncode=rc)
+
+        return types.SimpleNamespace(run=run)
+
+    def outcome(rc: int, month: str = "2026-10") -> str:
+        namespace["subprocess"] = run_returning(rc)
+        try:
+            namespace["order_audit"](types.SimpleNamespace(op_config={"month": month}))
+        except RetryRequested:
+            return "retry"
+        except Failure:
+            return "fail"
+        return "ok"
+
+    table = _exit_code_table()
+    assert sorted(table) == [-9, 0, 1, 2, 3, 4, 70, 130, 137, 143]
+    expected = {rc: "ok" if rc == 0 else "retry" if action.startswith("retry") else "fail" for rc, action in table.items()}
+    assert {rc: outcome(rc) for rc in table} == expected
+    assert expected == {
+        -9: "retry",
+        0: "ok",
+        1: "fail",
+        2: "fail",
+        3: "fail",
+        4: "retry",
+        70: "fail",
+        130: "retry",
+        137: "retry",
+        143: "retry",
+    }
+    args, cwd = calls[0]
+    assert cwd == "/srv/order-audit" and args[:2] == [".venv/bin/order-audit", "run"]
+    assert args[args.index("--from") + 1 :][:3] == ["2026-07", "--to", "2026-10"]
+    firsts = []
+    for month in range(1, 13):  # -3 months, as the crontab's `date -d "$M-01 -3 months"`
+        outcome(0, f"2026-{month:02d}")
+        firsts.append(calls[-1][0][calls[-1][0].index("--from") + 1])
+    assert firsts == ["2025-10", "2025-11", "2025-12"] + [f"2026-{m:02d}" for m in range(1, 10)]
+
+
+def test_scheduling_doc_airflow_command_renders_and_runs_the_crontabs_command(tmp_path):
+    """The Airflow task's bash_command as docs/SCHEDULING.md writes it (Airflow is not installed: its template
+    rendered with Jinja, as Airflow does, for the run of November 3), run by bash with order-audit standing in:
+    it loads October and reruns July to October, the crontab's command."""
+    import ast
+    import datetime as dt
+    import re
+    import subprocess
+
+    import jinja2
+
+    doc = (ROOT / "docs" / "SCHEDULING.md").read_text()
+    (code,) = re.findall(r"## Airflow \(BashOperator\)\n\n```python\n(.*?)```", doc, re.S)
+    (template,) = [
+        ast.literal_eval(k.value) for k in ast.walk(ast.parse(code)) if isinstance(k, ast.keyword) and k.arg == "bash_command"
+    ]
+    command = jinja2.Template(template).render(data_interval_start=dt.datetime(2026, 10, 3, 2, 15, tzinfo=dt.UTC))
+    assert command.startswith("cd /srv/order-audit && ")
+    stand_in = tmp_path / ".venv" / "bin" / "order-audit"
+    stand_in.parent.mkdir(parents=True)
+    stand_in.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    stand_in.chmod(0o755)
+    done = subprocess.run(["bash", "-c", command.replace("/srv/order-audit", str(tmp_path), 1)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [
+        "run",
+        "--input",
+        "/data/extracts/2026-10",
+        "--warehouse",
+        "/srv/order-audit/warehouse.duckdb",
+        "--from",
+        "2026-07",
+        "--to",
+        "2026-10",
+        "--out",
+        "/srv/reports",
+        "--log-format",
+        "json",
+    ]

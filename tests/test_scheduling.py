@@ -663,3 +663,89 @@ def test_other_process_holding_duckdb_file_exits_4(baseline, tmp_path):
         holder.wait()
     runs = ok(run_cli("runs", "--warehouse", wh, "--json"))
     assert len(json.loads(runs.stdout)) == 1
+
+
+def _stopped(proc: subprocess.Popen, within: float = 300) -> None:
+    """Wait until ``proc`` has stopped itself (ORDER_AUDIT_FAULT_SIGNAL=STOP: frozen where the fault point is)."""
+    deadline = time.monotonic() + within
+    while Path(f"/proc/{proc.pid}/stat").read_text().split(") ")[1][0] != "T":
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+
+
+def test_two_warehouses_publishing_into_one_out_the_second_exits_4_and_the_first_finishes(small_input, tmp_path):
+    """Two runs at once on two warehouses with the same --out: the second published its month folders between
+    the first's, a backfill of both mixed (a plain folder: the files of both). It stops before any work, naming
+    the first run, its process and warehouse; the first finishes its publication whole."""
+    out = tmp_path / "out"
+    backfill = ("--from", "2025-05", "--to", "2025-07", "--quiet")
+    # the first run freezes once it has published its first month folder (csf_leak/2025-05), holding its locks
+    first = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "run", "--input", small_input, "--out", out, "--warehouse", tmp_path / "a.duckdb"]
+        + ["--no-validate", *backfill],
+        cwd=ROOT,
+        env={**os.environ, **KEY, "ORDER_AUDIT_FAULT": "mid_publish:2", "ORDER_AUDIT_FAULT_SIGNAL": "STOP"},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _stopped(first)
+        mid_way = published(out)
+        month = out / "csf_leak" / "2025-05"  # the first month folder out, the site index not yet written
+        assert sorted(mid_way) == [f"csf_leak/2025-05/{p.name}" for p in sorted(month.iterdir())]
+        holder = json.loads((tmp_path / ".out.lock").read_text())
+        assert json.loads(mid_way["csf_leak/2025-05/run.json"])["run_id"] == holder["run_id"]
+        second = audit(small_input, out, tmp_path / "b.duckdb", *backfill)
+        assert second.returncode == 4, second.stderr
+        assert second.stderr.splitlines() == [
+            f"order-audit: error: --out {out}: run {holder['run_id']} "
+            f"(process {first.pid}, 'run --input {small_input} --out {out} --warehouse {tmp_path / 'a.duckdb'} "
+            f"--no-validate --from 2025-05 --to 2025-07 --quiet', started {holder['started_at']}) "
+            f"publishes into it from --warehouse {tmp_path / 'a.duckdb'}; wait for it to finish, or give each warehouse "
+            "an --out of its own (nothing was changed)"
+        ]
+        assert published(out) == mid_way and not (tmp_path / "b.duckdb").exists()
+    finally:
+        first.send_signal(signal.SIGCONT)
+        _, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    runs = {
+        json.loads((out / a / m / "run.json").read_text())["run_id"]
+        for a in ("csf_leak", "low_back_pain")
+        for m in ("2025-05", "2025-06", "2025-07")
+    }
+    assert len(runs) == 1  # every month folder the first run's
+    ok(audit(small_input, out, tmp_path / "b.duckdb", *backfill))  # the lock went with the first run
+
+
+def published(out: Path) -> dict[str, bytes]:
+    """Every visible file under an output folder, through the month folders' links, by relative path."""
+    found = {}
+    for folder, subfolders, names in os.walk(out, followlinks=True):
+        subfolders[:] = [d for d in subfolders if not d.startswith(".")]
+        found.update({(Path(folder) / n).relative_to(out).as_posix(): (Path(folder) / n).read_bytes() for n in names})
+    return dict(sorted(found.items()))
+
+
+@pytest.mark.parametrize(("umask", "file_mode", "folder_mode"), [("002", 0o664, 0o775), ("077", 0o600, 0o700)])
+def test_outputs_and_warehouse_take_the_jobs_umask(small_input, tmp_path, umask, file_mode, folder_mode):
+    """docs/SCHEDULING.md, The job's environment: a group-shared report folder needs the umask honoured (nothing
+    made with a fixed mode of its own), in a backfill's month folders and the warehouse's files alike."""
+    args = ["run", "--input", small_input, "--out", tmp_path / "out", "--warehouse", tmp_path / "wh" / "wh.duckdb"]
+    done = subprocess.run(
+        ["sh", "-c", f'umask {umask} && exec "$0" -m pipeline "$@"', sys.executable, *map(str, args)]
+        + ["--from", "2025-06", "--to", "2025-07", "--no-validate", "--quiet"],
+        cwd=ROOT,
+        env={**os.environ, **KEY},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    modes = {}
+    for root in (tmp_path / "out", tmp_path / "wh"):
+        for folder, _, names in os.walk(root, followlinks=True):
+            modes[folder] = os.stat(folder).st_mode & 0o777
+            modes.update({os.path.join(folder, n): os.stat(os.path.join(folder, n)).st_mode & 0o777 for n in names})
+    assert len(modes) > 40 and (tmp_path / "out" / "csf_leak" / "2025-07" / "report.html").is_file()
+    wrong = {path: oct(mode) for path, mode in modes.items() if mode != (folder_mode if os.path.isdir(path) else file_mode)}
+    assert wrong == {}

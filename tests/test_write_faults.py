@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
 import polars as pl
 import pytest
 import xlsxwriter
+from conftest import ROOT
 from conftest import run_cli as _run_cli
 
 from pipeline.errors import refused_write
@@ -165,3 +168,161 @@ def test_a_folder_turned_read_only_stops_before_any_work_and_keeps_everything(sm
     line = error_line(audit(small_input, out, wh))
     assert f"--{which}" in line and "read-only file system" in line, line
     assert files(out) == before_out and wh.read_bytes() == before_wh
+
+
+@pytest.fixture
+def bind_mount(tmp_path):
+    """mount() -> a folder of tmp_path bind-mounted on another (its name holding a space): one file system, yet a
+    rename into it crosses mounts (EXDEV), as into a container's volume of the host's disk."""
+    mounted: list[Path] = []
+
+    def mount() -> Path:
+        source, point = tmp_path / "volume", tmp_path / "re ports"
+        source.mkdir()
+        point.mkdir()
+        done = subprocess.run(["mount", "--bind", str(source), str(point)], capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"this machine does not allow a bind mount for the test: {done.stderr.strip() or done.returncode}")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", "-l", str(point)], capture_output=True)
+
+
+@pytest.mark.parametrize("kind", ["tmpfs", "bind"])
+def test_out_a_mount_point_is_staged_inside_it_and_updated_file_by_file(small_input, tmp_path, tmpfs, bind_mount, kind):
+    """--out a file system of its own (a tmpfs), or a bind mount (a container's volume): a rename from beside it
+    crosses mounts (EXDEV: a traceback after the commit, a half-written csf_leak/ folder) and it cannot become a
+    symlink. The run stages inside it and moves the files in one by one; nothing of the staging is left."""
+    out, wh = tmpfs(16 * 1024) if kind == "tmpfs" else bind_mount(), tmp_path / "wh.duckdb"
+    first = audit(small_input, out, wh)
+    assert first.returncode == 0, first.stderr
+    published_names = ["csf_leak", "index.html", "low_back_pain", "run.json"]
+    assert not out.is_symlink() and sorted(p.name for p in out.iterdir()) == published_names
+    # nothing staged beside it: only the lock of --out (docs/SCHEDULING.md, Locks)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [f".{out.name}.lock"]
+    published = files(out)
+    assert json.loads(published["run.json"])["files"].keys() == {k for k in published if not k.endswith("run.json")}
+    again = audit(small_input, out, wh)  # the same inputs: the same data files, the run.json of the new run
+    assert again.returncode == 0, again.stderr
+    republished = files(out)
+    assert republished.keys() == published.keys()
+    for name in ("csf_leak/audited_orders.csv", "csf_leak/cases.csv", "csf_leak/metrics.csv", "csf_leak/load_ledger.csv"):
+        assert republished[name] == published[name], name
+    assert json.loads(republished["run.json"])["run_id"] != json.loads(published["run.json"])["run_id"]
+    # a run killed mid-render leaves its staging folder inside --out (hidden), the outputs as they were; the
+    # next run removes it
+    fault = {**KEY, "ORDER_AUDIT_FAULT": "mid_render"}
+    killed = _run_cli("run", "--input", small_input, "--out", out, "--warehouse", wh, "--no-validate", env=fault)
+    assert killed.returncode == -9, killed.stderr
+    (staging,) = [p.name for p in out.iterdir() if p.name not in published_names]
+    assert re.fullmatch(rf"\.{re.escape(out.name)}\.staging-\d+", staging), staging
+    assert {k: v for k, v in files(out).items() if not k.startswith(staging)} == republished
+    assert audit(small_input, out, wh).returncode == 0
+    assert sorted(p.name for p in out.iterdir()) == published_names
+
+
+def _usage(folders) -> int:
+    """Bytes the files under ``folders`` take on their disk (blocks, as a full disk counts them)."""
+    return sum(p.stat().st_blocks * 512 for folder in folders for p in [folder, *folder.rglob("*")])
+
+
+def test_disk_full_part_way_through_a_backfill_says_which_months_it_published(small_input, tmp_path, tmpfs):
+    """A backfill publishes month by month: the line said 'the previous outputs are unchanged' when the months
+    before the failure were already out. It names them; each month folder is whole, the rest as it was."""
+    disk = tmpfs(8 * 1024)
+    out, wh = disk / "reports", tmp_path / "wh.duckdb"
+    first = run_cli(
+        "run", "--input", small_input, "--out", out, "--warehouse", wh, "--from", "2025-06", "--to", "2025-07", "--quiet"
+    )
+    assert first.returncode == 0, first.stderr
+    before = {m: files(out / a / m) for a in ("csf_leak", "low_back_pain") for m in ("2025-06", "2025-07")}
+    empty_month = _usage([(out / a / "2025-07").resolve() for a in ("csf_leak", "low_back_pain")])
+    # room for one more empty month (both audits' folders) and a quarter: the second month of the next run fails
+    filler = fill(disk, leave_kib=empty_month * 5 // 4 // 1024)
+    backfill = ["run", "--warehouse", wh, "--out", out, "--from", "2025-08", "--to", "2025-09"]
+    line = error_line(run_cli(*backfill, "--quiet"))
+    assert "No space left on device" in line, line
+    assert (
+        "this run published 2 month folders before it (csf_leak/2025-08, low_back_pain/2025-08), the others are "
+        "unchanged and the warehouse already holds this run's data" in line
+    ), line
+    new_run = json.loads((out / "csf_leak" / "2025-08" / "run.json").read_text())["run_id"]
+    assert json.loads((out / "low_back_pain" / "2025-08" / "run.json").read_text())["run_id"] == new_run
+    assert not (out / "csf_leak" / "2025-09").exists() and not (out / "low_back_pain" / "2025-09").exists()
+    assert {m: files(out / a / m) for a in ("csf_leak", "low_back_pain") for m in ("2025-06", "2025-07")} == before
+    leftovers = [p.name for a in ("csf_leak", "low_back_pain") for p in (out / a).iterdir() if "staging" in p.name]
+    assert leftovers == []
+    filler.unlink()
+    catch_up = shlex.split(line.split("`")[1])
+    assert catch_up[1:] == [str(x) for x in backfill]
+    assert run_cli(*catch_up[1:], "--quiet").returncode == 0
+    assert (out / "csf_leak" / "2025-09" / "run.json").is_file()
+
+
+@pytest.mark.parametrize(("warehouse", "room_kib"), [("kept", 0), ("new", 0), ("new", 8)])
+def test_a_full_warehouse_disk_before_the_run_is_on_record_is_one_line(small_input, tmp_path, tmpfs, warehouse, room_kib):
+    """The warehouse's disk full to the last byte: recording the run failed with DuckDB's TransactionException (a
+    traceback), and a new warehouse's lock file with a bare 'No space left on device'; with room for the lock
+    only, the new warehouse's first 4 KB were left, which every later run refused as a damaged file to restore
+    from a backup. One line naming the file, exit 1, nothing changed; once there is room the same command runs."""
+    disk = tmpfs(64 * 1024)  # room for the warehouse and a second run's rebuild
+    out, wh = tmp_path / "reports", disk / ("wh.duckdb" if warehouse == "kept" else "new.duckdb")
+    assert audit(small_input, out, disk / "wh.duckdb").returncode == 0
+    before, kept = files(out), (disk / "wh.duckdb").read_bytes()
+    filler = fill(disk, leave_kib=room_kib)
+    line = error_line(audit(small_input, out, wh))
+    if room_kib:
+        assert line == (
+            f'order-audit: error: --warehouse {wh}: could not write (IO Error: Could not write file "{wh}": No space '
+            "left on device); nothing was changed: free space or fix the folder, then run again"
+        )
+        assert not wh.exists()
+    elif warehouse == "kept":
+        assert line == (
+            'order-audit: error: could not write (TransactionContext Error: Failed to commit: Could not write file "'
+            f'{disk}/wh.duckdb.wal": No space left on device); nothing was changed: free space or fix the folder, then run again'
+        )
+    else:
+        assert line == (
+            f"order-audit: error: --warehouse {wh}: could not write its lock file {wh}.lock (No space left on device); "
+            "nothing was changed: free space or fix the folder, then run again"
+        )
+    assert files(out) == before and (disk / "wh.duckdb").read_bytes() == kept
+    filler.unlink()
+    assert audit(small_input, out, wh).returncode == 0
+
+
+def test_out_whose_parent_takes_no_new_files_is_staged_inside_it(small_input, tmp_path):
+    """A service account owns /srv/reports but not /srv: the run stopped before any work ('cannot write in /srv')
+    as it staged beside --out; it stages inside it now, and keeps its lock there, and updates it file by file.
+    As root, the run goes without the capability to override file permissions (setpriv), /srv being nobody's."""
+    srv = tmp_path / "srv"
+    out = srv / "reports"
+    out.mkdir(parents=True)
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("no setpriv to run without root's file permission override")
+        os.chown(srv, 65534, -1)
+        drop = "-dac_override,-dac_read_search"
+        prefix = ["setpriv", f"--bounding-set={drop}", f"--inh-caps={drop}"]
+    else:
+        srv.chmod(0o555)
+    probe = subprocess.run([*prefix, sys.executable, "-c", f"import os, sys; sys.exit(os.access({str(srv)!r}, os.W_OK))"])
+    if probe.returncode != 0:
+        pytest.skip("this machine lets the run write in a folder it does not own")
+
+    def run() -> subprocess.CompletedProcess:
+        args = ["run", "--input", small_input, "--out", out, "--warehouse", tmp_path / "wh.duckdb", "--no-validate", "--quiet"]
+        command = [*prefix, sys.executable, "-m", "pipeline", *map(str, args)]
+        return subprocess.run(command, cwd=ROOT, env={**os.environ, **KEY}, capture_output=True, text=True)
+
+    for _ in range(2):
+        result = run()
+        assert result.returncode == 0, result.stderr
+        assert sorted(p.name for p in out.iterdir()) == [".reports.lock", "csf_leak", "index.html", "low_back_pain", "run.json"]
+        assert [p.name for p in srv.iterdir()] == ["reports"]
+    srv.chmod(0o755)

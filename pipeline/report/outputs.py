@@ -123,10 +123,43 @@ def write_json(path: Path, payload: dict) -> Path:
     return path
 
 
+def staged_inside(out_dir: Path) -> bool:
+    """Whether ``out_dir``'s outputs are staged inside it rather than beside it: a real folder that a run can
+    neither replace by a symlink nor reach by a rename from the folder above, because it is a mount point
+    (a tmpfs, a container's volume: another file system, where a rename from beside it fails with EXDEV) or
+    the folder above it takes no new files (a service account owning /srv/reports but not /srv). It is then
+    updated file by file (``publish``)."""
+    out_dir = Path(out_dir)
+    if out_dir.is_symlink() or not out_dir.is_dir():
+        return False
+    return mount_point(out_dir) or not os.access(out_dir.parent, os.W_OK | os.X_OK)
+
+
+def mount_point(folder: Path) -> bool:
+    """Whether ``folder`` is where a file system is mounted. A bind mount (a container's volume of the host's
+    disk) has the st_dev of the folder above it, so ``os.path.ismount`` misses it, yet a rename into it fails
+    with EXDEV: the kernel's table of this process's mounts says (where there is none, ``ismount``)."""
+    real = os.path.realpath(folder)
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8") as table:
+            # the fifth field is the mount point, with space, tab, newline and backslash as octal escapes
+            points = {re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), line.split()[4]) for line in table}
+    except (OSError, IndexError):
+        points = set()
+    return real in points or os.path.ismount(real)
+
+
+def staging_parent(out_dir: Path) -> Path:
+    """The folder the staging folder (and the run's lock of --out) go in: beside ``out_dir`` (same file system,
+    so the final move is a rename), or inside it (``staged_inside``)."""
+    return Path(out_dir) if staged_inside(out_dir) else Path(out_dir).parent
+
+
 def staging_dir_for(out_dir: Path) -> Path:
-    """A fresh, marked folder beside the destination (same file system, so the final move is a rename)."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = out_dir.parent / f".{out_dir.name}.staging-{os.getpid()}"
+    """A fresh, marked folder beside the destination (or inside it: ``staged_inside``)."""
+    parent = staging_parent(out_dir)
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = parent / f".{out_dir.name}.staging-{os.getpid()}"
     if not ownership.remove(staging):
         raise ConfigError(f"{staging} is in the way and was not made by order-audit; move it elsewhere and run again")
     return ownership.make_dir(staging)
@@ -186,7 +219,8 @@ def publish(staging: Path, out_dir: Path, version: str, on_file=None) -> str:
     file open keeps reading it).
 
     files (out_dir is a real folder with files in it, e.g. made by an older version or
-    holding other things): every staged file is moved in by an atomic rename, run.json last.
+    holding other things, or one staged inside, ``staged_inside``: a mount point): every staged
+    file is moved in by an atomic rename, run.json last.
     Each file is whole, but a crash part-way leaves some new files beside old ones; run.json
     (with the sha256 of every file) still names the previous run until the end.
 
@@ -194,7 +228,7 @@ def publish(staging: Path, out_dir: Path, version: str, on_file=None) -> str:
     """
     hook = on_file or (lambda _step: None)
     out_dir = publication_dir(out_dir)  # a user's link is followed, never replaced (run.py resolves it first)
-    if switch_mode(out_dir):
+    if staging.parent != out_dir and switch_mode(out_dir):
         target = out_dir.parent / f".{out_dir.name}.v-{version}.{os.getpid()}"
         if not ownership.remove(target, run_id=version):
             raise ConfigError(f"{target} is in the way and was not made by order-audit; move it elsewhere and run again")

@@ -1,0 +1,68 @@
+"""The locks a run holds for its whole length: a file beside what it writes, flock'd and naming the holder.
+
+The kernel drops an flock when its process dies, even on SIGKILL: there is never a stale lock to remove.
+The file keeps the holder's run id, process id, host, command and start time, so that the run refused
+(exit 4) can name it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pipeline.errors import ConfigError, WarehouseLockedError, WriteRefusedError
+
+
+def describe(holder: dict) -> str:
+    """The run a lock file names, as a refusal says it."""
+    return (
+        f"run {holder.get('run_id', '?')} (process {holder.get('pid', '?')}, "
+        f"'{holder.get('command', '?')}', started {holder.get('started_at', '?')})"
+    )
+
+
+@contextlib.contextmanager
+def held(lock_path: Path, run_id: str, command: str, option: str, refusal: Callable[[dict], str], **about):
+    """Hold ``lock_path`` until the block ends, or stop at once (exit 4) with ``refusal(holder)`` when another
+    process holds it. ``option``: the option whose path the lock guards (named when the file cannot be made);
+    ``about``: more of the holder written into the file."""
+    lock_path = Path(lock_path)
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)  # held for the whole run; the umask applies
+    except OSError as exc:  # a read-only or foreign folder (preflight checks it first; this is the race)
+        raise ConfigError(f"{option}: cannot create its lock file {lock_path} ({exc.strerror})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                holder = json.loads(os.pread(fd, 1 << 16, 0) or b"{}")
+            except ValueError:
+                holder = {}
+            raise WarehouseLockedError(refusal(holder if isinstance(holder, dict) else {})) from None
+        record = {
+            "run_id": run_id,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),  # a pid names a process of this machine only (``run_is_gone``)
+            "command": command,
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **about,
+        }
+        try:  # unbuffered: a full disk fails here, in words, not later as the file closes
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(record).encode("utf-8"), 0)
+        except OSError as exc:
+            raise WriteRefusedError(
+                f"{option}: could not write its lock file {lock_path} ({exc.strerror}); nothing was changed: free "
+                "space or fix the folder, then run again"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
