@@ -51,6 +51,8 @@ MIXES = 2  # right-hand sides per series in the time pass's flow solve (``_invol
 _MIX_SEED = 20261130  # fixed: the same cells give the same feed on every run
 # the joint pass's largest provider table, in its dense matrix's entries (cells x provider-months): the 100k-patient
 # demo's is 845 x 575; a health system's thousands of providers would be gigabytes, and are left to the first two passes
+# (case-dense 10M: 4,774 providers, 29.7 billion). One solve at the cap ~0.05 CPU-s, at 6M 0.5 s: faster than the
+# entries grow (benchmarks/profile_notes.md, "Stop 29")
 JOINT_PROVIDER_ENTRIES = 1_000_000
 
 
