@@ -178,7 +178,7 @@ def deck_runs(tmp_path_factory):
 def spark_models(tmp_path_factory):
     """One local[2] Spark (a ``SparkModels``, as a run starts it) for every Spark test module that needs
     a session: the JVM's start is the cost. Needs Java 17, else the tests using it are skipped."""
-    from test_spark_engine import DECK_CONF
+    from test_spark_engine import LOCAL_DECK_CONF
 
     from pipeline.config import Spark
     from pipeline.models import spark as spark_engine
@@ -186,6 +186,6 @@ def spark_models(tmp_path_factory):
     problem = spark_engine.java_problem()
     if problem:
         pytest.skip(problem)
-    session = spark_engine.SparkModels(Spark(master="local[2]", conf=DECK_CONF), tmp_path_factory.mktemp("spark-scratch"))
+    session = spark_engine.SparkModels(Spark(master="local[2]", conf=LOCAL_DECK_CONF), tmp_path_factory.mktemp("spark-scratch"))
     yield session
     session.close()

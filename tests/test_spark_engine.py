@@ -25,17 +25,25 @@ from deck_input import SITE_TIMEZONE
 from benchmarks.engine_compare import data_outputs
 from pipeline.models import spark as spark_engine
 
-# the deck is tiny: compiling code per stage and re-planning at run time cost more than they save
+# the deck is tiny: compiling code per stage, re-planning at run time and splitting a shuffle cost more than they save
 DECK_CONF = {
     "spark.sql.codegen.wholeStage": "false",
     "spark.sql.adaptive.enabled": "false",
-    "spark.sql.shuffle.partitions": "2",
+    "spark.sql.shuffle.partitions": "1",
 }
+# A JVM that lives a minute or two on the deck spends much of it compiling: the quick (C1) compiler alone, with room
+# for its code (C1 alone fills the default 48 MB cache, stops compiling and says so on stderr), and one GC thread
+# took a deck run from 114 to 79 s. Set where a JVM starts (a local master's launch, the Connect server's command
+# line): a session cannot change them. Not the product's default: a long run on real data wants the full compiler.
+DECK_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m -XX:+UseSerialGC"
+LOCAL_DECK_CONF = DECK_CONF | {"spark.driver.defaultJavaOptions": DECK_JVM_OPTIONS}
 
 
 def _config(path: Path, conf: dict | None = None, **spark) -> Path:
+    """A config running the deck on Spark: a local master's JVM started as ``DECK_JVM_OPTIONS`` say."""
     lines = ['engine = "spark"', "[spark]", *(f'{k} = "{v}"' for k, v in spark.items()), "[spark.conf]"]
-    lines += [f'"{k}" = "{v}"' for k, v in (DECK_CONF | (conf or {})).items()]
+    deck_conf = LOCAL_DECK_CONF if spark.get("master", "").startswith("local") else DECK_CONF
+    lines += [f'"{k}" = "{v}"' for k, v in (deck_conf | (conf or {})).items()]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -115,7 +123,7 @@ def connect_server(java, tmp_path_factory):
         os.path.join(os.path.dirname(pyspark.__file__), "bin", "spark-submit"),
         "--class", "org.apache.spark.sql.connect.service.SparkConnectServer", "--master", "local[2]",
         "--conf", f"spark.connect.grpc.binding.port={port}", "--conf", "spark.connect.grpc.binding.address=127.0.0.1",
-        "--conf", "spark.ui.enabled=false", "--conf", "spark.driver.memory=1g",
+        "--conf", "spark.ui.enabled=false", "--conf", "spark.driver.memory=1g", "--driver-java-options", DECK_JVM_OPTIONS,
     ]  # fmt: skip
     with log.open("wb") as sink:
         server = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
