@@ -465,6 +465,22 @@ def test_kill_leaves_previous_state_and_next_run_succeeds(baseline, tmp_path, po
     assert nxt.returncode == 0
 
 
+def test_a_kill_between_writing_and_renaming_the_site_index_leaves_a_file_the_next_run_removes(baseline, tmp_path):
+    """A backfill writes OUT/index.html beside its name (``.index.html.tmp-<pid>``), then renames it: a SIGKILL
+    in between leaves that file, and the next run's sweep removes it (a dead process's; a like-named file of
+    someone else's, not a process id, stays)."""
+    out, wh = tmp_path / "out", tmp_path / "wh.duckdb"
+    backfill = ("--from", "2025-05", "--to", "2025-06")
+    killed = audit(baseline / "in", out, wh, *backfill, env={"ORDER_AUDIT_FAULT": "mid_index"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    left = sorted(p.name for p in out.iterdir() if p.name.startswith(".index.html.tmp-"))
+    assert len(left) == 1 and left[0].removeprefix(".index.html.tmp-").isdigit(), left
+    (out / ".index.html.tmp-notes").write_text("mine", encoding="utf-8")
+    ok(audit(baseline / "in", out, wh, *backfill))
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".index")) == [".index.html.tmp-notes"]
+    assert (out / "index.html").is_file()
+
+
 def test_kill_before_commit_drops_a_correction_and_next_run_applies_it(baseline, tmp_path):
     site = tmp_path / "site"
     shutil.copytree(baseline / "site", site, symlinks=True)
