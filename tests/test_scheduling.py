@@ -481,6 +481,29 @@ def test_a_kill_between_writing_and_renaming_the_site_index_leaves_a_file_the_ne
     assert (out / "index.html").is_file()
 
 
+@pytest.mark.parametrize("fmt", [(), ("--json",)])
+def test_runs_into_a_pipe_closed_early_ends_quietly_as_a_unix_tool_does(baseline, fmt):
+    """`order-audit runs | head`: the reader is gone before the listing is written. The command ends as `seq`
+    or `cat` do, killed by SIGPIPE (the shell's 141), nothing on stderr; not exit 1, which the exit-code table
+    reads as a configuration error."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # closed before the command writes: its first write breaks the pipe
+    try:
+        closed = subprocess.run(
+            [sys.executable, "-m", "pipeline", "runs", "--warehouse", baseline / "site" / "wh.duckdb", *fmt],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert (closed.returncode, closed.stderr) == (-signal.SIGPIPE, "")
+    # read to the end, the same command exits 0
+    assert ok(run_cli("runs", "--warehouse", baseline / "site" / "wh.duckdb", *fmt)).stdout
+
+
 def test_kill_before_commit_drops_a_correction_and_next_run_applies_it(baseline, tmp_path):
     site = tmp_path / "site"
     shutil.copytree(baseline / "site", site, symlinks=True)
