@@ -81,12 +81,33 @@ class _Stopped(Exception):
     ``Abort``: exit 1 ("fix the job, do not retry") and a blank line on stderr, instead of 130 or 143."""
 
 
+class _OutputClosed(Exception):
+    """stdout's reader went away (`order-audit runs | head`), carried past click, which would exit 1 (a
+    configuration error, in the exit-code table) instead of ending as a Unix tool does (by SIGPIPE)."""
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe (or socket) nobody reads any more: poll reports an error on its write end."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & select.POLLERR for _, ev in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no stdout, or not a file descriptor
+        return False
+
+
 class _Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt as exc:
             raise _Stopped() from exc
+        except BrokenPipeError as exc:
+            if _stdout_closed():  # not a pipe of the run's own (its workers')
+                raise _OutputClosed() from exc
+            raise
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -686,6 +707,9 @@ def main(argv: list[str] | None = None) -> None:
             signal.signal(signum, request_stop)
     try:
         cli.main(args=argv, prog_name="order-audit", standalone_mode=False)
+        _flush_stdout()
+    except _OutputClosed:
+        _end_quietly_closed_stdout()
     except click.exceptions.Abort:
         click.echo("order-audit: aborted", err=True)
         sys.exit(EXIT_USAGE)
@@ -720,6 +744,25 @@ def main(argv: list[str] | None = None) -> None:
             raise
         _fail(f"error: could not write ({problem}): free space or fix the folder, then run again", EXIT_USAGE)
     sys.exit(0)
+
+
+def _flush_stdout() -> None:
+    """What the command printed, written now (not at the interpreter's exit, where a closed pipe is a
+    traceback-like message and exit 120)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError as exc:
+        raise _OutputClosed() from exc
+
+
+def _end_quietly_closed_stdout() -> None:
+    """The reader of stdout has gone (`runs | head`): end as a Unix tool does, killed by SIGPIPE (the shell's
+    141), with nothing on stderr."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # nothing left to flush into the closed pipe at exit
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGPIPE)
 
 
 def _stopped(exc: BaseException) -> None:

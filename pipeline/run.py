@@ -459,7 +459,6 @@ def _execute_locked(
         if failed:
             unknown = [u for prep in prepared.values() for u in prep.unknown_values]
             raise QualityGateError(gate.failure_message(failed) + value_maps.note(unknown))
-        gate.log_warnings(dq_results)
 
     con = warehouse.connect(wh_path)
     try:
@@ -467,6 +466,10 @@ def _execute_locked(
         with stage("merge", timings):
             # also (re)defines the src_* views, so a moved warehouse folder reads its own store
             loads = load.merge_inputs(con, prepared, run_id, gate_rejects)
+        # logged once the merge knows what is new: a run that loads nothing new repeats an earlier run's
+        # findings on the same files, at info level (a scheduler alerting on warnings is not paged again)
+        nothing_new = bool(loads) and all(ld.action == "skipped_already_loaded" for ld in loads)
+        gate.log_warnings(dq_results, gate.earlier_reports(con, dq_results) if nothing_new else None)
         faults.maybe_fail("after_merge")
         with stage("models", timings):
             ref = reference.load_reference(con, cfg, opts.input_dir, chosen, opts.shown)

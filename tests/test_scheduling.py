@@ -465,6 +465,45 @@ def test_kill_leaves_previous_state_and_next_run_succeeds(baseline, tmp_path, po
     assert nxt.returncode == 0
 
 
+def test_a_kill_between_writing_and_renaming_the_site_index_leaves_a_file_the_next_run_removes(baseline, tmp_path):
+    """A backfill writes OUT/index.html beside its name (``.index.html.tmp-<pid>``), then renames it: a SIGKILL
+    in between leaves that file, and the next run's sweep removes it (a dead process's; a like-named file of
+    someone else's, not a process id, stays)."""
+    out, wh = tmp_path / "out", tmp_path / "wh.duckdb"
+    backfill = ("--from", "2025-05", "--to", "2025-06")
+    killed = audit(baseline / "in", out, wh, *backfill, env={"ORDER_AUDIT_FAULT": "mid_index"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    left = sorted(p.name for p in out.iterdir() if p.name.startswith(".index.html.tmp-"))
+    assert len(left) == 1 and left[0].removeprefix(".index.html.tmp-").isdigit(), left
+    (out / ".index.html.tmp-notes").write_text("mine", encoding="utf-8")
+    ok(audit(baseline / "in", out, wh, *backfill))
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".index")) == [".index.html.tmp-notes"]
+    assert (out / "index.html").is_file()
+
+
+@pytest.mark.parametrize("fmt", [(), ("--json",)])
+def test_runs_into_a_pipe_closed_early_ends_quietly_as_a_unix_tool_does(baseline, fmt):
+    """`order-audit runs | head`: the reader is gone before the listing is written. The command ends as `seq`
+    or `cat` do, killed by SIGPIPE (the shell's 141), nothing on stderr; not exit 1, which the exit-code table
+    reads as a configuration error."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # closed before the command writes: its first write breaks the pipe
+    try:
+        closed = subprocess.run(
+            [sys.executable, "-m", "pipeline", "runs", "--warehouse", baseline / "site" / "wh.duckdb", *fmt],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert (closed.returncode, closed.stderr) == (-signal.SIGPIPE, "")
+    # read to the end, the same command exits 0
+    assert ok(run_cli("runs", "--warehouse", baseline / "site" / "wh.duckdb", *fmt)).stdout
+
+
 def test_kill_before_commit_drops_a_correction_and_next_run_applies_it(baseline, tmp_path):
     site = tmp_path / "site"
     shutil.copytree(baseline / "site", site, symlinks=True)

@@ -264,9 +264,14 @@ def blocking(results: list) -> list:
     return [r for r in results if getattr(r, "blocks", False)]
 
 
-def log_warnings(results: list) -> None:
-    """One log line per warning check that failed or could not run (the report lists them too)."""
+def log_warnings(results: list, reported: dict[str, str] | None = None) -> None:
+    """One log line per warning check that failed or could not run (the report lists them too), and one info
+    line per check that left something out (its note). ``reported``: check id -> the run that first reported
+    the same finding on the same files (``earlier_reports``); such a line is logged at info, not as a warning,
+    so a rerun that loads nothing new does not raise the same alarm again."""
     for r in results:
+        if r.note:
+            event(f"data-quality note {r.check_id} [{r.table}]: {r.note}", event="dq_note", check_id=r.check_id)
         if r.severity != "warning" or r.status == "passed":
             continue
         if r.status == "error":
@@ -274,14 +279,37 @@ def log_warnings(results: list) -> None:
         else:
             counts = "" if r.violated_count is None else f"{r.violated_count} of {r.denominator}"
             text = f"{counts}{_sample_text(r)}: {r.description}"
+        first = (reported or {}).get(r.check_id)
         event(
-            f"data-quality warning {r.check_id} [{r.table}] {text}",
-            level=logging.WARNING,
+            f"data-quality warning {r.check_id} [{r.table}] {text}"
+            + (f" (first reported by run {first}; no new file since)" if first else ""),
+            level=logging.INFO if first else logging.WARNING,
             event="dq_warning",
             check_id=r.check_id,
             violated_count=r.violated_count,
             sample=[str(k) for k in list(r.sample_keys)[:SAMPLE_LOGGED]],
+            **({"first_reported_by": first} if first else {}),
         )
+
+
+def earlier_reports(con: duckdb.DuckDBPyConnection, results: list) -> dict[str, str]:
+    """For each warning that failed or could not run: the earliest run that recorded the same finding (check,
+    status, count and sample keys) in ``dq_results``. Asked only when every input file of the run was already
+    loaded: the gate then judged the very files an earlier run judged, and found what it found."""
+    con.execute(DQ_DDL)
+    found = {}
+    for r in results:
+        if r.severity != "warning" or r.status == "passed":
+            continue
+        d = as_dict(r)
+        row = con.execute(
+            """SELECT min(run_id) FROM dq_results WHERE check_id = ? AND status = ?
+               AND violated_count IS NOT DISTINCT FROM ? AND sample_keys = ?""",
+            [d["check_id"], d["status"], d["violated_count"], json.dumps(d["sample_keys"])],
+        ).fetchall()
+        if row and row[0][0] is not None:
+            found[r.check_id] = row[0][0]
+    return found
 
 
 def _sample_text(r, named: bool = False) -> str:

@@ -34,6 +34,7 @@ class CheckResult:
     # GX's own result (ExpectationValidationResult as a JSON dict), for Data Docs
     gx_result: dict | None = field(default=None, repr=False)
     sample_key: str | None = None  # what the sample keys are ("order_id", "source_line", "patient_id", ...)
+    note: str | None = None  # what the check left out and why, in words (logged at info level: dq_note)
 
     @property
     def blocking_failure(self) -> bool:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pipeline.ingest.code_systems import FORMS
 from pipeline.quality.result import SAMPLE_SIZE, CheckResult, examples
 from pipeline.sqltext import typed_literal
+from pipeline.wording import counted
 
 
 def run_sql_check(con, spec: dict, existing: set[str], p: dict) -> CheckResult:
@@ -44,7 +45,8 @@ def run_sql_check(con, spec: dict, existing: set[str], p: dict) -> CheckResult:
                 res.error = f"missing table(s): {', '.join(missing)}"
             return res
         res.sample_key = getattr(run, "sample_key", None)
-        violated, denominator, failed, sample, vsql = run(con)
+        violated, denominator, failed, sample, vsql, *note = run(con)
+        res.note = note[0] if note else None
         res.violated_count, res.denominator = violated, denominator
         res.percent = round(100.0 * violated / denominator, 4) if denominator else 0.0
         res.status = "failed" if failed else "passed"
@@ -140,8 +142,23 @@ def check_monthly_volume(p: dict):
     floor = typed_literal(p["timestamp_floor"])
     in_range = f"ordered_at >= {floor} AND ordered_at <= {now}"  # out-of-range times are other checks' business
     # Calendar months in the site zone, zero-filled so a missing month counts as 0 orders.
-    rest = f"""), cal AS (
-  SELECT unnest(generate_series(min(month), max(month), INTERVAL 1 MONTH))::DATE AS month FROM m
+    # Only the months the extract covers whole are compared, as baseline or as judged month: the data's first
+    # month when its first order is on the 1st, its last when its last order is on the month's last day, every
+    # month between. An extract that starts or ends mid-month, or a few orders dated past its end (orders after
+    # the last index month), is not a drop in volume; those orders are counted in the result's note instead.
+    covered = f"""span AS (
+  SELECT timezone('{tz}', min(ordered_at))::DATE AS first_date, timezone('{tz}', max(ordered_at))::DATE AS last_date
+  FROM src_imaging_orders WHERE {in_range}
+), covered AS (
+  SELECT first_date, last_date,
+         (date_trunc('month', first_date)
+          + CASE WHEN dayofmonth(first_date) = 1 THEN INTERVAL 0 MONTH ELSE INTERVAL 1 MONTH END)::DATE AS first_full,
+         (date_trunc('month', last_date)
+          - CASE WHEN last_date = last_day(last_date) THEN INTERVAL 0 MONTH ELSE INTERVAL 1 MONTH END)::DATE AS last_full
+  FROM span
+)"""
+    rest = f"""), {covered}, cal AS (
+  SELECT unnest(generate_series(first_full, last_full, INTERVAL 1 MONTH))::DATE AS month FROM covered
 ), filled AS (
   SELECT cal.month, coalesce(m.n, 0) AS n FROM cal LEFT JOIN m USING (month)
 ), judged AS (
@@ -194,16 +211,45 @@ ORDER BY v.month"""
         f"SELECT strftime(month, '%Y-%m') AS month, n < {ratio} * baseline AS low",
     )
 
+    # the orders of the months left out at either end, from the instants of the covered months' edges (no
+    # time zone conversion per order)
+    edges_sql = f"""
+WITH {covered}
+SELECT strftime(first_date, '%Y-%m-%d'), strftime(last_date, '%Y-%m-%d'),
+       strftime(first_full, '%Y-%m'), strftime(last_full, '%Y-%m'),
+       (SELECT count(*) FROM src_imaging_orders WHERE {in_range}
+          AND ordered_at < timezone('{tz}', first_full::TIMESTAMP)),
+       (SELECT count(*) FROM src_imaging_orders WHERE {in_range}
+          AND ordered_at >= timezone('{tz}', (last_full + INTERVAL 1 MONTH)::TIMESTAMP))
+FROM covered WHERE first_date IS NOT NULL"""
+
     def run(con):
         rows = con.execute(fast_sql).fetchall()
         exact = rows[0][0]
         judged = [(m, is_low) for _, m, is_low in rows if m is not None] if exact else con.execute(judged_sql).fetchall()
         low = [m for m, is_low in judged if is_low]
-        return len(low), len(judged), len(low) > 0, low, vsql.strip()
+        return len(low), len(judged), len(low) > 0, low, vsql.strip(), _partial_months_note(con.execute(edges_sql).fetchall())
 
     run.sample_key = "month"
     run.fast_sql, run.per_row_sql = fast_sql, judged_sql  # tests compare the two
     return ["src_imaging_orders"], run
+
+
+def _partial_months_note(edges: list[tuple]) -> str | None:
+    """What the volume check left out at the ends of the extract, in words (None: nothing)."""
+    if not edges:
+        return None
+    first_date, last_date, first_full, last_full, before, after = edges[0]
+    if first_full > last_full:
+        return f"the orders run from {first_date} to {last_date}, no calendar month whole: no month compared"
+    parts = []
+    if before:
+        whole = f"the first month the extract covers whole (its data starts {first_date})"
+        parts.append(f"{counted(before, 'order')} dated before {first_full}, {whole}")
+    if after:
+        whole = f"the last month the extract covers whole (its data ends {last_date})"
+        parts.append(f"{counted(after, 'order')} dated after {last_full}, {whole}")
+    return "; ".join(parts) + ": not compared (a month covered in part is no drop in volume)" if parts else None
 
 
 def check_attrition_adds_up(p: dict):

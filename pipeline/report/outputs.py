@@ -168,6 +168,8 @@ def staging_dir_for(out_dir: Path) -> Path:
 STAGING_RE = re.compile(r"^\.(?P<name>.+)\.staging-(?P<pid>\d+)$")
 VERSION_RE = re.compile(r"^\.(?P<name>.+)\.v-(?P<run>\d{8}T\d{6}Z-[0-9a-f]+)\.(?P<pid>\d+)$")
 LINK_RE = re.compile(r"^\.(?P<name>.+)\.link-(?P<pid>\d+)$")
+# the site index written beside its final name, then renamed over it (site_index.render_site_index)
+INDEX_TMP_RE = re.compile(r"^\.index\.html\.tmp-(?P<pid>\d+)$")
 
 
 def _our_link(link: Path, target: str) -> bool:
@@ -274,8 +276,9 @@ def _fsync_dir(path: Path) -> None:
 
 
 def sweep(folder: Path) -> list[Path]:
-    """Remove what killed runs left in folder: staging folders and half-made links of dead
-    processes, and version folders no output symlink points to. Returns what was removed."""
+    """Remove what killed runs left in folder: staging folders, half-made links and site index files
+    (``.index.html.tmp-<pid>``) of dead processes, and version folders no output symlink points to. Returns
+    what was removed."""
     if not folder.is_dir():
         return []
     removed = []
@@ -292,6 +295,13 @@ def sweep(folder: Path) -> list[Path]:
         if m:
             # a half-made link of ours points at one of our version folders; anything else is not ours
             if entry.is_symlink() and VERSION_RE.match(os.readlink(entry)) and not ownership.process_alive(int(m["pid"])):
+                entry.unlink(missing_ok=True)
+                removed.append(entry)
+            continue
+        m = INDEX_TMP_RE.match(name)
+        if m:
+            # a killed run's site index, never renamed: a plain file of a process that is gone
+            if entry.is_file() and not entry.is_symlink() and not ownership.process_alive(int(m["pid"])):
                 entry.unlink(missing_ok=True)
                 removed.append(entry)
             continue

@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from pipeline import faults
 from pipeline.audits import with_parameters
 from pipeline.months import MONTH
 from pipeline.report import sections
@@ -96,5 +97,6 @@ def render_site_index(out_root: Path, low: int = 20) -> Path:
     out_root.mkdir(parents=True, exist_ok=True)
     tmp = out_root / f".index.html.tmp-{os.getpid()}"
     tmp.write_text(html, encoding="utf-8", newline="\n")
+    faults.maybe_fail("mid_index")  # a kill here leaves the temp file: the next run's sweep (outputs.sweep) removes it
     os.replace(tmp, target)
     return target

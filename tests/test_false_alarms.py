@@ -1,0 +1,120 @@
+"""No false alarm for the scheduler, through the real CLI (JSON logs): the volume check compares only the months
+an extract covers whole, and a rerun that loads nothing new repeats an earlier run's findings at info level."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import duckdb
+from conftest import DX_HEADER, ORDER_HEADER, PROC_HEADER, run_cli, write_csv
+
+from pipeline.quality import gate
+from pipeline.quality.result import CheckResult
+
+KEY = {"ORDER_AUDIT_PSEUDONYM_KEY": "false-alarms-test-key"}
+
+
+def _extract(d):
+    """Orders on every day of 2025-01..2025-06, two a day, but May at 30% (one order on each of its first 19
+    days: 19 of 62); one stray order on 2024-12-30 before the extract, two on 2025-07-02 and -03 after it."""
+    days = [dt.date(2025, 1, 1) + dt.timedelta(days=i) for i in range(181)]  # 2025-01-01 .. 2025-06-30
+    times = []
+    for day in days:
+        per_day = (1 if day.day <= 19 else 0) if day.month == 5 else 2
+        times += [f"{day} {10 + j}:00:00" for j in range(per_day)]
+    times = ["2024-12-30 10:00:00", *times, "2025-07-02 10:00:00", "2025-07-03 10:00:00"]
+    orders = [[f"O{i:05d}", f"MRN-{i % 40}", t, "72148", "Neurology", "G97.1", "completed"] for i, t in enumerate(times)]
+    write_csv(d / "imaging_orders.csv", ORDER_HEADER, orders)
+    procedures = [
+        [f"PR{i}", f"MRN-{i}", f"2025-0{1 + i % 6}-1{i % 9} 09:00:00", "62270", "Neurology", "1970-05-05"] for i in range(40)
+    ]
+    write_csv(d / "procedures.csv", PROC_HEADER, procedures)
+    return d
+
+
+def _events(stderr: str, name: str) -> list[dict]:
+    lines = [json.loads(line) for line in stderr.splitlines()]  # every line is one JSON object
+    return [e for e in lines if e.get("event") == name]
+
+
+def _volume(stderr: str) -> list[tuple]:
+    return [
+        (e["level"], e["violated_count"], e["sample"], e.get("first_reported_by"))
+        for e in _events(stderr, "dq_warning")
+        if e["check_id"] == "orders.volume.monthly"
+    ]
+
+
+def _run(inp, tmp_path):
+    result = run_cli(
+        "run", "--input", inp, "--out", tmp_path / "out", "--warehouse", tmp_path / "wh.duckdb", "--log-format", "json", env=KEY
+    )
+    assert result.returncode == 0, result.stderr
+    run_id = json.loads((tmp_path / "out" / "run.json").read_text(encoding="utf-8"))["run_id"]
+    return result, run_id
+
+
+def test_partial_months_at_either_end_are_noted_a_middle_drop_warns_and_a_rerun_does_not_alarm_again(tmp_path):
+    inp = _extract(tmp_path / "in")
+    first, first_id = _run(inp, tmp_path)
+    # May (19 orders against 62, 59, 62: 31%) warns; December 2024 and July 2025, covered by a day or two
+    # of the extract only, are neither judged nor baseline
+    assert _volume(first.stderr) == [("warning", 1, ["2025-05"], None)]
+    notes = [(e["level"], e["check_id"], e["message"]) for e in _events(first.stderr, "dq_note")]
+    assert notes == [
+        (
+            "info",
+            "orders.volume.monthly",
+            "data-quality note orders.volume.monthly [src_imaging_orders]: 1 order dated before 2025-01, the first "
+            "month the extract covers whole (its data starts 2024-12-30); 2 orders dated after 2025-06, the last "
+            "month the extract covers whole (its data ends 2025-07-03): not compared (a month covered in part is no "
+            "drop in volume)",
+        )
+    ]
+    checks = json.loads((tmp_path / "out" / "run.json").read_text(encoding="utf-8"))["data_quality"]
+    volume = next(c for c in checks if c["check_id"] == "orders.volume.monthly")
+    # judged: April, May, June (three whole months before each)
+    got = (volume["status"], volume["violated_count"], volume["denominator"], volume["sample_keys"])
+    assert got == ("failed", 1, 3, ["2025-05"])
+
+    # the same files again: nothing is loaded, the same finding is the first run's, said at info level
+    again, again_id = _run(inp, tmp_path)
+    assert again_id != first_id
+    assert _volume(again.stderr) == [("info", 1, ["2025-05"], first_id)]
+    line = next(e["message"] for e in _events(again.stderr, "dq_warning") if e["check_id"] == "orders.volume.monthly")
+    assert line.endswith(f"(first reported by run {first_id}; no new file since)")
+    assert [e for e in _events(again.stderr, "dq_warning") if e["level"] == "warning"] == []
+    # ... and the report still shows it
+    report = (tmp_path / "out" / "csf_leak" / "report.html").read_text(encoding="utf-8")
+    assert "Fewer orders than usual</strong> in 2025-05" in report
+
+    # a new file (a diagnoses extract) is a new load: the gate's findings are warnings again
+    write_csv(inp / "diagnoses.csv", DX_HEADER, [["MRN-1", "G97.1", "2025-02-03 10:00:00"]])
+    third, _ = _run(inp, tmp_path)
+    assert _volume(third.stderr) == [("warning", 1, ["2025-05"], None)]
+
+
+def _finding(count, sample, status="failed", severity="warning"):
+    return CheckResult("orders.volume.monthly", "src_imaging_orders", severity, status, count, 3, 33.3, "d", sample)
+
+
+def test_a_finding_is_first_reported_by_the_earliest_run_that_recorded_the_same_one():
+    """The info level needs the same finding (check, status, count, sample keys), not only the same check."""
+    con = duckdb.connect()
+    gate.record_results(con, "20260101T000000Z-aaaaaa", [_finding(1, ["2025-05"])])
+    gate.record_results(con, "20260201T000000Z-bbbbbb", [_finding(1, ["2025-05"]), _finding(0, [], status="passed")])
+    asked = {
+        "same": _finding(1, ["2025-05"]),
+        "another month": _finding(1, ["2025-04"]),
+        "one more month": _finding(2, ["2025-04", "2025-05"]),
+        "could not run": _finding(None, [], status="error"),
+    }
+    assert {what: gate.earlier_reports(con, [r]) for what, r in asked.items()} == {
+        "same": {"orders.volume.monthly": "20260101T000000Z-aaaaaa"},
+        "another month": {},
+        "one more month": {},
+        "could not run": {},
+    }
+    # passed checks and blocking ones are never asked about (a blocking failure stops the run)
+    assert gate.earlier_reports(con, [_finding(0, [], status="passed"), _finding(1, ["2025-05"], severity="blocking")]) == {}
