@@ -159,15 +159,15 @@ def test_a_gzip_of_one_bad_ndjson_line_repeated_lists_the_first_of_them(tmp_path
     assert r.returncode == 0, r.stderr
     rejects = _read_csv(out / "csf_leak" / "rejects.csv")
     assert [(x["source_file"], x["source_line"], x["column_name"], x["reason"]) for x in rejects] == [
-        (str(bomb), str(line), "", "line is not JSON") for line in range(2, 2 + LISTED_PER_KIND)
+        (bomb.name, str(line), "", "line is not JSON") for line in range(2, 2 + LISTED_PER_KIND)
     ]
     assert (out / "csf_leak" / "rejects_summary.csv").read_text() == (
-        f"{SUMMARY_HEADER}\nimaging_orders,{bomb},,line is not JSON,row_rejected,{repeated},{LISTED_PER_KIND},5\n"
+        f"{SUMMARY_HEADER}\nimaging_orders,{bomb.name},,line is not JSON,row_rejected,{repeated},{LISTED_PER_KIND},5\n"
     )
     info = json.loads((out / "run.json").read_text())
     assert info["rejects"]["rejected_rows"] == {"imaging_orders": repeated}
     assert [(c["source_file"], c["rows"], c["rows_listed"]) for c in info["rejects"]["listing_cut"]] == [
-        (str(bomb), repeated, LISTED_PER_KIND)
+        (bomb.name, repeated, LISTED_PER_KIND)
     ]
     _complete(out, "csf_leak")
 
