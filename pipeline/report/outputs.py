@@ -150,8 +150,9 @@ def mount_point(folder: Path) -> bool:
 
 
 def staging_parent(out_dir: Path) -> Path:
-    """The folder the staging folder (and the run's lock of --out) go in: beside ``out_dir`` (same file system,
-    so the final move is a rename), or inside it (``staged_inside``)."""
+    """The folder the staging folder goes in: beside ``out_dir`` (same file system, so the final move is a rename),
+    or inside it (``staged_inside``). The run's lock of --out decides on its own (``publishing.publication_lock``:
+    beside a mount point, whose parent takes files, and inside only when the folder above takes none)."""
     return Path(out_dir) if staged_inside(out_dir) else Path(out_dir).parent
 
 
