@@ -13,6 +13,8 @@ from __future__ import annotations
 import datetime
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -220,6 +222,45 @@ def test_the_documented_snippets_give_what_the_doc_says_on_the_20k_demo(demo, mo
     # 3.1's Changes quotes the demo's count of before_data rows
     lbp = names["low_back_pain"]
     assert f"{(lbp['look_back'] == 'before_data').sum():,} of {lbp.height:,} rows" in FEED_DOC
+
+
+# the CLI with disclosure.JOINT_PROVIDER_ENTRIES set to sys.argv[1] (then the CLI's own arguments), as a user runs it
+CAPPED_CLI = (
+    "import sys; from pipeline.report import disclosure; disclosure.JOINT_PROVIDER_ENTRIES = int(sys.argv.pop(1)); "
+    "from pipeline.cli import main; sys.argv[0] = 'order-audit'; main()"
+)
+
+
+@pytest.mark.slow
+def test_metrics_json_and_the_log_say_which_provider_cells_the_joint_check_left_out(demo, tmp_path):
+    """Under the joint pass's cap (the demo's largest provider table is 10,500 entries) metrics.json says that no
+    measure's provider cells were left out; the demo's warehouse re-audited with the cap at 5,000 names the measures
+    over it, with the counts concerned (the evaluated orders are the CSF-leak headline rates' one denominator), in
+    metrics.json and at info in the log, and gives the same rows (the line and time passes withhold all that the
+    joint pass did here)."""
+    for run in ("all", "month"):
+        for audit_id in AUDITS:
+            summary = json.loads((demo / run / audit_id / "metrics.json").read_text(encoding="utf-8"))
+            assert summary["provider_joint_check"] == {"max_entries": 1_000_000, "left_out": {}}, (run, audit_id)
+    out = tmp_path / "capped"
+    args = ("run", "--out", out, "--warehouse", demo / "wh.duckdb", "--no-validate", "--log-format", "json")
+    result = subprocess.run(
+        [sys.executable, "-c", CAPPED_CLI, "5000", *map(str, args)], capture_output=True, text=True, cwd=ROOT, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    left_out = {
+        "csf_leak": {"inappropriate_order_rate": ["denominator"], "premature_order_rate": ["denominator", "numerator"]},
+        "low_back_pain": {"early_imaging_order_rate": ["denominator"]},
+    }
+    logged = [json.loads(line) for line in result.stderr.splitlines() if '"provider_joint_left_out"' in line]
+    assert [(e["level"], e["audit_id"], e["measures"], e["max_entries"]) for e in logged] == [
+        ("info", audit_id, sorted(measures), 5000) for audit_id, measures in left_out.items()
+    ]
+    for audit_id, measures in left_out.items():
+        summary = json.loads((out / audit_id / "metrics.json").read_text(encoding="utf-8"))
+        assert summary["provider_joint_check"] == {"max_entries": 5000, "left_out": measures}
+        for name in ("metrics.csv", "metrics.parquet"):
+            assert (out / audit_id / name).read_bytes() == (demo / "all" / audit_id / name).read_bytes(), name
 
 
 @pytest.mark.slow
