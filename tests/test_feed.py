@@ -847,7 +847,7 @@ def doc_blocks(language: str) -> list[str]:
 def test_the_documented_queries_run_as_written_and_give_rows(demo, monkeypatch):
     """A dashboard analyst pastes the doc's SQL and Python: they read the feed folders as documented and give rows
     (the SQL once filtered schema_version LIKE '2.%' and gave none from a 3.0 feed)."""
-    (sql,) = doc_blocks("sql")
+    sql = doc_blocks("sql")[0]  # the dashboard's query (the second loads feeds into a table: test_feed_schema.py)
     rows = duckdb.sql(sql.replace("/reports/order-audit/latest/", f"{demo['out']}/")).pl()
     # the figures the doc quotes for this demo (it said 35 points while the feed gave 36)
     points, departments = re.search(

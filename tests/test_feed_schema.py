@@ -194,7 +194,7 @@ def test_every_feed_is_the_documented_schema_and_any_two_stack(demo, edges):
 def test_the_documented_snippets_give_what_the_doc_says_on_the_20k_demo(demo, monkeypatch):
     """The doc's SQL and Python and the README's SQL, as written, on the demo the doc quotes, give its figures."""
     out = demo / "all"
-    (sql,) = re.findall(r"```sql\n(.*?)```", FEED_DOC, re.S)
+    sql, _ = re.findall(r"```sql\n(.*?)```", FEED_DOC, re.S)  # the second loads feeds into one table (below)
     points = duckdb.sql(sql.replace("/reports/order-audit/latest/", f"{out}/")).pl()
     quoted = int(re.search(r"on the 20k-patient one (\d+)", FEED_DOC).group(1))
     assert points.height == quoted and points["rate"].null_count() == 0
@@ -222,6 +222,48 @@ def test_the_documented_snippets_give_what_the_doc_says_on_the_20k_demo(demo, mo
     # 3.1's Changes quotes the demo's count of before_data rows
     lbp = names["low_back_pain"]
     assert f"{(lbp['look_back'] == 'before_data').sum():,} of {lbp.height:,} rows" in FEED_DOC
+
+
+def feed_rows(out: Path) -> pl.DataFrame:
+    """Both audits' feeds of a run's ``--out``, as one frame."""
+    return pl.concat([pl.read_parquet(out / audit_id / "metrics.parquet") for audit_id in AUDITS])
+
+
+@pytest.mark.slow
+def test_the_documented_load_of_each_runs_feeds_keeps_one_feed_per_month(demo, edges, tmp_path):
+    """The doc's SQL for a table that every run's feeds are loaded into, as written: the latest feed replaces every
+    row of its audit from its first month on (not row by row: a whole-range feed's rows after March, its provider
+    rows March withholds and its ``all``, are gone), and a feed that starts later (``trend_months = 12``) leaves the
+    older feed's periods that end before its first month. The table's key is unique, and no two feeds' periods in it
+    share a month."""
+    _, load = re.findall(r"```sql\n(.*?)```", FEED_DOC, re.S)
+    con = duckdb.connect(str(tmp_path / "dashboard.duckdb"))
+
+    def loaded(out: Path) -> pl.DataFrame:
+        con.execute(load.replace("/reports/order-audit/2026-05/", f"{out}/"))
+        return con.sql("SELECT * FROM feed_history").pl()
+
+    key = ["audit_id", "period_type", "period_start", "period_end", "level", "group_key", "measure_id"]
+    loaded(demo / "all")
+    march = feed_rows(demo / "month")
+    table = loaded(demo / "month")
+    assert table.sort(key).equals(march.sort(key))
+    assert feed_rows(demo / "all").join(march, on=["audit_id", "period", "level", "group_key", "measure_id"], how="anti").height
+    # a --month 2026-05 run whose trend is 12 months: its first month is 2025-06
+    (tmp_path / "trend12.toml").write_text("[reporting]\ntrend_months = 12\n", encoding="utf-8")
+    args = ("--warehouse", demo / "wh.duckdb", "--config", tmp_path / "trend12.toml", "--no-validate", "--quiet")
+    result = run_cli("run", "--out", tmp_path / "may", "--month", "2026-05", *args)
+    assert result.returncode == 0, result.stderr
+    may = feed_rows(tmp_path / "may")
+    assert set(may.group_by("audit_id").agg(pl.col("period_start").min())["period_start"]) == {"2025-06"}
+    table = loaded(tmp_path / "may")
+    kept = march.filter(pl.col("period_end") < "2025-06")
+    assert kept.height and table.sort(key).equals(pl.concat([kept, may]).sort(key))
+    assert table.select(key).is_unique().all()
+    assert kept["period_end"].max() < may["period_start"].min()
+    # a run's empty feeds (no unit in its months) change nothing; the whole range again leaves its rows alone
+    assert loaded(edges / "none").sort(key).equals(table.sort(key))
+    assert loaded(demo / "all").sort(key).equals(feed_rows(demo / "all").sort(key))
 
 
 # the CLI with disclosure.JOINT_PROVIDER_ENTRIES set to sys.argv[1] (then the CLI's own arguments), as a user runs it
