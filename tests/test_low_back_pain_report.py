@@ -396,7 +396,7 @@ def _look_back_note(diagnoses: list[str], episodes: list[tuple[str, str]], plain
 
     import duckdb
 
-    from pipeline.report.audit_sections import note_texts, period_note
+    from pipeline.report.audit_sections import look_back, note_texts, period_note
     from pipeline.report.spec import ReportSpec
     from pipeline.report.templates import make_env
 
@@ -412,7 +412,7 @@ def _look_back_note(diagnoses: list[str], episodes: list[tuple[str, str]], plain
     for episode in episodes:
         con.execute("INSERT INTO low_back_pain__mart_cases VALUES (?, ?)", episode)
     spec = ReportSpec.of(next(a for a in audits.discover() if a.id == AUDIT))
-    note, env = period_note(con, spec), make_env(spec.report_dir)
+    note, env = period_note(con, spec, look_back(con, spec) or {}), make_env(spec.report_dir)
     text = env.get_template(note["template"]).render(note=note)
     if plain is not None:
         plain += note_texts(env, note)

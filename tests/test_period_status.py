@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.period_status import final_since, finalised
+from pipeline.period_status import final_mark, final_since, finalised
 
 FINAL, PROVISIONAL = {"status": "final"}, {"status": "provisional"}
 
@@ -59,6 +59,23 @@ def test_the_first_page_says_who_made_the_period_final_and_what_changed():
         " since run r1."
     )
     assert final_since(earlier | {"orders": 1234, "since_run": "r0"}).endswith("final, 1,234 orders changed since run r0.")
+
+
+def test_the_site_index_cell_says_the_same_shortly():
+    """period_status.final_mark, the site index's form of final_since: the same run, day and changes, from one home."""
+    earlier = {"run_id": "r2", "on": "2026-10-01", "provisional_run": "r1", "orders": 0, "since_run": "r1"}
+    assert final_mark(earlier) == (
+        "final since 2026-10-01 (run r2): no order or verdict changed since run r1 published it provisional"
+    )
+    # compared with a later provisional run than the first: both named; the day wrapped as the page asks
+    apart = earlier | {"orders": 1234, "since_run": "r1b"}
+    assert final_mark(apart, date=lambda d: f"[{d}]") == (
+        "final since [2026-10-01] (run r2): 1,234 orders changed since run r1b; provisional in run r1"
+    )
+    assert final_since(apart) == (
+        "It was published provisional by run r1; run r2 (2026-10-01) first published it final, 1,234 orders changed"
+        " since run r1b."
+    )
 
 
 def test_the_runs_records_are_read_oldest_first_dated_by_their_utc_day_whatever_the_session_zone():
