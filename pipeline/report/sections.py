@@ -164,6 +164,9 @@ def trend(
                 "svg": svg,
                 "n_months": len(window),
                 "n_empty": len(window) - n_data,
+                # what a month without a denominator lacks, in the measure's unit: "11 without cases" was said of
+                # an order measure too (its months had cases but no evaluated order, or the reverse)
+                "counts": "orders" if m.unit == "order" else f"{spec.case_unit}s",
                 # months with a denominator: with fewer than two the centre line is that month's own rate and no month
                 # can fall outside the limits, so "common-cause variation only" would be said of nothing
                 "n_data": n_data,
