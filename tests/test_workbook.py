@@ -332,3 +332,17 @@ def test_the_providers_sheet_is_as_wide_as_its_funnel_positions_and_provider_ids
         (7, 7, 27.7109375),
         (8, 8, 14.7109375),
     ]
+
+
+def test_the_reviewer_judgement_takes_only_the_listed_words_and_says_which(tmp_path):
+    """A reviewer typing "approprate" (or "agreed") is stopped with the words to use; the date column takes dates."""
+    frame = pl.DataFrame({"case_id": ["C1", "C2"], "order_id": ["O1", "O2"], "verdict": ["excluded"] * 2, "reasons": [""] * 2})
+    xml = Workbook(workbook.write_case_list(tmp_path / "w.xlsx", frame, RULES, RUN_INFO)).xml("Cases")
+    rules = re.findall(r"<dataValidation [^>]*>.*?</dataValidation>", xml, flags=re.S)
+    assert rules == [
+        '<dataValidation type="list" allowBlank="1" showInputMessage="1" showErrorMessage="1" errorTitle="Reviewer agrees?"'
+        ' error="Choose agree, disagree or unsure from the list (or leave the cell empty)." promptTitle="Reviewer"'
+        ' prompt="agree, disagree or unsure" sqref="D2:D3"><formula1>"agree,disagree,unsure"</formula1></dataValidation>',
+        '<dataValidation type="date" operator="greaterThanOrEqual" allowBlank="1" showInputMessage="1" showErrorMessage="1"'
+        ' error="A date, e.g. 2026-07-15" sqref="G2:G3"><formula1>36526</formula1></dataValidation>',
+    ]

@@ -232,7 +232,16 @@ def write_case_list(
             agrees,
             last_row,
             agrees,
-            {"validate": "list", "source": AGREEMENT, "input_title": "Reviewer", "input_message": "agree, disagree or unsure"},
+            {
+                "validate": "list",
+                "source": AGREEMENT,
+                "input_title": "Reviewer",
+                "input_message": "agree, disagree or unsure",
+                # a typo ("approprate", "agreed") is refused with the words to use, not the spreadsheet's generic
+                # "does not match the restrictions": a judgement outside the list is lost when the answers are counted
+                "error_title": "Reviewer agrees?",
+                "error_message": "Choose agree, disagree or unsure from the list (or leave the cell empty).",
+            },
         )
         ws.data_validation(
             1,
