@@ -108,6 +108,21 @@ def _said(page: Path) -> str:
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page.read_text(encoding="utf-8"))).split())
 
 
+def _september(sept: Path) -> Path:
+    """September's extract: a case, an order and a diagnosis of September, nothing of June's (the small input's
+    month): it takes the data past June's final date."""
+    write_csv(
+        sept / "procedures.csv", PROC_HEADER, [["PR9", "MRN-9", "2025-09-20 09:00:00", "62323", "Pain clinic", "1960-01-01"]]
+    )
+    write_csv(
+        sept / "imaging_orders.csv",
+        ORDER_HEADER,
+        [["O91", "MRN-9", "2025-09-21 10:00:00", "72156", "Neurology", "G97.1", "completed"]],
+    )
+    write_csv(sept / "diagnoses.csv", DX_HEADER, [["MRN-9", "G97.1", "2025-09-21 08:00:00"]])
+    return sept
+
+
 def test_a_month_published_provisional_is_marked_final_since_the_run_that_made_it_final(tmp_path):
     """June published while provisional, then re-run once September's extract took the data past its final date:
     the index said nothing of the change of status (a month turning final without a changed verdict went unseen by
@@ -122,17 +137,7 @@ def test_a_month_published_provisional_is_marked_final_since_the_run_that_made_i
 
     first = run(inp, "first")
     assert _index_marks(tmp_path / "first") == {"provisional": "provisional until the data reaches 2025-09-13"}
-    # September's extract: a case, an order and a diagnosis of September, nothing of June's
-    sept = tmp_path / "sept"
-    write_csv(
-        sept / "procedures.csv", PROC_HEADER, [["PR9", "MRN-9", "2025-09-20 09:00:00", "62323", "Pain clinic", "1960-01-01"]]
-    )
-    write_csv(
-        sept / "imaging_orders.csv",
-        ORDER_HEADER,
-        [["O91", "MRN-9", "2025-09-21 10:00:00", "72156", "Neurology", "G97.1", "completed"]],
-    )
-    write_csv(sept / "diagnoses.csv", DX_HEADER, [["MRN-9", "G97.1", "2025-09-21 08:00:00"]])
+    sept = _september(tmp_path / "sept")
     second = run(sept, "second")
     final = (
         f"final since {second['started_at'][:10]} (run {second['run_id']}): no order or verdict changed since run "
@@ -372,16 +377,7 @@ def test_a_run_stopped_after_publishing_a_month_final_keeps_the_mark_it_gave(tmp
     first = cli("run", "--input", inp, "--out", tmp_path / "first", "--warehouse", wh, "--month", "2025-06", "--no-validate")
     assert first.returncode == 0, first.stderr
     first_id = json.loads((tmp_path / "first" / "csf_leak" / "run.json").read_text())["run_id"]
-    sept = tmp_path / "sept"
-    write_csv(
-        sept / "procedures.csv", PROC_HEADER, [["PR9", "MRN-9", "2025-09-20 09:00:00", "62323", "Pain clinic", "1960-01-01"]]
-    )
-    write_csv(
-        sept / "imaging_orders.csv",
-        ORDER_HEADER,
-        [["O91", "MRN-9", "2025-09-21 10:00:00", "72156", "Neurology", "G97.1", "completed"]],
-    )
-    write_csv(sept / "diagnoses.csv", DX_HEADER, [["MRN-9", "G97.1", "2025-09-21 08:00:00"]])
+    sept = _september(tmp_path / "sept")
     backfill = ("run", "--input", sept, "--out", tmp_path / "backfill", "--warehouse", wh, "--no-validate")
     stopped = run_cli(
         *backfill,
