@@ -346,3 +346,26 @@ def test_the_reviewer_judgement_takes_only_the_listed_words_and_says_which(tmp_p
         '<dataValidation type="date" operator="greaterThanOrEqual" allowBlank="1" showInputMessage="1" showErrorMessage="1"'
         ' error="A date, e.g. 2026-07-15" sqref="G2:G3"><formula1>36526</formula1></dataValidation>',
     ]
+
+
+def test_what_a_reviewer_types_in_the_comment_and_name_columns_stays_text(tmp_path):
+    """Columns formatted as text (@): LibreOffice and Excel turned a comment such as "1/2" or "3-4" into a date."""
+    frame = pl.DataFrame({"case_id": ["C1"], "order_id": ["O1"], "verdict": ["excluded"], "reasons": [""]})
+    book = Workbook(workbook.write_case_list(tmp_path / "w.xlsx", frame, RULES, RUN_INFO))
+    header = list(book.rows("Cases")[0])
+    spans = re.findall(r'<col min="(\d+)" max="(\d+)"[^>]*style="(\d+)"', book.xml("Cases"))
+    cols = {str(c): style for low, high, style in spans for c in range(int(low), int(high) + 1)}
+    styles = book.files["xl/styles.xml"].decode()
+    ids = re.findall(r'<xf numFmtId="(\d+)"', styles[styles.index("<cellXfs") :])
+    formats = dict(re.findall(r'<numFmt numFmtId="(\d+)" formatCode="([^"]*)"', styles)) | {"49": "@", "0": "General"}
+    shown = {h: formats[ids[int(cols[str(i + 1)])]] for i, h in enumerate(header)}
+    assert shown == {
+        "Case": "General",
+        "Order": "General",
+        "Verdict": "General",
+        "Reviewer agrees?": "General",
+        "Reviewer comment": "@",
+        "Reviewer": "@",
+        "Review date": "yyyy-mm-dd",
+        "Reason codes": "General",
+    }
