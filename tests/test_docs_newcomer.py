@@ -1,0 +1,127 @@
+"""What a newcomer follows from the README alone, held to the code: every command line in README.md and docs/
+parses with the options the commands have, the synopsis names every command and option, the inputs table names
+every contract table and column, and the local code map's values are the ones a run accepts."""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+import click
+import polars as pl
+import pytest
+from conftest import ROOT
+
+from pipeline import audits
+from pipeline.cli import cli
+from pipeline.ingest.contract import CONTRACTS
+from pipeline.models.reference import CONTRASTS, OUT_OF_SCOPE, Vocabulary
+
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def _section(title: str) -> str:
+    return README.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def _command_lines(text: str) -> list[tuple[str, str]]:
+    """(command, its arguments) of every `order-audit <command> ...` in the text's code blocks and inline code;
+    a synopsis line (with `[...]`) is left to the synopsis test."""
+    blocks = re.findall(r"```[a-z]*\n(.*?)```", text, re.S)
+    lines = [line for block in blocks for line in block.replace("\\\n", " ").splitlines()]
+    lines += re.findall(r"`([^`\n]*order-audit [a-z]+[^`\n]*)`", text)
+    names = "|".join(cli.commands)
+    found = []
+    for line in lines:
+        for m in re.finditer(rf"(?:^|[\s;&(\"'=])(?:\S*/)?order-audit ({names})\b((?:[^#|>\"]|\"[^\"]*\")*)", line):
+            # a line break's backslash and the stream number of a redirection (`2>> log`) are the shell's
+            rest = re.sub(r"\s\d$", "", m.group(2).strip().rstrip("\\").strip())
+            if "[" not in rest:
+                found.append((m.group(1), rest))
+    return found
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_every_command_line_in_the_docs_parses_with_the_commands_options(doc):
+    """A renamed or removed option leaves a doc's command failing as written (`No such option`); an inline mention
+    may leave out required options (`order-audit run --no-validate`), but what it names must exist."""
+    lines = _command_lines(doc.read_text(encoding="utf-8"))
+    for name, rest in lines:
+        command = cli.commands[name]
+        try:
+            args = shlex.split(rest)
+            args = args[:-1] if args[-1:] == ["..."] else args  # a closing `...`: the rest of the line left out
+            _, left_over, _ = command.make_parser(click.Context(command, info_name=name)).parse_args(args)
+        except click.UsageError as exc:
+            pytest.fail(f"{doc.name}: order-audit {name} {rest}: {exc.format_message()}")
+        assert not left_over, f"{doc.name}: order-audit {name} {rest}: arguments the command does not take: {left_over}"
+
+
+def test_the_command_lines_found_include_the_readmes_and_a_wrong_option_fails():
+    """The extraction finds the commands a newcomer copies, and the parser it uses refuses an option no command has."""
+    found = _command_lines(README)
+    assert ("inspect", "--input /data/extract --write-config site/order-audit.toml") in found
+    assert ("validate", "--input /data/extract --config site/order-audit.toml") in found
+    assert ("run", "--input /data/export-2026-10 --out reports/") in found
+    command = cli.commands["run"]
+    with pytest.raises(click.NoSuchOption):
+        command.make_parser(click.Context(command, info_name="run")).parse_args(["--inptu", "x"])
+
+
+def test_the_running_it_synopsis_names_every_command_and_each_of_its_options():
+    """`## Running it` is where a newcomer looks for what exists: a command or option added without a line there
+    (`audits`, `run --audit`, `synth --start` had none) is found only by reading --help."""
+    block = _section("Running it").split("```")[1]
+    options: dict[str, str] = {}
+    current = None
+    for line in block.strip().splitlines():
+        m = re.match(r"\.venv/bin/order-audit ([a-z]+)\b", line)
+        if m:
+            current = m.group(1)
+            options[current] = ""
+        options[current] += " " + line.split("#")[0]
+    assert sorted(options) == sorted(cli.commands)
+    for name, command in cli.commands.items():
+        named = set(re.findall(r"--[a-z][a-z-]*", options[name]))
+        wanted = {o for p in command.params if isinstance(p, click.Option) for o in p.opts if o.startswith("--")}
+        assert named == wanted - {"--help"}, (name, sorted(wanted - named - {"--help"}), sorted(named - wanted))
+
+
+def _inputs_table() -> dict[str, tuple[set[str], set[str]]]:
+    """The table of `## Inputs`: table name -> (required, optional) columns, values in parentheses left out."""
+    rows = {}
+    for line in _section("Inputs").splitlines():
+        cells = [c.strip() for c in line.replace("\\|", "").strip().strip("|").split("|")]
+        m = re.match(r"`([a-z_.]+)`", cells[0]) if len(cells) == 3 else None
+        if m:
+            cols = [{c.strip() for c in re.split(r",| or ", re.sub(r"\([^)]*\)", "", cell)) if c.strip()} for cell in cells[1:]]
+            rows[m.group(1)] = (cols[0], cols[1])
+    return rows
+
+
+def test_the_inputs_table_lists_every_contract_table_and_column():
+    """The patients table and the diagnoses' setting / is_principal / diagnosis_rank were read but in no table of
+    the README: a site could not know that the low back pain audit uses the encounter's setting."""
+    table = _inputs_table()
+    for contract in CONTRACTS:
+        assert table[contract.name] == (set(contract.required_columns), set(contract.optional_columns)), contract.name
+    assert set(table) == {c.name for c in CONTRACTS} | {"local_code_map.csv"}
+
+
+def _value_list(name: str) -> list[str]:
+    """The backticked values of the README's `- \\`name\\`: ...` item under *Map the local codes*."""
+    step = _section("Your first extract").split("3. **Map the local codes.**")[1].split("\n4. ")[0]
+    assert f"- `{name}`:" in step, f"README.md's *Map the local codes* lists no values of {name}"
+    item = step.split(f"- `{name}`:", 1)[1].split("\n   - ")[0]
+    return re.findall(r"`([A-Za-z_]+)`", item)
+
+
+def test_the_local_code_map_values_the_readme_lists_are_those_a_run_accepts():
+    shipped = audits.discover([])
+    vocabulary = Vocabulary.of(shipped)
+    assert set(_value_list("study_type")) == set(vocabulary.study_types) and OUT_OF_SCOPE in vocabulary.study_types
+    assert set(_value_list("contrast")) == CONTRASTS - {""}
+    assert "".join(_value_list("regions")[:4]) == "CTLS" and set(vocabulary.regions) == set("CTLS")
+    maps = pl.concat([pl.read_csv(a.code_map_csv, infer_schema=False) for a in shipped if a.code_map_csv.is_file()])
+    assert set(_value_list("modality")) == set(maps["modality"].unique())
