@@ -15,6 +15,7 @@ from conftest import ROOT
 from pipeline import audits
 from pipeline.cli import cli
 from pipeline.ingest.contract import CONTRACTS
+from pipeline.ingest.formats import SUFFIXES
 from pipeline.models.reference import CONTRASTS, OUT_OF_SCOPE, Vocabulary
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -107,6 +108,8 @@ def test_the_inputs_table_lists_every_contract_table_and_column():
     for contract in CONTRACTS:
         assert table[contract.name] == (set(contract.required_columns), set(contract.optional_columns)), contract.name
     assert set(table) == {c.name for c in CONTRACTS} | {"local_code_map.csv"}
+    lead = _section("Inputs").split("\n| table")[0]
+    assert all(f"`{suffix}`" in lead for suffix in SUFFIXES), "the Inputs section names the file endings a table is found by"
 
 
 def _value_list(name: str) -> list[str]:
@@ -125,3 +128,38 @@ def test_the_local_code_map_values_the_readme_lists_are_those_a_run_accepts():
     assert "".join(_value_list("regions")[:4]) == "CTLS" and set(vocabulary.regions) == set("CTLS")
     maps = pl.concat([pl.read_csv(a.code_map_csv, infer_schema=False) for a in shipped if a.code_map_csv.is_file()])
     assert set(_value_list("modality")) == set(maps["modality"].unique())
+
+
+def test_the_outputs_section_names_every_file_a_run_publishes_and_the_csf_leak_columns(small_input, tmp_path):
+    """What `make demo` leaves under demo/output, as `## Outputs` says it: the site index and the run's record at
+    the top (run.json there was in no line), each audit's folder holding the files of the table (report.pdf only
+    with --pdf), and the CSF-leak audited_orders.csv and rejects_summary.csv columns the table lists, in order."""
+    from conftest import run_cli
+
+    out = tmp_path / "REPORTS"
+    assert run_cli("run", "--input", small_input, "--out", out, "--no-validate", "--quiet").returncode == 0
+    shipped = sorted(a.id for a in audits.discover([]))
+    assert sorted(p.name for p in out.iterdir()) == sorted(["index.html", "run.json", *shipped])
+    section = _section("Outputs")
+    assert "`DIR/index.html`" in section and "`DIR/run.json`" in section
+    named = set()
+    for line in section.splitlines():
+        cells = line.strip().strip("|").split("|")
+        if line.startswith("| `") and len(cells) == 2:
+            first, *others = re.findall(r"`([^`]+)`", cells[0])
+            named |= {first, *(first.rsplit(".", 1)[0] + o if o.startswith(".") else o for o in others)}
+    for audit in shipped:
+        held = {p.name for p in (out / audit).iterdir() if p.is_file()} | {"report.pdf"}
+        # an audit with no department in its outputs (the small extract's low back pain audit) has no pages
+        pages = (out / audit / "departments").is_dir()
+        held |= {"departments/*.html"} if pages else set()
+        expected = named if pages else named - {"departments/*.html"}
+        assert held == expected, (audit, sorted(held ^ expected))
+    assert (out / "csf_leak" / "departments").is_dir()
+    row = next(line for line in section.splitlines() if line.startswith("| `audited_orders.csv`"))
+    listed = [c.strip() for c in re.sub(r" \([^)]*\)", "", row.split("`order_id,", 1)[1].split("`")[0]).split(",")]
+    header = (out / "csf_leak" / "audited_orders.csv").read_text(encoding="utf-8").splitlines()[0].split(",")
+    assert ["order_id", *listed] == header
+    row = next(line for line in section.splitlines() if line.startswith("| `rejects_summary.csv`"))
+    listed = row.split("with its count: `", 1)[1].split("`")[0].split(", ")
+    assert listed == (out / "csf_leak" / "rejects_summary.csv").read_text(encoding="utf-8").splitlines()[0].split(",")
