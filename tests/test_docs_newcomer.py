@@ -163,3 +163,55 @@ def test_the_outputs_section_names_every_file_a_run_publishes_and_the_csf_leak_c
     row = next(line for line in section.splitlines() if line.startswith("| `rejects_summary.csv`"))
     listed = row.split("with its count: `", 1)[1].split("`")[0].split(", ")
     assert listed == (out / "csf_leak" / "rejects_summary.csv").read_text(encoding="utf-8").splitlines()[0].split(",")
+
+
+def test_the_audits_doc_marks_optional_every_file_one_of_the_three_audits_goes_without():
+    """docs/AUDITS.md's folder listing, against the shipped audits and the toy one a newcomer copies: an entry some
+    audit lacks (the toy's value_sets.csv and DESIGN.md, the CSF-leak audit's expectations/) is marked optional,
+    and every entry not so marked is in all three."""
+    listing = (ROOT / "docs" / "AUDITS.md").read_text(encoding="utf-8").split("```")[1]
+    entries: dict[str, str] = {}
+    for line in listing.strip().splitlines()[1:]:
+        m = re.match(r"  (\S+)\s", line)
+        if m:
+            name = m.group(1).rstrip("/")
+            entries[name] = ""
+        entries[name] += line
+    folders = [*(ROOT / "audits").iterdir(), ROOT / "tests" / "toy_audit"]
+    assert sorted(f.name for f in folders if (f / "audit.toml").is_file()) == ["csf_leak", "low_back_pain", "toy_audit"]
+    for name, text in entries.items():
+        missing = [f.name for f in folders if (f / "audit.toml").is_file() and not (f / name).exists()]
+        assert not missing or "optional" in text, f"docs/AUDITS.md: {name} is not marked optional, and {missing} lack it"
+    assert {name for name, text in entries.items() if "optional" not in text} == {"audit.toml", "rules.csv", "sql", "deck"}
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation but hyphens dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+MARKDOWN = [
+    *DOCS,
+    *sorted(ROOT.glob("audits/*/*.md")),
+    *sorted(ROOT.glob("audits/*/deck/*.md")),
+    ROOT / "benchmarks" / "README.md",
+]
+
+
+@pytest.mark.parametrize("doc", MARKDOWN, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_link_of_the_docs_reaches_its_file_and_section(doc):
+    """A newcomer follows the links: each relative one names a file of the repository and, for a Markdown file,
+    a heading it has (code is left out: a regular expression in backticks is no link)."""
+    text = re.sub(r"```.*?```", "", doc.read_text(encoding="utf-8"), flags=re.S)
+    text = re.sub(r"`[^`\n]*`", "", text)
+    for link in re.findall(r"\]\(([^)\s]+)\)", text):
+        # a URL; or a regular expression a generated table quotes outside backticks (docs/DATA_QUALITY.md's
+        # `[0-9A-Z](\.?[0-9A-Z]{1,4})`): no path holds a backslash
+        if re.match(r"[a-z]+:", link) or "\\" in link:
+            continue
+        path, _, fragment = link.partition("#")
+        target = (doc.parent / path).resolve() if path else doc
+        assert target.exists(), f"{doc.relative_to(ROOT)}: {link} names no file"
+        if fragment and target.suffix == ".md":
+            headings = re.findall(r"^#+ (.*)$", re.sub(r"```.*?```", "", target.read_text(encoding="utf-8"), flags=re.S), re.M)
+            assert fragment in {_slug(h) for h in headings}, f"{doc.relative_to(ROOT)}: {link}: no such section"
