@@ -215,3 +215,28 @@ def test_every_link_of_the_docs_reaches_its_file_and_section(doc):
         if fragment and target.suffix == ".md":
             headings = re.findall(r"^#+ (.*)$", re.sub(r"```.*?```", "", target.read_text(encoding="utf-8"), flags=re.S), re.M)
             assert fragment in {_slug(h) for h in headings}, f"{doc.relative_to(ROOT)}: {link}: no such section"
+
+
+def test_the_rule_table_of_an_audit_outside_audits_is_printed_as_the_readme_says_and_an_unknown_id_is_named():
+    """Step 9 of adding an audit: the toy audit's table, found through ORDER_AUDIT_AUDITS_PATH; without it the id
+    printed nothing and exited 0, as if the audit had no rules."""
+    import os
+    import subprocess
+    import sys
+
+    from pipeline.models.registry import rules_markdown
+
+    def registry(*args, **env):
+        command = [sys.executable, "-m", "pipeline.models.registry", *args]
+        environment = {k: v for k, v in os.environ.items() if k != "ORDER_AUDIT_AUDITS_PATH"} | env
+        return subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True)
+
+    toy = registry("toy_audit", ORDER_AUDIT_AUDITS_PATH="tests/toy_audit")
+    (audit,) = [a for a in audits.discover([str(ROOT / "tests" / "toy_audit")]) if a.id == "toy_audit"]
+    assert (toy.returncode, toy.stdout, toy.stderr) == (0, rules_markdown(audit) + "\n", "")
+    unknown = registry("toy_audit")
+    assert (unknown.returncode, unknown.stdout) == (1, "")
+    assert unknown.stderr == (
+        "python -m pipeline.models.registry: no audit toy_audit found (found: csf_leak, low_back_pain); "
+        "for one outside audits/, set ORDER_AUDIT_AUDITS_PATH to its folder\n"
+    )
