@@ -240,3 +240,26 @@ def test_the_rule_table_of_an_audit_outside_audits_is_printed_as_the_readme_says
         "python -m pipeline.models.registry: no audit toy_audit found (found: csf_leak, low_back_pain); "
         "for one outside audits/, set ORDER_AUDIT_AUDITS_PATH to its folder\n"
     )
+
+
+def test_the_development_sections_modules_are_where_it_says():
+    """A newcomer reading the code starts from `## Development`: it named pipeline/load.py, audit.py and a sql/
+    with staging/intermediate/marts folders, none of which is there (the modules moved into ingest/, report/ ...)."""
+    part = _section("Development").split("- `pipeline/`", 1)[1].split("\n- `audits/", 1)[0]
+    folder = ROOT / "pipeline"
+    checked = 0
+    for line in part.splitlines():
+        sub = re.match(r"  - `([a-z_]+)/`", line)
+        if sub:
+            folder = ROOT / "pipeline" / sub.group(1)
+        elif line.startswith("- `sql/`"):
+            folder = ROOT / "sql"
+        for name in re.findall(r"`([a-z_/]+(?:\.py|/))`", line):
+            if sub and name == sub.group(1) + "/" or name == "sql/":
+                continue
+            base = ROOT / "pipeline" if name.startswith(("synth/", "ingest/")) else folder
+            assert (base / name).exists(), f"README.md ## Development: {name} is not in {base.relative_to(ROOT)}"
+            checked += 1
+        for model in re.findall(r"`(stg_[a-z_]+)`", line):
+            assert (ROOT / "sql" / f"{model}.sql").is_file(), model
+    assert checked > 25
