@@ -275,3 +275,19 @@ def test_every_repository_path_the_docs_quote_exists(doc):
         path = quoted.split("::")[0].rstrip(",.")
         if not re.search(r"[<*{]", path) and not path.startswith("benchmarks/data/"):
             assert (ROOT / path).exists(), f"{doc.relative_to(ROOT)} quotes {quoted}, which is not in the repository"
+
+
+def test_validate_logs_only_its_own_lines_and_quiet_leaves_no_info(small_input):
+    """README, *Your first extract* step 4: `validate` is the newcomer's second command. Great Expectations sets its
+    data context's logger to INFO, and every validate printed `order-audit: great_expectations...: Created
+    temporary directory '/tmp/...' for ephemeral docs site`, with --quiet too ("only warnings and errors")."""
+    from conftest import run_cli
+
+    result = run_cli("validate", "--input", small_input)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert [re.sub(r"\d+ rows?", "N rows", line) for line in lines] == [
+        f"order-audit: parsed {table}: N rows read" for table in ("procedures", "imaging_orders", "diagnoses")
+    ]
+    quiet = run_cli("validate", "--input", small_input, "--quiet")
+    assert (quiet.returncode, quiet.stderr) == (0, "")
