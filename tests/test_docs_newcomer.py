@@ -291,3 +291,32 @@ def test_validate_logs_only_its_own_lines_and_quiet_leaves_no_info(small_input):
     ]
     quiet = run_cli("validate", "--input", small_input, "--quiet")
     assert (quiet.returncode, quiet.stderr) == (0, "")
+
+
+@pytest.mark.slow
+def test_your_first_extract_runs_as_written_on_a_hospital_shaped_extract(small_input, tmp_path):
+    """*Your first extract*, its commands copied as written (the block, then step 4's validate and run), in a fresh
+    folder, on an extract in a hospital's shape (EHR column names, pipe-delimited Windows-1252, US timestamps,
+    other file names): `--write-config site/order-audit.toml` stopped with `folder not found` until the block
+    made the folder."""
+    import os
+    import subprocess
+    import sys
+
+    from site_export import export_text
+
+    extract = export_text(small_input, tmp_path / "extract")
+    work = tmp_path / "analyst"
+    work.mkdir()
+    section = _section("Your first extract")
+    block = [line.split("#")[0].strip() for line in section.split("```")[1].strip().splitlines()]
+    step4 = re.findall(r"`(order-audit (?:validate|run) [^`]*)`", section)
+    assert [c.split()[:2] for c in step4] == [["order-audit", "validate"], ["order-audit", "run"]]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ORDER_AUDIT_PSEUDONYM_KEY": "newcomer-test-key"}
+    for command in block + step4:
+        line = command.replace("/data/extract", shlex.quote(str(extract)))
+        line = re.sub(r"^order-audit ", f"{shlex.quote(sys.executable)} -m pipeline ", line)
+        result = subprocess.run(line, shell=True, cwd=work, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, f"{command}\n{result.stderr}"
+    assert (work / "site" / "order-audit.toml").is_file()
+    assert (work / "reports" / "csf_leak" / "audited_orders.csv").is_file()
