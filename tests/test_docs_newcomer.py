@@ -1,6 +1,8 @@
 """What a newcomer follows from the README alone, held to the code: every command line in README.md and docs/
-parses with the options the commands have, the synopsis names every command and option, the inputs table names
-every contract table and column, and the local code map's values are the ones a run accepts."""
+parses with the options the commands have; the synopsis names every command and option; the inputs table every
+contract table and column; the local code map's values are those a run accepts; the Outputs section is what a
+run writes; every link and quoted path of the docs exists; *Your first extract* runs as written on a hospital's
+extract; adding an audit's listing and step 9 hold for the toy audit; `validate` logs only its own lines."""
 
 from __future__ import annotations
 
