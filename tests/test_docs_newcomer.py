@@ -322,3 +322,24 @@ def test_your_first_extract_runs_as_written_on_a_hospital_shaped_extract(small_i
         assert result.returncode == 0, f"{command}\n{result.stderr}"
     assert (work / "site" / "order-audit.toml").is_file()
     assert (work / "reports" / "csf_leak" / "audited_orders.csv").is_file()
+
+
+def test_the_fhir_docs_unmapped_codes_query_lists_an_exports_local_code(small_input, tmp_path):
+    """docs/FHIR.md: `inspect` writes no starter code map for an export, so the doc's query over the warehouse is how
+    a site finds its local exam codes; run as written against a run on an export holding one local code."""
+    import duckdb
+    from conftest import run_cli
+    from fhir_export import export_extract
+
+    orders = small_input / "imaging_orders.csv"
+    orders.write_text(orders.read_text() + "O5,MRN-1,2025-06-07 10:00:00,IMG88012,Neurology,G97.1,completed\n")
+    export = tmp_path / "export"
+    export_extract(small_input, export, variety=False)
+    warehouse = tmp_path / "wh.duckdb"
+    result = run_cli("run", "--input", export, "--warehouse", warehouse, "--out", tmp_path / "reports", "--no-validate")
+    assert result.returncode == 0, result.stderr
+    doc = (ROOT / "docs" / "FHIR.md").read_text(encoding="utf-8")
+    (query,) = [q for q in re.findall(r"```sql\n(.*?)```", doc, re.S) if "src_imaging_orders" in q]
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        rows = con.sql(query).fetchall()
+    assert [(code, orders) for code, _, orders in rows] == [("IMG88012", 1)]
