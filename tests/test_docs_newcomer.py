@@ -343,3 +343,23 @@ def test_the_fhir_docs_unmapped_codes_query_lists_an_exports_local_code(small_in
     with duckdb.connect(str(warehouse), read_only=True) as con:
         rows = con.sql(query).fetchall()
     assert [(code, orders) for code, _, orders in rows] == [("IMG88012", 1)]
+
+
+def test_what_to_extract_quotes_the_audits_windows_in_force():
+    """*What to extract* tells a site how far before and after its months to reach: the days it quotes are the
+    manifests' defaults, so a changed window changes the advice."""
+    shipped = {a.id: a for a in audits.discover([])}
+    text = " ".join(_section("Your first extract").split("**What to extract.**")[1].split("\n\n")[0].split())
+
+    def maturity(audit_id: str) -> int:
+        audit = shipped[audit_id]
+        return int(sum(audit.parameters[d] if isinstance(d, str) else d for d in audit.maturity_days))
+
+    csf, lbp = shipped["csf_leak"].parameters, shipped["low_back_pain"].parameters
+    assert f"{maturity('csf_leak')} days past its end" in text and maturity("csf_leak") >= maturity("low_back_pain")
+    parts = (csf["leak_evidence_days"], csf["audit_window_days"], csf["outside_window_context_days"])
+    assert "(the CSF-leak audit: {:g} days of leak evidence, a {:g}-day window, {:g} days of context;".format(*parts) in text
+    assert f"the low back pain audit: {maturity('low_back_pain')} days)" in text
+    assert f"the low back pain audit's {lbp['negative_history_days']}-day look-back" in text
+    months = {v for k, v in lbp.items() if k.endswith("_lookback_months")}
+    assert months == {12} and "its 12-month red-flag windows" in text and "at least 12 months before" in text
