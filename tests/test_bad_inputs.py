@@ -776,6 +776,35 @@ def test_a_bad_config_is_one_line_not_a_traceback(tmp_path, small_input, kind):
     _assert_nothing_written(out, wh)
 
 
+BAD_KEY_FILES = {
+    # read to its end, /dev/zero took 23 GB of memory before the run was killed; a pipe hung it
+    "a device": "is not a regular file (a folder, a pipe or a device); pass the file that holds the key",
+    "a pipe": "is not a regular file (a folder, a pipe or a device); pass the file that holds the key",
+    "a folder": "is not a regular file (a folder, a pipe or a device); pass the file that holds the key",
+    "another file": "holds more than 4,096 bytes, more than a pseudonym key; set privacy.key_file to the file that holds the key",
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_KEY_FILES))
+def test_a_key_file_that_holds_no_key_is_one_line_read_no_further(tmp_path, small_input, kind):
+    import os
+
+    key_file = {"a device": Path("/dev/zero"), "a pipe": tmp_path / "key.fifo", "a folder": tmp_path}.get(kind)
+    if kind == "a pipe":
+        os.mkfifo(key_file)
+    if kind == "another file":
+        key_file = tmp_path / "extract.csv"
+        key_file.write_text("x" * 5000)
+    config = tmp_path / "site.toml"
+    config.write_text(f'[privacy]\nkey_file = "{key_file}"\n')
+    out, wh = tmp_path / "out", tmp_path / "wh.duckdb"
+    r = run_cli("run", "--input", small_input, "--out", out, "--warehouse", wh, "--config", config, timeout=60)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    (line,) = [x for x in r.stderr.strip().splitlines() if "error" in x]
+    assert line == f"order-audit: error: {key_file}: {BAD_KEY_FILES[kind]}"
+    _assert_nothing_written(out, wh)
+
+
 def _orders_as_workbook_rows(d: Path) -> list[list]:
     """The orders CSV's rows (the header first), the CSV removed: a workbook is to take its place."""
     path = d / "imaging_orders.csv"
