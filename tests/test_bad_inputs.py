@@ -805,6 +805,25 @@ def test_a_key_file_that_holds_no_key_is_one_line_read_no_further(tmp_path, smal
     _assert_nothing_written(out, wh)
 
 
+@pytest.mark.parametrize("kind", ["a device", "a pipe", "missing"])
+def test_a_local_code_map_setting_that_names_no_file_says_what_it_names(tmp_path, small_input, kind):
+    """A device or a pipe was reported as "local code map not found", though it is there."""
+    import os
+
+    path = {"a device": Path("/dev/zero"), "a pipe": tmp_path / "map.fifo", "missing": tmp_path / "no_map.csv"}[kind]
+    if kind == "a pipe":
+        os.mkfifo(path)
+    config = tmp_path / "site.toml"
+    config.write_text(f'local_code_map = "{path}"\n')
+    out, wh = tmp_path / "out", tmp_path / "wh.duckdb"
+    r = run_cli("run", "--input", small_input, "--out", out, "--warehouse", wh, "--config", config, timeout=60)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    (line,) = [x for x in r.stderr.strip().splitlines() if "error" in x]
+    found = "local code map not found" if kind == "missing" else "is not a regular file (a folder, a pipe or a device)"
+    assert line == f"order-audit: error: {path}: {found}; fix local_code_map in the config"
+    _assert_nothing_written(out, wh)
+
+
 def _orders_as_workbook_rows(d: Path) -> list[list]:
     """The orders CSV's rows (the header first), the CSV removed: a workbook is to take its place."""
     path = d / "imaging_orders.csv"
