@@ -824,6 +824,22 @@ def test_a_local_code_map_setting_that_names_no_file_says_what_it_names(tmp_path
     _assert_nothing_written(out, wh)
 
 
+@pytest.mark.parametrize("program", ["/dev/zero", "/no/such/chromium", "chro\nmium"])
+def test_a_chromium_setting_that_names_no_program_is_one_line(tmp_path, small_input, program):
+    """A missing path was a traceback (posix_spawn's FileNotFoundError) after the whole run; /dev/zero a
+    'could not write (/dev/zero: Permission denied) ... free space' line."""
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", small_input, "--out", out, "--pdf", env={"ORDER_AUDIT_CHROMIUM": program}, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    (line,) = [x for x in r.stderr.strip().splitlines() if "error" in x]
+    shown = program.replace("\n", "\\n")
+    assert line == (
+        f"order-audit: error: ORDER_AUDIT_CHROMIUM={shown}: no such program, or not a file this user may run;"
+        " set it to a Chromium or Chrome binary, or unset it"
+    )
+    assert not out.exists()
+
+
 def _orders_as_workbook_rows(d: Path) -> list[list]:
     """The orders CSV's rows (the header first), the CSV removed: a workbook is to take its place."""
     path = d / "imaging_orders.csv"
