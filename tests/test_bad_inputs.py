@@ -840,6 +840,47 @@ def test_a_chromium_setting_that_names_no_program_is_one_line(tmp_path, small_in
     assert not out.exists()
 
 
+HOSTILE_ARGUMENTS = {
+    "a month that is SQL": (
+        ["--month", "2026-04'; --"],
+        "Error: Invalid value for '--month': '2026-04'; --' is not a month like 2026-10",
+    ),
+    "a month that is a path": (
+        ["--from", "../../etc", "--to", "2026-04"],
+        "Error: Invalid value for '--from': '../../etc' is not a month like 2026-10",
+    ),
+    # a line break forged a second line; a right-to-left override reversed the rest on a terminal
+    "a month with a line break": (
+        ["--month", "2026-04\nError: forged\u202e"],
+        "Error: Invalid value for '--month': '2026-04\\nError: forged\\u202e' is not a month like 2026-10",
+    ),
+    "a month of 100,000 characters": (
+        ["--month", "x" * 100_000],
+        "Error: Invalid value for '--month': '" + "x" * 59 + "... (100,002 characters) is not a month like 2026-10",
+    ),
+    "an audit with a line break": (
+        ["--audit", "csf_leak\norder-audit: error: forged"],
+        "order-audit: error: --audit csf_leak\\norder-audit: error: forged: no such audit; known: csf_leak, "
+        "low_back_pain (order-audit audits)",
+    ),
+    "an audit that is a path": (
+        ["--audit", "../csf_leak"],
+        "order-audit: error: --audit ../csf_leak: no such audit; known: csf_leak, low_back_pain (order-audit audits)",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(HOSTILE_ARGUMENTS))
+def test_a_hostile_argument_is_quoted_back_on_one_bounded_line(tmp_path, small_input, kind):
+    args, expected = HOSTILE_ARGUMENTS[kind]
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", small_input, "--out", out, "--no-validate", *args, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == expected
+    assert "forged" not in "".join(r.stderr.strip().splitlines()[:-1])  # no line of its own
+    assert not out.exists()
+
+
 def _orders_as_workbook_rows(d: Path) -> list[list]:
     """The orders CSV's rows (the header first), the CSV removed: a workbook is to take its place."""
     path = d / "imaging_orders.csv"
