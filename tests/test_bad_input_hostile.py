@@ -50,8 +50,9 @@ def _outputs_over_a_megabyte(out: Path) -> list[str]:
 def test_a_huge_department_is_a_reject_in_every_format_and_reaches_no_output(tmp_path, small_input, fmt):
     """A 50 MB ordering_department on an audited order grew the report stage to 5.5 GB of memory and stopped it
     with a traceback (an Arrow string buffer over 2 GB); smaller, it was printed whole on every page that names
-    the department (one at the limit is now cut there: names.printed). Now the row is set aside at the parse (column, reason, no value), counted, and no output
-    holds the text. The order O4 is the premature one: audited, in the flagged list."""
+    the department. Now the row is set aside at the parse (column, reason, no value), counted, and no output
+    holds the text; a name at the limit stays, cut on the pages (names.printed). The order O4 is the premature
+    one: audited, in the flagged list."""
     rows = _order_rows(small_input)
     column = rows[0].index("ordering_department")
     # a name exactly at the limit stays, counted in characters (2 bytes each), not in bytes
