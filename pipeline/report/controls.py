@@ -48,13 +48,15 @@ _SHOWN = [f"[U+{ord(c):04X}]" for c in CONTROLS]
 
 # the scripts whose letters pass for Latin ones (Unicode's blocks: Greek and Coptic, Greek Extended; Cyrillic and
 # its Supplement, Extended-A/B/C), and Latin's (Basic, Latin-1's letters, Extended-A/B, Extended Additional)
-_SCRIPTS = {
-    "Greek": _chars((0x0370, 0x03FF), (0x1F00, 0x1FFF)),
-    "Cyrillic": _chars((0x0400, 0x052F), (0x1C80, 0x1C8F), (0x2DE0, 0x2DFF), (0xA640, 0xA69F)),
+_SPANS = {
+    "Greek": ((0x0370, 0x03FF), (0x1F00, 0x1FFF)),
+    "Cyrillic": ((0x0400, 0x052F), (0x1C80, 0x1C8F), (0x2DE0, 0x2DFF), (0xA640, 0xA69F)),
 }
+_SCRIPTS = {name: _chars(*spans) for name, spans in _SPANS.items()}
+_OTHER_SPANS = [span for spans in _SPANS.values() for span in spans]
 _LATIN = re.compile("[A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u1e00-\u1eff]")
-_OTHER_SCRIPT = "".join(_SCRIPTS.values())
-_OTHER = re.compile(f"[{_OTHER_SCRIPT}]")
+_OTHER_CLASS = "[" + "".join(f"\\u{a:04X}-\\u{b:04X}" for a, b in _OTHER_SPANS) + "]"  # Python's and Rust's regex
+_OTHER = re.compile(_OTHER_CLASS)
 _WORD = re.compile(r"[^\W\d_]+")  # a run of letters
 
 
@@ -83,14 +85,15 @@ def unmixed(text: str) -> str:
 def visible(text: str) -> str:
     """``text`` with each control character replaced by its visible code (``[U+202E]``), and each letter that
     passes for one of another script in its word (``unmixed``)."""
-    if _PATTERN.search(text) is not None:  # the common case: one regex scan, no copy
+    if _PATTERN.search(text) is not None:  # rare: the common case is one regex scan and no copy
         text = _PATTERN.sub(lambda m: f"[U+{ord(m.group()):04X}]", text)
     return unmixed(text)
 
 
 def _unmixed_series(column: pl.Series) -> pl.Series:
     """``unmixed`` over a column: only its distinct values that hold a Greek or Cyrillic letter are looked at."""
-    touched = column.filter(column.str.contains(f"[{_OTHER_SCRIPT}]").fill_null(False)).unique().to_list()
+    wide = column.filter(column.str.len_bytes() != column.str.len_chars())  # ASCII text (most) is never looked at
+    touched = wide.filter(wide.str.contains(_OTHER_CLASS)).unique().to_list()
     shown = {v: unmixed(v) for v in touched}
     changed = {k: v for k, v in shown.items() if k != v}
     return column.replace(changed) if changed else column
