@@ -785,6 +785,18 @@ BAD_KEY_FILES = {
 }
 
 
+def _config_error_line(tmp_path: Path, small_input: Path, config_text: str) -> str:
+    """The one error line of a run with this config, which must stop with exit 1 having written nothing."""
+    config = tmp_path / "site.toml"
+    config.write_text(config_text)
+    out, wh = tmp_path / "out", tmp_path / "wh.duckdb"
+    r = run_cli("run", "--input", small_input, "--out", out, "--warehouse", wh, "--config", config, timeout=60)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    (line,) = [x for x in r.stderr.strip().splitlines() if "error" in x]
+    _assert_nothing_written(out, wh)
+    return line
+
+
 @pytest.mark.parametrize("kind", list(BAD_KEY_FILES))
 def test_a_key_file_that_holds_no_key_is_one_line_read_no_further(tmp_path, small_input, kind):
     import os
@@ -795,14 +807,8 @@ def test_a_key_file_that_holds_no_key_is_one_line_read_no_further(tmp_path, smal
     if kind == "another file":
         key_file = tmp_path / "extract.csv"
         key_file.write_text("x" * 5000)
-    config = tmp_path / "site.toml"
-    config.write_text(f'[privacy]\nkey_file = "{key_file}"\n')
-    out, wh = tmp_path / "out", tmp_path / "wh.duckdb"
-    r = run_cli("run", "--input", small_input, "--out", out, "--warehouse", wh, "--config", config, timeout=60)
-    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
-    (line,) = [x for x in r.stderr.strip().splitlines() if "error" in x]
+    line = _config_error_line(tmp_path, small_input, f'[privacy]\nkey_file = "{key_file}"\n')
     assert line == f"order-audit: error: {key_file}: {BAD_KEY_FILES[kind]}"
-    _assert_nothing_written(out, wh)
 
 
 @pytest.mark.parametrize("kind", ["a device", "a pipe", "missing"])
@@ -813,15 +819,9 @@ def test_a_local_code_map_setting_that_names_no_file_says_what_it_names(tmp_path
     path = {"a device": Path("/dev/zero"), "a pipe": tmp_path / "map.fifo", "missing": tmp_path / "no_map.csv"}[kind]
     if kind == "a pipe":
         os.mkfifo(path)
-    config = tmp_path / "site.toml"
-    config.write_text(f'local_code_map = "{path}"\n')
-    out, wh = tmp_path / "out", tmp_path / "wh.duckdb"
-    r = run_cli("run", "--input", small_input, "--out", out, "--warehouse", wh, "--config", config, timeout=60)
-    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
-    (line,) = [x for x in r.stderr.strip().splitlines() if "error" in x]
+    line = _config_error_line(tmp_path, small_input, f'local_code_map = "{path}"\n')
     found = "local code map not found" if kind == "missing" else "is not a regular file (a folder, a pipe or a device)"
     assert line == f"order-audit: error: {path}: {found}; fix local_code_map in the config"
-    _assert_nothing_written(out, wh)
 
 
 @pytest.mark.parametrize("program", ["/dev/zero", "/no/such/chromium", "chro\nmium"])
