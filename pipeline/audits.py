@@ -23,7 +23,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, printable
 from pipeline.ingest.contract import CONTRACT_BY_NAME
 from pipeline.resources import audits_dir
 
@@ -623,7 +623,9 @@ def plan(known: list[Audit], requested: list[str], present: dict[str, set[str]])
     by_id = {a.id: a for a in known}
     unknown = [r for r in requested if r not in by_id]
     if unknown:
-        raise ConfigError(f"--audit {unknown[0]}: no such audit; known: {', '.join(by_id) or '(none)'} (order-audit audits)")
+        raise ConfigError(
+            f"--audit {printable(unknown[0])}: no such audit; known: {', '.join(by_id) or '(none)'} (order-audit audits)"
+        )
     chosen = [by_id[r] for r in dict.fromkeys(requested)] if requested else known
     run, skipped, missing = [], [], {}
     for audit in chosen:

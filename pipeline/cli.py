@@ -21,6 +21,8 @@ from pipeline.errors import (
     EXIT_TERMINATED,
     EXIT_USAGE,
     AuditError,
+    bounded,
+    printable,
     refused_write,
     request_stop,
     stop_signal,
@@ -32,7 +34,8 @@ from pipeline.wording import counted
 
 def _month(ctx, param, value):
     if value is not None and not months_mod.is_month(value):
-        raise click.BadParameter(f"'{value}' is not a month like 2026-10")
+        # quoted back on one line: a line break in it forged a second error line, 100 KB of it filled the screen
+        raise click.BadParameter(bounded(f"'{printable(value)}' is not a month like 2026-10"))
     return value
 
 

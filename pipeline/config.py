@@ -150,12 +150,18 @@ def _section(cls, values: dict, where: str):
     return cls(**out)
 
 
+def _regular_file(p: Path, what: str) -> None:
+    """Refuse a path that is no regular file (a folder, a pipe, a device) in one line, before it is read: reading a
+    pipe waits for a writer that never comes, reading /dev/zero fills memory. ``what``: the file it should be."""
+    if not stat.S_ISREG(p.stat().st_mode):
+        raise ConfigError(f"{p}: is not a regular file (a folder, a pipe or a device); pass {what}")
+
+
 def _read_toml(p: Path) -> dict:
     """The config file's settings; a path that is no readable UTF-8 TOML file is one line, not a traceback
     (a pipe or /dev/zero is refused before it is read: reading either never ends)."""
     try:
-        if not stat.S_ISREG(p.stat().st_mode):
-            raise ConfigError(f"{p}: is not a regular file (a folder, a pipe or a device); pass the config file itself")
+        _regular_file(p, "the config file itself")
         return tomllib.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{p}: config file not found; pass an existing --config file") from None
@@ -239,13 +245,27 @@ def load_config(path: str | Path | None = None, **overrides) -> Config:
     return cfg
 
 
+# a key file holds one key (a passphrase, 32 random bytes in hex); more than this is some other file
+KEY_FILE_MOST_BYTES = 4096
+
+
 def pseudonym_key(cfg: Config) -> tuple[bytes, bool]:
-    """The pseudonym key and whether it is the public demo key."""
+    """The pseudonym key and whether it is the public demo key. A ``key_file`` that is a pipe or a device is refused
+    unread: ``/dev/zero`` took 23 GB of memory until the run was killed, a pipe hung it."""
     if cfg.privacy.key_file:
+        path = Path(cfg.privacy.key_file)
         try:
-            key = Path(cfg.privacy.key_file).read_bytes().strip()
+            _regular_file(path, "the file that holds the key")
+            with path.open("rb") as fh:
+                key = fh.read(KEY_FILE_MOST_BYTES + 1)
         except OSError as exc:
             raise ConfigError(f"{cfg.privacy.key_file}: cannot read the pseudonym key file ({exc.strerror})") from None
+        if len(key) > KEY_FILE_MOST_BYTES:
+            raise ConfigError(
+                f"{cfg.privacy.key_file}: holds more than {KEY_FILE_MOST_BYTES:,} bytes, more than a pseudonym key;"
+                " set privacy.key_file to the file that holds the key"
+            )
+        key = key.strip()
         if not key:
             raise ConfigError(f"{cfg.privacy.key_file}: the pseudonym key file is empty")
         return key, False

@@ -51,7 +51,8 @@ def test_a_huge_department_is_a_reject_in_every_format_and_reaches_no_output(tmp
     """A 50 MB ordering_department on an audited order grew the report stage to 5.5 GB of memory and stopped it
     with a traceback (an Arrow string buffer over 2 GB); smaller, it was printed whole on every page that names
     the department. Now the row is set aside at the parse (column, reason, no value), counted, and no output
-    holds the text. The order O4 is the premature one: audited, in the flagged list."""
+    holds the text; a name at the limit stays, cut on the pages (names.printed). The order O4 is the premature
+    one: audited, in the flagged list."""
     rows = _order_rows(small_input)
     column = rows[0].index("ordering_department")
     # a name exactly at the limit stays, counted in characters (2 bytes each), not in bytes
@@ -90,7 +91,10 @@ def test_a_huge_department_is_a_reject_in_every_format_and_reaches_no_output(tmp
     assert HUGE[:1000] not in r.stderr
     audited = pl.read_csv(out / "csf_leak" / "audited_orders.csv", infer_schema=False)
     assert "O4" not in audited["order_id"].to_list()
-    assert "é" * LONGEST_TEXT in (out / "csf_leak" / "report.html").read_text(encoding="utf-8")
+    # the name at the limit: whole in the data outputs, its first 80 characters and its length on the pages
+    assert "é" * LONGEST_TEXT in audited["ordering_department"].to_list()
+    report = (out / "csf_leak" / "report.html").read_text(encoding="utf-8")
+    assert "é" * 80 + "… (1,000 characters; whole in the workbook)" in report and "é" * 81 not in report
 
 
 def test_a_huge_value_in_a_checked_column_is_not_shown_either(tmp_path, small_input):

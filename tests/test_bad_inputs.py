@@ -776,6 +776,111 @@ def test_a_bad_config_is_one_line_not_a_traceback(tmp_path, small_input, kind):
     _assert_nothing_written(out, wh)
 
 
+BAD_KEY_FILES = {
+    # read to its end, /dev/zero took 23 GB of memory before the run was killed; a pipe hung it
+    "a device": "is not a regular file (a folder, a pipe or a device); pass the file that holds the key",
+    "a pipe": "is not a regular file (a folder, a pipe or a device); pass the file that holds the key",
+    "a folder": "is not a regular file (a folder, a pipe or a device); pass the file that holds the key",
+    "another file": "holds more than 4,096 bytes, more than a pseudonym key; set privacy.key_file to the file that holds the key",
+}
+
+
+def _config_error_line(tmp_path: Path, small_input: Path, config_text: str) -> str:
+    """The one error line of a run with this config, which must stop with exit 1 having written nothing."""
+    config = tmp_path / "site.toml"
+    config.write_text(config_text)
+    out, wh = tmp_path / "out", tmp_path / "wh.duckdb"
+    r = run_cli("run", "--input", small_input, "--out", out, "--warehouse", wh, "--config", config, timeout=60)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    (line,) = [x for x in r.stderr.strip().splitlines() if "error" in x]
+    _assert_nothing_written(out, wh)
+    return line
+
+
+@pytest.mark.parametrize("kind", list(BAD_KEY_FILES))
+def test_a_key_file_that_holds_no_key_is_one_line_read_no_further(tmp_path, small_input, kind):
+    import os
+
+    key_file = {"a device": Path("/dev/zero"), "a pipe": tmp_path / "key.fifo", "a folder": tmp_path}.get(kind)
+    if kind == "a pipe":
+        os.mkfifo(key_file)
+    if kind == "another file":
+        key_file = tmp_path / "extract.csv"
+        key_file.write_text("x" * 5000)
+    line = _config_error_line(tmp_path, small_input, f'[privacy]\nkey_file = "{key_file}"\n')
+    assert line == f"order-audit: error: {key_file}: {BAD_KEY_FILES[kind]}"
+
+
+@pytest.mark.parametrize("kind", ["a device", "a pipe", "missing"])
+def test_a_local_code_map_setting_that_names_no_file_says_what_it_names(tmp_path, small_input, kind):
+    """A device or a pipe was reported as "local code map not found", though it is there."""
+    import os
+
+    path = {"a device": Path("/dev/zero"), "a pipe": tmp_path / "map.fifo", "missing": tmp_path / "no_map.csv"}[kind]
+    if kind == "a pipe":
+        os.mkfifo(path)
+    line = _config_error_line(tmp_path, small_input, f'local_code_map = "{path}"\n')
+    found = "local code map not found" if kind == "missing" else "is not a regular file (a folder, a pipe or a device)"
+    assert line == f"order-audit: error: {path}: {found}; fix local_code_map in the config"
+
+
+@pytest.mark.parametrize("program", ["/dev/zero", "/no/such/chromium", "chro\nmium"])
+def test_a_chromium_setting_that_names_no_program_is_one_line(tmp_path, small_input, program):
+    """A missing path was a traceback (posix_spawn's FileNotFoundError) after the whole run; /dev/zero a
+    'could not write (/dev/zero: Permission denied) ... free space' line."""
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", small_input, "--out", out, "--pdf", env={"ORDER_AUDIT_CHROMIUM": program}, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    (line,) = [x for x in r.stderr.strip().splitlines() if "error" in x]
+    shown = program.replace("\n", "\\n")
+    assert line == (
+        f"order-audit: error: ORDER_AUDIT_CHROMIUM={shown}: no such program, or not a file this user may run;"
+        " set it to a Chromium or Chrome binary, or unset it"
+    )
+    assert not out.exists()
+
+
+HOSTILE_ARGUMENTS = {
+    "a month that is SQL": (
+        ["--month", "2026-04'; --"],
+        "Error: Invalid value for '--month': '2026-04'; --' is not a month like 2026-10",
+    ),
+    "a month that is a path": (
+        ["--from", "../../etc", "--to", "2026-04"],
+        "Error: Invalid value for '--from': '../../etc' is not a month like 2026-10",
+    ),
+    # a line break forged a second line; a right-to-left override reversed the rest on a terminal
+    "a month with a line break": (
+        ["--month", "2026-04\nError: forged\u202e"],
+        "Error: Invalid value for '--month': '2026-04\\nError: forged\\u202e' is not a month like 2026-10",
+    ),
+    "a month of 100,000 characters": (
+        ["--month", "x" * 100_000],
+        "Error: Invalid value for '--month': '" + "x" * 59 + "... (100,002 characters) is not a month like 2026-10",
+    ),
+    "an audit with a line break": (
+        ["--audit", "csf_leak\norder-audit: error: forged"],
+        "order-audit: error: --audit csf_leak\\norder-audit: error: forged: no such audit; known: csf_leak, "
+        "low_back_pain (order-audit audits)",
+    ),
+    "an audit that is a path": (
+        ["--audit", "../csf_leak"],
+        "order-audit: error: --audit ../csf_leak: no such audit; known: csf_leak, low_back_pain (order-audit audits)",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(HOSTILE_ARGUMENTS))
+def test_a_hostile_argument_is_quoted_back_on_one_bounded_line(tmp_path, small_input, kind):
+    args, expected = HOSTILE_ARGUMENTS[kind]
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", small_input, "--out", out, "--no-validate", *args, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == expected
+    assert "forged" not in "".join(r.stderr.strip().splitlines()[:-1])  # no line of its own
+    assert not out.exists()
+
+
 def _orders_as_workbook_rows(d: Path) -> list[list]:
     """The orders CSV's rows (the header first), the CSV removed: a workbook is to take its place."""
     path = d / "imaging_orders.csv"

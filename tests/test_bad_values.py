@@ -3,7 +3,9 @@
 The sibling of test_bad_inputs.py for values that parse but must not act: spreadsheet
 formulas in free text (neutralised in every CSV and in the workbook, raw in Parquet),
 mathtext in a department name (plain chart labels), control characters (shown, not
-obeyed, in the report and the workbook) and impossible ages (nulled with a reason).
+obeyed, in the report and the workbook), a department and a provider id as long as the ingest
+allows (cut on the pages, whole in the workbook), a department with a Cyrillic letter among Latin
+ones (its letter shown as a code) and impossible ages (nulled with a reason).
 The verdicts stay exactly the generator's ground truth.
 """
 
@@ -21,6 +23,8 @@ import pytest
 from conftest import DX_HEADER, ORDER_HEADER, PROC_HEADER, run_cli, write_csv, write_small_input
 
 from pipeline.formula_guard import restore, starts_formula
+from pipeline.report.controls import visible
+from pipeline.report.names import printed
 from pipeline.synth import generate
 from pipeline.synth.audit_scenarios import ground_truth
 
@@ -29,6 +33,15 @@ MATHTEXT_DEPARTMENT = "ER $\\notacommand$"
 RLO = "\u202e"
 ESC, BEL = "\x1b", "\x07"
 ZWSP = "\u200b"
+# as long as a department or a provider id may be (contract.LONGEST_TEXT): words, as a damaged export joins them
+LONG_DEPARTMENT = ("Department of Interventional Pain Medicine and Spinal Procedures " * 16)[:1000]
+LONG_PROVIDER = ("DR-" + "0123456789" * 100)[:1000]
+# a page prints their first 80 characters and their length
+LONG_DEPARTMENT_PRINTED = (
+    "Department of Interventional Pain Medicine and Spinal Procedures Department of I… (1,000 characters; whole in the workbook)"
+)
+LONG_PROVIDER_PRINTED = "DR-" + "0123456789" * 7 + "0123456… (1,000 characters; whole in the workbook)"
+LOOKALIKE = "Neur\u043elogy"  # a Cyrillic о: reads as "Neurology" (neurology's printed name), another department
 # a trigger after white space (an import that trims runs it) or in its full-width form (an IME's, some Excels')
 HIDDEN_FORMULAS = [" =1+1 space", '\uff1dHYPERLINK("http://evil.example/x")', "\u3000@SUM(1)", "\n+1 line"]
 FORMULAS = {
@@ -64,6 +77,8 @@ def hostile(tmp_path_factory) -> dict:
         # a department name is printed on every page (the report shows a bounded selection of orders)
         .when(pl.col("ordering_department") == "anesthesiology")
         .then(pl.lit(f"anes{BEL} {RLO}ygoloiseht"))
+        .when(pl.col("ordering_department") == "neurosurgery")
+        .then(pl.lit(LONG_DEPARTMENT))
         .otherwise(pl.col("ordering_department"))
         .alias("ordering_department"),
         *(pl.when(n % 5 == i).then(pl.lit(v)).otherwise(pl.col(c)).alias(c) for i, (c, v) in enumerate(FORMULAS.items())),
@@ -84,6 +99,9 @@ def hostile(tmp_path_factory) -> dict:
         .then(pl.lit(HIDDEN_FORMULAS[2]))
         .when(n % 29 == 9)
         .then(pl.lit(HIDDEN_FORMULAS[3]))
+        # every order of the busiest provider: rated, so in the providers' table and the flagged list
+        .when(pl.col("ordering_provider_id") == pl.col("ordering_provider_id").mode().first())
+        .then(pl.lit(LONG_PROVIDER))
         .otherwise(pl.col("ordering_provider_id"))
         .alias("ordering_provider_id"),
         pl.when(n % 11 == 4)
@@ -101,6 +119,11 @@ def hostile(tmp_path_factory) -> dict:
         # a zero-width space: a department drawn exactly as "neurology", beside it, is another one, counted apart
         pl.when(pl.col("department") == "interventional_radiology")
         .then(pl.lit(f"neuro{ZWSP}logy"))
+        .when(pl.col("department") == "pain_management")
+        .then(pl.lit(LONG_DEPARTMENT))
+        # beside "neurology", printed "Neurology"
+        .when(pl.col("department") == "emergency")
+        .then(pl.lit(LOOKALIKE))
         .otherwise(pl.col("department"))
         .alias("department"),
     )
@@ -176,6 +199,9 @@ def test_no_workbook_text_cell_starts_a_formula_and_no_control_character_is_raw(
     assert "MRI [U+202E]exe.txt" in texts
     assert "MRI [U+001B][2J[U+0007]" in texts
     assert "anes[U+0007] [U+202E]ygoloiseht" in texts
+    # the whole long names, and the look-alike's letter as its code beside the Latin name it reads as
+    assert LONG_DEPARTMENT in texts and LONG_PROVIDER in texts
+    assert "Neur[U+043E]logy" in texts and "Neurology" in texts and LOOKALIKE not in texts
 
 
 def test_mathtext_department_is_a_plain_chart_label(hostile):
@@ -194,6 +220,48 @@ def test_control_characters_are_shown_in_every_page(hostile):
     report = (hostile["out"] / "csf_leak" / "report.html").read_text(encoding="utf-8")
     assert "anes[U+0007] [U+202E]ygoloiseht" in report
     assert "neuro[U+200B]logy" in report
+
+
+def test_long_names_are_cut_on_every_page_and_whole_in_the_data(hostile):
+    pages = sorted(hostile["out"].rglob("*.html"))
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        assert LONG_DEPARTMENT[:200] not in text and LONG_PROVIDER[:200] not in text, page.name
+    report = (hostile["out"] / "csf_leak" / "report.html").read_text(encoding="utf-8")
+    # the procedures' department under two flagged orders' dates; the index's who-the-numbers-belong-to row
+    assert report.count(LONG_DEPARTMENT_PRINTED) == 2
+    index = (hostile["out"] / "csf_leak" / "index.html").read_text(encoding="utf-8")
+    assert index.count(f">{LONG_DEPARTMENT_PRINTED}</a></th>") == 1
+    # the busiest provider: its row in the providers' table, and under its flagged orders' department
+    assert f'<th scope="row">{LONG_PROVIDER_PRINTED}</th>' in report
+    assert f'<span class="sub">{LONG_PROVIDER_PRINTED}</span>' in report
+    page = next((hostile["out"] / "csf_leak" / "departments").glob("department-of-interventional-pain-medici-*.html"))
+    text = page.read_text(encoding="utf-8")
+    assert f"<h1>CSF-leak imaging audit: {LONG_DEPARTMENT_PRINTED}</h1>" in text
+    cases = pl.read_parquet(hostile["out"] / "csf_leak" / "cases.parquet")
+    assert LONG_DEPARTMENT in cases["department"].to_list()
+    orders = pl.read_parquet(hostile["out"] / "csf_leak" / "audited_orders.parquet")
+    assert LONG_PROVIDER in orders["ordering_provider_id"].to_list()
+
+
+def test_a_look_alike_department_is_its_own_with_its_letter_shown(hostile):
+    report = (hostile["out"] / "csf_leak" / "report.html").read_text(encoding="utf-8")
+    assert LOOKALIKE not in report
+    assert '">Neur[U+043E]logy</a></th>' in report and '">Neurology</a></th>' in report  # two rows, two pages
+    cases = pl.read_parquet(hostile["out"] / "csf_leak" / "cases.parquet")
+    assert {LOOKALIKE, "neurology"} <= set(cases["department"].to_list())  # the data keeps both, as delivered
+
+
+def test_printed_names_and_mixed_scripts_in_words():
+    assert printed("x" * 120) == "x" * 120  # cutting one a little over 80 would print more than it saves
+    assert printed("x" * 121) == "x" * 80 + "… (121 characters; whole in the workbook)"
+    assert printed("ab " * 40 + "c") == "ab " * 26 + "ab… (121 characters; whole in the workbook)"
+    assert visible(LOOKALIKE) == "Neur[U+043E]logy"
+    assert visible("Неврология") == "Неврология"  # one script: shown as it is
+    assert visible("Неврoлогия") == "Невр[U+006F]логия"  # a Latin o in a Cyrillic word
+    assert visible("Клиника Neurology") == "Клиника Neurology"  # two words, each in one script
+    assert visible("\u0391\u0392C") == "\u0391\u0392[U+0043]"  # more Greek than Latin letters: the Latin one
+    assert visible(f"ne{ZWSP}Neur\u043elogy") == "ne[U+200B]Neur[U+043E]logy"
 
 
 # ------------------------------------------------------------------ impossible ages

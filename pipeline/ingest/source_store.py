@@ -11,7 +11,9 @@ the live files of the table:
 
 Rows that must not count are listed, never rewritten: ``src_excluded`` holds
 (load_id, source_line) of rows set aside at load (rejected, later duplicates, a failed
-row-level check) and of rows replaced by a newer file's row with the same id. A corrected
+row-level check) and of rows replaced by a newer file's row with the same id. Only a load with
+many rows set aside (``worth_dropping``) has them dropped from its file as it moves in, instead:
+a file of 2M bad rows cost the warehouse their typed copy and 2M ``src_excluded`` rows. A corrected
 file for the same months supersedes the earlier load in the ledger, and its file leaves
 the view. Files no live load refers to (a superseded load's, or one moved in by a run
 that then failed or was killed before its commit) are deleted by `sweep` once the ledger
@@ -194,6 +196,33 @@ def exclude(con: duckdb.DuckDBPyConnection, table: str, rows_sql: str, why: str,
     return con.execute(
         f"INSERT INTO src_excluded SELECT DISTINCT ?, load_id, source_line, ? FROM ({rows_sql})", [table, why, *(params or [])]
     ).fetchall()[0][0]
+
+
+# rows set aside at load that a load's stored file keeps, listed in src_excluded: beyond this many and a tenth of
+# the file's rows, they are dropped from the file instead (one rewrite of it)
+EXCLUDED_MOST = 10_000
+
+
+def worth_dropping(set_aside: int, rows_read: int) -> bool:
+    """Whether a load's rows set aside at load leave its file rather than being listed in ``src_excluded``.
+
+    Listing costs nothing now and a little in every view read and in the warehouse (2M bad rows: their typed copy
+    8 MB of the store and their src_excluded rows 3.5 MB of the DuckDB file); dropping costs one rewrite of the file.
+    A few set aside are listed (a rewrite of 10M good rows for a handful of bad ones would cost seconds); many
+    (a file of bad rows, a broken export) leave the file, whose rewrite is then mostly what it leaves out."""
+    return set_aside > max(EXCLUDED_MOST, rows_read // 10)
+
+
+def drop_lines(con: duckdb.DuckDBPyConnection, typed_parquet: Path, lines_sql: str) -> None:
+    """Rewrite a load's typed file (before it moves into the store) without the rows whose ``source_line`` the
+    query returns. The rejects stay counted and listed (load_rejects, load_reject_groups); only the rows go."""
+    kept = typed_parquet.with_name(typed_parquet.stem + ".kept.parquet")
+    con.execute(
+        f"""COPY (SELECT t.* FROM read_parquet({_sql_str(typed_parquet.as_posix())}) AS t
+            ANTI JOIN ({lines_sql}) AS x ON x.source_line = t.{LINE} ORDER BY t.{LINE})
+            TO {_sql_str(kept.as_posix())} (FORMAT parquet, COMPRESSION lz4)"""
+    )
+    os.replace(kept, typed_parquet)
 
 
 def forget(con: duckdb.DuckDBPyConnection, load_ids: list[str]) -> None:

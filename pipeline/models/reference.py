@@ -176,7 +176,8 @@ def local_code_map_path(cfg: Config, input_dir: Path | None) -> Path | None:
     if cfg.local_code_map:
         path = Path(cfg.local_code_map)
         if not path.is_file():
-            raise ConfigError(f"{path}: local code map not found; fix local_code_map in the config")
+            found = "is not a regular file (a folder, a pipe or a device)" if os.path.exists(path) else "local code map not found"
+            raise ConfigError(f"{path}: {found}; fix local_code_map in the config")
         return path
     if input_dir is not None and (input_dir / LOCAL_MAP_NAME).is_file():
         return input_dir / LOCAL_MAP_NAME

@@ -13,7 +13,7 @@ from collections import namedtuple
 import polars as pl
 
 from pipeline import db
-from pipeline.report.names import NOT_RECORDED, labelled, labelled_list, named
+from pipeline.report.names import NOT_RECORDED, labelled, labelled_list, printed_named, printed_text
 from pipeline.sqltext import ident
 
 FLAGGED = ("inappropriate", "review")
@@ -185,7 +185,8 @@ def shaped_rows(frame: pl.DataFrame, names: dict[str, str]) -> list:
     """The listed orders shaped for the template in one Polars pass: every cell a plain string.
 
     ``first`` marks a case's first listed order, ``group_start`` a department's first case. The case id
-    is on every row, so a case continued on a new printed page still says whose orders these are.
+    is on every row, so a case continued on a new printed page still says whose orders these are. Names, the study
+    and the indication are bounded as a page prints them (``names.printed``); the workbook has them whole.
     """
     if frame.height == 0:
         return []
@@ -201,13 +202,13 @@ def shaped_rows(frame: pl.DataFrame, names: dict[str, str]) -> list:
     shaped = frame.select(
         (s("case_id") != s("case_id").shift(1)).fill_null(True).alias("first"),
         (s("case_group") != s("case_group").shift(1)).fill_null(True).alias("group_start"),
-        named("case_group", names, "group"),
+        printed_named("case_group", names, "group"),
         blank("verdict").alias("verdict"),
         blank("patient_key").alias("patient_key"),
         blank("case_id").alias("case_id"),
         blank("_case_date").alias("index_date"),
         (
-            named("case_department", names, "procedure_department")
+            printed_named("case_department", names, "procedure_department")
             if "case_department" in frame.columns
             else pl.lit("").alias("procedure_department")
         ),
@@ -217,9 +218,13 @@ def shaped_rows(frame: pl.DataFrame, names: dict[str, str]) -> list:
         blank("episode_number").alias("episode"),
         pl.concat_str([blank("order_code"), blank("order_name")], separator=" ").str.strip_chars().alias("study"),
         (s("_study_type") if "_study_type" in frame.columns else pl.lit("")).alias("study_type"),
-        blank("indication_text").alias("indication"),
-        named("ordering_department", names, "department"),
-        blank("ordering_provider_id").alias("provider"),
+        printed_text("indication_text", "indication").fill_null("")
+        if "indication_text" in frame.columns
+        else pl.lit("").alias("indication"),
+        printed_named("ordering_department", names, "department"),
+        printed_text("ordering_provider_id", "provider").fill_null("")
+        if "ordering_provider_id" in frame.columns
+        else pl.lit("").alias("provider"),
         blank("status").alias("status"),
         blank("reason_labels").alias("reasons"),
         blank("explanation").alias("why"),
@@ -230,7 +235,7 @@ def shaped_rows(frame: pl.DataFrame, names: dict[str, str]) -> list:
         blank("secondary_reason_labels").alias("also"),
         blank("rule_ids").str.split("|").list.eval(pl.element().filter(pl.element() != "")).alias("rules"),
         blank("other_orders").alias("other_orders"),
-    )
+    ).with_columns(printed_text("study"))  # free text a page bounds as it does a name (``names.printed``)
     row = namedtuple("CaseRow", shaped.columns)  # attribute access: Jinja's fast path
     return [row(*r) for r in shaped.iter_rows()]
 

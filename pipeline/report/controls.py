@@ -12,11 +12,18 @@ report and the workbook each such character is replaced by a visible code, ``[U+
 text uses, and the default-ignorable characters Unicode has assigned); the CSV and
 Parquet data outputs keep the delivered text. A NUL is stopped earlier: a UTF-8 CSV extract with
 one is refused (ingest/load.py), a FHIR line with one rejected (ingest/fhir/sql/macros.sql, fhir_nul).
+
+Letters that look alike across scripts do the same: ``Neur\u043elogy`` with a Cyrillic о reads as
+``Neurology``, and the two are two departments (the data says two, so nothing folds them together). In a word
+that mixes Latin letters with Cyrillic or Greek ones, the letters of the script it has fewer of (the non-Latin
+ones on a tie) are shown as codes too, ``Neur[U+043E]logy``: a word all in one script (``Неврология``, a name
+in Cyrillic beside one in Latin) is shown as it is.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 import polars as pl
 
@@ -39,13 +46,60 @@ _PATTERN = re.compile(f"[{CONTROLS}]")
 _SHOWN = [f"[U+{ord(c):04X}]" for c in CONTROLS]
 
 
-def visible(text: str) -> str:
-    """``text`` with each control character replaced by its visible code (``[U+202E]``)."""
-    if _PATTERN.search(text) is None:  # the common case: one regex scan, no copy
+# the scripts whose letters pass for Latin ones (Unicode's blocks: Greek and Coptic, Greek Extended; Cyrillic and
+# its Supplement, Extended-A/B/C), and Latin's (Basic, Latin-1's letters, Extended-A/B, Extended Additional)
+_SPANS = {
+    "Greek": ((0x0370, 0x03FF), (0x1F00, 0x1FFF)),
+    "Cyrillic": ((0x0400, 0x052F), (0x1C80, 0x1C8F), (0x2DE0, 0x2DFF), (0xA640, 0xA69F)),
+}
+_SCRIPTS = {name: _chars(*spans) for name, spans in _SPANS.items()}
+_OTHER_SPANS = [span for spans in _SPANS.values() for span in spans]
+_LATIN = re.compile("[A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u1e00-\u1eff]")
+_OTHER_CLASS = "[" + "".join(f"\\u{a:04X}-\\u{b:04X}" for a, b in _OTHER_SPANS) + "]"  # Python's and Rust's regex
+_OTHER = re.compile(_OTHER_CLASS)
+_WORD = re.compile(r"[^\W\d_]+")  # a run of letters
+
+
+def _script(letter: str) -> str:
+    if _LATIN.match(letter):
+        return "Latin"
+    return next((name for name, letters in _SCRIPTS.items() if letter in letters), "")
+
+
+def _unmixed_word(word: str) -> str:
+    """A word with the letters of its minority script as codes, when it mixes Latin with Cyrillic or Greek."""
+    if _OTHER.search(word) is None or _LATIN.search(word) is None:
+        return word
+    scripts = Counter(s for s in map(_script, word) if s)
+    most = max(scripts, key=lambda s: (scripts[s], s == "Latin"))
+    return "".join(f"[U+{ord(c):04X}]" if _script(c) not in ("", most) else c for c in word)
+
+
+def unmixed(text: str) -> str:
+    """``text`` with each word that mixes Latin with Cyrillic or Greek letters shown as ``_unmixed_word`` does."""
+    if _OTHER.search(text) is None:  # the common case: no Greek or Cyrillic letter at all
         return text
-    return _PATTERN.sub(lambda m: f"[U+{ord(m.group()):04X}]", text)
+    return _WORD.sub(lambda m: _unmixed_word(m.group()), text)
+
+
+def visible(text: str) -> str:
+    """``text`` with each control character replaced by its visible code (``[U+202E]``), and each letter that
+    passes for one of another script in its word (``unmixed``)."""
+    if _PATTERN.search(text) is not None:  # rare: the common case is one regex scan and no copy
+        text = _PATTERN.sub(lambda m: f"[U+{ord(m.group()):04X}]", text)
+    return unmixed(text)
+
+
+def _unmixed_series(column: pl.Series) -> pl.Series:
+    """``unmixed`` over a column: only its distinct values that hold a Greek or Cyrillic letter are looked at."""
+    wide = column.filter(column.str.len_bytes() != column.str.len_chars())  # ASCII text (most) is never looked at
+    touched = wide.filter(wide.str.contains(_OTHER_CLASS)).unique().to_list()
+    shown = {v: unmixed(v) for v in touched}
+    changed = {k: v for k, v in shown.items() if k != v}
+    return column.replace(changed) if changed else column
 
 
 def visible_expr(column: str) -> pl.Expr:
     """``visible`` for a whole String column (vectorised; nulls stay null)."""
-    return pl.col(column).str.replace_many(list(CONTROLS), _SHOWN).alias(column)
+    shown = pl.col(column).str.replace_many(list(CONTROLS), _SHOWN)
+    return shown.map_batches(_unmixed_series, return_dtype=pl.String).alias(column)

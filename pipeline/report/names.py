@@ -5,6 +5,12 @@ A configured name wins (``[display_names.departments]``); a snake_case key witho
 title-cased (``interventional_radiology`` -> ``Interventional Radiology``); any other key is
 printed as it is (``Tiny & Rare`` stays). An audit's key is printed as its label (rules.csv, the
 manifest's ``[report] labels``), else with its underscores as spaces. File names and data outputs keep the key.
+
+A page prints a name (a department, a provider id) or an order's study or indication whole up to
+``PRINTED_WHOLE`` characters; a longer one, which the ingest lets through up to 1,000 (10,000 an indication;
+``contract.LONGEST_TEXT``), as its first ``PRINTED_START`` and a note of its length (``printed``): one
+1,000-character department filled every page it was named on (the hospital report's PDF grew from 14 pages
+to 35). The workbook and the data outputs keep it whole.
 """
 
 from __future__ import annotations
@@ -15,8 +21,12 @@ from collections.abc import Callable
 
 import polars as pl
 
+from pipeline.wording import counted
+
 NOT_RECORDED = "(not recorded)"
 _SNAKE = re.compile(r"[a-z0-9]+(?:_[a-z0-9]+)*")
+# names up to 120 characters print whole (cutting one of 81 would print more than it saves); longer ones their first 80
+PRINTED_WHOLE, PRINTED_START = 120, 80
 
 
 def department_name(key: str | None, names: dict[str, str]) -> str:
@@ -28,6 +38,13 @@ def department_name(key: str | None, names: dict[str, str]) -> str:
     if _SNAKE.fullmatch(key):
         return key.replace("_", " ").title()
     return key
+
+
+def printed(name: str) -> str:
+    """A name as a page prints it: whole, or its first 80 characters and '… (1,000 characters; whole in the workbook)'."""
+    if len(name) <= PRINTED_WHOLE:
+        return name
+    return f"{name[:PRINTED_START].rstrip()}… ({counted(len(name), 'character')}; whole in the workbook)"
 
 
 def department_names(config: dict) -> dict[str, str]:
@@ -46,6 +63,16 @@ def _each_key(keys: pl.Expr, words: Callable[[str], str]) -> pl.Expr:
 def named(column: str, names: dict[str, str], alias: str | None = None) -> pl.Expr:
     """A String column of department keys as printed names (vectorised; null -> '(not recorded)')."""
     return _each_key(pl.col(column), lambda k: department_name(k, names)).fill_null(NOT_RECORDED).alias(alias or column)
+
+
+def printed_named(column: str, names: dict[str, str], alias: str | None = None) -> pl.Expr:
+    """``named`` as a page prints it (``printed``): the workbook keeps ``named``'s whole names."""
+    return _each_key(pl.col(column), lambda k: printed(department_name(k, names))).fill_null(NOT_RECORDED).alias(alias or column)
+
+
+def printed_text(column: str, alias: str | None = None) -> pl.Expr:
+    """A String column of names without display names (provider ids) as a page prints them (null stays null)."""
+    return _each_key(pl.col(column).cast(pl.String), printed).alias(alias or column)
 
 
 def label(key: str | None, labels: dict[str, str]) -> str:

@@ -12,7 +12,7 @@ from pipeline.months import MONTH, all_months
 from pipeline.report import caselist, charts, feed, sections
 from pipeline.report.audit_sections import section_rows
 from pipeline.report.feed import SCHEMA_VERSION
-from pipeline.report.names import department_name, department_names, named, rule_labels, slugify
+from pipeline.report.names import department_name, department_names, printed, printed_named, rule_labels, slugify
 from pipeline.report.spec import ReportSpec
 
 # ----------------------------------------------------------------------------- periods
@@ -113,7 +113,7 @@ def page_context(
         in_period.filter((pl.col("level") == "department") & (pl.col("measure_id") == spec.funnel_measure))
         .filter(pl.col("denominator") > 0)
         .with_columns(
-            named("group_key", names, "label"),
+            printed_named("group_key", names, "label"),
             (pl.col("denominator") < low).alias("small"),
         )
     )
@@ -121,7 +121,7 @@ def page_context(
         "scope": {
             "kind": "department" if department else "hospital",
             "key": department,
-            "name": department_name(department, names) if department else "All departments",
+            "name": printed(department_name(department, names)) if department else "All departments",
         },
         "period": period,
         "headline": sections.headline(metrics, period, level, key, rules, low, spec, shared["verdicts"].get(department, {})),

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import markupsafe
 
-from pipeline.errors import ReportError
+from pipeline.errors import ReportError, printable
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -52,9 +52,18 @@ class RunningHeader:
 
 
 def find_chromium() -> str | None:
+    """$ORDER_AUDIT_CHROMIUM (a program's path or name), else the first Chromium or Chrome on PATH; None: neither.
+    A setting that names no program is one line: a missing path was a traceback after the whole run, /dev/zero
+    a 'could not write ... free space' line that sent the reader to the wrong place."""
     override = os.environ.get("ORDER_AUDIT_CHROMIUM")
     if override:
-        return override
+        found = shutil.which(override)
+        if found is None:
+            raise ReportError(
+                f"ORDER_AUDIT_CHROMIUM={printable(override)}: no such program, or not a file this user may run;"
+                " set it to a Chromium or Chrome binary, or unset it"
+            )
+        return found
     for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
         found = shutil.which(name)
         if found:

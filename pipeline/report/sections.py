@@ -20,7 +20,7 @@ from pipeline.months import MONTH, month_range
 from pipeline.quality.result import OUTCOMES, outcome, outcome_counts
 from pipeline.report import charts
 from pipeline.report.measure import funnel_status, p_chart, with_rates
-from pipeline.report.names import department_name, in_words
+from pipeline.report.names import department_name, in_words, printed
 from pipeline.report.outputs import order_by
 from pipeline.report.spec import ReportSpec
 from pipeline.wording import counted
@@ -232,7 +232,7 @@ def group_rows(rates: pl.DataFrame, overall: dict, low: int, names: dict[str, st
         row["outlier"] = position not in ("", "within limits")
         row["funnel"] = funnel_news(position, direction)
         row["orders"] = m["denominator"] if m is not None else 0
-        row["name"] = department_name(row["group_key"], names)
+        row["name"] = printed(department_name(row["group_key"], names))
         row["cells"] = [row.get(mid) for mid in table]
     return sorted(rows, key=lambda r: (r["name"].lower(), r["group_key"]))
 
@@ -268,6 +268,8 @@ def provider_table(rates: pl.DataFrame, overall: dict, low: int, spec: ReportSpe
         listed = listed.sort(["denominator", "group_key"], descending=[True, False]).head(PROVIDER_ROWS_MAX)
         selection = "outside_998_largest"
     rows = group_rows(rates.filter(pl.col("group_key").is_in(listed["group_key"].implode())), overall, low, {}, spec)
+    for row in rows:  # a provider id is printed as delivered (no display name turns it into words), bounded
+        row["name"] = printed(row["group_key"])
     return {
         "rows": rows,
         "selection": selection,
@@ -330,7 +332,7 @@ def attribution(con, names: dict[str, str]) -> dict:
     case_department``; ``second_view_department`` as a labelled second view), with totals that reconcile."""
     rows = frame(con, "SELECT * FROM mart_department_summary").to_dicts()
     for r in rows:
-        r["name"] = department_name(r["department"], names)
+        r["name"] = printed(department_name(r["department"], names))
     rows.sort(key=lambda r: (r["name"].lower(), r["department"]))
     cols = [
         "orders",
