@@ -18,6 +18,7 @@ from pipeline.errors import ConfigError
 from pipeline.ingest.contract import CONTRACT_BY_NAME
 from pipeline.ingest.formats import TableFormat
 from pipeline.ingest.inspector import TableReport
+from pipeline.wording import counted
 from pipeline.ingest.value_maps import toml_string
 from pipeline.models import reference
 
@@ -131,7 +132,7 @@ def as_text(reports: dict, input_dir: Path) -> str:
         for i, u in enumerate(to_map[:20]):
             head = "  no map    " if i == 0 else "             "
             name = f" '{u['name']}'" if u["name"] else ""
-            lines.append(f"{head}{u['code']}{name}: {u['orders']:,} orders ({u['system']} form): not evaluable until mapped")
+            lines.append(f"{head}{u['code']}{name}: {counted(u['orders'], 'order')} ({u['system']} form): not evaluable until mapped")
         if len(to_map) > 20:
             lines.append(f"             ... {len(to_map) - 20} more, all in local_code_map.csv with --write-config")
         cpt = [u for u in r.unknown_codes if u["system"] == "CPT"]
@@ -246,7 +247,7 @@ def template_rows(reports: dict, local_map: Path | None) -> list[dict]:
                 "code": u["code"],
                 "description": u["name"] or "",
                 "valid_from": "2000-01-01",
-                "source": f"order-audit inspect: {u['orders']} orders; fill study_type, modality, regions, contrast",
+                "source": f"order-audit inspect: {counted(u['orders'], 'order')}; fill study_type, modality, regions, contrast",
             }
             | {c: "" for c in ("study_type", "modality", "regions", "contrast")}
         )
