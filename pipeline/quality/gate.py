@@ -129,7 +129,7 @@ def check_inputs(
     audits = audits or []
     db = build_gate_db(prepared, cfg, scratch, input_dir, audits, site_map)
     suites = input_suites(list(prepared), audits)
-    params = {"now": now, "site_timezone": cfg.site_timezone}
+    params = {"now": now, "site_timezone": cfg.site_timezone, "data_through": declared_reach(prepared)}
     if spark is not None:
         results = _on_spark(spark, db, suites, params, ship=True, what="input checks")
     else:
@@ -186,6 +186,22 @@ def check_inputs(
             or (r.percent or 0) > 100 * MAX_REJECTED_SHARE
         )
     return results, set_aside
+
+
+def declared_reach(prepared: dict) -> dt.datetime | None:
+    """The instant the extract says its data reaches: a FHIR export's manifest ``transactionTime`` (the server
+    exported every resource as of then). None when nothing declares it (CSV and Parquet extracts carry no such
+    statement) or the time is no instant with a zone: the volume check then goes by the orders' own dates."""
+    for prep in prepared.values():
+        text = (prep.export_manifest or {}).get("transaction_time")
+        if not text:
+            continue
+        try:
+            when = dt.datetime.fromisoformat(text)
+        except ValueError:
+            return None
+        return when if when.tzinfo is not None else None
+    return None
 
 
 def _violating_lines_sql(con: duckdb.DuckDBPyConnection, r) -> str:
