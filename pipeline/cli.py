@@ -21,6 +21,7 @@ from pipeline.errors import (
     EXIT_TERMINATED,
     EXIT_USAGE,
     AuditError,
+    files_named,
     refused_write,
     request_stop,
     stop_signal,
@@ -323,35 +324,44 @@ def _with_engine(cfg, spark_remote: str | None, spark_state: str | None = None):
 @_logging_options
 def validate(input_dir, config_path, site_timezone, data_docs, warehouse_path, as_json, input_format, log_format, quiet, verbose):
     """Run the data-quality gate alone on a folder of extracts (nothing is written to a warehouse)."""
-    import datetime as dt
-    import json
-    import tempfile
-
     from pipeline import preflight
     from pipeline.config import load_config
+    from pipeline.ingest import inputs as inputs_mod
+
+    setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
+    cfg = load_config(config_path, site_timezone=site_timezone, input_format=input_format)
+    preflight.check_temp_dir()  # the gate's DuckDB file goes there
+    with files_named(inputs_mod.named_within(input_dir)):  # as a run names them: relative to --input
+        _validate(input_dir, cfg, data_docs, warehouse_path, as_json)
+
+
+def _validate(input_dir: Path, cfg, data_docs: Path | None, warehouse_path: Path | None, as_json: bool) -> None:
+    import datetime as dt
+    import json
+
+    from pipeline import ownership
     from pipeline.errors import QualityGateError
+    from pipeline.ingest import inputs as inputs_mod
     from pipeline.ingest import load, value_maps
     from pipeline.logs import log
     from pipeline.models import reference
     from pipeline.quality import gate
     from pipeline.run import choose_audits
 
-    setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
-    cfg = load_config(config_path, site_timezone=site_timezone, input_format=input_format)
-    preflight.check_temp_dir()  # the gate's DuckDB file goes there
+    shown = inputs_mod.named_within(input_dir)
     warehouse_path = _read_warehouse(warehouse_path, cfg)
     site_map = reference.kept_site_map(warehouse_path) if warehouse_path is not None else None
     if site_map is not None and reference.local_code_map_path(cfg, input_dir) is None:  # the words a run logs
         kept_from = ", ".join(sorted(set(site_map["source_file"])))
         log.info("site code map: none given; the one the warehouse kept, from %s", kept_from)
-    inputs = load.find_inputs(input_dir, cfg)
+    inputs = load.find_inputs(input_dir, cfg, shown)
     # the audits a run on this folder (and warehouse) does: their own input checks are part of its gate, which
     # ran without them (a pass, then a run that warned or stopped); a config or folder the run refuses, refused
     chosen, _ = choose_audits(cfg, load.check_headers(inputs, cfg), warehouse_path=warehouse_path, input_dir=input_dir)
-    with tempfile.TemporaryDirectory(prefix="order-audit-validate-") as tmp:
-        prepared = load.prepare_inputs(inputs, cfg, Path(tmp), kept_map=site_map)
+    with ownership.held_temp_dir("order-audit-validate-") as tmp:  # a killed command's is removed by the next
+        prepared = load.prepare_inputs(inputs, cfg, tmp, shown=shown, kept_map=site_map)
         now = dt.datetime.now(dt.UTC)
-        results, _ = gate.check_inputs(prepared, cfg, Path(tmp), now, input_dir, audits=chosen, site_map=site_map)
+        results, _ = gate.check_inputs(prepared, cfg, tmp, now, input_dir, audits=chosen, site_map=site_map)
     if data_docs:
         gate.write_data_docs(results, data_docs)
     if as_json:
@@ -410,13 +420,20 @@ def _read_warehouse(warehouse_path: Path | None, cfg) -> Path | None:
 def inspect(input_dir, config_path, write_config, as_json, log_format, quiet, verbose):
     """Show what the audit will and will not understand in a folder of extracts, before the first run:
     file formats, column matches, timestamp formats, coded values and codes no map knows."""
-    import json
-
     from pipeline.config import load_config
-    from pipeline.ingest import inspector, starter_config
+    from pipeline.ingest import inputs
 
     setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
     cfg = load_config(config_path)
+    with files_named(inputs.named_within(input_dir)):  # as a run names them: relative to --input
+        _inspect(input_dir, cfg, write_config, as_json)
+
+
+def _inspect(input_dir: Path, cfg, write_config: Path | None, as_json: bool) -> None:
+    import json
+
+    from pipeline.ingest import inputs, inspector, starter_config
+
     if _is_fhir_export(input_dir, cfg):  # an export needs no starter config: say what is there
         from pipeline.ingest.fhir import inputs as fhir_inputs
 
@@ -430,14 +447,14 @@ def inspect(input_dir, config_path, write_config, as_json, log_format, quiet, ve
                 "order-audit: a FHIR export needs no starter config ([fhir] settings: docs/FHIR.md); nothing written", err=True
             )
         return
-    reports = inspector.inspect(input_dir, cfg)
+    reports = inspector.inspect(input_dir, cfg, inputs.named_within(input_dir))
     if as_json:
         click.echo(json.dumps(starter_config.as_dict(reports), indent=2, ensure_ascii=False))
     else:
         click.echo(starter_config.as_text(reports, input_dir), nl=False)
     if write_config is not None:
         _, local_map = inspector.code_map_codes(cfg, input_dir)
-        for path in starter_config.write(reports, input_dir, cfg, write_config, local_map):
+        for path in starter_config.write(reports, cfg, write_config, local_map):
             click.echo(f"order-audit: wrote {path}", err=True)
 
 

@@ -65,6 +65,27 @@ class InputFileError(AuditError):
         super().__init__(f"{where}: {problem}. {fix}")
         self.path, self.line, self.column = str(path), line, column
 
+    def rename(self, shown: Callable[[str], str]) -> None:
+        """Name the file as the command names its inputs (``inputs.named_within``: relative to --input), here
+        and in what `runs` records: the readers raise with the path they opened."""
+        named = shown(self.path)
+        where = printable(self.path)
+        if named != self.path and self.message.startswith(where):
+            self.message = printable(named) + self.message[len(where) :]
+            self.args = (self.message,)
+            self.path = named
+
+
+@contextlib.contextmanager
+def files_named(shown: Callable[[str], str]):
+    """An input file's error raised inside names its file as ``shown`` does (relative to --input), in
+    every command that reads a folder of extracts (run, validate, inspect)."""
+    try:
+        yield
+    except InputFileError as exc:
+        exc.rename(shown)
+        raise
+
 
 class MissingColumnError(InputFileError):
     """A required column is missing: the data-quality gate's schema check, so exit code 3."""
