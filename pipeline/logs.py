@@ -62,6 +62,7 @@ def setup_logging(fmt: str = "text", verbosity: int = 0) -> None:
     library = logging.StreamHandler(sys.stderr)
     library.setFormatter(JsonFormatter() if fmt == "json" else _LibraryFormatter("order-audit: %(name)s: %(message)s"))
     library.addFilter(_not_our_stop)
+    library.setLevel(logging.WARNING)  # a library that sets its own logger to info (GX: "Created temporary directory") stays out
     logging.root.handlers[:] = [library]
     logging.root.setLevel(logging.WARNING)
 
