@@ -22,6 +22,7 @@ from pipeline.errors import (
     EXIT_USAGE,
     AuditError,
     files_named,
+    raise_if_stopped,
     refused_write,
     request_stop,
     stop_signal,
@@ -102,7 +103,9 @@ def _stdout_closed() -> bool:
 class _Group(click.Group):
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            done = super().invoke(ctx)
+            raise_if_stopped()  # a stop a library swallowed (its own error, caught): still a stop, not exit 0
+            return done
         except KeyboardInterrupt as exc:
             raise _Stopped() from exc
         except BrokenPipeError as exc:
@@ -525,7 +528,8 @@ def _is_fhir_export(input_dir: Path, cfg) -> bool:
 @_existing_warehouse("The DuckDB warehouse file (this or --spark-state is required).")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Show at most this many runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def runs(warehouse_path, spark_state, config_path, limit, as_json):
+@_logging_options
+def runs(warehouse_path, spark_state, config_path, limit, as_json, log_format, quiet, verbose):
     """List past runs on a warehouse, newest first: run id, status, periods, start, duration, and per
     period the counts, whether its figures are provisional or final, and how many orders it revised.
 
@@ -535,6 +539,7 @@ def runs(warehouse_path, spark_state, config_path, limit, as_json):
 
     from pipeline import db, history
 
+    setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))  # an error line as JSON too
     with _run_history(warehouse_path, spark_state, config_path) as (con, _):
         rows = history.list_runs(con, limit) if db.has_table(con, "audit_runs") else []
     if warehouse_path is not None:  # a killed run stays 'running' until the next run records it interrupted
@@ -582,7 +587,8 @@ def _period_summary(period: str, c: dict, unit: str = "case") -> str:
 @click.argument("run_a")
 @click.argument("run_b")
 @_existing_warehouse("The DuckDB warehouse file both runs wrote to (this or --spark-state is required).")
-def diff(run_a, run_b, warehouse_path, spark_state, config_path):
+@_logging_options
+def diff(run_a, run_b, warehouse_path, spark_state, config_path, log_format, quiet, verbose):
     """Orders whose verdict or reasons differ between two runs, over the periods both audited.
 
     RUN_A and RUN_B are run ids such as 20261103T021500Z-1a2b3c: `order-audit runs --warehouse FILE`
@@ -592,6 +598,7 @@ def diff(run_a, run_b, warehouse_path, spark_state, config_path):
     from pipeline import db, history
     from pipeline.errors import ConfigError
 
+    setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))  # an error line as JSON too
     with _run_history(warehouse_path, spark_state, config_path, [run_a, run_b]) as (con, where):
         missing, rows = history.diff_runs(con, run_a, run_b) if db.has_table(con, "run_verdicts") else ([run_a, run_b], [])
     if missing:
@@ -713,7 +720,22 @@ def _fail(message: str, exit_code: int, level: int = logging.ERROR) -> None:
         event(message, level=level, event="error", exit_code=exit_code)
     else:
         click.echo(f"order-audit: {message}", err=True)
-    sys.exit(exit_code)
+    _exit(exit_code)
+
+
+def _exit(code: int) -> None:
+    """End with ``code``. A daemon thread still at work (`validate`'s import of GX, which a SIGTERM cut short)
+    is unwound by the interpreter's shutdown inside C++ code, which aborts the process (exit 134, "FATAL:
+    exception not rethrown" on stderr, not JSON): with one alive, the process ends without that shutdown, its
+    output flushed (every file and folder the command made is closed or removed by now)."""
+    import threading
+
+    if not any(t.daemon and t.is_alive() for t in threading.enumerate()):
+        sys.exit(code)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -175,6 +175,14 @@ def stop_requested() -> bool:
     return bool(_stop_signals)
 
 
+def raise_if_stopped() -> None:
+    """Raise the stop this process received, if any: a library may have turned it into its own error and gone
+    on (GX records DuckDB's "Query interrupted" as a check that could not run), and the command would then
+    finish, exit 0, after a scheduler's SIGTERM."""
+    if _stop_signals:
+        raise Terminated() if _stop_signals[0] == signal.SIGTERM else KeyboardInterrupt()
+
+
 def stop_signal(exc: BaseException) -> int | None:
     """The signal that stopped the run when ``exc`` is how the stop surfaced: the KeyboardInterrupt itself, or
     whatever followed a stop (DuckDB ends the query a signal interrupts with ``RuntimeError: Query

@@ -24,7 +24,7 @@ import duckdb
 
 from pipeline import warehouse
 from pipeline.config import Config, pseudonym_key
-from pipeline.errors import printable
+from pipeline.errors import printable, raise_if_stopped
 from pipeline.ingest.contract import CONTRACT_BY_NAME
 from pipeline.logs import event
 from pipeline.models import reference
@@ -134,6 +134,7 @@ def check_inputs(
         results = _on_spark(spark, db, suites, params, ship=True, what="input checks")
     else:
         results = _run_suites(gx, db, suites, params)
+    raise_if_stopped()  # a stop GX took for a failed query: results it could not compute are no results
     set_aside: dict[str, Path] = {}
     # GX has closed the file. The rows to set aside collect in a TEMP table (memory) and leave as
     # Parquet: nothing is written to the file, so no write-ahead log and no checkpoint on close.
@@ -273,6 +274,7 @@ def check_outputs(warehouse_path: Path, now: dt.datetime, gx=None, audits: list 
         for r in checked:
             r.blocks = r.blocking_failure
             results.append(r)
+    raise_if_stopped()  # as in check_inputs
     return results
 
 
