@@ -468,7 +468,8 @@ def _existing_warehouse(help_text: str):
     def options(command):
         for option in reversed(
             (
-                click.option("--warehouse", "warehouse_path", type=click.Path(path_type=Path, exists=True), help=help_text),
+                # its existence checked by the command: a missing file is one line in the log's format, not click's text
+                click.option("--warehouse", "warehouse_path", type=click.Path(path_type=Path), help=help_text),
                 click.option(
                     "--spark-state",
                     metavar="URI",
@@ -491,10 +492,16 @@ def _run_history(warehouse_path: Path | None, state_uri: str | None, config_path
     """(connection, where) over the run history: the warehouse read-only, or the Spark state's committed
     version in an in-memory DuckDB (``runs``: only these runs' verdicts)."""
     from pipeline import preflight, warehouse
+    from pipeline.errors import ConfigError
 
     if (warehouse_path is None) == (state_uri is None):
         raise click.UsageError("give --warehouse FILE, or --spark-state URI for the history of Spark runs")
     if warehouse_path is not None:
+        if not warehouse_path.exists():
+            raise ConfigError(
+                f"--warehouse {warehouse_path} not found: no run has made it (a run with this --warehouse does); "
+                "check the path the job gives"
+            )
         preflight.check_warehouse_file(warehouse_path, reader=True)
         con = warehouse.connect(warehouse_path, read_only=True)
         where = str(warehouse_path)

@@ -78,6 +78,24 @@ def test_runs_and_diff_take_the_log_format_and_give_their_error_as_json(tmp_path
     )
 
 
+def test_runs_and_diff_on_a_warehouse_not_made_yet_say_so_in_one_line_of_the_logs_format(tmp_path):
+    """A job's first `runs` before any run, or a mistyped path: click's own "Error: Invalid value for '--warehouse'"
+    text, not JSON in a JSON log."""
+    missing = tmp_path / "wh.duckdb"
+    said = (
+        f"error: --warehouse {missing} not found: no run has made it (a run with this --warehouse does); "
+        "check the path the job gives"
+    )
+    for command in (("runs",), ("diff", "A", "B")):
+        result = run_cli(*command, "--warehouse", missing, "--log-format", "json")
+        assert (result.returncode, result.stdout) == (1, ""), result.stderr
+        [line] = _json_lines(result.stderr)
+        assert (line["event"], line["exit_code"], line["message"]) == ("error", 1, said)
+    result = run_cli("runs", "--warehouse", missing)
+    assert (result.returncode, result.stderr) == (1, f"order-audit: {said}\n")
+    assert not missing.exists()
+
+
 def test_a_sigkilled_run_without_warehouse_leaves_its_temp_folder_only_until_the_next_one(tmp_path, monkeypatch):
     """A run without --warehouse keeps its throw-away warehouse, the parsed extract and the gate's file in the system
     temporary folder: a SIGKILL (the OOM killer) left them there for good, one more folder per killed run. The next
