@@ -765,7 +765,7 @@ def main(argv: list[str] | None = None) -> None:
     except AuditError as exc:
         _fail(f"error: {exc.message}", exc.exit_code)
     except _Stopped as exc:
-        _stopped(exc.__cause__)
+        _stopped(exc.__cause__, argv)
     except _duckdb_out_of_memory():
         from pipeline.warehouse import MEMORY_LIMIT_ENV, memory_limit
 
@@ -777,14 +777,14 @@ def main(argv: list[str] | None = None) -> None:
         )
     except OSError as exc:
         if stop_signal(exc):
-            _stopped(exc)
+            _stopped(exc, argv)
         problem = refused_write(exc)  # disk full, read-only, no permission: the machine's, not a bug
         if problem is None:
             raise
         _fail(f"error: {problem}", EXIT_USAGE)
     except Exception as exc:
         if stop_signal(exc):  # a stop a library turned into its own error (DuckDB: "Query interrupted")
-            _stopped(exc)
+            _stopped(exc, argv)
         problem = refused_write(exc)  # a library's own error for a full disk (DuckDB's TransactionException)
         if problem is None:
             raise
@@ -811,10 +811,11 @@ def _end_quietly_closed_stdout() -> None:
     os.kill(os.getpid(), signal.SIGPIPE)
 
 
-def _stopped(exc: BaseException) -> None:
+def _stopped(exc: BaseException, argv: list[str] | None) -> None:
     code = EXIT_TERMINATED if stop_signal(exc) == signal.SIGTERM else EXIT_INTERRUPTED
-    _fail(
-        f"{stop_text(exc)}; run again to finish: a rerun adds nothing twice (`order-audit runs` says what it left)",
-        code,
-        logging.WARNING,
-    )
+    args = sys.argv[1:] if argv is None else argv
+    if next((a for a in args if not a.startswith("-")), "run") == "run":
+        again = "run again to finish: a rerun adds nothing twice (`order-audit runs` says what it left)"
+    else:  # validate, inspect, runs, diff: they change nothing
+        again = "nothing was changed: run the command again"
+    _fail(f"{stop_text(exc)}; {again}", code, logging.WARNING)

@@ -50,7 +50,7 @@ def test_validate_stopped_by_sigterm_ends_143_with_a_json_last_line(tmp_path):
     lines = _json_lines(err.read_text())
     assert (proc.returncode, stdout) == (143, ""), err.read_text()
     assert {k: lines[-1][k] for k in ("level", "event", "exit_code")} == {"level": "warning", "event": "error", "exit_code": 143}
-    assert lines[-1]["message"].startswith("stopped by SIGTERM")
+    assert lines[-1]["message"] == "stopped by SIGTERM; nothing was changed: run the command again"
 
 
 def test_validate_logs_no_library_info_line(tmp_path, small_input):
