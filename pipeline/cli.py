@@ -731,13 +731,16 @@ def _fail(message: str, exit_code: int, level: int = logging.ERROR) -> None:
 
 
 def _exit(code: int) -> None:
-    """End with ``code``. A daemon thread still at work (`validate`'s import of GX, which a SIGTERM cut short)
-    is unwound by the interpreter's shutdown inside C++ code, which aborts the process (exit 134, "FATAL:
-    exception not rethrown" on stderr, not JSON): with one alive, the process ends without that shutdown, its
-    output flushed (every file and folder the command made is closed or removed by now)."""
+    """End with ``code``. A gate thread still at work (`validate`'s import of GX, or its SQL checks' queries,
+    which a SIGTERM cut short) is unwound by the interpreter's shutdown inside C++ code, which aborts the
+    process (exit 134, "FATAL: exception not rethrown" on stderr, not JSON): with one alive, the process ends
+    without that shutdown, its output flushed (every file and folder the command made is closed or removed by
+    now). Other threads (py4j's, a Spark run's) keep the interpreter's shutdown and its exit handlers."""
     import threading
 
-    if not any(t.daemon and t.is_alive() for t in threading.enumerate()):
+    gate = sys.modules.get("pipeline.quality.validate")  # not imported: no gate thread was started
+    names = gate.GATE_THREADS if gate is not None else ()
+    if not any(t.name in names and t.is_alive() for t in threading.enumerate()):
         sys.exit(code)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
