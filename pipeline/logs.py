@@ -62,7 +62,9 @@ def setup_logging(fmt: str = "text", verbosity: int = 0) -> None:
     library = logging.StreamHandler(sys.stderr)
     library.setFormatter(JsonFormatter() if fmt == "json" else _LibraryFormatter("order-audit: %(name)s: %(message)s"))
     library.addFilter(_not_our_stop)
-    library.setLevel(logging.WARNING)  # a library that sets its own logger to info (GX: "Created temporary directory") stays out
+    # the handler's level too: a library that sets its own logger to INFO (Great Expectations' data context does)
+    # printed "Created temporary directory ... for ephemeral docs site" on every `validate`, even with --quiet
+    library.setLevel(logging.WARNING)
     logging.root.handlers[:] = [library]
     logging.root.setLevel(logging.WARNING)
 
