@@ -158,18 +158,30 @@ def record_period(con: duckdb.DuckDBPyConnection, run_id: str, period: str, audi
     return {"since_run": since, "added": added, "removed": removed, "changed": changed, "orders": added + removed + changed}
 
 
+def published(con: duckdb.DuckDBPyConnection, run_id: str, counts: dict, periods) -> None:
+    """Mark the (audit id, period) pairs of ``counts`` (the run's per-audit, per-period counts) as published and
+    record the counts so far: a run stopped later (failed, or killed before ``finish``) still tells the next run
+    which periods it put out, and as what (``period_statuses``: a final mark the committee has seen stays)."""
+    for audit_id, period in periods:
+        counts[audit_id][period]["published"] = True
+    con.execute("UPDATE audit_runs SET counts = ? WHERE run_id = ?", [json.dumps(counts, sort_keys=True), run_id])
+
+
 def period_statuses(con: duckdb.DuckDBPyConnection, run_id: str, period: str, audit_id: str) -> list[dict]:
-    """What the succeeded runs before ``run_id`` recorded of the audit's period (their ``counts``), oldest first: the
-    run, the UTC day it started (run.json's ``started_at`` names the same day), its maturity status (provisional,
-    final; None where the run recorded none) and the orders it revised since which run (0 and None: none)."""
+    """What the runs before ``run_id`` that published the audit's period recorded of it (their ``counts``), oldest
+    first: the run, the UTC day it started (run.json's ``started_at`` names the same day), its maturity status
+    (provisional, final; None where the run recorded none) and the orders it revised since which run (0 and None:
+    none). A run that succeeded published every period it records; one that failed or was stopped after publishing
+    some (``published``) counts for those: its folder said "final" to whoever read it before the next run."""
     # the period's entry picked out in SQL (a bound JSON path): a backfill asks once per month and audit, and
     # parsing every run's counts in Python each time cost ~2 CPU-s over 1,000 runs of 24 months
     rows = con.execute(
         """SELECT run_id, day, entry->>'status', coalesce(CAST(entry->>'revised_orders' AS BIGINT), 0), entry->>'revised_since'
-           FROM (SELECT run_id, started_at, strftime(timezone('UTC', started_at), '%Y-%m-%d') AS day,
+           FROM (SELECT run_id, status, started_at, strftime(timezone('UTC', started_at), '%Y-%m-%d') AS day,
                         json_extract(counts, ?) AS entry
-                 FROM audit_runs WHERE status = 'succeeded' AND run_id <> ? AND counts IS NOT NULL)
-           WHERE entry IS NOT NULL ORDER BY started_at, run_id""",
+                 FROM audit_runs WHERE run_id <> ? AND counts IS NOT NULL)
+           WHERE entry IS NOT NULL AND (status = 'succeeded' OR CAST(entry->>'published' AS BOOLEAN) IS TRUE)
+           ORDER BY started_at, run_id""",
         [f"$.{json.dumps(audit_id)}.{json.dumps(period)}", run_id],
     ).fetchall()
     keys = ("run_id", "on", "status", "revised_orders", "revised_since")

@@ -65,6 +65,11 @@ def finalised(maturity_status: dict | None, revision: dict | None, earlier: list
     return {"run_id": run_id, "on": on, "provisional_run": last["run_id"], "orders": orders, "since_run": since or last["run_id"]}
 
 
+def _changed(final: dict) -> str:
+    """What the run that made the period final changed since the run it compared itself with (``finalised``)."""
+    return f"{counted(final['orders'], 'order')} changed" if final["orders"] else "no order or verdict changed"
+
+
 def final_since(final: dict) -> str:
     """The report's first page and the workbook on a period ``finalised`` found final after a provisional run."""
     by = (
@@ -72,8 +77,21 @@ def final_since(final: dict) -> str:
         if final["run_id"]
         else "this run is the first to publish it final"
     )
-    changed = f"{counted(final['orders'], 'order')} changed" if final["orders"] else "no order or verdict changed"
-    return f"It was published provisional by run {final['provisional_run']}; {by}, {changed} since run {final['since_run']}."
+    changed = f"{_changed(final)} since run {final['since_run']}"
+    return f"It was published provisional by run {final['provisional_run']}; {by}, {changed}."
+
+
+def final_mark(final: dict, date=str) -> str:
+    """The site index's cell on the same period, short: its ``run_id`` and ``on`` filled in (the publishing run's
+    own where ``finalised`` left them None); ``date`` wraps the day (the page keeps it on one line)."""
+    provisional = (
+        " published it provisional"
+        if final["since_run"] == final["provisional_run"]
+        else f"; provisional in run {final['provisional_run']}"
+    )
+    return (
+        f"final since {date(final['on'])} (run {final['run_id']}): {_changed(final)} since run {final['since_run']}{provisional}"
+    )
 
 
 def build(

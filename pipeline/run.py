@@ -625,6 +625,7 @@ def _execute_locked(
                 },
             )
             publishing.publish_period(con, chosen, period, opts, cfg, timings, published)
+            history.published(con, run_id, month_counts, [(a.id, label) for a in chosen])  # kept if a later month fails
             if bar is not None:
                 bar.update(1, label)
             if opts.progress:
@@ -647,6 +648,9 @@ def _execute_locked(
         status = "interrupted" if stop_signal(exc) else "failed"
         refused = _refused_write_error(exc, opts, committed=True, published=published)
         why = stop_text(exc) or ((refused or exc).message if isinstance(refused or exc, AuditError) else str(exc))
+        with contextlib.suppress(Exception):
+            # a backfill's month folders of the failed month that are out (each audit's its own)
+            history.published(con, run_id, month_counts, [tuple(p.split("/", 1)) for p in published])
         with contextlib.suppress(Exception):
             history.finish(
                 con,

@@ -49,7 +49,7 @@ def test_funnel_axis_names_the_measures_denominator():
     """The x axis says what N counts (the low back pain measure's N is orders judged, not 'evaluated orders')."""
     points = _funnel([0.5, 0.2], [10, 30])
     svg = charts.funnel_svg(points, 0.3, "Funnel", "f", denominator="orders judged (days 0-42)")
-    assert ">orders judged (days 0-42) (N)<" in svg and ">rate<" in svg
+    assert ">orders judged (days 0-42) (N)<" in svg and ">rate (n / N)<" in svg
     assert "inappropriate" not in svg and "evaluated orders" not in svg
 
 
@@ -98,6 +98,7 @@ def test_p_chart_marks_special_causes_and_leaves_gaps_for_empty_months():
     assert rate_line.count("M") == 2  # broken at the empty month
     assert svg.count('fill="#d62728"') == 2  # the point outside, and its legend entry
     assert ">special cause</text>" in svg and ">2025-02</text>" in svg
+    assert ">rate that month (n / N)</text>" in svg  # the y axis: each month's n of its own N
 
 
 def test_labels_are_escaped_and_bytes_repeat():

@@ -318,6 +318,35 @@ def test_providers_withheld_throughout_are_passed_on_as_one_cell_and_change_noth
     assert disclosure_breaches(merged, m) == []
 
 
+def test_metrics_json_and_the_log_name_the_measures_the_joint_pass_left_to_the_other_passes(tmp_path, monkeypatch, caplog):
+    """Above disclosure.JOINT_PROVIDER_ENTRIES a measure's provider cells are protected by the line and time passes
+    only: metrics.json's provider_joint_check says which measures and counts, and the log says it at info. Under the
+    cap it says none. Here the year's inappropriate orders (their own numerator and denominator, no ties)."""
+    import logging
+
+    from pipeline.report import disclosure
+
+    m = many_providers_year(1)
+    logger = logging.getLogger("pipeline")
+    monkeypatch.setattr(logger, "propagate", True)  # to caplog's handler (the CLI's logging turns it off)
+    caplog.set_level(logging.INFO, logger="pipeline")
+
+    def written(name: str) -> tuple[dict, list[dict]]:
+        caplog.clear()
+        (tmp_path / name).mkdir()
+        feed.write_feed(tmp_path / name, m, run_info("all"), "all", relations.Atoms.of(NO_TIES))
+        summary = json.loads((tmp_path / name / "metrics.json").read_text(encoding="utf-8"))
+        logged = [r.fields for r in caplog.records if r.fields["event"] == "provider_joint_left_out"]
+        return summary["provider_joint_check"], logged
+
+    assert written("under") == ({"max_entries": 1_000_000, "left_out": {}}, [])
+    monkeypatch.setattr(disclosure, "JOINT_PROVIDER_ENTRIES", 10)
+    left_out = {"inappropriate_order_rate": ["denominator", "numerator"]}
+    fields = {"event": "provider_joint_left_out", "audit_id": "toy", "measures": ["inappropriate_order_rate"], "max_entries": 10}
+    assert written("over") == ({"max_entries": 10, "left_out": left_out}, [fields])
+    assert "the provider cells of 1 measure (inappropriate_order_rate) are over the joint check's 10 matrix" in caplog.text
+
+
 @pytest.mark.parametrize("seed", [4, 18, 29])
 def test_the_feed_does_not_depend_on_the_order_of_the_cells(seed):
     # these years have equal candidates for a complement: the choice must not follow the row order the
@@ -818,7 +847,7 @@ def doc_blocks(language: str) -> list[str]:
 def test_the_documented_queries_run_as_written_and_give_rows(demo, monkeypatch):
     """A dashboard analyst pastes the doc's SQL and Python: they read the feed folders as documented and give rows
     (the SQL once filtered schema_version LIKE '2.%' and gave none from a 3.0 feed)."""
-    (sql,) = doc_blocks("sql")
+    sql = doc_blocks("sql")[0]  # the dashboard's query (the second loads feeds into a table: test_feed_schema.py)
     rows = duckdb.sql(sql.replace("/reports/order-audit/latest/", f"{demo['out']}/")).pl()
     # the figures the doc quotes for this demo (it said 35 points while the feed gave 36)
     points, departments = re.search(
@@ -850,6 +879,13 @@ RELEASED_SCHEMAS = {
         "direction:String period_type:String period_start:String period_end:String status:String data_through:Date"
     ),
     "3.1": (
+        "schema_version:String audit_id:String period:String level:String group_key:String measure_id:String "
+        "numerator:Int64 denominator:Int64 rate:Float64 ci_low:Float64 ci_high:Float64 suppressed:Boolean "
+        "direction:String period_type:String period_start:String period_end:String status:String data_through:Date "
+        "look_back:String verified_from:Date"
+    ),
+    # metrics.json's provider_joint_check; the columns of 3.1
+    "3.2": (
         "schema_version:String audit_id:String period:String level:String group_key:String measure_id:String "
         "numerator:Int64 denominator:Int64 rate:Float64 ci_low:Float64 ci_high:Float64 suppressed:Boolean "
         "direction:String period_type:String period_start:String period_end:String status:String data_through:Date "
@@ -929,7 +965,7 @@ def test_an_order_without_a_department_is_under_the_documented_group_key(tmp_pat
 
 
 def test_readme_and_docs_name_the_current_schema():
-    assert feed.SCHEMA_VERSION == "3.1"
+    assert feed.SCHEMA_VERSION == "3.2"
     assert f"schema version {feed.SCHEMA_VERSION}" in README
     assert f"(schema version {feed.SCHEMA_VERSION})" in FEED_DOC and "period_type" in FEED_DOC
     assert "| `audit_id` | string | 2.0:" in FEED_DOC and "* **2.0**:" in FEED_DOC

@@ -13,6 +13,8 @@ from __future__ import annotations
 import datetime
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -192,7 +194,7 @@ def test_every_feed_is_the_documented_schema_and_any_two_stack(demo, edges):
 def test_the_documented_snippets_give_what_the_doc_says_on_the_20k_demo(demo, monkeypatch):
     """The doc's SQL and Python and the README's SQL, as written, on the demo the doc quotes, give its figures."""
     out = demo / "all"
-    (sql,) = re.findall(r"```sql\n(.*?)```", FEED_DOC, re.S)
+    sql, _ = re.findall(r"```sql\n(.*?)```", FEED_DOC, re.S)  # the second loads feeds into one table (below)
     points = duckdb.sql(sql.replace("/reports/order-audit/latest/", f"{out}/")).pl()
     quoted = int(re.search(r"on the 20k-patient one (\d+)", FEED_DOC).group(1))
     assert points.height == quoted and points["rate"].null_count() == 0
@@ -220,6 +222,103 @@ def test_the_documented_snippets_give_what_the_doc_says_on_the_20k_demo(demo, mo
     # 3.1's Changes quotes the demo's count of before_data rows
     lbp = names["low_back_pain"]
     assert f"{(lbp['look_back'] == 'before_data').sum():,} of {lbp.height:,} rows" in FEED_DOC
+
+
+def feed_rows(out: Path) -> pl.DataFrame:
+    """Both audits' feeds of a run's ``--out``, as one frame."""
+    return pl.concat([pl.read_parquet(out / audit_id / "metrics.parquet") for audit_id in AUDITS])
+
+
+@pytest.mark.slow
+def test_the_documented_load_of_each_runs_feeds_keeps_one_feed_per_month(demo, edges, tmp_path):
+    """The doc's SQL for a table that every run's feeds are loaded into, as written: the latest feed replaces every
+    row of its audit from its first month on (not row by row: a whole-range feed's rows after March, its provider
+    rows March withholds and its ``all``, are gone), and a feed that starts later (``trend_months = 12``) leaves the
+    older feed's periods that end before its first month. The table's key is unique, and no two feeds' periods in it
+    share a month."""
+    _, load = re.findall(r"```sql\n(.*?)```", FEED_DOC, re.S)
+    con = duckdb.connect(str(tmp_path / "dashboard.duckdb"))
+
+    def loaded(out: Path) -> pl.DataFrame:
+        con.execute(load.replace("/reports/order-audit/2026-05/", f"{out}/"))
+        return con.sql("SELECT * FROM feed_history").pl()
+
+    key = ["audit_id", "period_type", "period_start", "period_end", "level", "group_key", "measure_id"]
+    loaded(demo / "all")
+    march = feed_rows(demo / "month")
+    table = loaded(demo / "month")
+    assert table.sort(key).equals(march.sort(key))
+    assert feed_rows(demo / "all").join(march, on=["audit_id", "period", "level", "group_key", "measure_id"], how="anti").height
+    # a --month 2026-05 run whose trend is 12 months: its first month is 2025-06
+    (tmp_path / "trend12.toml").write_text("[reporting]\ntrend_months = 12\n", encoding="utf-8")
+    args = ("--warehouse", demo / "wh.duckdb", "--config", tmp_path / "trend12.toml", "--no-validate", "--quiet")
+    result = run_cli("run", "--out", tmp_path / "may", "--month", "2026-05", *args)
+    assert result.returncode == 0, result.stderr
+    may = feed_rows(tmp_path / "may")
+    assert set(may.group_by("audit_id").agg(pl.col("period_start").min())["period_start"]) == {"2025-06"}
+    table = loaded(tmp_path / "may")
+    kept = march.filter(pl.col("period_end") < "2025-06")
+    assert kept.height and table.sort(key).equals(pl.concat([kept, may]).sort(key))
+    assert table.select(key).is_unique().all()
+    assert kept["period_end"].max() < may["period_start"].min()
+    # a run's empty feeds (no unit in its months) change nothing; the whole range again leaves its rows alone
+    assert loaded(edges / "none").sort(key).equals(table.sort(key))
+    assert loaded(demo / "all").sort(key).equals(feed_rows(demo / "all").sort(key))
+
+
+@pytest.mark.slow
+def test_another_run_with_another_pseudonym_key_writes_the_same_feed_bytes(demo, tmp_path):
+    """The same extracts give the same three feed files of both audits, byte for byte, in a second run (its own
+    warehouse) with another pseudonym key (README, Privacy: rotating it is routine): the feed holds no pseudonym and
+    nothing in it follows one. Released rows, provider rows among them, so the bytes say something."""
+    out = tmp_path / "rekeyed"
+    key = {"ORDER_AUDIT_PSEUDONYM_KEY": "feed-stability-key-2027"}
+    result = run_cli("run", "--input", demo / "input", "--out", out, "--no-validate", "--quiet", env=key)
+    assert result.returncode == 0, result.stderr
+    for audit_id in AUDITS:
+        for name in ("metrics.csv", "metrics.parquet", "metrics.json"):
+            assert (out / audit_id / name).read_bytes() == (demo / "all" / audit_id / name).read_bytes(), (audit_id, name)
+    released = feed_rows(out).filter(~pl.col("suppressed"))
+    assert set(released["audit_id"]) == set(AUDITS) and "provider" in set(released["level"])
+
+
+# the CLI with disclosure.JOINT_PROVIDER_ENTRIES set to sys.argv[1] (then the CLI's own arguments), as a user runs it
+CAPPED_CLI = (
+    "import sys; from pipeline.report import disclosure; disclosure.JOINT_PROVIDER_ENTRIES = int(sys.argv.pop(1)); "
+    "from pipeline.cli import main; sys.argv[0] = 'order-audit'; main()"
+)
+
+
+@pytest.mark.slow
+def test_metrics_json_and_the_log_say_which_provider_cells_the_joint_check_left_out(demo, tmp_path):
+    """Under the joint pass's cap (the demo's largest provider table is 10,500 entries) metrics.json says that no
+    measure's provider cells were left out; the demo's warehouse re-audited with the cap at 5,000 names the measures
+    over it, with the counts concerned (the evaluated orders are the CSF-leak headline rates' one denominator), in
+    metrics.json and at info in the log, and gives the same rows (the line and time passes withhold all that the
+    joint pass did here)."""
+    for run in ("all", "month"):
+        for audit_id in AUDITS:
+            summary = json.loads((demo / run / audit_id / "metrics.json").read_text(encoding="utf-8"))
+            assert summary["provider_joint_check"] == {"max_entries": 1_000_000, "left_out": {}}, (run, audit_id)
+    out = tmp_path / "capped"
+    args = ("run", "--out", out, "--warehouse", demo / "wh.duckdb", "--no-validate", "--log-format", "json")
+    result = subprocess.run(
+        [sys.executable, "-c", CAPPED_CLI, "5000", *map(str, args)], capture_output=True, text=True, cwd=ROOT, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    left_out = {
+        "csf_leak": {"inappropriate_order_rate": ["denominator"], "premature_order_rate": ["denominator", "numerator"]},
+        "low_back_pain": {"early_imaging_order_rate": ["denominator"]},
+    }
+    logged = [json.loads(line) for line in result.stderr.splitlines() if '"provider_joint_left_out"' in line]
+    assert [(e["level"], e["audit_id"], e["measures"], e["max_entries"]) for e in logged] == [
+        ("info", audit_id, sorted(measures), 5000) for audit_id, measures in left_out.items()
+    ]
+    for audit_id, measures in left_out.items():
+        summary = json.loads((out / audit_id / "metrics.json").read_text(encoding="utf-8"))
+        assert summary["provider_joint_check"] == {"max_entries": 5000, "left_out": measures}
+        for name in ("metrics.csv", "metrics.parquet"):
+            assert (out / audit_id / name).read_bytes() == (demo / "all" / audit_id / name).read_bytes(), name
 
 
 @pytest.mark.slow

@@ -396,7 +396,7 @@ def _look_back_note(diagnoses: list[str], episodes: list[tuple[str, str]], plain
 
     import duckdb
 
-    from pipeline.report.audit_sections import note_texts, period_note
+    from pipeline.report.audit_sections import look_back, note_texts, period_note
     from pipeline.report.spec import ReportSpec
     from pipeline.report.templates import make_env
 
@@ -412,7 +412,7 @@ def _look_back_note(diagnoses: list[str], episodes: list[tuple[str, str]], plain
     for episode in episodes:
         con.execute("INSERT INTO low_back_pain__mart_cases VALUES (?, ?)", episode)
     spec = ReportSpec.of(next(a for a in audits.discover() if a.id == AUDIT))
-    note, env = period_note(con, spec), make_env(spec.report_dir)
+    note, env = period_note(con, spec, look_back(con, spec) or {}), make_env(spec.report_dir)
     text = env.get_template(note["template"]).render(note=note)
     if plain is not None:
         plain += note_texts(env, note)
@@ -464,3 +464,42 @@ def test_the_first_page_says_when_the_look_back_reaches_before_the_diagnoses_hel
     assert _look_back_note(full, []) == ""
     # no diagnosis held at all (so no episode): verified_from.sql's row is NULL dates, the note binds them and says nothing
     assert _look_back_note([], []) == ""
+
+
+def _index_diagnoses_note(has_position: bool, has_setting: bool) -> str:
+    """The episode rate section's note on which diagnoses start an episode, as a reader reads it."""
+    import html
+
+    from pipeline.report.audit_sections import helpers
+    from pipeline.report.spec import ReportSpec
+    from pipeline.report.templates import make_env
+
+    spec = ReportSpec.of(next(a for a in audits.discover() if a.id == AUDIT))
+    env = make_env(spec.report_dir)
+    env.globals.update(helpers(20, spec.labels))
+    row = {"group_order": 1, "grouping": "All episodes", "group_key": None, "numerator": 4, "denominator": 13}
+    row |= {"early_imaging": 9, "not_evaluable": 0, "excluded": 3, "episodes": 16, "has_position": has_position}
+    row |= {"has_setting": has_setting, "earliest_diagnosis": "2022-10-25", "earliest_order": "2024-07-01"}
+    page = env.get_template("audit/episode_rate.html").render(
+        parameters={"early_imaging_days": 28}, scope={"kind": "hospital"}, section={"rows": [row]}, low=20
+    )
+    note = page[page.index('<p class="note">Index diagnoses') :]
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", note[: note.index("</p>")])).split())
+
+
+def test_which_diagnoses_start_an_episode_is_said_in_a_clinicians_words():
+    """The note said 'any position (the diagnoses feed has no is_principal or diagnosis_rank column)': a column
+    name where a clinician reads; it now says what counts first, and the columns only as what the extract would add."""
+    red_flags = (
+        ' Red flags recorded "any time before" reach back to the earliest data held: diagnoses from 2022-10-25, orders'
+        " from 2024-07-01."
+    )
+    assert _index_diagnoses_note(False, True) == (
+        "Index diagnoses: principal or secondary (the extract does not mark which is principal; an is_principal or"
+        " diagnosis_rank column in it would keep secondary diagnoses from starting an episode); outpatient, emergency,"
+        " observation and telehealth encounters (inpatient ones start no episode)." + red_flags
+    )
+    assert _index_diagnoses_note(True, False) == (
+        "Index diagnoses: the principal diagnosis only (the extract marks which diagnosis is principal); any setting,"
+        " inpatient too (the extract has no setting column)." + red_flags
+    )

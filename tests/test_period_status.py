@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.period_status import final_since, finalised
+from pipeline.period_status import final_mark, final_since, finalised
 
 FINAL, PROVISIONAL = {"status": "final"}, {"status": "provisional"}
 
@@ -61,11 +61,29 @@ def test_the_first_page_says_who_made_the_period_final_and_what_changed():
     assert final_since(earlier | {"orders": 1234, "since_run": "r0"}).endswith("final, 1,234 orders changed since run r0.")
 
 
+def test_the_site_index_cell_says_the_same_shortly():
+    """period_status.final_mark, the site index's form of final_since: the same run, day and changes, from one home."""
+    earlier = {"run_id": "r2", "on": "2026-10-01", "provisional_run": "r1", "orders": 0, "since_run": "r1"}
+    assert final_mark(earlier) == (
+        "final since 2026-10-01 (run r2): no order or verdict changed since run r1 published it provisional"
+    )
+    # compared with a later provisional run than the first: both named; the day wrapped as the page asks
+    apart = earlier | {"orders": 1234, "since_run": "r1b"}
+    assert final_mark(apart, date=lambda d: f"[{d}]") == (
+        "final since [2026-10-01] (run r2): 1,234 orders changed since run r1b; provisional in run r1"
+    )
+    assert final_since(apart) == (
+        "It was published provisional by run r1; run r2 (2026-10-01) first published it final, 1,234 orders changed"
+        " since run r1b."
+    )
+
+
 def test_the_runs_records_are_read_oldest_first_dated_by_their_utc_day_whatever_the_session_zone():
-    """history.period_statuses over the warehouse's own run records: only succeeded runs other than this one, the
-    audit's entry of the period alone, oldest first, each dated by the UTC day it started (as run.json's
-    ``started_at`` and ``order-audit runs`` date it), whatever the connection's time zone; a record from before the
-    period's status was kept (no ``status``, or counts not keyed by audit) reads as no status or not at all."""
+    """history.period_statuses over the warehouse's own run records: only runs other than this one that published
+    the period (succeeded, or stopped after it was out), the audit's entry of the period alone, oldest first, each
+    dated by the UTC day it started (as run.json's ``started_at`` and ``order-audit runs`` date it), whatever the
+    connection's time zone; a record from before the period's status was kept (no ``status``, or counts not keyed by
+    audit) reads as no status or not at all."""
     import json
 
     import duckdb
@@ -86,7 +104,9 @@ def test_the_runs_records_are_read_oldest_first_dated_by_their_utc_day_whatever_
     june = {"cases": 3, "audited_orders": 4}
     run("r0-old", "2026-10-01 09:00:00", "succeeded", {"2025-06": june})  # before counts were keyed by audit
     run("r1", "2026-10-02 23:30:00", "succeeded", {"csf_leak": {"2025-06": june | {"status": "provisional"}}})
-    run("r1b", "2026-10-03 08:00:00", "failed", {"csf_leak": {"2025-06": june | {"status": "final"}}})
+    # a failed run: June recorded but never published (not read), July published before it failed (read)
+    stopped = {"2025-06": june | {"status": "final"}, "2025-07": june | {"status": "final", "published": True}}
+    run("r1b", "2026-10-03 08:00:00", "failed", {"csf_leak": stopped})
     run("r1c", "2026-10-03 09:00:00", "succeeded", None)  # a run that recorded no counts
     run("r2-old", "2026-10-04 10:00:00", "succeeded", {"csf_leak": {"2025-06": june}})  # before the status was kept
     made_final = june | {"status": "final", "revised_orders": 2, "revised_since": "r1"}
@@ -106,3 +126,7 @@ def test_the_runs_records_are_read_oldest_first_dated_by_their_utc_day_whatever_
         "since_run": "r1",
     }
     assert history.period_statuses(con, "this", "2025-08", "csf_leak") == []  # a month no run recorded
+    assert history.period_statuses(con, "this", "2025-07", "csf_leak") == [
+        {"run_id": "r1b", "on": "2026-10-03", "status": "final", "revised_orders": 0, "revised_since": None},
+        {"run_id": "r4", "on": "2026-11-05", "status": None, "revised_orders": 0, "revised_since": None},
+    ]

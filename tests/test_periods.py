@@ -108,6 +108,21 @@ def _said(page: Path) -> str:
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page.read_text(encoding="utf-8"))).split())
 
 
+def _september(sept: Path) -> Path:
+    """September's extract: a case, an order and a diagnosis of September, nothing of June's (the small input's
+    month): it takes the data past June's final date."""
+    write_csv(
+        sept / "procedures.csv", PROC_HEADER, [["PR9", "MRN-9", "2025-09-20 09:00:00", "62323", "Pain clinic", "1960-01-01"]]
+    )
+    write_csv(
+        sept / "imaging_orders.csv",
+        ORDER_HEADER,
+        [["O91", "MRN-9", "2025-09-21 10:00:00", "72156", "Neurology", "G97.1", "completed"]],
+    )
+    write_csv(sept / "diagnoses.csv", DX_HEADER, [["MRN-9", "G97.1", "2025-09-21 08:00:00"]])
+    return sept
+
+
 def test_a_month_published_provisional_is_marked_final_since_the_run_that_made_it_final(tmp_path):
     """June published while provisional, then re-run once September's extract took the data past its final date:
     the index said nothing of the change of status (a month turning final without a changed verdict went unseen by
@@ -122,17 +137,7 @@ def test_a_month_published_provisional_is_marked_final_since_the_run_that_made_i
 
     first = run(inp, "first")
     assert _index_marks(tmp_path / "first") == {"provisional": "provisional until the data reaches 2025-09-13"}
-    # September's extract: a case, an order and a diagnosis of September, nothing of June's
-    sept = tmp_path / "sept"
-    write_csv(
-        sept / "procedures.csv", PROC_HEADER, [["PR9", "MRN-9", "2025-09-20 09:00:00", "62323", "Pain clinic", "1960-01-01"]]
-    )
-    write_csv(
-        sept / "imaging_orders.csv",
-        ORDER_HEADER,
-        [["O91", "MRN-9", "2025-09-21 10:00:00", "72156", "Neurology", "G97.1", "completed"]],
-    )
-    write_csv(sept / "diagnoses.csv", DX_HEADER, [["MRN-9", "G97.1", "2025-09-21 08:00:00"]])
+    sept = _september(tmp_path / "sept")
     second = run(sept, "second")
     final = (
         f"final since {second['started_at'][:10]} (run {second['run_id']}): no order or verdict changed since run "
@@ -357,3 +362,60 @@ def test_a_new_pseudonym_key_revises_nothing_and_a_real_change_is_still_reported
     assert "csf_leak" not in "".join(line for line in changed.stderr.splitlines() if "revised" in line)
     listed = [line for line in cli("diff", first, third, "--warehouse", wh).stdout.splitlines() if "order " in line]
     assert len(listed) == 1 and f"order {order} " in listed[0] and "changed" in listed[0], listed
+
+
+@pytest.mark.parametrize(
+    ("signal", "nth"),
+    [("TERM", 2), ("KILL", 3)],  # stopped in June's second audit (csf_leak's June out), or killed in July's first
+)
+def test_a_run_stopped_after_publishing_a_month_final_keeps_the_mark_it_gave(tmp_path, signal, nth):
+    """A backfill published June final (its folder said "final since" to whoever opened it), then was stopped before
+    it recorded its end. The next good run passed over it (only succeeded runs were read) and claimed to be the first
+    to publish June final, moving the mark the committee had seen; the stopped run now records what it published
+    (each whole month as it goes, a month's folders left by a stop or failure as it ends), and the next run names it."""
+    inp, wh = write_small_input(tmp_path / "june"), tmp_path / "wh.duckdb"
+    first = cli("run", "--input", inp, "--out", tmp_path / "first", "--warehouse", wh, "--month", "2025-06", "--no-validate")
+    assert first.returncode == 0, first.stderr
+    first_id = json.loads((tmp_path / "first" / "csf_leak" / "run.json").read_text())["run_id"]
+    sept = _september(tmp_path / "sept")
+    backfill = ("run", "--input", sept, "--out", tmp_path / "backfill", "--warehouse", wh, "--no-validate")
+    stopped = run_cli(
+        *backfill,
+        "--from",
+        "2025-06",
+        "--to",
+        "2025-07",
+        env=KEY | {"ORDER_AUDIT_FAULT": f"mid_render:{nth}", "ORDER_AUDIT_FAULT_SIGNAL": signal},
+    )
+    assert stopped.returncode != 0, stopped.stderr
+    june = json.loads((tmp_path / "backfill" / "csf_leak" / "2025-06" / "run.json").read_text())
+    assert not (tmp_path / "backfill" / "csf_leak" / "2025-07").exists()  # killed before July was out
+    final = (
+        f"final since {june['started_at'][:10]} (run {june['run_id']}): no order or verdict changed since run "
+        f"{first_id} published it provisional"
+    )
+    assert _index_marks_of(tmp_path / "backfill", "2025-06") == {"final": final}
+    third = cli("run", "--input", sept, "--out", tmp_path / "third", "--warehouse", wh, "--month", "2025-06", "--no-validate")
+    assert third.returncode == 0, third.stderr
+    assert _index_marks(tmp_path / "third") == {"final": final}
+    since = (
+        f"It was published provisional by run {first_id}; run {june['run_id']} ({june['started_at'][:10]}) first "
+        f"published it final, no order or verdict changed since run {first_id}."
+    )
+    assert since in _said(tmp_path / "third" / "csf_leak" / "report.html")
+    # the stopped run's record: interrupted, June published, July not
+    con = duckdb.connect(str(wh), read_only=True)
+    status, counts = con.execute("SELECT status, counts FROM audit_runs WHERE run_id = ?", [june["run_id"]]).fetchall()[0]
+    con.close()
+    assert status == "interrupted"
+    recorded = json.loads(counts)["csf_leak"]
+    assert (recorded["2025-06"].get("published"), recorded["2025-07"].get("published")) == (True, None)
+
+
+def _index_marks_of(out: Path, month: str) -> dict[str, str]:
+    """One month's row of the csf_leak audit on a backfill's site index (class -> text, tags dropped)."""
+    index = (out / "index.html").read_text(encoding="utf-8")
+    start = index.index(f'href="csf_leak/{month}/index.html"')
+    row = index[start : index.index("</tr>", start)]
+    marks = re.findall(r'<span class="(final|revised|provisional)">(.*?)</span>(?:<br>|</th>)', row)
+    return {cls: re.sub(r"<[^>]+>", "", text) for cls, text in marks}

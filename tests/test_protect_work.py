@@ -95,8 +95,23 @@ def test_the_rounds_reuse_the_passes_and_answer_as_afresh(ties, seed, monkeypatc
     monkeypatch.setattr(disclosure._Passes, "__init__", counting_init)
     reused = feed.build_feed(m, run_info("all"), relations.Atoms.of(ties))
     assert len(built) == 2  # the denominators' cells and the numerators'
-    protection = disclosure.Protection  # afresh: a new one, its passes built again, every round
-    monkeypatch.setattr(disclosure, "Protection", lambda periods, k: lambda cells: protection(periods, k)(cells))
+    protection = disclosure.Protection
+
+    class Afresh:
+        """A new Protection every round, its passes built again; what the last one left out of the joint pass."""
+
+        def __init__(self, periods, k):
+            self.periods, self.k, self.last = periods, k, None
+
+        def __call__(self, cells):
+            self.last = protection(self.periods, self.k)
+            return self.last(cells)
+
+        @property
+        def joint_left_out(self) -> list[str]:
+            return self.last.joint_left_out if self.last else []
+
+    monkeypatch.setattr(disclosure, "Protection", Afresh)
     afresh = feed.build_feed(m, run_info("all"), relations.Atoms.of(ties))
     assert len(built) > 2 + 2  # afresh: one build a round
     assert afresh.equals(reused)

@@ -120,6 +120,8 @@ def test_site_index_marks_a_period_final_since_the_run_that_made_it_final(tmp_pa
         " report · case list · feed none r-2026-03"
     )
     assert text.count('class="final"') == 3 and text.count('class="revised"') == 1
+    # the cell is period_status.final_mark's, its day kept on one line as the other dates are
+    assert '<span class="final">final since <span class="date">2026-10-01</span> (run r-F): 1 order changed' in text
     assert "Final since: the run whose data first reached the date the period becomes final" in text
     # the dates are the runs' UTC days (run.json started_at, history.period_statuses), the site's zone aside
     assert "dated by the UTC day it started (as <code>order-audit runs</code> lists it; so is Revised)" in text

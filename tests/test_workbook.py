@@ -332,3 +332,40 @@ def test_the_providers_sheet_is_as_wide_as_its_funnel_positions_and_provider_ids
         (7, 7, 27.7109375),
         (8, 8, 14.7109375),
     ]
+
+
+def test_the_reviewer_judgement_takes_only_the_listed_words_and_says_which(tmp_path):
+    """A reviewer typing "approprate" (or "agreed") is stopped with the words to use; the date column takes dates."""
+    frame = pl.DataFrame({"case_id": ["C1", "C2"], "order_id": ["O1", "O2"], "verdict": ["excluded"] * 2, "reasons": [""] * 2})
+    xml = Workbook(workbook.write_case_list(tmp_path / "w.xlsx", frame, RULES, RUN_INFO)).xml("Cases")
+    rules = re.findall(r"<dataValidation [^>]*>.*?</dataValidation>", xml, flags=re.S)
+    assert rules == [
+        '<dataValidation type="list" allowBlank="1" showInputMessage="1" showErrorMessage="1" errorTitle="Reviewer agrees?"'
+        ' error="Choose agree, disagree or unsure from the list (or leave the cell empty)." promptTitle="Reviewer"'
+        ' prompt="agree, disagree or unsure" sqref="D2:D3"><formula1>"agree,disagree,unsure"</formula1></dataValidation>',
+        '<dataValidation type="date" operator="greaterThanOrEqual" allowBlank="1" showInputMessage="1" showErrorMessage="1"'
+        ' error="A date, e.g. 2026-07-15" sqref="G2:G3"><formula1>36526</formula1></dataValidation>',
+    ]
+
+
+def test_what_a_reviewer_types_in_the_comment_and_name_columns_stays_text(tmp_path):
+    """Columns formatted as text (@): LibreOffice and Excel turned a comment such as "1/2" or "3-4" into a date."""
+    frame = pl.DataFrame({"case_id": ["C1"], "order_id": ["O1"], "verdict": ["excluded"], "reasons": [""]})
+    book = Workbook(workbook.write_case_list(tmp_path / "w.xlsx", frame, RULES, RUN_INFO))
+    header = list(book.rows("Cases")[0])
+    spans = re.findall(r'<col min="(\d+)" max="(\d+)"[^>]*style="(\d+)"', book.xml("Cases"))
+    cols = {str(c): style for low, high, style in spans for c in range(int(low), int(high) + 1)}
+    styles = book.files["xl/styles.xml"].decode()
+    ids = re.findall(r'<xf numFmtId="(\d+)"', styles[styles.index("<cellXfs") :])
+    formats = dict(re.findall(r'<numFmt numFmtId="(\d+)" formatCode="([^"]*)"', styles)) | {"49": "@", "0": "General"}
+    shown = {h: formats[ids[int(cols[str(i + 1)])]] for i, h in enumerate(header)}
+    assert shown == {
+        "Case": "General",
+        "Order": "General",
+        "Verdict": "General",
+        "Reviewer agrees?": "General",
+        "Reviewer comment": "@",
+        "Reviewer": "@",
+        "Review date": "yyyy-mm-dd",
+        "Reason codes": "General",
+    }

@@ -43,4 +43,12 @@ def documented() -> list:
 
 if __name__ == "__main__":
     wanted = set(sys.argv[1:])
-    print("\n\n".join(rules_markdown(a) for a in documented() if not wanted or a.id in wanted))
+    found = documented()
+    # an audit outside audits/ (a new one being written) printed nothing at all, as if it had no rules
+    unknown = sorted(wanted - {a.id for a in found})
+    if unknown:
+        sys.exit(
+            f"python -m pipeline.models.registry: no audit {', '.join(unknown)} found (found: "
+            f"{', '.join(a.id for a in found)}); for one outside audits/, set ORDER_AUDIT_AUDITS_PATH to its folder"
+        )
+    print("\n\n".join(rules_markdown(a) for a in found if not wanted or a.id in wanted))

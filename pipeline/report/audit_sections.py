@@ -77,18 +77,18 @@ def helpers(low: int, labels: dict[str, str] | None = None) -> dict:
     return {"rate": rate, "quantile": quantile, "count_below": count_below, "histogram": histogram, "label_of": label_of}
 
 
-def period_note(con, spec: ReportSpec, reach: dict | None = None) -> dict | None:
+def period_note(con, spec: ReportSpec, reach: dict) -> dict | None:
     """The audit's note on the period for the first page of every page (``report/period_note.html``, its rows from
     ``period_note.sql``, hospital-wide: the period's, not a department's); None when the audit has none. The SQL may
-    name the columns of ``look_back``'s row as ``$parameters`` (``reach``: that row, read here when not given)."""
+    name the columns of ``look_back``'s row as ``$parameters`` (``reach``: that row, ``{}`` without a look-back; the
+    render reads it once for the feed and the note, so the note never reads ``verified_from.sql`` a second time)."""
     s = spec.period_note
     if s is None:
         return None
     rows = []
     if s.sql is not None:
         sql = s.sql.read_text(encoding="utf-8")
-        given = reach if reach is not None else look_back(con, spec) or {}
-        rows = frame(con, sql, {k: v for k, v in given.items() if f"${k}" in sql} or None).to_dicts()
+        rows = frame(con, sql, {k: v for k, v in reach.items() if f"${k}" in sql} or None).to_dicts()
     return {"template": f"audit/{s.name}.html", "rows": rows}
 
 

@@ -232,7 +232,7 @@ def p_chart_svg(chart: pl.DataFrame, title: str, name: str, provisional: frozens
         # counted back from the last month: the reported month is always labelled
         x_ticks=[{"at": xs[i], "label": periods[i]} for i in range((n - 1) % every, n, every)],
         grid="y",
-        y_label="share of the month",
+        y_label="rate that month (n / N)",  # the month's own n of its N: "share of the month" read as a share of time
         lines=lines,
         dots=dots,
         diamonds=diamonds,
@@ -314,7 +314,7 @@ def funnel_svg(
         y_ticks=_axis_ticks(y_values, percent_labels(y_values, y_step), sy),
         x_ticks=_axis_ticks(x_values, number_labels(x_values, x_step), sx),
         grid="xy",
-        y_label="rate",  # the measure is the title's; the axis says what is plotted
+        y_label="rate (n / N)",  # the measure is the title's; the axis says what is plotted, n of the N below
         x_label=f"{denominator} (N)",
         lines=lines,
         dots=dots,

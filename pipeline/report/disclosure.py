@@ -24,7 +24,8 @@ denominator shared by several measures. Its cells add up two ways, and both are 
   released ones at once (unknowns: department x calendar month); one it determines gives up a
   released cell of that derivation. The overall and provider cells likewise (unknowns: provider x
   month), while the table's dense system stays within ``JOINT_PROVIDER_ENTRIES``: a health system's
-  thousands of providers x months would be gigabytes, and are protected by the first two passes only.
+  thousands of providers x months would be gigabytes, and are protected by the first two passes only
+  (``Protection.joint_left_out`` names those tables: the feed's metrics.json lists their measures).
 
 The hospital's count need not be its groups' sum: units no cell of a level holds (``_remainders``) are one more
 cell of that level, never released.
@@ -95,6 +96,14 @@ class Protection:
         self.periods, self.k = periods, k
         self._passes: _Passes | None = None
         self._layout = _Layout()  # the cells' codes and groupings, worked out once while the cells stay the same
+
+    @property
+    def joint_left_out(self) -> list[str]:
+        """The tables (``unit``) whose provider cells the passes that weighed the cells last left to the line and
+        time passes alone: their dense system over provider-months was over ``JOINT_PROVIDER_ENTRIES``. Those passes
+        gave the final mask (the rounds before only withheld cells it starts from), so the caller can say which
+        tables were not checked jointly (the feed's ``metrics.json``)."""
+        return sorted(self._passes.joint.left_out) if self._passes else []
 
     def __call__(self, cells: pl.DataFrame) -> np.ndarray:
         """``protect(cells, periods, k)``."""
@@ -666,6 +675,7 @@ class _Joint:
         cover = _month_cover(periods)
         n_months = 1 + max((m for _, ms in periods.values() for m in ms), default=-1)
         self.tables = []
+        self.left_out: list[str] = []  # the tables whose provider cells are over JOINT_PROVIDER_ENTRIES (``unit``)
         # the hospital and its departments, then the hospital and its providers: each split of it on its own (a
         # provider's cells are its own orders or cases whatever their department)
         split = [
@@ -677,6 +687,7 @@ class _Joint:
             if not groups or n_months == 0:
                 continue
             if level == "provider" and table.height * len(groups) * n_months > JOINT_PROVIDER_ENTRIES:
+                self.left_out.append(table["unit"][0])
                 continue
             gidx = {g: i for i, g in enumerate(groups)}
             rows = []

@@ -19,14 +19,16 @@ import polars as pl
 
 from pipeline import formula_guard
 from pipeline.config import Feed
+from pipeline.logs import event
 from pipeline.maturity import Maturity
 from pipeline.months import index as month_index
 from pipeline.months import is_month
 from pipeline.months import label as month_label
 from pipeline.report import disclosure, relations
 from pipeline.report.measure import METRICS_SCHEMA, with_rates
+from pipeline.wording import counted
 
-SCHEMA_VERSION = "3.1"
+SCHEMA_VERSION = "3.2"
 ROUND_DIGITS = 6  # rates and intervals: enough for any dashboard, no floating-point noise
 
 FEED_SCHEMA: dict[str, pl.DataType] = {
@@ -300,11 +302,15 @@ def _counts(rows: pl.DataFrame, atoms: relations.Atoms, headline: set[str]) -> r
 
 def suppress(
     feed: pl.DataFrame, windows: dict[str, tuple[str, list[str]]], k: int, atoms: relations.Atoms, headline: set[str]
-) -> pl.DataFrame:
+) -> tuple[pl.DataFrame, dict[str, list[str]]]:
     """The feed's counts with the small-cell rule applied: ``suppressed`` rows lose their numerator; a withheld
-    denominator is null too. ``atoms``: how the audit's counts tie together within a cell (``relations``)."""
+    denominator is null too. ``atoms``: how the audit's counts tie together within a cell (``relations``).
+
+    Also the measures whose provider cells the joint pass over time and providers left to the line and time passes
+    (``disclosure.JOINT_PROVIDER_ENTRIES``): measure_id -> which of its counts, ``denominator`` and/or
+    ``numerator`` (``metrics.json``'s ``provider_joint_check``)."""
     if feed.height == 0:
-        return feed.with_columns(pl.lit(False).alias("suppressed"))
+        return feed.with_columns(pl.lit(False).alias("suppressed")), {}
     month_no = {m: i for i, m in enumerate(sorted({m for _, ms in windows.values() for m in ms}))}
     periods = {p: (kind, [month_no[m] for m in ms]) for p, (kind, ms) in windows.items()}
     feed = feed.filter(pl.col("period").is_in(list(periods)))
@@ -410,11 +416,18 @@ def suppress(
     rows = rows.join(den_cells.select("den_key", "den_withheld"), on="den_key", how="left")
     rows = rows.join(fam.select("fam_key", "row_withheld"), on="fam_key")
     hide = pl.col("row_withheld")
-    return rows.with_columns(
+    # a table is a count shared by measures (``kind``: a denominator, ``family``: a numerator); per measure its own
+    left_out: dict[str, list[str]] = {}
+    for count, tables, unit in (("denominator", protect_den, kind), ("numerator", protect_fam, family)):
+        skipped = set(tables.joint_left_out)
+        for measure in sorted(m for m, u in unit.items() if u in skipped):
+            left_out.setdefault(measure, []).append(count)
+    withheld = rows.with_columns(
         hide.alias("suppressed"),
         pl.when(hide).then(None).otherwise(pl.col("numerator")).alias("numerator"),
         pl.when(pl.col("den_withheld")).then(None).otherwise(pl.col("denominator")).alias("denominator"),
     ).drop("gk", "family", "kind", "den_withheld", "row_withheld", "family_code", "kind_code", *cell, "den_key", "fam_key")
+    return withheld, dict(sorted(left_out.items()))
 
 
 # ----------------------------------------------------------------------------- the feed
@@ -427,10 +440,17 @@ def build_feed(
     audit's counts of a cell tie together, ``relations.Atoms.read``). ``verified_from``: the first site-local date
     whose units have their whole look-back within the data (None: the audit declares none); a period that starts
     before it is ``look_back = 'before_data'``."""
+    return _built(metrics, run_info, atoms, verified_from)[0]
+
+
+def _built(
+    metrics: pl.DataFrame, run_info: dict, atoms: relations.Atoms, verified_from: datetime.date | None
+) -> tuple[pl.DataFrame, dict[str, list[str]]]:
+    """``build_feed``'s rows, and ``suppress``'s measures whose provider cells the joint pass left out."""
     months = sorted(p for p in metrics["period"].unique().drop_nulls().to_list() if is_month(p))
     windows = period_windows(months, str(run_info.get("period", "all")))
     if not windows:  # no month with data: an empty feed, its columns all there
-        return pl.DataFrame(schema=FEED_SCHEMA)
+        return pl.DataFrame(schema=FEED_SCHEMA), {}
     maturity = Maturity.from_dict(run_info.get("maturity"))
     status = {ms[-1]: maturity.status(ms[-1]) for _, ms in windows.values()} if maturity else {}
     # per provider only the headline measures, and only the cells whose denominator is released: a
@@ -438,7 +458,7 @@ def build_feed(
     # millions of withheld rows at a large hospital, telling nothing
     headline = {m["id"] for m in run_info["audit"].get("measures", []) if m.get("headline")}
     metrics = metrics.filter((pl.col("level") != "provider") | pl.col("measure_id").is_in(sorted(headline)))
-    feed = suppress(_summed(metrics, windows), windows, min_cell_count(run_info), atoms, headline)
+    feed, left_out = suppress(_summed(metrics, windows), windows, min_cell_count(run_info), atoms, headline)
     feed = feed.filter((pl.col("level") != "provider") | pl.col("denominator").is_not_null())
     # rates and intervals of the rows kept (a suppressed row has none): an eighth of the cells the rule weighed
     feed = _dated(with_rates(feed), windows).with_columns(
@@ -453,7 +473,7 @@ def build_feed(
         _look_back(verified_from),
         pl.lit(verified_from, pl.Date).alias("verified_from"),
     )
-    return out.select([pl.col(c).cast(t) for c, t in FEED_SCHEMA.items()]).sort(KEYS, nulls_last=True)
+    return out.select([pl.col(c).cast(t) for c, t in FEED_SCHEMA.items()]).sort(KEYS, nulls_last=True), left_out
 
 
 def _look_back(verified_from: datetime.date | None) -> pl.Expr:
@@ -475,7 +495,9 @@ def write_feed(
 ) -> list[Path]:
     """metrics.csv, metrics.parquet (the rows) and metrics.json (what they are, and the headline rows);
     ``verified_from``: as ``build_feed``'s."""
-    feed = build_feed(metrics, run_info, atoms, verified_from)
+    feed, left_out = _built(metrics, run_info, atoms, verified_from)
+    if left_out:
+        _log_left_out(run_info["audit"]["id"], left_out)
     csv_path, pq_path, json_path = out_dir / "metrics.csv", out_dir / "metrics.parquet", out_dir / "metrics.json"
     formula_guard.neutralised(feed).write_csv(csv_path, float_precision=ROUND_DIGITS)  # the Parquet keeps the raw text
     feed.write_parquet(pq_path, compression="zstd", statistics=False)
@@ -499,7 +521,22 @@ def write_feed(
         "data_through": through.isoformat() if (through := data_through(run_info)) else None,
         "verified_from": verified_from.isoformat() if verified_from else None,
         "headline": json.loads(headline.drop("schema_version").write_json()),
+        # 3.2: the measures whose provider cells only the line and time passes protect (docs/METRICS_FEED.md)
+        "provider_joint_check": {"max_entries": disclosure.JOINT_PROVIDER_ENTRIES, "left_out": left_out},
         "files": {"csv": "metrics.csv", "parquet": "metrics.parquet"},
     }
     json_path.write_text(json.dumps(summary, indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8", newline="\n")
     return [csv_path, pq_path, json_path]
+
+
+def _log_left_out(audit_id: str, left_out: dict[str, list[str]]) -> None:
+    """The run's log says what metrics.json's ``provider_joint_check`` says, for whoever reads the log alone."""
+    event(
+        f"{audit_id}: feed: the provider cells of {counted(len(left_out), 'measure')} ({', '.join(left_out)}) are over"
+        f" the joint check's {disclosure.JOINT_PROVIDER_ENTRIES:,} matrix entries; the line and time passes alone protect"
+        " them (metrics.json: provider_joint_check)",
+        event="provider_joint_left_out",
+        audit_id=audit_id,
+        measures=sorted(left_out),
+        max_entries=disclosure.JOINT_PROVIDER_ENTRIES,
+    )

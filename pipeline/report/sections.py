@@ -146,17 +146,15 @@ def trend(
         pc = p_chart(monthly)
         n_data = int((pc["denominator"] > 0).sum())
         svg = charts.p_chart_svg(pc, f"{label}: p-chart, {window[0]} to {window[-1]}", f"{name}-{measure_id}", provisional)
-        flagged = []
-        for f in pc.filter(pl.col("outside")).select("period", "numerator", "denominator", "rate", "lcl", "ucl").to_dicts():
-            above = f["rate"] > f["ucl"]
-            good = above == higher
-            news = "good news: better than usual" if good else "bad news: worse than usual"
-            f.update(
-                signal="above the upper limit" if above else "below the lower limit",
-                news="unusual: look for a cause" if neutral else news,
-                good=good and not neutral,
-            )
-            flagged.append(marked(f, low))
+        flagged = [
+            _read(f, higher, neutral, low)
+            for f in pc.filter(pl.col("outside"))
+            .select("period", "numerator", "denominator", "rate", "lcl", "ucl", "outside")
+            .to_dicts()
+        ]
+        # the last two months of the window as the headline's comparison reads them (None: nothing counted)
+        months = pc.select("period", "numerator", "denominator", "rate", "lcl", "ucl", "outside").to_dicts()[-2:]
+        previous, latest = ([None] * (2 - len(months))) + months
         out.append(
             {
                 "measure_id": measure_id,
@@ -164,6 +162,9 @@ def trend(
                 "svg": svg,
                 "n_months": len(window),
                 "n_empty": len(window) - n_data,
+                # what a month without a denominator lacks, in the measure's unit: "11 without cases" was said of
+                # an order measure too (its months had cases but no evaluated order, or the reverse)
+                "counts": "orders" if m.unit == "order" else f"{spec.case_unit}s",
                 # months with a denominator: with fewer than two the centre line is that month's own rate and no month
                 # can fall outside the limits, so "common-cause variation only" would be said of nothing
                 "n_data": n_data,
@@ -172,9 +173,31 @@ def trend(
                 "centre": pc["centre"][0],
                 "direction": "neither better nor worse" if neutral else ("higher is better" if higher else "lower is better"),
                 "flagged": flagged,
+                # the window's last month (the page's period) and the one before, as the headline compares them
+                "latest": _read(latest, higher, neutral, low),
+                "previous": marked(previous, low),
             }
         )
     return out
+
+
+def _read(month: dict, higher: bool, neutral: bool, low: int) -> dict:
+    """A month of a p-chart as the report reads it: outside the limits (``signal``: above or below) good or bad news
+    by the measure's direction, or only unusual for a measure that is neither; inside them ``signal`` None."""
+    if not month["outside"]:
+        return marked(dict(month, signal=None, news=None, good=None), low)
+    above = month["rate"] > month["ucl"]
+    good = above == higher
+    news = "good news: better than usual" if good else "bad news: worse than usual"
+    return marked(
+        dict(
+            month,
+            signal="above the upper limit" if above else "below the lower limit",
+            news="unusual: look for a cause" if neutral else news,
+            good=good and not neutral,
+        ),
+        low,
+    )
 
 
 # ----------------------------------------------------------------------------- departments and providers

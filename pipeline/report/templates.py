@@ -14,7 +14,7 @@ from pathlib import Path
 import jinja2
 import markupsafe
 
-from pipeline.period_status import final_since
+from pipeline.period_status import final_mark, final_since
 from pipeline.report import controls
 from pipeline.resources import reports_dir
 from pipeline.wording import counted
@@ -97,7 +97,15 @@ def make_env(audit_report_dir: Path | None = None) -> jinja2.Environment:
     # a count before its noun, in the number the noun takes: {{ n|counted("order") }} is "1 order", "2,000 orders"
     env.filters["counted"] = counted
     env.filters["final_since"] = final_since
+    env.filters["final_mark"] = _final_mark
     return env
+
+
+def _final_mark(final: dict) -> markupsafe.Markup:
+    """The site index's "final since" cell (period_status.final_mark, its one home): every value shown and escaped
+    as any printed value is, the day kept on one line (``<span class="date">``: "2026-" over "11-03" otherwise)."""
+    shown = {k: markupsafe.escape(_shown(v)) if isinstance(v, str) else v for k, v in final.items()}
+    return markupsafe.Markup(final_mark(shown, date=lambda d: f'<span class="date">{d}</span>'))
 
 
 def _shown(value):

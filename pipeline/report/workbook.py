@@ -71,8 +71,8 @@ FORM_TAIL: dict[str, Column] = {
     "verdict": Column("Verdict", 13, "appropriate, inappropriate, review, not_evaluable or excluded (coloured)."),
     "explanation": Column("Why (in words)", 42, "The reasons in words.", "wrap"),
     "reviewer_agrees": Column("Reviewer agrees?", 11, "Reviewer: agree, disagree or unsure (drop-down)."),
-    "reviewer_comment": Column("Reviewer comment", 22, "Reviewer: free text.", "wrap"),
-    "reviewer": Column("Reviewer", 11, "Reviewer: name or initials."),
+    "reviewer_comment": Column("Reviewer comment", 22, "Reviewer: free text.", "typed"),
+    "reviewer": Column("Reviewer", 11, "Reviewer: name or initials.", "typed"),
     "review_date": Column("Review date", 11, "Reviewer: date of the review.", "date"),
 }
 MORE: dict[str, Column] = {
@@ -195,6 +195,8 @@ def write_case_list(
         "": wb.add_format({"valign": "top"}),
         "wrap": wb.add_format({"text_wrap": True, "valign": "top"}),
         **{k: wb.add_format({"num_format": f, "valign": "top"}) for k, f in _NUM_FORMATS.items()},
+        # what a reviewer types stays as typed: a comment "1/2 views" or "3-4" became a date, "1e3" a number
+        "typed": wb.add_format({"num_format": "@", "text_wrap": True, "valign": "top"}),
     }
     percent = wb.add_format({"num_format": "0.0%"})
     # xf indices fixed here, in one order, whichever writing path the rows take (the bytes must agree)
@@ -232,7 +234,16 @@ def write_case_list(
             agrees,
             last_row,
             agrees,
-            {"validate": "list", "source": AGREEMENT, "input_title": "Reviewer", "input_message": "agree, disagree or unsure"},
+            {
+                "validate": "list",
+                "source": AGREEMENT,
+                "input_title": "Reviewer",
+                "input_message": "agree, disagree or unsure",
+                # a typo ("approprate", "agreed") is refused with the words to use, not the spreadsheet's generic
+                # "does not match the restrictions": a judgement outside the list is lost when the answers are counted
+                "error_title": "Reviewer agrees?",
+                "error_message": "Choose agree, disagree or unsure from the list (or leave the cell empty).",
+            },
         )
         ws.data_validation(
             1,
@@ -296,7 +307,7 @@ def _row_lines(sheet: pl.DataFrame, columns: list[Column]) -> pl.Series:
     """Lines each row needs for its wrapped columns (LibreOffice does not fit row heights on opening)."""
     parts = [pl.lit(1)]
     for name, col in zip(sheet.columns, columns, strict=True):
-        if col.style == "wrap" and sheet.schema[name] == pl.String:
+        if col.style in ("wrap", "typed") and sheet.schema[name] == pl.String:  # typed: wrapped text too
             text = pl.col(name).fill_null("")
             per_line = max(1, int(col.width * 1.1))  # characters of running text per line
             parts.append((text.str.len_chars() // per_line + 1 + text.str.count_matches("\n")).cast(pl.Int64))

@@ -1,0 +1,94 @@
+"""What the report says of each trend measure over the months: the heading over its p-chart (months shown, months with
+nothing to count in the measure's own unit, centre) and, beside the headline figure, the month before and the centre."""
+
+from __future__ import annotations
+
+import html
+import re
+
+import polars as pl
+
+from pipeline import audits
+from pipeline.report import sections
+from pipeline.report.spec import ReportSpec
+from pipeline.report.templates import make_env
+from pipeline.resources import reports_dir
+
+WINDOW = ["2026-01", "2026-02", "2026-03", "2026-04"]
+
+
+def _trend(audit_id: str, cells: dict[str, list[tuple[str, int, int]]], window: list[str] = WINDOW) -> list[dict]:
+    """The hospital's trend of each measure over a window (2026-01 to 2026-04) where each measure has the given
+    (month, n, N) cells and none in the other months."""
+    spec = ReportSpec.of(next(a for a in audits.discover() if a.id == audit_id))
+    metrics = pl.DataFrame(
+        [
+            {"level": "hospital", "group_key": "all", "period": p, "measure_id": m, "numerator": n, "denominator": d}
+            for m, rows in cells.items()
+            for p, n, d in rows
+        ]
+    )
+    return sections.trend(metrics, "hospital", "all", window, "overall", 20, spec)
+
+
+def _heading(audit_id: str, cells: dict[str, list[tuple[str, int, int]]]) -> list[str]:
+    """The trend headings, as report.html prints them."""
+    trend = _trend(audit_id, cells)
+    # the heading's own line of the page's template (the page renders it with the same values)
+    line = re.search(r"<h3>\{\{ t\.label \}\}.*</h3>", (reports_dir() / "report.html").read_text(encoding="utf-8")).group(0)
+    heading = make_env().from_string(line)
+    return [re.sub(r"<[^>]+>", "", heading.render(t=t)) for t in trend]
+
+
+def test_a_month_without_a_denominator_is_named_in_the_measures_own_unit():
+    """A department's page said "2 without cases" of an order measure whose months had cases but no evaluated order
+    (the second view's department); the months with N = 0 are now counted in the unit N counts."""
+    months = {
+        "first_imaging_right_study": [("2026-01", 1, 2), ("2026-02", 1, 1), ("2026-03", 0, 1)],
+        "inappropriate_order_rate": [("2026-01", 1, 4), ("2026-04", 2, 3)],
+    }
+    assert _heading("csf_leak", months) == [
+        "Leak cases whose first imaging was the right study (higher is better), 2026-01 to 2026-04: 4 months,"
+        " 1 with no cases counted (N = 0); centre 50.0%",
+        "Inappropriate orders (lower is better), 2026-01 to 2026-04: 4 months, 2 with no orders counted (N = 0); centre 42.9%",
+    ]
+
+
+def test_an_audit_of_episodes_counts_its_empty_months_in_episodes():
+    heading = _heading("low_back_pain", {"episodes_without_early_imaging": [("2026-02", 1, 4)]})
+    assert heading == [
+        "Episodes without lumbar imaging in the first 28 days (HEDIS-style rate) (higher is better), 2026-01 to 2026-04:"
+        " 4 months, 3 with no episodes counted (N = 0); centre 25.0%"
+    ]
+
+
+def _earlier(trend: list[dict]) -> list[str]:
+    """The "Earlier" line under each headline figure (_macros.html ``earlier``), tags dropped."""
+    macro = make_env().from_string('{% from "_macros.html" import earlier %}{{ earlier(t) }}')
+    return [" ".join(html.unescape(re.sub(r"<[^>]+>", "", macro.render(t=t))).split()) for t in trend]
+
+
+def test_beside_the_headline_figure_the_month_before_and_the_centre():
+    """The chair asks how the month compares: the month before (n / N, † under 20) and the p-chart's centre over the
+    window, and whether the month is inside the limits or a special cause, good or bad by the measure's direction."""
+    steady = [(m, 2, 10) for m in WINDOW[:-1]] + [("2026-04", 3, 10)]
+    worse = [(m, 1, 50) for m in WINDOW[:-1]] + [("2026-04", 30, 50)]  # inappropriate orders: lower is better
+    trend = _trend("csf_leak", {"first_imaging_right_study": steady, "inappropriate_order_rate": worse})
+    assert _earlier(trend) == [
+        "Earlier: 20.0% † (2 / 10) in 2026-03; centre 22.5% over 2026-01 to 2026-04 (Trend): 2026-04 inside the control limits",
+        "Earlier: 2.0% (1 / 50) in 2026-03; centre 16.5% over 2026-01 to 2026-04 (Trend): 2026-04 above the upper limit,"
+        " bad news: worse than usual",
+    ]
+    # better than usual for a higher-is-better measure; a month before with nothing counted says so
+    better = [("2026-01", 5, 50), ("2026-02", 5, 50), ("2026-04", 45, 50)]
+    assert _earlier(_trend("csf_leak", {"first_imaging_right_study": better})) == [
+        "Earlier: nothing counted in 2026-03; centre 36.7% over 2026-01 to 2026-04 (Trend): 2026-04 above the upper"
+        " limit, good news: better than usual"
+    ]
+
+
+def test_the_first_month_with_data_has_nothing_earlier_to_compare_with():
+    first = _trend("csf_leak", {"inappropriate_order_rate": [("2026-04", 1, 4)]})
+    assert _earlier(first) == ["Earlier: nothing counted in 2026-03; no earlier month with data in the trend's window"]
+    alone = _trend("csf_leak", {"inappropriate_order_rate": [("2024-07", 1, 4)]}, window=["2024-07"])
+    assert _earlier(alone) == ["Earlier: no earlier month with data in the trend's window"]
