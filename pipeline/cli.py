@@ -22,7 +22,9 @@ from pipeline.errors import (
     EXIT_USAGE,
     AuditError,
     bounded,
+    files_named,
     printable,
+    raise_if_stopped,
     refused_write,
     request_stop,
     stop_signal,
@@ -104,7 +106,9 @@ def _stdout_closed() -> bool:
 class _Group(click.Group):
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            done = super().invoke(ctx)
+            raise_if_stopped()  # a stop a library swallowed (its own error, caught): still a stop, not exit 0
+            return done
         except KeyboardInterrupt as exc:
             raise _Stopped() from exc
         except BrokenPipeError as exc:
@@ -326,35 +330,44 @@ def _with_engine(cfg, spark_remote: str | None, spark_state: str | None = None):
 @_logging_options
 def validate(input_dir, config_path, site_timezone, data_docs, warehouse_path, as_json, input_format, log_format, quiet, verbose):
     """Run the data-quality gate alone on a folder of extracts (nothing is written to a warehouse)."""
-    import datetime as dt
-    import json
-    import tempfile
-
     from pipeline import preflight
     from pipeline.config import load_config
+    from pipeline.ingest import inputs as inputs_mod
+
+    setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
+    cfg = load_config(config_path, site_timezone=site_timezone, input_format=input_format)
+    preflight.check_temp_dir()  # the gate's DuckDB file goes there
+    with files_named(inputs_mod.named_within(input_dir)):  # as a run names them: relative to --input
+        _validate(input_dir, cfg, data_docs, warehouse_path, as_json)
+
+
+def _validate(input_dir: Path, cfg, data_docs: Path | None, warehouse_path: Path | None, as_json: bool) -> None:
+    import datetime as dt
+    import json
+
+    from pipeline import ownership
     from pipeline.errors import QualityGateError
+    from pipeline.ingest import inputs as inputs_mod
     from pipeline.ingest import load, value_maps
     from pipeline.logs import log
     from pipeline.models import reference
     from pipeline.quality import gate
     from pipeline.run import choose_audits
 
-    setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
-    cfg = load_config(config_path, site_timezone=site_timezone, input_format=input_format)
-    preflight.check_temp_dir()  # the gate's DuckDB file goes there
+    shown = inputs_mod.named_within(input_dir)
     warehouse_path = _read_warehouse(warehouse_path, cfg)
     site_map = reference.kept_site_map(warehouse_path) if warehouse_path is not None else None
     if site_map is not None and reference.local_code_map_path(cfg, input_dir) is None:  # the words a run logs
         kept_from = ", ".join(sorted(set(site_map["source_file"])))
         log.info("site code map: none given; the one the warehouse kept, from %s", kept_from)
-    inputs = load.find_inputs(input_dir, cfg)
+    inputs = load.find_inputs(input_dir, cfg, shown)
     # the audits a run on this folder (and warehouse) does: their own input checks are part of its gate, which
     # ran without them (a pass, then a run that warned or stopped); a config or folder the run refuses, refused
     chosen, _ = choose_audits(cfg, load.check_headers(inputs, cfg), warehouse_path=warehouse_path, input_dir=input_dir)
-    with tempfile.TemporaryDirectory(prefix="order-audit-validate-") as tmp:
-        prepared = load.prepare_inputs(inputs, cfg, Path(tmp), kept_map=site_map)
+    with ownership.held_temp_dir("order-audit-validate-") as tmp:  # a killed command's is removed by the next
+        prepared = load.prepare_inputs(inputs, cfg, tmp, shown=shown, kept_map=site_map)
         now = dt.datetime.now(dt.UTC)
-        results, _ = gate.check_inputs(prepared, cfg, Path(tmp), now, input_dir, audits=chosen, site_map=site_map)
+        results, _ = gate.check_inputs(prepared, cfg, tmp, now, input_dir, audits=chosen, site_map=site_map)
     if data_docs:
         gate.write_data_docs(results, data_docs)
     if as_json:
@@ -413,13 +426,20 @@ def _read_warehouse(warehouse_path: Path | None, cfg) -> Path | None:
 def inspect(input_dir, config_path, write_config, as_json, log_format, quiet, verbose):
     """Show what the audit will and will not understand in a folder of extracts, before the first run:
     file formats, column matches, timestamp formats, coded values and codes no map knows."""
-    import json
-
     from pipeline.config import load_config
-    from pipeline.ingest import inspector, starter_config
+    from pipeline.ingest import inputs
 
     setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
     cfg = load_config(config_path)
+    with files_named(inputs.named_within(input_dir)):  # as a run names them: relative to --input
+        _inspect(input_dir, cfg, write_config, as_json)
+
+
+def _inspect(input_dir: Path, cfg, write_config: Path | None, as_json: bool) -> None:
+    import json
+
+    from pipeline.ingest import inputs, inspector, starter_config
+
     if _is_fhir_export(input_dir, cfg):  # an export needs no starter config: say what is there
         from pipeline.ingest.fhir import inputs as fhir_inputs
 
@@ -433,14 +453,14 @@ def inspect(input_dir, config_path, write_config, as_json, log_format, quiet, ve
                 "order-audit: a FHIR export needs no starter config ([fhir] settings: docs/FHIR.md); nothing written", err=True
             )
         return
-    reports = inspector.inspect(input_dir, cfg)
+    reports = inspector.inspect(input_dir, cfg, inputs.named_within(input_dir))
     if as_json:
         click.echo(json.dumps(starter_config.as_dict(reports), indent=2, ensure_ascii=False))
     else:
         click.echo(starter_config.as_text(reports, input_dir), nl=False)
     if write_config is not None:
         _, local_map = inspector.code_map_codes(cfg, input_dir)
-        for path in starter_config.write(reports, input_dir, cfg, write_config, local_map):
+        for path in starter_config.write(reports, cfg, write_config, local_map):
             click.echo(f"order-audit: wrote {path}", err=True)
 
 
@@ -451,7 +471,8 @@ def _existing_warehouse(help_text: str):
     def options(command):
         for option in reversed(
             (
-                click.option("--warehouse", "warehouse_path", type=click.Path(path_type=Path, exists=True), help=help_text),
+                # its existence checked by the command: a missing file is one line in the log's format, not click's text
+                click.option("--warehouse", "warehouse_path", type=click.Path(path_type=Path), help=help_text),
                 click.option(
                     "--spark-state",
                     metavar="URI",
@@ -474,10 +495,16 @@ def _run_history(warehouse_path: Path | None, state_uri: str | None, config_path
     """(connection, where) over the run history: the warehouse read-only, or the Spark state's committed
     version in an in-memory DuckDB (``runs``: only these runs' verdicts)."""
     from pipeline import preflight, warehouse
+    from pipeline.errors import ConfigError
 
     if (warehouse_path is None) == (state_uri is None):
         raise click.UsageError("give --warehouse FILE, or --spark-state URI for the history of Spark runs")
     if warehouse_path is not None:
+        if not warehouse_path.exists():
+            raise ConfigError(
+                f"--warehouse {warehouse_path} not found: no run has made it (a run with this --warehouse does); "
+                "check the path the job gives"
+            )
         preflight.check_warehouse_file(warehouse_path, reader=True)
         con = warehouse.connect(warehouse_path, read_only=True)
         where = str(warehouse_path)
@@ -511,7 +538,8 @@ def _is_fhir_export(input_dir: Path, cfg) -> bool:
 @_existing_warehouse("The DuckDB warehouse file (this or --spark-state is required).")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Show at most this many runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def runs(warehouse_path, spark_state, config_path, limit, as_json):
+@_logging_options
+def runs(warehouse_path, spark_state, config_path, limit, as_json, log_format, quiet, verbose):
     """List past runs on a warehouse, newest first: run id, status, periods, start, duration, and per
     period the counts, whether its figures are provisional or final, and how many orders it revised.
 
@@ -521,6 +549,7 @@ def runs(warehouse_path, spark_state, config_path, limit, as_json):
 
     from pipeline import db, history
 
+    setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))  # an error line as JSON too
     with _run_history(warehouse_path, spark_state, config_path) as (con, _):
         rows = history.list_runs(con, limit) if db.has_table(con, "audit_runs") else []
     if warehouse_path is not None:  # a killed run stays 'running' until the next run records it interrupted
@@ -568,7 +597,8 @@ def _period_summary(period: str, c: dict, unit: str = "case") -> str:
 @click.argument("run_a")
 @click.argument("run_b")
 @_existing_warehouse("The DuckDB warehouse file both runs wrote to (this or --spark-state is required).")
-def diff(run_a, run_b, warehouse_path, spark_state, config_path):
+@_logging_options
+def diff(run_a, run_b, warehouse_path, spark_state, config_path, log_format, quiet, verbose):
     """Orders whose verdict or reasons differ between two runs, over the periods both audited.
 
     RUN_A and RUN_B are run ids such as 20261103T021500Z-1a2b3c: `order-audit runs --warehouse FILE`
@@ -578,6 +608,7 @@ def diff(run_a, run_b, warehouse_path, spark_state, config_path):
     from pipeline import db, history
     from pipeline.errors import ConfigError
 
+    setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))  # an error line as JSON too
     with _run_history(warehouse_path, spark_state, config_path, [run_a, run_b]) as (con, where):
         missing, rows = history.diff_runs(con, run_a, run_b) if db.has_table(con, "run_verdicts") else ([run_a, run_b], [])
     if missing:
@@ -699,7 +730,25 @@ def _fail(message: str, exit_code: int, level: int = logging.ERROR) -> None:
         event(message, level=level, event="error", exit_code=exit_code)
     else:
         click.echo(f"order-audit: {message}", err=True)
-    sys.exit(exit_code)
+    _exit(exit_code)
+
+
+def _exit(code: int) -> None:
+    """End with ``code``. A gate thread still at work (`validate`'s import of GX, or its SQL checks' queries,
+    which a SIGTERM cut short) is unwound by the interpreter's shutdown inside C++ code, which aborts the
+    process (exit 134, "FATAL: exception not rethrown" on stderr, not JSON): with one alive, the process ends
+    without that shutdown, its output flushed (every file and folder the command made is closed or removed by
+    now). Other threads (py4j's, a Spark run's) keep the interpreter's shutdown and its exit handlers."""
+    import threading
+
+    gate = sys.modules.get("pipeline.quality.validate")  # not imported: no gate thread was started
+    names = gate.GATE_THREADS if gate is not None else ()
+    if not any(t.name in names and t.is_alive() for t in threading.enumerate()):
+        sys.exit(code)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -722,7 +771,7 @@ def main(argv: list[str] | None = None) -> None:
     except AuditError as exc:
         _fail(f"error: {exc.message}", exc.exit_code)
     except _Stopped as exc:
-        _stopped(exc.__cause__)
+        _stopped(exc.__cause__, argv)
     except _duckdb_out_of_memory():
         from pipeline.warehouse import MEMORY_LIMIT_ENV, memory_limit
 
@@ -734,14 +783,14 @@ def main(argv: list[str] | None = None) -> None:
         )
     except OSError as exc:
         if stop_signal(exc):
-            _stopped(exc)
+            _stopped(exc, argv)
         problem = refused_write(exc)  # disk full, read-only, no permission: the machine's, not a bug
         if problem is None:
             raise
         _fail(f"error: {problem}", EXIT_USAGE)
     except Exception as exc:
         if stop_signal(exc):  # a stop a library turned into its own error (DuckDB: "Query interrupted")
-            _stopped(exc)
+            _stopped(exc, argv)
         problem = refused_write(exc)  # a library's own error for a full disk (DuckDB's TransactionException)
         if problem is None:
             raise
@@ -768,10 +817,11 @@ def _end_quietly_closed_stdout() -> None:
     os.kill(os.getpid(), signal.SIGPIPE)
 
 
-def _stopped(exc: BaseException) -> None:
+def _stopped(exc: BaseException, argv: list[str] | None) -> None:
     code = EXIT_TERMINATED if stop_signal(exc) == signal.SIGTERM else EXIT_INTERRUPTED
-    _fail(
-        f"{stop_text(exc)}; run again to finish: a rerun adds nothing twice (`order-audit runs` says what it left)",
-        code,
-        logging.WARNING,
-    )
+    args = sys.argv[1:] if argv is None else argv
+    if next((a for a in args if not a.startswith("-")), "run") == "run":
+        again = "run again to finish: a rerun adds nothing twice (`order-audit runs` says what it left)"
+    else:  # validate, inspect, runs, diff: they change nothing
+        again = "nothing was changed: run the command again"
+    _fail(f"{stop_text(exc)}; {again}", code, logging.WARNING)

@@ -65,6 +65,27 @@ class InputFileError(AuditError):
         super().__init__(f"{where}: {problem}. {fix}")
         self.path, self.line, self.column = str(path), line, column
 
+    def rename(self, shown: Callable[[str], str]) -> None:
+        """Name the file as the command names its inputs (``inputs.named_within``: relative to --input), here
+        and in what `runs` records: the readers raise with the path they opened."""
+        named = shown(self.path)
+        where = printable(self.path)
+        if named != self.path and self.message.startswith(where):
+            self.message = printable(named) + self.message[len(where) :]
+            self.args = (self.message,)
+            self.path = named
+
+
+@contextlib.contextmanager
+def files_named(shown: Callable[[str], str]):
+    """An input file's error raised inside names its file as ``shown`` does (relative to --input), in
+    every command that reads a folder of extracts (run, validate, inspect)."""
+    try:
+        yield
+    except InputFileError as exc:
+        exc.rename(shown)
+        raise
+
 
 class MissingColumnError(InputFileError):
     """A required column is missing: the data-quality gate's schema check, so exit code 3."""
@@ -152,6 +173,14 @@ def request_stop(signum: int, frame=None) -> None:
 def stop_requested() -> bool:
     """Whether this process was asked to stop (SIGINT, SIGTERM)."""
     return bool(_stop_signals)
+
+
+def raise_if_stopped() -> None:
+    """Raise the stop this process received, if any: a library may have turned it into its own error and gone
+    on (GX records DuckDB's "Query interrupted" as a check that could not run), and the command would then
+    finish, exit 0, after a scheduler's SIGTERM."""
+    if _stop_signals:
+        raise Terminated() if _stop_signals[0] == signal.SIGTERM else KeyboardInterrupt()
 
 
 def stop_signal(exc: BaseException) -> int | None:

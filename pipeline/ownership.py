@@ -11,6 +11,8 @@ Anything else is left alone and logged.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -39,6 +41,48 @@ def make_dir(path: Path) -> Path:
 def make_temp_dir(prefix: str, parent: Path) -> Path:
     """A new uniquely named folder in ``parent`` with the mark in it (tempfile.mkdtemp)."""
     return mark(Path(tempfile.mkdtemp(prefix=prefix, dir=parent)))
+
+
+HELD = ".order-audit-held"  # in a folder of the system's temporary folder: flock'd by the process using it
+
+
+@contextlib.contextmanager
+def held_temp_dir(prefix: str):
+    """A marked folder in the system's temporary folder (TMPDIR) for this process's scratch, removed when the
+    block ends. A process killed with SIGKILL (the OOM killer) removes nothing, and nightly runs would pile up
+    its folders (a throw-away warehouse holds the parsed extracts): the folder holds a file flock'd while in
+    use, so the next command of the same kind removes every such folder whose lock is free."""
+    root = Path(tempfile.gettempdir())
+    for old in sorted(root.glob(f"{prefix}*")):
+        if _left_by_dead_process(old):
+            shutil.rmtree(old, ignore_errors=True)
+            log.info("removed %s (left by a killed order-audit process)", old)
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+    fd = os.open(folder / HELD, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # before the mark: a marked folder's lock is held until its process ends
+        mark(folder)
+        yield folder
+    finally:
+        os.close(fd)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _left_by_dead_process(folder: Path) -> bool:
+    """A temporary folder ``held_temp_dir`` made (marked, this user's) whose process is gone (its flock free)."""
+    try:
+        if not is_marked(folder) or folder.stat().st_uid != os.getuid():
+            return False
+        fd = os.open(folder / HELD, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # held: a command running now
+        return False
+    finally:
+        os.close(fd)
+    return True
 
 
 def is_marked(folder: Path) -> bool:

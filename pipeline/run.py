@@ -19,7 +19,6 @@ import logging
 import platform
 import shlex
 import sys
-import tempfile
 import uuid
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -35,6 +34,7 @@ from pipeline.errors import (
     ConfigError,
     QualityGateError,
     WriteRefusedError,
+    files_named,
     first_line,
     refused_write,
     stop_signal,
@@ -137,8 +137,8 @@ def _warehouse_file(opts: RunOptions):
     if opts.warehouse_path is not None:
         yield warehouse.real_path(opts.warehouse_path)  # a symlinked warehouse is the same warehouse
         return
-    with tempfile.TemporaryDirectory(prefix="order-audit-wh-") as tmp:
-        yield Path(tmp) / "warehouse.duckdb"
+    with ownership.held_temp_dir("order-audit-wh-") as tmp:  # a killed run's is removed by the next
+        yield tmp / "warehouse.duckdb"
 
 
 def execute(opts: RunOptions, cfg: Config, warm: workers.Warm | None = None) -> RunResult:
@@ -159,7 +159,8 @@ def execute(opts: RunOptions, cfg: Config, warm: workers.Warm | None = None) -> 
     with contextlib.ExitStack() as stack:
         if warm is None:
             warm = stack.enter_context(workers.Warm(gx=opts.validate))
-        return _execute(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, warm)
+        with files_named(opts.shown):  # the inputs' file-level checks, before the run is on record
+            return _execute(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, warm)
 
 
 def _execute(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, warm) -> RunResult:
@@ -211,7 +212,8 @@ def _execute(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, wa
                 with _engine(cfg, scratch, timings) as spark:
                     state = _spark_state(cfg, spark, wh_path)
                     try:
-                        with remote_input.names_by_uri(opts.input_uri, scratch / "input"):
+                        # an input's error names its file as the outputs do, before the run records it
+                        with remote_input.names_by_uri(opts.input_uri, scratch / "input"), files_named(opts.shown):
                             if opts.input_uri is not None:
                                 inputs, chosen = _fetched_inputs(opts, cfg, spark, scratch / "input", wh_path, run_id, timings)
                             args = (

@@ -118,3 +118,83 @@ def test_a_finding_is_first_reported_by_the_earliest_run_that_recorded_the_same_
     }
     # passed checks and blocking ones are never asked about (a blocking failure stops the run)
     assert gate.earlier_reports(con, [_finding(0, [], status="passed"), _finding(1, ["2025-05"], severity="blocking")]) == {}
+
+
+# ------------------------------------------------------------- an extract that declares how far it reaches
+
+
+def _volume_check(orders_per_day, through: dt.datetime | None) -> tuple:
+    """The volume check on hand-built orders (New York; two a day at 10:00 and 11:00 local unless
+    ``orders_per_day(day)`` says otherwise) of 2025-01-01..2025-06-30: (violated, judged months, sample, note)."""
+    from pipeline.quality import sql_checks, validate
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE src_imaging_orders (ordered_at TIMESTAMPTZ)")
+    days = [dt.date(2025, 1, 1) + dt.timedelta(days=i) for i in range(181)]
+    rows = [(f"{day} {10 + j}:00:00-04:00",) for day in days for j in range(orders_per_day(day))]
+    con.executemany("INSERT INTO src_imaging_orders VALUES (CAST(? AS TIMESTAMPTZ))", rows)
+    params = validate.resolve_params(
+        {"now": dt.datetime(2025, 10, 1, tzinfo=dt.UTC), "site_timezone": "America/New_York", "data_through": through}
+    )
+    _, run = sql_checks.check_monthly_volume(params)
+    violated, judged, _, sample, _, note = run(con)
+    return violated, judged, sample, note
+
+
+JULY_1_NY = dt.datetime(2025, 7, 1, 4, 0, tzinfo=dt.UTC)  # midnight at the start of July in New York
+
+
+def test_a_declared_reach_judges_the_last_month_whatever_its_last_day_holds():
+    """June's last day without an order (a small site's quiet day): by the orders' own dates June is covered in part
+    and left out, April and May judged; an export that declares its data through July 1 has June whole, judged."""
+    quiet_last_day = lambda day: 0 if day == dt.date(2025, 6, 30) else 2  # noqa: E731
+    assert _volume_check(quiet_last_day, None) == (
+        0,
+        2,
+        [],
+        "58 orders dated after 2025-05, the last month the extract covers whole (its data ends 2025-06-29): not "
+        "compared (a month covered in part is no drop in volume)",
+    )
+    assert _volume_check(quiet_last_day, JULY_1_NY) == (0, 3, [], None)
+    # a June of ten days' orders: a partial month by its dates (no alarm), a drop once the export says June is whole
+    short_june = lambda day: (2 if day.day <= 10 else 0) if day.month == 6 else 2  # noqa: E731
+    assert _volume_check(short_june, None)[:3] == (0, 2, [])
+    assert _volume_check(short_june, JULY_1_NY) == (1, 3, ["2025-06"], None)
+
+
+def test_a_declared_month_without_orders_is_a_drop_and_the_month_the_export_time_falls_in_is_not_judged():
+    two_a_day = lambda day: 2  # noqa: E731
+    # exported on August 1: July ended before it and holds no order (a missing file), so it is judged, and low
+    assert _volume_check(two_a_day, dt.datetime(2025, 8, 1, 4, 0, tzinfo=dt.UTC))[:3] == (1, 4, ["2025-07"])
+    # exported on July 31: July is the export's partial month, not judged; June, ended before it, is
+    assert _volume_check(two_a_day, dt.datetime(2025, 7, 31, 16, 0, tzinfo=dt.UTC)) == (0, 3, [], None)
+    # exported a minute before July began in New York: June is not whole (its last minute not exported)
+    assert _volume_check(two_a_day, dt.datetime(2025, 7, 1, 3, 59, tzinfo=dt.UTC))[:3] == (0, 2, [])
+
+
+def test_a_fhir_export_is_judged_by_its_manifests_transaction_time(tmp_path):
+    """Through `validate`: the same export with a manifest saying July 1 has June judged; without a manifest
+    (nothing declared), June's quiet last day leaves it to the orders' own dates."""
+    from fhir_export import export_extract
+    from test_fhir_manifest import _write_manifest
+
+    source = tmp_path / "csv"
+    days = [dt.date(2025, 1, 1) + dt.timedelta(days=i) for i in range(180)]  # to 2025-06-29
+    orders = [
+        [f"O{i:05d}", f"MRN-{i % 40}", f"{day} {10 + j}:00:00", "72148", "Neurology", "G97.1", "completed"]
+        for i, (day, j) in enumerate((day, j) for day in days for j in range(2))
+    ]
+    write_csv(source / "imaging_orders.csv", ORDER_HEADER, orders)
+    procedure = ["PR1", "MRN-1", "2025-02-10 09:00:00", "62270", "Neurology", "1970-05-05"]
+    write_csv(source / "procedures.csv", PROC_HEADER, [procedure])
+    judged = {}
+    for declared in (False, True):
+        export = tmp_path / f"export-{declared}"
+        export_extract(source, export)
+        if declared:
+            _write_manifest(export, transactionTime="2025-07-01T06:00:00Z")
+        r = run_cli("validate", "--input", export, "--json", env=KEY)
+        assert r.returncode == 0, r.stderr
+        volume = next(c for c in json.loads(r.stdout) if c["check_id"] == "orders.volume.monthly")
+        judged[declared] = (volume["status"], volume["violated_count"], volume["denominator"])
+    assert judged == {False: ("passed", 0, 2), True: ("passed", 0, 3)}

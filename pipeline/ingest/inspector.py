@@ -11,12 +11,13 @@ starter config is `starter_config.py`.
 from __future__ import annotations
 
 import dataclasses
-import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
+from pipeline import ownership
 from pipeline.config import Config
 from pipeline.errors import InputFileError
 from pipeline.ingest import code_systems, detect, headers, inputs, load, textfile, timestamps, value_maps, xlsx
@@ -90,14 +91,16 @@ def _name_hint(name: str, table: str) -> bool:
     return any(h in n for h in NAME_HINTS[table])
 
 
-def locate(input_dir: Path, cfg: Config) -> dict[str, tuple[inputs.InputFile | None, str]]:
-    """Each table's file as the loader finds it, else a file or sheet whose name says the table."""
+def locate(input_dir: Path, cfg: Config, shown: Callable[[str], str] = str) -> dict[str, tuple[inputs.InputFile | None, str]]:
+    """Each table's file as the loader finds it, else a file or sheet whose name says the table. shown: how
+    the command names a file of the folder (``inputs.named_within``: relative to it, as a run does)."""
     inputs.check_folder(input_dir)
     found: dict[str, tuple[inputs.InputFile | None, str]] = {}
     claimed: set[tuple[Path, str | None]] = set()
     for contract in CONTRACTS:
         f = inputs.locate(input_dir, contract.name, cfg.format_of(contract.name))
         if f is not None:
+            f = dataclasses.replace(f, display=shown(f.label))
             found[contract.name] = (f, "config" if cfg.format_of(contract.name).file else "name")
             claimed.add((f.path, f.sheet))
     files = sorted(p for p in input_dir.iterdir() if p.is_file() and inputs.kind_of(p) and not p.name.startswith("~$"))
@@ -109,9 +112,9 @@ def locate(input_dir: Path, cfg: Config) -> dict[str, tuple[inputs.InputFile | N
         for path in files:
             if inputs.kind_of(path) == "xlsx":
                 sheets = [s for s in xlsx.sheet_names(path) if _name_hint(s, contract.name)]
-                hits += [inputs.InputFile(contract.name, path, "xlsx", s) for s in sheets]
+                hits += [inputs.InputFile(contract.name, path, "xlsx", s, shown(xlsx.label(path, s))) for s in sheets]
             elif _name_hint(path.stem, contract.name):
-                hits.append(inputs.InputFile(contract.name, path, inputs.kind_of(path)))
+                hits.append(inputs.InputFile(contract.name, path, inputs.kind_of(path), display=shown(str(path))))
         hits = [h for h in hits if (h.path, h.sheet) not in claimed]
         if len(hits) == 1:
             found[contract.name] = (hits[0], "name hint")
@@ -239,6 +242,18 @@ def inspect_table(contract: TableContract, f: inputs.InputFile, found_by: str, c
     probe_cfg = dataclasses.replace(cfg, formats={**cfg.formats, contract.name: fmt})
     source = load.open_source(f, probe_cfg, scratch) if f.fmt == "csv" else None
     lf, schema = load.scan(f, rename, source)
+    try:
+        _read_table(report, contract, lf, schema, fmt, given, cfg, code_map)
+    except pl.exceptions.PolarsError:  # a line the parse would stop on too: its one line, as a problem
+        raise load.unreadable(f, source or load.Source(f.path)) from None
+    finally:
+        if source is not None and source.path != f.path:
+            source.path.unlink(missing_ok=True)
+    return report
+
+
+def _read_table(report: TableReport, contract: TableContract, lf: pl.LazyFrame, schema, fmt, given, cfg, code_map) -> None:
+    """The formats, values and codes of one table's file, read whole."""
     sample = lf.head(SAMPLE_ROWS).collect()
     report.formats = _guess_formats(contract, sample)
     detect.settle_day_month([c.guess for c in report.formats])
@@ -277,9 +292,6 @@ def inspect_table(contract: TableContract, f: inputs.InputFile, found_by: str, c
         report.values[col] = rows
     if code_col in schema:
         _codes(report, rest[0], code_map)
-    if source is not None and source.path != f.path:
-        source.path.unlink(missing_ok=True)
-    return report
 
 
 def _codes(report: TableReport, codes: pl.DataFrame, code_map: set[str]) -> None:
@@ -306,18 +318,19 @@ def code_map_codes(cfg: Config, input_dir: Path) -> tuple[set[str], Path | None]
     return set(merged["code"].to_list()), local
 
 
-def inspect(input_dir: Path, cfg: Config) -> dict[str, TableReport | str]:
-    """Every table of the folder inspected; a table whose file was not found maps to why."""
+def inspect(input_dir: Path, cfg: Config, shown: Callable[[str], str] = str) -> dict[str, TableReport | str]:
+    """Every table of the folder inspected; a table whose file was not found maps to why. shown: as ``locate``."""
     code_map, _ = code_map_codes(cfg, input_dir)
     out: dict[str, TableReport | str] = {}
-    with tempfile.TemporaryDirectory(prefix="order-audit-inspect-") as tmp:
-        for table, (f, how) in locate(input_dir, cfg).items():
+    with ownership.held_temp_dir("order-audit-inspect-") as tmp:  # a killed command's is removed by the next
+        for table, (f, how) in locate(input_dir, cfg, shown).items():
             if f is None:
                 out[table] = how
                 continue
             try:
-                out[table] = inspect_table(CONTRACT_BY_NAME[table], f, how, cfg, code_map, Path(tmp))
+                out[table] = inspect_table(CONTRACT_BY_NAME[table], f, how, cfg, code_map, tmp)
             except InputFileError as exc:
+                exc.rename(shown)
                 report = TableReport(table, f, how)
                 report.problems.append(exc.message)
                 out[table] = report

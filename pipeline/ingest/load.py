@@ -190,12 +190,17 @@ def _write_typed(
         # file (10M orders: 468 -> 259 MB) at no measurable cost in the parse
         typed_frame(lf, schema, contract, cfg).sink_parquet(out, compression="lz4")
     except pl.exceptions.PolarsError:
-        if f.fmt == "parquet":
-            raise InputFileError(f.path, "Parquet file could not be read", "Re-export it") from None
-        if f.fmt == "xlsx":
-            raise InputFileError(f.label, "sheet could not be read", "Save the workbook again, or export CSV") from None
-        raise unreadable_csv(f, source) from None
+        raise unreadable(f, source) from None
     return schema
+
+
+def unreadable(f: InputFile, source: Source) -> InputFileError:
+    """The one line for a file Polars could not read (the parse, or inspect's look at it), by its kind."""
+    if f.fmt == "parquet":
+        return InputFileError(f.path, "Parquet file could not be read", "Re-export it")
+    if f.fmt == "xlsx":
+        return InputFileError(f.label, "sheet could not be read", "Save the workbook again, or export CSV")
+    return unreadable_csv(f, source)
 
 
 def unreadable_csv(f: InputFile, source: Source) -> InputFileError:

@@ -205,9 +205,10 @@ def _value_lines(r: TableReport, cfg: Config) -> list[tuple[str, list[str]]]:
     return sections
 
 
-def render_toml(reports: dict, input_dir: Path, cfg: Config, template: Path | None) -> str:
+def render_toml(reports: dict, cfg: Config, template: Path | None) -> str:
     out = [
-        f"# order-audit starter config, written by `order-audit inspect` from {input_dir}.",
+        # no folder named: a folder's path may hold a person's name, and the same extract elsewhere gives the same file
+        "# order-audit starter config, written by `order-audit inspect` from the extract's files.",
         "# Active lines were read from the files; lines marked CHECK need a person's decision",
         "# (commented out where a wrong guess would change the audit). Every setting: examples/order-audit.toml.",
         "",
@@ -262,13 +263,13 @@ def _csv_text(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def write(reports: dict, input_dir: Path, cfg: Config, config_path: Path, local_map: Path | None) -> list[Path]:
+def write(reports: dict, cfg: Config, config_path: Path, local_map: Path | None) -> list[Path]:
     """Write the starter config and, when codes need mapping, the code map template beside it.
 
     Refuses (ConfigError, nothing written) when either file exists."""
     rows = template_rows(reports, local_map)
     template = config_path.parent / reference.LOCAL_MAP_NAME if rows else None
-    targets = {config_path: render_toml(reports, input_dir, cfg, template)}
+    targets = {config_path: render_toml(reports, cfg, template)}
     if template is not None:
         targets[template] = _csv_text(rows)
     for path in targets:

@@ -24,7 +24,7 @@ import duckdb
 
 from pipeline import warehouse
 from pipeline.config import Config, pseudonym_key
-from pipeline.errors import printable
+from pipeline.errors import printable, raise_if_stopped
 from pipeline.ingest.contract import CONTRACT_BY_NAME
 from pipeline.logs import event
 from pipeline.models import reference
@@ -129,11 +129,12 @@ def check_inputs(
     audits = audits or []
     db = build_gate_db(prepared, cfg, scratch, input_dir, audits, site_map)
     suites = input_suites(list(prepared), audits)
-    params = {"now": now, "site_timezone": cfg.site_timezone}
+    params = {"now": now, "site_timezone": cfg.site_timezone, "data_through": declared_reach(prepared)}
     if spark is not None:
         results = _on_spark(spark, db, suites, params, ship=True, what="input checks")
     else:
         results = _run_suites(gx, db, suites, params)
+    raise_if_stopped()  # a stop GX took for a failed query: results it could not compute are no results
     set_aside: dict[str, Path] = {}
     # GX has closed the file. The rows to set aside collect in a TEMP table (memory) and leave as
     # Parquet: nothing is written to the file, so no write-ahead log and no checkpoint on close.
@@ -186,6 +187,22 @@ def check_inputs(
             or (r.percent or 0) > 100 * MAX_REJECTED_SHARE
         )
     return results, set_aside
+
+
+def declared_reach(prepared: dict) -> dt.datetime | None:
+    """The instant the extract says its data reaches: a FHIR export's manifest ``transactionTime`` (the server
+    exported every resource as of then). None when nothing declares it (CSV and Parquet extracts carry no such
+    statement) or the time is no instant with a zone: the volume check then goes by the orders' own dates."""
+    for prep in prepared.values():
+        text = (prep.export_manifest or {}).get("transaction_time")
+        if not text:
+            continue
+        try:
+            when = dt.datetime.fromisoformat(text)
+        except ValueError:
+            return None
+        return when if when.tzinfo is not None else None
+    return None
 
 
 def _violating_lines_sql(con: duckdb.DuckDBPyConnection, r) -> str:
@@ -257,6 +274,7 @@ def check_outputs(warehouse_path: Path, now: dt.datetime, gx=None, audits: list 
         for r in checked:
             r.blocks = r.blocking_failure
             results.append(r)
+    raise_if_stopped()  # as in check_inputs
     return results
 
 

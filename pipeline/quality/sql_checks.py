@@ -146,6 +146,15 @@ def check_monthly_volume(p: dict):
     # month when its first order is on the 1st, its last when its last order is on the month's last day, every
     # month between. An extract that starts or ends mid-month, or a few orders dated past its end (orders after
     # the last index month), is not a drop in volume; those orders are counted in the result's note instead.
+    # An extract that declares how far it reaches (``data_through``: a FHIR export's transactionTime) is judged
+    # by that instead at its end: every month that ended by then is whole, whatever its last day holds (a small
+    # site's empty last Sunday), and a declared month without an order is a drop.
+    through = p.get("data_through")
+    if through is None:
+        whole = "CASE WHEN last_date = last_day(last_date) THEN INTERVAL 0 MONTH ELSE INTERVAL 1 MONTH END"
+        last_full = f"(date_trunc('month', last_date) - {whole})"
+    else:
+        last_full = f"(date_trunc('month', timezone('{tz}', {typed_literal(through)})) - INTERVAL 1 MONTH)"
     covered = f"""span AS (
   SELECT timezone('{tz}', min(ordered_at))::DATE AS first_date, timezone('{tz}', max(ordered_at))::DATE AS last_date
   FROM src_imaging_orders WHERE {in_range}
@@ -153,8 +162,7 @@ def check_monthly_volume(p: dict):
   SELECT first_date, last_date,
          (date_trunc('month', first_date)
           + CASE WHEN dayofmonth(first_date) = 1 THEN INTERVAL 0 MONTH ELSE INTERVAL 1 MONTH END)::DATE AS first_full,
-         (date_trunc('month', last_date)
-          - CASE WHEN last_date = last_day(last_date) THEN INTERVAL 0 MONTH ELSE INTERVAL 1 MONTH END)::DATE AS last_full
+         {last_full}::DATE AS last_full
   FROM span
 )"""
     rest = f"""), {covered}, cal AS (
@@ -228,15 +236,17 @@ FROM covered WHERE first_date IS NOT NULL"""
         exact = rows[0][0]
         judged = [(m, is_low) for _, m, is_low in rows if m is not None] if exact else con.execute(judged_sql).fetchall()
         low = [m for m, is_low in judged if is_low]
-        return len(low), len(judged), len(low) > 0, low, vsql.strip(), _partial_months_note(con.execute(edges_sql).fetchall())
+        note = _partial_months_note(con.execute(edges_sql).fetchall(), through)
+        return len(low), len(judged), len(low) > 0, low, vsql.strip(), note
 
     run.sample_key = "month"
     run.fast_sql, run.per_row_sql = fast_sql, judged_sql  # tests compare the two
     return ["src_imaging_orders"], run
 
 
-def _partial_months_note(edges: list[tuple]) -> str | None:
-    """What the volume check left out at the ends of the extract, in words (None: nothing)."""
+def _partial_months_note(edges: list[tuple], through=None) -> str | None:
+    """What the volume check left out at the ends of the extract, in words (None: nothing). ``through``: the
+    instant the extract declares it reaches (``data_through``)."""
     if not edges:
         return None
     first_date, last_date, first_full, last_full, before, after = edges[0]
@@ -247,7 +257,8 @@ def _partial_months_note(edges: list[tuple]) -> str | None:
         whole = f"the first month the extract covers whole (its data starts {first_date})"
         parts.append(f"{counted(before, 'order')} dated before {first_full}, {whole}")
     if after:
-        whole = f"the last month the extract covers whole (its data ends {last_date})"
+        ends = f"its data ends {last_date}" if through is None else f"it declares its data through {through.isoformat()}"
+        whole = f"the last month the extract covers whole ({ends})"
         parts.append(f"{counted(after, 'order')} dated after {last_full}, {whole}")
     return "; ".join(parts) + ": not compared (a month covered in part is no drop in volume)" if parts else None
 

@@ -50,6 +50,7 @@ RESULT_FORMAT = "BASIC"
 _ATTACHED = "validated"  # the alias of the validated file on phase 1's connection
 
 _gx_importer: threading.Thread | None = None
+GATE_THREADS = ("import-gx", "sql-checks")  # daemon threads a stop can leave running (cli._exit)
 _gx_import_lock = threading.Lock()
 
 

@@ -1,0 +1,129 @@
+"""What a scheduled job meets besides its data (docs/SCHEDULING.md, "The job's environment"): a JSON log whose every
+line parses, whatever the command and however it ends, and a system temporary folder that nothing of ours fills
+across a month of nightly runs, SIGKILLs included."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from conftest import ROOT, run_cli, write_small_input
+
+from pipeline import ownership
+
+
+def _json_lines(stderr: str) -> list[dict]:
+    """Every line of a --log-format json stderr, parsed (a line that is not JSON fails here), with the documented keys."""
+    lines = [json.loads(line) for line in stderr.splitlines()]
+    assert all({"time", "level", "logger", "message", "event"} <= set(line) for line in lines), stderr
+    return lines
+
+
+def test_validate_stopped_by_sigterm_ends_143_with_a_json_last_line(tmp_path):
+    """A SIGTERM while the gate ran ended `validate` three ways: exit 143; exit 0 with its results (DuckDB turned
+    the stop into "Query interrupted", which GX recorded as a check it could not run); or exit 134, the
+    interpreter's shutdown aborting the thread still importing GX ("FATAL: exception not rethrown", not JSON)."""
+    extract = tmp_path / "extract"
+    result = run_cli("synth", "--patients", "300", "--months", "6", "--seed", "7", "--out", extract, "--quiet")
+    assert result.returncode == 0, result.stderr
+    err = tmp_path / "stderr"
+    with err.open("w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "validate", "--input", str(extract), "--log-format", "json"],
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+    started = time.monotonic()
+    while "parsed diagnoses" not in err.read_text() and time.monotonic() - started < 120:
+        time.sleep(0.05)
+    time.sleep(0.5)  # the gate: GX importing on its thread, the SQL checks' queries on theirs
+    proc.send_signal(signal.SIGTERM)
+    stdout, _ = proc.communicate(timeout=120)
+    lines = _json_lines(err.read_text())
+    assert (proc.returncode, stdout) == (143, ""), err.read_text()
+    assert {k: lines[-1][k] for k in ("level", "event", "exit_code")} == {"level": "warning", "event": "error", "exit_code": 143}
+    assert lines[-1]["message"] == "stopped by SIGTERM; nothing was changed: run the command again"
+
+
+def test_validate_logs_no_library_info_line(tmp_path, small_input):
+    """GX sets its own logger to info: every `validate` printed 'Created temporary directory /tmp/tmpXXXX for ephemeral
+    docs site' (a line of other bytes each time, a temp path in the scheduler's log)."""
+    result = run_cli("validate", "--input", small_input, "--log-format", "json")
+    assert result.returncode == 0, result.stderr
+    assert {line["logger"] for line in _json_lines(result.stderr)} == {"pipeline.ingest.load"}
+
+
+def test_runs_and_diff_take_the_log_format_and_give_their_error_as_json(tmp_path, small_input):
+    """A job that logs JSON calls `runs --log-format json` too: click refused the option (exit 1, a usage text)."""
+    wh = tmp_path / "wh.duckdb"
+    assert run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--warehouse", wh, "--no-validate").returncode == 0
+    listed = run_cli("runs", "--warehouse", wh, "--json", "--log-format", "json")
+    assert listed.returncode == 0 and listed.stderr == "", listed.stderr
+    assert [r["status"] for r in json.loads(listed.stdout)] == ["succeeded"]
+    unknown = run_cli("diff", "A", "B", "--warehouse", wh, "--log-format", "json")
+    assert (unknown.returncode, unknown.stdout) == (1, "")
+    [line] = _json_lines(unknown.stderr)
+    assert (line["event"], line["exit_code"], line["message"]) == (
+        "error",
+        1,
+        f"error: no run A or B in {wh}; 'order-audit runs' lists the run ids",
+    )
+
+
+def test_runs_and_diff_on_a_warehouse_not_made_yet_say_so_in_one_line_of_the_logs_format(tmp_path):
+    """A job's first `runs` before any run, or a mistyped path: click's own "Error: Invalid value for '--warehouse'"
+    text, not JSON in a JSON log."""
+    missing = tmp_path / "wh.duckdb"
+    said = (
+        f"error: --warehouse {missing} not found: no run has made it (a run with this --warehouse does); "
+        "check the path the job gives"
+    )
+    for command in (("runs",), ("diff", "A", "B")):
+        result = run_cli(*command, "--warehouse", missing, "--log-format", "json")
+        assert (result.returncode, result.stdout) == (1, ""), result.stderr
+        [line] = _json_lines(result.stderr)
+        assert (line["event"], line["exit_code"], line["message"]) == ("error", 1, said)
+    result = run_cli("runs", "--warehouse", missing)
+    assert (result.returncode, result.stderr) == (1, f"order-audit: {said}\n")
+    assert not missing.exists()
+
+
+def test_a_sigkilled_run_without_warehouse_leaves_its_temp_folder_only_until_the_next_one(tmp_path, monkeypatch):
+    """A run without --warehouse keeps its throw-away warehouse, the parsed extract and the gate's file in the system
+    temporary folder: a SIGKILL (the OOM killer) left them there for good, one more folder per killed run. The next
+    run (or validate, inspect, each for its own) removes those whose process is gone; a live one's, and a folder
+    of the same name order-audit did not make, stay."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {"TMPDIR": str(temp)}
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))  # this process's live folder goes there too
+    inp = write_small_input(tmp_path / "in")
+    (temp / "order-audit-wh-mine").mkdir()  # a user's folder of the same shape: not ours to delete
+    (temp / "order-audit-wh-mine" / "notes.txt").write_text("mine\n")
+    with ownership.held_temp_dir("order-audit-wh-") as live:  # a run of this machine, still at work
+        killed = run_cli(
+            "run", "--input", inp, "--out", tmp_path / "out", "--no-validate", env={**env, "ORDER_AUDIT_FAULT": "after_transform"}
+        )
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+        [left] = [
+            p.name
+            for p in temp.iterdir()
+            if p.name.startswith("order-audit-wh-") and p.name not in ("order-audit-wh-mine", live.name)
+        ]
+        assert (temp / left / "warehouse.duckdb").is_file()
+        result = run_cli("run", "--input", inp, "--out", tmp_path / "out", "--no-validate", env=env)
+        assert result.returncode == 0, result.stderr
+        assert f"order-audit: removed {temp / left} (left by a killed order-audit process)" in result.stderr.splitlines()
+        assert sorted(p.name for p in temp.iterdir() if p.name.startswith("order-audit-")) == sorted(
+            ["order-audit-wh-mine", live.name]
+        )
+    assert (temp / "order-audit-wh-mine" / "notes.txt").read_text() == "mine\n"
+    assert not os.path.exists(live)
