@@ -668,7 +668,7 @@ def _execute_locked(
     for audit in chosen:
         total = {k: sum(c[k] for c in month_counts[audit.id].values()) for k in ("cases", "audited_orders")}
         event(
-            f"{audit.id}: {total['cases']} {audit.case_unit}s, {total['audited_orders']} audited orders",
+            f"{audit.id}: {counted(total['cases'], audit.case_unit)}, {counted(total['audited_orders'], 'audited order')}",
             event="audit_done",
             audit_id=audit.id,
             **total,

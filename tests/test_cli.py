@@ -55,7 +55,10 @@ def test_exit_0_json_logs_one_object_per_line(small_input, tmp_path):
     assert done["cases"] == 2 and done["audited_orders"] == 4 and done["run_id"]
     # the line people read names the audits: each audit's own line counts its unit (cases, episodes), which do not add
     assert done["message"] == f"run {done['run_id']} done (csf_leak, low_back_pain)"
-    assert [e["message"].split(":")[0] for e in events if e["event"] == "audit_done"] == ["csf_leak", "low_back_pain"]
+    # each count through wording.counted, in the number it takes ("1 episodes, 1 audited orders" before)
+    assert [e["message"] for e in events if e["event"] == "audit_done"] == [
+        "csf_leak: 2 cases, 4 audited orders", "low_back_pain: 0 episodes, 0 audited orders",
+    ]  # fmt: skip
     assert result.stdout == ""
 
 
@@ -151,6 +154,11 @@ def test_exit_2_unreadable_input(small_input, tmp_path):
     expect(run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--no-validate"), 2, "procedures")
     expect(
         run_cli("run", "--input", tmp_path / "nowhere", "--out", tmp_path / "out", "--no-validate"), 2, "input folder not found"
+    )
+    # what to do names every form a run reads, not CSV and Parquet alone
+    assert run_cli("validate", "--input", tmp_path / "nowhere").stderr.endswith(
+        "input folder not found. Pass --input the folder holding the extracts (procedures and imaging_orders as CSV,"
+        " text, Parquet or Excel files, or a FHIR Bulk Data export)\n"
     )
 
 

@@ -106,6 +106,33 @@ def test_data_quality_doc_lists_every_check_of_the_suites():
     assert current == checks_markdown(), "run: python -m pipeline.quality.checks_doc, and paste it into docs/DATA_QUALITY.md"
 
 
+def test_each_check_s_description_renders_in_the_doc_as_written():
+    """A description holding a pattern (`[A-TV-Z][0-9]...(\\.?...)`) rendered on GitHub as a broken link and lost
+    its backslash: the generated table escapes it, so each rendered row ends with its check's description, character
+    for character (mistune, the Markdown renderer Great Expectations already brings, with GitHub's table syntax)."""
+    import html
+    import re
+
+    import mistune
+
+    from pipeline.quality import checks_doc, validate
+
+    descriptions = {}
+    for _, paths in checks_doc.suite_paths():
+        for path, _ in paths:
+            suite = validate.load_suite(path)
+            for table in suite["tables"]:
+                descriptions |= {e["meta"]["check_id"]: e["meta"]["description"] for e in table["expectations"]}
+            descriptions |= {c["check_id"]: c["description"] for c in suite.get("sql_checks", [])}
+    assert any("](" in d for d in descriptions.values()), "no description holds a pattern any more: the test lost its subject"
+    html_table = mistune.create_markdown(plugins=["table"])(checks_doc.checks_markdown())
+    rendered = re.findall(r"<tr>\s*<td><code>([^<]+)</code></td>.*?<td>([^<]*(?:<(?!/td>)[^<]*)*)</td>\s*</tr>", html_table, re.S)
+    assert len(rendered) == len(descriptions)
+    for check_id, shown in rendered:
+        assert "<a " not in shown, check_id
+        assert html.unescape(shown) == descriptions[check_id].replace("\n", " "), check_id
+
+
 def test_scheduling_doc_names_every_log_event_and_stage():
     """docs/SCHEDULING.md's *Logs* lists every ``event`` and ``stage`` the code logs, for a scheduler that reads them."""
     import re

@@ -95,7 +95,10 @@ def check_folder(input_dir: Path) -> None:
         )
     if not input_dir.is_dir():
         raise InputFileError(
-            input_dir, "input folder not found", "Pass --input a folder holding procedures and imaging_orders as .csv or .parquet"
+            input_dir,
+            "input folder not found",
+            "Pass --input the folder holding the extracts (procedures and imaging_orders as CSV, text, Parquet or Excel"
+            " files, or a FHIR Bulk Data export)",
         )
 
 

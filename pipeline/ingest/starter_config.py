@@ -18,9 +18,9 @@ from pipeline.errors import ConfigError
 from pipeline.ingest.contract import CONTRACT_BY_NAME
 from pipeline.ingest.formats import TableFormat
 from pipeline.ingest.inspector import TableReport
-from pipeline.wording import counted
 from pipeline.ingest.value_maps import toml_string
 from pipeline.models import reference
+from pipeline.wording import counted
 
 HOW = {
     "config": "as the config maps it",
@@ -132,7 +132,8 @@ def as_text(reports: dict, input_dir: Path) -> str:
         for i, u in enumerate(to_map[:20]):
             head = "  no map    " if i == 0 else "             "
             name = f" '{u['name']}'" if u["name"] else ""
-            lines.append(f"{head}{u['code']}{name}: {counted(u['orders'], 'order')} ({u['system']} form): not evaluable until mapped")
+            held_by = counted(u["orders"], "order")
+            lines.append(f"{head}{u['code']}{name}: {held_by} ({u['system']} form): not evaluable until mapped")
         if len(to_map) > 20:
             lines.append(f"             ... {len(to_map) - 20} more, all in local_code_map.csv with --write-config")
         cpt = [u for u in r.unknown_codes if u["system"] == "CPT"]

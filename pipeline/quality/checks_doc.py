@@ -34,7 +34,10 @@ ON_FAILURE = {
 
 
 def _cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    # A description is plain text: a pattern such as `[0-9A-Z](\.?...)` would otherwise render as a markdown link,
+    # and its backslash would be read as an escape. Markdown's escapes keep every character as written.
+    text = str(text).replace("\\", "\\\\")
+    return text.replace("|", "\\|").replace("[", "\\[").replace("]", "\\]").replace("\n", " ")
 
 
 def _rows(path: Path, output: bool) -> list[str]:
