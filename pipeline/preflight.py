@@ -2,7 +2,8 @@
 
 What would otherwise fail at the end of a run, after the parse and the warehouse commit
 (``--out`` is a file, a folder the run cannot write, a warehouse file that is not DuckDB,
-a crosswalk of raw ids that would land beside the reports), stops here instead.
+a crosswalk of raw ids that would land beside the reports, ``--pdf`` with nothing that can print),
+stops here instead.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from pipeline import ownership, warehouse
 from pipeline.errors import ConfigError
-from pipeline.report import outputs
+from pipeline.report import outputs, pdf
 
 DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
 
@@ -74,6 +75,8 @@ def check_run(opts, out_root: Path, audit_ids: tuple[str, ...] = ()) -> None:
         _check_writable(Path(opts.data_docs_dir), "--data-docs", opts.data_docs_dir)
     if opts.reid_file is not None:
         check_reid_file(opts, out_root)
+    if opts.pdf:
+        pdf.pdf_engine()  # a warehouse loaded and committed, then no PDF: the next run would find nothing new to load
 
 
 def check_temp_dir() -> None:

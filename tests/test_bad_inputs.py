@@ -827,9 +827,15 @@ def test_a_local_code_map_setting_that_names_no_file_says_what_it_names(tmp_path
 @pytest.mark.parametrize("program", ["/dev/zero", "/no/such/chromium", "chro\nmium"])
 def test_a_chromium_setting_that_names_no_program_is_one_line(tmp_path, small_input, program):
     """A missing path was a traceback (posix_spawn's FileNotFoundError) after the whole run; /dev/zero a
-    'could not write (/dev/zero: Permission denied) ... free space' line."""
-    out = tmp_path / "out"
-    r = run_cli("run", "--input", small_input, "--out", out, "--pdf", env={"ORDER_AUDIT_CHROMIUM": program}, timeout=120)
+    'could not write (/dev/zero: Permission denied) ... free space' line. It is found before the parse: the
+    warehouse is not made (a loaded warehouse would leave the next run nothing new to load)."""
+    out, wh = tmp_path / "out", tmp_path / "wh" / "w.duckdb"
+    wh.parent.mkdir()
+    r = run_cli(
+        "run", "--input", small_input, "--out", out, "--warehouse", wh, "--pdf",
+        env={"ORDER_AUDIT_CHROMIUM": program}, timeout=120,
+    )  # fmt: skip
+    assert not wh.exists() and "parsed" not in r.stderr, r.stderr
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     (line,) = [x for x in r.stderr.strip().splitlines() if "error" in x]
     shown = program.replace("\n", "\\n")
