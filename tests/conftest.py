@@ -13,14 +13,59 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+SPARK_GROUP = "spark"
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
     """`make test` runs the suite on several workers (pytest-xdist, --dist loadgroup): the Spark tests share
-    one of them, so one JVM (the session's ``spark_models``) serves them all, as in a single process."""
+    one of them, so one JVM (the session's ``spark_models``) serves them all, as in a single process.
+
+    Every other test is a work unit of its own, handed to whichever worker is free, so a module's tests went
+    to both workers and each built the module's fixtures (a pipeline run, a generated export: up to 30 s) again.
+    The tests using a module-scoped fixture are therefore one group a module: built once, as in one process."""
+    in_groups = getattr(config.option, "loadgroup", False)  # an xdist worker's, under --dist loadgroup
     for item in items:
         # marked, or using the shared session without the mark (test_spark_gate's unmarked tests)
         if item.get_closest_marker("spark") or "spark_models" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("spark"))
+            _join_group(item, SPARK_GROUP, in_groups)
+        elif _uses_a_module_fixture(item):
+            _join_group(item, item.nodeid.split("::", 1)[0], in_groups)
+
+
+def _join_group(item: pytest.Item, name: str, in_groups: bool) -> None:
+    """Mark the test for the group, and name the group in its id where xdist's scheduler reads it. pytest-xdist
+    3.8 does that by setting ``item._nodeid``, which pytest 9 no longer reads (the id is ``item._id``): the
+    groups were none, every test a unit of its own, the Spark tests spread over both workers."""
+    item.add_marker(pytest.mark.xdist_group(name))
+    if in_groups and not item.nodeid.endswith(f"@{name}"):
+        from _pytest.nodeid import NodeId
+
+        item._id = NodeId.parse(f"{item.nodeid}@{name}")
+
+
+def _uses_a_module_fixture(item: pytest.Item) -> bool:
+    """Whether the test needs (directly or through another fixture) one built once per module."""
+    info = getattr(item, "_fixtureinfo", None)  # a pytest.Function's; doctests and the like have none
+    definitions = info.name2fixturedefs.values() if info else ()
+    return any(d.scope in ("module", "class") for defs in definitions for d in defs)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """--dist loadgroup hands out the groups largest (in tests) first: the module groups with more tests than the
+    Spark group went ahead of it. The Spark group is the longest unit of work by minutes (its JVM runs the deck
+    three times), so it goes first, to one worker, while the other takes the rest."""
+    if config.getvalue("dist") != "loadgroup":
+        return None  # xdist's own choice
+    from xdist.scheduler import LoadGroupScheduling
+
+    class SparkFirst(LoadGroupScheduling):
+        def _assign_work_unit(self, node):
+            if SPARK_GROUP in self.workqueue:
+                self.workqueue.move_to_end(SPARK_GROUP, last=False)
+            super()._assign_work_unit(node)
+
+    return SparkFirst(config, log)
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
