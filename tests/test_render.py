@@ -22,6 +22,7 @@ from pipeline.errors import ReportError
 from pipeline.report import feed, pages, pdf, relations, render, sections, templates
 from pipeline.report import reid as reid_mod
 from pipeline.report.measure import build_metrics, with_rates
+from pipeline.report.names import department_name
 from pipeline.report.spec import ReportSpec
 from tests import fixtures_marts as fx
 
@@ -290,8 +291,8 @@ def test_display_names_and_special_cause_news(warehouse, metrics, tmp_path):
     assert ">Neurology &amp; Headache" in report.split('aria-label="dept-rates chart"')[1].split("</svg>")[0]
     assert "bad news: worse than usual" in report  # 2026-03: inappropriate orders above the upper limit
     assert (tmp_path / "departments" / f"{render.slugify('Neurology')}.html").is_file()  # file names keep the key
-    assert render.department_name("interventional_radiology", {}) == "Interventional Radiology"
-    assert render.department_name("Tiny & Rare", {}) == "Tiny & Rare"
+    assert department_name("interventional_radiology", {}) == "Interventional Radiology"
+    assert department_name("Tiny & Rare", {}) == "Tiny & Rare"
 
 
 def test_pdf_header_and_footer_templates_escape_and_number_pages():

@@ -47,6 +47,11 @@ def printed(name: str) -> str:
     return f"{name[:PRINTED_START].rstrip()}… ({counted(len(name), 'character')}; whole in the workbook)"
 
 
+def printed_department(key: str | None, names: dict[str, str]) -> str:
+    """A department as a page prints it: its name (``department_name``), bounded (``printed``)."""
+    return printed(department_name(key, names))
+
+
 def department_names(config: dict) -> dict[str, str]:
     """The configured department names from a run's configuration (``run_info["config"]``)."""
     return dict((config.get("display_names") or {}).get("departments") or {})
@@ -67,7 +72,7 @@ def named(column: str, names: dict[str, str], alias: str | None = None) -> pl.Ex
 
 def printed_named(column: str, names: dict[str, str], alias: str | None = None) -> pl.Expr:
     """``named`` as a page prints it (``printed``): the workbook keeps ``named``'s whole names."""
-    return _each_key(pl.col(column), lambda k: printed(department_name(k, names))).fill_null(NOT_RECORDED).alias(alias or column)
+    return _each_key(pl.col(column), lambda k: printed_department(k, names)).fill_null(NOT_RECORDED).alias(alias or column)
 
 
 def printed_text(column: str, alias: str | None = None) -> pl.Expr:

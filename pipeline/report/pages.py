@@ -12,7 +12,7 @@ from pipeline.months import MONTH, all_months
 from pipeline.report import caselist, charts, feed, sections
 from pipeline.report.audit_sections import section_rows
 from pipeline.report.feed import SCHEMA_VERSION
-from pipeline.report.names import department_name, department_names, printed, printed_named, rule_labels, slugify
+from pipeline.report.names import department_names, printed_department, printed_named, rule_labels, slugify
 from pipeline.report.spec import ReportSpec
 
 # ----------------------------------------------------------------------------- periods
@@ -121,7 +121,7 @@ def page_context(
         "scope": {
             "kind": "department" if department else "hospital",
             "key": department,
-            "name": printed(department_name(department, names)) if department else "All departments",
+            "name": printed_department(department, names) if department else "All departments",
         },
         "period": period,
         "headline": sections.headline(metrics, period, level, key, rules, low, spec, shared["verdicts"].get(department, {})),

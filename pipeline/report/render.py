@@ -26,7 +26,7 @@ import polars as pl
 from pipeline import db
 from pipeline.report import caselist, feed, pages, relations, sections, workbook
 from pipeline.report.audit_sections import helpers, look_back, note_texts, period_note
-from pipeline.report.names import department_name, printed, rule_labels, slugify
+from pipeline.report.names import printed_department, rule_labels, slugify
 from pipeline.report.pdf import CHROMIUM_FLAGS, RunningHeader, find_chromium, pdf_engine, write_pdf  # noqa: F401 - re-exported
 from pipeline.report.spec import ReportSpec
 from pipeline.report.templates import make_env
@@ -149,7 +149,7 @@ def render_steps(
         )
 
         departments = [
-            {"key": d, "name": printed(department_name(d, settings["names"])), "slug": slugify(d)}
+            {"key": d, "name": printed_department(d, settings["names"]), "slug": slugify(d)}
             for d in pages.department_list(metrics, period, shared["attribution"])
         ]
         departments.sort(key=lambda d: (d["name"].lower(), d["key"]))

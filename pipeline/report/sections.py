@@ -20,7 +20,7 @@ from pipeline.months import MONTH, month_range
 from pipeline.quality.result import OUTCOMES, outcome, outcome_counts
 from pipeline.report import charts
 from pipeline.report.measure import funnel_status, p_chart, with_rates
-from pipeline.report.names import department_name, in_words, printed
+from pipeline.report.names import in_words, printed, printed_department
 from pipeline.report.outputs import order_by
 from pipeline.report.spec import ReportSpec
 from pipeline.wording import counted
@@ -146,15 +146,10 @@ def trend(
         pc = p_chart(monthly)
         n_data = int((pc["denominator"] > 0).sum())
         svg = charts.p_chart_svg(pc, f"{label}: p-chart, {window[0]} to {window[-1]}", f"{name}-{measure_id}", provisional)
-        flagged = [
-            _read(f, higher, neutral, low)
-            for f in pc.filter(pl.col("outside"))
-            .select("period", "numerator", "denominator", "rate", "lcl", "ucl", "outside")
-            .to_dicts()
-        ]
+        months = pc.select("period", "numerator", "denominator", "rate", "lcl", "ucl", "outside").to_dicts()
+        flagged = [_read(f, higher, neutral, low) for f in months if f["outside"]]
         # the last two months of the window as the headline's comparison reads them (None: nothing counted)
-        months = pc.select("period", "numerator", "denominator", "rate", "lcl", "ucl", "outside").to_dicts()[-2:]
-        previous, latest = ([None] * (2 - len(months))) + months
+        previous, latest = ([None] * (2 - len(months[-2:]))) + months[-2:]
         out.append(
             {
                 "measure_id": measure_id,
@@ -232,7 +227,7 @@ def group_rows(rates: pl.DataFrame, overall: dict, low: int, names: dict[str, st
         row["outlier"] = position not in ("", "within limits")
         row["funnel"] = funnel_news(position, direction)
         row["orders"] = m["denominator"] if m is not None else 0
-        row["name"] = printed(department_name(row["group_key"], names))
+        row["name"] = printed_department(row["group_key"], names)
         row["cells"] = [row.get(mid) for mid in table]
     return sorted(rows, key=lambda r: (r["name"].lower(), r["group_key"]))
 
@@ -332,7 +327,7 @@ def attribution(con, names: dict[str, str]) -> dict:
     case_department``; ``second_view_department`` as a labelled second view), with totals that reconcile."""
     rows = frame(con, "SELECT * FROM mart_department_summary").to_dicts()
     for r in rows:
-        r["name"] = printed(department_name(r["department"], names))
+        r["name"] = printed_department(r["department"], names)
     rows.sort(key=lambda r: (r["name"].lower(), r["department"]))
     cols = [
         "orders",
