@@ -150,18 +150,19 @@ def _section(cls, values: dict, where: str):
     return cls(**out)
 
 
-def _regular_file(p: Path, what: str) -> None:
+def regular_file(p: Path, fix: str) -> None:
     """Refuse a path that is no regular file (a folder, a pipe, a device) in one line, before it is read: reading a
-    pipe waits for a writer that never comes, reading /dev/zero fills memory. ``what``: the file it should be."""
+    pipe waits for a writer that never comes, reading /dev/zero fills memory. ``fix``: what to do, in words. The
+    one check of every file a setting names (the config, the key file, the site code map)."""
     if not stat.S_ISREG(p.stat().st_mode):
-        raise ConfigError(f"{p}: is not a regular file (a folder, a pipe or a device); pass {what}")
+        raise ConfigError(f"{p}: is not a regular file (a folder, a pipe or a device); {fix}")
 
 
 def _read_toml(p: Path) -> dict:
     """The config file's settings; a path that is no readable UTF-8 TOML file is one line, not a traceback
     (a pipe or /dev/zero is refused before it is read: reading either never ends)."""
     try:
-        _regular_file(p, "the config file itself")
+        regular_file(p, "pass the config file itself")
         return tomllib.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{p}: config file not found; pass an existing --config file") from None
@@ -255,7 +256,7 @@ def pseudonym_key(cfg: Config) -> tuple[bytes, bool]:
     if cfg.privacy.key_file:
         path = Path(cfg.privacy.key_file)
         try:
-            _regular_file(path, "the file that holds the key")
+            regular_file(path, "pass the file that holds the key")
             with path.open("rb") as fh:
                 key = fh.read(KEY_FILE_MOST_BYTES + 1)
         except OSError as exc:

@@ -28,7 +28,7 @@ import polars as pl
 
 from pipeline import audits as audits_mod
 from pipeline import months
-from pipeline.config import Config
+from pipeline.config import Config, regular_file
 from pipeline.errors import ConfigError
 from pipeline.ingest.files import sha256_file
 
@@ -175,9 +175,9 @@ def local_code_map_path(cfg: Config, input_dir: Path | None) -> Path | None:
     """The site map: the config's path, else local_code_map.csv beside the extracts."""
     if cfg.local_code_map:
         path = Path(cfg.local_code_map)
-        if not path.is_file():
-            found = "is not a regular file (a folder, a pipe or a device)" if os.path.exists(path) else "local code map not found"
-            raise ConfigError(f"{path}: {found}; fix local_code_map in the config")
+        if not path.exists():
+            raise ConfigError(f"{path}: local code map not found; fix local_code_map in the config")
+        regular_file(path, "fix local_code_map in the config")
         return path
     if input_dir is not None and (input_dir / LOCAL_MAP_NAME).is_file():
         return input_dir / LOCAL_MAP_NAME
