@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -79,6 +80,11 @@ def _logging_options(f):
     f = click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr.")(f)
     f = click.option("--verbose", "-v", is_flag=True, help="Debug detail on stderr.")(f)
     return f
+
+
+def _log_as_asked(log_format: str, quiet: bool, verbose: bool) -> None:
+    """The log as ``_logging_options`` asked for it (every command that takes them starts here)."""
+    setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
 
 
 class _Stopped(Exception):
@@ -245,7 +251,7 @@ def run(
 
     # the log format before anything that can stop: a SIGTERM while the worker starts or the modules load
     # ended the log with a plain line in a --log-format json log
-    setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
+    _log_as_asked(log_format, quiet, verbose)
     # first thing, before the heavy imports below: the gate's worker imports GX meanwhile
     with workers.Warm(gx=not no_validate) as warm:
         faults.maybe_fail("started")  # a stop while the worker starts (tests: ORDER_AUDIT_FAULT_SIGNAL=TERM)
@@ -334,27 +340,28 @@ def validate(input_dir, config_path, site_timezone, data_docs, warehouse_path, a
     from pipeline.config import load_config
     from pipeline.ingest import inputs as inputs_mod
 
-    setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
+    _log_as_asked(log_format, quiet, verbose)
     cfg = load_config(config_path, site_timezone=site_timezone, input_format=input_format)
     preflight.check_temp_dir()  # the gate's DuckDB file goes there
-    with files_named(inputs_mod.named_within(input_dir)):  # as a run names them: relative to --input
-        _validate(input_dir, cfg, data_docs, warehouse_path, as_json)
+    shown = inputs_mod.named_within(input_dir)  # as a run names its inputs: relative to --input
+    with files_named(shown):
+        _validate(input_dir, cfg, data_docs, warehouse_path, as_json, shown)
 
 
-def _validate(input_dir: Path, cfg, data_docs: Path | None, warehouse_path: Path | None, as_json: bool) -> None:
+def _validate(
+    input_dir: Path, cfg, data_docs: Path | None, warehouse_path: Path | None, as_json: bool, shown: Callable[[str], str]
+) -> None:
     import datetime as dt
     import json
 
     from pipeline import ownership
     from pipeline.errors import QualityGateError
-    from pipeline.ingest import inputs as inputs_mod
     from pipeline.ingest import load, value_maps
     from pipeline.logs import log
     from pipeline.models import reference
     from pipeline.quality import gate
     from pipeline.run import choose_audits
 
-    shown = inputs_mod.named_within(input_dir)
     warehouse_path = _read_warehouse(warehouse_path, cfg)
     site_map = reference.kept_site_map(warehouse_path) if warehouse_path is not None else None
     if site_map is not None and reference.local_code_map_path(cfg, input_dir) is None:  # the words a run logs
@@ -429,16 +436,17 @@ def inspect(input_dir, config_path, write_config, as_json, log_format, quiet, ve
     from pipeline.config import load_config
     from pipeline.ingest import inputs
 
-    setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
+    _log_as_asked(log_format, quiet, verbose)
     cfg = load_config(config_path)
-    with files_named(inputs.named_within(input_dir)):  # as a run names them: relative to --input
-        _inspect(input_dir, cfg, write_config, as_json)
+    shown = inputs.named_within(input_dir)  # as a run names its inputs: relative to --input
+    with files_named(shown):
+        _inspect(input_dir, cfg, write_config, as_json, shown)
 
 
-def _inspect(input_dir: Path, cfg, write_config: Path | None, as_json: bool) -> None:
+def _inspect(input_dir: Path, cfg, write_config: Path | None, as_json: bool, shown: Callable[[str], str]) -> None:
     import json
 
-    from pipeline.ingest import inputs, inspector, starter_config
+    from pipeline.ingest import inspector, starter_config
 
     if _is_fhir_export(input_dir, cfg):  # an export needs no starter config: say what is there
         from pipeline.ingest.fhir import inputs as fhir_inputs
@@ -453,7 +461,7 @@ def _inspect(input_dir: Path, cfg, write_config: Path | None, as_json: bool) -> 
                 "order-audit: a FHIR export needs no starter config ([fhir] settings: docs/FHIR.md); nothing written", err=True
             )
         return
-    reports = inspector.inspect(input_dir, cfg, inputs.named_within(input_dir))
+    reports = inspector.inspect(input_dir, cfg, shown)
     if as_json:
         click.echo(json.dumps(starter_config.as_dict(reports), indent=2, ensure_ascii=False))
     else:
@@ -549,7 +557,7 @@ def runs(warehouse_path, spark_state, config_path, limit, as_json, log_format, q
 
     from pipeline import db, history
 
-    setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))  # an error line as JSON too
+    _log_as_asked(log_format, quiet, verbose)  # an error line as JSON too
     with _run_history(warehouse_path, spark_state, config_path) as (con, _):
         rows = history.list_runs(con, limit) if db.has_table(con, "audit_runs") else []
     if warehouse_path is not None:  # a killed run stays 'running' until the next run records it interrupted
@@ -608,7 +616,7 @@ def diff(run_a, run_b, warehouse_path, spark_state, config_path, log_format, qui
     from pipeline import db, history
     from pipeline.errors import ConfigError
 
-    setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))  # an error line as JSON too
+    _log_as_asked(log_format, quiet, verbose)  # an error line as JSON too
     with _run_history(warehouse_path, spark_state, config_path, [run_a, run_b]) as (con, where):
         missing, rows = history.diff_runs(con, run_a, run_b) if db.has_table(con, "run_verdicts") else ([run_a, run_b], [])
     if missing:
@@ -692,7 +700,7 @@ def audits_command(config_path, as_json):
 @_logging_options
 def synth(patients, months, seed, start_month, fmt, site_timezone, case_density, out_dir, log_format, quiet, verbose):
     """Generate synthetic extracts with their ground truth (deterministic per seed)."""
-    setup_logging(log_format, 1 if verbose else (-1 if quiet else 0))
+    _log_as_asked(log_format, quiet, verbose)
     if fmt == "fhir":
         from pipeline.synth.fhir.generate import generate
     else:

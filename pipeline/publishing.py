@@ -73,7 +73,7 @@ def publish_period(
     con: duckdb.DuckDBPyConnection, audits: list, period: Period, opts, cfg, timings: dict, published: list | None = None
 ) -> None:
     """Render every audit's outputs of the period and publish them (all at once, or month by month).
-    ``published``: each month folder of a backfill is added to it (``<audit id>/<YYYY-MM>``) once it is out, so
+    ``published``: each month folder of a backfill is added to it (``(audit id, YYYY-MM)``) once it is out, so
     that a run stopped part-way can say which are new."""
     per_month = period.label if len(opts.months) > 1 else None
     if opts.per_month_folders:
@@ -87,7 +87,7 @@ def publish_period(
                     faults.maybe_fail("mid_render")
                 outputs.publish(staging, target, version=period.base_info["run_id"], on_file=_publish_hook)
                 if published is not None:
-                    published.append(f"{audit.id}/{period.label}")
+                    published.append((audit.id, period.label))
             finally:
                 ownership.remove(staging)
             site_index.render_site_index(opts.out_dir)

@@ -348,11 +348,11 @@ def _record_failure(wh_path: Path, run_id: str, exc: BaseException, timings: dic
 
 
 def _refused_write_error(
-    exc: BaseException, opts: RunOptions, committed: bool, published: list[str] = ()
+    exc: BaseException, opts: RunOptions, committed: bool, published: list[tuple[str, str]] = ()
 ) -> WriteRefusedError | None:
     """One line for a write the machine refused (disk full, read-only, no permission), saying what
     was kept and how to catch up; None for any other failure. ``published``: the month folders a backfill
-    published before the failure (new; the rest as they were)."""
+    published before the failure, (audit id, month) (new; the rest as they were)."""
     if isinstance(exc, AuditError) or stop_signal(exc):
         return None
     problem = refused_write(exc)
@@ -369,7 +369,8 @@ def _refused_write_error(
     again = f"order-audit run --warehouse {shlex.quote(str(opts.warehouse_path))} --out {shlex.quote(str(opts.out_dir))}{periods}"
     kept = "the previous outputs are unchanged"
     if published:  # a backfill publishes month by month: those before the failure are out, each folder whole
-        shown = ", ".join(published[:3]) + (f" and {len(published) - 3:,} more" if len(published) > 3 else "")
+        folders = ["/".join(p) for p in published[:3]]  # as they are named under --out: csf_leak/2026-04
+        shown = ", ".join(folders) + (f" and {len(published) - 3:,} more" if len(published) > 3 else "")
         kept = f"this run published {counted(len(published), 'month folder')} before it ({shown}), the others are unchanged"
     return WriteRefusedError(
         f"could not write the outputs in {opts.out_dir} ({problem}); {kept} and the "
@@ -597,7 +598,7 @@ def _execute_locked(
     reject_counts = {k: rejects[k] for k in ("rejected_rows", "nulled_values")}
     con = warehouse.connect(wh_path)
     bar = _progress_bar(opts)
-    published: list[str] = []  # a backfill's month folders out so far (what a failure part-way says is new)
+    published: list[tuple[str, str]] = []  # (audit id, month) of a backfill's folders out so far: new, on a failure
     try:
         warehouse.set_pseudonym_key(con, key)
         for i, month in enumerate(opts.months):
@@ -650,7 +651,7 @@ def _execute_locked(
         why = stop_text(exc) or ((refused or exc).message if isinstance(refused or exc, AuditError) else str(exc))
         with contextlib.suppress(Exception):
             # a backfill's month folders of the failed month that are out (each audit's its own)
-            history.published(con, run_id, month_counts, [tuple(p.split("/", 1)) for p in published])
+            history.published(con, run_id, month_counts, published)
         with contextlib.suppress(Exception):
             history.finish(
                 con,
