@@ -369,7 +369,7 @@ def _refused_write_error(
     again = f"order-audit run --warehouse {shlex.quote(str(opts.warehouse_path))} --out {shlex.quote(str(opts.out_dir))}{periods}"
     kept = "the previous outputs are unchanged"
     if published:  # a backfill publishes month by month: those before the failure are out, each folder whole
-        folders = ["/".join(p) for p in published[:3]]  # as they are named under --out: csf_leak/2026-04
+        folders = ["/".join(p) for p in published[:3]]  # as they are named under --out: <audit id>/2026-04
         shown = ", ".join(folders) + (f" and {len(published) - 3:,} more" if len(published) > 3 else "")
         kept = f"this run published {counted(len(published), 'month folder')} before it ({shown}), the others are unchanged"
     return WriteRefusedError(
