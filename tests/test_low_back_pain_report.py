@@ -440,9 +440,14 @@ def test_the_first_page_says_when_the_look_back_reaches_before_the_diagnoses_hel
     assert [n["title"] for n in plain] == ["New episodes not verified: 3 of the 4 episodes"]
     assert plain[0]["text"].startswith("New episodes not verified: 3 of the 4 episodes (2 of the 3 episodes judged). An")
     assert plain[0]["text"].endswith("running the period again settles the others.")
-    final = {"status": {"maturity": {"status": "final", "data_through": "2026-06-30"}}, "period_notes": plain}
+    maturity = {"status": "final", "data_through": "2026-06-30", "final_from": "2026-06-12", "last_index_date": "2026-04-30"}
+    final = {"status": {"maturity": maturity | {"horizon_days": "42"}}, "period_notes": plain}
     assert workbook._period_status(final) == [
-        ("Period status", "Final: the loaded data runs through 2026-06-30, past the period's windows."),
+        (
+            "Period status",
+            "Final: the loaded data runs through 2026-06-30, past 2026-06-11, the last day of the audit's 42-day windows"
+            " from the period's last index date, 2026-04-30.",
+        ),
         ("Period status", plain[0]["text"]),
     ]
     one = _look_back_note(full + old * 2, [("2024-07-05", "early_imaging")])

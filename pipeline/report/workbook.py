@@ -32,7 +32,7 @@ import xlsxwriter.workbook
 from xlsxwriter.utility import _preserve_whitespace, xl_col_to_name
 
 from pipeline.formula_guard import neutralise, neutralise_expr
-from pipeline.period_status import final_since
+from pipeline.period_status import final_since, final_text
 from pipeline.quality.result import OUTCOMES, outcome, outcome_counts
 from pipeline.report import sheet_rows
 from pipeline.report.caselist import time_after
@@ -507,7 +507,7 @@ def _period_status(run_info: dict) -> list[tuple[str, str]]:
             f"data reaches {maturity.get('final_from')}; run the period again then."
         )
     elif maturity.get("status") == "final":
-        text = f"Final: the loaded data runs through {maturity.get('data_through')}, past the period's windows."
+        text = final_text(maturity)
         if status.get("finalised"):  # published provisional before: as the report's first page says it
             text += " " + final_since(status["finalised"])
     else:
