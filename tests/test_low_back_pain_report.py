@@ -166,6 +166,9 @@ def test_who_the_numbers_belong_to_counts_the_flagged_episodes_no_department_hol
     # the last two columns, episodes attributed and flagged (no review column: the audit has no review verdict)
     assert rows["Not attributed to a department"][-2:] == [str(cases.height), str(flagged)]
     assert rows["Hospital"][-2:] == [str(cases.height), str(flagged)]
+    # a department holds no episode: its cells say so with "–" (a 0 read as "this department had no episodes")
+    departments = [c for name, c in rows.items() if name not in ("Department", "Not attributed to a department", "Hospital")]
+    assert departments and all(c[-2:] == ["–", "–"] for c in departments)
     # the audit configures no second view: no column of zeros for one, in the report or its index page
     assert "second view" not in table
     index = (folder / "index.html").read_text(encoding="utf-8")
@@ -332,7 +335,10 @@ def test_methods_define_the_episode_and_early_imaging(deck_runs):
     defined = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", html[start : html.index("</ul>", start)]))
     for words in (
         "Episode: a low back pain diagnosis (not inpatient) with none in the 180 days before, patient aged 18 to 75",
-        "Complicated: a red flag (LBP-02) in its group's window, up to day 28: its orders are excluded",
+        "Complicated: a red flag (LBP-02), in a diagnosis or an imaging order's indication, dated from its look-back to day"
+        " 28: cancer, HIV, organ transplant or ankylosing spondylitis any time before; recent trauma in the 90 days"
+        " before; IV drug use, neurological impairment, spinal infection, long-term systemic steroids, osteoporosis or"
+        " fragility fracture, palliative care in the 12 months before. Its orders are excluded.",
         "Audited orders: lumbar imaging (X-ray, CT, MRI) on days 0-42",
         "Early imaging: days 0-28, inappropriate; days 29-42, after the conservative period, appropriate",
     ):
@@ -508,3 +514,28 @@ def test_which_diagnoses_start_an_episode_is_said_in_a_clinicians_words():
         "Index diagnoses: the principal diagnosis only (the extract marks which diagnosis is principal); any setting,"
         " inpatient too (the extract has no setting column)." + red_flags
     )
+
+
+def test_both_audits_print_the_same_review_form(deck_runs):
+    """The printed form of each audit's Cases sheet (its print area, A to N) has the same columns in the same places: the
+    case, its patient, its date, when the order was placed and how long after the index, the order, study, department,
+    verdict and why, then the reviewer's four. The low back pain audit's Day stood before the Order where the CSF-leak
+    audit's Time after procedure stood after it, so the two sheets, printed for one meeting, did not line up."""
+    from xlsx_xml import Workbook  # noqa: PLC0415
+
+    out = Path(deck_runs["runs"]["combined"]["out"])
+    forms = {}
+    for audit in ("csf_leak", "low_back_pain"):
+        book = Workbook(out / audit / "case_list.xlsx")
+        area = re.fullmatch(r"Cases!\$A\$1:\$([A-Z]+)\$\d+", book.defined_names["_xlnm.Print_Area"]).group(1)
+        forms[audit] = (area, list(book.rows("Cases")[0])[:14])
+    assert forms == {
+        "csf_leak": ("N", [
+            "Case", "Patient key", "Procedure date", "Ordered (site time)", "Time after procedure", "Order", "Ordered study",
+            "Ordering department", "Verdict", "Why (in words)", "Reviewer agrees?", "Reviewer comment", "Reviewer", "Review date",
+        ]),
+        "low_back_pain": ("N", [
+            "Episode", "Patient key", "Index date", "Ordered (site time)", "Day", "Order", "Ordered study",
+            "Ordering department", "Verdict", "Why (in words)", "Reviewer agrees?", "Reviewer comment", "Reviewer", "Review date",
+        ]),
+    }  # fmt: skip

@@ -64,8 +64,10 @@ FORM_HEAD: dict[str, Column] = {
     "patient_key": Column("Patient key", 17, "Keyed pseudonym of the patient (HMAC-SHA256); the raw id is never in this file."),
 }
 FORM_TAIL: dict[str, Column] = {
-    "order_id": Column("Order", 11, "Imaging order id."),
+    # the time after the index comes first, beside the order's date and time: an audit's own time column in the form
+    # (the low back pain audit's Day) comes in there too, so both audits' forms have the same columns in the same places
     "time_after_index": Column("Time after index", 14, "Time from the case's index to the order."),
+    "order_id": Column("Order", 11, "Imaging order id."),
     "order_name": Column("Ordered study", 26, "Order name as sent.", "wrap"),
     "ordering_department": Column("Ordering department", 15, "Department that placed the order (order measures count here)."),
     "verdict": Column("Verdict", 13, "appropriate, inappropriate, review, not_evaluable or excluded (coloured)."),
@@ -250,7 +252,13 @@ def write_case_list(
             review_date,
             last_row,
             review_date,
-            {"validate": "date", "criteria": ">=", "value": dt.date(2000, 1, 1), "error_message": "A date, e.g. 2026-07-15"},
+            {
+                "validate": "date",
+                "criteria": ">=",
+                "value": dt.date(2000, 1, 1),
+                "error_title": "Review date",  # titled as the agreement's is: "Microsoft Excel" told the reviewer nothing
+                "error_message": "A date, e.g. 2026-07-15",
+            },
         )
         ws.print_area(0, 0, last_row, review_date)  # the review form; the technical columns stay on screen
     if "verdict" in sheet.columns:
