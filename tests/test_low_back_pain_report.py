@@ -539,3 +539,37 @@ def test_both_audits_print_the_same_review_form(deck_runs):
             "Ordering department", "Verdict", "Why (in words)", "Reviewer agrees?", "Reviewer comment", "Reviewer", "Review date",
         ]),
     }  # fmt: skip
+
+
+def test_a_month_without_episodes_says_so_in_episodes():
+    """A month with no low back pain diagnosis: the first page, its headline table and the workbook said "No cases" of
+    an audit whose measures count episodes (the CSF-leak audit's word)."""
+    import html  # noqa: PLC0415
+
+    from pipeline.report.spec import ReportSpec  # noqa: PLC0415
+    from pipeline.report.templates import make_env  # noqa: PLC0415
+    from pipeline.resources import reports_dir  # noqa: PLC0415
+
+    spec = ReportSpec.of(next(a for a in audits.discover() if a.id == "low_back_pain"))
+    maturity = {"status": "final", "data_through": "2025-12-31", "final_from": "2025-09-12", "last_index_date": "2025-07-31"}
+    status = {"period": "2025-07", "empty": {"data_first": "2024-12-02", "data_last": "2026-01-06"}, "maturity": maturity | {"horizon_days": "42"}}
+    banner = make_env().get_template("_status_banner.html").render(status=status, spec=spec)
+    said = " ".join(html.unescape(re.sub(r"<[^>]+>", "", banner)).split())
+    assert said == (
+        "No episodes in 2025-07. The loaded data holds no episode of this period (its procedures and imaging orders are"
+        " dated 2024-12-02 to 2026-01-06), so there is nothing to audit: the measures below are empty, not failed."
+        " Final: the loaded data runs through 2025-12-31, past 2025-09-11, the last day of the audit's 42-day windows from"
+        " the period's last index date, 2025-07-31."
+    )
+    run_info = {"audit": {"case_unit": "episode"}, "status": status}
+    assert workbook._period_status(run_info)[0] == (
+        "Period status",
+        "No episodes in 2025-07: the data holds no episode of this period; the Cases sheet is empty.",
+    )
+    page = (reports_dir() / "report.html").read_text(encoding="utf-8")
+    empty = re.search(r'<tr><td colspan="6" class="empty">\{% if scope.kind.*?</td></tr>', page).group(0)
+    rows = {kind: make_env().from_string(empty).render(scope={"kind": kind}, spec=spec) for kind in ("hospital", "department")}
+    assert rows == {
+        "hospital": '<tr><td colspan="6" class="empty">No episode and no audited order in this period.</td></tr>',
+        "department": '<tr><td colspan="6" class="empty">No audited orders in this period.</td></tr>',
+    }

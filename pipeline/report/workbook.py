@@ -505,7 +505,8 @@ def _period_status(run_info: dict) -> list[tuple[str, str]]:
     lines = []
     if "empty" in status:  # a month without cases: the Cases sheet is a header row only, which reads as a broken file
         young = " so far" if (status.get("maturity") or {}).get("status") == "provisional" else ""
-        text = f"No cases in {status.get('period')}{young}: the data holds no case of this period; the Cases sheet is empty."
+        unit = (run_info.get("audit") or {}).get("case_unit") or "case"  # the audit's: "episode" for low back pain
+        text = f"No {unit}s in {status.get('period')}{young}: the data holds no {unit} of this period; the Cases sheet is empty."
         lines.append(("Period status", text))
     maturity = status.get("maturity") or {}
     if maturity.get("status") == "provisional":
