@@ -552,7 +552,11 @@ def test_a_month_without_episodes_says_so_in_episodes():
 
     spec = ReportSpec.of(next(a for a in audits.discover() if a.id == "low_back_pain"))
     maturity = {"status": "final", "data_through": "2025-12-31", "final_from": "2025-09-12", "last_index_date": "2025-07-31"}
-    status = {"period": "2025-07", "empty": {"data_first": "2024-12-02", "data_last": "2026-01-06"}, "maturity": maturity | {"horizon_days": "42"}}
+    status = {
+        "period": "2025-07",
+        "empty": {"data_first": "2024-12-02", "data_last": "2026-01-06"},
+        "maturity": maturity | {"horizon_days": "42"},
+    }
     banner = make_env().get_template("_status_banner.html").render(status=status, spec=spec)
     said = " ".join(html.unescape(re.sub(r"<[^>]+>", "", banner)).split())
     assert said == (
@@ -573,3 +577,32 @@ def test_a_month_without_episodes_says_so_in_episodes():
         "hospital": '<tr><td colspan="6" class="empty">No episode and no audited order in this period.</td></tr>',
         "department": '<tr><td colspan="6" class="empty">No audited orders in this period.</td></tr>',
     }
+
+
+def test_a_grouping_with_one_value_is_a_sentence_not_a_second_table():
+    """Every episode of the month was outpatient: the table by setting repeated the overall row under another heading (a
+    month's one row already was left out). The overall table stays; the single setting is said in words."""
+    from pipeline.report.audit_sections import helpers  # noqa: PLC0415
+    from pipeline.report.templates import make_env  # noqa: PLC0415
+
+    audit = next(a for a in audits.discover() if a.id == AUDIT)
+    counts = {"episodes": 16, "numerator": 4, "denominator": 13, "early_imaging": 9, "not_evaluable": 0, "excluded": 3}
+    feed = {"has_setting": True, "has_position": False, "earliest_diagnosis": "2022-10-25", "earliest_order": "2024-07-01"}
+    rows = [
+        {"group_order": 1, "grouping": "All episodes", "group_key": "all", **counts, **feed},
+        {"group_order": 2, "grouping": "Index month", "group_key": "2026-04", **counts, **feed},
+        {"group_order": 3, "grouping": "Setting of the index diagnosis", "group_key": "outpatient", **counts, **feed},
+    ]
+    page = (
+        make_env(audit.report_dir)
+        .get_template("audit/episode_rate.html")
+        .render(
+            section={"rows": rows},
+            parameters={"early_imaging_days": 28},
+            scope={"kind": "hospital"},
+            low=20,
+            **helpers(20, audit.manifest["report"]["labels"]),
+        )
+    )
+    assert page.count("<table") == 1 and "All episodes</th>" in page and "Setting of the index diagnosis</th>" not in page
+    assert '<p class="note">Every episode\'s setting of the index diagnosis: Outpatient.</p>' in page

@@ -663,7 +663,9 @@ def test_every_dagger_is_the_one_mark_and_its_section_explains_it(out):
 
 def test_a_dagger_in_the_earlier_line_alone_brings_the_headline_footnote():
     """The month before can be low while the month itself is not: the "Earlier" line's † gets the headline's footnote."""
-    trend = [{"measure_id": "m", "last": "2026-04", "n_data": 2, "previous": {"period": "2026-03", "denominator": 6, "low": True}}]
+    trend = [
+        {"measure_id": "m", "last": "2026-04", "n_data": 2, "previous": {"period": "2026-03", "denominator": 6, "low": True}}
+    ]
     ctx = {"headline": {"main": [{"measure_id": "m"}], "any_low": False}, "trend": trend, "period": "2026-04"}
     ctx |= {"departments": [{"cells": [{"denominator": 30, "low": False}]}], "hospital_row": None}
     page = pages.with_low_notes(ctx)

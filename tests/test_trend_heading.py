@@ -18,7 +18,10 @@ WINDOW = ["2026-01", "2026-02", "2026-03", "2026-04"]
 
 
 def _trend(
-    audit_id: str, cells: dict[str, list[tuple[str, int, int]]], window: list[str] = WINDOW, provisional: frozenset[str] = frozenset()
+    audit_id: str,
+    cells: dict[str, list[tuple[str, int, int]]],
+    window: list[str] = WINDOW,
+    provisional: frozenset[str] = frozenset(),
 ) -> list[dict]:
     """The hospital's trend of each measure over a window (2026-01 to 2026-04) where each measure has the given
     (month, n, N) cells and none in the other months; ``provisional``: the months later data can still change."""
@@ -104,14 +107,17 @@ def test_a_provisional_month_is_judged_against_the_final_months_centre():
     cells = {"inappropriate_order_rate": [("2026-01", 20, 100), ("2026-02", 20, 100), ("2026-03", 25, 100), ("2026-04", 35, 100)]}
     late = frozenset({"2026-03", "2026-04"})
     assert _heading("csf_leak", cells, late) == [
-        "Inappropriate orders (lower is better), 2026-01 to 2026-04: 4 months; centre 20.0% over the final months, 2026-01 to 2026-02"
+        "Inappropriate orders (lower is better), 2026-01 to 2026-04: 4 months; centre 20.0% over the final months,"
+        " 2026-01 to 2026-02"
     ]
     trend = _trend("csf_leak", cells, provisional=late)
     assert _earlier(trend) == [
         "Earlier: 25.0% (25 / 100) in 2026-03 (provisional); centre 20.0% over the final months, 2026-01 to 2026-02 (Trend):"
         " 2026-04 (provisional) above the upper limit, bad news: worse than usual"
     ]
-    assert _flagged_rows(trend[0]) == ["2026-04 (provisional) | 35 | 100 | 35.0% | 8.0% – 32.0% | above the upper limit | bad news: worse than usual"]
+    assert _flagged_rows(trend[0]) == [
+        "2026-04 (provisional) | 35 | 100 | 35.0% | 8.0% – 32.0% | above the upper limit | bad news: worse than usual"
+    ]
     assert _heading("csf_leak", cells) == ["Inappropriate orders (lower is better), 2026-01 to 2026-04: 4 months; centre 25.0%"]
 
 

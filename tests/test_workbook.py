@@ -369,4 +369,3 @@ def test_what_a_reviewer_types_in_the_comment_and_name_columns_stays_text(tmp_pa
         "Review date": "yyyy-mm-dd",
         "Reason codes": "General",
     }
-

@@ -218,7 +218,11 @@ def p_chart_svg(chart: pl.DataFrame, title: str, name: str, provisional: frozens
     final_centre = any(late) and any(math.isfinite(y) for y in final_ys)
     legend = [
         {"label": "monthly rate", "stroke": BLUE, "width": 2, "marker": "dot"},
-        {"label": "centre line (p\u0304, final months)" if final_centre else "centre line (p\u0304)", "stroke": GREY, "width": 1.5},
+        {
+            "label": "centre line (p\u0304, final months)" if final_centre else "centre line (p\u0304)",
+            "stroke": GREY,
+            "width": 1.5,
+        },
         {"label": "3-sigma limits", "stroke": RED, "width": 1.4, "dash": "6 4"},
     ]
     if any(late):

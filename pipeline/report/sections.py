@@ -148,10 +148,19 @@ def trend(
         # what the centre pools: "all" the months (none provisional), the "final" ones, or, while no final month has
         # data, every month with data, "all provisional"
         in_centre = pc.filter(pl.col("baseline"))["period"].to_list()
-        centre_of = "all" if not provisional.intersection(window) else ("final" if set(in_centre) - provisional else "all provisional")
+        centre_of = (
+            "all" if not provisional.intersection(window) else ("final" if set(in_centre) - provisional else "all provisional")
+        )
         svg = charts.p_chart_svg(pc, f"{label}: p-chart, {window[0]} to {window[-1]}", f"{name}-{measure_id}", provisional)
         months = pc.select(
-            "period", "numerator", "denominator", "rate", "lcl", "ucl", "outside", pl.col("period").is_in(list(provisional)).alias("provisional")
+            "period",
+            "numerator",
+            "denominator",
+            "rate",
+            "lcl",
+            "ucl",
+            "outside",
+            pl.col("period").is_in(list(provisional)).alias("provisional"),
         ).to_dicts()
         flagged = [_read(f, higher, neutral, low) for f in months if f["outside"]]
         # the last two months of the window as the headline's comparison reads them (None: nothing counted)
