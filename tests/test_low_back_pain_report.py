@@ -335,10 +335,10 @@ def test_methods_define_the_episode_and_early_imaging(deck_runs):
     defined = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", html[start : html.index("</ul>", start)]))
     for words in (
         "Episode: a low back pain diagnosis (not inpatient) with none in the 180 days before, patient aged 18 to 75",
-        "Complicated: a red flag (LBP-02), in a diagnosis or an imaging order's indication, dated from its look-back to day"
-        " 28: cancer, HIV, organ transplant or ankylosing spondylitis any time before; recent trauma in the 90 days"
-        " before; IV drug use, neurological impairment, spinal infection, long-term systemic steroids, osteoporosis or"
-        " fragility fracture, palliative care in the 12 months before. Its orders are excluded.",
+        "Complicated: a red flag (LBP-02) in a diagnosis or an order's indication, from its look-back to day 28 (any time"
+        " before: cancer, HIV, organ transplant, ankylosing spondylitis; 90 days: recent trauma; 12 months: IV drug use,"
+        " neurological impairment, spinal infection, long-term systemic steroids, osteoporosis or fragility fracture,"
+        " palliative care): its orders are excluded.",
         "Audited orders: lumbar imaging (X-ray, CT, MRI) on days 0-42",
         "Early imaging: days 0-28, inappropriate; days 29-42, after the conservative period, appropriate",
     ):
