@@ -606,3 +606,19 @@ def test_a_grouping_with_one_value_is_a_sentence_not_a_second_table():
     )
     assert page.count("<table") == 1 and "All episodes</th>" in page and "Setting of the index diagnosis</th>" not in page
     assert '<p class="note">Every episode\'s setting of the index diagnosis: Outpatient.</p>' in page
+
+
+def test_the_index_names_an_empty_month_in_each_measures_unit():
+    """The audit's index printed "no cases" under the low back pain measures, which count episodes and orders; the site
+    index said "no episodes" and "no orders" of the same months."""
+    from pipeline.report.spec import ReportSpec  # noqa: PLC0415
+    from pipeline.report.templates import make_env  # noqa: PLC0415
+    from pipeline.resources import reports_dir  # noqa: PLC0415
+
+    spec = ReportSpec.of(next(a for a in audits.discover() if a.id == AUDIT))
+    page = (reports_dir() / "index.html").read_text(encoding="utf-8")
+    rows = page[page.index("{% for m in months %}") : page.index("</tbody>", page.index("{% for m in months %}"))]
+    months = [{"period": "2025-07", "provisional": False, "cells": [None] * len(spec.trend_measures)}]
+    text = make_env().from_string('{% from "_macros.html" import dagger %}' + rows).render(months=months, spec=spec)
+    assert [m.unit for m in spec.trend_measures] == ["case", "order"]
+    assert re.findall(r"<td>([^<]*)</td>", text) == ["2025-07", "no episodes", "no orders"]
