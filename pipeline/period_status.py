@@ -6,6 +6,7 @@ Built once per reported period by the run (``run_info["status"]``) and shown by 
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 import duckdb
@@ -68,6 +69,20 @@ def finalised(maturity_status: dict | None, revision: dict | None, earlier: list
 def _changed(final: dict) -> str:
     """What the run that made the period final changed since the run it compared itself with (``finalised``)."""
     return f"{counted(final['orders'], 'order')} changed" if final["orders"] else "no order or verdict changed"
+
+
+def final_text(maturity: dict) -> str:
+    """A final period as the report's first page and the workbook say it (``maturity``: ``describe``'s): the day the
+    audit's windows from the period's last index date end, so a reader holds it beside the dates of the orders (it
+    said "past the period's windows" in the workbook, "past the period's last index date plus 42 days" on the page)."""
+    through, last, days = maturity["data_through"], maturity["last_index_date"], maturity["horizon_days"]
+    if not float(days).is_integer():  # a window in hours ends within a day: no last whole day to name
+        return f"Final: the loaded data runs through {through}, past the period's last index date, {last}, plus {days} days."
+    window_end = dt.date.fromisoformat(maturity["final_from"]) - dt.timedelta(days=1)
+    return (
+        f"Final: the loaded data runs through {through}, past {window_end}, the last day of the audit's {days}-day windows"
+        f" from the period's last index date, {last}."
+    )
 
 
 def final_since(final: dict) -> str:

@@ -166,6 +166,9 @@ def test_who_the_numbers_belong_to_counts_the_flagged_episodes_no_department_hol
     # the last two columns, episodes attributed and flagged (no review column: the audit has no review verdict)
     assert rows["Not attributed to a department"][-2:] == [str(cases.height), str(flagged)]
     assert rows["Hospital"][-2:] == [str(cases.height), str(flagged)]
+    # a department holds no episode: its cells say so with "–" (a 0 read as "this department had no episodes")
+    departments = [c for name, c in rows.items() if name not in ("Department", "Not attributed to a department", "Hospital")]
+    assert departments and all(c[-2:] == ["–", "–"] for c in departments)
     # the audit configures no second view: no column of zeros for one, in the report or its index page
     assert "second view" not in table
     index = (folder / "index.html").read_text(encoding="utf-8")
@@ -332,7 +335,10 @@ def test_methods_define_the_episode_and_early_imaging(deck_runs):
     defined = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", html[start : html.index("</ul>", start)]))
     for words in (
         "Episode: a low back pain diagnosis (not inpatient) with none in the 180 days before, patient aged 18 to 75",
-        "Complicated: a red flag (LBP-02) in its group's window, up to day 28: its orders are excluded",
+        "Complicated: a red flag (LBP-02) in a diagnosis or an order's indication, from its look-back to day 28 (any time"
+        " before: cancer, HIV, organ transplant, ankylosing spondylitis; 90 days: recent trauma; 12 months: IV drug use,"
+        " neurological impairment, spinal infection, long-term systemic steroids, osteoporosis or fragility fracture,"
+        " palliative care): its orders are excluded.",
         "Audited orders: lumbar imaging (X-ray, CT, MRI) on days 0-42",
         "Early imaging: days 0-28, inappropriate; days 29-42, after the conservative period, appropriate",
     ):
@@ -440,9 +446,14 @@ def test_the_first_page_says_when_the_look_back_reaches_before_the_diagnoses_hel
     assert [n["title"] for n in plain] == ["New episodes not verified: 3 of the 4 episodes"]
     assert plain[0]["text"].startswith("New episodes not verified: 3 of the 4 episodes (2 of the 3 episodes judged). An")
     assert plain[0]["text"].endswith("running the period again settles the others.")
-    final = {"status": {"maturity": {"status": "final", "data_through": "2026-06-30"}}, "period_notes": plain}
+    maturity = {"status": "final", "data_through": "2026-06-30", "final_from": "2026-06-12", "last_index_date": "2026-04-30"}
+    final = {"status": {"maturity": maturity | {"horizon_days": "42"}}, "period_notes": plain}
     assert workbook._period_status(final) == [
-        ("Period status", "Final: the loaded data runs through 2026-06-30, past the period's windows."),
+        (
+            "Period status",
+            "Final: the loaded data runs through 2026-06-30, past 2026-06-11, the last day of the audit's 42-day windows"
+            " from the period's last index date, 2026-04-30.",
+        ),
         ("Period status", plain[0]["text"]),
     ]
     one = _look_back_note(full + old * 2, [("2024-07-05", "early_imaging")])
@@ -503,3 +514,111 @@ def test_which_diagnoses_start_an_episode_is_said_in_a_clinicians_words():
         "Index diagnoses: the principal diagnosis only (the extract marks which diagnosis is principal); any setting,"
         " inpatient too (the extract has no setting column)." + red_flags
     )
+
+
+def test_both_audits_print_the_same_review_form(deck_runs):
+    """The printed form of each audit's Cases sheet (its print area, A to N) has the same columns in the same places: the
+    case, its patient, its date, when the order was placed and how long after the index, the order, study, department,
+    verdict and why, then the reviewer's four. The low back pain audit's Day stood before the Order where the CSF-leak
+    audit's Time after procedure stood after it, so the two sheets, printed for one meeting, did not line up."""
+    from xlsx_xml import Workbook  # noqa: PLC0415
+
+    out = Path(deck_runs["runs"]["combined"]["out"])
+    forms = {}
+    for audit in ("csf_leak", "low_back_pain"):
+        book = Workbook(out / audit / "case_list.xlsx")
+        area = re.fullmatch(r"Cases!\$A\$1:\$([A-Z]+)\$\d+", book.defined_names["_xlnm.Print_Area"]).group(1)
+        forms[audit] = (area, list(book.rows("Cases")[0])[:14])
+    assert forms == {
+        "csf_leak": ("N", [
+            "Case", "Patient key", "Procedure date", "Ordered (site time)", "Time after procedure", "Order", "Ordered study",
+            "Ordering department", "Verdict", "Why (in words)", "Reviewer agrees?", "Reviewer comment", "Reviewer", "Review date",
+        ]),
+        "low_back_pain": ("N", [
+            "Episode", "Patient key", "Index date", "Ordered (site time)", "Day", "Order", "Ordered study",
+            "Ordering department", "Verdict", "Why (in words)", "Reviewer agrees?", "Reviewer comment", "Reviewer", "Review date",
+        ]),
+    }  # fmt: skip
+
+
+def test_a_month_without_episodes_says_so_in_episodes():
+    """A month with no low back pain diagnosis: the first page, its headline table and the workbook said "No cases" of
+    an audit whose measures count episodes (the CSF-leak audit's word)."""
+    import html  # noqa: PLC0415
+
+    from pipeline.report.spec import ReportSpec  # noqa: PLC0415
+    from pipeline.report.templates import make_env  # noqa: PLC0415
+    from pipeline.resources import reports_dir  # noqa: PLC0415
+
+    spec = ReportSpec.of(next(a for a in audits.discover() if a.id == "low_back_pain"))
+    maturity = {"status": "final", "data_through": "2025-12-31", "final_from": "2025-09-12", "last_index_date": "2025-07-31"}
+    status = {
+        "period": "2025-07",
+        "empty": {"data_first": "2024-12-02", "data_last": "2026-01-06"},
+        "maturity": maturity | {"horizon_days": "42"},
+    }
+    banner = make_env().get_template("_status_banner.html").render(status=status, spec=spec)
+    said = " ".join(html.unescape(re.sub(r"<[^>]+>", "", banner)).split())
+    assert said == (
+        "No episodes in 2025-07. The loaded data holds no episode of this period (its procedures and imaging orders are"
+        " dated 2024-12-02 to 2026-01-06), so there is nothing to audit: the measures below are empty, not failed."
+        " Final: the loaded data runs through 2025-12-31, past 2025-09-11, the last day of the audit's 42-day windows from"
+        " the period's last index date, 2025-07-31."
+    )
+    run_info = {"audit": {"case_unit": "episode"}, "status": status}
+    assert workbook._period_status(run_info)[0] == (
+        "Period status",
+        "No episodes in 2025-07: the data holds no episode of this period; the Cases sheet is empty.",
+    )
+    page = (reports_dir() / "report.html").read_text(encoding="utf-8")
+    empty = re.search(r'<tr><td colspan="6" class="empty">\{% if scope.kind.*?</td></tr>', page).group(0)
+    rows = {kind: make_env().from_string(empty).render(scope={"kind": kind}, spec=spec) for kind in ("hospital", "department")}
+    assert rows == {
+        "hospital": '<tr><td colspan="6" class="empty">No episode and no audited order in this period.</td></tr>',
+        "department": '<tr><td colspan="6" class="empty">No audited orders in this period.</td></tr>',
+    }
+
+
+def test_a_grouping_with_one_value_is_a_sentence_not_a_second_table():
+    """Every episode of the month was outpatient: the table by setting repeated the overall row under another heading (a
+    month's one row already was left out). The overall table stays; the single setting is said in words."""
+    from pipeline.report.audit_sections import helpers  # noqa: PLC0415
+    from pipeline.report.templates import make_env  # noqa: PLC0415
+
+    audit = next(a for a in audits.discover() if a.id == AUDIT)
+    counts = {"episodes": 16, "numerator": 4, "denominator": 13, "early_imaging": 9, "not_evaluable": 0, "excluded": 3}
+    feed = {"has_setting": True, "has_position": False, "earliest_diagnosis": "2022-10-25", "earliest_order": "2024-07-01"}
+    rows = [
+        {"group_order": 1, "grouping": "All episodes", "group_key": "all", **counts, **feed},
+        {"group_order": 2, "grouping": "Index month", "group_key": "2026-04", **counts, **feed},
+        {"group_order": 3, "grouping": "Setting of the index diagnosis", "group_key": "outpatient", **counts, **feed},
+    ]
+    page = (
+        make_env(audit.report_dir)
+        .get_template("audit/episode_rate.html")
+        .render(
+            section={"rows": rows},
+            parameters={"early_imaging_days": 28},
+            scope={"kind": "hospital"},
+            low=20,
+            **helpers(20, audit.manifest["report"]["labels"]),
+        )
+    )
+    assert page.count("<table") == 1 and "All episodes</th>" in page and "Setting of the index diagnosis</th>" not in page
+    assert '<p class="note">Every episode\'s setting of the index diagnosis: Outpatient.</p>' in page
+
+
+def test_the_index_names_an_empty_month_in_each_measures_unit():
+    """The audit's index printed "no cases" under the low back pain measures, which count episodes and orders; the site
+    index said "no episodes" and "no orders" of the same months."""
+    from pipeline.report.spec import ReportSpec  # noqa: PLC0415
+    from pipeline.report.templates import make_env  # noqa: PLC0415
+    from pipeline.resources import reports_dir  # noqa: PLC0415
+
+    spec = ReportSpec.of(next(a for a in audits.discover() if a.id == AUDIT))
+    page = (reports_dir() / "index.html").read_text(encoding="utf-8")
+    rows = page[page.index("{% for m in months %}") : page.index("</tbody>", page.index("{% for m in months %}"))]
+    months = [{"period": "2025-07", "provisional": False, "cells": [None] * len(spec.trend_measures)}]
+    text = make_env().from_string('{% from "_macros.html" import dagger %}' + rows).render(months=months, spec=spec)
+    assert [m.unit for m in spec.trend_measures] == ["case", "order"]
+    assert re.findall(r"<td>([^<]*)</td>", text) == ["2025-07", "no episodes", "no orders"]

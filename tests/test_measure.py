@@ -151,3 +151,33 @@ def test_funnel_limits_hand_computed():
         "below 95% limit",
         "below 99.8% limit",
     ]
+
+
+def test_p_chart_centre_and_limits_come_from_the_final_months():
+    """A provisional month's figures can still change: it is judged against the final months' centre and limits and
+    does not move them. Counted in its own centre, 35 of 100 pulled p-bar to 23.75% and its upper limit to 36.5%,
+    hiding its own signal."""
+    monthly = pl.DataFrame(
+        {"period": ["2026-01", "2026-02", "2026-03", "2026-04"], "numerator": [20, 20, 20, 35], "denominator": [100] * 4}
+    )
+    pc = p_chart(monthly, frozenset({"2026-04"}))
+    # p-bar = 60/300 = 0.2 (2026-04 left out); sigma = sqrt(0.2 * 0.8 / 100) = 0.04: limits 0.08 .. 0.32 every month
+    assert pc["centre"].to_list() == pytest.approx([0.2] * 4)
+    assert pc["lcl"].to_list() == pytest.approx([0.08] * 4)
+    assert pc["ucl"].to_list() == pytest.approx([0.32] * 4)
+    assert pc["baseline"].to_list() == [True, True, True, False]
+    assert pc["outside"].to_list() == [False, False, False, True]
+    pooled = p_chart(monthly)  # the rule before: every month in the centre, 2026-04 inside its own limits
+    assert pooled["centre"][0] == pytest.approx(0.2375) and pooled["ucl"][3] == pytest.approx(0.365165, abs=1e-6)
+    assert pooled["outside"].to_list() == [False] * 4
+
+
+def test_p_chart_with_no_final_month_pools_the_provisional_ones():
+    """While no final month has data (a final month with N = 0 counts for nothing), the centre is every month's."""
+    monthly = pl.DataFrame({"period": ["2026-03", "2026-04", "2026-05"], "numerator": [0, 10, 30], "denominator": [0, 100, 100]})
+    pc = p_chart(monthly, frozenset({"2026-04", "2026-05"}))
+    # p-bar = 40/200 = 0.2: limits 0.08 .. 0.32
+    assert pc["centre"].to_list() == pytest.approx([0.2] * 3)
+    assert pc["baseline"].to_list() == [False, True, True]
+    assert pc["lcl"][0] is None and pc["lcl"][1] == pytest.approx(0.08) and pc["ucl"][2] == pytest.approx(0.32)
+    assert pc["outside"].to_list() == [False, False, False]

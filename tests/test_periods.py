@@ -163,7 +163,10 @@ def test_a_month_published_provisional_is_marked_final_since_the_run_that_made_i
     said = {
         r["Run id"]: r[third["run_id"]] for r in Workbook(tmp_path / "third" / "csf_leak" / "case_list.xlsx").rows("Explanation")
     }
-    assert said["Period status"] == f"Final: the loaded data runs through 2025-09-20, past the period's windows. {since}"
+    # the audit's windows (74 days) from 2025-06-30 end on 2025-09-12: the page's banner says the same
+    last_day = "past 2025-09-12, the last day of the audit's 74-day windows from the period's last index date, 2025-06-30."
+    assert said["Period status"] == f"Final: the loaded data runs through 2025-09-20, {last_day} {since}"
+    assert f"Final: the loaded data runs through 2025-09-20, {last_day}" in _said(tmp_path / "third" / "csf_leak" / "report.html")
     # a corrected June extract (order O4 withdrawn): revised by this run, final since the second
     orders = inp / "imaging_orders.csv"
     orders.write_text("".join(row for row in orders.read_text().splitlines(True) if not row.startswith("O4,")))
@@ -419,3 +422,19 @@ def _index_marks_of(out: Path, month: str) -> dict[str, str]:
     row = index[start : index.index("</tr>", start)]
     marks = re.findall(r'<span class="(final|revised|provisional)">(.*?)</span>(?:<br>|</th>)', row)
     return {cls: re.sub(r"<[^>]+>", "", text) for cls, text in marks}
+
+
+def test_a_final_period_names_the_last_day_of_its_windows():
+    """The first page and the workbook name the day the audit's windows from the period's last index date end (the
+    day before the data had to reach), so the chair holds it beside the orders' dates; a window with hours in it ends
+    within a day, so that one says the index date plus the days."""
+    from pipeline.period_status import final_text  # noqa: PLC0415
+
+    maturity = {"data_through": "2026-06-30", "final_from": "2026-06-12", "last_index_date": "2026-04-30", "horizon_days": "42"}
+    assert final_text(maturity) == (
+        "Final: the loaded data runs through 2026-06-30, past 2026-06-11, the last day of the audit's 42-day windows from"
+        " the period's last index date, 2026-04-30."
+    )
+    assert final_text(maturity | {"horizon_days": "3.5"}) == (
+        "Final: the loaded data runs through 2026-06-30, past the period's last index date, 2026-04-30, plus 3.5 days."
+    )

@@ -641,3 +641,44 @@ def test_a_group_head_is_kept_with_its_rows_in_print(out):
         )
         assert heads and len(kept) == len(heads), (table, len(kept), len(heads))
     assert "tbody.group-head { break-after: avoid" in (Path(render.__file__).parents[2] / "reports" / "style.css").read_text()
+
+
+LOW_MARK = '<span class="lowrel" title="low reliability: small denominator (see the † note)">&#8201;†</span>'
+
+
+def test_every_dagger_is_the_one_mark_and_its_section_explains_it(out):
+    """The † is written in one place (_macros.html ``dagger``), with its tooltip; every section of a page that holds one
+    says what it means, so a printed page carries it: the departments table had nothing of its own (on the hospital
+    page the department chart's key, just above it, says it; on a department page, without the chart, a footnote)."""
+    pages = [out["dir"] / "report.html", out["dir"] / "index.html", *sorted((out["dir"] / "departments").glob("*.html"))]
+    marked = []
+    for path in pages:
+        page = path.read_text(encoding="utf-8")
+        assert page.count('class="lowrel"') == page.count(LOW_MARK), path
+        for section in re.split(r"<section\b", page)[1:]:
+            if LOW_MARK in section:
+                marked.append((path.name, re.match(r'[^>]*?(?:id="([^"]+)")?>', section).group(1)))
+                # the footnote, or on the hospital page's departments the chart's key just above the table
+                said = (
+                    "† Low reliability: fewer than 20 in the denominator",
+                    "†: low reliability, fewer than 20 in the denominator",
+                )
+                assert any(s in section for s in said), (path.name, section[:80])
+    assert ("report.html", "groups") in marked and any(p.startswith("tiny-rare") and s == "headline" for p, s in marked)
+
+
+def test_a_dagger_in_the_earlier_line_alone_brings_the_headline_footnote():
+    """The month before can be low while the month itself is not: the "Earlier" line's † gets the headline's footnote."""
+    trend = [
+        {"measure_id": "m", "last": "2026-04", "n_data": 2, "previous": {"period": "2026-03", "denominator": 6, "low": True}}
+    ]
+    ctx = {"headline": {"main": [{"measure_id": "m"}], "any_low": False}, "trend": trend, "period": "2026-04"}
+    ctx |= {"departments": [{"cells": [{"denominator": 30, "low": False}]}], "hospital_row": None}
+    page = pages.with_low_notes(ctx)
+    assert page["headline"]["any_low"] is True and page["departments_low"] is False
+    quiet = pages.with_low_notes(ctx | {"trend": [dict(trend[0], previous={"denominator": 30, "low": False})]})
+    assert quiet["headline"]["any_low"] is False
+    # the measure not among the page's headline rows has no Earlier line, so no note for it
+    assert pages.with_low_notes(ctx | {"headline": {"main": [], "any_low": False}})["headline"]["any_low"] is False
+    small_hospital = pages.with_low_notes(ctx | {"hospital_row": {"cells": [{"denominator": 5, "low": True}]}})
+    assert small_hospital["departments_low"] is True

@@ -173,3 +173,9 @@ def test_an_empty_cell_names_what_its_measure_counts(tmp_path):
 
     assert row("2025-09") == "2025-09 report · case list · feed none no cases no orders r1"
     assert row("2025-10") == "2025-10 report · case list · feed none 1 / 2 = 50.0% † (10.0% – 90.0%) no orders r1"
+    # the one low-reliability mark of every page (_macros.html dagger), its tooltip on screen and the note for print
+    assert '50.0%<span class="lowrel" title="low reliability: small denominator (see the † note)">&#8201;†</span>' in text
+    assert (
+        '<p class="footnote">† Low reliability: fewer than 20 in the denominator; the interval shows how uncertain the'
+        " rate is.</p>" in text
+    )

@@ -17,9 +17,14 @@ from pipeline.resources import reports_dir
 WINDOW = ["2026-01", "2026-02", "2026-03", "2026-04"]
 
 
-def _trend(audit_id: str, cells: dict[str, list[tuple[str, int, int]]], window: list[str] = WINDOW) -> list[dict]:
+def _trend(
+    audit_id: str,
+    cells: dict[str, list[tuple[str, int, int]]],
+    window: list[str] = WINDOW,
+    provisional: frozenset[str] = frozenset(),
+) -> list[dict]:
     """The hospital's trend of each measure over a window (2026-01 to 2026-04) where each measure has the given
-    (month, n, N) cells and none in the other months."""
+    (month, n, N) cells and none in the other months; ``provisional``: the months later data can still change."""
     spec = ReportSpec.of(next(a for a in audits.discover() if a.id == audit_id))
     metrics = pl.DataFrame(
         [
@@ -28,12 +33,12 @@ def _trend(audit_id: str, cells: dict[str, list[tuple[str, int, int]]], window: 
             for p, n, d in rows
         ]
     )
-    return sections.trend(metrics, "hospital", "all", window, "overall", 20, spec)
+    return sections.trend(metrics, "hospital", "all", window, "overall", 20, spec, provisional)
 
 
-def _heading(audit_id: str, cells: dict[str, list[tuple[str, int, int]]]) -> list[str]:
+def _heading(audit_id: str, cells: dict[str, list[tuple[str, int, int]]], provisional: frozenset[str] = frozenset()) -> list[str]:
     """The trend headings, as report.html prints them."""
-    trend = _trend(audit_id, cells)
+    trend = _trend(audit_id, cells, provisional=provisional)
     # the heading's own line of the page's template (the page renders it with the same values)
     line = re.search(r"<h3>\{\{ t\.label \}\}.*</h3>", (reports_dir() / "report.html").read_text(encoding="utf-8")).group(0)
     heading = make_env().from_string(line)
@@ -92,3 +97,48 @@ def test_the_first_month_with_data_has_nothing_earlier_to_compare_with():
     assert _earlier(first) == ["Earlier: nothing counted in 2026-03; no earlier month with data in the trend's window"]
     alone = _trend("csf_leak", {"inappropriate_order_rate": [("2024-07", 1, 4)]}, window=["2024-07"])
     assert _earlier(alone) == ["Earlier: no earlier month with data in the trend's window"]
+
+
+def test_a_provisional_month_is_judged_against_the_final_months_centre():
+    """The centre and limits come from the final months: the heading, the headline's "Earlier" line and the special-cause
+    table say so and mark the provisional months. 2026-01 to 2026-02: 20 of 100 each, p-bar 20.0% and limits 8.0% to
+    32.0%; 2026-03 (25 of 100) and 2026-04 (35 of 100) are provisional: 2026-04 is above the limit it does not move
+    (pooled with them, p-bar was 25.0% and its upper limit 38.0%: inside)."""
+    cells = {"inappropriate_order_rate": [("2026-01", 20, 100), ("2026-02", 20, 100), ("2026-03", 25, 100), ("2026-04", 35, 100)]}
+    late = frozenset({"2026-03", "2026-04"})
+    assert _heading("csf_leak", cells, late) == [
+        "Inappropriate orders (lower is better), 2026-01 to 2026-04: 4 months; centre 20.0% over the final months,"
+        " 2026-01 to 2026-02"
+    ]
+    trend = _trend("csf_leak", cells, provisional=late)
+    assert _earlier(trend) == [
+        "Earlier: 25.0% (25 / 100) in 2026-03 (provisional); centre 20.0% over the final months, 2026-01 to 2026-02 (Trend):"
+        " 2026-04 (provisional) above the upper limit, bad news: worse than usual"
+    ]
+    assert _flagged_rows(trend[0]) == [
+        "2026-04 (provisional) | 35 | 100 | 35.0% | 8.0% – 32.0% | above the upper limit | bad news: worse than usual"
+    ]
+    assert _heading("csf_leak", cells) == ["Inappropriate orders (lower is better), 2026-01 to 2026-04: 4 months; centre 25.0%"]
+
+
+def test_while_no_month_is_final_the_centre_pools_them_all():
+    cells = {"inappropriate_order_rate": [("2026-03", 10, 100), ("2026-04", 30, 100)]}
+    late = frozenset(WINDOW)
+    assert _heading("csf_leak", cells, late) == [
+        "Inappropriate orders (lower is better), 2026-01 to 2026-04: 4 months, 2 with no orders counted (N = 0); centre 20.0%,"
+        " every month still provisional"
+    ]
+    assert _earlier(_trend("csf_leak", cells, provisional=late)) == [
+        "Earlier: 10.0% (10 / 100) in 2026-03 (provisional); centre 20.0% over 2026-01 to 2026-04, every month still provisional"
+        " (Trend): 2026-04 (provisional) inside the control limits"
+    ]
+
+
+def _flagged_rows(t: dict) -> list[str]:
+    """The special-cause table's rows of one trend measure, as report.html prints them, cells joined by " | "."""
+    page = (reports_dir() / "report.html").read_text(encoding="utf-8")
+    row = re.search(r"\{% for f in t\.flagged %\}\n(.*)\n\{% endfor %\}", page).group(1)
+    imports = page.splitlines()[0]
+    text = make_env().from_string(imports + "{% for f in t.flagged %}" + row + "\n{% endfor %}").render(t=t, low=20)
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", line) for line in text.splitlines() if line.startswith("<tr>")]
+    return [" | ".join(html.unescape(re.sub(r"<[^>]+>", "", c)) for c in row) for row in cells]

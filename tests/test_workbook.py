@@ -344,7 +344,7 @@ def test_the_reviewer_judgement_takes_only_the_listed_words_and_says_which(tmp_p
         ' error="Choose agree, disagree or unsure from the list (or leave the cell empty)." promptTitle="Reviewer"'
         ' prompt="agree, disagree or unsure" sqref="D2:D3"><formula1>"agree,disagree,unsure"</formula1></dataValidation>',
         '<dataValidation type="date" operator="greaterThanOrEqual" allowBlank="1" showInputMessage="1" showErrorMessage="1"'
-        ' error="A date, e.g. 2026-07-15" sqref="G2:G3"><formula1>36526</formula1></dataValidation>',
+        ' errorTitle="Review date" error="A date, e.g. 2026-07-15" sqref="G2:G3"><formula1>36526</formula1></dataValidation>',
     ]
 
 

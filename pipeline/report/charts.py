@@ -214,9 +214,15 @@ def p_chart_svg(chart: pl.DataFrame, title: str, name: str, provisional: frozens
         if math.isfinite(y)
     ]
     diamonds = [{"x": x, "y": sy(v), "r": 7} for x, v, o in zip(xs, rate, out, strict=True) if o and math.isfinite(v)]
+    # the centre pools the final months alone when there are both (measure.p_chart): the key says so
+    final_centre = any(late) and any(math.isfinite(y) for y in final_ys)
     legend = [
         {"label": "monthly rate", "stroke": BLUE, "width": 2, "marker": "dot"},
-        {"label": "centre line (p\u0304)", "stroke": GREY, "width": 1.5},
+        {
+            "label": "centre line (p\u0304, final months)" if final_centre else "centre line (p\u0304)",
+            "stroke": GREY,
+            "width": 1.5,
+        },
         {"label": "3-sigma limits", "stroke": RED, "width": 1.4, "dash": "6 4"},
     ]
     if any(late):

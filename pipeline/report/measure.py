@@ -97,15 +97,22 @@ def with_rates(counts: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def p_chart(monthly: pl.DataFrame) -> pl.DataFrame:
+def p_chart(monthly: pl.DataFrame, provisional: frozenset[str] = frozenset()) -> pl.DataFrame:
     """P-chart: centre line p-bar (pooled) and 3-sigma limits per month; ``outside`` flags special causes.
 
     Input: one row per month with ``period``, ``numerator``, ``denominator``. Months with a zero
-    denominator keep null limits and are never flagged.
+    denominator keep null limits and are never flagged. The centre is pooled over the final months only
+    (``baseline``): a month in ``provisional`` can still change as later data arrives, so it is judged
+    against limits it does not move (a month counted in its own centre pulls the line towards itself and
+    hides its own signal). While no final month has data, every month with data makes the centre.
     """
     df = monthly.select("period", "numerator", "denominator").sort("period")
-    total_den = df["denominator"].sum() or 0
-    p_bar = (df["numerator"].sum() / total_den) if total_den else None
+    with_data = df.filter(pl.col("denominator") > 0)
+    final = with_data.filter(~pl.col("period").is_in(list(provisional)))
+    base = final if final.height else with_data
+    df = df.with_columns(pl.col("period").is_in(base["period"].implode()).alias("baseline"))
+    total_den = base["denominator"].sum() or 0
+    p_bar = (base["numerator"].sum() / total_den) if total_den else None
     if p_bar is None:
         return df.with_columns(pl.lit(None, pl.Float64).alias(c) for c in ("rate", "centre", "sigma", "lcl", "ucl")).with_columns(
             pl.lit(False).alias("outside")

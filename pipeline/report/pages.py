@@ -158,12 +158,16 @@ def page_context(
     }
 
 
-def with_any_low(ctx: dict) -> dict:
-    """A page context ready for the template: with ``any_low`` (a low-reliability mark anywhere on the page)."""
+def with_low_notes(ctx: dict) -> dict:
+    """A page context ready for the template: where a † can stand, whether its footnote is needed there. The headline's
+    counts the month before in its "Earlier" lines too (a † there had no note when the month's own figures had none);
+    ``departments_low``: the departments table's (it had no note of its own, and prints pages away from the headline's)."""
     out = dict(ctx)
-    out["any_low"] = (
-        ctx["headline"]["any_low"] or ctx["providers"]["any_low"] or any(sections.any_low(r["cells"]) for r in ctx["departments"])
-    )
+    shown = {m["measure_id"] for m in ctx["headline"]["main"]}
+    earlier = [t["previous"] for t in ctx["trend"] if t["measure_id"] in shown and t["last"] == ctx["period"] and t["n_data"]]
+    out["headline"] = dict(ctx["headline"], any_low=ctx["headline"]["any_low"] or sections.any_low(earlier))
+    rows = [*ctx["departments"], *([ctx["hospital_row"]] if ctx["hospital_row"] else [])]
+    out["departments_low"] = any(sections.any_low(r["cells"]) for r in rows)
     return out
 
 

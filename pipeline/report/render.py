@@ -158,11 +158,11 @@ def render_steps(
         )
         report_tpl = env.get_template("report.html")
         page = {**common, "department_links": departments}
-        ctx = pages.with_any_low(page_context(department=None))
+        ctx = pages.with_low_notes(page_context(department=None))
         methods = sections.methods(con, run_info, rules, spec)
         written.append(_write_text(out_dir / "report.html", report_tpl.render(**page, **ctx, methods=methods, root="")))
         for d in departments:
-            html = report_tpl.render(**page, **pages.with_any_low(page_context(department=d["key"])), methods=None, root="../")
+            html = report_tpl.render(**page, **pages.with_low_notes(page_context(department=d["key"])), methods=None, root="../")
             written.append(_write_text(out_dir / "departments" / f"{d['slug']}.html", html))
         yield  # nothing below reads con
         written += feed_files.result()

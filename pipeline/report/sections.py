@@ -127,7 +127,7 @@ def trend(
     provisional: frozenset[str] = frozenset(),
 ) -> list[dict]:
     """p-chart per trend measure (its SVG), and the special-cause months: good or bad news. ``provisional``:
-    the window's months later data can still change (drawn hollow)."""
+    the window's months later data can still change (drawn hollow, judged against the final months' centre)."""
     out = []
     if not window:
         return out
@@ -143,10 +143,25 @@ def trend(
         monthly = frame.join(got, on="period", how="left").with_columns(
             pl.col("numerator").fill_null(0), pl.col("denominator").fill_null(0)
         )
-        pc = p_chart(monthly)
+        pc = p_chart(monthly, provisional)
         n_data = int((pc["denominator"] > 0).sum())
+        # what the centre pools: "all" the months (none provisional), the "final" ones, or, while no final month has
+        # data, every month with data, "all provisional"
+        in_centre = pc.filter(pl.col("baseline"))["period"].to_list()
+        centre_of = (
+            "all" if not provisional.intersection(window) else ("final" if set(in_centre) - provisional else "all provisional")
+        )
         svg = charts.p_chart_svg(pc, f"{label}: p-chart, {window[0]} to {window[-1]}", f"{name}-{measure_id}", provisional)
-        months = pc.select("period", "numerator", "denominator", "rate", "lcl", "ucl", "outside").to_dicts()
+        months = pc.select(
+            "period",
+            "numerator",
+            "denominator",
+            "rate",
+            "lcl",
+            "ucl",
+            "outside",
+            pl.col("period").is_in(list(provisional)).alias("provisional"),
+        ).to_dicts()
         flagged = [_read(f, higher, neutral, low) for f in months if f["outside"]]
         # the last two months of the window as the headline's comparison reads them (None: nothing counted)
         previous, latest = ([None] * (2 - len(months[-2:]))) + months[-2:]
@@ -166,6 +181,10 @@ def trend(
                 "first": window[0],
                 "last": window[-1],
                 "centre": pc["centre"][0],
+                # the centre's months as the heading and the headline's "Earlier" line say them: from the window's first
+                # to its last final month (``centre_last``) when the centre is the final months'
+                "centre_of": centre_of,
+                "centre_last": [p for p in window if p not in provisional][-1] if centre_of == "final" else window[-1],
                 "direction": "neither better nor worse" if neutral else ("higher is better" if higher else "lower is better"),
                 "flagged": flagged,
                 # the window's last month (the page's period) and the one before, as the headline compares them

@@ -14,7 +14,7 @@ from pathlib import Path
 import jinja2
 import markupsafe
 
-from pipeline.period_status import final_mark, final_since
+from pipeline.period_status import final_mark, final_since, final_text
 from pipeline.report import controls
 from pipeline.resources import reports_dir
 from pipeline.wording import counted
@@ -97,6 +97,7 @@ def make_env(audit_report_dir: Path | None = None) -> jinja2.Environment:
     # a count before its noun, in the number the noun takes: {{ n|counted("order") }} is "1 order", "2,000 orders"
     env.filters["counted"] = counted
     env.filters["final_since"] = final_since
+    env.filters["final_text"] = final_text
     env.filters["final_mark"] = _final_mark
     return env
 

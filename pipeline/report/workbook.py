@@ -32,7 +32,7 @@ import xlsxwriter.workbook
 from xlsxwriter.utility import _preserve_whitespace, xl_col_to_name
 
 from pipeline.formula_guard import neutralise, neutralise_expr
-from pipeline.period_status import final_since
+from pipeline.period_status import final_since, final_text
 from pipeline.quality.result import OUTCOMES, outcome, outcome_counts
 from pipeline.report import sheet_rows
 from pipeline.report.caselist import time_after
@@ -64,8 +64,10 @@ FORM_HEAD: dict[str, Column] = {
     "patient_key": Column("Patient key", 17, "Keyed pseudonym of the patient (HMAC-SHA256); the raw id is never in this file."),
 }
 FORM_TAIL: dict[str, Column] = {
-    "order_id": Column("Order", 11, "Imaging order id."),
+    # the time after the index comes first, beside the order's date and time: an audit's own time column in the form
+    # (the low back pain audit's Day) comes in there too, so both audits' forms have the same columns in the same places
     "time_after_index": Column("Time after index", 14, "Time from the case's index to the order."),
+    "order_id": Column("Order", 11, "Imaging order id."),
     "order_name": Column("Ordered study", 26, "Order name as sent.", "wrap"),
     "ordering_department": Column("Ordering department", 15, "Department that placed the order (order measures count here)."),
     "verdict": Column("Verdict", 13, "appropriate, inappropriate, review, not_evaluable or excluded (coloured)."),
@@ -250,7 +252,13 @@ def write_case_list(
             review_date,
             last_row,
             review_date,
-            {"validate": "date", "criteria": ">=", "value": dt.date(2000, 1, 1), "error_message": "A date, e.g. 2026-07-15"},
+            {
+                "validate": "date",
+                "criteria": ">=",
+                "value": dt.date(2000, 1, 1),
+                "error_title": "Review date",  # titled as the agreement's is: "Microsoft Excel" told the reviewer nothing
+                "error_message": "A date, e.g. 2026-07-15",
+            },
         )
         ws.print_area(0, 0, last_row, review_date)  # the review form; the technical columns stay on screen
     if "verdict" in sheet.columns:
@@ -497,7 +505,8 @@ def _period_status(run_info: dict) -> list[tuple[str, str]]:
     lines = []
     if "empty" in status:  # a month without cases: the Cases sheet is a header row only, which reads as a broken file
         young = " so far" if (status.get("maturity") or {}).get("status") == "provisional" else ""
-        text = f"No cases in {status.get('period')}{young}: the data holds no case of this period; the Cases sheet is empty."
+        unit = (run_info.get("audit") or {}).get("case_unit") or "case"  # the audit's: "episode" for low back pain
+        text = f"No {unit}s in {status.get('period')}{young}: the data holds no {unit} of this period; the Cases sheet is empty."
         lines.append(("Period status", text))
     maturity = status.get("maturity") or {}
     if maturity.get("status") == "provisional":
@@ -507,7 +516,7 @@ def _period_status(run_info: dict) -> list[tuple[str, str]]:
             f"data reaches {maturity.get('final_from')}; run the period again then."
         )
     elif maturity.get("status") == "final":
-        text = f"Final: the loaded data runs through {maturity.get('data_through')}, past the period's windows."
+        text = final_text(maturity)
         if status.get("finalised"):  # published provisional before: as the report's first page says it
             text += " " + final_since(status["finalised"])
     else:
