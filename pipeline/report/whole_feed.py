@@ -5,7 +5,7 @@ The passes each weigh part of what a reader can combine, in turn until neither a
 (``relations``), each table's lines, series and department x month system (``disclosure``). A count worked out within
 its cell and carried into another table's quarter, and that table's hospital less its departments, can still give a
 withheld count away that no part shows alone (the 100k-patient demo's CSF-leak feed gave one reason share's 1 order so,
-from 851 released counts of 22 measures). ``given_away`` is the last check, over the cells the passes leave: every
+from 851 released counts of 22 measures). ``Check`` is the last check, over the cells the passes leave: every
 released count of the hospital and department cells in one linear system, as a reader who has the whole feed can set
 it up. Its unknowns are atom x department x calendar month (a count is the sum of its atoms over its groups and
 months; ``relations.Atoms``); a released 0, or a department without a row where its table has others, is a 0 of each
@@ -16,10 +16,11 @@ given up; the passes then protect that one as they protect any other, and the ch
 The provider cells are not in it: the joint pass weighs them per table (``disclosure._Joint``), and the feed lays out
 only the headline measures per provider.
 
-Cost: the system is solved per connected part (the unknowns some count ties together), each a dense minimum-norm solve
-(``combinations``) while its released counts x unknowns stay within ``WHOLE_FEED_ENTRIES``. The unknowns do not grow
-with the orders (atoms x departments x months), nor the hospital and department cells; a part over the cap (a
-hospital of hundreds of departments) is left to the passes and named (``Check.left_out``).
+Cost: the system is solved per connected part (the unknowns some count ties together) while its released counts x
+unknowns stay within ``WHOLE_FEED_ENTRIES``: one pivoted QR of the released rows, the sparse targets projected onto it
+(their entries x its rank, not a solve per target), and a minimum-norm solve (``combinations``) only for a target it
+gives. The unknowns do not grow with the orders (atoms x departments x months), nor do the hospital and department
+cells; a part over the cap (a hospital of many departments) is left to the passes and named (``Check.left_out``).
 """
 
 from __future__ import annotations
@@ -33,13 +34,13 @@ import scipy.sparse.csgraph
 from pipeline.report import combinations, disclosure, relations
 
 _EPS = 1e-8
-# the largest part solved, in its dense matrix's entries (released counts x unknowns): the 100k-patient demo's CSF-leak
-# feed's is 1,978 x 1,363 (2.7M, ~1 CPU-s a solve); beyond it the part is left to the passes
+# the largest part solved, in its dense matrix's entries (released counts x unknowns): the demos' largest system is the
+# case-dense 100k CSF-leak feed's, 1,219 x 2,760 (3.4M, a pivoted QR ~0.8 CPU-s); beyond it the part is left to the passes
 WHOLE_FEED_ENTRIES = 8_000_000
 
 
 class Check:
-    """``given_away`` for the rounds of one feed, remembering which parts were over ``WHOLE_FEED_ENTRIES`` last."""
+    """The last check, for the rounds of one feed; it keeps which parts were over ``WHOLE_FEED_ENTRIES`` last."""
 
     def __init__(self):
         self.left_out: list[str] = []  # per part over the cap: its size, as "released counts x unknowns"
