@@ -31,6 +31,7 @@ from test_feed import (
     months_of,
     one_month,
     run_info,
+    without_the_whole_feed_check,
 )
 
 REST = "\x00hospital only"  # units the hospital counts and no department does (a case without an attributed one)
@@ -83,14 +84,19 @@ def combined_breaches(
         for r in rows.iter_rows(named=True):
             truth[(r["level"], r["group_key"], r["period"], "n:" + r["measure_id"])] = r["numerator"] or 0
             truth[(r["level"], r["group_key"], r["period"], "d:" + r["measure_id"])] = r["denominator"] or 0
-        for (level, _, month, c), v in list(truth.items()):  # the hospital's units no department has
-            if level == "overall":
+        # the hospital's units no department has, of the measures laid out per department (a measure of the hospital
+        # alone, the low back pain audit's episodes, is no unit without a department: it took every atom's hospital
+        # for more than its departments' sum, and the check missed counts of the 20k-patient demo's feed)
+        per_department = set(rows.filter(pl.col("level") == "department")["measure_id"])
+        for (level, _, month, c), v in list(truth.items()):
+            if level == "overall" and c[2:] in per_department:
                 rest = v - sum(x for (lv, _, mo, cc), x in truth.items() if lv == "department" and mo == month and cc == c)
                 if rest:
                     truth[("department", REST, month, c)] = rest
         truths.append(truth)
     groups = sorted({g for f in feeds for g in f.filter(pl.col("level") == "department")["group_key"]})
-    has_rest = [any(key[1] == REST for key in t) for t in truths]
+    # a feed without departments: the hospital's units are one group, none of them in a department row
+    has_rest = [any(key[1] == REST for key in t) or not groups for t in truths]
     groups += [REST] if any(has_rest) else []
     # one unknown per (run, atom, department, month), shared with an earlier run where its counts agree there
     var: dict = {}
@@ -318,7 +324,74 @@ def test_the_combined_check_finds_what_each_rule_alone_misses(monkeypatch):
     m = lbp_year(1)
     empty = pl.DataFrame(schema={"den_key": pl.Int64}), pl.DataFrame(schema={"fam_key": pl.Int64})
     monkeypatch.setattr(relations, "exposed", lambda *args: empty)
+    without_the_whole_feed_check(monkeypatch)
     assert combined_breaches([(build(m, run_info("all"), LBP_TIES), m)], LBP_TIES)
+
+
+@pytest.mark.parametrize(
+    ("seed", "given_away", "also_withheld"),
+    [
+        (34, "2026-Q2 department d2 n (2)", ("2026-Q1", "department", "d0", "not_evaluable_order_rate", 20, 55)),
+        (47, "2025-Q3 department d2 n (3)", ("2026-Q2", "department", "d3", "excluded_order_rate", 16, 71)),
+    ],
+)
+def test_a_count_only_the_whole_feed_gives_away_is_withheld(seed, given_away, also_withheld, monkeypatch):
+    """Years whose feed, as the passes leave it, gives a department's not-evaluable orders away only to a reader who
+    solves every released count of every measure together: each cell's counts and each table's cells by themselves
+    give nothing (test_feed's ``disclosure_breaches`` finds nothing). The last check (``whole_feed``) puts them in one
+    system as that reader does, and withholds one more cell of the derivation; then nothing is given away."""
+    m = lbp_year(seed)
+    fed = build(m, run_info("all"), LBP_TIES)
+    assert combined_breaches([(fed, m)], LBP_TIES) == []
+    assert disclosure_breaches(fed, m, ties=LBP_TIES) == []
+    without_the_whole_feed_check(monkeypatch)
+    passes_alone = build(m, run_info("all"), LBP_TIES)
+    assert combined_breaches([(passes_alone, m)], LBP_TIES) == [f"run 0: not_evaluable_order_rate {given_away}"]
+    assert disclosure_breaches(passes_alone, m, ties=LBP_TIES) == []
+    keys = ["period", "level", "group_key", "measure_id"]
+    changed = passes_alone.join(fed, on=keys, suffix="_after").filter(pl.col("suppressed") != pl.col("suppressed_after"))
+    assert changed.select(*keys, "numerator", "denominator").rows() == [also_withheld]
+    assert changed["suppressed_after"].to_list() == [True]
+
+
+def test_a_part_of_the_whole_feed_system_over_its_cap_is_left_to_the_passes_and_the_log_says_so(tmp_path, monkeypatch, caplog):
+    """Beyond ``whole_feed.WHOLE_FEED_ENTRIES`` (released counts x unknowns of one part of the system) the last check
+    does not solve that part: the feed is the passes' alone, and the run's log names the part's size."""
+    import json
+    import logging
+
+    from pipeline.report import feed, relations, whole_feed
+
+    m = lbp_year(34)
+    logger = logging.getLogger("pipeline")
+    monkeypatch.setattr(logger, "propagate", True)  # to caplog's handler (the CLI's logging turns it off)
+    caplog.set_level(logging.INFO, logger="pipeline")
+    monkeypatch.setattr(whole_feed, "WHOLE_FEED_ENTRIES", 10)
+    feed.write_feed(tmp_path, m, run_info("all"), "all", relations.Atoms.of(LBP_TIES))
+    logged = [r.fields for r in caplog.records if r.fields["event"] == "whole_feed_left_out"]
+    assert logged == [{"event": "whole_feed_left_out", "audit_id": "toy", "parts": ["201 x 222"], "max_entries": 10}]
+    assert "1 part of the whole-feed check's system (201 x 222 released counts x unknowns)" in caplog.text
+    assert "whole_feed" not in json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8"))
+    without_the_whole_feed_check(monkeypatch)
+    assert pl.read_parquet(tmp_path / "metrics.parquet").equals(build(m, run_info("all"), LBP_TIES))
+
+
+def test_a_measure_of_the_hospital_alone_is_no_unit_without_a_department(monkeypatch):
+    """The combined check took a measure the feed lays out hospital-wide only (the low back pain audit's episodes) for
+    units no department holds, so every atom of the hospital was more than its departments' sum, and it missed what
+    the feed gave away (the 20k-patient demo's January 2025 not-evaluable orders, 2 hospital-wide). Beside such a
+    measure it finds the same count as without it."""
+    without_the_whole_feed_check(monkeypatch)
+    m = lbp_year(34)
+    episodes = [
+        (period, "overall", "all", "episode_rate", 20, 40)
+        for period in m.filter(pl.col("level") == "overall")["period"].unique().sort()
+    ]
+    with_episodes = pl.concat([m, metrics(episodes)])
+    fed = build(with_episodes, run_info("all"), LBP_TIES)
+    assert fed.filter(pl.col("measure_id") == "episode_rate")["level"].unique().to_list() == ["overall"]
+    found = ["run 0: not_evaluable_order_rate 2026-Q2 department d2 n (2)"]
+    assert combined_breaches([(fed, with_episodes)], LBP_TIES) == found
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5, 6])

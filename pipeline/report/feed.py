@@ -24,7 +24,7 @@ from pipeline.maturity import Maturity
 from pipeline.months import index as month_index
 from pipeline.months import is_month
 from pipeline.months import label as month_label
-from pipeline.report import disclosure, relations
+from pipeline.report import disclosure, relations, whole_feed
 from pipeline.report.measure import METRICS_SCHEMA, with_rates
 from pipeline.wording import counted
 
@@ -302,15 +302,16 @@ def _counts(rows: pl.DataFrame, atoms: relations.Atoms, headline: set[str]) -> r
 
 def suppress(
     feed: pl.DataFrame, windows: dict[str, tuple[str, list[str]]], k: int, atoms: relations.Atoms, headline: set[str]
-) -> tuple[pl.DataFrame, dict[str, list[str]]]:
+) -> tuple[pl.DataFrame, dict[str, list[str]], list[str]]:
     """The feed's counts with the small-cell rule applied: ``suppressed`` rows lose their numerator; a withheld
     denominator is null too. ``atoms``: how the audit's counts tie together within a cell (``relations``).
 
     Also the measures whose provider cells the joint pass over time and providers left to the line and time passes
     (``disclosure.JOINT_PROVIDER_ENTRIES``): measure_id -> which of its counts, ``denominator`` and/or
-    ``numerator`` (``metrics.json``'s ``provider_joint_check``)."""
+    ``numerator`` (``metrics.json``'s ``provider_joint_check``); and the parts of the whole-feed system over
+    ``whole_feed.WHOLE_FEED_ENTRIES`` that its last check left to the passes ("released counts x unknowns")."""
     if feed.height == 0:
-        return feed.with_columns(pl.lit(False).alias("suppressed")), {}
+        return feed.with_columns(pl.lit(False).alias("suppressed")), {}, []
     month_no = {m: i for i, m in enumerate(sorted({m for _, ms in windows.values() for m in ms}))}
     periods = {p: (kind, [month_no[m] for m in ms]) for p, (kind, ms) in windows.items()}
     feed = feed.filter(pl.col("period").is_in(list(periods)))
@@ -367,14 +368,17 @@ def suppress(
     counts = _counts(rows, atoms, headline)
     # the months each period sums, by period code (relations: a released 0 of a quarter is a 0 in each of its months)
     cover = np.zeros((int(rows["period_code"].max()) + 1, len(month_no)), bool)
+    preference = np.zeros(cover.shape[0], np.int64)  # per period code: which to give up first (months)
     for code, period in rows.select("period_code", "period").unique().iter_rows():
         cover[code, periods[period][1]] = True
+        preference[code] = disclosure.PERIOD_PREFERENCE[periods[period][0]]
     forced_den = pl.DataFrame(schema={"den_key": pl.Int64, "forced": pl.Boolean})
     forced_fam = forced_den.rename({"den_key": "fam_key"})
     more_den = forced_den  # the denominators' pass runs first, and again only when a cell was added to them
     # the passes over the denominators' cells and over the numerators', built once: each round weighs again only the
     # series and tables the rounds before changed
     protect_den, protect_fam = disclosure.Protection(periods, k), disclosure.Protection(periods, k)
+    whole = whole_feed.Check()
 
     def with_rows_withheld(fam: pl.DataFrame) -> pl.DataFrame:
         fam = fam.drop("withheld", "den_withheld", "forced", strict=False)
@@ -411,6 +415,9 @@ def suppress(
         fam = fam.with_columns(pl.Series("row_withheld", protect_fam(fam)))
         more_den, more_fam = relations.exposed(den_cells, fam, cell, counts, k, cover)
         if more_den.height == 0 and more_fam.height == 0:
+            # the passes agree: last, every released count of the hospital and departments at once (``whole_feed``)
+            more_den, more_fam = whole(den_cells, fam, cell, counts, k, cover, preference)
+        if more_den.height == 0 and more_fam.height == 0:
             break
         forced_den, forced_fam = force(more_den, forced_den), force(more_fam, forced_fam)
     rows = rows.join(den_cells.select("den_key", "den_withheld"), on="den_key", how="left")
@@ -427,7 +434,7 @@ def suppress(
         pl.when(hide).then(None).otherwise(pl.col("numerator")).alias("numerator"),
         pl.when(pl.col("den_withheld")).then(None).otherwise(pl.col("denominator")).alias("denominator"),
     ).drop("gk", "family", "kind", "den_withheld", "row_withheld", "family_code", "kind_code", *cell, "den_key", "fam_key")
-    return withheld, dict(sorted(left_out.items()))
+    return withheld, dict(sorted(left_out.items())), whole.left_out
 
 
 # ----------------------------------------------------------------------------- the feed
@@ -445,12 +452,13 @@ def build_feed(
 
 def _built(
     metrics: pl.DataFrame, run_info: dict, atoms: relations.Atoms, verified_from: datetime.date | None
-) -> tuple[pl.DataFrame, dict[str, list[str]]]:
-    """``build_feed``'s rows, and ``suppress``'s measures whose provider cells the joint pass left out."""
+) -> tuple[pl.DataFrame, dict[str, list[str]], list[str]]:
+    """``build_feed``'s rows, ``suppress``'s measures whose provider cells the joint pass left out and the parts of
+    the whole-feed system its last check left to the passes."""
     months = sorted(p for p in metrics["period"].unique().drop_nulls().to_list() if is_month(p))
     windows = period_windows(months, str(run_info.get("period", "all")))
     if not windows:  # no month with data: an empty feed, its columns all there
-        return pl.DataFrame(schema=FEED_SCHEMA), {}
+        return pl.DataFrame(schema=FEED_SCHEMA), {}, []
     maturity = Maturity.from_dict(run_info.get("maturity"))
     status = {ms[-1]: maturity.status(ms[-1]) for _, ms in windows.values()} if maturity else {}
     # per provider only the headline measures, and only the cells whose denominator is released: a
@@ -458,7 +466,7 @@ def _built(
     # millions of withheld rows at a large hospital, telling nothing
     headline = {m["id"] for m in run_info["audit"].get("measures", []) if m.get("headline")}
     metrics = metrics.filter((pl.col("level") != "provider") | pl.col("measure_id").is_in(sorted(headline)))
-    feed, left_out = suppress(_summed(metrics, windows), windows, min_cell_count(run_info), atoms, headline)
+    feed, left_out, whole_left_out = suppress(_summed(metrics, windows), windows, min_cell_count(run_info), atoms, headline)
     feed = feed.filter((pl.col("level") != "provider") | pl.col("denominator").is_not_null())
     # rates and intervals of the rows kept (a suppressed row has none): an eighth of the cells the rule weighed
     feed = _dated(with_rates(feed), windows).with_columns(
@@ -473,7 +481,7 @@ def _built(
         _look_back(verified_from),
         pl.lit(verified_from, pl.Date).alias("verified_from"),
     )
-    return out.select([pl.col(c).cast(t) for c, t in FEED_SCHEMA.items()]).sort(KEYS, nulls_last=True), left_out
+    return out.select([pl.col(c).cast(t) for c, t in FEED_SCHEMA.items()]).sort(KEYS, nulls_last=True), left_out, whole_left_out
 
 
 def _look_back(verified_from: datetime.date | None) -> pl.Expr:
@@ -495,9 +503,11 @@ def write_feed(
 ) -> list[Path]:
     """metrics.csv, metrics.parquet (the rows) and metrics.json (what they are, and the headline rows);
     ``verified_from``: as ``build_feed``'s."""
-    feed, left_out = _built(metrics, run_info, atoms, verified_from)
+    feed, left_out, whole_left_out = _built(metrics, run_info, atoms, verified_from)
     if left_out:
         _log_left_out(run_info["audit"]["id"], left_out)
+    if whole_left_out:
+        _log_whole_left_out(run_info["audit"]["id"], whole_left_out)
     csv_path, pq_path, json_path = out_dir / "metrics.csv", out_dir / "metrics.parquet", out_dir / "metrics.json"
     formula_guard.neutralised(feed).write_csv(csv_path, float_precision=ROUND_DIGITS)  # the Parquet keeps the raw text
     feed.write_parquet(pq_path, compression="zstd", statistics=False)
@@ -527,6 +537,19 @@ def write_feed(
     }
     json_path.write_text(json.dumps(summary, indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8", newline="\n")
     return [csv_path, pq_path, json_path]
+
+
+def _log_whole_left_out(audit_id: str, parts: list[str]) -> None:
+    """The whole-feed check (``whole_feed``) weighed not every count together: the run's log says so."""
+    event(
+        f"{audit_id}: feed: {counted(len(parts), 'part')} of the whole-feed check's system ({'; '.join(parts)} released"
+        f" counts x unknowns) are over its {whole_feed.WHOLE_FEED_ENTRIES:,} matrix entries; the passes alone protect"
+        " their cells (docs/METRICS_FEED.md)",
+        event="whole_feed_left_out",
+        audit_id=audit_id,
+        parts=parts,
+        max_entries=whole_feed.WHOLE_FEED_ENTRIES,
+    )
 
 
 def _log_left_out(audit_id: str, left_out: dict[str, list[str]]) -> None:

@@ -111,7 +111,7 @@ def exposed(
     them. ``counts``: their columns (the kind codes first, then ``len(kinds) + family_code``). ``cover``: (period
     codes, calendar months) bool, the months each period sums."""
     n_counts = counts.is_numerator.size
-    key, count, v, w, codes, overall = _laid_out(den_cells, fam, cell, counts)
+    key, count, v, w, codes, overall = as_arrays(den_cells, fam, cell, counts)
     cell_id = disclosure.key_of(codes)
     level = codes[cell.index("level_code")]
     # counts are never negative: a released 0 of a quarter, of 12 months or of the hospital is a 0 in every month and
@@ -174,12 +174,12 @@ def exposed(
     )
 
 
-def _laid_out(
+def as_arrays(
     den_cells: pl.DataFrame, fam: pl.DataFrame, cell: list[str], counts: Counts
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[np.ndarray], np.ndarray]:
     """The denominators' cells, then the numerators' (``exposed``'s frames), as numpy: per cell its key, its count's
     column, value, whether withheld, its ``cell`` codes and whether it is the hospital's (joins of ~600k rows in
-    Polars took ~0.6 s)."""
+    Polars took ~0.6 s). Also ``whole_feed``'s, which weighs the same cells all at once."""
     n_kinds = int(counts.is_numerator.size - counts.is_numerator.sum())
     parts = [
         (den_cells, "den_key", den_cells["kind_code"], "value", "den_withheld"),
@@ -206,7 +206,7 @@ def zero_by_atoms(
     passes over time and departments take it as known. Only a count that is 0 is ever so marked: where the hospital
     counts units no department has (a case without an attributed department), its departments' 0s say nothing of
     it, and a cell the passes took as known would go unprotected."""
-    _, count, v, w, codes, overall = _laid_out(den_cells, fam, cell, counts)
+    _, count, v, w, codes, overall = as_arrays(den_cells, fam, cell, counts)
     level = np.concatenate([f["level"].to_numpy() for f in (den_cells, fam)])
     period = codes[cell.index("period_code")]
     _, series = _distinct(
