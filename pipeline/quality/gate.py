@@ -315,19 +315,25 @@ def earlier_reports(con: duckdb.DuckDBPyConnection, results: list) -> dict[str, 
     status, count and sample keys) in ``dq_results``. Asked only when every input file of the run was already
     loaded: the gate then judged the very files an earlier run judged, and found what it found."""
     con.execute(DQ_DDL)
-    found = {}
-    for r in results:
-        if r.severity != "warning" or r.status == "passed":
-            continue
-        d = as_dict(r)
-        row = con.execute(
-            """SELECT min(run_id) FROM dq_results WHERE check_id = ? AND status = ?
-               AND violated_count IS NOT DISTINCT FROM ? AND sample_keys = ?""",
-            [d["check_id"], d["status"], d["violated_count"], json.dumps(d["sample_keys"])],
-        ).fetchall()
-        if row and row[0][0] is not None:
-            found[r.check_id] = row[0][0]
-    return found
+    asked = [as_dict(r) for r in results if r.severity == "warning" and r.status != "passed"]
+    if not asked:
+        return {}
+    # one query for every finding: the lists unnest side by side, one row per finding
+    rows = con.execute(
+        """SELECT f.check_id, min(d.run_id)
+           FROM (SELECT unnest(?::VARCHAR[]) AS check_id, unnest(?::VARCHAR[]) AS status,
+                        unnest(?::BIGINT[]) AS violated_count, unnest(?::VARCHAR[]) AS sample_keys) AS f
+           JOIN dq_results AS d ON d.check_id = f.check_id AND d.status = f.status
+            AND d.violated_count IS NOT DISTINCT FROM f.violated_count AND d.sample_keys = f.sample_keys
+           GROUP BY f.check_id""",
+        [
+            [d["check_id"] for d in asked],
+            [d["status"] for d in asked],
+            [d["violated_count"] for d in asked],
+            [json.dumps(d["sample_keys"]) for d in asked],
+        ],
+    ).fetchall()
+    return dict(rows)
 
 
 def _sample_text(r, named: bool = False) -> str:
