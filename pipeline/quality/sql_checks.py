@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 from pipeline.ingest.code_systems import FORMS
+from pipeline.quality.lookalikes import check_lookalike_departments
 from pipeline.quality.result import SAMPLE_SIZE, CheckResult, examples
 from pipeline.sqltext import typed_literal
 from pipeline.wording import counted
@@ -326,4 +327,5 @@ _SQL_CHECKS: dict[str, Callable] = {
     "check_orders_after_birth": check_orders_after_birth,
     "check_audited_orders_known": check_audited_orders_known,
     "check_attrition_adds_up": check_attrition_adds_up,
+    "check_lookalike_departments": check_lookalike_departments,
 }
