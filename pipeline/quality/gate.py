@@ -129,7 +129,12 @@ def check_inputs(
     audits = audits or []
     db = build_gate_db(prepared, cfg, scratch, input_dir, audits, site_map)
     suites = input_suites(list(prepared), audits)
-    params = {"now": now, "site_timezone": cfg.site_timezone, "data_through": declared_reach(prepared)}
+    params = {
+        "now": now,
+        "site_timezone": cfg.site_timezone,
+        "data_since": declared_start(prepared),
+        "data_through": declared_reach(prepared),
+    }
     if spark is not None:
         results = _on_spark(spark, db, suites, params, ship=True, what="input checks")
     else:
@@ -193,8 +198,18 @@ def declared_reach(prepared: dict) -> dt.datetime | None:
     """The instant the extract says its data reaches: a FHIR export's manifest ``transactionTime`` (the server
     exported every resource as of then). None when nothing declares it (CSV and Parquet extracts carry no such
     statement) or the time is no instant with a zone: the volume check then goes by the orders' own dates."""
+    return _declared(prepared, "transaction_time")
+
+
+def declared_start(prepared: dict) -> dt.datetime | None:
+    """The instant the extract says its data starts: the ``_since`` of a FHIR export's request (the server exported
+    what changed after it). None as ``declared_reach``: the volume check then goes by the first order's date."""
+    return _declared(prepared, "since")
+
+
+def _declared(prepared: dict, fact: str) -> dt.datetime | None:
     for prep in prepared.values():
-        text = (prep.export_manifest or {}).get("transaction_time")
+        text = (prep.export_manifest or {}).get(fact)
         if not text:
             continue
         try:
