@@ -120,6 +120,32 @@ def test_a_finding_is_first_reported_by_the_earliest_run_that_recorded_the_same_
     assert gate.earlier_reports(con, [_finding(0, [], status="passed"), _finding(1, ["2025-05"], severity="blocking")]) == {}
 
 
+def test_every_finding_of_a_run_is_asked_about_at_once():
+    """Several warnings in one call (one query for them all): each matched on its own check, status, count and
+    sample to the earliest run that recorded it; a check whose only match is another check's finding has none."""
+
+    def finding(check_id, status, count, sample, severity="warning"):
+        return CheckResult(check_id, "src_imaging_orders", severity, status, count, 10, None, "d", sample)
+
+    con = duckdb.connect()
+    gate.record_results(con, "run-b", [finding("volume", "failed", 1, ["2025-05"]), finding("format", "failed", 3, ["O1"])])
+    gate.record_results(
+        con,
+        "run-a",
+        [finding("volume", "failed", 1, ["2025-05"]), finding("format", "failed", 2, ["O1"]), finding("gx", "error", None, [])],
+    )
+    gate.record_results(con, "run-c", [finding("unique", "failed", 1, ["O9"], severity="blocking")])
+    now = [
+        finding("volume", "failed", 1, ["2025-05"]),  # in both runs: the earliest
+        finding("format", "failed", 3, ["O1"]),  # run-b's count, not run-a's
+        finding("gx", "error", None, []),  # no count either time
+        finding("mapped", "failed", 1, ["2025-05"]),  # volume's sample, another check
+        finding("unique", "failed", 1, ["O9"], severity="blocking"),  # not a warning: not asked
+        finding("passed", "passed", 0, []),
+    ]
+    assert gate.earlier_reports(con, now) == {"volume": "run-a", "format": "run-b", "gx": "run-a"}
+
+
 # ------------------------------------------------------------- an extract that declares how far it reaches
 
 
