@@ -204,14 +204,9 @@ def test_a_declared_month_without_orders_is_a_drop_and_the_month_the_export_time
     assert _volume_check(two_a_day, dt.datetime(2025, 7, 1, 3, 59, tzinfo=dt.UTC))[:3] == (0, 2, [])
 
 
-def test_a_fhir_export_is_judged_by_its_manifests_transaction_time(tmp_path):
-    """Through `validate`: the same export with a manifest saying July 1 has June judged; without a manifest
-    (nothing declared), June's quiet last day leaves it to the orders' own dates."""
-    from fhir_export import export_extract
-    from test_fhir_manifest import _write_manifest
-
-    source = tmp_path / "csv"
-    days = [dt.date(2025, 1, 1) + dt.timedelta(days=i) for i in range(180)]  # to 2025-06-29
+def _two_a_day(source, first: dt.date):
+    """CSV extracts of 180 days from ``first``, two orders a day (10:00 and 11:00), and one procedure."""
+    days = [first + dt.timedelta(days=i) for i in range(180)]
     orders = [
         [f"O{i:05d}", f"MRN-{i % 40}", f"{day} {10 + j}:00:00", "72148", "Neurology", "G97.1", "completed"]
         for i, (day, j) in enumerate((day, j) for day in days for j in range(2))
@@ -219,6 +214,16 @@ def test_a_fhir_export_is_judged_by_its_manifests_transaction_time(tmp_path):
     write_csv(source / "imaging_orders.csv", ORDER_HEADER, orders)
     procedure = ["PR1", "MRN-1", "2025-02-10 09:00:00", "62270", "Neurology", "1970-05-05"]
     write_csv(source / "procedures.csv", PROC_HEADER, [procedure])
+    return source
+
+
+def test_a_fhir_export_is_judged_by_its_manifests_transaction_time(tmp_path):
+    """Through `validate`: the same export with a manifest saying July 1 has June judged; without a manifest
+    (nothing declared), June's quiet last day leaves it to the orders' own dates."""
+    from fhir_export import export_extract
+    from test_fhir_manifest import _write_manifest
+
+    source = _two_a_day(tmp_path / "csv", dt.date(2025, 1, 1))  # to 2025-06-29
     judged = {}
     for declared in (False, True):
         export = tmp_path / f"export-{declared}"
@@ -282,15 +287,7 @@ def test_a_fhir_export_is_judged_from_its_requests_since(tmp_path):
     from fhir_export import export_extract
     from test_fhir_manifest import _write_manifest
 
-    source = tmp_path / "csv"
-    days = [dt.date(2025, 1, 2) + dt.timedelta(days=i) for i in range(180)]  # to 2025-06-30
-    orders = [
-        [f"O{i:05d}", f"MRN-{i % 40}", f"{day} {10 + j}:00:00", "72148", "Neurology", "G97.1", "completed"]
-        for i, (day, j) in enumerate((day, j) for day in days for j in range(2))
-    ]
-    write_csv(source / "imaging_orders.csv", ORDER_HEADER, orders)
-    procedure = ["PR1", "MRN-1", "2025-02-10 09:00:00", "62270", "Neurology", "1970-05-05"]
-    write_csv(source / "procedures.csv", PROC_HEADER, [procedure])
+    source = _two_a_day(tmp_path / "csv", dt.date(2025, 1, 2))  # to 2025-06-30
     kick_off = "https://fhir.example.org/fhir/$export?_type=Patient,Procedure,ServiceRequest,Condition,Encounter"
     judged = {}
     for since in ("", "&_since=2025-01-01T05%3A00%3A00Z", "&_since=2025-01-01T00:00:00-05:00"):
