@@ -178,7 +178,10 @@ def test_a_run_names_the_pair_in_its_log_run_json_and_report(tmp_path):
     assert r.returncode == 0, r.stderr
     pair = "Neur[U+043E]logy (imaging_orders.ordering_department) reads as Neurology (imaging_orders.ordering_department)"
     [line] = [line for line in r.stderr.splitlines() if CHECK in line]
-    assert line == f"order-audit: data-quality warning {CHECK} [src_imaging_orders] 1 of 4 (e.g. {pair}): {SPEC['description']}"
+    assert line == (
+        f"order-audit: data-quality warning {CHECK} [src_imaging_orders] 1 of 4 fail it (e.g. {pair}). "
+        f"The check: {SPEC['description']}"
+    )
     info = json.loads((out / "run.json").read_text(encoding="utf-8"))
     [check] = [c for c in info["data_quality"] if c["check_id"] == CHECK]
     assert (check["status"], check["violated_count"], check["denominator"], check["sample_keys"]) == ("failed", 1, 4, [pair])

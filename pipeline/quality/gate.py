@@ -310,8 +310,9 @@ def log_warnings(results: list, reported: dict[str, str] | None = None) -> None:
         if r.status == "error":
             text = f"could not run: {r.error}"
         else:
-            counts = "" if r.violated_count is None else f"{r.violated_count} of {r.denominator}"
-            text = f"{counts}{_sample_text(r)}: {r.description}"
+            # the description says what should hold: the count says how many do not, in the report's figures
+            counts = "" if r.violated_count is None else f"{r.violated_count:,} of {r.denominator:,} fail it"
+            text = f"{counts}{_sample_text(r)}. The check: {r.description}"
         first = (reported or {}).get(r.check_id)
         event(
             f"data-quality warning {r.check_id} [{r.table}] {text}"
