@@ -392,6 +392,7 @@ def _validate(
                 mark = "warn" if r.status == "failed" else "ERROR"
             counts = "" if r.violated_count is None else f"{r.violated_count}/{r.denominator}"
             click.echo(f"{mark:9} {r.severity:8} {r.check_id:45} {counts}")
+    gate.log_warnings(results)  # each warning's sentence and each note, as the run on this folder logs them
     unknown = [u for prep in prepared.values() for u in prep.unknown_values]
     failed = gate.blocking(results)
     if failed:

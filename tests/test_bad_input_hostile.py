@@ -295,4 +295,4 @@ def test_a_value_with_a_line_break_or_a_bidi_override_keeps_each_log_line_one_li
     pasted = tomllib.loads("\n".join(line.replace('"?"', '"cancelled"') for line in found["config_lines"]))
     assert pasted == {"values": {"imaging_orders": {"status": {"On\nHold\u202e=1": "cancelled", "Pend\x7fing": "cancelled"}}}}
     [warning] = [line for line in lines if "orders.order_code.format" in line]
-    assert "(e.g. O7\\n\\u202eX): order_code is in CPT form" in warning, warning
+    assert "(e.g. O7\\n\\u202eX). The check: order_code is in CPT form" in warning, warning

@@ -120,12 +120,39 @@ def test_a_finding_is_first_reported_by_the_earliest_run_that_recorded_the_same_
     assert gate.earlier_reports(con, [_finding(0, [], status="passed"), _finding(1, ["2025-05"], severity="blocking")]) == {}
 
 
+def test_every_finding_of_a_run_is_asked_about_at_once():
+    """Several warnings in one call (one query for them all): each matched on its own check, status, count and
+    sample to the earliest run that recorded it; a check whose only match is another check's finding has none."""
+
+    def finding(check_id, status, count, sample, severity="warning"):
+        return CheckResult(check_id, "src_imaging_orders", severity, status, count, 10, None, "d", sample)
+
+    con = duckdb.connect()
+    gate.record_results(con, "run-b", [finding("volume", "failed", 1, ["2025-05"]), finding("format", "failed", 3, ["O1"])])
+    gate.record_results(
+        con,
+        "run-a",
+        [finding("volume", "failed", 1, ["2025-05"]), finding("format", "failed", 2, ["O1"]), finding("gx", "error", None, [])],
+    )
+    gate.record_results(con, "run-c", [finding("unique", "failed", 1, ["O9"], severity="blocking")])
+    now = [
+        finding("volume", "failed", 1, ["2025-05"]),  # in both runs: the earliest
+        finding("format", "failed", 3, ["O1"]),  # run-b's count, not run-a's
+        finding("gx", "error", None, []),  # no count either time
+        finding("mapped", "failed", 1, ["2025-05"]),  # volume's sample, another check
+        finding("unique", "failed", 1, ["O9"], severity="blocking"),  # not a warning: not asked
+        finding("passed", "passed", 0, []),
+    ]
+    assert gate.earlier_reports(con, now) == {"volume": "run-a", "format": "run-b", "gx": "run-a"}
+
+
 # ------------------------------------------------------------- an extract that declares how far it reaches
 
 
-def _volume_check(orders_per_day, through: dt.datetime | None) -> tuple:
+def _volume_check(orders_per_day, through: dt.datetime | None, since: dt.datetime | None = None) -> tuple:
     """The volume check on hand-built orders (New York; two a day at 10:00 and 11:00 local unless
-    ``orders_per_day(day)`` says otherwise) of 2025-01-01..2025-06-30: (violated, judged months, sample, note)."""
+    ``orders_per_day(day)`` says otherwise) of 2025-01-01..2025-06-30: (violated, judged months, sample, note).
+    ``through``, ``since``: what the extract declares (``data_through``, ``data_since``)."""
     from pipeline.quality import sql_checks, validate
 
     con = duckdb.connect()
@@ -134,7 +161,12 @@ def _volume_check(orders_per_day, through: dt.datetime | None) -> tuple:
     rows = [(f"{day} {10 + j}:00:00-04:00",) for day in days for j in range(orders_per_day(day))]
     con.executemany("INSERT INTO src_imaging_orders VALUES (CAST(? AS TIMESTAMPTZ))", rows)
     params = validate.resolve_params(
-        {"now": dt.datetime(2025, 10, 1, tzinfo=dt.UTC), "site_timezone": "America/New_York", "data_through": through}
+        {
+            "now": dt.datetime(2025, 10, 1, tzinfo=dt.UTC),
+            "site_timezone": "America/New_York",
+            "data_through": through,
+            "data_since": since,
+        }
     )
     _, run = sql_checks.check_monthly_volume(params)
     violated, judged, _, sample, _, note = run(con)
@@ -172,14 +204,9 @@ def test_a_declared_month_without_orders_is_a_drop_and_the_month_the_export_time
     assert _volume_check(two_a_day, dt.datetime(2025, 7, 1, 3, 59, tzinfo=dt.UTC))[:3] == (0, 2, [])
 
 
-def test_a_fhir_export_is_judged_by_its_manifests_transaction_time(tmp_path):
-    """Through `validate`: the same export with a manifest saying July 1 has June judged; without a manifest
-    (nothing declared), June's quiet last day leaves it to the orders' own dates."""
-    from fhir_export import export_extract
-    from test_fhir_manifest import _write_manifest
-
-    source = tmp_path / "csv"
-    days = [dt.date(2025, 1, 1) + dt.timedelta(days=i) for i in range(180)]  # to 2025-06-29
+def _two_a_day(source, first: dt.date):
+    """CSV extracts of 180 days from ``first``, two orders a day (10:00 and 11:00), and one procedure."""
+    days = [first + dt.timedelta(days=i) for i in range(180)]
     orders = [
         [f"O{i:05d}", f"MRN-{i % 40}", f"{day} {10 + j}:00:00", "72148", "Neurology", "G97.1", "completed"]
         for i, (day, j) in enumerate((day, j) for day in days for j in range(2))
@@ -187,6 +214,16 @@ def test_a_fhir_export_is_judged_by_its_manifests_transaction_time(tmp_path):
     write_csv(source / "imaging_orders.csv", ORDER_HEADER, orders)
     procedure = ["PR1", "MRN-1", "2025-02-10 09:00:00", "62270", "Neurology", "1970-05-05"]
     write_csv(source / "procedures.csv", PROC_HEADER, [procedure])
+    return source
+
+
+def test_a_fhir_export_is_judged_by_its_manifests_transaction_time(tmp_path):
+    """Through `validate`: the same export with a manifest saying July 1 has June judged; without a manifest
+    (nothing declared), June's quiet last day leaves it to the orders' own dates."""
+    from fhir_export import export_extract
+    from test_fhir_manifest import _write_manifest
+
+    source = _two_a_day(tmp_path / "csv", dt.date(2025, 1, 1))  # to 2025-06-29
     judged = {}
     for declared in (False, True):
         export = tmp_path / f"export-{declared}"
@@ -198,3 +235,67 @@ def test_a_fhir_export_is_judged_by_its_manifests_transaction_time(tmp_path):
         volume = next(c for c in json.loads(r.stdout) if c["check_id"] == "orders.volume.monthly")
         judged[declared] = (volume["status"], volume["violated_count"], volume["denominator"])
     assert judged == {False: ("passed", 0, 2), True: ("passed", 0, 3)}
+
+
+JANUARY_1_NY = dt.datetime(2025, 1, 1, 5, 0, tzinfo=dt.UTC)  # midnight at the start of January in New York
+
+
+def test_a_declared_start_judges_the_first_month_whatever_its_first_day_holds():
+    """January 1 without an order (a holiday): by the orders' own dates January is covered in part and left out
+    (May and June judged); an export that declares its data since midnight of January 1 has January whole, a
+    baseline month, so April is judged too. A start declared later than midnight of a 1st makes that month partial."""
+    quiet_first_day = lambda day: 0 if day == dt.date(2025, 1, 1) else 2  # noqa: E731
+    assert _volume_check(quiet_first_day, None) == (
+        0,
+        2,
+        [],
+        "60 orders dated before 2025-02, the first month the extract covers whole (its data starts 2025-01-02): not "
+        "compared (a month covered in part is no drop in volume)",
+    )
+    assert _volume_check(quiet_first_day, None, JANUARY_1_NY) == (0, 3, [], None)
+    # an hour after midnight in New York: January's first hour was not exported, so January is partial
+    assert _volume_check(quiet_first_day, None, JANUARY_1_NY + dt.timedelta(hours=1)) == (
+        0,
+        2,
+        [],
+        "60 orders dated before 2025-02, the first month the extract covers whole (it declares its data since "
+        "2025-01-01T06:00:00+00:00): not compared (a month covered in part is no drop in volume)",
+    )
+    # an export since mid-January that also holds earlier orders changed since: those are noted, not compared
+    two_a_day = lambda day: 2  # noqa: E731
+    assert _volume_check(two_a_day, None, dt.datetime(2025, 1, 15, 5, 0, tzinfo=dt.UTC))[3] == (
+        "62 orders dated before 2025-02, the first month the extract covers whole (it declares its data since "
+        "2025-01-15T05:00:00+00:00): not compared (a month covered in part is no drop in volume)"
+    )
+    # both ends declared: January to June whole, a January of ten days' orders then counts as a month (baseline)
+    short_january = lambda day: (2 if day.day > 21 else 0) if day.month == 1 else 2  # noqa: E731
+    assert _volume_check(short_january, JULY_1_NY, JANUARY_1_NY) == (0, 3, [], None)
+    assert _volume_check(short_january, JULY_1_NY)[:3] == (0, 2, [])
+
+
+def test_a_declared_start_before_the_first_order_makes_its_empty_months_whole():
+    """An export since December 1 whose orders begin on January 1: December is declared and holds none, a whole
+    month of 0 orders (a baseline: March is judged against the median of 0, 62 and 56)."""
+    two_a_day = lambda day: 2  # noqa: E731
+    assert _volume_check(two_a_day, None, dt.datetime(2024, 12, 1, 5, 0, tzinfo=dt.UTC)) == (0, 4, [], None)
+
+
+def test_a_fhir_export_is_judged_from_its_requests_since(tmp_path):
+    """Through `validate`: an export whose request says `_since` midnight of January 1 (New York) has January
+    judged whole though its first day holds no order; the same export requested without `_since` leaves January to
+    the orders' own dates (covered in part, not compared)."""
+    from fhir_export import export_extract
+    from test_fhir_manifest import _write_manifest
+
+    source = _two_a_day(tmp_path / "csv", dt.date(2025, 1, 2))  # to 2025-06-30
+    kick_off = "https://fhir.example.org/fhir/$export?_type=Patient,Procedure,ServiceRequest,Condition,Encounter"
+    judged = {}
+    for since in ("", "&_since=2025-01-01T05%3A00%3A00Z", "&_since=2025-01-01T00:00:00-05:00"):
+        export = tmp_path / f"export-{len(judged)}"
+        export_extract(source, export)
+        _write_manifest(export, transactionTime="2025-07-01T06:00:00Z", request=kick_off + since)
+        r = run_cli("validate", "--input", export, "--json", env=KEY)
+        assert r.returncode == 0, r.stderr
+        volume = next(c for c in json.loads(r.stdout) if c["check_id"] == "orders.volume.monthly")
+        judged[since] = (volume["status"], volume["violated_count"], volume["denominator"])
+    assert list(judged.values()) == [("passed", 0, 2), ("passed", 0, 3), ("passed", 0, 3)]

@@ -207,3 +207,28 @@ def test_inspect_shows_the_manifest(tmp_path, export):
     r = run_cli("inspect", "--input", export, "--json")
     found = json.loads(r.stdout)
     assert found["manifest"]["transaction_time"] == TRANSACTION_TIME
+
+
+@pytest.mark.parametrize(
+    ("request_url", "since"),
+    [
+        ("https://fhir.example.org/fhir/$export?_type=Patient&_since=2025-01-01T00:00:00Z", "2025-01-01T00:00:00Z"),
+        ("https://fhir.example.org/fhir/$export?_since=2025-01-01T00%3A00%3A00%2B02%3A00", "2025-01-01T00:00:00+02:00"),
+        ("https://fhir.example.org/fhir/$export?_since=2025-01-01T00:00:00+02:00&_type=Patient", "2025-01-01T00:00:00+02:00"),
+        ("https://fhir.example.org/fhir/$export?_type=Patient", None),
+        ("https://fhir.example.org/fhir/$export?_since=", None),
+        (None, None),
+    ],
+    ids=["plain", "escaped", "offset unescaped", "none", "empty", "no request"],
+)
+def test_the_requests_since_is_read_and_recorded_only_when_given(tmp_path, request_url, since):
+    from pipeline.ingest.fhir import manifest
+
+    body = {"transactionTime": TRANSACTION_TIME, "output": [], "error": []}
+    if request_url is not None:
+        body["request"] = request_url
+    (tmp_path / "manifest.json").write_text(json.dumps(body), encoding="utf-8")
+    read = manifest.read(tmp_path)
+    assert read is not None and read.since == since
+    facts = read.facts("manifest.json")
+    assert facts.get("since") == since and ("since" in facts) == (since is not None)

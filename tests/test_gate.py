@@ -268,3 +268,14 @@ def test_run_without_validation_never_imports_great_expectations(small_input, tm
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.stdout.strip().splitlines()[-1] == "EXIT 0 GX False", r.stdout + r.stderr
     assert _info(tmp_path / "out")["data_quality"] == []
+
+
+def test_no_lookalike_department_names_in_synthetic_data(clean_run, synthetic):
+    """departments.name.lookalike never fires on a clean extract: its denominator is every department name."""
+    names = duckdb.sql(
+        f"SELECT count(DISTINCT name) FROM (SELECT ordering_department AS name FROM read_csv('{synthetic}/imaging_orders.csv') "
+        f"UNION ALL SELECT department FROM read_csv('{synthetic}/procedures.csv'))"
+    ).fetchall()[0][0]
+    [check] = [d for d in _info(clean_run / "out")["data_quality"] if d["check_id"] == "departments.name.lookalike"]
+    assert (check["status"], check["violated_count"], check["denominator"], check["sample_keys"]) == ("passed", 0, names, [])
+    assert names > 5

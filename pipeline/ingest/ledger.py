@@ -133,15 +133,19 @@ def merge_table(con: duckdb.DuckDBPyConnection, prep: PreparedTable, run_id: str
             on = " AND ".join(f"t.{ident(c)} IS NOT DISTINCT FROM i.{ident(c)}" for c in contract.required_columns)
             match = f"SELECT t.load_id, t.source_line FROM {view} AS t SEMI JOIN ({incoming}) AS i ON {on}"
         updated = source_store.exclude(con, prep.table, match, f"replaced by load {load_id}")
-    set_aside_lines = f"""SELECT source_line FROM read_parquet({literal(prep.excluded_parquet)})
-        UNION SELECT source_line FROM _gate_rejects"""
-    set_aside = con.execute(f"SELECT count(*) FROM ({set_aside_lines})").fetchall()[0][0]
+    # the loader's and the gate's set-aside lines, once: counted here, then dropped from the file or listed
+    set_aside = con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _set_aside AS SELECT source_line FROM read_parquet({literal(prep.excluded_parquet)})
+            UNION SELECT source_line FROM _gate_rejects"""
+    ).fetchall()[0][0]
+    set_aside_lines = "SELECT source_line FROM _set_aside"
     if source_store.worth_dropping(set_aside, prep.rows_read):
         source_store.drop_lines(con, prep.typed_parquet, set_aside_lines)
     else:
         source_store.exclude(
             con, prep.table, f"SELECT ? AS load_id, source_line FROM ({set_aside_lines})", "set aside at load", [load_id]
         )
+    con.execute("DROP TABLE _set_aside")
     source_store.add_file(con, prep.table, load_id, prep.typed_parquet)
     record = _record_load(con, prep, run_id, load_id, file_name, prep.rows_read - set_aside, updated, removed, replaced)
     source_store.rebuild_views(con, prep.table)

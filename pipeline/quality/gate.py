@@ -129,7 +129,12 @@ def check_inputs(
     audits = audits or []
     db = build_gate_db(prepared, cfg, scratch, input_dir, audits, site_map)
     suites = input_suites(list(prepared), audits)
-    params = {"now": now, "site_timezone": cfg.site_timezone, "data_through": declared_reach(prepared)}
+    params = {
+        "now": now,
+        "site_timezone": cfg.site_timezone,
+        "data_since": declared_start(prepared),
+        "data_through": declared_reach(prepared),
+    }
     if spark is not None:
         results = _on_spark(spark, db, suites, params, ship=True, what="input checks")
     else:
@@ -193,8 +198,18 @@ def declared_reach(prepared: dict) -> dt.datetime | None:
     """The instant the extract says its data reaches: a FHIR export's manifest ``transactionTime`` (the server
     exported every resource as of then). None when nothing declares it (CSV and Parquet extracts carry no such
     statement) or the time is no instant with a zone: the volume check then goes by the orders' own dates."""
+    return _declared(prepared, "transaction_time")
+
+
+def declared_start(prepared: dict) -> dt.datetime | None:
+    """The instant the extract says its data starts: the ``_since`` of a FHIR export's request (the server exported
+    what changed after it). None as ``declared_reach``: the volume check then goes by the first order's date."""
+    return _declared(prepared, "since")
+
+
+def _declared(prepared: dict, fact: str) -> dt.datetime | None:
     for prep in prepared.values():
-        text = (prep.export_manifest or {}).get("transaction_time")
+        text = (prep.export_manifest or {}).get(fact)
         if not text:
             continue
         try:
@@ -295,8 +310,9 @@ def log_warnings(results: list, reported: dict[str, str] | None = None) -> None:
         if r.status == "error":
             text = f"could not run: {r.error}"
         else:
-            counts = "" if r.violated_count is None else f"{r.violated_count} of {r.denominator}"
-            text = f"{counts}{_sample_text(r)}: {r.description}"
+            # the description says what should hold: the count says how many do not, in the report's figures
+            counts = "" if r.violated_count is None else f"{r.violated_count:,} of {r.denominator:,} fail it"
+            text = f"{counts}{_sample_text(r)}. The check: {r.description}"
         first = (reported or {}).get(r.check_id)
         event(
             f"data-quality warning {r.check_id} [{r.table}] {text}"
@@ -315,19 +331,25 @@ def earlier_reports(con: duckdb.DuckDBPyConnection, results: list) -> dict[str, 
     status, count and sample keys) in ``dq_results``. Asked only when every input file of the run was already
     loaded: the gate then judged the very files an earlier run judged, and found what it found."""
     con.execute(DQ_DDL)
-    found = {}
-    for r in results:
-        if r.severity != "warning" or r.status == "passed":
-            continue
-        d = as_dict(r)
-        row = con.execute(
-            """SELECT min(run_id) FROM dq_results WHERE check_id = ? AND status = ?
-               AND violated_count IS NOT DISTINCT FROM ? AND sample_keys = ?""",
-            [d["check_id"], d["status"], d["violated_count"], json.dumps(d["sample_keys"])],
-        ).fetchall()
-        if row and row[0][0] is not None:
-            found[r.check_id] = row[0][0]
-    return found
+    asked = [as_dict(r) for r in results if r.severity == "warning" and r.status != "passed"]
+    if not asked:
+        return {}
+    # one query for every finding: the lists unnest side by side, one row per finding
+    rows = con.execute(
+        """SELECT f.check_id, min(d.run_id)
+           FROM (SELECT unnest(?::VARCHAR[]) AS check_id, unnest(?::VARCHAR[]) AS status,
+                        unnest(?::BIGINT[]) AS violated_count, unnest(?::VARCHAR[]) AS sample_keys) AS f
+           JOIN dq_results AS d ON d.check_id = f.check_id AND d.status = f.status
+            AND d.violated_count IS NOT DISTINCT FROM f.violated_count AND d.sample_keys = f.sample_keys
+           GROUP BY f.check_id""",
+        [
+            [d["check_id"] for d in asked],
+            [d["status"] for d in asked],
+            [d["violated_count"] for d in asked],
+            [json.dumps(d["sample_keys"]) for d in asked],
+        ],
+    ).fetchall()
+    return dict(rows)
 
 
 def _sample_text(r, named: bool = False) -> str:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 from pipeline.ingest.code_systems import FORMS
+from pipeline.quality.lookalikes import check_lookalike_departments
 from pipeline.quality.result import SAMPLE_SIZE, CheckResult, examples
 from pipeline.sqltext import typed_literal
 from pipeline.wording import counted
@@ -149,6 +150,21 @@ def check_monthly_volume(p: dict):
     # An extract that declares how far it reaches (``data_through``: a FHIR export's transactionTime) is judged
     # by that instead at its end: every month that ended by then is whole, whatever its last day holds (a small
     # site's empty last Sunday), and a declared month without an order is a drop.
+    # Its start likewise (``data_since``: a FHIR export's ``_since``, the server exported what changed after it):
+    # the first month that begins (site-local) at or after it is whole, whatever its first day holds; the months
+    # before hold only the orders changed since, so they are covered in part (their orders counted in the note).
+    since = p.get("data_since")
+    if since is None:
+        first_full = (
+            "(date_trunc('month', first_date) "
+            "+ CASE WHEN dayofmonth(first_date) = 1 THEN INTERVAL 0 MONTH ELSE INTERVAL 1 MONTH END)"
+        )
+    else:
+        local = f"timezone('{tz}', {typed_literal(since)})"
+        first_full = (
+            f"(date_trunc('month', {local}) "
+            f"+ CASE WHEN {local} = date_trunc('month', {local}) THEN INTERVAL 0 MONTH ELSE INTERVAL 1 MONTH END)"
+        )
     through = p.get("data_through")
     if through is None:
         whole = "CASE WHEN last_date = last_day(last_date) THEN INTERVAL 0 MONTH ELSE INTERVAL 1 MONTH END"
@@ -160,8 +176,7 @@ def check_monthly_volume(p: dict):
   FROM src_imaging_orders WHERE {in_range}
 ), covered AS (
   SELECT first_date, last_date,
-         (date_trunc('month', first_date)
-          + CASE WHEN dayofmonth(first_date) = 1 THEN INTERVAL 0 MONTH ELSE INTERVAL 1 MONTH END)::DATE AS first_full,
+         {first_full}::DATE AS first_full,
          {last_full}::DATE AS last_full
   FROM span
 )"""
@@ -236,7 +251,7 @@ FROM covered WHERE first_date IS NOT NULL"""
         exact = rows[0][0]
         judged = [(m, is_low) for _, m, is_low in rows if m is not None] if exact else con.execute(judged_sql).fetchall()
         low = [m for m, is_low in judged if is_low]
-        note = _partial_months_note(con.execute(edges_sql).fetchall(), through)
+        note = _partial_months_note(con.execute(edges_sql).fetchall(), through, since)
         return len(low), len(judged), len(low) > 0, low, vsql.strip(), note
 
     run.sample_key = "month"
@@ -244,9 +259,9 @@ FROM covered WHERE first_date IS NOT NULL"""
     return ["src_imaging_orders"], run
 
 
-def _partial_months_note(edges: list[tuple], through=None) -> str | None:
-    """What the volume check left out at the ends of the extract, in words (None: nothing). ``through``: the
-    instant the extract declares it reaches (``data_through``)."""
+def _partial_months_note(edges: list[tuple], through=None, since=None) -> str | None:
+    """What the volume check left out at the ends of the extract, in words (None: nothing). ``through``, ``since``:
+    the instants the extract declares it reaches and starts from (``data_through``, ``data_since``)."""
     if not edges:
         return None
     first_date, last_date, first_full, last_full, before, after = edges[0]
@@ -254,7 +269,8 @@ def _partial_months_note(edges: list[tuple], through=None) -> str | None:
         return f"the orders run from {first_date} to {last_date}, no calendar month whole: no month compared"
     parts = []
     if before:
-        whole = f"the first month the extract covers whole (its data starts {first_date})"
+        starts = f"its data starts {first_date}" if since is None else f"it declares its data since {since.isoformat()}"
+        whole = f"the first month the extract covers whole ({starts})"
         parts.append(f"{counted(before, 'order')} dated before {first_full}, {whole}")
     if after:
         ends = f"its data ends {last_date}" if through is None else f"it declares its data through {through.isoformat()}"
@@ -326,4 +342,5 @@ _SQL_CHECKS: dict[str, Callable] = {
     "check_orders_after_birth": check_orders_after_birth,
     "check_audited_orders_known": check_audited_orders_known,
     "check_attrition_adds_up": check_attrition_adds_up,
+    "check_lookalike_departments": check_lookalike_departments,
 }

@@ -13,7 +13,8 @@ short at a line break, is still good NDJSON, and would audit fewer orders with n
   (`check_counts`), before the warehouse changes.
 - Error files (OperationOutcome: what the server could not export) and deleted-resource files (an
   export with ``_since``) are reported as warnings; ``transactionTime`` and the manifest's SHA-256
-  go into run.json (`Manifest.facts`).
+  go into run.json (`Manifest.facts`), and so does the ``_since`` of its ``request`` URL when it has one (the
+  export holds what changed after that instant: the data-quality gate's first month goes by it).
 
 A folder without ``manifest.json`` is read as before.
 """
@@ -24,6 +25,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from pipeline.errors import InputFileError
 from pipeline.wording import counted
@@ -43,6 +45,7 @@ class Manifest:
     output_files: int
     error_files: int  # OperationOutcome files: resources the server could not export
     deleted_files: int  # resources deleted since `_since` (an incremental export)
+    since: str | None = None  # the request's `_since`, as written: the export holds what changed after it
 
     def warnings(self, shown: str) -> list[tuple[str, str, int]]:
         """What the run warns of: (message, kind, files listed) (shown: the manifest as the run names its files)."""
@@ -79,6 +82,7 @@ class Manifest:
             "error_files": self.error_files,
             "deleted_files": self.deleted_files,
             "resources_counted": {t: n for t, n in self.counts.items() if n is not None},
+            **({"since": self.since} if self.since is not None else {}),
         }
 
 
@@ -122,7 +126,20 @@ def read(folder: Path) -> Manifest | None:
         len(output),
         len(_entries(path, value, "error")),
         len(_entries(path, value, "deleted")),
+        _since(value.get("request")),
     )
+
+
+def _since(request) -> str | None:
+    """The ``_since`` parameter of the manifest's ``request`` URL (the kick-off request), or None. Percent-escapes
+    are decoded, a '+' is kept (an instant's offset written unescaped, not a space)."""
+    if not isinstance(request, str):
+        return None
+    for pair in urlsplit(request).query.split("&"):
+        name, _, value = pair.partition("=")
+        if unquote(name) == "_since" and value.strip():
+            return unquote(value).strip()
+    return None
 
 
 def _entries(path: Path, value: dict, key: str) -> list[dict]:
