@@ -366,13 +366,14 @@ def test_a_new_pseudonym_key_revises_nothing_and_a_real_change_is_still_reported
 
 @pytest.mark.parametrize(
     ("signal", "nth"),
-    [("TERM", 2), ("KILL", 3)],  # stopped in June's second audit (csf_leak's June out), or killed in July's first
+    [("TERM", 2), ("KILL", 2), ("KILL", 3)],  # stopped or killed in June's second audit (csf_leak's June out), or killed in July's first
 )
 def test_a_run_stopped_after_publishing_a_month_final_keeps_the_mark_it_gave(tmp_path, signal, nth):
     """A backfill published June final (its folder said "final since" to whoever opened it), then was stopped before
     it recorded its end. The next good run passed over it (only succeeded runs were read) and claimed to be the first
     to publish June final, moving the mark the committee had seen; the stopped run now records what it published
-    (each whole month as it goes, a month's folders left by a stop or failure as it ends), and the next run names it."""
+    (each audit's folder as it is out, before the next is rendered: a SIGKILL between csf_leak's June and low back
+    pain's runs no handler), and the next run names it."""
     inp, wh = write_small_input(tmp_path / "june"), tmp_path / "wh.duckdb"
     first = cli("run", "--input", inp, "--out", tmp_path / "first", "--warehouse", wh, "--month", "2025-06", "--no-validate")
     assert first.returncode == 0, first.stderr
