@@ -366,7 +366,8 @@ def test_a_new_pseudonym_key_revises_nothing_and_a_real_change_is_still_reported
 
 @pytest.mark.parametrize(
     ("signal", "nth"),
-    [("TERM", 2), ("KILL", 2), ("KILL", 3)],  # stopped or killed in June's second audit (csf_leak's June out), or killed in July's first
+    # stopped or killed in June's second audit (csf_leak's June out), or killed in July's first
+    [("TERM", 2), ("KILL", 2), ("KILL", 3)],
 )
 def test_a_run_stopped_after_publishing_a_month_final_keeps_the_mark_it_gave(tmp_path, signal, nth):
     """A backfill published June final (its folder said "final since" to whoever opened it), then was stopped before
