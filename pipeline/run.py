@@ -613,6 +613,7 @@ def _execute_locked(
             if len(opts.months) > 1:  # one month: the marts still hold it from the transform
                 reference.set_period(con, month, month, cfg.reporting.trend_months)
                 runner.run_models(con, models, layers=("mart",), spark=spark)
+            _record_found_folders(con, opts, chosen, label, run_id)
             period = publishing.Period(
                 label=label,
                 base_info=base_info,
@@ -691,6 +692,19 @@ def _execute_locked(
         **totals,
     )
     return RunResult(run_id, opts.out_dir, month_counts, timings, warnings)
+
+
+def _record_found_folders(con: duckdb.DuckDBPyConnection, opts: RunOptions, chosen: list, label: str, run_id: str) -> None:
+    """The folders this run is about to replace that an earlier run published but never recorded (killed in the
+    instant between a folder's switch and its record): their run.json says what readers saw, so the history
+    takes it in before this run reads it (``history.period_statuses``: who first published the period final)."""
+    for audit in chosen:
+        folder = opts.out_dir / audit.id / label if opts.per_month_folders else opts.out_dir / audit.id
+        info = ownership.run_record(folder / "run.json")
+        if info is None or info["run_id"] == run_id or info.get("period") != label or not isinstance(info.get("counts"), dict):
+            continue
+        if history.found_published(con, info["run_id"], audit.id, label, info["counts"]):
+            log.info("%s: run %s published it but did not record it (killed?); recorded now", folder, info["run_id"])
 
 
 def _progress_bar(opts: RunOptions):

@@ -414,6 +414,51 @@ def test_a_run_stopped_after_publishing_a_month_final_keeps_the_mark_it_gave(tmp
     assert (recorded["2025-06"].get("published"), recorded["2025-07"].get("published")) == (True, None)
 
 
+def test_a_folder_a_killed_run_published_but_never_recorded_is_recorded_by_the_next_run_into_it(tmp_path):
+    """A SIGKILL in the instant between a folder's switch and its record (``mid_publish:2``: csf_leak's June folder
+    out, the run's history not yet told): the folder said "final since" under the killed run's id. The next run into
+    the same --out reads that folder's run.json before replacing it, records what it published, and names the
+    killed run as the one that first published June final, as after a stop."""
+    inp, wh = write_small_input(tmp_path / "june"), tmp_path / "wh.duckdb"
+    first = cli("run", "--input", inp, "--out", tmp_path / "first", "--warehouse", wh, "--month", "2025-06", "--no-validate")
+    assert first.returncode == 0, first.stderr
+    first_id = json.loads((tmp_path / "first" / "csf_leak" / "run.json").read_text())["run_id"]
+    sept = _september(tmp_path / "sept")
+    backfill = ("run", "--input", sept, "--out", tmp_path / "backfill", "--warehouse", wh, "--no-validate")
+    months = ("--from", "2025-06", "--to", "2025-07")
+    killed = run_cli(*backfill, *months, env=KEY | {"ORDER_AUDIT_FAULT": "mid_publish:2"})
+    assert killed.returncode == -9, killed.stderr
+    june = json.loads((tmp_path / "backfill" / "csf_leak" / "2025-06" / "run.json").read_text())
+    with duckdb.connect(str(wh), read_only=True) as con:
+        ((counts,),) = con.execute("SELECT counts FROM audit_runs WHERE run_id = ?", [june["run_id"]]).fetchall()
+    assert counts is None  # killed before its record
+    again = cli(*backfill, *months)
+    assert again.returncode == 0, again.stderr
+    folder = tmp_path / "backfill" / "csf_leak" / "2025-06"
+    said = f"order-audit: {folder}: run {june['run_id']} published it but did not record it (killed?); recorded now"
+    assert said in again.stderr.splitlines()
+    final = (
+        f"final since {june['started_at'][:10]} (run {june['run_id']}): no order or verdict changed since run "
+        f"{first_id} published it provisional"
+    )
+    assert _index_marks_of(tmp_path / "backfill", "2025-06") == {"final": final}
+    since = (
+        f"It was published provisional by run {first_id}; run {june['run_id']} ({june['started_at'][:10]}) first "
+        f"published it final, no order or verdict changed since run {first_id}."
+    )
+    assert since in _said(folder / "report.html")
+    with duckdb.connect(str(wh), read_only=True) as con:
+        ((counts,),) = con.execute("SELECT counts FROM audit_runs WHERE run_id = ?", [june["run_id"]]).fetchall()
+    assert json.loads(counts) == {
+        "csf_leak": {
+            "2025-06": {
+                **{k: v for k, v in june["counts"].items() if k not in ("rejected_rows", "nulled_values")},
+                "published": True,
+            }
+        }
+    }
+
+
 def _index_marks_of(out: Path, month: str) -> dict[str, str]:
     """One month's row of the csf_leak audit on a backfill's site index (class -> text, tags dropped)."""
     index = (out / "index.html").read_text(encoding="utf-8")
