@@ -598,7 +598,7 @@ def _execute_locked(
     reject_counts = {k: rejects[k] for k in ("rejected_rows", "nulled_values")}
     con = warehouse.connect(wh_path)
     bar = _progress_bar(opts)
-    published: list[tuple[str, str]] = []  # (audit id, month) of a backfill's folders out so far: new, on a failure
+    published: list[tuple[str, str]] = []  # (audit id, period) of the folders out so far: new, on a failure
 
     def record_published(audit_id: str, label: str) -> None:
         # committed as each folder is out, before the next is rendered: a run killed later (SIGKILL, which runs no

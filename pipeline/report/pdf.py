@@ -217,11 +217,11 @@ _SOCKET_PATH_MAX, _SOCKET_IN_TMPDIR = 107, len("/org.chromium.Chromium.XXXXXX/Si
 
 def _chromium_env(profile: Path) -> dict[str, str]:
     """Chromium's environment: its temporary files (its lock socket's folder) in the profile folder, which a kill
-    leaves marked for the next command to remove. A profile path too long for the socket (a TMPDIR of 60 bytes
-    or more) made Chromium stop at start ("Chromium stopped before it printed the report", after the warehouse
-    commit): Chromium then gets /tmp."""
-    fits = len(os.fsencode(profile)) + _SOCKET_IN_TMPDIR <= _SOCKET_PATH_MAX
-    return {**os.environ, "TMPDIR": str(profile) if fits else "/tmp"}
+    leaves marked for the next command to remove (TMPDIR up to 31 bytes: /tmp, /var/tmp ...). Else in TMPDIR, as
+    before; a TMPDIR of 62 bytes or more left the socket no room, and Chromium stopped at start ("Chromium stopped
+    before it printed the report", after the warehouse commit): it then gets /tmp."""
+    fitting = (str(p) for p in (profile, profile.parent) if len(os.fsencode(p)) + _SOCKET_IN_TMPDIR <= _SOCKET_PATH_MAX)
+    return {**os.environ, "TMPDIR": next(fitting, "/tmp")}
 
 
 def _reap(pid: int) -> None:
