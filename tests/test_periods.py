@@ -364,6 +364,17 @@ def test_a_new_pseudonym_key_revises_nothing_and_a_real_change_is_still_reported
     assert len(listed) == 1 and f"order {order} " in listed[0] and "changed" in listed[0], listed
 
 
+def _june_provisional_then_september(tmp_path: Path) -> tuple[Path, str, Path, tuple]:
+    """A warehouse where a run published June provisional, and September's extract, which makes June final:
+    (the warehouse, that run's id, the extract, a backfill's command line into ``tmp_path/backfill``)."""
+    inp, wh = write_small_input(tmp_path / "june"), tmp_path / "wh.duckdb"
+    first = cli("run", "--input", inp, "--out", tmp_path / "first", "--warehouse", wh, "--month", "2025-06", "--no-validate")
+    assert first.returncode == 0, first.stderr
+    first_id = json.loads((tmp_path / "first" / "csf_leak" / "run.json").read_text())["run_id"]
+    sept = _september(tmp_path / "sept")
+    return wh, first_id, sept, ("run", "--input", sept, "--out", tmp_path / "backfill", "--warehouse", wh, "--no-validate")
+
+
 @pytest.mark.parametrize(
     ("signal", "nth"),
     # stopped or killed in June's second audit (csf_leak's June out), or killed in July's first
@@ -375,12 +386,7 @@ def test_a_run_stopped_after_publishing_a_month_final_keeps_the_mark_it_gave(tmp
     to publish June final, moving the mark the committee had seen; the stopped run now records what it published
     (each audit's folder as it is out, before the next is rendered: a SIGKILL between csf_leak's June and low back
     pain's runs no handler), and the next run names it."""
-    inp, wh = write_small_input(tmp_path / "june"), tmp_path / "wh.duckdb"
-    first = cli("run", "--input", inp, "--out", tmp_path / "first", "--warehouse", wh, "--month", "2025-06", "--no-validate")
-    assert first.returncode == 0, first.stderr
-    first_id = json.loads((tmp_path / "first" / "csf_leak" / "run.json").read_text())["run_id"]
-    sept = _september(tmp_path / "sept")
-    backfill = ("run", "--input", sept, "--out", tmp_path / "backfill", "--warehouse", wh, "--no-validate")
+    wh, first_id, sept, backfill = _june_provisional_then_september(tmp_path)
     stopped = run_cli(
         *backfill,
         "--from",
@@ -419,12 +425,7 @@ def test_a_folder_a_killed_run_published_but_never_recorded_is_recorded_by_the_n
     out, the run's history not yet told): the folder said "final since" under the killed run's id. The next run into
     the same --out reads that folder's run.json before replacing it, records what it published, and names the
     killed run as the one that first published June final, as after a stop."""
-    inp, wh = write_small_input(tmp_path / "june"), tmp_path / "wh.duckdb"
-    first = cli("run", "--input", inp, "--out", tmp_path / "first", "--warehouse", wh, "--month", "2025-06", "--no-validate")
-    assert first.returncode == 0, first.stderr
-    first_id = json.loads((tmp_path / "first" / "csf_leak" / "run.json").read_text())["run_id"]
-    sept = _september(tmp_path / "sept")
-    backfill = ("run", "--input", sept, "--out", tmp_path / "backfill", "--warehouse", wh, "--no-validate")
+    wh, first_id, sept, backfill = _june_provisional_then_september(tmp_path)
     months = ("--from", "2025-06", "--to", "2025-07")
     killed = run_cli(*backfill, *months, env=KEY | {"ORDER_AUDIT_FAULT": "mid_publish:2"})
     assert killed.returncode == -9, killed.stderr
