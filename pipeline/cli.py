@@ -89,7 +89,12 @@ def _log_as_asked(log_format: str, quiet: bool, verbose: bool) -> None:
 
 class _Stopped(Exception):
     """A KeyboardInterrupt (Ctrl-C, or SIGTERM: ``errors.Terminated``) carried past click, which would turn it into
-    ``Abort``: exit 1 ("fix the job, do not retry") and a blank line on stderr, instead of 130 or 143."""
+    ``Abort``: exit 1 ("fix the job, do not retry") and a blank line on stderr, instead of 130 or 143. ``command``:
+    the command click resolved (None: stopped before it had), which the last line's advice depends on."""
+
+    def __init__(self, command: str | None):
+        super().__init__(command)
+        self.command = command
 
 
 class _OutputClosed(Exception):
@@ -116,10 +121,18 @@ class _Group(click.Group):
             raise_if_stopped()  # a stop a library swallowed (its own error, caught): still a stop, not exit 0
             return done
         except KeyboardInterrupt as exc:
-            raise _Stopped() from exc
+            raise _Stopped(ctx.invoked_subcommand) from exc
         except BrokenPipeError as exc:
             if _stdout_closed():  # not a pipe of the run's own (its workers')
                 raise _OutputClosed() from exc
+            if stop_signal(exc):
+                raise _Stopped(ctx.invoked_subcommand) from exc
+            raise
+        except (AuditError, click.ClickException):  # said as they are (main), as before a stop
+            raise
+        except Exception as exc:
+            if stop_signal(exc):  # a stop a library turned into its own error (DuckDB: "Query interrupted")
+                raise _Stopped(ctx.invoked_subcommand) from exc
             raise
 
 
@@ -780,7 +793,7 @@ def main(argv: list[str] | None = None) -> None:
     except AuditError as exc:
         _fail(f"error: {exc.message}", exc.exit_code)
     except _Stopped as exc:
-        _stopped(exc.__cause__, argv)
+        _stopped(exc.__cause__, exc.command)
     except _duckdb_out_of_memory():
         from pipeline.warehouse import MEMORY_LIMIT_ENV, memory_limit
 
@@ -791,15 +804,15 @@ def main(argv: list[str] | None = None) -> None:
             EXIT_USAGE,
         )
     except OSError as exc:
-        if stop_signal(exc):
-            _stopped(exc, argv)
+        if stop_signal(exc):  # before click resolved a command
+            _stopped(exc, None)
         problem = refused_write(exc)  # disk full, read-only, no permission: the machine's, not a bug
         if problem is None:
             raise
         _fail(f"error: {problem}", EXIT_USAGE)
     except Exception as exc:
-        if stop_signal(exc):  # a stop a library turned into its own error (DuckDB: "Query interrupted")
-            _stopped(exc, argv)
+        if stop_signal(exc):  # before click resolved a command
+            _stopped(exc, None)
         problem = refused_write(exc)  # a library's own error for a full disk (DuckDB's TransactionException)
         if problem is None:
             raise
@@ -826,10 +839,11 @@ def _end_quietly_closed_stdout() -> None:
     os.kill(os.getpid(), signal.SIGPIPE)
 
 
-def _stopped(exc: BaseException, argv: list[str] | None) -> None:
+def _stopped(exc: BaseException, command: str | None) -> None:
+    """The last line of a stopped command (130 or 143). ``command``: the one click resolved (not read back from
+    argv); None when the stop came before click had resolved one, when nothing was started."""
     code = EXIT_TERMINATED if stop_signal(exc) == signal.SIGTERM else EXIT_INTERRUPTED
-    args = sys.argv[1:] if argv is None else argv
-    if next((a for a in args if not a.startswith("-")), "run") == "run":
+    if command == "run":
         again = "run again to finish: a rerun adds nothing twice (`order-audit runs` says what it left)"
     else:  # validate, inspect, runs, diff: they change nothing
         again = "nothing was changed: run the command again"

@@ -167,6 +167,23 @@ def published(con: duckdb.DuckDBPyConnection, run_id: str, counts: dict, periods
     con.execute("UPDATE audit_runs SET counts = ? WHERE run_id = ?", [json.dumps(counts, sort_keys=True), run_id])
 
 
+def found_published(con: duckdb.DuckDBPyConnection, run_id: str, audit_id: str, period: str, entry: dict) -> bool:
+    """A folder of the audit's period that run ``run_id`` published (its run.json says so, ``entry`` being that file's
+    counts) but never recorded: killed between the folder's switch and ``published``. Recorded now, as ``published``
+    would have, so that ``period_statuses`` names the run; False when the record already says so (a succeeded run
+    recorded every period it published), or names no such run."""
+    rows = con.execute("SELECT status, counts FROM audit_runs WHERE run_id = ?", [run_id]).fetchall()
+    if not rows or rows[0][0] == "succeeded":
+        return False
+    counts = json.loads(rows[0][1] or "{}")
+    if counts.get(audit_id, {}).get(period, {}).get("published"):
+        return False
+    kept = {k: v for k, v in entry.items() if k not in ("rejected_rows", "nulled_values")}  # run.json's, not the period's
+    counts.setdefault(audit_id, {})[period] = {**kept, "published": True}
+    con.execute("UPDATE audit_runs SET counts = ? WHERE run_id = ?", [json.dumps(counts, sort_keys=True), run_id])
+    return True
+
+
 def period_statuses(con: duckdb.DuckDBPyConnection, run_id: str, period: str, audit_id: str) -> list[dict]:
     """What the runs before ``run_id`` that published the audit's period recorded of it (their ``counts``), oldest
     first: the run, the UTC day it started (run.json's ``started_at`` names the same day), its maturity status

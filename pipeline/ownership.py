@@ -44,16 +44,20 @@ def make_temp_dir(prefix: str, parent: Path) -> Path:
 
 
 HELD = ".order-audit-held"  # in a folder of the system's temporary folder: flock'd by the process using it
+TEMP_PREFIX = "order-audit-"  # every held_temp_dir's name starts so
 
 
 @contextlib.contextmanager
 def held_temp_dir(prefix: str):
     """A marked folder in the system's temporary folder (TMPDIR) for this process's scratch, removed when the
     block ends. A process killed with SIGKILL (the OOM killer) removes nothing, and nightly runs would pile up
-    its folders (a throw-away warehouse holds the parsed extracts): the folder holds a file flock'd while in
-    use, so the next command of the same kind removes every such folder whose lock is free."""
+    its folders (a throw-away warehouse holds the parsed extracts, a browser's profile 2 MB): the folder holds a
+    file flock'd while in use, so the next command that makes one removes every such folder whose lock is free,
+    whatever command left it (a --pdf run's browser profile is removed by the next `validate` too)."""
+    if not prefix.startswith(TEMP_PREFIX):
+        raise ValueError(f"a held temporary folder's name starts with {TEMP_PREFIX!r}: {prefix!r}")
     root = Path(tempfile.gettempdir())
-    for old in sorted(root.glob(f"{prefix}*")):
+    for old in sorted(root.glob(f"{TEMP_PREFIX}*")):
         if _left_by_dead_process(old):
             shutil.rmtree(old, ignore_errors=True)
             log.info("removed %s (left by a killed order-audit process)", old)

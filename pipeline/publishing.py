@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,11 +70,18 @@ def select_audit(con: duckdb.DuckDBPyConnection, audit) -> None:
 
 
 def publish_period(
-    con: duckdb.DuckDBPyConnection, audits: list, period: Period, opts, cfg, timings: dict, published: list | None = None
+    con: duckdb.DuckDBPyConnection,
+    audits: list,
+    period: Period,
+    opts,
+    cfg,
+    timings: dict,
+    on_published: Callable[[str, str], None] = lambda audit_id, label: None,
 ) -> None:
     """Render every audit's outputs of the period and publish them (all at once, or month by month).
-    ``published``: each month folder of a backfill is added to it (``(audit id, YYYY-MM)``) once it is out, so
-    that a run stopped part-way can say which are new."""
+    ``on_published(audit id, period)``: called for each audit's folder as soon as it is out, before the next audit's
+    is rendered (the run records it there: a SIGKILL between two audits' folders of a month must not leave one
+    out that no record names)."""
     per_month = period.label if len(opts.months) > 1 else None
     if opts.per_month_folders:
         for audit in audits:
@@ -86,8 +93,7 @@ def publish_period(
                     _render_audit(con, audit, period, staging, opts, cfg, timings, "../../", len(audits) > 1)
                     faults.maybe_fail("mid_render")
                 outputs.publish(staging, target, version=period.base_info["run_id"], on_file=_publish_hook)
-                if published is not None:
-                    published.append((audit.id, period.label))
+                on_published(audit.id, period.label)
             finally:
                 ownership.remove(staging)
             site_index.render_site_index(opts.out_dir)
@@ -127,6 +133,8 @@ def publish_period(
         outputs.publish(staging, opts.out_dir, version=period.base_info["run_id"], on_file=_publish_hook)
     finally:
         ownership.remove(staging)
+    for audit in audits:  # one switch published them all
+        on_published(audit.id, period.label)
     for audit in audits:
         _say_pdf(opts, opts.out_dir / audit.id, period.label)
 

@@ -368,7 +368,7 @@ def _refused_write_error(
         periods = f" --month {opts.months[0]}"
     again = f"order-audit run --warehouse {shlex.quote(str(opts.warehouse_path))} --out {shlex.quote(str(opts.out_dir))}{periods}"
     kept = "the previous outputs are unchanged"
-    if published:  # a backfill publishes month by month: those before the failure are out, each folder whole
+    if published and opts.per_month_folders:  # a backfill publishes month by month: those before the failure are out
         folders = ["/".join(p) for p in published[:3]]  # as they are named under --out: <audit id>/2026-04
         shown = ", ".join(folders) + (f" and {len(published) - 3:,} more" if len(published) > 3 else "")
         kept = f"this run published {counted(len(published), 'month folder')} before it ({shown}), the others are unchanged"
@@ -598,7 +598,14 @@ def _execute_locked(
     reject_counts = {k: rejects[k] for k in ("rejected_rows", "nulled_values")}
     con = warehouse.connect(wh_path)
     bar = _progress_bar(opts)
-    published: list[tuple[str, str]] = []  # (audit id, month) of a backfill's folders out so far: new, on a failure
+    published: list[tuple[str, str]] = []  # (audit id, period) of the folders out so far: new, on a failure
+
+    def record_published(audit_id: str, label: str) -> None:
+        # committed as each folder is out, before the next is rendered: a run killed later (SIGKILL, which runs no
+        # handler) has still told the next run what its folders said (history.period_statuses: "final since")
+        published.append((audit_id, label))
+        history.published(con, run_id, month_counts, published)
+
     try:
         warehouse.set_pseudonym_key(con, key)
         for i, month in enumerate(opts.months):
@@ -606,6 +613,7 @@ def _execute_locked(
             if len(opts.months) > 1:  # one month: the marts still hold it from the transform
                 reference.set_period(con, month, month, cfg.reporting.trend_months)
                 runner.run_models(con, models, layers=("mart",), spark=spark)
+            _record_found_folders(con, opts, chosen, label, run_id)
             period = publishing.Period(
                 label=label,
                 base_info=base_info,
@@ -625,8 +633,7 @@ def _execute_locked(
                     for a in chosen
                 },
             )
-            publishing.publish_period(con, chosen, period, opts, cfg, timings, published)
-            history.published(con, run_id, month_counts, [(a.id, label) for a in chosen])  # kept if a later month fails
+            publishing.publish_period(con, chosen, period, opts, cfg, timings, record_published)
             if bar is not None:
                 bar.update(1, label)
             if opts.progress:
@@ -650,7 +657,7 @@ def _execute_locked(
         refused = _refused_write_error(exc, opts, committed=True, published=published)
         why = stop_text(exc) or ((refused or exc).message if isinstance(refused or exc, AuditError) else str(exc))
         with contextlib.suppress(Exception):
-            # a backfill's month folders of the failed month that are out (each audit's its own)
+            # recorded as each was out (record_published); again in case a stop landed inside that record
             history.published(con, run_id, month_counts, published)
         with contextlib.suppress(Exception):
             history.finish(
@@ -685,6 +692,19 @@ def _execute_locked(
         **totals,
     )
     return RunResult(run_id, opts.out_dir, month_counts, timings, warnings)
+
+
+def _record_found_folders(con: duckdb.DuckDBPyConnection, opts: RunOptions, chosen: list, label: str, run_id: str) -> None:
+    """The folders this run is about to replace that an earlier run published but never recorded (killed in the
+    instant between a folder's switch and its record): their run.json says what readers saw, so the history
+    takes it in before this run reads it (``history.period_statuses``: who first published the period final)."""
+    for audit in chosen:
+        folder = opts.out_dir / audit.id / label if opts.per_month_folders else opts.out_dir / audit.id
+        info = ownership.run_record(folder / "run.json")
+        if info is None or info["run_id"] == run_id or info.get("period") != label or not isinstance(info.get("counts"), dict):
+            continue
+        if history.found_published(con, info["run_id"], audit.id, label, info["counts"]):
+            log.info("%s: run %s published it but did not record it (killed?); recorded now", folder, info["run_id"])
 
 
 def _progress_bar(opts: RunOptions):

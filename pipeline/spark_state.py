@@ -20,13 +20,12 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import tempfile
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import duckdb
 
-from pipeline import db, history
+from pipeline import db, history, ownership
 from pipeline.errors import ConfigError
 from pipeline.ingest import ledger, remote_input, spark_read
 from pipeline.sqltext import literal
@@ -60,8 +59,9 @@ def reading(settings, uri: str):
     """A state folder through a Spark session of its own ([spark] settings), for `runs` and `diff`."""
     from pipeline.models import spark as spark_engine
 
-    with tempfile.TemporaryDirectory(prefix="order-audit-state-") as scratch:
-        spark = spark_engine.SparkModels(settings, Path(scratch))
+    # marked and held: a local JVM keeps its files there (spark.local_files), which a kill would leave
+    with ownership.held_temp_dir("order-audit-state-") as scratch:
+        spark = spark_engine.SparkModels(settings, scratch)
         try:
             yield SparkState(spark, uri)
         finally:

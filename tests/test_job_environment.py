@@ -12,9 +12,11 @@ import sys
 import tempfile
 import time
 
+import pytest
 from conftest import ROOT, run_cli, write_small_input
 
 from pipeline import ownership
+from pipeline.report import pdf
 
 
 def _json_lines(stderr: str) -> list[dict]:
@@ -127,3 +129,30 @@ def test_a_sigkilled_run_without_warehouse_leaves_its_temp_folder_only_until_the
         )
     assert (temp / "order-audit-wh-mine" / "notes.txt").read_text() == "mine\n"
     assert not os.path.exists(live)
+
+
+@pytest.mark.skipif(pdf.find_chromium() is None, reason="Chromium is not installed (apt-get install -y chromium)")
+def test_a_pdf_run_killed_while_chromium_prints_leaves_its_profile_only_until_the_next_command(tmp_path):
+    """A --pdf run SIGKILLed while Chromium printed left the browser's profile (2 MB) in the system temporary folder
+    for good; it is marked and held like the run's own folder, so the next command of any kind (here `validate`)
+    removes both. The folder's path here is 62 bytes or more: Chromium's lock socket would not fit under it, and a
+    --pdf run with such a TMPDIR failed after its warehouse commit ("Chromium stopped before it printed")."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    assert len(str(temp)) >= 62, temp  # Chromium's lock socket does not fit under it
+    env = {"TMPDIR": str(temp)}
+    inp = write_small_input(tmp_path / "in")
+    run = ("run", "--input", inp, "--out", tmp_path / "out", "--month", "2025-06", "--no-validate", "--pdf")
+    killed = run_cli(*run, env={**env, "ORDER_AUDIT_FAULT": "mid_pdf"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    left = sorted(p.name for p in temp.iterdir() if p.name.startswith("order-audit-"))
+    assert [name.rsplit("-", 1)[0] for name in left] == [
+        "order-audit-chromium",
+        "order-audit-wh",
+    ], left
+    assert (temp / left[0] / "Default").is_dir()  # the browser's profile
+    result = run_cli("validate", "--input", inp, env=env)
+    assert result.returncode == 0, result.stderr
+    removed = [f"order-audit: removed {temp / name} (left by a killed order-audit process)" for name in left]
+    assert [line for line in result.stderr.splitlines() if "left by a killed" in line] == removed
+    assert not [p for p in temp.iterdir() if p.name.startswith("order-audit-")]

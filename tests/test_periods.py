@@ -367,21 +367,29 @@ def test_a_new_pseudonym_key_revises_nothing_and_a_real_change_is_still_reported
     assert len(listed) == 1 and f"order {order} " in listed[0] and "changed" in listed[0], listed
 
 
-@pytest.mark.parametrize(
-    ("signal", "nth"),
-    [("TERM", 2), ("KILL", 3)],  # stopped in June's second audit (csf_leak's June out), or killed in July's first
-)
-def test_a_run_stopped_after_publishing_a_month_final_keeps_the_mark_it_gave(tmp_path, signal, nth):
-    """A backfill published June final (its folder said "final since" to whoever opened it), then was stopped before
-    it recorded its end. The next good run passed over it (only succeeded runs were read) and claimed to be the first
-    to publish June final, moving the mark the committee had seen; the stopped run now records what it published
-    (each whole month as it goes, a month's folders left by a stop or failure as it ends), and the next run names it."""
+def _june_provisional_then_september(tmp_path: Path) -> tuple[Path, str, Path, tuple]:
+    """A warehouse where a run published June provisional, and September's extract, which makes June final:
+    (the warehouse, that run's id, the extract, a backfill's command line into ``tmp_path/backfill``)."""
     inp, wh = write_small_input(tmp_path / "june"), tmp_path / "wh.duckdb"
     first = cli("run", "--input", inp, "--out", tmp_path / "first", "--warehouse", wh, "--month", "2025-06", "--no-validate")
     assert first.returncode == 0, first.stderr
     first_id = json.loads((tmp_path / "first" / "csf_leak" / "run.json").read_text())["run_id"]
     sept = _september(tmp_path / "sept")
-    backfill = ("run", "--input", sept, "--out", tmp_path / "backfill", "--warehouse", wh, "--no-validate")
+    return wh, first_id, sept, ("run", "--input", sept, "--out", tmp_path / "backfill", "--warehouse", wh, "--no-validate")
+
+
+@pytest.mark.parametrize(
+    ("signal", "nth"),
+    # stopped or killed in June's second audit (csf_leak's June out), or killed in July's first
+    [("TERM", 2), ("KILL", 2), ("KILL", 3)],
+)
+def test_a_run_stopped_after_publishing_a_month_final_keeps_the_mark_it_gave(tmp_path, signal, nth):
+    """A backfill published June final (its folder said "final since" to whoever opened it), then was stopped before
+    it recorded its end. The next good run passed over it (only succeeded runs were read) and claimed to be the first
+    to publish June final, moving the mark the committee had seen; the stopped run now records what it published
+    (each audit's folder as it is out, before the next is rendered: a SIGKILL between csf_leak's June and low back
+    pain's runs no handler), and the next run names it."""
+    wh, first_id, sept, backfill = _june_provisional_then_september(tmp_path)
     stopped = run_cli(
         *backfill,
         "--from",
@@ -413,6 +421,46 @@ def test_a_run_stopped_after_publishing_a_month_final_keeps_the_mark_it_gave(tmp
     assert status == "interrupted"
     recorded = json.loads(counts)["csf_leak"]
     assert (recorded["2025-06"].get("published"), recorded["2025-07"].get("published")) == (True, None)
+
+
+def test_a_folder_a_killed_run_published_but_never_recorded_is_recorded_by_the_next_run_into_it(tmp_path):
+    """A SIGKILL in the instant between a folder's switch and its record (``mid_publish:2``: csf_leak's June folder
+    out, the run's history not yet told): the folder said "final since" under the killed run's id. The next run into
+    the same --out reads that folder's run.json before replacing it, records what it published, and names the
+    killed run as the one that first published June final, as after a stop."""
+    wh, first_id, sept, backfill = _june_provisional_then_september(tmp_path)
+    months = ("--from", "2025-06", "--to", "2025-07")
+    killed = run_cli(*backfill, *months, env=KEY | {"ORDER_AUDIT_FAULT": "mid_publish:2"})
+    assert killed.returncode == -9, killed.stderr
+    june = json.loads((tmp_path / "backfill" / "csf_leak" / "2025-06" / "run.json").read_text())
+    with duckdb.connect(str(wh), read_only=True) as con:
+        ((counts,),) = con.execute("SELECT counts FROM audit_runs WHERE run_id = ?", [june["run_id"]]).fetchall()
+    assert counts is None  # killed before its record
+    again = cli(*backfill, *months)
+    assert again.returncode == 0, again.stderr
+    folder = tmp_path / "backfill" / "csf_leak" / "2025-06"
+    said = f"order-audit: {folder}: run {june['run_id']} published it but did not record it (killed?); recorded now"
+    assert said in again.stderr.splitlines()
+    final = (
+        f"final since {june['started_at'][:10]} (run {june['run_id']}): no order or verdict changed since run "
+        f"{first_id} published it provisional"
+    )
+    assert _index_marks_of(tmp_path / "backfill", "2025-06") == {"final": final}
+    since = (
+        f"It was published provisional by run {first_id}; run {june['run_id']} ({june['started_at'][:10]}) first "
+        f"published it final, no order or verdict changed since run {first_id}."
+    )
+    assert since in _said(folder / "report.html")
+    with duckdb.connect(str(wh), read_only=True) as con:
+        ((counts,),) = con.execute("SELECT counts FROM audit_runs WHERE run_id = ?", [june["run_id"]]).fetchall()
+    assert json.loads(counts) == {
+        "csf_leak": {
+            "2025-06": {
+                **{k: v for k, v in june["counts"].items() if k not in ("rejected_rows", "nulled_values")},
+                "published": True,
+            }
+        }
+    }
 
 
 def _index_marks_of(out: Path, month: str) -> dict[str, str]:

@@ -104,3 +104,14 @@ def test_a_spark_that_cannot_see_the_drivers_files_gets_the_sources_through_arro
     cluster.ship(con, "arrow_shipped")
     assert [tuple(r) for r in spark_models.session.table("arrow_shipped").collect()] == [(7, "x")]
     assert set(spark_models.scratch.iterdir()) == written  # no Parquet file for it
+
+
+def test_a_local_jvm_keeps_its_files_in_the_run_scratch_folder(spark_models):
+    """A local Spark's JVM wrote its block manager, ``spark-*`` and ``artifacts-*`` folders and native libraries to
+    /tmp: a JVM the OOM killer ended left them there for good (94 files a kill). They are in the run's scratch
+    folder now, which the next run removes (docs/SCHEDULING.md, "What a kill leaves behind")."""
+    context = spark_models.session.sparkContext
+    jvm_tmp, local = spark_models.scratch / "jvm-tmp", spark_models.scratch / "spark-local"
+    assert context._jvm.System.getProperty("java.io.tmpdir") == str(jvm_tmp)
+    assert context.getConf().get("spark.local.dir") == str(local)
+    assert sorted(p.name.split("-")[0] for p in local.iterdir()) == ["blockmgr", "spark"]

@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import shlex
 import shutil
 import subprocess
 import threading
@@ -79,7 +80,7 @@ class SparkModels:
     def __init__(self, settings: SparkSettings, scratch: Path):
         check_available(settings)
         self.scratch = scratch
-        self.session = start_session(settings)
+        self.session = start_session(settings, scratch)
         if submitted() and not settings.remote:  # where it runs: spark-submit's master
             settings = dataclasses.replace(settings, master=self.session.sparkContext.master)
         self.settings = settings
@@ -199,6 +200,19 @@ def _signed(table):
     return table if schema == table.schema else table.cast(schema)
 
 
+def _local_files(scratch: Path) -> dict[str, str]:
+    """Where a local JVM writes its files: in the run's scratch folder (marked, removed when the command ends, and
+    a killed command's by the next one, ``ownership``), not in /tmp, where a JVM the OOM killer ends leaves its
+    block manager, ``spark-*`` and ``artifacts-*`` folders and its native libraries (94 files a kill). Its log:
+    errors only (Spark's default prints WARN lines and a banner on every run); no hsperfdata file in /tmp."""
+    jvm_tmp, local = scratch / "jvm-tmp", scratch / "spark-local"
+    jvm_tmp.mkdir(exist_ok=True)
+    local.mkdir(exist_ok=True)
+    options = [f"-Dlog4j2.configurationFile={_QUIET_LOG4J.as_uri()}", f"-Djava.io.tmpdir={jvm_tmp}", "-XX:-UsePerfData"]
+    # the launcher splits the options as a shell does: a folder's name with a space or a quote stays one word
+    return {"spark.driver.extraJavaOptions": " ".join(shlex.quote(o) for o in options), "spark.local.dir": str(local)}
+
+
 def submitted() -> bool:
     """Started by spark-submit (``pipeline/spark_submit.py``): its JVM and its --master are already there."""
     return bool(os.environ.get(SUBMIT_ENV))
@@ -238,9 +252,10 @@ def reach(settings: SparkSettings) -> None:
         client.close()  # closed: its exit hook sends nothing
 
 
-def start_session(settings: SparkSettings):
+def start_session(settings: SparkSettings, scratch: Path):
     """The [spark] settings' session: started here, or the one this process has already started with them
-    (getOrCreate: the input's copy from another file system and the models share one session)."""
+    (getOrCreate: the input's copy from another file system and the models share one session). A local JVM
+    started here keeps its files in ``scratch`` (``_local_files``)."""
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName("order-audit")
@@ -250,8 +265,8 @@ def start_session(settings: SparkSettings):
     else:
         if not submitted():  # under spark-submit its --master and --conf hold, not [spark] master
             builder = builder.master(settings.master).config("spark.ui.enabled", "false")
-            # the JVM's log: errors only (Spark's default prints WARN lines and a banner on every run)
-            builder = builder.config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={_QUIET_LOG4J.as_uri()}")
+            for key, value in _local_files(scratch).items():
+                builder = builder.config(key, value)
         builder = builder.config("spark.ui.showConsoleProgress", "false")
         # instants written as such (INT96, the default, reads back as a wall clock)
         builder = builder.config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")

@@ -19,13 +19,13 @@ import os
 import select
 import shutil
 import signal
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import markupsafe
 
+from pipeline import faults, ownership
 from pipeline.errors import ReportError, printable
 
 CHROMIUM_FLAGS = [
@@ -176,7 +176,8 @@ def _chromium_print(chromium: str, html_path: Path, header: RunningHeader) -> by
     moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in (child_r, child_w)]
     for fd in (child_r, child_w):
         os.close(fd)
-    with tempfile.TemporaryDirectory(prefix="order-audit-chromium-") as profile:
+    # marked and held: a run killed while Chromium prints leaves its profile, which the next command removes
+    with ownership.held_temp_dir("order-audit-chromium-") as profile:
         argv = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank"]
         actions = [
             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
@@ -186,7 +187,7 @@ def _chromium_print(chromium: str, html_path: Path, header: RunningHeader) -> by
             (os.POSIX_SPAWN_DUP2, moved[1], 4),
         ]
         try:
-            pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions)
+            pid = os.posix_spawn(argv[0], argv, _chromium_env(profile), file_actions=actions)
         finally:
             for fd in moved:
                 os.close(fd)
@@ -197,6 +198,7 @@ def _chromium_print(chromium: str, html_path: Path, header: RunningHeader) -> by
             pipe.call("Page.enable", session=session)
             pipe.call("Page.navigate", {"url": html_path.resolve().as_uri()}, session=session)
             pipe.wait_event("Page.loadEventFired", session)
+            faults.maybe_fail("mid_pdf")  # Chromium running, its profile written
             params = dict(PAGE, printBackground=True, displayHeaderFooter=True, headerTemplate=top, footerTemplate=bottom)
             data = pipe.call("Page.printToPDF", params, session=session)["data"]
             pipe.call("Browser.close")
@@ -207,6 +209,19 @@ def _chromium_print(chromium: str, html_path: Path, header: RunningHeader) -> by
             os.close(parent_r)
             _reap(pid)
     return base64.b64decode(data)
+
+
+# Chromium's lock socket, $TMPDIR/org.chromium.Chromium.XXXXXX/SingletonSocket: a Unix socket's path holds 107 bytes
+_SOCKET_PATH_MAX, _SOCKET_IN_TMPDIR = 107, len("/org.chromium.Chromium.XXXXXX/SingletonSocket")
+
+
+def _chromium_env(profile: Path) -> dict[str, str]:
+    """Chromium's environment: its temporary files (its lock socket's folder) in the profile folder, which a kill
+    leaves marked for the next command to remove (TMPDIR up to 31 bytes: /tmp, /var/tmp ...). Else in TMPDIR, as
+    before; a TMPDIR of 62 bytes or more left the socket no room, and Chromium stopped at start ("Chromium stopped
+    before it printed the report", after the warehouse commit): it then gets /tmp."""
+    fitting = (str(p) for p in (profile, profile.parent) if len(os.fsencode(p)) + _SOCKET_IN_TMPDIR <= _SOCKET_PATH_MAX)
+    return {**os.environ, "TMPDIR": next(fitting, "/tmp")}
 
 
 def _reap(pid: int) -> None:
