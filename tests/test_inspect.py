@@ -48,6 +48,204 @@ def test_two_columns_that_fit_equally_are_left_to_a_person():
     assert (matches["order_id"].source, matches["order_id"].how) == ("ORDER_ID", "case")
 
 
+def _matched(table: str, header: list[str]) -> dict[str, tuple[str | None, str]]:
+    return {m.column: (m.source, m.how) for m in inspector.match_columns(CONTRACT_BY_NAME[table], header, {})}
+
+
+@pytest.mark.parametrize(
+    ("ehr", "table", "header", "expected"),
+    [
+        (  # Clarity PAT_ENC_DX joined to PAT_ENC and EDG: the primary flag as Y/N
+            "Epic Clarity",
+            "diagnoses",
+            ["PAT_MRN_ID", "CURRENT_ICD10_LIST", "CONTACT_DATE", "ENC_TYPE", "PRIMARY_DX_YN", "DX_RANK"],
+            {
+                "patient_id": ("PAT_MRN_ID", "synonym"),
+                "diagnosis_code": ("CURRENT_ICD10_LIST", "synonym"),
+                "recorded_at": ("CONTACT_DATE", "synonym"),
+                "setting": ("ENC_TYPE", "synonym"),
+                "is_principal": ("PRIMARY_DX_YN", "synonym"),
+                "diagnosis_rank": ("DX_RANK", "synonym"),
+            },
+        ),
+        (
+            "Cerner Millennium",
+            "diagnoses",
+            ["PERSON_ID", "DX_CODE", "DX_DATE", "ENCNTR_TYPE_CLASS", "IS_PRIMARY", "DIAG_PRIORITY"],
+            {
+                "patient_id": ("PERSON_ID", "synonym"),
+                "diagnosis_code": ("DX_CODE", "synonym"),
+                "recorded_at": ("DX_DATE", "synonym"),
+                "setting": ("ENCNTR_TYPE_CLASS", "synonym"),
+                "is_principal": ("IS_PRIMARY", "synonym"),
+                "diagnosis_rank": ("DIAG_PRIORITY", "synonym"),
+            },
+        ),
+        (
+            "MEDITECH Data Repository",
+            "diagnoses",
+            ["UnitNumber", "ICD_CODE", "DX_DATE", "PatientClass", "IS_PRIMARY_DX", "DiagnosisSeqID"],
+            {
+                "patient_id": ("UnitNumber", "synonym"),
+                "diagnosis_code": ("ICD_CODE", "synonym"),
+                "recorded_at": ("DX_DATE", "synonym"),
+                "setting": ("PatientClass", "synonym"),
+                "is_principal": ("IS_PRIMARY_DX", "synonym"),
+                "diagnosis_rank": ("DiagnosisSeqID", "synonym"),
+            },
+        ),
+        (
+            "other spellings",
+            "diagnoses",
+            ["MRN", "DX_CODE", "DX_DATE", "Encounter Type", "PRINCIPAL_DX_YN", "DX_SEQ"],
+            {
+                "patient_id": ("MRN", "synonym"),
+                "diagnosis_code": ("DX_CODE", "synonym"),
+                "recorded_at": ("DX_DATE", "synonym"),
+                "setting": ("Encounter Type", "synonym"),
+                "is_principal": ("PRINCIPAL_DX_YN", "synonym"),
+                "diagnosis_rank": ("DX_SEQ", "synonym"),
+            },
+        ),
+        (
+            "more spellings",
+            "diagnoses",
+            ["MRN", "DX_CODE", "DX_DATE", "PAT_CLASS", "DX_SEQUENCE"],
+            {
+                "patient_id": ("MRN", "synonym"),
+                "diagnosis_code": ("DX_CODE", "synonym"),
+                "recorded_at": ("DX_DATE", "synonym"),
+                "setting": ("PAT_CLASS", "synonym"),
+                "is_principal": (None, "missing"),
+                "diagnosis_rank": ("DX_SEQUENCE", "synonym"),
+            },
+        ),
+        (
+            "more spellings",
+            "diagnoses",
+            ["MRN", "DX_CODE", "DX_DATE", "ENCNTR_TYPE", "DIAGNOSIS_SEQUENCE"],
+            {
+                "patient_id": ("MRN", "synonym"),
+                "diagnosis_code": ("DX_CODE", "synonym"),
+                "recorded_at": ("DX_DATE", "synonym"),
+                "setting": ("ENCNTR_TYPE", "synonym"),
+                "is_principal": (None, "missing"),
+                "diagnosis_rank": ("DIAGNOSIS_SEQUENCE", "synonym"),
+            },
+        ),
+        (
+            "more spellings",
+            "diagnoses",
+            ["MRN", "DX_CODE", "DX_DATE", "Encounter Class"],
+            {
+                "patient_id": ("MRN", "synonym"),
+                "diagnosis_code": ("DX_CODE", "synonym"),
+                "recorded_at": ("DX_DATE", "synonym"),
+                "setting": ("Encounter Class", "synonym"),
+                "is_principal": (None, "missing"),
+                "diagnosis_rank": (None, "missing"),
+            },
+        ),
+        (
+            "more spellings",
+            "diagnoses",
+            ["MRN", "DX_CODE", "DX_DATE", "CARE_SETTING"],
+            {
+                "patient_id": ("MRN", "synonym"),
+                "diagnosis_code": ("DX_CODE", "synonym"),
+                "recorded_at": ("DX_DATE", "synonym"),
+                "setting": ("CARE_SETTING", "synonym"),
+                "is_principal": (None, "missing"),
+                "diagnosis_rank": (None, "missing"),
+            },
+        ),
+        (
+            "Epic Clarity",
+            "patients",
+            ["PAT_MRN_ID", "BIRTH_DATE", "SEX"],
+            {"patient_id": ("PAT_MRN_ID", "synonym"), "birth_date": ("BIRTH_DATE", "case"), "sex": ("SEX", "case")},
+        ),
+        (
+            "Epic Caboodle",
+            "patients",
+            ["PrimaryMrn", "BirthDate", "Sex"],
+            {"patient_id": ("PrimaryMrn", "synonym"), "birth_date": ("BirthDate", "spelling"), "sex": ("Sex", "case")},
+        ),
+        (
+            "Cerner Millennium",
+            "patients",
+            ["PERSON_ID", "BIRTH_DT_TM", "ADMINISTRATIVE_SEX"],
+            {
+                "patient_id": ("PERSON_ID", "synonym"),
+                "birth_date": ("BIRTH_DT_TM", "synonym"),
+                "sex": ("ADMINISTRATIVE_SEX", "synonym"),
+            },
+        ),
+        (
+            "MEDITECH Data Repository",
+            "patients",
+            ["UnitNumber", "BirthDateTime", "Gender"],
+            {"patient_id": ("UnitNumber", "synonym"), "birth_date": ("BirthDateTime", "synonym"), "sex": ("Gender", "synonym")},
+        ),
+        (
+            "OMOP",
+            "patients",
+            ["person_id", "birth_datetime", "gender_source_value"],
+            {
+                "patient_id": ("person_id", "synonym"),
+                "birth_date": ("birth_datetime", "synonym"),
+                "sex": ("gender_source_value", "synonym"),
+            },
+        ),
+        (
+            "a report writer's",
+            "patients",
+            ["MRN", "DOB", "PAT_SEX"],
+            {"patient_id": ("MRN", "synonym"), "birth_date": ("DOB", "synonym"), "sex": ("PAT_SEX", "synonym")},
+        ),
+        (
+            "a report writer's",
+            "patients",
+            ["Medical Record Number", "Date of Birth"],
+            {
+                "patient_id": ("Medical Record Number", "synonym"),
+                "birth_date": ("Date of Birth", "synonym"),
+                "sex": (None, "missing"),
+            },
+        ),
+        (
+            "a report writer's",
+            "patients",
+            ["MRN", "PAT_BIRTH_DATE"],
+            {"patient_id": ("MRN", "synonym"), "birth_date": ("PAT_BIRTH_DATE", "synonym"), "sex": (None, "missing")},
+        ),
+        (
+            "Cerner, OMOP and MEDITECH birth dates",
+            "procedures",
+            ["BIRTH_DT_TM"],
+            {"patient_birth_date": ("BIRTH_DT_TM", "synonym")},
+        ),
+        (
+            "Cerner, OMOP and MEDITECH birth dates",
+            "procedures",
+            ["BIRTH_DATETIME"],
+            {"patient_birth_date": ("BIRTH_DATETIME", "synonym")},
+        ),
+        (
+            "Cerner, OMOP and MEDITECH birth dates",
+            "procedures",
+            ["BirthDateTime"],
+            {"patient_birth_date": ("BirthDateTime", "synonym")},
+        ),
+    ],
+)
+def test_ehr_spellings_of_the_diagnoses_and_patients_columns(ehr, table, header, expected):
+    got = _matched(table, header)
+    if table == "procedures":  # one column asked; the others are missing
+        got = {c: v for c, v in got.items() if c in expected}
+    assert got == expected, ehr
+
+
 def test_timestamp_formats_are_guessed_with_dates_and_day_month_doubt():
     guess = detect.guess_formats(["4/10/2026 10:00 AM", "12/31/2025 1:05 PM", "4/9/2026", "2026-04-10T10:00:00Z", ""])
     assert guess.formats == ["%m/%d/%Y %I:%M %p", "%m/%d/%Y"] and guess.iso == 1 and guess.unread == []
