@@ -390,3 +390,25 @@ def test_a_coded_column_full_of_different_values_is_not_listed(tmp_path, small_i
     assert orders["values"]["status"] == []
     assert any("32 different values: not a vocabulary" in p for p in orders["problems"])
     assert "MRN-" not in r.stdout
+
+
+def test_procedure_codes_are_told_apart_by_their_system(small_input):
+    """Procedures coded in HCPCS or ICD-10-PCS (an inpatient's) are named as such: the audits find index
+    procedures by CPT code, so a site learns before the first run that those rows will never be cases."""
+    path = small_input / "procedures.csv"
+    frame = pl.read_csv(path, infer_schema=False)
+    extra = pl.DataFrame({"procedure_id": ["PR3", "PR4", "PR5"], "procedure_code": ["G0260", "009U3ZX", "LCL-LP"]}).with_columns(
+        pl.lit(v).alias(c) for c, v in frame.row(0, named=True).items() if c not in ("procedure_id", "procedure_code")
+    )
+    pl.concat([frame, extra.select(frame.columns)]).write_csv(path)
+    r = run_cli("inspect", "--input", small_input, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["procedures"]["code_systems"] == {"CPT": 2, "HCPCS": 1, "ICD-10-PCS": 1, "other": 1}
+    text = run_cli("inspect", "--input", small_input).stdout.splitlines()
+    at = next(i for i, line in enumerate(text) if line.startswith("procedures:"))
+    codes = next(i for i in range(at, len(text)) if text[i].startswith("  codes"))
+    assert text[codes : codes + 2] == [
+        "  codes      CPT 40.0%, HCPCS 20.0%, ICD-10-PCS 20.0%, other 20.0% of 5",
+        "             CHECK: 3 procedures not in CPT form; the audits' value sets list procedures by CPT code, so these"
+        " are no audit's index procedure (export the CPT code where the EHR has one)",
+    ]

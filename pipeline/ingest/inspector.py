@@ -296,7 +296,8 @@ def _read_table(report: TableReport, contract: TableContract, lf: pl.LazyFrame, 
 
 def _codes(report: TableReport, codes: pl.DataFrame, code_map: set[str]) -> None:
     codes = codes.filter(pl.col("code").is_not_null() & (pl.col("code") != ""))
-    codes = codes.with_columns(code_systems.system_expr(pl.col("code")).alias("system"))
+    forms = code_systems.PROCEDURE_FORMS if report.table == "procedures" else code_systems.FORMS
+    codes = codes.with_columns(code_systems.system_expr(pl.col("code"), forms).alias("system"))
     report.code_systems = dict(codes.group_by("system").agg(pl.col("rows").sum()).sort("system").iter_rows())
     if report.table != "imaging_orders":
         return

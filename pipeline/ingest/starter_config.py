@@ -127,6 +127,12 @@ def as_text(reports: dict, input_dir: Path) -> str:
             total = sum(r.code_systems.values())
             shares = ", ".join(f"{k} {_pct(n, total)}" for k, n in r.code_systems.items())
             lines.append(f"  codes      {shares} of {total:,}")
+            if r.table == "procedures" and r.code_systems.get("CPT", 0) < total:
+                held = counted(total - r.code_systems.get("CPT", 0), "procedure")
+                lines.append(
+                    f"             CHECK: {held} not in CPT form; the audits' value sets list procedures by CPT code, "
+                    "so these are no audit's index procedure (export the CPT code where the EHR has one)"
+                )
         # codes to map first (not evaluable until mapped), then the CPT codes outside the map in one line
         to_map = [u for u in r.unknown_codes if u["system"] != "CPT"]
         for i, u in enumerate(to_map[:20]):
