@@ -409,6 +409,6 @@ def test_procedure_codes_are_told_apart_by_their_system(small_input):
     codes = next(i for i in range(at, len(text)) if text[i].startswith("  codes"))
     assert text[codes : codes + 2] == [
         "  codes      CPT 40.0%, HCPCS 20.0%, ICD-10-PCS 20.0%, other 20.0% of 5",
-        "             CHECK: 3 procedures not in CPT form; the audits' value sets list procedures by CPT code, so these"
+        "             CHECK: 3 procedures not coded in CPT; the audits' value sets list procedures by CPT code, so these"
         " are no audit's index procedure (export the CPT code where the EHR has one)",
     ]

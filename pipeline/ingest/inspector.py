@@ -319,6 +319,16 @@ def code_map_codes(cfg: Config, input_dir: Path) -> tuple[set[str], Path | None]
     return set(merged["code"].to_list()), local
 
 
+def export_codes(bulk, cfg: Config):
+    """A FHIR export's order and procedure codes (``fhir.codes.ExportCodes``), the unknown order codes judged
+    against the same code map as an extract's."""
+    from pipeline.ingest.fhir import codes
+
+    code_map, _ = code_map_codes(cfg, bulk.folder)
+    with ownership.held_temp_dir("order-audit-inspect-") as tmp:
+        return codes.read(bulk, cfg, code_map, tmp)
+
+
 def inspect(input_dir: Path, cfg: Config, shown: Callable[[str], str] = str) -> dict[str, TableReport | str]:
     """Every table of the folder inspected; a table whose file was not found maps to why. shown: as ``locate``."""
     code_map, _ = code_map_codes(cfg, input_dir)

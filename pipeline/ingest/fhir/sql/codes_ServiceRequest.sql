@@ -1,0 +1,34 @@
+-- ServiceRequest lines -> the code each order is read by (`inspect`: the codes no map knows, for the site's
+-- local_code_map.csv). The coding is picked as extract_ServiceRequest.sql picks it (fhir_code over the same
+-- systems) and the same resources are left out, so the counts are the orders a run audits by each code.
+WITH parsed AS (
+    SELECT key, try(json_transform(line, '{
+        "resourceType": "VARCHAR", "id": "VARCHAR", "status": "VARCHAR", "intent": "VARCHAR",
+        "category": [{"coding": [{"system": "VARCHAR", "code": "VARCHAR"}]}],
+        "code": {"coding": [{"system": "VARCHAR", "code": "VARCHAR", "display": "VARCHAR"}], "text": "VARCHAR"}
+    }')) AS r
+    FROM lines
+),
+checked AS (
+    SELECT
+        key,
+        r,
+        fhir_common_problem(r, 'ServiceRequest') AS common,
+        fhir_code(r.code.coding, getvariable('fhir_order_systems')) AS coding
+    FROM parsed
+)
+SELECT
+    key,
+    common AS problem,
+    CASE
+        WHEN common IS NOT NULL THEN NULL
+        WHEN r.status IN ('entered-in-error', 'draft') THEN 'ServiceRequest.status ' || r.status
+        WHEN r.intent IN ('proposal', 'plan', 'option') THEN 'ServiceRequest.intent ' || r.intent || ' (not an order)'
+        WHEN len(r.category) > 0 AND len(getvariable('fhir_imaging_categories')) > 0
+             AND NOT list_has_any(fhir_concept_keys(r.category), getvariable('fhir_imaging_categories'))
+            THEN 'ServiceRequest.category is not imaging'
+    END AS left_out,
+    nullif(trim(coding.system), '') AS code_system,
+    upper(trim(coding.code)) AS code,
+    coalesce(nullif(r.code.text, ''), coding.display) AS name
+FROM checked
