@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import duckdb
-import polars as pl
 import pytest
 from conftest import run_cli, write_small_input
 from fhir_export import export_extract

@@ -146,8 +146,8 @@ def code_lines(table: str, systems: dict[str, int], unknown_codes: list[dict], t
     for i, u in enumerate(to_map[:20]):
         head = "  no map     " if i == 0 else "             "
         name = f" '{u['name']}'" if u["name"] else ""
-        held_by = counted(u["orders"], "order")
-        lines.append(f"{head}{u['code']}{name}: {held_by} ({u['system']}{' ' + told_by if told_by else ''}): not evaluable until mapped")
+        held_by, system = counted(u["orders"], "order"), f"{u['system']} {told_by}".strip()
+        lines.append(f"{head}{u['code']}{name}: {held_by} ({system}): not evaluable until mapped")
     if len(to_map) > 20:
         lines.append(f"             ... {len(to_map) - 20} more, all in local_code_map.csv with --write-config")
     cpt = [u for u in unknown_codes if u["system"] == "CPT"]
