@@ -412,3 +412,51 @@ def test_procedure_codes_are_told_apart_by_their_system(small_input):
         "             CHECK: 3 procedures not coded in CPT; the audits' value sets list procedures by CPT code, so these"
         " are no audit's index procedure (export the CPT code where the EHR has one)",
     ]
+
+
+def test_a_title_row_above_a_sheets_header_is_named(small_input):
+    """A report writer's workbook puts a title above the header: the loader reads the title as the header, and
+    inspect said every column was missing and that '' was given twice. It now says where the header is."""
+    import xlsxwriter
+
+    frame = pl.read_csv(small_input / "imaging_orders.csv", infer_schema=False)
+    (small_input / "imaging_orders.csv").unlink()
+    book = xlsxwriter.Workbook(str(small_input / "RADIOLOGY_ORDERS.xlsx"))
+    sheet = book.add_worksheet("imaging_orders")
+    sheet.write(0, 0, "Imaging orders - Radiology reporting, run 03/14/2026")
+    sheet.write_row(1, 0, [c.upper().replace("_", " ") for c in frame.columns])
+    for r, row in enumerate(frame.iter_rows(), start=2):
+        sheet.write_row(r, 0, ["" if v is None else v for v in row])
+    book.close()
+    r = run_cli("inspect", "--input", small_input)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    at = lines.index("imaging_orders: RADIOLOGY_ORDERS.xlsx [sheet imaging_orders] (found by name), 0 rows")
+    assert lines[at + 1 : at + 3] == [
+        "  PROBLEM    the header is on Excel row 2 (7 contract columns match there), below a title row: the loader reads"
+        " the first row that holds a value as the header; delete the rows above the header in Excel (or export the"
+        " table as CSV)",
+        "  columns    order_id: missing (REQUIRED)",
+    ]
+
+
+def test_codes_written_with_their_description_in_one_cell_are_named_not_listed_to_map(small_input, tmp_path):
+    """'72148 - MRI LUMBAR SPINE W/O' in the code column: every order read as an unknown local code, and inspect
+    listed each such cell in local_code_map.csv for the site to fill in by hand."""
+    path = small_input / "imaging_orders.csv"
+    frame = pl.read_csv(path, infer_schema=False)
+    names = {"72156": "MRI CERVICAL SPINE W/WO", "72157": "MRI THORACIC SPINE W/WO", "72158": "MRI LUMBAR SPINE W/WO"}
+    names["72148"] = "MRI LUMBAR SPINE W/O"
+    frame.with_columns(pl.col("order_code") + " - " + pl.col("order_code").replace_strict(names)).write_csv(path)
+    (tmp_path / "site").mkdir()
+    r = run_cli("inspect", "--input", small_input, "--write-config", tmp_path / "site" / "order-audit.toml")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    at = lines.index("imaging_orders: imaging_orders.csv (found by name), 4 rows")
+    assert lines[at + 1] == (
+        "  PROBLEM    order_code: 4 of 4 values hold a code and its description in one cell (e.g. '72148 - MRI LUMBAR"
+        " SPINE W/O'); the whole cell is read as the code, which no map knows: export the code alone in its own column"
+        " (the description can go in the name column)"
+    )
+    assert not [line for line in lines if line.startswith("  no map")]
+    assert not (tmp_path / "site" / "local_code_map.csv").exists()  # nothing to fill in: the extract is to fix

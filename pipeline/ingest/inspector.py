@@ -33,6 +33,7 @@ SYNONYMS = REFERENCE_DIR / "column_synonyms.csv"
 SAMPLE_ROWS = 20_000  # rows read to guess the formats; the counts then cover the whole file
 TOP_CODES = 20
 TEMPLATE_CODES = 500
+TITLE_ROWS = 10  # rows of a sheet looked at for a header below a title
 # words in a file or sheet name that say which table it holds, when it is not named like the table
 NAME_HINTS = {
     "diagnoses": ("diagnos", "dx"),
@@ -235,7 +236,11 @@ def inspect_table(contract: TableContract, f: inputs.InputFile, found_by: str, c
     report.columns = match_columns(contract, header, configured_cols)
     rename = {m.source: m.column for m in report.columns if m.source}
     report.extra_columns = [h for h in header if h not in rename]
-    dupes = sorted({h for h in header if header.count(h) > 1})
+    title = _title_rows(contract, f, report.columns)
+    if title:
+        report.problems.append(title)
+        return report
+    dupes = sorted({h for h in header if h.strip() and header.count(h) > 1})  # empty names: the loader's check skips them
     if dupes:
         report.problems.append(f"column name(s) given twice: {', '.join(dupes)} (the loader stops on this)")
         return report
@@ -294,8 +299,40 @@ def _read_table(report: TableReport, contract: TableContract, lf: pl.LazyFrame, 
         _codes(report, rest[0], code_map)
 
 
+def _title_rows(contract: TableContract, f: inputs.InputFile, columns: list[ColumnMatch]) -> str | None:
+    """A sheet whose first row matches no contract column while a row below does: a title above the header, which
+    the loader would read as the header (every column missing); where the header is, and what to do."""
+    if f.fmt != "xlsx" or any(m.source for m in columns):
+        return None
+    first, rows = xlsx.first_rows(f.path, f.sheet, TITLE_ROWS)
+    for i, row in enumerate(rows[1:], start=1):
+        found = [m for m in match_columns(contract, row, {}) if m.source]
+        if len(found) >= 2:
+            return (
+                f"the header is on Excel row {first + i} ({len(found)} contract columns match there), below "
+                f"{'a title row' if i == 1 else f'{i} title rows'}: the loader reads the first row that holds a value as the "
+                "header; delete the rows above the header in Excel (or export the table as CSV)"
+            )
+    return None
+
+
+# a code and its description in one cell ('72148 - MRI LUMBAR SPINE W/O', 'LOC-DSM - DSM (LOCAL)'): a word, a dash
+# or colon between spaces, a text (no code has a space)
+CODE_WITH_TEXT = r"^\S+\s+[-–:]\s+\S"
+
+
 def _codes(report: TableReport, codes: pl.DataFrame, code_map: set[str]) -> None:
     codes = codes.filter(pl.col("code").is_not_null() & (pl.col("code") != ""))
+    joined = codes.filter(pl.col("code").str.contains(CODE_WITH_TEXT))
+    if joined.height and joined["rows"].sum() * 2 > codes["rows"].sum():
+        column = CODE_COLUMNS[report.table]
+        example = joined.sort(["rows", "code"], descending=[True, False])["code"][0]
+        report.problems.append(
+            f"{column}: {joined['rows'].sum():,} of {codes['rows'].sum():,} values hold a code and its description in one "
+            f"cell (e.g. '{example}'); the whole cell is read as the code, which no map knows: export the code alone in "
+            "its own column (the description can go in the name column)"
+        )
+        codes = codes.filter(~pl.col("code").str.contains(CODE_WITH_TEXT))  # no map row to fill for each of them
     forms = code_systems.PROCEDURE_FORMS if report.table == "procedures" else code_systems.FORMS
     codes = codes.with_columns(code_systems.system_expr(pl.col("code"), forms).alias("system"))
     report.code_systems = dict(codes.group_by("system").agg(pl.col("rows").sum()).sort("system").iter_rows())

@@ -206,6 +206,13 @@ def header(path: Path, sheet: str) -> list[str]:
     return ["" if v is None else str(v) for v in frame.row(0)]
 
 
+def first_rows(path: Path, sheet: str, n_rows: int) -> tuple[int, list[list[str]]]:
+    """(Excel's number of the first row that holds a value, the first n_rows rows from there as text)."""
+    frame = _rows(path, sheet, n_rows=n_rows)
+    rows = [["" if v is None else str(v) for v in row] for row in frame.iter_rows()]
+    return _first_row_number(path, sheet), rows
+
+
 def read_sheet(path: Path, sheet: str, line_column: str) -> pl.DataFrame:
     """Every data row of the sheet as text, with its Excel row number; blank rows left out."""
     problem = _cell_problem(path, sheet)
