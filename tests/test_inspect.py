@@ -414,30 +414,82 @@ def test_procedure_codes_are_told_apart_by_their_system(small_input):
     ]
 
 
-def test_a_title_row_above_a_sheets_header_is_named(small_input):
-    """A report writer's workbook puts a title above the header: the loader reads the title as the header, and
-    inspect said every column was missing and that '' was given twice. It now says where the header is."""
+def _titled_workbook(folder: Path, table: str, title_rows: int) -> Path:
+    """The table's CSV as a report writer's sheet: title rows (and a blank one) above the header, capital names."""
     import xlsxwriter
 
-    frame = pl.read_csv(small_input / "imaging_orders.csv", infer_schema=False)
-    (small_input / "imaging_orders.csv").unlink()
-    book = xlsxwriter.Workbook(str(small_input / "RADIOLOGY_ORDERS.xlsx"))
-    sheet = book.add_worksheet("imaging_orders")
-    sheet.write(0, 0, "Imaging orders - Radiology reporting, run 03/14/2026")
-    sheet.write_row(1, 0, [c.upper().replace("_", " ") for c in frame.columns])
-    for r, row in enumerate(frame.iter_rows(), start=2):
+    frame = pl.read_csv(folder / f"{table}.csv", infer_schema=False)
+    (folder / f"{table}.csv").unlink()
+    path = folder / "RADIOLOGY_ORDERS.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    sheet = book.add_worksheet(table)
+    for i in range(title_rows):
+        sheet.write(i, 0, f"Imaging orders - Radiology reporting, line {i + 1} of the title")
+    top = title_rows + 1  # a blank row between the title and the header
+    sheet.write_row(top, 0, [c.upper().replace("_", " ") for c in frame.columns])
+    for r, row in enumerate(frame.iter_rows(), start=top + 1):
         sheet.write_row(r, 0, ["" if v is None else v for v in row])
     book.close()
-    r = run_cli("inspect", "--input", small_input)
+    return path
+
+
+def test_a_title_above_a_sheets_header_is_found_and_written_as_header_row(small_input, tmp_path):
+    """A report writer's workbook puts a title above the header: the loader read the title as the header, and
+    inspect said every column was missing and that '' was given twice. Inspect finds the header's row, and the
+    starter config's header_row makes the loader read from there."""
+    _titled_workbook(small_input, "imaging_orders", title_rows=2)
+    (tmp_path / "site").mkdir()
+    config = tmp_path / "site" / "order-audit.toml"
+    r = run_cli("inspect", "--input", small_input, "--write-config", config)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    at = lines.index("imaging_orders: RADIOLOGY_ORDERS.xlsx [sheet imaging_orders] (found by name), 0 rows")
+    at = lines.index("imaging_orders: RADIOLOGY_ORDERS.xlsx [sheet imaging_orders] (found by name), 4 rows")
     assert lines[at + 1 : at + 3] == [
-        "  PROBLEM    the header is on Excel row 2 (7 contract columns match there), below a title row: the loader reads"
-        " the first row that holds a value as the header; delete the rows above the header in Excel (or export the"
-        " table as CSV)",
-        "  columns    order_id: missing (REQUIRED)",
+        "  header     Excel row 4, below a title (header_row = 4)",
+        "  columns    order_id <- ORDER ID (same name, other spelling)",
     ]
+    toml = config.read_text(encoding="utf-8")
+    section = toml.split("[formats.imaging_orders]\n")[1].split("\n\n")[0]
+    assert section == (
+        'file = "RADIOLOGY_ORDERS.xlsx"   # found by name\n'
+        'sheet = "imaging_orders"\n'
+        "header_row = 4   # the rows above the header hold a title"
+    )
+    r = run_cli("validate", "--input", small_input, "--config", config, "--json")
+    assert r.returncode == 0, r.stderr
+    assert "missing" not in r.stderr
+
+
+def test_header_row_reads_a_sheet_from_its_header_and_numbers_rows_as_excel(tmp_path):
+    from pipeline.ingest import xlsx
+
+    write_small = pl.DataFrame({"order_id": ["O1", "O2"], "status": ["completed", None]})
+    write_small.write_csv(tmp_path / "imaging_orders.csv")
+    path = _titled_workbook(tmp_path, "imaging_orders", title_rows=1)
+    got = xlsx.read_sheet(path, "imaging_orders", "line", header_row=3)
+    assert got.to_dicts() == [
+        {"line": 4, "ORDER ID": "O1", "STATUS": "completed"},
+        {"line": 5, "ORDER ID": "O2", "STATUS": None},
+    ]
+    assert xlsx.header(path, "imaging_orders", 3) == ["ORDER ID", "STATUS"]
+    assert xlsx.header(path, "imaging_orders") == ["Imaging orders - Radiology reporting, line 1 of the title", ""]
+
+
+def test_header_row_is_refused_where_it_cannot_apply(small_input, tmp_path):
+    config = tmp_path / "site.toml"
+    config.write_text("[formats.imaging_orders]\nheader_row = 2\n", encoding="utf-8")
+    r = run_cli("validate", "--input", small_input, "--config", config)
+    assert r.returncode == 2
+    assert r.stderr.splitlines()[-1] == (
+        "order-audit: error: imaging_orders.csv: header_row is set under [formats.imaging_orders], which only a .xlsx "
+        "workbook takes. Remove the lines above the header from the file, and header_row from the config"
+    )
+    config.write_text("[formats.imaging_orders]\nheader_row = 0\n", encoding="utf-8")
+    r = run_cli("validate", "--input", small_input, "--config", config)
+    assert r.returncode != 0
+    assert r.stderr.splitlines()[-1].endswith(
+        "[formats.imaging_orders].header_row: expected Excel's number of the header's row (1, 2 ...), got 0"
+    )
 
 
 def test_codes_written_with_their_description_in_one_cell_are_named_not_listed_to_map(small_input, tmp_path):

@@ -236,10 +236,14 @@ def inspect_table(contract: TableContract, f: inputs.InputFile, found_by: str, c
     report.columns = match_columns(contract, header, configured_cols)
     rename = {m.source: m.column for m in report.columns if m.source}
     report.extra_columns = [h for h in header if h not in rename]
-    title = _title_rows(contract, f, report.columns)
-    if title:
-        report.problems.append(title)
-        return report
+    header_row = _header_below_title(contract, f, report.columns)
+    if header_row is not None:  # read from there, as the loader does once the config says header_row
+        f = report.file = dataclasses.replace(f, header_row=header_row)
+        fmt = report.fmt = dataclasses.replace(fmt, header_row=header_row)
+        header, _ = headers.read_header(f, fmt)
+        report.columns = match_columns(contract, header, configured_cols)
+        rename = {m.source: m.column for m in report.columns if m.source}
+        report.extra_columns = [h for h in header if h not in rename]
     dupes = sorted({h for h in header if h.strip() and header.count(h) > 1})  # empty names: the loader's check skips them
     if dupes:
         report.problems.append(f"column name(s) given twice: {', '.join(dupes)} (the loader stops on this)")
@@ -299,20 +303,15 @@ def _read_table(report: TableReport, contract: TableContract, lf: pl.LazyFrame, 
         _codes(report, rest[0], code_map)
 
 
-def _title_rows(contract: TableContract, f: inputs.InputFile, columns: list[ColumnMatch]) -> str | None:
-    """A sheet whose first row matches no contract column while a row below does: a title above the header, which
-    the loader would read as the header (every column missing); where the header is, and what to do."""
-    if f.fmt != "xlsx" or any(m.source for m in columns):
+def _header_below_title(contract: TableContract, f: inputs.InputFile, columns: list[ColumnMatch]) -> int | None:
+    """Excel's number of the header's row when a sheet's first row matches no contract column and a row below it
+    matches two or more (a title above the header, which the loader would read as the header), else None."""
+    if f.fmt != "xlsx" or f.header_row is not None or any(m.source for m in columns):
         return None
     first, rows = xlsx.first_rows(f.path, f.sheet, TITLE_ROWS)
     for i, row in enumerate(rows[1:], start=1):
-        found = [m for m in match_columns(contract, row, {}) if m.source]
-        if len(found) >= 2:
-            return (
-                f"the header is on Excel row {first + i} ({len(found)} contract columns match there), below "
-                f"{'a title row' if i == 1 else f'{i} title rows'}: the loader reads the first row that holds a value as the "
-                "header; delete the rows above the header in Excel (or export the table as CSV)"
-            )
+        if sum(m.source is not None for m in match_columns(contract, row, {})) >= 2:
+            return first + i
     return None
 
 

@@ -93,6 +93,8 @@ def as_text(reports: dict, input_dir: Path) -> str:
         lines.append(f"{table}: {r.file.label} (found by {r.found_by}), {r.rows:,} rows")
         for p in r.problems:
             lines.append(f"  PROBLEM    {p}")
+        if r.fmt.header_row is not None:
+            lines.append(f"  header     Excel row {r.fmt.header_row}, below a title (header_row = {r.fmt.header_row})")
         if r.encoding is not None:
             mark = "" if r.encoding.sure else "   CHECK"
             example = f"; first non-ASCII: {r.encoding.example}" if r.encoding.example else ""
@@ -182,6 +184,8 @@ def _format_lines(r: TableReport) -> list[str]:
         lines.append(f"file = {toml_string(f.path.name)}   # found by {r.found_by}")
     if f.sheet is not None:
         lines.append(f"sheet = {toml_string(f.sheet)}")
+    if fmt.header_row is not None:
+        lines.append(f"header_row = {fmt.header_row}   # the rows above the header hold a title")
     if r.delimiter is not None and r.delimiter != default.delimiter_for(f.path.suffix):
         lines.append(f"delimiter = {toml_string(r.delimiter)}{'' if r.delimiter_sure else '   # CHECK: the guess was close'}")
     if r.encoding is not None and not fmt.is_utf8:
