@@ -512,3 +512,17 @@ def test_codes_written_with_their_description_in_one_cell_are_named_not_listed_t
     )
     assert not [line for line in lines if line.startswith("  no map")]
     assert not (tmp_path / "site" / "local_code_map.csv").exists()  # nothing to fill in: the extract is to fix
+
+
+def test_a_decimal_comma_in_a_number_column_is_named(small_input):
+    """A European export writes 45,5: the loader reads no number there (the age unknown), and inspect said nothing."""
+    path = small_input / "procedures.csv"
+    pl.read_csv(path, infer_schema=False).with_columns(pl.Series("patient_age", ["45,5", "52"])).write_csv(path)
+    r = run_cli("inspect", "--input", small_input)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    at = lines.index("procedures: procedures.csv (found by name), 2 rows")
+    assert lines[at + 1] == (
+        "  PROBLEM    patient_age: 1 value written with a decimal comma (such as 45,5), which the loader does not read as a"
+        " number (it is left empty, listed in rejects.csv as not a number): export numbers with a decimal point"
+    )

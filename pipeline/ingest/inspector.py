@@ -26,6 +26,7 @@ from pipeline.ingest.formats import TableFormat
 from pipeline.ingest.source_store import ERR
 from pipeline.models import reference
 from pipeline.resources import REFERENCE_DIR
+from pipeline.wording import counted
 
 normalise = detect.normalise
 
@@ -33,6 +34,7 @@ SYNONYMS = REFERENCE_DIR / "column_synonyms.csv"
 SAMPLE_ROWS = 20_000  # rows read to guess the formats; the counts then cover the whole file
 TOP_CODES = 20
 TEMPLATE_CODES = 500
+DECIMAL_COMMA = r"^\s*-?[0-9]+,[0-9]+\s*$"
 TITLE_ROWS = 10  # rows of a sheet looked at for a header below a title
 # words in a file or sheet name that say which table it holds, when it is not named like the table
 NAME_HINTS = {
@@ -270,6 +272,10 @@ def _read_table(report: TableReport, contract: TableContract, lf: pl.LazyFrame, 
     for c in report.formats:  # counted with the table's whole list, as the loader will read it
         c.guess.formats = list(fmt.date_formats if c.kind == "date" else fmt.timestamp_formats)
     queries = [_format_counts(lf, schema, report.formats, cfg.site_timezone)]
+    numbers = [c for c in contract.numbers if c in schema and schema[c] == pl.String]
+    if numbers:  # a decimal comma ('45,5') is not a number to the loader: counted, no value shown
+        comma = [pl.col(c).str.contains(DECIMAL_COMMA).sum().alias(c) for c in numbers]
+        queries.append(lf.select(comma))
     vocab = [c for c in contract.allowed_values if c in schema]
     queries += [lf.group_by(c).agg(pl.len().alias("rows")).sort(["rows", c], descending=[True, False]) for c in vocab]
     code_col = CODE_COLUMNS.get(contract.name)  # (the patients table has no codes)
@@ -279,6 +285,15 @@ def _read_table(report: TableReport, contract: TableContract, lf: pl.LazyFrame, 
         aggs = [pl.len().alias("rows")] + ([pl.col(name_col).drop_nulls().mode().first().alias("name")] if name_col else [])
         queries.append(lf.group_by(code).agg(aggs))
     totals, *rest = pl.collect_all(queries, engine="streaming")
+    if numbers:
+        commas, rest = rest[0], rest[1:]
+        for c in numbers:
+            if n := int(commas[c][0]):
+                report.problems.append(
+                    f"{c}: {counted(n, 'value')} written with a decimal comma (such as 45,5), which the loader does not "
+                    "read as a number (it is left empty, listed in rejects.csv as not a number): "
+                    "export numbers with a decimal point"
+                )
     report.rows = int(totals["_rows"][0])
     for c in report.formats:
         c.values = int(totals[f"{c.column}__values"][0])
