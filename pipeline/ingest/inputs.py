@@ -20,8 +20,8 @@ class InputFile:
     path: Path
     fmt: str  # csv (any delimited text) | parquet | xlsx | fhir (a Bulk Data export, read by pipeline.ingest.fhir)
     sheet: str | None = None  # xlsx: the sheet holding the table
-    header_row: int | None = None  # xlsx: Excel's number of the header's row ([formats] header_row), else the first
     display: str | None = None  # how to name it when `path` is not what the user delivered (FHIR: the NDJSON files)
+    header_row: int | None = None  # xlsx: Excel's number of the header's row ([formats] header_row), else the first
 
     @property
     def label(self) -> str:

@@ -236,16 +236,14 @@ def inspect_table(contract: TableContract, f: inputs.InputFile, found_by: str, c
     report.fmt = fmt
     header, _ = headers.read_header(f, fmt)
     report.columns = match_columns(contract, header, configured_cols)
-    rename = {m.source: m.column for m in report.columns if m.source}
-    report.extra_columns = [h for h in header if h not in rename]
     header_row = _header_below_title(contract, f, report.columns)
     if header_row is not None:  # read from there, as the loader does once the config says header_row
         f = report.file = dataclasses.replace(f, header_row=header_row)
         fmt = report.fmt = dataclasses.replace(fmt, header_row=header_row)
         header, _ = headers.read_header(f, fmt)
         report.columns = match_columns(contract, header, configured_cols)
-        rename = {m.source: m.column for m in report.columns if m.source}
-        report.extra_columns = [h for h in header if h not in rename]
+    rename = {m.source: m.column for m in report.columns if m.source}
+    report.extra_columns = [h for h in header if h not in rename]
     dupes = sorted({h for h in header if h.strip() and header.count(h) > 1})  # empty names: the loader's check skips them
     if dupes:
         report.problems.append(f"column name(s) given twice: {', '.join(dupes)} (the loader stops on this)")

@@ -18,7 +18,7 @@ checked AS (
 SELECT
     key,
     common AS problem,
-    CASE WHEN common IS NULL AND r.status IN ('not-done', 'entered-in-error') THEN 'Procedure.status ' || r.status END AS left_out,
+    CASE WHEN common IS NULL THEN fhir_procedure_left_out(r) END AS left_out,
     nullif(trim(coding.system), '') AS code_system,
     upper(trim(coding.code)) AS code,
     coalesce(nullif(trim(r.code.text), ''), coding.display) AS name

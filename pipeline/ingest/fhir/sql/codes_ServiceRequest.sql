@@ -20,14 +20,7 @@ checked AS (
 SELECT
     key,
     common AS problem,
-    CASE
-        WHEN common IS NOT NULL THEN NULL
-        WHEN r.status IN ('entered-in-error', 'draft') THEN 'ServiceRequest.status ' || r.status
-        WHEN r.intent IN ('proposal', 'plan', 'option') THEN 'ServiceRequest.intent ' || r.intent || ' (not an order)'
-        WHEN len(r.category) > 0 AND len(getvariable('fhir_imaging_categories')) > 0
-             AND NOT list_has_any(fhir_concept_keys(r.category), getvariable('fhir_imaging_categories'))
-            THEN 'ServiceRequest.category is not imaging'
-    END AS left_out,
+    CASE WHEN common IS NULL THEN fhir_order_left_out(r) END AS left_out,
     nullif(trim(coding.system), '') AS code_system,
     upper(trim(coding.code)) AS code,
     coalesce(nullif(r.code.text, ''), coding.display) AS name
