@@ -462,18 +462,20 @@ def _inspect(input_dir: Path, cfg, write_config: Path | None, as_json: bool, sho
 
     from pipeline.ingest import inspector, starter_config
 
-    if _is_fhir_export(input_dir, cfg):  # an export needs no starter config: say what is there
+    if _is_fhir_export(input_dir, cfg):  # an export: its files and codes, and the site code map to fill in
+        from pipeline.ingest.fhir import export
         from pipeline.ingest.fhir import inputs as fhir_inputs
 
-        found = fhir_inputs.describe(input_dir)
+        bulk = export.read_export(input_dir)
+        found, codes = fhir_inputs.describe(input_dir, bulk), inspector.export_codes(bulk, cfg)
         if as_json:
-            click.echo(json.dumps(found, indent=2))
+            click.echo(json.dumps(found | starter_config.export_codes_dict(codes), indent=2, ensure_ascii=False))
         else:
-            click.echo(fhir_inputs.describe_text(found), nl=False)
+            click.echo(fhir_inputs.describe_text(found, starter_config.export_code_lines(codes)), nl=False)
         if write_config is not None:
-            click.echo(
-                "order-audit: a FHIR export needs no starter config ([fhir] settings: docs/FHIR.md); nothing written", err=True
-            )
+            _, local_map = inspector.code_map_codes(cfg, input_dir)
+            for path in starter_config.write_export(codes.unknown_codes, cfg, write_config, local_map):
+                click.echo(f"order-audit: wrote {path}", err=True)
         return
     reports = inspector.inspect(input_dir, cfg, shown)
     if as_json:

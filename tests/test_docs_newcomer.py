@@ -324,10 +324,9 @@ def test_your_first_extract_runs_as_written_on_a_hospital_shaped_extract(small_i
     assert (work / "reports" / "csf_leak" / "audited_orders.csv").is_file()
 
 
-def test_the_fhir_docs_unmapped_codes_query_lists_an_exports_local_code(small_input, tmp_path):
-    """docs/FHIR.md: `inspect` writes no starter code map for an export, so the doc's query over the warehouse is how
-    a site finds its local exam codes; run as written against a run on an export holding one local code."""
-    import duckdb
+def test_the_fhir_docs_inspect_command_writes_an_exports_local_code_map(small_input, tmp_path):
+    """docs/FHIR.md: `inspect --write-config` on an export writes the starter local_code_map.csv (it gave a warehouse
+    query instead); the command as written, against an export holding one local code."""
     from conftest import run_cli
     from fhir_export import export_extract
 
@@ -335,14 +334,15 @@ def test_the_fhir_docs_unmapped_codes_query_lists_an_exports_local_code(small_in
     orders.write_text(orders.read_text() + "O5,MRN-1,2025-06-07 10:00:00,IMG88012,Neurology,G97.1,completed\n")
     export = tmp_path / "export"
     export_extract(small_input, export, variety=False)
-    warehouse = tmp_path / "wh.duckdb"
-    result = run_cli("run", "--input", export, "--warehouse", warehouse, "--out", tmp_path / "reports", "--no-validate")
-    assert result.returncode == 0, result.stderr
     doc = (ROOT / "docs" / "FHIR.md").read_text(encoding="utf-8")
-    (query,) = [q for q in re.findall(r"```sql\n(.*?)```", doc, re.S) if "src_imaging_orders" in q]
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        rows = con.sql(query).fetchall()
-    assert [(code, orders) for code, _, orders in rows] == [("IMG88012", 1)]
+    (args,) = re.findall(r"`order-audit inspect --input /data/export-2026-10 (--write-config site/order-audit\.toml)`", doc)
+    (tmp_path / "site").mkdir()
+    result = run_cli("inspect", "--input", export, *args.replace("site/", f"{tmp_path}/site/").split())
+    assert result.returncode == 0, result.stderr
+    template = pl.read_csv(tmp_path / "site" / "local_code_map.csv", infer_schema=False)
+    assert template.select("code_system", "code").rows() == [
+        ("http://hospital.example.org/fhir/CodeSystem/local-exam-codes", "IMG88012")
+    ]
 
 
 def test_what_to_extract_quotes_the_audits_windows_in_force():

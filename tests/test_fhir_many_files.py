@@ -122,7 +122,7 @@ def test_many_files_are_read_by_one_reader_into_one_part(deck, tmp_path):
         assert any(p.name.endswith(".gz") for p in paths) and len(paths) > 50
         work = tmp_path / resource_type
         work.mkdir()
-        con = prepare._connect(work)
+        con = prepare.connect(work)
         try:
             extract.set_variables(con, load_config(site_timezone=SITE_TIMEZONE).fhir, ())
             done = extract.extract(con, resource_type, paths, [str(p) for p in paths], 1, work / "x.parquet")

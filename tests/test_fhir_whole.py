@@ -35,7 +35,7 @@ def _extracted(folder: Path, resource_type: str, paths: list[Path], read_whole: 
     """(rows ordered by key, segments, records, files read whole) of one extraction."""
     cfg = load_config(site_timezone="America/New_York")
     work.mkdir(parents=True, exist_ok=True)
-    con = prepare._connect(work)
+    con = prepare.connect(work)
     try:
         extract.set_variables(con, cfg.fhir, prepare.local_code_systems(cfg, folder))
         done = extract.extract(con, resource_type, paths, [str(p) for p in paths], 7, work / "x.parquet", read_whole)

@@ -48,6 +48,204 @@ def test_two_columns_that_fit_equally_are_left_to_a_person():
     assert (matches["order_id"].source, matches["order_id"].how) == ("ORDER_ID", "case")
 
 
+def _matched(table: str, header: list[str]) -> dict[str, tuple[str | None, str]]:
+    return {m.column: (m.source, m.how) for m in inspector.match_columns(CONTRACT_BY_NAME[table], header, {})}
+
+
+@pytest.mark.parametrize(
+    ("ehr", "table", "header", "expected"),
+    [
+        (  # Clarity PAT_ENC_DX joined to PAT_ENC and EDG: the primary flag as Y/N
+            "Epic Clarity",
+            "diagnoses",
+            ["PAT_MRN_ID", "CURRENT_ICD10_LIST", "CONTACT_DATE", "ENC_TYPE", "PRIMARY_DX_YN", "DX_RANK"],
+            {
+                "patient_id": ("PAT_MRN_ID", "synonym"),
+                "diagnosis_code": ("CURRENT_ICD10_LIST", "synonym"),
+                "recorded_at": ("CONTACT_DATE", "synonym"),
+                "setting": ("ENC_TYPE", "synonym"),
+                "is_principal": ("PRIMARY_DX_YN", "synonym"),
+                "diagnosis_rank": ("DX_RANK", "synonym"),
+            },
+        ),
+        (
+            "Cerner Millennium",
+            "diagnoses",
+            ["PERSON_ID", "DX_CODE", "DX_DATE", "ENCNTR_TYPE_CLASS", "IS_PRIMARY", "DIAG_PRIORITY"],
+            {
+                "patient_id": ("PERSON_ID", "synonym"),
+                "diagnosis_code": ("DX_CODE", "synonym"),
+                "recorded_at": ("DX_DATE", "synonym"),
+                "setting": ("ENCNTR_TYPE_CLASS", "synonym"),
+                "is_principal": ("IS_PRIMARY", "synonym"),
+                "diagnosis_rank": ("DIAG_PRIORITY", "synonym"),
+            },
+        ),
+        (
+            "MEDITECH Data Repository",
+            "diagnoses",
+            ["UnitNumber", "ICD_CODE", "DX_DATE", "PatientClass", "IS_PRIMARY_DX", "DiagnosisSeqID"],
+            {
+                "patient_id": ("UnitNumber", "synonym"),
+                "diagnosis_code": ("ICD_CODE", "synonym"),
+                "recorded_at": ("DX_DATE", "synonym"),
+                "setting": ("PatientClass", "synonym"),
+                "is_principal": ("IS_PRIMARY_DX", "synonym"),
+                "diagnosis_rank": ("DiagnosisSeqID", "synonym"),
+            },
+        ),
+        (
+            "other spellings",
+            "diagnoses",
+            ["MRN", "DX_CODE", "DX_DATE", "Encounter Type", "PRINCIPAL_DX_YN", "DX_SEQ"],
+            {
+                "patient_id": ("MRN", "synonym"),
+                "diagnosis_code": ("DX_CODE", "synonym"),
+                "recorded_at": ("DX_DATE", "synonym"),
+                "setting": ("Encounter Type", "synonym"),
+                "is_principal": ("PRINCIPAL_DX_YN", "synonym"),
+                "diagnosis_rank": ("DX_SEQ", "synonym"),
+            },
+        ),
+        (
+            "more spellings",
+            "diagnoses",
+            ["MRN", "DX_CODE", "DX_DATE", "PAT_CLASS", "DX_SEQUENCE"],
+            {
+                "patient_id": ("MRN", "synonym"),
+                "diagnosis_code": ("DX_CODE", "synonym"),
+                "recorded_at": ("DX_DATE", "synonym"),
+                "setting": ("PAT_CLASS", "synonym"),
+                "is_principal": (None, "missing"),
+                "diagnosis_rank": ("DX_SEQUENCE", "synonym"),
+            },
+        ),
+        (
+            "more spellings",
+            "diagnoses",
+            ["MRN", "DX_CODE", "DX_DATE", "ENCNTR_TYPE", "DIAGNOSIS_SEQUENCE"],
+            {
+                "patient_id": ("MRN", "synonym"),
+                "diagnosis_code": ("DX_CODE", "synonym"),
+                "recorded_at": ("DX_DATE", "synonym"),
+                "setting": ("ENCNTR_TYPE", "synonym"),
+                "is_principal": (None, "missing"),
+                "diagnosis_rank": ("DIAGNOSIS_SEQUENCE", "synonym"),
+            },
+        ),
+        (
+            "more spellings",
+            "diagnoses",
+            ["MRN", "DX_CODE", "DX_DATE", "Encounter Class"],
+            {
+                "patient_id": ("MRN", "synonym"),
+                "diagnosis_code": ("DX_CODE", "synonym"),
+                "recorded_at": ("DX_DATE", "synonym"),
+                "setting": ("Encounter Class", "synonym"),
+                "is_principal": (None, "missing"),
+                "diagnosis_rank": (None, "missing"),
+            },
+        ),
+        (
+            "more spellings",
+            "diagnoses",
+            ["MRN", "DX_CODE", "DX_DATE", "CARE_SETTING"],
+            {
+                "patient_id": ("MRN", "synonym"),
+                "diagnosis_code": ("DX_CODE", "synonym"),
+                "recorded_at": ("DX_DATE", "synonym"),
+                "setting": ("CARE_SETTING", "synonym"),
+                "is_principal": (None, "missing"),
+                "diagnosis_rank": (None, "missing"),
+            },
+        ),
+        (
+            "Epic Clarity",
+            "patients",
+            ["PAT_MRN_ID", "BIRTH_DATE", "SEX"],
+            {"patient_id": ("PAT_MRN_ID", "synonym"), "birth_date": ("BIRTH_DATE", "case"), "sex": ("SEX", "case")},
+        ),
+        (
+            "Epic Caboodle",
+            "patients",
+            ["PrimaryMrn", "BirthDate", "Sex"],
+            {"patient_id": ("PrimaryMrn", "synonym"), "birth_date": ("BirthDate", "spelling"), "sex": ("Sex", "case")},
+        ),
+        (
+            "Cerner Millennium",
+            "patients",
+            ["PERSON_ID", "BIRTH_DT_TM", "ADMINISTRATIVE_SEX"],
+            {
+                "patient_id": ("PERSON_ID", "synonym"),
+                "birth_date": ("BIRTH_DT_TM", "synonym"),
+                "sex": ("ADMINISTRATIVE_SEX", "synonym"),
+            },
+        ),
+        (
+            "MEDITECH Data Repository",
+            "patients",
+            ["UnitNumber", "BirthDateTime", "Gender"],
+            {"patient_id": ("UnitNumber", "synonym"), "birth_date": ("BirthDateTime", "synonym"), "sex": ("Gender", "synonym")},
+        ),
+        (
+            "OMOP",
+            "patients",
+            ["person_id", "birth_datetime", "gender_source_value"],
+            {
+                "patient_id": ("person_id", "synonym"),
+                "birth_date": ("birth_datetime", "synonym"),
+                "sex": ("gender_source_value", "synonym"),
+            },
+        ),
+        (
+            "a report writer's",
+            "patients",
+            ["MRN", "DOB", "PAT_SEX"],
+            {"patient_id": ("MRN", "synonym"), "birth_date": ("DOB", "synonym"), "sex": ("PAT_SEX", "synonym")},
+        ),
+        (
+            "a report writer's",
+            "patients",
+            ["Medical Record Number", "Date of Birth"],
+            {
+                "patient_id": ("Medical Record Number", "synonym"),
+                "birth_date": ("Date of Birth", "synonym"),
+                "sex": (None, "missing"),
+            },
+        ),
+        (
+            "a report writer's",
+            "patients",
+            ["MRN", "PAT_BIRTH_DATE"],
+            {"patient_id": ("MRN", "synonym"), "birth_date": ("PAT_BIRTH_DATE", "synonym"), "sex": (None, "missing")},
+        ),
+        (
+            "Cerner, OMOP and MEDITECH birth dates",
+            "procedures",
+            ["BIRTH_DT_TM"],
+            {"patient_birth_date": ("BIRTH_DT_TM", "synonym")},
+        ),
+        (
+            "Cerner, OMOP and MEDITECH birth dates",
+            "procedures",
+            ["BIRTH_DATETIME"],
+            {"patient_birth_date": ("BIRTH_DATETIME", "synonym")},
+        ),
+        (
+            "Cerner, OMOP and MEDITECH birth dates",
+            "procedures",
+            ["BirthDateTime"],
+            {"patient_birth_date": ("BirthDateTime", "synonym")},
+        ),
+    ],
+)
+def test_ehr_spellings_of_the_diagnoses_and_patients_columns(ehr, table, header, expected):
+    got = _matched(table, header)
+    if table == "procedures":  # one column asked; the others are missing
+        got = {c: v for c, v in got.items() if c in expected}
+    assert got == expected, ehr
+
+
 def test_timestamp_formats_are_guessed_with_dates_and_day_month_doubt():
     guess = detect.guess_formats(["4/10/2026 10:00 AM", "12/31/2025 1:05 PM", "4/9/2026", "2026-04-10T10:00:00Z", ""])
     assert guess.formats == ["%m/%d/%Y %I:%M %p", "%m/%d/%Y"] and guess.iso == 1 and guess.unread == []
@@ -192,3 +390,139 @@ def test_a_coded_column_full_of_different_values_is_not_listed(tmp_path, small_i
     assert orders["values"]["status"] == []
     assert any("32 different values: not a vocabulary" in p for p in orders["problems"])
     assert "MRN-" not in r.stdout
+
+
+def test_procedure_codes_are_told_apart_by_their_system(small_input):
+    """Procedures coded in HCPCS or ICD-10-PCS (an inpatient's) are named as such: the audits find index
+    procedures by CPT code, so a site learns before the first run that those rows will never be cases."""
+    path = small_input / "procedures.csv"
+    frame = pl.read_csv(path, infer_schema=False)
+    extra = pl.DataFrame({"procedure_id": ["PR3", "PR4", "PR5"], "procedure_code": ["G0260", "009U3ZX", "LCL-LP"]}).with_columns(
+        pl.lit(v).alias(c) for c, v in frame.row(0, named=True).items() if c not in ("procedure_id", "procedure_code")
+    )
+    pl.concat([frame, extra.select(frame.columns)]).write_csv(path)
+    r = run_cli("inspect", "--input", small_input, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["procedures"]["code_systems"] == {"CPT": 2, "HCPCS": 1, "ICD-10-PCS": 1, "other": 1}
+    text = run_cli("inspect", "--input", small_input).stdout.splitlines()
+    at = next(i for i, line in enumerate(text) if line.startswith("procedures:"))
+    codes = next(i for i in range(at, len(text)) if text[i].startswith("  codes"))
+    assert text[codes : codes + 2] == [
+        "  codes      CPT 40.0%, HCPCS 20.0%, ICD-10-PCS 20.0%, other 20.0% of 5",
+        "             CHECK: 3 procedures not coded in CPT; the audits' value sets list procedures by CPT code, so these"
+        " are no audit's index procedure (export the CPT code where the EHR has one)",
+    ]
+
+
+def _titled_workbook(folder: Path, table: str, title_rows: int) -> Path:
+    """The table's CSV as a report writer's sheet: title rows (and a blank one) above the header, capital names."""
+    import xlsxwriter
+
+    frame = pl.read_csv(folder / f"{table}.csv", infer_schema=False)
+    (folder / f"{table}.csv").unlink()
+    path = folder / "RADIOLOGY_ORDERS.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    sheet = book.add_worksheet(table)
+    for i in range(title_rows):
+        sheet.write(i, 0, f"Imaging orders - Radiology reporting, line {i + 1} of the title")
+    top = title_rows + 1  # a blank row between the title and the header
+    sheet.write_row(top, 0, [c.upper().replace("_", " ") for c in frame.columns])
+    for r, row in enumerate(frame.iter_rows(), start=top + 1):
+        sheet.write_row(r, 0, ["" if v is None else v for v in row])
+    book.close()
+    return path
+
+
+def test_a_title_above_a_sheets_header_is_found_and_written_as_header_row(small_input, tmp_path):
+    """A report writer's workbook puts a title above the header: the loader read the title as the header, and
+    inspect said every column was missing and that '' was given twice. Inspect finds the header's row, and the
+    starter config's header_row makes the loader read from there."""
+    _titled_workbook(small_input, "imaging_orders", title_rows=2)
+    (tmp_path / "site").mkdir()
+    config = tmp_path / "site" / "order-audit.toml"
+    r = run_cli("inspect", "--input", small_input, "--write-config", config)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    at = lines.index("imaging_orders: RADIOLOGY_ORDERS.xlsx [sheet imaging_orders] (found by name), 4 rows")
+    assert lines[at + 1 : at + 3] == [
+        "  header     Excel row 4, below a title (header_row = 4)",
+        "  columns    order_id <- ORDER ID (same name, other spelling)",
+    ]
+    toml = config.read_text(encoding="utf-8")
+    section = toml.split("[formats.imaging_orders]\n")[1].split("\n\n")[0]
+    assert section == (
+        'file = "RADIOLOGY_ORDERS.xlsx"   # found by name\n'
+        'sheet = "imaging_orders"\n'
+        "header_row = 4   # the rows above the header hold a title"
+    )
+    r = run_cli("validate", "--input", small_input, "--config", config, "--json")
+    assert r.returncode == 0, r.stderr
+    assert "missing" not in r.stderr
+
+
+def test_header_row_reads_a_sheet_from_its_header_and_numbers_rows_as_excel(tmp_path):
+    from pipeline.ingest import xlsx
+
+    write_small = pl.DataFrame({"order_id": ["O1", "O2"], "status": ["completed", None]})
+    write_small.write_csv(tmp_path / "imaging_orders.csv")
+    path = _titled_workbook(tmp_path, "imaging_orders", title_rows=1)
+    got = xlsx.read_sheet(path, "imaging_orders", "line", header_row=3)
+    assert got.to_dicts() == [
+        {"line": 4, "ORDER ID": "O1", "STATUS": "completed"},
+        {"line": 5, "ORDER ID": "O2", "STATUS": None},
+    ]
+    assert xlsx.header(path, "imaging_orders", 3) == ["ORDER ID", "STATUS"]
+    assert xlsx.header(path, "imaging_orders") == ["Imaging orders - Radiology reporting, line 1 of the title", ""]
+
+
+def test_header_row_is_refused_where_it_cannot_apply(small_input, tmp_path):
+    config = tmp_path / "site.toml"
+    config.write_text("[formats.imaging_orders]\nheader_row = 2\n", encoding="utf-8")
+    r = run_cli("validate", "--input", small_input, "--config", config)
+    assert r.returncode == 2
+    assert r.stderr.splitlines()[-1] == (
+        "order-audit: error: imaging_orders.csv: header_row is set under [formats.imaging_orders], which only a .xlsx "
+        "workbook takes. Remove the lines above the header from the file, and header_row from the config"
+    )
+    config.write_text("[formats.imaging_orders]\nheader_row = 0\n", encoding="utf-8")
+    r = run_cli("validate", "--input", small_input, "--config", config)
+    assert r.returncode != 0
+    assert r.stderr.splitlines()[-1].endswith(
+        "[formats.imaging_orders].header_row: expected Excel's number of the header's row (1, 2 ...), got 0"
+    )
+
+
+def test_codes_written_with_their_description_in_one_cell_are_named_not_listed_to_map(small_input, tmp_path):
+    """'72148 - MRI LUMBAR SPINE W/O' in the code column: every order read as an unknown local code, and inspect
+    listed each such cell in local_code_map.csv for the site to fill in by hand."""
+    path = small_input / "imaging_orders.csv"
+    frame = pl.read_csv(path, infer_schema=False)
+    names = {"72156": "MRI CERVICAL SPINE W/WO", "72157": "MRI THORACIC SPINE W/WO", "72158": "MRI LUMBAR SPINE W/WO"}
+    names["72148"] = "MRI LUMBAR SPINE W/O"
+    frame.with_columns(pl.col("order_code") + " - " + pl.col("order_code").replace_strict(names)).write_csv(path)
+    (tmp_path / "site").mkdir()
+    r = run_cli("inspect", "--input", small_input, "--write-config", tmp_path / "site" / "order-audit.toml")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    at = lines.index("imaging_orders: imaging_orders.csv (found by name), 4 rows")
+    assert lines[at + 1] == (
+        "  PROBLEM    order_code: 4 of 4 values hold a code and its description in one cell (e.g. '72148 - MRI LUMBAR"
+        " SPINE W/O'); the whole cell is read as the code, which no map knows: export the code alone in its own column"
+        " (the description can go in the name column)"
+    )
+    assert not [line for line in lines if line.startswith("  no map")]
+    assert not (tmp_path / "site" / "local_code_map.csv").exists()  # nothing to fill in: the extract is to fix
+
+
+def test_a_decimal_comma_in_a_number_column_is_named(small_input):
+    """A European export writes 45,5: the loader reads no number there (the age unknown), and inspect said nothing."""
+    path = small_input / "procedures.csv"
+    pl.read_csv(path, infer_schema=False).with_columns(pl.Series("patient_age", ["45,5", "52"])).write_csv(path)
+    r = run_cli("inspect", "--input", small_input)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    at = lines.index("procedures: procedures.csv (found by name), 2 rows")
+    assert lines[at + 1] == (
+        "  PROBLEM    patient_age: 1 value written with a decimal comma (such as 45,5), which the loader does not read as a"
+        " number (it is left empty, listed in rejects.csv as not a number): export numbers with a decimal point"
+    )

@@ -31,6 +31,9 @@ class TableFormat:
     quote_char: str = '"'  # "" = fields are never quoted
     timestamp_formats: tuple[str, ...] = ()  # strftime, tried in order before ISO 8601
     date_formats: tuple[str, ...] = ()  # strftime, tried in order before YYYY-MM-DD
+    # .xlsx: Excel's number of the row holding the header, when rows above it hold a title (default: the first row
+    # that holds a value); the rows above are not read
+    header_row: int | None = None
 
     def delimiter_for(self, suffix: str) -> str:
         if self.delimiter is not None:
@@ -112,6 +115,11 @@ def parse_table_format(values: dict, where: str) -> TableFormat:
             if not isinstance(given, list):
                 raise ConfigError(f"{where}.{name}: expected a list of strftime formats, got {given!r}")
             out[name] = tuple(_check_strftime(f, f"{where}.{name}") for f in given)
+    if "header_row" in values:
+        row = values["header_row"]
+        if type(row) is not int or row < 1:
+            raise ConfigError(f"{where}.header_row: expected Excel's number of the header's row (1, 2 ...), got {row!r}")
+        out["header_row"] = row
     fmt = TableFormat(**out)
     if fmt.delimiter is not None and fmt.delimiter == fmt.quote_char:
         raise ConfigError(f"{where}: delimiter and quote_char are the same character")

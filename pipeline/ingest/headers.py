@@ -44,7 +44,9 @@ def read_header(f: InputFile, fmt: TableFormat) -> tuple[list[str], str | None]:
         except Exception:
             raise InputFileError(f.path, "not a readable Parquet file", "Re-export it as Parquet, or as CSV named .csv") from None
     if f.fmt == "xlsx":
-        names = xlsx.header(f.path, f.sheet)
+        names = xlsx.header(f.path, f.sheet, f.header_row)
+        if not names and f.header_row is not None:
+            raise InputFileError(f.label, f"sheet has no row {f.header_row} (header_row)", "Fix header_row in the config")
         if not names:
             raise InputFileError(f.label, "sheet is empty", "Put the table's header in its first row")
         return names, None

@@ -21,6 +21,7 @@ class InputFile:
     fmt: str  # csv (any delimited text) | parquet | xlsx | fhir (a Bulk Data export, read by pipeline.ingest.fhir)
     sheet: str | None = None  # xlsx: the sheet holding the table
     display: str | None = None  # how to name it when `path` is not what the user delivered (FHIR: the NDJSON files)
+    header_row: int | None = None  # xlsx: Excel's number of the header's row ([formats] header_row), else the first
 
     @property
     def label(self) -> str:
@@ -68,6 +69,18 @@ def _workbook_with_sheet(input_dir: Path, table: str, sheet: str | None) -> Inpu
 
 def locate(input_dir: Path, table: str, fmt: TableFormat) -> InputFile | None:
     """The file of one table: the configured one, else <table>.<suffix>, else a workbook's sheet named like it."""
+    found = _locate(input_dir, table, fmt)
+    if found is None or fmt.header_row is None:
+        return found
+    if found.fmt != "xlsx":  # a text file's title lines are not skipped: said, not ignored
+        raise InputFileError(
+            found.path, f"header_row is set under [formats.{table}], which only a .xlsx workbook takes",
+            "Remove the lines above the header from the file, and header_row from the config",
+        )  # fmt: skip
+    return replace(found, header_row=fmt.header_row)
+
+
+def _locate(input_dir: Path, table: str, fmt: TableFormat) -> InputFile | None:
     if fmt.file:
         path = input_dir / fmt.file
         if not path.is_file():

@@ -26,6 +26,7 @@ from pipeline.ingest.formats import TableFormat
 from pipeline.ingest.source_store import ERR
 from pipeline.models import reference
 from pipeline.resources import REFERENCE_DIR
+from pipeline.wording import counted
 
 normalise = detect.normalise
 
@@ -33,6 +34,8 @@ SYNONYMS = REFERENCE_DIR / "column_synonyms.csv"
 SAMPLE_ROWS = 20_000  # rows read to guess the formats; the counts then cover the whole file
 TOP_CODES = 20
 TEMPLATE_CODES = 500
+DECIMAL_COMMA = r"^\s*-?[0-9]+,[0-9]+\s*$"
+TITLE_ROWS = 10  # rows of a sheet looked at for a header below a title
 # words in a file or sheet name that say which table it holds, when it is not named like the table
 NAME_HINTS = {
     "diagnoses": ("diagnos", "dx"),
@@ -233,9 +236,15 @@ def inspect_table(contract: TableContract, f: inputs.InputFile, found_by: str, c
     report.fmt = fmt
     header, _ = headers.read_header(f, fmt)
     report.columns = match_columns(contract, header, configured_cols)
+    header_row = _header_below_title(contract, f, report.columns)
+    if header_row is not None:  # read from there, as the loader does once the config says header_row
+        f = report.file = dataclasses.replace(f, header_row=header_row)
+        fmt = report.fmt = dataclasses.replace(fmt, header_row=header_row)
+        header, _ = headers.read_header(f, fmt)
+        report.columns = match_columns(contract, header, configured_cols)
     rename = {m.source: m.column for m in report.columns if m.source}
     report.extra_columns = [h for h in header if h not in rename]
-    dupes = sorted({h for h in header if header.count(h) > 1})
+    dupes = sorted({h for h in header if h.strip() and header.count(h) > 1})  # empty names: the loader's check skips them
     if dupes:
         report.problems.append(f"column name(s) given twice: {', '.join(dupes)} (the loader stops on this)")
         return report
@@ -261,6 +270,10 @@ def _read_table(report: TableReport, contract: TableContract, lf: pl.LazyFrame, 
     for c in report.formats:  # counted with the table's whole list, as the loader will read it
         c.guess.formats = list(fmt.date_formats if c.kind == "date" else fmt.timestamp_formats)
     queries = [_format_counts(lf, schema, report.formats, cfg.site_timezone)]
+    numbers = [c for c in contract.numbers if c in schema and schema[c] == pl.String]
+    if numbers:  # a decimal comma ('45,5') is not a number to the loader: counted, no value shown
+        comma = [pl.col(c).str.contains(DECIMAL_COMMA).sum().alias(c) for c in numbers]
+        queries.append(lf.select(comma))
     vocab = [c for c in contract.allowed_values if c in schema]
     queries += [lf.group_by(c).agg(pl.len().alias("rows")).sort(["rows", c], descending=[True, False]) for c in vocab]
     code_col = CODE_COLUMNS.get(contract.name)  # (the patients table has no codes)
@@ -270,6 +283,15 @@ def _read_table(report: TableReport, contract: TableContract, lf: pl.LazyFrame, 
         aggs = [pl.len().alias("rows")] + ([pl.col(name_col).drop_nulls().mode().first().alias("name")] if name_col else [])
         queries.append(lf.group_by(code).agg(aggs))
     totals, *rest = pl.collect_all(queries, engine="streaming")
+    if numbers:
+        commas, rest = rest[0], rest[1:]
+        for c in numbers:
+            if n := int(commas[c][0]):
+                report.problems.append(
+                    f"{c}: {counted(n, 'value')} written with a decimal comma (such as 45,5), which the loader does not "
+                    "read as a number (it is left empty, listed in rejects.csv as not a number): "
+                    "export numbers with a decimal point"
+                )
     report.rows = int(totals["_rows"][0])
     for c in report.formats:
         c.values = int(totals[f"{c.column}__values"][0])
@@ -294,9 +316,37 @@ def _read_table(report: TableReport, contract: TableContract, lf: pl.LazyFrame, 
         _codes(report, rest[0], code_map)
 
 
+def _header_below_title(contract: TableContract, f: inputs.InputFile, columns: list[ColumnMatch]) -> int | None:
+    """Excel's number of the header's row when a sheet's first row matches no contract column and a row below it
+    matches two or more (a title above the header, which the loader would read as the header), else None."""
+    if f.fmt != "xlsx" or f.header_row is not None or any(m.source for m in columns):
+        return None
+    first, rows = xlsx.first_rows(f.path, f.sheet, TITLE_ROWS)
+    for i, row in enumerate(rows[1:], start=1):
+        if sum(m.source is not None for m in match_columns(contract, row, {})) >= 2:
+            return first + i
+    return None
+
+
+# a code and its description in one cell ('72148 - MRI LUMBAR SPINE W/O', 'LOC-DSM - DSM (LOCAL)'): a word, a dash
+# or colon between spaces, a text (no code has a space)
+CODE_WITH_TEXT = r"^\S+\s+[-–:]\s+\S"
+
+
 def _codes(report: TableReport, codes: pl.DataFrame, code_map: set[str]) -> None:
     codes = codes.filter(pl.col("code").is_not_null() & (pl.col("code") != ""))
-    codes = codes.with_columns(code_systems.system_expr(pl.col("code")).alias("system"))
+    joined = codes.filter(pl.col("code").str.contains(CODE_WITH_TEXT))
+    if joined.height and joined["rows"].sum() * 2 > codes["rows"].sum():
+        column = CODE_COLUMNS[report.table]
+        example = joined.sort(["rows", "code"], descending=[True, False])["code"][0]
+        report.problems.append(
+            f"{column}: {joined['rows'].sum():,} of {codes['rows'].sum():,} values hold a code and its description in one "
+            f"cell (e.g. '{example}'); the whole cell is read as the code, which no map knows: export the code alone in "
+            "its own column (the description can go in the name column)"
+        )
+        codes = codes.filter(~pl.col("code").str.contains(CODE_WITH_TEXT))  # no map row to fill for each of them
+    forms = code_systems.PROCEDURE_FORMS if report.table == "procedures" else code_systems.FORMS
+    codes = codes.with_columns(code_systems.system_expr(pl.col("code"), forms).alias("system"))
     report.code_systems = dict(codes.group_by("system").agg(pl.col("rows").sum()).sort("system").iter_rows())
     if report.table != "imaging_orders":
         return
@@ -316,6 +366,16 @@ def code_map_codes(cfg: Config, input_dir: Path) -> tuple[set[str], Path | None]
 
     merged, local = reference.code_map(audits.discover(cfg.audits_path), cfg, input_dir)
     return set(merged["code"].to_list()), local
+
+
+def export_codes(bulk, cfg: Config):
+    """A FHIR export's order and procedure codes (``fhir.codes.ExportCodes``), the unknown order codes judged
+    against the same code map as an extract's."""
+    from pipeline.ingest.fhir import codes
+
+    code_map, _ = code_map_codes(cfg, bulk.folder)
+    with ownership.held_temp_dir("order-audit-inspect-") as tmp:
+        return codes.read(bulk, cfg, code_map, tmp)
 
 
 def inspect(input_dir: Path, cfg: Config, shown: Callable[[str], str] = str) -> dict[str, TableReport | str]:

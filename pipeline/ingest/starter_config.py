@@ -93,6 +93,8 @@ def as_text(reports: dict, input_dir: Path) -> str:
         lines.append(f"{table}: {r.file.label} (found by {r.found_by}), {r.rows:,} rows")
         for p in r.problems:
             lines.append(f"  PROBLEM    {p}")
+        if r.fmt.header_row is not None:
+            lines.append(f"  header     Excel row {r.fmt.header_row}, below a title (header_row = {r.fmt.header_row})")
         if r.encoding is not None:
             mark = "" if r.encoding.sure else "   CHECK"
             example = f"; first non-ASCII: {r.encoding.example}" if r.encoding.example else ""
@@ -123,24 +125,52 @@ def as_text(reports: dict, input_dir: Path) -> str:
                 head = f"  {col:10} " if i == 0 else "             "
                 reading = f"-> {v['reads_as']} ({v['by']})" if v["reads_as"] else "-> UNKNOWN: no map knows it (CHECK)"
                 lines.append(f"{head}{v['value']!r}: {v['rows']:,} rows {reading}")
-        if r.code_systems:
-            total = sum(r.code_systems.values())
-            shares = ", ".join(f"{k} {_pct(n, total)}" for k, n in r.code_systems.items())
-            lines.append(f"  codes      {shares} of {total:,}")
-        # codes to map first (not evaluable until mapped), then the CPT codes outside the map in one line
-        to_map = [u for u in r.unknown_codes if u["system"] != "CPT"]
-        for i, u in enumerate(to_map[:20]):
-            head = "  no map    " if i == 0 else "             "
-            name = f" '{u['name']}'" if u["name"] else ""
-            held_by = counted(u["orders"], "order")
-            lines.append(f"{head}{u['code']}{name}: {held_by} ({u['system']} form): not evaluable until mapped")
-        if len(to_map) > 20:
-            lines.append(f"             ... {len(to_map) - 20} more, all in local_code_map.csv with --write-config")
-        cpt = [u for u in r.unknown_codes if u["system"] == "CPT"]
-        if cpt:
-            top = ", ".join(f"{u['code']} ({u['orders']:,})" for u in cpt[:5])
-            lines.append(f"  other CPT  {len(cpt)} codes no map lists, read as imaging outside this audit: {top}")
+        lines += code_lines(r.table, r.code_systems, r.unknown_codes)
     return "\n".join(lines) + "\n"
+
+
+def code_lines(table: str, systems: dict[str, int], unknown_codes: list[dict], told_by: str = "form") -> list[str]:
+    """A table's code systems with their shares, then the order codes no map knows: those to map first (not
+    evaluable until mapped), then the CPT codes outside the map in one line. told_by: how a code's system was told
+    ("form": an extract's code by its form; "": an export's by its coding's system, named as it is)."""
+    lines = []
+    if systems:
+        total = sum(systems.values())
+        shares = ", ".join(f"{k} {_pct(n, total)}" for k, n in systems.items())
+        lines.append(f"  codes      {shares} of {total:,}")
+        if table == "procedures" and systems.get("CPT", 0) < total:
+            held = counted(total - systems.get("CPT", 0), "procedure")
+            lines.append(
+                f"             CHECK: {held} not coded in CPT; the audits' value sets list procedures by CPT code, "
+                "so these are no audit's index procedure (export the CPT code where the EHR has one)"
+            )
+    to_map = [u for u in unknown_codes if u["system"] != "CPT"]
+    for i, u in enumerate(to_map[:20]):
+        head = "  no map     " if i == 0 else "             "
+        name = f" '{u['name']}'" if u["name"] else ""
+        held_by, system = counted(u["orders"], "order"), f"{u['system']} {told_by}".strip()
+        lines.append(f"{head}{u['code']}{name}: {held_by} ({system}): not evaluable until mapped")
+    if len(to_map) > 20:
+        lines.append(f"             ... {len(to_map) - 20} more, all in local_code_map.csv with --write-config")
+    cpt = [u for u in unknown_codes if u["system"] == "CPT"]
+    if cpt:
+        top = ", ".join(f"{u['code']} ({u['orders']:,})" for u in cpt[:5])
+        lines.append(f"  other CPT  {len(cpt)} codes no map lists, read as imaging outside this audit: {top}")
+    return lines
+
+
+def export_codes_dict(codes) -> dict:
+    """A FHIR export's codes (``fhir.codes.ExportCodes``) as inspect's JSON gives them."""
+    return {"code_systems": codes.systems, "unknown_codes": codes.unknown_codes[:50]}
+
+
+def export_code_lines(codes) -> list[str]:
+    """A FHIR export's codes as inspect's text gives them: per table, its systems, then the order codes to map."""
+    lines = []
+    for table, systems in codes.systems.items():
+        unknown = codes.unknown_codes if table == "imaging_orders" else []
+        lines += [f"{table} (the coding a run reads):", *code_lines(table, systems, unknown, told_by="")]
+    return lines
 
 
 # ----------------------------------------------------------------------------- starter config
@@ -154,6 +184,8 @@ def _format_lines(r: TableReport) -> list[str]:
         lines.append(f"file = {toml_string(f.path.name)}   # found by {r.found_by}")
     if f.sheet is not None:
         lines.append(f"sheet = {toml_string(f.sheet)}")
+    if fmt.header_row is not None:
+        lines.append(f"header_row = {fmt.header_row}   # the rows above the header hold a title")
     if r.delimiter is not None and r.delimiter != default.delimiter_for(f.path.suffix):
         lines.append(f"delimiter = {toml_string(r.delimiter)}{'' if r.delimiter_sure else '   # CHECK: the guess was close'}")
     if r.encoding is not None and not fmt.is_utf8:
@@ -233,19 +265,20 @@ def render_toml(reports: dict, cfg: Config, template: Path | None) -> str:
     return "\n".join(out) + "\n"
 
 
-def template_rows(reports: dict, local_map: Path | None) -> list[dict]:
-    """The site map to fill: its current rows (if any), then every order code no map knows that is not CPT."""
+def template_rows(unknown_codes: list[dict], local_map: Path | None) -> list[dict]:
+    """The site map to fill: its current rows (if any), then every order code no map knows that is not CPT. A code
+    carries its code_system when an export's coding named one (the run then reads that system's codings)."""
     rows = []
     if local_map is not None:
         with local_map.open(newline="", encoding="utf-8") as fh:
             rows += [{c: r.get(c, "") for c in TEMPLATE_COLUMNS} for r in csv.DictReader(fh)]
-    orders = reports.get("imaging_orders")
-    for u in orders.unknown_codes if isinstance(orders, TableReport) else []:
+    for u in unknown_codes:
         if u["system"] == "CPT":  # an unmapped CPT code is imaging outside this audit (DESIGN.md)
             continue
+        system = "LOINC" if u["system"] == "LOINC" else u.get("code_system") or "LOCAL"
         rows.append(
             {
-                "code_system": "LOINC" if u["system"] == "LOINC" else "LOCAL",
+                "code_system": system,
                 "code": u["code"],
                 "description": u["name"] or "",
                 "valid_from": "2000-01-01",
@@ -268,9 +301,41 @@ def write(reports: dict, cfg: Config, config_path: Path, local_map: Path | None)
     """Write the starter config and, when codes need mapping, the code map template beside it.
 
     Refuses (ConfigError, nothing written) when either file exists."""
-    rows = template_rows(reports, local_map)
+    orders = reports.get("imaging_orders")
+    rows = template_rows(orders.unknown_codes if isinstance(orders, TableReport) else [], local_map)
     template = config_path.parent / reference.LOCAL_MAP_NAME if rows else None
-    targets = {config_path: render_toml(reports, cfg, template)}
+    return _write_all(config_path, render_toml(reports, cfg, template), template, rows)
+
+
+def render_export_toml(cfg: Config, template: Path | None) -> str:
+    """A FHIR export's starter config: the export's tables need no column or format settings, so it holds the
+    site time zone, the site code map to fill in, and where the [fhir] settings are described."""
+    out = [
+        "# order-audit starter config, written by `order-audit inspect` from a FHIR Bulk Data export.",
+        "# Lines marked CHECK need a person's decision. Every setting: examples/order-audit.toml; where the",
+        "# department, the code systems and the imaging categories come from ([fhir]): docs/FHIR.md.",
+        "",
+        'input_format = "fhir"',
+        f"site_timezone = {toml_string(cfg.site_timezone)}   # CHECK: the zone the months are counted in",
+    ]
+    if template is not None:
+        out.append(
+            f'# local_code_map = "{template.name}"   # CHECK: fill in study_type, modality, regions and contrast '
+            "for the codes listed, then remove the #"
+        )
+    return "\n".join(out) + "\n"
+
+
+def write_export(unknown_codes: list[dict], cfg: Config, config_path: Path, local_map: Path | None) -> list[Path]:
+    """`write` for a FHIR export: its starter config and, when order codes need mapping, the code map beside it."""
+    rows = template_rows(unknown_codes, local_map)
+    template = config_path.parent / reference.LOCAL_MAP_NAME if rows else None
+    return _write_all(config_path, render_export_toml(cfg, template), template, rows)
+
+
+def _write_all(config_path: Path, config_text: str, template: Path | None, rows: list[dict]) -> list[Path]:
+    """The config, and the template when there is one: both or neither (an existing file of either name: nothing)."""
+    targets = {config_path: config_text}
     if template is not None:
         targets[template] = _csv_text(rows)
     for path in targets:

@@ -198,16 +198,39 @@ def _rows(path: Path, sheet: str, n_rows: int | None = None) -> pl.DataFrame:
         raise InputFileError(label(path, sheet), "sheet could not be read", "Save the workbook again, or export CSV") from None
 
 
-def header(path: Path, sheet: str) -> list[str]:
-    """The sheet's first non-empty row, as text (duplicates kept, to be reported)."""
-    frame = _rows(path, sheet, n_rows=1)
-    if frame.height == 0:
+def _rows_above(path: Path, sheet: str, header_row: int | None) -> tuple[int, int]:
+    """(Excel's number of the first row that holds a value, how many rows from it come before the header)."""
+    first = _first_row_number(path, sheet)
+    if header_row is None:
+        return first, 0
+    if header_row < first:
+        raise InputFileError(
+            label(path, sheet), f"header_row {header_row} is above the sheet's first row that holds a value ({first})",
+            "Fix header_row under [formats] in the config (order-audit inspect finds the header's row)",
+        )  # fmt: skip
+    return first, header_row - first
+
+
+def header(path: Path, sheet: str, header_row: int | None = None) -> list[str]:
+    """The sheet's header: the row header_row names, else its first non-empty row, as text (duplicates kept, to be
+    reported). Empty when the sheet has no such row."""
+    _, above = _rows_above(path, sheet, header_row)
+    frame = _rows(path, sheet, n_rows=above + 1)
+    if frame.height <= above:
         return []
-    return ["" if v is None else str(v) for v in frame.row(0)]
+    return ["" if v is None else str(v) for v in frame.row(above)]
 
 
-def read_sheet(path: Path, sheet: str, line_column: str) -> pl.DataFrame:
-    """Every data row of the sheet as text, with its Excel row number; blank rows left out."""
+def first_rows(path: Path, sheet: str, n_rows: int) -> tuple[int, list[list[str]]]:
+    """(Excel's number of the first row that holds a value, the first n_rows rows from there as text)."""
+    frame = _rows(path, sheet, n_rows=n_rows)
+    rows = [["" if v is None else str(v) for v in row] for row in frame.iter_rows()]
+    return _first_row_number(path, sheet), rows
+
+
+def read_sheet(path: Path, sheet: str, line_column: str, header_row: int | None = None) -> pl.DataFrame:
+    """Every data row of the sheet as text, with its Excel row number; blank rows left out, and the rows above the
+    header (header_row: Excel's number of its row, else the first row that holds a value)."""
     problem = _cell_problem(path, sheet)
     if problem is not None:
         # calamine reads each of these as an empty cell: a department merged over three orders left two of them
@@ -224,12 +247,12 @@ def read_sheet(path: Path, sheet: str, line_column: str) -> pl.DataFrame:
         }[kind]  # fmt: skip
         row = re.search(r"\d+$", where) if kind != "merged" else None
         raise InputFileError(label(path, sheet), what, fix, line=int(row.group(0)) if row else None)
+    first, above = _rows_above(path, sheet, header_row)
     raw = _rows(path, sheet)
-    if raw.height == 0:
+    if raw.height <= above:
         return pl.DataFrame({line_column: []}, schema={line_column: pl.Int64})
-    names = ["" if v is None else str(v) for v in raw.row(0)]
-    first = _first_row_number(path, sheet)
-    body = raw.slice(1).rename(dict(zip(raw.columns, names, strict=True)))
+    names = ["" if v is None else str(v) for v in raw.row(above)]
+    body = raw.slice(above + 1).rename(dict(zip(raw.columns, names, strict=True)))
     body = body.with_columns(pl.all().str.replace(MIDNIGHT, "$1"))
-    body = body.with_row_index(line_column, offset=first + 1).with_columns(pl.col(line_column).cast(pl.Int64))
+    body = body.with_row_index(line_column, offset=first + above + 1).with_columns(pl.col(line_column).cast(pl.Int64))
     return body.filter(~pl.all_horizontal(pl.exclude(line_column).is_null()))

@@ -13,5 +13,6 @@ takes the rows and rejects it made, the synth CLI asks pipeline.synth.fhir for a
     tables    the flattened resources joined into the contract's tables (sql/table_<table>.sql)
     orders    the ServiceRequests parsed, joined and typed as imaging_orders in one stream (no part written)
     prepare   the orchestration: export -> typed contract tables with their rejects
+    codes     the orders' and procedures' codes as inspect shows them (the starter local_code_map.csv)
     mapping   the mapping table (FHIR path -> contract column) the docs print
 """

@@ -75,13 +75,15 @@ def extract(
     out: Path,
     read_whole: bool = True,
     lines_of: Callable[[Path], int | None] | None = None,
+    query_name: str | None = None,
 ) -> Extracted:
     """The type's files through its query into Parquet files beside `out`: the files DuckDB's reader takes whole
     (read_whole) by one reader a `whole.READER_FILES` of them, each into one part, the others a chunk of lines at a
-    time. lines_of: a file's lines, if known (the run's fingerprint pass).
+    time. lines_of: a file's lines, if known (the run's fingerprint pass); query_name: another query of sql/ than
+    extract_<Type> (read the same way: it gives `problem` and `left_out` too).
 
     A type the export lacks gives one empty file: the joins read every type the same way."""
-    query = sql("extract_" + resource_type)
+    query = sql(query_name or "extract_" + resource_type)
     structure = whole.structure_of(query)
     key, records, whole_files = first_key, 0, 0
     selects: list[str] = []

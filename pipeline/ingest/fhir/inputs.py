@@ -61,9 +61,10 @@ def find_inputs(input_dir: Path, cfg: Config | None, shown: Callable[[str], str]
     }
 
 
-def describe(input_dir: Path) -> dict:
-    """What `order-audit inspect` shows for an export: the files of each type, and the files not read."""
-    bulk = export.read_export(input_dir)
+def describe(input_dir: Path, bulk: export.BulkExport | None = None) -> dict:
+    """What `order-audit inspect` shows for an export: the files of each type, and the files not read (bulk: the
+    export as read already, else read here)."""
+    bulk = bulk or export.read_export(input_dir)
     found_manifest, manifest_problem = None, None
     if bulk.manifest is not None:
         found_manifest = bulk.manifest.facts(bulk.manifest.path.name)
@@ -79,11 +80,12 @@ def describe(input_dir: Path) -> dict:
         "missing_required": [t for t in export.REQUIRED_TYPES if not bulk.of(t)],
         "manifest": found_manifest,
         "manifest_problem": manifest_problem,
-        "next": f"order-audit validate --input {input_dir} (the FHIR mapping needs no starter config; see docs/FHIR.md)",
+        "next": f"order-audit validate --input {input_dir} (the FHIR mapping and its [fhir] settings: docs/FHIR.md)",
     }
 
 
-def describe_text(found: dict) -> str:
+def describe_text(found: dict, code_lines: list[str] | tuple[str, ...] = ()) -> str:
+    """The text of `describe`, with inspect's lines on the codes (code_lines) before the next step."""
     lines = [f"{found['folder']}: a FHIR Bulk Data export (read as FHIR, not as extract tables)"]
     for resource_type, names in found["resource_files"].items():
         lines.append(f"  {resource_type:14} {len(names)} file(s): {', '.join(names)}")
@@ -97,5 +99,6 @@ def describe_text(found: dict) -> str:
         lines.append(f"  MANIFEST       {found['manifest_problem']}")
     if found["missing_required"]:
         lines.append(f"  MISSING        {', '.join(found['missing_required'])}: a run needs them")
+    lines += code_lines
     lines.append(f"Next: {found['next']}")
     return "\n".join(lines) + "\n"

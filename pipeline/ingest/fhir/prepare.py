@@ -62,7 +62,7 @@ def local_code_systems(cfg: Config, folder: Path, kept_map: pl.DataFrame | None 
     return tuple(found)
 
 
-def _connect(work: Path) -> duckdb.DuckDBPyConnection:
+def connect(work: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
     # the joins are written with the side to hash on the right (the lookups); the planner's estimates
@@ -168,7 +168,7 @@ def prepare_inputs(
     # each file opened once for its hash, its lines and a gzip file's text lines (whole.took_every_line)
     pending = fingerprint_in_background({str(p): p for p in in_order}, gzip_text=True) if hashes is None else None
     prepared = {}
-    con = _connect(work)
+    con = connect(work)
     try:
         by_type, key, records = extract_export(con, bulk, cfg, work, pending, shown, kept_map)
         _check_counts(bulk, records)  # before the orders' stream: a lost Encounter file stops the run here

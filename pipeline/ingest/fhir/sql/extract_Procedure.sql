@@ -19,7 +19,7 @@ checked AS (
         fhir_common_problem(r, 'Procedure') AS common,
         fhir_code(r.code.coding, getvariable('fhir_procedure_systems')) AS coding,
         coalesce(nullif(trim(r.performedDateTime), ''), nullif(trim(r.performedPeriod.start), '')) AS performed,
-        CASE WHEN r.status IN ('not-done', 'entered-in-error') THEN 'Procedure.status ' || r.status END AS out_reason,
+        fhir_procedure_left_out(r) AS out_reason,
         fhir_extension_department(r.extension) AS ext
     FROM parsed
 ),

@@ -25,13 +25,7 @@ checked AS (
         fhir_common_problem(r, 'ServiceRequest') AS common,
         fhir_code(r.code.coding, getvariable('fhir_order_systems')) AS coding,
         fhir_ref_id(r.subject.reference, 'Patient') AS patient_id,
-        CASE
-            WHEN r.status IN ('entered-in-error', 'draft') THEN 'ServiceRequest.status ' || r.status
-            WHEN r.intent IN ('proposal', 'plan', 'option') THEN 'ServiceRequest.intent ' || r.intent || ' (not an order)'
-            WHEN len(r.category) > 0 AND len(getvariable('fhir_imaging_categories')) > 0
-                 AND NOT list_has_any(fhir_concept_keys(r.category), getvariable('fhir_imaging_categories'))
-                THEN 'ServiceRequest.category is not imaging'
-        END AS out_reason,
+        fhir_order_left_out(r) AS out_reason,
         fhir_extension_department(r.extension) AS ext,
         -- indications: the ICD-10-CM codings of every reasonCode (reasonReference is resolved in the join)
         CASE WHEN len(r.reasonCode) > 0 THEN fhir_concept_codes(r.reasonCode, getvariable('fhir_diagnosis_systems')) END AS reason_codes,

@@ -150,3 +150,17 @@ CREATE OR REPLACE MACRO fhir_indication_codes(codes) AS
         WHEN 1 THEN codes[1]
         ELSE array_to_string(list_filter(codes, lambda c, i: list_position(codes, c) = i), '|')
     END;
+
+-- Why a resource is left out on purpose (counted, not rejected), or NULL: read by the extract of a run and by
+-- inspect's code counts (codes_<Type>.sql), so both leave out the same resources.
+CREATE OR REPLACE MACRO fhir_order_left_out(r) AS
+    CASE
+        WHEN r.status IN ('entered-in-error', 'draft') THEN 'ServiceRequest.status ' || r.status
+        WHEN r.intent IN ('proposal', 'plan', 'option') THEN 'ServiceRequest.intent ' || r.intent || ' (not an order)'
+        WHEN len(r.category) > 0 AND len(getvariable('fhir_imaging_categories')) > 0
+             AND NOT list_has_any(fhir_concept_keys(r.category), getvariable('fhir_imaging_categories'))
+            THEN 'ServiceRequest.category is not imaging'
+    END;
+
+CREATE OR REPLACE MACRO fhir_procedure_left_out(r) AS
+    CASE WHEN r.status IN ('not-done', 'entered-in-error') THEN 'Procedure.status ' || r.status END;

@@ -1,0 +1,25 @@
+-- Procedure lines -> the code each procedure is read by (`inspect`: which code systems the procedures are
+-- coded in). The coding is picked as extract_Procedure.sql picks it, and the same resources are left out.
+WITH parsed AS (
+    SELECT key, try(json_transform(line, '{
+        "resourceType": "VARCHAR", "id": "VARCHAR", "status": "VARCHAR",
+        "code": {"coding": [{"system": "VARCHAR", "code": "VARCHAR", "display": "VARCHAR"}], "text": "VARCHAR"}
+    }')) AS r
+    FROM lines
+),
+checked AS (
+    SELECT
+        key,
+        r,
+        fhir_common_problem(r, 'Procedure') AS common,
+        fhir_code(r.code.coding, getvariable('fhir_procedure_systems')) AS coding
+    FROM parsed
+)
+SELECT
+    key,
+    common AS problem,
+    CASE WHEN common IS NULL THEN fhir_procedure_left_out(r) END AS left_out,
+    nullif(trim(coding.system), '') AS code_system,
+    upper(trim(coding.code)) AS code,
+    coalesce(nullif(trim(r.code.text), ''), coding.display) AS name
+FROM checked
