@@ -1,7 +1,7 @@
 """departments.name.lookalike: department names that read as one and are two (pipeline/quality/lookalikes.py).
 
 Hand-built src_* tables on an in-memory DuckDB, the check run as the gate runs it (``run_sql_check`` with the
-suite's own spec); tests/test_gate_lookalike.py runs it through the CLI, on the 20k demo and on a copy with a twin.
+suite's own spec); the last test runs it through the CLI: the log, run.json, the report and the workbook.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import unicodedata
 
 import duckdb
 import pytest
+from markupsafe import escape
 
 from pipeline.quality import lookalikes, validate
 from pipeline.quality.sql_checks import run_sql_check
@@ -161,6 +162,7 @@ def test_the_map_turns_cyrillic_and_greek_letters_into_basic_latin_ones():
 
 def test_a_run_names_the_pair_in_its_log_run_json_and_report(tmp_path):
     from conftest import ORDER_HEADER, run_cli, write_csv, write_small_input
+    from xlsx_xml import Workbook  # noqa: PLC0415
 
     inp = write_small_input(tmp_path / "in")
     write_csv(
@@ -189,3 +191,24 @@ def test_a_run_names_the_pair_in_its_log_run_json_and_report(tmp_path):
     # the report's data-quality table: one row, a warning whose rows stay (amber)
     report = (out / "csf_leak" / "report.html").read_text(encoding="utf-8")
     assert f'<tr class="dq-warning"><td><code>{CHECK}</code></td><td>src_imaging_orders</td><td>warning</td>' in report
+    # and the pair itself under the check's description, escaped like any value (a committee corrects the name)
+    assert f'{escape(SPEC["description"])}<br><span class="cite">Found: {escape(pair)}</span></td></tr>' in report
+    # the workbook's Methods sheet says it whole
+    cells = Workbook(out / "csf_leak" / "case_list.xlsx").cells("Explanation")
+    explained = {cells[(i, 0)]["text"]: cells.get((i, 1), {}).get("text") for i, j in cells if j == 0}
+    assert f"{SPEC['description']} Found: {pair}" in explained["Data quality"]
+
+
+def test_the_pages_print_names_and_months_found_never_a_rows_key_or_value():
+    from pipeline.quality.result import printed_examples
+
+    def check(sample_key, status="failed"):
+        return {"status": status, "sample_key": sample_key, "sample_keys": ["A", "B"]}
+
+    assert printed_examples(check("department names")) == ["A", "B"]
+    assert printed_examples(check("month")) == ["A", "B"]
+    # a passed check names nothing; an order's or a patient's key, or a column's values (a value may be a patient
+    # id), stay in the log and run.json for the data team
+    assert printed_examples(check("department names", status="passed")) == []
+    for key in ("order_id", "patient_id", "source_line", "order_code", "unit:step", None):
+        assert printed_examples(check(key)) == []

@@ -21,6 +21,7 @@ expression and the letter map on the distinct names only.
 from __future__ import annotations
 
 from pipeline.errors import printable
+from pipeline.quality.result import DEPARTMENT_NAMES
 from pipeline.wording import counted
 
 # letter -> the basic Latin letter it passes for (UTS #39 confusables.txt prototypes, single letters)
@@ -121,5 +122,5 @@ ORDER BY kind, name, twin"""
             )
         return len(suspect), total, bool(pairs), sample, pairs_sql(tables), note
 
-    run.sample_key = "department names"
+    run.sample_key = DEPARTMENT_NAMES
     return ["src_imaging_orders"], run

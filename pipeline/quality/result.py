@@ -6,6 +6,13 @@ from dataclasses import dataclass, field
 
 SAMPLE_SIZE = 5  # keys (or values) of the violating rows a result names
 
+# What a check's examples are (``CheckResult.sample_key``) when the report and the workbook may print them: names and
+# months a committee reads anyway. A row's key or a column's value is never printed there (a value may be a patient
+# id); the log and run.json name those for the data team.
+DEPARTMENT_NAMES = "department names"
+MONTHS = "month"
+PRINTED_SAMPLES = frozenset({DEPARTMENT_NAMES, MONTHS})
+
 
 def examples(values) -> list[str]:
     """The first violating rows' keys as a result names them: text, each once (a patient with several
@@ -53,6 +60,13 @@ OUTCOMES = {
     "set_aside": ("rows set aside", ("set its rows aside", "set their rows aside")),
     "failed": ("failed: run stopped", ("failed", "failed")),
 }
+
+
+def printed_examples(check: dict) -> list[str]:
+    """The examples of one check as run.json holds it (``gate.as_dict``) that the pages may print (``PRINTED_SAMPLES``)."""
+    if check.get("status") == "passed" or check.get("sample_key") not in PRINTED_SAMPLES:
+        return []
+    return [str(k) for k in check.get("sample_keys") or []]
 
 
 def outcome(check: dict) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from pipeline.ingest.code_systems import FORMS
 from pipeline.quality.lookalikes import check_lookalike_departments
-from pipeline.quality.result import SAMPLE_SIZE, CheckResult, examples
+from pipeline.quality.result import MONTHS, SAMPLE_SIZE, CheckResult, examples
 from pipeline.sqltext import typed_literal
 from pipeline.wording import counted
 
@@ -254,7 +254,7 @@ FROM covered WHERE first_date IS NOT NULL"""
         note = _partial_months_note(con.execute(edges_sql).fetchall(), through, since)
         return len(low), len(judged), len(low) > 0, low, vsql.strip(), note
 
-    run.sample_key = "month"
+    run.sample_key = MONTHS
     run.fast_sql, run.per_row_sql = fast_sql, judged_sql  # tests compare the two
     return ["src_imaging_orders"], run
 

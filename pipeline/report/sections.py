@@ -17,7 +17,7 @@ import polars as pl
 from pipeline.audits import plain_number
 from pipeline.db import frame, has_table
 from pipeline.months import MONTH, month_range
-from pipeline.quality.result import OUTCOMES, outcome, outcome_counts
+from pipeline.quality.result import OUTCOMES, outcome, outcome_counts, printed_examples
 from pipeline.report import charts
 from pipeline.report.measure import funnel_status, p_chart, with_rates
 from pipeline.report.names import in_words, printed, printed_department
@@ -424,7 +424,16 @@ def methods(con, run_info: dict, rules: pl.DataFrame, spec: ReportSpec) -> dict:
     keys = ("check_id", "table", "severity", "status", "violated_count", "denominator", "percent", "description")
     checks = run_info.get("data_quality", [])
     # each check with what it did (a warning's rows stayed in; it did not "fail"): quality.result.OUTCOMES
-    dq = [{**{k: d.get(k) for k in keys}, "outcome": outcome(d), "result": OUTCOMES[outcome(d)][0]} for d in checks]
+    dq = [
+        {
+            **{k: d.get(k) for k in keys},
+            "outcome": outcome(d),
+            "result": OUTCOMES[outcome(d)][0],
+            # a look-alike pair or a quiet month: what to correct, on the page (a row's key stays in run.json)
+            "examples": [printed(e) for e in printed_examples(d)],
+        }
+        for d in checks
+    ]
     rejects_info = run_info.get("rejects") or {}
     rejects = _rejects(con)
     listed_per_kind = int(rejects_info.get("listed_per_kind") or 0)

@@ -33,7 +33,7 @@ from xlsxwriter.utility import _preserve_whitespace, xl_col_to_name
 
 from pipeline.formula_guard import neutralise, neutralise_expr
 from pipeline.period_status import final_since, final_text
-from pipeline.quality.result import OUTCOMES, outcome, outcome_counts
+from pipeline.quality.result import OUTCOMES, outcome, outcome_counts, printed_examples
 from pipeline.report import sheet_rows
 from pipeline.report.caselist import time_after
 from pipeline.report.controls import visible_expr
@@ -540,6 +540,8 @@ def _data_quality(run_info: dict) -> list[tuple[str, str]]:
         rows = "" if d.get("violated_count") is None else f" {d['violated_count']:,} of {d.get('denominator') or 0:,} rows"
         what = f"{d['severity'].capitalize()}, {OUTCOMES[key][0]}"
         text += f"\n{what}: {d['check_id']} ({d.get('table') or ''}){rows}. {d.get('description') or ''}"
+        if found := printed_examples(d):
+            text += f" Found: {'; '.join(found)}"
     return [("Data quality", text)]
 
 
