@@ -18,6 +18,7 @@ import duckdb
 from pipeline.ingest import reject_listing, segments, source_store
 from pipeline.ingest.contract import CONTRACTS
 from pipeline.sqltext import ident, literal
+from pipeline.wording import counted
 
 if TYPE_CHECKING:
     from pipeline.ingest.load import PreparedTable
@@ -198,11 +199,11 @@ def _record_load(
     con.execute("DROP TABLE _gate_rejects")
     con.execute(f"DROP TABLE IF EXISTS {segments.TABLE}")
     log.info(
-        "loaded %s: %d rows read, %d loaded, %d rejected%s",
+        "loaded %s: %s read, %s loaded, %s rejected%s",
         prep.table,
-        prep.rows_read,
-        loaded,
-        rejected,
+        counted(prep.rows_read, "row"),
+        f"{loaded:,}",
+        f"{rejected:,}",
         f", replacing {len(replaced)} earlier file(s)" if replaced else "",
     )
     return TableLoad(

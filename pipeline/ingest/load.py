@@ -35,6 +35,7 @@ from pipeline.ingest.typed_frame import typed_frame
 from pipeline.ingest.value_maps import UnknownValues
 from pipeline.sqltext import ident, literal
 from pipeline.warehouse import memory_limit
+from pipeline.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -554,7 +555,7 @@ def prepare_inputs(
         result = prepare_table(f, contract, cfg, scratch, sha, future.result, typed_writer=typed_writer)
         if result.rows_read == 0 and not contract.may_be_empty:
             raise InputFileError(f.label, "has a header but no rows", "The extract looks incomplete; re-export it", line=1)
-        log.info("parsed %s: %d rows read", contract.name, result.rows_read)
+        log.info("parsed %s: %s read", contract.name, counted(result.rows_read, "row"))
         for unknown in result.unknown_values:
             log.warning("%s", unknown.message())
         prepared[contract.name] = result
