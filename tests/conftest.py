@@ -70,15 +70,33 @@ def pytest_xdist_make_scheduler(config, log):
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """`python -m pipeline ARGS` as a user would run it; returns the completed process."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=full_env,
-        timeout=timeout,
-    )
+    (done,) = run_cli_side_by_side((args, env), timeout=timeout)
+    return done
+
+
+def run_cli_side_by_side(*commands: tuple[tuple, dict | None], timeout: float = 600) -> list[subprocess.CompletedProcess]:
+    """Each (ARGS, env) as run_cli runs it, all started at once: commands that spend their time waiting (on a server
+    nobody answers) wait together, not one after the other. The completed processes, in the commands' order."""
+    started = [
+        subprocess.Popen(
+            [sys.executable, "-m", "pipeline", *map(str, args)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+        )
+        for args, env in commands
+    ]
+    try:
+        # one after the other: a later process that fills a pipe meanwhile only pauses until its turn
+        outputs = [proc.communicate(timeout=timeout) for proc in started]
+    finally:
+        for proc in started:  # a timeout (or an interrupt) leaves none running, as subprocess.run kills its own
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    return [subprocess.CompletedProcess(proc.args, proc.returncode, *out) for proc, out in zip(started, outputs, strict=True)]
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[str]], newline: str = "\n") -> Path:
