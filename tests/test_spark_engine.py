@@ -25,11 +25,14 @@ from deck_input import SITE_TIMEZONE
 from benchmarks.engine_compare import data_outputs
 from pipeline.models import spark as spark_engine
 
-# the deck is tiny: compiling code per stage, re-planning at run time and splitting a shuffle cost more than they save
+# the deck is tiny: compiling code per stage, re-planning at run time and splitting a shuffle cost more than they save;
+# so does compiling each expression (Janino): NO_CODEGEN evaluates them interpreted, Spark's own other form of the
+# same expressions (its tests hold the two to the same results), as wholeStage off already does for whole stages
 DECK_CONF = {
     "spark.sql.codegen.wholeStage": "false",
     "spark.sql.adaptive.enabled": "false",
     "spark.sql.shuffle.partitions": "1",
+    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
 }
 # A JVM that lives a minute or two on the deck spends much of it compiling: the quick (C1) compiler alone, with room
 # for its code (C1 alone fills the default 48 MB cache, stops compiling and says so on stderr), and one GC thread
