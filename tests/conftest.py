@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import os
+import pickle
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -70,15 +73,33 @@ def pytest_xdist_make_scheduler(config, log):
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """`python -m pipeline ARGS` as a user would run it; returns the completed process."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=full_env,
-        timeout=timeout,
-    )
+    (done,) = run_cli_side_by_side((args, env), timeout=timeout)
+    return done
+
+
+def run_cli_side_by_side(*commands: tuple[tuple, dict | None], timeout: float = 600) -> list[subprocess.CompletedProcess]:
+    """Each (ARGS, env) as run_cli runs it, all started at once: commands that spend their time waiting (on a server
+    nobody answers) wait together, not one after the other. The completed processes, in the commands' order."""
+    started = [
+        subprocess.Popen(
+            [sys.executable, "-m", "pipeline", *map(str, args)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+        )
+        for args, env in commands
+    ]
+    try:
+        # one after the other: a later process that fills a pipe meanwhile only pauses until its turn
+        outputs = [proc.communicate(timeout=timeout) for proc in started]
+    finally:
+        for proc in started:  # a timeout (or an interrupt) leaves none running, as subprocess.run kills its own
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    return [subprocess.CompletedProcess(proc.args, proc.returncode, *out) for proc, out in zip(started, outputs, strict=True)]
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[str]], newline: str = "\n") -> Path:
@@ -182,17 +203,47 @@ DESIGN_REASONS: dict[str, str] = {
 # ----------------------------------------------------------------------------------------- the decks
 
 
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build):
+    """``build(folder)``'s result, built into a fresh folder once per test run: under pytest-xdist the first
+    worker to ask builds it (the others wait on a lock, then read what it kept), as xdist's docs advise for
+    session data; in one process, into the session's own temporary folder. What is built is read, never
+    written: a test writing beside it copies it first (as test_benchmarks copies the warehouse)."""
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")  # the same in every worker of one run
+    if run_id is None:
+        return build(tmp_path_factory.mktemp(name))
+    # the workers' session folders (popen-gw0, popen-gw1) share this parent, new for each run
+    shared = tmp_path_factory.getbasetemp().parent / f"built-once-{run_id}"
+    shared.mkdir(exist_ok=True)
+    folder, kept = shared / name, shared / f"{name}.pickle"
+    with (shared / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released as the file closes; the kernel's, so a worker's crash frees it
+        if not kept.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a build that failed part way on the other worker
+            folder.mkdir()
+            result = build(folder)
+            written = kept.with_suffix(".part")
+            written.write_bytes(pickle.dumps(result))
+            written.replace(kept)  # whole or absent
+    return pickle.loads(kept.read_bytes())
+
+
 @pytest.fixture(scope="session")
 def deck_runs(tmp_path_factory):
     """Every audit's deck through the real CLI: the combined input once (all audits, with the
-    re-identification crosswalk), and each ``separate_input`` file on its own input."""
-    from deck_input import SITE_TIMEZONE, deck_files, write_deck_input, write_input
+    re-identification crosswalk), and each ``separate_input`` file on its own input. Built once per test
+    run (``built_once``): the runs take a quarter of a minute, and every worker reads the same ones."""
+    from deck_input import deck_files
 
     from pipeline import audits
 
     found = audits.discover()
     files = deck_files(found)
-    base = tmp_path_factory.mktemp("decks")
+    runs = built_once(tmp_path_factory, "decks", lambda base: _deck_runs(base, found, files))
+    return {"audits": {a.id: a for a in found}, "files": files, "runs": runs}
+
+
+def _deck_runs(base: Path, found, files) -> dict:
+    from deck_input import SITE_TIMEZONE, write_deck_input, write_input
 
     def run(name: str, write) -> dict:
         inp, out, wh, reid = base / name / "input", base / name / "output", base / name / "wh.duckdb", base / f"{name}.reid.csv"
@@ -213,7 +264,7 @@ def deck_runs(tmp_path_factory):
     for f in files:
         if f.separate and f.audit in runnable:  # its own audit must be able to read it
             runs[f.id] = run(f.id.replace("/", "__"), lambda inp, f=f: write_input(inp, [f.case]))
-    return {"audits": {a.id: a for a in found}, "files": files, "runs": runs}
+    return runs
 
 
 # ----------------------------------------------------------------------------------------- Spark

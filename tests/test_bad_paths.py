@@ -201,7 +201,7 @@ def test_input_inside_the_output_folder_is_refused_before_any_work(small_input, 
 @pytest.mark.parametrize("theirs", ["index.html", "run.json"])
 def test_a_users_folder_whose_index_or_run_json_a_run_would_replace_is_refused(small_input, tmp_path, theirs):
     """--out a web server's root or a shared folder: its own index.html (or run.json) was replaced by the site
-    index. Refused before any work; a folder an earlier run published into (a backfill's too) still takes reruns."""
+    index. Refused before any work."""
     www = tmp_path / "www"
     www.mkdir()
     (www / theirs).write_text("the site's own page\n")
@@ -210,7 +210,12 @@ def test_a_users_folder_whose_index_or_run_json_a_run_would_replace_is_refused(s
     result = run_audit(small_input, www, "--warehouse", tmp_path / "wh.duckdb")
     one_line_error(result, 1, "--out", theirs, "no order-audit run wrote")
     assert tree(www) == before and not (tmp_path / "wh.duckdb").exists()
-    # a folder the runs publish into, file by file: the run's own index.html and run.json are replaced
+
+
+def test_a_folder_earlier_runs_published_into_still_takes_reruns(small_input, tmp_path):
+    """The other side of the refusal above (once, not once per refused file: the reruns do not depend on it): a
+    folder the runs publish into, file by file, a backfill's too; the run's own index.html and run.json are
+    replaced, the user's files beside them kept."""
     plain = tmp_path / "plain"
     plain.mkdir()
     (plain / "notes.txt").write_text("precious\n")

@@ -158,6 +158,17 @@ def _printed_pages(tmp_path: Path, body: str) -> list[str]:
     return text.split("\f")
 
 
+def _printed_each_alone(tmp_path: Path, bodies: list[str]) -> list[list[str]]:
+    """Each of ``bodies`` (each opening with the word "Filler", found nowhere else) printed as ``_printed_pages``
+    prints one: all in one document, each from the top of a page of its own (a forced break before it), so laid
+    out as if alone, with one Chromium start instead of one a body. Each body's pages' text, in order."""
+    breaks = '<div style="break-before: page"></div>'
+    pages = _printed_pages(tmp_path, breaks.join(bodies))
+    starts = [i for i, page in enumerate(pages) if "Filler" in page]
+    assert len(starts) == len(bodies), pages  # each began a page, and the pages part by body
+    return [pages[start:end] for start, end in zip(starts, [*starts[1:], len(pages)], strict=True)]
+
+
 def test_printed_heading_stays_with_its_chart_and_the_department_key_is_shown(tmp_path):
     """A heading and its lead paragraph near the foot of a page move to the next page with their chart (they were
     left alone at the foot); the department chart's caption (its key) is printed, other captions are not."""
@@ -217,13 +228,14 @@ def test_printed_paragraph_is_not_split_across_pages(tmp_path):
     the heading's or the note's break-after: avoid)."""
     words = " ".join(f"word{i}" for i in range(40))
     table = "<table><thead><tr><th>Step</th></tr></thead><tbody>" + "<tr><td>row</td></tr>" * 30 + "</tbody></table>"
-    for filler_mm in range(160, 186, 2):  # the foot of the page falls on the heading, then on each line of the note
-        body = (
-            f'<div style="height: {filler_mm}mm">Filler</div>'
-            f'<section id="attrition"><h2>Attrition</h2><p class="note">NOTESTART {words} {words} and the note says '
-            f"NOTEEND.</p>{table}</section>"
-        )
-        pages = _printed_pages(tmp_path, body)
+    fillers = range(160, 186, 2)  # the foot of the page falls on the heading, then on each line of the note
+    bodies = [
+        f'<div style="height: {filler_mm}mm">Filler</div>'
+        f'<section id="attrition"><h2>Attrition</h2><p class="note">NOTESTART {words} {words} and the note says '
+        f"NOTEEND.</p>{table}</section>"
+        for filler_mm in fillers
+    ]
+    for filler_mm, pages in zip(fillers, _printed_each_alone(tmp_path, bodies), strict=True):
         with_end = [page for page in pages if "NOTEEND" in page]
         assert len(with_end) == 1 and "NOTESTART" in with_end[0], (filler_mm, pages)
 
@@ -234,9 +246,12 @@ def test_a_printed_footnote_is_never_cut_through_its_line(tmp_path):
     of the page, the top half there and the bottom half atop the next (the all-months CSF report's risk factors)."""
     table = '<div class="risk-grid"><table><tbody>' + "<tr><td>row</td></tr>" * 8 + "</tbody></table></div>"
     note = '<p class="footnote">FOOTSTART wide wave view every way FOOTEND</p>'
+    fillers = range(140, 176, 1)  # the foot of the page falls on the table's last rows, then on the footnote
+    printed = _printed_each_alone(
+        tmp_path, [f'<div style="height: {mm}mm">Filler</div>{table}{note}<p>after</p>' for mm in fillers]
+    )
     cut = []
-    for filler_mm in range(140, 176, 1):  # the foot of the page falls on the table's last rows, then on the footnote
-        pages = _printed_pages(tmp_path, f'<div style="height: {filler_mm}mm">Filler</div>{table}{note}<p>after</p>')
+    for filler_mm, pages in zip(fillers, printed, strict=True):
         whole = [page for page in pages if "FOOTSTART wide wave view every way FOOTEND" in page]
         if len(whole) != 1:
             cut.append(filler_mm)

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import run_cli
+from conftest import built_once, run_cli
 from deck_input import SITE_TIMEZONE, DeckFile, deck_files, deck_outputs, deck_problems, write_deck_input
 from deck_input import rows_of as _rows
 from fhir_export import export_extract
@@ -58,9 +59,9 @@ COMPARED = {
 NOT_CARRIED = ("needle_gauge", "needle_type", "attempts", "patient_position", "site")
 
 
-@pytest.fixture(scope="module")
-def deck_runs(tmp_path_factory):
-    base = tmp_path_factory.mktemp("fhir_deck")
+def _export_and_runs(base) -> tuple[dict, Path, dict]:
+    """The deck as CSV and as an export, each run through the CLI: (resources written, the export's folder,
+    {input: (out, reid)})."""
     csv_in, fhir_in = base / "csv", base / "fhir"
     write_deck_input(csv_in, FILES)
     written = export_extract(csv_in, fhir_in, lines_per_file=25)
@@ -71,6 +72,13 @@ def deck_runs(tmp_path_factory):
         if result.returncode != 0:
             pytest.fail(f"order-audit run on the {name} deck exited {result.returncode}\n{result.stderr[-4000:]}", pytrace=False)
         outs[name] = (out, reid)
+    return written, fhir_in, outs
+
+
+@pytest.fixture(scope="module")
+def deck_runs(tmp_path_factory):
+    # built once per test run: the Spark test runs on the Spark tests' worker, the others on whichever is free
+    written, fhir_in, outs = built_once(tmp_path_factory, "fhir_deck", _export_and_runs)
     return {
         "written": written,
         "export": fhir_in,
