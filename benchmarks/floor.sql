@@ -1,4 +1,4 @@
--- The floor: ONE hand-written DuckDB query that reads the extract files directly and
+-- The floor: ONE hand-written DuckDB query (after three macros it uses) that reads the extract files directly and
 -- computes the verdict counts per (case_index_month, ordering_department, verdict) that the
 -- pipeline's mart_audited_orders holds. It implements docs/DESIGN.md with no warehouse,
 -- no staging tables and no Python in between: what the hardware needs for the core work.
@@ -19,6 +19,41 @@
 --    writes none).
 --  * DST checks (ambiguous -> earlier instant, non-existent -> row rejected) only look at
 --    local hours 00-03, where every US/EU transition falls.
+-- Every table's times are read alike. A timestamp text's two readings (each CTE keeps both as columns):
+-- a wall-clock time (a bare date is local midnight), else NULL ...
+CREATE OR REPLACE TEMP MACRO floor_naive(ts) AS (
+    CASE
+        WHEN length(ts) = 10 THEN try_strptime(ts, '%Y-%m-%d')
+        WHEN ts[-1] = 'Z' OR ts[-6] IN ('+', '-') OR ts[-5] IN ('+', '-') THEN NULL
+        ELSE coalesce(try_strptime(ts, '%Y-%m-%d %H:%M:%S'),
+                      try_strptime(ts, ['%Y-%m-%dT%H:%M:%S', '%Y-%m-%d %H:%M:%S.%f', '%Y-%m-%dT%H:%M:%S.%f',
+                                        '%Y-%m-%d %H:%M', '%Y-%m-%dT%H:%M']))
+    END
+);
+-- ... and an instant written with its offset (Z or +hh:mm), else NULL
+CREATE OR REPLACE TEMP MACRO floor_with_offset(ts) AS (
+    CASE
+        WHEN length(ts) = 10 THEN NULL
+        WHEN ts[-1] = 'Z' THEN timezone('UTC', coalesce(try_strptime(ts, '%Y-%m-%dT%H:%M:%SZ'),
+            try_strptime(ts, ['%Y-%m-%d %H:%M:%SZ', '%Y-%m-%dT%H:%M:%S.%fZ', '%Y-%m-%d %H:%M:%S.%fZ',
+                              '%Y-%m-%dT%H:%MZ', '%Y-%m-%d %H:%MZ'])))
+        WHEN ts[-6] IN ('+', '-') OR ts[-5] IN ('+', '-') THEN
+            coalesce(try_strptime(ts, '%Y-%m-%dT%H:%M:%S%z'),
+                     try_strptime(ts, ['%Y-%m-%d %H:%M:%S%z', '%Y-%m-%dT%H:%M:%S.%f%z', '%Y-%m-%d %H:%M:%S.%f%z',
+                                       '%Y-%m-%dT%H:%M%z', '%Y-%m-%d %H:%M%z']))
+    END
+);
+-- A wall-clock time as the site's instant. Given the column, not floor_naive(ts): it is read five times here
+CREATE OR REPLACE TEMP MACRO floor_site_instant(naive) AS (
+    CASE
+        WHEN naive IS NULL THEN NULL
+        WHEN hour(naive) > 3 THEN timezone('${tz}', naive)
+        WHEN timezone('${tz}', timezone('${tz}', naive) - INTERVAL 1 HOUR) = naive
+            THEN timezone('${tz}', naive) - INTERVAL 1 HOUR          -- ambiguous: the earlier instant
+        WHEN timezone('${tz}', timezone('${tz}', naive)) <> naive THEN NULL  -- DST gap: rejected
+        ELSE timezone('${tz}', naive)
+    END
+);
 WITH RECURSIVE
 vs AS (
     SELECT value_set, replace(upper(trim(code)), '.', '') AS code_norm, lower(trim(match)) AS match
@@ -46,37 +81,13 @@ proc_txt AS (
 ),
 proc_parsed AS (
     SELECT *,
-        CASE
-            WHEN length(ts) = 10 THEN try_strptime(ts, '%Y-%m-%d')
-            WHEN ts[-1] = 'Z' OR ts[-6] IN ('+', '-') OR ts[-5] IN ('+', '-') THEN NULL
-            ELSE coalesce(try_strptime(ts, '%Y-%m-%d %H:%M:%S'),
-                          try_strptime(ts, ['%Y-%m-%dT%H:%M:%S', '%Y-%m-%d %H:%M:%S.%f', '%Y-%m-%dT%H:%M:%S.%f',
-                                            '%Y-%m-%d %H:%M', '%Y-%m-%dT%H:%M']))
-        END AS naive,
-        CASE
-            WHEN length(ts) = 10 THEN NULL
-            WHEN ts[-1] = 'Z' THEN timezone('UTC', coalesce(try_strptime(ts, '%Y-%m-%dT%H:%M:%SZ'),
-                try_strptime(ts, ['%Y-%m-%d %H:%M:%SZ', '%Y-%m-%dT%H:%M:%S.%fZ', '%Y-%m-%d %H:%M:%S.%fZ',
-                                  '%Y-%m-%dT%H:%MZ', '%Y-%m-%d %H:%MZ'])))
-            WHEN ts[-6] IN ('+', '-') OR ts[-5] IN ('+', '-') THEN
-                coalesce(try_strptime(ts, '%Y-%m-%dT%H:%M:%S%z'),
-                         try_strptime(ts, ['%Y-%m-%d %H:%M:%S%z', '%Y-%m-%dT%H:%M:%S.%f%z', '%Y-%m-%d %H:%M:%S.%f%z',
-                                           '%Y-%m-%dT%H:%M%z', '%Y-%m-%d %H:%M%z']))
-        END AS with_offset
+        floor_naive(ts) AS naive, floor_with_offset(ts) AS with_offset
     FROM proc_txt
     WHERE procedure_id IS NOT NULL AND patient_id IS NOT NULL AND procedure_code IS NOT NULL AND ts IS NOT NULL
 ),
 proc AS (
     SELECT procedure_id, patient_id, procedure_code, patient_birth_date, patient_age,
-        coalesce(with_offset,
-            CASE
-                WHEN naive IS NULL THEN NULL
-                WHEN hour(naive) > 3 THEN timezone('${tz}', naive)
-                WHEN timezone('${tz}', timezone('${tz}', naive) - INTERVAL 1 HOUR) = naive
-                    THEN timezone('${tz}', naive) - INTERVAL 1 HOUR          -- ambiguous: the earlier instant
-                WHEN timezone('${tz}', timezone('${tz}', naive)) <> naive THEN NULL  -- DST gap: rejected
-                ELSE timezone('${tz}', naive)
-            END) AS performed_at
+        coalesce(with_offset, floor_site_instant(naive)) AS performed_at
     FROM proc_parsed
 ),
 proc_ok AS MATERIALIZED (SELECT * FROM proc WHERE performed_at IS NOT NULL),
@@ -106,37 +117,13 @@ ord_txt AS (
 ),
 ord_parsed AS (
     SELECT *,
-        CASE
-            WHEN length(ts) = 10 THEN try_strptime(ts, '%Y-%m-%d')
-            WHEN ts[-1] = 'Z' OR ts[-6] IN ('+', '-') OR ts[-5] IN ('+', '-') THEN NULL
-            ELSE coalesce(try_strptime(ts, '%Y-%m-%d %H:%M:%S'),
-                          try_strptime(ts, ['%Y-%m-%dT%H:%M:%S', '%Y-%m-%d %H:%M:%S.%f', '%Y-%m-%dT%H:%M:%S.%f',
-                                            '%Y-%m-%d %H:%M', '%Y-%m-%dT%H:%M']))
-        END AS naive,
-        CASE
-            WHEN length(ts) = 10 THEN NULL
-            WHEN ts[-1] = 'Z' THEN timezone('UTC', coalesce(try_strptime(ts, '%Y-%m-%dT%H:%M:%SZ'),
-                try_strptime(ts, ['%Y-%m-%d %H:%M:%SZ', '%Y-%m-%dT%H:%M:%S.%fZ', '%Y-%m-%d %H:%M:%S.%fZ',
-                                  '%Y-%m-%dT%H:%MZ', '%Y-%m-%d %H:%MZ'])))
-            WHEN ts[-6] IN ('+', '-') OR ts[-5] IN ('+', '-') THEN
-                coalesce(try_strptime(ts, '%Y-%m-%dT%H:%M:%S%z'),
-                         try_strptime(ts, ['%Y-%m-%d %H:%M:%S%z', '%Y-%m-%dT%H:%M:%S.%f%z', '%Y-%m-%d %H:%M:%S.%f%z',
-                                           '%Y-%m-%dT%H:%M%z', '%Y-%m-%d %H:%M%z']))
-        END AS with_offset
+        floor_naive(ts) AS naive, floor_with_offset(ts) AS with_offset
     FROM ord_txt
     WHERE order_id IS NOT NULL AND patient_id IS NOT NULL AND order_code IS NOT NULL
 ),
 ord AS (
     SELECT order_id, patient_id, order_code, ordering_department, indication_codes, status,
-        coalesce(with_offset,
-            CASE
-                WHEN naive IS NULL THEN NULL
-                WHEN hour(naive) > 3 THEN timezone('${tz}', naive)
-                WHEN timezone('${tz}', timezone('${tz}', naive) - INTERVAL 1 HOUR) = naive
-                    THEN timezone('${tz}', naive) - INTERVAL 1 HOUR
-                WHEN timezone('${tz}', timezone('${tz}', naive)) <> naive THEN NULL
-                ELSE timezone('${tz}', naive)
-            END) AS ordered_at,
+        coalesce(with_offset, floor_site_instant(naive)) AS ordered_at,
         ts IS NOT NULL AS has_ts
     FROM ord_parsed
 ),
@@ -174,36 +161,12 @@ dx_leak AS (
 ),
 dx_parsed AS (
     SELECT patient_id, length(ts) = 10 AS is_date,
-        CASE
-            WHEN length(ts) = 10 THEN try_strptime(ts, '%Y-%m-%d')
-            WHEN ts[-1] = 'Z' OR ts[-6] IN ('+', '-') OR ts[-5] IN ('+', '-') THEN NULL
-            ELSE coalesce(try_strptime(ts, '%Y-%m-%d %H:%M:%S'),
-                          try_strptime(ts, ['%Y-%m-%dT%H:%M:%S', '%Y-%m-%d %H:%M:%S.%f', '%Y-%m-%dT%H:%M:%S.%f',
-                                            '%Y-%m-%d %H:%M', '%Y-%m-%dT%H:%M']))
-        END AS naive,
-        CASE
-            WHEN length(ts) = 10 THEN NULL
-            WHEN ts[-1] = 'Z' THEN timezone('UTC', coalesce(try_strptime(ts, '%Y-%m-%dT%H:%M:%SZ'),
-                try_strptime(ts, ['%Y-%m-%d %H:%M:%SZ', '%Y-%m-%dT%H:%M:%S.%fZ', '%Y-%m-%d %H:%M:%S.%fZ',
-                                  '%Y-%m-%dT%H:%MZ', '%Y-%m-%d %H:%MZ'])))
-            WHEN ts[-6] IN ('+', '-') OR ts[-5] IN ('+', '-') THEN
-                coalesce(try_strptime(ts, '%Y-%m-%dT%H:%M:%S%z'),
-                         try_strptime(ts, ['%Y-%m-%d %H:%M:%S%z', '%Y-%m-%dT%H:%M:%S.%f%z', '%Y-%m-%d %H:%M:%S.%f%z',
-                                           '%Y-%m-%dT%H:%M%z', '%Y-%m-%d %H:%M%z']))
-        END AS with_offset
+        floor_naive(ts) AS naive, floor_with_offset(ts) AS with_offset
     FROM dx_leak
 ),
 evidence AS (
     SELECT patient_id, is_date,
-        coalesce(with_offset,
-            CASE
-                WHEN naive IS NULL THEN NULL
-                WHEN hour(naive) > 3 THEN timezone('${tz}', naive)
-                WHEN timezone('${tz}', timezone('${tz}', naive) - INTERVAL 1 HOUR) = naive
-                    THEN timezone('${tz}', naive) - INTERVAL 1 HOUR
-                WHEN timezone('${tz}', timezone('${tz}', naive)) <> naive THEN NULL
-                ELSE timezone('${tz}', naive)
-            END) AS evidence_at
+        coalesce(with_offset, floor_site_instant(naive)) AS evidence_at
     FROM dx_parsed
     UNION ALL
     SELECT o.patient_id, false, o.ordered_at

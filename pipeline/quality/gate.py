@@ -393,27 +393,27 @@ def as_dict(r) -> dict:
     }
 
 
+def dq_row(d: dict) -> list:
+    """One check as run.json holds it (``as_dict``) as its dq_results row after the run_id (DQ_DDL's columns)."""
+    return [
+        d["check_id"],
+        d["table"],
+        d["severity"],
+        d["status"],
+        d["violated_count"],
+        d["denominator"],
+        d["percent"],
+        d["description"],
+        json.dumps(d["sample_keys"]),
+        d["row_level"],
+        d["rows_set_aside"],
+    ]
+
+
 def record_results(con: duckdb.DuckDBPyConnection, run_id: str, results: list) -> None:
     con.execute(DQ_DDL)
     for r in results:
-        d = as_dict(r)
-        con.execute(
-            "INSERT INTO dq_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                run_id,
-                d["check_id"],
-                d["table"],
-                d["severity"],
-                d["status"],
-                d["violated_count"],
-                d["denominator"],
-                d["percent"],
-                d["description"],
-                json.dumps(d["sample_keys"]),
-                d["row_level"],
-                d["rows_set_aside"],
-            ],
-        )
+        con.execute("INSERT INTO dq_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [run_id, *dq_row(as_dict(r))])
 
 
 def write_data_docs(results: list, out_dir: Path) -> Path:

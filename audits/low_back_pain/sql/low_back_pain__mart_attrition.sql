@@ -41,6 +41,16 @@ winning AS (
     WHERE r.verdict IN ('excluded', 'not_evaluable')
     GROUP BY r.reason_code
 ),
+reason_rows AS (  -- the exclusion row of each reason (excluded and not evaluable alike)
+    SELECT r.verdict, r.reason_code, w.n,
+           r.explanation || CASE WHEN w.n_more > 0
+               THEN ' (' || CAST(w.n_more AS VARCHAR)
+                    || CASE WHEN w.n_more = 1 THEN ' of these also carries' ELSE ' of these also carry' END
+                    || ' a later reason of this kind; '
+                    || 'each order is counted once, under its first reason)'
+               ELSE '' END AS note
+    FROM low_back_pain__ref_rules AS r JOIN winning AS w ON w.reason_code = r.reason_code
+),
 steps AS (
     SELECT 1 AS step_order, 'Low back pain diagnoses (lbp_uncomplicated) in the period' AS step, 'diagnoses' AS unit,
            (SELECT count(*) FROM dx) AS count, 'step' AS kind, '' AS note
@@ -91,23 +101,10 @@ steps AS (
            'lumbar imaging (or an unmapped code) on days 0-' || CAST(prm.audit_window_days AS VARCHAR)
            || ' of a case, complicated or not'
     FROM low_back_pain__parameters AS prm
-    UNION ALL SELECT 8, 'Excluded: ' || r.reason_code, 'orders', w.n, 'exclusion',
-           r.explanation || CASE WHEN w.n_more > 0
-               THEN ' (' || CAST(w.n_more AS VARCHAR)
-                    || CASE WHEN w.n_more = 1 THEN ' of these also carries' ELSE ' of these also carry' END
-                    || ' a later reason of this kind; '
-                    || 'each order is counted once, under its first reason)'
-               ELSE '' END
-    FROM low_back_pain__ref_rules AS r JOIN winning AS w ON w.reason_code = r.reason_code WHERE r.verdict = 'excluded'
+    UNION ALL SELECT 8, 'Excluded: ' || reason_code, 'orders', n, 'exclusion', note FROM reason_rows WHERE verdict = 'excluded'
     UNION ALL SELECT 9, 'Orders not excluded', 'orders', (SELECT count(*) FROM orders WHERE verdict <> 'excluded'), 'step', ''
-    UNION ALL SELECT 9, 'Not evaluable: ' || r.reason_code, 'orders', w.n, 'exclusion',
-           r.explanation || CASE WHEN w.n_more > 0
-               THEN ' (' || CAST(w.n_more AS VARCHAR)
-                    || CASE WHEN w.n_more = 1 THEN ' of these also carries' ELSE ' of these also carry' END
-                    || ' a later reason of this kind; '
-                    || 'each order is counted once, under its first reason)'
-               ELSE '' END
-    FROM low_back_pain__ref_rules AS r JOIN winning AS w ON w.reason_code = r.reason_code WHERE r.verdict = 'not_evaluable'
+    UNION ALL SELECT 9, 'Not evaluable: ' || reason_code, 'orders', n, 'exclusion', note
+    FROM reason_rows WHERE verdict = 'not_evaluable'
     UNION ALL SELECT 10, 'Evaluated orders', 'orders',
            (SELECT count(*) FROM orders WHERE verdict IN ('appropriate', 'inappropriate')), 'step', ''
     UNION ALL SELECT 11, 'Early-imaging orders (inappropriate)', 'orders',

@@ -27,48 +27,67 @@ PROVIDER = (
 WHEN_FILLED = "Loaded only when some Condition has it (else the table lacks the column, as an extract without it)"
 PATIENT = "a reference to Patient/<id>; a Patient not in the export is a reject"
 
+REPEATED_IDS = "repeated ids: the first line is kept, the others are rejects"
+
+
+def _order_or_procedure(
+    table: str,
+    resource: str,
+    key: str,
+    when: tuple[str, str, str],
+    code_systems: tuple[str, str],
+    department: tuple[str, str, str],
+    provider: tuple[str, str],
+) -> list[tuple[str, str, str, str]]:
+    """The rows a ServiceRequest and a Procedure are read alike by (the same macros, sql/macros.sql): the id, the
+    subject, the time (column, path, how), the code (its setting, the systems it names) and the name, the
+    department (column, path, the resource's own location element) and the provider (column, element)."""
+    return [
+        (table, f"{key}_id", f"{resource}.id", REPEATED_IDS),
+        (table, "patient_id", f"{resource}.subject", PATIENT),
+        (table, *when),
+        (table, f"{key}_code", f"{resource}.code.coding", CODE.format(setting=code_systems[0], systems=code_systems[1])),
+        (table, f"{key}_name", f"{resource}.code.text, else the coding's display", ""),
+        (
+            table,
+            department[0],
+            department[1],
+            DEPARTMENT.format(setting=f"{key}_department", own=department[2], resource=resource),
+        ),
+        (table, provider[0], f"{resource}.{provider[1]}", PROVIDER.format(path=f"{resource}.{provider[1]}")),
+    ]
+
+
 # (table, contract column, FHIR R4 path, how)
 MAPPING: list[tuple[str, str, str, str]] = [
-    ("procedures", "procedure_id", "Procedure.id", "repeated ids: the first line is kept, the others are rejects"),
-    ("procedures", "patient_id", "Procedure.subject", PATIENT),
-    ("procedures", "performed_at", "Procedure.performedDateTime, else performedPeriod.start", "a time must carry its offset"),
-    (
+    *_order_or_procedure(
         "procedures",
-        "procedure_code",
-        "Procedure.code.coding",
-        CODE.format(setting="procedure_code_systems", systems="CPT"),
+        "Procedure",
+        "procedure",
+        ("performed_at", "Procedure.performedDateTime, else performedPeriod.start", "a time must carry its offset"),
+        ("procedure_code_systems", "CPT"),
+        ("department", "Procedure.location / .encounter / .extension", "Procedure.location"),
+        ("provider_id", "performer[0].actor"),
     ),
-    ("procedures", "procedure_name", "Procedure.code.text, else the coding's display", ""),
-    (
-        "procedures",
-        "department",
-        "Procedure.location / .encounter / .extension",
-        DEPARTMENT.format(setting="procedure_department", own="Procedure.location", resource="Procedure"),
-    ),
-    ("procedures", "provider_id", "Procedure.performer[0].actor", PROVIDER.format(path="Procedure.performer[0].actor")),
     (
         "procedures",
         "patient_birth_date",
         "Patient.birthDate (of the subject)",
         "a partial date (1970, 1970-05) is nulled with a reject: no day to count an age from",
     ),
-    ("imaging_orders", "order_id", "ServiceRequest.id", "repeated ids: the first line is kept, the others are rejects"),
-    ("imaging_orders", "patient_id", "ServiceRequest.subject", PATIENT),
-    ("imaging_orders", "ordered_at", "ServiceRequest.authoredOn", "absent: the order is audited as not_evaluable / missing_time"),
-    (
+    *_order_or_procedure(
         "imaging_orders",
-        "order_code",
-        "ServiceRequest.code.coding",
-        CODE.format(setting="order_code_systems", systems="CPT, then LOINC"),
+        "ServiceRequest",
+        "order",
+        ("ordered_at", "ServiceRequest.authoredOn", "absent: the order is audited as not_evaluable / missing_time"),
+        ("order_code_systems", "CPT, then LOINC"),
+        (
+            "ordering_department",
+            "ServiceRequest.encounter / .locationReference[0] / .extension",
+            "ServiceRequest.locationReference[0]",
+        ),
+        ("ordering_provider_id", "requester"),
     ),
-    ("imaging_orders", "order_name", "ServiceRequest.code.text, else the coding's display", ""),
-    (
-        "imaging_orders",
-        "ordering_department",
-        "ServiceRequest.encounter / .locationReference[0] / .extension",
-        DEPARTMENT.format(setting="order_department", own="ServiceRequest.locationReference[0]", resource="ServiceRequest"),
-    ),
-    ("imaging_orders", "ordering_provider_id", "ServiceRequest.requester", PROVIDER.format(path="ServiceRequest.requester")),
     (
         "imaging_orders",
         "indication_codes",

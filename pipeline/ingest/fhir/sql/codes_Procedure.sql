@@ -1,5 +1,6 @@
 -- Procedure lines -> the code each procedure is read by (`inspect`: which code systems the procedures are
--- coded in). The coding is picked as extract_Procedure.sql picks it, and the same resources are left out.
+-- coded in). The coding and the name come from the macros extract_Procedure.sql reads them by
+-- (macros.sql: fhir_procedure_coding, fhir_procedure_name), and the same resources are left out.
 WITH parsed AS (
     SELECT key, try(json_transform(line, '{
         "resourceType": "VARCHAR", "id": "VARCHAR", "status": "VARCHAR",
@@ -12,7 +13,7 @@ checked AS (
         key,
         r,
         fhir_common_problem(r, 'Procedure') AS common,
-        fhir_code(r.code.coding, getvariable('fhir_procedure_systems')) AS coding
+        fhir_procedure_coding(r) AS coding
     FROM parsed
 )
 SELECT
@@ -21,5 +22,5 @@ SELECT
     CASE WHEN common IS NULL THEN fhir_procedure_left_out(r) END AS left_out,
     nullif(trim(coding.system), '') AS code_system,
     upper(trim(coding.code)) AS code,
-    coalesce(nullif(trim(r.code.text), ''), coding.display) AS name
+    fhir_procedure_name(r, coding) AS name
 FROM checked

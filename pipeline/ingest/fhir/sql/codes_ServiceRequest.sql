@@ -1,6 +1,7 @@
 -- ServiceRequest lines -> the code each order is read by (`inspect`: the codes no map knows, for the site's
--- local_code_map.csv). The coding is picked as extract_ServiceRequest.sql picks it (fhir_code over the same
--- systems) and the same resources are left out, so the counts are the orders a run audits by each code.
+-- local_code_map.csv). The coding and the name come from the macros extract_ServiceRequest.sql reads them by
+-- (macros.sql: fhir_order_coding, fhir_order_name) and the same resources are left out, so the counts are the
+-- orders a run audits by each code.
 WITH parsed AS (
     SELECT key, try(json_transform(line, '{
         "resourceType": "VARCHAR", "id": "VARCHAR", "status": "VARCHAR", "intent": "VARCHAR",
@@ -14,7 +15,7 @@ checked AS (
         key,
         r,
         fhir_common_problem(r, 'ServiceRequest') AS common,
-        fhir_code(r.code.coding, getvariable('fhir_order_systems')) AS coding
+        fhir_order_coding(r) AS coding
     FROM parsed
 )
 SELECT
@@ -23,5 +24,5 @@ SELECT
     CASE WHEN common IS NULL THEN fhir_order_left_out(r) END AS left_out,
     nullif(trim(coding.system), '') AS code_system,
     upper(trim(coding.code)) AS code,
-    coalesce(nullif(r.code.text, ''), coding.display) AS name
+    fhir_order_name(r, coding) AS name
 FROM checked

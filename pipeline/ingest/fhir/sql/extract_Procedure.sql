@@ -17,7 +17,7 @@ checked AS (
         key,
         r,
         fhir_common_problem(r, 'Procedure') AS common,
-        fhir_code(r.code.coding, getvariable('fhir_procedure_systems')) AS coding,
+        fhir_procedure_coding(r) AS coding,
         coalesce(nullif(trim(r.performedDateTime), ''), nullif(trim(r.performedPeriod.start), '')) AS performed,
         fhir_procedure_left_out(r) AS out_reason,
         fhir_extension_department(r.extension) AS ext
@@ -53,7 +53,7 @@ SELECT
     fhir_ref_id(r.subject.reference, 'Patient') AS patient_id,
     performed AS performed_at,
     coding.code AS procedure_code,
-    coalesce(nullif(trim(r.code.text), ''), coding.display) AS procedure_name,
+    fhir_procedure_name(r, coding) AS procedure_name,
     r.performer[1].actor.reference AS provider_reference,
     fhir_ref_id(r.encounter.reference, 'Encounter') AS encounter_id,
     CASE WHEN getvariable('fhir_procedure_location') THEN fhir_ref_id(r.location.reference, 'Location') END AS location_id,

@@ -23,7 +23,7 @@ checked AS (
         key,
         r,
         fhir_common_problem(r, 'ServiceRequest') AS common,
-        fhir_code(r.code.coding, getvariable('fhir_order_systems')) AS coding,
+        fhir_order_coding(r) AS coding,
         fhir_ref_id(r.subject.reference, 'Patient') AS patient_id,
         fhir_order_left_out(r) AS out_reason,
         fhir_extension_department(r.extension) AS ext,
@@ -66,7 +66,7 @@ SELECT
     patient_id,
     r.authoredOn AS ordered_at,
     coding.code AS order_code,
-    coalesce(nullif(r.code.text, ''), coding.display) AS order_name,
+    fhir_order_name(r, coding) AS order_name,
     -- FHIR's words for the contract's: revoked is cancelled, active and on-hold are placed and waiting,
     -- unknown is no status; another word stays as delivered (the gate and [values] see it)
     CASE r.status

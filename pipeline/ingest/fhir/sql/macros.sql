@@ -33,6 +33,14 @@ CREATE OR REPLACE MACRO fhir_first_coded(codings) AS
 -- (an unmapped code is audited as such, never dropped).
 CREATE OR REPLACE MACRO fhir_code(codings, systems) AS coalesce(fhir_pick(codings, systems), fhir_first_coded(codings));
 
+-- The coding an order (ServiceRequest) or a procedure is read by, over the site's systems for its type, and
+-- the name shown beside it (code.text, else the coding's display). Read by a run's extract and by inspect's
+-- code counts (codes_<Type>.sql), so inspect counts each resource under the code a run audits it by.
+CREATE OR REPLACE MACRO fhir_order_coding(r) AS fhir_code(r.code.coding, getvariable('fhir_order_systems'));
+CREATE OR REPLACE MACRO fhir_order_name(r, coding) AS coalesce(nullif(r.code.text, ''), coding.display);
+CREATE OR REPLACE MACRO fhir_procedure_coding(r) AS fhir_code(r.code.coding, getvariable('fhir_procedure_systems'));
+CREATE OR REPLACE MACRO fhir_procedure_name(r, coding) AS coalesce(nullif(trim(r.code.text), ''), coding.display);
+
 -- The codes of a list of CodeableConcepts (reasonCode, category) in the given systems, as
 -- 'system|code' when `with_system`: one concept with one coding (the usual) takes no lambda.
 CREATE OR REPLACE MACRO fhir_concept_codes(concepts, systems) AS
