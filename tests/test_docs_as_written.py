@@ -201,3 +201,26 @@ def test_the_small_runs_and_scalings_figures_quote_results_md():
     assert (small.group(5), small.group(6)) == (with_gate["CPU s"], without["CPU s"])
     hundred_million = re.search(r"100M orders run in (\d+) s with DuckDB", SCALING).group(1)
     assert hundred_million == _as_quoted(_median(STAGES[("100M", "csv", "yes")]["whole process"]), hundred_million)
+
+
+def test_the_render_benchs_run_json_is_an_audits_and_the_runs_own_is_refused_in_one_line(tmp_path):
+    """The render bench's documented command gives it an audit's run.json (`OUT/run.json`, the docs' word before,
+    holds what the audits share and stopped the bench with a KeyError after its imports); the top one is refused."""
+    import json
+
+    from benchmarks import render_bench
+
+    for text in (README, BENCH_README):
+        (command,) = re.findall(r"python -m benchmarks\.render_bench [^`]*?--run-json (\S+)[^`]*?--audit (\w+)", text)
+        assert command[0].endswith(f"/{command[1]}/run.json"), command
+    (tmp_path / "csf_leak").mkdir()
+    (tmp_path / "run.json").write_text(json.dumps({"run_id": "R", "audits": ["csf_leak"]}), encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"the run's own run.json; give an audit's, .*/<audit id>/run.json"):
+        render_bench._run_info(tmp_path / "run.json", None)
+    audit_record = {"run_id": "R", "rule_set_version": "v", "code_set_versions": {}, "files": {}}
+    (tmp_path / "csf_leak" / "run.json").write_text(json.dumps(audit_record), encoding="utf-8")
+    assert render_bench._run_info(tmp_path / "csf_leak" / "run.json", None) == {
+        "run_id": "R",
+        "rule_set_version": "v",
+        "code_set_versions": {},
+    }
