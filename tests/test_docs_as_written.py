@@ -224,3 +224,13 @@ def test_the_render_benchs_run_json_is_an_audits_and_the_runs_own_is_refused_in_
         "rule_set_version": "v",
         "code_set_versions": {},
     }
+
+
+def test_the_number_of_models_the_readme_quotes_is_the_runners():
+    """The README's count of the models a run's graph parses (core, every shipped audit's, the generated ones)."""
+    from pipeline import audits
+    from pipeline.models import runner
+
+    models = runner.core_models() + [m for a in audits.discover() if a.runnable for m in runner.audit_models(a)]
+    (quoted,) = re.findall(r"parses the (\d+) models", README)
+    assert int(quoted) == len(models)
