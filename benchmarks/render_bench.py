@@ -2,7 +2,8 @@
 
     cp /tmp/render_wh.duckdb /tmp/rh/wh.duckdb    # a finished warehouse (opening it may write: use a copy)
     python -m benchmarks.render_bench --warehouse /tmp/rh/wh.duckdb --out /tmp/rh/out \\
-        --run-json /tmp/r10/out/run.json [--repeat 3] [--profile /tmp/rh/render.prof] [--compare /tmp/rh/base]
+        --run-json /tmp/r10/out/csf_leak/run.json --audit csf_leak [--repeat 3] \\
+        [--profile /tmp/rh/render.prof] [--compare /tmp/rh/base]
 
 It repeats run.py's render loop for one period: connect, pseudonym key, measure
 (``measure.build_metrics``), then the "render" stage: ``publishing.write_outputs`` (the data tables and the report),
@@ -49,6 +50,8 @@ def _machine_busy() -> float:
 def _run_info(path: Path | None, cfg) -> dict:
     if path is not None:
         info = json.loads(path.read_text(encoding="utf-8"))
+        if "rule_set_version" not in info:  # the top of a run's --out: what its audits share, not an audit's record
+            raise SystemExit(f"--run-json {path}: the run's own run.json; give an audit's, {path.parent}/<audit id>/run.json")
         for k in ("files", "finished_at", "timings_seconds"):
             info.pop(k, None)
         return info

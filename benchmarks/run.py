@@ -3,7 +3,7 @@
     python -m benchmarks.run                      # 1M and 10M orders, CSV, Parquet and FHIR, 3 repetitions
     BENCH_SCALE=100M python -m benchmarks.run     # ... and 100M orders (CSV; pipeline + floor, 1 run)
     BENCH_SCALES=100k BENCH_REPEAT=1 python -m benchmarks.run   # a quick smoke run
-    BENCH_SCALES=deck python -m benchmarks.run    # the fixed cost of a small run: the 62-order test deck
+    BENCH_SCALES=deck python -m benchmarks.run    # the fixed cost of a small run: the test decks
     BENCH_FORMATS=csv                              # one format only
     BENCH_FORMATS=csv,fhir                         # CSV and the same orders as a FHIR Bulk Data export
     BENCH_ENGINES=duckdb,spark                     # ... and each cell up to 10M on a local Spark (benchmarks/spark_cell.py)
@@ -73,7 +73,7 @@ SCALES = {
     "10M-dense": 10_000_000,
 }
 CASE_DENSITY = {"1M-dense": 5.0, "10M-dense": 5.0}
-# the test deck (tests/deck/*.toml, ~62 audited orders): what a small run costs before any data work
+# the test decks (audits/*/deck/*.toml, 213 audited orders): what a small run costs before any data work
 ORDERS_PER_PATIENT = 5  # pipeline.synth: ~5 orders and ~0.5 procedures per patient
 # 36 months ending before the run date: the data-quality gate rejects future timestamps, and a
 # real backfill holds none
