@@ -349,7 +349,7 @@ def test_metrics_json_and_the_log_name_the_measures_the_joint_pass_left_to_the_o
         logged = [r.fields for r in caplog.records if r.fields["event"] == "provider_joint_left_out"]
         return summary["provider_joint_check"], logged
 
-    assert written("under") == ({"max_entries": 1_000_000, "left_out": {}}, [])
+    assert written("under") == ({"max_entries": 10_000_000, "left_out": {}}, [])
     monkeypatch.setattr(disclosure, "JOINT_PROVIDER_ENTRIES", 10)
     left_out = {"inappropriate_order_rate": ["denominator", "numerator"]}
     fields = {"event": "provider_joint_left_out", "audit_id": "toy", "measures": ["inappropriate_order_rate"], "max_entries": 10}

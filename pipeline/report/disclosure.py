@@ -23,8 +23,9 @@ denominator shared by several measures. Its cells add up two ways, and both are 
   table, every hidden small count of the overall and department cells is checked against all the
   released ones at once (unknowns: department x calendar month); one it determines gives up a
   released cell of that derivation. The overall and provider cells likewise (unknowns: provider x
-  month), while the table's dense system stays within ``JOINT_PROVIDER_ENTRIES``: a health system's
-  thousands of providers x months would be gigabytes, and are protected by the first two passes only
+  month). Each system is solved by its structure (``_Split``: per group over its months, the hospital's
+  cells tying the groups together), never as one dense matrix, so its cost grows with the providers, not
+  their square; a table over ``JOINT_PROVIDER_ENTRIES`` is protected by the first two passes only
   (``Protection.joint_left_out`` names those tables: the feed's metrics.json lists their measures).
 
 The hospital's count need not be its groups' sum: units no cell of a level holds (``_remainders``) are one more
@@ -42,19 +43,23 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+import scipy.linalg
+import scipy.sparse
 
 from pipeline.report import combinations
 
 # which cell to give up first when a complement is needed: months, then quarters, rolling windows, the run
 PERIOD_PREFERENCE = {"month": 0, "quarter": 1, "rolling_12m": 2, "all": 3}
 _EPS = 1e-8
+_RANK_TOL = 1e-9  # an eigenvalue of a group's Gram matrix below this (x its largest) is 0: ``_SplitSystem``
+_SPAN_TOL = 1e-9  # a target whose squared distance from the released cells' span is below this is given by them
 MIXES = 2  # right-hand sides per series in the time pass's flow solve (``_involved``)
 _MIX_SEED = 20261130  # fixed: the same cells give the same feed on every run
-# the joint pass's largest provider table, in its dense matrix's entries (cells x provider-months): the 100k-patient
-# demo's is 845 x 575; a health system's thousands of providers would be gigabytes, and are left to the first two passes
-# (case-dense 10M: 4,774 providers, 29.7 billion). One solve at the cap ~0.05 CPU-s, at 6M 0.5 s: faster than the
-# entries grow (benchmarks/profile_notes.md, "Stop 29")
-JOINT_PROVIDER_ENTRIES = 1_000_000
+# the joint pass's largest table over providers, in its split system's entries (``split_entries``: providers x months x
+# (months + hospital cells)): the case-dense 100k demo's largest is 244 x 23 x (23 + 43) = 370,392. Its cost and memory
+# grow with the providers, not their square (the dense matrix of cells x provider-months did: 34 million entries
+# there); over the cap a table is left to the line and time passes (benchmarks/profile_notes.md, "Stop 32")
+JOINT_PROVIDER_ENTRIES = 10_000_000
 
 
 def small(values: np.ndarray | pl.Expr, k: int):
@@ -100,7 +105,7 @@ class Protection:
     @property
     def joint_left_out(self) -> list[str]:
         """The tables (``unit``) whose provider cells the passes that weighed the cells last left to the line and
-        time passes alone: their dense system over provider-months was over ``JOINT_PROVIDER_ENTRIES``. Those passes
+        time passes alone: their joint system (``split_entries``) was over ``JOINT_PROVIDER_ENTRIES``. Those passes
         gave the final mask (the rounds before only withheld cells it starts from), so the caller can say which
         tables were not checked jointly (the feed's ``metrics.json``)."""
         return sorted(self._passes.joint.left_out) if self._passes else []
@@ -664,68 +669,38 @@ class _SeriesGrid:
         return add
 
 
-# ----------------------------------------------------------------------------- time x departments
+# ----------------------------------------------------------------------------- time x groups
 
 
 class _Joint:
-    """Per table, the overall and department cells as linear sums of unknown department x month counts."""
+    """Per table, the hospital's cells and one level's (its departments, or its providers) as sums of unknown
+    group x calendar month counts, each split of the hospital on its own (a provider's cells are its own orders or
+    cases whatever their department): ``_Split``."""
 
     def __init__(self, frame: pl.DataFrame, periods: dict[str, tuple[str, list[int]]], k: int):
         self.k = k
-        cover = _month_cover(periods)
         n_months = 1 + max((m for _, ms in periods.values() for m in ms), default=-1)
-        self.tables = []
+        self.tables: list[_Split] = []
         self.left_out: list[str] = []  # the tables whose provider cells are over JOINT_PROVIDER_ENTRIES (``unit``)
-        # the hospital and its departments, then the hospital and its providers: each split of it on its own (a
-        # provider's cells are its own orders or cases whatever their department)
         split = [
             (level, frame.filter(pl.col("level").is_in(["overall", level]) & pl.col("period").is_in(list(periods))))
             for level in ("department", "provider")
         ]
         for level, (_,), table in ((lv, u, t) for lv, cells in split for u, t in cells.group_by(["unit"], maintain_order=True)):
-            groups = sorted(table.filter(pl.col("level") == level)["group_key"].unique().to_list())
-            if not groups or n_months == 0:
+            n_groups = table.filter(pl.col("level") == level)["group_key"].n_unique()
+            if n_groups == 0 or n_months == 0:
                 continue
-            if level == "provider" and table.height * len(groups) * n_months > JOINT_PROVIDER_ENTRIES:
+            n_hospital = int((table["level"] == "overall").sum())
+            if level == "provider" and split_entries(n_groups, n_months, n_hospital) > JOINT_PROVIDER_ENTRIES:
                 self.left_out.append(table["unit"][0])
                 continue
-            gidx = {g: i for i, g in enumerate(groups)}
-            rows = []
-            for r in table.select("idx", "period", "level", "group_key").iter_rows():
-                vec = np.zeros((len(groups), n_months))
-                if r[2] == "overall":
-                    vec[:, :] = cover[r[1]]
-                else:
-                    vec[gidx[r[3]], :] = cover[r[1]]
-                rows.append(vec.ravel())
-            # a department without a row in a period the table has is a known zero (as in _SeriesGrid); a provider's is
-            # not: the feed leaves out the provider cells whose denominator it withholds, so a reader cannot tell
-            present = {(p, g) for p, lv, g in table.select("period", "level", "group_key").iter_rows() if lv == level}
-            zeros = []
-            for p in table["period"].unique(maintain_order=True).to_list() if level == "department" else []:
-                for g in groups:
-                    if (p, g) not in present:
-                        vec = np.zeros((len(groups), n_months))
-                        vec[gidx[g], :] = cover[p]
-                        zeros.append(vec.ravel())
-            pref = np.array([PERIOD_PREFERENCE[periods[p][0]] for p in table["period"]])
-            self.tables.append(
-                (
-                    table["idx"].to_numpy(),
-                    np.array(rows),
-                    np.array(zeros) if zeros else np.zeros((0, len(groups) * n_months)),
-                    table["value"].to_numpy().astype(float),
-                    table["complement"].to_numpy().astype(float),
-                    table["den"].to_numpy().astype(float),
-                    pref,
-                )
-            )
+            self.tables.append(_Split(table, level, periods))
         self._settled: list[tuple | None] = [None] * len(self.tables)  # per table, its cells (and 0s) settle() left
         self.know(frame["zero"].to_numpy() if "zero" in frame.columns else None)
 
     def know(self, zero: np.ndarray | None) -> None:
         """The withheld cells known to be 0 all the same (the caller's ``zero``), per cell in the frame's order."""
-        self.zero = [np.zeros(t[0].size, bool) if zero is None else zero[t[0]] for t in self.tables]
+        self.zero = [np.zeros(t.idx.size, bool) if zero is None else zero[t.idx] for t in self.tables]
 
     def settle(self, withheld: np.ndarray) -> np.ndarray:
         """Withhold released cells until no hidden small count of a table follows from the released ones.
@@ -733,37 +708,213 @@ class _Joint:
         A table whose cells and known zeros are as this left them last time (this round of the feed's or an earlier
         one: ``Protection``) is skipped: its loop would stop at once, the same combination telling the same."""
         out = withheld.copy()
-        for t, (idx, vecs, zeros, value, comp, den, pref) in enumerate(self.tables):
+        for t, table in enumerate(self.tables):
             zero = self.zero[t]
-            if self._settled[t] is not None and all(map(np.array_equal, (out[idx], zero), self._settled[t])):
+            if self._settled[t] is not None and all(map(np.array_equal, (out[table.idx], zero), self._settled[t])):
                 continue
-            hidden_small = small(value, self.k) | small(comp, self.k)
-            while True:
-                w = out[idx]
-                targets = np.flatnonzero(w & hidden_small)
-                if targets.size == 0:
-                    break
-                known_rows = np.flatnonzero(~w)
-                # no count is negative: each department-month a released 0 or a known zero (no row) sums is a 0, and
-                # those unknowns leave the system (smaller solves than a row per known 0)
-                empty = (vecs[known_rows[value[known_rows] == 0]] != 0).any(axis=0) | (zeros != 0).any(axis=0)
-                empty |= (vecs[zero] != 0).any(axis=0)  # withheld, but known to be 0 (the caller's ``zero``)
-                known_rows = known_rows[value[known_rows] != 0]
-                known, target = vecs[known_rows][:, ~empty], vecs[targets][:, ~empty]
-                if known.shape[0] == 0 or known.shape[1] == 0:  # nothing released, or no unknown left to solve for
-                    break
-                coef = combinations.min_norm_combination(known, target)  # each target as a combination of the known rows
-                determined = np.abs(coef @ known - target).max(axis=1) < _EPS
-                if not determined.any():
-                    break
-                # a released cell the first determined target's derivation uses: months first, smallest count
-                uses = np.abs(coef[np.flatnonzero(determined)[0]]) > _EPS
-                cand = known_rows[uses & (den[known_rows] > 0)]
-                if cand.size == 0:
-                    cand = known_rows[uses]
-                if cand.size == 0:  # derived from the known zeros alone: nothing released to give up
-                    break
-                pick = cand[np.lexsort((value[cand], pref[cand]))[0]]
-                out[idx[pick]] = True
-            self._settled[t] = (out[idx], zero)
+            table.settle(out, zero, self.k)
+            self._settled[t] = (out[table.idx], zero)
         return out
+
+
+def split_entries(n_groups: int, n_months: int, n_hospital: int) -> int:
+    """The entries of ``_SplitSystem``'s largest arrays for a table of ``n_groups`` groups over ``n_months`` months and
+    ``n_hospital`` hospital cells: per group a months x months matrix and a months x hospital-cells block."""
+    return n_groups * n_months * (n_months + n_hospital)
+
+
+class _Split:
+    """One table's hospital cells and one level's cells (departments or providers) as sums of unknown group x month
+    counts: a cell of a group sums its months of that group, a hospital cell its months of every group.
+
+    A withheld count of 1..k-1 that the released cells give (a linear combination of them) gives up a released cell
+    of that combination, the minimum-norm one (months first, the smallest count), until none follows. The system is
+    never written out as one matrix (cells x groups x months: at 244 providers, 6,113 x 5,612; at a health system's
+    thousands, gigabytes): per group it is its own cells over its own months, and the hospital's cells tie the groups
+    together (``_SplitSystem``), so its cost grows with the groups, not their square."""
+
+    def __init__(self, table: pl.DataFrame, level: str, periods: dict[str, tuple[str, list[int]]]):
+        names = list(periods)
+        cover = _month_cover(periods)
+        cover = np.array([cover[p] for p in names]).reshape(len(names), -1)
+        period = table["period"].replace_strict({p: i for i, p in enumerate(names)}, return_dtype=pl.Int64).to_numpy()
+        in_level = (table["level"] == level).to_numpy()
+        groups = table.filter(pl.col("level") == level)["group_key"].unique().sort()
+        group = table["group_key"].replace_strict(groups, pl.int_range(groups.len(), eager=True), default=-1).to_numpy()
+        self.idx = table["idx"].to_numpy()
+        self.group = np.where(in_level, group, -1)  # -1: the hospital's cell
+        self.periods, self.period = cover, period  # the months each period sums; each cell's period
+        self.cover = cover[period]
+        self.value = table["value"].to_numpy().astype(float)
+        self.comp = table["complement"].to_numpy().astype(float)
+        self.den = table["den"].to_numpy().astype(float)
+        self.pref = np.array([PERIOD_PREFERENCE[periods[p][0]] for p in names])[period]
+        # a department without a row in a period the table has is a known zero (as in _SeriesGrid); a provider's is
+        # not: the feed leaves out the provider cells whose denominator it withholds, so a reader cannot tell
+        self.absent = np.zeros((groups.len(), cover.shape[1]), bool)
+        if level == "department":
+            present = np.zeros((len(names), groups.len()), bool)
+            present[period[in_level], group[in_level]] = True
+            missing = ~present & np.isin(np.arange(len(names)), period)[:, None]
+            self.absent = missing.T.astype(float) @ cover > 0
+        self._last: _SplitSystem | None = None  # a cell given up changes one group's matrices: the rest are kept
+
+    def settle(self, out: np.ndarray, zero: np.ndarray, k: int) -> None:
+        """Withhold (in ``out``, the frame's cells) released cells of this table until no hidden small count of it
+        follows from the released ones. ``zero``: the withheld cells known to be 0 all the same."""
+        hidden_small = small(self.value, k) | small(self.comp, k)
+        hospital = self.group < 0
+        while True:
+            w = out[self.idx]
+            targets = np.flatnonzero(w & hidden_small)
+            if targets.size == 0:
+                return
+            # no count is negative: each group-month a released 0 (or a known zero: no row, the caller's ``zero``)
+            # sums is a 0, and those unknowns leave the system
+            shown_zero = (~w & (self.value == 0)) | zero
+            empty = self.absent | self.cover[shown_zero & hospital].any(axis=0)[None, :]
+            own = shown_zero & ~hospital
+            free = ~(empty | (_group_sums(self.group[own], self.cover[own], empty.shape[0]) > 0))
+            known = np.flatnonzero(~w & (self.value != 0))
+            if known.size == 0 or not free.any():  # nothing released, or no unknown left to solve for
+                return
+            system = self._last = _SplitSystem(self.cover, self.group, known, free, self._last)
+            determined = np.flatnonzero(system.determined(self.periods, self.period[targets], self.group[targets]))
+            if determined.size == 0:
+                return
+            first = targets[determined[0]]
+            # a released cell the first determined target's derivation uses: months first, smallest count
+            uses = np.abs(system.combination(self.cover[first], self.group[first])) > _EPS
+            cand = known[uses & (self.den[known] > 0)]
+            if cand.size == 0:
+                cand = known[uses]
+            if cand.size == 0:  # derived from the known zeros alone: nothing released to give up
+                return
+            out[self.idx[cand[np.lexsort((self.value[cand], self.pref[cand]))[0]]]] = True
+
+
+def _group_sums(group: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per group (``0 .. n_groups - 1``), the sum of the rows of ``values`` (2-D) that ``group`` gives it: one sparse
+    product (``np.add.at`` over thousands of rows is some hundred times slower)."""
+    one_hot = scipy.sparse.csr_matrix((np.ones(group.size), (group, np.arange(group.size))), shape=(n_groups, group.size))
+    return np.asarray(one_hot @ values).reshape(n_groups, values.shape[1])
+
+
+def _block_grams(rows: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per group, the Gram matrix (months x months) of its ``rows``: one sparse product of the rows laid out over
+    group x month columns, whose diagonal blocks they are (the rows' outer products one by one would be rows x months^2
+    floats)."""
+    n_months = rows.shape[1]
+    r, m = np.nonzero(rows)
+    laid_out = scipy.sparse.csr_matrix((rows[r, m], (r, group[r] * n_months + m)), shape=(rows.shape[0], n_groups * n_months))
+    product = (laid_out.T @ laid_out).tocoo()
+    gram = np.zeros((n_groups, n_months, n_months))
+    gram[product.row // n_months, product.row % n_months, product.col % n_months] = product.data
+    return gram
+
+
+class _SplitSystem:
+    """The released cells of a ``_Split`` (``known``: rows of its cells, none of them 0) as linear sums of the unknown
+    group x month counts not known to be 0 (``free``: groups x months).
+
+    Group g's own cells are the rows of a small matrix A_g over its months; a hospital cell is its months of every
+    group (H_g: the hospital cells' rows over group g's free months). A combination of the released cells is c_H over
+    the hospital's and c_g over each group's: it gives a target t (t_g over each group's months) exactly when
+    H_g' c_H + A_g' c_g = t_g for every g, so when t_g - H_g' c_H lies in the span of A_g's rows (R_g, the projector
+    onto the rest, takes it to 0) for some c_H: one system in the hospital cells' coefficients, R_g H_g' c_H = R_g t_g
+    stacked over the groups (groups x months rows, hospital cells columns). Given c_H, the least c_g is
+    A_g (A_g' A_g)^+ (t_g - H_g' c_H), and the least combination over all (the one the dense system's minimum-norm
+    solve gives, and so the same cell given up) minimises |c_H|^2 + sum_g |c_g|^2 over the c_H that solve it: a
+    quadratic in c_H alone, solved with its constraints (hospital cells x hospital cells). Per group the work is a
+    months x months eigendecomposition; the groups meet only in the hospital cells' system."""
+
+    def __init__(self, cover: np.ndarray, group: np.ndarray, known: np.ndarray, free: np.ndarray, last=None):
+        """``last``: the table's previous system, whose groups' matrices are kept where their Gram matrix is the same
+        (a cell given up changes one group's)."""
+        n_groups, n_months = free.shape
+        self.free = free.astype(float)
+        self.in_group = group[known] >= 0
+        rows = known[self.in_group]
+        self.row_group = group[rows]
+        self.rows = cover[rows] * self.free[self.row_group]  # each group's cells over its free months
+        self.gram = _block_grams(self.rows, self.row_group, n_groups)
+        if last is None or last.gram.shape != self.gram.shape:
+            self.gram_pinv, self.rest = np.zeros(self.gram.shape), np.zeros(self.gram.shape)
+            redo = np.arange(n_groups)
+        else:
+            self.gram_pinv, self.rest = last.gram_pinv.copy(), last.rest.copy()
+            redo = np.flatnonzero((self.gram != last.gram).any(axis=(1, 2)))
+        # symmetric eigendecompositions (no SVD: ``combinations`` says why); the Gram matrices are small integer ones
+        # whose eigenvalues are either 0 (to ~1e-13) or far from it
+        lam, vec = np.linalg.eigh(self.gram[redo])
+        spans = lam > _RANK_TOL * np.maximum(lam.max(axis=1, keepdims=True, initial=0.0), 1.0)
+        inverse = np.where(spans, 1.0 / np.where(spans, lam, 1.0), 0.0)
+        # (batched matrix products, not einsum: BLAS does them)
+        self.gram_pinv[redo] = (vec * inverse[:, None, :]) @ vec.transpose(0, 2, 1)
+        self.rest[redo] = np.eye(n_months)[None] - (vec * spans[:, None, :]) @ vec.transpose(0, 2, 1)
+        self.hospital = cover[known[~self.in_group]][None, :, :] * self.free[:, None, :]  # (groups, hospital cells, months)
+        n_hospital = self.hospital.shape[1]
+        stacked = (self.rest @ self.hospital.transpose(0, 2, 1)).reshape(n_groups * n_months, n_hospital)
+        self.basis = np.zeros((n_groups * n_months, 0))
+        self.constraints = np.zeros((0, n_hospital))
+        nonzero = np.flatnonzero(np.abs(stacked).max(axis=1, initial=0.0) > _EPS)
+        if nonzero.size and n_hospital:
+            q, r, pivot = scipy.linalg.qr(stacked[nonzero], mode="economic", pivoting=True, check_finite=False)
+            diagonal = np.abs(np.diag(r))
+            rank = int((diagonal > combinations.RCOND * max(diagonal.max(initial=0.0), 1.0)).sum())
+            self.basis = np.zeros((n_groups * n_months, rank))
+            self.basis[nonzero] = q[:, :rank]
+            self.constraints = np.zeros((rank, n_hospital))
+            self.constraints[:, pivot] = r[:rank]  # stacked = basis @ constraints
+        self.basis = self.basis.reshape(n_groups, n_months, -1)
+
+    def _target(self, cover: np.ndarray, group: int) -> np.ndarray:
+        """A cell's count over the free unknowns (groups x months)."""
+        t = np.zeros(self.free.shape)
+        if group >= 0:
+            t[group] = cover * self.free[group]
+        else:
+            t[:] = cover[None, :] * self.free
+        return t
+
+    def determined(self, periods: np.ndarray, period: np.ndarray, groups: np.ndarray) -> np.ndarray:
+        """Per target (its period, a row of ``periods``: the months each period sums; its group or -1 for the
+        hospital's), whether some combination of the released cells gives it: R_g t_g, stacked, lies in the span of
+        the stacked R_g H_g' (its length equals its projection's onto ``basis``). Worked out per group and period (a
+        few dozen periods), not per target: a table's thousands of targets share them."""
+        left = np.empty(groups.size)
+        of_group = groups >= 0
+        # each group's periods over its free months: (groups, months, periods)
+        d = self.rest @ (self.free[:, :, None] * periods.T[None])
+        projected = self.basis.transpose(0, 2, 1) @ d
+        by_group = (d * d).sum(axis=1) - (projected * projected).sum(axis=1)  # (groups, periods)
+        left[of_group] = by_group[groups[of_group], period[of_group]]
+        hospital = np.unique(period[~of_group])  # the hospital's periods, its every group's months at once
+        d = self.rest @ (self.free[:, :, None] * periods[hospital].T[None])
+        projected = np.einsum("gmr,gmp->rp", self.basis, d)
+        by_period = (d * d).sum(axis=(0, 1)) - (projected * projected).sum(axis=0)
+        left[~of_group] = by_period[np.searchsorted(hospital, period[~of_group])]
+        return left < _SPAN_TOL
+
+    def combination(self, cover: np.ndarray, group: int) -> np.ndarray:
+        """The minimum-norm combination of the released cells (coefficients in ``known``'s order) that gives a target
+        ``determined`` found given."""
+        t = self._target(cover, group)
+        n_hospital = self.hospital.shape[1]
+        weighted = self.hospital @ self.gram_pinv  # (groups, hospital cells, months)
+        coupled = (weighted @ self.hospital.transpose(0, 2, 1)).sum(axis=0)
+        rhs = (weighted @ t[:, :, None]).sum(axis=0)[:, 0]
+        rank = self.constraints.shape[0]
+        d = (self.rest @ t[:, :, None])[:, :, 0]
+        kkt = np.zeros((n_hospital + rank, n_hospital + rank))
+        kkt[:n_hospital, :n_hospital] = np.eye(n_hospital) + coupled
+        kkt[:n_hospital, n_hospital:] = self.constraints.T
+        kkt[n_hospital:, :n_hospital] = self.constraints
+        given = np.concatenate([rhs, np.einsum("gmr,gm->r", self.basis, d)])
+        of_hospital = scipy.linalg.solve(kkt, given, assume_a="sym", check_finite=False)[:n_hospital] if kkt.size else given
+        rest = t - of_hospital @ self.hospital
+        weights = (self.gram_pinv @ rest[:, :, None])[:, :, 0]
+        coef = np.empty(self.in_group.size)
+        coef[self.in_group] = (self.rows * weights[self.row_group]).sum(axis=1)
+        coef[~self.in_group] = of_hospital
+        return coef
