@@ -332,9 +332,10 @@ def test_printed_report_ends_on_the_whole_data_quality_and_inputs_block(site, tm
     block = re.search(r'<div class="provenance">.*?</div>', report, flags=re.S)
     assert block is not None and "Inputs and run" in block.group(0)
     # filler from a third of the page to nearly all of it: the block's end crosses the page's foot on some of them
-    bodies = [f'<div style="height: {h}mm">Filler</div><section id="methods">{block.group(0)}</section>' for h in range(70, 181, 10)]
+    heights = range(70, 181, 10)
+    bodies = [f'<div style="height: {h}mm">Filler</div><section id="methods">{block.group(0)}</section>' for h in heights]
     split = []
-    for height, pages in zip(range(70, 181, 10), _printed_each_alone(tmp_path, bodies), strict=True):
+    for height, pages in zip(heights, _printed_each_alone(tmp_path, bodies), strict=True):
         last = next(page for page in pages if "Inputs and run" in page)
         if not re.search(r"^Data quality$", last, flags=re.M) or "Rejected and corrected" not in last:
             split.append(height)

@@ -561,7 +561,8 @@ def test_the_printed_review_form_names_the_red_flag_a_reviewer_confirms(deck_run
     assert not [r for r in rows if not r["Red flags"] and "Red flags:" in r["Why (in words)"]]
     # the Explanation sheet says what the Why now ends with
     notes = {c["text"] for c in book.cells("Explanation").values()}
-    assert any(n and n.endswith("Then, where the row has any: Red flags (what the reviewer confirms in the chart).") for n in notes)
+    said = "Then, where the row has any: Red flags (what the reviewer confirms in the chart)."
+    assert any(n and n.endswith(said) for n in notes)
 
 
 def test_a_month_without_episodes_says_so_in_episodes():
