@@ -61,6 +61,7 @@ REPORT_KEYS = (
     "case_list_notes",  # sentences printed above the flagged cases (how to read their times ...)
     "labels",  # key -> words: the audit's own keys (a recorded value, a group) as the report prints them
     "label_columns",  # its own columns of '|'-separated keys the workbook shows in words (the keys kept beside)
+    "why_columns",  # its own columns the workbook's Why (in words) names after the reasons: what a reviewer confirms
 )
 DIRECTIONS = ("higher_is_better", "lower_is_better", "neutral")
 LAYERS = ("stg", "int", "mart")
@@ -312,6 +313,7 @@ def _report_sections(report: dict, path: Path) -> tuple[str, ...]:
     if not isinstance(labels, dict) or not all(isinstance(v, str) and v.strip() for v in labels.values()):
         _fail(path, '[report] labels: a table of key = "words" (e.g. pencil_point = "Pencil-point"), each non-blank')
     _strings(report.get("label_columns"), path, "[report] label_columns")
+    _strings(report.get("why_columns"), path, "[report] why_columns")
     return _strings(report.get("sections"), path, "[report] sections")
 
 

@@ -322,3 +322,21 @@ def test_an_episode_id_on_screen_is_whole_and_inside_its_cell(deck_runs, tmp_pat
     # the verdict beside it: the id's wider column took its room on screen and 'inappropriat' broke over 'e'
     count, split = _split_or_outside_its_cell(report, "table.cases tr.v-inappropriate td.verdict", width, tmp_path)
     assert count >= 3 and split == []
+
+
+def test_printed_report_ends_on_the_whole_data_quality_and_inputs_block(site, tmp_path):
+    """The report's last block, its data quality and inputs, printed wherever the page before it ends: never split, so
+    the last page holds the section from its heading on, not the inputs table alone (or under the data-quality
+    table's last row), as the demo month's reports ended."""
+    report = (site / "report.html").read_text(encoding="utf-8")
+    block = re.search(r'<div class="provenance">.*?</div>', report, flags=re.S)
+    assert block is not None and "Inputs and run" in block.group(0)
+    # filler from a third of the page to nearly all of it: the block's end crosses the page's foot on some of them
+    heights = range(70, 181, 10)
+    bodies = [f'<div style="height: {h}mm">Filler</div><section id="methods">{block.group(0)}</section>' for h in heights]
+    split = []
+    for height, pages in zip(heights, _printed_each_alone(tmp_path, bodies), strict=True):
+        last = next(page for page in pages if "Inputs and run" in page)
+        if not re.search(r"^Data quality$", last, flags=re.M) or "Rejected and corrected" not in last:
+            split.append(height)
+    assert split == []

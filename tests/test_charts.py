@@ -164,6 +164,28 @@ def test_p_chart_draws_a_provisional_month_hollow_and_dashed():
     assert ">provisional month (may change)</text>" in svg
 
 
+def test_p_chart_legend_ends_inside_the_chart():
+    """Every legend entry of a p-chart with a provisional month and a special cause (five entries) ends inside the
+    chart's width: the last ran past the right edge, printed as 'special cau' on the demo month's trend page."""
+    chart = pl.DataFrame(
+        {
+            "period": ["2026-01", "2026-02", "2026-03", "2026-04"],
+            "rate": [0.1, 0.6, 0.12, 0.2],
+            "centre": [0.14] * 4,
+            "ucl": [0.3] * 4,
+            "lcl": [0.0] * 4,
+            "outside": [False, True, False, False],
+        }
+    )
+    svg = charts.p_chart_svg(chart, "Rate", "overall-rate", frozenset({"2026-04"}))
+    labels = re.findall(r'<text x="([\d.]+)" y="38" fill="#222">([^<]*)</text>', svg)
+    assert [label for _, label in labels][-2:] == ["provisional month (may change)", "special cause"]
+    ends = [float(x) + charts._text_width(label, charts.TICK) for x, label in labels]
+    assert max(ends) <= charts.WIDTH, ends
+    swatches = [float(x) - 34 for x, _ in labels[1:]]  # each next entry's swatch starts after the label before it
+    assert all(end < swatch for end, swatch in zip(ends[:-1], swatches, strict=True)), (ends, swatches)
+
+
 def test_provisional_months_come_from_the_runs_maturity():
     """run.json's maturity says which of the trend's months later data can still change."""
     from pipeline.report.pages import provisional_months  # noqa: PLC0415 - the one test of the pages module here

@@ -97,6 +97,20 @@ def test_printed_month_fits_twelve_pages_with_running_header(month):
             assert f"run {run_id}" in page and f"Page {i} of {pages}" in page, i
 
 
+@pytest.mark.skipif(CHROMIUM is None or shutil.which("pdftotext") is None, reason="needs Chromium and pdftotext")
+@pytest.mark.parametrize("audit", ["csf_leak", "low_back_pain"])
+def test_the_printed_report_does_not_end_on_a_stray_table(month, audit):
+    """The last printed page holds the data quality and the inputs whole, from the section's heading on: a
+    committee member turned to a last page holding the inputs table alone (or under a row or two of the
+    data-quality table) in both audits' reports of the demo month."""
+    text = subprocess.run(
+        ["pdftotext", "-layout", str(month["out"] / audit / "report.pdf"), "-"], capture_output=True, text=True, check=True
+    ).stdout
+    last = [page for page in text.split("\f") if page.strip()][-1]
+    assert re.search(r"^Inputs and run$", last, flags=re.M), last
+    assert re.search(r"^Data quality$", last, flags=re.M) and "Rejected and corrected input rows" in last, last
+
+
 def test_continued_tables_repeat_their_header_and_the_case_id(month):
     report = month["report"]
     assert "thead { display: table-header-group; }" in report

@@ -541,6 +541,30 @@ def test_both_audits_print_the_same_review_form(deck_runs):
     }  # fmt: skip
 
 
+def test_the_printed_review_form_names_the_red_flag_a_reviewer_confirms(deck_runs):
+    """An excluded order's Why (in words), a column of the printed form, names its red flags in words, as the CSF-leak
+    form's reasons name what each found: the rule's own words said only 'a red flag (for example cancer, ...)', and
+    the Red flags column is off the form, among the filter columns."""
+    from xlsx_xml import Workbook  # noqa: PLC0415
+
+    book = Workbook(_folder(deck_runs) / "case_list.xlsx")
+    rows = book.rows("Cases")
+    header = list(rows[0])
+    form_end = re.fullmatch(r"Cases!\$A\$1:\$([A-Z]+)\$\d+", book.defined_names["_xlnm.Print_Area"]).group(1)
+    assert header.index("Why (in words)") < header.index("Review date") == ord(form_end) - ord("A") < header.index("Red flags")
+    labels = deck_runs["audits"][AUDIT].manifest["report"]["labels"]
+    flagged = [r for r in rows if r["Red flags"]]
+    assert {r["Verdict"] for r in flagged} == {"excluded"} and len(flagged) >= 3
+    for r in flagged:
+        assert r["Why (in words)"].endswith(f" Red flags: {r['Red flags']}."), r
+        assert set(r["Red flags"].split("; ")) <= set(labels.values()), r  # in words, not keys
+    assert not [r for r in rows if not r["Red flags"] and "Red flags:" in r["Why (in words)"]]
+    # the Explanation sheet says what the Why now ends with
+    notes = {c["text"] for c in book.cells("Explanation").values()}
+    said = "Then, where the row has any: Red flags (what the reviewer confirms in the chart)."
+    assert any(n and n.endswith(said) for n in notes)
+
+
 def test_a_month_without_episodes_says_so_in_episodes():
     """A month with no low back pain diagnosis: the first page, its headline table and the workbook said "No cases" of
     an audit whose measures count episodes (the CSF-leak audit's word)."""

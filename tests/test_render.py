@@ -354,6 +354,19 @@ def test_provider_table_is_bounded_and_says_what_it_left_out():
     assert [r["group_key"] for r in table["rows"]] == [f"X{i:03d}" for i in range(20, 60)]
 
 
+def test_providers_are_named_and_ordered_as_delivered_departments_by_their_display_names():
+    """A provider id is printed as delivered and the list is alphabetical by what is printed: rows were first named
+    and sorted as departments ('dr_b' as 'Dr B', before 'dr-a') and then renamed, so the order followed names never
+    printed. A department row takes its display name."""
+    rows = [(key, m, 1, 25) for key in ("dr_b", "dr-a") for m in ("inappropriate_order_rate", "premature_order_rate")]
+    rates = with_rates(pl.DataFrame(rows, schema=["group_key", "measure_id", "numerator", "denominator"], orient="row"))
+    spec = ReportSpec.of(fx.AUDIT)
+    table = sections.provider_table(rates, {"inappropriate_order_rate": 0.04}, 20, spec)
+    assert [r["name"] for r in table["rows"]] == ["dr-a", "dr_b"]
+    departments = sections.group_rows(rates, {}, 20, lambda key: {"dr_b": "Zoology", "dr-a": "Anatomy"}[key], spec)
+    assert [r["name"] for r in departments] == ["Anatomy", "Zoology"]
+
+
 def test_compiled_templates_are_reused_across_environments_and_an_edited_one_is_compiled_again(tmp_path):
     audit_dir = tmp_path / "report"
     audit_dir.mkdir()

@@ -118,12 +118,20 @@ def _text_width(text: str, size: float, em: float = CHAR) -> float:
     return len(text) * size * em
 
 
+LEGEND_GAP, LEGEND_GAP_MIN = 18, 6  # between a legend entry's label and the next swatch
+
+
 def _legend(items: list[dict], x0: float, y: float) -> list[dict]:
-    """Legend entries laid out in a row from ``x0``: each gets its x (the swatch's left)."""
+    """Legend entries laid out in a row from ``x0``: each gets its x (the swatch's left). The gaps between them
+    narrow so the row ends inside the chart: a p-chart with provisional months and a special cause ran its last
+    entry past the right edge, printed as 'special cau'."""
+    widths = [34 + _text_width(item["label"], TICK) for item in items]
+    room = WIDTH - 8 - x0 - sum(widths)
+    gap = LEGEND_GAP if len(items) < 2 else max(LEGEND_GAP_MIN, min(LEGEND_GAP, room / (len(items) - 1)))
     out, x = [], x0
-    for item in items:
+    for item, width in zip(items, widths, strict=True):
         out.append({**item, "x": round(x, 1), "y": y})
-        x += 34 + _text_width(item["label"], TICK) + 18
+        x += width + gap
     return out
 
 

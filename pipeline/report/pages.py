@@ -4,6 +4,8 @@ context (the hospital page or a department's), its charts among them (SVG writte
 
 from __future__ import annotations
 
+import functools
+
 import polars as pl
 
 from pipeline import db
@@ -98,12 +100,13 @@ def page_context(
         level, key, name = "department", department, "dept"
         provider_rates = shared["department_providers"].filter(pl.col("department") == department)
     in_period = metrics.filter(pl.col("period") == period)
-    department_rows = sections.group_rows(in_period.filter(pl.col("level") == "department"), overall, low, names, spec)
+    printed_name = functools.partial(printed_department, names=names)  # a department as the page prints it
+    department_rows = sections.group_rows(in_period.filter(pl.col("level") == "department"), overall, low, printed_name, spec)
     if department is not None:
         department_rows = [r for r in department_rows if r["group_key"] == department]
     for row in department_rows:
         row["slug"] = slugify(row["group_key"])
-    hospital_row = sections.group_rows(in_period.filter(pl.col("level") == "overall"), overall, low, names, spec)
+    hospital_row = sections.group_rows(in_period.filter(pl.col("level") == "overall"), overall, low, printed_name, spec)
     attribution = shared["attribution"]
     if department is not None:
         attribution = dict(attribution, rows=[r for r in attribution["rows"] if r["department"] == department])

@@ -10,6 +10,7 @@ measure uses the same denominator everywhere.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import numpy as np
 import polars as pl
@@ -227,9 +228,10 @@ def funnel_news(status: str, direction: str | None) -> str:
     return f"{status} ({'better' if better else 'worse'})"
 
 
-def group_rows(rates: pl.DataFrame, overall: dict, low: int, names: dict[str, str], spec: ReportSpec) -> list[dict]:
+def group_rows(rates: pl.DataFrame, overall: dict, low: int, name: Callable[[str], str], spec: ReportSpec) -> list[dict]:
     """One row per group (``group_key``) with each headline measure (``cells``, in the spec's order), its
-    funnel position (the funnel measure) and its printed name; alphabetical by printed name, never ranked."""
+    funnel position (the funnel measure) and its printed name, ``name(group_key)`` (a department by its display
+    name, a provider as delivered); alphabetical by printed name, never ranked."""
     table = spec.department_ids
     funnel = spec.funnel_measure
     by_key: dict[str, dict] = {}
@@ -246,7 +248,7 @@ def group_rows(rates: pl.DataFrame, overall: dict, low: int, names: dict[str, st
         row["outlier"] = position not in ("", "within limits")
         row["funnel"] = funnel_news(position, direction)
         row["orders"] = m["denominator"] if m is not None else 0
-        row["name"] = printed_department(row["group_key"], names)
+        row["name"] = name(row["group_key"])
         row["cells"] = [row.get(mid) for mid in table]
     return sorted(rows, key=lambda r: (r["name"].lower(), r["group_key"]))
 
@@ -281,9 +283,8 @@ def provider_table(rates: pl.DataFrame, overall: dict, low: int, spec: ReportSpe
     if listed.height > PROVIDER_ROWS_MAX:
         listed = listed.sort(["denominator", "group_key"], descending=[True, False]).head(PROVIDER_ROWS_MAX)
         selection = "outside_998_largest"
-    rows = group_rows(rates.filter(pl.col("group_key").is_in(listed["group_key"].implode())), overall, low, {}, spec)
-    for row in rows:  # a provider id is printed as delivered (no display name turns it into words), bounded
-        row["name"] = printed(row["group_key"])
+    # a provider id is printed as delivered (no display name turns it into words), bounded
+    rows = group_rows(rates.filter(pl.col("group_key").is_in(listed["group_key"].implode())), overall, low, printed, spec)
     return {
         "rows": rows,
         "selection": selection,

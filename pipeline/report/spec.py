@@ -56,6 +56,7 @@ class ReportSpec:
     report_dir: Path | None = None  # the audit's section templates
     labels: dict = field(default_factory=dict)  # the audit's keys in words ([report] labels; names.label)
     label_columns: tuple = ()  # its own columns of '|'-separated keys the workbook shows in words
+    why_columns: tuple = ()  # its own columns the workbook's Why (in words) names: what a reviewer confirms
     # verdict -> the denominator of its reasons' shares in words: its measure's (Audit.reason_measure), so the
     # orders by reason and the headline name the same N, else the engine's
     reason_denominators: dict = field(default_factory=dict)
@@ -149,6 +150,7 @@ class ReportSpec:
             report_dir=audit.report_dir if audit.report_dir.is_dir() else None,
             labels=dict(report.get("labels", {})),
             label_columns=tuple(report.get("label_columns", ())),
+            why_columns=tuple(report.get("why_columns", ())),
             reason_denominators=reason_denominators,
         )
 

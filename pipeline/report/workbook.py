@@ -146,6 +146,26 @@ def with_display_names(
     return cases.with_columns(*keys, *shown.values()), known
 
 
+def with_why_naming(
+    cases: pl.DataFrame, known: dict[str, Column], columns: tuple[str, ...]
+) -> tuple[pl.DataFrame, dict[str, Column]]:
+    """Each row's Why (in words) ending with the audit's ``[report] why_columns`` that hold a value, in words under
+    their headers ('... outside this audit. Red flags: neurological impairment.'): the printed review form names the
+    red flag a reviewer confirms in the chart, where a reason's own words said only 'a red flag (for example cancer,
+    ...)'. The columns themselves stay among the filter columns, so both audits' forms keep their columns."""
+    named = [c for c in columns if c in cases.columns]
+    if not named or "explanation" not in cases.columns:
+        return cases, known
+    headers = [(known.get(c) or Column(c, 16, "")).header for c in named]
+    parts = [pl.col("explanation")]
+    for column, header in zip(named, headers, strict=True):
+        value = pl.col(column).cast(pl.String)
+        parts.append(pl.when(value.fill_null("") != "").then(f" {header}: " + value + ".").otherwise(pl.lit("")))
+    why = known.get("explanation") or CASE_COLUMNS["explanation"]
+    note = f"{why.note} Then, where the row has any: {', '.join(headers)} (what the reviewer confirms in the chart)."
+    return cases.with_columns(pl.concat_str(parts).alias("explanation")), {**known, "explanation": replace(why, note=note)}
+
+
 def cases_sheet_frame(cases: pl.DataFrame, known_columns: dict[str, Column] | None = None) -> pl.DataFrame:
     """The Cases sheet's columns in order: known columns shaped, text made formula-safe (one place);
     the case list's own columns (``_``...) stay out."""
@@ -212,6 +232,7 @@ def write_case_list(
     named_verdicts = f"{', '.join(verdicts[:-1])} or {verdicts[-1]}" if len(verdicts) > 1 else "".join(verdicts)
     known["verdict"] = replace(known["verdict"], note=f"{named_verdicts} (coloured).")
     cases, known = with_display_names(cases, known, department_names(run_info.get("config") or {}), spec)
+    cases, known = with_why_naming(cases, known, getattr(spec, "why_columns", ()))
     sheet = cases_sheet_frame(cases, known)
     columns = fitted_columns(sheet, [known.get(c, Column(c, 16, "")) for c in sheet.columns])
     ws = wb.add_worksheet("Cases")
