@@ -921,6 +921,43 @@ def test_merged_cells_stop_the_run_not_empty_the_rows_below(tmp_path, small_inpu
     _expect_exit_2(tmp_path, small_input, "imaging_orders.xlsx [sheet imaging_orders]: has merged cells (E2:E4)", "Unmerge")
 
 
+def _orders_workbook_with_a_stray_cell(folder: Path, row: int, column: int) -> Path:
+    import xlsxwriter
+
+    rows = _orders_as_workbook_rows(folder)
+    book = xlsxwriter.Workbook(str(folder / "imaging_orders.xlsx"))
+    sheet = book.add_worksheet("imaging_orders")
+    for r, values in enumerate(rows):
+        sheet.write_row(r, 0, values)
+    sheet.write_string(row, column, "x")
+    book.close()
+    return folder / "imaging_orders.xlsx"
+
+
+def test_a_stray_cell_far_from_the_table_stops_the_run_in_one_line(tmp_path, small_input):
+    """One value at XFD1048576 in a 6 kB workbook: calamine laid out every cell from A1 to it, asked for 512 GB
+    and aborted the run (exit 134, a Rust backtrace)."""
+    _orders_workbook_with_a_stray_cell(small_input, 1_048_575, 16_383)
+    _expect_exit_2(
+        tmp_path,
+        small_input,
+        "imaging_orders.xlsx [sheet imaging_orders]: its cells reach row 1,048,576 and column 16,384 "
+        "(17,179,869,184 cells from A1), more than the 67,108,864 a sheet is read with",
+        "Delete it and save the workbook again, or export CSV",
+    )
+
+
+def test_a_sheet_is_refused_by_the_cells_its_range_spans_not_by_its_width_alone(tmp_path, small_input):
+    """ALL70001 (70,001,000 cells from A1) is refused; ALL60001 (60,001,000: a wide sheet, not a stray cell) is not."""
+    from pipeline.errors import InputFileError
+    from pipeline.ingest import xlsx
+
+    with pytest.raises(InputFileError, match="row 70,001 and column 1,000"):
+        xlsx._refuse_a_range_too_large(_orders_workbook_with_a_stray_cell(small_input, 70_000, 999), "imaging_orders")
+    wide = _orders_workbook_with_a_stray_cell(write_small_input(tmp_path / "wide"), 60_000, 999)
+    xlsx._refuse_a_range_too_large(wide, "imaging_orders")
+
+
 CELL_XML = {  # how a workbook holds a cell calamine reads as empty: an error value, a formula never calculated
     "error": ('<c r="F3"><f>1/0</f><v>0</v></c>', '<c r="F3" t="e"><f>1/0</f><v>#DIV/0!</v></c>'),
     "formula": ('<c r="F3"><f>1/0</f><v>0</v></c>', '<c r="F3"><f>1/0</f></c>'),
