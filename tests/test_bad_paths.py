@@ -180,6 +180,21 @@ def test_warehouse_inside_the_output_folder_is_refused_before_any_work(small_inp
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["notes.txt"]  # no warehouse, lock or report made
 
 
+@pytest.mark.parametrize(("out", "kept"), [("wh.duckdb", False), ("wh.duckdb.sources/r", True)])
+def test_out_the_warehouses_own_path_is_refused_before_any_work(small_input, tmp_path, out, kept):
+    """--out the path of a new --warehouse loaded and committed the warehouse, then stopped with a traceback
+    (FileExistsError) making the output folder over it (an existing one is refused as a file); --out in the
+    warehouse's .sources published the reports among the Parquet files of raw extracts. Refused before any work,
+    nothing written."""
+    wh = tmp_path / "wh.duckdb"
+    if kept:
+        assert run_audit(small_input, tmp_path / "first", "--warehouse", wh).returncode == 0
+    before = tree(tmp_path)
+    result = run_audit(small_input, tmp_path / out, "--warehouse", wh)
+    one_line_error(result, 1, f"--out {tmp_path / out} is the warehouse's own path", "nothing was changed")
+    assert tree(tmp_path) == before
+
+
 @pytest.mark.parametrize("out", [".", "..", "link"])
 def test_input_inside_the_output_folder_is_refused_before_any_work(small_input, tmp_path, out):
     """--out the extracts' folder (`--out .` from it, its parent, a link to it): the run published its reports into

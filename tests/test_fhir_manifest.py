@@ -149,6 +149,24 @@ def test_a_manifest_that_is_not_one_stops_the_run(tmp_path, export, text, needle
     _exit_2(tmp_path, export, "manifest.json", needle, "Save the $export status response")
 
 
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"transactionTime": "<script>alert(1)</script>\n" + "A" * 200_000}, "transactionTime '<script>alert(1)</script>\\nAAAA"),
+        ({"transactionTime": "2026-10-31T23:00:00"}, "transactionTime '2026-10-31T23:00:00' is not an instant"),
+        ({"transactionTime": "9999-12-31T23:59:59-14:00"}, "transactionTime '9999-12-31T23:59:59-14:00' is not an instant"),
+        ({"request": "https://fhir.example.org/fhir/$export?_since=last%20week"}, "the request's _since 'last week' is not"),
+    ],
+    ids=["200 kB of markup", "no zone", "year 9999", "_since in words"],
+)
+def test_a_manifest_time_that_is_no_instant_stops_the_run_in_a_short_line(tmp_path, export, body, needle):
+    """The volume check passed over a transactionTime (or _since) that is no instant without a word, and run.json
+    (three times) and the report's note on the export's error files printed it whole: 200 kB of markup there."""
+    _write_manifest(export, error=[{"type": "OperationOutcome", "url": "https://fhir.example.org/bulk/err.ndjson"}], **body)
+    line = _exit_2(tmp_path, export, "manifest.json: " + needle, "with its zone (2025-07-01T06:00:00Z)")
+    assert len(line) < 400, line
+
+
 def test_error_and_deleted_files_listed_are_warnings(tmp_path, export):
     _write_manifest(
         export,

@@ -8,7 +8,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from pipeline.formula_guard import neutralise, neutralise_expr, neutralise_sql, restore, starts_formula
+from pipeline.formula_guard import neutralise, neutralise_expr, neutralise_sql, restore, restore_expr, starts_formula
 from pipeline.sqltext import ident, literal
 
 
@@ -55,6 +55,14 @@ def test_expression_matches_the_scalar_function():
     out = pl.DataFrame({"v": VALUES}).with_columns(neutralise_expr("v"))["v"].to_list()
     assert out == [neutralise(v) for v in VALUES]
     assert out == [None if v is None else "'" + v if i in (0, 3, 4, 5, 7, 8, 9, 10, 12) else v for i, v in enumerate(VALUES)]
+
+
+def test_restore_expression_matches_the_scalar_function():
+    """restore_expr (a site code map read back) gives what restore gives, on raw and on neutralised text."""
+    texts = VALUES + [neutralise(v) for v in VALUES] + ["''=1", "'plain", "'"]
+    out = pl.DataFrame({"v": texts}).with_columns(restore_expr("v"))["v"].to_list()
+    assert out == [restore(v) for v in texts]
+    assert out[len(VALUES) : 2 * len(VALUES)] == VALUES
 
 
 def test_sql_expression_matches_the_scalar_function():

@@ -13,6 +13,7 @@ import io
 import os
 from pathlib import Path
 
+from pipeline import formula_guard
 from pipeline.config import Config
 from pipeline.errors import ConfigError
 from pipeline.ingest.contract import CONTRACT_BY_NAME
@@ -271,7 +272,7 @@ def template_rows(unknown_codes: list[dict], local_map: Path | None) -> list[dic
     rows = []
     if local_map is not None:
         with local_map.open(newline="", encoding="utf-8") as fh:
-            rows += [{c: r.get(c, "") for c in TEMPLATE_COLUMNS} for r in csv.DictReader(fh)]
+            rows += [{c: formula_guard.restore(r.get(c, "")) for c in TEMPLATE_COLUMNS} for r in csv.DictReader(fh)]
     for u in unknown_codes:
         if u["system"] == "CPT":  # an unmapped CPT code is imaging outside this audit (DESIGN.md)
             continue
@@ -290,10 +291,13 @@ def template_rows(unknown_codes: list[dict], local_map: Path | None) -> list[dic
 
 
 def _csv_text(rows: list[dict]) -> str:
+    """The template as CSV, its text neutralised for spreadsheets (a person fills it in one): an order code or name
+    of the extract written `=HYPERLINK(...)` would be a live formula there. The run reads it back restored
+    (reference.read_code_map)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=TEMPLATE_COLUMNS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({c: formula_guard.neutralise(v) for c, v in row.items()} for row in rows)
     return buf.getvalue()
 
 

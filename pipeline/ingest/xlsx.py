@@ -9,6 +9,7 @@ tell a date from a midnight timestamp, and a date is what such a cell holds in a
 
 from __future__ import annotations
 
+import functools
 import re
 import zipfile
 from pathlib import Path
@@ -181,8 +182,78 @@ def _xml_unescape(text: str) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&apos;", "'").replace("&amp;", "&")
 
 
+# the cells calamine is let to lay out: it holds every cell of the range from the first to the last cell with
+# a value (~32 bytes each, empty ones too), so one stray cell at XFD1048576 in a 6 kB workbook asked for 512 GB and
+# aborted the run (a cell further in, a few GB, would be the machine's memory). Excel's every row of 64 columns.
+LARGEST_RANGE = 1_048_576 * 64
+# a cell beyond column BL (64) or row 999,999: only a sheet holding one can span more, and only its cells are
+# then read one by one (a plain search costs a fraction of calamine's read; the cell by cell pass, as much again)
+_FAR_CELL = re.compile(rb'r="(?:[A-Z]{3}|[C-Z][A-Z][0-9]|B[M-Z][0-9]|[A-Z]+[0-9]{7})')
+_CELL_REF = r' r="([A-Z]+)([0-9]+)"'
+
+
+def _refuse_a_range_too_large(path: Path, sheet: str) -> None:
+    """Stop on a sheet whose cells span more than LARGEST_RANGE (from A1 to its furthest row and column); once per
+    version of the file (a run reads its header, then its rows)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return  # calamine's read names it
+    _check_range(path, sheet, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _check_range(path: Path, sheet: str, size: int, mtime_ns: int) -> None:
+    if not any(_FAR_CELL.search(text) for text in _sheet_pieces(path, sheet)):
+        return
+    rows = columns = 0
+    for text in _sheet_pieces(path, sheet):
+        refs = pl.Series([text.decode("utf-8", "replace")]).str.extract_all(_CELL_REF).explode().drop_nulls()
+        if refs.len():
+            parts = refs.str.extract_groups(_CELL_REF).struct.unnest()
+            widest = parts["1"].str.pad_start(8, "@").max()  # '@' sorts before 'A': by length, then letters
+            columns = max(columns, _column_number(widest.lstrip("@")))
+            rows = max(rows, int(parts["2"].str.slice(0, 12).cast(pl.Int64).max()))
+    if rows * columns > LARGEST_RANGE:
+        raise InputFileError(
+            label(path, sheet),
+            f"its cells reach row {rows:,} and column {columns:,} ({rows * columns:,} cells from A1), more than the "
+            f"{LARGEST_RANGE:,} a sheet is read with (every row of 64 columns): a value far from the table "
+            "(Ctrl+End in Excel goes to it)",
+            "Delete it and save the workbook again, or export CSV",
+        )
+
+
+def _sheet_pieces(path: Path, sheet: str):
+    """The sheet's XML in pieces of 16 MB, each cut after its last whole tag, read as they are asked for. A workbook
+    calamine cannot read yields nothing more: its read names it."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            name = _sheet_xml(z, sheet)
+            if name is None:
+                return
+            with z.open(name) as fh:
+                tail = b""
+                while chunk := fh.read(1 << 24):
+                    text = tail + chunk
+                    cut = text.rfind(b"<")
+                    text, tail = (text[:cut], text[cut:]) if cut > 0 else (text, b"")
+                    yield text
+                yield tail
+    except (KeyError, OSError, zipfile.BadZipFile, ValueError):
+        return
+
+
+def _column_number(letters: str) -> int:
+    number = 0
+    for letter in letters[:8]:
+        number = number * 26 + ord(letter) - 64
+    return number
+
+
 def _rows(path: Path, sheet: str, n_rows: int | None = None) -> pl.DataFrame:
     """The sheet's rows as text, the header row included (so a name given twice is seen, not renamed)."""
+    _refuse_a_range_too_large(path, sheet)
     options = {"header_row": None, "dtypes": "string"} | ({"n_rows": n_rows} if n_rows else {})
     try:
         return pl.read_excel(

@@ -27,7 +27,7 @@ import duckdb
 import polars as pl
 
 from pipeline import audits as audits_mod
-from pipeline import months
+from pipeline import formula_guard, months
 from pipeline.config import Config, regular_file
 from pipeline.errors import ConfigError
 from pipeline.ingest.files import sha256_file
@@ -81,6 +81,8 @@ def read_code_map(path: Path, source: str, vocabulary: Vocabulary, shown: Callab
             f"{path}: cannot read the code map ({exc.__class__.__name__}); "
             "it must be a UTF-8 CSV with columns " + ",".join(CODE_MAP_COLUMNS)
         ) from None
+    # a code map that inspect wrote, or a spreadsheet saved, holds text neutralised for spreadsheets ('=...)
+    df = df.with_columns(formula_guard.restore_expr(c) for c in df.columns)
     missing = [c for c in CODE_MAP_COLUMNS if c not in df.columns]
     if missing:
         raise ConfigError(

@@ -21,13 +21,15 @@ A folder without ``manifest.json`` is read as before.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from pipeline.errors import InputFileError
+from pipeline.errors import InputFileError, printable
+from pipeline.ingest.contract import INSTANT_YEARS
 from pipeline.wording import counted
 
 NAME = "manifest.json"
@@ -105,6 +107,10 @@ def read(folder: Path) -> Manifest | None:
     transaction_time = value.get("transactionTime")
     if not isinstance(transaction_time, str) or not transaction_time.strip():
         raise InputFileError(path, "has no transactionTime: not a Bulk Data export manifest", _NOT_A_MANIFEST)
+    since = _since(value.get("request"))
+    for what, text in (("transactionTime", transaction_time), ("the request's _since", since)):
+        if text is not None:
+            _check_instant(path, what, text.strip())
     output = _entries(path, value, "output")
     counts: dict[str, int | None] = {}
     for number, entry in enumerate(output, start=1):
@@ -126,8 +132,26 @@ def read(folder: Path) -> Manifest | None:
         len(output),
         len(_entries(path, value, "error")),
         len(_entries(path, value, "deleted")),
-        _since(value.get("request")),
+        since,
     )
+
+
+def _check_instant(path: Path, what: str, text: str) -> None:
+    """A FHIR instant (``2025-07-01T06:00:00Z``: a date, a time and a zone) of the years an event may have: the
+    volume check reads the export's reach and start from it, and run.json and the report print it (a 64 MB
+    transactionTime of other text went whole into both, and was passed over by the check without a word)."""
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        when = None
+    first, last = INSTANT_YEARS
+    if when is None or when.tzinfo is None or not first <= when.year <= last:
+        shown = printable(text[:40]) + ("..." if len(text) > 40 else "")
+        raise InputFileError(
+            path,
+            f"{what} '{shown}' is not an instant of the years {first}-{last} with its zone (2025-07-01T06:00:00Z)",
+            _NOT_A_MANIFEST,
+        )
 
 
 def _since(request) -> str | None:
