@@ -318,3 +318,74 @@ def test_the_settings_keep_the_parse_streaming(small_input, tmp_path):
     )
     assert "in-memory engine fallback" in graph
     assert [line for line in graph.splitlines() if 'fillcolor="0.0 0.3 1.0"' in line] == []
+
+
+# ------------------------------------------------------------------------------------ [extract] declared reach
+
+
+def _volume(folder, config=None):
+    import json
+
+    args = ["validate", "--input", folder, "--json"] + (["--config", config] if config else [])
+    r = run_cli(*args, env={"ORDER_AUDIT_PSEUDONYM_KEY": "extract-shapes-test-key"})
+    assert r.returncode == 0, r.stderr
+    volume = next(c for c in json.loads(r.stdout) if c["check_id"] == "orders.volume.monthly")
+    return volume["status"], volume["violated_count"], volume["denominator"]
+
+
+def test_a_csv_extract_declares_its_reach_in_the_config_as_a_manifest_does(tmp_path):
+    """A CSV of 2025-01-02 to 2025-06-30, two orders a day: by the orders' own dates January is covered in part (its
+    first day has none), so February to April are the baseline and May and June are judged; declared since January 1,
+    January is whole too and April is judged as well. Through June 29 (a date: through its end), June's last day is
+    past the extract's reach: June is covered in part and not judged; through June 30 it is again."""
+    import datetime as dt
+
+    from test_false_alarms import _two_a_day
+
+    source = _two_a_day(tmp_path / "in", dt.date(2025, 1, 2))  # to 2025-06-30
+    declared = {
+        "": ("passed", 0, 2),
+        "data_since = 2025-01-01": ("passed", 0, 3),
+        "data_since = 2025-01-01\ndata_through = 2025-06-30": ("passed", 0, 3),
+        'data_since = "2025-01-01"\ndata_through = 2025-06-29': ("passed", 0, 2),
+    }
+    got = {}
+    for i, lines in enumerate(declared):
+        config = tmp_path / f"site{i}.toml"
+        config.write_text(f"[extract]\n{lines}\n", encoding="utf-8")
+        got[lines] = _volume(source, config)
+    assert got == declared
+
+
+def test_the_declared_reach_is_recorded_in_run_json(small_input, tmp_path):
+    import json
+
+    _, config = _config(tmp_path, "[extract]\ndata_since = 2025-06-01\ndata_through = 2025-06-30T20:00:00-04:00\n")
+    r = run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--config", config)
+    assert r.returncode == 0, r.stderr
+    run = json.loads((tmp_path / "out" / "run.json").read_text(encoding="utf-8"))
+    assert run["extract_declared"] == {"data_since": "2025-06-01T04:00:00+00:00", "data_through": "2025-07-01T00:00:00+00:00"}
+    r = run_cli("run", "--input", small_input, "--out", tmp_path / "out2")
+    assert r.returncode == 0, r.stderr
+    run = json.loads((tmp_path / "out2" / "run.json").read_text(encoding="utf-8"))
+    assert "extract_declared" not in run and "extract" not in run["config"]  # nothing declared: as before
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        ("data_since = 2024-13-01", None),  # not TOML: its own line
+        ('data_since = "2024-13-01"', "[extract].data_since: '2024-13-01' is not a date or a time (write it as 2024-07-01,"),
+        ('data_through = "April"', "[extract].data_through: 'April' is not a date or a time"),
+        ("data_through = 10:00:00", "[extract].data_through: datetime.time(10, 0) is not a date or a time"),
+        ("data_until = 2026-04-30", "[extract]: unknown setting(s) data_until; known: data_since, data_through"),
+        ("data_since = 2026-05-01\ndata_through = 2026-04-30", "[extract] data_since = 2026-05-01 is not before data_through"),
+    ],
+)
+def test_a_bad_declared_reach_stops_before_anything_is_read(small_input, tmp_path, lines, message):
+    config = tmp_path / "site.toml"
+    config.write_text(f"[extract]\n{lines}\n", encoding="utf-8")
+    r = run_cli("validate", "--input", small_input, "--config", config)
+    assert r.returncode == 1, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert (message or "not valid TOML") in r.stderr
