@@ -8,6 +8,7 @@ audit's numbers (windows, thresholds) are its manifest's ``[parameters]`` (audit
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 import re
 import stat
@@ -68,6 +69,59 @@ class Spark:
     state: str | None = None
 
 
+@dataclass(frozen=True)
+class Extract:
+    """[extract]: how far a CSV, Parquet or workbook extract reaches, as the site declares it (a FHIR export's
+    manifest declares it itself). The volume check judges the extract's first and last months by it
+    (docs/DATA_QUALITY.md, "Months the volume check compares"). ISO 8601 text as written; see ``declared``."""
+
+    data_since: str | None = None  # the extract holds every order from then on (a date: its midnight, site-local)
+    data_through: str | None = None  # ... and up to then (a date: through its end, the next midnight site-local)
+
+    def declared(self, name: str, site_timezone: str) -> dt.datetime | None:
+        """``data_since`` or ``data_through`` as an instant (UTC): a time without an offset and a date are site-local;
+        ``data_through`` as a date is the end of that day."""
+        text = getattr(self, name)
+        if text is None:
+            return None
+        when = _date_or_time(text)
+        if not isinstance(when, dt.datetime):
+            when = dt.datetime.combine(when + dt.timedelta(days=name == "data_through"), dt.time())
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=ZoneInfo(site_timezone))
+        return when.astimezone(dt.UTC)
+
+
+def _date_or_time(text: str) -> dt.date | dt.datetime:
+    """An ISO 8601 date (2024-07-01) or time (2026-04-30T23:59:59Z, 2026-04-30 23:59:59, with or without an offset)."""
+    if not any(c in text for c in "T :"):  # no time of day
+        return dt.date.fromisoformat(text)
+    return dt.datetime.fromisoformat(text)
+
+
+def _parse_extract(values: object, where: str) -> Extract:
+    """The [extract] section: each value a TOML date or time, or one in quotes; one line naming a bad one."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: write it as a section, [extract] data_since = 2024-07-01")
+    known = [f.name for f in dataclasses.fields(Extract)]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    out = {}
+    for name, value in values.items():
+        text = value.isoformat() if isinstance(value, (dt.date, dt.time)) else value
+        try:
+            if not isinstance(text, str) or isinstance(value, dt.time):
+                raise ValueError
+            _date_or_time(text.strip())
+        except ValueError:
+            raise ConfigError(
+                f"{where}.{name}: {value!r} is not a date or a time (write it as 2024-07-01, or 2026-04-30T23:59:59Z)"
+            ) from None
+        out[name] = text.strip()
+    return Extract(**out)
+
+
 ENGINES = ("duckdb", "spark")
 
 
@@ -95,6 +149,8 @@ class Config:
     # tables (CSV, Parquet, Excel), fhir (a Bulk Data NDJSON export) or auto (told by the folder's files)
     input_format: str = "auto"
     fhir: fhir_settings.FhirSettings = field(default_factory=fhir_settings.FhirSettings)
+    # how far the extract reaches, as the site declares it ([extract] data_since, data_through)
+    extract: Extract = field(default_factory=Extract)
     source_path: str | None = None
 
     def format_of(self, table: str) -> TableFormat:
@@ -104,6 +160,13 @@ class Config:
         """The configuration as recorded in run.json (no secrets in it)."""
         recorded = dataclasses.asdict(self)
         recorded["spark"]["remote"] = spark_address(self.spark.remote)
+        # settings added off by default are recorded when set: a config that says nothing of them records what it did
+        if self.extract == Extract():
+            del recorded["extract"]
+        for fmt in recorded["formats"].values():
+            for name in ("code_with_description", "decimal_comma"):
+                if not fmt[name]:
+                    del fmt[name]
         return recorded
 
 
@@ -205,6 +268,8 @@ def load_config(path: str | Path | None = None, **overrides) -> Config:
             kwargs[key] = value
         elif key == "fhir":
             kwargs[key] = fhir_settings.parse(value, f"{path}: [fhir]")
+        elif key == "extract":
+            kwargs[key] = _parse_extract(value, f"{path}: [extract]")
         elif key == "columns":
             bad = set(value) - set(_TABLES)
             if bad:
@@ -238,6 +303,12 @@ def load_config(path: str | Path | None = None, **overrides) -> Config:
         raise ConfigError(
             f"site time zone '{cfg.site_timezone}' is not an IANA zone name (for example America/New_York)"
         ) from None
+    since, through = (cfg.extract.declared(n, cfg.site_timezone) for n in ("data_since", "data_through"))
+    if since is not None and through is not None and since >= through:
+        raise ConfigError(
+            f"{path}: [extract] data_since = {cfg.extract.data_since} is not before data_through = "
+            f"{cfg.extract.data_through}; fix one of them"
+        )
     for name in ("local_code_map", "warehouse"):
         value = getattr(cfg, name)
         if value and path is not None and name in data and not Path(value).is_absolute():

@@ -571,6 +571,7 @@ def _execute_locked(
         "left_out": [{"table": name, **out} for name, prep in prepared.items() for out in prep.left_out],
         # a FHIR export's manifest.json, when the client saved one: its hash, transactionTime, files listed
         "export_manifest": next((prep.export_manifest for prep in prepared.values() if prep.export_manifest), None),
+        **_extract_declared(cfg),
         "warnings": warnings + list(dict.fromkeys(w for prep in prepared.values() for w in prep.warnings)),
     }
     audit_info = {
@@ -705,6 +706,15 @@ def _record_found_folders(con: duckdb.DuckDBPyConnection, opts: RunOptions, chos
             continue
         if history.found_published(con, info["run_id"], audit.id, label, info["counts"]):
             log.info("%s: run %s published it but did not record it (killed?); recorded now", folder, info["run_id"])
+
+
+def _extract_declared(cfg: Config) -> dict:
+    """How far the site's config says the extract reaches ([extract]), as the instants (UTC) the volume check judges
+    its months by; nothing when it says nothing (a run.json of such a run is as it was)."""
+    declared = {name: cfg.extract.declared(name, cfg.site_timezone) for name in ("data_since", "data_through")}
+    if not any(declared.values()):
+        return {}
+    return {"extract_declared": {name: when.isoformat() if when else None for name, when in declared.items()}}
 
 
 def _progress_bar(opts: RunOptions):

@@ -31,9 +31,15 @@ class TableFormat:
     quote_char: str = '"'  # "" = fields are never quoted
     timestamp_formats: tuple[str, ...] = ()  # strftime, tried in order before ISO 8601
     date_formats: tuple[str, ...] = ()  # strftime, tried in order before YYYY-MM-DD
-    # .xlsx: Excel's number of the row holding the header, when rows above it hold a title (default: the first row
-    # that holds a value); the rows above are not read
+    # the number of the line (a workbook: Excel's row) holding the header, when lines above it hold a title (default: the
+    # first line; a workbook's first row that holds a value); the lines above are not read, and rejects keep the file's
+    # own line numbers
     header_row: int | None = None
+    # the code column's cells hold a code and its description ('72148 - MRI LUMBAR SPINE'): the leading token is the
+    # code (contract.code_and_description)
+    code_with_description: bool = False
+    # number columns are written with a decimal comma ('45,5', '1.234,5': a European export)
+    decimal_comma: bool = False
 
     def delimiter_for(self, suffix: str) -> str:
         if self.delimiter is not None:
@@ -118,8 +124,15 @@ def parse_table_format(values: dict, where: str) -> TableFormat:
     if "header_row" in values:
         row = values["header_row"]
         if type(row) is not int or row < 1:
-            raise ConfigError(f"{where}.header_row: expected Excel's number of the header's row (1, 2 ...), got {row!r}")
+            raise ConfigError(
+                f"{where}.header_row: expected the number of the header's line (a workbook: Excel's row; 1, 2 ...), got {row!r}"
+            )
         out["header_row"] = row
+    for name in ("code_with_description", "decimal_comma"):
+        if name in values:
+            if type(values[name]) is not bool:
+                raise ConfigError(f"{where}.{name}: expected true or false, got {values[name]!r}")
+            out[name] = values[name]
     fmt = TableFormat(**out)
     if fmt.delimiter is not None and fmt.delimiter == fmt.quote_char:
         raise ConfigError(f"{where}: delimiter and quote_char are the same character")

@@ -30,7 +30,12 @@ def _text_header(f: InputFile, fmt: TableFormat) -> tuple[list[str], str]:
         raise InputFileError(
             f.path, "is a binary file, not CSV", 'Export the table as UTF-8 CSV (for UTF-16 text set encoding = "utf-16")'
         )
-    line = textfile.first_line(textfile.decode_head(f.path, head, fmt, f.table))
+    number = f.header_row or 1
+    line = textfile.line_at(textfile.decode_head(f.path, head, fmt, f.table), number)
+    if line is None:
+        raise InputFileError(
+            f.path, f"has no line {number} (header_row under [formats.{f.table}])", "Fix header_row in the config"
+        )
     return textfile.split_fields(line, fmt.delimiter_for(f.path.suffix), fmt.quote), line
 
 
@@ -53,6 +58,11 @@ def read_header(f: InputFile, fmt: TableFormat) -> tuple[list[str], str | None]:
     return _text_header(f, fmt)
 
 
+def header_line(f: InputFile) -> int | None:
+    """The line (a workbook: Excel's row) an error about the header names; a Parquet file has none."""
+    return None if f.fmt == "parquet" else f.header_row or 1
+
+
 def _check_duplicates(f: InputFile, header: list[str]) -> None:
     seen: dict[str, int] = {}
     for i, name in enumerate(header, start=1):
@@ -62,7 +72,7 @@ def _check_duplicates(f: InputFile, header: list[str]) -> None:
                 f.label,
                 f"column name '{key}' appears twice in the header (columns {seen[key]} and {i})",
                 "Rename or drop one of them in the extract, so the right one is read",
-                line=1,
+                line=header_line(f),
             )
         seen.setdefault(key, i)
 
@@ -106,7 +116,7 @@ def column_map(f: InputFile, contract: TableContract, cfg: Config) -> dict[str, 
                     f.label,
                     f"column '{source}' (mapped to {canonical} in the config) not in the header",
                     "Fix [columns." + contract.name + "] in the config or the extract",
-                    line=1,
+                    line=header_line(f),
                 )
             rename[source] = canonical
         elif canonical.lower() in by_lower:
@@ -117,19 +127,19 @@ def column_map(f: InputFile, contract: TableContract, cfg: Config) -> dict[str, 
                     f.label,
                     f"columns '{a}' (column {i}) and '{b}' (column {j}) both read as {canonical}",
                     f"Rename one in the extract, or name the right one under [columns.{contract.name}] in the config",
-                    line=1,
+                    line=header_line(f),
                 )
             rename[same[0][1]] = canonical
     missing = [c for c in contract.required_columns if c not in rename.values()]
     if missing:
         hint = _delimiter_hint(f, contract, cfg, line, len(rename)) if line is not None else None
         if hint:
-            raise InputFileError(f.label, f"required column(s) missing: {', '.join(missing)}", hint, line=1)
+            raise InputFileError(f.label, f"required column(s) missing: {', '.join(missing)}", hint, line=header_line(f))
         raise MissingColumnError(
             f.label,
             f"required column(s) missing: {', '.join(missing)}",
             f"Add them, or map the extract's names under [columns.{contract.name}] in --config "
             "(order-audit inspect --input DIR --write-config FILE writes the mapping it can find)",
-            line=1 if f.fmt != "parquet" else None,
+            line=header_line(f),
         )
     return rename

@@ -21,7 +21,7 @@ class InputFile:
     fmt: str  # csv (any delimited text) | parquet | xlsx | fhir (a Bulk Data export, read by pipeline.ingest.fhir)
     sheet: str | None = None  # xlsx: the sheet holding the table
     display: str | None = None  # how to name it when `path` is not what the user delivered (FHIR: the NDJSON files)
-    header_row: int | None = None  # xlsx: Excel's number of the header's row ([formats] header_row), else the first
+    header_row: int | None = None  # the header's line (xlsx: Excel's row) when a title is above it ([formats] header_row)
 
     @property
     def label(self) -> str:
@@ -72,10 +72,10 @@ def locate(input_dir: Path, table: str, fmt: TableFormat) -> InputFile | None:
     found = _locate(input_dir, table, fmt)
     if found is None or fmt.header_row is None:
         return found
-    if found.fmt != "xlsx":  # a text file's title lines are not skipped: said, not ignored
+    if found.fmt == "parquet":  # a Parquet file has no title lines: said, not ignored
         raise InputFileError(
-            found.path, f"header_row is set under [formats.{table}], which only a .xlsx workbook takes",
-            "Remove the lines above the header from the file, and header_row from the config",
+            found.path, f"header_row is set under [formats.{table}], which a Parquet file does not take (it has no title lines)",
+            "Remove header_row from the config",
         )  # fmt: skip
     return replace(found, header_row=fmt.header_row)
 

@@ -20,7 +20,7 @@ import polars as pl
 from pipeline import ownership
 from pipeline.config import Config
 from pipeline.errors import InputFileError
-from pipeline.ingest import code_systems, detect, headers, inputs, load, textfile, timestamps, value_maps, xlsx
+from pipeline.ingest import code_cells, code_systems, detect, headers, inputs, load, textfile, timestamps, value_maps, xlsx
 from pipeline.ingest.contract import CONTRACT_BY_NAME, CONTRACTS, TableContract
 from pipeline.ingest.formats import TableFormat
 from pipeline.ingest.source_store import ERR
@@ -34,7 +34,6 @@ SYNONYMS = REFERENCE_DIR / "column_synonyms.csv"
 SAMPLE_ROWS = 20_000  # rows read to guess the formats; the counts then cover the whole file
 TOP_CODES = 20
 TEMPLATE_CODES = 500
-DECIMAL_COMMA = r"^\s*-?[0-9]+,[0-9]+\s*$"
 TITLE_ROWS = 10  # rows of a sheet looked at for a header below a title
 # words in a file or sheet name that say which table it holds, when it is not named like the table
 NAME_HINTS = {
@@ -82,6 +81,10 @@ class TableReport:
     code_systems: dict[str, int] = field(default_factory=dict)
     unknown_codes: list[dict] = field(default_factory=list)  # [{code, orders, system, name}]
     problems: list[str] = field(default_factory=list)
+    # number column -> {"comma": values only a decimal comma reads (45,5), "point": values only a point reads (45.5)}
+    decimal_marks: dict[str, dict[str, int]] = field(default_factory=dict)
+    # the code column's cells that hold a code and its description: {"column", "cells", "of", "example", "no_code"}
+    code_cells: dict | None = None
 
 
 # ----------------------------------------------------------------------------- files
@@ -171,7 +174,7 @@ def match_columns(contract: TableContract, header: list[str], configured: dict[s
 
 
 def _text_format(f: inputs.InputFile, cfg: Config, report: TableReport, wanted: set[str]) -> TableFormat:
-    """The configured format where the config says it, else what the file shows."""
+    """The configured format where the config says it, else what the file shows (its header's line too)."""
     configured = cfg.format_of(f.table)
     given = cfg.formats.get(f.table)
     enc = detect.guess_encoding(f.path)
@@ -180,12 +183,35 @@ def _text_format(f: inputs.InputFile, cfg: Config, report: TableReport, wanted: 
     probe = dataclasses.replace(configured, encoding=encoding)
     text = textfile.decode_head(f.path, textfile.read_head(f.path, 1 << 20), probe)
     lines = text.splitlines()[:200]
+    header_row = configured.header_row
+    if header_row is None:  # a report writer's title above the header: the loader would read it as the header
+        contract = CONTRACT_BY_NAME[f.table]
+        splits = [given.delimiter] if given and given.delimiter is not None else list(detect.DELIMITERS)
+        rows = [[textfile.split_fields(line, d, probe.quote) for d in splits] for line in lines[:TITLE_ROWS]]
+        above = _rows_above_header(contract, rows, cfg.columns.get(f.table, {}))
+        header_row = above + 1 if above else None
+    lines = lines[(header_row or 1) - 1 :]
     if given and given.delimiter is not None:
         delimiter, sure = given.delimiter, True
     else:
         delimiter, sure = detect.guess_delimiter(lines, wanted)
     report.delimiter, report.delimiter_sure = delimiter, sure
-    return dataclasses.replace(configured, encoding=encoding, delimiter=delimiter)
+    return dataclasses.replace(configured, encoding=encoding, delimiter=delimiter, header_row=header_row)
+
+
+def _rows_above_header(contract: TableContract, rows: list[list[list[str]]], configured: dict[str, str]) -> int:
+    """How many of the first rows stand above the header: the header is the row that the most contract columns match
+    (two at least; the first of equals), and the rows above it a title (a title may name a column or two: 'Orders by
+    status, site'). rows: each row's fields, as each way of splitting it gives them (a text line: at each delimiter).
+    """
+
+    def matched(ways: list[list[str]]) -> int:
+        return max((sum(m.source is not None for m in match_columns(contract, fields, configured)) for fields in ways), default=0)
+
+    counts = [matched(ways) for ways in rows]
+    if not counts or max(counts) < 2:
+        return 0
+    return counts.index(max(counts))
 
 
 def _guess_formats(contract: TableContract, sample: pl.DataFrame) -> list[ColumnFormats]:
@@ -234,9 +260,11 @@ def inspect_table(contract: TableContract, f: inputs.InputFile, found_by: str, c
     given = cfg.formats.get(contract.name)
     fmt = _text_format(f, cfg, report, wanted) if f.fmt == "csv" else cfg.format_of(contract.name)
     report.fmt = fmt
+    if fmt.header_row != f.header_row:  # a text file's title lines, found above: read as the loader will
+        f = report.file = dataclasses.replace(f, header_row=fmt.header_row)
     header, _ = headers.read_header(f, fmt)
     report.columns = match_columns(contract, header, configured_cols)
-    header_row = _header_below_title(contract, f, report.columns)
+    header_row = _header_below_title(contract, f, configured_cols)
     if header_row is not None:  # read from there, as the loader does once the config says header_row
         f = report.file = dataclasses.replace(f, header_row=header_row)
         fmt = report.fmt = dataclasses.replace(fmt, header_row=header_row)
@@ -271,9 +299,13 @@ def _read_table(report: TableReport, contract: TableContract, lf: pl.LazyFrame, 
         c.guess.formats = list(fmt.date_formats if c.kind == "date" else fmt.timestamp_formats)
     queries = [_format_counts(lf, schema, report.formats, cfg.site_timezone)]
     numbers = [c for c in contract.numbers if c in schema and schema[c] == pl.String]
-    if numbers:  # a decimal comma ('45,5') is not a number to the loader: counted, no value shown
-        comma = [pl.col(c).str.contains(DECIMAL_COMMA).sum().alias(c) for c in numbers]
-        queries.append(lf.select(comma))
+    if numbers:  # a decimal comma ('45,5') or point: counted, no value shown
+        marks = [
+            pl.col(c).str.contains(pattern).sum().alias(f"{c}__{mark}")
+            for c in numbers
+            for mark, pattern in (("comma", code_cells.WITH_DECIMAL_COMMA), ("point", code_cells.WITH_DECIMAL_POINT))
+        ]
+        queries.append(lf.select(marks))
     vocab = [c for c in contract.allowed_values if c in schema]
     queries += [lf.group_by(c).agg(pl.len().alias("rows")).sort(["rows", c], descending=[True, False]) for c in vocab]
     code_col = CODE_COLUMNS.get(contract.name)  # (the patients table has no codes)
@@ -284,14 +316,9 @@ def _read_table(report: TableReport, contract: TableContract, lf: pl.LazyFrame, 
         queries.append(lf.group_by(code).agg(aggs))
     totals, *rest = pl.collect_all(queries, engine="streaming")
     if numbers:
-        commas, rest = rest[0], rest[1:]
-        for c in numbers:
-            if n := int(commas[c][0]):
-                report.problems.append(
-                    f"{c}: {counted(n, 'value')} written with a decimal comma (such as 45,5), which the loader does not "
-                    "read as a number (it is left empty, listed in rejects.csv as not a number): "
-                    "export numbers with a decimal point"
-                )
+        marks, rest = rest[0], rest[1:]
+        report.decimal_marks = {c: {m: int(marks[f"{c}__{m}"][0]) for m in ("comma", "point")} for c in numbers}
+        _decimal_marks(report)
     report.rows = int(totals["_rows"][0])
     for c in report.formats:
         c.values = int(totals[f"{c.column}__values"][0])
@@ -316,47 +343,87 @@ def _read_table(report: TableReport, contract: TableContract, lf: pl.LazyFrame, 
         _codes(report, rest[0], code_map)
 
 
-def _header_below_title(contract: TableContract, f: inputs.InputFile, columns: list[ColumnMatch]) -> int | None:
-    """Excel's number of the header's row when a sheet's first row matches no contract column and a row below it
-    matches two or more (a title above the header, which the loader would read as the header), else None."""
-    if f.fmt != "xlsx" or f.header_row is not None or any(m.source for m in columns):
+def _header_below_title(contract: TableContract, f: inputs.InputFile, configured: dict[str, str]) -> int | None:
+    """Excel's number of the header's row when a sheet's first row is no header and a row below it is (a title above
+    the header, which the loader would read as the header), else None."""
+    if f.fmt != "xlsx" or f.header_row is not None:
         return None
     first, rows = xlsx.first_rows(f.path, f.sheet, TITLE_ROWS)
-    for i, row in enumerate(rows[1:], start=1):
-        if sum(m.source is not None for m in match_columns(contract, row, {})) >= 2:
-            return first + i
-    return None
+    above = _rows_above_header(contract, [[row] for row in rows], configured)
+    return first + above if above else None
 
 
-# a code and its description in one cell ('72148 - MRI LUMBAR SPINE W/O', 'LOC-DSM - DSM (LOCAL)'): a word, a dash
-# or colon between spaces, a text (no code has a space)
-CODE_WITH_TEXT = r"^\S+\s+[-–:]\s+\S"
+def _decimal_marks(report: TableReport) -> None:
+    """decimal_comma for the starter config when the number columns are written with a decimal comma and never with a
+    point; a PROBLEM when a column mixes both (no setting reads both) or the config's setting leaves values unread."""
+    commas = sum(m["comma"] for m in report.decimal_marks.values())
+    points = sum(m["point"] for m in report.decimal_marks.values())
+    if commas and not points:
+        report.fmt = dataclasses.replace(report.fmt, decimal_comma=True)
+        return
+    if not (commas and points) and report.fmt.decimal_comma == bool(commas):
+        return
+    for c, m in report.decimal_marks.items():
+        unread = m["point"] if report.fmt.decimal_comma else m["comma"]
+        if not unread:
+            continue
+        marks = ("a decimal point (45.5)", "a decimal comma (45,5)")
+        written, other = marks if report.fmt.decimal_comma else marks[::-1]
+        setting = "true" if report.fmt.decimal_comma else "false"
+        mixed = f" while others have {other}" if commas and points else ""
+        report.problems.append(
+            f"{c}: {counted(unread, 'value')} written with {written}{mixed}, which decimal_comma = {setting} does not read as "
+            "a number (it is left empty, listed in rejects.csv): export every number one way"
+        )
 
 
 def _codes(report: TableReport, codes: pl.DataFrame, code_map: set[str]) -> None:
     codes = codes.filter(pl.col("code").is_not_null() & (pl.col("code") != ""))
-    joined = codes.filter(pl.col("code").str.contains(CODE_WITH_TEXT))
-    if joined.height and joined["rows"].sum() * 2 > codes["rows"].sum():
-        column = CODE_COLUMNS[report.table]
-        example = joined.sort(["rows", "code"], descending=[True, False])["code"][0]
-        report.problems.append(
-            f"{column}: {joined['rows'].sum():,} of {codes['rows'].sum():,} values hold a code and its description in one "
-            f"cell (e.g. '{example}'); the whole cell is read as the code, which no map knows: export the code alone in "
-            "its own column (the description can go in the name column)"
-        )
-        codes = codes.filter(~pl.col("code").str.contains(CODE_WITH_TEXT))  # no map row to fill for each of them
+    if "name" not in codes.columns:
+        codes = codes.with_columns(pl.lit(None, pl.String).alias("name"))
+    joined = codes.filter(code_cells.looks_joined(pl.col("code")))
+    # most cells a code and its description ('72148 - MRI LUMBAR SPINE', 'CPT 72148'): the code is their first word
+    if report.fmt.code_with_description or (joined.height and joined["rows"].sum() * 2 > codes["rows"].sum()):
+        codes = _split_codes(report, codes, joined)
     forms = code_systems.PROCEDURE_FORMS if report.table == "procedures" else code_systems.FORMS
     codes = codes.with_columns(code_systems.system_expr(pl.col("code"), forms).alias("system"))
     report.code_systems = dict(codes.group_by("system").agg(pl.col("rows").sum()).sort("system").iter_rows())
     if report.table != "imaging_orders":
         return
     unknown = codes.filter(~pl.col("code").is_in(sorted(code_map))).sort(["rows", "code"], descending=[True, False])
-    if "name" not in unknown.columns:
-        unknown = unknown.with_columns(pl.lit(None, pl.String).alias("name"))
     report.unknown_codes = [
         {"code": c, "orders": n, "system": s, "name": name}
         for c, n, s, name in unknown.select("code", "rows", "system", "name").head(TEMPLATE_CODES).iter_rows()
     ]
+
+
+def _split_codes(report: TableReport, codes: pl.DataFrame, joined: pl.DataFrame) -> pl.DataFrame:
+    """The codes as code_with_description reads them (their descriptions as names), noted in the report; the cells
+    whose first word is no code are counted (the loader sets their rows aside)."""
+    report.fmt = dataclasses.replace(report.fmt, code_with_description=True)
+    cell = pl.col("code")
+    read = codes.with_columns(code_cells.leading_code(cell).alias("_code"), code_cells.description(cell).alias("_text"))
+    no_code = read.filter(pl.col("_code").is_null())
+    example = joined.sort(["rows", "code"], descending=[True, False])["code"][0] if joined.height else None
+    report.code_cells = {
+        "column": CODE_COLUMNS[report.table],
+        "cells": int(joined["rows"].sum()),
+        "of": int(codes["rows"].sum()),
+        "example": example,
+        "no_code": int(no_code["rows"].sum()),
+    }
+    if no_code.height:
+        shown = no_code.sort(["rows", "code"], descending=[True, False])["code"][0]
+        report.problems.append(
+            f"{CODE_COLUMNS[report.table]}: {counted(int(no_code['rows'].sum()), 'cell')} hold no code before the "
+            f"description (e.g. '{shown}': its first word holds no digit); code_with_description = true sets their rows "
+            "aside (rejects.csv): put the code in those cells"
+        )
+    return (
+        read.filter(pl.col("_code").is_not_null())
+        .group_by(pl.col("_code").alias("code"))
+        .agg(pl.col("rows").sum(), pl.coalesce("name", "_text").drop_nulls().first().alias("name"))
+    )
 
 
 def code_map_codes(cfg: Config, input_dir: Path) -> tuple[set[str], Path | None]:

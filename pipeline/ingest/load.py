@@ -49,12 +49,12 @@ _column_map = headers.column_map
 
 def open_source(f: InputFile, cfg: Config, scratch: Path | None) -> Source:
     fmt = cfg.format_of(f.table)
-    separator, quote = fmt.delimiter_for(f.path.suffix), fmt.quote
+    separator, quote, header_line = fmt.delimiter_for(f.path.suffix), fmt.quote, f.header_row or 1
     if scratch is not None and textfile.needs_utf8_copy(fmt, textfile.read_head(f.path)):
         copy = scratch / f"{f.table}.utf8.csv"
-        breaks = textfile.utf8_copy(f.path, fmt, copy, f.table)
-        return Source(copy, separator, quote, breaks)
-    return Source(f.path, separator, quote)
+        breaks = textfile.utf8_copy(f.path, fmt, copy, f.table)  # line for line: the title lines are copied too
+        return Source(copy, separator, quote, breaks, header_line)
+    return Source(f.path, separator, quote, header_line=header_line)
 
 
 def scan(
@@ -102,13 +102,15 @@ def _diagnose_csv_failure(f: InputFile, source: Source) -> tuple[int | None, str
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         return line, f"byte 0x{data[exc.start]:02x} is not UTF-8"
-    text = data.decode("utf-8-sig")
+    above = source.header_line - 1  # title lines: not CSV, not read
+    lines = data.decode("utf-8-sig").splitlines(keepends=True)
+    text = "".join(lines[above:])
     kwargs = {"delimiter": source.separator} | (
         {"quotechar": source.quote_char} if source.quote_char else {"quoting": csv.QUOTE_NONE}
     )
     width = None
     try:
-        for n, row in enumerate(csv.reader(text.splitlines(), **kwargs), start=1):
+        for n, row in enumerate(csv.reader(text.splitlines(), **kwargs), start=source.header_line):
             if width is None:
                 width = len(row)
             elif len(row) > width:
@@ -117,7 +119,7 @@ def _diagnose_csv_failure(f: InputFile, source: Source) -> tuple[int | None, str
         return None, f"the CSV could not be parsed ({exc})"
     unclosed = _unclosed_quote_line(text, kwargs)
     if unclosed is not None:
-        return unclosed, "a quoted field opens on this line and is never closed"
+        return above + unclosed, "a quoted field opens on this line and is never closed"
     return None, "the CSV could not be parsed"
 
 
@@ -150,7 +152,7 @@ def _check_unnamed_columns(f: InputFile, cfg: Config, typed_path: Path, schema: 
                 f.label,
                 f"column {position} has no name in the header, yet line {first} holds a value in it",
                 "Name the column in the header (or drop it from the extract), so its values are read",
-                line=1,
+                line=headers.header_line(f),
             )
 
 
@@ -287,7 +289,8 @@ def _physical_lines(f: InputFile, source: Source, typed_path: Path, schema: dict
         fp = fingerprint() if fingerprint is not None else None
         breaks = fp.line_breaks if fp is not None else textfile.count_line_breaks(source.path)
     header_breaks = sum(str(c).count("\n") for c in schema)
-    if physical_lines.records_match_lines(breaks, _rows_of(typed_path), header_breaks):
+    # the title lines above the header (header_row) each end in a break too
+    if physical_lines.records_match_lines(breaks - (source.header_line - 1), _rows_of(typed_path), header_breaks):
         return
     physical_lines.rewrite(typed_path, source, header_breaks, scratch)
 
@@ -554,7 +557,9 @@ def prepare_inputs(
         sha = hashes[contract.name] if hashes else ""
         result = prepare_table(f, contract, cfg, scratch, sha, future.result, typed_writer=typed_writer)
         if result.rows_read == 0 and not contract.may_be_empty:
-            raise InputFileError(f.label, "has a header but no rows", "The extract looks incomplete; re-export it", line=1)
+            raise InputFileError(
+                f.label, "has a header but no rows", "The extract looks incomplete; re-export it", line=headers.header_line(f)
+            )
         log.info("parsed %s: %s read", contract.name, counted(result.rows_read, "row"))
         for unknown in result.unknown_values:
             log.warning("%s", unknown.message())

@@ -8,7 +8,8 @@ parse (``load.prepare_table``). Spark cannot give a record's physical line: it g
 file (``_metadata.file_path``) and its position, made into the record number here (header = 1, the
 first record 2, as the Polars parse numbers them); for a local CSV whose quoted fields hold line
 breaks the loader then maps record numbers to physical lines, as it does for the Polars parse.
-A workbook and rows a reader already holds (FHIR) stay with the Polars parse.
+A workbook, a CSV with title lines above its header (``header_row``), a table read with ``code_with_description`` or
+``decimal_comma`` and rows a reader already holds (FHIR) stay with the Polars parse.
 """
 
 from __future__ import annotations
@@ -38,7 +39,11 @@ def typed_writer(spark):
     def write(f: InputFile, contract: TableContract, cfg: Config, out: Path, source: Source | None = None, rows=None) -> dict:
         from pipeline.ingest import load
 
-        if rows is not None or f.fmt not in READS:
+        # title lines above the header (header_row): Spark's reader takes the first line as the header; a code with its
+        # description and a decimal comma are read by the Polars parse's expressions (code_cells)
+        fmt = cfg.format_of(f.table)
+        polars_only = (f.header_row or 1) > 1 or fmt.code_with_description or fmt.decimal_comma
+        if rows is not None or f.fmt not in READS or polars_only:
             return load._write_typed(f, contract, cfg, out, source, rows)
         return write_typed(spark, f, contract, cfg, out, source or Source(f.path))
 

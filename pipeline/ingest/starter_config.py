@@ -72,6 +72,10 @@ def as_dict(reports: dict) -> dict:
             "code_systems": r.code_systems,
             "unknown_codes": r.unknown_codes[:50],
             "problems": r.problems,
+            "header_row": r.fmt.header_row,
+            "code_with_description": r.code_cells,
+            "decimal_marks": r.decimal_marks,
+            "decimal_comma": r.fmt.decimal_comma,
         }
     return out
 
@@ -95,7 +99,12 @@ def as_text(reports: dict, input_dir: Path) -> str:
         for p in r.problems:
             lines.append(f"  PROBLEM    {p}")
         if r.fmt.header_row is not None:
-            lines.append(f"  header     Excel row {r.fmt.header_row}, below a title (header_row = {r.fmt.header_row})")
+            where = "Excel row" if r.file.fmt == "xlsx" else "line"
+            lines.append(f"  header     {where} {r.fmt.header_row}, below a title (header_row = {r.fmt.header_row})")
+        if r.code_cells is not None:
+            lines.append(f"  code cells {_code_cells_note(r.code_cells)} (code_with_description = true)")
+        if r.fmt.decimal_comma:
+            lines.append(f"  numbers    {_decimal_comma_note(r)} (decimal_comma = true)")
         if r.encoding is not None:
             mark = "" if r.encoding.sure else "   CHECK"
             example = f"; first non-ASCII: {r.encoding.example}" if r.encoding.example else ""
@@ -128,6 +137,20 @@ def as_text(reports: dict, input_dir: Path) -> str:
                 lines.append(f"{head}{v['value']!r}: {v['rows']:,} rows {reading}")
         lines += code_lines(r.table, r.code_systems, r.unknown_codes)
     return "\n".join(lines) + "\n"
+
+
+def _code_cells_note(cells: dict) -> str:
+    """How many cells of a code column hold a code and its description, and how the code is read from them."""
+    example = f" (e.g. '{cells['example']}')" if cells["example"] else ""
+    return (
+        f"{cells['column']}: {cells['cells']:,} of {cells['of']:,} cells hold a code and its description{example}; "
+        "the code is read as the first word"
+    )
+
+
+def _decimal_comma_note(r: TableReport) -> str:
+    counts = ", ".join(f"{c} {m['comma']:,}" for c, m in r.decimal_marks.items() if m["comma"])
+    return f"written with a decimal comma (45,5): {counts or 'no value seen'}; read as decimals"
 
 
 def code_lines(table: str, systems: dict[str, int], unknown_codes: list[dict], told_by: str = "form") -> list[str]:
@@ -186,7 +209,8 @@ def _format_lines(r: TableReport) -> list[str]:
     if f.sheet is not None:
         lines.append(f"sheet = {toml_string(f.sheet)}")
     if fmt.header_row is not None:
-        lines.append(f"header_row = {fmt.header_row}   # the rows above the header hold a title")
+        rows = "rows" if f.fmt == "xlsx" else "lines"
+        lines.append(f"header_row = {fmt.header_row}   # the {rows} above the header hold a title")
     if r.delimiter is not None and r.delimiter != default.delimiter_for(f.path.suffix):
         lines.append(f"delimiter = {toml_string(r.delimiter)}{'' if r.delimiter_sure else '   # CHECK: the guess was close'}")
     if r.encoding is not None and not fmt.is_utf8:
@@ -195,6 +219,14 @@ def _format_lines(r: TableReport) -> list[str]:
         lines.append(f"encoding = {toml_string(fmt.encoding)}{note}")
     if fmt.quote_char != default.quote_char:
         lines.append(f"quote_char = {toml_string(fmt.quote_char)}")
+    if fmt.code_with_description:
+        cells = r.code_cells or {}
+        lines.append(
+            f"code_with_description = true   # {cells.get('cells', 0):,} of {cells.get('of', 0):,} {cells.get('column', 'code')} "
+            "cells hold a code and its description; the code is read as the first word"
+        )
+    if fmt.decimal_comma:
+        lines.append(f"decimal_comma = true   # {_decimal_comma_note(r)}")
     lists = (("timestamp", "timestamp_formats", fmt.timestamp_formats), ("date", "date_formats", fmt.date_formats))
     for kind, name, values in lists:
         if not values:

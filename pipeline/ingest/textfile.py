@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,10 +32,11 @@ class Source:
     separator: str = ","
     quote_char: str | None = '"'
     line_breaks: int | None = None  # known when the copy was made
+    header_line: int = 1  # the header's line ([formats] header_row): the lines above hold a title and are not read
 
 
 def scan(source: Source, index_name: str, ragged: bool = False) -> pl.LazyFrame:
-    """Every column as text, each record numbered from 2 (the header is line 1)."""
+    """Every column as text, each record numbered from the line after the header (2 when the header is line 1)."""
     return pl.scan_csv(
         source.path,
         glob=False,  # a path is a file: "Extract [2026-04]" is no pattern
@@ -42,8 +44,10 @@ def scan(source: Source, index_name: str, ragged: bool = False) -> pl.LazyFrame:
         quote_char=source.quote_char,
         infer_schema=False,
         encoding="utf8",
+        # whole lines, quotes not read: a title line's stray quote must not swallow the header
+        skip_lines=source.header_line - 1,
         row_index_name=index_name,
-        row_index_offset=2,
+        row_index_offset=source.header_line + 1,
         truncate_ragged_lines=ragged,
         raise_if_empty=False,
     )
@@ -79,12 +83,13 @@ def decode_head(path: Path, head: bytes, fmt: TableFormat, table: str = "<table>
         raise InputFileError(path, f"header is not {_name(fmt)} text (byte 0x{exc.object[exc.start]:02x})", fix, line=1) from None
 
 
-def first_line(text: str) -> str:
-    """The header line: up to the first LF, CRLF or lone CR."""
-    for i, ch in enumerate(text):
-        if ch in "\r\n":
-            return text[:i]
-    return text
+def line_at(text: str, number: int = 1) -> str | None:
+    """Line `number` (from 1; lines end at LF, CRLF or a lone CR, as the CSV reader's do), or None when the text has
+    fewer lines (an empty text has an empty first line)."""
+    lines = re.split(r"\r\n|\r|\n", text, maxsplit=number)
+    if number > len(lines) or (number == len(lines) and not lines[-1] and number > 1):
+        return None
+    return lines[number - 1]
 
 
 def split_fields(line: str, separator: str, quote_char: str | None) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import polars as pl
 
 from pipeline.config import Config
-from pipeline.ingest import timestamps, value_maps
+from pipeline.ingest import code_cells, timestamps, value_maps
 from pipeline.ingest.contract import TableContract, longest_text
 from pipeline.ingest.source_store import ERR, LINE, LONG_TEXT
 
@@ -44,6 +44,11 @@ def typed_frame(lf: pl.LazyFrame, schema: dict, contract: TableContract, cfg: Co
     checked = [
         c for c in schema if c in contract.instants + contract.dates + contract.integers + contract.numbers + contract.booleans
     ]
+    # a code read from a cell with its description: the cell is shown when it holds no code
+    split_codes = [c for c in schema if c in contract.codes] if fmt.code_with_description else []
+    checked += split_codes
+    # the description of each split code, for the name column beside it (order_name, procedure_name)
+    described = {code_cells.NAME_COLUMN[c]: c for c in split_codes if c in code_cells.NAME_COLUMN}
     # the trimmed text (`timestamps.text`) of every column a check or a reading uses, once, as its
     # own column: Polars does not share a repeated sub-expression inside one select (the not-null
     # check and the reading each trimmed the same text again: 3 trims of each id column, 10M orders)
@@ -79,13 +84,16 @@ def typed_frame(lf: pl.LazyFrame, schema: dict, contract: TableContract, cfg: Co
         elif col in contract.integers or col in contract.numbers:
             target = pl.Int64 if col in contract.integers else pl.Float64
             text = pl.col(f"_txt_{col}")
-            parsed = text.cast(target, strict=False)
+            read = code_cells.comma_number_text(text) if fmt.decimal_comma else text
+            parsed = read.cast(target, strict=False)
             low, high = next(((lo, hi) for c, lo, hi in contract.ranges if c == col), (None, None))
             outside = parsed.is_not_null() & ~parsed.is_between(low, high) if low is not None else pl.lit(False)
             exprs.append(pl.when(outside).then(None).otherwise(parsed).alias(col))
+            whole = target == pl.Int64
+            not_number = code_cells.not_a_comma_number_reason(whole) if fmt.decimal_comma else f"not a {'whole ' * whole}number"
             errs.append(
                 pl.when(text.is_not_null() & parsed.is_null())
-                .then(pl.lit(f"not a {'whole ' if target == pl.Int64 else ''}number"))
+                .then(pl.lit(not_number))
                 .when(outside)  # NaN and inf too: no real value of the column
                 .then(pl.lit(f"outside the possible range {low:g} to {high:g}" if low is not None else ""))
                 .alias(ERR + col)
@@ -99,6 +107,12 @@ def typed_frame(lf: pl.LazyFrame, schema: dict, contract: TableContract, cfg: Co
             # a site's word for a contract value is read as that value; an unknown one stays as delivered
             words = value_maps.mapped_expr(pl.col(f"_low_{col}"), pl.col(f"_txt_{col}"), contract.name, col, cfg.values)
             exprs.append(words.alias(col))
+        elif col in split_codes:
+            cell = pl.col(f"_txt_{col}").str.to_uppercase()
+            exprs.append(code_cells.leading_code(cell).alias(col))
+            # (an empty cell has the reason below: required value missing)
+            reason = pl.lit(code_cells.not_a_code_reason(col))
+            errs.append(pl.when(cell.is_not_null() & code_cells.leading_code(cell).is_null()).then(reason).alias(ERR + col))
         elif col in contract.codes or col in contract.not_null or col in contract.lowercase:
             text = pl.col(f"_txt_{col}")
             text = text.str.to_uppercase() if col in contract.codes else text
@@ -108,7 +122,12 @@ def typed_frame(lf: pl.LazyFrame, schema: dict, contract: TableContract, cfg: Co
             # free text: kept as delivered, but a blank one (empty, quoted "", white space) is no value: a department
             # of "" was a group of its own beside `(not recorded)`, with an empty name on the pages
             text = pl.col(col).cast(pl.String)
-            exprs.append(pl.when(text.str.contains(r"^\s*$")).then(None).otherwise(text).alias(col))
+            text = pl.when(text.str.contains(r"^\s*$")).then(None).otherwise(text)
+            if col in described:  # an empty name: the description the code's cell holds
+                text = pl.coalesce(text, code_cells.description(pl.col(f"_txt_{described.pop(col)}")))
+            exprs.append(text.alias(col))
+    for name, code in described.items():  # a name column the extract lacks: the descriptions are its values
+        exprs.append(code_cells.description(pl.col(f"_txt_{code}")).alias(name))
     for col in contract.not_null:
         # an unparseable value has its own reason above; this one is for empty cells (null or blank:
         # the trimmed text is null)

@@ -132,8 +132,8 @@ def check_inputs(
     params = {
         "now": now,
         "site_timezone": cfg.site_timezone,
-        "data_since": declared_start(prepared),
-        "data_through": declared_reach(prepared),
+        "data_since": declared_start(prepared, cfg),
+        "data_through": declared_reach(prepared, cfg),
     }
     if spark is not None:
         results = _on_spark(spark, db, suites, params, ship=True, what="input checks")
@@ -194,17 +194,20 @@ def check_inputs(
     return results, set_aside
 
 
-def declared_reach(prepared: dict) -> dt.datetime | None:
-    """The instant the extract says its data reaches: a FHIR export's manifest ``transactionTime`` (the server
-    exported every resource as of then). None when nothing declares it (CSV and Parquet extracts carry no such
-    statement) or the time is no instant with a zone: the volume check then goes by the orders' own dates."""
-    return _declared(prepared, "transaction_time")
+def declared_reach(prepared: dict, cfg: Config | None = None) -> dt.datetime | None:
+    """The instant the extract says its data reaches: the site's ``[extract] data_through`` in the config, else a FHIR
+    export's manifest ``transactionTime`` (the server exported every resource as of then). None when nothing declares
+    it or the time is no instant with a zone: the volume check then goes by the orders' own dates."""
+    declared = cfg.extract.declared("data_through", cfg.site_timezone) if cfg is not None else None
+    return declared or _declared(prepared, "transaction_time")
 
 
-def declared_start(prepared: dict) -> dt.datetime | None:
-    """The instant the extract says its data starts: the ``_since`` of a FHIR export's request (the server exported
-    what changed after it). None as ``declared_reach``: the volume check then goes by the first order's date."""
-    return _declared(prepared, "since")
+def declared_start(prepared: dict, cfg: Config | None = None) -> dt.datetime | None:
+    """The instant the extract says its data starts: the config's ``[extract] data_since``, else the ``_since`` of a
+    FHIR export's request (the server exported what changed after it). None as ``declared_reach``: the volume check
+    then goes by the first order's date."""
+    declared = cfg.extract.declared("data_since", cfg.site_timezone) if cfg is not None else None
+    return declared or _declared(prepared, "since")
 
 
 def _declared(prepared: dict, fact: str) -> dt.datetime | None:
