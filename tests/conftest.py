@@ -77,6 +77,16 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subpro
     return done
 
 
+def inspect_writing_config(input_dir, tmp_path) -> tuple[Path, list[str]]:
+    """`inspect --input INPUT --write-config tmp_path/site/order-audit.toml` as a site first runs it: the config's
+    path and inspect's printed lines (a failure shows its stderr)."""
+    (tmp_path / "site").mkdir()
+    config = tmp_path / "site" / "order-audit.toml"
+    r = run_cli("inspect", "--input", input_dir, "--write-config", config)
+    assert r.returncode == 0, r.stderr
+    return config, r.stdout.splitlines()
+
+
 def run_cli_side_by_side(*commands: tuple[tuple, dict | None], timeout: float = 600) -> list[subprocess.CompletedProcess]:
     """Each (ARGS, env) as run_cli runs it, all started at once: commands that spend their time waiting (on a server
     nobody answers) wait together, not one after the other. The completed processes, in the commands' order."""

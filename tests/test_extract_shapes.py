@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
-from conftest import ORDER_HEADER, PROC_HEADER, run_cli, write_csv
+from conftest import ORDER_HEADER, PROC_HEADER, inspect_writing_config, run_cli, write_csv
 
 from pipeline import warehouse
 from pipeline.config import load_config
@@ -92,11 +92,7 @@ def test_a_title_line_that_looks_like_a_header_is_skipped_whole(small_input, tmp
     header below them and writes header_row and the delimiter from the header on."""
     title = ['"Imaging orders, by department",status,final,site,Main,all,of,them', '"Run 2026-05-01', ""]
     _write_titled(small_input / "imaging_orders.csv", ORDER_HEADER, ORDERS[:1], title=title)
-    (tmp_path / "site").mkdir()
-    config = tmp_path / "site" / "order-audit.toml"
-    r = run_cli("inspect", "--input", small_input, "--write-config", config)
-    assert r.returncode == 0, r.stderr
-    lines = r.stdout.splitlines()
+    config, lines = inspect_writing_config(small_input, tmp_path)
     at = lines.index("imaging_orders: imaging_orders.csv (found by name), 1 rows")
     assert lines[at + 1] == "  header     line 4, below a title (header_row = 4)"
     assert "  columns    order_id <- order_id (same name)" in lines
@@ -218,11 +214,7 @@ def test_inspect_writes_code_with_description_when_most_cells_hold_one(small_inp
     """Inspect names the cells, lists the codes as the loader will read them (with their descriptions as names),
     counts the cells whose first word is no code, and writes the setting; the run then reads them."""
     _described_orders(small_input, with_name=False)
-    (tmp_path / "site").mkdir()
-    config = tmp_path / "site" / "order-audit.toml"
-    r = run_cli("inspect", "--input", small_input, "--write-config", config)
-    assert r.returncode == 0, r.stderr
-    lines = r.stdout.splitlines()
+    config, lines = inspect_writing_config(small_input, tmp_path)
     at = lines.index("imaging_orders: imaging_orders.csv (found by name), 6 rows")
     assert lines[at + 1 : at + 3] == [
         "  PROBLEM    order_code: 1 cell hold no code before the description (e.g. 'MRI LUMBAR SPINE': its first word holds"
@@ -274,13 +266,8 @@ def test_a_decimal_comma_is_not_a_number_without_the_setting(small_input, tmp_pa
 
 def test_inspect_writes_decimal_comma_and_names_a_column_that_mixes_both(small_input, tmp_path):
     _ages(small_input, ["45,5", "52", "1.234,5"])
-    (tmp_path / "site").mkdir()
-    config = tmp_path / "site" / "order-audit.toml"
-    r = run_cli("inspect", "--input", small_input, "--write-config", config)
-    assert r.returncode == 0, r.stderr
-    assert "  numbers    written with a decimal comma (45,5): patient_age 2; read as decimals (decimal_comma = true)" in (
-        r.stdout.splitlines()
-    )
+    config, lines = inspect_writing_config(small_input, tmp_path)
+    assert "  numbers    written with a decimal comma (45,5): patient_age 2; read as decimals (decimal_comma = true)" in lines
     section = config.read_text(encoding="utf-8").split("[formats.procedures]\n")[1].split("\n\n")[0]
     assert section == "decimal_comma = true   # written with a decimal comma (45,5): patient_age 2; read as decimals"
     _ages(small_input, ["45,5", "45.5", "52"])

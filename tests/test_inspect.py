@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import run_cli
+from conftest import inspect_writing_config, run_cli
 from deck_input import deck_files, write_deck_input
 from deck_input import rows_of as _rows
 from site_export import export_text, export_workbook
@@ -438,11 +438,7 @@ def test_a_title_above_a_sheets_header_is_found_and_written_as_header_row(small_
     inspect said every column was missing and that '' was given twice. Inspect finds the header's row, and the
     starter config's header_row makes the loader read from there."""
     _titled_workbook(small_input, "imaging_orders", title_rows=2)
-    (tmp_path / "site").mkdir()
-    config = tmp_path / "site" / "order-audit.toml"
-    r = run_cli("inspect", "--input", small_input, "--write-config", config)
-    assert r.returncode == 0, r.stderr
-    lines = r.stdout.splitlines()
+    config, lines = inspect_writing_config(small_input, tmp_path)
     at = lines.index("imaging_orders: RADIOLOGY_ORDERS.xlsx [sheet imaging_orders] (found by name), 4 rows")
     assert lines[at + 1 : at + 3] == [
         "  header     Excel row 4, below a title (header_row = 4)",
@@ -494,11 +490,7 @@ def test_codes_written_with_their_description_in_one_cell_are_read_as_their_code
     names = {"72156": "MRI CERVICAL SPINE W/WO", "72157": "MRI THORACIC SPINE W/WO", "72158": "MRI LUMBAR SPINE W/WO"}
     names["72148"] = "MRI LUMBAR SPINE W/O"
     frame.with_columns(pl.col("order_code") + " - " + pl.col("order_code").replace_strict(names)).write_csv(path)
-    (tmp_path / "site").mkdir()
-    config = tmp_path / "site" / "order-audit.toml"
-    r = run_cli("inspect", "--input", small_input, "--write-config", config)
-    assert r.returncode == 0, r.stderr
-    lines = r.stdout.splitlines()
+    config, lines = inspect_writing_config(small_input, tmp_path)
     at = lines.index("imaging_orders: imaging_orders.csv (found by name), 4 rows")
     assert lines[at + 1] == (
         "  code cells order_code: 4 of 4 cells hold a code and its description (e.g. '72148 - MRI LUMBAR SPINE W/O');"
