@@ -461,6 +461,7 @@ def _inspect(input_dir: Path, cfg, write_config: Path | None, as_json: bool, sho
     import json
 
     from pipeline.ingest import inspector, starter_config
+    from pipeline.models import reference
 
     if _is_fhir_export(input_dir, cfg):  # an export: its files and codes, and the site code map to fill in
         from pipeline.ingest.fhir import export
@@ -473,7 +474,7 @@ def _inspect(input_dir: Path, cfg, write_config: Path | None, as_json: bool, sho
         else:
             click.echo(fhir_inputs.describe_text(found, starter_config.export_code_lines(codes)), nl=False)
         if write_config is not None:
-            _, local_map = inspector.code_map_codes(cfg, input_dir)
+            _, local_map = reference.code_map_codes(cfg, input_dir)
             for path in starter_config.write_export(codes.unknown_codes, cfg, write_config, local_map):
                 click.echo(f"order-audit: wrote {path}", err=True)
         return
@@ -483,7 +484,7 @@ def _inspect(input_dir: Path, cfg, write_config: Path | None, as_json: bool, sho
     else:
         click.echo(starter_config.as_text(reports, input_dir), nl=False)
     if write_config is not None:
-        _, local_map = inspector.code_map_codes(cfg, input_dir)
+        _, local_map = reference.code_map_codes(cfg, input_dir)
         for path in starter_config.write(reports, cfg, write_config, local_map):
             click.echo(f"order-audit: wrote {path}", err=True)
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import duckdb
 import pytest
-from conftest import ROOT
+from conftest import ROOT, run_cli
 
 from pipeline import audits
 from pipeline.config import load_config
 from pipeline.errors import ConfigError
+from pipeline.models import reference
 
 CSF = ROOT / "audits" / "csf_leak"
 
@@ -36,7 +38,7 @@ def test_the_shipped_audits_are_found_and_valid():
     assert csf.runnable, csf.problem
     assert csf.rule_set_version == "csf-leak-2026.11.0"
     assert csf.required_tables == ("procedures", "imaging_orders")
-    assert csf.parameters["premature_hours"] == 72.0
+    assert csf.parameters["premature_hours"] == 72
     assert [m.id for m in csf.measures if m.headline] == [
         "first_imaging_right_study",
         "inappropriate_order_rate",
@@ -165,11 +167,12 @@ def test_parameters_from_the_config_override_the_manifest_and_are_checked(tmp_pa
     config.write_text("[audits.csf_leak]\npremature_hours = 48\n", encoding="utf-8")
     cfg = load_config(config)
     values = audits.parameters_for(csf, cfg.audits["csf_leak"])
-    assert values["premature_hours"] == 48.0 and isinstance(values["premature_hours"], float)
-    assert values["episode_hours"] == 24.0  # the manifest's default
+    assert values["premature_hours"] == 48 and isinstance(values["premature_hours"], int)
+    assert values["episode_hours"] == 24  # the manifest's default
+    assert audits.parameters_for(csf, {"episode_hours": 1.5})["episode_hours"] == 1.5  # a whole number's default takes a real one
     with pytest.raises(ConfigError, match=r"\[audits.csf_leak\] premature_hour: unknown parameter; known: audit_window_days"):
         audits.parameters_for(csf, {"premature_hour": 1})
-    with pytest.raises(ConfigError, match="expected a value like 72.0"):
+    with pytest.raises(ConfigError, match="expected a value like 72$"):
         audits.parameters_for(csf, {"premature_hours": "soon"})
     with pytest.raises(ConfigError, match=r"\[audits.nope\]: no audit nope"):
         audits.check_config([csf], {"nope": {}}, "site.toml")
@@ -180,3 +183,25 @@ def test_a_config_written_for_one_audit_says_where_its_settings_went(tmp_path):
     config.write_text("[case]\npremature_hours = 48\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"\[case\] moved: each audit's settings are under \[audits.<audit id>\]"):
         load_config(config)
+
+
+def test_parameters_keep_the_number_the_manifest_writes(tmp_path):
+    """`order-audit audits` printed the CSF-leak audit's whole numbers as 18.0: its manifest wrote them so, and the
+    float went on into the parameters table (DOUBLE) and run.json. A whole number stays one from the manifest to the
+    table; a real number keeps its decimals, and a site's whole number given for it is read as a real one."""
+    r = run_cli("audits")
+    assert r.returncode == 0, r.stderr
+    (listed,) = [line for line in r.stdout.splitlines() if "min_age_years" in line and "premature_hours" in line]
+    assert "min_age_years = 18, " in listed and "premature_hours = 72, " in listed and ".0" not in listed, listed
+    con = duckdb.connect()
+    reference._parameters_table(con, "csf_parameters", audits.parameters_for(audits.load(CSF), None))
+    assert con.execute("SELECT typeof(min_age_years), typeof(premature_hours) FROM csf_parameters").fetchone() == (
+        "BIGINT",
+        "BIGINT",
+    )
+    folder = _copy_csf(tmp_path)
+    _edit(folder / "audit.toml", "episode_hours = 24 ", "episode_hours = 24.5 ")
+    real = audits.load(folder)
+    assert real.parameters["episode_hours"] == 24.5
+    assert audits.parameters_for(real, {"episode_hours": 6}) == real.parameters | {"episode_hours": 6.0}
+    assert isinstance(audits.parameters_for(real, {"episode_hours": 6})["episode_hours"], float)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
-from conftest import ORDER_HEADER, PROC_HEADER, inspect_writing_config, run_cli, write_csv
+from conftest import ORDER_HEADER, PROC_HEADER, ROOT, inspect_writing_config, run_cli, write_csv
 
 from pipeline import warehouse
 from pipeline.config import load_config
@@ -187,7 +187,7 @@ def test_code_with_description_reads_the_leading_code_and_keeps_the_description(
     (line, column, value, reason, action), *rest = _rejects(con, "imaging_orders")
     assert rest == []
     assert (line, column, value, action) == (7, "order_code", "MRI LUMBAR SPINE", "row_rejected")
-    assert reason.startswith("not a code: the cell's first word holds no digit (code_with_description = true")
+    assert reason.startswith("not a code: the cell's first word holds no digit and no code map lists it (code_with_desc")
     assert loads["imaging_orders"].rows_rejected == 1
 
 
@@ -217,8 +217,9 @@ def test_inspect_writes_code_with_description_when_most_cells_hold_one(small_inp
     config, lines = inspect_writing_config(small_input, tmp_path)
     at = lines.index("imaging_orders: imaging_orders.csv (found by name), 6 rows")
     assert lines[at + 1 : at + 3] == [
-        "  PROBLEM    order_code: 1 cell hold no code before the description (e.g. 'MRI LUMBAR SPINE': its first word holds"
-        " no digit); code_with_description = true sets their rows aside (rejects.csv): put the code in those cells",
+        "  PROBLEM    order_code: 1 cell holds no code before the description (e.g. 'MRI LUMBAR SPINE': its first word"
+        " holds no digit and no code map lists it); code_with_description = true sets their rows aside (rejects.csv): put"
+        " the code in those cells, or a local code without a digit in local_code_map.csv",
         "  code cells order_code: 4 of 6 cells hold a code and its description (e.g. '72148 - MRI LUMBAR SPINE WO CONTRAST');"
         " the code is read as the first word (code_with_description = true)",
     ]
@@ -232,6 +233,34 @@ def test_inspect_writes_code_with_description_when_most_cells_hold_one(small_inp
     assert template["code"].to_list() == ["24558-9"]
     r = run_cli("validate", "--input", small_input, "--config", config)
     assert r.returncode == 0, r.stderr
+
+
+SITE_CODED = [
+    ("O1", "LOC-DSM Dural leak MRI", "LOC-DSM", "Dural leak MRI"),  # the site's map lists it: a code, without a digit
+    ("O2", "loc-mrmyelo - MR myelogram", "LOC-MRMYELO", "MR myelogram"),
+    ("O3", "72148 MRI L-spine", "72148", "MRI L-spine"),
+    ("O4", "LOC-NOPE Special study", None, None),  # no map lists it, and no digit: a description alone
+]
+
+
+def test_a_local_code_the_site_map_lists_is_a_code_without_a_digit(small_input, tmp_path):
+    """'LOC-DSM Dural leak MRI' was read as a description alone (its first word holds no digit) and its row set
+    aside: a code the site's code map lists is a code, in the loader as in inspect."""
+    (small_input / "local_code_map.csv").write_text(
+        (ROOT / "examples" / "local_code_map.csv").read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    rows = [[o, "MRN-1", "2025-06-06 10:00:00", cell, "Neurology", "", "completed"] for o, cell, *_ in SITE_CODED]
+    write_csv(small_input / "imaging_orders.csv", ORDER_HEADER, rows)
+    cfg, config = _config(tmp_path, "[formats.imaging_orders]\ncode_with_description = true\n")
+    con, loads = _load(small_input, cfg, tmp_path)
+    got = con.execute("SELECT order_id, order_code, order_name FROM src_imaging_orders ORDER BY 1").fetchall()
+    assert got == [(o, code, name) for o, _, code, name in SITE_CODED if code]
+    assert [(line, value) for line, _, value, *_ in _rejects(con, "imaging_orders")] == [(5, "LOC-NOPE Special study")]
+    lines = run_cli("inspect", "--input", small_input, "--config", config).stdout.splitlines()
+    at = lines.index("imaging_orders: imaging_orders.csv (found by name), 4 rows")
+    assert lines[at + 1].startswith("  PROBLEM    order_code: 1 cell holds no code before the description (e.g. 'LOC-NOPE")
+    assert lines[at + 2].startswith("  code cells order_code: 3 of 4 cells hold a code and its description")
+    assert not [line for line in lines if "LOC-DSM" in line or "LOC-MRMYELO" in line]  # mapped: not listed to map
 
 
 # -------------------------------------------------------------------------------------------- decimal_comma
@@ -300,7 +329,7 @@ def test_the_settings_keep_the_parse_streaming(small_input, tmp_path):
     contract = next(c for c in load.CONTRACTS if c.name == "procedures")
     f = load.InputFile("procedures", small_input / "procedures.csv", "csv")
     lf, schema = load.scan(f, load._column_map(f, contract, cfg))
-    graph = load.typed_frame(lf, schema, contract, cfg).show_graph(
+    graph = load.typed_frame(lf, schema, contract, cfg, known_codes={"LOC-DSM"}).show_graph(  # the map's codes: is_in
         engine="streaming", plan_stage="physical", raw_output=True, show=False
     )
     assert "in-memory engine fallback" in graph

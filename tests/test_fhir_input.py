@@ -68,6 +68,22 @@ SR_FILE = [
         "required element ServiceRequest.code.coding missing (no coding with a code)",
     ),
     (_sr("S11", status="revoked"), "kept"),
+    # a lone UTF-16 surrogate escape: DuckDB's reader refuses the line, which read "line is not JSON"
+    (
+        _sr("S12", priority="\ud800"),
+        "a string holds an unpaired UTF-16 surrogate \\ud800 (not valid Unicode): re-export the line",
+    ),
+    (  # a low surrogate alone, written in capitals
+        json.dumps(_sr("S13", priority="\udc00 x"), separators=(",", ":")).replace("\\udc00", "\\uDC00"),
+        "a string holds an unpaired UTF-16 surrogate \\udc00 (not valid Unicode): re-export the line",
+    ),
+    (_sr("S14", priority="\\ud800 \U0001f600"), "kept"),  # the text \ud800 (its backslash escaped) and a whole pair
+    (  # both: the element given twice is named (Python's json reads the surrogate)
+        json.dumps(_sr("S15", priority="\ud800"), separators=(",", ":")).replace(
+            '"authoredOn":', '"authoredOn":"2025-06-07T11:00:00-04:00","authoredOn":'
+        ),
+        "element ServiceRequest.authoredOn given twice in one resource (two values for one element; fix the export)",
+    ),
 ]
 
 
@@ -179,8 +195,8 @@ def test_left_out_resources_are_counted_not_rejected(messy):
 def test_read_loaded_and_rejected_add_up(messy):
     loads = {i["table"]: i for i in messy["run"]["inputs"]}
     orders = loads["imaging_orders"]
-    # 4 + 2 good ServiceRequests (S1, S11), 8 rejected lines of the file, 1 rejected Encounter line
-    assert (orders["rows_loaded"], orders["rows_rejected"]) == (6, 9)
+    # 4 + 3 good ServiceRequests (S1, S11, S14), 11 rejected lines of the file, 1 rejected Encounter line
+    assert (orders["rows_loaded"], orders["rows_rejected"]) == (7, 12)
     assert orders["rows_read"] == orders["rows_loaded"] + orders["rows_rejected"]
     assert "ServiceRequest (2 files" in orders["path"] and "ServiceRequest.001.ndjson" in orders["path"]
     procs = loads["procedures"]

@@ -133,6 +133,7 @@ def test_files_of_a_type_the_manifest_does_not_list_are_another_exports(tmp_path
     "text, needle",
     [
         ("{not json", "is not JSON"),
+        ("[" * 100_000, "is not JSON (nested deeper than any manifest)"),  # was a traceback (RecursionError)
         ("[]", "is a JSON list"),
         (json.dumps({"output": []}), "has no transactionTime"),
         (json.dumps({"transactionTime": TRANSACTION_TIME, "output": {"type": "Patient"}}), "'output' is not a list"),
@@ -142,11 +143,37 @@ def test_files_of_a_type_the_manifest_does_not_list_are_another_exports(tmp_path
         ),
         (json.dumps({"transactionTime": TRANSACTION_TIME, "output": [{"url": "x", "count": 1}]}), "output entry 1 has no type"),
     ],
-    ids=["not json", "a list", "no transactionTime", "output not a list", "count as text", "no type"],
+    ids=["not json", "nested deep", "a list", "no transactionTime", "output not a list", "count as text", "no type"],
 )
 def test_a_manifest_that_is_not_one_stops_the_run(tmp_path, export, text, needle):
     (export / "manifest.json").write_text(text, encoding="utf-8")
     _exit_2(tmp_path, export, "manifest.json", needle, "Save the $export status response")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "where"),
+    [
+        ('"request"', '"transactionTime": "2027-01-01T00:00:00Z",\n    "request"', "transactionTime", "the top level"),
+        ('"error"', '"output": [],\n    "error"', "output", "the top level"),
+        ('"url"', '"url": "https://fhir.example.org/bulk/job-7/other.ndjson",\n            "url"', "url", "output[0]"),
+        ('"error": []', '"error": [],\n    "extension": {"x": [{"a": 1, "a": 2}]}', "a", "extension.x[0]"),
+    ],
+    ids=["transactionTime", "output", "an entry's url", "deep"],
+)
+def test_a_key_given_twice_in_the_manifest_stops_every_command_that_reads_it(tmp_path, export, old, new, key, where):
+    """json keeps a repeated key's last value without a word: a second transactionTime moved the export's reach, a
+    second (empty) output list hid the files listed. Which value is meant is the server's to say."""
+    path = export / "manifest.json"
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    said = f"manifest.json: gives the key '{key}' twice in one object ({where})"
+    _exit_2(tmp_path, export, said, "Save the $export status response again")
+    for command in ("inspect", "validate"):
+        r = run_cli(command, "--input", export)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        (line,) = [line for line in r.stderr.splitlines() if "error" in line]
+        assert said in line, line
 
 
 @pytest.mark.parametrize(

@@ -514,3 +514,25 @@ def test_a_decimal_comma_in_a_number_column_is_named(small_input):
     assert lines[at + 1] == (
         "  numbers    written with a decimal comma (45,5): patient_age 1; read as decimals (decimal_comma = true)"
     )
+
+
+def test_counts_read_with_thousands_separators_as_everywhere_else(small_input, tmp_path):
+    """Every count inspect prints, as the reports and the logs print counts ('10178 distinct values' stood beside
+    '10,205 rows'); --json keeps the plain numbers."""
+    path = small_input / "imaging_orders.csv"
+    frame = pl.read_csv(path, infer_schema=False)
+    frame = pl.concat([frame] * 300).with_columns(
+        pl.format("O{}", pl.int_range(pl.len())).alias("order_id"),
+        (pl.datetime(2025, 6, 1) + pl.duration(minutes=pl.int_range(pl.len()))).dt.to_string("%F %T").alias("ordered_at"),
+        pl.format("LOC-{}", pl.int_range(pl.len()) % 25).alias("order_code"),
+    )
+    frame.write_csv(path)
+    _, lines = inspect_writing_config(small_input, tmp_path)
+    (ordered_at,) = [line for line in lines if "ordered_at:" in line]
+    assert ordered_at.endswith("ISO 8601 reads 1,200 distinct values of the sample; reads 1,200 of 1,200"), ordered_at
+    assert "             ... 5 more, all in local_code_map.csv with --write-config" in lines
+    written = (tmp_path / "site" / "order-audit.toml").read_text(encoding="utf-8")
+    assert "1200" not in written
+    found = json.loads(run_cli("inspect", "--input", small_input, "--json").stdout)
+    (ts,) = found["imaging_orders"]["formats"]
+    assert (found["imaging_orders"]["rows"], ts["values"]) == (1200, 1200)

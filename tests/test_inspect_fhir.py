@@ -92,6 +92,9 @@ def test_inspect_lists_an_exports_codes(export):
     }
     assert found["unknown_codes"] == UNKNOWN
     text = run_cli("inspect", "--input", export).stdout.splitlines()
+    # files counted as every count is ("1 file(s)" read as no other count of the product)
+    assert "  ServiceRequest 2 files: ServiceRequest.000.ndjson, ServiceRequest.001.ndjson" in text
+    assert "  Patient        1 file: Patient.000.ndjson" in text
     at = text.index("imaging_orders (the coding a run reads):")
     assert text[at:-1] == [
         "imaging_orders (the coding a run reads):",

@@ -4,13 +4,16 @@
   (``72148 - MRI LUMBAR SPINE WO CONTRAST``, ``72148 MRI L-SPINE``, ``CPT 72148``). The code is the cell's
   leading token (after a code system's name such as ``CPT``); the rest is the description, which fills the
   table's name column where the contract has one and the row leaves it empty. A leading token without a digit
-  is no code (``MRI LUMBAR SPINE``: a description alone), and the row is set aside with that reason.
+  is no code (``MRI LUMBAR SPINE``: a description alone), and the row is set aside with that reason, unless the
+  run's code map lists it (a site's own ``LOC-DSM``).
 * ``decimal_comma``: number columns written as a European export writes them (``45,5``, ``1.234,5``).
 
 Polars expressions only, so the parse stays one streaming query; inspect reads the cells with the same ones.
 """
 
 from __future__ import annotations
+
+from collections.abc import Collection
 
 import polars as pl
 
@@ -27,28 +30,34 @@ CODE_TOKEN = r"[0-9]"
 NAME_COLUMN = {"order_code": "order_name", "procedure_code": "procedure_name"}
 
 
-def leading_code(cell: pl.Expr) -> pl.Expr:
-    """The cell's code (its leading token), null when that token is no code (or the cell is empty)."""
+def leading_code(cell: pl.Expr, known: Collection[str] = ()) -> pl.Expr:
+    """The cell's code (its leading token), null when that token is no code (or the cell is empty): a token that
+    holds a digit, or one of ``known`` (upper-case: the codes the run's code map lists, such as a site's LOC-DSM,
+    which holds none), looked up for the whole column at once (is_in), no row at a time."""
     token = cell.str.extract(CODE_AND_TEXT, 1)
-    return pl.when(token.str.contains(CODE_TOKEN)).then(token).otherwise(None)
+    is_code = token.str.contains(CODE_TOKEN)
+    if known:
+        is_code = is_code | token.str.to_uppercase().is_in(sorted(known))
+    return pl.when(is_code).then(token).otherwise(None)
 
 
-def description(cell: pl.Expr) -> pl.Expr:
-    """What follows the cell's code (null when nothing does, or the leading token is no code)."""
+def description(cell: pl.Expr, known: Collection[str] = ()) -> pl.Expr:
+    """What follows the cell's code (null when nothing does, or the leading token is no code; known: as leading_code)."""
     text = cell.str.extract(CODE_AND_TEXT, 2).str.strip_chars()
-    return pl.when(leading_code(cell).is_not_null() & (text != "")).then(text).otherwise(None)
+    return pl.when(leading_code(cell, known).is_not_null() & (text != "")).then(text).otherwise(None)
 
 
 def not_a_code_reason(column: str) -> str:
     return (
-        f"not a code: the cell's first word holds no digit (code_with_description = true under [formats] reads {column} "
-        "as the code before its description, e.g. '72148 - MRI LUMBAR SPINE'); put the code in the cell"
+        f"not a code: the cell's first word holds no digit and no code map lists it (code_with_description = true under "
+        f"[formats] reads {column} as the code before its description, e.g. '72148 - MRI LUMBAR SPINE'); put the code "
+        "in the cell, or a local code without a digit in local_code_map.csv"
     )
 
 
-def looks_joined(cell: pl.Expr) -> pl.Expr:
+def looks_joined(cell: pl.Expr, known: Collection[str] = ()) -> pl.Expr:
     """A cell that holds more than a code: a code and a description, or a code system's name and the code."""
-    return cell.str.contains(r"\s") & leading_code(cell).is_not_null()
+    return cell.str.contains(r"\s") & leading_code(cell, known).is_not_null()
 
 
 # ----------------------------------------------------------------------------- decimal comma

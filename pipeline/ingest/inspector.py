@@ -11,7 +11,7 @@ starter config is `starter_config.py`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -381,10 +381,11 @@ def _codes(report: TableReport, codes: pl.DataFrame, code_map: set[str]) -> None
     codes = codes.filter(pl.col("code").is_not_null() & (pl.col("code") != ""))
     if "name" not in codes.columns:
         codes = codes.with_columns(pl.lit(None, pl.String).alias("name"))
-    joined = codes.filter(code_cells.looks_joined(pl.col("code")))
+    known = code_map if report.table == "imaging_orders" else ()  # the code map maps order codes (LOC-DSM: no digit)
+    joined = codes.filter(code_cells.looks_joined(pl.col("code"), known))
     # most cells a code and its description ('72148 - MRI LUMBAR SPINE', 'CPT 72148'): the code is their first word
     if report.fmt.code_with_description or (joined.height and joined["rows"].sum() * 2 > codes["rows"].sum()):
-        codes = _split_codes(report, codes, joined)
+        codes = _split_codes(report, codes, joined, known)
     forms = code_systems.PROCEDURE_FORMS if report.table == "procedures" else code_systems.FORMS
     codes = codes.with_columns(code_systems.system_expr(pl.col("code"), forms).alias("system"))
     report.code_systems = dict(codes.group_by("system").agg(pl.col("rows").sum()).sort("system").iter_rows())
@@ -397,12 +398,15 @@ def _codes(report: TableReport, codes: pl.DataFrame, code_map: set[str]) -> None
     ]
 
 
-def _split_codes(report: TableReport, codes: pl.DataFrame, joined: pl.DataFrame) -> pl.DataFrame:
+def _split_codes(report: TableReport, codes: pl.DataFrame, joined: pl.DataFrame, known: Collection[str]) -> pl.DataFrame:
     """The codes as code_with_description reads them (their descriptions as names), noted in the report; the cells
-    whose first word is no code are counted (the loader sets their rows aside)."""
+    whose first word is no code are counted (the loader sets their rows aside). known: the code map's codes, codes
+    without a digit too."""
     report.fmt = dataclasses.replace(report.fmt, code_with_description=True)
     cell = pl.col("code")
-    read = codes.with_columns(code_cells.leading_code(cell).alias("_code"), code_cells.description(cell).alias("_text"))
+    read = codes.with_columns(
+        code_cells.leading_code(cell, known).alias("_code"), code_cells.description(cell, known).alias("_text")
+    )
     no_code = read.filter(pl.col("_code").is_null())
     example = joined.sort(["rows", "code"], descending=[True, False])["code"][0] if joined.height else None
     report.code_cells = {
@@ -414,10 +418,12 @@ def _split_codes(report: TableReport, codes: pl.DataFrame, joined: pl.DataFrame)
     }
     if no_code.height:
         shown = no_code.sort(["rows", "code"], descending=[True, False])["code"][0]
+        cells = int(no_code["rows"].sum())
         report.problems.append(
-            f"{CODE_COLUMNS[report.table]}: {counted(int(no_code['rows'].sum()), 'cell')} hold no code before the "
-            f"description (e.g. '{shown}': its first word holds no digit); code_with_description = true sets their rows "
-            "aside (rejects.csv): put the code in those cells"
+            f"{CODE_COLUMNS[report.table]}: {counted(cells, 'cell')} {'holds' if cells == 1 else 'hold'} no code before "
+            f"the description (e.g. '{shown}': its first word holds no digit and no code map lists it); "
+            "code_with_description = true sets their rows aside (rejects.csv): put the code in those cells, or a local "
+            "code without a digit in local_code_map.csv"
         )
     return (
         read.filter(pl.col("_code").is_not_null())
@@ -426,28 +432,19 @@ def _split_codes(report: TableReport, codes: pl.DataFrame, joined: pl.DataFrame)
     )
 
 
-def code_map_codes(cfg: Config, input_dir: Path) -> tuple[set[str], Path | None]:
-    """Codes the run's one code map knows (every audit's map, and the site's: config, or local_code_map.csv
-    beside the extracts)."""
-    from pipeline import audits
-
-    merged, local = reference.code_map(audits.discover(cfg.audits_path), cfg, input_dir)
-    return set(merged["code"].to_list()), local
-
-
 def export_codes(bulk, cfg: Config):
     """A FHIR export's order and procedure codes (``fhir.codes.ExportCodes``), the unknown order codes judged
     against the same code map as an extract's."""
     from pipeline.ingest.fhir import codes
 
-    code_map, _ = code_map_codes(cfg, bulk.folder)
+    code_map, _ = reference.code_map_codes(cfg, bulk.folder)
     with ownership.held_temp_dir("order-audit-inspect-") as tmp:
         return codes.read(bulk, cfg, code_map, tmp)
 
 
 def inspect(input_dir: Path, cfg: Config, shown: Callable[[str], str] = str) -> dict[str, TableReport | str]:
     """Every table of the folder inspected; a table whose file was not found maps to why. shown: as ``locate``."""
-    code_map, _ = code_map_codes(cfg, input_dir)
+    code_map, _ = reference.code_map_codes(cfg, input_dir)
     out: dict[str, TableReport | str] = {}
     with ownership.held_temp_dir("order-audit-inspect-") as tmp:  # a killed command's is removed by the next
         for table, (f, how) in locate(input_dir, cfg, shown).items():

@@ -14,7 +14,7 @@ import csv
 import io
 import logging
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +33,7 @@ from pipeline.ingest.segments import Segment, place
 from pipeline.ingest.textfile import Source
 from pipeline.ingest.typed_frame import typed_frame
 from pipeline.ingest.value_maps import UnknownValues
+from pipeline.models import reference
 from pipeline.sqltext import ident, literal
 from pipeline.warehouse import memory_limit
 from pipeline.wording import counted
@@ -175,7 +176,13 @@ def _truncated_last_line(f: InputFile, source: Source, n_columns: int) -> int | 
 
 
 def _write_typed(
-    f: InputFile, contract: TableContract, cfg: Config, out: Path, source: Source | None = None, rows: pl.LazyFrame | None = None
+    f: InputFile,
+    contract: TableContract,
+    cfg: Config,
+    out: Path,
+    source: Source | None = None,
+    rows: pl.LazyFrame | None = None,
+    known_codes: Collection[str] = (),
 ) -> dict:
     """Type every row and write it, with its problem columns, to one scratch Parquet file.
 
@@ -183,7 +190,7 @@ def _write_typed(
     every core and never held whole (10M orders, 1.4 GB: about 17 CPU-s; benchmarks/profile_notes.md,
     "The parse stage at case-dense 10M", says where they go). Every
     expression in `typed_frame` must stay streamable, or Polars falls back to holding the
-    whole file in memory (tests/test_load.py checks the plan).
+    whole file in memory (tests/test_load.py checks the plan). known_codes: as `typed_frame`.
     """
     rename = {} if rows is not None else headers.column_map(f, contract, cfg)  # a reader's rows: the contract's names
     source = source or Source(f.path)
@@ -191,7 +198,7 @@ def _write_typed(
     try:
         # lz4: the file becomes the warehouse's copy of the rows (source_store); it halves the
         # file (10M orders: 468 -> 259 MB) at no measurable cost in the parse
-        typed_frame(lf, schema, contract, cfg).sink_parquet(out, compression="lz4")
+        typed_frame(lf, schema, contract, cfg, known_codes).sink_parquet(out, compression="lz4")
     except pl.exceptions.PolarsError:
         raise unreadable(f, source) from None
     return schema
@@ -306,6 +313,7 @@ def prepare_table(
     segments: list[Segment] | None = None,
     rows: pl.LazyFrame | None = None,
     typed_writer=None,
+    known_codes: Collection[str] = (),
 ) -> PreparedTable:
     """Parse one file into typed Parquet; list the rows that fail row-level checks and later duplicates.
 
@@ -314,10 +322,11 @@ def prepare_table(
     export: lines that are not JSON ...), same columns as the loader's; their lines count as read.
     segments: the files behind the keys when the table was read from several.
     rows: the table's rows as a reader already holds them (a FHIR export), instead of reading f.
-    typed_writer: what writes the typed file instead of the Polars parse (``spark_read.typed_writer``)."""
+    typed_writer: what writes the typed file instead of the Polars parse (``spark_read.typed_writer``).
+    known_codes: the code map's codes, which code_with_description reads as codes without a digit (`typed_frame`)."""
     typed_path = scratch / f"{contract.name}.typed.parquet"
     source = open_source(f, cfg, scratch) if f.fmt == "csv" else Source(f.path)
-    schema = (typed_writer or _write_typed)(f, contract, cfg, typed_path, source, rows)
+    schema = (typed_writer or _write_typed)(f, contract, cfg, typed_path, source, rows, known_codes=known_codes)
     _physical_lines(f, source, typed_path, schema, fingerprint, scratch)
     if rows is None and f.fmt in ("csv", "xlsx", "parquet"):  # a file with a header (not a FHIR export)
         _check_unnamed_columns(f, cfg, typed_path, schema)
@@ -527,6 +536,16 @@ def check_headers(inputs: dict[str, InputFile], cfg: Config) -> dict[str, set[st
     return found
 
 
+def _known_order_codes(inputs: dict[str, InputFile], cfg: Config, kept_map: pl.DataFrame | None) -> set[str]:
+    """The codes the run's code map knows, when an orders file holds its codes with their descriptions: a site's
+    code without a digit (LOC-DSM) is a code there too. The map is the one the run reads: the config's, the one
+    beside the extracts (the folder of the orders' file), else the warehouse's (kept_map)."""
+    orders = inputs.get("imaging_orders")
+    if orders is None or not cfg.format_of("imaging_orders").code_with_description:
+        return set()
+    return reference.code_map_codes(cfg, orders.path.parent, kept_map)[0]
+
+
 def prepare_inputs(
     inputs: dict[str, InputFile],
     cfg: Config,
@@ -548,6 +567,7 @@ def prepare_inputs(
     # the fingerprint also counts line breaks (physical line numbers); a workbook has several tables
     paths = {name: f.path for name, f in inputs.items()}
     pending = fingerprint_in_background(paths, with_hash=hashes is None)
+    known = _known_order_codes(inputs, cfg, kept_map)
     prepared = {}
     for contract in CONTRACTS:
         if contract.name not in inputs:
@@ -555,7 +575,8 @@ def prepare_inputs(
         f = inputs[contract.name]
         future = pending[contract.name]
         sha = hashes[contract.name] if hashes else ""
-        result = prepare_table(f, contract, cfg, scratch, sha, future.result, typed_writer=typed_writer)
+        known_codes = known if contract.name == "imaging_orders" else ()  # the code map maps order codes alone
+        result = prepare_table(f, contract, cfg, scratch, sha, future.result, typed_writer=typed_writer, known_codes=known_codes)
         if result.rows_read == 0 and not contract.may_be_empty:
             raise InputFileError(
                 f.label, "has a header but no rows", "The extract looks incomplete; re-export it", line=headers.header_line(f)

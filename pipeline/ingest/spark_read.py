@@ -36,7 +36,9 @@ REPLACEMENT = "\ufffd"  # what Spark's decoder puts where a byte is not UTF-8
 def typed_writer(spark):
     """The loader's typed-file writer (``load._write_typed``'s signature) on this run's Spark."""
 
-    def write(f: InputFile, contract: TableContract, cfg: Config, out: Path, source: Source | None = None, rows=None) -> dict:
+    def write(
+        f: InputFile, contract: TableContract, cfg: Config, out: Path, source: Source | None = None, rows=None, known_codes=()
+    ) -> dict:
         from pipeline.ingest import load
 
         # title lines above the header (header_row): Spark's reader takes the first line as the header; a code with its
@@ -44,7 +46,7 @@ def typed_writer(spark):
         fmt = cfg.format_of(f.table)
         polars_only = (f.header_row or 1) > 1 or fmt.code_with_description or fmt.decimal_comma
         if rows is not None or f.fmt not in READS or polars_only:
-            return load._write_typed(f, contract, cfg, out, source, rows)
+            return load._write_typed(f, contract, cfg, out, source, rows, known_codes)
         return write_typed(spark, f, contract, cfg, out, source or Source(f.path))
 
     return write

@@ -124,7 +124,7 @@ def as_text(reports: dict, input_dir: Path) -> str:
             lines.append(f"             kept as extra columns: {', '.join(r.extra_columns)}")
         for c in r.formats:
             forms = ", ".join(f"{f} (e.g. {c.guess.examples.get(f, '-')})" for f in c.guess.formats) or "none needed"
-            iso = f"; ISO 8601 reads {c.guess.iso} distinct values of the sample" if c.guess.iso else ""
+            iso = f"; ISO 8601 reads {counted(c.guess.iso, 'distinct value')} of the sample" if c.guess.iso else ""
             lines.append(f"  {c.kind:10} {c.column}: {forms}{iso}; reads {c.values - c.unread:,} of {c.values:,}")
             if c.guess.ambiguous:
                 lines.append(f"             CHECK day and month: {', '.join(c.guess.ambiguous)} and its day-first twin both fit")
@@ -175,11 +175,11 @@ def code_lines(table: str, systems: dict[str, int], unknown_codes: list[dict], t
         held_by, system = counted(u["orders"], "order"), f"{u['system']} {told_by}".strip()
         lines.append(f"{head}{u['code']}{name}: {held_by} ({system}): not evaluable until mapped")
     if len(to_map) > 20:
-        lines.append(f"             ... {len(to_map) - 20} more, all in local_code_map.csv with --write-config")
+        lines.append(f"             ... {len(to_map) - 20:,} more, all in local_code_map.csv with --write-config")
     cpt = [u for u in unknown_codes if u["system"] == "CPT"]
     if cpt:
         top = ", ".join(f"{u['code']} ({u['orders']:,})" for u in cpt[:5])
-        lines.append(f"  other CPT  {len(cpt)} codes no map lists, read as imaging outside this audit: {top}")
+        lines.append(f"  other CPT  {counted(len(cpt), 'code')} no map lists, read as imaging outside this audit: {top}")
     return lines
 
 

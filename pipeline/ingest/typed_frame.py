@@ -6,6 +6,8 @@ the whole extract in memory (tests/test_load.py checks the plan).
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import polars as pl
 
 from pipeline.config import Config
@@ -27,8 +29,11 @@ BOOLEAN_WORDS = {
 }
 
 
-def typed_frame(lf: pl.LazyFrame, schema: dict, contract: TableContract, cfg: Config) -> pl.LazyFrame:
-    """All columns typed, plus one _err_<column> reason column per check and the ambiguity flags."""
+def typed_frame(
+    lf: pl.LazyFrame, schema: dict, contract: TableContract, cfg: Config, known_codes: Collection[str] = ()
+) -> pl.LazyFrame:
+    """All columns typed, plus one _err_<column> reason column per check and the ambiguity flags. known_codes: the
+    codes the run's code map lists (upper-case), which code_with_description reads as codes without a digit."""
     fmt = cfg.format_of(contract.name)
     vocabularies = contract.allowed_values
     # rows with a text of more bytes than its column may hold characters (contract.LONGEST_TEXT), flagged for
@@ -109,10 +114,11 @@ def typed_frame(lf: pl.LazyFrame, schema: dict, contract: TableContract, cfg: Co
             exprs.append(words.alias(col))
         elif col in split_codes:
             cell = pl.col(f"_txt_{col}").str.to_uppercase()
-            exprs.append(code_cells.leading_code(cell).alias(col))
+            code = code_cells.leading_code(cell, known_codes)
+            exprs.append(code.alias(col))
             # (an empty cell has the reason below: required value missing)
             reason = pl.lit(code_cells.not_a_code_reason(col))
-            errs.append(pl.when(cell.is_not_null() & code_cells.leading_code(cell).is_null()).then(reason).alias(ERR + col))
+            errs.append(pl.when(cell.is_not_null() & code.is_null()).then(reason).alias(ERR + col))
         elif col in contract.codes or col in contract.not_null or col in contract.lowercase:
             text = pl.col(f"_txt_{col}")
             text = text.str.to_uppercase() if col in contract.codes else text
@@ -124,10 +130,10 @@ def typed_frame(lf: pl.LazyFrame, schema: dict, contract: TableContract, cfg: Co
             text = pl.col(col).cast(pl.String)
             text = pl.when(text.str.contains(r"^\s*$")).then(None).otherwise(text)
             if col in described:  # an empty name: the description the code's cell holds
-                text = pl.coalesce(text, code_cells.description(pl.col(f"_txt_{described.pop(col)}")))
+                text = pl.coalesce(text, code_cells.description(pl.col(f"_txt_{described.pop(col)}"), known_codes))
             exprs.append(text.alias(col))
     for name, code in described.items():  # a name column the extract lacks: the descriptions are its values
-        exprs.append(code_cells.description(pl.col(f"_txt_{code}")).alias(name))
+        exprs.append(code_cells.description(pl.col(f"_txt_{code}"), known_codes).alias(name))
     for col in contract.not_null:
         # an unparseable value has its own reason above; this one is for empty cells (null or blank:
         # the trimmed text is null)

@@ -211,6 +211,13 @@ def code_map(
     return pl.concat([shipped.filter(~pl.col("code").is_in(site["code"].implode())), site]), local
 
 
+def code_map_codes(cfg: Config, input_dir: Path | None, kept: pl.DataFrame | None = None) -> tuple[set[str], Path | None]:
+    """The codes the run's one code map knows (``code_map``: every audit's map, and the site's: the config's,
+    local_code_map.csv beside the extracts, else ``kept``), upper-case, and the site map's path when one is given."""
+    merged, local = code_map(audits_mod.discover(cfg.audits_path), cfg, input_dir, kept)
+    return set(merged["code"].to_list()), local
+
+
 # The site's code map as last loaded. A run without --input re-audits what the warehouse holds: without it the
 # site's codes would fall back to unmapped (verdict not_evaluable) and every figure built on them would move.
 SITE_MAP_TABLE = "ref_site_code_map"

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.ingest.fhir import whole
 from pipeline.ingest.fhir.lines import SCHEMA, NumberedLines
@@ -27,6 +28,8 @@ from pipeline.ingest.segments import Segment
 from pipeline.sqltext import literal
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
+# the lines of a chunk whose text tells why the query could not read them (macros.sql): few or none
+TOLD_LINES = "SELECT key, fhir_line_problem(line).reason AS reason FROM lines WHERE fhir_line_problem(line) IS NOT NULL"
 
 
 def sql(name: str) -> str:
@@ -89,6 +92,7 @@ def extract(
     selects: list[str] = []
     segments: list[Segment] = []
     repeated: list[tuple[int, str]] = []  # (key, element) of resources that give an element twice
+    told: list[pa.Table] = []  # (key, reason) of lines whose text tells why the query could not read them
     numbers = itertools.count()
 
     def part() -> Path:
@@ -115,7 +119,7 @@ def extract(
         # a file the reader stopped at may give an element twice on a later line, which json_transform reads silently
         lines = NumberedLines([path], [label], key, structure if stopped else None, resource_type)
         for chunk in lines.chunks():
-            selects.append(f"SELECT * FROM read_parquet({literal(_run(con, query, chunk, part()))})")
+            selects.append(f"SELECT * FROM read_parquet({literal(_run(con, query, chunk, part(), told))})")
         segments += lines.segments
         repeated += lines.repeated
         key, records = lines.next_key, records + lines.records
@@ -123,8 +127,8 @@ def extract(
         empty = _run(con, query, pa.Table.from_batches([], SCHEMA), out.with_name(f"{out.stem}.empty.parquet"))
         selects.append(f"SELECT * FROM read_parquet({literal(empty)})")
     relation = "\nUNION ALL ".join(selects)
-    if repeated:
-        relation = _rejecting_repeated_keys(con, relation, repeated, out.with_name(f"{out.stem}.repeated.parquet"))
+    if repeated or any(t.num_rows for t in told):
+        relation = _rejecting(con, relation, repeated, told, out.with_name(f"{out.stem}.rejected.parquet"))
     return Extracted(resource_type, relation, segments, key - first_key, records, whole_files)
 
 
@@ -169,17 +173,33 @@ def _whole(
     return taken + _whole(con, query, run, part, lines_of)
 
 
-def _rejecting_repeated_keys(con: duckdb.DuckDBPyConnection, relation: str, repeated: list[tuple[int, str]], path: Path) -> str:
+def _rejecting(
+    con: duckdb.DuckDBPyConnection, relation: str, repeated: list[tuple[int, str]], told: list[pa.Table], path: Path
+) -> str:
     """The relation with each resource that gives an element twice rejected, naming the element: an exporter that
     wrote two values for one element (two authoredOn) is data the audit cannot trust, and json_transform read the
-    first one silently. Its problem replaces any other, and it is no longer counted as left out."""
-    keys, elements = zip(*repeated, strict=True)
-    con.register("fhir_repeated_keys", pa.table({"key": pa.array(keys, pa.int64()), "element": pa.array(elements, pa.string())}))
+    first one silently. Its problem replaces any other, and it is no longer counted as left out. So is each line
+    whose text tells why the query could not read it (told: tables of key, reason; fhir_line_problem), unless it
+    gives an element twice too."""
+    keys = pa.array([k for k, _ in repeated], pa.int64())
+    told_rows = pa.concat_tables(told)  # a table a chunk of lines: the repeated elements were found on those lines too
+    told_rows = told_rows.filter(pc.invert(pc.is_in(told_rows["key"], keys)))
+    rows = pa.table(
+        {
+            "key": pa.concat_arrays([keys, told_rows["key"].combine_chunks().cast(pa.int64())]),
+            "element": pa.array([e for _, e in repeated] + [None] * told_rows.num_rows, pa.string()),
+            "reason": pa.concat_arrays(
+                [pa.nulls(len(keys), pa.string()), told_rows["reason"].combine_chunks().cast(pa.string())]
+            ),
+        }
+    )
+    con.register("fhir_rejected_lines", rows)
     try:
-        con.execute(f"COPY fhir_repeated_keys TO {literal(path)} ({whole.PART})")
+        con.execute(f"COPY fhir_rejected_lines TO {literal(path)} ({whole.PART})")
     finally:
-        con.unregister("fhir_repeated_keys")
-    reason = "'element ' || d.element || ' given twice in one resource (two values for one element; fix the export)'"
+        con.unregister("fhir_rejected_lines")
+    twice = "'element ' || d.element || ' given twice in one resource (two values for one element; fix the export)'"
+    reason = f"coalesce(d.reason, {twice})"
     problem = f"CASE WHEN d.key IS NULL THEN p.problem ELSE fhir_problem({reason}, d.element, NULL) END AS problem"
     return (
         f"SELECT p.* REPLACE ({problem}, CASE WHEN d.key IS NULL THEN p.left_out END AS left_out) "
@@ -187,10 +207,14 @@ def _rejecting_repeated_keys(con: duckdb.DuckDBPyConnection, relation: str, repe
     )
 
 
-def _run(con: duckdb.DuckDBPyConnection, query: str, chunk: pa.Table, part: Path) -> Path:
+def _run(con: duckdb.DuckDBPyConnection, query: str, chunk: pa.Table, part: Path, told: list | None = None) -> Path:
+    """The query over the chunk of lines into the part; told, when given, gets the (key, reason) of the lines whose text
+    tells why the query could not read them (a few lines, or none: fhir_line_problem)."""
     con.register("lines", chunk)
     try:
         con.execute(f"COPY ({query}) TO {literal(part)} ({whole.PART})")
+        if told is not None:
+            told.append(con.sql(TOLD_LINES).to_arrow_table())
     finally:
         con.unregister("lines")
     return part

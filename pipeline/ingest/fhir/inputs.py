@@ -16,6 +16,7 @@ from pipeline.errors import InputFileError
 from pipeline.ingest.fhir import export, manifest
 from pipeline.ingest.fhir.tables import SOURCE_TYPE
 from pipeline.ingest.inputs import InputFile
+from pipeline.wording import counted
 
 FORMAT = "fhir"
 
@@ -88,13 +89,14 @@ def describe_text(found: dict, code_lines: list[str] | tuple[str, ...] = ()) -> 
     """The text of `describe`, with inspect's lines on the codes (code_lines) before the next step."""
     lines = [f"{found['folder']}: a FHIR Bulk Data export (read as FHIR, not as extract tables)"]
     for resource_type, names in found["resource_files"].items():
-        lines.append(f"  {resource_type:14} {len(names)} file(s): {', '.join(names)}")
+        lines.append(f"  {resource_type:14} {counted(len(names), 'file')}: {', '.join(names)}")
     for item in found["not_read"]:
         lines.append(f"  not read       {item['file']}: {item['why']}")
     if found["manifest"] is not None:
         m = found["manifest"]
-        counted = ", ".join(f"{t} {n:,}" for t, n in m["resources_counted"].items()) or "no counts given"
-        lines.append(f"  {m['path']}: transactionTime {m['transaction_time']}, {m['output_files']} file(s) listed ({counted})")
+        resources = ", ".join(f"{t} {n:,}" for t, n in m["resources_counted"].items()) or "no counts given"
+        listed = counted(m["output_files"], "file")
+        lines.append(f"  {m['path']}: transactionTime {m['transaction_time']}, {listed} listed ({resources})")
     if found["manifest_problem"]:
         lines.append(f"  MANIFEST       {found['manifest_problem']}")
     if found["missing_required"]:

@@ -99,9 +99,21 @@ def read(folder: Path) -> Manifest | None:
         raise InputFileError(path, f"is larger than {MAX_BYTES >> 20} MB: not an export manifest", _NOT_A_MANIFEST)
     raw = path.read_bytes()
     try:
-        value = json.loads(raw.decode("utf-8-sig"))
+        value = json.loads(raw.decode("utf-8-sig"), object_pairs_hook=_Object)
     except (UnicodeDecodeError, ValueError) as exc:
         raise InputFileError(path, f"is not JSON ({str(exc).splitlines()[0]})", _NOT_A_MANIFEST) from None
+    except RecursionError:
+        raise InputFileError(path, "is not JSON (nested deeper than any manifest)", _NOT_A_MANIFEST) from None
+    repeated = _first_repeated_key(value)
+    if repeated is not None:
+        key, where = (printable(part[:40]) + ("..." if len(part) > 40 else "") for part in repeated)
+        raise InputFileError(
+            path,
+            f"gives the key '{key}' twice in one object ({where}): which value the server meant is unknown "
+            "(a JSON reader keeps the last one without a word)",
+            "Save the $export status response again as manifest.json; if the server wrote the key twice, "
+            "keep the one value meant and tell the server's vendor",
+        )
     if not isinstance(value, dict):
         raise InputFileError(path, f"is a JSON {type(value).__name__}, not an export manifest (an object)", _NOT_A_MANIFEST)
     transaction_time = value.get("transactionTime")
@@ -134,6 +146,37 @@ def read(folder: Path) -> Manifest | None:
         len(_entries(path, value, "deleted")),
         since,
     )
+
+
+class _Object(dict):
+    """A JSON object (json's object_pairs_hook), with the first key it gives more than once: a dict keeps the last
+    value of a repeated key and no sign of the others."""
+
+    def __init__(self, pairs: list[tuple[str, object]]):
+        super().__init__(pairs)
+        self.repeated = None
+        if len(self) < len(pairs):
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen:
+                    self.repeated = key
+                    break
+                seen.add(key)
+
+
+def _first_repeated_key(value) -> tuple[str, str] | None:
+    """The first key an object of the manifest gives twice, at any depth, and where (``output[2]``: the third output
+    entry; ``the top level``), or None. Walked with a stack, not recursion: a file nested deep needs no deep stack."""
+    stack = [(value, "")]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, _Object):
+            if item.repeated is not None:
+                return item.repeated, where or "the top level"
+            stack += [(v, f"{where}.{k}" if where else k) for k, v in reversed(item.items())]
+        elif isinstance(item, list):
+            stack += [(v, f"{where}[{i}]") for i, v in reversed(list(enumerate(item)))]
+    return None
 
 
 def _check_instant(path: Path, what: str, text: str) -> None:

@@ -123,7 +123,8 @@ def _load_orders(
     """imaging_orders typed as its ServiceRequests stream in; its rejects and left-out counts from the rows set aside."""
     rejects, left_out = scratch / "fhir" / "imaging_orders.fhir_rejects.parquet", []
 
-    def typed_writer(f, contract, cfg, out, source, rows):  # load._write_typed, fed by the stream
+    # load._write_typed, fed by the stream (known_codes: none, an export's codes are codings, not cells with a description)
+    def typed_writer(f, contract, cfg, out, source, rows, known_codes=()):
         schema = stream.write(lambda lf: load._write_typed(f, contract, cfg, out, source, lf))
         stream.aside_view()
         tables.write_rejects(con, "imaging_orders", scratch / "fhir")

@@ -100,6 +100,24 @@ CREATE OR REPLACE MACRO fhir_nul_shared(rtype, r, coding, ext) AS
 CREATE OR REPLACE MACRO fhir_nul_problem(element) AS
     fhir_problem('a NUL character (\u0000) in ' || element || ': no text holds one (a damaged export)', element, NULL);
 
+-- The first UTF-16 surrogate escape of a line that has no partner (a high \ud800 not followed by a low
+-- \udc00-\udfff, or a low alone), lower-cased, else NULL. JSON's grammar lets a string hold one, but it is
+-- no character of Unicode, so DuckDB's reader refuses the whole line, which read as "not JSON" and sent the
+-- user looking for a syntax error. Escaped backslashes (\\ud800 is text) and whole pairs are taken out
+-- first, left to right, so what is left of \uD8xx-\uDFxx stands alone.
+CREATE OR REPLACE MACRO fhir_unpaired_surrogate(line) AS
+    lower(nullif(regexp_extract(
+        regexp_replace(line, '\\\\|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}', '', 'g'),
+        '\\u[dD][89a-fA-F][0-9a-fA-F]{2}'), ''));
+
+-- The problem of a line read on the lines' way (its text at hand) that its text tells better than the
+-- resource's query can (the query sees only "not JSON"), else NULL.
+CREATE OR REPLACE MACRO fhir_line_problem(line) AS
+    CASE WHEN contains(line, '\u') AND fhir_unpaired_surrogate(line) IS NOT NULL THEN fhir_problem(
+        'a string holds an unpaired UTF-16 surrogate ' || fhir_unpaired_surrogate(line)
+            || ' (not valid Unicode): re-export the line', NULL, NULL)
+    END;
+
 -- The problems every resource can have, before its own: not JSON, not a resource, the wrong
 -- type for its file, no id. NULL when there is none.
 CREATE OR REPLACE MACRO fhir_common_problem(r, rtype) AS
