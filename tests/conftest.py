@@ -90,17 +90,7 @@ def inspect_writing_config(input_dir, tmp_path) -> tuple[Path, list[str]]:
 def run_cli_side_by_side(*commands: tuple[tuple, dict | None], timeout: float = 600) -> list[subprocess.CompletedProcess]:
     """Each (ARGS, env) as run_cli runs it, all started at once: commands that spend their time waiting (on a server
     nobody answers) wait together, not one after the other. The completed processes, in the commands' order."""
-    started = [
-        subprocess.Popen(
-            [sys.executable, "-m", "pipeline", *map(str, args)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-            env={**os.environ, **(env or {})},
-        )
-        for args, env in commands
-    ]
+    started = [_start_cli([str(a) for a in args], env) for args, env in commands]
     try:
         # one after the other: a later process that fills a pipe meanwhile only pauses until its turn
         outputs = [proc.communicate(timeout=timeout) for proc in started]
@@ -110,6 +100,99 @@ def run_cli_side_by_side(*commands: tuple[tuple, dict | None], timeout: float = 
                 proc.kill()
                 proc.communicate()
     return [subprocess.CompletedProcess(proc.args, proc.returncode, *out) for proc, out in zip(started, outputs, strict=True)]
+
+
+def _start_cli(args: list[str], env: dict | None):
+    """`python -m pipeline ARGS`: forked from the warm interpreter (cli_child) when the environment is the server's,
+    else a real process."""
+    environ = {**os.environ, **(env or {})}
+    server = _cli_server(environ)
+    if server is None:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pipeline", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env=environ,
+        )
+    return _ForkedCli(server, args, environ)
+
+
+_CLI_SERVER: dict = {}
+
+
+def _cli_server(environ: dict):
+    """The forkserver context, or None where a command must be a real process: ORDER_AUDIT_TEST_FORK=0, or a command
+    given its own environment. The server imports under the test process's environment; when that changed since (a
+    test in this process ran validation, which sets GX_ANALYTICS_ENABLED), a new one is started: what it imports must
+    have seen the environment the command runs in. Between two calls no forked command runs, so none is orphaned."""
+    if environ.get("ORDER_AUDIT_TEST_FORK", "1") == "0":
+        return None
+    current = _imported_under(os.environ)
+    if _imported_under(environ) != current:
+        return None
+    if _CLI_SERVER.get("environ") != current:
+        import multiprocessing
+        import multiprocessing.forkserver
+
+        import cli_child
+
+        if _CLI_SERVER:
+            multiprocessing.forkserver._forkserver._stop()  # the stdlib's own way to stop it (its tests use it)
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(cli_child.PRELOAD)
+        _CLI_SERVER.update(context=context, environ=current)
+    return _CLI_SERVER["context"]
+
+
+def _imported_under(environ) -> dict:
+    """The environment as it matters to what the server imported. The project's own variables (ORDER_AUDIT_*: the
+    pseudonym key, a fault to inject, the memory limit, Chromium's path, more audits) are read when a command runs,
+    never on import, and pytest's name of the current test is read by nobody: a command that differs from the
+    server only in those is forked with them."""
+    return {k: v for k, v in environ.items() if not k.startswith("ORDER_AUDIT_") and k != "PYTEST_CURRENT_TEST"}
+
+
+class _ForkedCli:
+    """A command forked from the server, read as run_cli_side_by_side reads a subprocess.Popen (text, universal
+    newlines); stdout and stderr go to files, so a command that writes much never waits on a pipe."""
+
+    def __init__(self, context, args: list[str], environ: dict):
+        import tempfile
+
+        import cli_child
+
+        self.args = [sys.executable, "-m", "pipeline", *args]
+        self._folder = tempfile.mkdtemp(prefix="cli-")
+        self._out, self._err = os.path.join(self._folder, "stdout"), os.path.join(self._folder, "stderr")
+        for path in (self._out, self._err):  # there to read even if the command is killed before it opens them
+            open(path, "w").close()
+        argv0 = str(ROOT / "pipeline" / "__main__.py")  # sys.argv[0] under `python -m pipeline`
+        self._process = context.Process(
+            target=cli_child.run_main, args=(argv0, args, environ, str(ROOT), self._out, self._err), daemon=False
+        )
+        self._process.start()
+        self.returncode = None
+
+    def poll(self):
+        if self.returncode is None and not self._process.is_alive():
+            self._process.join()
+            self.returncode = self._process.exitcode
+        return self.returncode
+
+    def kill(self) -> None:
+        self._process.kill()
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        self._process.join(timeout)
+        if self.poll() is None:
+            raise subprocess.TimeoutExpired(self.args, timeout)
+        try:
+            with open(self._out) as out, open(self._err) as err:
+                return out.read(), err.read()
+        finally:
+            shutil.rmtree(self._folder, ignore_errors=True)
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[str]], newline: str = "\n") -> Path:
