@@ -23,7 +23,7 @@ import pytest
 from conftest import DX_HEADER, ORDER_HEADER, PROC_HEADER, run_cli, write_csv, write_small_input
 
 from pipeline.formula_guard import restore, starts_formula
-from pipeline.report.controls import visible
+from pipeline.report.controls import _PATTERN, CONTROLS, visible
 from pipeline.report.names import printed
 from pipeline.synth import generate
 from pipeline.synth.audit_scenarios import ground_truth
@@ -262,6 +262,14 @@ def test_printed_names_and_mixed_scripts_in_words():
     assert visible("Клиника Neurology") == "Клиника Neurology"  # two words, each in one script
     assert visible("\u0391\u0392C") == "\u0391\u0392[U+0043]"  # more Greek than Latin letters: the Latin one
     assert visible(f"ne{ZWSP}Neur\u043elogy") == "ne[U+200B]Neur[U+043E]logy"
+
+
+def test_the_control_pattern_finds_exactly_the_listed_characters_in_all_of_unicode():
+    # written as runs for speed (controls._class): the same set as the characters listed, no more, no fewer
+    every = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+    found = _PATTERN.findall(every)
+    assert len(found) == len(set(CONTROLS)) == len(CONTROLS) and set(found) == set(CONTROLS)
+    assert visible("\U000e0020tab\tline\n\x7f") == "[U+E0020]tab\tline\n[U+007F]"
 
 
 # ------------------------------------------------------------------ impossible ages

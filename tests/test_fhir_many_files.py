@@ -27,6 +27,7 @@ from test_fhir_whole import _both_ways, _extracted, _patients
 from benchmarks.engine_compare import data_outputs
 from pipeline.config import load_config
 from pipeline.ingest.fhir import export, extract, prepare, whole
+from pipeline.wording import counted
 
 # these name each file (and hash the export): compared apart
 NAMING_FILES = ("rejects.csv", "rejects_summary.csv", "load_ledger.csv")
@@ -82,7 +83,7 @@ def test_many_small_files_give_the_one_file_exports_outputs(exports):
         .equals(_rejects(exports["runs"]["many"]).drop("source_file", "source_line"))
     )
     files = len(export.read_export(exports["many"]).of("ServiceRequest"))
-    assert f"in {files} file(s), {files} read whole" in exports["logs"]["many"]
+    assert f"in {counted(files, 'file')}, {files:,} read whole" in exports["logs"]["many"]
 
 
 def test_a_bad_line_in_one_of_many_files_is_a_reject_naming_that_file_and_line(exports, tmp_path):
@@ -107,8 +108,8 @@ def test_a_bad_line_in_one_of_many_files_is_a_reject_naming_that_file_and_line(e
     assert at(bad_order, 3) == ["required element ServiceRequest.subject missing"]
     assert at(bad_encounter, 2) == ["line is not JSON"]
     # only the bad files went the lines' way: every other file of the many was still read whole
-    assert f"in {len(requests)} file(s), {len(requests) - 1} read whole" in log
-    assert f"in {len(encounters)} file(s), {len(encounters) - 1} read whole" in log
+    assert f"in {counted(len(requests), 'file')}, {len(requests) - 1:,} read whole" in log
+    assert f"in {counted(len(encounters), 'file')}, {len(encounters) - 1:,} read whole" in log
     # and nothing else changed: the verdicts are those of the export without the bad lines
     audited = "csf_leak/audited_orders.csv"
     assert (tmp_path / "out" / audited).read_bytes() == (exports["runs"]["many"] / audited).read_bytes()
@@ -188,4 +189,4 @@ def test_two_thousand_files_each_reject_names_its_own_file_and_line(tmp_path):
     ledger = pl.read_csv(out / "csf_leak" / "load_ledger.csv").filter(pl.col("table_name") == "imaging_orders")
     assert ledger.select("rows_read", "rows_loaded", "rows_rejected").rows() == [(2004, 2000, 4)]
     # the two files with a line that is not JSON went the lines' way; the 1,998 others were read whole
-    assert "read ServiceRequest: 2004 resources in 2000 file(s), 1998 read whole" in log
+    assert "read ServiceRequest: 2,004 resources in 2,000 files, 1,998 read whole" in log

@@ -180,7 +180,7 @@ def test_the_stream_gives_what_the_files_read_line_by_line_give(deck_export, tmp
         streamed = _prepared(folder, tmp_path / "streamed")
     files = len(export.read_export(folder).of("ServiceRequest"))
     assert any(
-        f"read ServiceRequest: {streamed[0].height + 2} resources in {files} file(s), {files} read whole" in m
+        f"read ServiceRequest: {streamed[0].height + 2:,} resources in {files:,} files, {files:,} read whole" in m
         for m in caplog.messages
     )
     monkeypatch.setattr(whole, "took_every_line", lambda *_a, **_k: False)  # no file whole: every line numbered
@@ -225,7 +225,7 @@ def test_a_reason_reference_in_any_file_adds_its_conditions_codes(tmp_path, capl
     (folder / "ServiceRequest.002.ndjson").write_text("")  # an empty file: no line, and no reason to read again
     with caplog.at_level(logging.INFO, logger="pipeline.ingest.fhir"):
         rows = _prepared(folder, tmp_path / "scratch")[0]
-    assert "read ServiceRequest: 4 resources in 3 file(s), 2 read whole" in caplog.messages
+    assert "read ServiceRequest: 4 resources in 3 files, 2 read whole" in caplog.messages
     assert not any("read again" in m for m in caplog.messages)
     codes = dict(zip(rows["order_id"], rows["indication_codes"], strict=True))
     assert codes["S2"] == "G97.1" and codes["S3"] == "R51.9|G97.1"  # reasonCode first, then the Conditions

@@ -204,7 +204,7 @@ def _record_load(
         counted(prep.rows_read, "row"),
         f"{loaded:,}",
         f"{rejected:,}",
-        f", replacing {len(replaced)} earlier file(s)" if replaced else "",
+        f", replacing {counted(len(replaced), 'earlier file')}" if replaced else "",
     )
     return TableLoad(
         prep.table,

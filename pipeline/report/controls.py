@@ -42,7 +42,21 @@ INVISIBLE = _chars(
     (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0001, 0xE0001), (0xE0020, 0xE007F), (0xE0100, 0xE01EF),
 )  # fmt: skip
 CONTROLS = BIDI + CC + INVISIBLE
-_PATTERN = re.compile(f"[{CONTROLS}]")
+
+
+def _class(chars: str) -> str:
+    """A regex character class of ``chars`` written as runs (``\\U...-\\U...``): with ~470 single characters,
+    astral ones among them, Python's re took ~1.4 ms per 1,000 characters to search (150 ms for one chart's SVG)."""
+    points = sorted(map(ord, set(chars)))
+    runs, first = [], points[0]
+    for before, point in zip(points, [*points[1:], None], strict=True):
+        if point is None or point != before + 1:  # a run ends at ``before``
+            runs.append(f"\\U{first:08X}" if first == before else f"\\U{first:08X}-\\U{before:08X}")
+            first = point
+    return "[" + "".join(runs) + "]"
+
+
+_PATTERN = re.compile(_class(CONTROLS))
 _SHOWN = [f"[U+{ord(c):04X}]" for c in CONTROLS]
 
 

@@ -37,6 +37,7 @@ from pipeline.logs import event
 from pipeline.models import reference
 from pipeline.sqltext import literal
 from pipeline.warehouse import memory_limit
+from pipeline.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +106,15 @@ def extract_export(
         records[resource_type] = done.records
         # not temp views: the order stream's second cursor reads the Conditions (orders.py)
         con.execute(f"CREATE OR REPLACE VIEW fhir_{resource_type.lower()} AS {done.relation}")
-        log.info("read %s: %d resources in %d file(s), %d read whole", resource_type, done.records, len(paths), done.whole_files)
+        _log_read(resource_type, done.records, len(paths), done.whole_files)
     con.execute(f"CREATE OR REPLACE TEMP TABLE fhir_supporting_rejects AS {extract.sql('supporting_rejects')}")
     con.execute(extract.sql("lookups"))
     return segments, key, records
+
+
+def _log_read(resource_type: str, records: int, files: int, whole: int) -> None:
+    resources, in_files = counted(records, "resource"), counted(files, "file")
+    log.info("read %s: %s in %s, %s read whole", resource_type, resources, in_files, f"{whole:,}")
 
 
 def _load_orders(
@@ -131,7 +137,7 @@ def _load_orders(
         left_out.extend(tables.left_out_counts(con, "imaging_orders"))
         segments.extend(stream.segments)
         files = len(stream.paths)
-        log.info("read ServiceRequest: %d resources in %d file(s), %d read whole", stream.records, files, stream.whole_files)
+        _log_read("ServiceRequest", stream.records, files, stream.whole_files)
         return schema
 
     contract = next(c for c in CONTRACTS if c.name == "imaging_orders")
