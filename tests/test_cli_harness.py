@@ -3,14 +3,21 @@ forked command must be the real command, byte for byte, in what it prints and ho
 
 from __future__ import annotations
 
+import os
 import re
 
 import conftest
+import pytest
 from conftest import run_cli
 
 from benchmarks.engine_compare import data_outputs
 
 REAL = {"ORDER_AUDIT_TEST_FORK": "0"}
+
+# the suite run with every command a real process (the check of this harness itself) forks none to compare
+pytestmark = pytest.mark.skipif(
+    os.environ.get("ORDER_AUDIT_TEST_FORK", "1") == "0", reason="ORDER_AUDIT_TEST_FORK=0: no command is forked"
+)
 
 
 def _same(args: tuple) -> None:
