@@ -23,7 +23,7 @@ import pytest
 from conftest import DX_HEADER, ORDER_HEADER, PROC_HEADER, run_cli, write_csv, write_small_input
 
 from pipeline.formula_guard import restore, starts_formula
-from pipeline.report.controls import _PATTERN, CONTROLS, visible
+from pipeline.report.controls import _OTHER_CLASS, _PATTERN, _SCRIPTS, CONTROLS, visible
 from pipeline.report.names import printed
 from pipeline.synth import generate
 from pipeline.synth.audit_scenarios import ground_truth
@@ -264,11 +264,16 @@ def test_printed_names_and_mixed_scripts_in_words():
     assert visible(f"ne{ZWSP}Neur\u043elogy") == "ne[U+200B]Neur[U+043E]logy"
 
 
-def test_the_control_pattern_finds_exactly_the_listed_characters_in_all_of_unicode():
+def test_the_character_classes_find_exactly_their_characters_in_all_of_unicode():
     # written as runs for speed (controls._class): the same set as the characters listed, no more, no fewer
     every = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
     found = _PATTERN.findall(every)
     assert len(found) == len(set(CONTROLS)) == len(CONTROLS) and set(found) == set(CONTROLS)
+    # the Greek and Cyrillic letters, read by Python's re and by Polars' regex alike
+    letters = set("".join(_SCRIPTS.values()))
+    assert set(re.findall(_OTHER_CLASS, every)) == letters
+    every_one = pl.Series(list(every))
+    assert set(every_one.filter(every_one.str.contains(_OTHER_CLASS)).to_list()) == letters
     assert visible("\U000e0020tab\tline\n\x7f") == "[U+E0020]tab\tline\n[U+007F]"
 
 
