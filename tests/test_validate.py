@@ -392,3 +392,92 @@ def test_a_deferred_module_is_loaded_on_first_use_and_works():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "0.143841", "True"]
+
+
+# (e) reflection from DuckDB's own catalog -----------------------------------------------------------------------
+
+
+def _reflected(url: str, path, names) -> dict:
+    """Each table's columns and primary key as SQLAlchemy reflects them through the dialect ``url`` names (the
+    types by their repr: SQLAlchemy's type objects do not compare by value); an error, by its class."""
+    import sqlalchemy as sa
+
+    from pipeline.quality import gx_duckdb
+
+    gx_duckdb.register_dialect()
+    engine = sa.create_engine(url, connect_args={"database": str(path), "read_only": True})
+    found = {}
+    try:
+        for name in names:
+            inspector = sa.inspect(engine)  # a fresh one: an inspector caches what it reflected
+            columns = [{**c, "type": repr(c["type"])} for c in inspector.get_columns(name)]
+            try:
+                key = inspector.get_pk_constraint(name)["constrained_columns"]
+            except sa.exc.ProgrammingError as exc:
+                key = type(exc).__name__
+            found[name] = (columns, key)
+    finally:
+        engine.dispose()
+    return found
+
+
+def _every_relation(path) -> list[str]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        query = (
+            "SELECT DISTINCT table_name FROM duckdb_columns() "
+            "WHERE database_name = current_database() AND schema_name = current_schema() ORDER BY 1"
+        )
+        return [r[0] for r in con.execute(query).fetchall()]
+    finally:
+        con.close()
+
+
+def test_the_catalog_dialect_reflects_every_table_and_view_of_a_run_as_duckdb_engine_does(deck_runs):
+    """GX's column reflection read from ``duckdb_columns()`` (``gx_duckdb.CatalogDialect``): on every table and view
+    of the deck's warehouse (sources, models, marts, ledger) the same columns, types, nullability, defaults and
+    comments as duckdb-engine's own PostgreSQL catalog query gives; duckdb-engine's primary-key query fails on
+    DuckDB (GX takes that for "no key"): the run history's is its run id, and no other table has one."""
+    wh = deck_runs["runs"]["combined"]["warehouse"]
+    names = _every_relation(wh)
+    assert len(names) > 60 and "csf_leak__mart_audited_orders" in names and "src_imaging_orders" in names
+    theirs, ours = _reflected("duckdb://", wh, names), _reflected("duckdb+order_audit://", wh, names)
+    assert {n: c for n, (c, _) in ours.items()} == {n: c for n, (c, _) in theirs.items()}
+    assert {k for _, k in theirs.values()} == {"ProgrammingError"}
+    assert {n: k for n, (_, k) in ours.items()} == dict.fromkeys(names, []) | {"audit_runs": ["run_id"]}
+
+
+@pytest.mark.filterwarnings("ignore:Did not recognize type:sqlalchemy.exc.SAWarning")  # the nested types, by both
+def test_the_catalog_dialect_reads_every_duckdb_type_a_key_and_only_its_own_schema(tmp_path):
+    """Every type DuckDB has, as duckdb-engine names them (nested types unrecognised by both, as NullType); an ENUM
+    column (left to duckdb-engine's query); a default, a comment, a primary key, a view, names needing quotes."""
+    path = tmp_path / "types.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TYPE mood AS ENUM ('calm', 'cross')")
+    con.execute("""
+        CREATE TABLE "every type" (
+            v VARCHAR NOT NULL DEFAULT 'x', b BOOLEAN, i1 TINYINT, i2 SMALLINT, i4 INTEGER, i8 BIGINT, i16 HUGEINT,
+            u1 UTINYINT, u2 USMALLINT, u4 UINTEGER, u8 UBIGINT, f FLOAT, d DOUBLE, n DECIMAL(18, 3), n4 DECIMAL(4, 1),
+            dt DATE, t TIME, ts TIMESTAMP, tz TIMESTAMPTZ, ts_ms TIMESTAMP_MS, iv INTERVAL, bl BLOB, u UUID,
+            l INTEGER[], s STRUCT(a INTEGER, b VARCHAR), m MAP(VARCHAR, INTEGER)
+        )
+    """)
+    con.execute("COMMENT ON COLUMN \"every type\".d IS 'a comment'")
+    con.execute("CREATE TABLE keyed (id VARCHAR PRIMARY KEY, n INTEGER)")
+    con.execute("CREATE TABLE moods (m mood)")
+    con.execute('CREATE VIEW "a view" AS SELECT v, n, tz FROM "every type"')
+    con.execute("CREATE SCHEMA other")
+    con.execute("CREATE TABLE other.keyed (elsewhere INTEGER)")  # same name, another schema: not read
+    con.close()
+    names = ["every type", "keyed", "moods", "a view"]
+    theirs, ours = _reflected("duckdb://", path, names), _reflected("duckdb+order_audit://", path, names)
+    # duckdb-engine does not scope its query by schema: other.keyed's column came with main.keyed's
+    assert [c["name"] for c in theirs["keyed"][0]] == ["elsewhere", "id", "n"]
+    theirs["keyed"] = ([c for c in theirs["keyed"][0] if c["name"] != "elsewhere"], theirs["keyed"][1])
+    assert {n: c for n, (c, _) in ours.items()} == {n: c for n, (c, _) in theirs.items()}
+    assert [c["name"] for c in ours["keyed"][0]] == ["id", "n"]
+    assert ours["every type"][0][0] | {"type": None} == {
+        "name": "v", "type": None, "nullable": False, "default": "'x'", "autoincrement": False, "comment": None,
+    }  # fmt: skip
+    assert [c["comment"] for c in ours["every type"][0] if c["comment"]] == ["a comment"]
+    assert {n: k for n, (_, k) in ours.items()} == {"every type": [], "keyed": ["id"], "moods": [], "a view": []}
