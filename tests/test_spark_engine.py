@@ -373,7 +373,8 @@ def test_a_bad_extract_on_another_file_system_is_named_by_its_uri_in_the_error_a
         orders.read_text(encoding="utf-8") + "o-bad,p1,2026-01-01T10:00:00,x,y,z,1,2,3,4,5,6,7,8\n", encoding="utf-8"
     )
     lines = orders.read_text(encoding="utf-8").count("\n")
-    config = _config(tmp_path / "spark.toml", conf={"spark.hadoop.fs.viewfs.mounttable.bad.link./extracts": small_input.as_uri()})
+    viewfs = {"spark.hadoop.fs.viewfs.mounttable.bad.link./extracts": small_input.as_uri()}
+    config = _config(tmp_path / "spark.toml", conf=viewfs, master="local[2]")
     wh = tmp_path / "wh" / "wh.duckdb"
     proc = run_cli("run", "--input", "viewfs://bad/extracts", "--out", tmp_path / "out", "--warehouse", wh, "--config", config)
     line = _one_line_error(proc, code=2)

@@ -421,27 +421,20 @@ def _reflected(url: str, path, names) -> dict:
     return found
 
 
-def _every_relation(path) -> list[str]:
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        query = (
-            "SELECT DISTINCT table_name FROM duckdb_columns() "
-            "WHERE database_name = current_database() AND schema_name = current_schema() ORDER BY 1"
-        )
-        return [r[0] for r in con.execute(query).fetchall()]
-    finally:
-        con.close()
-
-
-def test_the_catalog_dialect_reflects_every_table_and_view_of_a_run_as_duckdb_engine_does(deck_runs):
-    """GX's column reflection read from ``duckdb_columns()`` (``gx_duckdb.CatalogDialect``): on every table and view
-    of the deck's warehouse (sources, models, marts, ledger) the same columns, types, nullability, defaults and
-    comments as duckdb-engine's own PostgreSQL catalog query gives; duckdb-engine's primary-key query fails on
-    DuckDB (GX takes that for "no key"): the run history's is its run id, and no other table has one."""
+def test_the_catalog_dialect_reflects_the_tables_a_run_validates_as_duckdb_engine_does(deck_runs):
+    """GX's column reflection read from ``duckdb_columns()`` (``gx_duckdb.CatalogDialect``): on every table the
+    suites validate in the deck's warehouse (the sources' views, each audit's marts), and on the run history (a
+    table with a key), the same columns, types, nullability, defaults and comments as duckdb-engine's own
+    PostgreSQL catalog query gives; duckdb-engine's primary-key query fails on DuckDB (GX takes that for "no
+    key"), and the run history's key is its run id."""
     wh = deck_runs["runs"]["combined"]["warehouse"]
-    names = _every_relation(wh)
-    assert len(names) > 60 and "csf_leak__mart_audited_orders" in names and "src_imaging_orders" in names
+    validated = {t["table"] for suite in validate.ALL_SUITES for t in validate.load_suite(suite)["tables"]}
+    for audit_id in ("csf_leak", "low_back_pain"):
+        validated |= {t["table"] for s in validate.OUTPUT_SUITES for t in validate.load_suite(s, f"{audit_id}__")["tables"]}
+    names = sorted(validated | {"audit_runs"})
+    assert {"src_imaging_orders", "csf_leak__mart_audited_orders", "low_back_pain__mart_audited_orders"} <= set(names)
     theirs, ours = _reflected("duckdb://", wh, names), _reflected("duckdb+order_audit://", wh, names)
+    assert all(columns for columns, _ in ours.values())  # every one is there
     assert {n: c for n, (c, _) in ours.items()} == {n: c for n, (c, _) in theirs.items()}
     assert {k for _, k in theirs.values()} == {"ProgrammingError"}
     assert {n: k for n, (_, k) in ours.items()} == dict.fromkeys(names, []) | {"audit_runs": ["run_id"]}
