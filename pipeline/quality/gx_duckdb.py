@@ -172,7 +172,7 @@ class CatalogDialect(duckdb_engine.Dialect):
     SQLAlchemy's PostgreSQL catalog query over DuckDB's ``pg_catalog`` views: ~0.1 s a table on a
     warehouse of ~80 tables. The same rows from ``duckdb_columns()`` take ~0.01 s, and SQLAlchemy's
     own PostgreSQL code (``_get_columns_info``) turns them into the same columns and types
-    (``tests/test_validate.py`` compares the two on every table and view of a run's warehouse).
+    (``tests/test_validate.py`` compares the two on the tables a run validates and on every DuckDB type).
     Anything else (every table at once, a schema named, an ENUM column) goes to duckdb-engine's query.
     Its primary-key query fails on DuckDB (``REGCLASS`` is not a DuckDB type; GX takes the error for "no
     key", after ~0.03 s a table): the key is read from ``duckdb_constraints()`` instead.
