@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import tempfile
 import zipfile
 
 import polars as pl
@@ -161,9 +162,19 @@ def test_columnwise_path_is_taken_for_strings_and_numbers():
     assert not sheet_rows.columnwise_ok(pl.DataFrame({"b": [True]}), 1)
 
 
-def test_nan_still_refused(tmp_path):
+def test_nan_still_refused_and_the_half_written_parts_stay_beside_the_workbook(tmp_path, monkeypatch):
+    """xlsxwriter spools rows and parts to files; a write that fails half-way left them in the machine's /tmp,
+    where nothing of ours removes them. They go beside the workbook: in a run, its staging folder."""
+    system_temp, staging = tmp_path / "system-temp", tmp_path / "staging"
+    system_temp.mkdir()
+    staging.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_temp))
     with pytest.raises(TypeError):
-        workbook.write_case_list(tmp_path / "nan.xlsx", pl.DataFrame({"h": [1.0, float("nan")]}), RULES, RUN_INFO)
+        workbook.write_case_list(staging / "nan.xlsx", pl.DataFrame({"h": [1.0, float("nan")]}), RULES, RUN_INFO)
+    assert not list(system_temp.iterdir())
+    assert list(staging.iterdir())  # the spooled rows, removed with the staging folder
+    path = workbook.write_case_list(staging / "fine.xlsx", pl.DataFrame({"h": [1.0, 2.0]}), RULES, RUN_INFO)
+    assert not list(system_temp.iterdir()) and path.is_file()
 
 
 @pytest.mark.parametrize("columnwise", [True, False])

@@ -206,10 +206,19 @@ def write_case_list(
     # nor pays for them); the Cases sheet is therefore written strictly row by row.
     # zipped in memory, then written in one go: on a full disk xlsxwriter's half-written ZipFile would
     # fail again when collected, printing "Exception ignored" lines after the run's one error line
+    # tmpdir: the rows and parts xlsxwriter spools to files go beside the workbook (a run's staging folder), so
+    # a write that fails or is killed half-way leaves them where the run's clean-up or the next run's sweep
+    # removes them, not in the machine's /tmp
     packed = io.BytesIO()
     wb = xlsxwriter.Workbook(
         packed,
-        {"strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False, "constant_memory": True},
+        {
+            "strings_to_formulas": False,
+            "strings_to_urls": False,
+            "strings_to_numbers": False,
+            "constant_memory": True,
+            "tmpdir": str(Path(path).parent),
+        },
     )
     wb.set_properties({"title": "order-audit case list", "created": _FIXED_DATE, "comments": f"run {run_info['run_id']}"})
     head = wb.add_format({"bold": True, "bg_color": "#DDE5EE", "text_wrap": True, "valign": "top", "border": 1})
