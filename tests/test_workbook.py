@@ -172,9 +172,11 @@ def test_nan_still_refused_and_the_half_written_parts_stay_beside_the_workbook(t
     with pytest.raises(TypeError):
         workbook.write_case_list(staging / "nan.xlsx", pl.DataFrame({"h": [1.0, float("nan")]}), RULES, RUN_INFO)
     assert not list(system_temp.iterdir())
-    assert list(staging.iterdir())  # the spooled rows, removed with the staging folder
+    left = set(staging.iterdir())
+    assert left  # the spooled rows, removed with the staging folder
     path = workbook.write_case_list(staging / "fine.xlsx", pl.DataFrame({"h": [1.0, 2.0]}), RULES, RUN_INFO)
-    assert not list(system_temp.iterdir()) and path.is_file()
+    assert not list(system_temp.iterdir())
+    assert set(staging.iterdir()) - left == {path}  # a write that ends well removes its own spool
 
 
 @pytest.mark.parametrize("columnwise", [True, False])
