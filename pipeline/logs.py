@@ -40,11 +40,23 @@ class _LibraryFormatter(logging.Formatter):
 
 def _not_our_stop(record: logging.LogRecord) -> bool:
     """Drop a library's report of the stop this run asked for: py4j logs every SIGTERM or Ctrl-C that lands while
-    it talks to Spark's JVM ("KeyboardInterrupt while sending command.", with a traceback); the run's own last
-    line says it was stopped."""
+    it talks to Spark's JVM ("KeyboardInterrupt while sending command.", with a traceback), and the error its
+    clean-up then meets ("Exception occurred while shutting down connection": a BrokenPipeError raised while
+    handling the stop); the run's own last line says it was stopped."""
     from pipeline.errors import stop_requested
 
-    return not (stop_requested() and record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt))
+    return not (stop_requested() and record.exc_info and _raised_by_a_stop(record.exc_info[1]))
+
+
+def _raised_by_a_stop(exc: BaseException | None) -> bool:
+    """Whether the exception is a stop (Ctrl-C, SIGTERM: a KeyboardInterrupt) or was raised while handling one."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:  # a chain can loop
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def setup_logging(fmt: str = "text", verbosity: int = 0) -> None:
