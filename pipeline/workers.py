@@ -20,6 +20,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import types
 from concurrent.futures import Future, ProcessPoolExecutor
 
 from pipeline.errors import stop_requested
@@ -53,14 +54,33 @@ def _start(parent: int, imports: tuple[str, ...], absent: tuple[str, ...] = (), 
         importlib.import_module(name)
 
 
+class _Deferred(types.ModuleType):
+    """A top-level package not imported yet (``defer``): the first attribute read imports it, in its place in
+    ``sys.modules``; this stand-in, bound where the package was imported, then reads on through it."""
+
+    def __init__(self, name: str, spec) -> None:
+        super().__init__(name)
+        self.__spec__ = spec
+
+    def __getattr__(self, attribute: str):  # only for what the stand-in itself lacks
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        return getattr(importlib.import_module(self.__name__), attribute)
+
+
 def defer(name: str) -> None:
-    """The submodule ``name`` (``package.module``) loaded when one of its attributes is first used, not
-    when it is imported (importlib's ``LazyLoader``). It is also bound on its package, so that ``from
-    package import module`` takes it as it is: the import system would load it by reading its ``__spec__``."""
+    """The module ``name`` (``package`` or ``package.module``) loaded when one of its attributes is first used,
+    not when it is imported (importlib's ``LazyLoader``). A submodule is also bound on its package, so that
+    ``from package import module`` takes it as it is: the import system would load it by reading its ``__spec__``."""
     if name in sys.modules:
         return
     spec = importlib.util.find_spec(name)
     if spec is None or spec.loader is None:
+        return
+    if "." not in name:
+        # ``import package`` reads the module's ``__spec__`` (a LazyLoader's module loads on any attribute read):
+        # a stand-in holding the spec, that imports the package on the first read of anything else
+        sys.modules[name] = _Deferred(name, spec)
         return
     spec.loader = importlib.util.LazyLoader(spec.loader)
     module = importlib.util.module_from_spec(spec)
@@ -113,9 +133,10 @@ class GxWorker:
         # Spark run validates on its own session, in the run's process: ``gate._on_spark``), so PySpark is left
         # out, and GX takes it as not installed (its ``compatibility.pyspark`` catches the ImportError)
         # GX's core expectations import scipy.stats (0.7-0.8 s of CPU) for the distribution expectations
-        # (KL divergence, KS tests), which our suites never use: loaded on first use instead
+        # (KL divergence, KS tests), and altair (0.5 s) to draw the KL divergence's chart, neither of which our
+        # suites use: loaded on first use instead
         gx_modules = ("pipeline.quality", "great_expectations", "pipeline.quality.gx_duckdb", "pipeline.quality.validate")
-        self._pool = process_pool(*gx_modules, absent=("pyspark",), deferred=("scipy.stats",))
+        self._pool = process_pool(*gx_modules, absent=("pyspark",), deferred=("scipy.stats", "altair"))
 
     def run_suites(self, path, suites, params) -> list:
         """``validate.run_suites`` in the worker (inline when there is none)."""

@@ -394,6 +394,24 @@ def test_a_deferred_module_is_loaded_on_first_use_and_works():
     assert done.stdout.split() == ["False", "0.143841", "True"]
 
 
+def test_a_deferred_top_level_package_is_imported_on_first_use_and_works():
+    """The worker defers altair too, which one of GX's expectations imports (``import altair as alt``) to draw a
+    chart: importing GX leaves it unloaded, and the first read through the name GX bound imports it in full, in
+    its own place in ``sys.modules``."""
+    code = (
+        "import sys\n"
+        "from pipeline import workers\n"
+        "workers.defer('altair')\n"
+        "import great_expectations.expectations.core.expect_column_kl_divergence_to_be_less_than as kl\n"
+        "print('altair.vegalite' in sys.modules)\n"
+        "chart = kl.alt.Chart\n"
+        "import altair\n"
+        "print('altair.vegalite' in sys.modules, chart is altair.Chart, type(altair).__name__)\n"
+    )
+    done = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "True", "True", "module"]
+
+
 # (e) reflection from DuckDB's own catalog -----------------------------------------------------------------------
 
 
