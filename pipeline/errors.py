@@ -8,7 +8,7 @@ import os
 import re
 import signal
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 EXIT_OK = 0
 EXIT_USAGE = 1  # usage or configuration error
@@ -118,6 +118,19 @@ def refused_write(exc: BaseException) -> str | None:
     DuckDB, Polars and xlsxwriter report the same failures in their own exception types, with
     the OS's text (``No space left on device``) inside their message.
     """
+    for e in exceptions_behind(exc):
+        if isinstance(e, OSError) and e.errno in REFUSED_WRITE_ERRNOS:
+            return f"{e.filename}: {e.strerror}" if e.filename else e.strerror
+        text = str(e)
+        found = next((t for t in _REFUSED_WRITE_TEXTS if t in text), None)
+        if found is not None:
+            return " ".join(text.split())[:300]
+    return None
+
+
+def exceptions_behind(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, then every exception behind it, each once (a chain can loop): the one it was raised from or while
+    handling, and any a library wrapped among its arguments."""
     seen: set[int] = set()
     stack: list = [exc]
     while stack:
@@ -125,14 +138,8 @@ def refused_write(exc: BaseException) -> str | None:
         if not isinstance(e, BaseException) or id(e) in seen:
             continue
         seen.add(id(e))
-        if isinstance(e, OSError) and e.errno in REFUSED_WRITE_ERRNOS:
-            return f"{e.filename}: {e.strerror}" if e.filename else e.strerror
-        text = str(e)
-        found = next((t for t in _REFUSED_WRITE_TEXTS if t in text), None)
-        if found is not None:
-            return " ".join(text.split())[:300]
+        yield e
         stack += [e.__cause__, e.__context__, *e.args]
-    return None
 
 
 def first_line(exc: object) -> str:

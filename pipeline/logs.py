@@ -43,20 +43,12 @@ def _not_our_stop(record: logging.LogRecord) -> bool:
     it talks to Spark's JVM ("KeyboardInterrupt while sending command.", with a traceback), and the error its
     clean-up then meets ("Exception occurred while shutting down connection": a BrokenPipeError raised while
     handling the stop); the run's own last line says it was stopped."""
-    from pipeline.errors import stop_requested
+    from pipeline.errors import exceptions_behind, stop_requested
 
-    return not (stop_requested() and record.exc_info and _raised_by_a_stop(record.exc_info[1]))
-
-
-def _raised_by_a_stop(exc: BaseException | None) -> bool:
-    """Whether the exception is a stop (Ctrl-C, SIGTERM: a KeyboardInterrupt) or was raised while handling one."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:  # a chain can loop
-        if isinstance(exc, KeyboardInterrupt):
-            return True
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return False
+    if not (stop_requested() and record.exc_info and record.exc_info[1] is not None):
+        return True
+    # the stop (Ctrl-C, SIGTERM: a KeyboardInterrupt) itself, or an error raised while handling it
+    return not any(isinstance(e, KeyboardInterrupt) for e in exceptions_behind(record.exc_info[1]))
 
 
 def setup_logging(fmt: str = "text", verbosity: int = 0) -> None:
