@@ -37,6 +37,7 @@ PRELOAD = [
     "pipeline.quality.data_docs",
     "pipeline.report.render",
     "great_expectations",
+    "tests.cli_child_models",  # every model's SQL parsed once here, not in each command (pipeline.models.runner)
 ]
 
 
