@@ -34,6 +34,34 @@ def pytest_collection_modifyitems(config, items):
             _join_group(item, SPARK_GROUP, in_groups)
         elif _uses_a_module_fixture(item):
             _join_group(item, item.nodeid.split("::", 1)[0], in_groups)
+    if in_groups:  # in one process a module's tests stay together, or its module fixtures would be built twice
+        items[:] = _deck_modules_last(items)
+
+
+def _deck_modules_last(items: list[pytest.Item]) -> list[pytest.Item]:
+    """The Spark group's modules that run a deck (``deck_runs``, built once per test run by whichever worker asks
+    first) after the others, the module building its own deck last. The Spark tests start first on one worker while
+    the other starts on the largest groups, test_fhir_deck's among them: the Spark worker's first test, the FHIR
+    export on Spark, sat waiting ~40 s on the lock while the other worker built that module's deck. A module's Spark
+    tests stay together (apart, its module fixtures, the Connect server's JVM, would start twice); the rest keep their
+    order."""
+
+    def deck_rank(item: pytest.Item) -> int:
+        info = getattr(item, "_fixtureinfo", None)
+        defs = info.name2fixturedefs.get("deck_runs") if info else None
+        if SPARK_GROUP not in _groups(item) or not defs:
+            return 0
+        return 2 if defs[-1].scope == "module" else 1  # the module's own deck, or the session's (conftest)
+
+    rank: dict[str, int] = {}
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        rank[module] = max(rank.get(module, 0), deck_rank(item))
+    return sorted(items, key=lambda item: rank[item.nodeid.split("::", 1)[0]] if SPARK_GROUP in _groups(item) else 0)
+
+
+def _groups(item: pytest.Item) -> set[str]:
+    return {m.args[0] for m in item.iter_markers("xdist_group") if m.args}
 
 
 def _join_group(item: pytest.Item, name: str, in_groups: bool) -> None:
