@@ -646,3 +646,36 @@ def test_the_index_names_an_empty_month_in_each_measures_unit():
     text = make_env().from_string('{% from "_macros.html" import dagger %}' + rows).render(months=months, spec=spec)
     assert [m.unit for m in spec.trend_measures] == ["case", "order"]
     assert re.findall(r"<td>([^<]*)</td>", text) == ["2025-07", "no episodes", "no orders"]
+
+
+def _position_and_setting_notes(attrition_csv: Path) -> dict[str, str]:
+    rows = _csv(attrition_csv).filter(pl.col("step").is_in(["Not the principal diagnosis", "Position not recorded",
+                                                             "Inpatient", "Setting not recorded"]))  # fmt: skip
+    return dict(rows.select("step", "note").iter_rows())
+
+
+def test_attrition_says_a_position_or_setting_the_extract_lacks_was_not_checked(deck_runs, small_input, tmp_path):
+    """An extract without a position or setting column printed "Not the principal diagnosis 0: the feed marks the
+    diagnosis position", beside the methods' "the extract does not mark which is principal": a 0 that read as a check
+    that found nothing, where nothing was checked. The deck's extract has both columns; the small one neither."""
+    from conftest import run_cli  # noqa: PLC0415
+
+    with_both = _position_and_setting_notes(_folder(deck_runs) / "attrition.csv")
+    assert with_both == {
+        "Not the principal diagnosis": "the feed marks the diagnosis position; only a principal diagnosis starts an episode",
+        "Position not recorded": "the feed has a position column but this row leaves it empty",
+        "Inpatient": "HEDIS counts outpatient-type settings only (outpatient, emergency, observation, telehealth)",
+        "Setting not recorded": "the feed has a setting column but this row leaves it empty",
+    }
+    out = tmp_path / "out"
+    proc = run_cli("run", "--input", small_input, "--out", out, "--warehouse", tmp_path / "wh.duckdb", "--no-validate")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _position_and_setting_notes(out / AUDIT / "attrition.csv") == {
+        "Not the principal diagnosis": "not checked: the extract has no position column (is_principal or"
+        " diagnosis_rank), so a secondary diagnosis starts an episode too",
+        "Position not recorded": "not checked: the extract has no position column",
+        "Inpatient": "not checked: the extract has no setting column, so an inpatient diagnosis starts an episode too",
+        "Setting not recorded": "not checked: the extract has no setting column",
+    }
+    html = (out / AUDIT / "report.html").read_text(encoding="utf-8")
+    assert "not checked: the extract has no position column" in html and "the feed marks the diagnosis" not in html

@@ -3,6 +3,15 @@
 -- and candidate dates count by their site-local date, episodes by their index date, orders by their
 -- case's index month.
 WITH per AS (SELECT * FROM audit_period),
+-- the position and setting rows say whether they were checked at all: without the column in the
+-- extract every diagnosis passes them, and a bare 0 would read as a check that found nothing
+feed AS (
+    SELECT
+        coalesce(bool_or(column_name = 'setting'), false) AS has_setting,
+        coalesce(bool_or(column_name IN ('is_principal', 'diagnosis_rank')), false) AS has_position
+    FROM input_columns
+    WHERE table_name = 'diagnoses'
+),
 dx AS (
     SELECT d.*
     FROM low_back_pain__int_lbp_diagnoses AS d, per
@@ -56,16 +65,28 @@ steps AS (
            (SELECT count(*) FROM dx) AS count, 'step' AS kind, '' AS note
     UNION ALL SELECT 1, 'Not the principal diagnosis', 'diagnoses',
            (SELECT count(*) FROM dx WHERE NOT is_principal_ok AND NOT is_position_unknown), 'exclusion',
-           'the feed marks the diagnosis position; only a principal diagnosis starts an episode'
+           CASE WHEN f.has_position
+               THEN 'the feed marks the diagnosis position; only a principal diagnosis starts an episode'
+               ELSE 'not checked: the extract has no position column (is_principal or diagnosis_rank), '
+                    || 'so a secondary diagnosis starts an episode too' END
+    FROM feed AS f
     UNION ALL SELECT 1, 'Position not recorded', 'diagnoses',
            (SELECT count(*) FROM dx WHERE is_position_unknown), 'exclusion',
-           'the feed has a position column but this row leaves it empty'
+           CASE WHEN f.has_position THEN 'the feed has a position column but this row leaves it empty'
+               ELSE 'not checked: the extract has no position column' END
+    FROM feed AS f
     UNION ALL SELECT 1, 'Inpatient', 'diagnoses',
            (SELECT count(*) FROM dx WHERE is_principal_ok AND NOT is_setting_ok AND NOT is_setting_unknown), 'exclusion',
-           'HEDIS counts outpatient-type settings only (outpatient, emergency, observation, telehealth)'
+           CASE WHEN f.has_setting
+               THEN 'HEDIS counts outpatient-type settings only (outpatient, emergency, observation, telehealth)'
+               ELSE 'not checked: the extract has no setting column, so an inpatient diagnosis starts an episode too'
+           END
+    FROM feed AS f
     UNION ALL SELECT 1, 'Setting not recorded', 'diagnoses',
            (SELECT count(*) FROM dx WHERE is_principal_ok AND is_setting_unknown), 'exclusion',
-           'the feed has a setting column but this row leaves it empty'
+           CASE WHEN f.has_setting THEN 'the feed has a setting column but this row leaves it empty'
+               ELSE 'not checked: the extract has no setting column' END
+    FROM feed AS f
     UNION ALL SELECT 2, 'Index-eligible diagnoses', 'diagnoses',
            (SELECT count(*) FROM dx WHERE is_principal_ok AND is_setting_ok), 'step', ''
     UNION ALL SELECT 3, 'Candidate index dates (patient and site-local date)', 'dates',
