@@ -324,6 +324,22 @@ def test_hours_never_read_past_the_verdict(month):
     assert listed
 
 
+# two sentences or clauses run together: a template's line break after a block tag is trimmed (trim_blocks), so
+# "quartiles 80.0-126.6 h);{% endif %}" and the next line printed "h);1 first ordered". Citations keep their
+# "2024;21(11S)" and numbers their "10,205": neither has a letter or a bracket before the mark.
+RUN_TOGETHER = re.compile(r"[a-z)\]%][;,][A-Za-z0-9]|[a-z)]\.[A-Z][a-z]")
+
+
+def test_no_page_runs_two_sentences_together(month):
+    found = []
+    for page in sorted(month["out"].rglob("*.html")):
+        text = re.sub(r"<(script|style|svg)\b.*?</\1>", "", page.read_text(encoding="utf-8"), flags=re.S)
+        for node in re.findall(r">([^<]+)<", text):
+            node = html.unescape(node)
+            found += [(page.name, node[max(0, m.start() - 30) : m.end() + 20]) for m in RUN_TOGETHER.finditer(node)]
+    assert found == []
+
+
 def test_every_rate_and_the_citations_name_no_repository_file(month):
     found = []
     for path in month["out"].rglob("*"):

@@ -146,7 +146,8 @@ def test_a_month_published_provisional_is_marked_final_since_the_run_that_made_i
     assert _index_marks(tmp_path / "second") == {"final": final}
     assert f"csf_leak: 2025-06 is final since this run; run {first['run_id']} published it provisional (0 orders" in second["log"]
     assert "Final since: the run whose data first reached" in (tmp_path / "second" / "index.html").read_text(encoding="utf-8")
-    first_page = f"It was published provisional by run {first['run_id']}; this run is the first to publish it final, no order"
+    # a sentence of its own: the template's line break before it was trimmed, "...2025-06-30.It was published"
+    first_page = f". It was published provisional by run {first['run_id']}; this run is the first to publish it final, no order"
     assert f"{first_page} or verdict changed since run {first['run_id']}." in _said(
         tmp_path / "second" / "csf_leak" / "report.html"
     )
