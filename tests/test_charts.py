@@ -45,6 +45,22 @@ def test_funnel_point_at_100_percent_is_drawn_whole():
     assert clipped.count("<path") == 4 and "<circle" not in clipped  # only the funnel curves are clipped
 
 
+def test_funnel_marks_a_point_outside_the_95_percent_limits_and_dots_the_overall_line():
+    """The report said "1 of them outside the 95% limits" under a funnel of hollow grey dots, the one outside on a limit
+    line; and printed in grey scale the solid overall line read as a limit. The provider outside (3 of 3 against 40%)
+    is a red diamond, as a p-chart's special cause; the overall and centre lines are dotted."""
+    svg = charts.funnel_svg(_funnel([1.0, 0.4, 0.35], [3, 10, 20], [True, True, False]), 0.4, "Funnel", "f")
+    assert svg.count('fill="#d62728"') == 2 and ">outside the 95% limits</text>" in svg  # the point and its key
+    inside = charts.funnel_svg(_funnel([0.4, 0.35], [10, 20], [True, False]), 0.4, "Funnel", "g")
+    assert 'fill="#d62728"' not in inside and "outside the 95%" not in inside
+    overall = f'stroke="{charts.GREY}" stroke-width="1.5" stroke-dasharray="{charts.CENTRE_DASH}"'
+    assert inside.count(overall) == 2  # the line and its key
+    chart = pl.DataFrame(
+        {"period": ["2025-01", "2025-02"], "rate": [0.1, 0.2], "centre": [0.15] * 2, "ucl": [0.4] * 2, "lcl": [0.0] * 2}
+    )
+    assert charts.p_chart_svg(chart.with_columns(outside=pl.lit(False)), "Rate", "r").count(overall) == 2
+
+
 def test_funnel_axis_names_the_measures_denominator():
     """The x axis says what N counts (the low back pain measure's N is orders judged, not 'evaluated orders')."""
     points = _funnel([0.5, 0.2], [10, 30])
@@ -184,6 +200,20 @@ def test_p_chart_legend_ends_inside_the_chart():
     assert max(ends) <= charts.WIDTH, ends
     swatches = [float(x) - 34 for x, _ in labels[1:]]  # each next entry's swatch starts after the label before it
     assert all(end < swatch for end, swatch in zip(ends[:-1], swatches, strict=True)), (ends, swatches)
+
+
+def test_a_legend_too_long_for_one_row_goes_on_to_a_second_and_the_plot_moves_down():
+    """A funnel with providers of both kinds, shared points and one outside the 95% limits has seven legend entries:
+    in one row the last ran past the chart's right edge ("n providers with the sa")."""
+    points = _funnel([1.0, 0.4, 0.4, 0.35, 0.2], [3, 10, 10, 30, 40], [True, True, True, False, False])
+    svg = charts.funnel_svg(points, 0.3, "Funnel", "f")
+    labels = re.findall(r'<text x="([\d.]+)" y="([\d.]+)" fill="#222">([^<]*)</text>', svg)
+    rows = sorted({float(y) for _, y, _ in labels})
+    assert len(labels) == 7 and len(rows) == 2 and rows[1] - rows[0] == charts.LEGEND_ROW
+    assert max(float(x) + charts._text_width(label, charts.TICK) for x, _, label in labels) <= charts.WIDTH
+    assert 'transform="translate(0 18)"' in svg  # the plot below, moved down by the second row
+    one_row = charts.funnel_svg(_funnel([0.4, 0.35], [10, 20], [True, False]), 0.4, "Funnel", "g")
+    assert "translate(" not in one_row
 
 
 def test_provisional_months_come_from_the_runs_maturity():

@@ -26,6 +26,7 @@ NAME_CHAR = 0.66  # the same, erring wide, for the department names: a name cut 
 LEFT, RIGHT, TOP, BOTTOM = 64, 34, 56, 44  # the plot area's margins: title and legend above, axis label below;
 # on the right, half of a last tick label "100,000"
 BLUE, GREY, RED, ORANGE, HOLLOW = "#1f4e79", "#555555", "#b03a2e", "#e69f00", "#8c8c8c"
+CENTRE_DASH = "2 3"  # a centre or overall line: dotted, apart from the solid rates and limits in grey-scale print
 _ID = re.compile(r"[^A-Za-z0-9_-]")
 _env = None
 
@@ -119,19 +120,31 @@ def _text_width(text: str, size: float, em: float = CHAR) -> float:
 
 
 LEGEND_GAP, LEGEND_GAP_MIN = 18, 6  # between a legend entry's label and the next swatch
+LEGEND_ROW = 18  # a second row of legend entries: the plot moves down by it, as for a title's second line
 
 
 def _legend(items: list[dict], x0: float, y: float) -> list[dict]:
     """Legend entries laid out in a row from ``x0``: each gets its x (the swatch's left). The gaps between them
     narrow so the row ends inside the chart: a p-chart with provisional months and a special cause ran its last
-    entry past the right edge, printed as 'special cau'."""
+    entry past the right edge, printed as 'special cau'. Entries that do not fit at the narrowest gaps go on to
+    further rows (``row``), which ``_frame`` makes room for: a funnel with low-reliability, outside and shared
+    points has seven entries."""
     widths = [34 + _text_width(item["label"], TICK) for item in items]
-    room = WIDTH - 8 - x0 - sum(widths)
-    gap = LEGEND_GAP if len(items) < 2 else max(LEGEND_GAP_MIN, min(LEGEND_GAP, room / (len(items) - 1)))
-    out, x = [], x0
-    for item, width in zip(items, widths, strict=True):
-        out.append({**item, "x": round(x, 1), "y": y})
-        x += width + gap
+    end = WIDTH - 8
+    rows: list[list[int]] = [[]]
+    for i, width in enumerate(widths):
+        used = sum(widths[j] + LEGEND_GAP_MIN for j in rows[-1])
+        if rows[-1] and x0 + used + width > end:
+            rows.append([])
+        rows[-1].append(i)
+    out = []
+    for row, members in enumerate(rows):
+        room = end - x0 - sum(widths[i] for i in members)
+        gap = LEGEND_GAP if len(members) < 2 else max(LEGEND_GAP_MIN, min(LEGEND_GAP, room / (len(members) - 1)))
+        x = x0
+        for i in members:
+            out.append({**items[i], "x": round(x, 1), "y": y + LEGEND_ROW * row, "row": row})
+            x += widths[i] + gap
     return out
 
 
@@ -159,7 +172,11 @@ def _frame(name: str, title: str, height: float, plot: tuple[float, float, float
     """The chart's markup from the template (escaped there); ``plot``: the plot area (left, top, right, bottom).
     A title on more than one line moves everything under it down by its extra lines."""
     lines = title_lines(title)
-    drop = TITLE_LINE * (len(lines) - 1)
+    # a legend on more rows than one moves the plot down too: its rows drawn from where the first was, above it
+    more_rows = LEGEND_ROW * max((item["row"] for item in parts.get("legend", [])), default=0)
+    if more_rows:
+        parts["legend"] = [{**item, "y": item["y"] - more_rows} for item in parts["legend"]]
+    drop = TITLE_LINE * (len(lines) - 1) + more_rows
     markup = _template().chart(
         name=name,
         id=_ID.sub("_", name),
@@ -208,8 +225,9 @@ def p_chart_svg(chart: pl.DataFrame, title: str, name: str, provisional: frozens
     # the line is solid between final months and dashed into and between provisional ones
     final_ys = [math.nan if is_late else y for y, is_late in zip(ys, late, strict=True)]
     late_ys = [y if late[i] or (i + 1 < n and late[i + 1]) else math.nan for i, y in enumerate(ys)]
+    # the centre dotted: printed in grey scale, a solid grey line and the solid blue rate read alike
     lines = [
-        {"d": _path([left, right], [sy(centre)] * 2), "stroke": GREY, "width": 1.5},
+        {"d": _path([left, right], [sy(centre)] * 2), "stroke": GREY, "width": 1.5, "dash": CENTRE_DASH},
         {"d": _steps(xs, ucl, sy, slot / 2), "stroke": RED, "width": 1.4, "dash": "6 4"},
         {"d": _steps(xs, lcl, sy, slot / 2), "stroke": RED, "width": 1.4, "dash": "6 4"},
         {"d": _path(xs, final_ys), "stroke": BLUE, "width": 2},
@@ -230,6 +248,7 @@ def p_chart_svg(chart: pl.DataFrame, title: str, name: str, provisional: frozens
             "label": "centre line (p\u0304, final months)" if final_centre else "centre line (p\u0304)",
             "stroke": GREY,
             "width": 1.5,
+            "dash": CENTRE_DASH,
         },
         {"label": "3-sigma limits", "stroke": RED, "width": 1.4, "dash": "6 4"},
     ]
@@ -293,7 +312,7 @@ def funnel_svg(
         {"d": curve(lim["lo95"]), "stroke": ORANGE, "width": 1.4, "dash": "6 4", "clip": True},
         {"d": curve(lim["hi998"]), "stroke": RED, "width": 1.4, "clip": True},
         {"d": curve(lim["lo998"]), "stroke": RED, "width": 1.4, "clip": True},
-        {"d": _path([left, right], [sy(overall_rate)] * 2), "stroke": GREY, "width": 1.5},
+        {"d": _path([left, right], [sy(overall_rate)] * 2), "stroke": GREY, "width": 1.5, "dash": CENTRE_DASH},
     ]
     small, shared = drawn["small"].to_list(), drawn["providers"].to_list()
     xy = list(zip(drawn["denominator"].to_list(), drawn["rate"].to_list(), strict=True))
@@ -304,17 +323,27 @@ def funnel_svg(
     radius = [round(4.5 * min(math.sqrt(k), 3.0), 1) for k in shared]
     dots = [{"x": sx(x), "y": sy(y), "r": r, **solid} for (x, y), s, r in zip(xy, small, radius, strict=True) if not s]
     dots += [{"x": sx(x), "y": sy(y), "r": r, **hollow} for (x, y), s, r in zip(xy, small, radius, strict=True) if s]
+    # a point outside the 95% limits is a red diamond, as a p-chart's special cause is, small or not: the text counts it,
+    # and a hollow grey dot on a limit line could not be found
+    at = funnel_limits(overall_rate, drawn["denominator"].to_list())
+    beyond = [
+        lo is not None and (y < lo or y > hi)
+        for (_, y), lo, hi in zip(xy, at["lo95"].to_list(), at["hi95"].to_list(), strict=True)
+    ]
+    diamonds = [{"x": sx(x), "y": sy(y), "r": r + 4} for (x, y), r, b in zip(xy, radius, beyond, strict=True) if b]
     merged = [(sx(x), sy(y), r, k) for (x, y), r, k in zip(xy, radius, shared, strict=True) if k > 1]
     counts = [{"x": round(x + r + 3, 1), "y": y, "label": f"\u00d7{k}"} for x, y, r, k in merged] if len(merged) <= 30 else []
     legend = [
         {"label": "95% limits", "stroke": ORANGE, "width": 1.4, "dash": "6 4"},
         {"label": "99.8% limits", "stroke": RED, "width": 1.4},
-        {"label": f"overall {overall_rate:.1%}", "stroke": GREY, "width": 1.5},
+        {"label": f"overall {overall_rate:.1%}", "stroke": GREY, "width": 1.5, "dash": CENTRE_DASH},
     ]
     if not all(small):
         legend.append({"label": "provider", "marker": "dot"})
     if any(small):
         legend.append({"label": "low reliability", "marker": "hollow"})
+    if diamonds:
+        legend.append({"label": "outside the 95% limits", "marker": "diamond"})
     if merged:
         # drawn as the shared points are: hollow where every point is of low reliability
         legend.append({"label": "\u00d7n: n providers with the same orders and rate", "marker": "shared", "hollow": all(small)})
@@ -332,6 +361,7 @@ def funnel_svg(
         x_label=f"{denominator} (N)",
         lines=lines,
         dots=dots,
+        diamonds=diamonds,
         notes=counts,
         legend=_legend(legend, left, 38),
     )
