@@ -238,6 +238,28 @@ def test_the_index_marks_the_provisional_months_as_the_report_does(month):
     assert "Provisional." in _text(month["report"]) and "provisional month (may change)" in month["report"]
 
 
+def test_the_low_back_pain_trend_starts_at_the_first_month_the_feed_calls_complete(month):
+    """The trend's centre line pooled the months whose episodes look back past the diagnoses held (the feed marks them
+    look_back = before_data; their "new" episodes may not be new), unmarked on the charts. The trend, its centre and the
+    index's months start at the first complete month now, and the pages say why."""
+    folder = month["out"] / "low_back_pain"
+    feed = pl.read_csv(folder / "metrics.csv", infer_schema=False).filter(pl.col("period_type") == "month")
+    complete = sorted(set(feed.filter(pl.col("look_back") == "complete")["period"]))
+    assert sorted(set(feed["period"]))[0] < complete[0] <= MONTH  # the demo's first months are before_data
+    first = complete[0]
+    for page in ("report.html", "index.html"):
+        said = _text((folder / page).read_text(encoding="utf-8"))
+        assert f"The trend starts at {first}: episodes indexed before {feed['verified_from'][0]} look back past" in said
+    report = _text((folder / "report.html").read_text(encoding="utf-8"))
+    headings = re.findall(r"\), (\d{4}-\d{2}) to (\d{4}-\d{2}): \d+ months", report)
+    assert headings and set(headings) == {(first, MONTH)}, headings
+    index = (folder / "index.html").read_text(encoding="utf-8")
+    section = index[index.index('<section id="months">') :]
+    months = [_text(r).split()[0] for r in re.findall(r"<tr>(.*?)</tr>", section[: section.index("</table>")], flags=re.S)]
+    assert months[0] == "Month" and min(months[1:]) == first and max(months[1:]) == MONTH, months  # under its header
+    assert "The trend starts at" not in month["report"]  # the CSF-leak audit has no look-back
+
+
 def test_every_department_in_any_output_has_a_page_counting_only_its_own(month):
     orders, cases = month["orders"], month["cases"]
     named = set(orders["ordering_department"].drop_nulls()) | set(cases["department"].drop_nulls())

@@ -679,3 +679,20 @@ def test_attrition_says_a_position_or_setting_the_extract_lacks_was_not_checked(
     }
     html = (out / AUDIT / "report.html").read_text(encoding="utf-8")
     assert "not checked: the extract has no position column" in html and "the feed marks the diagnosis" not in html
+
+
+def test_the_trend_starts_at_the_first_month_whose_look_back_is_in_the_data():
+    """first_complete_month is the feed's look_back: a month starting before verified_from is before_data. The trend
+    starts there unless the reported month itself is before it (then nothing complete is left to show)."""
+    import datetime as dt
+
+    from pipeline.report.sections import first_complete_month, trend_months
+
+    assert first_complete_month(dt.date(2024, 12, 28)) == "2025-01"
+    assert first_complete_month(dt.date(2025, 1, 1)) == "2025-01"
+    assert first_complete_month(None) is None
+    metrics = pl.DataFrame({"period": ["2024-07", "2025-03", "all"]})
+    assert trend_months(metrics, "2025-04", 24, complete_from="2025-01") == ["2025-01", "2025-02", "2025-03", "2025-04"]
+    assert trend_months(metrics, "2025-04", 24)[0] == "2024-07"
+    assert trend_months(metrics, "2024-11", 24, complete_from="2025-01")[0] == "2024-07"  # a before_data month's run
+    assert trend_months(metrics, "2025-04", 2, complete_from="2025-01") == ["2025-03", "2025-04"]

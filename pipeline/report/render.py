@@ -117,10 +117,15 @@ def render_steps(
         env.globals.update(helpers(low, spec.labels))
         bounds = pages.audit_period(con)
         months_n = int(run_info["config"].get("reporting", {}).get("trend_months", 24))
-        window = sections.trend_months(metrics, trend_end, months_n, bounds.get("trend_first_month"))
+        # an audit with a look-back: its trend starts at the first month whose units have all of it in the data held
+        complete_from = sections.first_complete_month(reach.get("verified_from"))
+        window = sections.trend_months(metrics, trend_end, months_n, bounds.get("trend_first_month"), complete_from)
+        uncut = sections.trend_months(metrics, trend_end, months_n, bounds.get("trend_first_month"))
         settings = pages.page_settings(run_info, pages.overall_rates(metrics, period))
         common = pages.common_values(run_info, pages.period_label(period, metrics, bounds, trend_end), settings, spec)
         common["site_root"] = site_root
+        # the pages say why the trend starts where it does, when the look-back moved its start
+        common["trend_cut"] = {"first": window[0], "verified_from": reach["verified_from"]} if window != uncut else None
         common["period_note"] = period_note(con, spec, reach)
         # the same in plain words, where no page is: run.json (the site index reads it) and the workbook's Explanation
         run_info["period_notes"] = note_texts(env, common["period_note"])

@@ -9,6 +9,7 @@ measure uses the same denominator everywhere.
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Callable
 
@@ -17,7 +18,7 @@ import polars as pl
 
 from pipeline.audits import plain_number
 from pipeline.db import frame, has_table
-from pipeline.months import MONTH, month_range
+from pipeline.months import MONTH, month_range, shift
 from pipeline.quality.result import OUTCOMES, outcome, outcome_counts, printed_examples
 from pipeline.report import charts
 from pipeline.report.measure import funnel_status, p_chart, with_rates
@@ -105,16 +106,31 @@ def headline(
 # ----------------------------------------------------------------------------- trend
 
 
-def trend_months(metrics: pl.DataFrame, end: str | None, months: int, first: str | None = None) -> list[str]:
+def trend_months(
+    metrics: pl.DataFrame, end: str | None, months: int, first: str | None = None, complete_from: str | None = None
+) -> list[str]:
     """``months`` calendar months ending at ``end``, from the first month with data (or ``first``, the
-    run's trend window start): months without cases stay in as gaps."""
+    run's trend window start): months without cases stay in as gaps. ``complete_from``: the first month whose
+    units have their whole look-back in the data (``first_complete_month``); the months before it start the trend
+    only when ``end`` is before it too (their centre line would pool episodes that may not be new)."""
     if end is None:
         return []
     present = sorted(p for p in metrics["period"].unique().drop_nulls().to_list() if MONTH.match(p) and p <= end)
     if not present:
         return []
     start = max(first or present[0], present[0]) if first else present[0]
+    if complete_from is not None and complete_from <= end:
+        start = max(start, complete_from)
     return month_range(start, end)[-months:]
+
+
+def first_complete_month(verified_from: datetime.date | None) -> str | None:
+    """The first month whose first day is on or after ``verified_from`` (the metrics feed's ``look_back``: a
+    period starting before it is ``before_data``); None without a look-back."""
+    if verified_from is None:
+        return None
+    month = f"{verified_from.year:04d}-{verified_from.month:02d}"
+    return month if verified_from.day == 1 else shift(month, 1)
 
 
 def trend(
