@@ -315,6 +315,20 @@ def test_a_type_without_records_is_an_empty_table_or_an_incomplete_export(tmp_pa
     _exit_2(tmp_path / "again", export, "holds no Procedure resources", "export again")
 
 
+def test_a_patient_file_without_patients_stops_the_run_as_a_procedure_file_does(tmp_path, export):
+    """An empty Patient file (no manifest to count it) published an audit of nothing with exit 0: every procedure,
+    order and diagnosis rejected as a reference to a Patient not in the export. A Patient file holding other
+    resources alone did the same."""
+    patients = export / "Patient.000.ndjson"
+    held = patients.read_text(encoding="utf-8")
+    (export / "manifest.json").unlink(missing_ok=True)
+    patients.write_text("", encoding="utf-8")
+    _exit_2(tmp_path / "empty", export, "Patient.000.ndjson: holds no Patient resources", "export again")
+    others = [json.loads(line) | {"resourceType": "Location"} for line in held.splitlines() if line.strip()]
+    patients.write_text("".join(json.dumps(r) + "\n" for r in others), encoding="utf-8")
+    _exit_2(tmp_path / "others", export, "Patient.000.ndjson: holds no Patient resources", "export again")
+
+
 def test_input_format_fhir_on_a_folder_without_ndjson(tmp_path):
     folder = write_small_input(tmp_path / "csv")
     _exit_2(tmp_path, folder, "no FHIR NDJSON files", args=("--input-format", "fhir"))

@@ -206,7 +206,10 @@ def prepare_inputs(
                 m = tables.map_table(con, contract.name, cfg.fhir, work)
                 prep = load.prepare_table(f, contract, cfg, scratch, sha, read_rejects=m.rejects, segments=segments, rows=m.rows)
                 left_out = m.left_out
-            if prep.rows_read == 0 and not left_out and not contract.may_be_empty:
+            # an extract's patients table may be a header alone (the procedures carry birth dates); an export's
+            # Patient resources are what every reference resolves to: none at all rejected every row of every table
+            required = not contract.may_be_empty or tables.SOURCE_TYPE[contract.name] in export.REQUIRED_TYPES
+            if prep.rows_read == 0 and not left_out and required:
                 what = f"holds no {tables.SOURCE_TYPE[contract.name]} resources"
                 raise InputFileError(f.label, what, "The export looks incomplete; export again")
             prep.left_out = left_out
