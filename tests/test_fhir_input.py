@@ -45,6 +45,13 @@ def _lines(*items) -> str:
     return "".join((json.dumps(i, separators=(",", ":")) if isinstance(i, dict) else i) + "\n" for i in items)
 
 
+def _misshapen(element: str, given: str, shape: str, rtype: str = "ServiceRequest") -> str:
+    return (
+        f"element {rtype}.{element} is {given} where FHIR R4 has {shape}: it cannot be read as R4 (an R5 or a damaged"
+        " export); re-export it in R4's shape"
+    )
+
+
 # the second ServiceRequest file, line by line: (line, what the audit must do with it)
 SR_FILE = [
     (_sr("S1"), "kept"),
@@ -84,6 +91,26 @@ SR_FILE = [
         ),
         "element ServiceRequest.authoredOn given twice in one resource (two values for one element; fix the export)",
     ),
+    # an element in another shape than R4's: json_transform read it as absent, without a word (the indication lost,
+    # an excluded order audited as inappropriate; a category not read, a non-imaging order audited)
+    (_sr("S16", reasonCode={"coding": [{"system": ICD, "code": "C79.51"}]}), _misshapen("reasonCode", "an object", "a list")),
+    (_sr("S17", encounter=[{"reference": "Encounter/E1"}]), _misshapen("encounter", "a list", "an object")),
+    (
+        _sr("S18", category={"coding": [{"system": "http://loinc.org", "code": "LP7839-6"}]}),
+        _misshapen("category", "an object", "a list"),
+    ),
+    (
+        _sr("S19", reasonCode=[{"coding": {"system": ICD, "code": "C79.51"}}]),
+        _misshapen("reasonCode.coding", "an object", "a list"),
+    ),
+    (_sr("S20", status={"code": "active"}), _misshapen("status", "an object", "a single value")),
+    (_sr("S21", reasonReference=["Condition/c1"]), _misshapen("reasonReference", "a list of single values", "a list of objects")),
+    # a code in another case: 'Proposal' was read as an order
+    (
+        _sr("S22", intent="Proposal"),
+        "ServiceRequest.intent is not one of its codes (proposal, plan, directive, order, original-order, reflex-order,"
+        " filler-order, instance-order, option; case-sensitive)",
+    ),
 ]
 
 
@@ -112,6 +139,8 @@ def messy(tmp_path_factory) -> dict:
                     "subject": {"reference": "Patient/MRN-3"},  # line 4
                     "performedPeriod": {"start": "2025-06-02T09:00:00-04:00"},
                 },
+                # line 5: a status in another case was read as done
+                {**proc, "id": "PR11", "status": "Not-Done", "subject": {"reference": "Patient/MRN-1"}},
             )
         )
     with (export / "Condition.000.ndjson").open("a", encoding="utf-8") as fh:
@@ -125,10 +154,18 @@ def messy(tmp_path_factory) -> dict:
                     "code": {"coding": [{"system": ICD, "code": "G97.1"}]},
                 },
                 {**cond, "id": "c3", "code": {"coding": [{"system": "http://snomed.info/sct", "code": "38341003"}]}},
+                {  # line 4: 'Refuted' was read as confirmed
+                    **cond,
+                    "id": "c4",
+                    "verificationStatus": {"coding": [{"code": "Refuted"}]},
+                    "code": {"coding": [{"system": ICD, "code": "G97.1"}]},
+                },
             )
         )
     with (export / "Encounter.000.ndjson").open("a", encoding="utf-8") as fh:
         fh.write("not json either\n")  # line 3
+        # line 4: R5's Encounter.class, a list, was read as no class: the diagnosis's setting lost
+        fh.write(json.dumps({"resourceType": "Encounter", "id": "E9", "class": [{"coding": [{"code": "IMP"}]}]}) + "\n")
     out = base / "out"
     result = run_cli("run", "--input", export, "--out", out, "--warehouse", base / "wh.duckdb")
     assert result.returncode == 0, result.stderr
@@ -164,6 +201,17 @@ def test_lines_of_looked_up_types_are_rejects_too(messy):
         return rows.row(0, named=True)
 
     assert at("Encounter.000.ndjson", 3)["reason"] == "line is not JSON"
+    assert at("Encounter.000.ndjson", 4)["reason"] == _misshapen("class", "a list", "an object", "Encounter")
+    not_done = at("Procedure.000.ndjson", 5)
+    assert (not_done["column_name"], not_done["value"]) == ("Procedure.status", "Not-Done")
+    assert not_done["reason"].startswith("Procedure.status is not one of its codes (preparation, in-progress, not-done")
+    refuted = at("Condition.000.ndjson", 4)
+    assert (refuted["table_name"], refuted["column_name"], refuted["value"]) == (
+        "diagnoses",
+        "Condition.verificationStatus",
+        "Refuted",
+    )
+    assert "is one of its codes in another case" in refuted["reason"]
     assert at("Patient.000.ndjson", 4)["reason"] == "line is not JSON"
     repeat = at("Patient.000.ndjson", 3)
     assert (repeat["table_name"], repeat["column_name"]) == ("procedures", "Patient.id")
@@ -195,12 +243,12 @@ def test_left_out_resources_are_counted_not_rejected(messy):
 def test_read_loaded_and_rejected_add_up(messy):
     loads = {i["table"]: i for i in messy["run"]["inputs"]}
     orders = loads["imaging_orders"]
-    # 4 + 3 good ServiceRequests (S1, S11, S14), 11 rejected lines of the file, 1 rejected Encounter line
-    assert (orders["rows_loaded"], orders["rows_rejected"]) == (7, 12)
+    # 4 + 3 good ServiceRequests (S1, S11, S14), 18 rejected lines of the file, 2 rejected Encounter lines
+    assert (orders["rows_loaded"], orders["rows_rejected"]) == (7, 20)
     assert orders["rows_read"] == orders["rows_loaded"] + orders["rows_rejected"]
     assert "ServiceRequest (2 files" in orders["path"] and "ServiceRequest.001.ndjson" in orders["path"]
     procs = loads["procedures"]
-    assert (procs["rows_loaded"], procs["rows_rejected"], procs["values_nulled"]) == (3, 2, 1)
+    assert (procs["rows_loaded"], procs["rows_rejected"], procs["values_nulled"]) == (3, 3, 1)
 
 
 def test_revoked_is_cancelled(messy):
@@ -327,6 +375,18 @@ def test_a_patient_file_without_patients_stops_the_run_as_a_procedure_file_does(
     others = [json.loads(line) | {"resourceType": "Location"} for line in held.splitlines() if line.strip()]
     patients.write_text("".join(json.dumps(r) + "\n" for r in others), encoding="utf-8")
     _exit_2(tmp_path / "others", export, "Patient.000.ndjson: holds no Patient resources", "export again")
+
+
+def test_an_export_whose_every_encounter_is_in_r5s_shape_stops_the_run(tmp_path, export):
+    """Every Encounter's class a list (R5's shape): each line a reject left every order without its department and
+    every diagnosis without its setting, an audit of something else with exit 0. One misshapen line is a reject
+    (test_lines_of_looked_up_types_are_rejects_too); a type none of whose lines is R4's shape stops the run."""
+    path = export / "Encounter.000.ndjson"
+    encounters = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert encounters and all("class" in e for e in encounters)
+    path.write_text("".join(json.dumps(e | {"class": [{"coding": [e["class"]]}]}) + "\n" for e in encounters), encoding="utf-8")
+    line = _exit_2(tmp_path, export, "Encounter.000.ndjson, line 1: no Encounter line is in FHIR R4's shape")
+    assert _misshapen("class", "a list", "an object", "Encounter") in line and "export the Encounter resources as R4" in line
 
 
 def test_input_format_fhir_on_a_folder_without_ndjson(tmp_path):

@@ -91,7 +91,7 @@ def extract(
     key, records, whole_files = first_key, 0, 0
     selects: list[str] = []
     segments: list[Segment] = []
-    repeated: list[tuple[int, str]] = []  # (key, element) of resources that give an element twice
+    misread: list[tuple[int, str, str]] = []  # (key, element, why) of resources json_transform would misread
     told: list[pa.Table] = []  # (key, reason) of lines whose text tells why the query could not read them
     numbers = itertools.count()
 
@@ -116,19 +116,20 @@ def extract(
                 key, records, whole_files = key + rows, records + rows, whole_files + 1
             continue
         (path, label), stopped = group, target is not False
-        # a file the reader stopped at may give an element twice on a later line, which json_transform reads silently
+        # a file the reader stopped at may give an element twice or in another shape on a later line, which
+        # json_transform misreads silently (whole.misread)
         lines = NumberedLines([path], [label], key, structure if stopped else None, resource_type)
         for chunk in lines.chunks():
             selects.append(f"SELECT * FROM read_parquet({literal(_run(con, query, chunk, part(), told))})")
         segments += lines.segments
-        repeated += lines.repeated
+        misread += lines.misread
         key, records = lines.next_key, records + lines.records
     if not selects:  # no file, or only empty ones: an empty file of the query's columns
         empty = _run(con, query, pa.Table.from_batches([], SCHEMA), out.with_name(f"{out.stem}.empty.parquet"))
         selects.append(f"SELECT * FROM read_parquet({literal(empty)})")
     relation = "\nUNION ALL ".join(selects)
-    if repeated or any(t.num_rows for t in told):
-        relation = _rejecting(con, relation, repeated, told, out.with_name(f"{out.stem}.rejected.parquet"))
+    if misread or any(t.num_rows for t in told):
+        relation = _rejecting(con, relation, misread, told, out.with_name(f"{out.stem}.rejected.parquet"))
     return Extracted(resource_type, relation, segments, key - first_key, records, whole_files)
 
 
@@ -174,22 +175,22 @@ def _whole(
 
 
 def _rejecting(
-    con: duckdb.DuckDBPyConnection, relation: str, repeated: list[tuple[int, str]], told: list[pa.Table], path: Path
+    con: duckdb.DuckDBPyConnection, relation: str, misread: list[tuple[int, str, str]], told: list[pa.Table], path: Path
 ) -> str:
-    """The relation with each resource that gives an element twice rejected, naming the element: an exporter that
-    wrote two values for one element (two authoredOn) is data the audit cannot trust, and json_transform read the
-    first one silently. Its problem replaces any other, and it is no longer counted as left out. So is each line
-    whose text tells why the query could not read it (told: tables of key, reason; fhir_line_problem), unless it
-    gives an element twice too."""
-    keys = pa.array([k for k, _ in repeated], pa.int64())
-    told_rows = pa.concat_tables(told)  # a table a chunk of lines: the repeated elements were found on those lines too
+    """The relation with each resource json_transform would misread rejected, naming the element (whole.misread): an
+    exporter that wrote two values for one element (two authoredOn), or one in another shape than R4's (an R5
+    Encounter.class), is data the audit cannot trust, and json_transform read it silently. Its problem replaces any
+    other, and it is no longer counted as left out. So is each line whose text tells why the query could not read
+    it (told: tables of key, reason; fhir_line_problem), unless it is misread too."""
+    keys = pa.array([k for k, _, _ in misread], pa.int64())
+    told_rows = pa.concat_tables(told)  # a table a chunk of lines: the misread elements were found on those lines too
     told_rows = told_rows.filter(pc.invert(pc.is_in(told_rows["key"], keys)))
     rows = pa.table(
         {
             "key": pa.concat_arrays([keys, told_rows["key"].combine_chunks().cast(pa.int64())]),
-            "element": pa.array([e for _, e in repeated] + [None] * told_rows.num_rows, pa.string()),
+            "element": pa.array([e for _, e, _ in misread] + [None] * told_rows.num_rows, pa.string()),
             "reason": pa.concat_arrays(
-                [pa.nulls(len(keys), pa.string()), told_rows["reason"].combine_chunks().cast(pa.string())]
+                [pa.array([why for _, _, why in misread], pa.string()), told_rows["reason"].combine_chunks().cast(pa.string())]
             ),
         }
     )
@@ -198,9 +199,7 @@ def _rejecting(
         con.execute(f"COPY fhir_rejected_lines TO {literal(path)} ({whole.PART})")
     finally:
         con.unregister("fhir_rejected_lines")
-    twice = "'element ' || d.element || ' given twice in one resource (two values for one element; fix the export)'"
-    reason = f"coalesce(d.reason, {twice})"
-    problem = f"CASE WHEN d.key IS NULL THEN p.problem ELSE fhir_problem({reason}, d.element, NULL) END AS problem"
+    problem = "CASE WHEN d.key IS NULL THEN p.problem ELSE fhir_problem(d.reason, d.element, NULL) END AS problem"
     return (
         f"SELECT p.* REPLACE ({problem}, CASE WHEN d.key IS NULL THEN p.left_out END AS left_out) "
         f"FROM ({relation}) p LEFT JOIN read_parquet({literal(path)}) d ON p.key = d.key"

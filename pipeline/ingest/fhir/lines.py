@@ -44,12 +44,13 @@ class NumberedLines:
         self, paths: list[Path], labels: list[str], first_key: int, structure: dict | None = None, resource_type: str = ""
     ):
         """structure: the elements the type's query reads (whole.structure_of), when each line must be asked whether
-        it gives one of them twice (whole.repeated_key: a file DuckDB's reader stopped at); `repeated` lists them."""
+        json_transform would misread one of them (given twice, or in another shape: whole.misread, for a file DuckDB's
+        reader stopped at); `misread` lists them."""
         self.paths, self.labels, self.next_key = paths, labels, first_key
         self.structure, self.resource_type = structure, resource_type
         self.segments: list[Segment] = []
         self.records = 0  # lines that are not blank
-        self.repeated: list[tuple[int, str]] = []  # (key, element given twice)
+        self.misread: list[tuple[int, str, str]] = []  # (key, element, why json_transform would misread it)
 
     def chunks(self, rows: int = CHUNK_ROWS):
         """Tables of about `rows` lines: DuckDB scans an in-memory table on every core (a stream on one)."""
@@ -85,7 +86,7 @@ class NumberedLines:
                         said = time.monotonic()
                     keyed = frame.select((pl.col("n").cast(pl.Int64) + base).alias(KEY), pl.col(LINE_TEXT))
                     if self.structure is not None:
-                        self._find_repeated_keys(keyed)
+                        self._find_misread(keyed)
                     yield from keyed.to_arrow(compat_level=pl.CompatLevel.newest()).cast(SCHEMA).to_batches()
             except (pl.exceptions.ComputeError, OSError) as exc:  # not UTF-8; a gzip cut short
                 raise _unreadable(path, exc) from None
@@ -97,11 +98,11 @@ class NumberedLines:
         what = f"read {self.resource_type or 'NDJSON'} line by line: {counted(read, 'line')} so far ({label})"
         event(what, event="read_progress", resource_type=self.resource_type, lines=read, file=label)
 
-    def _find_repeated_keys(self, keyed: pl.DataFrame) -> None:
+    def _find_misread(self, keyed: pl.DataFrame) -> None:
         for key, line in zip(keyed[KEY].to_list(), keyed[LINE_TEXT].to_list(), strict=True):
-            element = whole.repeated_key(line, self.structure, self.resource_type)
-            if element is not None:
-                self.repeated.append((key, element))
+            found = whole.misread(line, self.structure, self.resource_type)
+            if found is not None:
+                self.misread.append((key, *found))
 
 
 def _refuse_a_line_too_long(path: Path) -> None:

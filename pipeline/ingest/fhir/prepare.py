@@ -27,7 +27,7 @@ from pipeline.config import Config
 from pipeline.errors import InputFileError
 from pipeline.ingest import load
 from pipeline.ingest.contract import CONTRACTS
-from pipeline.ingest.fhir import export, extract, orders, tables
+from pipeline.ingest.fhir import export, extract, orders, tables, whole
 from pipeline.ingest.fhir import manifest as export_manifest
 from pipeline.ingest.fhir.inputs import ExportInput
 from pipeline.ingest.files import fingerprint_in_background
@@ -107,9 +107,34 @@ def extract_export(
         # not temp views: the order stream's second cursor reads the Conditions (orders.py)
         con.execute(f"CREATE OR REPLACE VIEW fhir_{resource_type.lower()} AS {done.relation}")
         _log_read(resource_type, done.records, len(paths), done.whole_files)
+        _refuse_a_type_read_in_no_line(con, resource_type, done.segments)
     con.execute(f"CREATE OR REPLACE TEMP TABLE fhir_supporting_rejects AS {extract.sql('supporting_rejects')}")
     con.execute(extract.sql("lookups"))
     return segments, key, records
+
+
+def _refuse_a_type_read_in_no_line(con: duckdb.DuckDBPyConnection, resource_type: str, segments: list[Segment]) -> None:
+    """Stop when the type has lines and every one gives an element the audit reads in another shape than R4's
+    (whole.misread): not a few bad lines but an export of another version (an R5 export's Encounter.class is a list
+    in every Encounter). Its rejects alone would leave every order without a department and every diagnosis without
+    a setting: an audit of something else, exit 0. Named by its first line, as a file-level error. Other rejects stay
+    the lines' own, however many (a one-line Location file with a NUL). The test stops at the type's first line
+    read in R4's shape."""
+    view, mark = f"fhir_{resource_type.lower()}", f"%{whole.SHAPE_MARK}%"
+    read = f"SELECT count(*) FROM (SELECT 1 FROM {view} WHERE coalesce(problem.reason NOT LIKE ?, true) LIMIT 1)"
+    if con.execute(read, [mark]).fetchone()[0]:
+        return
+    first = con.execute(f"SELECT key, problem.reason FROM {view} ORDER BY key LIMIT 1").fetchone()
+    if first is None:  # no line at all: the type is absent or empty, which each table's load judges
+        return
+    key, reason = first
+    label, line = next((s.label, key - s.first_key + 1) for s in segments if s.first_key <= key <= s.last_key)
+    raise InputFileError(
+        label,
+        f"no {resource_type} line is in FHIR R4's shape, each one a reject ({reason})",
+        f"The export is not FHIR R4 as the audit reads it: export the {resource_type} resources as R4 and run again",
+        line=line,
+    )
 
 
 def _log_read(resource_type: str, records: int, files: int, whole: int) -> None:

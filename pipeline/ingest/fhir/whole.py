@@ -115,31 +115,67 @@ class _Pairs(list):
     """A JSON object as its (key, value) pairs in order, repeats kept (json's object_pairs_hook)."""
 
 
-def repeated_key(line: str, structure: dict, resource_type: str) -> str | None:
-    """The first element the query reads that the line's resource gives twice (`ServiceRequest.authoredOn`), or
-    None. json_transform reads the first value and says nothing; DuckDB's reader stops at the line, so this is
-    asked only on the lines' way, of a file the reader stopped at. A line that is not JSON: None (its reject
-    is the query's)."""
+TWICE = "element {element} given twice in one resource (two values for one element; fix the export)"
+# json_transform reads an element of another shape than the query's struct as absent, or as the JSON text of a
+# list where a value belongs: an R5 Encounter.class (a list) lost the setting, a reasonCode given as one object its
+# indication, and the verdicts with them, without a word. DuckDB's reader refuses such a line, so the lines' way asks
+SHAPES = {list: "a list", dict: "an object", str: "a single value"}
+SHAPE_MARK = " where FHIR R4 has "  # in every such reject's reason: a type whose every line has one is no R4 (prepare.py)
+MISSHAPEN = (
+    "element {element} is {given}" + SHAPE_MARK + "{shape}: it cannot be read as R4 (an R5 or a damaged export); "
+    "re-export it in R4's shape"
+)
+
+
+def misread(line: str, structure: dict, resource_type: str) -> tuple[str, str] | None:
+    """(element, reason) of the first element the query reads that json_transform would misread without a word: given
+    twice (`ServiceRequest.authoredOn`: json_transform reads the first value), or in another shape than the query's
+    struct (a list where R4 has an object, an object where it has a list, either where it has a single value); None
+    when there is none. DuckDB's reader stops at such a line, so this is asked only on the lines' way, of a file the
+    reader stopped at. A line that is not JSON: None (its reject is the query's)."""
     try:
         value = json.loads(line, object_pairs_hook=_Pairs)
     except (ValueError, RecursionError):
         return None
-    return _repeated(value, structure, resource_type)
-
-
-def _repeated(value, structure, path: str) -> str | None:
-    if isinstance(structure, list) and type(value) is list:  # an array: each element as the structure's one
-        return next((found for item in value if (found := _repeated(item, structure[0], path))), None)
-    if not (isinstance(structure, dict) and isinstance(value, _Pairs)):
+    if not isinstance(value, _Pairs):  # not a resource: the query's reject says so
         return None
+    try:
+        return _misread(value, structure, resource_type)
+    except RecursionError:  # nested past Python's limit inside an element the audit reads: no R4 shape is that deep
+        return resource_type, MISSHAPEN.format(element=resource_type, given="nested without end", shape="a resource")
+
+
+def _misread(value, structure, path: str) -> tuple[str, str] | None:
+    """`misread` below the resource: value is an object (its pairs), structure the query's struct for it."""
     seen = set()
     for key, _ in value:
-        if key in structure:
-            if key in seen:
-                return f"{path}.{key}"
-            seen.add(key)
-    inner = (_repeated(item, structure[key], f"{path}.{key}") for key, item in value if key in structure)
-    return next((found for found in inner if found), None)
+        if key not in structure:
+            continue
+        if key in seen:
+            return f"{path}.{key}", TWICE.format(element=f"{path}.{key}")
+        seen.add(key)
+    for key, item in value:
+        if key not in structure or item is None or structure[key] == "JSON":  # JSON: read as text, any shape
+            continue
+        element, want = f"{path}.{key}", structure[key]
+        shape = list if isinstance(want, list) else dict if isinstance(want, dict) else str
+        given = list if type(item) is list else dict if isinstance(item, _Pairs) else str
+        if given is not shape:
+            return element, MISSHAPEN.format(element=element, given=SHAPES[given], shape=SHAPES[shape])
+        if shape is list:
+            inner = want[0]
+            for entry in item:
+                if entry is None:
+                    continue
+                if isinstance(inner, dict) and not isinstance(entry, _Pairs):
+                    given = f"a list of {'lists' if type(entry) is list else 'single values'}"
+                    return element, MISSHAPEN.format(element=element, given=given, shape="a list of objects")
+                found = _misread(entry, inner, element) if isinstance(inner, dict) else None
+                if found:
+                    return found
+        elif shape is dict and (found := _misread(item, want, element)):
+            return found
+    return None
 
 
 def source(query: str, paths: list[Path], first: int = 0) -> str:

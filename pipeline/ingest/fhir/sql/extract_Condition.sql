@@ -24,7 +24,14 @@ checked AS (
                     list_transform(r.verificationStatus.coding, lambda c: c.code), lambda c: c IN ('refuted', 'entered-in-error'))[1]
             WHEN list_contains(list_transform(r.clinicalStatus.coding, lambda c: c.code), 'entered-in-error')
                 THEN 'Condition.clinicalStatus entered-in-error'
-        END AS status_out
+        END AS status_out,
+        -- a status code in another case ('Refuted') is a reject, never read as confirmed (R4's two value sets)
+        coalesce(
+            fhir_miscased_problem('Condition.verificationStatus', list_transform(r.verificationStatus.coding, lambda c: c.code),
+                ['unconfirmed', 'provisional', 'differential', 'confirmed', 'refuted', 'entered-in-error']),
+            fhir_miscased_problem('Condition.clinicalStatus', list_transform(r.clinicalStatus.coding, lambda c: c.code),
+                ['active', 'recurrence', 'relapse', 'inactive', 'remission', 'resolved', 'entered-in-error'])
+        ) AS status_problem
     FROM parsed
 )
 SELECT
@@ -32,6 +39,7 @@ SELECT
     CASE
         WHEN common IS NOT NULL THEN common
         WHEN status_out IS NOT NULL THEN NULL
+        WHEN status_problem IS NOT NULL THEN status_problem
         WHEN fhir_nul(r.id) THEN fhir_nul_problem('Condition.id')
         WHEN fhir_nul(r.subject.reference) THEN fhir_nul_problem('Condition.subject')
         WHEN fhir_nul(coding.code) THEN fhir_nul_problem('Condition.code.coding.code')
@@ -50,6 +58,7 @@ SELECT
     CASE
         WHEN common IS NOT NULL THEN NULL
         WHEN status_out IS NOT NULL THEN status_out
+        WHEN status_problem IS NOT NULL THEN NULL
         WHEN coding IS NULL AND fhir_first_coded(r.code.coding) IS NOT NULL
              AND fhir_ref_id(r.subject.reference, 'Patient') IS NOT NULL
             THEN 'Condition.code has no ICD-10-CM coding'

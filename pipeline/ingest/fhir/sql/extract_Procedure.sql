@@ -20,6 +20,10 @@ checked AS (
         fhir_procedure_coding(r) AS coding,
         coalesce(nullif(trim(r.performedDateTime), ''), nullif(trim(r.performedPeriod.start), '')) AS performed,
         fhir_procedure_left_out(r) AS out_reason,
+        -- R4's event-status codes: another word (a 'Not-Done') is a reject, never read as done
+        fhir_code_problem('Procedure.status', r.status,
+            ['preparation', 'in-progress', 'not-done', 'on-hold', 'stopped', 'completed', 'entered-in-error', 'unknown'])
+            AS status_problem,
         fhir_extension_department(r.extension) AS ext
     FROM parsed
 ),
@@ -43,6 +47,7 @@ SELECT
             THEN fhir_problem('Procedure.subject is not a reference to a Patient', 'Procedure.subject', NULL)
         WHEN coding IS NULL THEN fhir_problem('required element Procedure.code.coding missing (no coding with a code)', 'Procedure.code', NULL)
         WHEN nullif(trim(r.status), '') IS NULL THEN fhir_problem('required element Procedure.status missing', 'Procedure.status', NULL)
+        WHEN status_problem IS NOT NULL THEN status_problem
         WHEN performed IS NULL
             THEN fhir_problem('required element missing: Procedure.performedDateTime or performedPeriod.start', 'Procedure.performed[x]', NULL)
         WHEN fhir_no_offset(performed)

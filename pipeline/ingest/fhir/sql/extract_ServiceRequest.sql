@@ -26,6 +26,9 @@ checked AS (
         fhir_order_coding(r) AS coding,
         fhir_ref_id(r.subject.reference, 'Patient') AS patient_id,
         fhir_order_left_out(r) AS out_reason,
+        -- R4's request-intent codes: another word (a 'Proposal') is a reject, never read as an order
+        fhir_code_problem('ServiceRequest.intent', r.intent, ['proposal', 'plan', 'directive', 'order', 'original-order',
+            'reflex-order', 'filler-order', 'instance-order', 'option']) AS intent_problem,
         fhir_extension_department(r.extension) AS ext,
         -- indications: the ICD-10-CM codings of every reasonCode (reasonReference is resolved in the join)
         CASE WHEN len(r.reasonCode) > 0 THEN fhir_concept_codes(r.reasonCode, getvariable('fhir_diagnosis_systems')) END AS reason_codes,
@@ -51,13 +54,15 @@ SELECT
         WHEN common IS NOT NULL THEN common
         WHEN out_reason IS NOT NULL THEN NULL
         WHEN nul_in IS NOT NULL THEN fhir_nul_problem(nul_in)
-        WHEN patient_id IS NOT NULL AND coding IS NOT NULL AND r.status <> '' AND NOT fhir_no_offset(r.authoredOn) THEN NULL
+        WHEN patient_id IS NOT NULL AND coding IS NOT NULL AND r.status <> '' AND NOT fhir_no_offset(r.authoredOn)
+             AND intent_problem IS NULL THEN NULL
         WHEN r.subject.reference IS NULL THEN fhir_problem('required element ServiceRequest.subject missing', 'ServiceRequest.subject', NULL)
         WHEN patient_id IS NULL
             THEN fhir_problem('ServiceRequest.subject is not a reference to a Patient', 'ServiceRequest.subject', NULL)
         WHEN coding IS NULL
             THEN fhir_problem('required element ServiceRequest.code.coding missing (no coding with a code)', 'ServiceRequest.code', NULL)
         WHEN coalesce(r.status, '') = '' THEN fhir_problem('required element ServiceRequest.status missing', 'ServiceRequest.status', NULL)
+        WHEN intent_problem IS NOT NULL THEN intent_problem
         WHEN fhir_no_offset(r.authoredOn)
             THEN fhir_problem('dateTime with a time but no UTC offset (FHIR requires one)', 'ServiceRequest.authoredOn', r.authoredOn)
     END AS problem,

@@ -188,5 +188,26 @@ CREATE OR REPLACE MACRO fhir_order_left_out(r) AS
             THEN 'ServiceRequest.category is not imaging'
     END;
 
+-- A code of a required binding that is not one of its codes (FHIR codes are case-sensitive): a reject naming the
+-- value. Only exact codes leave a resource out, so 'Not-Done' or 'Proposal' was read as done, or as an order.
+CREATE OR REPLACE MACRO fhir_code_problem(element, code, codes) AS
+    CASE WHEN code IS NOT NULL AND NOT list_contains(codes, code) THEN fhir_problem(
+        element || ' is not one of its codes (' || array_to_string(codes, ', ') || '; case-sensitive)', element, code)
+    END;
+
+-- The first of a CodeableConcept's codes that is one of `codes` but for its case ('Refuted'), else NULL: such a
+-- code would be read as none of them (a refuted diagnosis as confirmed). Codes of other systems (a local one
+-- beside the HL7 coding) are not judged, only a code that differs from one of these in case alone.
+CREATE OR REPLACE MACRO fhir_miscased(concept_codes, codes) AS
+    CASE WHEN len(concept_codes) > 0
+        THEN list_filter(concept_codes, lambda c: NOT list_contains(codes, c) AND list_contains(codes, lower(c)))[1]
+    END;
+
+CREATE OR REPLACE MACRO fhir_miscased_problem(element, concept_codes, codes) AS
+    CASE WHEN fhir_miscased(concept_codes, codes) IS NOT NULL THEN fhir_problem(
+        element || ' is one of its codes in another case (' || array_to_string(codes, ', ') || '; codes are case-sensitive)',
+        element, fhir_miscased(concept_codes, codes))
+    END;
+
 CREATE OR REPLACE MACRO fhir_procedure_left_out(r) AS
     CASE WHEN r.status IN ('not-done', 'entered-in-error') THEN 'Procedure.status ' || r.status END;
