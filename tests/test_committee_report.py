@@ -111,6 +111,22 @@ def test_the_printed_report_does_not_end_on_a_stray_table(month, audit):
     assert re.search(r"^Data quality$", last, flags=re.M) and "Rejected and corrected input rows" in last, last
 
 
+@pytest.mark.skipif(CHROMIUM is None or shutil.which("pdftotext") is None, reason="needs Chromium and pdftotext")
+@pytest.mark.parametrize("audit", ["csf_leak", "low_back_pain"])
+def test_no_printed_heading_is_split_across_pages(month, audit):
+    """A trend's heading on two lines broke after its first: "...21 months, 1 with no cases counted (N = 0);" at the
+    foot of a page, its centre alone atop the next over the chart. Every heading of the page prints whole on one."""
+    folder = month["out"] / audit
+    text = subprocess.run(["pdftotext", str(folder / "report.pdf"), "-"], capture_output=True, text=True, check=True).stdout
+    pages = [" ".join(page.split()) for page in text.split("\f")]
+    page = (folder / "report.html").read_text(encoding="utf-8")
+    headings = [" ".join(_text(h).split()) for h in re.findall(r"<h[23][^>]*>(.*?)</h[23]>", page, flags=re.S)]
+    long_ones = [h for h in headings if len(h) > 90]  # those that wrap onto a second printed line
+    assert long_ones, headings
+    split = [h for h in long_ones if not any(h in p for p in pages)]
+    assert split == []
+
+
 def test_continued_tables_repeat_their_header_and_the_case_id(month):
     report = month["report"]
     assert "thead { display: table-header-group; }" in report
