@@ -88,7 +88,7 @@ def test_beside_the_headline_figure_the_month_before_and_the_centre():
     better = [("2026-01", 5, 50), ("2026-02", 5, 50), ("2026-04", 45, 50)]
     assert _earlier(_trend("csf_leak", {"first_imaging_right_study": better})) == [
         "Earlier: nothing counted in 2026-03; centre 36.7% over 2026-01 to 2026-04 (Trend): 2026-04 above the upper"
-        " limit, good news: better than usual"
+        " limit, good news: better than usual; also outside the limits: 2026-01: bad news, 2026-02: bad news"
     ]
 
 
@@ -142,3 +142,20 @@ def _flagged_rows(t: dict) -> list[str]:
     text = make_env().from_string(imports + "{% for f in t.flagged %}" + row + "\n{% endfor %}").render(t=t, low=20)
     cells = [re.findall(r"<td[^>]*>(.*?)</td>", line) for line in text.splitlines() if line.startswith("<tr>")]
     return [" | ".join(html.unescape(re.sub(r"<[^>]+>", "", c)) for c in row) for row in cells]
+
+
+def test_the_trends_other_special_causes_are_named_beside_the_headline_figure():
+    """The one special cause of the committee's month (2026-02, inappropriate orders above the upper limit) was on the
+    Trend page alone: page 1 said the month was inside the limits. The latest three other months outside the limits
+    are named beside the figure, good or bad news, the rest counted."""
+    window = [f"2025-{m:02d}" for m in range(1, 13)]
+    cells = [(m, 10, 100) for m in window]
+    for month in ("2025-02", "2025-04", "2025-06", "2025-08"):
+        cells[window.index(month)] = (month, 40, 100)
+    trend = _trend("csf_leak", {"inappropriate_order_rate": cells}, window=window)
+    assert _earlier(trend) == [
+        "Earlier: 10.0% (10 / 100) in 2025-11; centre 20.0% over 2025-01 to 2025-12 (Trend): 2025-12 inside the control"
+        " limits; also outside the limits: 2025-04: bad news, 2025-06: bad news, 2025-08: bad news and 1 earlier"
+    ]
+    steady = _trend("csf_leak", {"inappropriate_order_rate": [(m, 10, 100) for m in window]}, window=window)
+    assert "also outside" not in _earlier(steady)[0]
