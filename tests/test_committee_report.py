@@ -368,6 +368,12 @@ def test_hours_never_read_past_the_verdict(month):
 RUN_TOGETHER = re.compile(r"[a-z)\]%][;,][A-Za-z0-9]|[a-z)]\.[A-Z][a-z]")
 
 
+def test_the_abbreviations_are_spelled_out_in_the_methods(month):
+    """ "CSF" and "DSM" were never spelled out in the report (a rule's title reads "Myelography (DSM or conventional)")."""
+    methods = _text(month["report"][month["report"].index("<h3>Definitions</h3>") :])
+    assert "Abbreviations : CSF, cerebrospinal fluid; DSM, digital subtraction myelography;" in methods
+
+
 def test_no_page_runs_two_sentences_together(month):
     found = []
     for page in sorted(month["out"].rglob("*.html")):

@@ -341,6 +341,9 @@ def test_methods_define_the_episode_and_early_imaging(deck_runs):
         " palliative care): its orders are excluded.",
         "Audited orders: lumbar imaging (X-ray, CT, MRI) on days 0-42",
         "Early imaging: days 0-28, inappropriate; days 29-42, after the conservative period, appropriate",
+        # a committee member met "HEDIS" and "HIV" without their words
+        "Abbreviations: HEDIS, the Healthcare Effectiveness Data and Information Set",
+        "HIV, human immunodeficiency virus",
     ):
         assert words in defined, (words, defined)
 
