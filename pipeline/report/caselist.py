@@ -247,10 +247,11 @@ CASE_COLUMNS = (9.0, 8.0, 8.0, 7.5, 15.0, 9.0, 8.5, 29.0, 6.0)
 KEY, DATE, TIME, WHY, RULE = 0, 1, 3, 7, 8
 PRINT_WIDTH_PT = 784.0
 CELL_PAD_PT = 10.2  # a cell's padding (0.3rem each side), its border and a little room
-# print sizes (style.css): the case list is 7 pt; a case id is DejaVu Sans Mono (0.602 em a character) at
-# 0.88 x 0.92 of it, the patient key under it at 0.88 x 0.82; DejaVu Sans's digits are 0.636 em wide
-# and its other characters on average less
-ID_CHAR_PT, PATIENT_KEY_CHAR_PT, TEXT_CHAR_PT = 7 * 0.88 * 0.92 * 0.602, 7 * 0.88 * 0.82 * 0.602, 7 * 0.64
+# print sizes (style.css): the case list is 7 pt; a case id and the patient key under it are DejaVu Sans Mono
+# (0.602 em a character) at 0.92 of it (the key was 0.88 x 0.82, 5 pt: too small to copy from paper to ask for
+# the patient's chart); DejaVu Sans's digits are 0.636 em wide and its other characters on average less
+ID_CHAR_PT = PATIENT_KEY_CHAR_PT = 7 * 0.92 * 0.602
+TEXT_CHAR_PT = 7 * 0.64
 
 
 def _percent(points: float) -> float:
