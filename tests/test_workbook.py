@@ -382,3 +382,23 @@ def test_what_a_reviewer_types_in_the_comment_and_name_columns_stays_text(tmp_pa
         "Review date": "yyyy-mm-dd",
         "Reason codes": "General",
     }
+
+
+def test_every_sheet_with_a_header_row_prints_it_on_every_page_and_the_explanation_does_not(tmp_path):
+    """The Explanation sheet's first row is the run id, not a header: printed on every page, it stood atop the columns'
+    glossary on page 2. Cases, Providers and Rules repeat their header row."""
+    import zipfile
+    from xml.etree import ElementTree
+
+    path = workbook.write_case_list(tmp_path / "book.xlsx", pl.DataFrame({"case_id": ["C1"]}), RULES, RUN_INFO, None, 20)
+    with zipfile.ZipFile(path) as z:
+        book = ElementTree.fromstring(z.read("xl/workbook.xml"))
+    ns = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main"}
+    names = [s.get("name") for s in book.iterfind("m:sheets/m:sheet", ns)]
+    titled = {
+        names[int(d.get("localSheetId"))]: d.text
+        for d in book.iterfind("m:definedNames/m:definedName", ns)
+        if d.get("name") == "_xlnm.Print_Titles"
+    }
+    assert names[:4] == ["Cases", "Providers", "Explanation", "Rules"]
+    assert sorted(titled) == ["Cases", "Providers", "Rules"] and all(t.endswith("$1:$1") for t in titled.values()), titled

@@ -376,12 +376,14 @@ def _fit_heights(ws, sheet: pl.DataFrame, widths: list[float], first_row: int, m
             ws.set_row(first_row + i, LINE_POINTS * max(n, min_lines))
 
 
-def _print_setup(ws, run_info: dict, what: str) -> None:
-    """A4 landscape, one page wide, the header row on every page, with the run on every page."""
+def _print_setup(ws, run_info: dict, what: str, header_row: bool = True) -> None:
+    """A4 landscape, one page wide, the header row on every page (``header_row``: the sheet has one), with the run
+    on every page."""
     ws.set_paper(9)
     ws.set_landscape()
     ws.fit_to_pages(1, 0)
-    ws.repeat_rows(0)
+    if header_row:
+        ws.repeat_rows(0)
     title = run_info.get("audit", {}).get("short_title") or "order-audit"
     text = f"{title} {what}, period {run_info['period']}, run {run_info['run_id']}".replace("&", "&&")
     ws.set_header(f"&L{text}")
@@ -484,7 +486,8 @@ def providers_sheet_frame(
 
 def _explanation_sheet(wb, run_info: dict, columns: list[Column], head, wrap) -> None:
     ex = wb.add_worksheet("Explanation")
-    _print_setup(ex, run_info, "case list: explanation")
+    # its first row is the run id, no header: repeated, it stood atop each printed page over the columns' glossary
+    _print_setup(ex, run_info, "case list: explanation", header_row=False)
     widths = [24.0, 90.0]
     ex.set_column(0, 0, widths[0])
     ex.set_column(1, 1, widths[1])
