@@ -374,6 +374,12 @@ def test_the_abbreviations_are_spelled_out_in_the_methods(month):
     assert "Abbreviations : CSF, cerebrospinal fluid; DSM, digital subtraction myelography;" in methods
 
 
+def test_the_run_start_is_said_in_utc_beside_the_site_times(month):
+    """The run's start printed as "2026-12-03T07:08:03+00:00" among site-local clinical times, unmarked."""
+    starts = re.findall(r"started (\S+ \S+ \S+)", _text(month["report"]))
+    assert len(starts) == 2 and all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC[;·]?", s) for s in starts), starts
+
+
 def test_no_page_runs_two_sentences_together(month):
     found = []
     for page in sorted(month["out"].rglob("*.html")):

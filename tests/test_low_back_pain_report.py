@@ -699,3 +699,16 @@ def test_the_trend_starts_at_the_first_month_whose_look_back_is_in_the_data():
     assert trend_months(metrics, "2025-04", 24)[0] == "2024-07"
     assert trend_months(metrics, "2024-11", 24, complete_from="2025-01")[0] == "2024-07"  # a before_data month's run
     assert trend_months(metrics, "2025-04", 2, complete_from="2025-01") == ["2025-03", "2025-04"]
+
+
+def test_the_day_column_is_centred_apart_from_the_order_id_beside_it(deck_runs):
+    """Right-aligned, the Day ("10") ran into the next column's order id in print ("10O00100146")."""
+    from xlsx_xml import Workbook  # noqa: PLC0415
+
+    book = Workbook(_folder(deck_runs) / "case_list.xlsx")
+    cells = book.cells("Cases")
+    header = [cells[(0, j)]["text"] for j in range(max(j for _, j in cells) + 1) if (0, j) in cells]
+    day = header.index("Day")
+    assert header[day + 1] == "Order"
+    days = [c for (i, j), c in cells.items() if j == day and i > 0 and c["number"] is not None]
+    assert days and {c["align"] for c in days} == {"center"}

@@ -402,3 +402,15 @@ def test_every_sheet_with_a_header_row_prints_it_on_every_page_and_the_explanati
     }
     assert names[:4] == ["Cases", "Providers", "Explanation", "Rules"]
     assert sorted(titled) == ["Cases", "Providers", "Rules"] and all(t.endswith("$1:$1") for t in titled.values()), titled
+
+
+def test_a_count_column_is_centred_and_the_run_start_is_said_in_utc():
+    """The low back pain Day ("10") right-aligned ran into the next column's order id in print ("10O00100146"); the
+    report's run start "2026-12-03T07:08:03+00:00" read as a site time beside the site-local clinical times."""
+    from pipeline.report.templates import in_utc
+
+    cols = workbook.case_columns({"days_since_index": ["Day", 6, "Days.", "count", "form"]})
+    assert cols["days_since_index"].style == "count"
+    assert in_utc("2026-12-03T02:08:03-05:00") == "2026-12-03 07:08:03 UTC"
+    assert in_utc("2026-12-03T07:08:03+00:00") == "2026-12-03 07:08:03 UTC"
+    assert in_utc("not a time") == "not a time"

@@ -29,7 +29,11 @@ class Workbook:
         styles = ElementTree.fromstring(self.files["xl/styles.xml"])
         fmts = styles.find("m:numFmts", NS)
         num_formats = {int(f.get("numFmtId")): f.get("formatCode") for f in (fmts if fmts is not None else [])}
-        self.cell_formats = [num_formats.get(int(x.get("numFmtId", 0)), "") for x in styles.find("m:cellXfs", NS)]
+        xfs = list(styles.find("m:cellXfs", NS))
+        self.cell_formats = [num_formats.get(int(x.get("numFmtId", 0)), "") for x in xfs]
+        self.cell_aligns = [
+            (x.find("m:alignment", NS).get("horizontal") if x.find("m:alignment", NS) is not None else None) for x in xfs
+        ]
         shared = self.files.get("xl/sharedStrings.xml")
         self.shared_strings = (
             ["".join(t.text or "" for t in si.iter(f"{{{NS['m']}}}t")) for si in ElementTree.fromstring(shared)] if shared else []
@@ -42,7 +46,8 @@ class Workbook:
         return self.files[f"xl/worksheets/sheet{self.sheet_names.index(name) + 1}.xml"].decode()
 
     def cells(self, name: str) -> dict[tuple[int, int], dict]:
-        """(row, col) zero-based -> {"text": str | None, "number": float | None, "format": num format code}."""
+        """(row, col) zero-based -> {"text": str | None, "number": float | None, "format": num format code, "align": its
+        horizontal alignment or None}."""
         out = {}
         for c in self.sheet(name).iter(f"{{{NS['m']}}}c"):
             letters, row = _REF.match(c.get("r")).groups()
@@ -54,6 +59,7 @@ class Workbook:
                 "text": text,
                 "number": float(v.text) if v is not None and c.get("t") is None else None,
                 "format": self.cell_formats[int(c.get("s", 0))],
+                "align": self.cell_aligns[int(c.get("s", 0))],
             }
         return out
 

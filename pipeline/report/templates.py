@@ -7,6 +7,7 @@ error; control characters (bidirectional, C0 and C1) are shown as visible codes 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import functools
 import hashlib
 from pathlib import Path
@@ -99,7 +100,20 @@ def make_env(audit_report_dir: Path | None = None) -> jinja2.Environment:
     env.filters["final_since"] = final_since
     env.filters["final_text"] = final_text
     env.filters["final_mark"] = _final_mark
+    env.filters["utc"] = in_utc
     return env
+
+
+def in_utc(instant: str) -> str:
+    """A run's instant (ISO 8601 with its offset, run.json's ``started_at``) as the page prints it: said to be UTC,
+    where every clinical time on the page is the site's ("2026-12-03T07:08:03+00:00" read as a site time)."""
+    try:
+        moment = dt.datetime.fromisoformat(str(instant))
+    except ValueError:
+        return str(instant)
+    if moment.tzinfo is None:
+        return str(instant)
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _final_mark(final: dict) -> markupsafe.Markup:

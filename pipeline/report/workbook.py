@@ -52,7 +52,7 @@ class Column:
     header: str
     width: float
     note: str
-    style: str = ""  # "", "wrap", "date", "datetime"
+    style: str = ""  # "", "wrap", "date", "datetime", "typed", "count"
 
 
 # the Cases sheet, in order: source column -> how it is shown; other columns keep their name. The
@@ -228,6 +228,9 @@ def write_case_list(
         **{k: wb.add_format({"num_format": f, "valign": "top"}) for k, f in _NUM_FORMATS.items()},
         # what a reviewer types stays as typed: a comment "1/2 views" or "3-4" became a date, "1e3" a number
         "typed": wb.add_format({"num_format": "@", "text_wrap": True, "valign": "top"}),
+        # a small count in a narrow column, centred: right-aligned, the Day's "10" ran into the next column's order id
+        # in print ("10O00100146")
+        "count": wb.add_format({"align": "center", "valign": "top"}),
     }
     percent = wb.add_format({"num_format": "0.0%"})
     # xf indices fixed here, in one order, whichever writing path the rows take (the bytes must agree)
