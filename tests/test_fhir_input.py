@@ -389,6 +389,31 @@ def test_an_export_whose_every_encounter_is_in_r5s_shape_stops_the_run(tmp_path,
     assert _misshapen("class", "a list", "an object", "Encounter") in line and "export the Encounter resources as R4" in line
 
 
+def test_a_birth_date_that_is_no_fhir_date_is_nulled_with_a_note_that_says_so(tmp_path, export):
+    """'19700505' was noted as "a partial date (year or year-month)"; a birth date with a time was nulled in the
+    procedures without a word and kept in the patients table. A whole date with spaces around it is read, as an
+    extract's value is."""
+    import duckdb
+
+    path = export / "Patient.000.ndjson"
+    patients = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    shapes = {"MRN-1": "19700505", "MRN-2": " 1980-01-01 "}
+    path.write_text("".join(json.dumps(p | {"birthDate": shapes[p["id"]]}) + "\n" for p in patients), encoding="utf-8")
+    out, wh = tmp_path / "out", tmp_path / "wh.duckdb"
+    r = run_cli("run", "--input", export, "--out", out, "--warehouse", wh, "--no-validate")
+    assert r.returncode == 0, r.stderr
+    rejects = pl.read_csv(out / "csf_leak" / "rejects.csv", infer_schema=False)
+    notes = rejects.filter(pl.col("action") == "value_nulled").select("column_name", "value", "reason").rows()
+    no_date = "Patient.birthDate is not a FHIR date (YYYY-MM-DD, or a partial YYYY or YYYY-MM): no day to count the age from"
+    assert sorted(notes) == [("birth_date", "19700505", no_date), ("patient_birth_date", "19700505", no_date)]
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        born = dict(con.execute("SELECT procedure_id, CAST(patient_birth_date AS VARCHAR) FROM src_procedures").fetchall())
+    finally:
+        con.close()
+    assert born == {"PR1": None, "PR2": "1980-01-01"}
+
+
 def test_input_format_fhir_on_a_folder_without_ndjson(tmp_path):
     folder = write_small_input(tmp_path / "csv")
     _exit_2(tmp_path, folder, "no FHIR NDJSON files", args=("--input-format", "fhir"))

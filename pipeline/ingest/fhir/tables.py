@@ -44,15 +44,13 @@ DEPARTMENT_SQL = {
 # column as "the site does not say" (every diagnosis may start an episode), an empty one as "not this"
 OPTIONAL_WHEN_FILLED = {"diagnoses": ("setting", "is_principal", "diagnosis_rank")}
 REJECTS_COLUMNS = "source_line, column_name, value, reason, action"  # as the loader's rejects
-PARTIAL_BIRTH_DATE = """SELECT s.key, 'patient_birth_date', p.birth_date,
-    'Patient.birthDate is a partial date (year or year-month): no day to count the age from', 'value_nulled'
+PARTIAL_BIRTH_DATE = """SELECT s.key, 'patient_birth_date', p.birth_date, fhir_birth_date_note(p.birth_date), 'value_nulled'
     FROM fhir_procedure AS s JOIN fhir_patients AS p USING (patient_id)
-    WHERE s.problem IS NULL AND s.left_out IS NULL AND length(p.birth_date) < 10"""
+    WHERE s.problem IS NULL AND s.left_out IS NULL AND fhir_birth_date_note(p.birth_date) IS NOT NULL"""
 
 # the patients table's own note on the same (table_patients.sql nulls the value)
-PATIENT_PARTIAL_BIRTH_DATE = """SELECT key, 'birth_date', birth_date,
-    'Patient.birthDate is a partial date (year or year-month): no day to count the age from', 'value_nulled'
-    FROM fhir_patient WHERE problem IS NULL AND length(birth_date) < 10"""
+PATIENT_PARTIAL_BIRTH_DATE = """SELECT key, 'birth_date', birth_date, fhir_birth_date_note(birth_date), 'value_nulled'
+    FROM fhir_patient WHERE problem IS NULL AND fhir_birth_date_note(birth_date) IS NOT NULL"""
 
 
 @dataclass

@@ -1,10 +1,10 @@
 -- The patients rows: each Patient id once (its first line; supporting_rejects.sql rejects the later
--- ones and the lines with a problem, in the procedures load). A partial birth date (1970, 1970-05) is
--- nulled (tables.py notes it): no day to count an age from.
+-- ones and the lines with a problem, in the procedures load). A birth date that is no whole date (1970,
+-- 1970-05, 19700101) is nulled (tables.py notes it): no day to count an age from.
 SELECT
     key AS source_line,
     patient_id,
-    CASE WHEN length(birth_date) >= 10 THEN birth_date END AS birth_date,
+    fhir_birth_date(birth_date) AS birth_date,
     sex
 FROM fhir_patient
 WHERE problem IS NULL AND key NOT IN (SELECT source_line FROM fhir_supporting_rejects)

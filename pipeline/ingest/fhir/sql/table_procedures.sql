@@ -11,7 +11,8 @@ SELECT
     /*department*/ NULL AS department,
     procedure_name,
     coalesce(provider_identifier, fhir_ref_id(provider_reference, 'Practitioner'), provider_reference) AS provider_id,
-    -- a partial birthDate (1970, 1970-05) is valid FHIR but has no day to count an age from (a reject nulls it)
-    CASE WHEN length(birth_date) = 10 THEN birth_date END AS patient_birth_date
+    -- a partial birthDate (1970, 1970-05) is valid FHIR but has no day to count an age from, and 19700101 or a
+    -- dateTime is no FHIR date (a note beside the nulled value says which: tables.py)
+    fhir_birth_date(birth_date) AS patient_birth_date
 FROM fhir_in_context('fhir_procedure', 'fhir_procedure_encounter_places')
 WHERE problem IS NULL AND left_out IS NULL AND known_patient IS NOT NULL
