@@ -219,7 +219,9 @@ def _recorded_bytes(path: Path, run: dict) -> dict[str, bytes]:
             parts = {name: book.read(name) for name in book.namelist()}
     else:
         parts = {"": path.read_bytes()}
-    for stamp in (run["run_id"], run["started_at"]):
+    from pipeline.report.templates import in_utc  # noqa: PLC0415 - the start as the pages print it
+
+    for stamp in (run["run_id"], run["started_at"], in_utc(run["started_at"])):
         parts = {name: data.replace(stamp.encode(), b"RUN") for name, data in parts.items()}
     return parts
 

@@ -21,6 +21,7 @@ import pytest
 from conftest import ROOT, write_july_input, write_small_input
 from conftest import run_cli as _run_cli
 
+from pipeline.report.templates import in_utc
 from pipeline.synth import generate
 
 KEY = {"ORDER_AUDIT_PSEUDONYM_KEY": "scheduling-test-key"}
@@ -144,6 +145,7 @@ def test_load_twice_correct_once_then_add_a_month(small_input, tmp_path):
         .decode()
         .replace(run_b, run_a)
         .replace(json.loads(second_files["run.json"])["started_at"], info_a["started_at"])
+        .replace(in_utc(json.loads(second_files["run.json"])["started_at"]), in_utc(info_a["started_at"]))  # as printed
     )
     assert html_b == first_files["csf_leak/report.html"].decode()
 
