@@ -111,6 +111,17 @@ SR_FILE = [
         "ServiceRequest.intent is not one of its codes (proposal, plan, directive, order, original-order, reflex-order,"
         " filler-order, instance-order, option; case-sensitive)",
     ),
+    # JSON, but no resource: each had read "line is not JSON" (null) or "no resourceType" (the others)
+    ("null", "line is JSON null, not a resource: an NDJSON line holds one resource object"),
+    (
+        json.dumps([_sr("S23"), _sr("S24")]),  # a JSON file's list of resources, on one line
+        "line is a JSON list, not a resource: an NDJSON line holds one resource object",
+    ),
+    ('  "ServiceRequest"', "line is a JSON string, not a resource: an NDJSON line holds one resource object"),
+    ("42", "line is a JSON number, not a resource: an NDJSON line holds one resource object"),
+    ("false", "line is a JSON true or false, not a resource: an NDJSON line holds one resource object"),
+    ("{}", "not a FHIR resource (no resourceType)"),
+    ('{"resourceType": "ServiceRequest", "id": "S25"', "line is not JSON"),  # cut short
 ]
 
 
@@ -243,8 +254,8 @@ def test_left_out_resources_are_counted_not_rejected(messy):
 def test_read_loaded_and_rejected_add_up(messy):
     loads = {i["table"]: i for i in messy["run"]["inputs"]}
     orders = loads["imaging_orders"]
-    # 4 + 3 good ServiceRequests (S1, S11, S14), 18 rejected lines of the file, 2 rejected Encounter lines
-    assert (orders["rows_loaded"], orders["rows_rejected"]) == (7, 20)
+    # 4 + 3 good ServiceRequests (S1, S11, S14), 25 rejected lines of the file, 2 rejected Encounter lines
+    assert (orders["rows_loaded"], orders["rows_rejected"]) == (7, 27)
     assert orders["rows_read"] == orders["rows_loaded"] + orders["rows_rejected"]
     assert "ServiceRequest (2 files" in orders["path"] and "ServiceRequest.001.ndjson" in orders["path"]
     procs = loads["procedures"]

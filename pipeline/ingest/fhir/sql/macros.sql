@@ -110,19 +110,39 @@ CREATE OR REPLACE MACRO fhir_unpaired_surrogate(line) AS
         regexp_replace(line, '\\\\|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}', '', 'g'),
         '\\u[dD][89a-fA-F][0-9a-fA-F]{2}'), ''));
 
--- The problem of a line read on the lines' way (its text at hand) that its text tells better than the
--- resource's query can (the query sees only "not JSON"), else NULL.
-CREATE OR REPLACE MACRO fhir_line_problem(line) AS
-    CASE WHEN contains(line, '\u') AND fhir_unpaired_surrogate(line) IS NOT NULL THEN fhir_problem(
-        'a string holds an unpaired UTF-16 surrogate ' || fhir_unpaired_surrogate(line)
-            || ' (not valid Unicode): re-export the line', NULL, NULL)
+-- What a line holds that is JSON but no object: `null`, a list (a JSON file's array of resources,
+-- written on one line), a string, a number, true or false.
+CREATE OR REPLACE MACRO fhir_json_kind(line) AS
+    CASE json_type(line)
+        WHEN 'NULL' THEN 'JSON null'
+        WHEN 'ARRAY' THEN 'a JSON list'
+        WHEN 'VARCHAR' THEN 'a JSON string'
+        WHEN 'BOOLEAN' THEN 'a JSON true or false'
+        ELSE 'a JSON number'
     END;
 
--- The problems every resource can have, before its own: not JSON, not a resource, the wrong
--- type for its file, no id. NULL when there is none.
+-- The problem of a line read on the lines' way (its text at hand) that its text tells better than the
+-- resource's query can, else NULL. The query reads a line that is not JSON and a line `null` alike (no
+-- resource), and a list or a string as an object without a resourceType; the text tells them apart.
+-- A line that is an object starts with `{` (after JSON's blanks): only the others are parsed again here.
+CREATE OR REPLACE MACRO fhir_line_problem(line) AS
+    CASE
+        WHEN contains(line, '\u') AND fhir_unpaired_surrogate(line) IS NOT NULL THEN fhir_problem(
+            'a string holds an unpaired UTF-16 surrogate ' || fhir_unpaired_surrogate(line)
+                || ' (not valid Unicode): re-export the line', NULL, NULL)
+        WHEN NOT json_valid(line) THEN fhir_problem('line is not JSON', NULL, NULL)
+        WHEN NOT starts_with(ltrim(line, ' ' || chr(9) || chr(13)), '{') THEN fhir_problem(
+            'line is ' || fhir_json_kind(line) || ', not a resource: an NDJSON line holds one resource object', NULL, NULL)
+    END;
+
+-- The problems every resource can have, before its own: no resource, not a resource, the wrong
+-- type for its file, no id. NULL when there is none. A NULL r read whole is a line `null` (DuckDB's
+-- reader stops at a line that is not JSON, and the lines' way reads that file); on the lines' way it is
+-- either, and fhir_line_problem's reason, from the line's text, takes this one's place.
 CREATE OR REPLACE MACRO fhir_common_problem(r, rtype) AS
     CASE
-        WHEN r IS NULL THEN fhir_problem('line is not JSON', NULL, NULL)
+        WHEN r IS NULL THEN fhir_problem(
+            'line is JSON null, not a resource: an NDJSON line holds one resource object', NULL, NULL)
         WHEN r.resourceType IS NULL THEN fhir_problem('not a FHIR resource (no resourceType)', 'resourceType', NULL)
         WHEN r.resourceType <> rtype THEN fhir_problem('a resource of another type in a ' || rtype || ' file', 'resourceType', r.resourceType)
         WHEN nullif(trim(r.id), '') IS NULL THEN fhir_problem('required element ' || rtype || '.id missing', rtype || '.id', NULL)
