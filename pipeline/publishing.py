@@ -121,6 +121,7 @@ def publish_period(
                     _finish_audit(files, *begun.pop())
             for audit, steps in begun:
                 _finish_audit(files, audit, steps)
+            outputs.carry_unpublished(outputs.publication_dir(opts.out_dir), staging)
             site_index.render_site_index(staging)
             # the run's own record at the top: what it read and did, and every file of the tree (its mark too:
             # a published version is a folder holding the run.json order-audit wrote, ownership.is_version_of)

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import re
-from pathlib import Path
+import shutil
+from pathlib import Path, PurePosixPath
 
 import duckdb
 
 from pipeline import ownership
 from pipeline.errors import ConfigError
 from pipeline.formula_guard import neutralise_sql
+from pipeline.months import MONTH
 from pipeline.sqltext import ident, literal
 
 # table in the warehouse -> output file stem, and the formats written
@@ -197,19 +198,10 @@ def publication_dir(out_dir: Path) -> Path:
 
 
 def switch_mode(out_dir: Path) -> bool:
-    """All-or-nothing publication (a symlink switch) is possible unless out_dir is a real, non-empty folder."""
-    if out_dir.is_symlink() or not out_dir.exists():
-        return True
-    if out_dir.is_dir():
-        with contextlib.suppress(OSError):  # (a working folder deleted under us: not this one)
-            if os.path.samefile(out_dir, os.getcwd()):
-                return False  # `--out .`: the folder the user is working in stays a folder
-        try:
-            out_dir.rmdir()  # empty: nothing a reader could miss
-            return True
-        except OSError:
-            return False
-    return False
+    """All-or-nothing publication (a symlink switch) where out_dir is new or a symlink publish() made. A folder
+    that exists, even empty, is the user's: replacing it by a link had removed it, and with it its owner, group,
+    setgid bit and mode (a folder shared with a group only became a world-readable one of root's)."""
+    return out_dir.is_symlink() or not (out_dir.exists() or out_dir.is_symlink())
 
 
 def publish(staging: Path, out_dir: Path, version: str, on_file=None) -> str:
@@ -253,7 +245,11 @@ def publish(staging: Path, out_dir: Path, version: str, on_file=None) -> str:
     out_dir.mkdir(parents=True, exist_ok=True)
     files = [p for p in sorted(staging.rglob("*")) if not p.is_dir() and p.relative_to(staging).as_posix() != ownership.MARK]
     files.sort(key=lambda p: p.name == "run.json")  # run.json last: it names the run the files belong to
+    stale = stale_files(staging, out_dir)
     for src in files:
+        if src.name == "run.json" and stale:  # before any run.json: one that names the new run names all it left
+            _remove_files(stale, out_dir)
+            stale = []
         dest = out_dir / src.relative_to(staging)
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(src, dest)
@@ -261,6 +257,102 @@ def publish(staging: Path, out_dir: Path, version: str, on_file=None) -> str:
     _fsync_dir(out_dir)
     ownership.remove(staging)
     return "files"
+
+
+def carry_unpublished(out_dir: Path, staging: Path) -> list[str]:
+    """Link into the staged tree (before its site index is written, which lists them) what the version out_dir
+    points to holds and this run does not publish: the
+    folders of audits it did not run, and in an audit's folder the month folders a backfill published there
+    (``2026-01`` and the version folder it points to). A switch had dropped them with the old version: a backfill
+    followed by the monthly run lost every month. A plain folder keeps them where they are (files are replaced one
+    by one), so both ways leave the same tree. Hard links: the old version stays whole until the switch, and a
+    killed run leaves only its own version, which the next run's sweep removes. Returns what was carried."""
+    current = os.readlink(out_dir) if out_dir.is_symlink() else ""
+    if not _our_link(out_dir, current):
+        return []
+    version = out_dir.parent / current
+    carried = []
+    for entry in sorted(version.iterdir()) if version.is_dir() else []:
+        if entry.name.startswith(".") or entry.name in ("index.html", "run.json"):
+            continue
+        if not (staging / entry.name).exists():
+            carried.append(_link_tree(entry, staging / entry.name))
+        elif entry.is_dir() and not entry.is_symlink():
+            for inner in sorted(entry.iterdir()):
+                m = VERSION_RE.match(inner.name)
+                month = MONTH.match(inner.name) or (m and inner.is_dir() and MONTH.match(m["name"]))
+                if month and not (staging / entry.name / inner.name).exists():
+                    carried.append(_link_tree(inner, staging / entry.name / inner.name))
+    return [str(Path(c).relative_to(staging)) for c in carried]
+
+
+def _link_tree(src: Path, dest: Path) -> Path:
+    """src's tree again at dest: folders made, files hard-linked (copied where the file system has no links),
+    symlinks made again with the same target."""
+    if src.is_symlink():
+        os.symlink(os.readlink(src), dest)
+    elif src.is_dir():
+        dest.mkdir()
+        for inner in src.iterdir():
+            _link_tree(inner, dest / inner.name)
+    else:
+        try:
+            os.link(src, dest)
+        except OSError:
+            shutil.copy2(src, dest)
+    return dest
+
+
+def stale_files(staging: Path, out_dir: Path) -> list[Path]:
+    """The files an audit's folder of out_dir holds from the run before that this run does not publish again (a
+    month without the department pages of the month before): listed by that folder's run.json and unchanged since
+    (the same sha256). A plain folder had kept them, named by no run.json, pages of another month beside the new
+    report. A file the user put there or changed is no file of a run's, and stays."""
+    stale = []
+    for record in sorted(staging.rglob("run.json")):
+        folder = record.parent.relative_to(staging)
+        if "audit" not in _json_object(record):  # the run's own record at the top lists other audits' files too
+            continue
+        listed = _json_object(out_dir / folder / "run.json").get("files")
+        staged = {p.relative_to(record.parent).as_posix() for p in record.parent.rglob("*") if not p.is_dir()}
+        for name, info in listed.items() if isinstance(listed, dict) else ():
+            parts = PurePosixPath(name).parts
+            inside = parts and not PurePosixPath(name).is_absolute() and ".." not in parts and not MONTH.match(parts[0])
+            if not inside or name in staged or not isinstance(info, dict):
+                continue
+            path = out_dir / folder / name
+            if path.is_file() and not path.is_symlink() and sha256_of(path) == info.get("sha256"):
+                stale.append(path)
+    return stale
+
+
+def _remove_files(paths: list[Path], out_dir: Path) -> None:
+    """Remove the files, then each folder they leave empty, up to out_dir."""
+    for path in paths:
+        path.unlink(missing_ok=True)
+        folder = path.parent
+        while folder != out_dir and out_dir in folder.parents:
+            try:
+                folder.rmdir()  # only if empty: a folder holding anything else stays
+            except OSError:
+                break
+            folder = folder.parent
+
+
+def _json_object(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -321,9 +413,5 @@ def file_manifest(folder: Path, names: list[str] | None = None) -> dict:
     found = {}
     for p in sorted(folder.rglob("*")) if names is None else [folder / n for n in names]:
         if p.is_file() and p.name != "run.json" and p.relative_to(folder).as_posix() != ownership.MARK:
-            digest = hashlib.sha256()
-            with p.open("rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(chunk)
-            found[p.relative_to(folder).as_posix()] = {"sha256": digest.hexdigest(), "bytes": p.stat().st_size}
+            found[p.relative_to(folder).as_posix()] = {"sha256": sha256_of(p), "bytes": p.stat().st_size}
     return found
