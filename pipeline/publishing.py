@@ -84,13 +84,17 @@ def publish_period(
     out that no record names)."""
     per_month = period.label if len(opts.months) > 1 else None
     if opts.per_month_folders:
+        # one feed a run, in the last month's folder: every feed carries the whole trend, and the months' feeds side
+        # by side gave away counts each withholds (a 12-month window less the one before, docs/METRICS_FEED.md)
+        last = max(opts.months)
         for audit in audits:
+            feed_in = None if period.label == last else f"{audit.id}/{last}/"
             target = outputs.publication_dir(opts.out_dir / audit.id / period.label)
             staging = outputs.staging_dir_for(target)
             try:
                 # one render per audit and month here: the audit named, so that no two lines of the run are alike
                 with stage("render", timings, per_month, audit.id if len(audits) > 1 else None):
-                    _render_audit(con, audit, period, staging, opts, cfg, timings, "../../", len(audits) > 1)
+                    _render_audit(con, audit, period, staging, opts, cfg, timings, "../../", len(audits) > 1, feed_in)
                     faults.maybe_fail("mid_render")
                 outputs.publish(staging, target, version=period.base_info["run_id"], on_file=_publish_hook)
                 on_published(audit.id, period.label)
@@ -160,17 +164,18 @@ def _say_pdf(opts, folder: Path, label: str) -> None:
 
 
 def _render_audit(
-    con, audit, period: Period, folder: Path, opts, cfg, timings: dict, site_root: str, several: bool = False
+    con, audit, period: Period, folder: Path, opts, cfg, timings: dict, site_root: str, several: bool = False, feed_in=None
 ) -> dict:
-    """One audit's folder of the period: data files, report pages, workbook, feed, run.json; returns its
-    files' manifest (run.json lists it)."""
+    """One audit's folder of the period: data files, report pages, workbook, feed (unless ``feed_in`` names the
+    folder that has it: render.render_steps), run.json; returns its files' manifest (run.json lists it)."""
     from pipeline.report import render
 
-    return render.Pending(_audit_steps(con, audit, period, folder, opts, cfg, timings, site_root, several)).finish()
+    steps = _audit_steps(con, audit, period, folder, opts, cfg, timings, site_root, several, feed_in)
+    return render.Pending(steps).finish()
 
 
 def _audit_steps(
-    con, audit, period: Period, folder: Path, opts, cfg, timings: dict, site_root: str, several: bool = False
+    con, audit, period: Period, folder: Path, opts, cfg, timings: dict, site_root: str, several: bool = False, feed_in=None
 ) -> Generator[None, None, dict]:
     """``_render_audit`` in steps: pauses once the pages are rendered (``render.render_steps``)."""
     from pipeline.report import measure
@@ -186,7 +191,9 @@ def _audit_steps(
         "status": period.statuses[audit.id],
         "data_quality": [d for d in period.base_info["data_quality"] if _about(d, audit)],
     }
-    yield from _write_steps(con, audit, folder, run_info, metrics, pdf=opts.pdf, site_root=site_root)
+    if feed_in is not None:
+        run_info["feed_in"] = feed_in  # where this run's one feed is (from the site root): not in this folder
+    yield from _write_steps(con, audit, folder, run_info, metrics, pdf=opts.pdf, site_root=site_root, feed_in=feed_in)
     run_info["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     run_info["timings_seconds"] = {k: round(v, 3) for k, v in timings.items()}
     run_info["files"] = outputs.file_manifest(folder)

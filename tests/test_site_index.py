@@ -26,10 +26,12 @@ def test_site_index_marks_a_provisional_period(tmp_path):
     assert "Provisional: later data can still change" in text
 
 
-def _period(audit, month: str, status: dict, departments: int = 0, **info) -> None:
-    """One published period folder: its run.json and ``departments`` department pages."""
+def _period(audit, month: str, status: dict, departments: int = 0, feed: bool = True, **info) -> None:
+    """One published period folder: its run.json, ``departments`` department pages and, with ``feed``, the feed."""
     folder = audit / month
     (folder / "departments").mkdir(parents=True)
+    if feed:
+        (folder / "metrics.csv").write_text("schema_version\n")
     for i in range(departments):
         (folder / "departments" / f"d{i}.html").write_text("<p>page</p>")
     about = {"title": "Low back pain", "measures": []}
@@ -154,6 +156,7 @@ def test_an_empty_cell_names_what_its_measure_counts(tmp_path):
     folder.mkdir(parents=True)
     info = {"run_id": "r1", "period": "2025-09", "audit": about, "status": {"period": "2025-09"}, "headline": []}
     (folder / "run.json").write_text(json.dumps(info))
+    (folder / "metrics.csv").write_text("schema_version\n")
     # a month with cases but no evaluated order: the order measure's N is 0
     (tmp_path / "csf_leak" / "2025-10").mkdir()
     zero = {"numerator": 0, "denominator": 0, "rate": None, "ci_low": None, "ci_high": None}
@@ -172,7 +175,8 @@ def test_an_empty_cell_names_what_its_measure_counts(tmp_path):
         return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", cells)).split())
 
     assert row("2025-09") == "2025-09 report · case list · feed none no cases no orders r1"
-    assert row("2025-10") == "2025-10 report · case list · feed none 1 / 2 = 50.0% † (10.0% – 90.0%) no orders r1"
+    # 2025-10 without a feed: a backfill's month before its last (the feed is in the last month's folder)
+    assert row("2025-10") == "2025-10 report · case list none 1 / 2 = 50.0% † (10.0% – 90.0%) no orders r1"
     # the one low-reliability mark of every page (_macros.html dagger), its tooltip on screen and the note for print
     assert '50.0%<span class="lowrel" title="low reliability: small denominator (see the † note)">&#8201;†</span>' in text
     assert (

@@ -78,6 +78,7 @@ def render_steps(
     pdf: bool = False,
     site_root: str = "../",
     spec: ReportSpec | None = None,
+    feed_in: str | None = None,
 ) -> Generator[None, None, list[Path]]:
     """Write every report and feed file into ``out_dir``; return the paths written. Pauses (yields) once
     every page is written, before it waits for the feed and workbook threads: until it goes on, ``con`` is
@@ -87,7 +88,9 @@ def render_steps(
     ``site_root``: the way from the folder to the site index (``OUT/index.html``): ``../`` from
     ``OUT/<audit>/``, ``../../`` from a backfill's ``OUT/<audit>/<YYYY-MM>/``.
     ``run_info`` gains ``headline`` (the hospital's headline rates), which run.json records. ``spec``: the
-    audit's report spec (default: the audit run_info names, ``ReportSpec.from_run_info``).
+    audit's report spec (default: the audit run_info names, ``ReportSpec.from_run_info``). ``feed_in``: the folder
+    (from the site root) holding the run's one feed, where it is not this one (a backfill's months before its last:
+    every feed carries the whole trend, and two feeds side by side give away counts each withholds, METRICS_FEED.md).
     """
     missing = [k for k in RUN_INFO_KEYS if k not in run_info]
     if missing:
@@ -105,7 +108,11 @@ def render_steps(
     with ThreadPoolExecutor(2, thread_name_prefix="render-files") as files:
         atoms = relations.Atoms.read(con)  # here: the connection is not the feed thread's to use
         reach = look_back(con, spec) or {}  # the feed's look_back and the period note's: read here, as the atoms
-        feed_files = files.submit(feed.write_feed, out_dir, metrics, run_info, period, atoms, reach.get("verified_from"))
+        feed_files = (
+            files.submit(feed.write_feed, out_dir, metrics, run_info, period, atoms, reach.get("verified_from"))
+            if feed_in is None
+            else None
+        )
         rules = db.frame(
             con,
             "SELECT rule_id, reason_code, label, verdict, explanation, citation FROM ref_rules "
@@ -170,7 +177,7 @@ def render_steps(
             html = report_tpl.render(**page, **pages.with_low_notes(page_context(department=d["key"])), methods=None, root="../")
             written.append(_write_text(out_dir / "departments" / f"{d['slug']}.html", html))
         yield  # nothing below reads con
-        written += feed_files.result()
+        written += feed_files.result() if feed_files is not None else []
         written.append(book.result())
 
     index = env.get_template("index.html").render(
@@ -179,6 +186,7 @@ def render_steps(
         attribution=shared["attribution"],
         months=sections.month_summary(metrics, window, settings["low"], spec, pages.provisional_months(run_info, window)),
         pdf=pdf,
+        feed_in=feed_in,
     )
     written.append(_write_text(out_dir / "index.html", index))
     run_info["headline"] = _headline_record(metrics, period)

@@ -62,6 +62,7 @@ def _entry(folder: Path, href: str, info: dict, low: int) -> dict:
         "href": href,
         "run_id": info.get("run_id", ""),
         "pdf": (folder / "report.pdf").is_file(),
+        "feed": (folder / "metrics.csv").is_file(),  # a backfill's one feed is in its last month's folder
         "n_departments": len(list(departments.glob("*.html"))) if departments.is_dir() else 0,
         # an empty cell names what the measure counts: "no cases" read wrong under an order measure
         "measures": [{"label": labels.get(m, m), "row": rows.get(m), "unit": units.get(m)} for m in headline_ids],
