@@ -129,6 +129,18 @@ def build(
         first, last = spans.get("data") or (None, None)
         status["empty"] = {"data_first": first, "data_last": last}
         event(f"{audit_id}: {label}: no cases; the report says so", event="period_empty", period=key, audit_id=audit_id)
+        if key != "all" and last and last[:7] < key:
+            # a scheduled job whose extract stopped coming (or a month mistyped) published empty months with exit 0
+            # and info lines only: the data cannot hold the month, so the operator is told
+            event(
+                f"{audit_id}: {label}: the loaded data ends {last}, before the month: the extract does not reach it "
+                "(load a newer one, or check the month asked for)",
+                level=logging.WARNING,
+                event="period_after_data",
+                period=key,
+                audit_id=audit_id,
+                data_last=last,
+            )
     maturity_status = describe(maturity, period_months(key, spans.get("cases") or (None, None)))
     if maturity_status:
         status["maturity"] = maturity_status

@@ -38,6 +38,9 @@ def test_a_month_without_cases_exits_0_with_a_report_that_says_so(tmp_path, mont
     assert result.returncode == 0, result.stderr
     assert "GX returned" not in result.stderr and "gate failed" not in result.stderr
     assert f"{month}: no cases" in result.stderr
+    # a month after the last date of the data: the extract cannot hold it (a job whose extract stopped coming)
+    after = f"csf_leak: {month}: the loaded data ends 2025-06-06, before the month: the extract does not reach it"
+    assert (after in result.stderr) is (month == "2030-01"), result.stderr
     report = (tmp_path / "out" / "csf_leak" / "report.html").read_text(encoding="utf-8")
     # both months are provisional (the data reaches 2025-06-06): later data can still bring their cases
     assert f"No cases in {month} so far." in report and "later data can still bring cases" in report
