@@ -149,7 +149,8 @@ def test_scheduling_doc_names_every_log_event_and_stage():
 @pytest.mark.parametrize(("codes", "expected"), [([2], 2), ([4, 4, 4], 4), ([4, 0], 0), ([4, 3], 3)])
 def test_scheduling_doc_retry_wrapper_hands_on_the_exit_code(tmp_path, codes, expected):
     """The crontab retry wrapper, run as docs/SCHEDULING.md writes it (order-audit and sleep stand-ins): a
-    failure reaches alert.sh with its code, and a run that succeeds on a retry alerts nobody."""
+    failure reaches alert.sh with its code, and a run that succeeds on a retry alerts nobody. It waits between
+    tries only (it had slept ten minutes after the last one before the alert went out)."""
     import re
     import subprocess
 
@@ -159,11 +160,12 @@ def test_scheduling_doc_retry_wrapper_hands_on_the_exit_code(tmp_path, codes, ex
     stand_ins = (
         f"codes=({' '.join(map(str, codes))}); n=0\n"
         "next_code() { c=${codes[$n]}; n=$((n + 1)); return $c; }\n"
-        "sleep() { :; }\n"
+        'sleep() { echo "sleep $1"; }\n'
         'alert() { echo "alert $1"; }\n'
     )
     result = subprocess.run(["bash", "-c", stand_ins + script], capture_output=True, text=True, timeout=30)
-    assert result.stdout == ("" if expected == 0 else f"alert {expected}\n"), result.stderr
+    waits = "sleep 600\n" * (len(codes) - 1)
+    assert result.stdout == waits + ("" if expected == 0 else f"alert {expected}\n"), result.stderr
 
 
 def test_audits_doc_names_every_file_an_audits_report_folder_holds():
@@ -259,6 +261,8 @@ def test_scheduling_doc_dagster_op_does_what_the_exit_code_table_says():
         137: "retry",
         143: "retry",
     }
+    # a SIGTERM or SIGINT before the run installs its handlers: Python gives the signal's number, negative
+    assert (outcome(-15), outcome(-2)) == ("retry", "retry")
     args, cwd = calls[0]
     assert cwd == "/srv/order-audit" and args[:2] == [".venv/bin/order-audit", "run"]
     assert args[args.index("--from") + 1 :][:3] == ["2026-07", "--to", "2026-10"]
