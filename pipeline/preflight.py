@@ -44,7 +44,8 @@ def check_run(opts, out_root: Path, audit_ids: tuple[str, ...] = ()) -> None:
     """Everything ``run`` will write to, before it parses anything. ``out_root``: where --out publishes;
     ``audit_ids``: the audits the run may publish (each into a folder of its id)."""
     if out_root.exists() and not out_root.is_dir():
-        via = "" if out_root == Path(opts.out_dir) else f" (through a link, {out_root})"
+        # a relative --out is the same path made absolute, not a link followed
+        via = "" if out_root == Path(os.path.abspath(opts.out_dir)) else f" (through a link, {out_root})"
         raise ConfigError(f"--out {opts.out_dir} is a file{via}, not a folder; give a folder path (it is created if missing)")
     # the staging folder goes beside a single --out (inside it when it is a mount point or the folder above
     # takes no new files: outputs.staging_parent), and inside the root of a backfill

@@ -253,6 +253,25 @@ def test_out_that_is_a_file_stops_before_parsing(small_input, tmp_path):
     assert not (tmp_path / "wh.duckdb").exists()  # nothing parsed, no warehouse made
 
 
+def test_a_relative_out_that_is_a_file_is_named_without_a_link(tmp_path, monkeypatch):
+    """`--out afile` from the file's folder said "(through a link, /abs/afile)": no link was there."""
+    import types
+
+    from pipeline import preflight
+    from pipeline.errors import ConfigError
+
+    (tmp_path / "afile").write_text("the user's\n")
+    (tmp_path / "link").symlink_to("afile")
+    monkeypatch.chdir(tmp_path)
+    said = {}
+    for given, followed in (("afile", tmp_path / "afile"), ("link", tmp_path / "afile")):
+        with pytest.raises(ConfigError) as refused:
+            preflight.check_run(types.SimpleNamespace(out_dir=Path(given), per_month_folders=False), followed)
+        said[given] = str(refused.value)
+    assert said["afile"].startswith("--out afile is a file, not a folder;")
+    assert said["link"].startswith(f"--out link is a file (through a link, {tmp_path / 'afile'}), not a folder;")
+
+
 def test_out_below_a_file_stops_before_parsing(small_input, tmp_path):
     (tmp_path / "report").write_text("x\n")
     one_line_error(run_audit(small_input, tmp_path / "report" / "2026-10"), 1, "--out", "is a file, not a folder")
