@@ -194,8 +194,11 @@ def test_every_feed_is_the_documented_schema_and_any_two_stack(demo, edges):
 def test_the_documented_snippets_give_what_the_doc_says_on_the_20k_demo(demo, monkeypatch):
     """The doc's SQL and Python and the README's SQL, as written, on the demo the doc quotes, give its figures."""
     out = demo / "all"
-    sql, _ = re.findall(r"```sql\n(.*?)```", FEED_DOC, re.S)  # the second loads feeds into one table (below)
+    sql, csv_sql, _ = re.findall(r"```sql\n(.*?)```", FEED_DOC, re.S)  # the third loads feeds into one table (below)
     points = duckdb.sql(sql.replace("/reports/order-audit/latest/", f"{out}/")).pl()
+    # the CSV read with its types: both audits' rows, the version filter working (it failed on a guessed DOUBLE)
+    ((csv_rows,),) = duckdb.sql(csv_sql.replace("/reports/order-audit/latest/", f"{out}/")).fetchall()
+    assert csv_rows == feed_rows(out).height > 0
     quoted = int(re.search(r"on the 20k-patient one (\d+)", FEED_DOC).group(1))
     assert points.height == quoted and points["rate"].null_count() == 0
     readme_sql = re.search(r"```sql\n(.*?)```", README[README.index("## The metrics feed") :], re.S).group(1)
@@ -236,7 +239,7 @@ def test_the_documented_load_of_each_runs_feeds_keeps_one_feed_per_month(demo, e
     rows March withholds and its ``all``, are gone), and a feed that starts later (``trend_months = 12``) leaves the
     older feed's periods that end before its first month. The table's key is unique, and no two feeds' periods in it
     share a month."""
-    _, load = re.findall(r"```sql\n(.*?)```", FEED_DOC, re.S)
+    _, _, load = re.findall(r"```sql\n(.*?)```", FEED_DOC, re.S)
     con = duckdb.connect(str(tmp_path / "dashboard.duckdb"))
 
     def loaded(out: Path) -> pl.DataFrame:
