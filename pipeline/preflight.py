@@ -74,6 +74,12 @@ def check_run(opts, out_root: Path, audit_ids: tuple[str, ...] = ()) -> None:
             f"--input {opts.input_dir} is inside the output folder (--out {opts.out_dir}); the extracts hold raw "
             "patient ids and must be kept apart from the published reports: give --out a folder of its own"
         )
+    if opts.input_dir is not None and out_root.resolve().is_relative_to(Path(opts.input_dir).resolve()):
+        # the extracts' folder is the site's: a run only reads it (the next export may replace it, reports and all)
+        raise ConfigError(
+            f"--out {opts.out_dir} is inside the input folder (--input {opts.input_dir}); a run only reads the "
+            "extracts' folder: give --out a folder of its own (nothing was changed)"
+        )
     if opts.data_docs_dir is not None:
         _check_writable(Path(opts.data_docs_dir), "--data-docs", opts.data_docs_dir)
     if opts.reid_file is not None:

@@ -213,6 +213,15 @@ def test_input_inside_the_output_folder_is_refused_before_any_work(small_input, 
     assert tree(tmp_path) == before
 
 
+def test_out_inside_the_input_folder_is_refused_before_any_work(small_input, tmp_path):
+    """--out a folder inside the extracts' folder: the run wrote its lock, version folder and reports into the
+    site's export, which a run only reads (and the next export may replace). Refused, nothing written."""
+    before = tree(tmp_path)
+    result = run_audit(small_input, small_input / "reports", "--warehouse", tmp_path / "wh.duckdb")
+    one_line_error(result, 1, f"--out {small_input / 'reports'} is inside the input folder", "nothing was changed")
+    assert tree(tmp_path) == before
+
+
 @pytest.mark.parametrize("theirs", ["index.html", "run.json"])
 def test_a_users_folder_whose_index_or_run_json_a_run_would_replace_is_refused(small_input, tmp_path, theirs):
     """--out a web server's root or a shared folder: its own index.html (or run.json) was replaced by the site
