@@ -108,3 +108,32 @@ def test_a_plain_folder_loses_the_earlier_months_pages_but_keeps_what_the_user_p
     assert (out / "notes.txt").read_text(encoding="utf-8") == "the user's\n"
     listed = json.loads((out / "csf_leak" / "run.json").read_text(encoding="utf-8"))["files"]
     assert f"departments/{changed.name}" not in listed  # July's record does not claim the kept page
+
+
+def test_a_run_json_naming_files_outside_the_folder_removes_none_of_them(tmp_path):
+    """The files a plain folder's earlier run.json lists are removed only inside that folder: a run.json written
+    by someone else naming `../x`, an absolute path, or a file behind a link to another folder (with their true
+    sha256) removes nothing of theirs."""
+    from pipeline.report import outputs
+
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "x.txt").write_text("precious\n")
+    out = tmp_path / "out"
+    (out / "csf_leak").mkdir(parents=True)
+    (out / "csf_leak" / "elsewhere").symlink_to(theirs)
+    (out / "csf_leak" / "old.html").write_text("last month's page\n")
+    listed = {
+        name: {"sha256": outputs.sha256_of(theirs / "x.txt")}
+        for name in ("../../theirs/x.txt", str(theirs / "x.txt"), "elsewhere/x.txt")
+    }
+    listed["old.html"] = {"sha256": outputs.sha256_of(out / "csf_leak" / "old.html")}
+    (out / "csf_leak" / "run.json").write_text(json.dumps({"audit": {}, "files": listed}))
+    staging = tmp_path / "staging"
+    (staging / "csf_leak").mkdir(parents=True)
+    (staging / "csf_leak" / "report.html").write_text("this month\n")
+    (staging / "csf_leak" / "run.json").write_text(json.dumps({"audit": {}, "files": {"report.html": {}}}))
+    assert outputs.stale_files(staging, out) == [out / "csf_leak" / "old.html"]
+    assert outputs.publish(staging, out, version="20261203T000000Z-abc") == "files"
+    assert (theirs / "x.txt").read_text() == "precious\n"
+    assert sorted(p.name for p in (out / "csf_leak").iterdir()) == ["elsewhere", "report.html", "run.json"]

@@ -321,7 +321,9 @@ def stale_files(staging: Path, out_dir: Path) -> list[Path]:
             if not inside or name in staged or not isinstance(info, dict):
                 continue
             path = out_dir / folder / name
-            if path.is_file() and not path.is_symlink() and sha256_of(path) == info.get("sha256"):
+            # under out_dir itself: no folder on the way may be a link out of it (a run.json is only a file)
+            within = path.resolve().is_relative_to(out_dir.resolve())
+            if within and path.is_file() and not path.is_symlink() and sha256_of(path) == info.get("sha256"):
                 stale.append(path)
     return stale
 
