@@ -54,6 +54,10 @@ def check_run(opts, out_root: Path, audit_ids: tuple[str, ...] = ()) -> None:
         _check_writable(out_root, "--out", opts.out_dir)  # a plain folder is updated file by file
         _check_site_files(opts, out_root)
         _check_audit_folders(opts, out_root, audit_ids)
+    elif out_root.is_dir():  # a --out order-audit made (a link to its version folder): its layout all the same
+        for audit_id in audit_ids:
+            if (out_root / audit_id).is_dir():
+                _check_layout(opts, out_root / audit_id, audit_id)
     if opts.warehouse_path is None:
         check_temp_dir()  # the throw-away warehouse
     else:
@@ -144,6 +148,7 @@ def _check_audit_folders(opts, out_root: Path, audit_ids: tuple[str, ...]) -> No
         if folder.is_dir() and not any(folder.iterdir()):
             continue  # an empty folder: nothing in it to replace
         if folder.is_dir() and _published_into(folder, MONTH_FOLDER):
+            _check_layout(opts, folder, audit_id)
             continue
         what = "a folder" if folder.is_dir() else "a file"
         raise ConfigError(
@@ -151,6 +156,25 @@ def _check_audit_folders(opts, out_root: Path, audit_ids: tuple[str, ...]) -> No
             f"it), and the {audit_id} audit would publish its reports into it; give a new or empty folder, or move it "
             "away (nothing was changed)"
         )
+
+
+def _check_layout(opts, folder: Path, audit_id: str) -> None:
+    """One --out holds one layout: a backfill's month folders (OUT/<audit>/<YYYY-MM>/, the feed at OUT/<audit>/) or
+    one period's reports (OUT/<audit>/report.html ...). Mixed, a backfill wrote its months among one period's files
+    (the site index and run.json naming neither whole), its feed over that period's, and a later period run left
+    the months to a record that did not list them."""
+    months = any(ownership.run_record(r) for r in folder.glob(f"{MONTH_FOLDER}/run.json"))
+    period = ownership.run_record(folder / "run.json")
+    if opts.per_month_folders and period:
+        held, wanted = "one period's reports", "a backfill (--from/--to) publishes one folder per month"
+    elif not opts.per_month_folders and months:
+        held, wanted = "a backfill's month folders", "a run of one period (--month, or every month) publishes beside none"
+    else:
+        return
+    raise ConfigError(
+        f"--out {opts.out_dir} holds {held} in {audit_id}/, and {wanted}: give this run an --out of its own "
+        "(the monthly job and a one-off run each theirs), or move that folder away (nothing was changed)"
+    )
 
 
 def check_reid_file(opts, out_root: Path) -> None:

@@ -84,22 +84,31 @@ def publish_period(
     out that no record names)."""
     per_month = period.label if len(opts.months) > 1 else None
     if opts.per_month_folders:
-        # one feed a run, in the last month's folder: every feed carries the whole trend, and the months' feeds side
-        # by side gave away counts each withholds (a 12-month window less the one before, docs/METRICS_FEED.md)
+        # one feed a run, the last month's, in the audit's folder beside the months (OUT/<audit>/metrics.*: a path a
+        # dashboard keeps): every feed carries the whole trend, and the months' feeds side by side gave away counts
+        # each withholds (a 12-month window less the one a month before, docs/METRICS_FEED.md)
         last = max(opts.months)
         for audit in audits:
-            feed_in = None if period.label == last else f"{audit.id}/{last}/"
+            audit_dir = outputs.publication_dir(opts.out_dir / audit.id)
             target = outputs.publication_dir(opts.out_dir / audit.id / period.label)
             staging = outputs.staging_dir_for(target)
+            feed_staging = outputs.staging_dir_for(audit_dir / "metrics") if period.label == last else None
             try:
                 # one render per audit and month here: the audit named, so that no two lines of the run are alike
                 with stage("render", timings, per_month, audit.id if len(audits) > 1 else None):
-                    _render_audit(con, audit, period, staging, opts, cfg, timings, "../../", len(audits) > 1, feed_in)
+                    _render_audit(
+                        con, audit, period, staging, opts, cfg, timings, "../../", len(audits) > 1, (f"{audit.id}/", feed_staging)
+                    )
                     faults.maybe_fail("mid_render")
+                outputs.carry_unpublished(target, staging)
                 outputs.publish(staging, target, version=period.base_info["run_id"], on_file=_publish_hook)
+                if feed_staging is not None:
+                    outputs.publish_feed(feed_staging, audit_dir)
                 on_published(audit.id, period.label)
             finally:
                 ownership.remove(staging)
+                if feed_staging is not None:
+                    ownership.remove(feed_staging)
             site_index.render_site_index(opts.out_dir)
             _say_pdf(opts, target, period.label)
         if opts.reid_file is not None:
@@ -125,8 +134,10 @@ def publish_period(
                     _finish_audit(files, *begun.pop())
             for audit, steps in begun:
                 _finish_audit(files, audit, steps)
-            outputs.carry_unpublished(outputs.publication_dir(opts.out_dir), staging)
-            site_index.render_site_index(staging)
+            published = outputs.publication_dir(opts.out_dir)
+            outputs.carry_unpublished(published, staging)
+            # a plain --out keeps the folders this run does not publish where they are: its index lists them too
+            site_index.render_site_index(staging, also=None if published.is_symlink() else published)
             # the run's own record at the top: what it read and did, and every file of the tree (its mark too:
             # a published version is a folder holding the run.json order-audit wrote, ownership.is_version_of)
             run_info = {**period.base_info, "period": period.label, "audits": [a.id for a in audits]}
@@ -164,18 +175,19 @@ def _say_pdf(opts, folder: Path, label: str) -> None:
 
 
 def _render_audit(
-    con, audit, period: Period, folder: Path, opts, cfg, timings: dict, site_root: str, several: bool = False, feed_in=None
+    con, audit, period: Period, folder: Path, opts, cfg, timings: dict, site_root: str, several: bool = False, feed=None
 ) -> dict:
-    """One audit's folder of the period: data files, report pages, workbook, feed (unless ``feed_in`` names the
-    folder that has it: render.render_steps), run.json; returns its files' manifest (run.json lists it)."""
+    """One audit's folder of the period: data files, report pages, workbook, feed, run.json; returns its files'
+    manifest (run.json lists it). ``feed``: (the folder its pages point to for the feed, the folder it is written
+    to or None) where the feed is not this folder's (a backfill's: render.render_steps)."""
     from pipeline.report import render
 
-    steps = _audit_steps(con, audit, period, folder, opts, cfg, timings, site_root, several, feed_in)
+    steps = _audit_steps(con, audit, period, folder, opts, cfg, timings, site_root, several, feed)
     return render.Pending(steps).finish()
 
 
 def _audit_steps(
-    con, audit, period: Period, folder: Path, opts, cfg, timings: dict, site_root: str, several: bool = False, feed_in=None
+    con, audit, period: Period, folder: Path, opts, cfg, timings: dict, site_root: str, several: bool = False, feed=None
 ) -> Generator[None, None, dict]:
     """``_render_audit`` in steps: pauses once the pages are rendered (``render.render_steps``)."""
     from pipeline.report import measure
@@ -191,9 +203,11 @@ def _audit_steps(
         "status": period.statuses[audit.id],
         "data_quality": [d for d in period.base_info["data_quality"] if _about(d, audit)],
     }
+    feed_in, feed_dir = feed or (None, None)
     if feed_in is not None:
         run_info["feed_in"] = feed_in  # where this run's one feed is (from the site root): not in this folder
-    yield from _write_steps(con, audit, folder, run_info, metrics, pdf=opts.pdf, site_root=site_root, feed_in=feed_in)
+    options = {"pdf": opts.pdf, "site_root": site_root, "feed_in": feed_in, "feed_dir": feed_dir}
+    yield from _write_steps(con, audit, folder, run_info, metrics, **options)
     run_info["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     run_info["timings_seconds"] = {k: round(v, 3) for k, v in timings.items()}
     run_info["files"] = outputs.file_manifest(folder)

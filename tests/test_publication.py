@@ -65,26 +65,56 @@ def test_an_empty_folder_of_the_users_is_published_into_and_keeps_its_owner_grou
     assert not [p for p in (tmp_path / "share").iterdir() if ".v-" in p.name]  # no version folder made for it
 
 
-def test_a_single_month_run_after_a_backfill_keeps_the_backfills_month_folders(warehouse, tmp_path):
+def test_one_out_holds_one_layout_a_backfills_months_or_one_periods_reports(warehouse, tmp_path):
     """`--month` after `--from/--to` on one --out switched its link to a version without the month folders and
-    removed the old version: every month the backfill had published was gone, with exit 0. A run of one audit
-    dropped the other audit's folder the same way."""
+    removed the old version: every month the backfill had published was gone, with exit 0. The other way, a
+    backfill wrote its months among one period's files and its feed over theirs. Each is refused before any work."""
+    for first, then, held in (
+        (("--month", "2025-06"), ("--from", "2025-06", "--to", "2025-07"), "one period's reports"),
+        (("--from", "2025-06", "--to", "2025-07"), ("--month", "2025-07"), "a backfill's month folders"),
+    ):
+        out = tmp_path / first[0].strip("-")
+        run(warehouse, out, *first)
+        before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+        result = run_cli("run", "--warehouse", warehouse, "--out", out, "--no-validate", "--quiet", *then, env=KEY)
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        line = result.stderr.strip().splitlines()[-1]
+        assert f"--out {out} holds {held} in csf_leak/" in line and "nothing was changed" in line, line
+        assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
+
+
+def test_a_switch_keeps_what_the_run_does_not_publish_as_a_plain_folder_does(warehouse, tmp_path):
+    """A new --out is a link switched to each run's version folder, and the old version is removed: a file the
+    user put there (an .htaccess, notes, a link), a folder of theirs (its group and closed mode), a page they changed,
+    and the folder of an audit the run did not run went with it. They are carried into the new version (the site
+    index lists the audit), and only the run before's own files it does not write again are left behind."""
     out = tmp_path / "out"
-    run(warehouse, out, "--month", "2025-06")  # a new --out: a link to a version folder, switched by each run
-    run(warehouse, out, "--from", "2025-06", "--to", "2025-07")  # month folders in the version --out points to
-    months = {m: (out / "csf_leak" / m / "report.html").read_bytes() for m in ("2025-06", "2025-07")}
+    run(warehouse, out, "--month", "2025-06")
+    june = department_pages(out / "csf_leak")
+    (out / ".htaccess").write_text("Require all denied\n")
+    (out / "csf_leak" / "notes.txt").write_text("the user's\n")
+    (out / "csf_leak" / "extracts").symlink_to(tmp_path)
+    private = out / "private"
+    private.mkdir()
+    (private / "secret.txt").write_text("s\n")
+    private.chmod(0o2750)
     run(warehouse, out, "--month", "2025-07")
-    assert out.is_symlink()  # still all-or-nothing
-    assert period_of(out / "csf_leak") == "2025-07"
-    for month, report in months.items():
-        assert (out / "csf_leak" / month / "report.html").read_bytes() == report
-        assert period_of(out / "csf_leak" / month) == month
-    index = (out / "index.html").read_text(encoding="utf-8")
-    assert 'href="csf_leak/2025-06/' in index and 'href="csf_leak/2025-07/' in index  # the site index lists them
+    july = department_pages(out / "csf_leak")
+    assert july and set(july) < set(june)  # June had a department July has not
+    assert (out / ".htaccess").read_text() == "Require all denied\n"
+    assert (out / "csf_leak" / "notes.txt").read_text() == "the user's\n"
+    assert os.readlink(out / "csf_leak" / "extracts") == str(tmp_path)
+    assert stat.S_IMODE((out / "private").stat().st_mode) == 0o2750 and (out / "private" / "secret.txt").is_file()
+    run(warehouse, out, "--month", "2025-06")
+    changed = out / "csf_leak" / "departments" / sorted(set(june) - set(july))[0]
+    changed.write_text(changed.read_text(encoding="utf-8") + "<!-- the reviewer's note -->\n", encoding="utf-8")
     lbp = (out / "low_back_pain" / "run.json").read_bytes()
-    run(warehouse, out, "--month", "2025-06", "--audit", "csf_leak")
+    run(warehouse, out, "--month", "2025-07", "--audit", "csf_leak")
+    assert out.is_symlink()  # still all-or-nothing
+    assert department_pages(out / "csf_leak") == sorted({*july, changed.name})  # June's own pages went
     assert (out / "low_back_pain" / "run.json").read_bytes() == lbp  # the audit not run keeps its folder
-    assert period_of(out / "csf_leak") == "2025-06" and period_of(out / "csf_leak" / "2025-07") == "2025-07"
+    assert 'href="low_back_pain/index.html"' in (out / "index.html").read_text(encoding="utf-8")
+    assert period_of(out / "csf_leak") == "2025-07"
     # one version folder beside --out: the old one went, and what was carried is in the new one
     assert [p.name for p in tmp_path.iterdir() if ".v-" in p.name] == [os.readlink(out)]
 
@@ -137,3 +167,32 @@ def test_a_run_json_naming_files_outside_the_folder_removes_none_of_them(tmp_pat
     assert outputs.publish(staging, out, version="20261203T000000Z-abc") == "files"
     assert (theirs / "x.txt").read_text() == "precious\n"
     assert sorted(p.name for p in (out / "csf_leak").iterdir()) == ["elsewhere", "report.html", "run.json"]
+
+
+def test_a_plain_folder_killed_while_its_files_move_in_loses_them_on_the_next_run(warehouse, tmp_path):
+    """A run killed while it moved its files into a plain folder left June's department pages beside July's report
+    after the next run: no run.json had listed them. The record of the files being moved in names them."""
+    out = tmp_path / "out"
+    out.mkdir()
+    run(warehouse, out, "--month", "2025-07")
+    july = department_pages(out / "csf_leak")
+    killed = run_cli(
+        "run", "--warehouse", warehouse, "--out", out, "--no-validate", "--quiet", "--month", "2025-06",
+        env={**KEY, "ORDER_AUDIT_FAULT": "mid_publish:9"},
+    )  # fmt: skip
+    assert killed.returncode != 0
+    assert set(department_pages(out / "csf_leak")) > set(july)  # some of June's pages are in
+    run(warehouse, out, "--month", "2025-07")
+    assert department_pages(out / "csf_leak") == july
+    assert not (out / ".order-audit-publishing.json").exists()
+
+
+def test_a_plain_folders_site_index_lists_the_audit_the_run_did_not_run(warehouse, tmp_path):
+    """In a plain --out the folder of an audit not run stays where it is; the index, made beside, had dropped it."""
+    out = tmp_path / "out"
+    out.mkdir()
+    run(warehouse, out, "--month", "2025-06")
+    run(warehouse, out, "--month", "2025-07", "--audit", "csf_leak")
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert 'href="low_back_pain/index.html"' in index and 'href="csf_leak/index.html"' in index
+    assert period_of(out / "low_back_pain") == "2025-06" and period_of(out / "csf_leak") == "2025-07"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -120,7 +121,11 @@ def _spreadsheet_safe(con: duckdb.DuckDBPyConnection, query: str) -> str:
 
 
 def write_json(path: Path, payload: dict) -> Path:
-    path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    """Written beside and renamed over: never into the file already there, which may be a hard link into a
+    published version (``carry_unpublished``)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
     return path
 
 
@@ -246,6 +251,7 @@ def publish(staging: Path, out_dir: Path, version: str, on_file=None) -> str:
     files = [p for p in sorted(staging.rglob("*")) if not p.is_dir() and p.relative_to(staging).as_posix() != ownership.MARK]
     files.sort(key=lambda p: p.name == "run.json")  # run.json last: it names the run the files belong to
     stale = stale_files(staging, out_dir)
+    pending = _write_pending(staging, out_dir, stale)
     for src in files:
         if src.name == "run.json" and stale:  # before any run.json: one that names the new run names all it left
             _remove_files(stale, out_dir)
@@ -254,78 +260,125 @@ def publish(staging: Path, out_dir: Path, version: str, on_file=None) -> str:
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(src, dest)
         hook(dest.name)
+    _remove_files(stale, out_dir)  # no run.json staged (never so for a run's folder, but its record decides)
+    pending.unlink()
     _fsync_dir(out_dir)
     ownership.remove(staging)
     return "files"
 
 
 def carry_unpublished(out_dir: Path, staging: Path) -> list[str]:
-    """Link into the staged tree (before its site index is written, which lists them) what the version out_dir
-    points to holds and this run does not publish: the
-    folders of audits it did not run, and in an audit's folder the month folders a backfill published there
-    (``2026-01`` and the version folder it points to). A switch had dropped them with the old version: a backfill
-    followed by the monthly run lost every month. A plain folder keeps them where they are (files are replaced one
-    by one), so both ways leave the same tree. Hard links: the old version stays whole until the switch, and a
-    killed run leaves only its own version, which the next run's sweep removes. Returns what was carried."""
+    """Link into the staged tree what the version out_dir points to holds and this run does not publish, but the
+    files of the run before that this run does not write again (``stale_files``): a file the user put in --out or
+    changed, hidden ones too (an .htaccess), the folders of audits this run did not run, a backfill's month folders.
+    A switch had dropped them with the old version, where a plain folder, updated file by file, keeps them: now
+    both ways leave the same tree. Called before the site index is written, which lists what is carried. Hard
+    links: the old version stays whole until the switch, and a killed run leaves only its own version, which the
+    next run's sweep removes. A folder made again takes its mode, owner and group. Returns what was carried."""
     current = os.readlink(out_dir) if out_dir.is_symlink() else ""
     if not _our_link(out_dir, current):
         return []
     version = out_dir.parent / current
-    carried = []
-    for entry in sorted(version.iterdir()) if version.is_dir() else []:
-        if entry.name.startswith(".") or entry.name in ("index.html", "run.json"):
+    if not version.is_dir():
+        return []
+    stale = {p.relative_to(version) for p in stale_files(staging, version)}
+    stale |= {Path("run.json"), Path("index.html")}  # the run's own record and site index, written after this
+    carried: list[Path] = []
+    _carry(version, staging, stale, Path(), carried)
+    return [c.as_posix() for c in carried]
+
+
+# a killed run's leftovers in a version folder, never carried: the next run's sweep removes them where they are
+_LEFTOVERS = (STAGING_RE, LINK_RE, INDEX_TMP_RE)
+
+
+def _carry(source: Path, dest: Path, stale: set[Path], below: Path, carried: list[Path]) -> None:
+    for entry in sorted(source.iterdir()):
+        rel, target = below / entry.name, dest / entry.name
+        if rel in stale or entry.name == ownership.MARK or any(r.match(entry.name) for r in _LEFTOVERS):
             continue
-        if not (staging / entry.name).exists():
-            carried.append(_link_tree(entry, staging / entry.name))
-        elif entry.is_dir() and not entry.is_symlink():
-            for inner in sorted(entry.iterdir()):
-                m = VERSION_RE.match(inner.name)
-                month = MONTH.match(inner.name) or (m and inner.is_dir() and MONTH.match(m["name"]))
-                if month and not (staging / entry.name / inner.name).exists():
-                    carried.append(_link_tree(inner, staging / entry.name / inner.name))
-    return [str(Path(c).relative_to(staging)) for c in carried]
+        taken = target.exists() or target.is_symlink()  # staged: this run's own wins
+        if entry.is_symlink():
+            if not taken:
+                os.symlink(os.readlink(entry), target)
+                carried.append(rel)
+        elif entry.is_dir():
+            if taken and (target.is_symlink() or not target.is_dir()):
+                continue
+            if not taken:
+                target.mkdir()
+            _carry(entry, target, stale, rel, carried)
+            if not taken:
+                if any(entry.iterdir()) and not any(target.iterdir()):
+                    target.rmdir()  # it held only the run before's stale files
+                    continue
+                _same_owner_and_mode(entry, target)
+                carried.append(rel)
+        elif not taken:
+            try:
+                os.link(entry, target)
+            except OSError:  # a file system without hard links
+                shutil.copy2(entry, target)
+            carried.append(rel)
 
 
-def _link_tree(src: Path, dest: Path) -> Path:
-    """src's tree again at dest: folders made, files hard-linked (copied where the file system has no links),
-    symlinks made again with the same target."""
-    if src.is_symlink():
-        os.symlink(os.readlink(src), dest)
-    elif src.is_dir():
-        dest.mkdir()
-        for inner in src.iterdir():
-            _link_tree(inner, dest / inner.name)
-    else:
-        try:
-            os.link(src, dest)
-        except OSError:
-            shutil.copy2(src, dest)
-    return dest
+def _same_owner_and_mode(source: Path, target: Path) -> None:
+    """A folder made again as it was: a group's setgid folder closed to others must not come back world-readable."""
+    info = source.stat()
+    with contextlib.suppress(OSError):  # not root: the run's own user and group, as a folder it makes
+        os.chown(target, info.st_uid, info.st_gid)
+    shutil.copystat(source, target)
+
+
+# in a plain --out while a run moves its files in: the files it brings and the stale ones it is to remove, so that
+# a run killed part-way leaves the next one a record of both (the old run.json names neither)
+PENDING = ".order-audit-publishing.json"
 
 
 def stale_files(staging: Path, out_dir: Path) -> list[Path]:
-    """The files an audit's folder of out_dir holds from the run before that this run does not publish again (a
-    month without the department pages of the month before): listed by that folder's run.json and unchanged since
-    (the same sha256). A plain folder had kept them, named by no run.json, pages of another month beside the new
-    report. A file the user put there or changed is no file of a run's, and stays."""
-    stale = []
+    """The files out_dir holds from runs before that this run does not publish again (a month without the
+    department pages of the month before): listed by an audit folder's run.json, or by the record of a run killed
+    while it moved its files in (``PENDING``), and unchanged since (the same sha256). A plain folder had kept
+    them, named by no run.json, pages of another month beside the new report. A file the user put there or
+    changed is no file of a run's, and stays; nothing outside out_dir is ever one."""
+    staged = {p.relative_to(staging).as_posix() for p in staging.rglob("*") if not p.is_dir()}
+    listed = dict(_json_object(out_dir / PENDING).get("files") or {})
     for record in sorted(staging.rglob("run.json")):
         folder = record.parent.relative_to(staging)
         if "audit" not in _json_object(record):  # the run's own record at the top lists other audits' files too
             continue
-        listed = _json_object(out_dir / folder / "run.json").get("files")
-        staged = {p.relative_to(record.parent).as_posix() for p in record.parent.rglob("*") if not p.is_dir()}
-        for name, info in listed.items() if isinstance(listed, dict) else ():
-            parts = PurePosixPath(name).parts
-            inside = parts and not PurePosixPath(name).is_absolute() and ".." not in parts and not MONTH.match(parts[0])
-            if not inside or name in staged or not isinstance(info, dict):
-                continue
-            path = out_dir / folder / name
-            # under out_dir itself: no folder on the way may be a link out of it (a run.json is only a file)
-            within = path.resolve().is_relative_to(out_dir.resolve())
-            if within and path.is_file() and not path.is_symlink() and sha256_of(path) == info.get("sha256"):
-                stale.append(path)
+        earlier = _json_object(out_dir / folder / "run.json").get("files")
+        for name, info in earlier.items() if isinstance(earlier, dict) else ():
+            listed[(folder / name).as_posix()] = info
+    stale = []
+    for name, info in sorted(listed.items()):
+        parts = PurePosixPath(name).parts
+        # a backfill's month folders have records of their own
+        inside = parts and not PurePosixPath(name).is_absolute() and ".." not in parts
+        if not inside or any(MONTH.match(part) for part in parts) or name in staged or not isinstance(info, dict):
+            continue
+        path = out_dir / name
+        # under out_dir itself: no folder on the way may be a link out of it (a run.json is only a file)
+        within = path.resolve().is_relative_to(out_dir.resolve())
+        if within and path.is_file() and not path.is_symlink() and sha256_of(path) == info.get("sha256"):
+            stale.append(path)
     return stale
+
+
+def _write_pending(staging: Path, out_dir: Path, stale: list[Path]) -> Path:
+    """``PENDING``: this run's files (as its audit folders' records list them) and the stale ones it removes."""
+    files = {}
+    for record in sorted(staging.rglob("run.json")):
+        info = _json_object(record)
+        if "audit" in info and isinstance(info.get("files"), dict):
+            folder = record.parent.relative_to(staging)
+            files.update({(folder / name).as_posix(): v for name, v in info["files"].items()})
+    files.update({p.relative_to(out_dir).as_posix(): {"sha256": sha256_of(p)} for p in stale})
+    path = out_dir / PENDING
+    tmp = out_dir / f"{PENDING}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps({"files": files}, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
 
 
 def _remove_files(paths: list[Path], out_dir: Path) -> None:
@@ -355,6 +408,15 @@ def sha256_of(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def publish_feed(staged: Path, audit_dir: Path) -> None:
+    """A backfill's one feed into the audit's folder beside its months, file by file (each whole; metrics.json,
+    the summary naming the run, last)."""
+    audit_dir.mkdir(parents=True, exist_ok=True)
+    for path in sorted((p for p in staged.iterdir() if p.name != ownership.MARK), key=lambda p: p.name == "metrics.json"):
+        os.replace(path, audit_dir / path.name)
+    _fsync_dir(audit_dir)
 
 
 def _fsync_dir(path: Path) -> None:

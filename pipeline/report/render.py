@@ -79,6 +79,7 @@ def render_steps(
     site_root: str = "../",
     spec: ReportSpec | None = None,
     feed_in: str | None = None,
+    feed_dir: Path | None = None,
 ) -> Generator[None, None, list[Path]]:
     """Write every report and feed file into ``out_dir``; return the paths written. Pauses (yields) once
     every page is written, before it waits for the feed and workbook threads: until it goes on, ``con`` is
@@ -89,8 +90,9 @@ def render_steps(
     ``OUT/<audit>/``, ``../../`` from a backfill's ``OUT/<audit>/<YYYY-MM>/``.
     ``run_info`` gains ``headline`` (the hospital's headline rates), which run.json records. ``spec``: the
     audit's report spec (default: the audit run_info names, ``ReportSpec.from_run_info``). ``feed_in``: the folder
-    (from the site root) holding the run's one feed, where it is not this one (a backfill's months before its last:
-    every feed carries the whole trend, and two feeds side by side give away counts each withholds, METRICS_FEED.md).
+    (from the site root) holding the run's one feed, where it is not this one (a backfill's months: every feed
+    carries the whole trend, and two feeds side by side give away counts each withholds, METRICS_FEED.md); the
+    feed is then written into ``feed_dir``, or not at all.
     """
     missing = [k for k in RUN_INFO_KEYS if k not in run_info]
     if missing:
@@ -108,9 +110,10 @@ def render_steps(
     with ThreadPoolExecutor(2, thread_name_prefix="render-files") as files:
         atoms = relations.Atoms.read(con)  # here: the connection is not the feed thread's to use
         reach = look_back(con, spec) or {}  # the feed's look_back and the period note's: read here, as the atoms
+        feed_to = out_dir if feed_in is None else feed_dir
         feed_files = (
-            files.submit(feed.write_feed, out_dir, metrics, run_info, period, atoms, reach.get("verified_from"))
-            if feed_in is None
+            files.submit(feed.write_feed, feed_to, metrics, run_info, period, atoms, reach.get("verified_from"))
+            if feed_to is not None
             else None
         )
         rules = db.frame(

@@ -62,24 +62,31 @@ def _entry(folder: Path, href: str, info: dict, low: int) -> dict:
         "href": href,
         "run_id": info.get("run_id", ""),
         "pdf": (folder / "report.pdf").is_file(),
-        "feed": (folder / "metrics.csv").is_file(),  # a backfill's one feed is in its last month's folder
+        "feed": (folder / "metrics.csv").is_file(),  # a backfill's month has none (its feed: the audit's folder)
         "n_departments": len(list(departments.glob("*.html"))) if departments.is_dir() else 0,
         # an empty cell names what the measure counts: "no cases" read wrong under an order measure
         "measures": [{"label": labels.get(m, m), "row": rows.get(m), "unit": units.get(m)} for m in headline_ids],
     }
 
 
-def render_site_index(out_root: Path, low: int = 20) -> Path:
+def render_site_index(out_root: Path, low: int = 20, also: Path | None = None) -> Path:
     """Write ``out_root/index.html`` listing every audit folder (``<id>/run.json``) and every month folder
     of a backfill (``<id>/<YYYY-MM>/run.json``) present. Cheap and idempotent: a backfill calls it after
-    each month. The page is written to a temporary file and renamed into place."""
+    each month. The page is written to a temporary file and renamed into place. ``also``: the plain --out a
+    staged tree goes into file by file, whose folders this run does not publish stay and are listed too (an
+    audit not run: its index had dropped it while its folder stayed)."""
     out_root = Path(out_root)
     audits = []
-    for folder in sorted(p for p in out_root.iterdir() if p.is_dir() and not p.name.startswith(".")) if out_root.is_dir() else []:
+    roots = [r for r in (out_root, also) if r is not None and Path(r).is_dir()]
+    names = sorted({p.name for r in roots for p in Path(r).iterdir() if p.is_dir() and not p.name.startswith(".")})
+    for name in names:
+        # the staged folder of an audit this run publishes; else the one --out holds (``also``)
+        folder = next(Path(r) / name for r in roots if (Path(r) / name).is_dir())
         entries = []
         if (folder / "run.json").is_file():
             entries.append(_entry(folder, f"{folder.name}/", _read_json(folder / "run.json"), low))
-        months = sorted((p for p in folder.iterdir() if MONTH.match(p.name) and (p / "run.json").is_file()), reverse=True)
+        found = {p.name: p for r in reversed(roots) if (Path(r) / name).is_dir() for p in (Path(r) / name).iterdir()}
+        months = sorted((p for p in found.values() if MONTH.match(p.name) and (p / "run.json").is_file()), reverse=True)
         entries += [_entry(m, f"{folder.name}/{m.name}/", _read_json(m / "run.json"), low) for m in months]
         if entries:
             first = _read_json(folder / "run.json") if (folder / "run.json").is_file() else _read_json(months[0] / "run.json")
@@ -91,6 +98,8 @@ def render_site_index(out_root: Path, low: int = 20) -> Path:
                     "version": first.get("rule_set_version", ""),
                     "case_unit": audit.get("case_unit", "case"),
                     "entries": entries,
+                    # a backfill's one feed, in the audit's folder beside its months (none of a period of its own)
+                    "feed": not (folder / "run.json").is_file() and (folder / "metrics.csv").is_file(),
                 }
             )
     html = make_env().get_template(SITE_INDEX_TEMPLATE).render(audits=audits, schema_version=SCHEMA_VERSION, low=low)
