@@ -1,7 +1,8 @@
 """The order-audit command line: commands, options, exit codes; nothing else.
 
 Exit codes: 0 ok, 1 usage or configuration error, 2 input error, 3 data-quality gate
-failed, 4 another run holds the warehouse, 130 interrupted (SIGINT), 143 stopped (SIGTERM).
+failed, 4 another run holds the warehouse, 70 a bug (an unexpected exception), 130 interrupted
+(SIGINT), 143 stopped (SIGTERM).
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ import click
 
 from pipeline import months as months_mod
 from pipeline.errors import (
+    EXIT_BUG,
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
     EXIT_USAGE,
     AuditError,
     bounded,
     files_named,
+    first_line,
     printable,
     raise_if_stopped,
     refused_write,
@@ -822,16 +825,34 @@ def main(argv: list[str] | None = None) -> None:
             _stopped(exc, None)
         problem = refused_write(exc)  # disk full, read-only, no permission: the machine's, not a bug
         if problem is None:
-            raise
+            _bug(exc)
         _fail(f"error: {problem}", EXIT_USAGE)
     except Exception as exc:
         if stop_signal(exc):  # before click resolved a command
             _stopped(exc, None)
         problem = refused_write(exc)  # a library's own error for a full disk (DuckDB's TransactionException)
         if problem is None:
-            raise
+            _bug(exc)
         _fail(f"error: could not write ({problem}): free space or fix the folder, then run again", EXIT_USAGE)
     sys.exit(0)
+
+
+def _bug(exc: BaseException) -> None:
+    """An exception no part of the pipeline expected: a bug, not the job's input, options or machine. Its traceback
+    (for the maintainers), then the last line, exit 70: exit 1 told the scheduler to fix the job definition
+    (docs/SCHEDULING.md), and a JSON log ended in lines that are no JSON (the traceback goes in the event)."""
+    import traceback
+
+    trace = "".join(traceback.format_exception(exc))
+    message = (
+        f"error: an unexpected error, a bug in order-audit ({type(exc).__name__}: {first_line(exc)}); "
+        "report it to the maintainers with the traceback"
+    )
+    if json_logging():
+        event(bounded(message), level=logging.ERROR, event="error", exit_code=EXIT_BUG, traceback=trace)
+        _exit(EXIT_BUG)
+    sys.stderr.write(trace)
+    _fail(bounded(message), EXIT_BUG)
 
 
 def _flush_stdout() -> None:
