@@ -87,8 +87,8 @@ def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnect
         pid = re.search(r"PID (\d+)", text)
         holder = f" (process {pid.group(1)})" if pid else ""
         raise WarehouseLockedError(
-            f"{path}: another process holds the warehouse file open for writing{holder} (DuckDB's lock; "
-            "not an order-audit run); wait for it to close the file, or pass a different --warehouse"
+            f"{path}: another process holds the warehouse file open {_how_held(text, read_only, holder)} (DuckDB's "
+            "lock; not an order-audit run); wait for it to close the file, or pass a different --warehouse"
         ) from None
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
@@ -96,6 +96,18 @@ def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnect
         # bounded memory: DuckDB spills to <warehouse>.tmp beyond this instead of taking 80% of RAM
         con.execute(f"SET memory_limit = {literal(memory_limit())}")
     return con
+
+
+def _how_held(text: str, read_only: bool, holder: str) -> str:
+    """How the process DuckDB's lock names (``holder``: its process id, in words) holds the file, as far as DuckDB's
+    words tell. Its file lock is one lock for readers and writers: a dashboard's read-only connection blocks a run
+    as a writer does, and was reported as a writer. DuckDB adds that the file could be opened read-only when its
+    holder only reads; without that sentence the holder may do either."""
+    if read_only:  # a reader is blocked by a writer only
+        return f"for writing{holder}"
+    if "open this database in read-only mode" in text:
+        return f"read-only{holder}, a DuckDB connection such as a dashboard's or a notebook's; a run needs the file to itself"
+    return f"({holder.strip(' ()') + ', ' if holder else ''}a DuckDB connection, read-only or for writing)"
 
 
 def set_pseudonym_key(con: duckdb.DuckDBPyConnection, key: bytes) -> None:
