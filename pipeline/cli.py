@@ -381,7 +381,7 @@ def _validate(
     import datetime as dt
     import json
 
-    from pipeline import ownership
+    from pipeline import ownership, warehouse
     from pipeline.errors import QualityGateError
     from pipeline.ingest import load, value_maps
     from pipeline.logs import log
@@ -390,7 +390,10 @@ def _validate(
     from pipeline.run import choose_audits
 
     warehouse_path = _read_warehouse(warehouse_path, cfg)
-    site_map = reference.kept_site_map(warehouse_path) if warehouse_path is not None else None
+    site_map = None
+    if warehouse_path is not None:
+        with warehouse.damage_named(warehouse_path, kept="nothing was changed", reader=True):
+            site_map = reference.kept_site_map(warehouse_path)
     if site_map is not None and reference.local_code_map_path(cfg, input_dir) is None:  # the words a run logs
         kept_from = ", ".join(sorted(set(site_map["source_file"])))
         log.info("site code map: none given; the one the warehouse kept, from %s", kept_from)
@@ -560,7 +563,11 @@ def _run_history(warehouse_path: Path | None, state_uri: str | None, config_path
             state.into_duckdb(con, runs)
             where = state.uri
     try:
-        yield con, where
+        if warehouse_path is None:
+            yield con, where
+        else:
+            with warehouse.damage_named(warehouse_path, kept="nothing was changed", reader=True):
+                yield con, where
     finally:
         con.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -13,7 +14,7 @@ from pathlib import Path
 import duckdb
 
 from pipeline import locks, ownership
-from pipeline.errors import ConfigError, WarehouseLockedError, WriteRefusedError, refused_write
+from pipeline.errors import ConfigError, WarehouseLockedError, WriteRefusedError, exceptions_behind, first_line, refused_write
 from pipeline.locks import describe
 from pipeline.sqltext import literal
 
@@ -108,6 +109,45 @@ def _how_held(text: str, read_only: bool, holder: str) -> str:
     if "open this database in read-only mode" in text:
         return f"read-only{holder}, a DuckDB connection such as a dashboard's or a notebook's; a run needs the file to itself"
     return f"({holder.strip(' ()') + ', ' if holder else ''}a DuckDB connection, read-only or for writing)"
+
+
+# DuckDB's words for a database file it cannot read back as written (a checksum, a block past the end); its
+# Python error is the plain duckdb.Error, so the text tells. A damaged input Parquet file or temp file is no
+# damaged warehouse: "Corrupt Parquet file", "Corrupt temporary file" are left out.
+_DAMAGE = re.compile(r"Corrupt database file|Corrupt (Encrypted )?WAL|Corrupt file - database|Corrupted \w")
+_SHORT_READ = re.compile(r'Could not read enough bytes from file "([^"]*)"')
+
+
+def damage(exc: BaseException, path: Path | str) -> str | None:
+    """DuckDB's first line when ``exc`` (or an error behind it) says the warehouse file ``path`` is damaged; else
+    None (any other failure, a bug included, stays what it is)."""
+    files = {os.path.abspath(path), os.path.abspath(str(path) + ".wal")}
+    for e in exceptions_behind(exc):
+        if not isinstance(e, duckdb.Error):
+            continue
+        text = str(e)
+        short = _SHORT_READ.search(text)
+        if _DAMAGE.search(text) or (short is not None and short.group(1) in files):
+            return " ".join(first_line(e).split())
+    return None
+
+
+def damaged_error(path: Path | str, problem: str, kept: str, reader: bool = False) -> ConfigError:
+    """The one line for a damaged warehouse file: what DuckDB found, what the command left, and the remedy."""
+    fix = "restore the file from a backup" + ("" if reader else ", or point --warehouse at a new path to start a new warehouse")
+    return ConfigError(f"--warehouse {path} is damaged ({problem}); {kept}: {fix}")
+
+
+@contextlib.contextmanager
+def damage_named(path: Path | str, kept: str, reader: bool = False):
+    """A damaged file found while the block reads the warehouse becomes one line naming it (``damaged_error``)."""
+    try:
+        yield
+    except Exception as exc:
+        problem = damage(exc, path)
+        if problem is None:
+            raise
+        raise damaged_error(path, problem, kept, reader) from None
 
 
 def set_pseudonym_key(con: duckdb.DuckDBPyConnection, key: bytes) -> None:
