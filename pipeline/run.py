@@ -184,6 +184,7 @@ def _execute(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, wa
         try:
             con = warehouse.connect(wh_path)
             try:
+                warehouse.mark_ours(con)  # what tells this file from someone else's database (check_is_ours)
                 history.ensure(con)
                 history.start(con, run_id, opts, started, ",".join(a.id for a in chosen))
                 rekeyed_since = history.key_changed(con, run_id, key)

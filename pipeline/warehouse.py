@@ -1,4 +1,4 @@
-"""Opening the DuckDB warehouse: one writer at a time, UTC session, no progress bar."""
+"""Opening the DuckDB warehouse: one writer at a time, UTC session, no progress bar; only a file order-audit made."""
 
 from __future__ import annotations
 
@@ -111,6 +111,78 @@ def _how_held(text: str, read_only: bool, holder: str) -> str:
     return f"({holder.strip(' ()') + ', ' if holder else ''}a DuckDB connection, read-only or for writing)"
 
 
+# The warehouse's own mark: a table every run makes in the file (``mark_ours``). A file holding anything else
+# is someone else's database, whose tables a run would alter and fill (a user's table named audit_runs got the
+# history's columns added before the run crashed).
+MARK_TABLE = "order_audit_warehouse"
+# a warehouse made before the mark: the run history every run has recorded itself in since the warehouse
+# kept one (history.DDL, first version; later columns are additions), which no other program writes
+LEGACY_HISTORY = (
+    "audit_runs",
+    frozenset(
+        ("run_id", "command", "status", "periods", "input_dir", "started_at", "finished_at", "duration_seconds")
+        + ("pid", "counts", "timings", "error")
+    ),
+)
+_OBJECTS = """
+    SELECT 'table ' || table_name FROM duckdb_tables() WHERE database_name = current_database() AND NOT internal
+    UNION ALL SELECT 'view ' || view_name FROM duckdb_views() WHERE database_name = current_database() AND NOT internal
+    UNION ALL SELECT 'schema ' || schema_name FROM duckdb_schemas()
+              WHERE database_name = current_database() AND NOT internal AND schema_name <> 'main'
+    UNION ALL SELECT 'sequence ' || sequence_name FROM duckdb_sequences() WHERE database_name = current_database()
+    UNION ALL SELECT 'macro ' || function_name FROM duckdb_functions()
+              WHERE database_name = current_database() AND NOT internal AND function_type IN ('macro', 'table_macro')
+    UNION ALL SELECT 'type ' || type_name FROM duckdb_types() WHERE database_name = current_database() AND NOT internal
+    ORDER BY 1"""
+
+
+def mark_ours(con: duckdb.DuckDBPyConnection) -> None:
+    """Mark the warehouse as order-audit's (a new one, or one an earlier version made: it is adopted)."""
+    con.execute(f"CREATE TABLE IF NOT EXISTS {MARK_TABLE} (made_by VARCHAR, marked_at TIMESTAMPTZ)")
+    con.execute(f"INSERT INTO {MARK_TABLE} SELECT 'order-audit', now() WHERE NOT EXISTS (SELECT 1 FROM {MARK_TABLE})")
+
+
+def someone_elses(con: duckdb.DuckDBPyConnection) -> list[str] | None:
+    """What the database holds when order-audit did not make it (e.g. ``['table sales', 'table audit_runs']``);
+    None for a warehouse of ours (its mark, or an earlier version's run history) or a database holding nothing."""
+    from pipeline import db
+
+    objects = [r[0] for r in con.execute(_OBJECTS).fetchall()]
+    if not objects or f"table {MARK_TABLE}" in objects:
+        return None
+    table, columns = LEGACY_HISTORY
+    if columns <= db.columns(con, table):
+        return None
+    return objects
+
+
+def check_is_ours(path: Path | str, reader: bool = False) -> None:
+    """Refuse, before anything is written or made, a DuckDB file order-audit did not make (it holds tables of
+    someone else's). A new path passes (a run makes the warehouse), as does an empty DuckDB file. ``reader``: runs,
+    diff, validate, which never make a warehouse. A file another process holds open is not looked into: the run
+    checks again once it holds the writer lock (``writer_lock``), and a reader's own opening says who holds it
+    (exit 4)."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    try:
+        con = connect(path, read_only=True)
+    except WarehouseLockedError:
+        return
+    try:
+        with damage_named(path, kept="nothing was changed", reader=reader):
+            held = someone_elses(con)
+    finally:
+        con.close()
+    if held is not None:
+        fix = "give --warehouse the file an earlier run made" + ("" if reader else ", or a new path to start a warehouse")
+        shown = ", ".join(held[:3]) + (f" and {len(held) - 3:,} more" if len(held) > 3 else "")
+        raise ConfigError(
+            f"--warehouse {path} is a DuckDB database that order-audit did not make (it holds {shown}); {fix} "
+            "(nothing was changed)"
+        )
+
+
 # DuckDB's words for a database file it cannot read back as written (a checksum, a block past the end); its
 # Python error is the plain duckdb.Error, so the text tells. A damaged input Parquet file or temp file is no
 # damaged warehouse: "Corrupt Parquet file", "Corrupt temporary file" are left out.
@@ -197,9 +269,14 @@ def run_is_gone(path: Path | str, run_id: str) -> bool:
     return holder.get("host") == socket.gethostname() and not ownership.process_alive(int(holder.get("pid", 0)))
 
 
+@contextlib.contextmanager
 def writer_lock(path: Path, run_id: str, command: str):
-    """Hold <warehouse>.lock for the whole run: one writer at a time, named in the refusal (``locks.held``)."""
+    """Hold <warehouse>.lock for the whole run: one writer at a time, named in the refusal (``locks.held``). The
+    file is checked again under the lock (``check_is_ours``): the check before it could not look into a file
+    another process held open, nor see it replaced since; a lock file made for a refused file is removed."""
     path = Path(path)
+    lock_path = _lock_path(path)
+    made = not lock_path.exists()
 
     def refusal(holder: dict) -> str:
         return (
@@ -207,4 +284,11 @@ def writer_lock(path: Path, run_id: str, command: str):
             "(order-audit runs lists it), or pass a different --warehouse"
         )
 
-    return locks.held(_lock_path(path), run_id, command, f"--warehouse {path}", refusal)
+    with locks.held(lock_path, run_id, command, f"--warehouse {path}", refusal):
+        try:
+            check_is_ours(path)
+        except ConfigError:
+            if made:  # held by us alone, and a refused run writes nothing: no other holder loses its lock
+                lock_path.unlink(missing_ok=True)
+            raise
+        yield

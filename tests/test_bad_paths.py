@@ -306,6 +306,75 @@ def _warehouse_args(command: str, small_input: Path, tmp_path: Path, wh: Path, *
     }[command]
 
 
+def someone_elses_database(path: Path) -> None:
+    """A DuckDB file of another program's, one of its tables named as the run history is, with other columns."""
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("CREATE TABLE sales AS SELECT 1 AS id")
+        con.execute("CREATE TABLE audit_runs (note VARCHAR)")
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("command", ["run", "runs", "diff", "validate"])
+def test_a_duckdb_database_order_audit_did_not_make_is_refused_unchanged(small_input, tmp_path, command):
+    """A run altered such a file's audit_runs table and added its own tables (and a .lock file) before it crashed
+    with a traceback; runs listed it as a warehouse without runs (exit 0)."""
+    wh = tmp_path / "other.duckdb"
+    someone_elses_database(wh)
+    before = wh.read_bytes()
+    line = one_line_error(
+        run_cli(*_warehouse_args(command, small_input, tmp_path, wh)),
+        1,
+        f"--warehouse {wh} is a DuckDB database that order-audit did not make (it holds table audit_runs, table sales)",
+        "give --warehouse the file an earlier run made",
+        "(nothing was changed)",
+    )
+    assert ("a new path to start a warehouse" in line) == (command == "run"), line
+    assert wh.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "other.duckdb"]  # no lock, no scratch, no output
+
+
+def test_the_writer_lock_checks_the_file_again_and_takes_back_the_lock_file_it_made(tmp_path):
+    """The check before the lock cannot look into a file another process holds open (nor see it replaced since):
+    the run's writer lock checks it again, and a refusal leaves no lock file it made (one already there stays)."""
+    from pipeline import warehouse
+    from pipeline.errors import ConfigError
+
+    wh = tmp_path / "other.duckdb"
+    someone_elses_database(wh)
+    with pytest.raises(ConfigError, match="order-audit did not make"), warehouse.writer_lock(wh, "R1", "run"):
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.duckdb"]
+    (tmp_path / "other.duckdb.lock").write_text("")
+    with pytest.raises(ConfigError, match="order-audit did not make"), warehouse.writer_lock(wh, "R1", "run"):
+        pass
+    assert (tmp_path / "other.duckdb.lock").exists()
+
+
+def test_an_empty_duckdb_file_is_adopted_and_a_warehouse_made_before_the_mark_is_recognised(small_input, tmp_path):
+    """A DuckDB file holding nothing is a new warehouse; a run marks what it makes (order_audit_warehouse), and a
+    warehouse an earlier version made, without the mark, is known by its run history and marked by its next run."""
+    wh = tmp_path / "wh.duckdb"
+    duckdb.connect(str(wh)).close()
+    assert run_audit(small_input, tmp_path / "out", "--warehouse", wh).returncode == 0
+    con = duckdb.connect(str(wh))
+    try:
+        assert con.execute("SELECT made_by FROM order_audit_warehouse").fetchall() == [("order-audit",)]
+        con.execute("DROP TABLE order_audit_warehouse")  # as a version before the mark left it
+    finally:
+        con.close()
+    listed = run_cli("runs", "--warehouse", wh)
+    assert listed.returncode == 0 and "succeeded" in listed.stdout, listed.stderr
+    again = run_audit(small_input, tmp_path / "out", "--warehouse", wh)
+    assert again.returncode == 0, again.stderr
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM order_audit_warehouse").fetchall() == [(1,)]
+    finally:
+        con.close()
+
+
 def _made_warehouse(small_input: Path, tmp_path: Path) -> Path:
     wh = tmp_path / "made" / "wh.duckdb"
     assert run_audit(small_input, tmp_path / "made" / "out", "--warehouse", wh).returncode == 0
