@@ -1,7 +1,8 @@
 """The order-audit command line: commands, options, exit codes; nothing else.
 
 Exit codes: 0 ok, 1 usage or configuration error, 2 input error, 3 data-quality gate
-failed, 4 another run holds the warehouse, 130 interrupted (SIGINT), 143 stopped (SIGTERM).
+failed, 4 another run holds the warehouse, 70 a bug (an unexpected exception), 130 interrupted
+(SIGINT), 143 stopped (SIGTERM).
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ import click
 
 from pipeline import months as months_mod
 from pipeline.errors import (
+    EXIT_BUG,
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
     EXIT_USAGE,
     AuditError,
     bounded,
     files_named,
+    first_line,
     printable,
     raise_if_stopped,
     refused_write,
@@ -378,7 +381,7 @@ def _validate(
     import datetime as dt
     import json
 
-    from pipeline import ownership
+    from pipeline import ownership, warehouse
     from pipeline.errors import QualityGateError
     from pipeline.ingest import load, value_maps
     from pipeline.logs import log
@@ -387,7 +390,10 @@ def _validate(
     from pipeline.run import choose_audits
 
     warehouse_path = _read_warehouse(warehouse_path, cfg)
-    site_map = reference.kept_site_map(warehouse_path) if warehouse_path is not None else None
+    site_map = None
+    if warehouse_path is not None:
+        with warehouse.damage_named(warehouse_path, kept="nothing was changed", reader=True):
+            site_map = reference.kept_site_map(warehouse_path)
     if site_map is not None and reference.local_code_map_path(cfg, input_dir) is None:  # the words a run logs
         kept_from = ", ".join(sorted(set(site_map["source_file"])))
         log.info("site code map: none given; the one the warehouse kept, from %s", kept_from)
@@ -557,7 +563,11 @@ def _run_history(warehouse_path: Path | None, state_uri: str | None, config_path
             state.into_duckdb(con, runs)
             where = state.uri
     try:
-        yield con, where
+        if warehouse_path is None:
+            yield con, where
+        else:
+            with warehouse.damage_named(warehouse_path, kept="nothing was changed", reader=True):
+                yield con, where
     finally:
         con.close()
 
@@ -822,16 +832,34 @@ def main(argv: list[str] | None = None) -> None:
             _stopped(exc, None)
         problem = refused_write(exc)  # disk full, read-only, no permission: the machine's, not a bug
         if problem is None:
-            raise
+            _bug(exc)
         _fail(f"error: {problem}", EXIT_USAGE)
     except Exception as exc:
         if stop_signal(exc):  # before click resolved a command
             _stopped(exc, None)
         problem = refused_write(exc)  # a library's own error for a full disk (DuckDB's TransactionException)
         if problem is None:
-            raise
+            _bug(exc)
         _fail(f"error: could not write ({problem}): free space or fix the folder, then run again", EXIT_USAGE)
     sys.exit(0)
+
+
+def _bug(exc: BaseException) -> None:
+    """An exception no part of the pipeline expected: a bug, not the job's input, options or machine. Its traceback
+    (for the maintainers), then the last line, exit 70: exit 1 told the scheduler to fix the job definition
+    (docs/SCHEDULING.md), and a JSON log ended in lines that are no JSON (the traceback goes in the event)."""
+    import traceback
+
+    trace = "".join(traceback.format_exception(exc))
+    message = (
+        f"error: an unexpected error, a bug in order-audit ({type(exc).__name__}: {first_line(exc)}); "
+        "report it to the maintainers with the traceback"
+    )
+    if json_logging():
+        event(bounded(message), level=logging.ERROR, event="error", exit_code=EXIT_BUG, traceback=trace)
+        _exit(EXIT_BUG)
+    sys.stderr.write(trace)
+    _fail(bounded(message), EXIT_BUG)
 
 
 def _flush_stdout() -> None:

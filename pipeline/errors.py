@@ -15,6 +15,7 @@ EXIT_USAGE = 1  # usage or configuration error
 EXIT_INPUT = 2  # an input file cannot be read as the data contract says
 EXIT_QUALITY_GATE = 3  # a blocking data-quality check failed
 EXIT_LOCKED = 4  # another run holds the warehouse
+EXIT_BUG = 70  # an unexpected exception: a bug (sysexits' EX_SOFTWARE), told from 1 (fix the job) by the scheduler
 EXIT_INTERRUPTED = 130  # Ctrl-C / SIGINT (128 + 2, the shell's convention)
 EXIT_TERMINATED = 143  # SIGTERM (128 + 15): a scheduler's stop, `timeout`, systemd
 

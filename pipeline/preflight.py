@@ -21,7 +21,8 @@ DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
 
 
 def check_warehouse_file(path: Path, reader: bool = False) -> None:
-    """An existing warehouse file must be a DuckDB database (not a folder, not empty, not other bytes).
+    """An existing warehouse file must be a DuckDB database order-audit made (not a folder, not empty, not other
+    bytes, not someone else's database).
     ``reader``: a command that only reads it (runs, diff, validate), for which no new warehouse is made."""
     path = Path(path)
     warehouse.database_text(warehouse.real_path(path))  # its scratch files go beside the file the link names
@@ -38,6 +39,7 @@ def check_warehouse_file(path: Path, reader: bool = False) -> None:
         what = "an empty file" if not head else "not a DuckDB database file"
         new = "" if reader else ", or a path that does not exist yet to start a new warehouse"
         raise ConfigError(f"--warehouse {path} is {what}; give the warehouse file an earlier run made{new} (nothing was changed)")
+    warehouse.check_is_ours(path, reader)  # someone else's DuckDB database: refused, unchanged
 
 
 def check_run(opts, out_root: Path, audit_ids: tuple[str, ...] = ()) -> None:

@@ -184,13 +184,14 @@ def _execute(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, wa
         try:
             con = warehouse.connect(wh_path)
             try:
+                warehouse.mark_ours(con)  # what tells this file from someone else's database (check_is_ours)
                 history.ensure(con)
                 history.start(con, run_id, opts, started, ",".join(a.id for a in chosen))
                 rekeyed_since = history.key_changed(con, run_id, key)
             finally:
                 con.close()
-        except Exception as exc:  # the warehouse's disk full before the run is even on record: one line
-            refused = _refused_write_error(exc, opts, committed=False)
+        except Exception as exc:  # the warehouse's disk full (or its file damaged) before the run is even on record
+            refused = _refused_write_error(exc, opts, committed=False) or _damaged_error(exc, opts, wh_path, committed=False)
             if refused is None:
                 raise
             raise refused from None
@@ -243,7 +244,7 @@ def _execute(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, wa
             finally:
                 ownership.remove(scratch)
         except BaseException as exc:
-            refused = _refused_write_error(exc, opts, committed=False)
+            refused = _refused_write_error(exc, opts, committed=False) or _damaged_error(exc, opts, wh_path, committed=False)
             _record_failure(wh_path, run_id, refused or exc, timings)
             if refused is not None:
                 raise refused from None
@@ -377,6 +378,22 @@ def _refused_write_error(
         f"warehouse already holds this run's data, ahead of the published reports: free space or fix the folder, "
         f"then publish with `{again}`"
     )
+
+
+def _damaged_error(exc: BaseException, opts: RunOptions, wh_path: Path, committed: bool) -> ConfigError | None:
+    """One line for a warehouse file DuckDB finds damaged while the run reads it (a checksum that does not match, a
+    block cut off), wherever it shows first; None for any other failure, which stays what it is."""
+    if isinstance(exc, AuditError) or stop_signal(exc) or opts.warehouse_path is None:
+        return None  # a throw-away warehouse is the run's own file: nothing of the user's to restore
+    problem = warehouse.damage(exc, wh_path)
+    if problem is None:
+        return None
+    kept = (
+        "this run had committed its data; the outputs it had not published are as they were"
+        if committed
+        else "this run loaded nothing into it and published nothing"
+    )
+    return warehouse.damaged_error(opts.warehouse_path, problem, kept)
 
 
 def _inputs_and_audits(opts: RunOptions, cfg: Config) -> tuple[dict | None, list, list[tuple[str, str]]]:
@@ -655,7 +672,9 @@ def _execute_locked(
     except BaseException as exc:
         # the warehouse transaction has committed; record why the outputs were not (all) published
         status = "interrupted" if stop_signal(exc) else "failed"
-        refused = _refused_write_error(exc, opts, committed=True, published=published)
+        refused = _refused_write_error(exc, opts, committed=True, published=published) or _damaged_error(
+            exc, opts, wh_path, committed=True
+        )
         why = stop_text(exc) or ((refused or exc).message if isinstance(refused or exc, AuditError) else str(exc))
         with contextlib.suppress(Exception):
             # recorded as each was out (record_published); again in case a stop landed inside that record

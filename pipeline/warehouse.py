@@ -1,7 +1,8 @@
-"""Opening the DuckDB warehouse: one writer at a time, UTC session, no progress bar."""
+"""Opening the DuckDB warehouse: one writer at a time, UTC session, no progress bar; only a file order-audit made."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -13,7 +14,7 @@ from pathlib import Path
 import duckdb
 
 from pipeline import locks, ownership
-from pipeline.errors import ConfigError, WarehouseLockedError, WriteRefusedError, refused_write
+from pipeline.errors import ConfigError, WarehouseLockedError, WriteRefusedError, exceptions_behind, first_line, refused_write
 from pipeline.locks import describe
 from pipeline.sqltext import literal
 
@@ -87,8 +88,8 @@ def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnect
         pid = re.search(r"PID (\d+)", text)
         holder = f" (process {pid.group(1)})" if pid else ""
         raise WarehouseLockedError(
-            f"{path}: another process holds the warehouse file open for writing{holder} (DuckDB's lock; "
-            "not an order-audit run); wait for it to close the file, or pass a different --warehouse"
+            f"{path}: another process holds the warehouse file open {_how_held(text, read_only, holder)} (DuckDB's "
+            "lock; not an order-audit run); wait for it to close the file, or pass a different --warehouse"
         ) from None
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
@@ -96,6 +97,129 @@ def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnect
         # bounded memory: DuckDB spills to <warehouse>.tmp beyond this instead of taking 80% of RAM
         con.execute(f"SET memory_limit = {literal(memory_limit())}")
     return con
+
+
+def _how_held(text: str, read_only: bool, holder: str) -> str:
+    """How the process DuckDB's lock names (``holder``: its process id, in words) holds the file, as far as DuckDB's
+    words tell. Its file lock is one lock for readers and writers: a dashboard's read-only connection blocks a run
+    as a writer does, and was reported as a writer. DuckDB adds that the file could be opened read-only when its
+    holder only reads; without that sentence the holder may do either."""
+    if read_only:  # a reader is blocked by a writer only
+        return f"for writing{holder}"
+    if "open this database in read-only mode" in text:
+        return f"read-only{holder}, a DuckDB connection such as a dashboard's or a notebook's; a run needs the file to itself"
+    return f"({holder.strip(' ()') + ', ' if holder else ''}a DuckDB connection, read-only or for writing)"
+
+
+# The warehouse's own mark: a table every run makes in the file (``mark_ours``). A file holding anything else
+# is someone else's database, whose tables a run would alter and fill (a user's table named audit_runs got the
+# history's columns added before the run crashed).
+MARK_TABLE = "order_audit_warehouse"
+# a warehouse made before the mark: the run history every run has recorded itself in since the warehouse
+# kept one (history.DDL, first version; later columns are additions), which no other program writes
+LEGACY_HISTORY = (
+    "audit_runs",
+    frozenset(
+        ("run_id", "command", "status", "periods", "input_dir", "started_at", "finished_at", "duration_seconds")
+        + ("pid", "counts", "timings", "error")
+    ),
+)
+_OBJECTS = """
+    SELECT 'table ' || table_name FROM duckdb_tables() WHERE database_name = current_database() AND NOT internal
+    UNION ALL SELECT 'view ' || view_name FROM duckdb_views() WHERE database_name = current_database() AND NOT internal
+    UNION ALL SELECT 'schema ' || schema_name FROM duckdb_schemas()
+              WHERE database_name = current_database() AND NOT internal AND schema_name <> 'main'
+    UNION ALL SELECT 'sequence ' || sequence_name FROM duckdb_sequences() WHERE database_name = current_database()
+    UNION ALL SELECT 'macro ' || function_name FROM duckdb_functions()
+              WHERE database_name = current_database() AND NOT internal AND function_type IN ('macro', 'table_macro')
+    UNION ALL SELECT 'type ' || type_name FROM duckdb_types() WHERE database_name = current_database() AND NOT internal
+    ORDER BY 1"""
+
+
+def mark_ours(con: duckdb.DuckDBPyConnection) -> None:
+    """Mark the warehouse as order-audit's (a new one, or one an earlier version made: it is adopted)."""
+    con.execute(f"CREATE TABLE IF NOT EXISTS {MARK_TABLE} (made_by VARCHAR, marked_at TIMESTAMPTZ)")
+    con.execute(f"INSERT INTO {MARK_TABLE} SELECT 'order-audit', now() WHERE NOT EXISTS (SELECT 1 FROM {MARK_TABLE})")
+
+
+def someone_elses(con: duckdb.DuckDBPyConnection) -> list[str] | None:
+    """What the database holds when order-audit did not make it (e.g. ``['table sales', 'table audit_runs']``);
+    None for a warehouse of ours (its mark, or an earlier version's run history) or a database holding nothing."""
+    from pipeline import db
+
+    objects = [r[0] for r in con.execute(_OBJECTS).fetchall()]
+    if not objects or f"table {MARK_TABLE}" in objects:
+        return None
+    table, columns = LEGACY_HISTORY
+    if columns <= db.columns(con, table):
+        return None
+    return objects
+
+
+def check_is_ours(path: Path | str, reader: bool = False) -> None:
+    """Refuse, before anything is written or made, a DuckDB file order-audit did not make (it holds tables of
+    someone else's). A new path passes (a run makes the warehouse), as does an empty DuckDB file. ``reader``: runs,
+    diff, validate, which never make a warehouse. A file another process holds open is not looked into: the run
+    checks again once it holds the writer lock (``writer_lock``), and a reader's own opening says who holds it
+    (exit 4)."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    try:
+        con = connect(path, read_only=True)
+    except WarehouseLockedError:
+        return
+    try:
+        with damage_named(path, kept="nothing was changed", reader=reader):
+            held = someone_elses(con)
+    finally:
+        con.close()
+    if held is not None:
+        fix = "give --warehouse the file an earlier run made" + ("" if reader else ", or a new path to start a warehouse")
+        shown = ", ".join(held[:3]) + (f" and {len(held) - 3:,} more" if len(held) > 3 else "")
+        raise ConfigError(
+            f"--warehouse {path} is a DuckDB database that order-audit did not make (it holds {shown}); {fix} "
+            "(nothing was changed)"
+        )
+
+
+# DuckDB's words for a database file it cannot read back as written (a checksum, a block past the end); its
+# Python error is the plain duckdb.Error, so the text tells. A damaged input Parquet file or temp file is no
+# damaged warehouse: "Corrupt Parquet file", "Corrupt temporary file" are left out.
+_DAMAGE = re.compile(r"Corrupt database file|Corrupt (Encrypted )?WAL|Corrupt file - database|Corrupted \w")
+_SHORT_READ = re.compile(r'Could not read enough bytes from file "([^"]*)"')
+
+
+def damage(exc: BaseException, path: Path | str) -> str | None:
+    """DuckDB's first line when ``exc`` (or an error behind it) says the warehouse file ``path`` is damaged; else
+    None (any other failure, a bug included, stays what it is)."""
+    files = {os.path.abspath(path), os.path.abspath(str(path) + ".wal")}
+    for e in exceptions_behind(exc):
+        if not isinstance(e, duckdb.Error):
+            continue
+        text = str(e)
+        short = _SHORT_READ.search(text)
+        if _DAMAGE.search(text) or (short is not None and short.group(1) in files):
+            return " ".join(first_line(e).split())
+    return None
+
+
+def damaged_error(path: Path | str, problem: str, kept: str, reader: bool = False) -> ConfigError:
+    """The one line for a damaged warehouse file: what DuckDB found, what the command left, and the remedy."""
+    fix = "restore the file from a backup" + ("" if reader else ", or point --warehouse at a new path to start a new warehouse")
+    return ConfigError(f"--warehouse {path} is damaged ({problem}); {kept}: {fix}")
+
+
+@contextlib.contextmanager
+def damage_named(path: Path | str, kept: str, reader: bool = False):
+    """A damaged file found while the block reads the warehouse becomes one line naming it (``damaged_error``)."""
+    try:
+        yield
+    except Exception as exc:
+        problem = damage(exc, path)
+        if problem is None:
+            raise
+        raise damaged_error(path, problem, kept, reader) from None
 
 
 def set_pseudonym_key(con: duckdb.DuckDBPyConnection, key: bytes) -> None:
@@ -145,9 +269,14 @@ def run_is_gone(path: Path | str, run_id: str) -> bool:
     return holder.get("host") == socket.gethostname() and not ownership.process_alive(int(holder.get("pid", 0)))
 
 
+@contextlib.contextmanager
 def writer_lock(path: Path, run_id: str, command: str):
-    """Hold <warehouse>.lock for the whole run: one writer at a time, named in the refusal (``locks.held``)."""
+    """Hold <warehouse>.lock for the whole run: one writer at a time, named in the refusal (``locks.held``). The
+    file is checked again under the lock (``check_is_ours``): the check before it could not look into a file
+    another process held open, nor see it replaced since; a lock file made for a refused file is removed."""
     path = Path(path)
+    lock_path = _lock_path(path)
+    made = not lock_path.exists()
 
     def refusal(holder: dict) -> str:
         return (
@@ -155,4 +284,11 @@ def writer_lock(path: Path, run_id: str, command: str):
             "(order-audit runs lists it), or pass a different --warehouse"
         )
 
-    return locks.held(_lock_path(path), run_id, command, f"--warehouse {path}", refusal)
+    with locks.held(lock_path, run_id, command, f"--warehouse {path}", refusal):
+        try:
+            check_is_ours(path)
+        except ConfigError:
+            if made:  # held by us alone, and a refused run writes nothing: no other holder loses its lock
+                lock_path.unlink(missing_ok=True)
+            raise
+        yield

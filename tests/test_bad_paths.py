@@ -325,6 +325,144 @@ def test_warehouse_with_a_duckdb_header_but_corrupt_is_one_line(small_input, tmp
     assert wh.read_bytes() == before and not (tmp_path / "out").exists()
 
 
+def _warehouse_args(command: str, small_input: Path, tmp_path: Path, wh: Path, *extra) -> tuple:
+    return {
+        "run": ("run", "--input", small_input, "--out", tmp_path / "out", "--warehouse", wh, "--no-validate", *extra),
+        "runs": ("runs", "--warehouse", wh, *extra),
+        "diff": ("diff", "A", "B", "--warehouse", wh, *extra),
+        "validate": ("validate", "--input", small_input, "--warehouse", wh, *extra),
+    }[command]
+
+
+def someone_elses_database(path: Path) -> None:
+    """A DuckDB file of another program's, one of its tables named as the run history is, with other columns."""
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("CREATE TABLE sales AS SELECT 1 AS id")
+        con.execute("CREATE TABLE audit_runs (note VARCHAR)")
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("command", ["run", "runs", "diff", "validate"])
+def test_a_duckdb_database_order_audit_did_not_make_is_refused_unchanged(small_input, tmp_path, command):
+    """A run altered such a file's audit_runs table and added its own tables (and a .lock file) before it crashed
+    with a traceback; runs listed it as a warehouse without runs (exit 0)."""
+    wh = tmp_path / "other.duckdb"
+    someone_elses_database(wh)
+    before = wh.read_bytes()
+    line = one_line_error(
+        run_cli(*_warehouse_args(command, small_input, tmp_path, wh)),
+        1,
+        f"--warehouse {wh} is a DuckDB database that order-audit did not make (it holds table audit_runs, table sales)",
+        "give --warehouse the file an earlier run made",
+        "(nothing was changed)",
+    )
+    assert ("a new path to start a warehouse" in line) == (command == "run"), line
+    assert wh.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "other.duckdb"]  # no lock, no scratch, no output
+
+
+def test_the_writer_lock_checks_the_file_again_and_takes_back_the_lock_file_it_made(tmp_path):
+    """The check before the lock cannot look into a file another process holds open (nor see it replaced since):
+    the run's writer lock checks it again, and a refusal leaves no lock file it made (one already there stays)."""
+    from pipeline import warehouse
+    from pipeline.errors import ConfigError
+
+    wh = tmp_path / "other.duckdb"
+    someone_elses_database(wh)
+    with pytest.raises(ConfigError, match="order-audit did not make"), warehouse.writer_lock(wh, "R1", "run"):
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.duckdb"]
+    (tmp_path / "other.duckdb.lock").write_text("")
+    with pytest.raises(ConfigError, match="order-audit did not make"), warehouse.writer_lock(wh, "R1", "run"):
+        pass
+    assert (tmp_path / "other.duckdb.lock").exists()
+
+
+def test_an_empty_duckdb_file_is_adopted_and_a_warehouse_made_before_the_mark_is_recognised(small_input, tmp_path):
+    """A DuckDB file holding nothing is a new warehouse; a run marks what it makes (order_audit_warehouse), and a
+    warehouse an earlier version made, without the mark, is known by its run history and marked by its next run."""
+    wh = tmp_path / "wh.duckdb"
+    duckdb.connect(str(wh)).close()
+    assert run_audit(small_input, tmp_path / "out", "--warehouse", wh).returncode == 0
+    con = duckdb.connect(str(wh))
+    try:
+        assert con.execute("SELECT made_by FROM order_audit_warehouse").fetchall() == [("order-audit",)]
+        con.execute("DROP TABLE order_audit_warehouse")  # as a version before the mark left it
+    finally:
+        con.close()
+    listed = run_cli("runs", "--warehouse", wh)
+    assert listed.returncode == 0 and "succeeded" in listed.stdout, listed.stderr
+    again = run_audit(small_input, tmp_path / "out", "--warehouse", wh)
+    assert again.returncode == 0, again.stderr
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM order_audit_warehouse").fetchall() == [(1,)]
+    finally:
+        con.close()
+
+
+def _made_warehouse(small_input: Path, tmp_path: Path) -> Path:
+    wh = tmp_path / "made" / "wh.duckdb"
+    assert run_audit(small_input, tmp_path / "made" / "out", "--warehouse", wh).returncode == 0
+    return wh
+
+
+def _damage_blocks_of(wh: Path, table: str) -> None:
+    """Overwrite bytes in every block holding the table's data (its checksum no longer matches), as a failing disk
+    or a bad copy does; the file still opens (its catalog is elsewhere)."""
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        (block_size,) = con.execute("SELECT block_size FROM pragma_database_size()").fetchone()
+        blocks = con.execute(f"SELECT DISTINCT block_id FROM pragma_storage_info('{table}') WHERE block_id >= 0").fetchall()
+    finally:
+        con.close()
+    with wh.open("r+b") as fh:
+        for (block,) in blocks:
+            fh.seek(3 * 4096 + block * block_size + 100)
+            fh.write(b"\xff" * 64)
+
+
+@pytest.mark.parametrize("command", ["run", "runs"])
+def test_a_warehouse_damaged_inside_is_one_line_naming_it_in_the_logs_format(small_input, tmp_path, command):
+    """A checksum that does not match in a block the command reads: a traceback of 41 lines, exit 1, and no JSON
+    line in a JSON log; now the error event names the file and the remedy."""
+    wh = _made_warehouse(small_input, tmp_path)
+    _damage_blocks_of(wh, "audit_runs")
+    result = run_cli(*_warehouse_args(command, small_input, tmp_path, wh, "--log-format", "json"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    last = json.loads(result.stderr.strip().splitlines()[-1])
+    assert (last["event"], last["exit_code"]) == ("error", 1)
+    assert last["message"].startswith(f"error: --warehouse {wh} is damaged (Corrupt database file: "), last["message"]
+    assert "restore the file from a backup" in last["message"]
+    kept = "this run loaded nothing into it and published nothing" if command == "run" else "nothing was changed"
+    assert kept in last["message"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_duckdbs_words_for_a_damaged_warehouse_file_are_told_from_other_failures(tmp_path):
+    """A file cut short (a copy or restore cut off) reads as a short read of the warehouse file itself; a short read
+    of another file (a Parquet file of its .sources store), a bad query or a lock are no damaged warehouse."""
+    from pipeline import warehouse
+
+    wh = tmp_path / "wh.duckdb"
+    short = 'IO Error: Could not read enough bytes from file "{}": attempted to read 262144 bytes from location 1'
+    assert warehouse.damage(duckdb.IOException(short.format(wh)), wh).startswith("IO Error: Could not read enough")
+    assert warehouse.damage(duckdb.IOException(short.format(f"{wh}.sources/orders/1.parquet")), wh) is None
+    checksum = "Corrupt database file: computed checksum 1 does not match stored checksum 2 in block at location 3"
+    assert warehouse.damage(duckdb.Error(checksum), wh) == checksum
+    try:  # what a library raised while handling it counts too
+        try:
+            raise duckdb.Error(checksum)
+        except duckdb.Error as inner:
+            raise RuntimeError("reading the site code map") from inner
+    except RuntimeError as outer:
+        assert warehouse.damage(outer, wh) == checksum
+    assert warehouse.damage(duckdb.BinderException('Referenced column "status" not found'), wh) is None
+    assert warehouse.damage(duckdb.IOException('Could not set lock on file "x": Conflicting lock'), wh) is None
+
+
 def test_warehouse_that_is_a_folder_is_one_line(small_input, tmp_path):
     (tmp_path / "wh").mkdir()
     result = run_audit(small_input, tmp_path / "out", "--warehouse", tmp_path / "wh")

@@ -180,6 +180,37 @@ def test_json_logs_end_with_the_error_as_json(small_input, tmp_path, code):
     assert text.stderr.splitlines()[-1] == "order-audit: " + lines[-1]["message"]  # the same words as plain text
 
 
+BUG = """
+import sys
+import pipeline.synth
+from pipeline import cli
+
+def broken(*args, **kwargs):
+    raise RuntimeError("a bug in the generator")
+
+pipeline.synth.generate = broken  # what no expected failure is: a bug
+cli.main(sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_bug_exits_70_with_its_traceback_not_1(tmp_path, log_format):
+    """docs/SCHEDULING.md: a bug (any other code) prints a traceback and alerts the maintainers, while 1 tells the
+    operator to fix the job. An unexpected exception exited 1 (Python's own traceback), and its lines were no JSON."""
+    args = ["synth", "--patients", "1", "--out", str(tmp_path / "s"), "--log-format", log_format]
+    result = subprocess.run([sys.executable, "-c", BUG, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 70, (result.returncode, result.stderr)
+    message = "error: an unexpected error, a bug in order-audit (RuntimeError: a bug in the generator); report it"
+    if log_format == "json":
+        (line,) = [json.loads(line) for line in result.stderr.splitlines()]
+        assert (line["event"], line["exit_code"]) == ("error", 70)
+        assert line["message"].startswith(message)
+        assert line["traceback"].startswith("Traceback") and "a bug in the generator" in line["traceback"]
+    else:
+        assert result.stderr.startswith("Traceback (most recent call last):")
+        assert result.stderr.splitlines()[-1].startswith("order-audit: " + message)
+
+
 def test_exit_3_missing_required_column_touches_nothing(small_input, tmp_path):
     """A missing column is found from the header, before the warehouse or its history is opened."""
     wh = tmp_path / "wh.duckdb"

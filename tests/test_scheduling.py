@@ -721,6 +721,36 @@ def test_other_process_holding_duckdb_file_exits_4(baseline, tmp_path):
     assert len(json.loads(runs.stdout)) == 1
 
 
+HOLD_DUCKDB_READ_ONLY = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1], read_only=True)  # a dashboard's connection, kept open
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_read_only_connection_left_open_blocks_a_run_and_is_named_a_reader(baseline, tmp_path):
+    """DuckDB's file lock is one lock for readers and writers: a dashboard's read-only connection stops a run (exit 4),
+    which said the process held the file open for writing. Its refusal now says it reads; readers go on."""
+    site = tmp_path / "site"
+    shutil.copytree(baseline / "site", site, symlinks=True)
+    wh, out = site / "wh.duckdb", site / "out"
+    before = files(out)
+    holder = _holder(HOLD_DUCKDB_READ_ONLY, wh)
+    try:
+        second = audit(baseline / "in", out, wh)
+        assert second.returncode == 4 and "Traceback" not in second.stderr, second.stderr
+        said = f"another process holds the warehouse file open read-only (process {holder.pid}), a DuckDB connection"
+        assert said in second.stderr
+        assert "for writing" not in second.stderr
+        assert "succeeded" in ok(run_cli("runs", "--warehouse", wh)).stdout  # readers share the file
+    finally:
+        holder.kill()
+        holder.wait()
+    assert files(out) == before
+    ok(audit(baseline / "in", out, wh))
+
+
 def _stopped(proc: subprocess.Popen, within: float = 300) -> None:
     """Wait until ``proc`` has stopped itself (ORDER_AUDIT_FAULT_SIGNAL=STOP: frozen where the fault point is)."""
     deadline = time.monotonic() + within
