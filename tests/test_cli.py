@@ -298,6 +298,9 @@ def test_progress_bar_only_on_a_terminal(small_input, tmp_path):
         assert sorted(p.name for p in (tmp_path / "bf2" / audit_id).iterdir() if not p.name.startswith(".")) == [
             "2025-05",
             "2025-06",
+            "metrics.csv",  # the backfill's one feed, its last month's, beside the months
+            "metrics.json",
+            "metrics.parquet",
         ]
 
 

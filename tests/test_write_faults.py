@@ -46,7 +46,8 @@ def files(folder: Path) -> dict[str, bytes]:
 def error_line(result: subprocess.CompletedProcess) -> str:
     assert result.returncode == 1, (result.returncode, result.stderr)
     assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
+    # a month after the data's last date is a warning line before it (period_status: the extract does not reach it)
+    lines = [line for line in result.stderr.strip().splitlines() if "before the month: the extract" not in line]
     assert len(lines) == 1 and lines[0].startswith("order-audit: error: "), result.stderr
     return lines[0]
 
