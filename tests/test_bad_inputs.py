@@ -59,7 +59,8 @@ def _write_orders_raw(path: Path, rows: list[list[str]], tail: str = "", newline
         fh.write(tail)
 
 
-HISTORY_TABLES = {"audit_runs", "audit_results", "run_verdicts"}
+# the run history and the mark that tells the warehouse as order-audit's (warehouse.MARK_TABLE)
+HISTORY_TABLES = {"audit_runs", "audit_results", "run_verdicts", "order_audit_warehouse"}
 
 
 def _assert_nothing_written(out: Path, wh: Path) -> None:
