@@ -56,10 +56,9 @@ def check_run(opts, out_root: Path, audit_ids: tuple[str, ...] = ()) -> None:
         _check_writable(out_root, "--out", opts.out_dir)  # a plain folder is updated file by file
         _check_site_files(opts, out_root)
         _check_audit_folders(opts, out_root, audit_ids)
-    elif out_root.is_dir():  # a --out order-audit made (a link to its version folder): its layout all the same
-        for audit_id in audit_ids:
-            if (out_root / audit_id).is_dir():
-                _check_layout(opts, out_root / audit_id, audit_id)
+    for audit_id in audit_ids:  # a plain folder or a link to a version folder order-audit made: one layout
+        if (out_root / audit_id).is_dir():
+            _check_layout(opts, out_root / audit_id, audit_id)
     if opts.warehouse_path is None:
         check_temp_dir()  # the throw-away warehouse
     else:
@@ -150,7 +149,6 @@ def _check_audit_folders(opts, out_root: Path, audit_ids: tuple[str, ...]) -> No
         if folder.is_dir() and not any(folder.iterdir()):
             continue  # an empty folder: nothing in it to replace
         if folder.is_dir() and _published_into(folder, MONTH_FOLDER):
-            _check_layout(opts, folder, audit_id)
             continue
         what = "a folder" if folder.is_dir() else "a file"
         raise ConfigError(

@@ -191,7 +191,7 @@ def _execute(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, wa
             finally:
                 con.close()
         except Exception as exc:  # the warehouse's disk full (or its file damaged) before the run is even on record
-            refused = _refused_write_error(exc, opts, committed=False) or _damaged_error(exc, opts, wh_path, committed=False)
+            refused = _one_line_error(exc, opts, wh_path, committed=False)
             if refused is None:
                 raise
             raise refused from None
@@ -244,7 +244,7 @@ def _execute(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, wa
             finally:
                 ownership.remove(scratch)
         except BaseException as exc:
-            refused = _refused_write_error(exc, opts, committed=False) or _damaged_error(exc, opts, wh_path, committed=False)
+            refused = _one_line_error(exc, opts, wh_path, committed=False)
             _record_failure(wh_path, run_id, refused or exc, timings)
             if refused is not None:
                 raise refused from None
@@ -378,6 +378,14 @@ def _refused_write_error(
         f"warehouse already holds this run's data, ahead of the published reports: free space or fix the folder, "
         f"then publish with `{again}`"
     )
+
+
+def _one_line_error(
+    exc: BaseException, opts: RunOptions, wh_path: Path, committed: bool, published: list[tuple[str, str]] = ()
+) -> AuditError | None:
+    """The one line for a failure that is the machine's or the warehouse file's, not a bug: a refused write, then a
+    damaged warehouse; None for any other failure, which stays what it is."""
+    return _refused_write_error(exc, opts, committed, published) or _damaged_error(exc, opts, wh_path, committed)
 
 
 def _damaged_error(exc: BaseException, opts: RunOptions, wh_path: Path, committed: bool) -> ConfigError | None:
@@ -672,9 +680,7 @@ def _execute_locked(
     except BaseException as exc:
         # the warehouse transaction has committed; record why the outputs were not (all) published
         status = "interrupted" if stop_signal(exc) else "failed"
-        refused = _refused_write_error(exc, opts, committed=True, published=published) or _damaged_error(
-            exc, opts, wh_path, committed=True
-        )
+        refused = _one_line_error(exc, opts, wh_path, committed=True, published=published)
         why = stop_text(exc) or ((refused or exc).message if isinstance(refused or exc, AuditError) else str(exc))
         with contextlib.suppress(Exception):
             # recorded as each was out (record_published); again in case a stop landed inside that record

@@ -206,7 +206,7 @@ def switch_mode(out_dir: Path) -> bool:
     """All-or-nothing publication (a symlink switch) where out_dir is new or a symlink publish() made. A folder
     that exists, even empty, is the user's: replacing it by a link had removed it, and with it its owner, group,
     setgid bit and mode (a folder shared with a group only became a world-readable one of root's)."""
-    return out_dir.is_symlink() or not (out_dir.exists() or out_dir.is_symlink())
+    return out_dir.is_symlink() or not out_dir.exists()
 
 
 def publish(staging: Path, out_dir: Path, version: str, on_file=None) -> str:
@@ -250,8 +250,8 @@ def publish(staging: Path, out_dir: Path, version: str, on_file=None) -> str:
     out_dir.mkdir(parents=True, exist_ok=True)
     files = [p for p in sorted(staging.rglob("*")) if not p.is_dir() and p.relative_to(staging).as_posix() != ownership.MARK]
     files.sort(key=lambda p: p.name == "run.json")  # run.json last: it names the run the files belong to
-    stale = stale_files(staging, out_dir)
-    pending = _write_pending(staging, out_dir, stale)
+    found = _stale(staging, out_dir)
+    stale, pending = list(found), _write_pending(staging, out_dir, found)
     for src in files:
         if src.name == "run.json" and stale:  # before any run.json: one that names the new run names all it left
             _remove_files(stale, out_dir)
@@ -267,32 +267,28 @@ def publish(staging: Path, out_dir: Path, version: str, on_file=None) -> str:
     return "files"
 
 
-def carry_unpublished(out_dir: Path, staging: Path) -> list[str]:
+def carry_unpublished(out_dir: Path, staging: Path) -> None:
     """Link into the staged tree what the version out_dir points to holds and this run does not publish, but the
     files of the run before that this run does not write again (``stale_files``): a file the user put in --out or
     changed, hidden ones too (an .htaccess), the folders of audits this run did not run, a backfill's month folders.
     A switch had dropped them with the old version, where a plain folder, updated file by file, keeps them: now
     both ways leave the same tree. Called before the site index is written, which lists what is carried. Hard
     links: the old version stays whole until the switch, and a killed run leaves only its own version, which the
-    next run's sweep removes. A folder made again takes its mode, owner and group. Returns what was carried."""
+    next run's sweep removes. A folder made again takes its mode, owner and group."""
     current = os.readlink(out_dir) if out_dir.is_symlink() else ""
-    if not _our_link(out_dir, current):
-        return []
     version = out_dir.parent / current
-    if not version.is_dir():
-        return []
+    if not _our_link(out_dir, current) or not version.is_dir():
+        return
     stale = {p.relative_to(version) for p in stale_files(staging, version)}
     stale |= {Path("run.json"), Path("index.html")}  # the run's own record and site index, written after this
-    carried: list[Path] = []
-    _carry(version, staging, stale, Path(), carried)
-    return [c.as_posix() for c in carried]
+    _carry(version, staging, stale, Path())
 
 
 # a killed run's leftovers in a version folder, never carried: the next run's sweep removes them where they are
 _LEFTOVERS = (STAGING_RE, LINK_RE, INDEX_TMP_RE)
 
 
-def _carry(source: Path, dest: Path, stale: set[Path], below: Path, carried: list[Path]) -> None:
+def _carry(source: Path, dest: Path, stale: set[Path], below: Path) -> None:
     for entry in sorted(source.iterdir()):
         rel, target = below / entry.name, dest / entry.name
         if rel in stale or entry.name == ownership.MARK or any(r.match(entry.name) for r in _LEFTOVERS):
@@ -301,25 +297,22 @@ def _carry(source: Path, dest: Path, stale: set[Path], below: Path, carried: lis
         if entry.is_symlink():
             if not taken:
                 os.symlink(os.readlink(entry), target)
-                carried.append(rel)
         elif entry.is_dir():
             if taken and (target.is_symlink() or not target.is_dir()):
                 continue
             if not taken:
                 target.mkdir()
-            _carry(entry, target, stale, rel, carried)
+            _carry(entry, target, stale, rel)
             if not taken:
                 if any(entry.iterdir()) and not any(target.iterdir()):
                     target.rmdir()  # it held only the run before's stale files
-                    continue
-                _same_owner_and_mode(entry, target)
-                carried.append(rel)
+                else:
+                    _same_owner_and_mode(entry, target)
         elif not taken:
             try:
                 os.link(entry, target)
             except OSError:  # a file system without hard links
                 shutil.copy2(entry, target)
-            carried.append(rel)
 
 
 def _same_owner_and_mode(source: Path, target: Path) -> None:
@@ -341,16 +334,18 @@ def stale_files(staging: Path, out_dir: Path) -> list[Path]:
     while it moved its files in (``PENDING``), and unchanged since (the same sha256). A plain folder had kept
     them, named by no run.json, pages of another month beside the new report. A file the user put there or
     changed is no file of a run's, and stays; nothing outside out_dir is ever one."""
+    return list(_stale(staging, out_dir))
+
+
+def _stale(staging: Path, out_dir: Path) -> dict[Path, dict]:
+    """``stale_files`` with what the record that lists each says of it (its sha256, which the file still has)."""
     staged = {p.relative_to(staging).as_posix() for p in staging.rglob("*") if not p.is_dir()}
-    listed = dict(_json_object(out_dir / PENDING).get("files") or {})
-    for record in sorted(staging.rglob("run.json")):
-        folder = record.parent.relative_to(staging)
-        if "audit" not in _json_object(record):  # the run's own record at the top lists other audits' files too
-            continue
-        earlier = _json_object(out_dir / folder / "run.json").get("files")
+    listed = dict(read_json_object(out_dir / PENDING).get("files") or {})
+    for folder, _ in _audit_records(staging):
+        earlier = read_json_object(out_dir / folder / "run.json").get("files")
         for name, info in earlier.items() if isinstance(earlier, dict) else ():
             listed[(folder / name).as_posix()] = info
-    stale = []
+    stale = {}
     for name, info in sorted(listed.items()):
         parts = PurePosixPath(name).parts
         # a backfill's month folders have records of their own
@@ -361,24 +356,27 @@ def stale_files(staging: Path, out_dir: Path) -> list[Path]:
         # under out_dir itself: no folder on the way may be a link out of it (a run.json is only a file)
         within = path.resolve().is_relative_to(out_dir.resolve())
         if within and path.is_file() and not path.is_symlink() and sha256_of(path) == info.get("sha256"):
-            stale.append(path)
+            stale[path] = info
     return stale
 
 
-def _write_pending(staging: Path, out_dir: Path, stale: list[Path]) -> Path:
+def _audit_records(staging: Path):
+    """(folder under staging, record) of each staged audit folder's run.json; the run's own record at the top,
+    which lists every audit's files, is none."""
+    for record in sorted(staging.rglob("run.json")):
+        info = read_json_object(record)
+        if "audit" in info:
+            yield record.parent.relative_to(staging), info
+
+
+def _write_pending(staging: Path, out_dir: Path, stale: dict[Path, dict]) -> Path:
     """``PENDING``: this run's files (as its audit folders' records list them) and the stale ones it removes."""
     files = {}
-    for record in sorted(staging.rglob("run.json")):
-        info = _json_object(record)
-        if "audit" in info and isinstance(info.get("files"), dict):
-            folder = record.parent.relative_to(staging)
+    for folder, info in _audit_records(staging):
+        if isinstance(info.get("files"), dict):
             files.update({(folder / name).as_posix(): v for name, v in info["files"].items()})
-    files.update({p.relative_to(out_dir).as_posix(): {"sha256": sha256_of(p)} for p in stale})
-    path = out_dir / PENDING
-    tmp = out_dir / f"{PENDING}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps({"files": files}, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    files.update({p.relative_to(out_dir).as_posix(): info for p, info in stale.items()})
+    return write_json(out_dir / PENDING, {"files": files})
 
 
 def _remove_files(paths: list[Path], out_dir: Path) -> None:
@@ -394,7 +392,8 @@ def _remove_files(paths: list[Path], out_dir: Path) -> None:
             folder = folder.parent
 
 
-def _json_object(path: Path) -> dict:
+def read_json_object(path: Path) -> dict:
+    """The JSON object in a file, or {} when it is missing, unreadable or holds something else."""
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

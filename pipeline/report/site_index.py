@@ -3,7 +3,6 @@ with their headline rates, read from each folder's run.json."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -12,16 +11,10 @@ from pipeline.audits import with_parameters
 from pipeline.months import MONTH
 from pipeline.report import sections
 from pipeline.report.feed import SCHEMA_VERSION
+from pipeline.report.outputs import read_json_object
 from pipeline.report.templates import make_env
 
 SITE_INDEX_TEMPLATE = "site_index.html"
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 def _entry(folder: Path, href: str, info: dict, low: int) -> dict:
@@ -84,12 +77,12 @@ def render_site_index(out_root: Path, low: int = 20, also: Path | None = None) -
         folder = next(Path(r) / name for r in roots if (Path(r) / name).is_dir())
         entries = []
         if (folder / "run.json").is_file():
-            entries.append(_entry(folder, f"{folder.name}/", _read_json(folder / "run.json"), low))
+            entries.append(_entry(folder, f"{folder.name}/", read_json_object(folder / "run.json"), low))
         found = {p.name: p for r in reversed(roots) if (Path(r) / name).is_dir() for p in (Path(r) / name).iterdir()}
         months = sorted((p for p in found.values() if MONTH.match(p.name) and (p / "run.json").is_file()), reverse=True)
-        entries += [_entry(m, f"{folder.name}/{m.name}/", _read_json(m / "run.json"), low) for m in months]
+        entries += [_entry(m, f"{folder.name}/{m.name}/", read_json_object(m / "run.json"), low) for m in months]
         if entries:
-            first = _read_json(folder / "run.json") if (folder / "run.json").is_file() else _read_json(months[0] / "run.json")
+            first = read_json_object(folder / "run.json" if (folder / "run.json").is_file() else months[0] / "run.json")
             audit = first.get("audit", {})
             audits.append(
                 {
