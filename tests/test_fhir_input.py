@@ -111,6 +111,10 @@ SR_FILE = [
         "ServiceRequest.intent is not one of its codes (proposal, plan, directive, order, original-order, reflex-order,"
         " filler-order, instance-order, option; case-sensitive)",
     ),
+    # an id of spaces alone, ASCII or Unicode's (fhir_blank tests the first character before it trims)
+    (_sr("   "), "required element ServiceRequest.id missing"),
+    (_sr("\u00a0\u3000"), "required element ServiceRequest.id missing"),
+    (_sr(" S26"), "kept"),
     # JSON, but no resource: each had read "line is not JSON" (null) or "no resourceType" (the others)
     ("null", "line is JSON null, not a resource: an NDJSON line holds one resource object"),
     (
@@ -254,8 +258,8 @@ def test_left_out_resources_are_counted_not_rejected(messy):
 def test_read_loaded_and_rejected_add_up(messy):
     loads = {i["table"]: i for i in messy["run"]["inputs"]}
     orders = loads["imaging_orders"]
-    # 4 + 3 good ServiceRequests (S1, S11, S14), 25 rejected lines of the file, 2 rejected Encounter lines
-    assert (orders["rows_loaded"], orders["rows_rejected"]) == (7, 27)
+    # 4 + 4 good ServiceRequests (S1, S11, S14, " S26"), 27 rejected lines of the file, 2 rejected Encounter lines
+    assert (orders["rows_loaded"], orders["rows_rejected"]) == (8, 29)
     assert orders["rows_read"] == orders["rows_loaded"] + orders["rows_rejected"]
     assert "ServiceRequest (2 files" in orders["path"] and "ServiceRequest.001.ndjson" in orders["path"]
     procs = loads["procedures"]

@@ -291,3 +291,21 @@ def test_a_fast_line_by_line_read_logs_no_progress(tmp_path, caplog):
     rows, *_ = _extracted(path.parent, "ServiceRequest", [path], True, tmp_path / "work")
     assert len(rows) == 4 and any("read line by line" in m for m in caplog.messages)
     assert _progress(caplog) == []
+
+
+def test_the_blank_check_agrees_with_trim_on_every_character_trim_can_take():
+    """fhir_blank trims only a value whose first character trim could take (' ' or from U+00A0 on): it must say
+    blank exactly where nullif(trim(v), '') IS NULL does, for each character alone and in front of a letter."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(extract.sql("macros"))
+    # trim's whitespace ends at U+3000: every character up to just past it, alone, doubled and before a letter
+    con.execute(
+        "CREATE TABLE v AS SELECT unnest([c, c || c, c || 'a']) AS x FROM "
+        "(SELECT chr(i::INTEGER) AS c FROM range(1, 12544) t(i) WHERE i NOT BETWEEN 55296 AND 57343)"
+    )
+    con.executemany("INSERT INTO v VALUES (?)", [[x] for x in (None, "", " ", "  a", "a ", "\u00a0\u3000", "\u00a0x")])
+    differ = con.execute("SELECT x FROM v WHERE (nullif(trim(x), '') IS NULL) <> fhir_blank(x)").fetchall()
+    assert differ == []
+    assert con.execute("SELECT count(*) FILTER (fhir_blank(x)) FROM v").fetchall()[0][0] > 30  # it does find blanks
