@@ -320,3 +320,36 @@ def test_duplicates_found_when_ids_are_not_in_order(tmp_path):
     assert [r for r in _rejects(con) if r[0] == "procedures"] == [
         ("procedures", 4, "procedure_id", "PR2", "duplicate procedure_id: first seen at line 2", "row_rejected")
     ]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "cp1252"])
+def test_a_blank_line_is_no_record_and_no_reject(tmp_path, encoding, caplog):
+    """A blank line (an export's last line, or one in the middle), a line of delimiters alone: no record, so no
+    'required value missing' reject and no row read; every other row keeps its own line number."""
+    d = tmp_path / "in"
+    write_csv(d / "procedures.csv", PROC_HEADER, [["A", "M", "2025-03-07 10:00:00", "62323", "Pain", "1970-01-01"]])
+    body = "\r\n".join(
+        [
+            ",".join(ORDER_HEADER),
+            "O1,M,2025-06-06 10:00:00,72156,Neuro,,completed",
+            "",  # line 3
+            ",,,,,,",  # line 4: the delimiters alone (a spreadsheet's empty row)
+            "O2,,2025-06-06 11:00:00,72157,Neuro,,completed",  # line 5: a real row with a value missing
+            "O3,M,2025-06-06 12:00:00,72157,Neuro,G97.1 – leak,completed",
+            "",  # line 7 ends the file with a blank line
+            "",
+        ]
+    )
+    (d / "imaging_orders.csv").write_bytes(body.encode(encoding))
+    config = tmp_path / "site.toml"
+    config.write_text(f'[formats.imaging_orders]\nencoding = "{encoding}"\n', encoding="utf-8")
+    con = warehouse.connect(tmp_path / "wh.duckdb")
+    with caplog.at_level("INFO", logger="pipeline.ingest.load"):
+        loaded = load.load_inputs(con, load.find_inputs(d, load_config(config)), load_config(config))
+    loads = {ld.table: ld for ld in loaded}
+    assert _rejects(con) == [("imaging_orders", 5, "patient_id", None, "required value missing", "row_rejected")]
+    orders = loads["imaging_orders"]
+    assert (orders.rows_read, orders.rows_loaded, orders.rows_rejected) == (3, 2, 1)
+    lines = con.execute("SELECT order_id, source_line FROM src_imaging_orders ORDER BY 1").fetchall()
+    assert lines == [("O1", 2), ("O3", 6)]
+    assert "imaging_orders.csv: 3 blank lines skipped, no record on it (line 3, 4, 7)" in caplog.text

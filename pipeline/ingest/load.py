@@ -340,6 +340,8 @@ def prepare_table(
         con.execute(f"SET memory_limit = {literal(memory_limit())}")
         con.execute(f"SET temp_directory = {literal(scratch / 'duckdb_tmp')}")
         src = f"read_parquet({literal(typed_path)})"
+        if rows is None:  # a file with a header (a FHIR reader reads past blank lines itself)
+            _drop_blank_rows(con, typed_path, contract, f.label, scratch)
         set_aside = set_aside_impossible(con, typed_path, contract, scratch)
         typed_cols = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
         problems = []
@@ -446,6 +448,33 @@ def prepare_table(
         unknown_values=unknown,
         segments=list(segments or []),
     )
+
+
+def _drop_blank_rows(con: duckdb.DuckDBPyConnection, typed_path: Path, contract: TableContract, label: str, scratch: Path) -> int:
+    """Drop the rows whose every field is empty, and say how many: a blank line (an export's last line, a line break
+    a person added), a line of delimiters alone or a spreadsheet's empty row holds no record. Rejected, it was
+    counted as a bad row with three 'required value missing' rejects. Its line numbers stay the file's (the rows
+    keep theirs). The common case (none) reads only the file's footer: a blank row has no value in a required
+    column, and the typed file's statistics count its nulls."""
+    required = contract.required_columns[0]
+    nulls = con.execute(
+        "SELECT coalesce(sum(stats_null_count), 0) FROM parquet_metadata(?) WHERE path_in_schema = ?",
+        [str(typed_path), required],
+    ).fetchall()[0][0]
+    if not nulls:
+        return 0
+    src = f"read_parquet({literal(typed_path)})"
+    columns = [c for (c,) in con.execute(f"SELECT column_name FROM (DESCRIBE SELECT * FROM {src})").fetchall()]
+    fields = [c for c in columns if c != LINE and not c.startswith(source_store.INTERNAL_PREFIXES)]
+    blank = " AND ".join(f"{ident(c)} IS NULL" for c in fields)
+    lines = [line for (line,) in con.execute(f"SELECT {LINE} FROM {src} WHERE {blank} ORDER BY 1").fetchall()]
+    if lines:
+        kept = typed_path.with_name(typed_path.stem + ".unblanked.parquet")
+        con.execute(f"COPY (SELECT * FROM {src} WHERE NOT ({blank})) TO {literal(kept)} (FORMAT parquet, COMPRESSION lz4)")
+        kept.replace(typed_path)
+        shown = ", ".join(map(str, lines[:5])) + (", ..." if len(lines) > 5 else "")
+        log.info("%s: %s skipped, no record on it (line %s)", label, counted(len(lines), "blank line"), shown)
+    return len(lines)
 
 
 def set_aside_impossible(con: duckdb.DuckDBPyConnection, typed_path: Path, contract: TableContract, scratch: Path) -> bool:
