@@ -45,6 +45,12 @@ def out_of_range_reason() -> str:
     return f"outside the years {first} to {last}, which no order, procedure or diagnosis time is: fix the value in the extract"
 
 
+# what separates the codes of a code list as delivered, with the spaces or tabs around it: read as the contract's
+# '|'. The tab is the character itself: Polars' and Spark's regular expressions (and Spark's SQL text) read it
+# alike, where an escape or a class such as \\s differs between them
+CODE_LIST_SEPARATORS = "[ \t]*[|,;][ \t]*"
+
+
 @dataclass(frozen=True)
 class TableContract:
     name: str
@@ -59,6 +65,9 @@ class TableContract:
     booleans: tuple[str, ...] = ()  # true/false (also yes/no, y/n, 1/0, t/f), any case
     lowercase: tuple[str, ...] = ()  # controlled vocabularies, compared lower-case
     codes: tuple[str, ...] = ()  # trimmed, upper-cased text
+    # lists of codes, '|'-separated in the contract; a comma or a semicolon (an EHR's usual list, 'G97.1, M54.50')
+    # reads as '|': no ICD-10-CM code holds one, and the audits split on '|' alone (CODE_LIST_SEPARATORS)
+    code_lists: tuple[str, ...] = ()
     # (column, lowest, highest): a number outside is no real value of it (age 999, -5, NaN): nulled
     ranges: tuple[tuple[str, float, float], ...] = ()
     # coded columns the contract constrains: column -> the values it allows (a site's own words
@@ -111,6 +120,7 @@ IMAGING_ORDERS = TableContract(
     instants=("ordered_at",),
     lowercase=("status", "priority"),
     codes=("order_code",),
+    code_lists=("indication_codes",),
     vocabularies=(("status", ("ordered", "scheduled", "completed", "cancelled")),),
 )
 

@@ -15,7 +15,7 @@ from pipeline.config import Config
 from pipeline.errors import ConfigError
 from pipeline.ingest import formats as formats_mod
 from pipeline.ingest import timestamps, value_maps
-from pipeline.ingest.contract import TableContract, longest_text
+from pipeline.ingest.contract import CODE_LIST_SEPARATORS, TableContract, longest_text
 from pipeline.ingest.source_store import ERR, LINE, LONG_TEXT, sql_type
 from pipeline.ingest.typed_frame import BOOLEAN_WORDS
 
@@ -322,8 +322,11 @@ def typed_columns(kinds: dict[str, str], contract: TableContract, cfg: Config) -
             text = f"lower({text})" if col in contract.lowercase else text
             exprs.append(f"{text} AS {c}")
         else:
-            # free text: kept as delivered; blank is no value (typed_frame)
-            exprs.append(f"CASE WHEN {_stripped(c)} = '' THEN NULL ELSE CAST({c} AS STRING) END AS {c}")
+            # free text: kept as delivered; blank is no value; a code list's separators read as '|' (typed_frame)
+            text = f"CAST({c} AS STRING)"
+            if col in contract.code_lists:
+                text = f"trim(BOTH '|' FROM regexp_replace({text}, {lit(CODE_LIST_SEPARATORS)}, '|'))"
+            exprs.append(f"CASE WHEN {_stripped(text)} = '' THEN NULL ELSE {text} END AS {c}")
     for col in contract.not_null:
         source = q("_src_" + col) if col in checked else f"CAST({q(col)} AS STRING)"
         if col in kinds:

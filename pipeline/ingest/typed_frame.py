@@ -12,7 +12,7 @@ import polars as pl
 
 from pipeline.config import Config
 from pipeline.ingest import code_cells, timestamps, value_maps
-from pipeline.ingest.contract import TableContract, longest_text
+from pipeline.ingest.contract import CODE_LIST_SEPARATORS, TableContract, longest_text
 from pipeline.ingest.source_store import ERR, LINE, LONG_TEXT
 
 BOOLEAN_WORDS = {
@@ -128,6 +128,8 @@ def typed_frame(
             # free text: kept as delivered, but a blank one (empty, quoted "", white space) is no value: a department
             # of "" was a group of its own beside `(not recorded)`, with an empty name on the pages
             text = pl.col(col).cast(pl.String)
+            if col in contract.code_lists:  # 'G97.1, M54.50' as the contract's 'G97.1|M54.50'
+                text = text.str.replace_all(CODE_LIST_SEPARATORS, "|").str.strip_chars("|")
             text = pl.when(text.str.contains(r"^\s*$")).then(None).otherwise(text)
             if col in described:  # an empty name: the description the code's cell holds
                 text = pl.coalesce(text, code_cells.description(pl.col(f"_txt_{described.pop(col)}"), known_codes))
