@@ -264,3 +264,66 @@ def test_no_lookalike_department_names_in_synthetic_data(clean_run, synthetic):
     [check] = [d for d in _info(clean_run / "out")["data_quality"] if d["check_id"] == "departments.name.lookalike"]
     assert (check["status"], check["violated_count"], check["denominator"], check["sample_keys"]) == ("passed", 0, names, [])
     assert names > 5
+
+
+# ---------------------------------------------------------------- patient ids that lost their leading zeros
+
+
+def _leading_zeros_check(tables: dict[str, list[str]]):
+    from pipeline.quality.sql_checks import check_patient_ids_keep_leading_zeros
+
+    con = duckdb.connect()
+    for name, ids in tables.items():
+        con.execute(f"CREATE TABLE {name} (patient_id VARCHAR)")
+        con.executemany(f"INSERT INTO {name} VALUES (?)", [[i] for i in ids])
+    needed, run = check_patient_ids_keep_leading_zeros({})
+    assert needed == ["src_imaging_orders"]  # the other tables are read when the run has them
+    violated, total, failed, sample, _ = run(con)
+    return violated, total, failed, sorted(sample)
+
+
+def test_patient_ids_whose_leading_zeros_one_table_lost_fail_the_check():
+    padded = [f"{n:09d}" for n in range(104501, 104541)]  # 000104501 ...
+    lost = [str(int(i)) for i in padded]  # 104501 ...: the same patients, as Excel's number cells give them
+    violated, total, failed, sample = _leading_zeros_check({"src_imaging_orders": padded, "src_procedures": lost[:30]})
+    assert (violated, total, failed) == (30, 40, True)
+    assert set(sample) <= set(padded[:30] + lost[:30]) and sample  # examples of both spellings' ids
+    # the diagnoses (or the patients) spelled without them fail it alike
+    assert _leading_zeros_check({"src_imaging_orders": padded, "src_diagnoses": lost})[:3] == (40, 40, True)
+
+
+@pytest.mark.parametrize(
+    ("tables", "violated"),
+    [
+        # ids of digits of every length, none with a leading zero: nothing to compare
+        ({"src_imaging_orders": [str(n) for n in range(1, 500)], "src_procedures": [str(n) for n in range(1, 500, 3)]}, 0),
+        # zero-padded alike in every table
+        ({"src_imaging_orders": [f"{n:07d}" for n in range(300)], "src_patients": [f"{n:07d}" for n in range(0, 300, 2)]}, 0),
+        # one coincidence among 200 patients (0.5%): a site may have it; no alarm
+        ({"src_imaging_orders": [str(n) for n in range(1000, 1200)], "src_procedures": ["01000", "1001"]}, 1),
+        # ids that are not digits alone (MRN-0001, MRN-1) and ids of zeros: not judged
+        ({"src_imaging_orders": ["MRN-0001", "0000", "A0012"], "src_procedures": ["MRN-1", "0", "A12"]}, 0),
+    ],
+    ids=["digits-unpadded", "padded-alike", "one-coincidence", "not-digits"],
+)
+def test_patient_ids_spelled_alike_or_one_coincidence_pass_the_check(tables, violated):
+    assert _leading_zeros_check(tables)[0] == violated
+    assert _leading_zeros_check(tables)[2] is False
+
+
+def test_a_workbook_whose_ids_lost_their_zeros_stops_the_run_before_the_warehouse_changes(tmp_path):
+    from conftest import ORDER_HEADER, PROC_HEADER, write_csv
+
+    d = tmp_path / "in"
+    ids = [f"{n:09d}" for n in range(738291, 738321)]
+    procedures = [[f"PR{i}", str(int(mrn)), "2025-06-02 09:00:00", "62323", "Pain", "1970-05-05"] for i, mrn in enumerate(ids)]
+    orders = [[f"O{i}", mrn, "2025-06-06 10:00:00", "72156", "Neuro", "G97.1", "completed"] for i, mrn in enumerate(ids)]
+    write_csv(d / "procedures.csv", PROC_HEADER, procedures)
+    write_csv(d / "imaging_orders.csv", ORDER_HEADER, orders)
+    out, wh = tmp_path / "out", tmp_path / "wh.duckdb"
+    r = run_cli("run", "--input", d, "--out", out, "--warehouse", wh)
+    assert r.returncode == 3, r.stderr
+    assert "patients.patient_id.leading_zeros" in r.stderr and "30 of 30" in r.stderr
+    assert "Format the id column as text" in r.stderr
+    assert not out.exists()
+    assert all(mrn not in r.stderr for mrn in ids + [str(int(m)) for m in ids])  # examples are pseudonyms

@@ -89,6 +89,48 @@ def check_diagnoses_known_patient(p: dict):
     )
 
 
+# the tables whose patient ids must join: each one the run has (orders always; procedures, diagnoses, patients
+# when the audits read them)
+PATIENT_ID_TABLES = ("src_imaging_orders", "src_procedures", "src_diagnoses", "src_patients")
+# the share of the all-digit patient ids spelled two ways at which the check fails: one such pair among thousands
+# of patients is a coincidence a site may have; a table that lost its zeros spells most of its ids so
+LEADING_ZERO_SHARE = 0.01
+
+
+def check_patient_ids_keep_leading_zeros(p: dict):
+    """All-digit patient ids that one table spells with leading zeros and another without (000104501, 104501):
+    Excel drops the zeros of an id it holds as a number, and the tables then join on no patient (an extract whose
+    procedures workbook did audited 1 case of 8, exit 0, no word). Counts the ids spelled more than one way, out of
+    the distinct all-digit ids; fails when they are LEADING_ZERO_SHARE of them or more."""
+
+    def run(con):
+        present = {
+            name
+            for (name,) in con.execute(
+                "SELECT view_name FROM duckdb_views() UNION SELECT table_name FROM duckdb_tables()"
+            ).fetchall()
+        }
+        ids = " UNION ".join(
+            f"SELECT DISTINCT patient_id FROM {t} WHERE regexp_full_match(patient_id, '[0-9]+')"
+            for t in PATIENT_ID_TABLES
+            if t in present
+        )
+        spelled = f"SELECT patient_id, ltrim(patient_id, '0') AS digits FROM ({ids}) AS ids WHERE ltrim(patient_id, '0') <> ''"
+        vsql = (
+            f"SELECT patient_id FROM ({spelled}) AS s WHERE digits IN "
+            f"(SELECT digits FROM ({spelled}) AS t GROUP BY digits HAVING count(*) > 1)"
+        )
+        twice, total = con.execute(
+            f"SELECT count(*) FILTER (WHERE spellings > 1), count(*) FROM "
+            f"(SELECT digits, count(*) AS spellings FROM ({spelled}) AS s GROUP BY digits) AS d"
+        ).fetchall()[0]
+        _, sample = _count_and_sample(con, vsql, "patient_id")
+        return twice, total, twice > 0 and twice >= LEADING_ZERO_SHARE * total, sample, vsql
+
+    run.sample_key = "patient_id"
+    return ["src_imaging_orders"], run
+
+
 def check_orders_after_birth(p: dict):
     return _rows_check(
         # the time limit once per distinct birth date (~30k), not per joined order (3.3M): the
@@ -343,4 +385,5 @@ _SQL_CHECKS: dict[str, Callable] = {
     "check_audited_orders_known": check_audited_orders_known,
     "check_attrition_adds_up": check_attrition_adds_up,
     "check_lookalike_departments": check_lookalike_departments,
+    "check_patient_ids_keep_leading_zeros": check_patient_ids_keep_leading_zeros,
 }
