@@ -16,6 +16,7 @@ from pathlib import Path
 from pipeline import formula_guard
 from pipeline.config import Config
 from pipeline.errors import ConfigError
+from pipeline.ingest import detect
 from pipeline.ingest.contract import CONTRACT_BY_NAME
 from pipeline.ingest.formats import TableFormat
 from pipeline.ingest.inspector import TableReport
@@ -127,7 +128,11 @@ def as_text(reports: dict, input_dir: Path) -> str:
             iso = f"; ISO 8601 reads {counted(c.guess.iso, 'distinct value')} of the sample" if c.guess.iso else ""
             lines.append(f"  {c.kind:10} {c.column}: {forms}{iso}; reads {c.values - c.unread:,} of {c.values:,}")
             if c.guess.ambiguous:
-                lines.append(f"             CHECK day and month: {', '.join(c.guess.ambiguous)} and its day-first twin both fit")
+                month_first, day_first = c.guess.ambiguous, detect.turned(c.guess.ambiguous, c.guess.ambiguous)
+                lines.append(
+                    f"             CHECK day and month: no value settles which comes first; {', '.join(month_first)} (month "
+                    f"first) and {', '.join(day_first)} (day first) read every value alike"
+                )
             if c.unread:
                 lines.append(f"             not read, e.g.: {', '.join(repr(v) for v in c.unread_examples)}")
         for col, rows in r.values.items():
