@@ -393,6 +393,49 @@ def test_a_column_settled_day_first_is_read_day_first_in_every_form(small_input,
     assert o4.startswith("2025-06-04"), o4
 
 
+def test_a_day_month_guess_no_value_settles_is_left_commented_for_a_person(small_input, tmp_path):
+    """Every date of the extract read alike day first or month first: the starter config wrote the month-first
+    guess as an active line (its CHECK a comment below it), and a run with it audited day-first dates silently."""
+    ordered = ["06/06/2025 10:00:00 AM", "06/06/2025 10:05 AM", "06/06/2025 10:10 AM", "04/06/2025 9:00 AM"]
+    for name, column, written in (
+        ("procedures.csv", "performed_at", ["02/06/2025 09:00", "03/06/2025 09:00"]),
+        ("imaging_orders.csv", "ordered_at", ordered),  # with and without seconds: the doubt covers both forms
+    ):
+        frame = pl.read_csv(small_input / name, infer_schema=False)
+        frame.with_columns(pl.Series(column, written)).write_csv(small_input / name)
+    config, lines = inspect_writing_config(small_input, tmp_path)
+    assert (
+        "             CHECK day and month: no value settles which comes first; %m/%d/%Y %I:%M %p, %m/%d/%Y %I:%M:%S %p "
+        "(month first) and %d/%m/%Y %I:%M %p, %d/%m/%Y %I:%M:%S %p (day first) read every value alike"
+    ) in lines
+    text = config.read_text(encoding="utf-8")
+    assert "\ntimestamp_formats" not in text  # no active guess
+    assert (
+        "# CHECK: no value of ordered_at settles which comes first, day or month; remove the # of the line that\n"
+        "# fits the extract (until then a run reads none of these values)\n"
+        '# timestamp_formats = ["%m/%d/%Y %I:%M %p", "%m/%d/%Y %I:%M:%S %p"]   # month first; reads ordered_at 4 of 4; '
+        "ISO 8601 is always read too\n"
+        '# timestamp_formats = ["%d/%m/%Y %I:%M %p", "%d/%m/%Y %I:%M:%S %p"]   # day first\n'
+    ) in text
+    args = ("run", "--input", small_input, "--config", config, "--out", tmp_path / "out", "--warehouse", tmp_path / "wh.duckdb")
+    r = run_cli(*args)
+    assert r.returncode == 2, r.stderr
+    assert (
+        r.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            'Set timestamp_formats = ["%m/%d/%Y %H:%M"] (month first) or ["%d/%m/%Y %H:%M"] (day first: no value settles '
+            "which) under [formats.procedures] in the config; order-audit inspect shows more"
+        )
+    ), r.stderr
+    config.write_text("\n".join(line[2:] if line.endswith("# day first") else line for line in text.splitlines()))
+    r = run_cli(*args)
+    assert r.returncode == 0, r.stderr
+    audited = pl.read_csv(tmp_path / "out" / "csf_leak" / "audited_orders.csv", infer_schema=False)
+    (o4,) = audited.filter(pl.col("order_id") == "O4")["ordered_at"]
+    assert o4.startswith("2025-06-04"), o4
+
+
 def _audited(out: Path) -> pl.DataFrame:
     return (
         pl.read_csv(out / "csf_leak" / "audited_orders.csv", infer_schema=False).fill_null("").select(COMPARED).sort("order_id")

@@ -14,6 +14,7 @@ from pipeline.errors import InputFileError
 from pipeline.ingest import detect, timestamps
 from pipeline.ingest.contract import TableContract
 from pipeline.ingest.inputs import InputFile
+from pipeline.ingest.value_maps import toml_list
 from pipeline.sqltext import ident
 
 SAMPLE = 500
@@ -23,9 +24,11 @@ EXCEL_SERIAL = re.compile(r"^\d{1,6}(\.\d+)?$")  # a day count since 1899-12-30,
 def _suggestion(table: str, setting: str, guess: detect.FormatGuess) -> str:
     where = f"[formats.{table}]"
     if guess.formats and not guess.unread:
-        listed = ", ".join(f'"{f}"' for f in guess.formats)
-        also = " (check day and month: both readings fit)" if guess.ambiguous else ""
-        return f"Set {setting} = [{listed}] under {where} in the config{also}; order-audit inspect shows more"
+        listed = toml_list(guess.formats)
+        if guess.ambiguous:  # no value settles it: the person chooses, the message does not guess
+            day_first = toml_list(detect.turned(guess.formats, guess.ambiguous))
+            listed += f" (month first) or {day_first} (day first: no value settles which)"
+        return f"Set {setting} = {listed} under {where} in the config; order-audit inspect shows more"
     return (
         f"Set {setting} under {where} in the config to the extract's form (strftime codes, e.g. "
         f'"%m/%d/%Y %I:%M %p"); order-audit inspect --input DIR shows the forms it finds'

@@ -20,7 +20,7 @@ from pipeline.ingest import detect
 from pipeline.ingest.contract import CONTRACT_BY_NAME
 from pipeline.ingest.formats import TableFormat
 from pipeline.ingest.inspector import TableReport
-from pipeline.ingest.value_maps import toml_string
+from pipeline.ingest.value_maps import toml_list, toml_string
 from pipeline.models import reference
 from pipeline.wording import counted
 
@@ -239,9 +239,20 @@ def _format_lines(r: TableReport) -> list[str]:
         cols = [c for c in r.formats if c.kind == kind]
         ambiguous = [a for c in cols for a in c.guess.ambiguous]
         read = ", ".join(f"{c.column} {c.values - c.unread:,} of {c.values:,}" for c in cols)
-        lines.append(f"{name} = [{', '.join(toml_string(v) for v in values)}]   # reads {read}; ISO 8601 is always read too")
-        if ambiguous:
-            lines.append("# CHECK: day and month could be the other way round in every value seen (%d/%m instead of %m/%d)")
+        setting = f"{name} = {toml_list(list(values))}"
+        if not ambiguous:
+            lines.append(f"{setting}   # reads {read}; ISO 8601 is always read too")
+            continue
+        # a wrong guess reads every such date wrongly and silently: both readings commented out, the run stops
+        # ("set timestamp_formats") until a person keeps one
+        day_first = f"{name} = {toml_list(detect.turned(list(values), ambiguous))}"
+        doubt = ", ".join(c.column for c in cols if c.guess.ambiguous)
+        lines += [
+            f"# CHECK: no value of {doubt} settles which comes first, day or month; remove the # of the line that",
+            "# fits the extract (until then a run reads none of these values)",
+            f"# {setting}   # month first; reads {read}; ISO 8601 is always read too",
+            f"# {day_first}   # day first",
+        ]
     return lines
 
 
