@@ -293,6 +293,22 @@ def test_every_slashed_form_is_guessed_both_ways():
         assert twins and all(t in forms for t in twins)
 
 
+def test_excel_date_serials_are_named_by_inspect(small_input, tmp_path):
+    """45719.375 in a CSV: inspect said 'none needed; reads 0 of 2', no format found nor what the values were."""
+    assert detect.guess_formats(["45719.375", "45658"]).excel_serials
+    assert not detect.guess_formats(["soon", "45658"]).excel_serials and not detect.guess_formats(["4/9/2026"]).excel_serials
+    path = small_input / "procedures.csv"
+    pl.read_csv(path, infer_schema=False).with_columns(pl.Series("performed_at", ["45719.375", "45658.375"])).write_csv(path)
+    config, lines = inspect_writing_config(small_input, tmp_path)
+    at = lines.index("  timestamp  performed_at: no format found; reads 0 of 2")
+    assert lines[at + 1 : at + 3] == [
+        "             not read, e.g.: '45719.375', '45658.375'",
+        f"             CHECK: {detect.EXCEL_SERIALS_FIX}",
+    ]
+    text = config.read_text(encoding="utf-8")
+    assert f"# CHECK: performed_at holds no time a format reads. {detect.EXCEL_SERIALS_FIX}\n" in text
+
+
 def test_delimiter_and_encoding_guesses(tmp_path):
     lines = ["ORDER_ID|MRN|ORDER_TIME", "O1|M1|4/10/2026 10:00 AM", "O2|M2|4/10/2026, 11:00"]
     assert detect.guess_delimiter(lines, {"orderid", "mrn"}) == ("|", True)

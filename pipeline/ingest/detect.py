@@ -48,6 +48,15 @@ TIMESTAMP_FORMATS = (
     "%Y%m%d%H%M%S",
     "%Y%m%d%H%M",
 )
+# a day count since 1899-12-30 (45719.375 is 2025-03-03 09:00): what Excel shows of a time in a cell without a date
+# format, and writes to a CSV. No strftime format reads it; reading it here would take a guess at the workbook's
+# date system (1900 or 1904, four years apart) and read any number column mapped here as dates.
+EXCEL_SERIAL = r"^\d{1,6}(\.\d+)?$"
+EXCEL_SERIALS_FIX = (
+    "The values look like Excel date serials (days since 1899-12-30), which no strftime format reads: format the "
+    "column as a date in Excel (Format Cells, yyyy-mm-dd hh:mm) and save or export the file again, or have the "
+    "report export the times as ISO 8601 text (2025-03-07 09:00)"
+)
 DATE_FORMATS = ("%m/%d/%Y", "%m/%d/%y", "%d/%m/%Y", "%d/%m/%y", "%d.%m.%Y", "%d-%b-%Y", "%d-%b-%y", "%Y/%m/%d", "%Y%m%d")
 
 
@@ -79,6 +88,7 @@ class FormatGuess:
     # the month-first formats of a column whose values read alike day first: no value settles the order
     ambiguous: list[str] = field(default_factory=list)
     examples: dict[str, str] = field(default_factory=dict)  # format (or "ISO 8601") -> one value it reads
+    excel_serials: bool = False  # every value no format reads looks like an Excel date serial (EXCEL_SERIALS_FIX)
 
     @property
     def sure(self) -> bool:
@@ -149,7 +159,9 @@ def guess_formats(sample: list[str], dates: bool = False) -> FormatGuess:
             guess.ambiguous = [f for f, _ in chosen if f.startswith(MONTH_FIRST)]
     guess.formats = [f for f, _ in chosen]
     guess.examples |= {f: left.filter(added)[0] for f, added in chosen}
-    guess.unread = left.filter(~read).head(5).to_list()
+    not_read = left.filter(~read)
+    guess.unread = not_read.head(5).to_list()
+    guess.excel_serials = not_read.len() > 0 and bool(not_read.str.contains(EXCEL_SERIAL).all())
     return guess
 
 

@@ -63,6 +63,7 @@ def as_dict(reports: dict) -> dict:
                     "formats": c.guess.formats,
                     "examples": c.guess.examples,
                     "ambiguous_day_month": c.guess.ambiguous,
+                    "excel_serials": c.guess.excel_serials,
                     "values": c.values,
                     "unread": c.unread,
                     "unread_examples": c.unread_examples,
@@ -124,7 +125,8 @@ def as_text(reports: dict, input_dir: Path) -> str:
         if r.extra_columns:
             lines.append(f"             kept as extra columns: {', '.join(r.extra_columns)}")
         for c in r.formats:
-            forms = ", ".join(f"{f} (e.g. {c.guess.examples.get(f, '-')})" for f in c.guess.formats) or "none needed"
+            forms = ", ".join(f"{f} (e.g. {c.guess.examples.get(f, '-')})" for f in c.guess.formats)
+            forms = forms or ("no format found" if c.unread else "none needed")
             iso = f"; ISO 8601 reads {counted(c.guess.iso, 'distinct value')} of the sample" if c.guess.iso else ""
             lines.append(f"  {c.kind:10} {c.column}: {forms}{iso}; reads {c.values - c.unread:,} of {c.values:,}")
             if c.guess.ambiguous:
@@ -135,6 +137,8 @@ def as_text(reports: dict, input_dir: Path) -> str:
                 )
             if c.unread:
                 lines.append(f"             not read, e.g.: {', '.join(repr(v) for v in c.unread_examples)}")
+            if c.guess.excel_serials:
+                lines.append(f"             CHECK: {detect.EXCEL_SERIALS_FIX}")
         for col, rows in r.values.items():
             for i, v in enumerate(rows):
                 head = f"  {col:10} " if i == 0 else "             "
@@ -232,6 +236,8 @@ def _format_lines(r: TableReport) -> list[str]:
         )
     if fmt.decimal_comma:
         lines.append(f"decimal_comma = true   # {_decimal_comma_note(r)}")
+    serials = [c.column for c in r.formats if c.guess.excel_serials]
+    lines += [f"# CHECK: {column} holds no time a format reads. {detect.EXCEL_SERIALS_FIX}" for column in serials]
     lists = (("timestamp", "timestamp_formats", fmt.timestamp_formats), ("date", "date_formats", fmt.date_formats))
     for kind, name, values in lists:
         if not values:
