@@ -433,6 +433,14 @@ def test_a_day_month_guess_no_value_settles_is_left_commented_for_a_person(small
         "ISO 8601 is always read too\n"
         '# timestamp_formats = ["%d/%m/%Y %I:%M %p", "%d/%m/%Y %I:%M:%S %p"]   # day first\n'
     ) in text
+    # the config's list is a person's choice: inspect with it leaves it active, with no CHECK
+    chosen = tmp_path / "chosen.toml"
+    chosen.write_text('[formats.procedures]\ntimestamp_formats = ["%d/%m/%Y %H:%M"]\n', encoding="utf-8")
+    again = tmp_path / "again.toml"
+    r = run_cli("inspect", "--input", small_input, "--config", chosen, "--write-config", again)
+    assert r.returncode == 0, r.stderr
+    assert 'timestamp_formats = ["%d/%m/%Y %H:%M"]   # reads performed_at 2 of 2' in again.read_text(encoding="utf-8")
+    assert "CHECK day and month" not in r.stdout.split("imaging_orders:")[0]
     args = ("run", "--input", small_input, "--config", config, "--out", tmp_path / "out", "--warehouse", tmp_path / "wh.duckdb")
     r = run_cli(*args)
     assert r.returncode == 2, r.stderr
