@@ -131,6 +131,22 @@ def test_offset_formats_and_date_formats(tmp_path):
     assert row[2:4] == (3, "performed_at")  # +2500 is no offset: %z does not read it, nor does ISO 8601
 
 
+def test_excel_date_serials_in_a_csv_are_named_with_advice_a_csv_can_follow(small_input):
+    """45814.4166 in a CSV (a workbook's times without a date format, saved as CSV) was met with 'set
+    timestamp_formats to the extract's form', which no strftime format can be; a workbook's were named."""
+    path = small_input / "imaging_orders.csv"
+    header = path.read_text(encoding="utf-8").splitlines()[0]
+    path.write_text(f"{header}\nO1,MRN-1,45814.4166,72156,N,,\nO2,MRN-1,45815.4166,72157,N,,\n", encoding="utf-8")
+    r = run_cli("validate", "--input", small_input)
+    assert r.returncode == 2, r.stderr
+    (line,) = r.stderr.strip().splitlines()[-1:]
+    assert line.startswith(
+        "order-audit: error: imaging_orders.csv, column 'ordered_at': no timestamp in this column parsed (2 values, e.g. "
+        "'45814.4166' on line 2). The values look like Excel date serials (days since 1899-12-30)"
+    ), line
+    assert "format the column as a date in Excel" in line and "ISO 8601" in line and "Set timestamp_formats" not in line
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -249,12 +249,64 @@ def test_ehr_spellings_of_the_diagnoses_and_patients_columns(ehr, table, header,
 def test_timestamp_formats_are_guessed_with_dates_and_day_month_doubt():
     guess = detect.guess_formats(["4/10/2026 10:00 AM", "12/31/2025 1:05 PM", "4/9/2026", "2026-04-10T10:00:00Z", ""])
     assert guess.formats == ["%m/%d/%Y %I:%M %p", "%m/%d/%Y"] and guess.iso == 1 and guess.unread == []
-    assert guess.ambiguous == ["%m/%d/%Y"]  # 4/9/2026 alone: April 9 or September 4
-    detect.settle_day_month([guess])  # 12/31/2025 settles the table's convention
-    assert guess.ambiguous == []
+    assert guess.ambiguous == []  # 4/9/2026 alone could be September 4: 12/31/2025 settles it for the column
+    alone = detect.guess_formats(["4/9/2026"])
+    assert alone.ambiguous == ["%m/%d/%Y"]  # April 9 or September 4
+    detect.settle_day_month([alone, guess])  # another column's 12/31/2025 settles the table's convention
+    assert alone.ambiguous == []
     day_first = detect.guess_formats(["31.12.2025 10:00", "01.02.2026 08:30"])
     assert day_first.formats == ["%d.%m.%Y %H:%M"] and day_first.sure
     assert detect.guess_formats(["soon", "later"]).unread == ["soon", "later"]
+
+
+def test_day_month_doubt_covers_every_form_of_a_column():
+    """03/07/2025 10:00:00 AM beside 03/07/2025 10:05 AM: the seconds' form had no day-first twin among the
+    candidates, so it was taken as month first for sure, and that 'settled' the column: no CHECK."""
+    guess = detect.guess_formats(["03/07/2025 10:00:00 AM", "03/07/2025 10:05 AM", "04/07/2025 10:10 AM"])
+    assert guess.formats == ["%m/%d/%Y %I:%M %p", "%m/%d/%Y %I:%M:%S %p"] and guess.unread == []
+    assert guess.ambiguous == guess.formats
+    detect.settle_day_month([guess])
+    assert guess.ambiguous == guess.formats  # nothing settles it: still a person's decision
+
+
+def test_a_value_that_settles_day_first_settles_every_form_of_the_column():
+    """14/03/2025 settles day first; 04/03/2025 10:10:30 was still guessed month first (the first of equals) and
+    read as 3 April, the column's formats mixing both orders."""
+    guess = detect.guess_formats(["07/03/2025 10:00", "14/03/2025 10:05", "04/03/2025 10:10:30"])
+    assert guess.formats == ["%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S"] and guess.sure
+    # across a table's columns: one that settles day first turns another that leaves it open
+    settles, open_ = detect.guess_formats(["14/03/2025 10:05"]), detect.guess_formats(["04/03/2025 10:10:30"])
+    assert open_.ambiguous == ["%m/%d/%Y %H:%M:%S"]
+    detect.settle_day_month([settles, open_])
+    assert open_.formats == ["%d/%m/%Y %H:%M:%S"] and open_.sure
+    assert open_.examples == {"%d/%m/%Y %H:%M:%S": "04/03/2025 10:10:30"}
+    # columns settled both ways leave the doubt where it is
+    month_first, in_doubt = detect.guess_formats(["12/31/2025 10:00"]), detect.guess_formats(["04/03/2025 10:10:30"])
+    detect.settle_day_month([settles, month_first, in_doubt])
+    assert in_doubt.ambiguous == ["%m/%d/%Y %H:%M:%S"]
+
+
+def test_every_slashed_form_is_guessed_both_ways():
+    """A month-first form without its day-first twin (or the reverse) decides the order by its absence."""
+    for forms in (detect.TIMESTAMP_FORMATS, detect.DATE_FORMATS):
+        twins = [detect.day_month_twin(f) for f in forms if detect.day_month_twin(f)]
+        assert twins and all(t in forms for t in twins)
+
+
+def test_excel_date_serials_are_named_by_inspect(small_input, tmp_path):
+    """45719.375 in a CSV: inspect said 'none needed; reads 0 of 2', no format found nor what the values were."""
+    assert detect.guess_formats(["45719.375", "45658"]).excel_serials
+    assert not detect.guess_formats(["soon", "45658"]).excel_serials and not detect.guess_formats(["4/9/2026"]).excel_serials
+    path = small_input / "procedures.csv"
+    pl.read_csv(path, infer_schema=False).with_columns(pl.Series("performed_at", ["45719.375", "45658.375"])).write_csv(path)
+    config, lines = inspect_writing_config(small_input, tmp_path)
+    at = lines.index("  timestamp  performed_at: no format found; reads 0 of 2")
+    assert lines[at + 1 : at + 3] == [
+        "             not read, e.g.: '45719.375', '45658.375'",
+        f"             CHECK: {detect.EXCEL_SERIALS_FIX}",
+    ]
+    text = config.read_text(encoding="utf-8")
+    assert f"# CHECK: performed_at holds no time a format reads. {detect.EXCEL_SERIALS_FIX}\n" in text
 
 
 def test_delimiter_and_encoding_guesses(tmp_path):
@@ -337,6 +389,75 @@ def test_unknown_status_is_left_for_a_person_in_the_starter_config(site, tmp_pat
     todo = template.filter(pl.col("study_type") == "")
     assert sorted(todo["code"]) == ["24558-9", "LCL-NOTMAPPED-9"]  # CPT-form codes are imaging outside the audit
     assert template.filter(pl.col("code") == "LCL-DSM")["study_type"].to_list() == ["dsm"]  # the site's rows kept
+
+
+def test_a_column_settled_day_first_is_read_day_first_in_every_form(small_input, tmp_path):
+    """The starter config read 06/06/2025 10:00 and 14/06/2025 10:10 day first but 04/06/2025 09:00:30 month first
+    (6 April): the premature order O4 fell outside the case's window, silently."""
+    path = small_input / "imaging_orders.csv"
+    frame = pl.read_csv(path, infer_schema=False)
+    written = ["06/06/2025 10:00", "06/06/2025 10:05", "14/06/2025 10:10", "04/06/2025 09:00:30"]
+    frame.with_columns(pl.Series("ordered_at", written)).write_csv(path)
+    config, lines = inspect_writing_config(small_input, tmp_path)
+    assert 'timestamp_formats = ["%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S"]' in config.read_text(encoding="utf-8")
+    assert not [line for line in lines if "CHECK day and month" in line]
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", small_input, "--config", config, "--out", out, "--warehouse", tmp_path / "wh.duckdb")
+    assert r.returncode == 0, r.stderr
+    audited = pl.read_csv(out / "csf_leak" / "audited_orders.csv", infer_schema=False)
+    (o4,) = audited.filter(pl.col("order_id") == "O4")["ordered_at"]
+    assert o4.startswith("2025-06-04"), o4
+
+
+def test_a_day_month_guess_no_value_settles_is_left_commented_for_a_person(small_input, tmp_path):
+    """Every date of the extract read alike day first or month first: the starter config wrote the month-first
+    guess as an active line (its CHECK a comment below it), and a run with it audited day-first dates silently."""
+    ordered = ["06/06/2025 10:00:00 AM", "06/06/2025 10:05 AM", "06/06/2025 10:10 AM", "04/06/2025 9:00 AM"]
+    for name, column, written in (
+        ("procedures.csv", "performed_at", ["02/06/2025 09:00", "03/06/2025 09:00"]),
+        ("imaging_orders.csv", "ordered_at", ordered),  # with and without seconds: the doubt covers both forms
+    ):
+        frame = pl.read_csv(small_input / name, infer_schema=False)
+        frame.with_columns(pl.Series(column, written)).write_csv(small_input / name)
+    config, lines = inspect_writing_config(small_input, tmp_path)
+    assert (
+        "             CHECK day and month: no value settles which comes first; %m/%d/%Y %I:%M %p, %m/%d/%Y %I:%M:%S %p "
+        "(month first) and %d/%m/%Y %I:%M %p, %d/%m/%Y %I:%M:%S %p (day first) read every value alike"
+    ) in lines
+    text = config.read_text(encoding="utf-8")
+    assert "\ntimestamp_formats" not in text  # no active guess
+    assert (
+        "# CHECK: no value of ordered_at settles which comes first, day or month; remove the # of the line that\n"
+        "# fits the extract (until then a run reads none of these values)\n"
+        '# timestamp_formats = ["%m/%d/%Y %I:%M %p", "%m/%d/%Y %I:%M:%S %p"]   # month first; reads ordered_at 4 of 4; '
+        "ISO 8601 is always read too\n"
+        '# timestamp_formats = ["%d/%m/%Y %I:%M %p", "%d/%m/%Y %I:%M:%S %p"]   # day first\n'
+    ) in text
+    # the config's list is a person's choice: inspect with it leaves it active, with no CHECK
+    chosen = tmp_path / "chosen.toml"
+    chosen.write_text('[formats.procedures]\ntimestamp_formats = ["%d/%m/%Y %H:%M"]\n', encoding="utf-8")
+    again = tmp_path / "again.toml"
+    r = run_cli("inspect", "--input", small_input, "--config", chosen, "--write-config", again)
+    assert r.returncode == 0, r.stderr
+    assert 'timestamp_formats = ["%d/%m/%Y %H:%M"]   # reads performed_at 2 of 2' in again.read_text(encoding="utf-8")
+    assert "CHECK day and month" not in r.stdout.split("imaging_orders:")[0]
+    args = ("run", "--input", small_input, "--config", config, "--out", tmp_path / "out", "--warehouse", tmp_path / "wh.duckdb")
+    r = run_cli(*args)
+    assert r.returncode == 2, r.stderr
+    assert (
+        r.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            'Set timestamp_formats = ["%m/%d/%Y %H:%M"] (month first) or ["%d/%m/%Y %H:%M"] (day first: no value settles '
+            "which) under [formats.procedures] in the config; order-audit inspect shows more"
+        )
+    ), r.stderr
+    config.write_text("\n".join(line[2:] if line.endswith("# day first") else line for line in text.splitlines()))
+    r = run_cli(*args)
+    assert r.returncode == 0, r.stderr
+    audited = pl.read_csv(tmp_path / "out" / "csf_leak" / "audited_orders.csv", infer_schema=False)
+    (o4,) = audited.filter(pl.col("order_id") == "O4")["ordered_at"]
+    assert o4.startswith("2025-06-04"), o4
 
 
 def _audited(out: Path) -> pl.DataFrame:

@@ -18,8 +18,11 @@ import polars as pl
 from pipeline.ingest import formats
 
 DELIMITERS = (",", "|", "\t", ";")
-# month-first before day-first: on a sample where both read every value, the US reading is
-# offered and flagged ambiguous (a person decides)
+# The two ways a slashed date is written: 03/07/2025 is 7 March day first, 3 July month first. A column is guessed
+# both ways (every month-first form below has its day-first twin, so a form missing from one way never decides it).
+MONTH_FIRST, DAY_FIRST = "%m/%d/", "%d/%m/"
+# month-first before day-first among equals: on a sample both ways read alike, the US reading is offered and
+# flagged ambiguous (a person decides)
 TIMESTAMP_FORMATS = (
     "%m/%d/%Y %I:%M:%S %p",
     "%m/%d/%Y %I:%M %p",
@@ -27,9 +30,12 @@ TIMESTAMP_FORMATS = (
     "%m/%d/%Y %H:%M",
     "%m/%d/%y %I:%M %p",
     "%m/%d/%y %H:%M",
+    "%d/%m/%Y %I:%M:%S %p",
     "%d/%m/%Y %H:%M:%S",
     "%d/%m/%Y %H:%M",
     "%d/%m/%Y %I:%M %p",
+    "%d/%m/%y %I:%M %p",
+    "%d/%m/%y %H:%M",
     "%d.%m.%Y %H:%M:%S",
     "%d.%m.%Y %H:%M",
     "%d-%b-%Y %H:%M:%S",
@@ -42,13 +48,34 @@ TIMESTAMP_FORMATS = (
     "%Y%m%d%H%M%S",
     "%Y%m%d%H%M",
 )
-DATE_FORMATS = ("%m/%d/%Y", "%m/%d/%y", "%d/%m/%Y", "%d.%m.%Y", "%d-%b-%Y", "%d-%b-%y", "%Y/%m/%d", "%Y%m%d")
-_SWAPPED = {"%m/%d": "%d/%m", "%d/%m": "%m/%d"}
+# a day count since 1899-12-30 (45719.375 is 2025-03-03 09:00): what Excel shows of a time in a cell without a date
+# format, and writes to a CSV. No strftime format reads it; reading it here would take a guess at the workbook's
+# date system (1900 or 1904, four years apart) and read any number column mapped here as dates.
+EXCEL_SERIAL = r"^\d{1,6}(\.\d+)?$"
+EXCEL_SERIALS_FIX = (
+    "The values look like Excel date serials (days since 1899-12-30), which no strftime format reads: format the "
+    "column as a date in Excel (Format Cells, yyyy-mm-dd hh:mm) and save or export the file again, or have the "
+    "report export the times as ISO 8601 text (2025-03-07 09:00)"
+)
+DATE_FORMATS = ("%m/%d/%Y", "%m/%d/%y", "%d/%m/%Y", "%d/%m/%y", "%d.%m.%Y", "%d-%b-%Y", "%d-%b-%y", "%Y/%m/%d", "%Y%m%d")
 
 
 def normalise(name: str) -> str:
     """A column name without case, spaces or punctuation: 'Order ID', 'ORDER_ID' and 'order_id' agree."""
     return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def day_month_twin(fmt: str) -> str | None:
+    """The format with day and month the other way round (%d/%m/%Y for %m/%d/%Y); None when it has no such twin."""
+    for order, other in ((MONTH_FIRST, DAY_FIRST), (DAY_FIRST, MONTH_FIRST)):
+        if fmt.startswith(order):
+            return other + fmt[len(order) :]
+    return None
+
+
+def turned(formats: list[str], which: list[str]) -> list[str]:
+    """formats with those in `which` read day and month the other way round."""
+    return [day_month_twin(f) if f in which else f for f in formats]
 
 
 @dataclass
@@ -57,14 +84,20 @@ class FormatGuess:
 
     formats: list[str] = field(default_factory=list)  # strftime formats needed beyond ISO 8601
     iso: int = 0  # sample values ISO 8601 reads
-    by_format: dict[str, int] = field(default_factory=dict)  # values each format reads
     unread: list[str] = field(default_factory=list)  # sample values no format reads
-    ambiguous: list[str] = field(default_factory=list)  # formats whose day/month swap reads the same values
+    # the month-first formats of a column whose values read alike day first: no value settles the order
+    ambiguous: list[str] = field(default_factory=list)
     examples: dict[str, str] = field(default_factory=dict)  # format (or "ISO 8601") -> one value it reads
+    excel_serials: bool = False  # every value no format reads looks like an Excel date serial (EXCEL_SERIALS_FIX)
 
     @property
     def sure(self) -> bool:
         return not self.unread and not self.ambiguous
+
+    def read_day_first(self) -> None:
+        """The order settled day first (by another column): the ambiguous formats turned, no longer in doubt."""
+        self.examples = {day_month_twin(f) if f in self.ambiguous else f: v for f, v in self.examples.items()}
+        self.formats, self.ambiguous = turned(self.formats, self.ambiguous), []
 
 
 def _iso_reads(values: pl.Series, dates: bool) -> pl.Series:
@@ -83,8 +116,26 @@ def _reads(values: pl.Series, fmt: str, dates: bool) -> pl.Series:
     return values.str.to_datetime(fmt, strict=False, time_unit="us", cache=False).is_not_null()
 
 
+def _cover(reads: dict[str, pl.Series], allowed: list[str], n: int) -> tuple[list[tuple[str, pl.Series]], pl.Series]:
+    """Greedy: the format that reads the most values not read yet (the earlier among equals), until none reads one
+    more. reads: each format's reading of the n values. ([(format, the values it adds)], the values read)."""
+    read = pl.Series([False] * n)
+    chosen: list[tuple[str, pl.Series]] = []
+    while True:
+        scored = [(int((reads[f] & ~read).sum()), -i, f) for i, f in enumerate(allowed) if f not in dict(chosen)]
+        best, _, fmt = max(scored, default=(0, 0, ""))
+        if best == 0:
+            return chosen, read
+        chosen.append((fmt, reads[fmt] & ~read))
+        read = read | reads[fmt]
+
+
 def guess_formats(sample: list[str], dates: bool = False) -> FormatGuess:
-    """The fewest formats (greedy, most values first) that read the sample, ISO 8601 first."""
+    """The fewest formats (greedy, most values first) that read the sample, ISO 8601 first.
+
+    One column writes day and month one way (a value that settles it settles it for every form of the column):
+    the formats are chosen all month first or all day first, whichever reads more values; where both read the
+    same values, month first, and those formats are ambiguous."""
     values = pl.Series([v.strip() for v in sample if v is not None and v.strip()], dtype=pl.String).unique(maintain_order=True)
     guess = FormatGuess()
     if values.len() == 0:
@@ -94,33 +145,37 @@ def guess_formats(sample: list[str], dates: bool = False) -> FormatGuess:
     if guess.iso:
         guess.examples["ISO 8601"] = values.filter(iso)[0]
     left = values.filter(~iso)
+    if left.len() == 0:
+        return guess
     candidates = list(DATE_FORMATS if dates else TIMESTAMP_FORMATS + DATE_FORMATS)
-    while left.len():
-        scored = [(int(_reads(left, f, dates).sum()), -i, f) for i, f in enumerate(candidates)]
-        best, _, fmt = max(scored)
-        if best == 0:
-            break
-        hits = _reads(left, fmt, dates)
-        guess.formats.append(fmt)
-        guess.by_format[fmt] = best
-        guess.examples[fmt] = left.filter(hits)[0]
-        swapped = next((fmt.replace(a, b, 1) for a, b in _SWAPPED.items() if a in fmt), None)
-        if swapped and swapped in candidates and bool((_reads(left, swapped, dates) == hits).all()):
-            guess.ambiguous.append(fmt)
-        candidates.remove(fmt)
-        left = left.filter(~hits)
-    guess.unread = left.head(5).to_list()
+    reads = {f: _reads(left, f, dates) for f in candidates}
+    month_first, read = _cover(reads, [f for f in candidates if not f.startswith(DAY_FIRST)], left.len())
+    day_first, read_day_first = _cover(reads, [f for f in candidates if not f.startswith(MONTH_FIRST)], left.len())
+    if int(read_day_first.sum()) > int(read.sum()):
+        chosen, read = day_first, read_day_first
+    else:
+        chosen = month_first
+        if bool((read == read_day_first).all()):  # no value tells the two ways apart
+            guess.ambiguous = [f for f, _ in chosen if f.startswith(MONTH_FIRST)]
+    guess.formats = [f for f, _ in chosen]
+    guess.examples |= {f: left.filter(added)[0] for f, added in chosen}
+    not_read = left.filter(~read)
+    guess.unread = not_read.head(5).to_list()
+    guess.excel_serials = not_read.len() > 0 and bool(not_read.str.contains(EXCEL_SERIAL).all())
     return guess
 
 
 def settle_day_month(guesses: list[FormatGuess]) -> None:
-    """A convention some value settles (a day over 12) is settled for the whole table: its other
-    formats are no longer ambiguous (an extract writes day and month one way)."""
-    for order in ("%m/%d", "%d/%m"):
-        settled = any(order in f and f not in g.ambiguous for g in guesses for f in g.formats)
-        if settled:
-            for g in guesses:
-                g.ambiguous = [f for f in g.ambiguous if order not in f]
+    """An order some column settles (a day over 12) is settled for the whole table: its other columns read day and
+    month that way too, no longer ambiguous (an extract writes day and month one way). Columns that settle it both
+    ways leave the others in doubt."""
+    settled = {f[: len(MONTH_FIRST)] for g in guesses for f in g.formats if day_month_twin(f) and f not in g.ambiguous}
+    if len(settled) != 1:
+        return
+    for g in guesses:
+        if g.ambiguous and settled == {DAY_FIRST}:
+            g.read_day_first()
+        g.ambiguous = []
 
 
 # ----------------------------------------------------------------------------- encoding and delimiter

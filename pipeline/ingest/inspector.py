@@ -297,6 +297,8 @@ def _read_table(report: TableReport, contract: TableContract, lf: pl.LazyFrame, 
     report.fmt = fmt = _table_formats(fmt, given, report.formats)
     for c in report.formats:  # counted with the table's whole list, as the loader will read it
         c.guess.formats = list(fmt.date_formats if c.kind == "date" else fmt.timestamp_formats)
+        if given and (given.date_formats if c.kind == "date" else given.timestamp_formats):
+            c.guess.ambiguous = []  # the config's list: a person chose day and month, nothing left to decide
     queries = [_format_counts(lf, schema, report.formats, cfg.site_timezone)]
     numbers = [c for c in contract.numbers if c in schema and schema[c] == pl.String]
     if numbers:  # a decimal comma ('45,5') or point: counted, no value shown

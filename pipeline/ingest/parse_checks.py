@@ -7,25 +7,25 @@ rows: the run stops with one line that says so, shows a value, and names the set
 
 from __future__ import annotations
 
-import re
-
 from pipeline.config import Config
 from pipeline.errors import InputFileError
 from pipeline.ingest import detect, timestamps
 from pipeline.ingest.contract import TableContract
 from pipeline.ingest.inputs import InputFile
+from pipeline.ingest.value_maps import toml_list
 from pipeline.sqltext import ident
 
 SAMPLE = 500
-EXCEL_SERIAL = re.compile(r"^\d{1,6}(\.\d+)?$")  # a day count since 1899-12-30, as a cell without a date format shows it
 
 
 def _suggestion(table: str, setting: str, guess: detect.FormatGuess) -> str:
     where = f"[formats.{table}]"
     if guess.formats and not guess.unread:
-        listed = ", ".join(f'"{f}"' for f in guess.formats)
-        also = " (check day and month: both readings fit)" if guess.ambiguous else ""
-        return f"Set {setting} = [{listed}] under {where} in the config{also}; order-audit inspect shows more"
+        listed = toml_list(guess.formats)
+        if guess.ambiguous:  # no value settles it: the person chooses, the message does not guess
+            day_first = toml_list(detect.turned(guess.formats, guess.ambiguous))
+            listed += f" (month first) or {day_first} (day first: no value settles which)"
+        return f"Set {setting} = {listed} under {where} in the config; order-audit inspect shows more"
     return (
         f"Set {setting} under {where} in the config to the extract's form (strftime codes, e.g. "
         f'"%m/%d/%Y %I:%M %p"); order-audit inspect --input DIR shows the forms it finds'
@@ -61,14 +61,9 @@ def check_columns_parsed(con, src: str, f: InputFile, contract: TableContract, c
         ]
         setting = "date_formats" if dates else "timestamp_formats"
         kind = "date" if dates else "timestamp"
-        if f.fmt == "xlsx" and sample and all(EXCEL_SERIAL.match(str(v)) for v in sample):
-            # no strftime format reads a day count: the advice to set one sent people nowhere
-            fix = (
-                "The cells hold numbers (Excel date serials) without a date format: format the column as a date "
-                "in Excel (Format Cells), or export the sheet as CSV"
-            )
-        else:
-            fix = _suggestion(contract.name, setting, detect.guess_formats(sample, dates=dates))
+        guess = detect.guess_formats(sample, dates=dates)
+        # no strftime format reads a day count: the advice to set one sent people nowhere (a workbook or a CSV)
+        fix = detect.EXCEL_SERIALS_FIX if guess.excel_serials else _suggestion(contract.name, setting, guess)
         raise InputFileError(
             f.label,
             # the example is not shown when it is a patient id of the table (a column mapped wrongly, load.py)

@@ -16,10 +16,11 @@ from pathlib import Path
 from pipeline import formula_guard
 from pipeline.config import Config
 from pipeline.errors import ConfigError
+from pipeline.ingest import detect
 from pipeline.ingest.contract import CONTRACT_BY_NAME
 from pipeline.ingest.formats import TableFormat
 from pipeline.ingest.inspector import TableReport
-from pipeline.ingest.value_maps import toml_string
+from pipeline.ingest.value_maps import toml_list, toml_string
 from pipeline.models import reference
 from pipeline.wording import counted
 
@@ -62,6 +63,7 @@ def as_dict(reports: dict) -> dict:
                     "formats": c.guess.formats,
                     "examples": c.guess.examples,
                     "ambiguous_day_month": c.guess.ambiguous,
+                    "excel_serials": c.guess.excel_serials,
                     "values": c.values,
                     "unread": c.unread,
                     "unread_examples": c.unread_examples,
@@ -123,13 +125,20 @@ def as_text(reports: dict, input_dir: Path) -> str:
         if r.extra_columns:
             lines.append(f"             kept as extra columns: {', '.join(r.extra_columns)}")
         for c in r.formats:
-            forms = ", ".join(f"{f} (e.g. {c.guess.examples.get(f, '-')})" for f in c.guess.formats) or "none needed"
+            forms = ", ".join(f"{f} (e.g. {c.guess.examples.get(f, '-')})" for f in c.guess.formats)
+            forms = forms or ("no format found" if c.unread else "none needed")
             iso = f"; ISO 8601 reads {counted(c.guess.iso, 'distinct value')} of the sample" if c.guess.iso else ""
             lines.append(f"  {c.kind:10} {c.column}: {forms}{iso}; reads {c.values - c.unread:,} of {c.values:,}")
             if c.guess.ambiguous:
-                lines.append(f"             CHECK day and month: {', '.join(c.guess.ambiguous)} and its day-first twin both fit")
+                month_first, day_first = c.guess.ambiguous, detect.turned(c.guess.ambiguous, c.guess.ambiguous)
+                lines.append(
+                    f"             CHECK day and month: no value settles which comes first; {', '.join(month_first)} (month "
+                    f"first) and {', '.join(day_first)} (day first) read every value alike"
+                )
             if c.unread:
                 lines.append(f"             not read, e.g.: {', '.join(repr(v) for v in c.unread_examples)}")
+            if c.guess.excel_serials:
+                lines.append(f"             CHECK: {detect.EXCEL_SERIALS_FIX}")
         for col, rows in r.values.items():
             for i, v in enumerate(rows):
                 head = f"  {col:10} " if i == 0 else "             "
@@ -227,6 +236,8 @@ def _format_lines(r: TableReport) -> list[str]:
         )
     if fmt.decimal_comma:
         lines.append(f"decimal_comma = true   # {_decimal_comma_note(r)}")
+    serials = [c.column for c in r.formats if c.guess.excel_serials]
+    lines += [f"# CHECK: {column} holds no time a format reads. {detect.EXCEL_SERIALS_FIX}" for column in serials]
     lists = (("timestamp", "timestamp_formats", fmt.timestamp_formats), ("date", "date_formats", fmt.date_formats))
     for kind, name, values in lists:
         if not values:
@@ -234,9 +245,20 @@ def _format_lines(r: TableReport) -> list[str]:
         cols = [c for c in r.formats if c.kind == kind]
         ambiguous = [a for c in cols for a in c.guess.ambiguous]
         read = ", ".join(f"{c.column} {c.values - c.unread:,} of {c.values:,}" for c in cols)
-        lines.append(f"{name} = [{', '.join(toml_string(v) for v in values)}]   # reads {read}; ISO 8601 is always read too")
-        if ambiguous:
-            lines.append("# CHECK: day and month could be the other way round in every value seen (%d/%m instead of %m/%d)")
+        setting = f"{name} = {toml_list(list(values))}"
+        if not ambiguous:
+            lines.append(f"{setting}   # reads {read}; ISO 8601 is always read too")
+            continue
+        # a wrong guess reads every such date wrongly and silently: both readings commented out, the run stops
+        # ("set timestamp_formats") until a person keeps one
+        day_first = f"{name} = {toml_list(detect.turned(list(values), ambiguous))}"
+        doubt = ", ".join(c.column for c in cols if c.guess.ambiguous)
+        lines += [
+            f"# CHECK: no value of {doubt} settles which comes first, day or month; remove the # of the line that",
+            "# fits the extract (until then a run reads none of these values)",
+            f"# {setting}   # month first; reads {read}; ISO 8601 is always read too",
+            f"# {day_first}   # day first",
+        ]
     return lines
 
 

@@ -177,6 +177,11 @@ def toml_string(text: str) -> str:
     )
 
 
+def toml_list(texts: list[str]) -> str:
+    """A TOML array of basic strings (toml_string): a list setting we suggest, timestamp_formats = [...]."""
+    return f"[{', '.join(toml_string(t) for t in texts)}]"
+
+
 def unknown_values(con, typed_parquet: Path, table: str, path: str, columns: list[str]) -> list[UnknownValues]:
     """Count the values of each coded column that are not contract values after the maps (DuckDB on the typed file)."""
     from pipeline.sqltext import ident, literal
