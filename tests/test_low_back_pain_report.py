@@ -494,6 +494,7 @@ def _index_diagnoses_note(has_position: bool, has_setting: bool) -> str:
     row = {"group_order": 1, "grouping": "All episodes", "group_key": None, "numerator": 4, "denominator": 13}
     row |= {"early_imaging": 9, "not_evaluable": 0, "excluded": 3, "episodes": 16, "has_position": has_position}
     row |= {"has_setting": has_setting, "earliest_diagnosis": "2022-10-25", "earliest_order": "2024-07-01"}
+    row |= {"before_data": False, "verified_from": "2023-04-23", "history_days": 180}  # episode_rate.sql's look-back
     page = env.get_template("audit/episode_rate.html").render(
         parameters={"early_imaging_days": 28}, scope={"kind": "hospital"}, section={"rows": [row]}, low=20
     )
@@ -615,6 +616,7 @@ def test_a_grouping_with_one_value_is_a_sentence_not_a_second_table():
     audit = next(a for a in audits.discover() if a.id == AUDIT)
     counts = {"episodes": 16, "numerator": 4, "denominator": 13, "early_imaging": 9, "not_evaluable": 0, "excluded": 3}
     feed = {"has_setting": True, "has_position": False, "earliest_diagnosis": "2022-10-25", "earliest_order": "2024-07-01"}
+    feed |= {"before_data": False, "verified_from": "2023-04-23", "history_days": 180}
     rows = [
         {"group_order": 1, "grouping": "All episodes", "group_key": "all", **counts, **feed},
         {"group_order": 2, "grouping": "Index month", "group_key": "2026-04", **counts, **feed},
@@ -801,8 +803,15 @@ def test_the_period_stated_and_every_total_agree_when_a_month_has_episodes_but_n
     section = _section(html, "<h2>Episodes without lumbar imaging in the first 28 days (HEDIS-style rate)")
     rows = [_cells(r) for r in re.findall(r"<tr>(.*?)</tr>", section, re.S)]
     total = next(c for c in rows if c[0] == "All episodes" and c[1].isdigit())
-    months = [c for c in rows if re.fullmatch(r"\d{4}-\d{2}", c[0])]
+    months = [c for c in rows if re.match(r"\d{4}-\d{2}", c[0])]
     assert total[1:3] == [str(n), str(d)], total
-    assert [m[0] for m in months] == ["2024-09", "2024-11", "2025-01", "2025-02", "2025-03"]
+    assert [m[0][:7] for m in months] == ["2024-09", "2024-11", "2025-01", "2025-02", "2025-03"]
     assert [sum(int(m[i]) for m in months) for i in (1, 2)] == [n, d], months
+    # the months whose look-back reaches before the diagnoses held are marked as the feed marks them, and counted
+    by_month = _csv(folder / "metrics.csv").filter(pl.col("period_type") == "month")
+    looked = dict(zip(by_month["period"], by_month["look_back"], strict=True))
+    marked = [m[0][:7] for m in months if m[0].endswith("look-back before the data")]
+    assert marked == ["2024-09", "2024-11", "2025-01", "2025-02"]
+    assert all((looked[m[0][:7]] == "before_data") == (m[0][:7] in marked) for m in months), looked
+    assert "Those months count in the total above, as in the headline" in _words(section)
     assert f"{n} / {d} = " in site

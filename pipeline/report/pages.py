@@ -158,7 +158,7 @@ def page_context(
         "n_funnel": points.height,
         "n_small_providers": int(points["small"].sum()) if points.height else 0,
         "attrition": sections.attrition(con, {**rule_labels(rules), **spec.labels}) if department is None else [],
-        "audit_sections": section_rows(con, spec, department),
+        "audit_sections": section_rows(con, spec, department, shared.get("reach")),
         "flagged": flagged,
         "case_rows": (case_rows := caselist.shaped_rows(flagged["rows"], names)),
         "case_columns": caselist.column_widths(case_rows),

@@ -149,6 +149,7 @@ def render_steps(
             "attribution": sections.attribution(con, settings["names"]),
             "department_providers": sections.department_provider_rates(con),
             "verdicts": pages.verdict_counts(con),
+            "reach": reach,  # the audit's sections mark their months whose look-back reaches before the data
         }
         for row in shared["attribution"]["rows"]:
             row["slug"] = slugify(row["department"])
