@@ -494,6 +494,7 @@ def _index_diagnoses_note(has_position: bool, has_setting: bool) -> str:
     row = {"group_order": 1, "grouping": "All episodes", "group_key": None, "numerator": 4, "denominator": 13}
     row |= {"early_imaging": 9, "not_evaluable": 0, "excluded": 3, "episodes": 16, "has_position": has_position}
     row |= {"has_setting": has_setting, "earliest_diagnosis": "2022-10-25", "earliest_order": "2024-07-01"}
+    row |= {"before_data": False, "verified_from": "2023-04-23", "history_days": 180}  # episode_rate.sql's look-back
     page = env.get_template("audit/episode_rate.html").render(
         parameters={"early_imaging_days": 28}, scope={"kind": "hospital"}, section={"rows": [row]}, low=20
     )
@@ -615,6 +616,7 @@ def test_a_grouping_with_one_value_is_a_sentence_not_a_second_table():
     audit = next(a for a in audits.discover() if a.id == AUDIT)
     counts = {"episodes": 16, "numerator": 4, "denominator": 13, "early_imaging": 9, "not_evaluable": 0, "excluded": 3}
     feed = {"has_setting": True, "has_position": False, "earliest_diagnosis": "2022-10-25", "earliest_order": "2024-07-01"}
+    feed |= {"before_data": False, "verified_from": "2023-04-23", "history_days": 180}
     rows = [
         {"group_order": 1, "grouping": "All episodes", "group_key": "all", **counts, **feed},
         {"group_order": 2, "grouping": "Index month", "group_key": "2026-04", **counts, **feed},
@@ -712,3 +714,104 @@ def test_the_day_column_is_centred_apart_from_the_order_id_beside_it(deck_runs):
     assert header[day + 1] == "Order"
     days = [c for (i, j), c in cells.items() if j == day and i > 0 and c["number"] is not None]
     assert days and {c["align"] for c in days} == {"center"}
+
+
+def _first_month_without_orders(d: Path) -> Path:
+    """A small extract whose first month of episodes has no audited order, as a site's first extract often has
+    (diagnoses from before the first order held): a low back pain episode in 2024-09 imaged never (orders start in
+    2024-10), episodes from 2024-11 on with lumbar imaging; and a CSF-leak case in 2024-10 never imaged beside one
+    in 2024-12 that is."""
+    from conftest import DX_HEADER, ORDER_HEADER, PROC_HEADER, write_csv  # noqa: PLC0415
+
+    write_csv(
+        d / "procedures.csv",
+        PROC_HEADER,
+        [
+            ["PR1", "C-1", "2024-10-07 09:00:00", "62323", "Pain clinic", "1970-05-05"],
+            ["PR2", "C-2", "2024-12-02 09:00:00", "62322", "Pain clinic", "1980-01-01"],
+        ],
+    )
+    lbp = [("L-1", "2024-09-10"), ("L-2", "2024-11-12"), ("L-3", "2025-01-08"), ("L-4", "2025-02-04"), ("L-5", "2025-03-05")]
+    write_csv(
+        d / "diagnoses.csv",
+        DX_HEADER,
+        [["C-1", "G97.1", "2024-10-08 08:00:00"], ["C-2", "G97.1", "2024-12-03 08:00:00"]]
+        + [[p, "M54.50", f"{day} 10:00:00"] for p, day in lbp],
+    )
+    write_csv(
+        d / "imaging_orders.csv",
+        ORDER_HEADER,
+        [
+            ["O1", "C-2", "2024-12-04 10:00:00", "72156", "Neurology", "G97.1", "completed"],
+            ["O2", "L-2", "2024-11-14 10:00:00", "72100", "Family Medicine", "M54.50", "completed"],  # day 2: early
+            ["O3", "L-3", "2025-02-15 10:00:00", "72148", "Family Medicine", "M54.50", "completed"],  # day 38: after
+            ["O4", "L-4", "2025-02-06 10:00:00", "72100", "Family Medicine", "M54.50", "completed"],  # day 2: early
+            ["O5", "L-5", "2025-03-07 10:00:00", "72100", "Family Medicine", "M54.50", "completed"],  # day 2: early
+        ],
+    )
+    write_csv(d / "patients.csv", ["patient_id", "birth_date"], [[p, "1970-01-01"] for p, _ in lbp])
+    return d
+
+
+def _words(markup: str) -> str:
+    import html  # noqa: PLC0415
+
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", markup)).split())
+
+
+def test_the_period_stated_and_every_total_agree_when_a_month_has_episodes_but_no_orders(tmp_path):
+    """The metrics counted only the months holding an audited order: an extract whose first month's episode went
+    unimaged had its report say 'Headline measures, all months, 2024-11 to 2025-03' and count 1 of 4 episodes without
+    early imaging, where the log and the site index said '2024-09 to 2025-03' and the report's own episode-rate table
+    counted 2 of 5, with a 2024-09 row. Every place that states the period says the cases' months, and every total of
+    the page (the headline, the episode rate's all-episodes row and the sum of its months, the site index, the feed's
+    'all') counts the same episodes. The CSF-leak audit's period (a case in 2024-10 never imaged) is said alike; its
+    feed starts at its first month with a cell, 2024-12 (a case never imaged is in no measure, so its sums are alike)."""
+    from conftest import run_cli  # noqa: PLC0415
+
+    from pipeline.months import all_months  # noqa: PLC0415
+
+    out = tmp_path / "out"
+    inp = _first_month_without_orders(tmp_path / "in")
+    proc = run_cli("run", "--input", inp, "--out", out, "--warehouse", tmp_path / "wh.duckdb", "--no-validate")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    site = _words((out / "index.html").read_text(encoding="utf-8"))
+    for audit_id in ("csf_leak", AUDIT):
+        folder = out / audit_id
+        cases = _csv(folder / "cases.csv")
+        period = all_months(min(cases["index_month"]), max(cases["index_month"]))
+        assert period == ("all months, 2024-10 to 2024-12" if audit_id == "csf_leak" else "all months, 2024-09 to 2025-03")
+        assert f"{audit_id}: {period} is" in proc.stderr, proc.stderr[-3000:]  # the log's line on the period
+        assert period in site
+        html = (folder / "report.html").read_text(encoding="utf-8")
+        stated = set(re.findall(r"all months, \d{4}-\d{2} to \d{4}-\d{2}", _words(html)))
+        stated |= set(re.findall(r"all months, \d{4}-\d{2} to \d{4}-\d{2}", _words((folder / "index.html").read_text("utf-8"))))
+        assert stated == {period}, (audit_id, stated)
+    # the low back pain episodes: the headline, the episode-rate table and its months, the site index, the feed's 'all'
+    # (every episode is in a measure's denominator: all episodes) count the same
+    folder = out / AUDIT
+    feed = _csv(folder / "metrics.csv").filter(pl.col("period") == "all")
+    assert set(zip(feed["period_start"], feed["period_end"], strict=True)) == {("2024-09", "2025-03")}
+    cases = _csv(folder / "cases.csv")
+    judged = cases.filter(pl.col("outcome").is_in(["no_early_imaging", "early_imaging"]))
+    n, d = judged.filter(pl.col("outcome") == "no_early_imaging").height, judged.height
+    assert (n, d) == (2, 5)
+    html = (folder / "report.html").read_text(encoding="utf-8")
+    headline = _section(html, "<h2>Headline measures")
+    row = next(r for r in re.findall(r"<tr>(.*?)</tr>", headline, re.S) if "Episodes without lumbar imaging" in r)
+    assert _cells(row)[2:4] == [str(n), str(d)], _cells(row)
+    section = _section(html, "<h2>Episodes without lumbar imaging in the first 28 days (HEDIS-style rate)")
+    rows = [_cells(r) for r in re.findall(r"<tr>(.*?)</tr>", section, re.S)]
+    total = next(c for c in rows if c[0] == "All episodes" and c[1].isdigit())
+    months = [c for c in rows if re.match(r"\d{4}-\d{2}", c[0])]
+    assert total[1:3] == [str(n), str(d)], total
+    assert [m[0][:7] for m in months] == ["2024-09", "2024-11", "2025-01", "2025-02", "2025-03"]
+    assert [sum(int(m[i]) for m in months) for i in (1, 2)] == [n, d], months
+    # the months whose look-back reaches before the diagnoses held are marked as the feed marks them, and counted
+    by_month = _csv(folder / "metrics.csv").filter(pl.col("period_type") == "month")
+    looked = dict(zip(by_month["period"], by_month["look_back"], strict=True))
+    marked = [m[0][:7] for m in months if m[0].endswith("look-back before the data")]
+    assert marked == ["2024-09", "2024-11", "2025-01", "2025-02"]
+    assert all((looked[m[0][:7]] == "before_data") == (m[0][:7] in marked) for m in months), looked
+    assert "Those months count in the total above, as in the headline" in _words(section)
+    assert f"{n} / {d} = " in site

@@ -1,6 +1,7 @@
 """The measure models the engine writes for an audit, from its manifest's ``[[measures]]`` and its registry.
 
-``<id>__mart_metric_counts``: per month of the trend window (and ``all``, the run's months), per level
+``<id>__mart_metric_counts``: per month of the trend window (and ``all``, the run's months: every month with a
+case, audited orders or none), per level
 (overall, department, provider) and group, each measure's numerator and denominator. A measure counts
 the rows of its unit (``order``: ``<id>__int_audited_orders``; ``case``: ``<id>__int_case_summary``)
 where its ``denominator`` holds, and of those the rows where its ``numerator`` holds; a group has a
@@ -115,10 +116,18 @@ reason_denominators AS (
 -- denominators of every measure, per month of the trend window and for the run's months ('all'), for
 -- the hospital, per department and per provider. Rates and intervals are added in report/measure.py.
 WITH per AS (SELECT * FROM audit_period),
+-- a month counts when a case is indexed in it, with or without an audited order: the months of the orders alone
+-- dropped a month whose episodes all went without imaging (the best a month can be) from 'all' and the trend,
+-- while the log, the site index and the audit's own sections, which read the cases, counted it
+unit_months AS (
+    SELECT case_index_month AS month FROM {name("int_audited_orders")}
+    UNION SELECT index_month FROM {name("int_case_summary")}
+),
 in_trend AS (
-    SELECT DISTINCT case_index_month AS month FROM {name("int_audited_orders")}, per
-    WHERE (per.last_month IS NULL OR case_index_month <= per.last_month)
-      AND (per.trend_first_month IS NULL OR case_index_month >= per.trend_first_month)
+    SELECT DISTINCT month FROM unit_months, per
+    WHERE month IS NOT NULL
+      AND (per.last_month IS NULL OR month <= per.last_month)
+      AND (per.trend_first_month IS NULL OR month >= per.trend_first_month)
 ),
 in_period AS (
     SELECT month FROM in_trend, per WHERE (per.first_month IS NULL OR month >= per.first_month)

@@ -3,7 +3,8 @@
 page and on every department page.
 
 The SQL reads the audit's tables (``<id>__mart_*``) and may name the page's department as
-``$department`` (NULL on the hospital page). The partial receives ``section.rows`` (a list of dicts),
+``$department`` (NULL on the hospital page), and the columns of ``report/verified_from.sql``'s row as
+``$verified_from``, ``$history_days``... (``section_rows``). The partial receives ``section.rows`` (a list of dicts),
 ``scope``, ``parameters`` (the audit's, in force) and ``low``, and these helpers:
 
 * ``rate(n, N)``: the row ``rate_cells`` prints (rate, 95% Wilson interval, low-reliability mark);
@@ -119,14 +120,17 @@ def _words(markup: str) -> str:
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", markup)).split())
 
 
-def section_rows(con, spec: ReportSpec, department: str | None) -> list[dict]:
-    """Every section of the audit with its rows for one page (hospital: ``department`` None)."""
+def section_rows(con, spec: ReportSpec, department: str | None, reach: dict | None = None) -> list[dict]:
+    """Every section of the audit with its rows for one page (hospital: ``department`` None). A section's SQL may name
+    the columns of ``look_back``'s row as ``$parameters``, as the period note does (``reach``: that row): a table by
+    month marks the months whose units look back past the data held, as the feed's ``look_back`` does."""
     out = []
     for s in spec.sections:
         rows: list[dict] = []
         if s.sql is not None:
             sql = s.sql.read_text(encoding="utf-8")
-            params = {"department": department} if "$department" in sql else None
-            rows = frame(con, sql, params).to_dicts()
+            params = {"department": department} if "$department" in sql else {}
+            params |= {k: v for k, v in (reach or {}).items() if f"${k}" in sql}
+            rows = frame(con, sql, params or None).to_dicts()
         out.append({"name": s.name, "title": s.title, "template": f"audit/{s.name}.html", "rows": rows})
     return out

@@ -41,10 +41,15 @@ def audit_period(con) -> dict:
     return {k: v for k, v in rows[0].items() if v is not None} if rows else {}
 
 
-def period_label(period: str, metrics: pl.DataFrame, bounds: dict, trend_end: str | None) -> str:
-    """What the period means in words: a month, or 'all months, first to last'."""
+def period_label(period: str, metrics: pl.DataFrame, bounds: dict, trend_end: str | None, stated: str | None = None) -> str:
+    """What the period means in words: a month, or 'all months, first to last'. ``stated``: the run's own words for
+    it (run.json ``status.period``, ``period_status.build``: the months of the audit's cases), which the log and the
+    site index print; the pages print the same (they read the months of the metrics, which an audit's cases without
+    a cell in any measure leave out, and said '2025-01 to 2025-03' where the log said '2024-09 to 2025-03')."""
     if MONTH.match(period):
         return period
+    if stated:
+        return stated
     first, last = bounds.get("first_month"), bounds.get("last_month")
     if not (first and last):
         months = sorted(p for p in metrics["period"].unique().drop_nulls().to_list() if MONTH.match(p))
@@ -153,7 +158,7 @@ def page_context(
         "n_funnel": points.height,
         "n_small_providers": int(points["small"].sum()) if points.height else 0,
         "attrition": sections.attrition(con, {**rule_labels(rules), **spec.labels}) if department is None else [],
-        "audit_sections": section_rows(con, spec, department),
+        "audit_sections": section_rows(con, spec, department, shared.get("reach")),
         "flagged": flagged,
         "case_rows": (case_rows := caselist.shaped_rows(flagged["rows"], names)),
         "case_columns": caselist.column_widths(case_rows),

@@ -132,7 +132,9 @@ def render_steps(
         window = sections.trend_months(metrics, trend_end, months_n, bounds.get("trend_first_month"), complete_from)
         uncut = sections.trend_months(metrics, trend_end, months_n, bounds.get("trend_first_month"))
         settings = pages.page_settings(run_info, pages.overall_rates(metrics, period))
-        common = pages.common_values(run_info, pages.period_label(period, metrics, bounds, trend_end), settings, spec)
+        stated = (run_info.get("status") or {}).get("period")
+        label = pages.period_label(period, metrics, bounds, trend_end, stated)
+        common = pages.common_values(run_info, label, settings, spec)
         common["site_root"] = site_root
         # the pages say why the trend starts where it does, when the look-back moved its start
         common["trend_cut"] = {"first": window[0], "verified_from": reach["verified_from"]} if window != uncut else None
@@ -147,6 +149,7 @@ def render_steps(
             "attribution": sections.attribution(con, settings["names"]),
             "department_providers": sections.department_provider_rates(con),
             "verdicts": pages.verdict_counts(con),
+            "reach": reach,  # the audit's sections mark their months whose look-back reaches before the data
         }
         for row in shared["attribution"]["rows"]:
             row["slug"] = slugify(row["department"])

@@ -5,7 +5,9 @@
 -- department's page the rows are the same (the page's department does not split them).
 -- Every row also carries what the methods must say of the data: whether the feed has the setting and
 -- position columns (else any setting or position starts an episode) and how far back "any time
--- before" reaches (the earliest diagnosis and order the warehouse holds).
+-- before" reaches (the earliest diagnosis and order the warehouse holds). A month's row says whether the month
+-- starts before $verified_from (verified_from.sql, bound by the engine): its episodes look back past the diagnoses
+-- held, as the metrics feed marks it (look_back = 'before_data'); it stays in the total, as in the headline.
 WITH feed AS (
     SELECT
         coalesce(bool_or(table_name = 'diagnoses' AND column_name = 'setting'), false) AS has_setting,
@@ -40,7 +42,12 @@ counted AS (
     FROM grouped
     GROUP BY group_order, grouping, group_key
 )
-SELECT c.*, f.has_setting, f.has_position, r.earliest_diagnosis, r.earliest_order
+SELECT c.*, f.has_setting, f.has_position, r.earliest_diagnosis, r.earliest_order,
+       -- ISO dates compared as text: a CAST of the group key would be tried on the settings' rows too
+       coalesce(c.group_order = 2 AND c.group_key || '-01' < CAST(CAST($verified_from AS DATE) AS VARCHAR), false)
+           AS before_data,
+       CAST($verified_from AS DATE) AS verified_from,
+       CAST($history_days AS INTEGER) AS history_days
 FROM counted AS c
 CROSS JOIN feed AS f
 CROSS JOIN reach AS r
