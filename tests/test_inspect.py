@@ -657,3 +657,23 @@ def test_counts_read_with_thousands_separators_as_everywhere_else(small_input, t
     found = json.loads(run_cli("inspect", "--input", small_input, "--json").stdout)
     (ts,) = found["imaging_orders"]["formats"]
     assert (found["imaging_orders"]["rows"], ts["values"]) == (1200, 1200)
+
+
+def test_an_order_code_in_cpt_form_outside_radiology_is_named_as_maybe_the_sites_own():
+    """00412 is five digits, so CPT's form: read as a CPT code no map lists, its complete-spine MRIs left the audit
+    without a word (an onboarding review). inspect names such codes beside the other CPT codes."""
+    from pipeline.ingest.starter_config import code_lines
+
+    unknown = [
+        {"code": "00412", "orders": 3, "system": "CPT", "name": None},
+        {"code": "71046", "orders": 40, "system": "CPT", "name": None},
+        {"code": "93880", "orders": 2, "system": "CPT", "name": None},
+        {"code": "0042T", "orders": 1, "system": "CPT", "name": None},
+    ]
+    lines = code_lines("imaging_orders", {"CPT": 46}, unknown)
+    assert lines[-2].startswith("  other CPT  4 codes no map lists, read as imaging outside this audit: 00412 (3), 71046 (40)")
+    assert lines[-1].startswith(
+        "             CHECK: outside CPT's radiology section (70010-79999): 00412 (3), 93880 (2). If they are the site's own "
+        "exam codes, list them in local_code_map.csv"
+    )
+    assert not any("CHECK" in line for line in code_lines("imaging_orders", {"CPT": 40}, unknown[1:2]))

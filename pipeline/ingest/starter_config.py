@@ -162,6 +162,11 @@ def _decimal_comma_note(r: TableReport) -> str:
     return f"written with a decimal comma (45,5): {counts or 'no value seen'}; read as decimals"
 
 
+# CPT's Radiology section (codes 70010-79999): where an imaging order's CPT code is, but for a few (vascular
+# ultrasound is in Medicine, 93xxx)
+RADIOLOGY_CPT = ("70010", "79999")
+
+
 def code_lines(table: str, systems: dict[str, int], unknown_codes: list[dict], told_by: str = "form") -> list[str]:
     """A table's code systems with their shares, then the order codes no map knows: those to map first (not
     evaluable until mapped), then the CPT codes outside the map in one line. told_by: how a code's system was told
@@ -189,6 +194,20 @@ def code_lines(table: str, systems: dict[str, int], unknown_codes: list[dict], t
     if cpt:
         top = ", ".join(f"{u['code']} ({u['orders']:,})" for u in cpt[:5])
         lines.append(f"  other CPT  {counted(len(cpt), 'code')} no map lists, read as imaging outside this audit: {top}")
+    # a five-digit code outside CPT's radiology section on an imaging order is most often the site's own exam code
+    # written in digits (00412): read as CPT, its orders leave the audit without a word
+    outside = [
+        u
+        for u in cpt
+        if table == "imaging_orders" and u["code"].isdigit() and not RADIOLOGY_CPT[0] <= u["code"] <= RADIOLOGY_CPT[1]
+    ]
+    if outside:
+        top = ", ".join(f"{u['code']} ({u['orders']:,})" for u in outside[:5])
+        lines.append(
+            f"             CHECK: outside CPT's radiology section ({RADIOLOGY_CPT[0]}-{RADIOLOGY_CPT[1]}): {top}. If they "
+            "are the site's own exam codes, list them in local_code_map.csv (a code the map lists is read as the map says); "
+            "else they are CPT codes of another section, such as vascular ultrasound (93xxx)"
+        )
     return lines
 
 
