@@ -677,3 +677,26 @@ def test_an_order_code_in_cpt_form_outside_radiology_is_named_as_maybe_the_sites
         "exam codes, list them in local_code_map.csv"
     )
     assert not any("CHECK" in line for line in code_lines("imaging_orders", {"CPT": 40}, unknown[1:2]))
+
+
+def test_an_empty_coded_cell_is_no_word_to_map(small_input, tmp_path):
+    """A workbook's empty cell reached inspect as '' (a CSV's as spaces): it was listed as an unknown word, and the
+    starter config asked for a mapping of it (# "" = "?"). An empty cell is no value; the run reads it so."""
+    path = small_input / "procedures.csv"
+    frame = pl.read_csv(path, infer_schema=False)
+    frame.with_columns(pl.Series("needle_type", ["Tuohy", "   "][: frame.height])).write_csv(path)
+    config, lines = inspect_writing_config(small_input, tmp_path)
+    needle = [line for line in lines if "'Tuohy'" in line or "'   '" in line or "''" in line]
+    assert needle and all("Tuohy" in line for line in needle), needle
+    text = config.read_text(encoding="utf-8")
+    assert '"Tuohy" = "?"' in text and '"   " = "?"' not in text and '"" = "?"' not in text
+
+
+def test_columns_without_a_name_are_counted_not_listed(small_input, tmp_path):
+    """An export's trailing delimiters (a header ending ',,') read 'kept as extra columns: Accession #, , '."""
+    path = small_input / "imaging_orders.csv"
+    text = path.read_text(encoding="utf-8").splitlines()
+    body = [text[0] + ",Accession #,,"] + [line + ",A1,," for line in text[1:]]
+    path.write_text("\n".join(body) + "\n", encoding="utf-8")
+    _, lines = inspect_writing_config(small_input, tmp_path)
+    assert "             kept as extra columns: Accession # and 2 columns without a name" in lines

@@ -336,7 +336,7 @@ def _read_table(report: TableReport, contract: TableContract, lf: pl.LazyFrame, 
             )
             frame = frame.clear()
         for value, n in frame.iter_rows():
-            if value is None:
+            if value is None or not value.strip():  # an empty cell (a workbook's '') is no value, not a word to map
                 continue
             reads_as, by = readings.get(value.strip().lower(), (None, None))
             rows.append({"value": value, "rows": n, "reads_as": reads_as, "by": by})

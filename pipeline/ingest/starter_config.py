@@ -123,7 +123,11 @@ def as_text(reports: dict, input_dir: Path) -> str:
             else:
                 lines.append(f"{head}{m.column}: missing{' (REQUIRED)' if m.required else ' (optional)'}")
         if r.extra_columns:
-            lines.append(f"             kept as extra columns: {', '.join(r.extra_columns)}")
+            # an export's trailing delimiters make columns without a name: counted, not listed as ', , '
+            named = [h for h in r.extra_columns if str(h).strip()]
+            nameless = len(r.extra_columns) - len(named)
+            also = f"{' and ' if named else ''}{counted(nameless, 'column')} without a name" if nameless else ""
+            lines.append(f"             kept as extra columns: {', '.join(named)}{also}")
         for c in r.formats:
             forms = ", ".join(f"{f} (e.g. {c.guess.examples.get(f, '-')})" for f in c.guess.formats)
             forms = forms or ("no format found" if c.unread else "none needed")
