@@ -300,10 +300,10 @@ def test_validate_logs_only_its_own_lines_and_quiet_leaves_no_info(small_input):
 
 @pytest.mark.slow
 def test_your_first_extract_runs_as_written_on_a_hospital_shaped_extract(small_input, tmp_path):
-    """*Your first extract*, its commands copied as written (the block, then step 4's validate and run), in a fresh
-    folder, on an extract in a hospital's shape (EHR column names, pipe-delimited Windows-1252, US timestamps,
-    other file names): `--write-config site/order-audit.toml` stopped with `folder not found` until the block
-    made the folder."""
+    """*Your first extract*, its commands copied as written (the block, step 2's choice of day and month, then step
+    4's validate and run), in a fresh folder, on an extract in a hospital's shape (EHR column names, pipe-delimited
+    Windows-1252, US timestamps, other file names): `--write-config site/order-audit.toml` stopped with `folder not
+    found` until the block made the folder."""
     import os
     import subprocess
     import sys
@@ -318,7 +318,14 @@ def test_your_first_extract_runs_as_written_on_a_hospital_shaped_extract(small_i
     step4 = re.findall(r"`(order-audit (?:validate|run) [^`]*)`", section)
     assert [c.split()[:2] for c in step4] == [["order-audit", "validate"], ["order-audit", "run"]]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "ORDER_AUDIT_PSEUDONYM_KEY": "newcomer-test-key"}
-    for command in block + step4:
+    for command in block + ["step 2"] + step4:
+        if command == "step 2":  # the person's decision step 2 asks for: the export's US times are month first
+            config = work / "site" / "order-audit.toml"
+            text = config.read_text(encoding="utf-8")
+            decided = re.sub(r"(?m)^# ((?:timestamp|date)_formats = .*# month first)", r"\1", text)
+            assert decided != text, "step 2: the starter config left no day/month line to choose"
+            config.write_text(decided, encoding="utf-8")
+            continue
         line = command.replace("/data/extract", shlex.quote(str(extract)))
         line = re.sub(r"^order-audit ", f"{shlex.quote(sys.executable)} -m pipeline ", line)
         result = subprocess.run(line, shell=True, cwd=work, env=env, capture_output=True, text=True)
