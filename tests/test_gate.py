@@ -285,7 +285,8 @@ def _leading_zeros_check(tables: dict[str, list[str]]):
 def test_patient_ids_whose_leading_zeros_one_table_lost_fail_the_check():
     padded = [f"{n:09d}" for n in range(104501, 104541)]  # 000104501 ...
     lost = [str(int(i)) for i in padded]  # 104501 ...: the same patients, as Excel's number cells give them
-    violated, total, failed, sample = _leading_zeros_check({"src_imaging_orders": padded, "src_procedures": lost[:30]})
+    # (with an id of zeros alone among them: a placeholder, which makes no table's ids padded)
+    violated, total, failed, sample = _leading_zeros_check({"src_imaging_orders": padded, "src_procedures": [*lost[:30], "0"]})
     assert (violated, total, failed) == (30, 40, True)
     assert set(sample) <= set(padded[:30] + lost[:30]) and sample  # examples of both spellings' ids
     # the diagnoses (or the patients) spelled without them fail it alike
