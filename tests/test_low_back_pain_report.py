@@ -765,7 +765,9 @@ def test_the_period_stated_and_every_total_agree_when_a_month_has_episodes_but_n
     early imaging, where the log and the site index said '2024-09 to 2025-03' and the report's own episode-rate table
     counted 2 of 5, with a 2024-09 row. Every place that states the period says the cases' months, and every total of
     the page (the headline, the episode rate's all-episodes row and the sum of its months, the site index, the feed's
-    'all') counts the same episodes. The CSF-leak audit's period (a case in 2024-10 never imaged) is said alike; its
+    'all') counts the same episodes. The 2024-09 episode is in the period but not judged: its imaging window begins
+    before the orders held (from 2024-11-01, the first month of orders), so it is in no rate's N (DESIGN.md section 8),
+    in every place alike. The CSF-leak audit's period (a case in 2024-10 never imaged) is said alike; its
     feed starts at its first month with a cell, 2024-12 (a case never imaged is in no measure, so its sums are alike)."""
     from conftest import run_cli  # noqa: PLC0415
 
@@ -795,7 +797,8 @@ def test_the_period_stated_and_every_total_agree_when_a_month_has_episodes_but_n
     cases = _csv(folder / "cases.csv")
     judged = cases.filter(pl.col("outcome").is_in(["no_early_imaging", "early_imaging"]))
     n, d = judged.filter(pl.col("outcome") == "no_early_imaging").height, judged.height
-    assert (n, d) == (2, 5)
+    assert (n, d) == (1, 4)  # L-1 (2024-09-10) is not judged: its imaging window begins before the orders held
+    assert cases.filter(pl.col("is_window_before_orders") == "true")["index_month"].to_list() == ["2024-09"]
     html = (folder / "report.html").read_text(encoding="utf-8")
     headline = _section(html, "<h2>Headline measures")
     row = next(r for r in re.findall(r"<tr>(.*?)</tr>", headline, re.S) if "Episodes without lumbar imaging" in r)
