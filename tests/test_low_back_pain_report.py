@@ -397,10 +397,17 @@ def test_the_report_says_which_episodes_the_workbook_lists(deck_runs):
     assert "Every audited order, flagged or not, is in" in html and "episodes without an audited order are counted" in html
 
 
-def _look_back_note(diagnoses: list[str], episodes: list[tuple[str, str]], plain: list | None = None) -> str:
-    """The first page's note on the look-back (report/period_note.sql and .html) over a warehouse of these local
-    diagnosis times and (index date, outcome) episodes, as a reader sees it ('' when the note says nothing); ``plain``
-    receives its plain words (audit_sections.note_texts: run.json, the workbook, the site index)."""
+def _look_back_note(
+    diagnoses: list[str],
+    episodes: list[tuple],
+    plain: list | None = None,
+    orders_held: tuple[str | None, int] = ("2000-01-01", 0),
+) -> str:
+    """The first page's notes on the period (report/period_note.sql and .html) over a warehouse of these local
+    diagnosis times and (index date, outcome[, is_window_before_orders]) episodes, with the orders held from
+    ``orders_held`` (the first day, the earlier orders: int_orders_held's row), as a reader sees them ('' when the
+    notes say nothing); ``plain`` receives their plain words (audit_sections.note_texts: run.json, the workbook, the
+    site index)."""
     import html
 
     import duckdb
@@ -412,14 +419,21 @@ def _look_back_note(diagnoses: list[str], episodes: list[tuple[str, str]], plain
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.execute(
-        "CREATE TABLE low_back_pain__parameters AS SELECT 'America/New_York' AS site_timezone, 180 AS negative_history_days"
+        "CREATE TABLE low_back_pain__parameters AS SELECT 'America/New_York' AS site_timezone, 180 AS negative_history_days,"
+        " 28 AS early_imaging_days"
     )
+    con.execute("CREATE TABLE low_back_pain__int_orders_held (orders_held_from DATE, earlier_orders BIGINT)")
+    con.execute("INSERT INTO low_back_pain__int_orders_held VALUES (?, ?)", list(orders_held))
     con.execute("CREATE TABLE stg_diagnoses (recorded_at TIMESTAMPTZ)")
     for d in diagnoses:
         con.execute("INSERT INTO stg_diagnoses VALUES (timezone('America/New_York', CAST(? AS TIMESTAMP)))", [d])
-    con.execute("CREATE TABLE low_back_pain__mart_cases (index_date DATE, outcome VARCHAR)")
-    for episode in episodes:
-        con.execute("INSERT INTO low_back_pain__mart_cases VALUES (?, ?)", episode)
+    con.execute(
+        "CREATE TABLE low_back_pain__mart_cases (index_date DATE, outcome VARCHAR, is_window_before_orders BOOLEAN,"
+        " is_complicated BOOLEAN)"
+    )
+    for date, outcome, *before in episodes:
+        row = [date, outcome, bool(before and before[0]), outcome == "excluded"]
+        con.execute("INSERT INTO low_back_pain__mart_cases VALUES (?, ?, ?, ?)", row)
     spec = ReportSpec.of(next(a for a in audits.discover() if a.id == AUDIT))
     note, env = period_note(con, spec, look_back(con, spec) or {}), make_env(spec.report_dir)
     text = env.get_template(note["template"]).render(note=note)
@@ -480,6 +494,78 @@ def test_the_first_page_says_when_the_look_back_reaches_before_the_diagnoses_hel
     assert _look_back_note([], []) == ""
 
 
+def test_the_first_page_says_how_many_episodes_are_indexed_before_the_orders_held():
+    """An orders extract that starts after the diagnoses extract: an uncomplicated episode indexed before the orders
+    held could have had early imaging that no order held shows, so it is in no rate's N (DESIGN.md section 8). The
+    first page says how many, from which date the orders are held and how many older orders are not a record; the
+    site index and the workbook take its title and words. A complicated episode indexed before then is excluded
+    anyway, and is not counted here."""
+    full = [f"2024-{m:02d}-{d:02d} 10:00" for m in range(1, 13) for d in range(1, 29, 3)]  # look-back note: none
+    episodes = [
+        ("2024-09-30", "not_evaluable", True),
+        ("2024-09-20", "excluded", True),
+        ("2024-10-01", "no_early_imaging"),
+        ("2024-10-01", "early_imaging"),
+    ]
+    plain: list = []
+    said = _look_back_note(full, episodes, plain, orders_held=("2024-10-01", 4))
+    assert said == (
+        "Early imaging not judged: 1 of the 4 episodes (uncomplicated, indexed before the imaging orders held). The"
+        " imaging orders held are complete from 2024-10-01 (4 orders before then: scattered rows, not a complete"
+        " record), so lumbar imaging on days 0–28 of an episode indexed before then could lie before the data: such an"
+        " episode is in no rate's denominator (counted as not evaluable, named in the attrition), not counted as an"
+        " episode without early imaging. Loading earlier orders and running the period again judges them."
+    )
+    assert [n["title"] for n in plain] == ["Early imaging not judged: 1 of the 4 episodes"]
+    one_older = _look_back_note(full, episodes, orders_held=("2024-10-01", 1))
+    assert "(1 order before then: scattered rows" in one_older
+    assert "complete from 2024-10-01, so lumbar imaging" in _look_back_note(full, episodes, orders_held=("2024-10-01", 0))
+    # no dated order held at all: every episode's window is before the orders
+    none = _look_back_note(full, [("2024-10-01", "not_evaluable", True)], orders_held=(None, 0))
+    assert "No dated imaging order is held, so no episode's early imaging can be seen" in none
+    # every uncomplicated episode within the orders held: nothing to say
+    assert _look_back_note(full, episodes[1:], orders_held=("2024-10-01", 4)) == ""
+    # both notes: the look-back's first, then the orders'
+    both: list = []
+    _look_back_note(full[60:], [("2024-09-30", "not_evaluable", True)], both, orders_held=("2024-10-01", 0))
+    assert [n["title"] for n in both] == [
+        "New episodes not verified: 1 of the 1 episode",
+        "Early imaging not judged: 1 of the 1 episode",
+    ]
+
+
+def test_the_episode_rate_names_the_episodes_indexed_before_the_orders_held(deck_runs):
+    """The episode rate's note says what is not in N: the episodes indexed before the orders held apart from those an
+    unjudged order could hide (the deck file imaging_window_before_orders_held, on its own input: orders held from
+    2024-10-01; a, c and d before, e complicated; b and f judged, 1 / 2); the attrition counts them in a step of
+    their own, with the date and the older orders, and the chain of episodes adds up."""
+    run = deck_runs["runs"]["low_back_pain/imaging_window_before_orders_held"]
+    folder = Path(run["out"]) / AUDIT
+    html = (folder / "report.html").read_text(encoding="utf-8")
+    section = _words(_section(html, "<h2>Episodes without lumbar imaging in the first 28 days (HEDIS-style rate)"))
+    assert (
+        "Not in N: 0 episodes whose imaging could not be judged (an unmapped code or an order without a date that could"
+        " be early), 3 episodes indexed before the imaging orders held (from 2024-10-01), whose imaging on days 0–28"
+        " could lie before the data and not be seen (counted as not evaluable), and 1 complicated episode"
+    ) in section
+    assert "Early imaging not judged: 3 of the 6 episodes" in _words(html)
+    rows = pl.read_csv(folder / "attrition.csv").fill_null("").to_dicts()
+    step = {r["step"]: r for r in rows}
+    before = step["Imaging window before the orders held"]
+    assert (before["count"], before["kind"], before["unit"]) == (3, "exclusion", "episodes")
+    assert before["note"].startswith("indexed before 2024-10-01, the first day of the orders held")
+    assert "(4 earlier orders are held: scattered rows, not a complete record)" in before["note"]
+    uncomplicated = step["Uncomplicated cases"]["count"]
+    covered = next(r for r in rows if r["step"].startswith("Uncomplicated cases whose imaging window"))
+    without = next(r for r in rows if r["step"].startswith("Uncomplicated cases without audited imaging"))
+    imaged = step["Uncomplicated cases with audited orders"]
+    assert (uncomplicated, covered["count"], without["count"], imaged["count"]) == (5, 2, 1, 1)
+    assert covered["step_order"] == before["step_order"] + 1 == without["step_order"] == imaged["step_order"] - 1
+    cases = _csv(folder / "cases.csv")
+    judged = cases.filter(pl.col("outcome").is_in(["no_early_imaging", "early_imaging"]))
+    assert (judged.filter(pl.col("outcome") == "no_early_imaging").height, judged.height) == (1, 2)
+
+
 def _index_diagnoses_note(has_position: bool, has_setting: bool) -> str:
     """The episode rate section's note on which diagnoses start an episode, as a reader reads it."""
     import html
@@ -492,7 +578,8 @@ def _index_diagnoses_note(has_position: bool, has_setting: bool) -> str:
     env = make_env(spec.report_dir)
     env.globals.update(helpers(20, spec.labels))
     row = {"group_order": 1, "grouping": "All episodes", "group_key": None, "numerator": 4, "denominator": 13}
-    row |= {"early_imaging": 9, "not_evaluable": 0, "excluded": 3, "episodes": 16, "has_position": has_position}
+    row |= {"early_imaging": 9, "not_evaluable": 0, "before_orders": 0, "excluded": 3, "episodes": 16}
+    row |= {"has_position": has_position, "orders_held_from": "2024-07-01"}
     row |= {"has_setting": has_setting, "earliest_diagnosis": "2022-10-25", "earliest_order": "2024-07-01"}
     row |= {"before_data": False, "verified_from": "2023-04-23", "history_days": 180}  # episode_rate.sql's look-back
     page = env.get_template("audit/episode_rate.html").render(
@@ -615,7 +702,9 @@ def test_a_grouping_with_one_value_is_a_sentence_not_a_second_table():
 
     audit = next(a for a in audits.discover() if a.id == AUDIT)
     counts = {"episodes": 16, "numerator": 4, "denominator": 13, "early_imaging": 9, "not_evaluable": 0, "excluded": 3}
+    counts |= {"before_orders": 0}
     feed = {"has_setting": True, "has_position": False, "earliest_diagnosis": "2022-10-25", "earliest_order": "2024-07-01"}
+    feed |= {"orders_held_from": "2024-07-01"}
     feed |= {"before_data": False, "verified_from": "2023-04-23", "history_days": 180}
     rows = [
         {"group_order": 1, "grouping": "All episodes", "group_key": "all", **counts, **feed},
@@ -765,7 +854,9 @@ def test_the_period_stated_and_every_total_agree_when_a_month_has_episodes_but_n
     early imaging, where the log and the site index said '2024-09 to 2025-03' and the report's own episode-rate table
     counted 2 of 5, with a 2024-09 row. Every place that states the period says the cases' months, and every total of
     the page (the headline, the episode rate's all-episodes row and the sum of its months, the site index, the feed's
-    'all') counts the same episodes. The CSF-leak audit's period (a case in 2024-10 never imaged) is said alike; its
+    'all') counts the same episodes. The 2024-09 episode is in the period but not judged: its imaging window begins
+    before the orders held (from 2024-11-01, the first month of orders), so it is in no rate's N (DESIGN.md section 8),
+    in every place alike. The CSF-leak audit's period (a case in 2024-10 never imaged) is said alike; its
     feed starts at its first month with a cell, 2024-12 (a case never imaged is in no measure, so its sums are alike)."""
     from conftest import run_cli  # noqa: PLC0415
 
@@ -795,7 +886,8 @@ def test_the_period_stated_and_every_total_agree_when_a_month_has_episodes_but_n
     cases = _csv(folder / "cases.csv")
     judged = cases.filter(pl.col("outcome").is_in(["no_early_imaging", "early_imaging"]))
     n, d = judged.filter(pl.col("outcome") == "no_early_imaging").height, judged.height
-    assert (n, d) == (2, 5)
+    assert (n, d) == (1, 4)  # L-1 (2024-09-10) is not judged: its imaging window begins before the orders held
+    assert cases.filter(pl.col("is_window_before_orders") == "true")["index_month"].to_list() == ["2024-09"]
     html = (folder / "report.html").read_text(encoding="utf-8")
     headline = _section(html, "<h2>Headline measures")
     row = next(r for r in re.findall(r"<tr>(.*?)</tr>", headline, re.S) if "Episodes without lumbar imaging" in r)

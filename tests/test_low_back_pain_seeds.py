@@ -382,6 +382,7 @@ EPISODE_KEYS = {
     "outcome",
     "has_early_imaging",
 }
+EPISODE_OPTIONAL = {"is_window_before_orders"}  # "false" when absent: the orders held cover the imaging window
 TOP_KEYS = {"description", "separate_input", "expected_cases", *INPUT_COLUMNS, "expected_episodes", "expected_orders"}
 SETTINGS = {"outpatient", "emergency", "observation", "telehealth", "inpatient", ""}
 OUTCOME_HAS_EARLY = {"early_imaging": "true", "no_early_imaging": "false", "excluded": "", "not_evaluable": ""}
@@ -476,7 +477,8 @@ def test_deck_file_is_well_formed(stem):
             assert ORDER_KEYS <= keys <= ORDER_KEYS | ORDER_OPTIONAL, e
         assert all(isinstance(v, str) for v in e.values()), e
     for e in case["expected_episodes"]:
-        assert set(e) == EPISODE_KEYS and all(isinstance(v, str) for v in e.values()), e
+        assert EPISODE_KEYS <= set(e) <= EPISODE_KEYS | EPISODE_OPTIONAL, e
+        assert all(isinstance(v, str) for v in e.values()), e
     for e in case.get("expected_cases", []):
         assert e.get("audit") == "csf_leak" and set(e) == {"audit", "case_id"}, e
     if case.get("separate_input"):
@@ -613,6 +615,8 @@ def test_episodes_agree_with_their_orders_and_diagnoses(stem, value_sets):
         if groups:
             assert ep["outcome"] == "excluded", ep
             assert all("red_flag_condition" in e["reasons"].split("|") for e in mine), ep
+        elif ep.get("is_window_before_orders", "false") == "true":
+            assert ep["outcome"] == "not_evaluable", ep  # not judged, whatever its orders show (DESIGN.md section 8)
         else:
             assert ep["outcome"] == ("early_imaging" if early else "not_evaluable" if unknown else "no_early_imaging"), ep
         for e in mine:
@@ -620,3 +624,37 @@ def test_episodes_agree_with_their_orders_and_diagnoses(stem, value_sets):
             own = [g for g in e.get("red_flag_groups", "").split("|") if g]
             assert bool(own) == flagged, e
             assert own == sorted(set(own), key=RED_FLAG_GROUPS.index) and set(groups) <= set(own), e
+
+
+def _orders_held_from(cases: list[dict]) -> dt.date | None:
+    """The first day of the first site-local month holding at least half as many orders as the busiest month
+    (DESIGN.md section 8, low_back_pain__int_orders_held), over the orders of these deck files."""
+    months: dict[dt.date, int] = {}
+    for case in cases:
+        for r in case.get("imaging_orders", []):
+            if r["ordered_at"].strip():
+                month = _local_date(r["ordered_at"]).replace(day=1)
+                months[month] = months.get(month, 0) + 1
+    busiest = max(months.values(), default=0)
+    return min((m for m, n in months.items() if 2 * n >= busiest), default=None)
+
+
+def test_every_episode_says_whether_its_window_is_before_the_orders_held(csf_deck):
+    """The combined input (every file of both decks that is not separate) holds its orders from 2016-10, the month of
+    its earliest episode (orders_held_combined_input: background orders), so no combined episode is cut; a separate
+    file's orders held are its own. Each expected episode's is_window_before_orders ("false" when absent) agrees."""
+    combined = [c for c in [*LBP_DECK.values(), *csf_deck.values()] if not c.get("separate_input")]
+    combined_from = _orders_held_from(combined)
+    assert combined_from == dt.date(2016, 10, 1), (
+        f"the combined deck input holds its orders from {combined_from}, not 2016-10-01: a month busier than twice the "
+        "background orders of orders_held_combined_input.toml? add rows there"
+    )
+    problems = []
+    for stem, case in LBP_DECK.items():
+        held = _orders_held_from([case]) if case.get("separate_input") else combined_from
+        for ep in case["expected_episodes"]:
+            before = held is None or dt.date.fromisoformat(ep["index_date"]) < held
+            if ep.get("is_window_before_orders", "false") != str(before).lower():
+                problems.append(f"{stem}: {ep['patient_id']} {ep['index_date']}: orders held from {held}")
+    assert not problems, "\n".join(problems)
+    assert any(ep.get("is_window_before_orders") == "true" for c in LBP_DECK.values() for ep in c["expected_episodes"])

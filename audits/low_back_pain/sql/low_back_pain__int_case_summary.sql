@@ -2,8 +2,10 @@
 -- Outcome, in this order: excluded (complicated); early_imaging (an order judged early: a known early
 -- study); not_evaluable (an order that could not be judged could hide early imaging: it has no date,
 -- or its day is 0..early_imaging_days); no_early_imaging otherwise, also without any audited order or
--- when the only early order was cancelled (no study was done). The first imaging: the earliest dated
--- audited order that was not cancelled.
+-- when the only early order was cancelled (no study was done). An uncomplicated episode indexed before the
+-- orders held (int_orders_held) is not_evaluable whatever its orders: its early-imaging window begins where no
+-- order is held, so neither outcome can be seen (is_window_before_orders says why; DESIGN.md section 8). The
+-- first imaging: the earliest dated audited order that was not cancelled.
 WITH counts AS (
     SELECT
         case_id,
@@ -40,8 +42,10 @@ judged AS (
         coalesce(n.n_after_conservative, 0) AS n_after_conservative,
         coalesce(n.n_excluded, 0) AS n_excluded,
         coalesce(n.n_not_evaluable, 0) AS n_not_evaluable,
+        coalesce(c.index_date < h.orders_held_from, true) AS is_window_before_orders,
         CASE
             WHEN r.case_id IS NOT NULL THEN 'excluded'
+            WHEN coalesce(c.index_date < h.orders_held_from, true) THEN 'not_evaluable'
             WHEN coalesce(n.n_early_imaging, 0) > 0 THEN 'early_imaging'
             WHEN coalesce(n.n_hiding_early, 0) > 0 THEN 'not_evaluable'
             ELSE 'no_early_imaging'
@@ -49,6 +53,7 @@ judged AS (
         f.ordered_local_date AS first_imaging_date,
         f.modality AS first_imaging_modality
     FROM low_back_pain__int_cases AS c
+    CROSS JOIN low_back_pain__int_orders_held AS h
     LEFT JOIN red_flags AS r ON r.case_id = c.case_id
     LEFT JOIN counts AS n ON n.case_id = c.case_id
     LEFT JOIN first_imaging AS f ON f.case_id = c.case_id AND f.pick = 1
@@ -69,6 +74,7 @@ SELECT
     j.n_after_conservative,
     j.n_excluded,
     j.n_not_evaluable,
+    j.is_window_before_orders,
     j.outcome,
     CASE j.outcome WHEN 'early_imaging' THEN true WHEN 'no_early_imaging' THEN false END AS has_early_imaging,
     j.first_imaging_date,

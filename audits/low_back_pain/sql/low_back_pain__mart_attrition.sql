@@ -109,26 +109,44 @@ steps AS (
     UNION ALL SELECT 5, 'Complicated: red flag ' || g.red_flag_group, 'episodes', g.n, 'exclusion',
            'a case with several red-flag groups is counted under each'
     FROM case_groups AS g
-    UNION ALL SELECT 6, 'Uncomplicated cases (the HEDIS-style denominator before imaging)', 'episodes',
+    UNION ALL SELECT 6, 'Uncomplicated cases', 'episodes',
            (SELECT count(*) FROM cases WHERE NOT is_complicated), 'step', ''
-    UNION ALL SELECT 6, 'Uncomplicated cases without audited imaging on days 0-'
+    UNION ALL SELECT 6, 'Imaging window before the orders held', 'episodes',
+           (SELECT count(*) FROM cases WHERE NOT is_complicated AND is_window_before_orders), 'exclusion',
+           CASE WHEN h.orders_held_from IS NULL
+               THEN 'no dated imaging order is held, so no episode''s early imaging can be seen; not judged (not in the rate)'
+               ELSE 'indexed before ' || strftime(h.orders_held_from, '%Y-%m-%d')
+                    || ', the first day of the orders held: lumbar imaging on days 0-'
+                    || CAST(prm.early_imaging_days AS VARCHAR)
+                    || ' could be before them and unseen, so the episode is not judged (not in the rate)'
+                    || CASE WHEN h.earlier_orders > 0
+                        THEN ' (' || CAST(h.earlier_orders AS VARCHAR)
+                             || CASE WHEN h.earlier_orders = 1 THEN ' earlier order is' ELSE ' earlier orders are' END
+                             || ' held: scattered rows, not a complete record)'
+                        ELSE '' END
+           END
+    FROM low_back_pain__parameters AS prm CROSS JOIN low_back_pain__int_orders_held AS h
+    UNION ALL SELECT 7, 'Uncomplicated cases whose imaging window the orders held cover (the HEDIS-style denominator before imaging)', 'episodes',
+           (SELECT count(*) FROM cases WHERE NOT is_complicated AND NOT is_window_before_orders), 'step', ''
+    UNION ALL SELECT 7, 'Uncomplicated cases without audited imaging on days 0-'
            || CAST(prm.audit_window_days AS VARCHAR), 'episodes',
-           (SELECT count(*) FROM cases WHERE NOT is_complicated AND n_orders = 0), 'exclusion',
-           'they count in the rate as episodes without early imaging'
+           (SELECT count(*) FROM cases WHERE NOT is_complicated AND NOT is_window_before_orders AND n_orders = 0),
+           'exclusion', 'they count in the rate as episodes without early imaging'
     FROM low_back_pain__parameters AS prm
-    UNION ALL SELECT 7, 'Uncomplicated cases with audited orders', 'episodes',
-           (SELECT count(*) FROM cases WHERE NOT is_complicated AND n_orders > 0), 'step', ''
-    UNION ALL SELECT 8, 'Audited orders (listed)', 'orders', (SELECT count(*) FROM orders), 'step',
+    UNION ALL SELECT 8, 'Uncomplicated cases with audited orders', 'episodes',
+           (SELECT count(*) FROM cases WHERE NOT is_complicated AND NOT is_window_before_orders AND n_orders > 0),
+           'step', ''
+    UNION ALL SELECT 9, 'Audited orders (listed)', 'orders', (SELECT count(*) FROM orders), 'step',
            'lumbar imaging (or an unmapped code) on days 0-' || CAST(prm.audit_window_days AS VARCHAR)
            || ' of a case, complicated or not'
     FROM low_back_pain__parameters AS prm
-    UNION ALL SELECT 8, 'Excluded: ' || reason_code, 'orders', n, 'exclusion', note FROM reason_rows WHERE verdict = 'excluded'
-    UNION ALL SELECT 9, 'Orders not excluded', 'orders', (SELECT count(*) FROM orders WHERE verdict <> 'excluded'), 'step', ''
-    UNION ALL SELECT 9, 'Not evaluable: ' || reason_code, 'orders', n, 'exclusion', note
+    UNION ALL SELECT 9, 'Excluded: ' || reason_code, 'orders', n, 'exclusion', note FROM reason_rows WHERE verdict = 'excluded'
+    UNION ALL SELECT 10, 'Orders not excluded', 'orders', (SELECT count(*) FROM orders WHERE verdict <> 'excluded'), 'step', ''
+    UNION ALL SELECT 10, 'Not evaluable: ' || reason_code, 'orders', n, 'exclusion', note
     FROM reason_rows WHERE verdict = 'not_evaluable'
-    UNION ALL SELECT 10, 'Evaluated orders', 'orders',
+    UNION ALL SELECT 11, 'Evaluated orders', 'orders',
            (SELECT count(*) FROM orders WHERE verdict IN ('appropriate', 'inappropriate')), 'step', ''
-    UNION ALL SELECT 11, 'Early-imaging orders (inappropriate)', 'orders',
+    UNION ALL SELECT 12, 'Early-imaging orders (inappropriate)', 'orders',
            (SELECT count(*) FROM orders WHERE verdict = 'inappropriate'), 'step', ''
 )
 SELECT step_order, step, unit, count, kind, note FROM steps
