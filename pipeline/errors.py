@@ -65,6 +65,7 @@ class InputFileError(AuditError):
             where += f", column '{column}'"
         super().__init__(f"{where}: {problem}. {fix}")
         self.path, self.line, self.column = str(path), line, column
+        self.problem, self.fix = problem, fix
 
     def rename(self, shown: Callable[[str], str]) -> None:
         """Name the file as the command names its inputs (``inputs.named_within``: relative to --input), here

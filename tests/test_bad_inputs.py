@@ -1096,3 +1096,18 @@ def test_the_starter_code_map_holds_no_live_formula_and_is_read_back_as_written(
     assert r.returncode == 0, r.stderr
     audited = pl.read_parquet(out / "csf_leak" / "audited_orders.parquet").filter(pl.col("order_id") == "O5")
     assert audited.select("order_code", "study_type", "regions").rows() == [(code, "mri_spine", "CTL")]
+
+
+def test_required_columns_missing_in_several_files_are_named_in_one_line(tmp_path, small_input):
+    """`validate` named the first file's missing columns only: the next file's came on the next try."""
+    for table, column in (("procedures", "performed_at"), ("imaging_orders", "order_code")):
+        path = small_input / f"{table}.csv"
+        pl.read_csv(path, infer_schema=False).drop(column).write_csv(path)
+    r = run_cli("validate", "--input", small_input)
+    assert r.returncode == 3, r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if "error" in ln]
+    assert len(errors) == 1, r.stderr
+    assert errors[0].startswith(
+        "order-audit: error: procedures.csv, line 1: required column(s) missing: performed_at; also imaging_orders.csv: "
+        "required column(s) missing: order_code. Add them, or map"
+    ), errors[0]

@@ -22,7 +22,7 @@ import duckdb
 import polars as pl
 
 from pipeline.config import Config
-from pipeline.errors import InputFileError
+from pipeline.errors import InputFileError, MissingColumnError
 from pipeline.ingest import headers, parse_checks, physical_lines, short_rows, source_store, textfile, value_maps, xlsx
 from pipeline.ingest.contract import CONTRACTS, INSTANT_YEARS, TableContract, longest_text, out_of_range_reason, too_long_reason
 from pipeline.ingest.files import Fingerprint, fingerprint_in_background, line_of
@@ -553,6 +553,7 @@ def check_headers(inputs: dict[str, InputFile], cfg: Config) -> dict[str, set[st
     """Every file's header, before anything is parsed (a bad last file stops the run early); returns
     the contract columns each file holds."""
     found = {}
+    missing: list[tuple[InputFile, MissingColumnError]] = []
     for contract in CONTRACTS:
         if contract.name not in inputs:
             continue
@@ -560,9 +561,23 @@ def check_headers(inputs: dict[str, InputFile], cfg: Config) -> dict[str, set[st
             from pipeline.ingest.fhir.mapping import columns_filled
 
             found[contract.name] = columns_filled(contract.name)
-        else:
+            continue
+        try:
             found[contract.name] = set(headers.column_map(inputs[contract.name], contract, cfg).values())
+        except MissingColumnError as exc:  # every file's missing columns in one line: one round of fixes, not one a file
+            missing.append((inputs[contract.name], exc))
+    if missing:
+        raise _all_missing(missing)
     return found
+
+
+def _all_missing(missing: list[tuple[InputFile, MissingColumnError]]) -> MissingColumnError:
+    """The first file's missing columns, the other files' after them (each named as its file's own name)."""
+    (_, first), others = missing[0], missing[1:]
+    if not others:
+        return first
+    also = "; ".join(f"{xlsx.label(f.path.name, f.sheet) if f.sheet else f.path.name}: {exc.problem}" for f, exc in others)
+    return MissingColumnError(first.path, f"{first.problem}; also {also}", first.fix, line=first.line)
 
 
 def _known_order_codes(inputs: dict[str, InputFile], cfg: Config, kept_map: pl.DataFrame | None) -> set[str]:
