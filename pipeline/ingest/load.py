@@ -341,7 +341,7 @@ def prepare_table(
         con.execute(f"SET temp_directory = {literal(scratch / 'duckdb_tmp')}")
         src = f"read_parquet({literal(typed_path)})"
         if rows is None:  # a file with a header (a FHIR reader reads past blank lines itself)
-            _drop_blank_rows(con, typed_path, contract, f.label, scratch)
+            _drop_blank_rows(con, typed_path, contract, f.label)
         set_aside = set_aside_impossible(con, typed_path, contract, scratch)
         typed_cols = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
         problems = []
@@ -450,8 +450,8 @@ def prepare_table(
     )
 
 
-def _drop_blank_rows(con: duckdb.DuckDBPyConnection, typed_path: Path, contract: TableContract, label: str, scratch: Path) -> int:
-    """Drop the rows whose every field is empty, and say how many: a blank line (an export's last line, a line break
+def _drop_blank_rows(con: duckdb.DuckDBPyConnection, typed_path: Path, contract: TableContract, label: str) -> None:
+    """Drop the rows whose every field is empty, and log how many: a blank line (an export's last line, a line break
     a person added), a line of delimiters alone or a spreadsheet's empty row holds no record. Rejected, it was
     counted as a bad row with three 'required value missing' rejects. Its line numbers stay the file's (the rows
     keep theirs). The common case (none) reads only the file's footer: a blank row has no value in a required
@@ -462,7 +462,7 @@ def _drop_blank_rows(con: duckdb.DuckDBPyConnection, typed_path: Path, contract:
         [str(typed_path), required],
     ).fetchall()[0][0]
     if not nulls:
-        return 0
+        return
     src = f"read_parquet({literal(typed_path)})"
     columns = [c for (c,) in con.execute(f"SELECT column_name FROM (DESCRIBE SELECT * FROM {src})").fetchall()]
     fields = [c for c in columns if c != LINE and not c.startswith(source_store.INTERNAL_PREFIXES)]
@@ -474,7 +474,6 @@ def _drop_blank_rows(con: duckdb.DuckDBPyConnection, typed_path: Path, contract:
         kept.replace(typed_path)
         shown = ", ".join(map(str, lines[:5])) + (", ..." if len(lines) > 5 else "")
         log.info("%s: %s skipped, no record on it (line %s)", label, counted(len(lines), "blank line"), shown)
-    return len(lines)
 
 
 def set_aside_impossible(con: duckdb.DuckDBPyConnection, typed_path: Path, contract: TableContract, scratch: Path) -> bool:
