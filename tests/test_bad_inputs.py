@@ -1111,3 +1111,20 @@ def test_required_columns_missing_in_several_files_are_named_in_one_line(tmp_pat
         "order-audit: error: procedures.csv, line 1: required column(s) missing: performed_at; also imaging_orders.csv: "
         "required column(s) missing: order_code. Add them, or map"
     ), errors[0]
+
+
+def test_a_file_in_a_subfolder_is_named_with_its_folder_among_several_files_missing_columns(tmp_path, small_input):
+    """The combined line named the files after the first by their bare name: an orders file the config puts in
+    a subfolder (`file = "epic/orders.csv"`) came out as `orders.csv`, a file the folder does not hold."""
+    (small_input / "epic").mkdir()
+    pl.read_csv(small_input / "procedures.csv", infer_schema=False).drop("performed_at").write_csv(small_input / "procedures.csv")
+    orders = small_input / "epic" / "orders.csv"
+    pl.read_csv(small_input / "imaging_orders.csv", infer_schema=False).drop("order_code").write_csv(orders)
+    (small_input / "imaging_orders.csv").unlink()
+    config = tmp_path / "order-audit.toml"
+    config.write_text('[formats.imaging_orders]\nfile = "epic/orders.csv"\n', encoding="utf-8")
+    r = run_cli("validate", "--input", small_input, "--config", config)
+    assert r.returncode == 3, r.stderr
+    (error,) = [ln for ln in r.stderr.splitlines() if "error" in ln]
+    assert "; also epic/orders.csv: required column(s) missing: order_code." in error, error
+    assert str(small_input) not in error, error

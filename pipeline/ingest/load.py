@@ -22,7 +22,7 @@ import duckdb
 import polars as pl
 
 from pipeline.config import Config
-from pipeline.errors import InputFileError, MissingColumnError
+from pipeline.errors import InputFileError, MissingColumnError, printable
 from pipeline.ingest import headers, parse_checks, physical_lines, short_rows, source_store, textfile, value_maps, xlsx
 from pipeline.ingest.contract import CONTRACTS, INSTANT_YEARS, TableContract, longest_text, out_of_range_reason, too_long_reason
 from pipeline.ingest.files import Fingerprint, fingerprint_in_background, line_of
@@ -571,11 +571,12 @@ def check_headers(inputs: dict[str, InputFile], cfg: Config) -> dict[str, set[st
 
 
 def _all_missing(missing: list[tuple[InputFile, MissingColumnError]]) -> MissingColumnError:
-    """The first file's missing columns, the other files' after them (each named as its file's own name)."""
+    """The first file's missing columns, the other files' after them, each named as the run names it (its label:
+    relative to --input, a subfolder's file with its folder, a workbook's with its sheet)."""
     (_, first), others = missing[0], missing[1:]
     if not others:
         return first
-    also = "; ".join(f"{xlsx.label(f.path.name, f.sheet) if f.sheet else f.path.name}: {exc.problem}" for f, exc in others)
+    also = "; ".join(f"{printable(f.label)}: {exc.problem}" for f, exc in others)
     return MissingColumnError(first.path, f"{first.problem}; also {also}", first.fix, line=first.line)
 
 
