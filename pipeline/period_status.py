@@ -28,7 +28,13 @@ def period_months(label: str, bounds: tuple[str | None, str | None]) -> list[str
 
 def case_span(con: duckdb.DuckDBPyConnection, audit) -> tuple[str | None, str | None]:
     """First and last month (site-local) with a case of the audit, read while its marts hold every month."""
-    return tuple(con.execute(f"SELECT min(index_month), max(index_month) FROM {audit.model_name('mart_cases')}").fetchall()[0])
+    return cases_span(con, audit.model_name("mart_cases"))
+
+
+def cases_span(con: duckdb.DuckDBPyConnection, table: str = "mart_cases") -> tuple[str | None, str | None]:
+    """First and last month (site-local) of the cases in ``table`` (the renderer's session view by default): the
+    months a run over every month states as its period, which the feed's ``all`` row names too."""
+    return tuple(con.execute(f"SELECT min(index_month), max(index_month) FROM {table}").fetchall()[0])
 
 
 def data_span(con: duckdb.DuckDBPyConnection, site_timezone: str) -> tuple[str | None, str | None]:

@@ -227,6 +227,33 @@ def test_rolling_and_quarterly_cells_sum_the_months_and_are_labelled():
     assert rolling_released > 0.5 > month_released
 
 
+def test_the_run_totals_row_spans_the_months_of_the_cases_as_the_report_states_them():
+    """A run over every month states its period as the months of its cases (``period_status.build``: the report,
+    log and site index). A case never imaged is in no measure, so the months with figures can start later and end
+    earlier: the ``all`` row said 2025-01 to 2026-06 (and the status of June) where the report said 2024-11 to 2026-08.
+    It now spans the cases' months, status of its own last month; every other row and every count is unchanged."""
+    m = rare_event_year()  # figures 2025-01 .. 2026-06
+    info = run_info("all") | {
+        "maturity": {"data_through": "2026-10-20T12:00:00+00:00", "horizon_days": 74.0, "site_timezone": "UTC"}
+    }
+    plain = feed.build_feed(m, info, relations.Atoms.of(NO_TIES))
+    spanned = feed.build_feed(m, info, relations.Atoms.of(NO_TIES), case_months=("2024-11", "2026-08"))
+    total = spanned.filter(pl.col("period") == "all")
+    assert total.select("period_start", "period_end", "status").unique().rows() == [("2024-11", "2026-08", "provisional")]
+    assert plain.filter(pl.col("period") == "all").select("period_start", "period_end", "status").unique().rows() == [
+        ("2025-01", "2026-06", "final")
+    ]
+    dates = ["period_start", "period_end", "status"]
+    assert spanned.drop(dates).equals(plain.drop(dates))
+    assert spanned.filter(pl.col("period") != "all").equals(plain.filter(pl.col("period") != "all"))
+    # cases within the months with figures, none given, or a run of one month: the months with figures
+    for case_months, period in ((("2025-02", "2026-05"), "all"), (None, "all"), (("2026-06", "2026-06"), "2026-06")):
+        one = m.filter(pl.col("period").is_in(["all", "2026-06"]) if period != "all" else pl.lit(True))
+        got = feed.build_feed(one, run_info(period), relations.Atoms.of(NO_TIES), case_months=case_months)
+        want = feed.build_feed(one, run_info(period), relations.Atoms.of(NO_TIES))
+        assert got.equals(want), (case_months, period)
+
+
 @pytest.mark.parametrize("day", [15, 31, 32], ids=["mid-march", "march-31", "april-1"])
 def test_periods_starting_before_the_audits_look_back_is_covered_are_marked_and_nothing_else_changes(day):
     """An audit's units look back before their own date (low back pain: 180 days of history); ``verified_from`` is the
@@ -866,7 +893,7 @@ def test_the_documented_queries_run_as_written_and_give_rows(demo, monkeypatch):
         r"100k-patient demo \(`make demo`'s\) this gives (\d+) points over (\d+) departments", FEED_DOC
     ).groups()
     assert (rows.height, rows["department"].n_unique()) == (int(points), int(departments)), rows
-    (python,) = doc_blocks("python")
+    python = doc_blocks("python")[0]  # the dashboard's snippet (the second reads the CSV: test_feed_schema.py)
     monkeypatch.chdir(demo["out"])
     names: dict = {}
     exec(python, names)  # noqa: S102 - the documented snippet itself

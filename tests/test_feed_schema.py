@@ -204,7 +204,7 @@ def test_the_documented_snippets_give_what_the_doc_says_on_the_20k_demo(demo, mo
     readme_sql = re.search(r"```sql\n(.*?)```", README[README.index("## The metrics feed") :], re.S).group(1)
     readme_points = duckdb.sql(readme_sql.replace("REPORTS/", f"{out}/")).pl()
     assert readme_points.equals(points.select(readme_points.columns))  # the same query, fewer columns
-    (python,) = re.findall(r"```python\n(.*?)```", FEED_DOC, re.S)
+    python = re.findall(r"```python\n(.*?)```", FEED_DOC, re.S)[0]  # the second reads the CSV (below)
     monkeypatch.chdir(out)
     names: dict = {}
     exec(python, names)  # noqa: S102 - the documented snippet itself
@@ -344,3 +344,62 @@ def test_the_feed_marks_the_same_look_back_as_the_report_whatever_the_runs_perio
         assert ("all" in before) == (run == "all")  # --month 2026-03: its own month, verified
     csf = pl.read_parquet(demo / "all" / "csf_leak" / "metrics.parquet")
     assert set(csf["look_back"]) == {"complete"} and csf["verified_from"].null_count() == csf.height
+
+
+def test_the_documented_csv_reads_give_the_feeds_types_also_without_rows(tmp_path, monkeypatch):
+    """The doc's CSV reads, as written (its second SQL block and second Python block), on a feed with rows (every
+    count released, a department spelled 0101) and one without (the low back pain audit given no case: the header
+    alone). DuckDB and Polars give the Parquet file's types and rows; pandas the nullable types of its Parquet read,
+    dates as datetime64. The reads the doc gave before typed two columns: Polars read data_through as text, a
+    header-only feed as text throughout, and a department 0101 as the number 101 (so did pandas)."""
+    inp = write_small_input(tmp_path / "in")
+    orders = (inp / "imaging_orders.csv").read_text(encoding="utf-8")
+    (inp / "imaging_orders.csv").write_text(orders.replace(",Neurology,", ",0101,"), encoding="utf-8")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[feed]\nmin_cell_count = 1\n", encoding="utf-8")
+    out = tmp_path / "out"
+    result = run_cli("run", "--input", inp, "--out", out, "--config", cfg, "--no-validate", "--quiet")
+    assert result.returncode == 0, result.stderr
+    leak, lbp = (pl.read_parquet(out / a / "metrics.parquet") for a in AUDITS)
+    assert leak.height and "0101" in set(leak["group_key"]) and leak["numerator"].null_count() == 0 and lbp.height == 0
+    csv_sql = re.findall(r"```sql\n(.*?)```", FEED_DOC, re.S)[1]
+    ((counted,),) = duckdb.sql(csv_sql.replace("/reports/order-audit/latest/", f"{out}/")).fetchall()
+    assert counted == leak.height
+    python = re.findall(r"```python\n(.*?)```", FEED_DOC, re.S)[1]
+    for audit_id, parquet in zip(AUDITS, (leak, lbp), strict=True):
+        one = duckdb.sql(csv_sql.replace("/reports/order-audit/latest/*/", f"{out}/{audit_id}/").replace("count(*)", "*"))
+        assert one.pl().equals(parquet), audit_id
+        monkeypatch.chdir(out)
+        names: dict = {}
+        exec(python.replace("csf_leak/", f"{audit_id}/"), names)  # noqa: S102 - the documented snippet itself
+        assert names["feed_pl"].schema == parquet.schema and names["feed_pl"].equals(parquet), audit_id
+        feed_csv = names["feed_csv"]
+        want = pd_types(out / audit_id / "metrics.parquet")
+        if parquet.height:
+            assert {c: str(t).split("[")[0] for c, t in feed_csv.dtypes.items()} == want, audit_id
+            assert feed_csv["group_key"].tolist().count("0101") == (leak["group_key"] == "0101").sum()
+        else:
+            assert list(feed_csv.columns) == parquet.columns and len(feed_csv) == 0
+
+
+def pd_types(parquet: Path) -> dict[str, str]:
+    """The dtypes of ``pd.read_parquet(..., dtype_backend="numpy_nullable")``, the dates as datetime64 (the CSV read
+    parses them)."""
+    import pandas as pd  # noqa: PLC0415
+
+    read = pd.read_parquet(parquet, dtype_backend="numpy_nullable")
+    return {c: "datetime64" if c in ("data_through", "verified_from") else str(t) for c, t in read.dtypes.items()}
+
+
+def test_the_doc_attributes_a_case_as_the_audit_does():
+    """group_key's meaning said a case belongs to the department of its first imaging order; the CSF-leak audit
+    attributes it to its first evaluated one (``[report] case_department = "first_imaging_department"``, of the
+    judged orders): a case whose first order was cancelled or not evaluable counts under another department."""
+    from pipeline import audits  # noqa: PLC0415
+
+    (meaning,) = [m for c, _, m in doc_columns() if c == "group_key"]
+    attributed = [a for a in audits.discover() if a.manifest.get("report", {}).get("case_department")]
+    assert attributed
+    for audit in attributed:
+        label = audit.manifest["report"]["case_department_label"]  # "the department of its first evaluated imaging order"
+        assert label.removeprefix("the department of its ") in meaning, (audit.id, label)

@@ -856,8 +856,9 @@ def test_the_period_stated_and_every_total_agree_when_a_month_has_episodes_but_n
     the page (the headline, the episode rate's all-episodes row and the sum of its months, the site index, the feed's
     'all') counts the same episodes. The 2024-09 episode is in the period but not judged: its imaging window begins
     before the orders held (from 2024-11-01, the first month of orders), so it is in no rate's N (DESIGN.md section 8),
-    in every place alike. The CSF-leak audit's period (a case in 2024-10 never imaged) is said alike; its
-    feed starts at its first month with a cell, 2024-12 (a case never imaged is in no measure, so its sums are alike)."""
+    in every place alike. The CSF-leak audit's period (a case in 2024-10 never imaged) is said alike, by its feed's
+    'all' row too: it said 2024-12 to 2024-12, its first month with a cell, where the report said 2024-10 to 2024-12
+    (a case never imaged is in no measure, so the counts are alike; the months with a cell still start in 2024-12)."""
     from conftest import run_cli  # noqa: PLC0415
 
     from pipeline.months import all_months  # noqa: PLC0415
@@ -878,6 +879,15 @@ def test_the_period_stated_and_every_total_agree_when_a_month_has_episodes_but_n
         stated = set(re.findall(r"all months, \d{4}-\d{2} to \d{4}-\d{2}", _words(html)))
         stated |= set(re.findall(r"all months, \d{4}-\d{2} to \d{4}-\d{2}", _words((folder / "index.html").read_text("utf-8"))))
         assert stated == {period}, (audit_id, stated)
+        # the feed's 'all' row spans the period the report states, whatever months hold a cell
+        feed_all = _csv(folder / "metrics.csv").filter(pl.col("period") == "all")
+        spans = set(zip(feed_all["period_start"], feed_all["period_end"], strict=True))
+        assert spans == {(min(cases["index_month"]), max(cases["index_month"]))}, (audit_id, spans)
+    leak = _csv(out / "csf_leak" / "metrics.csv")
+    assert leak.filter(pl.col("period_type") == "month")["period"].unique().to_list() == ["2024-12"]
+    # the same counts as the one month with a cell: the 2024-10 case adds to no measure
+    sums = ["level", "group_key", "measure_id", "numerator", "denominator", "suppressed"]
+    assert leak.filter(pl.col("period") == "all").select(sums).equals(leak.filter(pl.col("period") == "2024-12").select(sums))
     # the low back pain episodes: the headline, the episode-rate table and its months, the site index, the feed's 'all'
     # (every episode is in a measure's denominator: all episodes) count the same
     folder = out / AUDIT

@@ -109,12 +109,32 @@ def with_aggregates(metrics: pl.DataFrame, windows: dict[str, tuple[str, list[st
     return _dated(with_rates(_summed(metrics, windows)), windows)
 
 
-def _dated(rows: pl.DataFrame, windows: dict[str, tuple[str, list[str]]]) -> pl.DataFrame:
-    """``rows`` with the first and last month of their period."""
+def _dated(
+    rows: pl.DataFrame, windows: dict[str, tuple[str, list[str]]], all_span: tuple[str, str] | None = None
+) -> pl.DataFrame:
+    """``rows`` with the first and last month of their period; ``all_span``: those of ``all`` where they are not
+    its first and last month with figures (``run_span``)."""
+    span = {p: (ms[0], ms[-1]) for p, (_, ms) in windows.items()}
+    if all_span is not None and "all" in span:
+        span["all"] = all_span
     return rows.with_columns(
-        pl.col("period").replace_strict({p: ms[0] for p, (_, ms) in windows.items()}, default=None).alias("period_start"),
-        pl.col("period").replace_strict({p: ms[-1] for p, (_, ms) in windows.items()}, default=None).alias("period_end"),
+        pl.col("period").replace_strict({p: first for p, (first, _) in span.items()}, default=None).alias("period_start"),
+        pl.col("period").replace_strict({p: last for p, (_, last) in span.items()}, default=None).alias("period_end"),
     )
+
+
+def run_span(
+    windows: dict[str, tuple[str, list[str]]], run_period: str, case_months: tuple[str | None, str | None] | None
+) -> tuple[str, str] | None:
+    """The first and last month of a run over every month (``all``) as its report, log and site index state it: the
+    months of its cases (``case_months``, ``period_status.cases_span``), from the first case on, imaged or not. The
+    months with figures can start later (a CSF-leak case never imaged is in no measure's denominator) and end earlier;
+    the counts are the same, since such a case adds to none. None where ``all`` is the run's one month, or no case
+    months are given (``all`` then spans its months with figures)."""
+    if "all" not in windows or is_month(run_period.split("..")[-1]) or not case_months or None in case_months:
+        return None
+    _, summed = windows["all"]
+    return min(case_months[0], summed[0]), max(case_months[1], summed[-1])
 
 
 def _summed(metrics: pl.DataFrame, windows: dict[str, tuple[str, list[str]]]) -> pl.DataFrame:
@@ -441,17 +461,26 @@ def suppress(
 
 
 def build_feed(
-    metrics: pl.DataFrame, run_info: dict, atoms: relations.Atoms, verified_from: datetime.date | None = None
+    metrics: pl.DataFrame,
+    run_info: dict,
+    atoms: relations.Atoms,
+    verified_from: datetime.date | None = None,
+    case_months: tuple[str | None, str | None] | None = None,
 ) -> pl.DataFrame:
     """The feed rows (schema ``FEED_SCHEMA``), sorted, rates rounded, small cells withheld (``atoms``: how the
     audit's counts of a cell tie together, ``relations.Atoms.read``). ``verified_from``: the first site-local date
     whose units have their whole look-back within the data (None: the audit declares none); a period that starts
-    before it is ``look_back = 'before_data'``."""
-    return _built(metrics, run_info, atoms, verified_from)[0]
+    before it is ``look_back = 'before_data'``. ``case_months``: the first and last month of the run's cases, which
+    a run over every month states as its period and its ``all`` row spans (``run_span``)."""
+    return _built(metrics, run_info, atoms, verified_from, case_months)[0]
 
 
 def _built(
-    metrics: pl.DataFrame, run_info: dict, atoms: relations.Atoms, verified_from: datetime.date | None
+    metrics: pl.DataFrame,
+    run_info: dict,
+    atoms: relations.Atoms,
+    verified_from: datetime.date | None,
+    case_months: tuple[str | None, str | None] | None = None,
 ) -> tuple[pl.DataFrame, dict[str, list[str]], list[str]]:
     """``build_feed``'s rows, ``suppress``'s measures whose provider cells the joint pass left out and the parts of
     the whole-feed system its last check left to the passes."""
@@ -459,8 +488,10 @@ def _built(
     windows = period_windows(months, str(run_info.get("period", "all")))
     if not windows:  # no month with data: an empty feed, its columns all there
         return pl.DataFrame(schema=FEED_SCHEMA), {}, []
+    all_span = run_span(windows, str(run_info.get("period", "all")), case_months)
     maturity = Maturity.from_dict(run_info.get("maturity"))
-    status = {ms[-1]: maturity.status(ms[-1]) for _, ms in windows.values()} if maturity else {}
+    ends = {ms[-1] for _, ms in windows.values()} | ({all_span[1]} if all_span else set())
+    status = {end: maturity.status(end) for end in sorted(ends)} if maturity else {}
     # per provider only the headline measures, and only the cells whose denominator is released: a
     # dashboard compares providers on those; the rest (reason shares, months of 1 to 10 orders) would be
     # millions of withheld rows at a large hospital, telling nothing
@@ -469,7 +500,7 @@ def _built(
     feed, left_out, whole_left_out = suppress(_summed(metrics, windows), windows, min_cell_count(run_info), atoms, headline)
     feed = feed.filter((pl.col("level") != "provider") | pl.col("denominator").is_not_null())
     # rates and intervals of the rows kept (a suppressed row has none): an eighth of the cells the rule weighed
-    feed = _dated(with_rates(feed), windows).with_columns(
+    feed = _dated(with_rates(feed), windows, all_span).with_columns(
         pl.when(pl.col("suppressed")).then(None).otherwise(pl.col(c)).alias(c) for c in ("rate", "ci_low", "ci_high")
     )
     out = feed.with_columns(
@@ -500,10 +531,11 @@ def write_feed(
     headline_period: str,
     atoms: relations.Atoms,
     verified_from: datetime.date | None = None,
+    case_months: tuple[str | None, str | None] | None = None,
 ) -> list[Path]:
     """metrics.csv, metrics.parquet (the rows) and metrics.json (what they are, and the headline rows);
-    ``verified_from``: as ``build_feed``'s."""
-    feed, left_out, whole_left_out = _built(metrics, run_info, atoms, verified_from)
+    ``verified_from`` and ``case_months``: as ``build_feed``'s."""
+    feed, left_out, whole_left_out = _built(metrics, run_info, atoms, verified_from, case_months)
     if left_out:
         _log_left_out(run_info["audit"]["id"], left_out)
     if whole_left_out:

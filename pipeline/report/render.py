@@ -23,7 +23,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from pipeline import db
+from pipeline import db, period_status
 from pipeline.report import caselist, feed, pages, relations, sections, workbook
 from pipeline.report.audit_sections import helpers, look_back, note_texts, period_note
 from pipeline.report.names import printed_department, rule_labels, slugify
@@ -110,9 +110,11 @@ def render_steps(
     with ThreadPoolExecutor(2, thread_name_prefix="render-files") as files:
         atoms = relations.Atoms.read(con)  # here: the connection is not the feed thread's to use
         reach = look_back(con, spec) or {}  # the feed's look_back and the period note's: read here, as the atoms
+        # the months of the cases: the period a run over every month states, which the feed's 'all' row names too
+        case_months = period_status.cases_span(con)
         feed_to = out_dir if feed_in is None else feed_dir
         feed_files = (
-            files.submit(feed.write_feed, feed_to, metrics, run_info, period, atoms, reach.get("verified_from"))
+            files.submit(feed.write_feed, feed_to, metrics, run_info, period, atoms, reach.get("verified_from"), case_months)
             if feed_to is not None
             else None
         )
