@@ -284,7 +284,7 @@ def test_wrapped_rows_of_the_other_sheets_are_as_high_as_their_lines(tmp_path):
     # the Providers header: the measure's name and ": n", one 53-character word, widens its column to hold it (a
     # word is never split); the row is as high as its tallest wrapped header ('Low reliability (N under 20)')
     assert height("Providers", 1) == sheet_rows.LINE_POINTS * 3
-    width = re.search(r'<col min="2" max="2" width="([0-9.]+)"', sheets["Providers"])
+    width = re.search(r'<col min="2" max="\d+" width="([0-9.]+)"', sheets["Providers"])
     assert width is not None and float(width.group(1)) > len(f"{measure}: n")
     assert height("Explanation", 5) == 30  # the patient identifiers' note: two lines at 90 characters
 
@@ -335,13 +335,12 @@ def test_the_providers_sheet_is_as_wide_as_its_funnel_positions_and_provider_ids
     )
     xml = Workbook(path).xml("Providers")
     widths = [(int(a), int(b), float(w)) for a, b, w in re.findall(r'<col min="(\d+)" max="(\d+)" width="([0-9.]+)"', xml)]
-    # provider: 25 characters + 1; n (its header's longest word), N, rate and interval; funnel position: 26 + 1; the
-    # low-reliability mark (xlsxwriter adds 0.71 to each)
+    # provider: 25 characters + 1; the measure's n, N, rate and interval one width (their headers' longest word,
+    # 'inappropriate:'); funnel position: 26 + 1; the low-reliability mark (xlsxwriter adds 0.71 to each)
     assert widths == [
         (1, 1, 26.7109375),
-        (2, 2, 17.28515625),
-        (3, 3, 10.7109375),
-        (4, 6, 10.7109375),
+        (2, 3, 17.28515625),
+        (4, 6, 17.28515625),
         (7, 7, 27.7109375),
         (8, 8, 14.7109375),
     ]
@@ -414,3 +413,38 @@ def test_a_count_column_is_centred_and_the_run_start_is_said_in_utc():
     assert in_utc("2026-12-03T02:08:03-05:00") == "2026-12-03 07:08:03 UTC"
     assert in_utc("2026-12-03T07:08:03+00:00") == "2026-12-03 07:08:03 UTC"
     assert in_utc("not a time") == "not a time"
+
+
+def test_the_providers_sheet_has_one_header_row_naming_each_column_in_full(tmp_path):
+    """A reviewer's filter, sort or CSV export takes the first row as the header: the measure's name stood over its n
+    column only, so each measure's "N", "rate", "95% CI low" and "95% CI high" were three columns of the same name."""
+    providers = pl.DataFrame(
+        {
+            "group_key": ["DR1", "DR1", "DR2"],
+            "measure_id": ["inappropriate", "premature", "inappropriate"],
+            "numerator": [1, 0, 3],
+            "denominator": [5, 25, 40],
+            "rate": [0.2, 0.0, 0.075],
+            "ci_low": [0.036, 0.0, 0.026],
+            "ci_high": [0.624, 0.137, 0.199],
+        }
+    )
+    path = workbook.write_case_list(tmp_path / "w.xlsx", pl.DataFrame({"case_id": ["C1"]}), RULES, RUN_INFO, providers, 20)
+    book = Workbook(path)
+    cells = book.cells("Providers")
+    header = [cells[(0, j)]["text"] for j in range(max(j for _, j in cells) + 1)]
+    stats = ["n", "N", "rate", "95% CI low", "95% CI high"]
+    assert header == [
+        "Provider",
+        *(f"inappropriate: {s}" for s in stats),
+        *(f"premature: {s}" for s in stats),
+        "Low reliability (N under 20)",
+    ]
+    assert cells[(1, 0)]["text"] == "DR1" and cells[(1, 2)]["number"] == 5  # the data start on the second row
+    assert '<autoFilter ref="A1:L3"/>' in book.xml("Providers")
+    # a measure's columns one width, its headers in five lines at most: 'Leak cases whose first imaging was the right
+    # study: 95% CI high' took ten lines at the width of 'N'
+    long = "Leak cases whose first imaging was the right study"
+    assert workbook.fitted_header_width([f"{long}: {s}" for s in stats], 10.0, 5) == 17.0
+    assert all(workbook.header_lines(f"{long}: {s}", 17.0) <= 5 for s in stats)
+    assert workbook.header_lines(f"{long}: 95% CI high", 16.0) > 5

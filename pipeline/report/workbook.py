@@ -369,6 +369,15 @@ def header_lines(text: str, width: float) -> int:
     return len(textwrap.wrap(text, max(1, int(width * BOLD_CHARS_PER_WIDTH)), break_long_words=False)) or 1
 
 
+def fitted_header_width(headers: list[str], least: float, lines: int) -> float:
+    """The narrowest width from ``least`` on (in whole characters) at which every one of ``headers`` wraps in ``lines``
+    lines at most, and its longest word fits on one."""
+    width = max(least, *(header_width(h) for h in headers))
+    while any(header_lines(h, width) > lines for h in headers):
+        width += 1
+    return width
+
+
 def _fit_heights(ws, sheet: pl.DataFrame, widths: list[float], first_row: int, min_lines: int = 1) -> None:
     """Rows of wrapped text written cell by cell (a few dozen) as high as their lines, as the Cases rows are:
     LibreOffice keeps a row one line high on opening and prints its wrapped lines over the next row's. Called
@@ -393,6 +402,11 @@ def _print_setup(ws, run_info: dict, what: str, header_row: bool = True) -> None
     ws.set_footer("&RPage &P of &N")
 
 
+# a provider measure's columns: its numerator, denominator, rate and the rate's 95% interval
+PROVIDER_STATISTICS = ("n", "N", "rate", "95% CI low", "95% CI high")
+PROVIDER_HEADER_LINES = 5
+
+
 def _providers_sheet(
     wb, providers: pl.DataFrame | None, head, percent, low: int, run_info: dict, measures=None, positions=None, funnel_label=None
 ) -> None:
@@ -405,14 +419,21 @@ def _providers_sheet(
         ids = sorted(providers["measure_id"].unique().to_list()) if providers is not None and providers.height else []
         measures = [(m, m) for m in ids]
     header = ["Provider"]
+    # each column named in full (one header row): a measure's name over its n column alone read as a grouped header
+    # in print, but a filter, a sort or a CSV export saw three columns each of "N", "rate" and "95% CI low"
     for _, label in measures:
-        header += [f"{label}: n", "N", "rate", "95% CI low", "95% CI high"]
+        header += [f"{label}: {stat}" for stat in PROVIDER_STATISTICS]
     with_position = positions is not None
     if with_position:
         header.append(f"Funnel position ({funnel_label.lower()})" if funnel_label else "Funnel position")
     header.append(f"Low reliability (N under {low})")
     ps.write_row(0, 0, header, head)
-    widths = [16.0] + [10.0] * (5 * len(measures)) + ([18.0] if with_position else []) + [14.0]
+    # a measure's five columns one width, at which each of their headers wraps in PROVIDER_HEADER_LINES lines at most:
+    # named in full, 'Leak cases whose first imaging was the right study: 95% CI high' took ten lines at 10
+    measure_widths = [
+        fitted_header_width(header[1 + 5 * k : 6 + 5 * k], 10.0, PROVIDER_HEADER_LINES) for k in range(len(measures))
+    ]
+    widths = [16.0] + [w for w in measure_widths for _ in range(5)] + ([18.0] if with_position else []) + [14.0]
     # each column as wide as the longest word of its header at least: a narrower one split 'Inappropria-te'
     widths = [max(w, header_width(h)) for w, h in zip(widths, header, strict=True)]
     sheet = providers_sheet_frame(providers, [m for m, _ in measures], low, positions)
