@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import shutil
+import subprocess
 import tempfile
 import zipfile
+from types import SimpleNamespace
 
 import polars as pl
 import pytest
@@ -448,3 +451,58 @@ def test_the_providers_sheet_has_one_header_row_naming_each_column_in_full(tmp_p
     assert workbook.fitted_header_width([f"{long}: {s}" for s in stats], 10.0, 5) == 17.0
     assert all(workbook.header_lines(f"{long}: {s}", 17.0) <= 5 for s in stats)
     assert workbook.header_lines(f"{long}: 95% CI high", 16.0) > 5
+
+
+def test_the_time_after_the_index_sorts_as_the_time_does_and_reads_as_before(tmp_path):
+    """'Time after procedure' was text: a sort put '100 h 0 min' before '71 h 59 min' and '1 h 5 min before' among
+    the hours after. It is a number (hours x 100 + minutes) whose format shows what the report prints, and its column
+    is as wide as the longest time it shows (a number wider than its column prints as ###)."""
+    minutes = [6000, 4319, -65, None, 60597, 4320, 5, -17220]
+    frame = pl.DataFrame({"case_id": [f"C{i}" for i in range(len(minutes))], "minutes_since_index": minutes})
+    audit_columns = {"time_after_index": ["Time after procedure", 9, "Time from the procedure to the order.", ""]}
+    spec = SimpleNamespace(columns=audit_columns, provider_ids=(), funnel_measure=None, measure=lambda _: None)
+    book = Workbook(workbook.write_case_list(tmp_path / "w.xlsx", frame, RULES, RUN_INFO, spec=spec))
+    rows = book.rows("Cases")
+    numbers = [r["Time after procedure"] for r in rows]
+    assert numbers == [10000, 7159, -105, None, 100957, 7200, 5, -28700]
+    ordered = sorted(range(len(minutes)), key=lambda i: (minutes[i] is None, minutes[i] or 0))
+    assert ordered == sorted(range(len(minutes)), key=lambda i: (numbers[i] is None, numbers[i] or 0))  # sorts as the time
+    column = list(rows[0]).index("Time after procedure")
+    cells = book.cells("Cases")
+    assert {cells[(i, column)]["format"] for i in range(1, len(minutes) + 1) if (i, column) in cells} == {
+        '0" h "00" min";0" h "00" min before"'
+    }
+    # the widest shown: '287 h 00 min before', 19 characters and one apart (xlsxwriter adds 0.71)
+    width = re.search(rf'<col min="{column + 1}" max="{column + 1}" width="([0-9.]+)"', book.xml("Cases"))
+    assert width is not None and float(width.group(1)) == 20.7109375
+    explanation = book.cells("Explanation")
+    notes = [explanation[(i, 1)]["text"] for (i, j), c in explanation.items() if j == 0 and c["text"] == "Time after procedure"]
+    assert notes == ["Time from the procedure to the order. " + workbook.TIME_AFTER_NOTE]
+
+
+@pytest.mark.skipif(shutil.which("soffice") is None, reason="LibreOffice is not installed")
+def test_libreoffice_shows_the_time_after_the_index_as_the_report_prints_it(tmp_path):
+    """The number's format, read by a spreadsheet: each time shows the report's text (caselist.time_after), a time
+    before the index included."""
+    from pipeline.report.caselist import time_after
+
+    minutes = [4319, 4320, 5, 0, -65, -17220, 60597]
+    frame = pl.DataFrame({"case_id": [f"C{i}" for i in range(len(minutes))], "minutes_since_index": minutes})
+    workbook.write_case_list(tmp_path / "w.xlsx", frame, RULES, RUN_INFO)
+    subprocess.run(
+        [
+            "soffice",
+            "--headless",
+            f"-env:UserInstallation={(tmp_path / 'profile').as_uri()}",
+            "--convert-to",
+            "csv:Text - txt - csv (StarCalc):44,34,76,1,,0,false,true,true",  # the cells as shown
+            "w.xlsx",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=300,
+        check=True,
+    )
+    shown = pl.read_csv(tmp_path / "w.csv", infer_schema=False)["Time after index"].to_list()
+    assert shown == frame.select(time_after("minutes_since_index").alias("shown"))["shown"].to_list()
+    assert shown[:2] == ["71 h 59 min", "72 h 00 min"] and shown[4] == "1 h 05 min before"

@@ -35,7 +35,7 @@ from pipeline.formula_guard import neutralise, neutralise_expr
 from pipeline.period_status import final_since, final_text
 from pipeline.quality.result import OUTCOMES, outcome, outcome_counts, printed_examples
 from pipeline.report import sheet_rows
-from pipeline.report.caselist import time_after
+from pipeline.report.caselist import TIME_AFTER_FORMAT, time_after_number
 from pipeline.report.controls import visible_expr
 from pipeline.report.names import department_names, labelled, labelled_list, named
 from pipeline.report.sections import export_limits
@@ -52,7 +52,7 @@ class Column:
     header: str
     width: float
     note: str
-    style: str = ""  # "", "wrap", "date", "datetime", "typed", "count"
+    style: str = ""  # "", "wrap", "date", "datetime", "typed", "count", "duration"
 
 
 # the Cases sheet, in order: source column -> how it is shown; other columns keep their name. The
@@ -66,7 +66,7 @@ FORM_HEAD: dict[str, Column] = {
 FORM_TAIL: dict[str, Column] = {
     # the time after the index comes first, beside the order's date and time: an audit's own time column in the form
     # (the low back pain audit's Day) comes in there too, so both audits' forms have the same columns in the same places
-    "time_after_index": Column("Time after index", 14, "Time from the case's index to the order."),
+    "time_after_index": Column("Time after index", 14, "Time from the case's index to the order.", "duration"),
     "order_id": Column("Order", 11, "Imaging order id."),
     "order_name": Column("Ordered study", 26, "Order name as sent.", "wrap"),
     "ordering_department": Column("Ordering department", 15, "Department that placed the order (order measures count here)."),
@@ -91,6 +91,13 @@ MORE: dict[str, Column] = {
 }
 
 
+# what the time after the index holds, said under the audit's own words for the column (Explanation sheet)
+TIME_AFTER_NOTE = (
+    "A number, so it sorts and filters as the time does: hours x 100 + minutes (7159 shows 71 h 59 min; negative: "
+    "before the index)."
+)
+
+
 def case_columns(audit_columns: dict | None = None) -> dict[str, Column]:
     """The Cases sheet's known columns in order, the audit's own placed as its manifest says."""
     own = {
@@ -100,7 +107,12 @@ def case_columns(audit_columns: dict | None = None) -> dict[str, Column]:
     engine = {**FORM_HEAD, **FORM_TAIL, **MORE}
     order = [*FORM_HEAD, *(k for k in form if k not in engine), *FORM_TAIL]
     order += [k for k in own if k not in engine and k not in form] + [*MORE]
-    return {k: own.get(k, engine.get(k)) for k in order}
+    columns = {k: own.get(k, engine.get(k)) for k in order}
+    # the time after the index is the engine's number (time_after_number) under the audit's header: its format and
+    # what the number holds are the engine's too (an audit's style "" showed 7159 for 71 h 59 min)
+    after = columns["time_after_index"]
+    columns["time_after_index"] = replace(after, style="duration", note=f"{after.note} {TIME_AFTER_NOTE}")
+    return columns
 
 
 CASE_COLUMNS = case_columns()  # the engine's alone
@@ -172,7 +184,8 @@ def cases_sheet_frame(cases: pl.DataFrame, known_columns: dict[str, Column] | No
     known_columns = known_columns or CASE_COLUMNS
     extra = [pl.lit(None, pl.String).alias(c) for c in REVIEW_COLUMNS[:3]] + [pl.lit(None, pl.Date).alias(REVIEW_COLUMNS[3])]
     if "minutes_since_index" in cases.columns:
-        extra.append(time_after("minutes_since_index").alias("time_after_index"))
+        # a number in TIME_AFTER_FORMAT: as text ('100 h 0 min' before '71 h 59 min') a sort put the times out of order
+        extra.append(time_after_number("minutes_since_index").alias("time_after_index"))
     frame = cases.with_columns(*extra)
     known = [c for c in known_columns if c in frame.columns]
     rest = [c for c in frame.columns if c not in known_columns and c not in DROPPED and not c.startswith("_")]
@@ -231,6 +244,9 @@ def write_case_list(
         # a small count in a narrow column, centred: right-aligned, the Day's "10" ran into the next column's order id
         # in print ("10O00100146")
         "count": wb.add_format({"align": "center", "valign": "top"}),
+        # centred as the low back pain Day in the same place of the form: right-aligned, '96 h 43 min' ran into the
+        # next column's order id in print
+        "duration": wb.add_format({"num_format": TIME_AFTER_FORMAT, "align": "center", "valign": "top"}),
     }
     percent = wb.add_format({"num_format": "0.0%"})
     # xf indices fixed here, in one order, whichever writing path the rows take (the bytes must agree)
@@ -334,7 +350,10 @@ def fitted_columns(sheet: pl.DataFrame, columns: list[Column]) -> list[Column]:
     wrapped beyond it; date and time columns as wide as their format: a long id (an episode, an order)
     is neither cut off nor run into the next column when the sheet is printed."""
     text = [n for n, c in zip(sheet.columns, columns, strict=True) if c.style == "" and sheet.schema[n] == pl.String]
-    longest = sheet.select(pl.col(n).str.len_chars().max() for n in text).row(0, named=True) if text and sheet.height else {}
+    # a time after the index as long as its format shows it: a number wider than its column prints as ###
+    times = [n for n, c in zip(sheet.columns, columns, strict=True) if c.style == "duration" and sheet.schema[n].is_integer()]
+    shown = [pl.col(n).str.len_chars().max().alias(n) for n in text] + [_time_after_chars(n).max().alias(n) for n in times]
+    longest = sheet.select(shown).row(0, named=True) if shown and sheet.height else {}
     out = []
     for name, col in zip(sheet.columns, columns, strict=True):
         need = max((longest.get(name) or 0) + 1, MIN_WIDTH.get(col.style, 0))
@@ -342,6 +361,13 @@ def fitted_columns(sheet: pl.DataFrame, columns: list[Column]) -> list[Column]:
             col = replace(col, width=float(min(need, FIT_WIDTH_MAX)), style="wrap" if need > FIT_WIDTH_MAX else col.style)
         out.append(col)
     return out
+
+
+def _time_after_chars(name: str) -> pl.Expr:
+    """The characters TIME_AFTER_FORMAT shows for a time after the index: its hours, ' h 00 min', ' before'."""
+    number = pl.col(name)
+    hours = (number.abs() // 100).cast(pl.String).str.len_chars()
+    return hours + len(" h 00 min") + pl.when(number < 0).then(len(" before")).otherwise(0)
 
 
 def _row_lines(sheet: pl.DataFrame, columns: list[Column]) -> pl.Series:
