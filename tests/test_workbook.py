@@ -506,3 +506,19 @@ def test_libreoffice_shows_the_time_after_the_index_as_the_report_prints_it(tmp_
     shown = pl.read_csv(tmp_path / "w.csv", infer_schema=False)["Time after index"].to_list()
     assert shown == frame.select(time_after("minutes_since_index").alias("shown"))["shown"].to_list()
     assert shown[:2] == ["71 h 59 min", "72 h 00 min"] and shown[4] == "1 h 05 min before"
+
+
+def test_every_data_sheet_keeps_its_header_in_view_and_filters_on_it(tmp_path):
+    """The Rules sheet (a rule three or four lines high, two printed pages) had neither: scrolled, its columns had no
+    names, and a reviewer could not list the rules of one verdict. Cases, Providers and Rules freeze their header row
+    and filter on it; the Explanation, a run's notes, has no header row to keep."""
+    providers = pl.DataFrame(
+        {"group_key": ["DR1"], "measure_id": ["m"], "numerator": [1], "denominator": [5], "rate": [0.2]}
+    ).with_columns(ci_low=pl.lit(0.0), ci_high=pl.lit(0.6))
+    book = Workbook(workbook.write_case_list(tmp_path / "w.xlsx", pl.DataFrame({"case_id": ["C1"]}), RULES, RUN_INFO, providers))
+    for sheet in ("Cases", "Providers", "Rules"):
+        xml = book.xml(sheet)
+        assert re.search(r'<pane [^>]*ySplit="1"[^>]*state="frozen"/>', xml), sheet
+        assert re.search(r'<autoFilter ref="A1:[A-Z]+\d+"/>', xml), sheet
+    assert '<autoFilter ref="A1:F2"/>' in book.xml("Rules")  # the six columns, the one rule
+    assert "<pane " not in book.xml("Explanation") and "<autoFilter" not in book.xml("Explanation")

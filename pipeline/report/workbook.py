@@ -642,3 +642,7 @@ def _rules_sheet(wb, rules: pl.DataFrame, head, wrap, run_info: dict) -> None:
             rs.write_string(i, j, neutralise("" if v is None else v) or "", wrap)
     for j, width in enumerate(widths):
         rs.set_column(j, j, width)
+    # as the Cases and Providers sheets: the header stays in view over rules three and four lines high, and a
+    # reviewer filters the rules by verdict or reason code
+    rs.freeze_panes(1, 0)
+    rs.autofilter(0, 0, max(shown.height, 1), len(cols) - 1)
