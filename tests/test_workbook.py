@@ -339,12 +339,12 @@ def test_the_providers_sheet_is_as_wide_as_its_funnel_positions_and_provider_ids
     xml = Workbook(path).xml("Providers")
     widths = [(int(a), int(b), float(w)) for a, b, w in re.findall(r'<col min="(\d+)" max="(\d+)" width="([0-9.]+)"', xml)]
     # provider: 25 characters + 1; the measure's n, N, rate and interval one width (their headers' longest word,
-    # 'inappropriate:'); funnel position: 26 + 1; the low-reliability mark (xlsxwriter adds 0.71 to each)
+    # 'inappropriate:'); funnel position: 26 + 1 and its indent; the low-reliability mark (xlsxwriter adds 0.71 to each)
     assert widths == [
         (1, 1, 26.7109375),
         (2, 3, 17.28515625),
         (4, 6, 17.28515625),
-        (7, 7, 27.7109375),
+        (7, 7, 28.7109375),
         (8, 8, 14.7109375),
     ]
 
@@ -522,3 +522,25 @@ def test_every_data_sheet_keeps_its_header_in_view_and_filters_on_it(tmp_path):
         assert re.search(r'<autoFilter ref="A1:[A-Z]+\d+"/>', xml), sheet
     assert '<autoFilter ref="A1:F2"/>' in book.xml("Rules")  # the six columns, the one rule
     assert "<pane " not in book.xml("Explanation") and "<autoFilter" not in book.xml("Explanation")
+
+
+def test_the_providers_text_after_a_rate_is_indented(tmp_path):
+    """A rate is right-aligned and the funnel position left-aligned beside it: LibreOffice printed '100.0%within
+    limits' (and without a funnel position '100.0%yes'). Both text columns start a character in."""
+    providers = pl.DataFrame(
+        {"group_key": ["DR1"], "measure_id": ["m"], "numerator": [5], "denominator": [5], "rate": [1.0]}
+    ).with_columns(ci_low=pl.lit(0.57), ci_high=pl.lit(1.0))
+    positions = pl.DataFrame({"group_key": ["DR1"], "funnel_position": ["within limits"]})
+    for with_position in (positions, None):
+        path = workbook.write_case_list(
+            tmp_path / "w.xlsx", pl.DataFrame({"case_id": ["C1"]}), RULES, RUN_INFO, providers, 20, None, with_position
+        )
+        book = Workbook(path)
+        styles = book.files["xl/styles.xml"].decode()
+        xfs = re.findall(r"<xf [^>]*?(?:/>|>.*?</xf>)", styles[styles.index("<cellXfs") :], flags=re.S)
+        sheet = book.xml("Providers")
+        texts = ["G2", "H2"] if with_position is not None else ["G2"]  # funnel position, low-reliability mark
+        for ref in texts:
+            style = re.search(rf'<c r="{ref}" s="(\d+)"', sheet)
+            assert style is not None and 'indent="1"' in xfs[int(style.group(1))], (ref, with_position is not None)
+        assert 'indent="1"' not in xfs[int(re.search(r'<c r="F2" s="(\d+)"', sheet).group(1))]  # the rate: as it was

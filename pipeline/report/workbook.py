@@ -249,8 +249,10 @@ def write_case_list(
         "duration": wb.add_format({"num_format": TIME_AFTER_FORMAT, "align": "center", "valign": "top"}),
     }
     percent = wb.add_format({"num_format": "0.0%"})
+    # text after a right-aligned number, a character in: the Providers sheet printed '100.0%within limits'
+    indented = wb.add_format({"indent": 1})
     # xf indices fixed here, in one order, whichever writing path the rows take (the bytes must agree)
-    for fmt in (head, *styles.values(), percent):
+    for fmt in (head, *styles.values(), percent, indented):
         fmt._get_xf_index()
 
     known = case_columns(spec.columns if spec is not None else None)
@@ -320,7 +322,7 @@ def write_case_list(
     measures = [(i, spec.measure(i).label) for i in spec.provider_ids] if spec is not None else None
     funnel = spec.measure(spec.funnel_measure) if spec is not None else None
     funnel_label = funnel.label if funnel is not None else None
-    _providers_sheet(wb, providers, head, percent, low, run_info, measures, positions, funnel_label)
+    _providers_sheet(wb, providers, head, percent, indented, low, run_info, measures, positions, funnel_label)
     _explanation_sheet(wb, run_info, columns, head, styles["wrap"])
     _rules_sheet(wb, rules, head, styles["wrap"], run_info)
     with _fast_zip():
@@ -434,7 +436,16 @@ PROVIDER_HEADER_LINES = 5
 
 
 def _providers_sheet(
-    wb, providers: pl.DataFrame | None, head, percent, low: int, run_info: dict, measures=None, positions=None, funnel_label=None
+    wb,
+    providers: pl.DataFrame | None,
+    head,
+    percent,
+    indented,
+    low: int,
+    run_info: dict,
+    measures=None,
+    positions=None,
+    funnel_label=None,
 ) -> None:
     """Every provider of the period with n, N, rate and interval of each headline measure it has (a case measure
     only where a case belongs to a provider: ``ReportSpec.provider_ids``), its funnel position
@@ -465,16 +476,19 @@ def _providers_sheet(
     sheet = providers_sheet_frame(providers, [m for m, _ in measures], low, positions)
     # the provider and its funnel position as wide as their longest value (plus a character), as the Cases sheet's
     # text: 'above 95% limit (worse)' ran into the next column's 'yes' in print
-    for j, name in ((0, "group_key"), (len(header) - 2, "funnel_position")):
+    # (the funnel position a character more: it is indented by one)
+    for j, name, indent in ((0, "group_key", 0), (len(header) - 2, "funnel_position", 1)):
         if name in sheet.columns and sheet.height:
-            widths[j] = max(widths[j], min(float((sheet[name].str.len_chars().max() or 0) + 1), FIT_WIDTH_MAX))
+            longest = (sheet[name].str.len_chars().max() or 0) + 1 + indent
+            widths[j] = max(widths[j], min(float(longest), FIT_WIDTH_MAX))
     ps.set_column(0, 0, widths[0])
     for k in range(len(measures)):  # n and N as counts, the rate and its interval as percent
         for j in range(1 + 5 * k, 6 + 5 * k):
             ps.set_column(j, j, widths[j], percent if j >= 3 + 5 * k else None)
     if with_position:
-        ps.set_column(len(header) - 2, len(header) - 2, widths[-2])
-    ps.set_column(len(header) - 1, len(header) - 1, widths[-1])
+        ps.set_column(len(header) - 2, len(header) - 2, widths[-2], indented)
+    # indented too: without a funnel position it follows the last interval ('100.0%yes')
+    ps.set_column(len(header) - 1, len(header) - 1, widths[-1], indented)
     # the header row as high as its longest label wrapped at word breaks (a measure's name in a narrow column),
     # two lines at least: a count of its characters gave 'study: n' no line, clipped in LibreOffice's print
     ps.set_row(0, LINE_POINTS * max(2, *(header_lines(h, w) for h, w in zip(header, widths, strict=True))))
