@@ -544,3 +544,14 @@ def test_the_providers_text_after_a_rate_is_indented(tmp_path):
             style = re.search(rf'<c r="{ref}" s="(\d+)"', sheet)
             assert style is not None and 'indent="1"' in xfs[int(style.group(1))], (ref, with_position is not None)
         assert 'indent="1"' not in xfs[int(re.search(r'<c r="F2" s="(\d+)"', sheet).group(1))]  # the rate: as it was
+
+
+def test_codes_kept_as_text_are_not_flagged_as_numbers_stored_as_text(tmp_path):
+    """A CPT code (72156) is text on purpose: Excel put its green 'number stored as text' mark on every code cell and
+    offered to convert it. The Cases sheet's range tells Excel to leave that check alone."""
+    frame = pl.DataFrame({"case_id": ["C1", "C2"], "order_code": ["72156", "72148"], "verdict": ["excluded"] * 2})
+    book = Workbook(workbook.write_case_list(tmp_path / "w.xlsx", frame, RULES, RUN_INFO))
+    header = list(book.rows("Cases")[0])
+    last = chr(ord("A") + len(header) - 1)
+    assert f'<ignoredErrors><ignoredError sqref="A1:{last}3" numberStoredAsText="1"/></ignoredErrors>' in book.xml("Cases")
+    assert book.rows("Cases")[0]["Code"] == "72156"  # still text

@@ -280,6 +280,9 @@ def write_case_list(
     last_row, last_col = max(sheet.height, 1), len(columns) - 1
     ws.freeze_panes(1, 2)
     ws.autofilter(0, 0, last_row, last_col)
+    # codes and ids are text on purpose (a CPT code 72156, a comment typed '3'): Excel marked every such cell with its
+    # green 'number stored as text' triangle and offered to convert it
+    ws.ignore_errors({"number_stored_as_text": f"A1:{xl_col_to_name(last_col)}{last_row + 1}"})
     if "reviewer_agrees" in sheet.columns:
         agrees, review_date = sheet.columns.index("reviewer_agrees"), sheet.columns.index("review_date")
         ws.data_validation(
