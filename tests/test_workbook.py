@@ -555,3 +555,38 @@ def test_codes_kept_as_text_are_not_flagged_as_numbers_stored_as_text(tmp_path):
     last = chr(ord("A") + len(header) - 1)
     assert f'<ignoredErrors><ignoredError sqref="A1:{last}3" numberStoredAsText="1"/></ignoredErrors>' in book.xml("Cases")
     assert book.rows("Cases")[0]["Code"] == "72156"  # still text
+
+
+def test_the_explanation_says_what_each_providers_column_counts(tmp_path):
+    """'Inappropriate orders: N' said which measure, not which orders: the Explanation gives each provider measure's
+    numerator and denominator in the report's words, then the funnel position and the low-reliability mark."""
+    words = {
+        "inappropriate": SimpleNamespace(
+            label="Inappropriate orders", numerator="orders with verdict inappropriate", denominator="evaluated orders"
+        )
+    }
+    spec = SimpleNamespace(columns={}, provider_ids=("inappropriate",), funnel_measure="inappropriate", measure=words.get)
+    providers = pl.DataFrame(
+        {"group_key": ["DR1"], "measure_id": ["inappropriate"], "numerator": [1], "denominator": [5], "rate": [0.2]}
+    ).with_columns(ci_low=pl.lit(0.04), ci_high=pl.lit(0.6))
+    positions = pl.DataFrame({"group_key": ["DR1"], "funnel_position": ["within limits"]})
+    path = workbook.write_case_list(
+        tmp_path / "w.xlsx", pl.DataFrame({"case_id": ["C1"]}), RULES, RUN_INFO, providers, 20, spec, positions
+    )
+    cells = Workbook(path).cells("Explanation")
+    rows = [(cells[(i, 0)]["text"], cells[(i, 1)]["text"]) for i in range(max(i for i, _ in cells) + 1)]
+    glossary = rows[rows.index(("Providers sheet column", "Meaning")) + 1 :]
+    assert glossary == [
+        (
+            "Inappropriate orders",
+            "n: orders with verdict inappropriate. N: evaluated orders. rate: n / N; 95% CI low and high: its Wilson interval.",
+        ),
+        (
+            "Funnel position (inappropriate orders)",
+            "Where the provider's rate of inappropriate orders falls on the report's funnel plot: within limits, or above "
+            "or below its 95% or 99.8% limit, better or worse by the measure's direction.",
+        ),
+        ("Low reliability (N under 20)", "yes where any N of the provider is under 20: too few to judge by."),
+    ]
+    header = [c["text"] for (i, j), c in sorted(Workbook(path).cells("Providers").items()) if i == 0]
+    assert [h for h, _ in glossary[1:]] == header[-2:]  # named as the sheet heads them

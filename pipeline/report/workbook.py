@@ -326,7 +326,8 @@ def write_case_list(
     funnel = spec.measure(spec.funnel_measure) if spec is not None else None
     funnel_label = funnel.label if funnel is not None else None
     _providers_sheet(wb, providers, head, percent, indented, low, run_info, measures, positions, funnel_label)
-    _explanation_sheet(wb, run_info, columns, head, styles["wrap"])
+    provider_notes = provider_column_notes(spec, low, funnel_label if positions is not None else None)
+    _explanation_sheet(wb, run_info, columns, head, styles["wrap"], provider_notes)
     _rules_sheet(wb, rules, head, styles["wrap"], run_info)
     with _fast_zip():
         wb.close()
@@ -436,6 +437,7 @@ def _print_setup(ws, run_info: dict, what: str, header_row: bool = True) -> None
 # a provider measure's columns: its numerator, denominator, rate and the rate's 95% interval
 PROVIDER_STATISTICS = ("n", "N", "rate", "95% CI low", "95% CI high")
 PROVIDER_HEADER_LINES = 5
+PROVIDERS_GLOSSARY = "Providers sheet column"  # the Explanation's header over the Providers columns' meanings
 
 
 def _providers_sheet(
@@ -551,11 +553,41 @@ def providers_sheet_frame(
     return sheet.with_columns(neutralise_expr("group_key"), low_col.alias("low_reliability"))
 
 
-def _explanation_sheet(wb, run_info: dict, columns: list[Column], head, wrap) -> None:
+def provider_column_notes(spec, low: int, funnel_label: str | None) -> list[tuple[str, str]]:
+    """The Providers sheet's columns in words, for the Explanation: what each measure's n and N count (its numerator
+    and denominator, as the report names them under its rates), then the rate, interval, funnel position and
+    low-reliability mark. A header 'Inappropriate orders: N' said which measure, not which orders; without the
+    audit's ``spec`` (its measures' words) none."""
+    if spec is None or not spec.provider_ids:
+        return []
+    notes = []
+    for measure_id in spec.provider_ids:  # one row a measure: its five columns
+        measure = spec.measure(measure_id)
+        notes.append(
+            (
+                measure.label,
+                f"n: {measure.numerator}. N: {measure.denominator}. rate: n / N; 95% CI low and high: its Wilson interval.",
+            )
+        )
+    if funnel_label:
+        notes.append(
+            (
+                f"Funnel position ({funnel_label.lower()})",  # as the sheet heads it
+                f"Where the provider's rate of {funnel_label.lower()} falls on the report's funnel plot: within limits, "
+                "or above or below its 95% or 99.8% limit, better or worse by the measure's direction.",
+            )
+        )
+    notes.append((f"Low reliability (N under {low})", f"yes where any N of the provider is under {low}: too few to judge by."))
+    return notes
+
+
+def _explanation_sheet(wb, run_info: dict, columns: list[Column], head, wrap, provider_notes=()) -> None:
     ex = wb.add_worksheet("Explanation")
     # its first row is the run id, no header: repeated, it stood atop each printed page over the columns' glossary
     _print_setup(ex, run_info, "case list: explanation", header_row=False)
-    widths = [24.0, 90.0]
+    # 110 wide: the A4 landscape page holds it unshrunk, and the longer notes take a line less each (at 90, the
+    # Providers columns' meanings pushed the CSF-leak Explanation onto a third page)
+    widths = [24.0, 110.0]
     ex.set_column(0, 0, widths[0])
     ex.set_column(1, 1, widths[1])
     lines = [
@@ -576,9 +608,11 @@ def _explanation_sheet(wb, run_info: dict, columns: list[Column], head, wrap) ->
         ("", ""),
         ("Column", "Meaning"),
     ] + [(c.header, c.note) for c in columns]
+    if provider_notes:  # what each Providers column counts, under a header of its own
+        lines += [("", ""), (PROVIDERS_GLOSSARY, "Meaning"), *provider_notes]
     _fit_heights(ex, pl.DataFrame(lines, schema=["item", "text"], orient="row"), widths, 0)
     for i, (a, b) in enumerate(lines):
-        fmt = head if a == "Column" else wrap
+        fmt = head if a in ("Column", PROVIDERS_GLOSSARY) else wrap
         ex.write_string(i, 0, neutralise(a) or "", fmt)
         ex.write_string(i, 1, neutralise(b) or "", fmt)
 
