@@ -590,3 +590,21 @@ def test_the_explanation_says_what_each_providers_column_counts(tmp_path):
     ]
     header = [c["text"] for (i, j), c in sorted(Workbook(path).cells("Providers").items()) if i == 0]
     assert [h for h, _ in glossary[1:]] == header[-2:]  # named as the sheet heads them
+
+
+def test_the_rules_sheet_one_word_columns_are_as_wide_as_their_longest_word(tmp_path):
+    """A reason code is one word: 'after_conservative_period' in a column 20 wide ran into its verdict
+    ('after_conservative_periodappropriate') when LibreOffice printed the Rules sheet; 'not_evaluable' filled its 13."""
+    rules = pl.concat(
+        [
+            RULES,
+            RULES.with_columns(
+                rule_id=pl.lit("LBP-06"), reason_code=pl.lit("after_conservative_period"), verdict=pl.lit("not_evaluable")
+            ),
+        ]
+    )
+    path = workbook.write_case_list(tmp_path / "w.xlsx", pl.DataFrame({"case_id": ["C1"]}), rules, RUN_INFO)
+    xml = Workbook(path).xml("Rules")
+    widths = {int(a): float(w) for a, b, w in re.findall(r'<col min="(\d+)" max="(\d+)" width="([0-9.]+)"', xml)}
+    # xlsxwriter adds 0.71: rule 10 (its default), reason code 25 + 1, verdict 13 + 1
+    assert (widths[1], widths[3], widths[4]) == (10.7109375, 26.7109375, 14.7109375)

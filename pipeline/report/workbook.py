@@ -687,6 +687,12 @@ def _rules_sheet(wb, rules: pl.DataFrame, head, wrap, run_info: dict) -> None:
         rs.write_string(0, j, c, head)
     shown = rules.select(pl.col(c).cast(pl.String) for c in cols)
     widths = [10.0, 30.0, 20.0, 13.0, 70.0, 70.0]
+    # the rule id, reason code and verdict are one word each, never wrapped: as wide as the longest (plus a character),
+    # as the Cases sheet's ids are; 'after_conservative_period' ran into its verdict in print
+    if shown.height:
+        longest = shown.select(pl.col(c).str.len_chars().max() for c in ("rule_id", "reason_code", "verdict")).row(0)
+        for j, n in zip((0, 2, 3), longest, strict=True):
+            widths[j] = max(widths[j], min(float((n or 0) + 1), FIT_WIDTH_MAX))
     _fit_heights(rs, shown, widths, 1)
     for i, r in enumerate(shown.iter_rows(), start=1):
         for j, v in enumerate(r):
