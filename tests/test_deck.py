@@ -8,14 +8,15 @@ were written from DOMAIN.md and the audit's DESIGN.md, not from the implementati
 
 from __future__ import annotations
 
-import io
-import zipfile
 from pathlib import Path
 
 import polars as pl
 import pytest
 from conftest import DESIGN_REASONS
 from deck_input import TABLE_COLUMNS, deck_files, local_map_key, order_ids, patient_ids, procedure_ids, rows_of
+from xlsx_xml import Workbook
+
+from pipeline.report.caselist import TIME_AFTER_FORMAT
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES_CSV = ROOT / "audits" / "csf_leak" / "rules.csv"
@@ -34,7 +35,7 @@ def _csf_output(deck_runs, name: str) -> Path:
 
 
 def test_times_never_read_past_the_72_hour_line(deck_runs):
-    """71 h 59 min is shown as such, never rounded up to 72 beside a premature verdict; exactly 72 h is 72 h 0 min."""
+    """71 h 59 min is shown as such, never rounded up to 72 beside a premature verdict; exactly 72 h is 72 h 00 min."""
     rows = {r["order_id"]: r for r in _read_all_strings(_csf_output(deck_runs, "audited_orders.csv")).iter_rows(named=True)}
     premature, exact = rows["or-p7159-1"], rows["or-e72-1"]
     assert (premature["minutes_since_index"], premature["hours_since_index"]) == ("4319", "71.98")
@@ -42,10 +43,12 @@ def test_times_never_read_past_the_72_hour_line(deck_runs):
     for r in rows.values():  # truncated everywhere: a premature order always reads under 72 h
         if "premature" in r["reasons"].split("|"):
             assert int(r["minutes_since_index"]) < 72 * 60 and float(r["hours_since_index"]) < 72, r["order_id"]
-    workbook = _csf_output(deck_runs, "case_list.xlsx").read_bytes()
-    with zipfile.ZipFile(io.BytesIO(workbook)) as z:
-        sheet = z.read("xl/worksheets/sheet1.xml").decode()
-    assert ">71 h 59 min<" in sheet and ">72 h 0 min<" in sheet
+    # the workbook's time after the procedure: hours x 100 + minutes, shown '71 h 59 min' by its format
+    book = Workbook(_csf_output(deck_runs, "case_list.xlsx"))
+    shown = {(r["Order"], r["Time after procedure"]) for r in book.rows("Cases")}
+    assert {("or-p7159-1", 7159), ("or-e72-1", 7200)} <= shown
+    column = list(book.rows("Cases")[0]).index("Time after procedure")
+    assert {c["format"] for (i, j), c in book.cells("Cases").items() if i and j == column} == {TIME_AFTER_FORMAT}
 
 
 def test_deck_files_are_well_formed():

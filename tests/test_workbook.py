@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import shutil
+import subprocess
 import tempfile
 import zipfile
+from types import SimpleNamespace
 
 import polars as pl
 import pytest
@@ -284,7 +287,7 @@ def test_wrapped_rows_of_the_other_sheets_are_as_high_as_their_lines(tmp_path):
     # the Providers header: the measure's name and ": n", one 53-character word, widens its column to hold it (a
     # word is never split); the row is as high as its tallest wrapped header ('Low reliability (N under 20)')
     assert height("Providers", 1) == sheet_rows.LINE_POINTS * 3
-    width = re.search(r'<col min="2" max="2" width="([0-9.]+)"', sheets["Providers"])
+    width = re.search(r'<col min="2" max="\d+" width="([0-9.]+)"', sheets["Providers"])
     assert width is not None and float(width.group(1)) > len(f"{measure}: n")
     assert height("Explanation", 5) == 30  # the patient identifiers' note: two lines at 90 characters
 
@@ -335,14 +338,13 @@ def test_the_providers_sheet_is_as_wide_as_its_funnel_positions_and_provider_ids
     )
     xml = Workbook(path).xml("Providers")
     widths = [(int(a), int(b), float(w)) for a, b, w in re.findall(r'<col min="(\d+)" max="(\d+)" width="([0-9.]+)"', xml)]
-    # provider: 25 characters + 1; n (its header's longest word), N, rate and interval; funnel position: 26 + 1; the
-    # low-reliability mark (xlsxwriter adds 0.71 to each)
+    # provider: 25 characters + 1; the measure's n, N, rate and interval one width (their headers' longest word,
+    # 'inappropriate:'); funnel position: 26 + 1 and its indent; the low-reliability mark (xlsxwriter adds 0.71 to each)
     assert widths == [
         (1, 1, 26.7109375),
-        (2, 2, 17.28515625),
-        (3, 3, 10.7109375),
-        (4, 6, 10.7109375),
-        (7, 7, 27.7109375),
+        (2, 3, 17.28515625),
+        (4, 6, 17.28515625),
+        (7, 7, 28.7109375),
         (8, 8, 14.7109375),
     ]
 
@@ -414,3 +416,195 @@ def test_a_count_column_is_centred_and_the_run_start_is_said_in_utc():
     assert in_utc("2026-12-03T02:08:03-05:00") == "2026-12-03 07:08:03 UTC"
     assert in_utc("2026-12-03T07:08:03+00:00") == "2026-12-03 07:08:03 UTC"
     assert in_utc("not a time") == "not a time"
+
+
+def test_the_providers_sheet_has_one_header_row_naming_each_column_in_full(tmp_path):
+    """A reviewer's filter, sort or CSV export takes the first row as the header: the measure's name stood over its n
+    column only, so each measure's "N", "rate", "95% CI low" and "95% CI high" were three columns of the same name."""
+    providers = pl.DataFrame(
+        {
+            "group_key": ["DR1", "DR1", "DR2"],
+            "measure_id": ["inappropriate", "premature", "inappropriate"],
+            "numerator": [1, 0, 3],
+            "denominator": [5, 25, 40],
+            "rate": [0.2, 0.0, 0.075],
+            "ci_low": [0.036, 0.0, 0.026],
+            "ci_high": [0.624, 0.137, 0.199],
+        }
+    )
+    path = workbook.write_case_list(tmp_path / "w.xlsx", pl.DataFrame({"case_id": ["C1"]}), RULES, RUN_INFO, providers, 20)
+    book = Workbook(path)
+    cells = book.cells("Providers")
+    header = [cells[(0, j)]["text"] for j in range(max(j for _, j in cells) + 1)]
+    stats = ["n", "N", "rate", "95% CI low", "95% CI high"]
+    assert header == [
+        "Provider",
+        *(f"inappropriate: {s}" for s in stats),
+        *(f"premature: {s}" for s in stats),
+        "Low reliability (N under 20)",
+    ]
+    assert cells[(1, 0)]["text"] == "DR1" and cells[(1, 2)]["number"] == 5  # the data start on the second row
+    assert '<autoFilter ref="A1:L3"/>' in book.xml("Providers")
+    # a measure's columns one width, its headers in five lines at most: 'Leak cases whose first imaging was the right
+    # study: 95% CI high' took ten lines at the width of 'N'
+    long = "Leak cases whose first imaging was the right study"
+    assert workbook.fitted_header_width([f"{long}: {s}" for s in stats], 10.0, 5) == 17.0
+    assert all(workbook.header_lines(f"{long}: {s}", 17.0) <= 5 for s in stats)
+    assert workbook.header_lines(f"{long}: 95% CI high", 16.0) > 5
+
+
+def test_the_time_after_the_index_sorts_as_the_time_does_and_reads_as_before(tmp_path):
+    """'Time after procedure' was text: a sort put '100 h 0 min' before '71 h 59 min' and '1 h 5 min before' among
+    the hours after. It is a number (hours x 100 + minutes) whose format shows what the report prints, and its column
+    is as wide as the longest time it shows (a number wider than its column prints as ###)."""
+    minutes = [6000, 4319, -65, None, 60597, 4320, 5, -17220]
+    frame = pl.DataFrame({"case_id": [f"C{i}" for i in range(len(minutes))], "minutes_since_index": minutes})
+    audit_columns = {"time_after_index": ["Time after procedure", 9, "Time from the procedure to the order.", ""]}
+    spec = SimpleNamespace(columns=audit_columns, provider_ids=(), funnel_measure=None, measure=lambda _: None)
+    book = Workbook(workbook.write_case_list(tmp_path / "w.xlsx", frame, RULES, RUN_INFO, spec=spec))
+    rows = book.rows("Cases")
+    numbers = [r["Time after procedure"] for r in rows]
+    assert numbers == [10000, 7159, -105, None, 100957, 7200, 5, -28700]
+    ordered = sorted(range(len(minutes)), key=lambda i: (minutes[i] is None, minutes[i] or 0))
+    assert ordered == sorted(range(len(minutes)), key=lambda i: (numbers[i] is None, numbers[i] or 0))  # sorts as the time
+    column = list(rows[0]).index("Time after procedure")
+    cells = book.cells("Cases")
+    assert {cells[(i, column)]["format"] for i in range(1, len(minutes) + 1) if (i, column) in cells} == {
+        '0" h "00" min";0" h "00" min before"'
+    }
+    # the widest shown: '287 h 00 min before', 19 characters and one apart (xlsxwriter adds 0.71)
+    width = re.search(rf'<col min="{column + 1}" max="{column + 1}" width="([0-9.]+)"', book.xml("Cases"))
+    assert width is not None and float(width.group(1)) == 20.7109375
+    explanation = book.cells("Explanation")
+    notes = [explanation[(i, 1)]["text"] for (i, j), c in explanation.items() if j == 0 and c["text"] == "Time after procedure"]
+    assert notes == ["Time from the procedure to the order. " + workbook.TIME_AFTER_NOTE]
+
+
+@pytest.mark.skipif(shutil.which("soffice") is None, reason="LibreOffice is not installed")
+def test_libreoffice_shows_the_time_after_the_index_as_the_report_prints_it(tmp_path):
+    """The number's format, read by a spreadsheet: each time shows the report's text (caselist.time_after), a time
+    before the index included."""
+    from pipeline.report.caselist import time_after
+
+    minutes = [4319, 4320, 5, 0, -65, -17220, 60597]
+    frame = pl.DataFrame({"case_id": [f"C{i}" for i in range(len(minutes))], "minutes_since_index": minutes})
+    workbook.write_case_list(tmp_path / "w.xlsx", frame, RULES, RUN_INFO)
+    subprocess.run(
+        [
+            "soffice",
+            "--headless",
+            f"-env:UserInstallation={(tmp_path / 'profile').as_uri()}",
+            "--convert-to",
+            "csv:Text - txt - csv (StarCalc):44,34,76,1,,0,false,true,true",  # the cells as shown
+            "w.xlsx",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=300,
+        check=True,
+    )
+    shown = pl.read_csv(tmp_path / "w.csv", infer_schema=False)["Time after index"].to_list()
+    assert shown == frame.select(time_after("minutes_since_index").alias("shown"))["shown"].to_list()
+    assert shown[:2] == ["71 h 59 min", "72 h 00 min"] and shown[4] == "1 h 05 min before"
+
+
+def test_every_data_sheet_keeps_its_header_in_view_and_filters_on_it(tmp_path):
+    """The Rules sheet (a rule three or four lines high, two printed pages) had neither: scrolled, its columns had no
+    names, and a reviewer could not list the rules of one verdict. Cases, Providers and Rules freeze their header row
+    and filter on it; the Explanation, a run's notes, has no header row to keep."""
+    providers = pl.DataFrame(
+        {"group_key": ["DR1"], "measure_id": ["m"], "numerator": [1], "denominator": [5], "rate": [0.2]}
+    ).with_columns(ci_low=pl.lit(0.0), ci_high=pl.lit(0.6))
+    book = Workbook(workbook.write_case_list(tmp_path / "w.xlsx", pl.DataFrame({"case_id": ["C1"]}), RULES, RUN_INFO, providers))
+    for sheet in ("Cases", "Providers", "Rules"):
+        xml = book.xml(sheet)
+        assert re.search(r'<pane [^>]*ySplit="1"[^>]*state="frozen"/>', xml), sheet
+        assert re.search(r'<autoFilter ref="A1:[A-Z]+\d+"/>', xml), sheet
+    assert '<autoFilter ref="A1:F2"/>' in book.xml("Rules")  # the six columns, the one rule
+    assert "<pane " not in book.xml("Explanation") and "<autoFilter" not in book.xml("Explanation")
+
+
+def test_the_providers_text_after_a_rate_is_indented(tmp_path):
+    """A rate is right-aligned and the funnel position left-aligned beside it: LibreOffice printed '100.0%within
+    limits' (and without a funnel position '100.0%yes'). Both text columns start a character in."""
+    providers = pl.DataFrame(
+        {"group_key": ["DR1"], "measure_id": ["m"], "numerator": [5], "denominator": [5], "rate": [1.0]}
+    ).with_columns(ci_low=pl.lit(0.57), ci_high=pl.lit(1.0))
+    positions = pl.DataFrame({"group_key": ["DR1"], "funnel_position": ["within limits"]})
+    for with_position in (positions, None):
+        path = workbook.write_case_list(
+            tmp_path / "w.xlsx", pl.DataFrame({"case_id": ["C1"]}), RULES, RUN_INFO, providers, 20, None, with_position
+        )
+        book = Workbook(path)
+        styles = book.files["xl/styles.xml"].decode()
+        xfs = re.findall(r"<xf [^>]*?(?:/>|>.*?</xf>)", styles[styles.index("<cellXfs") :], flags=re.S)
+        sheet = book.xml("Providers")
+        texts = ["G2", "H2"] if with_position is not None else ["G2"]  # funnel position, low-reliability mark
+        for ref in texts:
+            style = re.search(rf'<c r="{ref}" s="(\d+)"', sheet)
+            assert style is not None and 'indent="1"' in xfs[int(style.group(1))], (ref, with_position is not None)
+        assert 'indent="1"' not in xfs[int(re.search(r'<c r="F2" s="(\d+)"', sheet).group(1))]  # the rate: as it was
+
+
+def test_codes_kept_as_text_are_not_flagged_as_numbers_stored_as_text(tmp_path):
+    """A CPT code (72156) is text on purpose: Excel put its green 'number stored as text' mark on every code cell and
+    offered to convert it. The Cases sheet's range tells Excel to leave that check alone."""
+    frame = pl.DataFrame({"case_id": ["C1", "C2"], "order_code": ["72156", "72148"], "verdict": ["excluded"] * 2})
+    book = Workbook(workbook.write_case_list(tmp_path / "w.xlsx", frame, RULES, RUN_INFO))
+    header = list(book.rows("Cases")[0])
+    last = chr(ord("A") + len(header) - 1)
+    assert f'<ignoredErrors><ignoredError sqref="A1:{last}3" numberStoredAsText="1"/></ignoredErrors>' in book.xml("Cases")
+    assert book.rows("Cases")[0]["Code"] == "72156"  # still text
+
+
+def test_the_explanation_says_what_each_providers_column_counts(tmp_path):
+    """'Inappropriate orders: N' said which measure, not which orders: the Explanation gives each provider measure's
+    numerator and denominator in the report's words, then the funnel position and the low-reliability mark."""
+    words = {
+        "inappropriate": SimpleNamespace(
+            label="Inappropriate orders", numerator="orders with verdict inappropriate", denominator="evaluated orders"
+        )
+    }
+    spec = SimpleNamespace(columns={}, provider_ids=("inappropriate",), funnel_measure="inappropriate", measure=words.get)
+    providers = pl.DataFrame(
+        {"group_key": ["DR1"], "measure_id": ["inappropriate"], "numerator": [1], "denominator": [5], "rate": [0.2]}
+    ).with_columns(ci_low=pl.lit(0.04), ci_high=pl.lit(0.6))
+    positions = pl.DataFrame({"group_key": ["DR1"], "funnel_position": ["within limits"]})
+    path = workbook.write_case_list(
+        tmp_path / "w.xlsx", pl.DataFrame({"case_id": ["C1"]}), RULES, RUN_INFO, providers, 20, spec, positions
+    )
+    cells = Workbook(path).cells("Explanation")
+    rows = [(cells[(i, 0)]["text"], cells[(i, 1)]["text"]) for i in range(max(i for i, _ in cells) + 1)]
+    glossary = rows[rows.index(("Providers sheet column", "Meaning")) + 1 :]
+    assert glossary == [
+        (
+            "Inappropriate orders",
+            "n: orders with verdict inappropriate. N: evaluated orders. rate: n / N; 95% CI low and high: its Wilson interval.",
+        ),
+        (
+            "Funnel position (inappropriate orders)",
+            "Where the provider's rate of inappropriate orders falls on the report's funnel plot: within limits, or above "
+            "or below its 95% or 99.8% limit, better or worse by the measure's direction.",
+        ),
+        ("Low reliability (N under 20)", "yes where any N of the provider is under 20: too few to judge by."),
+    ]
+    header = [c["text"] for (i, j), c in sorted(Workbook(path).cells("Providers").items()) if i == 0]
+    assert [h for h, _ in glossary[1:]] == header[-2:]  # named as the sheet heads them
+
+
+def test_the_rules_sheet_one_word_columns_are_as_wide_as_their_longest_word(tmp_path):
+    """A reason code is one word: 'after_conservative_period' in a column 20 wide ran into its verdict
+    ('after_conservative_periodappropriate') when LibreOffice printed the Rules sheet; 'not_evaluable' filled its 13."""
+    rules = pl.concat(
+        [
+            RULES,
+            RULES.with_columns(
+                rule_id=pl.lit("LBP-06"), reason_code=pl.lit("after_conservative_period"), verdict=pl.lit("not_evaluable")
+            ),
+        ]
+    )
+    path = workbook.write_case_list(tmp_path / "w.xlsx", pl.DataFrame({"case_id": ["C1"]}), rules, RUN_INFO)
+    xml = Workbook(path).xml("Rules")
+    widths = {int(a): float(w) for a, b, w in re.findall(r'<col min="(\d+)" max="(\d+)" width="([0-9.]+)"', xml)}
+    # xlsxwriter adds 0.71: rule 10 (its default), reason code 25 + 1, verdict 13 + 1
+    assert (widths[1], widths[3], widths[4]) == (10.7109375, 26.7109375, 14.7109375)

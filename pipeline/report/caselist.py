@@ -103,12 +103,28 @@ def with_reason_labels(rows: pl.DataFrame, labels: dict[str, str]) -> pl.DataFra
 
 
 def time_after(minutes: str) -> pl.Expr:
-    """Whole minutes after the case's index as '71 h 59 min' (truncated: never reads as the next hour);
-    before it as '1 h 5 min before'; '' when unknown."""
+    """Whole minutes after the case's index as '71 h 59 min' (truncated: never reads as the next hour), the minutes
+    in two digits ('72 h 00 min'), as the workbook's number format shows them (``TIME_AFTER_FORMAT``); before it as
+    '1 h 05 min before'; '' when unknown."""
     m = pl.col(minutes)
     a = m.abs()
-    text = pl.format("{} h {} min", a // 60, a % 60)
+    text = pl.format("{} h {} min", a // 60, (a % 60).cast(pl.String).str.zfill(2))
     return pl.when(m.is_null()).then(pl.lit("")).when(m < 0).then(text + pl.lit(" before")).otherwise(text)
+
+
+# the workbook's time after the index: a number that sorts as the time does, hours x 100 + minutes (7159 is 71 h 59 min,
+# -105 is 1 h 05 min before), shown by this format as time_after writes it. Not a spreadsheet duration (a fraction of
+# a day under [h] "h" m "min"): Excel shows a negative one as ##### (1900 date system), so every order placed before
+# the procedure would read #####; nor text, which sorted 100 h before 71 h
+TIME_AFTER_FORMAT = '0" h "00" min";0" h "00" min before"'
+
+
+def time_after_number(minutes: str) -> pl.Expr:
+    """Whole minutes after the case's index as the number ``TIME_AFTER_FORMAT`` shows: the sign of the minutes, the
+    hours times 100 plus the minutes (4319 -> 7159, -65 -> -105); null when unknown."""
+    m = pl.col(minutes)
+    a = m.abs()
+    return (m.sign() * ((a // 60) * 100 + a % 60)).cast(pl.Int64)
 
 
 def flagged_selection(cases: pl.DataFrame, per_department: int, department: str | None = None) -> dict:

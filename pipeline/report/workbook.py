@@ -35,7 +35,7 @@ from pipeline.formula_guard import neutralise, neutralise_expr
 from pipeline.period_status import final_since, final_text
 from pipeline.quality.result import OUTCOMES, outcome, outcome_counts, printed_examples
 from pipeline.report import sheet_rows
-from pipeline.report.caselist import time_after
+from pipeline.report.caselist import TIME_AFTER_FORMAT, time_after_number
 from pipeline.report.controls import visible_expr
 from pipeline.report.names import department_names, labelled, labelled_list, named
 from pipeline.report.sections import export_limits
@@ -52,7 +52,7 @@ class Column:
     header: str
     width: float
     note: str
-    style: str = ""  # "", "wrap", "date", "datetime", "typed", "count"
+    style: str = ""  # "", "wrap", "date", "datetime", "typed", "count", "duration"
 
 
 # the Cases sheet, in order: source column -> how it is shown; other columns keep their name. The
@@ -66,7 +66,7 @@ FORM_HEAD: dict[str, Column] = {
 FORM_TAIL: dict[str, Column] = {
     # the time after the index comes first, beside the order's date and time: an audit's own time column in the form
     # (the low back pain audit's Day) comes in there too, so both audits' forms have the same columns in the same places
-    "time_after_index": Column("Time after index", 14, "Time from the case's index to the order."),
+    "time_after_index": Column("Time after index", 14, "Time from the case's index to the order.", "duration"),
     "order_id": Column("Order", 11, "Imaging order id."),
     "order_name": Column("Ordered study", 26, "Order name as sent.", "wrap"),
     "ordering_department": Column("Ordering department", 15, "Department that placed the order (order measures count here)."),
@@ -91,6 +91,13 @@ MORE: dict[str, Column] = {
 }
 
 
+# what the time after the index holds, said under the audit's own words for the column (Explanation sheet)
+TIME_AFTER_NOTE = (
+    "A number, so it sorts and filters as the time does: hours x 100 + minutes (7159 shows 71 h 59 min; negative: "
+    "before the index)."
+)
+
+
 def case_columns(audit_columns: dict | None = None) -> dict[str, Column]:
     """The Cases sheet's known columns in order, the audit's own placed as its manifest says."""
     own = {
@@ -100,7 +107,12 @@ def case_columns(audit_columns: dict | None = None) -> dict[str, Column]:
     engine = {**FORM_HEAD, **FORM_TAIL, **MORE}
     order = [*FORM_HEAD, *(k for k in form if k not in engine), *FORM_TAIL]
     order += [k for k in own if k not in engine and k not in form] + [*MORE]
-    return {k: own.get(k, engine.get(k)) for k in order}
+    columns = {k: own.get(k, engine.get(k)) for k in order}
+    # the time after the index is the engine's number (time_after_number) under the audit's header: its format and
+    # what the number holds are the engine's too (an audit's style "" showed 7159 for 71 h 59 min)
+    after = columns["time_after_index"]
+    columns["time_after_index"] = replace(after, style="duration", note=f"{after.note} {TIME_AFTER_NOTE}")
+    return columns
 
 
 CASE_COLUMNS = case_columns()  # the engine's alone
@@ -172,7 +184,8 @@ def cases_sheet_frame(cases: pl.DataFrame, known_columns: dict[str, Column] | No
     known_columns = known_columns or CASE_COLUMNS
     extra = [pl.lit(None, pl.String).alias(c) for c in REVIEW_COLUMNS[:3]] + [pl.lit(None, pl.Date).alias(REVIEW_COLUMNS[3])]
     if "minutes_since_index" in cases.columns:
-        extra.append(time_after("minutes_since_index").alias("time_after_index"))
+        # a number in TIME_AFTER_FORMAT: as text ('100 h 0 min' before '71 h 59 min') a sort put the times out of order
+        extra.append(time_after_number("minutes_since_index").alias("time_after_index"))
     frame = cases.with_columns(*extra)
     known = [c for c in known_columns if c in frame.columns]
     rest = [c for c in frame.columns if c not in known_columns and c not in DROPPED and not c.startswith("_")]
@@ -231,10 +244,15 @@ def write_case_list(
         # a small count in a narrow column, centred: right-aligned, the Day's "10" ran into the next column's order id
         # in print ("10O00100146")
         "count": wb.add_format({"align": "center", "valign": "top"}),
+        # centred as the low back pain Day in the same place of the form: right-aligned, '96 h 43 min' ran into the
+        # next column's order id in print
+        "duration": wb.add_format({"num_format": TIME_AFTER_FORMAT, "align": "center", "valign": "top"}),
     }
     percent = wb.add_format({"num_format": "0.0%"})
+    # text after a right-aligned number, a character in: the Providers sheet printed '100.0%within limits'
+    indented = wb.add_format({"indent": 1})
     # xf indices fixed here, in one order, whichever writing path the rows take (the bytes must agree)
-    for fmt in (head, *styles.values(), percent):
+    for fmt in (head, *styles.values(), percent, indented):
         fmt._get_xf_index()
 
     known = case_columns(spec.columns if spec is not None else None)
@@ -262,6 +280,9 @@ def write_case_list(
     last_row, last_col = max(sheet.height, 1), len(columns) - 1
     ws.freeze_panes(1, 2)
     ws.autofilter(0, 0, last_row, last_col)
+    # codes and ids are text on purpose (a CPT code 72156, a comment typed '3'): Excel marked every such cell with its
+    # green 'number stored as text' triangle and offered to convert it
+    ws.ignore_errors({"number_stored_as_text": f"A1:{xl_col_to_name(last_col)}{last_row + 1}"})
     if "reviewer_agrees" in sheet.columns:
         agrees, review_date = sheet.columns.index("reviewer_agrees"), sheet.columns.index("review_date")
         ws.data_validation(
@@ -304,8 +325,9 @@ def write_case_list(
     measures = [(i, spec.measure(i).label) for i in spec.provider_ids] if spec is not None else None
     funnel = spec.measure(spec.funnel_measure) if spec is not None else None
     funnel_label = funnel.label if funnel is not None else None
-    _providers_sheet(wb, providers, head, percent, low, run_info, measures, positions, funnel_label)
-    _explanation_sheet(wb, run_info, columns, head, styles["wrap"])
+    _providers_sheet(wb, providers, head, percent, indented, low, run_info, measures, positions, funnel_label)
+    provider_notes = provider_column_notes(spec, low, funnel_label if positions is not None else None)
+    _explanation_sheet(wb, run_info, columns, head, styles["wrap"], provider_notes)
     _rules_sheet(wb, rules, head, styles["wrap"], run_info)
     with _fast_zip():
         wb.close()
@@ -334,7 +356,10 @@ def fitted_columns(sheet: pl.DataFrame, columns: list[Column]) -> list[Column]:
     wrapped beyond it; date and time columns as wide as their format: a long id (an episode, an order)
     is neither cut off nor run into the next column when the sheet is printed."""
     text = [n for n, c in zip(sheet.columns, columns, strict=True) if c.style == "" and sheet.schema[n] == pl.String]
-    longest = sheet.select(pl.col(n).str.len_chars().max() for n in text).row(0, named=True) if text and sheet.height else {}
+    # a time after the index as long as its format shows it: a number wider than its column prints as ###
+    times = [n for n, c in zip(sheet.columns, columns, strict=True) if c.style == "duration" and sheet.schema[n].is_integer()]
+    shown = [pl.col(n).str.len_chars().max().alias(n) for n in text] + [_time_after_chars(n).max().alias(n) for n in times]
+    longest = sheet.select(shown).row(0, named=True) if shown and sheet.height else {}
     out = []
     for name, col in zip(sheet.columns, columns, strict=True):
         need = max((longest.get(name) or 0) + 1, MIN_WIDTH.get(col.style, 0))
@@ -342,6 +367,13 @@ def fitted_columns(sheet: pl.DataFrame, columns: list[Column]) -> list[Column]:
             col = replace(col, width=float(min(need, FIT_WIDTH_MAX)), style="wrap" if need > FIT_WIDTH_MAX else col.style)
         out.append(col)
     return out
+
+
+def _time_after_chars(name: str) -> pl.Expr:
+    """The characters TIME_AFTER_FORMAT shows for a time after the index: its hours, ' h 00 min', ' before'."""
+    number = pl.col(name)
+    hours = (number.abs() // 100).cast(pl.String).str.len_chars()
+    return hours + len(" h 00 min") + pl.when(number < 0).then(len(" before")).otherwise(0)
 
 
 def _row_lines(sheet: pl.DataFrame, columns: list[Column]) -> pl.Series:
@@ -369,6 +401,15 @@ def header_lines(text: str, width: float) -> int:
     return len(textwrap.wrap(text, max(1, int(width * BOLD_CHARS_PER_WIDTH)), break_long_words=False)) or 1
 
 
+def fitted_header_width(headers: list[str], least: float, lines: int) -> float:
+    """The narrowest width from ``least`` on (in whole characters) at which every one of ``headers`` wraps in ``lines``
+    lines at most, and its longest word fits on one."""
+    width = max(least, *(header_width(h) for h in headers))
+    while any(header_lines(h, width) > lines for h in headers):
+        width += 1
+    return width
+
+
 def _fit_heights(ws, sheet: pl.DataFrame, widths: list[float], first_row: int, min_lines: int = 1) -> None:
     """Rows of wrapped text written cell by cell (a few dozen) as high as their lines, as the Cases rows are:
     LibreOffice keeps a row one line high on opening and prints its wrapped lines over the next row's. Called
@@ -393,8 +434,23 @@ def _print_setup(ws, run_info: dict, what: str, header_row: bool = True) -> None
     ws.set_footer("&RPage &P of &N")
 
 
+# a provider measure's columns: its numerator, denominator, rate and the rate's 95% interval
+PROVIDER_STATISTICS = ("n", "N", "rate", "95% CI low", "95% CI high")
+PROVIDER_HEADER_LINES = 5
+PROVIDERS_GLOSSARY = "Providers sheet column"  # the Explanation's header over the Providers columns' meanings
+
+
 def _providers_sheet(
-    wb, providers: pl.DataFrame | None, head, percent, low: int, run_info: dict, measures=None, positions=None, funnel_label=None
+    wb,
+    providers: pl.DataFrame | None,
+    head,
+    percent,
+    indented,
+    low: int,
+    run_info: dict,
+    measures=None,
+    positions=None,
+    funnel_label=None,
 ) -> None:
     """Every provider of the period with n, N, rate and interval of each headline measure it has (a case measure
     only where a case belongs to a provider: ``ReportSpec.provider_ids``), its funnel position
@@ -405,29 +461,39 @@ def _providers_sheet(
         ids = sorted(providers["measure_id"].unique().to_list()) if providers is not None and providers.height else []
         measures = [(m, m) for m in ids]
     header = ["Provider"]
+    # each column named in full (one header row): a measure's name over its n column alone read as a grouped header
+    # in print, but a filter, a sort or a CSV export saw three columns each of "N", "rate" and "95% CI low"
     for _, label in measures:
-        header += [f"{label}: n", "N", "rate", "95% CI low", "95% CI high"]
+        header += [f"{label}: {stat}" for stat in PROVIDER_STATISTICS]
     with_position = positions is not None
     if with_position:
         header.append(f"Funnel position ({funnel_label.lower()})" if funnel_label else "Funnel position")
     header.append(f"Low reliability (N under {low})")
     ps.write_row(0, 0, header, head)
-    widths = [16.0] + [10.0] * (5 * len(measures)) + ([18.0] if with_position else []) + [14.0]
+    # a measure's five columns one width, at which each of their headers wraps in PROVIDER_HEADER_LINES lines at most:
+    # named in full, 'Leak cases whose first imaging was the right study: 95% CI high' took ten lines at 10
+    measure_widths = [
+        fitted_header_width(header[1 + 5 * k : 6 + 5 * k], 10.0, PROVIDER_HEADER_LINES) for k in range(len(measures))
+    ]
+    widths = [16.0] + [w for w in measure_widths for _ in range(5)] + ([18.0] if with_position else []) + [14.0]
     # each column as wide as the longest word of its header at least: a narrower one split 'Inappropria-te'
     widths = [max(w, header_width(h)) for w, h in zip(widths, header, strict=True)]
     sheet = providers_sheet_frame(providers, [m for m, _ in measures], low, positions)
     # the provider and its funnel position as wide as their longest value (plus a character), as the Cases sheet's
     # text: 'above 95% limit (worse)' ran into the next column's 'yes' in print
-    for j, name in ((0, "group_key"), (len(header) - 2, "funnel_position")):
+    # (the funnel position a character more: it is indented by one)
+    for j, name, indent in ((0, "group_key", 0), (len(header) - 2, "funnel_position", 1)):
         if name in sheet.columns and sheet.height:
-            widths[j] = max(widths[j], min(float((sheet[name].str.len_chars().max() or 0) + 1), FIT_WIDTH_MAX))
+            longest = (sheet[name].str.len_chars().max() or 0) + 1 + indent
+            widths[j] = max(widths[j], min(float(longest), FIT_WIDTH_MAX))
     ps.set_column(0, 0, widths[0])
     for k in range(len(measures)):  # n and N as counts, the rate and its interval as percent
         for j in range(1 + 5 * k, 6 + 5 * k):
             ps.set_column(j, j, widths[j], percent if j >= 3 + 5 * k else None)
     if with_position:
-        ps.set_column(len(header) - 2, len(header) - 2, widths[-2])
-    ps.set_column(len(header) - 1, len(header) - 1, widths[-1])
+        ps.set_column(len(header) - 2, len(header) - 2, widths[-2], indented)
+    # indented too: without a funnel position it follows the last interval ('100.0%yes')
+    ps.set_column(len(header) - 1, len(header) - 1, widths[-1], indented)
     # the header row as high as its longest label wrapped at word breaks (a measure's name in a narrow column),
     # two lines at least: a count of its characters gave 'study: n' no line, clipped in LibreOffice's print
     ps.set_row(0, LINE_POINTS * max(2, *(header_lines(h, w) for h, w in zip(header, widths, strict=True))))
@@ -487,11 +553,41 @@ def providers_sheet_frame(
     return sheet.with_columns(neutralise_expr("group_key"), low_col.alias("low_reliability"))
 
 
-def _explanation_sheet(wb, run_info: dict, columns: list[Column], head, wrap) -> None:
+def provider_column_notes(spec, low: int, funnel_label: str | None) -> list[tuple[str, str]]:
+    """The Providers sheet's columns in words, for the Explanation: what each measure's n and N count (its numerator
+    and denominator, as the report names them under its rates), then the rate, interval, funnel position and
+    low-reliability mark. A header 'Inappropriate orders: N' said which measure, not which orders; without the
+    audit's ``spec`` (its measures' words) none."""
+    if spec is None or not spec.provider_ids:
+        return []
+    notes = []
+    for measure_id in spec.provider_ids:  # one row a measure: its five columns
+        measure = spec.measure(measure_id)
+        notes.append(
+            (
+                measure.label,
+                f"n: {measure.numerator}. N: {measure.denominator}. rate: n / N; 95% CI low and high: its Wilson interval.",
+            )
+        )
+    if funnel_label:
+        notes.append(
+            (
+                f"Funnel position ({funnel_label.lower()})",  # as the sheet heads it
+                f"Where the provider's rate of {funnel_label.lower()} falls on the report's funnel plot: within limits, "
+                "or above or below its 95% or 99.8% limit, better or worse by the measure's direction.",
+            )
+        )
+    notes.append((f"Low reliability (N under {low})", f"yes where any N of the provider is under {low}: too few to judge by."))
+    return notes
+
+
+def _explanation_sheet(wb, run_info: dict, columns: list[Column], head, wrap, provider_notes=()) -> None:
     ex = wb.add_worksheet("Explanation")
     # its first row is the run id, no header: repeated, it stood atop each printed page over the columns' glossary
     _print_setup(ex, run_info, "case list: explanation", header_row=False)
-    widths = [24.0, 90.0]
+    # 110 wide: the A4 landscape page holds it unshrunk, and the longer notes take a line less each (at 90, the
+    # Providers columns' meanings pushed the CSF-leak Explanation onto a third page)
+    widths = [24.0, 110.0]
     ex.set_column(0, 0, widths[0])
     ex.set_column(1, 1, widths[1])
     lines = [
@@ -512,9 +608,11 @@ def _explanation_sheet(wb, run_info: dict, columns: list[Column], head, wrap) ->
         ("", ""),
         ("Column", "Meaning"),
     ] + [(c.header, c.note) for c in columns]
+    if provider_notes:  # what each Providers column counts, under a header of its own
+        lines += [("", ""), (PROVIDERS_GLOSSARY, "Meaning"), *provider_notes]
     _fit_heights(ex, pl.DataFrame(lines, schema=["item", "text"], orient="row"), widths, 0)
     for i, (a, b) in enumerate(lines):
-        fmt = head if a == "Column" else wrap
+        fmt = head if a in ("Column", PROVIDERS_GLOSSARY) else wrap
         ex.write_string(i, 0, neutralise(a) or "", fmt)
         ex.write_string(i, 1, neutralise(b) or "", fmt)
 
@@ -589,9 +687,19 @@ def _rules_sheet(wb, rules: pl.DataFrame, head, wrap, run_info: dict) -> None:
         rs.write_string(0, j, c, head)
     shown = rules.select(pl.col(c).cast(pl.String) for c in cols)
     widths = [10.0, 30.0, 20.0, 13.0, 70.0, 70.0]
+    # the rule id, reason code and verdict are one word each, never wrapped: as wide as the longest (plus a character),
+    # as the Cases sheet's ids are; 'after_conservative_period' ran into its verdict in print
+    if shown.height:
+        longest = shown.select(pl.col(c).str.len_chars().max() for c in ("rule_id", "reason_code", "verdict")).row(0)
+        for j, n in zip((0, 2, 3), longest, strict=True):
+            widths[j] = max(widths[j], min(float((n or 0) + 1), FIT_WIDTH_MAX))
     _fit_heights(rs, shown, widths, 1)
     for i, r in enumerate(shown.iter_rows(), start=1):
         for j, v in enumerate(r):
             rs.write_string(i, j, neutralise("" if v is None else v) or "", wrap)
     for j, width in enumerate(widths):
         rs.set_column(j, j, width)
+    # as the Cases and Providers sheets: the header stays in view over rules three and four lines high, and a
+    # reviewer filters the rules by verdict or reason code
+    rs.freeze_panes(1, 0)
+    rs.autofilter(0, 0, max(shown.height, 1), len(cols) - 1)
