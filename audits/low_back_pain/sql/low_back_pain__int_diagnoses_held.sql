@@ -13,14 +13,21 @@
 WITH prm AS (
     SELECT site_timezone, declared_start_date FROM low_back_pain__parameters
 ),
--- each dated diagnosis's site-local day: the time zone conversion over every diagnosis, once per run (5M: about
--- 0.5 CPU-s), where verified_from.sql did it at every page's render through 15-minute buckets and epoch_us,
--- which Trino and Spark do not have
-daily AS (
-    SELECT CAST(timezone(prm.site_timezone, d.recorded_at) AS DATE) AS day, count(*) AS diagnoses
+-- each dated diagnosis's site-local day, through 15 minutes of absolute time: the time zone conversion runs
+-- on each bucket's first instant (~70k buckets over two years) instead of every row (5M: 0.9 -> 0.25 CPU-s a run).
+-- Exact: the UTC offsets in use (since the 1970s), and the instants clocks change at, lie on the 15-minute grid,
+-- so every instant of a bucket falls on one site-local day. epoch() is portable (each engine's shim); epoch_us,
+-- which report/verified_from.sql's buckets used, is DuckDB's only.
+buckets AS (
+    SELECT min(d.recorded_at) AS first_at, count(*) AS diagnoses
     FROM stg_diagnoses AS d
-    CROSS JOIN prm
     WHERE d.recorded_at IS NOT NULL
+    GROUP BY CAST(floor(epoch(d.recorded_at) / 900) AS BIGINT)
+),
+daily AS (
+    SELECT CAST(timezone(prm.site_timezone, b.first_at) AS DATE) AS day, sum(b.diagnoses) AS diagnoses
+    FROM buckets AS b
+    CROSS JOIN prm
     GROUP BY 1
 ),
 monthly AS (
