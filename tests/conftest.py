@@ -364,13 +364,28 @@ def deck_runs(tmp_path_factory):
 
 
 def _deck_runs(base: Path, found, files) -> dict:
-    from deck_input import SITE_TIMEZONE, write_deck_input, write_input
+    from deck_input import SITE_TIMEZONE, deck_config, write_deck_input, write_input
 
-    def run(name: str, write) -> dict:
+    def run(name: str, write, config: str = "") -> dict:
         inp, out, wh, reid = base / name / "input", base / name / "output", base / name / "wh.duckdb", base / f"{name}.reid.csv"
         write(inp)
+        configured = []
+        if config:  # a deck file's own config (its [extract]), beside the input, not in it
+            (base / name / "site.toml").write_text(config, encoding="utf-8")
+            configured = ["--config", base / name / "site.toml"]
         proc = run_cli(
-            "run", "--input", inp, "--out", out, "--warehouse", wh, "--site-timezone", SITE_TIMEZONE, "--reid-file", reid
+            "run",
+            "--input",
+            inp,
+            "--out",
+            out,
+            "--warehouse",
+            wh,
+            "--site-timezone",
+            SITE_TIMEZONE,
+            "--reid-file",
+            reid,
+            *configured,
         )
         if proc.returncode != 0:
             pytest.fail(
@@ -384,7 +399,7 @@ def _deck_runs(base: Path, found, files) -> dict:
     runnable = {a.id for a in found if a.runnable}
     for f in files:
         if f.separate and f.audit in runnable:  # its own audit must be able to read it
-            runs[f.id] = run(f.id.replace("/", "__"), lambda inp, f=f: write_input(inp, [f.case]))
+            runs[f.id] = run(f.id.replace("/", "__"), lambda inp, f=f: write_input(inp, [f.case]), deck_config(f.case))
     return runs
 
 

@@ -2,9 +2,9 @@
 
 All deck files of all audits are combined into one input folder (each table written with the union of
 the columns its rows use; ids never collide across decks); a file with ``separate_input = true`` runs on
-an input of its own (only its rows, only the columns they use). Shared by tests/test_decks.py (every
-audit's expected results), tests/test_deck.py (the CSF deck's extras) and benchmarks/run.py (the deck
-as the small-run benchmark scale).
+an input of its own (only its rows, only the columns they use), with its ``[extract]`` as its config
+(``deck_config``). Shared by tests/test_decks.py (every audit's expected results), tests/test_deck.py (the
+CSF deck's extras) and benchmarks/run.py (the deck as the small-run benchmark scale).
 """
 
 from __future__ import annotations
@@ -110,6 +110,13 @@ def write_input(folder: Path, cases: list[dict]) -> None:
             local.setdefault(local_map_key(row), {**LOCAL_MAP_DEFAULTS, **row})
     if local:
         write_csv(folder / "local_code_map.csv", LOCAL_MAP_COLUMNS, list(local.values()))
+
+
+def deck_config(case: dict) -> str:
+    """The config a separate file runs with: its ``[extract]`` (where the site declares its extract starts and
+    reaches, each a quoted ISO date or time), '' when it has none."""
+    extract = case.get("extract") or {}
+    return "".join(["[extract]\n", *(f'{k} = "{v}"\n' for k, v in extract.items())]) if extract else ""
 
 
 def write_deck_input(folder: Path, files: list[DeckFile] | None = None) -> None:

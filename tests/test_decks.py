@@ -9,6 +9,9 @@ audit, and of any other audit in rows marked ``audit = "<other id>"``:
   ``--reid-file`` crosswalk, and the case's ``index_date``).
 * ``[[expected_cases]]`` (``case_id``) or ``[[expected_episodes]]`` (``patient_id`` + ``index_date``
   and output columns of ``cases.csv``): every case of the file's patients.
+* ``expected_verified_from`` (a separate file only): its audit's ``verified_from`` in metrics.json.
+
+A separate file's ``[extract]`` is the config it runs with (where the site declares its extract starts).
 
 Any order or case of the file's patients that a file does not list must not be in that audit's outputs.
 Every audit that can run is checked on every deck file; an audit whose folder cannot run yet (no
@@ -17,6 +20,7 @@ models) is skipped with its reason.
 
 from __future__ import annotations
 
+import json
 from functools import cache
 from pathlib import Path
 
@@ -56,6 +60,23 @@ def test_deck_file(deck_runs, f, audit):
     orders, cases = _results(deck_runs, f, audit.id)
     problems = deck_problems(orders, cases, f, audit.id)
     assert not problems, f"{audit.id} on deck {f.id}: {f.case['description']}\n  " + "\n  ".join(problems)
+
+
+VERIFIED = [f for f in FILES if "expected_verified_from" in f.case]
+
+
+@pytest.mark.parametrize("f", VERIFIED, ids=[f.id for f in VERIFIED])
+def test_deck_file_verified_from(deck_runs, f):
+    """A separate file's ``expected_verified_from``: the first site-local date whose units' look-back lies within the
+    data held, as its audit's metrics.json (and every row of its feed) says it; it follows from where the file's
+    diagnoses are held from (its [extract] data_since when it declares one, else half the busiest month)."""
+    assert f.separate, f"{f.id}: expected_verified_from is the file's own input's; set separate_input = true"
+    audit = deck_runs["audits"][f.audit]
+    if not audit.runnable:
+        pytest.skip(f"audit {audit.id} cannot run yet: {audit.problem}")
+    folder = Path(deck_runs["runs"][f.id]["out"]) / f.audit
+    said = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))["verified_from"]
+    assert said == f.case["expected_verified_from"], f"{f.id}: {f.case['description']}"
 
 
 @pytest.mark.parametrize("audit", FOUND, ids=[a.id for a in FOUND])

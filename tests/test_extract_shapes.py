@@ -405,3 +405,38 @@ def test_a_bad_declared_reach_stops_before_anything_is_read(small_input, tmp_pat
     assert r.returncode == 1, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
     assert (message or "not valid TOML") in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("zone", "since", "day"),
+    [
+        ("America/New_York", None, None),  # nothing declared: the audits' models guess from the volume
+        ("America/New_York", "2024-09-15", "2024-09-15"),  # a date: its site-local midnight, that day is whole
+        ("America/New_York", "2024-09-15T00:00:00", "2024-09-15"),  # local midnight: the day is whole
+        ("America/New_York", "2024-09-15T04:00:00Z", "2024-09-15"),  # the same instant in UTC
+        ("America/New_York", "2024-09-15T00:00:01", "2024-09-16"),  # a second into the day: not all of it is held
+        ("America/New_York", "2024-09-15T03:30:00Z", "2024-09-15"),  # 23:30 on the 14th, local: the 15th is whole
+        ("America/New_York", "2024-09-15T12:00:00+02:00", "2024-09-16"),  # 06:00 on the 15th, local
+        # midnight that never happens (Havana springs forward at midnight): the declared date is still whole
+        ("America/Havana", "2024-03-10", "2024-03-10"),
+    ],
+)
+def test_the_declared_start_is_the_first_site_local_day_it_holds_whole(zone, since, day):
+    """``[extract] data_since`` as the audits' models read it (``declared_start_date`` in every ``<id>__parameters``):
+    the first site-local day that begins at or after the declared instant; NULL (typed DATE) when nothing is declared."""
+    import datetime as dt
+
+    import duckdb
+
+    from pipeline.config import Config, Extract
+    from pipeline.models import reference
+
+    cfg = Config(site_timezone=zone, extract=Extract(data_since=since))
+    assert reference.declared_start_date(cfg) == (dt.date.fromisoformat(day) if day else None)
+    con = duckdb.connect()
+    from pipeline import audits
+
+    lbp = [a for a in audits.discover() if a.id == "low_back_pain"]
+    reference.load_reference(con, cfg, None, lbp)
+    got = con.execute("SELECT declared_start_date, typeof(declared_start_date) FROM low_back_pain__parameters").fetchall()
+    assert got == [(dt.date.fromisoformat(day) if day else None, "DATE")]

@@ -14,6 +14,7 @@ from pipeline.report import workbook
 from pipeline.report.names import in_words
 
 AUDIT = "low_back_pain"
+AUDIT_DIR = Path(__file__).resolve().parents[1] / "audits" / AUDIT
 
 
 def _folder(deck_runs) -> Path:
@@ -401,13 +402,15 @@ def _look_back_note(
     diagnoses: list[str],
     episodes: list[tuple],
     plain: list | None = None,
-    orders_held: tuple[str | None, int] = ("2000-01-01", 0),
+    orders_held: tuple = ("2000-01-01", 0),
+    declared: str | None = None,
 ) -> str:
     """The first page's notes on the period (report/period_note.sql and .html) over a warehouse of these local
     diagnosis times and (index date, outcome[, is_window_before_orders]) episodes, with the orders held from
-    ``orders_held`` (the first day, the earlier orders: int_orders_held's row), as a reader sees them ('' when the
-    notes say nothing); ``plain`` receives their plain words (audit_sections.note_texts: run.json, the workbook, the
-    site index)."""
+    ``orders_held`` (the first day, the earlier orders[, whether the day is the declared start]: int_orders_held's
+    row), as a reader sees them ('' when the notes say nothing); ``plain`` receives their plain words
+    (audit_sections.note_texts: run.json, the workbook, the site index). The diagnoses held are the model
+    int_diagnoses_held's over those diagnoses, with ``declared`` as the site's declared start (declared_start_date)."""
     import html
 
     import duckdb
@@ -420,13 +423,18 @@ def _look_back_note(
     con.execute("SET TimeZone = 'UTC'")
     con.execute(
         "CREATE TABLE low_back_pain__parameters AS SELECT 'America/New_York' AS site_timezone, 180 AS negative_history_days,"
-        " 28 AS early_imaging_days"
+        " 28 AS early_imaging_days, CAST(? AS DATE) AS declared_start_date",
+        [declared],
     )
-    con.execute("CREATE TABLE low_back_pain__int_orders_held (orders_held_from DATE, earlier_orders BIGINT)")
-    con.execute("INSERT INTO low_back_pain__int_orders_held VALUES (?, ?)", list(orders_held))
+    con.execute(
+        "CREATE TABLE low_back_pain__int_orders_held (orders_held_from DATE, earlier_orders BIGINT, is_declared_start BOOLEAN)"
+    )
+    con.execute("INSERT INTO low_back_pain__int_orders_held VALUES (?, ?, ?)", [*orders_held, False][:3])
     con.execute("CREATE TABLE stg_diagnoses (recorded_at TIMESTAMPTZ)")
     for d in diagnoses:
         con.execute("INSERT INTO stg_diagnoses VALUES (timezone('America/New_York', CAST(? AS TIMESTAMP)))", [d])
+    model = (AUDIT_DIR / "sql" / "low_back_pain__int_diagnoses_held.sql").read_text(encoding="utf-8")
+    con.execute(f"CREATE TABLE low_back_pain__int_diagnoses_held AS {model}")
     con.execute(
         "CREATE TABLE low_back_pain__mart_cases (index_date DATE, outcome VARCHAR, is_window_before_orders BOOLEAN,"
         " is_complicated BOOLEAN)"
@@ -532,6 +540,51 @@ def test_the_first_page_says_how_many_episodes_are_indexed_before_the_orders_hel
         "New episodes not verified: 1 of the 1 episode",
         "Early imaging not judged: 1 of the 1 episode",
     ]
+
+
+def test_a_declared_start_is_where_the_first_page_says_the_data_is_held_from():
+    """A site whose diagnoses more than double over its data (5 a month July to September, 12 from October: a hospital
+    joining) has its first months read as scattered history by the half-the-busiest-month guess. When the site declares
+    where its extract starts ([extract] data_since: declared_start_date), the diagnoses are held from that site-local
+    day, so the look-back is verified 180 days later; the rows before it (23:30 on 14 July in New York is 03:30 UTC on
+    the 15th: a day before) are named as rows before the declared start, and the orders' note says the same of its
+    day (int_orders_held's is_declared_start)."""
+    low = [f"2024-{m:02d}-{d:02d} 10:00" for m in (7, 8, 9) for d in range(1, 26, 5)]  # 5 a month
+    high = [f"2024-{m:02d}-{d:02d} 10:00" for m in (10, 11, 12) for d in range(1, 25, 2)]  # 12 a month
+    episodes = [("2024-07-14", "not_evaluable", True), ("2024-07-15", "no_early_imaging")]
+    guessed = _look_back_note(low + high, episodes, orders_held=("2024-10-01", 9))
+    assert "complete from 2024-10-01 (15 diagnoses before then: scattered history, not a complete record), so for an" in guessed
+    assert "indexed before 2025-03-30 those days" in guessed and "declare" not in guessed
+    plain: list = []
+    declared = _look_back_note(
+        [*low, *high, "2024-07-14 23:30"], episodes, plain, orders_held=("2024-07-15", 2, True), declared="2024-07-15"
+    )
+    assert [n["title"] for n in plain] == [
+        "New episodes not verified: 2 of the 2 episodes",
+        "Early imaging not judged: 1 of the 2 episodes",
+    ]
+    assert plain[0]["text"] == (
+        "New episodes not verified: 2 of the 2 episodes (1 of the 1 episode judged). An episode is new when the patient"
+        " has no low back pain diagnosis in the 180 days before it. The diagnoses held are complete from 2024-07-15, the"
+        " start the site declares for its extract (4 diagnoses before then: rows from before the declared start, not a"
+        " complete record), so for an episode indexed before 2025-01-11 those days reach before the data: it may"
+        " continue an episode that began earlier, and would then be no case. Episodes indexed from 2025-01-11 on are"
+        " verified; loading earlier diagnoses with the declared start moved back and running the period again settles"
+        " the others."
+    )
+    assert plain[1]["text"] == (
+        "Early imaging not judged: 1 of the 2 episodes (uncomplicated, indexed before the imaging orders held). The"
+        " imaging orders held are complete from 2024-07-15, the start the site declares for its extract (2 orders before"
+        " then: rows from before the declared start, not a complete record), so lumbar imaging on days 0–28 of an"
+        " episode indexed before then could lie before the data: such an episode is in no rate's denominator (counted"
+        " as not evaluable, named in the attrition), not counted as an episode without early imaging. Loading earlier"
+        " orders with the declared start moved back and running the period again judges them."
+    )
+    assert declared == " ".join(n["text"] for n in plain)
+    # a declared day with no older row: nothing said of earlier rows
+    assert "complete from 2024-07-01, the start the site declares for its extract, so for" in _look_back_note(
+        low + high, episodes, declared="2024-07-01"
+    )
 
 
 def test_the_episode_rate_names_the_episodes_indexed_before_the_orders_held(deck_runs):

@@ -384,6 +384,8 @@ EPISODE_KEYS = {
 }
 EPISODE_OPTIONAL = {"is_window_before_orders"}  # "false" when absent: the orders held cover the imaging window
 TOP_KEYS = {"description", "separate_input", "expected_cases", *INPUT_COLUMNS, "expected_episodes", "expected_orders"}
+# a separate file's own: its config's [extract] (a declared start) and its audit's metrics.json verified_from
+SEPARATE_KEYS = {"extract", "expected_verified_from"}
 SETTINGS = {"outpatient", "emergency", "observation", "telehealth", "inpatient", ""}
 OUTCOME_HAS_EARLY = {"early_imaging": "true", "no_early_imaging": "false", "excluded": "", "not_evaluable": ""}
 # DOMAIN-LOW-BACK-PAIN.md section 6 (and the issue's list), one deck file at least per item
@@ -460,7 +462,11 @@ def test_deck_covers_the_brief(stem):
 def test_deck_file_is_well_formed(stem):
     case = LBP_DECK[stem]
     assert str(case.get("description", "")).strip(), "no description"
-    assert set(case) <= TOP_KEYS, f"unknown top-level keys {sorted(set(case) - TOP_KEYS)}"
+    assert set(case) <= TOP_KEYS | SEPARATE_KEYS, f"unknown top-level keys {sorted(set(case) - TOP_KEYS - SEPARATE_KEYS)}"
+    assert case.get("separate_input") or not SEPARATE_KEYS & set(case), "extract and expected_verified_from: separate files only"
+    assert set(case.get("extract", {})) <= {"data_since"}, "a deck file declares a start (data_since), a date"
+    for text in [*case.get("extract", {}).values(), case.get("expected_verified_from", "2000-01-01")]:
+        assert isinstance(text, str) and dt.date.fromisoformat(text), text
     assert "expected_episodes" in case and "expected_orders" in case, "write expected_episodes / expected_orders = [] for none"
     for table, required in INPUT_COLUMNS.items():
         for row in case.get(table, []):
@@ -626,9 +632,10 @@ def test_episodes_agree_with_their_orders_and_diagnoses(stem, value_sets):
             assert own == sorted(set(own), key=RED_FLAG_GROUPS.index) and set(groups) <= set(own), e
 
 
-def _orders_held_from(cases: list[dict]) -> dt.date | None:
-    """The first day of the first site-local month holding at least half as many orders as the busiest month
-    (DESIGN.md section 8, low_back_pain__int_orders_held), over the orders of these deck files."""
+def _orders_held_from(cases: list[dict], declared: str | None = None) -> dt.date | None:
+    """The declared start's date (a separate file's [extract] data_since) when there is one, else the first day of the
+    first site-local month holding at least half as many orders as the busiest month (DESIGN.md section 8,
+    low_back_pain__int_orders_held), over the orders of these deck files; None when they hold no dated order."""
     months: dict[dt.date, int] = {}
     for case in cases:
         for r in case.get("imaging_orders", []):
@@ -636,7 +643,8 @@ def _orders_held_from(cases: list[dict]) -> dt.date | None:
                 month = _local_date(r["ordered_at"]).replace(day=1)
                 months[month] = months.get(month, 0) + 1
     busiest = max(months.values(), default=0)
-    return min((m for m, n in months.items() if 2 * n >= busiest), default=None)
+    guessed = min((m for m, n in months.items() if 2 * n >= busiest), default=None)
+    return dt.date.fromisoformat(declared) if declared and guessed else guessed
 
 
 def test_every_episode_says_whether_its_window_is_before_the_orders_held(csf_deck):
@@ -651,7 +659,8 @@ def test_every_episode_says_whether_its_window_is_before_the_orders_held(csf_dec
     )
     problems = []
     for stem, case in LBP_DECK.items():
-        held = _orders_held_from([case]) if case.get("separate_input") else combined_from
+        declared = case.get("extract", {}).get("data_since")
+        held = _orders_held_from([case], declared) if case.get("separate_input") else combined_from
         for ep in case["expected_episodes"]:
             before = held is None or dt.date.fromisoformat(ep["index_date"]) < held
             if ep.get("is_window_before_orders", "false") != str(before).lower():

@@ -6,7 +6,8 @@ map over them), ``run_parameters`` (site_timezone) and ``audit_period``. Per aud
 ``<id>__ref_rules`` (rules.csv with ``rule_order``), ``<id>__ref_measures`` (the manifest's measures),
 ``<id>__ref_value_sets`` and the one-row
 ``<id>__parameters`` (the manifest's parameters with the config's ``[audits.<id>]`` over them, plus
-``site_timezone`` and ``rule_set_version``).
+``site_timezone``, ``rule_set_version`` and ``declared_start_date``: the first site-local day of the extract's
+declared start, NULL when the config declares none; ``declared_start_date`` below).
 
 Effective dating: every value-set and code-map row carries ``valid_from_at`` and ``valid_until_at``
 (UTC instants of site-local midnight at ``valid_from`` and after ``valid_to``; ``valid_until_at``
@@ -278,10 +279,28 @@ def _table(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> No
         con.unregister("_seed")
 
 
-def _parameters_table(con: duckdb.DuckDBPyConnection, name: str, values: dict) -> None:
-    """One row, one typed column per parameter (numbers as written: 72.0 a DOUBLE, 18 a BIGINT)."""
-    kinds = {bool: "BOOLEAN", int: "BIGINT", float: "DOUBLE", str: "VARCHAR"}
-    select = ", ".join(f"CAST(? AS {kinds[type(v)]}) AS {k}" for k, v in values.items())
+def declared_start_date(cfg: Config) -> dt.date | None:
+    """The first site-local day the site declares its extract holds whole (``[extract] data_since``): the declared
+    date itself, or for a time the day it falls on when it is that day's start (site-local midnight) and else the
+    next day, so a day is held only when the declaration covers all of it (as the volume check holds a month only
+    when it begins at or after the declared start). None when the config declares no start. A FHIR export's
+    ``_since`` is not taken: it says where that export starts, and a warehouse kept across runs holds earlier loads
+    (an incremental export's ``_since`` would cut them), while a run without --input has no manifest at all."""
+    since = cfg.extract.declared("data_since", cfg.site_timezone)
+    if since is None:
+        return None
+    zone = ZoneInfo(cfg.site_timezone)
+    day = since.astimezone(zone).date()
+    # the day's start as Extract.declared makes a date's (where midnight falls in a DST gap, the same instant)
+    start = dt.datetime.combine(day, dt.time(0), tzinfo=zone)
+    return day if since <= start else day + dt.timedelta(days=1)
+
+
+def _parameters_table(con: duckdb.DuckDBPyConnection, name: str, values: dict, types: dict | None = None) -> None:
+    """One row, one typed column per parameter (numbers as written: 72.0 a DOUBLE, 18 a BIGINT); ``types``: the
+    SQL type of a value that may be None (a NULL has no type of its own)."""
+    kinds = {bool: "BOOLEAN", int: "BIGINT", float: "DOUBLE", str: "VARCHAR", dt.date: "DATE"}
+    select = ", ".join(f"CAST(? AS {(types or {}).get(k) or kinds[type(v)]}) AS {k}" for k, v in values.items())
     con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT {select}", list(values.values()))
 
 
@@ -306,6 +325,7 @@ def load_reference(
     _table(con, "ref_verdicts", _read_seed(VERDICTS_CSV).with_columns(pl.col("precedence").cast(pl.Int32)))
     _table(con, "ref_imaging_codes", _in_force(merged, tz))
     _parameters_table(con, "run_parameters", {"site_timezone": tz})
+    declared = declared_start_date(cfg)
     versions, code_sets, parameters = {}, {}, {}
     for audit in audits:
         for seed in (audit.rules_csv, audit.value_sets_csv, audit.code_map_csv):
@@ -333,9 +353,8 @@ def load_reference(
         )
         _table(con, f"{audit.id}__ref_value_sets", _in_force(value_sets, tz))
         parameters[audit.id] = values
-        _parameters_table(
-            con, f"{audit.id}__parameters", {**values, "site_timezone": tz, "rule_set_version": audit.rule_set_version}
-        )
+        run_values = {"site_timezone": tz, "rule_set_version": audit.rule_set_version, "declared_start_date": declared}
+        _parameters_table(con, f"{audit.id}__parameters", {**values, **run_values}, {"declared_start_date": "DATE"})
         versions[audit.id] = audit.rule_set_version
         code_sets[audit.id] = dict(audit.code_sets)
     return ReferenceInfo(versions, code_sets, parameters, files)

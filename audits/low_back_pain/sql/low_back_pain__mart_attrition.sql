@@ -116,13 +116,18 @@ steps AS (
            CASE WHEN h.orders_held_from IS NULL
                THEN 'no dated imaging order is held, so no episode''s early imaging can be seen; not judged (not in the rate)'
                ELSE 'indexed before ' || strftime(h.orders_held_from, '%Y-%m-%d')
-                    || ', the first day of the orders held: lumbar imaging on days 0-'
+                    || CASE WHEN h.is_declared_start
+                        THEN ', the first day of the orders held (the start the site declares for its extract)'
+                        ELSE ', the first day of the orders held' END
+                    || ': lumbar imaging on days 0-'
                     || CAST(prm.early_imaging_days AS VARCHAR)
                     || ' could be before them and unseen, so the episode is not judged (not in the rate)'
                     || CASE WHEN h.earlier_orders > 0
                         THEN ' (' || CAST(h.earlier_orders AS VARCHAR)
                              || CASE WHEN h.earlier_orders = 1 THEN ' earlier order is' ELSE ' earlier orders are' END
-                             || ' held: scattered rows, not a complete record)'
+                             || CASE WHEN h.is_declared_start
+                                 THEN ' held: rows from before the declared start, not a complete record)'
+                                 ELSE ' held: scattered rows, not a complete record)' END
                         ELSE '' END
            END
     FROM low_back_pain__parameters AS prm CROSS JOIN low_back_pain__int_orders_held AS h
