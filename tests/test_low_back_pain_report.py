@@ -410,7 +410,8 @@ def _look_back_note(
     ``orders_held`` (the first day, the earlier orders[, whether the day is the declared start]: int_orders_held's
     row), as a reader sees them ('' when the notes say nothing); ``plain`` receives their plain words
     (audit_sections.note_texts: run.json, the workbook, the site index). The diagnoses held are the model
-    int_diagnoses_held's over those diagnoses, with ``declared`` as the site's declared start (declared_start_date)."""
+    int_diagnoses_held's (through int_feeds_held) over those diagnoses, with ``declared`` as the site's declared
+    start (declared_start_date)."""
     import html
 
     import duckdb
@@ -433,8 +434,9 @@ def _look_back_note(
     con.execute("CREATE TABLE stg_diagnoses (recorded_at TIMESTAMPTZ)")
     for d in diagnoses:
         con.execute("INSERT INTO stg_diagnoses VALUES (timezone('America/New_York', CAST(? AS TIMESTAMP)))", [d])
-    model = (AUDIT_DIR / "sql" / "low_back_pain__int_diagnoses_held.sql").read_text(encoding="utf-8")
-    con.execute(f"CREATE TABLE low_back_pain__int_diagnoses_held AS {model}")
+    con.execute("CREATE TABLE stg_imaging_orders (ordered_at TIMESTAMPTZ)")  # the orders' row is given (orders_held)
+    for model in ("low_back_pain__int_feeds_held", "low_back_pain__int_diagnoses_held"):
+        con.execute(f"CREATE TABLE {model} AS {(AUDIT_DIR / 'sql' / f'{model}.sql').read_text(encoding='utf-8')}")
     con.execute(
         "CREATE TABLE low_back_pain__mart_cases (index_date DATE, outcome VARCHAR, is_window_before_orders BOOLEAN,"
         " is_complicated BOOLEAN)"
