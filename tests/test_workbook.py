@@ -7,7 +7,9 @@ import re
 import shutil
 import subprocess
 import tempfile
+import tomllib
 import zipfile
+from pathlib import Path
 from types import SimpleNamespace
 
 import polars as pl
@@ -15,6 +17,8 @@ import pytest
 from xlsx_xml import Workbook
 
 from pipeline.report import sheet_rows, workbook
+
+AUDITS = Path(__file__).resolve().parents[1] / "audits"
 
 RUN_INFO = {"run_id": "r1", "period": "2026-10", "rule_set_version": "rules-1", "software_version": "0.0"}
 RULES = pl.DataFrame(
@@ -608,3 +612,19 @@ def test_the_rules_sheet_one_word_columns_are_as_wide_as_their_longest_word(tmp_
     widths = {int(a): float(w) for a, b, w in re.findall(r'<col min="(\d+)" max="(\d+)" width="([0-9.]+)"', xml)}
     # xlsxwriter adds 0.71: rule 10 (its default), reason code 25 + 1, verdict 13 + 1
     assert (widths[1], widths[3], widths[4]) == (10.7109375, 26.7109375, 14.7109375)
+
+
+def test_hours_after_the_index_show_two_decimals_as_they_are_truncated(tmp_path):
+    """'Hours after procedure' had no number format: 96.8 printed beside 96.71 and read as the larger time."""
+    frame = pl.DataFrame({"case_id": ["C1", "C2"], "hours_since_index": [96.8, 96.71]})
+    audit_columns = dict(tomllib.loads((AUDITS / "csf_leak" / "audit.toml").read_text(encoding="utf-8"))["report"]["columns"])
+    spec = SimpleNamespace(
+        columns={"hours_since_index": audit_columns["hours_since_index"]},
+        provider_ids=(),
+        funnel_measure=None,
+        measure=lambda _: None,
+    )
+    book = Workbook(workbook.write_case_list(tmp_path / "w.xlsx", frame, RULES, RUN_INFO, spec=spec))
+    column = list(book.rows("Cases")[0]).index("Hours after procedure")
+    cells = book.cells("Cases")
+    assert [cells[(i, column)]["format"] for i in (1, 2)] == ["0.00", "0.00"]

@@ -52,7 +52,7 @@ class Column:
     header: str
     width: float
     note: str
-    style: str = ""  # "", "wrap", "date", "datetime", "typed", "count", "duration"
+    style: str = ""  # "", "wrap", "date", "datetime", "hours", "typed", "count", "duration"
 
 
 # the Cases sheet, in order: source column -> how it is shown; other columns keep their name. The
@@ -127,7 +127,8 @@ VERDICT_COLOURS = {
     "excluded": "#E7E6E6",
 }
 _FIXED_DATE = dt.datetime(2000, 1, 1)
-_NUM_FORMATS = {"date": "yyyy-mm-dd", "datetime": "yyyy-mm-dd hh:mm"}
+# hours: two decimals always, as the value is truncated to 0.01 h: 96.8 beside 96.71 read as the larger
+_NUM_FORMATS = {"date": "yyyy-mm-dd", "datetime": "yyyy-mm-dd hh:mm", "hours": "0.00"}
 
 
 def with_display_names(
