@@ -482,7 +482,10 @@ def _execute_locked(
     gate_rejects: dict = {}
     if opts.validate and prepared:
         with stage("gate", timings):
-            dq_results, gate_rejects = gate.check_inputs(prepared, cfg, scratch, now, opts.input_dir, gx, chosen, spark, site_map)
+            held = wh_path.with_name(wh_path.name + source_store.STORE_SUFFIX)  # the extracts loaded before
+            dq_results, gate_rejects = gate.check_inputs(
+                prepared, cfg, scratch, now, opts.input_dir, gx, chosen, spark, site_map, held_sources=held
+            )
         failed = gate.blocking(dq_results)
         if failed:
             unknown = [u for prep in prepared.values() for u in prep.unknown_values]
