@@ -140,7 +140,17 @@ def _warehouse_file(opts: RunOptions):
         yield warehouse.real_path(opts.warehouse_path)  # a symlinked warehouse is the same warehouse
         return
     with ownership.held_temp_dir("order-audit-wh-") as tmp:  # a killed run's is removed by the next
-        yield tmp / "warehouse.duckdb"
+        throw_away = tmp / "warehouse.duckdb"
+        try:
+            yield throw_away
+        except WriteRefusedError as exc:
+            # the warehouse's own words name a --warehouse the job never gave: name the temporary folder instead
+            named = f"--warehouse {throw_away}: "
+            if not exc.message.startswith(named):
+                raise
+            raise WriteRefusedError(
+                f"the run's throw-away warehouse in the temporary folder {tmp.parent}: {exc.message.removeprefix(named)}"
+            ) from None
 
 
 def execute(opts: RunOptions, cfg: Config, warm: workers.Warm | None = None) -> RunResult:
