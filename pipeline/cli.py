@@ -383,7 +383,7 @@ def _validate(
 
     from pipeline import ownership, warehouse
     from pipeline.errors import QualityGateError
-    from pipeline.ingest import load, value_maps
+    from pipeline.ingest import load, source_store, value_maps
     from pipeline.logs import log
     from pipeline.models import reference
     from pipeline.quality import gate
@@ -404,7 +404,13 @@ def _validate(
     with ownership.held_temp_dir("order-audit-validate-") as tmp:  # a killed command's is removed by the next
         prepared = load.prepare_inputs(inputs, cfg, tmp, shown=shown, kept_map=site_map)
         now = dt.datetime.now(dt.UTC)
-        results, _ = gate.check_inputs(prepared, cfg, tmp, now, input_dir, gx, audits=chosen, site_map=site_map)
+        held = None  # the folder of the rows the warehouse holds, whose patients the gate knows too
+        if warehouse_path is not None:
+            real = warehouse.real_path(warehouse_path)
+            held = real.with_name(real.name + source_store.STORE_SUFFIX)
+        results, _ = gate.check_inputs(
+            prepared, cfg, tmp, now, input_dir, gx, audits=chosen, site_map=site_map, held_sources=held
+        )
     if data_docs:
         gate.write_data_docs(results, data_docs)
     if as_json:

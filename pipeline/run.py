@@ -16,9 +16,11 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import os
 import platform
 import shlex
 import sys
+import tempfile
 import uuid
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -138,7 +140,17 @@ def _warehouse_file(opts: RunOptions):
         yield warehouse.real_path(opts.warehouse_path)  # a symlinked warehouse is the same warehouse
         return
     with ownership.held_temp_dir("order-audit-wh-") as tmp:  # a killed run's is removed by the next
-        yield tmp / "warehouse.duckdb"
+        throw_away = tmp / "warehouse.duckdb"
+        try:
+            yield throw_away
+        except WriteRefusedError as exc:
+            # the warehouse's own words name a --warehouse the job never gave: name the temporary folder instead
+            named = f"--warehouse {throw_away}: "
+            if not exc.message.startswith(named):
+                raise
+            raise WriteRefusedError(
+                f"the run's throw-away warehouse in the temporary folder {tmp.parent}: {exc.message.removeprefix(named)}"
+            ) from None
 
 
 def execute(opts: RunOptions, cfg: Config, warm: workers.Warm | None = None) -> RunResult:
@@ -234,7 +246,9 @@ def _execute(opts, cfg, run_id, started, timings, key, key_is_demo, warnings, wa
                             result = _execute_locked(*args, warm, spark)
                     except Exception as exc:  # recorded in the warehouse, then in the state (Ctrl-C: the next run's)
                         if state is not None:
-                            _record_failure(wh_path, run_id, _refused_write_error(exc, opts, committed=False) or exc, timings)
+                            _record_failure(
+                                wh_path, run_id, _refused_write_error(exc, opts, False, wh_path=wh_path) or exc, timings
+                            )
                             with contextlib.suppress(Exception):
                                 _write_state(state, wh_path, run_id, timings)
                         raise
@@ -349,19 +363,29 @@ def _record_failure(wh_path: Path, run_id: str, exc: BaseException, timings: dic
 
 
 def _refused_write_error(
-    exc: BaseException, opts: RunOptions, committed: bool, published: list[tuple[str, str]] = ()
+    exc: BaseException, opts: RunOptions, committed: bool, published: list[tuple[str, str]] = (), wh_path: Path | None = None
 ) -> WriteRefusedError | None:
     """One line for a write the machine refused (disk full, read-only, no permission), saying what
     was kept and how to catch up; None for any other failure. ``published``: the month folders a backfill
-    published before the failure, (audit id, month) (new; the rest as they were)."""
+    published before the failure, (audit id, month) (new; the rest as they were); ``wh_path``: the warehouse
+    the run opened (a throw-away one's is in the temporary folder)."""
     if isinstance(exc, AuditError) or stop_signal(exc):
         return None
     problem = refused_write(exc)
     if problem is None:
         return None
-    if not committed or opts.warehouse_path is None:
-        kept = "nothing was changed" if not committed else "the previous outputs are unchanged"
-        return WriteRefusedError(f"could not write ({problem}); {kept}: free space or fix the folder, then run again")
+    if committed and opts.warehouse_path is None:  # the throw-away warehouse took the run: the outputs did not
+        return WriteRefusedError(
+            f"could not write the outputs in {opts.out_dir} ({problem}); the previous outputs are unchanged: "
+            "free space or fix the folder, then run again"
+        )
+    if not committed:
+        # Python's own write and close name no file ('No space left on device'): the line then names the folders
+        # a run writes in before its commit, else "fix the folder" left the operator to guess which
+        where = "" if os.sep in problem else f" in {_scratch_places(opts, wh_path)}"
+        return WriteRefusedError(
+            f"could not write{where} ({problem}); nothing was changed: free space or fix the folder, then run again"
+        )
     periods = ""
     if opts.per_month_folders:
         periods = f" --from {opts.months[0]} --to {opts.months[-1]}"
@@ -380,12 +404,21 @@ def _refused_write_error(
     )
 
 
+def _scratch_places(opts: RunOptions, wh_path: Path | None) -> str:
+    """The folders a run writes in before its commit: the warehouse's (its scratch folder beside it), and the
+    temporary folder (a throw-away warehouse, the data-quality gate's own files)."""
+    temp = tempfile.gettempdir()
+    if opts.warehouse_path is None or wh_path is None or str(wh_path.parent) == temp:
+        return f"the temporary folder {temp}"
+    return f"{wh_path.parent} (the warehouse's folder) or the temporary folder {temp}"
+
+
 def _one_line_error(
     exc: BaseException, opts: RunOptions, wh_path: Path, committed: bool, published: list[tuple[str, str]] = ()
 ) -> AuditError | None:
     """The one line for a failure that is the machine's or the warehouse file's, not a bug: a refused write, then a
     damaged warehouse; None for any other failure, which stays what it is."""
-    return _refused_write_error(exc, opts, committed, published) or _damaged_error(exc, opts, wh_path, committed)
+    return _refused_write_error(exc, opts, committed, published, wh_path) or _damaged_error(exc, opts, wh_path, committed)
 
 
 def _damaged_error(exc: BaseException, opts: RunOptions, wh_path: Path, committed: bool) -> ConfigError | None:
@@ -482,7 +515,10 @@ def _execute_locked(
     gate_rejects: dict = {}
     if opts.validate and prepared:
         with stage("gate", timings):
-            dq_results, gate_rejects = gate.check_inputs(prepared, cfg, scratch, now, opts.input_dir, gx, chosen, spark, site_map)
+            held = wh_path.with_name(wh_path.name + source_store.STORE_SUFFIX)  # the extracts loaded before
+            dq_results, gate_rejects = gate.check_inputs(
+                prepared, cfg, scratch, now, opts.input_dir, gx, chosen, spark, site_map, held_sources=held
+            )
         failed = gate.blocking(dq_results)
         if failed:
             unknown = [u for prep in prepared.values() for u in prep.unknown_values]

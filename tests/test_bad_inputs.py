@@ -244,8 +244,9 @@ def messy(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("messy")
     d = write_messy_input(base / "in")
     out = base / "out"
-    r = run_cli("run", "--input", d, "--out", out, "--warehouse", base / "wh.duckdb")
+    r = run_cli("run", "--input", d, "--out", out, "--warehouse", base / "wh.duckdb", "--log-format", "json")
     assert r.returncode == 0, r.stderr
+    (base / "stderr.jsonl").write_text(r.stderr, encoding="utf-8")  # what a scheduler reads of the run
     return out
 
 
@@ -285,6 +286,21 @@ def test_row_level_defect_is_set_aside_with_file_line_column_reason(messy, kind,
     assert row["column_name"] == column
     assert reason in row["reason"], row
     assert row["action"] == action
+
+
+def test_a_file_cut_short_is_a_warning_a_scheduler_sees(messy):
+    """A CSV whose last row is cut off mid-row was cut short in a copy or an export: the rows after the cut never
+    arrived. Its one reject alone was a run that exited 0 and logged nothing at warning level."""
+    table, line = BAD["truncated_last_row"]
+    dq = _dq(messy)
+    cut = dq["orders.file.whole"]
+    assert (cut["status"], cut["severity"], cut["violated_count"]) == ("failed", "warning", 1)
+    assert cut["sample_keys"] == [f"line {line}"]
+    assert dq["procedures.file.whole"]["status"] == "passed"  # the other files end with a whole row
+    events = [json.loads(x) for x in (messy.parent / "stderr.jsonl").read_text(encoding="utf-8").splitlines()]
+    warned = [e for e in events if e.get("event") == "dq_warning" and e.get("check_id") == "orders.file.whole"]
+    assert len(warned) == 1 and warned[0]["level"] == "warning", events
+    assert "cut short" in warned[0]["message"] and f"line {line}" in warned[0]["message"]
 
 
 def test_first_of_duplicates_is_kept_and_rejected_rows_are_not_audited(messy):

@@ -328,3 +328,36 @@ def test_a_workbook_whose_ids_lost_their_zeros_stops_the_run_before_the_warehous
     assert "Format the id column as text" in r.stderr
     assert not out.exists()
     assert all(mrn not in r.stderr for mrn in ids + [str(int(m)) for m in ids])  # examples are pseudonyms
+
+
+def test_a_monthly_extract_s_diagnoses_are_judged_with_the_patients_the_warehouse_holds(tmp_path):
+    """The monthly job loads one month's extract at a time (docs/SCHEDULING.md): a diagnosis of a patient whose
+    procedure came in an earlier month's extract is no mismatch of the feeds. Judged on the extract alone, about
+    half of each month's diagnoses of the synthetic data were a warning every month, a false alarm a scheduler
+    alerting on warnings was paged for."""
+    from conftest import DX_HEADER, write_csv, write_july_input, write_small_input
+
+    wh = tmp_path / "wh.duckdb"
+    june = run_cli("run", "--input", write_small_input(tmp_path / "june"), "--warehouse", wh, "--out", tmp_path / "out")
+    assert june.returncode == 0, june.stderr
+    july = write_july_input(tmp_path / "july")
+    # MRN-1's procedure and orders came in June's extract; MRN-99 is in neither extract
+    write_csv(
+        july / "diagnoses.csv",
+        DX_HEADER,
+        [
+            ["MRN-7", "G97.1", "2025-07-02 08:00:00"],
+            ["MRN-1", "M54.50", "2025-07-03 08:00:00"],
+            ["MRN-99", "M54.50", "2025-07-04 08:00:00"],
+        ],
+    )
+
+    def known_patient(*warehouse) -> dict:
+        r = run_cli("validate", "--input", july, *warehouse, "--json")
+        assert r.returncode == 0, r.stderr
+        return next(c for c in json.loads(r.stdout) if c["check_id"] == "diagnoses.patient_id.known_patient")
+
+    with_warehouse = known_patient("--warehouse", wh)
+    assert (with_warehouse["status"], with_warehouse["violated_count"], with_warehouse["denominator"]) == ("failed", 1, 3)
+    alone = known_patient()  # without a warehouse, the extract is all there is
+    assert (alone["status"], alone["violated_count"]) == ("failed", 2)

@@ -328,3 +328,30 @@ def test_out_whose_parent_takes_no_new_files_is_staged_inside_it(small_input, tm
         assert sorted(p.name for p in out.iterdir()) == [".reports.lock", "csf_leak", "index.html", "low_back_pain", "run.json"]
         assert [p.name for p in srv.iterdir()] == ["reports"]
     srv.chmod(0o755)
+
+
+@pytest.mark.parametrize("room_kib", [64, 8])
+def test_a_full_temporary_folder_is_named_in_the_one_line(small_input, tmp_path, tmpfs, room_kib):
+    """A run without --warehouse keeps its throw-away warehouse and parsed extract in the temporary folder. With that
+    folder's disk full, Python's write names no file: the line said 'could not write (No space left on device) ...
+    fix the folder', and the operator was left to guess which folder of the machine's was full; with less room,
+    DuckDB's words named a '--warehouse' the job never gave."""
+    temp = tmpfs(16 * 1024)
+    filler = fill(temp, leave_kib=room_kib)  # room for Python's test file (none: it takes /tmp), not for the run
+    out = tmp_path / "reports"
+    r = _run_cli("run", "--input", small_input, "--out", out, "--no-validate", "--quiet", env={**KEY, "TMPDIR": str(temp)})
+    line = error_line(r)
+    if room_kib == 64:  # the scratch folder's first file
+        assert line == (
+            f"order-audit: error: could not write in the temporary folder {temp} (No space left on device); nothing was "
+            "changed: free space or fix the folder, then run again"
+        )
+    else:  # the throw-away warehouse's first pages
+        assert line.startswith(
+            f"order-audit: error: the run's throw-away warehouse in the temporary folder {temp}: could not write "
+        ), line
+        assert "--warehouse" not in line and line.endswith("nothing was changed: free space or fix the folder, then run again")
+    assert not out.exists() and not out.is_symlink()
+    filler.unlink()
+    again = _run_cli("run", "--input", small_input, "--out", out, "--no-validate", "--quiet", env={**KEY, "TMPDIR": str(temp)})
+    assert again.returncode == 0, again.stderr

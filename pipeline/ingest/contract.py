@@ -24,6 +24,11 @@ def longest_text(column: str) -> int:
     return LONGEST_FREE_TEXT.get(column, LONGEST_TEXT)
 
 
+# the reject's reason for a CSV's last row cut off mid-row; the gate's `<table>.file.whole` checks find it by these
+# words (pipeline/quality/sql_checks.py), since such a row says the file itself was cut short
+CUT_OFF_REASON = "row cut off mid-row (file ends without a newline and the row has too few fields); re-export the extract"
+
+
 def too_long_reason(column: str) -> str:
     """The reject's reason for a value of `column` longer than it may be: what it is and what to do."""
     return (

@@ -24,7 +24,15 @@ import polars as pl
 from pipeline.config import Config
 from pipeline.errors import InputFileError, MissingColumnError, printable
 from pipeline.ingest import headers, parse_checks, physical_lines, short_rows, source_store, textfile, value_maps, xlsx
-from pipeline.ingest.contract import CONTRACTS, INSTANT_YEARS, TableContract, longest_text, out_of_range_reason, too_long_reason
+from pipeline.ingest.contract import (
+    CONTRACTS,
+    CUT_OFF_REASON,
+    INSTANT_YEARS,
+    TableContract,
+    longest_text,
+    out_of_range_reason,
+    too_long_reason,
+)
 from pipeline.ingest.files import Fingerprint, fingerprint_in_background, line_of
 from pipeline.ingest.inputs import InputFile, find_inputs  # noqa: F401 - the loader's entry points
 from pipeline.ingest.ledger import TableLoad, ensure_tables, merge_inputs  # noqa: F401 - re-exported for callers
@@ -369,10 +377,7 @@ def prepare_table(
         if truncated is not None:
             con.execute(
                 "INSERT INTO rejects VALUES (?, NULL, NULL, ?, 'row_rejected')",
-                [
-                    truncated,
-                    "row cut off mid-row (file ends without a newline and the row has too few fields); re-export the extract",
-                ],
+                [truncated, CUT_OFF_REASON],
             )
         if contract.id_column and not _strictly_increasing(typed_path, contract.id_column):
             # later duplicates of an id are set aside; the first occurrence stays. Only ids that

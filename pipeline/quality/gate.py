@@ -44,17 +44,30 @@ DQ_DDL = """CREATE TABLE IF NOT EXISTS dq_results (
     row_level BOOLEAN, rows_set_aside BIGINT)"""
 
 
+# the tables whose patients make a diagnosis's patient known (diagnoses.patient_id.known_patient)
+PATIENT_SOURCES = ("procedures", "imaging_orders")
+HELD_PATIENTS_VIEW = "held_patient_ids"
+
+
 def build_gate_db(
-    prepared: dict, cfg: Config, scratch: Path, input_dir: Path | None, audits: list, site_map: pl.DataFrame | None = None
+    prepared: dict,
+    cfg: Config,
+    scratch: Path,
+    input_dir: Path | None,
+    audits: list,
+    site_map: pl.DataFrame | None = None,
+    held_sources: Path | None = None,
 ) -> Path:
     """A DuckDB file with src_* views over the parsed Parquet and the reference tables (``site_map``: the site
-    code map rows the run's warehouse keeps, used when the input folder and config give none)."""
+    code map rows the run's warehouse keeps, used when the input folder and config give none; ``held_sources``:
+    the warehouse's folder of delivered rows, ``<warehouse>.sources``, whose patients the gate knows too)."""
     path = scratch / "gate.duckdb"
     con = duckdb.connect(str(path))
     try:
         con.execute("SET TimeZone = 'UTC'")
         for name, prep in prepared.items():
             con.execute(f"CREATE OR REPLACE VIEW src_{name} AS {prep.good_rows_sql()}")
+        _view_held_patients(con, held_sources)
         if site_map is not None:
             reference.keep_site_map(con, site_map)
         reference.load_reference(con, cfg, input_dir, audits)
@@ -97,6 +110,21 @@ def _pseudonymise_samples(results: list, cfg: Config) -> None:
         con.close()
 
 
+def _view_held_patients(con: duckdb.DuckDBPyConnection, held_sources: Path | None) -> None:
+    """The patient ids of the procedures and orders the warehouse holds, as a view over its Parquet files (read
+    when a check asks, never copied; the run holds the warehouse's lock, so no file goes meanwhile). A monthly
+    extract's diagnosis of a patient whose orders came in an earlier month's is no mismatch of the feeds: judged
+    on the extract alone, half a month's diagnoses were (docs/SCHEDULING.md's monthly job)."""
+    if held_sources is None:
+        return
+    files = sorted(str(f) for table in PATIENT_SOURCES for f in (held_sources / table).glob("*.parquet"))
+    if files:
+        con.execute(
+            f"CREATE OR REPLACE VIEW {HELD_PATIENTS_VIEW} AS SELECT patient_id "
+            f"FROM read_parquet([{', '.join(literal(f) for f in files)}], union_by_name = true)"
+        )
+
+
 def input_suites(tables, audits: list) -> list:
     """The generic suite of each table present, then every suite of each audit about a table present."""
     suites: list = [INPUT_SUITES[t] for t in tables if t in INPUT_SUITES]
@@ -117,17 +145,18 @@ def check_inputs(
     audits: list | None = None,
     spark=None,
     site_map: pl.DataFrame | None = None,
+    held_sources: Path | None = None,
 ):
     """Run the input suites; returns (results, rows to set aside per table). ``gx``: a
     ``workers.GxWorker`` to validate in (a run starts one first thing), else this process;
-    ``spark``: the run's ``SparkModels``, whose session then runs the GX checks; ``site_map``: see
-    ``build_gate_db``."""
+    ``spark``: the run's ``SparkModels``, whose session then runs the GX checks; ``site_map``,
+    ``held_sources``: see ``build_gate_db``."""
     from pipeline.quality import validate
 
     if gx is None or spark is not None:
         validate.start_gx_import()  # seconds of pure Python, overlapping the DuckDB work from here on
     audits = audits or []
-    db = build_gate_db(prepared, cfg, scratch, input_dir, audits, site_map)
+    db = build_gate_db(prepared, cfg, scratch, input_dir, audits, site_map, held_sources)
     suites = input_suites(list(prepared), audits)
     params = {
         "now": now,
