@@ -72,6 +72,16 @@ def finalised(maturity_status: dict | None, revision: dict | None, earlier: list
     return {"run_id": run_id, "on": on, "provisional_run": last["run_id"], "orders": orders, "since_run": since or last["run_id"]}
 
 
+def revision_level(revision: dict, earlier: list[dict]) -> int:
+    """How loud a revision is logged: a warning, unless the run it compares with published the period provisional
+    (``earlier``: history.period_statuses). A provisional month's figures move as late orders arrive, which the
+    report already says; the monthly job reruns three such months every load (docs/SCHEDULING.md), and a scheduler
+    alerting on warnings was paged every month for it. A month published final, or with no status recorded, that
+    changes is late data the reader did not expect: a warning."""
+    compared = next((r for r in reversed(earlier) if r["run_id"] == revision.get("since_run")), None)
+    return logging.INFO if compared is not None and compared["status"] == "provisional" else logging.WARNING
+
+
 def _changed(final: dict) -> str:
     """What the run that made the period final changed since the run it compared itself with (``finalised``)."""
     return f"{counted(final['orders'], 'order')} changed" if final["orders"] else "no order or verdict changed"
@@ -177,7 +187,7 @@ def build(
         event(
             f"{audit_id}: {label} revised since run {revision['since_run']}: {counted(revision['orders'], 'order')} "
             f"({revision['added']} added, {revision['removed']} removed, {revision['changed']} changed)",
-            level=logging.WARNING,
+            level=revision_level(revision, earlier or []),
             event="period_revised",
             period=key,
             audit_id=audit_id,

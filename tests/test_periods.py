@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import re
 import shutil
 from pathlib import Path
@@ -490,3 +491,23 @@ def test_a_final_period_names_the_last_day_of_its_windows():
     assert final_text(maturity | {"horizon_days": "3.5"}) == (
         "Final: the loaded data runs through 2026-06-30, past the period's last index date, 2026-04-30, plus 3.5 days."
     )
+
+
+@pytest.mark.parametrize(
+    ("published_as", "level"), [("provisional", logging.INFO), ("final", logging.WARNING), (None, logging.WARNING)]
+)
+def test_a_revision_warns_only_where_the_run_compared_with_did_not_call_the_month_provisional(caplog, published_as, level):
+    """The monthly job reruns the three provisional months every load, and each is revised as late orders arrive: a
+    warning every month, a page for a scheduler alerting on warnings, for what the report calls provisional. Late
+    data changing a month an earlier run published final (or without a status) is still a warning."""
+    from pipeline import period_status
+
+    revision = {"since_run": "R2", "orders": 3, "added": 3, "removed": 0, "changed": 0}
+    earlier = [
+        {"run_id": "R1", "on": "2026-01-05", "status": "final", "revised_orders": 0, "revised_since": None},
+        {"run_id": "R2", "on": "2026-02-05", "status": published_as, "revised_orders": 0, "revised_since": None},
+    ]
+    with caplog.at_level(logging.INFO):
+        period_status.build("csf_leak", "2026-01", {"cases": 5}, None, revision, [], {}, earlier)
+    (record,) = [r for r in caplog.records if "revised since run R2" in r.getMessage()]
+    assert record.levelno == level, record.levelname
