@@ -465,7 +465,10 @@ def _drop_blank_rows(con: duckdb.DuckDBPyConnection, typed_path: Path, contract:
         return
     src = f"read_parquet({literal(typed_path)})"
     columns = [c for (c,) in con.execute(f"SELECT column_name FROM (DESCRIBE SELECT * FROM {src})").fetchall()]
-    fields = [c for c in columns if c != LINE and not c.startswith(source_store.INTERNAL_PREFIXES)]
+    # an instant's `_is_date` flag is the parse's, not the row's: false on a blank cell of a typed (xlsx, Parquet)
+    # column or one of spaces, it kept such a row as a record
+    flags = {f"{c}_is_date" for c in contract.instants}
+    fields = [c for c in columns if c != LINE and c not in flags and not c.startswith(source_store.INTERNAL_PREFIXES)]
     blank = " AND ".join(f"{ident(c)} IS NULL" for c in fields)
     lines = [line for (line,) in con.execute(f"SELECT {LINE} FROM {src} WHERE {blank} ORDER BY 1").fetchall()]
     if lines:
