@@ -369,6 +369,19 @@ def test_indication_codes_separated_by_commas_or_semicolons_read_as_the_contract
     assert got == ["G97.1|M54.50", "G97.1|m54.5", None, "G97.1|M54.5", "G97.1 M54.5", "G97.1 - leak|after LP"]
 
 
+def test_a_code_list_with_an_empty_field_or_full_width_separators_reads_as_the_contracts_list(tmp_path):
+    """'G97.1,,M54.5' (an empty field between two codes) read as 'G97.1||M54.5', and the full-width comma or
+    semicolon of an East Asian keyboard stayed: the gate warned of a malformed list that holds two good codes."""
+    d = tmp_path / "in"
+    write_csv(d / "procedures.csv", PROC_HEADER, [["A", "M", "2025-03-07 10:00:00", "62323", "Pain", "1970-01-01"]])
+    given = ["G97.1,,M54.5", "G97.1 ; ;", ",G97.1", "G97.1\uff0cM54.5", "G97.1 \uff1b M54.5", "G97.1|;|M54.5"]
+    rows = [[f"O{i}", "M", "2025-06-06 10:00:00", "72156", "Neuro", codes, "completed"] for i, codes in enumerate(given)]
+    write_csv(d / "imaging_orders.csv", ORDER_HEADER, rows)
+    con, _ = _load(d, tmp_path)
+    got = [r[0] for r in con.execute("SELECT indication_codes FROM src_imaging_orders ORDER BY order_id").fetchall()]
+    assert got == ["G97.1|M54.5", "G97.1", "G97.1", "G97.1|M54.5", "G97.1|M54.5", "G97.1|M54.5"]
+
+
 def test_a_line_of_spaces_or_quoted_empties_between_delimiters_is_no_record(tmp_path, caplog):
     """A spreadsheet's empty row saved with a space in its cells, or each cell quoted empty: no record either. The
     time column's parse flag (`ordered_at_is_date`, false where the cell held spaces) is no value of the row; read
