@@ -259,6 +259,14 @@ def test_timestamp_formats_are_guessed_with_dates_and_day_month_doubt():
     assert detect.guess_formats(["soon", "later"]).unread == ["soon", "later"]
 
 
+def test_a_two_digit_year_is_not_read_as_a_year_of_four():
+    """%Y took '06' for year 6: '13/06/25 10:00' read as %Y/%m/%d (13 June 25 is day first, two-digit year), as
+    many values as %d/%m/%y, and month first won the tie: the starter config read no value right."""
+    guess = detect.guess_formats(["06/06/25 10:00", "07/06/25 10:00", "13/06/25 10:00"])
+    assert (guess.formats, guess.unread, guess.ambiguous) == (["%d/%m/%y %H:%M"], [], [])
+    assert detect.guess_formats(["2025/06/13 10:00"]).formats == ["%Y/%m/%d %H:%M"]  # a year of four still reads
+
+
 def test_day_month_doubt_covers_every_form_of_a_column():
     """03/07/2025 10:00:00 AM beside 03/07/2025 10:05 AM: the seconds' form had no day-first twin among the
     candidates, so it was taken as month first for sure, and that 'settled' the column: no CHECK."""

@@ -112,8 +112,14 @@ def _iso_reads(values: pl.Series, dates: bool) -> pl.Series:
 
 def _reads(values: pl.Series, fmt: str, dates: bool) -> pl.Series:
     if dates and formats.is_date_only(fmt):
-        return values.str.to_date(fmt, strict=False).is_not_null()
-    return values.str.to_datetime(fmt, strict=False, time_unit="us", cache=False).is_not_null()
+        parsed = values.str.to_date(fmt, strict=False)
+    else:
+        parsed = values.str.to_datetime(fmt, strict=False, time_unit="us", cache=False)
+    if "%Y" in fmt:
+        # %Y takes a year of any number of digits: '06/06/25 10:00' read as %Y/%m/%d, year 6, and as many values
+        # as %d/%m/%y, so inspect wrote a config that reads no value right. A four-digit year is what %Y means.
+        return parsed.dt.year().fill_null(0) >= 1000
+    return parsed.is_not_null()
 
 
 def _cover(reads: dict[str, pl.Series], allowed: list[str], n: int) -> tuple[list[tuple[str, pl.Series]], pl.Series]:
