@@ -475,6 +475,15 @@ def test_quote_never_closed_names_the_line_it_opens_on(tmp_path, small_input):
     _expect_exit_2(tmp_path, small_input, "imaging_orders.csv, line 6", "quoted field opens on this line and is never closed")
 
 
+def test_quote_never_closed_with_more_than_128_kib_after_it_names_its_line(tmp_path, small_input):
+    """The rest of the file read as one field passed the csv module's limit (131,072 characters): the error said
+    'field larger than field limit', with no line."""
+    path = small_input / "imaging_orders.csv"
+    with path.open("a") as fh:
+        fh.write('O5,MRN-2,"2025-06-04 09:00:00,72148,Emergency,,completed\n' + ("x" * 1000 + "\n") * 200)
+    _expect_exit_2(tmp_path, small_input, "imaging_orders.csv, line 6", "quoted field opens on this line and is never closed")
+
+
 def test_file_name_with_a_line_break_keeps_the_error_on_one_line(tmp_path, small_input):
     """A configured file name holding a line break (and a bidi control) split the one line in two."""
     name = "it's; a\nname \u202e\u00fc.csv"

@@ -708,3 +708,27 @@ def test_columns_without_a_name_are_counted_not_listed(small_input, tmp_path):
     path.write_text("\n".join(body) + "\n", encoding="utf-8")
     _, lines = inspect_writing_config(small_input, tmp_path)
     assert "             kept as extra columns: Accession # and 2 columns without a name" in lines
+
+
+def test_a_file_of_one_huge_line_is_inspected_without_a_traceback(tmp_path):
+    """A file of one line of 6 MB ('a,a,a,...', no line break): the delimiter guess split it with Python's csv
+    module, whose field limit (131,072 characters) the line read with ';' or a tab passed: a traceback, exit 70.
+    Its columns are counted past the first ones, not printed in a line of 100 KB."""
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "imaging_orders.csv").write_text("a," * 3_000_000, encoding="utf-8")
+    r = run_cli("inspect", "--input", d)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    [extra] = [line for line in r.stdout.splitlines() if "kept as extra columns" in line]
+    assert "a, a (32,748 more)" in extra and len(extra) < 300, extra[:300]
+
+
+def test_a_quote_never_closed_in_the_first_mebibyte_is_inspected(small_input):
+    """A quote opened on the first row and never closed: the rest of the sample is one field, longer than the csv
+    module takes, which stopped inspect with a traceback."""
+    path = small_input / "imaging_orders.csv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    path.write_text("\n".join([lines[0], lines[1] + ',"never closed'] + ["x" * 1000] * 200) + "\n", encoding="utf-8")
+    r = run_cli("inspect", "--input", small_input)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert "imaging_orders.csv, line 2: cannot be read as CSV: a quoted field opens on this line" in r.stdout

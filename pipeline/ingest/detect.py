@@ -8,6 +8,7 @@ sample; where two readings fit equally (04/10/2026: April or October?) it says s
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import re
 from dataclasses import dataclass, field
@@ -240,6 +241,17 @@ def _first_non_ascii(text: str, lines_before: int) -> str | None:
     return f"'{m.group()}' on line {lines_before + text.count(chr(10), 0, m.start()) + 1}"
 
 
+def _split_rows(lines: list[str], delimiter: str) -> list[list[str]]:
+    """The sample's rows split by delimiter, up to a field longer than the csv module takes (131,072 characters: a
+    file of one huge line, a quote never closed that runs to the end of the sample): the lines from there on judge
+    no delimiter. Read as they were, they stopped inspect with a traceback."""
+    rows: list[list[str]] = []
+    reader = csv.reader(lines, delimiter=delimiter)
+    with contextlib.suppress(csv.Error):
+        rows.extend(reader)
+    return rows
+
+
 def guess_delimiter(lines: list[str], wanted: set[str] | None = None) -> tuple[str, bool]:
     """(delimiter, sure): the candidate that splits the header into the most fields and every
     sample line into as many; header names that match `wanted` (normalised names) come first."""
@@ -247,7 +259,7 @@ def guess_delimiter(lines: list[str], wanted: set[str] | None = None) -> tuple[s
         return ",", False
     scored = []
     for i, d in enumerate(DELIMITERS):
-        rows = list(csv.reader(lines, delimiter=d))
+        rows = _split_rows(lines, d)
         width = len(rows[0]) if rows else 0
         consistent = sum(len(r) == width for r in rows[1:]) / max(1, len(rows) - 1)
         known = sum(normalise(name) in (wanted or set()) for name in rows[0]) if rows else 0

@@ -94,6 +94,10 @@ def _refuse_nested_columns(f: InputFile, schema: dict) -> None:
         )
 
 
+# the csv module's error for a field longer than it takes: no value of the contract is (LONGEST_TEXT)
+FIELD_LIMIT = "field larger than field limit"
+
+
 def _diagnose_csv_failure(f: InputFile, source: Source) -> tuple[int | None, str]:
     """Find the first line Polars could not read, for the error message (error path only)."""
     with source.path.open("rb") as fh:
@@ -117,7 +121,10 @@ def _diagnose_csv_failure(f: InputFile, source: Source) -> tuple[int | None, str
             elif len(row) > width:
                 return n, f"{len(row)} fields where the header has {width}"
     except csv.Error as exc:
-        return None, f"the CSV could not be parsed ({exc})"
+        # a field past the csv module's limit (131,072 characters) is a quote never closed that runs on: its line
+        # is found below (the message alone named no line)
+        if FIELD_LIMIT not in str(exc):
+            return None, f"the CSV could not be parsed ({exc})"
     unclosed = _unclosed_quote_line(text, kwargs)
     if unclosed is not None:
         return above + unclosed, "a quoted field opens on this line and is never closed"
@@ -132,7 +139,7 @@ def _unclosed_quote_line(text: str, kwargs: dict) -> int | None:
         for _ in reader:
             last_end = reader.line_num
     except csv.Error as exc:
-        if "unexpected end of data" in str(exc):
+        if "unexpected end of data" in str(exc) or FIELD_LIMIT in str(exc):
             return last_end + 1
     return None
 

@@ -31,6 +31,7 @@ HOW = {
     "spelling": "same name, other spelling",
     "synonym": "EHR spelling (shipped synonyms)",
 }
+EXTRA_COLUMNS_SHOWN = 20  # the extra columns inspect names, the first ones; the others are counted
 TEMPLATE_COLUMNS = (*reference.CODE_MAP_COLUMNS, "valid_from", "valid_to", "source")
 
 
@@ -127,7 +128,10 @@ def as_text(reports: dict, input_dir: Path) -> str:
             named = [h for h in r.extra_columns if str(h).strip()]
             nameless = len(r.extra_columns) - len(named)
             also = f"{' and ' if named else ''}{counted(nameless, 'column')} without a name" if nameless else ""
-            lines.append(f"             kept as extra columns: {', '.join(named)}{also}")
+            # the first names only: an export of 2,000 columns (or a huge line read as a header) printed them all
+            shown = ", ".join(named[:EXTRA_COLUMNS_SHOWN])
+            shown += f" ({len(named) - EXTRA_COLUMNS_SHOWN:,} more)" if len(named) > EXTRA_COLUMNS_SHOWN else ""
+            lines.append(f"             kept as extra columns: {shown}{also}")
         for c in r.formats:
             forms = ", ".join(f"{f} (e.g. {c.guess.examples.get(f, '-')})" for f in c.guess.formats)
             forms = forms or ("no format found" if c.unread else "none needed")
