@@ -303,8 +303,11 @@ def _physical_lines(f: InputFile, source: Source, typed_path: Path, schema: dict
         fp = fingerprint() if fingerprint is not None else None
         breaks = fp.line_breaks if fp is not None else textfile.count_line_breaks(source.path)
     header_breaks = sum(str(c).count("\n") for c in schema)
-    # the title lines above the header (header_row) each end in a break too
-    if physical_lines.records_match_lines(breaks - (source.header_line - 1), _rows_of(typed_path), header_breaks):
+    # the title lines above the header (header_row) each end in a break too. A header whose name holds a break
+    # (a wrapped title cell) moves every record down by it: the rows are renumbered even when no record holds one
+    # (they were a line early)
+    records = _rows_of(typed_path)
+    if not header_breaks and physical_lines.records_match_lines(breaks - (source.header_line - 1), records):
         return
     physical_lines.rewrite(typed_path, source, header_breaks, scratch)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +91,19 @@ def line_at(text: str, number: int = 1) -> str | None:
     if number > len(lines) or (number == len(lines) and not lines[-1] and number > 1):
         return None
     return lines[number - 1]
+
+
+def from_line(text: str, number: int) -> str:
+    """The text from the start of line `number` (from 1; line ends as line_at reads them)."""
+    return re.split(r"\r\n|\r|\n", text, maxsplit=number - 1)[-1] if number > 1 else text  # (maxsplit 0: no limit)
+
+
+def split_record(text: str, separator: str, quote_char: str) -> list[str]:
+    """The first record of text, its quoted fields running over line breaks as the CSV reader reads them."""
+    try:
+        return next(csv.reader(io.StringIO(text, newline=""), delimiter=separator, quotechar=quote_char), [])
+    except csv.Error:  # a quote never closed: the loader names its line
+        return split_fields(text.splitlines()[0] if text else "", separator, quote_char)
 
 
 def split_fields(line: str, separator: str, quote_char: str | None) -> list[str]:
