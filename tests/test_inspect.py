@@ -732,3 +732,20 @@ def test_a_quote_never_closed_in_the_first_mebibyte_is_inspected(small_input):
     r = run_cli("inspect", "--input", small_input)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     assert "imaging_orders.csv, line 2: cannot be read as CSV: a quoted field opens on this line" in r.stdout
+
+
+def test_a_header_name_holding_a_quote_maps_and_runs(small_input, tmp_path):
+    """A name quoted with a doubled quote inside (CSV's way to write 'Order "ID"'): inspect maps
+    order_id to 'Order "ID"' as the csv module reads it, and Polars kept the name 'Order ""ID""': the run with the
+    starter config stopped with 'the CSV could not be parsed', no line named. Names with a backslash, a bracket or
+    a formula's '=' are written to valid TOML alike."""
+    path = small_input / "imaging_orders.csv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    header = '"Order ""ID""",patient\\id,Ordered]At,order_code,=ordering_department,indication_codes,status'
+    path.write_text("\n".join([header, *lines[1:]]) + "\n", encoding="utf-8")
+    config, _ = inspect_writing_config(small_input, tmp_path)
+    text = config.read_text(encoding="utf-8")
+    assert 'order_id = "Order \\"ID\\""' in text and 'patient_id = "patient\\\\id"' in text
+    r = run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--config", config, "--no-validate")
+    assert r.returncode == 0, r.stderr
+    assert "loaded imaging_orders: 4 rows read, 4 loaded, 0 rejected" in r.stderr

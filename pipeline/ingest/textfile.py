@@ -38,7 +38,7 @@ class Source:
 
 def scan(source: Source, index_name: str, ragged: bool = False) -> pl.LazyFrame:
     """Every column as text, each record numbered from the line after the header (2 when the header is line 1)."""
-    return pl.scan_csv(
+    lf = pl.scan_csv(
         source.path,
         glob=False,  # a path is a file: "Extract [2026-04]" is no pattern
         separator=source.separator,
@@ -52,6 +52,12 @@ def scan(source: Source, index_name: str, ragged: bool = False) -> pl.LazyFrame:
         truncate_ragged_lines=ragged,
         raise_if_empty=False,
     )
+    quote = source.quote_char
+    # Polars keeps a header name's doubled quote as two ('"Order ""ID"""' as 'Order ""ID""'), where its values and
+    # the csv module, which names the columns for the config and the checks, read one: a column mapped by that name
+    # was not found, and the run stopped with 'the CSV could not be parsed'
+    doubled = [c for c in lf.collect_schema().names() if quote and quote * 2 in c] if quote else []
+    return lf.rename({c: c.replace(quote * 2, quote) for c in doubled}) if doubled else lf
 
 
 def read_head(path: Path, size: int = HEAD_BYTES) -> bytes:
