@@ -749,3 +749,22 @@ def test_a_header_name_holding_a_quote_maps_and_runs(small_input, tmp_path):
     r = run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--config", config, "--no-validate")
     assert r.returncode == 0, r.stderr
     assert "loaded imaging_orders: 4 rows read, 4 loaded, 0 rejected" in r.stderr
+
+
+def test_a_column_written_day_first_and_month_first_is_named_and_no_format_is_set(small_input, tmp_path):
+    """13/06/2025 (day first) and 06/14/2025 (month first) in one column: inspect chose month first, listed
+    13/06/2025 as 'not read' and wrote an active timestamp_formats that read 05/06 and 07/06 month first, perhaps
+    wrongly, with no word that the column mixes the two; the run's error advised setting a format."""
+    guess = detect.guess_formats(["13/06/2025 10:00", "06/14/2025 10:00", "05/06/2025 10:00"])
+    assert guess.mixed_day_month == ("06/14/2025 10:00", "13/06/2025 10:00")
+    assert detect.guess_formats(["13/06/2025 10:00", "05/06/2025 10:00"]).mixed_day_month is None  # day first alone
+    orders = pl.read_csv(small_input / "imaging_orders.csv", infer_schema=False)
+    when = ["13/06/2025 10:00", "06/14/2025 10:00", "05/06/2025 10:00", "07/06/2025 11:00"]
+    orders.with_columns(pl.Series("ordered_at", when)).write_csv(small_input / "imaging_orders.csv")
+    config, lines = inspect_writing_config(small_input, tmp_path)
+    assert any(line.strip().startswith("CHECK day and month: written both ways ('06/14/2025 10:00'") for line in lines)
+    text = config.read_text(encoding="utf-8")
+    assert "# CHECK: ordered_at writes day and month both ways" in text
+    assert "\ntimestamp_formats" not in text and '# timestamp_formats = ["%m/%d/%Y %H:%M"]' in text
+    r = run_cli("validate", "--input", small_input, "--config", config)
+    assert r.returncode == 2 and "writes day and month both ways" in r.stderr, r.stderr

@@ -61,6 +61,12 @@ EXCEL_SERIALS_FIX = (
 DATE_FORMATS = ("%m/%d/%Y", "%m/%d/%y", "%d/%m/%Y", "%d/%m/%y", "%d.%m.%Y", "%d-%b-%Y", "%d-%b-%y", "%Y/%m/%d", "%Y%m%d")
 
 
+MIXED_DAY_MONTH_FIX = (
+    "no one order of day and month reads the column, and the values either order reads (05/06) cannot be told "
+    "apart: have the extract write the times as ISO 8601 text (2025-03-07 09:00), or fix them at the source"
+)
+
+
 def normalise(name: str) -> str:
     """A column name without case, spaces or punctuation: 'Order ID', 'ORDER_ID' and 'order_id' agree."""
     return re.sub(r"[^a-z0-9]", "", name.lower())
@@ -90,6 +96,9 @@ class FormatGuess:
     ambiguous: list[str] = field(default_factory=list)
     examples: dict[str, str] = field(default_factory=dict)  # format (or "ISO 8601") -> one value it reads
     excel_serials: bool = False  # every value no format reads looks like an Excel date serial (EXCEL_SERIALS_FIX)
+    # (a value only month first reads, one only day first reads): the column writes day and month both ways, and
+    # no one order reads it (MIXED_DAY_MONTH_FIX); the values either order reads are read wrong half the time
+    mixed_day_month: tuple[str, str] | None = None
 
     @property
     def sure(self) -> bool:
@@ -158,6 +167,9 @@ def guess_formats(sample: list[str], dates: bool = False) -> FormatGuess:
     reads = {f: _reads(left, f, dates) for f in candidates}
     month_first, read = _cover(reads, [f for f in candidates if not f.startswith(DAY_FIRST)], left.len())
     day_first, read_day_first = _cover(reads, [f for f in candidates if not f.startswith(MONTH_FIRST)], left.len())
+    only_month_first, only_day_first = read & ~read_day_first, read_day_first & ~read
+    if only_month_first.any() and only_day_first.any():
+        guess.mixed_day_month = (left.filter(only_month_first)[0], left.filter(only_day_first)[0])
     if int(read_day_first.sum()) > int(read.sum()):
         chosen, read = day_first, read_day_first
     else:

@@ -147,6 +147,12 @@ def as_text(reports: dict, input_dir: Path) -> str:
                 lines.append(f"             not read, e.g.: {', '.join(repr(v) for v in c.unread_examples)}")
             if c.guess.excel_serials:
                 lines.append(f"             CHECK: {detect.EXCEL_SERIALS_FIX}")
+            if c.guess.mixed_day_month:
+                month_first, day_first = c.guess.mixed_day_month
+                lines.append(
+                    f"             CHECK day and month: written both ways ({month_first!r} is month first, "
+                    f"{day_first!r} day first); {detect.MIXED_DAY_MONTH_FIX}"
+                )
         for col, rows in r.values.items():
             for i, v in enumerate(rows):
                 head = f"  {col:10} " if i == 0 else "             "
@@ -265,6 +271,8 @@ def _format_lines(r: TableReport) -> list[str]:
         lines.append(f"decimal_comma = true   # {_decimal_comma_note(r)}")
     serials = [c.column for c in r.formats if c.guess.excel_serials]
     lines += [f"# CHECK: {column} holds no time a format reads. {detect.EXCEL_SERIALS_FIX}" for column in serials]
+    mixed = [c.column for c in r.formats if c.guess.mixed_day_month]
+    lines += [f"# CHECK: {column} writes day and month both ways: {detect.MIXED_DAY_MONTH_FIX}" for column in mixed]
     lists = (("timestamp", "timestamp_formats", fmt.timestamp_formats), ("date", "date_formats", fmt.date_formats))
     for kind, name, values in lists:
         if not values:
@@ -273,6 +281,10 @@ def _format_lines(r: TableReport) -> list[str]:
         ambiguous = [a for c in cols for a in c.guess.ambiguous]
         read = ", ".join(f"{c.column} {c.values - c.unread:,} of {c.values:,}" for c in cols)
         setting = f"{name} = {toml_list(list(values))}"
+        if any(c.guess.mixed_day_month for c in cols):
+            # the column's values read either way are read wrong half the time: no active guess (the CHECK above)
+            lines.append(f"# {setting}   # reads {read}, some of them perhaps wrongly; ISO 8601 is always read too")
+            continue
         if not ambiguous:
             lines.append(f"{setting}   # reads {read}; ISO 8601 is always read too")
             continue
