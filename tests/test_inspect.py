@@ -768,3 +768,17 @@ def test_a_column_written_day_first_and_month_first_is_named_and_no_format_is_se
     assert "\ntimestamp_formats" not in text and '# timestamp_formats = ["%m/%d/%Y %H:%M"]' in text
     r = run_cli("validate", "--input", small_input, "--config", config)
     assert r.returncode == 2 and "writes day and month both ways" in r.stderr, r.stderr
+
+
+def test_a_local_code_in_cpt_form_is_named_past_the_500_most_used_codes(small_input, tmp_path):
+    """inspect kept the 500 most used codes no map lists, and named a code outside CPT's radiology section only
+    among them: a site's local code of one order (00412) beside 500 radiology codes of two orders each was cut,
+    and no CHECK line named it."""
+    orders = pl.read_csv(small_input / "imaging_orders.csv", infer_schema=False)
+    first = orders.row(0, named=True)
+    codes = [str(71000 + i) for i in range(500) for _ in range(2)] + ["00412"]
+    many = pl.DataFrame([{**first, "order_id": f"X{i}", "order_code": code} for i, code in enumerate(codes)])
+    pl.concat([orders, many]).write_csv(small_input / "imaging_orders.csv")
+    r = run_cli("inspect", "--input", small_input)
+    assert r.returncode == 0, r.stderr
+    assert "CHECK: outside CPT's radiology section (70010-79999): 00412 (1)." in r.stdout

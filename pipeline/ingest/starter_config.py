@@ -17,6 +17,7 @@ from pipeline import formula_guard
 from pipeline.config import Config
 from pipeline.errors import ConfigError
 from pipeline.ingest import detect
+from pipeline.ingest.code_systems import RADIOLOGY_CPT
 from pipeline.ingest.contract import CONTRACT_BY_NAME
 from pipeline.ingest.formats import TableFormat
 from pipeline.ingest.inspector import TableReport
@@ -174,11 +175,6 @@ def _code_cells_note(cells: dict) -> str:
 def _decimal_comma_note(r: TableReport) -> str:
     counts = ", ".join(f"{c} {m['comma']:,}" for c, m in r.decimal_marks.items() if m["comma"])
     return f"written with a decimal comma (45,5): {counts or 'no value seen'}; read as decimals"
-
-
-# CPT's Radiology section (codes 70010-79999): where an imaging order's CPT code is, but for a few (vascular
-# ultrasound is in Medicine, 93xxx)
-RADIOLOGY_CPT = ("70010", "79999")
 
 
 def code_lines(table: str, systems: dict[str, int], unknown_codes: list[dict], told_by: str = "form") -> list[str]:
