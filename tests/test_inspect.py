@@ -758,6 +758,9 @@ def test_a_column_written_day_first_and_month_first_is_named_and_no_format_is_se
     guess = detect.guess_formats(["13/06/2025 10:00", "06/14/2025 10:00", "05/06/2025 10:00"])
     assert guess.mixed_day_month == ("06/14/2025 10:00", "13/06/2025 10:00")
     assert detect.guess_formats(["13/06/2025 10:00", "05/06/2025 10:00"]).mixed_day_month is None  # day first alone
+    open_ = detect.guess_formats(["05/06/2025 10:00"])
+    detect.settle_day_month([guess, open_])  # the mixed column settles no other column's order
+    assert open_.ambiguous == ["%m/%d/%Y %H:%M"]
     orders = pl.read_csv(small_input / "imaging_orders.csv", infer_schema=False)
     when = ["13/06/2025 10:00", "06/14/2025 10:00", "05/06/2025 10:00", "07/06/2025 11:00"]
     orders.with_columns(pl.Series("ordered_at", when)).write_csv(small_input / "imaging_orders.csv")

@@ -188,7 +188,14 @@ def settle_day_month(guesses: list[FormatGuess]) -> None:
     """An order some column settles (a day over 12) is settled for the whole table: its other columns read day and
     month that way too, no longer ambiguous (an extract writes day and month one way). Columns that settle it both
     ways leave the others in doubt."""
-    settled = {f[: len(MONTH_FIRST)] for g in guesses for f in g.formats if day_month_twin(f) and f not in g.ambiguous}
+    # a column written both ways settles nothing (its chosen order is only the one that reads more of its values)
+    settled = {
+        f[: len(MONTH_FIRST)]
+        for g in guesses
+        if not g.mixed_day_month
+        for f in g.formats
+        if day_month_twin(f) and f not in g.ambiguous
+    }
     if len(settled) != 1:
         return
     for g in guesses:
