@@ -371,10 +371,11 @@ def test_indication_codes_separated_by_commas_or_semicolons_read_as_the_contract
 
 def test_a_code_list_with_an_empty_field_or_full_width_separators_reads_as_the_contracts_list(tmp_path):
     """'G97.1,,M54.5' (an empty field between two codes) read as 'G97.1||M54.5', and the full-width comma or
-    semicolon of an East Asian keyboard stayed: the gate warned of a malformed list that holds two good codes."""
+    semicolon of an East Asian keyboard, or a workbook cell's line breaks, stayed: the gate warned of a malformed
+    list that holds two good codes."""
     d = tmp_path / "in"
     write_csv(d / "procedures.csv", PROC_HEADER, [["A", "M", "2025-03-07 10:00:00", "62323", "Pain", "1970-01-01"]])
-    given = ["G97.1,,M54.5", "G97.1 ; ;", ",G97.1", "G97.1\uff0cM54.5", "G97.1 \uff1b M54.5", "G97.1|;|M54.5"]
+    given = ["G97.1,,M54.5", "G97.1 ; ;", ",G97.1", "G97.1\uff0cM54.5", "G97.1 \uff1b M54.5", "G97.1\r\n\r\nM54.5 \n"]
     rows = [[f"O{i}", "M", "2025-06-06 10:00:00", "72156", "Neuro", codes, "completed"] for i, codes in enumerate(given)]
     write_csv(d / "imaging_orders.csv", ORDER_HEADER, rows)
     con, _ = _load(d, tmp_path)
