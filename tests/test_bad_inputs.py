@@ -491,6 +491,15 @@ def test_quote_never_closed_names_the_line_it_opens_on(tmp_path, small_input):
     _expect_exit_2(tmp_path, small_input, "imaging_orders.csv, line 6", "quoted field opens on this line and is never closed")
 
 
+def test_quote_never_closed_with_more_than_128_kib_after_it_names_its_line(tmp_path, small_input):
+    """The rest of the file read as one field passed the csv module's limit (131,072 characters): the error said
+    'field larger than field limit', with no line."""
+    path = small_input / "imaging_orders.csv"
+    with path.open("a") as fh:
+        fh.write('O5,MRN-2,"2025-06-04 09:00:00,72148,Emergency,,completed\n' + ("x" * 1000 + "\n") * 200)
+    _expect_exit_2(tmp_path, small_input, "imaging_orders.csv, line 6", "quoted field opens on this line and is never closed")
+
+
 def test_file_name_with_a_line_break_keeps_the_error_on_one_line(tmp_path, small_input):
     """A configured file name holding a line break (and a bidi control) split the one line in two."""
     name = "it's; a\nname \u202e\u00fc.csv"
@@ -1144,3 +1153,27 @@ def test_a_file_in_a_subfolder_is_named_with_its_folder_among_several_files_miss
     (error,) = [ln for ln in r.stderr.splitlines() if "error" in ln]
     assert "; also epic/orders.csv: required column(s) missing: order_code." in error, error
     assert str(small_input) not in error, error
+
+
+def test_a_column_name_given_twice_after_a_wrapped_name_stops_the_run(tmp_path, small_input):
+    """A header cell wrapped over two lines ("Order\\nnote", quoted) cut the header at its line break for the checks
+    of the names: the second 'order_id' after it was not seen, and the run read one of the two, silently."""
+    path = small_input / "imaging_orders.csv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    body = [lines[0] + ',"Order\nnote",order_id'] + [f"{line},n,X{i}" for i, line in enumerate(lines[1:])]
+    path.write_text("\n".join(body) + "\n", encoding="utf-8")
+    _expect_exit_2(tmp_path, small_input, "imaging_orders.csv, line 1", "column name 'order_id' appears twice")
+
+
+def test_a_wrapped_column_name_reads_and_keeps_the_rows_lines(tmp_path, small_input):
+    """A header cell wrapped over two lines and no record holding a break: the rows were numbered a line early (the
+    header's break taken for the end of a record that holds none)."""
+    path = small_input / "imaging_orders.csv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    body = [lines[0] + ',"Order\nnote"'] + [f"{line},n" for line in lines[1:]]
+    body[2] = body[2].replace("MRN-1", "")  # physical line 4: the header takes lines 1 and 2
+    path.write_text("\n".join(body) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", small_input, "--out", out, "--no-validate")
+    assert r.returncode == 0, r.stderr
+    assert _rejects(out).select("source_line", "column_name").rows() == [("4", "patient_id")]

@@ -304,8 +304,18 @@ def test_patient_ids_whose_leading_zeros_one_table_lost_fail_the_check():
         ({"src_imaging_orders": [str(n) for n in range(1000, 1200)], "src_procedures": ["01000", "1001"]}, 1),
         # ids that are not digits alone (MRN-0001, MRN-1) and ids of zeros: not judged
         ({"src_imaging_orders": ["MRN-0001", "0000", "A0012"], "src_procedures": ["MRN-1", "0", "A12"]}, 0),
+        # two sites' numbering, one padded (000123) and one not (123): different patients, in the orders and the
+        # procedures both ways; the diagnoses come from the second site alone, each id as the orders spell it
+        (
+            {
+                "src_imaging_orders": [f"{n:06d}" for n in range(1, 200)] + [str(n) for n in range(1, 200)],
+                "src_procedures": [f"{n:06d}" for n in range(1, 200, 2)] + [str(n) for n in range(1, 200, 2)],
+                "src_diagnoses": [str(n) for n in range(1, 200)],
+            },
+            0,
+        ),
     ],
-    ids=["digits-unpadded", "padded-alike", "one-coincidence", "not-digits"],
+    ids=["digits-unpadded", "padded-alike", "one-coincidence", "not-digits", "two-sites-numbering"],
 )
 def test_patient_ids_spelled_alike_or_one_coincidence_pass_the_check(tables, violated):
     assert _leading_zeros_check(tables)[0] == violated

@@ -259,6 +259,14 @@ def test_timestamp_formats_are_guessed_with_dates_and_day_month_doubt():
     assert detect.guess_formats(["soon", "later"]).unread == ["soon", "later"]
 
 
+def test_a_two_digit_year_is_not_read_as_a_year_of_four():
+    """%Y took '06' for year 6: '13/06/25 10:00' read as %Y/%m/%d (13 June 25 is day first, two-digit year), as
+    many values as %d/%m/%y, and month first won the tie: the starter config read no value right."""
+    guess = detect.guess_formats(["06/06/25 10:00", "07/06/25 10:00", "13/06/25 10:00"])
+    assert (guess.formats, guess.unread, guess.ambiguous) == (["%d/%m/%y %H:%M"], [], [])
+    assert detect.guess_formats(["2025/06/13 10:00"]).formats == ["%Y/%m/%d %H:%M"]  # a year of four still reads
+
+
 def test_day_month_doubt_covers_every_form_of_a_column():
     """03/07/2025 10:00:00 AM beside 03/07/2025 10:05 AM: the seconds' form had no day-first twin among the
     candidates, so it was taken as month first for sure, and that 'settled' the column: no CHECK."""
@@ -700,3 +708,80 @@ def test_columns_without_a_name_are_counted_not_listed(small_input, tmp_path):
     path.write_text("\n".join(body) + "\n", encoding="utf-8")
     _, lines = inspect_writing_config(small_input, tmp_path)
     assert "             kept as extra columns: Accession # and 2 columns without a name" in lines
+
+
+def test_a_file_of_one_huge_line_is_inspected_without_a_traceback(tmp_path):
+    """A file of one line of 6 MB ('a,a,a,...', no line break): the delimiter guess split it with Python's csv
+    module, whose field limit (131,072 characters) the line read with ';' or a tab passed: a traceback, exit 70.
+    Its columns are counted past the first ones, not printed in a line of 100 KB."""
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "imaging_orders.csv").write_text("a," * 3_000_000, encoding="utf-8")
+    r = run_cli("inspect", "--input", d)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    [extra] = [line for line in r.stdout.splitlines() if "kept as extra columns" in line]
+    assert "a, a (32,748 more)" in extra and len(extra) < 300, extra[:300]
+
+
+def test_a_quote_never_closed_in_the_first_mebibyte_is_inspected(small_input):
+    """A quote opened on the first row and never closed: the rest of the sample is one field, longer than the csv
+    module takes, which stopped inspect with a traceback."""
+    path = small_input / "imaging_orders.csv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    path.write_text("\n".join([lines[0], lines[1] + ',"never closed'] + ["x" * 1000] * 200) + "\n", encoding="utf-8")
+    r = run_cli("inspect", "--input", small_input)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert "imaging_orders.csv, line 2: cannot be read as CSV: a quoted field opens on this line" in r.stdout
+
+
+def test_a_header_name_holding_a_quote_maps_and_runs(small_input, tmp_path):
+    """A name quoted with a doubled quote inside (CSV's way to write 'Order "ID"'): inspect maps
+    order_id to 'Order "ID"' as the csv module reads it, and Polars kept the name 'Order ""ID""': the run with the
+    starter config stopped with 'the CSV could not be parsed', no line named. Names with a backslash, a bracket or
+    a formula's '=' are written to valid TOML alike."""
+    path = small_input / "imaging_orders.csv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    header = '"Order ""ID""",patient\\id,Ordered]At,order_code,=ordering_department,indication_codes,status'
+    path.write_text("\n".join([header, *lines[1:]]) + "\n", encoding="utf-8")
+    config, _ = inspect_writing_config(small_input, tmp_path)
+    text = config.read_text(encoding="utf-8")
+    assert 'order_id = "Order \\"ID\\""' in text and 'patient_id = "patient\\\\id"' in text
+    r = run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--config", config, "--no-validate")
+    assert r.returncode == 0, r.stderr
+    assert "loaded imaging_orders: 4 rows read, 4 loaded, 0 rejected" in r.stderr
+
+
+def test_a_column_written_day_first_and_month_first_is_named_and_no_format_is_set(small_input, tmp_path):
+    """13/06/2025 (day first) and 06/14/2025 (month first) in one column: inspect chose month first, listed
+    13/06/2025 as 'not read' and wrote an active timestamp_formats that read 05/06 and 07/06 month first, perhaps
+    wrongly, with no word that the column mixes the two; the run's error advised setting a format."""
+    guess = detect.guess_formats(["13/06/2025 10:00", "06/14/2025 10:00", "05/06/2025 10:00"])
+    assert guess.mixed_day_month == ("06/14/2025 10:00", "13/06/2025 10:00")
+    assert detect.guess_formats(["13/06/2025 10:00", "05/06/2025 10:00"]).mixed_day_month is None  # day first alone
+    open_ = detect.guess_formats(["05/06/2025 10:00"])
+    detect.settle_day_month([guess, open_])  # the mixed column settles no other column's order
+    assert open_.ambiguous == ["%m/%d/%Y %H:%M"]
+    orders = pl.read_csv(small_input / "imaging_orders.csv", infer_schema=False)
+    when = ["13/06/2025 10:00", "06/14/2025 10:00", "05/06/2025 10:00", "07/06/2025 11:00"]
+    orders.with_columns(pl.Series("ordered_at", when)).write_csv(small_input / "imaging_orders.csv")
+    config, lines = inspect_writing_config(small_input, tmp_path)
+    assert any(line.strip().startswith("CHECK day and month: written both ways ('06/14/2025 10:00'") for line in lines)
+    text = config.read_text(encoding="utf-8")
+    assert "# CHECK: ordered_at writes day and month both ways" in text
+    assert "\ntimestamp_formats" not in text and '# timestamp_formats = ["%m/%d/%Y %H:%M"]' in text
+    r = run_cli("validate", "--input", small_input, "--config", config)
+    assert r.returncode == 2 and "writes day and month both ways" in r.stderr, r.stderr
+
+
+def test_a_local_code_in_cpt_form_is_named_past_the_500_most_used_codes(small_input, tmp_path):
+    """inspect kept the 500 most used codes no map lists, and named a code outside CPT's radiology section only
+    among them: a site's local code of one order (00412) beside 500 radiology codes of two orders each was cut,
+    and no CHECK line named it."""
+    orders = pl.read_csv(small_input / "imaging_orders.csv", infer_schema=False)
+    first = orders.row(0, named=True)
+    codes = [str(71000 + i) for i in range(500) for _ in range(2)] + ["00412"]
+    many = pl.DataFrame([{**first, "order_id": f"X{i}", "order_code": code} for i, code in enumerate(codes)])
+    pl.concat([orders, many]).write_csv(small_input / "imaging_orders.csv")
+    r = run_cli("inspect", "--input", small_input)
+    assert r.returncode == 0, r.stderr
+    assert "CHECK: outside CPT's radiology section (70010-79999): 00412 (1)." in r.stdout

@@ -367,3 +367,62 @@ def test_indication_codes_separated_by_commas_or_semicolons_read_as_the_contract
     got = [r[0] for r in con.execute("SELECT indication_codes FROM src_imaging_orders ORDER BY order_id").fetchall()]
     # a list of codes and spaces alone stays as delivered: the gate's format check names it
     assert got == ["G97.1|M54.50", "G97.1|m54.5", None, "G97.1|M54.5", "G97.1 M54.5", "G97.1 - leak|after LP"]
+
+
+def test_a_code_list_with_an_empty_field_or_full_width_separators_reads_as_the_contracts_list(tmp_path):
+    """'G97.1,,M54.5' (an empty field between two codes) read as 'G97.1||M54.5', and the full-width comma or
+    semicolon of an East Asian keyboard, or a workbook cell's line breaks, stayed: the gate warned of a malformed
+    list that holds two good codes."""
+    d = tmp_path / "in"
+    write_csv(d / "procedures.csv", PROC_HEADER, [["A", "M", "2025-03-07 10:00:00", "62323", "Pain", "1970-01-01"]])
+    given = ["G97.1,,M54.5", "G97.1 ; ;", ",G97.1", "G97.1\uff0cM54.5", "G97.1 \uff1b M54.5", "G97.1\r\n\r\nM54.5 \n"]
+    rows = [[f"O{i}", "M", "2025-06-06 10:00:00", "72156", "Neuro", codes, "completed"] for i, codes in enumerate(given)]
+    write_csv(d / "imaging_orders.csv", ORDER_HEADER, rows)
+    con, _ = _load(d, tmp_path)
+    got = [r[0] for r in con.execute("SELECT indication_codes FROM src_imaging_orders ORDER BY order_id").fetchall()]
+    assert got == ["G97.1|M54.5", "G97.1", "G97.1", "G97.1|M54.5", "G97.1|M54.5", "G97.1|M54.5"]
+
+
+def test_a_line_of_spaces_or_quoted_empties_between_delimiters_is_no_record(tmp_path, caplog):
+    """A spreadsheet's empty row saved with a space in its cells, or each cell quoted empty: no record either. The
+    time column's parse flag (`ordered_at_is_date`, false where the cell held spaces) is no value of the row; read
+    as one, the line was rejected with three 'required value missing' rejects."""
+    d = tmp_path / "in"
+    write_csv(d / "procedures.csv", PROC_HEADER, [["A", "M", "2025-03-07 10:00:00", "62323", "Pain", "1970-01-01"]])
+    body = "\n".join(
+        [
+            ",".join(ORDER_HEADER),
+            "O1,M,2025-06-06 10:00:00,72156,Neuro,,completed",
+            " , , ,,,,",  # line 3: spaces in the time cell too
+            '"","","","","","",""',  # line 4: each cell quoted empty
+            "O2,M,2025-06-06 12:00:00,72157,Neuro,,completed",
+            "",
+        ]
+    )
+    (d / "imaging_orders.csv").write_text(body, encoding="utf-8")
+    with caplog.at_level("INFO", logger="pipeline.ingest.load"):
+        con, loads = _load(d, tmp_path)
+    assert _rejects(con) == []
+    orders = loads["imaging_orders"]
+    assert (orders.rows_read, orders.rows_loaded, orders.rows_rejected) == (2, 2, 0)
+    assert "imaging_orders.csv: 2 blank lines skipped, no record on it (line 3, 4)" in caplog.text
+
+
+def test_a_parquet_row_of_nulls_with_a_zoned_timestamp_column_is_no_record(tmp_path):
+    """A Parquet file whose time column is typed with a zone: its parse flag is false on every row, a null one too;
+    the row of nulls was rejected as a bad row."""
+    d = tmp_path / "in"
+    write_csv(d / "procedures.csv", PROC_HEADER, [["A", "M", "2025-03-07 10:00:00", "62323", "Pain", "1970-01-01"]])
+    orders = pl.DataFrame(
+        {
+            "order_id": ["O1", None, "O2"],
+            "patient_id": ["M", None, "M"],
+            "ordered_at": ["2025-06-06 10:00:00", None, "2025-06-06 12:00:00"],
+            "order_code": ["72156", None, "72157"],
+            "ordering_department": ["Neuro", None, "Neuro"],
+        }
+    ).with_columns(pl.col("ordered_at").str.to_datetime().dt.replace_time_zone("UTC"))
+    orders.write_parquet(d / "imaging_orders.parquet")
+    con, loads = _load(d, tmp_path)
+    assert _rejects(con) == []
+    assert (loads["imaging_orders"].rows_read, loads["imaging_orders"].rows_loaded) == (2, 2)

@@ -98,6 +98,7 @@ def _write_times_and_values(d: Path) -> None:
     orders[20][6], orders[21][6], orders[22][6] = "Done", " CANCELED ", "lost"
     # code lists as EHRs write them: read as the contract's '|' (a tab and the spaces around a separator go too)
     lists = ["G97.1, M54.50", " ;G97.1 ;\tm54.5; ", ",,", "G97.1|M54.5", "G97.1 M54.5", "|"]
+    lists += ["G97.1,,M54.5", "G97.1\uff0cM54.5", "G97.1\r\nM54.5"]  # a run of separators, full-width, a line break
     for i, codes in enumerate(lists, start=23):
         orders[i][5] = codes
     header = [*ORDER_HEADER[:-1], "order_status"]  # a column named as the config maps it

@@ -28,3 +28,8 @@ def system_expr(code: pl.Expr, forms: dict[str, str] = FORMS) -> pl.Expr:
         cond = c.str.contains(form)
         expr = pl.when(cond).then(pl.lit(name)) if expr is None else expr.when(cond).then(pl.lit(name))
     return expr.otherwise(pl.lit(OTHER))
+
+
+# CPT's Radiology section (codes 70010-79999): where an imaging order's CPT code is, but for a few (vascular
+# ultrasound is in Medicine, 93xxx). A five-digit order code outside it is most often the site's own exam code.
+RADIOLOGY_CPT = ("70010", "79999")

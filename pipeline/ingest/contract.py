@@ -52,8 +52,11 @@ def out_of_range_reason() -> str:
 
 # what separates the codes of a code list as delivered, with the spaces or tabs around it: read as the contract's
 # '|'. The tab is the character itself: Polars' and Spark's regular expressions (and Spark's SQL text) read it
-# alike, where an escape or a class such as \\s differs between them
-CODE_LIST_SEPARATORS = "[ \t]*[|,;][ \t]*"
+# alike, where an escape or a class such as \\s differs between them. A run of them ('G97.1,,M54.5', an empty
+# field between two) is one separator: read as '||', the list failed the gate's format check for an empty code.
+# The full-width comma and semicolon (U+FF0C, U+FF1B) are an East Asian keyboard's, a line break a workbook cell's
+# list (Alt+Enter: 'G97.1\nM54.5' read as one malformed code); no ICD-10-CM code holds one.
+CODE_LIST_SEPARATORS = "[ \t\r\n]*[|,;\uff0c\uff1b\r\n][ \t\r\n|,;\uff0c\uff1b]*"
 
 
 @dataclass(frozen=True)

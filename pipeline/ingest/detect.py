@@ -8,6 +8,7 @@ sample; where two readings fit equally (04/10/2026: April or October?) it says s
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import re
 from dataclasses import dataclass, field
@@ -60,6 +61,12 @@ EXCEL_SERIALS_FIX = (
 DATE_FORMATS = ("%m/%d/%Y", "%m/%d/%y", "%d/%m/%Y", "%d/%m/%y", "%d.%m.%Y", "%d-%b-%Y", "%d-%b-%y", "%Y/%m/%d", "%Y%m%d")
 
 
+MIXED_DAY_MONTH_FIX = (
+    "no one order of day and month reads the column, and the values either order reads (05/06) cannot be told "
+    "apart: have the extract write the times as ISO 8601 text (2025-03-07 09:00), or fix them at the source"
+)
+
+
 def normalise(name: str) -> str:
     """A column name without case, spaces or punctuation: 'Order ID', 'ORDER_ID' and 'order_id' agree."""
     return re.sub(r"[^a-z0-9]", "", name.lower())
@@ -89,6 +96,9 @@ class FormatGuess:
     ambiguous: list[str] = field(default_factory=list)
     examples: dict[str, str] = field(default_factory=dict)  # format (or "ISO 8601") -> one value it reads
     excel_serials: bool = False  # every value no format reads looks like an Excel date serial (EXCEL_SERIALS_FIX)
+    # (a value only month first reads, one only day first reads): the column writes day and month both ways, and
+    # no one order reads it (MIXED_DAY_MONTH_FIX); the values either order reads are read wrong half the time
+    mixed_day_month: tuple[str, str] | None = None
 
     @property
     def sure(self) -> bool:
@@ -112,8 +122,14 @@ def _iso_reads(values: pl.Series, dates: bool) -> pl.Series:
 
 def _reads(values: pl.Series, fmt: str, dates: bool) -> pl.Series:
     if dates and formats.is_date_only(fmt):
-        return values.str.to_date(fmt, strict=False).is_not_null()
-    return values.str.to_datetime(fmt, strict=False, time_unit="us", cache=False).is_not_null()
+        parsed = values.str.to_date(fmt, strict=False)
+    else:
+        parsed = values.str.to_datetime(fmt, strict=False, time_unit="us", cache=False)
+    if "%Y" in fmt:
+        # %Y takes a year of any number of digits: '06/06/25 10:00' read as %Y/%m/%d, year 6, and as many values
+        # as %d/%m/%y, so inspect wrote a config that reads no value right. A four-digit year is what %Y means.
+        return parsed.dt.year().fill_null(0) >= 1000
+    return parsed.is_not_null()
 
 
 def _cover(reads: dict[str, pl.Series], allowed: list[str], n: int) -> tuple[list[tuple[str, pl.Series]], pl.Series]:
@@ -151,6 +167,9 @@ def guess_formats(sample: list[str], dates: bool = False) -> FormatGuess:
     reads = {f: _reads(left, f, dates) for f in candidates}
     month_first, read = _cover(reads, [f for f in candidates if not f.startswith(DAY_FIRST)], left.len())
     day_first, read_day_first = _cover(reads, [f for f in candidates if not f.startswith(MONTH_FIRST)], left.len())
+    only_month_first, only_day_first = read & ~read_day_first, read_day_first & ~read
+    if only_month_first.any() and only_day_first.any():
+        guess.mixed_day_month = (left.filter(only_month_first)[0], left.filter(only_day_first)[0])
     if int(read_day_first.sum()) > int(read.sum()):
         chosen, read = day_first, read_day_first
     else:
@@ -169,7 +188,14 @@ def settle_day_month(guesses: list[FormatGuess]) -> None:
     """An order some column settles (a day over 12) is settled for the whole table: its other columns read day and
     month that way too, no longer ambiguous (an extract writes day and month one way). Columns that settle it both
     ways leave the others in doubt."""
-    settled = {f[: len(MONTH_FIRST)] for g in guesses for f in g.formats if day_month_twin(f) and f not in g.ambiguous}
+    # a column written both ways settles nothing (its chosen order is only the one that reads more of its values)
+    settled = {
+        f[: len(MONTH_FIRST)]
+        for g in guesses
+        if not g.mixed_day_month
+        for f in g.formats
+        if day_month_twin(f) and f not in g.ambiguous
+    }
     if len(settled) != 1:
         return
     for g in guesses:
@@ -234,6 +260,17 @@ def _first_non_ascii(text: str, lines_before: int) -> str | None:
     return f"'{m.group()}' on line {lines_before + text.count(chr(10), 0, m.start()) + 1}"
 
 
+def _split_rows(lines: list[str], delimiter: str) -> list[list[str]]:
+    """The sample's rows split by delimiter, up to a field longer than the csv module takes (131,072 characters: a
+    file of one huge line, a quote never closed that runs to the end of the sample): the lines from there on judge
+    no delimiter. Read as they were, they stopped inspect with a traceback."""
+    rows: list[list[str]] = []
+    reader = csv.reader(lines, delimiter=delimiter)
+    with contextlib.suppress(csv.Error):
+        rows.extend(reader)
+    return rows
+
+
 def guess_delimiter(lines: list[str], wanted: set[str] | None = None) -> tuple[str, bool]:
     """(delimiter, sure): the candidate that splits the header into the most fields and every
     sample line into as many; header names that match `wanted` (normalised names) come first."""
@@ -241,7 +278,7 @@ def guess_delimiter(lines: list[str], wanted: set[str] | None = None) -> tuple[s
         return ",", False
     scored = []
     for i, d in enumerate(DELIMITERS):
-        rows = list(csv.reader(lines, delimiter=d))
+        rows = _split_rows(lines, d)
         width = len(rows[0]) if rows else 0
         consistent = sum(len(r) == width for r in rows[1:]) / max(1, len(rows) - 1)
         known = sum(normalise(name) in (wanted or set()) for name in rows[0]) if rows else 0

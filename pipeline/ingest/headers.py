@@ -31,12 +31,18 @@ def _text_header(f: InputFile, fmt: TableFormat) -> tuple[list[str], str]:
             f.path, "is a binary file, not CSV", 'Export the table as UTF-8 CSV (for UTF-16 text set encoding = "utf-16")'
         )
     number = f.header_row or 1
-    line = textfile.line_at(textfile.decode_head(f.path, head, fmt, f.table), number)
+    text = textfile.decode_head(f.path, head, fmt, f.table)
+    line = textfile.line_at(text, number)
     if line is None:
         raise InputFileError(
             f.path, f"has no line {number} (header_row under [formats.{f.table}])", "Fix header_row in the config"
         )
-    return textfile.split_fields(line, fmt.delimiter_for(f.path.suffix), fmt.quote), line
+    separator = fmt.delimiter_for(f.path.suffix)
+    if fmt.quote and line.count(fmt.quote) % 2:
+        # a quoted name holds a line break (a wrapped title cell): the header runs on to the line its quote closes
+        # on, as the reader reads it. Cut at the break, the names after it were missed: one given twice, say
+        return textfile.split_record(textfile.from_line(text, number), separator, fmt.quote), line
+    return textfile.split_fields(line, separator, fmt.quote), line
 
 
 def read_header(f: InputFile, fmt: TableFormat) -> tuple[list[str], str | None]:

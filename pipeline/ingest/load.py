@@ -102,6 +102,10 @@ def _refuse_nested_columns(f: InputFile, schema: dict) -> None:
         )
 
 
+# the csv module's error for a field longer than it takes: no value of the contract is (LONGEST_TEXT)
+FIELD_LIMIT = "field larger than field limit"
+
+
 def _diagnose_csv_failure(f: InputFile, source: Source) -> tuple[int | None, str]:
     """Find the first line Polars could not read, for the error message (error path only)."""
     with source.path.open("rb") as fh:
@@ -125,7 +129,10 @@ def _diagnose_csv_failure(f: InputFile, source: Source) -> tuple[int | None, str
             elif len(row) > width:
                 return n, f"{len(row)} fields where the header has {width}"
     except csv.Error as exc:
-        return None, f"the CSV could not be parsed ({exc})"
+        # a field past the csv module's limit (131,072 characters) is a quote never closed that runs on: its line
+        # is found below (the message alone named no line)
+        if FIELD_LIMIT not in str(exc):
+            return None, f"the CSV could not be parsed ({exc})"
     unclosed = _unclosed_quote_line(text, kwargs)
     if unclosed is not None:
         return above + unclosed, "a quoted field opens on this line and is never closed"
@@ -140,7 +147,7 @@ def _unclosed_quote_line(text: str, kwargs: dict) -> int | None:
         for _ in reader:
             last_end = reader.line_num
     except csv.Error as exc:
-        if "unexpected end of data" in str(exc):
+        if "unexpected end of data" in str(exc) or FIELD_LIMIT in str(exc):
             return last_end + 1
     return None
 
@@ -304,8 +311,11 @@ def _physical_lines(f: InputFile, source: Source, typed_path: Path, schema: dict
         fp = fingerprint() if fingerprint is not None else None
         breaks = fp.line_breaks if fp is not None else textfile.count_line_breaks(source.path)
     header_breaks = sum(str(c).count("\n") for c in schema)
-    # the title lines above the header (header_row) each end in a break too
-    if physical_lines.records_match_lines(breaks - (source.header_line - 1), _rows_of(typed_path), header_breaks):
+    # the title lines above the header (header_row) each end in a break too. A header whose name holds a break
+    # (a wrapped title cell) moves every record down by it: the rows are renumbered even when no record holds one
+    # (they were a line early)
+    records = _rows_of(typed_path)
+    if not header_breaks and physical_lines.records_match_lines(breaks - (source.header_line - 1), records):
         return
     physical_lines.rewrite(typed_path, source, header_breaks, scratch)
 
@@ -470,7 +480,10 @@ def _drop_blank_rows(con: duckdb.DuckDBPyConnection, typed_path: Path, contract:
         return
     src = f"read_parquet({literal(typed_path)})"
     columns = [c for (c,) in con.execute(f"SELECT column_name FROM (DESCRIBE SELECT * FROM {src})").fetchall()]
-    fields = [c for c in columns if c != LINE and not c.startswith(source_store.INTERNAL_PREFIXES)]
+    # an instant's `_is_date` flag is the parse's, not the row's: false on a blank cell of a typed (xlsx, Parquet)
+    # column or one of spaces, it kept such a row as a record
+    flags = {f"{c}_is_date" for c in contract.instants}
+    fields = [c for c in columns if c != LINE and c not in flags and not c.startswith(source_store.INTERNAL_PREFIXES)]
     blank = " AND ".join(f"{ident(c)} IS NULL" for c in fields)
     lines = [line for (line,) in con.execute(f"SELECT {LINE} FROM {src} WHERE {blank} ORDER BY 1").fetchall()]
     if lines:

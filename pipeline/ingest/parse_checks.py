@@ -64,6 +64,12 @@ def check_columns_parsed(con, src: str, f: InputFile, contract: TableContract, c
         guess = detect.guess_formats(sample, dates=dates)
         # no strftime format reads a day count: the advice to set one sent people nowhere (a workbook or a CSV)
         fix = detect.EXCEL_SERIALS_FIX if guess.excel_serials else _suggestion(contract.name, setting, guess)
+        if guess.mixed_day_month:  # a format to set would read some values wrongly
+            month_first, day_first = guess.mixed_day_month
+            fix = (
+                f"The column writes day and month both ways ('{month_first}' month first, '{day_first}' day first): "
+                + detect.MIXED_DAY_MONTH_FIX
+            )
         raise InputFileError(
             f.label,
             # the example is not shown when it is a patient id of the table (a column mapped wrongly, load.py)

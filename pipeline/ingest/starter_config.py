@@ -17,6 +17,7 @@ from pipeline import formula_guard
 from pipeline.config import Config
 from pipeline.errors import ConfigError
 from pipeline.ingest import detect
+from pipeline.ingest.code_systems import RADIOLOGY_CPT
 from pipeline.ingest.contract import CONTRACT_BY_NAME
 from pipeline.ingest.formats import TableFormat
 from pipeline.ingest.inspector import TableReport
@@ -31,6 +32,7 @@ HOW = {
     "spelling": "same name, other spelling",
     "synonym": "EHR spelling (shipped synonyms)",
 }
+EXTRA_COLUMNS_SHOWN = 20  # the extra columns inspect names, the first ones; the others are counted
 TEMPLATE_COLUMNS = (*reference.CODE_MAP_COLUMNS, "valid_from", "valid_to", "source")
 
 
@@ -127,7 +129,10 @@ def as_text(reports: dict, input_dir: Path) -> str:
             named = [h for h in r.extra_columns if str(h).strip()]
             nameless = len(r.extra_columns) - len(named)
             also = f"{' and ' if named else ''}{counted(nameless, 'column')} without a name" if nameless else ""
-            lines.append(f"             kept as extra columns: {', '.join(named)}{also}")
+            # the first names only: an export of 2,000 columns (or a huge line read as a header) printed them all
+            shown = ", ".join(named[:EXTRA_COLUMNS_SHOWN])
+            shown += f" ({len(named) - EXTRA_COLUMNS_SHOWN:,} more)" if len(named) > EXTRA_COLUMNS_SHOWN else ""
+            lines.append(f"             kept as extra columns: {shown}{also}")
         for c in r.formats:
             forms = ", ".join(f"{f} (e.g. {c.guess.examples.get(f, '-')})" for f in c.guess.formats)
             forms = forms or ("no format found" if c.unread else "none needed")
@@ -143,6 +148,12 @@ def as_text(reports: dict, input_dir: Path) -> str:
                 lines.append(f"             not read, e.g.: {', '.join(repr(v) for v in c.unread_examples)}")
             if c.guess.excel_serials:
                 lines.append(f"             CHECK: {detect.EXCEL_SERIALS_FIX}")
+            if c.guess.mixed_day_month:
+                month_first, day_first = c.guess.mixed_day_month
+                lines.append(
+                    f"             CHECK day and month: written both ways ({month_first!r} is month first, "
+                    f"{day_first!r} day first); {detect.MIXED_DAY_MONTH_FIX}"
+                )
         for col, rows in r.values.items():
             for i, v in enumerate(rows):
                 head = f"  {col:10} " if i == 0 else "             "
@@ -164,11 +175,6 @@ def _code_cells_note(cells: dict) -> str:
 def _decimal_comma_note(r: TableReport) -> str:
     counts = ", ".join(f"{c} {m['comma']:,}" for c, m in r.decimal_marks.items() if m["comma"])
     return f"written with a decimal comma (45,5): {counts or 'no value seen'}; read as decimals"
-
-
-# CPT's Radiology section (codes 70010-79999): where an imaging order's CPT code is, but for a few (vascular
-# ultrasound is in Medicine, 93xxx)
-RADIOLOGY_CPT = ("70010", "79999")
 
 
 def code_lines(table: str, systems: dict[str, int], unknown_codes: list[dict], told_by: str = "form") -> list[str]:
@@ -261,6 +267,8 @@ def _format_lines(r: TableReport) -> list[str]:
         lines.append(f"decimal_comma = true   # {_decimal_comma_note(r)}")
     serials = [c.column for c in r.formats if c.guess.excel_serials]
     lines += [f"# CHECK: {column} holds no time a format reads. {detect.EXCEL_SERIALS_FIX}" for column in serials]
+    mixed = [c.column for c in r.formats if c.guess.mixed_day_month]
+    lines += [f"# CHECK: {column} writes day and month both ways: {detect.MIXED_DAY_MONTH_FIX}" for column in mixed]
     lists = (("timestamp", "timestamp_formats", fmt.timestamp_formats), ("date", "date_formats", fmt.date_formats))
     for kind, name, values in lists:
         if not values:
@@ -269,6 +277,10 @@ def _format_lines(r: TableReport) -> list[str]:
         ambiguous = [a for c in cols for a in c.guess.ambiguous]
         read = ", ".join(f"{c.column} {c.values - c.unread:,} of {c.values:,}" for c in cols)
         setting = f"{name} = {toml_list(list(values))}"
+        if any(c.guess.mixed_day_month for c in cols):
+            # the column's values read either way are read wrong half the time: no active guess (the CHECK above)
+            lines.append(f"# {setting}   # reads {read}, some of them perhaps wrongly; ISO 8601 is always read too")
+            continue
         if not ambiguous:
             lines.append(f"{setting}   # reads {read}; ISO 8601 is always read too")
             continue

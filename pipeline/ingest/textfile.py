@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,7 @@ class Source:
 
 def scan(source: Source, index_name: str, ragged: bool = False) -> pl.LazyFrame:
     """Every column as text, each record numbered from the line after the header (2 when the header is line 1)."""
-    return pl.scan_csv(
+    lf = pl.scan_csv(
         source.path,
         glob=False,  # a path is a file: "Extract [2026-04]" is no pattern
         separator=source.separator,
@@ -51,6 +52,12 @@ def scan(source: Source, index_name: str, ragged: bool = False) -> pl.LazyFrame:
         truncate_ragged_lines=ragged,
         raise_if_empty=False,
     )
+    quote = source.quote_char
+    # Polars keeps a header name's doubled quote as two ('"Order ""ID"""' as 'Order ""ID""'), where its values and
+    # the csv module, which names the columns for the config and the checks, read one: a column mapped by that name
+    # was not found, and the run stopped with 'the CSV could not be parsed'
+    doubled = [c for c in lf.collect_schema().names() if quote and quote * 2 in c] if quote else []
+    return lf.rename({c: c.replace(quote * 2, quote) for c in doubled}) if doubled else lf
 
 
 def read_head(path: Path, size: int = HEAD_BYTES) -> bytes:
@@ -90,6 +97,19 @@ def line_at(text: str, number: int = 1) -> str | None:
     if number > len(lines) or (number == len(lines) and not lines[-1] and number > 1):
         return None
     return lines[number - 1]
+
+
+def from_line(text: str, number: int) -> str:
+    """The text from the start of line `number` (from 1; line ends as line_at reads them)."""
+    return re.split(r"\r\n|\r|\n", text, maxsplit=number - 1)[-1] if number > 1 else text  # (maxsplit 0: no limit)
+
+
+def split_record(text: str, separator: str, quote_char: str) -> list[str]:
+    """The first record of text, its quoted fields running over line breaks as the CSV reader reads them."""
+    try:
+        return next(csv.reader(io.StringIO(text, newline=""), delimiter=separator, quotechar=quote_char), [])
+    except csv.Error:  # a quote never closed: the loader names its line
+        return split_fields(text.splitlines()[0] if text else "", separator, quote_char)
 
 
 def split_fields(line: str, separator: str, quote_char: str | None) -> list[str]:

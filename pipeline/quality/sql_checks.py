@@ -114,8 +114,12 @@ LEADING_ZERO_SHARE = 0.01
 def check_patient_ids_keep_leading_zeros(p: dict):
     """All-digit patient ids that one table spells with leading zeros and another without (000104501, 104501):
     Excel drops the zeros of an id it holds as a number, and the tables then join on no patient (an extract whose
-    procedures workbook did audited 1 case of 8, exit 0, no word). Counts the ids spelled more than one way, out of
-    the distinct all-digit ids; fails when they are LEADING_ZERO_SHARE of them or more.
+    procedures workbook did audited 1 case of 8, exit 0, no word). Counts the ids of a table with no zero-led id
+    that no other table spells so but another spells with zeros (the ids that join on nothing), out of the
+    distinct all-digit ids; fails when they are LEADING_ZERO_SHARE of them or more. An id another table spells the
+    same is no loss: two sites' numbering, one padded and one not, puts 000123 and 123 (two patients) in the
+    orders, and a table from the second site alone then lost nothing (counting every id spelled two ways in any
+    table stopped such a run).
 
     Counting them takes every table's distinct ids (~7 CPU-s at 10M orders), so it is done only when the tables
     can disagree so: one table has ids with a leading zero (not zeros alone) and another has ids that start with
@@ -130,15 +134,6 @@ def check_patient_ids_keep_leading_zeros(p: dict):
             ).fetchall()
         }
         tables = [t for t in PATIENT_ID_TABLES if t in present]
-        # each table's distinct ids, then the digits of the all-digit ones (materialised: the filter pushed into the
-        # union ran the pattern on every row of the orders, not on their distinct ids)
-        ids = " UNION ".join(f"SELECT DISTINCT patient_id FROM {t}" for t in tables)
-        spelled = (
-            f"WITH ids AS MATERIALIZED ({ids}), spelled AS MATERIALIZED (SELECT patient_id, ltrim(patient_id, '0') AS digits "
-            "FROM ids WHERE regexp_full_match(patient_id, '[0-9]*[1-9][0-9]*'))"
-        )
-        twice_spelled = "SELECT digits FROM spelled GROUP BY digits HAVING count(*) > 1"
-        vsql = f"{spelled} SELECT patient_id FROM spelled WHERE digits IN ({twice_spelled})"
         # per table, its last id that starts with a zero and whether any starts with 1-9 (a scan, no copy of a value)
         shapes = con.execute(
             " UNION ALL ".join(
@@ -149,11 +144,27 @@ def check_patient_ids_keep_leading_zeros(p: dict):
         ).fetchall()
         # an id of zeros alone ('0', a placeholder) does not make a table's ids padded
         padded = [bool(zero_led and zero_led.lstrip("0")) for zero_led, _ in shapes]
-        if not (any(padded) and any(digit_led and not pad for (_, digit_led), pad in zip(shapes, padded, strict=True))):
+        unpadded = [t for t, (_, digit_led), pad in zip(tables, shapes, padded, strict=True) if digit_led and not pad]
+        # each table's distinct all-digit ids and their digits (materialised: the filter pushed into the union ran
+        # the pattern on every row of the orders, not on their distinct ids)
+        unpadded_names = ", ".join(f"'{t}'" for t in unpadded) or "NULL"
+        ids = " UNION ALL ".join(f"SELECT DISTINCT '{t}' AS source, patient_id FROM {t}" for t in tables)
+        spelled = (
+            f"WITH ids AS MATERIALIZED ({ids}), spelled AS MATERIALIZED (SELECT source, patient_id, "
+            "ltrim(patient_id, '0') AS digits FROM ids WHERE regexp_full_match(patient_id, '[0-9]*[1-9][0-9]*')), "
+            # an id of a table without zero-led ids that no other table spells so, and another spells with zeros
+            "lost AS (SELECT DISTINCT s.patient_id, s.digits FROM spelled s "
+            f"WHERE s.source IN ({unpadded_names}) "
+            "AND NOT EXISTS (SELECT 1 FROM spelled o WHERE o.source <> s.source AND o.patient_id = s.patient_id) "
+            "AND EXISTS (SELECT 1 FROM spelled o WHERE o.source <> s.source AND o.digits = s.digits "
+            "AND o.patient_id <> s.patient_id))"
+        )
+        # the examples: the lost spellings and the zero-led ones of the same digits
+        vsql = f"{spelled} SELECT DISTINCT patient_id FROM spelled WHERE digits IN (SELECT digits FROM lost)"
+        if not (any(padded) and unpadded):
             return 0, 0, False, [], vsql
         twice, total = con.execute(
-            f"{spelled} SELECT count(*) FILTER (WHERE spellings > 1), count(*) FROM "
-            "(SELECT digits, count(*) AS spellings FROM spelled GROUP BY digits) AS d"
+            f"{spelled} SELECT (SELECT count(*) FROM lost), count(DISTINCT digits) FROM spelled"
         ).fetchall()[0]
         sample = _count_and_sample(con, vsql, "patient_id")[1] if twice else []
         return twice, total, twice > 0 and twice >= LEADING_ZERO_SHARE * total, sample, vsql
