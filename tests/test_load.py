@@ -355,16 +355,21 @@ def test_a_blank_line_is_no_record_and_no_reject(tmp_path, encoding, caplog):
     assert "imaging_orders.csv: 3 blank lines skipped, no record on it (line 3, 4, 7)" in caplog.text
 
 
-def test_indication_codes_separated_by_commas_or_semicolons_read_as_the_contracts_list(tmp_path):
-    """'G97.1, M54.50' is an EHR's usual list: the audits split on '|' alone, so a comma-separated list was one
-    malformed code, and a case whose only leak evidence it held was lost (an onboarding review's finding)."""
+def _indication_codes_loaded(tmp_path, given: list[str]) -> list[str | None]:
+    """The indication codes each of these cells loads as, one order a cell (in their order)."""
     d = tmp_path / "in"
     write_csv(d / "procedures.csv", PROC_HEADER, [["A", "M", "2025-03-07 10:00:00", "62323", "Pain", "1970-01-01"]])
-    given = ["G97.1, M54.50", " ;G97.1 ;\tm54.5; ", ",, ", "G97.1|M54.5", "G97.1 M54.5", "G97.1 - leak, after LP"]
     rows = [[f"O{i}", "M", "2025-06-06 10:00:00", "72156", "Neuro", codes, "completed"] for i, codes in enumerate(given)]
     write_csv(d / "imaging_orders.csv", ORDER_HEADER, rows)
     con, _ = _load(d, tmp_path)
-    got = [r[0] for r in con.execute("SELECT indication_codes FROM src_imaging_orders ORDER BY order_id").fetchall()]
+    return [r[0] for r in con.execute("SELECT indication_codes FROM src_imaging_orders ORDER BY order_id").fetchall()]
+
+
+def test_indication_codes_separated_by_commas_or_semicolons_read_as_the_contracts_list(tmp_path):
+    """'G97.1, M54.50' is an EHR's usual list: the audits split on '|' alone, so a comma-separated list was one
+    malformed code, and a case whose only leak evidence it held was lost (an onboarding review's finding)."""
+    given = ["G97.1, M54.50", " ;G97.1 ;\tm54.5; ", ",, ", "G97.1|M54.5", "G97.1 M54.5", "G97.1 - leak, after LP"]
+    got = _indication_codes_loaded(tmp_path, given)
     # a list of codes and spaces alone stays as delivered: the gate's format check names it
     assert got == ["G97.1|M54.50", "G97.1|m54.5", None, "G97.1|M54.5", "G97.1 M54.5", "G97.1 - leak|after LP"]
 
@@ -373,13 +378,8 @@ def test_a_code_list_with_an_empty_field_or_full_width_separators_reads_as_the_c
     """'G97.1,,M54.5' (an empty field between two codes) read as 'G97.1||M54.5', and the full-width comma or
     semicolon of an East Asian keyboard, or a workbook cell's line breaks, stayed: the gate warned of a malformed
     list that holds two good codes."""
-    d = tmp_path / "in"
-    write_csv(d / "procedures.csv", PROC_HEADER, [["A", "M", "2025-03-07 10:00:00", "62323", "Pain", "1970-01-01"]])
     given = ["G97.1,,M54.5", "G97.1 ; ;", ",G97.1", "G97.1\uff0cM54.5", "G97.1 \uff1b M54.5", "G97.1\r\n\r\nM54.5 \n"]
-    rows = [[f"O{i}", "M", "2025-06-06 10:00:00", "72156", "Neuro", codes, "completed"] for i, codes in enumerate(given)]
-    write_csv(d / "imaging_orders.csv", ORDER_HEADER, rows)
-    con, _ = _load(d, tmp_path)
-    got = [r[0] for r in con.execute("SELECT indication_codes FROM src_imaging_orders ORDER BY order_id").fetchall()]
+    got = _indication_codes_loaded(tmp_path, given)
     assert got == ["G97.1|M54.5", "G97.1", "G97.1", "G97.1|M54.5", "G97.1|M54.5", "G97.1|M54.5"]
 
 
