@@ -28,11 +28,19 @@ def describe(holder: dict) -> str:
 
 
 @contextlib.contextmanager
-def held(lock_path: Path, run_id: str, command: str, option: str, refusal: Callable[[dict], str], **about):
+def held(
+    lock_path: Path, guarded: Path, run_id: str, command: str, option: str, refusal: Callable[[dict], str], **about
+):
     """Hold ``lock_path`` until the block ends, or stop at once (exit 4) with ``refusal(holder)`` when another
-    process holds it. ``option``: the option whose path the lock guards (named when the file cannot be made);
-    ``about``: more of the holder written into the file."""
-    lock_path = Path(lock_path)
+    process holds it. ``guarded``: what the lock guards (the warehouse, the --out folder); ``option``: the option
+    naming it (named when the file cannot be made); ``about``: more of the holder written into the file.
+
+    A lock file this call made is removed as the block ends when ``guarded`` was never made (a run refused by
+    the next lock, a disk full before the warehouse): nothing is left beside a path the user gave that holds
+    nothing. It is removed while still held, so a run that opened it meanwhile is refused, and one after makes
+    its own; a lock file found there, or beside what the run made, stays (it is reused, never a stale lock)."""
+    lock_path, guarded = Path(lock_path), Path(guarded)
+    made = not os.path.lexists(lock_path)
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)  # held for the whole run; the umask applies
@@ -47,22 +55,31 @@ def held(lock_path: Path, run_id: str, command: str, option: str, refusal: Calla
             except ValueError:
                 holder = {}
             raise WarehouseLockedError(refusal(holder if isinstance(holder, dict) else {})) from None
-        record = {
-            "run_id": run_id,
-            "pid": os.getpid(),
-            "host": socket.gethostname(),  # a pid names a process of this machine only (``run_is_gone``)
-            "command": command,
-            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            **about,
-        }
-        try:  # unbuffered: a full disk fails here, in words, not later as the file closes
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(record).encode("utf-8"), 0)
-        except OSError as exc:
-            raise WriteRefusedError(
-                f"{option}: could not write its lock file {lock_path} ({exc.strerror}); nothing was changed: free "
-                "space or fix the folder, then run again"
-            ) from None
-        yield
+        try:
+            _record_holder(fd, lock_path, {"run_id": run_id, "command": command, **about}, option)
+            yield
+        finally:
+            if made and not guarded.exists():
+                lock_path.unlink(missing_ok=True)
     finally:
         os.close(fd)
+
+
+def _record_holder(fd: int, lock_path: Path, about: dict, option: str) -> None:
+    """Write the holder (``about``, its process, host and start time) into the lock file it holds."""
+    record = {
+        "run_id": about["run_id"],
+        "pid": os.getpid(),
+        "host": socket.gethostname(),  # a pid names a process of this machine only (``run_is_gone``)
+        "command": about["command"],
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **about,
+    }
+    try:  # unbuffered: a full disk fails here, in words, not later as the file closes
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(record).encode("utf-8"), 0)
+    except OSError as exc:
+        raise WriteRefusedError(
+            f"{option}: could not write its lock file {lock_path} ({exc.strerror}); nothing was changed: free "
+            "space or fix the folder, then run again"
+        ) from None

@@ -57,7 +57,9 @@ def publication_lock(out_root: Path, run_id: str, command: str, warehouse: Path 
     beside = out_root.parent
     folder = beside if not beside.exists() or os.access(beside, os.W_OK | os.X_OK) else out_root
     lock_path = folder / f".{out_root.name}.lock"
-    return locks.held(lock_path, run_id, command, f"--out {out_root}", refusal, warehouse=str(warehouse) if warehouse else None)
+    return locks.held(
+        lock_path, out_root, run_id, command, f"--out {out_root}", refusal, warehouse=str(warehouse) if warehouse else None
+    )
 
 
 def select_audit(con: duckdb.DuckDBPyConnection, audit) -> None:

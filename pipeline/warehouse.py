@@ -284,7 +284,7 @@ def writer_lock(path: Path, run_id: str, command: str):
             "(order-audit runs lists it), or pass a different --warehouse"
         )
 
-    with locks.held(lock_path, run_id, command, f"--warehouse {path}", refusal):
+    with locks.held(lock_path, path, run_id, command, f"--warehouse {path}", refusal):
         try:
             check_is_ours(path)
         except ConfigError:

@@ -380,6 +380,31 @@ def test_the_writer_lock_checks_the_file_again_and_takes_back_the_lock_file_it_m
     assert (tmp_path / "other.duckdb.lock").exists()
 
 
+def test_a_lock_file_made_for_a_warehouse_or_out_never_made_is_taken_back(tmp_path):
+    """A run refused by the --out lock (exit 4) after it took the warehouse's, or stopped by a full disk before the
+    warehouse existed, left `<warehouse>.lock` beside a warehouse it never made. A lock made for a path the block
+    never made is removed as the lock ends; one beside what the block made, or found there before, stays."""
+    from pipeline import publishing, warehouse
+    from pipeline.errors import WarehouseLockedError
+
+    wh, out = tmp_path / "wh.duckdb", tmp_path / "out"
+    with pytest.raises(WarehouseLockedError), warehouse.writer_lock(wh, "R1", "run"):
+        assert (tmp_path / "wh.duckdb.lock").exists()  # held while the run goes on
+        raise WarehouseLockedError("--out out: another run publishes into it")
+    with warehouse.writer_lock(wh, "R1", "run"), publishing.publication_lock(out, "R1", "run", wh):
+        pass  # a run that stopped before writing anything (its month empty)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+    with warehouse.writer_lock(wh, "R2", "run"), publishing.publication_lock(out, "R2", "run", wh):
+        duckdb.connect(str(wh)).close()
+        out.mkdir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out", "wh.duckdb", "wh.duckdb.lock"]
+    (tmp_path / "other.duckdb.lock").write_text("")  # found there: not this run's to remove
+    with pytest.raises(RuntimeError), warehouse.writer_lock(tmp_path / "other.duckdb", "R3", "run"):
+        raise RuntimeError("stopped")
+    assert (tmp_path / "other.duckdb.lock").read_text() != ""  # held, written, kept
+
+
 def test_an_empty_duckdb_file_is_adopted_and_a_warehouse_made_before_the_mark_is_recognised(small_input, tmp_path):
     """A DuckDB file holding nothing is a new warehouse; a run marks what it makes (order_audit_warehouse), and a
     warehouse an earlier version made, without the mark, is known by its run history and marked by its next run."""

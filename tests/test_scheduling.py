@@ -793,7 +793,8 @@ def test_two_warehouses_publishing_into_one_out_the_second_exits_4_and_the_first
             f"publishes into it from --warehouse {tmp_path / 'a.duckdb'}; wait for it to finish, or give each warehouse "
             "an --out of its own (nothing was changed)"
         ]
-        assert published(out) == mid_way and not (tmp_path / "b.duckdb").exists()
+        assert published(out) == mid_way
+        assert not (tmp_path / "b.duckdb").exists() and not (tmp_path / "b.duckdb.lock").exists()  # nothing left
     finally:
         first.send_signal(signal.SIGCONT)
         _, err = first.communicate(timeout=300)
