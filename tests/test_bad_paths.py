@@ -392,7 +392,7 @@ def test_a_lock_file_made_for_a_warehouse_or_out_never_made_is_taken_back(tmp_pa
         assert (tmp_path / "wh.duckdb.lock").exists()  # held while the run goes on
         raise WarehouseLockedError("--out out: another run publishes into it")
     with warehouse.writer_lock(wh, "R1", "run"), publishing.publication_lock(out, "R1", "run", wh):
-        pass  # a run that stopped before writing anything (its month empty)
+        pass  # a run that stopped before writing anything
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
     with warehouse.writer_lock(wh, "R2", "run"), publishing.publication_lock(out, "R2", "run", wh):
