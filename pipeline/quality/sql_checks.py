@@ -18,8 +18,11 @@ from pipeline.quality.result import MONTHS, SAMPLE_SIZE, CheckResult, examples
 from pipeline.sqltext import typed_literal
 from pipeline.wording import counted
 
-# a check about an optional feed (its check id's prefix) passes when the feed is absent: nothing to check
-_OPTIONAL_FEEDS = {"diagnoses.": "src_diagnoses", "patients.": "src_patients"}
+# the feeds a run may lack (procedures: a run of the low back pain audit alone, or a monthly extract whose
+# procedures an earlier month's brought): a check that needs one passes when it is absent, nothing to check.
+# The procedures' own suite runs when an audit needs them: there a missing table is an error.
+_OPTIONAL_FEEDS = ("src_procedures", "src_diagnoses", "src_patients")
+_OWN_REQUIRED_FEED = {"procedures.": "src_procedures"}
 
 
 def run_sql_check(con, spec: dict, existing: set[str], p: dict) -> CheckResult:
@@ -43,10 +46,10 @@ def run_sql_check(con, spec: dict, existing: set[str], p: dict) -> CheckResult:
         res.table = needed[0]
         missing = [t for t in needed if t not in existing]
         if missing:
-            optional = next((t for prefix, t in _OPTIONAL_FEEDS.items() if spec["check_id"].startswith(prefix)), None)
-            if optional in missing:
+            own = next((t for prefix, t in _OWN_REQUIRED_FEED.items() if spec["check_id"].startswith(prefix)), None)
+            if all(t in _OPTIONAL_FEEDS and t != own for t in missing):
                 res.status, res.violated_count, res.denominator, res.percent = "passed", 0, 0, 0.0
-                res.error = f"{optional} absent (optional feed): nothing to check"
+                res.error = f"{', '.join(missing)} absent (optional feed): nothing to check"
             else:
                 res.error = f"missing table(s): {', '.join(missing)}"
             return res
@@ -83,24 +86,34 @@ def _rows_check(vsql: str, total_sql: str, key: str, tables: list[str]):
     return tables, run
 
 
-def check_diagnoses_known_patient(p: dict):
-    unknown = (
-        "SELECT d.* FROM src_diagnoses d WHERE d.patient_id IS NOT NULL AND NOT EXISTS "
-        "(SELECT 1 FROM src_procedures x WHERE x.patient_id = d.patient_id) AND NOT EXISTS "
-        "(SELECT 1 FROM src_imaging_orders o WHERE o.patient_id = d.patient_id)"
-    )
-    # the gate of a run with a warehouse knows the patients of the extracts it holds too (gate.build_gate_db)
-    nor_held = " AND NOT EXISTS (SELECT 1 FROM held_patient_ids h WHERE h.patient_id = d.patient_id)"
+# where a diagnosis's patient is known from: the extract's procedures and orders (a monthly extract may lack its
+# procedures: an earlier month's brought them), and the patients of the extracts the run's warehouse holds
+# (gate.build_gate_db's held_patient_ids)
+KNOWN_PATIENT_SOURCES = ("src_procedures", "src_imaging_orders", "held_patient_ids")
 
+
+def check_diagnoses_known_patient(p: dict):
     def run(con):
-        held = bool(con.execute("SELECT 1 FROM duckdb_views() WHERE view_name = 'held_patient_ids'").fetchall())
-        vsql = unknown + (nor_held if held else "")
+        present = _relations(con)
+        vsql = "SELECT d.* FROM src_diagnoses d WHERE d.patient_id IS NOT NULL" + "".join(
+            f" AND NOT EXISTS (SELECT 1 FROM {t} k WHERE k.patient_id = d.patient_id)"
+            for t in KNOWN_PATIENT_SOURCES
+            if t in present
+        )
         n, sample = _count_and_sample(con, vsql, "patient_id")
         total = con.execute("SELECT count(*) FROM src_diagnoses").fetchall()[0][0]
         return n, total, n > 0, sample, vsql
 
     run.sample_key = "patient_id"
-    return ["src_diagnoses", "src_procedures", "src_imaging_orders"], run
+    return ["src_diagnoses", "src_imaging_orders"], run
+
+
+def _relations(con) -> set[str]:
+    """The tables and views of the gate's database."""
+    return {
+        name
+        for (name,) in con.execute("SELECT view_name FROM duckdb_views() UNION SELECT table_name FROM duckdb_tables()").fetchall()
+    }
 
 
 # the tables whose patient ids must join: each one the run has (orders always; procedures, diagnoses, patients
@@ -127,13 +140,7 @@ def check_patient_ids_keep_leading_zeros(p: dict):
     10M orders). Else nothing is compared: 0 of 0."""
 
     def run(con):
-        present = {
-            name
-            for (name,) in con.execute(
-                "SELECT view_name FROM duckdb_views() UNION SELECT table_name FROM duckdb_tables()"
-            ).fetchall()
-        }
-        tables = [t for t in PATIENT_ID_TABLES if t in present]
+        tables = [t for t in PATIENT_ID_TABLES if t in _relations(con)]
         # per table, its last id that starts with a zero and whether any starts with 1-9 (a scan, no copy of a value)
         shapes = con.execute(
             " UNION ALL ".join(
