@@ -28,9 +28,7 @@ def describe(holder: dict) -> str:
 
 
 @contextlib.contextmanager
-def held(
-    lock_path: Path, guarded: Path, run_id: str, command: str, option: str, refusal: Callable[[dict], str], **about
-):
+def held(lock_path: Path, guarded: Path, run_id: str, command: str, option: str, refusal: Callable[[dict], str], **about):
     """Hold ``lock_path`` until the block ends, or stop at once (exit 4) with ``refusal(holder)`` when another
     process holds it. ``guarded``: what the lock guards (the warehouse, the --out folder); ``option``: the option
     naming it (named when the file cannot be made); ``about``: more of the holder written into the file.

@@ -146,6 +146,10 @@ def test_timestamps_offsets_local_time_and_dst(tmp_path):
             ["D", "M", "2025-07-01T10:00", "62323", "Pain", "1970-01-01"],  # EDT, no seconds
             ["E", "M", "2025-11-02 01:30:00", "62323", "Pain", "1970-01-01"],  # ambiguous: earlier (EDT)
             ["F", "M", "2025-07-01", "62323", "Pain", "1970-01-01"],  # date only: local midnight
+            # hours and minutes with an offset, no seconds (ISO 8601 allows it): had been rejected as unparseable
+            ["G", "M", "2025-03-10T11:00-04:00", "62323", "Pain", "1970-01-01"],
+            ["H", "M", "2025-03-10T15:00Z", "62323", "Pain", "1970-01-01"],
+            ["I", "M", "2025-03-10 20:30+0530", "62323", "Pain", "1970-01-01"],
         ],
     )
     write_csv(d / "imaging_orders.csv", ORDER_HEADER, [["O1", "M", "2025-06-06 10:00:00", "72156", "N", "", ""]])
@@ -158,6 +162,9 @@ def test_timestamps_offsets_local_time_and_dst(tmp_path):
         "D": "2025-07-01T14:00:00",
         "E": "2025-11-02T05:30:00",
         "F": "2025-07-01T04:00:00",
+        "G": "2025-03-10T15:00:00",
+        "H": "2025-03-10T15:00:00",
+        "I": "2025-03-10T15:00:00",
     }
     assert loads["procedures"].ambiguous_local_times == 1
 

@@ -136,7 +136,11 @@ def _instant(col: str, kind: str, tz: str, fmts: tuple[str, ...], table: str) ->
             [f"regexp_replace({raw}, '^([^T]*)T', '$1 ') AS {t}norm"],
             [
                 f"CASE WHEN octet_length({t}norm) = 10 THEN {t}norm || ' 00:00:00' "
-                f"WHEN octet_length({t}norm) = 16 THEN {t}norm || ':00' ELSE {t}norm END AS {t}padded",
+                f"WHEN octet_length({t}norm) = 16 THEN {t}norm || ':00' "
+                # hours and minutes with an offset, no seconds (timestamps.NO_SECONDS_LENGTHS)
+                f"WHEN octet_length({t}norm) IN ({', '.join(map(str, timestamps.NO_SECONDS_LENGTHS))}) "
+                f"AND substr({t}norm, 17, 1) IN ({', '.join(map(lit, timestamps.OFFSET_STARTS))}) "
+                f"THEN substr({t}norm, 1, 16) || ':00' || substr({t}norm, 17) ELSE {t}norm END AS {t}padded",
                 f"octet_length({t}norm) = 10 AS {t}isdate",
             ],
             [

@@ -19,6 +19,9 @@ UNPARSEABLE_DATE_PREFIX = "unparseable date"
 DST_GAP = "local time does not exist in the site time zone (DST gap)"
 BAD_OFFSET = "impossible UTC offset: outside -14:00 to +14:00 (or minutes over 59)"
 MAX_OFFSET_MINUTES = 14 * 60
+# a time of hours and minutes with an offset, no seconds: 'YYYY-MM-DD HH:MM' then Z, +HHMM or +HH:MM
+NO_SECONDS_LENGTHS = (17, 21, 22)
+OFFSET_STARTS = ("Z", "z", "+", "-")
 
 
 def text(col: str) -> pl.Expr:
@@ -44,15 +47,27 @@ def _iso_steps(c: pl.Expr, t: str) -> list[list[pl.Expr]]:
     an optional fraction and offset are read from the short suffix. Each step is its own
     column (Polars would otherwise repeat the shared sub-expressions)."""
     raw = c.cast(pl.String).str.strip_chars()
-    off, offh, offm = pl.col(t + "off"), pl.col(t + "offh"), pl.col(t + "offm")
+    off, offh, offm, hm = pl.col(t + "off"), pl.col(t + "offh"), pl.col(t + "offm"), pl.col(t + "hm")
     return [
         [raw.str.replace("T", " ", literal=True, n=1).alias(t + "norm")],
+        # hours and minutes with an offset, no seconds (ISO 8601 allows it: 2025-06-06T10:00Z, 10:00-05:00): looked
+        # for in the values of those lengths only, so the rows with seconds (nearly all) cost an integer comparison
+        [
+            pl.when(
+                pl.when(pl.col(t + "norm").str.len_bytes().is_in(NO_SECONDS_LENGTHS))
+                .then(pl.col(t + "norm"))
+                .str.slice(16, 1)
+                .is_in(OFFSET_STARTS)
+            )
+            .then(pl.col(t + "norm"))
+            .alias(t + "hm")
+        ],
         [
             pl.when(pl.col(t + "norm").str.len_bytes() == 10)
             .then(pl.col(t + "norm") + " 00:00:00")
             .when(pl.col(t + "norm").str.len_bytes() == 16)
             .then(pl.col(t + "norm") + ":00")
-            .otherwise(pl.col(t + "norm"))
+            .otherwise(pl.coalesce(hm.str.slice(0, 16) + ":00" + hm.str.slice(16), pl.col(t + "norm")))
             .alias(t + "padded"),
             (pl.col(t + "norm").str.len_bytes() == 10).alias(t + "date"),
         ],
