@@ -484,7 +484,9 @@ def _inspect(input_dir: Path, cfg, write_config: Path | None, as_json: bool, sho
     import json
 
     from pipeline.ingest import inspector, starter_config
+    from pipeline.ingest.contract import CONTRACT_BY_NAME
     from pipeline.models import reference
+    from pipeline.run import choose_audits
 
     if _is_fhir_export(input_dir, cfg):  # an export: its files and codes, and the site code map to fill in
         from pipeline.ingest.fhir import export
@@ -506,6 +508,10 @@ def _inspect(input_dir: Path, cfg, write_config: Path | None, as_json: bool, sho
         click.echo(json.dumps(starter_config.as_dict(reports), indent=2, ensure_ascii=False))
     else:
         click.echo(starter_config.as_text(reports, input_dir), nl=False)
+    # a folder in which no audit finds the files it needs (an empty one, the wrong path) stops as `run` and
+    # `validate` do, exit 2, after the findings: a job checking a delivery with inspect had read exit 0
+    with_files = {t: set(CONTRACT_BY_NAME[t].columns) for t, r in reports.items() if not isinstance(r, str)}
+    choose_audits(cfg, with_files, input_dir=input_dir)
     if write_config is not None:
         _, local_map = reference.code_map_codes(cfg, input_dir)
         for path in starter_config.write(reports, cfg, write_config, local_map):

@@ -717,6 +717,7 @@ def test_a_file_of_one_huge_line_is_inspected_without_a_traceback(tmp_path):
     d = tmp_path / "in"
     d.mkdir()
     (d / "imaging_orders.csv").write_text("a," * 3_000_000, encoding="utf-8")
+    (d / "diagnoses.csv").write_text("patient_id,diagnosis_code,recorded_at\n", encoding="utf-8")  # an audit's files
     r = run_cli("inspect", "--input", d)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     [extra] = [line for line in r.stdout.splitlines() if "kept as extra columns" in line]
@@ -785,3 +786,29 @@ def test_a_local_code_in_cpt_form_is_named_past_the_500_most_used_codes(small_in
     r = run_cli("inspect", "--input", small_input)
     assert r.returncode == 0, r.stderr
     assert "CHECK: outside CPT's radiology section (70010-79999): 00412 (1)." in r.stdout
+
+
+def test_a_folder_no_audit_can_run_on_exits_2_after_its_findings(tmp_path):
+    """An empty folder (a delivery that never came, a wrong path) was inspected with exit 0, every table "no file",
+    while `validate` and `run` exit 2 on it: a job checking deliveries with inspect read success. The findings
+    are still printed; the last line is the run's own, and no starter config is written. A folder holding the
+    files one audit needs (orders and diagnoses: low back pain) is inspected with exit 0."""
+    from conftest import DX_HEADER, ORDER_HEADER, write_csv
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = run_cli("inspect", "--input", empty, "--write-config", tmp_path / "site.toml")
+    assert r.returncode == 2, r.stderr
+    assert "imaging_orders: no file (not found)" in r.stdout
+    assert r.stderr.splitlines() == [
+        "order-audit: error: procedures.csv: required file missing; the audits that need it: csf_leak. Put "
+        "procedures.csv (or .parquet, .xlsx) in the input folder, or name its file under [formats.procedures] in the "
+        "config (order-audit inspect --input DIR suggests one)"
+    ]
+    assert not (tmp_path / "site.toml").exists()
+
+    write_csv(empty / "imaging_orders.csv", ORDER_HEADER, [["O1", "M", "2025-06-06 10:00:00", "72148", "ED", "M54.5", ""]])
+    write_csv(empty / "diagnoses.csv", DX_HEADER, [["M", "M54.5", "2025-06-06 08:00:00"]])
+    r = run_cli("inspect", "--input", empty)
+    assert r.returncode == 0, r.stderr
+    assert "procedures: no file (not found); needed by csf_leak" in r.stdout
