@@ -118,6 +118,24 @@ _PROBLEMS = {
     "formula": ((b"f>", b"<f ", b":f "), re.compile(rb"(?:</(?:\w+:)?f>|<(?:\w+:)?f\b[^>]*/>)\s*</(?:\w+:)?c>")),
 }
 _TAIL = 1 << 16  # what a piece keeps of the one before: a tag, or a cell with its formula, cut between two pieces
+# a number of more digits than Excel keeps (15 significant): 16 or more before any point, or an exponent of 15 or
+# more (Excel writes 1.2345678901234568E+19). An id held so has lost its last digits (12345678901234567890 reads as
+# 12345678901234569216), and two patients' ids may have become one. Searched by the value (6 ms a MB: by the cell's
+# tag first, 18), then its cell checked to be a number's (no type, or t="n"): a formula's text result (t="str") may
+# hold any digits
+_LONG_NUMBER = re.compile(rb">(-?(?:\d{16,}(?:\.\d*)?|\d(?:\.\d+)?[eE]\+?(?:1[5-9]|[2-9]\d|\d{3,})))</(?:\w+:)?v>")
+_TYPED = re.compile(rb'\bt="([^"]*)"')
+
+
+def _long_number(text: bytes) -> re.Match | None:
+    """The first value of a number cell in ``text`` longer than Excel keeps, as a match of ``_LONG_NUMBER``."""
+    for m in _LONG_NUMBER.finditer(text):
+        # the cell's tag: the last one opened before its value (a formula's <f> may come between)
+        tags = re.findall(_CELL, text[max(0, m.start() - 8192) : m.start()])
+        typed = _TYPED.search(tags[-1]) if tags else None
+        if tags and (typed is None or typed.group(1) == b"n"):
+            return m
+    return None
 
 
 def _cell_problem(path: Path, sheet: str) -> tuple[str, str, str] | None:
@@ -136,6 +154,8 @@ def _cell_problem(path: Path, sheet: str) -> tuple[str, str, str] | None:
                     for kind, (hints, pattern) in _PROBLEMS.items():
                         if any(h in text for h in hints) and (m := pattern.search(text)):
                             return kind, *_where(kind, text, m)
+                    if m := _long_number(text):
+                        return "long number", *_where("long number", text, m)
                     tail = text[-_TAIL:]
     except (KeyError, OSError, zipfile.BadZipFile, ValueError):
         pass
@@ -146,9 +166,12 @@ def _where(kind: str, text: bytes, m: re.Match) -> tuple[str, str]:
     """(the range or cell, the value shown) of a match of ``_PROBLEMS[kind]`` in ``text``."""
     if kind == "merged":
         return m.group(1).decode("ascii", "replace"), ""
-    # an error's match starts at its cell's tag; a formula's cell is the last one opened before the match's end
+    # an error's match starts at its cell's tag; a formula's or a long number's cell is the last one opened before
+    # the match's end
     opening = [c.group(0) for c in re.finditer(_CELL, text[m.start() : m.end()] if kind == "error" else text[: m.end()])]
     ref = re.search(rb'\br="([A-Z]+\d+)"', opening[0 if kind == "error" else -1]) if opening else None
+    if kind == "long number":
+        return (ref.group(1).decode("ascii") if ref else "?"), m.group(1).decode("ascii")
     value = m.group(1).decode("utf-8", "replace") if kind == "error" else ""
     # Excel's error codes only (#DIV/0!, #N/A, #REF!): a workbook's own text in such a cell is not shown
     shown = value if re.fullmatch(r"#[A-Z0-9/!?.]{1,10}", value) else "value"
@@ -315,6 +338,9 @@ def read_sheet(path: Path, sheet: str, line_column: str, header_row: int | None 
             "formula": (f"cell {where} holds a formula whose result was never saved (the program that wrote the "
                         "workbook does not calculate), which would read as empty",
                         "Open the workbook in Excel or LibreOffice and save it (that calculates it), or export CSV"),
+            "long number": (f"cell {where} holds the number {shown}, more digits than Excel keeps (15): an id held as "
+                            "a number has lost its last digits, and two ids may have become one",
+                            "Export the column as text (format it as Text before the data goes in), or export CSV"),
         }[kind]  # fmt: skip
         row = re.search(r"\d+$", where) if kind != "merged" else None
         raise InputFileError(label(path, sheet), what, fix, line=int(row.group(0)) if row else None)
