@@ -370,6 +370,18 @@ def fitted_columns(sheet: pl.DataFrame, columns: list[Column]) -> list[Column]:
     return out
 
 
+def _widen_to_longest(frame: pl.DataFrame, widths: list[float], fitted: dict[int, tuple[str, int]]) -> None:
+    """``widths[j]`` widened to the longest value of ``frame``'s column named in ``fitted[j]`` (name, indent) plus a
+    character and its indent, up to FIT_WIDTH_MAX: a one-word column (an id, a code) neither cut off nor run into the
+    next column in print. ``fitted_columns`` does so for the Cases sheet, wrapping what is longer."""
+    present = {j: fit for j, fit in fitted.items() if fit[0] in frame.columns}
+    if not present or not frame.height:
+        return
+    longest = frame.select(pl.col(name).str.len_chars().max().alias(str(j)) for j, (name, _) in present.items()).row(0)
+    for (j, (_, indent)), n in zip(present.items(), longest, strict=True):
+        widths[j] = max(widths[j], min(float((n or 0) + 1 + indent), FIT_WIDTH_MAX))
+
+
 def _time_after_chars(name: str) -> pl.Expr:
     """The characters TIME_AFTER_FORMAT shows for a time after the index: its hours, ' h 00 min', ' before'."""
     number = pl.col(name)
@@ -483,10 +495,7 @@ def _providers_sheet(
     # the provider and its funnel position as wide as their longest value (plus a character), as the Cases sheet's
     # text: 'above 95% limit (worse)' ran into the next column's 'yes' in print
     # (the funnel position a character more: it is indented by one)
-    for j, name, indent in ((0, "group_key", 0), (len(header) - 2, "funnel_position", 1)):
-        if name in sheet.columns and sheet.height:
-            longest = (sheet[name].str.len_chars().max() or 0) + 1 + indent
-            widths[j] = max(widths[j], min(float(longest), FIT_WIDTH_MAX))
+    _widen_to_longest(sheet, widths, {0: ("group_key", 0), len(header) - 2: ("funnel_position", 1)})
     ps.set_column(0, 0, widths[0])
     for k in range(len(measures)):  # n and N as counts, the rate and its interval as percent
         for j in range(1 + 5 * k, 6 + 5 * k):
@@ -690,10 +699,7 @@ def _rules_sheet(wb, rules: pl.DataFrame, head, wrap, run_info: dict) -> None:
     widths = [10.0, 30.0, 20.0, 13.0, 70.0, 70.0]
     # the rule id, reason code and verdict are one word each, never wrapped: as wide as the longest (plus a character),
     # as the Cases sheet's ids are; 'after_conservative_period' ran into its verdict in print
-    if shown.height:
-        longest = shown.select(pl.col(c).str.len_chars().max() for c in ("rule_id", "reason_code", "verdict")).row(0)
-        for j, n in zip((0, 2, 3), longest, strict=True):
-            widths[j] = max(widths[j], min(float((n or 0) + 1), FIT_WIDTH_MAX))
+    _widen_to_longest(shown, widths, {0: ("rule_id", 0), 2: ("reason_code", 0), 3: ("verdict", 0)})
     _fit_heights(rs, shown, widths, 1)
     for i, r in enumerate(shown.iter_rows(), start=1):
         for j, v in enumerate(r):
