@@ -947,11 +947,15 @@ def test_merged_cells_stop_the_run_not_empty_the_rows_below(tmp_path, small_inpu
     _expect_exit_2(tmp_path, small_input, "imaging_orders.xlsx [sheet imaging_orders]: has merged cells (E2:E4)", "Unmerge")
 
 
-def test_an_id_held_as_a_number_longer_than_excel_keeps_stops_the_run_naming_its_cell(tmp_path, small_input):
+def test_an_id_held_as_a_number_longer_than_excel_keeps_stops_the_run_naming_its_row_and_column(tmp_path, small_input):
     """A 20-digit patient id in a number cell: Excel keeps 15 significant digits, and 12345678901234567890 read as
     12345678901234569216, a different id, without a word (two patients may become one). The same id in a text cell,
-    and numbers of 15 digits or fewer, read as they are."""
+    numbers of 15 digits or fewer, and a long number in a column of the site's own that the run does not read
+    (an accession number) read as they are."""
     rows = _orders_as_workbook_rows(small_input)
+    rows[0].append("accession_number")  # the site's own column: not read
+    for row in rows[1:]:
+        row.append(98765432109876543210.0)
     as_text = [row[:] for row in rows]
     rows[3][1] = 12345678901234567890.0  # O3's patient id, as Excel holds a number (xlsxwriter: a float)
     rows[1][0] = 123456789012345.0  # 15 digits: kept whole
@@ -959,9 +963,9 @@ def test_an_id_held_as_a_number_longer_than_excel_keeps_stops_the_run_naming_its
     _expect_exit_2(
         tmp_path,
         small_input,
-        "imaging_orders.xlsx [sheet imaging_orders], line 4: cell B4 holds the number 1.234567890123457E+19, more "
-        "digits than Excel keeps (15): an id held as a number has lost its last digits, and two ids may have become "
-        "one. Export the column as text",
+        "imaging_orders.xlsx [sheet imaging_orders], line 4: column patient_id holds the number 12345678901234569216 "
+        "in a number cell, more digits than Excel keeps (15): an id held as a number has lost its last digits, and "
+        "two ids may have become one. Export the column as text",
     )
     as_text[3][1] = "12345678901234567890"  # a text cell: every digit kept
     _write_workbook(small_input / "imaging_orders.xlsx", {"imaging_orders": as_text})

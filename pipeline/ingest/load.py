@@ -78,7 +78,8 @@ def scan(
         lf = pl.scan_parquet(f.path, glob=False).rename(rename, strict=False)
         lf = lf.with_row_index(LINE, offset=1)  # Parquet rows are numbered from 1
     elif f.fmt == "xlsx":
-        lf = xlsx.read_sheet(f.path, f.sheet, LINE, f.header_row).lazy().rename(rename, strict=False)
+        read = frozenset(rename) | frozenset(c for contract in CONTRACTS if contract.name == f.table for c in contract.columns)
+        lf = xlsx.read_sheet(f.path, f.sheet, LINE, f.header_row, read).lazy().rename(rename, strict=False)
     else:
         lf = textfile.scan(source or Source(f.path), LINE).rename(rename, strict=False)
     lf = lf.with_columns(pl.col(LINE).cast(pl.Int64))

@@ -125,53 +125,58 @@ _TAIL = 1 << 16  # what a piece keeps of the one before: a tag, or a cell with i
 # hold any digits
 _LONG_NUMBER = re.compile(rb">(-?(?:\d{16,}(?:\.\d*)?|\d(?:\.\d+)?[eE]\+?(?:1[5-9]|[2-9]\d|\d{3,})))</(?:\w+:)?v>")
 _TYPED = re.compile(rb'\bt="([^"]*)"')
+_ROW_OF = re.compile(rb'\br="[A-Z]+(\d+)"')
 
 
-def _long_number(text: bytes) -> re.Match | None:
-    """The first value of a number cell in ``text`` longer than Excel keeps, as a match of ``_LONG_NUMBER``."""
+def _long_number_cells(text: bytes) -> list[tuple[int, str]]:
+    """(Excel's row number, the text calamine reads) of each number cell in ``text`` longer than Excel keeps: a
+    whole number's digits as the double holds them (1.234567890123457E+19 reads as 12345678901234569216)."""
+    cells = []
     for m in _LONG_NUMBER.finditer(text):
         # the cell's tag: the last one opened before its value (a formula's <f> may come between)
-        tags = re.findall(_CELL, text[max(0, m.start() - 8192) : m.start()])
-        typed = _TYPED.search(tags[-1]) if tags else None
-        if tags and (typed is None or typed.group(1) == b"n"):
-            return m
-    return None
+        lo = max(0, m.start() - 8192)
+        opening = max(text.rfind(b"<c ", lo, m.start()), text.rfind(b":c ", lo, m.start()))
+        tag = re.compile(rb"[^>]*>").match(text, opening + 2) if opening >= 0 else None
+        typed = _TYPED.search(tag.group(0)) if tag else None
+        row = _ROW_OF.search(tag.group(0)) if tag else None
+        if row and (typed is None or typed.group(1) == b"n"):
+            value = float(m.group(1))
+            cells.append((int(row.group(1)), str(int(value)) if value.is_integer() else m.group(1).decode("ascii")))
+    return cells
 
 
-def _cell_problem(path: Path, sheet: str) -> tuple[str, str, str] | None:
+def _cell_problem(path: Path, sheet: str) -> tuple[tuple[str, str, str] | None, list[tuple[int, str]]]:
     """The first cell calamine would read as empty although the workbook holds something there: (kind, where,
     what) for a merged range (kind "merged", where 'E3:E5'), an error value ("error", 'F4', '#DIV/0!') or a
-    formula whose result was never saved ("formula", 'E3', ''). One pass over the sheet's XML, in pieces."""
+    formula whose result was never saved ("formula", 'E3', ''); and the number cells longer than Excel keeps
+    (``_long_number_cells``). One pass over the sheet's XML, in pieces."""
+    long_cells: list[tuple[int, str]] = []
     try:
         with zipfile.ZipFile(path) as z:
             name = _sheet_xml(z, sheet)
             if name is None:
-                return None
+                return None, long_cells
             with z.open(name) as fh:
                 tail = b""
                 while chunk := fh.read(1 << 20):
                     text = tail + chunk
                     for kind, (hints, pattern) in _PROBLEMS.items():
                         if any(h in text for h in hints) and (m := pattern.search(text)):
-                            return kind, *_where(kind, text, m)
-                    if m := _long_number(text):
-                        return "long number", *_where("long number", text, m)
+                            return (kind, *_where(kind, text, m)), long_cells
+                    long_cells += _long_number_cells(text)  # a cell of the tail, found twice, is one cell
                     tail = text[-_TAIL:]
     except (KeyError, OSError, zipfile.BadZipFile, ValueError):
         pass
-    return None
+    return None, long_cells
 
 
 def _where(kind: str, text: bytes, m: re.Match) -> tuple[str, str]:
     """(the range or cell, the value shown) of a match of ``_PROBLEMS[kind]`` in ``text``."""
     if kind == "merged":
         return m.group(1).decode("ascii", "replace"), ""
-    # an error's match starts at its cell's tag; a formula's or a long number's cell is the last one opened before
-    # the match's end
+    # an error's match starts at its cell's tag; a formula's cell is the last one opened before the match's end
     opening = [c.group(0) for c in re.finditer(_CELL, text[m.start() : m.end()] if kind == "error" else text[: m.end()])]
     ref = re.search(rb'\br="([A-Z]+\d+)"', opening[0 if kind == "error" else -1]) if opening else None
-    if kind == "long number":
-        return (ref.group(1).decode("ascii") if ref else "?"), m.group(1).decode("ascii")
     value = m.group(1).decode("utf-8", "replace") if kind == "error" else ""
     # Excel's error codes only (#DIV/0!, #N/A, #REF!): a workbook's own text in such a cell is not shown
     shown = value if re.fullmatch(r"#[A-Z0-9/!?.]{1,10}", value) else "value"
@@ -322,10 +327,13 @@ def first_rows(path: Path, sheet: str, n_rows: int) -> tuple[int, list[list[str]
     return _first_row_number(path, sheet), rows
 
 
-def read_sheet(path: Path, sheet: str, line_column: str, header_row: int | None = None) -> pl.DataFrame:
+def read_sheet(
+    path: Path, sheet: str, line_column: str, header_row: int | None = None, read: frozenset[str] = frozenset()
+) -> pl.DataFrame:
     """Every data row of the sheet as text, with its Excel row number; blank rows left out, and the rows above the
-    header (header_row: Excel's number of its row, else the first row that holds a value)."""
-    problem = _cell_problem(path, sheet)
+    header (header_row: Excel's number of its row, else the first row that holds a value). ``read``: the columns
+    (by their names in the sheet) the run reads, of which none may hold a number longer than Excel keeps."""
+    problem, long_cells = _cell_problem(path, sheet)
     if problem is not None:
         # calamine reads each of these as an empty cell: a department merged over three orders left two of them
         # without one, and an indication code computed by a formula (#N/A, or never calculated) was lost, silently
@@ -338,9 +346,6 @@ def read_sheet(path: Path, sheet: str, line_column: str, header_row: int | None 
             "formula": (f"cell {where} holds a formula whose result was never saved (the program that wrote the "
                         "workbook does not calculate), which would read as empty",
                         "Open the workbook in Excel or LibreOffice and save it (that calculates it), or export CSV"),
-            "long number": (f"cell {where} holds the number {shown}, more digits than Excel keeps (15): an id held as "
-                            "a number has lost its last digits, and two ids may have become one",
-                            "Export the column as text (format it as Text before the data goes in), or export CSV"),
         }[kind]  # fmt: skip
         row = re.search(r"\d+$", where) if kind != "merged" else None
         raise InputFileError(label(path, sheet), what, fix, line=int(row.group(0)) if row else None)
@@ -352,4 +357,29 @@ def read_sheet(path: Path, sheet: str, line_column: str, header_row: int | None 
     body = raw.slice(above + 1).rename(dict(zip(raw.columns, names, strict=True)))
     body = body.with_columns(pl.all().str.replace(MIDNIGHT, "$1"))
     body = body.with_row_index(line_column, offset=first + above + 1).with_columns(pl.col(line_column).cast(pl.Int64))
+    if long_cells:
+        _refuse_a_long_number(path, sheet, body, line_column, long_cells, [n for n in body.columns if n in read])
     return body.filter(~pl.all_horizontal(pl.exclude(line_column).is_null()))
+
+
+def _refuse_a_long_number(
+    path: Path, sheet: str, body: pl.DataFrame, line_column: str, cells: list[tuple[int, str]], read: list[str]
+) -> None:
+    """Stop at the first number cell longer than Excel keeps in a column the run reads, naming its row and column;
+    one in a column of the site's own that the run does not read is no matter. The XML gave its row and the text
+    calamine reads; its column is the one holding that text in that row."""
+    found = pl.DataFrame(cells, schema={line_column: pl.Int64, "_long": pl.String}, orient="row").unique()
+    hits = [
+        body.select(line_column, pl.col(c).alias("_long"), pl.lit(c).alias("_column")).join(found, on=[line_column, "_long"])
+        for c in read
+    ]
+    first = pl.concat(hits).sort(line_column).head(1) if hits else pl.DataFrame()
+    if first.height:
+        line, value, column = first.row(0)
+        raise InputFileError(
+            label(path, sheet),
+            f"column {column} holds the number {value} in a number cell, more digits than Excel keeps (15): an id "
+            "held as a number has lost its last digits, and two ids may have become one",
+            "Export the column as text (format it as Text before the data goes in), or export CSV",
+            line=line,
+        )
