@@ -28,6 +28,7 @@ from pipeline.errors import printable, raise_if_stopped
 from pipeline.ingest.contract import CONTRACT_BY_NAME
 from pipeline.logs import event
 from pipeline.models import reference
+from pipeline.quality.catalog import relations
 from pipeline.sqltext import literal
 
 if TYPE_CHECKING:
@@ -277,13 +278,7 @@ def _on_spark(spark, path: Path, suites, params: dict, ship: bool, what: str) ->
     if ship:
         con = duckdb.connect(str(path), read_only=True)
         try:
-            held = {
-                r[0]
-                for r in con.execute(
-                    "SELECT table_name FROM duckdb_tables() UNION SELECT view_name FROM duckdb_views()"
-                ).fetchall()
-            }
-            shipped = sorted(validate.tables_read(suites, params.get("table_prefix", "")) & held)
+            shipped = sorted(validate.tables_read(suites, params.get("table_prefix", "")) & relations(con))
             for name in shipped:
                 spark.ship(con, name)
         finally:

@@ -21,6 +21,7 @@ expression and the letter map on the distinct names only.
 from __future__ import annotations
 
 from pipeline.errors import printable
+from pipeline.quality.catalog import relations
 from pipeline.quality.result import DEPARTMENT_NAMES
 from pipeline.wording import counted
 
@@ -88,12 +89,7 @@ def shown(name: str) -> str:
 
 def check_lookalike_departments(p: dict):
     def run(con):
-        present = {
-            r[0].removeprefix("src_")
-            for r in con.execute(
-                "SELECT table_name FROM duckdb_tables() UNION SELECT view_name FROM duckdb_views() WHERE NOT internal"
-            ).fetchall()
-        }
+        present = {name.removeprefix("src_") for name in relations(con)}
         tables = [table for table, _ in COLUMNS if table in present]
         # one pass over the department columns: the pairs, the suspect names without a twin, the number of names
         rows = con.execute(

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from pipeline.ingest.code_systems import FORMS
 from pipeline.ingest.contract import CUT_OFF_REASON
+from pipeline.quality.catalog import relations
 from pipeline.quality.lookalikes import check_lookalike_departments
 from pipeline.quality.result import MONTHS, SAMPLE_SIZE, CheckResult, examples
 from pipeline.sqltext import typed_literal
@@ -94,7 +95,7 @@ KNOWN_PATIENT_SOURCES = ("src_procedures", "src_imaging_orders", "held_patient_i
 
 def check_diagnoses_known_patient(p: dict):
     def run(con):
-        present = _relations(con)
+        present = relations(con)
         vsql = "SELECT d.* FROM src_diagnoses d WHERE d.patient_id IS NOT NULL" + "".join(
             f" AND NOT EXISTS (SELECT 1 FROM {t} k WHERE k.patient_id = d.patient_id)"
             for t in KNOWN_PATIENT_SOURCES
@@ -106,14 +107,6 @@ def check_diagnoses_known_patient(p: dict):
 
     run.sample_key = "patient_id"
     return ["src_diagnoses", "src_imaging_orders"], run
-
-
-def _relations(con) -> set[str]:
-    """The tables and views of the gate's database."""
-    return {
-        name
-        for (name,) in con.execute("SELECT view_name FROM duckdb_views() UNION SELECT table_name FROM duckdb_tables()").fetchall()
-    }
 
 
 # the tables whose patient ids must join: each one the run has (orders always; procedures, diagnoses, patients
@@ -140,7 +133,7 @@ def check_patient_ids_keep_leading_zeros(p: dict):
     10M orders). Else nothing is compared: 0 of 0."""
 
     def run(con):
-        tables = [t for t in PATIENT_ID_TABLES if t in _relations(con)]
+        tables = [t for t in PATIENT_ID_TABLES if t in relations(con)]
         # per table, its last id that starts with a zero and whether any starts with 1-9 (a scan, no copy of a value)
         shapes = con.execute(
             " UNION ALL ".join(
@@ -406,7 +399,7 @@ def _loader_duplicates(table: str, id_column: str):
     )
 
     def run(con):
-        gate = bool(con.execute("SELECT 1 FROM duckdb_views() WHERE view_name = 'incoming_rejects'").fetchall())
+        gate = "incoming_rejects" in relations(con)
         vsql = from_loader if gate else in_table
         n, sample = _count_and_sample(con, vsql, id_column)
         total = con.execute(f"SELECT count(*) FROM src_{table}").fetchall()[0][0] + (n if gate else 0)
@@ -431,7 +424,7 @@ def _file_cut_short(table: str):
     vsql = f"SELECT source_line FROM incoming_rejects WHERE table_name = '{table}' AND reason = {typed_literal(CUT_OFF_REASON)}"
 
     def run(con):
-        gate = bool(con.execute("SELECT 1 FROM duckdb_views() WHERE view_name = 'incoming_rejects'").fetchall())
+        gate = "incoming_rejects" in relations(con)
         if not gate:  # validating a warehouse's stored tables: no file, nothing cut
             return 0, 0, False, [], vsql
         n, lines = _count_and_sample(con, vsql, "source_line")

@@ -1,0 +1,14 @@
+"""What a DuckDB connection holds: the one catalog query the checks share."""
+
+from __future__ import annotations
+
+
+def relations(con) -> set[str]:
+    """The names of the connection's tables and views (the gate's database: src_* views over the parsed files, the
+    loader's incoming_rejects, the warehouse's held patients; a warehouse's own tables)."""
+    return {
+        name
+        for (name,) in con.execute(
+            "SELECT table_name FROM duckdb_tables() UNION SELECT view_name FROM duckdb_views() WHERE NOT internal"
+        ).fetchall()
+    }
