@@ -307,6 +307,29 @@ def test_gx_opens_the_warehouse_read_only(clean_wh):
     con.close()
 
 
+def test_the_gx_context_writes_no_yaml_as_tables_are_added(clean_wh, monkeypatch):
+    """The ephemeral context serialised its whole config to YAML on each asset and batch definition added, more
+    CPU than the validations of a small input's table; its config still lists what was added."""
+    from great_expectations.data_context.types.base import DataContextConfig
+
+    from pipeline.quality.gx_duckdb import close_datasource, make_context
+
+    context, ds = make_context(clean_wh)
+    dumped: list[str] = []
+    real = DataContextConfig.to_yaml_str
+    monkeypatch.setattr(DataContextConfig, "to_yaml_str", lambda self: dumped.append("yaml") or real(self))
+    try:
+        for table in ("src_procedures", "src_imaging_orders"):
+            ds.add_table_asset(name=f"s__{table}", table_name=table).add_batch_definition_whole_table(f"s__{table}__whole")
+    finally:
+        close_datasource(ds)
+    assert dumped == []
+    assert sorted(a.name for a in context.config.fluent_datasources["warehouse"].assets) == [
+        "s__src_imaging_orders",
+        "s__src_procedures",
+    ]
+
+
 def test_validate_module_does_not_import_gx_at_import_time():
     import subprocess
     import sys
