@@ -973,6 +973,34 @@ def test_an_id_held_as_a_number_longer_than_excel_keeps_stops_the_run_naming_its
     assert r.returncode == 0, r.stderr
 
 
+@pytest.mark.parametrize(
+    ("spelling", "cell"),
+    [
+        ("single quotes", "<c r='B4'>"),  # XML allows either quote
+        ("a line break", '<c\nr="B4">'),  # any space between the tag and its attributes
+        ("no cell reference", "<c>"),  # r is optional: the cell follows the one before
+    ],
+)
+def test_a_long_number_cell_is_found_however_its_tag_is_spelled(tmp_path, small_input, spelling, cell):
+    """A cell tag spelled as XML allows but Excel does not write (another program's workbook): the check looked for
+    `<c r="B4"` and passed over the cell, and the 20-digit patient id was read as another, silently."""
+    import zipfile
+
+    rows = _orders_as_workbook_rows(small_input)
+    rows[3][1] = 12345678901234567890.0  # O3's patient id, B4
+    book = small_input / "imaging_orders.xlsx"
+    _write_workbook(book, {"imaging_orders": rows})
+    with zipfile.ZipFile(book) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    sheet = members["xl/worksheets/sheet1.xml"].decode()
+    assert '<c r="B4">' in sheet
+    members["xl/worksheets/sheet1.xml"] = sheet.replace('<c r="B4">', cell).encode()
+    with zipfile.ZipFile(book, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    _expect_exit_2(tmp_path, small_input, "line 4: column patient_id holds the number 12345678901234569216")
+
+
 def _orders_workbook_with_a_stray_cell(folder: Path, row: int, column: int) -> Path:
     import xlsxwriter
 
