@@ -126,7 +126,7 @@ _TAIL = 1 << 16  # what a piece keeps of the one before: a tag, or a cell with i
 _LONG_NUMBER = re.compile(rb">(-?(?:\d{16,}(?:\.\d*)?|\d(?:\.\d+)?[eE]\+?(?:1[5-9]|[2-9]\d|\d{3,})))</(?:\w+:)?v>")
 # a cell's opening tag and its attributes as XML allows them: any space before one, either quote (a writer's
 # <c\nr='B2'> was passed over, its id read as another); r may be left out (the cell then follows the one before)
-_CELL_OPENING = re.compile(rb"<(?:\w+:)?c(?=[\s>/])")
+_AFTER_TAG_NAME = (b" ", b"\t", b"\n", b"\r", b">", b"/")
 _TYPED = re.compile(rb"""\bt\s*=\s*["']([^"']*)["']""")
 _ROW_OF = re.compile(rb"""\br\s*=\s*["'][A-Za-z]+(\d+)["']""")
 
@@ -138,15 +138,25 @@ def _long_number_cells(text: bytes) -> list[tuple[int | None, str]]:
     cells = []
     for m in _LONG_NUMBER.finditer(text):
         # the cell's tag: the last one opened before its value (a formula's <f> may come between)
-        openings = list(_CELL_OPENING.finditer(text, max(0, m.start() - 8192), m.start()))
-        opening = openings[-1] if openings else None
-        tag = text[opening.end() : text.find(b">", opening.end(), m.start()) + 1] if opening else b""
+        opening = _cell_opening(text, max(0, m.start() - 8192), m.start())
+        tag = text[opening : text.find(b">", opening, m.start()) + 1] if opening >= 0 else b""
         typed, row = _TYPED.search(tag), _ROW_OF.search(tag)
         if typed is None or typed.group(1) == b"n":
             value = float(m.group(1))
             text_read = str(int(value)) if value.is_integer() else m.group(1).decode("ascii")
             cells.append((int(row.group(1)) if row else None, text_read))
     return cells
+
+
+def _cell_opening(text: bytes, lo: int, hi: int) -> int:
+    """Where the attributes of the last cell tag opened in ``text[lo:hi]`` begin (after `<c` or `<x:c`), else -1.
+    Searched backwards from the value (its tag is close by: a regular expression over the window cost 6x as
+    much, 28 s for 300,000 long numbers)."""
+    while (at := max(text.rfind(b"<c", lo, hi), text.rfind(b":c", lo, hi))) >= 0:
+        if text[at + 2 : at + 3] in _AFTER_TAG_NAME:  # not <col, <cfRule, xmlns:c=
+            return at + 2
+        hi = at
+    return -1
 
 
 def _cell_problem(path: Path, sheet: str) -> tuple[tuple[str, str, str] | None, list[tuple[int | None, str]]]:
