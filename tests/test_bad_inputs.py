@@ -1001,6 +1001,18 @@ def test_a_long_number_cell_is_found_however_its_tag_is_spelled(tmp_path, small_
     _expect_exit_2(tmp_path, small_input, "line 4: column patient_id holds the number 12345678901234569216")
 
 
+def test_a_long_number_whose_tag_the_piece_before_held_is_not_counted_again_without_its_row():
+    """The sheet's XML is read in pieces, each starting with the end of the one before: a cell there whose tag was
+    cut off is the piece before's (found there with its row), not a cell without a row, which any row's text of
+    the same digits would have matched."""
+    from pipeline.ingest import xlsx
+
+    cut = b'2"><v>1.234567890123457E+19</v></c></row><row r="3"><c r="B3"><v>9.876543210987654E+19</v></c>'
+    assert xlsx._long_number_cells(cut) == [(3, "98765432109876543488")]
+    far = b'<c r="B4"><f>' + b"A" * 9000 + b"</f><v>1.234567890123457E+19</v></c>"  # a long formula: its tag far back
+    assert xlsx._long_number_cells(b"<row>" + b" " * 9000 + far) == [(None, "12345678901234569216")]
+
+
 def _orders_workbook_with_a_stray_cell(folder: Path, row: int, column: int) -> Path:
     import xlsxwriter
 

@@ -138,7 +138,10 @@ def _long_number_cells(text: bytes) -> list[tuple[int | None, str]]:
     cells = []
     for m in _LONG_NUMBER.finditer(text):
         # the cell's tag: the last one opened before its value (a formula's <f> may come between)
-        opening = _cell_opening(text, max(0, m.start() - 8192), m.start())
+        lo = m.start() - 8192
+        opening = _cell_opening(text, max(0, lo), m.start())
+        if opening < 0 and lo < 0:
+            continue  # its tag was cut off with the piece before, which held the cell whole
         tag = text[opening : text.find(b">", opening, m.start()) + 1] if opening >= 0 else b""
         typed, row = _TYPED.search(tag), _ROW_OF.search(tag)
         if typed is None or typed.group(1) == b"n":
