@@ -429,6 +429,10 @@ def test_a_run_that_opened_a_lock_file_as_its_holder_took_it_back_never_shares_t
         assert json.loads(lock.read_text())["run_id"] == "R2"  # the file at the path is R2's
         with pytest.raises(WarehouseLockedError), warehouse.writer_lock(wh, "R3", "run"):
             pass  # refused: R2 holds the warehouse
+    # a file system whose stat and fstat never agree on the inode: opened again a few times, then locked as it is
+    monkeypatch.setattr(locks, "_is_at", lambda fd, path: False)
+    with warehouse.writer_lock(wh, "R4", "run"):
+        assert json.loads(lock.read_text())["run_id"] == "R4"
 
 
 def test_an_empty_duckdb_file_is_adopted_and_a_warehouse_made_before_the_mark_is_recognised(small_input, tmp_path):
