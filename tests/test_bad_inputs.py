@@ -1013,6 +1013,16 @@ def test_a_long_number_whose_tag_the_piece_before_held_is_not_counted_again_with
     assert xlsx._long_number_cells(b"<row>" + b" " * 9000 + far) == [(None, "12345678901234569216")]
 
 
+def test_a_long_number_is_known_by_its_value_however_written():
+    """An exponent of another program's form: 12.3456789012345E+18 (a mantissa of two digits) was passed over; and
+    1.2E+010 (twelve billion, LibreOffice's three-digit exponent) or 0000000000000001 (one) stopped the run though
+    Excel keeps every digit of them."""
+    from pipeline.ingest import xlsx
+
+    cells = b'<c r="B2"><v>1.2E+010</v></c><c r="B3"><v>0000000000000001</v></c><c r="B4"><v>12.3456789012345E+18</v></c>'
+    assert xlsx._long_number_cells(cells) == [(4, "12345678901234499584")]
+
+
 def _orders_workbook_with_a_stray_cell(folder: Path, row: int, column: int) -> Path:
     import xlsxwriter
 

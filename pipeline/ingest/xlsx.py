@@ -118,12 +118,14 @@ _PROBLEMS = {
     "formula": ((b"f>", b"<f ", b":f "), re.compile(rb"(?:</(?:\w+:)?f>|<(?:\w+:)?f\b[^>]*/>)\s*</(?:\w+:)?c>")),
 }
 _TAIL = 1 << 16  # what a piece keeps of the one before: a tag, or a cell with its formula, cut between two pieces
-# a number of more digits than Excel keeps (15 significant): 16 or more before any point, or an exponent of 15 or
-# more (Excel writes 1.2345678901234568E+19). An id held so has lost its last digits (12345678901234567890 reads as
-# 12345678901234569216), and two patients' ids may have become one. Searched by the value (6 ms a MB: by the cell's
-# tag first, 18), then its cell checked to be a number's (no type, or t="n"): a formula's text result (t="str") may
-# hold any digits
-_LONG_NUMBER = re.compile(rb">(-?(?:\d{16,}(?:\.\d*)?|\d(?:\.\d+)?[eE]\+?(?:1[5-9]|[2-9]\d|\d{3,})))</(?:\w+:)?v>")
+# a number of more digits than Excel keeps (15 significant): 16 or more before any point, or an exponent (Excel
+# writes 1.2345678901234568E+19, LibreOffice 1.23456789012346E+019, another program may write 12.3456789E+18), of a
+# value of 10^15 or more (``LONG_NUMBER_FROM``: 1.2E+010 and 0000000000000001 are short). An id held so has lost its
+# last digits (12345678901234567890 reads as 12345678901234569216), and two patients' ids may have become one.
+# Searched by the value (6 ms a MB: by the cell's tag first, 18), then its cell checked to be a number's (no type,
+# or t="n"): a formula's text result (t="str") may hold any digits
+_LONG_NUMBER = re.compile(rb">(-?(?:\d{16,}(?:\.\d*)?|\d+(?:\.\d+)?[eE]\+?\d{2,}))</(?:\w+:)?v>")
+LONG_NUMBER_FROM = 1e15
 # a cell's opening tag and its attributes as XML allows them: any space before one, either quote (a writer's
 # <c\nr='B2'> was passed over, its id read as another); r may be left out (the cell then follows the one before)
 _AFTER_TAG_NAME = (b" ", b"\t", b"\n", b"\r", b">", b"/")
@@ -144,8 +146,8 @@ def _long_number_cells(text: bytes) -> list[tuple[int | None, str]]:
             continue  # its tag was cut off with the piece before, which held the cell whole
         tag = text[opening : text.find(b">", opening, m.start()) + 1] if opening >= 0 else b""
         typed, row = _TYPED.search(tag), _ROW_OF.search(tag)
-        if typed is None or typed.group(1) == b"n":
-            value = float(m.group(1))
+        value = float(m.group(1))
+        if abs(value) >= LONG_NUMBER_FROM and (typed is None or typed.group(1) == b"n"):
             text_read = str(int(value)) if value.is_integer() else m.group(1).decode("ascii")
             cells.append((int(row.group(1)) if row else None, text_read))
     return cells
