@@ -508,10 +508,13 @@ def _inspect(input_dir: Path, cfg, write_config: Path | None, as_json: bool, sho
         click.echo(json.dumps(starter_config.as_dict(reports), indent=2, ensure_ascii=False))
     else:
         click.echo(starter_config.as_text(reports, input_dir), nl=False)
-    # a folder in which no audit finds the files it needs (an empty one, the wrong path) stops as `run` and
-    # `validate` do, exit 2, after the findings: a job checking a delivery with inspect had read exit 0
+    # a folder holding no table's file (an empty one, the wrong path) stops as `run` and `validate` do, exit 2,
+    # after the findings: a job checking a delivery with inspect had read exit 0. One holding some tables is
+    # described, exit 0: a month's diagnoses alone are a delivery `run --warehouse` reads (the warehouse holds the
+    # rest), and inspect knows no warehouse
     with_files = {t: set(CONTRACT_BY_NAME[t].columns) for t, r in reports.items() if not isinstance(r, str)}
-    choose_audits(cfg, with_files, input_dir=input_dir)
+    if not with_files:
+        choose_audits(cfg, with_files, input_dir=input_dir)
     if write_config is not None:
         _, local_map = reference.code_map_codes(cfg, input_dir)
         for path in starter_config.write(reports, cfg, write_config, local_map):

@@ -27,6 +27,9 @@ def describe(holder: dict) -> str:
     )
 
 
+_REOPENS = 10  # how often a lock file removed under this run as it took it is opened again (``_lock``)
+
+
 @contextlib.contextmanager
 def held(lock_path: Path, guarded: Path, run_id: str, command: str, option: str, refusal: Callable[[dict], str], **about):
     """Hold ``lock_path`` until the block ends, or stop at once (exit 4) with ``refusal(holder)`` when another
@@ -35,24 +38,12 @@ def held(lock_path: Path, guarded: Path, run_id: str, command: str, option: str,
 
     A lock file this call made is removed as the block ends when ``guarded`` was never made (a run refused by
     the next lock, a disk full before the warehouse): nothing is left beside a path the user gave that holds
-    nothing. It is removed while still held, so a run that opened it meanwhile is refused, and one after makes
-    its own; a lock file found there, or beside what the run made, stays (it is reused, never a stale lock)."""
+    nothing. It is removed while still held, so a run that opened it meanwhile is refused, or locks it only as
+    this one ends and then opens the path again (``_lock``), and one after makes its own; a lock file found
+    there, or beside what the run made, stays (it is reused, never a stale lock)."""
     lock_path, guarded = Path(lock_path), Path(guarded)
-    made = not os.path.lexists(lock_path)
+    made, fd = _lock(lock_path, option, refusal)
     try:
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)  # held for the whole run; the umask applies
-    except OSError as exc:  # a read-only or foreign folder (preflight checks it first; this is the race)
-        raise ConfigError(f"{option}: cannot create its lock file {lock_path} ({exc.strerror})") from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            try:
-                holder = json.loads(os.pread(fd, 1 << 16, 0) or b"{}")
-            except ValueError:
-                holder = {}
-            raise WarehouseLockedError(refusal(holder if isinstance(holder, dict) else {})) from None
         try:
             _record_holder(fd, lock_path, {"run_id": run_id, "command": command, **about}, option)
             yield
@@ -61,6 +52,49 @@ def held(lock_path: Path, guarded: Path, run_id: str, command: str, option: str,
                 lock_path.unlink(missing_ok=True)
     finally:
         os.close(fd)
+
+
+def _lock(lock_path: Path, option: str, refusal: Callable[[dict], str]) -> tuple[bool, int]:
+    """(whether this call made the lock file, its descriptor, flock'd), or stop (exit 4) naming its holder. A file
+    opened as its holder removed it (``held``) is locked only once that holder ends, and then no longer at the path:
+    a run after would make and lock another, and both write. The path is opened again until the file locked is the
+    one there (a few times: a file system whose stat and fstat disagree on the inode must not hang the run)."""
+    for _ in range(_REOPENS):
+        made, fd = _open_locked(lock_path, option, refusal)
+        if _is_at(fd, lock_path):
+            return made, fd
+        os.close(fd)
+    return _open_locked(lock_path, option, refusal)
+
+
+def _open_locked(lock_path: Path, option: str, refusal: Callable[[dict], str]) -> tuple[bool, int]:
+    """``lock_path`` opened (made if need be: whether it was, and its descriptor) and flock'd, or stop (exit 4)."""
+    made = not os.path.lexists(lock_path)
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)  # held for the whole run; the umask applies
+    except OSError as exc:  # a read-only or foreign folder (preflight checks it first; this is the race)
+        raise ConfigError(f"{option}: cannot create its lock file {lock_path} ({exc.strerror})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            holder = json.loads(os.pread(fd, 1 << 16, 0) or b"{}")
+        except ValueError:
+            holder = {}
+        os.close(fd)
+        raise WarehouseLockedError(refusal(holder if isinstance(holder, dict) else {})) from None
+    return made, fd
+
+
+def _is_at(fd: int, path: Path) -> bool:
+    """Whether the open file ``fd`` is still the one at ``path`` (not removed, nor replaced)."""
+    try:
+        here = os.stat(path)
+    except OSError:
+        return False
+    mine = os.fstat(fd)
+    return (mine.st_dev, mine.st_ino) == (here.st_dev, here.st_ino)
 
 
 def _record_holder(fd: int, lock_path: Path, about: dict, option: str) -> None:

@@ -973,6 +973,56 @@ def test_an_id_held_as_a_number_longer_than_excel_keeps_stops_the_run_naming_its
     assert r.returncode == 0, r.stderr
 
 
+@pytest.mark.parametrize(
+    ("spelling", "cell"),
+    [
+        ("single quotes", "<c r='B4'>"),  # XML allows either quote
+        ("a line break", '<c\nr="B4">'),  # any space between the tag and its attributes
+        ("no cell reference", "<c>"),  # r is optional: the cell follows the one before
+    ],
+)
+def test_a_long_number_cell_is_found_however_its_tag_is_spelled(tmp_path, small_input, spelling, cell):
+    """A cell tag spelled as XML allows but Excel does not write (another program's workbook): the check looked for
+    `<c r="B4"` and passed over the cell, and the 20-digit patient id was read as another, silently."""
+    import zipfile
+
+    rows = _orders_as_workbook_rows(small_input)
+    rows[3][1] = 12345678901234567890.0  # O3's patient id, B4
+    book = small_input / "imaging_orders.xlsx"
+    _write_workbook(book, {"imaging_orders": rows})
+    with zipfile.ZipFile(book) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    sheet = members["xl/worksheets/sheet1.xml"].decode()
+    assert '<c r="B4">' in sheet
+    members["xl/worksheets/sheet1.xml"] = sheet.replace('<c r="B4">', cell).encode()
+    with zipfile.ZipFile(book, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    _expect_exit_2(tmp_path, small_input, "line 4: column patient_id holds the number 12345678901234569216")
+
+
+def test_a_long_number_whose_tag_the_piece_before_held_is_not_counted_again_without_its_row():
+    """The sheet's XML is read in pieces, each starting with the end of the one before: a cell there whose tag was
+    cut off is the piece before's (found there with its row), not a cell without a row, which any row's text of
+    the same digits would have matched."""
+    from pipeline.ingest import xlsx
+
+    cut = b'2"><v>1.234567890123457E+19</v></c></row><row r="3"><c r="B3"><v>9.876543210987654E+19</v></c>'
+    assert xlsx._long_number_cells(cut) == [(3, "98765432109876543488")]
+    far = b'<c r="B4"><f>' + b"A" * 9000 + b"</f><v>1.234567890123457E+19</v></c>"  # a long formula: its tag far back
+    assert xlsx._long_number_cells(b"<row>" + b" " * 9000 + far) == [(None, "12345678901234569216")]
+
+
+def test_a_long_number_is_known_by_its_value_however_written():
+    """An exponent of another program's form: 12.3456789012345E+18 (a mantissa of two digits) was passed over; and
+    1.2E+010 (twelve billion, LibreOffice's three-digit exponent) or 0000000000000001 (one) stopped the run though
+    Excel keeps every digit of them."""
+    from pipeline.ingest import xlsx
+
+    cells = b'<c r="B2"><v>1.2E+010</v></c><c r="B3"><v>0000000000000001</v></c><c r="B4"><v>12.3456789012345E+18</v></c>'
+    assert xlsx._long_number_cells(cells) == [(4, "12345678901234499584")]
+
+
 def _orders_workbook_with_a_stray_cell(folder: Path, row: int, column: int) -> Path:
     import xlsxwriter
 

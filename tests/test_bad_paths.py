@@ -405,6 +405,36 @@ def test_a_lock_file_made_for_a_warehouse_or_out_never_made_is_taken_back(tmp_pa
     assert (tmp_path / "other.duckdb.lock").read_text() != ""  # held, written, kept
 
 
+def test_a_run_that_opened_a_lock_file_as_its_holder_took_it_back_never_shares_the_warehouse(tmp_path, monkeypatch):
+    """A run that opens `<warehouse>.lock` just before its holder (a run whose warehouse was never made) removes it
+    gets its flock once the holder ends, on a file no longer at the path: a run after made another lock file and
+    took it, and the two wrote the same warehouse. The lock taken is the file at the path, opened again if need be."""
+    import contextlib
+
+    from pipeline import locks, warehouse
+    from pipeline.errors import WarehouseLockedError
+
+    wh, lock = tmp_path / "wh.duckdb", tmp_path / "wh.duckdb.lock"
+    first = contextlib.ExitStack()
+    first.enter_context(warehouse.writer_lock(wh, "R1", "run"))
+    flock = locks.fcntl.flock
+
+    def holder_ends_between_open_and_flock(fd, op):
+        first.close()  # R1 ends: its lock file, beside no warehouse, removed; R2 had opened it already
+        return flock(fd, op)
+
+    monkeypatch.setattr(locks.fcntl, "flock", holder_ends_between_open_and_flock)
+    with warehouse.writer_lock(wh, "R2", "run"):
+        monkeypatch.setattr(locks.fcntl, "flock", flock)
+        assert json.loads(lock.read_text())["run_id"] == "R2"  # the file at the path is R2's
+        with pytest.raises(WarehouseLockedError), warehouse.writer_lock(wh, "R3", "run"):
+            pass  # refused: R2 holds the warehouse
+    # a file system whose stat and fstat never agree on the inode: opened again a few times, then locked as it is
+    monkeypatch.setattr(locks, "_is_at", lambda fd, path: False)
+    with warehouse.writer_lock(wh, "R4", "run"):
+        assert json.loads(lock.read_text())["run_id"] == "R4"
+
+
 def test_an_empty_duckdb_file_is_adopted_and_a_warehouse_made_before_the_mark_is_recognised(small_input, tmp_path):
     """A DuckDB file holding nothing is a new warehouse; a run marks what it makes (order_audit_warehouse), and a
     warehouse an earlier version made, without the mark, is known by its run history and marked by its next run."""

@@ -812,3 +812,19 @@ def test_a_folder_no_audit_can_run_on_exits_2_after_its_findings(tmp_path):
     r = run_cli("inspect", "--input", empty)
     assert r.returncode == 0, r.stderr
     assert "procedures: no file (not found); needed by csf_leak" in r.stdout
+
+
+def test_a_delivery_of_some_tables_a_run_with_a_warehouse_reads_is_inspected_with_exit_0(tmp_path, small_input):
+    """A month's diagnoses alone, which `run --warehouse` reads (the warehouse holds the orders and procedures),
+    were refused by inspect with exit 2 ("procedures.csv: required file missing"): inspect knows no warehouse, and a
+    job checking each delivery with it read a failure. What is missing is named in the findings."""
+    run = run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--warehouse", tmp_path / "wh.duckdb")
+    assert run.returncode == 0, run.stderr
+    month = tmp_path / "month"
+    month.mkdir()
+    (month / "diagnoses.csv").write_bytes((small_input / "diagnoses.csv").read_bytes())
+    again = run_cli("run", "--input", month, "--out", tmp_path / "out2", "--warehouse", tmp_path / "wh.duckdb")
+    assert again.returncode == 0, again.stderr
+    r = run_cli("inspect", "--input", month)
+    assert r.returncode == 0, r.stderr
+    assert "procedures: no file (not found); needed by csf_leak" in r.stdout
