@@ -484,7 +484,6 @@ def _inspect(input_dir: Path, cfg, write_config: Path | None, as_json: bool, sho
     import json
 
     from pipeline.ingest import inspector, starter_config
-    from pipeline.ingest.contract import CONTRACT_BY_NAME
     from pipeline.models import reference
     from pipeline.run import choose_audits
 
@@ -512,9 +511,8 @@ def _inspect(input_dir: Path, cfg, write_config: Path | None, as_json: bool, sho
     # after the findings: a job checking a delivery with inspect had read exit 0. One holding some tables is
     # described, exit 0: a month's diagnoses alone are a delivery `run --warehouse` reads (the warehouse holds the
     # rest), and inspect knows no warehouse
-    with_files = {t: set(CONTRACT_BY_NAME[t].columns) for t, r in reports.items() if not isinstance(r, str)}
-    if not with_files:
-        choose_audits(cfg, with_files, input_dir=input_dir)
+    if all(isinstance(r, str) for r in reports.values()):  # each table's entry says why no file was found
+        choose_audits(cfg, {}, input_dir=input_dir)
     if write_config is not None:
         _, local_map = reference.code_map_codes(cfg, input_dir)
         for path in starter_config.write(reports, cfg, write_config, local_map):
