@@ -34,7 +34,8 @@ _REOPENS = 10  # how often a lock file removed under this run as it took it is o
 def held(lock_path: Path, guarded: Path, run_id: str, command: str, option: str, refusal: Callable[[dict], str], **about):
     """Hold ``lock_path`` until the block ends, or stop at once (exit 4) with ``refusal(holder)`` when another
     process holds it. ``guarded``: what the lock guards (the warehouse, the --out folder); ``option``: the option
-    naming it (named when the file cannot be made); ``about``: more of the holder written into the file.
+    naming it (named when the file cannot be made); ``about``: more of the holder written into the file. The block
+    gets whether this call made the lock file.
 
     A lock file this call made is removed as the block ends when ``guarded`` was never made (a run refused by
     the next lock, a disk full before the warehouse): nothing is left beside a path the user gave that holds
@@ -45,8 +46,8 @@ def held(lock_path: Path, guarded: Path, run_id: str, command: str, option: str,
     made, fd = _lock(lock_path, option, refusal)
     try:
         try:
-            _record_holder(fd, lock_path, {"run_id": run_id, "command": command, **about}, option)
-            yield
+            _record_holder(fd, lock_path, option, run_id, command, about)
+            yield made
         finally:
             if made and not guarded.exists():
                 lock_path.unlink(missing_ok=True)
@@ -97,13 +98,13 @@ def _is_at(fd: int, path: Path) -> bool:
     return (mine.st_dev, mine.st_ino) == (here.st_dev, here.st_ino)
 
 
-def _record_holder(fd: int, lock_path: Path, about: dict, option: str) -> None:
-    """Write the holder (``about``, its process, host and start time) into the lock file it holds."""
+def _record_holder(fd: int, lock_path: Path, option: str, run_id: str, command: str, about: dict) -> None:
+    """Write the holder (its run, process, host, command, start time and ``about``) into the lock file it holds."""
     record = {
-        "run_id": about["run_id"],
+        "run_id": run_id,
         "pid": os.getpid(),
         "host": socket.gethostname(),  # a pid names a process of this machine only (``run_is_gone``)
-        "command": about["command"],
+        "command": command,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **about,
     }

@@ -276,7 +276,6 @@ def writer_lock(path: Path, run_id: str, command: str):
     another process held open, nor see it replaced since; a lock file made for a refused file is removed."""
     path = Path(path)
     lock_path = _lock_path(path)
-    made = not lock_path.exists()
 
     def refusal(holder: dict) -> str:
         return (
@@ -284,7 +283,7 @@ def writer_lock(path: Path, run_id: str, command: str):
             "(order-audit runs lists it), or pass a different --warehouse"
         )
 
-    with locks.held(lock_path, path, run_id, command, f"--warehouse {path}", refusal):
+    with locks.held(lock_path, path, run_id, command, f"--warehouse {path}", refusal) as made:
         try:
             check_is_ours(path)
         except ConfigError:
