@@ -25,6 +25,7 @@ from pipeline.config import Config
 from pipeline.errors import InputFileError, MissingColumnError, printable
 from pipeline.ingest import headers, parse_checks, physical_lines, short_rows, source_store, textfile, value_maps, xlsx
 from pipeline.ingest.contract import (
+    CONTRACT_BY_NAME,
     CONTRACTS,
     CUT_OFF_REASON,
     INSTANT_YEARS,
@@ -78,7 +79,8 @@ def scan(
         lf = pl.scan_parquet(f.path, glob=False).rename(rename, strict=False)
         lf = lf.with_row_index(LINE, offset=1)  # Parquet rows are numbered from 1
     elif f.fmt == "xlsx":
-        read = frozenset(rename) | frozenset(c for contract in CONTRACTS if contract.name == f.table for c in contract.columns)
+        contract = CONTRACT_BY_NAME.get(f.table)
+        read = frozenset(rename) | frozenset(contract.columns if contract else ())
         lf = xlsx.read_sheet(f.path, f.sheet, LINE, f.header_row, read).lazy().rename(rename, strict=False)
     else:
         lf = textfile.scan(source or Source(f.path), LINE).rename(rename, strict=False)
@@ -91,7 +93,7 @@ def scan(
 def _refuse_nested_columns(f: InputFile, schema: dict) -> None:
     """A contract column of a Parquet file holding structs, lists or arrays stops the run naming it: a struct was
     read as its text (a department `{"Neurology",1}`), a list stopped the run with no column named."""
-    contract = next((c for c in CONTRACTS if c.name == f.table), None)
+    contract = CONTRACT_BY_NAME.get(f.table)
     nested = [(c, t) for c, t in schema.items() if contract is not None and c in contract.columns and t.is_nested()]
     if nested:
         column, dtype = nested[0]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+# the gate's view of the patient ids the run's warehouse holds (gate.build_gate_db makes it; a diagnosis's patient
+# found there is known, sql_checks.check_diagnoses_known_patient)
+HELD_PATIENTS_VIEW = "held_patient_ids"
+
 
 def relations(con) -> set[str]:
     """The names of the connection's tables and views (the gate's database: src_* views over the parsed files, the

@@ -28,7 +28,7 @@ from pipeline.errors import printable, raise_if_stopped
 from pipeline.ingest.contract import CONTRACT_BY_NAME
 from pipeline.logs import event
 from pipeline.models import reference
-from pipeline.quality.catalog import relations
+from pipeline.quality.catalog import HELD_PATIENTS_VIEW, relations
 from pipeline.sqltext import literal
 
 if TYPE_CHECKING:
@@ -47,7 +47,6 @@ DQ_DDL = """CREATE TABLE IF NOT EXISTS dq_results (
 
 # the tables whose patients make a diagnosis's patient known (diagnoses.patient_id.known_patient)
 PATIENT_SOURCES = ("procedures", "imaging_orders")
-HELD_PATIENTS_VIEW = "held_patient_ids"
 
 
 def build_gate_db(

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from pipeline.ingest.code_systems import FORMS
 from pipeline.ingest.contract import CUT_OFF_REASON
-from pipeline.quality.catalog import relations
+from pipeline.quality.catalog import HELD_PATIENTS_VIEW, relations
 from pipeline.quality.lookalikes import check_lookalike_departments
 from pipeline.quality.result import MONTHS, SAMPLE_SIZE, CheckResult, examples
 from pipeline.sqltext import typed_literal
@@ -89,8 +89,8 @@ def _rows_check(vsql: str, total_sql: str, key: str, tables: list[str]):
 
 # where a diagnosis's patient is known from: the extract's procedures and orders (a monthly extract may lack its
 # procedures: an earlier month's brought them), and the patients of the extracts the run's warehouse holds
-# (gate.build_gate_db's held_patient_ids)
-KNOWN_PATIENT_SOURCES = ("src_procedures", "src_imaging_orders", "held_patient_ids")
+# (gate.build_gate_db's HELD_PATIENTS_VIEW)
+KNOWN_PATIENT_SOURCES = ("src_procedures", "src_imaging_orders", HELD_PATIENTS_VIEW)
 
 
 def check_diagnoses_known_patient(p: dict):
