@@ -150,6 +150,8 @@ def check_files(folder: Path, audit_id: str) -> pl.DataFrame:
     section = FEED_DOC[FEED_DOC.index("## metrics.json") :].split("\n## ")[0]
     assert set(summary) == set(re.findall(r"`(\w+)`", section)) - {"overall"}
     assert summary["columns"] == {c: str(t) for c, t in rows.schema.items()} and summary["rows"] == rows.height
+    names = re.search(r"by its Polars name: (.*?), the\s+table above's", section, re.S).group(1)
+    assert set(summary["columns"].values()) <= set(re.split(r",\s+|\s+or\s+", names)), names
     assert summary["schema_version"] == version and summary["audit_id"] == audit_id
     assert summary["periods"] == sorted(set(rows["period"])) and summary["period_types"] == sorted(set(rows["period_type"]))
     for c in ("data_through", "verified_from"):
