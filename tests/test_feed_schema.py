@@ -428,6 +428,12 @@ def test_the_doc_states_each_audits_days_to_final_as_its_manifest_does():
         days = audits.maturity_horizon_days(audit, audit.parameters)
         assert stated[audit.id] and int(stated[audit.id].group(1)) == days, (audit.id, days)
     assert "settings)" not in section and "`[maturity] days_after_month`" in section
+    # README's Scheduling and docs/SCHEDULING.md gave the CSF-leak audit's 74 days as every month's
+    scheduling = (ROOT / "docs" / "SCHEDULING.md").read_text(encoding="utf-8")
+    for text in (README, scheduling):
+        for paragraph in re.split(r"\n\s*\n", text):
+            if "14 + 30 + 30" in paragraph:
+                assert "low back" in paragraph and "42 days" in paragraph, paragraph[:200]
 
 
 def test_the_documented_commands_run_the_docs_sql_without_a_duckdb_shell(tmp_path):
