@@ -953,7 +953,27 @@ def test_feed_threshold_from_the_config_through_the_cli(tmp_path):
     one = pl.read_parquet(tmp_path / "one" / "csf_leak" / "metrics.parquet")
     assert default.filter(pl.col("numerator") > 0).height == 0  # 2 cases, 4 orders: every count is small
     assert not one["suppressed"].any() and one.filter(pl.col("numerator") > 0).height > 0
-    assert json.loads((tmp_path / "one" / "csf_leak" / "metrics.json").read_text())["min_cell_count"] == 1
+    summary = json.loads((tmp_path / "one" / "csf_leak" / "metrics.json").read_text())
+    assert summary["min_cell_count"] == 1
+    # the rule as the feed's readers get it says it is off (it said "no count from 1 to 0 is released")
+    assert "small-cell rule is off" in summary["disclosure"] and "1 to 0" not in summary["disclosure"]
+
+
+@pytest.mark.parametrize(
+    ("k", "said"),
+    [
+        (0, "every count is released"),
+        (1, "every count is released"),
+        (2, "no count of 1 is released"),
+        (11, "no count from 1 to 10 is released"),
+    ],
+)
+def test_the_disclosure_paragraph_states_the_rule_the_threshold_sets(k, said):
+    """metrics.json's `disclosure` and the report's methods: at 1 (or 0) nothing is withheld, and the paragraph read
+    "no count from 1 to 0 (or -1) is released, neither directly nor by subtraction", a rule that seemed on."""
+    text = feed.methods_text(k)
+    assert said in text
+    assert " to 0 " not in text and " to -1 " not in text and " 1 to 1 " not in text
 
 
 def test_a_rerun_without_input_keeps_the_site_code_map(tmp_path):

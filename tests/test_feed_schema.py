@@ -150,6 +150,8 @@ def check_files(folder: Path, audit_id: str) -> pl.DataFrame:
     section = FEED_DOC[FEED_DOC.index("## metrics.json") :].split("\n## ")[0]
     assert set(summary) == set(re.findall(r"`(\w+)`", section)) - {"overall"}
     assert summary["columns"] == {c: str(t) for c, t in rows.schema.items()} and summary["rows"] == rows.height
+    names = re.search(r"by its Polars name: (.*?), the\s+table above's", section, re.S).group(1)
+    assert set(summary["columns"].values()) <= set(re.split(r",\s+|\s+or\s+", names)), names
     assert summary["schema_version"] == version and summary["audit_id"] == audit_id
     assert summary["periods"] == sorted(set(rows["period"])) and summary["period_types"] == sorted(set(rows["period_type"]))
     for c in ("data_through", "verified_from"):
@@ -225,6 +227,13 @@ def test_the_documented_snippets_give_what_the_doc_says_on_the_20k_demo(demo, mo
     # 3.1's Changes quotes the demo's count of before_data rows
     lbp = names["low_back_pain"]
     assert f"{(lbp['look_back'] == 'before_data').sum():,} of {lbp.height:,} rows" in FEED_DOC
+    # "Which rows there are": the department periods whose audited orders were all excluded have no judged row (the
+    # doc said 17 where the demo has 16, since that sentence was written)
+    department = lbp.filter(pl.col("level") == "department")
+    judged = department.filter(pl.col("measure_id") == "early_imaging_order_rate").select("period", "group_key")
+    excluded = department.filter(pl.col("measure_id") == "excluded_order_rate").select("period", "group_key")
+    quoted = re.search(r"on the 20k-patient demo (\d+)\s+department periods", FEED_DOC).group(1)
+    assert excluded.join(judged, on=["period", "group_key"], how="anti").height == int(quoted)
 
 
 def feed_rows(out: Path) -> pl.DataFrame:
@@ -403,3 +412,42 @@ def test_the_doc_attributes_a_case_as_the_audit_does():
     for audit in attributed:
         label = audit.manifest["report"]["case_department_label"]  # "the department of its first evaluated imaging order"
         assert label.removeprefix("the department of its ") in meaning, (audit.id, label)
+
+
+def test_the_doc_states_each_audits_days_to_final_as_its_manifest_does():
+    """*Provisional and final* gave one horizon, 74 days, under `[case]` settings: the low back pain audit's months turn
+    final 42 days after their end (its audit window), and `[case]` is a section the config refuses."""
+    from pipeline import audits  # noqa: PLC0415
+
+    section = FEED_DOC[FEED_DOC.index("## Provisional and final") :].split("\n## ")[0]
+    stated = {
+        "csf_leak": re.search(r"A CSF-leak month is \*\*final\*\*.*?= (\d+)\s+days by default", section, re.S),
+        "low_back_pain": re.search(r"a low back pain month once .*?: (\d+) days\)", section, re.S),
+    }
+    for audit in audits.discover():
+        days = audits.maturity_horizon_days(audit, audit.parameters)
+        assert stated[audit.id] and int(stated[audit.id].group(1)) == days, (audit.id, days)
+    assert "settings)" not in section and "`[maturity] days_after_month`" in section
+    # README's Scheduling and docs/SCHEDULING.md gave the CSF-leak audit's 74 days as every month's
+    scheduling = (ROOT / "docs" / "SCHEDULING.md").read_text(encoding="utf-8")
+    for text in (README, scheduling):
+        for paragraph in re.split(r"\n\s*\n", text):
+            if "14 + 30 + 30" in paragraph:
+                assert "low back" in paragraph and "42 days" in paragraph, paragraph[:200]
+
+
+def test_the_documented_commands_run_the_docs_sql_without_a_duckdb_shell(tmp_path):
+    """No DuckDB shell comes with the project: the doc's two commands (the venv's Python and its duckdb package) run
+    its dashboard query and its load into one table as written, from files."""
+    result = run_cli("run", "--input", write_small_input(tmp_path / "in"), "--out", tmp_path / "out", "--no-validate", "--quiet")
+    assert result.returncode == 0, result.stderr
+    query, _, load = re.findall(r"```sql\n(.*?)```", FEED_DOC, re.S)
+    (tmp_path / "query.sql").write_text(query.replace("/reports/order-audit/latest/", f"{tmp_path / 'out'}/"))
+    (tmp_path / "load.sql").write_text(load.replace("/reports/order-audit/2026-05/", f"{tmp_path / 'out'}/"))
+    commands = re.findall(r'`\.venv/bin/python -c "(import duckdb;.*?)"`', FEED_DOC, re.S)
+    assert len(commands) == 2, commands
+    ran = [subprocess.run([sys.executable, "-c", c], cwd=tmp_path, capture_output=True, text=True, check=False) for c in commands]
+    assert [r.returncode for r in ran] == [0, 0], [r.stderr for r in ran]
+    assert "department" in ran[0].stdout  # the query's table, printed (every cell of the small input withheld: no row)
+    loaded = duckdb.connect(str(tmp_path / "history.duckdb"), read_only=True)
+    assert loaded.execute("SELECT count(*) FROM feed_history").fetchall()[0][0] == feed_rows(tmp_path / "out").height

@@ -52,9 +52,9 @@ def test_site_index_counts_department_pages_in_words_and_links_none_when_there_i
     for month, n in (("2026-02", 0), ("2026-03", 1), ("2026-04", 2)):
         _period(audit, month, {}, departments=n)
     text = site_index.render_site_index(tmp_path).read_text(encoding="utf-8")
-    assert _row(text, "2026-02") == "2026-02 report · case list · feed none r-2026-02"
-    assert _row(text, "2026-03") == "2026-03 report · case list · feed 1 department page r-2026-03"
-    assert _row(text, "2026-04") == "2026-04 report · case list · feed 2 department pages r-2026-04"
+    assert _row(text, "2026-02") == "2026-02 report · case list · feed: CSV · Parquet none r-2026-02"
+    assert _row(text, "2026-03") == "2026-03 report · case list · feed: CSV · Parquet 1 department page r-2026-03"
+    assert _row(text, "2026-04") == "2026-04 report · case list · feed: CSV · Parquet 2 department pages r-2026-04"
     assert 'href="low_back_pain/2026-02/index.html#departments"' not in text
     assert '<a href="low_back_pain/2026-03/index.html#departments">1 department page</a>' in text
 
@@ -76,14 +76,15 @@ def test_site_index_marks_a_revised_period_with_the_run_its_date_and_the_orders(
     _period(audit, "2026-04", {}, started_at=started)
     text = site_index.render_site_index(tmp_path).read_text(encoding="utf-8")
     assert _row(text, "2026-01") == (
-        "2026-01 revised on 2026-11-03 by run r-2026-01: 1 order changed since run r-A report · case list · feed none r-2026-01"
+        "2026-01 revised on 2026-11-03 by run r-2026-01: 1 order changed since run r-A report · case list"
+        " · feed: CSV · Parquet none r-2026-01"
     )
     assert _row(text, "2026-02") == (
         "2026-02 provisional until the data reaches 2026-06-13 revised on 2026-11-03 by run r-2026-02: 1,234 orders changed"
-        " since run r-B report · case list · feed none r-2026-02"
+        " since run r-B report · case list · feed: CSV · Parquet none r-2026-02"
     )
-    assert _row(text, "2026-03") == "2026-03 report · case list · feed none r-2026-03"
-    assert _row(text, "2026-04") == "2026-04 report · case list · feed none r-2026-04"
+    assert _row(text, "2026-03") == "2026-03 report · case list · feed: CSV · Parquet none r-2026-03"
+    assert _row(text, "2026-04") == "2026-04 report · case list · feed: CSV · Parquet none r-2026-04"
     assert text.count('class="revised"') == 2
     assert "Revised: the run that published the period judged its orders otherwise" in text
 
@@ -111,15 +112,16 @@ def test_site_index_marks_a_period_final_since_the_run_that_made_it_final(tmp_pa
     text = site_index.render_site_index(tmp_path).read_text(encoding="utf-8")
     assert _row(text, "2026-01") == (
         "2026-01 final since 2026-11-03 (run r-2026-01): 3 orders changed since run r-A published it provisional"
-        " report · case list · feed none r-2026-01"
+        " report · case list · feed: CSV · Parquet none r-2026-01"
     )
     assert _row(text, "2026-02") == (
         "2026-02 final since 2026-10-01 (run r-F): no order or verdict changed since run r-P published it provisional"
-        " revised on 2026-11-03 by run r-2026-02: 3 orders changed since run r-A report · case list · feed none r-2026-02"
+        " revised on 2026-11-03 by run r-2026-02: 3 orders changed since run r-A report · case list"
+        " · feed: CSV · Parquet none r-2026-02"
     )
     assert _row(text, "2026-03") == (
         "2026-03 final since 2026-10-01 (run r-F): 1 order changed since run r-Q; provisional in run r-P"
-        " report · case list · feed none r-2026-03"
+        " report · case list · feed: CSV · Parquet none r-2026-03"
     )
     assert text.count('class="final"') == 3 and text.count('class="revised"') == 1
     # the cell is period_status.final_mark's, its day kept on one line as the other dates are
@@ -140,9 +142,10 @@ def test_site_index_names_what_the_audit_says_of_the_period(tmp_path):
     _period(tmp_path / "low_back_pain", "2026-04", {}, period_notes=[])
     text = site_index.render_site_index(tmp_path).read_text(encoding="utf-8")
     assert (
-        _row(text, "2024-07") == "2024-07 New episodes not verified: 6 of the 6 episodes report · case list · feed none r-2024-07"
+        _row(text, "2024-07")
+        == "2024-07 New episodes not verified: 6 of the 6 episodes report · case list · feed: CSV · Parquet none r-2024-07"
     )
-    assert _row(text, "2026-04") == "2026-04 report · case list · feed none r-2026-04"
+    assert _row(text, "2026-04") == "2026-04 report · case list · feed: CSV · Parquet none r-2026-04"
 
 
 def test_an_empty_cell_names_what_its_measure_counts(tmp_path):
@@ -174,7 +177,7 @@ def test_an_empty_cell_names_what_its_measure_counts(tmp_path):
         cells = text[text.rindex("<tr>", 0, start) : text.index("</tr>", start)]
         return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", cells)).split())
 
-    assert row("2025-09") == "2025-09 report · case list · feed none no cases no orders r1"
+    assert row("2025-09") == "2025-09 report · case list · feed: CSV · Parquet none no cases no orders r1"
     # 2025-10 without a feed: a backfill's month before its last (the feed is in the last month's folder)
     assert row("2025-10") == "2025-10 report · case list none 1 / 2 = 50.0% † (10.0% – 90.0%) no orders r1"
     # the one low-reliability mark of every page (_macros.html dagger), its tooltip on screen and the note for print
@@ -183,3 +186,11 @@ def test_an_empty_cell_names_what_its_measure_counts(tmp_path):
         '<p class="footnote">† Low reliability: fewer than 20 in the denominator; the interval shows how uncertain the'
         " rate is.</p>" in text
     )
+
+
+def test_a_periods_feed_is_linked_as_csv_and_parquet_as_a_backfills_is(tmp_path):
+    """docs/METRICS_FEED.md: the Parquet file is the feed to use (typed); a one-period run's row linked the CSV alone
+    (a backfill's audit line links both)."""
+    _period(tmp_path / "low_back_pain", "2026-03", {})
+    text = site_index.render_site_index(tmp_path).read_text(encoding="utf-8")
+    assert 'href="low_back_pain/2026-03/metrics.csv"' in text and 'href="low_back_pain/2026-03/metrics.parquet"' in text

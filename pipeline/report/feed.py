@@ -54,11 +54,19 @@ KEYS = ["period", "level", "group_key", "measure_id"]
 def methods_text(min_cell_count: int) -> str:
     """The feed's disclosure rule in one paragraph, for the report's methods (context key ``feed_disclosure``)."""
     k = min_cell_count
-    return (
+    internal = (
         "This report is an internal document: it shows every rate with its numerator, denominator and "
         "interval, and marks the ones resting on few cases. The metrics feed (metrics.csv / .parquet) is shared "
-        f"more widely and follows a small-cell rule instead (setting [feed] min_cell_count = {k}): no count from 1 to "
-        f"{k - 1} is released, neither "
+    )
+    if k <= 1:  # nothing to withhold: "no count from 1 to 0" read as a rule that was on
+        return internal + (
+            f"more widely, and its small-cell rule is off (setting [feed] min_cell_count = {k}): every count is "
+            "released, small ones too. Set it to 11 (the CMS cell-size rule) before the feed is shared."
+        )
+    small = "no count of 1" if k == 2 else f"no count from 1 to {k - 1}"
+    return internal + (
+        f"more widely and follows a small-cell rule instead (setting [feed] min_cell_count = {k}): {small} is "
+        "released, neither "
         "directly nor by subtraction. A withheld cell loses its numerator, rate and interval (its denominator "
         f"too when that is itself below {k}); where a withheld cell could be recovered from a total (the hospital "
         "minus the other departments or providers, a quarter or 12 months minus the other months) or from the other "
