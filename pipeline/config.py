@@ -341,7 +341,15 @@ def pseudonym_key(cfg: Config) -> tuple[bytes, bool]:
         if not key:
             raise ConfigError(f"{cfg.privacy.key_file}: the pseudonym key file is empty")
         return key, False
-    env = os.environ.get(PSEUDONYM_KEY_ENV, "").strip()
+    env = os.environ.get(PSEUDONYM_KEY_ENV)
+    if env is not None and not env.strip():
+        # set but blank is a secret that did not arrive (an empty Airflow Variable, a $(cat missing-file)), not a
+        # choice of the demo key: it published pseudonyms anyone can recompute over the real key's, exit 0, as an
+        # empty key file is refused above
+        raise ConfigError(
+            f"{PSEUDONYM_KEY_ENV} is set but empty: set it to the site's pseudonym key (a scheduler's secret that "
+            "did not arrive?), or unset it to run with the public demo key (demos only)"
+        )
     if env:
-        return env.encode(), False
+        return env.strip().encode(), False
     return DEMO_PSEUDONYM_KEY.encode(), True

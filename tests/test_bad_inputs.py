@@ -838,6 +838,19 @@ def test_a_key_file_that_holds_no_key_is_one_line_read_no_further(tmp_path, smal
     assert line == f"order-audit: error: {key_file}: {BAD_KEY_FILES[kind]}"
 
 
+@pytest.mark.parametrize("blank", ["", "  \n"])
+def test_a_key_variable_set_but_empty_stops_the_run_rather_than_use_the_demo_key(tmp_path, small_input, blank):
+    """A scheduler whose secret did not arrive (an empty Airflow Variable in docs/SCHEDULING.md's DAG) set the variable
+    to nothing: the run took the public demo key, exit 0, and published pseudonyms anyone can recompute over the
+    reports of the real key. An empty key file was already refused; unset, the variable still means the demo key."""
+    out, wh = tmp_path / "out", tmp_path / "wh.duckdb"
+    r = run_cli("run", "--input", small_input, "--out", out, "--warehouse", wh, env={"ORDER_AUDIT_PSEUDONYM_KEY": blank})
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith("order-audit: error: ORDER_AUDIT_PSEUDONYM_KEY is set but empty: set it to"), line
+    _assert_nothing_written(out, wh)
+
+
 @pytest.mark.parametrize("kind", ["a device", "a pipe", "missing"])
 def test_a_local_code_map_setting_that_names_no_file_says_what_it_names(tmp_path, small_input, kind):
     """A device or a pipe was reported as "local code map not found", though it is there."""

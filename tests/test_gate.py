@@ -206,6 +206,54 @@ def test_missing_required_column_exits_3_and_changes_nothing(clean_run, syntheti
     assert [s for _, s in after_runs[len(before_runs) :]] in ([], ["failed"])
 
 
+def test_a_file_whose_rows_cannot_be_read_stops_the_run_and_the_earlier_file_stays(tmp_path):
+    """The rows the loader sets aside as it reads a file (a required value missing, a time it cannot read) never
+    reached the gate's checks: a corrected orders file of the same month, half its rows so, replaced the good one
+    with exit 0 and no warning in the log, and the month's figures stood on half its orders. More than
+    MAX_REJECTED_SHARE of them is a broken export, as for every other row-level check (docs/DATA_QUALITY.md)."""
+    from conftest import ORDER_HEADER, write_csv, write_small_input
+
+    june = write_small_input(tmp_path / "june")
+    wh, out = tmp_path / "wh.duckdb", tmp_path / "out"
+    assert run_cli("run", "--input", june, "--warehouse", wh, "--out", out).returncode == 0
+    before_files, (before_data, _) = _snapshot(out), _warehouse_content(wh)
+    again = tmp_path / "again"
+    shutil.copytree(june, again)
+    write_csv(
+        again / "imaging_orders.csv",
+        ORDER_HEADER,
+        [
+            ["O1", "MRN-1", "2025-06-06 10:00:00", "72156", "Neurology", "G97.1", "completed"],
+            ["", "MRN-1", "2025-06-06 10:05:00", "72157", "Neurology", "G97.1", "completed"],
+            ["O3", "MRN-1", "2025-06-06 10:10:00", "72158", "Neurology", "G97.1", "completed"],
+            ["O4", "MRN-2", "June 4th, 9 am", "72148", "Emergency", "", "completed"],
+        ],
+    )
+    r = run_cli("run", "--input", again, "--warehouse", wh, "--out", out)
+    assert r.returncode == 3, r.stderr
+    assert "orders.rows.readable [src_imaging_orders] 2 of 4 (50.0%)" in r.stderr, r.stderr
+    assert "line 3: order_id: " in r.stderr and "line 5: ordered_at: " in r.stderr, r.stderr  # where, and why
+    assert _snapshot(out) == before_files
+    assert _warehouse_content(wh)[0] == before_data  # the good file is still the month's: nothing replaced it
+    # one such row is a bad row, not a broken export: set aside, the run goes on, and no warning (as before)
+    write_csv(
+        again / "imaging_orders.csv",
+        ORDER_HEADER,
+        [
+            ["O1", "MRN-1", "2025-06-06 10:00:00", "72156", "Neurology", "G97.1", "completed"],
+            ["O2", "MRN-1", "2025-06-06 10:05:00", "72157", "Neurology", "G97.1", "completed"],
+            ["O3", "MRN-1", "2025-06-06 10:10:00", "72158", "Neurology", "G97.1", "completed"],
+            ["O4", "MRN-2", "2025-06-04 09:00:00", "72148", "Emergency", "", "completed"],
+            ["O5", "MRN-2", "June 5th, 9 am", "72148", "Emergency", "", "completed"],
+        ],
+    )
+    r = run_cli("run", "--input", again, "--warehouse", wh, "--out", out, "--log-format", "json")
+    assert r.returncode == 0, r.stderr
+    assert "rows.readable" not in r.stderr
+    readable = next(c for c in _info(out)["data_quality"] if c["check_id"] == "orders.rows.readable")
+    assert (readable["status"], readable["violated_count"], readable["rows_set_aside"]) == ("failed", 1, 1)
+
+
 def test_validate_command_alone_with_data_docs(synthetic, tmp_path):
     r = run_cli("validate", "--input", synthetic, "--data-docs", tmp_path / "docs", "--json")
     assert r.returncode == 0, r.stderr

@@ -22,8 +22,8 @@ SHARE = f"{gate.MAX_REJECTED_SHARE:.0%}"
 ON_FAILURE = {
     # (output suite, severity, row-level, set aside by the loader) -> what a failure does
     (False, "blocking", True, False): f"rows set aside; stops (exit 3) when more than {SHARE} of the table fails",
-    (False, "blocking", True, True): "later copies already set aside by the loader (first copy kept); stops (exit 3) "
-    f"when more than {SHARE} of the table fails",
+    (False, "blocking", True, True): f"rows already set aside by the loader; stops (exit 3) when more than {SHARE} of "
+    "the table fails",
     (False, "blocking", False, False): "stops the run before the warehouse changes (exit 3)",
     (False, "warning", True, False): "reported; rows stay",
     (False, "warning", False, False): "reported",
@@ -52,9 +52,7 @@ def _rows(path: Path, output: bool) -> list[str]:
     for c in suite.get("sql_checks", []):
         loader = c.get("set_aside_by") == "loader"
         engine = (
-            "SQL over the loader's duplicate rejects (`incoming_rejects`)"
-            if loader
-            else f"SQL `{c['implementation'].rsplit(':', 1)[-1]}`"
+            "SQL over the loader's rejects (`incoming_rejects`)" if loader else f"SQL `{c['implementation'].rsplit(':', 1)[-1]}`"
         )
         table = c.get("table") or _table_of(c["check_id"], suite)
         rows.append((c["check_id"], table, c["severity"], bool(c.get("row_level")), engine, loader, c["description"]))
