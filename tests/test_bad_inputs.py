@@ -986,6 +986,37 @@ def test_an_id_held_as_a_number_longer_than_excel_keeps_stops_the_run_naming_its
     assert r.returncode == 0, r.stderr
 
 
+@pytest.mark.parametrize("fmt", ["csv", "xlsx", "parquet"])
+def test_a_site_column_named_as_a_contract_column_the_config_maps_from_another_is_not_read(tmp_path, small_input, fmt):
+    """The config maps order_id from ORDER_NO, and the extract has a column of the site's own named order_id (20-digit
+    numbers): the run reads ORDER_NO and leaves the other alone. Renamed beside it, order_id was there twice: a
+    CSV or Parquet file stopped the run as a bug (DuplicateError, exit 70); a workbook stopped it on the long
+    numbers of the column it does not read ("column order_id holds the number ..."), exit 2."""
+    import duckdb
+
+    rows = _orders_as_workbook_rows(small_input)
+    rows[0][0] = "ORDER_NO"
+    rows[0].append("order_id")
+    for row in rows[1:]:
+        row.append(98765432109876543210.0 if fmt == "xlsx" else "98765432109876543210")
+    if fmt == "xlsx":
+        _write_workbook(small_input / "imaging_orders.xlsx", {"imaging_orders": rows})
+    else:
+        frame = pl.DataFrame(rows[1:], schema=rows[0], orient="row")
+        getattr(frame, f"write_{fmt}")(small_input / f"imaging_orders.{fmt}")
+    config = tmp_path / "order-audit.toml"
+    config.write_text('[columns.imaging_orders]\norder_id = "ORDER_NO"\n')
+    wh = tmp_path / "wh.duckdb"
+    r = run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--warehouse", wh, "--config", config)
+    assert r.returncode == 0, r.stderr
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        ids = con.execute("SELECT order_id FROM src_imaging_orders ORDER BY 1").fetchall()
+        assert ids == [("O1",), ("O2",), ("O3",), ("O4",)]
+    finally:
+        con.close()
+
+
 @pytest.mark.parametrize(
     ("spelling", "cell"),
     [

@@ -428,6 +428,65 @@ def test_a_monthly_extract_s_diagnoses_are_judged_with_the_patients_the_warehous
     without = checks("--warehouse", wh)
     known = without["diagnoses.patient_id.known_patient"]
     assert (known["status"], known["violated_count"], known["denominator"]) == ("failed", 1, 3)  # MRN-7: July's orders
-    births = without["orders.ordered_at.after_birth"]
-    assert births["status"] == "passed" and "src_procedures absent" in births["error"], births
+    births = without["orders.ordered_at.after_birth"]  # judged with the birth dates June's procedures gave
+    assert (births["status"], births["violated_count"], births["denominator"], births["error"]) == ("passed", 0, 1, None)
     assert not [c for c in without.values() if c["status"] == "error"]
+
+
+def test_a_monthly_extract_s_orders_are_judged_with_the_birth_dates_the_warehouse_holds(tmp_path):
+    """A month's extract of orders alone (its patients' procedures, with their birth dates, came in an earlier
+    month's) had ``orders.ordered_at.after_birth`` pass as "src_procedures absent: nothing to check", every month,
+    whatever its orders' dates: the birth dates the warehouse holds count now, and the extract's own still do."""
+    from conftest import ORDER_HEADER, PROC_HEADER, write_csv, write_small_input
+
+    june = write_small_input(tmp_path / "june")
+    # MRN-3, an infant born 2025-05-20, had a procedure in June
+    procedures = (june / "procedures.csv").read_text() + "PR3,MRN-3,2025-06-05 09:00:00,62270,Pain clinic,2025-05-20\n"
+    (june / "procedures.csv").write_text(procedures)
+    wh = tmp_path / "wh.duckdb"
+    r = run_cli("run", "--input", june, "--warehouse", wh, "--out", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    july = tmp_path / "july"
+    orders = [
+        ["O71", "MRN-7", "2025-07-02 10:00:00", "72148", "Emergency", "", "completed"],  # no birth date anywhere yet
+        ["O72", "MRN-3", "2025-05-01 10:00:00", "72148", "Emergency", "", "completed"],  # before June's MRN-3 birth
+        ["O73", "MRN-1", "2025-07-03 10:00:00", "72148", "Emergency", "", "completed"],
+    ]
+    write_csv(july / "imaging_orders.csv", ORDER_HEADER, orders)
+
+    def after_birth() -> dict:
+        r = run_cli("validate", "--input", july, "--warehouse", wh, "--json")
+        assert r.returncode == 0, r.stderr
+        return next(c for c in json.loads(r.stdout) if c["check_id"] == "orders.ordered_at.after_birth")
+
+    held = after_birth()
+    assert (held["status"], held["violated_count"], held["denominator"], held["sample_keys"]) == ("failed", 1, 3, ["O72"])
+    # the month's own procedures give MRN-7's birth date, after its order
+    write_csv(july / "procedures.csv", PROC_HEADER, [["PR7", "MRN-7", "2025-07-15 09:00:00", "62323", "Pain", "2025-07-10"]])
+    both = after_birth()
+    assert (both["status"], both["violated_count"], both["sample_keys"]) == ("failed", 2, ["O71", "O72"])
+
+
+def test_orders_after_birth_reads_whichever_birth_dates_the_gate_holds():
+    """Without the extract's procedures and without a warehouse there is nothing to check (a pass, saying why);
+    the warehouse's held birth dates alone are enough to judge the orders."""
+    from pipeline.quality.catalog import HELD_BIRTHS_VIEW, relations
+    from pipeline.quality.sql_checks import run_sql_check
+
+    suite = json.loads((ROOT / "expectations" / "imaging_orders.json").read_text(encoding="utf-8"))
+    spec = next(c for c in suite["sql_checks"] if c["check_id"] == "orders.ordered_at.after_birth")
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(
+        "CREATE TABLE src_imaging_orders AS SELECT * FROM (VALUES ('O1', 'P1', TIMESTAMPTZ '2025-01-01 10:00:00+00'), "
+        "('O2', 'P2', TIMESTAMPTZ '2025-01-01 10:00:00+00')) AS t(order_id, patient_id, ordered_at)"
+    )
+    alone = run_sql_check(con, spec, relations(con), {})
+    assert (alone.status, alone.denominator) == ("passed", 0)
+    assert alone.error == f"src_procedures or {HELD_BIRTHS_VIEW} absent (optional feed): nothing to check"
+    con.execute(
+        f"CREATE VIEW {HELD_BIRTHS_VIEW} AS SELECT * FROM (VALUES ('P1', DATE '2025-02-01'), ('P2', DATE '1990-01-01')) "
+        "AS t(patient_id, patient_birth_date)"
+    )
+    held = run_sql_check(con, spec, relations(con), {})
+    assert (held.status, held.violated_count, held.denominator, list(held.sample_keys)) == ("failed", 1, 2, ["O1"])

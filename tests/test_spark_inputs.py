@@ -213,3 +213,21 @@ def test_blank_free_text_is_no_value_alike(spark, tmp_path):
     got = _same_as_polars(spark, d, tmp_path)
     typed = pl.read_parquet(got["imaging_orders"].typed_parquet).sort(LINE_KEY)
     assert typed["ordering_department"].to_list() == [None, None, None, " Emergency "]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_site_column_named_as_a_contract_column_the_config_maps_from_another_is_set_aside_alike(spark, tmp_path, fmt):
+    """order_id mapped from ORDER_NO beside a column of the site's own named order_id: both parses read ORDER_NO (the
+    Polars parse had stopped on the name twice, DuplicateError; Spark read two columns of one name)."""
+    d = tmp_path / "in"
+    header = ["ORDER_NO", *ORDER_HEADER[1:], "order_id"]
+    rows = [[f"O{i}", "MRN-1", "2025-06-06 10:00:00", "72156", "Neurology", "G97.1", "completed", f"9876{i}"] for i in range(3)]
+    if fmt == "csv":
+        write_csv(d / "imaging_orders.csv", header, rows)
+    else:
+        d.mkdir()
+        pl.DataFrame(rows, schema=header, orient="row").write_parquet(d / "imaging_orders.parquet")
+    config = tmp_path / "site.toml"
+    config.write_text('[columns.imaging_orders]\norder_id = "ORDER_NO"\n', encoding="utf-8")
+    got = _same_as_polars(spark, d, tmp_path, load_config(config))
+    assert pl.read_parquet(got["imaging_orders"].typed_parquet)["order_id"].to_list() == ["O0", "O1", "O2"]

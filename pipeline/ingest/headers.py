@@ -105,6 +105,21 @@ def _delimiter_hint(f: InputFile, contract: TableContract, cfg: Config, line: st
     )
 
 
+def with_set_aside(rename: dict[str, str], names: list[str]) -> dict[str, str]:
+    """``rename`` (``column_map``'s) with a name of its own for each column of ``names`` that has the name of a
+    contract column the config maps from another header (``order_id = "ORDER_NO"`` beside an ``order_id`` column):
+    the config chose the other one, so it is not read, yet keeps its place (the checks count and place the
+    columns: a short row, a column without a name) and its values (an extra column, ``order_id (not read)``).
+    Renamed beside it, the name was there twice: a Polars DuplicateError the run reported as a bug (exit 70),
+    Spark's ambiguous reference."""
+    aside: dict[str, str] = {}
+    for c in (c for c in names if c in set(rename.values()) and c not in rename):
+        aside[c] = f"{c} (not read)"
+        while aside[c] in names:
+            aside[c] += "_"
+    return {**aside, **rename}
+
+
 def column_map(f: InputFile, contract: TableContract, cfg: Config) -> dict[str, str]:
     """source column name -> canonical name; raises on a missing required column."""
     header, line = read_header(f, cfg.format_of(f.table))

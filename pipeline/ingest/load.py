@@ -76,18 +76,25 @@ def scan(
     if rows is not None:
         lf = rows
     elif f.fmt == "parquet":
-        lf = pl.scan_parquet(f.path, glob=False).rename(rename, strict=False)
+        lf = _renamed(pl.scan_parquet(f.path, glob=False), rename)
         lf = lf.with_row_index(LINE, offset=1)  # Parquet rows are numbered from 1
     elif f.fmt == "xlsx":
-        contract = CONTRACT_BY_NAME.get(f.table)
-        read = frozenset(rename) | frozenset(contract.columns if contract else ())
-        lf = xlsx.read_sheet(f.path, f.sheet, LINE, f.header_row, read).lazy().rename(rename, strict=False)
+        # the sheet's columns the run reads are the keys of ``rename`` (a contract column found under its own name
+        # maps to itself), not every contract name: a site's own column named as one the config maps from another
+        # header is not read, so a long number in it is no matter
+        lf = _renamed(xlsx.read_sheet(f.path, f.sheet, LINE, f.header_row, frozenset(rename)).lazy(), rename)
     else:
-        lf = textfile.scan(source or Source(f.path), LINE).rename(rename, strict=False)
+        lf = _renamed(textfile.scan(source or Source(f.path), LINE), rename)
     lf = lf.with_columns(pl.col(LINE).cast(pl.Int64))
     schema = dict(lf.collect_schema())
     _refuse_nested_columns(f, schema)
     return lf, schema
+
+
+def _renamed(lf: pl.LazyFrame, rename: dict[str, str]) -> pl.LazyFrame:
+    """The file's columns under the contract's names; a column of the site's own with the name of a contract column
+    the config maps from another header keeps its place under a name of its own (``headers.with_set_aside``)."""
+    return lf.rename(headers.with_set_aside(rename, lf.collect_schema().names()), strict=False)
 
 
 def _refuse_nested_columns(f: InputFile, schema: dict) -> None:

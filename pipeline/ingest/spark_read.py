@@ -84,11 +84,14 @@ def _read(session, f: InputFile, source: Source, rename: dict[str, str], cfg: Co
     uri = local_uri(source.path)
     if f.fmt == "parquet":
         frame = session.read.parquet(uri)
-        frame = frame.withColumnsRenamed({k: v for k, v in rename.items() if k != v})
+        full = headers.with_set_aside(rename, frame.columns)
+        frame = frame.withColumnsRenamed({k: v for k, v in full.items() if k != v})
         kind = {TimestampType: "instant", TimestampNTZType: "wall", DateType: "date"}
         kinds = {fld.name: kind.get(type(fld.dataType), "text") for fld in frame.schema.fields}
     else:
-        names = [rename.get(h, h) for h in headers.read_header(f, cfg.format_of(f.table))[0]]
+        header = headers.read_header(f, cfg.format_of(f.table))[0]
+        full = headers.with_set_aside(rename, header)
+        names = [full.get(h, h) for h in header]
         schema = StructType([StructField(n, StringType()) for n in names] + [StructField(CORRUPT, StringType())])
         quote = source.quote_char or ""  # "" turns quoting off
         reader = session.read.options(

@@ -5,6 +5,9 @@ from __future__ import annotations
 # the gate's view of the patient ids the run's warehouse holds (gate.build_gate_db makes it; a diagnosis's patient
 # found there is known, sql_checks.check_diagnoses_known_patient)
 HELD_PATIENTS_VIEW = "held_patient_ids"
+# the gate's view of the birth dates the warehouse's procedures give (gate.build_gate_db makes it; an order placed
+# before its patient's birth is found with these too, sql_checks.check_orders_after_birth)
+HELD_BIRTHS_VIEW = "held_birth_dates"
 
 
 def relations(con) -> set[str]:

@@ -28,7 +28,7 @@ from pipeline.errors import printable, raise_if_stopped
 from pipeline.ingest.contract import CONTRACT_BY_NAME
 from pipeline.logs import event
 from pipeline.models import reference
-from pipeline.quality.catalog import HELD_PATIENTS_VIEW, relations
+from pipeline.quality.catalog import HELD_BIRTHS_VIEW, HELD_PATIENTS_VIEW, relations
 from pipeline.sqltext import literal
 
 if TYPE_CHECKING:
@@ -47,6 +47,8 @@ DQ_DDL = """CREATE TABLE IF NOT EXISTS dq_results (
 
 # the tables whose patients make a diagnosis's patient known (diagnoses.patient_id.known_patient)
 PATIENT_SOURCES = ("procedures", "imaging_orders")
+# the procedures' column whose held values make the warehouse's birth dates (orders.ordered_at.after_birth)
+BIRTH_COLUMN = "patient_birth_date"
 
 
 def build_gate_db(
@@ -68,6 +70,7 @@ def build_gate_db(
         for name, prep in prepared.items():
             con.execute(f"CREATE OR REPLACE VIEW src_{name} AS {prep.good_rows_sql()}")
         _view_held_patients(con, held_sources)
+        _view_held_births(con, held_sources)
         if site_map is not None:
             reference.keep_site_map(con, site_map)
         reference.load_reference(con, cfg, input_dir, audits)
@@ -123,6 +126,32 @@ def _view_held_patients(con: duckdb.DuckDBPyConnection, held_sources: Path | Non
             f"CREATE OR REPLACE VIEW {HELD_PATIENTS_VIEW} AS SELECT patient_id "
             f"FROM read_parquet([{', '.join(literal(f) for f in files)}], union_by_name = true)"
         )
+
+
+def _view_held_births(con: duckdb.DuckDBPyConnection, held_sources: Path | None) -> None:
+    """The birth dates of the procedures the warehouse holds, as a view over their Parquet files (as
+    ``_view_held_patients``): a monthly extract without procedures has its orders judged against the birth dates an
+    earlier month's gave (without them, ``orders.ordered_at.after_birth`` had nothing to check every such month).
+    Only the procedures' files that hold the optional column are read, and of them only the two columns (their
+    footers say which: no row is read to decide); a file whose footer cannot be read is left out, not an error:
+    the check then judges with the others' birth dates."""
+    if held_sources is None:
+        return
+    files = [str(f) for f in sorted((held_sources / "procedures").glob("*.parquet")) if _holds(con, f, BIRTH_COLUMN)]
+    if files:
+        con.execute(
+            f"CREATE OR REPLACE VIEW {HELD_BIRTHS_VIEW} AS SELECT patient_id, {BIRTH_COLUMN} "
+            f"FROM read_parquet([{', '.join(literal(f) for f in files)}], union_by_name = true) "
+            f"WHERE {BIRTH_COLUMN} IS NOT NULL"
+        )
+
+
+def _holds(con: duckdb.DuckDBPyConnection, path: Path, column: str) -> bool:
+    """Whether a Parquet file's schema has the column (its footer read, no row)."""
+    try:
+        return bool(con.execute("SELECT count(*) FROM parquet_schema(?) WHERE name = ?", [str(path), column]).fetchone()[0])
+    except duckdb.Error:
+        return False
 
 
 def input_suites(tables, audits: list) -> list:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from pipeline.ingest.code_systems import FORMS
 from pipeline.ingest.contract import CUT_OFF_REASON
-from pipeline.quality.catalog import HELD_PATIENTS_VIEW, relations
+from pipeline.quality.catalog import HELD_BIRTHS_VIEW, HELD_PATIENTS_VIEW, relations
 from pipeline.quality.lookalikes import check_lookalike_departments
 from pipeline.quality.result import MONTHS, SAMPLE_SIZE, CheckResult, examples
 from pipeline.sqltext import typed_literal
@@ -22,7 +22,8 @@ from pipeline.wording import counted
 # the feeds a run may lack (procedures: a run of the low back pain audit alone, or a monthly extract whose
 # procedures an earlier month's brought): a check that needs one passes when it is absent, nothing to check.
 # The procedures' own suite runs when an audit needs them: there a missing table is an error.
-_OPTIONAL_FEEDS = ("src_procedures", "src_diagnoses", "src_patients")
+# The warehouse's held views stand in for a feed the extract lacks: like it, they may be absent (no --warehouse).
+_OPTIONAL_FEEDS = ("src_procedures", "src_diagnoses", "src_patients", HELD_BIRTHS_VIEW)
 _OWN_REQUIRED_FEED = {"procedures.": "src_procedures"}
 
 
@@ -45,14 +46,16 @@ def run_sql_check(con, spec: dict, existing: set[str], p: dict) -> CheckResult:
     try:
         needed, run = fn(p)
         res.table = needed[0]
-        missing = [t for t in needed if t not in existing]
+        # a tuple among the tables: any one of them will do (the extract's procedures or the warehouse's)
+        missing = [g for g in (t if isinstance(t, tuple) else (t,) for t in needed) if not set(g) & existing]
         if missing:
             own = next((t for prefix, t in _OWN_REQUIRED_FEED.items() if spec["check_id"].startswith(prefix)), None)
-            if all(t in _OPTIONAL_FEEDS and t != own for t in missing):
+            named = ", ".join(" or ".join(g) for g in missing)
+            if all(t in _OPTIONAL_FEEDS and t != own for g in missing for t in g):
                 res.status, res.violated_count, res.denominator, res.percent = "passed", 0, 0, 0.0
-                res.error = f"{', '.join(missing)} absent (optional feed): nothing to check"
+                res.error = f"{named} absent (optional feed): nothing to check"
             else:
-                res.error = f"missing table(s): {', '.join(missing)}"
+                res.error = f"missing table(s): {named}"
             return res
         res.sample_key = getattr(run, "sample_key", None)
         violated, denominator, failed, sample, vsql, *note = run(con)
@@ -173,20 +176,32 @@ def check_patient_ids_keep_leading_zeros(p: dict):
     return ["src_imaging_orders"], run
 
 
+# where an order's patient's birth date is known from: the extract's procedures and the procedures the run's
+# warehouse holds (gate.build_gate_db's HELD_BIRTHS_VIEW; a monthly extract may bring its orders alone)
+BIRTH_SOURCES = ("src_procedures", HELD_BIRTHS_VIEW)
+
+
 def check_orders_after_birth(p: dict):
-    return _rows_check(
-        # the time limit once per distinct birth date (~30k), not per joined order (3.3M): the
-        # cast and the day subtraction follow the session time zone (ICU) and cost ~0.1 us each
-        "WITH births AS (SELECT patient_id, max(patient_birth_date) AS birth FROM src_procedures "
-        " WHERE patient_birth_date IS NOT NULL GROUP BY patient_id), "
-        "limits AS (SELECT birth, CAST(birth AS TIMESTAMPTZ) - INTERVAL 1 DAY AS earliest "
-        " FROM (SELECT DISTINCT birth FROM births) AS d) "
-        "SELECT o.* FROM src_imaging_orders o JOIN births b USING (patient_id) JOIN limits l USING (birth) "
-        "WHERE o.ordered_at < l.earliest",
-        "SELECT count(*) FROM src_imaging_orders WHERE ordered_at IS NOT NULL",
-        "order_id",
-        ["src_imaging_orders", "src_procedures"],
-    )
+    def run(con):
+        present = relations(con)
+        births = " UNION ALL ".join(f"SELECT patient_id, patient_birth_date FROM {t}" for t in BIRTH_SOURCES if t in present)
+        vsql = (
+            # a patient's latest birth date of all those given, as the extract's alone were judged; the time limit
+            # once per distinct birth date (~30k), not per joined order (3.3M): the cast and the day subtraction
+            # follow the session time zone (ICU) and cost ~0.1 us each
+            f"WITH births AS (SELECT patient_id, max(patient_birth_date) AS birth FROM ({births}) AS s "
+            " WHERE patient_birth_date IS NOT NULL GROUP BY patient_id), "
+            "limits AS (SELECT birth, CAST(birth AS TIMESTAMPTZ) - INTERVAL 1 DAY AS earliest "
+            " FROM (SELECT DISTINCT birth FROM births) AS d) "
+            "SELECT o.* FROM src_imaging_orders o JOIN births b USING (patient_id) JOIN limits l USING (birth) "
+            "WHERE o.ordered_at < l.earliest"
+        )
+        n, sample = _count_and_sample(con, vsql, "order_id")
+        total = con.execute("SELECT count(*) FROM src_imaging_orders WHERE ordered_at IS NOT NULL").fetchall()[0][0]
+        return n, total, n > 0, sample, vsql
+
+    run.sample_key = "order_id"
+    return ["src_imaging_orders", BIRTH_SOURCES], run
 
 
 def check_audited_orders_known(p: dict):
