@@ -431,6 +431,29 @@ def test_a_monthly_extract_s_diagnoses_are_judged_with_the_patients_the_warehous
     births = without["orders.ordered_at.after_birth"]  # judged with the birth dates June's procedures gave
     assert (births["status"], births["violated_count"], births["denominator"], births["error"]) == ("passed", 0, 1, None)
     assert not [c for c in without.values() if c["status"] == "error"]
+    # a patient known from the patients table alone (a low back pain patient, often without a procedure or an
+    # order): the feeds match, and the patients rows were not asked
+    write_csv(july / "patients.csv", ["patient_id", "birth_date"], [["MRN-99", "1970-05-05"]])
+    known = checks("--warehouse", wh)["diagnoses.patient_id.known_patient"]
+    assert (known["status"], known["violated_count"], known["denominator"]) == ("passed", 0, 3)
+    assert known_patient()["violated_count"] == 1  # without the warehouse: MRN-1, whose rows came in June's
+
+
+def test_the_warehouse_s_held_patients_include_its_patients_tables(tmp_path):
+    """The held patients a monthly extract's diagnoses are looked up in: the patients table a month brought (the
+    one source of a low back pain patient with neither a procedure nor an order) was not among them."""
+    import duckdb
+    import polars as pl
+
+    from pipeline.quality import gate
+    from pipeline.quality.catalog import HELD_PATIENTS_VIEW
+
+    for table, patient in (("procedures", "A"), ("imaging_orders", "B"), ("patients", "C")):
+        (tmp_path / table).mkdir()
+        pl.DataFrame({"patient_id": [patient]}).write_parquet(tmp_path / table / "load1.parquet")
+    con = duckdb.connect()
+    gate._view_held_patients(con, tmp_path)
+    assert sorted(r[0] for r in con.execute(f"SELECT patient_id FROM {HELD_PATIENTS_VIEW}").fetchall()) == ["A", "B", "C"]
 
 
 def test_a_monthly_extract_s_orders_are_judged_with_the_birth_dates_the_warehouse_holds(tmp_path):

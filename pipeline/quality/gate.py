@@ -46,7 +46,7 @@ DQ_DDL = """CREATE TABLE IF NOT EXISTS dq_results (
 
 
 # the tables whose patients make a diagnosis's patient known (diagnoses.patient_id.known_patient)
-PATIENT_SOURCES = ("procedures", "imaging_orders")
+PATIENT_SOURCES = ("procedures", "imaging_orders", "patients")
 # the procedures' column whose held values make the warehouse's birth dates (orders.ordered_at.after_birth)
 BIRTH_COLUMN = "patient_birth_date"
 
@@ -114,7 +114,7 @@ def _pseudonymise_samples(results: list, cfg: Config) -> None:
 
 
 def _view_held_patients(con: duckdb.DuckDBPyConnection, held_sources: Path | None) -> None:
-    """The patient ids of the procedures and orders the warehouse holds, as a view over its Parquet files (read
+    """The patient ids of the procedures, orders and patients the warehouse holds, as a view over its Parquet files (read
     when a check asks, never copied; the run holds the warehouse's lock, so no file goes meanwhile). A monthly
     extract's diagnosis of a patient whose orders came in an earlier month's is no mismatch of the feeds: judged
     on the extract alone, half a month's diagnoses were (docs/SCHEDULING.md's monthly job)."""

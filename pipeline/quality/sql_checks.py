@@ -90,10 +90,11 @@ def _rows_check(vsql: str, total_sql: str, key: str, tables: list[str]):
     return tables, run
 
 
-# where a diagnosis's patient is known from: the extract's procedures and orders (a monthly extract may lack its
-# procedures: an earlier month's brought them), and the patients of the extracts the run's warehouse holds
-# (gate.build_gate_db's HELD_PATIENTS_VIEW)
-KNOWN_PATIENT_SOURCES = ("src_procedures", "src_imaging_orders", HELD_PATIENTS_VIEW)
+# where a diagnosis's patient is known from: the extract's procedures, orders and patients table (a monthly extract
+# may lack its procedures: an earlier month's brought them; a low back pain patient often has neither a procedure
+# nor an order, only the patients row that gives the age), and the patients of the extracts the run's warehouse
+# holds (gate.build_gate_db's HELD_PATIENTS_VIEW)
+KNOWN_PATIENT_SOURCES = ("src_procedures", "src_imaging_orders", "src_patients", HELD_PATIENTS_VIEW)
 
 
 def check_diagnoses_known_patient(p: dict):
