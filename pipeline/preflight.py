@@ -132,9 +132,11 @@ def _check_site_files(opts, out_root: Path) -> None:
     present = [n for n in SITE_FILES if (out_root / n).exists() or (out_root / n).is_symlink()]
     if not present or _published_into(out_root, f"*/{MONTH_FOLDER}"):
         return
+    them = "them" if len(present) > 1 else "it"
     raise ConfigError(
         f"--out {opts.out_dir} holds {' and '.join(present)}, which no order-audit run wrote (no run.json of one "
-        "is there), and a run would replace them; give a new or empty folder, or move them away (nothing was changed)"
+        f"is there), and a run would replace {them}; give a new or empty folder, or move {them} away (nothing was "
+        "changed)"
     )
 
 

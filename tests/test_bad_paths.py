@@ -232,7 +232,7 @@ def test_a_users_folder_whose_index_or_run_json_a_run_would_replace_is_refused(s
     (www / "notes.txt").write_text("precious\n")
     before = tree(www)
     result = run_audit(small_input, www, "--warehouse", tmp_path / "wh.duckdb")
-    one_line_error(result, 1, "--out", theirs, "no order-audit run wrote")
+    one_line_error(result, 1, "--out", theirs, "no order-audit run wrote", "would replace it;", "move it away")
     assert tree(www) == before and not (tmp_path / "wh.duckdb").exists()
 
 
