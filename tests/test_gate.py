@@ -513,3 +513,34 @@ def test_orders_after_birth_reads_whichever_birth_dates_the_gate_holds():
     )
     held = run_sql_check(con, spec, relations(con), {})
     assert (held.status, held.violated_count, held.denominator, list(held.sample_keys)) == ("failed", 1, 2, ["O1"])
+
+
+def test_a_corrected_birth_date_is_not_judged_by_the_file_it_replaces(tmp_path):
+    """June's procedures gave MRN-1 a typo'd birth date (2025-12-01, after its June orders): the warning was right.
+    The June file delivered again with it fixed (1970-05-05) still warned on MRN-1's three orders, by the date it
+    fixed: the warehouse's held files keep the file it replaces until the run merges, and the latest birth date of
+    all counted. The extract's own birth date of a patient counts first; the held ones stand in for a patient it
+    gives none (MRN-2, born after its order O4)."""
+    from conftest import PROC_HEADER, write_csv, write_small_input
+
+    june = write_small_input(tmp_path / "june")
+    rows = [
+        ["PR1", "MRN-1", "2025-06-02 09:00:00", "62323", "Pain clinic", "2025-12-01"],
+        ["PR2", "MRN-2", "2025-06-03 09:00:00", "62322", "Pain clinic", "2025-06-20"],
+    ]
+    write_csv(june / "procedures.csv", PROC_HEADER, rows)
+    wh = tmp_path / "wh.duckdb"
+    assert run_cli("run", "--input", june, "--warehouse", wh, "--out", tmp_path / "out").returncode == 0
+
+    def after_birth() -> tuple:
+        r = run_cli("validate", "--input", june, "--warehouse", wh, "--json")
+        assert r.returncode == 0, r.stderr
+        c = next(c for c in json.loads(r.stdout) if c["check_id"] == "orders.ordered_at.after_birth")
+        return c["violated_count"], c["denominator"], c["sample_keys"]
+
+    assert after_birth() == (4, 4, ["O1", "O2", "O3", "O4"])  # the typo, held and given
+    rows[0][5] = "1970-05-05"
+    write_csv(june / "procedures.csv", PROC_HEADER, rows)
+    assert after_birth() == (1, 4, ["O4"])
+    write_csv(june / "procedures.csv", PROC_HEADER, rows[:1])  # MRN-2's birth date from the warehouse alone
+    assert after_birth() == (1, 4, ["O4"])
