@@ -1073,6 +1073,25 @@ def test_a_long_number_is_known_by_its_value_however_written():
     ]  # the double's digits, as calamine reads them
 
 
+def test_a_long_number_of_any_form_xml_schema_allows_is_seen():
+    """XML Schema's double may have a + sign, no digit before its point or none after it: calamine reads
+    +12345678901234567890 as 12345678901234567168, .12E+20 and +1.2E+19 as 12000000000000000000, 1.E+19 as
+    10000000000000000000, and the check passed over each (its pattern wanted -? and digits on both sides of a point):
+    a patient id read as another, silently."""
+    from pipeline.ingest import xlsx
+
+    cells = b"".join(
+        b'<c r="B%d"><v>%s</v></c>' % (row, value)
+        for row, value in enumerate([b"+12345678901234567890", b".12E+20", b"+1.2E+19", b"1.E+19", b"+123456789012345"], 2)
+    )
+    assert xlsx._long_number_cells(cells) == [
+        (2, "12345678901234567168"),
+        (3, "12000000000000000000"),
+        (4, "12000000000000000000"),
+        (5, "10000000000000000000"),
+    ]  # +123456789012345: 15 digits, kept whole
+
+
 def test_the_sheet_is_searched_for_long_numbers_only_when_a_column_the_run_reads_holds_one(tmp_path, monkeypatch):
     """A 20-digit accession number in every row of a column the run does not read cost ~14 us a cell to find in the
     sheet's XML (40 s for 3M rows), though no such cell can stop the run: the XML is searched only when a column the

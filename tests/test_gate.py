@@ -513,3 +513,64 @@ def test_orders_after_birth_reads_whichever_birth_dates_the_gate_holds():
     )
     held = run_sql_check(con, spec, relations(con), {})
     assert (held.status, held.violated_count, held.denominator, list(held.sample_keys)) == ("failed", 1, 2, ["O1"])
+
+
+def test_a_corrected_birth_date_is_not_judged_by_the_file_it_replaces(tmp_path):
+    """June's procedures gave MRN-1 a typo'd birth date (2025-12-01, after its June orders): the warning was right.
+    The June file delivered again with it fixed (1970-05-05) still warned on MRN-1's three orders, by the date it
+    fixed: the warehouse's held files keep the file it replaces until the run merges, and the latest birth date of
+    all counted. The extract's own birth date of a patient counts first; the held ones stand in for a patient it
+    gives none (MRN-2, born after its order O4)."""
+    from conftest import PROC_HEADER, write_csv, write_small_input
+
+    june = write_small_input(tmp_path / "june")
+    rows = [
+        ["PR1", "MRN-1", "2025-06-02 09:00:00", "62323", "Pain clinic", "2025-12-01"],
+        ["PR2", "MRN-2", "2025-06-03 09:00:00", "62322", "Pain clinic", "2025-06-20"],
+    ]
+    write_csv(june / "procedures.csv", PROC_HEADER, rows)
+    wh = tmp_path / "wh.duckdb"
+    assert run_cli("run", "--input", june, "--warehouse", wh, "--out", tmp_path / "out").returncode == 0
+
+    def after_birth() -> tuple:
+        r = run_cli("validate", "--input", june, "--warehouse", wh, "--json")
+        assert r.returncode == 0, r.stderr
+        c = next(c for c in json.loads(r.stdout) if c["check_id"] == "orders.ordered_at.after_birth")
+        return c["violated_count"], c["denominator"], c["sample_keys"]
+
+    assert after_birth() == (4, 4, ["O1", "O2", "O3", "O4"])  # the typo, held and given
+    rows[0][5] = "1970-05-05"
+    write_csv(june / "procedures.csv", PROC_HEADER, rows)
+    assert after_birth() == (1, 4, ["O4"])
+    write_csv(june / "procedures.csv", PROC_HEADER, rows[:1])  # MRN-2's birth date from the warehouse alone
+    assert after_birth() == (1, 4, ["O4"])
+
+
+def test_a_birth_date_the_warehouse_replaced_does_not_judge_a_later_month_s_orders(tmp_path):
+    """June's PR1 gave MRN-1 a typo'd birth date (2025-12-01); July's file delivered PR1 again with 1970-05-05, and
+    the warehouse replaced June's row by it (src_excluded). August's extract of orders alone was still warned of
+    MRN-1's order as placed before birth: the held birth dates were read from the store's files, replaced rows and
+    all, and the latest counted. A row the warehouse set aside gives no birth date; a held one still judges (MRN-7,
+    born 2025-07-20 by July's PR7, and its order O82 of 2025-07-10)."""
+    from conftest import ORDER_HEADER, PROC_HEADER, write_csv, write_july_input, write_small_input
+
+    june = write_small_input(tmp_path / "june")
+    first = ["PR1", "MRN-1", "2025-06-02 09:00:00", "62323", "Pain clinic", "2025-12-01"]
+    write_csv(june / "procedures.csv", PROC_HEADER, [first, ["PR2", "MRN-2", "2025-06-03 09:00", "62322", "Pain", "1980-01-01"]])
+    july = write_july_input(tmp_path / "july")
+    again = [*first[:5], "1970-05-05"]
+    write_csv(july / "procedures.csv", PROC_HEADER, [["PR7", "MRN-7", "2025-07-21 09:00", "62323", "Pain", "2025-07-20"], again])
+    wh = tmp_path / "wh.duckdb"
+    for month in (june, july):
+        r = run_cli("run", "--input", month, "--warehouse", wh, "--out", tmp_path / "out")
+        assert r.returncode == 0, r.stderr
+    august = tmp_path / "august"
+    orders = [
+        ["O81", "MRN-1", "2025-08-02 10:00:00", "72148", "ED", "", "completed"],
+        ["O82", "MRN-7", "2025-07-10 10:00:00", "72148", "ED", "", "completed"],
+    ]
+    write_csv(august / "imaging_orders.csv", ORDER_HEADER, orders)
+    r = run_cli("validate", "--input", august, "--warehouse", wh, "--json")
+    assert r.returncode == 0, r.stderr
+    births = next(c for c in json.loads(r.stdout) if c["check_id"] == "orders.ordered_at.after_birth")
+    assert (births["violated_count"], births["denominator"], births["sample_keys"]) == (1, 2, ["O82"]), births

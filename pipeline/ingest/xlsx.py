@@ -121,12 +121,13 @@ _PROBLEMS = {
 _TAIL = 1 << 16  # what a piece keeps of the one before: a tag, or a cell with its formula, cut between two pieces
 # a number of more digits than Excel keeps (15 significant): 16 or more before any point, or an exponent (Excel
 # writes 1.2345678901234568E+19, LibreOffice 1.23456789012346E+019, another program may write 12.3456789E+18,
-# 1234567E+9 or 123456789012345678E-2), of a
+# 1234567E+9 or 123456789012345678E-2; XML Schema's double allows a sign of +, no digit before the point or none
+# after it, +12345678901234567890, .12E+20, 1.E+19, and calamine reads each as the number), of a
 # value of 10^15 or more (``LONG_NUMBER_FROM``: 1.2E+010 and 0000000000000001 are short). An id held so has lost its
 # last digits (12345678901234567890 reads as 12345678901234569216), and two patients' ids may have become one.
 # Searched by the value (6 ms a MB: by the cell's tag first, 18), then its cell checked to be a number's (no type,
 # or t="n"): a formula's text result (t="str") may hold any digits
-_LONG_NUMBER = re.compile(rb">(-?(?:\d{16,}(?:\.\d*)?|\d+(?:\.\d+)?[eE][+-]?\d+))</(?:\w+:)?v>")
+_LONG_NUMBER = re.compile(rb">([+-]?(?:\d{16,}(?:\.\d*)?|(?:\d+(?:\.\d*)?|\.\d+)[eE][+-]?\d+))</(?:\w+:)?v>")
 LONG_NUMBER_FROM = 1e15
 # a cell's opening tag and its attributes as XML allows them: any space before one, either quote (a writer's
 # <c\nr='B2'> was passed over, its id read as another); r may be left out (the cell then follows the one before)

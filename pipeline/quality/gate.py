@@ -24,7 +24,9 @@ import duckdb
 
 from pipeline import warehouse
 from pipeline.config import Config, pseudonym_key
+from pipeline.db import frame
 from pipeline.errors import printable, raise_if_stopped
+from pipeline.ingest import source_store
 from pipeline.ingest.contract import CONTRACT_BY_NAME
 from pipeline.logs import event
 from pipeline.models import reference
@@ -132,18 +134,51 @@ def _view_held_births(con: duckdb.DuckDBPyConnection, held_sources: Path | None)
     """The birth dates of the procedures the warehouse holds, as a view over their Parquet files (as
     ``_view_held_patients``): a monthly extract without procedures has its orders judged against the birth dates an
     earlier month's gave (without them, ``orders.ordered_at.after_birth`` had nothing to check every such month).
-    Only the procedures' files that hold the optional column are read, and of them only the two columns (their
+    Only the procedures' files that hold the optional column are read, and of them only the columns it needs (their
     footers say which: no row is read to decide); a file whose footer cannot be read is left out, not an error:
-    the check then judges with the others' birth dates."""
+    the check then judges with the others' birth dates. A row the warehouse set aside (``src_excluded``: replaced
+    by a later file's row of the same procedure, rejected at load) stays in its file but gives no birth date: a
+    birth date July's file corrected (its PR1 replacing June's) had August's orders of the patient judged by
+    June's typo."""
     if held_sources is None:
         return
-    files = [str(f) for f in sorted((held_sources / "procedures").glob("*.parquet")) if _holds(con, f, BIRTH_COLUMN)]
+    files = [f for f in sorted((held_sources / "procedures").glob("*.parquet")) if _holds(con, f, BIRTH_COLUMN)]
     if files:
-        con.execute(
-            f"CREATE OR REPLACE VIEW {HELD_BIRTHS_VIEW} AS SELECT patient_id, {BIRTH_COLUMN} "
-            f"FROM read_parquet([{', '.join(literal(f) for f in files)}], union_by_name = true) "
-            f"WHERE {BIRTH_COLUMN} IS NOT NULL"
+        _copy_held_exclusions(con, held_sources)
+        # each store file is <table>/<load_id>.parquet, the load_id its src_excluded rows name
+        rows = " UNION ALL ".join(
+            f"SELECT {literal(f.stem)} AS load_id, source_line, patient_id, {BIRTH_COLUMN} FROM read_parquet({literal(str(f))})"
+            for f in files
         )
+        con.execute(
+            f"CREATE OR REPLACE VIEW {HELD_BIRTHS_VIEW} AS SELECT patient_id, {BIRTH_COLUMN} FROM ({rows}) AS h "
+            f"ANTI JOIN {HELD_EXCLUDED} AS x USING (load_id, source_line) WHERE {BIRTH_COLUMN} IS NOT NULL"
+        )
+
+
+# the gate's copy of the (load_id, source_line) of the procedures' rows the warehouse set aside (``_view_held_births``)
+HELD_EXCLUDED = "held_procedures_excluded"
+
+
+def _copy_held_exclusions(con: duckdb.DuckDBPyConnection, held_sources: Path) -> None:
+    """The warehouse's ``src_excluded`` rows of the procedures, copied into the gate's database (a few per load: a
+    load with many has them dropped from its file instead, ``source_store.worth_dropping``)."""
+    con.execute(f"CREATE OR REPLACE TABLE {HELD_EXCLUDED} (load_id VARCHAR, source_line BIGINT)")
+    path = held_sources.with_name(held_sources.name.removesuffix(source_store.STORE_SUFFIX))
+    if not path.is_file():
+        return
+    wh = warehouse.connect(path, read_only=True)  # another writer: exit 4 naming it, as kept_site_map
+    try:
+        if "src_excluded" not in relations(wh):
+            return
+        excluded = frame(wh, "SELECT load_id, source_line FROM src_excluded WHERE table_name = 'procedures'")
+    finally:
+        wh.close()
+    con.register("held_excluded_rows", excluded)
+    try:
+        con.execute(f"INSERT INTO {HELD_EXCLUDED} SELECT load_id, source_line FROM held_excluded_rows")
+    finally:
+        con.unregister("held_excluded_rows")
 
 
 def _holds(con: duckdb.DuckDBPyConnection, path: Path, column: str) -> bool:

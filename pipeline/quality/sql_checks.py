@@ -182,16 +182,27 @@ def check_patient_ids_keep_leading_zeros(p: dict):
 BIRTH_SOURCES = ("src_procedures", HELD_BIRTHS_VIEW)
 
 
+def _births_sql(present: set[str]) -> str:
+    """Each patient's birth date: the latest the extract's procedures give, else the latest the warehouse holds. The
+    extract's counts first: it is the newer delivery, often the correction itself, and the held files still hold
+    the file it replaces (superseded only once the run merges): a June file delivered again with a typo'd birth
+    date fixed still warned on every June order of the patient, by the date it fixed."""
+    per_patient = "SELECT patient_id, max(patient_birth_date) AS birth FROM {} WHERE patient_birth_date IS NOT NULL GROUP BY 1"
+    given, held = (per_patient.format(t) if t in present else None for t in BIRTH_SOURCES)
+    if given and held:
+        return (
+            f"WITH given AS ({given}) SELECT * FROM given"
+            f" UNION ALL SELECT * FROM ({held}) AS h ANTI JOIN given USING (patient_id)"
+        )
+    return given or held or ""
+
+
 def check_orders_after_birth(p: dict):
     def run(con):
-        present = relations(con)
-        births = " UNION ALL ".join(f"SELECT patient_id, patient_birth_date FROM {t}" for t in BIRTH_SOURCES if t in present)
         vsql = (
-            # a patient's latest birth date of all those given, as the extract's alone were judged; the time limit
-            # once per distinct birth date (~30k), not per joined order (3.3M): the cast and the day subtraction
-            # follow the session time zone (ICU) and cost ~0.1 us each
-            f"WITH births AS (SELECT patient_id, max(patient_birth_date) AS birth FROM ({births}) AS s "
-            " WHERE patient_birth_date IS NOT NULL GROUP BY patient_id), "
+            # the time limit once per distinct birth date (~30k), not per joined order (3.3M): the cast and the day
+            # subtraction follow the session time zone (ICU) and cost ~0.1 us each
+            f"WITH births AS ({_births_sql(relations(con))}), "
             "limits AS (SELECT birth, CAST(birth AS TIMESTAMPTZ) - INTERVAL 1 DAY AS earliest "
             " FROM (SELECT DISTINCT birth FROM births) AS d) "
             "SELECT o.* FROM src_imaging_orders o JOIN births b USING (patient_id) JOIN limits l USING (birth) "
