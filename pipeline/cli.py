@@ -383,17 +383,19 @@ def _validate(
 
     from pipeline import ownership, warehouse
     from pipeline.errors import QualityGateError
-    from pipeline.ingest import load, source_store, value_maps
+    from pipeline.ingest import load, value_maps
     from pipeline.logs import log
     from pipeline.models import reference
     from pipeline.quality import gate
+    from pipeline.quality import held as held_state
     from pipeline.run import choose_audits
 
     warehouse_path = _read_warehouse(warehouse_path, cfg)
-    site_map = None
+    held = None  # what the warehouse holds: the site code map it keeps, the loads the gate judges the extract with
     if warehouse_path is not None:
         with warehouse.damage_named(warehouse_path, kept="nothing was changed", reader=True):
-            site_map = reference.kept_site_map(warehouse_path)
+            held = held_state.read(warehouse_path)
+    site_map = held.site_map if held is not None else None
     if site_map is not None and reference.local_code_map_path(cfg, input_dir) is None:  # the words a run logs
         kept_from = ", ".join(sorted(set(site_map["source_file"])))
         log.info("site code map: none given; the one the warehouse kept, from %s", kept_from)
@@ -404,13 +406,7 @@ def _validate(
     with ownership.held_temp_dir("order-audit-validate-") as tmp:  # a killed command's is removed by the next
         prepared = load.prepare_inputs(inputs, cfg, tmp, shown=shown, kept_map=site_map)
         now = dt.datetime.now(dt.UTC)
-        held = None  # the folder of the rows the warehouse holds, whose patients the gate knows too
-        if warehouse_path is not None:
-            real = warehouse.real_path(warehouse_path)
-            held = real.with_name(real.name + source_store.STORE_SUFFIX)
-        results, _ = gate.check_inputs(
-            prepared, cfg, tmp, now, input_dir, gx, audits=chosen, site_map=site_map, held_sources=held
-        )
+        results, _ = gate.check_inputs(prepared, cfg, tmp, now, input_dir, gx, audits=chosen, held=held)
     if data_docs:
         gate.write_data_docs(results, data_docs)
     if as_json:

@@ -48,6 +48,7 @@ from pipeline.logs import event, stage
 from pipeline.models import reference, runner
 from pipeline.models import spark as spark_engine
 from pipeline.quality import gate
+from pipeline.quality import held as held_state
 from pipeline.report import outputs
 from pipeline.wording import counted
 
@@ -496,11 +497,13 @@ def _execute_locked(
     gx = warm.gx
     now = dt.datetime.now(dt.UTC)
     prepared: dict = {}
-    site_map = None
+    site_map = held = None
     if inputs is not None:
-        # the site code map the warehouse keeps: the run maps codes with it when none is given, so an
-        # export's reader picks codings by it and the gate judges the codes by it, as the run will
-        site_map = reference.kept_site_map(wh_path)
+        # what the warehouse holds, read once: the site code map it keeps (the run maps codes with it when none is
+        # given, so an export's reader picks codings by it and the gate judges the codes by it, as the run will),
+        # and the loads and set-aside rows of the extracts loaded before, which the gate judges a monthly one with
+        held = held_state.read(wh_path)
+        site_map = held.site_map if held is not None else None
         with stage("parse", timings):
             # fingerprints the files while parsing; a local Spark reads and types CSV and Parquet itself
             writer = spark_read.typed_writer(spark) if spark is not None and spark.reads_inputs else None
@@ -515,10 +518,7 @@ def _execute_locked(
     gate_rejects: dict = {}
     if opts.validate and prepared:
         with stage("gate", timings):
-            held = wh_path.with_name(wh_path.name + source_store.STORE_SUFFIX)  # the extracts loaded before
-            dq_results, gate_rejects = gate.check_inputs(
-                prepared, cfg, scratch, now, opts.input_dir, gx, chosen, spark, site_map, held_sources=held
-            )
+            dq_results, gate_rejects = gate.check_inputs(prepared, cfg, scratch, now, opts.input_dir, gx, chosen, spark, held)
         failed = gate.blocking(dq_results)
         if failed:
             unknown = [u for prep in prepared.values() for u in prep.unknown_values]

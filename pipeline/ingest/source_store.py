@@ -50,8 +50,10 @@ EXCLUDED_DDL = """
 CREATE TABLE IF NOT EXISTS src_excluded (
     table_name VARCHAR, load_id VARCHAR, source_line BIGINT, why VARCHAR
 )"""
-LIVE_LOADS = """SELECT load_id, path FROM load_ledger
-    WHERE table_name = ? AND action IN ('loaded', 'replaced') AND superseded_by IS NULL
+# a ledger row whose load's rows the warehouse holds (not a skipped repeat, not replaced by a later file)
+LIVE_LOAD = "action IN ('loaded', 'replaced') AND superseded_by IS NULL"
+LIVE_LOADS = f"""SELECT load_id, path FROM load_ledger
+    WHERE table_name = ? AND {LIVE_LOAD}
     ORDER BY loaded_at, load_id"""
 
 
@@ -235,12 +237,7 @@ def sweep(con: duckdb.DuckDBPyConnection) -> list[Path]:
     root = store_dir(con)
     if not root.is_dir():
         return []
-    live = {
-        (t, lid)
-        for t, lid in con.execute(
-            "SELECT table_name, load_id FROM load_ledger WHERE action IN ('loaded', 'replaced') AND superseded_by IS NULL"
-        ).fetchall()
-    }
+    live = {(t, lid) for t, lid in con.execute(f"SELECT table_name, load_id FROM load_ledger WHERE {LIVE_LOAD}").fetchall()}
     removed = []
     for path in sorted(root.glob("*/*")):
         if path.suffix != ".parquet" or (path.parent.name, path.stem) not in live:

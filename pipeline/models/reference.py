@@ -224,29 +224,17 @@ def code_map_codes(cfg: Config, input_dir: Path | None, kept: pl.DataFrame | Non
 SITE_MAP_TABLE = "ref_site_code_map"
 
 
-def _kept_site_map(con: duckdb.DuckDBPyConnection) -> pl.DataFrame | None:
-    """The kept rows; None when there are none (never kept, or a map with its header only removed them)."""
+def kept_site_map_of(con: duckdb.DuckDBPyConnection) -> pl.DataFrame | None:
+    """The kept rows; None when there are none (never kept, or a map with its header only removed them). A run reads
+    them before its transaction (``quality.held``): the gate's own database takes them (``keep_site_map``), so that
+    its mapped-share check judges the codes as the run will."""
     found = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [SITE_MAP_TABLE]).fetchall()[0][0]
     kept = con.sql(f"SELECT * FROM {SITE_MAP_TABLE}").pl() if found else None
     return kept if kept is not None and kept.height else None
 
 
-def kept_site_map(wh_path: Path) -> pl.DataFrame | None:
-    """The site map rows a warehouse keeps, read before the run's transaction: the gate's own database takes
-    them (``keep_site_map``), so that its mapped-share check judges the codes as the run will."""
-    from pipeline import warehouse
-
-    if not wh_path.is_file():
-        return None
-    con = warehouse.connect(wh_path, read_only=True)  # another writer: exit 4 naming it, not DuckDB's lock text
-    try:
-        return _kept_site_map(con)
-    finally:
-        con.close()
-
-
 def keep_site_map(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame) -> None:
-    """``rows`` (from ``kept_site_map``) as the site map this database keeps."""
+    """``rows`` (from ``kept_site_map_of``) as the site map this database keeps."""
     _table(con, SITE_MAP_TABLE, rows)
 
 
@@ -313,7 +301,7 @@ def load_reference(
     known = audits_mod.discover(cfg.audits_path)
     # no site map given: no --input, or (a monthly extract folder) none beside the extracts; else the kept rows
     # would be lost for this run, its local codes audited unmapped and the month reported revised
-    kept = _kept_site_map(con) if local_code_map_path(cfg, input_dir) is None else None
+    kept = kept_site_map_of(con) if local_code_map_path(cfg, input_dir) is None else None
     merged, local = code_map(known, cfg, input_dir, kept, shown)  # every audit found: one map whatever the run selects
     if local is not None:
         files.append({"name": "local_code_map", "source": "site", "path": shown(str(local)), "sha256": sha256_file(local)})

@@ -8,6 +8,9 @@ HELD_PATIENTS_VIEW = "held_patient_ids"
 # the gate's view of the birth dates the warehouse's procedures give (gate.build_gate_db makes it; an order placed
 # before its patient's birth is found with these too, sql_checks.check_orders_after_birth)
 HELD_BIRTHS_VIEW = "held_birth_dates"
+# the gate's view of the ids and times of the orders the warehouse holds (gate.build_gate_db makes it; the volume
+# check compares a monthly extract's month with the months before it there, sql_checks.check_monthly_volume)
+HELD_ORDERS_VIEW = "held_order_times"
 
 
 def relations(con) -> set[str]:

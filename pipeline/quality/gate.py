@@ -18,23 +18,18 @@ import datetime as dt
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import duckdb
 
 from pipeline import warehouse
 from pipeline.config import Config, pseudonym_key
-from pipeline.db import frame
 from pipeline.errors import printable, raise_if_stopped
-from pipeline.ingest import source_store
 from pipeline.ingest.contract import CONTRACT_BY_NAME
 from pipeline.logs import event
 from pipeline.models import reference
-from pipeline.quality.catalog import HELD_BIRTHS_VIEW, HELD_PATIENTS_VIEW, relations
+from pipeline.quality.catalog import HELD_BIRTHS_VIEW, HELD_ORDERS_VIEW, HELD_PATIENTS_VIEW, relations
+from pipeline.quality.held import Held
 from pipeline.sqltext import literal
-
-if TYPE_CHECKING:
-    import polars as pl
 
 INPUT_SUITES = {"procedures": "procedures", "imaging_orders": "imaging_orders", "diagnoses": "diagnoses", "patients": "patients"}
 # a row-level check that fails on more than this share of a table blocks even so
@@ -59,22 +54,21 @@ def build_gate_db(
     scratch: Path,
     input_dir: Path | None,
     audits: list,
-    site_map: pl.DataFrame | None = None,
-    held_sources: Path | None = None,
+    held: Held | None = None,
 ) -> Path:
-    """A DuckDB file with src_* views over the parsed Parquet and the reference tables (``site_map``: the site
-    code map rows the run's warehouse keeps, used when the input folder and config give none; ``held_sources``:
-    the warehouse's folder of delivered rows, ``<warehouse>.sources``, whose patients the gate knows too)."""
+    """A DuckDB file with src_* views over the parsed Parquet and the reference tables. ``held``: what the run's
+    warehouse holds (``quality.held.read``): its site code map, used when the input folder and config give none,
+    and views of the rows of its loads the checks judge a monthly extract with (``_view_held``)."""
     path = scratch / "gate.duckdb"
     con = duckdb.connect(str(path))
     try:
         con.execute("SET TimeZone = 'UTC'")
         for name, prep in prepared.items():
             con.execute(f"CREATE OR REPLACE VIEW src_{name} AS {prep.good_rows_sql()}")
-        _view_held_patients(con, held_sources)
-        _view_held_births(con, held_sources)
-        if site_map is not None:
-            reference.keep_site_map(con, site_map)
+        if held is not None:
+            _view_held(con, held, prepared)
+            if held.site_map is not None:
+                reference.keep_site_map(con, held.site_map)
         reference.load_reference(con, cfg, input_dir, audits)
         # the optional contract columns this delivery holds (the models' input_columns): an audit's
         # check of an optional column judges only a feed that has it (absent, the views read NULL)
@@ -115,70 +109,50 @@ def _pseudonymise_samples(results: list, cfg: Config) -> None:
         con.close()
 
 
-def _view_held_patients(con: duckdb.DuckDBPyConnection, held_sources: Path | None) -> None:
-    """The patient ids of the procedures, orders and patients the warehouse holds, as a view over its Parquet files (read
-    when a check asks, never copied; the run holds the warehouse's lock, so no file goes meanwhile). A monthly
-    extract's diagnosis of a patient whose orders came in an earlier month's is no mismatch of the feeds: judged
-    on the extract alone, half a month's diagnoses were (docs/SCHEDULING.md's monthly job)."""
-    if held_sources is None:
-        return
-    files = sorted(str(f) for table in PATIENT_SOURCES for f in (held_sources / table).glob("*.parquet"))
-    if files:
-        con.execute(
-            f"CREATE OR REPLACE VIEW {HELD_PATIENTS_VIEW} AS SELECT patient_id "
-            f"FROM read_parquet([{', '.join(literal(f) for f in files)}], union_by_name = true)"
-        )
+# the gate's copy of the (load_id, source_line) of the rows the warehouse set aside (``_view_held``)
+HELD_EXCLUDED = "held_excluded"
 
 
-def _view_held_births(con: duckdb.DuckDBPyConnection, held_sources: Path | None) -> None:
-    """The birth dates of the procedures the warehouse holds, as a view over their Parquet files (as
-    ``_view_held_patients``): a monthly extract without procedures has its orders judged against the birth dates an
-    earlier month's gave (without them, ``orders.ordered_at.after_birth`` had nothing to check every such month).
-    Only the procedures' files that hold the optional column are read, and of them only the columns it needs (their
-    footers say which: no row is read to decide); a file whose footer cannot be read is left out, not an error:
-    the check then judges with the others' birth dates. A row the warehouse set aside (``src_excluded``: replaced
-    by a later file's row of the same procedure, rejected at load) stays in its file but gives no birth date: a
-    birth date July's file corrected (its PR1 replacing June's) had August's orders of the patient judged by
-    June's typo."""
-    if held_sources is None:
-        return
-    files = [f for f in sorted((held_sources / "procedures").glob("*.parquet")) if _holds(con, f, BIRTH_COLUMN)]
-    if files:
-        _copy_held_exclusions(con, held_sources)
-        # each store file is <table>/<load_id>.parquet, the load_id its src_excluded rows name
-        rows = " UNION ALL ".join(
-            f"SELECT {literal(f.stem)} AS load_id, source_line, patient_id, {BIRTH_COLUMN} FROM read_parquet({literal(str(f))})"
-            for f in files
-        )
-        con.execute(
-            f"CREATE OR REPLACE VIEW {HELD_BIRTHS_VIEW} AS SELECT patient_id, {BIRTH_COLUMN} FROM ({rows}) AS h "
-            f"ANTI JOIN {HELD_EXCLUDED} AS x USING (load_id, source_line) WHERE {BIRTH_COLUMN} IS NOT NULL"
-        )
+def _view_held(con: duckdb.DuckDBPyConnection, held: Held, prepared: dict) -> None:
+    """Views of what the warehouse will still hold of its loads once this delivery merges, over the store's Parquet
+    files (read when a check asks, never copied; the run holds the warehouse's lock, so no file goes meanwhile):
 
+    - ``HELD_PATIENTS_VIEW``, the patient ids of its procedures, orders and patients: a monthly extract's diagnosis
+      of a patient whose orders came in an earlier month's is no mismatch of the feeds (judged on the extract alone,
+      half a month's diagnoses were; docs/SCHEDULING.md's monthly job);
+    - ``HELD_BIRTHS_VIEW``, the birth dates of its procedures: a monthly extract without procedures has its orders
+      judged against the birth dates an earlier month's gave. Only the files that hold the optional column are read
+      (their footers say: no row is read to decide); a file whose footer cannot be read is left out, not an error;
+    - ``HELD_ORDERS_VIEW``, the ids and times of its orders: the volume check compares a monthly extract's month
+      with the months the warehouse holds before it (on the extract alone, a month delivered with a third of its
+      orders passed: nothing to compare it with).
 
-# the gate's copy of the (load_id, source_line) of the procedures' rows the warehouse set aside (``_view_held_births``)
-HELD_EXCLUDED = "held_procedures_excluded"
-
-
-def _copy_held_exclusions(con: duckdb.DuckDBPyConnection, held_sources: Path) -> None:
-    """The warehouse's ``src_excluded`` rows of the procedures, copied into the gate's database (a few per load: a
-    load with many has them dropped from its file instead, ``source_store.worth_dropping``)."""
-    con.execute(f"CREATE OR REPLACE TABLE {HELD_EXCLUDED} (load_id VARCHAR, source_line BIGINT)")
-    path = held_sources.with_name(held_sources.name.removesuffix(source_store.STORE_SUFFIX))
-    if not path.is_file():
-        return
-    wh = warehouse.connect(path, read_only=True)  # another writer: exit 4 naming it, as kept_site_map
+    A row the warehouse set aside (``src_excluded``: replaced by a later file's row of the same id, rejected at load)
+    stays in its file and is left out: a birth date July's file corrected (its PR1 replacing June's) had August's
+    orders judged by June's typo. A held file this delivery replaces (a file of the table for the same months,
+    ``ledger.merge_table``) is left out too. Only the columns a view needs are read."""
+    con.register("held_excluded_rows", held.excluded)
     try:
-        if "src_excluded" not in relations(wh):
-            return
-        excluded = frame(wh, "SELECT load_id, source_line FROM src_excluded WHERE table_name = 'procedures'")
-    finally:
-        wh.close()
-    con.register("held_excluded_rows", excluded)
-    try:
-        con.execute(f"INSERT INTO {HELD_EXCLUDED} SELECT load_id, source_line FROM held_excluded_rows")
+        con.execute(f"CREATE OR REPLACE TABLE {HELD_EXCLUDED} AS SELECT load_id, source_line FROM held_excluded_rows")
     finally:
         con.unregister("held_excluded_rows")
+    patients = [f for table in PATIENT_SOURCES for f in held.files(table, prepared.get(table))]
+    births = [f for f in held.files("procedures", prepared.get("procedures")) if _holds(con, f, BIRTH_COLUMN)]
+    orders = held.files("imaging_orders", prepared.get("imaging_orders"))
+    for view, files, columns, where in (
+        (HELD_PATIENTS_VIEW, patients, "patient_id", ""),
+        (HELD_BIRTHS_VIEW, births, f"patient_id, {BIRTH_COLUMN}", f" WHERE {BIRTH_COLUMN} IS NOT NULL"),
+        (HELD_ORDERS_VIEW, orders, "order_id, ordered_at", ""),
+    ):
+        if files:
+            # each store file is <table>/<load_id>.parquet, the load_id its src_excluded rows name
+            rows = " UNION ALL ".join(
+                f"SELECT {literal(f.stem)} AS load_id, source_line, {columns} FROM read_parquet({literal(str(f))})" for f in files
+            )
+            con.execute(
+                f"CREATE OR REPLACE VIEW {view} AS SELECT {columns} FROM ({rows}) AS h "
+                f"ANTI JOIN {HELD_EXCLUDED} AS x USING (load_id, source_line){where}"
+            )
 
 
 def _holds(con: duckdb.DuckDBPyConnection, path: Path, column: str) -> bool:
@@ -208,19 +182,18 @@ def check_inputs(
     gx=None,
     audits: list | None = None,
     spark=None,
-    site_map: pl.DataFrame | None = None,
-    held_sources: Path | None = None,
+    held: Held | None = None,
 ):
     """Run the input suites; returns (results, rows to set aside per table). ``gx``: a
     ``workers.GxWorker`` to validate in (a run starts one first thing), else this process;
-    ``spark``: the run's ``SparkModels``, whose session then runs the GX checks; ``site_map``,
-    ``held_sources``: see ``build_gate_db``."""
+    ``spark``: the run's ``SparkModels``, whose session then runs the GX checks; ``held``: see
+    ``build_gate_db``."""
     from pipeline.quality import validate
 
     if gx is None or spark is not None:
         validate.start_gx_import()  # seconds of pure Python, overlapping the DuckDB work from here on
     audits = audits or []
-    db = build_gate_db(prepared, cfg, scratch, input_dir, audits, site_map, held_sources)
+    db = build_gate_db(prepared, cfg, scratch, input_dir, audits, held)
     suites = input_suites(list(prepared), audits)
     params = {
         "now": now,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from pipeline.ingest.code_systems import FORMS
 from pipeline.ingest.contract import CUT_OFF_REASON
-from pipeline.quality.catalog import HELD_BIRTHS_VIEW, HELD_PATIENTS_VIEW, relations
+from pipeline.quality.catalog import HELD_BIRTHS_VIEW, HELD_ORDERS_VIEW, HELD_PATIENTS_VIEW, relations
 from pipeline.quality.lookalikes import check_lookalike_departments
 from pipeline.quality.result import MONTHS, SAMPLE_SIZE, CheckResult, examples
 from pipeline.sqltext import typed_literal
@@ -247,6 +247,26 @@ def check_mapped_share(p: dict):
 
 
 def check_monthly_volume(p: dict):
+    def run(con):
+        held = HELD_ORDERS_VIEW in relations(con)
+        vsql, fast_sql, judged_sql, edges_sql = _volume_sql(p, held)
+        rows = con.execute(fast_sql).fetchall()
+        exact = rows[0][0]
+        judged = [(m, is_low) for _, m, is_low in rows if m is not None] if exact else con.execute(judged_sql).fetchall()
+        low = [m for m, is_low in judged if is_low]
+        note = _partial_months_note(con.execute(edges_sql).fetchall(), p.get("data_through"), p.get("data_since"))
+        return len(low), len(judged), len(low) > 0, low, vsql.strip(), note
+
+    run.sample_key = MONTHS
+    # tests compare the two (on the extract alone: _volume_sql(p, held=True) gives the queries with the warehouse's)
+    _, run.fast_sql, run.per_row_sql, _ = _volume_sql(p, held=False)
+    return ["src_imaging_orders"], run
+
+
+def _volume_sql(p: dict, held: bool) -> tuple[str, str, str, str]:
+    """The volume check's queries: the low months with their counts (the query a result shows), the months judged
+    with their verdicts (fast, and per row: see below), and the counts of orders left out at the extract's ends.
+    ``held``: the gate has the warehouse's orders (``HELD_ORDERS_VIEW``) to count the months before the extract's."""
     ratio = float(p["volume_min_ratio"])
     k = int(p["volume_trailing_months"])
     tz = str(p["site_timezone"]).replace("'", "''")
@@ -254,10 +274,10 @@ def check_monthly_volume(p: dict):
     floor = typed_literal(p["timestamp_floor"])
     in_range = f"ordered_at >= {floor} AND ordered_at <= {now}"  # out-of-range times are other checks' business
     # Calendar months in the site zone, zero-filled so a missing month counts as 0 orders.
-    # Only the months the extract covers whole are compared, as baseline or as judged month: the data's first
-    # month when its first order is on the 1st, its last when its last order is on the month's last day, every
-    # month between. An extract that starts or ends mid-month, or a few orders dated past its end (orders after
-    # the last index month), is not a drop in volume; those orders are counted in the result's note instead.
+    # Only the months the extract covers whole are judged: the data's first month when its first order is on the
+    # 1st, its last when its last order is on the month's last day, every month between. An extract that starts or
+    # ends mid-month, or a few orders dated past its end (orders after the last index month), is not a drop in
+    # volume; those orders are counted in the result's note instead.
     # An extract that declares how far it reaches (``data_through``: a FHIR export's transactionTime) is judged
     # by that instead at its end: every month that ended by then is whole, whatever its last day holds (a small
     # site's empty last Sunday), and a declared month without an order is a drop.
@@ -266,10 +286,7 @@ def check_monthly_volume(p: dict):
     # before hold only the orders changed since, so they are covered in part (their orders counted in the note).
     since = p.get("data_since")
     if since is None:
-        first_full = (
-            "(date_trunc('month', first_date) "
-            "+ CASE WHEN dayofmonth(first_date) = 1 THEN INTERVAL 0 MONTH ELSE INTERVAL 1 MONTH END)"
-        )
+        first_full = f"({_first_whole_month('first_date')})"
     else:
         local = f"timezone('{tz}', {typed_literal(since)})"
         first_full = (
@@ -291,8 +308,51 @@ def check_monthly_volume(p: dict):
          {last_full}::DATE AS last_full
   FROM span
 )"""
-    rest = f"""), {covered}, cal AS (
-  SELECT unnest(generate_series(first_full, last_full, INTERVAL 1 MONTH))::DATE AS month FROM covered
+    # The months counted: the extract's, and with the warehouse's orders, the warehouse's of the trailing months
+    # before the extract's first whole month too, as it will hold them after this run's merge (the extract's rows
+    # replace the held rows of the same order id). A monthly extract holds one month: on its own, nothing came
+    # before it to compare it with, and a June delivered with a third of its orders passed. The extract's own
+    # months are still the only months judged: a file of late orders for an earlier month, or a corrected file,
+    # never makes a held month judged again (counted with the warehouse's rows, its months lose nothing either).
+    # The calendar starts at the warehouse's first whole month (its first order on the 1st) when that is later
+    # than the trailing months' first: a site's first months are not zeros.
+    if held:
+        window = (
+            f"ordered_at >= timezone('{tz}', ((SELECT first_full FROM covered) - INTERVAL {k} MONTH)::TIMESTAMP) "
+            f"AND ordered_at < timezone('{tz}', ((SELECT last_full FROM covered) + INTERVAL 1 MONTH)::TIMESTAMP)"
+        )
+        # where the calendar starts: the first order before the extract's first whole month decides it only if it falls
+        # within the month before the trailing ones or later (one earlier starts it at the trailing months' first all
+        # the same), so only those months are read, not every month the warehouse holds
+        before = (
+            f"ordered_at >= timezone('{tz}', ((SELECT first_full FROM covered) - INTERVAL {k + 1} MONTH)::TIMESTAMP) "
+            f"AND ordered_at < timezone('{tz}', (SELECT first_full FROM covered)::TIMESTAMP)"
+        )
+        counted_rows = f"""counted AS (
+  SELECT ordered_at FROM src_imaging_orders WHERE {in_range}
+  UNION ALL
+  SELECT h.ordered_at FROM (SELECT order_id, ordered_at FROM {HELD_ORDERS_VIEW} WHERE {in_range} AND {window}) AS h
+  ANTI JOIN src_imaging_orders AS s USING (order_id)
+), starts AS (
+  SELECT c.*, CASE WHEN h.first_date IS NULL THEN c.first_full
+                   ELSE greatest(c.first_full - INTERVAL {k} MONTH, {_first_whole_month("h.first_date")})::DATE
+              END AS cal_start
+  FROM covered AS c, (
+    SELECT timezone('{tz}', min(ordered_at))::DATE AS first_date FROM (
+      SELECT ordered_at FROM src_imaging_orders WHERE {in_range} AND {before}
+      UNION ALL
+      SELECT ordered_at FROM {HELD_ORDERS_VIEW} WHERE {in_range} AND {before}
+    )
+  ) AS h
+)"""
+    else:
+        counted_rows = f"""counted AS (
+  SELECT ordered_at FROM src_imaging_orders WHERE {in_range}
+), starts AS (
+  SELECT *, first_full AS cal_start FROM covered
+)"""
+    rest = f"""), cal AS (
+  SELECT unnest(generate_series(cal_start, last_full, INTERVAL 1 MONTH))::DATE AS month FROM starts
 ), filled AS (
   SELECT cal.month, coalesce(m.n, 0) AS n FROM cal LEFT JOIN m USING (month)
 ), judged AS (
@@ -304,12 +364,12 @@ def check_monthly_volume(p: dict):
 """
     judge = f"""FROM judged
 WHERE n_trailing = {k}
+  AND month >= (SELECT first_full FROM covered)
   AND month < date_trunc('month', timezone('{tz}', {now}))::DATE"""
     vsql = f"""
-WITH m AS (
+WITH {covered}, {counted_rows}, m AS (
   SELECT date_trunc('month', timezone('{tz}', ordered_at))::DATE AS month, count(*) AS n
-  FROM src_imaging_orders
-  WHERE {in_range}
+  FROM counted
   GROUP BY 1
 {rest}SELECT strftime(month, '%Y-%m') AS month, n AS orders, baseline AS trailing_median
 {judge}
@@ -323,9 +383,9 @@ ORDER BY month"""
     # until 2011). The fast query always returns a row: the flag, joined to the verdicts.
     q = 900_000_000  # microseconds in 15 minutes
     fast_sql = f"""
-WITH b AS (
+WITH {covered}, {counted_rows}, b AS (
   SELECT e // {q} - (e % {q} < 0)::BIGINT AS bucket, count(*) AS n
-  FROM (SELECT epoch_us(ordered_at) AS e FROM src_imaging_orders WHERE {in_range})
+  FROM (SELECT epoch_us(ordered_at) AS e FROM counted)
   GROUP BY 1
 ), edges AS (
   SELECT n, timezone('{tz}', s) AS lo, timezone('{tz}', s + INTERVAL {q - 1} MICROSECONDS) AS hi
@@ -356,18 +416,13 @@ SELECT strftime(first_date, '%Y-%m-%d'), strftime(last_date, '%Y-%m-%d'),
        (SELECT count(*) FROM src_imaging_orders WHERE {in_range}
           AND ordered_at >= timezone('{tz}', (last_full + INTERVAL 1 MONTH)::TIMESTAMP))
 FROM covered WHERE first_date IS NOT NULL"""
+    return vsql, fast_sql, judged_sql, edges_sql
 
-    def run(con):
-        rows = con.execute(fast_sql).fetchall()
-        exact = rows[0][0]
-        judged = [(m, is_low) for _, m, is_low in rows if m is not None] if exact else con.execute(judged_sql).fetchall()
-        low = [m for m, is_low in judged if is_low]
-        note = _partial_months_note(con.execute(edges_sql).fetchall(), through, since)
-        return len(low), len(judged), len(low) > 0, low, vsql.strip(), note
 
-    run.sample_key = MONTHS
-    run.fast_sql, run.per_row_sql = fast_sql, judged_sql  # tests compare the two
-    return ["src_imaging_orders"], run
+def _first_whole_month(day: str) -> str:
+    """The first calendar month from the one ``day`` (a DATE expression) falls in that holds it whole: its own when
+    ``day`` is the 1st, else the next."""
+    return f"date_trunc('month', {day}) + CASE WHEN dayofmonth({day}) = 1 THEN INTERVAL 0 MONTH ELSE INTERVAL 1 MONTH END"
 
 
 def _partial_months_note(edges: list[tuple], through=None, since=None) -> str | None:
