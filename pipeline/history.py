@@ -10,6 +10,7 @@ import json
 import duckdb
 
 from pipeline import db
+from pipeline.ingest.source_store import LIVE_LOAD
 
 DDL = (
     """CREATE TABLE IF NOT EXISTS audit_runs (
@@ -218,8 +219,8 @@ def finish(
 
 def active_loads(con: duckdb.DuckDBPyConnection) -> list[dict]:
     """The files whose rows the warehouse holds now (for run.json provenance)."""
-    rows = con.execute("""SELECT table_name, path, sha256, first_month, last_month, rows_loaded, run_id
-                          FROM load_ledger WHERE action IN ('loaded', 'replaced') AND superseded_by IS NULL
+    rows = con.execute(f"""SELECT table_name, path, sha256, first_month, last_month, rows_loaded, run_id
+                          FROM load_ledger WHERE {LIVE_LOAD}
                           ORDER BY table_name, first_month, path""").fetchall()
     keys = ("table", "path", "sha256", "first_month", "last_month", "rows_loaded", "loaded_by_run")
     return [dict(zip(keys, r, strict=True)) for r in rows]

@@ -28,6 +28,7 @@ import duckdb
 from pipeline import db, history, ownership
 from pipeline.errors import ConfigError
 from pipeline.ingest import ledger, remote_input, spark_read
+from pipeline.ingest.source_store import LIVE_LOAD
 from pipeline.sqltext import literal
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ class SparkState:
         if top is None:
             return
         recorded = self.session.read.parquet(self._read("load_ledger", top["version"]))
-        live = recorded.where("action IN ('loaded', 'replaced') AND superseded_by IS NULL")
+        live = recorded.where(LIVE_LOAD)
         state_loads = {(r.load_id, r.table_name, r.path) for r in live.select("load_id", "table_name", "path").collect()}
         held = set()
         if db.has_table(con, "load_ledger"):

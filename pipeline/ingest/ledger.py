@@ -101,8 +101,8 @@ def merge_table(con: duckdb.DuckDBPyConnection, prep: PreparedTable, run_id: str
     replaced = [
         r[0]
         for r in con.execute(
-            """SELECT load_id FROM load_ledger WHERE table_name = ? AND first_month IS NOT DISTINCT FROM ?
-           AND last_month IS NOT DISTINCT FROM ? AND action IN ('loaded', 'replaced') AND superseded_by IS NULL""",
+            f"""SELECT load_id FROM load_ledger WHERE table_name = ? AND first_month IS NOT DISTINCT FROM ?
+           AND last_month IS NOT DISTINCT FROM ? AND {source_store.LIVE_LOAD}""",
             [prep.table, prep.first_month, prep.last_month],
         ).fetchall()
     ]

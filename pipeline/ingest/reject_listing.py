@@ -14,6 +14,7 @@ from __future__ import annotations
 import duckdb
 
 from pipeline.db import has_table
+from pipeline.ingest.source_store import LIVE_LOAD
 
 LISTED_PER_KIND = 1_000  # rows of one kind listed in load_rejects and rejects.csv: enough to find the pattern
 
@@ -90,8 +91,8 @@ def totals(con: duckdb.DuckDBPyConnection) -> dict:
     names = [*KIND.split(", "), "rows", "rows_listed"]
     return {
         "rejected_rows": dict(
-            con.execute("""SELECT table_name, sum(rows_rejected)::BIGINT FROM load_ledger
-            WHERE action IN ('loaded', 'replaced') AND superseded_by IS NULL AND rows_rejected > 0
+            con.execute(f"""SELECT table_name, sum(rows_rejected)::BIGINT FROM load_ledger
+            WHERE {LIVE_LOAD} AND rows_rejected > 0
             GROUP BY ALL ORDER BY 1""").fetchall()
         ),
         "nulled_values": con.execute(
