@@ -371,7 +371,7 @@ def test_monthly_volume_buckets_agree_with_per_row_months(zone, floor, first, ex
     n, denominator, failed, low, _, _ = run(con)
     assert failed == (n > 0)
     per_row = con.execute(run.per_row_sql).fetchall()
-    assert (n, denominator, low) == (sum(is_low for _, is_low in per_row), len(per_row), [m for m, is_low in per_row if is_low])
+    assert (n, denominator, low) == (sum(r[1] for r in per_row), len(per_row), [r[0] for r in per_row if r[1]])
     assert denominator > 30 and n > 0
     assert con.execute(run.fast_sql).fetchall()[0][0] is exact  # else the per-row query ran
 

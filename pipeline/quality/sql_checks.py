@@ -252,10 +252,11 @@ def check_monthly_volume(p: dict):
         vsql, fast_sql, judged_sql, edges_sql = _volume_sql(p, held)
         rows = con.execute(fast_sql).fetchall()
         exact = rows[0][0]
-        judged = [(m, is_low) for _, m, is_low in rows if m is not None] if exact else con.execute(judged_sql).fetchall()
-        low = [m for m, is_low in judged if is_low]
-        note = _partial_months_note(con.execute(edges_sql).fetchall(), p.get("data_through"), p.get("data_since"))
-        return len(low), len(judged), len(low) > 0, low, vsql.strip(), note
+        judged = [row[1:] for row in rows if row[1] is not None] if exact else con.execute(judged_sql).fetchall()
+        low = [(month, n, baseline) for month, is_low, n, baseline in judged if is_low]
+        partial = _partial_months_note(con.execute(edges_sql).fetchall(), p.get("data_through"), p.get("data_since"))
+        note = "; ".join(filter(None, (_low_months_note(low, int(p["volume_trailing_months"])), partial))) or None
+        return len(low), len(judged), bool(low), [month for month, _, _ in low], vsql.strip(), note
 
     run.sample_key = MONTHS
     # tests compare the two (on the extract alone: _volume_sql(p, held=True) gives the queries with the warehouse's)
@@ -394,15 +395,15 @@ WITH {covered}, {counted_rows}, b AS (
   SELECT date_trunc('month', lo)::DATE AS month, sum(n) AS n,
          bool_and(date_trunc('month', hi) = date_trunc('month', lo) AND epoch_us(hi) - epoch_us(lo) = {q - 1}) AS exact
   FROM edges GROUP BY 1
-{rest}SELECT f.exact, v.month, v.low
+{rest}SELECT f.exact, v.month, v.low, v.n, v.baseline
 FROM (SELECT coalesce(bool_and(exact), true) AS exact FROM m) AS f
-LEFT JOIN (SELECT strftime(month, '%Y-%m') AS month, n < {ratio} * baseline AS low
+LEFT JOIN (SELECT strftime(month, '%Y-%m') AS month, n < {ratio} * baseline AS low, n, baseline
 {judge}) AS v ON true
 ORDER BY v.month"""
     # one pass: every judged month with its verdict (the denominator), instead of two queries
     judged_sql = vsql.replace(f"  AND n < {ratio} * baseline\n", "").replace(
         "SELECT strftime(month, '%Y-%m') AS month, n AS orders, baseline AS trailing_median",
-        f"SELECT strftime(month, '%Y-%m') AS month, n < {ratio} * baseline AS low",
+        f"SELECT strftime(month, '%Y-%m') AS month, n < {ratio} * baseline AS low, n, baseline",
     )
 
     # the orders of the months left out at either end, from the instants of the covered months' edges (no
@@ -417,6 +418,18 @@ SELECT strftime(first_date, '%Y-%m-%d'), strftime(last_date, '%Y-%m-%d'),
           AND ordered_at >= timezone('{tz}', (last_full + INTERVAL 1 MONTH)::TIMESTAMP))
 FROM covered WHERE first_date IS NOT NULL"""
     return vsql, fast_sql, judged_sql, edges_sql
+
+
+def _low_months_note(low: list[tuple], k: int) -> str | None:
+    """The low months' figures, in words (None: none low): the warning names the months, the data team needs how far
+    each fell to tell a missing file from a quiet month."""
+    if not low:
+        return None
+    return "; ".join(
+        f"{month} has {counted(n, 'order')}, against a median of {baseline:,.1f}".removesuffix(".0")
+        + f" in the {k} months before it"
+        for month, n, baseline in low
+    )
 
 
 def _first_whole_month(day: str) -> str:
