@@ -258,6 +258,26 @@ def test_a_printed_footnote_is_never_cut_through_its_line(tmp_path):
     assert cut == []
 
 
+def test_the_printed_flagged_count_by_department_is_never_split(tmp_path):
+    """The flagged cases' count by department (a row a department) printed wherever the page ends near it: every row
+    on one page, under the header. 2026-04's low back pain report printed two departments at a page's foot and the
+    third alone atop the next."""
+    rows = "".join(f'<tr><td>DEPT{i}</td><td class="num">{i}</td><td class="num">{i}</td></tr>' for i in range(6))
+    table = (
+        '<p>FLAGGED 9 of the 13 episodes with an audited order have an inappropriate order.</p><table class="narrow'
+        ' flagged-departments"><thead><tr><th>Department</th><th class="num">Flagged episodes</th><th class="num">'
+        f"Listed</th></tr></thead><tbody>{rows}</tbody></table><p>Patients appear only as keyed pseudonyms.</p>"
+    )
+    fillers = range(150, 180, 3)  # the foot of the page falls before, in, then after the table
+    printed = _printed_each_alone(tmp_path, [f'<div style="height: {mm}mm">Filler</div>{table}' for mm in fillers])
+    split = []
+    for filler_mm, pages in zip(fillers, printed, strict=True):
+        holding = [page for page in pages if "DEPT" in page]
+        if len(holding) != 1 or not all(f"DEPT{i}" in holding[0] for i in range(6)):
+            split.append(filler_mm)
+    assert split == []
+
+
 def test_a_printed_check_result_is_one_line(tmp_path):
     """The data-quality table's result ('rows kept', 'rows set aside') printed on one line beside its severity: the
     narrow column broke 'rows' over 'kept' in the demo month's printed report."""
