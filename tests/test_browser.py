@@ -72,6 +72,33 @@ def test_pages_load_clean_with_charts(site, page, tmp_path):
         assert dom.count("<path") > 20  # the SVGs were parsed into drawing elements
 
 
+def _page_width(path: Path, window: int, tmp_path: Path) -> tuple[int, int]:
+    """``path`` opened in a window ``window`` px wide: the page's width (what scrolls sideways) and the window's."""
+    measure = "document.getElementById('out').textContent = document.documentElement.scrollWidth + ' ' + innerWidth;"
+    page = path.with_name(f"measured-{path.name}")
+    page.write_text(
+        path.read_text(encoding="utf-8").replace("</body>", f'<pre id="out">-</pre><script>{measure}</script></body>', 1),
+        encoding="utf-8",
+    )
+    cmd = [CHROMIUM, *render.CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", f"--window-size={window},900"]
+    proc = subprocess.run([*cmd, "--virtual-time-budget=3000", "--dump-dom", page.as_uri()], capture_output=True, text=True)
+    page.unlink()
+    shown = re.search(r'<pre id="out">(\d+) (\d+)</pre>', proc.stdout)
+    assert shown is not None, proc.stderr[-2000:]
+    return int(shown.group(1)), int(shown.group(2))
+
+
+@pytest.mark.parametrize("window", [500, 1024])
+@pytest.mark.parametrize("page", ["report.html", "index.html", "department"])
+def test_a_narrow_screen_never_scrolls_the_page_sideways(site, page, window, tmp_path):
+    """A phone or a tablet: the page is no wider than the window; a wider table scrolls inside itself. The whole
+    page scrolled sideways, headings and notes with it: the CSF-leak report was 1,061 px wide in a 1,024 px window
+    (its departments table) and twice a phone's width (the headline's 95% CI off the screen)."""
+    path = next((site / "departments").glob("script-*.html")) if page == "department" else site / page
+    width, inner = _page_width(path, window, tmp_path)
+    assert width <= inner, (width, inner)
+
+
 def test_pdf_prints(site, tmp_path):
     pdf = render.write_pdf(site / "report.html", tmp_path / "report.pdf")
     data = pdf.read_bytes()
