@@ -749,6 +749,24 @@ def test_a_month_without_episodes_says_so_in_episodes():
     }
 
 
+def test_a_provisional_month_says_its_episodes_can_still_change():
+    """The provisional note in the audit's unit: the low back pain report and workbook said "Cases indexed late in the
+    period can still gain evidence" of a month whose headline counts episodes (its 2026-06)."""
+    import html  # noqa: PLC0415
+
+    from pipeline.report.spec import ReportSpec  # noqa: PLC0415
+    from pipeline.report.templates import make_env  # noqa: PLC0415
+
+    spec = ReportSpec.of(next(a for a in audits.discover() if a.id == "low_back_pain"))
+    maturity = {"status": "provisional", "data_through": "2026-06-30", "final_from": "2026-08-12"}
+    status = {"period": "2026-06", "maturity": maturity | {"horizon_days": "42", "last_index_date": "2026-06-30"}}
+    banner = make_env().get_template("_status_banner.html").render(status=status, spec=spec)
+    said = " ".join(html.unescape(re.sub(r"<[^>]+>", "", banner)).split())
+    assert "Episodes indexed late in the period can still gain evidence" in said and "Cases" not in said, said
+    rows = workbook._period_status({"audit": {"case_unit": "episode"}, "status": status})
+    assert rows[0][1].startswith("Provisional: the loaded data runs through 2026-06-30. Episodes indexed late"), rows
+
+
 def test_a_grouping_with_one_value_is_a_sentence_not_a_second_table():
     """Every episode of the month was outpatient: the table by setting repeated the overall row under another heading (a
     month's one row already was left out). The overall table stays; the single setting is said in words."""
