@@ -72,9 +72,14 @@ def test_pages_load_clean_with_charts(site, page, tmp_path):
         assert dom.count("<path") > 20  # the SVGs were parsed into drawing elements
 
 
-def _page_width(path: Path, window: int, tmp_path: Path) -> tuple[int, int]:
-    """``path`` opened in a window ``window`` px wide: the page's width (what scrolls sideways) and the window's."""
-    measure = "document.getElementById('out').textContent = document.documentElement.scrollWidth + ' ' + innerWidth;"
+def _page_width(path: Path, window: int, tmp_path: Path) -> tuple[int, int, int]:
+    """``path`` opened in a window ``window`` px wide: the page's width (what scrolls sideways), the window's, and the
+    width of the case list's Why column (0 without a case list)."""
+    measure = (
+        "const why = document.querySelector('table.cases tr.case-start td:nth-child(8)');"
+        "document.getElementById('out').textContent = document.documentElement.scrollWidth + ' ' + innerWidth + ' '"
+        " + (why ? Math.round(why.getBoundingClientRect().width) : 0);"
+    )
     page = path.with_name(f"measured-{path.name}")
     page.write_text(
         path.read_text(encoding="utf-8").replace("</body>", f'<pre id="out">-</pre><script>{measure}</script></body>', 1),
@@ -83,9 +88,9 @@ def _page_width(path: Path, window: int, tmp_path: Path) -> tuple[int, int]:
     cmd = [CHROMIUM, *render.CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", f"--window-size={window},900"]
     proc = subprocess.run([*cmd, "--virtual-time-budget=3000", "--dump-dom", page.as_uri()], capture_output=True, text=True)
     page.unlink()
-    shown = re.search(r'<pre id="out">(\d+) (\d+)</pre>', proc.stdout)
+    shown = re.search(r'<pre id="out">(\d+) (\d+) (\d+)</pre>', proc.stdout)
     assert shown is not None, proc.stderr[-2000:]
-    return int(shown.group(1)), int(shown.group(2))
+    return int(shown.group(1)), int(shown.group(2)), int(shown.group(3))
 
 
 @pytest.mark.parametrize("window", [500, 1024])
@@ -95,8 +100,11 @@ def test_a_narrow_screen_never_scrolls_the_page_sideways(site, page, window, tmp
     page scrolled sideways, headings and notes with it: the CSF-leak report was 1,061 px wide in a 1,024 px window
     (its departments table) and twice a phone's width (the headline's 95% CI off the screen)."""
     path = next((site / "departments").glob("script-*.html")) if page == "department" else site / page
-    width, inner = _page_width(path, window, tmp_path)
+    width, inner, why = _page_width(path, window, tmp_path)
     assert width <= inner, (width, inner)
+    # the case list scrolls in its own box at a readable width: shrunk to a phone's, its Why column was 92 px wide and
+    # a row 470 px tall
+    assert page == "index.html" or why >= 200, why
 
 
 def test_pdf_prints(site, tmp_path):
