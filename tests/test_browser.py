@@ -313,6 +313,25 @@ def test_the_printed_flagged_count_by_department_is_never_split(tmp_path):
     assert split == []
 
 
+def test_the_printed_case_lists_note_stays_with_the_list(tmp_path):
+    """The note above the case list (pseudonyms, how time is counted) printed wherever the page ends near it: on the
+    page of the list's first rows. In its scrolling box (for phones) the list was no longer the note's next sibling,
+    and the demo month's CSF-leak report left the note at a page's foot, the list on the next."""
+    rows = "".join(f"<tr><td>CASE{i}</td><td>why</td></tr>" for i in range(8))
+    table = (
+        '<p class="note">NOTESTART Patients appear only as keyed pseudonyms NOTEEND</p><div class="case-scroll">'
+        f'<table class="cases"><thead><tr><th>Case</th><th>Why</th></tr></thead><tbody>{rows}</tbody></table></div>'
+    )
+    fillers = range(170, 186, 2)  # the foot of the page falls under the note, then on the table's first rows
+    printed = _printed_each_alone(tmp_path, [f'<div style="height: {mm}mm">Filler</div>{table}' for mm in fillers])
+    apart = []
+    for filler_mm, pages in zip(fillers, printed, strict=True):
+        with_note = [page for page in pages if "NOTEEND" in page]
+        if len(with_note) != 1 or "CASE0" not in with_note[0]:
+            apart.append(filler_mm)
+    assert apart == []
+
+
 def test_a_printed_check_result_is_one_line(tmp_path):
     """The data-quality table's result ('rows kept', 'rows set aside') printed on one line beside its severity: the
     narrow column broke 'rows' over 'kept' in the demo month's printed report."""
