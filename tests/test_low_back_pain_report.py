@@ -724,13 +724,13 @@ def test_a_month_without_episodes_says_so_in_episodes():
     maturity = {"status": "final", "data_through": "2025-12-31", "final_from": "2025-09-12", "last_index_date": "2025-07-31"}
     status = {
         "period": "2025-07",
-        "empty": {"data_first": "2024-12-02", "data_last": "2026-01-06"},
+        "empty": {"data_first": "2024-12-02", "data_last": "2026-01-06", "feeds": "diagnoses and imaging orders"},
         "maturity": maturity | {"horizon_days": "42"},
     }
     banner = make_env().get_template("_status_banner.html").render(status=status, spec=spec)
     said = " ".join(html.unescape(re.sub(r"<[^>]+>", "", banner)).split())
     assert said == (
-        "No episodes in 2025-07. The loaded data holds no episode of this period (its procedures and imaging orders are"
+        "No episodes in 2025-07. The loaded data holds no episode of this period (its diagnoses and imaging orders are"
         " dated 2024-12-02 to 2026-01-06), so there is nothing to audit: the measures below are empty, not failed."
         " Final: the loaded data runs through 2025-12-31, past 2025-09-11, the last day of the audit's 42-day windows from"
         " the period's last index date, 2025-07-31."
