@@ -317,7 +317,7 @@ def test_flagged_episodes_by_department_say_whose_they_are(deck_runs):
     for audit_id, header in (("csf_leak", "Department"), (AUDIT, "Department that placed the flagged order")):
         html = (out / audit_id / "report.html").read_text(encoding="utf-8")
         cases = _section(html, f"Flagged {'cases' if audit_id == 'csf_leak' else 'episodes'} for chart review")
-        table = cases[cases.index('<table class="narrow">') :]
+        table = cases[cases.index('<table class="narrow flagged-departments">') :]
         rows = [_cells(r) for r in re.findall(r"<tr>(.*?)</tr>", table[: table.index("</table>")], re.S)]
         assert rows[0][0] == header, rows[0]
         if audit_id == "csf_leak":
