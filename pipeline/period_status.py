@@ -37,14 +37,33 @@ def cases_span(con: duckdb.DuckDBPyConnection, table: str = "mart_cases") -> tup
     return tuple(con.execute(f"SELECT min(index_month), max(index_month) FROM {table}").fetchall()[0])
 
 
-def data_span(con: duckdb.DuckDBPyConnection, site_timezone: str) -> tuple[str | None, str | None]:
-    """First and last local date of a procedure or order in the loaded data."""
+# the feeds an audit's cases and orders come from (its required tables), the staged view and the date each row carries
+FEED_DATES = {
+    "procedures": ("stg_procedures", "performed_at"),
+    "diagnoses": ("stg_diagnoses", "recorded_at"),
+    "imaging_orders": ("stg_imaging_orders", "ordered_at"),
+}
+
+
+def data_span(
+    con: duckdb.DuckDBPyConnection, site_timezone: str, feeds: tuple[str, ...] = ("procedures", "imaging_orders")
+) -> tuple[str | None, str | None]:
+    """First and last local date of a row of ``feeds`` (an audit's required tables) in the loaded data: the low back
+    pain audit's cases come from diagnoses, and its empty month named the dates of procedures it does not read."""
+    rows = " UNION ALL ".join(f"SELECT {FEED_DATES[f][1]} AS t FROM {FEED_DATES[f][0]}" for f in feeds if f in FEED_DATES)
+    if not rows:  # an audit that reads none of them: no dates to name
+        return None, None
     row = con.execute(
-        """SELECT strftime(timezone(?, min(t)), '%Y-%m-%d'), strftime(timezone(?, max(t)), '%Y-%m-%d') FROM (
-               SELECT performed_at AS t FROM stg_procedures UNION ALL SELECT ordered_at FROM stg_imaging_orders)""",
+        f"SELECT strftime(timezone(?, min(t)), '%Y-%m-%d'), strftime(timezone(?, max(t)), '%Y-%m-%d') FROM ({rows})",
         [site_timezone, site_timezone],
     ).fetchall()[0]
     return row[0], row[1]
+
+
+def feeds_in_words(feeds: tuple[str, ...]) -> str:
+    """The feeds ``data_span`` reads, as the first page names them: 'diagnoses and imaging orders'."""
+    words = [f.replace("_", " ") for f in feeds if f in FEED_DATES]
+    return " and ".join([", ".join(words[:-1]), words[-1]] if len(words) > 1 else words)
 
 
 def maturity_counts(label: str, maturity: Maturity, spans: dict) -> dict:
@@ -143,7 +162,7 @@ def build(
     status: dict = {"period": label}
     if counts.get("cases", 0) == 0:
         first, last = spans.get("data") or (None, None)
-        status["empty"] = {"data_first": first, "data_last": last}
+        status["empty"] = {"data_first": first, "data_last": last, "feeds": spans.get("feeds")}
         event(f"{audit_id}: {label}: no cases; the report says so", event="period_empty", period=key, audit_id=audit_id)
         if key != "all" and last and last[:7] < key:
             # a scheduled job whose extract stopped coming (or a month mistyped) published empty months with exit 0

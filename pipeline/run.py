@@ -578,9 +578,17 @@ def _execute_locked(
     rejects = reject_listing.totals(con)
     warehouse_inputs = history.active_loads(con)
     matured = {a.id: maturity.assess(con, cfg, now, audits_mod.maturity_horizon_days(a, ref.parameters[a.id])) for a in chosen}
-    data_span = period_status.data_span(con, cfg.site_timezone)
+    # each audit's empty month names the dates of the feeds its cases and orders come from (its required tables)
+    data_spans = {a.id: period_status.data_span(con, cfg.site_timezone, a.required_tables) for a in chosen}
     con.close()
-    spans = {a.id: {"cases": case_spans.get(a.id, (None, None)), "data": data_span} for a in chosen}
+    spans = {
+        a.id: {
+            "cases": case_spans.get(a.id, (None, None)),
+            "data": data_spans[a.id],
+            "feeds": period_status.feeds_in_words(a.required_tables),
+        }
+        for a in chosen
+    }
     for audit in chosen:  # `order-audit runs` shows each period's maturity
         for label, counts in month_counts[audit.id].items():
             counts.update(period_status.maturity_counts(label, matured[audit.id], spans[audit.id]))

@@ -72,6 +72,41 @@ def test_pages_load_clean_with_charts(site, page, tmp_path):
         assert dom.count("<path") > 20  # the SVGs were parsed into drawing elements
 
 
+def _page_width(path: Path, window: int, tmp_path: Path) -> tuple[int, int, int]:
+    """``path`` opened in a window ``window`` px wide: the page's width (what scrolls sideways), the window's, and the
+    width of the case list's Why column (0 without a case list)."""
+    measure = (
+        "const why = document.querySelector('table.cases tr.case-start td:nth-child(8)');"
+        "document.getElementById('out').textContent = document.documentElement.scrollWidth + ' ' + innerWidth + ' '"
+        " + (why ? Math.round(why.getBoundingClientRect().width) : 0);"
+    )
+    page = path.with_name(f"measured-{path.name}")
+    page.write_text(
+        path.read_text(encoding="utf-8").replace("</body>", f'<pre id="out">-</pre><script>{measure}</script></body>', 1),
+        encoding="utf-8",
+    )
+    cmd = [CHROMIUM, *render.CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", f"--window-size={window},900"]
+    proc = subprocess.run([*cmd, "--virtual-time-budget=3000", "--dump-dom", page.as_uri()], capture_output=True, text=True)
+    page.unlink()
+    shown = re.search(r'<pre id="out">(\d+) (\d+) (\d+)</pre>', proc.stdout)
+    assert shown is not None, proc.stderr[-2000:]
+    return int(shown.group(1)), int(shown.group(2)), int(shown.group(3))
+
+
+@pytest.mark.parametrize("window", [500, 1024])
+@pytest.mark.parametrize("page", ["report.html", "index.html", "department"])
+def test_a_narrow_screen_never_scrolls_the_page_sideways(site, page, window, tmp_path):
+    """A phone or a tablet: the page is no wider than the window; a wider table scrolls inside itself. The whole
+    page scrolled sideways, headings and notes with it: the CSF-leak report was 1,061 px wide in a 1,024 px window
+    (its departments table) and twice a phone's width (the headline's 95% CI off the screen)."""
+    path = next((site / "departments").glob("script-*.html")) if page == "department" else site / page
+    width, inner, why = _page_width(path, window, tmp_path)
+    assert width <= inner, (width, inner)
+    # the case list scrolls in its own box at a readable width: shrunk to a phone's, its Why column was 92 px wide and
+    # a row 470 px tall
+    assert page == "index.html" or why >= 200, why
+
+
 def test_pdf_prints(site, tmp_path):
     pdf = render.write_pdf(site / "report.html", tmp_path / "report.pdf")
     data = pdf.read_bytes()
@@ -256,6 +291,45 @@ def test_a_printed_footnote_is_never_cut_through_its_line(tmp_path):
         if len(whole) != 1:
             cut.append(filler_mm)
     assert cut == []
+
+
+def test_the_printed_flagged_count_by_department_is_never_split(tmp_path):
+    """The flagged cases' count by department (a row a department) printed wherever the page ends near it: every row
+    on one page, under the header. 2026-04's low back pain report printed two departments at a page's foot and the
+    third alone atop the next."""
+    rows = "".join(f'<tr><td>DEPT{i}</td><td class="num">{i}</td><td class="num">{i}</td></tr>' for i in range(6))
+    table = (
+        '<p>FLAGGED 9 of the 13 episodes with an audited order have an inappropriate order.</p><table class="narrow'
+        ' flagged-departments"><thead><tr><th>Department</th><th class="num">Flagged episodes</th><th class="num">'
+        f"Listed</th></tr></thead><tbody>{rows}</tbody></table><p>Patients appear only as keyed pseudonyms.</p>"
+    )
+    fillers = range(150, 180, 3)  # the foot of the page falls before, in, then after the table
+    printed = _printed_each_alone(tmp_path, [f'<div style="height: {mm}mm">Filler</div>{table}' for mm in fillers])
+    split = []
+    for filler_mm, pages in zip(fillers, printed, strict=True):
+        holding = [page for page in pages if "DEPT" in page]
+        if len(holding) != 1 or not all(f"DEPT{i}" in holding[0] for i in range(6)):
+            split.append(filler_mm)
+    assert split == []
+
+
+def test_the_printed_case_lists_note_stays_with_the_list(tmp_path):
+    """The note above the case list (pseudonyms, how time is counted) printed wherever the page ends near it: on the
+    page of the list's first rows. In its scrolling box (for phones) the list was no longer the note's next sibling,
+    and the demo month's CSF-leak report left the note at a page's foot, the list on the next."""
+    rows = "".join(f"<tr><td>CASE{i}</td><td>why</td></tr>" for i in range(8))
+    table = (
+        '<p class="note">NOTESTART Patients appear only as keyed pseudonyms NOTEEND</p><div class="case-scroll">'
+        f'<table class="cases"><thead><tr><th>Case</th><th>Why</th></tr></thead><tbody>{rows}</tbody></table></div>'
+    )
+    fillers = range(170, 186, 2)  # the foot of the page falls under the note, then on the table's first rows
+    printed = _printed_each_alone(tmp_path, [f'<div style="height: {mm}mm">Filler</div>{table}' for mm in fillers])
+    apart = []
+    for filler_mm, pages in zip(fillers, printed, strict=True):
+        with_note = [page for page in pages if "NOTEEND" in page]
+        if len(with_note) != 1 or "CASE0" not in with_note[0]:
+            apart.append(filler_mm)
+    assert apart == []
 
 
 def test_a_printed_check_result_is_one_line(tmp_path):

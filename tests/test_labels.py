@@ -89,6 +89,16 @@ def test_the_workbook_shows_study_types_in_words_and_keeps_the_key(deck_runs, au
         assert r["Study type"] == label(r["Study type key"], labels) and "_" not in r["Study type"], r
 
 
+@pytest.mark.parametrize("audit", RUNNABLE, ids=[a.id for a in RUNNABLE])
+def test_every_study_type_the_audit_reads_has_words(audit):
+    """Each study type an audit reads (its [code_map] study_types and its code_map.csv's) is labelled: unlabelled, the
+    case list and the workbook printed "dsm" and "cisternography" in lower case beside "MRI spine" (2025-10's DSM
+    review finding); a site's local map brings the types no CPT code has."""
+    shipped = pl.read_csv(audit.folder / "code_map.csv", infer_schema=False)["study_type"].unique().to_list()
+    labels = audit.manifest["report"].get("labels", {})
+    assert sorted(t for t in {*audit.study_types, *shipped} if t not in labels) == []
+
+
 @pytest.mark.parametrize("audit", [a for a in RUNNABLE if a.manifest["report"].get("label_columns")], ids=lambda a: a.id)
 def test_the_workbook_shows_the_audits_label_columns_in_words_and_keeps_the_keys(deck_runs, audit):
     book = Workbook(_out(deck_runs, audit) / "case_list.xlsx")

@@ -317,7 +317,7 @@ def test_flagged_episodes_by_department_say_whose_they_are(deck_runs):
     for audit_id, header in (("csf_leak", "Department"), (AUDIT, "Department that placed the flagged order")):
         html = (out / audit_id / "report.html").read_text(encoding="utf-8")
         cases = _section(html, f"Flagged {'cases' if audit_id == 'csf_leak' else 'episodes'} for chart review")
-        table = cases[cases.index('<table class="narrow">') :]
+        table = cases[cases.index('<table class="narrow flagged-departments">') :]
         rows = [_cells(r) for r in re.findall(r"<tr>(.*?)</tr>", table[: table.index("</table>")], re.S)]
         assert rows[0][0] == header, rows[0]
         if audit_id == "csf_leak":
@@ -724,13 +724,13 @@ def test_a_month_without_episodes_says_so_in_episodes():
     maturity = {"status": "final", "data_through": "2025-12-31", "final_from": "2025-09-12", "last_index_date": "2025-07-31"}
     status = {
         "period": "2025-07",
-        "empty": {"data_first": "2024-12-02", "data_last": "2026-01-06"},
+        "empty": {"data_first": "2024-12-02", "data_last": "2026-01-06", "feeds": "diagnoses and imaging orders"},
         "maturity": maturity | {"horizon_days": "42"},
     }
     banner = make_env().get_template("_status_banner.html").render(status=status, spec=spec)
     said = " ".join(html.unescape(re.sub(r"<[^>]+>", "", banner)).split())
     assert said == (
-        "No episodes in 2025-07. The loaded data holds no episode of this period (its procedures and imaging orders are"
+        "No episodes in 2025-07. The loaded data holds no episode of this period (its diagnoses and imaging orders are"
         " dated 2024-12-02 to 2026-01-06), so there is nothing to audit: the measures below are empty, not failed."
         " Final: the loaded data runs through 2025-12-31, past 2025-09-11, the last day of the audit's 42-day windows from"
         " the period's last index date, 2025-07-31."
@@ -747,6 +747,24 @@ def test_a_month_without_episodes_says_so_in_episodes():
         "hospital": '<tr><td colspan="6" class="empty">No episode and no audited order in this period.</td></tr>',
         "department": '<tr><td colspan="6" class="empty">No audited orders in this period.</td></tr>',
     }
+
+
+def test_a_provisional_month_says_its_episodes_can_still_change():
+    """The provisional note in the audit's unit: the low back pain report and workbook said "Cases indexed late in the
+    period can still gain evidence" of a month whose headline counts episodes (its 2026-06)."""
+    import html  # noqa: PLC0415
+
+    from pipeline.report.spec import ReportSpec  # noqa: PLC0415
+    from pipeline.report.templates import make_env  # noqa: PLC0415
+
+    spec = ReportSpec.of(next(a for a in audits.discover() if a.id == "low_back_pain"))
+    maturity = {"status": "provisional", "data_through": "2026-06-30", "final_from": "2026-08-12"}
+    status = {"period": "2026-06", "maturity": maturity | {"horizon_days": "42", "last_index_date": "2026-06-30"}}
+    banner = make_env().get_template("_status_banner.html").render(status=status, spec=spec)
+    said = " ".join(html.unescape(re.sub(r"<[^>]+>", "", banner)).split())
+    assert "Episodes indexed late in the period can still gain evidence" in said and "Cases" not in said, said
+    rows = workbook._period_status({"audit": {"case_unit": "episode"}, "status": status})
+    assert rows[0][1].startswith("Provisional: the loaded data runs through 2026-06-30. Episodes indexed late"), rows
 
 
 def test_a_grouping_with_one_value_is_a_sentence_not_a_second_table():

@@ -130,3 +130,26 @@ def test_the_runs_records_are_read_oldest_first_dated_by_their_utc_day_whatever_
         {"run_id": "r1b", "on": "2026-10-03", "status": "final", "revised_orders": 0, "revised_since": None},
         {"run_id": "r4", "on": "2026-11-05", "status": None, "revised_orders": 0, "revised_since": None},
     ]
+
+
+def test_an_empty_month_names_the_dates_of_the_audits_own_feeds():
+    """The low back pain audit's cases come from diagnoses: its empty month said "its procedures and imaging orders
+    are dated ..." (procedures it does not read, which a site may not even send), and the warning that the data ends
+    before the month read the procedures' dates too, not the diagnoses that stopped coming."""
+    import duckdb  # noqa: PLC0415
+
+    from pipeline.period_status import build, data_span, feeds_in_words  # noqa: PLC0415
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE stg_procedures AS SELECT TIMESTAMPTZ '2026-06-30 12:00:00+00' AS performed_at")
+    con.execute("CREATE TABLE stg_diagnoses AS SELECT TIMESTAMPTZ '2026-05-20 12:00:00+00' AS recorded_at")
+    con.execute("CREATE TABLE stg_imaging_orders AS SELECT TIMESTAMPTZ '2024-07-01 12:00:00+00' AS ordered_at")
+    lbp, csf = ("diagnoses", "imaging_orders"), ("procedures", "imaging_orders")
+    assert data_span(con, "UTC", lbp) == ("2024-07-01", "2026-05-20")
+    assert data_span(con, "UTC", csf) == ("2024-07-01", "2026-06-30")
+    assert data_span(con, "UTC", ("patients",)) == (None, None)
+    assert feeds_in_words(lbp) == "diagnoses and imaging orders"
+    assert feeds_in_words(("imaging_orders", "patients")) == "imaging orders"
+    spans = {"cases": (None, None), "data": ("2024-07-01", "2026-05-20"), "feeds": feeds_in_words(lbp)}
+    status = build("low_back_pain", "2026-06", {"cases": 0}, None, None, [], spans)
+    assert status["empty"] == {"data_first": "2024-07-01", "data_last": "2026-05-20", "feeds": "diagnoses and imaging orders"}

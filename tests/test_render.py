@@ -537,7 +537,7 @@ def test_the_providers_paragraph_reads_right_for_none_one_and_many():
     )
     assert said(_providers(rows=2, n_rest=1, rest_orders=1, rest_outside=1)).endswith(
         "The other provider had fewer than 20 orders judged (N = 1, n = 0: inappropriate orders; outside the 95% limits,"
-        " which are approximate at so few orders): a hollow point in the funnel plot, with its n, N, rate and interval"
+        " which are approximate at so few orders): a red diamond in the funnel plot, with its n, N, rate and interval"
         f" {workbook}"
     )
     every = "each is a hollow point in the funnel plot, and every provider's n, N, rate and interval are"
@@ -554,8 +554,18 @@ def test_the_providers_paragraph_reads_right_for_none_one_and_many():
     )
     assert said(_providers(rows=2, n_rest=1_500, rest_orders=9_000, rest_inappropriate=900, rest_outside=12)).endswith(
         "The other 1,500 providers had fewer than 20 orders judged each (together N = 9,000, n = 900: inappropriate orders; 12 of"
-        f" them outside the 95% limits, which are approximate at so few orders): {every} {workbook}"
+        " them outside the 95% limits, which are approximate at so few orders): each is a hollow point in the funnel plot"
+        " (those a red diamond), and every provider's n, N, rate and interval are in the workbook case_list.xlsx (sheet"
+        " Providers)."
     )
+    # the chart draws a point outside the 95% limits as a red diamond: the 2026-04 CSF-leak month said all 4 providers
+    # were hollow points beside its red diamond
+    assert said(_providers(n_rest=4, rest_orders=10, rest_inappropriate=4, rest_outside=1)).endswith(
+        "(together N = 10, n = 4: inappropriate orders; 1 of them outside the 95% limits, which are approximate at so few"
+        " orders): each is a hollow point in the funnel plot (that one a red diamond), and every provider's n, N, rate and"
+        f" interval are {workbook}"
+    )
+    assert ": each is a red diamond in the funnel plot, and" in said(_providers(n_rest=2, rest_orders=2, rest_outside=2))
 
 
 def test_the_revised_note_counts_its_orders():

@@ -647,17 +647,17 @@ def _period_status(run_info: dict) -> list[tuple[str, str]]:
     reviewer works in this file, not on the report's first page."""
     status = run_info.get("status") or {}
     lines = []
+    unit = (run_info.get("audit") or {}).get("case_unit") or "case"  # the audit's: "episode" for low back pain
     if "empty" in status:  # a month without cases: the Cases sheet is a header row only, which reads as a broken file
         young = " so far" if (status.get("maturity") or {}).get("status") == "provisional" else ""
-        unit = (run_info.get("audit") or {}).get("case_unit") or "case"  # the audit's: "episode" for low back pain
         text = f"No {unit}s in {status.get('period')}{young}: the data holds no {unit} of this period; the Cases sheet is empty."
         lines.append(("Period status", text))
     maturity = status.get("maturity") or {}
     if maturity.get("status") == "provisional":
         text = (
-            f"Provisional: the loaded data runs through {maturity.get('data_through')}. Cases indexed late in the period "
-            "can still gain evidence, orders and verdicts from later data, so these rows can change until the loaded "
-            f"data reaches {maturity.get('final_from')}; run the period again then."
+            f"Provisional: the loaded data runs through {maturity.get('data_through')}. {unit.capitalize()}s indexed late "
+            "in the period can still gain evidence, orders and verdicts from later data, so these rows can change until "
+            f"the loaded data reaches {maturity.get('final_from')}; run the period again then."
         )
     elif maturity.get("status") == "final":
         text = final_text(maturity)
