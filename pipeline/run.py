@@ -341,6 +341,8 @@ def choose_audits(
         return plan.audits, plan.skipped
     if plan.missing_tables:
         table, needed_by = next(iter(plan.missing_tables.items()))
+        if warehouse_path is not None:  # a table it held seems absent when its store folder is (a copy of the file alone)
+            held_state.require_complete(warehouse_path)
         if input_dir is not None:
             raise inputs_mod.missing_file_error(input_dir, table, needed_by)
         raise ConfigError(f"the warehouse holds no {table} rows, which {', '.join(needed_by)} need; give --input")

@@ -148,3 +148,35 @@ def test_a_warehouse_with_rows_inside_duckdb_moves_into_the_store(small_input, t
     assert {("src_procedures", "VIEW"), ("src_imaging_orders", "VIEW"), ("src_diagnoses", "VIEW")} <= view_kinds(wh)
     assert store_files(wh) == live_loads(wh)
     assert {t: query(wh, f"SELECT * FROM src_{t} ORDER BY ALL") for t in TABLES} == before
+
+
+def test_a_warehouse_without_its_store_folder_is_one_line_naming_the_folder(small_input, tmp_path):
+    """A backup or a copy of the warehouse file alone (its .sources folder left behind, or a clean-up job that emptied
+    it): the next run stopped with DuckDB's "No files found", a traceback and "a bug in order-audit"; a re-audit
+    without --input said the warehouse held no procedures rows. Each command now says which folder lacks which file
+    and what to do, exit 1, and nothing is written."""
+    from conftest import run_cli
+
+    wh, out = tmp_path / "wh.duckdb", tmp_path / "out"
+    ok(audit(small_input, out, wh))
+    july = write_july_input(tmp_path / "july")
+    store = wh.with_name(wh.name + ".sources")
+    first = store / live_loads(wh)[0]
+    first.rename(tmp_path / "kept.parquet")  # one file of three gone
+
+    def refused(*args) -> str:
+        r = run_cli(*args)
+        assert r.returncode == 1 and "Traceback" not in r.stderr and "bug" not in r.stderr, r.stderr
+        errors = [line for line in r.stderr.splitlines() if line.startswith("order-audit: error:")]
+        assert len(errors) == 1, r.stderr
+        return errors[0]
+
+    line = refused("run", "--input", july, "--out", tmp_path / "out2", "--warehouse", wh)
+    assert f"{store} lacks 1 of the 3 files its ledger names (e.g. {first.relative_to(store)})" in line
+    assert "restore the folder from the same backup or copy as the file" in line
+    assert not (tmp_path / "out2").exists()
+    shutil.rmtree(store)  # the file alone
+    assert "lacks 3 of the 3 files" in refused("run", "--input", july, "--out", tmp_path / "out2", "--warehouse", wh)
+    assert "lacks 3 of the 3 files" in refused("run", "--out", tmp_path / "out2", "--warehouse", wh, "--month", "2025-06")
+    assert "lacks 3 of the 3 files" in refused("validate", "--input", july, "--warehouse", wh)
+    assert not (tmp_path / "out2").exists()

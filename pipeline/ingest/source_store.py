@@ -31,6 +31,7 @@ from pathlib import Path
 
 import duckdb
 
+from pipeline.errors import ConfigError
 from pipeline.ingest.contract import CONTRACTS, TableContract
 from pipeline.sqltext import ident
 from pipeline.sqltext import literal as _sql_str
@@ -166,9 +167,26 @@ ANTI JOIN (SELECT load_id, source_line FROM src_excluded WHERE table_name = {_sq
     ON x.load_id = f.load_id AND x.source_line = f.source_line"""
 
 
+def require_complete(con: duckdb.DuckDBPyConnection) -> None:
+    """Stop with one line when a live load's file is missing from the store. A warehouse is its DuckDB file and the
+    ``.sources`` folder beside it; a backup or a copy of the file alone (or a folder emptied by a clean-up job) ran
+    into DuckDB's "No files found" as a bug, with a traceback."""
+    live = con.execute(f"SELECT table_name, load_id FROM load_ledger WHERE {LIVE_LOAD} ORDER BY loaded_at, load_id").fetchall()
+    missing = [path for table, load_id in live if not (path := file_of(con, table, load_id)).is_file()]
+    if missing:
+        store = store_dir(con)
+        raise ConfigError(
+            f"the warehouse's rows are missing: {store} lacks {len(missing):,} of the {len(live):,} files its ledger "
+            f"names (e.g. {missing[0].relative_to(store)}). A warehouse is its file and the {STORE_SUFFIX} folder "
+            "beside it: restore the folder from the same backup or copy as the file, or point --warehouse at a new "
+            "path to start a new warehouse"
+        )
+
+
 def rebuild_views(con: duckdb.DuckDBPyConnection, table: str | None = None) -> None:
     """(Re)define src_<table> (every table when None) over the ledger's live loads; part of the
     caller's transaction."""
+    require_complete(con)
     for contract in CONTRACTS:
         if table is None or contract.name == table:
             con.execute(f"CREATE OR REPLACE VIEW src_{contract.name} AS {_view_sql(con, contract)}")

@@ -37,8 +37,20 @@ class Held:
                 pl.col("last_month").eq_missing(delivered.last_month)
             )
             loads = loads.filter(~same_months)
-        paths = (self.sources / table / f"{load_id}.parquet" for load_id in loads["load_id"])
-        return [p for p in paths if p.is_file()]  # a load all of whose rows were dropped has no file
+        return [self.sources / table / f"{load_id}.parquet" for load_id in loads["load_id"]]  # each there (read)
+
+
+def require_complete(wh_path: Path) -> None:
+    """Stop with one line when the warehouse's store lacks a file its ledger names (``source_store.require_complete``);
+    nothing when there is no warehouse file yet."""
+    if not wh_path.is_file():
+        return
+    con = warehouse.connect(wh_path, read_only=True)
+    try:
+        if "load_ledger" in relations(con):
+            source_store.require_complete(con)
+    finally:
+        con.close()
 
 
 def read(wh_path: Path) -> Held | None:
@@ -48,6 +60,8 @@ def read(wh_path: Path) -> Held | None:
     con = warehouse.connect(wh_path, read_only=True)  # another writer: exit 4 naming it, not DuckDB's lock text
     try:
         present = relations(con)
+        if "load_ledger" in present:
+            source_store.require_complete(con)
         site_map = reference.kept_site_map_of(con)
         loads = frame(
             con,
