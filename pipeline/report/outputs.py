@@ -15,6 +15,7 @@ import duckdb
 from pipeline import ownership
 from pipeline.errors import ConfigError
 from pipeline.formula_guard import neutralise_sql
+from pipeline.ingest.source_store import LIVE_LOAD
 from pipeline.months import MONTH
 from pipeline.sqltext import ident, literal
 
@@ -83,7 +84,7 @@ OUTPUT_QUERIES = {
     "sum(rows_listed)::BIGINT AS rows_listed, (sum(rows) - sum(rows_listed))::BIGINT AS rows_not_listed "
     "FROM load_reject_groups GROUP BY ALL ORDER BY table_name, source_file, column_name, reason, action",
     "load_ledger": "SELECT table_name, path, sha256, first_month, last_month, rows_read, rows_loaded, rows_rejected "
-    "FROM load_ledger WHERE action IN ('loaded', 'replaced') AND superseded_by IS NULL "
+    f"FROM load_ledger WHERE {LIVE_LOAD} "
     "ORDER BY table_name, first_month, path",
 }
 
