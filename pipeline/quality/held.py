@@ -31,12 +31,20 @@ class Held:
         """The store files of the table's loads the warehouse holds, in load order, but those ``delivered`` (the
         run's ``PreparedTable`` of the table, or None) replaces as it merges: a file of the same months is a
         correction (``ledger.merge_table``), so the held file's rows are not the warehouse's after this run."""
+        return self._files(table, delivered, replaced=False)
+
+    def replaced(self, table: str, delivered) -> list[Path]:
+        """The store files of the table's held loads ``delivered`` replaces whole as it merges (those ``files``
+        leaves out): the months they held are the delivery's alone after the run."""
+        return self._files(table, delivered, replaced=True) if delivered is not None else []
+
+    def _files(self, table: str, delivered, replaced: bool) -> list[Path]:
         loads = self.loads.filter(pl.col("table_name") == table)
         if delivered is not None:
             same_months = (pl.col("first_month").eq_missing(delivered.first_month)) & (
                 pl.col("last_month").eq_missing(delivered.last_month)
             )
-            loads = loads.filter(~same_months)
+            loads = loads.filter(same_months if replaced else ~same_months)
         paths = (self.sources / table / f"{load_id}.parquet" for load_id in loads["load_id"])
         return [p for p in paths if p.is_file()]  # a load all of whose rows were dropped has no file
 

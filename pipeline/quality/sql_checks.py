@@ -13,7 +13,13 @@ from collections.abc import Callable
 
 from pipeline.ingest.code_systems import FORMS
 from pipeline.ingest.contract import CUT_OFF_REASON
-from pipeline.quality.catalog import HELD_BIRTHS_VIEW, HELD_ORDERS_VIEW, HELD_PATIENTS_VIEW, relations
+from pipeline.quality.catalog import (
+    HELD_BIRTHS_VIEW,
+    HELD_ORDERS_VIEW,
+    HELD_PATIENTS_VIEW,
+    HELD_REPLACED_ORDERS_VIEW,
+    relations,
+)
 from pipeline.quality.lookalikes import check_lookalike_departments
 from pipeline.quality.result import MONTHS, SAMPLE_SIZE, CheckResult, examples
 from pipeline.sqltext import typed_literal
@@ -294,8 +300,9 @@ def _volume_sql(p: dict, held: bool) -> tuple[str, str, str, str]:
             f"+ CASE WHEN {local} = date_trunc('month', {local}) THEN INTERVAL 0 MONTH ELSE INTERVAL 1 MONTH END)"
         )
     through = p.get("data_through")
+    # the last month a span of orders ending on last_date covers whole is its own when last_date is its last day
+    whole = "CASE WHEN last_date = last_day(last_date) THEN INTERVAL 0 MONTH ELSE INTERVAL 1 MONTH END"
     if through is None:
-        whole = "CASE WHEN last_date = last_day(last_date) THEN INTERVAL 0 MONTH ELSE INTERVAL 1 MONTH END"
         last_full = f"(date_trunc('month', last_date) - {whole})"
     else:
         last_full = f"(date_trunc('month', timezone('{tz}', {typed_literal(through)})) - INTERVAL 1 MONTH)"
@@ -316,19 +323,35 @@ def _volume_sql(p: dict, held: bool) -> tuple[str, str, str, str]:
     # never makes a held month judged again (counted with the warehouse's rows, its months lose nothing either).
     # The calendar starts at the warehouse's first whole month (its first order on the 1st) when that is later
     # than the trailing months' first: a site's first months are not zeros.
+    # A held file the extract replaces whole (a file of the same months, ledger.merge_table) leaves its months the
+    # extract's orders alone: the months it covered whole are judged too, whatever the extract covers. Two late
+    # orders of March, in a file of March alone, replaced the monthly job's March file of 1,835 orders; the
+    # extract covered no month whole, and nothing was judged.
     if held:
+        replaced = f"""replaced AS (
+  SELECT {_first_whole_month("first_date")} AS first_full,
+         date_trunc('month', last_date) - {whole} AS last_full
+  FROM (SELECT timezone('{tz}', min(ordered_at))::DATE AS first_date, timezone('{tz}', max(ordered_at))::DATE AS last_date
+        FROM {HELD_REPLACED_ORDERS_VIEW} WHERE {in_range})
+), judged_span AS (
+  SELECT least(CASE WHEN c.first_full <= c.last_full THEN c.first_full END,
+               CASE WHEN r.first_full <= r.last_full THEN r.first_full END)::DATE AS first_full,
+         greatest(CASE WHEN c.first_full <= c.last_full THEN c.last_full END,
+                  CASE WHEN r.first_full <= r.last_full THEN r.last_full END)::DATE AS last_full
+  FROM covered AS c, replaced AS r
+)"""
         window = (
-            f"ordered_at >= timezone('{tz}', ((SELECT first_full FROM covered) - INTERVAL {k} MONTH)::TIMESTAMP) "
-            f"AND ordered_at < timezone('{tz}', ((SELECT last_full FROM covered) + INTERVAL 1 MONTH)::TIMESTAMP)"
+            f"ordered_at >= timezone('{tz}', ((SELECT first_full FROM judged_span) - INTERVAL {k} MONTH)::TIMESTAMP) "
+            f"AND ordered_at < timezone('{tz}', ((SELECT last_full FROM judged_span) + INTERVAL 1 MONTH)::TIMESTAMP)"
         )
         # where the calendar starts: the first order before the extract's first whole month decides it only if it falls
         # within the month before the trailing ones or later (one earlier starts it at the trailing months' first all
         # the same), so only those months are read, not every month the warehouse holds
         before = (
-            f"ordered_at >= timezone('{tz}', ((SELECT first_full FROM covered) - INTERVAL {k + 1} MONTH)::TIMESTAMP) "
-            f"AND ordered_at < timezone('{tz}', (SELECT first_full FROM covered)::TIMESTAMP)"
+            f"ordered_at >= timezone('{tz}', ((SELECT first_full FROM judged_span) - INTERVAL {k + 1} MONTH)::TIMESTAMP) "
+            f"AND ordered_at < timezone('{tz}', (SELECT first_full FROM judged_span)::TIMESTAMP)"
         )
-        counted_rows = f"""counted AS (
+        counted_rows = f"""{replaced}, counted AS (
   SELECT ordered_at FROM src_imaging_orders WHERE {in_range}
   UNION ALL
   SELECT h.ordered_at FROM (SELECT order_id, ordered_at FROM {HELD_ORDERS_VIEW} WHERE {in_range} AND {window}) AS h
@@ -337,7 +360,7 @@ def _volume_sql(p: dict, held: bool) -> tuple[str, str, str, str]:
   SELECT c.*, CASE WHEN h.first_date IS NULL THEN c.first_full
                    ELSE greatest(c.first_full - INTERVAL {k} MONTH, {_first_whole_month("h.first_date")})::DATE
               END AS cal_start
-  FROM covered AS c, (
+  FROM judged_span AS c, (
     SELECT timezone('{tz}', min(ordered_at))::DATE AS first_date FROM (
       SELECT ordered_at FROM src_imaging_orders WHERE {in_range} AND {before}
       UNION ALL
@@ -349,7 +372,7 @@ def _volume_sql(p: dict, held: bool) -> tuple[str, str, str, str]:
         counted_rows = f"""counted AS (
   SELECT ordered_at FROM src_imaging_orders WHERE {in_range}
 ), starts AS (
-  SELECT *, first_full AS cal_start FROM covered
+  SELECT first_full, last_full, first_full AS cal_start FROM covered
 )"""
     rest = f"""), cal AS (
   SELECT unnest(generate_series(cal_start, last_full, INTERVAL 1 MONTH))::DATE AS month FROM starts
@@ -364,7 +387,7 @@ def _volume_sql(p: dict, held: bool) -> tuple[str, str, str, str]:
 """
     judge = f"""FROM judged
 WHERE n_trailing = {k}
-  AND month >= (SELECT first_full FROM covered)
+  AND month >= (SELECT first_full FROM starts)
   AND month < date_trunc('month', timezone('{tz}', {now}))::DATE"""
     vsql = f"""
 WITH {covered}, {counted_rows}, m AS (
