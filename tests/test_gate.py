@@ -672,14 +672,19 @@ def test_a_file_that_replaces_a_held_month_whole_has_that_month_judged(tmp_path)
     late = tmp_path / "late"
     late.mkdir()
 
+    logged = []
+
     def volume(orders: list) -> tuple:
         write_csv(late / "imaging_orders.csv", ORDER_HEADER, orders)
         r = run_cli("validate", "--input", late, "--warehouse", wh, "--json")
         assert r.returncode == 0, r.stderr
+        logged.append(r.stderr)
         c = next(c for c in json.loads(r.stdout) if c["check_id"] == "orders.volume.monthly")
         return c["status"], c["violated_count"], c["denominator"], c["sample_keys"]
 
     two = [row for row in _orders_every_day("2025-05", 1, prefix="L") if row[2][8:10] in ("10", "15")]
     assert volume(two) == ("failed", 1, 1, ["2025-05"])  # 2 against 90 a month
+    # the note says why a month the file covers in part is judged, not "no month compared" beside its warning
+    assert "no calendar month whole; 2025-05 compared all the same: the held file" in logged[-1], logged[-1]
     june = [["L-JUN", "MRN-1", "2025-06-02 09:00:00", "72148", "Emergency", "", "completed"]]
     assert volume(two + june) == ("passed", 0, 0, [])  # May-June: no held file replaced, May judged by nothing

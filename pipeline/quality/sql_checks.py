@@ -260,7 +260,9 @@ def check_monthly_volume(p: dict):
         exact = rows[0][0]
         judged = [(m, is_low) for _, m, is_low in rows if m is not None] if exact else con.execute(judged_sql).fetchall()
         low = [m for m, is_low in judged if is_low]
-        note = _partial_months_note(con.execute(edges_sql).fetchall(), p.get("data_through"), p.get("data_since"))
+        edges = con.execute(edges_sql).fetchall()
+        note = _partial_months_note(edges, p.get("data_through"), p.get("data_since"))
+        note = _replaced_months_note(note, edges, [m for m, _ in judged])
         return len(low), len(judged), len(low) > 0, low, vsql.strip(), note
 
     run.sample_key = MONTHS
@@ -466,6 +468,20 @@ def _partial_months_note(edges: list[tuple], through=None, since=None) -> str | 
         whole = f"the last month the extract covers whole ({ends})"
         parts.append(f"{counted(after, 'order')} dated after {last_full}, {whole}")
     return "; ".join(parts) + ": not compared (a month covered in part is no drop in volume)" if parts else None
+
+
+def _replaced_months_note(note: str | None, edges: list[tuple], judged: list[str]) -> str | None:
+    """The note, with the months judged beyond those the extract covers whole (the months of a held file it
+    replaces whole): without them, "no month compared" stood beside a warning of the month."""
+    covered = (edges[0][2], edges[0][3]) if edges else None
+    extra = [m for m in judged if covered is None or not covered[0] <= m <= covered[1]]
+    if not extra:
+        return note
+    it = "it" if len(extra) == 1 else "them"
+    said = (
+        f"{', '.join(extra)} compared all the same: the held file of the extract's months, which it replaces, covered {it} whole"
+    )
+    return f"{note.removesuffix(': no month compared')}; {said}" if note else said
 
 
 def check_attrition_adds_up(p: dict):
