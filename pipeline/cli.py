@@ -406,7 +406,8 @@ def _validate(
     with ownership.held_temp_dir("order-audit-validate-") as tmp:  # a killed command's is removed by the next
         prepared = load.prepare_inputs(inputs, cfg, tmp, shown=shown, kept_map=site_map)
         now = dt.datetime.now(dt.UTC)
-        results, _ = gate.check_inputs(prepared, cfg, tmp, now, input_dir, gx, audits=chosen, held=held)
+        with warehouse.store_damage_named(warehouse_path, kept="nothing was changed") if held else contextlib.nullcontext():
+            results, _ = gate.check_inputs(prepared, cfg, tmp, now, input_dir, gx, audits=chosen, held=held)
     if data_docs:
         gate.write_data_docs(results, data_docs)
     if as_json:

@@ -421,7 +421,23 @@ def _one_line_error(
 ) -> AuditError | None:
     """The one line for a failure that is the machine's or the warehouse file's, not a bug: a refused write, then a
     damaged warehouse; None for any other failure, which stays what it is."""
-    return _refused_write_error(exc, opts, committed, published, wh_path) or _damaged_error(exc, opts, wh_path, committed)
+    return (
+        _refused_write_error(exc, opts, committed, published, wh_path)
+        or _damaged_error(exc, opts, wh_path, committed)
+        or _store_damaged_error(exc, opts, wh_path, committed)
+    )
+
+
+def _store_damaged_error(exc: BaseException, opts: RunOptions, wh_path: Path, committed: bool) -> ConfigError | None:
+    """One line for a file of the warehouse's store gone or damaged (``warehouse.store_damage_error``)."""
+    if isinstance(exc, AuditError) or stop_signal(exc) or opts.warehouse_path is None:
+        return None
+    kept = (
+        "this run had committed its data; the outputs it had not published are as they were"
+        if committed
+        else "this run loaded nothing into it and published nothing"
+    )
+    return warehouse.store_damage_error(exc, wh_path, kept)
 
 
 def _damaged_error(exc: BaseException, opts: RunOptions, wh_path: Path, committed: bool) -> ConfigError | None:

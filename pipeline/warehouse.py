@@ -210,6 +210,45 @@ def damaged_error(path: Path | str, problem: str, kept: str, reader: bool = Fals
     return ConfigError(f"--warehouse {path} is damaged ({problem}); {kept}: {fix}")
 
 
+# DuckDB's words for a Parquet file it cannot find or read as Parquet (cut short, overwritten, emptied), with the file
+_STORE_FILE = re.compile(
+    r'No files found that match the pattern "(?P<missing>[^"]*)"'
+    r"|No magic bytes found at end of file '(?P<damaged>[^']*)'|File '(?P<small>[^']*)' too small to be a Parquet file"
+)
+
+
+def store_damage_error(exc: BaseException, path: Path | str, kept: str) -> ConfigError | None:
+    """One line for a file of the warehouse's store (``<warehouse>.sources``: the rows of each load) that is gone or
+    no Parquet file now (a restore that left the folder out, a disk that cut it short), found while a command reads
+    it; None for any other failure. Without it the gate's or the merge's read of it was "a bug in order-audit",
+    exit 70, with a traceback."""
+    store = os.path.join(str(real_path(path)) + ".sources", "")
+    for e in exceptions_behind(exc):
+        found = _STORE_FILE.search(str(e)) if isinstance(e, duckdb.Error) else None
+        if found is None:
+            continue
+        file = found.group("missing") or found.group("damaged") or found.group("small")
+        if os.path.abspath(file).startswith(store):
+            what = "is missing" if found.group("missing") else f"is damaged ({' '.join(first_line(e).split())})"
+            return ConfigError(
+                f"--warehouse {path}: its stored rows file {file} {what}; {kept}: restore the warehouse's "
+                f"{Path(store).name} folder with the warehouse file from the same backup"
+            )
+    return None
+
+
+@contextlib.contextmanager
+def store_damage_named(path: Path | str, kept: str):
+    """A file of the warehouse's store found gone or damaged while the block reads it becomes one line naming it."""
+    try:
+        yield
+    except Exception as exc:
+        error = store_damage_error(exc, path, kept)
+        if error is None:
+            raise
+        raise error from None
+
+
 @contextlib.contextmanager
 def damage_named(path: Path | str, kept: str, reader: bool = False):
     """A damaged file found while the block reads the warehouse becomes one line naming it (``damaged_error``)."""

@@ -496,6 +496,33 @@ def test_a_warehouse_damaged_inside_is_one_line_naming_it_in_the_logs_format(sma
     assert not (tmp_path / "out").exists()
 
 
+def test_a_stored_rows_file_cut_short_is_one_line_naming_it(small_input, tmp_path):
+    """The warehouse's store holds each load's rows as a Parquet file beside it (``wh.duckdb.sources``); one cut
+    short (a disk, a copy cut off) made the gate's or the merge's read of it "an unexpected error, a bug in
+    order-audit", exit 70, with a traceback. Now one line names the file and the remedy, for validate (the gate
+    reads the held orders) and run alike. (A file gone: test_source_store.py, before the extract is read.)"""
+    from conftest import ORDER_HEADER, write_csv, write_small_input
+
+    wh = _made_warehouse(small_input, tmp_path)
+    (stored,) = (wh.parent / "wh.duckdb.sources" / "imaging_orders").glob("*.parquet")
+    stored.write_bytes(stored.read_bytes()[:200])
+    july = write_small_input(tmp_path / "july")  # another month's orders: the held file stays the warehouse's
+    write_csv(
+        july / "imaging_orders.csv", ORDER_HEADER, [["O9", "MRN-1", "2025-07-02 09:00:00", "72148", "Emergency", "", "completed"]]
+    )
+    commands = {
+        "validate": ("validate", "--input", july, "--warehouse", wh),
+        "run": ("run", "--input", july, "--out", tmp_path / "out", "--warehouse", wh),
+    }
+    for command, args in commands.items():
+        result = run_cli(*args)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, (command, result.stderr)
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"order-audit: error: --warehouse {wh}: its stored rows file {stored} is damaged"), last
+        assert "restore the warehouse's wh.duckdb.sources folder with the warehouse file from the same backup" in last
+    assert not (tmp_path / "out").exists()
+
+
 def test_duckdbs_words_for_a_damaged_warehouse_file_are_told_from_other_failures(tmp_path):
     """A file cut short (a copy or restore cut off) reads as a short read of the warehouse file itself; a short read
     of another file (a Parquet file of its .sources store), a bad query or a lock are no damaged warehouse."""

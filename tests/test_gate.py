@@ -646,3 +646,45 @@ def test_a_monthly_extract_s_month_is_compared_with_the_months_the_warehouse_hol
     corrected = [row for row in held if not row[2].startswith("2025-05")] + _orders_every_day("2025-05", 1)
     assert volume(corrected, "--warehouse", wh)[:2] == ("failed", 1)
     assert volume(_orders_every_day("2025-05", 1), "--warehouse", wh) == ("passed", 0, 1, [])
+
+
+def test_a_file_that_replaces_a_held_month_whole_has_that_month_judged(tmp_path):
+    """The monthly job's May is held as a file of May alone; a file of two late May orders (the 10th and the 15th) is
+    a correction of the same months, which the merge replaces whole, and it passed, exit 0 (it covers no month
+    whole, so none was judged): tried on the synthetic monthly extracts, March went from 1,835 orders to two. The
+    months the replaced file covered whole are judged now, counted as the merge leaves them; the same late orders
+    with one of June (other months than the held file's) replace no file, and May keeps its orders."""
+    from conftest import ORDER_HEADER, write_csv, write_small_input
+
+    first = write_small_input(tmp_path / "jan-apr")
+    write_csv(
+        first / "imaging_orders.csv",
+        ORDER_HEADER,
+        [r for m in ("2025-01", "2025-02", "2025-03", "2025-04") for r in _orders_every_day(m, 3)],
+    )
+    wh = tmp_path / "wh.duckdb"
+    assert run_cli("run", "--input", first, "--warehouse", wh, "--out", tmp_path / "out").returncode == 0
+    may = tmp_path / "may"
+    may.mkdir()
+    write_csv(may / "imaging_orders.csv", ORDER_HEADER, _orders_every_day("2025-05", 3))
+    r = run_cli("run", "--input", may, "--warehouse", wh, "--out", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    late = tmp_path / "late"
+    late.mkdir()
+
+    logged = []
+
+    def volume(orders: list) -> tuple:
+        write_csv(late / "imaging_orders.csv", ORDER_HEADER, orders)
+        r = run_cli("validate", "--input", late, "--warehouse", wh, "--json")
+        assert r.returncode == 0, r.stderr
+        logged.append(r.stderr)
+        c = next(c for c in json.loads(r.stdout) if c["check_id"] == "orders.volume.monthly")
+        return c["status"], c["violated_count"], c["denominator"], c["sample_keys"]
+
+    two = [row for row in _orders_every_day("2025-05", 1, prefix="L") if row[2][8:10] in ("10", "15")]
+    assert volume(two) == ("failed", 1, 1, ["2025-05"])  # 2 against 90 a month
+    # the note says why a month the file covers in part is judged, not "no month compared" beside its warning
+    assert "no calendar month whole; 2025-05 compared all the same: the held file" in logged[-1], logged[-1]
+    june = [["L-JUN", "MRN-1", "2025-06-02 09:00:00", "72148", "Emergency", "", "completed"]]
+    assert volume(two + june) == ("passed", 0, 0, [])  # May-June: no held file replaced, May judged by nothing

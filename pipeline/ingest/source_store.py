@@ -171,7 +171,9 @@ def require_complete(con: duckdb.DuckDBPyConnection) -> None:
     """Stop with one line when a live load's file is missing from the store. A warehouse is its DuckDB file and the
     ``.sources`` folder beside it; a backup or a copy of the file alone (or a folder emptied by a clean-up job) ran
     into DuckDB's "No files found" as a bug, with a traceback."""
+    inside = rows_inside(con)  # their rows become files as the run opens the warehouse to write (_migrate_tables)
     live = con.execute(f"SELECT table_name, load_id FROM load_ledger WHERE {LIVE_LOAD} ORDER BY loaded_at, load_id").fetchall()
+    live = [(table, load_id) for table, load_id in live if table not in inside]
     missing = [path for table, load_id in live if not (path := file_of(con, table, load_id)).is_file()]
     if missing:
         store = store_dir(con)
@@ -192,13 +194,25 @@ def rebuild_views(con: duckdb.DuckDBPyConnection, table: str | None = None) -> N
             con.execute(f"CREATE OR REPLACE VIEW src_{contract.name} AS {_view_sql(con, contract)}")
 
 
+def rows_inside(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The tables whose rows a warehouse written before the store holds inside DuckDB (src_* a table, not a view
+    over files): no file of theirs is in the store until ``_migrate_tables`` writes them."""
+    return {
+        contract.name
+        for contract in CONTRACTS
+        if con.execute(
+            "SELECT table_type FROM information_schema.tables WHERE table_name = ?", [f"src_{contract.name}"]
+        ).fetchall()
+        == [("BASE TABLE",)]
+    }
+
+
 def _migrate_tables(con: duckdb.DuckDBPyConnection) -> None:
     """A warehouse written before the store held src_* as tables: each load's rows become its file."""
     for contract in CONTRACTS:
-        name = f"src_{contract.name}"
-        kind = con.execute("SELECT table_type FROM information_schema.tables WHERE table_name = ?", [name]).fetchall()
-        if kind != [("BASE TABLE",)]:
+        if contract.name not in rows_inside(con):
             continue
+        name = f"src_{contract.name}"
         for (load_id,) in con.execute(f"SELECT DISTINCT load_id FROM {name}").fetchall():
             target = file_of(con, contract.name, load_id)
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,9 @@ HELD_BIRTHS_VIEW = "held_birth_dates"
 # the gate's view of the ids and times of the orders the warehouse holds (gate.build_gate_db makes it; the volume
 # check compares a monthly extract's month with the months before it there, sql_checks.check_monthly_volume)
 HELD_ORDERS_VIEW = "held_order_times"
+# the times of the orders of the held files this delivery replaces whole (a file of the same months): the months
+# they covered whole are judged too, for the merge leaves them the delivery's orders alone (check_monthly_volume)
+HELD_REPLACED_ORDERS_VIEW = "held_replaced_order_times"
 
 
 def relations(con) -> set[str]:

@@ -27,7 +27,13 @@ from pipeline.errors import printable, raise_if_stopped
 from pipeline.ingest.contract import CONTRACT_BY_NAME
 from pipeline.logs import event
 from pipeline.models import reference
-from pipeline.quality.catalog import HELD_BIRTHS_VIEW, HELD_ORDERS_VIEW, HELD_PATIENTS_VIEW, relations
+from pipeline.quality.catalog import (
+    HELD_BIRTHS_VIEW,
+    HELD_ORDERS_VIEW,
+    HELD_PATIENTS_VIEW,
+    HELD_REPLACED_ORDERS_VIEW,
+    relations,
+)
 from pipeline.quality.held import Held
 from pipeline.sqltext import literal
 
@@ -130,7 +136,9 @@ def _view_held(con: duckdb.DuckDBPyConnection, held: Held, prepared: dict) -> No
     A row the warehouse set aside (``src_excluded``: replaced by a later file's row of the same id, rejected at load)
     stays in its file and is left out: a birth date July's file corrected (its PR1 replacing June's) had August's
     orders judged by June's typo. A held file this delivery replaces (a file of the table for the same months,
-    ``ledger.merge_table``) is left out too. Only the columns a view needs are read."""
+    ``ledger.merge_table``) is left out too; its orders' times are ``HELD_REPLACED_ORDERS_VIEW``, whose whole
+    months the volume check judges (a file of two late orders of March replacing March's 1,835 left March two,
+    and no month judged: the delivery covered none whole). Only the columns a view needs are read."""
     con.register("held_excluded_rows", held.excluded)
     try:
         con.execute(f"CREATE OR REPLACE TABLE {HELD_EXCLUDED} AS SELECT load_id, source_line FROM held_excluded_rows")
@@ -139,11 +147,19 @@ def _view_held(con: duckdb.DuckDBPyConnection, held: Held, prepared: dict) -> No
     patients = [f for table in PATIENT_SOURCES for f in held.files(table, prepared.get(table))]
     births = [f for f in held.files("procedures", prepared.get("procedures")) if _holds(con, f, BIRTH_COLUMN)]
     orders = held.files("imaging_orders", prepared.get("imaging_orders"))
+    replaced = held.replaced("imaging_orders", prepared.get("imaging_orders"))
     for view, files, columns, where in (
         (HELD_PATIENTS_VIEW, patients, "patient_id", ""),
         (HELD_BIRTHS_VIEW, births, f"patient_id, {BIRTH_COLUMN}", f" WHERE {BIRTH_COLUMN} IS NOT NULL"),
         (HELD_ORDERS_VIEW, orders, "order_id, ordered_at", ""),
+        (HELD_REPLACED_ORDERS_VIEW, replaced, "ordered_at", ""),
     ):
+        if not files and view in (HELD_ORDERS_VIEW, HELD_REPLACED_ORDERS_VIEW) and (orders or replaced):
+            # the volume check reads both once it has either: a second month's file replacing the first has no
+            # other held orders, and its month is judged all the same
+            con.execute(
+                f"CREATE OR REPLACE VIEW {view} AS SELECT NULL::VARCHAR AS order_id, NULL::TIMESTAMPTZ AS ordered_at WHERE false"
+            )
         if files:
             # each store file is <table>/<load_id>.parquet, the load_id its src_excluded rows name
             rows = " UNION ALL ".join(

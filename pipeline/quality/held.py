@@ -31,12 +31,20 @@ class Held:
         """The store files of the table's loads the warehouse holds, in load order, but those ``delivered`` (the
         run's ``PreparedTable`` of the table, or None) replaces as it merges: a file of the same months is a
         correction (``ledger.merge_table``), so the held file's rows are not the warehouse's after this run."""
+        return self._files(table, delivered, replaced=False)
+
+    def replaced(self, table: str, delivered) -> list[Path]:
+        """The store files of the table's held loads ``delivered`` replaces whole as it merges (those ``files``
+        leaves out): the months they held are the delivery's alone after the run."""
+        return self._files(table, delivered, replaced=True) if delivered is not None else []
+
+    def _files(self, table: str, delivered, replaced: bool) -> list[Path]:
         loads = self.loads.filter(pl.col("table_name") == table)
         if delivered is not None:
             same_months = (pl.col("first_month").eq_missing(delivered.first_month)) & (
                 pl.col("last_month").eq_missing(delivered.last_month)
             )
-            loads = loads.filter(~same_months)
+            loads = loads.filter(same_months if replaced else ~same_months)
         return [self.sources / table / f"{load_id}.parquet" for load_id in loads["load_id"]]  # each there (read)
 
 
@@ -63,6 +71,7 @@ def read(wh_path: Path) -> Held | None:
         if "load_ledger" in present:
             source_store.require_complete(con)
         site_map = reference.kept_site_map_of(con)
+        inside = source_store.rows_inside(con)  # an older warehouse's rows not in the store yet: not judged with
         loads = frame(
             con,
             f"SELECT table_name, load_id, first_month, last_month FROM load_ledger WHERE {source_store.LIVE_LOAD} "
@@ -79,5 +88,6 @@ def read(wh_path: Path) -> Held | None:
         )
     finally:
         con.close()
+    loads = loads.filter(~pl.col("table_name").is_in(sorted(inside)))
     real = warehouse.real_path(wh_path)
     return Held(real.with_name(real.name + source_store.STORE_SUFFIX), site_map, loads, excluded)

@@ -13,7 +13,13 @@ from collections.abc import Callable
 
 from pipeline.ingest.code_systems import FORMS
 from pipeline.ingest.contract import CUT_OFF_REASON
-from pipeline.quality.catalog import HELD_BIRTHS_VIEW, HELD_ORDERS_VIEW, HELD_PATIENTS_VIEW, relations
+from pipeline.quality.catalog import (
+    HELD_BIRTHS_VIEW,
+    HELD_ORDERS_VIEW,
+    HELD_PATIENTS_VIEW,
+    HELD_REPLACED_ORDERS_VIEW,
+    relations,
+)
 from pipeline.quality.lookalikes import check_lookalike_departments
 from pipeline.quality.result import MONTHS, SAMPLE_SIZE, CheckResult, examples
 from pipeline.sqltext import typed_literal
@@ -254,7 +260,9 @@ def check_monthly_volume(p: dict):
         exact = rows[0][0]
         judged = [row[1:] for row in rows if row[1] is not None] if exact else con.execute(judged_sql).fetchall()
         low = [(month, n, baseline) for month, is_low, n, baseline in judged if is_low]
-        partial = _partial_months_note(con.execute(edges_sql).fetchall(), p.get("data_through"), p.get("data_since"))
+        edges = con.execute(edges_sql).fetchall()
+        partial = _partial_months_note(edges, p.get("data_through"), p.get("data_since"))
+        partial = _replaced_months_note(partial, edges, [month for month, *_ in judged])
         note = "; ".join(filter(None, (_low_months_note(low, int(p["volume_trailing_months"])), partial))) or None
         return len(low), len(judged), bool(low), [month for month, _, _ in low], vsql.strip(), note
 
@@ -295,8 +303,9 @@ def _volume_sql(p: dict, held: bool) -> tuple[str, str, str, str]:
             f"+ CASE WHEN {local} = date_trunc('month', {local}) THEN INTERVAL 0 MONTH ELSE INTERVAL 1 MONTH END)"
         )
     through = p.get("data_through")
+    # the last month a span of orders ending on last_date covers whole is its own when last_date is its last day
+    whole = "CASE WHEN last_date = last_day(last_date) THEN INTERVAL 0 MONTH ELSE INTERVAL 1 MONTH END"
     if through is None:
-        whole = "CASE WHEN last_date = last_day(last_date) THEN INTERVAL 0 MONTH ELSE INTERVAL 1 MONTH END"
         last_full = f"(date_trunc('month', last_date) - {whole})"
     else:
         last_full = f"(date_trunc('month', timezone('{tz}', {typed_literal(through)})) - INTERVAL 1 MONTH)"
@@ -317,19 +326,35 @@ def _volume_sql(p: dict, held: bool) -> tuple[str, str, str, str]:
     # never makes a held month judged again (counted with the warehouse's rows, its months lose nothing either).
     # The calendar starts at the warehouse's first whole month (its first order on the 1st) when that is later
     # than the trailing months' first: a site's first months are not zeros.
+    # A held file the extract replaces whole (a file of the same months, ledger.merge_table) leaves its months the
+    # extract's orders alone: the months it covered whole are judged too, whatever the extract covers. Two late
+    # orders of March, in a file of March alone, replaced the monthly job's March file of 1,835 orders; the
+    # extract covered no month whole, and nothing was judged.
     if held:
+        replaced = f"""replaced AS (
+  SELECT {_first_whole_month("first_date")} AS first_full,
+         date_trunc('month', last_date) - {whole} AS last_full
+  FROM (SELECT timezone('{tz}', min(ordered_at))::DATE AS first_date, timezone('{tz}', max(ordered_at))::DATE AS last_date
+        FROM {HELD_REPLACED_ORDERS_VIEW} WHERE {in_range})
+), judged_span AS (
+  SELECT least(CASE WHEN c.first_full <= c.last_full THEN c.first_full END,
+               CASE WHEN r.first_full <= r.last_full THEN r.first_full END)::DATE AS first_full,
+         greatest(CASE WHEN c.first_full <= c.last_full THEN c.last_full END,
+                  CASE WHEN r.first_full <= r.last_full THEN r.last_full END)::DATE AS last_full
+  FROM covered AS c, replaced AS r
+)"""
         window = (
-            f"ordered_at >= timezone('{tz}', ((SELECT first_full FROM covered) - INTERVAL {k} MONTH)::TIMESTAMP) "
-            f"AND ordered_at < timezone('{tz}', ((SELECT last_full FROM covered) + INTERVAL 1 MONTH)::TIMESTAMP)"
+            f"ordered_at >= timezone('{tz}', ((SELECT first_full FROM judged_span) - INTERVAL {k} MONTH)::TIMESTAMP) "
+            f"AND ordered_at < timezone('{tz}', ((SELECT last_full FROM judged_span) + INTERVAL 1 MONTH)::TIMESTAMP)"
         )
         # where the calendar starts: the first order before the extract's first whole month decides it only if it falls
         # within the month before the trailing ones or later (one earlier starts it at the trailing months' first all
         # the same), so only those months are read, not every month the warehouse holds
         before = (
-            f"ordered_at >= timezone('{tz}', ((SELECT first_full FROM covered) - INTERVAL {k + 1} MONTH)::TIMESTAMP) "
-            f"AND ordered_at < timezone('{tz}', (SELECT first_full FROM covered)::TIMESTAMP)"
+            f"ordered_at >= timezone('{tz}', ((SELECT first_full FROM judged_span) - INTERVAL {k + 1} MONTH)::TIMESTAMP) "
+            f"AND ordered_at < timezone('{tz}', (SELECT first_full FROM judged_span)::TIMESTAMP)"
         )
-        counted_rows = f"""counted AS (
+        counted_rows = f"""{replaced}, counted AS (
   SELECT ordered_at FROM src_imaging_orders WHERE {in_range}
   UNION ALL
   SELECT h.ordered_at FROM (SELECT order_id, ordered_at FROM {HELD_ORDERS_VIEW} WHERE {in_range} AND {window}) AS h
@@ -338,7 +363,7 @@ def _volume_sql(p: dict, held: bool) -> tuple[str, str, str, str]:
   SELECT c.*, CASE WHEN h.first_date IS NULL THEN c.first_full
                    ELSE greatest(c.first_full - INTERVAL {k} MONTH, {_first_whole_month("h.first_date")})::DATE
               END AS cal_start
-  FROM covered AS c, (
+  FROM judged_span AS c, (
     SELECT timezone('{tz}', min(ordered_at))::DATE AS first_date FROM (
       SELECT ordered_at FROM src_imaging_orders WHERE {in_range} AND {before}
       UNION ALL
@@ -350,7 +375,7 @@ def _volume_sql(p: dict, held: bool) -> tuple[str, str, str, str]:
         counted_rows = f"""counted AS (
   SELECT ordered_at FROM src_imaging_orders WHERE {in_range}
 ), starts AS (
-  SELECT *, first_full AS cal_start FROM covered
+  SELECT first_full, last_full, first_full AS cal_start FROM covered
 )"""
     rest = f"""), cal AS (
   SELECT unnest(generate_series(cal_start, last_full, INTERVAL 1 MONTH))::DATE AS month FROM starts
@@ -365,7 +390,7 @@ def _volume_sql(p: dict, held: bool) -> tuple[str, str, str, str]:
 """
     judge = f"""FROM judged
 WHERE n_trailing = {k}
-  AND month >= (SELECT first_full FROM covered)
+  AND month >= (SELECT first_full FROM starts)
   AND month < date_trunc('month', timezone('{tz}', {now}))::DATE"""
     vsql = f"""
 WITH {covered}, {counted_rows}, m AS (
@@ -456,6 +481,20 @@ def _partial_months_note(edges: list[tuple], through=None, since=None) -> str | 
         whole = f"the last month the extract covers whole ({ends})"
         parts.append(f"{counted(after, 'order')} dated after {last_full}, {whole}")
     return "; ".join(parts) + ": not compared (a month covered in part is no drop in volume)" if parts else None
+
+
+def _replaced_months_note(note: str | None, edges: list[tuple], judged: list[str]) -> str | None:
+    """The note, with the months judged beyond those the extract covers whole (the months of a held file it
+    replaces whole): without them, "no month compared" stood beside a warning of the month."""
+    covered = (edges[0][2], edges[0][3]) if edges else None
+    extra = [m for m in judged if covered is None or not covered[0] <= m <= covered[1]]
+    if not extra:
+        return note
+    it = "it" if len(extra) == 1 else "them"
+    said = (
+        f"{', '.join(extra)} compared all the same: the held file of the extract's months, which it replaces, covered {it} whole"
+    )
+    return f"{note.removesuffix(': no month compared')}; {said}" if note else said
 
 
 def check_attrition_adds_up(p: dict):
