@@ -321,9 +321,9 @@ def _volume_sql(p: dict, held: bool) -> tuple[str, str, str, str]:
     # The months counted: the extract's, and with the warehouse's orders, the warehouse's of the trailing months
     # before the extract's first whole month too, as it will hold them after this run's merge (the extract's rows
     # replace the held rows of the same order id). A monthly extract holds one month: on its own, nothing came
-    # before it to compare it with, and a June delivered with a third of its orders passed. The extract's own
-    # months are still the only months judged: a file of late orders for an earlier month, or a corrected file,
-    # never makes a held month judged again (counted with the warehouse's rows, its months lose nothing either).
+    # before it to compare it with, and a June delivered with a third of its orders passed. The months judged are
+    # the extract's own whole months (and those of a held file it replaces whole, below): a file of late orders for
+    # a held month judges it only if it covers it whole, and then with the warehouse's orders of it beside its own.
     # The calendar starts at the warehouse's first whole month (its first order on the 1st) when that is later
     # than the trailing months' first: a site's first months are not zeros.
     # A held file the extract replaces whole (a file of the same months, ledger.merge_table) leaves its months the
