@@ -31,6 +31,7 @@ from pathlib import Path
 
 import duckdb
 
+from pipeline.db import has_table
 from pipeline.errors import ConfigError
 from pipeline.ingest.contract import CONTRACTS, TableContract
 from pipeline.sqltext import ident
@@ -127,9 +128,10 @@ def add_file(con: duckdb.DuckDBPyConnection, table: str, load_id: str, typed_par
 
 
 def ensure(con: duckdb.DuckDBPyConnection) -> None:
-    """The exclusion list, and the views (first use: empty views of the contract's shape)."""
+    """The exclusion list, and the views (first use: empty views of the contract's shape), over a complete store."""
     con.execute(EXCLUDED_DDL)
     _migrate_tables(con)
+    require_complete(con)  # once, as the warehouse opens: a merge's rebuilds then read files it just moved in
     rebuild_views(con)
 
 
@@ -170,7 +172,9 @@ ANTI JOIN (SELECT load_id, source_line FROM src_excluded WHERE table_name = {_sq
 def require_complete(con: duckdb.DuckDBPyConnection) -> None:
     """Stop with one line when a live load's file is missing from the store. A warehouse is its DuckDB file and the
     ``.sources`` folder beside it; a backup or a copy of the file alone (or a folder emptied by a clean-up job) ran
-    into DuckDB's "No files found" as a bug, with a traceback."""
+    into DuckDB's "No files found" as a bug, with a traceback. Nothing to check before the first load (no ledger)."""
+    if not has_table(con, "load_ledger"):
+        return
     inside = rows_inside(con)  # their rows become files as the run opens the warehouse to write (_migrate_tables)
     live = con.execute(f"SELECT table_name, load_id FROM load_ledger WHERE {LIVE_LOAD} ORDER BY loaded_at, load_id").fetchall()
     live = [(table, load_id) for table, load_id in live if table not in inside]
@@ -188,7 +192,6 @@ def require_complete(con: duckdb.DuckDBPyConnection) -> None:
 def rebuild_views(con: duckdb.DuckDBPyConnection, table: str | None = None) -> None:
     """(Re)define src_<table> (every table when None) over the ledger's live loads; part of the
     caller's transaction."""
-    require_complete(con)
     for contract in CONTRACTS:
         if table is None or contract.name == table:
             con.execute(f"CREATE OR REPLACE VIEW src_{contract.name} AS {_view_sql(con, contract)}")

@@ -55,8 +55,7 @@ def require_complete(wh_path: Path) -> None:
         return
     con = warehouse.connect(wh_path, read_only=True)
     try:
-        if "load_ledger" in relations(con):
-            source_store.require_complete(con)
+        source_store.require_complete(con)
     finally:
         con.close()
 
@@ -67,9 +66,8 @@ def read(wh_path: Path) -> Held | None:
         return None
     con = warehouse.connect(wh_path, read_only=True)  # another writer: exit 4 naming it, not DuckDB's lock text
     try:
+        source_store.require_complete(con)
         present = relations(con)
-        if "load_ledger" in present:
-            source_store.require_complete(con)
         site_map = reference.kept_site_map_of(con)
         inside = source_store.rows_inside(con)  # an older warehouse's rows not in the store yet: not judged with
         loads = frame(
