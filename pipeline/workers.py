@@ -147,12 +147,15 @@ class GxWorker:
         future: Future = self._pool.submit(validate.run_suites, path, suites, params)
         return future.result()
 
-    def close(self, wait: bool = True) -> None:
-        """Stop the worker; ``wait=False`` once the run needs it no more (it exits while the run goes on)."""
+    def close(self, wait: bool = True, abandon: bool = False) -> None:
+        """Stop the worker; ``wait=False`` once the run needs it no more (it exits while the run goes on);
+        ``abandon``: the run is leaving on an error, and nothing the worker does now can reach it."""
         if self._pool is not None:
-            if stop_requested():
+            if stop_requested() or abandon:
                 # the run is stopping (Ctrl-C, SIGTERM) and the worker ignores both: a shutdown would wait for the
-                # validation it is running, seconds to minutes, while a scheduler waits to SIGKILL the run
+                # validation it is running, seconds to minutes, while a scheduler waits to SIGKILL the run. A run
+                # that fails (a bad input, a missing folder) mostly fails while the worker still imports GX: a
+                # shutdown waited those 1-2 CPU-s out before the error line's exit
                 for process in list((self._pool._processes or {}).values()):
                     process.kill()
             self._pool.shutdown(wait=wait, cancel_futures=True)
@@ -166,12 +169,12 @@ class Warm:
     def __init__(self, gx: bool):
         self.gx = GxWorker() if gx else None
 
-    def close(self) -> None:
+    def close(self, abandon: bool = False) -> None:
         if self.gx is not None:
-            self.gx.close()
+            self.gx.close(abandon=abandon)
 
     def __enter__(self) -> Warm:
         return self
 
-    def __exit__(self, *_) -> None:
-        self.close()
+    def __exit__(self, exc_type, *_) -> None:
+        self.close(abandon=exc_type is not None)

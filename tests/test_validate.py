@@ -526,3 +526,20 @@ def test_the_catalog_dialect_reads_every_duckdb_type_a_key_and_only_its_own_sche
     }  # fmt: skip
     assert [c["comment"] for c in ours["every type"][0] if c["comment"]] == ["a comment"]
     assert {n: k for n, (_, k) in ours.items()} == {"every type": [], "keyed": ["id"], "moods": [], "a view": []}
+
+
+def test_a_run_that_fails_does_not_wait_for_the_gate_worker_s_import():
+    """A run that stops on an error (a missing folder, a bad row) mostly stops while its worker still imports GX:
+    leaving ``workers.Warm`` on an exception kills the worker, where a shutdown waited for the import (1-2 CPU-s
+    and as long again of the error line's wall)."""
+    import signal
+
+    from pipeline import workers
+
+    with pytest.raises(RuntimeError), workers.Warm(gx=True) as warm:
+        (process,) = warm.gx._pool._processes.values()
+        raise RuntimeError("the input folder is missing")
+    assert process.exitcode == -signal.SIGKILL and warm.gx._pool is None
+    with workers.Warm(gx=True) as warm:  # a run that ends well leaves it to exit
+        (process,) = warm.gx._pool._processes.values()
+    assert process.exitcode == 0
