@@ -72,13 +72,16 @@ def test_pages_load_clean_with_charts(site, page, tmp_path):
         assert dom.count("<path") > 20  # the SVGs were parsed into drawing elements
 
 
-def _page_width(path: Path, window: int, tmp_path: Path) -> tuple[int, int, int]:
-    """``path`` opened in a window ``window`` px wide: the page's width (what scrolls sideways), the window's, and the
-    width of the case list's Why column (0 without a case list)."""
+def _page_width(path: Path, window: int, tmp_path: Path) -> tuple[int, int, int, int]:
+    """``path`` opened in a window ``window`` px wide: the page's width (what scrolls sideways), the window's, the
+    width of the case list's Why column (0 without a case list), and how far the narrowest departments' or providers'
+    table falls short of its box's width (0 without one)."""
     measure = (
         "const why = document.querySelector('table.cases tr.case-start td:nth-child(8)');"
+        "const short = [...document.querySelectorAll('table.groups')].map("
+        "t => Math.round(t.parentElement.clientWidth - t.getBoundingClientRect().width));"
         "document.getElementById('out').textContent = document.documentElement.scrollWidth + ' ' + innerWidth + ' '"
-        " + (why ? Math.round(why.getBoundingClientRect().width) : 0);"
+        " + (why ? Math.round(why.getBoundingClientRect().width) : 0) + ' ' + Math.max(0, ...short);"
     )
     page = path.with_name(f"measured-{path.name}")
     page.write_text(
@@ -88,20 +91,24 @@ def _page_width(path: Path, window: int, tmp_path: Path) -> tuple[int, int, int]
     cmd = [CHROMIUM, *render.CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", f"--window-size={window},900"]
     proc = subprocess.run([*cmd, "--virtual-time-budget=3000", "--dump-dom", page.as_uri()], capture_output=True, text=True)
     page.unlink()
-    shown = re.search(r'<pre id="out">(\d+) (\d+) (\d+)</pre>', proc.stdout)
+    shown = re.search(r'<pre id="out">(\d+) (\d+) (\d+) (\d+)</pre>', proc.stdout)
     assert shown is not None, proc.stderr[-2000:]
-    return int(shown.group(1)), int(shown.group(2)), int(shown.group(3))
+    return int(shown.group(1)), int(shown.group(2)), int(shown.group(3)), int(shown.group(4))
 
 
-@pytest.mark.parametrize("window", [500, 1024])
+@pytest.mark.parametrize("window", [500, 900, 1024])
 @pytest.mark.parametrize("page", ["report.html", "index.html", "department"])
 def test_a_narrow_screen_never_scrolls_the_page_sideways(site, page, window, tmp_path):
     """A phone or a tablet: the page is no wider than the window; a wider table scrolls inside itself. The whole
     page scrolled sideways, headings and notes with it: the CSF-leak report was 1,061 px wide in a 1,024 px window
-    (its departments table) and twice a phone's width (the headline's 95% CI off the screen)."""
+    (its departments table) and twice a phone's width (the headline's 95% CI off the screen); in a 900 px window the
+    case list's Why column was 143 px wide, and the committee's month was 993 px wide (its data-quality table)."""
     path = next((site / "departments").glob("script-*.html")) if page == "department" else site / page
-    width, inner, why = _page_width(path, window, tmp_path)
+    width, inner, why, short = _page_width(path, window, tmp_path)
     assert width <= inner, (width, inner)
+    # the departments' and providers' tables scroll in a box as wide as the page and fill it: made blocks to scroll,
+    # they were as wide as their content, short of the page's width on a tablet
+    assert short <= 1, short
     # the case list scrolls in its own box at a readable width: shrunk to a phone's, its Why column was 92 px wide and
     # a row 470 px tall
     assert page == "index.html" or why >= 200, why
@@ -403,7 +410,8 @@ def test_printed_report_ends_on_the_whole_data_quality_and_inputs_block(site, tm
     the last page holds the section from its heading on, not the inputs table alone (or under the data-quality
     table's last row), as the demo month's reports ended."""
     report = (site / "report.html").read_text(encoding="utf-8")
-    block = re.search(r'<div class="provenance">.*?</div>', report, flags=re.S)
+    # to its own end: the run's line ends it (the data-quality table's scrolling box is a div inside it)
+    block = re.search(r'<div class="provenance">.*?metrics feed schema [^<]*</p>\s*</div>', report, flags=re.S)
     assert block is not None and "Inputs and run" in block.group(0)
     # filler from a third of the page to nearly all of it: the block's end crosses the page's foot on some of them
     heights = range(70, 181, 10)
