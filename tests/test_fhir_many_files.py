@@ -41,7 +41,9 @@ def _gzip_every(folder: Path, resource_type: str, step: int) -> None:
 
 
 def _run(folder: Path, out: Path) -> str:
-    result = run_cli("run", "--input", folder, "--out", out, "--site-timezone", SITE_TIMEZONE)
+    # without the gate: it checks the parsed tables, the same however the export is cut (test_fhir_deck gates the deck's
+    # export); a run with it took twice as long
+    result = run_cli("run", "--input", folder, "--out", out, "--site-timezone", SITE_TIMEZONE, "--no-validate")
     assert result.returncode == 0, result.stderr[-4000:]
     return result.stderr
 
