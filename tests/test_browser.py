@@ -422,3 +422,31 @@ def test_printed_report_ends_on_the_whole_data_quality_and_inputs_block(site, tm
         if not re.search(r"^Data quality$", last, flags=re.M) or "Rejected and corrected" not in last:
             split.append(height)
     assert split == []
+
+
+def test_a_long_accession_number_prints_and_shows_whole(tmp_path):
+    """A hospital's order ids as its radiology system writes them (24 characters): each one line in the printed case
+    list and on screen, inside its cell. In the order column's 8% one was printed on three lines, 'RAD-ACC-' over
+    '200000000009' over '0106' (the committee's month with the synthetic ids made accession numbers)."""
+    import shutil  # noqa: PLC0415 - only the printing tests read the PDF back
+
+    con = fx.build_fixture(n_cases=6)
+    tables = con.sql(
+        "SELECT table_name FROM information_schema.columns JOIN information_schema.tables USING (table_name) "
+        "WHERE column_name = 'order_id' AND table_type = 'BASE TABLE'"
+    ).fetchall()
+    for (table,) in tables:  # the marts' views follow their tables
+        con.execute(f"UPDATE {table} SET order_id = 'RAD-ACC-2026' || lpad(regexp_replace(order_id, '[^0-9]', '', 'g'), 12, '0')")
+    out = tmp_path / "site"
+    render.render_outputs(con, out, fx.run_info(), build_metrics(con))
+    html = (out / "report.html").read_text(encoding="utf-8")
+    ids = sorted(set(re.findall(r"RAD-ACC-2026\d{12}", html)))
+    assert len(ids) >= 3, ids
+    for width in (1000, 1400):
+        count, split = _split_or_outside_its_cell(html, "table.cases .order-id", width, tmp_path)
+        assert count >= len(ids) and split == [], (width, split)
+    if not shutil.which("pdftotext"):
+        pytest.skip("pdftotext (poppler-utils) is not installed")
+    pdf = render.write_pdf(out / "report.html", tmp_path / "report.pdf")
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    assert [i for i in ids if i not in text] == []

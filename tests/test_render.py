@@ -705,3 +705,59 @@ def test_a_dagger_in_the_earlier_line_alone_brings_the_headline_footnote():
     assert pages.with_low_notes(ctx | {"headline": {"main": [], "any_low": False}})["headline"]["any_low"] is False
     small_hospital = pages.with_low_notes(ctx | {"hospital_row": {"cells": [{"denominator": 5, "low": True}]}})
     assert small_hospital["departments_low"] is True
+
+
+def _width_rows(case_id: str, order_ids: list[str], time: str, rule: str) -> list:
+    """Case-list rows (``caselist.shaped_rows``' fields the column widths read) of one case with ``order_ids``."""
+    from collections import namedtuple  # noqa: PLC0415
+
+    from pipeline.report import caselist  # noqa: PLC0415
+
+    points = pl.DataFrame({"o": order_ids}).select(caselist.order_id_points(pl.col("o"))).to_series().to_list()
+    row = namedtuple("Row", "case_id patient_key order_id order_id_pt time rules index_date procedure_department")
+    return [
+        row(case_id, "P0123456789abcdef", o, pt, time, [rule], "2026-04-14", "Anesthesiology")
+        for o, pt in zip(order_ids, points, strict=True)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("case_id", "time", "order_id", "whole"),
+    [
+        ("PR008949", "120 h 26 min", "O00007049", True),  # the usual: the order and Why columns as CASE_COLUMNS
+        ("PR008949", "120 h 26 min", "RAD-ACC-2026041500012345", True),  # an accession number: the column holds it
+        # a low back pain episode id (28 characters) beside it, its time a day's number
+        ("P64bcc6657d88da4-2026-04-15", "day 10", "RAD-ACC-2026041500012345", True),
+        # the episode id beside a time as long as the CSF-leak audit's: Why has no more to give, the id wraps
+        ("P64bcc6657d88da4-2026-04-15", "120 h 26 min", "RAD-ACC-2026041500012345", False),
+        ("PR008949", "120 h 26 min", "RAD-ACC-2026041500012345-REPEAT-0000000001", False),  # longer than the most
+    ],
+)
+def test_the_order_column_holds_an_order_id_whole_up_to_its_widest(case_id, time, order_id, whole):
+    """A hospital's accession number printed whole (it was 'RAD-ACC-' over '200000000009' over '0106' in the order
+    column's 8%): the column grows to its longest id, up to ORDER_MOST, taking room from the columns with room to
+    spare and then from Why, which keeps WHY_LEAST; the case id's column is served first and never shrinks."""
+    from pipeline.report import caselist  # noqa: PLC0415
+
+    rows = _width_rows(case_id, ["O1", order_id], time, "CSF-07" if case_id.startswith("PR") else "LBP-05")
+    widths = caselist.column_widths(rows)
+    assert abs(sum(widths) - 100) < 0.05, widths
+    assert widths[caselist.WHY] >= caselist.WHY_LEAST and widths[caselist.ORDER] <= caselist.ORDER_MOST
+    assert widths[caselist.KEY] >= caselist._percent(len(case_id) * caselist.ID_CHAR_PT)  # the case id stays whole
+    assert (rows[1].order_id_pt <= caselist.order_id_room(widths)) is whole
+    if order_id == "O00007049":
+        unchanged = (caselist.CASE_COLUMNS[caselist.ORDER], caselist.CASE_COLUMNS[caselist.WHY])
+        assert (widths[caselist.ORDER], widths[caselist.WHY]) == unchanged
+    if len(order_id) > 24:  # a longer id takes the most the column may have, no more
+        assert widths[caselist.ORDER] == caselist.ORDER_MOST
+    elif not whole:  # Why gave all it may
+        assert widths[caselist.WHY] == caselist.WHY_LEAST
+
+
+def test_an_order_id_s_printed_width_is_estimated_from_its_characters():
+    from pipeline.report import caselist  # noqa: PLC0415
+
+    ids = pl.DataFrame({"o": ["RAD-ACC-2026041500012345", "0123456789", "", None]})
+    points = ids.select(caselist.order_id_points(pl.col("o"))).to_series().to_list()
+    # DejaVu Sans at 7 pt: 16 digits at 0.636 em, 2 hyphens at 0.361, 6 capitals at 0.76
+    assert points == pytest.approx([7 * (16 * 0.636 + 2 * 0.361 + 6 * 0.76), 7 * 10 * 0.636, 0.0, 0.0])

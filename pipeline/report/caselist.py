@@ -229,6 +229,7 @@ def shaped_rows(frame: pl.DataFrame, names: dict[str, str]) -> list:
             else pl.lit("").alias("procedure_department")
         ),
         blank("order_id").alias("order_id"),
+        order_id_points(blank("order_id")).alias("order_id_pt"),
         s(ordered).cast(pl.Datetime).dt.strftime("%Y-%m-%d %H:%M").fill_null("no order time").alias("ordered"),
         when.alias("time"),
         blank("episode_number").alias("episode"),
@@ -260,7 +261,7 @@ def shaped_rows(frame: pl.DataFrame, names: dict[str, str]) -> list:
 # order, time after index, study, ordered by, verdict, why, rules. Why is the tallest cell of a row (four lines),
 # so it is the last to give width up: a narrower Why adds a line to every row and a page to the list.
 CASE_COLUMNS = (9.0, 8.0, 8.0, 7.5, 15.0, 9.0, 8.5, 29.0, 6.0)
-KEY, DATE, TIME, WHY, RULE = 0, 1, 3, 7, 8
+KEY, DATE, ORDER, TIME, WHY, RULE = 0, 1, 2, 3, 7, 8
 PRINT_WIDTH_PT = 784.0
 CELL_PAD_PT = 10.2  # a cell's padding (0.3rem each side), its border and a little room
 # print sizes (style.css): the case list is 7 pt; a case id and the patient key under it are DejaVu Sans Mono
@@ -268,6 +269,17 @@ CELL_PAD_PT = 10.2  # a cell's padding (0.3rem each side), its border and a litt
 # the patient's chart); DejaVu Sans's digits are 0.636 em wide and its other characters on average less
 ID_CHAR_PT = PATIENT_KEY_CHAR_PT = 7 * 0.92 * 0.602
 TEXT_CHAR_PT = 7 * 0.64
+# an order id's width in print (7 pt DejaVu Sans), by its characters ('RAD-ACC-2026041500012345': 108 pt): digits
+# 0.636 em, a hyphen, dot, slash, colon or space at most 0.361, any other character 0.76 (capitals are 0.68-0.77;
+# lower case is narrower, and M and W wider, rare in an id)
+ORDER_ID_EM = {"[0-9]": 0.636, "[-./: ]": 0.361}
+ORDER_ID_OTHER_EM = 0.76
+CASE_LIST_PT = 7.0
+# a hospital's accession number is printed whole up to the order column's widest (about 24 characters): at the
+# column's 8% a 24-character one was printed on three lines ('RAD-ACC-' over '200000000009' over '0106'). Its room
+# comes from Why last, and Why keeps at least WHY_LEAST: a longer id wraps, at its hyphens first.
+ORDER_MOST = 16.0
+WHY_LEAST = 20.0
 
 
 def _percent(points: float) -> float:
@@ -278,28 +290,48 @@ def _percent(points: float) -> float:
 def column_widths(rows: list) -> list[float]:
     """The case list's column widths (percent) for ``rows`` (``shaped_rows``): the case id column as wide as its
     longest id, which never wraps inside itself (a low back pain episode id, the patient key and the date, is 28
-    characters and was printed 'P64bcc6657d88da' over '4-2026-04-15'). What it takes comes from the time and
-    rule columns and the case date's, down to what their longest text needs, and only then from Why."""
+    characters and was printed 'P64bcc6657d88da' over '4-2026-04-15'), and the order column as wide as its longest
+    order id, up to ORDER_MOST. What they take comes from the time and rule columns and the case date's, down to
+    what their longest text needs, and only then from Why, down to WHY_LEAST (the order column grows no further)."""
     widths = list(CASE_COLUMNS)
     if not rows:
         return widths
     longest = lambda texts: max((len(t) for t in texts), default=0)  # noqa: E731
     key = _percent(max(longest(r.case_id for r in rows) * ID_CHAR_PT, longest(r.patient_key for r in rows) * PATIENT_KEY_CHAR_PT))
-    extra = key - widths[KEY]
-    if extra <= 0:
+    order = min(ORDER_MOST, _percent(max(r.order_id_pt for r in rows)))
+    wanted = {KEY: max(0.0, key - widths[KEY]), ORDER: max(0.0, order - widths[ORDER])}
+    if not any(wanted.values()):
         return widths
-    widths[KEY] = key
     needs = {
         TIME: _percent(longest(r.time for r in rows) * TEXT_CHAR_PT),
         RULE: _percent(max((len(i) for r in rows for i in r.rules), default=0) * TEXT_CHAR_PT),
         DATE: _percent(max(longest(r.index_date for r in rows), longest(r.procedure_department for r in rows)) * TEXT_CHAR_PT),
     }
-    for col, need in needs.items():
-        given = min(extra, max(0.0, widths[col] - need))
+    spare = {col: max(0.0, widths[col] - need) for col, need in needs.items()}
+    # the case id's column first: it never wraps; the order column then gets what is left above Why's least
+    wanted[ORDER] = min(wanted[ORDER], max(0.0, sum(spare.values()) + widths[WHY] - WHY_LEAST - wanted[KEY]))
+    extra = sum(wanted.values())
+    for col, grown in wanted.items():
+        widths[col] = round(widths[col] + grown, 1)
+    for col, room in spare.items():
+        given = min(extra, room)
         widths[col] = round(widths[col] - given, 1)
         extra -= given
     widths[WHY] = round(widths[WHY] - extra, 1)
     return widths
+
+
+def order_id_points(ids: pl.Expr) -> pl.Expr:
+    """Each order id's printed width (pt), estimated from its characters (ORDER_ID_EM)."""
+    counted = [ids.str.count_matches(chars).fill_null(0) for chars in ORDER_ID_EM]
+    others = ids.str.len_chars().fill_null(0) - pl.sum_horizontal(counted)
+    ems = pl.sum_horizontal([n * em for n, em in zip(counted, ORDER_ID_EM.values(), strict=True)]) + others * ORDER_ID_OTHER_EM
+    return ems * CASE_LIST_PT
+
+
+def order_id_room(widths: list[float]) -> float:
+    """The printed width (pt) an order id fits on one line in the order column of ``widths``: a wider one wraps."""
+    return widths[ORDER] * PRINT_WIDTH_PT / 100 - CELL_PAD_PT
 
 
 def cited_rules(frame: pl.DataFrame, rules: pl.DataFrame) -> list[dict]:

@@ -161,7 +161,8 @@ def page_context(
         "audit_sections": section_rows(con, spec, department, shared.get("reach")),
         "flagged": flagged,
         "case_rows": (case_rows := caselist.shaped_rows(flagged["rows"], names)),
-        "case_columns": caselist.column_widths(case_rows),
+        "case_columns": (case_columns := caselist.column_widths(case_rows)),
+        "order_id_room": caselist.order_id_room(case_columns),
         "cited_rules": caselist.cited_rules(flagged["rows"], rules),
     }
 
