@@ -384,6 +384,15 @@ def test_metrics_json_and_the_log_name_the_measures_the_joint_pass_left_to_the_o
     assert "the provider cells of 1 measure (inappropriate_order_rate) are over the joint check's 10 matrix" in caplog.text
 
 
+def test_metrics_json_names_the_time_zone_of_its_dates_and_months(tmp_path):
+    """The rows' dates and months are site-local: metrics.json says in which zone (only run.json had said it; the
+    same extract run in another zone has other months and figures)."""
+    info = run_info("all")
+    info["config"]["site_timezone"] = "Asia/Tokyo"
+    feed.write_feed(tmp_path, mixed_year(4), info, "all", relations.Atoms.of(NO_TIES))
+    assert json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8"))["site_timezone"] == "Asia/Tokyo"
+
+
 @pytest.mark.parametrize("seed", [4, 18, 29])
 def test_the_feed_does_not_depend_on_the_order_of_the_cells(seed):
     # these years have equal candidates for a complement: the choice must not follow the row order the
@@ -1054,3 +1063,16 @@ def test_units_without_a_department_are_in_a_department_row_so_the_hospital_is_t
     assert summed.filter(
         (pl.col("numerator") != pl.col("numerator_all")) | (pl.col("denominator") != pl.col("denominator_all"))
     ).is_empty()
+
+
+def test_every_audit_s_measures_are_in_the_docs_measures_tables():
+    """An analyst charts a measure the docs define: every audit's manifest measures have their row in docs/METRICS_FEED.md's
+    Measures section, each in its audit's own table (the low back pain audit's had none: its ids were defined only in
+    its manifest and DESIGN.md), and the engine's reason_<code> row in each."""
+    from pipeline import audits
+
+    section = FEED_DOC[FEED_DOC.index("## Measures") :].split("\n## ")[0]
+    for audit in audits.discover():
+        table = section[section.index(f"`audit_id = '{audit.id}'`") :].split("\n\n|")[1].split("\n\n")[0]
+        rows = set(re.findall(r"^\| `(\w+|reason_<code>)` \|", "|" + table, re.M)) - {"measure_id"}  # less its header
+        assert rows == {m.id for m in audit.measures} | {"reason_<code>"}, (audit.id, rows)

@@ -186,6 +186,7 @@ def test_every_feed_is_the_documented_schema_and_any_two_stack(demo, edges):
     # a run without rows still says how far its data reaches (2025-06-03: the small extract's last order)
     summary = json.loads((edges / "none" / "csf_leak" / "metrics.json").read_text(encoding="utf-8"))
     assert (summary["rows"], summary["data_through"], summary["periods"]) == (0, "2025-06-03", [])
+    assert summary["site_timezone"] == "America/New_York"  # the zone of those dates (the default setting)
     # the documented example of a period without rows: no leak case in September 2025
     whole = feeds["all", "csf_leak"]
     assert "no row for September 2025" in FEED_DOC

@@ -570,6 +570,8 @@ def write_feed(
         # from the run, not the rows: a feed without rows (a month without cases) still says how far the data reaches
         "data_through": through.isoformat() if (through := data_through(run_info)) else None,
         "verified_from": verified_from.isoformat() if verified_from else None,
+        # the zone of every site-local date and month of the rows (data_through, periods): the rows do not say it
+        "site_timezone": run_info["config"].get("site_timezone"),
         "headline": json.loads(headline.drop("schema_version").write_json()),
         # 3.2: the measures whose provider cells only the line and time passes protect (docs/METRICS_FEED.md)
         "provider_joint_check": {"max_entries": disclosure.JOINT_PROVIDER_ENTRIES, "left_out": left_out},
