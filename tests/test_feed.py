@@ -966,6 +966,8 @@ def test_feed_threshold_from_the_config_through_the_cli(tmp_path):
     assert summary["min_cell_count"] == 1
     # the rule as the feed's readers get it says it is off (it said "no count from 1 to 0 is released")
     assert "small-cell rule is off" in summary["disclosure"] and "1 to 0" not in summary["disclosure"]
+    # the feed's own rule, not the report's framing of it (it opened "This report is an internal document")
+    assert summary["disclosure"].startswith("The metrics feed (metrics.csv / .parquet) is shared more widely")
 
 
 @pytest.mark.parametrize(
@@ -981,7 +983,7 @@ def test_the_disclosure_paragraph_states_the_rule_the_threshold_sets(k, said):
     """metrics.json's `disclosure` and the report's methods: at 1 (or 0) nothing is withheld, and the paragraph read
     "no count from 1 to 0 (or -1) is released, neither directly nor by subtraction", a rule that seemed on."""
     text = feed.methods_text(k)
-    assert said in text
+    assert said in text and text.endswith(feed.disclosure_text(k)) and said in feed.disclosure_text(k)
     assert " to 0 " not in text and " to -1 " not in text and " 1 to 1 " not in text
 
 

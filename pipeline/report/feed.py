@@ -52,19 +52,25 @@ KEYS = ["period", "level", "group_key", "measure_id"]
 
 
 def methods_text(min_cell_count: int) -> str:
-    """The feed's disclosure rule in one paragraph, for the report's methods (context key ``feed_disclosure``)."""
-    k = min_cell_count
-    internal = (
+    """The feed's disclosure rule in one paragraph, for the report's methods (context key ``feed_disclosure``): the
+    report's own rule (every figure shown) first, then the feed's (``disclosure_text``)."""
+    return (
         "This report is an internal document: it shows every rate with its numerator, denominator and "
-        "interval, and marks the ones resting on few cases. The metrics feed (metrics.csv / .parquet) is shared "
+        "interval, and marks the ones resting on few cases. " + disclosure_text(min_cell_count)
     )
+
+
+def disclosure_text(min_cell_count: int) -> str:
+    """The feed's small-cell rule in one paragraph (``metrics.json``'s ``disclosure``; the report's methods end on it)."""
+    k = min_cell_count
+    shared = "The metrics feed (metrics.csv / .parquet) is shared "
     if k <= 1:  # nothing to withhold: "no count from 1 to 0" read as a rule that was on
-        return internal + (
+        return shared + (
             f"more widely, and its small-cell rule is off (setting [feed] min_cell_count = {k}): every count is "
             "released, small ones too. Set it to 11 (the CMS cell-size rule) before the feed is shared."
         )
     small = "no count of 1" if k == 2 else f"no count from 1 to {k - 1}"
-    return internal + (
+    return shared + (
         f"more widely and follows a small-cell rule instead (setting [feed] min_cell_count = {k}): {small} is "
         "released, neither "
         "directly nor by subtraction. A withheld cell loses its numerator, rate and interval (its denominator "
@@ -561,7 +567,8 @@ def write_feed(
         "period": run_info["period"],
         "headline_period": headline_period,
         "min_cell_count": min_cell_count(run_info),
-        "disclosure": methods_text(min_cell_count(run_info)),
+        # the feed's rule alone: the report's framing ("This report is an internal document") is no feed's
+        "disclosure": disclosure_text(min_cell_count(run_info)),
         "interval": "Wilson score, 95%",
         "rows": feed.height,
         "columns": {c: str(t) for c, t in feed.schema.items()},
