@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import math
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -12,6 +14,7 @@ import pytest
 from pipeline.report.measure import (
     METRICS_SCHEMA,
     build_metrics,
+    directions,
     funnel_limits,
     funnel_status,
     p_chart,
@@ -29,8 +32,10 @@ def _con(rows):
     con.executemany("INSERT INTO mart_metric_counts VALUES (?, ?, ?, ?, ?, ?)", rows)
     # what the audit declares: its measures' directions (manifest) and its reasons' verdicts (rules.csv)
     con.execute(
-        "CREATE TABLE ref_measures AS SELECT * FROM (VALUES ('first_imaging_right_study', 'higher_is_better'), "
-        "('inappropriate_order_rate', 'lower_is_better')) AS m(measure_id, direction)"
+        "CREATE TABLE ref_measures AS SELECT * FROM (VALUES "
+        "('first_imaging_right_study', 'case', 'first_imaging_right_study', 'higher_is_better'), "
+        "('inappropriate_order_rate', 'order', 'verdict = ''inappropriate''', 'lower_is_better')) "
+        "AS m(measure_id, unit, numerator, direction)"
     )
     con.execute(
         "CREATE TABLE ref_rules AS SELECT * FROM (VALUES ('mri_complete_spine_wwo', 'appropriate'), "
@@ -181,3 +186,52 @@ def test_p_chart_with_no_final_month_pools_the_provisional_ones():
     assert pc["baseline"].to_list() == [False, True, True]
     assert pc["lcl"][0] is None and pc["lcl"][1] == pytest.approx(0.08) and pc["ucl"][2] == pytest.approx(0.32)
     assert pc["outside"].to_list() == [False, False, False]
+
+
+def test_a_reason_s_direction_is_its_verdict_measure_s_else_its_verdict_s():
+    """reason_<code>'s direction: the order measure counting its verdict's orders says it (a review measure declared
+    neutral makes its reasons neutral); without one, appropriate is higher-is-better, excluded neutral (a cancelled
+    order or a red flag is neither better nor worse: the low back pain feed had its cancelled and red-flag reasons
+    lower-is-better beside its neutral excluded-order rate), any other verdict lower-is-better."""
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE ref_measures AS SELECT * FROM (VALUES "
+        "('review_order_rate', 'order', 'verdict = ''review''', 'neutral'), "
+        "('early_rate', 'order', 'verdict = ''inappropriate''', 'lower_is_better'), "
+        "('episodes_ok', 'case', 'outcome = ''ok''', 'higher_is_better')) AS m(measure_id, unit, numerator, direction)"
+    )
+    verdicts = {
+        "wwo": "appropriate",
+        "cancelled": "excluded",
+        "early": "inappropriate",
+        "dsm": "review",
+        "unmapped": "not_evaluable",
+    }
+    rules = ", ".join(f"('{code}', '{verdict}')" for code, verdict in verdicts.items())
+    con.execute(f"CREATE TABLE ref_rules AS SELECT * FROM (VALUES {rules}) AS r(reason_code, verdict)")
+    assert directions(con) == {
+        "reason_wwo": "higher_is_better",
+        "reason_cancelled": "neutral",
+        "reason_early": "lower_is_better",
+        "reason_dsm": "neutral",
+        "reason_unmapped": "lower_is_better",
+        "review_order_rate": "neutral",
+        "early_rate": "lower_is_better",
+        "episodes_ok": "higher_is_better",
+    }
+
+
+def test_the_decks_feeds_colour_an_exclusion_s_reasons_as_its_rate(deck_runs):
+    """Both audits' feeds as the CLI writes them: an excluded verdict's reasons are neutral (the low back pain
+    audit's excluded_order_rate is), the others as their verdict's measure."""
+    out = Path(deck_runs["runs"]["combined"]["out"])
+    for audit_id, audit in deck_runs["audits"].items():
+        fed = pl.read_parquet(out / audit_id / "metrics.parquet")
+        shown = dict(fed.select("measure_id", "direction").unique().iter_rows())
+        with open(audit.rules_csv, newline="", encoding="utf-8") as fh:
+            verdict_of = {f"reason_{r['reason_code']}": r["verdict"] for r in csv.DictReader(fh)}
+        for reason, verdict in verdict_of.items():
+            if reason in shown:
+                expected = {"appropriate": "higher_is_better", "excluded": "neutral"}.get(verdict, "lower_is_better")
+                assert shown[reason] == expected, (audit_id, reason)
+        assert any(verdict_of.get(m) == "excluded" for m in shown), audit_id  # the deck has an exclusion's reason

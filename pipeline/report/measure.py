@@ -13,7 +13,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from pipeline import db
+from pipeline import audits, db
 
 Z_95 = 1.959963984540054  # two-sided 95%
 Z_998 = 3.090232306167813  # two-sided 99.8%
@@ -53,15 +53,31 @@ def wilson_interval(numerator, denominator, alpha: float = 0.05) -> tuple[np.nda
     return low, high
 
 
+# a reason's direction by its verdict, where no measure of the audit counts that verdict's orders: an exclusion
+# (cancelled, a red flag) is a share to show, neither better nor worse, as the audits' excluded rates declare
+REASON_DIRECTIONS = {"appropriate": "higher_is_better", "excluded": "neutral"}  # any other verdict: lower is better
+
+
 def directions(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
-    """measure_id -> direction: the audit's declared measures (ref_measures, from its manifest), and a
-    reason share ``reason_<code>`` higher-is-better when the reason's verdict is appropriate (ref_rules)."""
+    """measure_id -> direction: the audit's declared measures (ref_measures, from its manifest), and a reason
+    share ``reason_<code>`` as the order measure counting its verdict's orders (numerator ``verdict = '<v>'``),
+    else as its verdict says (``REASON_DIRECTIONS``): the low back pain feed coloured its cancelled and red-flag
+    reasons lower-is-better beside its neutral excluded-order rate, the same orders."""
+    declared = (
+        con.execute("SELECT measure_id, unit, numerator, direction FROM ref_measures").fetchall()
+        if db.has_table(con, "ref_measures")
+        else []
+    )
+    counting: dict[str, str] = {}
+    for _, unit, numerator, direction in declared:
+        hit = audits.VERDICT_MEASURE.match(numerator or "") if unit == "order" else None
+        if hit:
+            counting.setdefault(hit.group(1), direction)
     out = {}
     if db.has_table(con, "ref_rules"):
         for code, verdict in con.execute("SELECT reason_code, verdict FROM ref_rules").fetchall():
-            out[f"reason_{code}"] = "higher_is_better" if verdict == "appropriate" else "lower_is_better"
-    if db.has_table(con, "ref_measures"):
-        out.update(dict(con.execute("SELECT measure_id, direction FROM ref_measures").fetchall()))
+            out[f"reason_{code}"] = counting.get(verdict, REASON_DIRECTIONS.get(verdict, "lower_is_better"))
+    out.update({measure_id: direction for measure_id, _, _, direction in declared})
     return out
 
 
