@@ -78,6 +78,31 @@ def json_logging() -> bool:
     return any(isinstance(h.formatter, JsonFormatter) for h in log.handlers)
 
 
+class _Warnings(logging.Handler):
+    """Keeps the message of every warning (or error) line logged while it is attached (``warnings_logged``)."""
+
+    def __init__(self, into: list[str]) -> None:
+        super().__init__(logging.WARNING)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.into.append(record.getMessage())
+
+
+@contextmanager
+def warnings_logged():
+    """The messages of the warning lines logged inside the block, in order, as a list that grows as they come: a
+    run's ``run.json`` ``warnings`` (it had listed the demo key's alone: not a data-quality warning, nor a period
+    after the data, nor a changed pseudonym key, which the log had warned of)."""
+    found: list[str] = []
+    handler = _Warnings(found)
+    log.addHandler(handler)
+    try:
+        yield found
+    finally:
+        log.removeHandler(handler)
+
+
 def event(message: str, level: int = logging.INFO, **fields) -> None:
     """A log line with structured fields (shown as JSON keys with --log-format json)."""
     log.log(level, message, extra={"fields": {"event": fields.pop("event", message), **fields}})

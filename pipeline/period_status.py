@@ -45,24 +45,55 @@ FEED_DATES = {
 }
 
 
+Span = tuple[str | None, str | None]  # a first and last local date (YYYY-MM-DD), None where there is none
+
+
+def feed_spans(con: duckdb.DuckDBPyConnection, site_timezone: str, feeds: tuple[str, ...]) -> dict[str, Span]:
+    """First and last local date of a row of each of ``feeds`` (an audit's required tables) in the loaded data,
+    (None, None) for one without a row: a month one feed does not reach while another does is a delivery short of
+    a file (``build``)."""
+    known = [f for f in feeds if f in FEED_DATES]
+    if not known:  # an audit that reads none of them: no dates to name
+        return {}
+    rows = " UNION ALL ".join(f"SELECT {i} AS feed, {FEED_DATES[f][1]} AS t FROM {FEED_DATES[f][0]}" for i, f in enumerate(known))
+    got = {
+        known[i]: (first, last)
+        for i, first, last in con.execute(
+            f"SELECT feed, strftime(timezone(?, min(t)), '%Y-%m-%d'), strftime(timezone(?, max(t)), '%Y-%m-%d') "
+            f"FROM ({rows}) WHERE t IS NOT NULL GROUP BY feed",
+            [site_timezone, site_timezone],
+        ).fetchall()
+    }
+    return {f: got.get(f, (None, None)) for f in known}
+
+
+def spanning(spans: dict[str, Span]) -> Span:
+    """The first and last date of any of ``spans`` (``feed_spans``)."""
+    firsts = [first for first, _ in spans.values() if first]
+    lasts = [last for _, last in spans.values() if last]
+    return (min(firsts) if firsts else None, max(lasts) if lasts else None)
+
+
 def data_span(
     con: duckdb.DuckDBPyConnection, site_timezone: str, feeds: tuple[str, ...] = ("procedures", "imaging_orders")
 ) -> tuple[str | None, str | None]:
     """First and last local date of a row of ``feeds`` (an audit's required tables) in the loaded data: the low back
     pain audit's cases come from diagnoses, and its empty month named the dates of procedures it does not read."""
-    rows = " UNION ALL ".join(f"SELECT {FEED_DATES[f][1]} AS t FROM {FEED_DATES[f][0]}" for f in feeds if f in FEED_DATES)
-    if not rows:  # an audit that reads none of them: no dates to name
-        return None, None
-    row = con.execute(
-        f"SELECT strftime(timezone(?, min(t)), '%Y-%m-%d'), strftime(timezone(?, max(t)), '%Y-%m-%d') FROM ({rows})",
-        [site_timezone, site_timezone],
-    ).fetchall()[0]
-    return row[0], row[1]
+    return spanning(feed_spans(con, site_timezone, feeds))
+
+
+def _dated_in(month: str, span: Span) -> bool:
+    first, last = span
+    return bool(first and last) and first[:7] <= month <= last[:7]
+
+
+def feed_words(feed: str) -> str:
+    return feed.replace("_", " ")
 
 
 def feeds_in_words(feeds: tuple[str, ...]) -> str:
     """The feeds ``data_span`` reads, as the first page names them: 'diagnoses and imaging orders'."""
-    words = [f.replace("_", " ") for f in feeds if f in FEED_DATES]
+    words = [feed_words(f) for f in feeds if f in FEED_DATES]
     return " and ".join([", ".join(words[:-1]), words[-1]] if len(words) > 1 else words)
 
 
@@ -160,9 +191,16 @@ def build(
     if label == "all":  # a run over every month: say which
         label = all_months(first, last)
     status: dict = {"period": label}
+    per_feed = spans.get("per_feed") or {}
     if counts.get("cases", 0) == 0:
         first, last = spans.get("data") or (None, None)
-        status["empty"] = {"data_first": first, "data_last": last, "feeds": spans.get("feeds")}
+        status["empty"] = {
+            "data_first": first,
+            "data_last": last,
+            "feeds": spans.get("feeds"),
+            # each feed's own dates: one that stopped early was hidden behind the others' last date
+            "by_feed": [{"feed": feed_words(f), "first": a, "last": b} for f, (a, b) in per_feed.items()],
+        }
         event(f"{audit_id}: {label}: no cases; the report says so", event="period_empty", period=key, audit_id=audit_id)
         if key != "all" and last and last[:7] < key:
             # a scheduled job whose extract stopped coming (or a month mistyped) published empty months with exit 0
@@ -175,6 +213,37 @@ def build(
                 period=key,
                 audit_id=audit_id,
                 data_last=last,
+            )
+        elif key != "all" and first and first[:7] > key:
+            # a year mistyped (2020-01 for 2026-01) was published final, "no cases", with info lines only
+            event(
+                f"{audit_id}: {label}: the loaded data starts {first}, after the month: the extract does not reach back "
+                "to it (check the month asked for, or load the earlier extract)",
+                level=logging.WARNING,
+                event="period_before_data",
+                period=key,
+                audit_id=audit_id,
+                data_first=first,
+            )
+    short = [f for f, span in per_feed.items() if not _dated_in(key, span)] if key != "all" else []
+    if short and len(short) < len(per_feed):
+        # one feed without a row in a month the others reach: a monthly delivery short of its orders file published
+        # "no cases" (or cases never imaged) with exit 0 and a check that could not run as its only sign
+        status["short_feeds"] = [{"feed": feed_words(f), "first": per_feed[f][0], "last": per_feed[f][1]} for f in short]
+        for f in short:
+            held = per_feed[f]
+            dated = f"are dated {held[0]} to {held[1]}" if held[0] else "hold no row"
+            event(
+                f"{audit_id}: {label}: no {feed_words(f)} are dated in the month (the loaded {feed_words(f)} {dated}), "
+                "while the other feeds reach it: the delivery lacks them, and the period's verdicts and rates with them "
+                f"(load the {feed_words(f)} extract, then run the period again)",
+                level=logging.WARNING,
+                event="feed_missing_period",
+                period=key,
+                audit_id=audit_id,
+                feed=f,
+                feed_first=held[0],
+                feed_last=held[1],
             )
     maturity_status = describe(maturity, period_months(key, spans.get("cases") or (None, None)))
     if maturity_status:

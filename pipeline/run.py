@@ -29,7 +29,19 @@ from pathlib import Path
 import duckdb
 
 from pipeline import audits as audits_mod
-from pipeline import faults, history, maturity, ownership, period_status, preflight, publishing, spark_state, warehouse, workers
+from pipeline import (
+    faults,
+    history,
+    logs,
+    maturity,
+    ownership,
+    period_status,
+    preflight,
+    publishing,
+    spark_state,
+    warehouse,
+    workers,
+)
 from pipeline.config import Config, pseudonym_key
 from pipeline.errors import (
     AuditError,
@@ -159,17 +171,18 @@ def execute(opts: RunOptions, cfg: Config, warm: workers.Warm | None = None) -> 
     started = dt.datetime.now(dt.UTC)
     timings: dict = {}
     key, key_is_demo = pseudonym_key(cfg)
-    warnings: list[str] = []
-    if key_is_demo:
-        warnings.append(
-            "pseudonyms use the public demo key: set ORDER_AUDIT_PSEUDONYM_KEY or privacy.key_file "
-            "before running on real patient data"
-        )
-        event(warnings[-1], level=logging.WARNING, event="demo_key")
-
     # the gate worker's import of Great Expectations overlaps everything from here on; the CLI
     # starts it even before it imports this module
     with contextlib.ExitStack() as stack:
+        # every warning the run logs, as it logs it: run.json's "warnings" (each folder's lists those logged by then)
+        warnings = stack.enter_context(logs.warnings_logged())
+        if key_is_demo:
+            event(
+                "pseudonyms use the public demo key: set ORDER_AUDIT_PSEUDONYM_KEY or privacy.key_file "
+                "before running on real patient data",
+                level=logging.WARNING,
+                event="demo_key",
+            )
         if warm is None:
             warm = stack.enter_context(workers.Warm(gx=opts.validate))
         with files_named(opts.shown):  # the inputs' file-level checks, before the run is on record
@@ -597,12 +610,13 @@ def _execute_locked(
     warehouse_inputs = history.active_loads(con)
     matured = {a.id: maturity.assess(con, cfg, now, audits_mod.maturity_horizon_days(a, ref.parameters[a.id])) for a in chosen}
     # each audit's empty month names the dates of the feeds its cases and orders come from (its required tables)
-    data_spans = {a.id: period_status.data_span(con, cfg.site_timezone, a.required_tables) for a in chosen}
+    feed_spans = {a.id: period_status.feed_spans(con, cfg.site_timezone, a.required_tables) for a in chosen}
     con.close()
     spans = {
         a.id: {
             "cases": case_spans.get(a.id, (None, None)),
-            "data": data_spans[a.id],
+            "data": period_status.spanning(feed_spans[a.id]),
+            "per_feed": feed_spans[a.id],
             "feeds": period_status.feeds_in_words(a.required_tables),
         }
         for a in chosen
@@ -659,7 +673,7 @@ def _execute_locked(
         # a FHIR export's manifest.json, when the client saved one: its hash, transactionTime, files listed
         "export_manifest": next((prep.export_manifest for prep in prepared.values() if prep.export_manifest), None),
         **_extract_declared(cfg),
-        "warnings": warnings + list(dict.fromkeys(w for prep in prepared.values() for w in prep.warnings)),
+        "warnings": warnings,  # the run's own list, still growing: each run.json has the warnings logged before it
     }
     audit_info = {
         a.id: {

@@ -152,4 +152,90 @@ def test_an_empty_month_names_the_dates_of_the_audits_own_feeds():
     assert feeds_in_words(("imaging_orders", "patients")) == "imaging orders"
     spans = {"cases": (None, None), "data": ("2024-07-01", "2026-05-20"), "feeds": feeds_in_words(lbp)}
     status = build("low_back_pain", "2026-06", {"cases": 0}, None, None, [], spans)
-    assert status["empty"] == {"data_first": "2024-07-01", "data_last": "2026-05-20", "feeds": "diagnoses and imaging orders"}
+    assert status["empty"] == {
+        "data_first": "2024-07-01",
+        "data_last": "2026-05-20",
+        "feeds": "diagnoses and imaging orders",
+        "by_feed": [],
+    }
+
+
+def _warned(caplog) -> list[tuple[str, dict]]:
+    return [(r.fields["event"], r.fields) for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_a_feed_without_a_row_in_a_month_the_others_reach_is_warned_and_shown(caplog, monkeypatch):
+    """A monthly delivery without its orders file: the month's procedures and diagnoses came, its orders did not.
+    It published "no cases" (or cases never imaged) with exit 0 and info lines, the report naming the feeds' common
+    last date, which the orders did not reach. Each feed's own dates are kept; a feed short of the month is a
+    warning in the log and on the first page; a month no feed reaches is the data's end, not a short feed."""
+    import logging  # noqa: PLC0415
+
+    import duckdb  # noqa: PLC0415
+
+    from pipeline.period_status import build, feed_spans, spanning  # noqa: PLC0415
+
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE stg_procedures AS SELECT * FROM (VALUES (TIMESTAMPTZ '2026-09-15 12:00:00+00'), "
+        "(TIMESTAMPTZ '2026-11-30 12:00:00+00')) AS t(performed_at)"
+    )
+    con.execute("CREATE TABLE stg_diagnoses AS SELECT TIMESTAMPTZ '2026-11-02 12:00:00+00' AS recorded_at WHERE false")
+    con.execute(
+        "CREATE TABLE stg_imaging_orders AS SELECT * FROM (VALUES (TIMESTAMPTZ '2026-09-01 12:00:00+00'), "
+        "(TIMESTAMPTZ '2026-10-31 12:00:00+00'), (NULL)) AS t(ordered_at)"
+    )
+    per_feed = feed_spans(con, "UTC", ("procedures", "imaging_orders", "diagnoses", "patients"))
+    assert per_feed == {
+        "procedures": ("2026-09-15", "2026-11-30"),
+        "imaging_orders": ("2026-09-01", "2026-10-31"),
+        "diagnoses": (None, None),
+    }
+    assert spanning(per_feed) == ("2026-09-01", "2026-11-30")
+    spans = {"cases": (None, None), "data": spanning(per_feed), "per_feed": per_feed, "feeds": "procedures and imaging orders"}
+    logger = logging.getLogger("pipeline")
+    monkeypatch.setattr(logger, "propagate", True)  # to caplog's handler (the CLI's logging turns it off)
+    caplog.set_level(logging.INFO, logger="pipeline")
+
+    status = build("csf_leak", "2026-11", {"cases": 0}, None, None, [], spans)
+    assert status["short_feeds"] == [
+        {"feed": "imaging orders", "first": "2026-09-01", "last": "2026-10-31"},
+        {"feed": "diagnoses", "first": None, "last": None},
+    ]
+    assert status["empty"]["by_feed"][:2] == [
+        {"feed": "procedures", "first": "2026-09-15", "last": "2026-11-30"},
+        {"feed": "imaging orders", "first": "2026-09-01", "last": "2026-10-31"},
+    ]
+    warned = _warned(caplog)
+    assert [(e, f["feed"]) for e, f in warned] == [
+        ("feed_missing_period", "imaging_orders"),
+        ("feed_missing_period", "diagnoses"),
+    ]
+    assert "no imaging orders are dated in the month (the loaded imaging orders are dated 2026-09-01 to 2026-10-31)" in (
+        caplog.text
+    )
+    # October: every feed but the diagnoses reaches it; an "all" run judges no month; December: no feed reaches it,
+    # which is the data's end (period_after_data), not a short feed
+    caplog.clear()
+    assert [f["feed"] for f in build("csf_leak", "2026-10", {"cases": 1}, None, None, [], spans)["short_feeds"]] == ["diagnoses"]
+    assert "short_feeds" not in build("csf_leak", "all", {"cases": 1}, None, None, [], spans)
+    caplog.clear()
+    assert "short_feeds" not in build("csf_leak", "2026-12", {"cases": 0}, None, None, [], spans)
+    assert [e for e, _ in _warned(caplog)] == ["period_after_data"]
+
+
+def test_a_month_before_the_data_is_warned(caplog, monkeypatch):
+    """A year mistyped (2020-01 for 2026-01) was published final, "no cases", exit 0, with info lines only."""
+    import logging  # noqa: PLC0415
+
+    from pipeline.period_status import build  # noqa: PLC0415
+
+    logger = logging.getLogger("pipeline")
+    monkeypatch.setattr(logger, "propagate", True)
+    caplog.set_level(logging.INFO, logger="pipeline")
+    per_feed = {"procedures": ("2025-06-01", "2026-11-30"), "imaging_orders": ("2025-06-02", "2026-11-29")}
+    spans = {"cases": (None, None), "data": ("2025-06-01", "2026-11-30"), "per_feed": per_feed, "feeds": "x"}
+    status = build("csf_leak", "2020-01", {"cases": 0}, None, None, [], spans)
+    assert "short_feeds" not in status
+    assert [(e, f["data_first"]) for e, f in _warned(caplog)] == [("period_before_data", "2025-06-01")]
+    assert "csf_leak: 2020-01: the loaded data starts 2025-06-01, after the month" in caplog.text

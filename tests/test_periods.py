@@ -47,8 +47,14 @@ def test_a_month_without_cases_exits_0_with_a_report_that_says_so(tmp_path, mont
     assert f"No cases in {month} so far." in report and "later data can still bring cases" in report
     assert "nothing to audit" in report and "2025-06-02" in report  # where the loaded data is
     # the dates of the procedures and orders, not "the loaded data runs from ... to", which the provisional note below
-    # says of every feed (the earliest of their last dates: a day apart from the procedures' and orders' last date)
-    assert "procedures and imaging orders are dated\n2025-06-02 to " in report and "the loaded data runs from" not in report
+    # says of every feed (the earliest of their last dates: a day apart from the procedures' and orders' last date);
+    # each feed's own, where one that stopped early hid behind the other's last date
+    said = " ".join(report.split())
+    assert "the loaded procedures are dated 2025-06-02 to 2025-06-03, imaging orders 2025-06-04 to 2025-06-06)" in said
+    assert "the loaded data runs from" not in report
+    # a month before the data: as mistyped a year as one after it
+    before = f"csf_leak: {month}: the loaded data starts 2025-06-02, after the month: the extract does not reach back"
+    assert (before in result.stderr) is (month == "2025-05"), result.stderr
     assert f"No cases in {month} so far." in (tmp_path / "out" / "csf_leak" / "index.html").read_text(encoding="utf-8")
     # the workbook too: its Cases sheet is a header row only, which read as a broken file
     from xlsx_xml import Workbook  # noqa: PLC0415 - only this test reads a workbook
@@ -58,6 +64,11 @@ def test_a_month_without_cases_exits_0_with_a_report_that_says_so(tmp_path, mont
     assert any(t.startswith(f"No cases in {month} so far: ") and "Cases sheet is empty" in t for t in said), said
     run = json.loads((tmp_path / "out" / "csf_leak" / "run.json").read_text())
     assert run["counts"]["cases"] == 0
+    # run.json lists the warnings the log gave (it had listed the demo key's alone), the month's among them
+    warned = [w for w in run["warnings"] if f": {month}: the loaded data " in w]
+    logged = [line.removeprefix("order-audit: ") for line in result.stderr.splitlines()]
+    assert warned == [line for line in logged if f": {month}: the loaded data " in line]
+    assert len(warned) == 2  # each audit's
     assert all(d["status"] != "error" for d in run["data_quality"])
 
 

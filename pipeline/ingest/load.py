@@ -275,9 +275,8 @@ class PreparedTable:
     segments: list[Segment] = field(default_factory=list)
     # records the reader left out on purpose, counted (FHIR: not-done, entered-in-error ...)
     left_out: list[dict] = field(default_factory=list)
-    # a FHIR export's manifest.json as checked (fhir.manifest: Manifest.facts), and what it warns of
+    # a FHIR export's manifest.json as checked (fhir.manifest: Manifest.facts); what it warns of is logged
     export_manifest: dict | None = None
-    warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         self.source_label = self.source_label or str(self.path)

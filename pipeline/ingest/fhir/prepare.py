@@ -251,9 +251,9 @@ def prepare_inputs(
         warnings = bulk.manifest.warnings(shown_as)
         for message, kind, files in warnings:
             event(message, level=logging.WARNING, event="export_warning", kind=kind, files=files)
-        facts, messages = bulk.manifest.facts(shown_as), [message for message, _, _ in warnings]
-        for prep in prepared.values():  # the export's, so every table's: run.json takes them once
-            prep.export_manifest, prep.warnings = facts, messages
+        facts = bulk.manifest.facts(shown_as)
+        for prep in prepared.values():  # the export's, so every table's: run.json takes it once
+            prep.export_manifest = facts
     return prepared
 
 
