@@ -614,8 +614,8 @@ def runs(warehouse_path, spark_state, config_path, limit, as_json, log_format, q
         for r in rows:
             if r["status"] in ("running", "publishing") and warehouse.run_is_gone(warehouse_path, r["run_id"]):
                 r["error"] = "its process is gone (killed?): the next run records it as interrupted and cleans up"
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
+    if as_json:  # data, not text: a scheduler had to parse the counts out of a string, and the periods out of a list
+        click.echo(json.dumps([_run_as_data(r) for r in rows], indent=2))
         return
     from pipeline import audits as audits_mod
     from pipeline.config import load_config
@@ -634,6 +634,19 @@ def runs(warehouse_path, spark_state, config_path, limit, as_json, log_format, q
             f"{r['duration_seconds'] if r['duration_seconds'] is not None else '':>8}  "
             + "; ".join(x for x in (summary, r["error"]) if x)  # a run that failed after its commit has both
         )
+
+
+def _run_as_data(row: dict) -> dict:
+    """A run of ``history.list_runs`` as ``runs --json`` gives it: the periods a list, the counts an object (audit
+    -> period -> counts), the start in ISO 8601 UTC as run.json's times (``2026-11-03T02:15:07Z``)."""
+    import json
+
+    return {
+        **row,
+        "periods": [p for p in (row["periods"] or "").split(",") if p],
+        "started_at": row["started_at"].replace(" ", "T") + "Z" if row["started_at"] else None,
+        "counts": json.loads(row["counts"]) if row["counts"] else {},
+    }
 
 
 def _period_summary(period: str, c: dict, unit: str = "case") -> str:

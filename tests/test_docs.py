@@ -289,7 +289,7 @@ def test_scheduling_doc_airflow_command_renders_and_runs_the_crontabs_command(tm
     (template,) = [
         ast.literal_eval(k.value) for k in ast.walk(ast.parse(code)) if isinstance(k, ast.keyword) and k.arg == "bash_command"
     ]
-    command = jinja2.Template(template).render(data_interval_start=dt.datetime(2026, 10, 3, 2, 15, tzinfo=dt.UTC))
+    command = jinja2.Template(template).render(data_interval_end=dt.datetime(2026, 11, 3, 2, 15, tzinfo=dt.UTC))  # Nov 3's run
     assert command.startswith("cd /srv/order-audit && ")
     stand_in = tmp_path / ".venv" / "bin" / "order-audit"
     stand_in.parent.mkdir(parents=True)

@@ -79,7 +79,7 @@ def test_the_readmes_airflow_task_is_the_scheduling_docs(tmp_path):
     template = ast.literal_eval(readme["bash_command"])
     import datetime as dt
 
-    command = jinja2.Template(template).render(data_interval_start=dt.datetime(2026, 10, 3, 2, 15, tzinfo=dt.UTC))
+    command = jinja2.Template(template).render(data_interval_end=dt.datetime(2026, 11, 3, 2, 15, tzinfo=dt.UTC))  # Nov 3's run
     assert _run_bash_with_a_stand_in(command, tmp_path) == MONTHLY_JOB
 
 
