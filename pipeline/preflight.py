@@ -52,8 +52,11 @@ def check_run(opts, out_root: Path, audit_ids: tuple[str, ...] = ()) -> None:
     # the staging folder goes beside a single --out (inside it when it is a mount point or the folder above
     # takes no new files: outputs.staging_parent), and inside the root of a backfill
     _check_writable(out_root if opts.per_month_folders else outputs.staging_parent(out_root), "--out", opts.out_dir)
+    if out_root.is_dir() and not out_root.is_symlink():
+        # a plain folder, even an empty one, is updated file by file (outputs.switch_mode): an empty one the job
+        # could not write was found only at publication, after the warehouse had taken the run's data
+        _check_writable(out_root, "--out", opts.out_dir)
     if out_root.is_dir() and not out_root.is_symlink() and any(out_root.iterdir()):
-        _check_writable(out_root, "--out", opts.out_dir)  # a plain folder is updated file by file
         _check_site_files(opts, out_root)
         _check_audit_folders(opts, out_root, audit_ids)
     for audit_id in audit_ids:  # a plain folder or a link to a version folder order-audit made: one layout

@@ -330,6 +330,35 @@ def test_out_whose_parent_takes_no_new_files_is_staged_inside_it(small_input, tm
     srv.chmod(0o755)
 
 
+def test_an_empty_out_the_job_cannot_write_stops_the_run_before_any_work(small_input, tmp_path):
+    """An existing empty --out the job may not write in (its parent it may): the run parsed, gated and merged into the
+    warehouse, and only at publication stopped, 'the warehouse already holds this run's data, ahead of the published
+    reports' (a plain folder, even an empty one, is updated file by file). Now one line before any parsing, exit 1,
+    and the warehouse is never made. As root, without the capability to override file permissions (setpriv)."""
+    out, wh = tmp_path / "reports", tmp_path / "wh" / "wh.duckdb"
+    out.mkdir()
+    out.chmod(0o555)
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("no setpriv to run without root's file permission override")
+        drop = "-dac_override,-dac_read_search"
+        prefix = ["setpriv", f"--bounding-set={drop}", f"--inh-caps={drop}"]
+    probe = subprocess.run([*prefix, sys.executable, "-c", f"import os, sys; sys.exit(os.access({str(out)!r}, os.W_OK))"])
+    if probe.returncode != 0:
+        pytest.skip("this machine lets the run write in a folder it may not")
+    args = ["run", "--input", small_input, "--out", out, "--warehouse", wh, "--no-validate"]
+    command = [*prefix, sys.executable, "-m", "pipeline", *map(str, args)]
+    result = subprocess.run(command, cwd=ROOT, env={**os.environ, **KEY}, capture_output=True, text=True)
+    out.chmod(0o755)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"order-audit: error: --out {out}: cannot write in {out} (no permission to write there); choose another path or "
+        "fix the folder"
+    )
+    assert "parse" not in result.stderr and not wh.exists() and list(out.iterdir()) == []
+
+
 @pytest.mark.parametrize("room_kib", [64, 8])
 def test_a_full_temporary_folder_is_named_in_the_one_line(small_input, tmp_path, tmpfs, room_kib):
     """A run without --warehouse keeps its throw-away warehouse and parsed extract in the temporary folder. With that

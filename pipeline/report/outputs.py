@@ -213,13 +213,13 @@ def switch_mode(out_dir: Path) -> bool:
 def publish(staging: Path, out_dir: Path, version: str, on_file=None) -> str:
     """Make the staged outputs the visible ones. Returns 'switch' or 'files' (how it was done).
 
-    switch (out_dir is new, empty, or already a symlink made here): the staging folder is
+    switch (out_dir is new, or already a symlink made here): the staging folder is
     renamed to a hidden version folder beside out_dir, then out_dir -- a symlink -- is
     switched to it with one atomic rename. A reader sees the whole old set or the whole new
     set, never a mix. The previous version folder is removed afterwards (a reader that has a
     file open keeps reading it).
 
-    files (out_dir is a real folder with files in it, e.g. made by an older version or
+    files (out_dir is a real folder, even an empty one: the user's, e.g. made by an older version or
     holding other things, or one staged inside, ``staged_inside``: a mount point): every staged
     file is moved in by an atomic rename, run.json last.
     Each file is whole, but a crash part-way leaves some new files beside old ones; run.json
