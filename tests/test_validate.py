@@ -210,7 +210,6 @@ def test_broken_warehouse_reports_each_failure(broken_wh, broken_results):
         "orders.status.allowed": (3, "blocking"),
         "orders.order_code.mapped_share": (30, "warning"),
         "orders.order_code.format": (30, "warning"),
-        "diagnoses.patient_id.known_patient": (2, "warning"),
         "orders.volume.monthly": (1, "warning"),
         "audited_orders.order_id.unique": (2, "blocking"),
         "audited_orders.verdict.allowed": (1, "blocking"),
@@ -230,7 +229,11 @@ def test_broken_warehouse_reports_each_failure(broken_wh, broken_results):
     assert by_id["orders.ordered_at.not_future"].sample_key == "order_id"
     assert by_id["orders.status.allowed"].sample_keys == ["O101", "O102", "O103"]
     assert by_id["orders.order_code.format"].sample_keys == ["O20", "O200", "O201", "O202", "O203"]  # text order
-    assert by_id["diagnoses.patient_id.known_patient"].sample_keys == ["NOBODY1", "NOBODY2"]
+    # two diagnoses of patients no other feed knows, among the extract's: counted in a note, no warning (a patient
+    # diagnosed and never imaged, without a patients table, has no other row); the check fails on a feed mismatch
+    known = by_id["diagnoses.patient_id.known_patient"]
+    assert (known.status, known.violated_count, known.sample_keys) == ("passed", 2, ["NOBODY1", "NOBODY2"])
+    assert known.note.startswith(f"2 of {known.denominator:,} diagnoses belong to a patient with no procedure")
     assert by_id["orders.order_code.mapped_share"].denominator == 480 - 36
     assert by_id["orders.order_id.unique"].row_level is True
 

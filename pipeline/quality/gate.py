@@ -469,6 +469,7 @@ def as_dict(r) -> dict:
         "row_level": r.row_level,
         "rows_set_aside": getattr(r, "rows_set_aside", 0),
         "error": r.error,
+        "note": getattr(r, "note", None),  # what a passing check counted (the log's dq_note)
         "sample_key": getattr(r, "sample_key", None),
         "blocks": bool(getattr(r, "blocks", False)),
     }

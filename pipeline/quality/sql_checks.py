@@ -103,6 +103,14 @@ def _rows_check(vsql: str, total_sql: str, key: str, tables: list[str]):
 KNOWN_PATIENT_SOURCES = ("src_procedures", "src_imaging_orders", "src_patients", HELD_PATIENTS_VIEW)
 
 
+# the share of the diagnoses whose patient no other feed knows at which the check fails: the feeds' patient ids do
+# not match (an extract keyed by another id knows next to none). Below it a diagnosis of an unknown patient is no
+# finding: a low back pain patient diagnosed and never imaged has no other row where the site sends no patients
+# table (optional), nor has one whose first order comes in a later month's extract; the synthetic data split into
+# monthly extracts warned in 15 of 17 months (up to two thirds of a month's diagnoses, no patients table)
+KNOWN_PATIENT_MISMATCH_SHARE = 0.9
+
+
 def check_diagnoses_known_patient(p: dict):
     def run(con):
         present = relations(con)
@@ -113,7 +121,16 @@ def check_diagnoses_known_patient(p: dict):
         )
         n, sample = _count_and_sample(con, vsql, "patient_id")
         total = con.execute("SELECT count(*) FROM src_diagnoses").fetchall()[0][0]
-        return n, total, n > 0, sample, vsql
+        failed = total > 0 and n >= KNOWN_PATIENT_MISMATCH_SHARE * total
+        note = (
+            f"{n:,} of {total:,} diagnoses belong to a patient with no procedure, order or patients row in this extract "
+            "or the warehouse (a patient diagnosed and not imaged where no patients table is sent, or whose first order "
+            f"comes in a later extract); the check warns from {KNOWN_PATIENT_MISMATCH_SHARE:.0%}, where the feeds' "
+            "patient ids do not match"
+            if n and not failed
+            else None
+        )
+        return n, total, failed, sample, vsql, note
 
     run.sample_key = "patient_id"
     return ["src_diagnoses", "src_imaging_orders"], run
