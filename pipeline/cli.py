@@ -8,6 +8,7 @@ failed, 4 another run holds the warehouse, 70 a bug (an unexpected exception), 1
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import signal
@@ -835,6 +836,13 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("order-audit: aborted", err=True)
         sys.exit(EXIT_USAGE)
     except click.ClickException as exc:
+        if _asks_json_log(sys.argv[1:] if argv is None else argv):
+            # a bad option or value stops the command before its --log-format is read: a JSON log still ends in one
+            # JSON line, not click's four of usage ('Usage: ...', 'Try ... --help', a blank, 'Error: ...')
+            setup_logging("json")
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+            _fail(f"error: {exc.format_message()}{hint}", EXIT_USAGE)
         exc.show()
         sys.exit(EXIT_USAGE)
     except AuditError as exc:
@@ -865,6 +873,12 @@ def main(argv: list[str] | None = None) -> None:
             _bug(exc)
         _fail(f"error: could not write ({problem}): free space or fix the folder, then run again", EXIT_USAGE)
     sys.exit(0)
+
+
+def _asks_json_log(args: list[str]) -> bool:
+    """Whether the command line asks for the JSON log (``--log-format json`` or ``--log-format=json``)."""
+    args = [str(a) for a in args]
+    return "--log-format=json" in args or any(a == "--log-format" and b == "json" for a, b in itertools.pairwise(args))
 
 
 def _bug(exc: BaseException) -> None:

@@ -328,3 +328,24 @@ def test_the_cli_loads_neither_duckdb_nor_polars_before_run_starts_its_workers()
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--bogus", "--log-format", "json"], "error: No such option '--bogus'."),
+        (["--month", "2026-13", "--log-format=json"], "error: Invalid value for '--month': '2026-13' is not a month"),
+        (["--from", "2026-05", "--to", "2026-02", "--log-format", "json"], "error: --from 2026-05 is after --to 2026-02"),
+    ],
+)
+def test_a_bad_option_with_the_json_log_is_one_json_error_line(tmp_path, args, said):
+    """A bad option or value stops the command before its --log-format is read: click printed four plain lines of
+    usage into a log a scheduler parses line by line. With --log-format json it is one error event, exit 1."""
+    result = run_cli("run", "--input", tmp_path, "--out", tmp_path / "out", *args)
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    event = json.loads(line)
+    assert (event["event"], event["exit_code"], event["level"]) == ("error", 1, "error")
+    assert event["message"].startswith(said) and event["message"].endswith("(see order-audit run --help)")
+    plain = run_cli("run", "--input", tmp_path, "--out", tmp_path / "out", "--bogus")  # a plain log: click's usage
+    assert plain.returncode == 1 and plain.stderr.startswith("Usage: order-audit run")
