@@ -520,6 +520,46 @@ def test_runs_into_a_pipe_closed_early_ends_quietly_as_a_unix_tool_does(baseline
     assert ok(run_cli("runs", "--warehouse", baseline / "site" / "wh.duckdb", *fmt)).stdout
 
 
+def test_a_file_within_a_held_file_s_months_is_merged_and_the_log_says_so(small_input, tmp_path):
+    """A month re-delivered without its first order, one of the month before in the site's time: the held file had
+    covered two months, the new one covers one, so it is no correction of the held file (a correction covers the
+    same months) and is merged into it by id, the order it lacks staying. It said only 'loaded'; the log now names
+    both files at info level. A next month's extract overlapping no held file's months whole says nothing."""
+    from conftest import ORDER_HEADER, write_csv
+
+    wh, out = tmp_path / "wh.duckdb", tmp_path / "out"
+    june_july = small_input
+    orders = (june_july / "imaging_orders.csv").read_text(encoding="utf-8")
+    (june_july / "imaging_orders.csv").write_text(orders + "O9,MRN-2,2025-07-01 09:00:00,72148,Emergency,,completed\n")
+    ok(audit(june_july, out, wh))
+    july = tmp_path / "july"
+    july.mkdir()
+    again = [["O9", "MRN-2", "2025-07-01 09:30:00", "72148", "Emergency", "", "completed"]]  # its time corrected
+    write_csv(july / "imaging_orders.csv", ORDER_HEADER, again)
+    merged = ok(audit(july, out, wh, "--log-format", "json"))
+    (said,) = [e for e in map(json.loads, merged.stderr.splitlines()) if e["event"] == "load_overlaps"]
+    assert (said["level"], said["months"], said["held_months"]) == ("info", ["2025-07", "2025-07"], ["2025-06", "2025-07"])
+    assert said["message"] == (
+        "imaging_orders: imaging_orders.csv (2025-07) falls within the months of the held imaging_orders.csv (2025-06 "
+        f"to 2025-07, loaded by run {said['held_run']}) without covering them all: merged into it by id, not a "
+        "correction of it (the held file's rows this one lacks stay; a correction covers the held file's months)"
+    )
+    assert said["held_run"] == query(wh, "SELECT min(run_id) FROM load_ledger")[0][0]
+    assert query(wh, "SELECT action, rows_updated FROM load_ledger WHERE table_name = 'imaging_orders' ORDER BY loaded_at") == [
+        ("loaded", 0),
+        ("loaded", 1),
+    ]
+    assert query(wh, "SELECT count(*) FROM src_imaging_orders") == [(5,)]  # June's four stay
+    # the next month's extract, whose first order falls in a held file's last month: no line
+    august = tmp_path / "august"
+    august.mkdir()
+    rows = [["O10", "MRN-2", "2025-07-31 23:00:00", "72148", "Emergency", "", "completed"]]
+    rows.append(["O11", "MRN-2", "2025-08-02 09:00:00", "72148", "Emergency", "", "completed"])
+    write_csv(august / "imaging_orders.csv", ORDER_HEADER, rows)
+    later = ok(audit(august, out, wh, "--log-format", "json"))
+    assert [e for e in map(json.loads, later.stderr.splitlines()) if e["event"] == "load_overlaps"] == []
+
+
 def test_kill_before_commit_drops_a_correction_and_next_run_applies_it(baseline, tmp_path):
     site = tmp_path / "site"
     shutil.copytree(baseline / "site", site, symlinks=True)
