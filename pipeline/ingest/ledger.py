@@ -110,6 +110,8 @@ def merge_table(con: duckdb.DuckDBPyConnection, prep: PreparedTable, run_id: str
     load_id = f"{run_id}-{prep.table}"
     if seen:
         earlier = seen[0][0]
+        # its counts are the earlier load's, what the warehouse holds of the file: run.json and the report's inputs say
+        # them, so a rerun on the same files publishes the same report (the ledger's row says this run loaded none)
         counts = con.execute("SELECT rows_loaded, rows_rejected FROM load_ledger WHERE load_id = ?", [earlier]).fetchall()[0]
         con.execute(
             "INSERT INTO load_ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 0, 'skipped_already_loaded', ?, NULL, now())",
