@@ -230,20 +230,28 @@ def build(
         # one feed without a row in a month the others reach: a monthly delivery short of its orders file published
         # "no cases" (or cases never imaged) with exit 0 and a check that could not run as its only sign
         status["short_feeds"] = [{"feed": feed_words(f), "first": per_feed[f][0], "last": per_feed[f][1]} for f in short]
+        delivered = spans.get("delivered")  # the tables this run's extract brought (None: no --input)
         for f in short:
             held = per_feed[f]
             dated = f"are dated {held[0]} to {held[1]}" if held[0] else "hold no row"
+            # a warning where the month cannot be right: a hospital orders imaging every month (the volume check's
+            # premise), and a delivery without the feed's file lacks it; a month without a lumbar procedure at a
+            # small site can be true, and is said at info level (the first page says it either way)
+            missing_file = delivered is not None and f not in delivered
             event(
-                f"{audit_id}: {label}: no {feed_words(f)} are dated in the month (the loaded {feed_words(f)} {dated}), "
-                "while the other feeds reach it: the delivery lacks them, and the period's verdicts and rates with them "
-                f"(load the {feed_words(f)} extract, then run the period again)",
-                level=logging.WARNING,
+                f"{audit_id}: {label}: no {feed_words(f)} are dated in the month (the loaded {feed_words(f)} {dated}"
+                + (", and this delivery has no file of them" if missing_file else "")
+                + "), while the other feeds reach it: the period's verdicts and rates lack what they would hold "
+                f"(load the {feed_words(f)} extract, then run the period again; or, if the site had none, nothing is "
+                "missing)",
+                level=logging.WARNING if f == "imaging_orders" or missing_file else logging.INFO,
                 event="feed_missing_period",
                 period=key,
                 audit_id=audit_id,
                 feed=f,
                 feed_first=held[0],
                 feed_last=held[1],
+                file_delivered=not missing_file if delivered is not None else None,
             )
     maturity_status = describe(maturity, period_months(key, spans.get("cases") or (None, None)))
     if maturity_status:

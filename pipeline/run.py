@@ -617,6 +617,7 @@ def _execute_locked(
             "cases": case_spans.get(a.id, (None, None)),
             "data": period_status.spanning(feed_spans[a.id]),
             "per_feed": feed_spans[a.id],
+            "delivered": set(prepared) if opts.input_dir is not None else None,  # the tables this run's extract brought
             "feeds": period_status.feeds_in_words(a.required_tables),
         }
         for a in chosen

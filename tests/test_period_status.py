@@ -206,14 +206,20 @@ def test_a_feed_without_a_row_in_a_month_the_others_reach_is_warned_and_shown(ca
         {"feed": "procedures", "first": "2026-09-15", "last": "2026-11-30"},
         {"feed": "imaging orders", "first": "2026-09-01", "last": "2026-10-31"},
     ]
-    warned = _warned(caplog)
-    assert [(e, f["feed"]) for e, f in warned] == [
-        ("feed_missing_period", "imaging_orders"),
-        ("feed_missing_period", "diagnoses"),
-    ]
-    assert "no imaging orders are dated in the month (the loaded imaging orders are dated 2026-09-01 to 2026-10-31)" in (
-        caplog.text
+    # the orders a warning (a hospital orders imaging every month), the diagnoses at info level: a run without --input
+    # (delivered None) cannot tell a file that did not come from a month without a row
+    assert [(e, f["feed"]) for e, f in _warned(caplog)] == [("feed_missing_period", "imaging_orders")]
+    said = {r.fields["feed"]: (r.levelname, r.getMessage()) for r in caplog.records if r.fields["event"] == "feed_missing_period"}
+    assert said["diagnoses"][0] == "INFO"
+    assert said["imaging_orders"][1].startswith(
+        "csf_leak: 2026-11: no imaging orders are dated in the month (the loaded imaging orders are dated 2026-09-01 to "
+        "2026-10-31), while the other feeds reach it"
     )
+    # a delivery without the diagnoses' file: a warning that says so
+    caplog.clear()
+    build("csf_leak", "2026-11", {"cases": 0}, None, None, [], {**spans, "delivered": {"procedures"}})
+    assert [f["feed"] for _, f in _warned(caplog)] == ["imaging_orders", "diagnoses"]
+    assert "(the loaded diagnoses hold no row, and this delivery has no file of them)" in caplog.text
     # October: every feed but the diagnoses reaches it; an "all" run judges no month; December: no feed reaches it,
     # which is the data's end (period_after_data), not a short feed
     caplog.clear()

@@ -522,3 +522,28 @@ def test_a_revision_warns_only_where_the_run_compared_with_did_not_call_the_mont
         period_status.build("csf_leak", "2026-01", {"cases": 5}, None, revision, [], {}, earlier)
     (record,) = [r for r in caplog.records if "revised since run R2" in r.getMessage()]
     assert record.levelno == level, record.levelname
+
+
+def test_a_monthly_delivery_without_its_orders_file_is_a_warning_and_said_on_the_first_page(tmp_path):
+    """A monthly extract that came without imaging_orders.csv (a data engineer's review): July's procedures and
+    diagnoses, no orders. It published July with exit 0, its first page naming the feeds' common last date as the
+    orders', and only a check that could not run as a sign. Now the log warns, run.json lists it, and the first
+    page says the month lacks its orders."""
+    from conftest import write_july_input  # noqa: PLC0415
+
+    wh, out = tmp_path / "wh.duckdb", tmp_path / "out"
+    june = cli("run", "--input", write_small_input(tmp_path / "june"), "--warehouse", wh, "--out", out, "--month", "2025-06")
+    assert june.returncode == 0, june.stderr
+    july = write_july_input(tmp_path / "july")
+    (july / "imaging_orders.csv").unlink()
+    result = cli("run", "--input", july, "--warehouse", wh, "--out", out, "--month", "2025-07", "--no-validate")
+    assert result.returncode == 0, result.stderr
+    said = (
+        "csf_leak: 2025-07: no imaging orders are dated in the month (the loaded imaging orders are dated 2025-06-04 to "
+        "2025-06-06, and this delivery has no file of them), while the other feeds reach it"
+    )
+    assert said in result.stderr, result.stderr
+    assert any(w.startswith(said) for w in json.loads((out / "csf_leak" / "run.json").read_text())["warnings"])
+    page = " ".join((out / "csf_leak" / "report.html").read_text(encoding="utf-8").split())
+    banner = "<strong>No imaging orders dated in 2025-07.</strong> The loaded imaging orders are dated 2025-06-04 to 2025-06-06"
+    assert banner in page
