@@ -639,13 +639,13 @@ def runs(warehouse_path, spark_state, config_path, limit, as_json, log_format, q
 
 def _run_as_data(row: dict) -> dict:
     """A run of ``history.list_runs`` as ``runs --json`` gives it: the periods a list, the counts an object (audit
-    -> period -> counts), the start in ISO 8601 UTC as run.json's times (``2026-11-03T02:15:07Z``)."""
+    -> period -> counts), the start in ISO 8601 UTC as run.json's (``2026-11-03T02:15:07+00:00``)."""
     import json
 
     return {
         **row,
         "periods": [p for p in (row["periods"] or "").split(",") if p],
-        "started_at": row["started_at"].replace(" ", "T") + "Z" if row["started_at"] else None,
+        "started_at": row["started_at"].replace(" ", "T") + "+00:00" if row["started_at"] else None,
         "counts": json.loads(row["counts"]) if row["counts"] else {},
     }
 

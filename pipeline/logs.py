@@ -78,27 +78,37 @@ def json_logging() -> bool:
     return any(isinstance(h.formatter, JsonFormatter) for h in log.handlers)
 
 
-class _Warnings(logging.Handler):
-    """Keeps the message of every warning (or error) line logged while it is attached (``warnings_logged``)."""
+class Warned(logging.Handler):
+    """The warning (and error) lines logged while it is attached (``warnings_logged``), in order, each with the audit
+    and period its fields name: what a run's ``run.json`` lists (``about``)."""
 
-    def __init__(self, into: list[str]) -> None:
+    def __init__(self) -> None:
         super().__init__(logging.WARNING)
-        self.into = into
+        self.lines: list[tuple[str, str | None, str | None]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.into.append(record.getMessage())
+        fields = getattr(record, "fields", {})
+        self.lines.append((record.getMessage(), fields.get("audit_id"), fields.get("period")))
+
+    def about(self, audit_id: str | None = None, period: str | None = None) -> list[str]:
+        """The messages of the lines about ``audit_id`` and ``period``, and of those about no audit or no period
+        (the run's own: the pseudonym key, the data quality, the export); None: any."""
+        return [
+            message
+            for message, audit, month in self.lines
+            if (audit_id is None or audit in (None, audit_id)) and (period is None or month in (None, period))
+        ]
 
 
 @contextmanager
 def warnings_logged():
-    """The messages of the warning lines logged inside the block, in order, as a list that grows as they come: a
-    run's ``run.json`` ``warnings`` (it had listed the demo key's alone: not a data-quality warning, nor a period
-    after the data, nor a changed pseudonym key, which the log had warned of)."""
-    found: list[str] = []
-    handler = _Warnings(found)
+    """The warning lines logged inside the block (``Warned``): a run's ``run.json`` ``warnings`` (it had listed the
+    demo key's alone: not a data-quality warning, nor a period after the data, nor a changed pseudonym key, which the
+    log had warned of)."""
+    handler = Warned()
     log.addHandler(handler)
     try:
-        yield found
+        yield handler
     finally:
         log.removeHandler(handler)
 

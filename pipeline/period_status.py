@@ -50,21 +50,31 @@ Span = tuple[str | None, str | None]  # a first and last local date (YYYY-MM-DD)
 
 def feed_spans(con: duckdb.DuckDBPyConnection, site_timezone: str, feeds: tuple[str, ...]) -> dict[str, Span]:
     """First and last local date of a row of each of ``feeds`` (an audit's required tables) in the loaded data,
-    (None, None) for one without a row: a month one feed does not reach while another does is a delivery short of
-    a file (``build``)."""
+    (None, None) for one without a row."""
+    return {f: (first, last) for f, (first, last, _) in feed_dates(con, site_timezone, feeds).items()}
+
+
+def feed_dates(
+    con: duckdb.DuckDBPyConnection, site_timezone: str, feeds: tuple[str, ...]
+) -> dict[str, tuple[str | None, str | None, frozenset[str]]]:
+    """Each of ``feeds`` (an audit's required tables): the first and last local date of a row in the loaded data and
+    the local months that hold one ((None, None, {}) for a feed without a row): a month one feed has no row in while
+    another does is a delivery short of a file (``build``), in the middle of the data too (its first and last date
+    alone hid a July without orders once August's came)."""
     known = [f for f in feeds if f in FEED_DATES]
     if not known:  # an audit that reads none of them: no dates to name
         return {}
     rows = " UNION ALL ".join(f"SELECT {i} AS feed, {FEED_DATES[f][1]} AS t FROM {FEED_DATES[f][0]}" for i, f in enumerate(known))
     got = {
-        known[i]: (first, last)
-        for i, first, last in con.execute(
-            f"SELECT feed, strftime(timezone(?, min(t)), '%Y-%m-%d'), strftime(timezone(?, max(t)), '%Y-%m-%d') "
-            f"FROM ({rows}) WHERE t IS NOT NULL GROUP BY feed",
-            [site_timezone, site_timezone],
+        known[i]: (first, last, frozenset(months))
+        for i, first, last, months in con.execute(
+            f"""SELECT feed, strftime(min(local), '%Y-%m-%d'), strftime(max(local), '%Y-%m-%d'),
+                       list(DISTINCT strftime(local, '%Y-%m'))
+                FROM (SELECT feed, timezone(?, t) AS local FROM ({rows}) WHERE t IS NOT NULL) GROUP BY feed""",
+            [site_timezone],
         ).fetchall()
     }
-    return {f: got.get(f, (None, None)) for f in known}
+    return {f: got.get(f, (None, None, frozenset())) for f in known}
 
 
 def spanning(spans: dict[str, Span]) -> Span:
@@ -80,11 +90,6 @@ def data_span(
     """First and last local date of a row of ``feeds`` (an audit's required tables) in the loaded data: the low back
     pain audit's cases come from diagnoses, and its empty month named the dates of procedures it does not read."""
     return spanning(feed_spans(con, site_timezone, feeds))
-
-
-def _dated_in(month: str, span: Span) -> bool:
-    first, last = span
-    return bool(first and last) and first[:7] <= month <= last[:7]
 
 
 def feed_words(feed: str) -> str:
@@ -225,33 +230,41 @@ def build(
                 audit_id=audit_id,
                 data_first=first,
             )
-    short = [f for f, span in per_feed.items() if not _dated_in(key, span)] if key != "all" else []
+    months = spans.get("feed_months") or {}
+    short = [f for f in per_feed if key not in months.get(f, ())] if key != "all" and months else []
     if short and len(short) < len(per_feed):
         # one feed without a row in a month the others reach: a monthly delivery short of its orders file published
         # "no cases" (or cases never imaged) with exit 0 and a check that could not run as its only sign
         status["short_feeds"] = [{"feed": feed_words(f), "first": per_feed[f][0], "last": per_feed[f][1]} for f in short]
-        delivered = spans.get("delivered")  # the tables this run's extract brought (None: no --input)
+        delivered = spans.get("delivered")  # this run's extract: its tables' months (None: no --input)
+        covered = spanning({t: (a, b) for t, (a, b) in (delivered or {}).items()})
+        in_delivery = delivered is not None and bool(covered[0]) and covered[0] <= key <= covered[1]
         for f in short:
             held = per_feed[f]
             dated = f"are dated {held[0]} to {held[1]}" if held[0] else "hold no row"
+            # a month the delivery covers without a file of the feed lacks it: said so (a backfill's older months
+            # are not this delivery's)
+            missing_file = in_delivery and f not in delivered
             # a warning where the month cannot be right: a hospital orders imaging every month (the volume check's
             # premise), and a delivery without the feed's file lacks it; a month without a lumbar procedure at a
-            # small site can be true, and is said at info level (the first page says it either way)
-            missing_file = delivered is not None and f not in delivered
+            # small site can be true, and is said at info level (the first page says it either way). A run that
+            # loaded nothing new says it at info level too, as it does a data-quality finding: the monthly job reruns
+            # a month with each new extract, and was paged again for the same gap
+            alarming = (f == "imaging_orders" or missing_file) and not spans.get("nothing_new")
             event(
                 f"{audit_id}: {label}: no {feed_words(f)} are dated in the month (the loaded {feed_words(f)} {dated}"
                 + (", and this delivery has no file of them" if missing_file else "")
                 + "), while the other feeds reach it: the period's verdicts and rates lack what they would hold "
                 f"(load the {feed_words(f)} extract, then run the period again; or, if the site had none, nothing is "
                 "missing)",
-                level=logging.WARNING if f == "imaging_orders" or missing_file else logging.INFO,
+                level=logging.WARNING if alarming else logging.INFO,
                 event="feed_missing_period",
                 period=key,
                 audit_id=audit_id,
                 feed=f,
                 feed_first=held[0],
                 feed_last=held[1],
-                file_delivered=not missing_file if delivered is not None else None,
+                file_delivered=not missing_file if in_delivery else None,
             )
     maturity_status = describe(maturity, period_months(key, spans.get("cases") or (None, None)))
     if maturity_status:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline import faults, locks, ownership
+from pipeline import faults, locks, logs, ownership
 from pipeline.audits import MANIFEST
 from pipeline.logs import event, stage
 from pipeline.report import outputs, reid, site_index
@@ -39,6 +39,11 @@ class Period:
     audit_info: dict  # audit id -> what run.json says of that audit
     counts: dict  # audit id -> the period's counts
     statuses: dict  # audit id -> period_status.build(...)
+    # the run's warning lines (logs.Warned): each run.json lists those about its audit and period logged before it
+    warned: logs.Warned | None = None
+
+    def warnings(self, audit_id: str | None = None) -> list[str]:
+        return self.warned.about(audit_id, self.label) if self.warned is not None else self.base_info.get("warnings", [])
 
 
 def publication_lock(out_root: Path, run_id: str, command: str, warehouse: Path | None):
@@ -145,6 +150,7 @@ def publish_period(
             run_info = {**period.base_info, "period": period.label, "audits": [a.id for a in audits]}
             run_info["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
             run_info["files"] = {**files, **outputs.file_manifest(staging, ["index.html"])}
+            run_info["warnings"] = period.warnings()
             outputs.write_json(staging / "run.json", run_info)
         if opts.reid_file is not None:
             reid.write_reid_file(con, opts.reid_file, opts.out_dir, audits)
@@ -213,6 +219,7 @@ def _audit_steps(
     run_info["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     run_info["timings_seconds"] = {k: round(v, 3) for k, v in timings.items()}
     run_info["files"] = outputs.file_manifest(folder)
+    run_info["warnings"] = period.warnings(audit.id)
     outputs.write_json(folder / "run.json", run_info)
     return run_info["files"]
 

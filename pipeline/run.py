@@ -610,14 +610,18 @@ def _execute_locked(
     warehouse_inputs = history.active_loads(con)
     matured = {a.id: maturity.assess(con, cfg, now, audits_mod.maturity_horizon_days(a, ref.parameters[a.id])) for a in chosen}
     # each audit's empty month names the dates of the feeds its cases and orders come from (its required tables)
-    feed_spans = {a.id: period_status.feed_spans(con, cfg.site_timezone, a.required_tables) for a in chosen}
+    feed_dates = {a.id: period_status.feed_dates(con, cfg.site_timezone, a.required_tables) for a in chosen}
     con.close()
+    per_feed = {a.id: {f: (first, last) for f, (first, last, _) in feed_dates[a.id].items()} for a in chosen}
     spans = {
         a.id: {
             "cases": case_spans.get(a.id, (None, None)),
-            "data": period_status.spanning(feed_spans[a.id]),
-            "per_feed": feed_spans[a.id],
-            "delivered": set(prepared) if opts.input_dir is not None else None,  # the tables this run's extract brought
+            "data": period_status.spanning(per_feed[a.id]),
+            "per_feed": per_feed[a.id],
+            "feed_months": {f: months for f, (_, _, months) in feed_dates[a.id].items()},
+            # this run's extract, table -> its months (None: no --input), and whether it brought nothing new
+            "delivered": {t: (p.first_month, p.last_month) for t, p in prepared.items()} if opts.input_dir is not None else None,
+            "nothing_new": not loads or all(ld.action == "skipped_already_loaded" for ld in loads),
             "feeds": period_status.feeds_in_words(a.required_tables),
         }
         for a in chosen
@@ -674,7 +678,8 @@ def _execute_locked(
         # a FHIR export's manifest.json, when the client saved one: its hash, transactionTime, files listed
         "export_manifest": next((prep.export_manifest for prep in prepared.values() if prep.export_manifest), None),
         **_extract_declared(cfg),
-        "warnings": warnings,  # the run's own list, still growing: each run.json has the warnings logged before it
+        # the run's warning lines so far: each run.json lists those about its audit and period logged before it
+        "warnings": warnings.about(),
     }
     audit_info = {
         a.id: {
@@ -719,6 +724,7 @@ def _execute_locked(
             _record_found_folders(con, opts, chosen, label, run_id)
             period = publishing.Period(
                 label=label,
+                warned=warnings,
                 base_info=base_info,
                 audit_info=audit_info,
                 counts={a.id: {**month_counts[a.id][label], **reject_counts} for a in chosen},
@@ -794,7 +800,7 @@ def _execute_locked(
         audits=[a.id for a in chosen],
         **totals,
     )
-    return RunResult(run_id, opts.out_dir, month_counts, timings, warnings)
+    return RunResult(run_id, opts.out_dir, month_counts, timings, warnings.about())
 
 
 def _record_found_folders(con: duckdb.DuckDBPyConnection, opts: RunOptions, chosen: list, label: str, run_id: str) -> None:

@@ -967,7 +967,7 @@ def test_feed_threshold_from_the_config_through_the_cli(tmp_path):
     # the rule as the feed's readers get it says it is off (it said "no count from 1 to 0 is released")
     assert "small-cell rule is off" in summary["disclosure"] and "1 to 0" not in summary["disclosure"]
     # the feed's own rule, not the report's framing of it (it opened "This report is an internal document")
-    assert summary["disclosure"].startswith("The metrics feed (metrics.csv / .parquet) is shared more widely")
+    assert summary["disclosure"].startswith("The metrics feed (metrics.csv / .parquet) is shared beyond the committee")
 
 
 @pytest.mark.parametrize(

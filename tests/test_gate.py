@@ -441,9 +441,14 @@ def test_a_monthly_extract_s_diagnoses_are_judged_with_the_patients_the_warehous
     assert (known["status"], known["violated_count"], known["denominator"], known["note"]) == ("passed", 0, 3, None)
     assert known_patient()["violated_count"] == 1  # without the warehouse: MRN-1, whose rows came in June's
     # diagnoses keyed by another id than the other feeds' (an EMPI where the orders have the MRN): all unknown, a warning
-    write_csv(july / "diagnoses.csv", DX_HEADER, [[f"EMPI-{i}", "M54.50", f"2025-07-0{i} 08:00:00"] for i in range(1, 10)])
+    empi = [[f"EMPI-{i}", "M54.50", f"2025-07-{i:02d} 08:00:00"] for i in range(1, 26)]
+    write_csv(july / "diagnoses.csv", DX_HEADER, empi)
     mismatch = known_patient("--warehouse", wh)
-    assert (mismatch["status"], mismatch["violated_count"], mismatch["denominator"], mismatch["note"]) == ("failed", 9, 9, None)
+    assert (mismatch["status"], mismatch["violated_count"], mismatch["denominator"], mismatch["note"]) == ("failed", 25, 25, None)
+    # a small month's few diagnoses, all of patients whose orders come next month: a note, no sign of a mismatch
+    write_csv(july / "diagnoses.csv", DX_HEADER, empi[:7])
+    few = known_patient("--warehouse", wh)
+    assert (few["status"], few["violated_count"], few["denominator"]) == ("passed", 7, 7)
 
 
 def test_the_warehouse_s_held_patients_include_its_patients_tables(tmp_path):

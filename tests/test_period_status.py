@@ -173,12 +173,12 @@ def test_a_feed_without_a_row_in_a_month_the_others_reach_is_warned_and_shown(ca
 
     import duckdb  # noqa: PLC0415
 
-    from pipeline.period_status import build, feed_spans, spanning  # noqa: PLC0415
+    from pipeline.period_status import build, feed_dates, feed_spans, spanning  # noqa: PLC0415
 
     con = duckdb.connect()
     con.execute(
         "CREATE TABLE stg_procedures AS SELECT * FROM (VALUES (TIMESTAMPTZ '2026-09-15 12:00:00+00'), "
-        "(TIMESTAMPTZ '2026-11-30 12:00:00+00')) AS t(performed_at)"
+        "(TIMESTAMPTZ '2026-10-15 12:00:00+00'), (TIMESTAMPTZ '2026-11-30 12:00:00+00')) AS t(performed_at)"
     )
     con.execute("CREATE TABLE stg_diagnoses AS SELECT TIMESTAMPTZ '2026-11-02 12:00:00+00' AS recorded_at WHERE false")
     con.execute(
@@ -192,7 +192,13 @@ def test_a_feed_without_a_row_in_a_month_the_others_reach_is_warned_and_shown(ca
         "diagnoses": (None, None),
     }
     assert spanning(per_feed) == ("2026-09-01", "2026-11-30")
-    spans = {"cases": (None, None), "data": spanning(per_feed), "per_feed": per_feed, "feeds": "procedures and imaging orders"}
+    months = {f: m for f, (_, _, m) in feed_dates(con, "UTC", ("procedures", "imaging_orders", "diagnoses")).items()}
+    assert months == {
+        "procedures": {"2026-09", "2026-10", "2026-11"},
+        "imaging_orders": {"2026-09", "2026-10"},
+        "diagnoses": set(),
+    }
+    spans = {"cases": (None, None), "data": spanning(per_feed), "per_feed": per_feed, "feed_months": months, "feeds": "x"}
     logger = logging.getLogger("pipeline")
     monkeypatch.setattr(logger, "propagate", True)  # to caplog's handler (the CLI's logging turns it off)
     caplog.set_level(logging.INFO, logger="pipeline")
@@ -217,9 +223,19 @@ def test_a_feed_without_a_row_in_a_month_the_others_reach_is_warned_and_shown(ca
     )
     # a delivery without the diagnoses' file: a warning that says so
     caplog.clear()
-    build("csf_leak", "2026-11", {"cases": 0}, None, None, [], {**spans, "delivered": {"procedures"}})
+    delivered = {**spans, "delivered": {"procedures": ("2026-11", "2026-11")}}
+    build("csf_leak", "2026-11", {"cases": 0}, None, None, [], delivered)
     assert [f["feed"] for _, f in _warned(caplog)] == ["imaging_orders", "diagnoses"]
     assert "(the loaded diagnoses hold no row, and this delivery has no file of them)" in caplog.text
+    # a backfill's older month is not this delivery's: its missing diagnoses are said at info level
+    caplog.clear()
+    build("csf_leak", "2026-10", {"cases": 1}, None, None, [], delivered)
+    assert _warned(caplog) == []
+    # a run that loaded nothing new (the monthly job rerunning the month with the same files) repeats the orders'
+    # gap at info level, as a data-quality finding: not paged again
+    caplog.clear()
+    build("csf_leak", "2026-11", {"cases": 0}, None, None, [], {**spans, "nothing_new": True})
+    assert _warned(caplog) == [] and "no imaging orders are dated in the month" in caplog.text
     # October: every feed but the diagnoses reaches it; an "all" run judges no month; December: no feed reaches it,
     # which is the data's end (period_after_data), not a short feed
     caplog.clear()
@@ -245,3 +261,18 @@ def test_a_month_before_the_data_is_warned(caplog, monkeypatch):
     assert "short_feeds" not in status
     assert [(e, f["data_first"]) for e, f in _warned(caplog)] == [("period_before_data", "2025-06-01")]
     assert "csf_leak: 2020-01: the loaded data starts 2025-06-01, after the month" in caplog.text
+
+
+def test_a_month_a_feed_skips_in_the_middle_of_the_data_is_short():
+    """Orders of June and August, procedures of June, July and August: July lacks its orders. Judged by the feeds'
+    first and last dates, July's gap was seen only while July was the latest month: August's extract hid it, and
+    the rerun of July published it with no word."""
+    from pipeline.period_status import build  # noqa: PLC0415
+
+    per_feed = {"procedures": ("2025-06-01", "2025-08-30"), "imaging_orders": ("2025-06-02", "2025-08-29")}
+    months = {"procedures": {"2025-06", "2025-07", "2025-08"}, "imaging_orders": {"2025-06", "2025-08"}}
+    spans = {"cases": ("2025-06", "2025-08"), "data": ("2025-06-01", "2025-08-30"), "per_feed": per_feed, "feed_months": months}
+    assert [f["feed"] for f in build("csf_leak", "2025-07", {"cases": 3}, None, None, [], spans)["short_feeds"]] == [
+        "imaging orders"
+    ]
+    assert "short_feeds" not in build("csf_leak", "2025-08", {"cases": 3}, None, None, [], spans)

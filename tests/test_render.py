@@ -757,7 +757,8 @@ def test_the_order_column_holds_an_order_id_whole_up_to_its_widest(case_id, time
 def test_an_order_id_s_printed_width_is_estimated_from_its_characters():
     from pipeline.report import caselist  # noqa: PLC0415
 
-    ids = pl.DataFrame({"o": ["RAD-ACC-2026041500012345", "0123456789", "", None]})
+    ids = pl.DataFrame({"o": ["RAD-ACC-2026041500012345", "0123456789", "MW-10", "", None]})
     points = ids.select(caselist.order_id_points(pl.col("o"))).to_series().to_list()
-    # DejaVu Sans at 7 pt: 16 digits at 0.636 em, 2 hyphens at 0.361, 6 capitals at 0.76
-    assert points == pytest.approx([7 * (16 * 0.636 + 2 * 0.361 + 6 * 0.76), 7 * 10 * 0.636, 0.0, 0.0])
+    # DejaVu Sans at 7 pt: 16 digits at 0.636 em, 2 hyphens at 0.361, 6 capitals at 0.78; M and W at 1.0
+    expected = [7 * (16 * 0.636 + 2 * 0.361 + 6 * 0.78), 7 * 10 * 0.636, 7 * (2 * 1.0 + 0.361 + 2 * 0.636), 0.0, 0.0]
+    assert points == pytest.approx(expected)

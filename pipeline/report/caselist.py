@@ -269,17 +269,18 @@ CELL_PAD_PT = 10.2  # a cell's padding (0.3rem each side), its border and a litt
 # the patient's chart); DejaVu Sans's digits are 0.636 em wide and its other characters on average less
 ID_CHAR_PT = PATIENT_KEY_CHAR_PT = 7 * 0.92 * 0.602
 TEXT_CHAR_PT = 7 * 0.64
-# an order id's width in print (7 pt DejaVu Sans), by its characters ('RAD-ACC-2026041500012345': 108 pt): digits
-# 0.636 em, a hyphen, dot, slash, colon or space at most 0.361, any other character 0.76 (capitals are 0.68-0.77;
-# lower case is narrower, and M and W wider, rare in an id)
-ORDER_ID_EM = {"[0-9]": 0.636, "[-./: ]": 0.361}
-ORDER_ID_OTHER_EM = 0.76
+# an order id's width in print (7 pt DejaVu Sans), by its characters ('RAD-ACC-2026041500012345': 109 pt): digits
+# 0.636 em, a hyphen, dot, slash, colon or space at most 0.361, the widest (M, W, m, w, @, #, %) 1.0, any other
+# character 0.78 (DejaVu Sans's capitals are 0.55-0.79, O and Q the widest of them; lower case is narrower). An
+# estimate short of the text printed it over the next column: it errs wide
+ORDER_ID_EM = {"[0-9]": 0.636, "[-./: ]": 0.361, "[MWmw@#%]": 1.0}
+ORDER_ID_OTHER_EM = 0.78
 CASE_LIST_PT = 7.0
 # a hospital's accession number is printed whole up to the order column's widest (about 24 characters): at the
 # column's 8% a 24-character one was printed on three lines ('RAD-ACC-' over '200000000009' over '0106'). Its room
 # comes from Why last, and Why keeps at least WHY_LEAST: a longer id wraps, at its hyphens first.
 ORDER_MOST = 16.0
-WHY_LEAST = 20.0
+WHY_LEAST = 19.0
 
 
 def _percent(points: float) -> float:

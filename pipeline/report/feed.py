@@ -66,12 +66,12 @@ def disclosure_text(min_cell_count: int) -> str:
     shared = "The metrics feed (metrics.csv / .parquet) is shared "
     if k <= 1:  # nothing to withhold: "no count from 1 to 0" read as a rule that was on
         return shared + (
-            f"more widely, and its small-cell rule is off (setting [feed] min_cell_count = {k}): every count is "
+            f"beyond the committee, and its small-cell rule is off (setting [feed] min_cell_count = {k}): every count is "
             "released, small ones too. Set it to 11 (the CMS cell-size rule) before the feed is shared."
         )
     small = "no count of 1" if k == 2 else f"no count from 1 to {k - 1}"
     return shared + (
-        f"more widely and follows a small-cell rule instead (setting [feed] min_cell_count = {k}): {small} is "
+        f"beyond the committee, so it follows a small-cell rule (setting [feed] min_cell_count = {k}): {small} is "
         "released, neither "
         "directly nor by subtraction. A withheld cell loses its numerator, rate and interval (its denominator "
         f"too when that is itself below {k}); where a withheld cell could be recovered from a total (the hospital "
