@@ -180,6 +180,76 @@ def final_mark(final: dict, date=str) -> str:
     )
 
 
+def _say_outside_the_data(audit_id: str, label: str, key: str, first: str | None, last: str | None) -> None:
+    """An empty month after the data's last date or before its first: a warning. A scheduled job whose extract
+    stopped coming (or a month mistyped) published empty months with exit 0 and info lines only; a year mistyped
+    (2020-01 for 2026-01) was published final, "no cases", so too."""
+    if last and last[:7] < key:
+        edge, said, where = (
+            ("period_after_data", "data_last", last),
+            f"ends {last}, before",
+            "reach it (load a newer one, or check the month asked for)",
+        )
+    elif first and first[:7] > key:
+        edge, said, where = (
+            ("period_before_data", "data_first", first),
+            f"starts {first}, after",
+            "reach back to it (check the month asked for, or load the earlier extract)",
+        )
+    else:
+        return
+    event(
+        f"{audit_id}: {label}: the loaded data {said} the month: the extract does not {where}",
+        level=logging.WARNING,
+        event=edge[0],
+        period=key,
+        audit_id=audit_id,
+        **{edge[1]: edge[2]},
+    )
+
+
+def _short_feeds(audit_id: str, label: str, key: str, spans: dict, per_feed: dict[str, Span]) -> list[dict]:
+    """The audit's feeds without a row in the month ``key`` while another has one, each logged: a monthly delivery
+    short of its orders file published "no cases" (or cases never imaged) with exit 0 and a check that could not run
+    as its only sign. Each feed's months are read, not its first and last date: a July without orders was seen only
+    while July was the latest month."""
+    months = spans.get("feed_months") or {}
+    short = [f for f in per_feed if key not in months.get(f, ())] if months else []
+    if not short or len(short) == len(per_feed):  # no feed reaches the month: the data's edge, not a short feed
+        return []
+    delivered = spans.get("delivered")  # this run's extract: its tables' months (None: no --input)
+    covered = spanning(dict(delivered or {}))
+    in_delivery = delivered is not None and bool(covered[0]) and covered[0] <= key <= covered[1]
+    for f in short:
+        held = per_feed[f]
+        dated = f"are dated {held[0]} to {held[1]}" if held[0] else "hold no row"
+        # a month the delivery covers without a file of the feed lacks it: said so (a backfill's older months are
+        # not this delivery's)
+        missing_file = in_delivery and f not in delivered
+        # a warning where the month cannot be right: a hospital orders imaging every month (the volume check's
+        # premise), and a delivery without the feed's file lacks it; a month without a lumbar procedure at a small
+        # site can be true, and is said at info level (the first page says it either way). A run that loaded nothing
+        # new says it at info level too, as it does a data-quality finding: the monthly job reruns a month with each
+        # new extract, and was paged again for the same gap
+        alarming = (f == "imaging_orders" or missing_file) and not spans.get("nothing_new")
+        event(
+            f"{audit_id}: {label}: no {feed_words(f)} are dated in the month (the loaded {feed_words(f)} {dated}"
+            + (", and this delivery has no file of them" if missing_file else "")
+            + "), while the other feeds reach it: the period's verdicts and rates lack what they would hold "
+            f"(load the {feed_words(f)} extract, then run the period again; or, if the site had none, nothing is "
+            "missing)",
+            level=logging.WARNING if alarming else logging.INFO,
+            event="feed_missing_period",
+            period=key,
+            audit_id=audit_id,
+            feed=f,
+            feed_first=held[0],
+            feed_last=held[1],
+            file_delivered=not missing_file if in_delivery else None,
+        )
+    return [{"feed": feed_words(f), "first": per_feed[f][0], "last": per_feed[f][1]} for f in short]
+
+
 def build(
     audit_id: str,
     label: str,
@@ -207,65 +277,11 @@ def build(
             "by_feed": [{"feed": feed_words(f), "first": a, "last": b} for f, (a, b) in per_feed.items()],
         }
         event(f"{audit_id}: {label}: no cases; the report says so", event="period_empty", period=key, audit_id=audit_id)
-        if key != "all" and last and last[:7] < key:
-            # a scheduled job whose extract stopped coming (or a month mistyped) published empty months with exit 0
-            # and info lines only: the data cannot hold the month, so the operator is told
-            event(
-                f"{audit_id}: {label}: the loaded data ends {last}, before the month: the extract does not reach it "
-                "(load a newer one, or check the month asked for)",
-                level=logging.WARNING,
-                event="period_after_data",
-                period=key,
-                audit_id=audit_id,
-                data_last=last,
-            )
-        elif key != "all" and first and first[:7] > key:
-            # a year mistyped (2020-01 for 2026-01) was published final, "no cases", with info lines only
-            event(
-                f"{audit_id}: {label}: the loaded data starts {first}, after the month: the extract does not reach back "
-                "to it (check the month asked for, or load the earlier extract)",
-                level=logging.WARNING,
-                event="period_before_data",
-                period=key,
-                audit_id=audit_id,
-                data_first=first,
-            )
-    months = spans.get("feed_months") or {}
-    short = [f for f in per_feed if key not in months.get(f, ())] if key != "all" and months else []
-    if short and len(short) < len(per_feed):
-        # one feed without a row in a month the others reach: a monthly delivery short of its orders file published
-        # "no cases" (or cases never imaged) with exit 0 and a check that could not run as its only sign
-        status["short_feeds"] = [{"feed": feed_words(f), "first": per_feed[f][0], "last": per_feed[f][1]} for f in short]
-        delivered = spans.get("delivered")  # this run's extract: its tables' months (None: no --input)
-        covered = spanning({t: (a, b) for t, (a, b) in (delivered or {}).items()})
-        in_delivery = delivered is not None and bool(covered[0]) and covered[0] <= key <= covered[1]
-        for f in short:
-            held = per_feed[f]
-            dated = f"are dated {held[0]} to {held[1]}" if held[0] else "hold no row"
-            # a month the delivery covers without a file of the feed lacks it: said so (a backfill's older months
-            # are not this delivery's)
-            missing_file = in_delivery and f not in delivered
-            # a warning where the month cannot be right: a hospital orders imaging every month (the volume check's
-            # premise), and a delivery without the feed's file lacks it; a month without a lumbar procedure at a
-            # small site can be true, and is said at info level (the first page says it either way). A run that
-            # loaded nothing new says it at info level too, as it does a data-quality finding: the monthly job reruns
-            # a month with each new extract, and was paged again for the same gap
-            alarming = (f == "imaging_orders" or missing_file) and not spans.get("nothing_new")
-            event(
-                f"{audit_id}: {label}: no {feed_words(f)} are dated in the month (the loaded {feed_words(f)} {dated}"
-                + (", and this delivery has no file of them" if missing_file else "")
-                + "), while the other feeds reach it: the period's verdicts and rates lack what they would hold "
-                f"(load the {feed_words(f)} extract, then run the period again; or, if the site had none, nothing is "
-                "missing)",
-                level=logging.WARNING if alarming else logging.INFO,
-                event="feed_missing_period",
-                period=key,
-                audit_id=audit_id,
-                feed=f,
-                feed_first=held[0],
-                feed_last=held[1],
-                file_delivered=not missing_file if in_delivery else None,
-            )
+        if key != "all":
+            _say_outside_the_data(audit_id, label, key, first, last)
+    short = _short_feeds(audit_id, label, key, spans, per_feed) if key != "all" else []
+    if short:
+        status["short_feeds"] = short
     maturity_status = describe(maturity, period_months(key, spans.get("cases") or (None, None)))
     if maturity_status:
         status["maturity"] = maturity_status
