@@ -538,8 +538,11 @@ def test_a_monthly_delivery_without_its_orders_file_is_a_warning_and_said_on_the
     assert june.returncode == 0, june.stderr
     july = write_july_input(tmp_path / "july")
     (july / "imaging_orders.csv").unlink()
-    result = cli("run", "--input", july, "--warehouse", wh, "--out", out, "--month", "2025-07", "--no-validate")
+    result = cli("run", "--input", july, "--warehouse", wh, "--out", out, "--month", "2025-07")  # the gate on
     assert result.returncode == 0, result.stderr
+    # the diagnoses' patients judged with the procedures and the held orders: it warned 'could not run: missing
+    # table(s): src_imaging_orders', words no operator reads as 'the orders did not come'
+    assert "could not run" not in result.stderr, result.stderr
     said = (
         "csf_leak: 2025-07: no imaging orders are dated in the month (the loaded imaging orders are dated 2025-06-04 to "
         "2025-06-06, and this delivery has no file of them), while the other feeds reach it"
