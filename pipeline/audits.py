@@ -106,6 +106,14 @@ REASON_DENOMINATORS = {
 VERDICT_MEASURE = re.compile(r"^\s*verdict\s*=\s*'([a-z_]+)'\s*$")  # a measure counting one verdict's orders
 
 
+def counted_verdict(unit: str, numerator: str | None) -> str | None:
+    """The verdict whose orders a measure counts (an order measure whose numerator is ``verdict = '<verdict>'``),
+    else None: what a reason's share takes its denominator (``Audit.reason_measure``) and its direction
+    (``report.measure.directions``) from."""
+    hit = VERDICT_MEASURE.match(numerator or "") if unit == "order" else None
+    return hit.group(1) if hit else None
+
+
 def verdict_class(verdict: str) -> str:
     """The class of orders a verdict's reasons are shared over: its own for the two kinds of leaving out."""
     return verdict if verdict in ("excluded", "not_evaluable") else "evaluated"
@@ -146,9 +154,8 @@ class Audit:
         without one it takes the engine's (``REASON_DENOMINATORS``)."""
         counting = {}
         for m in self.measures:
-            hit = VERDICT_MEASURE.match(m.numerator) if m.unit == "order" else None
-            if hit:
-                counting.setdefault(hit.group(1), m)
+            if counts := counted_verdict(m.unit, m.numerator):  # not `verdict`: the reason's, asked about
+                counting.setdefault(counts, m)
         if verdict in counting:
             return counting[verdict]
         return next((m for v, m in counting.items() if verdict_class(v) == verdict_class(verdict)), None)

@@ -70,9 +70,8 @@ def directions(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     )
     counting: dict[str, str] = {}
     for _, unit, numerator, direction in declared:
-        hit = audits.VERDICT_MEASURE.match(numerator or "") if unit == "order" else None
-        if hit:
-            counting.setdefault(hit.group(1), direction)
+        if counts := audits.counted_verdict(unit, numerator):
+            counting.setdefault(counts, direction)
     out = {}
     if db.has_table(con, "ref_rules"):
         for code, verdict in con.execute("SELECT reason_code, verdict FROM ref_rules").fetchall():
