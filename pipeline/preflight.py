@@ -56,9 +56,9 @@ def check_run(opts, out_root: Path, audit_ids: tuple[str, ...] = ()) -> None:
         # a plain folder, even an empty one, is updated file by file (outputs.switch_mode): an empty one the job
         # could not write was found only at publication, after the warehouse had taken the run's data
         _check_writable(out_root, "--out", opts.out_dir)
-    if out_root.is_dir() and not out_root.is_symlink() and any(out_root.iterdir()):
-        _check_site_files(opts, out_root)
-        _check_audit_folders(opts, out_root, audit_ids)
+        if any(out_root.iterdir()):
+            _check_site_files(opts, out_root)
+            _check_audit_folders(opts, out_root, audit_ids)
     for audit_id in audit_ids:  # a plain folder or a link to a version folder order-audit made: one layout
         if (out_root / audit_id).is_dir():
             _check_layout(opts, out_root / audit_id, audit_id)
