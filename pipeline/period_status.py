@@ -48,10 +48,9 @@ FEED_DATES = {
 Span = tuple[str | None, str | None]  # a first and last local date (YYYY-MM-DD), None where there is none
 
 
-def feed_spans(con: duckdb.DuckDBPyConnection, site_timezone: str, feeds: tuple[str, ...]) -> dict[str, Span]:
-    """First and last local date of a row of each of ``feeds`` (an audit's required tables) in the loaded data,
-    (None, None) for one without a row."""
-    return {f: (first, last) for f, (first, last, _) in feed_dates(con, site_timezone, feeds).items()}
+def feed_spans(dates: dict[str, tuple[str | None, str | None, frozenset[str]]]) -> dict[str, Span]:
+    """Each feed's first and last local date, of its ``feed_dates``."""
+    return {f: (first, last) for f, (first, last, _) in dates.items()}
 
 
 def feed_dates(
@@ -84,20 +83,12 @@ def spanning(spans: dict[str, Span]) -> Span:
     return (min(firsts) if firsts else None, max(lasts) if lasts else None)
 
 
-def data_span(
-    con: duckdb.DuckDBPyConnection, site_timezone: str, feeds: tuple[str, ...] = ("procedures", "imaging_orders")
-) -> tuple[str | None, str | None]:
-    """First and last local date of a row of ``feeds`` (an audit's required tables) in the loaded data: the low back
-    pain audit's cases come from diagnoses, and its empty month named the dates of procedures it does not read."""
-    return spanning(feed_spans(con, site_timezone, feeds))
-
-
 def feed_words(feed: str) -> str:
     return feed.replace("_", " ")
 
 
 def feeds_in_words(feeds: tuple[str, ...]) -> str:
-    """The feeds ``data_span`` reads, as the first page names them: 'diagnoses and imaging orders'."""
+    """The feeds ``feed_dates`` reads, as the first page names them: 'diagnoses and imaging orders'."""
     words = [feed_words(f) for f in feeds if f in FEED_DATES]
     return " and ".join([", ".join(words[:-1]), words[-1]] if len(words) > 1 else words)
 

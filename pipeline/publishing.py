@@ -40,10 +40,10 @@ class Period:
     counts: dict  # audit id -> the period's counts
     statuses: dict  # audit id -> period_status.build(...)
     # the run's warning lines (logs.Warned): each run.json lists those about its audit and period logged before it
-    warned: logs.Warned | None = None
+    warned: logs.Warned
 
     def warnings(self, audit_id: str | None = None) -> list[str]:
-        return self.warned.about(audit_id, self.label) if self.warned is not None else self.base_info.get("warnings", [])
+        return self.warned.about(audit_id, self.label)
 
 
 def publication_lock(out_root: Path, run_id: str, command: str, warehouse: Path | None):

@@ -563,8 +563,8 @@ def _execute_locked(
             loads = load.merge_inputs(con, prepared, run_id, gate_rejects)
         # logged once the merge knows what is new: a run that loads nothing new repeats an earlier run's
         # findings on the same files, at info level (a scheduler alerting on warnings is not paged again)
-        nothing_new = bool(loads) and all(ld.action == "skipped_already_loaded" for ld in loads)
-        gate.log_warnings(dq_results, gate.earlier_reports(con, dq_results) if nothing_new else None)
+        nothing_new = all(ld.action == "skipped_already_loaded" for ld in loads)  # no --input: nothing new either
+        gate.log_warnings(dq_results, gate.earlier_reports(con, dq_results) if loads and nothing_new else None)
         faults.maybe_fail("after_merge")
         with stage("models", timings):
             ref = reference.load_reference(con, cfg, opts.input_dir, chosen, opts.shown)
@@ -612,7 +612,7 @@ def _execute_locked(
     # each audit's empty month names the dates of the feeds its cases and orders come from (its required tables)
     feed_dates = {a.id: period_status.feed_dates(con, cfg.site_timezone, a.required_tables) for a in chosen}
     con.close()
-    per_feed = {a.id: {f: (first, last) for f, (first, last, _) in feed_dates[a.id].items()} for a in chosen}
+    per_feed = {a.id: period_status.feed_spans(feed_dates[a.id]) for a in chosen}
     spans = {
         a.id: {
             "cases": case_spans.get(a.id, (None, None)),
@@ -621,7 +621,7 @@ def _execute_locked(
             "feed_months": {f: months for f, (_, _, months) in feed_dates[a.id].items()},
             # this run's extract, table -> its months (None: no --input), and whether it brought nothing new
             "delivered": {t: (p.first_month, p.last_month) for t, p in prepared.items()} if opts.input_dir is not None else None,
-            "nothing_new": not loads or all(ld.action == "skipped_already_loaded" for ld in loads),
+            "nothing_new": nothing_new,
             "feeds": period_status.feeds_in_words(a.required_tables),
         }
         for a in chosen
@@ -678,8 +678,6 @@ def _execute_locked(
         # a FHIR export's manifest.json, when the client saved one: its hash, transactionTime, files listed
         "export_manifest": next((prep.export_manifest for prep in prepared.values() if prep.export_manifest), None),
         **_extract_declared(cfg),
-        # the run's warning lines so far: each run.json lists those about its audit and period logged before it
-        "warnings": warnings.about(),
     }
     audit_info = {
         a.id: {

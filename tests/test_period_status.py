@@ -138,7 +138,10 @@ def test_an_empty_month_names_the_dates_of_the_audits_own_feeds():
     before the month read the procedures' dates too, not the diagnoses that stopped coming."""
     import duckdb  # noqa: PLC0415
 
-    from pipeline.period_status import build, data_span, feeds_in_words  # noqa: PLC0415
+    from pipeline.period_status import build, feed_dates, feed_spans, feeds_in_words, spanning  # noqa: PLC0415
+
+    def data_span(con, site_timezone, feeds):  # the first and last date of any of the feeds
+        return spanning(feed_spans(feed_dates(con, site_timezone, feeds)))
 
     con = duckdb.connect()
     con.execute("CREATE TABLE stg_procedures AS SELECT TIMESTAMPTZ '2026-06-30 12:00:00+00' AS performed_at")
@@ -185,7 +188,7 @@ def test_a_feed_without_a_row_in_a_month_the_others_reach_is_warned_and_shown(ca
         "CREATE TABLE stg_imaging_orders AS SELECT * FROM (VALUES (TIMESTAMPTZ '2026-09-01 12:00:00+00'), "
         "(TIMESTAMPTZ '2026-10-31 12:00:00+00'), (NULL)) AS t(ordered_at)"
     )
-    per_feed = feed_spans(con, "UTC", ("procedures", "imaging_orders", "diagnoses", "patients"))
+    per_feed = feed_spans(feed_dates(con, "UTC", ("procedures", "imaging_orders", "diagnoses", "patients")))
     assert per_feed == {
         "procedures": ("2026-09-15", "2026-11-30"),
         "imaging_orders": ("2026-09-01", "2026-10-31"),
