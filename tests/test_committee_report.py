@@ -486,12 +486,17 @@ def test_workbook_is_a_review_form(month):
 def test_the_workbook_says_the_period_is_provisional_as_the_report_does(month):
     """The month is provisional (later data can still change its verdicts): the report says so on its first page; a
     reviewer working in the workbook read nothing of it and could review verdicts that are still to change."""
-    banner = _text(month["report"][month["report"].index('<div class="warning" role="note"><strong>Provisional.') :])
+    start = month["report"].index('<div class="warning" role="note"><strong>Provisional.')
+    banner = _text(month["report"][start : month["report"].index("</div>", start)])
     final_from = re.search(r"reaches (\d{4}-\d{2}-\d{2})", banner).group(1)
     cells = Workbook(month["out"] / "csf_leak" / "case_list.xlsx").cells("Explanation")
     status = [cells[(i, 1)]["text"] for (i, j), c in cells.items() if j == 0 and c["text"] == "Period status"]
-    assert len(status) == 1 and status[0].startswith("Provisional: the loaded data runs through "), status
-    assert f"until the loaded data reaches {final_from}" in status[0], (status, final_from)
+    assert len(status) == 1 and status[0].startswith("Provisional. The loaded data runs through "), status
+    assert f"once the loaded data reaches {final_from}, " in status[0], (status, final_from)
+    # in the page's words (one home: the banner's partial), the report's Methods named as such
+    div = month["report"][start : month["report"].index("</div>", start)]
+    page = " ".join(html.unescape(re.sub(r"<[^>]+>", "", div)).split())
+    assert status[0] == page.replace("see Methods", "see the report's Methods"), (status, page)
 
 
 def test_the_printed_case_list_names_its_columns_as_the_workbook_does(month):

@@ -11,7 +11,10 @@ import polars as pl
 
 from pipeline import audits
 from pipeline.report import workbook
+from pipeline.report.audit_sections import status_texts
 from pipeline.report.names import in_words
+from pipeline.report.spec import ReportSpec
+from pipeline.report.templates import make_env
 
 AUDIT = "low_back_pain"
 AUDIT_DIR = Path(__file__).resolve().parents[1] / "audits" / AUDIT
@@ -417,8 +420,6 @@ def _look_back_note(
     import duckdb
 
     from pipeline.report.audit_sections import look_back, note_texts, period_note
-    from pipeline.report.spec import ReportSpec
-    from pipeline.report.templates import make_env
 
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
@@ -475,7 +476,8 @@ def test_the_first_page_says_when_the_look_back_reaches_before_the_diagnoses_hel
     assert plain[0]["text"].endswith("running the period again settles the others.")
     maturity = {"status": "final", "data_through": "2026-06-30", "final_from": "2026-06-12", "last_index_date": "2026-04-30"}
     final = {"status": {"maturity": maturity | {"horizon_days": "42"}}, "period_notes": plain}
-    assert workbook._period_status(final) == [
+    said = status_texts(make_env(), final, ReportSpec.of(next(a for a in audits.discover() if a.id == AUDIT)))
+    assert workbook._period_status(final, said) == [
         (
             "Period status",
             "Final: the loaded data runs through 2026-06-30, past 2026-06-11, the last day of the audit's 42-day windows"
@@ -626,8 +628,6 @@ def _index_diagnoses_note(has_position: bool, has_setting: bool) -> str:
     import html
 
     from pipeline.report.audit_sections import helpers
-    from pipeline.report.spec import ReportSpec
-    from pipeline.report.templates import make_env
 
     spec = ReportSpec.of(next(a for a in audits.discover() if a.id == AUDIT))
     env = make_env(spec.report_dir)
@@ -716,8 +716,6 @@ def test_a_month_without_episodes_says_so_in_episodes():
     an audit whose measures count episodes (the CSF-leak audit's word)."""
     import html  # noqa: PLC0415
 
-    from pipeline.report.spec import ReportSpec  # noqa: PLC0415
-    from pipeline.report.templates import make_env  # noqa: PLC0415
     from pipeline.resources import reports_dir  # noqa: PLC0415
 
     spec = ReportSpec.of(next(a for a in audits.discover() if a.id == "low_back_pain"))
@@ -735,11 +733,16 @@ def test_a_month_without_episodes_says_so_in_episodes():
         " Final: the loaded data runs through 2025-12-31, past 2025-09-11, the last day of the audit's 42-day windows from"
         " the period's last index date, 2025-07-31."
     )
-    run_info = {"audit": {"case_unit": "episode"}, "status": status}
-    assert workbook._period_status(run_info)[0] == (
-        "Period status",
-        "No episodes in 2025-07: the data holds no episode of this period; the Cases sheet is empty.",
-    )
+    # the workbook's Explanation says the page's notes in its words, the Cases sheet for the measures below
+    assert workbook._period_status({"status": status}, status_texts(make_env(), {"status": status}, spec)) == [
+        (
+            "Period status",
+            "No episodes in 2025-07. The loaded data holds no episode of this period (its diagnoses and imaging orders are"
+            " dated 2024-12-02 to 2026-01-06), so there is nothing to audit: the Cases sheet is a header row only, not"
+            " broken.",
+        ),
+        ("Period status", said[said.index(" Final: ") + 1 :]),
+    ]
     page = (reports_dir() / "report.html").read_text(encoding="utf-8")
     empty = re.search(r'<tr><td colspan="6" class="empty">\{% if scope.kind.*?</td></tr>', page).group(0)
     rows = {kind: make_env().from_string(empty).render(scope={"kind": kind}, spec=spec) for kind in ("hospital", "department")}
@@ -754,24 +757,20 @@ def test_a_provisional_month_says_its_episodes_can_still_change():
     period can still gain evidence" of a month whose headline counts episodes (its 2026-06)."""
     import html  # noqa: PLC0415
 
-    from pipeline.report.spec import ReportSpec  # noqa: PLC0415
-    from pipeline.report.templates import make_env  # noqa: PLC0415
-
     spec = ReportSpec.of(next(a for a in audits.discover() if a.id == "low_back_pain"))
     maturity = {"status": "provisional", "data_through": "2026-06-30", "final_from": "2026-08-12"}
     status = {"period": "2026-06", "maturity": maturity | {"horizon_days": "42", "last_index_date": "2026-06-30"}}
     banner = make_env().get_template("_status_banner.html").render(status=status, spec=spec)
     said = " ".join(html.unescape(re.sub(r"<[^>]+>", "", banner)).split())
     assert "Episodes indexed late in the period can still gain evidence" in said and "Cases" not in said, said
-    rows = workbook._period_status({"audit": {"case_unit": "episode"}, "status": status})
-    assert rows[0][1].startswith("Provisional: the loaded data runs through 2026-06-30. Episodes indexed late"), rows
+    rows = workbook._period_status({"status": status}, status_texts(make_env(), {"status": status}, spec))
+    assert rows[0][1].startswith("Provisional. The loaded data runs through 2026-06-30. Episodes indexed late"), rows
 
 
 def test_a_grouping_with_one_value_is_a_sentence_not_a_second_table():
     """Every episode of the month was outpatient: the table by setting repeated the overall row under another heading (a
     month's one row already was left out). The overall table stays; the single setting is said in words."""
     from pipeline.report.audit_sections import helpers  # noqa: PLC0415
-    from pipeline.report.templates import make_env  # noqa: PLC0415
 
     audit = next(a for a in audits.discover() if a.id == AUDIT)
     counts = {"episodes": 16, "numerator": 4, "denominator": 13, "early_imaging": 9, "not_evaluable": 0, "excluded": 3}
@@ -802,8 +801,6 @@ def test_a_grouping_with_one_value_is_a_sentence_not_a_second_table():
 def test_the_index_names_an_empty_month_in_each_measures_unit():
     """The audit's index printed "no cases" under the low back pain measures, which count episodes and orders; the site
     index said "no episodes" and "no orders" of the same months."""
-    from pipeline.report.spec import ReportSpec  # noqa: PLC0415
-    from pipeline.report.templates import make_env  # noqa: PLC0415
     from pipeline.resources import reports_dir  # noqa: PLC0415
 
     spec = ReportSpec.of(next(a for a in audits.discover() if a.id == AUDIT))

@@ -61,7 +61,7 @@ def test_a_month_without_cases_exits_0_with_a_report_that_says_so(tmp_path, mont
 
     cells = Workbook(tmp_path / "out" / "csf_leak" / "case_list.xlsx").cells("Explanation")
     said = [cells[(i, 1)]["text"] for i, j in cells if j == 1 and cells[(i, 0)]["text"] == "Period status"]
-    assert any(t.startswith(f"No cases in {month} so far: ") and "Cases sheet is empty" in t for t in said), said
+    assert any(t.startswith(f"No cases in {month} so far. ") and "Cases sheet is a header row only" in t for t in said), said
     run = json.loads((tmp_path / "out" / "csf_leak" / "run.json").read_text())
     assert run["counts"]["cases"] == 0
     # run.json lists the warnings the log gave about its audit (it had listed the demo key's alone), each audit's
@@ -552,3 +552,10 @@ def test_a_monthly_delivery_without_its_orders_file_is_a_warning_and_said_on_the
     page = " ".join((out / "csf_leak" / "report.html").read_text(encoding="utf-8").split())
     banner = "<strong>No imaging orders dated in 2025-07.</strong> The loaded imaging orders are dated 2025-06-04 to 2025-06-06"
     assert banner in page
+    # and the workbook a reviewer works in, under Period status in the page's words (it had said only "Final")
+    from xlsx_xml import Workbook  # noqa: PLC0415 - only these tests read a workbook
+
+    cells = Workbook(out / "csf_leak" / "case_list.xlsx").cells("Explanation")
+    status = [cells[(i, 1)]["text"] for i, j in cells if j == 1 and cells[(i, 0)]["text"] == "Period status"]
+    short = [t for t in status if t.startswith("No imaging orders dated in 2025-07. The loaded imaging orders are dated")]
+    assert len(short) == 1 and short[0].endswith("Load the imaging orders extract, then run the period again."), status

@@ -115,9 +115,23 @@ def note_texts(env: jinja2.Environment, note: dict | None) -> list[dict]:
     return out
 
 
+def status_texts(env: jinja2.Environment, run_info: dict, spec: ReportSpec) -> list[str]:
+    """What the first page says of the period itself (``_status_banner.html``: empty, a feed short, provisional or
+    final, revised, quiet months), one plain text per note, for the workbook's Explanation: rendered from the partial,
+    so a note the page gains the workbook says too (it had lacked three of them)."""
+    if not run_info.get("status"):
+        return []
+    run = {"run_id": run_info.get("run_id")}
+    shown = env.get_template("_status_banner.html").render(status=run_info["status"], spec=spec, run=run, in_workbook=True)
+    return [_words(body) for _, body in re.findall(r"<(div|p)\b[^>]*>(.*?)</\1>", shown, flags=re.S)]
+
+
 def _words(markup: str) -> str:
-    """Rendered markup as a reader reads it: tags dropped, entities decoded, spaces collapsed."""
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", markup)).split())
+    """Rendered markup as a reader reads it: tags dropped, entities decoded, spaces collapsed. An inline tag goes
+    without a trace (a space for it printed "reaches <strong>2026-09-13</strong>," as "2026-09-13 ,"), any other
+    one as a space (paragraphs, cells and line breaks part words)."""
+    inline = re.sub(r"</?(?:strong|em|b|i|code|a|span|abbr|small)\b[^>]*>", "", markup)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", inline)).split())
 
 
 def section_rows(con, spec: ReportSpec, department: str | None, reach: dict | None = None) -> list[dict]:

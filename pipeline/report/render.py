@@ -25,7 +25,7 @@ import polars as pl
 
 from pipeline import db, period_status
 from pipeline.report import caselist, feed, pages, relations, sections, workbook
-from pipeline.report.audit_sections import helpers, look_back, note_texts, period_note
+from pipeline.report.audit_sections import helpers, look_back, note_texts, period_note, status_texts
 from pipeline.report.names import printed_department, rule_labels, slugify
 from pipeline.report.pdf import CHROMIUM_FLAGS, RunningHeader, find_chromium, pdf_engine, write_pdf  # noqa: F401 - re-exported
 from pipeline.report.spec import ReportSpec
@@ -166,6 +166,7 @@ def render_steps(
             settings["low"],
             spec,
             sections.funnel_positions(providers, settings["overall_rates"], spec),
+            status_texts(env, run_info, spec),
         )
 
         departments = [

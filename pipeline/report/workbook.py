@@ -32,7 +32,6 @@ import xlsxwriter.workbook
 from xlsxwriter.utility import _preserve_whitespace, xl_col_to_name
 
 from pipeline.formula_guard import neutralise, neutralise_expr
-from pipeline.period_status import final_since, final_text
 from pipeline.quality.result import OUTCOMES, outcome, outcome_counts, printed_examples
 from pipeline.report import sheet_rows
 from pipeline.report.caselist import TIME_AFTER_FORMAT, time_after_number
@@ -213,9 +212,11 @@ def write_case_list(
     low: int = 20,
     spec=None,
     positions: pl.DataFrame | None = None,
+    status_notes: list[str] = (),
 ) -> Path:
     """Write ``case_list.xlsx``: sheets Cases (one row per audited order), Providers, Explanation and Rules.
-    ``positions``: group_key, funnel_position (``sections.funnel_positions``), a column of the Providers sheet."""
+    ``positions``: group_key, funnel_position (``sections.funnel_positions``), a column of the Providers sheet.
+    ``status_notes``: what the report's first page says of the period (``audit_sections.status_texts``)."""
     # constant_memory: rows stream to disk as written (a 100k-order list neither piles up cell objects
     # nor pays for them); the Cases sheet is therefore written strictly row by row.
     # zipped in memory, then written in one go: on a full disk xlsxwriter's half-written ZipFile would
@@ -328,7 +329,7 @@ def write_case_list(
     funnel_label = funnel.label if funnel is not None else None
     _providers_sheet(wb, providers, head, percent, indented, low, run_info, measures, positions, funnel_label)
     provider_notes = provider_column_notes(spec, low, funnel_label if positions is not None else None)
-    _explanation_sheet(wb, run_info, columns, head, styles["wrap"], provider_notes)
+    _explanation_sheet(wb, run_info, columns, head, styles["wrap"], provider_notes, status_notes)
     _rules_sheet(wb, rules, head, styles["wrap"], run_info)
     with _fast_zip():
         wb.close()
@@ -591,7 +592,9 @@ def provider_column_notes(spec, low: int, funnel_label: str | None) -> list[tupl
     return notes
 
 
-def _explanation_sheet(wb, run_info: dict, columns: list[Column], head, wrap, provider_notes=()) -> None:
+def _explanation_sheet(
+    wb, run_info: dict, columns: list[Column], head, wrap, provider_notes=(), status_notes: list[str] = ()
+) -> None:
     ex = wb.add_worksheet("Explanation")
     # its first row is the run id, no header: repeated, it stood atop each printed page over the columns' glossary
     _print_setup(ex, run_info, "case list: explanation", header_row=False)
@@ -611,7 +614,7 @@ def _explanation_sheet(wb, run_info: dict, columns: list[Column], head, wrap, pr
             "ask the operator for the crosswalk file (--reid-file), kept apart.",
         ),
         ("Reviewing", _reviewing(columns)),
-        *_period_status(run_info),
+        *_period_status(run_info, status_notes),
         *_data_quality(run_info),
         # what the FHIR export's manifest says the data lack, as the report's Data quality says it
         *(("Data limits", f"{e['title']}. {e['text']}") for e in export_limits(run_info)),
@@ -642,32 +645,12 @@ def _reviewing(columns: list[Column]) -> str:
     )
 
 
-def _period_status(run_info: dict) -> list[tuple[str, str]]:
-    """Whether the period's verdicts can still change (run.json ``status``, as the report's first page says it): a
-    reviewer works in this file, not on the report's first page."""
-    status = run_info.get("status") or {}
-    lines = []
-    unit = (run_info.get("audit") or {}).get("case_unit") or "case"  # the audit's: "episode" for low back pain
-    if "empty" in status:  # a month without cases: the Cases sheet is a header row only, which reads as a broken file
-        young = " so far" if (status.get("maturity") or {}).get("status") == "provisional" else ""
-        text = f"No {unit}s in {status.get('period')}{young}: the data holds no {unit} of this period; the Cases sheet is empty."
-        lines.append(("Period status", text))
-    maturity = status.get("maturity") or {}
-    if maturity.get("status") == "provisional":
-        text = (
-            f"Provisional: the loaded data runs through {maturity.get('data_through')}. {unit.capitalize()}s indexed late "
-            "in the period can still gain evidence, orders and verdicts from later data, so these rows can change until "
-            f"the loaded data reaches {maturity.get('final_from')}; run the period again then."
-        )
-    elif maturity.get("status") == "final":
-        text = final_text(maturity)
-        if status.get("finalised"):  # published provisional before: as the report's first page says it
-            text += " " + final_since(status["finalised"])
-    else:
-        text = ""
-    # what the audit says of the period beside it (report/period_note.html, as the report's first page says it)
-    notes = [("Period status", n["text"]) for n in run_info.get("period_notes") or []]
-    return [*lines, *([("Period status", text)] if text else []), *notes]
+def _period_status(run_info: dict, status_notes: list[str]) -> list[tuple[str, str]]:
+    """Whether the period's verdicts can still change, and what else the report's first page says of the period
+    (``status_notes``: its notes in its words), then the audit's own note on the period: a reviewer works in this
+    file, not on the report's first page."""
+    notes = [*status_notes, *(n["text"] for n in run_info.get("period_notes") or [])]
+    return [("Period status", text) for text in notes]
 
 
 def _data_quality(run_info: dict) -> list[tuple[str, str]]:
