@@ -762,3 +762,40 @@ def test_an_order_id_s_printed_width_is_estimated_from_its_characters():
     # DejaVu Sans at 7 pt: 16 digits at 0.636 em, 2 hyphens at 0.361, 6 capitals at 0.78; M and W at 1.0
     expected = [7 * (16 * 0.636 + 2 * 0.361 + 6 * 0.78), 7 * 10 * 0.636, 7 * (2 * 1.0 + 0.361 + 2 * 0.636), 0.0, 0.0]
     assert points == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("rows", "scope", "said"),
+    [
+        (
+            [],
+            {"kind": "department", "name": "Primary Care"},
+            "No adult index procedure was performed in Primary Care in this period",
+        ),
+        ([], {"kind": "hospital"}, "No adult index procedure in this period: no leak rate to show."),
+        # a child's procedure only: no adult denominator, the factor recorded
+        (
+            [{"label": "Needle type", "value": "cutting", "numerator": 0, "denominator": 0, "recorded": 1}],
+            {"kind": "department", "name": "Pediatrics"},
+            "No adult index procedure was performed in Pediatrics in this period",
+        ),
+        (
+            [{"label": "Needle type", "value": "not recorded", "numerator": 1, "denominator": 5, "recorded": 0}],
+            {"kind": "department", "name": "Anesthesiology"},
+            "The procedure log holds no risk factors",
+        ),
+    ],
+)
+def test_the_risk_factors_of_a_page_without_procedures_say_so_not_that_the_log_lacks_them(rows, scope, said):
+    """A department that performed no index procedure (Primary Care orders imaging; it does no epidurals): its page
+    said "The procedure log holds no risk factors" beside a hospital page that tabulates all of them (a committee
+    member's review)."""
+    from pipeline.report.audit_sections import helpers  # noqa: PLC0415
+
+    spec = ReportSpec.of(next(a for a in audits_mod.discover() if a.id == "csf_leak"))
+    env = templates.make_env(spec.report_dir)
+    env.globals.update(helpers(20, spec.labels))
+    page = env.get_template("audit/risk.html").render(scope=scope, section={"rows": rows}, low=20, parameters={})
+    text = " ".join(re.sub(r"<[^>]+>", " ", page).split())
+    assert said in text, text
+    assert ("holds no risk factors" in text) is (said == "The procedure log holds no risk factors"), text
