@@ -325,3 +325,28 @@ def test_a_funnel_position_outside_the_limits_says_better_or_worse(run):
             better = position.startswith("below") == lower
             assert position.endswith(" (better)" if better else " (worse)"), (audit_id, position)
     assert seen, "no department or provider outside the funnel limits in the generated run"
+
+
+def test_the_first_pages_say_which_way_each_rate_is_good(run):
+    """The audit's index and the site index set a higher-is-better rate beside a lower-is-better one (low back pain:
+    30.8% of episodes without imaging beside 90.0% of orders early); only the report's headline said which way each
+    was good, so a member reading the first page for a minute could not tell a bad 30.8% from a bad 90% (a committee
+    member's review). Each column head now says it, from the manifest's direction."""
+    spec = ReportSpec.of(next(a for a in audits.discover() if a.id == "csf_leak"))
+    better = {"higher_is_better": "↑ higher is better", "lower_is_better": "↓ lower is better"}
+
+    def heads(page: Path, table_at: str) -> list[str]:
+        text = page.read_text(encoding="utf-8")
+        table = text[text.index(table_at) :]
+        return [
+            " ".join(_cells(h).split())
+            for h in re.findall(r"<th scope=\"col\">(.*?)</th>", table[: table.index("</thead>")], re.S)
+        ]
+
+    months = heads(run["out"] / "csf_leak" / "index.html", '<section id="months">')
+    assert [h for h in months if h != "Month"] == [
+        f"{t.label} n / N {t.denominator} · rate · 95% CI · {better[t.direction]}" for t in spec.trend_measures
+    ]
+    site = heads(run["out"] / "index.html", '<section id="audit-csf_leak">')
+    headline = [m for m in spec.measures if m.headline]
+    assert site[3:-1] == [f"{m.label} n / N · rate · 95% CI · {better[m.direction]}" for m in headline], site

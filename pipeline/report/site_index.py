@@ -24,6 +24,7 @@ def _entry(folder: Path, href: str, info: dict, low: int) -> dict:
     labels = {m["id"]: with_parameters(m["label"], audit.get("parameters", {})) for m in audit.get("measures", [])}
     rows = {r.get("measure_id"): sections.marked(r, low) for r in info.get("headline", [])}
     units = {m["id"]: m.get("unit") for m in audit.get("measures", [])}
+    directions = {m["id"]: m.get("direction") for m in audit.get("measures", [])}
     departments = folder / "departments"
     maturity = info.get("status", {}).get("maturity") or {}  # pipeline.period_status: the period's own state
     # what this run changed since the run before it audited the period (history.record_period), dated by its start:
@@ -58,7 +59,11 @@ def _entry(folder: Path, href: str, info: dict, low: int) -> dict:
         "feed": (folder / "metrics.csv").is_file(),  # a backfill's month has none (its feed: the audit's folder)
         "n_departments": len(list(departments.glob("*.html"))) if departments.is_dir() else 0,
         # an empty cell names what the measure counts: "no cases" read wrong under an order measure
-        "measures": [{"label": labels.get(m, m), "row": rows.get(m), "unit": units.get(m)} for m in headline_ids],
+        # and which way it is good: a higher-is-better rate sits beside a lower-is-better one
+        "measures": [
+            {"label": labels.get(m, m), "row": rows.get(m), "unit": units.get(m), "direction": directions.get(m)}
+            for m in headline_ids
+        ],
     }
 
 
