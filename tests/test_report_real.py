@@ -350,3 +350,15 @@ def test_the_first_pages_say_which_way_each_rate_is_good(run):
     site = heads(run["out"] / "index.html", '<section id="audit-csf_leak">')
     headline = [m for m in spec.measures if m.headline]
     assert site[3:-1] == [f"{m.label} n / N · rate · 95% CI · {better[m.direction]}" for m in headline], site
+
+
+def test_the_report_says_how_many_local_times_fell_in_the_repeated_autumn_hour(run):
+    """A local time in the hour the clocks repeat is read as the earlier instant: run.json counted them, the report
+    said nothing, and a committee member checking an order near the 72-hour line could not know its time was in
+    doubt (a committee member's review: 18 imaging orders in the 2026-04 month's extract)."""
+    inputs = json.loads((run["out"] / "csf_leak" / "run.json").read_text())["inputs"]
+    doubt = [(i["ambiguous_local_times"], i["table"]) for i in inputs if i["ambiguous_local_times"]]
+    assert doubt, inputs  # the synthetic extract's times cross two autumn nights
+    said = " ".join(_cells(run["report"]).split())
+    counts = ", ".join(f"{n:,} in {t}" for n, t in doubt)
+    assert f"Local times in the hour the clocks repeat when daylight saving ends: {counts}. Each is read as" in said
