@@ -163,7 +163,8 @@ def connect_server(java, tmp_path_factory):
         "--conf", "spark.ui.enabled=false", "--conf", "spark.driver.memory=1g", "--driver-java-options", DECK_JVM_OPTIONS,
     ]  # fmt: skip
     with log.open("wb") as sink:
-        server = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
+        # its cwd a scratch folder: the server's SQL warehouse (spark-warehouse/) had been made in the checkout
+        server = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, cwd=log.parent)
     try:
         deadline = time.monotonic() + 240
         while True:
