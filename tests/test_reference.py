@@ -13,6 +13,7 @@ import tomllib
 from collections import Counter
 from pathlib import Path
 
+import polars as pl
 import pytest
 import simple_icd_10_cm as icd
 
@@ -532,3 +533,22 @@ def test_manifest():
     for name in ("value_sets", "code_map"):
         assert (REF / f"{name}.csv").exists(), name
         assert re.fullmatch(r"\d{4}\.\d+\.\d+", m["code_sets"][name]), (name, m["code_sets"][name])
+
+
+@pytest.mark.parametrize("tail", ["\n", ",,,,,,,,,\n", " , ,,,,,,,,\n\n"])
+def test_a_blank_line_in_a_code_map_is_skipped_as_in_an_extract(tmp_path, tail):
+    """A trailing blank line, or the ',,,,' row a spreadsheet writes, stopped every run: "line 10, column
+    'study_type': '' is not one of cisternography, ...; fix the code map" (an adopting site's review). An extract's
+    blank line is skipped; so is the map's, and a real error keeps its line number after one."""
+    from pipeline import audits as audits_mod  # noqa: PLC0415
+    from pipeline.errors import ConfigError  # noqa: PLC0415
+    from pipeline.models.reference import Vocabulary, read_code_map  # noqa: PLC0415
+
+    vocabulary = Vocabulary.of(audits_mod.discover())
+    path = tmp_path / "local_code_map.csv"
+    path.write_text(LOCAL_EXAMPLE.read_text(encoding="utf-8").rstrip("\n") + "\n" + tail, encoding="utf-8")
+    assert read_code_map(path, "site", vocabulary).height == pl.read_csv(LOCAL_EXAMPLE, infer_schema=False).height
+    lines = len(path.read_text(encoding="utf-8").splitlines())
+    path.write_text(path.read_text(encoding="utf-8") + "LOCAL,X1,not_a_type,MR,L,without,x,,,site\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"line {lines + 1}, column 'study_type': 'not_a_type' is not one of"):
+        read_code_map(path, "site", vocabulary)

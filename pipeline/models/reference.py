@@ -89,7 +89,10 @@ def read_code_map(path: Path, source: str, vocabulary: Vocabulary, shown: Callab
         raise ConfigError(
             f"{path}, line 1: code map lacks column(s) {', '.join(missing)}; copy the header of examples/local_code_map.csv"
         )
-    df = df.with_row_index("line", offset=2)
+    # a line with no value on it (a trailing blank line, Excel's ',,,,' row) is skipped, as an extract's is: it had
+    # stopped every run as "'' is not one of cisternography, ..."
+    blank = pl.all_horizontal(pl.col(c).str.strip_chars() == "" for c in df.columns)
+    df = df.with_row_index("line", offset=2).filter(~blank)
     for column, allowed in (("study_type", vocabulary.study_types), ("contrast", CONTRASTS)):
         bad = df.filter(~pl.col(column).str.strip_chars().str.to_lowercase().is_in(sorted(allowed)))
         if bad.height:
