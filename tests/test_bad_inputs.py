@@ -1348,3 +1348,59 @@ def test_a_wrapped_column_name_reads_and_keeps_the_rows_lines(tmp_path, small_in
     r = run_cli("run", "--input", small_input, "--out", out, "--no-validate")
     assert r.returncode == 0, r.stderr
     assert _rejects(out).select("source_line", "column_name").rows() == [("4", "patient_id")]
+
+
+@pytest.mark.parametrize(
+    ("names", "said", "todo"),
+    [
+        (
+            ["imaging_orders_part1.csv", "imaging_orders_part2.csv"],
+            "(found imaging_orders_part1.csv, imaging_orders_part2.csv: a table is read from one file)",
+            "Join the parts into one imaging_orders.csv (one header row)",
+        ),
+        (
+            ["imaging_orders.csv.gz"],
+            "(found imaging_orders.csv.gz: compressed; order-audit reads .csv,",
+            "Decompress it into the input folder",
+        ),
+        (
+            ["imaging_orders.json"],
+            "(found imaging_orders.json: only .csv, .txt, .tsv, .parquet, .xlsx are read)",
+            "Put imaging_orders.csv",
+        ),
+    ],
+)
+def test_a_missing_table_file_says_why_the_files_named_like_it_were_not_read(tmp_path, small_input, names, said, todo):
+    """An extract in parts was 'found imaging_orders_part1.csv, imaging_orders_part2.csv: only .csv, ... are read' (they are
+    CSV), and a .csv.gz was told to be named under [formats], which refuses it too (an adopting site's review)."""
+    source = small_input / "imaging_orders.csv"
+    for name in names:
+        target = small_input / name
+        if name.endswith(".gz"):
+            import gzip  # noqa: PLC0415
+
+            target.write_bytes(gzip.compress(source.read_bytes()))
+        else:
+            target.write_bytes(source.read_bytes())
+    source.unlink()
+    line = _expect_exit_2(tmp_path, small_input, "imaging_orders.csv: required file missing " + said, todo)
+    assert line.count("\n") == 0
+
+
+def test_a_compressed_file_named_in_the_config_says_to_decompress_it(tmp_path, small_input):
+    """[formats.imaging_orders] file = "imaging_orders.csv.gz" said 'is not a file type order-audit reads ... Export the table
+    as CSV' of a CSV."""
+    import gzip  # noqa: PLC0415
+
+    source = small_input / "imaging_orders.csv"
+    (small_input / "imaging_orders.csv.gz").write_bytes(gzip.compress(source.read_bytes()))
+    source.unlink()
+    config = tmp_path / "site.toml"
+    config.write_text('[formats.imaging_orders]\nfile = "imaging_orders.csv.gz"\n')
+    out, wh = tmp_path / "out", tmp_path / "wh.duckdb"
+    r = run_cli("run", "--input", small_input, "--out", out, "--warehouse", wh, "--config", config)
+    assert r.returncode == 2, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert "imaging_orders.csv.gz: is compressed (.gz); order-audit reads .csv," in line, line
+    assert line.endswith("Decompress it into the input folder (gunzip, unzip), then run again"), line
+    _assert_nothing_written(out, wh)

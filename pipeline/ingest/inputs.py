@@ -46,6 +46,9 @@ def _input_file(table: str, path: Path, sheet: str | None) -> InputFile:
         raise InputFileError(path, f"is {what}, not the table's file", f"Put the {table} extract itself here, or rename this")
     kind = kind_of(path)
     if kind is None:
+        packed = _packed(path.name)
+        if packed:  # "Export the table as CSV" told a user with a CSV inside a .gz to do what was done
+            raise InputFileError(path, f"is compressed ({packed}); order-audit reads {', '.join(SUFFIXES)}", _UNPACK)
         raise InputFileError(path, f"is not a file type order-audit reads ({', '.join(SUFFIXES)})", "Export the table as CSV")
     if kind == "xlsx":
         return InputFile(table, path, kind, xlsx.pick_sheet(path, table, sheet))
@@ -156,13 +159,38 @@ def find_inputs(input_dir: Path, cfg: Config | None = None, shown: Callable[[str
     return found
 
 
+_PACKED = (".gz", ".zip", ".bz2", ".xz", ".zst", ".7z")
+_UNPACK = "Decompress it into the input folder (gunzip, unzip), then run again"
+
+
+def _packed(name: str) -> str | None:
+    """A compressed file's suffix (``procedures.csv.gz``: '.gz'), else None."""
+    suffix = Path(name).suffix.lower()
+    return suffix if suffix in _PACKED else None
+
+
 def missing_file_error(input_dir: Path, table: str, needed_by: list[str]) -> InputFileError:
-    """The one line for a table every audit the run could do needs, and the folder lacks."""
+    """The one line for a table every audit the run could do needs, and the folder lacks; the files named like it
+    say why it was not found: compressed, in parts (one table is one file), or of a type not read. It had said
+    "found procedures_part1.csv, procedures_part2.csv: only .csv, ... are read" of CSV files, and "name its
+    file under [formats]" of a .csv.gz, which that setting refuses too (an adopting site's review)."""
     others = sorted(p.name for p in input_dir.iterdir() if p.name.startswith(table)) if input_dir.is_dir() else []
-    hint = f" (found {', '.join(others)}: only {', '.join(SUFFIXES)} are read)" if others else ""
-    return InputFileError(
-        input_dir / f"{table}.csv",
-        f"required file missing{hint}; the audits that need it: {', '.join(needed_by)}",
+    packed = [n for n in others if _packed(n)]
+    parts = [n for n in others if kind_of(Path(n)) is not None]
+    todo = (
         f"Put {table}.csv (or .parquet, .xlsx) in the input folder, or name its file under "
-        f"[formats.{table}] in the config (order-audit inspect --input DIR suggests one)",
+        f"[formats.{table}] in the config (order-audit inspect --input DIR suggests one)"
+    )
+    if packed:
+        hint = f" (found {', '.join(packed)}: compressed; order-audit reads {', '.join(SUFFIXES)})"
+        todo = _UNPACK
+    elif len(parts) > 1:
+        hint = f" (found {', '.join(parts)}: a table is read from one file)"
+        todo = f"Join the parts into one {table}.csv (one header row), or name the one file under [formats.{table}]"
+    elif others:
+        hint = f" (found {', '.join(others)}: only {', '.join(SUFFIXES)} are read)" if not parts else f" (found {others[0]})"
+    else:
+        hint = ""
+    return InputFileError(
+        input_dir / f"{table}.csv", f"required file missing{hint}; the audits that need it: {', '.join(needed_by)}", todo
     )
