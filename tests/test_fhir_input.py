@@ -182,7 +182,9 @@ def messy(tmp_path_factory) -> dict:
         # line 4: R5's Encounter.class, a list, was read as no class: the diagnosis's setting lost
         fh.write(json.dumps({"resourceType": "Encounter", "id": "E9", "class": [{"coding": [{"code": "IMP"}]}]}) + "\n")
     out = base / "out"
-    result = run_cli("run", "--input", export, "--out", out, "--warehouse", base / "wh.duckdb")
+    # --no-validate: the bad lines are most of each file, a share of a table's own resources the gate stops at
+    # (test_an_export_whose_resources_are_mostly_rejected_stops_at_the_gate); here each line's reject is the point
+    result = run_cli("run", "--input", export, "--out", out, "--warehouse", base / "wh.duckdb", "--no-validate")
     assert result.returncode == 0, result.stderr
     return {
         "export": export,
@@ -493,13 +495,15 @@ def test_a_bad_fhir_setting_stops_before_any_work(tmp_path, export, setting, nee
 
 def test_the_same_export_gives_the_same_bytes_and_loads_once(messy, tmp_path):
     again = tmp_path / "again"
-    r = run_cli("run", "--input", messy["export"], "--out", again, "--warehouse", tmp_path / "wh.duckdb")
+    r = run_cli("run", "--input", messy["export"], "--out", again, "--warehouse", tmp_path / "wh.duckdb", "--no-validate")
     assert r.returncode == 0, r.stderr
     for name in ("audited_orders.csv", "cases.csv", "rejects.csv", "metrics.csv", "attrition.csv"):
         assert (again / "csf_leak" / name).read_bytes() == (messy["out"] / "csf_leak" / name).read_bytes(), name
     # into the same warehouse: every table's files are already loaded, nothing is added
     same = tmp_path / "same"
-    r = run_cli("run", "--input", messy["export"], "--out", same, "--warehouse", messy["out"].parent / "wh.duckdb")
+    r = run_cli(
+        "run", "--input", messy["export"], "--out", same, "--warehouse", messy["out"].parent / "wh.duckdb", "--no-validate"
+    )
     assert r.returncode == 0, r.stderr
     actions = {i["table"]: i["action"] for i in json.loads((same / "csf_leak" / "run.json").read_text())["inputs"]}
     assert actions == dict.fromkeys(("procedures", "imaging_orders", "diagnoses", "patients"), "skipped_already_loaded")
@@ -563,3 +567,48 @@ def test_the_export_is_listed_and_sniffed_once_and_handed_on(tmp_path, export):
 
 def _ndjson_lines(path: Path) -> list[str]:
     return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _every_line(path: Path, change) -> None:
+    """Each resource of the NDJSON file rewritten by ``change`` (a dict in, a dict out)."""
+    rows = [change(json.loads(line)) for line in _ndjson_lines(path)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def test_an_export_whose_resources_are_mostly_rejected_stops_at_the_gate(tmp_path, export):
+    """Every ServiceRequest's code given as text alone (legal R4, but no coding to audit): each a reject, and the
+    run published empty reports with exit 0, where a CSV extract that loses more than 20% of its rows stops (a FHIR
+    integration engineer's review). The share is of the table's own resources, named by file and line."""
+    (export / "manifest.json").unlink(missing_ok=True)
+    _every_line(export / "ServiceRequest.000.ndjson", lambda r: r | {"code": {"text": "MRI lumbar spine"}})
+    out, wh = tmp_path / "out", tmp_path / "wh.duckdb"
+    r = run_cli("run", "--input", export, "--out", out, "--warehouse", wh)
+    assert r.returncode == 3, r.stderr
+    (check,) = [line for line in r.stderr.splitlines() if "orders.rows.readable" in line]
+    assert "orders.rows.readable [src_imaging_orders] 4 of 4 (100.0%)" in check, check
+    assert "e.g. ServiceRequest.000.ndjson line 1: ServiceRequest.code: required element ServiceRequest.code.coding" in check
+    assert "Traceback" not in r.stderr
+    _assert_nothing_written(out, wh)
+
+
+def test_an_export_whose_every_servicerequest_is_left_out_stops_the_run(tmp_path, export):
+    """An Epic-style export codes the imaging category in the site's own system: every ServiceRequest was left out
+    ('category is not imaging'), and the run published empty reports with exit 0. An export the audits read none
+    of is as empty as one without the type: one line naming why, exit 2."""
+    (export / "manifest.json").unlink(missing_ok=True)
+    site = {"coding": [{"system": "urn:oid:1.2.840.114350.1.13.0.1.7.10.798268.30", "code": "7", "display": "Imaging"}]}
+    _every_line(export / "ServiceRequest.000.ndjson", lambda r: r | {"category": [site]})
+    line = _exit_2(tmp_path, export, "ServiceRequest", "every ServiceRequest resource is left out (4 ServiceRequest.category")
+    assert "so the audits have none to read. Check the [fhir] settings that choose them" in line
+
+
+def test_an_export_whose_every_condition_date_is_partial_names_the_files_line(tmp_path, export):
+    """Every Condition's recordedDate partial (2025-01, a dateTime R4 allows): the line named was the export's key
+    ('line 10127' of a 1,022-line file) and the fix a CSV's [formats] setting."""
+    (export / "manifest.json").unlink(missing_ok=True)
+    _every_line(
+        export / "Condition.000.ndjson",
+        lambda r: {k: v for k, v in r.items() if k != "onsetDateTime"} | {"recordedDate": "2025-06"},
+    )
+    line = _exit_2(tmp_path, export, "Condition.000.ndjson, column 'recorded_at': no timestamp in this column parsed")
+    assert "e.g. '2025-06' on line 1)" in line and "[formats" not in line, line

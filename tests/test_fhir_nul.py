@@ -71,7 +71,9 @@ def ran(tmp_path_factory) -> dict:
             fh.write(("\n" if name.startswith("Procedure") else "") + _lines(resource))
         lines[name] = len(path.read_text(encoding="utf-8").splitlines())
     out = base / "out"
-    result = run_cli("run", "--input", export, "--out", out, "--warehouse", base / "wh.duckdb")
+    # --no-validate: the NUL lines are a large share of the small export's own resources, which the gate stops at
+    # (test_fhir_input: ..._mostly_rejected_stops_at_the_gate); here each line's reject is the point
+    result = run_cli("run", "--input", export, "--out", out, "--warehouse", base / "wh.duckdb", "--no-validate")
     assert result.returncode == 0, result.stderr
     return {"out": out, "lines": lines, "rejects": pl.read_csv(out / "csf_leak" / "rejects.csv", infer_schema=False)}
 

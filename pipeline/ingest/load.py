@@ -277,6 +277,10 @@ class PreparedTable:
     left_out: list[dict] = field(default_factory=list)
     # a FHIR export's manifest.json as checked (fhir.manifest: Manifest.facts); what it warns of is logged
     export_manifest: dict | None = None
+    # a FHIR export's table: its own type's resources rejected and judged (rejected or kept; left-out ones apart)
+    # and the first rejects where a person finds them (fhir.tables.own_rejected), the share <table>.rows.readable
+    # judges (a table's rejects also name supporting lines: an order's Encounter)
+    export_rejected: dict | None = None
 
     def __post_init__(self):
         self.source_label = self.source_label or str(self.path)
@@ -446,7 +450,7 @@ def prepare_table(
                 (SELECT count(*) FILTER (WHERE {" OR ".join(ident(c) for c in ambiguous_cols) or "false"}) FROM {src})""",
             [cfg.site_timezone, cfg.site_timezone],
         ).fetchall()[0]
-        parse_checks.check_columns_parsed(con, src, f, contract, cfg)
+        parse_checks.check_columns_parsed(con, src, f, contract, cfg, segments)
         unknown = value_maps.unknown_values(con, typed_path, contract.name, f.label, data_cols)
     finally:
         con.close()

@@ -12,6 +12,7 @@ from pipeline.errors import InputFileError
 from pipeline.ingest import detect, timestamps
 from pipeline.ingest.contract import TableContract
 from pipeline.ingest.inputs import InputFile
+from pipeline.ingest.segments import Segment, file_line
 from pipeline.ingest.value_maps import toml_list
 from pipeline.sqltext import ident
 
@@ -36,7 +37,9 @@ def _shown(example: str | None) -> str:
     return "a value not shown (it may be a patient id)" if example is None else f"'{example}'"
 
 
-def check_columns_parsed(con, src: str, f: InputFile, contract: TableContract, cfg: Config) -> None:
+def check_columns_parsed(
+    con, src: str, f: InputFile, contract: TableContract, cfg: Config, segments: list[Segment] | None = None
+) -> None:
     """Raise when a timestamp or date column has values and not one of them parsed.
 
     `con` holds the loader's `rejects` table: the typed file is read only for a column with
@@ -70,8 +73,14 @@ def check_columns_parsed(con, src: str, f: InputFile, contract: TableContract, c
                 f"The column writes day and month both ways ('{month_first}' month first, '{day_first}' day first): "
                 + detect.MIXED_DAY_MONTH_FIX
             )
+        # a table read from several files (a FHIR export): its key's file and line ('line 10127' had been named of a
+        # 1,022-line Condition file), and an export's element is set in the export, not by a CSV's [formats]
+        label, at = f.label, file_line(line, segments) if segments else None
+        if at is not None:
+            label, line = at
+            fix = "Each value is a date or dateTime FHIR R4 does not allow here, or a partial one (2025-01): export them whole"
         raise InputFileError(
-            f.label,
+            label,
             # the example is not shown when it is a patient id of the table (a column mapped wrongly, load.py)
             f"no {kind} in this column parsed ({bad} values, e.g. {_shown(example)} on line {line})",
             fix,

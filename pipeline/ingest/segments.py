@@ -36,6 +36,12 @@ class Place:
     where: str  # 'line 12', or 'ServiceRequest.001.ndjson line 12' across files
 
 
+def file_line(key: int, segments: list[Segment]) -> tuple[str, int] | None:
+    """The file (as rejects name it) and line of one key, in Python: for the few keys a message names (a query's
+    many keys go through ``place``). None for a key in no segment."""
+    return next(((s.label, key - s.first_key + 1) for s in segments if s.first_key <= key <= s.last_key), None)
+
+
 def place(con: duckdb.DuckDBPyConnection, key: str, segments: list[Segment], default_file: str = "NULL") -> Place:
     """How a query names the file and line of `key` (a SQL expression). Without segments: the line is the key and the
     file `default_file` (a SQL expression). With them: a LEFT JOIN on `TABLE`, filled here on `con` with one row a

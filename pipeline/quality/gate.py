@@ -216,8 +216,10 @@ def check_inputs(
         "site_timezone": cfg.site_timezone,
         "data_since": declared_start(prepared, cfg),
         "data_through": declared_reach(prepared, cfg),
-        # the tables read from a FHIR export (its reader's segments): <table>.rows.readable judges files of tables
+        # the tables read from a FHIR export (its reader's segments): <table>.rows.readable judges the share of the
+        # table's own resources rejected (rejected, judged), not its rejects over its rows
         "export_tables": sorted(name for name, prep in prepared.items() if prep.segments),
+        "export_rejected": {name: prep.export_rejected for name, prep in prepared.items() if prep.export_rejected},
     }
     if spark is not None:
         results = _on_spark(spark, db, suites, params, ship=True, what="input checks")

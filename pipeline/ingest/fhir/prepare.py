@@ -234,10 +234,10 @@ def prepare_inputs(
             # an extract's patients table may be a header alone (the procedures carry birth dates); an export's
             # Patient resources are what every reference resolves to: none at all rejected every row of every table
             required = not contract.may_be_empty or tables.SOURCE_TYPE[contract.name] in export.REQUIRED_TYPES
-            if prep.rows_read == 0 and not left_out and required:
-                what = f"holds no {tables.SOURCE_TYPE[contract.name]} resources"
-                raise InputFileError(f.label, what, "The export looks incomplete; export again")
+            if prep.rows_read == 0 and required:
+                raise _nothing_read(f.label, tables.SOURCE_TYPE[contract.name], left_out)
             prep.left_out = left_out
+            prep.export_rejected = tables.own_rejected(con, contract.name, prep.segments)
             log.info("parsed %s: %d resources read", contract.name, prep.rows_read)
             for out in left_out:
                 log.info("%s: %d %s resources left out (%s)", contract.name, out["count"], out["resource"], out["reason"])
@@ -255,6 +255,20 @@ def prepare_inputs(
         for prep in prepared.values():  # the export's, so every table's: run.json takes it once
             prep.export_manifest = facts
     return prepared
+
+
+def _nothing_read(label: str, resource_type: str, left_out: list[dict]) -> InputFileError:
+    """A required table the export gave no resource of. Every one left out (an Epic export's imaging category coded
+    in its own system: 7,550 ServiceRequests 'category is not imaging') had published empty reports with exit 0:
+    an export the audit reads nothing of is as empty as one without the type."""
+    if not left_out:
+        return InputFileError(label, f"holds no {resource_type} resources", "The export looks incomplete; export again")
+    reasons = "; ".join(f"{o['count']:,} {o['reason']}" for o in left_out)
+    return InputFileError(
+        label,
+        f"every {resource_type} resource is left out ({reasons}), so the audits have none to read",
+        "Check the [fhir] settings that choose them (docs/FHIR.md, the mapping), or export the ones the audits read",
+    )
 
 
 def _check_counts(bulk: export.BulkExport, records: dict[str, int]) -> None:

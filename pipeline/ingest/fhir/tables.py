@@ -19,6 +19,7 @@ import polars as pl
 
 from pipeline.ingest.fhir.extract import sql
 from pipeline.ingest.fhir.settings import FhirSettings
+from pipeline.ingest.segments import Segment, file_line
 from pipeline.sqltext import literal
 
 # each table's own resource type (its left-out counts and problems are about it)
@@ -112,6 +113,29 @@ def write_rejects(con: duckdb.DuckDBPyConnection, table: str, scratch: Path) -> 
         f"TO {literal(rejects)} (FORMAT parquet)"
     )
     return rejects
+
+
+def own_rejected(con: duckdb.DuckDBPyConnection, table: str, segments: list[Segment], sample: int = 5) -> dict | None:
+    """The table's own resources rejected (the ServiceRequests of imaging_orders, not the Encounter lines its
+    rejects name too) and judged (rejected + kept, the left-out ones apart), with the first rejects' file, line and
+    reason; None for a table whose lines another table rejects (REJECTED_ELSEWHERE: the Patients, with procedures)."""
+    if table in REJECTED_ELSEWHERE:
+        return None
+    resource_type = SOURCE_TYPE[table]
+    extracted = f"fhir_{resource_type.lower()}"
+    own = f"fhir_own_rejects({literal(extracted)}, {literal(resource_type)})"
+    rejected, judged = con.execute(
+        f"SELECT (SELECT count(DISTINCT source_line) FROM {own}),"
+        f" (SELECT count(*) FROM {extracted} WHERE problem IS NOT NULL OR left_out IS NULL)"
+    ).fetchone()
+    first = con.execute(
+        f"SELECT source_line, min(coalesce(column_name || ': ', '') || reason) FROM {own} GROUP BY 1 ORDER BY 1 LIMIT {sample}"
+    ).fetchall()
+    # a key is the export's, across files: the file and line a person finds (a key had been given as 'line 11944'
+    # of a 7,550-line file)
+    places = {k: file_line(k, segments) for k, _ in first}
+    where = {k: f"{at[0].rsplit('/', 1)[-1]} line {at[1]}" if at else f"line {k}" for k, at in places.items()}
+    return {"rejected": int(rejected), "judged": int(judged), "first": [f"{where[k]}: {why}" for k, why in first]}
 
 
 def left_out_counts(con: duckdb.DuckDBPyConnection, table: str) -> list[dict]:
