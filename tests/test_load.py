@@ -433,3 +433,26 @@ def test_a_parquet_row_of_nulls_with_a_zoned_timestamp_column_is_no_record(tmp_p
     con, loads = _load(d, tmp_path)
     assert _rejects(con) == []
     assert (loads["imaging_orders"].rows_read, loads["imaging_orders"].rows_loaded) == (2, 2)
+
+
+@pytest.mark.parametrize("every_time_midnight", [True, False])
+def test_a_diagnoses_file_of_midnights_is_read_as_dates(tmp_path, every_time_midnight):
+    """A date column exported as a timestamp (SQL Server's DATETIME: 2025-06-03 00:00:00, every row): read as an
+    instant, MRN-2's leak diagnosis on the day of the procedure (09:00) fell before it and the case was lost, with
+    nothing said (an adopting site's review: 50 cases became 49). A load whose every time (ten or more) is the
+    site's local midnight is dates, as a bare date is; one real time in it keeps them instants."""
+    from conftest import DX_HEADER, write_small_input  # noqa: PLC0415
+
+    d = write_small_input(tmp_path / "in")
+    others = [
+        [f"MRN-{50 + i}", "M54.50", f"2025-06-{10 + i:02d} {'00:00:00' if every_time_midnight or i else '08:15:00'}"]
+        for i in range(9)
+    ]
+    write_csv(d / "diagnoses.csv", DX_HEADER, [["MRN-2", "G97.1", "2025-06-03 00:00:00"], *others])
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", d, "--out", out, "--warehouse", tmp_path / "wh.duckdb", "--no-validate", "--audit", "csf_leak")
+    assert r.returncode == 0, r.stderr
+    cases = pl.read_csv(out / "csf_leak" / "cases.csv", infer_schema=False)
+    audited = pl.read_csv(out / "csf_leak" / "audited_orders.csv", infer_schema=False)["order_id"].to_list()
+    assert ("O4" in audited) is every_time_midnight, audited  # MRN-2's order: audited only when MRN-2 is a case
+    assert cases.height == (2 if every_time_midnight else 1), cases
