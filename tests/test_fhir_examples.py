@@ -168,3 +168,31 @@ def test_the_examples_read_as_the_mapping_says(audited):
     assert case["age_years"] == "50.0"  # Patient.birthDate 1974-12-25, procedure 2025-03-03
     assert case["first_evidence_at"] == "2025-03-04T13:00:00Z"  # Condition.onsetDateTime, no recordedDate
     assert audited["run"]["left_out"] == [] and audited["run"]["counts"]["rejected_rows"] == {}
+
+
+def _contained_reason(order: dict) -> dict:
+    """The order naming its indication by a Condition it contains (R4 References: '#id'), as EHRs export an order's
+    reason when the problem-list entry is not exported on its own."""
+    contained = {k: v for k, v in CONDITION.items() if k not in ("id", "clinicalStatus", "category")} | {"id": "reason1"}
+    return order | {"contained": [contained], "reasonReference": [{"reference": "#reason1"}]}
+
+
+@pytest.mark.parametrize("order", [_contained_reason(o) for o in ORDERS[:1]], ids=["contained"])
+def test_an_order_with_a_contained_condition_is_valid_r4(order):
+    assert get_fhir_model_class("ServiceRequest").model_validate(order).contained[0].id == "reason1"
+
+
+def test_a_reason_named_by_a_contained_condition_is_the_orders_indication(tmp_path):
+    """A reasonReference to a contained Condition ('#reason1') was read as no indication, without a word: an order
+    excluded for its red-flag indication was audited as inappropriate (a FHIR integration engineer's review). Its
+    ICD-10-CM coding is now the order's, as a reasonReference to an exported Condition's is."""
+    export = tmp_path / "export"
+    export.mkdir()
+    resources = dict(RESOURCES, Condition=[], ServiceRequest=[_contained_reason(o) for o in ORDERS])
+    for resource_type, items in resources.items():
+        (export / f"{resource_type}.ndjson").write_text("".join(json.dumps(r) + "\n" for r in items), encoding="utf-8")
+    out = tmp_path / "out"
+    result = run_cli("run", "--input", export, "--out", out, "--no-validate", "--audit", "csf_leak")
+    assert result.returncode == 0, result.stderr
+    orders = pl.read_csv(out / "csf_leak" / "audited_orders.csv", infer_schema=False)
+    assert set(orders["indication_codes"]) == {"G97.1"}, orders.select("order_id", "indication_codes")

@@ -92,7 +92,7 @@ MAPPING: list[tuple[str, str, str, str]] = [
     (
         "imaging_orders",
         "indication_codes",
-        "ServiceRequest.reasonCode[].coding, then reasonReference[] -> Condition.code",
+        "ServiceRequest.reasonCode[].coding, then reasonReference[] -> Condition.code (exported, or contained: #id)",
         "the codings in `diagnosis_code_systems` (ICD-10-CM); a referenced Condition counts unless it is left out; "
         "each code once, `|`-separated",
     ),

@@ -14,7 +14,7 @@ WITH parsed AS (
         "reasonCode": [{"coding": [{"system": "VARCHAR", "code": "VARCHAR"}], "text": "VARCHAR"}],
         "reasonReference": [{"reference": "VARCHAR"}],
         "locationReference": [{"reference": "VARCHAR", "display": "VARCHAR"}],
-        "extension": "JSON"
+        "extension": "JSON", "contained": "JSON"
     }')) AS r
     FROM lines
 ),
@@ -30,8 +30,16 @@ checked AS (
         fhir_code_problem('ServiceRequest.intent', r.intent, ['proposal', 'plan', 'directive', 'order', 'original-order',
             'reflex-order', 'filler-order', 'instance-order', 'option']) AS intent_problem,
         fhir_extension_department(r.extension) AS ext,
-        -- indications: the ICD-10-CM codings of every reasonCode (reasonReference is resolved in the join)
-        CASE WHEN len(r.reasonCode) > 0 THEN fhir_concept_codes(r.reasonCode, getvariable('fhir_diagnosis_systems')) END AS reason_codes,
+        -- indications: the ICD-10-CM codings of every reasonCode, then of the contained Conditions a reasonReference
+        -- names ('#c0'); a reasonReference to a Condition of the export is resolved in the join
+        CASE
+            WHEN list_bool_or(list_transform(r.reasonReference, lambda rr: starts_with(rr.reference, '#')))
+                THEN list_concat(
+                    coalesce(fhir_concept_codes(r.reasonCode, getvariable('fhir_diagnosis_systems')), []),
+                    fhir_contained_codes(r.contained, list_transform(r.reasonReference, lambda rr: rr.reference),
+                        getvariable('fhir_diagnosis_systems')))
+            WHEN len(r.reasonCode) > 0 THEN fhir_concept_codes(r.reasonCode, getvariable('fhir_diagnosis_systems'))
+        END AS reason_codes,
         CASE WHEN len(r.reasonCode) > 0 THEN fhir_concept_texts(r.reasonCode) END AS indication_text
     FROM parsed
 ),

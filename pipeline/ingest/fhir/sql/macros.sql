@@ -59,6 +59,18 @@ CREATE OR REPLACE MACRO fhir_concept_codes(concepts, systems) AS
             lambda c: c.code)
     END;
 
+-- The codes in `systems` of the Conditions a resource contains (contained, kept as JSON) that its references
+-- (a list of reference strings) name as '#id' (R4 References: a contained resource): an EHR's order that names its
+-- indication by a contained Condition. Asked only of a resource with such a reference (the usual one has none):
+-- its indication codes had been lost without a word (an excluded order audited as inappropriate).
+CREATE OR REPLACE MACRO fhir_contained_codes(contained, refs, systems) AS
+    flatten(list_transform(
+        list_filter(
+            json_transform(contained, '[{"resourceType": "VARCHAR", "id": "VARCHAR",
+                "code": {"coding": [{"system": "VARCHAR", "code": "VARCHAR"}]}}]'),
+            lambda c: c.resourceType = 'Condition' AND list_contains(refs, '#' || c.id)),
+        lambda c: fhir_concept_codes([c.code], systems)));
+
 -- Every 'system|code' of a list of CodeableConcepts (a ServiceRequest's categories).
 CREATE OR REPLACE MACRO fhir_concept_keys(concepts) AS
     CASE
