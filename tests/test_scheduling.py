@@ -560,6 +560,36 @@ def test_a_file_within_a_held_file_s_months_is_merged_and_the_log_says_so(small_
     assert [e for e in map(json.loads, later.stderr.splitlines()) if e["event"] == "load_overlaps"] == []
 
 
+def test_a_part_of_an_extract_that_replaces_a_held_part_is_a_warning(small_input, tmp_path):
+    """An extract split by patient, its halves loaded in turn into one warehouse: the second half's procedures cover
+    the same months as the first's, so they replaced them as a correction does, and the run published the second
+    half's cases alone, exit 0, the log saying 'replacing 1 earlier file' (an adopting site's review: 19 cases of
+    50). A file keeping under half of the held file's ids now warns; a correction (one row dropped) says nothing."""
+    from conftest import PROC_HEADER, write_csv
+
+    wh, out = tmp_path / "wh.duckdb", tmp_path / "out"
+    ok(audit(small_input, out, wh))
+    other_half = tmp_path / "other_half"
+    other_half.mkdir()
+    rows = [["PR21", "MRN-21", "2025-06-02 10:00:00", "62323", "Pain clinic", "1970-05-05"]]
+    rows.append(["PR22", "MRN-22", "2025-06-03 11:00:00", "62322", "Pain clinic", "1980-01-01"])
+    write_csv(other_half / "procedures.csv", PROC_HEADER, rows)
+    part = ok(audit(other_half, out, wh, "--log-format", "json"))
+    (said,) = [e for e in map(json.loads, part.stderr.splitlines()) if e["event"] == "load_replaces_a_part"]
+    assert (said["level"], said["held_ids"], said["kept_ids"]) == ("warning", 2, 0), said
+    assert said["message"].startswith(
+        "procedures: procedures.csv replaces the held procedures.csv (the same months) as a correction does, but keeps"
+        " only 0 of its 2 procedure_ids: if it is another part of the extract"
+    )
+    assert said["message"] in json.loads((out / "csf_leak" / "run.json").read_text())["warnings"]
+    # a correction of the same months keeps most of the held ids: no line
+    fixed = tmp_path / "fixed"
+    fixed.mkdir()
+    write_csv(fixed / "procedures.csv", PROC_HEADER, [rows[0], [*rows[1][:2], "2025-06-03 11:30:00", *rows[1][3:]]])
+    again = ok(audit(fixed, out, wh, "--log-format", "json"))
+    assert [e for e in map(json.loads, again.stderr.splitlines()) if e["event"] == "load_replaces_a_part"] == []
+
+
 def test_kill_before_commit_drops_a_correction_and_next_run_applies_it(baseline, tmp_path):
     site = tmp_path / "site"
     shutil.copytree(baseline / "site", site, symlinks=True)

@@ -90,6 +90,44 @@ def _say_overlaps(con: duckdb.DuckDBPyConnection, prep: PreparedTable, file_name
         )
 
 
+KEPT_BY_A_CORRECTION = 0.5  # a correction of a held file keeps most of its ids; a part of an extract keeps few
+
+
+def _say_a_part_replaces(
+    con: duckdb.DuckDBPyConnection, prep: PreparedTable, key: str, view: str, replaced: list[str], file_name: str
+) -> None:
+    """A file of the same months as a held one replaces it, as a correction does; one that keeps under half of the
+    held file's ids (orders, procedures; a diagnosis's patients) is likely another part of the extract (a facility,
+    a range of patients) loaded after the first: the held part's rows go. An adopting site split its extract by
+    patient and loaded the halves in turn into one warehouse: the second replaced the first's procedures, merged its
+    orders, and published 19 cases of 50, exit 0, the log saying only 'replacing 1 earlier file'."""
+    k = ident(key)
+    held, kept = con.execute(
+        f"""WITH held AS (SELECT DISTINCT {k} AS id FROM {view} WHERE list_contains(?, load_id) AND {k} IS NOT NULL)
+            SELECT (SELECT count(*) FROM held),
+                   (SELECT count(*) FROM held SEMI JOIN read_parquet({literal(prep.typed_parquet)}) AS n ON n.{k} = held.id)""",
+        [replaced],
+    ).fetchone()
+    if held == 0 or kept >= KEPT_BY_A_CORRECTION * held:
+        return
+    files = [
+        r[0]
+        for r in con.execute("SELECT path FROM load_ledger WHERE list_contains(?, load_id) ORDER BY path", [replaced]).fetchall()
+    ]
+    event(
+        f"{prep.table}: {file_name} replaces the held {', '.join(files)} (the same months) as a correction does, but "
+        f"keeps only {kept:,} of its {held:,} {key}s: if it is another part of the extract (a facility, a range of "
+        "patients) and not a correction, the held part's rows are gone; deliver the parts as one file and run again",
+        level=logging.WARNING,
+        event="load_replaces_a_part",
+        table=prep.table,
+        file=file_name,
+        held_files=files,
+        held_ids=held,
+        kept_ids=kept,
+    )
+
+
 def merge_table(con: duckdb.DuckDBPyConnection, prep: PreparedTable, run_id: str, gate_rejects: Path | None = None) -> TableLoad:
     """Bring one prepared file into the warehouse, recorded in the ledger.
 
@@ -141,6 +179,7 @@ def merge_table(con: duckdb.DuckDBPyConnection, prep: PreparedTable, run_id: str
         _say_overlaps(con, prep, file_name)
     removed = 0
     if replaced:
+        _say_a_part_replaces(con, prep, contract.id_column or "patient_id", view, replaced, file_name)
         removed = con.execute(f"SELECT count(*) FROM {view} WHERE list_contains(?, load_id)", [replaced]).fetchall()[0][0]
         reject_listing.forget(con, replaced)
         con.execute("UPDATE load_ledger SET superseded_by = ? WHERE list_contains(?, load_id)", [load_id, replaced])
