@@ -799,3 +799,35 @@ def test_the_risk_factors_of_a_page_without_procedures_say_so_not_that_the_log_l
     text = " ".join(re.sub(r"<[^>]+>", " ", page).split())
     assert said in text, text
     assert ("holds no risk factors" in text) is (said == "The procedure log holds no risk factors"), text
+
+
+def test_a_share_of_an_input_set_aside_is_said_on_the_first_page_and_in_the_workbook():
+    """595 of 7,550 orders set aside for a status word no map knew turned ten complete spines' other orders into
+    'wrong region', and the first page said nothing (an adopting site's review): from 1% of a table's rows, the first
+    page and the workbook's Period status say how many, and that the cases are judged without them."""
+    from pipeline.report.audit_sections import status_texts  # noqa: PLC0415
+
+    inputs = [
+        {"table": "imaging_orders", "rows_read": 7550, "rows_rejected": 595},
+        {"table": "procedures", "rows_read": 795, "rows_rejected": 7},  # under 1%: a few bad rows, no note
+        {"table": "diagnoses", "rows_read": 0, "rows_rejected": 0},
+    ]
+    assert sections.set_aside({"inputs": inputs}) == [
+        {"table": "imaging orders", "rejected": 595, "read": 7550, "share": 595 / 7550}
+    ]
+    assert sections.set_aside({"inputs": inputs[1:]}) == [] and sections.set_aside({}) == []
+    spec = ReportSpec.of(next(a for a in audits_mod.discover() if a.id == "csf_leak"))
+    run_info = {"run_id": "R1", "inputs": inputs, "status": {"period": "2025-06"}}
+    (said,) = status_texts(templates.make_env(), run_info, spec)
+    assert said == (
+        "595 of 7,550 imaging orders set aside (7.9%). Rows the extract could not give the audit (unreadable, or failing"
+        " a blocking data-quality check) are left out, so the cases they belong to are judged without them, and their"
+        " verdicts can differ from the site's records; the report's Data quality lists the reasons. Fix the extract or"
+        " the config, then run the period again."
+    )
+    page = (
+        templates.make_env()
+        .get_template("_status_banner.html")
+        .render(status=run_info["status"], spec=spec, run=run_info, set_aside=sections.set_aside(run_info))
+    )
+    assert "<strong>595 of 7,550 imaging orders set aside\n(7.9%).</strong>" in page and "the report's" not in page

@@ -26,6 +26,7 @@ import numpy as np
 from pipeline.db import frame
 from pipeline.report import charts, names
 from pipeline.report.measure import wilson_interval
+from pipeline.report.sections import set_aside
 from pipeline.report.spec import ReportSpec
 
 
@@ -122,7 +123,9 @@ def status_texts(env: jinja2.Environment, run_info: dict, spec: ReportSpec) -> l
     if not run_info.get("status"):
         return []
     run = {"run_id": run_info.get("run_id")}
-    shown = env.get_template("_status_banner.html").render(status=run_info["status"], spec=spec, run=run, in_workbook=True)
+    shown = env.get_template("_status_banner.html").render(
+        status=run_info["status"], spec=spec, run=run, set_aside=set_aside(run_info), in_workbook=True
+    )
     return [_words(body) for _, body in re.findall(r"<(div|p)\b[^>]*>(.*?)</\1>", shown, flags=re.S)]
 
 

@@ -209,6 +209,7 @@ def common_values(run_info: dict, period_label: str, settings: dict, spec: Repor
         "feed_disclosure": feed.methods_text(feed.min_cell_count(run_info)),
         # what the FHIR export's manifest says the data lack: a note on every page, the whole text in the Methods
         "export_limits": sections.export_limits(run_info),
+        "set_aside": sections.set_aside(run_info),  # a share of an input's rows left out: the first page says it
         "period_note": None,  # the audit's own note on the period (audit_sections.period_note), set by the renderer
     }
     if run_info.get("status"):  # the period's own state (empty, provisional, revised): _status_banner.html
