@@ -612,3 +612,16 @@ def test_an_export_whose_every_condition_date_is_partial_names_the_files_line(tm
     )
     line = _exit_2(tmp_path, export, "Condition.000.ndjson, column 'recorded_at': no timestamp in this column parsed")
     assert "e.g. '2025-06' on line 1)" in line and "[formats" not in line, line
+
+
+def test_the_share_of_rejected_servicerequests_leaves_out_those_left_out_on_purpose(tmp_path, export):
+    """The share's denominator is the ServiceRequests judged (rejected or kept), the ones left out on purpose apart:
+    of four, two drafts (left out), one code given as text alone (rejected), one kept: 1 of 2. The orders' view
+    holds only the rows the stream set aside, so counting it gave 1 of 1."""
+    (export / "manifest.json").unlink(missing_ok=True)
+    changes = iter([{"status": "draft"}, {"status": "draft"}, {"code": {"text": "MRI lumbar spine"}}, {}])
+    _every_line(export / "ServiceRequest.000.ndjson", lambda r: r | next(changes))
+    r = run_cli("run", "--input", export, "--out", tmp_path / "out", "--warehouse", tmp_path / "wh.duckdb")
+    assert r.returncode == 3, r.stderr
+    (check,) = [line for line in r.stderr.splitlines() if "orders.rows.readable" in line]
+    assert "orders.rows.readable [src_imaging_orders] 1 of 2 (50.0%)" in check, check

@@ -237,7 +237,9 @@ def prepare_inputs(
             if prep.rows_read == 0 and required:
                 raise _nothing_read(f.label, tables.SOURCE_TYPE[contract.name], left_out)
             prep.left_out = left_out
-            prep.export_rejected = tables.own_rejected(con, contract.name, prep.segments)
+            # the orders streamed: their count is the stream's (its view holds the rows set aside alone)
+            read = stream.records if contract.name == "imaging_orders" else None
+            prep.export_rejected = tables.own_rejected(con, contract.name, prep.segments, read)
             log.info("parsed %s: %d resources read", contract.name, prep.rows_read)
             for out in left_out:
                 log.info("%s: %d %s resources left out (%s)", contract.name, out["count"], out["resource"], out["reason"])

@@ -115,7 +115,9 @@ def write_rejects(con: duckdb.DuckDBPyConnection, table: str, scratch: Path) -> 
     return rejects
 
 
-def own_rejected(con: duckdb.DuckDBPyConnection, table: str, segments: list[Segment], sample: int = 5) -> dict | None:
+def own_rejected(
+    con: duckdb.DuckDBPyConnection, table: str, segments: list[Segment], records: int | None = None, sample: int = 5
+) -> dict | None:
     """The table's own resources rejected (the ServiceRequests of imaging_orders, not the Encounter lines its
     rejects name too) and judged (rejected + kept, the left-out ones apart), with the first rejects' file, line and
     reason; None for a table whose lines another table rejects (REJECTED_ELSEWHERE: the Patients, with procedures)."""
@@ -124,10 +126,14 @@ def own_rejected(con: duckdb.DuckDBPyConnection, table: str, segments: list[Segm
     resource_type = SOURCE_TYPE[table]
     extracted = f"fhir_{resource_type.lower()}"
     own = f"fhir_own_rejects({literal(extracted)}, {literal(resource_type)})"
-    rejected, judged = con.execute(
-        f"SELECT (SELECT count(DISTINCT source_line) FROM {own}),"
-        f" (SELECT count(*) FROM {extracted} WHERE problem IS NOT NULL OR left_out IS NULL)"
-    ).fetchone()
+    # the orders' view holds only the rows the stream set aside (orders.aside_view): their judged are the resources
+    # read (``records``) less those left out; the other types' views hold every resource
+    judged_sql = (
+        f"{int(records)} - (SELECT count(*) FROM {extracted} WHERE problem IS NULL AND left_out IS NOT NULL)"
+        if records is not None
+        else f"(SELECT count(*) FROM {extracted} WHERE problem IS NOT NULL OR left_out IS NULL)"
+    )
+    rejected, judged = con.execute(f"SELECT (SELECT count(DISTINCT source_line) FROM {own}), {judged_sql}").fetchone()
     first = con.execute(
         f"SELECT source_line, min(coalesce(column_name || ': ', '') || reason) FROM {own} GROUP BY 1 ORDER BY 1 LIMIT {sample}"
     ).fetchall()
