@@ -1404,3 +1404,26 @@ def test_a_compressed_file_named_in_the_config_says_to_decompress_it(tmp_path, s
     assert "imaging_orders.csv.gz: is compressed (.gz); order-audit reads .csv," in line, line
     assert line.endswith("Decompress it into the input folder (gunzip, unzip), then run again"), line
     _assert_nothing_written(out, wh)
+
+
+def test_a_repeated_header_row_is_named_as_such_not_a_value_to_map(tmp_path, small_input):
+    """Two exports pasted into one file repeat the header in the middle: the line was rejected as an 'unparseable
+    timestamp', and its status word 'status' was offered as a value to map (`"status" = "?"`, an adopting site's
+    review). It is now one reject saying what it is, and no value of it is offered."""
+    path = small_input / "imaging_orders.csv"
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    path.write_text("".join([*lines[:3], lines[0], *lines[3:]]), encoding="utf-8")
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", small_input, "--out", out, "--warehouse", tmp_path / "wh.duckdb", "--no-validate")
+    assert r.returncode == 0, r.stderr
+    assert "no map knows" not in r.stderr and '"status" = "?"' not in r.stderr, r.stderr
+    rejects = pl.read_csv(out / "csf_leak" / "rejects.csv", infer_schema=False)
+    assert rejects.select("source_line", "reason").rows() == [
+        ("4", "the line repeats the header row (a second export pasted below the first?): not a record")
+    ]
+    assert pl.read_csv(out / "csf_leak" / "audited_orders.csv", infer_schema=False)["order_id"].to_list() == [
+        "O1",
+        "O2",
+        "O3",
+        "O4",
+    ]

@@ -389,6 +389,8 @@ def prepare_table(
         )
         if set_aside:
             con.execute("INSERT INTO rejects SELECT * FROM set_aside")
+        if rows is None and f.fmt in ("csv", "xlsx"):  # a file with a header row, which a pasted export repeats
+            _name_repeated_headers(con, src, f, contract, cfg, typed_cols)
         if f.fmt == "csv" and rows is None:  # a row missing fields: its values may sit in the wrong columns
             short_rows.set_aside(con, typed_path, source, [c for c in schema if c != LINE], truncated)
         read_rejected = 0
@@ -451,7 +453,7 @@ def prepare_table(
             [cfg.site_timezone, cfg.site_timezone],
         ).fetchall()[0]
         parse_checks.check_columns_parsed(con, src, f, contract, cfg, segments)
-        unknown = value_maps.unknown_values(con, typed_path, contract.name, f.label, data_cols)
+        unknown = value_maps.unknown_values(con, typed_path, contract.name, f.label, data_cols, skip=REPEATED_HEADER)
     finally:
         con.close()
     rows_read, first_month, last_month, ambiguous = stats
@@ -564,6 +566,34 @@ def _null_where(con: duckdb.DuckDBPyConnection, typed_path: Path, scratch: Path,
     rewritten = scratch / f"{typed_path.stem}.nulled.parquet"
     con.execute(f"COPY (SELECT * REPLACE ({replaced}) FROM {src}) TO {literal(rewritten)} (FORMAT parquet)")
     rewritten.replace(typed_path)
+
+
+REPEATED_HEADER = "the line repeats the header row (a second export pasted below the first?): not a record"
+
+
+def _name_repeated_headers(
+    con: duckdb.DuckDBPyConnection, src: str, f: InputFile, contract: TableContract, cfg: Config, typed_cols: list[str]
+) -> None:
+    """A line whose id and first time (or date) read as the header's names is the header again (two exports
+    appended, a report's page header): its reasons were an 'unparseable timestamp', and its status word 'status' was
+    offered as a value to map (`"status" = "?"`, an adopting site's review). Its reasons become this one; the
+    value maps skip it. Only a file with such a time problem is read here."""
+    when = next((c for c in (*contract.instants, *contract.dates) if f"_raw_{c}" in typed_cols), None)
+    key = contract.id_column or "patient_id"
+    if when is None or key not in typed_cols:
+        return
+    header = {canonical: source for source, canonical in headers.column_map(f, contract, cfg).items()}
+    if when not in header or key not in header:
+        return
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _header_lines AS SELECT {LINE} AS source_line FROM {src}
+        WHERE lower(trim(_raw_{when})) = lower(?) AND lower(trim({ident(key)})) = lower(?)""",
+        [header[when].strip(), header[key].strip()],
+    )
+    if not con.execute("SELECT count(*) FROM _header_lines").fetchone()[0]:
+        return
+    con.execute("DELETE FROM rejects WHERE source_line IN (SELECT source_line FROM _header_lines)")
+    con.execute("INSERT INTO rejects SELECT source_line, NULL, NULL, ?, 'row_rejected' FROM _header_lines", [REPEATED_HEADER])
 
 
 def _hide_patient_ids(con: duckdb.DuckDBPyConnection, src: str, typed_cols: list[str]) -> None:

@@ -182,18 +182,23 @@ def toml_list(texts: list[str]) -> str:
     return f"[{', '.join(toml_string(t) for t in texts)}]"
 
 
-def unknown_values(con, typed_parquet: Path, table: str, path: str, columns: list[str]) -> list[UnknownValues]:
-    """Count the values of each coded column that are not contract values after the maps (DuckDB on the typed file)."""
+def unknown_values(
+    con, typed_parquet: Path, table: str, path: str, columns: list[str], skip: str | None = None
+) -> list[UnknownValues]:
+    """Count the values of each coded column that are not contract values after the maps (DuckDB on the typed file).
+    ``skip``: a reason of the loader's ``rejects`` table whose lines hold no values (a repeated header row)."""
     from pipeline.sqltext import ident, literal
 
     found = []
+    skipped = "AND source_line NOT IN (SELECT source_line FROM rejects WHERE reason = ?)" if skip else ""
     for (t, column), allowed in constrained_columns().items():
         if t != table or column not in columns:
             continue
         rows = con.execute(
             f"SELECT {ident(column)}, count(*) AS n FROM read_parquet({literal(typed_parquet)}) "
-            f"WHERE {ident(column)} IS NOT NULL AND NOT list_contains(?, {ident(column)}) GROUP BY 1 ORDER BY n DESC, 1",
-            [list(allowed)],
+            f"WHERE {ident(column)} IS NOT NULL AND NOT list_contains(?, {ident(column)}) {skipped} "
+            "GROUP BY 1 ORDER BY n DESC, 1",
+            [list(allowed), *([skip] if skip else [])],
         ).fetchall()
         if not rows:
             continue
