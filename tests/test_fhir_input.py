@@ -625,3 +625,25 @@ def test_the_share_of_rejected_servicerequests_leaves_out_those_left_out_on_purp
     assert r.returncode == 3, r.stderr
     (check,) = [line for line in r.stderr.splitlines() if "orders.rows.readable" in line]
     assert "orders.rows.readable [src_imaging_orders] 1 of 2 (50.0%)" in check, check
+
+
+def test_one_rejected_servicerequest_among_many_is_a_reject_not_a_stop(tmp_path, export):
+    """One order of twelve rejected (a code as text alone) is a reject and the run goes on: the share is 1 of 12,
+    under the gate's 20%. Its denominator had been the rows the stream set aside, '1 of 1 (100.0%)', and one bad
+    order of 7,550 stopped the run (a hostile review)."""
+    (export / "manifest.json").unlink(missing_ok=True)
+    path = export / "ServiceRequest.000.ndjson"
+    held = [json.loads(line) for line in _ndjson_lines(path)]
+    more = [r | {"id": f"{r['id']}-{copy}"} for copy in ("b", "c") for r in held]
+    path.write_text("".join(json.dumps(r) + "\n" for r in held + more), encoding="utf-8")
+    first = iter([{"code": {"text": "MRI lumbar spine"}}])
+    _every_line(path, lambda r: r | next(first, {}))
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", export, "--out", out, "--warehouse", tmp_path / "wh.duckdb")
+    assert r.returncode == 0, r.stderr
+    (check,) = [
+        c
+        for c in json.loads((out / "csf_leak" / "run.json").read_text())["data_quality"]
+        if c["check_id"] == "orders.rows.readable"
+    ]
+    assert (check["violated_count"], check["denominator"]) == (1, 12), check
