@@ -660,6 +660,8 @@ def _execute_locked(
                 "rows_updated": ld.rows_updated,
                 "rows_removed": ld.rows_removed,
                 "ambiguous_local_times": ld.ambiguous_local_times,
+                # a FHIR export's lines of looked-up types rejected with the table (an order's Encounter line)
+                **_supporting_lines(prepared.get(ld.table)),
             }
             for ld in loads
         ],
@@ -842,3 +844,11 @@ def _finish(wh_path: Path, run_id: str, status: str, counts: dict, timings: dict
         history.finish(con, run_id, status, counts, timings, error=error)
     finally:
         con.close()
+
+
+def _supporting_lines(prep) -> dict:
+    """run.json ``inputs[].supporting_lines_rejected`` of a FHIR export's table: lines of the types looked up for it
+    (Encounter, Location, Practitioner for the orders; Patient for the procedures) counted in its rows_read and
+    rows_rejected, rows of no table; absent for an extract's."""
+    own = prep.export_rejected if prep is not None else None
+    return {"supporting_lines_rejected": own["supporting"]} if own else {}

@@ -647,3 +647,19 @@ def test_one_rejected_servicerequest_among_many_is_a_reject_not_a_stop(tmp_path,
         if c["check_id"] == "orders.rows.readable"
     ]
     assert (check["violated_count"], check["denominator"]) == (1, 12), check
+
+
+def test_encounter_lines_rejected_with_the_orders_are_no_orders_set_aside(tmp_path, export):
+    """An export whose Encounter file repeats its lines (each repeat a reject, counted in the orders' load): the first
+    page and the workbook said '300 of 7,850 imaging orders set aside' though no order was lost (a hostile review).
+    run.json counts those lines apart (supporting_lines_rejected) and the note leaves them out."""
+    (export / "manifest.json").unlink(missing_ok=True)
+    path = export / "Encounter.000.ndjson"
+    lines = _ndjson_lines(path)
+    path.write_text("".join(f"{line}\n" for line in lines + lines), encoding="utf-8")
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", export, "--out", out, "--warehouse", tmp_path / "wh.duckdb")
+    assert r.returncode == 0, r.stderr
+    orders = next(i for i in json.loads((out / "csf_leak" / "run.json").read_text())["inputs"] if i["table"] == "imaging_orders")
+    assert orders["rows_rejected"] == orders["supporting_lines_rejected"] == len(lines) > 0, orders
+    assert "imaging orders set aside" not in (out / "csf_leak" / "index.html").read_text(encoding="utf-8")

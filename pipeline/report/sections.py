@@ -513,8 +513,10 @@ def set_aside(run_info: dict) -> list[dict]:
     by_table: dict[str, list[int]] = {}
     for i in run_info.get("inputs") or []:
         counts = by_table.setdefault(i["table"], [0, 0])
-        counts[0] += int(i.get("rows_rejected") or 0)
-        counts[1] += int(i.get("rows_read") or 0)
+        # a FHIR export's table counts the looked-up lines rejected with it (an order's Encounter): no row of it
+        supporting = int(i.get("supporting_lines_rejected") or 0)
+        counts[0] += int(i.get("rows_rejected") or 0) - supporting
+        counts[1] += int(i.get("rows_read") or 0) - supporting
     return [
         {"table": feed_words(t), "rejected": n, "read": total, "share": n / total}
         for t, (n, total) in sorted(by_table.items())

@@ -133,7 +133,12 @@ def own_rejected(
         if records is not None
         else f"(SELECT count(*) FROM {extracted} WHERE problem IS NOT NULL OR left_out IS NULL)"
     )
-    rejected, judged = con.execute(f"SELECT (SELECT count(DISTINCT source_line) FROM {own}), {judged_sql}").fetchone()
+    # the lines of looked-up types rejected with the table (an order's Encounter): in its rows_read and rows_rejected,
+    # no row of the table (the first page's share of a table set aside leaves them out, sections.set_aside)
+    supporting_sql = "SELECT count(DISTINCT source_line) FROM fhir_supporting_rejects WHERE table_name = ?"
+    rejected, judged, supporting = con.execute(
+        f"SELECT (SELECT count(DISTINCT source_line) FROM {own}), {judged_sql}, ({supporting_sql})", [table]
+    ).fetchone()
     first = con.execute(
         f"SELECT source_line, min(coalesce(column_name || ': ', '') || reason) FROM {own} GROUP BY 1 ORDER BY 1 LIMIT {sample}"
     ).fetchall()
@@ -141,7 +146,12 @@ def own_rejected(
     # of a 7,550-line file)
     places = {k: file_line(k, segments) for k, _ in first}
     where = {k: f"{at[0].rsplit('/', 1)[-1]} line {at[1]}" if at else f"line {k}" for k, at in places.items()}
-    return {"rejected": int(rejected), "judged": int(judged), "first": [f"{where[k]}: {why}" for k, why in first]}
+    return {
+        "rejected": int(rejected),
+        "judged": int(judged),
+        "supporting": int(supporting),
+        "first": [f"{where[k]}: {why}" for k, why in first],
+    }
 
 
 def left_out_counts(con: duckdb.DuckDBPyConnection, table: str) -> list[dict]:
