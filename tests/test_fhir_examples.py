@@ -196,3 +196,23 @@ def test_a_reason_named_by_a_contained_condition_is_the_orders_indication(tmp_pa
     assert result.returncode == 0, result.stderr
     orders = pl.read_csv(out / "csf_leak" / "audited_orders.csv", infer_schema=False)
     assert set(orders["indication_codes"]) == {"G97.1"}, orders.select("order_id", "indication_codes")
+
+
+def test_a_refuted_contained_condition_is_no_indication(tmp_path):
+    """A contained Condition refuted (or entered in error) counted as the order's indication, where an exported one
+    is left out: a refuted red flag could exclude the order (a hostile review)."""
+    export = tmp_path / "export"
+    export.mkdir()
+    refuted = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "refuted"}]}
+    orders = [_contained_reason(o) for o in ORDERS]
+    orders[0]["contained"][0]["verificationStatus"] = refuted
+    resources = dict(RESOURCES, Condition=[], ServiceRequest=orders)
+    for resource_type, items in resources.items():
+        (export / f"{resource_type}.ndjson").write_text("".join(json.dumps(r) + "\n" for r in items), encoding="utf-8")
+    out = tmp_path / "out"
+    result = run_cli("run", "--input", export, "--out", out, "--no-validate", "--audit", "csf_leak")
+    assert result.returncode == 0, result.stderr
+    codes = dict(
+        pl.read_csv(out / "csf_leak" / "audited_orders.csv", infer_schema=False).select("order_id", "indication_codes").rows()
+    )
+    assert codes == {"mri-c": None, "mri-t": "G97.1", "mri-l": "G97.1"}, codes

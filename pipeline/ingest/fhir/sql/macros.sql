@@ -63,12 +63,18 @@ CREATE OR REPLACE MACRO fhir_concept_codes(concepts, systems) AS
 -- (a list of reference strings) name as '#id' (R4 References: a contained resource): an EHR's order that names its
 -- indication by a contained Condition. Asked only of a resource with such a reference (the usual one has none):
 -- its indication codes had been lost without a word (an excluded order audited as inappropriate).
+-- A contained Condition refuted or entered in error is no indication, as an exported one is left out
+-- (extract_Condition.sql): a refuted red flag had excluded the order.
 CREATE OR REPLACE MACRO fhir_contained_codes(contained, refs, systems) AS
     flatten(list_transform(
         list_filter(
             json_transform(contained, '[{"resourceType": "VARCHAR", "id": "VARCHAR",
-                "code": {"coding": [{"system": "VARCHAR", "code": "VARCHAR"}]}}]'),
-            lambda c: c.resourceType = 'Condition' AND list_contains(refs, '#' || c.id)),
+                "code": {"coding": [{"system": "VARCHAR", "code": "VARCHAR"}]},
+                "verificationStatus": {"coding": [{"code": "VARCHAR"}]}, "clinicalStatus": {"coding": [{"code": "VARCHAR"}]}}]'),
+            lambda c: c.resourceType = 'Condition' AND list_contains(refs, '#' || c.id)
+                AND NOT coalesce(list_has_any(list_transform(c.verificationStatus.coding, lambda s: s.code),
+                    ['refuted', 'entered-in-error']), false)
+                AND NOT coalesce(list_contains(list_transform(c.clinicalStatus.coding, lambda s: s.code), 'entered-in-error'), false)),
         lambda c: fhir_concept_codes([c.code], systems)));
 
 -- Every 'system|code' of a list of CodeableConcepts (a ServiceRequest's categories).
