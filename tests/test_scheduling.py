@@ -588,6 +588,17 @@ def test_a_part_of_an_extract_that_replaces_a_held_part_is_a_warning(small_input
     write_csv(fixed / "procedures.csv", PROC_HEADER, [rows[0], [*rows[1][:2], "2025-06-03 11:30:00", *rows[1][3:]]])
     again = ok(audit(fixed, out, wh, "--log-format", "json"))
     assert [e for e in map(json.loads, again.stderr.splitlines()) if e["event"] == "load_replaces_a_part"] == []
+    # a patients file (a table without dates: each file is all of it) of other patients: said as such, not as months
+    for name, patient in (("all", "MRN-1"), ("month", "MRN-21")):
+        folder = tmp_path / f"patients_{name}"
+        folder.mkdir()
+        (folder / "patients.csv").write_text(f"patient_id,birth_date\n{patient},1970-05-05\n", encoding="utf-8")
+        said = ok(audit(folder, out, wh, "--log-format", "json"))
+    (part,) = [e for e in map(json.loads, said.stderr.splitlines()) if e["event"] == "load_replaces_a_part"]
+    assert part["message"].startswith(
+        "patients: patients.csv replaces the held patients.csv whole (a table without dates: each file is all of it), but"
+        " keeps only 0 of its 1 patient_ids"
+    ), part
 
 
 def test_kill_before_commit_drops_a_correction_and_next_run_applies_it(baseline, tmp_path):

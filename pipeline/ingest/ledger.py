@@ -114,10 +114,20 @@ def _say_a_part_replaces(
         r[0]
         for r in con.execute("SELECT path FROM load_ledger WHERE list_contains(?, load_id) ORDER BY path", [replaced]).fetchall()
     ]
+    if prep.first_month is None:  # a table of no dates (patients): each file replaces the last whole
+        why = (
+            f"replaces the held {', '.join(files)} whole (a table without dates: each file is all of it), but keeps "
+            f"only {kept:,} of its {held:,} {key}s: the others' rows are gone (a month's patients alone, where the held "
+            "file had every patient?); send every patient in each such file, and run again"
+        )
+    else:
+        why = (
+            f"replaces the held {', '.join(files)} (the same months) as a correction does, but keeps only {kept:,} of "
+            f"its {held:,} {key}s: if it is another part of the extract (a facility, a range of patients) and not a "
+            "correction, the held part's rows are gone; deliver the parts as one file and run again"
+        )
     event(
-        f"{prep.table}: {file_name} replaces the held {', '.join(files)} (the same months) as a correction does, but "
-        f"keeps only {kept:,} of its {held:,} {key}s: if it is another part of the extract (a facility, a range of "
-        "patients) and not a correction, the held part's rows are gone; deliver the parts as one file and run again",
+        f"{prep.table}: {file_name} {why}",
         level=logging.WARNING,
         event="load_replaces_a_part",
         table=prep.table,
