@@ -340,8 +340,9 @@ def _engine_info(cfg: Config, spark) -> dict:
 
 def choose_audits(
     cfg: Config, columns: dict[str, set[str]], asked=(), warehouse_path: Path | None = None, input_dir: Path | None = None
-) -> tuple[list, list[tuple[str, str]]]:
-    """The audits a run does (``asked``: its --audit ids) and those it skips (id, why), before anything is written:
+) -> tuple[list, list[tuple[str, str, bool]]]:
+    """The audits a run does (``asked``: its --audit ids) and those it skips (id, why, whether a table is there in a
+    shape not read), before anything is written:
     an input no audit can use stops here. ``validate`` asks too: their own input checks are part of the gate."""
     known = audits_mod.discover(cfg.audits_path)
     audits_mod.check_config(known, cfg.audits, cfg.source_path or "config")
@@ -351,7 +352,7 @@ def choose_audits(
             present[table] = present.get(table, set()) | held
     plan = audits_mod.plan(known, asked, present)
     if plan.audits:
-        return plan.audits, plan.skipped
+        return plan.audits, _with_found(plan.skipped, plan.missing_tables, input_dir)
     if plan.missing_tables:
         table, needed_by = next(iter(plan.missing_tables.items()))
         if warehouse_path is not None:  # a table it held seems absent when its store folder is (a copy of the file alone)
@@ -498,9 +499,22 @@ def _fetched_inputs(opts: RunOptions, cfg: Config, spark, into: Path, wh_path: P
     return inputs, chosen
 
 
-def _say_skipped(skipped: list[tuple[str, str]]) -> None:
-    for audit_id, why in skipped:  # said once the run is on: an error before it stays one line
-        event(f"{audit_id} skipped: {why}", event="audit_skipped", audit_id=audit_id, reason=why)
+def _with_found(skipped: list[tuple[str, str]], missing: dict[str, list[str]], input_dir: Path | None) -> list:
+    """An audit skipped for a table the folder lacks, when the folder holds it in a shape not read (compressed, in
+    parts): the skip says so, and is a warning. A folder with procedures.csv.gz dropped the CSF-leak audit with an
+    info line that -q hid, exit 0 (a hostile review)."""
+    out = []
+    for audit_id, why in skipped:
+        table = next((t for t, ids in missing.items() if audit_id in ids), None)
+        hint, todo = inputs_mod.found_like(input_dir, table) if table and input_dir is not None else ("", None)
+        out.append((audit_id, f"{why}{hint}; {todo}" if todo else why, bool(todo)))
+    return out
+
+
+def _say_skipped(skipped: list[tuple]) -> None:
+    for audit_id, why, *unread in skipped:  # said once the run is on: an error before it stays one line
+        level = logging.WARNING if unread and unread[0] else logging.INFO  # a table there in a shape not read
+        event(f"{audit_id} skipped: {why}", level=level, event="audit_skipped", audit_id=audit_id, reason=why)
 
 
 def _sweep_scratch(wh_path: Path) -> None:

@@ -1427,3 +1427,23 @@ def test_a_repeated_header_row_is_named_as_such_not_a_value_to_map(tmp_path, sma
         "O3",
         "O4",
     ]
+
+
+def test_an_audit_skipped_for_a_compressed_table_says_so_as_a_warning(tmp_path, small_input):
+    """procedures.csv.gz beside the other tables: the CSF-leak audit was skipped with an info line -q hid ('the input
+    has no procedures table'), exit 0, the low back pain audit run alone (a hostile review). The skip now says what
+    it found and what to do, as a warning."""
+    import gzip  # noqa: PLC0415
+
+    source = small_input / "procedures.csv"
+    (small_input / "procedures.csv.gz").write_bytes(gzip.compress(source.read_bytes()))
+    source.unlink()
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", small_input, "--out", out, "--warehouse", tmp_path / "wh.duckdb", "-q")
+    assert r.returncode == 0, r.stderr
+    assert (
+        "order-audit: csf_leak skipped: the input has no procedures table (found procedures.csv.gz: compressed; "
+        "order-audit reads .csv, .txt, .tsv, .parquet, .xlsx); Decompress it into the input folder (gunzip, unzip), "
+        "then run again"
+    ) in r.stderr.splitlines(), r.stderr
+    assert (out / "low_back_pain" / "run.json").is_file() and not (out / "csf_leak").exists()

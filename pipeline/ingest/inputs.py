@@ -169,28 +169,32 @@ def _packed(name: str) -> str | None:
     return suffix if suffix in _PACKED else None
 
 
-def missing_file_error(input_dir: Path, table: str, needed_by: list[str]) -> InputFileError:
-    """The one line for a table every audit the run could do needs, and the folder lacks; the files named like it
-    say why it was not found: compressed, in parts (one table is one file), or of a type not read. It had said
-    "found procedures_part1.csv, procedures_part2.csv: only .csv, ... are read" of CSV files, and "name its
-    file under [formats]" of a .csv.gz, which that setting refuses too (an adopting site's review)."""
+def found_like(input_dir: Path, table: str) -> tuple[str, str | None]:
+    """What the folder holds named like a table it lacks, and what to do: (' (found ...: why)', the fix), the fix
+    None when nothing like it is there. Compressed, in parts (one table is one file), or of a type not read: the
+    missing-file line and an audit's skip line both say it. It had said "found procedures_part1.csv,
+    procedures_part2.csv: only .csv, ... are read" of CSV files, and "name its file under [formats]" of a .csv.gz,
+    which that setting refuses too (an adopting site's review)."""
     others = sorted(p.name for p in input_dir.iterdir() if p.name.startswith(table)) if input_dir.is_dir() else []
     packed = [n for n in others if _packed(n)]
     parts = [n for n in others if kind_of(Path(n)) is not None]
-    todo = (
+    if packed:
+        return f" (found {', '.join(packed)}: compressed; order-audit reads {', '.join(SUFFIXES)})", _UNPACK
+    if len(parts) > 1:
+        todo = f"Join the parts into one {table}.csv (one header row), or name the one file under [formats.{table}]"
+        return f" (found {', '.join(parts)}: a table is read from one file)", todo
+    if others and not parts:
+        return f" (found {', '.join(others)}: only {', '.join(SUFFIXES)} are read)", None
+    return (f" (found {others[0]})" if others else ""), None
+
+
+def missing_file_error(input_dir: Path, table: str, needed_by: list[str]) -> InputFileError:
+    """The one line for a table every audit the run could do needs, and the folder lacks (``found_like``)."""
+    hint, todo = found_like(input_dir, table)
+    todo = todo or (
         f"Put {table}.csv (or .parquet, .xlsx) in the input folder, or name its file under "
         f"[formats.{table}] in the config (order-audit inspect --input DIR suggests one)"
     )
-    if packed:
-        hint = f" (found {', '.join(packed)}: compressed; order-audit reads {', '.join(SUFFIXES)})"
-        todo = _UNPACK
-    elif len(parts) > 1:
-        hint = f" (found {', '.join(parts)}: a table is read from one file)"
-        todo = f"Join the parts into one {table}.csv (one header row), or name the one file under [formats.{table}]"
-    elif others:
-        hint = f" (found {', '.join(others)}: only {', '.join(SUFFIXES)} are read)" if not parts else f" (found {others[0]})"
-    else:
-        hint = ""
     return InputFileError(
         input_dir / f"{table}.csv", f"required file missing{hint}; the audits that need it: {', '.join(needed_by)}", todo
     )
