@@ -360,5 +360,6 @@ def test_the_report_says_how_many_local_times_fell_in_the_repeated_autumn_hour(r
     doubt = [(i["ambiguous_local_times"], i["table"]) for i in inputs if i["ambiguous_local_times"]]
     assert doubt, inputs  # the synthetic extract's times cross two autumn nights
     said = " ".join(_cells(run["report"]).split())
-    counts = ", ".join(f"{n:,} in {t}" for n, t in doubt)
-    assert f"Local times in the hour the clocks repeat when daylight saving ends: {counts}. Each is read as" in said
+    counts = ", ".join(f"{n:,} in the {t.replace('_', ' ')}" for n, t in doubt)
+    assert f"Local times in the hour the clocks repeat when daylight saving ends: {counts} (the whole input's). Each" in said
+    assert "may be an hour off." in said
