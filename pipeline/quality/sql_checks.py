@@ -608,19 +608,19 @@ def _loader_rejected(table: str, p: dict):
         # validating a warehouse's stored tables: no parse to judge
         if "incoming_rejects" not in relations(con):
             return 0, 0, False, [], None
+        if table in p.get("export_tables", ()):
+            # a FHIR export's table is assembled from lines of several types (an order's Encounter line too): the
+            # share is of its own resources, counted and named by its reader (fhir.tables.own_rejected). Skipped,
+            # every ServiceRequest of an export rejected (a code given as text alone) published empty reports, exit 0
+            own = p.get("export_rejected", {}).get(table)
+            if own is None:
+                return 0, 0, False, [], None
+            return own["rejected"], own["judged"], own["rejected"] > 0, own["first"], vsql
         # the first lines with their reason: the line alone left the user to find why in rejects.csv, not published
         rows = con.execute(
             f"SELECT count(*) OVER (), source_line, why FROM ({vsql}) ORDER BY source_line LIMIT {SAMPLE_SIZE}"
         ).fetchall()
         n = rows[0][0] if rows else 0
-        if table in p.get("export_tables", ()):
-            # a FHIR export's table is assembled from lines of several types (an order's Encounter line too): the
-            # share is of its own resources (fhir.tables.own_rejected). Skipped, every ServiceRequest of an export
-            # rejected (a code given as text alone) published empty reports with exit 0
-            own = p.get("export_rejected", {}).get(table)
-            if own is None:
-                return 0, 0, False, [], None
-            return own["rejected"], own["judged"], own["rejected"] > 0, own["first"], vsql
         excluded = con.execute(
             f"SELECT count(DISTINCT source_line) FROM incoming_rejects WHERE table_name = '{table}' AND action = 'row_rejected'"
         ).fetchall()[0][0]
