@@ -580,15 +580,21 @@ def _name_repeated_headers(
     value maps skip it. Only a file with such a time problem is read here."""
     when = next((c for c in (*contract.instants, *contract.dates) if f"_raw_{c}" in typed_cols), None)
     key = contract.id_column or "patient_id"
-    if when is None or key not in typed_cols:
+    # a header line's time is a reject of its column: a file without one pays nothing more (no header read, no scan)
+    if (
+        when is None
+        or key not in typed_cols
+        or not con.execute("SELECT count(*) FROM (SELECT 1 FROM rejects WHERE column_name = ? LIMIT 1)", [when]).fetchone()[0]
+    ):
         return
     header = {canonical: source for source, canonical in headers.column_map(f, contract, cfg).items()}
     if when not in header or key not in header:
         return
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _header_lines AS SELECT {LINE} AS source_line FROM {src}
-        WHERE lower(trim(_raw_{when})) = lower(?) AND lower(trim({ident(key)})) = lower(?)""",
-        [header[when].strip(), header[key].strip()],
+        WHERE {LINE} IN (SELECT source_line FROM rejects WHERE column_name = ?)
+          AND lower(trim({ident("_raw_" + when)})) = lower(?) AND lower(trim({ident(key)})) = lower(?)""",
+        [when, header[when].strip(), header[key].strip()],
     )
     if not con.execute("SELECT count(*) FROM _header_lines").fetchone()[0]:
         return
