@@ -5,14 +5,16 @@
 -- is the site's local midnight: a date column exported as a timestamp (SQL Server's DATETIME writes
 -- 2025-03-15 00:00:00). Read as an instant, such a diagnosis on the day of a procedure fell before it, and the
 -- CSF-leak audit lost the case (an adopting site's review: 50 cases became 49).
-WITH timed AS (
-    SELECT
-        d.*,
-        hour(timezone(prm.site_timezone, d.recorded_at)) = 0
-            AND minute(timezone(prm.site_timezone, d.recorded_at)) = 0
-            AND second(timezone(prm.site_timezone, d.recorded_at)) = 0 AS is_local_midnight
+WITH local AS (
+    SELECT d.*, timezone(prm.site_timezone, d.recorded_at) AS recorded_local
     FROM src_diagnoses AS d
     CROSS JOIN run_parameters AS prm
+),
+timed AS (
+    SELECT
+        *,
+        hour(recorded_local) = 0 AND minute(recorded_local) = 0 AND second(recorded_local) = 0 AS is_local_midnight
+    FROM local
 ),
 loads AS (
     SELECT load_id, count(recorded_at) >= 10 AND count(*) FILTER (WHERE NOT is_local_midnight) = 0 AS dates_as_midnight
