@@ -511,9 +511,9 @@ def _with_found(skipped: list[tuple[str, str]], missing: dict[str, list[str]], i
     return out
 
 
-def _say_skipped(skipped: list[tuple]) -> None:
-    for audit_id, why, *unread in skipped:  # said once the run is on: an error before it stays one line
-        level = logging.WARNING if unread and unread[0] else logging.INFO  # a table there in a shape not read
+def _say_skipped(skipped: list[tuple[str, str, bool]]) -> None:
+    for audit_id, why, unread in skipped:  # said once the run is on: an error before it stays one line
+        level = logging.WARNING if unread else logging.INFO  # a table there in a shape not read
         event(f"{audit_id} skipped: {why}", level=level, event="audit_skipped", audit_id=audit_id, reason=why)
 
 

@@ -224,9 +224,12 @@ def prepare_inputs(
             # only the files whose lines the table's rejects can name: the loader joins each reject's key to a table
             # of them (segments.py), the smaller the better
             segments = [s for t in tables.REJECTS_NAME[contract.name] for s in by_type.get(t, [])]
+            # the orders streamed: their count is the stream's (its view holds the rows set aside alone, own_rejected)
+            records = None
             if contract.name == "imaging_orders":
                 prep, left_out = _load_orders(con, stream, f, cfg, scratch, sha, segments)
                 _check_counts(bulk, {"ServiceRequest": stream.records})
+                records = stream.records
             else:
                 m = tables.map_table(con, contract.name, cfg.fhir, work)
                 prep = load.prepare_table(f, contract, cfg, scratch, sha, read_rejects=m.rejects, segments=segments, rows=m.rows)
@@ -237,9 +240,7 @@ def prepare_inputs(
             if prep.rows_read == 0 and required:
                 raise _nothing_read(f.label, tables.SOURCE_TYPE[contract.name], left_out)
             prep.left_out = left_out
-            # the orders streamed: their count is the stream's (its view holds the rows set aside alone)
-            read = stream.records if contract.name == "imaging_orders" else None
-            prep.export_rejected = tables.own_rejected(con, contract.name, prep.segments, read)
+            prep.export_rejected = tables.own_rejected(con, contract.name, prep.segments, records)
             log.info("parsed %s: %d resources read", contract.name, prep.rows_read)
             for out in left_out:
                 log.info("%s: %d %s resources left out (%s)", contract.name, out["count"], out["resource"], out["reason"])
