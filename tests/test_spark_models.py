@@ -37,3 +37,6 @@ def test_a_local_jvm_keeps_its_files_in_the_run_scratch_folder(spark_models):
     assert context._jvm.System.getProperty("java.io.tmpdir") == str(jvm_tmp)
     assert context.getConf().get("spark.local.dir") == str(local)
     assert sorted(p.name.split("-")[0] for p in local.iterdir()) == ["blockmgr", "spark"]
+    # Spark's SQL warehouse was spark-warehouse/ in the working directory: a scheduled run made it in the user's folder
+    warehouse = spark_models.session.conf.get("spark.sql.warehouse.dir")
+    assert warehouse.removeprefix("file:") == str(spark_models.scratch / "spark-sql-warehouse")

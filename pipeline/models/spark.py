@@ -204,13 +204,19 @@ def _local_files(scratch: Path) -> dict[str, str]:
     """Where a local JVM writes its files: in the run's scratch folder (marked, removed when the command ends, and
     a killed command's by the next one, ``ownership``), not in /tmp, where a JVM the OOM killer ends leaves its
     block manager, ``spark-*`` and ``artifacts-*`` folders and its native libraries (94 files a kill). Its log:
-    errors only (Spark's default prints WARN lines and a banner on every run); no hsperfdata file in /tmp."""
+    errors only (Spark's default prints WARN lines and a banner on every run); no hsperfdata file in /tmp. Its SQL
+    warehouse too: Spark makes ``spark-warehouse/`` in the working directory (a scheduled run's, the user's own
+    folder) though a run keeps nothing in Spark's catalog."""
     jvm_tmp, local = scratch / "jvm-tmp", scratch / "spark-local"
     jvm_tmp.mkdir(exist_ok=True)
     local.mkdir(exist_ok=True)
     options = [f"-Dlog4j2.configurationFile={_QUIET_LOG4J.as_uri()}", f"-Djava.io.tmpdir={jvm_tmp}", "-XX:-UsePerfData"]
     # the launcher splits the options as a shell does: a folder's name with a space or a quote stays one word
-    return {"spark.driver.extraJavaOptions": " ".join(shlex.quote(o) for o in options), "spark.local.dir": str(local)}
+    return {
+        "spark.driver.extraJavaOptions": " ".join(shlex.quote(o) for o in options),
+        "spark.local.dir": str(local),
+        "spark.sql.warehouse.dir": str(scratch / "spark-sql-warehouse"),
+    }
 
 
 def submitted() -> bool:
