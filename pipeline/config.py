@@ -21,6 +21,8 @@ from pipeline.errors import ConfigError
 from pipeline.ingest.contract import CONTRACTS
 from pipeline.ingest.fhir import settings as fhir_settings
 from pipeline.ingest.formats import TableFormat, parse_table_format
+from pipeline.report.paper import DEFAULT as DEFAULT_PAPER
+from pipeline.report.paper import PAPERS
 
 # A public, built-in key: pseudonyms made with it can be recomputed by anyone who has
 # the software and a list of candidate patient ids. Real runs must set their own key.
@@ -37,6 +39,8 @@ class Reporting:
     # the printed report lists at most this many flagged cases per department, the most recent
     # first (the workbook lists every case)
     flagged_cases_per_department: int = 5
+    # the paper the report, its PDF and the workbook are laid out for, landscape: a4 or letter (pipeline.report.paper)
+    paper: str = DEFAULT_PAPER
 
 
 @dataclass(frozen=True)
@@ -295,6 +299,11 @@ def load_config(path: str | Path | None = None, **overrides) -> Config:
     cfg = Config(**kwargs)
     if cfg.input_format not in INPUT_FORMATS:
         raise ConfigError(f"input_format '{cfg.input_format}' is not one of {', '.join(INPUT_FORMATS)}")
+    if cfg.reporting.paper.lower() not in PAPERS:
+        raise ConfigError(
+            f"{path or 'config'}: [reporting] paper = {cfg.reporting.paper!r}; one of {', '.join(map(repr, PAPERS))}"
+        )
+    cfg = dataclasses.replace(cfg, reporting=dataclasses.replace(cfg.reporting, paper=cfg.reporting.paper.lower()))
     if cfg.engine not in ENGINES:
         raise ConfigError(f"{path or 'config'}: engine = {cfg.engine!r}; one of {', '.join(ENGINES)}")
     try:

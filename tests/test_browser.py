@@ -424,11 +424,16 @@ def test_printed_report_ends_on_the_whole_data_quality_and_inputs_block(site, tm
     assert split == []
 
 
-def test_a_long_accession_number_prints_and_shows_whole(tmp_path):
+@pytest.mark.parametrize("paper", ["a4", "letter"])
+def test_a_long_accession_number_prints_and_shows_whole(tmp_path, paper):
     """A hospital's order ids as its radiology system writes them (24 characters): each one line in the printed case
     list and on screen, inside its cell. In the order column's 8% one was printed on three lines, 'RAD-ACC-' over
-    '200000000009' over '0106' (the committee's month with the synthetic ids made accession numbers)."""
+    '200000000009' over '0106' (the committee's month with the synthetic ids made accession numbers). On US Letter
+    ([reporting] paper) too: the PDF is Letter, the page's print sheet says so, and the order column holds the ids on
+    its narrower page."""
     import shutil  # noqa: PLC0415 - only the printing tests read the PDF back
+
+    from pipeline.report.paper import PAPERS  # noqa: PLC0415
 
     con = fx.build_fixture(n_cases=6)
     tables = con.sql(
@@ -437,9 +442,11 @@ def test_a_long_accession_number_prints_and_shows_whole(tmp_path):
     ).fetchall()
     for (table,) in tables:  # the marts' views follow their tables
         con.execute(f"UPDATE {table} SET order_id = 'RAD-ACC-2026' || lpad(regexp_replace(order_id, '[^0-9]', '', 'g'), 12, '0')")
-    out = tmp_path / "site"
-    render.render_outputs(con, out, fx.run_info(), build_metrics(con))
+    out, run_info = tmp_path / "site", fx.run_info()
+    run_info["config"]["reporting"]["paper"] = paper
+    render.render_outputs(con, out, run_info, build_metrics(con))
     html = (out / "report.html").read_text(encoding="utf-8")
+    assert f"@page {{ size: {PAPERS[paper].css_size}; }}" in html
     ids = sorted(set(re.findall(r"RAD-ACC-2026\d{12}", html)))
     assert len(ids) >= 3, ids
     for width in (1000, 1400):
@@ -447,6 +454,9 @@ def test_a_long_accession_number_prints_and_shows_whole(tmp_path):
         assert count >= len(ids) and split == [], (width, split)
     if not shutil.which("pdftotext"):
         pytest.skip("pdftotext (poppler-utils) is not installed")
-    pdf = render.write_pdf(out / "report.html", tmp_path / "report.pdf")
+    pdf = render.write_pdf(out / "report.html", tmp_path / "report.pdf", paper=PAPERS[paper])
     text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
     assert [i for i in ids if i not in text] == []
+    info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout
+    width, height = map(float, re.search(r"Page size:\s+(\S+) x (\S+) pts", info).groups())
+    assert abs(width - PAPERS[paper].width_in * 72) < 1 and abs(height - PAPERS[paper].height_in * 72) < 1, info

@@ -137,6 +137,8 @@ COLUMNS_SHAPE = '[columns.procedures]: write each column as contract_name = "Ext
         ('[columns]\nprocedures = "MRN"', COLUMNS_SHAPE + ", got 'MRN'"),
         ("[columns.procedures]\npatient_id = 3", COLUMNS_SHAPE + ", got {'patient_id': 3}"),
         ("[reporting]\ntrend_months = 1.5", "[reporting].trend_months: expected a whole number, 0 or more, got 1.5"),
+        ("[reporting]\npaper = 3", '[reporting].paper: expected a text in quotes (paper = "..."), got 3'),
+        ('[reporting]\npaper = "legal"', "[reporting] paper = 'legal'; one of 'a4', 'letter'"),
     ],
 )
 def test_exit_1_config_value_of_the_wrong_type(small_input, tmp_path, setting, text):

@@ -722,36 +722,50 @@ def _width_rows(case_id: str, order_ids: list[str], time: str, rule: str) -> lis
 
 
 @pytest.mark.parametrize(
-    ("case_id", "time", "order_id", "whole"),
+    ("case_id", "time", "order_id", "whole", "whole_on_letter"),
     [
-        ("PR008949", "120 h 26 min", "O00007049", True),  # the usual: the order and Why columns as CASE_COLUMNS
-        ("PR008949", "120 h 26 min", "RAD-ACC-2026041500012345", True),  # an accession number: the column holds it
-        # a low back pain episode id (28 characters) beside it, its time a day's number
-        ("P64bcc6657d88da4-2026-04-15", "day 10", "RAD-ACC-2026041500012345", True),
+        ("PR008949", "120 h 26 min", "O00007049", True, True),  # the usual: the order and Why columns as CASE_COLUMNS
+        ("PR008949", "120 h 26 min", "RAD-ACC-2026041500012345", True, True),  # an accession number: the column holds it
+        # a low back pain episode id (28 characters) beside it, its time a day's number: Letter's page, 50 pt narrower,
+        # has no more room for it
+        ("P64bcc6657d88da4-2026-04-15", "day 10", "RAD-ACC-2026041500012345", True, False),
         # the episode id beside a time as long as the CSF-leak audit's: Why has no more to give, the id wraps
-        ("P64bcc6657d88da4-2026-04-15", "120 h 26 min", "RAD-ACC-2026041500012345", False),
-        ("PR008949", "120 h 26 min", "RAD-ACC-2026041500012345-REPEAT-0000000001", False),  # longer than the most
+        ("P64bcc6657d88da4-2026-04-15", "120 h 26 min", "RAD-ACC-2026041500012345", False, False),
+        ("PR008949", "120 h 26 min", "RAD-ACC-2026041500012345-REPEAT-0000000001", False, False),  # longer than the most
     ],
 )
-def test_the_order_column_holds_an_order_id_whole_up_to_its_widest(case_id, time, order_id, whole):
+@pytest.mark.parametrize("paper", ["a4", "letter"])
+def test_the_order_column_holds_an_order_id_whole_up_to_its_widest(case_id, time, order_id, whole, whole_on_letter, paper):
     """A hospital's accession number printed whole (it was 'RAD-ACC-' over '200000000009' over '0106' in the order
-    column's 8%): the column grows to its longest id, up to ORDER_MOST, taking room from the columns with room to
-    spare and then from Why, which keeps WHY_LEAST; the case id's column is served first and never shrinks."""
+    column's 8%): the column grows to its longest id, up to ORDER_MOST_PT, taking room from the columns with room to
+    spare and then from Why, which keeps WHY_LEAST; the case id's column is served first and never shrinks. On
+    Letter's narrower page the widest is the same points, a larger share of it."""
     from pipeline.report import caselist  # noqa: PLC0415
+    from pipeline.report.paper import PAPERS  # noqa: PLC0415
 
+    width = PAPERS[paper].print_width_pt
+    order_most, why_least = caselist.order_most(width), caselist.WHY_LEAST
     rows = _width_rows(case_id, ["O1", order_id], time, "CSF-07" if case_id.startswith("PR") else "LBP-05")
-    widths = caselist.column_widths(rows)
+    widths = caselist.column_widths(rows, width)
     assert abs(sum(widths) - 100) < 0.05, widths
-    assert widths[caselist.WHY] >= caselist.WHY_LEAST and widths[caselist.ORDER] <= caselist.ORDER_MOST
-    assert widths[caselist.KEY] >= caselist._percent(len(case_id) * caselist.ID_CHAR_PT)  # the case id stays whole
-    assert (rows[1].order_id_pt <= caselist.order_id_room(widths)) is whole
-    if order_id == "O00007049":
+    assert widths[caselist.WHY] >= why_least and widths[caselist.ORDER] <= order_most
+    assert widths[caselist.KEY] >= caselist._percent(len(case_id) * caselist.ID_CHAR_PT, width)  # the case id stays whole
+    assert (rows[1].order_id_pt <= caselist.order_id_room(widths, width)) is (whole if paper == "a4" else whole_on_letter)
+    if order_id == "O00007049" and paper == "a4":
         unchanged = (caselist.CASE_COLUMNS[caselist.ORDER], caselist.CASE_COLUMNS[caselist.WHY])
         assert (widths[caselist.ORDER], widths[caselist.WHY]) == unchanged
     if len(order_id) > 24:  # a longer id takes the most the column may have, no more
-        assert widths[caselist.ORDER] == caselist.ORDER_MOST
+        assert widths[caselist.ORDER] == order_most
     elif not whole:  # Why gave all it may
-        assert widths[caselist.WHY] == caselist.WHY_LEAST
+        assert widths[caselist.WHY] == why_least
+
+
+def test_the_order_column_s_widest_is_a4_s_16_percent_in_points_on_either_paper():
+    from pipeline.report import caselist  # noqa: PLC0415
+    from pipeline.report.paper import PAPERS  # noqa: PLC0415
+
+    assert PAPERS["a4"].print_width_pt == 784.0 and PAPERS["letter"].print_width_pt == 734.0
+    assert caselist.order_most(784.0) == 16.0 and caselist.order_most(734.0) == 17.1
 
 
 def test_an_order_id_s_printed_width_is_estimated_from_its_characters():

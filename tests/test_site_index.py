@@ -194,3 +194,22 @@ def test_a_periods_feed_is_linked_as_csv_and_parquet_as_a_backfills_is(tmp_path)
     _period(tmp_path / "low_back_pain", "2026-03", {})
     text = site_index.render_site_index(tmp_path).read_text(encoding="utf-8")
     assert 'href="low_back_pain/2026-03/metrics.csv"' in text and 'href="low_back_pain/2026-03/metrics.parquet"' in text
+
+
+def test_a_rate_is_marked_by_its_run_s_low_reliability_setting_and_the_page_prints_on_its_paper(tmp_path):
+    """The site index marked a rate † below 20 whatever the run's [reporting] low_reliability_denominator: with 30,
+    the audit's own index marked 25 cases and the site index beside it did not. It prints on the latest run's paper
+    ([reporting] paper), as the report does."""
+    measures = [{"id": "cases_right", "label": "Right first study", "unit": "case", "headline": True}]
+    about = {"title": "CSF leak", "case_unit": "case", "measures": measures}
+    rate = {"measure_id": "cases_right", "numerator": 5, "denominator": 25, "rate": 0.2, "ci_low": 0.09, "ci_high": 0.39}
+    for month, low, paper, started in (("2026-03", 20, "a4", "2026-04-02"), ("2026-04", 30, "letter", "2026-05-02")):
+        (tmp_path / "csf_leak" / month).mkdir(parents=True)
+        config = {"reporting": {"low_reliability_denominator": low, "paper": paper}}
+        info = {"run_id": f"r-{month}", "period": month, "audit": about, "headline": [rate], "config": config}
+        (tmp_path / "csf_leak" / month / "run.json").write_text(json.dumps({**info, "started_at": started}))
+    text = site_index.render_site_index(tmp_path).read_text(encoding="utf-8")
+    cells = {m: text[text.index(f'href="csf_leak/{m}/index.html"') :].split("</tr>")[0] for m in ("2026-03", "2026-04")}
+    assert "lowrel" in cells["2026-04"] and "lowrel" not in cells["2026-03"]
+    assert "† Low reliability: fewer than the run's threshold (20 or 30) in the denominator;" in text
+    assert "@page { size: letter landscape; }" in text

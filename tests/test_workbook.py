@@ -628,3 +628,15 @@ def test_hours_after_the_index_show_two_decimals_as_they_are_truncated(tmp_path)
     column = list(book.rows("Cases")[0]).index("Hours after procedure")
     cells = book.cells("Cases")
     assert [cells[(i, column)]["format"] for i in (1, 2)] == ["0.00", "0.00"]
+
+
+@pytest.mark.parametrize(("paper", "code"), [(None, "9"), ("a4", "9"), ("letter", "1")])
+def test_every_sheet_prints_landscape_on_the_run_s_paper(tmp_path, paper, code):
+    """A US site's workbook printed on A4 (paperSize 9) whatever it set: every sheet now prints on ``[reporting]
+    paper`` (Letter: 1), as the report and its PDF do; a run.json without the setting (an older run) is A4."""
+    info = {**RUN_INFO, "config": {"reporting": {"paper": paper}}} if paper else RUN_INFO
+    path = workbook.write_case_list(tmp_path / "book.xlsx", pl.DataFrame({"case_id": ["C1"]}), RULES, info, None, 20)
+    with zipfile.ZipFile(path) as z:
+        sheets = [z.read(n).decode() for n in sorted(z.namelist()) if n.startswith("xl/worksheets/sheet")]
+    assert len(sheets) == 4
+    assert all(f'paperSize="{code}"' in s and 'orientation="landscape"' in s for s in sheets)

@@ -8,6 +8,7 @@ appropriate cases are counted, never listed. Everything is one Polars pass over 
 
 from __future__ import annotations
 
+import functools
 from collections import namedtuple
 
 import polars as pl
@@ -257,12 +258,12 @@ def shaped_rows(frame: pl.DataFrame, names: dict[str, str]) -> list:
     return [row(*r) for r in shaped.iter_rows()]
 
 
-# The printed case list's columns, in percent of an A4 landscape page's 784 pt: case id · patient key, case date,
+# The printed case list's columns, in percent of the printed width (A4 landscape 784 pt, Letter 734 pt: paper.py):
+# case id · patient key, case date,
 # order, time after index, study, ordered by, verdict, why, rules. Why is the tallest cell of a row (four lines),
 # so it is the last to give width up: a narrower Why adds a line to every row and a page to the list.
 CASE_COLUMNS = (9.0, 8.0, 8.0, 7.5, 15.0, 9.0, 8.5, 29.0, 6.0)
 KEY, DATE, ORDER, TIME, WHY, RULE = 0, 1, 2, 3, 7, 8
-PRINT_WIDTH_PT = 784.0
 CELL_PAD_PT = 10.2  # a cell's padding (0.3rem each side), its border and a little room
 # print sizes (style.css): the case list is 7 pt; a case id and the patient key under it are DejaVu Sans Mono
 # (0.602 em a character) at 0.92 of it (the key was 0.88 x 0.82, 5 pt: too small to copy from paper to ask for
@@ -278,35 +279,45 @@ ORDER_ID_OTHER_EM = 0.78
 CASE_LIST_PT = 7.0
 # a hospital's accession number is printed whole up to the order column's widest (about 24 characters): at the
 # column's 8% a 24-character one was printed on three lines ('RAD-ACC-' over '200000000009' over '0106'). Its room
-# comes from Why last, and Why keeps at least WHY_LEAST: a longer id wraps, at its hyphens first.
-ORDER_MOST = 16.0
+# comes from Why last, and Why keeps at least WHY_LEAST: a longer id wraps, at its hyphens first. The widest is in
+# points (16% of A4's width), so Letter's narrower page holds the same id whole: a larger share of it, Why giving
+# what A4's need not; Why's least is a share, its text's lines as on A4.
+ORDER_MOST_PT = 125.4
 WHY_LEAST = 19.0
 
 
-def _percent(points: float) -> float:
-    """A cell holding ``points`` of text, in percent of the page, rounded up to the tenth."""
-    return -(-(points + CELL_PAD_PT) * 1000 // PRINT_WIDTH_PT) / 10
+def order_most(print_width_pt: float) -> float:
+    """The order column's widest, in percent of ``print_width_pt`` (A4: 16.0, Letter: 17.1)."""
+    return round(ORDER_MOST_PT * 100 / print_width_pt, 1)
 
 
-def column_widths(rows: list) -> list[float]:
-    """The case list's column widths (percent) for ``rows`` (``shaped_rows``): the case id column as wide as its
-    longest id, which never wraps inside itself (a low back pain episode id, the patient key and the date, is 28
-    characters and was printed 'P64bcc6657d88da' over '4-2026-04-15'), and the order column as wide as its longest
-    order id, up to ORDER_MOST. What they take comes from the time and rule columns and the case date's, down to
-    what their longest text needs, and only then from Why, down to WHY_LEAST (the order column grows no further)."""
+def _percent(points: float, print_width_pt: float) -> float:
+    """A cell holding ``points`` of text, in percent of the printed width, rounded up to the tenth."""
+    return -(-(points + CELL_PAD_PT) * 1000 // print_width_pt) / 10
+
+
+def column_widths(rows: list, print_width_pt: float) -> list[float]:
+    """The case list's column widths (percent of ``print_width_pt``, the paper's width between its margins) for
+    ``rows`` (``shaped_rows``): the case id column as wide as its longest id, which never wraps inside itself (a low
+    back pain episode id, the patient key and the date, is 28 characters and was printed 'P64bcc6657d88da' over
+    '4-2026-04-15'), and the order column as wide as its longest order id, up to ORDER_MOST_PT. What they take comes
+    from the time and rule columns and the case date's, down to what their longest text needs, and only then from
+    Why, down to WHY_LEAST (the order column grows no further)."""
     widths = list(CASE_COLUMNS)
     if not rows:
         return widths
     longest = lambda texts: max((len(t) for t in texts), default=0)  # noqa: E731
-    key = _percent(max(longest(r.case_id for r in rows) * ID_CHAR_PT, longest(r.patient_key for r in rows) * PATIENT_KEY_CHAR_PT))
-    order = min(ORDER_MOST, _percent(max(r.order_id_pt for r in rows)))
+    percent = functools.partial(_percent, print_width_pt=print_width_pt)
+    most = order_most(print_width_pt)
+    key = percent(max(longest(r.case_id for r in rows) * ID_CHAR_PT, longest(r.patient_key for r in rows) * PATIENT_KEY_CHAR_PT))
+    order = min(most, percent(max(r.order_id_pt for r in rows)))
     wanted = {KEY: max(0.0, key - widths[KEY]), ORDER: max(0.0, order - widths[ORDER])}
     if not any(wanted.values()):
         return widths
     needs = {
-        TIME: _percent(longest(r.time for r in rows) * TEXT_CHAR_PT),
-        RULE: _percent(max((len(i) for r in rows for i in r.rules), default=0) * TEXT_CHAR_PT),
-        DATE: _percent(max(longest(r.index_date for r in rows), longest(r.procedure_department for r in rows)) * TEXT_CHAR_PT),
+        TIME: percent(longest(r.time for r in rows) * TEXT_CHAR_PT),
+        RULE: percent(max((len(i) for r in rows for i in r.rules), default=0) * TEXT_CHAR_PT),
+        DATE: percent(max(longest(r.index_date for r in rows), longest(r.procedure_department for r in rows)) * TEXT_CHAR_PT),
     }
     spare = {col: max(0.0, widths[col] - need) for col, need in needs.items()}
     # the case id's column first: it never wraps; the order column then gets what is left above Why's least
@@ -330,9 +341,9 @@ def order_id_points(ids: pl.Expr) -> pl.Expr:
     return ems * CASE_LIST_PT
 
 
-def order_id_room(widths: list[float]) -> float:
+def order_id_room(widths: list[float], print_width_pt: float) -> float:
     """The printed width (pt) an order id fits on one line in the order column of ``widths``: a wider one wraps."""
-    return widths[ORDER] * PRINT_WIDTH_PT / 100 - CELL_PAD_PT
+    return widths[ORDER] * print_width_pt / 100 - CELL_PAD_PT
 
 
 def cited_rules(frame: pl.DataFrame, rules: pl.DataFrame) -> list[dict]:

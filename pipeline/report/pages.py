@@ -15,6 +15,7 @@ from pipeline.report import caselist, charts, feed, sections
 from pipeline.report.audit_sections import section_rows
 from pipeline.report.feed import SCHEMA_VERSION
 from pipeline.report.names import department_names, printed_department, printed_named, rule_labels, slugify
+from pipeline.report.paper import paper_of
 from pipeline.report.spec import ReportSpec
 
 # ----------------------------------------------------------------------------- periods
@@ -161,8 +162,8 @@ def page_context(
         "audit_sections": section_rows(con, spec, department, shared.get("reach")),
         "flagged": flagged,
         "case_rows": (case_rows := caselist.shaped_rows(flagged["rows"], names)),
-        "case_columns": (case_columns := caselist.column_widths(case_rows)),
-        "order_id_room": caselist.order_id_room(case_columns),
+        "case_columns": (case_columns := caselist.column_widths(case_rows, settings["paper"].print_width_pt)),
+        "order_id_room": caselist.order_id_room(case_columns, settings["paper"].print_width_pt),
         "cited_rules": caselist.cited_rules(flagged["rows"], rules),
     }
 
@@ -210,6 +211,7 @@ def common_values(run_info: dict, period_label: str, settings: dict, spec: Repor
         # what the FHIR export's manifest says the data lack: a note on every page, the whole text in the Methods
         "export_limits": sections.export_limits(run_info),
         "set_aside": sections.set_aside(run_info),  # a share of an input's rows left out: the first page says it
+        "paper": paper_of(run_info),  # the print sheet's page size (_style.html)
         "period_note": None,  # the audit's own note on the period (audit_sections.period_note), set by the renderer
     }
     if run_info.get("status"):  # the period's own state (empty, provisional, revised): _status_banner.html
@@ -235,13 +237,19 @@ def running_header(run_info: dict, period_label: str) -> tuple[str, str]:
     return f"{audit_title(run_info)} · All departments · {period_label}{status}", " · ".join(r for r in right if r)
 
 
+def low_reliability(run_info: dict) -> int:
+    """The run's low-reliability denominator (``[reporting]``): a rate on fewer is marked, on every page that shows it."""
+    return int((run_info.get("config") or {}).get("reporting", {}).get("low_reliability_denominator", 20))
+
+
 def page_settings(run_info: dict, overall_rates: dict) -> dict:
     reporting = run_info["config"].get("reporting", {})
     return {
-        "low": int(reporting.get("low_reliability_denominator", 20)),
+        "low": low_reliability(run_info),
         "per_department": int(reporting.get("flagged_cases_per_department", 5)),
         "names": department_names(run_info["config"]),
         "overall_rates": overall_rates,
+        "paper": paper_of(run_info),
     }
 
 

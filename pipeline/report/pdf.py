@@ -27,6 +27,7 @@ import markupsafe
 
 from pipeline import faults, ownership
 from pipeline.errors import ReportError, printable
+from pipeline.report.paper import PAPERS, Paper
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -38,8 +39,6 @@ CHROMIUM_FLAGS = [
     "--no-first-run",
 ]
 PRINT_TIMEOUT_S = 300
-# A4 landscape in inches; the margins leave room for the header and footer templates
-PAGE = {"paperWidth": 11.69, "paperHeight": 8.27, "marginTop": 0.5, "marginBottom": 0.45, "marginLeft": 0.4, "marginRight": 0.4}
 _TEMPLATE_STYLE = "font: 8px system-ui, 'DejaVu Sans', Arial, sans-serif; color: #444; width: 100%; margin: 0 0.4in;"
 
 
@@ -87,18 +86,20 @@ def pdf_engine() -> str:
     return "weasyprint"
 
 
-def write_pdf(html_path: Path, pdf_path: Path, header: RunningHeader | None = None) -> Path:
-    """The HTML as an A4 landscape PDF with the running header and page numbers on every page."""
+def write_pdf(html_path: Path, pdf_path: Path, header: RunningHeader | None = None, paper: Paper = PAPERS["a4"]) -> Path:
+    """The HTML as a landscape PDF on ``paper`` with the running header and page numbers on every page."""
     header = header or RunningHeader(left=Path(html_path).stem, right="")
     if pdf_engine() == "chromium":
-        data = _chromium_print(find_chromium(), Path(html_path), header)
+        data = _chromium_print(find_chromium(), Path(html_path), header, paper)
         tmp = pdf_path.with_name(f".{pdf_path.name}.tmp-{os.getpid()}")
         tmp.write_bytes(data)
         os.replace(tmp, pdf_path)
         return pdf_path
     import weasyprint  # noqa: PLC0415 - optional engine, checked by pdf_engine()
 
-    weasyprint.HTML(filename=str(html_path)).write_pdf(str(pdf_path), stylesheets=[weasyprint.CSS(string=_margin_boxes(header))])
+    weasyprint.HTML(filename=str(html_path)).write_pdf(
+        str(pdf_path), stylesheets=[weasyprint.CSS(string=_margin_boxes(header, paper))]
+    )
     return pdf_path
 
 
@@ -119,9 +120,9 @@ def _css_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
 
 
-def _margin_boxes(header: RunningHeader) -> str:
+def _margin_boxes(header: RunningHeader, paper: Paper) -> str:
     return (
-        "@page { size: A4 landscape; margin: 14mm 10mm 12mm 10mm;"
+        f"@page {{ size: {paper.css_size}; margin: 14mm 10mm 12mm 10mm;"
         f" @top-left {{ content: {_css_string(header.left)}; font-size: 8pt; color: #444; }}"
         f" @top-right {{ content: {_css_string(header.right)}; font-size: 8pt; color: #444; }}"
         ' @bottom-right { content: "Page " counter(page) " of " counter(pages); font-size: 8pt; color: #444; } }'
@@ -168,7 +169,7 @@ class _Pipe:
         return json.loads(raw)
 
 
-def _chromium_print(chromium: str, html_path: Path, header: RunningHeader) -> bytes:
+def _chromium_print(chromium: str, html_path: Path, header: RunningHeader, paper: Paper) -> bytes:
     top, bottom = _templates(header)
     child_r, parent_w = os.pipe()
     parent_r, child_w = os.pipe()
@@ -199,7 +200,9 @@ def _chromium_print(chromium: str, html_path: Path, header: RunningHeader) -> by
             pipe.call("Page.navigate", {"url": html_path.resolve().as_uri()}, session=session)
             pipe.wait_event("Page.loadEventFired", session)
             faults.maybe_fail("mid_pdf")  # Chromium running, its profile written
-            params = dict(PAGE, printBackground=True, displayHeaderFooter=True, headerTemplate=top, footerTemplate=bottom)
+            params = dict(
+                paper.pdf_page(), printBackground=True, displayHeaderFooter=True, headerTemplate=top, footerTemplate=bottom
+            )
             data = pipe.call("Page.printToPDF", params, session=session)["data"]
             pipe.call("Browser.close")
         except (OSError, ValueError) as exc:

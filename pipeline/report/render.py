@@ -201,7 +201,7 @@ def render_steps(
     run_info["headline"] = _headline_record(metrics, period)
     if pdf:
         header = RunningHeader(*pages.running_header(run_info, common["period_label"]))
-        written.append(write_pdf(out_dir / "report.html", out_dir / "report.pdf", header))
+        written.append(write_pdf(out_dir / "report.html", out_dir / "report.pdf", header, common["paper"]))
     return written
 
 

@@ -12,16 +12,20 @@ from pipeline.months import MONTH
 from pipeline.report import sections
 from pipeline.report.feed import SCHEMA_VERSION
 from pipeline.report.outputs import read_json_object
+from pipeline.report.pages import low_reliability
+from pipeline.report.paper import DEFAULT, PAPERS, paper_of
 from pipeline.report.templates import make_env
 
 SITE_INDEX_TEMPLATE = "site_index.html"
 
 
-def _entry(folder: Path, href: str, info: dict, low: int) -> dict:
+def _entry(folder: Path, href: str, info: dict) -> dict:
     audit = info.get("audit", {})
     headline_ids = [m["id"] for m in audit.get("measures", []) if m.get("headline")]
     # a label's {parameter} placeholders filled with the parameters the run used, as the report fills them
     labels = {m["id"]: with_parameters(m["label"], audit.get("parameters", {})) for m in audit.get("measures", [])}
+    # marked as the run's own report marks them: a site index at 20 left unmarked a rate the report marked at 30
+    low = low_reliability(info)
     rows = {r.get("measure_id"): sections.marked(r, low) for r in info.get("headline", [])}
     units = {m["id"]: m.get("unit") for m in audit.get("measures", [])}
     directions = {m["id"]: m.get("direction") for m in audit.get("measures", [])}
@@ -55,6 +59,9 @@ def _entry(folder: Path, href: str, info: dict, low: int) -> dict:
         "notes": [n["title"] for n in info.get("period_notes") or [] if n.get("title")],
         "href": href,
         "run_id": info.get("run_id", ""),
+        "started_at": str(info.get("started_at", "")),
+        "low": low,
+        "paper": paper_of(info),
         "pdf": (folder / "report.pdf").is_file(),
         "feed": (folder / "metrics.csv").is_file(),  # a backfill's month has none (its feed: the audit's folder)
         "n_departments": len(list(departments.glob("*.html"))) if departments.is_dir() else 0,
@@ -67,7 +74,7 @@ def _entry(folder: Path, href: str, info: dict, low: int) -> dict:
     }
 
 
-def render_site_index(out_root: Path, low: int = 20, also: Path | None = None) -> Path:
+def render_site_index(out_root: Path, also: Path | None = None) -> Path:
     """Write ``out_root/index.html`` listing every audit folder (``<id>/run.json``) and every month folder
     of a backfill (``<id>/<YYYY-MM>/run.json``) present. Cheap and idempotent: a backfill calls it after
     each month. The page is written to a temporary file and renamed into place. ``also``: the plain --out a
@@ -82,10 +89,10 @@ def render_site_index(out_root: Path, low: int = 20, also: Path | None = None) -
         folder = next(Path(r) / name for r in roots if (Path(r) / name).is_dir())
         entries = []
         if (folder / "run.json").is_file():
-            entries.append(_entry(folder, f"{folder.name}/", read_json_object(folder / "run.json"), low))
+            entries.append(_entry(folder, f"{folder.name}/", read_json_object(folder / "run.json")))
         found = {p.name: p for r in reversed(roots) if (Path(r) / name).is_dir() for p in (Path(r) / name).iterdir()}
         months = sorted((p for p in found.values() if MONTH.match(p.name) and (p / "run.json").is_file()), reverse=True)
-        entries += [_entry(m, f"{folder.name}/{m.name}/", read_json_object(m / "run.json"), low) for m in months]
+        entries += [_entry(m, f"{folder.name}/{m.name}/", read_json_object(m / "run.json")) for m in months]
         if entries:
             first = read_json_object(folder / "run.json" if (folder / "run.json").is_file() else months[0] / "run.json")
             audit = first.get("audit", {})
@@ -100,7 +107,14 @@ def render_site_index(out_root: Path, low: int = 20, also: Path | None = None) -
                     "feed": not (folder / "run.json").is_file() and (folder / "metrics.csv").is_file(),
                 }
             )
-    html = make_env().get_template(SITE_INDEX_TEMPLATE).render(audits=audits, schema_version=SCHEMA_VERSION, low=low)
+    listed = [e for a in audits for e in a["entries"]]
+    # printed on the latest run's paper; the footnote names each threshold the marks used (a config changed between
+    # a backfill's months and a later run marks each by its own)
+    paper = max(listed, key=lambda e: e["started_at"])["paper"] if listed else PAPERS[DEFAULT]
+    lows = sorted({e["low"] for e in listed}) or [20]
+    html = (
+        make_env().get_template(SITE_INDEX_TEMPLATE).render(audits=audits, schema_version=SCHEMA_VERSION, lows=lows, paper=paper)
+    )
     target = out_root / "index.html"
     out_root.mkdir(parents=True, exist_ok=True)
     tmp = out_root / f".index.html.tmp-{os.getpid()}"

@@ -2,7 +2,7 @@
 
 Sheet Cases has one row per audited order with readable headers, real dates and times, column
 widths, verdict colours, reviewer columns (agreement as a drop-down, comment, reviewer, review
-date), print setup (A4 landscape, fit to width, header row repeated), frozen panes and a filter.
+date), print setup (landscape on the run's paper, fit to width, header row repeated), frozen panes and a filter.
 Sheets Providers (every provider's rates), Explanation and Rules follow.
 
 Every text cell goes through ``formula_guard.neutralise`` here and nowhere else: no cell starts
@@ -37,6 +37,7 @@ from pipeline.report import sheet_rows
 from pipeline.report.caselist import TIME_AFTER_FORMAT, time_after_number
 from pipeline.report.controls import visible_expr
 from pipeline.report.names import department_names, labelled, labelled_list, named
+from pipeline.report.paper import paper_of
 from pipeline.report.sections import export_limits
 from pipeline.report.sheet_rows import LINE_POINTS, MAX_LINES
 from pipeline.wording import counted
@@ -435,9 +436,9 @@ def _fit_heights(ws, sheet: pl.DataFrame, widths: list[float], first_row: int, m
 
 
 def _print_setup(ws, run_info: dict, what: str, header_row: bool = True) -> None:
-    """A4 landscape, one page wide, the header row on every page (``header_row``: the sheet has one), with the run
-    on every page."""
-    ws.set_paper(9)
+    """Landscape on the run's paper (A4 or Letter: ``[reporting] paper``), one page wide, the header row on every page
+    (``header_row``: the sheet has one), with the run on every page."""
+    ws.set_paper(paper_of(run_info).xlsx_code)
     ws.set_landscape()
     ws.fit_to_pages(1, 0)
     if header_row:
