@@ -159,3 +159,32 @@ def test_an_order_that_fires_no_rule_stops_the_run_naming_the_registry(toy_run, 
     assert r.returncode == 1, r.stderr
     assert f"{broken / 'rules.csv'}: 2 audited order(s) fire no rule (e.g. order toy-or-2)" in r.stderr.splitlines()[-1]
     assert not (tmp_path / "out").exists()
+
+
+FLAGS_SQL = "sql/toy_audit__int_order_flags.sql"
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "named"),
+    [
+        # the author's likeliest mistake: a column the model's inputs lack
+        (
+            "sql/toy_audit__int_order_flags.sql",
+            "o.contrast = 'without'",
+            "o.contrast_kind = 'without'",
+            "sql/toy_audit__int_order_flags.sql",
+        ),
+        # a rule's flag_column the flags model does not write: the generated model names rules.csv
+        ("rules.csv", "inappropriate,has_contrast,", "inappropriate,has_contrast_x,", "rules.csv's flag_column"),
+    ],
+)
+def test_an_audit_model_duckdb_cannot_build_is_one_line_naming_its_file(toy_run, tmp_path, file, old, new, named):
+    """An audit's model naming a column its inputs lack ended in exit 70, "a bug in order-audit", a traceback and
+    no file named. It is the author's to fix: exit 1, the file (or, for a generated model, the file it is written
+    from) and DuckDB's first line."""
+    r, changed = _run_changed_toy(toy_run, tmp_path, file, old, new)
+    assert r.returncode == 1, r.stderr
+    last = r.stderr.splitlines()[-1]
+    assert str(changed / named.split("'")[0]) in last and named.split("/")[-1] in last, last
+    assert "DuckDB cannot build the model (Binder Error: " in last and last.endswith("; fix the audit's SQL"), last
+    assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()

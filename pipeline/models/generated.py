@@ -43,8 +43,9 @@ def models_for(audit) -> list[Model]:
     reasons = template("int_order_reasons").substitute(audit=audit.id, fired=_fired(audit, rules))
     verdicts = template("int_order_verdicts").substitute(audit=audit.id)
     keys = keys_sql(f"{audit.id}__int_patients")
+    flags = f"{audit.folder / 'rules.csv'}'s flag_column over {audit.id}__int_order_flags"
     return [
-        Model(f"{audit.id}__int_order_reasons", None, reasons, audit.id),
-        Model(f"{audit.id}__int_order_verdicts", None, verdicts, audit.id),
-        Model(f"{audit.id}__int_patient_keys", None, keys, audit.id),
+        Model(f"{audit.id}__int_order_reasons", None, reasons, audit.id, flags),
+        Model(f"{audit.id}__int_order_verdicts", None, verdicts, audit.id, f"{audit.folder / 'rules.csv'}"),
+        Model(f"{audit.id}__int_patient_keys", None, keys, audit.id, f"{audit.id}__int_patients' patient_id"),
     ]

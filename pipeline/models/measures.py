@@ -153,7 +153,12 @@ orders AS (
 )
 SELECT period, level, group_key, measure_id, numerator, denominator FROM cells
 """
-    return Model(name("mart_metric_counts"), None, sql, audit.id)
+    return Model(name("mart_metric_counts"), None, sql, audit.id, made_from(audit))
+
+
+def made_from(audit) -> str:
+    """What the measure models are written from: an error building one names the files to look at."""
+    return f"{audit.folder / 'audit.toml'}'s measures and [report], over the audit's int_audited_orders and int_case_summary"
 
 
 def reason_in(reason_code: str) -> str:
@@ -192,7 +197,7 @@ def metric_atoms(audit) -> Model:
         + "\nUNION ALL\n".join(selects)
         + "\n"
     )
-    return Model(name("mart_metric_atoms"), None, sql, audit.id)
+    return Model(name("mart_metric_atoms"), None, sql, audit.id, made_from(audit))
 
 
 def department_provider_counts(audit) -> Model:
@@ -224,7 +229,7 @@ FROM {source} WHERE ({m.denominator}) GROUP BY {dept}, {prov}"""
         + "\nUNION ALL\n".join(parts)
         + "\n"
     )
-    return Model(name("mart_department_provider_counts"), None, sql, audit.id)
+    return Model(name("mart_department_provider_counts"), None, sql, audit.id, made_from(audit))
 
 
 def department_summary(audit) -> Model:
@@ -282,7 +287,7 @@ LEFT JOIN by_order AS o USING (department)
 LEFT JOIN by_case AS c USING (department)
 LEFT JOIN by_second AS s USING (department)
 """
-    return Model(name("mart_department_summary"), None, sql, audit.id)
+    return Model(name("mart_department_summary"), None, sql, audit.id, made_from(audit))
 
 
 def models_for(audit) -> list[Model]:

@@ -23,7 +23,7 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, first_line
 from pipeline.ingest.contract import CONTRACTS
 from pipeline.resources import sql_dir
 
@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 LAYERS = ("stg", "int", "mart")
 MATERIALISATION = {"stg": "VIEW", "int": "TABLE", "mart": "TABLE"}
 _DIRECTIVE = re.compile(r"^--\s*materiali[sz]ed:\s*(view|table)\s*$", re.IGNORECASE)
+# what an audit's SQL can get wrong (a column, a table, a function, a cast); not an interrupt, memory or the disk
+AUTHOR_ERRORS = (duckdb.BinderException, duckdb.CatalogException, duckdb.ParserException, duckdb.ConversionException)
 
 # tables the run itself provides (not models): what a model may read besides other models
 RUN_SOURCES = (
@@ -51,6 +53,7 @@ class Model:
     path: Path | None  # None for a generated model
     sql: str
     audit: str | None = None  # the audit it belongs to; None for a core model
+    made_from: str | None = None  # a generated model: what the engine writes it from (an audit's file, in words)
 
     @property
     def layer(self) -> str:
@@ -58,7 +61,9 @@ class Model:
 
     @property
     def where(self) -> str:
-        return str(self.path) if self.path else f"the generated model {self.name}"
+        if self.path:
+            return str(self.path)
+        return f"the generated model {self.name}" + (f" (written from {self.made_from})" if self.made_from else "")
 
     @property
     def materialisation(self) -> str:
@@ -141,6 +146,11 @@ def execution_order(models: list[Model], audit_ids: list[str] | None = None) -> 
         deps = set()
         for table in sorted(m.reads):
             owner = table.split("__", 1)[0] if "__" in table else None
+            # first: another audit's table is refused as such, loaded in this run or not ("which no model provides"
+            # sent an author of a run with --audit looking for a missing model)
+            if owner is not None and owner != m.audit:
+                who = f"audit {m.audit}" if m.audit else "a core model"
+                raise ConfigError(f"{m.where}: reads {table}, a table of audit {owner}; {who} reads only its own and the core's")
             if table in by_name:
                 dep = by_name[table]
                 if rank[dep.layer] > rank[m.layer] and dep.audit == m.audit:
@@ -152,9 +162,6 @@ def execution_order(models: list[Model], audit_ids: list[str] | None = None) -> 
                     f"(sources: src_<table>, run_parameters, audit_period, input_columns, pseudonym_key_pads, ref_verdicts, "
                     f"ref_imaging_codes, <audit>__parameters, <audit>__ref_rules, <audit>__ref_measures, <audit>__ref_value_sets)"
                 )
-            if owner is not None and owner != m.audit:
-                who = f"audit {m.audit}" if m.audit else "a core model"
-                raise ConfigError(f"{m.where}: reads {table}, a table of audit {owner}; {who} reads only its own and the core's")
         graph[m.name] = deps
     try:
         return [by_name[n] for n in TopologicalSorter(graph).static_order()]
@@ -186,4 +193,11 @@ def build(con: duckdb.DuckDBPyConnection, m: Model, sql: str | None = None) -> N
     ).fetchall()
     if exists_as_other:
         con.execute(f"DROP {other} {m.name}")
-    con.execute(f"CREATE OR REPLACE {kind} {m.name} AS\n{sql or m.sql}")
+    try:
+        con.execute(f"CREATE OR REPLACE {kind} {m.name} AS\n{sql or m.sql}")
+    except AUTHOR_ERRORS as exc:
+        if m.audit is None or sql is not None:  # the engine's own SQL: a bug, with its traceback
+            raise
+        # an audit's model naming a column its inputs lack, a function DuckDB has not, a cast its data refuses: the
+        # author's to fix, in the file that says it (it was exit 70, "a bug in order-audit", naming no file)
+        raise ConfigError(f"{m.where}: DuckDB cannot build the model ({first_line(exc)}); fix the audit's SQL") from None
