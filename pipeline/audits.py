@@ -64,6 +64,8 @@ REPORT_KEYS = (
     "why_columns",  # its own columns the workbook's Why (in words) names after the reasons: what a reviewer confirms
 )
 DIRECTIONS = ("higher_is_better", "lower_is_better", "neutral")
+# [report.columns] styles: how the workbook shows an audit's own column (pipeline/report/workbook.py writes each)
+COLUMN_STYLES = ("", "wrap", "date", "datetime", "hours", "typed", "count", "duration")
 LAYERS = ("stg", "int", "mart")
 # the models every audit provides: the engine reads them (verdicts, keys, outputs)
 REQUIRED_MODELS = (
@@ -321,6 +323,18 @@ def _report_sections(report: dict, path: Path) -> tuple[str, ...]:
         _fail(path, '[report] labels: a table of key = "words" (e.g. pencil_point = "Pencil-point"), each non-blank')
     _strings(report.get("label_columns"), path, "[report] label_columns")
     _strings(report.get("why_columns"), path, "[report] why_columns")
+    columns = report.get("columns", {})
+    shape = 'name = ["Header", width, "note", "style"] (optionally "form" after the style)'
+    if not isinstance(columns, dict):
+        _fail(path, f"[report.columns]: a table of {shape}")
+    for name, spec in columns.items():
+        # a misspelt style ("cnt") was a KeyError, exit 70, when the workbook was written after the whole run
+        if not (isinstance(spec, list) and 3 <= len(spec) <= 5 and isinstance(spec[1], (int, float))):
+            _fail(path, f"[report.columns] {name}: write it as {shape}")
+        if len(spec) > 3 and spec[3] not in COLUMN_STYLES:
+            _fail(path, f"[report.columns] {name}: style {spec[3]!r} is not one of {', '.join(map(repr, COLUMN_STYLES))}")
+        if len(spec) > 4 and spec[4] != "form":
+            _fail(path, f'[report.columns] {name}: the fifth item is "form" (printed on the case list) or absent')
     return _strings(report.get("sections"), path, "[report] sections")
 
 
@@ -398,12 +412,16 @@ def load(folder: Path) -> Audit:
         required_columns=_columns_by_table(inputs.get("required_columns"), path, "[inputs.required_columns]"),
         optional_columns=_columns_by_table(inputs.get("optional_columns"), path, "[inputs.optional_columns]"),
         parameters=parameters,
-        measures=_measures(m.get("measures"), path),
+        measures=(measures := _measures(m.get("measures"), path)),
         report_sections=_report_sections(m.get("report", {}), path),
         maturity_days=tuple(maturity),
         parquet_types=_parquet_types(m.get("outputs", {}), path),
         manifest=m,
     )
+    funnel = m.get("report", {}).get("funnel_measure")
+    if funnel is not None and funnel not in {x.id for x in measures}:
+        # an unknown one printed "Funnel position ()" and "every provider with against the 95% limits"
+        _fail(path, f"[report] funnel_measure = {funnel!r} is no measure of the audit ({', '.join(x.id for x in measures)})")
     return _with_problem(audit)
 
 
@@ -500,8 +518,12 @@ def check_rules(audit: Audit) -> list[dict[str, str]]:
                 f"line {line}, column label: rule {r['rule_id']} needs a readable label of at most {LABEL_MAX} characters "
                 "without '|' (what people read for its reason, e.g. 'CT as the first study')",
             )
-        if "|" in r["explanation"] + r["citation"] or not r["explanation"].strip():
-            _fail(path, f"line {line}: explanation is required and neither field may hold '|' (the outputs' list separator)")
+        if "|" in r["explanation"] + r["citation"] or not r["explanation"].strip() or not r["citation"].strip():
+            _fail(
+                path,
+                f"line {line}: explanation and citation are required (every verdict is explained with its citation) and "
+                "neither may hold '|' (the outputs' list separator)",
+            )
     if not rows:
         _fail(path, "lists no rule")
     return rows

@@ -16,6 +16,10 @@ from pipeline.errors import ConfigError
 from pipeline.models import reference
 
 CSF = ROOT / "audits" / "csf_leak"
+CSF_01_CITATION = (
+    "order-audit audit definition, exclusions: a cancelled order is excluded (no study was performed); its indication"
+    " codes still count as leak evidence"
+)
 
 
 def _copy_csf(tmp_path: Path, name: str = "csf_leak") -> Path:
@@ -82,6 +86,25 @@ def test_extra_audits_come_from_the_environment_and_an_id_counts_once(tmp_path, 
             'label_columns = "needle_type"\ncase_department = "first_imaging_department"',
             "[report] label_columns must be a list of names",
         ),
+        # an unknown funnel measure printed "Funnel position ()"; a misspelt style was a KeyError after the whole run
+        (
+            "audit.toml",
+            'funnel_measure = "inappropriate_order_rate"',
+            'funnel_measure = "inappropriate_rate"',
+            "[report] funnel_measure = 'inappropriate_rate' is no measure of the audit (first_imaging_right_study, ",
+        ),
+        (
+            "audit.toml",
+            '(absolute time).", "hours"]',
+            '(absolute time).", "hrs"]',
+            "hours_since_index: style 'hrs' is not one of",
+        ),
+        (
+            "audit.toml",
+            'time_after_index = ["Time after procedure", 14,',
+            'time_after_index = ["Time after procedure",',
+            "write it as",
+        ),
     ],
 )
 def test_a_broken_manifest_is_one_line_naming_the_file(tmp_path, file, old, new, message):
@@ -123,6 +146,11 @@ def test_a_broken_manifest_is_one_line_naming_the_file(tmp_path, file, old, new,
             "has no template",
         ),
         (lambda f: _edit(f / "value_sets.csv", ",exact,", ",fuzzy,"), "match 'fuzzy' must be exact or prefix"),
+        (
+            # a verdict explained without its citation: the docs said every column is required, the check let it be
+            lambda f: _edit(f / "rules.csv", f'"{CSF_01_CITATION}"', '" "'),
+            "line 2: explanation and citation are required",
+        ),
     ],
 )
 def test_a_folder_that_cannot_run_says_why_and_is_skipped_by_default(tmp_path, change, message):

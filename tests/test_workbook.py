@@ -640,3 +640,11 @@ def test_every_sheet_prints_landscape_on_the_run_s_paper(tmp_path, paper, code):
         sheets = [z.read(n).decode() for n in sorted(z.namelist()) if n.startswith("xl/worksheets/sheet")]
     assert len(sheets) == 4
     assert all(f'paperSize="{code}"' in s and 'orientation="landscape"' in s for s in sheets)
+
+
+def test_every_style_an_audit_may_name_has_a_cell_format():
+    """audit.toml's [report.columns] styles are checked against audits.COLUMN_STYLES when the folder loads: each has
+    its format here (a style without one was a KeyError once the whole run was done)."""
+    from pipeline import audits  # noqa: PLC0415
+
+    assert set(audits.COLUMN_STYLES) == set(workbook.STYLE_FORMATS)

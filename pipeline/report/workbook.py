@@ -129,6 +129,20 @@ VERDICT_COLOURS = {
 _FIXED_DATE = dt.datetime(2000, 1, 1)
 # hours: two decimals always, as the value is truncated to 0.01 h: 96.8 beside 96.71 read as the larger
 _NUM_FORMATS = {"date": "yyyy-mm-dd", "datetime": "yyyy-mm-dd hh:mm", "hours": "0.00"}
+# a column's style (an audit's [report.columns] names one of them: audits.COLUMN_STYLES) -> its cell format
+STYLE_FORMATS = {
+    "": {"valign": "top"},
+    "wrap": {"text_wrap": True, "valign": "top"},
+    **{k: {"num_format": f, "valign": "top"} for k, f in _NUM_FORMATS.items()},
+    # what a reviewer types stays as typed: a comment "1/2 views" or "3-4" became a date, "1e3" a number
+    "typed": {"num_format": "@", "text_wrap": True, "valign": "top"},
+    # a small count in a narrow column, centred: right-aligned, the Day's "10" ran into the next column's order id
+    # in print ("10O00100146")
+    "count": {"align": "center", "valign": "top"},
+    # centred as the low back pain Day in the same place of the form: right-aligned, '96 h 43 min' ran into the
+    # next column's order id in print
+    "duration": {"num_format": TIME_AFTER_FORMAT, "align": "center", "valign": "top"},
+}
 
 
 def with_display_names(
@@ -238,19 +252,7 @@ def write_case_list(
     )
     wb.set_properties({"title": "order-audit case list", "created": _FIXED_DATE, "comments": f"run {run_info['run_id']}"})
     head = wb.add_format({"bold": True, "bg_color": "#DDE5EE", "text_wrap": True, "valign": "top", "border": 1})
-    styles = {
-        "": wb.add_format({"valign": "top"}),
-        "wrap": wb.add_format({"text_wrap": True, "valign": "top"}),
-        **{k: wb.add_format({"num_format": f, "valign": "top"}) for k, f in _NUM_FORMATS.items()},
-        # what a reviewer types stays as typed: a comment "1/2 views" or "3-4" became a date, "1e3" a number
-        "typed": wb.add_format({"num_format": "@", "text_wrap": True, "valign": "top"}),
-        # a small count in a narrow column, centred: right-aligned, the Day's "10" ran into the next column's order id
-        # in print ("10O00100146")
-        "count": wb.add_format({"align": "center", "valign": "top"}),
-        # centred as the low back pain Day in the same place of the form: right-aligned, '96 h 43 min' ran into the
-        # next column's order id in print
-        "duration": wb.add_format({"num_format": TIME_AFTER_FORMAT, "align": "center", "valign": "top"}),
-    }
+    styles = {name: wb.add_format(properties) for name, properties in STYLE_FORMATS.items()}
     percent = wb.add_format({"num_format": "0.0%"})
     # text after a right-aligned number, a character in: the Providers sheet printed '100.0%within limits'
     indented = wb.add_format({"indent": 1})
