@@ -250,9 +250,11 @@ def build(
     dq_results: list,
     spans: dict,
     earlier: list[dict] | None = None,
+    case_unit: str = "case",
 ) -> dict:
     """The period's status for the report (``status`` in the templates), logged as it is built (each line names
-    the audit: two audits' periods over the same data can differ, e.g. where a case needs follow-up)."""
+    the audit: two audits' periods over the same data can differ, e.g. where a case needs follow-up; and says its
+    unit, ``case_unit``: "no cases" of an audit of episodes)."""
     key, (first, last) = label, spans.get("cases") or (None, None)
     if label == "all":  # a run over every month: say which
         label = all_months(first, last)
@@ -267,7 +269,7 @@ def build(
             # each feed's own dates: one that stopped early was hidden behind the others' last date
             "by_feed": [{"feed": feed_words(f), "first": a, "last": b} for f, (a, b) in per_feed.items()],
         }
-        event(f"{audit_id}: {label}: no cases; the report says so", event="period_empty", period=key, audit_id=audit_id)
+        event(f"{audit_id}: {label}: no {case_unit}s; the report says so", event="period_empty", period=key, audit_id=audit_id)
         if key != "all":
             _say_outside_the_data(audit_id, label, key, first, last)
     short = _short_feeds(audit_id, label, key, spans, per_feed) if key != "all" else []

@@ -752,6 +752,7 @@ def _execute_locked(
                         dq_results,
                         spans[a.id],
                         history.period_statuses(con, run_id, label, a.id),  # a month published provisional before
+                        case_unit=a.case_unit,
                     )
                     for a in chosen
                 },

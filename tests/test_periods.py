@@ -38,7 +38,10 @@ def test_a_month_without_cases_exits_0_with_a_report_that_says_so(tmp_path, mont
     result = cli("run", "--input", inp, "--out", tmp_path / "out", "--month", month)  # the gate on
     assert result.returncode == 0, result.stderr
     assert "GX returned" not in result.stderr and "gate failed" not in result.stderr
-    assert f"{month}: no cases" in result.stderr
+    assert f"csf_leak: {month}: no cases" in result.stderr
+    assert f"low_back_pain: {month}: no episodes" in result.stderr  # in the audit's unit: "no cases" of episodes
+    episodes = (tmp_path / "out" / "low_back_pain" / "report.html").read_text(encoding="utf-8")
+    assert "No episode has an audited order in this period." in episodes and "No flagged episode in this period" in episodes
     # a month after the last date of the data: the extract cannot hold it (a job whose extract stopped coming)
     after = f"csf_leak: {month}: the loaded data ends 2025-06-06, before the month: the extract does not reach it"
     assert (after in result.stderr) is (month == "2030-01"), result.stderr
