@@ -14,7 +14,15 @@ from pathlib import Path
 import duckdb
 
 from pipeline import locks, ownership
-from pipeline.errors import ConfigError, WarehouseLockedError, WriteRefusedError, exceptions_behind, first_line, refused_write
+from pipeline.errors import (
+    ConfigError,
+    WarehouseLockedError,
+    WriteRefusedError,
+    exceptions_behind,
+    first_line,
+    printable,
+    refused_write,
+)
 from pipeline.locks import describe
 from pipeline.sqltext import literal
 
@@ -44,12 +52,19 @@ def database_text(path: Path | str, named: str = "--warehouse") -> str:
     the first commit failed with a traceback after the whole parse, or wrote the log under another file's name.
     ``named``: what the user set to choose the path (the option, or TMPDIR for a scratch file)."""
     text = os.path.abspath(path)
+    remedy = "set TMPDIR to a folder" if named == "TMPDIR" else f"give {named} a path"
     if "?" in text:
         at = text.index("?")
-        remedy = "set TMPDIR to a folder" if named == "TMPDIR" else f"give {named} a path"
         raise ConfigError(
             f"{named} {path}: a DuckDB database cannot live at a path holding '?' (DuckDB reads what follows it as "
             f"options and would write its log to {text[:at]}.wal{text[at:]}); {remedy} without '?' (nothing was changed)"
+        )
+    if "\\" in text:
+        # DuckDB reads a backslash as a folder separator: '/a/b\\user.duckdb' opened (and wrote to) /a/b/user.duckdb,
+        # another file than the one the lock and the ownership checks were made on
+        raise ConfigError(
+            f"{named} {printable(str(path))}: a DuckDB database cannot live at a path holding a backslash (DuckDB reads "
+            f"it as a folder separator and would open another file); {remedy} without '\\' (nothing was changed)"
         )
     return text
 

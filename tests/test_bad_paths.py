@@ -700,3 +700,25 @@ def test_a_relative_warehouse_named_like_a_duckdb_extension_is_read_as_the_file(
         assert "extension" not in result.stderr and "Traceback" not in result.stderr, result.stderr
         if command == ["runs"]:
             assert result.returncode == 0 and "succeeded" in result.stdout, result.stderr
+
+
+def test_a_warehouse_path_holding_a_backslash_never_opens_the_file_duckdb_would_read_instead(small_input, tmp_path):
+    """DuckDB reads '\\' in a database path as a folder separator: --warehouse 'bs\\user.duckdb' opened and wrote to
+    bs/user.duckdb, a user's own database (it gained the ledger's tables), past the lock and ownership checks made
+    on the path as typed, then stopped with a traceback. One line, nothing changed."""
+    import duckdb  # noqa: PLC0415
+
+    (tmp_path / "bs").mkdir()
+    with duckdb.connect(str(tmp_path / "bs" / "user.duckdb")) as con:
+        con.execute("CREATE TABLE precious AS SELECT 1 AS n")
+    before = tree(tmp_path)
+    result = run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--warehouse", f"{tmp_path / 'bs'}\\user.duckdb")
+    one_line_error(result, 1, "--warehouse", "holding a backslash", "without '\\'")
+    assert tree(tmp_path) == before
+    tmp = tmp_path / "t\\mp"  # a folder whose name holds a backslash (legal here): TMPDIR, where the scratch databases go
+    tmp.mkdir()
+    for command in ("validate", "run"):
+        args = ["--input", small_input] + (["--out", tmp_path / "out"] if command == "run" else [])
+        result = run_cli(command, *args, env={"TMPDIR": str(tmp)})
+        one_line_error(result, 1, "TMPDIR", "holding a backslash", "set TMPDIR to a folder without '\\'")
+    assert list(tmp.iterdir()) == [] and not (tmp_path / "out").exists()
