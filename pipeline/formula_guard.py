@@ -21,7 +21,11 @@ import polars as pl
 from pipeline.sqltext import literal
 
 TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
-_SPACE = " \t\n\r\u00a0\u3000"  # what may come before a trigger: one set, read alike by Python, Polars and DuckDB
+# what may come before a trigger: every character Python's str.strip() removes (the C0 separators \x1c-\x1f and
+# \x0b too; and the Unicode spaces: '\u2003=1+1' was written unquoted, and an import that trims, the README's case,
+# made it a live formula), with the zero-width space and the BOM, which JavaScript's trim() removes. One set, read
+# alike by Python, Polars and DuckDB
+_SPACE = "".join(ch for ch in map(chr, range(0x3001)) if ch.isspace()) + "\u200b\ufeff"
 # the characters themselves, not escapes: Python's re, Polars' (Rust) regex and DuckDB's RE2 read them alike
 _TRIGGER_PATTERN = f"^'*(?:[\t\r]|[{_SPACE}]*[=+@\uff1d\uff0b\uff0d\uff20-])"
 _STARTS_FORMULA = re.compile(_TRIGGER_PATTERN)

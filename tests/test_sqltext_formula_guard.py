@@ -30,6 +30,10 @@ def test_literal_survives_quotes_in_a_path(tmp_path: Path):
         # white space before a trigger (an import that trims runs it), and the full-width forms OWASP lists
         *[" =1+1", "  @SUM(A1)", "\n=1+1", "\r\n+1", "\u00a0-2+3", "\u3000=1", "\t =1"],
         *['\uff1dHYPERLINK("http://x")', "\uff0bSUM(1)", "\uff0d1", "\uff20A1", " \uff1d1", "''=1", "' =1"],
+        # every other character str.strip() removes (a trimming import), and the zero-width space and BOM: these were
+        # written unquoted (the hostile review)
+        *["\u2003=1+1 MRI", "\u202f=2+2", "\u2028=3+3", "\x0b=5+5", "\x1f=10+10", "\u2000@SUM(1)", "\x85-1", "\u200b+1"],
+        "\ufeff=1",
     ],
 )
 def test_triggers_are_neutralised_and_restorable(raw: str):
@@ -49,12 +53,14 @@ def test_plain_text_is_unchanged(raw):
 
 
 VALUES = ["=1+1", "plain", None, "-x", "@y", "\tz", "ok-", " =1", "\n@x", "\u3000+1", "\uff1d1", " x", "'\u00a0-1", "a\n=1"]
+VALUES += ["\u2003=1", "\x1f+1", "\u2028 @x", "\u2003x"]  # the Unicode and C0 spaces: Python, Polars and DuckDB alike
 
 
 def test_expression_matches_the_scalar_function():
     out = pl.DataFrame({"v": VALUES}).with_columns(neutralise_expr("v"))["v"].to_list()
     assert out == [neutralise(v) for v in VALUES]
-    assert out == [None if v is None else "'" + v if i in (0, 3, 4, 5, 7, 8, 9, 10, 12) else v for i, v in enumerate(VALUES)]
+    quoted = (0, 3, 4, 5, 7, 8, 9, 10, 12, 14, 15, 16)
+    assert out == [None if v is None else "'" + v if i in quoted else v for i, v in enumerate(VALUES)]
 
 
 def test_restore_expression_matches_the_scalar_function():
