@@ -309,6 +309,20 @@ def test_a_pretty_printed_bundle_is_not_ndjson(tmp_path, export):
     _exit_2(tmp_path, export, "ServiceRequest.001.ndjson", "is not NDJSON", "pretty-printed JSON")
 
 
+def test_json_nested_deeper_than_a_reader_follows_is_no_resource_not_a_traceback(tmp_path):
+    """A first line of '[' 200,000 deep: Python's JSON parser raised RecursionError while the export's files were
+    told apart, a traceback, exit 70 (the hostile review's export, with its manifest). It is a line that holds no
+    resource: the next line tells the file's type; alone, the file is not NDJSON, in one line."""
+    from pipeline.ingest.fhir import export as bulk  # noqa: PLC0415
+
+    deep = "[" * 200_000 + "]" * 200_000
+    path = tmp_path / "ServiceRequest.000.ndjson"
+    path.write_text(deep + "\n" + json.dumps(_sr("X1")) + "\n", encoding="utf-8")
+    assert bulk.sniff(path) == ("ServiceRequest", None)
+    path.write_text(deep + "\n", encoding="utf-8")
+    assert bulk.sniff(path) == (None, "line 1 nests its JSON deeper than a reader follows: not a FHIR resource")
+
+
 def test_a_csv_named_ndjson_is_not_ndjson(tmp_path, export):
     (export / "Patient.000.ndjson").write_text("patient_id,birth_date\nMRN-1,1970-05-05\n", encoding="utf-8")
     _exit_2(tmp_path, export, "Patient.000.ndjson", "is not NDJSON", "line 1 is not a JSON object")

@@ -127,6 +127,8 @@ def _resource(number: int, text: str) -> tuple[dict | None, str | None]:
     """One line as NDJSON holds a FHIR resource: (the JSON object, None), or (None, why it is not one)."""
     try:
         value = json.loads(text)  # a few lines only, to tell what the file is
+    except RecursionError:  # '[' nested 200,000 deep: Python's parser gives up (a traceback, exit 70)
+        return None, f"line {number} nests its JSON deeper than a reader follows: not a FHIR resource"
     except ValueError:
         if text in ("{", "["):
             return None, f"line {number} is '{text}' alone: pretty-printed JSON (a Bundle?), not one resource per line"
