@@ -1447,3 +1447,32 @@ def test_an_audit_skipped_for_a_compressed_table_says_so_as_a_warning(tmp_path, 
         "then run again"
     ) in r.stderr.splitlines(), r.stderr
     assert (out / "low_back_pain" / "run.json").is_file() and not (out / "csf_leak").exists()
+
+
+def test_status_and_patient_id_swapped_in_the_header_name_no_patient_id(tmp_path, small_input):
+    """With status and patient_id swapped in the orders' header, the gate stopped the run listing every MRN as a
+    status word no map knows, with the config lines to map them (the hostile review: 20 MRNs in one message). Its
+    ids are no id of the orders table (that column holds the statuses): they are the procedures'. Nothing is named."""
+    rows = list(csv.reader((small_input / "imaging_orders.csv").open(encoding="utf-8")))
+    swapped = ["order_id", "status", *ORDER_HEADER[2:-1], "patient_id"]
+    write_csv(small_input / "imaging_orders.csv", swapped, rows[1:])
+    r = run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--warehouse", tmp_path / "wh.duckdb")
+    assert r.returncode == 3, r.stderr
+    assert "MRN-" not in r.stderr, r.stderr
+    assert "imaging_orders.status holds 2 different values no map knows (4 rows), 4 of those rows a patient id" in r.stderr
+
+
+def test_a_status_that_is_its_rows_patient_id_is_set_aside_without_showing_it(tmp_path, small_input):
+    """A shifted row put its own patient id under status: the gate set it aside and rejects.csv, the log, run.json
+    and the report printed the id as the value (and as a word to map)."""
+    rows = list(csv.reader((small_input / "imaging_orders.csv").open(encoding="utf-8")))[1:]
+    rows += [[f"OX{i}", "MRN-1", "2025-06-06 11:00:00", "72156", "Neurology", "G97.1", "completed"] for i in range(40)]
+    rows.append(["OY", "MRN-2", "2025-06-05 09:00:00", "72148", "Emergency", "", "MRN-2"])
+    write_csv(small_input / "imaging_orders.csv", ORDER_HEADER, rows)
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", small_input, "--out", out, "--warehouse", tmp_path / "wh.duckdb")
+    assert r.returncode == 0, r.stderr
+    leaked = [p.name for p in out.rglob("*") if p.is_file() and b"MRN-2" in p.read_bytes()]
+    assert leaked == [] and "MRN-2" not in r.stderr, (leaked, r.stderr)
+    status = _rejects(out).filter((pl.col("table_name") == "imaging_orders") & (pl.col("column_name") == "status"))
+    assert status.select("source_line", "value").rows() == [("46", None)], status

@@ -693,9 +693,12 @@ def prepare_inputs(
                 f.label, "has a header but no rows", "The extract looks incomplete; re-export it", line=headers.header_line(f)
             )
         log.info("parsed %s: %s read", contract.name, counted(result.rows_read, "row"))
+        prepared[contract.name] = result
+    typed = [p.typed_parquet for p in prepared.values()]
+    for result in prepared.values():
+        result.unknown_values = value_maps.without_patient_ids(result.unknown_values, typed)
         for unknown in result.unknown_values:
             log.warning("%s", unknown.message())
-        prepared[contract.name] = result
     for name, future in pending.items():
         _check_no_nul(inputs[name], cfg, future.result())
         if hashes is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
@@ -125,6 +125,9 @@ class UnknownValues:
     values: list[tuple[str, int]]  # (value as delivered, rows), most frequent first; empty when too many to list
     distinct: int
     rows: int
+    # rows whose value is a patient id of the table (columns shifted, or status and patient_id swapped): no value is
+    # then listed, as the published log, run.json and report would print the ids
+    patient_ids: int = 0
 
     @property
     def effect(self) -> str:
@@ -139,6 +142,12 @@ class UnknownValues:
         return lines
 
     def message(self) -> str:
+        if self.patient_ids:
+            return (
+                f"{self.path}: {self.table}.{self.column} holds {self.distinct} different values no map knows "
+                f"({self.rows} rows), {self.patient_ids} of those rows a patient id of the delivery (not shown): the columns "
+                f"look shifted or swapped; check the column mapping and the delimiter (order-audit inspect lists the columns)"
+            )
         if not self.values:
             return (
                 f"{self.path}: {self.table}.{self.column} holds {self.distinct} different values no map knows "
@@ -206,6 +215,34 @@ def unknown_values(
         named = list(rows) if len(rows) <= MAX_NAMED_VALUES else []
         found.append(UnknownValues(table, column, path, named, len(rows), total))
     return found
+
+
+def without_patient_ids(unknowns: list[UnknownValues], typed_parquets: list[Path]) -> list[UnknownValues]:
+    """``unknowns`` with no value listed where one is a patient id of any table of the delivery: a status column
+    swapped with patient_id (its ids no id of its own table) printed 15 MRNs in the log, run.json, the report and the
+    gate's message. Read only when a coded column holds values no map knows."""
+    import duckdb
+
+    from pipeline.sqltext import literal
+
+    listed = sorted({v.strip() for u in unknowns for v, _ in u.values})
+    if not listed or not typed_parquets:
+        return unknowns
+    files = ", ".join(literal(p) for p in typed_parquets)
+    with duckdb.connect() as con:
+        held = {
+            p
+            for (p,) in con.execute(
+                f"SELECT DISTINCT trim(patient_id) FROM read_parquet([{files}], union_by_name = true) "
+                "WHERE list_contains(?, trim(patient_id))",
+                [listed],
+            ).fetchall()
+        }
+    out = []
+    for u in unknowns:
+        ids = sum(n for v, n in u.values if v.strip() in held)
+        out.append(replace(u, values=[], patient_ids=ids) if ids else u)
+    return out
 
 
 def note(unknowns: list[UnknownValues]) -> str:

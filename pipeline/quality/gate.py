@@ -235,6 +235,11 @@ def check_inputs(
             "CREATE TEMP TABLE gate_rejects (table_name VARCHAR, source_line BIGINT, column_name VARCHAR, "
             "value VARCHAR, reason VARCHAR)"
         )
+        # the delivery's patient ids, every table's: a value set aside that is one of them is not shown (a shifted row, or
+        # status and patient_id swapped in the header, its ids no id of its own table)
+        src_tables = con.execute("SELECT DISTINCT table_name FROM duckdb_columns() WHERE column_name = 'patient_id'").fetchall()
+        with_ids = [t for (t,) in src_tables if t.startswith("src_")]
+        patient_ids = " UNION ALL ".join(f"SELECT trim(patient_id) FROM {t} WHERE patient_id IS NOT NULL" for t in with_ids)
         for r in results:
             if r.set_aside_by_loader and "incoming_rejects" in (r.violations_sql or ""):
                 r.rows_set_aside = r.violated_count or 0
@@ -246,7 +251,11 @@ def check_inputs(
             # the column a check is about: a column-map's kwarg, or meta.column of an unexpected_rows query
             column = (r.expectation or {}).get("column") or (r.expectation or {}).get("kwargs", {}).get("column")
             cols = {row[0] for row in con.execute(f"DESCRIBE {r.table}").fetchall()}
-            value = f'CAST("{column}" AS VARCHAR)' if column in cols else "NULL"
+            value = f'CAST("{column}" AS VARCHAR)' if column in cols and column != "patient_id" else "NULL"
+            if value != "NULL" and patient_ids:
+                # rejects.csv is published: a value that is a patient id is not shown, as the loader's rejects hide
+                # theirs (load._hide_patient_ids)
+                value = f"CASE WHEN trim({value}) IN ({patient_ids}) THEN NULL ELSE {value} END"
             reason = f"data-quality check {r.check_id}: {r.description}"
             if r.expectation and r.expectation.get("type") in validate.COLUMN_MAP_TYPES:
                 # a column-map check's query is SELECT * FROM the table WHERE <violated>: its rows
