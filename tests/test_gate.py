@@ -264,6 +264,20 @@ def test_validate_command_alone_with_data_docs(synthetic, tmp_path):
         assert d["check_id"] in index
 
 
+def test_data_docs_print_no_failing_value_as_markup_and_no_patient_id(tmp_path, small_input):
+    """Great Expectations printed a check's failing values unescaped ('<img src=x onerror=...>' in needle_type ran in
+    the page) and raw (a patient id shifted into a coded column). The docs list the failing rows' keys instead,
+    escaped, as the run's messages do."""
+    path = small_input / "procedures.csv"
+    procedures = pl.read_csv(path, infer_schema=False)
+    hostile = ["<img src=x onerror=1>", procedures["patient_id"][1]]  # markup; a patient id shifted into the column
+    procedures.with_columns(pl.Series("needle_type", hostile + [None] * (procedures.height - 2))).write_csv(path)
+    r = run_cli("validate", "--input", small_input, "--data-docs", tmp_path / "docs")
+    pages = "".join(p.read_text(encoding="utf-8") for p in (tmp_path / "docs").rglob("*.html"))
+    assert "procedures.needle_type.allowed" in pages, r.stderr
+    assert "<img src=x" not in pages and hostile[1] not in pages
+
+
 def test_validate_runs_the_input_checks_a_run_does(synthetic, clean_run):
     """validate is the run's gate alone: the audits' own input checks too (low_back_pain's on the diagnoses),
     which it left out, so that it could pass a folder on which the run then warned, or stopped."""

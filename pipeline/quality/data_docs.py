@@ -10,6 +10,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+import markupsafe
+
 from pipeline.quality.result import CheckResult
 
 
@@ -42,6 +44,14 @@ def _gx_result_for(r: CheckResult) -> dict:
         out = json.loads(json.dumps(r.gx_result, default=str))
         out.setdefault("expectation_config", {}).setdefault("meta", {}).update(meta)
         out["expectation_config"]["description"] = f"{r.check_id} [{r.severity}]: {r.description}"
+        # GX prints the failing values as they are, unescaped ('<img src=x onerror=...>' in needle_type ran in the
+        # page) and raw (a patient id under a shifted column): the docs list the rows' keys instead, as the run's
+        # messages do (pseudonymised patient keys, escaped)
+        found = out.get("result") or {}
+        for name in [k for k in found if k.startswith(("partial_unexpected", "unexpected_list", "unexpected_index"))]:
+            del found[name]
+        if found:
+            found["partial_unexpected_list"] = _escaped(r.sample_keys)
         return out
     if r.expectation is not None:
         config = {"type": r.expectation["type"], "kwargs": dict(r.expectation["kwargs"])}
@@ -52,7 +62,7 @@ def _gx_result_for(r: CheckResult) -> dict:
     config["description"] = f"{r.check_id} [{r.severity}]: {r.description}"
     exception = {
         "raised_exception": r.error is not None and r.status == "error",
-        "exception_message": r.error,
+        "exception_message": None if r.error is None else str(markupsafe.escape(r.error)),
         "exception_traceback": None,
     }
     result = {
@@ -60,7 +70,7 @@ def _gx_result_for(r: CheckResult) -> dict:
         "element_count": r.denominator,
         "unexpected_count": r.violated_count,
         "unexpected_percent": r.percent,
-        "partial_unexpected_list": list(r.sample_keys),
+        "partial_unexpected_list": _escaped(r.sample_keys),
     }
     return {
         "success": r.status == "passed",
@@ -69,6 +79,11 @@ def _gx_result_for(r: CheckResult) -> dict:
         "meta": {},
         "exception_info": exception,
     }
+
+
+def _escaped(values: Iterable) -> list[str]:
+    """Values as HTML text: GX's pages print what they are given as markup."""
+    return [str(markupsafe.escape(str(v))) for v in values]
 
 
 def write_data_docs(results: Iterable[CheckResult], out_dir: str | os.PathLike, run_name: str | None = None) -> Path:
