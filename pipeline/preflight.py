@@ -16,6 +16,7 @@ from pipeline import ownership, warehouse
 from pipeline.errors import ConfigError
 from pipeline.ingest import source_store
 from pipeline.report import outputs, pdf
+from pipeline.report.reid import check_target as check_crosswalk_target
 
 DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
 
@@ -199,6 +200,7 @@ def check_reid_file(opts, out_root: Path) -> None:
             )
     if reid.is_dir():
         raise ConfigError(f"--reid-file {opts.reid_file} is a folder; give a file path")
+    check_crosswalk_target(opts.reid_file)
     _check_writable(reid.parent, "--reid-file", opts.reid_file)
 
 

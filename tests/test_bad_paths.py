@@ -169,6 +169,29 @@ def test_reid_file_elsewhere_is_written_and_no_output_holds_a_raw_id(small_input
             assert not any(raw in text for raw in RAW_IDS), path
 
 
+@pytest.mark.parametrize("kind", ["the user's file", "a link to the user's file"])
+def test_reid_file_never_replaces_or_writes_through_what_is_not_a_crosswalk(small_input, tmp_path, kind):
+    """--reid-file naming a user's file replaced it with the crosswalk, exit 0; naming a symlink wrote the raw ids to
+    the file it named and made that 0600 (the hostile review). Both are refused before any work; a crosswalk written
+    before is replaced, whole (a new file renamed over it), and a rerun gives the same file."""
+    (tmp_path / "restricted").mkdir()
+    mine = tmp_path / "restricted" / "mine.csv"
+    mine.write_text("USER PRECIOUS\n")
+    given = mine
+    if kind != "the user's file":
+        given = tmp_path / "restricted" / "link.csv"
+        given.symlink_to(mine)
+    result = run_audit(small_input, tmp_path / "out", "--reid-file", given)
+    one_line_error(result, 1, "--reid-file", "nothing was written")
+    assert mine.read_text() == "USER PRECIOUS\n" and mine.stat().st_mode & 0o777 != 0o600
+    assert not (tmp_path / "out").exists()
+    reid = tmp_path / "restricted" / "reid.csv"
+    for _ in range(2):  # a crosswalk order-audit wrote is replaced
+        assert run_audit(small_input, tmp_path / "out", "--reid-file", reid).returncode == 0
+        assert reid.read_text().startswith("patient_key,patient_id\n") and reid.stat().st_mode & 0o777 == 0o600
+    assert {p.name for p in (tmp_path / "restricted").iterdir()} == {"mine.csv", "reid.csv", given.name}  # no temp file
+
+
 # ------------------------------------------------------------------ --out and --warehouse that cannot work
 
 

@@ -10,7 +10,26 @@ import os
 from pathlib import Path
 
 from pipeline import formula_guard
-from pipeline.errors import ReportError
+from pipeline.errors import ConfigError, ReportError
+
+HEADER = "patient_key,patient_id"
+
+
+def check_target(given: Path | str) -> None:
+    """The crosswalk may replace only a crosswalk: a path that is a symlink (the run wrote the ids through it, to
+    whatever it named, and chmod'ed that) or a file whose first line is not the crosswalk's header (a user's own
+    file, replaced without a word) is refused, before any work."""
+    path = Path(given)
+    if path.is_symlink():
+        raise ConfigError(f"--reid-file {given} is a symbolic link; give the crosswalk's own path (nothing was written)")
+    if path.exists():
+        with path.open("rb") as fh:
+            first = fh.readline(len(HEADER) + 2).decode("utf-8", "replace").rstrip("\r\n")
+        if first != HEADER:
+            raise ConfigError(
+                f"--reid-file {given} exists and is no crosswalk order-audit wrote (its first line is not {HEADER}); "
+                "give a new path, or move the file away (nothing was written)"
+            )
 
 
 def write_reid_file(con, reid_file: Path, out_dir: Path, audits: list) -> Path:
@@ -29,10 +48,17 @@ def write_reid_file(con, reid_file: Path, out_dir: Path, audits: list) -> Path:
     ]
     rows = con.execute(f"SELECT DISTINCT * FROM ({' UNION ALL '.join(parts)}) ORDER BY 1, 2").fetchall() if parts else []
     reid_file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(reid_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # also when the file already existed with wider permissions
-    with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(["patient_key", "patient_id"])
-        w.writerows((key, formula_guard.neutralise(patient_id)) for key, patient_id in rows)
+    check_target(reid_file)  # again: the run took its time since the preflight
+    # a new owner-only file beside it, renamed over it: a kill leaves the earlier crosswalk whole, and a link put
+    # there meanwhile is replaced, never written through
+    tmp = reid_file.with_name(f".{reid_file.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh, lineterminator="\n")
+            w.writerow(HEADER.split(","))
+            w.writerows((key, formula_guard.neutralise(patient_id)) for key, patient_id in rows)
+        os.replace(tmp, reid_file)
+    finally:
+        tmp.unlink(missing_ok=True)
     return reid_file
