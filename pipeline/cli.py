@@ -365,6 +365,10 @@ def validate(input_dir, config_path, site_timezone, data_docs, warehouse_path, a
 
         cfg = load_config(config_path, site_timezone=site_timezone, input_format=input_format)
         preflight.check_temp_dir()  # the gate's DuckDB file goes there
+        if data_docs is not None:  # before the work, as a run checks it: a file there was a traceback at the end
+            from pipeline.quality import data_docs as docs
+
+            docs.check_target(data_docs)
         shown = inputs_mod.named_within(input_dir)  # as a run names its inputs: relative to --input
         with files_named(shown):
             _validate(input_dir, cfg, data_docs, warehouse_path, as_json, shown, warm.gx)

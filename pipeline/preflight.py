@@ -15,6 +15,7 @@ from pathlib import Path
 from pipeline import ownership, warehouse
 from pipeline.errors import ConfigError
 from pipeline.ingest import source_store
+from pipeline.quality import data_docs
 from pipeline.report import outputs, pdf
 from pipeline.report.reid import check_target as check_crosswalk_target
 
@@ -90,6 +91,7 @@ def check_run(opts, out_root: Path, audit_ids: tuple[str, ...] = ()) -> None:
             "extracts' folder: give --out a folder of its own (nothing was changed)"
         )
     if opts.data_docs_dir is not None:
+        data_docs.check_target(opts.data_docs_dir)
         _check_writable(Path(opts.data_docs_dir), "--data-docs", opts.data_docs_dir)
     if opts.reid_file is not None:
         check_reid_file(opts, out_root)

@@ -15,6 +15,7 @@ import duckdb
 import polars as pl
 import pytest
 from conftest import ROOT, run_cli
+from test_bad_paths import tree
 
 from pipeline.quality import gate
 from pipeline.synth import generate
@@ -276,6 +277,33 @@ def test_data_docs_print_no_failing_value_as_markup_and_no_patient_id(tmp_path, 
     pages = "".join(p.read_text(encoding="utf-8") for p in (tmp_path / "docs").rglob("*.html"))
     assert "procedures.needle_type.allowed" in pages, r.stderr
     assert "<img src=x" not in pages and hostile[1] not in pages
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+@pytest.mark.parametrize("kind", ["a folder with the user's index.html", "a link named index.html", "a file"])
+def test_data_docs_never_write_over_what_order_audit_did_not_write(tmp_path, small_input, command, kind):
+    """--data-docs into a folder holding a user's index.html replaced it, exit 0; an index.html that was a link had
+    its target overwritten; a file there was a traceback (validate) after the whole validation. Refused before any
+    work; a folder the docs were written to before is written again."""
+    docs, mine = tmp_path / "docs", tmp_path / "mine.html"
+    mine.write_text("the user's\n")
+    if kind == "a file":
+        docs.write_text("the user's\n")
+    else:
+        docs.mkdir()
+        if kind.startswith("a folder"):
+            (docs / "index.html").write_text("the user's\n")
+        else:
+            (docs / "index.html").symlink_to(mine)
+    before = tree(tmp_path)
+    out = ["--out", tmp_path / "out"] if command == "run" else []
+    r = run_cli(command, "--input", small_input, "--data-docs", docs, *out)
+    assert r.returncode == 1 and "nothing was written" in r.stderr.splitlines()[-1] and "Traceback" not in r.stderr, r.stderr
+    assert tree(tmp_path) == before and mine.read_text() == "the user's\n"
+    again = tmp_path / "again"
+    for _ in range(2):
+        assert run_cli(command, "--input", small_input, "--data-docs", again, *out).returncode == 0
+    assert (again / "index.html").is_file()
 
 
 def test_validate_runs_the_input_checks_a_run_does(synthetic, clean_run):
