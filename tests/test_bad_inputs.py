@@ -1476,3 +1476,14 @@ def test_a_status_that_is_its_rows_patient_id_is_set_aside_without_showing_it(tm
     assert leaked == [] and "MRN-2" not in r.stderr, (leaked, r.stderr)
     status = _rejects(out).filter((pl.col("table_name") == "imaging_orders") & (pl.col("column_name") == "status"))
     assert status.select("source_line", "value").rows() == [("46", None)], status
+
+
+@pytest.mark.parametrize("name", ["source_line", "_ambiguous_ordered_at", "_err_long_text"])
+def test_an_extra_column_named_as_the_readers_own_is_one_line_naming_it(tmp_path, small_input, name):
+    """An extract's extra column named source_line was a Polars traceback, exit 70 ("cannot add row_index with name
+    'source_line'"); one named _ambiguous_ordered_at or _err_long_text, 'the CSV could not be parsed', naming no
+    column (the hostile review). One line naming the column and what to do."""
+    path = small_input / "imaging_orders.csv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    path.write_text("\n".join([f"{lines[0]},{name}"] + [f"{line},x" for line in lines[1:]]) + "\n", encoding="utf-8")
+    _expect_exit_2(tmp_path, small_input, "imaging_orders.csv, line 1", f"column 8, '{name}', has a name order-audit gives")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import polars as pl
 
 from pipeline.config import Config
-from pipeline.errors import InputFileError, MissingColumnError
+from pipeline.errors import InputFileError, MissingColumnError, printable
 from pipeline.ingest import textfile, xlsx
 from pipeline.ingest.contract import TableContract
 from pipeline.ingest.formats import TableFormat
@@ -69,10 +69,24 @@ def header_line(f: InputFile) -> int | None:
     return None if f.fmt == "parquet" else f.header_row or 1
 
 
+# names the reader gives its own columns beside the file's: each line's number and the per-check columns. An
+# extract's column so named was a traceback (Polars: "cannot add row_index with name 'source_line'") or a parse
+# failure naming no column
+RESERVED_NAME = "source_line"
+RESERVED_PREFIXES = ("_err_", "_raw_", "_ambiguous_", "_txt_", "_low_")
+
+
 def _check_duplicates(f: InputFile, header: list[str]) -> None:
     seen: dict[str, int] = {}
     for i, name in enumerate(header, start=1):
         key = name.strip()
+        if key.lower() == RESERVED_NAME or key.lower().startswith(RESERVED_PREFIXES):
+            raise InputFileError(
+                f.label,
+                f"column {i}, '{printable(key)}', has a name order-audit gives its own columns as it reads a file",
+                "Rename that column in the extract, or leave it out (order-audit does not read it)",
+                line=header_line(f),
+            )
         if key and key in seen:
             raise InputFileError(
                 f.label,
