@@ -698,7 +698,7 @@ def diff(run_a, run_b, warehouse_path, spark_state, config_path, log_format, qui
     click.echo(f"{len(rows)} order(s) differ between {run_a} (A) and {run_b} (B):")
     for period, audit_id, order_id, case_id, va, ra, vb, rb, kind in rows:
         click.echo(
-            f"{period}  {audit_id or ''}  order {order_id} (case {case_id}) {kind}: "
+            f"{period}  {audit_id or ''}  order {printable(order_id)} (case {printable(case_id)}) {kind}: "
             f"A {va or '-'} [{ra or ''}] -> B {vb or '-'} [{rb or ''}]"
         )
 

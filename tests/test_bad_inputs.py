@@ -1487,3 +1487,15 @@ def test_an_extra_column_named_as_the_readers_own_is_one_line_naming_it(tmp_path
     lines = path.read_text(encoding="utf-8").splitlines()
     path.write_text("\n".join([f"{lines[0]},{name}"] + [f"{line},x" for line in lines[1:]]) + "\n", encoding="utf-8")
     _expect_exit_2(tmp_path, small_input, "imaging_orders.csv, line 1", f"column 8, '{name}', has a name order-audit gives")
+
+
+def test_inspect_prints_an_order_code_holding_terminal_escapes_and_a_line_break_escaped(tmp_path, small_input):
+    """inspect printed an order code as the extract held it: 'LOC\\x1b]0;PWNED\\x07-X\\nFORGED LINE' retitled the
+    terminal and forged a line of its own (the hostile review); the run's log escaped it already."""
+    rows = list(csv.reader((small_input / "imaging_orders.csv").open(encoding="utf-8")))[1:]
+    rows.append(["O9", "MRN-1", "2025-06-06 11:00:00", "LOC\x1b]0;PWNED\x07-X\nFORGED LINE", "Neurology", "G97.1", "completed"])
+    write_csv(small_input / "imaging_orders.csv", ORDER_HEADER, rows)
+    r = run_cli("inspect", "--input", small_input)
+    assert r.returncode == 0, r.stderr
+    assert "\x1b" not in r.stdout and "\x07" not in r.stdout
+    assert "LOC\\x1b]0;PWNED\\x07-X\\nFORGED LINE" in r.stdout, r.stdout

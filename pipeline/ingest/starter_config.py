@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pipeline import formula_guard
 from pipeline.config import Config
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, printable
 from pipeline.ingest import detect
 from pipeline.ingest.code_systems import RADIOLOGY_CPT
 from pipeline.ingest.contract import CONTRACT_BY_NAME
@@ -184,7 +184,7 @@ def code_lines(table: str, systems: dict[str, int], unknown_codes: list[dict], t
     lines = []
     if systems:
         total = sum(systems.values())
-        shares = ", ".join(f"{k} {_pct(n, total)}" for k, n in systems.items())
+        shares = ", ".join(f"{printable(k)} {_pct(n, total)}" for k, n in systems.items())
         lines.append(f"  codes      {shares} of {total:,}")
         if table == "procedures" and systems.get("CPT", 0) < total:
             held = counted(total - systems.get("CPT", 0), "procedure")
@@ -195,9 +195,11 @@ def code_lines(table: str, systems: dict[str, int], unknown_codes: list[dict], t
     to_map = [u for u in unknown_codes if u["system"] != "CPT"]
     for i, u in enumerate(to_map[:20]):
         head = "  no map     " if i == 0 else "             "
-        name = f" '{u['name']}'" if u["name"] else ""
-        held_by, system = counted(u["orders"], "order"), f"{u['system']} {told_by}".strip()
-        lines.append(f"{head}{u['code']}{name}: {held_by} ({system}): not evaluable until mapped")
+        # as the extract holds them, escaped: a code holding a terminal escape or a line break printed it raw (a
+        # forged line under the report, a retitled terminal)
+        name = f" '{printable(u['name'])}'" if u["name"] else ""
+        held_by, system = counted(u["orders"], "order"), printable(f"{u['system']} {told_by}".strip())
+        lines.append(f"{head}{printable(u['code'])}{name}: {held_by} ({system}): not evaluable until mapped")
     if len(to_map) > 20:
         lines.append(f"             ... {len(to_map) - 20:,} more, all in local_code_map.csv with --write-config")
     cpt = [u for u in unknown_codes if u["system"] == "CPT"]
