@@ -968,6 +968,24 @@ def test_merged_cells_stop_the_run_not_empty_the_rows_below(tmp_path, small_inpu
     _expect_exit_2(tmp_path, small_input, "imaging_orders.xlsx [sheet imaging_orders]: has merged cells (E2:E4)", "Unmerge")
 
 
+def test_a_workbook_whose_list_of_sheets_is_inflated_is_refused_before_it_is_read(tmp_path, small_input):
+    """A 3.5 MB .xlsx whose xl/workbook.xml was padded to 3 GB of spaces was read whole, as text, twice: 6.5 GB of
+    memory and four minutes, then the run went on (the hostile review). Its size in the zip's directory refuses it.
+    Here 20 MB of spaces, over the 16 MB a workbook's small parts may have."""
+    import zipfile  # noqa: PLC0415
+
+    plain = tmp_path / "plain.xlsx"
+    _write_workbook(plain, {"imaging_orders": _orders_as_workbook_rows(small_input)})
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(small_input / "imaging_orders.xlsx", "w", zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "xl/workbook.xml":
+                data = data.replace(b"<sheets>", b"<sheets>" + b" " * (20 << 20))
+            dst.writestr(item, data)
+    (small_input / "imaging_orders.csv").unlink(missing_ok=True)
+    _expect_exit_2(tmp_path, small_input, "imaging_orders.xlsx: its part xl/workbook.xml is 20,97", "bytes uncompressed")
+
+
 def test_an_id_held_as_a_number_longer_than_excel_keeps_stops_the_run_naming_its_row_and_column(tmp_path, small_input):
     """A 20-digit patient id in a number cell: Excel keeps 15 significant digits, and 12345678901234567890 read as
     12345678901234569216, a different id, without a word (two patients may become one). The same id in a text cell,
@@ -1499,3 +1517,23 @@ def test_inspect_prints_an_order_code_holding_terminal_escapes_and_a_line_break_
     assert r.returncode == 0, r.stderr
     assert "\x1b" not in r.stdout and "\x07" not in r.stdout
     assert "LOC\\x1b]0;PWNED\\x07-X\\nFORGED LINE" in r.stdout, r.stdout
+
+
+def test_the_diagnosis_of_an_unreadable_csv_says_a_long_field_is_long_not_an_unclosed_quote(tmp_path):
+    """A 1.5 GB field without a quote, which Polars could not read: the diagnosis read the whole file three times
+    over (12.8 GB of memory, a MemoryError traceback under a limit) and said 'a quoted field opens on this line and
+    is never closed'. It streams the file now and names the long field; an unclosed quote is still told apart."""
+    from pipeline.ingest import load  # noqa: PLC0415
+    from pipeline.ingest.textfile import Source  # noqa: PLC0415
+
+    path = tmp_path / "imaging_orders.csv"
+    head = "order_id,patient_id,ordered_at\nO1,MRN-1,2025-06-06 10:00:00\n"
+    path.write_text(head + "O2,MRN-1," + "x" * 200_000 + "\nO3,MRN-2,2025-06-06 10:00:00\n", encoding="utf-8")
+    assert load._diagnose_csv_failure(None, Source(path)) == (
+        3,
+        "a field longer than 131,072 characters, longer than any value of the contract",
+    )
+    path.write_text(head + 'O2,MRN-1,"2025-06-06\n' + "x" * 200_000 + "\nO3,MRN-2,2025-06-06 10:00:00\n", encoding="utf-8")
+    assert load._diagnose_csv_failure(None, Source(path)) == (3, "a quoted field opens on this line and is never closed")
+    path.write_bytes(head.encode() + b"O2,MRN-1,2025-06-06 10:00:00\nO3,\xe9\n")
+    assert load._diagnose_csv_failure(None, Source(path)) == (4, "byte 0xe9 is not UTF-8")
