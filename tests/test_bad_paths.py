@@ -745,3 +745,20 @@ def test_a_warehouse_path_holding_a_backslash_never_opens_the_file_duckdb_would_
         result = run_cli(command, *args, env={"TMPDIR": str(tmp)})
         one_line_error(result, 1, "TMPDIR", "holding a backslash", "set TMPDIR to a folder without '\\'")
     assert list(tmp.iterdir()) == [] and not (tmp_path / "out").exists()
+
+
+def test_the_source_store_sweeps_only_the_files_it_writes(small_input, tmp_path):
+    """A new warehouse beside a wh.duckdb.sources folder holding a user's files: the store's sweep deleted every file
+    there that no live load named (mine.parquet, x.txt; the hostile review). It deletes only the files it names
+    itself (<table>/<run id>-<table>.parquet); a superseded load's file still goes."""
+    store = tmp_path / "wh.duckdb.sources"
+    (store / "procedures").mkdir(parents=True)
+    (store / "imaging_orders").mkdir()
+    (store / "procedures" / "mine.parquet").write_bytes(b"the user's")
+    (store / "imaging_orders" / "x.txt").write_text("the user's\n")
+    for _ in range(2):  # the second run's loads replace the first's (the same files again): its files are swept
+        assert run_audit(small_input, tmp_path / "out", "--warehouse", tmp_path / "wh.duckdb").returncode == 0
+    assert (store / "procedures" / "mine.parquet").read_bytes() == b"the user's"
+    assert (store / "imaging_orders" / "x.txt").read_text() == "the user's\n"
+    held = sorted(p.name for p in (store / "procedures").iterdir() if p.name != "mine.parquet")
+    assert len(held) == 1 and held[0].endswith("-procedures.parquet"), held  # the live load's file alone

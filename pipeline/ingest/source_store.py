@@ -26,6 +26,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -33,7 +34,7 @@ import duckdb
 
 from pipeline.db import has_table
 from pipeline.errors import ConfigError
-from pipeline.ingest.contract import CONTRACTS, TableContract
+from pipeline.ingest.contract import CONTRACT_BY_NAME, CONTRACTS, TableContract
 from pipeline.sqltext import ident
 from pipeline.sqltext import literal as _sql_str
 
@@ -267,6 +268,15 @@ def forget(con: duckdb.DuckDBPyConnection, load_ids: list[str]) -> None:
     con.execute("DELETE FROM src_excluded WHERE list_contains(?, load_id)", [load_ids])
 
 
+def _made_here(path: Path) -> bool:
+    """A load's file as the store names it: <table>/<run id>-<table>.parquet (or its .partial copy, cut short)."""
+    table = path.parent.name
+    return (
+        table in CONTRACT_BY_NAME
+        and re.fullmatch(rf"\d{{8}}T\d{{6}}Z-[0-9a-f]+-{table}\.(?:parquet|partial)", path.name) is not None
+    )
+
+
 def sweep(con: duckdb.DuckDBPyConnection) -> list[Path]:
     """Delete store files no live load refers to; call only with the ledger committed."""
     root = store_dir(con)
@@ -275,6 +285,10 @@ def sweep(con: duckdb.DuckDBPyConnection) -> list[Path]:
     live = {(t, lid) for t, lid in con.execute(f"SELECT table_name, load_id FROM load_ledger WHERE {LIVE_LOAD}").fetchall()}
     removed = []
     for path in sorted(root.glob("*/*")):
+        if not _made_here(path):
+            # what the store never writes (a user's file put in the folder) is not the store's to delete
+            log.info("left %s alone: not a file the source store writes", path)
+            continue
         if path.suffix != ".parquet" or (path.parent.name, path.stem) not in live:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
