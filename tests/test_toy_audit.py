@@ -188,3 +188,25 @@ def test_an_audit_model_duckdb_cannot_build_is_one_line_naming_its_file(toy_run,
     assert str(changed / named.split("'")[0]) in last and named.split("/")[-1] in last, last
     assert "DuckDB cannot build the model (Binder Error: " in last and last.endswith("; fix the audit's SQL"), last
     assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_report_section_query_duckdb_cannot_run_is_one_line_naming_its_file(toy_run, tmp_path):
+    """A section's report/<name>.sql naming a column its tables lack was exit 70, 'a bug in order-audit', with a
+    traceback, after the whole run (the audit author's review). One line naming the file; nothing published."""
+    changed = tmp_path / "toy_audit"
+    shutil.copytree(TOY, changed)
+    with (changed / "audit.toml").open("a", encoding="utf-8") as fh:
+        fh.write('\n[report]\nsections = ["extra"]\n')
+    (changed / "report").mkdir()
+    (changed / "report" / "extra.html").write_text("<p>{{ section.rows|length }}</p>\n", encoding="utf-8")
+    (changed / "report" / "extra.sql").write_text("SELECT no_such_column FROM toy_audit__mart_cases\n", encoding="utf-8")
+    config = tmp_path / "site.toml"
+    config.write_text(f"audits_path = [{json.dumps(str(changed))}]\n", encoding="utf-8")
+    r = run_cli(
+        "run", "--input", toy_run["out"].parent / "in", "--out", tmp_path / "out", "--config", config,
+        "--site-timezone", SITE_TIMEZONE, "--no-validate", env=KEY,
+    )  # fmt: skip
+    assert r.returncode == 1, r.stderr
+    last = r.stderr.splitlines()[-1]
+    assert f"{changed / 'report' / 'extra.sql'}: DuckDB cannot run the section's query (Binder Error: " in last, last
+    assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()

@@ -24,6 +24,8 @@ import jinja2
 import numpy as np
 
 from pipeline.db import frame
+from pipeline.errors import ConfigError, first_line
+from pipeline.models.runner import AUTHOR_ERRORS
 from pipeline.report import charts, names
 from pipeline.report.measure import wilson_interval
 from pipeline.report.sections import set_aside
@@ -148,6 +150,9 @@ def section_rows(con, spec: ReportSpec, department: str | None, reach: dict | No
             sql = s.sql.read_text(encoding="utf-8")
             params = {"department": department} if "$department" in sql else {}
             params |= {k: v for k, v in (reach or {}).items() if f"${k}" in sql}
-            rows = frame(con, sql, params or None).to_dicts()
+            try:
+                rows = frame(con, sql, params or None).to_dicts()
+            except AUTHOR_ERRORS as exc:  # the audit's own query: its author's to fix, in that file (it was exit 70)
+                raise ConfigError(f"{s.sql}: DuckDB cannot run the section's query ({first_line(exc)}); fix it") from None
         out.append({"name": s.name, "title": s.title, "template": f"audit/{s.name}.html", "rows": rows})
     return out
