@@ -425,6 +425,26 @@ def load(folder: Path) -> Audit:
     return _with_problem(audit)
 
 
+def check_report_columns(audit: Audit, orders: set[str], cases: set[str], engine: set[str]) -> None:
+    """Every column the manifest's [report] names is a column of the marts it is read from: an unknown one was left
+    out without a word (a label column, a workbook column) or named an empty department. ``orders``, ``cases``: the
+    columns of its mart_audited_orders and mart_cases; ``engine``: the columns the engine adds to the case list."""
+    report = audit.manifest.get("report", {})
+    path = audit.folder / MANIFEST
+    for key in ("case_department", "case_provider", "second_view_department", "case_date"):
+        name = report.get(key)
+        if name is not None and name not in cases:
+            _fail(path, f"[report] {key} = {name!r} is no column of the audit's mart_cases; name one of its columns")
+    for key in ("label_columns", "why_columns"):
+        missing = [c for c in report.get(key, ()) if c not in orders | cases]
+        if missing:
+            _fail(path, f"[report] {key} names {', '.join(missing)}, no column of the audit's mart_audited_orders or mart_cases")
+    given = orders | engine | {report.get("case_date", "index_date"), report.get("case_department")}
+    missing = [c for c in report.get("columns", {}) if c not in given]
+    if missing:
+        _fail(path, f"[report.columns] names {', '.join(missing)}, no column of the audit's mart_audited_orders")
+
+
 def _with_problem(audit: Audit) -> Audit:
     import dataclasses
 

@@ -61,7 +61,7 @@ from pipeline.models import reference, runner
 from pipeline.models import spark as spark_engine
 from pipeline.quality import gate
 from pipeline.quality import held as held_state
-from pipeline.report import outputs
+from pipeline.report import outputs, workbook
 from pipeline.wording import counted
 
 log = logging.getLogger(__name__)
@@ -122,6 +122,8 @@ def period_counts(con: duckdb.DuckDBPyConnection, audit) -> dict:
     """What `runs` records of one audit's period: cases, audited orders, orders by verdict."""
     orders, cases = audit.model_name("mart_audited_orders"), audit.model_name("mart_cases")
     one = lambda sql: con.execute(sql).fetchall()[0][0]  # noqa: E731
+    described = lambda table: {row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()}  # noqa: E731
+    audits_mod.check_report_columns(audit, described(orders), described(cases), set(workbook.CASE_COLUMNS))
     unjudged = con.execute(f"SELECT count(*), min(order_id) FROM {orders} WHERE verdict IS NULL").fetchall()[0]
     if unjudged[0]:  # the audit's models, not the data: every audited order fires a rule of its registry
         raise ConfigError(

@@ -200,4 +200,5 @@ def build(con: duckdb.DuckDBPyConnection, m: Model, sql: str | None = None) -> N
             raise
         # an audit's model naming a column its inputs lack, a function DuckDB has not, a cast its data refuses: the
         # author's to fix, in the file that says it (it was exit 70, "a bug in order-audit", naming no file)
-        raise ConfigError(f"{m.where}: DuckDB cannot build the model ({first_line(exc)}); fix the audit's SQL") from None
+        fix = "fix the audit's SQL" if m.path else "fix what it is written from"
+        raise ConfigError(f"{m.where}: DuckDB cannot build the model ({first_line(exc)}); {fix}") from None
