@@ -439,7 +439,9 @@ def check_report_columns(audit: Audit, orders: set[str], cases: set[str], engine
         missing = [c for c in report.get(key, ()) if c not in orders | cases]
         if missing:
             _fail(path, f"[report] {key} names {', '.join(missing)}, no column of the audit's mart_audited_orders or mart_cases")
+    # the case list's own: the case's date and department, and its second view's department as case_department
     given = orders | engine | {report.get("case_date", "index_date"), report.get("case_department")}
+    given |= {"case_department"} if report.get("second_view_department") else set()
     missing = [c for c in report.get("columns", {}) if c not in given]
     if missing:
         _fail(path, f"[report.columns] names {', '.join(missing)}, no column of the audit's mart_audited_orders")
