@@ -1494,6 +1494,10 @@ def test_a_status_that_is_its_rows_patient_id_is_set_aside_without_showing_it(tm
     assert leaked == [] and "MRN-2" not in r.stderr, (leaked, r.stderr)
     status = _rejects(out).filter((pl.col("table_name") == "imaging_orders") & (pl.col("column_name") == "status"))
     assert status.select("source_line", "value").rows() == [("46", None)], status
+    report = (out / "csf_leak" / "report.html").read_text(encoding="utf-8")
+    assert "1 different value (not listed: 1 row holds a patient id)" in report
+    (unknown,) = json.loads((out / "csf_leak" / "run.json").read_text(encoding="utf-8"))["unknown_values"]
+    assert (unknown["values"], unknown["rows_holding_patient_ids"]) == ([], 1)
 
 
 @pytest.mark.parametrize("name", ["source_line", "_ambiguous_ordered_at", "_err_long_text"])

@@ -169,6 +169,7 @@ class UnknownValues:
             "values": [{"value": v, "rows": n} for v, n in self.values],
             "distinct_values": self.distinct,
             "rows": self.rows,
+            "rows_holding_patient_ids": self.patient_ids,
             "effect": self.effect,
             "config_lines": self.config_lines() if self.values else [],
             "message": self.message(),
