@@ -82,17 +82,20 @@ def _gx_result_for(r: CheckResult) -> dict:
     }
 
 
+# in a folder the Data Docs were written to: a later --data-docs may write there again (order-audit never deletes it)
+DOCS_MARK = ".order-audit-data-docs"
+_DOCS_MARK_TEXT = "Great Expectations Data Docs written by order-audit --data-docs; a later --data-docs may write here\n"
+
+
 def check_target(given: str | os.PathLike) -> None:
     """The Data Docs go into a new folder, an empty one, or one they were written to before (it holds order-audit's
     mark): Great Expectations writes index.html and its pages over whatever is there (a user's index.html was
     replaced, exit 0; a link named so had its target overwritten), and a file there was a traceback after the whole
     validation. Checked before any work."""
-    from pipeline import ownership
-
     path = Path(given)
     if path.is_symlink() or (path.exists() and not path.is_dir()):
         raise ConfigError(f"--data-docs {given}: is a file or a link, not a folder; give a new folder (nothing was written)")
-    if path.is_dir() and any(path.iterdir()) and not ownership.is_marked(path):
+    if path.is_dir() and any(path.iterdir()) and not (path / DOCS_MARK).is_file():
         raise ConfigError(
             f"--data-docs {given}: holds files order-audit did not write there; give a new or empty folder, or the one an "
             "earlier --data-docs wrote (nothing was written)"
@@ -122,12 +125,10 @@ def write_data_docs(results: Iterable[CheckResult], out_dir: str | os.PathLike, 
     )
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
-    from pipeline import ownership
-
     check_target(out_dir)  # again: the run took its time since the preflight
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    ownership.mark(out)  # the next --data-docs here may write over it
+    (out / DOCS_MARK).write_text(_DOCS_MARK_TEXT, encoding="utf-8")  # the next --data-docs here may write over it
     context = gx.get_context(mode="ephemeral")
     site = "order_audit"
     for name in list(context.get_config().data_docs_sites or {}):
