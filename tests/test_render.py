@@ -845,3 +845,15 @@ def test_a_share_of_an_input_set_aside_is_said_on_the_first_page_and_in_the_work
         .render(status=run_info["status"], spec=spec, run=run_info, set_aside=sections.set_aside(run_info))
     )
     assert "<strong>595 of 7,550 imaging orders set aside\n(7.9%).</strong>" in page and "the report's" not in page
+
+
+def test_the_guidelines_doi_is_printed_only_where_no_printed_reference_holds_it():
+    """A third audit's [guideline] doi never reached the report (only run.json). It is printed after the reference
+    where none of the printed references holds it: the low back pain audit's doi is its ACR criteria's, listed under
+    "See also"; after the HEDIS reference it would have read as HEDIS's."""
+    from pipeline.report.sections import _doi_unprinted  # noqa: PLC0415
+
+    assert _doi_unprinted({"doi": "10.1/x"}, "Headache guideline. J 2025;1:1.") == "10.1/x"
+    assert _doi_unprinted({"doi": "10.1/x"}, "Headache guideline. doi:10.1/x.") is None
+    assert _doi_unprinted({"doi": "10.1/x", "also": ["ACR criteria. doi:10.1/x."]}, "HEDIS specifications.") is None
+    assert _doi_unprinted({}, "Headache guideline.") is None

@@ -423,6 +423,11 @@ def attrition(con, labels: dict[str, str] | None = None) -> list[dict]:
 # ----------------------------------------------------------------------------- methods
 
 
+def _doi_unprinted(guideline: dict, reference: str) -> str | None:
+    doi = guideline.get("doi")
+    return doi if doi and doi not in " ".join([reference, *guideline.get("also", [])]) else None
+
+
 def methods(con, run_info: dict, rules: pl.DataFrame, spec: ReportSpec) -> dict:
     """Definitions, rules, data quality, inputs and settings for the Methods section."""
     cfg = run_info["config"]
@@ -471,6 +476,9 @@ def methods(con, run_info: dict, rules: pl.DataFrame, spec: ReportSpec) -> dict:
         "config_json": json.dumps(cfg, indent=2, sort_keys=True, default=str),
         "code_set_versions": sorted((str(k), str(v)) for k, v in run_info.get("code_set_versions", {}).items()),
         "reference": reference,
+        # the guideline's doi where no printed reference holds it already: the low back pain audit's doi is its ACR
+        # criteria's, among the "see also" (printed after HEDIS, it read as HEDIS's)
+        "doi": _doi_unprinted(spec.guideline, reference),
         "guideline": spec.guideline,
         "rules": rule_rows,
         "verdicts": verdicts,
