@@ -211,7 +211,7 @@ def common_values(run_info: dict, period_label: str, settings: dict, spec: Repor
         # what the FHIR export's manifest says the data lack: a note on every page, the whole text in the Methods
         "export_limits": sections.export_limits(run_info),
         "set_aside": sections.set_aside(run_info),  # a share of an input's rows left out: the first page says it
-        "paper": paper_of(run_info),  # the print sheet's page size (_style.html)
+        "paper": settings["paper"],  # the print sheet's page size (_style.html)
         "period_note": None,  # the audit's own note on the period (audit_sections.period_note), set by the renderer
     }
     if run_info.get("status"):  # the period's own state (empty, provisional, revised): _status_banner.html
@@ -237,15 +237,10 @@ def running_header(run_info: dict, period_label: str) -> tuple[str, str]:
     return f"{audit_title(run_info)} · All departments · {period_label}{status}", " · ".join(r for r in right if r)
 
 
-def low_reliability(run_info: dict) -> int:
-    """The run's low-reliability denominator (``[reporting]``): a rate on fewer is marked, on every page that shows it."""
-    return int((run_info.get("config") or {}).get("reporting", {}).get("low_reliability_denominator", 20))
-
-
 def page_settings(run_info: dict, overall_rates: dict) -> dict:
     reporting = run_info["config"].get("reporting", {})
     return {
-        "low": low_reliability(run_info),
+        "low": sections.low_reliability(run_info),
         "per_department": int(reporting.get("flagged_cases_per_department", 5)),
         "names": department_names(run_info["config"]),
         "overall_rates": overall_rates,

@@ -423,6 +423,12 @@ def attrition(con, labels: dict[str, str] | None = None) -> list[dict]:
 # ----------------------------------------------------------------------------- methods
 
 
+def low_reliability(run_info: dict) -> int:
+    """The run's low-reliability denominator (``[reporting]``): a rate on fewer is marked, on every page that shows it
+    (the site index's too: it had marked at 20 whatever the setting)."""
+    return int((run_info.get("config") or {}).get("reporting", {}).get("low_reliability_denominator", 20))
+
+
 def _doi_unprinted(guideline: dict, reference: str) -> str | None:
     doi = guideline.get("doi")
     return doi if doi and doi not in " ".join([reference, *guideline.get("also", [])]) else None
@@ -499,7 +505,7 @@ def methods(con, run_info: dict, rules: pl.DataFrame, spec: ReportSpec) -> dict:
         # a FHIR export's tables carry one hash, of every NDJSON file (ingest.fhir.prepare): the table says so, or a
         # reader checks it against the one file named beside it and finds it wrong
         "input_format": run_info.get("input_format", "tables"),
-        "low": reporting.get("low_reliability_denominator", 20),
+        "low": low_reliability(run_info),
         "per_department": reporting.get("flagged_cases_per_department", 5),
         "measures": spec.measures,
         # each denominator of the reasons' shares with the verdicts whose reasons it is taken over

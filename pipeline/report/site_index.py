@@ -12,7 +12,6 @@ from pipeline.months import MONTH
 from pipeline.report import sections
 from pipeline.report.feed import SCHEMA_VERSION
 from pipeline.report.outputs import read_json_object
-from pipeline.report.pages import low_reliability
 from pipeline.report.paper import DEFAULT, PAPERS, paper_of
 from pipeline.report.templates import make_env
 
@@ -25,7 +24,7 @@ def _entry(folder: Path, href: str, info: dict) -> dict:
     # a label's {parameter} placeholders filled with the parameters the run used, as the report fills them
     labels = {m["id"]: with_parameters(m["label"], audit.get("parameters", {})) for m in audit.get("measures", [])}
     # marked as the run's own report marks them: a site index at 20 left unmarked a rate the report marked at 30
-    low = low_reliability(info)
+    low = sections.low_reliability(info)
     rows = {r.get("measure_id"): sections.marked(r, low) for r in info.get("headline", [])}
     units = {m["id"]: m.get("unit") for m in audit.get("measures", [])}
     directions = {m["id"]: m.get("direction") for m in audit.get("measures", [])}
