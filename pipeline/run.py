@@ -118,12 +118,17 @@ def _versions() -> dict:
     return {"order-audit": software_version(), "python": platform.python_version(), **found}
 
 
+def check_report_columns(con: duckdb.DuckDBPyConnection, audit) -> None:
+    """The columns the audit's [report] names are its marts' (``audits.check_report_columns``): once a run, on the
+    first month's marts (every month's have the same columns)."""
+    described = lambda table: {row[0] for row in con.execute(f"DESCRIBE {audit.model_name(table)}").fetchall()}  # noqa: E731
+    audits_mod.check_report_columns(audit, described("mart_audited_orders"), described("mart_cases"), set(workbook.CASE_COLUMNS))
+
+
 def period_counts(con: duckdb.DuckDBPyConnection, audit) -> dict:
     """What `runs` records of one audit's period: cases, audited orders, orders by verdict."""
     orders, cases = audit.model_name("mart_audited_orders"), audit.model_name("mart_cases")
     one = lambda sql: con.execute(sql).fetchall()[0][0]  # noqa: E731
-    described = lambda table: {row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()}  # noqa: E731
-    audits_mod.check_report_columns(audit, described(orders), described(cases), set(workbook.CASE_COLUMNS))
     unjudged = con.execute(f"SELECT count(*), min(order_id) FROM {orders} WHERE verdict IS NULL").fetchall()[0]
     if unjudged[0]:  # the audit's models, not the data: every audited order fires a rule of its registry
         raise ConfigError(
@@ -598,11 +603,13 @@ def _execute_locked(
         revisions: dict = {a.id: {} for a in chosen}
         case_spans: dict = {}
         with stage("marts", timings):
-            for month in opts.months:
+            for i, month in enumerate(opts.months):
                 label = _period_label(month)
                 reference.set_period(con, month, month, cfg.reporting.trend_months)
                 runner.run_models(con, models, layers=("mart",), spark=spark)
                 for audit in chosen:
+                    if i == 0:
+                        check_report_columns(con, audit)
                     revisions[audit.id][label] = history.record_period(con, run_id, label, audit.id)
                     counts = period_counts(con, audit) | _revision_counts(revisions[audit.id][label])
                     month_counts[audit.id][label] = counts
