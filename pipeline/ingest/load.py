@@ -645,6 +645,19 @@ def _hide_patient_ids(con: duckdb.DuckDBPyConnection, src: str, typed_cols: list
     )
 
 
+def say_unknown_values(prepared: dict[str, PreparedTable]) -> dict[str, PreparedTable]:
+    """Log every table's coded values no map knows, none of them a patient id of any table of the delivery
+    (``value_maps.without_patient_ids``, one pass over the typed files): an extract's and an export's alike (the
+    export's reader had logged its own, unchecked)."""
+    unknowns = [u for p in prepared.values() for u in p.unknown_values]
+    unknowns = value_maps.without_patient_ids(unknowns, [p.typed_parquet for p in prepared.values()])
+    for name, result in prepared.items():
+        result.unknown_values = [u for u in unknowns if u.table == name]
+    for unknown in unknowns:
+        log.warning("%s", unknown.message())
+    return prepared
+
+
 def check_headers(inputs: dict[str, InputFile], cfg: Config) -> dict[str, set[str]]:
     """Every file's header, before anything is parsed (a bad last file stops the run early); returns
     the contract columns each file holds."""
@@ -703,7 +716,7 @@ def prepare_inputs(
     if any(f.fmt == "fhir" for f in inputs.values()):
         from pipeline.ingest.fhir import prepare  # a Bulk Data export: its own reader, then prepare_table
 
-        return prepare.prepare_inputs(inputs, cfg, scratch, hashes, shown, kept_map)
+        return say_unknown_values(prepare.prepare_inputs(inputs, cfg, scratch, hashes, shown, kept_map))
     check_headers(inputs, cfg)
     # the fingerprint also counts line breaks (physical line numbers); a workbook has several tables
     paths = {name: f.path for name, f in inputs.items()}
@@ -724,11 +737,7 @@ def prepare_inputs(
             )
         log.info("parsed %s: %s read", contract.name, counted(result.rows_read, "row"))
         prepared[contract.name] = result
-    typed = [p.typed_parquet for p in prepared.values()]
-    for result in prepared.values():
-        result.unknown_values = value_maps.without_patient_ids(result.unknown_values, typed)
-        for unknown in result.unknown_values:
-            log.warning("%s", unknown.message())
+    say_unknown_values(prepared)
     for name, future in pending.items():
         _check_no_nul(inputs[name], cfg, future.result())
         if hashes is None:
