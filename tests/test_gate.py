@@ -430,6 +430,92 @@ def test_a_workbook_whose_ids_lost_their_zeros_stops_the_run_before_the_warehous
     assert all(mrn not in r.stderr for mrn in ids + [str(int(m)) for m in ids])  # examples are pseudonyms
 
 
+# ---------------------------------------------------------------- published ids that hold the patient's id
+
+
+def _id_check(table: str, rows: list[tuple[str, str]]):
+    from pipeline.quality.sql_checks import check_order_ids_hide_patient_ids, check_procedure_ids_hide_patient_ids
+
+    check, id_column = {
+        "imaging_orders": (check_order_ids_hide_patient_ids, "order_id"),
+        "procedures": (check_procedure_ids_hide_patient_ids, "procedure_id"),
+    }[table]
+    con = duckdb.connect()
+    con.execute(f"CREATE TABLE src_{table} (source_line BIGINT, {id_column} VARCHAR, patient_id VARCHAR)")
+    con.executemany(f"INSERT INTO src_{table} VALUES (?, ?, ?)", [[n + 2, i, p] for n, (i, p) in enumerate(rows)])
+    needed, run = check({})
+    assert needed == [f"src_{table}"]
+    return run(con)
+
+
+@pytest.mark.parametrize(
+    ("published", "patient"),
+    [
+        ("MRN104501-01", "MRN104501"),  # the id as a whole word
+        ("ORD/mrn-104501/3", "mrn-104501"),  # its words, with other delimiters
+        ("ACC-0104501-2", "P0104501"),  # its digits, without the prefix the id leaves out
+        ("RAD104501", "104501"),  # digits after letters: a word of their own
+        ("Élise19730-7", "Élise19730"),  # letters beyond ASCII
+        ("104501", "104501"),  # the id column mapped to the patient id
+    ],
+    ids=["whole", "delimiters", "digits-alone", "glued-letters", "unicode", "equal"],
+)
+@pytest.mark.parametrize("table", ["imaging_orders", "procedures"])
+def test_a_published_id_that_holds_its_patient_s_id_is_found(table, published, patient):
+    violated, total, failed, sample, _, note = _id_check(table, [(published, patient), ("O1", "MRN999999")])
+    assert (violated, total, failed, sample, note) == (1, 2, True, ["line 2"], None)
+
+
+@pytest.mark.parametrize(
+    ("published", "patient"),
+    [
+        ("ACC2104501", "104501"),  # a part of a word (a longer number)
+        ("O-1234-2", "1234"),  # a short id as a word: a sequence number's chance
+        ("X-0104501", "P0104502"),  # another patient's digits
+        ("O00007049", "P0007049"),  # the generator's ids: the same digits, another number
+        ("ACC-104501", ""),  # no patient id: nothing to hold
+    ],
+    ids=["part-of-word", "short", "other-digits", "synthetic", "empty-patient"],
+)
+def test_an_id_that_does_not_hold_its_patient_s_id_passes(published, patient):
+    assert _id_check("imaging_orders", [(published, patient)])[:4] == (0, 1, False, [])
+
+
+def test_a_chance_match_below_the_share_is_a_note_not_a_stop():
+    from pipeline.quality.sql_checks import ID_HOLDS_PATIENT_SHARE
+
+    total = int(2 / ID_HOLDS_PATIENT_SHARE) + 1  # two matches: below 0.1%
+    rows = [(f"ACC{n:07d}", f"{n + 5_000_000:07d}") for n in range(total - 1)] + [("ACC-7340011-1", "7340011")]
+    violated, n, failed, sample, _, note = _id_check("imaging_orders", rows)
+    assert (violated, n, failed) == (1, total, False)
+    assert note == (
+        f"order_id holds the row's patient id in 1 row of {total:,}, fewer than 0.1%: "
+        "taken for chance (those ids are published as they are)"
+    )
+
+
+def test_order_ids_built_from_the_mrn_stop_the_run_naming_lines_not_ids(tmp_path):
+    """An export whose order ids are built from the MRN would publish the MRNs in the case list, the workbook and
+    the reviewers' sheets beside their pseudonyms: the run stops before the warehouse changes, and its line names
+    rows by their line, never by the id that holds the MRN."""
+    from conftest import ORDER_HEADER, PROC_HEADER, write_csv
+
+    d = tmp_path / "in"
+    mrns = [f"{n:08d}" for n in range(73829101, 73829131)]
+    procedures = [[f"PR{i}", mrn, "2025-06-02 09:00:00", "62323", "Pain", "1970-05-05"] for i, mrn in enumerate(mrns)]
+    orders = [
+        [f"ACC-{mrn}-{i}", mrn, "2025-06-06 10:00:00", "72156", "Neuro", "G97.1", "completed"] for i, mrn in enumerate(mrns)
+    ]
+    write_csv(d / "procedures.csv", PROC_HEADER, procedures)
+    write_csv(d / "imaging_orders.csv", ORDER_HEADER, orders)
+    out, wh = tmp_path / "out", tmp_path / "wh.duckdb"
+    r = run_cli("run", "--input", d, "--out", out, "--warehouse", wh)
+    assert r.returncode == 3, r.stderr
+    assert "orders.order_id.holds_no_patient_id [src_imaging_orders] 30 of 30 (100.0%) (e.g. line 2, line 3, line 4)" in r.stderr
+    assert "Traceback" not in r.stderr and not out.exists()
+    assert not any(mrn in r.stderr for mrn in mrns)
+
+
 def test_a_monthly_extract_s_diagnoses_are_judged_with_the_patients_the_warehouse_holds(tmp_path):
     """The monthly job loads one month's extract at a time (docs/SCHEDULING.md): a diagnosis of a patient whose
     procedure came in an earlier month's extract is no mismatch of the feeds. Judged on the extract alone, about

@@ -449,7 +449,8 @@ def _sample_text(r, named: bool = False) -> str:
     named: with what the keys are (' (e.g. order_id O2, O7)')."""
     if not r.sample_keys:
         return ""
-    what = f"{r.sample_key} " if named and r.sample_key else ""
+    # a line's example says so itself ('line 12', sql_checks): 'source_line line 12' named it twice
+    what = f"{r.sample_key} " if named and r.sample_key and r.sample_key != "source_line" else ""
     # escaped (errors.printable): an id holding a line break or a bidi override keeps the line one line, as read
     return f" (e.g. {what}{', '.join(printable(str(k)) for k in list(r.sample_keys)[:SAMPLE_LOGGED])})"
 

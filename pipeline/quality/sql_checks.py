@@ -574,6 +574,71 @@ def check_procedures_unique(p: dict):
     return _loader_duplicates("procedures", "procedure_id")
 
 
+# the share of a table's rows whose id holds the row's own patient id at which the check fails: a chance match of
+# five or more characters, as a whole word, is about one row in a million; an export that builds its ids from the
+# MRN does so in every row (or every row of one site's system)
+ID_HOLDS_PATIENT_SHARE = 0.001
+# a patient id is looked for as a word of the id only from this many letters and digits (a three-digit patient id
+# inside a sequence number is chance); from its first digit (without a prefix the id leaves out), from this many
+# characters
+ID_HOLDS_PATIENT_LEAST = 5
+ID_HOLDS_PATIENT_UNPREFIXED = 6
+
+
+def _words(text: str) -> str:
+    """A DuckDB expression: ``text`` (a column) as its words between single spaces and at both ends, a word being a
+    run of digits or a run of letters (``O-MRN000123/1`` gives `` O MRN 000123 1 ``): a patient id is held when its
+    words are a run of the id's words, never a part of one (``1234`` is not in ``ACC123456``)."""
+    digits_then_other = f"regexp_replace({text}, '([0-9])([^0-9])', '\\1 \\2', 'g')"
+    other_then_digits = f"regexp_replace({digits_then_other}, '([^0-9])([0-9])', '\\1 \\2', 'g')"
+    return f"(' ' || trim(regexp_replace({other_then_digits}, '[^\\pL\\pN]+', ' ', 'g')) || ' ')"
+
+
+def _id_holds_patient_id(table: str, id_column: str):
+    """Ids the outputs publish (an order's, a procedure's: the case list, the workbook, the reviewers' sheets) that
+    hold the row's own patient id, as whole words (``MRN104501-O1``), or from its first digit (``P0104501`` in
+    ``ACC-0104501-2``). The outputs name patients only by a keyed pseudonym, and an id
+    built from the MRN would publish the MRN beside it. Fails the run before the warehouse changes when
+    ID_HOLDS_PATIENT_SHARE of the rows hold it; the examples are line numbers, never the ids.
+
+    Plain string tests rule out nearly every row before a regular expression is run: 1.7 s over 10M orders whose
+    ids hold no patient id, on 2 cores other work shared (a regular expression over every row's patient id took 4 s
+    there, an ltrim of its letters 25 s)."""
+    # the patient id from its first digit (MRN-0104501 and P0104501 give 0104501): worked out only for the rows whose
+    # id holds its last characters (an ltrim of the letters over every row cost 25 s at 10M orders)
+    unprefixed = "regexp_extract(patient_id, '^[^0-9]*(.*)$', 1)"
+    vsql = (
+        f"SELECT source_line FROM src_{table} WHERE {id_column} IS NOT NULL AND patient_id IS NOT NULL "
+        f"AND (contains({id_column}, patient_id) OR contains({id_column}, right(patient_id, {ID_HOLDS_PATIENT_UNPREFIXED}))) "
+        f"AND ((length(regexp_replace(patient_id, '[^\\pL\\pN]', '', 'g')) >= {ID_HOLDS_PATIENT_LEAST} "
+        f"AND contains({_words(id_column)}, {_words('patient_id')})) "
+        f"OR (length({unprefixed}) >= {ID_HOLDS_PATIENT_UNPREFIXED} AND contains({_words(id_column)}, {_words(unprefixed)})))"
+    )
+
+    def run(con):
+        n, lines = _count_and_sample(con, vsql, "source_line")
+        total = con.execute(f"SELECT count(*) FROM src_{table}").fetchall()[0][0]
+        failed = n > 0 and n >= ID_HOLDS_PATIENT_SHARE * total
+        note = (
+            f"{id_column} holds the row's patient id in {counted(n, 'row')} of {total:,}, fewer than "
+            f"{ID_HOLDS_PATIENT_SHARE:.1%}: taken for chance (those ids are published as they are)"
+            if n and not failed
+            else None
+        )
+        return n, total, failed, [f"line {line}" for line in lines], vsql, note
+
+    run.sample_key = "source_line"
+    return [f"src_{table}"], run
+
+
+def check_order_ids_hide_patient_ids(p: dict):
+    return _id_holds_patient_id("imaging_orders", "order_id")
+
+
+def check_procedure_ids_hide_patient_ids(p: dict):
+    return _id_holds_patient_id("procedures", "procedure_id")
+
+
 def _file_cut_short(table: str):
     # The loader sets a CSV's last row aside when it is cut off mid-row (no final line break, too few fields):
     # one reject, yet the sign that the copy or export of the file stopped part-way and the rows after the cut
@@ -681,4 +746,6 @@ _SQL_CHECKS: dict[str, Callable] = {
     "check_attrition_adds_up": check_attrition_adds_up,
     "check_lookalike_departments": check_lookalike_departments,
     "check_patient_ids_keep_leading_zeros": check_patient_ids_keep_leading_zeros,
+    "check_order_ids_hide_patient_ids": check_order_ids_hide_patient_ids,
+    "check_procedure_ids_hide_patient_ids": check_procedure_ids_hide_patient_ids,
 }
