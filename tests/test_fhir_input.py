@@ -115,6 +115,11 @@ SR_FILE = [
     (_sr("   "), "required element ServiceRequest.id missing"),
     (_sr("\u00a0\u3000"), "required element ServiceRequest.id missing"),
     (_sr(" S26"), "kept"),
+    # the subject's reference in a date: rejects.csv showed Patient/MRN-1 (test_no_reject_shows_a_patient_id)
+    (
+        _sr("S27", authoredOn="Patient/MRN-1"),
+        "unparseable timestamp: expected ISO 8601 like 2025-03-07 10:00:00 or 2025-03-07T10:00:00-05:00",
+    ),
     # JSON, but no resource: each had read "line is not JSON" (null) or "no resourceType" (the others)
     ("null", "line is JSON null, not a resource: an NDJSON line holds one resource object"),
     (
@@ -239,7 +244,7 @@ def test_lines_of_looked_up_types_are_rejects_too(messy):
 
 def test_no_reject_shows_a_patient_id(messy):
     values = set(messy["rejects"]["value"].drop_nulls())
-    assert not values & {"MRN-1", "MRN-3", "MRN-9", "NOBODY", "Patient/NOBODY"}, values
+    assert not values & {"MRN-1", "MRN-3", "MRN-9", "NOBODY", "Patient/NOBODY", "Patient/MRN-1"}, values
 
 
 def test_left_out_resources_are_counted_not_rejected(messy):
@@ -260,8 +265,8 @@ def test_left_out_resources_are_counted_not_rejected(messy):
 def test_read_loaded_and_rejected_add_up(messy):
     loads = {i["table"]: i for i in messy["run"]["inputs"]}
     orders = loads["imaging_orders"]
-    # 4 + 4 good ServiceRequests (S1, S11, S14, " S26"), 27 rejected lines of the file, 2 rejected Encounter lines
-    assert (orders["rows_loaded"], orders["rows_rejected"]) == (8, 29)
+    # 4 + 4 good ServiceRequests (S1, S11, S14, " S26"), 28 rejected lines of the file, 2 rejected Encounter lines
+    assert (orders["rows_loaded"], orders["rows_rejected"]) == (8, 30)
     assert orders["rows_read"] == orders["rows_loaded"] + orders["rows_rejected"]
     assert "ServiceRequest (2 files" in orders["path"] and "ServiceRequest.001.ndjson" in orders["path"]
     procs = loads["procedures"]

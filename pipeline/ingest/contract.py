@@ -161,4 +161,14 @@ PATIENTS = TableContract(
 )
 
 CONTRACTS = (PROCEDURES, IMAGING_ORDERS, DIAGNOSES, PATIENTS)
+
+
+def shown_patient_id(value_sql: str) -> str:
+    """A DuckDB expression: the patient id a value would show, to compare with the delivery's patient ids before the
+    value is published (rejects.csv, the log, the report's words no map knows): the value trimmed, without a FHIR
+    reference's ``Patient/`` (a base URL before it too). A ServiceRequest whose authoredOn held its subject's
+    reference showed ``Patient/P0000044`` in rejects.csv, compared whole with the id ``P0000044``."""
+    return f"regexp_replace(trim({value_sql}), '^(.*/)?Patient/', '')"
+
+
 CONTRACT_BY_NAME = {c.name: c for c in CONTRACTS}

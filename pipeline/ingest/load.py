@@ -32,6 +32,7 @@ from pipeline.ingest.contract import (
     TableContract,
     longest_text,
     out_of_range_reason,
+    shown_patient_id,
     too_long_reason,
 )
 from pipeline.ingest.files import Fingerprint, fingerprint_in_background, line_of
@@ -641,7 +642,8 @@ def _hide_patient_ids(con: duckdb.DuckDBPyConnection, src: str, typed_cols: list
         return
     con.execute(
         f"""UPDATE rejects SET value = NULL
-        WHERE value IS NOT NULL AND trim(value) IN (SELECT patient_id FROM {src} WHERE patient_id IS NOT NULL)"""
+        WHERE value IS NOT NULL
+          AND {shown_patient_id("value")} IN (SELECT patient_id FROM {src} WHERE patient_id IS NOT NULL)"""
     )
 
 

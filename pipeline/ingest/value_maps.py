@@ -18,7 +18,7 @@ from pathlib import Path
 import polars as pl
 
 from pipeline.errors import ConfigError, printable
-from pipeline.ingest.contract import CONTRACT_BY_NAME
+from pipeline.ingest.contract import CONTRACT_BY_NAME, shown_patient_id
 from pipeline.resources import REFERENCE_DIR
 
 SHIPPED = REFERENCE_DIR / "value_maps.csv"
@@ -226,22 +226,22 @@ def without_patient_ids(unknowns: list[UnknownValues], typed_parquets: list[Path
 
     from pipeline.sqltext import literal
 
-    listed = sorted({v.strip() for u in unknowns for v, _ in u.values})
+    listed = sorted({v for u in unknowns for v, _ in u.values})
     if not listed or not typed_parquets:
         return unknowns
     files = ", ".join(literal(p) for p in typed_parquets)
     with duckdb.connect() as con:
         held = {
-            p
-            for (p,) in con.execute(
-                f"SELECT DISTINCT trim(patient_id) FROM read_parquet([{files}], union_by_name = true) "
-                "WHERE list_contains(?, trim(patient_id))",
+            v
+            for (v,) in con.execute(
+                f"SELECT v FROM unnest(?::VARCHAR[]) AS t(v) WHERE {shown_patient_id('v')} IN "
+                f"(SELECT trim(patient_id) FROM read_parquet([{files}], union_by_name = true))",
                 [listed],
             ).fetchall()
         }
     out = []
     for u in unknowns:
-        ids = sum(n for v, n in u.values if v.strip() in held)
+        ids = sum(n for v, n in u.values if v in held)
         out.append(replace(u, values=[], patient_ids=ids) if ids else u)
     return out
 
