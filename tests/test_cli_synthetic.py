@@ -156,3 +156,27 @@ def test_attrition_adds_up(audited):
     assert step["Orders in the window, not excluded"] == orders.height - orders.filter(pl.col("verdict") == "excluded").height
     assert excluded >= orders.filter(pl.col("verdict") == "excluded").height
     assert step["Flagged orders (inappropriate)"] == orders.filter(pl.col("verdict") == "inappropriate").height
+
+
+# The SHA-256 of each audit's metrics.csv on this module's generated extract (4,000 patients, 12 months, seed 11),
+# per feed schema version. Dashboards store feeds and tell rows apart by schema_version: a change that moves these
+# bytes (a count, a withheld cell, a direction) needs a new version (docs/METRICS_FEED.md, Columns: a correction bumps
+# the third number) and an entry under Changes; then pin its hashes here. 3.2 had five such corrections, each a 3.2.
+PINNED_FEEDS = {
+    "3.3": {
+        "csf_leak": "7ba0daadf994f5634138c968693e8c992620d22e6056488c6de3cd1e0ec0d036",
+        "low_back_pain": "a8a0430dfde65763c1589f4d81279cd209a8d1b03cca1d45f9746f3e96367715",
+    },
+}
+
+
+def test_a_feed_whose_rows_change_has_a_new_schema_version(audited):
+    import hashlib
+
+    from pipeline.report.feed import SCHEMA_VERSION
+
+    got = {a: hashlib.sha256((audited / a / "metrics.csv").read_bytes()).hexdigest() for a in ("csf_leak", "low_back_pain")}
+    assert PINNED_FEEDS.get(SCHEMA_VERSION) == got, (
+        f"the feeds' rows are not those pinned for schema_version {SCHEMA_VERSION} ({got}): a correction bumps the "
+        "version's third number (docs/METRICS_FEED.md, Columns), logs it under Changes, and pins the new hashes here"
+    )

@@ -170,7 +170,7 @@ def test_metrics_feed(out, metrics, warehouse):
     csv = pl.read_csv(d / "metrics.csv", infer_schema_length=0)
     assert csv.columns == fed.columns and csv.height == fed.height
     summary = json.loads((d / "metrics.json").read_text())
-    assert summary["schema_version"] == "3.2" and summary["audit_id"] == fx.run_info()["audit"]["id"]
+    assert summary["schema_version"] == "3.3" and summary["audit_id"] == fx.run_info()["audit"]["id"]
     assert fed.columns[:2] == ["schema_version", "audit_id"] and fed["audit_id"].unique().to_list() == [summary["audit_id"]]
     assert summary["headline_period"] == fx.REPORT_MONTH
     assert {r["measure_id"] for r in summary["headline"]} >= {"inappropriate_order_rate", "first_imaging_right_study"}

@@ -76,7 +76,7 @@ def test_the_toy_audit_gets_the_whole_report_and_its_own_feed(toy_run):
     assert "Toy guideline of the order-audit tests" in report  # the methods cite the manifest's guideline
     assert "toy-or-1" in report  # the flagged case for chart review
     feed = pl.read_parquet(folder / "metrics.parquet")
-    assert feed["audit_id"].unique().to_list() == ["toy_audit"] and feed["schema_version"].unique().to_list() == ["3.2"]
+    assert feed["audit_id"].unique().to_list() == ["toy_audit"] and feed["schema_version"].unique().to_list() == ["3.3"]
     overall = feed.filter((pl.col("period") == "all") & (pl.col("level") == "overall"))
     measures = set(overall["measure_id"])
     assert {"contrast_ct_rate", "patients_without_contrast", "reason_contrast_head_ct", "reason_cancelled"} <= measures

@@ -28,7 +28,9 @@ from pipeline.report import disclosure, relations, whole_feed
 from pipeline.report.measure import METRICS_SCHEMA, with_rates
 from pipeline.wording import counted
 
-SCHEMA_VERSION = "3.2"
+# major.minor, and a third number for a correction of the rows' values under the same meaning (docs/METRICS_FEED.md,
+# Columns); tests/test_cli_synthetic.py pins a generated extract's feeds to it
+SCHEMA_VERSION = "3.3"
 ROUND_DIGITS = 6  # rates and intervals: enough for any dashboard, no floating-point noise
 
 FEED_SCHEMA: dict[str, pl.DataType] = {
@@ -77,7 +79,11 @@ def disclosure_text(min_cell_count: int) -> str:
         f"too when that is itself below {k}); where a withheld cell could be recovered from a total (the hospital "
         "minus the other departments or providers, a quarter or 12 months minus the other months) or from the other "
         "counts of its period and group, another is withheld as well. Because cases are often rare, the feed also carries "
-        "quarterly and rolling 12-month rates per department and provider, which usually reach a releasable size."
+        "quarterly and rolling 12-month rates per department and provider, which usually reach a releasable size. "
+        # the rule weighs one feed: two runs withhold different cells of the same periods (docs/METRICS_FEED.md,
+        # "Two feeds side by side": 198 counts two consecutive monthly CSF-leak feeds of the demo give away)
+        "The rule weighs this feed alone: each month's feed replaces the last, and feeds of two runs kept side by side "
+        "can give a withheld count away by difference, so an archive of feeds is not shared."
     )
 
 
@@ -577,7 +583,7 @@ def write_feed(
         # from the run, not the rows: a feed without rows (a month without cases) still says how far the data reaches
         "data_through": through.isoformat() if (through := data_through(run_info)) else None,
         "verified_from": verified_from.isoformat() if verified_from else None,
-        # the zone of every site-local date and month of the rows (data_through, periods): the rows do not say it
+        # 3.3: the zone of every site-local date and month of the rows (data_through, periods): the rows do not say it
         "site_timezone": run_info["config"].get("site_timezone"),
         "headline": json.loads(headline.drop("schema_version").write_json()),
         # 3.2: the measures whose provider cells only the line and time passes protect (docs/METRICS_FEED.md)
