@@ -73,19 +73,52 @@ def _open_locked(lock_path: Path, option: str, refusal: Callable[[dict], str]) -
     made = not os.path.lexists(lock_path)
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)  # held for the whole run; the umask applies
+        # held for the whole run; the umask applies. Not through a link: the holder is written over what it names
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
     except OSError as exc:  # a read-only or foreign folder (preflight checks it first; this is the race)
+        if os.path.islink(lock_path):
+            raise ConfigError(_not_a_lock(lock_path, option, "a symbolic link")) from None
         raise ConfigError(f"{option}: cannot create its lock file {lock_path} ({exc.strerror})") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        try:
-            holder = json.loads(os.pread(fd, 1 << 16, 0) or b"{}")
-        except ValueError:
-            holder = {}
+        holder = _holder(fd)
         os.close(fd)
-        raise WarehouseLockedError(refusal(holder if isinstance(holder, dict) else {})) from None
+        raise WarehouseLockedError(refusal(holder or {})) from None
+    if not made and not _written_by_a_run(fd):
+        os.close(fd)
+        raise ConfigError(_not_a_lock(lock_path, option, "a file order-audit did not write"))
     return made, fd
+
+
+def _holder(fd: int) -> dict | None:
+    """The run a lock file names (None: the file holds no such record)."""
+    try:
+        holder = json.loads(os.pread(fd, 1 << 16, 0) or b"{}")
+    except ValueError:
+        return None
+    return holder if isinstance(holder, dict) else None
+
+
+def _written_by_a_run(fd: int) -> bool:
+    """Whether a lock file found at the path is one a run wrote: a regular file, empty (a run stopped as it made it)
+    or naming its holder. A user's file of that name (notes beside the warehouse, wh.duckdb.lock) was emptied and
+    written over: the lock is order-audit's by its name alone."""
+    import stat
+
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        return False
+    if os.fstat(fd).st_size == 0:
+        return True
+    holder = _holder(fd)
+    return holder is not None and {"run_id", "pid"} <= holder.keys()
+
+
+def _not_a_lock(lock_path: Path, option: str, what: str) -> str:
+    return (
+        f"{option}: {lock_path} is {what}, where order-audit keeps its lock file; nothing was changed: move it "
+        "away (order-audit makes its own), or choose another path"
+    )
 
 
 def _is_at(fd: int, path: Path) -> bool:

@@ -428,6 +428,43 @@ def test_a_lock_file_made_for_a_warehouse_or_out_never_made_is_taken_back(tmp_pa
     assert (tmp_path / "other.duckdb.lock").read_text() != ""  # held, written, kept
 
 
+@pytest.mark.parametrize("lock", ["wh.duckdb.lock", ".out.lock"])
+@pytest.mark.parametrize("kind", ["notes", "link", "folder"])
+def test_a_file_of_the_lock_s_name_that_no_run_wrote_is_refused_untouched(small_input, tmp_path, lock, kind):
+    """The hostile review: a new warehouse's `wh.duckdb.lock` holding a user's notes was emptied and written over
+    (the lock is order-audit's by name alone), and `.out.lock` as a link had the holder written over the file it
+    names. One line naming the file, exit 1, the user's file as it was, nothing else made."""
+    found = tmp_path / lock
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes on the warehouse\n")
+    if kind == "notes":
+        found.write_text("my notes on the warehouse\n")
+    elif kind == "link":
+        found.symlink_to(notes)
+    else:
+        found.mkdir()
+    r = run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--warehouse", tmp_path / "wh.duckdb")
+    assert r.returncode == 1, r.stderr
+    line = r.stderr.strip()
+    assert "\n" not in line and "Traceback" not in line and str(found) in line, line
+    if kind != "folder":  # a folder was refused before: "cannot create its lock file ... (Is a directory)"
+        what = "a symbolic link" if kind == "link" else "a file order-audit did not write"
+        assert f"{found} is {what}, where order-audit keeps its lock file; nothing was changed" in line, line
+    assert notes.read_text() == "my notes on the warehouse\n"
+    assert kind != "notes" or found.read_text() == "my notes on the warehouse\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in", "notes.txt", lock])
+
+
+def test_a_lock_file_a_run_left_is_taken_again(small_input, tmp_path):
+    """An empty lock file (a run stopped as it made it) or one naming an earlier run is the lock's own: reused."""
+    wh = tmp_path / "wh.duckdb"
+    (tmp_path / "wh.duckdb.lock").write_text("")
+    assert run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--warehouse", wh).returncode == 0
+    assert json.loads((tmp_path / "wh.duckdb.lock").read_text())["pid"]  # written by that run, and kept
+    r = run_cli("run", "--input", small_input, "--out", tmp_path / "out2", "--warehouse", wh)
+    assert r.returncode == 0, r.stderr
+
+
 def test_a_run_that_opened_a_lock_file_as_its_holder_took_it_back_never_shares_the_warehouse(tmp_path, monkeypatch):
     """A run that opens `<warehouse>.lock` just before its holder (a run whose warehouse was never made) removes it
     gets its flock once the holder ends, on a file no longer at the path: a run after made another lock file and
