@@ -223,6 +223,25 @@ def test_a_report_section_query_duckdb_cannot_run_is_one_line_naming_its_file(to
 
 
 @pytest.mark.parametrize(
+    ("template", "said"),
+    [
+        (
+            "<p>{{ section.rows|length }}</p>\n<p>{{ no_such.value }}</p>\n",
+            "line 2: the audit's report template cannot be rendered (UndefinedError: 'no_such' is undefined); fix the template",
+        ),
+        ("<p>{% if %}</p>\n", "line 1: the audit's report template cannot be rendered (TemplateSyntaxError: "),
+    ],
+    ids=["undefined", "syntax"],
+)
+def test_a_report_section_template_that_cannot_render_is_one_line_naming_its_file(toy_run, tmp_path, template, said):
+    """A section's report/<name>.html naming what its context lacks, or not Jinja, was exit 70, 'a bug in
+    order-audit', naming no file (the audit author's review). One line naming the file and line; nothing published."""
+    files = {"report/extra.html": template}
+    last, changed = _run_toy_with_report(toy_run, tmp_path, 'sections = ["extra"]', files)
+    assert last.startswith(f"order-audit: error: {changed / 'report' / 'extra.html'}, {said}"), last
+
+
+@pytest.mark.parametrize(
     ("report", "said"),
     [
         ('label_columns = ["no_such"]', "[report] label_columns names no_such, no column of the audit's"),

@@ -29,7 +29,7 @@ from pipeline.report.audit_sections import helpers, look_back, note_texts, perio
 from pipeline.report.names import printed_department, rule_labels, slugify
 from pipeline.report.pdf import CHROMIUM_FLAGS, RunningHeader, find_chromium, pdf_engine, write_pdf  # noqa: F401 - re-exported
 from pipeline.report.spec import ReportSpec
-from pipeline.report.templates import make_env
+from pipeline.report.templates import audit_templates_named, make_env
 
 RUN_INFO_KEYS = (
     "run_id",
@@ -70,6 +70,19 @@ def render_outputs(con: duckdb.DuckDBPyConnection, out_dir: Path, run_info: dict
 
 
 def render_steps(
+    con: duckdb.DuckDBPyConnection,
+    out_dir: Path,
+    run_info: dict,
+    metrics: pl.DataFrame,
+    **options,
+) -> Generator[None, None, list[Path]]:
+    """``_render_steps``, an error of the audit's own templates named as its author's (``audit_templates_named``)."""
+    spec = options.get("spec") or ReportSpec.from_run_info(run_info)
+    with audit_templates_named(spec.report_dir):
+        return (yield from _render_steps(con, out_dir, run_info, metrics, **{**options, "spec": spec}))
+
+
+def _render_steps(
     con: duckdb.DuckDBPyConnection,
     out_dir: Path,
     run_info: dict,

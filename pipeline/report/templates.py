@@ -77,6 +77,50 @@ def _settings_fingerprint() -> str:
 _COMPILED = _CompiledTemplates()
 
 
+# what an audit's own template can raise as it renders: Jinja's errors (a name the context lacks, a syntax error) and
+# Python's in the expressions it runs (a filter given text where it takes a number)
+_TEMPLATE_ERRORS = (jinja2.TemplateError, TypeError, ValueError, AttributeError, KeyError, IndexError)
+
+
+@contextlib.contextmanager
+def audit_templates_named(audit_report_dir: Path | None):
+    """An error raised while an audit's own template (``report/<name>.html``) renders is its author's to fix: one line
+    naming the file and line (exit 1), where it was exit 70, "a bug in order-audit", naming no file (the audit
+    author's review). The error is the template's when its frames are in the traceback (Jinja gives each template's
+    code its file name and line), or a syntax error names the file; an error in the engine's templates alone is
+    raised as it is."""
+    try:
+        yield
+    except _TEMPLATE_ERRORS as exc:
+        where = _audit_template_line(exc, audit_report_dir)
+        if where is None:
+            raise
+        from pipeline.errors import ConfigError, first_line
+
+        raise ConfigError(
+            f"{where}: the audit's report template cannot be rendered ({type(exc).__name__}: {first_line(exc)}); fix the template"
+        ) from None
+
+
+def _audit_template_line(exc: BaseException, audit_report_dir: Path | None) -> str | None:
+    """'<file>, line <n>' of the innermost frame of ``exc`` in an audit template under ``audit_report_dir``."""
+    if audit_report_dir is None:
+        return None
+    folder = Path(audit_report_dir).resolve()
+
+    def inside(name: str | None) -> bool:
+        return bool(name) and Path(name).resolve().is_relative_to(folder)
+
+    if isinstance(exc, jinja2.TemplateSyntaxError) and inside(exc.filename):
+        return f"{exc.filename}, line {exc.lineno}"
+    found, tb = None, exc.__traceback__
+    while tb is not None:
+        if inside(tb.tb_frame.f_code.co_filename):
+            found = f"{tb.tb_frame.f_code.co_filename}, line {tb.tb_lineno}"
+        tb = tb.tb_next
+    return found
+
+
 def make_env(audit_report_dir: Path | None = None) -> jinja2.Environment:
     """The one Jinja2 environment: escape everything, fail on anything undefined. ``audit_report_dir``:
     the rendered audit's own section templates, named ``audit/<name>.html``."""
