@@ -580,7 +580,7 @@ def check_procedures_unique(p: dict):
 ID_HOLDS_PATIENT_SHARE = 0.001
 # a patient id is looked for as a word of the id only from this many letters and digits (a three-digit patient id
 # inside a sequence number is chance); from its first digit (without a prefix the id leaves out), from this many
-# characters
+# letters and digits (the test decks' pt-p7159-1 and or-p7159-1 share 7159-1, a case's tag, five of them)
 ID_HOLDS_PATIENT_LEAST = 5
 ID_HOLDS_PATIENT_UNPREFIXED = 6
 
@@ -612,7 +612,8 @@ def _id_holds_patient_id(table: str, id_column: str):
         f"AND (contains({id_column}, patient_id) OR contains({id_column}, right(patient_id, {ID_HOLDS_PATIENT_UNPREFIXED}))) "
         f"AND ((length(regexp_replace(patient_id, '[^\\pL\\pN]', '', 'g')) >= {ID_HOLDS_PATIENT_LEAST} "
         f"AND contains({_words(id_column)}, {_words('patient_id')})) "
-        f"OR (length({unprefixed}) >= {ID_HOLDS_PATIENT_UNPREFIXED} AND contains({_words(id_column)}, {_words(unprefixed)})))"
+        f"OR (length(regexp_replace({unprefixed}, '[^\\pL\\pN]', '', 'g')) >= {ID_HOLDS_PATIENT_UNPREFIXED} "
+        f"AND contains({_words(id_column)}, {_words(unprefixed)})))"
     )
 
     def run(con):
