@@ -59,7 +59,7 @@ def held_temp_dir(prefix: str):
     root = Path(tempfile.gettempdir())
     for old in sorted(root.glob(f"{TEMP_PREFIX}*")):
         if _left_by_dead_process(old):
-            shutil.rmtree(old, ignore_errors=True)
+            _remove_tree(old, last=(HELD, MARK))
             log.info("removed %s (left by a killed order-audit process)", old)
     folder = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
     fd = os.open(folder / HELD, os.O_RDWR | os.O_CREAT, 0o600)
@@ -69,15 +69,40 @@ def held_temp_dir(prefix: str):
         yield folder
     finally:
         os.close(fd)
-        shutil.rmtree(folder, ignore_errors=True)
+        _remove_tree(folder, last=(HELD, MARK))
+
+
+def _remove_tree(folder: Path, last: tuple[str, ...]) -> None:
+    """Delete ``folder``, the files named ``last`` after everything else, in that order. A SIGTERM in the middle of
+    removing a folder (a scheduler's stop as the run ends) had deleted its mark among the first files: a throw-away
+    warehouse of raw patient ids left in the temporary folder that no later run would remove, or a scratch folder
+    that every later run warned of as "not made by order-audit". The mark goes last, so what is left of a folder
+    is still known as order-audit's, and the next run removes it."""
+    with contextlib.suppress(OSError):
+        for child in os.scandir(folder):
+            if child.name in last:
+                continue
+            if child.is_dir(follow_symlinks=False):
+                shutil.rmtree(child.path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(child.path)
+    for name in last:
+        if os.path.lexists(folder / name):
+            with contextlib.suppress(OSError):
+                os.unlink(folder / name)
+    shutil.rmtree(folder, ignore_errors=True)  # nothing left but what appeared meanwhile
 
 
 def _left_by_dead_process(folder: Path) -> bool:
-    """A temporary folder ``held_temp_dir`` made (marked, this user's) whose process is gone (its flock free)."""
+    """A temporary folder ``held_temp_dir`` made (marked, this user's) whose process is gone (its flock free, or its
+    lock file already removed: a removal stopped part-way, ``_remove_tree``)."""
     try:
         if not is_marked(folder) or folder.stat().st_uid != os.getuid():
             return False
         fd = os.open(folder / HELD, os.O_RDONLY)
+    except FileNotFoundError:
+        return is_marked(folder)
     except OSError:
         return False
     try:
@@ -133,7 +158,9 @@ def remove(folder: Path, run_id: str | None = None) -> bool:
     if not folder.exists() and not folder.is_symlink():
         return True
     if is_marked(folder) or (run_id is not None and is_version_of(folder, run_id)):
-        shutil.rmtree(folder, ignore_errors=True)
+        # the marks last (a version folder's is its run.json, a staging folder's MARK): a removal stopped part-way
+        # leaves a folder still ours
+        _remove_tree(folder, last=("run.json", MARK))
         return not folder.exists()
     log.warning("left %s in place: it was not made by order-audit", folder)
     return False

@@ -132,6 +132,61 @@ def test_a_sigkilled_run_without_warehouse_leaves_its_temp_folder_only_until_the
     assert not os.path.exists(live)
 
 
+def _stopped_after(calls: int, real):
+    """``real`` (os.unlink), raising the run's SIGTERM exception at its ``calls``-th call."""
+    from pipeline.errors import Terminated
+
+    seen = [0]
+
+    def call(*args, **kwargs):
+        seen[0] += 1
+        if seen[0] == calls:
+            raise Terminated("SIGTERM")
+        return real(*args, **kwargs)
+
+    return call
+
+
+def test_a_temp_folder_whose_removal_a_sigterm_stopped_is_removed_by_the_next_command(tmp_path, monkeypatch):
+    """The scheduling review: a SIGTERM 4 ms after run_done stopped shutil.rmtree part-way, after it had deleted the
+    mark: a 20 MB throw-away warehouse of raw patient ids was left in the temporary folder, which no later run
+    removed (nor named). The mark goes last: stopped at any file, what is left is still order-audit's, and the
+    next command removes it."""
+    from pipeline.errors import Terminated
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    real_unlink = os.unlink
+    for stop_at in range(1, 6):  # the three files, the lock file, the mark
+        with pytest.raises(Terminated), ownership.held_temp_dir("order-audit-wh-") as folder:
+            for name in ("warehouse.duckdb", "warehouse.duckdb.wal", "gate.duckdb"):
+                (folder / name).write_text("patient_id\nMRN-1\n")
+            monkeypatch.setattr(os, "unlink", _stopped_after(stop_at, real_unlink))
+        monkeypatch.setattr(os, "unlink", real_unlink)
+        assert folder.is_dir() and ownership.is_marked(folder), stop_at  # stopped part-way, still known as ours
+        with ownership.held_temp_dir("order-audit-wh-") as again:
+            assert not folder.exists() and again.is_dir(), stop_at
+        assert not again.exists() and list(tmp_path.iterdir()) == [], stop_at
+
+
+def test_a_scratch_folder_whose_removal_was_stopped_stays_order_audit_s(tmp_path, monkeypatch):
+    """The same stop in a warehouse's scratch folder left it unmarked: every later run logged 'left ... in place: it
+    was not made by order-audit' about a folder it had made. Stopped at any of its files, it keeps its mark."""
+    from pipeline.errors import Terminated
+
+    real_unlink = os.unlink
+    for stop_at in range(1, 4):  # two files, one in a folder, and the mark
+        scratch = ownership.make_dir(tmp_path / f".wh.duckdb.scratch-{stop_at}")
+        (scratch / "rejects.parquet").write_text("x")
+        (scratch / "sub").mkdir()
+        (scratch / "sub" / "typed.parquet").write_text("x")
+        monkeypatch.setattr(os, "unlink", _stopped_after(stop_at, real_unlink))
+        with pytest.raises(Terminated):
+            ownership.remove(scratch)
+        monkeypatch.setattr(os, "unlink", real_unlink)
+        assert ownership.is_marked(scratch), stop_at
+        assert ownership.remove(scratch) and not scratch.exists(), stop_at
+
+
 @pytest.mark.skipif(pdf.find_chromium() is None, reason="Chromium is not installed (apt-get install -y chromium)")
 def test_a_pdf_run_killed_while_chromium_prints_leaves_its_profile_only_until_the_next_command(tmp_path):
     """A --pdf run SIGKILLed while Chromium printed left the browser's profile (2 MB) in the system temporary folder
