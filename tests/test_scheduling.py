@@ -922,3 +922,28 @@ def test_outputs_and_warehouse_take_the_jobs_umask(small_input, tmp_path, umask,
     assert len(modes) > 40 and (tmp_path / "out" / "csf_leak" / "2025-07" / "report.html").is_file()
     wrong = {path: oct(mode) for path, mode in modes.items() if mode != (folder_mode if os.path.isdir(path) else file_mode)}
     assert wrong == {}
+
+
+@pytest.mark.parametrize("command", ["run", "validate"])
+@pytest.mark.parametrize("held", [[], ["README.txt"]], ids=["empty", "no-table"])
+def test_a_delivery_that_did_not_come_stops_a_warehouse_run(small_input, tmp_path, command, held):
+    """The scheduling review: `run --input EMPTY --warehouse WH` (the extract not yet copied, a wrong path) exited 0,
+    republished the warehouse's months and published the new one as "no cases"; `validate` so was exit 70, a
+    traceback. Exit 2, one line naming the folder, nothing written: the cron line's `|| alert` fires."""
+    wh, out = tmp_path / "wh.duckdb", tmp_path / "out"
+    assert run_cli("run", "--input", small_input, "--out", out, "--warehouse", wh).returncode == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    runs = run_cli("runs", "--warehouse", wh).stdout
+    empty = tmp_path / "delivery"
+    empty.mkdir()
+    for name in held:
+        (empty / name).write_text("the export's notes\n")
+    more = ("--out", out) if command == "run" else ()
+    r = run_cli(command, "--input", empty, "--warehouse", wh, *more)
+    assert r.returncode == 2, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in r.stderr and line.startswith(f"order-audit: error: {empty}: holds no table's file"), line
+    assert ("(it is empty)" if not held else "(it holds README.txt, none named after a table)") in line, line
+    assert line.endswith("to re-run the warehouse's months without a new delivery, leave --input out"), line
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert run_cli("runs", "--warehouse", wh).stdout == runs

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pipeline.config import Config
-from pipeline.errors import InputFileError
+from pipeline.errors import InputFileError, printable
 from pipeline.ingest import xlsx
 from pipeline.ingest.contract import CONTRACTS
 from pipeline.ingest.files import is_broken_link
@@ -197,4 +197,18 @@ def missing_file_error(input_dir: Path, table: str, needed_by: list[str]) -> Inp
     )
     return InputFileError(
         input_dir / f"{table}.csv", f"required file missing{hint}; the audits that need it: {', '.join(needed_by)}", todo
+    )
+
+
+def empty_input_error(input_dir: Path) -> InputFileError:
+    """The one line for an --input that holds no table's file, given with a warehouse that holds the tables."""
+    tables = ", ".join(c.name for c in CONTRACTS)
+    held = sorted(p.name for p in input_dir.iterdir()) if input_dir.is_dir() else []
+    shown = ", ".join(printable(n) for n in held[:5]) + (f" and {len(held) - 5} more" if len(held) > 5 else "")
+    hint = f" (it holds {shown}, none named after a table)" if held else " (it is empty)"
+    return InputFileError(
+        input_dir,
+        f"holds no table's file ({tables}; .csv, .parquet, .xlsx, or a FHIR export){hint}: the delivery has not "
+        "come, or the path is wrong",
+        "Run again once it is there; to re-run the warehouse's months without a new delivery, leave --input out",
     )
