@@ -607,6 +607,51 @@ def test_cr_only_line_ends_load_like_lf(tmp_path):
     assert loaded == {"procedures": (30, 30, 0), "imaging_orders": (600, 600, 0), "diagnoses": (30, 30, 0)}
 
 
+def test_cr_cr_lf_line_ends_give_the_same_outputs_as_lf(tmp_path):
+    """The scheduling review: a CRLF export converted to CRLF again (lines end CR CR LF) named its last column
+    `setting\\r`; the optional column was dropped without a word (the low back pain month emptied) and the warehouse
+    gained a column so named. Read as LF: the same outputs, byte for byte."""
+    from conftest import DX_HEADER, write_csv
+
+    def delivery(folder: Path) -> Path:
+        d = _clean_input(folder)
+        write_csv(d / "diagnoses.csv", [*DX_HEADER, "setting"], [["MRN-1", "M54.50", "2025-03-01 08:00:00", "outpatient"]])
+        return d
+
+    outs = {}
+    for ends in (b"\n", b"\r\r\n"):
+        d = delivery(tmp_path / f"in{len(ends)}")
+        for path in d.glob("*.csv"):
+            path.write_bytes(path.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", ends))
+        out = outs[ends] = tmp_path / f"out{len(ends)}"
+        r = run_cli("run", "--input", d, "--out", out, "--warehouse", tmp_path / f"wh{len(ends)}.duckdb", "--no-validate")
+        assert r.returncode == 0, r.stderr
+    for name in ("audited_orders.csv", "cases.csv", "rejects.csv", "metrics.csv"):
+        for audit in ("csf_leak", "low_back_pain"):
+            lf, crcrlf = (outs[e] / audit / name for e in (b"\n", b"\r\r\n"))
+            assert lf.read_bytes() == crcrlf.read_bytes(), (audit, name)
+    import duckdb
+
+    with duckdb.connect(str(tmp_path / "wh3.duckdb"), read_only=True) as con:
+        names = {
+            c for (c,) in con.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = 'src_diagnoses'").fetchall()
+        }
+    assert "setting" in names and not any("\r" in c for c in names), names
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 1 << 16])
+def test_a_cr_cr_lf_copy_is_the_same_across_chunk_edges(tmp_path, monkeypatch, chunk):
+    """CRs at a chunk's end wait for its next chunk: a CR CR | LF split did not become a lone CR in the copy."""
+    from pipeline.ingest import textfile
+    from pipeline.ingest.formats import TableFormat
+
+    src, out = tmp_path / "t.csv", tmp_path / "copy.csv"
+    src.write_bytes(b'a,b\r\r\n1,"x\r\r\ny"\r\r\n2,z\r\r\n3,\r')
+    monkeypatch.setattr(textfile, "CHUNK", chunk)
+    assert textfile.utf8_copy(src, TableFormat(), out, "t") == 4
+    assert out.read_bytes() == b'a,b\n1,"x\ny"\n2,z\n3,\r'
+
+
 def test_every_timestamp_unparseable_says_so_and_names_the_setting(tmp_path):
     d = _clean_input(tmp_path / "in")
     path = d / "imaging_orders.csv"

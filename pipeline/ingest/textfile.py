@@ -70,8 +70,18 @@ def cr_only(head: bytes) -> bool:
     return b"\r" in head and b"\n" not in head
 
 
+_CRS_BEFORE_LF = re.compile(rb"\r+\n")
+
+
+def doubled_cr(head: bytes) -> bool:
+    """Line ends are CR CR LF: a CRLF file converted to CRLF again (a transfer in text mode, a second unix2dos). The
+    reader ends a line at the LF alone and keeps one CR in the last column: its name (`setting\\r`) matched no
+    contract column, and a run dropped the column without a word (the scheduling review)."""
+    return b"\r\r\n" in head
+
+
 def needs_utf8_copy(fmt: TableFormat, head: bytes) -> bool:
-    return not fmt.is_utf8 or cr_only(head)
+    return not fmt.is_utf8 or cr_only(head) or doubled_cr(head)
 
 
 def decode_head(path: Path, head: bytes, fmt: TableFormat, table: str = "<table>") -> str:
@@ -154,14 +164,20 @@ def utf8_copy(path: Path, fmt: TableFormat, out: Path, table: str) -> int:
     stops with the line that holds it."""
     encoding = "utf-8-sig" if fmt.is_utf8 else fmt.encoding
     decoder = codecs.getincrementaldecoder(encoding)()
-    translate_cr = cr_only(read_head(path))
+    head = read_head(path)
+    translate_cr, doubled = cr_only(head), doubled_cr(head)
     shortcut = _single_byte(encoding)
-    lines = 0
+    lines, carried = 0, b""
     with path.open("rb") as src, out.open("wb") as dst:
         while True:
             chunk = src.read(CHUNK)
             final = not chunk
-            if shortcut and chunk.isascii():
+            if doubled:
+                # every run of CRs before an LF is one line end; CRs at the chunk's end wait for the next chunk's start
+                chunk = carried + chunk
+                kept = chunk.rstrip(b"\r") if not final else chunk
+                carried, chunk = chunk[len(kept) :], _CRS_BEFORE_LF.sub(b"\n", kept)
+            if (shortcut and chunk.isascii()) or (doubled and fmt.is_utf8):  # UTF-8 CR CR LF: its bytes, as they are
                 data = chunk.replace(b"\r", b"\n") if translate_cr else chunk
             else:
                 try:
