@@ -415,12 +415,7 @@ def _refused_write_error(
         return WriteRefusedError(
             f"could not write{where} ({problem}); nothing was changed: free space or fix the folder, then run again"
         )
-    periods = ""
-    if opts.per_month_folders:
-        periods = f" --from {opts.months[0]} --to {opts.months[-1]}"
-    elif opts.months != [None]:
-        periods = f" --month {opts.months[0]}"
-    again = f"order-audit run --warehouse {shlex.quote(str(opts.warehouse_path))} --out {shlex.quote(str(opts.out_dir))}{periods}"
+    again = _publish_again(opts)
     kept = "the previous outputs are unchanged"
     if published and opts.per_month_folders:  # a backfill publishes month by month: those before the failure are out
         folders = ["/".join(p) for p in published[:3]]  # as they are named under --out: <audit id>/2026-04
@@ -431,6 +426,31 @@ def _refused_write_error(
         f"warehouse already holds this run's data, ahead of the published reports: free space or fix the folder, "
         f"then publish with `{again}`"
     )
+
+
+def _after_commit_error(exc: BaseException, opts: RunOptions, wh_path: Path) -> WriteRefusedError | None:
+    """The line for a write refused between the warehouse's commit and the outputs (its checkpoint: DuckDB writes the
+    committed data from its log into the file): the data is in the log, which the next open replays. It said "nothing
+    was changed", and the rerun found its delivery 'already loaded' (the scheduling review). None for any other
+    failure, and for a throw-away warehouse (nothing of it is kept)."""
+    problem = refused_write(exc) if opts.warehouse_path is not None and not stop_signal(exc) else None
+    if problem is None:
+        return None
+    return WriteRefusedError(
+        f"could not write in {wh_path.parent} (the warehouse's folder) after the warehouse committed this run's data "
+        f"({problem}); the outputs are as they were and the warehouse holds the data: free space, then publish with "
+        f"`{_publish_again(opts)}`"
+    )
+
+
+def _publish_again(opts: RunOptions) -> str:
+    """The command that publishes the run's periods from the warehouse that holds its data."""
+    periods = ""
+    if opts.per_month_folders:
+        periods = f" --from {opts.months[0]} --to {opts.months[-1]}"
+    elif opts.months != [None]:
+        periods = f" --month {opts.months[0]}"
+    return f"order-audit run --warehouse {shlex.quote(str(opts.warehouse_path))} --out {shlex.quote(str(opts.out_dir))}{periods}"
 
 
 def _scratch_places(opts: RunOptions, wh_path: Path | None) -> str:
@@ -582,6 +602,7 @@ def _execute_locked(
             raise QualityGateError(gate.failure_message(failed) + value_maps.note(unknown))
 
     con = warehouse.connect(wh_path)
+    committed = False
     try:
         con.execute("BEGIN TRANSACTION")
         with stage("merge", timings):
@@ -622,17 +643,21 @@ def _execute_locked(
                         case_spans[audit.id] = period_status.case_span(con, audit)
             history.committing(con, run_id)
             con.execute("COMMIT")
+            committed = True
             source_store.sweep(con)  # files of superseded loads, or moved in by a run that never committed
             # every run rebuilds the models: a checkpoint lets the next run reuse the freed blocks
             con.execute("CHECKPOINT")
     except BaseException as exc:
         with contextlib.suppress(Exception):  # nothing open to roll back
             con.execute("ROLLBACK")
+        after_commit = _after_commit_error(exc, opts, wh_path) if committed else None
         status = "interrupted" if stop_signal(exc) else "failed"
-        why = stop_text(exc) or (str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        why = stop_text(exc) or (str(after_commit or exc).splitlines()[0] if str(exc) else type(exc).__name__)
         with contextlib.suppress(Exception):
             history.finish(con, run_id, status, {}, timings, error=why)
         con.close()
+        if after_commit is not None:
+            raise after_commit from None
         raise
     rejects = reject_listing.totals(con)
     warehouse_inputs = history.active_loads(con)

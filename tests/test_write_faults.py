@@ -384,3 +384,39 @@ def test_a_full_temporary_folder_is_named_in_the_one_line(small_input, tmp_path,
     filler.unlink()
     again = _run_cli("run", "--input", small_input, "--out", out, "--no-validate", "--quiet", env={**KEY, "TMPDIR": str(temp)})
     assert again.returncode == 0, again.stderr
+
+
+def test_a_checkpoint_the_disk_refuses_after_the_commit_says_the_data_is_held(tmp_path):
+    """The scheduling review: a warehouse whose file could not grow as DuckDB wrote the committed data from its log
+    into it (the checkpoint after the commit) said "nothing was changed", yet the rerun found its delivery 'already
+    loaded'. The line says the warehouse holds the data and gives the command that publishes; that command, once
+    there is room, publishes the month with the delivery's orders. A file size limit (RLIMIT_FSIZE, below the
+    warehouse's size: its log still grows from 0) stands in for the full disk."""
+    import resource
+
+    from conftest import write_july_input, write_small_input
+
+    wh, out = tmp_path / "wh.duckdb", tmp_path / "reports"
+    assert audit(write_small_input(tmp_path / "june"), out, wh).returncode == 0
+    before = files(out)
+    limit = wh.stat().st_size // 3  # the checkpoint writes past it; the log of a small delivery does not reach it
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+    july = write_july_input(tmp_path / "july")
+    args = ["run", "--input", july, "--out", out, "--warehouse", wh, "--no-validate", "--quiet"]
+    # a process of its own: the limit is the process's, not the test server's
+    refused = subprocess.run(
+        [sys.executable, "-m", "pipeline", *map(str, args)],
+        capture_output=True, text=True, env={**os.environ, **KEY}, preexec_fn=small_files, cwd=ROOT,
+    )  # fmt: skip
+    line = error_line(refused)
+    assert line.startswith(f"order-audit: error: could not write in {tmp_path} (the warehouse's folder) after the "
+                           "warehouse committed this run's data (FATAL Error: Failed to create checkpoint"), line  # fmt: skip
+    assert line.endswith(f"the outputs are as they were and the warehouse holds the data: free space, then publish with "
+                         f"`order-audit run --warehouse {wh} --out {out}`"), line  # fmt: skip
+    assert files(out) == before
+    assert run_cli(*shlex.split(line.split("`")[1])[1:], "--quiet").returncode == 0
+    orders = pl.read_csv(out / "csf_leak" / "audited_orders.csv", infer_schema=False)
+    assert "O71" in set(orders["order_id"])  # July's order, from the data the refused run committed
