@@ -840,15 +840,14 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("order-audit: aborted", err=True)
         sys.exit(EXIT_USAGE)
     except click.ClickException as exc:
+        # a bad option or value stops the command before its --log-format is read: one line, as every error, not
+        # click's four of usage ('Usage: ...', 'Try ... --help', a blank, 'Error: ...'): a JSON log still ends in one
+        # JSON line, and a cron job's text log in one 'order-audit: error:' line (the scheduling review)
         if _asks_json_log(sys.argv[1:] if argv is None else argv):
-            # a bad option or value stops the command before its --log-format is read: a JSON log still ends in one
-            # JSON line, not click's four of usage ('Usage: ...', 'Try ... --help', a blank, 'Error: ...')
             setup_logging("json")
-            ctx = getattr(exc, "ctx", None)
-            hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
-            _fail(f"error: {exc.format_message()}{hint}", EXIT_USAGE)
-        exc.show()
-        sys.exit(EXIT_USAGE)
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see {ctx.command_path} --help)" if ctx is not None else " (see order-audit --help)"
+        _fail(f"error: {exc.format_message()}{hint}", EXIT_USAGE)
     except AuditError as exc:
         _fail(f"error: {exc.message}", exc.exit_code)
     except _Stopped as exc:

@@ -942,20 +942,24 @@ def test_a_chromium_setting_that_names_no_program_is_one_line(tmp_path, small_in
 HOSTILE_ARGUMENTS = {
     "a month that is SQL": (
         ["--month", "2026-04'; --"],
-        "Error: Invalid value for '--month': '2026-04'; --' is not a month like 2026-10",
+        "order-audit: error: Invalid value for '--month': '2026-04'; --' is not a month like 2026-10 "
+        "(see order-audit run --help)",
     ),
     "a month that is a path": (
         ["--from", "../../etc", "--to", "2026-04"],
-        "Error: Invalid value for '--from': '../../etc' is not a month like 2026-10",
+        "order-audit: error: Invalid value for '--from': '../../etc' is not a month like 2026-10 (see order-audit run --help)",
     ),
     # a line break forged a second line; a right-to-left override reversed the rest on a terminal
     "a month with a line break": (
         ["--month", "2026-04\nError: forged\u202e"],
-        "Error: Invalid value for '--month': '2026-04\\nError: forged\\u202e' is not a month like 2026-10",
+        "order-audit: error: Invalid value for '--month': '2026-04\\nError: forged\\u202e' is not a month like 2026-10 "
+        "(see order-audit run --help)",
     ),
     "a month of 100,000 characters": (
         ["--month", "x" * 100_000],
-        "Error: Invalid value for '--month': '" + "x" * 59 + "... (100,002 characters) is not a month like 2026-10",
+        "order-audit: error: Invalid value for '--month': '"
+        + "x" * 59
+        + "... (100,002 characters) is not a month like 2026-10 (see order-audit run --help)",
     ),
     "an audit with a line break": (
         ["--audit", "csf_leak\norder-audit: error: forged"],

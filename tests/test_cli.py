@@ -349,5 +349,12 @@ def test_a_bad_option_with_the_json_log_is_one_json_error_line(tmp_path, args, s
     event = json.loads(line)
     assert (event["event"], event["exit_code"], event["level"]) == ("error", 1, "error")
     assert event["message"].startswith(said) and event["message"].endswith("(see order-audit run --help)")
-    plain = run_cli("run", "--input", tmp_path, "--out", tmp_path / "out", "--bogus")  # a plain log: click's usage
-    assert plain.returncode == 1 and plain.stderr.startswith("Usage: order-audit run")
+    # a plain log: one line too (click's four lines of usage, 'Usage: order-audit run ...', before 2026-12-04)
+    plain = run_cli("run", "--input", tmp_path, "--out", tmp_path / "out", "--bogus")
+    assert plain.returncode == 1 and plain.stderr.splitlines() == [
+        "order-audit: error: No such option '--bogus'. (Did you mean one of: '--out', '--verbose'?) (see order-audit run --help)"
+    ], plain.stderr
+    nothing = run_cli("nosuchcommand")
+    assert nothing.returncode == 1 and nothing.stderr.splitlines() == [
+        "order-audit: error: No such command 'nosuchcommand'. (see order-audit --help)"
+    ], nothing.stderr
