@@ -171,10 +171,15 @@ def final_mark(final: dict, date=str) -> str:
     )
 
 
-def _say_outside_the_data(audit_id: str, label: str, key: str, first: str | None, last: str | None) -> None:
+def _say_outside_the_data(
+    audit_id: str, label: str, key: str, first: str | None, last: str | None, nothing_new: bool = False
+) -> None:
     """An empty month after the data's last date or before its first: a warning. A scheduled job whose extract
     stopped coming (or a month mistyped) published empty months with exit 0 and info lines only; a year mistyped
-    (2020-01 for 2026-01) was published final, "no cases", so too."""
+    (2020-01 for 2026-01) was published final, "no cases", so too. A month before the data in a run that loaded
+    nothing new is said at info level: the same night's rerun of a new warehouse's first delivery (its --from three
+    months back) was paged again for the same months (the scheduling review). A month after the data stays a
+    warning: a job rerun on the same old extract is what an extract that stopped coming looks like."""
     if last and last[:7] < key:
         edge, said, where = (
             ("period_after_data", "data_last", last),
@@ -191,7 +196,7 @@ def _say_outside_the_data(audit_id: str, label: str, key: str, first: str | None
         return
     event(
         f"{audit_id}: {label}: the loaded data {said} the month: the extract does not {where}",
-        level=logging.WARNING,
+        level=logging.INFO if nothing_new and edge[0] == "period_before_data" else logging.WARNING,
         event=edge[0],
         period=key,
         audit_id=audit_id,
@@ -271,7 +276,7 @@ def build(
         }
         event(f"{audit_id}: {label}: no {case_unit}s; the report says so", event="period_empty", period=key, audit_id=audit_id)
         if key != "all":
-            _say_outside_the_data(audit_id, label, key, first, last)
+            _say_outside_the_data(audit_id, label, key, first, last, bool(spans.get("nothing_new")))
     short = _short_feeds(audit_id, label, key, spans, per_feed) if key != "all" else []
     if short:
         status["short_feeds"] = short

@@ -264,6 +264,14 @@ def test_a_month_before_the_data_is_warned(caplog, monkeypatch):
     assert "short_feeds" not in status
     assert [(e, f["data_first"]) for e, f in _warned(caplog)] == [("period_before_data", "2025-06-01")]
     assert "csf_leak: 2020-01: the loaded data starts 2025-06-01, after the month" in caplog.text
+    # a run that loaded nothing new (the same night's rerun of a first delivery whose --from reaches before its data)
+    # says it at info level: it was paged again for the same months (the scheduling review); a month after the data
+    # stays a warning (a job rerun on the same old extract is what an extract that stopped coming looks like)
+    caplog.clear()
+    build("csf_leak", "2020-01", {"cases": 0}, None, None, [], {**spans, "nothing_new": True})
+    assert _warned(caplog) == [] and "csf_leak: 2020-01: the loaded data starts 2025-06-01" in caplog.text
+    build("csf_leak", "2026-12", {"cases": 0}, None, None, [], {**spans, "nothing_new": True})
+    assert [e for e, _ in _warned(caplog)] == ["period_after_data"]
 
 
 def test_a_month_a_feed_skips_in_the_middle_of_the_data_is_short():
