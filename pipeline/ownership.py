@@ -35,12 +35,22 @@ def make_dir(path: Path) -> Path:
     """A new folder (it must not exist yet) with the mark in it."""
     path = Path(path)
     path.mkdir()
-    return mark(path)
+    return _marked(path)
 
 
 def make_temp_dir(prefix: str, parent: Path) -> Path:
     """A new uniquely named folder in ``parent`` with the mark in it (tempfile.mkdtemp)."""
-    return mark(Path(tempfile.mkdtemp(prefix=prefix, dir=parent)))
+    return _marked(Path(tempfile.mkdtemp(prefix=prefix, dir=parent)))
+
+
+def _marked(folder: Path) -> Path:
+    """``folder``, just made, with its mark; removed again when the mark cannot be written (a full disk): a
+    staging folder holding an empty mark was left beside --out (the scheduling review)."""
+    try:
+        return mark(folder)
+    except BaseException:
+        _remove_tree(folder, last=(MARK,))
+        raise
 
 
 HELD = ".order-audit-held"  # in a folder of the system's temporary folder: flock'd by the process using it

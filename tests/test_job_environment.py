@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, run_cli, write_small_input
@@ -212,3 +213,19 @@ def test_a_pdf_run_killed_while_chromium_prints_leaves_its_profile_only_until_th
     removed = [f"order-audit: removed {temp / name} (left by a killed order-audit process)" for name in left]
     assert [line for line in result.stderr.splitlines() if "left by a killed" in line] == removed
     assert not [p for p in temp.iterdir() if p.name.startswith("order-audit-")]
+
+
+def test_a_folder_whose_mark_cannot_be_written_is_not_left(tmp_path, monkeypatch):
+    """A full disk as a staging folder was made: its mark, an empty file, could not be written, and the folder was
+    left beside --out (the scheduling review). Removed again, and the error raised as it was."""
+
+    def full(self, *args, **kwargs):
+        self.touch()
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(OSError, match="No space left"):
+        ownership.make_dir(tmp_path / ".out.staging-1")
+    with pytest.raises(OSError, match="No space left"):
+        ownership.make_temp_dir(".wh.duckdb.scratch-", tmp_path)
+    assert list(tmp_path.iterdir()) == []
