@@ -650,6 +650,8 @@ def _execute_locked(
     except BaseException as exc:
         with contextlib.suppress(Exception):  # nothing open to roll back
             con.execute("ROLLBACK")
+        if not committed:  # the files this run moved into the source store: no load names them
+            source_store.discard(wh_path, run_id)
         after_commit = _after_commit_error(exc, opts, wh_path) if committed else None
         status = "interrupted" if stop_signal(exc) else "failed"
         why = stop_text(exc) or (str(after_commit or exc).splitlines()[0] if str(exc) else type(exc).__name__)

@@ -947,3 +947,19 @@ def test_a_delivery_that_did_not_come_stops_a_warehouse_run(small_input, tmp_pat
     assert line.endswith("to re-run the warehouse's months without a new delivery, leave --input out"), line
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert run_cli("runs", "--warehouse", wh).stdout == runs
+
+
+def test_a_new_delivery_stopped_before_the_commit_leaves_no_file_in_the_source_store(small_input, tmp_path):
+    """The scheduling review: a SIGTERM during the models left the new delivery's typed files in
+    `wh.duckdb.sources/` (the next run swept them: 'no live load refers to it'), where the warehouse is to be as it
+    was. They go as the transaction rolls back."""
+    wh, out = tmp_path / "wh.duckdb", tmp_path / "out"
+    ok(audit(small_input, out, wh))
+    store = tmp_path / "wh.duckdb.sources"
+    before = sorted(p.relative_to(store) for p in store.rglob("*"))
+    july = write_july_input(tmp_path / "july")
+    stopped = audit(july, out, wh, env={"ORDER_AUDIT_FAULT": "after_transform", "ORDER_AUDIT_FAULT_SIGNAL": "TERM"})
+    assert stopped.returncode == 143, stopped.stderr
+    assert sorted(p.relative_to(store) for p in store.rglob("*")) == before
+    ok(audit(july, out, wh))
+    assert len(sorted(store.rglob("*.parquet"))) > len([p for p in before if p.suffix == ".parquet"])

@@ -277,6 +277,17 @@ def _made_here(path: Path) -> bool:
     )
 
 
+def discard(warehouse_path: Path, run_id: str) -> None:
+    """The files a run moved into the store, removed when its transaction did not commit (a SIGTERM during the
+    models): the next run swept them, and until then the warehouse's folder held files no load names (the
+    scheduling review: 'the warehouse exactly as it was')."""
+    root = Path(warehouse_path).with_name(Path(warehouse_path).name + STORE_SUFFIX)
+    for contract in CONTRACTS:
+        for suffix in (".parquet", ".partial"):
+            with contextlib.suppress(OSError):
+                (root / contract.name / f"{run_id}-{contract.name}{suffix}").unlink()
+
+
 def sweep(con: duckdb.DuckDBPyConnection) -> list[Path]:
     """Delete store files no live load refers to; call only with the ledger committed."""
     root = store_dir(con)
