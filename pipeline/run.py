@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import logging
 import os
 import platform
 import shlex
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -115,7 +117,36 @@ def _versions() -> dict:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             found[name] = None
-    return {"order-audit": software_version(), "python": platform.python_version(), **found}
+    return {
+        "order-audit": software_version(),
+        "order-audit-source": source_commit(),
+        "python": platform.python_version(),
+        **found,
+    }
+
+
+@functools.cache
+def source_commit() -> str | None:
+    """The git commit of the checkout the running code is from, '+modified' when its tracked files differ from it;
+    None for an installed copy (no .git beside it) or without git. The package's version (0.1.0) stayed one number
+    over a thousand commits, the verdicts and feeds changing under it (the dashboard analyst's review): this names
+    the code that made the outputs."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        return None
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        return None
+    changed = git("status", "--porcelain", "--untracked-files=no")
+    return commit + ("+modified" if changed else "")
 
 
 def check_report_columns(con: duckdb.DuckDBPyConnection, audit) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import run_cli, truth_differences
+from conftest import ROOT, run_cli, truth_differences
 
 from pipeline.synth import generate
 from pipeline.synth.audit_scenarios import ground_truth
@@ -137,6 +137,11 @@ def test_run_json_records_provenance(audited, synthetic):
     assert all(len(i["sha256"]) == 64 for i in info["inputs"])
     assert info["counts"]["cases"] > 0
     assert info["audit"]["parameters"]["premature_hours"] == 72.0  # the manifest's default, in force
+    # the code that made them: the checkout's commit (this suite runs from one), '+modified' beside local changes
+    import subprocess
+
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert info["versions"]["order-audit-source"].removesuffix("+modified") == head
 
 
 def test_rerun_gives_byte_identical_data_outputs(synthetic, audited, tmp_path):
