@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
+import logging
 import os
 from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +27,7 @@ import duckdb
 from pipeline import faults, locks, logs, ownership
 from pipeline.audits import MANIFEST
 from pipeline.logs import event, stage
+from pipeline.months import is_month
 from pipeline.report import outputs, reid, site_index
 
 # audited orders (all audits of the period) below which the audits' pages overlap (``publish_period``): their
@@ -110,6 +113,7 @@ def publish_period(
                 outputs.carry_unpublished(target, staging)
                 outputs.publish(staging, target, version=period.base_info["run_id"], on_file=_publish_hook)
                 if feed_staging is not None:
+                    say_if_feed_goes_back(audit.id, audit_dir / "metrics.json", feed_staging / "metrics.json")
                     outputs.publish_feed(feed_staging, audit_dir)
                 on_published(audit.id, period.label)
             finally:
@@ -154,6 +158,8 @@ def publish_period(
             outputs.write_json(staging / "run.json", run_info)
         if opts.reid_file is not None:
             reid.write_reid_file(con, opts.reid_file, opts.out_dir, audits)
+        for audit in audits:
+            say_if_feed_goes_back(audit.id, opts.out_dir / audit.id / "metrics.json", staging / audit.id / "metrics.json")
         outputs.publish(staging, opts.out_dir, version=period.base_info["run_id"], on_file=_publish_hook)
     finally:
         ownership.remove(staging)
@@ -161,6 +167,32 @@ def publish_period(
         on_published(audit.id, period.label)
     for audit in audits:
         _say_pdf(opts, opts.out_dir / audit.id, period.label)
+
+
+def say_if_feed_goes_back(audit_id: str, published: Path, new: Path) -> None:
+    """A warning when the feed a run publishes ends on an earlier month than the one it replaces: a one-off run of an
+    old month (`--month 2025-03`, `--from 2025-03 --to 2025-03`) into the monthly job's --out replaced the feed the
+    dashboards read with one that ends there, exit 0, without a word (the scheduling review). It is published all
+    the same (the run was asked for); the line says what the dashboards now show and what to do."""
+    last = {}
+    for which, path in (("published", published), ("new", new)):
+        try:
+            periods = json.loads(path.read_text(encoding="utf-8")).get("periods") or []
+        except (OSError, ValueError, AttributeError):
+            return
+        last[which] = max((p for p in periods if isinstance(p, str) and is_month(p)), default=None)
+    if last["published"] is not None and (last["new"] or "") < last["published"]:
+        ends = f"ends {last['new']}" if last["new"] else "holds no month"
+        event(
+            f"{audit_id}: the feed this run publishes {ends}, where the one it replaces ended "
+            f"{last['published']}: dashboards reading {published.parent / 'metrics.parquet'} lose the later months (publish "
+            "a one-off run of earlier months into an --out of its own; the next monthly run puts the later months back)",
+            level=logging.WARNING,
+            event="feed_goes_back",
+            audit_id=audit_id,
+            feed_last=last["new"],
+            replaced_last=last["published"],
+        )
 
 
 def _orders(period: Period) -> int:

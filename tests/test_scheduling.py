@@ -963,3 +963,49 @@ def test_a_new_delivery_stopped_before_the_commit_leaves_no_file_in_the_source_s
     assert sorted(p.relative_to(store) for p in store.rglob("*")) == before
     ok(audit(july, out, wh))
     assert len(sorted(store.rglob("*.parquet"))) > len([p for p in before if p.suffix == ".parquet"])
+
+
+@pytest.mark.parametrize("backfill", [False, True], ids=["month", "backfill"])
+def test_a_one_off_run_of_an_earlier_month_says_the_feed_goes_back(small_input, tmp_path, backfill):
+    """The scheduling review: a one-off run of an old month into the monthly job's --out replaced the feed the
+    dashboards read (OUT/<audit>/metrics.parquet) with one ending that month, exit 0, without a word. Published as
+    asked, with a warning naming both months; the next run of the latest month puts it back, without one."""
+    wh, out = tmp_path / "wh.duckdb", tmp_path / "out"
+
+    def months(first: str, last: str) -> tuple:
+        return ("--from", first, "--to", last) if backfill else ("--month", last)
+
+    def feed_goes_back(r) -> list[dict]:
+        assert r.returncode == 0, r.stderr
+        return [e for e in map(json.loads, r.stderr.splitlines()) if e.get("event") == "feed_goes_back"]
+
+    latest = audit(small_input, out, wh, *months("2025-05", "2025-06"), "--log-format", "json")
+    assert feed_goes_back(latest) == []
+    earlier = audit(small_input, out, wh, *months("2025-05", "2025-05"), "--log-format", "json")
+    (said,) = [e for e in feed_goes_back(earlier) if e["audit_id"] == "csf_leak"]
+    # the small extract's data starts in June: a May feed holds no month
+    assert (said["level"], said["feed_last"], said["replaced_last"]) == ("warning", None, "2025-06")
+    assert said["message"].startswith("csf_leak: the feed this run publishes holds no month, where the one it replaces ")
+    assert f"dashboards reading {out / 'csf_leak' / 'metrics.parquet'} lose the later months" in said["message"]
+    assert feed_goes_back(audit(small_input, out, wh, *months("2025-05", "2025-06"), "--log-format", "json")) == []
+
+
+def test_a_feed_ending_earlier_is_said_and_one_ending_as_late_is_not(tmp_path, monkeypatch):
+    from pipeline import publishing
+
+    said: list[dict] = []
+    monkeypatch.setattr(publishing, "event", lambda message, **fields: said.append({"message": message, **fields}))
+
+    def feed(name: str, periods: list[str]) -> Path:
+        (tmp_path / name).write_text(json.dumps({"periods": periods}))
+        return tmp_path / name
+
+    monthly = feed("published.json", ["2026-03", "2026-04", "2026-Q1", "2025-05..2026-04", "all"])
+    publishing.say_if_feed_goes_back("csf_leak", monthly, feed("old.json", ["2025-02", "2025-03", "2025-Q1", "all"]))
+    assert [(s["feed_last"], s["replaced_last"]) for s in said] == [("2025-03", "2026-04")]
+    assert said[0]["message"].startswith("csf_leak: the feed this run publishes ends 2025-03, where the one it replaces ended")
+    said.clear()
+    for later in (["2026-04", "all"], ["2026-05", "all"]):
+        publishing.say_if_feed_goes_back("csf_leak", monthly, feed("new.json", later))
+    publishing.say_if_feed_goes_back("csf_leak", tmp_path / "none.json", feed("new.json", ["2025-01"]))  # a first run
+    assert said == []
