@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import socket
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -104,8 +105,6 @@ def _written_by_a_run(fd: int) -> bool:
     """Whether a lock file found at the path is one a run wrote: a regular file, empty (a run stopped as it made it)
     or naming its holder. A user's file of that name (notes beside the warehouse, wh.duckdb.lock) was emptied and
     written over: the lock is order-audit's by its name alone."""
-    import stat
-
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         return False
     if os.fstat(fd).st_size == 0:
