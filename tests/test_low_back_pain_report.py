@@ -168,10 +168,13 @@ def test_who_the_numbers_belong_to_counts_the_flagged_episodes_no_department_hol
     table = table[: table.index("</table>")]
     rows = {c[0]: c for c in (_cells(r) for r in re.findall(r"<tr[^>]*>(.*?)</tr>", table, re.S)) if c}
     # the last two columns, episodes attributed and flagged (no review column: the audit has no review verdict)
-    assert rows["Not attributed to a department"][-2:] == [str(cases.height), str(flagged)]
+    # named as what it is: the audit gives an episode no department (it read "Not attributed to a department" under
+    # "Episodes attributed", beside a flagged list grouped by the orders' departments: the committee review)
+    hospital_wide = "Hospital-wide: the audit gives its episodes no department (their orders' departments are above)"
+    assert rows[hospital_wide][-2:] == [str(cases.height), str(flagged)]
     assert rows["Hospital"][-2:] == [str(cases.height), str(flagged)]
     # a department holds no episode: its cells say so with "–" (a 0 read as "this department had no episodes")
-    departments = [c for name, c in rows.items() if name not in ("Department", "Not attributed to a department", "Hospital")]
+    departments = [c for name, c in rows.items() if name not in ("Department", hospital_wide, "Hospital")]
     assert departments and all(c[-2:] == ["–", "–"] for c in departments)
     # the audit configures no second view: no column of zeros for one, in the report or its index page
     assert "second view" not in table
@@ -612,10 +615,10 @@ def test_the_episode_rate_names_the_episodes_indexed_before_the_orders_held(deck
     assert (before["count"], before["kind"], before["unit"]) == (3, "exclusion", "episodes")
     assert before["note"].startswith("indexed before 2024-10-01, the first day of the orders held")
     assert "(4 earlier orders are held: scattered rows, not a complete record)" in before["note"]
-    uncomplicated = step["Uncomplicated cases"]["count"]
-    covered = next(r for r in rows if r["step"].startswith("Uncomplicated cases whose imaging window"))
-    without = next(r for r in rows if r["step"].startswith("Uncomplicated cases without audited imaging"))
-    imaged = step["Uncomplicated cases with audited orders"]
+    uncomplicated = step["Uncomplicated episodes"]["count"]
+    covered = next(r for r in rows if r["step"].startswith("Uncomplicated episodes whose imaging window"))
+    without = next(r for r in rows if r["step"].startswith("Uncomplicated episodes without audited imaging"))
+    imaged = step["Uncomplicated episodes with audited orders"]
     assert (uncomplicated, covered["count"], without["count"], imaged["count"]) == (5, 2, 1, 1)
     assert covered["step_order"] == before["step_order"] + 1 == without["step_order"] == imaged["step_order"] - 1
     cases = _csv(folder / "cases.csv")

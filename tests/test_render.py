@@ -502,8 +502,12 @@ def test_the_providers_paragraph_reads_right_for_none_one_and_many():
     workbook = "in the workbook case_list.xlsx (sheet Providers)."
     assert said(_providers()) == "No provider had 20 or more orders judged in this period."
     assert said(_providers(rows=1)) == "Listed: the one provider with at least 20 orders judged, within the 95% funnel limits."
+    # a department page says its figures are the department's, where the workbook's are a provider's over every
+    # department (the committee review: a red diamond here was "within limits" there)
     assert said(_providers(rows=1, n_outliers=1), " in this department") == (
         "Listed: the one provider with at least 20 orders judged in this department, outside the 95% funnel limits."
+        " The figures here count this department's orders judged alone; the workbook's sheet Providers counts each"
+        " provider's in every department, so a provider who also ordered for another department has other figures there."
     )
     assert said(_providers(rows=3)) == (
         "Listed: the 3 providers with at least 20 orders judged, alphabetically; none of them outside the 95% funnel limits."

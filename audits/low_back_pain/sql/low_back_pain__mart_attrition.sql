@@ -104,12 +104,12 @@ steps AS (
     FROM low_back_pain__parameters AS prm
     UNION ALL SELECT 4, 'Age unknown', 'episodes', (SELECT count(*) FROM episodes WHERE age_years IS NULL), 'exclusion',
            'no birth date in the patients table or the procedure rows, and no age recorded on the index date'
-    UNION ALL SELECT 5, 'Cases (new episodes in the age range)', 'episodes', (SELECT count(*) FROM cases), 'step', ''
-    UNION ALL SELECT 5, 'Cases: patients', 'patients', (SELECT count(DISTINCT patient_key) FROM cases), 'step', ''
+    UNION ALL SELECT 5, 'Episodes (new, in the age range)', 'episodes', (SELECT count(*) FROM cases), 'step', ''
+    UNION ALL SELECT 5, 'Episodes: patients', 'patients', (SELECT count(DISTINCT patient_key) FROM cases), 'step', ''
     UNION ALL SELECT 5, 'Complicated: red flag ' || g.red_flag_group, 'episodes', g.n, 'exclusion',
            'a case with several red-flag groups is counted under each'
     FROM case_groups AS g
-    UNION ALL SELECT 6, 'Uncomplicated cases', 'episodes',
+    UNION ALL SELECT 6, 'Uncomplicated episodes', 'episodes',
            (SELECT count(*) FROM cases WHERE NOT is_complicated), 'step', ''
     UNION ALL SELECT 6, 'Imaging window before the orders held', 'episodes',
            (SELECT count(*) FROM cases WHERE NOT is_complicated AND is_window_before_orders), 'exclusion',
@@ -131,14 +131,14 @@ steps AS (
                         ELSE '' END
            END
     FROM low_back_pain__parameters AS prm CROSS JOIN low_back_pain__int_orders_held AS h
-    UNION ALL SELECT 7, 'Uncomplicated cases whose imaging window the orders held cover (the HEDIS-style denominator before imaging)', 'episodes',
+    UNION ALL SELECT 7, 'Uncomplicated episodes whose imaging window the orders held cover (the HEDIS-style denominator before imaging)', 'episodes',
            (SELECT count(*) FROM cases WHERE NOT is_complicated AND NOT is_window_before_orders), 'step', ''
-    UNION ALL SELECT 7, 'Uncomplicated cases without audited imaging on days 0-'
+    UNION ALL SELECT 7, 'Uncomplicated episodes without audited imaging on days 0-'
            || CAST(prm.audit_window_days AS VARCHAR), 'episodes',
            (SELECT count(*) FROM cases WHERE NOT is_complicated AND NOT is_window_before_orders AND n_orders = 0),
            'exclusion', 'they count in the rate as episodes without early imaging'
     FROM low_back_pain__parameters AS prm
-    UNION ALL SELECT 8, 'Uncomplicated cases with audited orders', 'episodes',
+    UNION ALL SELECT 8, 'Uncomplicated episodes with audited orders', 'episodes',
            (SELECT count(*) FROM cases WHERE NOT is_complicated AND NOT is_window_before_orders AND n_orders > 0),
            'step', ''
     UNION ALL SELECT 9, 'Audited orders (listed)', 'orders', (SELECT count(*) FROM orders), 'step',
