@@ -265,6 +265,13 @@ def build(
         label = all_months(first, last)
     status: dict = {"period": label}
     per_feed = spans.get("per_feed") or {}
+    # the date by which every feed of the audit has begun (the latest of their first dates): the trend starts at the
+    # first month it covers whole, where the first month with a case left the months before it out without a word
+    # (the committee review: 21 months of a 24-month trend); not the earliest date (six stray procedures of June
+    # before the orders began in July put a month of no data in the trend)
+    firsts = [first for first, _ in per_feed.values() if first]
+    if firsts and len(firsts) == len(per_feed):
+        status["feeds_begun"] = max(firsts)
     if counts.get("cases", 0) == 0:
         first, last = spans.get("data") or (None, None)
         status["empty"] = {

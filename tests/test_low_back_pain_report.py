@@ -865,6 +865,27 @@ def test_the_trend_starts_at_the_first_month_whose_look_back_is_in_the_data():
     assert trend_months(metrics, "2025-04", 2, complete_from="2025-01") == ["2025-03", "2025-04"]
 
 
+def test_the_trend_starts_where_every_feed_has_begun_not_at_the_first_case():
+    """The committee review: the CSF-leak trend began at its first case (2024-08), a month after the data began, and
+    2024-07, a month of no cases, was left out without a word where a later one (2025-09) was shown. The trend starts
+    at the first month every feed of the audit covers whole (``status['feeds_begun']``); months before it (six stray
+    procedures of June before the orders began) are not a month of no cases; a window or look-back still bounds it."""
+    from pipeline.period_status import build
+    from pipeline.report.sections import trend_months
+
+    metrics = pl.DataFrame({"period": ["2024-08", "2025-03", "all"]})
+    assert trend_months(metrics, "2025-04", 24, data_from="2024-07")[:2] == ["2024-07", "2024-08"]
+    assert trend_months(metrics, "2025-04", 24)[0] == "2024-08"  # without it, the first month with a row
+    assert trend_months(metrics, "2025-04", 24, data_from="2024-09")[0] == "2024-08"  # a case before: kept
+    assert trend_months(metrics, "2025-04", 24, first="2024-08", data_from="2024-07")[0] == "2024-08"
+    assert trend_months(metrics, "2025-04", 24, complete_from="2025-01", data_from="2024-07")[0] == "2025-01"
+    per_feed = {"procedures": ("2024-06-01", "2026-06-30"), "imaging_orders": ("2024-07-01", "2026-06-30")}
+    spans = {"cases": ("2024-08", "2026-04"), "data": ("2024-06-01", "2026-06-30"), "per_feed": per_feed}
+    assert build("csf_leak", "2026-04", {"cases": 4}, None, None, [], spans)["feeds_begun"] == "2024-07-01"
+    short = {**spans, "per_feed": {**per_feed, "imaging_orders": (None, None)}}  # a feed without a row: no start
+    assert "feeds_begun" not in build("csf_leak", "2026-04", {"cases": 4}, None, None, [], short)
+
+
 def test_the_day_column_is_centred_apart_from_the_order_id_beside_it(deck_runs):
     """Right-aligned, the Day ("10") ran into the next column's order id in print ("10O00100146")."""
     from xlsx_xml import Workbook  # noqa: PLC0415

@@ -14,6 +14,7 @@ with n / N and its interval (``sections``). The report lists a bounded selection
 
 from __future__ import annotations
 
+import datetime
 import functools
 from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
@@ -144,8 +145,13 @@ def _render_steps(
         months_n = int(run_info["config"].get("reporting", {}).get("trend_months", 24))
         # an audit with a look-back: its trend starts at the first month whose units have all of it in the data held
         complete_from = sections.first_complete_month(reach.get("verified_from"))
-        window = sections.trend_months(metrics, trend_end, months_n, bounds.get("trend_first_month"), complete_from)
-        uncut = sections.trend_months(metrics, trend_end, months_n, bounds.get("trend_first_month"))
+        # the first month the audit's feeds cover whole (a first row on 30 June, in UTC on 1 July, put a June of one
+        # day in the trend as a month of no cases)
+        begun = (run_info.get("status") or {}).get("feeds_begun")
+        data_from = sections.first_complete_month(datetime.date.fromisoformat(begun)) if begun else None
+        trend_first = bounds.get("trend_first_month")
+        window = sections.trend_months(metrics, trend_end, months_n, trend_first, complete_from, data_from)
+        uncut = sections.trend_months(metrics, trend_end, months_n, trend_first, data_from=data_from)
         stated = (run_info.get("status") or {}).get("period")
         label = pages.period_label(period, metrics, bounds, trend_end, stated)
         common = pages.common_values(run_info, label, settings, spec)

@@ -108,18 +108,26 @@ def headline(
 
 
 def trend_months(
-    metrics: pl.DataFrame, end: str | None, months: int, first: str | None = None, complete_from: str | None = None
+    metrics: pl.DataFrame,
+    end: str | None,
+    months: int,
+    first: str | None = None,
+    complete_from: str | None = None,
+    data_from: str | None = None,
 ) -> list[str]:
     """``months`` calendar months ending at ``end``, from the first month with data (or ``first``, the
-    run's trend window start): months without cases stay in as gaps. ``complete_from``: the first month whose
-    units have their whole look-back in the data (``first_complete_month``); the months before it start the trend
-    only when ``end`` is before it too (their centre line would pool episodes that may not be new)."""
+    run's trend window start): months without cases stay in as gaps. ``data_from``: the first month every feed of the
+    audit covers whole (``status['feeds_begun']``): a month from it before the first with a case is a gap too (the
+    CSF-leak trend began at its first case, 2024-08, a month after the data, without a word). ``complete_from``: the first
+    month whose units have their whole look-back in the data (``first_complete_month``); the months before it start
+    the trend only when ``end`` is before it too (their centre line would pool episodes that may not be new)."""
     if end is None:
         return []
     present = sorted(p for p in metrics["period"].unique().drop_nulls().to_list() if MONTH.match(p) and p <= end)
     if not present:
         return []
-    start = max(first or present[0], present[0]) if first else present[0]
+    base = min(present[0], data_from) if data_from else present[0]
+    start = max(first, base) if first else base
     if complete_from is not None and complete_from <= end:
         start = max(start, complete_from)
     return month_range(start, end)[-months:]
