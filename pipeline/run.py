@@ -384,16 +384,17 @@ def choose_audits(
     an input no audit can use stops here. ``validate`` asks too: their own input checks are part of the gate."""
     known = audits_mod.discover(cfg.audits_path)
     audits_mod.check_config(known, cfg.audits, cfg.source_path or "config")
-    if input_dir is not None and warehouse_path is not None and not columns:
-        # an --input holding no table's file beside a warehouse that holds them all: the delivery did not come (an
-        # empty folder, a wrong path). It republished the months from the warehouse and published the new one as
-        # "no cases", exit 0 (the scheduling review); without a warehouse it was exit 2 already
-        raise inputs_mod.empty_input_error(input_dir)
     present = {t: set(c) for t, c in columns.items()}
     if warehouse_path is not None:  # what earlier runs loaded counts too
         for table, held in source_store.stored_columns(warehouse.real_path(warehouse_path)).items():
             present[table] = present.get(table, set()) | held
     plan = audits_mod.plan(known, asked, present)
+    if plan.audits and input_dir is not None and not columns:
+        # an --input holding no table's file beside a warehouse that holds them all: the delivery did not come (an
+        # empty folder, a wrong path). It republished the months from the warehouse and published the new one as
+        # "no cases", exit 0 (the scheduling review); without a warehouse (or with a new one) the missing file's own
+        # line says so, exit 2, below
+        raise inputs_mod.empty_input_error(input_dir)
     if plan.audits:
         return plan.audits, _with_found(plan.skipped, plan.missing_tables, input_dir)
     if plan.missing_tables:
