@@ -237,7 +237,9 @@ def store_damage_error(exc: BaseException, path: Path | str, kept: str) -> Confi
     no Parquet file now (a restore that left the folder out, a disk that cut it short), found while a command reads
     it; None for any other failure. Without it the gate's or the merge's read of it was "a bug in order-audit",
     exit 70, with a traceback."""
-    store = os.path.join(str(real_path(path)) + ".sources", "")
+    from pipeline.ingest.source_store import store_root  # the store's one home for its name (error path only)
+
+    store = os.path.join(str(store_root(real_path(path))), "")
     for e in exceptions_behind(exc):
         found = _STORE_FILE.search(str(e)) if isinstance(e, duckdb.Error) else None
         if found is None:

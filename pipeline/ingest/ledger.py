@@ -155,7 +155,7 @@ def merge_table(con: duckdb.DuckDBPyConnection, prep: PreparedTable, run_id: str
                           AND action <> 'skipped_already_loaded' AND superseded_by IS NULL""",
         [prep.table, prep.sha256],
     ).fetchall()
-    load_id = f"{run_id}-{prep.table}"
+    load_id = source_store.load_id_of(run_id, prep.table)
     if seen:
         earlier = seen[0][0]
         # its counts are the earlier load's, what the warehouse holds of the file: run.json and the report's inputs say

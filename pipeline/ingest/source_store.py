@@ -79,7 +79,7 @@ def stored_columns(warehouse_path: Path) -> dict[str, set[str]]:
     before the run takes the warehouse, to decide which audits the data can feed)."""
     import pyarrow.parquet as pq
 
-    root = Path(str(warehouse_path) + STORE_SUFFIX)
+    root = store_root(warehouse_path)
     found: dict[str, set[str]] = {}
     for contract in CONTRACTS:
         for path in sorted((root / contract.name).glob("*.parquet")) if (root / contract.name).is_dir() else []:
@@ -101,12 +101,24 @@ def present_columns(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
     return out
 
 
+def store_root(warehouse_path: Path | str) -> Path:
+    """<warehouse file>.sources, beside the warehouse file (its real path: a symlinked warehouse's store is the one
+    beside the file it names)."""
+    path = Path(warehouse_path)
+    return path.with_name(path.name + STORE_SUFFIX)
+
+
+def load_id_of(run_id: str, table: str) -> str:
+    """A load's id, and its file's name in the store: <run id>-<table> (``_made_here`` knows the shape)."""
+    return f"{run_id}-{table}"
+
+
 def store_dir(con: duckdb.DuckDBPyConnection) -> Path:
     """<warehouse file>.sources, beside the DuckDB file this connection opened."""
     path = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchall()[0][0]
     if not path:
         raise ValueError("the source store needs a warehouse file, not an in-memory database")
-    return Path(path).with_name(Path(path).name + STORE_SUFFIX)
+    return store_root(path)
 
 
 def file_of(con: duckdb.DuckDBPyConnection, table: str, load_id: str) -> Path:
@@ -281,11 +293,11 @@ def discard(warehouse_path: Path, run_id: str) -> None:
     """The files a run moved into the store, removed when its transaction did not commit (a SIGTERM during the
     models): the next run swept them, and until then the warehouse's folder held files no load names (the
     scheduling review: 'the warehouse exactly as it was')."""
-    root = Path(warehouse_path).with_name(Path(warehouse_path).name + STORE_SUFFIX)
+    root = store_root(warehouse_path)
     for contract in CONTRACTS:
         for suffix in (".parquet", ".partial"):
             with contextlib.suppress(OSError):
-                (root / contract.name / f"{run_id}-{contract.name}{suffix}").unlink()
+                (root / contract.name / f"{load_id_of(run_id, contract.name)}{suffix}").unlink()
 
 
 def sweep(con: duckdb.DuckDBPyConnection) -> list[Path]:

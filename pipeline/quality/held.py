@@ -88,4 +88,4 @@ def read(wh_path: Path) -> Held | None:
         con.close()
     loads = loads.filter(~pl.col("table_name").is_in(sorted(inside)))
     real = warehouse.real_path(wh_path)
-    return Held(real.with_name(real.name + source_store.STORE_SUFFIX), site_map, loads, excluded)
+    return Held(source_store.store_root(real), site_map, loads, excluded)
