@@ -91,7 +91,7 @@ def _render_steps(
     *,
     pdf: bool = False,
     site_root: str = "../",
-    spec: ReportSpec | None = None,
+    spec: ReportSpec,
     feed_in: str | None = None,
     feed_dir: Path | None = None,
 ) -> Generator[None, None, list[Path]]:
@@ -115,7 +115,6 @@ def _render_steps(
     if pdf:
         pdf_engine()  # fail before any work when no engine can print
     out_dir.mkdir(parents=True, exist_ok=True)
-    spec = spec or ReportSpec.from_run_info(run_info)
     period, trend_end = pages.periods(metrics, str(run_info["period"]))
     written: list[Path] = []
     # three lines of work at once: the feed on a thread from the start (the longest line at scale; its numpy and

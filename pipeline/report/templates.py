@@ -15,6 +15,7 @@ from pathlib import Path
 import jinja2
 import markupsafe
 
+from pipeline.errors import ConfigError, first_line
 from pipeline.period_status import final_mark, final_since, final_text
 from pipeline.report import controls
 from pipeline.resources import reports_dir
@@ -95,8 +96,6 @@ def audit_templates_named(audit_report_dir: Path | None):
         where = _audit_template_line(exc, audit_report_dir)
         if where is None:
             raise
-        from pipeline.errors import ConfigError, first_line
-
         raise ConfigError(
             f"{where}: the audit's report template cannot be rendered ({type(exc).__name__}: {first_line(exc)}); fix the template"
         ) from None
