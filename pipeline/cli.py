@@ -32,6 +32,7 @@ from pipeline.errors import (
     raise_if_stopped,
     refused_write,
     request_stop,
+    stop_after_done,
     stop_signal,
     stop_text,
 )
@@ -833,6 +834,7 @@ def main(argv: list[str] | None = None) -> None:
             signal.signal(signum, request_stop)
     try:
         cli.main(args=argv, prog_name="order-audit", standalone_mode=False)
+        _say_stop_after_done()
         _flush_stdout()
     except _OutputClosed:
         _end_quietly_closed_stdout()
@@ -876,6 +878,20 @@ def main(argv: list[str] | None = None) -> None:
             _bug(exc)
         _fail(f"error: could not write ({problem}): free space or fix the folder, then run again", EXIT_USAGE)
     sys.exit(0)
+
+
+def _say_stop_after_done() -> None:
+    """A stop that came once the run was done and on record: it ends 0, as `runs` says, and says so (info: a
+    scheduler's timeout that lands as a run finishes is no failure, and there is nothing to run again)."""
+    signum = stop_after_done()
+    if signum is not None:
+        name = "SIGTERM" if signum == signal.SIGTERM else "SIGINT"
+        event(
+            f"{name} came after the run was done and recorded; it finished removing its scratch files: "
+            "nothing to run again",
+            event="stop_after_done",
+            signal=name,
+        )
 
 
 def _asks_json_log(args: list[str]) -> bool:

@@ -159,6 +159,8 @@ class Terminated(KeyboardInterrupt):
 
 _stop_signals: list[int] = []  # the stops (SIGINT, SIGTERM) this process received, in order
 _before_stop: list[Callable[[], None]] = []  # what must happen before the stop is raised (``on_stop``)
+_stops_after_done: list[int] = []  # the stops that came once the run was done and on record (``run_is_done``)
+_run_done = False
 
 
 def on_stop(callback: Callable[[], None]) -> Callable[[], None]:
@@ -171,12 +173,28 @@ def on_stop(callback: Callable[[], None]) -> Callable[[], None]:
 def request_stop(signum: int, frame=None) -> None:
     """The CLI's handler of SIGINT and SIGTERM: note the stop (a library may turn the exception below into
     its own), let a second one end the process at once, and raise the stop in the main thread."""
-    _stop_signals.append(signum)
     signal.signal(signum, signal.SIG_DFL)
+    if _run_done:  # nothing left to stop: the clean-up finishes (a second one ends the process at once)
+        _stops_after_done.append(signum)
+        return
+    _stop_signals.append(signum)
     for callback in list(_before_stop):
         with contextlib.suppress(Exception):
             callback()
     raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def run_is_done() -> None:
+    """The run's success is on record (the warehouse's history says `succeeded`): a stop that comes from now on, while
+    its scratch folder is removed and its lock released, is noted and not raised. Raised, it ended the process 143
+    while `runs` said the run had succeeded, and a scheduler retried a run that had nothing left to do."""
+    global _run_done
+    _run_done = True
+
+
+def stop_after_done() -> int | None:
+    """The stop (SIGINT, SIGTERM) that came after ``run_is_done``, if any."""
+    return _stops_after_done[0] if _stops_after_done else None
 
 
 def stop_requested() -> bool:

@@ -53,6 +53,7 @@ from pipeline.errors import (
     files_named,
     first_line,
     refused_write,
+    run_is_done,
     stop_signal,
     stop_text,
 )
@@ -848,6 +849,7 @@ def _execute_locked(
             gate.write_data_docs(dq_results, opts.data_docs_dir)
         gate.record_results(con, run_id, out_checks if opts.validate else [])
         history.finish(con, run_id, "succeeded", month_counts, timings)
+        run_is_done()  # a stop from here on lets the clean-up finish, and the run ends 0 as `runs` says
     except BaseException as exc:
         # the warehouse transaction has committed; record why the outputs were not (all) published
         status = "interrupted" if stop_signal(exc) else "failed"
@@ -888,6 +890,7 @@ def _execute_locked(
         audits=[a.id for a in chosen],
         **totals,
     )
+    faults.maybe_fail("after_done")  # a scheduler's stop as the run ends (tests: ORDER_AUDIT_FAULT_SIGNAL=TERM)
     return RunResult(run_id, opts.out_dir, month_counts, timings, warnings.about())
 
 

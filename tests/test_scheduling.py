@@ -718,6 +718,28 @@ def test_sigterm_from_outside_mid_run_exits_143_and_leaves_nothing(baseline, tmp
     assert [s for (s,) in query(wh, "SELECT status FROM audit_runs ORDER BY started_at")] == ["succeeded", "interrupted"]
 
 
+def test_a_sigterm_after_the_run_is_on_record_lets_it_finish_with_exit_0(baseline, tmp_path):
+    """The scheduling review: a SIGTERM that landed after `run_done`, while the run removed its scratch folder,
+    ended the process 143 ("stopped by SIGTERM; run again") although `runs` said the run had succeeded, and the
+    retry it asked for added nothing. Once the success is on record, a stop lets the clean-up finish: exit 0, a
+    line that says so, nothing left behind, the lock released."""
+    site = tmp_path / "site"
+    shutil.copytree(baseline / "site", site, symlinks=True)
+    wh, out = site / "wh.duckdb", site / "out"
+    old_run = run_id_of(out)
+
+    term_as_it_ends = {"ORDER_AUDIT_FAULT": "after_done", "ORDER_AUDIT_FAULT_SIGNAL": "TERM"}
+    done = audit(baseline / "in", out, wh, "--log-format", "json", env=term_as_it_ends)
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stderr.splitlines()]
+    assert [e["event"] for e in events][-2:] == ["run_done", "stop_after_done"]
+    assert events[-1]["signal"] == "SIGTERM" and events[-1]["level"] == "info"
+    assert leftovers(site) == []
+    assert run_id_of(out) != old_run
+    assert query(wh, "SELECT status, error FROM audit_runs WHERE run_id <> ?", [old_run]) == [("succeeded", None)]
+    ok(audit(baseline / "in", out, wh))  # the lock went with the process
+
+
 @pytest.mark.parametrize("point", ["started", "after_merge"])
 def test_a_sigterm_ends_a_json_log_with_json(small_input, tmp_path, point):
     """A stop while the gate's worker starts, before the run read its log format: the last line was plain text
