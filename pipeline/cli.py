@@ -887,8 +887,7 @@ def _say_stop_after_done() -> None:
     if signum is not None:
         name = "SIGTERM" if signum == signal.SIGTERM else "SIGINT"
         event(
-            f"{name} came after the run was done and recorded; it finished removing its scratch files: "
-            "nothing to run again",
+            f"{name} came after the run was done and recorded; it finished removing its scratch files: nothing to run again",
             event="stop_after_done",
             signal=name,
         )
