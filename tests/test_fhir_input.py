@@ -450,6 +450,27 @@ def test_a_birth_date_that_is_no_fhir_date_is_nulled_with_a_note_that_says_so(tm
     assert born == {"PR1": None, "PR2": "1980-01-01"}
 
 
+def test_a_patient_as_requester_or_performer_is_no_provider_published(tmp_path, export):
+    """FHIR R4 allows a Patient or a RelatedPerson as a ServiceRequest's requester and a Procedure's performer (a
+    self-referral, a parent). The reference as written was the provider, so the hostile review found `Patient/<id>`
+    published as the ordering provider in the case list, the workbook and the report, beside the patient's
+    pseudonym. Such a reference is no provider now; a PractitionerRole's is still the provider as written."""
+    requesters = iter(["Patient/MRN-1", "https://ehr.example.org/fhir/RelatedPerson/MRN-2/_history/3", "PractitionerRole/PR-77"])
+    others = "patient/MRN-1"  # any letter case
+    _every_line(export / "ServiceRequest.000.ndjson", lambda r: r | {"requester": {"reference": next(requesters, others)}})
+    _every_line(export / "Procedure.000.ndjson", lambda r: r | {"performer": [{"actor": r["subject"]}]})
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", export, "--out", out, "--no-validate")
+    assert r.returncode == 0, r.stderr
+    orders = pl.read_csv(out / "csf_leak" / "audited_orders.csv", infer_schema=False)
+    providers = dict(zip(orders["order_id"], orders["ordering_provider_id"], strict=True))
+    assert providers == {"O1": None, "O2": None, "O3": "PractitionerRole/PR-77"} | {
+        o: None for o in providers if o not in ("O1", "O2", "O3")
+    }
+    published = [f for f in out.rglob("*") if f.is_file() and f.suffix in (".csv", ".html", ".json", ".parquet")]
+    assert published and not [f.name for f in published if b"MRN-" in f.read_bytes()]
+
+
 def test_input_format_fhir_on_a_folder_without_ndjson(tmp_path):
     folder = write_small_input(tmp_path / "csv")
     _exit_2(tmp_path, folder, "no FHIR NDJSON files", args=("--input-format", "fhir"))

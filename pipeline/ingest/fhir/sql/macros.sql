@@ -9,6 +9,14 @@ CREATE OR REPLACE MACRO fhir_ref_id(ref, rtype) AS
         ELSE nullif(regexp_extract(ref, '(?:^|/)' || rtype || '/([^/]+)', 1), '')
     END;
 
+-- A requester's or performer's reference as written (a PractitionerRole, an Organization, a Device: the provider
+-- for lack of a Practitioner), unless it names a patient or a person of theirs: FHIR R4 allows a Patient and a
+-- RelatedPerson there (a self-referral, a parent), and the outputs publish the provider as it is, beside the
+-- patient's pseudonym (the hostile review found Patient/<id> published as the ordering provider). Any letter case,
+-- a base URL, a _history version: all read as the patient's.
+CREATE OR REPLACE MACRO fhir_provider_as_written(ref) AS
+    CASE WHEN NOT regexp_matches(ref, '(?:^|/)\s*(?:patient|relatedperson)\s*/', 'i') THEN ref END;
+
 -- Whether a value is missing or blank: NULL, '' or spaces alone (trim takes ' ' and Unicode's space separators,
 -- which start at U+00A0). Asked of every resource's id: trim copies each value it is given (~0.4 CPU-s per
 -- million ids), so only a value that starts with a character trim could take is trimmed.

@@ -10,7 +10,7 @@ SELECT
     procedure_code,
     /*department*/ NULL AS department,
     procedure_name,
-    coalesce(provider_identifier, fhir_ref_id(provider_reference, 'Practitioner'), provider_reference) AS provider_id,
+    coalesce(provider_identifier, fhir_ref_id(provider_reference, 'Practitioner'), fhir_provider_as_written(provider_reference)) AS provider_id,
     -- a partial birthDate (1970, 1970-05) is valid FHIR but has no day to count an age from, and 19700101 or a
     -- dateTime is no FHIR date (a note beside the nulled value says which: tables.py)
     fhir_birth_date(birth_date) AS patient_birth_date
