@@ -320,6 +320,58 @@ def test_the_printed_flagged_count_by_department_is_never_split(tmp_path):
     assert split == []
 
 
+def _reasons_table(groups: int, rows_per_group: int) -> str:
+    """A table shaped as the report's orders by reason: under its heading, a header, then per verdict a head row (a
+    table body of its own) and its rules, each with a line of explanation under its name."""
+    bodies = []
+    for g in range(groups):
+        rows = "".join(
+            f'<tr><td class="rule">RULE{g}{r}</td><th scope="row">Reason {g}{r}<br><span class="sub">Imaging was'
+            " ordered before the guideline says it helps; conservative care comes first.</span></th>"
+            '<td class="num">1</td><td class="num">10</td><td class="num">10.0%</td><td>1.8% – 40.4%</td></tr>'
+            for r in range(rows_per_group)
+        )
+        bodies.append(
+            f'<tbody class="group-head"><tr class="group"><th colspan="6">Verdict {g} · N = 10 orders</th></tr></tbody>'
+            f'<tbody>{rows}<tr><td colspan="6" class="sub">No order this period: a rule or two.</td></tr></tbody>'
+        )
+    return (
+        '<h3>REASONS Orders by reason</h3><table class="reasons"><thead><tr><th>Rule</th><th>Reason</th>'
+        '<th class="num">n</th><th class="num">N</th><th class="num">Rate</th><th>95% CI</th></tr></thead>'
+        f"{''.join(bodies)}</table><p>after</p>"
+    )
+
+
+def test_a_printed_table_that_fits_on_a_page_is_never_split(tmp_path):
+    """Any table shorter than a page (here one shaped as the orders by reason), printed wherever the page ends near
+    it: every row on one page, with its heading. The CSF-leak report of 2026-04 printed the orders by reason's
+    inappropriate rules at page 1's foot and the rest of the table atop page 2; the rule is the style sheet's, for
+    every table, not one table's."""
+    table = _reasons_table(groups=4, rows_per_group=3)
+    fillers = range(40, 180, 10)  # the foot of the page falls after, in, then before the table
+    printed = _printed_each_alone(tmp_path, [f'<div style="height: {mm}mm">Filler</div>{table}' for mm in fillers])
+    split = []
+    for filler_mm, pages in zip(fillers, printed, strict=True):
+        holding = [page for page in pages if "RULE" in page]
+        whole = len(holding) == 1 and "REASONS" in holding[0]
+        if not whole or not all(f"RULE{g}{r}" in holding[0] for g in range(4) for r in range(3)):
+            split.append(filler_mm)
+    assert split == []
+
+
+@pytest.mark.parametrize("kind", ["cases", "rules", "dq", "attrition"])
+def test_a_printed_table_longer_than_a_page_starts_where_it_is_reached(tmp_path, kind):
+    """The tables whose rows can run past a page (the case list, the rules, the data-quality checks, the attrition)
+    are not kept whole: a table longer than a page kept whole is moved to a new page by Chromium all the same, the
+    foot of the page before it left empty, and then split. It starts under what comes before it, and each page it
+    continues on repeats its header."""
+    rows = "".join(f"<tr><td>ROW{i:02d}</td><td>a row of the table</td></tr>" for i in range(70))
+    table = f'<table class="{kind}"><thead><tr><th>HEADCELL</th><th>What</th></tr></thead><tbody>{rows}</tbody></table>'
+    pages = [page for page in _printed_pages(tmp_path, f'<div style="height: 100mm">Filler</div>{table}') if page.strip()]
+    assert "Filler" in pages[0] and "ROW00" in pages[0], pages[0]
+    assert len(pages) == 3 and all("HEADCELL" in page for page in pages), pages
+
+
 def test_the_printed_case_lists_note_stays_with_the_list(tmp_path):
     """The note above the case list (pseudonyms, how time is counted) printed wherever the page ends near it: on the
     page of the list's first rows. In its scrolling box (for phones) the list was no longer the note's next sibling,
