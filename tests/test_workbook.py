@@ -17,6 +17,7 @@ import pytest
 from xlsx_xml import Workbook
 
 from pipeline.report import sheet_rows, workbook
+from pipeline.report.paper import PAPERS
 
 AUDITS = Path(__file__).resolve().parents[1] / "audits"
 
@@ -648,3 +649,92 @@ def test_every_style_an_audit_may_name_has_a_cell_format():
     from pipeline import audits  # noqa: PLC0415
 
     assert set(audits.COLUMN_STYLES) == set(workbook.STYLE_FORMATS)
+
+
+# the CSF-leak audit's provider measures: their names head each of the Providers sheet's columns, 18 in all
+CSF_PROVIDER_MEASURES = {
+    "first_imaging_right": "Leak cases whose first imaging was the right study",
+    "inappropriate": "Inappropriate orders",
+    "premature": "Premature imaging (< 72 h)",
+}
+
+
+def _wide_providers_book(path: Path, run_info: dict = RUN_INFO) -> Path:
+    """A case list whose Providers sheet is the CSF-leak one's: three measures, a funnel position, four providers."""
+    words = {m: SimpleNamespace(label=label, numerator="n", denominator="N") for m, label in CSF_PROVIDER_MEASURES.items()}
+    spec = SimpleNamespace(
+        columns={}, provider_ids=tuple(CSF_PROVIDER_MEASURES), funnel_measure="inappropriate", measure=words.get
+    )
+    keys = ["DR00002", "DR00022", "DR00042", "DR00048"]
+    providers = pl.DataFrame(
+        {
+            "group_key": [k for k in keys for _ in CSF_PROVIDER_MEASURES],
+            "measure_id": list(CSF_PROVIDER_MEASURES) * len(keys),
+            "numerator": [1, 3, 0] * len(keys),
+            "denominator": [1, 3, 3] * len(keys),
+            "rate": [1.0, 1.0, 0.0] * len(keys),
+            "ci_low": [0.207, 0.439, 0.0] * len(keys),
+            "ci_high": [1.0, 1.0, 0.561] * len(keys),
+        }
+    )
+    positions = pl.DataFrame({"group_key": keys, "funnel_position": ["within limits", "above 95% limit (worse)", "", ""]})
+    return workbook.write_case_list(path, pl.DataFrame({"case_id": ["C1"]}), RULES, run_info, providers, 20, spec, positions)
+
+
+@pytest.mark.parametrize("paper", ["a4", "letter"])
+def test_a_sheet_too_wide_for_one_legible_page_prints_across_pages_with_its_first_column(tmp_path, paper):
+    """The CSF-leak Providers sheet (18 columns) was fitted to one page wide and printed at 48%, its type 5.3 pt: it is
+    fitted to as many pages across as print it at LEGIBLE_SCALE or larger, the provider column and the header row on
+    each, the pages across then down. Every sheet prints as many pages tall as its rows need; the others, narrow
+    enough (and the Cases sheet's review form, kept one page wide), are fitted to one page wide."""
+    path = _wide_providers_book(tmp_path / "book.xlsx", {**RUN_INFO, "config": {"reporting": {"paper": paper}}})
+    book = Workbook(path)
+    setup = {s: re.search(r"<pageSetup [^>]*/>", book.xml(s)).group(0) for s in ("Cases", "Providers", "Explanation", "Rules")}
+    assert all('fitToHeight="0"' in xml and 'orientation="landscape"' in xml for xml in setup.values()), setup
+    assert 'fitToWidth="2"' in setup["Providers"] and 'pageOrder="overThenDown"' in setup["Providers"]
+    assert all("fitToWidth" not in setup[s] and "pageOrder" not in setup[s] for s in ("Cases", "Explanation", "Rules"))
+    names = book.files["xl/workbook.xml"].decode()
+    assert '<definedName name="_xlnm.Print_Titles" localSheetId="1">Providers!$A:$A,Providers!$1:$1</definedName>' in names
+    widths = [
+        float(w) - 0.7109375
+        for a, b, w in re.findall(r'<col min="(\d+)" max="(\d+)" width="([0-9.]+)"', book.xml("Providers"))
+        for _ in range(int(b) - int(a) + 1)
+    ]
+    assert len(widths) == 18
+    assert workbook.pages_across(widths, PAPERS[paper]) == 2
+    assert workbook.pages_across(widths[:6], PAPERS[paper]) == 1  # the provider and one measure: one page
+
+
+def test_pages_across_counts_whole_columns_and_the_repeated_first():
+    page = (PAPERS["a4"].width_in - workbook.SHEET_MARGINS_IN) * 96 / workbook.LEGIBLE_SCALE  # 1,646 px
+    assert workbook.column_pixels(10) == 75
+    assert workbook.pages_across([10.0] * 21, PAPERS["a4"]) == 1  # 1,575 px
+    assert workbook.pages_across([10.0] * 22, PAPERS["a4"]) == 2  # 1,650 px
+    # the second page opens with the first column again: 21 of 75 px, then 1 + 20, then 1 + 1
+    assert workbook.pages_across([10.0] * 42, PAPERS["a4"]) == 3 and page // 75 == 21
+
+
+@pytest.mark.skipif(shutil.which("soffice") is None or shutil.which("pdftotext") is None, reason="LibreOffice or poppler missing")
+def test_libreoffice_prints_the_providers_sheet_legibly(tmp_path):
+    """The CSF-leak workbook printed by LibreOffice: the Providers pages' type at LEGIBLE_SCALE of the Explanation's
+    (printed unshrunk) or larger; it was 48%."""
+    _wide_providers_book(tmp_path / "w.xlsx")
+    subprocess.run(
+        ["soffice", "--headless", f"-env:UserInstallation={(tmp_path / 'profile').as_uri()}", "--convert-to", "pdf", "w.xlsx"],
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=300,
+        check=True,
+    )
+    bbox = subprocess.run(["pdftotext", "-bbox", "w.pdf", "-"], cwd=tmp_path, capture_output=True, text=True, check=True)
+
+    def type_size(page: str) -> float:  # the median height of the page's words
+        heights = sorted(float(b) - float(a) for a, b in re.findall(r'yMin="([\d.]+)" xMax="[\d.]+" yMax="([\d.]+)"', page))
+        return heights[len(heights) // 2]
+
+    pages = bbox.stdout.split("<page ")[1:]
+    providers = [type_size(p) for p in pages if "Provider" in p and "DR00022" in p]
+    explanation = [type_size(p) for p in pages if ">Rule-set<" in p]
+    assert providers and explanation, len(pages)
+    assert min(providers) >= workbook.LEGIBLE_SCALE * explanation[0], (providers, explanation)
+    assert len(providers) == 2  # two pages across

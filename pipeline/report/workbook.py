@@ -3,7 +3,8 @@
 Sheet Cases has one row per audited order with readable headers, real dates and times, column
 widths, verdict colours, reviewer columns (agreement as a drop-down, comment, reviewer, review
 date), print setup (landscape on the run's paper, fit to width, header row repeated), frozen panes and a filter.
-Sheets Providers (every provider's rates), Explanation and Rules follow.
+Sheets Providers (every provider's rates), Explanation and Rules follow; a sheet too wide to print legibly on one
+page's width (Providers) prints across pages, its first column repeated.
 
 Every text cell goes through ``formula_guard.neutralise`` here and nowhere else: no cell starts
 as a live formula (=, +, -, @, tab, CR). File properties carry a fixed date so reruns produce the
@@ -325,7 +326,9 @@ def write_case_list(
         for verdict, colour in VERDICT_COLOURS.items():
             fmt = wb.add_format({"bg_color": colour})
             ws.conditional_format(1, v, last_row, v, {"type": "cell", "criteria": "==", "value": f'"{verdict}"', "format": fmt})
-    _print_setup(ws, run_info, "case list")
+    # the review form one page wide: a reviewer's row whole on one sheet of paper, the reviewer's columns beside the
+    # verdict and its reasons (its columns are fitted to the page: caselist.column_widths)
+    _print_setup(ws, run_info, "case list", across=1)
 
     measures = [(i, spec.measure(i).label) for i in spec.provider_ids] if spec is not None else None
     funnel = spec.measure(spec.funnel_measure) if spec is not None else None
@@ -437,14 +440,53 @@ def _fit_heights(ws, sheet: pl.DataFrame, widths: list[float], first_row: int, m
             ws.set_row(first_row + i, LINE_POINTS * max(n, min_lines))
 
 
-def _print_setup(ws, run_info: dict, what: str, header_row: bool = True) -> None:
-    """Landscape on the run's paper (A4 or Letter: ``[reporting] paper``), one page wide, the header row on every page
-    (``header_row``: the sheet has one), with the run on every page."""
-    ws.set_paper(paper_of(run_info).xlsx_code)
+# the smallest scale a sheet is shrunk to to fit the page's width: the workbook's 11 pt at 6.6 pt (the report prints
+# its tables at 7 to 8.5 pt). Fitted to one page wide, the CSF-leak Providers sheet (18 columns, each header naming
+# its measure in full) printed at 48%, its type 5.3 pt: a sheet too wide for the page at this scale prints on as many
+# pages across as it needs (at this scale or larger), its first column, whose row it is, repeated on each
+LEGIBLE_SCALE = 0.6
+SHEET_MARGINS_IN = 0.7 + 0.7  # the sheets' left and right page margins (xlsxwriter's and Excel's default)
+PIXELS_PER_INCH = 96
+
+
+def column_pixels(width: float) -> int:
+    """A column ``width`` characters wide (as set_column takes it) in Excel's pixels: 7 a digit of the default
+    font (Calibri 11) and 5 of padding."""
+    return int(width * 7 + 5)
+
+
+def pages_across(widths: list[float], paper) -> int:
+    """The fewest pages across that columns ``widths`` wide print on at LEGIBLE_SCALE or larger on ``paper``
+    (landscape), a page's columns whole and the first column repeated on each page after the first; 1 when they
+    fit one page wide. Fitted to that many pages wide, the sheet prints at the largest scale that fills them."""
+    page = (paper.width_in - SHEET_MARGINS_IN) * PIXELS_PER_INCH / LEGIBLE_SCALE
+    pixels = [column_pixels(w) for w in widths]
+    pages, used = 1, 0
+    for px in pixels:
+        if used and used + px > page:  # the page is full: the next starts with the repeated first column
+            pages, used = pages + 1, pixels[0]
+        used += px
+    return pages
+
+
+def _print_setup(
+    ws, run_info: dict, what: str, widths: list[float] = (), header_row: bool = True, across: int | None = None
+) -> None:
+    """Landscape on the run's paper (A4 or Letter: ``[reporting] paper``), as many pages tall as the rows need and
+    fitted to the width of ``across`` pages (else as many as the printed columns, ``widths``, need to print at
+    LEGIBLE_SCALE or larger: ``pages_across``), the header row on every page (``header_row``: the sheet has one)
+    and, on a sheet more than a page wide, its first column too, the pages printed across then down (a row's pages
+    one after the other), with the run on every page."""
+    paper = paper_of(run_info)
+    ws.set_paper(paper.xlsx_code)
     ws.set_landscape()
-    ws.fit_to_pages(1, 0)
+    across = across or pages_across(widths, paper)
+    ws.fit_to_pages(across, 0)
     if header_row:
         ws.repeat_rows(0)
+    if across > 1:
+        ws.repeat_columns(0)
+        ws.print_across()
     title = run_info.get("audit", {}).get("short_title") or "order-audit"
     text = f"{title} {what}, period {run_info['period']}, run {run_info['run_id']}".replace("&", "&&")
     ws.set_header(f"&L{text}")
@@ -515,7 +557,7 @@ def _providers_sheet(
         sheet_rows.write_rows(ps, sheet, first_row=1)
         ps.autofilter(0, 0, sheet.height, len(header) - 1)
     ps.freeze_panes(1, 1)
-    _print_setup(ps, run_info, "providers")
+    _print_setup(ps, run_info, "providers", widths)
 
 
 def providers_sheet_frame(
@@ -600,10 +642,10 @@ def _explanation_sheet(
 ) -> None:
     ex = wb.add_worksheet("Explanation")
     # its first row is the run id, no header: repeated, it stood atop each printed page over the columns' glossary
-    _print_setup(ex, run_info, "case list: explanation", header_row=False)
     # 110 wide: the A4 landscape page holds it unshrunk, and the longer notes take a line less each (at 90, the
     # Providers columns' meanings pushed the CSF-leak Explanation onto a third page)
     widths = [24.0, 110.0]
+    _print_setup(ex, run_info, "case list: explanation", widths, header_row=False)
     ex.set_column(0, 0, widths[0])
     ex.set_column(1, 1, widths[1])
     lines = [
@@ -677,7 +719,6 @@ def _data_quality(run_info: dict) -> list[tuple[str, str]]:
 
 def _rules_sheet(wb, rules: pl.DataFrame, head, wrap, run_info: dict) -> None:
     rs = wb.add_worksheet("Rules")
-    _print_setup(rs, run_info, "rules")
     cols = ["rule_id", "label", "reason_code", "verdict", "explanation", "citation"]
     for j, c in enumerate(["Rule", "Reason", "Reason code", "Verdict", "Explanation", "Citation"]):
         rs.write_string(0, j, c, head)
@@ -692,6 +733,7 @@ def _rules_sheet(wb, rules: pl.DataFrame, head, wrap, run_info: dict) -> None:
             rs.write_string(i, j, neutralise("" if v is None else v) or "", wrap)
     for j, width in enumerate(widths):
         rs.set_column(j, j, width)
+    _print_setup(rs, run_info, "rules", widths)
     # as the Cases and Providers sheets: the header stays in view over rules three and four lines high, and a
     # reviewer filters the rules by verdict or reason code
     rs.freeze_panes(1, 0)
