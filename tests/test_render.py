@@ -861,3 +861,70 @@ def test_the_guidelines_doi_is_printed_only_where_no_printed_reference_holds_it(
     assert _doi_unprinted({"doi": "10.1/x"}, "Headache guideline. doi:10.1/x.") is None
     assert _doi_unprinted({"doi": "10.1/x", "also": ["ACR criteria. doi:10.1/x."]}, "HEDIS specifications.") is None
     assert _doi_unprinted({}, "Headache guideline.") is None
+
+
+# the CSF-leak attrition of the committee's 2026-04 month (attrition.csv, notes left out): two rows count patients
+CSF_ATTRITION = [
+    (1, "Procedures in the period", "procedures", 477, "step"),
+    (1, "Not a lumbar dural-puncture procedure (other codes)", "procedures", 217, "exclusion"),
+    (2, "Index procedures (lumbar, can puncture the dura)", "procedures", 260, "step"),
+    (2, "Index procedures: patients", "patients", 256, "step"),
+    (2, "Under the minimum age at the procedure", "procedures", 19, "exclusion"),
+    (3, "Index procedures in adults", "procedures", 241, "step"),
+    (3, "No leak evidence attached", "procedures", 237, "exclusion"),
+    (4, "Cases (adult index procedure with leak evidence)", "cases", 4, "step"),
+    (4, "Cases: patients", "patients", 4, "step"),
+    (4, "Cases without audited imaging in the window", "cases", 0, "exclusion"),
+    (5, "Cases with imaging in the window", "cases", 4, "step"),
+    (6, "Audited orders (listed)", "orders", 10, "step"),
+    (6, "Excluded: cancelled", "orders", 0, "exclusion"),
+    (7, "Orders in the window, not excluded", "orders", 10, "step"),
+    (8, "Evaluated orders", "orders", 10, "step"),
+    (9, "Flagged orders (inappropriate)", "orders", 4, "step"),
+    (9, "Review findings", "orders", 0, "step"),
+]
+# the low back pain one's steps around its patients row
+LBP_ATTRITION = [
+    (4, "New episodes", "episodes", 17, "step"),
+    (4, "Age unknown", "episodes", 1, "exclusion"),
+    (5, "Episodes (new, in the age range)", "episodes", 16, "step"),
+    (5, "Episodes: patients", "patients", 16, "step"),
+    (5, "Complicated: red flag cancer", "episodes", 3, "exclusion"),
+    (6, "Uncomplicated episodes", "episodes", 13, "step"),
+    (7, "Episodes: patients again", "patients", 12, "step"),  # a later patients row: no base for it either
+    (7, "Uncomplicated episodes whose imaging window the orders held cover", "episodes", 13, "step"),
+]
+
+
+def _attrition_percentages(rows: list[tuple]) -> dict[str, str | None]:
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE mart_attrition (step_order INT, step VARCHAR, unit VARCHAR, count BIGINT, kind VARCHAR, note VARCHAR)"
+    )
+    con.executemany("INSERT INTO mart_attrition VALUES (?, ?, ?, ?, ?, '')", rows)
+    shown = {}
+    for r in sections.attrition(con):
+        pct = r["percent_of_previous"]
+        shown[r["step"]] = None if pct is None else f"{100 * pct:.1f}% of #{r['of_step']}"
+    return shown
+
+
+def test_an_attrition_percentage_is_shown_only_in_its_step_s_own_unit():
+    """The CSF-leak attrition printed '1.6% of #2' on its 'Cases: patients' row: 4 patients of the 256 counted beside
+    step 2, whose own row (the one '#2' reads as) is 260 index procedures. A row counting a step in another unit than
+    the step's own (the unit its exclusions leave in) is a head count beside the funnel: no percentage, and no base
+    for one. The funnel's own percentages stay, siblings (flagged and review orders) each of the step before."""
+    shown = _attrition_percentages(CSF_ATTRITION)
+    assert shown["Index procedures: patients"] is None and shown["Cases: patients"] is None
+    assert shown["Index procedures (lumbar, can puncture the dura)"] == "54.5% of #1"
+    assert shown["Index procedures in adults"] == "92.7% of #2"
+    assert shown["Cases (adult index procedure with leak evidence)"] is None  # the first step counting cases
+    assert shown["Cases with imaging in the window"] == "100.0% of #4"
+    assert shown["Orders in the window, not excluded"] == "100.0% of #6"
+    assert shown["Flagged orders (inappropriate)"] == "40.0% of #8" and shown["Review findings"] == "0.0% of #8"
+    assert shown["Not a lumbar dural-puncture procedure (other codes)"] is None  # an exclusion: never
+    lbp = _attrition_percentages(LBP_ATTRITION)
+    assert lbp["Episodes: patients"] is None and lbp["Episodes: patients again"] is None
+    assert lbp["Episodes (new, in the age range)"] == "94.1% of #4"
+    assert lbp["Uncomplicated episodes"] == "81.2% of #5"
+    assert lbp["Uncomplicated episodes whose imaging window the orders held cover"] == "100.0% of #6"

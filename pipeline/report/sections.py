@@ -402,19 +402,26 @@ def attribution(con, names: dict[str, str]) -> dict:
 
 def attrition(con, labels: dict[str, str] | None = None) -> list[dict]:
     """Attrition rows; a step's percentage is of the last step of the same unit at an earlier step number
-    (steps sharing a number are siblings, e.g. flagged and review orders both out of evaluated orders).
-    A step naming a key names it in ``labels``' words (reason codes and the audit's own keys; the data output
-    keeps the key)."""
+    (steps sharing a number are siblings, e.g. flagged and review orders both out of evaluated orders), and only
+    between rows of their step's own unit (``_own_units``). A step naming a key names it in ``labels``' words
+    (reason codes and the audit's own keys; the data output keeps the key)."""
     query = f"SELECT step_order, step, unit, count, kind, note FROM mart_attrition ORDER BY {order_by('mart_attrition')}"
     rows = frame(con, query).to_dicts()
     for r in rows:
         r["step"] = in_words(r["step"], labels or {})
+    own = _own_units(rows)
     last: dict[str, tuple[int, int]] = {}
     before: dict[str, tuple[int, int]] = {}
     for r in rows:
         r["percent_of_previous"] = None
         r["of_step"] = None
-        if r["kind"] != "step":
+        # a percentage is shown only where it means something: a step's row in its step's own unit, of an earlier
+        # step's row in that step's own unit, the same (the "of #N" it names is that step's own row). A row counting
+        # the same step in another unit ('Cases: patients', the patients of the step's cases) is a head count beside
+        # the funnel: no exclusion row explains what it lost since an earlier one, so it has no percentage and is no
+        # base for one ('Cases: patients' read '1.6% of #2', #2 being 260 index procedures; it was of 256 patients).
+        # The percentage is the report's: attrition.csv has none, and keeps every row as the mart gives it.
+        if r["kind"] != "step" or r["unit"] != own[r["step_order"]]:
             continue
         unit = r["unit"]
         if unit in last and last[unit][0] < r["step_order"]:
@@ -426,6 +433,24 @@ def attrition(con, labels: dict[str, str] | None = None) -> list[dict]:
         if unit not in last or last[unit][0] < r["step_order"]:
             last[unit] = (r["step_order"], r["count"])
     return rows
+
+
+def _own_units(rows: list[dict]) -> dict[int, str]:
+    """Each step number's own unit: the unit its exclusion rows count (the units that leave the step); a step that
+    loses none (a last step, or one that only counts) continues the step before's unit where it counts it, else its
+    first step row's unit is its own."""
+    leaving = {r["step_order"]: r["unit"] for r in reversed(rows) if r["kind"] == "exclusion"}  # each step's first
+    counted: dict[int, list[str]] = {}
+    for r in rows:
+        if r["kind"] == "step":
+            counted.setdefault(r["step_order"], []).append(r["unit"])
+    own: dict[int, str] = {}
+    previous = None
+    for step in sorted(counted.keys() | leaving.keys()):
+        units = counted.get(step, [])
+        own[step] = leaving.get(step) or (previous if previous in units else units[0])
+        previous = own[step]
+    return own
 
 
 # ----------------------------------------------------------------------------- methods
