@@ -457,12 +457,19 @@ def _id_check(table: str, rows: list[tuple[str, str]]):
         ("RAD104501", "104501"),  # digits after letters: a word of their own
         ("Élise19730-7", "Élise19730"),  # letters beyond ASCII
         ("104501", "104501"),  # the id column mapped to the patient id
+        # the hostile review's (2026-12-04), missed until then:
+        ("ACC-AB0000265X-1", "ab0000265x"),  # another letter case
+        ("ACC-00104501-3", "104501"),  # leading zeros added
+        ("ACC-104501-3", "0104501"),  # leading zeros dropped
+        ("O104501234", "104-50-1234"),  # the patient id's separators dropped
+        ("ACC-104501-3", "P0104501"),  # the prefix and the zeros dropped
     ],
-    ids=["whole", "delimiters", "digits-alone", "glued-letters", "unicode", "equal"],
-)
+    ids=["whole", "delimiters", "digits-alone", "glued-letters", "unicode", "equal", "case", "zeros-added", "zeros-dropped",
+         "separators", "prefix-and-zeros"],
+)  # fmt: skip
 @pytest.mark.parametrize("table", ["imaging_orders", "procedures"])
 def test_a_published_id_that_holds_its_patient_s_id_is_found(table, published, patient):
-    violated, total, failed, sample, _, note = _id_check(table, [(published, patient), ("O1", "MRN999999")])
+    violated, total, failed, sample, _, note, _ = _id_check(table, [(published, patient), ("O1", "MRN999999")])
     assert (violated, total, failed, sample, note) == (1, 2, True, ["line 2"], None)
 
 
@@ -474,23 +481,26 @@ def test_a_published_id_that_holds_its_patient_s_id_is_found(table, published, p
         ("X-0104501", "P0104502"),  # another patient's digits
         ("O00007049", "P0007049"),  # the generator's ids: the same digits, another number
         ("ACC-104501", ""),  # no patient id: nothing to hold
+        ("P000026501", "P0000265"),  # the patient id and a sequence number in one word: a part of a word
+        ("ACC-265-1", "P0000265"),  # its number without the zeros: three digits, chance
+        ("or-p7159-1", "pt-p7159-1"),  # the test decks' case tags
     ],
-    ids=["part-of-word", "short", "other-digits", "synthetic", "empty-patient"],
+    ids=["part-of-word", "short", "other-digits", "synthetic", "empty-patient", "glued-sequence", "zeros-short", "deck-tags"],
 )
 def test_an_id_that_does_not_hold_its_patient_s_id_passes(published, patient):
     assert _id_check("imaging_orders", [(published, patient)])[:4] == (0, 1, False, [])
 
 
-def test_a_chance_match_below_the_share_is_a_note_not_a_stop():
+def test_a_match_below_the_share_is_a_warning_not_a_stop():
     from pipeline.quality.sql_checks import ID_HOLDS_PATIENT_SHARE
 
     total = int(2 / ID_HOLDS_PATIENT_SHARE) + 1  # two matches: below 0.1%
     rows = [(f"ACC{n:07d}", f"{n + 5_000_000:07d}") for n in range(total - 1)] + [("ACC-7340011-1", "7340011")]
-    violated, n, failed, sample, _, note = _id_check("imaging_orders", rows)
-    assert (violated, n, failed) == (1, total, False)
+    violated, n, failed, sample, _, note, warns = _id_check("imaging_orders", rows)
+    assert (violated, n, failed, warns) == (1, total, False, True)
     assert note == (
-        f"order_id holds the row's patient id in 1 row of {total:,}, fewer than 0.1%: "
-        "taken for chance (those ids are published as they are)"
+        f"order_id holds the row's patient id in 1 row of {total:,} (e.g. line {total + 1}), fewer than 0.1%: "
+        "published as they are; correct those rows in the source system"
     )
 
 
@@ -512,6 +522,52 @@ def test_order_ids_built_from_the_mrn_stop_the_run_naming_lines_not_ids(tmp_path
     r = run_cli("run", "--input", d, "--out", out, "--warehouse", wh)
     assert r.returncode == 3, r.stderr
     assert "orders.order_id.holds_no_patient_id [src_imaging_orders] 30 of 30 (100.0%) (e.g. line 2, line 3, line 4)" in r.stderr
+    assert "Traceback" not in r.stderr and not out.exists()
+    assert not any(mrn in r.stderr for mrn in mrns)
+
+
+def test_a_published_text_column_that_holds_its_patient_s_id_is_found_by_column():
+    """The hostile review (2026-12-04): the provider, department, site and names are published as they are, and a
+    column mapping that took the patient id for the provider, or an MRN typed into an order's name, published the
+    MRN with no word. The examples name the column, where the site's fix lies."""
+    import duckdb
+
+    from pipeline.quality.sql_checks import check_order_text_hides_patient_ids
+
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE src_imaging_orders (source_line BIGINT, order_id VARCHAR, patient_id VARCHAR, "
+        "ordering_provider_id VARCHAR, ordering_department VARCHAR, order_name VARCHAR)"
+    )
+    rows = [
+        (2, "O1", "MRN104501", "MRN104501", "Neurology", "MRI spine"),  # the provider mapped from the patient id
+        (3, "O2", "MRN104502", "NPI1234567890", "Neurology", "MRI spine, pt mrn 104502"),  # typed into the name
+        (4, "O3", "MRN104503", "NPI1234567890", "Neurology", "MRI spine 2104503"),  # a part of a word: not held
+        (5, "O4", "MRN104504", None, None, None),
+    ]
+    con.executemany("INSERT INTO src_imaging_orders VALUES (?, ?, ?, ?, ?, ?)", rows)
+    needed, run = check_order_text_hides_patient_ids({})
+    violated, total, failed, sample, _, note, _ = run(con)
+    assert (violated, total, failed, note) == (2, 4, True, None)
+    assert sample == ["line 2 (ordering_provider_id)", "line 3 (order_name)"]
+
+
+def test_an_extract_whose_provider_column_is_the_patient_id_stops_the_run(tmp_path):
+    from conftest import ORDER_HEADER, PROC_HEADER, write_csv
+
+    d = tmp_path / "in"
+    mrns = [f"{n:08d}" for n in range(73829101, 73829131)]
+    procedures = [[f"PR{i}", mrn, "2025-06-02 09:00:00", "62323", "Pain", "1970-05-05"] for i, mrn in enumerate(mrns)]
+    orders = [[f"O{i}", mrn, "2025-06-06 10:00:00", "72156", "Neuro", "G97.1", "completed", mrn] for i, mrn in enumerate(mrns)]
+    write_csv(d / "procedures.csv", PROC_HEADER, procedures)
+    write_csv(d / "imaging_orders.csv", [*ORDER_HEADER, "ordering_provider_id"], orders)
+    out, wh = tmp_path / "out", tmp_path / "wh.duckdb"
+    r = run_cli("run", "--input", d, "--out", out, "--warehouse", wh)
+    assert r.returncode == 3, r.stderr
+    assert (
+        "orders.published_text.holds_no_patient_id [src_imaging_orders] 30 of 30 (100.0%) "
+        "(e.g. line 2 (ordering_provider_id), line 3 (ordering_provider_id)"
+    ) in r.stderr
     assert "Traceback" not in r.stderr and not out.exists()
     assert not any(mrn in r.stderr for mrn in mrns)
 

@@ -396,7 +396,8 @@ def log_warnings(results: list, reported: dict[str, str] | None = None) -> None:
     so a rerun that loads nothing new does not raise the same alarm again."""
     for r in results:
         if r.note:
-            event(f"data-quality note {r.check_id} [{r.table}]: {r.note}", event="dq_note", check_id=r.check_id)
+            level = logging.WARNING if getattr(r, "note_warns", False) else logging.INFO
+            event(f"data-quality note {r.check_id} [{r.table}]: {r.note}", level=level, event="dq_note", check_id=r.check_id)
         if r.severity != "warning" or r.status == "passed":
             continue
         if r.status == "error":

@@ -42,6 +42,7 @@ class CheckResult:
     gx_result: dict | None = field(default=None, repr=False)
     sample_key: str | None = None  # what the sample keys are ("order_id", "source_line", "patient_id", ...)
     note: str | None = None  # what the check left out and why, in words (logged at info level: dq_note)
+    note_warns: bool = False  # the note is logged as a warning: what it counted is published (a patient id in an id)
 
     @property
     def blocking_failure(self) -> bool:
