@@ -804,7 +804,9 @@ def _fail(message: str, exit_code: int, level: int = logging.ERROR) -> None:
     if json_logging():
         event(message, level=level, event="error", exit_code=exit_code)
     else:
-        click.echo(f"order-audit: {message}", err=True)
+        # one line whatever a value quoted in it holds: `--site-timezone $'X\nFAKE'`, a --config or --warehouse path
+        # with a line break printed a second line a log reader took for another (the hostile review)
+        click.echo(f"order-audit: {printable(message)}", err=True)
     _exit(exit_code)
 
 

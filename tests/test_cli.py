@@ -358,3 +358,23 @@ def test_a_bad_option_with_the_json_log_is_one_json_error_line(tmp_path, args, s
     assert nothing.returncode == 1 and nothing.stderr.splitlines() == [
         "order-audit: error: No such command 'nosuchcommand'. (see order-audit --help)"
     ], nothing.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("run", "--input", "IN", "--out", "OUT", "--site-timezone", "X\nFAKE LINE"),
+        ("run", "--input", "IN", "--out", "OUT", "--config", "/nope\nFAKE.toml"),
+        ("runs", "--warehouse", "/tmp/n\nFAKE.duckdb"),
+        ("validate", "--input", "IN", "--warehouse", "/tmp/n\nFAKE.duckdb"),
+    ],
+    ids=["timezone", "config", "runs-warehouse", "validate-warehouse"],
+)
+def test_an_error_line_is_one_line_whatever_a_value_quoted_in_it_holds(small_input, tmp_path, args):
+    """The hostile review: a line break in a value the error quotes back printed a second line, which a log reader
+    took for a line of its own (a value could forge one)."""
+    args = [str(small_input) if a == "IN" else str(tmp_path / "out") if a == "OUT" else a for a in args]
+    result = run_cli(*args)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("order-audit: error: ") and "\\n" in lines[0], result.stderr
