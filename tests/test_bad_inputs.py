@@ -820,6 +820,29 @@ def test_a_short_rows_number_is_not_shown_either(tmp_path):
     assert {"patient_age", None} <= set(line5["column_name"]) and line5["value"].null_count() == line5.height, line5
 
 
+def test_a_value_that_shows_a_patient_id_in_another_form_is_not_shown(tmp_path):
+    """The hostile review (2026-12-04): rejects.csv, the log and the report hid a value only when it was a patient
+    id whole; `MRN:<id>`, the id in lower case, after a zero-width space, before a date, or as a FHIR reference with
+    its version were shown. Such values are not shown now, wherever they would be: a reject's value (the loader's),
+    and a word no map knows (the log, run.json and the report)."""
+    from conftest import ORDER_HEADER, PROC_HEADER, write_csv
+
+    d = tmp_path / "in"
+    write_csv(d / "procedures.csv", PROC_HEADER, [["PR1", "MRN-731942", "2025-06-02 09:00:00", "62323", "Pain", "1970-05-05"]])
+    shown = ["MRN:MRN-731942", "mrn-731942 2025-06-06", "\u200bMRN-731942", "Patient/MRN-731942/_history/2"]
+    orders = [[f"O{i}", "MRN-731942", when, "72156", "Neuro", "G97.1", "completed"] for i, when in enumerate(shown)]
+    orders += [["O9", "MRN-731942", "2025-06-06 10:00:00", "72156", "Neuro", "G97.1", "Patient/mrn-731942/_history/2"]]
+    orders += [[f"O{i}", "MRN-731942", "2025-06-06 10:00:00", "72156", "Neuro", "G97.1", "completed"] for i in range(10, 60)]
+    write_csv(d / "imaging_orders.csv", ORDER_HEADER, orders)
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", d, "--out", out, "--warehouse", tmp_path / "wh.duckdb")
+    assert r.returncode == 0, r.stderr
+    leaked = [p.name for p in out.rglob("*") if p.is_file() and b"731942" in p.read_bytes()]
+    assert leaked == [] and "731942" not in r.stderr
+    bad_times = _rejects(out).filter(pl.col("column_name") == "ordered_at")
+    assert bad_times.height == len(shown) and bad_times["value"].null_count() == len(shown), bad_times
+
+
 # ----------------------------------------------------------------------------------------------
 # a config file that is not what a config should be: one line, exit 1, nothing read or written
 

@@ -32,7 +32,7 @@ from pipeline.ingest.contract import (
     TableContract,
     longest_text,
     out_of_range_reason,
-    shown_patient_id,
+    shows_a_patient_id,
     too_long_reason,
 )
 from pipeline.ingest.files import Fingerprint, fingerprint_in_background, line_of
@@ -640,11 +640,8 @@ def _hide_patient_ids(con: duckdb.DuckDBPyConnection, src: str, typed_cols: list
     the error path pays: a file without a shown value is not read here."""
     if "patient_id" not in typed_cols or not con.execute("SELECT count(*) FROM rejects WHERE value IS NOT NULL").fetchall()[0][0]:
         return
-    con.execute(
-        f"""UPDATE rejects SET value = NULL
-        WHERE value IS NOT NULL
-          AND {shown_patient_id("value")} IN (SELECT patient_id FROM {src} WHERE patient_id IS NOT NULL)"""
-    )
+    patient_ids = f"SELECT patient_id FROM {src} WHERE patient_id IS NOT NULL"
+    con.execute(f"UPDATE rejects SET value = NULL WHERE value IS NOT NULL AND {shows_a_patient_id('value', patient_ids)}")
 
 
 def say_unknown_values(prepared: dict[str, PreparedTable]) -> dict[str, PreparedTable]:

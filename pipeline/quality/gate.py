@@ -24,7 +24,7 @@ import duckdb
 from pipeline import warehouse
 from pipeline.config import Config, pseudonym_key
 from pipeline.errors import printable, raise_if_stopped
-from pipeline.ingest.contract import CONTRACT_BY_NAME, shown_patient_id
+from pipeline.ingest.contract import CONTRACT_BY_NAME, shows_a_patient_id
 from pipeline.logs import event
 from pipeline.models import reference
 from pipeline.quality.catalog import (
@@ -255,7 +255,7 @@ def check_inputs(
             if value != "NULL" and patient_ids:
                 # rejects.csv is published: a value that is a patient id is not shown, as the loader's rejects hide
                 # theirs (load._hide_patient_ids)
-                value = f"CASE WHEN {shown_patient_id(value)} IN ({patient_ids}) THEN NULL ELSE {value} END"
+                value = f"CASE WHEN {shows_a_patient_id(value, patient_ids)} THEN NULL ELSE {value} END"
             reason = f"data-quality check {r.check_id}: {r.description}"
             if r.expectation and r.expectation.get("type") in validate.COLUMN_MAP_TYPES:
                 # a column-map check's query is SELECT * FROM the table WHERE <violated>: its rows
