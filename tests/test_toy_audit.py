@@ -222,6 +222,51 @@ def test_a_report_section_query_duckdb_cannot_run_is_one_line_naming_its_file(to
     assert f"{changed / 'report' / 'extra.sql'}: DuckDB cannot run the section's query (Binder Error: " in last, last
 
 
+NOTE = "<p>{{ note.rows|length }}</p>\n"  # a period note's partial: its rows come from period_note.sql
+NO_INDEX_DAY = 'Binder Error: Referenced column "index_day" not found in FROM clause!'
+
+
+@pytest.mark.parametrize(
+    ("files", "named", "said"),
+    [
+        (
+            {"report/verified_from.sql": "SELECT min(index_day) AS verified_from FROM toy_audit__mart_cases\n"},
+            "verified_from.sql",
+            f"DuckDB cannot run the look-back query ({NO_INDEX_DAY}); fix it",
+        ),
+        (
+            {"report/period_note.html": NOTE, "report/period_note.sql": "SELECT index_day FROM toy_audit__mart_cases\n"},
+            "period_note.sql",
+            f"DuckDB cannot run the period note's query ({NO_INDEX_DAY}); fix it",
+        ),
+        # the period note is hospital-wide: no $department (nor any $parameter without verified_from.sql)
+        (
+            {"report/period_note.html": NOTE, "report/period_note.sql": "SELECT count(*) AS n FROM toy_audit__mart_cases "
+             "WHERE $department IS NULL\n"},
+            "period_note.sql",
+            "DuckDB cannot run the period note's query (Invalid Input Error: Values were not provided for the following "
+            "parameters: department); it may name no $parameter; fix it",
+        ),
+        # a $parameter the section's query is not given: a typo of $department
+        (
+            {"report/extra.html": "<p>{{ section.rows|length }}</p>\n",
+             "report/extra.sql": "SELECT count(*) AS n FROM toy_audit__mart_cases WHERE $dept IS NULL\n"},
+            "extra.sql",
+            "DuckDB cannot run the section's query (Invalid Input Error: Values were not provided for the following "
+            "parameters: dept); it may name $department only; fix it",
+        ),
+    ],
+    ids=["verified_from", "period_note", "period_note_department", "section_parameter"],
+)  # fmt: skip
+def test_a_report_query_duckdb_cannot_run_is_one_line_naming_its_file(toy_run, tmp_path, files, named, said):
+    """The look-back query (report/verified_from.sql) and the period note's naming a column their tables lack, and a
+    section's or the period note's naming a $parameter it is not given, were exit 70, 'a bug in order-audit', with a
+    traceback (the audit author's review). One line naming the file and DuckDB's first line; nothing published."""
+    report = 'sections = ["extra"]' if "report/extra.html" in files else ""
+    last, changed = _run_toy_with_report(toy_run, tmp_path, report, files)
+    assert last == f"order-audit: error: {changed / 'report' / named}: {said}", last
+
+
 @pytest.mark.parametrize(
     ("template", "said"),
     [

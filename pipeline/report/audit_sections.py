@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import html
 import re
+from pathlib import Path
 
+import duckdb
 import jinja2
 import numpy as np
 
@@ -89,10 +91,7 @@ def period_note(con, spec: ReportSpec, reach: dict) -> dict | None:
     s = spec.period_note
     if s is None:
         return None
-    rows = []
-    if s.sql is not None:
-        sql = s.sql.read_text(encoding="utf-8")
-        rows = frame(con, sql, {k: v for k, v in reach.items() if f"${k}" in sql} or None).to_dicts()
+    rows = [] if s.sql is None else audit_rows(con, s.sql, "the period note's query", reach)
     return {"template": f"audit/{s.name}.html", "rows": rows}
 
 
@@ -102,8 +101,30 @@ def look_back(con, spec: ReportSpec) -> dict | None:
     when the audit declares no look-back. The feed marks the periods starting before that date (``look_back``)."""
     if spec.verified_from is None:
         return None
-    rows = frame(con, spec.verified_from.read_text(encoding="utf-8")).to_dicts()
+    rows = audit_rows(con, spec.verified_from, "the look-back query", {})
     return rows[0] if rows else None
+
+
+# what DuckDB raises for a query its author got wrong: a name, the syntax, a cast, a $parameter it is not given
+QUERY_ERRORS = (*AUTHOR_ERRORS, duckdb.InvalidInputException)
+
+
+def audit_rows(con, path: Path, what: str, given: dict) -> list[dict]:
+    """The rows of one of the audit's report queries (a section's, the period note's, ``verified_from.sql``), the one
+    place they run: the query may name each of ``given`` as ``$name``, and is given those it names. A query DuckDB
+    cannot run is its author's to fix, in that file: one line naming it, with DuckDB's first line (all but a section's
+    unknown column were exit 70, "a bug in order-audit", with a traceback)."""
+    sql = path.read_text(encoding="utf-8")
+    params = {k: v for k, v in given.items() if f"${k}" in sql}
+    try:
+        return frame(con, sql, params or None).to_dicts()
+    except QUERY_ERRORS as exc:
+        said = first_line(exc)
+        may = ""
+        if isinstance(exc, duckdb.InvalidInputException) and "parameters" in said:
+            # a $name it is not given (a typo, or $department in a hospital-wide query): say which it may name
+            may = f"; it may name {', '.join(f'${k}' for k in given)} only" if given else "; it may name no $parameter"
+        raise ConfigError(f"{path}: DuckDB cannot run {what} ({said}){may}; fix it") from None
 
 
 def note_texts(env: jinja2.Environment, note: dict | None) -> list[dict]:
@@ -147,12 +168,6 @@ def section_rows(con, spec: ReportSpec, department: str | None, reach: dict | No
     for s in spec.sections:
         rows: list[dict] = []
         if s.sql is not None:
-            sql = s.sql.read_text(encoding="utf-8")
-            params = {"department": department} if "$department" in sql else {}
-            params |= {k: v for k, v in (reach or {}).items() if f"${k}" in sql}
-            try:
-                rows = frame(con, sql, params or None).to_dicts()
-            except AUTHOR_ERRORS as exc:  # the audit's own query: its author's to fix, in that file (it was exit 70)
-                raise ConfigError(f"{s.sql}: DuckDB cannot run the section's query ({first_line(exc)}); fix it") from None
+            rows = audit_rows(con, s.sql, "the section's query", {"department": department, **(reach or {})})
         out.append({"name": s.name, "title": s.title, "template": f"audit/{s.name}.html", "rows": rows})
     return out
