@@ -586,7 +586,7 @@ def model_files(audit: Audit) -> dict[str, Path]:
 
 
 def check_files(audit: Audit) -> None:
-    """What the engine needs of the folder to run the audit: the registry, the models, the sections."""
+    """What the engine needs of the folder to run the audit: the registry, the models, the sections, its suites."""
     check_rules(audit)
     check_value_sets(audit)
     models = model_files(audit)
@@ -598,6 +598,22 @@ def check_files(audit: Audit) -> None:
     for name in audit.report_sections:
         if not (audit.report_dir / f"{name}.html").is_file():
             _fail(audit.report_dir / f"{name}.html", f"report section {name} is named in [report] sections but has no template")
+    check_expectations(audit)
+
+
+def check_expectations(audit: Audit) -> None:
+    """The audit's own suites (``expectations/*.json``), read as the gate reads them: JSON, the shape the gate reads,
+    Great Expectations' types, and tables of the input contract (``src_<table>``). A mistake was exit 70 mid-gate
+    (invalid JSON, an unknown type, a missing meta.check_id) or, for a misspelt table, a suite never applied."""
+    from pipeline.quality import validate
+
+    for path in suite_files(audit):
+        validate.load_suite(path, known_tables=validate.input_tables())
+
+
+def suite_files(audit: Audit) -> list[Path]:
+    """The audit's own data-quality suites, by name."""
+    return sorted(audit.expectations_dir.glob("*.json")) if audit.expectations_dir.is_dir() else []
 
 
 # ----------------------------------------------------------------------------- per run

@@ -233,3 +233,72 @@ def test_parameters_keep_the_number_the_manifest_writes(tmp_path):
     assert real.parameters["episode_hours"] == 24.5
     assert audits.parameters_for(real, {"episode_hours": 6}) == real.parameters | {"episode_hours": 6.0}
     assert isinstance(audits.parameters_for(real, {"episode_hours": 6})["episode_hours"], float)
+
+
+LBP = ROOT / "audits" / "low_back_pain"
+KNOWN_TABLES = "known: src_diagnoses, src_imaging_orders, src_patients, src_procedures"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        # a JSON mistake was JSONDecodeError's traceback mid-gate, exit 70
+        ('"optional": true,', '"optional": tru,', "diagnoses.json, line 15, column 19: not JSON (Expecting value); fix the file"),
+        # GX's ExpectationNotFoundError mid-gate, exit 70
+        (
+            '"type": "unexpected_rows_expectation"',
+            '"type": "expect_unexpected_rows"',
+            "diagnoses.json: check low_back_pain.diagnoses.setting.recorded: type 'expect_unexpected_rows' is no Great "
+            "Expectations expectation (did you mean unexpected_rows_expectation?); fix its type",
+        ),
+        # a ValueError naming the file, as a traceback, exit 70
+        (
+            '"check_id": "low_back_pain.diagnoses.setting.recorded",',
+            "",
+            "diagnoses.json: table src_diagnoses, expectation 1: meta lacks check_id; every check's meta has check_id, "
+            "severity, description, row_level",
+        ),
+        # a suite of a table no delivery holds was never applied, without a word
+        (
+            '"table": "src_diagnoses"',
+            '"table": "src_diagnosis"',
+            f"diagnoses.json: table 'src_diagnosis' is no input table ({KNOWN_TABLES}); fix its name",
+        ),
+        (
+            '"check_id": "low_back_pain.diagnoses.position.recorded"',
+            '"check_id": "low_back_pain.diagnoses.setting.recorded"',
+            "diagnoses.json: check low_back_pain.diagnoses.setting.recorded is listed twice; each check id once",
+        ),
+    ],
+    ids=["json", "type", "check_id", "table", "twice"],
+)
+def test_a_broken_suite_of_the_audit_is_one_line_naming_its_file(tmp_path, old, new, message):
+    """An audit's expectations/*.json is read as the gate reads it when the folder is: a mistake in it makes the
+    folder not ready (one line naming the file; `--audit` stops with exit 1) before any data is read."""
+    folder = tmp_path / "low_back_pain"
+    shutil.copytree(LBP, folder, ignore=shutil.ignore_patterns("deck", "__pycache__"))
+    _edit(folder / "expectations" / "diagnoses.json", old, new)
+    audit = audits.load(folder)
+    assert audit.problem == f"{folder / 'expectations'}/{message}", audit.problem
+    with pytest.raises(ConfigError, match="--audit low_back_pain cannot run: "):
+        audits.plan([audit], ["low_back_pain"], {"diagnoses": set(), "imaging_orders": set()})
+
+
+def test_a_suite_of_a_table_this_delivery_lacks_is_left_out_and_every_suite_is_checked_first(tmp_path, monkeypatch):
+    """The gate applies an audit's suite only when the delivery holds its tables, as before; the engine's own suites
+    are read through the same checks, before the gate's database is built."""
+    from pipeline.quality import gate, validate
+
+    lbp = audits.load(LBP)
+    assert gate.input_suites(["imaging_orders"], [lbp]) == ["imaging_orders"]
+    assert gate.input_suites(["imaging_orders", "diagnoses"], [lbp]) == [
+        "imaging_orders",
+        "diagnoses",
+        str(LBP / "expectations" / "diagnoses.json"),
+    ]
+    engine = tmp_path / "expectations"
+    shutil.copytree(validate.SUITES_DIR, engine)
+    _edit(engine / "imaging_orders.json", '"suite":', '"suite" ')
+    monkeypatch.setattr(validate, "SUITES_DIR", engine)
+    with pytest.raises(ConfigError, match=r"imaging_orders.json, line 2, column 12: not JSON \(Expecting ':' delimiter\)"):
+        gate.input_suites(["imaging_orders"], [])

@@ -191,6 +191,27 @@ def test_an_audit_model_duckdb_cannot_build_is_one_line_naming_its_file(toy_run,
     assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()
 
 
+def test_a_broken_suite_of_the_audit_stops_its_run_before_any_input_is_read(toy_run, tmp_path):
+    """An audit's expectations/*.json that is not JSON was the JSONDecodeError's traceback, exit 70, once the input
+    was parsed (the audit author's review). The folder is not ready: `--audit` stops with one line naming the file,
+    line and column, exit 1, before the input is read."""
+    changed = tmp_path / "toy_audit"
+    shutil.copytree(TOY, changed)
+    suite = changed / "expectations" / "orders.json"
+    suite.parent.mkdir()
+    suite.write_text('{\n  "suite": "toy_audit.orders",\n  "tables": [],\n}\n', encoding="utf-8")
+    r = run_cli(
+        "run", "--input", toy_run["out"].parent / "in", "--out", tmp_path / "out", "--audit", "toy_audit",
+        "--site-timezone", SITE_TIMEZONE, env={**KEY, "ORDER_AUDIT_AUDITS_PATH": str(changed)},
+    )  # fmt: skip
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.splitlines()[-1] == (
+        f"order-audit: error: --audit toy_audit cannot run: {suite}, line 4, column 1: not JSON (Expecting property name "
+        "enclosed in double quotes); fix the file"
+    )
+    assert "Traceback" not in r.stderr and "parsed" not in r.stderr and not (tmp_path / "out").exists()
+
+
 def _run_toy_with_report(toy_run, tmp_path, report: str, files: dict[str, str] | None = None):
     """Run the toy deck with a copy of the toy audit given a [report] table (``report``: its lines) and more files."""
     changed = tmp_path / "toy_audit"

@@ -546,3 +546,13 @@ def test_a_run_that_fails_does_not_wait_for_the_gate_worker_s_import():
     with workers.Warm(gx=True) as warm:  # a run that ends well leaves it to exit
         (process,) = warm.gx._pool._processes.values()
     assert process.exitcode == 0
+
+
+def test_the_types_a_suite_may_name_are_great_expectations_own():
+    """A suite's type is checked as the file is read, without importing GX (``validate.GX_TYPES``): the list is GX's
+    registry at the locked version, so no type GX runs is refused and none it lacks (ExpectationNotFoundError
+    mid-gate, exit 70) passes."""
+    import great_expectations  # noqa: F401  (registers the expectations)
+    from great_expectations.expectations import registry
+
+    assert set(registry.list_registered_expectation_implementations()) == validate.GX_TYPES

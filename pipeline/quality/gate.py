@@ -180,11 +180,19 @@ def _holds(con: duckdb.DuckDBPyConnection, path: Path, column: str) -> bool:
 
 
 def input_suites(tables, audits: list) -> list:
-    """The generic suite of each table present, then every suite of each audit about a table present."""
+    """The generic suite of each table present, then every suite of each audit about a table present (a table of the
+    contract this delivery lacks leaves its suite out). Each is read, and so checked (``validate.load_suite``: one
+    line naming its file), before any data is: the caller asks first thing."""
+    from pipeline.audits import suite_files
+    from pipeline.quality import validate
+
+    known = validate.input_tables()
     suites: list = [INPUT_SUITES[t] for t in tables if t in INPUT_SUITES]
+    for name in suites:
+        validate.load_suite(name, known_tables=known)
     for audit in audits:
-        for path in sorted(audit.expectations_dir.glob("*.json")) if audit.expectations_dir.is_dir() else []:
-            if all(t["table"].removeprefix("src_") in tables for t in json.loads(path.read_text(encoding="utf-8"))["tables"]):
+        for path in suite_files(audit):
+            if all(t["table"].removeprefix("src_") in tables for t in validate.load_suite(path, known_tables=known)["tables"]):
                 suites.append(str(path))
     return suites
 
@@ -209,8 +217,8 @@ def check_inputs(
     if gx is None or spark is not None:
         validate.start_gx_import()  # seconds of pure Python, overlapping the DuckDB work from here on
     audits = audits or []
+    suites = input_suites(list(prepared), audits)  # read and checked before the gate's database is built
     db = build_gate_db(prepared, cfg, scratch, input_dir, audits, held)
-    suites = input_suites(list(prepared), audits)
     params = {
         "now": now,
         "site_timezone": cfg.site_timezone,

@@ -18,6 +18,7 @@ inside ``run_suites`` only.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import importlib
 import json
 import os
@@ -27,6 +28,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import ConfigError
 from pipeline.quality.result import SAMPLE_SIZE, CheckResult, examples
 from pipeline.resources import expectations_dir
 from pipeline.sqltext import ident, typed_literal
@@ -54,27 +56,116 @@ GATE_THREADS = ("import-gx", "sql-checks")  # daemon threads a stop can leave ru
 _gx_import_lock = threading.Lock()
 
 
-def load_suite(name_or_path: str | os.PathLike, table_prefix: str = "") -> dict:
+# Great Expectations' expectation types (its registry, ``registry.list_registered_expectation_implementations()``, at the
+# locked version: tests/test_validate.py checks it): a suite's type is checked when it is read, without importing GX
+# (seconds), so a misspelt one is one line naming the file before the run touches any data, not GX's
+# ExpectationNotFoundError mid-gate, exit 70
+GX_TYPES = frozenset((
+    "expect_column_distinct_values_to_be_in_set", "expect_column_distinct_values_to_contain_set",
+    "expect_column_distinct_values_to_equal_set", "expect_column_kl_divergence_to_be_less_than",
+    "expect_column_max_to_be_between", "expect_column_mean_to_be_between", "expect_column_median_to_be_between",
+    "expect_column_min_to_be_between", "expect_column_most_common_value_to_be_in_set",
+    "expect_column_pair_values_a_to_be_greater_than_b", "expect_column_pair_values_to_be_equal",
+    "expect_column_pair_values_to_be_in_set", "expect_column_proportion_of_non_null_values_to_be_between",
+    "expect_column_proportion_of_unique_values_to_be_between", "expect_column_quantile_values_to_be_between",
+    "expect_column_stdev_to_be_between", "expect_column_sum_to_be_between", "expect_column_to_exist",
+    "expect_column_type_to_be", "expect_column_unique_value_count_to_be_between",
+    "expect_column_value_lengths_to_be_between", "expect_column_value_lengths_to_equal",
+    "expect_column_value_z_scores_to_be_less_than", "expect_column_values_to_be_between",
+    "expect_column_values_to_be_dateutil_parseable", "expect_column_values_to_be_decreasing",
+    "expect_column_values_to_be_in_set", "expect_column_values_to_be_in_type_list",
+    "expect_column_values_to_be_increasing", "expect_column_values_to_be_json_parseable",
+    "expect_column_values_to_be_null", "expect_column_values_to_be_of_type", "expect_column_values_to_be_unique",
+    "expect_column_values_to_match_json_schema", "expect_column_values_to_match_like_pattern",
+    "expect_column_values_to_match_like_pattern_list", "expect_column_values_to_match_regex",
+    "expect_column_values_to_match_regex_list", "expect_column_values_to_match_strftime_format",
+    "expect_column_values_to_not_be_in_set", "expect_column_values_to_not_be_null",
+    "expect_column_values_to_not_be_outliers", "expect_column_values_to_not_match_like_pattern",
+    "expect_column_values_to_not_match_like_pattern_list", "expect_column_values_to_not_match_regex",
+    "expect_column_values_to_not_match_regex_list", "expect_compound_columns_to_be_unique",
+    "expect_multicolumn_sum_to_equal", "expect_multicolumn_values_to_be_equal",
+    "expect_query_results_to_match_comparison", "expect_select_column_values_to_be_unique_within_record",
+    "expect_table_column_count_to_be_between", "expect_table_column_count_to_equal",
+    "expect_table_columns_to_match_ordered_list", "expect_table_columns_to_match_set",
+    "expect_table_row_count_to_be_between", "expect_table_row_count_to_equal",
+    "expect_table_row_count_to_equal_other_table", "unexpected_rows_expectation",
+))  # fmt: skip
+META = ("check_id", "severity", "description", "row_level")  # what every expectation's meta holds
+
+
+def input_tables() -> list[str]:
+    """The tables an input suite may check: the views of the contract's tables (``src_<table>``), each whether or not
+    this delivery holds it."""
+    from pipeline.ingest.contract import CONTRACT_BY_NAME
+
+    return sorted(f"src_{name}" for name in CONTRACT_BY_NAME)
+
+
+def load_suite(name_or_path: str | os.PathLike, table_prefix: str = "", known_tables: Iterable[str] | None = None) -> dict:
     """A suite file (a name in expectations/, or a path): ``{prefix}`` in its table names and queries
     becomes ``table_prefix`` (an audit's ``<id>__`` for the output suite), ``"$verdicts"`` the engine's
-    verdicts (pipeline/models/verdicts.csv)."""
+    verdicts (pipeline/models/verdicts.csv). Its shape is checked as it is read (``known_tables``: the tables it
+    may name, e.g. ``input_tables()``): a mistake in it is one line naming the file (ConfigError, exit 1), before
+    any data is read; it was JSON's, GX's or a KeyError's traceback mid-gate, exit 70."""
     from pipeline.audits import verdicts
 
     path = Path(name_or_path)
     if not path.suffix:
         path = SUITES_DIR / f"{name_or_path}.json"
-    suite = json.loads(path.read_text(encoding="utf-8").replace("{prefix}", table_prefix))
+    try:
+        text = path.read_text(encoding="utf-8")
+        json.loads(text)  # the file as written: its line and column, before {prefix} moves them
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; save the suite as UTF-8 JSON") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}, line {exc.lineno}, column {exc.colno}: not JSON ({exc.msg}); fix the file") from None
+    suite = json.loads(text.replace("{prefix}", table_prefix))
+    _check_suite(path, suite, None if known_tables is None else sorted(known_tables))
     for table in suite["tables"]:
         for exp in table["expectations"]:
-            meta = exp.get("meta", {})
-            missing = {"check_id", "severity", "description", "row_level"} - meta.keys()
-            if missing:
-                raise ValueError(f"{path}: expectation {exp.get('type')} lacks meta {sorted(missing)}")
-            if meta["severity"] not in ("blocking", "warning"):
-                raise ValueError(f"{path}: {meta['check_id']}: severity must be blocking or warning")
             if exp["kwargs"].get("value_set") == "$verdicts":
                 exp["kwargs"]["value_set"] = verdicts()
     return suite
+
+
+def _check_suite(path: Path, suite, known_tables: list[str] | None) -> None:
+    """What the gate reads of a suite is there and of its kind; the tables are known, the types GX's, the ids once."""
+    shape = 'a suite is a JSON object with "suite" (its name) and "tables" (a list of objects)'
+    if not isinstance(suite, dict) or not isinstance(suite.get("suite"), str) or not isinstance(suite.get("tables"), list):
+        raise ConfigError(f"{path}: {shape}; fix the file")
+    seen: set[str] = set()
+    for n, table in enumerate(suite["tables"], start=1):
+        if not isinstance(table, dict) or not isinstance(table.get("table"), str):
+            raise ConfigError(f'{path}: table {n} of "tables" has no "table" (the table it checks); fix the file')
+        name = table["table"]
+        if known_tables is not None and name not in known_tables:
+            raise ConfigError(f"{path}: table {name!r} is no input table (known: {', '.join(known_tables)}); fix its name")
+        for key in ("key_columns", "expectations"):
+            if not isinstance(table.get(key), list):
+                raise ConfigError(f'{path}: table {name} has no "{key}" list; fix the file')
+        for k, exp in enumerate(table["expectations"], start=1):
+            meta = exp.get("meta") if isinstance(exp, dict) else None
+            check = meta.get("check_id") if isinstance(meta, dict) else None
+            where = f"check {check}" if isinstance(check, str) else f"table {name}, expectation {k}"
+            if not isinstance(exp, dict) or not isinstance(exp.get("kwargs"), dict) or not isinstance(meta, dict):
+                raise ConfigError(f'{path}: {where}: an expectation is an object with "type", "kwargs" and "meta"; fix it')
+            missing = [m for m in META if m not in meta]
+            if missing:
+                raise ConfigError(f"{path}: {where}: meta lacks {', '.join(missing)}; every check's meta has {', '.join(META)}")
+            etype = exp.get("type")
+            if etype not in GX_TYPES:
+                close = difflib.get_close_matches(str(etype), GX_TYPES, n=1)
+                hint = (
+                    f"did you mean {close[0]}?"
+                    if close
+                    else "e.g. unexpected_rows_expectation, expect_column_values_to_be_in_set"
+                )
+                raise ConfigError(f"{path}: {where}: type {etype!r} is no Great Expectations expectation ({hint}); fix its type")
+            if meta["severity"] not in ("blocking", "warning"):
+                raise ConfigError(f"{path}: {where}: severity {meta['severity']!r} must be blocking or warning")
+            if check in seen:
+                raise ConfigError(f"{path}: {where} is listed twice; each check id once")
+            seen.add(check)
 
 
 def tables_read(suites: Iterable[str | os.PathLike], table_prefix: str = "") -> set[str]:
