@@ -388,7 +388,6 @@ def _validate(
     import json
 
     from pipeline import ownership, warehouse
-    from pipeline.errors import QualityGateError
     from pipeline.ingest import load, value_maps
     from pipeline.logs import log
     from pipeline.models import reference
@@ -435,7 +434,7 @@ def _validate(
     unknown = [u for prep in prepared.values() for u in prep.unknown_values]
     failed = gate.blocking(results)
     if failed:
-        raise QualityGateError(gate.failure_message(failed) + value_maps.note(unknown))
+        raise gate.stop_error(failed, value_maps.note(unknown))
 
 
 def _read_warehouse(warehouse_path: Path | None, cfg) -> Path | None:

@@ -632,7 +632,7 @@ def _execute_locked(
         failed = gate.blocking(dq_results)
         if failed:
             unknown = [u for prep in prepared.values() for u in prep.unknown_values]
-            raise QualityGateError(gate.failure_message(failed) + value_maps.note(unknown))
+            raise gate.stop_error(failed, value_maps.note(unknown))
 
     con = warehouse.connect(wh_path)
     committed = False

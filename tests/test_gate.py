@@ -884,3 +884,41 @@ def test_a_file_that_replaces_a_held_month_whole_has_that_month_judged(tmp_path)
     assert "no calendar month whole; 2025-05 compared all the same: the held file" in logged[-1], logged[-1]
     june = [["L-JUN", "MRN-1", "2025-06-02 09:00:00", "72148", "Emergency", "", "completed"]]
     assert volume(two + june) == ("passed", 0, 0, [])  # May-June: no held file replaced, May judged by nothing
+
+
+def test_a_check_that_could_not_run_for_its_own_query_is_its_authors_to_fix_only_in_an_audit_suite():
+    """``gate.stop_error``: a blocking check of an audit's suite that could not run for its own query or column is one
+    line naming the suite, exit 1, with the other blocking checks named; the engine's own checks, and checks that
+    failed on the data, stay the gate's failure, exit 3 ("fix the extract")."""
+    from pipeline.errors import ConfigError, QualityGateError
+    from pipeline.quality import validate
+    from pipeline.quality.result import CheckResult, own_error
+
+    wrapped = (
+        '(_duckdb.BinderException) Binder Error: Referenced column "x" not found in FROM clause!\nCandidate bindings: "y"\n'
+        "[SQL: SELECT x FROM t]"
+    )
+    assert own_error(wrapped) == 'Binder Error: Referenced column "x" not found in FROM clause!'
+    assert own_error("Catalog Error: Table with name t2 does not exist!") == "Catalog Error: Table with name t2 does not exist!"
+    assert own_error("Out of Memory Error: could not allocate") is None
+
+    def check(check_id: str, suite: Path, error: str | None) -> CheckResult:
+        return CheckResult(
+            check_id, "src_diagnoses", "blocking", "error" if error else "failed", None if error else 3, 10, None, "d",
+            error=error, suite=str(suite), check_error=own_error(error),
+        )  # fmt: skip
+
+    audit_suite = ROOT / "audits" / "low_back_pain" / "expectations" / "diagnoses.json"
+    engine_suite = validate.SUITES_DIR / "diagnoses.json"
+    broken = check("lbp.broken", audit_suite, wrapped)
+    data = check("diagnoses.data", engine_suite, None)
+    stop = gate.stop_error([data, broken])
+    assert isinstance(stop, ConfigError) and stop.exit_code == 1
+    assert stop.message == (
+        f'{audit_suite}: check lbp.broken [src_diagnoses] could not run (Binder Error: Referenced column "x" not found in '
+        "FROM clause!): the check is wrong, not the extract; fix the check (blocking too: diagnoses.data)"
+    )
+    for failed in ([data], [check("diagnoses.engine", engine_suite, wrapped)]):
+        stop = gate.stop_error(failed, " (note)")
+        assert isinstance(stop, QualityGateError) and stop.exit_code == 3 and "fix the extract and run again" in stop.message
+        assert stop.message.endswith(" (note)")

@@ -212,6 +212,57 @@ def test_a_broken_suite_of_the_audit_stops_its_run_before_any_input_is_read(toy_
     assert "Traceback" not in r.stderr and "parsed" not in r.stderr and not (tmp_path / "out").exists()
 
 
+def _blocking_check(expectation: dict) -> str:
+    """A suite of the toy audit holding one blocking check of src_patients."""
+    meta = {"check_id": "toy_audit.patients.born", "severity": "blocking", "row_level": True, "description": "A birth date."}
+    table = {
+        "table": "src_patients",
+        "key_columns": ["source_file", "source_line"],
+        "expectations": [expectation | {"meta": meta}],
+    }
+    return json.dumps({"suite": "toy_audit.patients", "tables": [table]}, indent=2)
+
+
+@pytest.mark.parametrize(
+    ("expectation", "said"),
+    [
+        (
+            {
+                "type": "unexpected_rows_expectation",
+                "kwargs": {"unexpected_rows_query": "SELECT source_line FROM {batch} WHERE birth_day IS NULL"},
+            },
+            'Binder Error: Referenced column "birth_day" not found in FROM clause!',
+        ),
+        (
+            {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "birth_day"}},
+            "column birth_day does not exist in src_patients",
+        ),
+    ],
+    ids=["query", "column"],
+)
+def test_a_blocking_check_of_the_audit_that_cannot_run_names_its_suite_not_the_extract(toy_run, tmp_path, expectation, said):
+    """A blocking check of an audit's suite naming a column the table lacks stopped the run with exit 3, "data-quality
+    gate failed ... fix the extract and run again" and GX's multi-line SQLAlchemy error: the site's data blamed for the
+    author's mistake (the audit author's review). One line naming the suite, the check and the database's first line,
+    exit 1 (docs/SCHEDULING.md: fix the job's files, not the extract); nothing loaded or published."""
+    changed = tmp_path / "toy_audit"
+    shutil.copytree(TOY, changed)
+    suite = changed / "expectations" / "patients.json"
+    suite.parent.mkdir()
+    suite.write_text(_blocking_check(expectation), encoding="utf-8")
+    r = run_cli(
+        "run", "--input", toy_run["out"].parent / "in", "--out", tmp_path / "out", "--warehouse", tmp_path / "wh.duckdb",
+        "--audit", "toy_audit", "--site-timezone", SITE_TIMEZONE, env={**KEY, "ORDER_AUDIT_AUDITS_PATH": str(changed)},
+    )  # fmt: skip
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.splitlines()[-1] == (
+        f"order-audit: error: {suite}: check toy_audit.patients.born [src_patients] could not run ({said}): the check is "
+        "wrong, not the extract; fix the check"
+    )
+    assert "fix the extract and run again" not in r.stderr and "gate: done" in r.stderr and "loaded " not in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def _run_toy_with_report(toy_run, tmp_path, report: str, files: dict[str, str] | None = None):
     """Run the toy deck with a copy of the toy audit given a [report] table (``report``: its lines) and more files."""
     changed = tmp_path / "toy_audit"

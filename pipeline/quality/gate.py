@@ -23,7 +23,7 @@ import duckdb
 
 from pipeline import warehouse
 from pipeline.config import Config, pseudonym_key
-from pipeline.errors import printable, raise_if_stopped
+from pipeline.errors import AuditError, ConfigError, QualityGateError, printable, raise_if_stopped
 from pipeline.ingest.contract import CONTRACT_BY_NAME, shows_a_patient_id
 from pipeline.logs import event
 from pipeline.models import reference
@@ -474,6 +474,30 @@ def failure_message(failed: list) -> str:
         # the rows are named: with only a count, a user of a 10M-row extract could not find them
         lines.append(f"  {r.check_id} [{r.table}]{counts}{_sample_text(r, named=True)}: {r.error or r.description}")
     return "\n".join(lines)
+
+
+def stop_error(failed: list, note: str = "") -> AuditError:
+    """What stops the run when blocking checks fail (``failed``; ``note``: what follows the gate's message): the gate's
+    failure, exit 3, the extract's to fix; but when a check of an audit's own suite could not run because of its own
+    query or column (``CheckResult.check_error``), one line naming its suite file and the database's first line, exit 1:
+    the audit author's to fix (it read "fix the extract and run again", a GX traceback after it, blaming the site)."""
+    broken = [r for r in failed if _authors_mistake(r)]
+    if not broken:
+        return QualityGateError(failure_message(failed) + note)
+    r = broken[0]
+    others = [x.check_id for x in failed if x is not r]
+    return ConfigError(
+        f"{r.suite}: check {r.check_id} [{r.table}] could not run ({r.check_error}): the check is wrong, not the extract; "
+        "fix the check" + (f" (blocking too: {', '.join(others)})" if others else "")
+    )
+
+
+def _authors_mistake(r) -> bool:
+    """A check of an audit's suite (not the engine's expectations/) that could not run because of its own query."""
+    from pipeline.quality import validate
+
+    suite = getattr(r, "suite", None)
+    return bool(getattr(r, "check_error", None) and suite and Path(suite).resolve().parent != validate.SUITES_DIR.resolve())
 
 
 def as_dict(r) -> dict:

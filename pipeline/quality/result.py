@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 SAMPLE_SIZE = 5  # keys (or values) of the violating rows a result names
@@ -43,10 +44,25 @@ class CheckResult:
     sample_key: str | None = None  # what the sample keys are ("order_id", "source_line", "patient_id", ...)
     note: str | None = None  # what the check left out and why, in words (logged at info level: dq_note)
     note_warns: bool = False  # the note is logged as a warning: what it counted is published (a patient id in an id)
+    suite: str | None = None  # the suite file the check is in
+    # why the check itself could not run, when its own query or column is wrong (``own_error``): its author's to fix,
+    # not the extract's
+    check_error: str | None = None
 
     @property
     def blocking_failure(self) -> bool:
         return self.severity == "blocking" and self.status != "passed"
+
+
+# DuckDB's errors of a query that names what does not exist, or is no SQL: the query's, whatever the data
+_OWN_ERROR = re.compile(r"\b(?:Binder|Catalog|Parser) Error: [^\n]*")
+
+
+def own_error(error: str | None) -> str | None:
+    """The database's first line when a check could not run because of its own query (a column or table that does not
+    exist, a syntax error), found in the error Great Expectations or SQLAlchemy wraps it in; else None."""
+    found = _OWN_ERROR.search(error or "")
+    return found.group().strip() if found else None
 
 
 # What a check's result did to the run, as the report and the workbook say it: its key (the report's CSS class

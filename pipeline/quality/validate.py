@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError
-from pipeline.quality.result import SAMPLE_SIZE, CheckResult, examples
+from pipeline.quality.result import SAMPLE_SIZE, CheckResult, examples, own_error
 from pipeline.resources import expectations_dir
 from pipeline.sqltext import ident, typed_literal
 
@@ -109,9 +109,7 @@ def load_suite(name_or_path: str | os.PathLike, table_prefix: str = "", known_ta
     any data is read; it was JSON's, GX's or a KeyError's traceback mid-gate, exit 70."""
     from pipeline.audits import verdicts
 
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = SUITES_DIR / f"{name_or_path}.json"
+    path = suite_path(name_or_path)
     try:
         text = path.read_text(encoding="utf-8")
         json.loads(text)  # the file as written: its line and column, before {prefix} moves them
@@ -126,6 +124,12 @@ def load_suite(name_or_path: str | os.PathLike, table_prefix: str = "", known_ta
             if exp["kwargs"].get("value_set") == "$verdicts":
                 exp["kwargs"]["value_set"] = verdicts()
     return suite
+
+
+def suite_path(name_or_path: str | os.PathLike) -> Path:
+    """A suite's file: a name is one of the engine's (expectations/<name>.json), else the path itself."""
+    path = Path(name_or_path)
+    return path if path.suffix else SUITES_DIR / f"{name_or_path}.json"
 
 
 def _check_suite(path: Path, suite, known_tables: list[str] | None) -> None:
@@ -218,6 +222,7 @@ def run_suites(
     path = Path(warehouse_path).resolve()
     if not path.is_file():
         raise FileNotFoundError(f"warehouse file not found: {path}")
+    suites = list(suites)
     loaded = [load_suite(s, p.get("table_prefix", "")) for s in suites]
 
     importer = start_gx_import()
@@ -309,10 +314,13 @@ def run_suites(
     if sql_error:
         raise sql_error[0]
     results: list[CheckResult] = []
-    for i, suite in enumerate(loaded):
+    for i, (name, suite) in enumerate(zip(suites, loaded, strict=True)):
+        first = len(results)
         for k in range(len(suite["tables"])):
             results.extend(gx_results.get((i, k), []))
         results.extend(sql_results[(i, j)] for j in range(len(suite.get("sql_checks", []))))
+        for r in results[first:]:
+            r.suite = str(suite_path(name))
     return results
 
 
@@ -492,6 +500,8 @@ def _from_gx(
     if error is not None:
         res.status, res.violated_count, res.percent = "error", None, None
         res.error = error
+        # a column the table lacks, or a query naming one: the check's own mistake (the views hold every contract column)
+        res.check_error = error if column is not None and column not in columns else own_error(error)
         return res
     result = r.result or {}
     etype = spec["type"]
