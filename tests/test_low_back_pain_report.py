@@ -1011,3 +1011,16 @@ def test_the_period_stated_and_every_total_agree_when_a_month_has_episodes_but_n
     assert all((looked[m[0][:7]] == "before_data") == (m[0][:7] in marked) for m in months), looked
     assert "Those months count in the total above, as in the headline" in _words(section)
     assert f"{n} / {d} = " in site
+
+
+def test_a_department_page_names_the_audit_s_own_unit(deck_runs):
+    """The audit author's review: a department page said "other departments' orders of the same case" for every
+    audit; the low back pain audit's unit is the episode."""
+    out = Path(deck_runs["runs"]["combined"]["out"])
+    for audit_id, unit in (("csf_leak", "case"), (AUDIT, "episode")):
+        pages = sorted((out / audit_id / "departments").glob("*.html"))
+        notes = [p for p in pages if "Only this department's orders are listed" in p.read_text(encoding="utf-8")]
+        assert notes, audit_id
+        for page in notes:
+            text = page.read_text(encoding="utf-8")
+            assert f"other departments' orders of the same {unit} are on their pages" in text, page
