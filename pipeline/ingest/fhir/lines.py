@@ -28,6 +28,9 @@ KEY, LINE_TEXT = "key", "line"
 SCHEMA = pa.schema([(KEY, pa.int64()), (LINE_TEXT, pa.string_view())])
 # lines per table handed to DuckDB: ~250 MB of ServiceRequests, enough for every core to share
 CHUNK_ROWS = 500_000
+# and at most this many bytes of them (a line longer than it goes alone): 32 lines of 60 MiB, 2.3 MB of gzip, took
+# 7 GB of memory as one table (the hostile review); the usual lines reach CHUNK_ROWS first
+CHUNK_BYTES = 128 << 20
 # the longest line the lines' way reads: no resource the audit reads comes near it, and Polars holds a line
 # at many times its length (a 2 GB line, 2 MB of gzip, asked for 33 GB and aborted the run)
 LONGEST_LINE = 64 << 20
@@ -52,19 +55,24 @@ class NumberedLines:
         self.records = 0  # lines that are not blank
         self.misread: list[tuple[int, str, str]] = []  # (key, element, why json_transform would misread it)
 
-    def chunks(self, rows: int = CHUNK_ROWS):
-        """Tables of about `rows` lines: DuckDB scans an in-memory table on every core (a stream on one)."""
-        pending, size = [], 0
-        for batch in self._batches():
+    def chunks(self, rows: int = CHUNK_ROWS, most_bytes: int = CHUNK_BYTES):
+        """Tables of about `rows` lines, or fewer lines of `most_bytes` at most (but a longer line, alone): DuckDB
+        scans an in-memory table on every core (a stream on one)."""
+        pending, size, held = [], 0, 0
+        for batch in self._batches(most_bytes):
+            batch_bytes = batch.column(LINE_TEXT).nbytes
+            if pending and held + batch_bytes > most_bytes:
+                yield pa.Table.from_batches(pending, SCHEMA)
+                pending, size, held = [], 0, 0
             pending.append(batch)
-            size += batch.num_rows
+            size, held = size + batch.num_rows, held + batch_bytes
             if size >= rows:
                 yield pa.Table.from_batches(pending, SCHEMA)
-                pending, size = [], 0
+                pending, size, held = [], 0, 0
         if pending:
             yield pa.Table.from_batches(pending, SCHEMA)
 
-    def _batches(self):
+    def _batches(self, most_bytes: int = CHUNK_BYTES):
         said = time.monotonic()  # when the read started or last said how far it had come
         for path, label in zip(self.paths, self.labels, strict=True):
             base = self.next_key - 1  # key = base + line number (lines count from 1)
@@ -87,7 +95,8 @@ class NumberedLines:
                     keyed = frame.select((pl.col("n").cast(pl.Int64) + base).alias(KEY), pl.col(LINE_TEXT))
                     if self.structure is not None:
                         self._find_misread(keyed)
-                    yield from keyed.to_arrow(compat_level=pl.CompatLevel.newest()).cast(SCHEMA).to_batches()
+                    for part in _parts_of_at_most(keyed, most_bytes):
+                        yield from part.to_arrow(compat_level=pl.CompatLevel.newest()).cast(SCHEMA).to_batches()
             except (pl.exceptions.ComputeError, OSError) as exc:  # not UTF-8; a gzip cut short
                 raise _unreadable(path, exc) from None
             if last:
@@ -103,6 +112,18 @@ class NumberedLines:
             found = whole.misread(line, self.structure, self.resource_type)
             if found is not None:
                 self.misread.append((key, *found))
+
+
+def _parts_of_at_most(frame: pl.DataFrame, most_bytes: int):
+    """``frame``'s lines in consecutive parts, each of the lines that start within one stretch of `most_bytes` of its
+    text (so at most twice that, or one longer line): Polars hands over lines by count, and one batch held every long
+    line of a file."""
+    length = frame[LINE_TEXT].str.len_bytes().cast(pl.Int64)
+    if length.sum() <= most_bytes:
+        yield frame
+        return
+    part = ((length.cum_sum() - length) // most_bytes).alias("_part")
+    yield from frame.with_columns(part).partition_by("_part", maintain_order=True, include_key=False)
 
 
 def _refuse_a_line_too_long(path: Path) -> None:
