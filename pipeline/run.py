@@ -470,7 +470,7 @@ def _after_commit_error(exc: BaseException, opts: RunOptions, wh_path: Path) -> 
     if problem is None:
         return None
     return WriteRefusedError(
-        f"could not write in {wh_path.parent} (the warehouse's folder) after the warehouse committed this run's data "
+        f"could not write in {wh_path.parent} (the warehouse's folder) as DuckDB checkpointed this run's committed data "
         f"({problem}); the outputs are as they were and the warehouse holds the data: free space, then publish with "
         f"`{_publish_again(opts)}`"
     )

@@ -412,8 +412,12 @@ def test_a_checkpoint_the_disk_refuses_after_the_commit_says_the_data_is_held(tm
         capture_output=True, text=True, env={**os.environ, **KEY}, preexec_fn=small_files, cwd=ROOT,
     )  # fmt: skip
     line = error_line(refused)
-    assert line.startswith(f"order-audit: error: could not write in {tmp_path} (the warehouse's folder) after the "
-                           "warehouse committed this run's data (FATAL Error: Failed to create checkpoint"), line  # fmt: skip
+    assert line.startswith(f"order-audit: error: could not write in {tmp_path} (the warehouse's folder) as DuckDB "
+                           "checkpointed this run's committed data (FATAL Error: Failed to create checkpoint"), line  # fmt: skip
+    # the run's record says 'after the warehouse commit' once (it said it twice, the line repeating the prefix)
+    with duckdb.connect(str(wh), read_only=True) as con:
+        (error,) = [e for (e,) in con.execute("SELECT error FROM audit_runs WHERE status = 'failed'").fetchall()]
+    assert error.startswith("after the warehouse commit: could not write in ") and error.count("commit") == 2, error
     assert line.endswith(f"the outputs are as they were and the warehouse holds the data: free space, then publish with "
                          f"`order-audit run --warehouse {wh} --out {out}`"), line  # fmt: skip
     assert files(out) == before
