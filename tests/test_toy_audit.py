@@ -375,7 +375,7 @@ def test_a_report_template_jinja_cannot_read_makes_the_folder_not_ready_before_a
     [
         ('label_columns = ["no_such"]', "[report] label_columns names no_such, no column of the audit's"),
         # the measures' generated model reads it first: it names the manifest it is written from
-        ('case_department = "no_such"', "audit.toml's measures and [report], over the audit's int_audited_orders"),
+        ('case_department = "no_such"', "audit.toml's measures and [report], over {sql}/toy_audit__int_audited_orders.sql and"),
         ('columns = { no_such = ["No such", 10, "none"] }', "[report.columns] names no_such, no column of the audit's"),
     ],
 )
@@ -383,4 +383,4 @@ def test_a_report_setting_naming_a_column_the_marts_lack_is_one_line_naming_the_
     """A label or workbook column the marts lack was left out without a word; a case department so named was exit
     70 (the audit author's review). Checked once the marts are built: one line naming audit.toml."""
     last, changed = _run_toy_with_report(toy_run, tmp_path, report)
-    assert str(changed / "audit.toml") in last and said in last, last
+    assert str(changed / "audit.toml") in last and said.format(sql=changed / "sql") in last, last
