@@ -177,11 +177,15 @@ def shows_a_patient_id(value_sql: str, patient_ids_sql: str) -> str:
     words, in any letter case: a word runs over letters, digits and ``-_.``, so that ``MRN:P0000937``,
     ``Patient/P0000937/_history/2``, ``Patient?identifier=urn:mrn|P0000937``, ``"p0000937"``, the id after a
     zero-width space or before a date all show ``P0000937``. The hostile review found each of them in rejects.csv,
-    the log and the report (2026-12-04); they had been compared whole. Only the error path pays: the values are few."""
+    the log and the report (2026-12-04); they had been compared whole. Only the error path pays: the values are few.
+    The value whole and its words are asked of the patient ids in one subquery: two read the ids twice (2,000 values
+    against 10M rows of ids: 1.1-1.3 s, 0.4 s so)."""
     ids = f"SELECT lower(trim(id)) FROM ({patient_ids_sql}) AS patient_ids(id)"
-    words = f"unnest(string_split_regex(lower({value_sql}), '[^\\pL\\pN_.-]+'))"
-    whole = f"lower({shown_patient_id(value_sql)}) IN ({ids})"
-    return f"({whole} OR EXISTS (SELECT 1 FROM (SELECT {words} AS word) WHERE word IN ({ids})))"
+    shown = (
+        f"SELECT lower({shown_patient_id(value_sql)}) AS word UNION ALL "
+        f"SELECT unnest(string_split_regex(lower({value_sql}), '[^\\pL\\pN_.-]+'))"
+    )
+    return f"EXISTS (SELECT 1 FROM ({shown}) AS shown WHERE word IN ({ids}))"
 
 
 CONTRACT_BY_NAME = {c.name: c for c in CONTRACTS}
