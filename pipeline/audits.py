@@ -603,26 +603,10 @@ def check_files(audit: Audit) -> None:
 
 
 def check_templates(audit: Audit) -> None:
-    """The audit's report templates (``report/*.html``) are Jinja the engine can read: a syntax error was found as the
-    report rendered, after the inputs were loaded and the warehouse committed, and `order-audit audits` said the
-    folder was ready (the audit author's review). A name its context lacks is still found as it renders."""
-    import jinja2
+    """The audit's report templates are Jinja the engine can read (``templates.check_audit_templates``)."""
+    from pipeline.report.templates import check_audit_templates
 
-    from pipeline.report.templates import make_env
-
-    if not audit.report_dir.is_dir():
-        return
-    env = make_env(audit.report_dir)
-    for path in sorted(audit.report_dir.glob("*.html")):
-        try:
-            env.parse(path.read_text(encoding="utf-8"), path.name, str(path))
-        except jinja2.TemplateSyntaxError as exc:
-            raise ConfigError(
-                f"{path}, line {exc.lineno}: the audit's report template cannot be read (TemplateSyntaxError: "
-                f"{exc.message}); fix the template"
-            ) from None
-        except UnicodeDecodeError:
-            _fail(path, "the audit's report template is not UTF-8 text; save it as UTF-8")
+    check_audit_templates(audit.report_dir)
 
 
 def check_expectations(audit: Audit) -> None:

@@ -96,9 +96,31 @@ def audit_templates_named(audit_report_dir: Path | None):
         where = _audit_template_line(exc, audit_report_dir)
         if where is None:
             raise
-        raise ConfigError(
-            f"{where}: the audit's report template cannot be rendered ({type(exc).__name__}: {first_line(exc)}); fix the template"
-        ) from None
+        raise _template_error(where, "rendered", exc) from None
+
+
+def check_audit_templates(audit_report_dir: Path) -> None:
+    """The audit's report templates (``report/*.html``) are Jinja the engine can read, asked with the folder's other
+    files: a syntax error was found as the report rendered, after the inputs were loaded and the warehouse committed,
+    and `order-audit audits` said the folder was ready (the audit author's review). A name its context lacks is
+    still found as it renders (``audit_templates_named``)."""
+    if not audit_report_dir.is_dir():
+        return
+    env = make_env(audit_report_dir)
+    for path in sorted(audit_report_dir.glob("*.html")):
+        try:
+            env.parse(path.read_text(encoding="utf-8"), path.name, str(path))
+        except jinja2.TemplateSyntaxError as exc:
+            raise _template_error(f"{path}, line {exc.lineno}", "read", exc) from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: the audit's report template is not UTF-8 text; save it as UTF-8") from None
+
+
+def _template_error(where: str, what: str, exc: BaseException) -> ConfigError:
+    """The one line for an audit's template that cannot be ``what`` (read, rendered): its author's to fix."""
+    return ConfigError(
+        f"{where}: the audit's report template cannot be {what} ({type(exc).__name__}: {first_line(exc)}); fix the template"
+    )
 
 
 def _audit_template_line(exc: BaseException, audit_report_dir: Path | None) -> str | None:
