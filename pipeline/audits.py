@@ -693,6 +693,9 @@ class Plan:
     missing_tables: dict[str, list[str]]  # table -> the audits skipped for want of it
 
 
+NOT_READY = "its folder is not ready"  # why a plan skips an audit whose folder fails a check (``check_files``)
+
+
 def plan(known: list[Audit], requested: list[str], present: dict[str, set[str]]) -> Plan:
     """The audits the data can feed: the requested ones (all when none is named), less those whose
     required table or column is absent, or whose folder cannot run (``problem``). ``present``: table ->
@@ -709,7 +712,7 @@ def plan(known: list[Audit], requested: list[str], present: dict[str, set[str]])
         if not audit.runnable:
             if requested:
                 raise ConfigError(f"--audit {audit.id} cannot run: {audit.problem}")
-            skipped.append((audit.id, f"its folder is not ready: {audit.problem}"))
+            skipped.append((audit.id, f"{NOT_READY}: {audit.problem}"))
             continue
         absent = [t for t in audit.required_tables if t not in present]
         if absent:

@@ -398,12 +398,12 @@ def choose_audits(
         raise inputs_mod.empty_input_error(input_dir)
     if plan.audits:
         return plan.audits, _with_found(plan.skipped, plan.missing_tables, input_dir)
-    broken = [(a, why) for a, why in plan.skipped if why.startswith("its folder is not ready")]
-    if broken:
-        # no audit can run and one's folder cannot: that is the first thing to fix. The missing file of another audit,
-        # said alone, hid it (a third audit's template with a syntax error: "procedures.csv: required file missing")
-        others = [(a, why) for a, why in plan.skipped if (a, why) not in broken]
-        raise ConfigError("no audit can run: " + "; ".join(f"{a}: {why}" for a, why in broken + others))
+    if any(why.startswith(audits_mod.NOT_READY) for _, why in plan.skipped):
+        # no audit can run and one's folder cannot: that is the first thing to fix, said first. The missing file of
+        # another audit, said alone, hid it (a third audit's template with a syntax error: "procedures.csv: required
+        # file missing")
+        skipped = sorted(plan.skipped, key=lambda s: not s[1].startswith(audits_mod.NOT_READY))
+        raise ConfigError("no audit can run: " + "; ".join(f"{a}: {why}" for a, why in skipped))
     if plan.missing_tables:
         table, needed_by = next(iter(plan.missing_tables.items()))
         if warehouse_path is not None:  # a table it held seems absent when its store folder is (a copy of the file alone)
