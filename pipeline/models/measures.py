@@ -159,10 +159,9 @@ SELECT period, level, group_key, measure_id, numerator, denominator FROM cells
 def made_from(audit) -> str:
     """What the measure models are written from: an error building one names the files to look at, the models' own
     too (a column int_audited_orders lacks is its SQL's to add: the message had named the manifest alone, in words)."""
-    from pipeline.audits import model_files
-
-    files = model_files(audit)
-    over = [str(files.get(audit.model_name(m), m)) for m in ("int_audited_orders", "int_case_summary")]
+    # the models' files by their names (audits.model_files' shape, checked with the folder): no listing of the folder
+    # for a line only an error prints
+    over = [str(audit.sql_dir / f"{audit.model_name(m)}.sql") for m in ("int_audited_orders", "int_case_summary")]
     return f"{audit.folder / 'audit.toml'}'s measures and [report], over {' and '.join(over)}"
 
 
