@@ -105,9 +105,10 @@ def _written_by_a_run(fd: int) -> bool:
     """Whether a lock file found at the path is one a run wrote: a regular file, empty (a run stopped as it made it)
     or naming its holder. A user's file of that name (notes beside the warehouse, wh.duckdb.lock) was emptied and
     written over: the lock is order-audit's by its name alone."""
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    found = os.fstat(fd)
+    if not stat.S_ISREG(found.st_mode):
         return False
-    if os.fstat(fd).st_size == 0:
+    if found.st_size == 0:
         return True
     holder = _holder(fd)
     return holder is not None and {"run_id", "pid"} <= holder.keys()
