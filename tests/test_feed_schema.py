@@ -458,3 +458,35 @@ def test_the_documented_commands_run_the_docs_sql_without_a_duckdb_shell(tmp_pat
     assert "department" in ran[0].stdout  # the query's table, printed (every cell of the small input withheld: no row)
     loaded = duckdb.connect(str(tmp_path / "history.duckdb"), read_only=True)
     assert loaded.execute("SELECT count(*) FROM feed_history").fetchall()[0][0] == feed_rows(tmp_path / "out").height
+
+
+def test_the_feeds_dates_have_one_type_per_reader_whether_null_or_filled(tmp_path, monkeypatch):
+    """A hand-built feed row written by the feed's writer twice, ``verified_from`` null (the CSF-leak feed) and filled
+    (low back pain): the Parquet files type both dates DATE alike, and the doc's pandas CSV read gives both files the
+    same dtypes. Its read before gave the null column datetime64[s] and the filled one datetime64[us] (parse_dates), so
+    a dashboard stacking the two audits' feeds got two dtypes."""
+    import pandas as pd  # noqa: PLC0415
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    row = {c: None for c in feed.FEED_SCHEMA} | {
+        "schema_version": feed.SCHEMA_VERSION, "audit_id": "a", "period": "2026-04", "level": "overall",
+        "group_key": "all", "measure_id": "m", "numerator": 3, "denominator": 13, "suppressed": False,
+        "direction": "neutral", "period_type": "month", "period_start": "2026-04", "period_end": "2026-04",
+        "status": "final", "data_through": datetime.date(2026, 6, 30), "look_back": "complete",
+    }  # fmt: skip
+    python = re.findall(r"```python\n(.*?)```", FEED_DOC, re.S)[1]  # the typed CSV read
+    read = {}
+    for name, verified_from in (("null", None), ("filled", datetime.date(2024, 12, 28))):
+        folder = tmp_path / name / "csf_leak"
+        folder.mkdir(parents=True)
+        feed.write_rows(pl.DataFrame([row | {"verified_from": verified_from}], schema=feed.FEED_SCHEMA), folder)
+        types = {f.name: (f.physical_type, str(f.logical_type)) for f in pq.ParquetFile(folder / "metrics.parquet").schema}
+        assert types["verified_from"] == types["data_through"] == ("INT32", "Date"), name
+        monkeypatch.chdir(folder.parent)
+        names: dict = {}
+        exec(python, names)  # noqa: S102 - the documented snippet itself
+        read[name] = names["feed_csv"]
+        assert read[name]["verified_from"].tolist() == [pd.NaT if verified_from is None else pd.Timestamp(verified_from)]
+        assert pd.read_parquet(folder / "metrics.parquet")["verified_from"].tolist() == [verified_from]
+    assert read["null"].dtypes.to_dict() == read["filled"].dtypes.to_dict()
+    assert str(read["null"]["verified_from"].dtype) == "datetime64[s]"

@@ -560,9 +560,8 @@ def write_feed(
         _log_left_out(run_info["audit"]["id"], left_out)
     if whole_left_out:
         _log_whole_left_out(run_info["audit"]["id"], whole_left_out)
-    csv_path, pq_path, json_path = out_dir / "metrics.csv", out_dir / "metrics.parquet", out_dir / "metrics.json"
-    formula_guard.neutralised(feed).write_csv(csv_path, float_precision=ROUND_DIGITS)  # the Parquet keeps the raw text
-    feed.write_parquet(pq_path, compression="zstd", statistics=False)
+    csv_path, pq_path = write_rows(feed, out_dir)
+    json_path = out_dir / "metrics.json"
     headline = feed.filter((pl.col("period") == headline_period) & (pl.col("level") == "overall"))
     summary = {
         "schema_version": SCHEMA_VERSION,
@@ -592,6 +591,17 @@ def write_feed(
     }
     json_path.write_text(json.dumps(summary, indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8", newline="\n")
     return [csv_path, pq_path, json_path]
+
+
+def write_rows(feed: pl.DataFrame, out_dir: Path) -> tuple[Path, Path]:
+    """The rows as metrics.csv and metrics.parquet. The Parquet file types each column by FEED_SCHEMA whatever its
+    values: ``data_through`` and ``verified_from`` are Parquet DATE when every row is null too (the CSF-leak feed's
+    ``verified_from``), so a reader gets one type from every feed (docs/METRICS_FEED.md, *The CSV, read with its
+    types*, says which)."""
+    csv_path, pq_path = out_dir / "metrics.csv", out_dir / "metrics.parquet"
+    formula_guard.neutralised(feed).write_csv(csv_path, float_precision=ROUND_DIGITS)  # the Parquet keeps the raw text
+    feed.write_parquet(pq_path, compression="zstd", statistics=False)
+    return csv_path, pq_path
 
 
 def _log_whole_left_out(audit_id: str, parts: list[str]) -> None:
