@@ -100,6 +100,17 @@ def test_every_study_type_the_audit_reads_has_words(audit):
     assert sorted(t for t in {*audit.study_types, *shipped} if t not in labels) == []
 
 
+def test_a_workbook_header_two_audits_share_names_the_same_column():
+    """The committee reads both audits' workbooks side by side, so one header means one thing in both: "Episode" was
+    the low back pain workbook's case (a patient's back-pain episode) and the CSF-leak workbook's imaging-episode
+    number within a case."""
+    columns: dict[str, set[str]] = {}
+    for audit in RUNNABLE:
+        for column, spec in audit.manifest["report"].get("columns", {}).items():
+            columns.setdefault(spec[0], set()).add(column)
+    assert {header: sorted(named) for header, named in columns.items() if len(named) > 1} == {}
+
+
 @pytest.mark.parametrize("audit", [a for a in RUNNABLE if a.manifest["report"].get("label_columns")], ids=lambda a: a.id)
 def test_the_workbook_shows_the_audits_label_columns_in_words_and_keeps_the_keys(deck_runs, audit):
     book = Workbook(_out(deck_runs, audit) / "case_list.xlsx")
