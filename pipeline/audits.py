@@ -59,6 +59,7 @@ REPORT_KEYS = (
     "columns",  # output column -> [header, note] for the workbook and the case list
     "section_titles",  # section name -> its title in the report's contents line
     "case_list_notes",  # sentences printed above the flagged cases (how to read their times ...)
+    "audited_cases_note",  # words after "the N cases with an audited order": who they are, beside the headline's N
     "labels",  # key -> words: the audit's own keys (a recorded value, a group) as the report prints them
     "label_columns",  # its own columns of '|'-separated keys the workbook shows in words (the keys kept beside)
     "why_columns",  # its own columns the workbook's Why (in words) names after the reasons: what a reviewer confirms

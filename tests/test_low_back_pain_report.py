@@ -1024,3 +1024,36 @@ def test_a_department_page_names_the_audit_s_own_unit(deck_runs):
         for page in notes:
             text = page.read_text(encoding="utf-8")
             assert f"other departments' orders of the same {unit} are on their pages" in text, page
+
+
+def test_the_flagged_count_says_its_episodes_are_not_the_headline_rates():
+    """2026-04's report printed "9 of the 13 episodes with an audited order" under a headline of "4 / 13": its 13
+    counts complicated episodes too, the rate's N the uncomplicated episodes judged, and the committee read the two
+    13s as one. Each audit's words follow the count ([report] audited_cases_note), on a department's page too; the
+    CSF-leak's "2 of the 4 cases" beside its right-study measure's "2 / 4" likewise."""
+    import html  # noqa: PLC0415
+
+    from pipeline.resources import reports_dir  # noqa: PLC0415
+
+    page = (reports_dir() / "report.html").read_text(encoding="utf-8")
+    sentence = re.search(r"<p>(\{\{ flagged\.n_flagged_cases.*?)\n", page).group(1)
+    flagged = {"n_flagged_cases": 9, "n_cases": 13, "n_flagged_orders": 9}
+    found = {a.id: a for a in audits.discover()}
+    said = {}
+    for audit_id, kind, review in (
+        ("low_back_pain", "hospital", False),
+        ("low_back_pain", "department", False),
+        ("csf_leak", "hospital", True),
+    ):
+        spec = ReportSpec.of(found[audit_id])
+        out = make_env().from_string(sentence).render(flagged=flagged, spec=spec, scope={"kind": kind}, gives_review=review)
+        said[audit_id, kind] = " ".join(html.unescape(out).split())
+    assert said == {
+        ("low_back_pain", "hospital"): "9 of the 13 episodes with an audited order (complicated ones included; the headline"
+        " rate's N counts only the uncomplicated episodes judged) have an inappropriate order (9 such orders).",
+        ("low_back_pain", "department"): "9 of the 13 episodes with an audited order from this department (complicated"
+        " ones included; the headline rate's N counts only the uncomplicated episodes judged) have an inappropriate"
+        " order (9 such orders placed by this department).",
+        ("csf_leak", "hospital"): "9 of the 13 cases with an audited order (any verdict; the right-study measure's N"
+        " counts only cases with evaluated imaging) have an inappropriate or review order (9 such orders).",
+    }

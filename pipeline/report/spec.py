@@ -47,6 +47,9 @@ class ReportSpec:
     funnel_measure: str | None
     columns: dict = field(default_factory=dict)  # column -> (header, note)
     case_list_notes: list[str] = field(default_factory=list)
+    # words after "the N cases with an audited order" (the flagged section): that N beside a headline N of another
+    # population that can be the same number (low back pain: complicated episodes too; its rate: uncomplicated only)
+    audited_cases_note: str = ""
     sections: list[Section] = field(default_factory=list)
     definitions: Path | None = None  # report/definitions.html: the audit's definitions in the Methods
     # report/period_note.html (+ .sql): what the first page says of the period beside "provisional" (every page)
@@ -143,6 +146,7 @@ class ReportSpec:
             funnel_measure=funnel,
             columns={k: tuple(v) for k, v in report.get("columns", {}).items()},
             case_list_notes=[audits.with_parameters(n, parameters) for n in report.get("case_list_notes", [])],
+            audited_cases_note=audits.with_parameters(report.get("audited_cases_note", ""), parameters),
             sections=sections,
             definitions=definitions if definitions.is_file() else None,
             period_note=Section("period_note", "", note, note_sql if note_sql.is_file() else None) if note.is_file() else None,
