@@ -389,6 +389,16 @@ def test_attrition_notes_agree_in_number(deck_runs):
     assert not re.search(r"\(1 of these also carry\b", notes)
 
 
+def test_the_attrition_says_episode_where_it_means_one():
+    """The attrition's words (its model's text literals, printed in the report and attrition.csv) say "episode": 2026-04's
+    report read "a case with several red-flag groups is counted under each" and "days 0-42 of a case" beside the
+    episode steps, the CSF-leak audit's word in the other report the committee reads."""
+    sql = (AUDIT_DIR / "sql" / "low_back_pain__mart_attrition.sql").read_text(encoding="utf-8")
+    literals = re.findall(r"'((?:[^']|'')*)'", re.sub(r"--[^\n]*", "", sql))
+    assert [t for t in literals if re.search(r"\bcases?\b", t)] == []
+    assert "an episode with several red-flag groups is counted under each" in literals
+
+
 def test_the_report_says_which_episodes_the_workbook_lists(deck_runs):
     """The workbook lists the audited orders, so only the episodes that have one: the report said "Every episode and
     order, flagged or not, is in case_list.xlsx" and "the workbook lists every episode", and a reviewer looked there in
@@ -651,7 +661,7 @@ def test_which_diagnoses_start_an_episode_is_said_in_a_clinicians_words():
     """The note said 'any position (the diagnoses feed has no is_principal or diagnosis_rank column)': a column
     name where a clinician reads; it now says what counts first, and the columns only as what the extract would add."""
     red_flags = (
-        ' Red flags recorded "any time before" reach back to the earliest data held: diagnoses from 2022-10-25, orders'
+        ' Red flags recorded "any time before" reach back to the earliest rows loaded: diagnoses from 2022-10-25, orders'
         " from 2024-07-01."
     )
     assert _index_diagnoses_note(False, True) == (

@@ -107,7 +107,7 @@ steps AS (
     UNION ALL SELECT 5, 'Episodes (new, in the age range)', 'episodes', (SELECT count(*) FROM cases), 'step', ''
     UNION ALL SELECT 5, 'Episodes: patients', 'patients', (SELECT count(DISTINCT patient_key) FROM cases), 'step', ''
     UNION ALL SELECT 5, 'Complicated: red flag ' || g.red_flag_group, 'episodes', g.n, 'exclusion',
-           'a case with several red-flag groups is counted under each'
+           'an episode with several red-flag groups is counted under each'
     FROM case_groups AS g
     UNION ALL SELECT 6, 'Uncomplicated episodes', 'episodes',
            (SELECT count(*) FROM cases WHERE NOT is_complicated), 'step', ''
@@ -143,7 +143,7 @@ steps AS (
            'step', ''
     UNION ALL SELECT 9, 'Audited orders (listed)', 'orders', (SELECT count(*) FROM orders), 'step',
            'lumbar imaging (or an unmapped code) on days 0-' || CAST(prm.audit_window_days AS VARCHAR)
-           || ' of a case, complicated or not'
+           || ' of an episode, complicated or not'
     FROM low_back_pain__parameters AS prm
     UNION ALL SELECT 9, 'Excluded: ' || reason_code, 'orders', n, 'exclusion', note FROM reason_rows WHERE verdict = 'excluded'
     UNION ALL SELECT 10, 'Orders not excluded', 'orders', (SELECT count(*) FROM orders WHERE verdict <> 'excluded'), 'step', ''
