@@ -840,9 +840,9 @@ def test_attrition_says_a_position_or_setting_the_extract_lacks_was_not_checked(
     with_both = _position_and_setting_notes(_folder(deck_runs) / "attrition.csv")
     assert with_both == {
         "Not the principal diagnosis": "the feed marks the diagnosis position; only a principal diagnosis starts an episode",
-        "Position not recorded": "the feed has a position column but this row leaves it empty",
+        "Position not recorded": "the feed has a position column; a diagnosis counted here leaves it empty",
         "Inpatient": "HEDIS counts outpatient-type settings only (outpatient, emergency, observation, telehealth)",
-        "Setting not recorded": "the feed has a setting column but this row leaves it empty",
+        "Setting not recorded": "the feed has a setting column; a diagnosis counted here leaves it empty",
     }
     out = tmp_path / "out"
     proc = run_cli("run", "--input", small_input, "--out", out, "--warehouse", tmp_path / "wh.duckdb", "--no-validate")

@@ -72,7 +72,7 @@ steps AS (
     FROM feed AS f
     UNION ALL SELECT 1, 'Position not recorded', 'diagnoses',
            (SELECT count(*) FROM dx WHERE is_position_unknown), 'exclusion',
-           CASE WHEN f.has_position THEN 'the feed has a position column but this row leaves it empty'
+           CASE WHEN f.has_position THEN 'the feed has a position column; a diagnosis counted here leaves it empty'
                ELSE 'not checked: the extract has no position column' END
     FROM feed AS f
     UNION ALL SELECT 1, 'Inpatient', 'diagnoses',
@@ -84,7 +84,7 @@ steps AS (
     FROM feed AS f
     UNION ALL SELECT 1, 'Setting not recorded', 'diagnoses',
            (SELECT count(*) FROM dx WHERE is_principal_ok AND is_setting_unknown), 'exclusion',
-           CASE WHEN f.has_setting THEN 'the feed has a setting column but this row leaves it empty'
+           CASE WHEN f.has_setting THEN 'the feed has a setting column; a diagnosis counted here leaves it empty'
                ELSE 'not checked: the extract has no setting column' END
     FROM feed AS f
     UNION ALL SELECT 2, 'Index-eligible diagnoses', 'diagnoses',
