@@ -109,6 +109,10 @@ def test_a_workbook_header_two_audits_share_names_the_same_column():
         for column, spec in audit.manifest["report"].get("columns", {}).items():
             columns.setdefault(spec[0], set()).add(column)
     assert {header: sorted(named) for header, named in columns.items() if len(named) > 1} == {}
+    # and the CSF-leak methods define the imaging episode by the word its workbook heads the number with
+    leak = next(a for a in RUNNABLE if a.id == "csf_leak")
+    header = leak.manifest["report"]["columns"]["episode_number"][0]
+    assert f"<strong>{header}</strong>:" in (leak.report_dir / "definitions.html").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("audit", [a for a in RUNNABLE if a.manifest["report"].get("label_columns")], ids=lambda a: a.id)
