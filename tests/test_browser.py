@@ -372,6 +372,45 @@ def test_a_printed_table_longer_than_a_page_starts_where_it_is_reached(tmp_path,
     assert len(pages) == 3 and all("HEADCELL" in page for page in pages), pages
 
 
+def _grown_table(kind: str, rows: int) -> str:
+    """A table whose rows grow with the hospital (``groups``: the departments or providers; ``attribution``), with the
+    class the report's macro gives it for that many rows."""
+    from pipeline.report.templates import make_env  # noqa: PLC0415
+
+    macros = make_env().get_template("_macros.html").module
+    body = "".join(f"<tr><td>DEPT{i:02d}</td><td>a department</td></tr>" for i in range(rows))
+    return (
+        f'<table class="{kind}{macros.whole_if_few(list(range(rows)))}"><thead><tr><th>HEADCELL</th><th>What</th></tr>'
+        f"</thead><tbody>{body}</tbody></table>"
+    )
+
+
+@pytest.mark.parametrize("kind", ["groups", "attribution"])
+def test_a_printed_department_table_of_a_few_rows_is_never_split(tmp_path, kind):
+    """The departments', providers' and attribution tables split where the page ends (their rows grow with the
+    hospital), but one of a few rows prints whole: 2026-04's low back pain report printed Emergency alone at page 3's
+    foot and its other two departments and the hospital row atop page 4."""
+    fillers = range(150, 190, 4)  # the foot of the page falls after, in, then before the table
+    table = _grown_table(kind, rows=4)
+    printed = _printed_each_alone(tmp_path, [f'<div style="height: {mm}mm">Filler</div>{table}' for mm in fillers])
+    split = [
+        mm
+        for mm, pages in zip(fillers, printed, strict=True)
+        if len(holding := [page for page in pages if "DEPT" in page]) != 1
+        or not all(f"DEPT{i:02d}" in holding[0] for i in range(4))
+    ]
+    assert split == []
+
+
+@pytest.mark.parametrize("kind", ["groups", "attribution"])
+def test_a_printed_department_table_longer_than_a_page_starts_where_it_is_reached(tmp_path, kind):
+    """Kept whole, a table longer than a page would first move to a new page, then split all the same."""
+    table = _grown_table(kind, rows=70)
+    pages = [page for page in _printed_pages(tmp_path, f'<div style="height: 100mm">Filler</div>{table}') if page.strip()]
+    assert "Filler" in pages[0] and "DEPT00" in pages[0], pages[0]
+    assert len(pages) == 3 and all("HEADCELL" in page for page in pages), pages
+
+
 def test_the_printed_case_lists_note_stays_with_the_list(tmp_path):
     """The note above the case list (pseudonyms, how time is counted) printed wherever the page ends near it: on the
     page of the list's first rows. In its scrolling box (for phones) the list was no longer the note's next sibling,

@@ -62,8 +62,9 @@ def _text(fragment: str) -> str:
 
 
 def _table(fragment: str, css_class: str) -> list[list[str]]:
-    """The body and footer rows of the first table with that class, as cell texts."""
-    start = fragment.index(f'<table class="{css_class}">')
+    """The body and footer rows of the first table with that class (and maybe others: "whole" when it prints whole), as
+    cell texts."""
+    start = re.search(rf'<table class="{css_class}[ "]', fragment).start()
     table = fragment[start : fragment.index("</table>", start)]
     body = table[table.index("</thead>") :]
     return [
