@@ -143,8 +143,7 @@ def data_key(scale: str, fmt: str) -> dict:
 
 def ensure_deck() -> Path:
     """The test deck as one input folder (rewritten every time: it is 200 rows)."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    from deck_input import write_deck_input  # noqa: PLC0415 - the tests' own writer, one home for the deck's files
+    from pipeline.deck import write_deck_input  # noqa: PLC0415 - the deck's one writer (tests, `order-audit deck`)
 
     d = DATA / f"{DECK}-csv"
     shutil.rmtree(d, ignore_errors=True)

@@ -734,6 +734,88 @@ def audits_command(config_path, as_json):
             click.echo(f"  NOT READY: {r['problem']}")
 
 
+@cli.command("deck")
+@click.option(
+    "--audit",
+    "audit_ids",
+    multiple=True,
+    help="Check this audit's deck (repeatable; `order-audit audits` lists them). Default: every audit found.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="TOML settings file: its audits_path finds your own audits (no other setting applies to the deck).",
+)
+@_logging_options
+def deck_command(audit_ids, config_path, log_format, quiet, verbose):
+    """Run the audits' deck cases (deck/*.toml) through the real pipeline and compare each order and case with the
+    file's expected result: one line per mismatch, then a summary. Exit 0 when all agree, 1 on a mismatch. Writes
+    nothing outside a temporary folder, removed at the end."""
+    import secrets
+    import tempfile
+
+    from pipeline import audits as audits_mod
+    from pipeline import deck
+    from pipeline.config import load_config
+    from pipeline.errors import ConfigError
+
+    _log_as_asked(log_format, quiet, verbose)
+    cfg = load_config(config_path)
+    found = audits_mod.discover(cfg.audits_path)
+    known = {a.id for a in found}
+    unknown = [a for a in audit_ids if a not in known]
+    if unknown:
+        raise ConfigError(
+            f"--audit {unknown[0]}: no such audit (found: {', '.join(sorted(known))}); `order-audit audits` lists them"
+        )
+    chosen = [a for a in found if not audit_ids or a.id in audit_ids]
+    for a in chosen:
+        if not a.runnable:
+            why = f"cannot run yet, its deck is not checked: {a.problem}"
+            event(f"{a.id} skipped: {why}", level=logging.WARNING, event="audit_skipped", audit_id=a.id, reason=why)
+    files = deck.deck_files([a for a in chosen if a.runnable])
+    if not files:
+        raise ConfigError("no deck file (deck/*.toml) in the audits chosen: write one case per path (docs/AUDITS.md, The deck)")
+    ran = [a for a in chosen if a.runnable]
+    # named only when asked: by default a separate file's input may lack a table another audit needs, which the run
+    # then skips (as the tests' runs do), where an audit named on the command line stops it
+    chosen_args = [arg for a in ran for arg in ("--audit", a.id)] if audit_ids else []
+    # the runs' own progress lines only with --verbose: the deck's findings are what the author reads
+    run_log = [] if verbose else ["--quiet"]
+
+    def run_one(name: str, args: list) -> str:
+        # `order-audit run` itself, in this process: the same command a user and the tests run (make_context and
+        # invoke, not main: main turns a Ctrl-C into click's Abort, where the group ends a stopped command 130 or 143)
+        argv = [str(a) for a in (*args, *chosen_args, "--log-format", log_format, *run_log)]
+        try:
+            with run.make_context("order-audit run", argv) as ctx:
+                run.invoke(ctx)
+        except AuditError as exc:  # the deck's rows or the audit's own files: said as the run said it, with the run
+            said = AuditError(f"the deck's run ({name}) stopped: {exc.message}")
+            said.exit_code = exc.exit_code
+            raise said from None
+        return ""
+
+    with tempfile.TemporaryDirectory(prefix="order-audit-deck-") as base:
+        # a key of the deck's own: its pseudonyms never leave this folder, and no run warns of the public demo key
+        key_file = Path(base) / "pseudonym.key"
+        key_file.write_text(secrets.token_hex(32), encoding="utf-8")
+        runs = deck.run_decks(Path(base), ran, files, run_one, cfg.audits_path, key_file)
+        checked = deck.check(runs, ran, files)
+    _log_as_asked(log_format, quiet, verbose)  # each run set the log as it was asked; the deck's own again
+    for f, audit_id, problem in checked.mismatches:
+        click.echo(f"{f.path or f.id}: {audit_id}: {printable(problem)}")
+    summary = f"deck: {counted(checked.files, 'case')}, {counted(checked.orders, 'order')}, " + counted(
+        len(checked.mismatches), "mismatch", "mismatches"
+    )
+    click.echo(summary)
+    if checked.mismatches:
+        found_n = counted(len(checked.mismatches), "mismatch", "mismatches")
+        raise ConfigError(f"the deck disagrees with its audit ({found_n} above): fix the audit's rule or the file's expected row")
+
+
 @cli.command()
 @click.option("--patients", type=click.IntRange(min=1), default=20000, show_default=True)
 @click.option("--months", type=click.IntRange(min=1), default=24, show_default=True)

@@ -353,9 +353,8 @@ def deck_runs(tmp_path_factory):
     """Every audit's deck through the real CLI: the combined input once (all audits, with the
     re-identification crosswalk), and each ``separate_input`` file on its own input. Built once per test
     run (``built_once``): the runs take a quarter of a minute, and every worker reads the same ones."""
-    from deck_input import deck_files
-
     from pipeline import audits
+    from pipeline.deck import deck_files
 
     found = audits.discover()
     files = deck_files(found)
@@ -364,43 +363,19 @@ def deck_runs(tmp_path_factory):
 
 
 def _deck_runs(base: Path, found, files) -> dict:
-    from deck_input import SITE_TIMEZONE, deck_config, write_deck_input, write_input
+    from pipeline.deck import run_decks
 
-    def run(name: str, write, config: str = "") -> dict:
-        inp, out, wh, reid = base / name / "input", base / name / "output", base / name / "wh.duckdb", base / f"{name}.reid.csv"
-        write(inp)
-        configured = []
-        if config:  # a deck file's own config (its [extract]), beside the input, not in it
-            (base / name / "site.toml").write_text(config, encoding="utf-8")
-            configured = ["--config", base / name / "site.toml"]
-        proc = run_cli(
-            "run",
-            "--input",
-            inp,
-            "--out",
-            out,
-            "--warehouse",
-            wh,
-            "--site-timezone",
-            SITE_TIMEZONE,
-            "--reid-file",
-            reid,
-            *configured,
-        )
+    def run(name: str, args: list) -> str:
+        proc = run_cli("run", *args)
         if proc.returncode != 0:
             pytest.fail(
-                f"order-audit run on the deck ({name}) exited {proc.returncode} (input kept in {inp})\n"
+                f"order-audit run on the deck ({name}) exited {proc.returncode} (input kept in {base / name})\n"
                 f"--- stderr ---\n{proc.stderr[-6000:]}",
                 pytrace=False,
             )
-        return {"input": inp, "out": out, "warehouse": wh, "reid": reid, "stderr": proc.stderr}
+        return proc.stderr
 
-    runs = {"combined": run("combined", lambda inp: write_deck_input(inp, files))}
-    runnable = {a.id for a in found if a.runnable}
-    for f in files:
-        if f.separate and f.audit in runnable:  # its own audit must be able to read it
-            runs[f.id] = run(f.id.replace("/", "__"), lambda inp, f=f: write_input(inp, [f.case]), deck_config(f.case))
-    return runs
+    return run_decks(base, found, files, run)
 
 
 # ----------------------------------------------------------------------------------------- Spark

@@ -13,9 +13,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 from conftest import DESIGN_REASONS
-from deck_input import TABLE_COLUMNS, deck_files, local_map_key, order_ids, patient_ids, procedure_ids, rows_of
 from xlsx_xml import Workbook
 
+from pipeline.deck import TABLE_COLUMNS, deck_files, local_map_key, order_ids, patient_ids, procedure_ids, rows_of
 from pipeline.report.caselist import TIME_AFTER_FORMAT
 
 ROOT = Path(__file__).resolve().parents[1]

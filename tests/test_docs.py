@@ -46,7 +46,7 @@ def test_readme_rule_table_is_generated_from_the_registry(audit):
         assert rules(audit).height == 18
 
 
-@pytest.mark.parametrize("command", ["run", "inspect", "validate", "runs", "diff", "synth"])
+@pytest.mark.parametrize("command", ["run", "inspect", "validate", "runs", "diff", "synth", "deck"])
 def test_every_command_documents_itself(command):
     result = run_cli(command, "--help")
     assert result.returncode == 0 and "Usage:" in result.stdout, result.stderr

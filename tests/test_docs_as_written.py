@@ -98,7 +98,7 @@ def test_the_crontab_line_runs_the_monthly_command(doc, tmp_path):
 
 def test_the_deck_order_counts_quoted_are_the_decks():
     """The README's and benchmarks/README's count of the decks' audited orders are those the deck files expect."""
-    from deck_input import deck_files, mine
+    from pipeline.deck import deck_files, mine
 
     counts = {
         audit: sum(mine(row, f, audit) for f in deck_files() if not f.separate for row in f.case.get("expected_orders", []))

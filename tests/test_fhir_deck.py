@@ -21,11 +21,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 from conftest import built_once, run_cli
-from deck_input import SITE_TIMEZONE, DeckFile, deck_files, deck_outputs, deck_problems, write_deck_input
-from deck_input import rows_of as _rows
 from fhir_export import export_extract
 
 from benchmarks.engine_compare import data_outputs
+from pipeline.deck import SITE_TIMEZONE, DeckFile, deck_files, deck_outputs, deck_problems, write_deck_input
+from pipeline.deck import rows_of as _rows
 from pipeline.models import spark as spark_engine
 
 AUDITS = ("csf_leak", "low_back_pain")

@@ -19,13 +19,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 from conftest import run_cli, write_small_input
-from deck_input import SITE_TIMEZONE, deck_files, write_deck_input
 from fhir_export import export_extract
 from test_fhir_input import _lines, _sr
 from test_fhir_whole import _both_ways, _extracted, _patients
 
 from benchmarks.engine_compare import data_outputs
 from pipeline.config import load_config
+from pipeline.deck import SITE_TIMEZONE, deck_files, write_deck_input
 from pipeline.ingest.fhir import export, extract, prepare, whole
 from pipeline.wording import counted
 

@@ -19,11 +19,11 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from deck_input import deck_files, write_deck_input
 from fhir_export import export_extract
 from test_fhir_input import SR_FILE, _lines, _sr
 
 from pipeline.config import load_config
+from pipeline.deck import deck_files, write_deck_input
 from pipeline.errors import InputFileError
 from pipeline.ingest import load
 from pipeline.ingest.fhir import export, extract, lines, prepare, whole

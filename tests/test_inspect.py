@@ -14,10 +14,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 from conftest import inspect_writing_config, run_cli
-from deck_input import deck_files, write_deck_input
-from deck_input import rows_of as _rows
 from site_export import export_text, export_workbook
 
+from pipeline.deck import deck_files, write_deck_input
+from pipeline.deck import rows_of as _rows
 from pipeline.ingest import detect, inspector
 from pipeline.ingest.contract import CONTRACT_BY_NAME
 

@@ -197,7 +197,8 @@ def test_rule_labels_and_explanations_say_the_windows_in_force(deck_runs, tmp_pa
     audited orders' explanation), as the headline labels above them say: rules.csv's were fixed text, so the
     report counted orders under 48 hours as 'Imaging within 72 hours of the procedure'."""
     from conftest import run_cli
-    from deck_input import SITE_TIMEZONE, write_deck_input
+
+    from pipeline.deck import SITE_TIMEZONE, write_deck_input
 
     config, out = tmp_path / "site.toml", tmp_path / "out"
     config.write_text(

@@ -5,7 +5,8 @@ optional column it is about."""
 from __future__ import annotations
 
 from conftest import run_cli
-from deck_input import SITE_TIMEZONE, write_input
+
+from pipeline.deck import SITE_TIMEZONE, write_input
 
 KEY = {"ORDER_AUDIT_PSEUDONYM_KEY": "lbp-expectations-test-key"}
 CHECKS = (

@@ -361,7 +361,8 @@ def test_headline_labels_say_the_early_imaging_days_in_force(deck_runs, tmp_path
     'HEDIS-style', as the report's section and the guideline note say (the value sets are a public approximation,
     not NCQA's), not 'the HEDIS rate'."""
     from conftest import run_cli
-    from deck_input import SITE_TIMEZONE, write_input
+
+    from pipeline.deck import SITE_TIMEZONE, write_input
 
     config, out = tmp_path / "site.toml", tmp_path / "out"
     config.write_text("[audits.low_back_pain]\nearly_imaging_days = 21\n", encoding="utf-8")

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli, run_cli_side_by_side
-from deck_input import SITE_TIMEZONE
 
 from benchmarks.engine_compare import data_outputs
+from pipeline.deck import SITE_TIMEZONE
 from pipeline.models import spark as spark_engine
 
 # the deck is tiny: compiling code per stage, re-planning at run time and splitting a shuffle cost more than they save;

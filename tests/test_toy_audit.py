@@ -14,9 +14,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 from conftest import run_cli
-from deck_input import SITE_TIMEZONE, deck_files, deck_outputs, deck_problems, mine, rows_of, write_deck_input
 
 from pipeline import audits
+from pipeline.deck import SITE_TIMEZONE, deck_files, deck_outputs, deck_problems, mine, rows_of, write_deck_input
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = ROOT / "tests" / "toy_audit"

@@ -1,25 +1,29 @@
-"""Every audit's deck (``audits/<id>/deck/*.toml``) as input folders for the real CLI.
+"""Every audit's deck (``audits/<id>/deck/*.toml``): read, written as input folders for the real CLI, run, and
+checked against each file's full expected result.
 
 All deck files of all audits are combined into one input folder (each table written with the union of
 the columns its rows use; ids never collide across decks); a file with ``separate_input = true`` runs on
 an input of its own (only its rows, only the columns they use), with its ``[extract]`` as its config
-(``deck_config``). Shared by tests/test_decks.py (every audit's expected results), tests/test_deck.py (the
-CSF deck's extras) and benchmarks/run.py (the deck as the small-run benchmark scale).
+(``deck_config``). One home for `order-audit deck` (an audit author's check of their own deck), the tests
+(tests/test_decks.py: every audit's expected results; tests/test_deck.py: the CSF deck's extras) and
+benchmarks/run.py (the deck as the small-run benchmark scale).
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
 from pipeline import audits
+from pipeline.errors import ConfigError
 from pipeline.models.reference import CODE_MAP_COLUMNS
 
-ROOT = Path(__file__).resolve().parents[1]
 INPUT_TABLES = ("procedures", "imaging_orders", "diagnoses", "patients")
 # canonical columns written first (the input contract); other columns a deck uses follow
 TABLE_COLUMNS = {
@@ -38,6 +42,7 @@ class DeckFile:
     audit: str  # the audit whose deck holds the file
     stem: str
     case: dict
+    path: Path | None = field(default=None, compare=False)  # where it was read from (None: built in memory)
 
     @property
     def id(self) -> str:
@@ -48,12 +53,33 @@ class DeckFile:
         return bool(self.case.get("separate_input"))
 
 
-def load_deck(folder: Path) -> dict[str, dict]:
-    deck = {}
-    for path in sorted(folder.glob("*.toml")):
+# the tables a deck file may hold, each a list of rows ([[name]]); every row of expected_orders names its order_id
+ROW_TABLES = (*INPUT_TABLES, "local_codes", "expected_orders", "expected_cases", "expected_episodes")
+
+
+def read_deck_file(path: Path) -> dict:
+    """One deck file, or a ConfigError naming it (and its line, when TOML gives one) and what to fix: a
+    traceback, or a KeyError deep in the check, was all an author writing their first deck got."""
+    try:
         with path.open("rb") as fh:
-            deck[path.stem] = tomllib.load(fh)
-    return deck
+            case = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        # the parser's message ends "(at line N, column M)": the place to look
+        raise ConfigError(f"{path}: not valid TOML: {exc}; fix the file (docs/AUDITS.md, The deck)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the deck file ({exc}); fix its permissions or encoding (UTF-8)") from None
+    for table in ROW_TABLES:
+        rows = case.get(table, [])
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise ConfigError(f"{path}: {table}: write each row as a [[{table}]] table of key = value lines")
+    for n, row in enumerate(case.get("expected_orders", []), start=1):
+        if "order_id" not in row:
+            raise ConfigError(f"{path}: [[expected_orders]] number {n} has no order_id: name the order it expects")
+    return case
+
+
+def load_deck(folder: Path) -> dict[str, dict]:
+    return {path.stem: read_deck_file(path) for path in sorted(folder.glob("*.toml"))}
 
 
 def deck_files(found: list | None = None) -> list[DeckFile]:
@@ -61,7 +87,8 @@ def deck_files(found: list | None = None) -> list[DeckFile]:
     out = []
     for audit in found if found is not None else audits.discover():
         if audit.deck_dir.is_dir():
-            out += [DeckFile(audit.id, stem, case) for stem, case in load_deck(audit.deck_dir).items()]
+            for path in sorted(audit.deck_dir.glob("*.toml")):
+                out.append(DeckFile(audit.id, path.stem, read_deck_file(path), path))
     return out
 
 
@@ -112,11 +139,18 @@ def write_input(folder: Path, cases: list[dict]) -> None:
         write_csv(folder / "local_code_map.csv", LOCAL_MAP_COLUMNS, list(local.values()))
 
 
-def deck_config(case: dict) -> str:
-    """The config a separate file runs with: its ``[extract]`` (where the site declares its extract starts and
-    reaches, each a quoted ISO date or time), '' when it has none."""
+def deck_config(case: dict, audits_path: list[str] | None = None, key_file: Path | None = None) -> str:
+    """The config a deck run uses: the folders of the audits outside this repository (``audits_path``, absolute),
+    the pseudonym key's file, and a separate file's ``[extract]`` (where the site declares its extract starts and
+    reaches, each a quoted ISO date or time); '' when there is none of them. Nothing else of a site's config: a deck
+    is written in the input contract's own shape, with the audits' default parameters."""
+    lines = [f"audits_path = {json.dumps([str(Path(p).resolve()) for p in audits_path])}\n"] if audits_path else []
+    if key_file is not None:
+        lines += ["[privacy]\n", f"key_file = {json.dumps(str(key_file))}\n"]
     extract = case.get("extract") or {}
-    return "".join(["[extract]\n", *(f'{k} = "{v}"\n' for k, v in extract.items())]) if extract else ""
+    if extract:
+        lines += ["[extract]\n", *(f"{k} = {json.dumps(str(v))}\n" for k, v in extract.items())]
+    return "".join(lines)
 
 
 def write_deck_input(folder: Path, files: list[DeckFile] | None = None) -> None:
@@ -179,9 +213,8 @@ def deck_problems(orders: pl.DataFrame, cases: pl.DataFrame, f: DeckFile, audit_
             got = (case.get("patient_id", "?"), case.get("index_date", "?"))
             if got != _case_key(e):
                 wrong["case"] = (_case_key(e), got)
-        if wrong:
-            detail = "; ".join(f"{k}: expected {w!r}, got {g!r}" for k, (w, g) in wrong.items())
-            problems.append(f"order {oid} (case {a['case_id']}): {detail} [secondary={a.get('secondary_reasons', '')}]")
+        # one line a field: an author fixes (or accepts) each on its own
+        problems += [f"order {oid} (case {a['case_id']}) {k}: expected {w!r}, found {g!r}" for k, (w, g) in wrong.items()]
 
     theirs = cases.filter(pl.col("patient_id").is_in(sorted(patient_ids(f.case))))
     want_ids = {c["case_id"]: c for c in rows_of(f.case, "expected_cases") if mine(c, f, audit_id)}
@@ -199,11 +232,88 @@ def deck_problems(orders: pl.DataFrame, cases: pl.DataFrame, f: DeckFile, audit_
             continue
         checked = [k for k in e if k not in ("audit", *EPISODE_KEYS)]
         wrong = {k: (e[k], c.get(k, "(no such column)")) for k in checked if c.get(k) != e[k]}
-        if wrong:
-            detail = "; ".join(f"{k}: expected {w!r}, got {g!r}" for k, (w, g) in wrong.items())
-            problems.append(f"case {c['case_id']} ({key[0]}, {key[1]}): {detail}")
+        problems += [f"case {c['case_id']} ({key[0]}, {key[1]}) {k}: expected {w!r}, found {g!r}" for k, (w, g) in wrong.items()]
     missing_ids = sorted(set(want_ids) - set(theirs["case_id"]))
     missing_eps = sorted(set(want_eps) - seen_eps)
     if missing_ids or missing_eps:
         problems.append(f"missing cases: {missing_ids + [f'{p} on {d}' for p, d in missing_eps]}")
     return problems
+
+
+# ----------------------------------------------------------------------------- running the deck
+
+# run(name, args) runs `order-audit run ARGS` and returns its stderr, or stops (raises) when it fails
+Runner = Callable[[str, list], str]
+
+
+def run_decks(
+    base: Path,
+    found: list,
+    files: list[DeckFile],
+    run: Runner,
+    audits_path: list[str] | None = None,
+    key_file: Path | None = None,
+) -> dict:
+    """The deck files through the real CLI under ``base``: every file but the separate ones as one input (all audits,
+    with the re-identification crosswalk), and each ``separate_input`` file on its own input (when its audit can run).
+    Each run's folders by name ("combined", or the file's id). ``audits_path``, ``key_file``: as ``deck_config``."""
+
+    def one(name: str, write, config: str) -> dict:
+        folder = base / name
+        inp, out, wh, reid = folder / "input", folder / "output", folder / "wh.duckdb", base / f"{name}.reid.csv"
+        write(inp)
+        configured = []
+        if config:  # the run's config beside the input, not in it
+            (folder / "site.toml").write_text(config, encoding="utf-8")
+            configured = ["--config", folder / "site.toml"]
+        args = ["--input", inp, "--out", out, "--warehouse", wh, "--site-timezone", SITE_TIMEZONE, "--reid-file", reid]
+        stderr = run(name, [*args, *configured])
+        return {"input": inp, "out": out, "warehouse": wh, "reid": reid, "stderr": stderr}
+
+    runs = {"combined": one("combined", lambda inp: write_deck_input(inp, files), deck_config({}, audits_path, key_file))}
+    runnable = {a.id for a in found if a.runnable}
+    for f in files:
+        if f.separate and f.audit in runnable:  # its own audit must be able to read it
+            name = f.id.replace("/", "__")
+            runs[f.id] = one(name, lambda inp, f=f: write_input(inp, [f.case]), deck_config(f.case, audits_path, key_file))
+    return runs
+
+
+def run_of(runs: dict, f: DeckFile) -> dict | None:
+    """The run a deck file's results are in (None: a separate file whose audit could not run)."""
+    return runs.get(f.id) if f.separate else runs["combined"]
+
+
+def results(run: dict, audit_id: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The audit's audited orders and cases of one run. A separate input may lack a table the audit requires: the
+    run skipped it (with a line in its log) and it lists nothing, so any expectation of it in the file fails."""
+    if not (Path(run["out"]) / audit_id).is_dir():
+        none = pl.DataFrame(schema={c: pl.String for c in ("order_id", "case_id", "verdict", "reasons", "patient_id")})
+        return none, none.select("case_id", "patient_id")
+    return deck_outputs(Path(run["out"]), Path(run["reid"]), audit_id)
+
+
+@dataclass(frozen=True)
+class Checked:
+    files: int  # deck files checked
+    orders: int  # expected orders checked (a file's orders, once per audit that expects them)
+    mismatches: list[tuple[DeckFile, str, str]]  # (file, audit id, what differs)
+
+
+def check(runs: dict, found: list, files: list[DeckFile]) -> Checked:
+    """Every deck file against every runnable audit's outputs (an audit not listed in a file must list none of its
+    patients' orders or cases)."""
+    mismatches, orders, cache = [], 0, {}
+    for f in files:
+        run = run_of(runs, f)
+        if run is None:
+            continue
+        for audit in found:
+            if not audit.runnable:
+                continue
+            key = (str(run["out"]), audit.id)
+            if key not in cache:
+                cache[key] = results(run, audit.id)
+            orders += sum(1 for e in rows_of(f.case, "expected_orders") if mine(e, f, audit.id))
+            mismatches += [(f, audit.id, p) for p in deck_problems(*cache[key], f, audit.id)]
+    return Checked(len(files), orders, mismatches)
