@@ -116,3 +116,26 @@ def test_no_raw_patient_id_in_outputs(deck_runs, audit):
         text = (folder / name).read_text(encoding="utf-8")
         leaked = [p for p in every if p in text]
         assert not leaked, f"{audit.id}/{name} shows raw patient ids {leaked[:5]}; patients appear only as patient_key"
+
+
+@pytest.mark.parametrize("audit", FOUND, ids=[a.id for a in FOUND])
+def test_attrition_lists_the_reasons_rows_in_rule_order(deck_runs, audit):
+    """attrition.csv and the report's attrition table list the exclusion rows of the audit's reasons in its rules.csv
+    order, not by name (the CSF-leak audit's 'Excluded: outside_window' came before red_flag_indication, listed
+    ahead of it)."""
+    if not audit.runnable:
+        pytest.skip(f"audit {audit.id} cannot run yet: {audit.problem}")
+    folder = Path(deck_runs["runs"]["combined"]["out"]) / audit.id
+    rules = audits.check_rules(audit)
+    in_rule_order = [r["reason_code"] for r in rules if r["verdict"] in ("excluded", "not_evaluable")]
+    steps = pl.read_csv(folder / "attrition.csv", infer_schema=False)["step"].to_list()
+    listed = [s.split(": ", 1)[1] for s in steps if s.startswith(("Excluded: ", "Not evaluable: "))]
+    assert listed == in_rule_order
+    html = (folder / "report.html").read_text(encoding="utf-8")
+    labels = {r["reason_code"]: r["label"] for r in rules}
+    shown = [
+        html.index(f"− {'Excluded' if r['verdict'] == 'excluded' else 'Not evaluable'}: {labels[r['reason_code']]}<")
+        for r in rules
+        if r["verdict"] in ("excluded", "not_evaluable")
+    ]
+    assert shown == sorted(shown), "the report's attrition table lists the reasons out of rule order"

@@ -62,3 +62,28 @@ def test_the_files_follow_row_order_not_the_stored_order(tmp_path):
     assert pq.read_table(tmp_path / "audited_orders.parquet")["order_id"].to_pylist() == ["O1", "O9", "O4", "O3", "O5"]
     assert pq.read_table(tmp_path / "cases.parquet")["case_id"].to_pylist() == ["=C0", "C1", "C2"]
     assert _csv_column(tmp_path / "attrition.csv", "step") == ["Cases", "Orders", "Excluded: a", "Excluded: b"]
+
+
+def test_attrition_rows_of_a_step_follow_the_audits_row_order_which_the_file_leaves_out(tmp_path):
+    """An audit's attrition mart may say its rows' order within a step (``row_order``: its rules.csv order for the
+    reasons' rows): the rows were sorted by name, so 'Excluded: outside_window' came before the rule listed ahead of
+    it. The column orders the file; the file's columns stay the contract's."""
+    con = _warehouse()
+    con.execute("DROP TABLE mart_attrition")
+    con.execute(
+        """CREATE TABLE mart_attrition AS SELECT * FROM (VALUES
+        (2, 'Excluded: outside_window', 'orders', 1, 'exclusion', '', 3), (2, 'Orders', 'orders', 5, 'step', '', 0),
+        (2, 'Excluded: red_flag_indication', 'orders', 1, 'exclusion', '', 2), (1, 'Cases', 'cases', 3, 'step', '', 0),
+        (2, 'Excluded: cancelled', 'orders', 1, 'exclusion', '', 1)
+        ) AS t(step_order, step, unit, count, kind, note, row_order)"""
+    )
+    write_tables(con, tmp_path, {})
+    assert _csv_column(tmp_path / "attrition.csv", "step") == [
+        "Cases",
+        "Orders",
+        "Excluded: cancelled",
+        "Excluded: red_flag_indication",
+        "Excluded: outside_window",
+    ]
+    with (tmp_path / "attrition.csv").open(encoding="utf-8") as f:
+        assert f.readline().strip() == "step_order,step,unit,count,kind,note"

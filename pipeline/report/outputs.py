@@ -35,12 +35,17 @@ DATA_OUTPUTS = {
 
 
 # The row order of each standard mart in its files: engines do not keep the order of a CREATE TABLE AS
-# (Spark, Trino), so the order is given here and every reader that lists rows sorts by it.
+# (Spark, Trino), so the order is given here and every reader that lists rows sorts by it. An attrition
+# mart's rows of one step follow the audit's own order (its ``row_order``: rule order for the reasons' rows,
+# the model's for the rest), not the alphabet ("Excluded: outside_window" came before the rule listed ahead
+# of it); an audit without the column gets them by name.
 ROW_ORDER = {
     "mart_audited_orders": ("index_at", "case_id", "ordered_at NULLS LAST", "order_id"),
     "mart_cases": ("index_at", "case_id"),
-    "mart_attrition": ("step_order", "kind DESC", "step"),
+    "mart_attrition": ("step_order", "kind DESC", "row_order", "step"),
 }
+# columns that only order a mart's rows: its files leave them out (attrition.csv's columns stay the contract's)
+SORT_ONLY = {"mart_attrition": ("row_order",)}
 
 
 def order_by(table: str, alias: str = "", columns: set[str] | None = None) -> str:
@@ -56,6 +61,9 @@ def _ordered(con: duckdb.DuckDBPyConnection, table: str, query: str) -> str:
         return query
     columns = {name for name, *_ in con.execute(f"DESCRIBE ({query})").fetchall()}
     keys = order_by(table, "q", columns)
+    hidden = [c for c in SORT_ONLY.get(table, ()) if c in columns]
+    if hidden:  # ordered by them, then left out of the file
+        return f"SELECT * EXCLUDE ({', '.join(hidden)}) FROM ({query}) AS q ORDER BY {keys}"
     return f"{query} ORDER BY {keys}" if keys else query
 
 

@@ -405,7 +405,9 @@ def attrition(con, labels: dict[str, str] | None = None) -> list[dict]:
     (steps sharing a number are siblings, e.g. flagged and review orders both out of evaluated orders), and only
     between rows of their step's own unit (``_own_units``). A step naming a key names it in ``labels``' words
     (reason codes and the audit's own keys; the data output keeps the key)."""
-    query = f"SELECT step_order, step, unit, count, kind, note FROM mart_attrition ORDER BY {order_by('mart_attrition')}"
+    columns = set(frame(con, "SELECT * FROM mart_attrition LIMIT 0").columns)  # row_order is the audit's choice
+    keys = order_by("mart_attrition", "", columns)
+    query = f"SELECT step_order, step, unit, count, kind, note FROM mart_attrition ORDER BY {keys}"
     rows = frame(con, query).to_dicts()
     for r in rows:
         r["step"] = in_words(r["step"], labels or {})
