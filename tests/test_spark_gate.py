@@ -12,6 +12,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from pipeline.config import Config
@@ -106,3 +107,44 @@ def test_the_gx_checks_read_the_spark_frames_and_a_query_spark_cannot_run_is_nam
     similar = on_spark["orders.status.similar"]
     assert similar.status == "error" and similar.blocking_failure
     assert similar.error.startswith("cannot run on Spark: jaro_similarity()"), similar.error
+
+
+def test_a_check_of_an_audits_suite_that_cannot_run_for_its_own_query_stops_as_on_duckdb(spark, small_input, tmp_path):
+    """A blocking check of an audit's own suite naming a column the table lacks: on DuckDB one line naming the suite,
+    the check and the database's first line, exit 1 (gate.stop_error); on Spark it was the gate's failure, exit 3,
+    'fix the extract', Spark's many-line error after it. Both engines now give the same line, each naming its own
+    database's first line; a warning check that cannot run logs one line on both."""
+    prepared = _prepared(small_input, tmp_path / "scratch")
+    db = gate.build_gate_db(prepared, Config(), tmp_path / "scratch", small_input, [])
+    suite = tmp_path / "my_audit" / "expectations" / "orders.json"  # an audit's folder, not the engine's expectations/
+    suite.parent.mkdir(parents=True)
+    query = "SELECT order_id FROM {batch} WHERE ordred_at IS NULL"
+    checks = [
+        {"type": "unexpected_rows_expectation", "kwargs": {"unexpected_rows_query": query + extra}, "meta": {"check_id": cid,
+         "severity": severity, "row_level": True, "description": "A time."}}
+        for cid, severity, extra in (("my_audit.orders.timed", "blocking", ""),
+                                     ("my_audit.orders.timed_warning", "warning", " AND order_id <> 'x'"))
+    ]  # fmt: skip
+    table = {"table": "src_imaging_orders", "key_columns": ["order_id"], "expectations": checks}
+    suite.write_text(json.dumps({"suite": "my_audit.orders", "tables": [table]}), encoding="utf-8")
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        spark.ship(con, "src_imaging_orders")  # as the gate ships the tables it checks (gate._on_spark)
+    finally:
+        con.close()
+    try:
+        on_spark = validate.run_suites(db, [suite], {"now": NOW}, spark=spark.session)
+    finally:
+        spark.session.catalog.dropTempView("src_imaging_orders")
+    on_duckdb = validate.run_suites(db, [suite], {"now": NOW})
+    for blocking, _ in (on_duckdb, on_spark):
+        stop = gate.stop_error([blocking])
+        assert stop.exit_code == 1, stop.message
+        assert stop.message.startswith(f"{suite}: check my_audit.orders.timed [src_imaging_orders] could not run ("), stop
+        assert "ordred_at" in stop.message and "\n" not in stop.message, stop.message
+    for _, warning in (on_duckdb, on_spark):
+        said = gate.could_not_run(warning)  # the warning's log line: one line, the suite named
+        assert said.startswith("could not run (") and "ordred_at" in said and "\n" not in said, said
+        assert said.endswith(f"({suite}; the check is wrong, not the extract: fix the check)"), said
+    assert on_duckdb[0].check_error.startswith("Binder Error: Referenced column")
+    assert on_spark[0].check_error.startswith("[UNRESOLVED_COLUMN"), on_spark[0].check_error

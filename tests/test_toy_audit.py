@@ -263,6 +263,31 @@ def test_a_blocking_check_of_the_audit_that_cannot_run_names_its_suite_not_the_e
     assert not (tmp_path / "out").exists()
 
 
+def test_a_warning_check_of_the_audit_that_cannot_run_is_one_log_line_naming_its_suite(toy_run, tmp_path):
+    """A warning check that cannot run logged Great Expectations' whole error: SQLAlchemy's wrapped query, twice, a
+    dozen lines under the warning. One line: the check, the database's first line, the suite file; the run goes on."""
+    changed = tmp_path / "toy_audit"
+    shutil.copytree(TOY, changed)
+    suite = changed / "expectations" / "patients.json"
+    suite.parent.mkdir()
+    query = "SELECT source_line FROM {batch} WHERE birth_day IS NULL"
+    check = {"type": "unexpected_rows_expectation", "kwargs": {"unexpected_rows_query": query}}
+    suite.write_text(_blocking_check(check).replace('"blocking"', '"warning"'), encoding="utf-8")
+    r = run_cli(
+        "run", "--input", toy_run["out"].parent / "in", "--out", tmp_path / "out", "--warehouse", tmp_path / "wh.duckdb",
+        "--audit", "toy_audit", "--site-timezone", SITE_TIMEZONE, env={**KEY, "ORDER_AUDIT_AUDITS_PATH": str(changed)},
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    said = [n for n, line in enumerate(lines) if "toy_audit.patients.born" in line]
+    assert len(said) == 1, r.stderr
+    assert lines[said[0]] == (
+        "order-audit: data-quality warning toy_audit.patients.born [src_patients] could not run (Binder Error: Referenced "
+        f'column "birth_day" not found in FROM clause!) ({suite}; the check is wrong, not the extract: fix the check)'
+    )
+    assert not lines[said[0] + 1].startswith(("Candidate", "LINE", "[SQL", "(Background", " ")), r.stderr
+
+
 def _run_toy_with_report(toy_run, tmp_path, report: str, files: dict[str, str] | None = None):
     """Run the toy deck with a copy of the toy audit given a [report] table (``report``: its lines) and more files."""
     changed = tmp_path / "toy_audit"

@@ -23,7 +23,7 @@ import duckdb
 
 from pipeline import warehouse
 from pipeline.config import Config, pseudonym_key
-from pipeline.errors import AuditError, ConfigError, QualityGateError, printable, raise_if_stopped
+from pipeline.errors import AuditError, ConfigError, QualityGateError, first_line, printable, raise_if_stopped
 from pipeline.ingest.contract import CONTRACT_BY_NAME, shows_a_patient_id
 from pipeline.logs import event
 from pipeline.models import reference
@@ -409,7 +409,7 @@ def log_warnings(results: list, reported: dict[str, str] | None = None) -> None:
         if r.severity != "warning" or r.status == "passed":
             continue
         if r.status == "error":
-            text = f"could not run: {r.error}"
+            text = could_not_run(r)
         else:
             # the description says what should hold: the count says how many do not, in the report's figures
             counts = "" if r.violated_count is None else f"{r.violated_count:,} of {r.denominator:,} fail it"
@@ -474,6 +474,16 @@ def failure_message(failed: list) -> str:
         # the rows are named: with only a count, a user of a 10M-row extract could not find them
         lines.append(f"  {r.check_id} [{r.table}]{counts}{_sample_text(r, named=True)}: {r.error or r.description}")
     return "\n".join(lines)
+
+
+def could_not_run(r) -> str:
+    """Why a check could not run, in one line: the database's first line (``check_error``) or the first line of the
+    error, and the suite file the check is in. A warning's line held Great Expectations' whole error (SQLAlchemy's
+    wrapped query, twice), a dozen lines in a log that reads a line an event."""
+    why = getattr(r, "check_error", None) or (first_line(r.error) if r.error else "no reason given")
+    suite = getattr(r, "suite", None)
+    where = f" ({suite}" + ("; the check is wrong, not the extract: fix the check)" if _authors_mistake(r) else ")")
+    return f"could not run ({printable(why)})" + (where if suite else "")
 
 
 def stop_error(failed: list, note: str = "") -> AuditError:

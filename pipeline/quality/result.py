@@ -54,15 +54,18 @@ class CheckResult:
         return self.severity == "blocking" and self.status != "passed"
 
 
-# DuckDB's errors of a query that names what does not exist, or is no SQL: the query's, whatever the data
-_OWN_ERROR = re.compile(r"\b(?:Binder|Catalog|Parser) Error: [^\n]*")
+# The errors of a query that names what does not exist, or is no SQL: the query's, whatever the data. DuckDB's by
+# kind; Spark's by its error class and SQLSTATE class 42 (syntax error or access rule: UNRESOLVED_COLUMN 42703,
+# TABLE_OR_VIEW_NOT_FOUND 42P01, PARSE_SYNTAX_ERROR 42601, ...), the line Spark starts its AnalysisException with:
+# without it such a check on Spark was the extract's failure, exit 3, where DuckDB's named the check, exit 1
+_OWN_ERROR = re.compile(r"\b(?:Binder|Catalog|Parser) Error: [^\n]*|\[[A-Z][A-Z_.]*\] [^\n]*SQLSTATE: 42[0-9A-Z]{3}[^\n]*")
 
 
 def own_error(error: str | None) -> str | None:
     """The database's first line when a check could not run because of its own query (a column or table that does not
     exist, a syntax error), found in the error Great Expectations or SQLAlchemy wraps it in; else None."""
     found = _OWN_ERROR.search(error or "")
-    return found.group().strip() if found else None
+    return found.group().strip().rstrip(";") if found else None
 
 
 # What a check's result did to the run, as the report and the workbook say it: its key (the report's CSS class
