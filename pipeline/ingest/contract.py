@@ -82,6 +82,16 @@ class TableContract:
     # map onto them through [values.<table>.<column>], pipeline/ingest/value_maps.py)
     vocabularies: tuple[tuple[str, tuple[str, ...]], ...] = ()
     may_be_empty: bool = False  # a header without rows is a file, not a broken extract
+    # date columns that may hold a partial date (YYYY or YYYY-MM: FHIR allows a partial birthDate, and a
+    # de-identified export often keeps the year alone) -> (the column of its earliest possible day, of its latest).
+    # The date column itself stays a whole date or NULL, so nothing that reads it takes 1980 for 1980-01-01; the
+    # two derived columns (typed_frame fills them for a partial date only) let an age be known as a range
+    partial_dates: tuple[tuple[str, tuple[str, str]], ...] = ()
+
+    @property
+    def derived_columns(self) -> tuple[str, ...]:
+        """Columns the loader derives, never delivered: the warehouse's views hold them (NULL when a file lacks them)."""
+        return tuple(c for _, pair in self.partial_dates for c in pair)
 
     @property
     def allowed_values(self) -> dict[str, tuple[str, ...]]:
@@ -110,6 +120,7 @@ PROCEDURES = TableContract(
     id_column="procedure_id",
     instants=("performed_at",),
     dates=("patient_birth_date",),
+    partial_dates=(("patient_birth_date", ("patient_birth_earliest", "patient_birth_latest")),),
     integers=("needle_gauge", "attempts"),
     numbers=("patient_age",),
     ranges=(("patient_age", 0, 130),),
@@ -156,6 +167,7 @@ PATIENTS = TableContract(
     not_null=("patient_id",),  # an empty birth date: the age comes from the procedures, or is unknown
     id_column="patient_id",
     dates=("birth_date",),
+    partial_dates=(("birth_date", ("birth_earliest", "birth_latest")),),
     lowercase=("sex",),
     may_be_empty=True,
 )

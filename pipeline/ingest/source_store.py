@@ -63,7 +63,7 @@ LIVE_LOADS = f"""SELECT load_id, path FROM load_ledger
 def sql_type(contract: TableContract, col: str) -> str:
     if col in contract.instants:
         return "TIMESTAMPTZ"
-    if col in contract.dates:
+    if col in contract.dates or col in contract.derived_columns:
         return "DATE"
     if col in contract.integers:
         return "BIGINT"
@@ -155,7 +155,7 @@ def _file_columns(con: duckdb.DuckDBPyConnection, path: Path) -> dict[str, str]:
 
 def _view_sql(con: duckdb.DuckDBPyConnection, contract: TableContract) -> str:
     """SELECT over every live file of the table, in the contract's column order, extras last."""
-    fixed = [(c, sql_type(contract, c)) for c in contract.columns]
+    fixed = [(c, sql_type(contract, c)) for c in contract.columns + contract.derived_columns]
     fixed += [(f"{c}_is_date", "BOOLEAN") for c in contract.instants]
     fixed += [(LINE, "BIGINT"), (FILE, "VARCHAR"), ("load_id", "VARCHAR")]
     names = {c for c, _ in fixed}

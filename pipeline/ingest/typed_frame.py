@@ -29,6 +29,17 @@ BOOLEAN_WORDS = {
 }
 
 
+def partial_date(text: pl.Expr, parsed: pl.Expr) -> tuple[pl.Expr, tuple[pl.Expr, pl.Expr]]:
+    """(whether the trimmed text is a partial date, YYYY or YYYY-MM, where no whole date was read; its earliest and
+    latest possible days, NULL for any other value): 1980 spans 1980-01-01..1980-12-31, 1980-02 1980-02-01..02-29."""
+    partial = parsed.is_null() & text.str.contains(r"^[0-9]{4}(-(0[1-9]|1[0-2]))?$").fill_null(False)
+    # (only a partial text reaches pl.date, which raises on a month 13: the other rows read NULL)
+    year = pl.when(partial).then(text.str.slice(0, 4).cast(pl.Int32, strict=False))
+    month = pl.when(partial).then(text.str.slice(5, 2).cast(pl.Int8, strict=False))
+    first = pl.date(year, month.fill_null(1), 1)
+    return partial, (first, pl.when(month.is_null()).then(pl.date(year, 12, 31)).otherwise(first.dt.month_end()))
+
+
 def typed_frame(
     lf: pl.LazyFrame, schema: dict, contract: TableContract, cfg: Config, known_codes: Collection[str] = ()
 ) -> pl.LazyFrame:
@@ -85,6 +96,10 @@ def typed_frame(
         elif col in contract.dates:
             parsed, problem = timestamps.date_expr(col, dtype, fmt.date_formats, pl.col(f"_txt_{col}"))
             exprs.append(parsed.alias(col))
+            if col in dict(contract.partial_dates):
+                partial, span = partial_date(pl.col(f"_txt_{col}"), parsed)
+                exprs += [day.alias(name) for day, name in zip(span, dict(contract.partial_dates)[col], strict=True)]
+                problem = pl.when(~partial).then(problem)  # a partial date is a value, no problem
             errs.append(problem.alias(ERR + col))
         elif col in contract.integers or col in contract.numbers:
             target = pl.Int64 if col in contract.integers else pl.Float64

@@ -74,8 +74,8 @@ MAPPING: list[tuple[str, str, str, str]] = [
         "procedures",
         "patient_birth_date",
         "Patient.birthDate (of the subject)",
-        "a partial date (1970, 1970-05), or a value that is no FHIR date (19700101), is nulled with a reject: no day to"
-        " count an age from",
+        "a partial date (1970, 1970-05) is read as the days it spans: an age band it settles (born 1970: an adult in"
+        " 2026) counts, one it straddles is unknown; a value that is no FHIR date (19700101) is nulled with a reject",
     ),
     *_order_or_procedure(
         "imaging_orders",
@@ -116,8 +116,8 @@ MAPPING: list[tuple[str, str, str, str]] = [
         "patients",
         "birth_date",
         "Patient.birthDate",
-        "a partial date (1970, 1970-05), or a value that is no FHIR date, is nulled with a note: the age then comes from"
-        " the procedures or is unknown",
+        "a partial date (1970, 1970-05) is read as the days it spans, as in procedures; a value that is no FHIR date is"
+        " nulled with a note: the age then comes from the procedures or is unknown",
     ),
     ("patients", "sex", "Patient.gender", "male, female, other, unknown"),
     ("diagnoses", "patient_id", "Condition.subject", PATIENT),

@@ -45,12 +45,13 @@ DEPARTMENT_SQL = {
 # column as "the site does not say" (every diagnosis may start an episode), an empty one as "not this"
 OPTIONAL_WHEN_FILLED = {"diagnoses": ("setting", "is_principal", "diagnosis_rank")}
 REJECTS_COLUMNS = "source_line, column_name, value, reason, action"  # as the loader's rejects
-PARTIAL_BIRTH_DATE = """SELECT s.key, 'patient_birth_date', p.birth_date, fhir_birth_date_note(p.birth_date), 'value_nulled'
+# a birthDate that is no FHIR date, whole or partial (19700101, a dateTime): nulled by table_procedures.sql, noted
+UNREAD_BIRTH_DATE = """SELECT s.key, 'patient_birth_date', p.birth_date, fhir_birth_date_note(p.birth_date), 'value_nulled'
     FROM fhir_procedure AS s JOIN fhir_patients AS p USING (patient_id)
     WHERE s.problem IS NULL AND s.left_out IS NULL AND fhir_birth_date_note(p.birth_date) IS NOT NULL"""
 
 # the patients table's own note on the same (table_patients.sql nulls the value)
-PATIENT_PARTIAL_BIRTH_DATE = """SELECT key, 'birth_date', birth_date, fhir_birth_date_note(birth_date), 'value_nulled'
+PATIENT_UNREAD_BIRTH_DATE = """SELECT key, 'birth_date', birth_date, fhir_birth_date_note(birth_date), 'value_nulled'
     FROM fhir_patient WHERE problem IS NULL AND fhir_birth_date_note(birth_date) IS NOT NULL"""
 
 
@@ -104,9 +105,9 @@ def write_rejects(con: duckdb.DuckDBPyConnection, table: str, scratch: Path) -> 
             FROM fhir_supporting_rejects WHERE table_name = {literal(table)}""",
     ]
     if table in REJECTED_ELSEWHERE:  # a line's own problem is listed once, by the other table
-        parts = [PATIENT_PARTIAL_BIRTH_DATE]
+        parts = [PATIENT_UNREAD_BIRTH_DATE]
     if table == "procedures":
-        parts.append(PARTIAL_BIRTH_DATE)
+        parts.append(UNREAD_BIRTH_DATE)
     rejects = scratch / f"{table}.fhir_rejects.parquet"
     con.execute(
         f"COPY (SELECT * FROM ({' UNION ALL '.join(parts)}) AS r ({REJECTS_COLUMNS}) ORDER BY source_line) "

@@ -263,16 +263,15 @@ CREATE OR REPLACE MACRO fhir_miscased_problem(element, concept_codes, codes) AS
 CREATE OR REPLACE MACRO fhir_procedure_left_out(r) AS
     CASE WHEN r.status IN ('not-done', 'entered-in-error') THEN 'Procedure.status ' || r.status END;
 
--- Patient.birthDate as a day to count an age from: a whole FHIR date (YYYY-MM-DD, its spaces trimmed as an
--- extract's are), else NULL; and why a value given is not one (a note beside the nulled value, tables.py): a
--- partial date is valid FHIR without a day, anything else ('19700101', a dateTime) is no FHIR date at all.
+-- Patient.birthDate as the loader reads it: a FHIR date, whole (YYYY-MM-DD) or partial (YYYY, YYYY-MM: R4 allows
+-- them, and a de-identified export often keeps the year alone), its spaces trimmed as an extract's are; else NULL.
+-- The loader reads a partial date as the range of days it spans (typed_frame.partial_date), which can still tell
+-- an age band (born 1980: an adult in 2026). And why a value given is none of them (a note beside the nulled
+-- value, tables.py): '19700101' or a dateTime is no FHIR date.
 CREATE OR REPLACE MACRO fhir_birth_date(v) AS
-    CASE WHEN regexp_full_match(trim(v), '[0-9]{4}-[0-9]{2}-[0-9]{2}') THEN trim(v) END;
+    CASE WHEN regexp_full_match(trim(v), '[0-9]{4}(-[0-9]{2}(-[0-9]{2})?)?') THEN trim(v) END;
 
 CREATE OR REPLACE MACRO fhir_birth_date_note(v) AS
     CASE WHEN nullif(trim(v), '') IS NOT NULL AND fhir_birth_date(v) IS NULL THEN
-        CASE WHEN regexp_full_match(trim(v), '[0-9]{4}(-[0-9]{2})?')
-            THEN 'Patient.birthDate is a partial date (year or year-month): no day to count the age from'
-            ELSE 'Patient.birthDate is not a FHIR date (YYYY-MM-DD, or a partial YYYY or YYYY-MM): no day to count the age from'
-        END
+        'Patient.birthDate is not a FHIR date (YYYY-MM-DD, or a partial YYYY or YYYY-MM): no day to count the age from'
     END;

@@ -1,6 +1,6 @@
 -- The patients rows: each Patient id once (its first line; supporting_rejects.sql rejects the later
--- ones and the lines with a problem, in the procedures load). A birth date that is no whole date (1970,
--- 1970-05, 19700101) is nulled (tables.py notes it): no day to count an age from.
+-- ones and the lines with a problem, in the procedures load). A birth date that is no FHIR date (19700101, a
+-- dateTime) is nulled (tables.py notes it); a partial one (1970, 1970-05) is kept, read as the days it spans.
 SELECT
     key AS source_line,
     patient_id,

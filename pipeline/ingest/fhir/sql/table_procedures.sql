@@ -11,8 +11,8 @@ SELECT
     /*department*/ NULL AS department,
     procedure_name,
     coalesce(provider_identifier, fhir_ref_id(provider_reference, 'Practitioner'), fhir_provider_as_written(provider_reference)) AS provider_id,
-    -- a partial birthDate (1970, 1970-05) is valid FHIR but has no day to count an age from, and 19700101 or a
-    -- dateTime is no FHIR date (a note beside the nulled value says which: tables.py)
+    -- a partial birthDate (1970, 1970-05) is kept: the loader reads it as the days it spans; 19700101 or a dateTime
+    -- is no FHIR date (nulled, with a note beside it: tables.py)
     fhir_birth_date(birth_date) AS patient_birth_date
 FROM fhir_in_context('fhir_procedure', 'fhir_procedure_encounter_places')
 WHERE problem IS NULL AND left_out IS NULL AND known_patient IS NOT NULL
