@@ -8,6 +8,7 @@ generator's ground truth, as tests/test_cli_synthetic.py does for CSV.
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 
 import polars as pl
@@ -46,9 +47,12 @@ def csv_audited(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def audited(export, tmp_path_factory) -> Path:
+    """The export audited; its re-identification crosswalk beside the outputs (OUT/../reid.csv)."""
     base = tmp_path_factory.mktemp("synth_fhir_run")
     out = base / "out"
-    result = run_cli("run", "--input", export, "--out", out, "--warehouse", base / "wh.duckdb")
+    (base / "warehouse").mkdir()  # (the crosswalk may not be in the warehouse's folder)
+    wh = base / "warehouse" / "wh.duckdb"
+    result = run_cli("run", "--input", export, "--out", out, "--warehouse", wh, "--reid-file", base / "reid.csv")
     assert result.returncode == 0, result.stderr
     return out
 
@@ -151,3 +155,51 @@ def test_low_back_pain_verdicts_agree_with_the_same_extract_as_csv(audited, csv_
             pl.any_horizontal(pl.col(c).ne_missing(pl.col(f"{c}_csv")) for c in LBP_COMPARED if c != "order_id")
         )
     )
+
+
+@pytest.mark.slow
+def test_an_export_whose_every_birth_date_is_a_year_finds_the_same_cases_but_those_across_an_age_bound(export, audited, tmp_path):
+    """A de-identified export keeps the birth year alone (Patient.birthDate "1980", valid R4). Such a birth date was
+    nulled: every age unknown, no case found. Now the age at the index date is a range (born on 31 December .. on
+    1 January of that year): every case of the full-date export is found again, but the ones whose range crosses an
+    age bound (CSF leak: 18; low back pain: 18 and 75/76), and no other; their orders read as before."""
+    import shutil
+
+    years = tmp_path / "export"
+    shutil.copytree(export, years)
+    born: dict[str, str] = {}
+    patients = years / "Patient.000.ndjson"
+    lines = []
+    for resource in _lines(patients):
+        if "birthDate" in resource:  # (the generator leaves a few patients without one)
+            born[resource["id"]] = resource["birthDate"]
+            resource["birthDate"] = resource["birthDate"][:4]
+        lines.append(json.dumps(resource))
+    patients.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    result = run_cli("run", "--input", years, "--out", out, "--warehouse", tmp_path / "wh.duckdb")
+    assert result.returncode == 0, result.stderr
+    patient_of = dict(
+        pl.read_csv(audited.parent / "reid.csv", infer_schema=False).select("patient_key", "patient_id").iter_rows()
+    )
+
+    def settled(case: dict, index_column: str, highest: int | None) -> bool:
+        """Whether the year alone settles the case's age band at its index date."""
+        year, index = int(born[patient_of[case["patient_key"]]][:4]), date.fromisoformat(case[index_column])
+        oldest = index.year - year  # born on 1 January
+        youngest = oldest - (0 if (index.month, index.day) == (12, 31) else 1)  # born on 31 December
+        return youngest >= 18 and (highest is None or oldest <= highest)
+
+    dropped: dict[str, int] = {}
+    for audit, index_column, highest in (("csf_leak", "index_local_date", None), (LBP, "index_date", 75)):
+        full = pl.read_csv(audited / audit / "cases.csv", infer_schema=False)
+        kept = {c["case_id"] for c in full.iter_rows(named=True) if settled(c, index_column, highest)}
+        found = pl.read_csv(out / audit / "cases.csv", infer_schema=False)
+        assert set(found["case_id"]) == kept, audit
+        assert kept, audit
+        dropped[audit] = full.height - len(kept)
+        compared = ["order_id", "case_id", "verdict", "reasons"]
+        before = pl.read_csv(audited / audit / "audited_orders.csv", infer_schema=False).select(compared)
+        after = pl.read_csv(out / audit / "audited_orders.csv", infer_schema=False).select(compared)
+        assert after.sort("order_id").equals(before.filter(pl.col("case_id").is_in(list(kept))).sort("order_id")), audit
+    assert sum(dropped.values()) > 0, dropped  # the generator's ages do cross a bound (low back pain: 18, 75/76)

@@ -46,7 +46,8 @@ steps AS (
     UNION ALL SELECT 2, 'Under the minimum age at the procedure', 'procedures',
            (SELECT count(*) FROM ix WHERE NOT is_adult AND NOT is_age_unknown), 'exclusion', '', 3
     UNION ALL SELECT 2, 'Age unknown (no birth date or age, or an impossible age)', 'procedures',
-           (SELECT count(*) FROM ix WHERE is_age_unknown), 'exclusion', 'cannot tell whether adult: not audited; an age outside 0-130 is nulled at load', 4
+           (SELECT count(*) FROM ix WHERE is_age_unknown), 'exclusion', 'cannot tell whether adult: not audited; an age outside 0-130 is nulled at load; a partial birth date '
+           || '(a year, a year and month) across the minimum age is unknown', 4
     UNION ALL SELECT 3, 'Index procedures in adults', 'procedures', (SELECT count(*) FROM ix WHERE is_adult), 'step', '', 1
     UNION ALL SELECT 3, 'No leak evidence attached', 'procedures',
            (SELECT count(*) FROM ix WHERE is_adult AND NOT has_leak_evidence AND NOT has_late_evidence_only),

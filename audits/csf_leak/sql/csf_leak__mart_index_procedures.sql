@@ -12,7 +12,7 @@ SELECT
     a.patient_position,
     a.age_years,
     coalesce(a.is_adult, false) AS is_adult,
-    a.age_years IS NULL AS is_age_unknown,
+    a.is_adult IS NULL AS is_age_unknown,
     a.has_leak_evidence,
     a.has_late_evidence_only,
     a.is_case

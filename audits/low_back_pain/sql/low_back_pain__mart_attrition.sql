@@ -102,13 +102,18 @@ steps AS (
     FROM low_back_pain__parameters AS prm
     UNION ALL SELECT 4, 'New episodes', 'episodes', (SELECT count(*) FROM episodes), 'step', '', 0
     UNION ALL SELECT 4, 'Under ' || CAST(prm.min_age_years AS VARCHAR) || ' at the index date', 'episodes',
-           (SELECT count(*) FROM episodes WHERE age_years < prm.min_age_years), 'exclusion', '', 1
+           (SELECT count(*) FROM episodes WHERE age_years_max < prm.min_age_years), 'exclusion', '', 1
     FROM low_back_pain__parameters AS prm
     UNION ALL SELECT 4, 'Over ' || CAST(prm.max_age_years AS VARCHAR) || ' at the index date', 'episodes',
-           (SELECT count(*) FROM episodes WHERE age_years > prm.max_age_years), 'exclusion', '', 2
+           (SELECT count(*) FROM episodes WHERE age_years_min > prm.max_age_years), 'exclusion', '', 2
     FROM low_back_pain__parameters AS prm
-    UNION ALL SELECT 4, 'Age unknown', 'episodes', (SELECT count(*) FROM episodes WHERE age_years IS NULL), 'exclusion',
-           'no birth date in the patients table or the procedure rows, and no age recorded on the index date', 3
+    -- an age range (a partial birth date) that crosses a bound is neither under, over nor a case
+    UNION ALL SELECT 4, 'Age unknown', 'episodes', (SELECT count(*) FROM episodes WHERE NOT coalesce(
+               age_years_max < prm.min_age_years OR age_years_min > prm.max_age_years
+               OR (age_years_min >= prm.min_age_years AND age_years_max <= prm.max_age_years), false)), 'exclusion',
+           'no birth date in the patients table or the procedure rows, and no age recorded on the index date; '
+           || 'or a partial birth date (a year, a year and month) across an age bound', 3
+    FROM low_back_pain__parameters AS prm
     UNION ALL SELECT 5, 'Episodes (new, in the age range)', 'episodes', (SELECT count(*) FROM cases), 'step', '', 1
     UNION ALL SELECT 5, 'Episodes: patients', 'patients', (SELECT count(DISTINCT patient_key) FROM cases), 'step', '', 2
     UNION ALL SELECT 5, 'Complicated: red flag ' || g.red_flag_group, 'episodes', g.n, 'exclusion',
