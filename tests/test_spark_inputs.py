@@ -85,11 +85,13 @@ def test_records_with_line_breaks_get_their_physical_lines(spark, tmp_path):
 
 def _write_times_and_values(d: Path) -> None:
     """Wall clocks across both DST changes, ISO spellings, offsets, a configured format, impossible
-    numbers and site words for coded values."""
+    numbers, partial birth dates and site words for coded values."""
     procs, orders, dx = _clean_tables()
     procs[0][2], procs[1][2], procs[2][2] = "2025-11-02 01:30:00", "2025-03-09 02:00:00", " 2025-11-02T01:59:59.5 "
     procs[3][6], procs[4][7], procs[5][6] = "3.0", "+2", "0x10"
     procs[6][5], procs[7][5], procs[8][5] = "07.03.1970", "1970-3-7", ""
+    # partial birth dates: a year, a year-month (a leap February), spaces around, and a month 13 (no date)
+    procs[9][5], procs[10][5], procs[11][5], procs[12][5] = "1980", "2000-02", " 1980-05 ", "1980-13"
     when = ["2025-07-02", "2025-07-02 10:00", "2025-07-02T10:00:00.123456789Z", "2025-07-02T10:00:00z",
             "2025-07-02T10:00:00+0530", "2025-07-02T10:00:00-05", "07/03/2025 10:15", "2025-11-02 01:00:00",
             "2025-13-02 10:00:00", "   ", "2025-07-02 10:00:00 PM", "2025-07-02T10:00Z", "2025-07-02 10:00-05:00",
@@ -105,7 +107,7 @@ def _write_times_and_values(d: Path) -> None:
     header = [*ORDER_HEADER[:-1], "order_status"]  # a column named as the config maps it
     write_csv(d / "procedures.csv", [*PROC_HEADER_X[:-3], "patient_birth_date", "needle_gauge", "attempts"], procs)
     write_csv(d / "imaging_orders.csv", header, orders)
-    ages = [["MRN-1", "1970-01-01", "F"], ["MRN-2", "", "m"]]
+    ages = [["MRN-1", "1970-01-01", "F"], ["MRN-2", "", "m"], ["MRN-3", "1980", "f"], ["MRN-4", "1980-05", "m"]]
     write_csv(d / "patients.csv", ["patient_id", "birth_date", "sex"], ages)
     rows = [[*r, "yes" if i % 3 == 0 else "N" if i % 3 == 1 else "maybe", str(i % 4 or "x")] for i, r in enumerate(dx)]
     write_csv(d / "diagnoses.csv", [*DX_HEADER, "is_principal", "diagnosis_rank"], rows)
@@ -132,6 +134,13 @@ def test_times_numbers_formats_and_value_maps_read_alike(spark, tmp_path):
         assert {c: types[c] for c in columns} == {
             c: str(duckdb.sql(f"SELECT NULL::{sql_type(contract, c)}").types[0]) for c in columns
         }
+    spans = pl.read_parquet(got["procedures"].typed_parquet).select("patient_birth_earliest", "patient_birth_latest")
+    assert {(str(a), str(b)) for a, b in spans.drop_nulls().iter_rows()} == {
+        ("1980-01-01", "1980-12-31"),
+        ("2000-02-01", "2000-02-29"),
+        ("1980-05-01", "1980-05-31"),
+    }
+    assert "1980-13" in _rejects(got["procedures"])["value"].to_list()  # no date: unparseable, as before
     orders = _rejects(got["imaging_orders"])
     assert "unparseable timestamp" in " ".join(orders["reason"].to_list())
     assert got["procedures"].ambiguous_local_times == 2  # 01:30 and 01:59:59.5 on the autumn night

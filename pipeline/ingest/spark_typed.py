@@ -234,6 +234,19 @@ def _date(col: str, kind: str, fmts: tuple[str, ...], table: str) -> tuple[str, 
     return parsed, f"CASE WHEN {value} IS NOT NULL AND {parsed} IS NULL THEN {reason} END"
 
 
+def _partial_date(col: str, kind: str, parsed: str) -> tuple[str, tuple[str, str]]:
+    """(whether the column is a partial date, YYYY or YYYY-MM, where no whole date was read; its earliest and latest
+    possible days, NULL for any other value): ``typed_frame.partial_date``."""
+    if kind in ("date", "wall", "instant"):
+        return "false", ("CAST(NULL AS DATE)", "CAST(NULL AS DATE)")
+    value = _text(col)
+    partial = f"({parsed} IS NULL AND coalesce({value} RLIKE '^[0-9]{{4}}(-(0[1-9]|1[0-2]))?$', false))"
+    year = f"CAST(substr({value}, 1, 4) AS INT)"
+    first = f"make_date({year}, coalesce(CAST(nullif(substr({value}, 6, 2), '') AS INT), 1), 1)"
+    last = f"CASE WHEN length({value}) = 4 THEN make_date({year}, 12, 31) ELSE last_day({first}) END"
+    return partial, (f"CASE WHEN {partial} THEN {first} END", f"CASE WHEN {partial} THEN {last} END")
+
+
 def _number(col: str, contract: TableContract) -> tuple[str, str]:
     """(a whole number or number column, its problem reason or NULL): a value outside the contract's
     range (NaN and infinity too) is no real value of the column and is nulled."""
@@ -306,6 +319,10 @@ def typed_columns(kinds: dict[str, str], contract: TableContract, cfg: Config) -
         elif col in contract.dates:
             parsed, problem = _date(col, kind, fmt.date_formats, contract.name)
             exprs.append(f"{parsed} AS {c}")
+            if col in dict(contract.partial_dates):
+                partial, span = _partial_date(col, kind, parsed)
+                exprs += [f"{day} AS {q(name)}" for day, name in zip(span, dict(contract.partial_dates)[col], strict=True)]
+                problem = f"CASE WHEN NOT {partial} THEN {problem} END"  # a partial date is a value, no problem
             errs.append(f"{problem} AS {q(ERR + col)}")
         elif col in contract.integers or col in contract.numbers:
             value, problem = _number(col, contract)
