@@ -88,7 +88,7 @@ def _site_rows(canonical: Path, table: str) -> tuple[list[str], list[dict]]:
             value = row[c]
             if c in INSTANTS:
                 value = _instant(value)
-            elif c == "patient_birth_date" and value:
+            elif c == "patient_birth_date" and len(value) == 10:  # (a partial one, 2007 or 2007-01, stays as written)
                 value = dt.date.fromisoformat(value)
             elif c == "status" and value:
                 words = STATUS_WORDS.get(value.lower(), (value.title(),))

@@ -1,6 +1,6 @@
 """A partial birth date (1980, 1980-05) through the real CLI: the audits' attrition counts an age band it settles
-as settled and one it crosses as unknown age (the decks adult_partial_birth_date and age_partial_birth_dates hold
-the cases; here their attrition, which a deck does not check), and a Parquet extract reads it as a CSV does."""
+as settled and one it crosses as unknown age (the decks adult_partial_birth_date and age_partial_birth_dates(_procedure_rows)
+hold the cases; here their attrition, which a deck does not check), and a Parquet extract reads it as a CSV does."""
 
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ import pytest
 from conftest import run_cli
 from deck_input import deck_files, write_deck_input
 
-PARTIAL_DECKS = ("csf_leak/adult_partial_birth_date", "low_back_pain/age_partial_birth_dates")
+PARTIAL_DECKS = (
+    "csf_leak/adult_partial_birth_date",
+    "low_back_pain/age_partial_birth_dates",
+    "low_back_pain/age_partial_birth_dates_procedure_rows",
+)
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +35,10 @@ def _counts(out: Path, audit: str) -> dict[str, int]:
 
 def test_csf_leak_attrition_counts_a_range_across_18_as_unknown_age(audited):
     counts = _counts(audited, "csf_leak")
-    # 2007 on 2026-01-01 and 2008-01 on 2026-02-02: adults; 2008-03 on 2026-02-15: 17 whichever day;
+    # 2007 and 2007-12 on 2026-01-01, 2008-01 on 2026-02-02: adults; 2008-03 on 2026-02-15: 17 whichever day;
     # 2008 on 2026-06-15 (17 or 18) and 2008-02 on 2026-02-15 (17 or 18): unknown
-    assert counts["Index procedures (lumbar, can puncture the dura)"] == 5
-    assert counts["Index procedures in adults"] == 2
+    assert counts["Index procedures (lumbar, can puncture the dura)"] == 6
+    assert counts["Index procedures in adults"] == 3
     assert counts["Under the minimum age at the procedure"] == 1
     assert counts["Age unknown (no birth date or age, or an impossible age)"] == 2
 
@@ -65,3 +69,16 @@ def test_a_parquet_extract_reads_a_partial_birth_date_as_a_csv_does(tmp_path, au
         cases = pl.read_csv(out / audit / "cases.csv", infer_schema=False).select("case_id", "age_years")
         expected = pl.read_csv(audited / audit / "cases.csv", infer_schema=False).select("case_id", "age_years")
         assert cases.sort("case_id").equals(expected.sort("case_id")), audit
+
+
+def test_inspect_counts_a_partial_birth_date_as_read(tmp_path):
+    """inspect said "no format found ... not read, e.g.: '2007'" of the birth dates a run reads."""
+    folder = tmp_path / "input"
+    write_deck_input(folder, [f for f in deck_files() if f.id in PARTIAL_DECKS])
+    result = run_cli("inspect", "--input", folder)
+    assert result.returncode == 0, result.stderr
+    dates = [line.split() for line in result.stdout.splitlines() if line.lstrip().startswith("date ")]
+    assert {d[1] for d in dates} == {"patient_birth_date:", "birth_date:"}, result.stdout
+    assert all(d[2:4] == ["none", "needed;"] for d in dates), result.stdout
+    assert "reads 10 of 10" in result.stdout and "reads 7 of 7" in result.stdout, result.stdout
+    assert "not read" not in result.stdout, result.stdout

@@ -24,6 +24,7 @@ from pipeline.ingest import code_cells, code_systems, detect, headers, inputs, l
 from pipeline.ingest.contract import CONTRACT_BY_NAME, CONTRACTS, TableContract
 from pipeline.ingest.formats import TableFormat
 from pipeline.ingest.source_store import ERR
+from pipeline.ingest.typed_frame import partial_date
 from pipeline.models import reference
 from pipeline.resources import REFERENCE_DIR
 from pipeline.wording import counted
@@ -230,7 +231,11 @@ def _guess_formats(contract: TableContract, sample: pl.DataFrame) -> list[Column
     for col in contract.instants + contract.dates:
         if col in sample.columns:
             dates = col in contract.dates
-            guess = detect.guess_formats(sample[col].cast(pl.String).drop_nulls().to_list(), dates=dates)
+            values = sample[col].cast(pl.String).drop_nulls()
+            if col in dict(contract.partial_dates):  # a partial birth date (1980) is read as it is: no format to find
+                read = partial_date(pl.col(col).str.strip_chars(), pl.lit(None, pl.Date))[0]
+                values = values.to_frame().filter(~read)[col]
+            guess = detect.guess_formats(values.to_list(), dates=dates)
             out.append(ColumnFormats(col, "date" if dates else "timestamp", guess))
     return out
 
@@ -243,8 +248,11 @@ def _table_formats(fmt: TableFormat, given: TableFormat | None, cols: list[Colum
     return dataclasses.replace(fmt, timestamp_formats=ts, date_formats=ds)
 
 
-def _format_counts(lf: pl.LazyFrame, schema: dict, cols: list[ColumnFormats], tz: str) -> pl.LazyFrame:
-    """One row over the whole file: rows, and per column the values and those the formats do not read."""
+def _format_counts(
+    lf: pl.LazyFrame, schema: dict, cols: list[ColumnFormats], tz: str, partial: Collection[str] = ()
+) -> pl.LazyFrame:
+    """One row over the whole file: rows, and per column the values and those the formats do not read (a partial
+    date in a ``partial`` column is read, as the loader reads it)."""
     lf = lf.with_columns(timestamps.text(c.column).alias(f"_raw_{c.column}") for c in cols)
     exprs = [pl.len().alias("_rows")]
     for c in cols:
@@ -252,7 +260,9 @@ def _format_counts(lf: pl.LazyFrame, schema: dict, cols: list[ColumnFormats], tz
             lf = timestamps.with_instant(lf, c.column, schema[c.column], tz, tuple(c.guess.formats))
             unread = pl.col(ERR + c.column).str.starts_with(timestamps.UNPARSEABLE_PREFIX).fill_null(False)
         else:
-            _, problem = timestamps.date_expr(c.column, schema[c.column], tuple(c.guess.formats))
+            parsed, problem = timestamps.date_expr(c.column, schema[c.column], tuple(c.guess.formats))
+            if c.column in partial:
+                problem = pl.when(~partial_date(timestamps.text(c.column), parsed)[0]).then(problem)
             lf = lf.with_columns(problem.alias(ERR + c.column))
             unread = pl.col(ERR + c.column).is_not_null()
         raw = pl.col(f"_raw_{c.column}")
@@ -310,7 +320,7 @@ def _read_table(report: TableReport, contract: TableContract, lf: pl.LazyFrame, 
         c.guess.formats = list(fmt.date_formats if c.kind == "date" else fmt.timestamp_formats)
         if given and (given.date_formats if c.kind == "date" else given.timestamp_formats):
             c.guess.ambiguous = []  # the config's list: a person chose day and month, nothing left to decide
-    queries = [_format_counts(lf, schema, report.formats, cfg.site_timezone)]
+    queries = [_format_counts(lf, schema, report.formats, cfg.site_timezone, dict(contract.partial_dates))]
     numbers = [c for c in contract.numbers if c in schema and schema[c] == pl.String]
     if numbers:  # a decimal comma ('45,5') or point: counted, no value shown
         marks = [

@@ -45,14 +45,14 @@ TYPES = ("Patient", "Practitioner", "Location", "Encounter", "ServiceRequest", "
 COLUMNS = {
     "procedures": (
         "procedure_id patient_id performed_at performed_at_is_date _raw_performed_at procedure_code procedure_name "
-        "department provider_id patient_birth_date patient_age"
+        "department provider_id patient_birth_date patient_birth_earliest patient_birth_latest patient_age"
     ),
     "imaging_orders": (
         "order_id patient_id ordered_at ordered_at_is_date _raw_ordered_at order_code order_name ordering_department "
         "ordering_provider_id indication_codes indication_text status priority"
     ),
     "diagnoses": "patient_id diagnosis_code recorded_at recorded_at_is_date _raw_recorded_at setting is_principal diagnosis_rank",
-    "patients": "patient_id birth_date sex",
+    "patients": "patient_id birth_date birth_earliest birth_latest sex",
 }
 # FHIR ids: letters, digits, '-' and '.', at most 64 (the extract's ids become resource ids)
 FHIR_ID = r"[A-Za-z0-9\-\.]{1,64}"

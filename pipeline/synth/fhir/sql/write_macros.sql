@@ -77,3 +77,12 @@ CREATE OR REPLACE MACRO w_diagnosis_use(is_principal) AS
         WHEN true THEN '{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/ex-diagnosistype","code":"principal","display":"Principal Diagnosis"}]}'
         WHEN false THEN '{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/diagnosis-role","code":"CM","display":"Comorbidity diagnosis"}]}'
     END;
+
+-- A birth date as Patient.birthDate writes it: a whole date YYYY-MM-DD; else the partial date the loader read as the
+-- range earliest..latest (typed_frame.partial_date): a whole year (1 January .. 31 December) YYYY, a month YYYY-MM.
+CREATE OR REPLACE MACRO w_birth_text(whole, earliest, latest) AS
+    CASE
+        WHEN whole IS NOT NULL THEN strftime(whole, '%Y-%m-%d')
+        WHEN earliest IS NOT NULL AND month(earliest) = 1 AND month(latest) = 12 THEN strftime(earliest, '%Y')
+        WHEN earliest IS NOT NULL THEN strftime(earliest, '%Y-%m')
+    END;
