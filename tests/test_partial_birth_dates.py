@@ -9,7 +9,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 from conftest import run_cli
-from deck_input import deck_files, write_deck_input
+
+from pipeline.deck import deck_files, write_deck_input
 
 PARTIAL_DECKS = (
     "csf_leak/adult_partial_birth_date",
