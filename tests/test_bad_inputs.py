@@ -843,6 +843,27 @@ def test_a_value_that_shows_a_patient_id_in_another_form_is_not_shown(tmp_path):
     assert bad_times.height == len(shown) and bad_times["value"].null_count() == len(shown), bad_times
 
 
+def test_a_value_that_shows_a_patient_id_with_punctuation_or_without_zeros_is_not_shown(tmp_path):
+    """The hostile review (2026-12-05): a word kept '-', '_' and '.', and a number its zeros, so that the id before a
+    full stop, a suffix or Excel's '.0', between underscores, glued to a prefix or a letter, or without its leading
+    zeros was shown in rejects.csv as the value of an unparseable time."""
+    from conftest import ORDER_HEADER, PROC_HEADER, write_csv
+
+    d = tmp_path / "in"
+    write_csv(d / "procedures.csv", PROC_HEADER, [["PR1", "P0731942", "2025-06-02 09:00:00", "62323", "Pain", "1970-05-05"]])
+    shown = ["P0731942.", "P0731942-01", "p0731942.0", "_P0731942_", "MRNP0731942", "P0731942x", "731942"]
+    orders = [[f"O{i}", "P0731942", when, "72156", "Neuro", "G97.1", "completed"] for i, when in enumerate(shown)]
+    orders += [[f"O{i}", "P0731942", "2025-06-06 10:00:00", "72156", "Neuro", "G97.1", "completed"] for i in range(10, 60)]
+    write_csv(d / "imaging_orders.csv", ORDER_HEADER, orders)
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", d, "--out", out, "--warehouse", tmp_path / "wh.duckdb")
+    assert r.returncode == 0, r.stderr
+    leaked = [p.name for p in out.rglob("*") if p.is_file() and b"731942" in p.read_bytes()]
+    assert leaked == [] and "731942" not in r.stderr
+    bad_times = _rejects(out).filter(pl.col("column_name") == "ordered_at")
+    assert bad_times.height == len(shown) and bad_times["value"].null_count() == len(shown), bad_times
+
+
 # ----------------------------------------------------------------------------------------------
 # a config file that is not what a config should be: one line, exit 1, nothing read or written
 
