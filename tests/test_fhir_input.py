@@ -472,6 +472,28 @@ def test_a_patient_as_requester_or_performer_is_no_provider_published(tmp_path, 
     assert published and not [f.name for f in published if b"MRN-" in f.read_bytes()]
 
 
+def test_a_conditional_reference_to_a_patient_is_no_provider_published(tmp_path, export):
+    """The hostile review (2026-12-05): a requester or performer written as a conditional reference to a Patient or a
+    RelatedPerson (`Patient?identifier=<system>|<MRN>`) was the provider as written, so the MRN, which is not the
+    Patient's id and so not found by the gate's published-text check, was published as the ordering provider."""
+    requesters = iter(
+        ["Patient?identifier=urn:oid:1.2.3|MRN-4417", "https://ehr.example.org/fhir/RelatedPerson?identifier=x|MRN-4418"]
+    )
+    conditional = {"reference": "Patient?identifier=urn:oid:1.2.3|MRN-4419"}
+    _every_line(
+        export / "ServiceRequest.000.ndjson", lambda r: r | {"requester": {"reference": next(requesters, "Organization/ORG-1")}}
+    )
+    _every_line(export / "Procedure.000.ndjson", lambda r: r | {"performer": [{"actor": conditional}]})
+    out = tmp_path / "out"
+    r = run_cli("run", "--input", export, "--out", out, "--no-validate")
+    assert r.returncode == 0, r.stderr
+    orders = pl.read_csv(out / "csf_leak" / "audited_orders.csv", infer_schema=False)
+    providers = dict(zip(orders["order_id"], orders["ordering_provider_id"], strict=True))
+    assert providers["O1"] is None and providers["O2"] is None and providers["O3"] == "Organization/ORG-1", providers
+    published = [f for f in out.rglob("*") if f.is_file() and f.suffix in (".csv", ".html", ".json", ".parquet", ".xlsx")]
+    assert published and not [f.name for f in published if b"MRN-44" in f.read_bytes()]
+
+
 def test_input_format_fhir_on_a_folder_without_ndjson(tmp_path):
     folder = write_small_input(tmp_path / "csv")
     _exit_2(tmp_path, folder, "no FHIR NDJSON files", args=("--input-format", "fhir"))

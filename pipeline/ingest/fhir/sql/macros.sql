@@ -13,9 +13,10 @@ CREATE OR REPLACE MACRO fhir_ref_id(ref, rtype) AS
 -- for lack of a Practitioner), unless it names a patient or a person of theirs: FHIR R4 allows a Patient and a
 -- RelatedPerson there (a self-referral, a parent), and the outputs publish the provider as it is, beside the
 -- patient's pseudonym (the hostile review found Patient/<id> published as the ordering provider). Any letter case,
--- a base URL, a _history version: all read as the patient's.
+-- a base URL, a _history version, a conditional reference (Patient?identifier=<system>|<MRN>: the hostile review
+-- found the MRN published as the provider, 2026-12-05): all read as the patient's.
 CREATE OR REPLACE MACRO fhir_provider_as_written(ref) AS
-    CASE WHEN NOT regexp_matches(ref, '(?:^|/)\s*(?:patient|relatedperson)\s*/', 'i') THEN ref END;
+    CASE WHEN NOT regexp_matches(ref, '(?:^|/)\s*(?:patient|relatedperson)\s*(?:[/?#]|$)', 'i') THEN ref END;
 
 -- Whether a value is missing or blank: NULL, '' or spaces alone (trim takes ' ' and Unicode's space separators,
 -- which start at U+00A0). Asked of every resource's id: trim copies each value it is given (~0.4 CPU-s per
