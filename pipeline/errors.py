@@ -48,8 +48,15 @@ class ConfigError(AuditError):
 
 def printable(text: str) -> str:
     """``text`` with control and format characters as escapes (``\\n``, ``\\u202e``): a file name holding a
-    line break or a bidi control keeps the error on one line, and shown as it is named."""
-    return "".join(repr(ch)[1:-1] if unicodedata.category(ch)[0] == "C" else ch for ch in text)
+    line break or a bidi control keeps the error on one line, and shown as it is named. The line and paragraph
+    separators (U+2028, U+2029: Zl, Zp, not C) are escaped too: Python's splitlines() and a JavaScript log viewer
+    break a line at them (the hostile review, 2026-12-05: `--site-timezone $'X\\u2028FAKE'` printed two lines)."""
+    return "".join(
+        repr(ch)[1:-1] if unicodedata.category(ch) in _ESCAPED or unicodedata.category(ch)[0] == "C" else ch for ch in text
+    )
+
+
+_ESCAPED = ("Zl", "Zp")  # beside every C category: characters a reader takes for the end of a line
 
 
 class InputFileError(AuditError):

@@ -378,3 +378,13 @@ def test_an_error_line_is_one_line_whatever_a_value_quoted_in_it_holds(small_inp
     assert result.returncode == 1, result.stderr
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("order-audit: error: ") and "\\n" in lines[0], result.stderr
+
+
+def test_an_error_line_is_one_line_whatever_line_separator_a_value_holds(small_input, tmp_path):
+    """The hostile review (2026-12-05): U+2028 and U+2029 (Unicode's line and paragraph separators, not control
+    characters) were printed as they are, and Python's splitlines() read the error as two lines."""
+    for sep in ("\u2028", "\u2029"):
+        result = run_cli("run", "--input", small_input, "--out", tmp_path / "out", "--site-timezone", f"X{sep}FAKE LINE")
+        assert result.returncode == 1, result.stderr
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1 and f"X\\u{ord(sep):04x}FAKE" in lines[0], result.stderr
