@@ -552,6 +552,34 @@ def test_a_published_text_column_that_holds_its_patient_s_id_is_found_by_column(
     assert sample == ["line 2 (ordering_provider_id)", "line 3 (order_name)"]
 
 
+def test_a_code_column_that_holds_its_patient_s_id_is_found_by_column():
+    """The hostile review (2026-12-05): an order's code and indication codes are published as they are (a code no map
+    knows too, as not evaluable), and the patient id under order_code in 5% of the rows (a shifted column) was
+    published in audited_orders.csv with only the code checks' warnings; a procedure's code likewise."""
+    import duckdb
+
+    from pipeline.quality.sql_checks import check_order_text_hides_patient_ids, check_procedure_text_hides_patient_ids
+
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE src_imaging_orders (source_line BIGINT, order_id VARCHAR, patient_id VARCHAR, order_code VARCHAR, "
+        "indication_codes VARCHAR, order_name VARCHAR)"
+    )
+    rows = [
+        (2, "O1", "P0104501", "P0104501", "G97.1", "MRI spine"),  # the patient id under order_code
+        (3, "O2", "P0104502", "72156", "G97.1|P0104502", "MRI spine"),  # and among the indication codes
+        (4, "O3", "P0104503", "72156", "G97.1", "MRI spine"),
+    ]
+    con.executemany("INSERT INTO src_imaging_orders VALUES (?, ?, ?, ?, ?, ?)", rows)
+    violated, total, failed, sample, *_ = check_order_text_hides_patient_ids({})[1](con)
+    assert (violated, total, failed) == (2, 3, True)
+    assert sample == ["line 2 (order_code)", "line 3 (indication_codes)"]
+    con.execute("CREATE TABLE src_procedures (source_line BIGINT, patient_id VARCHAR, procedure_code VARCHAR)")
+    con.execute("INSERT INTO src_procedures VALUES (2, 'MRN-731942', 'MRN-731942'), (3, 'MRN-731943', '62323')")
+    violated, total, failed, sample, *_ = check_procedure_text_hides_patient_ids({})[1](con)
+    assert (violated, total, failed, sample) == (1, 2, True, ["line 2"])
+
+
 def test_an_extract_whose_provider_column_is_the_patient_id_stops_the_run(tmp_path):
     from conftest import ORDER_HEADER, PROC_HEADER, write_csv
 
