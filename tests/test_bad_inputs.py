@@ -853,6 +853,10 @@ def test_a_value_that_shows_a_patient_id_with_punctuation_or_without_zeros_is_no
     write_csv(d / "procedures.csv", PROC_HEADER, [["PR1", "P0731942", "2025-06-02 09:00:00", "62323", "Pain", "1970-05-05"]])
     shown = ["P0731942.", "P0731942-01", "p0731942.0", "_P0731942_", "MRNP0731942", "P0731942x", "731942"]
     orders = [[f"O{i}", "P0731942", when, "72156", "Neuro", "G97.1", "completed"] for i, when in enumerate(shown)]
+    # and a status the gate sets aside (orders.status.allowed): its rejects hide theirs too
+    orders += [
+        [f"O{i}", "P0731942", "2025-06-06 10:00:00", "72156", "Neuro", "G97.1", s] for i, s in [(8, "P0731942."), (9, "731942")]
+    ]
     orders += [[f"O{i}", "P0731942", "2025-06-06 10:00:00", "72156", "Neuro", "G97.1", "completed"] for i in range(10, 60)]
     write_csv(d / "imaging_orders.csv", ORDER_HEADER, orders)
     out = tmp_path / "out"
@@ -862,6 +866,8 @@ def test_a_value_that_shows_a_patient_id_with_punctuation_or_without_zeros_is_no
     assert leaked == [] and "731942" not in r.stderr
     bad_times = _rejects(out).filter(pl.col("column_name") == "ordered_at")
     assert bad_times.height == len(shown) and bad_times["value"].null_count() == len(shown), bad_times
+    bad_status = _rejects(out).filter(pl.col("column_name") == "status")
+    assert bad_status.height == 2 and bad_status["value"].null_count() == 2, bad_status
 
 
 # ----------------------------------------------------------------------------------------------

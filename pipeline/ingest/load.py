@@ -32,8 +32,8 @@ from pipeline.ingest.contract import (
     TableContract,
     longest_text,
     out_of_range_reason,
-    shows_a_patient_id,
     too_long_reason,
+    values_showing_a_patient_id,
 )
 from pipeline.ingest.files import Fingerprint, fingerprint_in_background, line_of
 from pipeline.ingest.inputs import InputFile, find_inputs  # noqa: F401 - the loader's entry points
@@ -641,7 +641,8 @@ def _hide_patient_ids(con: duckdb.DuckDBPyConnection, src: str, typed_cols: list
     if "patient_id" not in typed_cols or not con.execute("SELECT count(*) FROM rejects WHERE value IS NOT NULL").fetchall()[0][0]:
         return
     patient_ids = f"SELECT patient_id FROM {src} WHERE patient_id IS NOT NULL"
-    con.execute(f"UPDATE rejects SET value = NULL WHERE value IS NOT NULL AND {shows_a_patient_id('value', patient_ids)}")
+    shown = values_showing_a_patient_id("SELECT value FROM rejects", patient_ids)
+    con.execute(f"UPDATE rejects SET value = NULL WHERE value IN ({shown})")
 
 
 def say_unknown_values(prepared: dict[str, PreparedTable]) -> dict[str, PreparedTable]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import polars as pl
 
 from pipeline.errors import ConfigError, printable
-from pipeline.ingest.contract import CONTRACT_BY_NAME, shows_a_patient_id
+from pipeline.ingest.contract import CONTRACT_BY_NAME, values_showing_a_patient_id
 from pipeline.resources import REFERENCE_DIR
 
 SHIPPED = REFERENCE_DIR / "value_maps.csv"
@@ -234,8 +234,9 @@ def without_patient_ids(unknowns: list[UnknownValues], typed_parquets: list[Path
         held = {
             v
             for (v,) in con.execute(
-                "SELECT v FROM unnest(?::VARCHAR[]) AS t(v) WHERE "
-                + shows_a_patient_id("v", f"SELECT patient_id FROM read_parquet([{files}], union_by_name = true)"),
+                values_showing_a_patient_id(
+                    "SELECT unnest(?::VARCHAR[])", f"SELECT patient_id FROM read_parquet([{files}], union_by_name = true)"
+                ),
                 [listed],
             ).fetchall()
         }
