@@ -212,6 +212,33 @@ def test_a_broken_suite_of_the_audit_stops_its_run_before_any_input_is_read(toy_
     assert "Traceback" not in r.stderr and "parsed" not in r.stderr and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("kind", "said"),
+    [
+        ("folder", "is not a regular file (a folder, a pipe or a device); make it a JSON file, or remove it"),
+        ("nested", "JSON nested too deeply to read; fix the file"),
+    ],
+)
+def test_a_suite_that_is_a_folder_or_nested_too_deeply_is_one_line(toy_run, tmp_path, kind, said):
+    """The hostile review (2026-12-05): a folder named orders.json in an audit's expectations/ was IsADirectoryError's
+    traceback, and a suite nested deeper than Python's JSON parser goes RecursionError's, exit 70."""
+    changed = tmp_path / "toy_audit"
+    shutil.copytree(TOY, changed)
+    suite = changed / "expectations" / "orders.json"
+    suite.parent.mkdir()
+    if kind == "folder":
+        suite.mkdir()
+    else:
+        suite.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    r = run_cli(
+        "run", "--input", toy_run["out"].parent / "in", "--out", tmp_path / "out", "--audit", "toy_audit",
+        "--site-timezone", SITE_TIMEZONE, env={**KEY, "ORDER_AUDIT_AUDITS_PATH": str(changed)},
+    )  # fmt: skip
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.splitlines()[-1] == f"order-audit: error: --audit toy_audit cannot run: {suite}: {said}", r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()
+
+
 def _blocking_check(expectation: dict) -> str:
     """A suite of the toy audit holding one blocking check of src_patients."""
     meta = {"check_id": "toy_audit.patients.born", "severity": "blocking", "row_level": True, "description": "A birth date."}

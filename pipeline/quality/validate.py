@@ -108,15 +108,23 @@ def load_suite(name_or_path: str | os.PathLike, table_prefix: str = "", known_ta
     may name, e.g. ``input_tables()``): a mistake in it is one line naming the file (ConfigError, exit 1), before
     any data is read; it was JSON's, GX's or a KeyError's traceback mid-gate, exit 70."""
     from pipeline.audits import verdicts
+    from pipeline.config import regular_file
 
     path = suite_path(name_or_path)
     try:
+        # a folder or a pipe named *.json in an audit's expectations/ was a traceback, or a run that never ended; JSON
+        # nested too deep for Python's parser a RecursionError's traceback (the hostile review, 2026-12-05)
+        regular_file(path, "make it a JSON file, or remove it")
         text = path.read_text(encoding="utf-8")
         json.loads(text)  # the file as written: its line and column, before {prefix} moves them
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text; save the suite as UTF-8 JSON") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}, line {exc.lineno}, column {exc.colno}: not JSON ({exc.msg}); fix the file") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: JSON nested too deeply to read; fix the file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the suite ({exc.strerror}); check its permissions") from None
     suite = json.loads(text.replace("{prefix}", table_prefix))
     _check_suite(path, suite, None if known_tables is None else sorted(known_tables))
     for table in suite["tables"]:
