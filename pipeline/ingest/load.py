@@ -23,7 +23,17 @@ import polars as pl
 
 from pipeline.config import Config
 from pipeline.errors import InputFileError, MissingColumnError, printable
-from pipeline.ingest import headers, parse_checks, physical_lines, short_rows, source_store, textfile, value_maps, xlsx
+from pipeline.ingest import (
+    headers,
+    parse_checks,
+    physical_lines,
+    short_rows,
+    source_store,
+    textfile,
+    utc_midnight,
+    value_maps,
+    xlsx,
+)
 from pipeline.ingest.contract import (
     CONTRACT_BY_NAME,
     CONTRACTS,
@@ -404,6 +414,7 @@ def prepare_table(
         src = f"read_parquet({literal(typed_path)})"
         if rows is None:  # a file with a header (a FHIR reader reads past blank lines itself)
             _drop_blank_rows(con, typed_path, contract, f.label)
+        utc_midnight.read_as_dates(con, typed_path, contract, cfg.site_timezone, f.label)
         set_aside = set_aside_impossible(con, typed_path, contract, scratch)
         typed_cols = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
         problems = []
