@@ -2,7 +2,10 @@
 
 * dates exported as instants at UTC midnight (``"authoredOn": "2025-06-06T00:00:00Z"``): a load whose every time
   (ten or more) is UTC midnight is read as dates, each its UTC calendar date, as a bare date is; read as instants,
-  in a US site zone they fell on the evening before and an order 74 hours after its procedure was premature.
+  in a US site zone they fell on the evening before and an order 74 hours after its procedure was premature;
+* an Encounter that lists several locations (a bed before its ward, the moves of a stay, a planned transfer): the
+  department is where the patient was at the order's time, at the department's level (a bed or a room stands for
+  the ward it is part of); the first location, as before, named a bed, or a ward the patient had left.
 """
 
 from __future__ import annotations
@@ -111,3 +114,100 @@ def test_a_parquet_column_of_utc_midnights_is_read_as_dates_too(tmp_path):
     (folder / "procedures.csv").write_text(procedures.replace("2025-06-02 09:00:00", "2025-06-02 22:00:00"), encoding="utf-8")
     out, _ = _run(tmp_path, folder)
     assert {(o["hours_since_index"], o["is_premature"]) for o in _orders(out).values()} == {("74.0", "false")}
+
+
+# ----------------------------------------------------------------------------------------------
+# 2. an Encounter's several locations
+
+PHYSICAL = "http://terminology.hl7.org/CodeSystem/location-physical-type"
+
+
+def _location(lid: str, name: str, kind: str, part_of: str | None = None) -> dict:
+    res = {
+        "resourceType": "Location",
+        "id": lid,
+        "status": "active",
+        "name": name,
+        "physicalType": {"coding": [{"system": PHYSICAL, "code": kind}]},
+    }
+    return res | ({"partOf": {"reference": f"Location/{part_of}"}} if part_of else {})
+
+
+def _at(lid: str, display: str, status: str, start: str | None = None, end: str | None = None, kind: str | None = None):
+    """One Encounter.location entry, as R4's examples write it."""
+    entry = {"location": {"reference": f"Location/{lid}", "display": display}, "status": status}
+    period = {k: v for k, v in (("start", start), ("end", end)) if v}
+    if period:
+        entry["period"] = period
+    if kind:
+        entry["physicalType"] = {"coding": [{"system": PHYSICAL, "code": kind}]}
+    return entry
+
+
+def test_an_encounters_department_is_where_the_patient_was_at_the_order(tmp_path, export):
+    """MRN-1's stay: bed 12 of ward 4 North until 10:02, then the ICU (active), a rehabilitation bed planned: O1
+    (10:00) was ordered on 4 North, O2 (10:05) in the ICU. O3's encounter gives no periods: the active location.
+    MRN-2's: a bed of a room of the emergency department, and a transfer planned: the department, not the bed."""
+    locations = _resources(export / "Location.000.ndjson") + [
+        _location("ward-4n", "Neurology ward 4 North", "wa"),
+        _location("bed-12", "Bed 12", "bd", "ward-4n"),
+        _location("icu", "Intensive care unit", "wa"),
+        _location("rehab", "Rehabilitation", "wa"),
+        _location("ed", "Emergency department", "wa"),
+        _location("room-3", "ED room 3", "ro", "ed"),
+        _location("bed-7", "ED bed 7", "bd", "room-3"),
+    ]
+    _write(export / "Location.000.ndjson", locations)
+    stay = [
+        _at("bed-12", "Bed 12", "completed", "2025-06-05T08:00:00-04:00", "2025-06-06T10:02:00-04:00", kind="bd"),
+        _at("ward-4n", "4 North", "completed", "2025-06-05T08:00:00-04:00", "2025-06-06T10:02:00-04:00"),
+        _at("icu", "ICU", "active", "2025-06-06T10:02:00-04:00"),
+        _at("rehab", "Rehabilitation", "planned", "2025-06-09"),
+    ]
+    no_periods = [_at("ward-4n", "4 North", "completed"), _at("icu", "ICU", "active")]
+    emergency = [_at("bed-7", "ED bed 7", "active", "2025-06-04T07:00:00-04:00"), _at("rehab", "Rehabilitation", "planned")]
+    encounters = _resources(export / "Encounter.000.ndjson")
+    by_patient = {e["subject"]["reference"]: e for e in encounters}
+    mrn1, mrn2 = by_patient["Patient/MRN-1"], by_patient["Patient/MRN-2"]
+    added = {**mrn1, "id": "enc-no-periods", "location": no_periods}
+    _write(
+        export / "Encounter.000.ndjson",
+        [e | {"location": stay} if e is mrn1 else e | {"location": emergency} if e is mrn2 else e for e in encounters] + [added],
+    )
+    orders = _resources(export / "ServiceRequest.000.ndjson")
+    _write(
+        export / "ServiceRequest.000.ndjson",
+        [o | {"encounter": {"reference": "Encounter/enc-no-periods"}} if o["id"] == "O3" else o for o in orders],
+    )
+    out, _ = _run(tmp_path, export)
+    departments = {o: row["ordering_department"] for o, row in _orders(out).items()}
+    assert departments == {
+        "O1": "Neurology ward 4 North",
+        "O2": "Intensive care unit",
+        "O3": "Intensive care unit",
+        "O4": "Emergency department",
+    }
+
+
+def test_a_location_entry_in_another_shape_is_a_reject_naming_file_line_and_element(tmp_path, export):
+    """The entries' status, period and physicalType are read now: a period written as a text (not R4's Period) is a
+    reject of the Encounter's line, with the file and the line, as any element in another shape, never a guess."""
+    encounters = _resources(export / "Encounter.000.ndjson")
+    first = encounters[0]
+    bad = first | {"location": [*first["location"], {"location": {"reference": "Location/x"}, "period": "2025-06-05"}]}
+    _write(export / "Encounter.000.ndjson", [bad, *encounters[1:]])
+    out, _ = _run(tmp_path, export)
+    rejects = pl.read_csv(out / "csf_leak" / "rejects.csv", infer_schema=False)
+    found = (
+        rejects.filter(pl.col("reason").str.contains("Encounter.location.period"))
+        .select("source_file", "source_line", "reason")
+        .rows()
+    )
+    assert found == [
+        (
+            "Encounter.000.ndjson",
+            "1",
+            "element Encounter.location.period is a single value where FHIR R4 has an object: it cannot be read as R4"
+            " (an R5 or a damaged export); re-export it in R4's shape",
+        )
+    ], rejects.rows()

@@ -36,7 +36,9 @@ REJECTS_NAME = {
 }
 # department source -> the expression over the joined row (lookups.sql names these columns)
 DEPARTMENT_SQL = {
-    "encounter.location": "coalesce(encounter_location_name, encounter_location_display)",
+    # an Encounter of several locations: the one where the patient was at the row's time (macros.sql)
+    "encounter.location": "coalesce(fhir_encounter_department(encounter_places, {at}), encounter_location_name,"
+    " encounter_location_display)",
     "encounter.serviceType": "encounter_service_type",
     "location": "coalesce(own_location_name, location_display)",
     "extension": "coalesce(extension_text, extension_location_name, extension_location_display)",
@@ -63,9 +65,10 @@ class MappedTable:
     left_out: list[dict]  # {"resource", "reason", "count"}: resources left out on purpose
 
 
-def department_sql(sources: tuple[str, ...]) -> str:
-    """The first non-empty department of the sources, in order (fixed fragments, no user text)."""
-    parts = [f"nullif(trim({DEPARTMENT_SQL[s]}), '')" for s in sources]
+def department_sql(sources: tuple[str, ...], at: str) -> str:
+    """The first non-empty department of the sources, in order (fixed fragments, no user text); at: the row's time
+    column (the pick among an Encounter's several locations)."""
+    parts = [f"nullif(trim({DEPARTMENT_SQL[s].format(at=at)}), '')" for s in sources]
     return f"coalesce({', '.join(parts)}, NULL)"
 
 
@@ -92,7 +95,8 @@ def rows_query(table: str, fhir: FhirSettings) -> str:
     query = sql(f"table_{table}")
     sources = {"imaging_orders": fhir.order_department, "procedures": fhir.procedure_department}.get(table)
     if sources is not None:
-        query = query.replace("/*department*/ NULL", department_sql(sources))
+        at = {"imaging_orders": "ordered_at", "procedures": "performed_at"}[table]
+        query = query.replace("/*department*/ NULL", department_sql(sources, at))
     return query
 
 

@@ -276,3 +276,35 @@ CREATE OR REPLACE MACRO fhir_birth_date_note(v) AS
     CASE WHEN nullif(trim(v), '') IS NOT NULL AND fhir_birth_date(v) IS NULL THEN
         'Patient.birthDate is not a FHIR date (YYYY-MM-DD, or a partial YYYY or YYYY-MM): no day to count the age from'
     END;
+
+-- A Location at a level below a department (R4 location-physical-type): a bed (bd) or a room (ro). Such a
+-- location of an Encounter stands for the ward or unit it is part of.
+CREATE OR REPLACE MACRO fhir_below_department(physical_type) AS coalesce(physical_type IN ('bd', 'ro'), false);
+
+-- Whether an Encounter.location's period covers a time (both as written): from its start, up to its end (a
+-- move's end is the next one's start). A bare date on either side is compared as the dates written (a whole day,
+-- no zone to read it in); a period with neither start nor end covers nothing (it says nothing of when).
+CREATE OR REPLACE MACRO fhir_period_covers(start_at, end_at, event_at) AS
+    event_at IS NOT NULL AND (start_at IS NOT NULL OR end_at IS NOT NULL)
+    AND coalesce(start_at IS NULL OR CASE WHEN length(start_at) <= 10 OR length(event_at) <= 10
+        THEN substr(start_at, 1, 10) <= substr(event_at, 1, 10) ELSE try_cast(start_at AS TIMESTAMPTZ) <= try_cast(event_at AS TIMESTAMPTZ) END, false)
+    AND coalesce(end_at IS NULL OR CASE WHEN length(end_at) <= 10 OR length(event_at) <= 10
+        THEN substr(event_at, 1, 10) <= substr(end_at, 1, 10) ELSE try_cast(event_at AS TIMESTAMPTZ) < try_cast(end_at AS TIMESTAMPTZ) END, false);
+
+-- The department of an Encounter that lists several locations (places: lookups.sql fhir_encounter_moves), for an
+-- order or a procedure at `event_at` (its time as written). The patient is where they were then: the places whose
+-- period covers it, else those whose status is active (where the patient is now), else every place; a planned
+-- (not yet there) or reserved (held empty) location is never where they were, unless every place is one. Of those,
+-- the first at a department's level (not a bed or a room), else the first's ward (its partOf).
+CREATE OR REPLACE MACRO fhir_places_at(held, places, event_at) AS
+    CASE
+        WHEN list_bool_or(list_transform(held, lambda p: fhir_period_covers(p.start, p."end", event_at)))
+            THEN list_filter(held, lambda p: fhir_period_covers(p.start, p."end", event_at))
+        WHEN list_bool_or(list_transform(held, lambda p: p.status = 'active')) THEN list_filter(held, lambda p: p.status = 'active')
+        WHEN len(held) > 0 THEN held
+        ELSE places
+    END;
+CREATE OR REPLACE MACRO fhir_department_of_places(chosen) AS coalesce(list_filter(chosen, lambda p: NOT p.below)[1], chosen[1]).department;
+CREATE OR REPLACE MACRO fhir_encounter_department(places, event_at) AS
+    CASE WHEN places IS NOT NULL THEN fhir_department_of_places(fhir_places_at(
+        list_filter(places, lambda p: coalesce(p.status NOT IN ('planned', 'reserved'), true)), places, event_at)) END;
