@@ -5,13 +5,17 @@
   in a US site zone they fell on the evening before and an order 74 hours after its procedure was premature;
 * an Encounter that lists several locations (a bed before its ward, the moves of a stay, a planned transfer): the
   department is where the patient was at the order's time, at the department's level (a bed or a room stands for
-  the ward it is part of); the first location, as before, named a bed, or a ward the patient had left.
+  the ward it is part of); the first location, as before, named a bed, or a ward the patient had left;
+* ``urn:uuid:`` references (a Bundle's, left by Bundle-to-NDJSON converters): the resource of the expected type whose
+  id is that uuid; a subject that resolves to no Patient is a reject as an unknown Patient is, and a requester that
+  is a Patient's uuid (or no Practitioner's) is no provider published.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from pathlib import Path
 
 import duckdb
@@ -19,6 +23,8 @@ import polars as pl
 import pytest
 from conftest import run_cli, write_small_input
 from fhir_export import export_extract
+
+from pipeline.ingest.fhir.settings import NPI
 
 
 @pytest.fixture
@@ -211,3 +217,97 @@ def test_a_location_entry_in_another_shape_is_a_reject_naming_file_line_and_elem
             " (an R5 or a damaged export); re-export it in R4's shape",
         )
     ], rejects.rows()
+
+
+# ----------------------------------------------------------------------------------------------
+# 3. urn:uuid: references
+
+LOOKED_UP = ("Patient", "Encounter", "Location", "Condition", "Practitioner")
+
+
+def _uuid_of(rtype: str, rid: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{rtype}/{rid}"))
+
+
+def _as_urn_uuids(value, ids: dict[str, str]):
+    """Every 'Type/id' reference to a looked-up resource written as 'urn:uuid:<its uuid>', as a converter leaves it."""
+    if isinstance(value, dict):
+        return {
+            k: f"urn:uuid:{ids[v]}" if k == "reference" and isinstance(v, str) and v in ids else _as_urn_uuids(v, ids)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_as_urn_uuids(v, ids) for v in value]
+    return value
+
+
+def _urn_uuid_export(export: Path) -> dict[str, str]:
+    """The export with every looked-up resource's id a uuid and every reference to one a urn:uuid; and a Practitioner
+    (with an NPI) as O1's requester, MRN-1 (a Patient) as O2's, a uuid no resource has as O3's."""
+    _write(
+        export / "Practitioner.000.ndjson",
+        [
+            {
+                "resourceType": "Practitioner",
+                "id": "dr-1",
+                "identifier": [{"system": NPI, "value": "1234567893"}],
+                "name": [{"family": "Careful"}],
+            }
+        ],
+    )
+    files = {path: _resources(path) for path in sorted(export.glob("*.ndjson"))}
+    ids = {
+        f"{r['resourceType']}/{r['id']}": _uuid_of(r["resourceType"], r["id"])
+        for resources in files.values()
+        for r in resources
+        if r["resourceType"] in LOOKED_UP
+    }
+    requesters = {"O1": "Practitioner/dr-1", "O2": "Patient/MRN-1", "O3": "Practitioner/not-exported"}
+    ids["Practitioner/not-exported"] = _uuid_of("Practitioner", "not-exported")
+    for path, resources in files.items():
+        changed = []
+        for r in resources:
+            if r["resourceType"] == "ServiceRequest" and r["id"] in requesters:
+                r = r | {"requester": {"reference": requesters[r["id"]]}}
+            r = _as_urn_uuids(r, ids)
+            if r["resourceType"] in LOOKED_UP:
+                r = r | {"id": ids[f"{r['resourceType']}/{r['id']}"]}
+            changed.append(r)
+        _write(path, changed)
+    return ids
+
+
+def test_urn_uuid_references_resolve_to_the_resources_whose_ids_they_are(tmp_path, export):
+    """The same export twice: as Bulk Data writes references, then with every looked-up resource's id a uuid and
+    every reference a urn:uuid. The same verdicts, departments, indications; every order was a reject before."""
+    plain, _ = _run(tmp_path / "plain", export)
+    ids = _urn_uuid_export(export)
+    assert "urn:uuid:" in (export / "ServiceRequest.000.ndjson").read_text(encoding="utf-8")
+    out, _ = _run(tmp_path / "uuids", export)
+    compared = ("verdict", "reasons", "ordering_department", "indication_codes", "hours_since_index")
+    before, after = _orders(plain), _orders(out)
+    assert {o: [row[c] for c in compared] for o, row in after.items()} == {
+        o: [row[c] for c in compared] for o, row in before.items()
+    }
+    assert len(after) == 4
+    providers = {o: after[o]["ordering_provider_id"] for o in ("O1", "O2", "O3")}
+    # the Practitioner's NPI; a Patient's uuid and a uuid no Practitioner has: no provider, never the uuid as written
+    assert providers == {"O1": "1234567893", "O2": None, "O3": None}
+    published = [f for f in out.rglob("*") if f.is_file() and f.suffix in (".csv", ".html", ".json", ".parquet")]
+    patient_uuids = [v for k, v in ids.items() if k.startswith("Patient/")]
+    assert published and not [f.name for f in published for u in patient_uuids if u.encode() in f.read_bytes()]
+
+
+def test_a_urn_uuid_subject_no_patient_has_is_a_reject_as_an_unknown_patient(tmp_path, export):
+    """A subject's urn:uuid that no Patient of the export has: the reject an unknown Patient/<id> gets, with the
+    file and the line (it was 'not a reference to a Patient', as every urn:uuid subject was)."""
+    _urn_uuid_export(export)
+    orders = _resources(export / "ServiceRequest.000.ndjson")
+    lost = {"reference": f"urn:uuid:{_uuid_of('Patient', 'not-exported')}"}
+    _write(export / "ServiceRequest.000.ndjson", [o | {"subject": lost} if o["id"] == "O4" else o for o in orders])
+    out, _ = _run(tmp_path, export)
+    rejects = pl.read_csv(out / "csf_leak" / "rejects.csv", infer_schema=False)
+    assert rejects.select("source_file", "source_line", "column_name", "value", "reason").rows() == [
+        ("ServiceRequest.000.ndjson", "4", "ServiceRequest.subject", None, "reference to a Patient that is not in the export")
+    ]
+    assert set(_orders(out)) == {"O1", "O2", "O3"}

@@ -27,10 +27,10 @@ CODE = (
 PROVIDER = (
     "{path} -> Practitioner.identifier in `provider_identifier_system` (NPI); else the Practitioner's id; "
     "else the reference as written (a PractitionerRole's, an Organization's), never a Patient's or RelatedPerson's: "
-    "no provider then, as the outputs publish it"
+    "no provider then, as the outputs publish it; a `urn:uuid:` reference only when it is a Practitioner's id"
 )
 WHEN_FILLED = "Loaded only when some Condition has it (else the table lacks the column, as an extract without it)"
-PATIENT = "a reference to Patient/<id>; a Patient not in the export is a reject"
+PATIENT = "a reference to Patient/<id> (or `urn:uuid:<id>`); a Patient not in the export is a reject"
 
 REPEATED_IDS = "repeated ids: the first line is kept, the others are rejects"
 

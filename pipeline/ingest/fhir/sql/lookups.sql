@@ -93,7 +93,8 @@ CREATE OR REPLACE MACRO fhir_in_context(extracted, encounters) AS TABLE
         e.places AS encounter_places,
         ol.name AS own_location_name,
         xl.name AS extension_location_name,
-        pr.identifier AS provider_identifier
+        pr.identifier AS provider_identifier,
+        pr.practitioner_id AS provider_practitioner_id
     FROM query_table(extracted) AS s
     LEFT JOIN fhir_patients AS p ON p.patient_id = s.patient_id
     LEFT JOIN query_table(encounters) AS e ON e.encounter_id = s.encounter_id

@@ -2,10 +2,14 @@
 
 -- The id in a reference to a resource type: 'Patient/123', 'https://host/fhir/Patient/123',
 -- 'Patient/123/_history/2' -> '123'; NULL when the reference is to another type. The plain
--- relative form takes no regular expression (tens of millions of references).
+-- relative form takes no regular expression (tens of millions of references). A 'urn:uuid:<uuid>' (a Bundle's
+-- reference, as Bundle-to-NDJSON converters leave it) names the resource whose id is that uuid, of whatever type
+-- (a uuid is unique): its id for any rtype, which resolves only where a resource of the expected type has it (a
+-- subject to no Patient is a Patient not in the export; a requester: fhir_provider).
 CREATE OR REPLACE MACRO fhir_ref_id(ref, rtype) AS
     CASE
         WHEN starts_with(ref, rtype || '/') AND NOT ref LIKE rtype || '/%/%' THEN nullif(substr(ref, length(rtype) + 2), '')
+        WHEN lower(left(ref, 9)) = 'urn:uuid:' THEN nullif(trim(substr(ref, 10)), '')
         ELSE nullif(regexp_extract(ref, '(?:^|/)' || rtype || '/([^/]+)', 1), '')
     END;
 
@@ -17,6 +21,16 @@ CREATE OR REPLACE MACRO fhir_ref_id(ref, rtype) AS
 -- found the MRN published as the provider, 2026-12-05): all read as the patient's.
 CREATE OR REPLACE MACRO fhir_provider_as_written(ref) AS
     CASE WHEN NOT regexp_matches(ref, '(?:^|/)\s*(?:patient|relatedperson)\s*(?:[/?#]|$)', 'i') THEN ref END;
+
+-- The provider of an order (requester) or a procedure (performer): the Practitioner's identifier in
+-- provider_identifier_system, else its id, else the reference as written (fhir_provider_as_written). A 'urn:uuid:'
+-- reference names no type: it is a provider only when it resolves to a Practitioner of the export (its identifier,
+-- else its id), never as written: it may be a Patient's or a RelatedPerson's uuid, and the outputs publish it.
+CREATE OR REPLACE MACRO fhir_provider(identifier, practitioner_id, ref) AS
+    CASE
+        WHEN lower(left(ref, 9)) = 'urn:uuid:' THEN coalesce(identifier, practitioner_id)
+        ELSE coalesce(identifier, fhir_ref_id(ref, 'Practitioner'), fhir_provider_as_written(ref))
+    END;
 
 -- Whether a value is missing or blank: NULL, '' or spaces alone (trim takes ' ' and Unicode's space separators,
 -- which start at U+00A0). Asked of every resource's id: trim copies each value it is given (~0.4 CPU-s per

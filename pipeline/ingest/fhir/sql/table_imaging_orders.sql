@@ -13,7 +13,7 @@ SELECT
     order_code,
     /*department*/ NULL AS ordering_department,
     order_name,
-    coalesce(provider_identifier, fhir_ref_id(provider_reference, 'Practitioner'), fhir_provider_as_written(provider_reference)) AS ordering_provider_id,
+    fhir_provider(provider_identifier, provider_practitioner_id, provider_reference) AS ordering_provider_id,
     fhir_indication_codes(reason_codes) AS indication_codes,
     indication_text,
     status,

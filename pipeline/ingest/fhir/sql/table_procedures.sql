@@ -10,7 +10,7 @@ SELECT
     procedure_code,
     /*department*/ NULL AS department,
     procedure_name,
-    coalesce(provider_identifier, fhir_ref_id(provider_reference, 'Practitioner'), fhir_provider_as_written(provider_reference)) AS provider_id,
+    fhir_provider(provider_identifier, provider_practitioner_id, provider_reference) AS provider_id,
     -- a partial birthDate (1970, 1970-05) is kept: the loader reads it as the days it spans; 19700101 or a dateTime
     -- is no FHIR date (nulled, with a note beside it: tables.py)
     fhir_birth_date(birth_date) AS patient_birth_date
