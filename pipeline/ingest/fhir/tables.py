@@ -37,8 +37,8 @@ REJECTS_NAME = {
 # department source -> the expression over the joined row (lookups.sql names these columns)
 DEPARTMENT_SQL = {
     # an Encounter of several locations: the one where the patient was at the row's time (macros.sql)
-    "encounter.location": "coalesce(fhir_encounter_department(encounter_places, {at}), encounter_location_name,"
-    " encounter_location_display)",
+    "encounter.location": "coalesce(fhir_encounter_department(encounter_places, encounter_fallback, {at}),"
+    " encounter_location_name, encounter_location_display)",
     "encounter.serviceType": "encounter_service_type",
     "location": "coalesce(own_location_name, location_display)",
     "extension": "coalesce(extension_text, extension_location_name, extension_location_display)",

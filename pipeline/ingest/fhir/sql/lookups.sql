@@ -11,7 +11,7 @@ CREATE OR REPLACE TEMP VIEW fhir_practitioners AS
     SELECT practitioner_id, identifier FROM fhir_practitioner
     WHERE problem IS NULL AND key NOT IN (SELECT source_line FROM fhir_supporting_rejects);
 CREATE OR REPLACE TEMP VIEW fhir_encounters AS
-    SELECT encounter_id, location_id, location_display, service_type, setting, locations FROM fhir_encounter
+    SELECT encounter_id, location_id, location_display, service_type, setting FROM fhir_encounter
     WHERE problem IS NULL AND key NOT IN (SELECT source_line FROM fhir_supporting_rejects);
 -- each Condition an encounter's diagnosis entries name, once (its first entry), with its rank and use
 CREATE OR REPLACE TEMP VIEW fhir_encounter_diagnoses AS
@@ -36,36 +36,44 @@ CREATE OR REPLACE VIEW fhir_reason_conditions AS
 -- The locations of an Encounter that lists several (a bed and its ward, the moves of a stay), each with the department
 -- it stands for: its Location's name, or for a bed or a room (location-physical-type bd, ro: below a department) the
 -- name of the nearest Location it is part of (Location.partOf, two levels up) that is not one; else its own name or
--- the reference's display. Only these few encounters are unnested (most list one location).
+-- the reference's display. `places`: those the patient can have been at (not planned: not there yet; not reserved:
+-- held empty), in order, for the pick by an order's time (macros.sql fhir_encounter_department); `fallback`: the
+-- department when no period covers that time, which needs no time: the first active place (at a department's level
+-- first), else the first place held, else the first planned or reserved one. Only these few encounters are unnested.
 CREATE OR REPLACE TEMP VIEW fhir_encounter_moves AS
-    SELECT m.encounter_id, list({
-        'department': CASE
-            WHEN m.below THEN coalesce(
-                CASE WHEN p1.location_id IS NOT NULL AND NOT fhir_below_department(p1.physical_type) THEN p1.name END,
-                CASE WHEN p2.location_id IS NOT NULL AND NOT fhir_below_department(p2.physical_type) THEN p2.name END,
-                m.name, m.display)
-            ELSE coalesce(m.name, m.display)
-        END,
-        'below': m.below, 'status': m.status, 'start': m.start, 'end': m."end"} ORDER BY m.pos) AS places
+    SELECT
+        encounter_id,
+        list({'department': department, 'below': below, 'start': start, 'end': "end"} ORDER BY pos) FILTER (WHERE held)
+            AS places,
+        arg_min(department, (CASE WHEN status = 'active' THEN 0 WHEN held THEN 1 ELSE 2 END, below, pos)) AS fallback
     FROM (
-        SELECT e.encounter_id, e.pos, e.loc.display, e.loc.status, e.loc.start, e.loc."end", l.name, l.part_of,
-               fhir_below_department(coalesce(e.loc.physical_type, l.physical_type)) AS below
+        SELECT
+            m.encounter_id, m.pos, m.status, m.below, m.start, m."end",
+            coalesce(m.status NOT IN ('planned', 'reserved'), true) AS held,
+            CASE
+                WHEN m.below THEN coalesce(
+                    CASE WHEN p1.location_id IS NOT NULL AND NOT fhir_below_department(p1.physical_type) THEN p1.name END,
+                    CASE WHEN p2.location_id IS NOT NULL AND NOT fhir_below_department(p2.physical_type) THEN p2.name END,
+                    m.name, m.display)
+                ELSE coalesce(m.name, m.display)
+            END AS department
         FROM (
-            SELECT encounter_id, unnest(locations) AS loc, generate_subscripts(locations, 1) AS pos
-            FROM fhir_encounter
-            WHERE locations IS NOT NULL AND problem IS NULL AND key NOT IN (SELECT source_line FROM fhir_supporting_rejects)
-        ) AS e
-        LEFT JOIN fhir_locations AS l ON l.location_id = e.loc.location_id
-    ) AS m
-    LEFT JOIN fhir_locations AS p1 ON p1.location_id = m.part_of
-    LEFT JOIN fhir_locations AS p2 ON p2.location_id = p1.part_of
-    GROUP BY m.encounter_id;
--- an encounter with its location's name (and, listing several, its places)
+            SELECT e.encounter_id, e.pos, e.loc.display, e.loc.status, e.loc.start, e.loc."end", l.name, l.part_of,
+                   fhir_below_department(coalesce(e.loc.physical_type, l.physical_type)) AS below
+            FROM (
+                SELECT encounter_id, unnest(locations) AS loc, generate_subscripts(locations, 1) AS pos
+                FROM fhir_encounter
+                WHERE locations IS NOT NULL AND problem IS NULL AND key NOT IN (SELECT source_line FROM fhir_supporting_rejects)
+            ) AS e
+            LEFT JOIN fhir_locations AS l ON l.location_id = e.loc.location_id
+        ) AS m
+        LEFT JOIN fhir_locations AS p1 ON p1.location_id = m.part_of
+        LEFT JOIN fhir_locations AS p2 ON p2.location_id = p1.part_of
+    )
+    GROUP BY encounter_id;
+-- an encounter with its location's name
 CREATE OR REPLACE TEMP VIEW fhir_encounter_places AS
-    SELECT e.* EXCLUDE (locations), l.name AS location_name, m.places
-    FROM fhir_encounters AS e
-    LEFT JOIN fhir_locations AS l USING (location_id)
-    LEFT JOIN fhir_encounter_moves AS m USING (encounter_id);
+    SELECT e.*, l.name AS location_name FROM fhir_encounters AS e LEFT JOIN fhir_locations AS l USING (location_id);
 
 -- The encounters some Procedure names: the procedures' join hashes these (~1M at 10M orders), not
 -- every encounter (10M, nearly all named by ServiceRequests only).
@@ -90,7 +98,8 @@ CREATE OR REPLACE MACRO fhir_in_context(extracted, encounters) AS TABLE
         e.location_display AS encounter_location_display,
         e.service_type AS encounter_service_type,
         e.location_name AS encounter_location_name,
-        e.places AS encounter_places,
+        mv.places AS encounter_places,
+        mv.fallback AS encounter_fallback,
         ol.name AS own_location_name,
         xl.name AS extension_location_name,
         pr.identifier AS provider_identifier,
@@ -98,6 +107,9 @@ CREATE OR REPLACE MACRO fhir_in_context(extracted, encounters) AS TABLE
     FROM query_table(extracted) AS s
     LEFT JOIN fhir_patients AS p ON p.patient_id = s.patient_id
     LEFT JOIN query_table(encounters) AS e ON e.encounter_id = s.encounter_id
+    -- the places of an Encounter of several locations, joined apart: a list in the encounters' hash table (ten million
+    -- at 10M orders) cost every encounter its copy (~6% of the parse at 100k orders); these are few, often none
+    LEFT JOIN fhir_encounter_moves AS mv ON mv.encounter_id = s.encounter_id
     LEFT JOIN fhir_locations AS ol ON ol.location_id = s.location_id
     LEFT JOIN fhir_locations AS xl ON xl.location_id = s.extension_location_id
     LEFT JOIN fhir_practitioners AS pr ON pr.practitioner_id = fhir_ref_id(s.provider_reference, 'Practitioner');

@@ -305,20 +305,13 @@ CREATE OR REPLACE MACRO fhir_period_covers(start_at, end_at, event_at) AS
     AND coalesce(end_at IS NULL OR CASE WHEN length(end_at) <= 10 OR length(event_at) <= 10
         THEN substr(event_at, 1, 10) <= substr(end_at, 1, 10) ELSE try_cast(event_at AS TIMESTAMPTZ) < try_cast(end_at AS TIMESTAMPTZ) END, false);
 
--- The department of an Encounter that lists several locations (places: lookups.sql fhir_encounter_moves), for an
--- order or a procedure at `event_at` (its time as written). The patient is where they were then: the places whose
--- period covers it, else those whose status is active (where the patient is now), else every place; a planned
--- (not yet there) or reserved (held empty) location is never where they were, unless every place is one. Of those,
--- the first at a department's level (not a bed or a room), else the first's ward (its partOf).
-CREATE OR REPLACE MACRO fhir_places_at(held, places, event_at) AS
-    CASE
-        WHEN list_bool_or(list_transform(held, lambda p: fhir_period_covers(p.start, p."end", event_at)))
-            THEN list_filter(held, lambda p: fhir_period_covers(p.start, p."end", event_at))
-        WHEN list_bool_or(list_transform(held, lambda p: p.status = 'active')) THEN list_filter(held, lambda p: p.status = 'active')
-        WHEN len(held) > 0 THEN held
-        ELSE places
-    END;
-CREATE OR REPLACE MACRO fhir_department_of_places(chosen) AS coalesce(list_filter(chosen, lambda p: NOT p.below)[1], chosen[1]).department;
-CREATE OR REPLACE MACRO fhir_encounter_department(places, event_at) AS
-    CASE WHEN places IS NOT NULL THEN fhir_department_of_places(fhir_places_at(
-        list_filter(places, lambda p: coalesce(p.status NOT IN ('planned', 'reserved'), true)), places, event_at)) END;
+-- The department of an Encounter that lists several locations (lookups.sql fhir_encounter_moves: the places the
+-- patient can have been at, and the department when no period covers the time), for an order or a procedure at
+-- `event_at` (its time as written): the places whose period covers it, the first at a department's level (not a bed
+-- or a room) else the first; else the fallback (the active place, else the first held). The time-free part is
+-- computed once per encounter, so an order's row carries two small lambdas.
+CREATE OR REPLACE MACRO fhir_encounter_department(places, fallback, event_at) AS
+    CASE WHEN fallback IS NOT NULL OR places IS NOT NULL THEN coalesce(
+        list_filter(places, lambda p: NOT p.below AND fhir_period_covers(p.start, p."end", event_at))[1].department,
+        list_filter(places, lambda p: fhir_period_covers(p.start, p."end", event_at))[1].department,
+        fallback) END;
