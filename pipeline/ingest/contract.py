@@ -196,7 +196,7 @@ def values_showing_a_patient_id(values_sql: str, patient_ids_sql: str) -> str:
     An id is found whole (``MRN:P0000937``, ``Patient/P0000937/_history/2``, ``"p0000937"``, after a zero-width space,
     before a date); its letters and digits together from 5 of them (``P0000937.``, ``P0000937-01``, ``_P0000937_``);
     from its first digit, with or without its zeros, from 6 (``MRNP0000937``, ``P0000937x``, ``104501`` for
-    ``0104501``), as ``sql_checks.holds_patient_id`` counts them in a published column. The hostile reviews found each
+    ``0104501``), as ``held_patient_ids.holds_patient_id`` counts them in a published column. The hostile reviews found each
     of these in rejects.csv (2026-12-04, 2026-12-05).
 
     Only the ids whose last 5 characters end one of the values' words are worked out (each once, then an equality

@@ -46,6 +46,7 @@ from pipeline.ingest.contract import (
     values_showing_a_patient_id,
 )
 from pipeline.ingest.files import Fingerprint, fingerprint_in_background, line_of
+from pipeline.ingest.held_patient_ids import WITHHELD_REASON, withheld_values_sql
 from pipeline.ingest.inputs import InputFile, find_inputs  # noqa: F401 - the loader's entry points
 from pipeline.ingest.ledger import TableLoad, ensure_tables, merge_inputs  # noqa: F401 - re-exported for callers
 from pipeline.ingest.reject_listing import FIRST_SEEN
@@ -416,6 +417,7 @@ def prepare_table(
             _drop_blank_rows(con, typed_path, contract, f.label)
         utc_midnight.read_as_dates(con, typed_path, contract, cfg.site_timezone, f.label)
         set_aside = set_aside_impossible(con, typed_path, contract, scratch)
+        withheld = withhold_patient_ids(con, typed_path, contract, scratch)
         typed_cols = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
         problems = []
         for err in (c for c in typed_cols if c.startswith(ERR) and c != LONG_TEXT):
@@ -431,6 +433,10 @@ def prepare_table(
         )
         if set_aside:
             con.execute("INSERT INTO rejects SELECT * FROM set_aside")
+        if withheld:  # the value not shown: it holds the patient id
+            con.execute(
+                "INSERT INTO rejects SELECT source_line, column_name, NULL, ?, 'value_nulled' FROM withheld", [WITHHELD_REASON]
+            )
         if rows is None and f.fmt in ("csv", "xlsx"):  # a file with a header row, which a pasted export repeats
             _name_repeated_headers(con, src, f, contract, cfg, typed_cols)
         if f.fmt == "csv" and rows is None:  # a row missing fields: its values may sit in the wrong columns
@@ -597,6 +603,26 @@ def set_aside_impossible(con: duckdb.DuckDBPyConnection, typed_path: Path, contr
                 nulled[name] = over[c]
     _null_where(con, typed_path, scratch, nulled)
     return True
+
+
+def withhold_patient_ids(con: duckdb.DuckDBPyConnection, typed_path: Path, contract: TableContract, scratch: Path) -> bool:
+    """Null in the typed file (the warehouse's copy of the rows) every published text value that holds its row's own
+    patient id (``held_patient_ids.withheld_values_sql``: a provider, department, site, name, indication text, needle
+    type or position), listing them in temp table withheld (True when there is one) for their rejects, before anything
+    reads them: the outputs name a patient only by a keyed pseudonym, and an MRN typed into an order's indication
+    reached audited_orders.csv, the workbook and the report as a warning of the gate. The codes are not withheld (they
+    drive the verdicts): the gate judges them. The common case (none) costs one scan of those columns, most rows ruled
+    out by plain string tests; the gate stops the run when many rows hold it (a column mapped from the patient id)."""
+    src = f"read_parquet({literal(typed_path)})"
+    columns = [c for (c,) in con.execute(f"SELECT column_name FROM (DESCRIBE SELECT * FROM {src})").fetchall()]
+    query = withheld_values_sql(src, contract.name, columns)
+    if query is None:
+        return False
+    con.execute(f"CREATE OR REPLACE TEMP TABLE withheld AS {query}")
+    found = [c for (c,) in con.execute("SELECT DISTINCT column_name FROM withheld ORDER BY 1").fetchall()]
+    held = {c: f"{LINE} IN (SELECT source_line FROM withheld WHERE column_name = {literal(c)})" for c in found}
+    _null_where(con, typed_path, scratch, held)
+    return bool(found)
 
 
 def _null_where(con: duckdb.DuckDBPyConnection, typed_path: Path, scratch: Path, nulled: dict[str, str]) -> None:

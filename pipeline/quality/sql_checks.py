@@ -13,6 +13,13 @@ from collections.abc import Callable
 
 from pipeline.ingest.code_systems import FORMS
 from pipeline.ingest.contract import CUT_OFF_REASON
+from pipeline.ingest.held_patient_ids import (
+    PUBLISHED_TEXT,
+    WITHHELD_REASON,
+    WITHHELD_TEXT,
+    holds_patient_id,
+    may_hold_patient_id,
+)
 from pipeline.quality.catalog import (
     HELD_BIRTHS_VIEW,
     HELD_ORDERS_VIEW,
@@ -578,91 +585,9 @@ def check_procedures_unique(p: dict):
 # the share of a table's rows whose published values hold the row's own patient id at which the check fails: a chance
 # match of five or more characters, as a whole word, is about one row in a million; an export that builds its ids
 # from the MRN (or a column mapping that swapped the provider and the patient) does so in every row, or every row of
-# one site's system. Fewer rows are a warning: published, but not enough to stop the month
+# one site's system: a mistake to correct, not values to null quietly. Fewer rows are a warning: the text the loader
+# withheld (nulled), the ids and codes published
 ID_HOLDS_PATIENT_SHARE = 0.001
-# a patient id is looked for as a word of the id only from this many letters and digits (a three-digit patient id
-# inside a sequence number is chance); from its first digit (without a prefix the id leaves out), from this many
-# letters and digits (the test decks' pt-p7159-1 and or-p7159-1 share 7159-1, a case's tag, five of them)
-ID_HOLDS_PATIENT_LEAST = 5
-ID_HOLDS_PATIENT_UNPREFIXED = 6
-# the published columns of a table other than its id, looked at together: a provider, a department or a site column
-# mapped from the patient id, or a patient id typed into an order's name or indication. The codes too: an order's code
-# and indication codes are published as they are, a code no map knows included (not evaluable), and the patient id
-# under order_code in 5% of the rows (a shifted column) was published with only the code checks' warnings (the hostile
-# review, 2026-12-05). And a procedure's needle type and position: a word no map knows is published as it is in the
-# case list and the report's breakdowns (the patient id under needle_type in 20% of the rows reached them, exit 0)
-PUBLISHED_TEXT = {
-    "imaging_orders": (
-        "ordering_provider_id",
-        "ordering_department",
-        "site",
-        "order_name",
-        "order_code",
-        "indication_codes",
-        "indication_text",
-    ),
-    "procedures": (
-        "provider_id",
-        "department",
-        "site",
-        "procedure_name",
-        "procedure_code",
-        "needle_type",
-        "patient_position",
-    ),
-}
-
-
-def _words(text: str) -> str:
-    """A DuckDB expression: ``text`` (a column) as its words between single spaces and at both ends, a word being a
-    run of digits or a run of letters (``O-MRN000123/1`` gives `` O MRN 000123 1 ``): a patient id is held when its
-    words are a run of the id's words, never a part of one (``1234`` is not in ``ACC123456``)."""
-    digits_then_other = f"regexp_replace({text}, '([0-9])([^0-9])', '\\1 \\2', 'g')"
-    other_then_digits = f"regexp_replace({digits_then_other}, '([^0-9])([0-9])', '\\1 \\2', 'g')"
-    return f"(' ' || trim(regexp_replace({other_then_digits}, '[^\\pL\\pN]+', ' ', 'g')) || ' ')"
-
-
-def _without_zeros(words: str) -> str:
-    """``words`` (``_words``) with each number's leading zeros dropped (`` acc 00104501 3 `` gives `` acc 104501 3 ``)."""
-    return f"regexp_replace({words}, ' 0+([0-9])', ' \\1', 'g')"
-
-
-def _alnum_length(words: str) -> str:
-    return f"length(replace({words}, ' ', ''))"
-
-
-def holds_patient_id(value: str, patient: str = "patient_id") -> str:
-    """A DuckDB expression: whether ``value`` holds the patient id ``patient`` (the row's own), compared in lower case,
-    as a run of whole words (``_words``) in one of these forms:
-
-    - the patient id's words, from 5 letters and digits (MRN104501 in mrn104501-01);
-    - from its first digit, from 6 (P0104501's 0104501 in ACC-0104501-2);
-    - either, every number without its leading zeros and the patient id's separators dropped, from 5 and 6 letters
-      and digits left (104501 in ACC-00104501-3, 0104501 in ACC-104501-3, 104-50-1234 in O104501234).
-
-    A part of a word never counts (104501 is not in 2104501, nor P0000265 in P000026501). The hostile review found
-    the lower case, the zeros and the separators missed (2026-12-04)."""
-    v, p = f"lower({value})", f"lower({patient})"
-    unprefixed = f"regexp_extract({p}, '^[^0-9]*(.*)$', 1)"
-    joined = f"regexp_replace({p}, '[^\\pL\\pN]+', '', 'g')"
-    joined_unprefixed = f"regexp_extract({joined}, '^[^0-9]*(.*)$', 1)"
-    as_given, no_zeros = _words(v), _without_zeros(_words(v))
-    forms = (
-        (as_given, _words(p), ID_HOLDS_PATIENT_LEAST),
-        (as_given, _words(unprefixed), ID_HOLDS_PATIENT_UNPREFIXED),
-        (no_zeros, _without_zeros(_words(joined)), ID_HOLDS_PATIENT_LEAST),
-        (no_zeros, _without_zeros(_words(joined_unprefixed)), ID_HOLDS_PATIENT_UNPREFIXED),
-    )
-    return "(" + " OR ".join(f"({_alnum_length(w)} >= {least} AND contains({among}, {w}))" for among, w, least in forms) + ")"
-
-
-def _may_hold_patient_id(value: str, patient: str = "patient_id") -> str:
-    """A cheap test that rules out nearly every row before ``holds_patient_id``'s regular expressions: whatever holds
-    the patient id holds its last three characters (a number's last digits keep their place without its zeros), when
-    they are of its last word: an id ending in a short word after a separator (``104501-A``) is looked for only where
-    the value keeps that separator. Over 10M orders (2 cores, other work beside): the order ids 1.7 s, the five
-    published text columns 4 s, half of it lower-casing them."""
-    return f"(length({patient}) >= {ID_HOLDS_PATIENT_LEAST} AND contains(lower({value}), right(lower({patient}), 3)))"
 
 
 def _holds_patient_id_check(table: str, columns: tuple[str, ...], label: str):
@@ -672,35 +597,58 @@ def _holds_patient_id_check(table: str, columns: tuple[str, ...], label: str):
     when ID_HOLDS_PATIENT_SHARE of the rows hold it, and warns below; the examples are line numbers (and the column,
     when several are looked at), never the values. ``columns``: those the table has are looked at, as one text.
 
-    Plain string tests rule out nearly every row before a regular expression is run (``_may_hold_patient_id``)."""
+    In the gate the loader has already withheld (nulled, with a reject) the text columns' values that hold it
+    (``held_patient_ids.WITHHELD_TEXT``): those rejects are counted with what the table still holds (the ids, the
+    codes), each row once. On a warehouse without them (validating stored tables) every column is looked at.
+
+    Plain string tests rule out nearly every row before a regular expression is run (``may_hold_patient_id``)."""
 
     def run(con):
         present = {r[0] for r in con.execute(f"DESCRIBE src_{table}").fetchall()}
-        cols = [c for c in columns if c in present]
-        if not cols:
+        gate = "incoming_rejects" in relations(con)
+        withheld = [c for c in WITHHELD_TEXT.get(table, ()) if c in columns] if gate else []
+        cols = [c for c in columns if c in present and c not in withheld]
+        if not cols and not withheld:
             return 0, 0, False, [], None
-        text = cols[0] if len(cols) == 1 else f"concat_ws(' ', {', '.join(cols)})"
-        # a CASE, not an AND: DuckDB computed the words of every row's value ahead of the filter (common
-        # subexpressions), 6.6 s over 10M orders against 1.3 s so
-        vsql = (
-            f"SELECT source_line FROM src_{table} WHERE patient_id IS NOT NULL "
-            f"AND CASE WHEN {_may_hold_patient_id(text)} THEN {holds_patient_id(text)} ELSE false END"
+        parts = []
+        if cols:
+            text = cols[0] if len(cols) == 1 else f"concat_ws(' ', {', '.join(cols)})"
+            # a CASE, not an AND: DuckDB computed the words of every row's value ahead of the filter (common
+            # subexpressions), 6.6 s over 10M orders against 1.3 s so
+            parts.append(
+                f"SELECT source_line FROM src_{table} WHERE patient_id IS NOT NULL "
+                f"AND CASE WHEN {may_hold_patient_id(text)} THEN {holds_patient_id(text)} ELSE false END"
+            )
+        # the loader's, of the rows the table holds (a row set aside for another reason is not among them)
+        loader = (
+            f"SELECT source_line, column_name FROM incoming_rejects WHERE table_name = '{table}' "
+            f"AND reason = {typed_literal(WITHHELD_REASON)} AND source_line IN (SELECT source_line FROM src_{table})"
         )
+        if withheld:
+            parts.append(f"SELECT source_line FROM ({loader})")
+        vsql = parts[0] if len(parts) == 1 else f"SELECT DISTINCT source_line FROM ({' UNION ALL '.join(parts)})"
         n, lines = _count_and_sample(con, vsql, "source_line")
         total = con.execute(f"SELECT count(*) FROM src_{table}").fetchall()[0][0]
         failed = n > 0 and n >= ID_HOLDS_PATIENT_SHARE * total
         examples = [f"line {line}" for line in lines]
-        if len(cols) > 1 and lines:  # which column of each example: where the site's fix lies
-            named = " || ".join(f"CASE WHEN {holds_patient_id(c)} THEN ' {c}' ELSE '' END" for c in cols)
-            which = dict(
-                con.execute(
-                    f"SELECT source_line, trim({named}) FROM src_{table} WHERE source_line IN ({', '.join(map(str, lines))})"
-                ).fetchall()
-            )
-            examples = [f"line {line} ({', '.join(which.get(line, '').split()) or label})" for line in lines]
+        which: dict[int, list[str]] = {}
+        if (len(cols) > 1 or withheld) and lines:  # which column of each example: where the site's fix lies
+            listed = ", ".join(map(str, lines))
+            if cols:
+                named = " || ".join(f"CASE WHEN {holds_patient_id(c)} THEN ' {c}' ELSE '' END" for c in cols)
+                for line, found in con.execute(
+                    f"SELECT source_line, trim({named}) FROM src_{table} WHERE source_line IN ({listed})"
+                ).fetchall():
+                    which.setdefault(line, []).extend(found.split())
+            if withheld:
+                for line, column in con.execute(f"SELECT * FROM ({loader}) WHERE source_line IN ({listed})").fetchall():
+                    which.setdefault(line, []).append(column)
+            order = {c: i for i, c in enumerate(columns)}
+            examples = [f"line {line} ({', '.join(sorted(set(which.get(line, [])), key=order.get)) or label})" for line in lines]
         warning = (
             f"{label} holds the row's patient id in {counted(n, 'row')} of {total:,} (e.g. {', '.join(examples)}), fewer "
-            f"than {ID_HOLDS_PATIENT_SHARE:.1%}: published as they are; correct those rows in the source system"
+            f"than {ID_HOLDS_PATIENT_SHARE:.1%}: {_what_became_of(which, withheld, n, len(lines))}; correct those rows "
+            "in the source system"
             if n and not failed
             else None
         )
@@ -708,6 +656,20 @@ def _holds_patient_id_check(table: str, columns: tuple[str, ...], label: str):
 
     run.sample_key = "source_line"
     return [f"src_{table}"], run
+
+
+def _what_became_of(which: dict[int, list[str]], withheld: list[str], n: int, shown: int) -> str:
+    """What the run did with the values found: the text withheld, ids and codes published (the examples' columns say
+    which; beyond the examples both may be)."""
+    found = {c for cols in which.values() for c in cols}
+    nulled, kept = found & set(withheld), found - set(withheld)
+    if not withheld or (not nulled and n <= shown):
+        return "published as they are"
+    if not kept and n <= shown:
+        return "withheld from every output (the values nulled, listed in rejects.csv without them)"
+    return (
+        "the text withheld from every output (the values nulled, listed in rejects.csv without them), a code published as it is"
+    )
 
 
 def check_order_ids_hide_patient_ids(p: dict):
