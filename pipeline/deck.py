@@ -164,7 +164,7 @@ EPISODE_KEYS = ("patient_id", "index_date")  # a case named by its patient and i
 
 
 def _read(path: Path) -> pl.DataFrame:
-    return pl.read_csv(path, infer_schema=False).fill_null("")
+    return pl.read_csv(path, infer_schema=False, glob=False).fill_null("")
 
 
 def deck_outputs(out: Path, reid: Path, audit_id: str) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -33,11 +33,20 @@ from benchmarks.common import (
     pipeline_rows,
     verdicts_of,
 )
+from pipeline.deck import deck_files
 from pipeline.synth import generate
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE_READY = (ROOT / "pipeline" / "run.py").exists() and (ROOT / "pipeline" / "cli.py").exists()
 PANDAS = {CSF: pandas_audit, LBP: pandas_lbp}
+# the deck files whose patients are born in a year or a month (1980, 1980-05): the pipeline reads such a birth date as
+# the days it spans (README, Input contract); the baselines read a whole birth date only, so their orders are left out
+# of the comparison, the pipeline's verdicts on them checked by the decks themselves (tests/test_decks.py)
+PARTIAL_BIRTH_DATE_DECKS = (
+    "csf_leak/adult_partial_birth_date",
+    "low_back_pain/age_partial_birth_dates",
+    "low_back_pain/age_partial_birth_dates_procedure_rows",
+)
 VERDICTS = {
     CSF: {"appropriate", "inappropriate", "review", "excluded", "not_evaluable"},
     LBP: {"appropriate", "inappropriate", "excluded", "not_evaluable"},  # the audit has no review verdict
@@ -94,14 +103,21 @@ def test_a_moved_verdict_is_named():
 def test_baselines_agree_with_the_pipeline_on_the_decks(deck_runs, audit):
     """Every deck input (combined, and each separate file's) through the real CLI: the floor and the
     pandas audit give the pipeline's verdict for every audited order, and list no other order."""
+    partial = {o["order_id"] for f in deck_files() if f.id in PARTIAL_BIRTH_DATE_DECKS for o in f.case["imaging_orders"]}
+    assert partial, "the partial-birth-date decks hold no order: PARTIAL_BIRTH_DATE_DECKS names no deck file"
+
+    def whole_births(rows):
+        return [row for row in rows if row[1] not in partial]
+
     checked = 0
     for name, run in deck_runs["runs"].items():
         pipeline = pipeline_rows(run["warehouse"], audit)
         if pipeline is None:  # the audit did not run on this input (a separate file of another audit)
             assert name != "combined"
             continue
-        floor = floor_rows(run["input"], audit=audit)
-        pandas = pandas_rows(run["input"], audit)
+        pipeline = whole_births(pipeline)
+        floor = whole_births(floor_rows(run["input"], audit=audit))
+        pandas = whole_births(pandas_rows(run["input"], audit))
         named = {"pipeline": verdicts_of(pipeline), "floor": verdicts_of(floor), "pandas": verdicts_of(pandas)}
         assert diff_orders(named) == [], f"{audit} on the deck input {name}"
         assert diff_counts({k: counts_of(v) for k, v in (("pipeline", pipeline), ("floor", floor))}) == []
