@@ -232,6 +232,32 @@ def write_csv(path: Path, header: list[str], rows: list[list[str]], newline: str
     return path
 
 
+def published_texts(out: Path):
+    """Every file a run wrote under ``out``, as text to search for what must not be published: CSV, JSON and HTML as
+    they are, Parquet through Polars and a workbook's parts unzipped (both compressed: their bytes do not show a
+    value written into them)."""
+    import zipfile
+
+    import polars as pl
+
+    for path in sorted(p for p in Path(out).rglob("*") if p.is_file()):
+        if path.suffix == ".parquet":
+            yield path, pl.read_parquet(path).write_csv()
+        elif path.suffix == ".xlsx":
+            with zipfile.ZipFile(path) as z:
+                yield path, "\n".join(z.read(n).decode("utf-8", "replace") for n in z.namelist())
+        else:
+            yield path, path.read_bytes().decode("utf-8", "replace")
+
+
+def files_showing(out: Path, *values: str) -> list[str]:
+    """The names of the files under ``out`` (``published_texts``) that show any of ``values``; ``out`` holding no file
+    fails (nothing published is no proof that nothing leaked)."""
+    texts = list(published_texts(out))
+    assert texts, f"{out}: no file to search"
+    return [path.name for path, text in texts if any(v in text for v in values)]
+
+
 def truth_differences(truth, audited_csv: Path):
     """The orders where an audit's audited_orders.csv and the generator's ground truth (a frame of text
     columns, or a CSV file) differ (case, verdict or reasons; an order only one of them lists)."""

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import DX_HEADER, ORDER_HEADER, PROC_HEADER, run_cli, write_csv, write_small_input
+from conftest import DX_HEADER, ORDER_HEADER, PROC_HEADER, files_showing, run_cli, write_csv, write_small_input
 
 from pipeline import formula_guard
 from pipeline.ingest.contract import CONTRACT_BY_NAME, CONTRACTS
@@ -557,7 +557,7 @@ def test_a_repeated_patient_id_is_set_aside_without_showing_the_id(tmp_path, sma
     rejects = _rejects(out).filter(pl.col("table_name") == "patients")
     assert rejects.select("source_line", "column_name", "value", "action").rows() == [("3", "patient_id", None, "row_rejected")]
     assert rejects["reason"].to_list() == ["duplicate patient_id: first seen at line 2"]
-    leaked = [p.name for p in out.rglob("*") if p.is_file() and b"MRN-" in p.read_bytes()]
+    leaked = files_showing(out, "MRN-")
     assert leaked == [] and "MRN-" not in r.stderr
 
 
@@ -786,7 +786,7 @@ def _run_showing_nothing_of(tmp_path: Path, d: Path, patient_id: str) -> Path:
     out = tmp_path / "out"
     r = run_cli("run", "--input", d, "--out", out, "--warehouse", tmp_path / "wh.duckdb", "--no-validate")
     assert r.returncode == 0, r.stderr
-    leaked = [p.name for p in out.rglob("*") if p.is_file() and patient_id.encode() in p.read_bytes()]
+    leaked = files_showing(out, patient_id)
     assert leaked == [] and patient_id not in r.stderr
     return out
 
@@ -837,7 +837,7 @@ def test_a_value_that_shows_a_patient_id_in_another_form_is_not_shown(tmp_path):
     out = tmp_path / "out"
     r = run_cli("run", "--input", d, "--out", out, "--warehouse", tmp_path / "wh.duckdb")
     assert r.returncode == 0, r.stderr
-    leaked = [p.name for p in out.rglob("*") if p.is_file() and b"731942" in p.read_bytes()]
+    leaked = files_showing(out, "731942")
     assert leaked == [] and "731942" not in r.stderr
     bad_times = _rejects(out).filter(pl.col("column_name") == "ordered_at")
     assert bad_times.height == len(shown) and bad_times["value"].null_count() == len(shown), bad_times
@@ -862,7 +862,7 @@ def test_a_value_that_shows_a_patient_id_with_punctuation_or_without_zeros_is_no
     out = tmp_path / "out"
     r = run_cli("run", "--input", d, "--out", out, "--warehouse", tmp_path / "wh.duckdb")
     assert r.returncode == 0, r.stderr
-    leaked = [p.name for p in out.rglob("*") if p.is_file() and b"731942" in p.read_bytes()]
+    leaked = files_showing(out, "731942")
     assert leaked == [] and "731942" not in r.stderr
     bad_times = _rejects(out).filter(pl.col("column_name") == "ordered_at")
     assert bad_times.height == len(shown) and bad_times["value"].null_count() == len(shown), bad_times
@@ -1589,7 +1589,7 @@ def test_a_status_that_is_its_rows_patient_id_is_set_aside_without_showing_it(tm
     out = tmp_path / "out"
     r = run_cli("run", "--input", small_input, "--out", out, "--warehouse", tmp_path / "wh.duckdb")
     assert r.returncode == 0, r.stderr
-    leaked = [p.name for p in out.rglob("*") if p.is_file() and b"MRN-2" in p.read_bytes()]
+    leaked = files_showing(out, "MRN-2")
     assert leaked == [] and "MRN-2" not in r.stderr, (leaked, r.stderr)
     status = _rejects(out).filter((pl.col("table_name") == "imaging_orders") & (pl.col("column_name") == "status"))
     assert status.select("source_line", "value").rows() == [("46", None)], status

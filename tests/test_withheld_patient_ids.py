@@ -7,12 +7,11 @@ into an order's indication text reached audited_orders.csv, the workbook and the
 from __future__ import annotations
 
 import json
-import zipfile
 from pathlib import Path
 
 import duckdb
 import polars as pl
-from conftest import ORDER_HEADER, PROC_HEADER, run_cli, write_csv
+from conftest import ORDER_HEADER, PROC_HEADER, published_texts, run_cli, write_csv
 
 from pipeline.ingest.held_patient_ids import WITHHELD_REASON
 
@@ -52,27 +51,15 @@ def _write_extract(d: Path, provider_is_patient: bool = False) -> Path:
     return d
 
 
-def _texts(out: Path):
-    """Every output file as text: CSV, JSON, HTML as they are, Parquet through Polars, a workbook's parts unzipped."""
-    for path in sorted(p for p in out.rglob("*") if p.is_file()):
-        if path.suffix == ".parquet":
-            yield path, pl.read_parquet(path).write_csv()
-        elif path.suffix == ".xlsx":
-            with zipfile.ZipFile(path) as z:
-                yield path, "\n".join(z.read(n).decode("utf-8", "replace") for n in z.namelist())
-        else:
-            yield path, path.read_bytes().decode("utf-8", "replace")
-
-
 def test_a_text_value_that_holds_its_patient_s_id_is_withheld_from_every_output(tmp_path):
     d = _write_extract(tmp_path / "in")
     out = tmp_path / "out"
     r = run_cli("run", "--input", d, "--out", out)
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
-    kinds = {p.suffix for p, _ in _texts(out)}
+    kinds = {p.suffix for p, _ in published_texts(out)}
     assert {".csv", ".json", ".html", ".xlsx"} <= kinds, kinds
-    for path, text in _texts(out):
+    for path, text in published_texts(out):
         for mrn in (ORDER_MRN, PROCEDURE_MRN):
             assert mrn not in text, (path, mrn)
     assert ORDER_MRN not in r.stderr and PROCEDURE_MRN not in r.stderr
@@ -154,7 +141,7 @@ def test_an_export_s_indication_text_that_holds_its_patient_s_id_is_withheld(tmp
     out = tmp_path / "out"
     r = run_cli("run", "--input", export, "--out", out)
     assert r.returncode == 0, r.stderr
-    for path, text in _texts(out):
+    for path, text in published_texts(out):
         assert ORDER_MRN not in text, path
     said = next(s for s in r.stderr.splitlines() if "orders.published_text.holds_no_patient_id" in s)
     assert "(indication_text)" in said and "withheld from every output" in said, said
