@@ -697,17 +697,23 @@ class Plan:
 NOT_READY = "its folder is not ready"  # why a plan skips an audit whose folder fails a check (``check_files``)
 
 
-def plan(known: list[Audit], requested: list[str], present: dict[str, set[str]]) -> Plan:
-    """The audits the data can feed: the requested ones (all when none is named), less those whose
-    required table or column is absent, or whose folder cannot run (``problem``). ``present``: table ->
-    the contract columns the input and the warehouse hold."""
+def named(known: list[Audit], requested: list[str]) -> list[Audit]:
+    """The audits ``--audit`` names (each once, in the order given), all of ``known`` when it names none; a name no
+    audit has is one line (the run's and the deck's)."""
     by_id = {a.id: a for a in known}
     unknown = [r for r in requested if r not in by_id]
     if unknown:
         raise ConfigError(
             f"--audit {printable(unknown[0])}: no such audit; known: {', '.join(by_id) or '(none)'} (order-audit audits)"
         )
-    chosen = [by_id[r] for r in dict.fromkeys(requested)] if requested else known
+    return [by_id[r] for r in dict.fromkeys(requested)] if requested else known
+
+
+def plan(known: list[Audit], requested: list[str], present: dict[str, set[str]]) -> Plan:
+    """The audits the data can feed: the requested ones (all when none is named), less those whose
+    required table or column is absent, or whose folder cannot run (``problem``). ``present``: table ->
+    the contract columns the input and the warehouse hold."""
+    chosen = named(known, requested)
     run, skipped, missing = [], [], {}
     for audit in chosen:
         if not audit.runnable:

@@ -763,22 +763,15 @@ def deck_command(audit_ids, config_path, log_format, quiet, verbose):
 
     _log_as_asked(log_format, quiet, verbose)
     cfg = load_config(config_path)
-    found = audits_mod.discover(cfg.audits_path)
-    known = {a.id for a in found}
-    unknown = [a for a in audit_ids if a not in known]
-    if unknown:
-        raise ConfigError(
-            f"--audit {unknown[0]}: no such audit (found: {', '.join(sorted(known))}); `order-audit audits` lists them"
-        )
-    chosen = [a for a in found if not audit_ids or a.id in audit_ids]
+    chosen = audits_mod.named(audits_mod.discover(cfg.audits_path), list(audit_ids))
     for a in chosen:
         if not a.runnable:
             why = f"cannot run yet, its deck is not checked: {a.problem}"
             event(f"{a.id} skipped: {why}", level=logging.WARNING, event="audit_skipped", audit_id=a.id, reason=why)
-    files = deck.deck_files([a for a in chosen if a.runnable])
+    ran = [a for a in chosen if a.runnable]
+    files = deck.deck_files(ran)
     if not files:
         raise ConfigError("no deck file (deck/*.toml) in the audits chosen: write one case per path (docs/AUDITS.md, The deck)")
-    ran = [a for a in chosen if a.runnable]
     # named only when asked: by default a separate file's input may lack a table another audit needs, which the run
     # then skips (as the tests' runs do), where an audit named on the command line stops it
     chosen_args = [arg for a in ran for arg in ("--audit", a.id)] if audit_ids else []
