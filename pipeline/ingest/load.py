@@ -415,7 +415,7 @@ def prepare_table(
         src = f"read_parquet({literal(typed_path)})"
         if rows is None:  # a file with a header (a FHIR reader reads past blank lines itself)
             _drop_blank_rows(con, typed_path, contract, f.label)
-        utc_midnight.read_as_dates(con, typed_path, contract, cfg.site_timezone, f.label)
+        rewrite_typed(con, typed_path, scratch, utc_midnight.as_dates(con, typed_path, contract, cfg.site_timezone, f.label))
         set_aside = set_aside_impossible(con, typed_path, contract, scratch)
         withheld = withhold_patient_ids(con, typed_path, contract, scratch)
         typed_cols = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
@@ -627,12 +627,24 @@ def withhold_patient_ids(con: duckdb.DuckDBPyConnection, typed_path: Path, contr
 
 def _null_where(con: duckdb.DuckDBPyConnection, typed_path: Path, scratch: Path, nulled: dict[str, str]) -> None:
     """Rewrite the typed file with each column of `nulled` NULL where its condition holds (the error path only)."""
-    if not nulled:
+    rewrite_typed(
+        con,
+        typed_path,
+        scratch,
+        [f"CASE WHEN {test} THEN NULL ELSE {ident(name)} END AS {ident(name)}" for name, test in nulled.items()],
+    )
+
+
+def rewrite_typed(con: duckdb.DuckDBPyConnection, typed_path: Path, scratch: Path, replaced: list[str]) -> None:
+    """Rewrite the typed file with columns replaced (``SELECT * REPLACE`` expressions: a value nulled, a time read as a
+    date), compressed as the parse writes it; nothing to replace, nothing read or written."""
+    if not replaced:
         return
-    replaced = ", ".join(f"CASE WHEN {test} THEN NULL ELSE {ident(name)} END AS {ident(name)}" for name, test in nulled.items())
     src = f"read_parquet({literal(typed_path)})"
-    rewritten = scratch / f"{typed_path.stem}.nulled.parquet"
-    con.execute(f"COPY (SELECT * REPLACE ({replaced}) FROM {src}) TO {literal(rewritten)} (FORMAT parquet)")
+    rewritten = scratch / f"{typed_path.stem}.rewritten.parquet"
+    con.execute(
+        f"COPY (SELECT * REPLACE ({', '.join(replaced)}) FROM {src}) TO {literal(rewritten)} (FORMAT parquet, COMPRESSION lz4)"
+    )
     rewritten.replace(typed_path)
 
 

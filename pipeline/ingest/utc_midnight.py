@@ -28,10 +28,10 @@ AT_LEAST = 10
 DAY_US = 86_400_000_000
 
 
-def read_as_dates(con: duckdb.DuckDBPyConnection, typed_path: Path, contract: TableContract, tz: str, label: str) -> list[str]:
-    """Rewrite the typed file's instant columns whose every time is UTC midnight as dates; the columns rewritten.
-
-    One scan of the instant columns in the common case (a load of real times)."""
+def as_dates(con: duckdb.DuckDBPyConnection, typed_path: Path, contract: TableContract, tz: str, label: str) -> list[str]:
+    """The typed file's instant columns whose every time is UTC midnight, read as dates: the ``SELECT * REPLACE``
+    expressions that rewrite them (the loader rewrites the file with them: ``load.rewrite_typed``), none for a load of
+    real times. One scan of the instant columns."""
     src = f"read_parquet({literal(typed_path)})"
     types = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {src})").fetchall())
     cols = [c for c in contract.instants if types.get(c) == "TIMESTAMP WITH TIME ZONE" and f"{c}_is_date" in types]
@@ -61,15 +61,10 @@ def read_as_dates(con: duckdb.DuckDBPyConnection, typed_path: Path, contract: Ta
         if f"_ambiguous_{c}" in types:  # a moved instant is no repeated autumn hour
             amb = ident(f"_ambiguous_{c}")
             replaced.append(f"CASE WHEN {v} IS NULL OR {is_date} THEN {amb} ELSE false END AS {amb}")
-    rewritten = typed_path.with_name(typed_path.stem + ".dated.parquet")
-    con.execute(
-        f"COPY (SELECT * REPLACE ({', '.join(replaced)}) FROM {src}) TO {literal(rewritten)} (FORMAT parquet, COMPRESSION lz4)"
-    )
-    rewritten.replace(typed_path)
     for c in dated:
         log.info(
             "%s: every %s is UTC midnight: read as dates (each its UTC calendar date), a date column exported as instants",
             label,
             c,
         )
-    return dated
+    return replaced
